@@ -1,0 +1,68 @@
+"""The round-based, sans-IO interface shared by every protocol state machine.
+
+A party's step returns one :class:`RoundOutput`: at most one broadcast part (the same bytes for
+every other participant) and direct parts addressed to single peers (the transport must keep
+them confidential). The next step takes an inbox ``{sender: Delivery}`` holding exactly one
+delivery per other participant, keyed by the sender the *transport authenticated*: a payload
+whose header claims another sender is attributed to the channel it arrived on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+from .errors import ProtocolAbort, UsageError
+
+
+@dataclass(frozen=True)
+class RoundOutput:
+    round: int
+    broadcast: bytes | None = None
+    direct: Mapping[int, bytes] = field(default_factory=dict)
+
+    def payload_size(self, n_receivers: int) -> int:
+        """Bytes delivered by this output: the broadcast once per receiver, plus direct parts."""
+        b = len(self.broadcast) * n_receivers if self.broadcast is not None else 0
+        return b + sum(len(v) for v in self.direct.values())
+
+
+@dataclass(frozen=True)
+class Delivery:
+    broadcast: bytes | None = None
+    direct: bytes | None = None
+
+
+def check_participants(participants: Sequence[int], me: int, n_max: int = 65535) -> tuple[int, ...]:
+    """Distinct, non-zero, in-range indices that include ``me``; returns them sorted."""
+    ps = tuple(participants)
+    if len(set(ps)) != len(ps):
+        raise UsageError("participants: duplicate party index")
+    for p in ps:
+        if not isinstance(p, int) or not 1 <= p <= n_max:
+            raise UsageError(f"participants: index {p!r} out of range 1..{n_max}")
+    if me not in ps:
+        raise UsageError(f"participants: own index {me} missing")
+    return tuple(sorted(ps))
+
+
+def check_inbox(
+    inbox: Mapping[int, Delivery],
+    peers: Sequence[int],
+    *,
+    want_broadcast: bool,
+    want_direct: bool,
+    round: int,
+) -> None:
+    """Exactly one delivery per expected peer, with exactly the expected parts."""
+    for sender in inbox:
+        if sender not in peers:
+            raise ProtocolAbort(sender, f"round {round}: message from a party outside the session")
+    for p in peers:
+        d = inbox.get(p)
+        if d is None:
+            raise ProtocolAbort(p, f"round {round}: no message received")
+        if want_broadcast != (d.broadcast is not None):
+            raise ProtocolAbort(p, f"round {round}: broadcast part {'missing' if want_broadcast else 'unexpected'}")
+        if want_direct != (d.direct is not None):
+            raise ProtocolAbort(p, f"round {round}: direct part {'missing' if want_direct else 'unexpected'}")
