@@ -10,7 +10,7 @@ whose header claims another sender is attributed to the channel it arrived on.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from .errors import ProtocolAbort, UsageError
 
@@ -66,3 +66,25 @@ def check_inbox(
             raise ProtocolAbort(p, f"round {round}: broadcast part {'missing' if want_broadcast else 'unexpected'}")
         if want_direct != (d.direct is not None):
             raise ProtocolAbort(p, f"round {round}: direct part {'missing' if want_direct else 'unexpected'}")
+
+
+def check_echoes(
+    round: int, me: int, parties: Iterable[int], echoes: Mapping[int, Sequence[bytes]], mine: Mapping[int, bytes]
+) -> None:
+    """Every sender's digests of the previous round's broadcasts (one per party, ascending)
+    must equal ours.
+
+    On a mismatch about party m's broadcast, name the odd one out: m itself if m's own report
+    differs from our copy (m equivocated, or its message to us was altered); otherwise the
+    echoing party that misreports (always so when the message in question is our own).
+    """
+    order = list(parties)
+    for pos, m in enumerate(order):
+        disagree = [j for j in sorted(echoes) if echoes[j][pos] != mine[m]]
+        if not disagree:
+            continue
+        culprit = m if (m != me and m in disagree) else disagree[0]
+        raise ProtocolAbort(
+            culprit,
+            f"round {round}: inconsistent views of party {m}'s round-{round - 1} broadcast (equivocation or tampering)",
+        )

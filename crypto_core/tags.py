@@ -27,6 +27,7 @@ class Tag(enum.Enum):
     DKG_CC_ROOT = "dkg/chaincode-root"
     DKG_ECHO1 = "dkg/echo-round1"
     DKG_ECHO2 = "dkg/echo-round2"
+    DKG_ECHO3 = "dkg/echo-round3"
     DKG_CONFIRM = "dkg/confirm"
     DKG_PAIR_CONFIRM = "dkg/pair-confirm"
     KEY_ID = "dkg/key-id"
