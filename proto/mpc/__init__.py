@@ -1,0 +1,1 @@
+"""Protocol buffers of the MPC network (package mpc.v1); see scripts/gen_proto.py."""
