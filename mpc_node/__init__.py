@@ -1,0 +1,1 @@
+"""MPC share-holder node: operational keys, message envelopes, durable encrypted storage."""

@@ -1,0 +1,554 @@
+"""The node's durable, encrypted store: key shares, presignatures, bans, served requests.
+
+SQLite in WAL mode with ``synchronous=FULL``: every method that writes commits (and fsyncs)
+before it returns, so a killed process never loses a write it acknowledged. Secret blobs are
+sealed with AES-256-GCM under a key-encryption key derived with scrypt from the node passphrase
+and a random per-store salt; the associated data binds each blob to its kind, row id and node,
+so a blob copied to another row, table or node does not decrypt. A presignature is one-time:
+:meth:`NodeStore.consume_presignature` swaps it for a tombstone in one transaction, and triggers
+in the schema refuse to "un-use" or delete a used one.
+
+One connection is shared by all threads behind a lock (SQLite serializes writers anyway); other
+processes opening the same file are kept consistent by SQLite's own locking.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import os
+import sqlite3
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+SCHEMA_VERSION = 1
+SCRYPT_N = 2**15
+SCRYPT_R = 8
+SCRYPT_P = 1
+MIN_SCRYPT_N = 2**10  # lower than the default only for tests
+MAX_SCRYPT_N = 2**20
+SALT_LEN = 16
+NONCE_LEN = 12
+ID_LEN = 32  # key_id, sigid and digest are 32-byte hashes
+POINT_LEN = 33  # compressed secp256k1 public key
+MAX_RECORD = 2**26
+MAX_LABEL = 256
+MAX_REASON = 1024
+MAX_REQUEST_ID = 256
+MAX_PARTIES = 1024
+BUSY_TIMEOUT_S = 30.0
+
+AAD_PREFIX = b"MPCNET/v1/store/"
+KIND_KEYSHARE = b"keyshare"
+KIND_PRESIGNATURE = b"presignature"
+KIND_TOMBSTONE = b"presignature-tombstone"
+CHECK_CONSTANT = b"MPCNET/v1/store/passphrase-check"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    name  TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS keys (
+    key_id     BLOB PRIMARY KEY CHECK (length(key_id) = 32),
+    label      TEXT NOT NULL,
+    public_key BLOB NOT NULL,
+    threshold  INTEGER NOT NULL,
+    parties    INTEGER NOT NULL,
+    status     TEXT NOT NULL CHECK (status IN ('pending', 'active')),
+    created_at INTEGER NOT NULL,
+    record     BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS presignatures (
+    sigid      BLOB PRIMARY KEY CHECK (length(sigid) = 32),
+    key_id     BLOB NOT NULL REFERENCES keys (key_id),
+    record     BLOB NOT NULL,
+    used       INTEGER NOT NULL DEFAULT 0 CHECK (used IN (0, 1)),
+    created_at INTEGER NOT NULL,
+    used_at    INTEGER
+);
+CREATE INDEX IF NOT EXISTS presignatures_by_key ON presignatures (key_id);
+CREATE TRIGGER IF NOT EXISTS presignature_used_is_final
+    BEFORE UPDATE ON presignatures WHEN OLD.used = 1
+    BEGIN SELECT RAISE(ABORT, 'presignature already used'); END;
+CREATE TRIGGER IF NOT EXISTS presignature_used_is_kept
+    BEFORE DELETE ON presignatures WHEN OLD.used = 1
+    BEGIN SELECT RAISE(ABORT, 'presignature already used'); END;
+CREATE TABLE IF NOT EXISTS bans (
+    key_id     BLOB NOT NULL,
+    peer       INTEGER NOT NULL,
+    reason     TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (key_id, peer)
+);
+CREATE TABLE IF NOT EXISTS requests (
+    request_id TEXT PRIMARY KEY,
+    key_id     BLOB NOT NULL,
+    digest     BLOB NOT NULL,
+    served_at  INTEGER NOT NULL
+);
+"""
+
+
+class StoreError(Exception):
+    """The store cannot be opened, an argument is invalid, or a row is missing or corrupted."""
+
+
+class PresignatureAlreadyUsed(StoreError):
+    """The presignature was already consumed (or never existed): it must not be used to sign."""
+
+
+class RequestAlreadyServed(StoreError):
+    """This signing request id was already served once."""
+
+
+@dataclass(frozen=True)
+class KeyRow:
+    """Public metadata of a stored key (never the share itself)."""
+
+    key_id: bytes
+    label: str
+    public_key: bytes
+    threshold: int
+    parties: int
+    status: str  # "pending" | "active"
+    created_at: int  # unix seconds
+
+
+# --- argument checks -------------------------------------------------------------------------
+
+
+def _check_bytes(value: object, field: str, *, length: int | None = None, max_len: int = MAX_RECORD) -> bytes:
+    if not isinstance(value, (bytes, bytearray)):
+        raise StoreError(f"{field}: must be bytes")
+    if length is not None and len(value) != length:
+        raise StoreError(f"{field}: must be {length} bytes, got {len(value)}")
+    if not value or len(value) > max_len:
+        raise StoreError(f"{field}: must be 1..{max_len} bytes")
+    return bytes(value)
+
+
+def _check_int(value: object, field: str, lo: int, hi: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise StoreError(f"{field}: must be an int in [{lo}, {hi}]")
+    return value
+
+
+def _check_text(value: object, field: str, max_len: int, *, allow_empty: bool = False) -> str:
+    if not isinstance(value, str) or len(value) > max_len or (not value and not allow_empty):
+        raise StoreError(f"{field}: must be a string of {0 if allow_empty else 1}..{max_len} characters")
+    if "\x00" in value:
+        raise StoreError(f"{field}: must not contain NUL")
+    return value
+
+
+def _aad(kind: bytes, ident: bytes, node_id: int) -> bytes:
+    return AAD_PREFIX + kind + b"\x00" + struct.pack(">I", len(ident)) + ident + struct.pack(">I", node_id)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class NodeStore:
+    """A node's encrypted SQLite store; create with :meth:`open`, release with :meth:`close`."""
+
+    def __init__(self, path: Path, node_id: int, conn: sqlite3.Connection, aead: AESGCM) -> None:
+        """Internal: use :meth:`open`."""
+        self._path = path
+        self._node_id = node_id
+        self._conn: sqlite3.Connection | None = conn
+        self._aead: AESGCM | None = aead
+        self._lock = threading.RLock()
+
+    def __repr__(self) -> str:
+        return f"NodeStore(path={str(self._path)!r}, node_id={self._node_id}, open={self._conn is not None})"
+
+    def __enter__(self) -> NodeStore:
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    @property
+    def node_id(self) -> int:
+        return self._node_id
+
+    # --- opening -----------------------------------------------------------------------------
+
+    @staticmethod
+    def open(path: Path, passphrase: bytes, node_id: int, *, scrypt_n: int = SCRYPT_N) -> NodeStore:
+        """Open (creating on first use) the store at ``path`` for node ``node_id``.
+
+        On creation a random salt, the scrypt parameters (``scrypt_n`` is used only then) and a
+        passphrase check value are written to the ``meta`` table; later opens check the node id
+        and the passphrase against them (:class:`StoreError` naming ``node_id`` / ``passphrase``).
+        """
+        if not isinstance(passphrase, (bytes, bytearray)) or not passphrase:
+            raise StoreError("passphrase: must be non-empty bytes")
+        passphrase = bytes(passphrase)
+        _check_int(node_id, "node_id", 1, 65535)
+        _check_scrypt_n(scrypt_n, "scrypt_n")
+        path = Path(path)
+        conn = _connect(path)
+        try:
+            aead = _unlock(conn, passphrase, node_id, scrypt_n)
+        except BaseException:
+            conn.close()
+            raise
+        return NodeStore(path, node_id, conn, aead)
+
+    def close(self) -> None:
+        """Close the database; later calls raise :class:`StoreError`. Idempotent."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+            self._conn = None
+            self._aead = None
+
+    # --- internals ---------------------------------------------------------------------------
+
+    def _live(self) -> tuple[sqlite3.Connection, AESGCM]:
+        if self._conn is None or self._aead is None:
+            raise StoreError("store is closed")
+        return self._conn, self._aead
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            conn, _ = self._live()
+            try:
+                yield conn
+            except sqlite3.Error as e:
+                raise StoreError(f"database: {e}") from None
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One IMMEDIATE transaction, committed (and fsynced, synchronous=FULL) on success."""
+        with self._lock:
+            conn, _ = self._live()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as e:
+                raise StoreError(f"database: {e}") from None
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"database: {exc}") from None
+                raise
+
+    def _seal(self, kind: bytes, ident: bytes, plaintext: bytes) -> bytes:
+        _, aead = self._live()
+        nonce = os.urandom(NONCE_LEN)
+        return nonce + aead.encrypt(nonce, plaintext, _aad(kind, ident, self._node_id))
+
+    def _unseal(self, kind: bytes, ident: bytes, blob: bytes) -> bytes:
+        _, aead = self._live()
+        what = f"{kind.decode()} {ident.hex()}"
+        if not isinstance(blob, bytes) or len(blob) < NONCE_LEN + 16:
+            raise StoreError(f"{what}: stored blob is malformed")
+        try:
+            return aead.decrypt(blob[:NONCE_LEN], blob[NONCE_LEN:], _aad(kind, ident, self._node_id))
+        except InvalidTag:
+            raise StoreError(f"{what}: stored blob does not decrypt (corrupted, or moved from another row, kind or node)") from None
+
+    # --- key shares --------------------------------------------------------------------------
+
+    def put_key_share(
+        self, key_id: bytes, record: bytes, *, label: str, public_key: bytes, threshold: int, parties: int
+    ) -> None:
+        """Store a freshly generated key share with status ``pending``; never overwrites."""
+        key_id = _check_bytes(key_id, "key_id", length=ID_LEN)
+        record = _check_bytes(record, "record")
+        label = _check_text(label, "label", MAX_LABEL, allow_empty=True)
+        public_key = _check_bytes(public_key, "public_key", length=POINT_LEN)
+        _check_int(threshold, "threshold", 2, MAX_PARTIES)
+        _check_int(parties, "parties", threshold, MAX_PARTIES)
+        blob = self._seal(KIND_KEYSHARE, key_id, record)
+        with self._write() as c:
+            if c.execute("SELECT 1 FROM keys WHERE key_id = ?", (key_id,)).fetchone():
+                raise StoreError(f"key_id: {key_id.hex()} already exists, refusing to overwrite")
+            c.execute(
+                "INSERT INTO keys (key_id, label, public_key, threshold, parties, status, created_at, record)"
+                " VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
+                (key_id, label, public_key, threshold, parties, int(time.time()), blob),
+            )
+
+    def activate_key(self, key_id: bytes) -> None:
+        """Mark a pending key active (every node finished DKG). Idempotent for an active key."""
+        key_id = _check_bytes(key_id, "key_id", length=ID_LEN)
+        with self._write() as c:
+            row = c.execute("SELECT status FROM keys WHERE key_id = ?", (key_id,)).fetchone()
+            if row is None:
+                raise StoreError(f"key_id: no key {key_id.hex()}")
+            if row[0] == "pending":
+                c.execute("UPDATE keys SET status = 'active' WHERE key_id = ?", (key_id,))
+
+    def discard_pending_key(self, key_id: bytes) -> None:
+        """Delete a key that never became active (DKG failed elsewhere). Unknown key: no-op."""
+        key_id = _check_bytes(key_id, "key_id", length=ID_LEN)
+        with self._write() as c:
+            row = c.execute("SELECT status FROM keys WHERE key_id = ?", (key_id,)).fetchone()
+            if row is None:
+                return
+            if row[0] != "pending":
+                raise StoreError(f"key_id: {key_id.hex()} is active, refusing to discard it")
+            c.execute("DELETE FROM keys WHERE key_id = ? AND status = 'pending'", (key_id,))
+
+    def get_key_share(self, key_id: bytes, *, require_active: bool = True) -> bytes | None:
+        """The decrypted key-share record, or ``None`` if absent (or pending and ``require_active``)."""
+        key_id = _check_bytes(key_id, "key_id", length=ID_LEN)
+        with self._read() as c:
+            row = c.execute("SELECT status, record FROM keys WHERE key_id = ?", (key_id,)).fetchone()
+        if row is None or (require_active and row[0] != "active"):
+            return None
+        return self._unseal(KIND_KEYSHARE, key_id, row[1])
+
+    def list_keys(self) -> list[KeyRow]:
+        """Metadata of every key, oldest first; no secret material."""
+        with self._read() as c:
+            rows = c.execute(
+                "SELECT key_id, label, public_key, threshold, parties, status, created_at FROM keys"
+                " ORDER BY created_at, rowid"
+            ).fetchall()
+        return [KeyRow(bytes(r[0]), r[1], bytes(r[2]), r[3], r[4], r[5], r[6]) for r in rows]
+
+    # --- presignatures -----------------------------------------------------------------------
+
+    def put_presignature(self, sigid: bytes, key_id: bytes, record: bytes) -> None:
+        """Store a fresh presignature for an active key; never overwrites (a used one included)."""
+        sigid = _check_bytes(sigid, "sigid", length=ID_LEN)
+        key_id = _check_bytes(key_id, "key_id", length=ID_LEN)
+        record = _check_bytes(record, "record")
+        blob = self._seal(KIND_PRESIGNATURE, sigid, record)
+        with self._write() as c:
+            row = c.execute("SELECT status FROM keys WHERE key_id = ?", (key_id,)).fetchone()
+            if row is None or row[0] != "active":
+                raise StoreError(f"key_id: no active key {key_id.hex()}")
+            if c.execute("SELECT 1 FROM presignatures WHERE sigid = ?", (sigid,)).fetchone():
+                raise StoreError(f"sigid: presignature {sigid.hex()} already exists, refusing to overwrite")
+            c.execute(
+                "INSERT INTO presignatures (sigid, key_id, record, used, created_at) VALUES (?, ?, ?, 0, ?)",
+                (sigid, key_id, blob, int(time.time())),
+            )
+
+    def consume_presignature(self, sigid: bytes, tombstone: bytes) -> None:
+        """Replace the record by ``tombstone`` and mark it used, durably, in one transaction.
+
+        Call this *before* releasing a signature share. Raises :class:`PresignatureAlreadyUsed`
+        if it was already used or is unknown.
+        """
+        sigid = _check_bytes(sigid, "sigid", length=ID_LEN)
+        tombstone = _check_bytes(tombstone, "tombstone")
+        blob = self._seal(KIND_TOMBSTONE, sigid, tombstone)
+        with self._write() as c:
+            row = c.execute("SELECT used FROM presignatures WHERE sigid = ?", (sigid,)).fetchone()
+            if row is None:
+                raise PresignatureAlreadyUsed(f"sigid: no presignature {sigid.hex()}")
+            if row[0]:
+                raise PresignatureAlreadyUsed(f"sigid: presignature {sigid.hex()} already used")
+            cur = c.execute(
+                "UPDATE presignatures SET record = ?, used = 1, used_at = ? WHERE sigid = ? AND used = 0",
+                (blob, int(time.time()), sigid),
+            )
+            if cur.rowcount != 1:  # cannot happen inside the IMMEDIATE transaction
+                raise PresignatureAlreadyUsed(f"sigid: presignature {sigid.hex()} already used")
+
+    def get_presignature(self, sigid: bytes) -> tuple[bytes, bool] | None:
+        """``(record, used)``: the fresh record, or the tombstone once used; ``None`` if unknown."""
+        sigid = _check_bytes(sigid, "sigid", length=ID_LEN)
+        with self._read() as c:
+            row = c.execute("SELECT record, used FROM presignatures WHERE sigid = ?", (sigid,)).fetchone()
+        if row is None:
+            return None
+        used = bool(row[1])
+        return self._unseal(KIND_TOMBSTONE if used else KIND_PRESIGNATURE, sigid, row[0]), used
+
+    # --- bans --------------------------------------------------------------------------------
+
+    def add_ban(self, key_id: bytes, peer: int, reason: str) -> None:
+        """Refuse every later session with ``peer`` for ``key_id``; the first reason is kept."""
+        key_id = _check_bytes(key_id, "key_id", length=ID_LEN)
+        _check_int(peer, "peer", 1, 65535)
+        reason = _check_text(reason, "reason", MAX_REASON)
+        with self._write() as c:
+            c.execute(
+                "INSERT OR IGNORE INTO bans (key_id, peer, reason, created_at) VALUES (?, ?, ?, ?)",
+                (key_id, peer, reason, int(time.time())),
+            )
+
+    def banned(self, key_id: bytes) -> frozenset[int]:
+        """Peers banned for ``key_id``."""
+        key_id = _check_bytes(key_id, "key_id", length=ID_LEN)
+        with self._read() as c:
+            rows = c.execute("SELECT peer FROM bans WHERE key_id = ?", (key_id,)).fetchall()
+        return frozenset(int(r[0]) for r in rows)
+
+    # --- served requests ---------------------------------------------------------------------
+
+    def record_request(self, request_id: str, key_id: bytes, digest: bytes) -> None:
+        """Remember that ``request_id`` was served; :class:`RequestAlreadyServed` on a repeat."""
+        request_id = _check_text(request_id, "request_id", MAX_REQUEST_ID)
+        key_id = _check_bytes(key_id, "key_id", length=ID_LEN)
+        digest = _check_bytes(digest, "digest", length=ID_LEN)
+        with self._write() as c:
+            if c.execute("SELECT 1 FROM requests WHERE request_id = ?", (request_id,)).fetchone():
+                raise RequestAlreadyServed(f"request_id: {request_id!r} was already served")
+            c.execute(
+                "INSERT INTO requests (request_id, key_id, digest, served_at) VALUES (?, ?, ?, ?)",
+                (request_id, key_id, digest, int(time.time())),
+            )
+
+    def request_served(self, request_id: str) -> bool:
+        request_id = _check_text(request_id, "request_id", MAX_REQUEST_ID)
+        with self._read() as c:
+            return c.execute("SELECT 1 FROM requests WHERE request_id = ?", (request_id,)).fetchone() is not None
+
+
+# --- opening helpers -------------------------------------------------------------------------
+
+
+def _check_scrypt_n(n: object, field: str) -> int:
+    if not isinstance(n, int) or isinstance(n, bool) or not MIN_SCRYPT_N <= n <= MAX_SCRYPT_N or n & (n - 1):
+        raise StoreError(f"{field}: must be a power of two in [2**10, 2**20]")
+    return n
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """Open the file (created 0600 if new) in WAL mode with synchronous=FULL and FK checks."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    except OSError as e:
+        raise StoreError(f"path: cannot create {path} ({e.strerror or type(e).__name__})") from None
+    else:
+        os.close(fd)
+        _fsync_dir(path.parent)
+    try:
+        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as e:
+        raise StoreError(f"path: cannot open {path} ({e})") from None
+    try:
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StoreError(f"path: {path} cannot use WAL journaling (got {mode})")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA secure_delete = ON")
+        if conn.execute("PRAGMA synchronous").fetchone()[0] != 2:
+            raise StoreError("database: synchronous=FULL could not be set")
+    except sqlite3.Error as e:
+        conn.close()
+        raise StoreError(f"database: {path} is not a usable SQLite database ({e})") from None
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _statements(script: str) -> Iterator[str]:
+    """Split a script into complete statements (``executescript`` would commit our transaction)."""
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            yield pending.strip()
+            pending = ""
+    if pending.strip():
+        raise AssertionError("schema script ends with an incomplete statement")
+
+
+def _read_meta(conn: sqlite3.Connection) -> dict[str, object]:
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone():
+        return {}
+    return {str(k): v for k, v in conn.execute("SELECT name, value FROM meta").fetchall()}
+
+
+def _derive(passphrase: bytes, salt: bytes, n: int) -> AESGCM:
+    return AESGCM(Scrypt(salt=salt, length=32, n=n, r=SCRYPT_R, p=SCRYPT_P).derive(passphrase))
+
+
+def _check_aad(node_id: int, salt: bytes) -> bytes:
+    return CHECK_CONSTANT + struct.pack(">I", node_id) + salt
+
+
+def _unlock(conn: sqlite3.Connection, passphrase: bytes, node_id: int, scrypt_n: int) -> AESGCM:
+    """Initialize the schema and meta on first use, else verify node id and passphrase."""
+    try:
+        meta = _read_meta(conn)
+        if not meta:
+            # derive outside the write lock (scrypt is slow); re-check inside it
+            salt = os.urandom(SALT_LEN)
+            aead = _derive(passphrase, salt, scrypt_n)
+            nonce = os.urandom(NONCE_LEN)
+            check = nonce + aead.encrypt(nonce, CHECK_CONSTANT, _check_aad(node_id, salt))
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if not _read_meta(conn):
+                    for statement in _statements(_SCHEMA):
+                        conn.execute(statement)
+                    conn.executemany(
+                        "INSERT INTO meta (name, value) VALUES (?, ?)",
+                        [
+                            ("schema_version", SCHEMA_VERSION),
+                            ("node_id", node_id),
+                            ("kdf", "scrypt"),
+                            ("scrypt_n", scrypt_n),
+                            ("scrypt_r", SCRYPT_R),
+                            ("scrypt_p", SCRYPT_P),
+                            ("salt", salt),
+                            ("check", check),
+                        ],
+                    )
+                    conn.execute("COMMIT")
+                    return aead
+                conn.execute("ROLLBACK")  # another opener won the race: verify against its meta
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            meta = _read_meta(conn)
+    except sqlite3.Error as e:
+        raise StoreError(f"database: cannot initialize ({e})") from None
+
+    if meta.get("schema_version") != SCHEMA_VERSION:
+        raise StoreError(f"database: unsupported schema version {meta.get('schema_version')!r}")
+    if meta.get("node_id") != node_id:
+        raise StoreError(f"node_id: this store belongs to node {meta.get('node_id')!r}, not {node_id}")
+    if meta.get("kdf") != "scrypt" or meta.get("scrypt_r") != SCRYPT_R or meta.get("scrypt_p") != SCRYPT_P:
+        raise StoreError("database: unsupported key-derivation parameters")
+    n = _check_scrypt_n(meta.get("scrypt_n"), "database: stored scrypt_n")
+    stored_salt, stored_check = meta.get("salt"), meta.get("check")
+    if not isinstance(stored_salt, bytes) or len(stored_salt) != SALT_LEN:
+        raise StoreError("database: stored salt is malformed")
+    if not isinstance(stored_check, bytes) or len(stored_check) != NONCE_LEN + len(CHECK_CONSTANT) + 16:
+        raise StoreError("database: stored passphrase check is malformed")
+    aead = _derive(passphrase, stored_salt, n)
+    try:
+        plain = aead.decrypt(
+            stored_check[:NONCE_LEN], stored_check[NONCE_LEN:], _check_aad(node_id, stored_salt)
+        )
+    except InvalidTag:
+        raise StoreError("passphrase: does not unlock this store") from None
+    if not hmac.compare_digest(plain, CHECK_CONSTANT):
+        raise StoreError("passphrase: does not unlock this store")
+    return aead
