@@ -1,0 +1,1 @@
+"""The untrusted coordinator: client API, relay of protocol messages, request records."""

@@ -1,0 +1,104 @@
+"""The coordinator's configuration file (JSON).
+
+Example::
+
+    {
+      "name": "coordinator", "listen": "127.0.0.1:7000", "threshold": 3,
+      "db": "coordinator.db",
+      "tls": {"cert": "coordinator.pem", "key": "coordinator.key", "ca": "../ca/ca.pem"},
+      "nodes": [{"index": 1, "name": "node-1", "endpoint": "127.0.0.1:7001"}, ...],
+      "client_roles": ["client", "admin", "requester"],
+      "step_timeout_s": 30, "max_requests": 64, "log_file": "coordinator.log"
+    }
+
+Relative paths are relative to the config file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mpcnet.config import ConfigError, load_json
+from mpcnet.pki import ROLES, CertPaths
+
+_KEYS = {
+    "name", "listen", "threshold", "db", "tls", "nodes", "client_roles", "step_timeout_s", "dkg_timeout_s",
+    "max_requests", "log_file", "log_level", "workers", "health_interval_s",
+}
+
+
+@dataclass(frozen=True)
+class NodeEndpoint:
+    index: int
+    name: str
+    endpoint: str
+
+
+@dataclass(frozen=True)
+class CoordinatorConfig:
+    path: Path
+    name: str
+    listen: str
+    threshold: int
+    db: Path
+    cert: CertPaths
+    ca_cert: Path
+    nodes: dict[int, NodeEndpoint]
+    client_roles: tuple[str, ...]
+    step_timeout_s: float
+    dkg_timeout_s: float
+    max_requests: int
+    log_file: Path | None
+    log_level: str
+    workers: int
+    health_interval_s: float
+
+    @property
+    def parties(self) -> int:
+        return len(self.nodes)
+
+
+def load_coordinator_config(path: Path) -> CoordinatorConfig:
+    f = load_json(path, "coordinator config")
+    f.extra_keys(_KEYS)
+    nodes: dict[int, NodeEndpoint] = {}
+    for entry in f.list("nodes"):
+        entry.extra_keys({"index", "name", "endpoint"})
+        ne = NodeEndpoint(entry.int("index", lo=1, hi=1024), entry.str("name"), entry.endpoint("endpoint"))
+        if ne.index in nodes:
+            raise entry.error("index", f"duplicate node index {ne.index}")
+        nodes[ne.index] = ne
+    n = len(nodes)
+    if sorted(nodes) != list(range(1, n + 1)):
+        raise f.error("nodes", f"indices must be exactly 1..{n}")
+    if n < 2:
+        raise f.error("nodes", "need at least 2 nodes")
+    tls = f.obj("tls")
+    tls.extra_keys({"cert", "key", "ca"})
+    roles = f.doc.get("client_roles", ["client", "admin", "requester"])
+    if not isinstance(roles, list) or not roles or any(r not in ROLES for r in roles):
+        raise f.error("client_roles", f"must be a non-empty list of roles from {', '.join(ROLES)}")
+    if "node" in roles:
+        raise f.error("client_roles", "nodes may not call the client API")
+    cfg = CoordinatorConfig(
+        path=Path(path),
+        name=f.str("name", "coordinator"),
+        listen=f.endpoint("listen"),
+        threshold=f.int("threshold", lo=2, hi=n),
+        db=f.req_path("db"),
+        cert=CertPaths(tls.req_path("cert"), tls.req_path("key")),
+        ca_cert=tls.req_path("ca"),
+        nodes=nodes,
+        client_roles=tuple(roles),
+        step_timeout_s=f.float("step_timeout_s", 20.0),
+        dkg_timeout_s=f.float("dkg_timeout_s", 60.0),
+        max_requests=f.int("max_requests", 64, lo=1, hi=10_000),
+        log_file=f.path("log_file", required=False),
+        log_level=f.str("log_level", "INFO"),
+        workers=f.int("workers", 48, lo=4, hi=1024),
+        health_interval_s=f.float("health_interval_s", 1.0),
+    )
+    if cfg.workers <= cfg.max_requests // 2:
+        raise ConfigError(f"{path}: workers: must exceed max_requests / 2")
+    return cfg

@@ -1,0 +1,243 @@
+"""Relaying a protocol session between nodes: parallel fan-out per round, routing, failures.
+
+The coordinator only moves envelopes: broadcasts go to every other participant, direct
+envelopes only to their receiver. It checks the *shape* of what nodes return (sender, round,
+receivers) so that a node misbehaving towards the relay is named, but it cannot read direct
+payloads (encrypted end to end) and cannot forge or alter anything (signed end to end).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import grpc
+
+from coordinator.config import NodeEndpoint
+from mpcnet.rpc import CHANNEL_OPTIONS, status_of, trailing
+from proto.mpc.v1 import node_pb2, node_pb2_grpc
+
+log = logging.getLogger("coordinator.relay")
+
+# a node that answers with one of these is down or lost the session: try other nodes
+_RETRYABLE = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.CANCELLED,
+    grpc.StatusCode.INTERNAL,
+    grpc.StatusCode.UNKNOWN,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
+
+
+class NodeHandle:
+    """One long-lived channel and stub per node, plus what the coordinator knows of its health."""
+
+    def __init__(self, ep: NodeEndpoint, creds: grpc.ChannelCredentials) -> None:
+        self.index = ep.index
+        self.name = ep.name
+        self.endpoint = ep.endpoint
+        self.channel = grpc.secure_channel(ep.endpoint, creds, options=CHANNEL_OPTIONS)
+        self.stub = node_pb2_grpc.NodeStub(self.channel)
+        self.healthy: bool | None = None  # None = not yet probed
+        self.last_error = ""
+        self.inflight = 0
+        self.info: node_pb2.NodeInfo | None = None
+
+    @property
+    def label(self) -> str:
+        return f"node {self.index} ({self.name})"
+
+    def mark_down(self, reason: str) -> None:
+        if self.healthy is not False:
+            log.warning("%s marked unavailable: %s", self.label, reason)
+        self.healthy = False
+        self.last_error = reason
+
+    def mark_up(self) -> None:
+        if self.healthy is False:
+            log.info("%s is available again", self.label)
+        self.healthy = True
+        self.last_error = ""
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+@dataclass
+class NodesUnavailable(Exception):
+    """Nodes that are down or lost the session (the attempt may be retried without them)."""
+
+    failures: dict[int, str]
+
+    def __str__(self) -> str:
+        return "; ".join(f"node {i}: {r}" for i, r in sorted(self.failures.items()))
+
+
+@dataclass
+class Aborted(Exception):
+    """The protocol was aborted; ``culprit`` is the party at fault when known."""
+
+    message: str
+    culprit: int | None = None
+    ban: bool = False
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass
+class Refused(Exception):
+    """A node refused the request itself (bad argument, unknown or pending key, banned peer)."""
+
+    code: grpc.StatusCode
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass
+class SessionStats:
+    rounds: int = 0
+    bytes_relayed: int = 0
+    per_round_ms: list[float] = field(default_factory=list)
+
+
+def fanout(
+    calls: dict[int, tuple[Callable[..., Any], Any]], timeout: float, *, wait_for_ready: bool = False
+) -> tuple[dict[int, Any], dict[int, grpc.RpcError]]:
+    """Issue every call at once (async futures on the shared channels), then collect them all.
+
+    ``wait_for_ready`` lets a call wait (up to ``timeout``) for a channel that is reconnecting,
+    e.g. to a node that was just restarted; without it a call to a down node fails at once.
+    """
+    futs = {i: method.future(req, timeout=timeout, wait_for_ready=wait_for_ready) for i, (method, req) in calls.items()}
+    ok: dict[int, Any] = {}
+    errs: dict[int, grpc.RpcError] = {}
+    for i, f in futs.items():
+        try:
+            ok[i] = f.result()
+        except grpc.RpcError as e:
+            errs[i] = e
+    return ok, errs
+
+
+def _classify(nodes: dict[int, NodeHandle], errs: dict[int, grpc.RpcError], phase: str) -> Exception:
+    down: dict[int, str] = {}
+    aborts: list[Aborted] = []
+    refused: list[Refused] = []
+    for i, e in sorted(errs.items()):
+        code, details = status_of(e)
+        h = nodes[i]
+        if code == grpc.StatusCode.ABORTED:
+            c = trailing(e, "mpc-culprit")
+            culprit = int(c) if c and c.isdigit() and int(c) > 0 else None
+            aborts.append(Aborted(details, culprit, trailing(e, "mpc-ban") == "1"))
+        elif code in _RETRYABLE or (code == grpc.StatusCode.NOT_FOUND and phase == "step"):
+            reason = f"{code.name}: {details}" if details else code.name
+            h.mark_down(reason)
+            down[i] = f"{h.name}: {reason}"
+        else:
+            refused.append(Refused(code, details))
+    if aborts:
+        return aborts[0]
+    if refused:
+        return refused[0]
+    return NodesUnavailable(down)
+
+
+def _check_output(sid: bytes, i: int, resp: node_pb2.StepResponse, participants: tuple[int, ...]) -> None:
+    if resp.session_id != sid:
+        raise Aborted(f"node {i} answered for another session", i)
+    if resp.finished and not resp.envelopes:
+        return
+    seen_b = False
+    seen_d: set[int] = set()
+    for e in resp.envelopes:
+        if e.sender != i:
+            raise Aborted(f"node {i} returned an envelope claiming sender {e.sender}", i)
+        if e.round != resp.round or e.session_id != sid:
+            raise Aborted(f"node {i} returned an envelope for round {e.round} in its round-{resp.round} answer", i)
+        if e.receiver == 0:
+            if seen_b:
+                raise Aborted(f"node {i} returned two round-{resp.round} broadcasts (equivocation)", i)
+            seen_b = True
+        else:
+            if e.receiver == i or e.receiver not in participants or e.receiver in seen_d:
+                raise Aborted(f"node {i} returned a round-{resp.round} direct message to party {e.receiver}", i)
+            seen_d.add(e.receiver)
+
+
+def abort_session(nodes: dict[int, NodeHandle], sid: bytes, reason: str) -> None:
+    """Best effort: tell every participant to drop the session (they would time out anyway)."""
+    req = node_pb2.AbortSessionRequest(session_id=sid, reason=reason[:500])
+    futs = [h.stub.AbortSession.future(req, timeout=2.0) for h in nodes.values()]
+    deadline = time.monotonic() + 2.0
+    for f in futs:
+        try:
+            f.result(timeout=max(0.0, deadline - time.monotonic()))
+        except Exception:
+            pass
+
+
+def run_session(
+    nodes: dict[int, NodeHandle],
+    sid: bytes,
+    start: dict[int, node_pb2.StartSessionRequest],
+    timeout: float,
+    stats: SessionStats | None = None,
+    start_timeout: float = 5.0,
+) -> dict[int, node_pb2.StepResponse]:
+    """Run one protocol session among ``nodes`` to the end; returns every node's final answer.
+
+    Raises :class:`NodesUnavailable`, :class:`Aborted` or :class:`Refused`; on any failure
+    the other participants are told to drop the session.
+    """
+    participants = tuple(sorted(nodes))
+    for h in nodes.values():
+        h.inflight += 1
+    try:
+        t0 = time.perf_counter()
+        resps, errs = fanout(
+            {i: (h.stub.StartSession, start[i]) for i, h in nodes.items()}, min(timeout, start_timeout), wait_for_ready=True
+        )
+        phase = "start"
+        while True:
+            if errs:
+                raise _classify(nodes, errs, phase)
+            for i, r in resps.items():
+                _check_output(sid, i, r, participants)
+            if stats is not None:
+                stats.rounds += 1
+                stats.per_round_ms.append((time.perf_counter() - t0) * 1e3)
+            finished = [i for i, r in resps.items() if r.finished]
+            if len(finished) == len(resps):
+                for h in nodes.values():
+                    h.mark_up()
+                return resps
+            if finished:
+                raise Aborted(f"nodes {finished} finished while others did not (protocol desynchronised)", finished[0])
+            rounds = {r.round for r in resps.values()}
+            if len(rounds) != 1:
+                odd = min(resps, key=lambda i: resps[i].round)
+                raise Aborted(f"nodes answered with different rounds {sorted(rounds)}", odd)
+            rnd = rounds.pop()
+            calls = {}
+            for k, h in nodes.items():
+                inbox = [e for i, r in resps.items() if i != k for e in r.envelopes if e.receiver == 0 or e.receiver == k]
+                if stats is not None:
+                    stats.bytes_relayed += sum(len(e.payload) for e in inbox)
+                calls[k] = (h.stub.Step, node_pb2.StepRequest(session_id=sid, round=rnd, envelopes=inbox))
+            t0 = time.perf_counter()
+            resps, errs = fanout(calls, timeout)
+            phase = "step"
+    except (Aborted, NodesUnavailable, Refused) as e:
+        threading.Thread(target=abort_session, args=(nodes, sid, str(e)), daemon=True).start()
+        raise
+    finally:
+        for h in nodes.values():
+            h.inflight -= 1

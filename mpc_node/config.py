@@ -1,0 +1,117 @@
+"""The node's configuration file (JSON).
+
+Example::
+
+    {
+      "index": 1, "name": "node-1", "listen": "127.0.0.1:7001",
+      "threshold": 3,
+      "keystore": "keystore.json", "store": "node.db",
+      "passphrase_file": "passphrase",            # or "passphrase_env": "MPC_NODE_PASSPHRASE"
+      "tls": {"cert": "node.pem", "key": "node.key", "ca": "../ca/ca.pem"},
+      "roster": [
+        {"index": 1, "name": "node-1", "identity_public": "<hex>", "encryption_public": "<hex>"},
+        ...
+      ],
+      "session_timeout_s": 60, "max_sessions": 256, "scrypt_n": 32768,
+      "log_file": "node.log", "test_mode": false
+    }
+
+The roster is the node's own, trusted list of every share holder's identity (Ed25519) and
+encryption (X25519) public keys: every protocol message is checked against it, never against
+anything the coordinator says. Relative paths are relative to the config file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mpcnet.config import ConfigError, Fields, load_json
+from mpcnet.pki import CertPaths
+
+_KEYS = {
+    "index", "name", "listen", "threshold", "keystore", "store", "passphrase_file", "passphrase_env",
+    "tls", "roster", "session_timeout_s", "max_sessions", "scrypt_n", "log_file", "log_level",
+    "test_mode", "workers",
+}
+
+
+@dataclass(frozen=True)
+class Peer:
+    index: int
+    name: str
+    identity_public: bytes
+    encryption_public: bytes
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    path: Path
+    index: int
+    name: str
+    listen: str
+    threshold: int
+    keystore: Path
+    store: Path
+    passphrase_file: Path | None
+    passphrase_env: str | None
+    cert: CertPaths
+    ca_cert: Path
+    roster: dict[int, Peer]
+    session_timeout_s: float
+    max_sessions: int
+    scrypt_n: int
+    log_file: Path | None
+    log_level: str
+    test_mode: bool
+    workers: int
+
+    @property
+    def parties(self) -> int:
+        return len(self.roster)
+
+
+def load_node_config(path: Path) -> NodeConfig:
+    f = load_json(path, "node config")
+    f.extra_keys(_KEYS)
+    roster: dict[int, Peer] = {}
+    for entry in f.list("roster"):
+        entry.extra_keys({"index", "name", "identity_public", "encryption_public"})
+        p = Peer(entry.int("index", lo=1, hi=1024), entry.str("name"), entry.hex("identity_public", 32), entry.hex("encryption_public", 32))
+        if p.index in roster:
+            raise entry.error("index", f"duplicate party index {p.index}")
+        roster[p.index] = p
+    n = len(roster)
+    if sorted(roster) != list(range(1, n + 1)):
+        raise f.error("roster", f"indices must be exactly 1..{n}")
+    index = f.int("index", lo=1, hi=n)
+    threshold = f.int("threshold", lo=2, hi=n)
+    tls: Fields = f.obj("tls")
+    tls.extra_keys({"cert", "key", "ca"})
+    pf, pe = f.path("passphrase_file", required=False), f.opt_str("passphrase_env")
+    if pf is None and pe is None:
+        raise f.error("passphrase_file", "missing (give passphrase_file or passphrase_env)")
+    cfg = NodeConfig(
+        path=Path(path),
+        index=index,
+        name=f.str("name"),
+        listen=f.endpoint("listen"),
+        threshold=threshold,
+        keystore=f.req_path("keystore"),
+        store=f.req_path("store"),
+        passphrase_file=pf,
+        passphrase_env=pe,
+        cert=CertPaths(tls.req_path("cert"), tls.req_path("key")),
+        ca_cert=tls.req_path("ca"),
+        roster=roster,
+        session_timeout_s=f.float("session_timeout_s", 60.0),
+        max_sessions=f.int("max_sessions", 256, lo=1, hi=100_000),
+        scrypt_n=f.int("scrypt_n", 2**15, lo=2**10, hi=2**20),
+        log_file=f.path("log_file", required=False),
+        log_level=f.str("log_level", "INFO"),
+        test_mode=f.bool("test_mode", False),
+        workers=f.int("workers", 16, lo=2, hi=256),
+    )
+    if roster[index].name != cfg.name:
+        raise ConfigError(f"{path}: name: {cfg.name!r} differs from roster entry {index} ({roster[index].name!r})")
+    return cfg

@@ -1,0 +1,76 @@
+"""Test-only fault injection, honoured only when the node config says ``test_mode: true``.
+
+The environment variable ``MPC_TEST_FAULT_FILE`` names a file that the node reads whenever it
+produces a round's messages. The file holds one JSON object::
+
+    {"action": "crash" | "tamper-payload" | "tamper-signature" | "delay",
+     "protocol": "dkg" | "sign", "round": 2, "seconds": 5.0, "once": true}
+
+* ``crash``: the process exits at once (like ``kill -9``) instead of answering round ``round``.
+* ``tamper-payload``: flips a bit in every round-``round`` protocol payload *before* signing it
+  (a malicious node: the peers' protocol checks must catch and name it).
+* ``tamper-signature``: flips a bit in every round-``round`` payload *after* signing it (an
+  altered message: the peers' envelope checks must catch and name it).
+* ``delay``: sleeps ``seconds`` before answering.
+
+With ``once`` (the default for ``crash``) the file is removed when the fault fires, so a
+restarted node behaves normally.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ENV = "MPC_TEST_FAULT_FILE"
+log = logging.getLogger("mpc_node.faults")
+
+
+@dataclass(frozen=True)
+class Fault:
+    action: str
+    protocol: str
+    round: int
+    seconds: float = 0.0
+
+
+class FaultInjector:
+    def __init__(self, enabled: bool) -> None:
+        path = os.environ.get(ENV) if enabled else None
+        self.path = Path(path) if path else None
+        if path and enabled:
+            log.warning("TEST MODE: fault injection enabled from %s", path)
+
+    def check(self, protocol: str, round: int) -> Fault | None:
+        if self.path is None:
+            return None
+        try:
+            doc = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return None
+        if doc.get("protocol") != protocol or doc.get("round") != round:
+            return None
+        fault = Fault(str(doc.get("action")), protocol, round, float(doc.get("seconds", 0)))
+        if doc.get("once", fault.action == "crash"):
+            try:
+                self.path.unlink()
+            except OSError:
+                pass
+        log.warning("TEST MODE: injecting fault %s at %s round %d", fault.action, protocol, round)
+        if fault.action == "crash":
+            logging.shutdown()
+            os._exit(137)
+        if fault.action == "delay":
+            time.sleep(fault.seconds)
+        return fault
+
+
+def flip(data: bytes, pos: int = -1) -> bytes:
+    """``data`` with one bit of byte ``pos`` flipped."""
+    b = bytearray(data)
+    b[pos] ^= 0x01
+    return bytes(b)

@@ -1,0 +1,104 @@
+"""``mpc-node --config FILE``: a share-holder node serving the mpc.v1.Node gRPC service over mTLS.
+
+Only a client whose certificate has role ``coordinator`` may call the Node service; the
+standard health and reflection services answer any client with a certificate from the CA.
+SIGTERM/SIGINT stop the server gracefully (in-flight calls get a few seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+
+from mpc_node.config import NodeConfig, load_node_config
+from mpc_node.keystore import KeystoreError, load_keystore, read_passphrase
+from mpc_node.service import NodeService
+from mpc_node.storage import NodeStore, StoreError
+from mpcnet.config import ConfigError, setup_logging
+from mpcnet.pki import PkiError, server_credentials
+from mpcnet.rpc import SERVER_OPTIONS, add_standard_services, require_role, service_handler
+from proto.mpc.v1 import node_pb2
+
+log = logging.getLogger("mpc_node")
+NODE_SERVICE = node_pb2.DESCRIPTOR.services_by_name["Node"]
+
+
+def build_server(cfg: NodeConfig, service: NodeService) -> tuple[grpc.Server, int]:
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="rpc"),
+        options=SERVER_OPTIONS,
+        maximum_concurrent_rpcs=cfg.workers * 8,
+    )
+
+    def authorize(ctx: grpc.ServicerContext, method: str) -> None:
+        require_role(ctx, ("coordinator",), f"mpc.v1.Node/{method}")
+
+    server.add_generic_rpc_handlers((service_handler(NODE_SERVICE, node_pb2, service, authorize=authorize, logger=log),))
+    add_standard_services(server, (NODE_SERVICE.full_name,))
+    port = server.add_secure_port(cfg.listen, server_credentials(cfg.cert, cfg.ca_cert))
+    if port == 0:
+        raise OSError(f"listen: cannot bind {cfg.listen}")
+    return server, port
+
+
+def run(cfg: NodeConfig, ready: threading.Event | None = None, stop: threading.Event | None = None) -> int:
+    passphrase = read_passphrase(file=cfg.passphrase_file, env=cfg.passphrase_env)
+    keys = load_keystore(cfg.keystore, passphrase)
+    store = NodeStore.open(cfg.store, passphrase, cfg.index, scrypt_n=cfg.scrypt_n)
+    del passphrase
+    service = NodeService(cfg, keys, store)
+    server, port = build_server(cfg, service)
+    server.start()
+    service.start_sweeper()
+    keys_held = store.list_keys()
+    log.info(
+        "node %s (index %d of %d, threshold %d) listening on %s; %d keys (%d pending)%s",
+        cfg.name, cfg.index, cfg.parties, cfg.threshold, cfg.listen, len(keys_held),
+        sum(1 for k in keys_held if k.status != "active"), "; TEST MODE" if cfg.test_mode else "",
+    )
+    stop = stop or threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        log.info("signal %d: shutting down", signum)
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+    if ready is not None:
+        ready.set()
+    stop.wait()
+    service.stop()
+    server.stop(grace=3).wait()
+    store.close()
+    log.info("stopped")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="mpc-node", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", required=True, type=Path, help="node configuration (JSON)")
+    args = ap.parse_args(argv)
+    try:
+        cfg = load_node_config(args.config)
+    except ConfigError as e:
+        print(f"mpc-node: {e}", file=sys.stderr)
+        return 2
+    setup_logging(cfg.log_file, cfg.name, cfg.log_level)
+    try:
+        return run(cfg)
+    except (KeystoreError, StoreError, PkiError, OSError, RuntimeError) as e:
+        log.error("cannot start: %s", e)
+        print(f"mpc-node: cannot start: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

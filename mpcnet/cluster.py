@@ -1,0 +1,333 @@
+"""A local development cluster: its directory layout and a process manager.
+
+:func:`prepare` creates, on first use, everything a cluster needs in ``DIR`` (a dev CA and all
+certificates, each node's keystore and passphrase file, the stores' directories) and on every
+use writes fresh configs with free localhost ports; keys, certificates and data are reused.
+
+    DIR/ca/ca.pem, ca.key                     dev CA
+    DIR/certs/<name>.pem, <name>.key          node-i (role node), coordinator, client, admin
+    DIR/nodes/node-i/{config.json, keystore.json, passphrase, node.db}
+    DIR/coordinator/{config.json, coordinator.db}
+    DIR/logs/<process>.log
+    DIR/cluster.json                          endpoints, certificate paths, pids (for clients)
+
+:class:`LocalCluster` starts and stops the processes synchronously (tests, benchmarks); the
+``mpc-cluster`` command supervises the same processes with trio.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from mpc_node.keystore import create_keystore
+from mpcnet.config import write_json
+from mpcnet.pki import CertPaths, channel_credentials, create_ca, issue_cert
+from mpcnet.rpc import CHANNEL_OPTIONS, wait_for_health
+
+PARAMS_FILE = "cluster-params.json"
+INFO_FILE = "cluster.json"
+SOURCE_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ClusterError(Exception):
+    pass
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((host, 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+@dataclass(frozen=True)
+class Layout:
+    dir: Path
+    nodes: int
+    threshold: int
+    host: str = "127.0.0.1"
+
+    @property
+    def ca(self) -> CertPaths:
+        return CertPaths(self.dir / "ca" / "ca.pem", self.dir / "ca" / "ca.key")
+
+    def cert(self, name: str) -> CertPaths:
+        return CertPaths(self.dir / "certs" / f"{name}.pem", self.dir / "certs" / f"{name}.key")
+
+    def node_dir(self, i: int) -> Path:
+        return self.dir / "nodes" / f"node-{i}"
+
+    def node_config(self, i: int) -> Path:
+        return self.node_dir(i) / "config.json"
+
+    @property
+    def coordinator_dir(self) -> Path:
+        return self.dir / "coordinator"
+
+    @property
+    def coordinator_config(self) -> Path:
+        return self.coordinator_dir / "config.json"
+
+    def log(self, name: str) -> Path:
+        return self.dir / "logs" / f"{name}.log"
+
+    @property
+    def info_path(self) -> Path:
+        return self.dir / INFO_FILE
+
+    def names(self) -> list[str]:
+        return [f"node-{i}" for i in range(1, self.nodes + 1)] + ["coordinator"]
+
+    def endpoints(self) -> dict[str, str]:
+        """Endpoints from the current configs."""
+        out = {}
+        for i in range(1, self.nodes + 1):
+            out[f"node-{i}"] = json.loads(self.node_config(i).read_text())["listen"]
+        out["coordinator"] = json.loads(self.coordinator_config.read_text())["listen"]
+        return out
+
+    def read_info(self) -> dict[str, Any]:
+        return json.loads(self.info_path.read_text())
+
+
+def load_layout(directory: Path) -> Layout:
+    p = Path(directory) / PARAMS_FILE
+    if not p.exists():
+        raise ClusterError(f"{directory}: not a cluster directory (no {PARAMS_FILE}); run 'mpc-cluster up' first")
+    d = json.loads(p.read_text())
+    return Layout(Path(directory).resolve(), d["nodes"], d["threshold"], d.get("host", "127.0.0.1"))
+
+
+def prepare(
+    directory: Path,
+    nodes: int,
+    threshold: int,
+    *,
+    scrypt_n: int = 2**15,
+    test_mode: bool = False,
+    session_timeout_s: float = 60.0,
+    step_timeout_s: float = 20.0,
+) -> Layout:
+    """Create what is missing in ``directory`` and (re)write every config with free ports."""
+    if not 2 <= threshold <= nodes:
+        raise ClusterError(f"threshold: need 2 <= threshold <= nodes, got {threshold}-of-{nodes}")
+    directory = Path(directory).resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    pp = directory / PARAMS_FILE
+    if pp.exists():
+        old = json.loads(pp.read_text())
+        if (old["nodes"], old["threshold"]) != (nodes, threshold):
+            raise ClusterError(
+                f"{directory} holds a {old['threshold']}-of-{old['nodes']} cluster; "
+                f"cannot reuse it as {threshold}-of-{nodes} (use another --dir)"
+            )
+        scrypt_n = old.get("scrypt_n", scrypt_n)
+        test_mode = old.get("test_mode", test_mode)
+    else:
+        write_json(pp, {"nodes": nodes, "threshold": threshold, "scrypt_n": scrypt_n, "test_mode": test_mode, "host": "127.0.0.1"})
+    lay = Layout(directory, nodes, threshold)
+    ca = create_ca(directory / "ca")
+    certs_dir = directory / "certs"
+    wanted = [(f"node-{i}", "node", True) for i in range(1, nodes + 1)]
+    wanted += [("coordinator", "coordinator", True), ("client", "client", False), ("admin", "admin", False)]
+    for name, role, server in wanted:
+        if not lay.cert(name).cert.exists():
+            issue_cert(ca, certs_dir, name, role=role, server=server)
+    roster = []
+    for i in range(1, nodes + 1):
+        nd = lay.node_dir(i)
+        nd.mkdir(parents=True, exist_ok=True)
+        os.chmod(nd, 0o700)
+        pf = nd / "passphrase"
+        if not pf.exists():
+            fd = os.open(pf, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(32) + "\n")
+        ks = nd / "keystore.json"
+        if not ks.exists():
+            create_keystore(ks, pf.read_bytes().rstrip(b"\n"), scrypt_n=scrypt_n)
+        doc = json.loads(ks.read_text())
+        roster.append(
+            {"index": i, "name": f"node-{i}", "identity_public": doc["identity_public"], "encryption_public": doc["encryption_public"]}
+        )
+    ports = free_ports(nodes + 1)
+    for i in range(1, nodes + 1):
+        cert = lay.cert(f"node-{i}")
+        write_json(
+            lay.node_config(i),
+            {
+                "index": i,
+                "name": f"node-{i}",
+                "listen": f"127.0.0.1:{ports[i]}",
+                "threshold": threshold,
+                "keystore": "keystore.json",
+                "store": "node.db",
+                "passphrase_file": "passphrase",
+                "tls": {"cert": str(cert.cert), "key": str(cert.key), "ca": str(ca.cert)},
+                "roster": roster,
+                "session_timeout_s": session_timeout_s,
+                "scrypt_n": scrypt_n,
+                "log_file": str(lay.log(f"node-{i}")),
+                "test_mode": test_mode,
+            },
+        )
+    cc = lay.cert("coordinator")
+    lay.coordinator_dir.mkdir(parents=True, exist_ok=True)
+    write_json(
+        lay.coordinator_config,
+        {
+            "name": "coordinator",
+            "listen": f"127.0.0.1:{ports[0]}",
+            "threshold": threshold,
+            "db": "coordinator.db",
+            "tls": {"cert": str(cc.cert), "key": str(cc.key), "ca": str(ca.cert)},
+            "nodes": [{"index": i, "name": f"node-{i}", "endpoint": f"127.0.0.1:{ports[i]}"} for i in range(1, nodes + 1)],
+            "step_timeout_s": step_timeout_s,
+            "log_file": str(lay.log("coordinator")),
+        },
+    )
+    (directory / "logs").mkdir(exist_ok=True)
+    return lay
+
+
+def command(lay: Layout, name: str) -> list[str]:
+    if name == "coordinator":
+        return [sys.executable, "-m", "coordinator.main", "--config", str(lay.coordinator_config)]
+    i = int(name.split("-")[1])
+    return [sys.executable, "-m", "mpc_node.main", "--config", str(lay.node_config(i))]
+
+
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(SOURCE_ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    if extra:
+        env.update(extra)
+    return env
+
+
+def info_doc(lay: Layout, pids: dict[str, int], supervisor_pid: int | None, status: str, restarts: dict[str, int] | None = None) -> dict[str, Any]:
+    eps = lay.endpoints()
+    certs = {n: {"cert": str(lay.cert(n).cert), "key": str(lay.cert(n).key)} for n in ("client", "admin")}
+    return {
+        "status": status,
+        "threshold": lay.threshold,
+        "nodes": [
+            {"index": i, "name": f"node-{i}", "endpoint": eps[f"node-{i}"], "pid": pids.get(f"node-{i}"), "log": str(lay.log(f"node-{i}"))}
+            for i in range(1, lay.nodes + 1)
+        ],
+        "coordinator": {"endpoint": eps["coordinator"], "pid": pids.get("coordinator"), "log": str(lay.log("coordinator"))},
+        "ca_cert": str(lay.ca.cert),
+        "certs": certs,
+        "supervisor_pid": supervisor_pid,
+        "restarts": restarts or {},
+        "updated_unix": int(time.time()),
+    }
+
+
+def health_channel(lay: Layout, endpoint: str) -> grpc.Channel:
+    return grpc.secure_channel(endpoint, channel_credentials(lay.cert("admin"), lay.ca.cert), options=CHANNEL_OPTIONS)
+
+
+def check_health(lay: Layout, endpoint: str, timeout: float = 1.0) -> bool:
+    ch = health_channel(lay, endpoint)
+    try:
+        return wait_for_health(ch, timeout=timeout)
+    finally:
+        ch.close()
+
+
+class LocalCluster:
+    """Processes of a prepared cluster, managed synchronously (tests, benchmarks)."""
+
+    def __init__(self, lay: Layout, env: dict[str, str] | None = None) -> None:
+        self.lay = lay
+        self.env = env or {}
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.node_env: dict[int, dict[str, str]] = {}
+
+    def start(self, name: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        old = self.procs.get(name)
+        if old is not None and old.poll() is None:
+            raise ClusterError(f"{name} is already running")
+        env = child_env({**self.env, **(extra_env or {})})
+        log = open(self.lay.log(name).with_suffix(".out"), "ab")
+        p = subprocess.Popen(command(self.lay, name), env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+        self.procs[name] = p
+        return p
+
+    def start_all(self, timeout: float = 60.0) -> None:
+        for i in range(1, self.lay.nodes + 1):
+            self.start(f"node-{i}", self.node_env.get(i))
+        self.wait_healthy([f"node-{i}" for i in range(1, self.lay.nodes + 1)], timeout=timeout)
+        self.start("coordinator")
+        self.wait_healthy(["coordinator"], timeout=timeout)
+        self.write_info()
+
+    def write_info(self) -> None:
+        write_json(self.lay.info_path, info_doc(self.lay, {n: p.pid for n, p in self.procs.items()}, None, "running"))
+
+    def wait_healthy(self, names: list[str] | None = None, timeout: float = 60.0) -> None:
+        eps = self.lay.endpoints()
+        deadline = time.monotonic() + timeout
+        for name in names or self.lay.names():
+            while True:
+                p = self.procs.get(name)
+                if p is not None and p.poll() is not None:
+                    raise ClusterError(f"{name} exited with status {p.returncode}; see {self.lay.log(name)}")
+                if check_health(self.lay, eps[name], timeout=1.0):
+                    break
+                if time.monotonic() > deadline:
+                    raise ClusterError(f"{name} did not become healthy within {timeout:.0f}s")
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        p = self.procs.get(name)
+        if p is not None and p.poll() is None:
+            p.send_signal(sig)
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+    def restart(self, name: str, extra_env: dict[str, str] | None = None, timeout: float = 60.0) -> None:
+        self.kill(name, signal.SIGTERM)
+        self.start(name, extra_env)
+        self.wait_healthy([name], timeout=timeout)
+
+    def stop(self) -> None:
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for p in self.procs.values():
+            try:
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+    def __enter__(self) -> "LocalCluster":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,171 @@
+"""Strict JSON configuration helpers: every error names the file and the field."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+_HOSTPORT = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$")
+
+
+class ConfigError(Exception):
+    """A configuration file is missing, not JSON, or has a missing or invalid field."""
+
+
+class Fields:
+    """Typed access to one JSON object; errors read ``FILE: a.b.c: reason``."""
+
+    def __init__(self, doc: Any, where: str, prefix: str = "", base: Path | None = None) -> None:
+        if not isinstance(doc, dict):
+            raise ConfigError(f"{where}: {prefix or 'document'}: must be a JSON object")
+        self.doc = doc
+        self.where = where
+        self.prefix = prefix
+        self.base = base
+
+    def _name(self, key: str) -> str:
+        return f"{self.prefix}.{key}" if self.prefix else key
+
+    def error(self, key: str, reason: str) -> ConfigError:
+        return ConfigError(f"{self.where}: {self._name(key)}: {reason}")
+
+    def _get(self, key: str, default: Any, required: bool) -> Any:
+        if key not in self.doc or self.doc[key] is None:
+            if required:
+                raise self.error(key, "missing")
+            return default
+        return self.doc[key]
+
+    def str(self, key: str, default: str | None = None, *, required: bool = True) -> str:
+        v = self._get(key, default, required and default is None)
+        if v is not None and not isinstance(v, str):
+            raise self.error(key, "must be a string")
+        return v  # type: ignore[no-any-return]
+
+    def opt_str(self, key: str) -> str | None:
+        v = self._get(key, None, False)
+        if v is not None and not isinstance(v, str):
+            raise self.error(key, "must be a string")
+        return v  # type: ignore[no-any-return]
+
+    def int(self, key: str, default: int | None = None, *, lo: int | None = None, hi: int | None = None) -> int:
+        v = self._get(key, default, default is None)
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise self.error(key, "must be an integer")
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            raise self.error(key, f"must be in {lo}..{hi}")
+        return v
+
+    def float(self, key: str, default: float | None = None, *, lo: float = 0.0) -> float:
+        v = self._get(key, default, default is None)
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= lo:
+            raise self.error(key, f"must be a number > {lo}")
+        return float(v)
+
+    def bool(self, key: str, default: bool = False) -> bool:
+        v = self._get(key, default, False)
+        if not isinstance(v, bool):
+            raise self.error(key, "must be true or false")
+        return v
+
+    def path(self, key: str, *, required: bool = True) -> Path | None:
+        v = self.opt_str(key)
+        if v is None:
+            if required:
+                raise self.error(key, "missing")
+            return None
+        p = Path(v).expanduser()
+        if not p.is_absolute() and self.base is not None:
+            p = self.base / p
+        return p
+
+    def req_path(self, key: str) -> Path:
+        p = self.path(key)
+        assert p is not None
+        return p
+
+    def hex(self, key: str, length: int) -> bytes:
+        v = self.str(key)
+        try:
+            b = bytes.fromhex(v)
+        except ValueError:
+            raise self.error(key, "must be hex") from None
+        if len(b) != length:
+            raise self.error(key, f"must be {length} bytes of hex, got {len(b)}")
+        return b
+
+    def endpoint(self, key: str) -> str:
+        v = self.str(key)
+        if not _HOSTPORT.match(v):
+            raise self.error(key, f"must be HOST:PORT, got {v!r}")
+        return v
+
+    def obj(self, key: str) -> "Fields":
+        return Fields(self._get(key, None, True), self.where, self._name(key), self.base)
+
+    def list(self, key: str) -> list["Fields"]:
+        v = self._get(key, None, True)
+        if not isinstance(v, list) or not v:
+            raise self.error(key, "must be a non-empty list")
+        return [Fields(item, self.where, f"{self._name(key)}[{i}]", self.base) for i, item in enumerate(v)]
+
+    def extra_keys(self, allowed: set[str]) -> None:
+        unknown = sorted(set(self.doc) - allowed)
+        if unknown:
+            raise ConfigError(f"{self.where}: {self.prefix + '.' if self.prefix else ''}{unknown[0]}: unknown field")
+
+
+def load_json(path: Path, what: str) -> Fields:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"{what} {path}: cannot read ({e.strerror or type(e).__name__})") from None
+    try:
+        doc = json.loads(text)
+    except ValueError as e:
+        raise ConfigError(f"{what} {path}: not valid JSON ({e})") from None
+    return Fields(doc, str(path), base=path.parent)
+
+
+def write_json(path: Path, doc: Any, mode: int = 0o644) -> None:
+    """Write atomically (temp file + rename)."""
+    import os
+    import tempfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(doc, f, indent=2, sort_keys=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def setup_logging(log_file: Path | None, name: str, level: str = "INFO") -> None:
+    """Log lines with time, process name and level to ``log_file`` (or stderr)."""
+    import logging
+    import sys
+
+    handler: logging.Handler
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(log_file)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)

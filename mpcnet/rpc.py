@@ -1,0 +1,207 @@
+"""gRPC plumbing shared by the node and the coordinator.
+
+* One set of channel/server options (explicit message size limits, no SO_REUSEPORT so two
+  processes can never share a port silently, keepalive).
+* :func:`service_handler` turns a servicer object into a generic handler whose request
+  deserializer never raises: a malformed protobuf becomes ``INVALID_ARGUMENT`` naming the
+  request type instead of gRPC's generic ``INTERNAL``. Handlers raise :class:`RpcError` with a
+  precise status code; anything else becomes ``INTERNAL`` (logged, never echoed to the caller).
+* :func:`add_standard_services` enables the standard health and reflection services.
+* :func:`require_role` authorizes a call by the role in the peer's verified certificate.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from typing import Any, Callable, Iterable, Sequence
+
+import grpc
+from google.protobuf.message import DecodeError, Message
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from mpcnet.pki import CertIdentity, PkiError, identity_from_cert
+
+MAX_MESSAGE_BYTES = 32 * 1024 * 1024
+
+_COMMON_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+]
+SERVER_OPTIONS: list[tuple[str, Any]] = _COMMON_OPTIONS + [
+    ("grpc.so_reuseport", 0),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+]
+CHANNEL_OPTIONS: list[tuple[str, Any]] = _COMMON_OPTIONS + [
+    ("grpc.keepalive_permit_without_calls", 0),
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2_000),
+    ("grpc.enable_retries", 0),
+]
+
+log = logging.getLogger("mpcnet.rpc")
+
+
+class RpcError(Exception):
+    """Raised inside a handler: becomes a gRPC status with this code and message."""
+
+    def __init__(self, code: grpc.StatusCode, message: str, *, metadata: Sequence[tuple[str, str]] = ()) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.metadata = tuple(metadata)
+
+
+def invalid(field: str, reason: str) -> RpcError:
+    return RpcError(grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {reason}")
+
+
+def check_len(value: bytes, field: str, length: int) -> bytes:
+    if len(value) != length:
+        raise invalid(field, f"must be {length} bytes, got {len(value)}")
+    return value
+
+
+class _Malformed:
+    __slots__ = ("type_name",)
+
+    def __init__(self, type_name: str) -> None:
+        self.type_name = type_name
+
+
+def _deserializer(cls: type[Message]) -> Callable[[bytes], Message | _Malformed]:
+    def parse(data: bytes) -> Message | _Malformed:
+        try:
+            return cls.FromString(data)
+        except (DecodeError, ValueError, RuntimeError):
+            return _Malformed(cls.DESCRIPTOR.full_name)
+
+    return parse
+
+
+@functools.lru_cache(maxsize=256)
+def _identity_from_pem(pem: bytes) -> CertIdentity | None:
+    try:
+        return identity_from_cert(pem)
+    except PkiError:
+        return None
+
+
+def caller_identity(context: grpc.ServicerContext) -> CertIdentity | None:
+    """The verified client certificate's identity (cached per certificate)."""
+    if context.peer_identity_key() is None:
+        return None
+    certs = context.auth_context().get("x509_pem_cert")
+    if not certs:
+        return None
+    return _identity_from_pem(certs[0])
+
+
+def require_role(context: grpc.ServicerContext, roles: Iterable[str], service: str) -> CertIdentity:
+    ident = caller_identity(context)
+    allowed = tuple(roles)
+    if ident is None:
+        raise RpcError(grpc.StatusCode.UNAUTHENTICATED, f"{service}: a client certificate is required")
+    if ident.role not in allowed:
+        raise RpcError(
+            grpc.StatusCode.PERMISSION_DENIED,
+            f"{service}: certificate {ident.name!r} has role {ident.role!r}; allowed: {', '.join(allowed)}",
+        )
+    return ident
+
+
+def service_handler(
+    service_descriptor: Any,
+    messages_module: Any,
+    servicer: Any,
+    *,
+    authorize: Callable[[grpc.ServicerContext, str], None] | None = None,
+    logger: logging.Logger = log,
+) -> grpc.GenericRpcHandler:
+    """A generic handler for every method of ``service_descriptor`` implemented by ``servicer``
+    (a method with the RPC's name taking ``(request, context)``)."""
+    handlers = {}
+    for method in service_descriptor.methods:
+        req_cls = getattr(messages_module, method.input_type.name)
+        fn = getattr(servicer, method.name)
+        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+            _wrap(fn, method.name, req_cls.DESCRIPTOR.full_name, authorize, logger),
+            request_deserializer=_deserializer(req_cls),
+            response_serializer=lambda m: m.SerializeToString(),
+        )
+    return grpc.method_handlers_generic_handler(service_descriptor.full_name, handlers)
+
+
+def _wrap(
+    fn: Callable[[Any, grpc.ServicerContext], Any],
+    name: str,
+    type_name: str,
+    authorize: Callable[[grpc.ServicerContext, str], None] | None,
+    logger: logging.Logger,
+) -> Callable[[Any, grpc.ServicerContext], Any]:
+    def handler(request: Any, context: grpc.ServicerContext) -> Any:
+        err: RpcError | None = None
+        try:
+            if authorize is not None:
+                authorize(context, name)
+            if isinstance(request, _Malformed):
+                raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, f"request: not a valid {type_name} protobuf message")
+            return fn(request, context)
+        except RpcError as e:
+            err = e
+        except Exception:
+            logger.exception("%s: internal error", name)
+            err = RpcError(grpc.StatusCode.INTERNAL, f"{name}: internal error (see the server log)")
+        if err.metadata:
+            context.set_trailing_metadata(err.metadata)
+        context.abort(err.code, err.message)
+
+    return handler
+
+
+def add_standard_services(server: grpc.Server, service_names: Sequence[str]) -> health.HealthServicer:
+    """Standard gRPC health checking (every service SERVING) and server reflection."""
+    hs = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(hs, server)
+    for name in ("", *service_names):
+        hs.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection((*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    return hs
+
+
+def wait_for_health(channel: grpc.Channel, service: str = "", timeout: float = 10.0) -> bool:
+    """Poll the standard health service until SERVING or ``timeout`` seconds pass."""
+    stub = health_pb2_grpc.HealthStub(channel)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            resp = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=1.0)
+            if resp.status == health_pb2.HealthCheckResponse.SERVING:
+                return True
+        except grpc.RpcError:
+            pass
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+
+
+def status_of(e: grpc.RpcError) -> tuple[grpc.StatusCode, str]:
+    """(code, details) of a failed call."""
+    code = e.code() if hasattr(e, "code") else grpc.StatusCode.UNKNOWN
+    details = e.details() if hasattr(e, "details") else str(e)
+    return code, details or ""
+
+
+def trailing(e: grpc.RpcError, key: str) -> str | None:
+    try:
+        md = e.trailing_metadata()  # type: ignore[attr-defined]
+    except Exception:
+        return None
+    for k, v in md or ():
+        if k == key:
+            return v if isinstance(v, str) else v.decode()
+    return None
