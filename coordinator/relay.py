@@ -95,6 +95,7 @@ class Refused(Exception):
 
     code: grpc.StatusCode
     message: str
+    banned: tuple[int, ...] = ()  # peers a node refuses for this key
 
     def __str__(self) -> str:
         return self.message
@@ -142,7 +143,8 @@ def _classify(nodes: dict[int, NodeHandle], errs: dict[int, grpc.RpcError], phas
             h.mark_down(reason)
             down[i] = f"{h.name}: {reason}"
         else:
-            refused.append(Refused(code, details))
+            b = trailing(e, "mpc-banned") or ""
+            refused.append(Refused(code, details, tuple(int(x) for x in b.split(",") if x.isdigit())))
     if aborts:
         return aborts[0]
     if refused:
@@ -172,6 +174,20 @@ def _check_output(sid: bytes, i: int, resp: node_pb2.StepResponse, participants:
             seen_d.add(e.receiver)
 
 
+def wait_ready(nodes: list[NodeHandle], timeout: float) -> list[NodeHandle]:
+    """The nodes whose channel becomes ready within ``timeout`` seconds (waited for in parallel)."""
+    futs = {h.index: (h, grpc.channel_ready_future(h.channel)) for h in nodes}
+    deadline = time.monotonic() + timeout
+    ready = []
+    for h, f in futs.values():
+        try:
+            f.result(timeout=max(0.0, deadline - time.monotonic()))
+            ready.append(h)
+        except grpc.FutureTimeoutError:
+            f.cancel()
+    return ready
+
+
 def abort_session(nodes: dict[int, NodeHandle], sid: bytes, reason: str) -> None:
     """Best effort: tell every participant to drop the session (they would time out anyway)."""
     req = node_pb2.AbortSessionRequest(session_id=sid, reason=reason[:500])
@@ -190,12 +206,13 @@ def run_session(
     start: dict[int, node_pb2.StartSessionRequest],
     timeout: float,
     stats: SessionStats | None = None,
-    start_timeout: float = 5.0,
+    wait_for_ready: bool = False,
 ) -> dict[int, node_pb2.StepResponse]:
     """Run one protocol session among ``nodes`` to the end; returns every node's final answer.
 
     Raises :class:`NodesUnavailable`, :class:`Aborted` or :class:`Refused`; on any failure
-    the other participants are told to drop the session.
+    the other participants are told to drop the session. With ``wait_for_ready`` the start calls
+    wait (up to ``timeout``) for nodes that are reconnecting instead of failing at once.
     """
     participants = tuple(sorted(nodes))
     for h in nodes.values():
@@ -203,7 +220,7 @@ def run_session(
     try:
         t0 = time.perf_counter()
         resps, errs = fanout(
-            {i: (h.stub.StartSession, start[i]) for i, h in nodes.items()}, min(timeout, start_timeout), wait_for_ready=True
+            {i: (h.stub.StartSession, start[i]) for i, h in nodes.items()}, timeout, wait_for_ready=wait_for_ready
         )
         phase = "start"
         while True:

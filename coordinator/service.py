@@ -20,7 +20,7 @@ import grpc
 
 from coordinator.config import CoordinatorConfig
 from coordinator.db import CoordinatorDb, KeyRecord, RequestRecord, now_ms
-from coordinator.relay import Aborted, NodeHandle, NodesUnavailable, Refused, fanout, run_session
+from coordinator.relay import Aborted, NodeHandle, NodesUnavailable, Refused, fanout, run_session, wait_ready
 from crypto_core.bip32 import check_path
 from crypto_core.errors import ProtocolAbort, UsageError
 from crypto_core.keyshare import MAX_LABEL
@@ -184,7 +184,7 @@ class CoordinatorService:
             session_id=sid, dkg=node_pb2.DkgParams(threshold=t, parties=n, key_label=label.encode())
         )
         try:
-            final = run_session(self.nodes, sid, {i: params for i in self.nodes}, self.cfg.dkg_timeout_s)
+            final = run_session(self.nodes, sid, {i: params for i in self.nodes}, self.cfg.dkg_timeout_s, wait_for_ready=True)
         except NodesUnavailable as e:
             raise RpcError(Code.UNAVAILABLE, f"keygen: needs all {n} nodes; unavailable: {e}") from None
         except Aborted as e:
@@ -291,8 +291,18 @@ class CoordinatorService:
         down: dict[int, str] = {}
         attempts = 0
         t0 = time.perf_counter()
+        second_chance = True
         while True:
             signers = self._pick(t, set(down))
+            if signers is None and second_chance:
+                # nodes that failed may just have restarted: give their channels a moment
+                second_chance = False
+                came_back = wait_ready([self.nodes[i] for i in down if not down[i].startswith("banned")], 3.0)
+                for h in came_back:
+                    del down[h.index]
+                if came_back:
+                    log.info("request %s: %s reconnected; retrying", rid, ", ".join(h.label for h in came_back))
+                    continue
             if signers is None:
                 names = ", ".join(f"{self.nodes[i].label}: {r}" for i, r in sorted(down.items()))
                 err = RpcError(
@@ -329,6 +339,10 @@ class CoordinatorService:
                 err.attempts = attempts  # type: ignore[attr-defined]
                 raise err from None
             except Refused as e:
+                if e.code == Code.PERMISSION_DENIED and e.banned and not set(e.banned) & set(down):
+                    for b in e.banned:  # a node refuses a banned peer for this key: leave it out
+                        down[b] = f"banned for this key ({e.message})"
+                    continue
                 err = RpcError(e.code, e.message)
                 err.attempts = attempts  # type: ignore[attr-defined]
                 raise err from None

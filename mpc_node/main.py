@@ -57,6 +57,7 @@ def run(cfg: NodeConfig, ready: threading.Event | None = None, stop: threading.E
     server, port = build_server(cfg, service)
     server.start()
     service.start_sweeper()
+    service.warm_up()
     keys_held = store.list_keys()
     log.info(
         "node %s (index %d of %d, threshold %d) listening on %s; %d keys (%d pending)%s",

@@ -105,6 +105,20 @@ class NodeService:
         p = self.cfg.roster.get(i)
         return f"node {i} ({p.name})" if p else f"party {i}"
 
+    def warm_up(self) -> None:
+        """Decode active key shares into the cache in the background (the first signature with a
+        key then does not pay for decoding and validating its share)."""
+
+        def run() -> None:
+            for row in self.store.list_keys():
+                if row.status == "active" and not self._stop.is_set():
+                    try:
+                        self._key(row.key_id)
+                    except Exception:
+                        log.exception("key %s: cannot load", row.key_id.hex()[:16])
+
+        threading.Thread(target=run, name="warm-up", daemon=True).start()
+
     def start_sweeper(self) -> threading.Thread:
         t = threading.Thread(target=self._sweep_loop, name="session-sweeper", daemon=True)
         t.start()
@@ -226,6 +240,7 @@ class NodeService:
             raise RpcError(
                 Code.PERMISSION_DENIED,
                 f"sign.signers: {self.node_name(bad[0])} is banned by {self.cfg.name} for key {key_id.hex()[:16]}",
+                metadata=[("mpc-banned", ",".join(map(str, bad)))],
             )
         try:
             party = PresignParty(key, SignConfig(sid, signers, path, banned))
@@ -465,6 +480,7 @@ class NodeService:
         self.store.activate_key(key_id)
         if row.status != "active":
             log.info("key %s: activated", key_id.hex()[:16])
+            threading.Thread(target=self._key, args=(key_id,), name="load-key", daemon=True).start()
         return node_pb2.CommitKeyResponse(status=common_pb2.KEY_STATUS_ACTIVE)
 
     def DiscardKey(self, req: node_pb2.DiscardKeyRequest, ctx: Any) -> node_pb2.DiscardKeyResponse:

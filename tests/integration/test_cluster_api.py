@@ -67,3 +67,147 @@ def test_unknown_key_is_not_found(client: MpcClient) -> None:
         client.sign(b"\x42" * 32, b"\x00" * 32)
     assert e.value.code == grpc.StatusCode.NOT_FOUND
     assert "key_id: unknown key 4242" in e.value.message
+
+
+def test_unknown_request_is_not_found(client: MpcClient) -> None:
+    with pytest.raises(MpcError) as e:
+        client.get_request("no-such-request")
+    assert e.value.code == grpc.StatusCode.NOT_FOUND and "no-such-request" in e.value.message
+
+
+def test_short_key_id_is_invalid_argument(client: MpcClient) -> None:
+    with pytest.raises(MpcError) as e:
+        client.sign(b"\x01" * 5, b"\x00" * 32)
+    assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert e.value.message == "key_id: must be 32 bytes, got 5"
+    with pytest.raises(MpcError) as e:
+        client.get_key(b"")
+    assert e.value.message == "key_id: must be 32 bytes, got 0"
+
+
+def test_hardened_path_is_invalid_argument(client: MpcClient, key) -> None:
+    with pytest.raises(MpcError) as e:
+        client.sign(key.key_id, b"\x00" * 32, path=[0x80000001])
+    assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert e.value.message.startswith("derivation_path[0]: hardened index 1'")
+
+
+def test_oversized_label_is_invalid_argument(client: MpcClient) -> None:
+    with pytest.raises(MpcError) as e:
+        client.create_key("x" * 300)
+    assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert e.value.message == "label: at most 256 bytes, got 300"
+
+
+def test_bad_request_id_is_invalid_argument(client: MpcClient, key) -> None:
+    with pytest.raises(MpcError) as e:
+        client.sign(key.key_id, b"\x00" * 32, request_id="no spaces allowed")
+    assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT and e.value.message.startswith("request_id:")
+
+
+def test_same_request_id_returns_the_same_signature(client: MpcClient, key) -> None:
+    digest = hashlib.sha256(b"idempotent").digest()
+    a = client.sign(key.key_id, digest, request_id="idem-1")
+    b = client.sign(key.key_id, digest, request_id="idem-1")
+    assert a == b
+    with pytest.raises(MpcError) as e:
+        client.sign(key.key_id, b"\x00" * 32, request_id="idem-1")
+    assert e.value.code == grpc.StatusCode.ALREADY_EXISTS and "idem-1" in e.value.message
+
+
+def _raw_channel(cluster, endpoint: str, identity: str = "client", options=None) -> grpc.Channel:
+    from mpcnet.pki import channel_credentials
+
+    lay = cluster.lay
+    return grpc.secure_channel(endpoint, channel_credentials(lay.cert(identity), lay.ca.cert), options=options or [])
+
+
+def test_malformed_protobuf_is_invalid_argument(cluster) -> None:
+    eps = cluster.lay.endpoints()
+    with _raw_channel(cluster, eps["coordinator"]) as ch:
+        call = ch.unary_unary("/mpc.v1.Coordinator/Sign")
+        with pytest.raises(grpc.RpcError) as e:
+            call(b"\x0a\xff\xff\xff\xff\x0f", timeout=10)  # field 1, absurd length
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert e.value.details() == "request: not a valid mpc.v1.SignRequest protobuf message"
+    with _raw_channel(cluster, eps["node-1"], "coordinator") as ch:
+        call = ch.unary_unary("/mpc.v1.Node/Step")
+        with pytest.raises(grpc.RpcError) as e:
+            call(b"\x1a\x05\x0a\x03", timeout=10)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "mpc.v1.StepRequest" in e.value.details()
+
+
+def test_oversized_message_is_resource_exhausted(cluster) -> None:
+    from proto.mpc.v1 import coordinator_pb2
+
+    eps = cluster.lay.endpoints()
+    big = coordinator_pb2.CreateKeyRequest(label="x" * (33 * 1024 * 1024)).SerializeToString()
+    with _raw_channel(cluster, eps["coordinator"]) as ch:
+        with pytest.raises(grpc.RpcError) as e:
+            ch.unary_unary("/mpc.v1.Coordinator/CreateKey")(big, timeout=30)
+    assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_client_without_certificate_is_refused(cluster) -> None:
+    lay = cluster.lay
+    with MpcClient(lay.endpoints()["coordinator"], None, lay.ca.cert, timeout=10) as c:
+        with pytest.raises(MpcError) as e:
+            c.list_keys()
+    assert e.value.code == grpc.StatusCode.UNAVAILABLE
+
+
+def test_client_with_certificate_from_another_ca_is_refused(cluster, tmp_path) -> None:
+    from mpcnet.pki import create_ca, issue_cert
+
+    other = create_ca(tmp_path / "ca")
+    cert = issue_cert(other, tmp_path, "intruder", role="client")
+    with MpcClient(cluster.lay.endpoints()["coordinator"], cert, cluster.lay.ca.cert, timeout=10) as c:
+        with pytest.raises(MpcError) as e:
+            c.list_keys()
+    assert e.value.code == grpc.StatusCode.UNAVAILABLE
+
+
+def test_only_the_coordinator_may_call_nodes(cluster) -> None:
+    from proto.mpc.v1 import node_pb2, node_pb2_grpc
+
+    ep = cluster.lay.endpoints()["node-2"]
+    for identity in ("client", "admin", "node-1"):
+        with _raw_channel(cluster, ep, identity) as ch:
+            with pytest.raises(grpc.RpcError) as e:
+                node_pb2_grpc.NodeStub(ch).GetInfo(node_pb2.GetInfoRequest(), timeout=10)
+        assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert f"certificate '{identity}'" in e.value.details() and "allowed: coordinator" in e.value.details()
+    with _raw_channel(cluster, ep, "coordinator") as ch:
+        info = node_pb2_grpc.NodeStub(ch).GetInfo(node_pb2.GetInfoRequest(), timeout=10)
+    assert info.index == 2 and info.name == "node-2" and len(info.identity_public) == 32
+
+
+def test_nodes_may_not_call_the_client_api(cluster) -> None:
+    from proto.mpc.v1 import coordinator_pb2, coordinator_pb2_grpc
+
+    with _raw_channel(cluster, cluster.lay.endpoints()["coordinator"], "node-1") as ch:
+        with pytest.raises(grpc.RpcError) as e:
+            coordinator_pb2_grpc.CoordinatorStub(ch).ListKeys(coordinator_pb2.ListKeysRequest(), timeout=10)
+    assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_standard_health_and_reflection_on_every_server(cluster) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    for name, ep in cluster.lay.endpoints().items():
+        service = "mpc.v1.Coordinator" if name == "coordinator" else "mpc.v1.Node"
+        with _raw_channel(cluster, ep, "admin") as ch:
+            st = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
+            assert st.status == health_pb2.HealthCheckResponse.SERVING
+            stub = reflection_pb2_grpc.ServerReflectionStub(ch)
+            resp = next(iter(stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10)))
+            names = {s.name for s in resp.list_services_response.service}
+            assert {service, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= names
+
+
+def test_cluster_status_lists_every_node(client: MpcClient) -> None:
+    st = client.cluster_status()
+    assert (st.threshold, st.parties) == (3, 5)
+    assert [n.name for n in st.nodes] == [f"node-{i}" for i in range(1, 6)]

@@ -1,0 +1,212 @@
+"""Faults on real processes: nodes killed during DKG and signing, restarts, tampering nodes.
+
+Each case ends with every process up again, so the cases can share one 3-of-5 cluster.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+
+import grpc
+import pytest
+
+from mpcnet.client import MpcClient, MpcError
+
+from .conftest import make_cluster
+from .test_cluster_api import verify_independently
+
+N, T = 5, 3
+
+
+@pytest.fixture(scope="module")
+def fc(tmp_path_factory):
+    c = make_cluster(tmp_path_factory, "faults-3of5", N, T)
+    fdir = c.lay.dir / "faults"
+    fdir.mkdir()
+    for i in range(1, N + 1):
+        c.node_env[i] = {"MPC_TEST_FAULT_FILE": str(fdir / f"node-{i}.json")}
+    try:
+        c.start_all()
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture(scope="module")
+def fclient(fc):
+    with MpcClient.from_cluster(fc.lay.dir, timeout=120) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def fkey(fclient):
+    return fclient.create_key("faults")
+
+
+def set_fault(c, i: int, **doc) -> None:
+    (c.lay.dir / "faults" / f"node-{i}.json").write_text(json.dumps(doc))
+
+
+def clear_fault(c, i: int) -> None:
+    (c.lay.dir / "faults" / f"node-{i}.json").unlink(missing_ok=True)
+
+
+def fault_pending(c, i: int) -> bool:
+    return (c.lay.dir / "faults" / f"node-{i}.json").exists()
+
+
+def revive(c, *indices: int) -> None:
+    for i in indices:
+        name = f"node-{i}"
+        if c.procs[name].poll() is None:
+            continue
+        c.start(name, c.node_env[i])
+    c.wait_healthy([f"node-{i}" for i in indices])
+    wait_coordinator_sees(c, indices)
+
+
+def wait_coordinator_sees(c, indices, timeout: float = 15.0) -> None:
+    """Until the coordinator's own health probes report the nodes available again."""
+    with MpcClient.from_cluster(c.lay.dir, timeout=10) as cl:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            st = {n.index: n.healthy for n in cl.cluster_status().nodes}
+            if all(st[i] for i in indices):
+                return
+            time.sleep(0.1)
+    raise AssertionError(f"coordinator does not see nodes {indices} as available")
+
+
+def digest(tag: str) -> bytes:
+    return hashlib.sha256(tag.encode()).digest()
+
+
+def test_node_killed_during_dkg_gives_unavailable_naming_it(fc, fclient, fkey) -> None:
+    set_fault(fc, 4, action="crash", protocol="dkg", round=3)
+    with pytest.raises(MpcError) as e:
+        fclient.create_key("doomed")
+    assert e.value.code == grpc.StatusCode.UNAVAILABLE
+    assert "needs all 5 nodes" in e.value.message and "node 4: node-4" in e.value.message
+    assert fc.procs["node-4"].wait(timeout=10) == 137
+    revive(fc, 4)
+    key = fclient.create_key("after-dkg-crash")
+    assert key.status == "active"
+    sig = fclient.sign(key.key_id, digest("after dkg crash"))
+    verify_independently(key.public_key, sig.der, digest("after dkg crash"))
+
+
+def test_node_killed_during_signing_is_replaced_by_another(fc, fclient, fkey) -> None:
+    set_fault(fc, 2, action="crash", protocol="sign", round=2)
+    retried = None
+    for j in range(6):  # node selection rotates: node 2 takes part within a few requests
+        sig = fclient.sign(fkey.key_id, digest(f"crash-sign {j}"))
+        verify_independently(fkey.public_key, sig.der, digest(f"crash-sign {j}"))
+        if not fault_pending(fc, 2):
+            retried = sig
+            break
+    assert retried is not None, "node 2 was never chosen"
+    info = fclient.get_request(retried.request_id)
+    assert info.state == "succeeded" and info.attempts == 2
+    assert 2 not in retried.signers
+    assert fc.procs["node-2"].wait(timeout=10) == 137
+    revive(fc, 2)
+
+
+def test_signing_survives_two_dead_nodes_and_names_missing_ones(fc, fclient, fkey) -> None:
+    fc.kill("node-4")
+    fc.kill("node-5")
+    try:
+        for j in range(2):
+            sig = fclient.sign(fkey.key_id, digest(f"two down {j}"))
+            assert set(sig.signers) == {1, 2, 3}
+        fc.kill("node-3")
+        with pytest.raises(MpcError) as e:
+            fclient.sign(fkey.key_id, digest("three down"))
+        assert e.value.code == grpc.StatusCode.UNAVAILABLE
+        msg = e.value.message
+        assert "needs 3 of 5 nodes but only 2 are available" in msg
+        for name in ("node-3", "node-4", "node-5"):
+            assert f"({name})" in msg
+        info = [k for k in fclient.list_keys() if k.key_id == fkey.key_id][0]
+        assert info.status == "active"
+    finally:
+        revive(fc, 3, 4, 5)
+    sig = fclient.sign(fkey.key_id, digest("all back"))
+    verify_independently(fkey.public_key, sig.der, digest("all back"))
+
+
+def test_nodes_restarted_between_keygen_and_signing_keep_their_shares(fc, fclient) -> None:
+    key = fclient.create_key("restart-me")
+    for i in range(1, N + 1):  # kill -9: nothing acknowledged may be lost
+        fc.kill(f"node-{i}")
+    revive(fc, *range(1, N + 1))
+    for j in range(3):
+        sig = fclient.sign(key.key_id, digest(f"after restart {j}"), path=[j])
+        verify_independently(key.derive([j]), sig.der, digest(f"after restart {j}"))
+
+
+def test_restarted_coordinator_still_answers_for_its_requests(fc, fclient, fkey) -> None:
+    sig = fclient.sign(fkey.key_id, digest("before coordinator restart"))
+    fc.kill("coordinator")
+    fc.start("coordinator")
+    fc.wait_healthy(["coordinator"])
+    info = fclient.get_request(sig.request_id)  # the client's channel reconnects by itself
+    assert info.state == "succeeded" and info.signature == sig
+    assert fkey.key_id in [k.key_id for k in fclient.list_keys()]
+    again = fclient.sign(fkey.key_id, digest("before coordinator restart"), request_id=sig.request_id)
+    assert again == sig
+    sig2 = fclient.sign(fkey.key_id, digest("after coordinator restart"))
+    verify_independently(fkey.public_key, sig2.der, digest("after coordinator restart"))
+
+
+def test_node_tampering_with_its_dkg_payload_is_named(fc, fclient) -> None:
+    set_fault(fc, 3, action="tamper-payload", protocol="dkg", round=2)
+    try:
+        with pytest.raises(MpcError) as e:
+            fclient.create_key("tampered")
+    finally:
+        clear_fault(fc, 3)
+    assert e.value.code == grpc.StatusCode.ABORTED
+    assert e.value.message.startswith("keygen aborted: ")
+    assert "node 3 (node-3): round 2" in e.value.message
+
+
+def test_message_altered_after_signing_is_named(fc, fclient) -> None:
+    set_fault(fc, 2, action="tamper-signature", protocol="dkg", round=1)
+    try:
+        with pytest.raises(MpcError) as e:
+            fclient.create_key("altered")
+    finally:
+        clear_fault(fc, 2)
+    assert e.value.code == grpc.StatusCode.ABORTED
+    assert "round-1 broadcast message from node 2 (node-2): signature: does not verify" in e.value.message
+
+
+def test_node_tampering_during_signing_is_named(fc, fclient, fkey) -> None:
+    set_fault(fc, 5, action="tamper-payload", protocol="sign", round=1)
+    try:
+        err = None
+        for j in range(6):
+            try:
+                fclient.sign(fkey.key_id, digest(f"tamper sign {j}"))
+            except MpcError as e:
+                err = e
+                break
+    finally:
+        clear_fault(fc, 5)
+    assert err is not None, "node 5 was never chosen"
+    assert err.code == grpc.StatusCode.ABORTED
+    assert "sign aborted: " in err.message and ": node 5 (node-5): round " in err.message
+    sig = fclient.sign(fkey.key_id, digest("after tamper"))
+    verify_independently(fkey.public_key, sig.der, digest("after tamper"))
+
+
+def test_no_process_crashed(fc) -> None:
+    time.sleep(0.5)
+    for name, p in fc.procs.items():
+        assert p.poll() is None, f"{name} is not running"
+    for name in fc.lay.names():
+        text = fc.lay.log(name).read_text()
+        assert "Traceback" not in text, f"{name} logged a traceback"
