@@ -1,0 +1,602 @@
+"""DKLs23 threshold ECDSA signing by any t of n ([P23] Protocol 3.6; notes sections 6 to 8).
+
+Presigning is message independent and takes three rounds; its result is a
+:class:`Presignature`, which can be serialized, stored, and used exactly once. The online
+phase is one message: each signer turns a 32-byte digest into a :class:`SignatureShare`, and
+anyone holding all t shares calls :func:`combine` to get a low-s ECDSA signature with its
+recovery id, verified against the (derived) public key before it is returned.
+
+Rounds of :class:`PresignParty` (B = broadcast, D = direct, confidential):
+
+1. B: a fresh 32-byte nonce and a commitment to ``R_i = [r_i]``.
+2. D to j: the echo of round 1, ``sigid``, and Bob's RVOLE message toward Alice j.
+   ``sigid = H(sid_dkg, key_id, PK', path, S, every (j, nonce_j, C_j))`` is fresh as long as one
+   signer is honest, so the per-pair RVOLE session ids ``H(sigid, alice, bob)`` never repeat
+   (a repeat would be a two-time pad on the OT extension, notes section 4).
+3. B: ``R_i``, its opening, ``pk_i``. D to j: ``sigid``, ``Gamma^r``, ``Gamma^k``, ``psi`` and
+   Alice's RVOLE reply with inputs ``(r_i, sk_i)``.
+
+Then each party runs the checks of Protocol 3.6 locally (RVOLE mu check and both Gamma checks
+ban the peer on failure; ``sum pk_j == PK'`` pins the key and the derivation tweak) and keeps
+``(R, phi_i, u_i, v_i)``. The tweak of the derivation path enters ``sk_i`` before ``R`` exists,
+so a tweak chosen later cannot be applied (Groth-Shoup, ePrint 2021/1330).
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+from collections import Counter
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence, TypeVar
+
+from coincurve import PublicKey
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from . import rvole
+from .bip32 import check_path, derive
+from .codec import BROADCAST, DIRECT, SESSION_LEN, Header, Protocol, Reader, Writer, read_header
+from .commitment import commit, opens
+from .errors import DecodeError, PresignatureUsed, ProtocolAbort, ProtocolError, UsageError
+from .group import HALF_Q, Q, Point, inv, point_sum
+from .keyshare import KeyShare
+from .rng import SYSTEM_RNG, Rng, random_scalar
+from .session import Delivery, RoundOutput, check_echoes, check_inbox, check_participants
+from .shamir import lagrange_coefficient
+from .tags import Tag
+from .transcript import hash32, hash_to_scalar, list_of, u16, u32
+
+T = TypeVar("T")
+DIGEST_LEN = 32
+
+
+@dataclass(frozen=True)
+class SignConfig:
+    """``signers``: exactly t distinct indices including our own. ``derivation_path``: BIP32
+    non-hardened indices (empty for the master key). ``banned``: peers this party refuses."""
+
+    session: bytes
+    signers: tuple[int, ...]
+    derivation_path: tuple[int, ...] = ()
+    banned: frozenset[int] = frozenset()
+
+    def __post_init__(self) -> None:
+        if len(self.session) != SESSION_LEN:
+            raise UsageError(f"session: must be {SESSION_LEN} bytes")
+        check_path(self.derivation_path)
+
+
+class _Step(enum.IntEnum):
+    NEW = 0
+    SENT1 = 1
+    SENT2 = 2
+    SENT3 = 3
+    DONE = 4
+    FAILED = 5
+
+
+def _blame(party: int, round: int, fn: Callable[[], T]) -> T:
+    try:
+        return fn()
+    except DecodeError as e:
+        raise ProtocolAbort(party, f"round {round}: malformed message: {e}") from None
+
+
+def _path_bytes(path: Sequence[int]) -> bytes:
+    return list_of([u32(c) for c in path])
+
+
+class PresignParty:
+    """One signer's presigning state machine: ``start()``, then ``receive()`` three times;
+    the last returns ``None`` and :attr:`result` holds the :class:`Presignature`."""
+
+    def __init__(self, key: KeyShare, config: SignConfig, rng: Rng = SYSTEM_RNG) -> None:
+        me = key.index
+        signers = check_participants(config.signers, me, key.parties)
+        if len(signers) != key.threshold:
+            raise UsageError(f"signers: exactly t = {key.threshold} signers are required, got {len(signers)}")
+        bad = sorted(set(signers) & set(config.banned))
+        if bad:
+            raise UsageError(f"signers: party {bad[0]} is banned for this key")
+        self.key = key
+        self.cfg = config
+        self.signers = signers
+        self.peers = tuple(j for j in signers if j != me)
+        self._rng = rng
+        self._step = _Step.NEW
+        d = derive(key.public_key, key.chain_code, config.derivation_path)
+        self.derived_key = d.public_key
+        self._tweak = d.tweak
+        self.result: Presignature | None = None
+
+    @property
+    def done(self) -> bool:
+        return self._step == _Step.DONE
+
+    def start(self) -> RoundOutput:
+        if self._step != _Step.NEW:
+            raise UsageError("start() already called")
+        return self._guard(self._round1)
+
+    def receive(self, inbox: Mapping[int, Delivery]) -> RoundOutput | None:
+        if self._step == _Step.SENT1:
+            return self._guard(lambda: self._round2(inbox))
+        if self._step == _Step.SENT2:
+            return self._guard(lambda: self._round3(inbox))
+        if self._step == _Step.SENT3:
+            self._guard(lambda: self._finalize(inbox))
+            return None
+        raise UsageError(f"receive() not allowed in state {self._step.name}")
+
+    def _guard(self, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except ProtocolError:
+            self._step = _Step.FAILED
+            for name in ("_r", "_phi", "_sk", "_bobs", "_c"):
+                if hasattr(self, name):
+                    delattr(self, name)
+            raise
+
+    def _header(self, round: int, kind: int, receiver: int) -> Header:
+        return Header(Protocol.SIGN, round, kind, self.cfg.session, self.key.index, receiver)
+
+    def _reader(self, data: bytes, round: int, kind: int, sender: int) -> Reader:
+        r = Reader(data)
+        read_header(
+            r,
+            protocol=Protocol.SIGN,
+            round=round,
+            kind=kind,
+            session=self.cfg.session,
+            sender=sender,
+            receiver=0 if kind == BROADCAST else self.key.index,
+        )
+        return r
+
+    def _rvole_sid(self, alice: int, bob: int) -> bytes:
+        return hash32(Tag.SIGN_RVOLE_SID, self._sigid, u16(alice), u16(bob))
+
+    # round 1 ------------------------------------------------------------------------------
+    def _round1(self) -> RoundOutput:
+        rng, me = self._rng, self.key.index
+        self._r = random_scalar(rng)
+        self._phi = random_scalar(rng)
+        self._R = Point.base_mul(self._r)
+        self._nonce = rng.bytes(32)
+        self._c_r, self._salt = commit(Tag.SIGN_COMMIT_R, self.key.sid_dkg + self._nonce, me, self._R.encode(), rng)
+        msg = Writer(self._header(1, BROADCAST, 0)).raw(self._nonce).raw(self._c_r).getvalue()
+        self._r1_self = msg
+        self._step = _Step.SENT1
+        return RoundOutput(1, broadcast=msg)
+
+    # round 2 ------------------------------------------------------------------------------
+    def _round2(self, inbox: Mapping[int, Delivery]) -> RoundOutput:
+        me, rng = self.key.index, self._rng
+        check_inbox(inbox, self.peers, want_broadcast=True, want_direct=False, round=1)
+        r1 = {me: (self._nonce, self._c_r)}
+        self._echo1 = {me: hash32(Tag.SIGN_ECHO, self._r1_self)}
+        for j in self.peers:
+            raw = inbox[j].broadcast
+            assert raw is not None
+
+            def dec(raw: bytes = raw, j: int = j) -> tuple[bytes, bytes]:
+                r = self._reader(raw, 1, BROADCAST, j)
+                out = (r.take(32, "nonce"), r.take(32, "commit_R"))
+                r.finish()
+                return out
+
+            r1[j] = _blame(j, 1, dec)
+            self._echo1[j] = hash32(Tag.SIGN_ECHO, raw)
+        self._r1 = r1
+        self._sigid = hash32(
+            Tag.SIGN_SID,
+            self.key.sid_dkg,
+            self.key.key_id,
+            self.derived_key.encode(),
+            _path_bytes(self.cfg.derivation_path),
+            list_of([u16(j) + r1[j][0] + r1[j][1] for j in self.signers]),
+        )
+        echo = b"".join(self._echo1[m] for m in self.signers)
+        self._bobs: dict[int, rvole.RvoleBob] = {}
+        direct: dict[int, bytes] = {}
+        for j in self.peers:  # we are Bob toward Alice j
+            bob, msg1 = rvole.RvoleBob.start(self.key.peer(j).as_bob, self._rvole_sid(j, me), rng, peer=j)
+            self._bobs[j] = bob
+            direct[j] = Writer(self._header(2, DIRECT, j)).raw(echo).raw(self._sigid).raw(msg1).getvalue()
+        self._step = _Step.SENT2
+        return RoundOutput(2, direct=direct)
+
+    # round 3 ------------------------------------------------------------------------------
+    def _round3(self, inbox: Mapping[int, Delivery]) -> RoundOutput:
+        me, rng = self.key.index, self._rng
+        check_inbox(inbox, self.peers, want_broadcast=False, want_direct=True, round=2)
+        parsed: dict[int, tuple[list[bytes], bytes, bytes]] = {}
+        for j in self.peers:
+            raw = inbox[j].direct
+            assert raw is not None
+
+            def dec(raw: bytes = raw, j: int = j) -> tuple[list[bytes], bytes, bytes]:
+                r = self._reader(raw, 2, DIRECT, j)
+                echo = [r.take(32, f"echo[{m}]") for m in self.signers]
+                sigid = r.take(32, "sigid")
+                msg1 = r.take(rvole.MSG1_LEN, "rvole_msg1")
+                r.finish()
+                return echo, sigid, msg1
+
+            parsed[j] = _blame(j, 2, dec)
+        check_echoes(2, me, self.signers, {j: parsed[j][0] for j in self.peers}, self._echo1)
+        for j in self.peers:  # equal echoes imply equal sigids; checked before any ban-able step
+            if not hmac.compare_digest(parsed[j][1], self._sigid):
+                raise ProtocolAbort(j, "round 2: signing session id differs")
+
+        # our additive share of the (derived) key: lam_i * (s_i + delta) + zeta_i
+        lam = lagrange_coefficient(me, self.signers)
+        self._sk = (lam * (self.key.secret_share + self._tweak) + self._zeta()) % Q
+        self._pk = Point.base_mul(self._sk)
+        self._c: dict[int, tuple[int, int]] = {}
+        direct: dict[int, bytes] = {}
+        for j in self.peers:  # we are Alice toward Bob j, inputs (r_i, sk_i)
+            (c_r, c_k), msg2 = rvole.RvoleAlice.respond(
+                self.key.peer(j).as_alice, self._rvole_sid(me, j), (self._r, self._sk), parsed[j][2], rng, peer=j
+            )
+            self._c[j] = (c_r, c_k)
+            psi = (self._phi - self._bobs[j].chi) % Q
+            w = Writer(self._header(3, DIRECT, j)).raw(self._sigid)
+            w.point(Point.base_mul(c_r)).point(Point.base_mul(c_k)).scalar(psi).raw(msg2)
+            direct[j] = w.getvalue()
+        bcast = Writer(self._header(3, BROADCAST, 0)).raw(self._sigid).point(self._R).raw(self._salt).point(self._pk).getvalue()
+        self._step = _Step.SENT3
+        return RoundOutput(3, broadcast=bcast, direct=direct)
+
+    def _zeta(self) -> int:
+        """Our share of zero among the signers (F_Zero, [P23] Functionality 3.4)."""
+        me = self.key.index
+        sid_zero = hash32(Tag.SIGN_ZERO_SID, self._sigid)
+        z = 0
+        for j in self.peers:
+            v = hash_to_scalar(Tag.SIGN_ZERO, sid_zero, self.key.peer(j).zero_seed)
+            z = z + v if j < me else z - v
+        return z % Q
+
+    # finalize -----------------------------------------------------------------------------
+    def _finalize(self, inbox: Mapping[int, Delivery]) -> None:
+        me = self.key.index
+        check_inbox(inbox, self.peers, want_broadcast=True, want_direct=True, round=3)
+
+        @dataclass
+        class R3:
+            R: Point
+            salt: bytes
+            pk: Point
+            gamma_r: Point
+            gamma_k: Point
+            psi: int
+            msg2: bytes
+
+        msgs: dict[int, R3] = {}
+        for j in self.peers:
+            b, d = inbox[j].broadcast, inbox[j].direct
+            assert b is not None and d is not None
+
+            def dec(b: bytes = b, d: bytes = d, j: int = j) -> R3:
+                r = self._reader(b, 3, BROADCAST, j)
+                if not hmac.compare_digest(r.take(32, "sigid"), self._sigid):
+                    raise DecodeError("sigid", "signing session id differs")
+                R, salt, pk = r.point("R"), r.take(32, "salt"), r.point("pk")
+                r.finish("round-3 broadcast")
+                rd = self._reader(d, 3, DIRECT, j)
+                if not hmac.compare_digest(rd.take(32, "sigid"), self._sigid):
+                    raise DecodeError("sigid", "signing session id differs")
+                gr, gk = rd.point("gamma_r"), rd.point("gamma_k")
+                psi = rd.scalar("psi")
+                msg2 = rd.take(rvole.MSG2_LEN, "rvole_msg2")
+                rd.finish("round-3 direct")
+                return R3(R, salt, pk, gr, gk, psi, msg2)
+
+            msgs[j] = _blame(j, 3, dec)
+
+        for j in self.peers:
+            m = msgs[j]
+            if not opens(Tag.SIGN_COMMIT_R, self.key.sid_dkg + self._r1[j][0], j, m.R.encode(), m.salt, self._r1[j][1]):
+                raise ProtocolAbort(j, "round 3: R does not open the round-1 commitment")
+
+        bob_out: dict[int, tuple[int, int]] = {}
+        for j in self.peers:  # Bob's side with Alice j: mu check, then both Gamma checks (ban)
+            m = msgs[j]
+            d_r, d_k = self._bobs[j].finish(m.msg2)
+            chi = self._bobs[j].chi
+            if m.R * chi != Point.base_mul(d_r) + m.gamma_r:
+                raise ProtocolAbort(j, "round 3: consistency check on R failed", ban=True)
+            if m.pk * chi != Point.base_mul(d_k) + m.gamma_k:
+                raise ProtocolAbort(j, "round 3: consistency check on pk failed", ban=True)
+            bob_out[j] = (d_r, d_k)
+
+        if point_sum([self._pk] + [msgs[j].pk for j in self.peers]) != self.derived_key:
+            raise ProtocolAbort(None, "round 3: the key shares do not add up to the (derived) public key")
+        R = point_sum([self._R] + [msgs[j].R for j in self.peers])
+        if R.is_infinity:
+            raise ProtocolAbort(None, "round 3: R is the identity")
+        if R.x % Q == 0:
+            raise ProtocolAbort(None, "round 3: x(R) = 0 mod q")
+        phi_hat = (self._phi + sum(msgs[j].psi for j in self.peers)) % Q
+        u = (self._r * phi_hat + sum(self._c[j][0] + bob_out[j][0] for j in self.peers)) % Q
+        v = (self._sk * phi_hat + sum(self._c[j][1] + bob_out[j][1] for j in self.peers)) % Q
+        self.result = Presignature(
+            index=me,
+            sigid=self._sigid,
+            key_id=self.key.key_id,
+            public_key=self.derived_key,
+            derivation_path=self.cfg.derivation_path,
+            signers=self.signers,
+            R=R,
+            _secret=(self._phi, u, v),
+        )
+        for name in ("_r", "_phi", "_sk", "_bobs", "_c"):
+            delattr(self, name)
+        self._step = _Step.DONE
+
+
+# --------------------------------------------------------------------------------------------
+# presignatures and the online phase
+
+PRESIG_MAGIC = b"MPCNET-PRESIG"
+PRESIG_VERSION = 1
+_FRESH, _USED = 0, 1
+
+
+class Presignature:
+    """A signer's presignature: public part plus the secret ``(phi_i, u_i, v_i)``.
+
+    One-time use: call :meth:`mark_used`, durably store the tombstone it returns over the
+    stored record, and only then call :meth:`signature_share` (once). A tombstone decodes to a
+    presignature that refuses to sign, so "already used" is checkable from storage.
+    """
+
+    __slots__ = ("index", "sigid", "key_id", "public_key", "derivation_path", "signers", "R", "_secret", "_state")
+
+    def __init__(
+        self,
+        *,
+        index: int,
+        sigid: bytes,
+        key_id: bytes,
+        public_key: Point,
+        derivation_path: tuple[int, ...],
+        signers: tuple[int, ...],
+        R: Point,
+        _secret: tuple[int, int, int] | None,
+    ) -> None:
+        self.index = index
+        self.sigid = sigid
+        self.key_id = key_id
+        self.public_key = public_key
+        self.derivation_path = tuple(derivation_path)
+        self.signers = tuple(signers)
+        self.R = R
+        self._secret = _secret
+        self._state = _FRESH if _secret is not None else _USED
+
+    def __repr__(self) -> str:
+        return f"Presignature(sigid={self.sigid.hex()[:16]}…, index={self.index}, used={self.used})"
+
+    @property
+    def used(self) -> bool:
+        return self._state != _FRESH
+
+    @property
+    def r(self) -> int:
+        return self.R.x % Q
+
+    def mark_used(self) -> bytes:
+        """Consume the presignature in memory; returns the tombstone record to persist."""
+        if self._state != _FRESH:
+            raise PresignatureUsed("presignature already used")
+        self._state = 2  # consumed: exactly one signature_share() allowed
+        return self._encode(with_secret=False)
+
+    def signature_share(self, digest: bytes, *, key_id: bytes, derivation_path: Sequence[int] = ()) -> "SignatureShare":
+        """The online step: ``w_i = h*phi_i + r_x*v_i`` (notes section 6, online).
+
+        Refuses a presignature made for another key or derivation path (Groth-Shoup).
+        """
+        if len(digest) != DIGEST_LEN:
+            raise UsageError(f"digest: must be {DIGEST_LEN} bytes, got {len(digest)}")
+        if not hmac.compare_digest(key_id, self.key_id):
+            raise UsageError("key_id: presignature was made for another key")
+        if tuple(derivation_path) != self.derivation_path:
+            raise UsageError("derivation_path: presignature was made for another derivation path")
+        if self._state == _FRESH:
+            raise UsageError("mark_used() must be called (and its record persisted) before signing")
+        if self._state != 2 or self._secret is None:
+            raise PresignatureUsed("presignature already used")
+        phi, u, v = self._secret
+        self._secret = None
+        self._state = _USED
+        h = int.from_bytes(digest, "big") % Q
+        w = (h * phi + self.r * v) % Q
+        return SignatureShare(self.index, self.sigid, self.R, self.public_key, bytes(digest), u, w)
+
+    # serialization ------------------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        if self._state != _FRESH:
+            return self._encode(with_secret=False)
+        return self._encode(with_secret=True)
+
+    def _encode(self, with_secret: bool) -> bytes:
+        w = Writer().raw(PRESIG_MAGIC).u16(PRESIG_VERSION).u8(_FRESH if with_secret else _USED)
+        w.u16(self.index).raw(self.sigid).raw(self.key_id).point(self.public_key)
+        w.u16(len(self.derivation_path))
+        for c in self.derivation_path:
+            w.u32(c)
+        w.u16(len(self.signers))
+        for s in self.signers:
+            w.u16(s)
+        w.point(self.R)
+        if with_secret:
+            assert self._secret is not None
+            w.scalars(list(self._secret))
+        return w.getvalue()
+
+    @staticmethod
+    def from_bytes(data: bytes) -> "Presignature":
+        r = Reader(data)
+        if r.take(len(PRESIG_MAGIC), "presignature.magic") != PRESIG_MAGIC:
+            raise DecodeError("presignature.magic", "not a presignature record")
+        version = r.u16("presignature.version")
+        if version != PRESIG_VERSION:
+            raise DecodeError("presignature.version", f"unsupported version {version}")
+        status = r.u8("presignature.status")
+        if status not in (_FRESH, _USED):
+            raise DecodeError("presignature.status", "unknown status")
+        index = r.u16("presignature.index")
+        sigid = r.take(32, "presignature.sigid")
+        key_id = r.take(32, "presignature.key_id")
+        pk = r.point("presignature.public_key")
+        path = tuple(r.u32(f"presignature.derivation_path[{i}]") for i in range(r.u16("presignature.path_len")))
+        signers = tuple(r.u16(f"presignature.signers[{i}]") for i in range(r.u16("presignature.signer_count")))
+        R = r.point("presignature.R")
+        secret = None
+        if status == _FRESH:
+            phi, u, v = r.scalars(3, "presignature.secret")
+            secret = (phi, u, v)
+        r.finish("presignature")
+        try:
+            check_path(path)
+            check_participants(signers, index)
+        except UsageError as e:
+            raise DecodeError("presignature", str(e)) from None
+        return Presignature(
+            index=index, sigid=sigid, key_id=key_id, public_key=pk, derivation_path=path, signers=signers, R=R, _secret=secret
+        )
+
+
+@dataclass(frozen=True)
+class SignatureShare:
+    """What a signer sends in the online round. Safe to reveal: it hides ``phi_i`` and ``v_i``."""
+
+    index: int
+    sigid: bytes
+    R: Point
+    public_key: Point
+    digest: bytes
+    u: int
+    w: int
+
+    def to_bytes(self, session: bytes) -> bytes:
+        w = Writer(Header(Protocol.SIGN, 4, BROADCAST, session, self.index, 0))
+        return w.raw(self.sigid).point(self.R).point(self.public_key).raw(self.digest).scalar(self.u).scalar(self.w).getvalue()
+
+    @staticmethod
+    def from_bytes(data: bytes, session: bytes, sender: int) -> "SignatureShare":
+        """Strict decoding of a share that arrived on ``sender``'s channel."""
+
+        def dec() -> SignatureShare:
+            r = Reader(data)
+            read_header(r, protocol=Protocol.SIGN, round=4, kind=BROADCAST, session=session, sender=sender, receiver=0)
+            out = SignatureShare(
+                sender, r.take(32, "sigid"), r.point("R"), r.point("public_key"), r.take(32, "digest"), r.scalar("u"), r.scalar("w")
+            )
+            r.finish("signature share")
+            return out
+
+        return _blame(sender, 4, dec)
+
+
+@dataclass(frozen=True)
+class Signature:
+    r: int
+    s: int
+    recovery_id: int
+    public_key: Point
+
+    def der(self) -> bytes:
+        return encode_dss_signature(self.r, self.s)
+
+    def compact(self) -> bytes:
+        return self.r.to_bytes(32, "big") + self.s.to_bytes(32, "big")
+
+
+def _agree(values: Mapping[int, bytes], expected: bytes | None, what: str) -> None:
+    """Every share must carry ``expected`` (or, if unknown, the strict-majority value)."""
+    if expected is None:
+        counts = Counter(values.values())
+        top, count = counts.most_common(1)[0]
+        if len(counts) > 1 and 2 * count <= len(values):
+            raise ProtocolAbort(None, f"combine: shares disagree on {what} and no majority names the culprit")
+        expected = top
+    for j in sorted(values):
+        if not hmac.compare_digest(values[j], expected):
+            raise ProtocolAbort(j, f"combine: share carries another {what}")
+
+
+def combine(
+    shares: Mapping[int, SignatureShare],
+    digest: bytes,
+    *,
+    signers: Sequence[int],
+    public_key: Point | None = None,
+    presignature: Presignature | None = None,
+) -> Signature:
+    """Combine one share per signer into a verified, low-s ECDSA signature.
+
+    ``public_key`` (the derived key being signed for) and ``presignature`` (a signer's own
+    record, when a signer combines) let the combiner name a signer whose share disagrees on
+    the key, ``R`` or the session; otherwise the majority decides. An invalid result, which
+    DKLs23 cannot attribute, aborts with ``party=None`` and never returns a signature.
+    """
+    if len(digest) != DIGEST_LEN:
+        raise UsageError(f"digest: must be {DIGEST_LEN} bytes")
+    order = sorted(signers)
+    if set(shares) != set(order):
+        missing = sorted(set(order) - set(shares))
+        extra = sorted(set(shares) - set(order))
+        raise ProtocolAbort(missing[0] if missing else extra[0], "combine: need exactly one share from each signer")
+    for j in order:
+        if shares[j].index != j:
+            raise ProtocolAbort(j, "combine: share carries another signer's index")
+    _agree({j: sh.digest for j, sh in shares.items()}, digest, "digest")
+    pk_expected = public_key if public_key is not None else (presignature.public_key if presignature else None)
+    _agree({j: sh.public_key.encode() for j, sh in shares.items()}, pk_expected.encode() if pk_expected else None, "public key")
+    _agree({j: sh.sigid for j, sh in shares.items()}, presignature.sigid if presignature else None, "signing session id")
+    _agree({j: sh.R.encode() for j, sh in shares.items()}, presignature.R.encode() if presignature else None, "R")
+    ref = shares[order[0]]
+    R = ref.R
+    if R.is_infinity:
+        raise ProtocolAbort(None, "combine: R is the identity")
+    r = R.x % Q
+    u = sum(sh.u for sh in shares.values()) % Q
+    w = sum(sh.w for sh in shares.values()) % Q
+    if r == 0 or u == 0:
+        raise ProtocolAbort(None, "combine: degenerate signature")
+    s = w * inv(u) % Q
+    if s == 0:
+        raise ProtocolAbort(None, "combine: s = 0")
+    recid = (1 if R.y_is_odd else 0) | (2 if R.x >= Q else 0)
+    if s > HALF_Q:
+        s = Q - s
+        recid ^= 1
+    sig = Signature(r, s, recid, ref.public_key)
+    if not verify(sig, digest):
+        raise ProtocolAbort(None, "combine: the combined signature does not verify (a signer misbehaved)")
+    return sig
+
+
+def verify(sig: Signature, digest: bytes) -> bool:
+    """Independent check with libsecp256k1 (coincurve), which accepts only low-s signatures."""
+    try:
+        return bool(PublicKey(sig.public_key.encode()).verify(sig.der(), digest, hasher=None))
+    except Exception:
+        return False
+
+
+def recover(sig: Signature, digest: bytes) -> Point:
+    """Public key recovered from ``(r, s, recovery_id)`` by libsecp256k1."""
+    pk = PublicKey.from_signature_and_message(sig.compact() + bytes([sig.recovery_id]), digest, hasher=None)
+    return Point.from_public_key(pk)
+
+
+def digest_of(message: bytes) -> bytes:
+    """SHA-256 of a message: the digest ECDSA-SHA256 signs."""
+    return hashlib.sha256(message).digest()

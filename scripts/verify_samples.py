@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+"""Verify the signature samples of a bench_protocol.py JSON file with OpenSSL (`cryptography`),
+independently of crypto_core: DER signature over the 32-byte digest (Prehashed SHA-256), low-s,
+and the recovery id recovers the public key (libsecp256k1 via coincurve)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from coincurve import PublicKey
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, decode_dss_signature
+
+HALF_Q = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0
+
+
+def check(sample: dict) -> str | None:
+    pub = bytes.fromhex(sample["public_key"])
+    der = bytes.fromhex(sample["signature_der"])
+    digest = bytes.fromhex(sample["digest"])
+    key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256K1(), pub)
+    try:
+        key.verify(der, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+    except InvalidSignature:
+        return "OpenSSL rejects the signature"
+    r, s = decode_dss_signature(der)
+    if s > HALF_Q:
+        return "high s"
+    rec = PublicKey.from_signature_and_message(
+        r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes([sample["recovery_id"]]), digest, hasher=None
+    )
+    if rec.format() != pub:
+        return "recovery id does not recover the public key"
+    return None
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("json", type=Path, nargs="+")
+    args = ap.parse_args()
+    bad = total = 0
+    for path in args.json:
+        for i, sample in enumerate(json.loads(path.read_text()).get("samples", [])):
+            total += 1
+            err = check(sample)
+            if err:
+                bad += 1
+                print(f"{path}: sample {i}: {err}")
+    print(f"{total - bad} of {total} signatures verified by OpenSSL, low-s, recovery id correct")
+    return 1 if bad or total == 0 else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

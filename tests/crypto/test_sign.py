@@ -1,0 +1,216 @@
+"""Signing by any t of n: independent verification, low-s, recovery id, presignature rules."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from coincurve import PublicKey
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+from hypothesis import given, settings, strategies as st
+
+from crypto_core import bip32
+from crypto_core.errors import DecodeError, PresignatureUsed, UsageError
+from crypto_core.group import HALF_Q, Q, Point
+from crypto_core.sign import Presignature, PresignParty, SignConfig, recover
+from crypto_core.shamir import interpolate_at_zero
+
+from .sign_util import keygen, presign, sign
+
+
+def openssl_verify(pubkey: Point, der: bytes, digest: bytes) -> bool:
+    key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256K1(), pubkey.encode())
+    try:
+        key.verify(der, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+        return True
+    except InvalidSignature:
+        return False
+
+
+def check_signature(sig, pubkey: Point, digest: bytes) -> None:
+    assert openssl_verify(pubkey, sig.der(), digest)
+    assert PublicKey(pubkey.encode()).verify(sig.der(), digest, hasher=None)
+    assert 0 < sig.s <= HALF_Q
+    assert recover(sig, digest) == pubkey
+    assert not openssl_verify(pubkey, sig.der(), hashlib.sha256(digest).digest())  # negative control
+
+
+@st.composite
+def setup(draw, max_n=5):
+    n = draw(st.integers(2, max_n))
+    t = draw(st.integers(2, n))
+    signers = draw(st.lists(st.integers(1, n), min_size=t, max_size=t, unique=True))
+    return t, n, tuple(sorted(signers))
+
+
+@settings(max_examples=8)
+@given(setup(), st.binary(min_size=32, max_size=32), st.binary(max_size=4))
+def test_any_t_subset_signs(params, digest, seed):
+    t, n, signers = params
+    keys = keygen(t, n)
+    sig = sign(keys, signers, digest, seed=b"s" + seed)
+    check_signature(sig, keys[signers[0]].public_key, digest)
+
+
+@settings(max_examples=4)
+@given(st.lists(st.integers(0, 2**31 - 1), min_size=1, max_size=3), st.binary(min_size=32, max_size=32))
+def test_derived_key_signatures(path, digest):
+    keys = keygen(2, 3)
+    d = bip32.derive(keys[1].public_key, keys[1].chain_code, path)
+    sig = sign(keys, (1, 2), digest, path=tuple(path))
+    check_signature(sig, d.public_key, digest)
+    assert d.public_key != keys[1].public_key
+
+
+def test_fewer_than_t_signers_cannot_sign():
+    keys = keygen(3, 4)
+    with pytest.raises(UsageError, match="exactly t"):
+        PresignParty(keys[1], SignConfig(b"P" * 32, (1, 2)))
+    # white-box: t-1 shares do not determine the key
+    sk2 = interpolate_at_zero({1: keys[1].secret_share, 2: keys[2].secret_share})
+    assert Point.base_mul(sk2) != keys[1].public_key
+
+
+@pytest.mark.parametrize("signers", [(1, 1), (0, 1), (1, 9), (2, 3)])
+def test_bad_signer_sets(signers):
+    keys = keygen(2, 3)
+    with pytest.raises(UsageError):
+        PresignParty(keys[1], SignConfig(b"P" * 32, signers))
+
+
+def test_banned_peer_refused():
+    keys = keygen(2, 3)
+    with pytest.raises(UsageError, match="banned"):
+        PresignParty(keys[1], SignConfig(b"P" * 32, (1, 2), banned=frozenset({2})))
+
+
+def test_presignature_one_time_and_bound():
+    keys = keygen(2, 3)
+    pres = presign(keys, (1, 2), seed=b"once")
+    pre = pres[1]
+    digest = bytes(32)
+    with pytest.raises(UsageError, match="mark_used"):
+        pre.signature_share(digest, key_id=keys[1].key_id)
+    tomb = pre.mark_used()
+    with pytest.raises(PresignatureUsed):
+        pre.mark_used()
+    with pytest.raises(UsageError, match="another key"):
+        pre.signature_share(digest, key_id=keygen(2, 3, b"other")[1].key_id)
+    with pytest.raises(UsageError, match="derivation path"):
+        pre.signature_share(digest, key_id=keys[1].key_id, derivation_path=(1,))
+    pre.signature_share(digest, key_id=keys[1].key_id)
+    with pytest.raises(PresignatureUsed):
+        pre.signature_share(digest, key_id=keys[1].key_id)
+    # the tombstone is checkable from storage and refuses to sign
+    dead = Presignature.from_bytes(tomb)
+    assert dead.used and dead.sigid == pre.sigid
+    with pytest.raises(PresignatureUsed):
+        dead.mark_used()
+    assert pre.to_bytes() == tomb
+
+
+def test_presignature_for_path_refuses_master_key():
+    keys = keygen(2, 3)
+    pre = presign(keys, (2, 3), path=(7,), seed=b"path")[2]
+    pre.mark_used()
+    with pytest.raises(UsageError, match="derivation path"):
+        pre.signature_share(bytes(32), key_id=keys[2].key_id, derivation_path=())
+
+
+def test_presignature_serialization_round_trip():
+    keys = keygen(2, 3)
+    pre = presign(keys, (1, 3), path=(1, 2), seed=b"ser")[3]
+    data = pre.to_bytes()
+    again = Presignature.from_bytes(data)
+    assert again.to_bytes() == data and not again.used
+    assert again.R == pre.R and again.derivation_path == (1, 2) and again.signers == (1, 3)
+    for bad in (data[:-1], data + b"\x00", b"X" + data[1:]):
+        with pytest.raises(DecodeError):
+            Presignature.from_bytes(bad)
+
+
+def test_signature_from_restored_presignatures():
+    """Presignatures survive serialization: sign from the stored records."""
+    from crypto_core.sign import combine
+
+    keys = keygen(2, 3)
+    pres = presign(keys, (1, 2), seed=b"restore")
+    digest = hashlib.sha256(b"hello").digest()
+    shares = {}
+    for i, pre in pres.items():
+        again = Presignature.from_bytes(pre.to_bytes())
+        again.mark_used()
+        shares[i] = again.signature_share(digest, key_id=keys[i].key_id)
+    check_signature(combine(shares, digest, signers=(1, 2)), keys[1].public_key, digest)
+
+
+def test_same_presignature_twice_would_leak_the_key():
+    """Documentation test: two signatures on one R reveal the key; hence the one-time rule."""
+    from crypto_core.sign import combine
+
+    keys = keygen(2, 2)
+    pres = presign(keys, (1, 2), seed=b"leak")
+    again = {i: Presignature.from_bytes(p.to_bytes()) for i, p in pres.items()}  # a restored backup
+    h1, h2 = hashlib.sha256(b"m1").digest(), hashlib.sha256(b"m2").digest()
+    sigs = []
+    for batch, h in ((pres, h1), (again, h2)):
+        shares = {}
+        for i, p in batch.items():
+            p.mark_used()
+            shares[i] = p.signature_share(h, key_id=keys[i].key_id)
+        sigs.append(combine(shares, h, signers=(1, 2)))
+    (s1, s2), r = (sigs[0].s, sigs[1].s), sigs[0].r
+    z1, z2 = int.from_bytes(h1, "big") % Q, int.from_bytes(h2, "big") % Q
+    for sign2 in (1, -1):  # low-s normalisation may have flipped either s
+        k = (z1 - z2) * pow((s1 - sign2 * s2) % Q, -1, Q) % Q
+        sk = (s1 * k - z1) * pow(r, -1, Q) % Q
+        if Point.base_mul(sk) == keys[1].public_key or Point.base_mul(Q - sk) == keys[1].public_key:
+            break
+    else:
+        raise AssertionError("key not recovered")
+
+
+# --- BIP32 against the BIP-0032 test vector 1 (public derivation from m/0H) -----------------
+
+_B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+
+
+def _b58decode(s: str) -> bytes:
+    n = 0
+    for ch in s:
+        n = n * 58 + _B58.index(ch)
+    raw = n.to_bytes(82, "big").lstrip(b"\x00")
+    raw = raw.rjust(82, b"\x00")[-82:]
+    body, chk = raw[:-4], raw[-4:]
+    assert hashlib.sha256(hashlib.sha256(body).digest()).digest()[:4] == chk
+    return body
+
+
+def _parse_xpub(s: str) -> tuple[bytes, Point, int, bytes]:
+    b = _b58decode(s)
+    return b[13:45], Point.decode(b[45:78]), b[4], b[5:9]
+
+
+def test_bip32_public_derivation_matches_test_vector():
+    # BIP-0032 test vector 1: chain m/0H and m/0H/1
+    cc, pk, depth, _ = _parse_xpub(
+        "xpub68Gmy5EdvgibQVfPdqkBBCHxA5htiqg55crXYuXoQRKfDBFA1WEjWgP6LHhwBZeNK1VTsfTFUHCdrfp1bgwQ9xv5ski8PX9rL2dZXvgGDnw"
+    )
+    want_cc, want_pk, want_depth, want_parent = _parse_xpub(
+        "xpub6ASuArnXKPbfEwhqN6e3mwBcDTgzisQN1wXN9BJcM47sSikHjJf3UFHKkNAWbWMiGj7Wf5uMash7SyYq527Hqck2AxYysAA7xmALppuCkwQ"
+    )
+    d = bip32.derive(pk, cc, [1])
+    assert d.public_key == want_pk and d.chain_code == want_cc
+    assert d.parent_fingerprint == want_parent and want_depth == depth + 1
+
+
+def test_bip32_rejects_hardened_and_bad_paths():
+    with pytest.raises(UsageError, match="hardened"):
+        bip32.parse_path("m/0'/1")
+    with pytest.raises(UsageError):
+        bip32.parse_path("m/x")
+    assert bip32.parse_path("m/0/1/2") == (0, 1, 2)
+    assert bip32.parse_path("m") == ()
