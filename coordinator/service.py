@@ -21,8 +21,9 @@ import grpc
 from coordinator.config import CoordinatorConfig
 from coordinator.db import CoordinatorDb, KeyRecord, RequestRecord, now_ms
 from coordinator.relay import Aborted, NodeHandle, NodesUnavailable, Refused, fanout, run_session, wait_ready
-from crypto_core.bip32 import check_path
+from crypto_core.bip32 import check_path, derive
 from crypto_core.errors import ProtocolAbort, UsageError
+from crypto_core.group import Point
 from crypto_core.keyshare import MAX_LABEL
 from mpcnet.pki import channel_credentials
 from mpcnet.rpc import RpcError, check_len, invalid, status_of
@@ -288,6 +289,8 @@ class CoordinatorService:
         from crypto_core.sign import SignatureShare, combine
 
         t = k.threshold
+        # the key the signature must verify under: from our own record, never from the nodes
+        expected = derive(Point.decode(k.public_key), k.chain_code, path).public_key
         down: dict[int, str] = {}
         attempts = 0
         t0 = time.perf_counter()
@@ -324,7 +327,7 @@ class CoordinatorService:
                     if len(envs) != 1:
                         raise Aborted(f"node {i} returned no signature share", i)
                     shares[i] = SignatureShare.from_bytes(envs[0].payload, sid, i)
-                sig = combine(shares, digest, signers=signers)
+                sig = combine(shares, digest, signers=signers, public_key=expected)
             except NodesUnavailable as e:
                 down.update(e.failures)
                 log.warning("request %s: attempt %d with nodes %s failed (%s); retrying", rid, attempts, list(signers), e)

@@ -416,7 +416,7 @@ class Presignature:
         self._state = _USED
         h = int.from_bytes(digest, "big") % Q
         w = (h * phi + self.r * v) % Q
-        return SignatureShare(self.index, self.sigid, self.R, self.public_key, bytes(digest), u, w)
+        return SignatureShare(self.index, self.sigid, self.R, bytes(digest), u, w)
 
     # serialization ------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
@@ -479,14 +479,13 @@ class SignatureShare:
     index: int
     sigid: bytes
     R: Point
-    public_key: Point
     digest: bytes
     u: int
     w: int
 
     def to_bytes(self, session: bytes) -> bytes:
         w = Writer(Header(Protocol.SIGN, 4, BROADCAST, session, self.index, 0))
-        return w.raw(self.sigid).point(self.R).point(self.public_key).raw(self.digest).scalar(self.u).scalar(self.w).getvalue()
+        return w.raw(self.sigid).point(self.R).raw(self.digest).scalar(self.u).scalar(self.w).getvalue()
 
     @staticmethod
     def from_bytes(data: bytes, session: bytes, sender: int) -> "SignatureShare":
@@ -495,9 +494,7 @@ class SignatureShare:
         def dec() -> SignatureShare:
             r = Reader(data)
             read_header(r, protocol=Protocol.SIGN, round=4, kind=BROADCAST, session=session, sender=sender, receiver=0)
-            out = SignatureShare(
-                sender, r.take(32, "sigid"), r.point("R"), r.point("public_key"), r.take(32, "digest"), r.scalar("u"), r.scalar("w")
-            )
+            out = SignatureShare(sender, r.take(32, "sigid"), r.point("R"), r.take(32, "digest"), r.scalar("u"), r.scalar("w"))
             r.finish("signature share")
             return out
 
@@ -536,15 +533,16 @@ def combine(
     digest: bytes,
     *,
     signers: Sequence[int],
-    public_key: Point | None = None,
+    public_key: Point,
     presignature: Presignature | None = None,
 ) -> Signature:
-    """Combine one share per signer into a verified, low-s ECDSA signature.
+    """Combine one share per signer into a low-s ECDSA signature verified under ``public_key``.
 
-    ``public_key`` (the derived key being signed for) and ``presignature`` (a signer's own
-    record, when a signer combines) let the combiner name a signer whose share disagrees on
-    the key, ``R`` or the session; otherwise the majority decides. An invalid result, which
-    DKLs23 cannot attribute, aborts with ``party=None`` and never returns a signature.
+    ``public_key`` is the (derived) key the combiner expects a signature for: never taken from
+    the shares. ``presignature`` (a signer's own record, when a signer combines) lets the
+    combiner name a signer whose share disagrees on ``R`` or the session; otherwise the majority
+    decides. An invalid result, which DKLs23 cannot attribute, aborts with ``party=None`` and
+    never returns a signature.
     """
     if len(digest) != DIGEST_LEN:
         raise UsageError(f"digest: must be {DIGEST_LEN} bytes")
@@ -557,8 +555,8 @@ def combine(
         if shares[j].index != j:
             raise ProtocolAbort(j, "combine: share carries another signer's index")
     _agree({j: sh.digest for j, sh in shares.items()}, digest, "digest")
-    pk_expected = public_key if public_key is not None else (presignature.public_key if presignature else None)
-    _agree({j: sh.public_key.encode() for j, sh in shares.items()}, pk_expected.encode() if pk_expected else None, "public key")
+    if presignature is not None and presignature.public_key != public_key:
+        raise UsageError("public_key: not the key this presignature was made for")
     _agree({j: sh.sigid for j, sh in shares.items()}, presignature.sigid if presignature else None, "signing session id")
     _agree({j: sh.R.encode() for j, sh in shares.items()}, presignature.R.encode() if presignature else None, "R")
     ref = shares[order[0]]
@@ -577,7 +575,7 @@ def combine(
     if s > HALF_Q:
         s = Q - s
         recid ^= 1
-    sig = Signature(r, s, recid, ref.public_key)
+    sig = Signature(r, s, recid, public_key)
     if not verify(sig, digest):
         raise ProtocolAbort(None, "combine: the combined signature does not verify (a signer misbehaved)")
     return sig

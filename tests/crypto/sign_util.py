@@ -20,7 +20,7 @@ def sign(keys, signers, digest: bytes, path=(), seed=b"ps", session=b"P" * 32) -
     for i, pre in pres.items():
         pre.mark_used()
         shares[i] = pre.signature_share(digest, key_id=keys[i].key_id, derivation_path=path)
-    return combine(shares, digest, signers=signers)
+    return combine(shares, digest, signers=signers, public_key=next(iter(pres.values())).public_key)
 
 
 __all__ = ["keygen", "presign", "sign"]

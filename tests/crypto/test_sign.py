@@ -144,7 +144,7 @@ def test_signature_from_restored_presignatures():
         again = Presignature.from_bytes(pre.to_bytes())
         again.mark_used()
         shares[i] = again.signature_share(digest, key_id=keys[i].key_id)
-    check_signature(combine(shares, digest, signers=(1, 2)), keys[1].public_key, digest)
+    check_signature(combine(shares, digest, signers=(1, 2), public_key=keys[1].public_key), keys[1].public_key, digest)
 
 
 def test_same_presignature_twice_would_leak_the_key():
@@ -161,7 +161,7 @@ def test_same_presignature_twice_would_leak_the_key():
         for i, p in batch.items():
             p.mark_used()
             shares[i] = p.signature_share(h, key_id=keys[i].key_id)
-        sigs.append(combine(shares, h, signers=(1, 2)))
+        sigs.append(combine(shares, h, signers=(1, 2), public_key=keys[1].public_key))
     (s1, s2), r = (sigs[0].s, sigs[1].s), sigs[0].r
     z1, z2 = int.from_bytes(h1, "big") % Q, int.from_bytes(h2, "big") % Q
     for sign2 in (1, -1):  # low-s normalisation may have flipped either s

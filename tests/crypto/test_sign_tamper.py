@@ -21,8 +21,8 @@ SESSION = b"T" * 32
 PSI = (HEADER_LEN + 32 + 33 + 33, HEADER_LEN + 32 + 33 + 33 + 32)
 R2_MSG1 = HEADER_LEN + 32 * 3 + 32  # after echo (3 signers) and sigid, for t = 3
 R3_MSG2 = PSI[1]
-# share: header | sigid | R | PK | digest | u | w
-SHARE_UW = (HEADER_LEN + 32 + 33 + 33 + 32, HEADER_LEN + 32 + 33 + 33 + 32 + 64)
+# share: header | sigid | R | digest | u | w
+SHARE_UW = (HEADER_LEN + 32 + 33 + 32, HEADER_LEN + 32 + 33 + 32 + 64)
 PARTS = [(1, "broadcast"), (2, "direct"), (3, "broadcast"), (3, "direct"), (4, "broadcast")]
 
 
@@ -46,7 +46,7 @@ def run_signing(keys, signers, digest, tamper):
                         return {k: e}, None
         shares[i] = share
     try:
-        return {}, combine(shares, digest, signers=signers)
+        return {}, combine(shares, digest, signers=signers, public_key=keys[signers[0]].public_key)
     except ProtocolAbort as e:
         return {0: e}, None
 
@@ -133,8 +133,8 @@ def test_share_for_other_digest_or_presignature_names_signer():
         p.result.mark_used()
         shares[i] = p.result.signature_share(d1 if i == 1 else d2, key_id=keys[i].key_id)
     with pytest.raises(ProtocolAbort) as e:
-        combine(shares, d1, signers=(1, 3))
+        combine(shares, d1, signers=(1, 3), public_key=keys[1].public_key)
     assert e.value.party == 3 and "digest" in e.value.reason
     with pytest.raises(ProtocolAbort) as e:
-        combine({1: shares[1]}, d1, signers=(1, 3))
+        combine({1: shares[1]}, d1, signers=(1, 3), public_key=keys[1].public_key)
     assert e.value.party == 3
