@@ -1,0 +1,325 @@
+"""``mpc-cluster``: a local development cluster, supervised with trio.
+
+    mpc-cluster up --nodes 5 --threshold 3 --dir DIR [--foreground]
+    mpc-cluster status --dir DIR [--json]
+    mpc-cluster stop --dir DIR
+
+``up`` creates (on first use) a dev CA, every certificate, the nodes' keystores and passphrase
+files and all configs in DIR, starts n nodes and the coordinator on free localhost ports, waits
+until every process is healthy, writes ``DIR/cluster.json`` and returns, leaving a detached
+supervisor running. With ``--foreground`` the supervisor stays attached; Ctrl-C stops
+everything. The supervisor restarts a process that crashes and reports it (its log, the
+``restarts`` counters in cluster.json and ``status``). Re-running ``up`` on an existing DIR
+reuses its CA, keys and data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from mpcnet.cluster import (
+    ClusterError,
+    Layout,
+    check_health,
+    child_env,
+    command,
+    info_doc,
+    load_layout,
+    prepare,
+)
+from mpcnet.config import write_json
+
+log = logging.getLogger("mpc-cluster")
+STOP_GRACE_S = 10.0
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (exited, not yet reaped) is not alive
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _read_info(lay: Layout) -> dict[str, Any] | None:
+    try:
+        return json.loads(lay.info_path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+# --- the supervisor --------------------------------------------------------------------------
+
+
+class Supervisor:
+    def __init__(self, lay: Layout, *, echo: bool) -> None:
+        self.lay = lay
+        self.echo = echo
+        self.procs: dict[str, Any] = {}
+        self.restarts: dict[str, int] = {}
+        self.stopping = False
+        self.status = "starting"
+
+    def say(self, msg: str) -> None:
+        log.info("%s", msg)
+        if self.echo:
+            print(f"mpc-cluster: {msg}", flush=True)
+
+    def write_info(self) -> None:
+        pids = {n: p.pid for n, p in self.procs.items() if p.returncode is None}
+        write_json(self.lay.info_path, info_doc(self.lay, pids, os.getpid(), self.status, self.restarts))
+
+    async def run(self) -> int:
+        import trio
+
+        async with trio.open_nursery() as nursery:
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                nodes = [f"node-{i}" for i in range(1, self.lay.nodes + 1)]
+                for name in nodes:
+                    nursery.start_soon(self.keep_running, name)
+                ok = await self.wait_healthy(nodes, 60.0)
+                if ok:
+                    nursery.start_soon(self.keep_running, "coordinator")
+                    ok = await self.wait_healthy(["coordinator"], 60.0)
+                if not ok:
+                    self.status = "failed"
+                    self.write_info()
+                    await self.stop_all()
+                    nursery.cancel_scope.cancel()
+                    return 1
+                self.status = "running"
+                self.write_info()
+                eps = self.lay.endpoints()
+                self.say(
+                    f"{self.lay.threshold}-of-{self.lay.nodes} cluster running; coordinator at {eps['coordinator']}; "
+                    f"details in {self.lay.info_path}"
+                )
+                async for sig in signals:
+                    self.say(f"signal {sig}: stopping the cluster")
+                    break
+                await self.stop_all()
+                nursery.cancel_scope.cancel()
+        self.status = "stopped"
+        self.write_info()
+        self.say("stopped")
+        return 0
+
+    async def keep_running(self, name: str) -> None:
+        import trio
+
+        backoff = 0.5
+        while not self.stopping:
+            out = open(self.lay.log(name).with_suffix(".out"), "ab")
+            try:
+                # own session: a Ctrl-C at the terminal reaches only the supervisor, which then
+                # stops the children in order
+                proc = await trio.lowlevel.open_process(
+                    command(self.lay, name), env=child_env(), stdout=out, stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL, start_new_session=True,
+                )
+            finally:
+                out.close()
+            self.procs[name] = proc
+            if self.status == "running":
+                self.write_info()
+            started = time.monotonic()
+            rc = await proc.wait()
+            if self.stopping:
+                return
+            self.restarts[name] = self.restarts.get(name, 0) + 1
+            self.say(f"{name} (pid {proc.pid}) exited with status {rc}; restarting it (restart #{self.restarts[name]})")
+            self.write_info()
+            backoff = 0.5 if time.monotonic() - started > 30 else min(backoff * 2, 8.0)
+            await trio.sleep(backoff)
+
+    async def wait_healthy(self, names: list[str], timeout: float) -> bool:
+        import trio
+
+        eps = self.lay.endpoints()
+        deadline = time.monotonic() + timeout
+        for name in names:
+            while not await trio.to_thread.run_sync(check_health, self.lay, eps[name], 1.0):
+                if time.monotonic() > deadline:
+                    self.say(f"{name} did not become healthy within {timeout:.0f}s; see {self.lay.log(name)}")
+                    return False
+                await trio.sleep(0.1)
+        return True
+
+    async def stop_all(self) -> None:
+        import trio
+
+        self.stopping = True
+        order = ["coordinator"] + [f"node-{i}" for i in range(1, self.lay.nodes + 1)]
+        for name in order:
+            p = self.procs.get(name)
+            if p is not None and p.returncode is None:
+                p.send_signal(signal.SIGTERM)
+        with trio.move_on_after(STOP_GRACE_S):
+            for name in order:
+                p = self.procs.get(name)
+                if p is not None:
+                    await p.wait()
+        for p in self.procs.values():
+            if p.returncode is None:
+                p.kill()
+                await p.wait()
+
+
+def supervise(lay: Layout, *, echo: bool) -> int:
+    import trio
+
+    from mpcnet.config import setup_logging
+
+    setup_logging(lay.log("supervisor"), "supervisor")
+    return trio.run(Supervisor(lay, echo=echo).run)
+
+
+# --- commands --------------------------------------------------------------------------------
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    d = Path(args.dir).resolve()
+    try:
+        existing = load_layout(d) if (d / "cluster-params.json").exists() else None
+    except ClusterError:
+        existing = None
+    if existing is not None:
+        info = _read_info(existing)
+        if info and info.get("status") in ("running", "starting") and _alive(info.get("supervisor_pid")):
+            print(f"mpc-cluster: already running in {d} (supervisor pid {info['supervisor_pid']})")
+            return 0
+    try:
+        lay = prepare(d, args.nodes, args.threshold, scrypt_n=args.scrypt_n, test_mode=args.test_mode)
+    except ClusterError as e:
+        print(f"mpc-cluster: {e}", file=sys.stderr)
+        return 2
+    lay.info_path.unlink(missing_ok=True)
+    if args.foreground:
+        return supervise(lay, echo=True)
+    out = open(lay.log("supervisor").with_suffix(".out"), "ab")
+    sup = subprocess.Popen(
+        [sys.executable, "-m", "mpcnet.cluster_cli", "_supervise", "--dir", str(lay.dir)],
+        env=child_env(), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+    )
+    out.close()
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        info = _read_info(lay)
+        if info and info.get("status") == "running" and info.get("supervisor_pid") == sup.pid:
+            print_status(lay, info, as_json=args.json)
+            return 0
+        if info and info.get("status") == "failed" or sup.poll() is not None:
+            print(f"mpc-cluster: the cluster failed to start; see {lay.log('supervisor')} and {lay.dir / 'logs'}", file=sys.stderr)
+            return 1
+        time.sleep(0.1)
+    print(f"mpc-cluster: not healthy within {args.timeout:.0f}s; stopping it", file=sys.stderr)
+    sup.send_signal(signal.SIGTERM)
+    return 1
+
+
+def print_status(lay: Layout, info: dict[str, Any], *, as_json: bool, probe: bool = True) -> dict[str, Any]:
+    sup_alive = _alive(info.get("supervisor_pid"))
+    procs = [dict(n) for n in info["nodes"]] + [dict(info["coordinator"], name="coordinator")]
+    for p in procs:
+        p["healthy"] = bool(probe and sup_alive and check_health(lay, p["endpoint"], 1.0))
+        p["restarts"] = info.get("restarts", {}).get(p["name"], 0)
+    state = info.get("status") if sup_alive else "stopped"
+    doc = {"dir": str(lay.dir), "status": state, "threshold": info["threshold"], "nodes": len(info["nodes"]),
+           "supervisor_pid": info.get("supervisor_pid") if sup_alive else None, "processes": procs,
+           "ca_cert": info["ca_cert"], "certs": info["certs"]}
+    if as_json:
+        print(json.dumps(doc, indent=2))
+        return doc
+    print(f"cluster {lay.dir}: {state}, {info['threshold']}-of-{len(info['nodes'])}" + (f", supervisor pid {info['supervisor_pid']}" if sup_alive else ""))
+    for p in procs:
+        health = "healthy" if p["healthy"] else "DOWN"
+        extra = f", restarted {p['restarts']}x" if p["restarts"] else ""
+        print(f"  {p['name']:<12} {p['endpoint']:<22} pid {str(p.get('pid') or '-'):<8} {health}{extra}")
+    print(f"client: mpc --cluster {lay.dir} keys")
+    return doc
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    try:
+        lay = load_layout(Path(args.dir))
+    except ClusterError as e:
+        print(f"mpc-cluster: {e}", file=sys.stderr)
+        return 2
+    info = _read_info(lay)
+    if info is None:
+        print(f"mpc-cluster: {lay.dir}: not running (no cluster.json)")
+        return 3
+    doc = print_status(lay, info, as_json=args.json)
+    return 0 if doc["status"] == "running" and all(p["healthy"] for p in doc["processes"]) else 3
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    try:
+        lay = load_layout(Path(args.dir))
+    except ClusterError as e:
+        print(f"mpc-cluster: {e}", file=sys.stderr)
+        return 2
+    info = _read_info(lay) or {}
+    pid = info.get("supervisor_pid")
+    if not _alive(pid):
+        print(f"mpc-cluster: {lay.dir}: not running")
+        return 0
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_S + 10
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _alive(pid):  # should not happen: kill the supervisor and what it started
+        for p in info.get("nodes", []) + [info.get("coordinator", {})]:
+            if _alive(p.get("pid")):
+                os.kill(p["pid"], signal.SIGKILL)
+        os.kill(pid, signal.SIGKILL)
+    print(f"mpc-cluster: stopped {lay.dir}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="mpc-cluster", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("up", help="create (first use) and start a local cluster")
+    p.add_argument("--nodes", "-n", type=int, default=5)
+    p.add_argument("--threshold", "-t", type=int, default=3)
+    p.add_argument("--dir", required=True, type=Path)
+    p.add_argument("--foreground", action="store_true", help="stay attached; Ctrl-C stops the cluster")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for the cluster to be healthy")
+    p.add_argument("--scrypt-n", type=int, default=2**15, help="scrypt cost of new keystores/stores (tests use 1024)")
+    p.add_argument("--test-mode", action="store_true", help="nodes honour MPC_TEST_FAULT_FILE (tests only)")
+    p.set_defaults(fn=cmd_up)
+    p = sub.add_parser("status", help="processes, endpoints and health")
+    p.add_argument("--dir", required=True, type=Path)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_status)
+    p = sub.add_parser("stop", help="stop the cluster (its data stays in DIR)")
+    p.add_argument("--dir", required=True, type=Path)
+    p.set_defaults(fn=cmd_stop)
+    p = sub.add_parser("_supervise", help=argparse.SUPPRESS)
+    p.add_argument("--dir", required=True, type=Path)
+    p.set_defaults(fn=lambda a: supervise(load_layout(a.dir), echo=False))
+    args = ap.parse_args(argv)
+    return int(args.fn(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
