@@ -85,6 +85,22 @@ class _Step(enum.IntEnum):
     FAILED = 6
 
 
+@dataclass(frozen=True)
+class _Round2:
+    """A peer's decoded round-2 message (broadcast and direct parts)."""
+
+    echo: list[bytes]
+    F: list[Point]
+    proofs: list[schnorr.SchnorrProof]
+    rho_f: bytes
+    cc: bytes
+    rho_cc: bytes
+    share: int
+    zero: bytes
+    ot: list[Point]
+    ot_raw: bytes
+
+
 def _blame(party: int, round: int, part: str, fn: Callable[[], T]) -> T:
     """Run a decoder; a DecodeError becomes a ProtocolAbort naming ``party``."""
     try:
@@ -257,26 +273,13 @@ class DkgParty:
         n, t = cfg.parties, cfg.threshold
         check_inbox(inbox, self.peers, want_broadcast=True, want_direct=True, round=2)
 
-        @dataclass
-        class R2:
-            echo: list[bytes]
-            F: list[Point]
-            proofs: list[schnorr.SchnorrProof]
-            rho_f: bytes
-            cc: bytes
-            rho_cc: bytes
-            share: int
-            zero: bytes
-            ot: list[Point]
-            ot_raw: bytes
-
-        msgs: dict[int, R2] = {}
+        msgs: dict[int, _Round2] = {}
         self._echo2 = {me: hash32(Tag.DKG_ECHO2, self._r2_self)}
         for j in self.peers:
             b, d = inbox[j].broadcast, inbox[j].direct
             assert b is not None and d is not None
 
-            def dec(b: bytes = b, d: bytes = d, j: int = j) -> R2:
+            def dec(b: bytes = b, d: bytes = d, j: int = j) -> _Round2:
                 r = self._reader(b, 2, BROADCAST, j)
                 echo = [r.take(ECHO_LEN, f"echo[{m}]") for m in range(1, n + 1)]
                 F = r.points(t, "feldman")
@@ -289,7 +292,7 @@ class DkgParty:
                 ot_start = 40 + 64
                 ot = rd.points(2 * base_ot.LAMBDA_C, "base_ot")
                 rd.finish("round-2 direct")
-                return R2(echo, F, proofs, rho_f, cc, rho_cc, share, zero, ot, d[ot_start:])
+                return _Round2(echo, F, proofs, rho_f, cc, rho_cc, share, zero, ot, d[ot_start:])
 
             msgs[j] = _blame(j, 2, "round-2", dec)
             self._echo2[j] = hash32(Tag.DKG_ECHO2, b)

@@ -83,6 +83,19 @@ def _blame(party: int, round: int, fn: Callable[[], T]) -> T:
         raise ProtocolAbort(party, f"round {round}: malformed message: {e}") from None
 
 
+@dataclass(frozen=True)
+class _Round3:
+    """A peer's decoded round-3 message (broadcast and direct parts)."""
+
+    R: Point
+    salt: bytes
+    pk: Point
+    gamma_r: Point
+    gamma_k: Point
+    psi: int
+    msg2: bytes
+
+
 def _path_bytes(path: Sequence[int]) -> bytes:
     return list_of([u32(c) for c in path])
 
@@ -265,22 +278,12 @@ class PresignParty:
         me = self.key.index
         check_inbox(inbox, self.peers, want_broadcast=True, want_direct=True, round=3)
 
-        @dataclass
-        class R3:
-            R: Point
-            salt: bytes
-            pk: Point
-            gamma_r: Point
-            gamma_k: Point
-            psi: int
-            msg2: bytes
-
-        msgs: dict[int, R3] = {}
+        msgs: dict[int, _Round3] = {}
         for j in self.peers:
             b, d = inbox[j].broadcast, inbox[j].direct
             assert b is not None and d is not None
 
-            def dec(b: bytes = b, d: bytes = d, j: int = j) -> R3:
+            def dec(b: bytes = b, d: bytes = d, j: int = j) -> _Round3:
                 r = self._reader(b, 3, BROADCAST, j)
                 if not hmac.compare_digest(r.take(32, "sigid"), self._sigid):
                     raise DecodeError("sigid", "signing session id differs")
@@ -293,7 +296,7 @@ class PresignParty:
                 psi = rd.scalar("psi")
                 msg2 = rd.take(rvole.MSG2_LEN, "rvole_msg2")
                 rd.finish("round-3 direct")
-                return R3(R, salt, pk, gr, gk, psi, msg2)
+                return _Round3(R, salt, pk, gr, gk, psi, msg2)
 
             msgs[j] = _blame(j, 3, dec)
 
