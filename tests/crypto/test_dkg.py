@@ -3,6 +3,7 @@
 import itertools
 
 import pytest
+from ..conftest import scaled
 from hypothesis import given, settings, strategies as st
 
 from crypto_core import base_ot
@@ -58,7 +59,7 @@ def check_keyshares(shares: dict[int, KeyShare], t: int, n: int, subsets_limit: 
             assert 0 < sum(p.as_alice.delta_bit(k) for k in range(base_ot.LAMBDA_C)) < base_ot.LAMBDA_C
 
 
-@settings(max_examples=6)
+@settings(max_examples=scaled(6))
 @given(tn(), st.binary(min_size=1, max_size=6))
 def test_dkg_random_parameters(params, seed):
     t, n = params

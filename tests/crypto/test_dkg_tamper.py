@@ -8,6 +8,7 @@ knowledge, and messages from another session.
 from __future__ import annotations
 
 import pytest
+from ..conftest import scaled
 from hypothesis import given, settings, strategies as st
 
 from crypto_core import schnorr
@@ -72,7 +73,7 @@ def tamper_and_check(t, n, rnd, part, sender, receiver, mutation, pos, seed=b"t"
     assert_consistent_results(parties, out.aborts)
 
 
-@settings(max_examples=30)
+@settings(max_examples=scaled(30))
 @given(
     n=st.integers(2, 3),
     part_index=st.integers(0, len(PARTS) - 1),

@@ -10,6 +10,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+from ..conftest import scaled
 from hypothesis import given, settings, strategies as st
 
 from crypto_core import bip32
@@ -46,7 +47,7 @@ def setup(draw, max_n=5):
     return t, n, tuple(sorted(signers))
 
 
-@settings(max_examples=8)
+@settings(max_examples=scaled(8))
 @given(setup(), st.binary(min_size=32, max_size=32), st.binary(max_size=4))
 def test_any_t_subset_signs(params, digest, seed):
     t, n, signers = params
@@ -55,7 +56,7 @@ def test_any_t_subset_signs(params, digest, seed):
     check_signature(sig, keys[signers[0]].public_key, digest)
 
 
-@settings(max_examples=4)
+@settings(max_examples=scaled(4))
 @given(st.lists(st.integers(0, 2**31 - 1), min_size=1, max_size=3), st.binary(min_size=32, max_size=32))
 def test_derived_key_signatures(path, digest):
     keys = keygen(2, 3)

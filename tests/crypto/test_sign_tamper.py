@@ -5,6 +5,7 @@ refuses the signature. Never a wrong signature, never an unhandled exception."""
 from __future__ import annotations
 
 import pytest
+from ..conftest import scaled
 from hypothesis import given, settings, strategies as st
 
 from crypto_core import rvole
@@ -70,7 +71,7 @@ def check(t, n, signers, rnd, part, sender, receiver, mutate):
     return aborts[0]
 
 
-@settings(max_examples=30)
+@settings(max_examples=scaled(30))
 @given(part_index=st.integers(0, len(PARTS) - 1), pos=st.integers(0, 2**22), who=st.integers(0, 5))
 def test_bit_flip_anywhere(part_index, pos, who):
     signers = (1, 2, 3)
