@@ -8,8 +8,14 @@ Example::
       "tls": {"cert": "coordinator.pem", "key": "coordinator.key", "ca": "../ca/ca.pem"},
       "nodes": [{"index": 1, "name": "node-1", "endpoint": "127.0.0.1:7001"}, ...],
       "client_roles": ["client", "admin", "requester"],
-      "step_timeout_s": 30, "max_requests": 64, "log_file": "coordinator.log"
+      "step_timeout_s": 30, "max_requests": 64, "max_parallel_sessions": 4,
+      "log_file": "coordinator.log"
     }
+
+``max_requests`` bounds the requests in progress (more get RESOURCE_EXHAUSTED);
+``max_parallel_sessions`` bounds the protocol sessions run at once (further requests queue):
+the nodes are CPU bound, and running more sessions at once than there are cores only adds
+contention.
 
 Relative paths are relative to the config file.
 """
@@ -24,7 +30,7 @@ from mpcnet.pki import ROLES, CertPaths
 
 _KEYS = {
     "name", "listen", "threshold", "db", "tls", "nodes", "client_roles", "step_timeout_s", "dkg_timeout_s",
-    "max_requests", "log_file", "log_level", "workers", "health_interval_s",
+    "max_requests", "log_file", "log_level", "workers", "health_interval_s", "max_parallel_sessions",
 }
 
 
@@ -53,6 +59,7 @@ class CoordinatorConfig:
     log_level: str
     workers: int
     health_interval_s: float
+    max_parallel_sessions: int
 
     @property
     def parties(self) -> int:
@@ -98,6 +105,7 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
         log_level=f.str("log_level", "INFO"),
         workers=f.int("workers", 48, lo=4, hi=1024),
         health_interval_s=f.float("health_interval_s", 1.0),
+        max_parallel_sessions=f.int("max_parallel_sessions", 4, lo=1, hi=10_000),
     )
     if cfg.workers <= cfg.max_requests // 2:
         raise ConfigError(f"{path}: workers: must exceed max_requests / 2")

@@ -63,6 +63,7 @@ class CoordinatorService:
         self._active = 0
         self._rr = 0
         self._stop = threading.Event()
+        self._sessions = threading.BoundedSemaphore(cfg.max_parallel_sessions)
         for r in self.db.requests_in_state("running"):
             self.db.update_request(
                 r.request_id, state="failed", error_code=Code.UNAVAILABLE.value[0],
@@ -185,7 +186,8 @@ class CoordinatorService:
             session_id=sid, dkg=node_pb2.DkgParams(threshold=t, parties=n, key_label=label.encode())
         )
         try:
-            final = run_session(self.nodes, sid, {i: params for i in self.nodes}, self.cfg.dkg_timeout_s, wait_for_ready=True)
+            with self._sessions:
+                final = run_session(self.nodes, sid, {i: params for i in self.nodes}, self.cfg.dkg_timeout_s, wait_for_ready=True)
         except NodesUnavailable as e:
             raise RpcError(Code.UNAVAILABLE, f"keygen: needs all {n} nodes; unavailable: {e}") from None
         except Aborted as e:
@@ -296,68 +298,69 @@ class CoordinatorService:
         t0 = time.perf_counter()
         second_chance = True
         while True:
-            signers = self._pick(t, set(down))
-            if signers is None and second_chance:
-                # nodes that failed may just have restarted: give their channels a moment
-                second_chance = False
-                came_back = wait_ready([self.nodes[i] for i in down if not down[i].startswith("banned")], 3.0)
-                for h in came_back:
-                    del down[h.index]
-                if came_back:
-                    log.info("request %s: %s reconnected; retrying", rid, ", ".join(h.label for h in came_back))
+            with self._sessions:  # at most max_parallel_sessions at once; the rest queue here
+                signers = self._pick(t, set(down))
+                if signers is None and second_chance:
+                    # nodes that failed may just have restarted: give their channels a moment
+                    second_chance = False
+                    came_back = wait_ready([self.nodes[i] for i in down if not down[i].startswith("banned")], 3.0)
+                    for h in came_back:
+                        del down[h.index]
+                    if came_back:
+                        log.info("request %s: %s reconnected; retrying", rid, ", ".join(h.label for h in came_back))
+                        continue
+                if signers is None:
+                    names = ", ".join(f"{self.nodes[i].label}: {r}" for i, r in sorted(down.items()))
+                    err = RpcError(
+                        Code.UNAVAILABLE,
+                        f"sign: needs {t} of {len(self.nodes)} nodes but only {len(self.nodes) - len(down)} are available; unavailable: {names}",
+                    )
+                    err.attempts = attempts  # type: ignore[attr-defined]
+                    raise err
+                attempts += 1
+                sid = os.urandom(32)
+                params = node_pb2.SignParams(key_id=k.key_id, signers=signers, derivation_path=path, digest=digest, request_id=rid)
+                start = node_pb2.StartSessionRequest(session_id=sid, sign=params)
+                subset = {i: self.nodes[i] for i in signers}
+                try:
+                    final = run_session(subset, sid, {i: start for i in signers}, self.cfg.step_timeout_s)
+                    shares = {}
+                    for i, r in final.items():
+                        envs = [e for e in r.envelopes if e.receiver == 0]
+                        if len(envs) != 1:
+                            raise Aborted(f"node {i} returned no signature share", i)
+                        shares[i] = SignatureShare.from_bytes(envs[0].payload, sid, i)
+                    sig = combine(shares, digest, signers=signers, public_key=expected)
+                except NodesUnavailable as e:
+                    down.update(e.failures)
+                    log.warning("request %s: attempt %d with nodes %s failed (%s); retrying", rid, attempts, list(signers), e)
                     continue
-            if signers is None:
-                names = ", ".join(f"{self.nodes[i].label}: {r}" for i, r in sorted(down.items()))
-                err = RpcError(
-                    Code.UNAVAILABLE,
-                    f"sign: needs {t} of {len(self.nodes)} nodes but only {len(self.nodes) - len(down)} are available; unavailable: {names}",
+                except Aborted as e:
+                    err = RpcError(Code.ABORTED, f"sign aborted: {e}")
+                    err.attempts = attempts  # type: ignore[attr-defined]
+                    raise err from None
+                except ProtocolAbort as e:
+                    who = self.nodes[e.party].label if e.party in self.nodes else "unattributable"
+                    err = RpcError(Code.ABORTED, f"sign aborted: {who}: {e.reason}")
+                    err.attempts = attempts  # type: ignore[attr-defined]
+                    raise err from None
+                except Refused as e:
+                    if e.code == Code.PERMISSION_DENIED and e.banned and not set(e.banned) & set(down):
+                        for b in e.banned:  # a node refuses a banned peer for this key: leave it out
+                            down[b] = f"banned for this key ({e.message})"
+                        continue
+                    err = RpcError(e.code, e.message)
+                    err.attempts = attempts  # type: ignore[attr-defined]
+                    raise err from None
+                out = common_pb2.Signature(
+                    r=sig.r.to_bytes(32, "big"), s=sig.s.to_bytes(32, "big"), recovery_id=sig.recovery_id, der=sig.der(),
+                    public_key=sig.public_key.encode(),
                 )
-                err.attempts = attempts  # type: ignore[attr-defined]
-                raise err
-            attempts += 1
-            sid = os.urandom(32)
-            params = node_pb2.SignParams(key_id=k.key_id, signers=signers, derivation_path=path, digest=digest, request_id=rid)
-            start = node_pb2.StartSessionRequest(session_id=sid, sign=params)
-            subset = {i: self.nodes[i] for i in signers}
-            try:
-                final = run_session(subset, sid, {i: start for i in signers}, self.cfg.step_timeout_s)
-                shares = {}
-                for i, r in final.items():
-                    envs = [e for e in r.envelopes if e.receiver == 0]
-                    if len(envs) != 1:
-                        raise Aborted(f"node {i} returned no signature share", i)
-                    shares[i] = SignatureShare.from_bytes(envs[0].payload, sid, i)
-                sig = combine(shares, digest, signers=signers, public_key=expected)
-            except NodesUnavailable as e:
-                down.update(e.failures)
-                log.warning("request %s: attempt %d with nodes %s failed (%s); retrying", rid, attempts, list(signers), e)
-                continue
-            except Aborted as e:
-                err = RpcError(Code.ABORTED, f"sign aborted: {e}")
-                err.attempts = attempts  # type: ignore[attr-defined]
-                raise err from None
-            except ProtocolAbort as e:
-                who = self.nodes[e.party].label if e.party in self.nodes else "unattributable"
-                err = RpcError(Code.ABORTED, f"sign aborted: {who}: {e.reason}")
-                err.attempts = attempts  # type: ignore[attr-defined]
-                raise err from None
-            except Refused as e:
-                if e.code == Code.PERMISSION_DENIED and e.banned and not set(e.banned) & set(down):
-                    for b in e.banned:  # a node refuses a banned peer for this key: leave it out
-                        down[b] = f"banned for this key ({e.message})"
-                    continue
-                err = RpcError(e.code, e.message)
-                err.attempts = attempts  # type: ignore[attr-defined]
-                raise err from None
-            out = common_pb2.Signature(
-                r=sig.r.to_bytes(32, "big"), s=sig.s.to_bytes(32, "big"), recovery_id=sig.recovery_id, der=sig.der(),
-                public_key=sig.public_key.encode(),
-            )
-            log.info(
-                "request %s: signed with key %s by nodes %s in %.0f ms (%d attempt%s)",
-                rid, k.key_id.hex()[:16], list(signers), (time.perf_counter() - t0) * 1e3, attempts, "" if attempts == 1 else "s",
-            )
-            return out, signers, attempts
+                log.info(
+                    "request %s: signed with key %s by nodes %s in %.0f ms (%d attempt%s)",
+                    rid, k.key_id.hex()[:16], list(signers), (time.perf_counter() - t0) * 1e3, attempts, "" if attempts == 1 else "s",
+                )
+                return out, signers, attempts
 
     # --- requests ----------------------------------------------------------------------------
     def GetRequest(self, req: coordinator_pb2.GetRequestRequest, ctx: Any) -> coordinator_pb2.RequestStatus:
