@@ -1,0 +1,65 @@
+"""Governance for signing keys: admin-controlled policies, m-of-k approvals, a signed audit log.
+
+Pure, sans-IO checks that the coordinator *and* every node run on the same inputs
+(:mod:`governance.policy`, :mod:`governance.approval`), over one canonical encoding
+(:mod:`governance.encoding`), and an append-only, hash-chained, signed audit log in SQLite
+(:mod:`governance.audit`). Every failure is a :class:`GovernanceError` naming the field.
+"""
+
+from .approval import (
+    Approval,
+    ApprovalBundle,
+    Decision,
+    QuorumResult,
+    SigningRequest,
+    Tally,
+    check_approval,
+    check_request,
+    rate_limit_ok,
+    sign_approval,
+    tally,
+    verify_approvals,
+)
+from .audit import AuditEntry, AuditLog, AuditReport, export_jsonl, verify_audit
+from .errors import GovernanceError
+from .policy import (
+    DEFAULT_SCOPE,
+    AdminSet,
+    AdminSignature,
+    KeyPolicy,
+    PolicyChange,
+    RateLimit,
+    SignedPolicyChange,
+    sign_policy_change,
+    verify_policy_change,
+)
+
+__all__ = [
+    "DEFAULT_SCOPE",
+    "AdminSet",
+    "AuditEntry",
+    "AuditLog",
+    "AuditReport",
+    "AdminSignature",
+    "Approval",
+    "ApprovalBundle",
+    "Decision",
+    "GovernanceError",
+    "KeyPolicy",
+    "PolicyChange",
+    "QuorumResult",
+    "RateLimit",
+    "SignedPolicyChange",
+    "SigningRequest",
+    "Tally",
+    "check_approval",
+    "check_request",
+    "export_jsonl",
+    "rate_limit_ok",
+    "sign_approval",
+    "sign_policy_change",
+    "tally",
+    "verify_approvals",
+    "verify_audit",
+    "verify_policy_change",
+]
