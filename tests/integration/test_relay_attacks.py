@@ -1,0 +1,330 @@
+"""A malicious relay talking to real node processes with the coordinator's certificate.
+
+Dropping, replaying (from an older round or another session), altering, misrouting,
+duplicating and equivocating messages each abort the session with a message that names what
+went wrong; wrong rounds, unknown sessions and bad parameters get precise status codes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Callable
+
+import grpc
+import pytest
+
+from coordinator.config import NodeEndpoint
+from coordinator.relay import NodeHandle
+from crypto_core.group import Point
+from mpc_node.envelope import Envelope, open_envelope, seal_broadcast, seal_direct
+from mpc_node.keystore import load_keystore
+from mpcnet.pki import channel_credentials
+from proto.mpc.v1 import common_pb2, node_pb2
+
+from .conftest import make_cluster
+
+N, T = 3, 2
+Code = grpc.StatusCode
+
+
+@pytest.fixture(scope="module")
+def rc(tmp_path_factory):
+    c = make_cluster(tmp_path_factory, "relay-2of3", N, T, session_timeout_s=3.0)
+    try:
+        for i in range(1, N + 1):
+            c.start(f"node-{i}")
+        c.wait_healthy([f"node-{i}" for i in range(1, N + 1)])
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture(scope="module")
+def nodes(rc):
+    creds = channel_credentials(rc.lay.cert("coordinator"), rc.lay.ca.cert)
+    eps = rc.lay.endpoints()
+    hs = {i: NodeHandle(NodeEndpoint(i, f"node-{i}", eps[f"node-{i}"]), creds) for i in range(1, N + 1)}
+    yield hs
+    for h in hs.values():
+        h.close()
+
+
+@pytest.fixture(scope="module")
+def opkeys(rc):
+    """Every node's operational keys (the test plays a node that cheats)."""
+    out = {}
+    for i in range(1, N + 1):
+        nd = rc.lay.node_dir(i)
+        out[i] = load_keystore(nd / "keystore.json", (nd / "passphrase").read_bytes().rstrip(b"\n"))
+    return out
+
+
+Inboxes = dict[int, list[common_pb2.Envelope]]
+
+
+def route(resps: dict[int, node_pb2.StepResponse], among: list[int]) -> Inboxes:
+    return {k: [e for i, r in resps.items() if i != k for e in r.envelopes if e.receiver in (0, k)] for k in among}
+
+
+def start(nodes, sid: bytes, among: list[int], **params) -> dict[int, node_pb2.StepResponse]:
+    req = node_pb2.StartSessionRequest(session_id=sid, **params)
+    return {i: nodes[i].stub.StartSession(req, timeout=30) for i in among}
+
+
+def step(nodes, sid: bytes, rnd: int, inboxes: Inboxes) -> dict[int, node_pb2.StepResponse | grpc.RpcError]:
+    futs = {k: nodes[k].stub.Step.future(node_pb2.StepRequest(session_id=sid, round=rnd, envelopes=inbox), timeout=30) for k, inbox in inboxes.items()}
+    out: dict[int, node_pb2.StepResponse | grpc.RpcError] = {}
+    for k, f in futs.items():
+        try:
+            out[k] = f.result()
+        except grpc.RpcError as e:
+            out[k] = e
+    return out
+
+
+def run(nodes, sid: bytes, among: list[int], tamper: Callable[[int, Inboxes], None] | None = None, **params):
+    """Relay a whole session; ``tamper(round, inboxes)`` may change the inboxes of a round.
+    Returns the final answers, or the errors of the first round that failed."""
+    resps = start(nodes, sid, among, **params)
+    while not all(r.finished for r in resps.values()):
+        rnd = next(iter(resps.values())).round
+        inboxes = route(resps, among)
+        if tamper:
+            tamper(rnd, inboxes)
+        out = step(nodes, sid, rnd, inboxes)
+        errs = {k: v for k, v in out.items() if isinstance(v, grpc.RpcError)}
+        if errs:
+            return errs
+        resps = out  # type: ignore[assignment]
+    return resps
+
+
+def dkg(nodes) -> node_pb2.DkgResult:
+    res = run(nodes, os.urandom(32), [1, 2, 3], dkg=node_pb2.DkgParams(threshold=T, parties=N, key_label=b"relay"))
+    assert all(isinstance(r, node_pb2.StepResponse) and r.finished for r in res.values()), res
+    return res[1].dkg_result
+
+
+@pytest.fixture(scope="module")
+def key(nodes) -> node_pb2.DkgResult:
+    k = dkg(nodes)
+    for h in nodes.values():
+        h.stub.CommitKey(node_pb2.CommitKeyRequest(key_id=k.key_id, public_key=k.public_key), timeout=10)
+    return k
+
+
+def sign_params(key, signers=(1, 2), digest=b"\x07" * 32, path=()):
+    return node_pb2.SignParams(key_id=key.key_id, signers=list(signers), digest=digest, derivation_path=list(path), request_id="relay-test")
+
+
+def aborted(errs, node: int) -> str:
+    e = errs[node]
+    assert e.code() == Code.ABORTED, (e.code(), e.details())
+    return e.details()
+
+
+def test_honest_relay_signs(nodes, key) -> None:
+    from crypto_core.sign import SignatureShare, combine
+
+    sid = os.urandom(32)
+    res = run(nodes, sid, [1, 3], sign=sign_params(key, (1, 3)))
+    shares = {i: SignatureShare.from_bytes(r.envelopes[0].payload, sid, i) for i, r in res.items()}
+    sig = combine(shares, b"\x07" * 32, signers=[1, 3], public_key=Point.decode(key.public_key))
+    assert sig.r > 0
+
+
+def test_dropped_message_is_named(nodes) -> None:
+    def drop(rnd, inboxes):
+        if rnd == 1:
+            inboxes[1] = [e for e in inboxes[1] if e.sender != 2]
+
+    errs = run(nodes, os.urandom(32), [1, 2, 3], tamper=drop, dkg=node_pb2.DkgParams(threshold=T, parties=N))
+    msg = aborted(errs, 1)
+    assert "node 2 (node-2): round 1: no message received" in msg
+    assert ("mpc-culprit", "2") in errs[1].trailing_metadata()
+
+
+def test_message_replayed_from_an_older_round_is_named(nodes) -> None:
+    old: dict[int, common_pb2.Envelope] = {}
+
+    def replay(rnd, inboxes):
+        if rnd == 1:
+            old[2] = [e for e in inboxes[1] if e.sender == 2][0]
+        if rnd == 2:
+            inboxes[1] = [e for e in inboxes[1] if not (e.sender == 2 and e.receiver == 0)] + [old[2]]
+
+    errs = run(nodes, os.urandom(32), [1, 2, 3], tamper=replay, dkg=node_pb2.DkgParams(threshold=T, parties=N))
+    msg = aborted(errs, 1)
+    assert "round-2 broadcast message from node 2 (node-2): round: expected round 2, got 1" in msg
+
+
+def test_message_replayed_from_another_session_is_named(nodes) -> None:
+    first = start(nodes, os.urandom(32), [1, 2, 3], dkg=node_pb2.DkgParams(threshold=T, parties=N))
+    stale = [e for e in first[2].envelopes if e.receiver == 0][0]
+
+    def replay(rnd, inboxes):
+        if rnd == 1:
+            inboxes[3] = [e for e in inboxes[3] if e.sender != 2] + [stale]
+
+    errs = run(nodes, os.urandom(32), [1, 2, 3], tamper=replay, dkg=node_pb2.DkgParams(threshold=T, parties=N))
+    assert "round-1 broadcast message from node 2 (node-2): session_id: message belongs to another session" in aborted(errs, 3)
+
+
+def test_altered_message_is_named(nodes) -> None:
+    def alter(rnd, inboxes):
+        if rnd == 2:
+            for e in inboxes[3]:
+                if e.sender == 1 and e.receiver == 3:
+                    e.payload = e.payload[:-1] + bytes([e.payload[-1] ^ 1])
+
+    errs = run(nodes, os.urandom(32), [1, 2, 3], tamper=alter, dkg=node_pb2.DkgParams(threshold=T, parties=N))
+    assert "round-2 direct message from node 1 (node-1): signature: does not verify" in aborted(errs, 3)
+
+
+def test_misrouted_message_is_named(nodes) -> None:
+    def misroute(rnd, inboxes):
+        if rnd == 2:
+            to3 = [e for e in inboxes[3] if e.sender == 2 and e.receiver == 3][0]
+            inboxes[1] = [e for e in inboxes[1] if not (e.sender == 2 and e.receiver == 1)] + [to3]
+
+    errs = run(nodes, os.urandom(32), [1, 2, 3], tamper=misroute, dkg=node_pb2.DkgParams(threshold=T, parties=N))
+    assert "round-2 direct message from node 2 (node-2): addressed to party 3, not to this node (misrouted)" in aborted(errs, 1)
+
+
+def test_duplicated_message_is_named(nodes) -> None:
+    def dup(rnd, inboxes):
+        if rnd == 1:
+            inboxes[2] = inboxes[2] + [e for e in inboxes[2] if e.sender == 3]
+
+    errs = run(nodes, os.urandom(32), [1, 2, 3], tamper=dup, dkg=node_pb2.DkgParams(threshold=T, parties=N))
+    assert "round-1 broadcast message from node 3 (node-3): delivered twice (replay)" in aborted(errs, 2)
+
+
+def test_equivocating_broadcast_is_detected_by_echoes(nodes, opkeys) -> None:
+    sid = os.urandom(32)
+
+    def equivocate(rnd, inboxes):
+        if rnd == 1:  # node 2 (its key is ours in this test) signs two versions of its broadcast
+            orig = [e for e in inboxes[3] if e.sender == 2][0]
+            forged = orig.payload[:-1] + bytes([orig.payload[-1] ^ 1])
+            env = seal_broadcast(forged, identity=opkeys[2].identity, session_id=sid, round=1, sender=2)
+            inboxes[3] = [e for e in inboxes[3] if e.sender != 2] + [common_pb2.Envelope(
+                session_id=env.session_id, round=env.round, sender=env.sender, receiver=0, payload=env.payload, signature=env.signature)]
+
+    errs = run(nodes, sid, [1, 2, 3], tamper=equivocate, dkg=node_pb2.DkgParams(threshold=T, parties=N))
+    assert errs and all(e.code() == Code.ABORTED for e in errs.values())
+    assert all("inconsistent views of party 2's round-1 broadcast" in e.details() for e in errs.values())
+    assert "node 2 (node-2): round 2: inconsistent" in errs[3].details()  # the node that got the forged copy names node 2
+
+
+def test_wrong_round_is_failed_precondition_and_harmless(nodes) -> None:
+    sid = os.urandom(32)
+    resps = start(nodes, sid, [1, 2, 3], dkg=node_pb2.DkgParams(threshold=T, parties=N))
+    inboxes = route(resps, [1, 2, 3])
+    with pytest.raises(grpc.RpcError) as e:
+        nodes[1].stub.Step(node_pb2.StepRequest(session_id=sid, round=3, envelopes=inboxes[1]), timeout=10)
+    assert e.value.code() == Code.FAILED_PRECONDITION
+    assert "expects round-1 messages, got round 3" in e.value.details()
+    out = step(nodes, sid, 1, inboxes)
+    assert all(isinstance(r, node_pb2.StepResponse) and r.round == 2 for r in out.values())
+    again = nodes[1].stub.Step(node_pb2.StepRequest(session_id=sid, round=1, envelopes=inboxes[1]), timeout=10)
+    assert again == out[1]  # a relay's retry of the same delivery gets the same answer
+    other = [e for e in inboxes[1] if e.sender == 2]
+    with pytest.raises(grpc.RpcError) as e:
+        nodes[1].stub.Step(node_pb2.StepRequest(session_id=sid, round=1, envelopes=other), timeout=10)
+    assert e.value.code() == Code.ABORTED and "delivered again with different content" in e.value.details()
+
+
+def test_session_errors(nodes, key) -> None:
+    with pytest.raises(grpc.RpcError) as e:
+        nodes[1].stub.Step(node_pb2.StepRequest(session_id=os.urandom(32), round=1), timeout=10)
+    assert e.value.code() == Code.NOT_FOUND and "has no session" in e.value.details()
+    sid = os.urandom(32)
+    start(nodes, sid, [1], dkg=node_pb2.DkgParams(threshold=T, parties=N))
+    with pytest.raises(grpc.RpcError) as e:
+        start(nodes, sid, [1], dkg=node_pb2.DkgParams(threshold=T, parties=N))
+    assert e.value.code() == Code.ALREADY_EXISTS
+    cases = [
+        (dict(dkg=node_pb2.DkgParams(threshold=3, parties=N)), Code.INVALID_ARGUMENT, "dkg.threshold: this node accepts only threshold 2, got 3"),
+        (dict(dkg=node_pb2.DkgParams(threshold=T, parties=4)), Code.INVALID_ARGUMENT, "dkg.parties: must be 3"),
+        (dict(dkg=node_pb2.DkgParams(threshold=T, parties=N, key_label=b"\xff")), Code.INVALID_ARGUMENT, "dkg.key_label: must be UTF-8"),
+        (dict(sign=sign_params(key, digest=b"\x01" * 31)), Code.INVALID_ARGUMENT, "sign.digest: must be 32 bytes, got 31"),
+        (dict(sign=sign_params(key, signers=(2, 3))), Code.INVALID_ARGUMENT, "sign.signers: does not include this node (1)"),
+        (dict(sign=sign_params(key, signers=(1, 2, 3))), Code.INVALID_ARGUMENT, "sign.signers: key needs exactly 2 signers, got 3"),
+        (dict(sign=sign_params(key, signers=(1, 9))), Code.INVALID_ARGUMENT, "sign.signers: party 9 is not in this node's roster"),
+        (dict(sign=sign_params(key, path=[2**31])), Code.INVALID_ARGUMENT, "sign.derivation_path"),
+        (dict(sign=node_pb2.SignParams(key_id=b"\x01" * 32, signers=[1, 2], digest=b"\x00" * 32)), Code.NOT_FOUND, "holds no key 0101"),
+        (dict(), Code.INVALID_ARGUMENT, "params: missing"),
+    ]
+    for params, code, text in cases:
+        with pytest.raises(grpc.RpcError) as e:
+            start(nodes, os.urandom(32), [1], **params)
+        assert e.value.code() == code and text in e.value.details(), (params, e.value.details())
+    with pytest.raises(grpc.RpcError) as e:
+        nodes[1].stub.StartSession(node_pb2.StartSessionRequest(session_id=b"short", dkg=node_pb2.DkgParams()), timeout=10)
+    assert e.value.details() == "session_id: must be 32 bytes, got 5"
+
+
+def test_pending_key_cannot_sign_until_committed(nodes) -> None:
+    k = dkg(nodes)
+    with pytest.raises(grpc.RpcError) as e:
+        start(nodes, os.urandom(32), [1], sign=sign_params(k))
+    assert e.value.code() == Code.FAILED_PRECONDITION and "is pending" in e.value.details()
+    with pytest.raises(grpc.RpcError) as e:
+        nodes[1].stub.CommitKey(node_pb2.CommitKeyRequest(key_id=k.key_id, public_key=b"\x02" + b"\x00" * 32), timeout=10)
+    assert e.value.code() == Code.FAILED_PRECONDITION
+    for h in nodes.values():
+        h.stub.CommitKey(node_pb2.CommitKeyRequest(key_id=k.key_id, public_key=k.public_key), timeout=10)
+    res = run(nodes, os.urandom(32), [1, 2], sign=sign_params(k))
+    assert all(r.finished for r in res.values())
+    with pytest.raises(grpc.RpcError) as e:
+        nodes[1].stub.DiscardKey(node_pb2.DiscardKeyRequest(key_id=k.key_id), timeout=10)
+    assert e.value.code() == Code.FAILED_PRECONDITION and "is active" in e.value.details()
+
+
+def test_abandoned_sessions_expire(nodes) -> None:
+    sid = os.urandom(32)
+    start(nodes, sid, [1, 2, 3], dkg=node_pb2.DkgParams(threshold=T, parties=N))
+    assert nodes[1].stub.Health(node_pb2.NodeHealthRequest(), timeout=5).active_sessions >= 1
+    time.sleep(5.0)  # timeout 3 s, swept every second
+    assert nodes[1].stub.Health(node_pb2.NodeHealthRequest(), timeout=5).active_sessions == 0
+    with pytest.raises(grpc.RpcError) as e:
+        nodes[1].stub.Step(node_pb2.StepRequest(session_id=sid, round=1), timeout=5)
+    assert e.value.code() == Code.NOT_FOUND
+
+
+def test_cheating_signer_is_banned_durably(rc, nodes, opkeys) -> None:
+    """Node 2 sends node 1 a wrong Gamma (a failed consistency check): node 1 bans node 2 for
+    the key, remembers it across a restart, and refuses every later session that includes it."""
+    k = dkg(nodes)
+    for h in nodes.values():
+        h.stub.CommitKey(node_pb2.CommitKeyRequest(key_id=k.key_id, public_key=k.public_key), timeout=10)
+    sid = os.urandom(32)
+
+    def cheat(rnd, inboxes):
+        if rnd != 3:
+            return
+        pe = [e for e in inboxes[1] if e.sender == 2 and e.receiver == 1][0]
+        env = Envelope(pe.session_id, pe.round, pe.sender, pe.receiver, pe.payload, pe.ephemeral_key, pe.signature)
+        plain = open_envelope(env, sender_identity_public=opkeys[2].identity_public, my_encryption=opkeys[1].encryption,
+                              expected_session_id=sid, expected_round=3, expected_sender=2, me=1)
+        off = 40 + 32  # header, sigid, then gamma_r
+        bad = plain[:off] + Point.base_mul(12345).encode() + plain[off + 33:]
+        new = seal_direct(bad, identity=opkeys[2].identity, recipient_encryption_public=opkeys[1].encryption_public,
+                          session_id=sid, round=3, sender=2, receiver=1)
+        pe.payload, pe.ephemeral_key, pe.signature = new.payload, new.ephemeral_key, new.signature
+
+    errs = run(nodes, sid, [1, 2], tamper=cheat, sign=sign_params(k))
+    msg = aborted(errs, 1)
+    assert "node 2 (node-2): round 3: consistency check on R failed" in msg
+    assert ("mpc-ban", "1") in errs[1].trailing_metadata()
+    rc.kill("node-1")
+    rc.start("node-1")
+    rc.wait_healthy(["node-1"])
+    with pytest.raises(grpc.RpcError) as e:
+        start(nodes, os.urandom(32), [1], sign=sign_params(k))
+    assert e.value.code() == Code.PERMISSION_DENIED
+    assert "node 2 (node-2) is banned by node-1" in e.value.details()
+    res = run(nodes, os.urandom(32), [1, 3], sign=sign_params(k, (1, 3)))  # without node 2 it still signs
+    assert all(r.finished for r in res.values())
