@@ -328,3 +328,22 @@ def test_cheating_signer_is_banned_durably(rc, nodes, opkeys) -> None:
     assert "node 2 (node-2) is banned by node-1" in e.value.details()
     res = run(nodes, os.urandom(32), [1, 3], sign=sign_params(k, (1, 3)))  # without node 2 it still signs
     assert all(r.finished for r in res.values())
+
+
+def test_reordered_envelopes_within_a_round_change_nothing(nodes, key) -> None:
+    def shuffle(rnd, inboxes):
+        for k in inboxes:
+            inboxes[k] = list(reversed(inboxes[k]))
+
+    res = run(nodes, os.urandom(32), [2, 3], tamper=shuffle, sign=sign_params(key, (2, 3)))
+    assert all(isinstance(r, node_pb2.StepResponse) and r.finished for r in res.values())
+
+
+def test_messages_of_a_later_round_are_refused(nodes) -> None:
+    sid = os.urandom(32)
+    resps = start(nodes, sid, [1, 2, 3], dkg=node_pb2.DkgParams(threshold=T, parties=N))
+    out = step(nodes, sid, 1, route(resps, [1, 2, 3]))
+    later = route(out, [1, 2, 3])  # round-2 messages delivered as if they were round 1
+    with pytest.raises(grpc.RpcError) as e:
+        nodes[1].stub.Step(node_pb2.StepRequest(session_id=sid, round=1, envelopes=later[1]), timeout=10)
+    assert e.value.code() == Code.ABORTED and "delivered again with different content" in e.value.details()
