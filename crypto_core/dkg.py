@@ -27,19 +27,18 @@ that equivocated).
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from typing import Callable, Mapping, TypeVar
 
 from . import base_ot, schnorr
-from .codec import BROADCAST, DIRECT, SESSION_LEN, Header, Protocol, Reader, Writer, read_header
+from .codec import BROADCAST, DIRECT, SESSION_LEN, Protocol, Writer
 from .commitment import commit, opens
-from .errors import DecodeError, ProtocolAbort, ProtocolError, UsageError
+from .errors import DecodeError, ProtocolAbort, UsageError
 from .group import Point, Q, point_sum
 from .keyshare import MAX_LABEL, MAX_PARTIES, KeyShare
 from .pairwise import OteReceiverSeeds, OteSenderSeeds, PairwiseSetup
 from .rng import SYSTEM_RNG, Rng
-from .session import Delivery, RoundOutput, check_echoes, check_inbox
+from .session import Delivery, Handler, RoundOutput, RoundParty, check_echoes, check_inbox
 from .shamir import evaluate, feldman_commit, feldman_evaluate, random_polynomial
 from .tags import Tag
 from .transcript import frame, hash32, list_of, u16
@@ -75,16 +74,6 @@ class DkgConfig:
             raise UsageError(f"key_label: at most {MAX_LABEL} bytes")
 
 
-class _Step(enum.IntEnum):
-    NEW = 0
-    SENT1 = 1
-    SENT2 = 2
-    SENT3 = 3
-    SENT4 = 4
-    DONE = 5
-    FAILED = 6
-
-
 @dataclass(frozen=True)
 class _Round2:
     """A peer's decoded round-2 message (broadcast and direct parts)."""
@@ -109,72 +98,28 @@ def _blame(party: int, round: int, part: str, fn: Callable[[], T]) -> T:
         raise ProtocolAbort(party, f"round {round}: malformed {part} message: {e}") from None
 
 
-class DkgParty:
+class DkgParty(RoundParty):
     """One party's DKG state machine: ``start()``, then ``receive()`` once per round.
 
     ``receive`` returns the next :class:`RoundOutput`, or ``None`` after the last round, when
     :attr:`result` holds the :class:`KeyShare`. After any error the party is dead.
     """
 
+    PROTOCOL = Protocol.DKG
+    SECRETS = ("_coeffs", "_share", "_ot_recv_state", "_zero_mine", "_bob_keys", "_alice", "_zero_seed")
+
     def __init__(self, config: DkgConfig, rng: Rng = SYSTEM_RNG) -> None:
+        super().__init__(config.session, config.index)
         self.cfg = config
         self._rng = rng
-        self._step = _Step.NEW
         self.peers = tuple(m for m in range(1, config.parties + 1) if m != config.index)
         self.result: KeyShare | None = None
 
-    # --------------------------------------------------------------------------------------
-    @property
-    def done(self) -> bool:
-        return self._step == _Step.DONE
+    def _first(self) -> RoundOutput:
+        return self._round1()
 
-    def start(self) -> RoundOutput:
-        if self._step != _Step.NEW:
-            raise UsageError("start() already called")
-        return self._guard(self._round1)
-
-    def receive(self, inbox: Mapping[int, Delivery]) -> RoundOutput | None:
-        step = self._step
-        if step == _Step.SENT1:
-            return self._guard(lambda: self._round2(inbox))
-        if step == _Step.SENT2:
-            return self._guard(lambda: self._round3(inbox))
-        if step == _Step.SENT3:
-            return self._guard(lambda: self._round4(inbox))
-        if step == _Step.SENT4:
-            self._guard(lambda: self._finish(inbox))
-            return None
-        raise UsageError(f"receive() not allowed in state {step.name}")
-
-    def _guard(self, fn: Callable[[], T]) -> T:
-        try:
-            return fn()
-        except ProtocolError:
-            self._step = _Step.FAILED
-            self._wipe()
-            raise
-
-    def _wipe(self) -> None:
-        for name in ("_coeffs", "_share", "_ot_recv_state", "_zero_mine", "_bob_keys"):
-            if hasattr(self, name):
-                delattr(self, name)
-
-    # header helpers -----------------------------------------------------------------------
-    def _header(self, round: int, kind: int, receiver: int) -> Header:
-        return Header(Protocol.DKG, round, kind, self.cfg.session, self.cfg.index, receiver)
-
-    def _reader(self, data: bytes, round: int, kind: int, sender: int) -> Reader:
-        r = Reader(data)
-        read_header(
-            r,
-            protocol=Protocol.DKG,
-            round=round,
-            kind=kind,
-            session=self.cfg.session,
-            sender=sender,
-            receiver=0 if kind == BROADCAST else self.cfg.index,
-        )
-        return r
+    def _rounds(self) -> tuple[Handler, ...]:
+        return (self._round2, self._round3, self._round4, self._finish)
 
     def _check_echoes(self, round: int, echoes: Mapping[int, list[bytes]], mine: Mapping[int, bytes]) -> None:
         check_echoes(round, self.cfg.index, range(1, self.cfg.parties + 1), echoes, mine)
@@ -194,7 +139,6 @@ class DkgParty:
         self._c_cc, self._rho_cc = commit(Tag.DKG_COMMIT_CC, csid, cfg.index, self._cc, rng)
         msg = Writer(self._header(1, BROADCAST, 0)).raw(self._sid_i).raw(self._c_f).raw(self._c_cc).getvalue()
         self._r1_self = msg
-        self._step = _Step.SENT1
         return RoundOutput(1, broadcast=msg)
 
     def _f_bytes(self, F: list[Point]) -> bytes:
@@ -233,7 +177,6 @@ class DkgParty:
             cfg.key_label,
             list_of([u16(j) + b"".join(r1[j]) for j in sorted(r1)]),
         )
-        sid = self._sid_dkg
 
         # broadcast: echo, F_i, proofs, openings
         w = Writer(self._header(2, BROADCAST, 0))
@@ -258,7 +201,6 @@ class DkgParty:
             self._ot_recv_msg[j] = ot_msg
             d = Writer(self._header(2, DIRECT, j)).scalar(evaluate(self._coeffs, j)).raw(self._zero_mine[j]).raw(ot_msg)
             direct[j] = d.getvalue()
-        self._step = _Step.SENT2
         return RoundOutput(2, broadcast=bcast, direct=direct)
 
     def _coef_ctx(self, party: int, k: int) -> bytes:
@@ -351,12 +293,11 @@ class DkgParty:
         schnorr.prove(self._share, self._public_shares[me - 1], self._share_ctx(me), rng).write(w)
         bcast = w.getvalue()
         self._r3_self = bcast
-        self._step = _Step.SENT3
         return RoundOutput(3, broadcast=bcast, direct=direct)
 
     # round 4 ------------------------------------------------------------------------------
     def _round4(self, inbox: Mapping[int, Delivery]) -> RoundOutput:
-        cfg, me, n = self.cfg, self.cfg.index, self.cfg.parties
+        me, n = self.cfg.index, self.cfg.parties
         check_inbox(inbox, self.peers, want_broadcast=True, want_direct=True, round=3)
         parsed: dict[int, tuple[list[bytes], schnorr.SchnorrProof, list[Point], bytes]] = {}
         self._echo3 = {me: hash32(Tag.DKG_ECHO3, self._r3_self)}
@@ -395,7 +336,6 @@ class DkgParty:
         w.raw(b"".join(self._echo3[m] for m in range(1, n + 1)))
         w.raw(self._key_digest())
         direct = {j: Writer(self._header(4, DIRECT, j)).raw(self._pair_digest[j]).getvalue() for j in self.peers}
-        self._step = _Step.SENT4
         return RoundOutput(4, broadcast=w.getvalue(), direct=direct)
 
     def _pair_confirm(self, j: int, peer_reply: bytes) -> bytes:
@@ -419,7 +359,7 @@ class DkgParty:
         )
 
     # output -------------------------------------------------------------------------------
-    def _finish(self, inbox: Mapping[int, Delivery]) -> None:
+    def _finish(self, inbox: Mapping[int, Delivery]) -> None:  # returns None: the last round
         cfg, me, n = self.cfg, self.cfg.index, self.cfg.parties
         check_inbox(inbox, self.peers, want_broadcast=True, want_direct=True, round=4)
         parsed: dict[int, tuple[list[bytes], bytes, bytes]] = {}
@@ -469,4 +409,3 @@ class DkgParty:
             pairwise=pairwise,
         )
         self._wipe()
-        self._step = _Step.DONE

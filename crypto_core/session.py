@@ -10,9 +10,10 @@ whose header claims another sender is attributed to the channel it arrived on.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, ClassVar, Iterable, Mapping, Sequence, TypeVar
 
-from .errors import ProtocolAbort, UsageError
+from .codec import BROADCAST, Header, Reader, read_header
+from .errors import ProtocolAbort, ProtocolError, UsageError
 
 
 @dataclass(frozen=True)
@@ -88,3 +89,86 @@ def check_echoes(
             culprit,
             f"round {round}: inconsistent views of party {m}'s round-{round - 1} broadcast (equivocation or tampering)",
         )
+
+
+T = TypeVar("T")
+Handler = Callable[[Mapping[int, Delivery]], "RoundOutput | None"]
+
+
+class RoundParty:
+    """The driver every protocol state machine shares.
+
+    Subclasses set :attr:`PROTOCOL` and :attr:`SECRETS` (attribute names to erase when the party
+    dies), implement :meth:`_first` (the round-1 output) and :meth:`_rounds` (the handlers of the
+    later inboxes, in order; the last returns ``None``). Any :class:`ProtocolError` kills the
+    party: secrets are erased and every later call raises :class:`UsageError`.
+    """
+
+    PROTOCOL: ClassVar[int]
+    SECRETS: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, session: bytes, index: int) -> None:
+        self._session = session
+        self._index = index
+        self._next = -1  # -1: not started; k: handler k of _rounds() is next
+        self._dead = False
+        self._finished = False
+
+    def _first(self) -> RoundOutput:
+        raise NotImplementedError
+
+    def _rounds(self) -> Sequence[Handler]:
+        raise NotImplementedError
+
+    @property
+    def done(self) -> bool:
+        return self._finished
+
+    def start(self) -> RoundOutput:
+        if self._next != -1 or self._dead:
+            raise UsageError("start() already called")
+        out = self._guard(self._first)
+        self._next = 0
+        return out
+
+    def receive(self, inbox: Mapping[int, Delivery]) -> RoundOutput | None:
+        if self._dead:
+            raise UsageError("receive(): this session already aborted")
+        if self._next == -1 or self._finished:
+            raise UsageError("receive(): not expecting messages (call start() first; the session may be over)")
+        handler = self._rounds()[self._next]
+        out = self._guard(lambda: handler(inbox))
+        self._next += 1
+        if out is None:
+            self._finished = True
+        return out
+
+    def _guard(self, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except ProtocolError:
+            self._dead = True
+            self._wipe()
+            raise
+
+    def _wipe(self) -> None:
+        for name in self.SECRETS:
+            if hasattr(self, name):
+                delattr(self, name)
+
+    def _header(self, round: int, kind: int, receiver: int) -> Header:
+        return Header(self.PROTOCOL, round, kind, self._session, self._index, receiver)
+
+    def _reader(self, data: bytes, round: int, kind: int, sender: int) -> Reader:
+        """A reader positioned after a header that matched exactly what we expect."""
+        r = Reader(data)
+        read_header(
+            r,
+            protocol=self.PROTOCOL,
+            round=round,
+            kind=kind,
+            session=self._session,
+            sender=sender,
+            receiver=0 if kind == BROADCAST else self._index,
+        )
+        return r

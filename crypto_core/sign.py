@@ -24,7 +24,6 @@ so a tweak chosen later cannot be applied (Groth-Shoup, ePrint 2021/1330).
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import hmac
 from collections import Counter
@@ -38,11 +37,11 @@ from . import rvole
 from .bip32 import check_path, derive
 from .codec import BROADCAST, DIRECT, SESSION_LEN, Header, Protocol, Reader, Writer, read_header
 from .commitment import commit, opens
-from .errors import DecodeError, PresignatureUsed, ProtocolAbort, ProtocolError, UsageError
+from .errors import DecodeError, PresignatureUsed, ProtocolAbort, UsageError
 from .group import HALF_Q, Q, Point, inv, point_sum
 from .keyshare import KeyShare
 from .rng import SYSTEM_RNG, Rng, random_scalar
-from .session import Delivery, RoundOutput, check_echoes, check_inbox, check_participants
+from .session import Delivery, Handler, RoundOutput, RoundParty, check_echoes, check_inbox, check_participants
 from .shamir import lagrange_coefficient
 from .tags import Tag
 from .transcript import hash32, hash_to_scalar, list_of, u16, u32
@@ -65,15 +64,6 @@ class SignConfig:
         if len(self.session) != SESSION_LEN:
             raise UsageError(f"session: must be {SESSION_LEN} bytes")
         check_path(self.derivation_path)
-
-
-class _Step(enum.IntEnum):
-    NEW = 0
-    SENT1 = 1
-    SENT2 = 2
-    SENT3 = 3
-    DONE = 4
-    FAILED = 5
 
 
 def _blame(party: int, round: int, fn: Callable[[], T]) -> T:
@@ -100,9 +90,12 @@ def _path_bytes(path: Sequence[int]) -> bytes:
     return list_of([u32(c) for c in path])
 
 
-class PresignParty:
+class PresignParty(RoundParty):
     """One signer's presigning state machine: ``start()``, then ``receive()`` three times;
     the last returns ``None`` and :attr:`result` holds the :class:`Presignature`."""
+
+    PROTOCOL = Protocol.SIGN
+    SECRETS = ("_r", "_phi", "_sk", "_bobs", "_c")
 
     def __init__(self, key: KeyShare, config: SignConfig, rng: Rng = SYSTEM_RNG) -> None:
         me = key.index
@@ -112,61 +105,22 @@ class PresignParty:
         bad = sorted(set(signers) & set(config.banned))
         if bad:
             raise UsageError(f"signers: party {bad[0]} is banned for this key")
+        super().__init__(config.session, me)
         self.key = key
         self.cfg = config
         self.signers = signers
         self.peers = tuple(j for j in signers if j != me)
         self._rng = rng
-        self._step = _Step.NEW
         d = derive(key.public_key, key.chain_code, config.derivation_path)
         self.derived_key = d.public_key
         self._tweak = d.tweak
         self.result: Presignature | None = None
 
-    @property
-    def done(self) -> bool:
-        return self._step == _Step.DONE
+    def _first(self) -> RoundOutput:
+        return self._round1()
 
-    def start(self) -> RoundOutput:
-        if self._step != _Step.NEW:
-            raise UsageError("start() already called")
-        return self._guard(self._round1)
-
-    def receive(self, inbox: Mapping[int, Delivery]) -> RoundOutput | None:
-        if self._step == _Step.SENT1:
-            return self._guard(lambda: self._round2(inbox))
-        if self._step == _Step.SENT2:
-            return self._guard(lambda: self._round3(inbox))
-        if self._step == _Step.SENT3:
-            self._guard(lambda: self._finalize(inbox))
-            return None
-        raise UsageError(f"receive() not allowed in state {self._step.name}")
-
-    def _guard(self, fn: Callable[[], T]) -> T:
-        try:
-            return fn()
-        except ProtocolError:
-            self._step = _Step.FAILED
-            for name in ("_r", "_phi", "_sk", "_bobs", "_c"):
-                if hasattr(self, name):
-                    delattr(self, name)
-            raise
-
-    def _header(self, round: int, kind: int, receiver: int) -> Header:
-        return Header(Protocol.SIGN, round, kind, self.cfg.session, self.key.index, receiver)
-
-    def _reader(self, data: bytes, round: int, kind: int, sender: int) -> Reader:
-        r = Reader(data)
-        read_header(
-            r,
-            protocol=Protocol.SIGN,
-            round=round,
-            kind=kind,
-            session=self.cfg.session,
-            sender=sender,
-            receiver=0 if kind == BROADCAST else self.key.index,
-        )
-        return r
+    def _rounds(self) -> tuple[Handler, ...]:
+        return (self._round2, self._round3, self._finalize)
 
     def _rvole_sid(self, alice: int, bob: int) -> bytes:
         return hash32(Tag.SIGN_RVOLE_SID, self._sigid, u16(alice), u16(bob))
@@ -181,7 +135,6 @@ class PresignParty:
         self._c_r, self._salt = commit(Tag.SIGN_COMMIT_R, self.key.sid_dkg + self._nonce, me, self._R.encode(), rng)
         msg = Writer(self._header(1, BROADCAST, 0)).raw(self._nonce).raw(self._c_r).getvalue()
         self._r1_self = msg
-        self._step = _Step.SENT1
         return RoundOutput(1, broadcast=msg)
 
     # round 2 ------------------------------------------------------------------------------
@@ -218,7 +171,6 @@ class PresignParty:
             bob, msg1 = rvole.RvoleBob.start(self.key.peer(j).as_bob, self._rvole_sid(j, me), rng, peer=j)
             self._bobs[j] = bob
             direct[j] = Writer(self._header(2, DIRECT, j)).raw(echo).raw(self._sigid).raw(msg1).getvalue()
-        self._step = _Step.SENT2
         return RoundOutput(2, direct=direct)
 
     # round 3 ------------------------------------------------------------------------------
@@ -260,7 +212,6 @@ class PresignParty:
             w.point(Point.base_mul(c_r)).point(Point.base_mul(c_k)).scalar(psi).raw(msg2)
             direct[j] = w.getvalue()
         bcast = Writer(self._header(3, BROADCAST, 0)).raw(self._sigid).point(self._R).raw(self._salt).point(self._pk).getvalue()
-        self._step = _Step.SENT3
         return RoundOutput(3, broadcast=bcast, direct=direct)
 
     def _zeta(self) -> int:
@@ -336,9 +287,7 @@ class PresignParty:
             R=R,
             _secret=(self._phi, u, v),
         )
-        for name in ("_r", "_phi", "_sk", "_bobs", "_c"):
-            delattr(self, name)
-        self._step = _Step.DONE
+        self._wipe()
 
 
 # --------------------------------------------------------------------------------------------
