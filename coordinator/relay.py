@@ -71,10 +71,11 @@ class NodeHandle:
 class NodesUnavailable(Exception):
     """Nodes that are down or lost the session (the attempt may be retried without them)."""
 
-    failures: dict[int, str]
+    failures: dict[int, str]  # index -> "node i (name): what happened"
+    phase: str = "step"  # "start" when the nodes failed to start the session
 
     def __str__(self) -> str:
-        return "; ".join(f"node {i}: {r}" for i, r in sorted(self.failures.items()))
+        return "; ".join(r for _, r in sorted(self.failures.items()))
 
 
 @dataclass
@@ -141,7 +142,7 @@ def _classify(nodes: dict[int, NodeHandle], errs: dict[int, grpc.RpcError], phas
         elif code in _RETRYABLE or (code == grpc.StatusCode.NOT_FOUND and phase == "step"):
             reason = f"{code.name}: {details}" if details else code.name
             h.mark_down(reason)
-            down[i] = f"{h.name}: {reason}"
+            down[i] = f"{h.label}: {reason}"
         else:
             b = trailing(e, "mpc-banned") or ""
             refused.append(Refused(code, details, tuple(int(x) for x in b.split(",") if x.isdigit())))
@@ -149,7 +150,7 @@ def _classify(nodes: dict[int, NodeHandle], errs: dict[int, grpc.RpcError], phas
         return aborts[0]
     if refused:
         return refused[0]
-    return NodesUnavailable(down)
+    return NodesUnavailable(down, phase)
 
 
 def _check_output(sid: bytes, i: int, resp: node_pb2.StepResponse, participants: tuple[int, ...]) -> None:

@@ -185,15 +185,24 @@ class CoordinatorService:
         params = node_pb2.StartSessionRequest(
             session_id=sid, dkg=node_pb2.DkgParams(threshold=t, parties=n, key_label=label.encode())
         )
-        try:
-            with self._sessions:
-                final = run_session(self.nodes, sid, {i: params for i in self.nodes}, self.cfg.dkg_timeout_s, wait_for_ready=True)
-        except NodesUnavailable as e:
-            raise RpcError(Code.UNAVAILABLE, f"keygen: needs all {n} nodes; unavailable: {e}") from None
-        except Aborted as e:
-            raise RpcError(Code.ABORTED, f"keygen aborted: {e}") from None
-        except Refused as e:
-            raise RpcError(e.code, e.message) from None
+        for attempt in (1, 2):
+            try:
+                with self._sessions:
+                    final = run_session(self.nodes, sid, {i: params for i in self.nodes}, self.cfg.dkg_timeout_s)
+                break
+            except NodesUnavailable as e:
+                if attempt == 1 and e.phase == "start":
+                    # nodes that just restarted may still be reconnecting: one more try if they do
+                    missing = [self.nodes[i] for i in e.failures]
+                    if len(wait_ready(missing, 3.0)) == len(missing):
+                        sid = os.urandom(32)
+                        params.session_id = sid
+                        continue
+                raise RpcError(Code.UNAVAILABLE, f"keygen: needs all {n} nodes; unavailable: {e}") from None
+            except Aborted as e:
+                raise RpcError(Code.ABORTED, f"keygen aborted: {e}") from None
+            except Refused as e:
+                raise RpcError(e.code, e.message) from None
         results = {i: r.dkg_result for i, r in final.items()}
         first = results[1]
         differ = [i for i, r in results.items() if r.SerializeToString(deterministic=True) != first.SerializeToString(deterministic=True)]
@@ -294,6 +303,7 @@ class CoordinatorService:
         # the key the signature must verify under: from our own record, never from the nodes
         expected = derive(Point.decode(k.public_key), k.chain_code, path).public_key
         down: dict[int, str] = {}
+        banned: set[int] = set()
         attempts = 0
         t0 = time.perf_counter()
         second_chance = True
@@ -303,14 +313,14 @@ class CoordinatorService:
                 if signers is None and second_chance:
                     # nodes that failed may just have restarted: give their channels a moment
                     second_chance = False
-                    came_back = wait_ready([self.nodes[i] for i in down if not down[i].startswith("banned")], 3.0)
+                    came_back = wait_ready([self.nodes[i] for i in down if i not in banned], 3.0)
                     for h in came_back:
                         del down[h.index]
                     if came_back:
                         log.info("request %s: %s reconnected; retrying", rid, ", ".join(h.label for h in came_back))
                         continue
                 if signers is None:
-                    names = ", ".join(f"{self.nodes[i].label}: {r}" for i, r in sorted(down.items()))
+                    names = "; ".join(r for _, r in sorted(down.items()))
                     err = RpcError(
                         Code.UNAVAILABLE,
                         f"sign: needs {t} of {len(self.nodes)} nodes but only {len(self.nodes) - len(down)} are available; unavailable: {names}",
@@ -347,7 +357,8 @@ class CoordinatorService:
                 except Refused as e:
                     if e.code == Code.PERMISSION_DENIED and e.banned and not set(e.banned) & set(down):
                         for b in e.banned:  # a node refuses a banned peer for this key: leave it out
-                            down[b] = f"banned for this key ({e.message})"
+                            banned.add(b)
+                            down[b] = f"{self.nodes[b].label}: banned for this key ({e.message})"
                         continue
                     err = RpcError(e.code, e.message)
                     err.attempts = attempts  # type: ignore[attr-defined]
