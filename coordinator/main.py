@@ -38,7 +38,7 @@ def build_server(cfg: CoordinatorConfig, service: CoordinatorService) -> grpc.Se
         require_role(ctx, cfg.client_roles, f"mpc.v1.Coordinator/{method}")
 
     server.add_generic_rpc_handlers((service_handler(SERVICE, coordinator_pb2, service, authorize=authorize, logger=log),))
-    add_standard_services(server, (SERVICE.full_name,))
+    service.health = add_standard_services(server, (SERVICE.full_name,))
     if server.add_secure_port(cfg.listen, server_credentials(cfg.cert, cfg.ca_cert)) == 0:
         raise OSError(f"listen: cannot bind {cfg.listen}")
     return server
@@ -64,6 +64,7 @@ def run(cfg: CoordinatorConfig, stop: threading.Event | None = None) -> int:
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
     stop.wait()
+    service.health.enter_graceful_shutdown()  # load balancers see NOT_SERVING while we drain
     server.stop(grace=3).wait()
     service.stop()
     log.info("stopped")

@@ -63,6 +63,7 @@ class CoordinatorService:
         self._active = 0
         self._rr = 0
         self._stop = threading.Event()
+        self.health: Any = None  # the standard health servicer, set by the server
         self._sessions = threading.BoundedSemaphore(cfg.max_parallel_sessions)
         for r in self.db.requests_in_state("running"):
             self.db.update_request(

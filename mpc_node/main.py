@@ -41,7 +41,7 @@ def build_server(cfg: NodeConfig, service: NodeService) -> tuple[grpc.Server, in
         require_role(ctx, ("coordinator",), f"mpc.v1.Node/{method}")
 
     server.add_generic_rpc_handlers((service_handler(NODE_SERVICE, node_pb2, service, authorize=authorize, logger=log),))
-    add_standard_services(server, (NODE_SERVICE.full_name,))
+    service.health = add_standard_services(server, (NODE_SERVICE.full_name,))
     port = server.add_secure_port(cfg.listen, server_credentials(cfg.cert, cfg.ca_cert))
     if port == 0:
         raise OSError(f"listen: cannot bind {cfg.listen}")
@@ -76,6 +76,7 @@ def run(cfg: NodeConfig, ready: threading.Event | None = None, stop: threading.E
     if ready is not None:
         ready.set()
     stop.wait()
+    service.health.enter_graceful_shutdown()  # load balancers see NOT_SERVING while we drain
     service.stop()
     server.stop(grace=3).wait()
     store.close()

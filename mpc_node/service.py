@@ -44,6 +44,7 @@ log = logging.getLogger("mpc_node.service")
 SESSION_ID_LEN = 32
 MAX_REQUEST_ID = 256
 SEEN_SESSIONS = 100_000
+FINISHED_GRACE_S = 10.0
 VERSION = "mpcnet-node/0.1"
 
 Code = grpc.StatusCode
@@ -86,6 +87,7 @@ class NodeService:
         self.store = store
         self.me = cfg.index
         self.faults = FaultInjector(cfg.test_mode)
+        self.health: Any = None  # the standard health servicer, set by the server
         self._sessions: dict[bytes, Session] = {}
         self._seen: OrderedDict[bytes, None] = OrderedDict()
         self._lock = threading.Lock()
@@ -135,8 +137,14 @@ class NodeService:
         """Drop sessions idle for longer than the timeout. Returns how many were dropped."""
         now = time.monotonic() if now is None else now
         limit = self.cfg.session_timeout_s
+        # an ended session is kept briefly (to answer a relay's retry) but not for the whole timeout:
+        # its cached last answer can be large
+        ended_limit = min(limit, FINISHED_GRACE_S)
         with self._lock:
-            old = [s for s in self._sessions.values() if now - s.touched > limit]
+            old = [
+                s for s in self._sessions.values()
+                if now - s.touched > (ended_limit if (s.done or s.failed is not None) else limit)
+            ]
             for s in old:
                 del self._sessions[s.id]
         for s in old:
