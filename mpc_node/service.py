@@ -186,7 +186,7 @@ class NodeService:
             if sid in self._seen:
                 raise RpcError(Code.ALREADY_EXISTS, f"session_id: session {sid.hex()[:12]} was already used on this node")
             if self.active_sessions_locked() >= self.cfg.max_sessions:
-                raise RpcError(Code.RESOURCE_EXHAUSTED, f"sessions: node {self.cfg.name} already runs {self.cfg.max_sessions} sessions")
+                raise RpcError(Code.RESOURCE_EXHAUSTED, f"sessions: {self.cfg.name} already runs {self.cfg.max_sessions} sessions (the limit)")
             self._seen[sid] = None
             while len(self._seen) > SEEN_SESSIONS:
                 self._seen.popitem(last=False)

@@ -209,6 +209,39 @@ def test_node_tampering_during_signing_is_named(fc, fclient, fkey) -> None:
     verify_independently(fkey.public_key, sig.der, digest("after tamper"))
 
 
+def test_request_interrupted_by_a_coordinator_crash_is_reported_and_can_be_retried(fc, fclient, fkey) -> None:
+    import threading
+
+    for i in range(1, N + 1):  # whichever nodes are chosen, the request stalls in round 2
+        set_fault(fc, i, action="delay", protocol="sign", round=2, seconds=3.0)
+    outcome: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            fclient.sign(fkey.key_id, digest("interrupted"), request_id="interrupted-1")
+        except BaseException as e:  # noqa: BLE001 - recorded for the assertion below
+            outcome.append(e)
+
+    th = threading.Thread(target=call)
+    try:
+        th.start()
+        time.sleep(1.0)
+        fc.kill("coordinator")
+        th.join(timeout=30)
+    finally:
+        for i in range(1, N + 1):
+            clear_fault(fc, i)
+    assert outcome and isinstance(outcome[0], MpcError) and outcome[0].code == grpc.StatusCode.UNAVAILABLE
+    fc.start("coordinator")
+    fc.wait_healthy(["coordinator"])
+    info = fclient.get_request("interrupted-1")
+    assert info.state == "failed" and info.error_code == "UNAVAILABLE"
+    assert "interrupted by a coordinator restart" in info.error_message
+    sig = fclient.sign(fkey.key_id, digest("interrupted"), request_id="interrupted-1")
+    verify_independently(fkey.public_key, sig.der, digest("interrupted"))
+    assert fclient.get_request("interrupted-1").state == "succeeded"
+
+
 def test_no_process_crashed(fc) -> None:
     time.sleep(0.5)
     for name, p in fc.procs.items():

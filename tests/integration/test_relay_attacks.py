@@ -7,6 +7,7 @@ went wrong; wrong rounds, unknown sessions and bad parameters get precise status
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import Callable
@@ -25,12 +26,17 @@ from proto.mpc.v1 import common_pb2, node_pb2
 from .conftest import make_cluster
 
 N, T = 3, 2
+MAX_SESSIONS_NODE3 = 8
 Code = grpc.StatusCode
 
 
 @pytest.fixture(scope="module")
 def rc(tmp_path_factory):
     c = make_cluster(tmp_path_factory, "relay-2of3", N, T, session_timeout_s=3.0)
+    cfg = c.lay.node_config(3)
+    doc = json.loads(cfg.read_text())
+    doc["max_sessions"] = MAX_SESSIONS_NODE3
+    cfg.write_text(json.dumps(doc))
     try:
         for i in range(1, N + 1):
             c.start(f"node-{i}")
@@ -95,6 +101,8 @@ def run(nodes, sid: bytes, among: list[int], tamper: Callable[[int, Inboxes], No
         out = step(nodes, sid, rnd, inboxes)
         errs = {k: v for k, v in out.items() if isinstance(v, grpc.RpcError)}
         if errs:
+            for k in among:  # as the coordinator does: the others drop the session too
+                nodes[k].stub.AbortSession(node_pb2.AbortSessionRequest(session_id=sid, reason="test"), timeout=5)
             return errs
         resps = out  # type: ignore[assignment]
     return resps
@@ -160,8 +168,11 @@ def test_message_replayed_from_an_older_round_is_named(nodes) -> None:
 
 
 def test_message_replayed_from_another_session_is_named(nodes) -> None:
-    first = start(nodes, os.urandom(32), [1, 2, 3], dkg=node_pb2.DkgParams(threshold=T, parties=N))
+    first_sid = os.urandom(32)
+    first = start(nodes, first_sid, [1, 2, 3], dkg=node_pb2.DkgParams(threshold=T, parties=N))
     stale = [e for e in first[2].envelopes if e.receiver == 0][0]
+    for h in nodes.values():
+        h.stub.AbortSession(node_pb2.AbortSessionRequest(session_id=first_sid, reason="test"), timeout=5)
 
     def replay(rnd, inboxes):
         if rnd == 1:
@@ -347,3 +358,22 @@ def test_messages_of_a_later_round_are_refused(nodes) -> None:
     with pytest.raises(grpc.RpcError) as e:
         nodes[1].stub.Step(node_pb2.StepRequest(session_id=sid, round=1, envelopes=later[1]), timeout=10)
     assert e.value.code() == Code.ABORTED and "delivered again with different content" in e.value.details()
+
+
+def test_too_many_sessions_is_resource_exhausted(nodes) -> None:
+    h = nodes[3]
+    deadline = time.monotonic() + 10
+    while h.stub.Health(node_pb2.NodeHealthRequest(), timeout=5).active_sessions and time.monotonic() < deadline:
+        time.sleep(0.2)  # sessions other tests left behind expire
+    sids = [os.urandom(32) for _ in range(MAX_SESSIONS_NODE3 + 1)]
+    try:
+        for sid in sids[:-1]:
+            start(nodes, sid, [3], dkg=node_pb2.DkgParams(threshold=T, parties=N))
+        with pytest.raises(grpc.RpcError) as e:
+            start(nodes, sids[-1], [3], dkg=node_pb2.DkgParams(threshold=T, parties=N))
+        assert e.value.code() == Code.RESOURCE_EXHAUSTED
+        assert e.value.details() == f"sessions: node-3 already runs {MAX_SESSIONS_NODE3} sessions (the limit)"
+    finally:
+        for sid in sids:
+            h.stub.AbortSession(node_pb2.AbortSessionRequest(session_id=sid, reason="test"), timeout=5)
+    start(nodes, os.urandom(32), [3], dkg=node_pb2.DkgParams(threshold=T, parties=N))
