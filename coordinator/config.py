@@ -72,7 +72,7 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
     nodes: dict[int, NodeEndpoint] = {}
     for entry in f.list("nodes"):
         entry.extra_keys({"index", "name", "endpoint"})
-        ne = NodeEndpoint(entry.int("index", lo=1, hi=1024), entry.str("name"), entry.endpoint("endpoint"))
+        ne = NodeEndpoint(entry.integer("index", lo=1, hi=1024), entry.text("name"), entry.endpoint("endpoint"))
         if ne.index in nodes:
             raise entry.error("index", f"duplicate node index {ne.index}")
         nodes[ne.index] = ne
@@ -90,22 +90,22 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
         raise f.error("client_roles", "nodes may not call the client API")
     cfg = CoordinatorConfig(
         path=Path(path),
-        name=f.str("name", "coordinator"),
+        name=f.text("name", "coordinator"),
         listen=f.endpoint("listen"),
-        threshold=f.int("threshold", lo=2, hi=n),
+        threshold=f.integer("threshold", lo=2, hi=n),
         db=f.req_path("db"),
         cert=CertPaths(tls.req_path("cert"), tls.req_path("key")),
         ca_cert=tls.req_path("ca"),
         nodes=nodes,
         client_roles=tuple(roles),
-        step_timeout_s=f.float("step_timeout_s", 20.0),
-        dkg_timeout_s=f.float("dkg_timeout_s", 60.0),
-        max_requests=f.int("max_requests", 64, lo=1, hi=10_000),
+        step_timeout_s=f.number("step_timeout_s", 20.0),
+        dkg_timeout_s=f.number("dkg_timeout_s", 60.0),
+        max_requests=f.integer("max_requests", 64, lo=1, hi=10_000),
         log_file=f.path("log_file", required=False),
-        log_level=f.str("log_level", "INFO"),
-        workers=f.int("workers", 48, lo=4, hi=1024),
-        health_interval_s=f.float("health_interval_s", 1.0),
-        max_parallel_sessions=f.int("max_parallel_sessions", 4, lo=1, hi=10_000),
+        log_level=f.text("log_level", "INFO"),
+        workers=f.integer("workers", 48, lo=4, hi=1024),
+        health_interval_s=f.number("health_interval_s", 1.0),
+        max_parallel_sessions=f.integer("max_parallel_sessions", 4, lo=1, hi=10_000),
     )
     if cfg.workers <= cfg.max_requests // 2:
         raise ConfigError(f"{path}: workers: must exceed max_requests / 2")

@@ -77,15 +77,15 @@ def load_node_config(path: Path) -> NodeConfig:
     roster: dict[int, Peer] = {}
     for entry in f.list("roster"):
         entry.extra_keys({"index", "name", "identity_public", "encryption_public"})
-        p = Peer(entry.int("index", lo=1, hi=1024), entry.str("name"), entry.hex("identity_public", 32), entry.hex("encryption_public", 32))
+        p = Peer(entry.integer("index", lo=1, hi=1024), entry.text("name"), entry.hex("identity_public", 32), entry.hex("encryption_public", 32))
         if p.index in roster:
             raise entry.error("index", f"duplicate party index {p.index}")
         roster[p.index] = p
     n = len(roster)
     if sorted(roster) != list(range(1, n + 1)):
         raise f.error("roster", f"indices must be exactly 1..{n}")
-    index = f.int("index", lo=1, hi=n)
-    threshold = f.int("threshold", lo=2, hi=n)
+    index = f.integer("index", lo=1, hi=n)
+    threshold = f.integer("threshold", lo=2, hi=n)
     tls: Fields = f.obj("tls")
     tls.extra_keys({"cert", "key", "ca"})
     pf, pe = f.path("passphrase_file", required=False), f.opt_str("passphrase_env")
@@ -94,7 +94,7 @@ def load_node_config(path: Path) -> NodeConfig:
     cfg = NodeConfig(
         path=Path(path),
         index=index,
-        name=f.str("name"),
+        name=f.text("name"),
         listen=f.endpoint("listen"),
         threshold=threshold,
         keystore=f.req_path("keystore"),
@@ -104,13 +104,13 @@ def load_node_config(path: Path) -> NodeConfig:
         cert=CertPaths(tls.req_path("cert"), tls.req_path("key")),
         ca_cert=tls.req_path("ca"),
         roster=roster,
-        session_timeout_s=f.float("session_timeout_s", 60.0),
-        max_sessions=f.int("max_sessions", 256, lo=1, hi=100_000),
-        scrypt_n=f.int("scrypt_n", 2**15, lo=2**10, hi=2**20),
+        session_timeout_s=f.number("session_timeout_s", 60.0),
+        max_sessions=f.integer("max_sessions", 256, lo=1, hi=100_000),
+        scrypt_n=f.integer("scrypt_n", 2**15, lo=2**10, hi=2**20),
         log_file=f.path("log_file", required=False),
-        log_level=f.str("log_level", "INFO"),
-        test_mode=f.bool("test_mode", False),
-        workers=f.int("workers", 16, lo=2, hi=256),
+        log_level=f.text("log_level", "INFO"),
+        test_mode=f.flag("test_mode", False),
+        workers=f.integer("workers", 16, lo=2, hi=256),
     )
     if roster[index].name != cfg.name:
         raise ConfigError(f"{path}: name: {cfg.name!r} differs from roster entry {index} ({roster[index].name!r})")

@@ -38,7 +38,7 @@ class Fields:
             return default
         return self.doc[key]
 
-    def str(self, key: str, default: str | None = None, *, required: bool = True) -> str:
+    def text(self, key: str, default: str | None = None, *, required: bool = True) -> str:
         v = self._get(key, default, required and default is None)
         if v is not None and not isinstance(v, str):
             raise self.error(key, "must be a string")
@@ -50,7 +50,7 @@ class Fields:
             raise self.error(key, "must be a string")
         return v  # type: ignore[no-any-return]
 
-    def int(self, key: str, default: int | None = None, *, lo: int | None = None, hi: int | None = None) -> int:
+    def integer(self, key: str, default: int | None = None, *, lo: int | None = None, hi: int | None = None) -> int:
         v = self._get(key, default, default is None)
         if not isinstance(v, int) or isinstance(v, bool):
             raise self.error(key, "must be an integer")
@@ -58,13 +58,13 @@ class Fields:
             raise self.error(key, f"must be in {lo}..{hi}")
         return v
 
-    def float(self, key: str, default: float | None = None, *, lo: float = 0.0) -> float:
+    def number(self, key: str, default: float | None = None, *, lo: float = 0.0) -> float:
         v = self._get(key, default, default is None)
         if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= lo:
             raise self.error(key, f"must be a number > {lo}")
         return float(v)
 
-    def bool(self, key: str, default: bool = False) -> bool:
+    def flag(self, key: str, default: bool = False) -> bool:
         v = self._get(key, default, False)
         if not isinstance(v, bool):
             raise self.error(key, "must be true or false")
@@ -87,7 +87,7 @@ class Fields:
         return p
 
     def hex(self, key: str, length: int) -> bytes:
-        v = self.str(key)
+        v = self.text(key)
         try:
             b = bytes.fromhex(v)
         except ValueError:
@@ -97,7 +97,7 @@ class Fields:
         return b
 
     def endpoint(self, key: str) -> str:
-        v = self.str(key)
+        v = self.text(key)
         if not _HOSTPORT.match(v):
             raise self.error(key, f"must be HOST:PORT, got {v!r}")
         return v

@@ -1,0 +1,85 @@
+"""Config files: every error names the file and the field; bad configs stop a process cleanly."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from coordinator.config import load_coordinator_config
+from mpc_node.config import load_node_config
+from mpcnet.cluster import child_env, prepare
+from mpcnet.config import ConfigError
+
+from .conftest import TEST_SCRYPT_N
+
+
+@pytest.fixture(scope="module")
+def lay(tmp_path_factory):
+    return prepare(tmp_path_factory.mktemp("cfg"), 3, 2, scrypt_n=TEST_SCRYPT_N)
+
+
+def edited(path, tmp_path, change):
+    doc = json.loads(path.read_text())
+    change(doc)
+    out = tmp_path / "config.json"
+    out.write_text(json.dumps(doc))
+    return out
+
+
+def test_generated_configs_load(lay) -> None:
+    cfg = load_node_config(lay.node_config(2))
+    assert (cfg.index, cfg.parties, cfg.threshold, cfg.name) == (2, 3, 2, "node-2")
+    assert cfg.store.parent == lay.node_dir(2)  # relative paths are relative to the config file
+    c = load_coordinator_config(lay.coordinator_config)
+    assert sorted(c.nodes) == [1, 2, 3] and c.threshold == 2
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (lambda d: d.pop("tls"), "tls: missing"),
+        (lambda d: d["tls"].pop("ca"), "tls.ca: missing"),
+        (lambda d: d.update(threshold=5), "threshold: must be in 2..3"),
+        (lambda d: d.update(listen="nowhere"), "listen: must be HOST:PORT"),
+        (lambda d: d["roster"][1].update(index=1), "roster[1].index: duplicate party index 1"),
+        (lambda d: d["roster"][0].update(identity_public="zz"), "roster[0].identity_public: must be hex"),
+        (lambda d: d["roster"][0].update(encryption_public="00"), "roster[0].encryption_public: must be 32 bytes of hex, got 1"),
+        (lambda d: d.update(bogus=1), "bogus: unknown field"),
+        (lambda d: (d.pop("passphrase_file"), d.pop("passphrase_env", None)), "passphrase_file: missing"),
+        (lambda d: d.update(test_mode="yes"), "test_mode: must be true or false"),
+    ],
+)
+def test_node_config_errors_name_the_field(lay, tmp_path, change, message) -> None:
+    p = edited(lay.node_config(1), tmp_path, change)
+    with pytest.raises(ConfigError) as e:
+        load_node_config(p)
+    assert str(e.value) == f"{p}: {message}" or message in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (lambda d: d.update(nodes=[]), "nodes: must be a non-empty list"),
+        (lambda d: d["nodes"][2].update(index=7), "nodes: indices must be exactly 1..3"),
+        (lambda d: d.update(client_roles=["node"]), "client_roles: nodes may not call the client API"),
+        (lambda d: d.update(max_parallel_sessions=0), "max_parallel_sessions: must be in 1..10000"),
+    ],
+)
+def test_coordinator_config_errors_name_the_field(lay, tmp_path, change, message) -> None:
+    p = edited(lay.coordinator_config, tmp_path, change)
+    with pytest.raises(ConfigError) as e:
+        load_coordinator_config(p)
+    assert message in str(e.value)
+
+
+def test_processes_refuse_bad_configs_with_a_clear_message(lay, tmp_path) -> None:
+    missing = tmp_path / "nope.json"
+    for module in ("mpc_node.main", "coordinator.main"):
+        p = subprocess.run([sys.executable, "-m", module, "--config", str(missing)], env=child_env(), capture_output=True, text=True, timeout=60)
+        assert p.returncode == 2 and str(missing) in p.stderr and "cannot read" in p.stderr
+    wrong = edited(lay.node_config(1), tmp_path, lambda d: d.update(passphrase_file=str(tmp_path / "absent")))
+    p = subprocess.run([sys.executable, "-m", "mpc_node.main", "--config", str(wrong)], env=child_env(), capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1 and "passphrase file" in p.stderr and "Traceback" not in p.stderr
