@@ -298,8 +298,11 @@ def test_abandoned_sessions_expire(nodes) -> None:
     sid = os.urandom(32)
     start(nodes, sid, [1, 2, 3], dkg=node_pb2.DkgParams(threshold=T, parties=N))
     assert nodes[1].stub.Health(node_pb2.NodeHealthRequest(), timeout=5).active_sessions >= 1
-    time.sleep(5.0)  # timeout 3 s, swept every second
+    t0 = time.monotonic()
+    while nodes[1].stub.Health(node_pb2.NodeHealthRequest(), timeout=5).active_sessions and time.monotonic() - t0 < 15:
+        time.sleep(0.2)  # timeout 3 s, swept every second
     assert nodes[1].stub.Health(node_pb2.NodeHealthRequest(), timeout=5).active_sessions == 0
+    assert time.monotonic() - t0 > 2.0  # not before its timeout
     with pytest.raises(grpc.RpcError) as e:
         nodes[1].stub.Step(node_pb2.StepRequest(session_id=sid, round=1), timeout=5)
     assert e.value.code() == Code.NOT_FOUND
