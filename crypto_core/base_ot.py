@@ -28,7 +28,11 @@ from .rng import Rng, random_bits, random_scalar
 from .tags import Tag
 from .transcript import frame
 
-LAMBDA_C = 256  # base OTs per ordered pair = rows of the OT extension
+SUPPORTED_LAMBDA = (128, 256)
+# Base OTs per ordered pair = rows of the OT extension = computational security parameter of the
+# extension. 128 matches the 128-bit security of secp256k1 itself (Trail of Bits' recommendation
+# in their DKLs23 audit); 256 is what the reference implementations use. Stored per key.
+LAMBDA_C = 128
 KEY_LEN = 32
 
 

@@ -62,6 +62,7 @@ class DkgConfig:
     parties: int
     index: int
     key_label: bytes = b""
+    lambda_c: int = base_ot.LAMBDA_C  # base OTs per ordered pair; see base_ot.SUPPORTED_LAMBDA
 
     def __post_init__(self) -> None:
         if len(self.session) != SESSION_LEN:
@@ -72,6 +73,8 @@ class DkgConfig:
             raise UsageError("index: must be in 1..n")
         if len(self.key_label) > MAX_LABEL:
             raise UsageError(f"key_label: at most {MAX_LABEL} bytes")
+        if self.lambda_c not in base_ot.SUPPORTED_LAMBDA:
+            raise UsageError(f"lambda_c: must be one of {base_ot.SUPPORTED_LAMBDA}")
 
 
 @dataclass(frozen=True)
@@ -174,6 +177,7 @@ class DkgParty(RoundParty):
             cfg.session,
             u16(cfg.threshold),
             u16(cfg.parties),
+            u16(cfg.lambda_c),
             cfg.key_label,
             list_of([u16(j) + b"".join(r1[j]) for j in sorted(r1)]),
         )
@@ -195,7 +199,7 @@ class DkgParty(RoundParty):
         self._ot_recv_msg: dict[int, bytes] = {}
         for j in self.peers:
             self._zero_mine[j] = rng.bytes(32)
-            st, pts = base_ot.receiver_message(self._pair_sid(j, me), rng)
+            st, pts = base_ot.receiver_message(self._pair_sid(j, me), rng, count=cfg.lambda_c)
             self._ot_recv_state[j] = st
             ot_msg = b"".join(p.encode() for p in pts)
             self._ot_recv_msg[j] = ot_msg
@@ -232,7 +236,7 @@ class DkgParty(RoundParty):
                 share = rd.scalar("share")
                 zero = rd.take(32, "zero_seed")
                 ot_start = 40 + 64
-                ot = rd.points(2 * base_ot.LAMBDA_C, "base_ot")
+                ot = rd.points(2 * cfg.lambda_c, "base_ot")
                 rd.finish("round-2 direct")
                 return _Round2(echo, F, proofs, rho_f, cc, rho_cc, share, zero, ot, d[ot_start:])
 
@@ -281,7 +285,7 @@ class DkgParty(RoundParty):
         self._ot_reply: dict[int, bytes] = {}
         direct: dict[int, bytes] = {}
         for j in self.peers:
-            keys, reply = base_ot.sender_reply(self._pair_sid(me, j), msgs[j].ot, rng, peer=j)
+            keys, reply = base_ot.sender_reply(self._pair_sid(me, j), msgs[j].ot, rng, peer=j, count=cfg.lambda_c)
             self._bob_keys[j] = keys
             self._ot_peer_msg[j] = msgs[j].ot_raw
             reply_raw = b"".join(p.encode() for p in reply)
@@ -311,7 +315,7 @@ class DkgParty(RoundParty):
                 proof = schnorr.SchnorrProof.read(r, "share_proof")
                 r.finish("round-3 broadcast")
                 rd = self._reader(d, 3, DIRECT, j)
-                reply = rd.points(base_ot.LAMBDA_C, "base_ot_reply")
+                reply = rd.points(self.cfg.lambda_c, "base_ot_reply")
                 rd.finish("round-3 direct")
                 return echo, proof, reply, d[40:]
 
@@ -407,5 +411,6 @@ class DkgParty(RoundParty):
             sid_dkg=self._sid_dkg,
             key_label=cfg.key_label,
             pairwise=pairwise,
+            lambda_c=cfg.lambda_c,
         )
         self._wipe()

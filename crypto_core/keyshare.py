@@ -2,6 +2,8 @@
 
 The record is stored on disk (encrypted by the node) and must survive upgrades: it starts with
 a magic string and a format version, and :meth:`KeyShare.from_bytes` dispatches on the version.
+Version 1 had no lambda_c field (its OT material is always 256 base OTs per pair); version 2
+stores lambda_c explicitly. New records are written as version 2.
 Decoding is strict and ends with :meth:`KeyShare.validate`, so a corrupted or inconsistent
 record is refused instead of producing wrong signatures.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .base_ot import SUPPORTED_LAMBDA
 from .codec import Reader, Writer
 from .errors import DecodeError
 from .group import Point
@@ -19,7 +22,7 @@ from .tags import Tag
 from .transcript import hash32
 
 MAGIC = b"MPCNET-KEYSHARE"
-VERSION = 1
+VERSION = 2
 MAX_LABEL = 256
 MAX_PARTIES = 1024
 
@@ -40,6 +43,7 @@ class KeyShare:
     sid_dkg: bytes  # 32 bytes
     key_label: bytes
     pairwise: tuple[PairwiseSetup, ...]  # one per peer, ascending
+    lambda_c: int = 256  # base OTs per ordered pair (OT-extension rows)
 
     def __repr__(self) -> str:  # never print the secret share or the seeds
         return (
@@ -74,13 +78,18 @@ class KeyShare:
             raise DecodeError("keyshare.secret_share", "does not match the public share")
         if interpolate_points_at_zero({m: self.public_shares[m - 1] for m in range(1, t + 1)}) != self.public_key:
             raise DecodeError("keyshare.public_shares", "do not interpolate to the public key")
+        if self.lambda_c not in SUPPORTED_LAMBDA:
+            raise DecodeError("keyshare.lambda_c", f"must be one of {SUPPORTED_LAMBDA}")
+        for p in self.pairwise:
+            if p.as_bob.lambda_c != self.lambda_c or p.as_alice.lambda_c != self.lambda_c:
+                raise DecodeError("keyshare.pairwise", f"OT material for peer {p.peer} does not have lambda_c rows")
         peers = [p.peer for p in self.pairwise]
         if peers != [m for m in range(1, n + 1) if m != self.index]:
             raise DecodeError("keyshare.pairwise", "must hold exactly one entry per peer, ascending")
 
     def to_bytes(self) -> bytes:
         w = Writer().raw(MAGIC).u16(VERSION)
-        w.u16(self.threshold).u16(self.parties).u16(self.index)
+        w.u16(self.threshold).u16(self.parties).u16(self.index).u16(self.lambda_c)
         w.var(self.key_label)
         w.scalar(self.secret_share).point(self.public_key).points(list(self.public_shares))
         w.raw(self.chain_code).raw(self.sid_dkg)
@@ -94,21 +103,24 @@ class KeyShare:
         if r.take(len(MAGIC), "keyshare.magic") != MAGIC:
             raise DecodeError("keyshare.magic", "not a key-share record")
         version = r.u16("keyshare.version")
-        if version != 1:
+        if version not in (1, 2):
             raise DecodeError("keyshare.version", f"unsupported record version {version}")
         t = r.u16("keyshare.threshold")
         n = r.u16("keyshare.parties")
         if not 2 <= t <= n <= MAX_PARTIES:
             raise DecodeError("keyshare.threshold", f"need 2 <= t <= n <= {MAX_PARTIES}")
         index = r.u16("keyshare.index")
+        lambda_c = 256 if version == 1 else r.u16("keyshare.lambda_c")
+        if lambda_c not in SUPPORTED_LAMBDA:
+            raise DecodeError("keyshare.lambda_c", f"must be one of {SUPPORTED_LAMBDA}")
         label = r.var("keyshare.key_label", MAX_LABEL)
         secret = r.scalar("keyshare.secret_share", nonzero=True)
         pk = r.point("keyshare.public_key")
         shares = tuple(r.points(n, "keyshare.public_shares"))
         cc = r.take(32, "keyshare.chain_code")
         sid = r.take(32, "keyshare.sid_dkg")
-        pairwise = tuple(PairwiseSetup.read(r, f"keyshare.pairwise[{k}]") for k in range(n - 1))
+        pairwise = tuple(PairwiseSetup.read(r, f"keyshare.pairwise[{k}]", lambda_c) for k in range(n - 1))
         r.finish("keyshare")
-        ks = KeyShare(t, n, index, secret, pk, shares, cc, sid, label, pairwise)
+        ks = KeyShare(t, n, index, secret, pk, shares, cc, sid, label, pairwise, lambda_c)
         ks.validate()
         return ks

@@ -5,7 +5,7 @@ of one ordered pair (:mod:`crypto_core.pairwise`) into ``XI`` random OTs carryin
 pads each. Layout (all bit strings use the order of notes 1.3, bit ``j`` at
 ``(b[j >> 3] >> (j & 7)) & 1``):
 
-* ``L = base_ot.LAMBDA_C = 256`` rows ``k``, one per base OT; every row has ``XI_EXT = XI + 128``
+* ``L`` rows ``k``, one per base OT (the key's lambda_c: 128 or 256); every row has ``XI_EXT = XI + 128``
   bits: ``XI = 512`` real columns (one per extended OT) and 128 random padding columns.
 * Receiver (Bob, choice bits ``beta``): ``x = beta || pad``, ``T_k = PRG(K_{k,0})``,
   ``U_k = T_k ^ PRG(K_{k,1}) ^ x`` (step 1-2). Challenge ``chi_b`` from a hash of the session id and
@@ -35,9 +35,11 @@ Hash framing (all through :func:`crypto_core.transcript.frame`, indices ``u32``)
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import struct
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -53,31 +55,56 @@ from .transcript import frame, hash32, u32, u64
 
 U8Array = npt.NDArray[np.uint8]
 
-L = base_ot.LAMBDA_C  # rows (base OTs)
 XI = 512  # real columns = extended OTs (kappa + 2 * lambda_s)
 PAD_BITS = 128  # random padding columns of the check
 XI_EXT = XI + PAD_BITS
 ROW_LEN = XI_EXT // 8  # bytes per row
 M_BLOCKS = XI // 128  # 128-bit blocks hashed with a challenge each
-COL_LEN = L // 8  # bytes per column (one bit per row)
 CHOICE_LEN = XI // 8
 WIDTH = 3  # scalar pads per extended OT (RVOLE: l + rho = 2 + 1)
 PAD_CHUNK = 32  # bytes read per pad scalar (reduction bias about 2^-127.7)
 DIGEST_LEN = WIDTH * PAD_CHUNK
 SID_LEN = 32
 
-U_LEN = L * ROW_LEN
-MSG_LEN = U_LEN + BLOCK + L * BLOCK  # U rows || x~ || t~_0..t~_{L-1}
+assert XI % 128 == 0 and XI_EXT % 8 == 0
 
-assert XI % 128 == 0 and L % 8 == 0 and XI_EXT % 8 == 0
-
-# Per-index framing constants: enc(u32(i)) || len-prefix of the following 32-byte part.
-_ROW_HDR = [u64(4) + u32(k) + u64(base_ot.KEY_LEN) for k in range(L)]
-_COL_HDR = np.frombuffer(
-    b"".join(u64(4) + u32(j) + u64(COL_LEN) for j in range(XI)), dtype=np.uint8
-).reshape(XI, 20)
-_COL_RECORDS = struct.Struct(f"{20 + COL_LEN}s" * XI)
 _PAD_CHUNKS = struct.Struct(f"{PAD_CHUNK}s" * (XI * WIDTH))
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Sizes and framing constants for ``rows`` = L base OTs (the key's lambda_c)."""
+
+    rows: int
+    col_len: int  # bytes per column (one bit per row)
+    u_len: int
+    msg_len: int  # U rows || x~ || t~_0..t~_{L-1}
+    row_hdr: tuple[bytes, ...]  # per row: enc(u32(k)) || length prefix of the 32-byte seed
+    col_hdr: U8Array  # per column: enc(u32(j)) || length prefix of the column
+    col_records: struct.Struct
+
+
+@functools.lru_cache(maxsize=None)
+def layout(rows: int) -> Layout:
+    if rows not in base_ot.SUPPORTED_LAMBDA:
+        raise UsageError(f"OT extension: lambda_c must be one of {base_ot.SUPPORTED_LAMBDA}, got {rows}")
+    col_len = rows // 8
+    u_len = rows * ROW_LEN
+    col_hdr = np.frombuffer(b"".join(u64(4) + u32(j) + u64(col_len) for j in range(XI)), dtype=np.uint8).reshape(XI, 20)
+    return Layout(
+        rows=rows,
+        col_len=col_len,
+        u_len=u_len,
+        msg_len=u_len + BLOCK + rows * BLOCK,
+        row_hdr=tuple(u64(4) + u32(k) + u64(base_ot.KEY_LEN) for k in range(rows)),
+        col_hdr=col_hdr,
+        col_records=struct.Struct(f"{20 + col_len}s" * XI),
+    )
+
+
+def msg_len(rows: int) -> int:
+    """Byte length of the receiver's message for ``rows`` = lambda_c base OTs."""
+    return layout(rows).msg_len
 
 
 def _check_sid(sid: bytes) -> None:
@@ -87,11 +114,12 @@ def _check_sid(sid: bytes) -> None:
 
 def _prg_rows(sid: bytes, seeds: tuple[bytes, ...]) -> bytes:
     """``PRG(OTE_PRG; sid, k, seed_k)`` for every row ``k``, concatenated (step 2)."""
-    if len(seeds) != L or set(map(len, seeds)) != {base_ot.KEY_LEN}:
-        raise UsageError(f"OT extension: expected {L} seeds of {base_ot.KEY_LEN} bytes")
+    lay = layout(len(seeds))
+    if set(map(len, seeds)) != {base_ot.KEY_LEN}:
+        raise UsageError(f"OT extension: expected seeds of {base_ot.KEY_LEN} bytes")
     prefix = hashlib.shake_256(frame((Tag.OTE_PRG.bytes, sid)))
     out: list[bytes] = []
-    for hdr, seed in zip(_ROW_HDR, seeds, strict=True):
+    for hdr, seed in zip(lay.row_hdr, seeds, strict=True):
         h = prefix.copy()
         h.update(hdr + seed)
         out.append(h.digest(ROW_LEN))
@@ -107,18 +135,19 @@ def challenges(sid: bytes, u: bytes) -> list[int]:
 def rot_digests(sid: bytes, cols: U8Array) -> bytes:
     """Random-OT hash of every column: ``XI`` digests of ``DIGEST_LEN`` bytes, concatenated.
 
-    ``cols`` is ``(XI, COL_LEN)`` uint8. Digest ``j`` is
+    ``cols`` is ``(XI, L/8)`` uint8. Digest ``j`` is
     ``SHAKE-128(frame(OTE_ROT, sid, u32(j), cols[j]))``; one prefix hasher, copied per column.
     """
-    if cols.shape != (XI, COL_LEN):
-        raise UsageError(f"OT extension: expected ({XI}, {COL_LEN}) columns")
-    recs = np.empty((XI, 20 + COL_LEN), dtype=np.uint8)
-    recs[:, :20] = _COL_HDR
+    if cols.ndim != 2 or cols.shape[0] != XI:
+        raise UsageError(f"OT extension: expected {XI} columns")
+    lay = layout(cols.shape[1] * 8)
+    recs = np.empty((XI, 20 + lay.col_len), dtype=np.uint8)
+    recs[:, :20] = lay.col_hdr
     recs[:, 20:] = cols
     prefix = hashlib.shake_128(frame((Tag.OTE_ROT.bytes, sid)))
     out: list[bytes] = []
     append = out.append
-    for rec in _COL_RECORDS.unpack(recs.tobytes()):
+    for rec in lay.col_records.unpack(recs.tobytes()):
         h = prefix.copy()
         h.update(rec)
         append(h.digest(DIGEST_LEN))
@@ -147,7 +176,7 @@ class ReceiverOutput:
 
     def __init__(self, msg: bytes, t_cols: U8Array) -> None:
         self.msg = msg
-        self.t_cols = t_cols  # (XI, COL_LEN) uint8, row j = T^(j)
+        self.t_cols = t_cols  # (XI, L/8) uint8, row j = T^(j)
 
 
 def receiver_extend(seeds: OteReceiverSeeds, sid: bytes, choices: bytes, rng: Rng) -> ReceiverOutput:
@@ -155,9 +184,10 @@ def receiver_extend(seeds: OteReceiverSeeds, sid: bytes, choices: bytes, rng: Rn
     _check_sid(sid)
     if len(choices) != CHOICE_LEN:
         raise UsageError(f"OT extension choices must be {CHOICE_LEN} bytes")
+    rows = len(seeds.seeds0)
     x = np.frombuffer(bytes(choices) + rng.bytes(PAD_BITS // 8), dtype=np.uint8)  # step 1
-    t = np.frombuffer(_prg_rows(sid, seeds.seeds0), dtype=np.uint8).reshape(L, ROW_LEN)
-    t1 = np.frombuffer(_prg_rows(sid, seeds.seeds1), dtype=np.uint8).reshape(L, ROW_LEN)
+    t = np.frombuffer(_prg_rows(sid, seeds.seeds0), dtype=np.uint8).reshape(rows, ROW_LEN)
+    t1 = np.frombuffer(_prg_rows(sid, seeds.seeds1), dtype=np.uint8).reshape(rows, ROW_LEN)
     u = (t ^ t1 ^ x).tobytes()  # step 2
     folder = Folder(challenges(sid, u))  # step 3
     t_cols = bit_transpose(t)  # (XI_EXT, COL_LEN): step 6 and the bit-sliced check
@@ -170,19 +200,21 @@ def receiver_extend(seeds: OteReceiverSeeds, sid: bytes, choices: bytes, rng: Rn
 def sender_extend(seeds: OteSenderSeeds, sid: bytes, msg: bytes, *, peer: int) -> U8Array:
     """Sender steps 1-4: validate, check every row, and return the columns ``Q^(j)``.
 
-    Returns ``(XI, COL_LEN)`` uint8. Raises ``ProtocolAbort(peer)`` for a wrong size and
+    Returns ``(XI, L/8)`` uint8. Raises ``ProtocolAbort(peer)`` for a wrong size and
     ``ProtocolAbort(peer, ban=True)`` when the consistency check fails (notes section 8).
     """
     _check_sid(sid)
-    if len(msg) != MSG_LEN:  # step 1
-        raise ProtocolAbort(peer, f"OT extension: message has {len(msg)} bytes, expected {MSG_LEN}")
-    u_bytes = bytes(msg[:U_LEN])
-    x_tilde = np.frombuffer(msg, dtype=np.uint8, count=BLOCK, offset=U_LEN)
-    t_tilde = np.frombuffer(msg, dtype=np.uint8, offset=U_LEN + BLOCK).reshape(L, BLOCK)
-    u = np.frombuffer(u_bytes, dtype=np.uint8).reshape(L, ROW_LEN)
+    lay = layout(len(seeds.seeds))
+    rows = lay.rows
+    if len(msg) != lay.msg_len:  # step 1
+        raise ProtocolAbort(peer, f"OT extension: message has {len(msg)} bytes, expected {lay.msg_len}")
+    u_bytes = bytes(msg[: lay.u_len])
+    x_tilde = np.frombuffer(msg, dtype=np.uint8, count=BLOCK, offset=lay.u_len)
+    t_tilde = np.frombuffer(msg, dtype=np.uint8, offset=lay.u_len + BLOCK).reshape(rows, BLOCK)
+    u = np.frombuffer(u_bytes, dtype=np.uint8).reshape(rows, ROW_LEN)
     delta = np.frombuffer(seeds.delta, dtype=np.uint8)
-    delta_mask = np.unpackbits(delta, bitorder="little").reshape(L, 1) * np.uint8(0xFF)
-    p = np.frombuffer(_prg_rows(sid, seeds.seeds), dtype=np.uint8).reshape(L, ROW_LEN)
+    delta_mask = np.unpackbits(delta, bitorder="little").reshape(rows, 1) * np.uint8(0xFF)
+    p = np.frombuffer(_prg_rows(sid, seeds.seeds), dtype=np.uint8).reshape(rows, ROW_LEN)
     q_rows = p ^ (u & delta_mask)  # step 2
     folder = Folder(challenges(sid, u_bytes))  # step 3
     q_cols = bit_transpose(q_rows)

@@ -11,43 +11,51 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base_ot import KEY_LEN, LAMBDA_C
+from .base_ot import KEY_LEN, SUPPORTED_LAMBDA
 from .codec import Reader, Writer
 from .errors import DecodeError
 
 
 @dataclass(frozen=True)
 class OteReceiverSeeds:
-    """Bob's side: ``(K_{k,0}, K_{k,1})`` for ``k < LAMBDA_C``."""
+    """Bob's side: ``(K_{k,0}, K_{k,1})`` for ``k < lambda_c``."""
 
     seeds0: tuple[bytes, ...]
     seeds1: tuple[bytes, ...]
 
     def __post_init__(self) -> None:
-        if len(self.seeds0) != LAMBDA_C or len(self.seeds1) != LAMBDA_C:
+        if len(self.seeds0) not in SUPPORTED_LAMBDA or len(self.seeds1) != len(self.seeds0):
             raise ValueError("OteReceiverSeeds: wrong number of seeds")
+
+    @property
+    def lambda_c(self) -> int:
+        return len(self.seeds0)
 
     def write(self, w: Writer) -> None:
         w.raw(b"".join(self.seeds0)).raw(b"".join(self.seeds1))
 
     @staticmethod
-    def read(r: Reader, field: str) -> "OteReceiverSeeds":
-        s0 = r.take(KEY_LEN * LAMBDA_C, field + ".seeds0")
-        s1 = r.take(KEY_LEN * LAMBDA_C, field + ".seeds1")
+    def read(r: Reader, field: str, lambda_c: int) -> "OteReceiverSeeds":
+        s0 = r.take(KEY_LEN * lambda_c, field + ".seeds0")
+        s1 = r.take(KEY_LEN * lambda_c, field + ".seeds1")
         return OteReceiverSeeds(_split(s0), _split(s1))
 
 
 @dataclass(frozen=True)
 class OteSenderSeeds:
-    """Alice's side: ``Delta`` (LAMBDA_C bits, bit k at ``(delta[k>>3] >> (k&7)) & 1``) and
+    """Alice's side: ``Delta`` (lambda_c bits, bit k at ``(delta[k>>3] >> (k&7)) & 1``) and
     ``K_{k, Delta_k}``."""
 
     delta: bytes
     seeds: tuple[bytes, ...]
 
     def __post_init__(self) -> None:
-        if len(self.delta) != LAMBDA_C // 8 or len(self.seeds) != LAMBDA_C:
+        if len(self.seeds) not in SUPPORTED_LAMBDA or len(self.delta) != len(self.seeds) // 8:
             raise ValueError("OteSenderSeeds: wrong sizes")
+
+    @property
+    def lambda_c(self) -> int:
+        return len(self.seeds)
 
     def delta_bit(self, k: int) -> int:
         return (self.delta[k >> 3] >> (k & 7)) & 1
@@ -56,9 +64,9 @@ class OteSenderSeeds:
         w.raw(self.delta).raw(b"".join(self.seeds))
 
     @staticmethod
-    def read(r: Reader, field: str) -> "OteSenderSeeds":
-        delta = r.take(LAMBDA_C // 8, field + ".delta")
-        s = r.take(KEY_LEN * LAMBDA_C, field + ".seeds")
+    def read(r: Reader, field: str, lambda_c: int) -> "OteSenderSeeds":
+        delta = r.take(lambda_c // 8, field + ".delta")
+        s = r.take(KEY_LEN * lambda_c, field + ".seeds")
         return OteSenderSeeds(delta, _split(s))
 
 
@@ -78,12 +86,12 @@ class PairwiseSetup:
         w.raw(self.zero_seed)
 
     @staticmethod
-    def read(r: Reader, field: str) -> "PairwiseSetup":
+    def read(r: Reader, field: str, lambda_c: int) -> "PairwiseSetup":
         peer = r.u16(field + ".peer")
         return PairwiseSetup(
             peer,
-            OteReceiverSeeds.read(r, field + ".as_bob"),
-            OteSenderSeeds.read(r, field + ".as_alice"),
+            OteReceiverSeeds.read(r, field + ".as_bob", lambda_c),
+            OteSenderSeeds.read(r, field + ".as_alice", lambda_c),
             r.take(32, field + ".zero_seed"),
         )
 

@@ -47,7 +47,7 @@ from typing import Callable
 import numpy as np
 import numpy.typing as npt
 
-from . import ot_ext
+from . import base_ot, ot_ext
 from .errors import ProtocolAbort, UsageError
 from .group import Q, SCALAR_LEN
 from .ot_ext import WIDTH, XI
@@ -59,7 +59,7 @@ from .transcript import frame, hash64, u32
 MU_LEN = 64
 SID_LEN = 32
 GADGET_CHUNK = 32
-MSG1_LEN = ot_ext.MSG_LEN
+MSG1_LEN = ot_ext.msg_len(base_ot.LAMBDA_C)  # for the default lambda_c; see msg1_len()
 A_TILDE_LEN = XI * WIDTH * SCALAR_LEN
 MSG2_LEN = A_TILDE_LEN + SCALAR_LEN + MU_LEN
 
@@ -71,6 +71,11 @@ F64Array = npt.NDArray[np.float64]
 
 _mul = operator.mul
 _add = operator.add
+
+
+def msg1_len(lambda_c: int) -> int:
+    """Byte length of Bob's message for a key whose OT extension has ``lambda_c`` rows."""
+    return ot_ext.msg_len(lambda_c)
 
 
 def _check_sid(sid: bytes) -> None:

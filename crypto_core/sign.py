@@ -186,7 +186,7 @@ class PresignParty(RoundParty):
                 r = self._reader(raw, 2, DIRECT, j)
                 echo = [r.take(32, f"echo[{m}]") for m in self.signers]
                 sigid = r.take(32, "sigid")
-                msg1 = r.take(rvole.MSG1_LEN, "rvole_msg1")
+                msg1 = r.take(rvole.msg1_len(self.key.lambda_c), "rvole_msg1")
                 r.finish()
                 return echo, sigid, msg1
 

@@ -6,7 +6,6 @@ import pytest
 from ..conftest import scaled
 from hypothesis import given, settings, strategies as st
 
-from crypto_core import base_ot
 from crypto_core.dkg import DkgConfig, DkgParty
 from crypto_core.errors import UsageError
 from crypto_core.group import Point
@@ -46,7 +45,8 @@ def check_keyshares(shares: dict[int, KeyShare], t: int, n: int, subsets_limit: 
     for i, j in itertools.permutations(range(1, n + 1), 2):
         bob = shares[i].peer(j).as_bob  # i is extension receiver toward j
         alice = shares[j].peer(i).as_alice
-        for k in range(base_ot.LAMBDA_C):
+        assert bob.lambda_c == alice.lambda_c == shares[i].lambda_c
+        for k in range(bob.lambda_c):
             c = alice.delta_bit(k)
             chosen, other = (bob.seeds0[k], bob.seeds1[k]) if c == 0 else (bob.seeds1[k], bob.seeds0[k])
             assert alice.seeds[k] == chosen and alice.seeds[k] != other
@@ -56,7 +56,7 @@ def check_keyshares(shares: dict[int, KeyShare], t: int, n: int, subsets_limit: 
     # Delta is not constant
     for i in shares:
         for p in shares[i].pairwise:
-            assert 0 < sum(p.as_alice.delta_bit(k) for k in range(base_ot.LAMBDA_C)) < base_ot.LAMBDA_C
+            assert 0 < sum(p.as_alice.delta_bit(k) for k in range(p.as_alice.lambda_c)) < p.as_alice.lambda_c
 
 
 @settings(max_examples=scaled(6))
@@ -64,6 +64,24 @@ def check_keyshares(shares: dict[int, KeyShare], t: int, n: int, subsets_limit: 
 def test_dkg_random_parameters(params, seed):
     t, n = params
     check_keyshares(keygen(t, n, seed), t, n)
+
+
+def test_dkg_with_256_base_ots():
+    shares = keygen(2, 3, b"lambda256", lambda_c=256)
+    assert all(k.lambda_c == 256 for k in shares.values())
+    check_keyshares(shares, 2, 3)
+
+
+def test_parties_disagreeing_on_lambda_abort():
+    from crypto_core.dkg import DkgConfig, DkgParty
+    from crypto_core.errors import ProtocolAbort
+    from crypto_core.rng import DeterministicRng
+    from ..harness import run_collect
+
+    ps = {i: DkgParty(DkgConfig(b"S" * 32, 2, 3, i, b"", 256 if i == 3 else 128), DeterministicRng(bytes([i]))) for i in (1, 2, 3)}
+    out = run_collect(ps)
+    assert out.aborts and not out.finished
+    assert all(isinstance(a, ProtocolAbort) for a in out.aborts.values())
 
 
 def test_dkg_sixteen_parties():
@@ -84,6 +102,11 @@ def test_independent_runs_give_independent_keys():
 def test_config_rejects_bad_parameters(t, n, i):
     with pytest.raises(UsageError):
         DkgConfig(b"S" * 32, t, n, i)
+
+
+def test_config_rejects_unsupported_lambda():
+    with pytest.raises(UsageError, match="lambda_c"):
+        DkgConfig(b"S" * 32, 2, 3, 1, b"", 64)
 
 
 def test_config_rejects_bad_session():

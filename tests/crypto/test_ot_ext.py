@@ -5,6 +5,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from crypto_core import base_ot, ot_ext
+
+LAY = ot_ext.layout(base_ot.LAMBDA_C)
 from crypto_core.errors import ProtocolAbort, UsageError
 from crypto_core.gf128 import Folder
 from crypto_core.group import Q
@@ -41,8 +43,35 @@ def run(seeds):
 
 
 def test_sizes():
-    assert ot_ext.XI == 512 and ot_ext.L == 256 and ot_ext.XI_EXT == 640
-    assert ot_ext.MSG_LEN == 256 * 80 + 16 + 256 * 16
+    assert ot_ext.XI == 512 and ot_ext.XI_EXT == 640
+    for rows in (128, 256):
+        lay = ot_ext.layout(rows)
+        assert lay.msg_len == rows * 80 + 16 + rows * 16 and lay.col_len == rows // 8
+    with pytest.raises(UsageError):
+        ot_ext.layout(64)
+
+
+@pytest.mark.parametrize("rows", [128, 256])
+def test_correlation_both_security_levels(rows):
+    """Q^(j) == T^(j) XOR beta_j * Delta at either lambda_c; a flipped U bit fails the check."""
+    rng = DeterministicRng(b"rows" + bytes([rows // 8]))
+    sid0 = b"r" * 32
+    state, msg = base_ot.receiver_message(sid0, rng, count=rows)
+    keys, reply = base_ot.sender_reply(sid0, msg, rng, peer=1, count=rows)
+    got = base_ot.receiver_finish(sid0, state, reply, peer=2)
+    recv = OteReceiverSeeds(tuple(k[0] for k in keys), tuple(k[1] for k in keys))
+    send = OteSenderSeeds(base_ot.pack_bits(state.choices), tuple(got))
+    beta = rng.bytes(ot_ext.CHOICE_LEN)
+    out = ot_ext.receiver_extend(recv, SID, beta, rng)
+    q_cols = ot_ext.sender_extend(send, SID, out.msg, peer=PEER)
+    delta = np.frombuffer(send.delta, dtype=np.uint8)
+    for j, b in enumerate(base_ot.unpack_bits(beta, ot_ext.XI)):
+        assert (q_cols[j] == (out.t_cols[j] ^ delta if b else out.t_cols[j])).all()
+    bad = bytearray(out.msg)
+    bad[7] ^= 1
+    with pytest.raises(ProtocolAbort) as e:
+        ot_ext.sender_extend(send, SID, bytes(bad), peer=PEER)
+    assert e.value.ban and e.value.party == PEER
 
 
 def test_correlation(seeds, run):
@@ -51,7 +80,7 @@ def test_correlation(seeds, run):
     beta, out, q_cols = run
     bits = base_ot.unpack_bits(beta, ot_ext.XI)
     delta = np.frombuffer(send.delta, dtype=np.uint8)
-    assert q_cols.shape == out.t_cols.shape == (ot_ext.XI, ot_ext.COL_LEN)
+    assert q_cols.shape == out.t_cols.shape == (ot_ext.XI, LAY.col_len)
     for j, b in enumerate(bits):
         want = out.t_cols[j] ^ delta if b else out.t_cols[j]
         assert (q_cols[j] == want).all(), j
@@ -62,12 +91,12 @@ def test_rows_match_notes_formulas(seeds, run):
     recv, _ = seeds
     beta, out, _ = run
     prg = lambda k, seed: hashlib.shake_256(frame((Tag.OTE_PRG.bytes, SID, u32(k), seed))).digest(80)
-    u = out.msg[: ot_ext.U_LEN]
-    x_tilde = out.msg[ot_ext.U_LEN: ot_ext.U_LEN + 16]
-    t_tilde = out.msg[ot_ext.U_LEN + 16:]
+    u = out.msg[: LAY.u_len]
+    x_tilde = out.msg[LAY.u_len: LAY.u_len + 16]
+    t_tilde = out.msg[LAY.u_len + 16:]
     folder = Folder(ot_ext.challenges(SID, u))
     x = None
-    for k in (0, 1, 255):
+    for k in (0, 1, LAY.rows - 1):
         t_k, v_k = prg(k, recv.seeds0[k]), prg(k, recv.seeds1[k])
         u_k = u[80 * k: 80 * k + 80]
         x_k = bytes(a ^ b ^ c for a, b, c in zip(u_k, t_k, v_k))
@@ -114,7 +143,7 @@ def test_pads_depend_on_sid(run):
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.integers(0, ot_ext.MSG_LEN * 8 - 1))
+@given(st.integers(0, LAY.msg_len * 8 - 1))
 def test_any_single_bit_flip_is_caught_and_banned(seeds, run, pos):
     """Any bit of any U row, of x~ or of any t~_k: the sender's check fails, with a ban."""
     _, send = seeds
@@ -128,7 +157,7 @@ def test_any_single_bit_flip_is_caught_and_banned(seeds, run, pos):
 
 @pytest.mark.parametrize(
     "pos",
-    [0, ot_ext.U_LEN - 1, ot_ext.U_LEN, ot_ext.U_LEN + 15, ot_ext.U_LEN + 16, ot_ext.MSG_LEN - 1,
+    [0, LAY.u_len - 1, LAY.u_len, LAY.u_len + 15, LAY.u_len + 16, LAY.msg_len - 1,
      80 * 5 + 64],  # first/last byte of U, x~, t~; a padding-column byte of row 5
 )
 def test_each_region_is_checked(seeds, run, pos):
@@ -157,7 +186,7 @@ def test_wrong_session_fails_check(seeds, run):
     assert e.value.ban
 
 
-@pytest.mark.parametrize("delta", [-1, 1, -16, 16, -ot_ext.MSG_LEN])
+@pytest.mark.parametrize("delta", [-1, 1, -16, 16, -LAY.msg_len])
 def test_wrong_sizes_rejected_without_ban(seeds, run, delta):
     _, send = seeds
     _, out, _ = run
@@ -175,7 +204,7 @@ def test_local_misuse(seeds):
     with pytest.raises(UsageError):
         ot_ext.receiver_extend(recv, SID[:31], bytes(64), rng)
     with pytest.raises(UsageError):
-        ot_ext.sender_extend(send, SID + b"x", bytes(ot_ext.MSG_LEN), peer=PEER)
+        ot_ext.sender_extend(send, SID + b"x", bytes(LAY.msg_len), peer=PEER)
 
 
 def test_padding_columns_and_sid_reuse(seeds):
@@ -185,8 +214,8 @@ def test_padding_columns_and_sid_reuse(seeds):
     beta = bytes(range(64))
     a = ot_ext.receiver_extend(recv, SID, beta, DeterministicRng(b"a")).msg
     b = ot_ext.receiver_extend(recv, SID, beta, DeterministicRng(b"b")).msg
-    ua = np.frombuffer(a[: ot_ext.U_LEN], dtype=np.uint8).reshape(ot_ext.L, 80)
-    ub = np.frombuffer(b[: ot_ext.U_LEN], dtype=np.uint8).reshape(ot_ext.L, 80)
+    ua = np.frombuffer(a[: LAY.u_len], dtype=np.uint8).reshape(LAY.rows, 80)
+    ub = np.frombuffer(b[: LAY.u_len], dtype=np.uint8).reshape(LAY.rows, 80)
     assert (ua[:, :64] == ub[:, :64]).all()
     assert (ua[:, 64:] != ub[:, 64:]).any()
-    assert a[ot_ext.U_LEN: ot_ext.U_LEN + 16] != b[ot_ext.U_LEN: ot_ext.U_LEN + 16]
+    assert a[LAY.u_len: LAY.u_len + 16] != b[LAY.u_len: LAY.u_len + 16]

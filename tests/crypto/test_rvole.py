@@ -59,7 +59,8 @@ class ZeroFirstRng:
 
 
 def test_message_sizes():
-    assert rvole.MSG1_LEN == 256 * 80 + 16 + 256 * 16
+    assert rvole.MSG1_LEN == rvole.msg1_len(128) == 128 * 80 + 16 + 128 * 16
+    assert rvole.msg1_len(256) == 256 * 80 + 16 + 256 * 16
     assert rvole.MSG2_LEN == XI * 3 * 32 + 32 + 64
 
 

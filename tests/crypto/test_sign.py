@@ -215,3 +215,9 @@ def test_bip32_rejects_hardened_and_bad_paths():
         bip32.parse_path("m/x")
     assert bip32.parse_path("m/0/1/2") == (0, 1, 2)
     assert bip32.parse_path("m") == ()
+
+
+def test_keys_with_256_base_ots_sign():
+    keys = keygen(2, 3, b"lambda256", lambda_c=256)
+    digest = hashlib.sha256(b"two security levels").digest()
+    check_signature(sign(keys, (2, 3), digest, seed=b"l256"), keys[1].public_key, digest)

@@ -8,11 +8,10 @@ import pytest
 from ..conftest import scaled
 from hypothesis import given, settings, strategies as st
 
-from crypto_core import rvole
 from crypto_core.codec import HEADER_LEN
 from crypto_core.errors import ProtocolAbort
 from crypto_core.rng import DeterministicRng
-from crypto_core.sign import PresignParty, SignatureShare, SignConfig, combine, verify
+from crypto_core.sign import PresignParty, SignatureShare, SignConfig, combine
 
 from ..harness import flip_bit, run_collect
 from .dkg_util import keygen
