@@ -20,7 +20,7 @@ from .approval import (
     tally,
     verify_approvals,
 )
-from .audit import AuditEntry, AuditLog, AuditReport, export_jsonl, verify_audit
+from .audit import AuditEntry, AuditLog, AuditReport, export_jsonl, verify_audit, verify_entries
 from .errors import GovernanceError
 from .policy import (
     DEFAULT_SCOPE,
@@ -61,5 +61,6 @@ __all__ = [
     "tally",
     "verify_approvals",
     "verify_audit",
+    "verify_entries",
     "verify_policy_change",
 ]

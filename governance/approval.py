@@ -1,9 +1,12 @@
 """Signing requests, approver decisions, and the quorum rule every node re-checks.
 
 A :class:`SigningRequest` names everything a signature will commit to (key, digest, derivation
-path) plus who asked, why, when it expires and under which policy version. Approvers sign an
-:class:`Approval` (APPROVE or REJECT) over the request's canonical encoding, so an approval of
-one request says nothing about any other request id, digest, key, path, expiry or version.
+path) plus who asked, why, when it expires and under which policy (its version *and* its
+digest, so a request made under one policy never counts under another policy that happens to
+carry the same version number, e.g. a key's own policy v1 and the default policy v1). Approvers
+sign an :class:`Approval` (APPROVE or REJECT) over the request's canonical encoding, so an
+approval of one request says nothing about any other request id, digest, key, path, expiry or
+policy.
 
 **Quorum rule.** With ``k`` approvers and quorum ``m``, a set of distinct, valid decisions is
 
@@ -22,6 +25,7 @@ decisions can be ``"approved"`` unless the full set is too.
 from __future__ import annotations
 
 import enum
+import hmac
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -91,6 +95,7 @@ class SigningRequest:
     created_at_ms: int
     expires_at_ms: int  # > created_at_ms
     policy_version: int
+    policy_digest: bytes  # 32, KeyPolicy.digest() of the policy the request is made under
 
     def __post_init__(self) -> None:
         if not isinstance(self.request_id, str) or not REQUEST_ID_RE.fullmatch(self.request_id):
@@ -108,6 +113,7 @@ class SigningRequest:
         check_int(self.created_at_ms, "created_at_ms", 0, MAX_TIME_MS - 1)
         check_int(self.expires_at_ms, "expires_at_ms", self.created_at_ms + 1, MAX_TIME_MS)
         check_int(self.policy_version, "policy_version", 1, MAX_VERSION)
+        object.__setattr__(self, "policy_digest", check_bytes(self.policy_digest, "policy_digest", length=DIGEST_LEN))
 
     def encode(self) -> bytes:
         """The canonical encoding every approval signs."""
@@ -116,7 +122,7 @@ class SigningRequest:
         for index in self.derivation_path:
             enc.uint(index)
         enc.text(self.requester).text(self.description)
-        enc.uint(self.created_at_ms).uint(self.expires_at_ms).uint(self.policy_version)
+        enc.uint(self.created_at_ms).uint(self.expires_at_ms).uint(self.policy_version).raw(self.policy_digest)
         return enc.finish()
 
     def request_digest(self) -> bytes:
@@ -139,9 +145,11 @@ class SigningRequest:
         created_at_ms = dec.uint("created_at_ms")
         expires_at_ms = dec.uint("expires_at_ms")
         policy_version = dec.uint("policy_version")
+        policy_digest = dec.raw("policy_digest", length=DIGEST_LEN)
         dec.finish()
         out = cls(
-            request_id, key_id, digest, path, requester, description, created_at_ms, expires_at_ms, policy_version
+            request_id, key_id, digest, path, requester, description, created_at_ms, expires_at_ms, policy_version,
+            policy_digest,
         )
         if out.encode() != bytes(data):
             raise GovernanceError("encoding", "not the canonical encoding")
@@ -158,6 +166,7 @@ class SigningRequest:
             "created_at_ms": self.created_at_ms,
             "expires_at_ms": self.expires_at_ms,
             "policy_version": self.policy_version,
+            "policy_digest": self.policy_digest.hex(),
         }
 
     @classmethod
@@ -184,6 +193,7 @@ class SigningRequest:
             created_at_ms=json_int(d["created_at_ms"], "created_at_ms"),
             expires_at_ms=json_int(d["expires_at_ms"], "expires_at_ms"),
             policy_version=json_int(d["policy_version"], "policy_version"),
+            policy_digest=from_hex(d["policy_digest"], "policy_digest", length=DIGEST_LEN),
         )
 
 
@@ -261,6 +271,10 @@ def _check_request_static(policy: KeyPolicy, request: SigningRequest) -> None:
         raise GovernanceError(
             "policy_version", f"request is for policy version {request.policy_version}, current is {policy.version}"
         )
+    if not hmac.compare_digest(request.policy_digest, policy.digest()):
+        raise GovernanceError(
+            "policy_digest", f"request was made under another policy than the current version {policy.version}"
+        )
     if request.expires_at_ms - request.created_at_ms > policy.ttl_seconds * 1000:
         raise GovernanceError("expires_at_ms", f"request lives longer than the policy's TTL of {policy.ttl_seconds} s")
     if request.requester not in policy.requesters:
@@ -272,7 +286,7 @@ def _check_request_static(policy: KeyPolicy, request: SigningRequest) -> None:
 def check_request(policy: KeyPolicy, request: SigningRequest, *, now_ms: int) -> None:
     """Raise :class:`GovernanceError` unless ``request`` is acceptable under ``policy`` at ``now_ms``.
 
-    Checks the policy version, that the request's lifetime is within the policy's TTL, that the
+    Checks the policy version and digest, that the request's lifetime is within the policy's TTL, that the
     requester is allowed, that it is not created more than :data:`MAX_CLOCK_SKEW_MS` in the
     future, and that it has not expired (``now_ms > expires_at_ms``).
     """

@@ -37,7 +37,7 @@ import threading
 import time
 import types
 import urllib.parse
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -562,6 +562,18 @@ class AuditLog:
             rows = c.execute(f"SELECT {_COLUMNS} FROM audit ORDER BY seq").fetchall()
         return [_row_to_entry(tuple(r)) for r in rows]
 
+    def raw_rows(self, after_seq: int = 0, limit: int = 1000) -> list[tuple[object, ...]]:
+        """Up to ``limit`` stored rows with ``seq > after_seq``, exactly as stored (not parsed or
+        verified), in :func:`verify_entries` column order: for shipping to a remote verifier,
+        which must see a damaged row as it is."""
+        check_int(after_seq, "after_seq", 0, MAX_TIME_MS)
+        check_int(limit, "limit", 1, 100_000)
+        with self._read() as c:
+            rows = c.execute(
+                f"SELECT {_COLUMNS} FROM audit WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit)
+            ).fetchall()
+        return [tuple(r) for r in rows]
+
     def head(self) -> tuple[int, bytes] | None:
         """``(seq, entry_hash)`` of the last entry, to publish as ``expected_head``; None if empty."""
         with self._read() as c:
@@ -648,14 +660,7 @@ def verify_audit(
     holding a different entry there. Raises :class:`GovernanceError` only for bad arguments.
     """
     key = check_public_key(public_key, "public_key")
-    head: tuple[int, bytes] | None = None
-    if expected_head is not None:
-        if not isinstance(expected_head, tuple) or len(expected_head) != 2:
-            raise GovernanceError("expected_head", "must be a (seq, entry_hash) tuple")
-        head = (
-            check_int(expected_head[0], "expected_head.seq", 1, MAX_TIME_MS),
-            check_bytes(expected_head[1], "expected_head.entry_hash", length=HASH_LEN),
-        )
+    head = _check_head_arg(expected_head)
     path = Path(path)
     if not path.is_file():
         return AuditReport(False, 0, None, f"{path} is not a file")
@@ -680,14 +685,59 @@ def _verify(conn: sqlite3.Connection, key: bytes, head: tuple[int, bytes] | None
     total = int(conn.execute("SELECT COUNT(*) FROM audit").fetchone()[0])
     if meta.get("public_key") != key:
         return AuditReport(False, total, None, "the log names another public key")
+    rows = (tuple(r) for r in conn.execute(f"SELECT {_COLUMNS} FROM audit ORDER BY seq"))
+    return _verify_rows(component, key, rows, total, head)
+
+
+def _check_head_arg(expected_head: object) -> tuple[int, bytes] | None:
+    if expected_head is None:
+        return None
+    if not isinstance(expected_head, tuple) or len(expected_head) != 2:
+        raise GovernanceError("expected_head", "must be a (seq, entry_hash) tuple")
+    return (
+        check_int(expected_head[0], "expected_head.seq", 1, MAX_TIME_MS),
+        check_bytes(expected_head[1], "expected_head.entry_hash", length=HASH_LEN),
+    )
+
+
+def verify_entries(
+    component: str,
+    public_key: bytes,
+    rows: Iterable[tuple[object, ...]],
+    *,
+    expected_head: tuple[int, bytes] | None = None,
+) -> AuditReport:
+    """:func:`verify_audit` for entries obtained some other way (e.g. over the network).
+
+    ``rows`` are the stored columns of every entry in order (see :meth:`AuditLog.raw_rows`:
+    seq, timestamp_ms, actor, action, request_id, outcome, details as canonical JSON text,
+    prev_hash, entry_hash, signature); the chain must start at the genesis of ``component``
+    under ``public_key``. Whoever relayed the rows cannot make a forged, altered, dropped,
+    inserted or reordered entry pass; dropping entries at the *end* is only caught with
+    ``expected_head``.
+    """
+    check_name(component, "component")
+    key = check_public_key(public_key, "public_key")
+    head = _check_head_arg(expected_head)
+    materialized = []
+    for i, r in enumerate(rows):
+        if not isinstance(r, (tuple, list)) or len(r) != len(_COLUMNS.split(", ")):
+            raise GovernanceError(f"rows[{i}]", f"must be a sequence of the {len(_COLUMNS.split(', '))} stored columns")
+        materialized.append(tuple(r))
+    return _verify_rows(component, key, iter(materialized), len(materialized), head)
+
+
+def _verify_rows(
+    component: str, key: bytes, rows: Iterator[tuple[object, ...]], total: int, head: tuple[int, bytes] | None
+) -> AuditReport:
     prev = genesis_hash(component, key)
     expected = 1
     head_hash: bytes | None = None
-    for row in conn.execute(f"SELECT {_COLUMNS} FROM audit ORDER BY seq"):
-        problem = _check_entry(tuple(row), expected, prev, key)
+    for row in rows:
+        problem = _check_entry(row, expected, prev, key)
         if problem is not None:
             return AuditReport(False, total, problem[0], problem[1])
-        prev = bytes(row[8])
+        prev = bytes(row[8])  # type: ignore[arg-type]  # checked by _check_entry
         if head is not None and expected == head[0]:
             head_hash = prev
         expected += 1
@@ -736,4 +786,5 @@ __all__ = [
     "export_jsonl",
     "genesis_hash",
     "verify_audit",
+    "verify_entries",
 ]

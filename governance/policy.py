@@ -1,12 +1,17 @@
 """Governance root (admin set), per-key signing policies, and admin-signed policy changes.
 
-Every node is given the same :class:`AdminSet` at cluster creation. A :class:`KeyPolicy` (who may
+Every node is given the same :class:`AdminSet` at cluster creation: the admins, their quorum and
+a random 32-byte ``cluster_id``, so that two clusters never share a governance root even when the
+same people administer both. A :class:`KeyPolicy` (who may
 request, who approves, how many approvals, how long a request lives, how many signatures per
 window) applies to one key (``scope`` = its 32-byte key id) or to every key without its own
 policy (``scope`` = :data:`DEFAULT_SCOPE`). A policy only changes through a :class:`PolicyChange`
 signed by at least ``quorum`` distinct admins; :func:`verify_policy_change` also checks that the
-change names the digest of the policy it replaces and bumps the version by one, so an old
-change cannot be replayed and two changes cannot fork a scope's history.
+change names the governance root it was made for (:meth:`AdminSet.digest`, which covers the
+cluster id, every admin key and the quorum), so a change signed for one cluster cannot be
+replayed to another, and that it names the digest of the policy it replaces and bumps the
+version by one, so an old change cannot be replayed and two changes cannot fork a scope's
+history.
 
 The caller looks up ``current`` by ``change.scope`` and stores the result under the same scope.
 """
@@ -47,6 +52,7 @@ SIGNED_POLICY_CHANGE_TAG = domain_tag("signed-policy-change")
 DEFAULT_SCOPE = b"default"
 KEY_ID_LEN = 32
 DIGEST_LEN = 32
+CLUSTER_ID_LEN = 32
 MAX_VERSION = 2**63 - 1
 MAX_TTL_SECONDS = 30 * 86400
 MAX_WINDOW_SECONDS = 366 * 86400
@@ -81,26 +87,29 @@ def _check_canonical(obj_bytes: bytes, data: bytes | bytearray | memoryview) -> 
 
 @dataclass(frozen=True)
 class AdminSet:
-    """The governance root: admins (name -> raw Ed25519 public key) and how many must sign."""
+    """The governance root of one cluster: admins (name -> raw Ed25519 public key), how many
+    must sign, and the cluster's random 32-byte id."""
 
     admins: Mapping[str, bytes]
     quorum: int
+    cluster_id: bytes
 
     def __post_init__(self) -> None:
         admins = check_members(self.admins, "admins", what="admin")
         object.__setattr__(self, "admins", admins)
         check_int(self.quorum, "quorum", 1, len(admins))
+        object.__setattr__(self, "cluster_id", check_bytes(self.cluster_id, "cluster_id", length=CLUSTER_ID_LEN))
 
     def __hash__(self) -> int:
         return hash(self.encode())
 
     def encode(self) -> bytes:
-        enc = Encoder(ADMIN_SET_TAG)
+        enc = Encoder(ADMIN_SET_TAG).raw(self.cluster_id)
         _encode_members(enc, self.admins)
         return enc.uint(self.quorum).finish()
 
     def digest(self) -> bytes:
-        """SHA-256 of the canonical encoding (compare governance roots across nodes with it)."""
+        """SHA-256 of the canonical encoding: the governance root every :class:`PolicyChange` names."""
         return sha256(self.encode())
 
     def to_bytes(self) -> bytes:
@@ -109,20 +118,25 @@ class AdminSet:
     @classmethod
     def from_bytes(cls, data: bytes) -> AdminSet:
         dec = Decoder(data, ADMIN_SET_TAG)
+        cluster_id = dec.raw("cluster_id", length=CLUSTER_ID_LEN)
         admins = _decode_members(dec, "admins")
         quorum = dec.uint("quorum")
         dec.finish()
-        out = cls(admins, quorum)
+        out = cls(admins, quorum, cluster_id)
         _check_canonical(out.encode(), data)
         return out
 
     def to_dict(self) -> dict[str, object]:
-        return {"admins": members_to_dict(self.admins), "quorum": self.quorum}
+        return {"cluster_id": self.cluster_id.hex(), "admins": members_to_dict(self.admins), "quorum": self.quorum}
 
     @classmethod
     def from_dict(cls, data: object) -> AdminSet:
-        d = expect_dict(data, "", frozenset({"admins", "quorum"}))
-        return cls(members_from_dict(d["admins"], "admins"), json_int(d["quorum"], "quorum"))
+        d = expect_dict(data, "", frozenset({"cluster_id", "admins", "quorum"}))
+        return cls(
+            members_from_dict(d["admins"], "admins"),
+            json_int(d["quorum"], "quorum"),
+            from_hex(d["cluster_id"], "cluster_id", length=CLUSTER_ID_LEN),
+        )
 
 
 # --- key policy ------------------------------------------------------------------------------
@@ -263,12 +277,14 @@ class PolicyChange:
     """Replace the policy of ``scope`` (key id or :data:`DEFAULT_SCOPE`) by ``new_policy``.
 
     ``previous_digest`` is the :meth:`KeyPolicy.digest` of the policy being replaced, ``None``
-    for the first policy of the scope. Admins sign :meth:`encode`.
+    for the first policy of the scope. ``governance_root`` is the :meth:`AdminSet.digest` of the
+    cluster the change is for. Admins sign :meth:`encode`.
     """
 
     scope: bytes
     new_policy: KeyPolicy
     previous_digest: bytes | None
+    governance_root: bytes
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "scope", _check_scope(self.scope))
@@ -278,10 +294,14 @@ class PolicyChange:
             object.__setattr__(
                 self, "previous_digest", check_bytes(self.previous_digest, "previous_digest", length=DIGEST_LEN)
             )
+        object.__setattr__(
+            self, "governance_root", check_bytes(self.governance_root, "governance_root", length=DIGEST_LEN)
+        )
 
     def encode(self) -> bytes:
         return (
             Encoder(POLICY_CHANGE_TAG)
+            .raw(self.governance_root)
             .raw(self.scope)
             .raw(self.new_policy.encode())
             .optional(self.previous_digest)
@@ -301,15 +321,21 @@ class PolicyChange:
 
     @classmethod
     def _decode_body(cls, dec: Decoder) -> PolicyChange:
+        root = dec.raw("governance_root", length=DIGEST_LEN)
         scope = _check_scope(dec.raw("scope"))
         policy_bytes = dec.raw("new_policy")
         previous = dec.optional("previous_digest", length=DIGEST_LEN)
         with field_prefix("new_policy"):
             policy = KeyPolicy.from_bytes(policy_bytes)
-        return cls(scope, policy, previous)
+        return cls(scope, policy, previous, root)
+
+    def digest(self) -> bytes:
+        """SHA-256 of :meth:`encode`: a handle for this exact change (e.g. a proposal id)."""
+        return sha256(self.encode())
 
     def to_dict(self) -> dict[str, object]:
         return {
+            "governance_root": self.governance_root.hex(),
             "scope": "default" if self.scope == DEFAULT_SCOPE else self.scope.hex(),
             "new_policy": self.new_policy.to_dict(),
             "previous_digest": None if self.previous_digest is None else self.previous_digest.hex(),
@@ -317,13 +343,14 @@ class PolicyChange:
 
     @classmethod
     def from_dict(cls, data: object) -> PolicyChange:
-        d = expect_dict(data, "", frozenset({"scope", "new_policy", "previous_digest"}))
+        d = expect_dict(data, "", frozenset({"governance_root", "scope", "new_policy", "previous_digest"}))
         scope = DEFAULT_SCOPE if d["scope"] == "default" else from_hex(d["scope"], "scope", length=KEY_ID_LEN)
         with field_prefix("new_policy"):
             policy = KeyPolicy.from_dict(d["new_policy"])
         prev = d["previous_digest"]
         previous = None if prev is None else from_hex(prev, "previous_digest", length=DIGEST_LEN)
-        return cls(scope, policy, previous)
+        root = from_hex(d["governance_root"], "governance_root", length=DIGEST_LEN)
+        return cls(scope, policy, previous, root)
 
 
 @dataclass(frozen=True)
@@ -423,7 +450,8 @@ def verify_policy_change(
 ) -> KeyPolicy:
     """The new policy if ``change`` may replace ``current``; else :class:`GovernanceError`.
 
-    Every signature must be by a known admin and verify (else an error naming it); at least
+    The change must name ``admins.digest()`` as its governance root (else it was made for
+    another cluster or another admin set). Every signature must be by a known admin and verify (else an error naming it); at least
     ``admins.quorum`` *distinct* admins must have signed (a repeated admin counts once);
     ``previous_digest`` must be ``current.digest()`` (absent iff ``current`` is None); and the
     new version must be ``current.version + 1`` (1 for the first policy of a scope).
@@ -439,6 +467,10 @@ def verify_policy_change(
     if len(signatures) > MAX_MEMBERS:
         raise GovernanceError("signatures", f"more than {MAX_MEMBERS} signatures")
 
+    if not hmac.compare_digest(change.governance_root, admins.digest()):
+        raise GovernanceError(
+            "governance_root", "names another governance root (a change made for another cluster or admin set)"
+        )
     message = change.encode()
     signed: set[str] = set()
     for i, s in enumerate(signatures):

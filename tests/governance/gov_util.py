@@ -14,6 +14,8 @@ from governance.policy import AdminSet, KeyPolicy, PolicyChange, RateLimit
 NOW_MS = 1_750_000_000_000
 KEY_ID = hashlib.sha256(b"key-1").digest()
 OTHER_KEY_ID = hashlib.sha256(b"key-2").digest()
+CLUSTER_ID = hashlib.sha256(b"cluster-1").digest()
+OTHER_CLUSTER_ID = hashlib.sha256(b"cluster-2").digest()
 
 ADMIN_KEYS = {name: Ed25519PrivateKey.generate() for name in ("ada", "bob", "cyd")}
 APPROVER_KEYS = {name: Ed25519PrivateKey.generate() for name in ("alice", "bert", "carol", "dave")}
@@ -24,8 +26,8 @@ def raw(key: Ed25519PrivateKey) -> bytes:
     return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 
-def admin_set(quorum: int = 2) -> AdminSet:
-    return AdminSet({n: raw(k) for n, k in ADMIN_KEYS.items()}, quorum)
+def admin_set(quorum: int = 2, cluster_id: bytes = CLUSTER_ID) -> AdminSet:
+    return AdminSet({n: raw(k) for n, k in ADMIN_KEYS.items()}, quorum, cluster_id)
 
 
 def policy(
@@ -52,6 +54,7 @@ def request(**overrides: object) -> SigningRequest:
         created_at_ms=NOW_MS - 1000,
         expires_at_ms=NOW_MS + 600_000,
         policy_version=1,
+        policy_digest=policy().digest(),
     )
     fields.update(overrides)
     return SigningRequest(**fields)  # type: ignore[arg-type]
@@ -61,5 +64,8 @@ def approve(req: SigningRequest, *names: str, decision: Decision = Decision.APPR
     return [sign_approval(req, n, APPROVER_KEYS[n], decision) for n in names]
 
 
-def change(new_policy: KeyPolicy, previous: KeyPolicy | None, scope: bytes = KEY_ID) -> PolicyChange:
-    return PolicyChange(scope, new_policy, None if previous is None else previous.digest())
+def change(
+    new_policy: KeyPolicy, previous: KeyPolicy | None, scope: bytes = KEY_ID, admins: AdminSet | None = None
+) -> PolicyChange:
+    root = (admins or admin_set()).digest()
+    return PolicyChange(scope, new_policy, None if previous is None else previous.digest(), root)

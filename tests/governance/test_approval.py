@@ -60,8 +60,8 @@ def test_request_validation_names_the_field() -> None:
 
 
 requests = st.builds(
-    lambda rid, key, dig, path, who, text, created, life, ver: SigningRequest(
-        rid, key, dig, tuple(path), who, text, created, created + life, ver
+    lambda rid, key, dig, path, who, text, created, life, ver, pdig: SigningRequest(
+        rid, key, dig, tuple(path), who, text, created, created + life, ver, pdig
     ),
     st.from_regex(r"[A-Za-z0-9_-]{1,64}", fullmatch=True),
     st.binary(min_size=32, max_size=32),
@@ -72,6 +72,7 @@ requests = st.builds(
     st.integers(0, 2**62),
     st.integers(1, 2**40),
     st.integers(1, 2**63 - 1),
+    st.binary(min_size=32, max_size=32),
 )
 
 
@@ -132,7 +133,8 @@ def test_quorum_minus_one_is_refused() -> None:
     assert e.field == "approvals" and "1 valid approval(s), 2 required" in e.reason
     e = _fails(req, [])
     assert e.field == "approvals"
-    e = _fails(req, approve(req, "alice", "bert"), pol=policy(quorum=3))
+    q3 = request(policy_digest=policy(quorum=3).digest())
+    e = _fails(q3, approve(q3, "alice", "bert"), pol=policy(quorum=3))
     assert e.field == "approvals"
 
 
@@ -188,6 +190,7 @@ def test_forged_signatures_name_the_approver() -> None:
         {"description": "Pay supplier invoice #43\nsecond line"},
         {"requester": "req-2"},
         {"policy_version": 2},
+        {"policy_digest": b"\x02" * 32},
     ],
     ids=lambda o: next(iter(o)),
 )
@@ -214,9 +217,16 @@ def test_request_checks_against_policy_and_clock() -> None:
     stranger = request(requester="someone")
     e = _fails(stranger, approve(stranger, "alice", "bert"))
     assert (e.field, e.subject) == ("requester", "someone")
-    v2 = request(policy_version=2)
+    v2 = request(policy_version=2, policy_digest=policy(version=2).digest())
     assert _fails(v2, approve(v2, "alice", "bert")).field == "policy_version"
     assert verify_approvals(policy(version=2), v2, approve(v2, "alice", "bert"), now_ms=NOW_MS)
+    # same version number, another policy (e.g. a key's own v1 against the default v1)
+    other = policy(quorum=1)
+    assert other.version == policy().version
+    e = _fails(req, ok, pol=other)
+    assert e.field == "policy_digest" and "another policy" in e.reason
+    made_under_other = request(policy_digest=other.digest())
+    assert _fails(made_under_other, approve(made_under_other, "alice", "bert")).field == "policy_digest"
     with pytest.raises(GovernanceError) as info:
         check_request(policy(), req, now_ms=-5)
     assert info.value.field == "now_ms"
@@ -247,10 +257,15 @@ def test_rejection_rule() -> None:
     result = verify_approvals(policy(), req, [*approve(req, "alice", "bert"), *rej("carol")], now_ms=NOW_MS)
     assert result.rejected == {"carol"} and result.approved == {"alice", "bert"}
     # m = k: a single rejection makes the quorum unreachable
-    assert tally(policy(quorum=3), req, rej("bert")).state == "rejected"
+    q3 = request(policy_digest=policy(quorum=3).digest())
+    assert tally(policy(quorum=3), q3, approve(q3, "bert", decision=Decision.REJECT)).state == "rejected"
     # m = 1: rejected only when everyone rejected
-    assert tally(policy(quorum=1), req, rej("alice", "bert")).state == "pending"
-    assert tally(policy(quorum=1), req, rej("alice", "bert", "carol")).state == "rejected"
+    q1 = request(policy_digest=policy(quorum=1).digest())
+
+    def rej1(*names: str) -> list[Approval]:
+        return approve(q1, *names, decision=Decision.REJECT)
+    assert tally(policy(quorum=1), q1, rej1("alice", "bert")).state == "pending"
+    assert tally(policy(quorum=1), q1, rej1("alice", "bert", "carol")).state == "rejected"
 
 
 @given(
@@ -264,7 +279,7 @@ def test_tally_is_order_free_and_subsets_never_exceed_the_full_set(
     m, k = mk
     names = sorted(APPROVER_KEYS)[:k]
     pol = policy(quorum=m, approvers=names)
-    req = request()
+    req = request(policy_digest=pol.digest())
     approvals = [sign_approval(req, n, APPROVER_KEYS[n], d) for n, d in zip(names, decisions) if d is not None]
     full = tally(pol, req, approvals)
     a = sum(1 for n, d in zip(names, decisions) if d is Decision.APPROVE)

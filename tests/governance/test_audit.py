@@ -23,6 +23,7 @@ from governance.audit import (
     export_jsonl,
     genesis_hash,
     verify_audit,
+    verify_entries,
 )
 from governance.errors import GovernanceError
 from governance.policy import RateLimit
@@ -378,3 +379,44 @@ def test_any_edited_field_of_any_entry_is_named(template: Path, seq: int, column
             conn.close()
         report = verify_audit(path, PUB)
         assert (report.ok, report.first_broken, report.entries) == (False, seq, N)
+
+
+# --- remote verification (rows relayed by an untrusted party) -------------------------------
+
+
+def test_raw_rows_pages_and_verify_entries(log_path: Path) -> None:
+    with AuditLog.open(log_path, component="node-1", signing_key=KEY, clock=Clock(NOW_MS + 100)) as log:
+        page1 = log.raw_rows(0, 4)
+        page2 = log.raw_rows(4, 4)
+        assert [r[0] for r in page1] == [1, 2, 3, 4] and [r[0] for r in page2] == [5, 6]
+        assert log.raw_rows(6, 4) == []
+        head = log.head()
+    rows = page1 + page2
+    assert verify_entries("node-1", PUB, rows).ok
+    assert verify_entries("node-1", PUB, rows, expected_head=head).ok
+    # the genesis binds the component: node-1's log is not node-2's
+    report = verify_entries("node-2", PUB, rows)
+    assert (report.ok, report.first_broken) == (False, 1)
+    assert not verify_entries("node-1", raw(Ed25519PrivateKey.generate()), rows).ok
+
+
+def test_relayed_rows_that_were_dropped_reordered_or_altered_are_named(log_path: Path) -> None:
+    with AuditLog.open(log_path, component="node-1", signing_key=KEY, clock=Clock(NOW_MS + 100)) as log:
+        rows = log.raw_rows()
+        head = log.head()
+    altered = list(rows)
+    altered[2] = (*altered[2][:5], "denied", *altered[2][6:])
+    cases = {
+        "dropped": (rows[:2] + rows[3:], 3),
+        "reordered": (rows[:3] + [rows[4], rows[3]] + rows[5:], 4),
+        "altered": (altered, 3),
+        "renumbered": (rows[:2] + [(3, *r[1:]) for r in rows[3:4]] + rows[4:], 3),
+    }
+    for name, (relayed, broken) in cases.items():
+        report = verify_entries("node-1", PUB, relayed)
+        assert (report.ok, report.first_broken) == (False, broken), name
+    report = verify_entries("node-1", PUB, rows[:-2], expected_head=head)  # the tail held back
+    assert (report.ok, report.first_broken) == (False, N - 1) and "truncated" in report.reason
+    with pytest.raises(GovernanceError) as e:
+        verify_entries("node-1", PUB, [rows[0][:5]])
+    assert e.value.field == "rows[0]"

@@ -28,7 +28,19 @@ from governance.policy import (
     verify_policy_change,
 )
 
-from .gov_util import ADMIN_KEYS, APPROVER_KEYS, KEY_ID, OTHER_KEY_ID, OUTSIDER_KEY, admin_set, change, policy, raw
+from .gov_util import (
+    ADMIN_KEYS,
+    APPROVER_KEYS,
+    CLUSTER_ID,
+    KEY_ID,
+    OTHER_CLUSTER_ID,
+    OTHER_KEY_ID,
+    OUTSIDER_KEY,
+    admin_set,
+    change,
+    policy,
+    raw,
+)
 
 P = 2**255 - 19
 SMALL_ORDER_KEYS = [
@@ -72,14 +84,14 @@ def key_policies(draw: st.DrawFn) -> KeyPolicy:
 @st.composite
 def admin_sets(draw: st.DrawFn) -> AdminSet:
     admins = draw(members())
-    return AdminSet(admins, draw(st.integers(1, len(admins))))
+    return AdminSet(admins, draw(st.integers(1, len(admins))), draw(st.binary(min_size=32, max_size=32)))
 
 
 @st.composite
 def policy_changes(draw: st.DrawFn) -> PolicyChange:
     scope = draw(st.sampled_from([DEFAULT_SCOPE, KEY_ID, OTHER_KEY_ID]))
     previous = draw(st.none() | st.binary(min_size=32, max_size=32))
-    return PolicyChange(scope, draw(key_policies()), previous)
+    return PolicyChange(scope, draw(key_policies()), previous, draw(st.binary(min_size=32, max_size=32)))
 
 
 # --- validation -----------------------------------------------------------------------------
@@ -101,27 +113,32 @@ def test_admin_set_validation_names_the_field() -> None:
     ]
     for admins, quorum, field in cases:
         with pytest.raises(GovernanceError) as e:
-            AdminSet(admins, quorum)  # type: ignore[arg-type]
+            AdminSet(admins, quorum, CLUSTER_ID)  # type: ignore[arg-type]
         assert e.value.field == field, (admins, quorum)
+    for bad in (b"", b"\x00" * 31, "00" * 32):
+        with pytest.raises(GovernanceError) as e:
+            AdminSet(keys, 1, bad)  # type: ignore[arg-type]
+        assert e.value.field == "cluster_id"
 
 
 @pytest.mark.parametrize("key", SMALL_ORDER_KEYS, ids=lambda k: k.hex()[:8])
 def test_small_order_public_keys_are_refused(key: bytes) -> None:
     with pytest.raises(GovernanceError) as e:
-        AdminSet({"ada": key}, 1)
+        AdminSet({"ada": key}, 1, CLUSTER_ID)
     assert e.value.field == "admins['ada']" and "small-order" in e.value.reason
 
 
 def test_admin_set_is_immutable_and_sorted() -> None:
     source = {"cyd": raw(ADMIN_KEYS["cyd"]), "ada": raw(ADMIN_KEYS["ada"])}
-    s = AdminSet(source, 1)
+    s = AdminSet(source, 1, CLUSTER_ID)
     source["zed"] = raw(ADMIN_KEYS["bob"])
     assert list(s.admins) == ["ada", "cyd"]
     with pytest.raises(TypeError):
         s.admins["zed"] = b"x" * 32  # type: ignore[index]
     with pytest.raises(dataclasses.FrozenInstanceError):
         s.quorum = 2  # type: ignore[misc]
-    assert hash(s) == hash(AdminSet(dict(reversed(list(s.admins.items()))), 1))
+    assert hash(s) == hash(AdminSet(dict(reversed(list(s.admins.items()))), 1, CLUSTER_ID))
+    assert s.digest() != AdminSet(s.admins, 1, OTHER_CLUSTER_ID).digest()
 
 
 def test_key_policy_validation_names_the_field() -> None:
@@ -151,11 +168,14 @@ def test_key_policy_validation_names_the_field() -> None:
 
 def test_policy_change_validation() -> None:
     with pytest.raises(GovernanceError) as e:
-        PolicyChange(b"x" * 31, policy(), None)
+        PolicyChange(b"x" * 31, policy(), None, admin_set().digest())
     assert e.value.field == "scope"
     with pytest.raises(GovernanceError) as e:
-        PolicyChange(KEY_ID, policy(), b"\x00" * 31)
+        PolicyChange(KEY_ID, policy(), b"\x00" * 31, admin_set().digest())
     assert e.value.field == "previous_digest"
+    with pytest.raises(GovernanceError) as e:
+        PolicyChange(KEY_ID, policy(), None, b"\x00" * 31)
+    assert e.value.field == "governance_root"
     with pytest.raises(GovernanceError) as e:
         AdminSignature("ada", b"\x00" * 63)
     assert e.value.field == "signature"
@@ -256,9 +276,29 @@ def test_change_without_admin_quorum_is_refused() -> None:
         with pytest.raises(GovernanceError) as e:
             verify_policy_change(admin_set(), None, c, sigs)
         assert e.value.field == "signatures"
-    with pytest.raises(GovernanceError):
-        verify_policy_change(admin_set(quorum=3), None, c, _sign(c, "ada", "bob"))
-    assert verify_policy_change(admin_set(quorum=3), None, c, _sign(c, "ada", "bob", "cyd", "bob"))
+    q3 = admin_set(quorum=3)
+    c3 = change(policy(), None, admins=q3)
+    with pytest.raises(GovernanceError) as e:
+        verify_policy_change(q3, None, c3, _sign(c3, "ada", "bob"))
+    assert e.value.field == "signatures" and "2 distinct admin(s) signed, 3 required" in e.value.reason
+    assert verify_policy_change(q3, None, c3, _sign(c3, "ada", "bob", "cyd", "bob"))
+
+
+def test_change_is_bound_to_its_cluster_and_admin_set() -> None:
+    """A change signed by every admin for one cluster is refused by another cluster with the
+    very same admins, and by the same cluster after its admin set changed."""
+    c = change(policy(), None)
+    sigs = _sign(c, "ada", "bob", "cyd")
+    assert verify_policy_change(admin_set(), None, c, sigs) == policy()
+    for other in (admin_set(cluster_id=OTHER_CLUSTER_ID), admin_set(quorum=3)):
+        with pytest.raises(GovernanceError) as e:
+            verify_policy_change(other, None, c, sigs)
+        assert e.value.field == "governance_root" and "another cluster" in e.value.reason
+    # and the root is signed: re-labelling a change for another cluster breaks every signature
+    moved = dataclasses.replace(c, governance_root=admin_set(cluster_id=OTHER_CLUSTER_ID).digest())
+    with pytest.raises(GovernanceError) as e:
+        verify_policy_change(admin_set(cluster_id=OTHER_CLUSTER_ID), None, moved, sigs)
+    assert e.value.field == "signatures[0].signature"
 
 
 def test_unknown_admin_and_bad_signature_name_the_admin() -> None:
