@@ -43,7 +43,7 @@ def run_anchor(configs: str, keygens: int, signatures: int) -> dict[str, Any]:
         "node", "bench.mjs", "--passes", "1", "--keygen-reps", str(keygens), "--sign-reps", str(signatures),
         "--refresh-reps", "1", "--configs", configs, "--out", str(out),
     ]
-    print("== anchor:", " ".join(cmd), flush=True)
+    print(f"== anchor: {configs}", flush=True)
     subprocess.run(cmd, cwd=ANCHOR_DIR, check=True, stdout=subprocess.DEVNULL)
     data = json.loads(out.read_text())
     res = {}
@@ -60,9 +60,9 @@ def run_anchor(configs: str, keygens: int, signatures: int) -> dict[str, Any]:
     return res
 
 
-def run_ours(t: int, n: int, keygens: int, signatures: int) -> dict[str, Any]:
-    print(f"== ours: {t}-of-{n}", flush=True)
-    kg, keys = bench_protocol.bench_keygen(t, n, keygens)
+def run_ours(t: int, n: int, keygens: int, signatures: int, lambda_c: int) -> dict[str, Any]:
+    print(f"== ours: {t}-of-{n}, lambda_c={lambda_c}", flush=True)
+    kg, keys = bench_protocol.bench_keygen(t, n, keygens, lambda_c)
     res: dict[str, Any] = {"keygen": kg}
     res.update(bench_protocol.bench_signing(t, n, keys[-1], signatures, warmup=2))
     res.pop("samples")
@@ -75,14 +75,18 @@ def main() -> int:
     ap.add_argument("--keygens", type=int, default=2)
     ap.add_argument("--signatures", type=int, default=20)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--lambda-c", type=int, default=bench_protocol.LAMBDA_C, choices=bench_protocol.SUPPORTED_LAMBDA)
     ap.add_argument("--skip-anchor", type=Path, help="reuse an earlier --json output's anchor figures")
     args = ap.parse_args()
     configs = [tuple(map(int, c.split("/"))) for c in args.configs.split(",")]
-    if args.skip_anchor:
-        anchor = json.loads(args.skip_anchor.read_text())["anchor"]
-    else:
-        anchor = run_anchor(args.configs, args.keygens, args.signatures)
-    ours = {f"{t}/{n}": run_ours(t, n, args.keygens, args.signatures) for t, n in configs}
+    # interleaved per configuration (anchor, then ours), so that load drifting on a shared
+    # machine does not favour whichever side runs first
+    anchor: dict[str, Any] = json.loads(args.skip_anchor.read_text())["anchor"] if args.skip_anchor else {}
+    ours: dict[str, Any] = {}
+    for t, n in configs:
+        if not args.skip_anchor:
+            anchor.update(run_anchor(f"{t}/{n}", args.keygens, args.signatures))
+        ours[f"{t}/{n}"] = run_ours(t, n, args.keygens, args.signatures, args.lambda_c)
 
     print()
     print(f"{'config':<7}{'phase':<9}{'ours ms':>10}{'anchor ms':>11}{'ratio':>8}{'ours bytes':>13}{'anchor bytes':>14}{'ratio':>8}")
@@ -96,7 +100,7 @@ def main() -> int:
                 f"{o['bytes']:>13,}{a['bytes']:>14,}{o['bytes'] / a['bytes']:>8.3f}"
             )
     if args.json:
-        args.json.write_text(json.dumps({"anchor": anchor, "ours": ours}, indent=2) + "\n")
+        args.json.write_text(json.dumps({"anchor": anchor, "ours": ours, "lambda_c": args.lambda_c}, indent=2) + "\n")
         print(f"wrote {args.json}")
     return 0
 

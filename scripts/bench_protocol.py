@@ -26,6 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from crypto_core.base_ot import LAMBDA_C, SUPPORTED_LAMBDA  # noqa: E402
 from crypto_core.dkg import DkgConfig, DkgParty  # noqa: E402
 from crypto_core.keyshare import KeyShare  # noqa: E402
 from crypto_core.local import RunStats, run  # noqa: E402
@@ -43,11 +44,11 @@ def summarize(samples_ms: list[float], nbytes: int) -> dict[str, float | int]:
     }
 
 
-def bench_keygen(t: int, n: int, reps: int) -> tuple[dict[str, Any], list[dict[int, KeyShare]]]:
+def bench_keygen(t: int, n: int, reps: int, lambda_c: int = LAMBDA_C) -> tuple[dict[str, Any], list[dict[int, KeyShare]]]:
     times, nbytes, keys = [], 0, []
     for _ in range(reps):
         session = os.urandom(32)
-        parties = {i: DkgParty(DkgConfig(session, t, n, i)) for i in range(1, n + 1)}
+        parties = {i: DkgParty(DkgConfig(session, t, n, i, b"", lambda_c)) for i in range(1, n + 1)}
         stats = RunStats()
         t0 = time.perf_counter()
         run(parties, stats=stats)
@@ -65,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--signatures", type=int, default=20, help="signing repetitions (random signer subsets)")
     ap.add_argument("--json", type=Path, help="write the figures as JSON to this path")
     ap.add_argument("--warmup", type=int, default=1, help="untimed warm-up signatures")
+    ap.add_argument("--lambda-c", type=int, default=LAMBDA_C, choices=SUPPORTED_LAMBDA, help="base OTs per ordered pair (security parameter of the OT extension)")
     args = ap.parse_args(argv)
     t, n = args.threshold, args.parties
     if not 2 <= t <= n:
@@ -78,13 +80,14 @@ def main(argv: list[str] | None = None) -> int:
             "parties": n,
             "keygens": args.keygens,
             "signatures": args.signatures,
+            "lambda_c": args.lambda_c,
             "python": platform.python_version(),
             "machine": platform.machine(),
             "cpus": os.cpu_count(),
         }
     }
-    print(f"bench_protocol: {t}-of-{n}, all parties in one process, messages serialized", flush=True)
-    result["keygen"], keys = bench_keygen(t, n, args.keygens)
+    print(f"bench_protocol: {t}-of-{n}, lambda_c={args.lambda_c}, all parties in one process, messages serialized", flush=True)
+    result["keygen"], keys = bench_keygen(t, n, args.keygens, args.lambda_c)
 
     if args.signatures > 0:
         result.update(bench_signing(t, n, keys[-1], args.signatures, args.warmup))
