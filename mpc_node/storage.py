@@ -1,4 +1,4 @@
-"""The node's durable, encrypted store: key shares, presignatures, bans, served requests.
+"""The node's durable, encrypted store: key shares, presignatures, bans, served requests, policies.
 
 SQLite in WAL mode with ``synchronous=FULL``: every method that writes commits (and fsyncs)
 before it returns, so a killed process never loses a write it acknowledged. Secret blobs are
@@ -7,6 +7,15 @@ and a random per-store salt; the associated data binds each blob to its kind, ro
 so a blob copied to another row, table or node does not decrypt. A presignature is one-time:
 :meth:`NodeStore.consume_presignature` swaps it for a tombstone in one transaction, and triggers
 in the schema refuse to "un-use" or delete a used one.
+
+Served signing requests are the node's own record for replay protection and rate limiting:
+:meth:`NodeStore.consume_presignature` can record the request (refusing a request id already
+served, or one more signature for the key than its rate limit allows) in the *same*
+transaction that marks the presignature used, so a share is released only if both hold.
+
+Installed governance policy changes (admin-signed, public) are kept in full, per scope and
+version, so the node can re-verify each scope's whole history against its admin set whenever it
+loads them; their integrity does not rest on this file.
 
 One connection is shared by all threads behind a lock (SQLite serializes writers anyway); other
 processes opening the same file are kept consistent by SQLite's own locking.
@@ -97,6 +106,17 @@ CREATE TABLE IF NOT EXISTS requests (
     served_at  INTEGER NOT NULL
 );
 """
+# added after schema version 1 shipped; applied to existing stores when they are opened
+_MIGRATIONS = (
+    ("requests", "served_ms", "ALTER TABLE requests ADD COLUMN served_ms INTEGER NOT NULL DEFAULT 0"),
+)
+_LATE_STATEMENTS = (
+    "CREATE TABLE IF NOT EXISTS policy_changes (scope BLOB NOT NULL, version INTEGER NOT NULL CHECK (version >= 1),"
+    " signed_change BLOB NOT NULL, installed_ms INTEGER NOT NULL, PRIMARY KEY (scope, version))",
+    "CREATE INDEX IF NOT EXISTS requests_by_key_time ON requests (key_id, served_ms)",
+)
+MAX_SCOPE = 32
+MAX_CHANGE = 1 << 20
 
 
 class StoreError(Exception):
@@ -110,6 +130,29 @@ class PresignatureAlreadyUsed(StoreError):
 class RequestAlreadyServed(StoreError):
     """This signing request id was already served once."""
 
+
+class RateLimited(StoreError):
+    """One more signature with this key would exceed its rate limit."""
+
+
+class PolicyConflict(StoreError):
+    """The scope's stored policy version is not the one the caller expected (a concurrent install)."""
+
+
+@dataclass(frozen=True)
+class ServedRequest:
+    """A signing request to record as served, atomically with the presignature it uses.
+
+    ``rate_limit`` is ``(max_signatures, window_ms)``: refused if ``max_signatures`` requests
+    with the same key were already served after ``now_ms - window_ms`` (later-than-now ones
+    included, so a clock stepping back cannot reset the window).
+    """
+
+    request_id: str
+    key_id: bytes
+    digest: bytes
+    now_ms: int
+    rate_limit: tuple[int, int] | None = None
 
 @dataclass(frozen=True)
 class KeyRow:
@@ -206,6 +249,10 @@ class NodeStore:
         conn = _connect(path)
         try:
             aead = _unlock(conn, passphrase, node_id, scrypt_n)
+            try:
+                _migrate(conn)
+            except sqlite3.Error as e:
+                raise StoreError(f"database: cannot upgrade the schema ({e})") from None
         except BaseException:
             conn.close()
             raise
@@ -350,16 +397,21 @@ class NodeStore:
                 (sigid, key_id, blob, int(time.time())),
             )
 
-    def consume_presignature(self, sigid: bytes, tombstone: bytes) -> None:
+    def consume_presignature(self, sigid: bytes, tombstone: bytes, *, request: ServedRequest | None = None) -> None:
         """Replace the record by ``tombstone`` and mark it used, durably, in one transaction.
 
         Call this *before* releasing a signature share. Raises :class:`PresignatureAlreadyUsed`
-        if it was already used or is unknown.
+        if it was already used or is unknown. With ``request``, the same transaction records
+        it as served, or raises :class:`RequestAlreadyServed` / :class:`RateLimited` (and
+        leaves the presignature unused).
         """
         sigid = _check_bytes(sigid, "sigid", length=ID_LEN)
         tombstone = _check_bytes(tombstone, "tombstone")
+        served = None if request is None else _check_served(request)
         blob = self._seal(KIND_TOMBSTONE, sigid, tombstone)
         with self._write() as c:
+            if served is not None:
+                _record_served(c, served)
             row = c.execute("SELECT used FROM presignatures WHERE sigid = ?", (sigid,)).fetchone()
             if row is None:
                 raise PresignatureAlreadyUsed(f"sigid: no presignature {sigid.hex()}")
@@ -406,21 +458,105 @@ class NodeStore:
 
     def record_request(self, request_id: str, key_id: bytes, digest: bytes) -> None:
         """Remember that ``request_id`` was served; :class:`RequestAlreadyServed` on a repeat."""
-        request_id = _check_text(request_id, "request_id", MAX_REQUEST_ID)
-        key_id = _check_bytes(key_id, "key_id", length=ID_LEN)
-        digest = _check_bytes(digest, "digest", length=ID_LEN)
+        req = _check_served(ServedRequest(request_id, key_id, digest, time.time_ns() // 1_000_000))
         with self._write() as c:
-            if c.execute("SELECT 1 FROM requests WHERE request_id = ?", (request_id,)).fetchone():
-                raise RequestAlreadyServed(f"request_id: {request_id!r} was already served")
+            _record_served(c, req)
+
+    def served_times(self, key_id: bytes, since_ms: int) -> list[int]:
+        """When requests with ``key_id`` were served (Unix ms), for those after ``since_ms``."""
+        key_id = _check_bytes(key_id, "key_id", length=ID_LEN)
+        _check_int(since_ms, "since_ms", -(2**62), 2**62)
+        with self._read() as c:
+            rows = c.execute(
+                "SELECT served_ms FROM requests WHERE key_id = ? AND served_ms > ?", (key_id, since_ms)
+            ).fetchall()
+        return [int(r[0]) for r in rows]
+
+    # --- governance policies -----------------------------------------------------------------
+
+    def put_policy_change(self, scope: bytes, version: int, signed_change: bytes, *, previous_version: int | None) -> None:
+        """Store an installed (already verified) change as ``version`` of ``scope``.
+
+        Compare-and-set: the scope's latest stored version must be ``previous_version`` (``None``:
+        nothing stored yet), else :class:`PolicyConflict`.
+        """
+        scope = _check_bytes(scope, "scope", max_len=MAX_SCOPE)
+        _check_int(version, "version", 1, 2**63 - 1)
+        signed_change = _check_bytes(signed_change, "signed_change", max_len=MAX_CHANGE)
+        with self._write() as c:
+            row = c.execute("SELECT MAX(version) FROM policy_changes WHERE scope = ?", (scope,)).fetchone()
+            latest = None if row is None or row[0] is None else int(row[0])
+            if latest != previous_version:
+                raise PolicyConflict(f"scope: stored version is {latest}, expected {previous_version}")
             c.execute(
-                "INSERT INTO requests (request_id, key_id, digest, served_at) VALUES (?, ?, ?, ?)",
-                (request_id, key_id, digest, int(time.time())),
+                "INSERT INTO policy_changes (scope, version, signed_change, installed_ms) VALUES (?, ?, ?, ?)",
+                (scope, version, signed_change, time.time_ns() // 1_000_000),
             )
+
+    def policy_changes(self) -> dict[bytes, list[bytes]]:
+        """Every stored change, per scope, oldest version first."""
+        with self._read() as c:
+            rows = c.execute("SELECT scope, version, signed_change FROM policy_changes ORDER BY scope, version").fetchall()
+        out: dict[bytes, list[bytes]] = {}
+        for scope, _version, change in rows:
+            out.setdefault(bytes(scope), []).append(bytes(change))
+        return out
 
     def request_served(self, request_id: str) -> bool:
         request_id = _check_text(request_id, "request_id", MAX_REQUEST_ID)
         with self._read() as c:
             return c.execute("SELECT 1 FROM requests WHERE request_id = ?", (request_id,)).fetchone() is not None
+
+
+def _check_served(r: object) -> ServedRequest:
+    if not isinstance(r, ServedRequest):
+        raise StoreError("request: must be a ServedRequest")
+    _check_text(r.request_id, "request_id", MAX_REQUEST_ID)
+    _check_bytes(r.key_id, "key_id", length=ID_LEN)
+    _check_bytes(r.digest, "digest", length=ID_LEN)
+    _check_int(r.now_ms, "now_ms", 0, 2**62)
+    if r.rate_limit is not None:
+        if not isinstance(r.rate_limit, tuple) or len(r.rate_limit) != 2:
+            raise StoreError("rate_limit: must be (max_signatures, window_ms)")
+        _check_int(r.rate_limit[0], "rate_limit.max_signatures", 1, 2**62)
+        _check_int(r.rate_limit[1], "rate_limit.window_ms", 1, 2**62)
+    return r
+
+
+def _record_served(c: sqlite3.Connection, r: ServedRequest) -> None:
+    """Inside a write transaction: refuse a repeat or a rate-limit excess, else insert."""
+    if c.execute("SELECT 1 FROM requests WHERE request_id = ?", (r.request_id,)).fetchone():
+        raise RequestAlreadyServed(f"request_id: {r.request_id!r} was already served")
+    if r.rate_limit is not None:
+        limit, window_ms = r.rate_limit
+        (count,) = c.execute(
+            "SELECT COUNT(*) FROM requests WHERE key_id = ? AND served_ms > ?", (r.key_id, r.now_ms - window_ms)
+        ).fetchone()
+        if count >= limit:
+            raise RateLimited(
+                f"rate_limit: {count} signature(s) with this key in the last {window_ms // 1000} s; the limit is {limit}"
+            )
+    c.execute(
+        "INSERT INTO requests (request_id, key_id, digest, served_at, served_ms) VALUES (?, ?, ?, ?, ?)",
+        (r.request_id, r.key_id, r.digest, r.now_ms // 1000, r.now_ms),
+    )
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a store created by an older version up to the current tables (idempotent)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for table, column, statement in _MIGRATIONS:
+            cols = {row[1] for row in conn.execute(f"PRAGMA table_info({table})").fetchall()}
+            if column not in cols:
+                conn.execute(statement)
+        for statement in _LATE_STATEMENTS:
+            conn.execute(statement)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 # --- opening helpers -------------------------------------------------------------------------

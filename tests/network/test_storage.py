@@ -21,8 +21,11 @@ from crypto_core.keyshare import KeyShare
 from mpc_node.storage import (
     KeyRow,
     NodeStore,
+    PolicyConflict,
     PresignatureAlreadyUsed,
+    RateLimited,
     RequestAlreadyServed,
+    ServedRequest,
     StoreError,
 )
 
@@ -312,6 +315,96 @@ def test_requests(store: NodeStore) -> None:
     with pytest.raises(StoreError, match="^request_id"):
         store.record_request("", KEY_ID, _id(1))
     assert not store.request_served("r-2")
+
+
+def test_request_is_recorded_with_the_presignature_it_uses(store: NodeStore) -> None:
+    _put_active(store)
+    for i in range(4):
+        store.put_presignature(_id(i), KEY_ID, b"fresh")
+    now = 1_750_000_000_000
+    limit = (2, 60_000)
+    store.consume_presignature(_id(0), b"tomb", request=ServedRequest("a", KEY_ID, _id(9), now, limit))
+    assert store.request_served("a") and store.get_presignature(_id(0)) == (b"tomb", True)
+    # a replayed request id: nothing is consumed
+    with pytest.raises(RequestAlreadyServed, match="^request_id: 'a' was already served"):
+        store.consume_presignature(_id(1), b"tomb", request=ServedRequest("a", KEY_ID, _id(9), now + 1, limit))
+    assert store.get_presignature(_id(1)) == (b"fresh", False)
+    store.consume_presignature(_id(1), b"tomb", request=ServedRequest("b", KEY_ID, _id(9), now + 2, limit))
+    # the third signature within the window exceeds 2 per minute: refused, nothing consumed
+    with pytest.raises(RateLimited, match="^rate_limit: 2 signature"):
+        store.consume_presignature(_id(2), b"tomb", request=ServedRequest("c", KEY_ID, _id(9), now + 3, limit))
+    assert not store.request_served("c") and store.get_presignature(_id(2)) == (b"fresh", False)
+    # another key is not counted; after the window the key may sign again
+    assert store.served_times(KEY_ID, now - 1) == [now, now + 2]
+    store.consume_presignature(_id(2), b"tomb", request=ServedRequest("c", KEY_ID, _id(9), now + 60_001, limit))
+    # a clock stepped back does not reset the window
+    with pytest.raises(RateLimited):
+        store.consume_presignature(_id(3), b"tomb", request=ServedRequest("d", KEY_ID, _id(9), now + 3, limit))
+    with pytest.raises(StoreError, match="^rate_limit"):
+        store.consume_presignature(_id(3), b"tomb", request=ServedRequest("d", KEY_ID, _id(9), now, (0, 1)))
+
+
+def test_rate_limit_holds_under_concurrent_consumers(db: Path) -> None:
+    first, second = _open(db), _open(db)
+    try:
+        _put_active(first)
+        sigids = [_id(i) for i in range(24)]
+        for sid in sigids:
+            first.put_presignature(sid, KEY_ID, b"fresh")
+        served: list[str] = []
+        lock = threading.Lock()
+        barrier = threading.Barrier(6)
+
+        def worker(n: int) -> None:
+            s = first if n % 2 else second
+            barrier.wait()
+            for k in range(4):
+                sid = sigids[n * 4 + k]
+                rid = f"r-{n}-{k}"
+                try:
+                    s.consume_presignature(sid, b"tomb", request=ServedRequest(rid, KEY_ID, sid, 1_000_000 + n, (5, 3_600_000)))
+                except RateLimited:
+                    continue
+                with lock:
+                    served.append(rid)
+
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(served) == 5 and all(first.request_served(r) for r in served)
+        assert sum(1 for sid in sigids if first.get_presignature(sid) == (b"tomb", True)) == 5
+    finally:
+        first.close()
+        second.close()
+
+
+def test_policy_changes_are_stored_per_scope_with_compare_and_set(store: NodeStore) -> None:
+    store.put_policy_change(b"default", 1, b"change-1", previous_version=None)
+    store.put_policy_change(b"default", 2, b"change-2", previous_version=1)
+    store.put_policy_change(KEY_ID, 1, b"key-change-1", previous_version=None)
+    with pytest.raises(PolicyConflict, match="^scope: stored version is 2, expected 1"):
+        store.put_policy_change(b"default", 2, b"other-2", previous_version=1)
+    with pytest.raises(PolicyConflict):
+        store.put_policy_change(KEY_ID, 1, b"again", previous_version=None)
+    assert store.policy_changes() == {b"default": [b"change-1", b"change-2"], KEY_ID: [b"key-change-1"]}
+
+
+def test_store_of_an_older_version_is_upgraded(db: Path) -> None:
+    with _open(db) as s:
+        s.record_request("old", KEY_ID, _id(1))
+    direct = sqlite3.connect(db)  # as schema version 1 left it: no served_ms, no policy table
+    direct.execute("DROP INDEX requests_by_key_time")
+    direct.execute("ALTER TABLE requests DROP COLUMN served_ms")
+    direct.execute("DROP TABLE policy_changes")
+    direct.commit()
+    direct.close()
+    with _open(db) as s:
+        assert s.request_served("old")
+        s.record_request("new", KEY_ID, _id(2))
+        assert len(s.served_times(KEY_ID, 0)) == 1  # the old row has no time: counted from 0
+        s.put_policy_change(b"default", 1, b"c", previous_version=None)
 
 
 def test_closed_store_and_repr(db: Path) -> None:
