@@ -30,6 +30,7 @@ from .policy import (
     PolicyChange,
     RateLimit,
     SignedPolicyChange,
+    check_admin_signature,
     sign_policy_change,
     verify_policy_change,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "SignedPolicyChange",
     "SigningRequest",
     "Tally",
+    "check_admin_signature",
     "check_approval",
     "check_request",
     "export_jsonl",

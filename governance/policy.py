@@ -442,6 +442,29 @@ def sign_policy_change(change: PolicyChange, admin_name: str, private_key: Ed255
     return AdminSignature(admin_name, key.sign(change.encode()))
 
 
+def check_admin_signature(admins: AdminSet, change: PolicyChange, signature: AdminSignature) -> None:
+    """Raise :class:`GovernanceError` unless ``signature`` is a valid signature of ``change`` by
+    an admin of ``admins`` (for the coordinator, to vet each signature as it is collected; the
+    change's governance root is checked too)."""
+    if not isinstance(admins, AdminSet):
+        raise GovernanceError("admins", "must be an AdminSet")
+    if not isinstance(change, PolicyChange):
+        raise GovernanceError("change", "must be a PolicyChange")
+    if not isinstance(signature, AdminSignature):
+        raise GovernanceError("signature", "must be an AdminSignature")
+    if not hmac.compare_digest(change.governance_root, admins.digest()):
+        raise GovernanceError(
+            "governance_root", "names another governance root (a change made for another cluster or admin set)"
+        )
+    key = admins.admins.get(signature.admin)
+    if key is None:
+        raise GovernanceError("admin", f"{signature.admin!r} is not an admin", subject=signature.admin)
+    if not ed25519_verify(key, signature.signature, change.encode()):
+        raise GovernanceError(
+            "signature", f"signature by admin {signature.admin!r} does not verify over this change", subject=signature.admin
+        )
+
+
 def verify_policy_change(
     admins: AdminSet,
     current: KeyPolicy | None,

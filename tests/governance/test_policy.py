@@ -24,6 +24,7 @@ from governance.policy import (
     PolicyChange,
     RateLimit,
     SignedPolicyChange,
+    check_admin_signature,
     sign_policy_change,
     verify_policy_change,
 )
@@ -399,3 +400,17 @@ def test_byte_flips_in_a_signed_change_never_pass(data: st.DataObject) -> None:
     mutated[i] ^= flip
     with pytest.raises(GovernanceError):
         SignedPolicyChange.from_bytes(bytes(mutated)).verify(admin_set(), v1)
+
+
+def test_check_admin_signature_vets_one_signature() -> None:
+    c = change(policy(), None)
+    check_admin_signature(admin_set(), c, sign_policy_change(c, "ada", ADMIN_KEYS["ada"]))
+    cases = [
+        (admin_set(), sign_policy_change(c, "mallory", OUTSIDER_KEY), "admin"),
+        (admin_set(), sign_policy_change(c, "bob", OUTSIDER_KEY), "signature"),
+        (admin_set(cluster_id=OTHER_CLUSTER_ID), sign_policy_change(c, "ada", ADMIN_KEYS["ada"]), "governance_root"),
+    ]
+    for admins, sig, field in cases:
+        with pytest.raises(GovernanceError) as e:
+            check_admin_signature(admins, c, sig)
+        assert e.value.field == field
