@@ -7,10 +7,19 @@ Example::
       "db": "coordinator.db",
       "tls": {"cert": "coordinator.pem", "key": "coordinator.key", "ca": "../ca/ca.pem"},
       "nodes": [{"index": 1, "name": "node-1", "endpoint": "127.0.0.1:7001"}, ...],
-      "client_roles": ["client", "admin", "requester"],
+      "client_roles": ["admin", "requester", "approver", "auditor"],
       "step_timeout_s": 30, "max_requests": 64, "max_parallel_sessions": 4,
-      "log_file": "coordinator.log"
+      "log_file": "coordinator.log",
+      "keystore": "keystore.json", "passphrase_file": "passphrase",   # or "passphrase_env"
+      "audit_db": "audit.db",
+      "governance": {"admin_set": {...}, "initial_policy": {...}}      # as in the node config
     }
+
+``client_roles`` are the certificate roles that may call the API at all; each RPC further
+requires its own role (``coordinator.roles``). The keystore holds the coordinator's Ed25519
+identity key, which signs its audit log (its X25519 key is unused). The governance section lets
+the coordinator check admin signatures and approvals as they arrive; the nodes check them again
+with their own copy, so a coordinator with a wrong one can only cause refusals.
 
 ``max_requests`` bounds the requests in progress (more get RESOURCE_EXHAUSTED);
 ``max_parallel_sessions`` bounds the protocol sessions run at once (further requests queue):
@@ -25,12 +34,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from governance.policy import AdminSet, SignedPolicyChange
+from mpc_node.config import load_governance
 from mpcnet.config import ConfigError, load_json
 from mpcnet.pki import ROLES, CertPaths
+
+DEFAULT_CLIENT_ROLES = ["admin", "requester", "approver", "auditor"]
 
 _KEYS = {
     "name", "listen", "threshold", "db", "tls", "nodes", "client_roles", "step_timeout_s", "dkg_timeout_s",
     "max_requests", "log_file", "log_level", "workers", "health_interval_s", "max_parallel_sessions",
+    "keystore", "passphrase_file", "passphrase_env", "audit_db", "governance", "sweep_interval_s",
 }
 
 
@@ -60,6 +74,13 @@ class CoordinatorConfig:
     workers: int
     health_interval_s: float
     max_parallel_sessions: int
+    keystore: Path
+    passphrase_file: Path | None
+    passphrase_env: str | None
+    audit_db: Path
+    admin_set: AdminSet
+    initial_policy: SignedPolicyChange
+    sweep_interval_s: float
 
     @property
     def parties(self) -> int:
@@ -83,11 +104,15 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
         raise f.error("nodes", "need at least 2 nodes")
     tls = f.obj("tls")
     tls.extra_keys({"cert", "key", "ca"})
-    roles = f.doc.get("client_roles", ["client", "admin", "requester"])
+    roles = f.doc.get("client_roles", DEFAULT_CLIENT_ROLES)
     if not isinstance(roles, list) or not roles or any(r not in ROLES for r in roles):
         raise f.error("client_roles", f"must be a non-empty list of roles from {', '.join(ROLES)}")
     if "node" in roles:
         raise f.error("client_roles", "nodes may not call the client API")
+    admins, initial = load_governance(f)
+    pf, pe = f.path("passphrase_file", required=False), f.opt_str("passphrase_env")
+    if pf is None and pe is None:
+        raise f.error("passphrase_file", "missing (give passphrase_file or passphrase_env)")
     cfg = CoordinatorConfig(
         path=Path(path),
         name=f.text("name", "coordinator"),
@@ -106,6 +131,13 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
         workers=f.integer("workers", 48, lo=4, hi=1024),
         health_interval_s=f.number("health_interval_s", 1.0),
         max_parallel_sessions=f.integer("max_parallel_sessions", 4, lo=1, hi=10_000),
+        keystore=f.req_path("keystore"),
+        passphrase_file=pf,
+        passphrase_env=pe,
+        audit_db=f.path("audit_db", required=False) or Path(path).parent / "audit.db",
+        admin_set=admins,
+        initial_policy=initial,
+        sweep_interval_s=f.number("sweep_interval_s", 1.0),
     )
     if cfg.workers <= cfg.max_requests // 2:
         raise ConfigError(f"{path}: workers: must exceed max_requests / 2")

@@ -1,7 +1,10 @@
-"""The coordinator's durable record of keys and requests (SQLite, WAL, synchronous=FULL).
+"""The coordinator's durable record of keys, requests and governance (SQLite, WAL, synchronous=FULL).
 
 Only public information is stored: key ids, public keys, chain codes, labels, digests,
-finished signatures and error messages. Never a share, a presignature or a protocol payload.
+finished signatures and error messages; signing requests, the approvers' signed decisions,
+admin-signed policy changes and pending proposals. Never a share, a presignature or a protocol
+payload. Signing-request state changes are compare-and-set, so concurrent approvals, the expiry
+sweep and the signer can never move a request along two paths.
 """
 
 from __future__ import annotations
@@ -41,7 +44,67 @@ CREATE TABLE IF NOT EXISTS requests (
     created_ms    INTEGER NOT NULL,
     updated_ms    INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS sign_requests (
+    request_id    TEXT PRIMARY KEY,
+    key_id        BLOB NOT NULL,
+    digest        BLOB NOT NULL,
+    requester     TEXT NOT NULL,
+    request       BLOB NOT NULL,
+    scope         BLOB NOT NULL,
+    state         TEXT NOT NULL CHECK (state IN ('pending_approval', 'signing', 'done', 'rejected', 'expired', 'failed')),
+    created_ms    INTEGER NOT NULL,
+    expires_ms    INTEGER NOT NULL,
+    signature     BLOB,
+    signers       TEXT NOT NULL DEFAULT '',
+    error_code    INTEGER NOT NULL DEFAULT 0,
+    error_message TEXT NOT NULL DEFAULT '',
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    updated_ms    INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sign_requests_by_key ON sign_requests (key_id, created_ms);
+CREATE INDEX IF NOT EXISTS sign_requests_by_state ON sign_requests (state, expires_ms);
+CREATE TABLE IF NOT EXISTS approvals (
+    request_id TEXT NOT NULL,
+    approver   TEXT NOT NULL,
+    decision   TEXT NOT NULL CHECK (decision IN ('approve', 'reject')),
+    signature  BLOB NOT NULL,
+    decided_ms INTEGER NOT NULL,
+    seq        INTEGER NOT NULL,
+    PRIMARY KEY (request_id, approver)
+);
+CREATE TABLE IF NOT EXISTS policy_changes (
+    scope         BLOB NOT NULL,
+    version       INTEGER NOT NULL,
+    signed_change BLOB NOT NULL,
+    applied_ms    INTEGER NOT NULL,
+    PRIMARY KEY (scope, version)
+);
+CREATE TABLE IF NOT EXISTS proposals (
+    proposal_id   TEXT PRIMARY KEY,
+    scope         BLOB NOT NULL,
+    signed_change BLOB NOT NULL,
+    state         TEXT NOT NULL CHECK (state IN ('pending', 'applied', 'superseded')),
+    proposer      TEXT NOT NULL,
+    created_ms    INTEGER NOT NULL,
+    updated_ms    INTEGER NOT NULL
+);
 """
+
+TERMINAL = ("done", "rejected", "expired", "failed")
+
+
+class StateConflict(Exception):
+    """A compare-and-set on a signing request's state found another state."""
+
+    def __init__(self, actual: str | None) -> None:
+        super().__init__(f"request is {actual}")
+        self.actual = actual
+
+
+class RateLimitExceeded(Exception):
+    def __init__(self, count: int) -> None:
+        super().__init__(f"{count} requests in the window")
+        self.count = count
 
 
 def now_ms() -> int:
@@ -75,6 +138,44 @@ class RequestRecord:
     error_code: int
     error_message: str
     attempts: int
+    created_ms: int
+    updated_ms: int
+
+
+@dataclass(frozen=True)
+class SignRequestRecord:
+    request_id: str
+    key_id: bytes
+    digest: bytes
+    requester: str
+    request: bytes  # canonical governance SigningRequest
+    scope: bytes
+    state: str
+    created_ms: int
+    expires_ms: int
+    signature: bytes | None
+    signers: tuple[int, ...]
+    error_code: int
+    error_message: str
+    attempts: int
+    updated_ms: int
+
+
+@dataclass(frozen=True)
+class ApprovalRecord:
+    approver: str
+    decision: str  # "approve" | "reject"
+    signature: bytes
+    decided_ms: int
+
+
+@dataclass(frozen=True)
+class ProposalRecord:
+    proposal_id: str
+    scope: bytes
+    signed_change: bytes
+    state: str
+    proposer: str
     created_ms: int
     updated_ms: int
 
@@ -193,3 +294,152 @@ class CoordinatorDb:
             created_ms=r[12], updated_ms=r[13],
         )
 
+
+    # --- signing requests --------------------------------------------------------------------
+    _SR_COLS = (
+        "request_id, key_id, digest, requester, request, scope, state, created_ms, expires_ms, signature, signers,"
+        " error_code, error_message, attempts, updated_ms"
+    )
+
+    @staticmethod
+    def _sr(r: Any) -> SignRequestRecord:
+        return SignRequestRecord(
+            request_id=r[0], key_id=bytes(r[1]), digest=bytes(r[2]), requester=r[3], request=bytes(r[4]),
+            scope=bytes(r[5]), state=r[6], created_ms=r[7], expires_ms=r[8],
+            signature=None if r[9] is None else bytes(r[9]), signers=_ints(r[10]), error_code=r[11],
+            error_message=r[12], attempts=r[13], updated_ms=r[14],
+        )
+
+    def add_sign_request(
+        self, rec: SignRequestRecord, *, rate_limit: tuple[int, int] | None
+    ) -> None:
+        """Insert a new request; with ``rate_limit = (max, window_ms)`` refuse it
+        (:class:`RateLimitExceeded`) if ``max`` live or signed requests for the key were created
+        in the window. Check and insert are one transaction."""
+        with self._tx() as c:
+            if rate_limit is not None:
+                limit, window_ms = rate_limit
+                (count,) = c.execute(
+                    "SELECT COUNT(*) FROM sign_requests WHERE key_id = ? AND created_ms > ?"
+                    " AND state IN ('pending_approval', 'signing', 'done')",
+                    (rec.key_id, rec.created_ms - window_ms),
+                ).fetchone()
+                if count >= limit:
+                    raise RateLimitExceeded(int(count))
+            c.execute(
+                f"INSERT INTO sign_requests ({self._SR_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (rec.request_id, rec.key_id, rec.digest, rec.requester, rec.request, rec.scope, rec.state,
+                 rec.created_ms, rec.expires_ms, rec.signature, _text(rec.signers), rec.error_code,
+                 rec.error_message, rec.attempts, rec.updated_ms),
+            )
+
+    def get_sign_request(self, request_id: str) -> SignRequestRecord | None:
+        rows = self._query(f"SELECT {self._SR_COLS} FROM sign_requests WHERE request_id = ?", (request_id,))
+        return self._sr(rows[0]) if rows else None
+
+    def list_sign_requests(
+        self, *, state: str | None = None, key_id: bytes | None = None, requester: str | None = None,
+        scope: bytes | None = None, limit: int = 100,
+    ) -> list[SignRequestRecord]:
+        where, args = [], []
+        for col, val in (("state", state), ("key_id", key_id), ("requester", requester), ("scope", scope)):
+            if val is not None:
+                where.append(f"{col} = ?")
+                args.append(val)
+        sql = f"SELECT {self._SR_COLS} FROM sign_requests"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_ms DESC, rowid DESC LIMIT ?"
+        return [self._sr(r) for r in self._query(sql, (*args, limit))]
+
+    def transition(self, request_id: str, from_states: tuple[str, ...], to_state: str, **fields: Any) -> SignRequestRecord:
+        """Move a request from one of ``from_states`` to ``to_state`` (and set ``fields``)
+        atomically; :class:`StateConflict` if it is in another state."""
+        if "signers" in fields:
+            fields["signers"] = _text(fields["signers"])
+        fields["state"] = to_state
+        fields["updated_ms"] = now_ms()
+        cols = ", ".join(f"{k} = ?" for k in fields)
+        marks = ", ".join("?" for _ in from_states)
+        with self._tx() as c:
+            cur = c.execute(
+                f"UPDATE sign_requests SET {cols} WHERE request_id = ? AND state IN ({marks})",
+                (*fields.values(), request_id, *from_states),
+            )
+            if cur.rowcount != 1:
+                row = c.execute("SELECT state FROM sign_requests WHERE request_id = ?", (request_id,)).fetchone()
+                raise StateConflict(None if row is None else row[0])
+            row = c.execute(f"SELECT {self._SR_COLS} FROM sign_requests WHERE request_id = ?", (request_id,)).fetchone()
+        return self._sr(row)
+
+    def touch_sign_request(self, request_id: str, **fields: Any) -> None:
+        fields["updated_ms"] = now_ms()
+        cols = ", ".join(f"{k} = ?" for k in fields)
+        with self._tx() as c:
+            c.execute(f"UPDATE sign_requests SET {cols} WHERE request_id = ?", (*fields.values(), request_id))
+
+    def due_for_expiry(self, now: int) -> list[str]:
+        rows = self._query(
+            "SELECT request_id FROM sign_requests WHERE state = 'pending_approval' AND expires_ms < ?", (now,)
+        )
+        return [r[0] for r in rows]
+
+    def add_approval(self, request_id: str, a: ApprovalRecord) -> bool:
+        """Store a decision; False if this approver already decided on the request."""
+        with self._tx() as c:
+            if c.execute(
+                "SELECT 1 FROM approvals WHERE request_id = ? AND approver = ?", (request_id, a.approver)
+            ).fetchone():
+                return False
+            (n,) = c.execute("SELECT COUNT(*) FROM approvals WHERE request_id = ?", (request_id,)).fetchone()
+            c.execute(
+                "INSERT INTO approvals (request_id, approver, decision, signature, decided_ms, seq) VALUES (?, ?, ?, ?, ?, ?)",
+                (request_id, a.approver, a.decision, a.signature, a.decided_ms, int(n)),
+            )
+        return True
+
+    def approvals(self, request_id: str) -> list[ApprovalRecord]:
+        rows = self._query(
+            "SELECT approver, decision, signature, decided_ms FROM approvals WHERE request_id = ? ORDER BY seq",
+            (request_id,),
+        )
+        return [ApprovalRecord(r[0], r[1], bytes(r[2]), r[3]) for r in rows]
+
+    # --- policies ----------------------------------------------------------------------------
+    def add_policy_change(self, scope: bytes, version: int, signed_change: bytes) -> None:
+        with self._tx() as c:
+            c.execute(
+                "INSERT INTO policy_changes (scope, version, signed_change, applied_ms) VALUES (?, ?, ?, ?)",
+                (scope, version, signed_change, now_ms()),
+            )
+
+    def policy_changes(self) -> dict[bytes, list[bytes]]:
+        rows = self._query("SELECT scope, signed_change FROM policy_changes ORDER BY scope, version")
+        out: dict[bytes, list[bytes]] = {}
+        for scope, change in rows:
+            out.setdefault(bytes(scope), []).append(bytes(change))
+        return out
+
+    def put_proposal(self, p: ProposalRecord) -> None:
+        with self._tx() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO proposals (proposal_id, scope, signed_change, state, proposer, created_ms, updated_ms)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (p.proposal_id, p.scope, p.signed_change, p.state, p.proposer, p.created_ms, p.updated_ms),
+            )
+
+    def get_proposal(self, proposal_id: str) -> ProposalRecord | None:
+        rows = self._query(
+            "SELECT proposal_id, scope, signed_change, state, proposer, created_ms, updated_ms FROM proposals"
+            " WHERE proposal_id = ?", (proposal_id,),
+        )
+        return ProposalRecord(rows[0][0], bytes(rows[0][1]), bytes(rows[0][2]), *rows[0][3:]) if rows else None
+
+    def list_proposals(self, state: str | None = None) -> list[ProposalRecord]:
+        sql = "SELECT proposal_id, scope, signed_change, state, proposer, created_ms, updated_ms FROM proposals"
+        args: tuple[Any, ...] = ()
+        if state is not None:
+            sql += " WHERE state = ?"
+            args = (state,)
+        sql += " ORDER BY created_ms DESC, rowid DESC"
+        return [ProposalRecord(r[0], bytes(r[1]), bytes(r[2]), *r[3:]) for r in self._query(sql, args)]

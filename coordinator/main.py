@@ -1,7 +1,9 @@
 """``mpc-coordinator --config FILE``: the client-facing mpc.v1.Coordinator gRPC service over mTLS.
 
-Clients need a certificate from the CA with one of the configured client roles. The standard
-health and reflection services are enabled. SIGTERM/SIGINT stop it gracefully.
+Clients need a certificate from the CA; every RPC requires a role (the certificate's OU) from
+``coordinator.roles`` (and one of the configured client roles), else PERMISSION_DENIED naming the
+role that was needed. Denials are audited. The standard health and reflection services are
+enabled. SIGTERM/SIGINT stop it gracefully.
 """
 
 from __future__ import annotations
@@ -17,10 +19,13 @@ from pathlib import Path
 import grpc
 
 from coordinator.config import CoordinatorConfig, load_coordinator_config
+from coordinator.roles import allowed
 from coordinator.service import CoordinatorService
+from governance.errors import GovernanceError
+from mpc_node.keystore import KeystoreError, load_keystore, read_passphrase
 from mpcnet.config import ConfigError, setup_logging
 from mpcnet.pki import PkiError, server_credentials
-from mpcnet.rpc import SERVER_OPTIONS, add_standard_services, require_role, service_handler
+from mpcnet.rpc import SERVER_OPTIONS, RpcError, add_standard_services, caller_identity, require_role, service_handler
 from proto.mpc.v1 import coordinator_pb2
 
 log = logging.getLogger("coordinator")
@@ -35,7 +40,17 @@ def build_server(cfg: CoordinatorConfig, service: CoordinatorService) -> grpc.Se
     )
 
     def authorize(ctx: grpc.ServicerContext, method: str) -> None:
-        require_role(ctx, cfg.client_roles, f"mpc.v1.Coordinator/{method}")
+        roles = tuple(r for r in allowed(method) if r in cfg.client_roles)
+        try:
+            require_role(ctx, roles, f"mpc.v1.Coordinator/{method}")
+        except RpcError as e:
+            ident = caller_identity(ctx)
+            if ident is not None:
+                service.audit.append(
+                    ident.name, "rpc-denied", outcome="denied",
+                    details={"method": method, "role": ident.role, "needed": ",".join(roles)},
+                )
+            raise
 
     server.add_generic_rpc_handlers((service_handler(SERVICE, coordinator_pb2, service, authorize=authorize, logger=log),))
     service.health = add_standard_services(server, (SERVICE.full_name,))
@@ -45,7 +60,10 @@ def build_server(cfg: CoordinatorConfig, service: CoordinatorService) -> grpc.Se
 
 
 def run(cfg: CoordinatorConfig, stop: threading.Event | None = None) -> int:
-    service = CoordinatorService(cfg)
+    passphrase = read_passphrase(file=cfg.passphrase_file, env=cfg.passphrase_env)
+    identity = load_keystore(cfg.keystore, passphrase).identity
+    del passphrase
+    service = CoordinatorService(cfg, identity)
     server = build_server(cfg, service)
     server.start()
     service.probe()
@@ -83,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(cfg.log_file, cfg.name, cfg.log_level)
     try:
         return run(cfg)
-    except (PkiError, OSError, RuntimeError) as e:
+    except (PkiError, OSError, RuntimeError, KeystoreError, GovernanceError) as e:
         log.error("cannot start: %s", e)
         print(f"mpc-coordinator: cannot start: {e}", file=sys.stderr)
         return 1

@@ -97,6 +97,8 @@ class Refused(Exception):
     code: grpc.StatusCode
     message: str
     banned: tuple[int, ...] = ()  # peers a node refuses for this key
+    node: int | None = None  # the node that refused
+    governance: str = ""  # a node's governance refusal kind (mpc-governance): served, stale-policy, ...
 
     def __str__(self) -> str:
         return self.message
@@ -145,7 +147,9 @@ def _classify(nodes: dict[int, NodeHandle], errs: dict[int, grpc.RpcError], phas
             down[i] = f"{h.label}: {reason}"
         else:
             b = trailing(e, "mpc-banned") or ""
-            refused.append(Refused(code, details, tuple(int(x) for x in b.split(",") if x.isdigit())))
+            refused.append(
+                Refused(code, details, tuple(int(x) for x in b.split(",") if x.isdigit()), i, trailing(e, "mpc-governance") or "")
+            )
     if aborts:
         return aborts[0]
     if refused:

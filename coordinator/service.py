@@ -1,10 +1,14 @@
-"""The client-facing Coordinator RPCs: key creation, signing, request status.
+"""The client-facing Coordinator RPCs: keys, signing requests and approvals, policies, audit.
 
 Keys are created by a DKG across all n nodes; a key is activated on the nodes (CommitKey) only
-once every node reported the same key. Signing picks t available nodes (least loaded first) and
-retries with another t-subset when a node fails mid-protocol; with too few nodes left it answers
-UNAVAILABLE naming them. Every request and its outcome is stored in SQLite, so a restarted
-coordinator still answers for it.
+once every node reported the same key. A signature is only ever produced for a signing request
+that reached its approval quorum (:mod:`coordinator.requests`); the nodes re-check the approvals
+themselves. Signing picks t available nodes (least loaded first) and retries with another
+t-subset when a node fails mid-protocol (or already released its share for this request in an
+earlier attempt); with too few nodes left the request fails with UNAVAILABLE naming them.
+Policies change only through admin-quorum-signed proposals (:mod:`coordinator.policies`).
+Every request, decision and outcome is stored in SQLite, so a restarted coordinator still
+answers for it, and audited in the coordinator's own signed, hash-chained log.
 """
 
 from __future__ import annotations
@@ -14,20 +18,30 @@ import os
 import re
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import grpc
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from coordinator.config import CoordinatorConfig
 from coordinator.db import CoordinatorDb, KeyRecord, RequestRecord, now_ms
+from coordinator.policies import PolicyBook
 from coordinator.relay import Aborted, NodeHandle, NodesUnavailable, Refused, fanout, run_session, wait_ready
-from crypto_core.bip32 import check_path, derive
-from crypto_core.errors import ProtocolAbort, UsageError
+from coordinator.requests import SignRequests
+from coordinator.roles import READ_ALL_REQUESTS
+from crypto_core.bip32 import derive
+from crypto_core.errors import ProtocolAbort
 from crypto_core.group import Point
 from crypto_core.keyshare import MAX_LABEL
-from mpcnet.pki import channel_credentials
-from mpcnet.rpc import RpcError, check_len, invalid, status_of
-from proto.mpc.v1 import common_pb2, coordinator_pb2, node_pb2
+from governance.approval import REQUEST_ID_RE
+from governance.audit import AuditLog
+from governance.policy import DEFAULT_SCOPE
+from mpcnet.govwire import audit_page, policy_state
+from mpcnet.pki import CertIdentity, channel_credentials
+from mpcnet.rpc import RpcError, caller_identity, check_len, invalid, status_of
+from proto.mpc.v1 import common_pb2, coordinator_pb2, governance_pb2, node_pb2
 
 log = logging.getLogger("coordinator.service")
 Code = grpc.StatusCode
@@ -43,6 +57,26 @@ _STATE = {
     "failed": coordinator_pb2.REQUEST_STATE_FAILED,
 }
 _KIND = {"keygen": coordinator_pb2.REQUEST_KIND_KEYGEN, "sign": coordinator_pb2.REQUEST_KIND_SIGN}
+_PROPOSAL_STATE = {
+    "pending": coordinator_pb2.PROPOSAL_STATE_PENDING,
+    "applied": coordinator_pb2.PROPOSAL_STATE_APPLIED,
+    "superseded": coordinator_pb2.PROPOSAL_STATE_SUPERSEDED,
+}
+_PB_PROPOSAL_STATE = {v: k for k, v in _PROPOSAL_STATE.items()}
+
+
+def _ident(ctx: Any) -> CertIdentity:
+    ident = caller_identity(ctx) if ctx is not None else None
+    if ident is None:  # the server authorizes every call first; this is only for direct use
+        raise RpcError(Code.UNAUTHENTICATED, "a client certificate is required")
+    return ident
+
+
+def _signing_error(code: grpc.StatusCode, message: str, attempts: int, governance: str = "") -> RpcError:
+    err = RpcError(code, message)
+    err.attempts = attempts  # type: ignore[attr-defined]
+    err.governance = governance  # type: ignore[attr-defined]
+    return err
 
 
 def key_info(k: KeyRecord) -> common_pb2.KeyInfo:
@@ -53,11 +87,15 @@ def key_info(k: KeyRecord) -> common_pb2.KeyInfo:
 
 
 class CoordinatorService:
-    def __init__(self, cfg: CoordinatorConfig) -> None:
+    def __init__(self, cfg: CoordinatorConfig, identity: Ed25519PrivateKey) -> None:
         self.cfg = cfg
         self.db = CoordinatorDb(cfg.db)
         creds = channel_credentials(cfg.cert, cfg.ca_cert)
         self.nodes = {i: NodeHandle(ep, creds) for i, ep in cfg.nodes.items()}
+        self.audit = AuditLog.open(cfg.audit_db, component=cfg.name, signing_key=identity)
+        self.policies = PolicyBook(cfg.admin_set, cfg.initial_policy, self.db, self.audit, self.nodes)
+        self.requests = SignRequests(self.db, self.audit, self.policies, self._sign, READ_ALL_REQUESTS)
+        self.policies.on_applied = self.requests.policy_applied
         self._lock = threading.Lock()
         self._running: dict[str, threading.Event] = {}
         self._active = 0
@@ -75,12 +113,25 @@ class CoordinatorService:
     # --- background: health probes and activation of pending keys --------------------------
     def start_background(self) -> None:
         threading.Thread(target=self._background, name="health", daemon=True).start()
+        threading.Thread(target=self._sweep, name="expiry-sweep", daemon=True).start()
+        self.requests.resume()
 
     def stop(self) -> None:
         self._stop.set()
+        self.requests.stop()
         for h in self.nodes.values():
             h.close()
         self.db.close()
+        self.audit.close()
+
+    def _sweep(self) -> None:
+        while not self._stop.wait(self.cfg.sweep_interval_s):
+            try:
+                self.requests.expire_due()
+            except Exception:
+                if self._stop.is_set():
+                    return
+                log.exception("expiry sweep failed")
 
     def _background(self) -> None:
         while not self._stop.is_set():
@@ -88,6 +139,9 @@ class CoordinatorService:
                 self.probe()
                 for k in self.db.list_keys("pending"):
                     self._commit(k)
+                for i, h in self.nodes.items():
+                    if h.healthy and not self.policies.synced(i):
+                        self.policies.sync_node(i)
             except Exception:
                 if self._stop.is_set():
                     return
@@ -99,6 +153,8 @@ class CoordinatorService:
             {i: (h.stub.Health, node_pb2.NodeHealthRequest()) for i, h in self.nodes.items()}, 1.0, wait_for_ready=True
         )
         for i in ok:
+            if self.nodes[i].healthy is False:  # back from being down: it may have missed policies
+                self.policies.mark_unsynced(i)
             self.nodes[i].mark_up()
         for i, e in errs.items():
             code, details = status_of(e)
@@ -169,11 +225,17 @@ class CoordinatorService:
                 return coordinator_pb2.CreateKeyResponse(request_id=rid, key=key_info(k))
             if self.db.get_request(rid) is None:
                 self.db.create_request(rid, "keygen", label=label)
+            actor = _ident(ctx).name
+            audit_rid = rid if REQUEST_ID_RE.fullmatch(rid) else ""
             try:
                 k = self._keygen(rid, label)
             except RpcError as e:
+                self.audit.append(actor, "key-create", request_id=audit_rid, outcome="failed",
+                                  details={"label": label[:200], "request": rid, "reason": f"{e.code.name}: {e.message}"[:500]})
                 raise self._fail(rid, e, 1) from None
             self.db.update_request(rid, state="succeeded", key_id=k.key_id, attempts=1)
+            self.audit.append(actor, "key-create", request_id=audit_rid, outcome=k.status,
+                              details={"label": label[:200], "request": rid, "key_id": k.key_id.hex(), "public_key": k.public_key.hex()})
             return coordinator_pb2.CreateKeyResponse(request_id=rid, key=key_info(k))
         finally:
             self._done(rid)
@@ -248,43 +310,7 @@ class CoordinatorService:
     def ListKeys(self, req: coordinator_pb2.ListKeysRequest, ctx: Any) -> coordinator_pb2.ListKeysResponse:
         return coordinator_pb2.ListKeysResponse(keys=[key_info(k) for k in self.db.list_keys()])
 
-    # --- signing -----------------------------------------------------------------------------
-    def Sign(self, req: coordinator_pb2.SignRequest, ctx: Any) -> coordinator_pb2.SignResponse:
-        key_id = check_len(req.key_id, "key_id", 32)
-        digest = check_len(req.digest, "digest", 32)
-        try:
-            path = check_path(tuple(req.derivation_path))
-        except UsageError as e:
-            msg = str(e)
-            raise RpcError(Code.INVALID_ARGUMENT, msg if msg.startswith("derivation_path") else f"derivation_path: {msg}") from None
-        rid = self._request_id(req.request_id)
-        k = self.db.get_key(key_id)
-        if k is None:
-            raise RpcError(Code.NOT_FOUND, f"key_id: unknown key {key_id.hex()}")
-        if k.status != "active":
-            raise RpcError(Code.FAILED_PRECONDITION, f"key_id: key {key_id.hex()} is {k.status}, not active")
-        self._admit()
-        try:
-            done = self._claim(rid, "sign", lambda r: r.key_id == key_id and r.digest == digest and r.path == path)
-            if done is not None:
-                return self._sign_response(done)
-            if self.db.get_request(rid) is None:
-                self.db.create_request(rid, "sign", key_id=key_id, digest=digest, path=path)
-            try:
-                sig, signers, attempts = self._sign(rid, k, digest, path)
-            except RpcError as e:
-                raise self._fail(rid, e, getattr(e, "attempts", 0)) from None
-            self.db.update_request(rid, state="succeeded", signature=sig.SerializeToString(), signers=signers, attempts=attempts)
-            return coordinator_pb2.SignResponse(request_id=rid, signature=sig, signers=signers)
-        finally:
-            self._done(rid)
-            self._release()
-
-    def _sign_response(self, rec: RequestRecord) -> coordinator_pb2.SignResponse:
-        return coordinator_pb2.SignResponse(
-            request_id=rec.request_id, signature=common_pb2.Signature.FromString(rec.signature or b""), signers=rec.signers
-        )
-
+    # --- signing (only ever for an approved request: see coordinator.requests) ----------------
     def _pick(self, t: int, excluded: set[int]) -> tuple[int, ...] | None:
         with self._lock:
             self._rr += 1
@@ -294,12 +320,17 @@ class CoordinatorService:
             if len(cands) < t:
                 return None
             # available first, then least loaded, then round robin
-            cands.sort(key=lambda h: (h.healthy is False, h.inflight, (h.index - rr) % n))
+            cands.sort(key=lambda h: (h.healthy is False, not self.policies.synced(h.index), h.inflight, (h.index - rr) % n))
             return tuple(sorted(h.index for h in cands[:t]))
 
-    def _sign(self, rid: str, k: KeyRecord, digest: bytes, path: tuple[int, ...]) -> tuple[common_pb2.Signature, tuple[int, ...], int]:
+    def _sign(
+        self, rid: str, k: KeyRecord, digest: bytes, path: tuple[int, ...], bundle: bytes
+    ) -> tuple[common_pb2.Signature, tuple[int, ...], int]:
+        """Run signing sessions until one produces a verified signature; raises RpcError (with
+        ``attempts`` and, for a node's governance refusal, ``governance``)."""
         from crypto_core.sign import SignatureShare, combine
 
+        resynced: set[int] = set()
         t = k.threshold
         # the key the signature must verify under: from our own record, never from the nodes
         expected = derive(Point.decode(k.public_key), k.chain_code, path).public_key
@@ -322,15 +353,16 @@ class CoordinatorService:
                         continue
                 if signers is None:
                     names = "; ".join(r for _, r in sorted(down.items()))
-                    err = RpcError(
+                    raise _signing_error(
                         Code.UNAVAILABLE,
                         f"sign: needs {t} of {len(self.nodes)} nodes but only {len(self.nodes) - len(down)} are available; unavailable: {names}",
+                        attempts,
                     )
-                    err.attempts = attempts  # type: ignore[attr-defined]
-                    raise err
                 attempts += 1
                 sid = os.urandom(32)
-                params = node_pb2.SignParams(key_id=k.key_id, signers=signers, derivation_path=path, digest=digest, request_id=rid)
+                params = node_pb2.SignParams(
+                    key_id=k.key_id, signers=signers, derivation_path=path, digest=digest, request_id=rid, approval_bundle=bundle
+                )
                 start = node_pb2.StartSessionRequest(session_id=sid, sign=params)
                 subset = {i: self.nodes[i] for i in signers}
                 try:
@@ -347,23 +379,27 @@ class CoordinatorService:
                     log.warning("request %s: attempt %d with nodes %s failed (%s); retrying", rid, attempts, list(signers), e)
                     continue
                 except Aborted as e:
-                    err = RpcError(Code.ABORTED, f"sign aborted: {e}")
-                    err.attempts = attempts  # type: ignore[attr-defined]
-                    raise err from None
+                    raise _signing_error(Code.ABORTED, f"sign aborted: {e}", attempts) from None
                 except ProtocolAbort as e:
                     who = self.nodes[e.party].label if e.party in self.nodes else "unattributable"
-                    err = RpcError(Code.ABORTED, f"sign aborted: {who}: {e.reason}")
-                    err.attempts = attempts  # type: ignore[attr-defined]
-                    raise err from None
+                    raise _signing_error(Code.ABORTED, f"sign aborted: {who}: {e.reason}", attempts) from None
                 except Refused as e:
                     if e.code == Code.PERMISSION_DENIED and e.banned and not set(e.banned) & set(down):
                         for b in e.banned:  # a node refuses a banned peer for this key: leave it out
                             banned.add(b)
                             down[b] = f"{self.nodes[b].label}: banned for this key ({e.message})"
                         continue
-                    err = RpcError(e.code, e.message)
-                    err.attempts = attempts  # type: ignore[attr-defined]
-                    raise err from None
+                    if e.governance == "served" and e.node is not None and e.node not in down:
+                        # it released its share in an earlier attempt: sign without it
+                        down[e.node] = f"{self.nodes[e.node].label}: already served this request"
+                        log.info("request %s: %s already served it; retrying without it", rid, self.nodes[e.node].label)
+                        continue
+                    if e.governance == "stale-policy" and e.node is not None and e.node not in resynced:
+                        resynced.add(e.node)  # it missed a policy change: bring it up to date, retry
+                        self.policies.mark_unsynced(e.node)
+                        self.policies.sync_node(e.node)
+                        continue
+                    raise _signing_error(e.code, e.message, attempts, e.governance) from None
                 out = common_pb2.Signature(
                     r=sig.r.to_bytes(32, "big"), s=sig.s.to_bytes(32, "big"), recovery_id=sig.recovery_id, der=sig.der(),
                     public_key=sig.public_key.encode(),
@@ -399,7 +435,97 @@ class CoordinatorService:
             threshold=self.cfg.threshold,
             parties=self.cfg.parties,
             nodes=[
-                coordinator_pb2.NodeStatus(index=h.index, name=h.name, endpoint=h.endpoint, healthy=bool(h.healthy), last_error=h.last_error)
+                coordinator_pb2.NodeStatus(
+                    index=h.index, name=h.name, endpoint=h.endpoint, healthy=bool(h.healthy), last_error=h.last_error,
+                    policies_synced=self.policies.synced(h.index),
+                )
                 for h in self.nodes.values()
             ],
+            governance_root=self.policies.governance_root,
         )
+
+    # --- signing requests --------------------------------------------------------------------
+    def SubmitSignRequest(self, req: coordinator_pb2.SubmitSignRequestRequest, ctx: Any) -> coordinator_pb2.SignRequestInfo:
+        return self.requests.submit(req, _ident(ctx).name, self.db.get_key)
+
+    def DecideSignRequest(self, req: coordinator_pb2.DecideSignRequestRequest, ctx: Any) -> coordinator_pb2.SignRequestInfo:
+        return self.requests.decide(req, _ident(ctx).name)
+
+    def GetSignRequest(self, req: coordinator_pb2.GetSignRequestRequest, ctx: Any) -> coordinator_pb2.SignRequestInfo:
+        ident = _ident(ctx)
+        return self.requests.get(req.request_id, ident.name, ident.role)
+
+    def ListSignRequests(self, req: coordinator_pb2.ListSignRequestsRequest, ctx: Any) -> coordinator_pb2.ListSignRequestsResponse:
+        ident = _ident(ctx)
+        return self.requests.list(req, ident.name, ident.role)
+
+    def WatchSignRequest(self, req: coordinator_pb2.GetSignRequestRequest, ctx: Any) -> Iterator[coordinator_pb2.SignRequestInfo]:
+        ident = _ident(ctx)
+        return self.requests.watch(req.request_id, ident.name, ident.role, ctx)
+
+    # --- policies ----------------------------------------------------------------------------
+    def GetPolicy(self, req: coordinator_pb2.GetPolicyRequest, ctx: Any) -> coordinator_pb2.PolicyInfo:
+        if req.key_id:
+            key_id = check_len(req.key_id, "key_id", 32)
+            if self.db.get_key(key_id) is None:
+                raise RpcError(Code.NOT_FOUND, f"key_id: unknown key {key_id.hex()}")
+            signed = self.policies.policy_for(key_id)
+            inherited = signed.change.scope == DEFAULT_SCOPE
+        else:
+            signed = self.policies.current(DEFAULT_SCOPE)
+            assert signed is not None
+            inherited = False
+        return coordinator_pb2.PolicyInfo(
+            scope=signed.change.scope, policy=policy_state(signed), inherited=inherited,
+            governance_root=self.policies.governance_root,
+        )
+
+    def _proposal(self, rec: Any) -> coordinator_pb2.PolicyProposal:
+        return coordinator_pb2.PolicyProposal(
+            proposal_id=rec.proposal_id, state=_PROPOSAL_STATE[rec.state], signed_change=rec.signed_change,
+            proposer=rec.proposer, created_unix_ms=rec.created_ms, updated_unix_ms=rec.updated_ms,
+            admin_quorum=self.cfg.admin_set.quorum,
+        )
+
+    def ProposePolicyChange(self, req: coordinator_pb2.ProposePolicyChangeRequest, ctx: Any) -> coordinator_pb2.PolicyProposal:
+        caller = _ident(ctx).name
+        try:
+            rec = self.policies.propose(bytes(req.signed_change), caller, lambda kid: self.db.get_key(kid) is not None)
+        except RpcError as e:
+            self.audit.append(caller, "policy-propose", outcome="refused", details={"reason": e.message[:500]})
+            raise
+        return self._proposal(rec)
+
+    def ApprovePolicyChange(self, req: coordinator_pb2.ApprovePolicyChangeRequest, ctx: Any) -> coordinator_pb2.PolicyProposal:
+        return self._proposal(self.policies.approve(req.proposal_id, req.admin, bytes(req.signature), _ident(ctx).name))
+
+    def GetPolicyProposal(self, req: coordinator_pb2.GetPolicyProposalRequest, ctx: Any) -> coordinator_pb2.PolicyProposal:
+        rec = self.db.get_proposal(req.proposal_id)
+        if rec is None:
+            raise RpcError(Code.NOT_FOUND, f"proposal_id: unknown proposal {req.proposal_id!r}")
+        return self._proposal(rec)
+
+    def ListPolicyProposals(self, req: coordinator_pb2.ListPolicyProposalsRequest, ctx: Any) -> coordinator_pb2.ListPolicyProposalsResponse:
+        state = None
+        if req.state != coordinator_pb2.PROPOSAL_STATE_UNSPECIFIED:
+            if req.state not in _PB_PROPOSAL_STATE:
+                raise invalid("state", "unknown state")
+            state = _PB_PROPOSAL_STATE[req.state]
+        return coordinator_pb2.ListPolicyProposalsResponse(proposals=[self._proposal(r) for r in self.db.list_proposals(state)])
+
+    # --- audit -------------------------------------------------------------------------------
+    def GetAuditLog(self, req: coordinator_pb2.GetAuditLogRequest, ctx: Any) -> governance_pb2.AuditPage:
+        if req.component == self.cfg.name:
+            return audit_page(self.audit, req.after_seq, req.limit)
+        for h in self.nodes.values():
+            if h.name == req.component:
+                try:
+                    return h.stub.GetAuditLog(
+                        governance_pb2.AuditLogRequest(after_seq=req.after_seq, limit=req.limit), timeout=self.cfg.step_timeout_s
+                    )
+                except grpc.RpcError as e:
+                    code, details = status_of(e)
+                    code = Code.UNAVAILABLE if code in (Code.UNAVAILABLE, Code.DEADLINE_EXCEEDED) else code
+                    raise RpcError(code, f"component: {h.label}: {details or code.name}") from None
+        names = ", ".join([self.cfg.name] + [h.name for h in self.nodes.values()])
+        raise RpcError(Code.NOT_FOUND, f"component: unknown component {req.component!r} (known: {names})")

@@ -13,12 +13,19 @@ Example::
         ...
       ],
       "session_timeout_s": 60, "max_sessions": 256, "scrypt_n": 32768,
-      "log_file": "node.log", "test_mode": false
+      "log_file": "node.log", "test_mode": false,
+      "audit_db": "audit.db",
+      "governance": {
+        "admin_set": {"cluster_id": "<hex>", "admins": {"admin1": "<hex>", ...}, "quorum": 2},
+        "initial_policy": <SignedPolicyChange as a dict: the default policy, admin-signed>
+      }
     }
 
 The roster is the node's own, trusted list of every share holder's identity (Ed25519) and
 encryption (X25519) public keys: every protocol message is checked against it, never against
-anything the coordinator says. Relative paths are relative to the config file.
+anything the coordinator says. Likewise the admin set (the governance root) comes only from this
+file: every policy the node enforces must be signed by its admin quorum, the initial default
+policy included. Relative paths are relative to the config file.
 """
 
 from __future__ import annotations
@@ -26,13 +33,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from governance.errors import GovernanceError
+from governance.policy import DEFAULT_SCOPE, AdminSet, SignedPolicyChange
 from mpcnet.config import ConfigError, Fields, load_json
 from mpcnet.pki import CertPaths
 
 _KEYS = {
     "index", "name", "listen", "threshold", "keystore", "store", "passphrase_file", "passphrase_env",
     "tls", "roster", "session_timeout_s", "max_sessions", "scrypt_n", "log_file", "log_level",
-    "test_mode", "workers",
+    "test_mode", "workers", "audit_db", "governance",
 }
 
 
@@ -65,10 +74,34 @@ class NodeConfig:
     log_level: str
     test_mode: bool
     workers: int
+    audit_db: Path
+    admin_set: AdminSet
+    initial_policy: SignedPolicyChange
 
     @property
     def parties(self) -> int:
         return len(self.roster)
+
+
+def load_governance(f: Fields) -> tuple[AdminSet, SignedPolicyChange]:
+    """The ``governance`` object: admin set and the admin-signed initial default policy.
+
+    Only the shapes are checked here; the node verifies the initial policy's signatures against
+    the admin set when it starts (and refuses to start if they do not verify).
+    """
+    g = f.obj("governance")
+    g.extra_keys({"admin_set", "initial_policy"})
+    try:
+        admins = AdminSet.from_dict(g.doc.get("admin_set"))
+    except GovernanceError as e:
+        raise g.error(f"admin_set.{e.field}" if e.field else "admin_set", e.reason) from None
+    try:
+        initial = SignedPolicyChange.from_dict(g.doc.get("initial_policy"))
+    except GovernanceError as e:
+        raise g.error(f"initial_policy.{e.field}" if e.field else "initial_policy", e.reason) from None
+    if initial.change.scope != DEFAULT_SCOPE:
+        raise g.error("initial_policy.change.scope", "must be 'default'")
+    return admins, initial
 
 
 def load_node_config(path: Path) -> NodeConfig:
@@ -88,6 +121,7 @@ def load_node_config(path: Path) -> NodeConfig:
     threshold = f.integer("threshold", lo=2, hi=n)
     tls: Fields = f.obj("tls")
     tls.extra_keys({"cert", "key", "ca"})
+    admins, initial = load_governance(f)
     pf, pe = f.path("passphrase_file", required=False), f.opt_str("passphrase_env")
     if pf is None and pe is None:
         raise f.error("passphrase_file", "missing (give passphrase_file or passphrase_env)")
@@ -111,6 +145,9 @@ def load_node_config(path: Path) -> NodeConfig:
         log_level=f.text("log_level", "INFO"),
         test_mode=f.flag("test_mode", False),
         workers=f.integer("workers", 16, lo=2, hi=256),
+        audit_db=f.path("audit_db", required=False) or Path(path).parent / "audit.db",
+        admin_set=admins,
+        initial_policy=initial,
     )
     if roster[index].name != cfg.name:
         raise ConfigError(f"{path}: name: {cfg.name!r} differs from roster entry {index} ({roster[index].name!r})")

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import grpc
 
+from governance.audit import AuditLog
+from governance.errors import GovernanceError
 from mpc_node.config import NodeConfig, load_node_config
 from mpc_node.keystore import KeystoreError, load_keystore, read_passphrase
 from mpc_node.service import NodeService
@@ -53,7 +55,18 @@ def run(cfg: NodeConfig, ready: threading.Event | None = None, stop: threading.E
     keys = load_keystore(cfg.keystore, passphrase)
     store = NodeStore.open(cfg.store, passphrase, cfg.index, scrypt_n=cfg.scrypt_n)
     del passphrase
-    service = NodeService(cfg, keys, store)
+    try:
+        audit = AuditLog.open(cfg.audit_db, component=cfg.name, signing_key=keys.identity)
+    except GovernanceError as e:
+        store.close()
+        raise RuntimeError(f"audit log {cfg.audit_db}: {e}") from None
+    try:
+        service = NodeService(cfg, keys, store, audit)
+    except BaseException:
+        audit.close()
+        store.close()
+        raise
+    audit.append(cfg.name, "node-start", outcome="ok", details={"governance_root": service.gov.governance_root.hex()})
     server, port = build_server(cfg, service)
     server.start()
     service.start_sweeper()
@@ -79,6 +92,7 @@ def run(cfg: NodeConfig, ready: threading.Event | None = None, stop: threading.E
     service.health.enter_graceful_shutdown()  # load balancers see NOT_SERVING while we drain
     service.stop()
     server.stop(grace=3).wait()
+    audit.close()
     store.close()
     log.info("stopped")
     return 0
@@ -96,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(cfg.log_file, cfg.name, cfg.log_level)
     try:
         return run(cfg)
-    except (KeystoreError, StoreError, PkiError, OSError, RuntimeError) as e:
+    except (KeystoreError, StoreError, PkiError, OSError, RuntimeError, GovernanceError) as e:
         log.error("cannot start: %s", e)
         print(f"mpc-node: cannot start: {e}", file=sys.stderr)
         return 1

@@ -11,6 +11,11 @@ is treated as equivocation by the relay and aborts the session.
 
 Durability: a DKG result is stored (pending) before the node answers the last round; a
 presignature is stored and then durably marked used before its signature share leaves the node.
+
+Governance: a signing session starts only with an approval bundle that meets the quorum of the
+node's own copy of the key's policy (see :mod:`mpc_node.governance`); the request is recorded as
+served (refusing a replay or a rate-limit excess) in the same transaction that marks the
+presignature used. Every decision goes to the node's signed, hash-chained audit log.
 """
 
 from __future__ import annotations
@@ -31,13 +36,17 @@ from crypto_core.dkg import DkgConfig, DkgParty
 from crypto_core.errors import ProtocolAbort, ProtocolError, UsageError
 from crypto_core.keyshare import MAX_LABEL, KeyShare
 from crypto_core.session import Delivery, RoundOutput
+from governance.approval import REQUEST_ID_RE
+from governance.audit import AuditLog
 from mpc_node.config import NodeConfig
 from mpc_node.envelope import Envelope, EnvelopeError, open_envelope, seal_broadcast, seal_direct
 from mpc_node.faults import FaultInjector, flip
+from mpc_node.governance import Approved, NodeGovernance, refusal
 from mpc_node.keystore import OperationalKeys
-from mpc_node.storage import NodeStore, StoreError
-from mpcnet.rpc import RpcError, check_len, invalid
-from proto.mpc.v1 import common_pb2, node_pb2
+from mpc_node.storage import NodeStore, RateLimited, RequestAlreadyServed, StoreError
+from mpcnet.govwire import audit_page, policy_state
+from mpcnet.rpc import RpcError, caller_identity, check_len, invalid
+from proto.mpc.v1 import common_pb2, governance_pb2, node_pb2
 
 log = logging.getLogger("mpc_node.service")
 
@@ -70,6 +79,7 @@ class Session:
     digest: bytes = b""
     path: tuple[int, ...] = ()
     request_id: str = ""
+    approved: Approved | None = None
     # dkg only
     label: str = ""
 
@@ -81,10 +91,11 @@ class Session:
 class NodeService:
     """The Node RPCs, independent of gRPC transport details (handlers raise RpcError)."""
 
-    def __init__(self, cfg: NodeConfig, keys: OperationalKeys, store: NodeStore) -> None:
+    def __init__(self, cfg: NodeConfig, keys: OperationalKeys, store: NodeStore, audit: AuditLog) -> None:
         self.cfg = cfg
         self.keys = keys
         self.store = store
+        self.audit = audit
         self.me = cfg.index
         self.faults = FaultInjector(cfg.test_mode)
         self.health: Any = None  # the standard health servicer, set by the server
@@ -99,6 +110,7 @@ class NodeService:
             raise RuntimeError(
                 f"roster entry {self.me} does not match this node's keystore (wrong keystore or stale roster)"
             )
+        self.gov = NodeGovernance(cfg.name, cfg.admin_set, cfg.initial_policy, store, audit)
 
     # ---------------------------------------------------------------------------------------
     def node_name(self, i: int | None) -> str:
@@ -167,6 +179,7 @@ class NodeService:
             parties=self.cfg.parties,
             threshold=self.cfg.threshold,
             version=VERSION,
+            governance_root=self.gov.governance_root,
         )
 
     def Health(self, req: node_pb2.NodeHealthRequest, ctx: Any) -> node_pb2.NodeHealthResponse:
@@ -179,7 +192,7 @@ class NodeService:
         if which == "dkg":
             s, out = self._new_dkg(sid, req.dkg)
         elif which == "sign":
-            s, out = self._new_sign(sid, req.sign)
+            s, out = self._new_sign(sid, req.sign, ctx)
         else:
             raise invalid("params", "missing: give dkg or sign parameters")
         with self._lock:
@@ -191,6 +204,8 @@ class NodeService:
             while len(self._seen) > SEEN_SESSIONS:
                 self._seen.popitem(last=False)
             self._sessions[sid] = s
+        if s.kind == "sign":
+            self._audit_sign_start(s)
         with s.lock:
             try:
                 resp = self._emit(s, out)
@@ -220,7 +235,14 @@ class NodeService:
         s = Session(sid, "dkg", party, parts, tuple(j for j in parts if j != self.me), 1, label=label)
         return s, party.start
 
-    def _new_sign(self, sid: bytes, p: node_pb2.SignParams) -> tuple[Session, Callable[[], RoundOutput]]:
+    def _new_sign(self, sid: bytes, p: node_pb2.SignParams, ctx: Any = None) -> tuple[Session, Callable[[], RoundOutput]]:
+        try:
+            return self._new_sign_checked(sid, p)
+        except RpcError as e:
+            self._audit_sign("sign-start", p.request_id, "refused", e.message, actor=_caller(ctx), key_id=p.key_id)
+            raise
+
+    def _new_sign_checked(self, sid: bytes, p: node_pb2.SignParams) -> tuple[Session, Callable[[], RoundOutput]]:
         from crypto_core.sign import PresignParty, SignConfig
 
         key_id = check_len(p.key_id, "sign.key_id", 32)
@@ -242,6 +264,7 @@ class NodeService:
         key = self._key(key_id)
         if len(signers) != key.threshold:
             raise invalid("sign.signers", f"key needs exactly {key.threshold} signers, got {len(signers)}")
+        approved = self.gov.check_sign(p.approval_bundle, key_id=key_id, digest=digest, path=path, request_id=p.request_id)
         banned = self.store.banned(key_id)
         bad = sorted(set(signers) & banned)
         if bad:
@@ -257,9 +280,35 @@ class NodeService:
         ordered = tuple(sorted(signers))
         s = Session(
             sid, "sign", party, ordered, tuple(j for j in ordered if j != self.me), 1,
-            key=key, key_id=key_id, digest=digest, path=path, request_id=p.request_id,
+            key=key, key_id=key_id, digest=digest, path=path, request_id=p.request_id, approved=approved,
         )
         return s, party.start
+
+    def _audit_sign_start(self, s: Session) -> None:
+        approved = s.approved
+        assert approved is not None
+        req = approved.bundle.request
+        self.audit.append(
+            req.requester, "sign-start", request_id=req.request_id, outcome="accepted",
+            details={
+                "key_id": s.key_id.hex(), "digest": s.digest.hex(), "path": _path_text(s.path), "session": s.id.hex()[:16],
+                "signers": ",".join(map(str, s.participants)), "policy_version": approved.policy.version,
+                "approved_by": ",".join(sorted(approved.result.approved)),
+            },
+        )
+
+    def _audit_sign(self, action: str, request_id: str, outcome: str, reason: str, *, actor: str, key_id: bytes = b"") -> None:
+        details: dict[str, str | int | bool] = {"reason": reason[:500]}
+        if key_id:
+            details["key_id"] = key_id.hex()[:64]
+        rid = request_id if REQUEST_ID_RE.fullmatch(request_id or "") else ""
+        if request_id and not rid:
+            details["request"] = request_id[:200]
+        try:
+            self.audit.append(actor, action, request_id=rid, outcome=outcome, details=details)
+        except Exception:
+            log.exception("cannot write the audit log")
+            raise
 
     def _key(self, key_id: bytes) -> KeyShare:
         with self._keys_lock:
@@ -440,6 +489,11 @@ class NodeService:
         except StoreError as e:
             self._fail(s, None, f"cannot store the key share: {e}")
         s.done = True
+        self.audit.append(
+            "coordinator", "keygen", outcome="stored-pending",
+            details={"key_id": ks.key_id.hex(), "public_key": pk.hex(), "threshold": ks.threshold, "parties": ks.parties,
+                     "session": s.id.hex()[:16], "label": s.label[:200]},
+        )
         log.info("session %s (dkg): finished, key %s stored as pending", s.short, ks.key_id.hex()[:16])
         return node_pb2.StepResponse(
             session_id=s.id,
@@ -456,10 +510,27 @@ class NodeService:
         assert key is not None
         rnd = 4
         fault = self.faults.check("sign", rnd)
+        approved = s.approved
+        assert approved is not None
+        req = approved.bundle.request
+        try:
+            served = self.gov.recheck(approved, s.key_id)
+        except RpcError as e:
+            self._audit_sign("sign-share", s.request_id, "refused", e.message, actor=req.requester, key_id=s.key_id)
+            s.failed = e
+            raise
         try:
             self.store.put_presignature(presig.sigid, s.key_id, presig.to_bytes())
             tomb = presig.mark_used()
-            self.store.consume_presignature(presig.sigid, tomb)  # durable before the share leaves
+            # durable before the share leaves, together with the request's served record
+            self.store.consume_presignature(presig.sigid, tomb, request=served)
+        except (RequestAlreadyServed, RateLimited) as e:
+            kind = "served" if isinstance(e, RequestAlreadyServed) else "rate-limited"
+            msg = f"sign.approval_bundle.request.{e}" if kind == "served" else str(e)
+            err = refusal(Code.FAILED_PRECONDITION, kind, f"{msg} ({self.cfg.name})")
+            self._audit_sign("sign-share", s.request_id, "refused", err.message, actor=req.requester, key_id=s.key_id)
+            s.failed = err
+            raise err from None
         except StoreError as e:
             self._fail(s, None, f"cannot persist the presignature: {e}")
         share = presig.signature_share(s.digest, key_id=s.key_id, derivation_path=s.path)
@@ -467,7 +538,15 @@ class NodeService:
         envs = self._seal(s, rnd, payload, {}, fault.action if fault else None)
         s.done = True
         s.expect_round = rnd
-        log.info("session %s (sign): signature share released for key %s", s.short, s.key_id.hex()[:16])
+        self.audit.append(
+            req.requester, "sign-share", request_id=req.request_id, outcome="released",
+            details={
+                "key_id": s.key_id.hex(), "digest": s.digest.hex(), "path": _path_text(s.path),
+                "session": s.id.hex()[:16], "signers": ",".join(map(str, s.participants)),
+                "policy_version": approved.policy.version, "approved_by": ",".join(sorted(approved.result.approved)),
+            },
+        )
+        log.info("session %s (sign): signature share released for key %s (request %s)", s.short, s.key_id.hex()[:16], req.request_id)
         return node_pb2.StepResponse(session_id=s.id, round=rnd, envelopes=envs, finished=True)
 
     # --- keys --------------------------------------------------------------------------------
@@ -487,6 +566,7 @@ class NodeService:
             raise RpcError(Code.FAILED_PRECONDITION, f"public_key: differs from the key {self.cfg.name} generated")
         self.store.activate_key(key_id)
         if row.status != "active":
+            self.audit.append(_caller(ctx), "key-activate", outcome="active", details={"key_id": key_id.hex()})
             log.info("key %s: activated", key_id.hex()[:16])
             threading.Thread(target=self._key, args=(key_id,), name="load-key", daemon=True).start()
         return node_pb2.CommitKeyResponse(status=common_pb2.KEY_STATUS_ACTIVE)
@@ -499,6 +579,7 @@ class NodeService:
         if row.status == "active":
             raise RpcError(Code.FAILED_PRECONDITION, f"key_id: key {key_id.hex()} is active on {self.cfg.name}; refusing to discard it")
         self.store.discard_pending_key(key_id)
+        self.audit.append(_caller(ctx), "key-discard", outcome="discarded", details={"key_id": key_id.hex()})
         log.info("key %s: pending key discarded", key_id.hex()[:16])
         return node_pb2.DiscardKeyResponse(discarded=True)
 
@@ -513,6 +594,29 @@ class NodeService:
                 )
             )
         return node_pb2.NodeListKeysResponse(keys=out)
+
+
+    # --- governance --------------------------------------------------------------------------
+    def InstallPolicy(self, req: node_pb2.InstallPolicyRequest, ctx: Any) -> node_pb2.InstallPolicyResponse:
+        installed, signed = self.gov.install(bytes(req.signed_change), actor=_caller(ctx))
+        return node_pb2.InstallPolicyResponse(installed=installed, policy=policy_state(signed))
+
+    def GetPolicies(self, req: node_pb2.GetPoliciesRequest, ctx: Any) -> node_pb2.GetPoliciesResponse:
+        return node_pb2.GetPoliciesResponse(
+            governance_root=self.gov.governance_root, policies=[policy_state(p) for p in self.gov.policies()]
+        )
+
+    def GetAuditLog(self, req: governance_pb2.AuditLogRequest, ctx: Any) -> governance_pb2.AuditPage:
+        return audit_page(self.audit, req.after_seq, req.limit)
+
+
+def _caller(ctx: Any) -> str:
+    ident = caller_identity(ctx) if ctx is not None else None
+    return ident.name if ident is not None else "unknown"
+
+
+def _path_text(path: tuple[int, ...]) -> str:
+    return "m" + "".join(f"/{i}" for i in path)
 
 
 def _inbox_digest(req: node_pb2.StepRequest) -> bytes:

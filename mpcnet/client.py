@@ -1,9 +1,17 @@
 """Typed Python client of the coordinator (mpc.v1.Coordinator over mTLS).
 
-    with MpcClient.from_cluster("var/cluster") as c:
-        key = c.create_key("treasury")
-        sig = c.sign(key.key_id, hashlib.sha256(b"hello").digest(), path="m/0/1")
-        print(sig.r, sig.s, sig.recovery_id, sig.der.hex())
+Each client acts as one identity (a certificate, and for approvers and admins an Ed25519 key
+that signs their decisions here, client-side; the coordinator only stores and forwards them)::
+
+    admin = MpcClient.from_cluster("var/c", identity="admin1")
+    key = admin.create_key("treasury")
+    requester = MpcClient.from_cluster("var/c", identity="requester1")
+    req = requester.submit_sign_request(key.key_id, hashlib.sha256(b"hello").digest(), description="test")
+    for name in ("approver1", "approver2"):
+        with MpcClient.from_cluster("var/c", identity=name) as approver:
+            approver.approve(req.request_id)
+    done = requester.wait_sign_request(req.request_id)
+    print(done.state, done.signature.der.hex())
 
 Failures raise :class:`MpcError` with the gRPC status code and the server's message.
 """
@@ -11,7 +19,9 @@ Failures raise :class:`MpcError` with the gRPC status code and the server's mess
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -19,13 +29,31 @@ import grpc
 
 from crypto_core.bip32 import derive, parse_path
 from crypto_core.group import Point
+from governance.approval import Decision, SigningRequest, sign_approval
+from governance.errors import GovernanceError
+from governance.policy import (
+    DEFAULT_SCOPE,
+    AdminSet,
+    AdminSignature,
+    KeyPolicy,
+    PolicyChange,
+    SignedPolicyChange,
+    check_admin_signature,
+    sign_policy_change,
+)
+from mpcnet.govwire import entry_rows
+from mpcnet.identities import Identity, load_identity
 from mpcnet.pki import CertPaths, channel_credentials
 from mpcnet.rpc import CHANNEL_OPTIONS
-from proto.mpc.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc
+from proto.mpc.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc, governance_pb2
 
 _STATUS = {v: k for k, v in common_pb2.KeyStatus.items()}
 _STATE = {v: k for k, v in coordinator_pb2.RequestState.items()}
 _KIND = {v: k for k, v in coordinator_pb2.RequestKind.items()}
+_SIGN_STATE = {v: k.removeprefix("SIGN_REQUEST_STATE_").lower() for k, v in coordinator_pb2.SignRequestState.items()}
+SIGN_STATES = tuple(s for s in _SIGN_STATE.values() if s != "unspecified")
+TERMINAL_STATES = ("done", "rejected", "expired", "failed")
+_PROPOSAL_STATE = {v: k.removeprefix("PROPOSAL_STATE_").lower() for k, v in coordinator_pb2.ProposalState.items()}
 
 
 class MpcError(Exception):
@@ -148,6 +176,138 @@ class RequestInfo:
         }
 
 
+@dataclass(frozen=True)
+class ApprovalView:
+    approver: str
+    decision: str  # "approve" | "reject"
+    decided_unix_ms: int
+
+
+@dataclass(frozen=True)
+class SignRequest:
+    """A signing request as the coordinator reports it; ``request`` is decoded (strictly) from
+    the canonical bytes approvers sign, never taken from the convenience fields."""
+
+    request_id: str
+    state: str  # pending_approval | signing | done | rejected | expired | failed
+    request: SigningRequest
+    request_bytes: bytes
+    approvals: tuple[ApprovalView, ...]
+    approval_quorum: int
+    approvers: int
+    signature: SignatureResult | None
+    error_code: str
+    error_message: str
+    attempts: int
+    updated_unix_ms: int
+
+    @staticmethod
+    def from_proto(r: coordinator_pb2.SignRequestInfo) -> "SignRequest":
+        try:
+            req = SigningRequest.from_bytes(bytes(r.request))
+        except GovernanceError as e:
+            raise MpcError(grpc.StatusCode.DATA_LOSS, f"request.{e.field}: {e.reason} (the coordinator sent a malformed request)") from None
+        if req.request_id != r.request_id:
+            raise MpcError(grpc.StatusCode.DATA_LOSS, f"request: the coordinator sent request {req.request_id!r} for {r.request_id!r}")
+        sig = SignatureResult.from_proto(r.request_id, r.signature, r.signers) if r.HasField("signature") else None
+        return SignRequest(
+            request_id=r.request_id, state=_SIGN_STATE.get(r.state, "unspecified"), request=req, request_bytes=bytes(r.request),
+            approvals=tuple(
+                ApprovalView(a.approver, "approve" if a.decision == coordinator_pb2.DECISION_APPROVE else "reject", a.decided_unix_ms)
+                for a in r.approvals
+            ),
+            approval_quorum=r.approval_quorum, approvers=r.approvers, signature=sig,
+            error_code=_code_name(r.error_code) if r.error_code else "", error_message=r.error_message,
+            attempts=r.attempts, updated_unix_ms=r.updated_unix_ms,
+        )
+
+    @property
+    def approved_by(self) -> list[str]:
+        return [a.approver for a in self.approvals if a.decision == "approve"]
+
+    @property
+    def rejected_by(self) -> list[str]:
+        return [a.approver for a in self.approvals if a.decision == "reject"]
+
+    def as_dict(self) -> dict[str, Any]:
+        q = self.request
+        return {
+            "request_id": self.request_id,
+            "state": self.state,
+            "key_id": q.key_id.hex(),
+            "digest": q.digest.hex(),
+            "path": "m" + "".join(f"/{i}" for i in q.derivation_path),
+            "requester": q.requester,
+            "description": q.description,
+            "created_unix_ms": q.created_at_ms,
+            "expires_unix_ms": q.expires_at_ms,
+            "policy_version": q.policy_version,
+            "policy_digest": q.policy_digest.hex(),
+            "approval_quorum": self.approval_quorum,
+            "approvers": self.approvers,
+            "approvals": [{"approver": a.approver, "decision": a.decision, "decided_unix_ms": a.decided_unix_ms} for a in self.approvals],
+            "signature": self.signature.as_dict() if self.signature else None,
+            "error": {"code": self.error_code, "message": self.error_message} if self.error_message else None,
+            "attempts": self.attempts,
+        }
+
+
+@dataclass(frozen=True)
+class PolicyView:
+    scope: bytes
+    policy: KeyPolicy
+    inherited: bool
+    signed_change: SignedPolicyChange
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "scope": "default" if self.scope == DEFAULT_SCOPE else self.scope.hex(),
+            "inherited_from_default": self.inherited,
+            "policy_digest": self.policy.digest().hex(),
+            "signed_by": sorted({s.admin for s in self.signed_change.signatures}),
+            **self.policy.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class Proposal:
+    proposal_id: str
+    state: str  # pending | applied | superseded
+    signed_change: SignedPolicyChange
+    proposer: str
+    admin_quorum: int
+    created_unix_ms: int
+
+    @property
+    def signers(self) -> list[str]:
+        return [s.admin for s in self.signed_change.signatures]
+
+    def as_dict(self) -> dict[str, Any]:
+        c = self.signed_change.change
+        return {
+            "proposal_id": self.proposal_id,
+            "state": self.state,
+            "proposer": self.proposer,
+            "signed_by": self.signers,
+            "admin_quorum": self.admin_quorum,
+            "scope": "default" if c.scope == DEFAULT_SCOPE else c.scope.hex(),
+            "previous_digest": None if c.previous_digest is None else c.previous_digest.hex(),
+            "new_policy": c.new_policy.to_dict(),
+        }
+
+
+@dataclass
+class AuditLogCopy:
+    """Every entry of one component's audit log, as fetched through the coordinator."""
+
+    component: str
+    entries: list[governance_pb2.AuditEntry] = field(default_factory=list)
+    head_seq: int = 0
+
+    def rows(self) -> list[tuple[object, ...]]:
+        return entry_rows(self.entries)
+
+
 def _code_name(value: int) -> str:
     for c in grpc.StatusCode:
         if c.value[0] == value:
@@ -156,24 +316,44 @@ def _code_name(value: int) -> str:
 
 
 class MpcClient:
-    """One channel to the coordinator, reused for every call (thread-safe)."""
+    """One channel to the coordinator, reused for every call (thread-safe).
 
-    def __init__(self, endpoint: str, cert: CertPaths | None, ca_cert: Path, *, timeout: float = 300.0) -> None:
+    ``identity`` (a :class:`mpcnet.identities.Identity`) is needed for signing approvals and
+    policy changes; ``admin_set`` (the cluster's governance root, from the caller's own copy of
+    cluster.json) for proposing or approving policy changes.
+    """
+
+    def __init__(
+        self, endpoint: str, cert: CertPaths | None, ca_cert: Path, *, timeout: float = 300.0,
+        identity: Identity | None = None, admin_set: AdminSet | None = None,
+    ) -> None:
         if cert is None:  # only useful to show that the server refuses it
             creds = grpc.ssl_channel_credentials(root_certificates=Path(ca_cert).read_bytes())
         else:
             creds = channel_credentials(cert, ca_cert)
         self.endpoint = endpoint
         self.timeout = timeout
+        self.identity = identity
+        self.admin_set = admin_set
         self._channel = grpc.secure_channel(endpoint, creds, options=CHANNEL_OPTIONS)
         self._stub = coordinator_pb2_grpc.CoordinatorStub(self._channel)
 
     @staticmethod
-    def from_cluster(directory: str | Path, *, identity: str = "client", timeout: float = 300.0) -> "MpcClient":
-        """Connect with the certificates listed in ``DIR/cluster.json`` (written by ``mpc-cluster up``)."""
+    def from_cluster(directory: str | Path, *, identity: str, timeout: float = 300.0) -> "MpcClient":
+        """Act as ``identity`` (e.g. ``admin1``, ``requester1``, ``approver2``, ``auditor1``; or a
+        plain certificate such as ``client``) on the cluster described by ``DIR/cluster.json``."""
         info = json.loads((Path(directory) / "cluster.json").read_text())
-        c = info["certs"][identity]
-        return MpcClient(info["coordinator"]["endpoint"], CertPaths(Path(c["cert"]), Path(c["key"])), Path(info["ca_cert"]), timeout=timeout)
+        admin_set = AdminSet.from_dict(info["admin_set"]) if "admin_set" in info else None
+        ca = Path(info["ca_cert"])
+        endpoint = info["coordinator"]["endpoint"]
+        if identity in info.get("identities", {}):
+            ident = load_identity(Path(directory), identity)
+            return MpcClient(endpoint, ident.cert, ca, timeout=timeout, identity=ident, admin_set=admin_set)
+        if identity in info.get("certs", {}):
+            c = info["certs"][identity]
+            return MpcClient(endpoint, CertPaths(Path(c["cert"]), Path(c["key"])), ca, timeout=timeout, admin_set=admin_set)
+        known = sorted(info.get("identities", {})) + sorted(info.get("certs", {}))
+        raise KeyError(f"no identity {identity!r} in {directory} (known: {', '.join(known)})")
 
     def close(self) -> None:
         self._channel.close()
@@ -190,6 +370,12 @@ class MpcClient:
         except grpc.RpcError as e:
             raise MpcError(e.code(), e.details() or "") from None
 
+    def _me(self) -> Identity:
+        if self.identity is None:
+            raise MpcError(grpc.StatusCode.FAILED_PRECONDITION, "identity: this client has no signing key (use from_cluster(identity=...))")
+        return self.identity
+
+    # --- keys --------------------------------------------------------------------------------
     def create_key(self, label: str = "", *, request_id: str = "") -> Key:
         r = self._call(self._stub.CreateKey, coordinator_pb2.CreateKeyRequest(label=label, request_id=request_id))
         return Key.from_proto(r.key)
@@ -201,14 +387,6 @@ class MpcClient:
     def list_keys(self) -> list[Key]:
         return [Key.from_proto(k) for k in self._call(self._stub.ListKeys, coordinator_pb2.ListKeysRequest()).keys]
 
-    def sign(
-        self, key_id: bytes | str, digest: bytes, *, path: str | Sequence[int] | None = None, request_id: str = ""
-    ) -> SignatureResult:
-        kid = bytes.fromhex(key_id) if isinstance(key_id, str) else key_id
-        req = coordinator_pb2.SignRequest(key_id=kid, digest=digest, derivation_path=to_path(path), request_id=request_id)
-        r = self._call(self._stub.Sign, req)
-        return SignatureResult.from_proto(r.request_id, r.signature, r.signers)
-
     def get_request(self, request_id: str) -> RequestInfo:
         r = self._call(self._stub.GetRequest, coordinator_pb2.GetRequestRequest(request_id=request_id))
         sig = SignatureResult.from_proto(r.request_id, r.signature, r.signers) if r.HasField("signature") else None
@@ -219,3 +397,254 @@ class MpcClient:
 
     def cluster_status(self) -> coordinator_pb2.ClusterStatusResponse:
         return self._call(self._stub.ClusterStatus, coordinator_pb2.ClusterStatusRequest(), timeout=10)
+
+    # --- signing requests --------------------------------------------------------------------
+    def submit_sign_request(
+        self, key_id: bytes | str, digest: bytes, *, path: str | Sequence[int] | None = None, description: str = "",
+        request_id: str = "", ttl_seconds: int = 0,
+    ) -> SignRequest:
+        kid = bytes.fromhex(key_id) if isinstance(key_id, str) else key_id
+        req = coordinator_pb2.SubmitSignRequestRequest(
+            key_id=kid, digest=digest, derivation_path=to_path(path), description=description, request_id=request_id,
+            ttl_seconds=ttl_seconds,
+        )
+        return SignRequest.from_proto(self._call(self._stub.SubmitSignRequest, req))
+
+    def get_sign_request(self, request_id: str) -> SignRequest:
+        r = self._call(self._stub.GetSignRequest, coordinator_pb2.GetSignRequestRequest(request_id=request_id))
+        return SignRequest.from_proto(r)
+
+    def list_sign_requests(self, *, state: str | None = None, key_id: bytes | str | None = None, limit: int = 0) -> list[SignRequest]:
+        kid = bytes.fromhex(key_id) if isinstance(key_id, str) else (key_id or b"")
+        pb_state = 0
+        if state is not None:
+            names = {v: k for k, v in _SIGN_STATE.items()}
+            if state not in names:
+                raise ValueError(f"state: must be one of {', '.join(SIGN_STATES)}")
+            pb_state = names[state]
+        r = self._call(self._stub.ListSignRequests, coordinator_pb2.ListSignRequestsRequest(state=pb_state, key_id=kid, limit=limit))
+        return [SignRequest.from_proto(x) for x in r.requests]
+
+    def watch_sign_request(self, request_id: str, *, timeout: float | None = None) -> Iterator[SignRequest]:
+        """The request now and after every change, until it ends (server streaming)."""
+        stream = self._stub.WatchSignRequest(
+            coordinator_pb2.GetSignRequestRequest(request_id=request_id), timeout=timeout or self.timeout
+        )
+        try:
+            for r in stream:
+                yield SignRequest.from_proto(r)
+        except grpc.RpcError as e:
+            raise MpcError(e.code(), e.details() or "") from None
+        finally:
+            stream.cancel()
+
+    def wait_sign_request(self, request_id: str, *, timeout: float | None = None) -> SignRequest:
+        """Watch until the request reaches DONE, REJECTED, EXPIRED or FAILED; returns it."""
+        last = None
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while True:
+            try:
+                for last in self.watch_sign_request(request_id, timeout=max(1.0, deadline - time.monotonic())):
+                    if last.state in TERMINAL_STATES:
+                        return last
+            except MpcError as e:
+                if e.code != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)  # the coordinator restarted: watch again
+                continue
+            if time.monotonic() > deadline:
+                raise MpcError(grpc.StatusCode.DEADLINE_EXCEEDED, f"request {request_id} is still {last.state if last else 'unknown'}")
+
+    def decide(self, request_id: str, decision: Decision) -> SignRequest:
+        """Sign ``decision`` over the request *as the coordinator sent it* (decoded and checked
+        here) with this identity's own key, and submit it."""
+        me = self._me()
+        current = self.get_sign_request(request_id)
+        approval = sign_approval(current.request, me.name, me.signing_key, decision)
+        pb = coordinator_pb2.DECISION_APPROVE if decision is Decision.APPROVE else coordinator_pb2.DECISION_REJECT
+        r = self._call(
+            self._stub.DecideSignRequest,
+            coordinator_pb2.DecideSignRequestRequest(request_id=request_id, approver=me.name, decision=pb, signature=approval.signature),
+        )
+        return SignRequest.from_proto(r)
+
+    def approve(self, request_id: str) -> SignRequest:
+        return self.decide(request_id, Decision.APPROVE)
+
+    def reject(self, request_id: str) -> SignRequest:
+        return self.decide(request_id, Decision.REJECT)
+
+    # --- policies ----------------------------------------------------------------------------
+    def get_policy(self, key_id: bytes | str | None = None) -> PolicyView:
+        kid = bytes.fromhex(key_id) if isinstance(key_id, str) else (key_id or b"")
+        r = self._call(self._stub.GetPolicy, coordinator_pb2.GetPolicyRequest(key_id=kid))
+        try:
+            signed = SignedPolicyChange.from_bytes(bytes(r.policy.signed_change))
+        except GovernanceError as e:
+            raise MpcError(grpc.StatusCode.DATA_LOSS, f"policy.signed_change.{e.field}: {e.reason}") from None
+        if self.admin_set is not None:
+            self._check_quorum(signed)
+        return PolicyView(bytes(r.scope), signed.change.new_policy, r.inherited, signed)
+
+    def _check_quorum(self, signed: SignedPolicyChange) -> None:
+        """The policy the coordinator reports must carry an admin quorum of *our* admin set."""
+        assert self.admin_set is not None
+        good = set()
+        for s in signed.signatures:
+            try:
+                check_admin_signature(self.admin_set, signed.change, s)
+                good.add(s.admin)
+            except GovernanceError:
+                pass
+        if len(good) < self.admin_set.quorum:
+            raise MpcError(
+                grpc.StatusCode.DATA_LOSS,
+                f"policy: the coordinator reports a policy without a valid admin quorum ({len(good)} of {self.admin_set.quorum})",
+            )
+
+    def propose_policy(self, new_policy: KeyPolicy, *, key_id: bytes | str | None = None) -> Proposal:
+        """Propose ``new_policy`` for a key (or the default), signed with this admin's key. Its
+        version must be the current one + 1 (see :meth:`next_policy`)."""
+        me = self._me()
+        if self.admin_set is None:
+            raise MpcError(grpc.StatusCode.FAILED_PRECONDITION, "admin_set: unknown (use from_cluster)")
+        kid = bytes.fromhex(key_id) if isinstance(key_id, str) else key_id
+        current = self.get_policy(kid)
+        own = current.signed_change if not current.inherited else None
+        scope = kid if kid else DEFAULT_SCOPE
+        previous = None if own is None else own.change.new_policy.digest()
+        change = PolicyChange(scope, new_policy, previous, self.admin_set.digest())
+        signed = SignedPolicyChange(change, (sign_policy_change(change, me.name, me.signing_key),))
+        r = self._call(self._stub.ProposePolicyChange, coordinator_pb2.ProposePolicyChangeRequest(signed_change=signed.to_bytes()))
+        return self._proposal(r)
+
+    def next_policy(self, key_id: bytes | str | None = None, **changes: Any) -> KeyPolicy:
+        """The policy in force for a key (or the default) with ``changes`` applied and the
+        version the next change of that scope must carry."""
+        kid = bytes.fromhex(key_id) if isinstance(key_id, str) else key_id
+        current = self.get_policy(kid)
+        version = 1 if (kid and current.inherited) else current.policy.version + 1
+        base = current.policy
+        fields = {
+            "version": version, "approvers": dict(base.approvers), "approval_quorum": base.approval_quorum,
+            "requesters": base.requesters, "ttl_seconds": base.ttl_seconds, "rate_limit": base.rate_limit,
+        }
+        fields.update(changes)
+        return KeyPolicy(**fields)
+
+    def approve_policy(self, proposal_id: str) -> Proposal:
+        """Sign a pending proposal (after checking it is for this cluster) and submit it."""
+        me = self._me()
+        p = self.get_proposal(proposal_id)
+        if self.admin_set is not None and p.signed_change.change.governance_root != self.admin_set.digest():
+            raise MpcError(grpc.StatusCode.FAILED_PRECONDITION, "proposal: made for another cluster or admin set")
+        sig: AdminSignature = sign_policy_change(p.signed_change.change, me.name, me.signing_key)
+        r = self._call(
+            self._stub.ApprovePolicyChange,
+            coordinator_pb2.ApprovePolicyChangeRequest(proposal_id=proposal_id, admin=me.name, signature=sig.signature),
+        )
+        return self._proposal(r)
+
+    def get_proposal(self, proposal_id: str) -> Proposal:
+        return self._proposal(self._call(self._stub.GetPolicyProposal, coordinator_pb2.GetPolicyProposalRequest(proposal_id=proposal_id)))
+
+    def list_proposals(self, state: str | None = None) -> list[Proposal]:
+        names = {v: k for k, v in _PROPOSAL_STATE.items()}
+        r = self._call(self._stub.ListPolicyProposals, coordinator_pb2.ListPolicyProposalsRequest(state=names[state] if state else 0))
+        return [self._proposal(p) for p in r.proposals]
+
+    @staticmethod
+    def _proposal(r: coordinator_pb2.PolicyProposal) -> Proposal:
+        try:
+            signed = SignedPolicyChange.from_bytes(bytes(r.signed_change))
+        except GovernanceError as e:
+            raise MpcError(grpc.StatusCode.DATA_LOSS, f"proposal.signed_change.{e.field}: {e.reason}") from None
+        if signed.change.digest()[:16].hex() != r.proposal_id:
+            raise MpcError(grpc.StatusCode.DATA_LOSS, f"proposal: id {r.proposal_id} does not match its change")
+        return Proposal(r.proposal_id, _PROPOSAL_STATE.get(r.state, "unspecified"), signed, r.proposer, r.admin_quorum, r.created_unix_ms)
+
+    # --- audit -------------------------------------------------------------------------------
+    def audit_page(self, component: str, after_seq: int = 0, limit: int = 0) -> governance_pb2.AuditPage:
+        req = coordinator_pb2.GetAuditLogRequest(component=component, after_seq=after_seq, limit=limit)
+        return self._call(self._stub.GetAuditLog, req)
+
+    def fetch_audit(self, component: str) -> AuditLogCopy:
+        """Every entry of ``component``'s log, page by page (not verified: see mpcnet.audit)."""
+        out = AuditLogCopy(component)
+        after = 0
+        while True:
+            page = self.audit_page(component, after)
+            if not out.entries:
+                out.head_seq = page.head_seq
+            out.entries.extend(page.entries)
+            if not page.entries or len(out.entries) >= page.head_seq and page.entries[-1].seq >= page.head_seq:
+                return out
+            after = page.entries[-1].seq
+
+
+def error_of(r: SignRequest) -> MpcError:
+    """The request's failure as an :class:`MpcError` (its recorded gRPC code, or ABORTED)."""
+    code = grpc.StatusCode.ABORTED
+    if r.error_code:
+        code = next((c for c in grpc.StatusCode if c.name == r.error_code), grpc.StatusCode.UNKNOWN)
+    elif r.state == "expired":
+        code = grpc.StatusCode.DEADLINE_EXCEEDED
+    return MpcError(code, f"request {r.request_id} is {r.state.upper()}: {r.error_message}")
+
+
+class SigningTeam:
+    """A requester and enough approvers acting together: tests, benchmarks and demos that need
+    signatures without a human in the loop. Each decision is still signed with each approver's
+    own key, and every node still checks the quorum."""
+
+    def __init__(self, requester: MpcClient, approvers: Sequence[MpcClient]) -> None:
+        self.requester = requester
+        self.approvers = list(approvers)
+
+    @staticmethod
+    def from_cluster(
+        directory: str | Path, *, requester: str = "requester1", approvers: Sequence[str] = ("approver1", "approver2"),
+        timeout: float = 300.0,
+    ) -> "SigningTeam":
+        return SigningTeam(
+            MpcClient.from_cluster(directory, identity=requester, timeout=timeout),
+            [MpcClient.from_cluster(directory, identity=a, timeout=timeout) for a in approvers],
+        )
+
+    def close(self) -> None:
+        for c in (self.requester, *self.approvers):
+            c.close()
+
+    def __enter__(self) -> "SigningTeam":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def request(
+        self, key_id: bytes | str, digest: bytes, *, path: str | Sequence[int] | None = None, description: str = "",
+        request_id: str = "", ttl_seconds: int = 0,
+    ) -> SignRequest:
+        """Submit, approve with every approver until the request leaves PENDING_APPROVAL, and
+        wait for the end; returns the final request (DONE or not)."""
+        r = self.requester.submit_sign_request(
+            key_id, digest, path=path, description=description or "automated signing request", request_id=request_id,
+            ttl_seconds=ttl_seconds,
+        )
+        for a in self.approvers:
+            if r.state != "pending_approval":
+                break
+            r = a.approve(r.request_id)
+        if r.state in TERMINAL_STATES:
+            return r
+        return self.requester.wait_sign_request(r.request_id)
+
+    def sign(
+        self, key_id: bytes | str, digest: bytes, *, path: str | Sequence[int] | None = None, description: str = "",
+        request_id: str = "",
+    ) -> SignatureResult:
+        """:meth:`request`, then the signature; :class:`MpcError` if the request did not end DONE."""
+        r = self.request(key_id, digest, path=path, description=description, request_id=request_id)
+        if r.state != "done" or r.signature is None:
+            raise error_of(r)
+        return r.signature

@@ -5,11 +5,21 @@ certificates, each node's keystore and passphrase file, the stores' directories)
 use writes fresh configs with free localhost ports; keys, certificates and data are reused.
 
     DIR/ca/ca.pem, ca.key                     dev CA
-    DIR/certs/<name>.pem, <name>.key          node-i (role node), coordinator, client, admin
-    DIR/nodes/node-i/{config.json, keystore.json, passphrase, node.db}
-    DIR/coordinator/{config.json, coordinator.db}
+    DIR/certs/<name>.pem, <name>.key          node-i (role node), coordinator, client (health checks)
+    DIR/identities/<name>/                    admin1..3, requester1, approver1..3, auditor1:
+                                              certificate + Ed25519 signing key (mpcnet.identities)
+    DIR/governance.json                       cluster id, admin set (admins' public keys, quorum 2)
+                                              and the initial default policy, signed by admin1+admin2
+    DIR/nodes/node-i/{config.json, keystore.json, passphrase, node.db, audit.db}
+    DIR/coordinator/{config.json, keystore.json, passphrase, coordinator.db, audit.db}
     DIR/logs/<process>.log
-    DIR/cluster.json                          endpoints, certificate paths, pids (for clients)
+    DIR/cluster.json                          endpoints, certificates, identities, audit public keys,
+                                              governance root, pids (for clients)
+
+The initial default policy: approvers approver1..3 with a quorum of 2, requesters {requester1},
+requests live at most an hour, at most 100 signatures per key per hour. The launcher signs it
+with admin1's and admin2's keys, which it holds only because this is a development layout; every
+node verifies it against the admin set in its own config when it starts.
 
 :class:`LocalCluster` starts and stops the processes synchronously (tests, benchmarks); the
 ``mpc-cluster`` command supervises the same processes with trio.
@@ -31,13 +41,32 @@ from typing import Any
 
 import grpc
 
+from governance.policy import (
+    DEFAULT_SCOPE,
+    AdminSet,
+    KeyPolicy,
+    PolicyChange,
+    RateLimit,
+    SignedPolicyChange,
+    sign_policy_change,
+)
 from mpc_node.keystore import create_keystore
 from mpcnet.config import write_json
+from mpcnet.identities import DEMO_IDENTITIES, create_identity, load_identity
 from mpcnet.pki import CertPaths, channel_credentials, create_ca, issue_cert
 from mpcnet.rpc import CHANNEL_OPTIONS, wait_for_health
 
 PARAMS_FILE = "cluster-params.json"
 INFO_FILE = "cluster.json"
+GOVERNANCE_FILE = "governance.json"
+ADMIN_QUORUM = 2
+DEFAULT_POLICY = {
+    "approvers": ["approver1", "approver2", "approver3"],
+    "approval_quorum": 2,
+    "requesters": ["requester1"],
+    "ttl_seconds": 3600,
+    "rate_limit": {"max_signatures": 100, "window_seconds": 3600},
+}
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -90,6 +119,14 @@ class Layout:
         return self.dir / "logs" / f"{name}.log"
 
     @property
+    def governance_path(self) -> Path:
+        return self.dir / GOVERNANCE_FILE
+
+    def governance(self) -> tuple[AdminSet, SignedPolicyChange]:
+        doc = json.loads(self.governance_path.read_text())
+        return AdminSet.from_dict(doc["admin_set"]), SignedPolicyChange.from_dict(doc["initial_policy"])
+
+    @property
     def info_path(self) -> Path:
         return self.dir / INFO_FILE
 
@@ -125,8 +162,14 @@ def prepare(
     test_mode: bool = False,
     session_timeout_s: float = 60.0,
     step_timeout_s: float = 20.0,
+    default_policy: dict[str, Any] | None = None,
 ) -> Layout:
-    """Create what is missing in ``directory`` and (re)write every config with free ports."""
+    """Create what is missing in ``directory`` and (re)write every config with free ports.
+
+    ``default_policy`` overrides fields of :data:`DEFAULT_POLICY` for the initial default policy
+    of a *new* cluster (tests use short TTLs or low rate limits); an existing cluster keeps its
+    governance.json.
+    """
     if not 2 <= threshold <= nodes:
         raise ClusterError(f"threshold: need 2 <= threshold <= nodes, got {threshold}-of-{nodes}")
     directory = Path(directory).resolve()
@@ -147,10 +190,16 @@ def prepare(
     ca = create_ca(directory / "ca")
     certs_dir = directory / "certs"
     wanted = [(f"node-{i}", "node", True) for i in range(1, nodes + 1)]
-    wanted += [("coordinator", "coordinator", True), ("client", "client", False), ("admin", "admin", False)]
+    wanted += [("coordinator", "coordinator", True), ("client", "client", False)]
     for name, role, server in wanted:
         if not lay.cert(name).cert.exists():
             issue_cert(ca, certs_dir, name, role=role, server=server)
+    for name, role in DEMO_IDENTITIES:
+        create_identity(ca, directory, name, role)
+    if not lay.governance_path.exists():
+        write_json(lay.governance_path, _new_governance(directory, default_policy))
+    governance = json.loads(lay.governance_path.read_text())
+    lay.governance()  # fails early on a damaged governance.json
     roster = []
     for i in range(1, nodes + 1):
         nd = lay.node_dir(i)
@@ -187,10 +236,21 @@ def prepare(
                 "scrypt_n": scrypt_n,
                 "log_file": str(lay.log(f"node-{i}")),
                 "test_mode": test_mode,
+                "audit_db": "audit.db",
+                "governance": governance,
             },
         )
     cc = lay.cert("coordinator")
     lay.coordinator_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(lay.coordinator_dir, 0o700)
+    cpf = lay.coordinator_dir / "passphrase"
+    if not cpf.exists():
+        fd = os.open(cpf, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32) + "\n")
+    cks = lay.coordinator_dir / "keystore.json"
+    if not cks.exists():
+        create_keystore(cks, cpf.read_bytes().rstrip(b"\n"), scrypt_n=scrypt_n)
     write_json(
         lay.coordinator_config,
         {
@@ -202,10 +262,36 @@ def prepare(
             "nodes": [{"index": i, "name": f"node-{i}", "endpoint": f"127.0.0.1:{ports[i]}"} for i in range(1, nodes + 1)],
             "step_timeout_s": step_timeout_s,
             "log_file": str(lay.log("coordinator")),
+            "keystore": "keystore.json",
+            "passphrase_file": "passphrase",
+            "audit_db": "audit.db",
+            "governance": governance,
         },
     )
     (directory / "logs").mkdir(exist_ok=True)
     return lay
+
+
+def _new_governance(directory: Path, overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """A fresh cluster id, the admin set of admin1..3 (quorum 2) and the initial default policy,
+    signed with admin1's and admin2's keys (development only: the launcher holds them)."""
+    admins = {name: load_identity(directory, name) for name, role in DEMO_IDENTITIES if role == "admin"}
+    admin_set = AdminSet({n: i.public_key for n, i in admins.items()}, ADMIN_QUORUM, secrets.token_bytes(32))
+    spec = dict(DEFAULT_POLICY, **(overrides or {}))
+    approvers = {n: load_identity(directory, n).public_key for n in spec["approvers"]}
+    policy = KeyPolicy(
+        version=1,
+        approvers=approvers,
+        approval_quorum=spec["approval_quorum"],
+        requesters=frozenset(spec["requesters"]),
+        ttl_seconds=spec["ttl_seconds"],
+        rate_limit=RateLimit(spec["rate_limit"]["max_signatures"], spec["rate_limit"]["window_seconds"]),
+    )
+    change = PolicyChange(DEFAULT_SCOPE, policy, None, admin_set.digest())
+    signers = sorted(admins)[:ADMIN_QUORUM]
+    signed = SignedPolicyChange(change, tuple(sign_policy_change(change, n, admins[n].signing_key) for n in signers))
+    signed.verify(admin_set, None)
+    return {"admin_set": admin_set.to_dict(), "initial_policy": signed.to_dict()}
 
 
 def command(lay: Layout, name: str) -> list[str]:
@@ -226,7 +312,18 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 def info_doc(lay: Layout, pids: dict[str, int], supervisor_pid: int | None, status: str, restarts: dict[str, int] | None = None) -> dict[str, Any]:
     eps = lay.endpoints()
-    certs = {n: {"cert": str(lay.cert(n).cert), "key": str(lay.cert(n).key)} for n in ("client", "admin")}
+    certs = {"client": {"cert": str(lay.cert("client").cert), "key": str(lay.cert("client").key)}}
+    identities = {}
+    for name, role in DEMO_IDENTITIES:
+        ident = load_identity(lay.dir, name)
+        identities[name] = {
+            "role": role, "cert": str(ident.cert.cert), "key": str(ident.cert.key),
+            "signing_key": str(lay.dir / "identities" / name / "signing.key"), "public_key": ident.public_key.hex(),
+        }
+    audit_keys = {"coordinator": json.loads((lay.coordinator_dir / "keystore.json").read_text())["identity_public"]}
+    for i in range(1, lay.nodes + 1):
+        audit_keys[f"node-{i}"] = json.loads((lay.node_dir(i) / "keystore.json").read_text())["identity_public"]
+    admin_set, _ = lay.governance()
     return {
         "status": status,
         "threshold": lay.threshold,
@@ -237,6 +334,13 @@ def info_doc(lay: Layout, pids: dict[str, int], supervisor_pid: int | None, stat
         "coordinator": {"endpoint": eps["coordinator"], "pid": pids.get("coordinator"), "log": str(lay.log("coordinator"))},
         "ca_cert": str(lay.ca.cert),
         "certs": certs,
+        "identities": identities,
+        "admin_set": admin_set.to_dict(),
+        "governance_root": admin_set.digest().hex(),
+        "audit": {
+            name: {"public_key": key, "db": str(lay.coordinator_dir / "audit.db" if name == "coordinator" else lay.dir / "nodes" / name / "audit.db")}
+            for name, key in audit_keys.items()
+        },
         "supervisor_pid": supervisor_pid,
         "restarts": restarts or {},
         "updated_unix": int(time.time()),
@@ -244,7 +348,7 @@ def info_doc(lay: Layout, pids: dict[str, int], supervisor_pid: int | None, stat
 
 
 def health_channel(lay: Layout, endpoint: str) -> grpc.Channel:
-    return grpc.secure_channel(endpoint, channel_credentials(lay.cert("admin"), lay.ca.cert), options=CHANNEL_OPTIONS)
+    return grpc.secure_channel(endpoint, channel_credentials(lay.cert("client"), lay.ca.cert), options=CHANNEL_OPTIONS)
 
 
 def check_health(lay: Layout, endpoint: str, timeout: float = 1.0) -> bool:

@@ -252,7 +252,7 @@ def print_status(lay: Layout, info: dict[str, Any], *, as_json: bool, probe: boo
         health = "healthy" if p["healthy"] else "DOWN"
         extra = f", restarted {p['restarts']}x" if p["restarts"] else ""
         print(f"  {p['name']:<12} {p['endpoint']:<22} pid {str(p.get('pid') or '-'):<8} {health}{extra}")
-    print(f"client: mpc --cluster {lay.dir} keys")
+    print(f"client: mpc --cluster {lay.dir} --as admin1 keys   (identities: {lay.dir}/identities)")
     return doc
 
 

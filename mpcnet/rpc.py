@@ -101,15 +101,27 @@ def caller_identity(context: grpc.ServicerContext) -> CertIdentity | None:
     return _identity_from_pem(certs[0])
 
 
+def roles_text(roles: Sequence[str]) -> str:
+    """``admin``, ``admin or auditor``, ``admin, requester or auditor``."""
+    roles = tuple(roles)
+    if len(roles) <= 1:
+        return "".join(roles)
+    return ", ".join(roles[:-1]) + " or " + roles[-1]
+
+
 def require_role(context: grpc.ServicerContext, roles: Iterable[str], service: str) -> CertIdentity:
+    """The caller's identity if its certificate role is one of ``roles``; else PERMISSION_DENIED
+    naming the role that was needed (UNAUTHENTICATED without a verified certificate)."""
     ident = caller_identity(context)
     allowed = tuple(roles)
     if ident is None:
         raise RpcError(grpc.StatusCode.UNAUTHENTICATED, f"{service}: a client certificate is required")
     if ident.role not in allowed:
+        needed = roles_text(allowed) if allowed else "(none: no role may call it)"
         raise RpcError(
             grpc.StatusCode.PERMISSION_DENIED,
-            f"{service}: certificate {ident.name!r} has role {ident.role!r}; allowed: {', '.join(allowed)}",
+            f"{service}: certificate {ident.name!r} has role {ident.role!r}; needs role {needed}",
+            metadata=[("mpc-needed-role", ",".join(allowed))],
         )
     return ident
 
@@ -123,17 +135,56 @@ def service_handler(
     logger: logging.Logger = log,
 ) -> grpc.GenericRpcHandler:
     """A generic handler for every method of ``service_descriptor`` implemented by ``servicer``
-    (a method with the RPC's name taking ``(request, context)``)."""
+    (a method with the RPC's name taking ``(request, context)``; for a server-streaming RPC it
+    returns an iterator of responses). ``messages_module`` is unused (kept for callers): the
+    request classes come from the descriptors, wherever they are defined."""
+    from google.protobuf import message_factory
+
     handlers = {}
     for method in service_descriptor.methods:
-        req_cls = getattr(messages_module, method.input_type.name)
+        req_cls = message_factory.GetMessageClass(method.input_type)
         fn = getattr(servicer, method.name)
+        if method.server_streaming:
+            handlers[method.name] = grpc.unary_stream_rpc_method_handler(
+                _wrap_stream(fn, method.name, req_cls.DESCRIPTOR.full_name, authorize, logger),
+                request_deserializer=_deserializer(req_cls),
+                response_serializer=lambda m: m.SerializeToString(),
+            )
+            continue
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(
             _wrap(fn, method.name, req_cls.DESCRIPTOR.full_name, authorize, logger),
             request_deserializer=_deserializer(req_cls),
             response_serializer=lambda m: m.SerializeToString(),
         )
     return grpc.method_handlers_generic_handler(service_descriptor.full_name, handlers)
+
+
+def _wrap_stream(
+    fn: Callable[[Any, grpc.ServicerContext], Iterable[Any]],
+    name: str,
+    type_name: str,
+    authorize: Callable[[grpc.ServicerContext, str], None] | None,
+    logger: logging.Logger,
+) -> Callable[[Any, grpc.ServicerContext], Iterable[Any]]:
+    def handler(request: Any, context: grpc.ServicerContext) -> Iterable[Any]:
+        err: RpcError | None = None
+        try:
+            if authorize is not None:
+                authorize(context, name)
+            if isinstance(request, _Malformed):
+                raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, f"request: not a valid {type_name} protobuf message")
+            yield from fn(request, context)
+            return
+        except RpcError as e:
+            err = e
+        except Exception:
+            logger.exception("%s: internal error", name)
+            err = RpcError(grpc.StatusCode.INTERNAL, f"{name}: internal error (see the server log)")
+        if err.metadata:
+            context.set_trailing_metadata(err.metadata)
+        context.abort(err.code, err.message)
+
+    return handler
 
 
 def _wrap(

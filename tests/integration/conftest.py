@@ -3,13 +3,17 @@
 Clusters use a small scrypt cost and unique temporary directories; every process is stopped in
 teardown (and killed if it does not stop). One 3-of-5 cluster is shared by the tests that do not
 disturb it; fault tests build their own.
+
+Every cluster has the demo identities (admin1..3, requester1, approver1..3, auditor1); a
+:class:`mpcnet.client.SigningTeam` (requester1 with approver1 and approver2) gets signatures
+through the approval flow, as every signature must.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from mpcnet.client import MpcClient
+from mpcnet.client import MpcClient, SigningTeam
 from mpcnet.cluster import LocalCluster, prepare
 
 TEST_SCRYPT_N = 2**10
@@ -33,8 +37,16 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="session")
 def client(cluster: LocalCluster):
-    with MpcClient.from_cluster(cluster.lay.dir, timeout=120) as c:
+    """admin1: creates keys, reads everything."""
+    with MpcClient.from_cluster(cluster.lay.dir, identity="admin1", timeout=120) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def team(cluster: LocalCluster):
+    """requester1 with approver1 and approver2."""
+    with SigningTeam.from_cluster(cluster.lay.dir, timeout=120) as t:
+        yield t
 
 
 @pytest.fixture(scope="session")

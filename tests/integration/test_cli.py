@@ -1,4 +1,5 @@
-"""``mpc-cluster`` (detached trio supervisor) and the ``mpc`` CLI, as a user runs them."""
+"""``mpc-cluster`` (detached trio supervisor) and the ``mpc`` CLI, as a user runs them: the
+identities it creates, and the whole request / approve / sign / audit flow."""
 
 from __future__ import annotations
 
@@ -25,8 +26,18 @@ def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return p
 
 
-def mpc(d: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return run("mpcnet.cli", "--cluster", str(d), *args, check=check)
+def mpc(d: Path, who: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return run("mpcnet.cli", "--cluster", str(d), "--as", who, *args, check=check)
+
+
+def sign_via_cli(d: Path, key_id: str, digest: bytes, *extra: str) -> dict:
+    """requester1 asks, approver1 and approver2 approve (the second with --wait): the signature."""
+    req = json.loads(mpc(d, "requester1", "request", "sign", "--key", key_id, "--digest", digest.hex(), "--description", "cli test", *extra, "--json").stdout)
+    assert req["state"] == "pending_approval" and req["approvals"] == []
+    mpc(d, "approver1", "approve", req["request_id"])
+    done = json.loads(mpc(d, "approver2", "approve", req["request_id"], "--wait", "--json").stdout)
+    assert done["state"] == "done", done
+    return done["signature"]
 
 
 @pytest.fixture(scope="module")
@@ -54,40 +65,131 @@ def test_up_writes_cluster_json_and_everything_is_healthy(cdir: Path) -> None:
     st = status(cdir)
     assert st["status"] == "running" and st["threshold"] == 2 and st["nodes"] == 3
     assert all(p["healthy"] for p in st["processes"])
-    for f in ("ca/ca.pem", "certs/client.pem", "nodes/node-1/keystore.json", "nodes/node-1/passphrase", "coordinator/config.json"):
+    for f in ("ca/ca.pem", "certs/client.pem", "nodes/node-1/keystore.json", "nodes/node-1/passphrase", "coordinator/config.json",
+              "coordinator/keystore.json", "governance.json", "nodes/node-1/audit.db", "coordinator/audit.db"):
         assert (cdir / f).exists(), f
     assert oct((cdir / "nodes/node-1/passphrase").stat().st_mode & 0o777) == "0o600"
+    info = json.loads((cdir / "cluster.json").read_text())
+    roles = {n: i["role"] for n, i in info["identities"].items()}
+    assert roles == {"admin1": "admin", "admin2": "admin", "admin3": "admin", "requester1": "requester",
+                     "approver1": "approver", "approver2": "approver", "approver3": "approver", "auditor1": "auditor"}
+    for name in roles:
+        d = cdir / "identities" / name
+        assert (d / f"{name}.pem").exists() and (d / "signing.pub").read_text().strip() == info["identities"][name]["public_key"]
+        assert oct((d / "signing.key").stat().st_mode & 0o777) == "0o600"
+    assert set(info["admin_set"]["admins"]) == {"admin1", "admin2", "admin3"} and info["admin_set"]["quorum"] == 2
+    assert set(info["audit"]) == {"coordinator", "node-1", "node-2", "node-3"}
+    policy = json.loads(mpc(cdir, "auditor1", "policy", "show", "--json").stdout)
+    assert policy["approval_quorum"] == 2 and sorted(policy["approvers"]) == ["approver1", "approver2", "approver3"]
+    assert policy["requesters"] == ["requester1"] and policy["signed_by"] == ["admin1", "admin2"]
     again = run("mpcnet.cluster_cli", "up", "--nodes", "3", "--threshold", "2", "--dir", str(cdir))
     assert "already running" in again.stdout
 
 
-def test_keygen_sign_pubkey_keys_with_json(cdir: Path) -> None:
-    key = json.loads(mpc(cdir, "keygen", "--label", "cli", "--json").stdout)
+def test_keygen_request_approve_sign_pubkey_keys_with_json(cdir: Path) -> None:
+    key = json.loads(mpc(cdir, "admin1", "keygen", "--label", "cli", "--json").stdout)
     assert key["status"] == "active" and key["label"] == "cli"
     digest = hashlib.sha256(b"cli").digest()
-    sig = json.loads(mpc(cdir, "sign", "--key", key["key_id"], "--digest", digest.hex(), "--path", "m/0/1", "--json").stdout)
+    sig = sign_via_cli(cdir, key["key_id"], digest, "--path", "m/0/1")
     assert set(sig) >= {"r", "s", "recovery_id", "der", "public_key", "request_id"}
-    pub = json.loads(mpc(cdir, "pubkey", "--key", key["key_id"], "--path", "m/0/1", "--json").stdout)
+    pub = json.loads(mpc(cdir, "auditor1", "pubkey", "--key", key["key_id"], "--path", "m/0/1", "--json").stdout)
     assert pub["public_key"] == sig["public_key"]
     assert pub["public_key_uncompressed"].startswith("04") and len(pub["public_key_uncompressed"]) == 130
     assert pub["ethereum_address"].startswith("0x") and len(pub["ethereum_address"]) == 42
     verify_independently(bytes.fromhex(pub["public_key"]), bytes.fromhex(sig["der"]), digest)
-    keys = json.loads(mpc(cdir, "keys", "--json").stdout)
+    keys = json.loads(mpc(cdir, "requester1", "keys", "--json").stdout)
     assert key["key_id"] in [k["key_id"] for k in keys]
-    req = json.loads(mpc(cdir, "request", "--id", sig["request_id"], "--json").stdout)
-    assert req["state"] == "succeeded" and req["signature"]["der"] == sig["der"]
-    human = mpc(cdir, "sign", "--key", key["key_id"], "--digest", digest.hex()).stdout
-    assert "recovery_id" in human and "der" in human
+    req = json.loads(mpc(cdir, "auditor1", "request", "show", sig["request_id"], "--json").stdout)
+    assert req["state"] == "done" and req["signature"]["der"] == sig["der"]
+    assert [a["approver"] for a in req["approvals"]] == ["approver1", "approver2"]
+    listed = json.loads(mpc(cdir, "approver3", "requests", "--state", "done", "--json").stdout)
+    assert sig["request_id"] in [r["request_id"] for r in listed]
+    human = mpc(cdir, "requester1", "request", "show", sig["request_id"]).stdout
+    assert "DONE" in human and "approver1, approver2" in human and "der" in human
+    audit = mpc(cdir, "auditor1", "audit", "verify")
+    assert "audit trail verified" in audit.stdout and audit.stdout.count(" ok ") == 4
+
+
+def test_reject_and_watch(cdir: Path) -> None:
+    key = [k["key_id"] for k in json.loads(mpc(cdir, "admin1", "keys", "--json").stdout) if k["label"] == "cli"][0]
+    req = json.loads(mpc(cdir, "requester1", "request", "sign", "--key", key, "--digest", "11" * 32, "--description", "no", "--json").stdout)
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "mpcnet.cli", "--cluster", str(cdir), "--as", "requester1", "request", "watch", req["request_id"]],
+        env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        time.sleep(0.5)
+        mpc(cdir, "approver1", "reject", req["request_id"])
+        out = json.loads(mpc(cdir, "approver2", "reject", req["request_id"], "--json").stdout)
+        assert out["state"] == "rejected" and "rejected by approver1, approver2" in out["error"]["message"]
+        stdout, _ = watcher.communicate(timeout=30)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+    assert watcher.returncode == 1  # it ended, but not DONE
+    lines = stdout.strip().splitlines()
+    assert "PENDING_APPROVAL" in lines[0] and "REJECTED" in lines[-1]
+    p = mpc(cdir, "approver3", "approve", req["request_id"], check=False)
+    assert p.returncode == 1 and "FAILED_PRECONDITION" in p.stderr and "is REJECTED, not PENDING_APPROVAL" in p.stderr
 
 
 def test_cli_errors_name_the_field(cdir: Path) -> None:
-    key = json.loads(mpc(cdir, "keys", "--json").stdout)[0]["key_id"]
-    p = mpc(cdir, "sign", "--key", key, "--digest", "ab" * 31, check=False)
+    key = json.loads(mpc(cdir, "admin1", "keys", "--json").stdout)[0]["key_id"]
+    p = mpc(cdir, "requester1", "request", "sign", "--key", key, "--digest", "ab" * 31, check=False)
     assert p.returncode == 1 and "INVALID_ARGUMENT: digest: must be 32 bytes, got 31" in p.stderr
-    p = mpc(cdir, "pubkey", "--key", "00" * 32, check=False)
+    p = mpc(cdir, "admin1", "pubkey", "--key", "00" * 32, check=False)
     assert p.returncode == 1 and "NOT_FOUND" in p.stderr
-    p = mpc(cdir, "sign", "--key", key, "--digest", "00" * 32, "--path", "m/0'", check=False)
+    p = mpc(cdir, "requester1", "request", "sign", "--key", key, "--digest", "00" * 32, "--path", "m/0'", check=False)
     assert p.returncode == 2 and "hardened" in p.stderr
+    p = mpc(cdir, "approver1", "request", "sign", "--key", key, "--digest", "00" * 32, check=False)
+    assert p.returncode == 1 and "PERMISSION_DENIED" in p.stderr and "needs role requester" in p.stderr
+    p = run("mpcnet.cli", "--cluster", str(cdir), "keys", check=False)
+    assert p.returncode == 2 and "--as NAME" in p.stderr and "approver1" in p.stderr
+    p = mpc(cdir, "nobody", "keys", check=False)
+    assert p.returncode == 2 and "no identity 'nobody'" in p.stderr
+
+
+def test_policy_change_through_the_cli(cdir: Path) -> None:
+    key = json.loads(mpc(cdir, "admin1", "keygen", "--label", "policy-cli", "--json").stdout)["key_id"]
+    shown = json.loads(mpc(cdir, "admin1", "policy", "show", "--key", key, "--json").stdout)
+    assert shown["inherited_from_default"] and shown["scope"] == "default"
+    prop = json.loads(mpc(cdir, "admin1", "policy", "propose", "--key", key, "--approvers", "approver1,approver3",
+                          "--quorum", "1", "--rate", "5/60", "--json").stdout)
+    assert prop["state"] == "pending" and prop["signed_by"] == ["admin1"] and prop["new_policy"]["version"] == 1
+    p = mpc(cdir, "requester1", "policy", "approve", prop["proposal_id"], check=False)
+    assert p.returncode == 1 and "needs role admin" in p.stderr
+    listed = mpc(cdir, "admin2", "policy", "proposals", "--state", "pending").stdout
+    assert prop["proposal_id"] in listed
+    done = json.loads(mpc(cdir, "admin3", "policy", "approve", prop["proposal_id"], "--json").stdout)
+    assert done["state"] == "applied" and done["signed_by"] == ["admin1", "admin3"]
+    shown = json.loads(mpc(cdir, "approver1", "policy", "show", "--key", key, "--json").stdout)
+    assert not shown["inherited_from_default"] and shown["approval_quorum"] == 1
+    assert sorted(shown["approvers"]) == ["approver1", "approver3"] and shown["rate_limit"] == {"max_signatures": 5, "window_seconds": 60}
+    # one approval is enough now, and approver2 is no longer an approver of this key
+    req = json.loads(mpc(cdir, "requester1", "request", "sign", "--key", key, "--digest", "22" * 32, "--json").stdout)
+    p = mpc(cdir, "approver2", "approve", req["request_id"], check=False)
+    assert p.returncode == 1 and "PERMISSION_DENIED" in p.stderr and "'approver2' is not an approver of this policy" in p.stderr
+    done = json.loads(mpc(cdir, "approver3", "approve", req["request_id"], "--wait", "--json").stdout)
+    assert done["state"] == "done" and done["policy_version"] == 1
+
+
+def test_audit_export_and_local_verify(cdir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "audit.jsonl"
+    mpc(cdir, "auditor1", "audit", "export", "--jsonl", "--out", str(out))
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert {x["component"] for x in lines} == {"coordinator", "node-1", "node-2", "node-3"}
+    assert any(x["action"] == "sign-share" and x["outcome"] == "released" for x in lines)
+    assert any(x["action"] == "sign-decision" and x["actor"] == "approver1" for x in lines)
+    p = mpc(cdir, "admin1", "audit", "export", "--jsonl", check=False)
+    assert p.returncode == 1 and "needs role auditor" in p.stderr
+    info = json.loads((cdir / "cluster.json").read_text())
+    pub = info["audit"]["node-2"]["public_key"]
+    p = run("mpcnet.cli", "audit", "verify", "--db", info["audit"]["node-2"]["db"], "--public-key", pub)
+    assert "ok" in p.stdout and "entries" in p.stdout
+    p = run("mpcnet.cli", "audit", "verify", "--db", info["audit"]["node-2"]["db"], "--public-key", info["audit"]["node-1"]["public_key"], check=False)
+    assert p.returncode == 1 and "another public key" in p.stdout
+    p = run("mpcnet.cli", "audit", "export", "--jsonl", "--db", info["audit"]["coordinator"]["db"])
+    assert all(json.loads(x)["seq"] for x in p.stdout.splitlines())
 
 
 def test_crashed_node_is_restarted_and_reported(cdir: Path) -> None:
@@ -107,17 +209,21 @@ def test_crashed_node_is_restarted_and_reported(cdir: Path) -> None:
 
 
 def test_stop_then_up_again_reuses_keys_and_data(cdir: Path) -> None:
-    keys = {k["key_id"] for k in json.loads(mpc(cdir, "keys", "--json").stdout)}
+    listed = json.loads(mpc(cdir, "admin1", "keys", "--json").stdout)
+    keys = {k["key_id"] for k in listed}
+    root = json.loads((cdir / "cluster.json").read_text())["governance_root"]
     run("mpcnet.cluster_cli", "stop", "--dir", str(cdir))
     assert status(cdir)["status"] == "stopped"
     run("mpcnet.cluster_cli", "up", "--nodes", "3", "--threshold", "2", "--dir", str(cdir))
-    assert {k["key_id"] for k in json.loads(mpc(cdir, "keys", "--json").stdout)} == keys
-    key = sorted(keys)[0]
+    assert json.loads((cdir / "cluster.json").read_text())["governance_root"] == root
+    assert {k["key_id"] for k in json.loads(mpc(cdir, "admin1", "keys", "--json").stdout)} == keys
+    key = [k["key_id"] for k in listed if k["label"] == "cli"][0]  # under the default policy (2 of 3)
     digest = hashlib.sha256(b"after re-up").digest()
-    sig = json.loads(mpc(cdir, "sign", "--key", key, "--digest", digest.hex(), "--json").stdout)
+    sig = sign_via_cli(cdir, key, digest)
     verify_independently(bytes.fromhex(sig["public_key"]), bytes.fromhex(sig["der"]), digest)
     p = run("mpcnet.cluster_cli", "up", "--nodes", "5", "--threshold", "3", "--dir", str(cdir), check=False)
     assert "already running" in p.stdout
+    assert "audit trail verified" in mpc(cdir, "auditor1", "audit", "verify").stdout
 
 
 def test_foreground_ctrl_c_stops_everything(tmp_path: Path) -> None:

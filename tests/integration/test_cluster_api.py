@@ -1,4 +1,5 @@
-"""The client API against a running 3-of-5 cluster of real processes."""
+"""The client API against a running 3-of-5 cluster of real processes (signatures through the
+approval flow: requester1 asks, approver1 and approver2 approve)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, decode_dss_signature
 
-from mpcnet.client import MpcClient, MpcError
+from mpcnet.client import MpcClient, MpcError, SigningTeam
 
 SECP256K1_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
@@ -29,9 +30,9 @@ def test_keygen_gives_an_active_key(client: MpcClient, key) -> None:
     assert key.key_id in [k.key_id for k in client.list_keys()]
 
 
-def test_sign_and_verify_with_openssl(client: MpcClient, key) -> None:
+def test_sign_and_verify_with_openssl(team: SigningTeam, key) -> None:
     digest = hashlib.sha256(b"hello threshold world").digest()
-    sig = client.sign(key.key_id, digest)
+    sig = team.sign(key.key_id, digest)
     assert sig.public_key == key.public_key
     assert len(sig.signers) == 3
     verify_independently(key.public_key, sig.der, digest)
@@ -39,32 +40,34 @@ def test_sign_and_verify_with_openssl(client: MpcClient, key) -> None:
     assert 0 < sig.s <= SECP256K1_ORDER // 2 and sig.recovery_id in (0, 1, 2, 3)  # low-s
 
 
-def test_sign_with_derivation_path(client: MpcClient, key) -> None:
+def test_sign_with_derivation_path(team: SigningTeam, key) -> None:
     digest = hashlib.sha256(b"derived").digest()
-    sig = client.sign(key.key_id, digest, path="m/0/7")
+    sig = team.sign(key.key_id, digest, path="m/0/7")
     assert sig.public_key == key.derive("m/0/7") != key.public_key
     verify_independently(sig.public_key, sig.der, digest)
 
 
-def test_request_status_is_recorded(client: MpcClient, key) -> None:
+def test_request_status_is_recorded(client: MpcClient, team: SigningTeam, key) -> None:
     digest = bytes(range(32))
-    sig = client.sign(key.key_id, digest)
-    info = client.get_request(sig.request_id)
-    assert info.state == "succeeded" and info.kind == "sign"
-    assert info.signature == sig
+    sig = team.sign(key.key_id, digest, description="status test")
+    info = client.get_sign_request(sig.request_id)
+    assert info.state == "done" and info.signature == sig
+    assert info.request.digest == digest and info.request.requester == "requester1"
+    assert info.request.description == "status test"
+    assert sorted(info.approved_by) == ["approver1", "approver2"] and info.approval_quorum == 2
 
 
 @pytest.mark.parametrize("n", [0, 31, 33])
-def test_wrong_digest_length_is_invalid_argument(client: MpcClient, key, n: int) -> None:
+def test_wrong_digest_length_is_invalid_argument(team: SigningTeam, key, n: int) -> None:
     with pytest.raises(MpcError) as e:
-        client.sign(key.key_id, b"\x01" * n)
+        team.sign(key.key_id, b"\x01" * n)
     assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT
     assert e.value.message == f"digest: must be 32 bytes, got {n}"
 
 
-def test_unknown_key_is_not_found(client: MpcClient) -> None:
+def test_unknown_key_is_not_found(team: SigningTeam) -> None:
     with pytest.raises(MpcError) as e:
-        client.sign(b"\x42" * 32, b"\x00" * 32)
+        team.sign(b"\x42" * 32, b"\x00" * 32)
     assert e.value.code == grpc.StatusCode.NOT_FOUND
     assert "key_id: unknown key 4242" in e.value.message
 
@@ -73,11 +76,14 @@ def test_unknown_request_is_not_found(client: MpcClient) -> None:
     with pytest.raises(MpcError) as e:
         client.get_request("no-such-request")
     assert e.value.code == grpc.StatusCode.NOT_FOUND and "no-such-request" in e.value.message
-
-
-def test_short_key_id_is_invalid_argument(client: MpcClient) -> None:
     with pytest.raises(MpcError) as e:
-        client.sign(b"\x01" * 5, b"\x00" * 32)
+        client.get_sign_request("no-such-request")
+    assert e.value.code == grpc.StatusCode.NOT_FOUND and "no-such-request" in e.value.message
+
+
+def test_short_key_id_is_invalid_argument(client: MpcClient, team: SigningTeam) -> None:
+    with pytest.raises(MpcError) as e:
+        team.sign(b"\x01" * 5, b"\x00" * 32)
     assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT
     assert e.value.message == "key_id: must be 32 bytes, got 5"
     with pytest.raises(MpcError) as e:
@@ -85,9 +91,9 @@ def test_short_key_id_is_invalid_argument(client: MpcClient) -> None:
     assert e.value.message == "key_id: must be 32 bytes, got 0"
 
 
-def test_hardened_path_is_invalid_argument(client: MpcClient, key) -> None:
+def test_hardened_path_is_invalid_argument(team: SigningTeam, key) -> None:
     with pytest.raises(MpcError) as e:
-        client.sign(key.key_id, b"\x00" * 32, path=[0x80000001])
+        team.sign(key.key_id, b"\x00" * 32, path=[0x80000001])
     assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT
     assert e.value.message.startswith("derivation_path[0]: hardened index 1'")
 
@@ -99,37 +105,42 @@ def test_oversized_label_is_invalid_argument(client: MpcClient) -> None:
     assert e.value.message == "label: at most 256 bytes, got 300"
 
 
-def test_bad_request_id_is_invalid_argument(client: MpcClient, key) -> None:
-    with pytest.raises(MpcError) as e:
-        client.sign(key.key_id, b"\x00" * 32, request_id="no spaces allowed")
-    assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT and e.value.message.startswith("request_id:")
+def test_bad_request_id_is_invalid_argument(team: SigningTeam, key) -> None:
+    for bad in ("no spaces allowed", "dot.ted", "x" * 65):
+        with pytest.raises(MpcError) as e:
+            team.sign(key.key_id, b"\x00" * 32, request_id=bad)
+        assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT and e.value.message.startswith("request_id:")
 
 
-def test_same_request_id_returns_the_same_signature(client: MpcClient, key) -> None:
+def test_same_request_id_returns_the_same_signature(team: SigningTeam, key) -> None:
     digest = hashlib.sha256(b"idempotent").digest()
-    a = client.sign(key.key_id, digest, request_id="idem-1")
-    b = client.sign(key.key_id, digest, request_id="idem-1")
+    a = team.sign(key.key_id, digest, request_id="idem-1")
+    b = team.sign(key.key_id, digest, request_id="idem-1")
     assert a == b
     with pytest.raises(MpcError) as e:
-        client.sign(key.key_id, b"\x00" * 32, request_id="idem-1")
+        team.sign(key.key_id, b"\x00" * 32, request_id="idem-1")
     assert e.value.code == grpc.StatusCode.ALREADY_EXISTS and "idem-1" in e.value.message
 
 
 def _raw_channel(cluster, endpoint: str, identity: str = "client", options=None) -> grpc.Channel:
-    from mpcnet.pki import channel_credentials
+    """A channel with a certificate from DIR/certs (client, coordinator, node-i) or an identity."""
+    from mpcnet.identities import identity_dir
+    from mpcnet.pki import CertPaths, channel_credentials
 
     lay = cluster.lay
-    return grpc.secure_channel(endpoint, channel_credentials(lay.cert(identity), lay.ca.cert), options=options or [])
+    d = identity_dir(lay.dir, identity)
+    cert = CertPaths(d / f"{identity}.pem", d / f"{identity}.key") if d.is_dir() else lay.cert(identity)
+    return grpc.secure_channel(endpoint, channel_credentials(cert, lay.ca.cert), options=options or [])
 
 
 def test_malformed_protobuf_is_invalid_argument(cluster) -> None:
     eps = cluster.lay.endpoints()
-    with _raw_channel(cluster, eps["coordinator"]) as ch:
-        call = ch.unary_unary("/mpc.v1.Coordinator/Sign")
+    with _raw_channel(cluster, eps["coordinator"], "requester1") as ch:
+        call = ch.unary_unary("/mpc.v1.Coordinator/SubmitSignRequest")
         with pytest.raises(grpc.RpcError) as e:
             call(b"\x0a\xff\xff\xff\xff\x0f", timeout=10)  # field 1, absurd length
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert e.value.details() == "request: not a valid mpc.v1.SignRequest protobuf message"
+    assert e.value.details() == "request: not a valid mpc.v1.SubmitSignRequestRequest protobuf message"
     with _raw_channel(cluster, eps["node-1"], "coordinator") as ch:
         call = ch.unary_unary("/mpc.v1.Node/Step")
         with pytest.raises(grpc.RpcError) as e:
@@ -143,7 +154,7 @@ def test_oversized_message_is_resource_exhausted(cluster) -> None:
 
     eps = cluster.lay.endpoints()
     big = coordinator_pb2.CreateKeyRequest(label="x" * (33 * 1024 * 1024)).SerializeToString()
-    with _raw_channel(cluster, eps["coordinator"]) as ch:
+    with _raw_channel(cluster, eps["coordinator"], "admin1") as ch:
         with pytest.raises(grpc.RpcError) as e:
             ch.unary_unary("/mpc.v1.Coordinator/CreateKey")(big, timeout=30)
     assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -172,12 +183,12 @@ def test_only_the_coordinator_may_call_nodes(cluster) -> None:
     from proto.mpc.v1 import node_pb2, node_pb2_grpc
 
     ep = cluster.lay.endpoints()["node-2"]
-    for identity in ("client", "admin", "node-1"):
+    for identity in ("client", "admin1", "approver1", "auditor1", "node-1"):
         with _raw_channel(cluster, ep, identity) as ch:
             with pytest.raises(grpc.RpcError) as e:
                 node_pb2_grpc.NodeStub(ch).GetInfo(node_pb2.GetInfoRequest(), timeout=10)
         assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
-        assert f"certificate '{identity}'" in e.value.details() and "allowed: coordinator" in e.value.details()
+        assert f"certificate '{identity}'" in e.value.details() and "needs role coordinator" in e.value.details()
     with _raw_channel(cluster, ep, "coordinator") as ch:
         info = node_pb2_grpc.NodeStub(ch).GetInfo(node_pb2.GetInfoRequest(), timeout=10)
     assert info.index == 2 and info.name == "node-2" and len(info.identity_public) == 32
@@ -198,7 +209,7 @@ def test_standard_health_and_reflection_on_every_server(cluster) -> None:
 
     for name, ep in cluster.lay.endpoints().items():
         service = "mpc.v1.Coordinator" if name == "coordinator" else "mpc.v1.Node"
-        with _raw_channel(cluster, ep, "admin") as ch:
+        with _raw_channel(cluster, ep, "client") as ch:
             st = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
             assert st.status == health_pb2.HealthCheckResponse.SERVING
             stub = reflection_pb2_grpc.ServerReflectionStub(ch)

@@ -1,5 +1,6 @@
-"""After keygen and signing, the coordinator's database files and logs contain no share, no
-OT/zero-seed material, no presignature secret and no plaintext node-to-node payload."""
+"""After keygen and signing, the coordinator's database files and logs, and every audit log,
+contain no share, no OT/zero-seed material, no presignature secret and no plaintext
+node-to-node payload."""
 
 from __future__ import annotations
 
@@ -35,15 +36,17 @@ def _secrets_of(cluster) -> list[bytes]:
 _DIRECT_HEADER = re.compile(rb"\x01[\x01\x02][\x01-\x04]\x01.{32}\x00[\x01-\x05]\x00[\x01-\x05]", re.DOTALL)
 
 
-def test_coordinator_files_and_logs_hold_no_secret(cluster, client, key) -> None:
+def test_coordinator_files_and_logs_hold_no_secret(cluster, client, team, key) -> None:
     for j in range(3):
-        client.sign(key.key_id, hashlib.sha256(b"secret-scan %d" % j).digest(), path=[j])
+        team.sign(key.key_id, hashlib.sha256(b"secret-scan %d" % j).digest(), path=[j])
     client.create_key("secret-scan")
     secrets = _secrets_of(cluster)
     assert len(secrets) > 50
     lay = cluster.lay
     files = sorted(lay.coordinator_dir.glob("coordinator.db*")) + sorted((lay.dir / "logs").glob("coordinator*"))
+    files += sorted(lay.coordinator_dir.glob("audit.db*")) + sorted(lay.dir.glob("nodes/node-*/audit.db*"))
     assert any(f.name == "coordinator.db" for f in files) and any(f.suffix == ".log" for f in files)
+    assert any(f.name == "audit.db" for f in files)
     for f in files:
         data = f.read_bytes()
         for s in secrets:

@@ -12,7 +12,7 @@ import time
 import grpc
 import pytest
 
-from mpcnet.client import MpcClient, MpcError
+from mpcnet.client import MpcClient, MpcError, SigningTeam
 
 from .conftest import make_cluster
 from .test_cluster_api import verify_independently
@@ -36,8 +36,14 @@ def fc(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def fclient(fc):
-    with MpcClient.from_cluster(fc.lay.dir, timeout=120) as c:
+    with MpcClient.from_cluster(fc.lay.dir, identity="admin1", timeout=120) as c:
         yield c
+
+
+@pytest.fixture(scope="module")
+def fteam(fc):
+    with SigningTeam.from_cluster(fc.lay.dir, timeout=120) as t:
+        yield t
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +75,7 @@ def revive(c, *indices: int) -> None:
 
 def wait_coordinator_sees(c, indices, timeout: float = 15.0) -> None:
     """Until the coordinator's own health probes report the nodes available again."""
-    with MpcClient.from_cluster(c.lay.dir, timeout=10) as cl:
+    with MpcClient.from_cluster(c.lay.dir, identity="auditor1", timeout=10) as cl:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             st = {n.index: n.healthy for n in cl.cluster_status().nodes}
@@ -83,7 +89,7 @@ def digest(tag: str) -> bytes:
     return hashlib.sha256(tag.encode()).digest()
 
 
-def test_node_killed_during_dkg_gives_unavailable_naming_it(fc, fclient, fkey) -> None:
+def test_node_killed_during_dkg_gives_unavailable_naming_it(fc, fclient, fteam, fkey) -> None:
     set_fault(fc, 4, action="crash", protocol="dkg", round=3)
     with pytest.raises(MpcError) as e:
         fclient.create_key("doomed")
@@ -93,28 +99,28 @@ def test_node_killed_during_dkg_gives_unavailable_naming_it(fc, fclient, fkey) -
     revive(fc, 4)
     key = fclient.create_key("after-dkg-crash")
     assert key.status == "active"
-    sig = fclient.sign(key.key_id, digest("after dkg crash"))
+    sig = fteam.sign(key.key_id, digest("after dkg crash"))
     verify_independently(key.public_key, sig.der, digest("after dkg crash"))
 
 
-def test_node_killed_during_signing_is_replaced_by_another(fc, fclient, fkey) -> None:
+def test_node_killed_during_signing_is_replaced_by_another(fc, fclient, fteam, fkey) -> None:
     set_fault(fc, 2, action="crash", protocol="sign", round=2)
     retried = None
     for j in range(6):  # node selection rotates: node 2 takes part within a few requests
-        sig = fclient.sign(fkey.key_id, digest(f"crash-sign {j}"))
+        sig = fteam.sign(fkey.key_id, digest(f"crash-sign {j}"))
         verify_independently(fkey.public_key, sig.der, digest(f"crash-sign {j}"))
         if not fault_pending(fc, 2):
             retried = sig
             break
     assert retried is not None, "node 2 was never chosen"
-    info = fclient.get_request(retried.request_id)
-    assert info.state == "succeeded" and info.attempts == 2
+    info = fclient.get_sign_request(retried.request_id)
+    assert info.state == "done" and info.attempts == 2
     assert 2 not in retried.signers
     assert fc.procs["node-2"].wait(timeout=10) == 137
     revive(fc, 2)
 
 
-def test_signing_survives_two_dead_nodes_and_names_missing_ones(fc, fclient, fkey) -> None:
+def test_signing_survives_two_dead_nodes_and_names_missing_ones(fc, fclient, fteam, fkey) -> None:
     fc.kill("node-4")
     fc.kill("node-5")
     try:
@@ -125,11 +131,11 @@ def test_signing_survives_two_dead_nodes_and_names_missing_ones(fc, fclient, fke
         assert "node 4 (node-4)" in e.value.message and "node 5 (node-5)" in e.value.message
         assert time.monotonic() - t0 < 15
         for j in range(2):
-            sig = fclient.sign(fkey.key_id, digest(f"two down {j}"))
+            sig = fteam.sign(fkey.key_id, digest(f"two down {j}"))
             assert set(sig.signers) == {1, 2, 3}
         fc.kill("node-3")
         with pytest.raises(MpcError) as e:
-            fclient.sign(fkey.key_id, digest("three down"))
+            fteam.sign(fkey.key_id, digest("three down"))
         assert e.value.code == grpc.StatusCode.UNAVAILABLE
         msg = e.value.message
         assert "needs 3 of 5 nodes but only 2 are available" in msg
@@ -139,31 +145,31 @@ def test_signing_survives_two_dead_nodes_and_names_missing_ones(fc, fclient, fke
         assert info.status == "active"
     finally:
         revive(fc, 3, 4, 5)
-    sig = fclient.sign(fkey.key_id, digest("all back"))
+    sig = fteam.sign(fkey.key_id, digest("all back"))
     verify_independently(fkey.public_key, sig.der, digest("all back"))
 
 
-def test_nodes_restarted_between_keygen_and_signing_keep_their_shares(fc, fclient) -> None:
+def test_nodes_restarted_between_keygen_and_signing_keep_their_shares(fc, fclient, fteam) -> None:
     key = fclient.create_key("restart-me")
     for i in range(1, N + 1):  # kill -9: nothing acknowledged may be lost
         fc.kill(f"node-{i}")
     revive(fc, *range(1, N + 1))
     for j in range(3):
-        sig = fclient.sign(key.key_id, digest(f"after restart {j}"), path=[j])
+        sig = fteam.sign(key.key_id, digest(f"after restart {j}"), path=[j])
         verify_independently(key.derive([j]), sig.der, digest(f"after restart {j}"))
 
 
-def test_restarted_coordinator_still_answers_for_its_requests(fc, fclient, fkey) -> None:
-    sig = fclient.sign(fkey.key_id, digest("before coordinator restart"))
+def test_restarted_coordinator_still_answers_for_its_requests(fc, fclient, fteam, fkey) -> None:
+    sig = fteam.sign(fkey.key_id, digest("before coordinator restart"))
     fc.kill("coordinator")
     fc.start("coordinator")
     fc.wait_healthy(["coordinator"])
-    info = fclient.get_request(sig.request_id)  # the client's channel reconnects by itself
-    assert info.state == "succeeded" and info.signature == sig
+    info = fclient.get_sign_request(sig.request_id)  # the client's channel reconnects by itself
+    assert info.state == "done" and info.signature == sig
     assert fkey.key_id in [k.key_id for k in fclient.list_keys()]
-    again = fclient.sign(fkey.key_id, digest("before coordinator restart"), request_id=sig.request_id)
+    again = fteam.sign(fkey.key_id, digest("before coordinator restart"), request_id=sig.request_id)
     assert again == sig
-    sig2 = fclient.sign(fkey.key_id, digest("after coordinator restart"))
+    sig2 = fteam.sign(fkey.key_id, digest("after coordinator restart"))
     verify_independently(fkey.public_key, sig2.der, digest("after coordinator restart"))
 
 
@@ -190,13 +196,13 @@ def test_message_altered_after_signing_is_named(fc, fclient) -> None:
     assert "round-1 broadcast message from node 2 (node-2): signature: does not verify" in e.value.message
 
 
-def test_node_tampering_during_signing_is_named(fc, fclient, fkey) -> None:
+def test_node_tampering_during_signing_is_named(fc, fclient, fteam, fkey) -> None:
     set_fault(fc, 5, action="tamper-payload", protocol="sign", round=1)
     try:
         err = None
         for j in range(6):
             try:
-                fclient.sign(fkey.key_id, digest(f"tamper sign {j}"))
+                fteam.sign(fkey.key_id, digest(f"tamper sign {j}"))
             except MpcError as e:
                 err = e
                 break
@@ -205,41 +211,31 @@ def test_node_tampering_during_signing_is_named(fc, fclient, fkey) -> None:
     assert err is not None, "node 5 was never chosen"
     assert err.code == grpc.StatusCode.ABORTED
     assert "sign aborted: " in err.message and ": node 5 (node-5): round " in err.message
-    sig = fclient.sign(fkey.key_id, digest("after tamper"))
+    sig = fteam.sign(fkey.key_id, digest("after tamper"))
     verify_independently(fkey.public_key, sig.der, digest("after tamper"))
 
 
-def test_request_interrupted_by_a_coordinator_crash_is_reported_and_can_be_retried(fc, fclient, fkey) -> None:
-    import threading
-
-    for i in range(1, N + 1):  # whichever nodes are chosen, the request stalls in round 2
+def test_approved_request_interrupted_by_a_coordinator_crash_is_signed_after_the_restart(fc, fclient, fteam, fkey) -> None:
+    """The approvals are durable and still valid: a restarted coordinator resumes the signing
+    (no node released a share in the interrupted session, so none refuses it as a replay)."""
+    for i in range(1, N + 1):  # whichever nodes are chosen, the session stalls in round 2
         set_fault(fc, i, action="delay", protocol="sign", round=2, seconds=3.0)
-    outcome: list[BaseException] = []
-
-    def call() -> None:
-        try:
-            fclient.sign(fkey.key_id, digest("interrupted"), request_id="interrupted-1")
-        except BaseException as e:  # noqa: BLE001 - recorded for the assertion below
-            outcome.append(e)
-
-    th = threading.Thread(target=call)
     try:
-        th.start()
+        r = fteam.requester.submit_sign_request(fkey.key_id, digest("interrupted"), request_id="interrupted-1", description="crash me")
+        fteam.approvers[0].approve(r.request_id)
+        r = fteam.approvers[1].approve(r.request_id)
+        assert r.state == "signing"
         time.sleep(1.0)
         fc.kill("coordinator")
-        th.join(timeout=30)
     finally:
         for i in range(1, N + 1):
             clear_fault(fc, i)
-    assert outcome and isinstance(outcome[0], MpcError) and outcome[0].code == grpc.StatusCode.UNAVAILABLE
     fc.start("coordinator")
     fc.wait_healthy(["coordinator"])
-    info = fclient.get_request("interrupted-1")
-    assert info.state == "failed" and info.error_code == "UNAVAILABLE"
-    assert "interrupted by a coordinator restart" in info.error_message
-    sig = fclient.sign(fkey.key_id, digest("interrupted"), request_id="interrupted-1")
-    verify_independently(fkey.public_key, sig.der, digest("interrupted"))
-    assert fclient.get_request("interrupted-1").state == "succeeded"
+    done = fteam.requester.wait_sign_request("interrupted-1", timeout=60)
+    assert done.state == "done", done
+    verify_independently(fkey.public_key, done.signature.der, digest("interrupted"))
+    assert "was signing when the coordinator stopped: resuming" in fc.lay.log("coordinator").read_text()
 
 
 def test_no_process_crashed(fc) -> None:

@@ -18,21 +18,28 @@ import pytest
 from coordinator.config import NodeEndpoint
 from coordinator.relay import NodeHandle
 from crypto_core.group import Point
+from governance.errors import GovernanceError
 from mpc_node.envelope import Envelope, open_envelope, seal_broadcast, seal_direct
 from mpc_node.keystore import load_keystore
 from mpcnet.pki import channel_credentials
 from proto.mpc.v1 import common_pb2, node_pb2
 
 from .conftest import make_cluster
+from .govtools import approved_bundle
 
 N, T = 3, 2
 MAX_SESSIONS_NODE3 = 8
 Code = grpc.StatusCode
 
 
+_LAY = None  # the module cluster's layout: sign_params() builds approval bundles from its identities
+
+
 @pytest.fixture(scope="module")
 def rc(tmp_path_factory):
+    global _LAY
     c = make_cluster(tmp_path_factory, "relay-2of3", N, T, session_timeout_s=3.0)
+    _LAY = c.lay
     cfg = c.lay.node_config(3)
     doc = json.loads(cfg.read_text())
     doc["max_sessions"] = MAX_SESSIONS_NODE3
@@ -123,7 +130,16 @@ def key(nodes) -> node_pb2.DkgResult:
 
 
 def sign_params(key, signers=(1, 2), digest=b"\x07" * 32, path=()):
-    return node_pb2.SignParams(key_id=key.key_id, signers=list(signers), digest=digest, derivation_path=list(path), request_id="relay-test")
+    """Parameters of a signing session for a fresh request approved by approver1 and approver2
+    (the harness plays an honest coordinator as far as approvals go)."""
+    assert _LAY is not None
+    try:
+        rid, bundle = approved_bundle(_LAY, key.key_id, digest, path)
+    except GovernanceError:  # a malformed parameter the node refuses before looking at approvals
+        rid, bundle = "malformed", b""
+    return node_pb2.SignParams(
+        key_id=key.key_id, signers=list(signers), digest=digest, derivation_path=list(path), request_id=rid, approval_bundle=bundle
+    )
 
 
 def aborted(errs, node: int) -> str:
@@ -266,6 +282,8 @@ def test_session_errors(nodes, key) -> None:
         (dict(sign=sign_params(key, signers=(1, 9))), Code.INVALID_ARGUMENT, "sign.signers: party 9 is not in this node's roster"),
         (dict(sign=sign_params(key, path=[2**31])), Code.INVALID_ARGUMENT, "sign.derivation_path"),
         (dict(sign=node_pb2.SignParams(key_id=b"\x01" * 32, signers=[1, 2], digest=b"\x00" * 32)), Code.NOT_FOUND, "holds no key 0101"),
+        (dict(sign=node_pb2.SignParams(key_id=key.key_id, signers=[1, 2], digest=b"\x00" * 32, request_id="no-bundle")),
+         Code.PERMISSION_DENIED, "sign.approval_bundle: missing"),
         (dict(), Code.INVALID_ARGUMENT, "params: missing"),
     ]
     for params, code, text in cases:

@@ -6,6 +6,7 @@ import warnings
 
 from . import common_pb2 as mpc_dot_v1_dot_common__pb2
 from . import coordinator_pb2 as mpc_dot_v1_dot_coordinator__pb2
+from . import governance_pb2 as mpc_dot_v1_dot_governance__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -51,11 +52,6 @@ class CoordinatorStub:
                 request_serializer=mpc_dot_v1_dot_coordinator__pb2.ListKeysRequest.SerializeToString,
                 response_deserializer=mpc_dot_v1_dot_coordinator__pb2.ListKeysResponse.FromString,
                 _registered_method=True)
-        self.Sign = channel.unary_unary(
-                '/mpc.v1.Coordinator/Sign',
-                request_serializer=mpc_dot_v1_dot_coordinator__pb2.SignRequest.SerializeToString,
-                response_deserializer=mpc_dot_v1_dot_coordinator__pb2.SignResponse.FromString,
-                _registered_method=True)
         self.GetRequest = channel.unary_unary(
                 '/mpc.v1.Coordinator/GetRequest',
                 request_serializer=mpc_dot_v1_dot_coordinator__pb2.GetRequestRequest.SerializeToString,
@@ -66,13 +62,68 @@ class CoordinatorStub:
                 request_serializer=mpc_dot_v1_dot_coordinator__pb2.ClusterStatusRequest.SerializeToString,
                 response_deserializer=mpc_dot_v1_dot_coordinator__pb2.ClusterStatusResponse.FromString,
                 _registered_method=True)
+        self.SubmitSignRequest = channel.unary_unary(
+                '/mpc.v1.Coordinator/SubmitSignRequest',
+                request_serializer=mpc_dot_v1_dot_coordinator__pb2.SubmitSignRequestRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_coordinator__pb2.SignRequestInfo.FromString,
+                _registered_method=True)
+        self.DecideSignRequest = channel.unary_unary(
+                '/mpc.v1.Coordinator/DecideSignRequest',
+                request_serializer=mpc_dot_v1_dot_coordinator__pb2.DecideSignRequestRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_coordinator__pb2.SignRequestInfo.FromString,
+                _registered_method=True)
+        self.GetSignRequest = channel.unary_unary(
+                '/mpc.v1.Coordinator/GetSignRequest',
+                request_serializer=mpc_dot_v1_dot_coordinator__pb2.GetSignRequestRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_coordinator__pb2.SignRequestInfo.FromString,
+                _registered_method=True)
+        self.ListSignRequests = channel.unary_unary(
+                '/mpc.v1.Coordinator/ListSignRequests',
+                request_serializer=mpc_dot_v1_dot_coordinator__pb2.ListSignRequestsRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_coordinator__pb2.ListSignRequestsResponse.FromString,
+                _registered_method=True)
+        self.WatchSignRequest = channel.unary_stream(
+                '/mpc.v1.Coordinator/WatchSignRequest',
+                request_serializer=mpc_dot_v1_dot_coordinator__pb2.GetSignRequestRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_coordinator__pb2.SignRequestInfo.FromString,
+                _registered_method=True)
+        self.GetPolicy = channel.unary_unary(
+                '/mpc.v1.Coordinator/GetPolicy',
+                request_serializer=mpc_dot_v1_dot_coordinator__pb2.GetPolicyRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_coordinator__pb2.PolicyInfo.FromString,
+                _registered_method=True)
+        self.ProposePolicyChange = channel.unary_unary(
+                '/mpc.v1.Coordinator/ProposePolicyChange',
+                request_serializer=mpc_dot_v1_dot_coordinator__pb2.ProposePolicyChangeRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_coordinator__pb2.PolicyProposal.FromString,
+                _registered_method=True)
+        self.ApprovePolicyChange = channel.unary_unary(
+                '/mpc.v1.Coordinator/ApprovePolicyChange',
+                request_serializer=mpc_dot_v1_dot_coordinator__pb2.ApprovePolicyChangeRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_coordinator__pb2.PolicyProposal.FromString,
+                _registered_method=True)
+        self.GetPolicyProposal = channel.unary_unary(
+                '/mpc.v1.Coordinator/GetPolicyProposal',
+                request_serializer=mpc_dot_v1_dot_coordinator__pb2.GetPolicyProposalRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_coordinator__pb2.PolicyProposal.FromString,
+                _registered_method=True)
+        self.ListPolicyProposals = channel.unary_unary(
+                '/mpc.v1.Coordinator/ListPolicyProposals',
+                request_serializer=mpc_dot_v1_dot_coordinator__pb2.ListPolicyProposalsRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_coordinator__pb2.ListPolicyProposalsResponse.FromString,
+                _registered_method=True)
+        self.GetAuditLog = channel.unary_unary(
+                '/mpc.v1.Coordinator/GetAuditLog',
+                request_serializer=mpc_dot_v1_dot_coordinator__pb2.GetAuditLogRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_governance__pb2.AuditPage.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServicer:
     """Missing associated documentation comment in .proto file."""
 
     def CreateKey(self, request, context):
-        """Runs a DKG across all n nodes; returns the activated key.
+        """Runs a DKG across all n nodes; returns the activated key. Role admin.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -90,15 +141,9 @@ class CoordinatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def Sign(self, request, context):
-        """Signs a 32-byte digest with t nodes; returns the verified signature.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
     def GetRequest(self, request, context):
-        """Status and outcome of an earlier CreateKey or Sign request.
+        """Status and outcome of an earlier CreateKey request (or of a sign request made before
+        approvals existed).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -106,6 +151,81 @@ class CoordinatorServicer:
 
     def ClusterStatus(self, request, context):
         """Nodes as the coordinator sees them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitSignRequest(self, request, context):
+        """Asks for a signature; the request waits for approvals (PENDING_APPROVAL). Role requester.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DecideSignRequest(self, request, context):
+        """An approver's signed APPROVE or REJECT. Role approver; the certificate name must be the
+        approver's. When the quorum is met the request goes SIGNING, then DONE (or FAILED).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSignRequest(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSignRequests(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchSignRequest(self, request, context):
+        """The request now, then again after every change of state or approvals, until it ends.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPolicy(self, request, context):
+        """The policy in force for a key (its own, else the default) or the default policy.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ProposePolicyChange(self, request, context):
+        """A policy change signed by the proposing admin(s). Role admin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApprovePolicyChange(self, request, context):
+        """One more admin signature on a pending proposal; at the admin quorum the change is applied
+        and pushed to every node (each verifies the signatures itself). Role admin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPolicyProposal(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPolicyProposals(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAuditLog(self, request, context):
+        """A page of the audit log of the coordinator or of a node (proxied). Role auditor.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -129,11 +249,6 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     request_deserializer=mpc_dot_v1_dot_coordinator__pb2.ListKeysRequest.FromString,
                     response_serializer=mpc_dot_v1_dot_coordinator__pb2.ListKeysResponse.SerializeToString,
             ),
-            'Sign': grpc.unary_unary_rpc_method_handler(
-                    servicer.Sign,
-                    request_deserializer=mpc_dot_v1_dot_coordinator__pb2.SignRequest.FromString,
-                    response_serializer=mpc_dot_v1_dot_coordinator__pb2.SignResponse.SerializeToString,
-            ),
             'GetRequest': grpc.unary_unary_rpc_method_handler(
                     servicer.GetRequest,
                     request_deserializer=mpc_dot_v1_dot_coordinator__pb2.GetRequestRequest.FromString,
@@ -143,6 +258,61 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     servicer.ClusterStatus,
                     request_deserializer=mpc_dot_v1_dot_coordinator__pb2.ClusterStatusRequest.FromString,
                     response_serializer=mpc_dot_v1_dot_coordinator__pb2.ClusterStatusResponse.SerializeToString,
+            ),
+            'SubmitSignRequest': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitSignRequest,
+                    request_deserializer=mpc_dot_v1_dot_coordinator__pb2.SubmitSignRequestRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_coordinator__pb2.SignRequestInfo.SerializeToString,
+            ),
+            'DecideSignRequest': grpc.unary_unary_rpc_method_handler(
+                    servicer.DecideSignRequest,
+                    request_deserializer=mpc_dot_v1_dot_coordinator__pb2.DecideSignRequestRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_coordinator__pb2.SignRequestInfo.SerializeToString,
+            ),
+            'GetSignRequest': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSignRequest,
+                    request_deserializer=mpc_dot_v1_dot_coordinator__pb2.GetSignRequestRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_coordinator__pb2.SignRequestInfo.SerializeToString,
+            ),
+            'ListSignRequests': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSignRequests,
+                    request_deserializer=mpc_dot_v1_dot_coordinator__pb2.ListSignRequestsRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_coordinator__pb2.ListSignRequestsResponse.SerializeToString,
+            ),
+            'WatchSignRequest': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchSignRequest,
+                    request_deserializer=mpc_dot_v1_dot_coordinator__pb2.GetSignRequestRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_coordinator__pb2.SignRequestInfo.SerializeToString,
+            ),
+            'GetPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPolicy,
+                    request_deserializer=mpc_dot_v1_dot_coordinator__pb2.GetPolicyRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_coordinator__pb2.PolicyInfo.SerializeToString,
+            ),
+            'ProposePolicyChange': grpc.unary_unary_rpc_method_handler(
+                    servicer.ProposePolicyChange,
+                    request_deserializer=mpc_dot_v1_dot_coordinator__pb2.ProposePolicyChangeRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_coordinator__pb2.PolicyProposal.SerializeToString,
+            ),
+            'ApprovePolicyChange': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApprovePolicyChange,
+                    request_deserializer=mpc_dot_v1_dot_coordinator__pb2.ApprovePolicyChangeRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_coordinator__pb2.PolicyProposal.SerializeToString,
+            ),
+            'GetPolicyProposal': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPolicyProposal,
+                    request_deserializer=mpc_dot_v1_dot_coordinator__pb2.GetPolicyProposalRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_coordinator__pb2.PolicyProposal.SerializeToString,
+            ),
+            'ListPolicyProposals': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPolicyProposals,
+                    request_deserializer=mpc_dot_v1_dot_coordinator__pb2.ListPolicyProposalsRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_coordinator__pb2.ListPolicyProposalsResponse.SerializeToString,
+            ),
+            'GetAuditLog': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAuditLog,
+                    request_deserializer=mpc_dot_v1_dot_coordinator__pb2.GetAuditLogRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_governance__pb2.AuditPage.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -237,33 +407,6 @@ class Coordinator:
             _registered_method=True)
 
     @staticmethod
-    def Sign(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/mpc.v1.Coordinator/Sign',
-            mpc_dot_v1_dot_coordinator__pb2.SignRequest.SerializeToString,
-            mpc_dot_v1_dot_coordinator__pb2.SignResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
     def GetRequest(request,
             target,
             options=(),
@@ -307,6 +450,303 @@ class Coordinator:
             '/mpc.v1.Coordinator/ClusterStatus',
             mpc_dot_v1_dot_coordinator__pb2.ClusterStatusRequest.SerializeToString,
             mpc_dot_v1_dot_coordinator__pb2.ClusterStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitSignRequest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Coordinator/SubmitSignRequest',
+            mpc_dot_v1_dot_coordinator__pb2.SubmitSignRequestRequest.SerializeToString,
+            mpc_dot_v1_dot_coordinator__pb2.SignRequestInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DecideSignRequest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Coordinator/DecideSignRequest',
+            mpc_dot_v1_dot_coordinator__pb2.DecideSignRequestRequest.SerializeToString,
+            mpc_dot_v1_dot_coordinator__pb2.SignRequestInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSignRequest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Coordinator/GetSignRequest',
+            mpc_dot_v1_dot_coordinator__pb2.GetSignRequestRequest.SerializeToString,
+            mpc_dot_v1_dot_coordinator__pb2.SignRequestInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSignRequests(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Coordinator/ListSignRequests',
+            mpc_dot_v1_dot_coordinator__pb2.ListSignRequestsRequest.SerializeToString,
+            mpc_dot_v1_dot_coordinator__pb2.ListSignRequestsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchSignRequest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/mpc.v1.Coordinator/WatchSignRequest',
+            mpc_dot_v1_dot_coordinator__pb2.GetSignRequestRequest.SerializeToString,
+            mpc_dot_v1_dot_coordinator__pb2.SignRequestInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Coordinator/GetPolicy',
+            mpc_dot_v1_dot_coordinator__pb2.GetPolicyRequest.SerializeToString,
+            mpc_dot_v1_dot_coordinator__pb2.PolicyInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ProposePolicyChange(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Coordinator/ProposePolicyChange',
+            mpc_dot_v1_dot_coordinator__pb2.ProposePolicyChangeRequest.SerializeToString,
+            mpc_dot_v1_dot_coordinator__pb2.PolicyProposal.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApprovePolicyChange(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Coordinator/ApprovePolicyChange',
+            mpc_dot_v1_dot_coordinator__pb2.ApprovePolicyChangeRequest.SerializeToString,
+            mpc_dot_v1_dot_coordinator__pb2.PolicyProposal.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPolicyProposal(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Coordinator/GetPolicyProposal',
+            mpc_dot_v1_dot_coordinator__pb2.GetPolicyProposalRequest.SerializeToString,
+            mpc_dot_v1_dot_coordinator__pb2.PolicyProposal.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPolicyProposals(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Coordinator/ListPolicyProposals',
+            mpc_dot_v1_dot_coordinator__pb2.ListPolicyProposalsRequest.SerializeToString,
+            mpc_dot_v1_dot_coordinator__pb2.ListPolicyProposalsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAuditLog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Coordinator/GetAuditLog',
+            mpc_dot_v1_dot_coordinator__pb2.GetAuditLogRequest.SerializeToString,
+            mpc_dot_v1_dot_governance__pb2.AuditPage.FromString,
             options,
             channel_credentials,
             insecure,

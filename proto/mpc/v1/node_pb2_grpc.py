@@ -4,6 +4,7 @@
 import grpc
 import warnings
 
+from . import governance_pb2 as mpc_dot_v1_dot_governance__pb2
 from . import node_pb2 as mpc_dot_v1_dot_node__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -75,6 +76,21 @@ class NodeStub:
                 request_serializer=mpc_dot_v1_dot_node__pb2.NodeListKeysRequest.SerializeToString,
                 response_deserializer=mpc_dot_v1_dot_node__pb2.NodeListKeysResponse.FromString,
                 _registered_method=True)
+        self.InstallPolicy = channel.unary_unary(
+                '/mpc.v1.Node/InstallPolicy',
+                request_serializer=mpc_dot_v1_dot_node__pb2.InstallPolicyRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_node__pb2.InstallPolicyResponse.FromString,
+                _registered_method=True)
+        self.GetPolicies = channel.unary_unary(
+                '/mpc.v1.Node/GetPolicies',
+                request_serializer=mpc_dot_v1_dot_node__pb2.GetPoliciesRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_node__pb2.GetPoliciesResponse.FromString,
+                _registered_method=True)
+        self.GetAuditLog = channel.unary_unary(
+                '/mpc.v1.Node/GetAuditLog',
+                request_serializer=mpc_dot_v1_dot_governance__pb2.AuditLogRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_governance__pb2.AuditPage.FromString,
+                _registered_method=True)
 
 
 class NodeServicer:
@@ -136,6 +152,27 @@ class NodeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def InstallPolicy(self, request, context):
+        """Installs an admin-signed policy change, verified against the node's own admin set.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPolicies(self, request, context):
+        """The policies this node enforces.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAuditLog(self, request, context):
+        """A page of this node's audit log.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -178,6 +215,21 @@ def add_NodeServicer_to_server(servicer, server):
                     servicer.ListKeys,
                     request_deserializer=mpc_dot_v1_dot_node__pb2.NodeListKeysRequest.FromString,
                     response_serializer=mpc_dot_v1_dot_node__pb2.NodeListKeysResponse.SerializeToString,
+            ),
+            'InstallPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.InstallPolicy,
+                    request_deserializer=mpc_dot_v1_dot_node__pb2.InstallPolicyRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_node__pb2.InstallPolicyResponse.SerializeToString,
+            ),
+            'GetPolicies': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPolicies,
+                    request_deserializer=mpc_dot_v1_dot_node__pb2.GetPoliciesRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_node__pb2.GetPoliciesResponse.SerializeToString,
+            ),
+            'GetAuditLog': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAuditLog,
+                    request_deserializer=mpc_dot_v1_dot_governance__pb2.AuditLogRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_governance__pb2.AuditPage.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -396,6 +448,87 @@ class Node:
             '/mpc.v1.Node/ListKeys',
             mpc_dot_v1_dot_node__pb2.NodeListKeysRequest.SerializeToString,
             mpc_dot_v1_dot_node__pb2.NodeListKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InstallPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Node/InstallPolicy',
+            mpc_dot_v1_dot_node__pb2.InstallPolicyRequest.SerializeToString,
+            mpc_dot_v1_dot_node__pb2.InstallPolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPolicies(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Node/GetPolicies',
+            mpc_dot_v1_dot_node__pb2.GetPoliciesRequest.SerializeToString,
+            mpc_dot_v1_dot_node__pb2.GetPoliciesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAuditLog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Node/GetAuditLog',
+            mpc_dot_v1_dot_governance__pb2.AuditLogRequest.SerializeToString,
+            mpc_dot_v1_dot_governance__pb2.AuditPage.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,309 @@
+"""The coordinator's copy of the governance policies, policy proposals, and pushing them to nodes.
+
+The coordinator holds the same admin set as the nodes (from its config) and applies a proposal
+only once it carries valid signatures of an admin quorum; then it pushes the signed change to
+every node, each of which verifies it again against its *own* admin set before installing it.
+A node that is down, or that restarted with an older store, is brought up to date by
+:meth:`PolicyBook.sync_node` (from the background loop, or when a node refuses a signing session
+because its policy is stale): it sends the node every change it lacks, oldest first.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+
+from coordinator.db import CoordinatorDb, ProposalRecord, now_ms
+from coordinator.relay import NodeHandle
+from governance.audit import AuditLog
+from governance.errors import GovernanceError
+from governance.policy import (
+    DEFAULT_SCOPE,
+    AdminSet,
+    AdminSignature,
+    KeyPolicy,
+    SignedPolicyChange,
+    check_admin_signature,
+    verify_policy_change,
+)
+from mpcnet.govwire import scope_name
+from mpcnet.rpc import RpcError, status_of
+from proto.mpc.v1 import node_pb2
+
+log = logging.getLogger("coordinator.policies")
+Code = grpc.StatusCode
+SYNC_TIMEOUT_S = 5.0
+
+
+def proposal_id(signed: SignedPolicyChange) -> str:
+    return signed.change.digest()[:16].hex()
+
+
+class PolicyBook:
+    def __init__(
+        self,
+        admins: AdminSet,
+        initial: SignedPolicyChange,
+        db: CoordinatorDb,
+        audit: AuditLog,
+        nodes: dict[int, NodeHandle],
+        on_applied: Callable[[SignedPolicyChange], None] | None = None,
+    ) -> None:
+        self.admins = admins
+        self.db = db
+        self.audit = audit
+        self.nodes = nodes
+        self.on_applied = on_applied
+        self._lock = threading.RLock()
+        self._history: dict[bytes, list[SignedPolicyChange]] = {}
+        self._synced: dict[int, bool] = {i: False for i in nodes}
+        self._sync_locks = {i: threading.Lock() for i in nodes}
+        for scope, changes in db.policy_changes().items():
+            current: KeyPolicy | None = None
+            history = []
+            for i, data in enumerate(changes):
+                try:
+                    signed = SignedPolicyChange.from_bytes(data)
+                    if signed.change.scope != scope:
+                        raise GovernanceError("change.scope", "differs from the scope it is stored under")
+                    current = signed.verify(admins, current)
+                except GovernanceError as e:
+                    raise RuntimeError(
+                        f"stored policy history of scope {scope_name(scope)} does not verify at change {i + 1}: {e}"
+                    ) from None
+                history.append(signed)
+            self._history[scope] = history
+        if DEFAULT_SCOPE not in self._history:
+            try:
+                initial.verify(admins, None)
+            except GovernanceError as e:
+                raise RuntimeError(f"governance.initial_policy: {e}") from None
+            db.add_policy_change(DEFAULT_SCOPE, initial.change.new_policy.version, initial.to_bytes())
+            self._history[DEFAULT_SCOPE] = [initial]
+            audit.append(
+                "coordinator", "policy-apply", outcome="applied",
+                details=_details(initial) | {"how": "initial"},
+            )
+
+    # --- reading -----------------------------------------------------------------------------
+    @property
+    def governance_root(self) -> bytes:
+        return self.admins.digest()
+
+    def current(self, scope: bytes) -> SignedPolicyChange | None:
+        with self._lock:
+            h = self._history.get(scope)
+            return h[-1] if h else None
+
+    def version(self, scope: bytes, version: int) -> KeyPolicy | None:
+        """Version ``version`` of ``scope``'s policy, if it ever existed."""
+        with self._lock:
+            h = self._history.get(scope, [])
+            return h[version - 1].change.new_policy if 0 < version <= len(h) else None
+
+    def policy_for(self, key_id: bytes) -> SignedPolicyChange:
+        """The change in force for ``key_id``: the key's own policy, else the default."""
+        with self._lock:
+            own = self._history.get(key_id)
+            return own[-1] if own else self._history[DEFAULT_SCOPE][-1]
+
+    def synced(self, i: int) -> bool:
+        return self._synced.get(i, False)
+
+    # --- proposals ---------------------------------------------------------------------------
+    def propose(self, data: bytes, caller: str, key_exists: Callable[[bytes], bool]) -> ProposalRecord:
+        try:
+            signed = SignedPolicyChange.from_bytes(data)
+        except GovernanceError as e:
+            raise RpcError(Code.INVALID_ARGUMENT, f"signed_change.{e.field}: {e.reason}") from None
+        change = signed.change
+        if caller not in self.admins.admins:
+            raise RpcError(Code.PERMISSION_DENIED, f"proposer: certificate name {caller!r} is not an admin of this cluster")
+        if change.scope != DEFAULT_SCOPE and not key_exists(change.scope):
+            raise RpcError(Code.NOT_FOUND, f"signed_change.change.scope: unknown key {change.scope.hex()}")
+        self._check_signatures(signed, "signed_change.signatures")
+        if caller not in {s.admin for s in signed.signatures}:
+            raise RpcError(
+                Code.PERMISSION_DENIED, f"signed_change.signatures: the proposer {caller!r} must sign its own proposal"
+            )
+        pid = proposal_id(signed)
+        with self._lock:
+            self._check_applicable(signed)
+            existing = self.db.get_proposal(pid)
+            if existing is not None and existing.state != "pending":
+                raise RpcError(Code.ALREADY_EXISTS, f"proposal_id: proposal {pid} is already {existing.state}")
+            if existing is not None:
+                signed = _merge(SignedPolicyChange.from_bytes(existing.signed_change), signed.signatures)
+            t = now_ms()
+            rec = ProposalRecord(pid, change.scope, signed.to_bytes(), "pending", caller if existing is None else existing.proposer,
+                                 t if existing is None else existing.created_ms, t)
+            self.db.put_proposal(rec)
+        self.audit.append(
+            caller, "policy-propose", outcome="pending",
+            details=_details(signed) | {"proposal": pid},
+        )
+        return self._maybe_apply(pid, caller)
+
+    def approve(self, pid: str, admin: str, signature: bytes, caller: str) -> ProposalRecord:
+        if admin != caller:
+            raise RpcError(
+                Code.PERMISSION_DENIED, f"admin: certificate name {caller!r} differs from the signing admin {admin!r}"
+            )
+        try:
+            sig = AdminSignature(admin, signature)
+        except GovernanceError as e:
+            raise RpcError(Code.INVALID_ARGUMENT, f"{e.field}: {e.reason}") from None
+        with self._lock:
+            rec = self.db.get_proposal(pid)
+            if rec is None:
+                raise RpcError(Code.NOT_FOUND, f"proposal_id: unknown proposal {pid!r}")
+            if rec.state != "pending":
+                raise RpcError(Code.FAILED_PRECONDITION, f"proposal_id: proposal {pid} is {rec.state}, not pending")
+            signed = SignedPolicyChange.from_bytes(rec.signed_change)
+            try:
+                check_admin_signature(self.admins, signed.change, sig)
+            except GovernanceError as e:
+                self.audit.append(caller, "policy-approve", outcome="refused", details={"proposal": pid, "reason": str(e)[:500]})
+                raise RpcError(Code.PERMISSION_DENIED, f"{e.field}: {e.reason}") from None
+            if admin in {s.admin for s in signed.signatures}:
+                raise RpcError(Code.ALREADY_EXISTS, f"admin: {admin!r} already signed proposal {pid}")
+            signed = _merge(signed, (sig,))
+            self.db.put_proposal(ProposalRecord(pid, rec.scope, signed.to_bytes(), "pending", rec.proposer, rec.created_ms, now_ms()))
+        self.audit.append(caller, "policy-approve", outcome="signed", details={"proposal": pid, **_details(signed)})
+        return self._maybe_apply(pid, caller)
+
+    def _check_signatures(self, signed: SignedPolicyChange, field: str) -> None:
+        if not signed.signatures:
+            raise RpcError(Code.PERMISSION_DENIED, f"{field}: at least the proposer's signature is required")
+        for i, s in enumerate(signed.signatures):
+            try:
+                check_admin_signature(self.admins, signed.change, s)
+            except GovernanceError as e:
+                where = "signed_change.change" if e.field == "governance_root" else f"{field}[{i}]"
+                raise RpcError(Code.PERMISSION_DENIED, f"{where}.{e.field}: {e.reason}") from None
+
+    def _check_applicable(self, signed: SignedPolicyChange) -> None:
+        change = signed.change
+        cur = self.current(change.scope)
+        current = None if cur is None else cur.change.new_policy
+        want_prev = None if current is None else current.digest()
+        want_version = 1 if current is None else current.version + 1
+        if change.previous_digest != want_prev or change.new_policy.version != want_version:
+            have = "no policy" if current is None else f"version {current.version}"
+            raise RpcError(
+                Code.FAILED_PRECONDITION,
+                f"signed_change.change: does not follow the current policy of scope {scope_name(change.scope)} "
+                f"({have}; a change must name its digest and bump the version by one)",
+            )
+
+    def _maybe_apply(self, pid: str, actor: str) -> ProposalRecord:
+        with self._lock:
+            rec = self.db.get_proposal(pid)
+            assert rec is not None
+            signed = SignedPolicyChange.from_bytes(rec.signed_change)
+            if len({s.admin for s in signed.signatures}) < self.admins.quorum:
+                return rec
+            cur = self.current(rec.scope)
+            try:
+                verify_policy_change(self.admins, None if cur is None else cur.change.new_policy, signed.change, signed.signatures)
+            except GovernanceError as e:
+                superseded = e.field in ("previous_digest", "new_policy.version")
+                state = "superseded" if superseded else "pending"
+                self.db.put_proposal(ProposalRecord(pid, rec.scope, rec.signed_change, state, rec.proposer, rec.created_ms, now_ms()))
+                raise RpcError(Code.FAILED_PRECONDITION, f"signed_change.{e.field}: {e.reason}") from None
+            self.db.add_policy_change(rec.scope, signed.change.new_policy.version, signed.to_bytes())
+            self._history.setdefault(rec.scope, []).append(signed)
+            t = now_ms()
+            applied = ProposalRecord(pid, rec.scope, rec.signed_change, "applied", rec.proposer, rec.created_ms, t)
+            self.db.put_proposal(applied)
+            for other in self.db.list_proposals("pending"):
+                if other.scope == rec.scope:
+                    self.db.put_proposal(
+                        ProposalRecord(other.proposal_id, other.scope, other.signed_change, "superseded", other.proposer, other.created_ms, t)
+                    )
+            for i in self._synced:
+                self._synced[i] = False
+        self.audit.append(actor, "policy-apply", outcome="applied", details=_details(signed) | {"proposal": pid})
+        log.info(
+            "policy of scope %s is now version %d (proposal %s)", scope_name(rec.scope), signed.change.new_policy.version, pid
+        )
+        if self.on_applied is not None:
+            self.on_applied(signed)
+        self.sync_all()
+        return applied
+
+    # --- pushing to nodes --------------------------------------------------------------------
+    def mark_unsynced(self, i: int) -> None:
+        self._synced[i] = False
+
+    def sync_all(self, only_unsynced: bool = False) -> None:
+        targets = [i for i in self.nodes if not (only_unsynced and self._synced[i])]
+        if not targets:
+            return
+        with ThreadPoolExecutor(max_workers=len(targets)) as ex:
+            list(ex.map(self.sync_node, targets))
+
+    def sync_node(self, i: int) -> bool:
+        """Bring node ``i`` up to date; True if it confirmed every policy we hold."""
+        h = self.nodes[i]
+        with self._sync_locks[i]:
+            try:
+                resp = h.stub.GetPolicies(node_pb2.GetPoliciesRequest(), timeout=SYNC_TIMEOUT_S)
+                if bytes(resp.governance_root) != self.governance_root:
+                    log.error("%s has another governance root (admin set) than the coordinator: not syncing it", h.label)
+                    self._synced[i] = False
+                    return False
+                have = {bytes(p.scope): p.version for p in resp.policies}
+                with self._lock:
+                    history = {s: list(h_) for s, h_ in self._history.items()}
+                pushed = 0
+                for scope, changes in history.items():
+                    for signed in changes[have.get(scope, 0):]:
+                        h.stub.InstallPolicy(node_pb2.InstallPolicyRequest(signed_change=signed.to_bytes()), timeout=SYNC_TIMEOUT_S)
+                        pushed += 1
+            except grpc.RpcError as e:
+                code, details = status_of(e)
+                self._synced[i] = False
+                log.warning("%s: cannot sync policies (%s: %s); will retry", h.label, code.name, details)
+                if code not in (Code.UNAVAILABLE, Code.DEADLINE_EXCEEDED):
+                    self.audit.append(
+                        "coordinator", "policy-push", outcome="refused",
+                        details={"node": h.name, "reason": f"{code.name}: {details}"[:500]},
+                    )
+                return False
+            with self._lock:
+                unchanged = all(len(self._history.get(s, ())) == len(c) for s, c in history.items()) and len(history) == len(self._history)
+            self._synced[i] = unchanged
+            if pushed:
+                self.audit.append("coordinator", "policy-push", outcome="synced", details={"node": h.name, "changes": pushed})
+                log.info("%s: pushed %d policy change(s)", h.label, pushed)
+            return unchanged
+
+
+def _merge(signed: SignedPolicyChange, more: tuple[AdminSignature, ...] | list[AdminSignature]) -> SignedPolicyChange:
+    have = {s.admin for s in signed.signatures}
+    extra = []
+    for s in more:
+        if s.admin not in have:
+            have.add(s.admin)
+            extra.append(s)
+    return SignedPolicyChange(signed.change, (*signed.signatures, *extra))
+
+
+def _details(signed: SignedPolicyChange) -> dict[str, str | int | bool]:
+    p = signed.change.new_policy
+    return {
+        "scope": scope_name(signed.change.scope),
+        "version": p.version,
+        "policy_digest": p.digest().hex(),
+        "admins": ",".join(sorted({s.admin for s in signed.signatures})),
+        "approval_quorum": p.approval_quorum,
+        "approvers": ",".join(p.approvers),
+        "requesters": ",".join(sorted(p.requesters)),
+        "ttl_seconds": p.ttl_seconds,
+        "rate_limit": f"{p.rate_limit.max_signatures}/{p.rate_limit.window_seconds}s",
+    }

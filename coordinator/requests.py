@@ -1,0 +1,423 @@
+"""Signing requests on the coordinator: submission, approvals, the state machine, watching.
+
+    PENDING_APPROVAL --(m valid approvals)--> SIGNING --> DONE
+           |     \\--(quorum unreachable)--> REJECTED        \\--> FAILED (reason) / EXPIRED
+           \\--(expires_at passed)--> EXPIRED
+           \\--(the key's policy changed meanwhile)--> FAILED
+
+A requester submits a digest with a description; the coordinator builds the canonical
+:class:`governance.approval.SigningRequest` (request id, key, digest, path, requester,
+description, creation and expiry times, policy version and digest) that approvers sign with
+their own keys. The coordinator checks each decision as it arrives (the approver signs as
+itself, over this exact request, under the policy in force) and tallies them; at the quorum it
+hands the whole bundle to the nodes, which check it all again. Expiry is applied lazily on
+every read and by a background sweep; the rate limit is enforced at submission (nodes enforce
+it again when they sign). Every transition is compare-and-set in SQLite and audited.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+
+from coordinator.db import (
+    TERMINAL,
+    ApprovalRecord,
+    CoordinatorDb,
+    KeyRecord,
+    RateLimitExceeded,
+    SignRequestRecord,
+    StateConflict,
+    now_ms,
+)
+from coordinator.policies import PolicyBook
+from crypto_core.bip32 import check_path
+from crypto_core.errors import UsageError
+from governance.approval import (
+    REQUEST_ID_RE,
+    Approval,
+    ApprovalBundle,
+    Decision,
+    SigningRequest,
+    check_approval,
+    tally,
+)
+from governance.audit import AuditLog
+from governance.errors import GovernanceError
+from governance.policy import DEFAULT_SCOPE, KeyPolicy, SignedPolicyChange
+from mpcnet.govwire import scope_name
+from mpcnet.rpc import RpcError, check_len, invalid, roles_text
+from proto.mpc.v1 import common_pb2, coordinator_pb2
+
+log = logging.getLogger("coordinator.requests")
+Code = grpc.StatusCode
+
+STATE_PB = {
+    "pending_approval": coordinator_pb2.SIGN_REQUEST_STATE_PENDING_APPROVAL,
+    "signing": coordinator_pb2.SIGN_REQUEST_STATE_SIGNING,
+    "done": coordinator_pb2.SIGN_REQUEST_STATE_DONE,
+    "rejected": coordinator_pb2.SIGN_REQUEST_STATE_REJECTED,
+    "expired": coordinator_pb2.SIGN_REQUEST_STATE_EXPIRED,
+    "failed": coordinator_pb2.SIGN_REQUEST_STATE_FAILED,
+}
+PB_STATE = {v: k for k, v in STATE_PB.items()}
+DECISION_PB = {Decision.APPROVE: coordinator_pb2.DECISION_APPROVE, Decision.REJECT: coordinator_pb2.DECISION_REJECT}
+PB_DECISION = {v: k for k, v in DECISION_PB.items()}
+MAX_LIST = 1000
+
+# sign(request_id, key, digest, path, bundle bytes) -> (signature, signers, attempts); raises
+# RpcError (with .attempts and .governance attributes when known)
+Signer = Callable[[str, KeyRecord, bytes, tuple[int, ...], bytes], tuple[common_pb2.Signature, tuple[int, ...], int]]
+
+
+def state_name(state: str) -> str:
+    return state.upper()
+
+
+class SignRequests:
+    def __init__(
+        self, db: CoordinatorDb, audit: AuditLog, policies: PolicyBook, signer: Signer, read_all_roles: tuple[str, ...]
+    ) -> None:
+        self.db = db
+        self.audit = audit
+        self.policies = policies
+        self.signer = signer
+        self.read_all_roles = read_all_roles
+        self._lock = threading.Lock()
+        self._changed = threading.Condition()
+        self._version = 0
+        self._signing: set[str] = set()
+        self._stop = threading.Event()
+
+    # --- plumbing ----------------------------------------------------------------------------
+    def stop(self) -> None:
+        self._stop.set()
+        self._notify()
+
+    def _notify(self) -> None:
+        with self._changed:
+            self._version += 1
+            self._changed.notify_all()
+
+    def resume(self) -> None:
+        """After a restart: carry on signing requests that were approved (approvals are still
+        valid until the request expires; a node that already served one refuses it again)."""
+        for r in self.db.list_sign_requests(state="signing", limit=10**6):
+            log.info("request %s was signing when the coordinator stopped: resuming", r.request_id)
+            self._start_signing(r.request_id)
+
+    def expire_due(self) -> None:
+        now = now_ms()
+        for rid in self.db.due_for_expiry(now):
+            try:
+                rec = self.db.transition(
+                    rid, ("pending_approval",), "expired",
+                    error_message="not approved before the request expired",
+                )
+            except StateConflict:
+                continue
+            self.audit.append("coordinator", "sign-expired", request_id=rid, outcome="expired", details=_req_details(rec))
+            log.info("request %s expired", rid)
+            self._notify()
+
+    # --- conversion --------------------------------------------------------------------------
+    def info(self, rec: SignRequestRecord) -> coordinator_pb2.SignRequestInfo:
+        req = SigningRequest.from_bytes(rec.request)
+        quorum, approvers = 0, 0
+        made_under = self.policies.version(rec.scope, req.policy_version)
+        if made_under is not None:
+            quorum, approvers = made_under.approval_quorum, len(made_under.approvers)
+        out = coordinator_pb2.SignRequestInfo(
+            request_id=rec.request_id, state=STATE_PB[rec.state], request=rec.request, key_id=req.key_id,
+            digest=req.digest, derivation_path=req.derivation_path, requester=req.requester,
+            description=req.description, created_unix_ms=req.created_at_ms, expires_unix_ms=req.expires_at_ms,
+            policy_version=req.policy_version, policy_digest=req.policy_digest,
+            approvals=[
+                coordinator_pb2.ApprovalInfo(
+                    approver=a.approver, decision=DECISION_PB[Decision(a.decision)], signature=a.signature,
+                    decided_unix_ms=a.decided_ms,
+                )
+                for a in self.db.approvals(rec.request_id)
+            ],
+            approval_quorum=quorum, approvers=approvers, signers=rec.signers, error_code=rec.error_code,
+            error_message=rec.error_message, updated_unix_ms=rec.updated_ms, attempts=rec.attempts,
+        )
+        if rec.signature:
+            out.signature.CopyFrom(common_pb2.Signature.FromString(rec.signature))
+        return out
+
+    # --- submission --------------------------------------------------------------------------
+    def submit(self, req: coordinator_pb2.SubmitSignRequestRequest, caller: str, key_of: Callable[[bytes], KeyRecord | None]) -> coordinator_pb2.SignRequestInfo:
+        key_id = check_len(req.key_id, "key_id", 32)
+        digest = check_len(req.digest, "digest", 32)
+        try:
+            path = check_path(tuple(req.derivation_path))
+        except UsageError as e:
+            msg = str(e)
+            raise RpcError(Code.INVALID_ARGUMENT, msg if msg.startswith("derivation_path") else f"derivation_path: {msg}") from None
+        rid = req.request_id or "req-" + os.urandom(12).hex()
+        if not REQUEST_ID_RE.fullmatch(rid):
+            raise invalid("request_id", "must be 1-64 characters of [A-Za-z0-9_-]")
+        k = key_of(key_id)
+        if k is None:
+            raise RpcError(Code.NOT_FOUND, f"key_id: unknown key {key_id.hex()}")
+        if k.status != "active":
+            raise RpcError(Code.FAILED_PRECONDITION, f"key_id: key {key_id.hex()} is {k.status}, not active")
+        existing = self.db.get_sign_request(rid)
+        if existing is not None:
+            old = SigningRequest.from_bytes(existing.request)
+            same = (old.requester, old.key_id, old.digest, old.derivation_path, old.description) == (
+                caller, key_id, digest, path, req.description
+            )
+            if not same:
+                raise RpcError(Code.ALREADY_EXISTS, f"request_id: {rid!r} was already used for a different request")
+            return self.info(existing)
+        signed = self.policies.policy_for(key_id)
+        policy, scope = signed.change.new_policy, signed.change.scope
+        if caller not in policy.requesters:
+            msg = (
+                f"requester: {caller!r} may not request signatures with key {key_id.hex()[:16]} "
+                f"(policy {scope_name(scope)} v{policy.version} allows: {', '.join(sorted(policy.requesters)) or 'nobody'})"
+            )
+            self.audit.append(caller, "sign-request", request_id=rid, outcome="refused", details={"key_id": key_id.hex(), "reason": msg})
+            raise RpcError(Code.PERMISSION_DENIED, msg)
+        ttl = req.ttl_seconds or policy.ttl_seconds
+        if ttl > policy.ttl_seconds:
+            raise invalid("ttl_seconds", f"at most {policy.ttl_seconds} (the policy's TTL), got {ttl}")
+        now = now_ms()
+        try:
+            sreq = SigningRequest(
+                rid, key_id, digest, path, caller, req.description, now, now + ttl * 1000, policy.version, policy.digest()
+            )
+        except GovernanceError as e:
+            raise invalid(e.field, e.reason) from None
+        rec = SignRequestRecord(
+            request_id=rid, key_id=key_id, digest=digest, requester=caller, request=sreq.encode(), scope=scope,
+            state="pending_approval", created_ms=now, expires_ms=sreq.expires_at_ms, signature=None, signers=(),
+            error_code=0, error_message="", attempts=0, updated_ms=now,
+        )
+        limit = policy.rate_limit
+        try:
+            self.db.add_sign_request(rec, rate_limit=(limit.max_signatures, limit.window_seconds * 1000))
+        except RateLimitExceeded as e:
+            msg = (
+                f"rate_limit: key {key_id.hex()[:16]} already has {e.count} signing request(s) in the last "
+                f"{limit.window_seconds} s; its policy allows {limit.max_signatures}"
+            )
+            self.audit.append(caller, "sign-request", request_id=rid, outcome="refused", details={"key_id": key_id.hex(), "reason": msg})
+            raise RpcError(Code.RESOURCE_EXHAUSTED, msg) from None
+        except sqlite3.IntegrityError:
+            raise RpcError(Code.ALREADY_EXISTS, f"request_id: {rid!r} was already used") from None
+        self.audit.append(caller, "sign-request", request_id=rid, outcome="pending", details=_req_details(rec) | {
+            "description": sreq.description[:500], "policy_version": policy.version, "expires_at_ms": sreq.expires_at_ms,
+        })
+        log.info("request %s: %s asks to sign with key %s; waiting for %d approval(s)", rid, caller, key_id.hex()[:16], policy.approval_quorum)
+        self._notify()
+        return self.info(rec)
+
+    # --- decisions ---------------------------------------------------------------------------
+    def decide(self, req: coordinator_pb2.DecideSignRequestRequest, caller: str) -> coordinator_pb2.SignRequestInfo:
+        rid = _check_rid(req.request_id)
+        if req.approver != caller:
+            raise RpcError(
+                Code.PERMISSION_DENIED,
+                f"approver: certificate name {caller!r} differs from the approver {req.approver!r} (approve as yourself)",
+            )
+        if req.decision not in PB_DECISION:
+            raise invalid("decision", "must be DECISION_APPROVE or DECISION_REJECT")
+        decision = PB_DECISION[req.decision]
+        self.expire_due()
+        rec = self._get(rid)
+        if rec.state != "pending_approval":
+            raise RpcError(
+                Code.FAILED_PRECONDITION, f"request_id: request {rid} is {state_name(rec.state)}, not PENDING_APPROVAL"
+            )
+        sreq = SigningRequest.from_bytes(rec.request)
+        signed = self.policies.policy_for(rec.key_id)
+        policy = signed.change.new_policy
+        if policy.digest() != sreq.policy_digest:
+            self._fail_stale(rec, signed)
+            raise RpcError(Code.FAILED_PRECONDITION, f"request_id: the key's policy changed while request {rid} was pending; submit it again")
+        try:
+            approval = Approval(caller, decision, bytes(req.signature))
+            check_approval(policy, sreq, approval)
+        except GovernanceError as e:
+            msg = f"approval.{e.field.removeprefix('approval.')}: {e.reason}"
+            self.audit.append(caller, "sign-decision", request_id=rid, outcome="refused", details={"decision": decision.value, "reason": msg})
+            raise RpcError(Code.PERMISSION_DENIED, msg) from None
+        if not self.db.add_approval(rid, ApprovalRecord(caller, decision.value, approval.signature, now_ms())):
+            raise RpcError(Code.ALREADY_EXISTS, f"approver: {caller!r} already decided on request {rid}")
+        self.audit.append(caller, "sign-decision", request_id=rid, outcome=decision.value, details={"key_id": rec.key_id.hex()})
+        approvals = [Approval(a.approver, Decision(a.decision), a.signature) for a in self.db.approvals(rid)]
+        t = tally(policy, sreq, approvals)
+        try:
+            if t.state == "approved":
+                rec = self.db.transition(rid, ("pending_approval",), "signing")
+                self.audit.append(
+                    "coordinator", "sign-approved", request_id=rid, outcome="signing",
+                    details={"approved_by": ",".join(sorted(t.approved)), "rejected_by": ",".join(sorted(t.rejected))},
+                )
+                log.info("request %s: approved by %s; signing", rid, ", ".join(sorted(t.approved)))
+                self._start_signing(rid)
+            elif t.state == "rejected":
+                msg = (
+                    f"rejected by {', '.join(sorted(t.rejected))}: {policy.approval_quorum} approvals of "
+                    f"{len(policy.approvers)} are no longer possible"
+                )
+                rec = self.db.transition(rid, ("pending_approval",), "rejected", error_message=msg)
+                self.audit.append("coordinator", "sign-rejected", request_id=rid, outcome="rejected", details={"rejected_by": ",".join(sorted(t.rejected))})
+        except StateConflict:
+            pass  # another decision (or the expiry sweep) moved it first
+        self._notify()
+        return self.info(self._get(rid))
+
+    def _fail_stale(self, rec: SignRequestRecord, now_in_force: SignedPolicyChange) -> None:
+        p = now_in_force.change.new_policy
+        try:
+            self.db.transition(
+                rec.request_id, ("pending_approval",), "failed", error_code=Code.FAILED_PRECONDITION.value[0],
+                error_message=(
+                    f"the key's policy changed while the request was pending (now {scope_name(now_in_force.change.scope)} "
+                    f"v{p.version}); submit it again"
+                ),
+            )
+        except StateConflict:
+            return
+        self.audit.append("coordinator", "sign-failed", request_id=rec.request_id, outcome="failed", details={"reason": "policy changed"})
+        self._notify()
+
+    def policy_applied(self, signed: SignedPolicyChange) -> None:
+        """A policy change was applied: pending requests it governs were approved (or not) under
+        the old policy, which no node will accept any more."""
+        scope = signed.change.scope
+        for rec in self.db.list_sign_requests(state="pending_approval", limit=10**6):
+            if (scope == DEFAULT_SCOPE and rec.scope == DEFAULT_SCOPE) or rec.key_id == scope:
+                self._fail_stale(rec, signed)
+
+    # --- signing -----------------------------------------------------------------------------
+    def _start_signing(self, rid: str) -> None:
+        with self._lock:
+            if rid in self._signing:
+                return
+            self._signing.add(rid)
+        threading.Thread(target=self._signing_thread, args=(rid,), name=f"sign-{rid[:16]}", daemon=True).start()
+
+    def _signing_thread(self, rid: str) -> None:
+        try:
+            self._run_signing(rid)
+        except Exception as e:  # never leave a request SIGNING forever
+            log.exception("request %s: signing failed unexpectedly", rid)
+            self._finish(rid, "failed", Code.INTERNAL, f"internal error ({type(e).__name__}); see the coordinator log", 0)
+        finally:
+            with self._lock:
+                self._signing.discard(rid)
+            self._notify()
+
+    def _run_signing(self, rid: str) -> None:
+        rec = self.db.get_sign_request(rid)
+        if rec is None or rec.state != "signing":
+            return
+        sreq = SigningRequest.from_bytes(rec.request)
+        if now_ms() > sreq.expires_at_ms:
+            self._finish(rid, "expired", Code.FAILED_PRECONDITION, "the request expired before it could be signed", 0)
+            return
+        k = self.db.get_key(rec.key_id)
+        if k is None:
+            self._finish(rid, "failed", Code.NOT_FOUND, f"key_id: unknown key {rec.key_id.hex()}", 0)
+            return
+        approvals = tuple(Approval(a.approver, Decision(a.decision), a.signature) for a in self.db.approvals(rid))
+        bundle = ApprovalBundle(sreq, approvals).to_bytes()
+        try:
+            sig, signers, attempts = self.signer(rid, k, sreq.digest, sreq.derivation_path, bundle)
+        except RpcError as e:
+            state = "expired" if getattr(e, "governance", "") == "expired" else "failed"
+            self._finish(rid, state, e.code, e.message, getattr(e, "attempts", 0))
+            return
+        try:
+            self.db.transition(rid, ("signing",), "done", signature=sig.SerializeToString(), signers=signers, attempts=attempts)
+        except StateConflict:
+            return
+        self.audit.append(
+            "coordinator", "sign-done", request_id=rid, outcome="done",
+            details={"key_id": rec.key_id.hex(), "digest": rec.digest.hex(), "signers": ",".join(map(str, signers)),
+                     "r": sig.r.hex(), "s": sig.s.hex(), "attempts": attempts},
+        )
+        self._notify()
+
+    def _finish(self, rid: str, state: str, code: grpc.StatusCode, message: str, attempts: int) -> None:
+        try:
+            self.db.transition(rid, ("signing",), state, error_code=code.value[0], error_message=message, attempts=attempts)
+        except StateConflict:
+            return
+        log.warning("request %s: %s: %s: %s", rid, state, code.name, message)
+        self.audit.append(
+            "coordinator", f"sign-{state}", request_id=rid, outcome=state, details={"code": code.name, "reason": message[:500]}
+        )
+        self._notify()
+
+    # --- reading -----------------------------------------------------------------------------
+    def _get(self, rid: str) -> SignRequestRecord:
+        rec = self.db.get_sign_request(rid)
+        if rec is None:
+            raise RpcError(Code.NOT_FOUND, f"request_id: unknown signing request {rid!r}")
+        return rec
+
+    def visible(self, rid: str, caller: str, role: str) -> SignRequestRecord:
+        rec = self._get(_check_rid(rid))
+        if role not in self.read_all_roles and rec.requester != caller:
+            raise RpcError(
+                Code.PERMISSION_DENIED,
+                f"request_id: request {rid} belongs to requester {rec.requester!r}; reading other requesters' "
+                f"requests needs role {roles_text(self.read_all_roles)}",
+            )
+        return rec
+
+    def get(self, rid: str, caller: str, role: str) -> coordinator_pb2.SignRequestInfo:
+        self.expire_due()
+        return self.info(self.visible(rid, caller, role))
+
+    def list(self, req: coordinator_pb2.ListSignRequestsRequest, caller: str, role: str) -> coordinator_pb2.ListSignRequestsResponse:
+        self.expire_due()
+        state = None
+        if req.state != coordinator_pb2.SIGN_REQUEST_STATE_UNSPECIFIED:
+            if req.state not in PB_STATE:
+                raise invalid("state", "unknown state")
+            state = PB_STATE[req.state]
+        key_id = check_len(req.key_id, "key_id", 32) if req.key_id else None
+        limit = min(req.limit or 100, MAX_LIST)
+        requester = None if role in self.read_all_roles else caller
+        recs = self.db.list_sign_requests(state=state, key_id=key_id, requester=requester, limit=limit)
+        return coordinator_pb2.ListSignRequestsResponse(requests=[self.info(r) for r in recs])
+
+    def watch(self, rid: str, caller: str, role: str, ctx: Any) -> Iterator[coordinator_pb2.SignRequestInfo]:
+        self.visible(rid, caller, role)
+        last: tuple[Any, ...] | None = None
+        while not self._stop.is_set():
+            with self._changed:
+                seen = self._version
+            self.expire_due()
+            info = self.info(self._get(rid))
+            mark = (info.state, info.updated_unix_ms, len(info.approvals))
+            if mark != last:
+                last = mark
+                yield info
+            if PB_STATE[info.state] in TERMINAL or (ctx is not None and not ctx.is_active()):
+                return
+            with self._changed:
+                self._changed.wait_for(lambda: self._version != seen or self._stop.is_set(), timeout=1.0)
+
+
+def _check_rid(rid: str) -> str:
+    if not REQUEST_ID_RE.fullmatch(rid or ""):
+        raise invalid("request_id", "must be 1-64 characters of [A-Za-z0-9_-]")
+    return rid
+
+
+def _req_details(rec: SignRequestRecord) -> dict[str, str | int | bool]:
+    return {"key_id": rec.key_id.hex(), "digest": rec.digest.hex(), "requester": rec.requester}
