@@ -129,7 +129,7 @@ class NodeGovernance:
                 msg = f"signed_change.{e.field}: {e.reason}"
                 self._audit_policy(actor, signed, "refused", msg)
                 if how == "initial":
-                    raise RuntimeError(f"governance.initial_policy: {msg}") from None
+                    raise RuntimeError(f"governance.initial_policy.{e.field}: {e.reason}") from None
                 raise refusal(code, "stale-policy" if code == Code.FAILED_PRECONDITION else "denied", msg) from None
             try:
                 self.store.put_policy_change(

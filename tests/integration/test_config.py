@@ -50,6 +50,11 @@ def test_generated_configs_load(lay) -> None:
         (lambda d: d.update(bogus=1), "bogus: unknown field"),
         (lambda d: (d.pop("passphrase_file"), d.pop("passphrase_env", None)), "passphrase_file: missing"),
         (lambda d: d.update(test_mode="yes"), "test_mode: must be true or false"),
+        (lambda d: d.pop("governance"), "governance: missing"),
+        (lambda d: d["governance"]["admin_set"].update(quorum=0), "governance.admin_set.quorum: must be in [1, 3], got 0"),
+        (lambda d: d["governance"]["admin_set"].update(cluster_id="00"), "governance.admin_set.cluster_id: must be 32 bytes"),
+        (lambda d: d["governance"]["initial_policy"]["change"].update(scope="11" * 32), "governance.initial_policy.change.scope: must be 'default'"),
+        (lambda d: d["governance"]["initial_policy"].update(signatures="x"), "governance.initial_policy.signatures"),
     ],
 )
 def test_node_config_errors_name_the_field(lay, tmp_path, change, message) -> None:
@@ -66,6 +71,8 @@ def test_node_config_errors_name_the_field(lay, tmp_path, change, message) -> No
         (lambda d: d["nodes"][2].update(index=7), "nodes: indices must be exactly 1..3"),
         (lambda d: d.update(client_roles=["node"]), "client_roles: nodes may not call the client API"),
         (lambda d: d.update(max_parallel_sessions=0), "max_parallel_sessions: must be in 1..10000"),
+        (lambda d: d.pop("keystore"), "keystore: missing"),
+        (lambda d: d.pop("governance"), "governance: missing"),
     ],
 )
 def test_coordinator_config_errors_name_the_field(lay, tmp_path, change, message) -> None:
@@ -83,3 +90,19 @@ def test_processes_refuse_bad_configs_with_a_clear_message(lay, tmp_path) -> Non
     wrong = edited(lay.node_config(1), tmp_path, lambda d: d.update(passphrase_file=str(tmp_path / "absent")))
     p = subprocess.run([sys.executable, "-m", "mpc_node.main", "--config", str(wrong)], env=child_env(), capture_output=True, text=True, timeout=60)
     assert p.returncode == 1 and "passphrase file" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_node_refuses_to_start_with_an_initial_policy_without_admin_quorum(lay, tmp_path) -> None:
+    """The initial default policy in a node's config must carry the admin quorum too: a config
+    edited to hold a policy signed by one admin (or none) does not start."""
+    def one_signature(d):
+        d["governance"]["initial_policy"]["signatures"] = d["governance"]["initial_policy"]["signatures"][:1]
+        d["store"] = str(tmp_path / "fresh-node.db")  # a node that has no policy yet
+        d["audit_db"] = str(tmp_path / "fresh-audit.db")
+        for k in ("keystore", "passphrase_file"):
+            d[k] = str(lay.node_dir(1) / d[k])
+
+    bad = edited(lay.node_config(1), tmp_path, one_signature)
+    p = subprocess.run([sys.executable, "-m", "mpc_node.main", "--config", str(bad)], env=child_env(), capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1 and "Traceback" not in p.stderr
+    assert "governance.initial_policy.signatures: 1 distinct admin(s) signed, 2 required" in p.stderr
