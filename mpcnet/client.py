@@ -579,6 +579,8 @@ class MpcClient:
             out.entries.extend(page.entries)
             if not page.entries or len(out.entries) >= page.head_seq and page.entries[-1].seq >= page.head_seq:
                 return out
+            if page.entries[-1].seq <= after:  # not advancing (a misbehaving relay): verify what we have
+                return out
             after = page.entries[-1].seq
 
 
