@@ -260,6 +260,14 @@ class PolicyBook:
                 have = {bytes(p.scope): p.version for p in resp.policies}
                 with self._lock:
                     history = {s: list(h_) for s, h_ in self._history.items()}
+                ahead = [s for s, v in have.items() if s in history and v > len(history[s])]
+                if ahead:  # installed behind our back (with an admin quorum, or it would not be there)
+                    log.error(
+                        "%s holds newer policies than the coordinator for %s; its requests will be refused there",
+                        h.label, ", ".join(scope_name(s) for s in ahead),
+                    )
+                    self._synced[i] = False
+                    return False
                 pushed = 0
                 for scope, changes in history.items():
                     for signed in changes[have.get(scope, 0):]:

@@ -3,7 +3,7 @@
     mpc --cluster DIR --as admin1 keygen [--label L]
     mpc --cluster DIR --as requester1 request sign --key KEY_ID --digest HEX [--path m/0/1]
                                                    [--description TEXT] [--ttl SECONDS] [--wait]
-    mpc --cluster DIR --as approver1 approve REQUEST_ID [--wait]
+    mpc --cluster DIR --as approver1 approve REQUEST_ID [--wait] [--expect-digest HEX]
     mpc --cluster DIR --as approver3 reject REQUEST_ID
     mpc --cluster DIR --as NAME request show REQUEST_ID [--wait]
     mpc --cluster DIR --as NAME request watch REQUEST_ID
@@ -205,7 +205,11 @@ def cmd_requests(c: MpcClient, args: argparse.Namespace) -> int:
 
 
 def cmd_decide(c: MpcClient, args: argparse.Namespace) -> int:
-    r = c.approve(args.id) if args.command == "approve" else c.reject(args.id)
+    if args.command == "approve":
+        expect = _hex(args.expect_digest, "expect-digest") if args.expect_digest else None
+        r = c.approve(args.id, expect_digest=expect)
+    else:
+        r = c.reject(args.id)
     if getattr(args, "wait", False) and r.state in ("pending_approval", "signing"):
         r = c.wait_sign_request(args.id) if r.state == "signing" else r
     _print(args, r.as_dict(), _request_lines(r))
@@ -438,6 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("id", metavar="REQUEST_ID")
         if name == "approve":
             p.add_argument("--wait", action="store_true", help="if this approval completes the quorum, wait for the signature")
+            p.add_argument("--expect-digest", metavar="HEX", help="sign nothing unless the request is for this digest")
         p.set_defaults(fn=cmd_decide)
 
     p = sub.add_parser("policy", parents=[common], help="key policies: show, propose, approve, proposals")

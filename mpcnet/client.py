@@ -455,11 +455,18 @@ class MpcClient:
             if time.monotonic() > deadline:
                 raise MpcError(grpc.StatusCode.DEADLINE_EXCEEDED, f"request {request_id} is still {last.state if last else 'unknown'}")
 
-    def decide(self, request_id: str, decision: Decision) -> SignRequest:
+    def decide(self, request_id: str, decision: Decision, *, expect_digest: bytes | None = None) -> SignRequest:
         """Sign ``decision`` over the request *as the coordinator sent it* (decoded and checked
-        here) with this identity's own key, and submit it."""
+        here) with this identity's own key, and submit it. With ``expect_digest`` nothing is
+        signed unless the request is for exactly that digest."""
         me = self._me()
         current = self.get_sign_request(request_id)
+        if expect_digest is not None and current.request.digest != expect_digest:
+            raise MpcError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"digest: request {request_id} is for digest {current.request.digest.hex()}, not the expected "
+                f"{expect_digest.hex()}; nothing was signed",
+            )
         approval = sign_approval(current.request, me.name, me.signing_key, decision)
         pb = coordinator_pb2.DECISION_APPROVE if decision is Decision.APPROVE else coordinator_pb2.DECISION_REJECT
         r = self._call(
@@ -468,8 +475,8 @@ class MpcClient:
         )
         return SignRequest.from_proto(r)
 
-    def approve(self, request_id: str) -> SignRequest:
-        return self.decide(request_id, Decision.APPROVE)
+    def approve(self, request_id: str, *, expect_digest: bytes | None = None) -> SignRequest:
+        return self.decide(request_id, Decision.APPROVE, expect_digest=expect_digest)
 
     def reject(self, request_id: str) -> SignRequest:
         return self.decide(request_id, Decision.REJECT)

@@ -34,7 +34,9 @@ def sign_via_cli(d: Path, key_id: str, digest: bytes, *extra: str) -> dict:
     """requester1 asks, approver1 and approver2 approve (the second with --wait): the signature."""
     req = json.loads(mpc(d, "requester1", "request", "sign", "--key", key_id, "--digest", digest.hex(), "--description", "cli test", *extra, "--json").stdout)
     assert req["state"] == "pending_approval" and req["approvals"] == []
-    mpc(d, "approver1", "approve", req["request_id"])
+    p = mpc(d, "approver1", "approve", req["request_id"], "--expect-digest", "00" * 32, check=False)
+    assert p.returncode == 1 and "nothing was signed" in p.stderr
+    mpc(d, "approver1", "approve", req["request_id"], "--expect-digest", digest.hex())
     done = json.loads(mpc(d, "approver2", "approve", req["request_id"], "--wait", "--json").stdout)
     assert done["state"] == "done", done
     return done["signature"]
