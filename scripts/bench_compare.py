@@ -6,7 +6,7 @@ installed there with ``npm ci``; it is a yardstick only, never a dependency of o
 forbids that) and then scripts/bench_protocol.py's measurements for the same configurations,
 in one run on this machine, and prints our time and bytes as a ratio of the anchor's.
 
-    scripts/bench_compare.py --configs 2/3,3/5,5/9 --keygens 2 --signatures 20
+    scripts/bench_compare.py --configs 2/3,3/5,5/9 --keygens 2 --signatures 20 --rounds 3
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -69,40 +70,53 @@ def run_ours(t: int, n: int, keygens: int, signatures: int, lambda_c: int) -> di
     return res
 
 
+PHASES = ("keygen", "presign", "online", "sign")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--configs", default="2/3,3/5,5/9")
     ap.add_argument("--keygens", type=int, default=2)
     ap.add_argument("--signatures", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=1, help="repeat the interleaved comparison; report median ratios")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--lambda-c", type=int, default=bench_protocol.LAMBDA_C, choices=bench_protocol.SUPPORTED_LAMBDA)
-    ap.add_argument("--skip-anchor", type=Path, help="reuse an earlier --json output's anchor figures")
     args = ap.parse_args()
     configs = [tuple(map(int, c.split("/"))) for c in args.configs.split(",")]
     # interleaved per configuration (anchor, then ours), so that load drifting on a shared
-    # machine does not favour whichever side runs first
-    anchor: dict[str, Any] = json.loads(args.skip_anchor.read_text())["anchor"] if args.skip_anchor else {}
-    ours: dict[str, Any] = {}
-    for t, n in configs:
-        if not args.skip_anchor:
+    # machine does not favour whichever side runs first; --rounds repeats the whole sequence
+    runs: list[dict[str, Any]] = []
+    for rnd in range(args.rounds):
+        anchor: dict[str, Any] = {}
+        ours: dict[str, Any] = {}
+        for t, n in configs:
             anchor.update(run_anchor(f"{t}/{n}", args.keygens, args.signatures))
-        ours[f"{t}/{n}"] = run_ours(t, n, args.keygens, args.signatures, args.lambda_c)
-
-    print()
-    print(f"{'config':<7}{'phase':<9}{'ours ms':>10}{'anchor ms':>11}{'ratio':>8}{'ours bytes':>13}{'anchor bytes':>14}{'ratio':>8}")
-    for key in ours:
-        for phase in ("keygen", "presign", "online", "sign"):
-            o, a = ours[key][phase], anchor.get(key, {}).get(phase)
-            if a is None:
-                continue
-            print(
-                f"{key:<7}{phase:<9}{o['median']:>10.1f}{a['median']:>11.1f}{o['median'] / a['median']:>8.3f}"
-                f"{o['bytes']:>13,}{a['bytes']:>14,}{o['bytes'] / a['bytes']:>8.3f}"
-            )
+            ours[f"{t}/{n}"] = run_ours(t, n, args.keygens, args.signatures, args.lambda_c)
+        runs.append({"anchor": anchor, "ours": ours})
+        print(f"-- round {rnd + 1}/{args.rounds}")
+        _table([runs[-1]])
+    if args.rounds > 1:
+        print(f"== median over {args.rounds} rounds (ratio range in brackets)")
+        _table(runs)
     if args.json:
-        args.json.write_text(json.dumps({"anchor": anchor, "ours": ours, "lambda_c": args.lambda_c}, indent=2) + "\n")
+        args.json.write_text(json.dumps({"runs": runs, "lambda_c": args.lambda_c}, indent=2) + "\n")
         print(f"wrote {args.json}")
     return 0
+
+
+def _table(runs: list[dict[str, Any]]) -> None:
+    keys = list(runs[0]["ours"])
+    print(f"{'config':<7}{'phase':<9}{'ours ms':>10}{'anchor ms':>11}{'ratio':>8}{'  [range]':<17}{'ours bytes':>13}{'anchor bytes':>14}{'ratio':>8}")
+    for key in keys:
+        for phase in PHASES:
+            o = [r["ours"][key][phase] for r in runs]
+            a = [r["anchor"][key][phase] for r in runs]
+            ratios = [x["median"] / y["median"] for x, y in zip(o, a)]
+            om = statistics.median(x["median"] for x in o)
+            am = statistics.median(y["median"] for y in a)
+            rng = f"  [{min(ratios):.3f}-{max(ratios):.3f}]" if len(runs) > 1 else ""
+            ob, ab = o[-1]["bytes"], a[-1]["bytes"]
+            print(f"{key:<7}{phase:<9}{om:>10.1f}{am:>11.1f}{statistics.median(ratios):>8.3f}{rng:<17}{ob:>13,}{ab:>14,.0f}{ob / ab:>8.3f}")
 
 
 if __name__ == "__main__":
