@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from concurrent.futures import ThreadPoolExecutor
+
 import grpc
 
 from coordinator.config import NodeEndpoint
@@ -114,12 +116,18 @@ class SessionStats:
 def fanout(
     calls: dict[int, tuple[Callable[..., Any], Any]], timeout: float, *, wait_for_ready: bool = False
 ) -> tuple[dict[int, Any], dict[int, grpc.RpcError]]:
-    """Issue every call at once (async futures on the shared channels), then collect them all.
+    """Issue every call at once, then collect them all.
 
+    The calls are blocking unary calls on the shared channels, run by a persistent thread pool:
+    grpc's ``.future()`` starts a channel "spin" thread per call, which cost more than the call.
     ``wait_for_ready`` lets a call wait (up to ``timeout``) for a channel that is reconnecting,
     e.g. to a node that was just restarted; without it a call to a down node fails at once.
     """
-    futs = {i: method.future(req, timeout=timeout, wait_for_ready=wait_for_ready) for i, (method, req) in calls.items()}
+
+    def call(method: Callable[..., Any], req: Any) -> Any:
+        return method(req, timeout=timeout, wait_for_ready=wait_for_ready)
+
+    futs = {i: _POOL.submit(call, method, req) for i, (method, req) in calls.items()}
     ok: dict[int, Any] = {}
     errs: dict[int, grpc.RpcError] = {}
     for i, f in futs.items():
@@ -128,6 +136,9 @@ def fanout(
         except grpc.RpcError as e:
             errs[i] = e
     return ok, errs
+
+
+_POOL = ThreadPoolExecutor(max_workers=64, thread_name_prefix="fanout")
 
 
 def _classify(nodes: dict[int, NodeHandle], errs: dict[int, grpc.RpcError], phase: str) -> Exception:
