@@ -737,7 +737,7 @@ def _verify_rows(
         problem = _check_entry(row, expected, prev, key)
         if problem is not None:
             return AuditReport(False, total, problem[0], problem[1])
-        prev = bytes(row[8])  # type: ignore[arg-type]  # checked by _check_entry
+        prev = bytes(row[8])  # type: ignore[call-overload]  # checked by _check_entry
         if head is not None and expected == head[0]:
             head_hash = prev
         expected += 1
