@@ -43,7 +43,7 @@ def build_server(cfg: CoordinatorConfig, service: CoordinatorService) -> grpc.Se
         roles = tuple(r for r in allowed(method) if r in cfg.client_roles)
         try:
             require_role(ctx, roles, f"mpc.v1.Coordinator/{method}")
-        except RpcError as e:
+        except RpcError:
             ident = caller_identity(ctx)
             if ident is not None:
                 service.audit.append(

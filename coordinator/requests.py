@@ -50,7 +50,7 @@ from governance.approval import (
 )
 from governance.audit import AuditLog
 from governance.errors import GovernanceError
-from governance.policy import DEFAULT_SCOPE, KeyPolicy, SignedPolicyChange
+from governance.policy import DEFAULT_SCOPE, SignedPolicyChange
 from mpcnet.govwire import scope_name
 from mpcnet.rpc import RpcError, check_len, invalid, roles_text
 from proto.mpc.v1 import common_pb2, coordinator_pb2

@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import json
 import os
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +33,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
+
+from mpcnet.fsutil import write_atomic
 
 FORMAT = "mpcnet-node-keystore"
 VERSION = 1
@@ -117,35 +122,12 @@ def _raw_private(keys: OperationalKeys) -> bytes:
     return keys.identity.private_bytes(*fmt) + keys.encryption.private_bytes(*fmt)
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_new_file_atomic(path: Path, data: bytes) -> None:
-    """Create ``path`` (mode 0600) with ``data``, atomically and durably; never overwrite.
-
-    The data goes to a fsynced temp file which is then hard-linked to ``path``: ``link`` fails
-    if ``path`` exists, so two concurrent creators cannot clobber each other.
-    """
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Create ``path`` (mode 0600) with ``data``, atomically and durably; never overwrite."""
     try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o600)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            raise KeystoreError(f"keystore: {path} already exists, refusing to overwrite") from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-    _fsync_dir(path.parent)
+        write_atomic(path, data, 0o600, overwrite=False)
+    except FileExistsError:
+        raise KeystoreError(f"keystore: {path} already exists, refusing to overwrite") from None
 
 
 def _b64(data: bytes) -> str:

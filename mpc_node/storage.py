@@ -39,6 +39,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from mpcnet.fsutil import fsync_dir
+
 SCHEMA_VERSION = 1
 SCRYPT_N = 2**15
 SCRYPT_R = 8
@@ -198,12 +200,6 @@ def _aad(kind: bytes, ident: bytes, node_id: int) -> bytes:
     return AAD_PREFIX + kind + b"\x00" + struct.pack(">I", len(ident)) + ident + struct.pack(">I", node_id)
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class NodeStore:
@@ -578,7 +574,7 @@ def _connect(path: Path) -> sqlite3.Connection:
         raise StoreError(f"path: cannot create {path} ({e.strerror or type(e).__name__})") from None
     else:
         os.close(fd)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     try:
         conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
     except sqlite3.Error as e:

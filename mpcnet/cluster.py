@@ -52,6 +52,7 @@ from governance.policy import (
 )
 from mpc_node.keystore import create_keystore
 from mpcnet.config import write_json
+from mpcnet.fsutil import write_atomic
 from mpcnet.identities import DEMO_IDENTITIES, create_identity, load_identity
 from mpcnet.pki import CertPaths, channel_credentials, create_ca, issue_cert
 from mpcnet.rpc import CHANNEL_OPTIONS, wait_for_health
@@ -207,9 +208,7 @@ def prepare(
         os.chmod(nd, 0o700)
         pf = nd / "passphrase"
         if not pf.exists():
-            fd = os.open(pf, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_urlsafe(32) + "\n")
+            write_atomic(pf, (secrets.token_urlsafe(32) + "\n").encode(), 0o600, overwrite=False)
         ks = nd / "keystore.json"
         if not ks.exists():
             create_keystore(ks, pf.read_bytes().rstrip(b"\n"), scrypt_n=scrypt_n)
@@ -245,9 +244,7 @@ def prepare(
     os.chmod(lay.coordinator_dir, 0o700)
     cpf = lay.coordinator_dir / "passphrase"
     if not cpf.exists():
-        fd = os.open(cpf, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(32) + "\n")
+        write_atomic(cpf, (secrets.token_urlsafe(32) + "\n").encode(), 0o600, overwrite=False)
     cks = lay.coordinator_dir / "keystore.json"
     if not cks.exists():
         create_keystore(cks, cpf.read_bytes().rstrip(b"\n"), scrypt_n=scrypt_n)

@@ -131,27 +131,12 @@ def load_json(path: Path, what: str) -> Fields:
 
 
 def write_json(path: Path, doc: Any, mode: int = 0o644) -> None:
-    """Write atomically (temp file + rename)."""
-    import os
-    import tempfile
+    """Write ``doc`` as JSON, atomically and durably (:func:`mpcnet.fsutil.write_atomic`)."""
+    from mpcnet.fsutil import write_atomic
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f, indent=2, sort_keys=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_atomic(path, (json.dumps(doc, indent=2, sort_keys=False) + "\n").encode(), mode)
 
 
 def setup_logging(log_file: Path | None, name: str, level: str = "INFO") -> None:

@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         r1 = _json(mpc("approver1", "approve", rid, "--json"), "mpc approve (approver1)")
         print(f"   request is {r1['state'].upper()}, approved by {', '.join(a['approver'] for a in r1['approvals'])}")
         print("5. approver2 approves: the quorum is met, the coordinator hands the approvals to the nodes,")
-        print(f"   each of which re-checks them against its own policy before signing")
+        print("   each of which re-checks them against its own policy before signing")
         sig_req = _json(mpc("approver2", "approve", rid, "--wait", "--json"), "mpc approve (approver2)")
         if sig_req["state"] != "done":
             raise SystemExit(f"demo: the request ended {sig_req['state'].upper()}: {sig_req['error']}")

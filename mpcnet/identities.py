@@ -15,15 +15,14 @@ their key on their own device (or in an HSM) and never on a shared host.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from mpcnet.fsutil import write_atomic
 from mpcnet.pki import CertPaths, PkiError, identity_from_cert, issue_cert
 
 SIGNING_KEY_FILE = "signing.key"
@@ -61,19 +60,6 @@ def raw_public(key: Ed25519PrivateKey) -> bytes:
     return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
-def _write_new(path: Path, data: bytes, mode: int) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), mode)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def identity_dir(cluster_dir: Path, name: str) -> Path:
@@ -92,8 +78,8 @@ def create_identity(ca: CertPaths, cluster_dir: Path, name: str, role: str) -> I
     if not sk.exists():
         key = Ed25519PrivateKey.generate()
         pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-        _write_new(sk, pem, 0o600)
-        _write_new(d / SIGNING_PUB_FILE, (raw_public(key).hex() + "\n").encode(), 0o644)
+        write_atomic(sk, pem, 0o600)
+        write_atomic(d / SIGNING_PUB_FILE, (raw_public(key).hex() + "\n").encode(), 0o644)
     return load_identity(cluster_dir, name)
 
 

@@ -11,12 +11,9 @@ their own CA but keep the same CN/OU convention.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import ipaddress
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +23,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from mpcnet.fsutil import write_atomic
 
 ROLES = ("node", "coordinator", "admin", "requester", "approver", "auditor", "client")
 
@@ -99,29 +98,6 @@ def _san_entries(hosts: Sequence[str]) -> list[x509.GeneralName]:
 # --- files -----------------------------------------------------------------------------------
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Write ``data`` to ``path`` so a crash leaves either the old or the new file, never a mix."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), mode)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
 
 
 def _read(path: Path, what: str) -> bytes:
@@ -227,9 +203,9 @@ def create_ca(directory: Path, name: str = "mpcnet dev CA") -> CertPaths:
         key = _load_private_key(paths.key, "ca.key")
     else:
         key = ec.generate_private_key(ec.SECP256R1())
-        _write_atomic(paths.key, _key_pem(key), 0o600)
+        write_atomic(paths.key, _key_pem(key), 0o600)
     cert = _self_signed_ca(key, name)
-    _write_atomic(paths.cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    write_atomic(paths.cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
     return paths
 
 
@@ -315,8 +291,8 @@ def issue_cert(
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     cert = builder.sign(ca_key, hashes.SHA256())
     # key first: a crash in between leaves an unused new key next to the old certificate
-    _write_atomic(paths.key, _key_pem(key), 0o600)
-    _write_atomic(paths.cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    write_atomic(paths.key, _key_pem(key), 0o600)
+    write_atomic(paths.cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
     return paths
 
 
