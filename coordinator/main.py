@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 import threading
 from concurrent import futures
@@ -25,7 +24,15 @@ from governance.errors import GovernanceError
 from mpc_node.keystore import KeystoreError, load_keystore, read_passphrase
 from mpcnet.config import ConfigError, setup_logging
 from mpcnet.pki import PkiError, server_credentials
-from mpcnet.rpc import SERVER_OPTIONS, RpcError, add_standard_services, caller_identity, require_role, service_handler
+from mpcnet.rpc import (
+    SERVER_OPTIONS,
+    RpcError,
+    add_standard_services,
+    caller_identity,
+    require_role,
+    service_handler,
+    wait_until_stopped,
+)
 from proto.mpc.v1 import coordinator_pb2
 
 log = logging.getLogger("coordinator")
@@ -72,16 +79,7 @@ def run(cfg: CoordinatorConfig, stop: threading.Event | None = None) -> int:
         "coordinator listening on %s; %d-of-%d over nodes %s",
         cfg.listen, cfg.threshold, cfg.parties, ", ".join(f"{ep.name}={ep.endpoint}" for ep in cfg.nodes.values()),
     )
-    stop = stop or threading.Event()
-
-    def on_signal(signum: int, frame: object) -> None:
-        log.info("signal %d: shutting down", signum)
-        stop.set()
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
-    stop.wait()
+    wait_until_stopped(stop)
     service.health.enter_graceful_shutdown()  # load balancers see NOT_SERVING while we drain
     server.stop(grace=3).wait()
     service.stop()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 import threading
 from concurrent import futures
@@ -25,7 +24,13 @@ from mpc_node.service import NodeService
 from mpc_node.storage import NodeStore, StoreError
 from mpcnet.config import ConfigError, setup_logging
 from mpcnet.pki import PkiError, server_credentials
-from mpcnet.rpc import SERVER_OPTIONS, add_standard_services, require_role, service_handler
+from mpcnet.rpc import (
+    SERVER_OPTIONS,
+    add_standard_services,
+    require_role,
+    service_handler,
+    wait_until_stopped,
+)
 from proto.mpc.v1 import node_pb2
 
 log = logging.getLogger("mpc_node")
@@ -77,18 +82,7 @@ def run(cfg: NodeConfig, ready: threading.Event | None = None, stop: threading.E
         cfg.name, cfg.index, cfg.parties, cfg.threshold, cfg.listen, len(keys_held),
         sum(1 for k in keys_held if k.status != "active"), "; TEST MODE" if cfg.test_mode else "",
     )
-    stop = stop or threading.Event()
-
-    def on_signal(signum: int, frame: object) -> None:
-        log.info("signal %d: shutting down", signum)
-        stop.set()
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
-    if ready is not None:
-        ready.set()
-    stop.wait()
+    wait_until_stopped(stop, ready)
     service.health.enter_graceful_shutdown()  # load balancers see NOT_SERVING while we drain
     service.stop()
     server.stop(grace=3).wait()

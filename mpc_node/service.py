@@ -546,7 +546,7 @@ class NodeService:
                 "policy_version": approved.policy.version, "approved_by": ",".join(sorted(approved.result.approved)),
             },
         )
-        log.info("session %s (sign): signature share released for key %s (request %s)", s.short, s.key_id.hex()[:16], req.request_id)
+        log.info("session %s (sign): signing contribution released for key %s (request %s)", s.short, s.key_id.hex()[:16], req.request_id)
         return node_pb2.StepResponse(session_id=s.id, round=rnd, envelopes=envs, finished=True)
 
     # --- keys --------------------------------------------------------------------------------

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import signal
+import threading
 import time
 from typing import Any, Callable, Iterable, Sequence
 
@@ -256,3 +258,20 @@ def trailing(e: grpc.RpcError, key: str) -> str | None:
         if k == key:
             return v if isinstance(v, str) else v.decode()
     return None
+
+
+def wait_until_stopped(stop: threading.Event | None, on_ready: threading.Event | None = None) -> None:
+    """Block a server process until ``stop`` is set or SIGTERM/SIGINT arrives (signal handlers
+    are installed only on the main thread; tests run servers in threads and set ``stop``)."""
+    stop = stop or threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        log.info("signal %d: shutting down", signum)
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+    if on_ready is not None:
+        on_ready.set()
+    stop.wait()
