@@ -3,12 +3,17 @@
 The environment variable ``MPC_TEST_FAULT_FILE`` names a file that the node reads whenever it
 produces a round's messages. The file holds one JSON object::
 
-    {"action": "crash" | "tamper-payload" | "tamper-signature" | "delay",
-     "protocol": "dkg" | "sign", "round": 2, "seconds": 5.0, "once": true}
+    {"action": "crash" | "tamper-payload" | "tamper-ote" | "tamper-signature" | "delay",
+     "protocol": "dkg" | "sign", "round": 2, "seconds": 5.0, "once": true, "receiver": 1}
 
 * ``crash``: the process exits at once (like ``kill -9``) instead of answering round ``round``.
 * ``tamper-payload``: flips a bit in every round-``round`` protocol payload *before* signing it
   (a malicious node: the peers' protocol checks must catch and name it).
+* ``tamper-ote``: flips bit 0 of the last byte of every round-``round`` *direct* payload
+  before signing it (only the one to party ``receiver`` if that is given and not 0). In signing
+  round 2 that byte ends Bob's OT-extension message (the last row of ``t~``, which the KOS
+  consistency check covers), so the receiving honest Alice's check fails and she bans the
+  sender: a malicious node probing the check (selective failure), not a decoding error.
 * ``tamper-signature``: flips a bit in every round-``round`` payload *after* signing it (an
   altered message: the peers' envelope checks must catch and name it).
 * ``delay``: sleeps ``seconds`` before answering.
@@ -36,6 +41,10 @@ class Fault:
     protocol: str
     round: int
     seconds: float = 0.0
+    receiver: int = 0  # tamper-ote: the only receiver whose direct payload is altered (0: all)
+
+    def hits(self, receiver: int) -> bool:
+        return self.receiver in (0, receiver)
 
 
 class FaultInjector:
@@ -54,7 +63,11 @@ class FaultInjector:
             return None
         if doc.get("protocol") != protocol or doc.get("round") != round:
             return None
-        fault = Fault(str(doc.get("action")), protocol, round, float(doc.get("seconds", 0)))
+        receiver = doc.get("receiver", 0)
+        fault = Fault(
+            str(doc.get("action")), protocol, round, float(doc.get("seconds", 0)),
+            receiver if isinstance(receiver, int) and 0 <= receiver <= 65535 else 0,
+        )
         if doc.get("once", fault.action == "crash"):
             try:
                 self.path.unlink()

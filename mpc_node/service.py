@@ -25,6 +25,7 @@ import logging
 import os
 import threading
 import time
+import traceback
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -38,6 +39,7 @@ from crypto_core.keyshare import MAX_LABEL, KeyShare
 from crypto_core.session import Delivery, RoundOutput
 from governance.approval import REQUEST_ID_RE
 from governance.audit import AuditLog
+from mpc_node.bans import BanRegistry, Refusal
 from mpc_node.config import NodeConfig
 from mpc_node.envelope import Envelope, EnvelopeError, open_envelope, seal_broadcast, seal_direct
 from mpc_node.faults import FaultInjector, flip
@@ -55,6 +57,10 @@ MAX_REQUEST_ID = 256
 SEEN_SESSIONS = 100_000
 FINISHED_GRACE_S = 10.0
 VERSION = "mpcnet-node/0.1"
+# signing rounds whose delivery runs a ban-able consistency check: round-2 messages (Alice's
+# OT-extension check in RvoleAlice.respond), round-3 messages (Bob's mu check, Gamma checks)
+CHECKED_SIGN_ROUNDS = frozenset({2, 3})
+SUPERSEDE_WAIT_S = 10.0  # how long a new session of a request waits for a step of its old one
 
 Code = grpc.StatusCode
 
@@ -111,6 +117,7 @@ class NodeService:
                 f"roster entry {self.me} does not match this node's keystore (wrong keystore or stale roster)"
             )
         self.gov = NodeGovernance(cfg.name, cfg.admin_set, cfg.initial_policy, store, audit)
+        self.bans = BanRegistry(store)
 
     # ---------------------------------------------------------------------------------------
     def node_name(self, i: int | None) -> str:
@@ -143,7 +150,11 @@ class NodeService:
 
     def _sweep_loop(self) -> None:
         while not self._stop.wait(1.0):
-            self.sweep()
+            try:
+                self.sweep()
+                self.retry_bans()
+            except Exception as e:  # the sweeper must survive (the next pass retries)
+                log.error("session sweeper: %s", type(e).__name__)
 
     def sweep(self, now: float | None = None) -> int:
         """Drop sessions idle for longer than the timeout. Returns how many were dropped."""
@@ -195,28 +206,72 @@ class NodeService:
             s, out = self._new_sign(sid, req.sign, ctx)
         else:
             raise invalid("params", "missing: give dkg or sign parameters")
-        with self._lock:
-            if sid in self._seen:
-                raise RpcError(Code.ALREADY_EXISTS, f"session_id: session {sid.hex()[:12]} was already used on this node")
-            if self.active_sessions_locked() >= self.cfg.max_sessions:
-                raise RpcError(Code.RESOURCE_EXHAUSTED, f"sessions: {self.cfg.name} already runs {self.cfg.max_sessions} sessions (the limit)")
-            self._seen[sid] = None
-            while len(self._seen) > SEEN_SESSIONS:
-                self._seen.popitem(last=False)
-            self._sessions[sid] = s
+        deadline = time.monotonic() + SUPERSEDE_WAIT_S
+        while True:
+            with self._lock:
+                if sid in self._seen:
+                    raise RpcError(Code.ALREADY_EXISTS, f"session_id: session {sid.hex()[:12]} was already used on this node")
+                if self.active_sessions_locked() >= self.cfg.max_sessions:
+                    raise RpcError(Code.RESOURCE_EXHAUSTED, f"sessions: {self.cfg.name} already runs {self.cfg.max_sessions} sessions (the limit)")
+                old = self._live_session_for(s.request_id) if s.kind == "sign" else None
+                if old is None:
+                    self._seen[sid] = None
+                    while len(self._seen) > SEEN_SESSIONS:
+                        self._seen.popitem(last=False)
+                    self._sessions[sid] = s
+                    break
+            self._supersede(old, s, deadline, ctx)
         if s.kind == "sign":
             self._audit_sign_start(s)
         with s.lock:
             try:
                 resp = self._emit(s, out)
             except RpcError as e:
-                s.failed = e
+                self._kill(s, e)
                 raise
+            except Exception as e:
+                raise self._crashed(s, e, 0) from None
         log.info("session %s (%s): started, participants %s", s.short, s.kind, list(s.participants))
         return resp
 
     def active_sessions_locked(self) -> int:
         return sum(1 for s in self._sessions.values() if not s.done and s.failed is None)
+
+    def _live_session_for(self, request_id: str) -> Session | None:
+        """The live signing session of ``request_id`` (call holding ``self._lock``)."""
+        for o in self._sessions.values():
+            if o.kind == "sign" and o.request_id == request_id and not o.done and o.failed is None:
+                return o
+        return None
+
+    def _supersede(self, old: Session, new: Session, deadline: float, ctx: Any) -> None:
+        """At most one live signing session per request id: ``new`` replaces ``old``.
+
+        ``old`` is ended exactly as if the coordinator had aborted it first (which it may do at
+        any time anyway), so an honest coordinator's retry that overtakes its own AbortSession,
+        or a restarted coordinator resuming a request, still works. A step ``old`` is processing
+        right now finishes first (waited for until ``deadline``, monotonic seconds); if it does
+        not, ``new`` is refused: FAILED_PRECONDITION naming ``sign.request_id`` (audited).
+        """
+        if not old.lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            err = RpcError(
+                Code.FAILED_PRECONDITION,
+                f"sign.request_id: {self.cfg.name} is still running session {old.short} for request {new.request_id!r} "
+                "(at most one live signing session per request)",
+            )
+            self._audit_sign("sign-start", new.request_id, "refused", err.message, actor=_caller(ctx), key_id=new.key_id)
+            raise err
+        try:
+            if old.done or old.failed is not None:
+                return
+            self._kill(old, self._abort_error(old, None, f"superseded by session {new.short} for the same request"))
+        finally:
+            old.lock.release()
+        log.info("session %s (sign): superseded by session %s for the same request", old.short, new.short)
+        self._audit_sign(
+            "sign-start", new.request_id, "superseded", f"session {old.short} superseded by session {new.short}",
+            actor=_caller(ctx), key_id=new.key_id,
+        )
 
     def _new_dkg(self, sid: bytes, p: node_pb2.DkgParams) -> tuple[Session, Callable[[], RoundOutput]]:
         n = self.cfg.parties
@@ -246,6 +301,8 @@ class NodeService:
         from crypto_core.sign import PresignParty, SignConfig
 
         key_id = check_len(p.key_id, "sign.key_id", 32)
+        if self.bans.closed(key_id) is not None:
+            raise self._closed_error(key_id)
         digest = check_len(p.digest, "sign.digest", 32)
         if len(p.request_id) > MAX_REQUEST_ID:
             raise invalid("sign.request_id", f"at most {MAX_REQUEST_ID} characters")
@@ -265,7 +322,7 @@ class NodeService:
         if len(signers) != key.threshold:
             raise invalid("sign.signers", f"key needs exactly {key.threshold} signers, got {len(signers)}")
         approved = self.gov.check_sign(p.approval_bundle, key_id=key_id, digest=digest, path=path, request_id=p.request_id)
-        banned = self.store.banned(key_id)
+        banned = self.bans.banned(key_id)
         bad = sorted(set(signers) & banned)
         if bad:
             raise RpcError(
@@ -341,6 +398,7 @@ class NodeService:
         with s.lock:
             s.touched = time.monotonic()
             if s.failed is not None:
+                s.party = None
                 raise s.failed
             digest = _inbox_digest(req)
             if s.last is not None and req.round == s.last[0]:
@@ -358,8 +416,15 @@ class NodeService:
                 inbox = self._open_inbox(s, req.round, req.envelopes)
                 resp = self._advance(s, inbox)
             except RpcError as e:
-                s.failed = e
+                self._kill(s, e)
                 raise
+            except Exception as e:
+                raise self._crashed(s, e, req.round) from None
+            if s.failed is not None:  # aborted while this step ran (a ban, a fail-closed key)
+                if not s.done:
+                    s.party = None
+                    raise s.failed
+                s.failed = None  # it finished first: its answer stands
             s.last = (req.round, digest, resp)
             return resp
 
@@ -373,15 +438,117 @@ class NodeService:
 
     # --- protocol steps ----------------------------------------------------------------------
     def _fail(self, s: Session, culprit: int | None, reason: str, *, ban: bool = False) -> None:
+        err = self._abort_error(s, culprit, reason, ban=ban)
+        s.failed = err
+        log.warning("%s", err.message)
+        raise err
+
+    def _abort_error(self, s: Session, culprit: int | None, reason: str, *, ban: bool = False) -> RpcError:
         who = self.node_name(culprit)
         msg = f"{self.cfg.name} aborted {s.kind} session {s.short}: {who}: {reason}"
         md = [("mpc-culprit", str(culprit or 0)), ("mpc-reporter", str(self.me))]
         if ban:
             md.append(("mpc-ban", "1"))
-        err = RpcError(Code.ABORTED, msg, metadata=md)
+        return RpcError(Code.ABORTED, msg, metadata=md)
+
+    @staticmethod
+    def _kill(s: Session, err: RpcError) -> None:
+        """The session is dead: every later Step raises ``err``; its party (and secrets) are
+        dropped. Call holding ``s.lock``."""
         s.failed = err
-        log.warning("%s", msg)
+        s.party = None
+
+    def _crashed(self, s: Session, e: Exception, rnd: int) -> RpcError:
+        """An unexpected exception while a session stepped: log where (type and place only, never
+        the message, which might quote data), kill the session, return a clean ABORTED."""
+        frames = traceback.extract_tb(e.__traceback__)
+        where = f"{os.path.basename(frames[-1].filename)}:{frames[-1].lineno}" if frames else "?"
+        log.error("session %s (%s): unexpected %s at %s (round %d); session aborted", s.short, s.kind, type(e).__name__, where, rnd)
+        when = f"processing round-{rnd} messages" if rnd else "starting"
+        err = self._abort_error(s, None, f"internal error ({type(e).__name__}) while {when}; the session is dropped")
+        self._kill(s, err)
+        return err
+
+    def _closed_error(self, key_id: bytes) -> RpcError:
+        return RpcError(
+            Code.UNAVAILABLE,
+            f"sign.key_id: {self.cfg.name} refuses every session of key {key_id.hex()[:16]}: a ban could not be recorded "
+            "(store write failed); it retries in the background and accepts the key again once the ban is durable",
+        )
+
+    # --- bans --------------------------------------------------------------------------------
+    def _refuse_if_banned(self, s: Session) -> None:
+        """Abort ``s`` without running its step if a peer is banned (or ban-pending) for its key,
+        or the key is fail-closed. Call holding the check locks of ``s`` for a checked round."""
+        r: Refusal | None = self.bans.refusal(s.key_id, s.peers)
+        if r is None:
+            return
+        if r.peer is not None:
+            self._fail(s, r.peer, self._ban_text(s.key_id, r.reason), ban=True)
+        err = self._closed_error(s.key_id)
+        self._kill(s, err)
         raise err
+
+    def _ban_text(self, key_id: bytes, reason: str) -> str:
+        return f"banned by {self.cfg.name} for key {key_id.hex()[:16]} ({reason}); no check of this session ran"
+
+    def _ban(self, s: Session, peer: int, reason: str) -> None:
+        """A check of ``s`` failed with ``peer``: record the ban (durable, or fail the key
+        closed), then abort every other live session of the key that it affects. Call holding
+        the check lock of ``(s.key_id, peer)``; only then may the abort of ``s`` leave."""
+        stored = f"{reason} in session {s.short}"
+        durable = self.bans.record(s.key_id, peer, stored)
+        banned_err = lambda o: self._abort_error(o, peer, self._ban_text(s.key_id, stored), ban=True)  # noqa: E731
+        if durable:
+            n = self._abort_sessions(s.key_id, peer, s, banned_err)
+        else:
+            closed = self._closed_error(s.key_id)
+            n = self._abort_sessions(s.key_id, None, s, lambda o: banned_err(o) if peer in o.peers else closed)
+        log.warning(
+            "key %s: %s banned%s: %s; %d other live session(s) aborted", s.key_id.hex()[:16], self.node_name(peer),
+            "" if durable else " (NOT recorded: the key is refused until the ban is written)", stored, n,
+        )
+        self._audit_ban(s.key_id, peer, stored, "recorded" if durable else "not-recorded", aborted=n)
+
+    def _abort_sessions(
+        self, key_id: bytes, peer: int | None, exclude: Session, make: Callable[[Session], RpcError]
+    ) -> int:
+        """Fail every live signing session of ``key_id`` (with ``peer``, or all if ``None``)
+        except ``exclude``. One that is stepping right now (never a checked step: the caller
+        holds the check lock) fails when its step returns. Returns how many were failed."""
+        with self._lock:
+            victims = [
+                o for o in self._sessions.values()
+                if o is not exclude and o.kind == "sign" and o.key_id == key_id
+                and (peer is None or peer in o.peers) and not o.done and o.failed is None
+            ]
+        for o in victims:
+            err = make(o)
+            if o.lock.acquire(blocking=False):
+                try:
+                    if not o.done and o.failed is None:
+                        self._kill(o, err)
+                finally:
+                    o.lock.release()
+            else:
+                o.failed = err
+        return len(victims)
+
+    def retry_bans(self) -> int:
+        """Write the bans that could not be written (the sweeper calls this every second);
+        a fail-closed key opens again once all of its bans are durable. Returns how many."""
+        written = self.bans.retry()
+        for b in written:
+            log.warning("key %s: ban of %s recorded on retry", b.key_id.hex()[:16], self.node_name(b.peer))
+            self._audit_ban(b.key_id, b.peer, b.reason, "recorded-late")
+        return len(written)
+
+    def _audit_ban(self, key_id: bytes, peer: int, reason: str, outcome: str, **extra: int) -> None:
+        details: dict[str, str | int | bool] = {"key_id": key_id.hex(), "peer": peer, "reason": reason[:500], **extra}
+        try:
+            self.audit.append(self.cfg.name, "ban", outcome=outcome, details=details)
+        except Exception as e:  # the ban itself stands (or the key stays closed); only the entry is missing
+            log.error("cannot write the audit log entry for the ban of %s: %s", self.node_name(peer), type(e).__name__)
 
     def _open_inbox(self, s: Session, rnd: int, envelopes: Any) -> dict[int, Delivery]:
         parts: dict[int, dict[str, bytes]] = {}
@@ -415,16 +582,32 @@ class NodeService:
         return {j: Delivery(p.get("broadcast"), p.get("direct")) for j, p in parts.items()}
 
     def _advance(self, s: Session, inbox: dict[int, Delivery]) -> node_pb2.StepResponse:
+        """Run one step. A signing step that runs a ban-able check does so holding the check
+        locks of (key, every peer), after making sure no peer is banned and the key is not
+        fail-closed; its answer (or abort) is produced under the same locks."""
         t0 = time.perf_counter()
+        if s.kind != "sign":
+            resp = self._step(s, inbox, checked=False)
+        elif s.expect_round in CHECKED_SIGN_ROUNDS:
+            with self.bans.hold(s.key_id, s.peers):
+                self._refuse_if_banned(s)
+                resp = self._step(s, inbox, checked=True)
+        else:
+            self._refuse_if_banned(s)
+            resp = self._step(s, inbox, checked=False)
+        log.debug("session %s (%s): round %d processed in %.1f ms", s.short, s.kind, s.expect_round - 1, (time.perf_counter() - t0) * 1e3)
+        return resp
+
+    def _step(self, s: Session, inbox: dict[int, Delivery], *, checked: bool) -> node_pb2.StepResponse:
         try:
             out = s.party.receive(inbox)
         except ProtocolAbort as e:
             if e.ban and e.party is not None and s.kind == "sign":
-                try:
-                    self.store.add_ban(s.key_id, e.party, e.reason[:1000])
-                    log.warning("key %s: banned %s: %s", s.key_id.hex()[:16], self.node_name(e.party), e.reason)
-                except StoreError:
-                    log.exception("could not persist a ban")
+                if checked:
+                    self._ban(s, e.party, e.reason)
+                else:  # not expected (every ban-able check is in a checked round): lock anyway
+                    with self.bans.hold(s.key_id, (e.party,)):
+                        self._ban(s, e.party, e.reason)
             self._fail(s, e.party, e.reason, ban=e.ban)
         except ProtocolError as e:
             self._fail(s, None, f"protocol error: {e}")
@@ -434,18 +617,19 @@ class NodeService:
             resp = self._finish_dkg(s)
         else:
             resp = self._finish_sign(s)
-        log.debug("session %s (%s): round %d processed in %.1f ms", s.short, s.kind, s.expect_round - 1, (time.perf_counter() - t0) * 1e3)
         return resp
 
     def _emit(self, s: Session, produce: Callable[[], RoundOutput]) -> node_pb2.StepResponse:
         out = produce()
         fault = self.faults.check(s.kind, out.round)
-        envs = self._seal(s, out.round, out.broadcast, out.direct, fault.action if fault else None)
+        envs = self._seal(
+            s, out.round, out.broadcast, out.direct, fault.action if fault else None, fault.receiver if fault else 0
+        )
         s.expect_round = out.round
         return node_pb2.StepResponse(session_id=s.id, round=out.round, envelopes=envs)
 
     def _seal(
-        self, s: Session, rnd: int, broadcast: bytes | None, direct: Any, fault: str | None
+        self, s: Session, rnd: int, broadcast: bytes | None, direct: Any, fault: str | None, target: int = 0
     ) -> list[common_pb2.Envelope]:
         envs = []
         ident = self.keys.identity
@@ -455,7 +639,7 @@ class NodeService:
             envs.append(seal_broadcast(broadcast, identity=ident, session_id=s.id, round=rnd, sender=self.me))
         for j in sorted(direct):
             payload = direct[j]
-            if fault == "tamper-payload":
+            if fault == "tamper-payload" or (fault == "tamper-ote" and target in (0, j)):
                 payload = flip(payload)
             envs.append(
                 seal_direct(

@@ -450,6 +450,15 @@ class NodeStore:
             rows = c.execute("SELECT peer FROM bans WHERE key_id = ?", (key_id,)).fetchall()
         return frozenset(int(r[0]) for r in rows)
 
+    def all_bans(self) -> dict[bytes, dict[int, str]]:
+        """Every ban: ``{key_id: {peer: reason}}`` (loaded by the node's ban registry at start)."""
+        with self._read() as c:
+            rows = c.execute("SELECT key_id, peer, reason FROM bans").fetchall()
+        out: dict[bytes, dict[int, str]] = {}
+        for key_id, peer, reason in rows:
+            out.setdefault(bytes(key_id), {})[int(peer)] = str(reason)
+        return out
+
     # --- served requests ---------------------------------------------------------------------
 
     def record_request(self, request_id: str, key_id: bytes, digest: bytes) -> None:

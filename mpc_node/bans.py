@@ -1,0 +1,163 @@
+"""The node's ban registry: which peers it refuses for a key, and the order of consistency checks.
+
+Why: the OT-extension (KOS), RVOLE (mu) and Gamma checks of DKLs23 signing can each be made to
+pass or fail depending on one bit of the honest party's long-term OT secret (selective
+failure). The protocol is safe only if the *first* failed check bans the peer before any other
+check with that peer can run and be observed; concurrent sessions of the same key with the same
+peer would otherwise each leak a bit.
+
+Invariants (the service keeps them with this registry):
+
+* A ban-able check of a session of key ``K`` runs only inside :meth:`BanRegistry.hold` of
+  ``K`` and *every* peer of the session (one lock per ``(K, peer)``, taken in ascending peer
+  order, so two sessions never deadlock), and only after :meth:`BanRegistry.refusal` returned
+  ``None`` under those locks. So per ``(K, peer)`` checks run one at a time, and none runs once
+  a ban of the peer is pending or recorded.
+* :meth:`BanRegistry.record` (called under the locks) first marks the ban *pending* (it counts as
+  a ban at once), then writes it to the store (durable, fsynced). If the write fails, the key is
+  *fail-closed*: :meth:`refusal` refuses every session of it until :meth:`retry` (run by the
+  node's sweeper) has written every pending ban of the key.
+* Recorded bans are loaded from the store when the registry is built; the store is the truth
+  after a restart. Pending bans and fail-closed keys live in memory only (a ban that could not
+  be written is lost if the process dies before a retry succeeds).
+
+Errors: :meth:`record` and :meth:`retry` never raise for a store failure (they report it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from mpc_node.storage import MAX_REASON, NodeStore
+
+log = logging.getLogger("mpc_node.bans")
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a session of ``key_id`` may not run a check: ``peer`` is banned (recorded or pending;
+    ``reason`` is the ban's reason), or ``peer`` is ``None`` and the key is fail-closed."""
+
+    key_id: bytes
+    peer: int | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class Ban:
+    """A ban: ``key_id`` (32 bytes), ``peer`` (party index), ``reason`` (at most MAX_REASON chars)."""
+
+    key_id: bytes
+    peer: int
+    reason: str
+
+
+class BanRegistry:
+    """Thread-safe. ``store`` must offer ``add_ban(key_id, peer, reason)`` and ``all_bans()``."""
+
+    def __init__(self, store: NodeStore) -> None:
+        self._store = store
+        self._mu = threading.Lock()  # guards the dicts below; never held while waiting for anything
+        self._recorded: dict[bytes, dict[int, str]] = {k: dict(v) for k, v in store.all_bans().items()}
+        self._pending: dict[tuple[bytes, int], str] = {}
+        self._closed: dict[bytes, str] = {}  # key -> why it is fail-closed
+        self._pair_locks: dict[tuple[bytes, int], threading.Lock] = {}
+
+    # --- queries -----------------------------------------------------------------------------
+    def banned(self, key_id: bytes) -> frozenset[int]:
+        """Peers banned for ``key_id``: recorded or pending."""
+        with self._mu:
+            pend = {p for (k, p) in self._pending if k == key_id}
+            return frozenset(self._recorded.get(key_id, {})) | frozenset(pend)
+
+    def reason(self, key_id: bytes, peer: int) -> str:
+        with self._mu:
+            got = self._pending.get((key_id, peer))
+            return got if got is not None else self._recorded.get(key_id, {}).get(peer, "")
+
+    def closed(self, key_id: bytes) -> str | None:
+        """Why ``key_id`` is fail-closed (a ban of it could not be written), else ``None``."""
+        with self._mu:
+            return self._closed.get(key_id)
+
+    def refusal(self, key_id: bytes, peers: Iterable[int]) -> Refusal | None:
+        """Whether a session of ``key_id`` with ``peers`` must not run (a banned peer first)."""
+        with self._mu:
+            rec = self._recorded.get(key_id, {})
+            for p in sorted(set(peers)):
+                why = self._pending.get((key_id, p), rec.get(p))
+                if why is not None:
+                    return Refusal(key_id, p, why)
+            closed = self._closed.get(key_id)
+        return None if closed is None else Refusal(key_id, None, closed)
+
+    # --- check ordering ----------------------------------------------------------------------
+    def _lock_of(self, key_id: bytes, peer: int) -> threading.Lock:
+        with self._mu:
+            lk = self._pair_locks.get((key_id, peer))
+            if lk is None:
+                lk = self._pair_locks[(key_id, peer)] = threading.Lock()
+            return lk
+
+    @contextlib.contextmanager
+    def hold(self, key_id: bytes, peers: Iterable[int]) -> Iterator[None]:
+        """Hold the check lock of every ``(key_id, peer)``, taken in ascending peer order."""
+        locks = [self._lock_of(key_id, p) for p in sorted(set(peers))]
+        taken: list[threading.Lock] = []
+        try:
+            for lk in locks:
+                lk.acquire()
+                taken.append(lk)
+            yield
+        finally:
+            for lk in reversed(taken):
+                lk.release()
+
+    # --- recording ---------------------------------------------------------------------------
+    def record(self, key_id: bytes, peer: int, reason: str) -> bool:
+        """Ban ``peer`` for ``key_id`` (call it holding :meth:`hold` for the peer).
+
+        The ban counts (pending) before this returns, whatever happens. Returns ``True`` once it
+        is durable; ``False`` if the store refused the write: the key is then fail-closed until
+        :meth:`retry` succeeds. The first reason of a ban is kept.
+        """
+        reason = reason[:MAX_REASON] or "ban"
+        with self._mu:
+            if peer in self._recorded.get(key_id, {}):
+                return True
+            self._pending.setdefault((key_id, peer), reason)
+        if self._write(key_id, peer, reason):
+            return True
+        with self._mu:
+            self._closed[key_id] = "a ban could not be recorded (store write failed)"
+        return False
+
+    def retry(self) -> list[Ban]:
+        """Write every pending ban; lift fail-closed keys whose bans are all durable now.
+        Returns the bans written by this call."""
+        with self._mu:
+            todo = list(self._pending.items())
+        written = []
+        for (key_id, peer), reason in todo:
+            if self._write(key_id, peer, reason):
+                written.append(Ban(key_id, peer, reason))
+        with self._mu:
+            for key_id in [k for k in self._closed if not any(pk == k for (pk, _) in self._pending)]:
+                del self._closed[key_id]
+                log.warning("key %s: pending bans are recorded; sessions of the key are accepted again", key_id.hex()[:16])
+        return written
+
+    def _write(self, key_id: bytes, peer: int, reason: str) -> bool:
+        try:
+            self._store.add_ban(key_id, peer, reason)
+        except Exception as e:  # any failure: fail closed (the message names no secret)
+            log.error("key %s: cannot record the ban of party %d (%s: %s)", key_id.hex()[:16], peer, type(e).__name__, e)
+            return False
+        with self._mu:
+            self._pending.pop((key_id, peer), None)
+            self._recorded.setdefault(key_id, {}).setdefault(peer, reason)
+        return True

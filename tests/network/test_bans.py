@@ -1,0 +1,310 @@
+"""Bans, check ordering and dead sessions of the node service, driven in process (no gRPC).
+
+Three :class:`NodeService` instances of a 2-of-3 cluster share one DKG key; the test plays the
+(compromised) coordinator and calls StartSession/Step directly. Node 2 is made to cheat with
+the ``tamper-ote`` fault toward node 1 (a failed OT-extension check at node 1: a ban).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from crypto_core.errors import ProtocolAbort
+from governance.audit import AuditLog
+from mpc_node.config import load_node_config
+from mpc_node.faults import Fault, flip
+from mpc_node.keystore import load_keystore, read_passphrase
+from mpc_node.service import NodeService
+from mpc_node.storage import NodeStore, StoreError
+from mpcnet.cluster import Layout, prepare
+from mpcnet.rpc import RpcError
+from proto.mpc.v1 import node_pb2
+from tests.harness import run_collect
+from tests.integration.govtools import approved_bundle
+from tests.integration.relay_util import route
+
+N, T = 3, 2
+Code = grpc.StatusCode
+
+
+class _Cheat:
+    """A FaultInjector stand-in: node 2 flips its OT-extension message to node 1 in round 2."""
+
+    def check(self, protocol: str, round: int) -> Fault | None:
+        return Fault("tamper-ote", "sign", 2, receiver=1) if (protocol, round) == ("sign", 2) else None
+
+
+@pytest.fixture(scope="module")
+def lay(tmp_path_factory: pytest.TempPathFactory) -> Layout:
+    return prepare(tmp_path_factory.mktemp("bans"), N, T, scrypt_n=2**10, test_mode=True)
+
+
+def _service(lay: Layout, i: int) -> NodeService:
+    cfg = load_node_config(lay.node_config(i))
+    pp = read_passphrase(file=cfg.passphrase_file, env=cfg.passphrase_env)
+    keys = load_keystore(cfg.keystore, pp)
+    store = NodeStore.open(cfg.store, pp, cfg.index, scrypt_n=cfg.scrypt_n)
+    audit = AuditLog.open(cfg.audit_db, component=cfg.name, signing_key=keys.identity)
+    return NodeService(cfg, keys, store, audit)
+
+
+@pytest.fixture(scope="module")
+def svcs(lay: Layout) -> Iterator[dict[int, NodeService]]:
+    out = {i: _service(lay, i) for i in range(1, N + 1)}
+    yield out
+    for s in out.values():
+        s.store.close()
+        s.audit.close()
+
+
+def _run(svcs: dict[int, NodeService], sid: bytes, among: list[int], **params: Any) -> dict[int, Any]:
+    """Relay a whole session in process; returns final answers or the first round's errors."""
+    req = node_pb2.StartSessionRequest(session_id=sid, **params)
+    resps = {i: svcs[i].StartSession(req, None) for i in among}
+    while not all(r.finished for r in resps.values()):
+        rnd = next(iter(resps.values())).round
+        out: dict[int, Any] = {}
+        for k, inbox in route(resps, among).items():
+            try:
+                out[k] = svcs[k].Step(node_pb2.StepRequest(session_id=sid, round=rnd, envelopes=inbox), None)
+            except RpcError as e:
+                out[k] = e
+        if any(isinstance(v, RpcError) for v in out.values()):
+            return out
+        resps = out
+    return resps
+
+
+@pytest.fixture(scope="module")
+def key(svcs: dict[int, NodeService]) -> node_pb2.DkgResult:
+    res = _run(svcs, os.urandom(32), [1, 2, 3], dkg=node_pb2.DkgParams(threshold=T, parties=N, key_label=b"bans"))
+    k = res[1].dkg_result
+    for s in svcs.values():
+        s.CommitKey(node_pb2.CommitKeyRequest(key_id=k.key_id, public_key=k.public_key), None)
+    return k
+
+
+def _params(lay: Layout, key: node_pb2.DkgResult, signers: tuple[int, ...], request_id: str | None = None) -> node_pb2.SignParams:
+    digest = os.urandom(32)
+    rid, bundle = approved_bundle(lay, key.key_id, digest, request_id=request_id)
+    return node_pb2.SignParams(key_id=key.key_id, signers=list(signers), digest=digest, request_id=rid, approval_bundle=bundle)
+
+
+def _start(svcs, among, params) -> tuple[bytes, dict[int, node_pb2.StepResponse]]:
+    sid = os.urandom(32)
+    req = node_pb2.StartSessionRequest(session_id=sid, sign=params)
+    return sid, {i: svcs[i].StartSession(req, None) for i in among}
+
+
+def _step(svc: NodeService, sid: bytes, rnd: int, inbox) -> node_pb2.StepResponse:
+    return svc.Step(node_pb2.StepRequest(session_id=sid, round=rnd, envelopes=inbox), None)
+
+
+def _to_round2(svcs, among, params) -> tuple[bytes, dict[int, list]]:
+    """Start a signing session and deliver round 1: returns the round-2 inboxes."""
+    sid, resps = _start(svcs, among, params)
+    out = {k: _step(svcs[k], sid, 1, inbox) for k, inbox in route(resps, among).items()}
+    return sid, route(out, among)
+
+
+def _audit(svc: NodeService, action: str) -> list:
+    return [e for e in svc.audit.entries() if e.action == action]
+
+
+# --- the fault, on crypto_core directly ------------------------------------------------------
+
+
+def test_ote_fault_fails_alices_check_with_a_ban() -> None:
+    """The byte ``tamper-ote`` flips (the last of the round-2 direct message: the last row of
+    the OT-extension t~) fails the KOS consistency check, not the decoding."""
+    from crypto_core.sign import PresignParty, SignConfig
+    from tests.crypto.dkg_util import keygen
+
+    keys = keygen(T, N)
+    ps = {i: PresignParty(keys[i], SignConfig(b"S" * 32, (1, 2))) for i in (1, 2)}
+
+    def tamper(rnd: int, j: int, k: int, part: str, data: bytes) -> bytes:
+        return flip(data) if (rnd, j, k, part) == (2, 2, 1, "direct") else data
+
+    out = run_collect(ps, tamper)
+    e = out.aborts[1]
+    assert isinstance(e, ProtocolAbort)
+    assert (e.party, e.ban, e.reason) == (2, True, "OT extension consistency check failed")
+    assert 2 not in out.aborts  # node 2's own check of node 1's message passed
+
+
+# --- fail closed -----------------------------------------------------------------------------
+
+
+def test_ban_write_failure_fails_the_key_closed_until_the_retry(lay, svcs, key, monkeypatch) -> None:
+    n1 = svcs[1]
+    monkeypatch.setattr(svcs[2], "faults", _Cheat())
+    sid_a, in_a = _to_round2(svcs, [1, 2], _params(lay, key, (1, 2)))
+    sid_b, in_b = _to_round2(svcs, [1, 2], _params(lay, key, (1, 2)))
+    sid_c, in_c = _to_round2(svcs, [1, 3], _params(lay, key, (1, 3)))
+
+    def broken(*a: object) -> None:
+        raise StoreError("database: disk I/O error")
+
+    monkeypatch.setattr(n1.store, "add_ban", broken)
+    with pytest.raises(RpcError) as e:
+        _step(n1, sid_a, 2, in_a[1])
+    assert e.value.code == Code.ABORTED
+    assert "node 2 (node-2): OT extension consistency check failed" in e.value.message
+    assert ("mpc-ban", "1") in e.value.metadata and ("mpc-culprit", "2") in e.value.metadata
+    assert n1._sessions[sid_a].party is None
+
+    # the other session with node 2 was aborted by the ban; its check never ran
+    with pytest.raises(RpcError) as e:
+        _step(n1, sid_b, 2, in_b[1])
+    assert e.value.code == Code.ABORTED and "banned by node-1 for key" in e.value.message
+    assert "no check of this session ran" in e.value.message and ("mpc-ban", "1") in e.value.metadata
+    # the key is fail-closed: a session without node 2 is refused too, and so is a new one
+    with pytest.raises(RpcError) as e:
+        _step(n1, sid_c, 2, in_c[1])
+    assert e.value.code == Code.UNAVAILABLE and "a ban could not be recorded" in e.value.message
+    with pytest.raises(RpcError) as e:
+        _start(svcs, [1], _params(lay, key, (1, 3)))
+    assert e.value.code == Code.UNAVAILABLE
+    assert f"key {key.key_id.hex()[:16]}: a ban could not be recorded" in e.value.message
+    assert n1.retry_bans() == 0  # the store still fails: stays closed
+    assert n1.bans.closed(key.key_id) is not None
+    assert [e.outcome for e in _audit(n1, "ban")] == ["not-recorded"]
+
+    monkeypatch.undo()  # the store works again (and node 2 stops cheating)
+    assert n1.retry_bans() == 1
+    assert n1.store.banned(key.key_id) == frozenset({2})
+    assert n1.bans.closed(key.key_id) is None
+    assert [e.outcome for e in _audit(n1, "ban")] == ["not-recorded", "recorded-late"]
+    with pytest.raises(RpcError) as e:
+        _start(svcs, [1], _params(lay, key, (1, 2)))
+    assert e.value.code == Code.PERMISSION_DENIED and "node 2 (node-2) is banned by node-1" in e.value.message
+    res = _run(svcs, os.urandom(32), [1, 3], sign=_params(lay, key, (1, 3)))
+    assert all(isinstance(r, node_pb2.StepResponse) and r.finished for r in res.values()), res
+    # a restarted node still refuses node 2 (the ban was loaded from the store)
+    again = NodeService(n1.cfg, n1.keys, n1.store, n1.audit)
+    assert again.bans.banned(key.key_id) == frozenset({2})
+
+
+# --- one live session per request ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def key2(svcs: dict[int, NodeService]) -> node_pb2.DkgResult:
+    """A key nobody is banned for."""
+    res = _run(svcs, os.urandom(32), [1, 2, 3], dkg=node_pb2.DkgParams(threshold=T, parties=N, key_label=b"two"))
+    k = res[1].dkg_result
+    for s in svcs.values():
+        s.CommitKey(node_pb2.CommitKeyRequest(key_id=k.key_id, public_key=k.public_key), None)
+    return k
+
+
+def test_at_most_one_live_session_per_request(lay, svcs, key2, monkeypatch) -> None:
+    n2 = svcs[2]
+    p = _params(lay, key2, (2, 3))
+    sid1, _ = _start(svcs, [2], p)
+    s1 = n2._sessions[sid1]
+    monkeypatch.setattr("mpc_node.service.SUPERSEDE_WAIT_S", 0.2)
+    with s1.lock:  # session 1 is processing a step that does not end in time: refused
+        with pytest.raises(RpcError) as e:
+            _start(svcs, [2], p)
+    assert e.value.code == Code.FAILED_PRECONDITION
+    assert e.value.message.startswith("sign.request_id: node-2 is still running session")
+    assert _audit(n2, "sign-start")[-1].outcome == "refused"
+    assert s1.failed is None and s1.party is not None
+
+    # a step that ends within the wait: the new session waits for it, then supersedes the old one
+    monkeypatch.setattr("mpc_node.service.SUPERSEDE_WAIT_S", 10.0)
+    s1.lock.acquire()
+    threading.Timer(0.3, s1.lock.release).start()
+    sid2, _ = _start(svcs, [2], p)
+    assert s1.party is None and "superseded by session" in s1.failed.message
+    with pytest.raises(RpcError) as e:
+        _step(n2, sid1, 1, [])
+    assert e.value.code == Code.ABORTED and "superseded" in e.value.message
+    live = [s for s in n2._sessions.values() if s.request_id == p.request_id and s.failed is None and not s.done]
+    assert [s.id for s in live] == [sid2]
+    assert [e.outcome for e in _audit(n2, "sign-start")[-2:]] == ["superseded", "accepted"]
+
+    # the whole request runs to the end once; a finished session does not block anything
+    res = _run(svcs, os.urandom(32), [2, 3], sign=p)
+    assert all(isinstance(r, node_pb2.StepResponse) and r.finished for r in res.values()), res
+    with pytest.raises(RpcError) as e:
+        _start(svcs, [2], p)
+    assert e.value.code == Code.FAILED_PRECONDITION and "already served" in e.value.message
+
+
+def test_any_exception_kills_the_session_with_a_clean_error(lay, svcs, key2) -> None:
+    n3 = svcs[3]
+    sid, resps = _start(svcs, [2, 3], _params(lay, key2, (2, 3)))
+    s = n3._sessions[sid]
+
+    class Boom:
+        def receive(self, inbox: object) -> None:
+            raise KeyError("secret-looking 0x1234")
+
+    s.party = Boom()
+    with pytest.raises(RpcError) as e:
+        _step(n3, sid, 1, route(resps, [2, 3])[3])
+    assert e.value.code == Code.ABORTED
+    assert "internal error (KeyError) while processing round-1 messages" in e.value.message
+    assert "secret" not in e.value.message and "Traceback" not in e.value.message
+    assert s.party is None and s.failed is e.value
+    with pytest.raises(RpcError) as again:
+        _step(n3, sid, 1, route(resps, [2, 3])[3])
+    assert again.value is e.value
+
+
+def test_checks_of_one_pair_run_one_at_a_time(lay, svcs, key2, monkeypatch) -> None:
+    """Many sessions of node 1 with a cheating node 2, stepped concurrently: one check fails,
+    every other session aborts with the ban and none of their checks runs."""
+    n1 = svcs[1]
+    monkeypatch.setattr(svcs[2], "faults", _Cheat())
+    sessions = [_to_round2(svcs, [1, 2], _params(lay, key2, (1, 2))) for _ in range(6)]
+    import crypto_core.ot_ext as ot_ext
+
+    real = ot_ext.sender_extend
+    running, peak, ran = [0], [0], [0]
+    mu = threading.Lock()
+
+    def counting(*a: Any, **kw: Any) -> Any:
+        with mu:
+            running[0] += 1
+            ran[0] += 1
+            peak[0] = max(peak[0], running[0])
+        try:
+            return real(*a, **kw)
+        finally:
+            with mu:
+                running[0] -= 1
+
+    monkeypatch.setattr(ot_ext, "sender_extend", counting)
+    errs: list[RpcError] = []
+    barrier = threading.Barrier(len(sessions))
+
+    def go(sid: bytes, inboxes: dict[int, list]) -> None:
+        barrier.wait(timeout=30)
+        try:
+            _step(n1, sid, 2, inboxes[1])
+        except RpcError as e:
+            errs.append(e)
+
+    threads = [threading.Thread(target=go, args=x) for x in sessions]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(errs) == len(sessions)
+    failed = [e for e in errs if "OT extension consistency check failed" in e.message and "banned by" not in e.message]
+    assert len(failed) == 1
+    assert all("banned by node-1" in e.message for e in errs if e is not failed[0])
+    assert all(e.code == Code.ABORTED and ("mpc-culprit", "2") in e.metadata for e in errs)
+    assert ran[0] == 1 and peak[0] == 1
+    assert n1.store.banned(key2.key_id) == frozenset({2})
