@@ -12,6 +12,14 @@ is treated as equivocation by the relay and aborts the session.
 Durability: a DKG result is stored (pending) before the node answers the last round; a
 presignature is stored and then durably marked used before its signature share leaves the node.
 
+Bans (selective failure, see :mod:`mpc_node.bans`): a signing step that runs a ban-able
+consistency check holds the check locks of (key, every peer of the session) and first makes
+sure that no peer is banned or ban-pending and the key is not fail-closed (else the session
+aborts with the ban as reason, its check never run). A failed check records the ban durably
+and aborts every other live session of the key with that peer before its own abort leaves; if
+the ban cannot be written, every session of the key is refused until the sweeper writes it.
+At most one live signing session per request id: a new one supersedes the old one.
+
 Governance: a signing session starts only with an approval bundle that meets the quorum of the
 node's own copy of the key's policy (see :mod:`mpc_node.governance`); the request is recorded as
 served (refusing a replay or a rate-limit excess) in the same transaction that marks the
@@ -498,12 +506,14 @@ class NodeService:
         the check lock of ``(s.key_id, peer)``; only then may the abort of ``s`` leave."""
         stored = f"{reason} in session {s.short}"
         durable = self.bans.record(s.key_id, peer, stored)
-        banned_err = lambda o: self._abort_error(o, peer, self._ban_text(s.key_id, stored), ban=True)  # noqa: E731
-        if durable:
-            n = self._abort_sessions(s.key_id, peer, s, banned_err)
-        else:
-            closed = self._closed_error(s.key_id)
-            n = self._abort_sessions(s.key_id, None, s, lambda o: banned_err(o) if peer in o.peers else closed)
+        closed = None if durable else self._closed_error(s.key_id)
+
+        def reason_for(o: Session) -> RpcError:
+            if closed is not None and peer not in o.peers:
+                return closed
+            return self._abort_error(o, peer, self._ban_text(s.key_id, stored), ban=True)
+
+        n = self._abort_sessions(s.key_id, peer if durable else None, s, reason_for)
         log.warning(
             "key %s: %s banned%s: %s; %d other live session(s) aborted", s.key_id.hex()[:16], self.node_name(peer),
             "" if durable else " (NOT recorded: the key is refused until the ban is written)", stored, n,
