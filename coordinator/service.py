@@ -365,17 +365,22 @@ class CoordinatorService:
         attempts = 0
         t0 = time.perf_counter()
         second_chance = True
+        n, q = len(self.nodes), reservation_quorum(len(self.nodes))
         while True:
             if self.db.sign_attempts_taken(rid) >= MAX_SIGN_ATTEMPTS:
                 raise _signing_error(Code.FAILED_PRECONDITION, _exhausted(rid, down), attempts, "attempts-exhausted")
             with self._sessions:  # at most max_parallel_sessions at once; the rest queue here
                 signers = self._pick(t, set(down))
+                reachable = n - len(set(down) - banned)  # a banned node still reserves
+                if reachable < q:  # no attempt can be reserved: do not spend one
+                    signers = None
                 if signers is None and second_chance:
                     # nodes that failed may just have restarted: give their channels a moment
                     second_chance = False
                     came_back = wait_ready([self.nodes[i] for i in down if i not in banned], 3.0)
                     for h in came_back:
                         del down[h.index]
+                        h.mark_up()
                     if came_back:
                         log.info("request %s: %s reconnected; retrying", rid, ", ".join(h.label for h in came_back))
                         continue
@@ -383,8 +388,9 @@ class CoordinatorService:
                     names = "; ".join(r for _, r in sorted(down.items()))
                     raise _signing_error(
                         Code.UNAVAILABLE,
-                        f"sign: needs {t} of {len(self.nodes)} nodes but only {len(self.nodes) - len(down)} are available; "
-                        f"unavailable: {names}; {_attempts_left(self.db.sign_attempts_taken(rid))}",
+                        f"sign: needs {max(t, q)} of {n} nodes but only {n - len(down)} are available ({t} sign, a "
+                        f"majority of {q} reserves each attempt); unavailable: {names}; "
+                        f"{_attempts_left(self.db.sign_attempts_taken(rid))}",
                         attempts,
                     )
                 attempts += 1
@@ -399,6 +405,9 @@ class CoordinatorService:
                 def reserve(rnd: int) -> dict[str, Any]:
                     if rnd != SIGN_RELEASE_ROUND:
                         return {}
+                    gone = {i: f"{h.label}: {h.last_error or 'unavailable'}" for i, h in self.nodes.items() if h.healthy is False}
+                    if n - len(gone) < q:  # known not to be reservable: do not spend an attempt
+                        raise NodesUnavailable(gone)
                     attempt = self.db.next_sign_attempt(rid)  # durable before any node hears of it
                     if attempt > MAX_SIGN_ATTEMPTS:
                         raise Refused(Code.FAILED_PRECONDITION, _exhausted(rid, down), governance="attempts-exhausted")

@@ -16,6 +16,7 @@ import dataclasses
 import io
 import json
 import os
+import sqlite3
 import time
 
 import grpc
@@ -273,6 +274,55 @@ def test_request_interrupted_by_a_coordinator_kill_after_the_release_is_finished
     assert done.state == "done", done
     verify_independently(key.public_key, done.signature.der, DIGEST)
     assert sorted(a for atts in releases(rc, rid).values() for a in atts) == [1, 1, 2, 2]
+
+
+def wait_coordinator_sees(rc, healthy: dict[int, bool], timeout: float = 20.0) -> None:
+    with MpcClient.from_cluster(rc.lay.dir, identity="auditor1", timeout=10) as cl:
+        deadline = time.monotonic() + timeout
+        while {n.index: n.healthy for n in cl.cluster_status().nodes if n.index in healthy} != healthy:
+            assert time.monotonic() < deadline, "the coordinator does not see the nodes' state"
+            time.sleep(0.1)
+
+
+def test_without_a_reachable_majority_the_request_fails_without_spending_attempts(rc, team, key) -> None:
+    """t = 2 nodes could sign, but no attempt can be reserved by 3 of 4: UNAVAILABLE, naming the
+    nodes and saying what to do; no attempt was reserved anywhere."""
+    for i in (3, 4):
+        rc.kill(f"node-{i}")
+    try:
+        wait_coordinator_sees(rc, {3: False, 4: False})
+        r = team.request(key.key_id, DIGEST, description="majority down")
+        assert r.state == "failed", r
+        assert r.error_code == Code.UNAVAILABLE.name, r
+        msg = r.error_message
+        assert "needs 3 of 4 nodes but only 2 are available (2 sign, a majority of 3 reserves each attempt)" in msg, msg
+        assert "node 3 (node-3)" in msg and "node 4 (node-4)" in msg
+        assert "0 of 3 signing attempts used; start the unavailable nodes, then submit a new request for approval" in msg
+        assert not any(e["action"] == "sign-reserve" and e["request_id"] == r.request_id for i in (1, 2) for e in node_audit(rc, i))
+    finally:
+        for i in (3, 4):
+            rc.start(f"node-{i}", rc.node_env[i])
+        rc.wait_healthy(["node-3", "node-4"])
+        wait_coordinator_sees(rc, {3: True, 4: True})
+
+
+def test_a_request_whose_attempts_are_used_up_fails_saying_what_to_do(rc, team, key) -> None:
+    """As after restarts that used up the attempts: the coordinator's durable counter is at 3."""
+    r = team.requester.submit_sign_request(key.key_id, DIGEST, description="used up")
+    db = sqlite3.connect(rc.lay.coordinator_dir / "coordinator.db", timeout=30)
+    try:
+        db.execute("INSERT INTO sign_attempts (request_id, reserved, updated_ms) VALUES (?, 3, 0)", (r.request_id,))
+        db.commit()
+    finally:
+        db.close()
+    team.approvers[0].approve(r.request_id)
+    team.approvers[1].approve(r.request_id)
+    done = team.requester.wait_sign_request(r.request_id, timeout=60)
+    assert done.state == "failed" and done.error_code == Code.FAILED_PRECONDITION.name, done
+    assert done.error_message == (
+        f"sign: request {r.request_id} used all 3 signing attempts; submit a new request for approval"
+    )
+    assert not any(e["action"] == "sign-reserve" and e["request_id"] == r.request_id for i in range(1, N + 1) for e in node_audit(rc, i))
 
 
 def test_no_node_crashed_unexpectedly(rc) -> None:
