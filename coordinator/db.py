@@ -88,6 +88,11 @@ CREATE TABLE IF NOT EXISTS proposals (
     created_ms    INTEGER NOT NULL,
     updated_ms    INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS sign_attempts (
+    request_id TEXT PRIMARY KEY,
+    reserved   INTEGER NOT NULL CHECK (reserved >= 1),
+    updated_ms INTEGER NOT NULL
+);
 """
 
 TERMINAL = ("done", "rejected", "expired", "failed")
@@ -443,3 +448,21 @@ class CoordinatorDb:
             args = (state,)
         sql += " ORDER BY created_ms DESC, rowid DESC"
         return [ProposalRecord(r[0], bytes(r[1]), bytes(r[2]), *r[3:]) for r in self._query(sql, args)]
+
+    # --- reserved signing attempts -------------------------------------------------------------
+    def next_sign_attempt(self, request_id: str) -> int:
+        """Durably take the next signing attempt number (1, 2, ...) of ``request_id`` before it
+        is reserved on the nodes, so a restarted coordinator never reuses one."""
+        with self._tx() as c:
+            c.execute(
+                "INSERT INTO sign_attempts (request_id, reserved, updated_ms) VALUES (?, 1, ?)"
+                " ON CONFLICT (request_id) DO UPDATE SET reserved = reserved + 1, updated_ms = excluded.updated_ms",
+                (request_id, now_ms()),
+            )
+            (n,) = c.execute("SELECT reserved FROM sign_attempts WHERE request_id = ?", (request_id,)).fetchone()
+        return int(n)
+
+    def sign_attempts_taken(self, request_id: str) -> int:
+        """How many signing attempt numbers of ``request_id`` were taken (0 if none)."""
+        rows = self._query("SELECT reserved FROM sign_attempts WHERE request_id = ?", (request_id,))
+        return int(rows[0][0]) if rows else 0

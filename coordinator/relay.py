@@ -223,12 +223,16 @@ def run_session(
     timeout: float,
     stats: SessionStats | None = None,
     wait_for_ready: bool = False,
+    before_step: Callable[[int], dict[str, Any]] | None = None,
 ) -> dict[int, node_pb2.StepResponse]:
     """Run one protocol session among ``nodes`` to the end; returns every node's final answer.
 
     Raises :class:`NodesUnavailable`, :class:`Aborted` or :class:`Refused`; on any failure
     the other participants are told to drop the session. With ``wait_for_ready`` the start calls
     wait (up to ``timeout``) for nodes that are reconnecting instead of failing at once.
+    ``before_step(round)`` is called before the messages of ``round`` are delivered and returns
+    extra ``StepRequest`` fields for every participant (e.g. reservation receipts); it may raise
+    the exceptions above to end the session.
     """
     participants = tuple(sorted(nodes))
     for h in nodes.values():
@@ -259,12 +263,13 @@ def run_session(
                 odd = min(resps, key=lambda i: resps[i].round)
                 raise Aborted(f"nodes answered with different rounds {sorted(rounds)}", odd)
             rnd = rounds.pop()
+            extra = before_step(rnd) if before_step is not None else {}
             calls = {}
             for k, h in nodes.items():
                 inbox = [e for i, r in resps.items() if i != k for e in r.envelopes if e.receiver == 0 or e.receiver == k]
                 if stats is not None:
                     stats.bytes_relayed += sum(len(e.payload) for e in inbox)
-                calls[k] = (h.stub.Step, node_pb2.StepRequest(session_id=sid, round=rnd, envelopes=inbox))
+                calls[k] = (h.stub.Step, node_pb2.StepRequest(session_id=sid, round=rnd, envelopes=inbox, **extra))
             t0 = time.perf_counter()
             resps, errs = fanout(calls, timeout)
             phase = "step"

@@ -4,8 +4,12 @@ Keys are created by a DKG across all n nodes; a key is activated on the nodes (C
 once every node reported the same key. A signature is only ever produced for a signing request
 that reached its approval quorum (:mod:`coordinator.requests`); the nodes re-check the approvals
 themselves. Signing picks t available nodes (least loaded first) and retries with another
-t-subset when a node fails mid-protocol (or already released its share for this request in an
-earlier attempt); with too few nodes left the request fails with UNAVAILABLE naming them.
+t-subset when a node fails mid-protocol. Before the round that releases the signature shares it
+takes the request's next attempt number (durably) and reserves it on the nodes for exactly that
+signer set and session; the signers release only with receipts from a majority of the nodes, so
+a request takes at most MAX_SIGN_ATTEMPTS attempts that release shares, cluster-wide, and an
+attempt interrupted after a partial release is finished by the next one without new approvals.
+With the attempts or the nodes exhausted the request fails with a message saying what to do.
 Policies change only through admin-quorum-signed proposals (:mod:`coordinator.policies`).
 Every request, decision and outcome is stored in SQLite, so a restarted coordinator still
 answers for it, and audited in the coordinator's own signed, hash-chained log.
@@ -29,6 +33,7 @@ from coordinator.config import CoordinatorConfig
 from coordinator.db import CoordinatorDb, KeyRecord, RequestRecord, now_ms
 from coordinator.policies import PolicyBook
 from coordinator.relay import Aborted, NodeHandle, NodesUnavailable, Refused, fanout, run_session, wait_ready
+from governance.reservation import MAX_SIGN_ATTEMPTS, ReservationReceipt, reservation_quorum
 from coordinator.requests import SignRequests
 from coordinator.roles import READ_ALL_REQUESTS
 from crypto_core.bip32 import derive
@@ -40,7 +45,7 @@ from governance.audit import AuditLog
 from governance.policy import DEFAULT_SCOPE
 from mpcnet.govwire import audit_page, policy_state
 from mpcnet.pki import CertIdentity, channel_credentials
-from mpcnet.rpc import RpcError, caller_identity, check_len, invalid, status_of
+from mpcnet.rpc import RpcError, caller_identity, check_len, invalid, status_of, trailing
 from proto.mpc.v1 import common_pb2, coordinator_pb2, governance_pb2, node_pb2
 
 log = logging.getLogger("coordinator.service")
@@ -63,6 +68,8 @@ _PROPOSAL_STATE = {
     "superseded": coordinator_pb2.PROPOSAL_STATE_SUPERSEDED,
 }
 _PB_PROPOSAL_STATE = {v: k for k, v in _PROPOSAL_STATE.items()}
+# a signing session's nodes release their signature shares when they get the round-3 messages
+SIGN_RELEASE_ROUND = 3
 
 
 def _ident(ctx: Any) -> CertIdentity:
@@ -77,6 +84,21 @@ def _signing_error(code: grpc.StatusCode, message: str, attempts: int, governanc
     err.attempts = attempts  # type: ignore[attr-defined]
     err.governance = governance  # type: ignore[attr-defined]
     return err
+
+
+def _exhausted(rid: str, down: dict[int, str]) -> str:
+    why = f" (last failures: {'; '.join(r for _, r in sorted(down.items()))})" if down else ""
+    return (
+        f"sign: request {rid} used all {MAX_SIGN_ATTEMPTS} signing attempts{why}; "
+        "submit a new request for approval"
+    )
+
+
+def _attempts_left(taken: int) -> str:
+    return (
+        f"{min(taken, MAX_SIGN_ATTEMPTS)} of {MAX_SIGN_ATTEMPTS} signing attempts used; start the unavailable nodes, "
+        "then submit a new request for approval"
+    )
 
 
 def key_info(k: KeyRecord) -> common_pb2.KeyInfo:
@@ -327,7 +349,11 @@ class CoordinatorService:
         self, rid: str, k: KeyRecord, digest: bytes, path: tuple[int, ...], bundle: bytes
     ) -> tuple[common_pb2.Signature, tuple[int, ...], int]:
         """Run signing sessions until one produces a verified signature; raises RpcError (with
-        ``attempts`` and, for a node's governance refusal, ``governance``)."""
+        ``attempts`` and, for a node's governance refusal, ``governance``).
+
+        Each session reserves the request's next attempt number (see :meth:`_reserve`) just
+        before the round that releases the shares; a session that fails before that costs no
+        attempt. At most MAX_SIGN_ATTEMPTS attempts are reserved per request, counted durably."""
         from crypto_core.sign import SignatureShare, combine
 
         resynced: set[int] = set()
@@ -339,15 +365,22 @@ class CoordinatorService:
         attempts = 0
         t0 = time.perf_counter()
         second_chance = True
+        n, q = len(self.nodes), reservation_quorum(len(self.nodes))
         while True:
+            if self.db.sign_attempts_taken(rid) >= MAX_SIGN_ATTEMPTS:
+                raise _signing_error(Code.FAILED_PRECONDITION, _exhausted(rid, down), attempts, "attempts-exhausted")
             with self._sessions:  # at most max_parallel_sessions at once; the rest queue here
                 signers = self._pick(t, set(down))
+                reachable = n - len(set(down) - banned)  # a banned node still reserves
+                if reachable < q:  # no attempt can be reserved: do not spend one
+                    signers = None
                 if signers is None and second_chance:
                     # nodes that failed may just have restarted: give their channels a moment
                     second_chance = False
                     came_back = wait_ready([self.nodes[i] for i in down if i not in banned], 3.0)
                     for h in came_back:
                         del down[h.index]
+                        h.mark_up()
                     if came_back:
                         log.info("request %s: %s reconnected; retrying", rid, ", ".join(h.label for h in came_back))
                         continue
@@ -355,7 +388,9 @@ class CoordinatorService:
                     names = "; ".join(r for _, r in sorted(down.items()))
                     raise _signing_error(
                         Code.UNAVAILABLE,
-                        f"sign: needs {t} of {len(self.nodes)} nodes but only {len(self.nodes) - len(down)} are available; unavailable: {names}",
+                        f"sign: needs {max(t, q)} of {n} nodes but only {n - len(down)} are available ({t} sign, a "
+                        f"majority of {q} reserves each attempt); unavailable: {names}; "
+                        f"{_attempts_left(self.db.sign_attempts_taken(rid))}",
                         attempts,
                     )
                 attempts += 1
@@ -365,8 +400,23 @@ class CoordinatorService:
                 )
                 start = node_pb2.StartSessionRequest(session_id=sid, sign=params)
                 subset = {i: self.nodes[i] for i in signers}
+                reserved: list[int] = []
+
+                def reserve(rnd: int) -> dict[str, Any]:
+                    if rnd != SIGN_RELEASE_ROUND:
+                        return {}
+                    gone = {i: f"{h.label}: {h.last_error or 'unavailable'}" for i, h in self.nodes.items() if h.healthy is False}
+                    if n - len(gone) < q:  # known not to be reservable: do not spend an attempt
+                        raise NodesUnavailable(gone)
+                    attempt = self.db.next_sign_attempt(rid)  # durable before any node hears of it
+                    if attempt > MAX_SIGN_ATTEMPTS:
+                        raise Refused(Code.FAILED_PRECONDITION, _exhausted(rid, down), governance="attempts-exhausted")
+                    reserved.append(attempt)
+                    receipts = self._reserve(rid, k, digest, path, bundle, attempt, signers, sid)
+                    return {"attempt": attempt, "reservation_receipts": receipts}
+
                 try:
-                    final = run_session(subset, sid, {i: start for i in signers}, self.cfg.step_timeout_s)
+                    final = run_session(subset, sid, {i: start for i in signers}, self.cfg.step_timeout_s, before_step=reserve)
                     shares = {}
                     for i, r in final.items():
                         envs = [e for e in r.envelopes if e.receiver == 0]
@@ -376,7 +426,10 @@ class CoordinatorService:
                     sig = combine(shares, digest, signers=signers, public_key=expected)
                 except NodesUnavailable as e:
                     down.update(e.failures)
-                    log.warning("request %s: attempt %d with nodes %s failed (%s); retrying", rid, attempts, list(signers), e)
+                    log.warning(
+                        "request %s: session %d (attempt %s) with nodes %s failed (%s); retrying",
+                        rid, attempts, reserved[0] if reserved else "none reserved", list(signers), e,
+                    )
                     continue
                 except Aborted as e:
                     raise _signing_error(Code.ABORTED, f"sign aborted: {e}", attempts) from None
@@ -389,10 +442,10 @@ class CoordinatorService:
                             banned.add(b)
                             down[b] = f"{self.nodes[b].label}: banned for this key ({e.message})"
                         continue
-                    if e.governance == "served" and e.node is not None and e.node not in down:
-                        # it released its share in an earlier attempt: sign without it
-                        down[e.node] = f"{self.nodes[e.node].label}: already served this request"
-                        log.info("request %s: %s already served it; retrying without it", rid, self.nodes[e.node].label)
+                    if e.governance == "attempt-taken":
+                        # a node granted this attempt number to another session (our record of
+                        # attempts was lost or rolled back): take the next one, within the bound
+                        log.warning("request %s: %s; trying the next attempt", rid, e.message)
                         continue
                     if e.governance == "stale-policy" and e.node is not None and e.node not in resynced:
                         resynced.add(e.node)  # it missed a policy change: bring it up to date, retry
@@ -405,10 +458,54 @@ class CoordinatorService:
                     public_key=sig.public_key.encode(),
                 )
                 log.info(
-                    "request %s: signed with key %s by nodes %s in %.0f ms (%d attempt%s)",
-                    rid, k.key_id.hex()[:16], list(signers), (time.perf_counter() - t0) * 1e3, attempts, "" if attempts == 1 else "s",
+                    "request %s: signed with key %s by nodes %s in %.0f ms (%d session%s, attempt %d)",
+                    rid, k.key_id.hex()[:16], list(signers), (time.perf_counter() - t0) * 1e3, attempts,
+                    "" if attempts == 1 else "s", reserved[0],
                 )
                 return out, signers, attempts
+
+    def _reserve(
+        self, rid: str, k: KeyRecord, digest: bytes, path: tuple[int, ...], bundle: bytes, attempt: int,
+        signers: tuple[int, ...], sid: bytes,
+    ) -> list[bytes]:
+        """Reserve ``attempt`` of ``rid`` for ``signers`` and session ``sid`` on every node at once;
+        returns the receipts of at least a majority of the nodes. Raises NodesUnavailable (the
+        nodes that did not answer: the caller retries with the next attempt) or Refused (a node's
+        governance refusal: no valid approvals any more, expired, stale policy, ...)."""
+        req = node_pb2.ReserveSigningRequest(
+            key_id=k.key_id, request_id=rid, attempt=attempt, signers=signers, session_id=sid, approval_bundle=bundle,
+            digest=digest, derivation_path=path,
+        )
+        ok, errs = fanout({i: (h.stub.ReserveSigning, req) for i, h in self.nodes.items()}, self.cfg.step_timeout_s)
+        receipts: list[bytes] = []
+        for i, r in sorted(ok.items()):
+            try:  # keep a node's malformed or foreign receipt from spoiling the others (signers refuse any bad one)
+                rec = ReservationReceipt.from_bytes(r.receipt)
+            except Exception:
+                log.warning("request %s: %s returned a malformed reservation receipt", rid, self.nodes[i].label)
+                continue
+            res = rec.reservation
+            if rec.reserver == i and (res.request_id, res.attempt, res.signers, res.session_id) == (rid, attempt, signers, sid):
+                receipts.append(bytes(r.receipt))
+            else:
+                log.warning("request %s: %s returned a receipt for something else", rid, self.nodes[i].label)
+        need = reservation_quorum(len(self.nodes))
+        if len(receipts) >= need:
+            return receipts
+        down: dict[int, str] = {}
+        for i, e in sorted(errs.items()):
+            code, details = status_of(e)
+            kind = trailing(e, "mpc-governance") or ""
+            if kind and kind != "attempt-taken":
+                raise Refused(code, details, node=i, governance=kind)
+            if code in (Code.UNAVAILABLE, Code.DEADLINE_EXCEEDED, Code.CANCELLED):
+                self.nodes[i].mark_down(f"{code.name}: {details}")
+            down[i] = f"{self.nodes[i].label}: {code.name}: {details}"
+        what = f"attempt {attempt} reserved by {len(receipts)} node(s), {need} needed"
+        log.warning("request %s: %s", rid, what)
+        if not down:  # every refusal was "attempt-taken"
+            raise Refused(Code.FAILED_PRECONDITION, f"sign: {what}", governance="attempt-taken")
+        raise NodesUnavailable({i: f"{r} ({what})" for i, r in down.items()})
 
     # --- requests ----------------------------------------------------------------------------
     def GetRequest(self, req: coordinator_pb2.GetRequestRequest, ctx: Any) -> coordinator_pb2.RequestStatus:

@@ -5,16 +5,17 @@ config; every policy it enforces was installed through an admin-quorum-signed ch
 node verified itself (:meth:`NodeGovernance.install`), and the whole history of every scope is
 re-verified whenever the node starts. Before a node contributes to a signature it checks the
 approval bundle that came with the session against its own copy of the key's policy and its own
-clock (:meth:`NodeGovernance.check_sign`); at the end it records the request as served in the
-same durable step that marks the presignature used, refusing a replayed request id or one
-signature more than the key's rate limit (:meth:`NodeGovernance.served_request`).
+clock (:meth:`NodeGovernance.check_sign`); at the end it records the reserved attempt of the
+request as served in the same durable step that marks the presignature used, refusing a replayed
+attempt or one request more than the key's rate limit (:meth:`NodeGovernance.recheck`). A request
+may be served once per reserved attempt (:mod:`governance.reservation`); it counts once.
 
 Errors are :class:`mpcnet.rpc.RpcError` with PERMISSION_DENIED (no valid approval evidence:
 missing, malformed, forged, under quorum, from a requester the policy does not allow, for
-another request) or FAILED_PRECONDITION (expired, made under another policy version, already
-served, rate limited); the message names the field and the reason, and the trailing metadata
-``mpc-governance`` says which kind it was, so an honest coordinator can react (bring the node's
-policies up to date, or sign without a node that already served the request).
+another request) or FAILED_PRECONDITION (expired, made under another policy version, attempt
+already served, taken or exhausted, rate limited); the message names the field and the reason,
+and the trailing metadata ``mpc-governance`` says which kind it was, so an honest coordinator can react (bring the node's
+policies up to date, or try the next signing attempt).
 """
 
 from __future__ import annotations
@@ -189,14 +190,12 @@ class NodeGovernance:
             raise refusal(Code.FAILED_PRECONDITION, "stale-policy", f"sign.key_id: {self.name} has no policy for this key")
         scope, policy = found
         result = self._verify(bundle, policy)
-        if self.store.request_served(req.request_id):
-            raise refusal(
-                Code.FAILED_PRECONDITION, "served",
-                f"sign.approval_bundle.request.request_id: {self.name} already served request {req.request_id!r} (replay)",
-            )
+        # a request this node already served (in an earlier attempt) counts once: no new check;
+        # how many attempts may release a share is bounded by the reservations
         limit = policy.rate_limit
         now = now_ms()
-        if not rate_limit_ok(limit, self.store.served_times(key_id, now - limit.window_seconds * 1000), now):
+        recent = self.store.served_times(key_id, now - limit.window_seconds * 1000)
+        if not self.store.request_served(req.request_id) and not rate_limit_ok(limit, recent, now):
             raise refusal(
                 Code.FAILED_PRECONDITION, "rate-limited",
                 f"rate_limit: {self.name} already signed {limit.max_signatures} request(s) with this key in the last "

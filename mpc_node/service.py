@@ -21,13 +21,18 @@ the ban cannot be written, every session of the key is refused until the sweeper
 At most one live signing session per request id: a new one supersedes the old one.
 
 Governance: a signing session starts only with an approval bundle that meets the quorum of the
-node's own copy of the key's policy (see :mod:`mpc_node.governance`); the request is recorded as
-served (refusing a replay or a rate-limit excess) in the same transaction that marks the
-presignature used. Every decision goes to the node's signed, hash-chained audit log.
+node's own copy of the key's policy (see :mod:`mpc_node.governance`). A signature share leaves
+only for a *reserved attempt* (:mod:`governance.reservation`): the step that releases it must
+carry receipts from a majority of the node's own roster granting exactly this request, attempt,
+signer set and session (``ReserveSigning`` grants one per attempt, durably); the node records its
+own reservation and the served attempt (refusing a replay, a conflicting grant or a rate-limit
+excess) in the same transaction that marks the presignature used. Every decision goes to the
+node's signed, hash-chained audit log.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -45,15 +50,18 @@ from crypto_core.dkg import DkgConfig, DkgParty
 from crypto_core.errors import ProtocolAbort, ProtocolError, UsageError
 from crypto_core.keyshare import MAX_LABEL, KeyShare
 from crypto_core.session import Delivery, RoundOutput
-from governance.approval import REQUEST_ID_RE
+from governance.approval import REQUEST_ID_RE, SigningRequest
 from governance.audit import AuditLog
+from governance.errors import GovernanceError
+from governance.reservation import MAX_SIGN_ATTEMPTS, Reservation, reservation_quorum, sign_reservation, verify_receipts
 from mpc_node.bans import BanRegistry, Refusal
 from mpc_node.config import NodeConfig
 from mpc_node.envelope import Envelope, EnvelopeError, open_envelope, seal_broadcast, seal_direct
 from mpc_node.faults import FaultInjector, flip
-from mpc_node.governance import Approved, NodeGovernance, refusal
+from mpc_node.governance import Approved, NodeGovernance, now_ms, refusal
 from mpc_node.keystore import OperationalKeys
-from mpc_node.storage import NodeStore, RateLimited, RequestAlreadyServed, StoreError
+from mpc_node.storage import NodeStore, RateLimited, RequestAlreadyServed, ReservationConflict, StoreError
+from mpc_node.storage import Reservation as StoredReservation
 from mpcnet.govwire import audit_page, policy_state
 from mpcnet.rpc import RpcError, caller_identity, check_len, invalid
 from proto.mpc.v1 import common_pb2, governance_pb2, node_pb2
@@ -94,6 +102,8 @@ class Session:
     path: tuple[int, ...] = ()
     request_id: str = ""
     approved: Approved | None = None
+    attempt: int = 0  # the reserved attempt and its receipts, from the step that releases the share
+    receipts: tuple[bytes, ...] = ()
     # dkg only
     label: str = ""
 
@@ -420,6 +430,8 @@ class NodeService:
                     Code.FAILED_PRECONDITION,
                     f"round: session {s.short} on {self.cfg.name} expects round-{s.expect_round} messages, got round {req.round}",
                 )
+            if s.kind == "sign":
+                s.attempt, s.receipts = req.attempt, tuple(req.reservation_receipts)
             try:
                 inbox = self._open_inbox(s, req.round, req.envelopes)
                 resp = self._advance(s, inbox)
@@ -709,6 +721,7 @@ class NodeService:
         req = approved.bundle.request
         try:
             served = self.gov.recheck(approved, s.key_id)
+            served = dataclasses.replace(served, reservation=self._reserved(s, req))
         except RpcError as e:
             self._audit_sign("sign-share", s.request_id, "refused", e.message, actor=req.requester, key_id=s.key_id)
             s.failed = e
@@ -718,6 +731,11 @@ class NodeService:
             tomb = presig.mark_used()
             # durable before the share leaves, together with the request's served record
             self.store.consume_presignature(presig.sigid, tomb, request=served)
+        except ReservationConflict as e:
+            err = refusal(Code.FAILED_PRECONDITION, "attempt-taken", f"{e} ({self.cfg.name})")
+            self._audit_sign("sign-share", s.request_id, "refused", err.message, actor=req.requester, key_id=s.key_id)
+            s.failed = err
+            raise err from None
         except (RequestAlreadyServed, RateLimited) as e:
             kind = "served" if isinstance(e, RequestAlreadyServed) else "rate-limited"
             msg = f"sign.approval_bundle.request.{e}" if kind == "served" else str(e)
@@ -736,12 +754,99 @@ class NodeService:
             req.requester, "sign-share", request_id=req.request_id, outcome="released",
             details={
                 "key_id": s.key_id.hex(), "digest": s.digest.hex(), "path": _path_text(s.path),
-                "session": s.id.hex()[:16], "signers": ",".join(map(str, s.participants)),
+                "session": s.id.hex()[:16], "signers": ",".join(map(str, s.participants)), "attempt": s.attempt,
                 "policy_version": approved.policy.version, "approved_by": ",".join(sorted(approved.result.approved)),
             },
         )
         log.info("session %s (sign): signing contribution released for key %s (request %s)", s.short, s.key_id.hex()[:16], req.request_id)
         return node_pb2.StepResponse(session_id=s.id, round=rnd, envelopes=envs, finished=True)
+
+    def _reserved(self, s: Session, req: SigningRequest) -> StoredReservation:
+        """The reserved attempt this session's share is for, established from the receipts that
+        came with the releasing step: a majority of this node's own roster must have granted
+        exactly (governance root, key, request, request digest, attempt, signers, session).
+        Raises RpcError: PERMISSION_DENIED (kind ``unreserved``) or FAILED_PRECONDITION
+        (``attempts-exhausted``)."""
+        if s.attempt == 0:
+            raise refusal(
+                Code.PERMISSION_DENIED, "unreserved",
+                "attempt: missing: a signature share is released only for an attempt reserved by a majority of the nodes",
+            )
+        if s.attempt > MAX_SIGN_ATTEMPTS:
+            raise refusal(
+                Code.FAILED_PRECONDITION, "attempts-exhausted",
+                f"attempt: {s.attempt} exceeds the {MAX_SIGN_ATTEMPTS} signing attempts a request may take",
+            )
+        expected = Reservation(
+            self.gov.governance_root, s.key_id, req.request_id, req.request_digest(), s.attempt, s.participants, s.id
+        )
+        roster = {i: p.identity_public for i, p in self.cfg.roster.items()}
+        try:
+            verify_receipts(s.receipts, expected, roster, reservation_quorum(self.cfg.parties))
+        except GovernanceError as e:
+            raise refusal(Code.PERMISSION_DENIED, "unreserved", f"{e.field}: {e.reason} ({self.cfg.name})") from None
+        return StoredReservation(
+            req.request_id, s.attempt, s.key_id, expected.request_digest, s.participants, s.id, now_ms()
+        )
+
+    # --- reservations ------------------------------------------------------------------------
+    def ReserveSigning(self, req: node_pb2.ReserveSigningRequest, ctx: Any) -> node_pb2.ReserveSigningResponse:
+        """Grant one signing attempt of an approved request to one signer set and session."""
+        try:
+            return self._reserve(req, _caller(ctx))
+        except RpcError as e:
+            self._audit_sign("sign-reserve", req.request_id, "refused", e.message, actor=_caller(ctx), key_id=req.key_id)
+            raise
+
+    def _reserve(self, req: node_pb2.ReserveSigningRequest, actor: str) -> node_pb2.ReserveSigningResponse:
+        key_id = check_len(req.key_id, "key_id", 32)
+        digest = check_len(req.digest, "digest", 32)
+        sid = check_len(req.session_id, "session_id", SESSION_ID_LEN)
+        if not REQUEST_ID_RE.fullmatch(req.request_id):
+            raise invalid("request_id", "must be 1-64 characters of [A-Za-z0-9_-]")
+        try:
+            path = check_path(tuple(req.derivation_path))
+        except UsageError as e:
+            raise invalid("derivation_path", str(e).split(": ", 1)[-1]) from None
+        if req.attempt == 0:
+            raise invalid("attempt", f"missing: must be 1..{MAX_SIGN_ATTEMPTS}")
+        signers = tuple(req.signers)
+        if len(set(signers)) != len(signers):
+            raise invalid("signers", "duplicate party index")
+        for j in signers:
+            if j not in self.cfg.roster:
+                raise invalid("signers", f"party {j} is not in this node's roster (1..{self.cfg.parties})")
+        key = self._key(key_id)
+        if len(signers) != key.threshold:
+            raise invalid("signers", f"key needs exactly {key.threshold} signers, got {len(signers)}")
+        approved = self.gov.check_sign(req.approval_bundle, key_id=key_id, digest=digest, path=path, request_id=req.request_id)
+        rid = approved.bundle.request.request_id
+        if req.attempt > MAX_SIGN_ATTEMPTS:
+            raise refusal(
+                Code.FAILED_PRECONDITION, "attempts-exhausted",
+                f"attempt: request {rid} may take at most {MAX_SIGN_ATTEMPTS} signing attempts, got attempt {req.attempt}; "
+                "it needs new approvals (submit a new request)",
+            )
+        grant = Reservation(
+            self.gov.governance_root, key_id, rid, approved.bundle.request.request_digest(), req.attempt,
+            tuple(sorted(signers)), sid,
+        )
+        try:
+            created = self.store.reserve_attempt(
+                StoredReservation(rid, grant.attempt, key_id, grant.request_digest, grant.signers, sid, now_ms())
+            )
+        except ReservationConflict as e:
+            raise refusal(Code.FAILED_PRECONDITION, "attempt-taken", f"{e} ({self.cfg.name})") from None
+        self.audit.append(
+            approved.bundle.request.requester, "sign-reserve", request_id=rid, outcome="granted" if created else "granted-again",
+            details={
+                "key_id": key_id.hex(), "attempt": grant.attempt, "signers": ",".join(map(str, grant.signers)),
+                "session": sid.hex()[:16], "request_digest": grant.request_digest.hex(), "by": actor[:64],
+            },
+        )
+        receipt = sign_reservation(grant, self.me, self.keys.identity)
+        log.info("request %s: attempt %d reserved for nodes %s (session %s)", rid, grant.attempt, list(grant.signers), sid.hex()[:12])
+        return node_pb2.ReserveSigningResponse(receipt=receipt.to_bytes(), reserver=self.me, created=created)
 
     # --- keys --------------------------------------------------------------------------------
     def _row(self, key_id: bytes) -> Any:

@@ -13,6 +13,13 @@ Served signing requests are the node's own record for replay protection and rate
 served, or one more signature for the key than its rate limit allows) in the *same*
 transaction that marks the presignature used, so a share is released only if both hold.
 
+Signing attempts (:mod:`governance.reservation`): :meth:`NodeStore.reserve_attempt` grants
+attempt ``k`` of a request to one signer set and session, once and for good (a different one is
+refused with :class:`ReservationConflict`); a signer records its own reservation and the served
+``(request, attempt)`` in the transaction that consumes the presignature, so it releases at most
+one share per attempt. The request itself counts once towards the rate limit, however many
+attempts it takes. Reservations and served attempts cannot be updated or deleted (triggers).
+
 Installed governance policy changes (admin-signed, public) are kept in full, per scope and
 version, so the node can re-verify each scope's whole history against its admin set whenever it
 loads them; their integrity does not rest on this file.
@@ -39,6 +46,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from governance.reservation import MAX_SIGN_ATTEMPTS
 from mpcnet.fsutil import fsync_dir
 
 SCHEMA_VERSION = 1
@@ -116,6 +124,19 @@ _LATE_STATEMENTS = (
     "CREATE TABLE IF NOT EXISTS policy_changes (scope BLOB NOT NULL, version INTEGER NOT NULL CHECK (version >= 1),"
     " signed_change BLOB NOT NULL, installed_ms INTEGER NOT NULL, PRIMARY KEY (scope, version))",
     "CREATE INDEX IF NOT EXISTS requests_by_key_time ON requests (key_id, served_ms)",
+    "CREATE TABLE IF NOT EXISTS reservations (request_id TEXT NOT NULL, attempt INTEGER NOT NULL CHECK (attempt >= 1),"
+    " key_id BLOB NOT NULL, request_digest BLOB NOT NULL, signers TEXT NOT NULL, session_id BLOB NOT NULL,"
+    " created_ms INTEGER NOT NULL, PRIMARY KEY (request_id, attempt))",
+    "CREATE TABLE IF NOT EXISTS served_attempts (request_id TEXT NOT NULL, attempt INTEGER NOT NULL,"
+    " session_id BLOB NOT NULL, served_ms INTEGER NOT NULL, PRIMARY KEY (request_id, attempt))",
+    "CREATE TRIGGER IF NOT EXISTS reservation_is_final BEFORE UPDATE ON reservations"
+    " BEGIN SELECT RAISE(ABORT, 'a reservation is final'); END",
+    "CREATE TRIGGER IF NOT EXISTS reservation_is_kept BEFORE DELETE ON reservations"
+    " BEGIN SELECT RAISE(ABORT, 'a reservation is final'); END",
+    "CREATE TRIGGER IF NOT EXISTS served_attempt_is_final BEFORE UPDATE ON served_attempts"
+    " BEGIN SELECT RAISE(ABORT, 'a served attempt is final'); END",
+    "CREATE TRIGGER IF NOT EXISTS served_attempt_is_kept BEFORE DELETE ON served_attempts"
+    " BEGIN SELECT RAISE(ABORT, 'a served attempt is final'); END",
 )
 MAX_SCOPE = 32
 MAX_CHANGE = 1 << 20
@@ -137,8 +158,27 @@ class RateLimited(StoreError):
     """One more signature with this key would exceed its rate limit."""
 
 
+class ReservationConflict(StoreError):
+    """This node already granted the request's attempt to another signer set or session."""
+
+
 class PolicyConflict(StoreError):
     """The scope's stored policy version is not the one the caller expected (a concurrent install)."""
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """Attempt ``attempt`` (1..MAX_SIGN_ATTEMPTS) of ``request_id`` granted to ``signers`` (sorted
+    roster indices) in ``session_id`` (32 bytes); ``request_digest`` (32 bytes) names the exact
+    approved request, ``created_ms`` is when this node granted it (Unix ms)."""
+
+    request_id: str
+    attempt: int
+    key_id: bytes
+    request_digest: bytes
+    signers: tuple[int, ...]
+    session_id: bytes
+    created_ms: int
 
 
 @dataclass(frozen=True)
@@ -148,6 +188,12 @@ class ServedRequest:
     ``rate_limit`` is ``(max_signatures, window_ms)``: refused if ``max_signatures`` requests
     with the same key were already served after ``now_ms - window_ms`` (later-than-now ones
     included, so a clock stepping back cannot reset the window).
+
+    With ``reservation`` (its request id must be ``request_id``) the request may be served once
+    per reserved attempt: the same transaction records this node's own reservation of the
+    attempt (:class:`ReservationConflict` if it granted another) and the served attempt
+    (:class:`RequestAlreadyServed` on a repeat); the request counts towards the rate limit only
+    the first time. Without it, a request is served at most once.
     """
 
     request_id: str
@@ -155,6 +201,7 @@ class ServedRequest:
     digest: bytes
     now_ms: int
     rate_limit: tuple[int, int] | None = None
+    reservation: Reservation | None = None
 
 @dataclass(frozen=True)
 class KeyRow:
@@ -512,6 +559,83 @@ class NodeStore:
         with self._read() as c:
             return c.execute("SELECT 1 FROM requests WHERE request_id = ?", (request_id,)).fetchone() is not None
 
+    # --- signing attempts --------------------------------------------------------------------
+
+    def reserve_attempt(self, r: Reservation) -> bool:
+        """Grant ``r`` durably: True if new, False if exactly this was already granted;
+        :class:`ReservationConflict` if the attempt was granted to another signer set, session
+        or request version (nothing is written then)."""
+        r = _check_reservation(r)
+        with self._write() as c:
+            return _reserve(c, r)
+
+    def reservation(self, request_id: str, attempt: int) -> Reservation | None:
+        """What this node granted for ``attempt`` of ``request_id``, if anything."""
+        request_id = _check_text(request_id, "request_id", MAX_REQUEST_ID)
+        _check_int(attempt, "attempt", 1, MAX_SIGN_ATTEMPTS)
+        with self._read() as c:
+            row = c.execute(
+                "SELECT key_id, request_digest, signers, session_id, created_ms FROM reservations"
+                " WHERE request_id = ? AND attempt = ?", (request_id, attempt),
+            ).fetchone()
+        if row is None:
+            return None
+        return Reservation(request_id, attempt, bytes(row[0]), bytes(row[1]), _ints(row[2]), bytes(row[3]), int(row[4]))
+
+    def served_attempts(self, request_id: str) -> list[int]:
+        """The attempts of ``request_id`` this node released a share for, in increasing order."""
+        request_id = _check_text(request_id, "request_id", MAX_REQUEST_ID)
+        with self._read() as c:
+            rows = c.execute(
+                "SELECT attempt FROM served_attempts WHERE request_id = ? ORDER BY attempt", (request_id,)
+            ).fetchall()
+        return [int(r[0]) for r in rows]
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in str(text).split(",") if x)
+
+
+def _check_reservation(r: object) -> Reservation:
+    if not isinstance(r, Reservation):
+        raise StoreError("reservation: must be a Reservation")
+    _check_text(r.request_id, "reservation.request_id", MAX_REQUEST_ID)
+    _check_int(r.attempt, "reservation.attempt", 1, MAX_SIGN_ATTEMPTS)
+    _check_bytes(r.key_id, "reservation.key_id", length=ID_LEN)
+    _check_bytes(r.request_digest, "reservation.request_digest", length=ID_LEN)
+    _check_bytes(r.session_id, "reservation.session_id", length=ID_LEN)
+    if (
+        not isinstance(r.signers, tuple) or not 1 <= len(r.signers) <= MAX_PARTIES
+        or list(r.signers) != sorted(set(r.signers))
+    ):
+        raise StoreError("reservation.signers: must be distinct roster indices in increasing order")
+    for j in r.signers:
+        _check_int(j, "reservation.signers", 1, 65535)
+    _check_int(r.created_ms, "reservation.created_ms", 0, 2**62)
+    return r
+
+
+def _reserve(c: sqlite3.Connection, r: Reservation) -> bool:
+    """Inside a write transaction: grant ``r`` (True), find it granted (False) or refuse."""
+    row = c.execute(
+        "SELECT key_id, request_digest, signers, session_id FROM reservations WHERE request_id = ? AND attempt = ?",
+        (r.request_id, r.attempt),
+    ).fetchone()
+    if row is None:
+        c.execute(
+            "INSERT INTO reservations (request_id, attempt, key_id, request_digest, signers, session_id, created_ms)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (r.request_id, r.attempt, r.key_id, r.request_digest, ",".join(map(str, r.signers)), r.session_id, r.created_ms),
+        )
+        return True
+    same = (bytes(row[0]), bytes(row[1]), _ints(row[2]), bytes(row[3])) == (r.key_id, r.request_digest, r.signers, r.session_id)
+    if not same:
+        raise ReservationConflict(
+            f"attempt: attempt {r.attempt} of request {r.request_id!r} is already reserved for signers "
+            f"{list(_ints(row[2]))} in session {bytes(row[3]).hex()[:12]}"
+        )
+    return False
+
 
 def _check_served(r: object) -> ServedRequest:
     if not isinstance(r, ServedRequest):
@@ -520,6 +644,10 @@ def _check_served(r: object) -> ServedRequest:
     _check_bytes(r.key_id, "key_id", length=ID_LEN)
     _check_bytes(r.digest, "digest", length=ID_LEN)
     _check_int(r.now_ms, "now_ms", 0, 2**62)
+    if r.reservation is not None:
+        _check_reservation(r.reservation)
+        if r.reservation.request_id != r.request_id or r.reservation.key_id != r.key_id:
+            raise StoreError("reservation: is for another request or key")
     if r.rate_limit is not None:
         if not isinstance(r.rate_limit, tuple) or len(r.rate_limit) != 2:
             raise StoreError("rate_limit: must be (max_signatures, window_ms)")
@@ -529,8 +657,23 @@ def _check_served(r: object) -> ServedRequest:
 
 
 def _record_served(c: sqlite3.Connection, r: ServedRequest) -> None:
-    """Inside a write transaction: refuse a repeat or a rate-limit excess, else insert."""
-    if c.execute("SELECT 1 FROM requests WHERE request_id = ?", (r.request_id,)).fetchone():
+    """Inside a write transaction: refuse a repeat (of the attempt, with a reservation), a
+    conflicting reservation or a rate-limit excess, else insert."""
+    seen = c.execute("SELECT 1 FROM requests WHERE request_id = ?", (r.request_id,)).fetchone() is not None
+    res = r.reservation
+    if res is not None:
+        _reserve(c, res)
+        if c.execute(
+            "SELECT 1 FROM served_attempts WHERE request_id = ? AND attempt = ?", (r.request_id, res.attempt)
+        ).fetchone():
+            raise RequestAlreadyServed(f"request_id: {r.request_id!r} attempt {res.attempt} was already served")
+        c.execute(
+            "INSERT INTO served_attempts (request_id, attempt, session_id, served_ms) VALUES (?, ?, ?, ?)",
+            (r.request_id, res.attempt, res.session_id, r.now_ms),
+        )
+        if seen:
+            return  # the request already counts towards the rate limit
+    elif seen:
         raise RequestAlreadyServed(f"request_id: {r.request_id!r} was already served")
     if r.rate_limit is not None:
         limit, window_ms = r.rate_limit

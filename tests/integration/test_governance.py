@@ -41,7 +41,7 @@ from .govtools import (
     signed_change,
     signing_request,
 )
-from .relay_util import route, run, start, step
+from .relay_util import reserve, reserve_request, route, run, start, step
 from .test_cluster_api import _raw_channel, verify_independently
 
 N, T = 3, 2
@@ -196,7 +196,7 @@ def test_nodes_refuse_sessions_without_a_valid_quorum(gc, nodes, gkey) -> None:
         assert not any(e["action"] == "sign-share" for e in entries), "a share was released"
 
 
-def test_a_served_request_is_never_served_again_but_an_unfinished_one_can_be_retried(gc, nodes, gkey) -> None:
+def test_a_served_attempt_is_never_served_again_but_an_unfinished_one_can_be_retried(gc, nodes, gkey) -> None:
     lay = gc.lay
     rid, b = approved_bundle(lay, gkey.key_id, DIGEST)
     # a session on nodes 1 and 2 that the (compromised) coordinator abandons before the shares
@@ -206,18 +206,27 @@ def test_a_served_request_is_never_served_again_but_an_unfinished_one_can_be_ret
     for i in (1, 2):
         nodes[i].stub.AbortSession(node_pb2.AbortSessionRequest(session_id=sid, reason="test"), timeout=5)
     assert not released(gc, 1, rid) and not released(gc, 2, rid)
-    # neither released a share: the same approved request still signs, on another subset
-    res = run(nodes, os.urandom(32), [1, 3], sign=sign_params(gkey, rid, b, signers=(1, 3)))
+    # neither released a share (and no attempt was reserved): the same approved request still
+    # signs, on another subset
+    first = os.urandom(32)
+    res = run(nodes, first, [1, 3], sign=sign_params(gkey, rid, b, signers=(1, 3)))
     assert all(isinstance(r, node_pb2.StepResponse) and r.finished for r in res.values()), res
     assert released(gc, 1, rid) and released(gc, 3, rid)
-    # replays: on the same subset, and on one with a node that has not served it
+    # replays of attempt 1, on any subset and session: every node granted it to the first session
     for subset in ((1, 3), (1, 2), (2, 3)):
-        served = [i for i in subset if i in (1, 3)]
-        errs = [start_error(nodes, i, sign_params(gkey, rid, b, signers=subset)) for i in served]
-        for e in errs:
-            assert e.code() == Code.FAILED_PRECONDITION and f"already served request {rid!r} (replay)" in e.details()
-            assert ("mpc-governance", "served") in e.trailing_metadata()
-    # node 2 alone cannot make a signature; and it never released a share for the request
+        params = sign_params(gkey, rid, b, signers=subset)
+        for i in (1, 2, 3):
+            with pytest.raises(grpc.RpcError) as e:
+                nodes[i].stub.ReserveSigning(reserve_request(os.urandom(32), params, 1), timeout=10)
+            assert e.value.code() == Code.FAILED_PRECONDITION, e.value.details()
+            assert "attempt: attempt 1 of request" in e.value.details() and "already reserved for signers [1, 3]" in e.value.details()
+            assert ("mpc-governance", "attempt-taken") in e.value.trailing_metadata()
+    # the first session's receipts do not release a share in another session (node 2 never served)
+    old = reserve(nodes, first, sign_params(gkey, rid, b, signers=(1, 3)), 1)
+    errs = run(nodes, os.urandom(32), [1, 2], receipts=old, sign=sign_params(gkey, rid, b, signers=(1, 2)))
+    for i in (1, 2):
+        assert errs[i].code() == Code.PERMISSION_DENIED, errs[i].details()
+        assert "reservation_receipts[0].reservation.signers: differs" in errs[i].details()
     assert not released(gc, 2, rid)
 
 

@@ -84,14 +84,18 @@ class StartSessionRequest(_message.Message):
     def __init__(self, session_id: _Optional[bytes] = ..., dkg: _Optional[_Union[DkgParams, _Mapping]] = ..., sign: _Optional[_Union[SignParams, _Mapping]] = ...) -> None: ...
 
 class StepRequest(_message.Message):
-    __slots__ = ("session_id", "round", "envelopes")
+    __slots__ = ("session_id", "round", "envelopes", "reservation_receipts", "attempt")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     ENVELOPES_FIELD_NUMBER: _ClassVar[int]
+    RESERVATION_RECEIPTS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     session_id: bytes
     round: int
     envelopes: _containers.RepeatedCompositeFieldContainer[_common_pb2.Envelope]
-    def __init__(self, session_id: _Optional[bytes] = ..., round: _Optional[int] = ..., envelopes: _Optional[_Iterable[_Union[_common_pb2.Envelope, _Mapping]]] = ...) -> None: ...
+    reservation_receipts: _containers.RepeatedScalarFieldContainer[bytes]
+    attempt: int
+    def __init__(self, session_id: _Optional[bytes] = ..., round: _Optional[int] = ..., envelopes: _Optional[_Iterable[_Union[_common_pb2.Envelope, _Mapping]]] = ..., reservation_receipts: _Optional[_Iterable[bytes]] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class DkgResult(_message.Message):
     __slots__ = ("key_id", "public_key", "chain_code", "threshold", "parties")
@@ -196,3 +200,33 @@ class GetPoliciesResponse(_message.Message):
     governance_root: bytes
     policies: _containers.RepeatedCompositeFieldContainer[_governance_pb2.PolicyState]
     def __init__(self, governance_root: _Optional[bytes] = ..., policies: _Optional[_Iterable[_Union[_governance_pb2.PolicyState, _Mapping]]] = ...) -> None: ...
+
+class ReserveSigningRequest(_message.Message):
+    __slots__ = ("key_id", "request_id", "attempt", "signers", "session_id", "approval_bundle", "digest", "derivation_path")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    SIGNERS_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_BUNDLE_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    DERIVATION_PATH_FIELD_NUMBER: _ClassVar[int]
+    key_id: bytes
+    request_id: str
+    attempt: int
+    signers: _containers.RepeatedScalarFieldContainer[int]
+    session_id: bytes
+    approval_bundle: bytes
+    digest: bytes
+    derivation_path: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, key_id: _Optional[bytes] = ..., request_id: _Optional[str] = ..., attempt: _Optional[int] = ..., signers: _Optional[_Iterable[int]] = ..., session_id: _Optional[bytes] = ..., approval_bundle: _Optional[bytes] = ..., digest: _Optional[bytes] = ..., derivation_path: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class ReserveSigningResponse(_message.Message):
+    __slots__ = ("receipt", "reserver", "created")
+    RECEIPT_FIELD_NUMBER: _ClassVar[int]
+    RESERVER_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    receipt: bytes
+    reserver: int
+    created: bool
+    def __init__(self, receipt: _Optional[bytes] = ..., reserver: _Optional[int] = ..., created: _Optional[bool] = ...) -> None: ...

@@ -91,6 +91,11 @@ class NodeStub:
                 request_serializer=mpc_dot_v1_dot_governance__pb2.AuditLogRequest.SerializeToString,
                 response_deserializer=mpc_dot_v1_dot_governance__pb2.AuditPage.FromString,
                 _registered_method=True)
+        self.ReserveSigning = channel.unary_unary(
+                '/mpc.v1.Node/ReserveSigning',
+                request_serializer=mpc_dot_v1_dot_node__pb2.ReserveSigningRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_node__pb2.ReserveSigningResponse.FromString,
+                _registered_method=True)
 
 
 class NodeServicer:
@@ -173,6 +178,14 @@ class NodeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReserveSigning(self, request, context):
+        """Grants (durably, once per request and attempt) one signing attempt of an approved request
+        to one signer set and session; returns this node's signed reservation receipt.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -230,6 +243,11 @@ def add_NodeServicer_to_server(servicer, server):
                     servicer.GetAuditLog,
                     request_deserializer=mpc_dot_v1_dot_governance__pb2.AuditLogRequest.FromString,
                     response_serializer=mpc_dot_v1_dot_governance__pb2.AuditPage.SerializeToString,
+            ),
+            'ReserveSigning': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReserveSigning,
+                    request_deserializer=mpc_dot_v1_dot_node__pb2.ReserveSigningRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_node__pb2.ReserveSigningResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -529,6 +547,33 @@ class Node:
             '/mpc.v1.Node/GetAuditLog',
             mpc_dot_v1_dot_governance__pb2.AuditLogRequest.SerializeToString,
             mpc_dot_v1_dot_governance__pb2.AuditPage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReserveSigning(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Node/ReserveSigning',
+            mpc_dot_v1_dot_node__pb2.ReserveSigningRequest.SerializeToString,
+            mpc_dot_v1_dot_node__pb2.ReserveSigningResponse.FromString,
             options,
             channel_credentials,
             insecure,
