@@ -88,6 +88,11 @@ CREATE TABLE IF NOT EXISTS proposals (
     created_ms    INTEGER NOT NULL,
     updated_ms    INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS policy_attestation (
+    id            INTEGER PRIMARY KEY CHECK (id = 1),
+    issued_ms     INTEGER NOT NULL,
+    attestation   BLOB NOT NULL
+);
 """
 
 TERMINAL = ("done", "rejected", "expired", "failed")
@@ -443,3 +448,19 @@ class CoordinatorDb:
             args = (state,)
         sql += " ORDER BY created_ms DESC, rowid DESC"
         return [ProposalRecord(r[0], bytes(r[1]), bytes(r[2]), *r[3:]) for r in self._query(sql, args)]
+
+    def put_attestation(self, attestation: bytes, issued_ms: int) -> bool:
+        """Keep the (verified) attestation if it was issued later than the stored one."""
+        with self._tx() as c:
+            row = c.execute("SELECT issued_ms FROM policy_attestation WHERE id = 1").fetchone()
+            if row is not None and row[0] >= issued_ms:
+                return False
+            c.execute(
+                "INSERT OR REPLACE INTO policy_attestation (id, issued_ms, attestation) VALUES (1, ?, ?)",
+                (issued_ms, attestation),
+            )
+        return True
+
+    def attestation(self) -> bytes | None:
+        rows = self._query("SELECT attestation FROM policy_attestation WHERE id = 1")
+        return bytes(rows[0][0]) if rows else None

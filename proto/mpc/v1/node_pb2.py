@@ -27,7 +27,7 @@ from . import common_pb2 as mpc_dot_v1_dot_common__pb2
 from . import governance_pb2 as mpc_dot_v1_dot_governance__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11mpc/v1/node.proto\x12\x06mpc.v1\x1a\x13mpc/v1/common.proto\x1a\x17mpc/v1/governance.proto\"\x10\n\x0eGetInfoRequest\"\xa9\x01\n\x08NodeInfo\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x17\n\x0fidentity_public\x18\x03 \x01(\x0c\x12\x19\n\x11\x65ncryption_public\x18\x04 \x01(\x0c\x12\x0f\n\x07parties\x18\x05 \x01(\r\x12\x11\n\tthreshold\x18\x06 \x01(\r\x12\x0f\n\x07version\x18\x07 \x01(\t\x12\x17\n\x0fgovernance_root\x18\x08 \x01(\x0c\"\x13\n\x11NodeHealthRequest\"T\n\x12NodeHealthResponse\x12\x0f\n\x07serving\x18\x01 \x01(\x08\x12\x17\n\x0f\x61\x63tive_sessions\x18\x02 \x01(\r\x12\x14\n\x0cmax_sessions\x18\x03 \x01(\r\"B\n\tDkgParams\x12\x11\n\tthreshold\x18\x01 \x01(\r\x12\x0f\n\x07parties\x18\x02 \x01(\r\x12\x11\n\tkey_label\x18\x03 \x01(\x0c\"\x89\x01\n\nSignParams\x12\x0e\n\x06key_id\x18\x01 \x01(\x0c\x12\x0f\n\x07signers\x18\x02 \x03(\r\x12\x17\n\x0f\x64\x65rivation_path\x18\x03 \x03(\r\x12\x0e\n\x06\x64igest\x18\x04 \x01(\x0c\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x17\n\x0f\x61pproval_bundle\x18\x06 \x01(\x0cJ\x04\x08\x07\x10\x10\"y\n\x13StartSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\x12 \n\x03\x64kg\x18\x02 \x01(\x0b\x32\x11.mpc.v1.DkgParamsH\x00\x12\"\n\x04sign\x18\x03 \x01(\x0b\x32\x12.mpc.v1.SignParamsH\x00\x42\x08\n\x06params\"U\n\x0bStepRequest\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\x12\r\n\x05round\x18\x02 \x01(\r\x12#\n\tenvelopes\x18\x03 \x03(\x0b\x32\x10.mpc.v1.Envelope\"g\n\tDkgResult\x12\x0e\n\x06key_id\x18\x01 \x01(\x0c\x12\x12\n\npublic_key\x18\x02 \x01(\x0c\x12\x12\n\nchain_code\x18\x03 \x01(\x0c\x12\x11\n\tthreshold\x18\x04 \x01(\r\x12\x0f\n\x07parties\x18\x05 \x01(\r\"\x8f\x01\n\x0cStepResponse\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\x12\r\n\x05round\x18\x02 \x01(\r\x12#\n\tenvelopes\x18\x03 \x03(\x0b\x32\x10.mpc.v1.Envelope\x12\x10\n\x08\x66inished\x18\x04 \x01(\x08\x12%\n\ndkg_result\x18\x05 \x01(\x0b\x32\x11.mpc.v1.DkgResult\"9\n\x13\x41\x62ortSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\'\n\x14\x41\x62ortSessionResponse\x12\x0f\n\x07\x65xisted\x18\x01 \x01(\x08\"6\n\x10\x43ommitKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\x0c\x12\x12\n\npublic_key\x18\x02 \x01(\x0c\"6\n\x11\x43ommitKeyResponse\x12!\n\x06status\x18\x01 \x01(\x0e\x32\x11.mpc.v1.KeyStatus\"#\n\x11\x44iscardKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\x0c\"\'\n\x12\x44iscardKeyResponse\x12\x11\n\tdiscarded\x18\x01 \x01(\x08\"\x15\n\x13NodeListKeysRequest\"5\n\x14NodeListKeysResponse\x12\x1d\n\x04keys\x18\x01 \x03(\x0b\x32\x0f.mpc.v1.KeyInfo\"-\n\x14InstallPolicyRequest\x12\x15\n\rsigned_change\x18\x01 \x01(\x0c\"O\n\x15InstallPolicyResponse\x12\x11\n\tinstalled\x18\x01 \x01(\x08\x12#\n\x06policy\x18\x02 \x01(\x0b\x32\x13.mpc.v1.PolicyState\"\x14\n\x12GetPoliciesRequest\"U\n\x13GetPoliciesResponse\x12\x17\n\x0fgovernance_root\x18\x01 \x01(\x0c\x12%\n\x08policies\x18\x02 \x03(\x0b\x32\x13.mpc.v1.PolicyState2\xdc\x05\n\x04Node\x12\x33\n\x07GetInfo\x12\x16.mpc.v1.GetInfoRequest\x1a\x10.mpc.v1.NodeInfo\x12?\n\x06Health\x12\x19.mpc.v1.NodeHealthRequest\x1a\x1a.mpc.v1.NodeHealthResponse\x12\x41\n\x0cStartSession\x12\x1b.mpc.v1.StartSessionRequest\x1a\x14.mpc.v1.StepResponse\x12\x31\n\x04Step\x12\x13.mpc.v1.StepRequest\x1a\x14.mpc.v1.StepResponse\x12I\n\x0c\x41\x62ortSession\x12\x1b.mpc.v1.AbortSessionRequest\x1a\x1c.mpc.v1.AbortSessionResponse\x12@\n\tCommitKey\x12\x18.mpc.v1.CommitKeyRequest\x1a\x19.mpc.v1.CommitKeyResponse\x12\x43\n\nDiscardKey\x12\x19.mpc.v1.DiscardKeyRequest\x1a\x1a.mpc.v1.DiscardKeyResponse\x12\x45\n\x08ListKeys\x12\x1b.mpc.v1.NodeListKeysRequest\x1a\x1c.mpc.v1.NodeListKeysResponse\x12L\n\rInstallPolicy\x12\x1c.mpc.v1.InstallPolicyRequest\x1a\x1d.mpc.v1.InstallPolicyResponse\x12\x46\n\x0bGetPolicies\x12\x1a.mpc.v1.GetPoliciesRequest\x1a\x1b.mpc.v1.GetPoliciesResponse\x12\x39\n\x0bGetAuditLog\x12\x17.mpc.v1.AuditLogRequest\x1a\x11.mpc.v1.AuditPageb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11mpc/v1/node.proto\x12\x06mpc.v1\x1a\x13mpc/v1/common.proto\x1a\x17mpc/v1/governance.proto\"\x10\n\x0eGetInfoRequest\"\xa9\x01\n\x08NodeInfo\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x17\n\x0fidentity_public\x18\x03 \x01(\x0c\x12\x19\n\x11\x65ncryption_public\x18\x04 \x01(\x0c\x12\x0f\n\x07parties\x18\x05 \x01(\r\x12\x11\n\tthreshold\x18\x06 \x01(\r\x12\x0f\n\x07version\x18\x07 \x01(\t\x12\x17\n\x0fgovernance_root\x18\x08 \x01(\x0c\"\x13\n\x11NodeHealthRequest\"T\n\x12NodeHealthResponse\x12\x0f\n\x07serving\x18\x01 \x01(\x08\x12\x17\n\x0f\x61\x63tive_sessions\x18\x02 \x01(\r\x12\x14\n\x0cmax_sessions\x18\x03 \x01(\r\"B\n\tDkgParams\x12\x11\n\tthreshold\x18\x01 \x01(\r\x12\x0f\n\x07parties\x18\x02 \x01(\r\x12\x11\n\tkey_label\x18\x03 \x01(\x0c\"\xa5\x01\n\nSignParams\x12\x0e\n\x06key_id\x18\x01 \x01(\x0c\x12\x0f\n\x07signers\x18\x02 \x03(\r\x12\x17\n\x0f\x64\x65rivation_path\x18\x03 \x03(\r\x12\x0e\n\x06\x64igest\x18\x04 \x01(\x0c\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x17\n\x0f\x61pproval_bundle\x18\x06 \x01(\x0c\x12\x1a\n\x12policy_attestation\x18\t \x01(\x0cJ\x04\x08\n\x10\x10\"y\n\x13StartSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\x12 \n\x03\x64kg\x18\x02 \x01(\x0b\x32\x11.mpc.v1.DkgParamsH\x00\x12\"\n\x04sign\x18\x03 \x01(\x0b\x32\x12.mpc.v1.SignParamsH\x00\x42\x08\n\x06params\"U\n\x0bStepRequest\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\x12\r\n\x05round\x18\x02 \x01(\r\x12#\n\tenvelopes\x18\x03 \x03(\x0b\x32\x10.mpc.v1.Envelope\"g\n\tDkgResult\x12\x0e\n\x06key_id\x18\x01 \x01(\x0c\x12\x12\n\npublic_key\x18\x02 \x01(\x0c\x12\x12\n\nchain_code\x18\x03 \x01(\x0c\x12\x11\n\tthreshold\x18\x04 \x01(\r\x12\x0f\n\x07parties\x18\x05 \x01(\r\"\x8f\x01\n\x0cStepResponse\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\x12\r\n\x05round\x18\x02 \x01(\r\x12#\n\tenvelopes\x18\x03 \x03(\x0b\x32\x10.mpc.v1.Envelope\x12\x10\n\x08\x66inished\x18\x04 \x01(\x08\x12%\n\ndkg_result\x18\x05 \x01(\x0b\x32\x11.mpc.v1.DkgResult\"9\n\x13\x41\x62ortSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\'\n\x14\x41\x62ortSessionResponse\x12\x0f\n\x07\x65xisted\x18\x01 \x01(\x08\"6\n\x10\x43ommitKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\x0c\x12\x12\n\npublic_key\x18\x02 \x01(\x0c\"6\n\x11\x43ommitKeyResponse\x12!\n\x06status\x18\x01 \x01(\x0e\x32\x11.mpc.v1.KeyStatus\"#\n\x11\x44iscardKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\x0c\"\'\n\x12\x44iscardKeyResponse\x12\x11\n\tdiscarded\x18\x01 \x01(\x08\"\x15\n\x13NodeListKeysRequest\"5\n\x14NodeListKeysResponse\x12\x1d\n\x04keys\x18\x01 \x03(\x0b\x32\x0f.mpc.v1.KeyInfo\"-\n\x14InstallPolicyRequest\x12\x15\n\rsigned_change\x18\x01 \x01(\x0c\"O\n\x15InstallPolicyResponse\x12\x11\n\tinstalled\x18\x01 \x01(\x08\x12#\n\x06policy\x18\x02 \x01(\x0b\x32\x13.mpc.v1.PolicyState\"\x14\n\x12GetPoliciesRequest\"q\n\x13GetPoliciesResponse\x12\x17\n\x0fgovernance_root\x18\x01 \x01(\x0c\x12%\n\x08policies\x18\x02 \x03(\x0b\x32\x13.mpc.v1.PolicyState\x12\x1a\n\x12policy_attestation\x18\x03 \x01(\x0c\"6\n\x1fInstallPolicyAttestationRequest\x12\x13\n\x0b\x61ttestation\x18\x01 \x01(\x0c\"]\n InstallPolicyAttestationResponse\x12\x0e\n\x06stored\x18\x01 \x01(\x08\x12\x19\n\x11held_issued_at_ms\x18\x02 \x01(\x03\x12\x0e\n\x06status\x18\x03 \x01(\t2\xcb\x06\n\x04Node\x12\x33\n\x07GetInfo\x12\x16.mpc.v1.GetInfoRequest\x1a\x10.mpc.v1.NodeInfo\x12?\n\x06Health\x12\x19.mpc.v1.NodeHealthRequest\x1a\x1a.mpc.v1.NodeHealthResponse\x12\x41\n\x0cStartSession\x12\x1b.mpc.v1.StartSessionRequest\x1a\x14.mpc.v1.StepResponse\x12\x31\n\x04Step\x12\x13.mpc.v1.StepRequest\x1a\x14.mpc.v1.StepResponse\x12I\n\x0c\x41\x62ortSession\x12\x1b.mpc.v1.AbortSessionRequest\x1a\x1c.mpc.v1.AbortSessionResponse\x12@\n\tCommitKey\x12\x18.mpc.v1.CommitKeyRequest\x1a\x19.mpc.v1.CommitKeyResponse\x12\x43\n\nDiscardKey\x12\x19.mpc.v1.DiscardKeyRequest\x1a\x1a.mpc.v1.DiscardKeyResponse\x12\x45\n\x08ListKeys\x12\x1b.mpc.v1.NodeListKeysRequest\x1a\x1c.mpc.v1.NodeListKeysResponse\x12L\n\rInstallPolicy\x12\x1c.mpc.v1.InstallPolicyRequest\x1a\x1d.mpc.v1.InstallPolicyResponse\x12\x46\n\x0bGetPolicies\x12\x1a.mpc.v1.GetPoliciesRequest\x1a\x1b.mpc.v1.GetPoliciesResponse\x12m\n\x18InstallPolicyAttestation\x12\'.mpc.v1.InstallPolicyAttestationRequest\x1a(.mpc.v1.InstallPolicyAttestationResponse\x12\x39\n\x0bGetAuditLog\x12\x17.mpc.v1.AuditLogRequest\x1a\x11.mpc.v1.AuditPageb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,39 +45,43 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DKGPARAMS']._serialized_start=372
   _globals['_DKGPARAMS']._serialized_end=438
   _globals['_SIGNPARAMS']._serialized_start=441
-  _globals['_SIGNPARAMS']._serialized_end=578
-  _globals['_STARTSESSIONREQUEST']._serialized_start=580
-  _globals['_STARTSESSIONREQUEST']._serialized_end=701
-  _globals['_STEPREQUEST']._serialized_start=703
-  _globals['_STEPREQUEST']._serialized_end=788
-  _globals['_DKGRESULT']._serialized_start=790
-  _globals['_DKGRESULT']._serialized_end=893
-  _globals['_STEPRESPONSE']._serialized_start=896
-  _globals['_STEPRESPONSE']._serialized_end=1039
-  _globals['_ABORTSESSIONREQUEST']._serialized_start=1041
-  _globals['_ABORTSESSIONREQUEST']._serialized_end=1098
-  _globals['_ABORTSESSIONRESPONSE']._serialized_start=1100
-  _globals['_ABORTSESSIONRESPONSE']._serialized_end=1139
-  _globals['_COMMITKEYREQUEST']._serialized_start=1141
-  _globals['_COMMITKEYREQUEST']._serialized_end=1195
-  _globals['_COMMITKEYRESPONSE']._serialized_start=1197
-  _globals['_COMMITKEYRESPONSE']._serialized_end=1251
-  _globals['_DISCARDKEYREQUEST']._serialized_start=1253
-  _globals['_DISCARDKEYREQUEST']._serialized_end=1288
-  _globals['_DISCARDKEYRESPONSE']._serialized_start=1290
-  _globals['_DISCARDKEYRESPONSE']._serialized_end=1329
-  _globals['_NODELISTKEYSREQUEST']._serialized_start=1331
-  _globals['_NODELISTKEYSREQUEST']._serialized_end=1352
-  _globals['_NODELISTKEYSRESPONSE']._serialized_start=1354
-  _globals['_NODELISTKEYSRESPONSE']._serialized_end=1407
-  _globals['_INSTALLPOLICYREQUEST']._serialized_start=1409
-  _globals['_INSTALLPOLICYREQUEST']._serialized_end=1454
-  _globals['_INSTALLPOLICYRESPONSE']._serialized_start=1456
-  _globals['_INSTALLPOLICYRESPONSE']._serialized_end=1535
-  _globals['_GETPOLICIESREQUEST']._serialized_start=1537
-  _globals['_GETPOLICIESREQUEST']._serialized_end=1557
-  _globals['_GETPOLICIESRESPONSE']._serialized_start=1559
-  _globals['_GETPOLICIESRESPONSE']._serialized_end=1644
-  _globals['_NODE']._serialized_start=1647
-  _globals['_NODE']._serialized_end=2379
+  _globals['_SIGNPARAMS']._serialized_end=606
+  _globals['_STARTSESSIONREQUEST']._serialized_start=608
+  _globals['_STARTSESSIONREQUEST']._serialized_end=729
+  _globals['_STEPREQUEST']._serialized_start=731
+  _globals['_STEPREQUEST']._serialized_end=816
+  _globals['_DKGRESULT']._serialized_start=818
+  _globals['_DKGRESULT']._serialized_end=921
+  _globals['_STEPRESPONSE']._serialized_start=924
+  _globals['_STEPRESPONSE']._serialized_end=1067
+  _globals['_ABORTSESSIONREQUEST']._serialized_start=1069
+  _globals['_ABORTSESSIONREQUEST']._serialized_end=1126
+  _globals['_ABORTSESSIONRESPONSE']._serialized_start=1128
+  _globals['_ABORTSESSIONRESPONSE']._serialized_end=1167
+  _globals['_COMMITKEYREQUEST']._serialized_start=1169
+  _globals['_COMMITKEYREQUEST']._serialized_end=1223
+  _globals['_COMMITKEYRESPONSE']._serialized_start=1225
+  _globals['_COMMITKEYRESPONSE']._serialized_end=1279
+  _globals['_DISCARDKEYREQUEST']._serialized_start=1281
+  _globals['_DISCARDKEYREQUEST']._serialized_end=1316
+  _globals['_DISCARDKEYRESPONSE']._serialized_start=1318
+  _globals['_DISCARDKEYRESPONSE']._serialized_end=1357
+  _globals['_NODELISTKEYSREQUEST']._serialized_start=1359
+  _globals['_NODELISTKEYSREQUEST']._serialized_end=1380
+  _globals['_NODELISTKEYSRESPONSE']._serialized_start=1382
+  _globals['_NODELISTKEYSRESPONSE']._serialized_end=1435
+  _globals['_INSTALLPOLICYREQUEST']._serialized_start=1437
+  _globals['_INSTALLPOLICYREQUEST']._serialized_end=1482
+  _globals['_INSTALLPOLICYRESPONSE']._serialized_start=1484
+  _globals['_INSTALLPOLICYRESPONSE']._serialized_end=1563
+  _globals['_GETPOLICIESREQUEST']._serialized_start=1565
+  _globals['_GETPOLICIESREQUEST']._serialized_end=1585
+  _globals['_GETPOLICIESRESPONSE']._serialized_start=1587
+  _globals['_GETPOLICIESRESPONSE']._serialized_end=1700
+  _globals['_INSTALLPOLICYATTESTATIONREQUEST']._serialized_start=1702
+  _globals['_INSTALLPOLICYATTESTATIONREQUEST']._serialized_end=1756
+  _globals['_INSTALLPOLICYATTESTATIONRESPONSE']._serialized_start=1758
+  _globals['_INSTALLPOLICYATTESTATIONRESPONSE']._serialized_end=1851
+  _globals['_NODE']._serialized_start=1854
+  _globals['_NODE']._serialized_end=2697
 # @@protoc_insertion_point(module_scope)
