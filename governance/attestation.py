@@ -289,7 +289,7 @@ def check_confirms(
         have = "no policy of its own" if mine is None else mine.describe()
         if named is not None and (mine is None or named.version > mine.version):
             raise AttestationRefusal(
-                STALE, field, f"the attestation names {named.describe()}, newer than the {have} this node holds"
+                STALE, field, f"the attestation names {named.describe()}, newer than what this node holds ({have}): it missed a change"
             )
         says = "no policy of its own" if named is None else named.describe()
         raise AttestationRefusal(

@@ -650,10 +650,13 @@ class MpcClient:
             out.append(signed)
         return out
 
-    def push_policy(self, key_id: bytes | str | None = None) -> dict[str, str]:
-        """Install the scope's whole signed history on every node directly (each node verifies
-        every change itself). Returns node name -> ``installed N`` / ``already`` / ``error: ...``."""
-        history = self.policy_history(key_id)
+    def push_policy(
+        self, key_id: bytes | str | None = None, *, history: Sequence[SignedPolicyChange] | None = None
+    ) -> dict[str, str]:
+        """Install the scope's signed history (from the coordinator, verified here; or the
+        given one, oldest first) on every node directly (each node verifies every change itself).
+        Returns node name -> ``installed N`` / ``already`` / ``ahead: ...`` / ``error: ...``."""
+        history = list(history) if history is not None else self.policy_history(key_id)
         scope = history[-1].change.scope if history else None
         out: dict[str, str] = {}
         for name in self._nodes():
@@ -753,7 +756,8 @@ class MpcClient:
                 resp = self._node_stub(name).InstallPolicyAttestation(
                     node_pb2.InstallPolicyAttestationRequest(attestation=data), timeout=10
                 )
-                out[name] = resp.status if resp.stored else f"holds a newer one ({resp.status})"
+                same = resp.stored or resp.held_issued_at_ms == signed.issued_at_ms  # e.g. relayed by the coordinator first
+                out[name] = resp.status if same else f"holds a newer one ({resp.status})"
             except grpc.RpcError as e:
                 out[name] = f"error: {e.code().name}: {e.details() or ''}"
         return out
