@@ -601,10 +601,16 @@ class MpcClient:
         directly, then a fresh attestation; the outcomes are in ``pushed``."""
         if p.state != "applied" or not self.node_endpoints:
             return p
-        scope = p.signed_change.change.scope
-        out = self.push_policy(None if scope == DEFAULT_SCOPE else scope)
-        for node, outcome in self.attest().items():
-            out[node] = f"{out.get(node, '')}; attestation {outcome}"
+        applied = p.signed_change
+        scope = applied.change.scope
+        key_id = None if scope == DEFAULT_SCOPE else scope
+        history = self.policy_history(key_id)
+        if not any(h.change.digest() == applied.change.digest() for h in history):
+            # the coordinator says "applied" but does not report it: push what we signed
+            history = [*history, applied]
+        out = self.push_policy(key_id, history=history)
+        for node, outcome in self.attest(known=[applied]).items():
+            out[node] = f"{out[node]}; attestation {outcome}" if node in out else f"attestation {outcome}"
         return replace(p, pushed=out)
 
     def _node_stub(self, name: str) -> node_pb2_grpc.NodeStub:
@@ -700,17 +706,18 @@ class MpcClient:
             return False
         return True
 
-    def attest(self, *, issued_at_ms: int | None = None) -> dict[str, str]:
+    def attest(self, *, issued_at_ms: int | None = None, known: Sequence[SignedPolicyChange] = ()) -> dict[str, str]:
         """Sign an attestation of every scope's newest head and send it to the coordinator and
         to every node directly. Heads come from the coordinator and, cross-checked, from the
         nodes (a head counts only with a valid admin quorum of our admin set; the newest version
         wins; two different heads of one version are refused). Returns node name (and
-        ``coordinator``) -> outcome (``confirmed``, or why the node does not match yet)."""
+        ``coordinator``) -> outcome (``confirmed``, or why the node does not match yet).
+        ``known``: changes the caller holds itself (e.g. one it just completed), counted too."""
         me = self._me()
         if self.admin_set is None:
             raise MpcError(grpc.StatusCode.FAILED_PRECONDITION, "admin_set: unknown (use from_cluster)")
         out: dict[str, str] = {}
-        seen: list[SignedPolicyChange] = []
+        seen: list[SignedPolicyChange] = [s for s in known if self._quorum_ok(s)]
         try:
             coord, _ = self.list_policies()
             seen.extend(coord)

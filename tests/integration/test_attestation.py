@@ -255,3 +255,16 @@ def test_only_admins_and_the_coordinator_reach_the_node_policy_rpcs(ac) -> None:
                 ch.unary_unary(f"/mpc.v1.Node/{m}")(req.SerializeToString(), timeout=10)
             assert e.value.code() == Code.PERMISSION_DENIED and "needs role coordinator" in e.value.details(), m
             assert "or admin" not in e.value.details()
+
+
+def test_the_admin_completing_a_change_pushes_it_and_attests_directly(ac, admin) -> None:
+    key = admin.create_key("completed-change")
+    p = admin.propose_policy(admin.next_policy(key.key_id, approval_quorum=3), key_id=key.key_id)
+    assert p.state == "pending" and p.pushed is None
+    with MpcClient.from_cluster(ac.lay.dir, identity="admin2", timeout=60) as admin2:
+        done = admin2.approve_policy(p.proposal_id)
+    assert done.state == "applied" and done.pushed is not None
+    assert sorted(done.pushed) == ["coordinator", "node-1", "node-2", "node-3"], done.pushed
+    for name in ("node-1", "node-2", "node-3"):  # the coordinator synced first: "already"
+        assert done.pushed[name] in ("already; attestation confirmed", "installed 1; attestation confirmed"), done.pushed
+    assert done.pushed["coordinator"] == "attestation stored", done.pushed
