@@ -361,8 +361,8 @@ class CoordinatorService:
                 attempts += 1
                 sid = os.urandom(32)
                 params = node_pb2.SignParams(
-                    key_id=k.key_id, signers=signers, derivation_path=path, digest=digest, request_id=rid, approval_bundle=bundle,
                     policy_attestation=self.policies.attestation(),
+                    key_id=k.key_id, signers=signers, derivation_path=path, digest=digest, request_id=rid, approval_bundle=bundle
                 )
                 start = node_pb2.StartSessionRequest(session_id=sid, sign=params)
                 subset = {i: self.nodes[i] for i in signers}
