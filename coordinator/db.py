@@ -93,6 +93,11 @@ CREATE TABLE IF NOT EXISTS sign_attempts (
     reserved   INTEGER NOT NULL CHECK (reserved >= 1),
     updated_ms INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS policy_attestation (
+    id            INTEGER PRIMARY KEY CHECK (id = 1),
+    issued_ms     INTEGER NOT NULL,
+    attestation   BLOB NOT NULL
+);
 """
 
 TERMINAL = ("done", "rejected", "expired", "failed")
@@ -466,3 +471,20 @@ class CoordinatorDb:
         """How many signing attempt numbers of ``request_id`` were taken (0 if none)."""
         rows = self._query("SELECT reserved FROM sign_attempts WHERE request_id = ?", (request_id,))
         return int(rows[0][0]) if rows else 0
+
+    # --- the newest policy attestation ---------------------------------------------------------
+    def put_attestation(self, attestation: bytes, issued_ms: int) -> bool:
+        """Keep the (verified) attestation if it was issued later than the stored one."""
+        with self._tx() as c:
+            row = c.execute("SELECT issued_ms FROM policy_attestation WHERE id = 1").fetchone()
+            if row is not None and row[0] >= issued_ms:
+                return False
+            c.execute(
+                "INSERT OR REPLACE INTO policy_attestation (id, issued_ms, attestation) VALUES (1, ?, ?)",
+                (issued_ms, attestation),
+            )
+        return True
+
+    def attestation(self) -> bytes | None:
+        rows = self._query("SELECT attestation FROM policy_attestation WHERE id = 1")
+        return bytes(rows[0][0]) if rows else None

@@ -6,6 +6,11 @@ every node, each of which verifies it again against its *own* admin set before i
 A node that is down, or that restarted with an older store, is brought up to date by
 :meth:`PolicyBook.sync_node` (from the background loop, or when a node refuses a signing session
 because its policy is stale): it sends the node every change it lacks, oldest first.
+
+It also keeps the newest admin-signed policy attestation (:mod:`governance.attestation`) that
+an admin submitted, attaches it to every signing session and pushes it to every node with the
+policy sync; nodes sign only while they hold a fresh one naming their heads, so withholding a
+change or an attestation stops signing rather than letting it proceed under a replaced policy.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import grpc
 
 from coordinator.db import CoordinatorDb, ProposalRecord, now_ms
 from coordinator.relay import NodeHandle
+from governance.attestation import SignedPolicyAttestation
 from governance.audit import AuditLog
 from governance.errors import GovernanceError
 from governance.policy import (
@@ -37,6 +43,7 @@ from proto.mpc.v1 import node_pb2
 log = logging.getLogger("coordinator.policies")
 Code = grpc.StatusCode
 SYNC_TIMEOUT_S = 5.0
+ATTESTATION_FUTURE_TOLERANCE_MS = 300_000
 
 
 def proposal_id(signed: SignedPolicyChange) -> str:
@@ -62,6 +69,15 @@ class PolicyBook:
         self._history: dict[bytes, list[SignedPolicyChange]] = {}
         self._synced: dict[int, bool] = {i: False for i in nodes}
         self._sync_locks = {i: threading.Lock() for i in nodes}
+        self._attestation: SignedPolicyAttestation | None = None
+        stored = db.attestation()
+        if stored is not None:
+            try:
+                self._attestation = SignedPolicyAttestation.from_bytes(stored)
+                self._attestation.verify(admins)
+            except GovernanceError as e:
+                log.warning("stored policy attestation ignored: %s", e)
+                self._attestation = None
         for scope, changes in db.policy_changes().items():
             current: KeyPolicy | None = None
             history = []
@@ -113,6 +129,64 @@ class PolicyBook:
 
     def synced(self, i: int) -> bool:
         return self._synced.get(i, False)
+
+    def heads(self) -> list[SignedPolicyChange]:
+        """The change in force for every scope, sorted by scope."""
+        with self._lock:
+            return [self._history[s][-1] for s in sorted(self._history) if self._history[s]]
+
+    def history(self, scope: bytes) -> list[SignedPolicyChange]:
+        with self._lock:
+            return list(self._history.get(scope, ()))
+
+    # --- attestations ------------------------------------------------------------------------
+    def attestation(self) -> bytes:
+        """The newest attestation held (canonical bytes; empty if none): sent with every session."""
+        with self._lock:
+            return b"" if self._attestation is None else self._attestation.to_bytes()
+
+    def submit_attestation(self, data: bytes, caller: str) -> tuple[bool, int]:
+        """An admin's attestation: verify (it must be the caller's own), keep if newest, push to
+        every node. Returns (stored, issued_at_ms of the one now held)."""
+        try:
+            signed = SignedPolicyAttestation.from_bytes(data)
+        except GovernanceError as e:
+            raise RpcError(Code.INVALID_ARGUMENT, f"attestation.{e.field}: {e.reason}") from None
+        try:
+            att = signed.verify(self.admins)
+        except GovernanceError as e:
+            self.audit.append(caller, "policy-attest", outcome="refused", details={"reason": str(e)[:500]})
+            raise RpcError(Code.PERMISSION_DENIED, f"attestation.{e.field}: {e.reason}") from None
+        if att.admin != caller:
+            raise RpcError(
+                Code.PERMISSION_DENIED, f"attestation.attestation.admin: certificate name {caller!r} differs from the attesting admin {att.admin!r}"
+            )
+        if att.issued_at_ms - now_ms() > ATTESTATION_FUTURE_TOLERANCE_MS:
+            raise RpcError(Code.INVALID_ARGUMENT, "attestation.attestation.issued_at_ms: in the future")
+        with self._lock:
+            stored = self._attestation is None or self._attestation.issued_at_ms < att.issued_at_ms
+            if stored:
+                stored = self.db.put_attestation(signed.to_bytes(), att.issued_at_ms)
+            if stored:
+                self._attestation = signed
+                for i in self._synced:
+                    self._synced[i] = False
+            held = self._attestation
+            assert held is not None
+        mine = {s.change.scope: s.change.new_policy for s in self.heads()}
+        differs = [
+            scope_name(h.scope) for h in att.heads
+            if (p := mine.get(h.scope)) is None or p.version != h.version or p.digest() != h.digest
+        ] + [scope_name(s) for s in mine if att.head(s) is None]
+        self.audit.append(
+            caller, "policy-attest", outcome="stored" if stored else "older",
+            details={"issued_at_ms": att.issued_at_ms, "heads": len(att.heads), "differs": ",".join(differs)[:500]},
+        )
+        if differs:
+            log.warning("attestation by %s names other heads than ours for %s", att.admin, ", ".join(differs)[:500])
+        if stored:
+            self.sync_all()
+        return stored, held.issued_at_ms
 
     # --- proposals ---------------------------------------------------------------------------
     def propose(self, data: bytes, caller: str, key_exists: Callable[[bytes], bool]) -> ProposalRecord:
@@ -273,6 +347,11 @@ class PolicyBook:
                     for signed in changes[have.get(scope, 0):]:
                         h.stub.InstallPolicy(node_pb2.InstallPolicyRequest(signed_change=signed.to_bytes()), timeout=SYNC_TIMEOUT_S)
                         pushed += 1
+                attestation = self.attestation()
+                if attestation and bytes(resp.policy_attestation) != attestation:
+                    h.stub.InstallPolicyAttestation(
+                        node_pb2.InstallPolicyAttestationRequest(attestation=attestation), timeout=SYNC_TIMEOUT_S
+                    )
             except grpc.RpcError as e:
                 code, details = status_of(e)
                 self._synced[i] = False
@@ -285,6 +364,7 @@ class PolicyBook:
                 return False
             with self._lock:
                 unchanged = all(len(self._history.get(s, ())) == len(c) for s, c in history.items()) and len(history) == len(self._history)
+                unchanged = unchanged and self.attestation() == attestation
             self._synced[i] = unchanged
             if pushed:
                 self.audit.append("coordinator", "policy-push", outcome="synced", details={"node": h.name, "changes": pushed})

@@ -32,6 +32,9 @@ RPC_ROLES: dict[str, tuple[str, ...]] = {
     "ApprovePolicyChange": (ADMIN,),
     "GetPolicyProposal": READ,
     "ListPolicyProposals": READ,
+    "ListPolicies": READ,
+    "GetPolicyHistory": READ,
+    "SubmitPolicyAttestation": (ADMIN,),
     "GetAuditLog": (AUDITOR,),
 }
 

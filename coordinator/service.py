@@ -396,6 +396,7 @@ class CoordinatorService:
                 attempts += 1
                 sid = os.urandom(32)
                 params = node_pb2.SignParams(
+                    policy_attestation=self.policies.attestation(),
                     key_id=k.key_id, signers=signers, derivation_path=path, digest=digest, request_id=rid, approval_bundle=bundle
                 )
                 start = node_pb2.StartSessionRequest(session_id=sid, sign=params)
@@ -609,6 +610,25 @@ class CoordinatorService:
                 raise invalid("state", "unknown state")
             state = _PB_PROPOSAL_STATE[req.state]
         return coordinator_pb2.ListPolicyProposalsResponse(proposals=[self._proposal(r) for r in self.db.list_proposals(state)])
+
+    def ListPolicies(self, req: coordinator_pb2.ListPoliciesRequest, ctx: Any) -> coordinator_pb2.ListPoliciesResponse:
+        return coordinator_pb2.ListPoliciesResponse(
+            governance_root=self.policies.governance_root, policies=[policy_state(s) for s in self.policies.heads()],
+            policy_attestation=self.policies.attestation(),
+        )
+
+    def GetPolicyHistory(self, req: coordinator_pb2.GetPolicyHistoryRequest, ctx: Any) -> coordinator_pb2.PolicyHistory:
+        scope = check_len(req.key_id, "key_id", 32) if req.key_id else DEFAULT_SCOPE
+        history = self.policies.history(scope)
+        if not history and self.db.get_key(scope) is None:
+            raise RpcError(Code.NOT_FOUND, f"key_id: unknown key {scope.hex()}")
+        return coordinator_pb2.PolicyHistory(scope=scope, signed_changes=[c.to_bytes() for c in history])
+
+    def SubmitPolicyAttestation(
+        self, req: coordinator_pb2.SubmitPolicyAttestationRequest, ctx: Any
+    ) -> coordinator_pb2.SubmitPolicyAttestationResponse:
+        stored, held = self.policies.submit_attestation(bytes(req.attestation), _ident(ctx).name)
+        return coordinator_pb2.SubmitPolicyAttestationResponse(stored=stored, held_issued_at_ms=held)
 
     # --- audit -------------------------------------------------------------------------------
     def GetAuditLog(self, req: coordinator_pb2.GetAuditLogRequest, ctx: Any) -> governance_pb2.AuditPage:

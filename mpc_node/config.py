@@ -15,6 +15,7 @@ Example::
       "session_timeout_s": 60, "max_sessions": 256, "scrypt_n": 32768,
       "log_file": "node.log", "test_mode": false,
       "audit_db": "audit.db",
+      "policy_max_age_s": 86400,                  # 0: do not require policy attestations
       "governance": {
         "admin_set": {"cluster_id": "<hex>", "admins": {"admin1": "<hex>", ...}, "quorum": 2},
         "initial_policy": <SignedPolicyChange as a dict: the default policy, admin-signed>
@@ -25,7 +26,11 @@ The roster is the node's own, trusted list of every share holder's identity (Ed2
 encryption (X25519) public keys: every protocol message is checked against it, never against
 anything the coordinator says. Likewise the admin set (the governance root) comes only from this
 file: every policy the node enforces must be signed by its admin quorum, the initial default
-policy included. Relative paths are relative to the config file.
+policy included. ``policy_max_age_s`` bounds how long a withheld policy change can go unnoticed:
+the node signs only while the newest admin-signed policy attestation it holds is at most that
+old and names exactly the policies it enforces (see :mod:`governance.attestation`; 0 disables
+the check, for a cluster without attesting admins). Relative paths are relative to the config
+file.
 """
 
 from __future__ import annotations
@@ -42,7 +47,10 @@ _KEYS = {
     "index", "name", "listen", "threshold", "keystore", "store", "passphrase_file", "passphrase_env",
     "tls", "roster", "session_timeout_s", "max_sessions", "scrypt_n", "log_file", "log_level",
     "test_mode", "workers", "audit_db", "governance",
+    "policy_max_age_s",
 }
+DEFAULT_POLICY_MAX_AGE_S = 86400
+MAX_POLICY_MAX_AGE_S = 366 * 86400
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,7 @@ class NodeConfig:
     audit_db: Path
     admin_set: AdminSet
     initial_policy: SignedPolicyChange
+    policy_max_age_s: int = DEFAULT_POLICY_MAX_AGE_S  # 0: attestations not required
 
     @property
     def parties(self) -> int:
@@ -148,6 +157,7 @@ def load_node_config(path: Path) -> NodeConfig:
         audit_db=f.path("audit_db", required=False) or Path(path).parent / "audit.db",
         admin_set=admins,
         initial_policy=initial,
+        policy_max_age_s=f.integer("policy_max_age_s", DEFAULT_POLICY_MAX_AGE_S, lo=0, hi=MAX_POLICY_MAX_AGE_S),
     )
     if roster[index].name != cfg.name:
         raise ConfigError(f"{path}: name: {cfg.name!r} differs from roster entry {index} ({roster[index].name!r})")

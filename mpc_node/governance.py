@@ -16,6 +16,14 @@ another request) or FAILED_PRECONDITION (expired, made under another policy vers
 already served, taken or exhausted, rate limited); the message names the field and the reason,
 and the trailing metadata ``mpc-governance`` says which kind it was, so an honest coordinator can react (bring the node's
 policies up to date, or try the next signing attempt).
+
+Withheld changes (:mod:`governance.attestation`): with ``policy_max_age_s`` > 0 the node also
+refuses, at session start and again just before it releases its share, unless the newest valid
+admin-signed policy attestation it holds (pushed by an admin or the coordinator, or carried in
+the session's parameters; kept durably, newest ``issued_at_ms`` wins) is at most that old by the
+node's clock and names exactly the heads it enforces for the key's scope and the default scope:
+FAILED_PRECONDITION ``stale-policy`` if it names a newer head (the node missed a change), else
+``policy-unconfirmed`` (an admin must run ``mpc policy attest``).
 """
 
 from __future__ import annotations
@@ -28,6 +36,13 @@ from dataclasses import dataclass
 import grpc
 
 from governance.approval import ApprovalBundle, QuorumResult, rate_limit_ok
+from governance.attestation import (
+    AttestationRefusal,
+    PolicyAttestation,
+    PolicyHead,
+    SignedPolicyAttestation,
+    check_confirms,
+)
 from governance.audit import AuditLog
 from governance.errors import GovernanceError
 from governance.policy import DEFAULT_SCOPE, AdminSet, KeyPolicy, SignedPolicyChange
@@ -40,6 +55,8 @@ Code = grpc.StatusCode
 
 # GovernanceError fields that mean "the request is fine but not now / not under this policy"
 _PRECONDITION_FIELDS = ("expires_at_ms", "created_at_ms", "policy_version", "policy_digest")
+# how far in the future an attestation may be issued by this node's clock (clock skew)
+ATTESTATION_FUTURE_TOLERANCE_MS = 300_000
 
 
 def now_ms() -> int:
@@ -61,16 +78,22 @@ class Approved:
 
 
 class NodeGovernance:
-    def __init__(self, name: str, admins: AdminSet, initial: SignedPolicyChange, store: NodeStore, audit: AuditLog) -> None:
+    def __init__(
+        self, name: str, admins: AdminSet, initial: SignedPolicyChange, store: NodeStore, audit: AuditLog,
+        *, max_age_s: int = 86400,
+    ) -> None:
         self.name = name
         self.admins = admins
         self.store = store
         self.audit = audit
+        self.max_age_ms = max_age_s * 1000  # 0: attestations not required
         self._lock = threading.Lock()
         self._current: dict[bytes, SignedPolicyChange] = {}
+        self._attestation: SignedPolicyAttestation | None = None
         self._load()
         if DEFAULT_SCOPE not in self._current:
             self._install(initial, actor=name, how="initial")
+        self._load_attestation()
 
     # --- policies ----------------------------------------------------------------------------
     def _load(self) -> None:
@@ -91,6 +114,18 @@ class NodeGovernance:
                 last = signed
             if last is not None:
                 self._current[scope] = last
+
+    def _load_attestation(self) -> None:
+        data = self.store.policy_attestation()
+        if data is None:
+            return
+        try:
+            signed = SignedPolicyAttestation.from_bytes(data)
+            signed.verify(self.admins)
+        except GovernanceError as e:  # e.g. the admin set in the config changed: not ours any more
+            log.warning("stored policy attestation ignored: %s", e)
+            return
+        self._attestation = signed
 
     @property
     def governance_root(self) -> bytes:
@@ -157,9 +192,104 @@ class NodeGovernance:
             details["reason"] = reason[:500]
         self.audit.append(actor, "policy-install", outcome=outcome, details=details)
 
+    # --- attestations ------------------------------------------------------------------------
+    def attestation(self) -> SignedPolicyAttestation | None:
+        with self._lock:
+            return self._attestation
+
+    def _head(self, scope: bytes) -> PolicyHead | None:
+        """Under ``self._lock``: the head this node enforces for ``scope`` (None: no policy)."""
+        signed = self._current.get(scope)
+        if signed is None:
+            return None
+        p = signed.change.new_policy
+        return PolicyHead(scope, p.version, p.digest())
+
+    def _verified(self, data: bytes, field: str) -> SignedPolicyAttestation:
+        """Decode and verify; RpcError naming ``field`` (INVALID_ARGUMENT malformed,
+        PERMISSION_DENIED not signed by an admin of this cluster, FAILED_PRECONDITION future)."""
+        try:
+            signed = SignedPolicyAttestation.from_bytes(data)
+        except GovernanceError as e:
+            raise refusal(Code.INVALID_ARGUMENT, "malformed", f"{field}.{e.field}: {e.reason}") from None
+        try:
+            signed.verify(self.admins)
+        except GovernanceError as e:
+            raise refusal(Code.PERMISSION_DENIED, "denied", f"{field}.{e.field}: {e.reason}") from None
+        ahead = signed.issued_at_ms - now_ms()
+        if ahead > ATTESTATION_FUTURE_TOLERANCE_MS:
+            raise refusal(
+                Code.FAILED_PRECONDITION, "policy-unconfirmed",
+                f"{field}.attestation.issued_at_ms: issued {ahead // 1000} s in the future by {self.name}'s clock "
+                f"(at most {ATTESTATION_FUTURE_TOLERANCE_MS // 1000} s tolerated)",
+            )
+        return signed
+
+    def _keep(self, signed: SignedPolicyAttestation) -> bool:
+        """Store ``signed`` durably if newer than the held one; True if it was."""
+        with self._lock:
+            held = self._attestation
+            if held is not None and held.issued_at_ms >= signed.issued_at_ms:
+                return False
+            if not self.store.put_policy_attestation(signed.to_bytes(), signed.issued_at_ms):
+                return False
+            self._attestation = signed
+            return True
+
+    def install_attestation(self, data: bytes, *, actor: str) -> tuple[bool, int, str]:
+        """An attestation pushed by an admin or the coordinator: verify, keep if newest, audit.
+        Returns (stored, issued_at_ms of the held one, how it matches this node's heads)."""
+        try:
+            signed = self._verified(data, "attestation")
+        except RpcError as e:
+            self.audit.append(actor, "policy-attest", outcome="refused", details={"reason": e.message[:500]})
+            raise
+        stored = self._keep(signed)
+        held = self.attestation()
+        assert held is not None
+        status = self._match(held.attestation)
+        att = signed.attestation
+        self.audit.append(
+            actor, "policy-attest", outcome="stored" if stored else "older",
+            details={"admin": att.admin, "issued_at_ms": att.issued_at_ms, "heads": len(att.heads), "status": status[:500]},
+        )
+        if stored:
+            log.info("policy attestation by %s (issued at %d) stored: %s", att.admin, att.issued_at_ms, status)
+        return stored, held.issued_at_ms, status
+
+    def _match(self, att: PolicyAttestation) -> str:
+        """``confirmed`` if ``att`` names exactly every head this node holds, else why not."""
+        with self._lock:
+            held = {s: self._head(s) for s in set(self._current) | {h.scope for h in att.heads}}
+        try:
+            check_confirms(att, held, now_ms=att.issued_at_ms, max_age_ms=1, future_tolerance_ms=0)
+        except AttestationRefusal as e:
+            return f"{e.kind}: {e.field}: {e.reason}"
+        return "confirmed"
+
+    def check_confirmed(self, key_id: bytes, offered: bytes = b"") -> None:
+        """Refuse (RpcError FAILED_PRECONDITION) unless the newest attestation held (after
+        keeping ``offered``, the session's, if valid and newer) is fresh and names exactly the
+        heads this node enforces for ``key_id``'s scope and the default scope."""
+        if offered:
+            self._keep(self._verified(offered, "sign.policy_attestation"))
+        if self.max_age_ms == 0:
+            return
+        with self._lock:
+            signed = self._attestation
+            held = {key_id: self._head(key_id), DEFAULT_SCOPE: self._head(DEFAULT_SCOPE)}
+        try:
+            check_confirms(
+                None if signed is None else signed.attestation, held, now_ms=now_ms(), max_age_ms=self.max_age_ms,
+                future_tolerance_ms=ATTESTATION_FUTURE_TOLERANCE_MS,
+            )
+        except AttestationRefusal as e:
+            raise refusal(Code.FAILED_PRECONDITION, e.kind, f"sign.{e.field}: {self.name}: {e.reason}") from None
+
     # --- signing -----------------------------------------------------------------------------
     def check_sign(
-        self, bundle_bytes: bytes, *, key_id: bytes, digest: bytes, path: tuple[int, ...], request_id: str
+        self, bundle_bytes: bytes, *, key_id: bytes, digest: bytes, path: tuple[int, ...], request_id: str,
+        attestation: bytes = b"",
     ) -> Approved:
         """Everything a node checks before it starts a signing session (raises RpcError)."""
         if not bundle_bytes:
@@ -190,6 +320,7 @@ class NodeGovernance:
             raise refusal(Code.FAILED_PRECONDITION, "stale-policy", f"sign.key_id: {self.name} has no policy for this key")
         scope, policy = found
         result = self._verify(bundle, policy)
+        self.check_confirmed(key_id, attestation)
         # a request this node already served (in an earlier attempt) counts once: no new check;
         # how many attempts may release a share is bounded by the reservations
         limit = policy.rate_limit
@@ -225,6 +356,7 @@ class NodeGovernance:
             raise refusal(Code.FAILED_PRECONDITION, "stale-policy", f"sign.key_id: {self.name} has no policy for this key")
         _scope, policy = found
         self._verify(approved.bundle, policy)
+        self.check_confirmed(key_id)
         req = approved.bundle.request
         limit = policy.rate_limit
         return ServedRequest(

@@ -1,7 +1,10 @@
 """``mpc-node --config FILE``: a share-holder node serving the mpc.v1.Node gRPC service over mTLS.
 
-Only a client whose certificate has role ``coordinator`` may call the Node service; the
-standard health and reflection services answer any client with a certificate from the CA.
+Only a client whose certificate has role ``coordinator`` may call the Node service, except the
+policy RPCs in :data:`ADMIN_RPCS`, which role ``admin`` may call too (admins push signed policy
+changes and attestations directly, so a coordinator cannot withhold them; the node verifies the
+admin signatures itself and audits who pushed). The standard health and reflection services
+answer any client with a certificate from the CA.
 SIGTERM/SIGINT stop the server gracefully (in-flight calls get a few seconds).
 """
 
@@ -35,6 +38,7 @@ from proto.mpc.v1 import node_pb2
 
 log = logging.getLogger("mpc_node")
 NODE_SERVICE = node_pb2.DESCRIPTOR.services_by_name["Node"]
+ADMIN_RPCS = frozenset({"InstallPolicy", "InstallPolicyAttestation", "GetPolicies"})
 
 
 def build_server(cfg: NodeConfig, service: NodeService) -> tuple[grpc.Server, int]:
@@ -45,7 +49,8 @@ def build_server(cfg: NodeConfig, service: NodeService) -> tuple[grpc.Server, in
     )
 
     def authorize(ctx: grpc.ServicerContext, method: str) -> None:
-        require_role(ctx, ("coordinator",), f"mpc.v1.Node/{method}")
+        roles = ("coordinator", "admin") if method in ADMIN_RPCS else ("coordinator",)
+        require_role(ctx, roles, f"mpc.v1.Node/{method}")
 
     server.add_generic_rpc_handlers((service_handler(NODE_SERVICE, node_pb2, service, authorize=authorize, logger=log),))
     service.health = add_standard_services(server, (NODE_SERVICE.full_name,))

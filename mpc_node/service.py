@@ -134,7 +134,9 @@ class NodeService:
             raise RuntimeError(
                 f"roster entry {self.me} does not match this node's keystore (wrong keystore or stale roster)"
             )
-        self.gov = NodeGovernance(cfg.name, cfg.admin_set, cfg.initial_policy, store, audit)
+        self.gov = NodeGovernance(
+            cfg.name, cfg.admin_set, cfg.initial_policy, store, audit, max_age_s=cfg.policy_max_age_s
+        )
         self.bans = BanRegistry(store)
 
     # ---------------------------------------------------------------------------------------
@@ -339,7 +341,10 @@ class NodeService:
         key = self._key(key_id)
         if len(signers) != key.threshold:
             raise invalid("sign.signers", f"key needs exactly {key.threshold} signers, got {len(signers)}")
-        approved = self.gov.check_sign(p.approval_bundle, key_id=key_id, digest=digest, path=path, request_id=p.request_id)
+        approved = self.gov.check_sign(
+            p.approval_bundle, key_id=key_id, digest=digest, path=path, request_id=p.request_id,
+            attestation=bytes(p.policy_attestation),
+        )
         banned = self.bans.banned(key_id)
         bad = sorted(set(signers) & banned)
         if bad:
@@ -901,9 +906,17 @@ class NodeService:
         return node_pb2.InstallPolicyResponse(installed=installed, policy=policy_state(signed))
 
     def GetPolicies(self, req: node_pb2.GetPoliciesRequest, ctx: Any) -> node_pb2.GetPoliciesResponse:
+        att = self.gov.attestation()
         return node_pb2.GetPoliciesResponse(
-            governance_root=self.gov.governance_root, policies=[policy_state(p) for p in self.gov.policies()]
+            governance_root=self.gov.governance_root, policies=[policy_state(p) for p in self.gov.policies()],
+            policy_attestation=b"" if att is None else att.to_bytes(),
         )
+
+    def InstallPolicyAttestation(
+        self, req: node_pb2.InstallPolicyAttestationRequest, ctx: Any
+    ) -> node_pb2.InstallPolicyAttestationResponse:
+        stored, held_ms, status = self.gov.install_attestation(bytes(req.attestation), actor=_caller(ctx))
+        return node_pb2.InstallPolicyAttestationResponse(stored=stored, held_issued_at_ms=held_ms, status=status)
 
     def GetAuditLog(self, req: governance_pb2.AuditLogRequest, ctx: Any) -> governance_pb2.AuditPage:
         return audit_page(self.audit, req.after_seq, req.limit)

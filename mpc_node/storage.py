@@ -554,6 +554,27 @@ class NodeStore:
             out.setdefault(bytes(scope), []).append(bytes(change))
         return out
 
+    def put_policy_attestation(self, attestation: bytes, issued_at_ms: int) -> bool:
+        """Keep ``attestation`` (an already verified SignedPolicyAttestation) if it was issued
+        later than the one stored; True if stored. Atomic and durable (one transaction)."""
+        attestation = _check_bytes(attestation, "attestation", max_len=MAX_CHANGE)
+        _check_int(issued_at_ms, "issued_at_ms", 0, 2**62)
+        with self._write() as c:
+            row = c.execute("SELECT value FROM meta WHERE name = 'policy_attestation_ms'").fetchone()
+            if row is not None and isinstance(row[0], int) and row[0] >= issued_at_ms:
+                return False
+            c.executemany(
+                "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)",
+                [("policy_attestation_ms", issued_at_ms), ("policy_attestation", attestation)],
+            )
+        return True
+
+    def policy_attestation(self) -> bytes | None:
+        """The stored attestation (see :meth:`put_policy_attestation`), or None."""
+        with self._read() as c:
+            row = c.execute("SELECT value FROM meta WHERE name = 'policy_attestation'").fetchone()
+        return None if row is None else bytes(row[0])
+
     def request_served(self, request_id: str) -> bool:
         request_id = _check_text(request_id, "request_id", MAX_REQUEST_ID)
         with self._read() as c:

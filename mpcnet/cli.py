@@ -11,8 +11,10 @@
     mpc --cluster DIR --as NAME policy show [--key KEY_ID]
     mpc --cluster DIR --as admin1 policy propose [--key KEY_ID] [--approvers a,b,c] [--quorum M]
                                                  [--requesters r1,r2] [--ttl S] [--rate N/SECONDS]
-    mpc --cluster DIR --as admin2 policy approve PROPOSAL_ID
+    mpc --cluster DIR --as admin2 policy approve PROPOSAL_ID [--no-push]
     mpc --cluster DIR --as NAME policy proposals [--state pending]
+    mpc --cluster DIR --as admin1 policy push [--key KEY_ID]   (the signed history, to every node directly)
+    mpc --cluster DIR --as admin1 policy attest                (confirm every scope's head to every node)
     mpc --cluster DIR --as auditor1 audit verify
     mpc --cluster DIR --as auditor1 audit export --jsonl [--component node-1] [--out FILE]
     mpc audit verify --db PATH --public-key HEX          (a local audit.db, no cluster needed)
@@ -270,7 +272,7 @@ def cmd_policy_propose(c: MpcClient, args: argparse.Namespace) -> int:
         new: KeyPolicy = c.next_policy(key_id, **changes)
     except GovernanceError as e:
         raise argparse.ArgumentTypeError(f"{e.field}: {e.reason}") from None
-    p = c.propose_policy(new, key_id=key_id)
+    p = c.propose_policy(new, key_id=key_id, push=not args.no_push)
     return _show_proposal(args, p)
 
 
@@ -283,12 +285,32 @@ def _show_proposal(args: argparse.Namespace, p: Any) -> int:
         ("requesters", ", ".join(sorted(pol.requesters)) or "nobody"), ("request TTL", f"{pol.ttl_seconds} s"),
         ("rate limit", f"{pol.rate_limit.max_signatures} per {pol.rate_limit.window_seconds} s"),
         ("signed by", f"{', '.join(p.signers)} ({len(set(p.signers))} of {p.admin_quorum} needed)"),
+        *[(f"pushed to {node}", _safe(outcome)) for node, outcome in sorted((p.pushed or {}).items())],
     ])
     return 0
 
 
+def _safe(text: str) -> str:
+    """Server text shown on a terminal: printable ASCII only."""
+    return "".join(c if c.isascii() and c.isprintable() else "?" for c in text)[:500]
+
+
+def _report(args: argparse.Namespace, out: dict[str, str]) -> int:
+    """Per-node outcomes; exit 1 if any is an error."""
+    _print(args, out, [(name, _safe(v)) for name, v in sorted(out.items())])
+    return 1 if any(v.startswith("error") for v in out.values()) else 0
+
+
+def cmd_policy_push(c: MpcClient, args: argparse.Namespace) -> int:
+    return _report(args, c.push_policy(_hex(args.key, "key") if args.key else None))
+
+
+def cmd_policy_attest(c: MpcClient, args: argparse.Namespace) -> int:
+    return _report(args, c.attest())
+
+
 def cmd_policy_approve(c: MpcClient, args: argparse.Namespace) -> int:
-    return _show_proposal(args, c.approve_policy(args.id))
+    return _show_proposal(args, c.approve_policy(args.id, push=not args.no_push))
 
 
 def cmd_policy_proposals(c: MpcClient, args: argparse.Namespace) -> int:
@@ -445,7 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--expect-digest", metavar="HEX", help="sign nothing unless the request is for this digest")
         p.set_defaults(fn=cmd_decide)
 
-    p = sub.add_parser("policy", parents=[common], help="key policies: show, propose, approve, proposals")
+    p = sub.add_parser("policy", parents=[common], help="key policies: show, propose, approve, proposals, push, attest")
     psub = p.add_subparsers(dest="policy_command", required=True)
     q = psub.add_parser("show", parents=[common], help="the policy in force for a key (or the default)")
     q.add_argument("--key", default=None, help="key id (hex); default: the default policy")
@@ -457,10 +479,20 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--requesters", help="comma-separated names allowed to request (empty: nobody)")
     q.add_argument("--ttl", type=int, help="longest a request may live, in seconds")
     q.add_argument("--rate", help="rate limit N/SECONDS, e.g. 100/3600")
+    q.add_argument("--no-push", action="store_true", help="if this applies the change, do not push it to the nodes directly")
     q.set_defaults(fn=cmd_policy_propose)
     q = psub.add_parser("approve", parents=[common], help="sign a pending proposal; role admin")
     q.add_argument("id", metavar="PROPOSAL_ID")
+    q.add_argument("--no-push", action="store_true", help="if this applies the change, do not push it (and an attestation) to the nodes directly")
     q.set_defaults(fn=cmd_policy_approve)
+    q = psub.add_parser("push", parents=[common], help="install a scope's signed change history on every node directly; role admin")
+    q.add_argument("--key", default=None, help="key id (hex); default: the default policy")
+    q.set_defaults(fn=cmd_policy_push)
+    q = psub.add_parser(
+        "attest", parents=[common],
+        help="sign an attestation of every scope's policy head and send it to the coordinator and every node; role admin",
+    )
+    q.set_defaults(fn=cmd_policy_attest)
     q = psub.add_parser("proposals", parents=[common], help="list policy proposals")
     q.add_argument("--state", choices=("pending", "applied", "superseded"))
     q.set_defaults(fn=cmd_policy_proposals)

@@ -14,6 +14,12 @@ that signs their decisions here, client-side; the coordinator only stores and fo
     print(done.state, done.signature.der.hex())
 
 Failures raise :class:`MpcError` with the gRPC status code and the server's message.
+
+Admins also talk to the nodes *directly* (with their own certificate; endpoints from
+cluster.json): :meth:`MpcClient.push_policy` installs a scope's signed change history on every
+node and :meth:`MpcClient.attest` signs and sends a policy attestation, so that a coordinator
+cannot withhold either. An admin whose approval (or proposal) completes a change does both by
+default.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -30,6 +36,7 @@ import grpc
 from crypto_core.bip32 import derive, parse_path
 from crypto_core.group import Point
 from governance.approval import Decision, SigningRequest, sign_approval
+from governance.attestation import PolicyAttestation, PolicyHead, SignedPolicyAttestation, sign_attestation
 from governance.errors import GovernanceError
 from governance.policy import (
     DEFAULT_SCOPE,
@@ -40,12 +47,13 @@ from governance.policy import (
     SignedPolicyChange,
     check_admin_signature,
     sign_policy_change,
+    verify_policy_change,
 )
 from mpcnet.govwire import entry_rows
 from mpcnet.identities import Identity, load_identity
 from mpcnet.pki import CertPaths, channel_credentials
 from mpcnet.rpc import CHANNEL_OPTIONS
-from proto.mpc.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc, governance_pb2
+from proto.mpc.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc, governance_pb2, node_pb2, node_pb2_grpc
 
 _STATUS = {v: k for k, v in common_pb2.KeyStatus.items()}
 _STATE = {v: k for k, v in coordinator_pb2.RequestState.items()}
@@ -277,6 +285,9 @@ class Proposal:
     proposer: str
     admin_quorum: int
     created_unix_ms: int
+    # set when this client completed the change and pushed it to the nodes directly:
+    # node name -> outcome (see MpcClient.push_policy and MpcClient.attest)
+    pushed: dict[str, str] | None = None
 
     @property
     def signers(self) -> list[str]:
@@ -293,6 +304,7 @@ class Proposal:
             "scope": "default" if c.scope == DEFAULT_SCOPE else c.scope.hex(),
             "previous_digest": None if c.previous_digest is None else c.previous_digest.hex(),
             "new_policy": c.new_policy.to_dict(),
+            **({"pushed": self.pushed} if self.pushed is not None else {}),
         }
 
 
@@ -335,8 +347,11 @@ class MpcClient:
         self.timeout = timeout
         self.identity = identity
         self.admin_set = admin_set
+        self._creds = creds
         self._channel = grpc.secure_channel(endpoint, creds, options=CHANNEL_OPTIONS)
         self._stub = coordinator_pb2_grpc.CoordinatorStub(self._channel)
+        self.node_endpoints: dict[str, str] = {}  # node name -> endpoint, for direct pushes (admins)
+        self._node_channels: dict[str, grpc.Channel] = {}
 
     @staticmethod
     def from_cluster(directory: str | Path, *, identity: str, timeout: float = 300.0) -> "MpcClient":
@@ -346,9 +361,12 @@ class MpcClient:
         admin_set = AdminSet.from_dict(info["admin_set"]) if "admin_set" in info else None
         ca = Path(info["ca_cert"])
         endpoint = info["coordinator"]["endpoint"]
+        nodes = {str(n["name"]): str(n["endpoint"]) for n in info.get("nodes", [])}
         if identity in info.get("identities", {}):
             ident = load_identity(Path(directory), identity)
-            return MpcClient(endpoint, ident.cert, ca, timeout=timeout, identity=ident, admin_set=admin_set)
+            out = MpcClient(endpoint, ident.cert, ca, timeout=timeout, identity=ident, admin_set=admin_set)
+            out.node_endpoints = nodes
+            return out
         if identity in info.get("certs", {}):
             c = info["certs"][identity]
             return MpcClient(endpoint, CertPaths(Path(c["cert"]), Path(c["key"])), ca, timeout=timeout, admin_set=admin_set)
@@ -357,6 +375,9 @@ class MpcClient:
 
     def close(self) -> None:
         self._channel.close()
+        for ch in self._node_channels.values():
+            ch.close()
+        self._node_channels.clear()
 
     def __enter__(self) -> "MpcClient":
         return self
@@ -509,9 +530,11 @@ class MpcClient:
                 f"policy: the coordinator reports a policy without a valid admin quorum ({len(good)} of {self.admin_set.quorum})",
             )
 
-    def propose_policy(self, new_policy: KeyPolicy, *, key_id: bytes | str | None = None) -> Proposal:
+    def propose_policy(self, new_policy: KeyPolicy, *, key_id: bytes | str | None = None, push: bool = True) -> Proposal:
         """Propose ``new_policy`` for a key (or the default), signed with this admin's key. Its
-        version must be the current one + 1 (see :meth:`next_policy`)."""
+        version must be the current one + 1 (see :meth:`next_policy`). If this alone applies it
+        (an admin quorum of 1) and ``push``, the change and a fresh attestation go to every node
+        directly (:meth:`complete`)."""
         me = self._me()
         if self.admin_set is None:
             raise MpcError(grpc.StatusCode.FAILED_PRECONDITION, "admin_set: unknown (use from_cluster)")
@@ -523,7 +546,7 @@ class MpcClient:
         change = PolicyChange(scope, new_policy, previous, self.admin_set.digest())
         signed = SignedPolicyChange(change, (sign_policy_change(change, me.name, me.signing_key),))
         r = self._call(self._stub.ProposePolicyChange, coordinator_pb2.ProposePolicyChangeRequest(signed_change=signed.to_bytes()))
-        return self._proposal(r)
+        return self.complete(self._proposal(r)) if push else self._proposal(r)
 
     def next_policy(self, key_id: bytes | str | None = None, **changes: Any) -> KeyPolicy:
         """The policy in force for a key (or the default) with ``changes`` applied and the
@@ -539,8 +562,10 @@ class MpcClient:
         fields.update(changes)
         return KeyPolicy(**fields)
 
-    def approve_policy(self, proposal_id: str) -> Proposal:
-        """Sign a pending proposal (after checking it is for this cluster) and submit it."""
+    def approve_policy(self, proposal_id: str, *, push: bool = True) -> Proposal:
+        """Sign a pending proposal (after checking it is for this cluster) and submit it; if that
+        applies it and ``push``, send the change and a fresh attestation to every node directly
+        (:meth:`complete`)."""
         me = self._me()
         p = self.get_proposal(proposal_id)
         if self.admin_set is not None and p.signed_change.change.governance_root != self.admin_set.digest():
@@ -550,7 +575,7 @@ class MpcClient:
             self._stub.ApprovePolicyChange,
             coordinator_pb2.ApprovePolicyChangeRequest(proposal_id=proposal_id, admin=me.name, signature=sig.signature),
         )
-        return self._proposal(r)
+        return self.complete(self._proposal(r)) if push else self._proposal(r)
 
     def get_proposal(self, proposal_id: str) -> Proposal:
         return self._proposal(self._call(self._stub.GetPolicyProposal, coordinator_pb2.GetPolicyProposalRequest(proposal_id=proposal_id)))
@@ -569,6 +594,180 @@ class MpcClient:
         if signed.change.digest()[:16].hex() != r.proposal_id:
             raise MpcError(grpc.StatusCode.DATA_LOSS, f"proposal: id {r.proposal_id} does not match its change")
         return Proposal(r.proposal_id, _PROPOSAL_STATE.get(r.state, "unspecified"), signed, r.proposer, r.admin_quorum, r.created_unix_ms)
+
+    # --- direct pushes to the nodes (admins) -------------------------------------------------
+    def complete(self, p: Proposal) -> Proposal:
+        """For an applied proposal (with known node endpoints): push the change to every node
+        directly, then a fresh attestation; the outcomes are in ``pushed``."""
+        if p.state != "applied" or not self.node_endpoints:
+            return p
+        applied = p.signed_change
+        scope = applied.change.scope
+        key_id = None if scope == DEFAULT_SCOPE else scope
+        history = self.policy_history(key_id)
+        if not any(h.change.digest() == applied.change.digest() for h in history):
+            # the coordinator says "applied" but does not report it: push what we signed
+            history = [*history, applied]
+        out = self.push_policy(key_id, history=history)
+        for node, outcome in self.attest(known=[applied]).items():
+            out[node] = f"{out[node]}; attestation {outcome}" if node in out else f"attestation {outcome}"
+        return replace(p, pushed=out)
+
+    def _node_stub(self, name: str) -> node_pb2_grpc.NodeStub:
+        ch = self._node_channels.get(name)
+        if ch is None:
+            ch = self._node_channels[name] = grpc.secure_channel(self.node_endpoints[name], self._creds, options=CHANNEL_OPTIONS)
+        return node_pb2_grpc.NodeStub(ch)
+
+    def _nodes(self) -> list[str]:
+        if not self.node_endpoints:
+            raise MpcError(grpc.StatusCode.FAILED_PRECONDITION, "nodes: no node endpoints known (use from_cluster with a cluster.json)")
+        return sorted(self.node_endpoints)
+
+    def list_policies(self) -> tuple[list[SignedPolicyChange], bytes]:
+        """Every scope's change in force, as the coordinator reports it (each checked to carry a
+        quorum of our admin set), and the newest attestation it holds (bytes, maybe empty)."""
+        r = self._call(self._stub.ListPolicies, coordinator_pb2.ListPoliciesRequest())
+        out = []
+        for i, st in enumerate(r.policies):
+            try:
+                signed = SignedPolicyChange.from_bytes(bytes(st.signed_change))
+            except GovernanceError as e:
+                raise MpcError(grpc.StatusCode.DATA_LOSS, f"policies[{i}].signed_change.{e.field}: {e.reason}") from None
+            if self.admin_set is not None:
+                self._check_quorum(signed)
+            out.append(signed)
+        return out, bytes(r.policy_attestation)
+
+    def policy_history(self, key_id: bytes | str | None = None) -> list[SignedPolicyChange]:
+        """The signed change history of a key's own policy (or the default), oldest first,
+        verified here change by change against our admin set."""
+        kid = bytes.fromhex(key_id) if isinstance(key_id, str) else (key_id or b"")
+        r = self._call(self._stub.GetPolicyHistory, coordinator_pb2.GetPolicyHistoryRequest(key_id=kid))
+        out: list[SignedPolicyChange] = []
+        current: KeyPolicy | None = None
+        for i, data in enumerate(r.signed_changes):
+            try:
+                signed = SignedPolicyChange.from_bytes(bytes(data))
+                if self.admin_set is not None:
+                    current = verify_policy_change(self.admin_set, current, signed.change, signed.signatures)
+            except GovernanceError as e:
+                raise MpcError(grpc.StatusCode.DATA_LOSS, f"signed_changes[{i}].{e.field}: {e.reason}") from None
+            out.append(signed)
+        return out
+
+    def push_policy(
+        self, key_id: bytes | str | None = None, *, history: Sequence[SignedPolicyChange] | None = None
+    ) -> dict[str, str]:
+        """Install the scope's signed history (from the coordinator, verified here; or the
+        given one, oldest first) on every node directly (each node verifies every change itself).
+        Returns node name -> ``installed N`` / ``already`` / ``ahead: ...`` / ``error: ...``."""
+        history = list(history) if history is not None else self.policy_history(key_id)
+        scope = history[-1].change.scope if history else None
+        out: dict[str, str] = {}
+        for name in self._nodes():
+            stub = self._node_stub(name)
+            installed = 0
+            try:
+                have = 0
+                for st in stub.GetPolicies(node_pb2.GetPoliciesRequest(), timeout=10).policies:
+                    if bytes(st.scope) == scope:
+                        have = int(st.version)
+                if have > len(history):
+                    out[name] = f"ahead: holds version {have}, the coordinator reports {len(history)}"
+                    continue
+                # from the node's own version on (its current change again: a fork is refused there)
+                for signed in history[max(have - 1, 0):]:
+                    r = stub.InstallPolicy(node_pb2.InstallPolicyRequest(signed_change=signed.to_bytes()), timeout=10)
+                    installed += int(r.installed)
+            except grpc.RpcError as e:
+                out[name] = f"error: {e.code().name}: {e.details() or ''}"
+                continue
+            out[name] = f"installed {installed}" if installed else "already"
+        return out
+
+    def _node_heads(self) -> tuple[dict[str, list[SignedPolicyChange]], dict[str, str]]:
+        heads: dict[str, list[SignedPolicyChange]] = {}
+        errors: dict[str, str] = {}
+        for name in self._nodes():
+            try:
+                r = self._node_stub(name).GetPolicies(node_pb2.GetPoliciesRequest(), timeout=10)
+                heads[name] = [SignedPolicyChange.from_bytes(bytes(p.signed_change)) for p in r.policies]
+            except grpc.RpcError as e:
+                errors[name] = f"error: {e.code().name}: {e.details() or ''}"
+            except GovernanceError as e:
+                errors[name] = f"error: policies: {e.field}: {e.reason}"
+        return heads, errors
+
+    def _quorum_ok(self, signed: SignedPolicyChange) -> bool:
+        try:
+            self._check_quorum(signed)
+        except MpcError:
+            return False
+        return True
+
+    def attest(self, *, issued_at_ms: int | None = None, known: Sequence[SignedPolicyChange] = ()) -> dict[str, str]:
+        """Sign an attestation of every scope's newest head and send it to the coordinator and
+        to every node directly. Heads come from the coordinator and, cross-checked, from the
+        nodes (a head counts only with a valid admin quorum of our admin set; the newest version
+        wins; two different heads of one version are refused). Returns node name (and
+        ``coordinator``) -> outcome (``confirmed``, or why the node does not match yet).
+        ``known``: changes the caller holds itself (e.g. one it just completed), counted too."""
+        me = self._me()
+        if self.admin_set is None:
+            raise MpcError(grpc.StatusCode.FAILED_PRECONDITION, "admin_set: unknown (use from_cluster)")
+        out: dict[str, str] = {}
+        seen: list[SignedPolicyChange] = [s for s in known if self._quorum_ok(s)]
+        try:
+            coord, _ = self.list_policies()
+            seen.extend(coord)
+        except MpcError as e:
+            out["coordinator"] = f"error: {e.code.name}: {e.message}"
+        node_heads, errors = self._node_heads() if self.node_endpoints else ({}, {})
+        out.update(errors)
+        for hs in node_heads.values():
+            seen.extend(s for s in hs if self._quorum_ok(s))
+        best: dict[bytes, PolicyHead] = {}
+        for signed in seen:
+            if signed.change.governance_root != self.admin_set.digest():
+                continue
+            p = signed.change.new_policy
+            h = PolicyHead(signed.change.scope, p.version, p.digest())
+            cur = best.get(h.scope)
+            if cur is not None and cur.version == h.version and cur.digest != h.digest:
+                raise MpcError(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"heads: two different admin-signed policies of version {h.version} for scope {h.describe()}; nothing attested",
+                )
+            if cur is None or h.version > cur.version:
+                best[h.scope] = h
+        if DEFAULT_SCOPE not in best:
+            raise MpcError(grpc.StatusCode.UNAVAILABLE, "heads: could not learn the default policy from the coordinator or any node")
+        when = time.time_ns() // 1_000_000 if issued_at_ms is None else issued_at_ms
+        att = PolicyAttestation.build(self.admin_set.digest(), when, me.name, list(best.values()))
+        signed_att = sign_attestation(att, me.signing_key)
+        out.update(self.send_attestation(signed_att))
+        return out
+
+    def send_attestation(self, signed: SignedPolicyAttestation) -> dict[str, str]:
+        """Send a signed attestation to the coordinator and every known node; outcomes by name."""
+        data = signed.to_bytes()
+        out: dict[str, str] = {}
+        try:
+            r = self._call(self._stub.SubmitPolicyAttestation, coordinator_pb2.SubmitPolicyAttestationRequest(attestation=data))
+            out["coordinator"] = "stored" if r.stored else "holds a newer one"
+        except MpcError as e:
+            out["coordinator"] = f"error: {e.code.name}: {e.message}"
+        for name in sorted(self.node_endpoints):
+            try:
+                resp = self._node_stub(name).InstallPolicyAttestation(
+                    node_pb2.InstallPolicyAttestationRequest(attestation=data), timeout=10
+                )
+                same = resp.stored or resp.held_issued_at_ms == signed.issued_at_ms  # e.g. relayed by the coordinator first
+                out[name] = resp.status if same else f"holds a newer one ({resp.status})"
+            except grpc.RpcError as e:
+                out[name] = f"error: {e.code().name}: {e.details() or ''}"
+        return out
 
     # --- audit -------------------------------------------------------------------------------
     def audit_page(self, component: str, after_seq: int = 0, limit: int = 0) -> governance_pb2.AuditPage:

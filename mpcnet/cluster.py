@@ -164,12 +164,14 @@ def prepare(
     session_timeout_s: float = 60.0,
     step_timeout_s: float = 20.0,
     default_policy: dict[str, Any] | None = None,
+    policy_max_age_s: int = 86400,
 ) -> Layout:
     """Create what is missing in ``directory`` and (re)write every config with free ports.
 
     ``default_policy`` overrides fields of :data:`DEFAULT_POLICY` for the initial default policy
     of a *new* cluster (tests use short TTLs or low rate limits); an existing cluster keeps its
-    governance.json.
+    governance.json. ``policy_max_age_s`` goes into every node config (how old the newest
+    policy attestation may be; 0 disables the check).
     """
     if not 2 <= threshold <= nodes:
         raise ClusterError(f"threshold: need 2 <= threshold <= nodes, got {threshold}-of-{nodes}")
@@ -236,6 +238,7 @@ def prepare(
                 "log_file": str(lay.log(f"node-{i}")),
                 "test_mode": test_mode,
                 "audit_db": "audit.db",
+                "policy_max_age_s": policy_max_age_s,
                 "governance": governance,
             },
         )
@@ -289,6 +292,16 @@ def _new_governance(directory: Path, overrides: dict[str, Any] | None) -> dict[s
     signed = SignedPolicyChange(change, tuple(sign_policy_change(change, n, admins[n].signing_key) for n in signers))
     signed.verify(admin_set, None)
     return {"admin_set": admin_set.to_dict(), "initial_policy": signed.to_dict()}
+
+
+def initial_attestation(lay: Layout, admin: str = "admin1") -> dict[str, str]:
+    """Attest the running cluster's policy heads as ``admin`` (whose key the launcher holds:
+    development only) to the coordinator and every node, so that a fresh cluster signs at once.
+    Returns the outcome per component (see :meth:`mpcnet.client.MpcClient.attest`)."""
+    from mpcnet.client import MpcClient
+
+    with MpcClient.from_cluster(lay.dir, identity=admin, timeout=30) as c:
+        return c.attest()
 
 
 def command(lay: Layout, name: str) -> list[str]:
@@ -383,6 +396,7 @@ class LocalCluster:
         self.start("coordinator")
         self.wait_healthy(["coordinator"], timeout=timeout)
         self.write_info()
+        initial_attestation(self.lay)
 
     def write_info(self) -> None:
         write_json(self.lay.info_path, info_doc(self.lay, {n: p.pid for n, p in self.procs.items()}, None, "running"))

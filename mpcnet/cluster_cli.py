@@ -33,6 +33,7 @@ from mpcnet.cluster import (
     child_env,
     command,
     info_doc,
+    initial_attestation,
     load_layout,
     prepare,
 )
@@ -104,6 +105,11 @@ class Supervisor:
                     await self.stop_all()
                     nursery.cancel_scope.cancel()
                     return 1
+                self.write_info()  # cluster.json (still "starting") for the attesting client
+                try:  # development only: the launcher holds admin1's key
+                    await trio.to_thread.run_sync(initial_attestation, self.lay)
+                except Exception as e:  # signing then waits for `mpc policy attest`
+                    self.say(f"could not attest the initial policies ({type(e).__name__}: {e}); run 'mpc policy attest'")
                 self.status = "running"
                 self.write_info()
                 eps = self.lay.endpoints()

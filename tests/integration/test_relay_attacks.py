@@ -39,7 +39,8 @@ _LAY = None  # the module cluster's layout: sign_params() builds approval bundle
 @pytest.fixture(scope="module")
 def rc(tmp_path_factory):
     global _LAY
-    c = make_cluster(tmp_path_factory, "relay-2of3", N, T, session_timeout_s=3.0)
+    # nodes only, no coordinator or admin to attest policies: attestations are test_attestation.py's
+    c = make_cluster(tmp_path_factory, "relay-2of3", N, T, session_timeout_s=3.0, policy_max_age_s=0)
     _LAY = c.lay
     cfg = c.lay.node_config(3)
     doc = json.loads(cfg.read_text())

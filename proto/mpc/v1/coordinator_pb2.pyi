@@ -347,6 +347,48 @@ class ListPolicyProposalsResponse(_message.Message):
     proposals: _containers.RepeatedCompositeFieldContainer[PolicyProposal]
     def __init__(self, proposals: _Optional[_Iterable[_Union[PolicyProposal, _Mapping]]] = ...) -> None: ...
 
+class ListPoliciesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListPoliciesResponse(_message.Message):
+    __slots__ = ("governance_root", "policies", "policy_attestation")
+    GOVERNANCE_ROOT_FIELD_NUMBER: _ClassVar[int]
+    POLICIES_FIELD_NUMBER: _ClassVar[int]
+    POLICY_ATTESTATION_FIELD_NUMBER: _ClassVar[int]
+    governance_root: bytes
+    policies: _containers.RepeatedCompositeFieldContainer[_governance_pb2.PolicyState]
+    policy_attestation: bytes
+    def __init__(self, governance_root: _Optional[bytes] = ..., policies: _Optional[_Iterable[_Union[_governance_pb2.PolicyState, _Mapping]]] = ..., policy_attestation: _Optional[bytes] = ...) -> None: ...
+
+class GetPolicyHistoryRequest(_message.Message):
+    __slots__ = ("key_id",)
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    key_id: bytes
+    def __init__(self, key_id: _Optional[bytes] = ...) -> None: ...
+
+class PolicyHistory(_message.Message):
+    __slots__ = ("scope", "signed_changes")
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    SIGNED_CHANGES_FIELD_NUMBER: _ClassVar[int]
+    scope: bytes
+    signed_changes: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, scope: _Optional[bytes] = ..., signed_changes: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class SubmitPolicyAttestationRequest(_message.Message):
+    __slots__ = ("attestation",)
+    ATTESTATION_FIELD_NUMBER: _ClassVar[int]
+    attestation: bytes
+    def __init__(self, attestation: _Optional[bytes] = ...) -> None: ...
+
+class SubmitPolicyAttestationResponse(_message.Message):
+    __slots__ = ("stored", "held_issued_at_ms")
+    STORED_FIELD_NUMBER: _ClassVar[int]
+    HELD_ISSUED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    stored: bool
+    held_issued_at_ms: int
+    def __init__(self, stored: _Optional[bool] = ..., held_issued_at_ms: _Optional[int] = ...) -> None: ...
+
 class GetAuditLogRequest(_message.Message):
     __slots__ = ("component", "after_seq", "limit")
     COMPONENT_FIELD_NUMBER: _ClassVar[int]

@@ -112,6 +112,21 @@ class CoordinatorStub:
                 request_serializer=mpc_dot_v1_dot_coordinator__pb2.ListPolicyProposalsRequest.SerializeToString,
                 response_deserializer=mpc_dot_v1_dot_coordinator__pb2.ListPolicyProposalsResponse.FromString,
                 _registered_method=True)
+        self.ListPolicies = channel.unary_unary(
+                '/mpc.v1.Coordinator/ListPolicies',
+                request_serializer=mpc_dot_v1_dot_coordinator__pb2.ListPoliciesRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_coordinator__pb2.ListPoliciesResponse.FromString,
+                _registered_method=True)
+        self.GetPolicyHistory = channel.unary_unary(
+                '/mpc.v1.Coordinator/GetPolicyHistory',
+                request_serializer=mpc_dot_v1_dot_coordinator__pb2.GetPolicyHistoryRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_coordinator__pb2.PolicyHistory.FromString,
+                _registered_method=True)
+        self.SubmitPolicyAttestation = channel.unary_unary(
+                '/mpc.v1.Coordinator/SubmitPolicyAttestation',
+                request_serializer=mpc_dot_v1_dot_coordinator__pb2.SubmitPolicyAttestationRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_coordinator__pb2.SubmitPolicyAttestationResponse.FromString,
+                _registered_method=True)
         self.GetAuditLog = channel.unary_unary(
                 '/mpc.v1.Coordinator/GetAuditLog',
                 request_serializer=mpc_dot_v1_dot_coordinator__pb2.GetAuditLogRequest.SerializeToString,
@@ -224,6 +239,29 @@ class CoordinatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListPolicies(self, request, context):
+        """Every scope's policy head and the newest policy attestation the coordinator holds.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPolicyHistory(self, request, context):
+        """Every admin-signed change of one scope, oldest first (what `mpc policy push` installs).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitPolicyAttestation(self, request, context):
+        """An admin's signed attestation of the policy heads: stored if newest, relayed to every node
+        with every signing session and policy sync. Role admin; the certificate name must be the
+        attesting admin's.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetAuditLog(self, request, context):
         """A page of the audit log of the coordinator or of a node (proxied). Role auditor.
         """
@@ -308,6 +346,21 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     servicer.ListPolicyProposals,
                     request_deserializer=mpc_dot_v1_dot_coordinator__pb2.ListPolicyProposalsRequest.FromString,
                     response_serializer=mpc_dot_v1_dot_coordinator__pb2.ListPolicyProposalsResponse.SerializeToString,
+            ),
+            'ListPolicies': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPolicies,
+                    request_deserializer=mpc_dot_v1_dot_coordinator__pb2.ListPoliciesRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_coordinator__pb2.ListPoliciesResponse.SerializeToString,
+            ),
+            'GetPolicyHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPolicyHistory,
+                    request_deserializer=mpc_dot_v1_dot_coordinator__pb2.GetPolicyHistoryRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_coordinator__pb2.PolicyHistory.SerializeToString,
+            ),
+            'SubmitPolicyAttestation': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitPolicyAttestation,
+                    request_deserializer=mpc_dot_v1_dot_coordinator__pb2.SubmitPolicyAttestationRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_coordinator__pb2.SubmitPolicyAttestationResponse.SerializeToString,
             ),
             'GetAuditLog': grpc.unary_unary_rpc_method_handler(
                     servicer.GetAuditLog,
@@ -720,6 +773,87 @@ class Coordinator:
             '/mpc.v1.Coordinator/ListPolicyProposals',
             mpc_dot_v1_dot_coordinator__pb2.ListPolicyProposalsRequest.SerializeToString,
             mpc_dot_v1_dot_coordinator__pb2.ListPolicyProposalsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPolicies(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Coordinator/ListPolicies',
+            mpc_dot_v1_dot_coordinator__pb2.ListPoliciesRequest.SerializeToString,
+            mpc_dot_v1_dot_coordinator__pb2.ListPoliciesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPolicyHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Coordinator/GetPolicyHistory',
+            mpc_dot_v1_dot_coordinator__pb2.GetPolicyHistoryRequest.SerializeToString,
+            mpc_dot_v1_dot_coordinator__pb2.PolicyHistory.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitPolicyAttestation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Coordinator/SubmitPolicyAttestation',
+            mpc_dot_v1_dot_coordinator__pb2.SubmitPolicyAttestationRequest.SerializeToString,
+            mpc_dot_v1_dot_coordinator__pb2.SubmitPolicyAttestationResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -58,20 +58,22 @@ class DkgParams(_message.Message):
     def __init__(self, threshold: _Optional[int] = ..., parties: _Optional[int] = ..., key_label: _Optional[bytes] = ...) -> None: ...
 
 class SignParams(_message.Message):
-    __slots__ = ("key_id", "signers", "derivation_path", "digest", "request_id", "approval_bundle")
+    __slots__ = ("key_id", "signers", "derivation_path", "digest", "request_id", "approval_bundle", "policy_attestation")
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     SIGNERS_FIELD_NUMBER: _ClassVar[int]
     DERIVATION_PATH_FIELD_NUMBER: _ClassVar[int]
     DIGEST_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     APPROVAL_BUNDLE_FIELD_NUMBER: _ClassVar[int]
+    POLICY_ATTESTATION_FIELD_NUMBER: _ClassVar[int]
     key_id: bytes
     signers: _containers.RepeatedScalarFieldContainer[int]
     derivation_path: _containers.RepeatedScalarFieldContainer[int]
     digest: bytes
     request_id: str
     approval_bundle: bytes
-    def __init__(self, key_id: _Optional[bytes] = ..., signers: _Optional[_Iterable[int]] = ..., derivation_path: _Optional[_Iterable[int]] = ..., digest: _Optional[bytes] = ..., request_id: _Optional[str] = ..., approval_bundle: _Optional[bytes] = ...) -> None: ...
+    policy_attestation: bytes
+    def __init__(self, key_id: _Optional[bytes] = ..., signers: _Optional[_Iterable[int]] = ..., derivation_path: _Optional[_Iterable[int]] = ..., digest: _Optional[bytes] = ..., request_id: _Optional[str] = ..., approval_bundle: _Optional[bytes] = ..., policy_attestation: _Optional[bytes] = ...) -> None: ...
 
 class StartSessionRequest(_message.Message):
     __slots__ = ("session_id", "dkg", "sign")
@@ -194,12 +196,30 @@ class GetPoliciesRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetPoliciesResponse(_message.Message):
-    __slots__ = ("governance_root", "policies")
+    __slots__ = ("governance_root", "policies", "policy_attestation")
     GOVERNANCE_ROOT_FIELD_NUMBER: _ClassVar[int]
     POLICIES_FIELD_NUMBER: _ClassVar[int]
+    POLICY_ATTESTATION_FIELD_NUMBER: _ClassVar[int]
     governance_root: bytes
     policies: _containers.RepeatedCompositeFieldContainer[_governance_pb2.PolicyState]
-    def __init__(self, governance_root: _Optional[bytes] = ..., policies: _Optional[_Iterable[_Union[_governance_pb2.PolicyState, _Mapping]]] = ...) -> None: ...
+    policy_attestation: bytes
+    def __init__(self, governance_root: _Optional[bytes] = ..., policies: _Optional[_Iterable[_Union[_governance_pb2.PolicyState, _Mapping]]] = ..., policy_attestation: _Optional[bytes] = ...) -> None: ...
+
+class InstallPolicyAttestationRequest(_message.Message):
+    __slots__ = ("attestation",)
+    ATTESTATION_FIELD_NUMBER: _ClassVar[int]
+    attestation: bytes
+    def __init__(self, attestation: _Optional[bytes] = ...) -> None: ...
+
+class InstallPolicyAttestationResponse(_message.Message):
+    __slots__ = ("stored", "held_issued_at_ms", "status")
+    STORED_FIELD_NUMBER: _ClassVar[int]
+    HELD_ISSUED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    stored: bool
+    held_issued_at_ms: int
+    status: str
+    def __init__(self, stored: _Optional[bool] = ..., held_issued_at_ms: _Optional[int] = ..., status: _Optional[str] = ...) -> None: ...
 
 class ReserveSigningRequest(_message.Message):
     __slots__ = ("key_id", "request_id", "attempt", "signers", "session_id", "approval_bundle", "digest", "derivation_path")

@@ -86,6 +86,11 @@ class NodeStub:
                 request_serializer=mpc_dot_v1_dot_node__pb2.GetPoliciesRequest.SerializeToString,
                 response_deserializer=mpc_dot_v1_dot_node__pb2.GetPoliciesResponse.FromString,
                 _registered_method=True)
+        self.InstallPolicyAttestation = channel.unary_unary(
+                '/mpc.v1.Node/InstallPolicyAttestation',
+                request_serializer=mpc_dot_v1_dot_node__pb2.InstallPolicyAttestationRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_node__pb2.InstallPolicyAttestationResponse.FromString,
+                _registered_method=True)
         self.GetAuditLog = channel.unary_unary(
                 '/mpc.v1.Node/GetAuditLog',
                 request_serializer=mpc_dot_v1_dot_governance__pb2.AuditLogRequest.SerializeToString,
@@ -171,6 +176,14 @@ class NodeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def InstallPolicyAttestation(self, request, context):
+        """Stores an admin-signed policy attestation (verified against the node's own admin set) if it
+        is newer than the one the node holds.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetAuditLog(self, request, context):
         """A page of this node's audit log.
         """
@@ -238,6 +251,11 @@ def add_NodeServicer_to_server(servicer, server):
                     servicer.GetPolicies,
                     request_deserializer=mpc_dot_v1_dot_node__pb2.GetPoliciesRequest.FromString,
                     response_serializer=mpc_dot_v1_dot_node__pb2.GetPoliciesResponse.SerializeToString,
+            ),
+            'InstallPolicyAttestation': grpc.unary_unary_rpc_method_handler(
+                    servicer.InstallPolicyAttestation,
+                    request_deserializer=mpc_dot_v1_dot_node__pb2.InstallPolicyAttestationRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_node__pb2.InstallPolicyAttestationResponse.SerializeToString,
             ),
             'GetAuditLog': grpc.unary_unary_rpc_method_handler(
                     servicer.GetAuditLog,
@@ -520,6 +538,33 @@ class Node:
             '/mpc.v1.Node/GetPolicies',
             mpc_dot_v1_dot_node__pb2.GetPoliciesRequest.SerializeToString,
             mpc_dot_v1_dot_node__pb2.GetPoliciesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InstallPolicyAttestation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Node/InstallPolicyAttestation',
+            mpc_dot_v1_dot_node__pb2.InstallPolicyAttestationRequest.SerializeToString,
+            mpc_dot_v1_dot_node__pb2.InstallPolicyAttestationResponse.FromString,
             options,
             channel_credentials,
             insecure,
