@@ -35,7 +35,7 @@ Code = grpc.StatusCode
 
 @pytest.fixture(scope="module")
 def sf(tmp_path_factory):
-    c = make_cluster(tmp_path_factory, "selective-2of3", N, T)
+    c = make_cluster(tmp_path_factory, "selective-2of3", N, T, policy_max_age_s=0)  # nodes only: no admin to attest
     fdir = c.lay.dir / "faults"
     fdir.mkdir()
     c.node_env[2] = {"MPC_TEST_FAULT_FILE": str(fdir / "node-2.json")}

@@ -43,7 +43,7 @@ class _Cheat:
 
 @pytest.fixture(scope="module")
 def lay(tmp_path_factory: pytest.TempPathFactory) -> Layout:
-    return prepare(tmp_path_factory.mktemp("bans"), N, T, scrypt_n=2**10, test_mode=True)
+    return prepare(tmp_path_factory.mktemp("bans"), N, T, scrypt_n=2**10, test_mode=True, policy_max_age_s=0)  # no admin here to attest
 
 
 def _service(lay: Layout, i: int) -> NodeService:
