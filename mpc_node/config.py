@@ -13,7 +13,7 @@ Example::
         ...
       ],
       "session_timeout_s": 60, "max_sessions": 256, "scrypt_n": 32768,
-      "log_file": "node.log", "test_mode": false,
+      "log_file": "node.log", "test_mode": false, "clock_tolerance_s": 5,
       "audit_db": "audit.db",
       "governance": {
         "admin_set": {"cluster_id": "<hex>", "admins": {"admin1": "<hex>", ...}, "quorum": 2},
@@ -26,6 +26,11 @@ encryption (X25519) public keys: every protocol message is checked against it, n
 anything the coordinator says. Likewise the admin set (the governance root) comes only from this
 file: every policy the node enforces must be signed by its admin quorum, the initial default
 policy included. Relative paths are relative to the config file.
+
+``clock_tolerance_s`` (default 5, at most 300) is how far the node's clock may be off from the
+coordinator's that stamped a signing request: the node refuses a request as expired only when
+its clock is past the expiry by more than this, and as created in the future only when it is
+more than the fixed 5-minute allowance plus this ahead of the node's clock.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from governance.approval import MAX_CLOCK_TOLERANCE_MS
 from governance.errors import GovernanceError
 from governance.policy import DEFAULT_SCOPE, AdminSet, SignedPolicyChange
 from mpcnet.config import ConfigError, Fields, load_json
@@ -41,8 +47,9 @@ from mpcnet.pki import CertPaths
 _KEYS = {
     "index", "name", "listen", "threshold", "keystore", "store", "passphrase_file", "passphrase_env",
     "tls", "roster", "session_timeout_s", "max_sessions", "scrypt_n", "log_file", "log_level",
-    "test_mode", "workers", "audit_db", "governance",
+    "test_mode", "workers", "audit_db", "governance", "clock_tolerance_s",
 }
+MAX_CLOCK_TOLERANCE_S = MAX_CLOCK_TOLERANCE_MS / 1000
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,7 @@ class NodeConfig:
     audit_db: Path
     admin_set: AdminSet
     initial_policy: SignedPolicyChange
+    clock_tolerance_s: float = 5.0
 
     @property
     def parties(self) -> int:
@@ -125,6 +133,9 @@ def load_node_config(path: Path) -> NodeConfig:
     pf, pe = f.path("passphrase_file", required=False), f.opt_str("passphrase_env")
     if pf is None and pe is None:
         raise f.error("passphrase_file", "missing (give passphrase_file or passphrase_env)")
+    tolerance = f.number("clock_tolerance_s", 5.0, lo=-1.0)
+    if not 0.0 <= tolerance <= MAX_CLOCK_TOLERANCE_S:
+        raise f.error("clock_tolerance_s", f"must be a number of seconds in [0, {MAX_CLOCK_TOLERANCE_S:.0f}]")
     cfg = NodeConfig(
         path=Path(path),
         index=index,
@@ -148,6 +159,7 @@ def load_node_config(path: Path) -> NodeConfig:
         audit_db=f.path("audit_db", required=False) or Path(path).parent / "audit.db",
         admin_set=admins,
         initial_policy=initial,
+        clock_tolerance_s=tolerance,
     )
     if roster[index].name != cfg.name:
         raise ConfigError(f"{path}: name: {cfg.name!r} differs from roster entry {index} ({roster[index].name!r})")

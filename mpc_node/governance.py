@@ -23,6 +23,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import grpc
 
@@ -60,8 +61,15 @@ class Approved:
 
 
 class NodeGovernance:
-    def __init__(self, name: str, admins: AdminSet, initial: SignedPolicyChange, store: NodeStore, audit: AuditLog) -> None:
+    def __init__(
+        self, name: str, admins: AdminSet, initial: SignedPolicyChange, store: NodeStore, audit: AuditLog,
+        *, clock: Callable[[], int] = now_ms, tolerance_ms: int = 0,
+    ) -> None:
+        """``clock`` gives the node's wall clock in ms; ``tolerance_ms`` is how far it may be off
+        from the clock that stamped a request before the request counts as expired / future."""
         self.name = name
+        self.clock = clock
+        self.tolerance_ms = tolerance_ms
         self.admins = admins
         self.store = store
         self.audit = audit
@@ -195,7 +203,7 @@ class NodeGovernance:
                 f"sign.approval_bundle.request.request_id: {self.name} already served request {req.request_id!r} (replay)",
             )
         limit = policy.rate_limit
-        now = now_ms()
+        now = self.clock()
         if not rate_limit_ok(limit, self.store.served_times(key_id, now - limit.window_seconds * 1000), now):
             raise refusal(
                 Code.FAILED_PRECONDITION, "rate-limited",
@@ -206,7 +214,7 @@ class NodeGovernance:
 
     def _verify(self, bundle: ApprovalBundle, policy: KeyPolicy) -> QuorumResult:
         try:
-            return bundle.verify(policy, now_ms=now_ms())
+            return bundle.verify(policy, now_ms=self.clock(), tolerance_ms=self.tolerance_ms)
         except GovernanceError as e:
             field = e.field
             if field.startswith("approvals") or field not in _PRECONDITION_FIELDS:
@@ -229,5 +237,5 @@ class NodeGovernance:
         req = approved.bundle.request
         limit = policy.rate_limit
         return ServedRequest(
-            req.request_id, req.key_id, req.digest, now_ms(), (limit.max_signatures, limit.window_seconds * 1000)
+            req.request_id, req.key_id, req.digest, self.clock(), (limit.max_signatures, limit.window_seconds * 1000)
         )

@@ -27,23 +27,23 @@ from . import common_pb2 as mpc_dot_v1_dot_common__pb2
 from . import governance_pb2 as mpc_dot_v1_dot_governance__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18mpc/v1/coordinator.proto\x12\x06mpc.v1\x1a\x13mpc/v1/common.proto\x1a\x17mpc/v1/governance.proto\"5\n\x10\x43reateKeyRequest\x12\r\n\x05label\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"E\n\x11\x43reateKeyResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x1c\n\x03key\x18\x02 \x01(\x0b\x32\x0f.mpc.v1.KeyInfo\"\x1f\n\rGetKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\x0c\"\x11\n\x0fListKeysRequest\"1\n\x10ListKeysResponse\x12\x1d\n\x04keys\x18\x01 \x03(\x0b\x32\x0f.mpc.v1.KeyInfo\"\'\n\x11GetRequestRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"\xee\x02\n\rRequestStatus\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12!\n\x04kind\x18\x02 \x01(\x0e\x32\x13.mpc.v1.RequestKind\x12#\n\x05state\x18\x03 \x01(\x0e\x32\x14.mpc.v1.RequestState\x12\x0e\n\x06key_id\x18\x04 \x01(\x0c\x12\x0e\n\x06\x64igest\x18\x05 \x01(\x0c\x12\x17\n\x0f\x64\x65rivation_path\x18\x06 \x03(\r\x12$\n\tsignature\x18\x07 \x01(\x0b\x32\x11.mpc.v1.Signature\x12\x1c\n\x03key\x18\x08 \x01(\x0b\x32\x0f.mpc.v1.KeyInfo\x12\x12\n\nerror_code\x18\t \x01(\r\x12\x15\n\rerror_message\x18\n \x01(\t\x12\x0f\n\x07signers\x18\x0b \x03(\r\x12\x17\n\x0f\x63reated_unix_ms\x18\x0c \x01(\x03\x12\x17\n\x0fupdated_unix_ms\x18\r \x01(\x03\x12\x10\n\x08\x61ttempts\x18\x0e \x01(\rJ\x04\x08\x0f\x10\x15\"\x16\n\x14\x43lusterStatusRequest\"y\n\nNodeStatus\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x03 \x01(\t\x12\x0f\n\x07healthy\x18\x04 \x01(\x08\x12\x12\n\nlast_error\x18\x05 \x01(\t\x12\x17\n\x0fpolicies_synced\x18\x06 \x01(\x08\"w\n\x15\x43lusterStatusResponse\x12\x11\n\tthreshold\x18\x01 \x01(\r\x12\x0f\n\x07parties\x18\x02 \x01(\r\x12!\n\x05nodes\x18\x03 \x03(\x0b\x32\x12.mpc.v1.NodeStatus\x12\x17\n\x0fgovernance_root\x18\x04 \x01(\x0c\"\x91\x01\n\x18SubmitSignRequestRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\x0c\x12\x0e\n\x06\x64igest\x18\x02 \x01(\x0c\x12\x17\n\x0f\x64\x65rivation_path\x18\x03 \x03(\r\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x06 \x01(\r\"p\n\x0c\x41pprovalInfo\x12\x10\n\x08\x61pprover\x18\x01 \x01(\t\x12\"\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0e\x32\x10.mpc.v1.Decision\x12\x11\n\tsignature\x18\x03 \x01(\x0c\x12\x17\n\x0f\x64\x65\x63ided_unix_ms\x18\x04 \x01(\x03\"\x83\x04\n\x0fSignRequestInfo\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\'\n\x05state\x18\x02 \x01(\x0e\x32\x18.mpc.v1.SignRequestState\x12\x0f\n\x07request\x18\x03 \x01(\x0c\x12\x0e\n\x06key_id\x18\x04 \x01(\x0c\x12\x0e\n\x06\x64igest\x18\x05 \x01(\x0c\x12\x17\n\x0f\x64\x65rivation_path\x18\x06 \x03(\r\x12\x11\n\trequester\x18\x07 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x08 \x01(\t\x12\x17\n\x0f\x63reated_unix_ms\x18\t \x01(\x03\x12\x17\n\x0f\x65xpires_unix_ms\x18\n \x01(\x03\x12\x16\n\x0epolicy_version\x18\x0b \x01(\x04\x12\x15\n\rpolicy_digest\x18\x0c \x01(\x0c\x12\'\n\tapprovals\x18\r \x03(\x0b\x32\x14.mpc.v1.ApprovalInfo\x12\x17\n\x0f\x61pproval_quorum\x18\x0e \x01(\r\x12\x11\n\tapprovers\x18\x0f \x01(\r\x12$\n\tsignature\x18\x10 \x01(\x0b\x32\x11.mpc.v1.Signature\x12\x0f\n\x07signers\x18\x11 \x03(\r\x12\x12\n\nerror_code\x18\x12 \x01(\r\x12\x15\n\rerror_message\x18\x13 \x01(\t\x12\x17\n\x0fupdated_unix_ms\x18\x14 \x01(\x03\x12\x10\n\x08\x61ttempts\x18\x15 \x01(\r\"w\n\x18\x44\x65\x63ideSignRequestRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08\x61pprover\x18\x02 \x01(\t\x12\"\n\x08\x64\x65\x63ision\x18\x03 \x01(\x0e\x32\x10.mpc.v1.Decision\x12\x11\n\tsignature\x18\x04 \x01(\x0c\"+\n\x15GetSignRequestRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"a\n\x17ListSignRequestsRequest\x12\'\n\x05state\x18\x01 \x01(\x0e\x32\x18.mpc.v1.SignRequestState\x12\x0e\n\x06key_id\x18\x02 \x01(\x0c\x12\r\n\x05limit\x18\x03 \x01(\r\"E\n\x18ListSignRequestsResponse\x12)\n\x08requests\x18\x01 \x03(\x0b\x32\x17.mpc.v1.SignRequestInfo\"\"\n\x10GetPolicyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\x0c\"l\n\nPolicyInfo\x12\r\n\x05scope\x18\x01 \x01(\x0c\x12#\n\x06policy\x18\x02 \x01(\x0b\x32\x13.mpc.v1.PolicyState\x12\x11\n\tinherited\x18\x03 \x01(\x08\x12\x17\n\x0fgovernance_root\x18\x04 \x01(\x0c\"\xbc\x01\n\x0ePolicyProposal\x12\x13\n\x0bproposal_id\x18\x01 \x01(\t\x12$\n\x05state\x18\x02 \x01(\x0e\x32\x15.mpc.v1.ProposalState\x12\x15\n\rsigned_change\x18\x03 \x01(\x0c\x12\x10\n\x08proposer\x18\x04 \x01(\t\x12\x17\n\x0f\x63reated_unix_ms\x18\x05 \x01(\x03\x12\x17\n\x0fupdated_unix_ms\x18\x06 \x01(\x03\x12\x14\n\x0c\x61\x64min_quorum\x18\x07 \x01(\r\"3\n\x1aProposePolicyChangeRequest\x12\x15\n\rsigned_change\x18\x01 \x01(\x0c\"S\n\x1a\x41pprovePolicyChangeRequest\x12\x13\n\x0bproposal_id\x18\x01 \x01(\t\x12\r\n\x05\x61\x64min\x18\x02 \x01(\t\x12\x11\n\tsignature\x18\x03 \x01(\x0c\"/\n\x18GetPolicyProposalRequest\x12\x13\n\x0bproposal_id\x18\x01 \x01(\t\"B\n\x1aListPolicyProposalsRequest\x12$\n\x05state\x18\x01 \x01(\x0e\x32\x15.mpc.v1.ProposalState\"H\n\x1bListPolicyProposalsResponse\x12)\n\tproposals\x18\x01 \x03(\x0b\x32\x16.mpc.v1.PolicyProposal\"I\n\x12GetAuditLogRequest\x12\x11\n\tcomponent\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\x12\r\n\x05limit\x18\x03 \x01(\r*[\n\x0bRequestKind\x12\x1c\n\x18REQUEST_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13REQUEST_KIND_KEYGEN\x10\x01\x12\x15\n\x11REQUEST_KIND_SIGN\x10\x02*\x85\x01\n\x0cRequestState\x12\x1d\n\x19REQUEST_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15REQUEST_STATE_RUNNING\x10\x01\x12\x1b\n\x17REQUEST_STATE_SUCCEEDED\x10\x02\x12\x18\n\x14REQUEST_STATE_FAILED\x10\x03\"\x04\x08\x04\x10\x07*\xfc\x01\n\x10SignRequestState\x12\"\n\x1eSIGN_REQUEST_STATE_UNSPECIFIED\x10\x00\x12\'\n#SIGN_REQUEST_STATE_PENDING_APPROVAL\x10\x01\x12\x1e\n\x1aSIGN_REQUEST_STATE_SIGNING\x10\x02\x12\x1b\n\x17SIGN_REQUEST_STATE_DONE\x10\x03\x12\x1f\n\x1bSIGN_REQUEST_STATE_REJECTED\x10\x04\x12\x1e\n\x1aSIGN_REQUEST_STATE_EXPIRED\x10\x05\x12\x1d\n\x19SIGN_REQUEST_STATE_FAILED\x10\x06*O\n\x08\x44\x65\x63ision\x12\x18\n\x14\x44\x45\x43ISION_UNSPECIFIED\x10\x00\x12\x14\n\x10\x44\x45\x43ISION_APPROVE\x10\x01\x12\x13\n\x0f\x44\x45\x43ISION_REJECT\x10\x02*\x86\x01\n\rProposalState\x12\x1e\n\x1aPROPOSAL_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16PROPOSAL_STATE_PENDING\x10\x01\x12\x1a\n\x16PROPOSAL_STATE_APPLIED\x10\x02\x12\x1d\n\x19PROPOSAL_STATE_SUPERSEDED\x10\x03\x32\xab\t\n\x0b\x43oordinator\x12@\n\tCreateKey\x12\x18.mpc.v1.CreateKeyRequest\x1a\x19.mpc.v1.CreateKeyResponse\x12\x30\n\x06GetKey\x12\x15.mpc.v1.GetKeyRequest\x1a\x0f.mpc.v1.KeyInfo\x12=\n\x08ListKeys\x12\x17.mpc.v1.ListKeysRequest\x1a\x18.mpc.v1.ListKeysResponse\x12>\n\nGetRequest\x12\x19.mpc.v1.GetRequestRequest\x1a\x15.mpc.v1.RequestStatus\x12L\n\rClusterStatus\x12\x1c.mpc.v1.ClusterStatusRequest\x1a\x1d.mpc.v1.ClusterStatusResponse\x12N\n\x11SubmitSignRequest\x12 .mpc.v1.SubmitSignRequestRequest\x1a\x17.mpc.v1.SignRequestInfo\x12N\n\x11\x44\x65\x63ideSignRequest\x12 .mpc.v1.DecideSignRequestRequest\x1a\x17.mpc.v1.SignRequestInfo\x12H\n\x0eGetSignRequest\x12\x1d.mpc.v1.GetSignRequestRequest\x1a\x17.mpc.v1.SignRequestInfo\x12U\n\x10ListSignRequests\x12\x1f.mpc.v1.ListSignRequestsRequest\x1a .mpc.v1.ListSignRequestsResponse\x12L\n\x10WatchSignRequest\x12\x1d.mpc.v1.GetSignRequestRequest\x1a\x17.mpc.v1.SignRequestInfo0\x01\x12\x39\n\tGetPolicy\x12\x18.mpc.v1.GetPolicyRequest\x1a\x12.mpc.v1.PolicyInfo\x12Q\n\x13ProposePolicyChange\x12\".mpc.v1.ProposePolicyChangeRequest\x1a\x16.mpc.v1.PolicyProposal\x12Q\n\x13\x41pprovePolicyChange\x12\".mpc.v1.ApprovePolicyChangeRequest\x1a\x16.mpc.v1.PolicyProposal\x12M\n\x11GetPolicyProposal\x12 .mpc.v1.GetPolicyProposalRequest\x1a\x16.mpc.v1.PolicyProposal\x12^\n\x13ListPolicyProposals\x12\".mpc.v1.ListPolicyProposalsRequest\x1a#.mpc.v1.ListPolicyProposalsResponse\x12<\n\x0bGetAuditLog\x12\x1a.mpc.v1.GetAuditLogRequest\x1a\x11.mpc.v1.AuditPageb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18mpc/v1/coordinator.proto\x12\x06mpc.v1\x1a\x13mpc/v1/common.proto\x1a\x17mpc/v1/governance.proto\"5\n\x10\x43reateKeyRequest\x12\r\n\x05label\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"E\n\x11\x43reateKeyResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x1c\n\x03key\x18\x02 \x01(\x0b\x32\x0f.mpc.v1.KeyInfo\"\x1f\n\rGetKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\x0c\"\x11\n\x0fListKeysRequest\"1\n\x10ListKeysResponse\x12\x1d\n\x04keys\x18\x01 \x03(\x0b\x32\x0f.mpc.v1.KeyInfo\"\'\n\x11GetRequestRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"\xee\x02\n\rRequestStatus\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12!\n\x04kind\x18\x02 \x01(\x0e\x32\x13.mpc.v1.RequestKind\x12#\n\x05state\x18\x03 \x01(\x0e\x32\x14.mpc.v1.RequestState\x12\x0e\n\x06key_id\x18\x04 \x01(\x0c\x12\x0e\n\x06\x64igest\x18\x05 \x01(\x0c\x12\x17\n\x0f\x64\x65rivation_path\x18\x06 \x03(\r\x12$\n\tsignature\x18\x07 \x01(\x0b\x32\x11.mpc.v1.Signature\x12\x1c\n\x03key\x18\x08 \x01(\x0b\x32\x0f.mpc.v1.KeyInfo\x12\x12\n\nerror_code\x18\t \x01(\r\x12\x15\n\rerror_message\x18\n \x01(\t\x12\x0f\n\x07signers\x18\x0b \x03(\r\x12\x17\n\x0f\x63reated_unix_ms\x18\x0c \x01(\x03\x12\x17\n\x0fupdated_unix_ms\x18\r \x01(\x03\x12\x10\n\x08\x61ttempts\x18\x0e \x01(\rJ\x04\x08\x0f\x10\x15\"\x16\n\x14\x43lusterStatusRequest\"\xf2\x01\n\nNodeStatus\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x03 \x01(\t\x12\x0f\n\x07healthy\x18\x04 \x01(\x08\x12\x12\n\nlast_error\x18\x05 \x01(\t\x12\x17\n\x0fpolicies_synced\x18\x06 \x01(\x08\x12\x16\n\x0e\x63lock_measured\x18\x07 \x01(\x08\x12\x15\n\rclock_skew_ms\x18\x08 \x01(\x12\x12\x16\n\x0e\x63lock_error_ms\x18\t \x01(\r\x12\x15\n\rclock_suspect\x18\n \x01(\x08\x12\x19\n\x11max_clock_skew_ms\x18\x0b \x01(\r\"w\n\x15\x43lusterStatusResponse\x12\x11\n\tthreshold\x18\x01 \x01(\r\x12\x0f\n\x07parties\x18\x02 \x01(\r\x12!\n\x05nodes\x18\x03 \x03(\x0b\x32\x12.mpc.v1.NodeStatus\x12\x17\n\x0fgovernance_root\x18\x04 \x01(\x0c\"\x91\x01\n\x18SubmitSignRequestRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\x0c\x12\x0e\n\x06\x64igest\x18\x02 \x01(\x0c\x12\x17\n\x0f\x64\x65rivation_path\x18\x03 \x03(\r\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x06 \x01(\r\"p\n\x0c\x41pprovalInfo\x12\x10\n\x08\x61pprover\x18\x01 \x01(\t\x12\"\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0e\x32\x10.mpc.v1.Decision\x12\x11\n\tsignature\x18\x03 \x01(\x0c\x12\x17\n\x0f\x64\x65\x63ided_unix_ms\x18\x04 \x01(\x03\"\x83\x04\n\x0fSignRequestInfo\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\'\n\x05state\x18\x02 \x01(\x0e\x32\x18.mpc.v1.SignRequestState\x12\x0f\n\x07request\x18\x03 \x01(\x0c\x12\x0e\n\x06key_id\x18\x04 \x01(\x0c\x12\x0e\n\x06\x64igest\x18\x05 \x01(\x0c\x12\x17\n\x0f\x64\x65rivation_path\x18\x06 \x03(\r\x12\x11\n\trequester\x18\x07 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x08 \x01(\t\x12\x17\n\x0f\x63reated_unix_ms\x18\t \x01(\x03\x12\x17\n\x0f\x65xpires_unix_ms\x18\n \x01(\x03\x12\x16\n\x0epolicy_version\x18\x0b \x01(\x04\x12\x15\n\rpolicy_digest\x18\x0c \x01(\x0c\x12\'\n\tapprovals\x18\r \x03(\x0b\x32\x14.mpc.v1.ApprovalInfo\x12\x17\n\x0f\x61pproval_quorum\x18\x0e \x01(\r\x12\x11\n\tapprovers\x18\x0f \x01(\r\x12$\n\tsignature\x18\x10 \x01(\x0b\x32\x11.mpc.v1.Signature\x12\x0f\n\x07signers\x18\x11 \x03(\r\x12\x12\n\nerror_code\x18\x12 \x01(\r\x12\x15\n\rerror_message\x18\x13 \x01(\t\x12\x17\n\x0fupdated_unix_ms\x18\x14 \x01(\x03\x12\x10\n\x08\x61ttempts\x18\x15 \x01(\r\"w\n\x18\x44\x65\x63ideSignRequestRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08\x61pprover\x18\x02 \x01(\t\x12\"\n\x08\x64\x65\x63ision\x18\x03 \x01(\x0e\x32\x10.mpc.v1.Decision\x12\x11\n\tsignature\x18\x04 \x01(\x0c\"+\n\x15GetSignRequestRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"a\n\x17ListSignRequestsRequest\x12\'\n\x05state\x18\x01 \x01(\x0e\x32\x18.mpc.v1.SignRequestState\x12\x0e\n\x06key_id\x18\x02 \x01(\x0c\x12\r\n\x05limit\x18\x03 \x01(\r\"E\n\x18ListSignRequestsResponse\x12)\n\x08requests\x18\x01 \x03(\x0b\x32\x17.mpc.v1.SignRequestInfo\"\"\n\x10GetPolicyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\x0c\"l\n\nPolicyInfo\x12\r\n\x05scope\x18\x01 \x01(\x0c\x12#\n\x06policy\x18\x02 \x01(\x0b\x32\x13.mpc.v1.PolicyState\x12\x11\n\tinherited\x18\x03 \x01(\x08\x12\x17\n\x0fgovernance_root\x18\x04 \x01(\x0c\"\xbc\x01\n\x0ePolicyProposal\x12\x13\n\x0bproposal_id\x18\x01 \x01(\t\x12$\n\x05state\x18\x02 \x01(\x0e\x32\x15.mpc.v1.ProposalState\x12\x15\n\rsigned_change\x18\x03 \x01(\x0c\x12\x10\n\x08proposer\x18\x04 \x01(\t\x12\x17\n\x0f\x63reated_unix_ms\x18\x05 \x01(\x03\x12\x17\n\x0fupdated_unix_ms\x18\x06 \x01(\x03\x12\x14\n\x0c\x61\x64min_quorum\x18\x07 \x01(\r\"3\n\x1aProposePolicyChangeRequest\x12\x15\n\rsigned_change\x18\x01 \x01(\x0c\"S\n\x1a\x41pprovePolicyChangeRequest\x12\x13\n\x0bproposal_id\x18\x01 \x01(\t\x12\r\n\x05\x61\x64min\x18\x02 \x01(\t\x12\x11\n\tsignature\x18\x03 \x01(\x0c\"/\n\x18GetPolicyProposalRequest\x12\x13\n\x0bproposal_id\x18\x01 \x01(\t\"B\n\x1aListPolicyProposalsRequest\x12$\n\x05state\x18\x01 \x01(\x0e\x32\x15.mpc.v1.ProposalState\"H\n\x1bListPolicyProposalsResponse\x12)\n\tproposals\x18\x01 \x03(\x0b\x32\x16.mpc.v1.PolicyProposal\"I\n\x12GetAuditLogRequest\x12\x11\n\tcomponent\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\x12\r\n\x05limit\x18\x03 \x01(\r*[\n\x0bRequestKind\x12\x1c\n\x18REQUEST_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13REQUEST_KIND_KEYGEN\x10\x01\x12\x15\n\x11REQUEST_KIND_SIGN\x10\x02*\x85\x01\n\x0cRequestState\x12\x1d\n\x19REQUEST_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15REQUEST_STATE_RUNNING\x10\x01\x12\x1b\n\x17REQUEST_STATE_SUCCEEDED\x10\x02\x12\x18\n\x14REQUEST_STATE_FAILED\x10\x03\"\x04\x08\x04\x10\x07*\xfc\x01\n\x10SignRequestState\x12\"\n\x1eSIGN_REQUEST_STATE_UNSPECIFIED\x10\x00\x12\'\n#SIGN_REQUEST_STATE_PENDING_APPROVAL\x10\x01\x12\x1e\n\x1aSIGN_REQUEST_STATE_SIGNING\x10\x02\x12\x1b\n\x17SIGN_REQUEST_STATE_DONE\x10\x03\x12\x1f\n\x1bSIGN_REQUEST_STATE_REJECTED\x10\x04\x12\x1e\n\x1aSIGN_REQUEST_STATE_EXPIRED\x10\x05\x12\x1d\n\x19SIGN_REQUEST_STATE_FAILED\x10\x06*O\n\x08\x44\x65\x63ision\x12\x18\n\x14\x44\x45\x43ISION_UNSPECIFIED\x10\x00\x12\x14\n\x10\x44\x45\x43ISION_APPROVE\x10\x01\x12\x13\n\x0f\x44\x45\x43ISION_REJECT\x10\x02*\x86\x01\n\rProposalState\x12\x1e\n\x1aPROPOSAL_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16PROPOSAL_STATE_PENDING\x10\x01\x12\x1a\n\x16PROPOSAL_STATE_APPLIED\x10\x02\x12\x1d\n\x19PROPOSAL_STATE_SUPERSEDED\x10\x03\x32\xab\t\n\x0b\x43oordinator\x12@\n\tCreateKey\x12\x18.mpc.v1.CreateKeyRequest\x1a\x19.mpc.v1.CreateKeyResponse\x12\x30\n\x06GetKey\x12\x15.mpc.v1.GetKeyRequest\x1a\x0f.mpc.v1.KeyInfo\x12=\n\x08ListKeys\x12\x17.mpc.v1.ListKeysRequest\x1a\x18.mpc.v1.ListKeysResponse\x12>\n\nGetRequest\x12\x19.mpc.v1.GetRequestRequest\x1a\x15.mpc.v1.RequestStatus\x12L\n\rClusterStatus\x12\x1c.mpc.v1.ClusterStatusRequest\x1a\x1d.mpc.v1.ClusterStatusResponse\x12N\n\x11SubmitSignRequest\x12 .mpc.v1.SubmitSignRequestRequest\x1a\x17.mpc.v1.SignRequestInfo\x12N\n\x11\x44\x65\x63ideSignRequest\x12 .mpc.v1.DecideSignRequestRequest\x1a\x17.mpc.v1.SignRequestInfo\x12H\n\x0eGetSignRequest\x12\x1d.mpc.v1.GetSignRequestRequest\x1a\x17.mpc.v1.SignRequestInfo\x12U\n\x10ListSignRequests\x12\x1f.mpc.v1.ListSignRequestsRequest\x1a .mpc.v1.ListSignRequestsResponse\x12L\n\x10WatchSignRequest\x12\x1d.mpc.v1.GetSignRequestRequest\x1a\x17.mpc.v1.SignRequestInfo0\x01\x12\x39\n\tGetPolicy\x12\x18.mpc.v1.GetPolicyRequest\x1a\x12.mpc.v1.PolicyInfo\x12Q\n\x13ProposePolicyChange\x12\".mpc.v1.ProposePolicyChangeRequest\x1a\x16.mpc.v1.PolicyProposal\x12Q\n\x13\x41pprovePolicyChange\x12\".mpc.v1.ApprovePolicyChangeRequest\x1a\x16.mpc.v1.PolicyProposal\x12M\n\x11GetPolicyProposal\x12 .mpc.v1.GetPolicyProposalRequest\x1a\x16.mpc.v1.PolicyProposal\x12^\n\x13ListPolicyProposals\x12\".mpc.v1.ListPolicyProposalsRequest\x1a#.mpc.v1.ListPolicyProposalsResponse\x12<\n\x0bGetAuditLog\x12\x1a.mpc.v1.GetAuditLogRequest\x1a\x11.mpc.v1.AuditPageb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mpc.v1.coordinator_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REQUESTKIND']._serialized_start=2846
-  _globals['_REQUESTKIND']._serialized_end=2937
-  _globals['_REQUESTSTATE']._serialized_start=2940
-  _globals['_REQUESTSTATE']._serialized_end=3073
-  _globals['_SIGNREQUESTSTATE']._serialized_start=3076
-  _globals['_SIGNREQUESTSTATE']._serialized_end=3328
-  _globals['_DECISION']._serialized_start=3330
-  _globals['_DECISION']._serialized_end=3409
-  _globals['_PROPOSALSTATE']._serialized_start=3412
-  _globals['_PROPOSALSTATE']._serialized_end=3546
+  _globals['_REQUESTKIND']._serialized_start=2968
+  _globals['_REQUESTKIND']._serialized_end=3059
+  _globals['_REQUESTSTATE']._serialized_start=3062
+  _globals['_REQUESTSTATE']._serialized_end=3195
+  _globals['_SIGNREQUESTSTATE']._serialized_start=3198
+  _globals['_SIGNREQUESTSTATE']._serialized_end=3450
+  _globals['_DECISION']._serialized_start=3452
+  _globals['_DECISION']._serialized_end=3531
+  _globals['_PROPOSALSTATE']._serialized_start=3534
+  _globals['_PROPOSALSTATE']._serialized_end=3668
   _globals['_CREATEKEYREQUEST']._serialized_start=82
   _globals['_CREATEKEYREQUEST']._serialized_end=135
   _globals['_CREATEKEYRESPONSE']._serialized_start=137
@@ -60,42 +60,42 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REQUESTSTATUS']._serialized_end=719
   _globals['_CLUSTERSTATUSREQUEST']._serialized_start=721
   _globals['_CLUSTERSTATUSREQUEST']._serialized_end=743
-  _globals['_NODESTATUS']._serialized_start=745
-  _globals['_NODESTATUS']._serialized_end=866
-  _globals['_CLUSTERSTATUSRESPONSE']._serialized_start=868
-  _globals['_CLUSTERSTATUSRESPONSE']._serialized_end=987
-  _globals['_SUBMITSIGNREQUESTREQUEST']._serialized_start=990
-  _globals['_SUBMITSIGNREQUESTREQUEST']._serialized_end=1135
-  _globals['_APPROVALINFO']._serialized_start=1137
-  _globals['_APPROVALINFO']._serialized_end=1249
-  _globals['_SIGNREQUESTINFO']._serialized_start=1252
-  _globals['_SIGNREQUESTINFO']._serialized_end=1767
-  _globals['_DECIDESIGNREQUESTREQUEST']._serialized_start=1769
-  _globals['_DECIDESIGNREQUESTREQUEST']._serialized_end=1888
-  _globals['_GETSIGNREQUESTREQUEST']._serialized_start=1890
-  _globals['_GETSIGNREQUESTREQUEST']._serialized_end=1933
-  _globals['_LISTSIGNREQUESTSREQUEST']._serialized_start=1935
-  _globals['_LISTSIGNREQUESTSREQUEST']._serialized_end=2032
-  _globals['_LISTSIGNREQUESTSRESPONSE']._serialized_start=2034
-  _globals['_LISTSIGNREQUESTSRESPONSE']._serialized_end=2103
-  _globals['_GETPOLICYREQUEST']._serialized_start=2105
-  _globals['_GETPOLICYREQUEST']._serialized_end=2139
-  _globals['_POLICYINFO']._serialized_start=2141
-  _globals['_POLICYINFO']._serialized_end=2249
-  _globals['_POLICYPROPOSAL']._serialized_start=2252
-  _globals['_POLICYPROPOSAL']._serialized_end=2440
-  _globals['_PROPOSEPOLICYCHANGEREQUEST']._serialized_start=2442
-  _globals['_PROPOSEPOLICYCHANGEREQUEST']._serialized_end=2493
-  _globals['_APPROVEPOLICYCHANGEREQUEST']._serialized_start=2495
-  _globals['_APPROVEPOLICYCHANGEREQUEST']._serialized_end=2578
-  _globals['_GETPOLICYPROPOSALREQUEST']._serialized_start=2580
-  _globals['_GETPOLICYPROPOSALREQUEST']._serialized_end=2627
-  _globals['_LISTPOLICYPROPOSALSREQUEST']._serialized_start=2629
-  _globals['_LISTPOLICYPROPOSALSREQUEST']._serialized_end=2695
-  _globals['_LISTPOLICYPROPOSALSRESPONSE']._serialized_start=2697
-  _globals['_LISTPOLICYPROPOSALSRESPONSE']._serialized_end=2769
-  _globals['_GETAUDITLOGREQUEST']._serialized_start=2771
-  _globals['_GETAUDITLOGREQUEST']._serialized_end=2844
-  _globals['_COORDINATOR']._serialized_start=3549
-  _globals['_COORDINATOR']._serialized_end=4744
+  _globals['_NODESTATUS']._serialized_start=746
+  _globals['_NODESTATUS']._serialized_end=988
+  _globals['_CLUSTERSTATUSRESPONSE']._serialized_start=990
+  _globals['_CLUSTERSTATUSRESPONSE']._serialized_end=1109
+  _globals['_SUBMITSIGNREQUESTREQUEST']._serialized_start=1112
+  _globals['_SUBMITSIGNREQUESTREQUEST']._serialized_end=1257
+  _globals['_APPROVALINFO']._serialized_start=1259
+  _globals['_APPROVALINFO']._serialized_end=1371
+  _globals['_SIGNREQUESTINFO']._serialized_start=1374
+  _globals['_SIGNREQUESTINFO']._serialized_end=1889
+  _globals['_DECIDESIGNREQUESTREQUEST']._serialized_start=1891
+  _globals['_DECIDESIGNREQUESTREQUEST']._serialized_end=2010
+  _globals['_GETSIGNREQUESTREQUEST']._serialized_start=2012
+  _globals['_GETSIGNREQUESTREQUEST']._serialized_end=2055
+  _globals['_LISTSIGNREQUESTSREQUEST']._serialized_start=2057
+  _globals['_LISTSIGNREQUESTSREQUEST']._serialized_end=2154
+  _globals['_LISTSIGNREQUESTSRESPONSE']._serialized_start=2156
+  _globals['_LISTSIGNREQUESTSRESPONSE']._serialized_end=2225
+  _globals['_GETPOLICYREQUEST']._serialized_start=2227
+  _globals['_GETPOLICYREQUEST']._serialized_end=2261
+  _globals['_POLICYINFO']._serialized_start=2263
+  _globals['_POLICYINFO']._serialized_end=2371
+  _globals['_POLICYPROPOSAL']._serialized_start=2374
+  _globals['_POLICYPROPOSAL']._serialized_end=2562
+  _globals['_PROPOSEPOLICYCHANGEREQUEST']._serialized_start=2564
+  _globals['_PROPOSEPOLICYCHANGEREQUEST']._serialized_end=2615
+  _globals['_APPROVEPOLICYCHANGEREQUEST']._serialized_start=2617
+  _globals['_APPROVEPOLICYCHANGEREQUEST']._serialized_end=2700
+  _globals['_GETPOLICYPROPOSALREQUEST']._serialized_start=2702
+  _globals['_GETPOLICYPROPOSALREQUEST']._serialized_end=2749
+  _globals['_LISTPOLICYPROPOSALSREQUEST']._serialized_start=2751
+  _globals['_LISTPOLICYPROPOSALSREQUEST']._serialized_end=2817
+  _globals['_LISTPOLICYPROPOSALSRESPONSE']._serialized_start=2819
+  _globals['_LISTPOLICYPROPOSALSRESPONSE']._serialized_end=2891
+  _globals['_GETAUDITLOGREQUEST']._serialized_start=2893
+  _globals['_GETAUDITLOGREQUEST']._serialized_end=2966
+  _globals['_COORDINATOR']._serialized_start=3671
+  _globals['_COORDINATOR']._serialized_end=4866
 # @@protoc_insertion_point(module_scope)
