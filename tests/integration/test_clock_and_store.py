@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
 import time
 from typing import Any
 
@@ -213,3 +214,36 @@ def test_unwritable_store_is_not_serving_routed_around_and_recovers(cc, auditor,
     assert node3.stub.Health(node_pb2.NodeHealthRequest(), timeout=5).serving
     wait_for("the coordinator to see node 3 up", lambda: node(auditor, "node-3").healthy)
     assert node3.stub.GetInfo(node_pb2.GetInfoRequest(), timeout=5).unix_ms > 0
+
+
+def test_store_failure_in_the_middle_of_a_session_is_unavailable_not_an_abort(cc, auditor, cteam, ckey) -> None:
+    """Node 3's store fails after the session started (while node 3 waits in round 2): its last
+    round fails with UNAVAILABLE naming the store, nothing leaves node 3, and the coordinator
+    does not report a protocol abort (ABORTED) or an internal error."""
+    fault = cc.lay.dir / "faults" / "node-3.json"
+    log = cc.lay.log("node-3")
+    cc.kill("node-2")  # the signers are then nodes 1 and 3
+    wait_for("the coordinator to see node 2 down", lambda: not node(auditor, "node-2").healthy)
+    fault.write_text(json.dumps({"action": "delay", "protocol": "sign", "round": 2, "seconds": 2.0}))
+    seen = log.read_text().count("injecting fault delay")
+    result: list[Any] = []
+    worker = threading.Thread(target=lambda: result.append(cteam.request(ckey.key_id, digest("mid-session store fault"))))
+    worker.start()
+    try:
+        wait_for("node 3 to wait in round 2", lambda: log.read_text().count("injecting fault delay") > seen)
+        fault.write_text(json.dumps({"action": "store-unwritable"}))
+        worker.join(timeout=60)
+        (r,) = result
+        assert (r.state, r.error_code) == ("failed", "UNAVAILABLE"), (r.state, r.error_code, r.error_message)
+        assert "node 3 (node-3): UNAVAILABLE: store: node-3 cannot" in r.error_message
+        first = f"request {r.request_id}: attempt 1 with nodes [1, 3] failed (node 3 (node-3): UNAVAILABLE: store: node-3 cannot use its store"
+        assert first in cc.lay.log("coordinator").read_text()
+        text = log.read_text()
+        assert "signing contribution released" not in text.split("injecting fault delay")[-1]
+        assert "internal error" not in text
+    finally:
+        fault.unlink(missing_ok=True)
+        worker.join(timeout=60)
+        cc.start("node-2", cc.node_env[2])
+        cc.wait_healthy(["node-2"])
+    wait_for("every node up", lambda: all(n.healthy for n in auditor.node_states()))
