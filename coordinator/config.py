@@ -27,7 +27,7 @@ the nodes are CPU bound, and running more sessions at once than there are cores 
 contention.
 
 ``max_clock_skew_s`` (default 30): the health probe measures each node's clock against the
-coordinator's (:mod:`coordinator.clock`); signing leaves out a node whose clock is off by more
+coordinator's (:mod:`mpcnet.clockskew`); signing leaves out a node whose clock is off by more
 than this while enough other nodes are available, and ``ClusterStatus`` flags it.
 
 Relative paths are relative to the config file.

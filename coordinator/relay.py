@@ -18,8 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 
-from coordinator.clock import SkewSample
 from coordinator.config import NodeEndpoint
+from mpcnet.clockskew import SkewSample
 from mpcnet.rpc import CHANNEL_OPTIONS, status_of, trailing
 from proto.mpc.v1 import node_pb2, node_pb2_grpc
 

@@ -25,7 +25,6 @@ import grpc
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from coordinator.clock import SkewSample, measure
 from coordinator.config import CoordinatorConfig
 from coordinator.db import CoordinatorDb, KeyRecord, RequestRecord, now_ms
 from coordinator.policies import PolicyBook
@@ -40,6 +39,7 @@ from governance.approval import REQUEST_ID_RE, ApprovalBundle
 from governance.audit import AuditLog
 from governance.errors import GovernanceError
 from governance.policy import DEFAULT_SCOPE
+from mpcnet.clockskew import SkewSample, measure
 from mpcnet.govwire import audit_page, policy_state
 from mpcnet.pki import CertIdentity, channel_credentials
 from mpcnet.rpc import RpcError, caller_identity, check_len, invalid, status_of
@@ -166,7 +166,7 @@ class CoordinatorService:
     def probe(self) -> None:
         """Ask every node's Health at once: a node that does not answer, or answers that it is not
         serving (e.g. it cannot write its store), is marked down; each answer's clock gives the
-        node's skew (:mod:`coordinator.clock`), checked against ``max_clock_skew_s``."""
+        node's skew (:mod:`mpcnet.clockskew`), checked against ``max_clock_skew_s``."""
 
         def timed(h: NodeHandle) -> Any:
             def call(req: node_pb2.NodeHealthRequest, **kw: Any) -> tuple[node_pb2.NodeHealthResponse, int, int]:

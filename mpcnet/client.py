@@ -41,6 +41,7 @@ from governance.policy import (
     check_admin_signature,
     sign_policy_change,
 )
+from mpcnet.clockskew import format_skew
 from mpcnet.govwire import entry_rows
 from mpcnet.identities import Identity, load_identity
 from mpcnet.pki import CertPaths, channel_credentials
@@ -332,7 +333,7 @@ class NodeState:
         if self.skew_s is None:
             text = "skew unknown"
         else:
-            text = f"skew {'-' if self.skew_s < 0 else '+'}{abs(self.skew_s):.1f}s"
+            text = f"skew {format_skew(round(self.skew_s * 1000))}"
         if self.clock_suspect:
             text += f" CLOCK OFF (beyond {self.max_skew_s:g}s, or refused a live request as expired)"
         return text

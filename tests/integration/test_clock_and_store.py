@@ -119,16 +119,16 @@ def status_text(cc, capsys) -> str:
 def test_skewed_node_is_measured_shown_and_routed_around(cc, auditor, cteam, ckey, capsys, offset_s: float) -> None:
     restart_node3(cc, offset_s)
     try:
-        n3 = wait_for(
+        wait_for(
             "the coordinator to measure node 3's skew",
             lambda: (n := node(auditor, "node-3")).healthy and n.clock_suspect and n.skew_s is not None
-            and abs(n.skew_s - offset_s) < 2.0 and n,
+            and n.skew_error_s is not None and n.skew_error_s < 1.0 and abs(n.skew_s - offset_s) < 2.0 and n,
         )
-        assert n3.skew_error_s is not None and n3.skew_error_s < 1.0
-        assert not node(auditor, "node-1").clock_suspect and abs(node(auditor, "node-1").skew_s or 0) < 2.0
+        n1 = node(auditor, "node-1")
+        assert not n1.clock_suspect and n1.skew_s is not None and abs(n1.skew_s) < 5.0
         line = next(ln for ln in status_text(cc, capsys).splitlines() if ln.startswith("node-3"))
         shown = re.search(r"skew ([+-]\d+\.\d)s CLOCK OFF", line)
-        assert shown is not None and abs(float(shown.group(1)) - offset_s) < 2.0, line
+        assert shown is not None and abs(float(shown.group(1)) - offset_s) < 5.0, line
         # every request is signed by the two healthy nodes, at the first attempt
         for r in sign_all(cteam, ckey, f"skew {offset_s}", 3):
             assert r.signature is not None and tuple(r.signature.signers) == (1, 2) and r.attempts == 1

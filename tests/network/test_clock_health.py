@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.clock import SkewSample, format_skew, measure
+from mpcnet.clockskew import SkewSample, format_skew, measure
 from mpc_node.clock import ENV, NodeClock
 
 NOW_MS = 1_700_000_000_000
@@ -26,6 +26,7 @@ def test_skew_is_measured_against_the_midpoint_with_the_round_trip_as_error() ->
     with pytest.raises(ValueError):
         measure(1_000_001, 1_000_000, 1_000_000)
     assert format_skew(90_200) == "+90.2s" and format_skew(-360_000) == "-360.0s" and format_skew(0) == "+0.0s"
+    assert format_skew(-40) == "+0.0s" and format_skew(-60) == "-0.1s"
 
 
 def test_a_node_is_beyond_the_tolerance_only_beyond_the_error_bound() -> None:

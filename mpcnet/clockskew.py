@@ -1,4 +1,5 @@
-"""Measuring a node's clock against the coordinator's.
+"""Measuring a node's clock against the coordinator's (used by the coordinator's health probe;
+:func:`format_skew` also by the client and ``mpc status``).
 
 A node puts its wall clock (``unix_ms``) in every ``Health`` and ``GetInfo`` answer. The
 coordinator reads its own wall clock just before sending the call and just after the answer
@@ -47,4 +48,5 @@ def measure(sent_ms: int, received_ms: int, node_ms: int) -> SkewSample:
 
 def format_skew(skew_ms: int) -> str:
     """``+90.2s``, ``-360.0s``, ``+0.0s``."""
-    return f"{'-' if skew_ms < 0 else '+'}{abs(skew_ms) / 1000:.1f}s"
+    tenths = round(skew_ms / 100)
+    return f"{'-' if tenths < 0 else '+'}{abs(tenths) / 10:.1f}s"
