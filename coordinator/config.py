@@ -8,7 +8,7 @@ Example::
       "tls": {"cert": "coordinator.pem", "key": "coordinator.key", "ca": "../ca/ca.pem"},
       "nodes": [{"index": 1, "name": "node-1", "endpoint": "127.0.0.1:7001"}, ...],
       "client_roles": ["admin", "requester", "approver", "auditor"],
-      "step_timeout_s": 30, "max_requests": 64, "max_parallel_sessions": 4,
+      "step_timeout_s": 30, "max_requests": 64, "max_parallel_sessions": 4, "max_clock_skew_s": 30,
       "log_file": "coordinator.log",
       "keystore": "keystore.json", "passphrase_file": "passphrase",   # or "passphrase_env"
       "audit_db": "audit.db",
@@ -26,6 +26,10 @@ with their own copy, so a coordinator with a wrong one can only cause refusals.
 the nodes are CPU bound, and running more sessions at once than there are cores only adds
 contention.
 
+``max_clock_skew_s`` (default 30): the health probe measures each node's clock against the
+coordinator's (:mod:`mpcnet.clockskew`); signing leaves out a node whose clock is off by more
+than this while enough other nodes are available, and ``ClusterStatus`` flags it.
+
 Relative paths are relative to the config file.
 """
 
@@ -40,11 +44,13 @@ from mpcnet.config import ConfigError, load_json
 from mpcnet.pki import ROLES, CertPaths
 
 DEFAULT_CLIENT_ROLES = ["admin", "requester", "approver", "auditor"]
+MAX_CLOCK_SKEW_S = 7 * 86400.0  # fits NodeStatus.max_clock_skew_ms (uint32 ms)
 
 _KEYS = {
     "name", "listen", "threshold", "db", "tls", "nodes", "client_roles", "step_timeout_s", "dkg_timeout_s",
     "max_requests", "log_file", "log_level", "workers", "health_interval_s", "max_parallel_sessions",
     "keystore", "passphrase_file", "passphrase_env", "audit_db", "governance", "sweep_interval_s",
+    "max_clock_skew_s",
 }
 
 
@@ -81,6 +87,7 @@ class CoordinatorConfig:
     admin_set: AdminSet
     initial_policy: SignedPolicyChange
     sweep_interval_s: float
+    max_clock_skew_s: float = 30.0
 
     @property
     def parties(self) -> int:
@@ -113,6 +120,9 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
     pf, pe = f.path("passphrase_file", required=False), f.opt_str("passphrase_env")
     if pf is None and pe is None:
         raise f.error("passphrase_file", "missing (give passphrase_file or passphrase_env)")
+    max_skew = f.number("max_clock_skew_s", 30.0)
+    if not max_skew <= MAX_CLOCK_SKEW_S:
+        raise f.error("max_clock_skew_s", f"must be a number of seconds in (0, {MAX_CLOCK_SKEW_S:.0f}]")
     cfg = CoordinatorConfig(
         path=Path(path),
         name=f.text("name", "coordinator"),
@@ -138,6 +148,7 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
         admin_set=admins,
         initial_policy=initial,
         sweep_interval_s=f.number("sweep_interval_s", 1.0),
+        max_clock_skew_s=max_skew,
     )
     if cfg.workers <= cfg.max_requests // 2:
         raise ConfigError(f"{path}: workers: must exceed max_requests / 2")

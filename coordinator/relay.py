@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 
 from coordinator.config import NodeEndpoint
+from mpcnet.clockskew import SkewSample
 from mpcnet.rpc import CHANNEL_OPTIONS, status_of, trailing
 from proto.mpc.v1 import node_pb2, node_pb2_grpc
 
@@ -48,6 +49,8 @@ class NodeHandle:
         self.last_error = ""
         self.inflight = 0
         self.info: node_pb2.NodeInfo | None = None
+        self.clock: SkewSample | None = None  # the last measurement of its clock (None = not yet)
+        self.clock_suspect = ""  # why its clock is not trusted ("" = it is): signing leaves it out if it can
 
     @property
     def label(self) -> str:

@@ -40,9 +40,11 @@ from crypto_core.bip32 import derive
 from crypto_core.errors import ProtocolAbort
 from crypto_core.group import Point
 from crypto_core.keyshare import MAX_LABEL
-from governance.approval import REQUEST_ID_RE
+from governance.approval import REQUEST_ID_RE, ApprovalBundle
 from governance.audit import AuditLog
+from governance.errors import GovernanceError
 from governance.policy import DEFAULT_SCOPE
+from mpcnet.clockskew import SkewSample, measure
 from mpcnet.govwire import audit_page, policy_state
 from mpcnet.pki import CertIdentity, channel_credentials
 from mpcnet.rpc import RpcError, caller_identity, check_len, invalid, status_of, trailing
@@ -99,6 +101,17 @@ def _attempts_left(taken: int) -> str:
         f"{min(taken, MAX_SIGN_ATTEMPTS)} of {MAX_SIGN_ATTEMPTS} signing attempts used; start the unavailable nodes, "
         "then submit a new request for approval"
     )
+def _live(bundle: bytes) -> bool:
+    """True iff the bundle's request has not expired by the coordinator's clock."""
+    try:
+        return now_ms() <= ApprovalBundle.from_bytes(bundle).request.expires_at_ms
+    except GovernanceError:
+        return False
+
+
+def _printable(text: str, limit: int = 300) -> str:
+    """A node's free text, escaped for our logs, errors and status (no control characters)."""
+    return text[:limit].encode("unicode_escape").decode("ascii")
 
 
 def key_info(k: KeyRecord) -> common_pb2.KeyInfo:
@@ -171,16 +184,73 @@ class CoordinatorService:
             self._stop.wait(self.cfg.health_interval_s)
 
     def probe(self) -> None:
+        """Ask every node's Health at once: a node that does not answer, or answers that it is not
+        serving (e.g. it cannot write its store), is marked down; each answer's clock gives the
+        node's skew (:mod:`mpcnet.clockskew`), checked against ``max_clock_skew_s``."""
+
+        def timed(h: NodeHandle) -> Any:
+            def call(req: node_pb2.NodeHealthRequest, **kw: Any) -> tuple[node_pb2.NodeHealthResponse, int, int]:
+                sent = time.time_ns() // 1_000_000
+                resp = h.stub.Health(req, **kw)
+                return resp, sent, time.time_ns() // 1_000_000
+
+            return call
+
         ok, errs = fanout(
-            {i: (h.stub.Health, node_pb2.NodeHealthRequest()) for i, h in self.nodes.items()}, 1.0, wait_for_ready=True
+            {i: (timed(h), node_pb2.NodeHealthRequest()) for i, h in self.nodes.items()}, 1.0, wait_for_ready=True
         )
-        for i in ok:
-            if self.nodes[i].healthy is False:  # back from being down: it may have missed policies
+        for i, (resp, sent, received) in ok.items():
+            h = self.nodes[i]
+            if resp.unix_ms > 0 and received >= sent:
+                self._clock_measured(h, measure(sent, received, resp.unix_ms))
+            if not resp.serving:
+                h.mark_down(f"NOT_SERVING: {_printable(resp.reason) or 'no reason given'}")
+                continue
+            if h.healthy is False:  # back from being down: it may have missed policies
                 self.policies.mark_unsynced(i)
-            self.nodes[i].mark_up()
+            h.mark_up()
         for i, e in errs.items():
             code, details = status_of(e)
             self.nodes[i].mark_down(f"{code.name}: {details}")
+
+    def _clock_measured(self, h: NodeHandle, sample: SkewSample) -> None:
+        h.clock = sample
+        max_ms = round(self.cfg.max_clock_skew_s * 1000)
+        if sample.beyond(max_ms):
+            why = f"clock {sample.text()} beyond the tolerance of {self.cfg.max_clock_skew_s:g}s"
+        else:
+            why = ""
+        self._set_clock_suspect(h, why)
+
+    def _set_clock_suspect(self, h: NodeHandle, why: str) -> None:
+        """Mark (``why``) or clear ("") a node's clock as suspect; log and audit each change."""
+        with self._lock:
+            before, h.clock_suspect = h.clock_suspect, why
+        if bool(before) == bool(why):
+            return
+        s = h.clock
+        details: dict[str, str | int | bool] = {"node": h.name, "max_skew_ms": round(self.cfg.max_clock_skew_s * 1000)}
+        if s is not None:
+            details.update(skew_ms=s.skew_ms, error_ms=s.error_ms)
+        if why:
+            details["reason"] = why[:500]
+            log.warning("%s: %s; left out of signing while enough other nodes are available", h.label, why)
+        else:
+            log.info("%s: clock back within tolerance (%s)", h.label, s.text() if s else "not measured")
+        try:
+            self.audit.append(
+                "coordinator", "node-clock", outcome="out-of-tolerance" if why else "in-tolerance", details=details
+            )
+        except Exception:
+            if not self._stop.is_set():  # the audit log is closed while the coordinator stops
+                log.exception("cannot audit a node's clock state")
+
+    def _clock_refusal(self, h: NodeHandle, message: str) -> str:
+        """A node refused a request as expired that has not expired by our clock: its clock is
+        off. Marks it suspect; returns the reason, naming the node and its measured skew."""
+        skew = h.clock.text() if h.clock is not None else "skew not measured yet"
+        self._set_clock_suspect(h, f"refused a live request as expired ({skew})")
+        return f"{h.label}: refused the request as expired by its own clock ({skew}): {_printable(message)}"
 
     # --- admission ----------------------------------------------------------------------------
     def _admit(self) -> None:
@@ -341,8 +411,10 @@ class CoordinatorService:
             cands = [h for i, h in self.nodes.items() if i not in excluded]
             if len(cands) < t:
                 return None
-            # available first, then least loaded, then round robin
-            cands.sort(key=lambda h: (h.healthy is False, not self.policies.synced(h.index), h.inflight, (h.index - rr) % n))
+            # available first, clock within tolerance, then least loaded, then round robin
+            cands.sort(key=lambda h: (
+                h.healthy is False, bool(h.clock_suspect), not self.policies.synced(h.index), h.inflight, (h.index - rr) % n,
+            ))
             return tuple(sorted(h.index for h in cands[:t]))
 
     def _sign(
@@ -448,6 +520,10 @@ class CoordinatorService:
                         # attempts was lost or rolled back): take the next one, within the bound
                         log.warning("request %s: %s; trying the next attempt", rid, e.message)
                         continue
+                    if e.governance == "expired" and e.node is not None and e.node not in down and _live(bundle):
+                        # not expired by our clock: the node's clock is off; sign without it
+                        down[e.node] = self._clock_refusal(self.nodes[e.node], e.message)
+                        continue
                     if e.governance == "stale-policy" and e.node is not None and e.node not in resynced:
                         resynced.add(e.node)  # it missed a policy change: bring it up to date, retry
                         self.policies.mark_unsynced(e.node)
@@ -536,6 +612,11 @@ class CoordinatorService:
                 coordinator_pb2.NodeStatus(
                     index=h.index, name=h.name, endpoint=h.endpoint, healthy=bool(h.healthy), last_error=h.last_error,
                     policies_synced=self.policies.synced(h.index),
+                    clock_measured=h.clock is not None,
+                    clock_skew_ms=h.clock.skew_ms if h.clock is not None else 0,
+                    clock_error_ms=min(h.clock.error_ms, 2**32 - 1) if h.clock is not None else 0,
+                    clock_suspect=bool(h.clock_suspect),
+                    max_clock_skew_ms=round(self.cfg.max_clock_skew_s * 1000),
                 )
                 for h in self.nodes.values()
             ],

@@ -62,6 +62,7 @@ MAX_PATH_DEPTH = 255
 MAX_PATH_INDEX = 2**32 - 1
 MAX_TIME_MS = 2**63 - 1
 MAX_CLOCK_SKEW_MS = 5 * 60 * 1000  # a request may be created this far in the verifier's future
+MAX_CLOCK_TOLERANCE_MS = 5 * 60 * 1000  # the largest configurable tolerance for the verifier's clock
 
 TallyState = Literal["pending", "approved", "rejected"]
 
@@ -283,19 +284,22 @@ def _check_request_static(policy: KeyPolicy, request: SigningRequest) -> None:
         )
 
 
-def check_request(policy: KeyPolicy, request: SigningRequest, *, now_ms: int) -> None:
+def check_request(policy: KeyPolicy, request: SigningRequest, *, now_ms: int, tolerance_ms: int = 0) -> None:
     """Raise :class:`GovernanceError` unless ``request`` is acceptable under ``policy`` at ``now_ms``.
 
     Checks the policy version and digest, that the request's lifetime is within the policy's TTL, that the
-    requester is allowed, that it is not created more than :data:`MAX_CLOCK_SKEW_MS` in the
-    future, and that it has not expired (``now_ms > expires_at_ms``).
+    requester is allowed, that it is not created more than :data:`MAX_CLOCK_SKEW_MS` plus
+    ``tolerance_ms`` in the future, and that it has not expired (``now_ms > expires_at_ms +
+    tolerance_ms``). ``tolerance_ms`` (0..:data:`MAX_CLOCK_TOLERANCE_MS`) is the verifier's
+    allowance for its own clock being off from the clock that stamped the request.
     """
     _check_types(policy, request)
     check_int(now_ms, "now_ms", 0, MAX_TIME_MS)
+    check_int(tolerance_ms, "tolerance_ms", 0, MAX_CLOCK_TOLERANCE_MS)
     _check_request_static(policy, request)
-    if request.created_at_ms > now_ms + MAX_CLOCK_SKEW_MS:
+    if request.created_at_ms > now_ms + MAX_CLOCK_SKEW_MS + tolerance_ms:
         raise GovernanceError("created_at_ms", "request is not valid yet (created in the future)")
-    if now_ms > request.expires_at_ms:
+    if now_ms > request.expires_at_ms + tolerance_ms:
         raise GovernanceError("expires_at_ms", "request has expired")
 
 
@@ -366,13 +370,13 @@ def tally(policy: KeyPolicy, request: SigningRequest, approvals: Sequence[Approv
 
 
 def verify_approvals(
-    policy: KeyPolicy, request: SigningRequest, approvals: Sequence[Approval], *, now_ms: int
+    policy: KeyPolicy, request: SigningRequest, approvals: Sequence[Approval], *, now_ms: int, tolerance_ms: int = 0
 ) -> QuorumResult:
     """What a node checks before contributing to a signature: :class:`GovernanceError` unless approved.
 
-    :func:`check_request` at ``now_ms``, then :func:`tally`, which must say ``"approved"``.
+    :func:`check_request` at ``now_ms`` (with ``tolerance_ms``), then :func:`tally`, which must say ``"approved"``.
     """
-    check_request(policy, request, now_ms=now_ms)
+    check_request(policy, request, now_ms=now_ms, tolerance_ms=tolerance_ms)
     result = tally(policy, request, approvals)
     if result.state == "rejected":
         raise GovernanceError(
@@ -467,9 +471,9 @@ class ApprovalBundle:
                 approvals.append(Approval(approver, Decision(decision), signature))
         return cls(request, tuple(approvals))
 
-    def verify(self, policy: KeyPolicy, *, now_ms: int) -> QuorumResult:
+    def verify(self, policy: KeyPolicy, *, now_ms: int, tolerance_ms: int = 0) -> QuorumResult:
         """Shorthand for :func:`verify_approvals` on this bundle."""
-        return verify_approvals(policy, self.request, self.approvals, now_ms=now_ms)
+        return verify_approvals(policy, self.request, self.approvals, now_ms=now_ms, tolerance_ms=tolerance_ms)
 
 
 def rate_limit_ok(limit: RateLimit, recent_signature_times_ms: Sequence[int], now_ms: int) -> bool:

@@ -13,7 +13,7 @@ Example::
         ...
       ],
       "session_timeout_s": 60, "max_sessions": 256, "scrypt_n": 32768,
-      "log_file": "node.log", "test_mode": false,
+      "log_file": "node.log", "test_mode": false, "clock_tolerance_s": 5,
       "audit_db": "audit.db",
       "policy_max_age_s": 86400,                  # 0: do not require policy attestations
       "governance": {
@@ -31,6 +31,11 @@ the node signs only while the newest admin-signed policy attestation it holds is
 old and names exactly the policies it enforces (see :mod:`governance.attestation`; 0 disables
 the check, for a cluster without attesting admins). Relative paths are relative to the config
 file.
+
+``clock_tolerance_s`` (default 5, at most 300) is how far the node's clock may be off from the
+coordinator's that stamped a signing request: the node refuses a request as expired only when
+its clock is past the expiry by more than this, and as created in the future only when it is
+more than the fixed 5-minute allowance plus this ahead of the node's clock.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from governance.approval import MAX_CLOCK_TOLERANCE_MS
 from governance.errors import GovernanceError
 from governance.policy import DEFAULT_SCOPE, AdminSet, SignedPolicyChange
 from mpcnet.config import ConfigError, Fields, load_json
@@ -46,11 +52,12 @@ from mpcnet.pki import CertPaths
 _KEYS = {
     "index", "name", "listen", "threshold", "keystore", "store", "passphrase_file", "passphrase_env",
     "tls", "roster", "session_timeout_s", "max_sessions", "scrypt_n", "log_file", "log_level",
-    "test_mode", "workers", "audit_db", "governance",
+    "test_mode", "workers", "audit_db", "governance", "clock_tolerance_s",
     "policy_max_age_s",
 }
 DEFAULT_POLICY_MAX_AGE_S = 86400
 MAX_POLICY_MAX_AGE_S = 366 * 86400
+MAX_CLOCK_TOLERANCE_S = MAX_CLOCK_TOLERANCE_MS / 1000
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,7 @@ class NodeConfig:
     admin_set: AdminSet
     initial_policy: SignedPolicyChange
     policy_max_age_s: int = DEFAULT_POLICY_MAX_AGE_S  # 0: attestations not required
+    clock_tolerance_s: float = 5.0
 
     @property
     def parties(self) -> int:
@@ -134,6 +142,9 @@ def load_node_config(path: Path) -> NodeConfig:
     pf, pe = f.path("passphrase_file", required=False), f.opt_str("passphrase_env")
     if pf is None and pe is None:
         raise f.error("passphrase_file", "missing (give passphrase_file or passphrase_env)")
+    tolerance = f.number("clock_tolerance_s", 5.0, lo=-1.0)
+    if not 0.0 <= tolerance <= MAX_CLOCK_TOLERANCE_S:
+        raise f.error("clock_tolerance_s", f"must be a number of seconds in [0, {MAX_CLOCK_TOLERANCE_S:.0f}]")
     cfg = NodeConfig(
         path=Path(path),
         index=index,
@@ -158,6 +169,7 @@ def load_node_config(path: Path) -> NodeConfig:
         admin_set=admins,
         initial_policy=initial,
         policy_max_age_s=f.integer("policy_max_age_s", DEFAULT_POLICY_MAX_AGE_S, lo=0, hi=MAX_POLICY_MAX_AGE_S),
+        clock_tolerance_s=tolerance,
     )
     if roster[index].name != cfg.name:
         raise ConfigError(f"{path}: name: {cfg.name!r} differs from roster entry {index} ({roster[index].name!r})")

@@ -17,6 +17,8 @@ produces a round's messages. The file holds one JSON object::
 * ``tamper-signature``: flips a bit in every round-``round`` payload *after* signing it (an
   altered message: the peers' envelope checks must catch and name it).
 * ``delay``: sleeps ``seconds`` before answering.
+* ``store-unwritable`` (no ``protocol``/``round``): while the file says so, every write to the
+  node's store fails like a full or failing disk (:meth:`FaultInjector.store_fault`).
 
 With ``once`` (the default for ``crash``) the file is removed when the fault fires, so a
 restarted node behaves normally.
@@ -53,6 +55,18 @@ class FaultInjector:
         self.path = Path(path) if path else None
         if path and enabled:
             log.warning("TEST MODE: fault injection enabled from %s", path)
+
+    def store_fault(self) -> str | None:
+        """The injected reason every store write fails now (``store-unwritable``), else None."""
+        if self.path is None:
+            return None
+        try:
+            doc = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(doc, dict) or doc.get("action") != "store-unwritable":
+            return None
+        return "disk I/O error (TEST MODE: injected store fault)"
 
     def check(self, protocol: str, round: int) -> Fault | None:
         if self.path is None:

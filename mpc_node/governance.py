@@ -32,6 +32,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import grpc
 
@@ -80,9 +81,13 @@ class Approved:
 class NodeGovernance:
     def __init__(
         self, name: str, admins: AdminSet, initial: SignedPolicyChange, store: NodeStore, audit: AuditLog,
-        *, max_age_s: int = 86400,
+        *, max_age_s: int = 86400, clock: Callable[[], int] = now_ms, tolerance_ms: int = 0,
     ) -> None:
+        """``clock`` gives the node's wall clock in ms; ``tolerance_ms`` is how far it may be off
+        from the clock that stamped a request before the request counts as expired / future."""
         self.name = name
+        self.clock = clock
+        self.tolerance_ms = tolerance_ms
         self.admins = admins
         self.store = store
         self.audit = audit
@@ -216,7 +221,7 @@ class NodeGovernance:
             signed.verify(self.admins)
         except GovernanceError as e:
             raise refusal(Code.PERMISSION_DENIED, "denied", f"{field}.{e.field}: {e.reason}") from None
-        ahead = signed.issued_at_ms - now_ms()
+        ahead = signed.issued_at_ms - self.clock()
         if ahead > ATTESTATION_FUTURE_TOLERANCE_MS:
             raise refusal(
                 Code.FAILED_PRECONDITION, "policy-unconfirmed",
@@ -280,7 +285,7 @@ class NodeGovernance:
             held = {key_id: self._head(key_id), DEFAULT_SCOPE: self._head(DEFAULT_SCOPE)}
         try:
             check_confirms(
-                None if signed is None else signed.attestation, held, now_ms=now_ms(), max_age_ms=self.max_age_ms,
+                None if signed is None else signed.attestation, held, now_ms=self.clock(), max_age_ms=self.max_age_ms,
                 future_tolerance_ms=ATTESTATION_FUTURE_TOLERANCE_MS,
             )
         except AttestationRefusal as e:
@@ -324,7 +329,7 @@ class NodeGovernance:
         # a request this node already served (in an earlier attempt) counts once: no new check;
         # how many attempts may release a share is bounded by the reservations
         limit = policy.rate_limit
-        now = now_ms()
+        now = self.clock()
         recent = self.store.served_times(key_id, now - limit.window_seconds * 1000)
         if not self.store.request_served(req.request_id) and not rate_limit_ok(limit, recent, now):
             raise refusal(
@@ -336,7 +341,7 @@ class NodeGovernance:
 
     def _verify(self, bundle: ApprovalBundle, policy: KeyPolicy) -> QuorumResult:
         try:
-            return bundle.verify(policy, now_ms=now_ms())
+            return bundle.verify(policy, now_ms=self.clock(), tolerance_ms=self.tolerance_ms)
         except GovernanceError as e:
             field = e.field
             if field.startswith("approvals") or field not in _PRECONDITION_FIELDS:
@@ -360,5 +365,5 @@ class NodeGovernance:
         req = approved.bundle.request
         limit = policy.rate_limit
         return ServedRequest(
-            req.request_id, req.key_id, req.digest, now_ms(), (limit.max_signatures, limit.window_seconds * 1000)
+            req.request_id, req.key_id, req.digest, self.clock(), (limit.max_signatures, limit.window_seconds * 1000)
         )

@@ -21,6 +21,7 @@ import grpc
 
 from governance.audit import AuditLog
 from governance.errors import GovernanceError
+from mpc_node.clock import NodeClock
 from mpc_node.config import NodeConfig, load_node_config
 from mpc_node.keystore import KeystoreError, load_keystore, read_passphrase
 from mpc_node.service import NodeService
@@ -61,17 +62,21 @@ def build_server(cfg: NodeConfig, service: NodeService) -> tuple[grpc.Server, in
 
 
 def run(cfg: NodeConfig, ready: threading.Event | None = None, stop: threading.Event | None = None) -> int:
+    try:
+        clock = NodeClock.from_env(cfg.test_mode)
+    except ValueError as e:
+        raise RuntimeError(str(e)) from None
     passphrase = read_passphrase(file=cfg.passphrase_file, env=cfg.passphrase_env)
     keys = load_keystore(cfg.keystore, passphrase)
     store = NodeStore.open(cfg.store, passphrase, cfg.index, scrypt_n=cfg.scrypt_n)
     del passphrase
     try:
-        audit = AuditLog.open(cfg.audit_db, component=cfg.name, signing_key=keys.identity)
+        audit = AuditLog.open(cfg.audit_db, component=cfg.name, signing_key=keys.identity, clock=clock.now_ms)
     except GovernanceError as e:
         store.close()
         raise RuntimeError(f"audit log {cfg.audit_db}: {e}") from None
     try:
-        service = NodeService(cfg, keys, store, audit)
+        service = NodeService(cfg, keys, store, audit, clock)
     except BaseException:
         audit.close()
         store.close()

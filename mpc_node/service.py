@@ -33,13 +33,16 @@ node's signed, hash-chained audit log.
 from __future__ import annotations
 
 import dataclasses
+import contextlib
 import hashlib
 import logging
 import os
+import sqlite3
 import threading
 import time
 import traceback
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -55,6 +58,7 @@ from governance.audit import AuditLog
 from governance.errors import GovernanceError
 from governance.reservation import MAX_SIGN_ATTEMPTS, Reservation, reservation_quorum, sign_reservation, verify_receipts
 from mpc_node.bans import BanRegistry, Refusal
+from mpc_node.clock import NodeClock
 from mpc_node.config import NodeConfig
 from mpc_node.envelope import Envelope, EnvelopeError, open_envelope, seal_broadcast, seal_direct
 from mpc_node.faults import FaultInjector, flip
@@ -77,6 +81,8 @@ VERSION = "mpcnet-node/0.1"
 # OT-extension check in RvoleAlice.respond), round-3 messages (Bob's mu check, Gamma checks)
 CHECKED_SIGN_ROUNDS = frozenset({2, 3})
 SUPERSEDE_WAIT_S = 10.0  # how long a new session of a request waits for a step of its old one
+STORE_PROBE_INTERVAL_S = 2.0  # while the store is writable; every sweep (1 s) while it is not
+HEALTH_SERVICES = ("", node_pb2.DESCRIPTOR.services_by_name["Node"].full_name)
 
 Code = grpc.StatusCode
 
@@ -115,13 +121,21 @@ class Session:
 class NodeService:
     """The Node RPCs, independent of gRPC transport details (handlers raise RpcError)."""
 
-    def __init__(self, cfg: NodeConfig, keys: OperationalKeys, store: NodeStore, audit: AuditLog) -> None:
+    def __init__(
+        self, cfg: NodeConfig, keys: OperationalKeys, store: NodeStore, audit: AuditLog, clock: NodeClock | None = None
+    ) -> None:
         self.cfg = cfg
+        self.clock = clock or NodeClock.from_env(cfg.test_mode)
         self.keys = keys
         self.store = store
         self.audit = audit
         self.me = cfg.index
         self.faults = FaultInjector(cfg.test_mode)
+        if self.faults.path is not None:
+            store.write_fault = self.faults.store_fault
+        self._store_problem = ""  # why the store cannot be written ("" = it can)
+        self._store_lock = threading.Lock()
+        self._store_probed = 0.0
         self.health: Any = None  # the standard health servicer, set by the server
         self._sessions: dict[bytes, Session] = {}
         self._seen: OrderedDict[bytes, None] = OrderedDict()
@@ -135,7 +149,8 @@ class NodeService:
                 f"roster entry {self.me} does not match this node's keystore (wrong keystore or stale roster)"
             )
         self.gov = NodeGovernance(
-            cfg.name, cfg.admin_set, cfg.initial_policy, store, audit, max_age_s=cfg.policy_max_age_s
+            cfg.name, cfg.admin_set, cfg.initial_policy, store, audit, max_age_s=cfg.policy_max_age_s,
+            clock=self.clock.now_ms, tolerance_ms=round(cfg.clock_tolerance_s * 1000),
         )
         self.bans = BanRegistry(store)
 
@@ -169,12 +184,72 @@ class NodeService:
         self._stop.set()
 
     def _sweep_loop(self) -> None:
+        self.probe_store()
         while not self._stop.wait(1.0):
             try:
                 self.sweep()
                 self.retry_bans()
+                if self._store_problem or time.monotonic() - self._store_probed >= STORE_PROBE_INTERVAL_S:
+                    self.probe_store()
             except Exception as e:  # the sweeper must survive (the next pass retries)
                 log.error("session sweeper: %s", type(e).__name__)
+
+    # --- store health --------------------------------------------------------------------------
+    @property
+    def store_problem(self) -> str:
+        """Why the store cannot be written, or "" when the last write succeeded."""
+        return self._store_problem
+
+    def probe_store(self) -> str:
+        """Write the store's probe row; update the health state (the standard health service says
+        NOT_SERVING while writes fail, SERVING again once one succeeds). Returns why the write
+        failed, "" if it succeeded."""
+        self._store_probed = time.monotonic()
+        try:
+            self.store.probe_write(self.clock.now_ms())
+        except (StoreError, OSError, sqlite3.Error) as e:
+            problem = _short(e) or type(e).__name__
+            self._set_store_problem(problem)
+            return problem
+        self._set_store_problem("")
+        return ""
+
+    def _set_store_problem(self, problem: str) -> None:
+        with self._store_lock:
+            before, self._store_problem = self._store_problem, problem
+            if bool(before) == bool(problem):
+                return
+            if self.health is not None:
+                from grpc_health.v1 import health_pb2
+
+                status = health_pb2.HealthCheckResponse.NOT_SERVING if problem else health_pb2.HealthCheckResponse.SERVING
+                for name in HEALTH_SERVICES:
+                    self.health.set(name, status)
+        if problem:
+            log.error("store %s cannot be written (%s): NOT_SERVING until a write succeeds again", self.cfg.store, problem)
+        else:
+            log.info("store %s can be written again: SERVING", self.cfg.store)
+        try:  # the audit log may live on the same failing disk
+            self.audit.append(
+                self.cfg.name, "store-health", outcome="unwritable" if problem else "writable",
+                details={"reason": problem[:500]} if problem else {},
+            )
+        except Exception as e:
+            log.warning("cannot audit the store's health change: %s", _short(e))
+
+    @contextlib.contextmanager
+    def _store_guard(self) -> Iterator[None]:
+        """Turn a store or audit-log failure into UNAVAILABLE naming the problem (never INTERNAL),
+        and re-probe the store so that the node's health says whether it can still write."""
+        try:
+            yield
+        except (StoreError, OSError, sqlite3.Error, GovernanceError) as e:
+            what = "audit log" if isinstance(e, GovernanceError) else "store"
+            log.error("%s failure: %s", what, _short(e))
+            self.probe_store()
+            raise RpcError(
+                Code.UNAVAILABLE, f"store: {self.cfg.name} cannot use its {what} ({_short(e)}); use other nodes"
+            ) from None
 
     def sweep(self, now: float | None = None) -> int:
         """Drop sessions idle for longer than the timeout. Returns how many were dropped."""
@@ -203,6 +278,7 @@ class NodeService:
     # --- info --------------------------------------------------------------------------------
     def GetInfo(self, req: node_pb2.GetInfoRequest, ctx: Any) -> node_pb2.NodeInfo:
         return node_pb2.NodeInfo(
+            unix_ms=self.clock.now_ms(),
             index=self.me,
             name=self.cfg.name,
             identity_public=self.keys.identity_public,
@@ -214,10 +290,27 @@ class NodeService:
         )
 
     def Health(self, req: node_pb2.NodeHealthRequest, ctx: Any) -> node_pb2.NodeHealthResponse:
-        return node_pb2.NodeHealthResponse(serving=True, active_sessions=self.active_sessions, max_sessions=self.cfg.max_sessions)
+        problem = self._store_problem
+        return node_pb2.NodeHealthResponse(
+            serving=not problem, active_sessions=self.active_sessions, max_sessions=self.cfg.max_sessions,
+            unix_ms=self.clock.now_ms(), reason=f"store cannot be written: {problem}" if problem else "",
+        )
 
     # --- sessions ----------------------------------------------------------------------------
     def StartSession(self, req: node_pb2.StartSessionRequest, ctx: Any) -> node_pb2.StepResponse:
+        # one small durable write first: a node that cannot write its store must refuse here, not
+        # after its peers released their signature shares for the request
+        problem = self.probe_store()
+        if problem:
+            raise RpcError(
+                Code.UNAVAILABLE,
+                f"store: {self.cfg.name} cannot write its store ({problem}); "
+                "it takes no sessions until a write succeeds again",
+            )
+        with self._store_guard():
+            return self._start_session(req, ctx)
+
+    def _start_session(self, req: node_pb2.StartSessionRequest, ctx: Any) -> node_pb2.StepResponse:
         sid = check_len(req.session_id, "session_id", SESSION_ID_LEN)
         which = req.WhichOneof("params")
         if which == "dkg":
@@ -438,8 +531,9 @@ class NodeService:
             if s.kind == "sign":
                 s.attempt, s.receipts = req.attempt, tuple(req.reservation_receipts)
             try:
-                inbox = self._open_inbox(s, req.round, req.envelopes)
-                resp = self._advance(s, inbox)
+                with self._store_guard():
+                    inbox = self._open_inbox(s, req.round, req.envelopes)
+                    resp = self._advance(s, inbox)
             except RpcError as e:
                 self._kill(s, e)
                 raise
@@ -697,8 +791,8 @@ class NodeService:
             self.store.put_key_share(
                 ks.key_id, ks.to_bytes(), label=s.label, public_key=pk, threshold=ks.threshold, parties=ks.parties
             )
-        except StoreError as e:
-            self._fail(s, None, f"cannot store the key share: {e}")
+        except StoreError:
+            raise  # UNAVAILABLE naming the store problem (_store_guard): this node's fault, not a protocol abort
         s.done = True
         self.audit.append(
             "coordinator", "keygen", outcome="stored-pending",
@@ -748,8 +842,8 @@ class NodeService:
             self._audit_sign("sign-share", s.request_id, "refused", err.message, actor=req.requester, key_id=s.key_id)
             s.failed = err
             raise err from None
-        except StoreError as e:
-            self._fail(s, None, f"cannot persist the presignature: {e}")
+        except StoreError:
+            raise  # UNAVAILABLE naming the store problem (_store_guard); nothing was released
         share = presig.signature_share(s.digest, key_id=s.key_id, derivation_path=s.path)
         payload = share.to_bytes(s.id)
         envs = self._seal(s, rnd, payload, {}, fault.action if fault else None)
@@ -791,7 +885,7 @@ class NodeService:
         except GovernanceError as e:
             raise refusal(Code.PERMISSION_DENIED, "unreserved", f"{e.field}: {e.reason} ({self.cfg.name})") from None
         return StoredReservation(
-            req.request_id, s.attempt, s.key_id, expected.request_digest, s.participants, s.id, now_ms()
+            req.request_id, s.attempt, s.key_id, expected.request_digest, s.participants, s.id, self.clock.now_ms()
         )
 
     # --- reservations ------------------------------------------------------------------------
@@ -838,7 +932,7 @@ class NodeService:
         )
         try:
             created = self.store.reserve_attempt(
-                StoredReservation(rid, grant.attempt, key_id, grant.request_digest, grant.signers, sid, now_ms())
+                StoredReservation(rid, grant.attempt, key_id, grant.request_digest, grant.signers, sid, self.clock.now_ms())
             )
         except ReservationConflict as e:
             raise refusal(Code.FAILED_PRECONDITION, "attempt-taken", f"{e} ({self.cfg.name})") from None
@@ -920,6 +1014,11 @@ class NodeService:
 
     def GetAuditLog(self, req: governance_pb2.AuditLogRequest, ctx: Any) -> governance_pb2.AuditPage:
         return audit_page(self.audit, req.after_seq, req.limit)
+
+
+def _short(e: BaseException) -> str:
+    """An exception's text on one line, at most 300 characters (for errors, logs and audit)."""
+    return " ".join(str(e).split())[:300]
 
 
 def _caller(ctx: Any) -> str:

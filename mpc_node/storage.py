@@ -37,7 +37,7 @@ import sqlite3
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -137,6 +137,8 @@ _LATE_STATEMENTS = (
     " BEGIN SELECT RAISE(ABORT, 'a served attempt is final'); END",
     "CREATE TRIGGER IF NOT EXISTS served_attempt_is_kept BEFORE DELETE ON served_attempts"
     " BEGIN SELECT RAISE(ABORT, 'a served attempt is final'); END",
+    # one row, rewritten by NodeStore.probe_write: proves the store can still be written
+    "CREATE TABLE IF NOT EXISTS health_probe (id INTEGER PRIMARY KEY CHECK (id = 1), written_ms INTEGER NOT NULL)",
 )
 MAX_SCOPE = 32
 MAX_CHANGE = 1 << 20
@@ -259,6 +261,8 @@ class NodeStore:
         self._conn: sqlite3.Connection | None = conn
         self._aead: AESGCM | None = aead
         self._lock = threading.RLock()
+        # test mode only: returns a reason to make every write fail (an injected disk fault)
+        self.write_fault: Callable[[], str | None] | None = None
 
     def __repr__(self) -> str:
         return f"NodeStore(path={str(self._path)!r}, node_id={self._node_id}, open={self._conn is not None})"
@@ -331,6 +335,9 @@ class NodeStore:
         with self._lock:
             conn, _ = self._live()
             try:
+                fault = self.write_fault() if self.write_fault is not None else None
+                if fault:
+                    raise sqlite3.OperationalError(fault)
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as e:
                 raise StoreError(f"database: {e}") from None
@@ -574,6 +581,15 @@ class NodeStore:
         with self._read() as c:
             row = c.execute("SELECT value FROM meta WHERE name = 'policy_attestation'").fetchone()
         return None if row is None else bytes(row[0])
+    def probe_write(self, now_ms: int) -> None:
+        """Rewrite the one-row ``health_probe`` table (a durable, committed write); raises
+        :class:`StoreError` if the store cannot be written (disk full, read-only, I/O error)."""
+        _check_int(now_ms, "now_ms", 0, 2**63 - 1)
+        with self._write() as c:
+            c.execute(
+                "INSERT INTO health_probe (id, written_ms) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET written_ms = excluded.written_ms",
+                (now_ms,),
+            )
 
     def request_served(self, request_id: str) -> bool:
         request_id = _check_text(request_id, "request_id", MAX_REQUEST_ID)

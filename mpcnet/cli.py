@@ -43,7 +43,7 @@ from crypto_core.errors import UsageError
 from governance.audit import export_jsonl, verify_audit
 from governance.errors import GovernanceError
 from governance.policy import KeyPolicy, RateLimit
-from mpcnet.client import SIGN_STATES, MpcClient, MpcError, SignRequest, to_path
+from mpcnet.client import SIGN_STATES, MpcClient, MpcError, NodeState, SignRequest, to_path
 from mpcnet.pki import CertPaths, PkiError
 
 
@@ -100,17 +100,14 @@ def cmd_pubkey(c: MpcClient, args: argparse.Namespace) -> int:
 
 def cmd_status(c: MpcClient, args: argparse.Namespace) -> int:
     st = c.cluster_status()
-    nodes = [
-        {"index": n.index, "name": n.name, "endpoint": n.endpoint, "healthy": n.healthy, "last_error": n.last_error,
-         "policies_synced": n.policies_synced}
-        for n in st.nodes
-    ]
+    states = [NodeState.from_proto(n) for n in st.nodes]
+    nodes = [n.as_dict() for n in states]
     doc = {"threshold": st.threshold, "parties": st.parties, "governance_root": st.governance_root.hex(), "nodes": nodes}
     lines: list[tuple[str, Any]] = [("cluster", f"{st.threshold}-of-{st.parties}"), ("governance root", st.governance_root.hex())]
-    for n in nodes:
-        state = "up" if n["healthy"] else "DOWN " + n["last_error"]
-        sync = "" if n["policies_synced"] else "  (policies not yet confirmed)"
-        lines.append((n["name"], f"{n['endpoint']}  {state}{sync}"))
+    for n in states:
+        state = "up" if n.healthy else "DOWN " + n.last_error
+        sync = "" if n.policies_synced else "  (policies not yet confirmed)"
+        lines.append((n.name, f"{n.endpoint}  {state}  {n.clock_text}{sync}"))
     _print(args, doc, lines)
     return 0
 

@@ -49,6 +49,7 @@ from governance.policy import (
     sign_policy_change,
     verify_policy_change,
 )
+from mpcnet.clockskew import format_skew
 from mpcnet.govwire import entry_rows
 from mpcnet.identities import Identity, load_identity
 from mpcnet.pki import CertPaths, channel_credentials
@@ -308,6 +309,55 @@ class Proposal:
         }
 
 
+@dataclass(frozen=True)
+class NodeState:
+    """One node as the coordinator sees it (``ClusterStatus``), including its measured clock.
+
+    ``skew_s`` is the node's clock minus the coordinator's in seconds (None until measured),
+    ``skew_error_s`` the measurement's error bound; ``clock_suspect`` means the clock is beyond
+    ``max_skew_s`` (or the node refused a live request as expired): signing leaves it out while
+    enough other nodes are available.
+    """
+
+    index: int
+    name: str
+    endpoint: str
+    healthy: bool
+    last_error: str
+    policies_synced: bool
+    skew_s: float | None
+    skew_error_s: float | None
+    clock_suspect: bool
+    max_skew_s: float
+
+    @staticmethod
+    def from_proto(n: coordinator_pb2.NodeStatus) -> "NodeState":
+        measured = n.clock_measured
+        return NodeState(
+            n.index, n.name, n.endpoint, n.healthy, n.last_error, n.policies_synced,
+            n.clock_skew_ms / 1000 if measured else None, n.clock_error_ms / 1000 if measured else None,
+            n.clock_suspect, n.max_clock_skew_ms / 1000,
+        )
+
+    @property
+    def clock_text(self) -> str:
+        """``skew +90.2s CLOCK OFF (beyond 30s)``, ``skew -0.0s`` or ``skew unknown``."""
+        if self.skew_s is None:
+            text = "skew unknown"
+        else:
+            text = f"skew {format_skew(round(self.skew_s * 1000))}"
+        if self.clock_suspect:
+            text += f" CLOCK OFF (beyond {self.max_skew_s:g}s, or refused a live request as expired)"
+        return text
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index, "name": self.name, "endpoint": self.endpoint, "healthy": self.healthy,
+            "last_error": self.last_error, "policies_synced": self.policies_synced, "clock_skew_s": self.skew_s,
+            "clock_skew_error_s": self.skew_error_s, "clock_suspect": self.clock_suspect, "max_clock_skew_s": self.max_skew_s,
+        }
+
+
 @dataclass
 class AuditLogCopy:
     """Every entry of one component's audit log, as fetched through the coordinator."""
@@ -418,6 +468,10 @@ class MpcClient:
 
     def cluster_status(self) -> coordinator_pb2.ClusterStatusResponse:
         return self._call(self._stub.ClusterStatus, coordinator_pb2.ClusterStatusRequest(), timeout=10)
+
+    def node_states(self) -> list[NodeState]:
+        """:meth:`cluster_status`'s nodes, typed."""
+        return [NodeState.from_proto(n) for n in self.cluster_status().nodes]
 
     # --- signing requests --------------------------------------------------------------------
     def submit_sign_request(

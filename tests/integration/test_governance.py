@@ -575,7 +575,8 @@ def test_expiry_holds_under_concurrent_requests(gc, team, gkey) -> None:
 
 def test_a_request_that_expires_while_signing_is_refused_by_the_nodes(gc, team, gkey) -> None:
     for i in range(1, N + 1):
-        (gc.lay.dir / "faults" / f"node-{i}.json").write_text(json.dumps({"action": "delay", "protocol": "sign", "round": 2, "seconds": 2.5}))
+        # 2 s TTL + the nodes' 5 s clock tolerance (clock_tolerance_s) + a margin
+        (gc.lay.dir / "faults" / f"node-{i}.json").write_text(json.dumps({"action": "delay", "protocol": "sign", "round": 2, "seconds": 7.5}))
     try:
         r = team.request(gkey.key_id, b"\x77" * 32, description="slow signers", ttl_seconds=2)
     finally:

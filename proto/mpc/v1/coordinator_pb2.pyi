@@ -142,20 +142,30 @@ class ClusterStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class NodeStatus(_message.Message):
-    __slots__ = ("index", "name", "endpoint", "healthy", "last_error", "policies_synced")
+    __slots__ = ("index", "name", "endpoint", "healthy", "last_error", "policies_synced", "clock_measured", "clock_skew_ms", "clock_error_ms", "clock_suspect", "max_clock_skew_ms")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     HEALTHY_FIELD_NUMBER: _ClassVar[int]
     LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
     POLICIES_SYNCED_FIELD_NUMBER: _ClassVar[int]
+    CLOCK_MEASURED_FIELD_NUMBER: _ClassVar[int]
+    CLOCK_SKEW_MS_FIELD_NUMBER: _ClassVar[int]
+    CLOCK_ERROR_MS_FIELD_NUMBER: _ClassVar[int]
+    CLOCK_SUSPECT_FIELD_NUMBER: _ClassVar[int]
+    MAX_CLOCK_SKEW_MS_FIELD_NUMBER: _ClassVar[int]
     index: int
     name: str
     endpoint: str
     healthy: bool
     last_error: str
     policies_synced: bool
-    def __init__(self, index: _Optional[int] = ..., name: _Optional[str] = ..., endpoint: _Optional[str] = ..., healthy: _Optional[bool] = ..., last_error: _Optional[str] = ..., policies_synced: _Optional[bool] = ...) -> None: ...
+    clock_measured: bool
+    clock_skew_ms: int
+    clock_error_ms: int
+    clock_suspect: bool
+    max_clock_skew_ms: int
+    def __init__(self, index: _Optional[int] = ..., name: _Optional[str] = ..., endpoint: _Optional[str] = ..., healthy: _Optional[bool] = ..., last_error: _Optional[str] = ..., policies_synced: _Optional[bool] = ..., clock_measured: _Optional[bool] = ..., clock_skew_ms: _Optional[int] = ..., clock_error_ms: _Optional[int] = ..., clock_suspect: _Optional[bool] = ..., max_clock_skew_ms: _Optional[int] = ...) -> None: ...
 
 class ClusterStatusResponse(_message.Message):
     __slots__ = ("threshold", "parties", "nodes", "governance_root")

@@ -14,7 +14,7 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class NodeInfo(_message.Message):
-    __slots__ = ("index", "name", "identity_public", "encryption_public", "parties", "threshold", "version", "governance_root")
+    __slots__ = ("index", "name", "identity_public", "encryption_public", "parties", "threshold", "version", "governance_root", "unix_ms")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     IDENTITY_PUBLIC_FIELD_NUMBER: _ClassVar[int]
@@ -23,6 +23,7 @@ class NodeInfo(_message.Message):
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     GOVERNANCE_ROOT_FIELD_NUMBER: _ClassVar[int]
+    UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     index: int
     name: str
     identity_public: bytes
@@ -31,21 +32,26 @@ class NodeInfo(_message.Message):
     threshold: int
     version: str
     governance_root: bytes
-    def __init__(self, index: _Optional[int] = ..., name: _Optional[str] = ..., identity_public: _Optional[bytes] = ..., encryption_public: _Optional[bytes] = ..., parties: _Optional[int] = ..., threshold: _Optional[int] = ..., version: _Optional[str] = ..., governance_root: _Optional[bytes] = ...) -> None: ...
+    unix_ms: int
+    def __init__(self, index: _Optional[int] = ..., name: _Optional[str] = ..., identity_public: _Optional[bytes] = ..., encryption_public: _Optional[bytes] = ..., parties: _Optional[int] = ..., threshold: _Optional[int] = ..., version: _Optional[str] = ..., governance_root: _Optional[bytes] = ..., unix_ms: _Optional[int] = ...) -> None: ...
 
 class NodeHealthRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class NodeHealthResponse(_message.Message):
-    __slots__ = ("serving", "active_sessions", "max_sessions")
+    __slots__ = ("serving", "active_sessions", "max_sessions", "unix_ms", "reason")
     SERVING_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_SESSIONS_FIELD_NUMBER: _ClassVar[int]
     MAX_SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     serving: bool
     active_sessions: int
     max_sessions: int
-    def __init__(self, serving: _Optional[bool] = ..., active_sessions: _Optional[int] = ..., max_sessions: _Optional[int] = ...) -> None: ...
+    unix_ms: int
+    reason: str
+    def __init__(self, serving: _Optional[bool] = ..., active_sessions: _Optional[int] = ..., max_sessions: _Optional[int] = ..., unix_ms: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class DkgParams(_message.Message):
     __slots__ = ("threshold", "parties", "key_label")
