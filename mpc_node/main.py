@@ -53,7 +53,9 @@ def build_server(cfg: NodeConfig, service: NodeService) -> tuple[grpc.Server, in
         roles = ("coordinator", "admin") if method in ADMIN_RPCS else ("coordinator",)
         require_role(ctx, roles, f"mpc.v1.Node/{method}")
 
-    server.add_generic_rpc_handlers((service_handler(NODE_SERVICE, node_pb2, service, authorize=authorize, logger=log),))
+    server.add_generic_rpc_handlers((service_handler(
+        NODE_SERVICE, node_pb2, service, authorize=authorize, logger=log, translate=service.storage_failure
+    ),))
     service.health = add_standard_services(server, (NODE_SERVICE.full_name,))
     port = server.add_secure_port(cfg.listen, server_credentials(cfg.cert, cfg.ca_cert))
     if port == 0:

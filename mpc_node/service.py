@@ -244,12 +244,18 @@ class NodeService:
         try:
             yield
         except (StoreError, OSError, sqlite3.Error, GovernanceError) as e:
-            what = "audit log" if isinstance(e, GovernanceError) else "store"
-            log.error("%s failure: %s", what, _short(e))
-            self.probe_store()
-            raise RpcError(
-                Code.UNAVAILABLE, f"store: {self.cfg.name} cannot use its {what} ({_short(e)}); use other nodes"
-            ) from None
+            raise self._unusable(e) from None
+
+    def storage_failure(self, e: Exception) -> RpcError | None:
+        """For the RPC layer (every Node RPC): a store or audit-log write failure that a handler
+        did not catch becomes UNAVAILABLE naming the store, never INTERNAL; None for anything else."""
+        return self._unusable(e) if isinstance(e, (StoreError, OSError, sqlite3.Error)) else None
+
+    def _unusable(self, e: Exception) -> RpcError:
+        what = "audit log" if isinstance(e, GovernanceError) else "store"
+        log.error("%s failure: %s", what, _short(e))
+        self.probe_store()
+        return RpcError(Code.UNAVAILABLE, f"store: {self.cfg.name} cannot use its {what} ({_short(e)}); use other nodes")
 
     def sweep(self, now: float | None = None) -> int:
         """Drop sessions idle for longer than the timeout. Returns how many were dropped."""

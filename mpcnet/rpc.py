@@ -135,11 +135,14 @@ def service_handler(
     *,
     authorize: Callable[[grpc.ServicerContext, str], None] | None = None,
     logger: logging.Logger = log,
+    translate: Translate | None = None,
 ) -> grpc.GenericRpcHandler:
     """A generic handler for every method of ``service_descriptor`` implemented by ``servicer``
     (a method with the RPC's name taking ``(request, context)``; for a server-streaming RPC it
     returns an iterator of responses). ``messages_module`` is unused (kept for callers): the
-    request classes come from the descriptors, wherever they are defined."""
+    request classes come from the descriptors, wherever they are defined. ``translate`` may turn
+    an unexpected exception into a precise RpcError (e.g. a failing store into UNAVAILABLE);
+    what it returns None for is logged and answered INTERNAL."""
     from google.protobuf import message_factory
 
     handlers = {}
@@ -148,17 +151,29 @@ def service_handler(
         fn = getattr(servicer, method.name)
         if method.server_streaming:
             handlers[method.name] = grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(fn, method.name, req_cls.DESCRIPTOR.full_name, authorize, logger),
+                _wrap_stream(fn, method.name, req_cls.DESCRIPTOR.full_name, authorize, logger, translate),
                 request_deserializer=_deserializer(req_cls),
                 response_serializer=lambda m: m.SerializeToString(),
             )
             continue
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-            _wrap(fn, method.name, req_cls.DESCRIPTOR.full_name, authorize, logger),
+            _wrap(fn, method.name, req_cls.DESCRIPTOR.full_name, authorize, logger, translate),
             request_deserializer=_deserializer(req_cls),
             response_serializer=lambda m: m.SerializeToString(),
         )
     return grpc.method_handlers_generic_handler(service_descriptor.full_name, handlers)
+
+
+Translate = Callable[[Exception], "RpcError | None"]
+
+
+def _unexpected(e: Exception, name: str, logger: logging.Logger, translate: Translate | None) -> RpcError:
+    """The answer to an exception a handler did not turn into an RpcError itself."""
+    mapped = translate(e) if translate is not None else None
+    if mapped is not None:
+        return mapped
+    logger.exception("%s: internal error", name)
+    return RpcError(grpc.StatusCode.INTERNAL, f"{name}: internal error (see the server log)")
 
 
 def _wrap_stream(
@@ -167,6 +182,7 @@ def _wrap_stream(
     type_name: str,
     authorize: Callable[[grpc.ServicerContext, str], None] | None,
     logger: logging.Logger,
+    translate: Translate | None = None,
 ) -> Callable[[Any, grpc.ServicerContext], Iterable[Any]]:
     def handler(request: Any, context: grpc.ServicerContext) -> Iterable[Any]:
         err: RpcError | None = None
@@ -179,9 +195,8 @@ def _wrap_stream(
             return
         except RpcError as e:
             err = e
-        except Exception:
-            logger.exception("%s: internal error", name)
-            err = RpcError(grpc.StatusCode.INTERNAL, f"{name}: internal error (see the server log)")
+        except Exception as e:
+            err = _unexpected(e, name, logger, translate)
         if err.metadata:
             context.set_trailing_metadata(err.metadata)
         context.abort(err.code, err.message)
@@ -195,6 +210,7 @@ def _wrap(
     type_name: str,
     authorize: Callable[[grpc.ServicerContext, str], None] | None,
     logger: logging.Logger,
+    translate: Translate | None = None,
 ) -> Callable[[Any, grpc.ServicerContext], Any]:
     def handler(request: Any, context: grpc.ServicerContext) -> Any:
         err: RpcError | None = None
@@ -206,9 +222,8 @@ def _wrap(
             return fn(request, context)
         except RpcError as e:
             err = e
-        except Exception:
-            logger.exception("%s: internal error", name)
-            err = RpcError(grpc.StatusCode.INTERNAL, f"{name}: internal error (see the server log)")
+        except Exception as e:
+            err = _unexpected(e, name, logger, translate)
         if err.metadata:
             context.set_trailing_metadata(err.metadata)
         context.abort(err.code, err.message)
