@@ -20,14 +20,17 @@ Rounds (``B`` = broadcast part, ``D`` = direct part, confidential):
 
 ``sid_dkg`` hashes every round-1 message, so it binds t, n, the label and every party's fresh
 contribution; all proofs and pair ids derive from it. Every failed check raises
-:class:`ProtocolAbort` naming the party whose message was wrong. Echo mismatches name the party
-whose broadcast the two views disagree on (with authenticated broadcasts, that is the sender
-that equivocated).
+:class:`ProtocolAbort` naming a party only when the evidence in hand proves it at fault (its own
+message is malformed, contradicts its own earlier message, or fails a check only it controls);
+when two parties' messages contradict each other and either could be the liar (an echo that
+disagrees with our copy of a third party's broadcast, two peers with the same round-1
+contribution), the abort names nobody (``party=None``). An honest party is never named.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hmac
+from dataclasses import dataclass, field
 from typing import Callable, Mapping, TypeVar
 
 from . import base_ot, schnorr
@@ -87,8 +90,8 @@ class _Round2:
     rho_f: bytes
     cc: bytes
     rho_cc: bytes
-    share: int
-    zero: bytes
+    share: int = field(repr=False)  # f_j(me): secret
+    zero: bytes = field(repr=False)  # zero-seed contribution: secret
     ot: list[Point]
     ot_raw: bytes
 
@@ -144,6 +147,25 @@ class DkgParty(RoundParty):
         self._r1_self = msg
         return RoundOutput(1, broadcast=msg)
 
+    def _check_fresh(self, r1: Mapping[int, tuple[bytes, bytes, bytes]]) -> None:
+        """Every party's session contribution must be distinct.
+
+        Our own is fresh, so a peer repeating it copied it: that peer is at fault. Two peers
+        with the same contribution cannot be told apart (either may have copied the other, and
+        each message is validly its sender's), so that aborts with ``party=None``.
+        """
+        me = self.cfg.index
+        for j in sorted(r1):
+            if j != me and r1[j][0] == r1[me][0]:  # public values: an ordinary compare is fine
+                raise ProtocolAbort(j, "round 1: session contribution repeats ours")
+        seen: dict[bytes, int] = {}
+        for j in sorted(r1):
+            first = seen.setdefault(r1[j][0], j)
+            if first != j:
+                raise ProtocolAbort(
+                    None, f"round 1: parties {first} and {j} sent the same session contribution (cannot tell which copied)"
+                )
+
     def _f_bytes(self, F: list[Point]) -> bytes:
         return u16(self.cfg.threshold) + u16(self.cfg.parties) + b"".join(p.encode() for p in F)
 
@@ -165,12 +187,7 @@ class DkgParty(RoundParty):
 
             r1[j] = _blame(j, 1, "broadcast", dec)
             self._echo1[j] = hash32(Tag.DKG_ECHO1, raw)
-        seen: dict[bytes, int] = {}
-        for j in sorted(r1):
-            if r1[j][0] in seen:
-                culprit = j if j != me else seen[r1[j][0]]
-                raise ProtocolAbort(culprit, "round 1: session contribution repeats another party's")
-            seen[r1[j][0]] = j
+        self._check_fresh(r1)
         self._r1 = r1
         self._sid_dkg = hash32(
             Tag.DKG_SID,
@@ -385,9 +402,9 @@ class DkgParty(RoundParty):
         self._check_echoes(4, {j: parsed[j][0] for j in self.peers}, self._echo3)
         mine = self._key_digest()
         for j in self.peers:
-            if parsed[j][1] != mine:
+            if not hmac.compare_digest(parsed[j][1], mine):
                 raise ProtocolAbort(j, "round 4: confirmed a different key")
-            if parsed[j][2] != self._pair_digest[j]:
+            if not hmac.compare_digest(parsed[j][2], self._pair_digest[j]):
                 raise ProtocolAbort(
                     j, "round 4: pairwise setup differs (tampered base-OT message or zero-seed contribution)"
                 )

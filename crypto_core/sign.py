@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence, TypeVar
 
 from coincurve import PublicKey
@@ -82,8 +82,8 @@ class _Round3:
     pk: Point
     gamma_r: Point
     gamma_k: Point
-    psi: int
-    msg2: bytes
+    psi: int = field(repr=False)  # phi_j - chi: private to the pair
+    msg2: bytes = field(repr=False)
 
 
 def _path_bytes(path: Sequence[int]) -> bytes:

@@ -520,10 +520,10 @@ class NodeService:
             s.failed = e
             raise
         try:
-            self.store.put_presignature(presig.sigid, s.key_id, presig.to_bytes())
             tomb = presig.mark_used()
-            # durable before the share leaves, together with the request's served record
-            self.store.consume_presignature(presig.sigid, tomb, request=served)
+            # only the tombstone is ever written (never the secrets), durable before the share
+            # leaves, together with the request's served record
+            self.store.put_used_presignature(presig.sigid, s.key_id, tomb, request=served)
         except (RequestAlreadyServed, RateLimited) as e:
             kind = "served" if isinstance(e, RequestAlreadyServed) else "rate-limited"
             msg = f"sign.approval_bundle.request.{e}" if kind == "served" else str(e)
