@@ -7,7 +7,8 @@ pair (seeds of the OT extension) and a zero-share seed per pair.
 
 Rounds (``B`` = broadcast part, ``D`` = direct part, confidential):
 
-1. B: ``sid_i``, commitment to the Feldman vector ``F_i``, commitment to the chain-code share.
+1. B: digest of the parameters (t, n, lambda_c, label) the party was asked to run with,
+   ``sid_i``, commitment to the Feldman vector ``F_i``, commitment to the chain-code share.
 2. B: echo of round 1, ``F_i`` (exactly t points, none the identity), one Schnorr proof per
    coefficient, both openings. D to j: ``f_i(j)``, a zero-seed contribution, and the base-OT
    receiver message of the pair where j is the extension receiver.
@@ -24,7 +25,8 @@ contribution; all proofs and pair ids derive from it. Every failed check raises
 message is malformed, contradicts its own earlier message, or fails a check only it controls);
 when two parties' messages contradict each other and either could be the liar (an echo that
 disagrees with our copy of a third party's broadcast, two peers with the same round-1
-contribution), the abort names nobody (``party=None``). An honest party is never named.
+contribution, a peer that reports other parameters, which an untrusted relay may have given
+it), the abort names nobody (``party=None``). An honest party is never named.
 """
 
 from __future__ import annotations
@@ -143,9 +145,28 @@ class DkgParty(RoundParty):
         csid = cfg.session + self._sid_i
         self._c_f, self._rho_f = commit(Tag.DKG_COMMIT_F, csid, cfg.index, self._f_bytes(self._F), rng)
         self._c_cc, self._rho_cc = commit(Tag.DKG_COMMIT_CC, csid, cfg.index, self._cc, rng)
-        msg = Writer(self._header(1, BROADCAST, 0)).raw(self._sid_i).raw(self._c_f).raw(self._c_cc).getvalue()
+        w = Writer(self._header(1, BROADCAST, 0)).raw(self._config_digest())
+        msg = w.raw(self._sid_i).raw(self._c_f).raw(self._c_cc).getvalue()
         self._r1_self = msg
         return RoundOutput(1, broadcast=msg)
+
+    def _config_digest(self) -> bytes:
+        """What this party was asked to run: t, n, lambda_c and the label, under the session."""
+        c = self.cfg
+        return hash32(Tag.DKG_CONFIG, c.session, u16(c.threshold), u16(c.parties), u16(c.lambda_c), c.key_label)
+
+    def _check_config(self, configs: Mapping[int, bytes]) -> None:
+        """Every peer must run with our parameters. A peer that reports others either lies or
+        was given other inputs by the (untrusted) relay: nobody can tell which, so nobody is
+        named, and no later check can blame an honest party for parameters it was given."""
+        mine = self._config_digest()
+        for j in sorted(configs):
+            if not hmac.compare_digest(configs[j], mine):
+                raise ProtocolAbort(
+                    None,
+                    f"round 1: party {j} runs the DKG with other parameters (t, n, lambda_c or label): "
+                    "it misbehaves or was given other inputs; cannot tell which",
+                )
 
     def _check_fresh(self, r1: Mapping[int, tuple[bytes, bytes, bytes]]) -> None:
         """Every party's session contribution must be distinct.
@@ -174,19 +195,22 @@ class DkgParty(RoundParty):
         cfg, rng, me = self.cfg, self._rng, self.cfg.index
         check_inbox(inbox, self.peers, want_broadcast=True, want_direct=False, round=1)
         r1: dict[int, tuple[bytes, bytes, bytes]] = {me: (self._sid_i, self._c_f, self._c_cc)}
+        configs: dict[int, bytes] = {}
         self._echo1 = {me: hash32(Tag.DKG_ECHO1, self._r1_self)}
         for j in self.peers:
             raw = inbox[j].broadcast
             assert raw is not None
 
-            def dec(raw: bytes = raw, j: int = j) -> tuple[bytes, bytes, bytes]:
+            def dec(raw: bytes = raw, j: int = j) -> tuple[tuple[bytes, bytes, bytes], bytes]:
                 r = self._reader(raw, 1, BROADCAST, j)
+                config = r.take(32, "config_digest")
                 out = (r.take(32, "sid"), r.take(32, "commit_feldman"), r.take(32, "commit_chaincode"))
                 r.finish()
-                return out
+                return out, config
 
-            r1[j] = _blame(j, 1, "broadcast", dec)
+            r1[j], configs[j] = _blame(j, 1, "broadcast", dec)
             self._echo1[j] = hash32(Tag.DKG_ECHO1, raw)
+        self._check_config(configs)
         self._check_fresh(r1)
         self._r1 = r1
         self._sid_dkg = hash32(

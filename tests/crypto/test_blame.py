@@ -169,8 +169,9 @@ def test_presign_blame_never_names_an_honest_party(corrupt_pos, part, spec):
             assert e.party in (corrupt, None), e
 
 
-def _flip_first_body_bit_to(receiver: int, rnd: int, part: str) -> dict[str, Any]:
-    return {"round": rnd, "part": part, "action": "flip", "pos": 8 * HEADER_LEN, "length": 1, "source": 0, "receiver": receiver}
+def _flip_body_bit_to(receiver: int, rnd: int, part: str, offset: int = 0) -> dict[str, Any]:
+    pos = 8 * (HEADER_LEN + offset)
+    return {"round": rnd, "part": part, "action": "flip", "pos": pos, "length": 1, "source": 0, "receiver": receiver}
 
 
 def test_dkg_equivocation_names_the_equivocator_or_nobody():
@@ -178,7 +179,7 @@ def test_dkg_equivocation_names_the_equivocator_or_nobody():
     contradict it and names node 1; node 3 sees node 2's echo disagree with its copy while node 1's
     agrees and cannot tell who lies: it names nobody (it used to name node 2)."""
     parties = make_parties(2, 3, seed=b"equivocate")
-    aborts, _ = drive(parties, 1, _flip_first_body_bit_to(2, 1, "broadcast"))
+    aborts, _ = drive(parties, 1, _flip_body_bit_to(2, 1, "broadcast", offset=32))  # its sid_i
     assert {i: e.party for i, e in aborts.items()} == {2: 1, 3: None}, aborts
     assert "cannot tell which" in aborts[3].reason
 
@@ -187,5 +188,39 @@ def test_presign_equivocation_names_the_equivocator_or_nobody():
     keys = keygen(3, 4)
     signers = (1, 2, 4)
     parties = {i: PresignParty(keys[i], SignConfig(b"E" * 32, signers), DeterministicRng(b"e" + bytes([i]))) for i in signers}
-    aborts, _ = drive(parties, 4, _flip_first_body_bit_to(2, 1, "broadcast"))  # to party 2 only
+    aborts, _ = drive(parties, 4, _flip_body_bit_to(2, 1, "broadcast"))  # its nonce, to party 2 only
     assert {i: e.party for i, e in aborts.items()} == {2: 4, 1: None}, aborts
+
+
+def test_presign_split_inputs_name_nobody():
+    """A compromised relay gives honest party 2 another derivation path for the same session.
+    Everyone's round-1 view agrees, but party 2 hashes another signing session id: nobody can
+    tell a lying party from one given other inputs, so every abort names nobody."""
+    keys = keygen(3, 4)
+    signers = (1, 2, 4)
+    parties = {
+        i: PresignParty(keys[i], SignConfig(b"D" * 32, signers, (7,) if i == 2 else ()), DeterministicRng(b"d" + bytes([i])))
+        for i in signers
+    }
+    aborts, finished = drive(parties, 0, {"round": 0, "part": "", "action": "flip", "pos": 0, "length": 1, "source": 0, "receiver": 0})
+    assert not finished
+    assert set(aborts) == set(signers) and all(e.party is None for e in aborts.values()), aborts
+
+
+def test_dkg_split_parameters_name_nobody():
+    """A compromised relay asks honest party 2 for another threshold (or label) than the others.
+    It used to be named for its 'malformed' Feldman vector or 'invalid' proofs; now every party
+    sees the parameter digests differ in round 1 and names nobody."""
+    from crypto_core.dkg import DkgConfig, DkgParty
+
+    for t2, label2 in ((3, b"label"), (2, b"other label")):
+        parties = {
+            i: DkgParty(
+                DkgConfig(b"S" * 32, t2 if i == 2 else 2, 3, i, label2 if i == 2 else b"label"), DeterministicRng(bytes([i]))
+            )
+            for i in (1, 2, 3)
+        }
+        aborts, finished = drive(parties, 0, {"round": 0, "part": "", "action": "flip", "pos": 0, "length": 1, "source": 0, "receiver": 0})
+        assert not finished
+        assert set(aborts) == {1, 2, 3} and all(e.party is None for e in aborts.values()), aborts
+        assert all("other parameters" in e.reason for e in aborts.values())

@@ -101,22 +101,23 @@ def test_presign_party_dies_on_a_bug_in_the_last_round(monkeypatch):
     _assert_dead(victim, inboxes[2])
 
 
-def test_presignature_online_phase_releases_at_most_one_share():
-    """Misuse is refused before any secret is touched; once a share is computed the secret is gone."""
+@pytest.mark.parametrize(
+    "bad", [{"digest": b"short"}, {"key_id": bytes(32)}, {"derivation_path": (5,)}], ids=["digest", "key_id", "path"]
+)
+def test_presignature_online_phase_fails_closed(bad):
+    """Before mark_used() nothing is consumed; after it, the first call consumes the secret
+    whatever its outcome: a refused call leaves nothing usable, and at most one share exists."""
     keys = keygen(2, 3)
-    pres = presign(keys, (1, 2), session=b"H" * 32, seed=b"h")
-    pre = pres[1]
-    digest = bytes(32)
-    with pytest.raises(UsageError):  # not marked used yet
-        pre.signature_share(digest, key_id=keys[1].key_id)
+    pre = presign(keys, (1, 2), session=b"H" * 32, seed=b"h")[1]
+    args = {"digest": bytes(32), "key_id": keys[1].key_id, "derivation_path": ()}
+    with pytest.raises(UsageError, match="mark_used"):  # not marked used yet: nothing consumed
+        pre.signature_share(**args)
+    assert pre._secret is not None and not pre.used
     pre.mark_used()
-    with pytest.raises(UsageError):  # wrong digest length
-        pre.signature_share(b"short", key_id=keys[1].key_id)
-    with pytest.raises(UsageError):  # another key
-        pre.signature_share(digest, key_id=bytes(32))
-    pre.signature_share(digest, key_id=keys[1].key_id)
+    with pytest.raises(UsageError, match="discarded"):
+        pre.signature_share(**{**args, **bad})
+    assert pre._secret is None
     with pytest.raises(PresignatureUsed):
-        pre.signature_share(digest, key_id=keys[1].key_id)
+        pre.signature_share(**args)
     with pytest.raises(PresignatureUsed):
         pre.mark_used()
-    assert pre._secret is None
