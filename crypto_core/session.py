@@ -91,17 +91,12 @@ def check_echoes(
             continue
         culprit: int | None
         if m != me and m in disagree:
-            culprit = m
+            culprit, why = m, "equivocation or tampering"
         elif m == me:
-            culprit = disagree[0]
+            culprit, why = disagree[0], "it misreports our own message"
         else:
-            culprit = None
-        raise ProtocolAbort(
-            culprit,
-            f"round {round}: inconsistent views of party {m}'s round-{round - 1} broadcast"
-            + (" (equivocation or tampering)" if culprit is not None else
-               f" (party {m} equivocated or party {disagree[0]} misreports it; cannot tell which)"),
-        )
+            culprit, why = None, f"party {m} equivocated or party {disagree[0]} misreports it; cannot tell which"
+        raise ProtocolAbort(culprit, f"round {round}: inconsistent views of party {m}'s round-{round - 1} broadcast ({why})")
 
 
 T = TypeVar("T")
