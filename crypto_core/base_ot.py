@@ -88,6 +88,9 @@ class ReceiverState:
     choices: tuple[int, ...]
     alphas: tuple[bytes, ...]
 
+    def __repr__(self) -> str:  # choice bits and scalars are secret
+        return f"ReceiverState(count={len(self.alphas)}, <secret>)"
+
 
 def receiver_message(sid: bytes, rng: Rng, count: int = LAMBDA_C) -> tuple[ReceiverState, list[Point]]:
     """Step 1 (A). Returns the state and ``2*count`` points ``r_{k,0}, r_{k,1}`` in order."""

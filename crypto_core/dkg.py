@@ -7,7 +7,8 @@ pair (seeds of the OT extension) and a zero-share seed per pair.
 
 Rounds (``B`` = broadcast part, ``D`` = direct part, confidential):
 
-1. B: ``sid_i``, commitment to the Feldman vector ``F_i``, commitment to the chain-code share.
+1. B: digest of the parameters (t, n, lambda_c, label) the party was asked to run with,
+   ``sid_i``, commitment to the Feldman vector ``F_i``, commitment to the chain-code share.
 2. B: echo of round 1, ``F_i`` (exactly t points, none the identity), one Schnorr proof per
    coefficient, both openings. D to j: ``f_i(j)``, a zero-seed contribution, and the base-OT
    receiver message of the pair where j is the extension receiver.
@@ -20,14 +21,18 @@ Rounds (``B`` = broadcast part, ``D`` = direct part, confidential):
 
 ``sid_dkg`` hashes every round-1 message, so it binds t, n, the label and every party's fresh
 contribution; all proofs and pair ids derive from it. Every failed check raises
-:class:`ProtocolAbort` naming the party whose message was wrong. Echo mismatches name the party
-whose broadcast the two views disagree on (with authenticated broadcasts, that is the sender
-that equivocated).
+:class:`ProtocolAbort` naming a party only when the evidence in hand proves it at fault (its own
+message is malformed, contradicts its own earlier message, or fails a check only it controls);
+when two parties' messages contradict each other and either could be the liar (an echo that
+disagrees with our copy of a third party's broadcast, two peers with the same round-1
+contribution, a peer that reports other parameters, which an untrusted relay may have given
+it), the abort names nobody (``party=None``). An honest party is never named.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hmac
+from dataclasses import dataclass, field
 from typing import Callable, Mapping, TypeVar
 
 from . import base_ot, schnorr
@@ -87,8 +92,8 @@ class _Round2:
     rho_f: bytes
     cc: bytes
     rho_cc: bytes
-    share: int
-    zero: bytes
+    share: int = field(repr=False)  # f_j(me): secret
+    zero: bytes = field(repr=False)  # zero-seed contribution: secret
     ot: list[Point]
     ot_raw: bytes
 
@@ -140,9 +145,47 @@ class DkgParty(RoundParty):
         csid = cfg.session + self._sid_i
         self._c_f, self._rho_f = commit(Tag.DKG_COMMIT_F, csid, cfg.index, self._f_bytes(self._F), rng)
         self._c_cc, self._rho_cc = commit(Tag.DKG_COMMIT_CC, csid, cfg.index, self._cc, rng)
-        msg = Writer(self._header(1, BROADCAST, 0)).raw(self._sid_i).raw(self._c_f).raw(self._c_cc).getvalue()
+        w = Writer(self._header(1, BROADCAST, 0)).raw(self._config_digest())
+        msg = w.raw(self._sid_i).raw(self._c_f).raw(self._c_cc).getvalue()
         self._r1_self = msg
         return RoundOutput(1, broadcast=msg)
+
+    def _config_digest(self) -> bytes:
+        """What this party was asked to run: t, n, lambda_c and the label, under the session."""
+        c = self.cfg
+        return hash32(Tag.DKG_CONFIG, c.session, u16(c.threshold), u16(c.parties), u16(c.lambda_c), c.key_label)
+
+    def _check_config(self, configs: Mapping[int, bytes]) -> None:
+        """Every peer must run with our parameters. A peer that reports others either lies or
+        was given other inputs by the (untrusted) relay: nobody can tell which, so nobody is
+        named, and no later check can blame an honest party for parameters it was given."""
+        mine = self._config_digest()
+        for j in sorted(configs):
+            if not hmac.compare_digest(configs[j], mine):
+                raise ProtocolAbort(
+                    None,
+                    f"round 1: party {j} runs the DKG with other parameters (t, n, lambda_c or label): "
+                    "it misbehaves or was given other inputs; cannot tell which",
+                )
+
+    def _check_fresh(self, r1: Mapping[int, tuple[bytes, bytes, bytes]]) -> None:
+        """Every party's session contribution must be distinct.
+
+        Our own is fresh, so a peer repeating it copied it: that peer is at fault. Two peers
+        with the same contribution cannot be told apart (either may have copied the other, and
+        each message is validly its sender's), so that aborts with ``party=None``.
+        """
+        me = self.cfg.index
+        for j in sorted(r1):
+            if j != me and r1[j][0] == r1[me][0]:  # public values: an ordinary compare is fine
+                raise ProtocolAbort(j, "round 1: session contribution repeats ours")
+        seen: dict[bytes, int] = {}
+        for j in sorted(r1):
+            first = seen.setdefault(r1[j][0], j)
+            if first != j:
+                raise ProtocolAbort(
+                    None, f"round 1: parties {first} and {j} sent the same session contribution (cannot tell which copied)"
+                )
 
     def _f_bytes(self, F: list[Point]) -> bytes:
         return u16(self.cfg.threshold) + u16(self.cfg.parties) + b"".join(p.encode() for p in F)
@@ -152,25 +195,23 @@ class DkgParty(RoundParty):
         cfg, rng, me = self.cfg, self._rng, self.cfg.index
         check_inbox(inbox, self.peers, want_broadcast=True, want_direct=False, round=1)
         r1: dict[int, tuple[bytes, bytes, bytes]] = {me: (self._sid_i, self._c_f, self._c_cc)}
+        configs: dict[int, bytes] = {}
         self._echo1 = {me: hash32(Tag.DKG_ECHO1, self._r1_self)}
         for j in self.peers:
             raw = inbox[j].broadcast
             assert raw is not None
 
-            def dec(raw: bytes = raw, j: int = j) -> tuple[bytes, bytes, bytes]:
+            def dec(raw: bytes = raw, j: int = j) -> tuple[tuple[bytes, bytes, bytes], bytes]:
                 r = self._reader(raw, 1, BROADCAST, j)
+                config = r.take(32, "config_digest")
                 out = (r.take(32, "sid"), r.take(32, "commit_feldman"), r.take(32, "commit_chaincode"))
                 r.finish()
-                return out
+                return out, config
 
-            r1[j] = _blame(j, 1, "broadcast", dec)
+            r1[j], configs[j] = _blame(j, 1, "broadcast", dec)
             self._echo1[j] = hash32(Tag.DKG_ECHO1, raw)
-        seen: dict[bytes, int] = {}
-        for j in sorted(r1):
-            if r1[j][0] in seen:
-                culprit = j if j != me else seen[r1[j][0]]
-                raise ProtocolAbort(culprit, "round 1: session contribution repeats another party's")
-            seen[r1[j][0]] = j
+        self._check_config(configs)
+        self._check_fresh(r1)
         self._r1 = r1
         self._sid_dkg = hash32(
             Tag.DKG_SID,
@@ -385,9 +426,9 @@ class DkgParty(RoundParty):
         self._check_echoes(4, {j: parsed[j][0] for j in self.peers}, self._echo3)
         mine = self._key_digest()
         for j in self.peers:
-            if parsed[j][1] != mine:
+            if not hmac.compare_digest(parsed[j][1], mine):
                 raise ProtocolAbort(j, "round 4: confirmed a different key")
-            if parsed[j][2] != self._pair_digest[j]:
+            if not hmac.compare_digest(parsed[j][2], self._pair_digest[j]):
                 raise ProtocolAbort(
                     j, "round 4: pairwise setup differs (tampered base-OT message or zero-seed contribution)"
                 )

@@ -23,6 +23,9 @@ class OteReceiverSeeds:
     seeds0: tuple[bytes, ...]
     seeds1: tuple[bytes, ...]
 
+    def __repr__(self) -> str:  # both seeds of every base OT are secret
+        return f"OteReceiverSeeds(lambda_c={len(self.seeds0)}, <secret>)"
+
     def __post_init__(self) -> None:
         if len(self.seeds0) not in SUPPORTED_LAMBDA or len(self.seeds1) != len(self.seeds0):
             raise ValueError("OteReceiverSeeds: wrong number of seeds")
@@ -48,6 +51,9 @@ class OteSenderSeeds:
 
     delta: bytes
     seeds: tuple[bytes, ...]
+
+    def __repr__(self) -> str:  # Delta and the chosen seeds are secret
+        return f"OteSenderSeeds(lambda_c={len(self.seeds)}, <secret>)"
 
     def __post_init__(self) -> None:
         if len(self.seeds) not in SUPPORTED_LAMBDA or len(self.delta) != len(self.seeds) // 8:
@@ -78,6 +84,9 @@ class PairwiseSetup:
     as_bob: OteReceiverSeeds  # i = extension receiver (Bob) toward Alice j
     as_alice: OteSenderSeeds  # i = extension sender (Alice) toward Bob j
     zero_seed: bytes  # 32 bytes shared with j only
+
+    def __repr__(self) -> str:  # every field but the peer is secret
+        return f"PairwiseSetup(peer={self.peer}, <secret>)"
 
     def write(self, w: Writer) -> None:
         w.u16(self.peer)

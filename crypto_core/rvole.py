@@ -168,6 +168,9 @@ class RvoleBob:
         self._d_gamma = d_gamma
         self._done = False
 
+    def __repr__(self) -> str:  # chi, beta and the pads are secret
+        return f"RvoleBob(peer={self._peer}, used={self._done})"
+
     @staticmethod
     def start(seeds: OteReceiverSeeds, sid: bytes, rng: Rng, *, peer: int) -> tuple["RvoleBob", bytes]:
         """Bob round 1: random ``beta``, ``chi = <g, beta>``, OT-extension receiver message."""
@@ -205,7 +208,7 @@ class RvoleBob:
         # step 2: mu' over dbar[j][2] + theta_0 dbar[j][0] + theta_1 dbar[j][1] - beta_j eta~
         vals = [
             (z + x * th0 + y * th1 - b * eta_tilde) % Q
-            for x, y, z, b in zip(dbar[0::3], dbar[1::3], dbar[2::3], beta)
+            for x, y, z, b in zip(dbar[0::3], dbar[1::3], dbar[2::3], beta, strict=True)
         ]
         mu_check = _mu(sid, vals)
         if not hmac.compare_digest(mu_check, mu):
@@ -247,13 +250,13 @@ def _alice_message(
     c0, c1 = (-v % Q for v in _dots(_limbs(gadget_bytes(sid), 1, 1), alpha0_limbs))  # step 1
     a0, a1 = a
     adds = [a0, a1, eta] * XI
-    a_tilde = [(x - y + z) % Q for x, y, z in zip(alpha0, alpha1, adds)]  # step 3
+    a_tilde = [(x - y + z) % Q for x, y, z in zip(alpha0, alpha1, adds, strict=True)]  # step 3
     if a_tilde_hook is not None:
         a_tilde_hook(a_tilde)
     a_tilde_bytes = b"".join(map(int.to_bytes, a_tilde, repeat(SCALAR_LEN)))
     th0, th1 = thetas(sid, a_tilde_bytes)  # step 4
     eta_tilde = (eta + th0 * a0 + th1 * a1) % Q  # step 5
-    vals = [(z + x * th0 + y * th1) % Q for x, y, z in zip(alpha0[0::3], alpha0[1::3], alpha0[2::3])]
+    vals = [(z + x * th0 + y * th1) % Q for x, y, z in zip(alpha0[0::3], alpha0[1::3], alpha0[2::3], strict=True)]
     mu = _mu(sid, vals)  # step 6
     return (c0, c1), b"".join((a_tilde_bytes, eta_tilde.to_bytes(SCALAR_LEN, "big"), mu))  # step 7
 

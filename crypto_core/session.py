@@ -9,11 +9,12 @@ whose header claims another sender is attributed to the channel it arrived on.
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass, field
 from typing import Callable, ClassVar, Iterable, Mapping, Sequence, TypeVar
 
 from .codec import BROADCAST, Header, Reader, read_header
-from .errors import ProtocolAbort, ProtocolError, UsageError
+from .errors import ProtocolAbort, UsageError
 
 
 @dataclass(frozen=True)
@@ -73,22 +74,29 @@ def check_echoes(
     round: int, me: int, parties: Iterable[int], echoes: Mapping[int, Sequence[bytes]], mine: Mapping[int, bytes]
 ) -> None:
     """Every sender's digests of the previous round's broadcasts (one per party, ascending)
-    must equal ours.
+    must equal ours (constant-time compare).
 
-    On a mismatch about party m's broadcast, name the odd one out: m itself if m's own report
-    differs from our copy (m equivocated, or its message to us was altered); otherwise the
-    echoing party that misreports (always so when the message in question is our own).
+    On a mismatch about party m's broadcast, blame only a party the evidence proves at fault:
+
+    * m itself if m's own report differs from our copy (m contradicts its own message);
+    * the echoing party if the message in question is our own (we know what we sent, and the
+      transport authenticates it);
+    * otherwise nobody (``party=None``): an echoing party j that disagrees with our copy of m's
+      message is either lying or was sent another message by m, and we cannot tell which.
     """
     order = list(parties)
     for pos, m in enumerate(order):
-        disagree = [j for j in sorted(echoes) if echoes[j][pos] != mine[m]]
+        disagree = [j for j in sorted(echoes) if not hmac.compare_digest(echoes[j][pos], mine[m])]
         if not disagree:
             continue
-        culprit = m if (m != me and m in disagree) else disagree[0]
-        raise ProtocolAbort(
-            culprit,
-            f"round {round}: inconsistent views of party {m}'s round-{round - 1} broadcast (equivocation or tampering)",
-        )
+        culprit: int | None
+        if m != me and m in disagree:
+            culprit, why = m, "equivocation or tampering"
+        elif m == me:
+            culprit, why = disagree[0], "it misreports our own message"
+        else:
+            culprit, why = None, f"party {m} equivocated or party {disagree[0]} misreports it; cannot tell which"
+        raise ProtocolAbort(culprit, f"round {round}: inconsistent views of party {m}'s round-{round - 1} broadcast ({why})")
 
 
 T = TypeVar("T")
@@ -100,8 +108,11 @@ class RoundParty:
 
     Subclasses set :attr:`PROTOCOL` and :attr:`SECRETS` (attribute names to erase when the party
     dies), implement :meth:`_first` (the round-1 output) and :meth:`_rounds` (the handlers of the
-    later inboxes, in order; the last returns ``None``). Any :class:`ProtocolError` kills the
-    party: secrets are erased and every later call raises :class:`UsageError`.
+    later inboxes, in order; the last returns ``None``). *Any* exception raised by a step
+    (:class:`ProtocolError`, a bug such as ``TypeError``, or a ``BaseException`` such as
+    ``KeyboardInterrupt`` or ``MemoryError``) kills the party: it fails closed, its secrets are
+    erased, the exception propagates unchanged, and every later call raises :class:`UsageError`.
+    A step can therefore never be re-run on the same secrets.
     """
 
     PROTOCOL: ClassVar[int]
@@ -143,18 +154,26 @@ class RoundParty:
             self._finished = True
         return out
 
+    def __repr__(self) -> str:  # never the secrets: only who we are and where we stand
+        state = "dead" if self._dead else "done" if self._finished else f"step {self._next + 1}"
+        return f"{type(self).__name__}(index={self._index}, session={self._session.hex()[:16]}…, {state})"
+
     def _guard(self, fn: Callable[[], T]) -> T:
+        """Run one step; on any exception whatsoever, die and wipe before re-raising it as is."""
         try:
             return fn()
-        except ProtocolError:
+        except BaseException:
             self._dead = True
             self._wipe()
             raise
 
     def _wipe(self) -> None:
+        """Drop every attribute named in :attr:`SECRETS` (and clear mutable containers first,
+        so other references to the same dict or list do not keep the secrets either)."""
         for name in self.SECRETS:
-            if hasattr(self, name):
-                delattr(self, name)
+            value = self.__dict__.pop(name, None)
+            if isinstance(value, (dict, list)):
+                value.clear()
 
     def _header(self, round: int, kind: int, receiver: int) -> Header:
         return Header(self.PROTOCOL, round, kind, self._session, self._index, receiver)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence, TypeVar
 
 from coincurve import PublicKey
@@ -82,8 +82,8 @@ class _Round3:
     pk: Point
     gamma_r: Point
     gamma_k: Point
-    psi: int
-    msg2: bytes
+    psi: int = field(repr=False)  # phi_j - chi: private to the pair
+    msg2: bytes = field(repr=False)
 
 
 def _path_bytes(path: Sequence[int]) -> bytes:
@@ -194,7 +194,13 @@ class PresignParty(RoundParty):
         check_echoes(2, me, self.signers, {j: parsed[j][0] for j in self.peers}, self._echo1)
         for j in self.peers:  # equal echoes imply equal sigids; checked before any ban-able step
             if not hmac.compare_digest(parsed[j][1], self._sigid):
-                raise ProtocolAbort(j, "round 2: signing session id differs")
+                # the echoes agree, so j hashed other inputs: j lies, or an untrusted relay gave
+                # j another key or derivation path for this session; cannot tell which
+                raise ProtocolAbort(
+                    None,
+                    f"round 2: party {j} derived another signing session id (it misbehaves, or was given "
+                    "other signing inputs: key or derivation path; cannot tell which)",
+                )
 
         # our additive share of the (derived) key: lam_i * (s_i + delta) + zeta_i
         lam = lagrange_coefficient(me, self.signers)
@@ -351,14 +357,10 @@ class Presignature:
     def signature_share(self, digest: bytes, *, key_id: bytes, derivation_path: Sequence[int] = ()) -> "SignatureShare":
         """The online step: ``w_i = h*phi_i + r_x*v_i`` (notes section 6, online).
 
-        Refuses a presignature made for another key or derivation path (Groth-Shoup).
+        Refuses a presignature made for another key or derivation path (Groth-Shoup). Fails
+        closed: once :meth:`mark_used` was called, the first call consumes the secret whatever
+        its outcome, so a refused call (wrong digest, key or path) leaves nothing to retry with.
         """
-        if len(digest) != DIGEST_LEN:
-            raise UsageError(f"digest: must be {DIGEST_LEN} bytes, got {len(digest)}")
-        if not hmac.compare_digest(key_id, self.key_id):
-            raise UsageError("key_id: presignature was made for another key")
-        if tuple(derivation_path) != self.derivation_path:
-            raise UsageError("derivation_path: presignature was made for another derivation path")
         if self._state == _FRESH:
             raise UsageError("mark_used() must be called (and its record persisted) before signing")
         if self._state != 2 or self._secret is None:
@@ -366,6 +368,12 @@ class Presignature:
         phi, u, v = self._secret
         self._secret = None
         self._state = _USED
+        if len(digest) != DIGEST_LEN:
+            raise UsageError(f"digest: must be {DIGEST_LEN} bytes, got {len(digest)} (presignature discarded)")
+        if not hmac.compare_digest(key_id, self.key_id):
+            raise UsageError("key_id: presignature was made for another key (presignature discarded)")
+        if tuple(derivation_path) != self.derivation_path:
+            raise UsageError("derivation_path: presignature was made for another derivation path (presignature discarded)")
         h = int.from_bytes(digest, "big") % Q
         w = (h * phi + self.r * v) % Q
         return SignatureShare(self.index, self.sigid, self.R, bytes(digest), u, w)

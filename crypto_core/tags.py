@@ -20,6 +20,7 @@ class Tag(enum.Enum):
     HASH_TO_CURVE = "h2c"
     # DKG (notes section 2)
     DKG_SID = "dkg/sid"
+    DKG_CONFIG = "dkg/config"
     DKG_COMMIT_F = "dkg/commit-feldman"
     DKG_COMMIT_CC = "dkg/commit-chaincode"
     DKG_COEF_POK = "dkg/pok-coefficient"

@@ -832,10 +832,10 @@ class NodeService:
             s.failed = e
             raise
         try:
-            self.store.put_presignature(presig.sigid, s.key_id, presig.to_bytes())
             tomb = presig.mark_used()
-            # durable before the share leaves, together with the request's served record
-            self.store.consume_presignature(presig.sigid, tomb, request=served)
+            # only the tombstone is ever written (never the secrets), durable before the share
+            # leaves, together with the request's served record
+            self.store.put_used_presignature(presig.sigid, s.key_id, tomb, request=served)
         except ReservationConflict as e:
             err = refusal(Code.FAILED_PRECONDITION, "attempt-taken", f"{e} ({self.cfg.name})")
             self._audit_sign("sign-share", s.request_id, "refused", err.message, actor=req.requester, key_id=s.key_id)

@@ -6,10 +6,11 @@ sealed with AES-256-GCM under a key-encryption key derived with scrypt from the 
 and a random per-store salt; the associated data binds each blob to its kind, row id and node,
 so a blob copied to another row, table or node does not decrypt. A presignature is one-time:
 :meth:`NodeStore.consume_presignature` swaps it for a tombstone in one transaction, and triggers
-in the schema refuse to "un-use" or delete a used one.
+in the schema refuse to "un-use" or delete a used one. A presignature used as soon as it is made
+is never written at all: :meth:`NodeStore.put_used_presignature` stores only its tombstone.
 
 Served signing requests are the node's own record for replay protection and rate limiting:
-:meth:`NodeStore.consume_presignature` can record the request (refusing a request id already
+:meth:`NodeStore.consume_presignature` (and :meth:`NodeStore.put_used_presignature`) can record the request (refusing a request id already
 served, or one more signature for the key than its rate limit allows) in the *same*
 transaction that marks the presignature used, so a share is released only if both hold.
 
@@ -473,6 +474,38 @@ class NodeStore:
             )
             if cur.rowcount != 1:  # cannot happen inside the IMMEDIATE transaction
                 raise PresignatureAlreadyUsed(f"sigid: presignature {sigid.hex()} already used")
+
+    def put_used_presignature(
+        self, sigid: bytes, key_id: bytes, tombstone: bytes, *, request: ServedRequest | None = None
+    ) -> None:
+        """Record a presignature consumed as soon as it was made: only its tombstone is written.
+
+        For the sign-at-once path: the fresh record (with its secrets) never reaches the file or
+        the WAL, not even for the milliseconds between :meth:`put_presignature` and
+        :meth:`consume_presignature`. In one transaction, durably: records ``request`` as served
+        (or raises :class:`RequestAlreadyServed` / :class:`RateLimited`), checks that ``key_id``
+        is an active key (:class:`StoreError`) and that ``sigid`` was never stored
+        (:class:`PresignatureAlreadyUsed`), and inserts the tombstone marked used. On any error
+        nothing is written. Call this *before* releasing the signature share.
+        """
+        sigid = _check_bytes(sigid, "sigid", length=ID_LEN)
+        key_id = _check_bytes(key_id, "key_id", length=ID_LEN)
+        tombstone = _check_bytes(tombstone, "tombstone")
+        served = None if request is None else _check_served(request)
+        blob = self._seal(KIND_TOMBSTONE, sigid, tombstone)
+        with self._write() as c:
+            if served is not None:
+                _record_served(c, served)
+            row = c.execute("SELECT status FROM keys WHERE key_id = ?", (key_id,)).fetchone()
+            if row is None or row[0] != "active":
+                raise StoreError(f"key_id: no active key {key_id.hex()}")
+            if c.execute("SELECT 1 FROM presignatures WHERE sigid = ?", (sigid,)).fetchone():
+                raise PresignatureAlreadyUsed(f"sigid: presignature {sigid.hex()} already exists (one-time)")
+            now = int(time.time())
+            c.execute(
+                "INSERT INTO presignatures (sigid, key_id, record, used, created_at, used_at) VALUES (?, ?, ?, 1, ?, ?)",
+                (sigid, key_id, blob, now, now),
+            )
 
     def get_presignature(self, sigid: bytes) -> tuple[bytes, bool] | None:
         """``(record, used)``: the fresh record, or the tombstone once used; ``None`` if unknown."""

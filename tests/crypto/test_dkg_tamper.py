@@ -24,6 +24,7 @@ from .dkg_util import make_parties
 # (round, part) pairs the DKG sends
 PARTS = [(1, "broadcast"), (2, "broadcast"), (2, "direct"), (3, "broadcast"), (3, "direct"), (4, "broadcast"), (4, "direct")]
 MUTATIONS = ["flip", "truncate", "extend", "replay", "other_session", "swap"]
+SID = HEADER_LEN + 32  # round-1 broadcast: header | parameter digest | sid_i | commitments
 
 
 def _other_session_transcript(t, n):
@@ -69,8 +70,26 @@ def tamper_and_check(t, n, rnd, part, sender, receiver, mutation, pos, seed=b"t"
 
     out = run_collect(parties, tamper)
     assert receiver in out.aborts, f"receiver {receiver} did not abort; aborts={out.aborts}"
-    assert out.aborts[receiver].party == culprit, out.aborts[receiver]
+    assert_blame(out.aborts[receiver], culprit)
+    assert_never_blames_honest(out.aborts, culprit)
     assert_consistent_results(parties, out.aborts)
+
+
+def assert_blame(err, culprit):
+    """The receiver of a tampered message names its sender, except where the tampered field is
+    the sender's echo of a third party's broadcast or its parameter digest: then it cannot tell
+    whether the sender lies or someone else did (None)."""
+    if err.party is None:
+        assert "cannot tell which" in err.reason and f"party {culprit} " in err.reason, err
+    else:
+        assert err.party == culprit, err
+
+
+def assert_never_blames_honest(aborts, culprit):
+    """Every party other than the corrupted one names the corrupted one, or nobody."""
+    for i, e in aborts.items():
+        if i != culprit:
+            assert e.party in (culprit, None), (i, e)
 
 
 @settings(max_examples=scaled(30))
@@ -181,7 +200,7 @@ def _recommit(p):
     from crypto_core.tags import Tag
 
     p._c_f, p._rho_f = commit(Tag.DKG_COMMIT_F, p.cfg.session + p._sid_i, p.cfg.index, p._f_bytes_any(p._F), p._rng)
-    msg = Writer(p._header(1, BROADCAST, 0)).raw(p._sid_i).raw(p._c_f).raw(p._c_cc).getvalue()
+    msg = Writer(p._header(1, BROADCAST, 0)).raw(p._config_digest()).raw(p._sid_i).raw(p._c_f).raw(p._c_cc).getvalue()
     p._r1_self = msg
     from crypto_core.session import RoundOutput
 
@@ -279,12 +298,42 @@ def test_duplicate_session_contribution():
     parties = make_parties(2, 3)
     outs = {i: p.start() for i, p in parties.items()}
     # party 3 copies party 2's contribution into its own round-1 message
-    b2, b3 = outs[2].broadcast, outs[3].broadcast
-    forged = b3[:HEADER_LEN] + b2[HEADER_LEN:HEADER_LEN + 32] + b3[HEADER_LEN + 32:]
-    inbox = {2: Delivery(b2), 3: Delivery(forged)}
+    b1, b2, b3 = outs[1].broadcast, outs[2].broadcast, outs[3].broadcast
+    forged = b3[:SID] + b2[SID:SID + 32] + b3[SID + 32:]
+    # party 1 sees two peers with one contribution: it cannot tell which copied
     with pytest.raises(ProtocolAbort) as e:
-        parties[1].receive(inbox)
-    assert e.value.party == 3 and "repeats" in e.value.reason
+        parties[1].receive({2: Delivery(b2), 3: Delivery(forged)})
+    assert e.value.party is None and "cannot tell" in e.value.reason
+    # party 2 sees its own fresh contribution in 3's message: 3 copied it
+    with pytest.raises(ProtocolAbort) as e:
+        parties[2].receive({1: Delivery(b1), 3: Delivery(forged)})
+    assert e.value.party == 3 and "repeats ours" in e.value.reason
+
+
+def test_issue8_copied_contribution_never_blames_the_victim():
+    """Issue 8 regression: in a 2-of-3 DKG, corrupted node 1 copies node 2's round-1 session
+    contribution into its own (validly sent) message. Node 2 names node 1; node 3, which cannot
+    tell who copied whom, names nobody (it used to name node 2, the honest victim)."""
+    from crypto_core.local import route
+
+    parties = make_parties(2, 3, seed=b"issue8")
+    outs = {i: p.start() for i, p in parties.items()}
+    contribution_2 = outs[2].broadcast[SID:SID + 32]
+
+    def tamper(r, j, k, p, data):
+        if (r, j, p) == (1, 1, "broadcast"):  # node 1's own message, to everyone
+            return data[:SID] + contribution_2 + data[SID + 32:]
+        return data
+
+    inboxes = route(outs, tamper)
+    aborts = {}
+    for i in (2, 3):
+        with pytest.raises(ProtocolAbort) as e:
+            parties[i].receive(inboxes[i])
+        aborts[i] = e.value
+    assert aborts[2].party == 1, aborts[2]
+    assert aborts[3].party is None, aborts[3]
+    assert all(parties[i].result is None for i in (2, 3))
 
 
 def test_dead_after_abort():

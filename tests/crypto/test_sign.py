@@ -98,13 +98,17 @@ def test_presignature_one_time_and_bound():
     tomb = pre.mark_used()
     with pytest.raises(PresignatureUsed):
         pre.mark_used()
-    with pytest.raises(UsageError, match="another key"):
-        pre.signature_share(digest, key_id=keygen(2, 3, b"other")[1].key_id)
-    with pytest.raises(UsageError, match="derivation path"):
-        pre.signature_share(digest, key_id=keys[1].key_id, derivation_path=(1,))
     pre.signature_share(digest, key_id=keys[1].key_id)
     with pytest.raises(PresignatureUsed):
         pre.signature_share(digest, key_id=keys[1].key_id)
+    # bound to its key and path; a refused call discards it (fails closed, nothing to retry with)
+    for bad in ({"key_id": keygen(2, 3, b"other")[1].key_id}, {"key_id": keys[1].key_id, "derivation_path": (1,)}):
+        other = presign(keys, (1, 2), seed=b"bound")[1]
+        other.mark_used()
+        with pytest.raises(UsageError, match="another key|derivation path"):
+            other.signature_share(digest, **bad)
+        with pytest.raises(PresignatureUsed):
+            other.signature_share(digest, key_id=keys[1].key_id)
     # the tombstone is checkable from storage and refuses to sign
     dead = Presignature.from_bytes(tomb)
     assert dead.used and dead.sigid == pre.sigid
