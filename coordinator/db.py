@@ -4,7 +4,9 @@ Only public information is stored: key ids, public keys, chain codes, labels, di
 finished signatures and error messages; signing requests, the approvers' signed decisions,
 admin-signed policy changes and pending proposals. Never a share, a presignature or a protocol
 payload. Signing-request state changes are compare-and-set, so concurrent approvals, the expiry
-sweep and the signer can never move a request along two paths.
+sweep and the signer can never move a request along two paths; each is one transaction with the
+audit entry it causes, queued in ``audit_outbox`` (the audit log is another file; see
+``coordinator.requests`` for how the queue is flushed).
 """
 
 from __future__ import annotations
@@ -528,9 +530,10 @@ class CoordinatorDb:
         )
         return [OutboxEntry(r[0], r[1], AuditEvent(r[2], r[3], r[4], r[5], json.loads(r[6]))) for r in rows]
 
-    def drop_audit(self, event: str) -> None:
+    def drop_audit(self, events: list[str]) -> None:
+        """Forget the queued entries with these event keys (they are in the audit log now)."""
         with self._tx() as c:
-            c.execute("DELETE FROM audit_outbox WHERE event = ?", (event,))
+            c.executemany("DELETE FROM audit_outbox WHERE event = ?", [(e,) for e in events])
 
     def approvals(self, request_id: str) -> list[ApprovalRecord]:
         rows = self._query(

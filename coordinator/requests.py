@@ -127,17 +127,21 @@ class SignRequests:
         expiry sweep flush)."""
         with self._flush_lock:
             while batch := self.db.pending_audit():
-                for item in batch:
-                    ev = item.audit
-                    try:
+                appended: list[str] = []
+                try:
+                    for item in batch:
+                        ev = item.audit
                         self.audit.append_once(
                             ev.actor, ev.action, event=item.event, request_id=ev.request_id, outcome=ev.outcome,
                             details=ev.details,
                         )
-                    except GovernanceError as e:
-                        log.error("audit entry %s (%s) stays queued: %s", item.event, ev.action, e)
-                        return
-                    self.db.drop_audit(item.event)
+                        appended.append(item.event)
+                except GovernanceError as e:
+                    log.error("audit entry %s (%s) stays queued: %s", item.event, ev.action, e)
+                    return
+                finally:
+                    if appended:
+                        self.db.drop_audit(appended)
 
     def recover(self) -> None:
         """After a restart, before serving: flush the audit outbox, then move every
