@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from governance.audit import EVENT_KEY, check_entry_fields
+from governance.audit import EVENT_KEY, MAX_DETAILS, check_entry_fields
 from governance.errors import GovernanceError
 
 _SCHEMA = """
@@ -215,7 +215,8 @@ class AuditEvent:
         checked = check_entry_fields(self.actor, self.action, self.request_id, self.outcome, self.details)
         if EVENT_KEY in checked:
             raise GovernanceError(f"details[{EVENT_KEY!r}]", "is reserved for the outbox's event key")
-        check_entry_fields(self.actor, self.action, self.request_id, self.outcome, {**checked, EVENT_KEY: "x"})
+        if len(checked) >= MAX_DETAILS:
+            raise GovernanceError("details", f"more than {MAX_DETAILS - 1} items (the event key is added)")
         object.__setattr__(self, "details", checked)
 
 

@@ -333,7 +333,8 @@ class SignRequests:
         self.flush_audit()
         rec = self._get(rid)
         if outcome == "recorded" and rec.state == "signing":
-            log.info("request %s: approved; signing", rid)
+            approved_by = ", ".join(a.approver for a in self.db.approvals(rid) if a.decision == "approve")
+            log.info("request %s: approved by %s; signing", rid, approved_by)
             self._start_signing(rid)
         self._notify()
         return self.info(rec)
