@@ -4,17 +4,25 @@ Only public information is stored: key ids, public keys, chain codes, labels, di
 finished signatures and error messages; signing requests, the approvers' signed decisions,
 admin-signed policy changes and pending proposals. Never a share, a presignature or a protocol
 payload. Signing-request state changes are compare-and-set, so concurrent approvals, the expiry
-sweep and the signer can never move a request along two paths.
+sweep and the signer can never move a request along two paths; each is one transaction with the
+audit entry it causes, queued in ``audit_outbox`` (the audit log is another file; see
+``coordinator.requests`` for how the queue is flushed).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from governance.audit import EVENT_KEY, MAX_DETAILS, check_entry_fields
+from governance.errors import GovernanceError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS keys (
@@ -71,6 +79,16 @@ CREATE TABLE IF NOT EXISTS approvals (
     decided_ms INTEGER NOT NULL,
     seq        INTEGER NOT NULL,
     PRIMARY KEY (request_id, approver)
+);
+CREATE TABLE IF NOT EXISTS audit_outbox (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    event      TEXT NOT NULL UNIQUE,
+    actor      TEXT NOT NULL,
+    action     TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    outcome    TEXT NOT NULL,
+    details    TEXT NOT NULL,
+    created_ms INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS policy_changes (
     scope         BLOB NOT NULL,
@@ -188,6 +206,50 @@ class ProposalRecord:
     proposer: str
     created_ms: int
     updated_ms: int
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """An audit entry that a state change causes; queued in the ``audit_outbox`` table by the
+    same transaction as the change, appended to the audit log afterwards (see
+    :meth:`CoordinatorDb.pending_audit`). Checked on construction (:class:`GovernanceError`),
+    so a change never commits with an entry that could not be appended."""
+
+    actor: str
+    action: str
+    request_id: str
+    outcome: str
+    details: Mapping[str, str | int | bool]
+
+    def __post_init__(self) -> None:
+        checked = check_entry_fields(self.actor, self.action, self.request_id, self.outcome, self.details)
+        if EVENT_KEY in checked:
+            raise GovernanceError(f"details[{EVENT_KEY!r}]", "is reserved for the outbox's event key")
+        if len(checked) >= MAX_DETAILS:
+            raise GovernanceError("details", f"more than {MAX_DETAILS - 1} items (the event key is added)")
+        object.__setattr__(self, "details", checked)
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """A queued :class:`AuditEvent` and its unique event key (``details["event"]`` in the log)."""
+
+    seq: int
+    event: str
+    audit: AuditEvent
+
+
+@dataclass(frozen=True)
+class Move:
+    """A state change decided inside a transaction: the new state, extra columns, its audit entry."""
+
+    to_state: str
+    audit: AuditEvent
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+
+# settle(approvals stored so far, oldest first) -> the move they cause, or None
+Settle = Callable[[list["ApprovalRecord"]], Move | None]
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -321,12 +383,14 @@ class CoordinatorDb:
         )
 
     def add_sign_request(
-        self, rec: SignRequestRecord, *, rate_limit: tuple[int, int] | None
+        self, rec: SignRequestRecord, *, rate_limit: tuple[int, int] | None, audit: AuditEvent | None = None
     ) -> None:
         """Insert a new request; with ``rate_limit = (max, window_ms)`` refuse it
         (:class:`RateLimitExceeded`) if ``max`` live or signed requests for the key were created
-        in the window. Check and insert are one transaction."""
+        in the window. Check, insert and queueing ``audit`` are one transaction."""
         with self._tx() as c:
+            if audit is not None:
+                self._enqueue(c, audit)
             if rate_limit is not None:
                 limit, window_ms = rate_limit
                 (count,) = c.execute(
@@ -362,9 +426,13 @@ class CoordinatorDb:
         sql += " ORDER BY created_ms DESC, rowid DESC LIMIT ?"
         return [self._sr(r) for r in self._query(sql, (*args, limit))]
 
-    def transition(self, request_id: str, from_states: tuple[str, ...], to_state: str, **fields: Any) -> SignRequestRecord:
+    def transition(
+        self, request_id: str, from_states: tuple[str, ...], to_state: str, *, audit: AuditEvent | None = None,
+        **fields: Any,
+    ) -> SignRequestRecord:
         """Move a request from one of ``from_states`` to ``to_state`` (and set ``fields``)
-        atomically; :class:`StateConflict` if it is in another state."""
+        atomically, queueing ``audit`` in the same transaction; :class:`StateConflict` (and
+        nothing changed or queued) if it is in another state."""
         if "signers" in fields:
             fields["signers"] = _text(fields["signers"])
         fields["state"] = to_state
@@ -379,6 +447,8 @@ class CoordinatorDb:
             if cur.rowcount != 1:
                 row = c.execute("SELECT state FROM sign_requests WHERE request_id = ?", (request_id,)).fetchone()
                 raise StateConflict(None if row is None else row[0])
+            if audit is not None:
+                self._enqueue(c, audit)
             row = c.execute(f"SELECT {self._SR_COLS} FROM sign_requests WHERE request_id = ?", (request_id,)).fetchone()
         return self._sr(row)
 
@@ -394,19 +464,87 @@ class CoordinatorDb:
         )
         return [r[0] for r in rows]
 
-    def add_approval(self, request_id: str, a: ApprovalRecord) -> bool:
-        """Store a decision; False if this approver already decided on the request."""
+    def record_decision(
+        self, request_id: str, a: ApprovalRecord, audit: AuditEvent, settle: Settle
+    ) -> Literal["recorded", "duplicate", "conflict"]:
+        """Store ``a`` and the move it causes in ONE transaction: the decision, its ``audit``
+        entry, and (if ``settle`` over all stored decisions returns a :class:`Move`) the
+        request's transition out of PENDING_APPROVAL with the move's entry. A crash can leave
+        neither a full quorum stored on a pending request nor a state without its entry.
+
+        "duplicate": this approver already made the same decision (nothing written);
+        "conflict": it already made the other one; :class:`StateConflict` if the request is
+        not PENDING_APPROVAL (nothing written)."""
         with self._tx() as c:
-            if c.execute(
-                "SELECT 1 FROM approvals WHERE request_id = ? AND approver = ?", (request_id, a.approver)
-            ).fetchone():
-                return False
+            row = c.execute(
+                "SELECT decision FROM approvals WHERE request_id = ? AND approver = ?", (request_id, a.approver)
+            ).fetchone()
+            if row is not None:
+                return "duplicate" if row[0] == a.decision else "conflict"
+            state = c.execute("SELECT state FROM sign_requests WHERE request_id = ?", (request_id,)).fetchone()
+            if state is None or state[0] != "pending_approval":
+                raise StateConflict(None if state is None else state[0])
             (n,) = c.execute("SELECT COUNT(*) FROM approvals WHERE request_id = ?", (request_id,)).fetchone()
             c.execute(
                 "INSERT INTO approvals (request_id, approver, decision, signature, decided_ms, seq) VALUES (?, ?, ?, ?, ?, ?)",
                 (request_id, a.approver, a.decision, a.signature, a.decided_ms, int(n)),
             )
+            self._enqueue(c, audit)
+            self._settle(c, request_id, settle)
+        return "recorded"
+
+    def settle(self, request_id: str, settle: Settle) -> bool:
+        """Re-evaluate a PENDING_APPROVAL request against its stored decisions (after a restart):
+        apply the :class:`Move` ``settle`` returns, with its entry, in one transaction. False if
+        nothing moved (not pending, or ``settle`` returned None)."""
+        with self._tx() as c:
+            state = c.execute("SELECT state FROM sign_requests WHERE request_id = ?", (request_id,)).fetchone()
+            if state is None or state[0] != "pending_approval":
+                return False
+            return self._settle(c, request_id, settle)
+
+    def _settle(self, c: sqlite3.Connection, request_id: str, settle: Settle) -> bool:
+        rows = c.execute(
+            "SELECT approver, decision, signature, decided_ms FROM approvals WHERE request_id = ? ORDER BY seq",
+            (request_id,),
+        ).fetchall()
+        move = settle([ApprovalRecord(r[0], r[1], bytes(r[2]), r[3]) for r in rows])
+        if move is None:
+            return False
+        fields = {**move.fields, "state": move.to_state, "updated_ms": now_ms()}
+        cols = ", ".join(f"{k} = ?" for k in fields)
+        cur = c.execute(
+            f"UPDATE sign_requests SET {cols} WHERE request_id = ? AND state = 'pending_approval'",
+            (*fields.values(), request_id),
+        )
+        if cur.rowcount != 1:
+            raise StateConflict(None)
+        self._enqueue(c, move.audit)
         return True
+
+    # --- audit outbox ------------------------------------------------------------------------
+    @staticmethod
+    def _enqueue(c: sqlite3.Connection, ev: AuditEvent) -> None:
+        c.execute(
+            "INSERT INTO audit_outbox (event, actor, action, request_id, outcome, details, created_ms)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            ("ev-" + os.urandom(16).hex(), ev.actor, ev.action, ev.request_id, ev.outcome,
+             json.dumps(dict(ev.details), sort_keys=True), now_ms()),
+        )
+
+    def pending_audit(self, limit: int = 1000) -> list[OutboxEntry]:
+        """Queued audit entries, oldest first: append each to the log (once: by its event key)
+        and then :meth:`drop_audit` it."""
+        rows = self._query(
+            "SELECT seq, event, actor, action, request_id, outcome, details FROM audit_outbox ORDER BY seq LIMIT ?",
+            (limit,),
+        )
+        return [OutboxEntry(r[0], r[1], AuditEvent(r[2], r[3], r[4], r[5], json.loads(r[6]))) for r in rows]
+
+    def drop_audit(self, events: list[str]) -> None:
+        """Forget the queued entries with these event keys (they are in the audit log now)."""
+        with self._tx() as c:
+            c.executemany("DELETE FROM audit_outbox WHERE event = ?", [(e,) for e in events])
 
     def approvals(self, request_id: str) -> list[ApprovalRecord]:
         rows = self._query(

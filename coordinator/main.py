@@ -23,6 +23,7 @@ from coordinator.service import CoordinatorService
 from governance.errors import GovernanceError
 from mpc_node.keystore import KeystoreError, load_keystore, read_passphrase
 from mpcnet.config import ConfigError, setup_logging
+from mpcnet.datadir import hold_data_dirs
 from mpcnet.pki import PkiError, server_credentials
 from mpcnet.rpc import (
     SERVER_OPTIONS,
@@ -67,6 +68,13 @@ def build_server(cfg: CoordinatorConfig, service: CoordinatorService) -> grpc.Se
 
 
 def run(cfg: CoordinatorConfig, stop: threading.Event | None = None) -> int:
+    """Serve until stopped; first lock the data directories, so a second coordinator started with
+    this configuration fails (:class:`DataDirBusy`, naming the holder's pid) before it writes anything."""
+    with hold_data_dirs((cfg.db.parent, cfg.audit_db.parent)):
+        return _serve(cfg, stop)
+
+
+def _serve(cfg: CoordinatorConfig, stop: threading.Event | None) -> int:
     passphrase = read_passphrase(file=cfg.passphrase_file, env=cfg.passphrase_env)
     identity = load_keystore(cfg.keystore, passphrase).identity
     del passphrase

@@ -13,6 +13,17 @@ itself, over this exact request, under the policy in force) and tallies them; at
 hands the whole bundle to the nodes, which check it all again. Expiry is applied lazily on
 every read and by a background sweep; the rate limit is enforced at submission (nodes enforce
 it again when they sign). Every transition is compare-and-set in SQLite and audited.
+
+**Crash consistency.** Every state change is ONE SQLite transaction together with what causes
+it and its audit entry: submit (the request and ``sign-request``), a decision (the approval,
+``sign-decision``, and the move to SIGNING / REJECTED with ``sign-approved`` / ``sign-rejected``
+when it completes the tally), expiry, DONE / FAILED / EXPIRED with ``sign-done`` / ... The
+audit log is another SQLite file, so the entry goes into an outbox table of the coordinator's
+database and :meth:`SignRequests.flush_audit` moves it to the log right after the commit
+(appended once per event key, so a crash between the append and the outbox delete is harmless).
+:meth:`SignRequests.recover` (before serving) flushes the outbox and re-evaluates every
+PENDING_APPROVAL request against its stored approvals. An approver repeating a decision it
+already made gets the request back; a different second decision is ALREADY_EXISTS.
 """
 
 from __future__ import annotations
@@ -29,10 +40,13 @@ import grpc
 from coordinator.db import (
     TERMINAL,
     ApprovalRecord,
+    AuditEvent,
     CoordinatorDb,
     KeyRecord,
+    Move,
     RateLimitExceeded,
     SignRequestRecord,
+    Settle,
     StateConflict,
     now_ms,
 )
@@ -50,7 +64,7 @@ from governance.approval import (
 )
 from governance.audit import AuditLog
 from governance.errors import GovernanceError
-from governance.policy import DEFAULT_SCOPE, SignedPolicyChange
+from governance.policy import DEFAULT_SCOPE, KeyPolicy, SignedPolicyChange
 from mpcnet.govwire import scope_name
 from mpcnet.rpc import RpcError, check_len, invalid, roles_text
 from proto.mpc.v1 import common_pb2, coordinator_pb2
@@ -94,6 +108,7 @@ class SignRequests:
         self._version = 0
         self._signing: set[str] = set()
         self._stop = threading.Event()
+        self._flush_lock = threading.Lock()
 
     # --- plumbing ----------------------------------------------------------------------------
     def stop(self) -> None:
@@ -105,6 +120,49 @@ class SignRequests:
             self._version += 1
             self._changed.notify_all()
 
+    def flush_audit(self) -> None:
+        """Append the queued audit entries (oldest first) to the log and drop them from the
+        outbox; an entry whose event key is already in the log is not appended again. If the log
+        refuses (e.g. disk full) the rest stay queued for the next flush (every read and the
+        expiry sweep flush)."""
+        with self._flush_lock:
+            while batch := self.db.pending_audit():
+                appended: list[str] = []
+                try:
+                    for item in batch:
+                        ev = item.audit
+                        self.audit.append_once(
+                            ev.actor, ev.action, event=item.event, request_id=ev.request_id, outcome=ev.outcome,
+                            details=ev.details,
+                        )
+                        appended.append(item.event)
+                except GovernanceError as e:
+                    log.error("audit entry %s (%s) stays queued: %s", item.event, ev.action, e)
+                    return
+                finally:
+                    if appended:
+                        self.db.drop_audit(appended)
+
+    def recover(self) -> None:
+        """After a restart, before serving: flush the audit outbox, then move every
+        PENDING_APPROVAL request its stored approvals already decide (quorum -> SIGNING,
+        quorum out of reach -> REJECTED, made under a replaced policy -> FAILED). Signing
+        itself is resumed by :meth:`resume`."""
+        self.flush_audit()
+        for rec in self.db.list_sign_requests(state="pending_approval", limit=10**6):
+            sreq = SigningRequest.from_bytes(rec.request)
+            signed = self.policies.policy_for(rec.key_id)
+            if signed.change.new_policy.digest() != sreq.policy_digest:
+                self._fail_stale(rec, signed)
+                continue
+            try:
+                if self.db.settle(rec.request_id, self._settlement(signed.change.new_policy, sreq)):
+                    log.info("request %s: its stored decisions settle it (recovered after a restart)", rec.request_id)
+            except StateConflict:
+                pass
+        self.flush_audit()
+        self._notify()
+
     def resume(self) -> None:
         """After a restart: carry on signing requests that were approved (approvals are still
         valid until the request expires; a node that already served one refuses it again)."""
@@ -115,16 +173,19 @@ class SignRequests:
     def expire_due(self) -> None:
         now = now_ms()
         for rid in self.db.due_for_expiry(now):
+            rec = self.db.get_sign_request(rid)
+            if rec is None:
+                continue
             try:
-                rec = self.db.transition(
-                    rid, ("pending_approval",), "expired",
-                    error_message="not approved before the request expired",
+                self.db.transition(
+                    rid, ("pending_approval",), "expired", error_message="not approved before the request expired",
+                    audit=AuditEvent("coordinator", "sign-expired", rid, "expired", _req_details(rec)),
                 )
             except StateConflict:
                 continue
-            self.audit.append("coordinator", "sign-expired", request_id=rid, outcome="expired", details=_req_details(rec))
             log.info("request %s expired", rid)
             self._notify()
+        self.flush_audit()
 
     # --- conversion --------------------------------------------------------------------------
     def info(self, rec: SignRequestRecord) -> coordinator_pb2.SignRequestInfo:
@@ -203,8 +264,11 @@ class SignRequests:
             error_code=0, error_message="", attempts=0, updated_ms=now,
         )
         limit = policy.rate_limit
+        submitted = AuditEvent(caller, "sign-request", rid, "pending", _req_details(rec) | {
+            "description": sreq.description[:500], "policy_version": policy.version, "expires_at_ms": sreq.expires_at_ms,
+        })
         try:
-            self.db.add_sign_request(rec, rate_limit=(limit.max_signatures, limit.window_seconds * 1000))
+            self.db.add_sign_request(rec, rate_limit=(limit.max_signatures, limit.window_seconds * 1000), audit=submitted)
         except RateLimitExceeded as e:
             msg = (
                 f"rate_limit: key {key_id.hex()[:16]} already has {e.count} signing request(s) in the last "
@@ -214,9 +278,7 @@ class SignRequests:
             raise RpcError(Code.RESOURCE_EXHAUSTED, msg) from None
         except sqlite3.IntegrityError:
             raise RpcError(Code.ALREADY_EXISTS, f"request_id: {rid!r} was already used") from None
-        self.audit.append(caller, "sign-request", request_id=rid, outcome="pending", details=_req_details(rec) | {
-            "description": sreq.description[:500], "policy_version": policy.version, "expires_at_ms": sreq.expires_at_ms,
-        })
+        self.flush_audit()
         log.info("request %s: %s asks to sign with key %s; waiting for %d approval(s)", rid, caller, key_id.hex()[:16], policy.approval_quorum)
         self._notify()
         return self.info(rec)
@@ -234,6 +296,11 @@ class SignRequests:
         decision = PB_DECISION[req.decision]
         self.expire_due()
         rec = self._get(rid)
+        earlier = next((a for a in self.db.approvals(rid) if a.approver == caller), None)
+        if earlier is not None:  # a retry (e.g. after a coordinator restart) or a change of mind
+            if earlier.decision != decision.value:
+                raise RpcError(Code.ALREADY_EXISTS, f"approver: {caller!r} already decided {earlier.decision!r} on request {rid}")
+            return self.info(rec)
         if rec.state != "pending_approval":
             raise RpcError(
                 Code.FAILED_PRECONDITION, f"request_id: request {rid} is {state_name(rec.state)}, not PENDING_APPROVAL"
@@ -251,31 +318,54 @@ class SignRequests:
             msg = f"approval.{e.field.removeprefix('approval.')}: {e.reason}"
             self.audit.append(caller, "sign-decision", request_id=rid, outcome="refused", details={"decision": decision.value, "reason": msg})
             raise RpcError(Code.PERMISSION_DENIED, msg) from None
-        if not self.db.add_approval(rid, ApprovalRecord(caller, decision.value, approval.signature, now_ms())):
-            raise RpcError(Code.ALREADY_EXISTS, f"approver: {caller!r} already decided on request {rid}")
-        self.audit.append(caller, "sign-decision", request_id=rid, outcome=decision.value, details={"key_id": rec.key_id.hex()})
-        approvals = [Approval(a.approver, Decision(a.decision), a.signature) for a in self.db.approvals(rid)]
-        t = tally(policy, sreq, approvals)
         try:
+            outcome = self.db.record_decision(
+                rid, ApprovalRecord(caller, decision.value, approval.signature, now_ms()),
+                AuditEvent(caller, "sign-decision", rid, decision.value, {"key_id": rec.key_id.hex()}),
+                self._settlement(policy, sreq),
+            )
+        except StateConflict as e:  # another decision (or the expiry sweep) moved it first
+            raise RpcError(
+                Code.FAILED_PRECONDITION, f"request_id: request {rid} is {state_name(e.actual or 'unknown')}, not PENDING_APPROVAL"
+            ) from None
+        if outcome == "conflict":
+            raise RpcError(Code.ALREADY_EXISTS, f"approver: {caller!r} already decided on request {rid} (differently)")
+        self.flush_audit()
+        rec = self._get(rid)
+        if outcome == "recorded" and rec.state == "signing":
+            approved_by = ", ".join(a.approver for a in self.db.approvals(rid) if a.decision == "approve")
+            log.info("request %s: approved by %s; signing", rid, approved_by)
+            self._start_signing(rid)
+        self._notify()
+        return self.info(rec)
+
+    def _settlement(self, policy: KeyPolicy, sreq: SigningRequest) -> Settle:
+        """What a request's stored decisions decide under ``policy`` (run inside the decision's
+        transaction, and again by :meth:`recover`): a :class:`Move` to SIGNING or REJECTED with
+        its audit entry, or None while the tally is open."""
+        rid = sreq.request_id
+
+        def settle(stored: list[ApprovalRecord]) -> Move | None:
+            try:
+                t = tally(policy, sreq, [Approval(a.approver, Decision(a.decision), a.signature) for a in stored])
+            except GovernanceError as e:
+                log.warning("request %s: its stored decisions do not tally (%s): left pending", rid, e)
+                return None
+            who = {"approved_by": ",".join(sorted(t.approved)), "rejected_by": ",".join(sorted(t.rejected))}
             if t.state == "approved":
-                rec = self.db.transition(rid, ("pending_approval",), "signing")
-                self.audit.append(
-                    "coordinator", "sign-approved", request_id=rid, outcome="signing",
-                    details={"approved_by": ",".join(sorted(t.approved)), "rejected_by": ",".join(sorted(t.rejected))},
-                )
-                log.info("request %s: approved by %s; signing", rid, ", ".join(sorted(t.approved)))
-                self._start_signing(rid)
-            elif t.state == "rejected":
+                return Move("signing", AuditEvent("coordinator", "sign-approved", rid, "signing", who))
+            if t.state == "rejected":
                 msg = (
                     f"rejected by {', '.join(sorted(t.rejected))}: {policy.approval_quorum} approvals of "
                     f"{len(policy.approvers)} are no longer possible"
                 )
-                rec = self.db.transition(rid, ("pending_approval",), "rejected", error_message=msg)
-                self.audit.append("coordinator", "sign-rejected", request_id=rid, outcome="rejected", details={"rejected_by": ",".join(sorted(t.rejected))})
-        except StateConflict:
-            pass  # another decision (or the expiry sweep) moved it first
-        self._notify()
-        return self.info(self._get(rid))
+                return Move(
+                    "rejected", AuditEvent("coordinator", "sign-rejected", rid, "rejected", {"rejected_by": who["rejected_by"]}),
+                    {"error_message": msg},
+                )
+            return None
+
+        return settle
 
     def _fail_stale(self, rec: SignRequestRecord, now_in_force: SignedPolicyChange) -> None:
         p = now_in_force.change.new_policy
@@ -286,10 +376,11 @@ class SignRequests:
                     f"the key's policy changed while the request was pending (now {scope_name(now_in_force.change.scope)} "
                     f"v{p.version}); submit it again"
                 ),
+                audit=AuditEvent("coordinator", "sign-failed", rec.request_id, "failed", {"reason": "policy changed"}),
             )
         except StateConflict:
             return
-        self.audit.append("coordinator", "sign-failed", request_id=rec.request_id, outcome="failed", details={"reason": "policy changed"})
+        self.flush_audit()
         self._notify()
 
     def policy_applied(self, signed: SignedPolicyChange) -> None:
@@ -306,6 +397,10 @@ class SignRequests:
             if rid in self._signing:
                 return
             self._signing.add(rid)
+        self._spawn(rid)
+
+    def _spawn(self, rid: str) -> None:
+        """Run :meth:`_signing_thread` for ``rid`` in the background (tests run it inline)."""
         threading.Thread(target=self._signing_thread, args=(rid,), name=f"sign-{rid[:16]}", daemon=True).start()
 
     def _signing_thread(self, rid: str) -> None:
@@ -339,26 +434,29 @@ class SignRequests:
             state = "expired" if getattr(e, "governance", "") == "expired" else "failed"
             self._finish(rid, state, e.code, e.message, getattr(e, "attempts", 0))
             return
+        done = AuditEvent("coordinator", "sign-done", rid, "done", {
+            "key_id": rec.key_id.hex(), "digest": rec.digest.hex(), "signers": ",".join(map(str, signers)),
+            "r": sig.r.hex(), "s": sig.s.hex(), "attempts": attempts,
+        })
         try:
-            self.db.transition(rid, ("signing",), "done", signature=sig.SerializeToString(), signers=signers, attempts=attempts)
+            self.db.transition(
+                rid, ("signing",), "done", signature=sig.SerializeToString(), signers=signers, attempts=attempts, audit=done
+            )
         except StateConflict:
             return
-        self.audit.append(
-            "coordinator", "sign-done", request_id=rid, outcome="done",
-            details={"key_id": rec.key_id.hex(), "digest": rec.digest.hex(), "signers": ",".join(map(str, signers)),
-                     "r": sig.r.hex(), "s": sig.s.hex(), "attempts": attempts},
-        )
+        self.flush_audit()
         self._notify()
 
     def _finish(self, rid: str, state: str, code: grpc.StatusCode, message: str, attempts: int) -> None:
+        ended = AuditEvent("coordinator", f"sign-{state}", rid, state, {"code": code.name, "reason": message[:500]})
         try:
-            self.db.transition(rid, ("signing",), state, error_code=code.value[0], error_message=message, attempts=attempts)
+            self.db.transition(
+                rid, ("signing",), state, error_code=code.value[0], error_message=message, attempts=attempts, audit=ended
+            )
         except StateConflict:
             return
         log.warning("request %s: %s: %s: %s", rid, state, code.name, message)
-        self.audit.append(
-            "coordinator", f"sign-{state}", request_id=rid, outcome=state, details={"code": code.name, "reason": message[:500]}
-        )
+        self.flush_audit()
         self._notify()
 
     # --- reading -----------------------------------------------------------------------------

@@ -131,6 +131,7 @@ class CoordinatorService:
         self.policies = PolicyBook(cfg.admin_set, cfg.initial_policy, self.db, self.audit, self.nodes)
         self.requests = SignRequests(self.db, self.audit, self.policies, self._sign, READ_ALL_REQUESTS)
         self.policies.on_applied = self.requests.policy_applied
+        self.requests.recover()  # before serving: flush the audit outbox, settle stored quorums
         self._lock = threading.Lock()
         self._running: dict[str, threading.Event] = {}
         self._active = 0

@@ -72,12 +72,14 @@ MAX_DETAIL_TEXT = 1024
 MAX_TIME_MS = 2**63 - 1
 BUSY_TIMEOUT_S = 30.0
 SUBJECT_KEY = "subject"  # the details key that append_rate_limited counts by
+EVENT_KEY = "event"  # the details key that append_once deduplicates by
 
 TOKEN_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")  # actions, outcomes and detail keys
 _SECRET_HINTS = ("secret", "private", "passphrase", "password", "seed", "mnemonic")
 
 DetailValue = str | int | bool
 
+_REQUEST_INDEX = "CREATE INDEX IF NOT EXISTS audit_by_request ON audit (request_id)"  # not part of the chain
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL)",
     """CREATE TABLE IF NOT EXISTS audit (
@@ -93,6 +95,7 @@ _SCHEMA = (
         signature    BLOB NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS audit_by_action_time ON audit (action, timestamp_ms)",
+    _REQUEST_INDEX,
     """CREATE TRIGGER IF NOT EXISTS audit_append_only_update BEFORE UPDATE ON audit
         BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END""",
     """CREATE TRIGGER IF NOT EXISTS audit_append_only_delete BEFORE DELETE ON audit
@@ -497,12 +500,40 @@ class AuditLog:
         ``actor`` is a name (``[A-Za-z0-9._-]``), ``action`` and ``outcome`` are lower-case
         tokens (``outcome`` may be empty), ``details`` at most 64 small values.
         """
-        check_name(actor, "actor")
-        _check_token(action, "action")
-        _check_request_id(request_id)
-        _check_token(outcome, "outcome", allow_empty=True)
-        checked = _check_details({} if details is None else details)
+        checked = check_entry_fields(actor, action, request_id, outcome, details)
         with self._write() as c:
+            return self._insert(c, self._timestamp(), actor, action, request_id, outcome, checked)
+
+    def append_once(
+        self,
+        actor: str,
+        action: str,
+        *,
+        event: str,
+        request_id: str = "",
+        outcome: str = "",
+        details: Mapping[str, DetailValue] | None = None,
+    ) -> AuditEntry | None:
+        """:meth:`append` unless an entry for ``event`` was appended already; ``None`` then.
+
+        ``event`` (a token like ``action``) is recorded as ``details["event"]``; the check and
+        the append are one write transaction, so delivering the same event twice (e.g. an outbox
+        flushed again after a crash between the append and the outbox delete) appends it once.
+        The lookup reads only the entries of ``request_id`` (indexed), so give one.
+        """
+        _check_token(event, "event")
+        merged = dict(check_entry_fields(actor, action, request_id, outcome, details))
+        if merged.setdefault(EVENT_KEY, event) != event:
+            raise GovernanceError(f"details[{EVENT_KEY!r}]", "conflicts with event")
+        checked = _check_details(merged)
+        with self._write() as c:
+            for (text,) in c.execute("SELECT details FROM audit WHERE request_id = ?", (request_id,)):
+                try:
+                    seen = json.loads(text).get(EVENT_KEY) == event
+                except (ValueError, AttributeError):
+                    seen = False  # unreadable details are verify_audit's business, not a duplicate
+                if seen:
+                    return None
             return self._insert(c, self._timestamp(), actor, action, request_id, outcome, checked)
 
     def append_rate_limited(
@@ -581,6 +612,19 @@ class AuditLog:
         return None if row is None else (int(row[0]), bytes(row[1]))
 
 
+def check_entry_fields(
+    actor: str, action: str, request_id: str, outcome: str, details: Mapping[str, DetailValue] | None
+) -> Mapping[str, DetailValue]:
+    """Check what :meth:`AuditLog.append` would check, without a log: for callers that queue an
+    entry (e.g. an outbox) and must not find out only later that it cannot be appended.
+    Returns the checked, key-sorted details; :class:`GovernanceError` naming the field."""
+    check_name(actor, "actor")
+    _check_token(action, "action")
+    _check_request_id(request_id)
+    _check_token(outcome, "outcome", allow_empty=True)
+    return _check_details({} if details is None else details)
+
+
 def _initialize(conn: sqlite3.Connection, component: str, public_key: bytes) -> None:
     """Create schema and meta on first use, else check they belong to this component and key."""
     try:
@@ -609,6 +653,10 @@ def _initialize(conn: sqlite3.Connection, component: str, public_key: bytes) -> 
         raise GovernanceError("component", f"this log belongs to {meta.get('component')!r}, not {component!r}")
     if meta.get("public_key") != public_key:
         raise GovernanceError("signing_key", "this log was started with another signing key")
+    try:
+        conn.execute(_REQUEST_INDEX)  # logs created before the index existed
+    except sqlite3.Error as e:
+        raise GovernanceError("path", f"cannot index the audit log ({e})") from None
 
 
 # --- verification and export -----------------------------------------------------------------
@@ -783,6 +831,7 @@ __all__ = [
     "AuditEntry",
     "AuditLog",
     "AuditReport",
+    "check_entry_fields",
     "export_jsonl",
     "genesis_hash",
     "verify_audit",

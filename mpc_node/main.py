@@ -27,6 +27,7 @@ from mpc_node.keystore import KeystoreError, load_keystore, read_passphrase
 from mpc_node.service import NodeService
 from mpc_node.storage import NodeStore, StoreError
 from mpcnet.config import ConfigError, setup_logging
+from mpcnet.datadir import hold_data_dirs
 from mpcnet.pki import PkiError, server_credentials
 from mpcnet.rpc import (
     SERVER_OPTIONS,
@@ -64,6 +65,13 @@ def build_server(cfg: NodeConfig, service: NodeService) -> tuple[grpc.Server, in
 
 
 def run(cfg: NodeConfig, ready: threading.Event | None = None, stop: threading.Event | None = None) -> int:
+    """Serve until stopped; first lock the data directories, so a second node started with this
+    configuration fails (:class:`DataDirBusy`, naming the holder's pid) before it writes anything."""
+    with hold_data_dirs((cfg.store.parent, cfg.audit_db.parent)):
+        return _serve(cfg, ready, stop)
+
+
+def _serve(cfg: NodeConfig, ready: threading.Event | None, stop: threading.Event | None) -> int:
     try:
         clock = NodeClock.from_env(cfg.test_mode)
     except ValueError as e:
@@ -83,9 +91,9 @@ def run(cfg: NodeConfig, ready: threading.Event | None = None, stop: threading.E
         audit.close()
         store.close()
         raise
-    audit.append(cfg.name, "node-start", outcome="ok", details={"governance_root": service.gov.governance_root.hex()})
     server, port = build_server(cfg, service)
     server.start()
+    audit.append(cfg.name, "node-start", outcome="ok", details={"governance_root": service.gov.governance_root.hex()})
     service.start_sweeper()
     service.warm_up()
     keys_held = store.list_keys()

@@ -7,6 +7,16 @@ node's) without the report naming the entry. Dropping entries at the end of a lo
 thing a chain cannot show by itself: the client remembers the last entry it verified of each
 component (``audit-heads.json`` next to the identity's keys) and checks on the next run that the
 log still contains exactly that entry.
+
+**Completeness.** Intact chains are not enough: a log can be intact and still lack an entry that
+was never written. So the client also checks, across the logs it verified, that every DONE
+request (listed by the coordinator, or named by a ``sign-done`` entry) has its ``sign-request``,
+``sign-approved`` and ``sign-done`` entries in the coordinator's log, and that every
+``sign-share`` entry with outcome ``released`` in a node's log names a request for which the
+coordinator's log has a ``sign-request`` entry: a node released a signature share for a request
+the coordinator never recorded. A gap fails the component like a broken chain, naming the
+entry (where there is one) and the request. (Entries without a request id, as very old
+versions wrote, are not checked.)
 """
 
 from __future__ import annotations
@@ -14,7 +24,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +33,10 @@ from governance.audit import AuditReport, verify_entries
 from mpcnet.client import MpcClient, MpcError
 
 HEADS_FILE = "audit-heads.json"
+COORDINATOR = "coordinator"  # the coordinator's component name in cluster.json
+DONE_NEEDS = ("sign-request", "sign-approved", "sign-done")
+MAX_DONE_LISTED = 1000  # the coordinator's ListSignRequests page limit
+Row = Sequence[object]  # the stored columns of an entry, as governance.audit.verify_entries takes them
 
 
 @dataclass(frozen=True)
@@ -69,10 +84,17 @@ def save_heads(path: Path, heads: dict[str, tuple[int, bytes]]) -> None:
 
 
 def verify_component(client: MpcClient, component: str, public_key: bytes, expected_head: tuple[int, bytes] | None) -> ComponentReport:
+    return _verify_component(client, component, public_key, expected_head)[0]
+
+
+def _verify_component(
+    client: MpcClient, component: str, public_key: bytes, expected_head: tuple[int, bytes] | None
+) -> tuple[ComponentReport, list[tuple[object, ...]]]:
+    """The report and the fetched rows (only worth reading if the report is ok)."""
     try:
         copy = client.fetch_audit(component)
     except MpcError as e:
-        return ComponentReport(component, False, 0, None, f"cannot fetch the log: {e.code.name}: {e.message}", None)
+        return ComponentReport(component, False, 0, None, f"cannot fetch the log: {e.code.name}: {e.message}", None), []
     rows = copy.rows()
     report: AuditReport = verify_entries(component, public_key, rows, expected_head=expected_head)
     head = None
@@ -81,16 +103,89 @@ def verify_component(client: MpcClient, component: str, public_key: bytes, expec
         head = (int(last[0]), bytes(last[8]).hex())  # type: ignore[arg-type,call-overload]
     if report.ok and expected_head is not None and not rows:
         report = AuditReport(False, 0, expected_head[0], f"truncated: the log is empty, entry {expected_head[0]} was verified before")
-    return ComponentReport(component, report.ok, report.entries, report.first_broken, report.reason, head)
+    return ComponentReport(component, report.ok, report.entries, report.first_broken, report.reason, head), rows
+
+
+@dataclass(frozen=True)
+class Gap:
+    """An entry that should be in ``component``'s log and is not; ``seq`` is the entry that
+    shows it (None if the log has nothing for the request)."""
+
+    component: str
+    seq: int | None
+    request_id: str
+    reason: str
+
+
+def completeness_gaps(coordinator_rows: Iterable[Row], node_rows: Mapping[str, Iterable[Row]], done: Iterable[str]) -> list[Gap]:
+    """Every gap in verified logs (see the module docstring): DONE requests (``done`` plus
+    those with a ``sign-done`` entry) lacking a coordinator entry, and released shares of
+    requests without a coordinator ``sign-request`` entry. Rows as :func:`verify_entries`
+    takes them (seq, timestamp, actor, action, request id, outcome, ...), already verified."""
+    seen: dict[str, dict[str, int]] = {}  # request id -> action -> seq of its first entry
+    for r in coordinator_rows:
+        seq, action, rid, outcome = r[0], r[3], r[4], r[5]
+        if not isinstance(seq, int) or not isinstance(rid, str) or not rid:
+            continue
+        if action == "sign-request" and outcome != "pending":
+            continue  # a refused submission: the request was never recorded
+        seen.setdefault(rid, {}).setdefault(str(action), seq)
+    gaps = []
+    for rid in sorted(set(done) | {rid for rid, acts in seen.items() if "sign-done" in acts}):
+        acts = seen.get(rid, {})
+        missing = [a for a in DONE_NEEDS if a not in acts]
+        if missing:
+            seq = acts.get("sign-done", min(acts.values(), default=None))
+            gaps.append(Gap(COORDINATOR, seq, rid, f"request {rid} is DONE but the log has no {', '.join(missing)} entry for it (incomplete)"))
+    for component in sorted(node_rows):
+        for r in node_rows[component]:
+            seq, action, rid, outcome = r[0], r[3], r[4], r[5]
+            if action != "sign-share" or outcome != "released" or not isinstance(rid, str) or not rid or not isinstance(seq, int):
+                continue
+            if "sign-request" not in seen.get(rid, {}):
+                gaps.append(Gap(
+                    component, seq, rid,
+                    f"released a signature share for request {rid}, which the coordinator's log never recorded (no sign-request entry)",
+                ))
+    return gaps
+
+
+def _with_gaps(reports: list[ComponentReport], gaps: list[Gap]) -> list[ComponentReport]:
+    out = []
+    for r in reports:
+        mine = [g for g in gaps if g.component == r.component]
+        if r.ok and mine:
+            more = f" (and {len(mine) - 1} more gap(s))" if len(mine) > 1 else ""
+            r = replace(r, ok=False, first_broken=mine[0].seq, reason=mine[0].reason + more)
+        out.append(r)
+    return out
+
+
+def _done_requests(client: MpcClient) -> tuple[list[str], str]:
+    try:
+        return [r.request_id for r in client.list_sign_requests(state="done", limit=MAX_DONE_LISTED)], ""
+    except MpcError as e:
+        return [], f"cannot list the DONE requests to check completeness: {e.code.name}: {e.message}"
 
 
 def verify_cluster(client: MpcClient, info: dict[str, Any], heads_path: Path | None) -> list[ComponentReport]:
-    """Verify every component's log; remember the verified heads in ``heads_path``."""
+    """Verify every component's log and the trail's completeness (:func:`completeness_gaps`);
+    remember the heads of the intact chains in ``heads_path``."""
     heads = load_heads(heads_path)
-    reports = [verify_component(client, c, key, heads.get(c)) for c, key in components(info).items()]
+    fetched = {c: _verify_component(client, c, key, heads.get(c)) for c, key in components(info).items()}
+    reports = [report for report, _ in fetched.values()]
     if heads_path is not None:
         for r in reports:
             if r.ok and r.head is not None:
                 heads[r.component] = (r.head[0], bytes.fromhex(r.head[1]))
         save_heads(heads_path, heads)
-    return reports
+    coordinator = fetched.get(COORDINATOR)
+    if coordinator is None or not coordinator[0].ok:
+        return reports  # nothing trustworthy to check completeness against (already reported)
+    done, problem = _done_requests(client)
+    gaps = completeness_gaps(
+        coordinator[1], {c: rows for c, (r, rows) in fetched.items() if c != COORDINATOR and r.ok}, done
+    )
+    if problem:
+        gaps.insert(0, Gap(COORDINATOR, None, "", problem))
+    return _with_gaps(reports, gaps)

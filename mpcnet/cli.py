@@ -362,7 +362,7 @@ def cmd_audit_verify(c: MpcClient | None, args: argparse.Namespace) -> int:
             else:
                 where = f"entry {r.first_broken}: " if r.first_broken is not None else ""
                 print(f"{r.component:<12} BROKEN  {r.entries:>6} entries; {where}{r.reason}")
-        print("audit trail verified: every chain and signature is intact" if ok else "audit trail NOT verified (see above)")
+        print("audit trail verified: every chain and signature is intact, and the trail is complete" if ok else "audit trail NOT verified (see above)")
     return 0 if ok else 1
 
 

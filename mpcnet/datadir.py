@@ -1,0 +1,73 @@
+"""One process per data directory: ``mpc-node`` and ``mpc-coordinator`` hold an exclusive
+``fcntl.flock`` on ``DIR/mpcnet.lock`` in every directory they write (their database's and their
+audit log's) from before they open anything there until they exit.
+
+A second process started with the same configuration fails at once with
+:class:`DataDirBusy` ("data directory D is in use by pid P"), before it has read or written a
+store or appended to an audit log. The holder writes its pid into the lock file (for that
+message only; the lock is the ``flock``, which the kernel drops when the holder dies, so a
+killed process never leaves a stale lock behind, only a stale pid that the next holder
+overwrites).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+LOCK_NAME = "mpcnet.lock"
+_PID_RE = re.compile(r"([1-9][0-9]{0,9})\n?")
+
+
+class DataDirBusy(RuntimeError):
+    """Another process holds the lock; the message names the directory and its pid."""
+
+
+def _holder(fd: int) -> str:
+    try:
+        m = _PID_RE.fullmatch(os.pread(fd, 16, 0).decode("ascii", "replace"))
+    except OSError:
+        m = None
+    return f"pid {m.group(1)}" if m else "another process (pid unknown)"
+
+
+def _lock_one(directory: Path) -> int:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        holder = _holder(fd)
+        os.close(fd)
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise DataDirBusy(f"data directory {directory} is in use by {holder} (lock file {path})") from None
+        raise
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+@contextlib.contextmanager
+def hold_data_dirs(directories: Iterable[Path]) -> Iterator[tuple[Path, ...]]:
+    """Lock every directory in ``directories`` (deduplicated, in sorted order) for the duration
+    of the ``with`` block; yields the directories. :class:`DataDirBusy` if one is held (the
+    ones already taken are released); :class:`OSError` if a lock file cannot be created."""
+    dirs = tuple(sorted({Path(d).resolve() for d in directories}))
+    fds: list[int] = []
+    try:
+        for d in dirs:
+            fds.append(_lock_one(d))
+        yield dirs
+    finally:
+        for fd in reversed(fds):
+            os.close(fd)  # closing the last descriptor releases the flock

@@ -1,0 +1,124 @@
+"""Issue 8 on real processes: one process per data directory (a second node or coordinator
+started with a live one's configuration is refused, names the holder's pid and writes
+nothing); a request left PENDING_APPROVAL with a full quorum stored (as a coordinator killed
+between the two writes of older versions left it) is signed after a restart, and the
+approver's retry gets the request back; ``audit verify`` reports a DONE request whose
+coordinator log lacks its ``sign-done`` entry even though every chain is intact."""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from coordinator.config import load_coordinator_config
+from governance.approval import Decision, SigningRequest, sign_approval
+from governance.audit import AuditLog
+from mpc_node.keystore import load_keystore, read_passphrase
+from mpcnet.client import MpcClient, SigningTeam
+from mpcnet.cluster import child_env, command
+from mpcnet.identities import load_identity
+
+from .conftest import make_cluster
+
+
+@pytest.fixture(scope="module")
+def cc(tmp_path_factory):
+    c = make_cluster(tmp_path_factory, "crash-2of3", 3, 2)
+    try:
+        c.start_all()
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture(scope="module")
+def cteam(cc):
+    with SigningTeam.from_cluster(cc.lay.dir, timeout=120) as t:
+        yield t
+
+
+@pytest.fixture(scope="module")
+def ckey(cc):
+    with MpcClient.from_cluster(cc.lay.dir, identity="admin1", timeout=120) as admin:
+        return admin.create_key("crash-key")
+
+
+def entries(db: Path) -> list[tuple]:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return conn.execute("SELECT seq, action, request_id FROM audit ORDER BY seq").fetchall()
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("name", ["node-1", "coordinator"])
+def test_a_second_process_on_a_live_data_dir_is_refused_and_writes_nothing(cc, name: str) -> None:
+    directory = cc.lay.coordinator_dir if name == "coordinator" else cc.lay.node_dir(1)
+    before = entries(directory / "audit.db")
+    p = subprocess.run(command(cc.lay, name), env=child_env(), capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1, p.stdout + p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1, p.stderr
+    assert f"data directory {directory.resolve()} is in use by pid {cc.procs[name].pid}" in lines[0], lines[0]
+    assert entries(directory / "audit.db") == before
+    assert (directory / "mpcnet.lock").read_text().strip() == str(cc.procs[name].pid)
+    assert cc.procs[name].poll() is None  # the live one is untouched
+
+
+def test_a_full_quorum_left_pending_is_signed_after_a_restart_and_the_retry_succeeds(cc, cteam, ckey) -> None:
+    digest = hashlib.sha256(b"left pending").digest()
+    r = cteam.requester.submit_sign_request(ckey.key_id, digest, request_id="left-pending-1", description="crash")
+    cteam.approvers[0].approve(r.request_id)
+    cc.kill("coordinator")  # SIGKILL
+    # the state the old two-write code left: approver2's decision stored, the request still pending
+    a = sign_approval(r.request, "approver2", load_identity(cc.lay.dir, "approver2").signing_key, Decision.APPROVE)
+    conn = sqlite3.connect(str(cc.lay.coordinator_dir / "coordinator.db"), isolation_level=None)
+    conn.execute(
+        "INSERT INTO approvals (request_id, approver, decision, signature, decided_ms, seq) VALUES (?, 'approver2', 'approve', ?, ?, 1)",
+        (r.request_id, a.signature, r.request.created_at_ms + 1),
+    )
+    assert conn.execute("SELECT state FROM sign_requests WHERE request_id = ?", (r.request_id,)).fetchone() == ("pending_approval",)
+    conn.close()
+    cc.start("coordinator")
+    cc.wait_healthy(["coordinator"])
+    done = cteam.requester.wait_sign_request(r.request_id, timeout=60)
+    assert done.state == "done", done
+    again = cteam.approvers[1].approve(r.request_id)  # approver2's client retries: no ALREADY_EXISTS
+    assert again.request_id == r.request_id and again.state == "done"
+    log = entries(cc.lay.coordinator_dir / "audit.db")
+    assert [x[1] for x in log if x[2] == r.request_id][-2:] == ["sign-approved", "sign-done"]
+
+
+def test_audit_verify_reports_a_done_request_without_its_sign_done_entry(cc, cteam, ckey) -> None:
+    sig = cteam.sign(ckey.key_id, hashlib.sha256(b"audited, then dropped").digest())
+    cc.kill("coordinator", signal.SIGTERM)
+    # a log that is intact (re-chained and re-signed with the coordinator's own key) but lacks
+    # the request's sign-done entry: what committing DONE before its entry could leave
+    cfg = load_coordinator_config(cc.lay.coordinator_config)
+    identity = load_keystore(cfg.keystore, read_passphrase(file=cfg.passphrase_file, env=cfg.passphrase_env)).identity
+    db = cc.lay.coordinator_dir / "audit.db"
+    with AuditLog.open(db, component="coordinator", signing_key=identity) as old:
+        kept = [e for e in old.entries() if not (e.action == "sign-done" and e.request_id == sig.request_id)]
+    for f in db.parent.glob("audit.db*"):
+        f.unlink()
+    stamps = iter(e.timestamp_ms for e in kept)
+    with AuditLog.open(db, component="coordinator", signing_key=identity, clock=lambda: next(stamps)) as new:
+        for e in kept:
+            new.append(e.actor, e.action, request_id=e.request_id, outcome=e.outcome, details=e.details)
+    cc.start("coordinator")
+    cc.wait_healthy(["coordinator"])
+    heads = cc.lay.dir / "identities" / "auditor1" / "audit-heads.json"
+    heads.unlink(missing_ok=True)  # this rewrite is not what is under test here
+    p = subprocess.run(
+        [*command(cc.lay, "coordinator")[:1], "-m", "mpcnet.cli", "--cluster", str(cc.lay.dir), "--as", "auditor1", "audit", "verify"],
+        env=child_env(), capture_output=True, text=True, timeout=60,
+    )
+    assert p.returncode == 1, p.stdout + p.stderr
+    line = [x for x in p.stdout.splitlines() if x.startswith("coordinator ")][0]
+    assert "BROKEN" in line and f"request {sig.request_id} is DONE but the log has no sign-done entry" in line, line
+    assert "audit trail NOT verified" in p.stdout
