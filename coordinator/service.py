@@ -52,7 +52,7 @@ from proto.mpc.v1 import common_pb2, coordinator_pb2, governance_pb2, node_pb2
 
 log = logging.getLogger("coordinator.service")
 Code = grpc.StatusCode
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _KEY_STATUS = {
     "pending": common_pb2.KEY_STATUS_PENDING,
     "active": common_pb2.KEY_STATUS_ACTIVE,
@@ -267,7 +267,7 @@ class CoordinatorService:
     def _request_id(self, given: str) -> str:
         if not given:
             return "req-" + os.urandom(12).hex()
-        if not _REQUEST_ID.match(given):
+        if not _REQUEST_ID.fullmatch(given):
             raise invalid("request_id", "must be 1-64 characters of [A-Za-z0-9._-]")
         return given
 
@@ -587,7 +587,7 @@ class CoordinatorService:
 
     # --- requests ----------------------------------------------------------------------------
     def GetRequest(self, req: coordinator_pb2.GetRequestRequest, ctx: Any) -> coordinator_pb2.RequestStatus:
-        if not _REQUEST_ID.match(req.request_id):
+        if not _REQUEST_ID.fullmatch(req.request_id):
             raise invalid("request_id", "must be 1-64 characters of [A-Za-z0-9._-]")
         r = self.db.get_request(req.request_id)
         if r is None:

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-_HOSTPORT = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$")
+_HOSTPORT = re.compile(r"[A-Za-z0-9.\-\[\]:]+:\d{1,5}")
 
 
 class ConfigError(Exception):
@@ -98,7 +98,7 @@ class Fields:
 
     def endpoint(self, key: str) -> str:
         v = self.text(key)
-        if not _HOSTPORT.match(v):
+        if not _HOSTPORT.fullmatch(v):
             raise self.error(key, f"must be HOST:PORT, got {v!r}")
         return v
 
