@@ -389,6 +389,13 @@ def attestation_file() -> dict[str, object]:
             "attestation": {"fields": attestation_to_json(att), "encoding": att.encode().hex(), "digest": att.digest().hex()},
             "signature": _sig("cyd", att.encode(), signed.signature),
             "signed_attestation": {"encoding": signed.to_bytes().hex()},
+            "invalid": [
+                {
+                    "name": "signed-by-another-admin",
+                    "signed_attestation": sign_attestation(att, _private("bob")).to_bytes().hex(),
+                    "reason": "names admin cyd but is signed with bob's key: the signer MUST be the admin it names",
+                },
+            ],
         },
     )
 
@@ -409,10 +416,30 @@ def reservation_file() -> dict[str, object]:
             "signature": _sig(node, message, r.signature),
             "encoding": r.to_bytes().hex(),
         })
+    forged = sign_reservation(res, 1, _private("node-1"))
+    invalid = [
+        {
+            "name": "reserver-relabelled",
+            "receipt": ReservationReceipt(res, 2, forged.signature).to_bytes().hex(),
+            "reason": "node 1's signature presented as node 2's receipt: the reserver index is inside the signed message",
+        },
+        {
+            "name": "another-attempt",
+            "receipt": sign_reservation(
+                Reservation(res.governance_root, res.key_id, res.request_id, res.request_digest, 2, res.signers, res.session_id),
+                2, _private("node-2"),
+            ).to_bytes().hex(),
+            "reason": "a valid receipt, but for attempt 2: it does not grant the expected reservation (attempt 1)",
+        },
+    ]
     return _file(
         "Reservation (5.11) of attempt 1 of signing-request.json 'basic' by signers {1, 3}, and ReservationReceipts "
         "(5.12) from nodes 1 and 3 (roster index i has key node-i). A roster of 3 needs 2 receipts.",
-        {"reservation": {"fields": reservation_to_json(res), "encoding": res.encode().hex()}, "receipts": receipts},
+        {
+            "reservation": {"fields": reservation_to_json(res), "encoding": res.encode().hex()},
+            "receipts": receipts,
+            "invalid": invalid,
+        },
     )
 
 
@@ -471,9 +498,27 @@ def audit_file() -> dict[str, object]:
             "signature": _sig(component, message, key.sign(message)),
         })
         prev = entry_hash
+    spaced = dict(out[0], details_json=json.dumps(_audit_entries()[0][5], sort_keys=True))
+    foreign_message = bytes.fromhex(out[2]["signature"]["message"])  # type: ignore[index]
+    foreign = dict(out[2], signature=_sig("node-2", foreign_message, _private("node-2").sign(foreign_message)))
+    invalid = [
+        {
+            "name": "details-json-not-canonical", "entries": [spaced, *out[1:]], "first_broken": 1,
+            "reason": "entry 1's details_json has spaces: the same values, but not the canonical JSON text",
+        },
+        {
+            "name": "entry-dropped", "entries": [out[0], out[2]], "first_broken": 2,
+            "reason": "entry 2 is missing (the next entry has seq 3)",
+        },
+        {
+            "name": "signed-by-another-key", "entries": [*out[:2], foreign], "first_broken": 3,
+            "reason": "entry 3 is signed with node-2's key, not the component's",
+        },
+    ]
     return _file(
-        "Audit entries (section 6) of component 'node-1', signed with key node-1; verify the chain from 'genesis'.",
-        {"component": component, "public_key": pk.hex(), "genesis": genesis.hex(), "entries": out},
+        "Audit entries (section 6) of component 'node-1', signed with key node-1; verify the chain from 'genesis'. "
+        "Each 'invalid' chain MUST fail verification at entry 'first_broken'.",
+        {"component": component, "public_key": pk.hex(), "genesis": genesis.hex(), "entries": out, "invalid": invalid},
     )
 
 
@@ -531,6 +576,10 @@ def negative_file() -> dict[str, object]:
             "description contains U+202E (a format character)",
         ),
         (
+            "signing-request", "byte-order-mark", _request_raw(description="\ufeffhello".encode()),
+            "description starts with U+FEFF (a format character; decoders MUST NOT strip it)",
+        ),
+        (
             "signing-request", "description-too-long", _request_raw(description=b"a" * 1025),
             "description is 1025 characters (at most 1024)",
         ),
@@ -572,6 +621,12 @@ def negative_file() -> dict[str, object]:
             "admin-set", "small-order-key",
             _tag("admin-set") + _field(CLUSTER_ID) + _members([("ada", pk["ada"]), ("bob", identity_point)]) + _uint(1),
             "bob's key is the identity point (small order: it would accept forged signatures)",
+        ),
+        (
+            "admin-set", "small-order-key-non-canonical",
+            _tag("admin-set") + _field(CLUSTER_ID)
+            + _members([("ada", pk["ada"]), ("bob", (2**255 - 18).to_bytes(32, "little"))]) + _uint(1),
+            "bob's key encodes y = p + 1, a non-canonical encoding of the identity point (y mod p = 1)",
         ),
         (
             "admin-set", "public-key-31-bytes",

@@ -228,6 +228,9 @@ def test_policy_attestation() -> None:
     assert signed.to_bytes().hex() == data["signed_attestation"]["encoding"]
     decoded = SignedPolicyAttestation.from_bytes(bytes.fromhex(data["signed_attestation"]["encoding"]))
     assert decoded.verify(_admin_set()) == att
+    for bad in data["invalid"]:
+        with pytest.raises(GovernanceError, match="does not verify"):
+            SignedPolicyAttestation.from_bytes(bytes.fromhex(bad["signed_attestation"])).verify(_admin_set())
 
 
 def test_reservation_and_receipts() -> None:
@@ -245,16 +248,19 @@ def test_reservation_and_receipts() -> None:
         assert sign_reservation(res, f["reserver"], _private(r["signature"]["signer"])).to_bytes().hex() == r["encoding"]
     encodings = [bytes.fromhex(r["encoding"]) for r in data["receipts"]]
     assert verify_receipts(encodings, res, roster, 2) == {1, 3}
+    for bad in data["invalid"]:
+        with pytest.raises(GovernanceError):
+            verify_receipts([encodings[0], bytes.fromhex(bad["receipt"])], res, roster, 2)
 
 
-def _audit_rows(data: dict[str, Any]) -> list[tuple[object, ...]]:
+def _audit_rows(entries: list[dict[str, Any]]) -> list[tuple[object, ...]]:
     return [
         (
             e["fields"]["seq"], e["fields"]["timestamp_ms"], e["fields"]["actor"], e["fields"]["action"],
             e["fields"]["request_id"], e["fields"]["outcome"], e["details_json"], bytes.fromhex(e["prev_hash"]),
             bytes.fromhex(e["entry_hash"]), bytes.fromhex(e["signature"]["signature"]),
         )
-        for e in data["entries"]
+        for e in entries
     ]
 
 
@@ -266,9 +272,12 @@ def test_audit_chain() -> None:
         _check_signature(e["signature"])
         assert hashlib.sha256(bytes.fromhex(e["entry_preimage"])).hexdigest() == e["entry_hash"]
         assert json.dumps(e["fields"]["details"], sort_keys=True, separators=(",", ":"), ensure_ascii=False) == e["details_json"]
-    rows = _audit_rows(data)
+    rows = _audit_rows(data["entries"])
     report = verify_entries(data["component"], pk, rows)
     assert report.ok and report.entries == len(rows), report.reason
+    for chain in data["invalid"]:
+        bad_report = verify_entries(data["component"], pk, _audit_rows(chain["entries"]))
+        assert not bad_report.ok and bad_report.first_broken == chain["first_broken"], (chain["name"], bad_report)
     tampered = list(rows)
     details_json = str(rows[2][6])
     tampered[2] = (*rows[2][:6], details_json.replace('"delta":-5', '"delta":-6'), *rows[2][7:])
