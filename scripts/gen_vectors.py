@@ -1,0 +1,771 @@
+#!/usr/bin/env python3
+"""Generate the governance wire-contract test vectors, spec/vectors/*.json (spec/governance-v1.md).
+
+Every vector is made by the Python implementation (``governance``) from FIXED test keys: the
+Ed25519 seeds are in ``keys.json`` (bytes 0x01*32, 0x02*32, ...; never use them for anything
+real). Ed25519 (RFC 8032) is deterministic, so regenerating gives byte-identical files;
+tests/governance/test_vectors.py checks that, and that the Python encoders, decoders and
+verifiers reproduce every vector and reject every negative one::
+
+    python scripts/gen_vectors.py            # (re)write spec/vectors/*.json
+    python scripts/gen_vectors.py --check    # exit 1 if a committed file is stale or missing
+
+Negative vectors are built by hand, field by field (:func:`_field` etc. below, independent of
+:class:`governance.encoding.Encoder`), each from a valid encoding with one defect.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import struct
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat  # noqa: E402
+
+from governance.approval import (  # noqa: E402
+    ApprovalBundle,
+    Decision,
+    SigningRequest,
+    sign_approval,
+)
+from governance.attestation import PolicyAttestation, PolicyHead, SignedPolicyAttestation, sign_attestation  # noqa: E402
+from governance.encoding import Encoder, domain_tag  # noqa: E402
+from governance.errors import GovernanceError  # noqa: E402
+from governance.policy import (  # noqa: E402
+    DEFAULT_SCOPE,
+    AdminSet,
+    KeyPolicy,
+    PolicyChange,
+    RateLimit,
+    SignedPolicyChange,
+    sign_policy_change,
+)
+from governance.reservation import Reservation, ReservationReceipt, sign_reservation  # noqa: E402
+
+VECTORS_DIR = ROOT / "spec" / "vectors"
+SPEC = "spec/governance-v1.md"
+GENERATOR = "scripts/gen_vectors.py"
+
+# --- fixed test keys (NEVER real keys) ------------------------------------------------------
+
+KEY_SEEDS: dict[str, tuple[str, int]] = {
+    "ada": ("admin", 0x01),
+    "bob": ("admin", 0x02),
+    "cyd": ("admin", 0x03),
+    "alice": ("approver", 0x11),
+    "bert": ("approver", 0x12),
+    "carol": ("approver", 0x13),
+    "node-1": ("node identity (roster index 1, audit component node-1)", 0x21),
+    "node-2": ("node identity (roster index 2)", 0x22),
+    "node-3": ("node identity (roster index 3)", 0x23),
+}
+
+
+def _private(name: str) -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.from_private_bytes(bytes([KEY_SEEDS[name][1]]) * 32)
+
+
+def _public(name: str) -> bytes:
+    return _private(name).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+# --- fixed test data ------------------------------------------------------------------------
+
+CLUSTER_ID = bytes([0xC1]) * 32
+KEY_A = bytes([0x2B]) * 32  # has its own policy; sorts *before* b"default" (0x64...)
+KEY_B = bytes([0x7E]) * 32  # no policy of its own (the default applies); sorts after b"default"
+MESSAGE_DIGEST = hashlib.sha256(b"mpcnet test vector: pay 1 BTC to x").digest()
+SESSION_ID = bytes([0x5E]) * 32
+T0 = 1_750_000_000_000  # Unix milliseconds
+
+
+def _admin_set() -> AdminSet:
+    return AdminSet({n: _public(n) for n in ("ada", "bob", "cyd")}, 2, CLUSTER_ID)
+
+
+def _default_policy() -> KeyPolicy:
+    return KeyPolicy(
+        version=1,
+        approvers={n: _public(n) for n in ("alice", "bert", "carol")},
+        approval_quorum=2,
+        requesters=frozenset({"req-1", "ops.bot"}),
+        ttl_seconds=3600,
+        rate_limit=RateLimit(max_signatures=10, window_seconds=3600),
+    )
+
+
+def _key_a_policy(version: int) -> KeyPolicy:
+    if version == 1:
+        return KeyPolicy(1, {"alice": _public("alice")}, 1, frozenset({"req-1"}), 600, RateLimit(5, 60))
+    # version 2 freezes the key: nobody may request
+    return KeyPolicy(2, {n: _public(n) for n in ("bert", "alice")}, 2, frozenset(), 86400, RateLimit(1, 86400))
+
+
+def _requests() -> list[tuple[str, SigningRequest]]:
+    digest = _default_policy().digest()
+    return [
+        (
+            "basic",
+            SigningRequest(
+                "req_0001", KEY_B, MESSAGE_DIGEST, (0, 1, 2), "req-1", "Pay supplier invoice #42\nsecond line",
+                T0, T0 + 600_000, 1, digest,
+            ),
+        ),
+        (
+            "unicode-description-empty-path",
+            SigningRequest(
+                "R-2", KEY_B, MESSAGE_DIGEST, (), "ops.bot", "Zahlung f\u00fcr Lieferant \u2014 5 \u20ac\t\U0001f600",
+                T0, T0 + 3_600_000, 1, digest,
+            ),
+        ),
+    ]
+
+
+# --- raw field builders (independent of governance.encoding, for negative vectors) ----------
+
+
+def _field(data: bytes) -> bytes:
+    return struct.pack(">Q", len(data)) + data
+
+
+def _tag(name: str) -> bytes:
+    return _field(domain_tag(name).encode("ascii"))
+
+
+def _uint(n: int) -> bytes:
+    return _field(struct.pack(">Q", n))
+
+
+def _count(n: int) -> bytes:
+    return struct.pack(">I", n)
+
+
+def _text(s: str) -> bytes:
+    return _field(s.encode("utf-8"))
+
+
+def _members(items: Sequence[tuple[str, bytes]]) -> bytes:
+    return _count(len(items)) + b"".join(_text(n) + _field(k) for n, k in items)
+
+
+def _policy_raw(
+    *,
+    version: int = 1,
+    approvers: Sequence[tuple[str, bytes]] | None = None,
+    quorum: int = 1,
+    requesters: Sequence[str] = ("req-1",),
+    ttl: int = 600,
+    rate: tuple[int, int] = (5, 60),
+) -> bytes:
+    members = [("alice", _public("alice"))] if approvers is None else approvers
+    return (
+        _tag("key-policy") + _uint(version) + _members(members) + _uint(quorum)
+        + _count(len(requesters)) + b"".join(_text(r) for r in requesters)
+        + _uint(ttl) + _uint(rate[0]) + _uint(rate[1])
+    )
+
+
+def _request_raw(
+    *,
+    request_id: str = "req_0001",
+    path: tuple[int, ...] = (0,),
+    description: bytes = b"hello",
+    expires: int = T0 + 1000,
+    created_field: bytes | None = None,
+) -> bytes:
+    """A SigningRequest encoding (under the default policy v1) with the given fields, built by hand."""
+    return (
+        _tag("signing-request") + _text(request_id) + _field(KEY_B) + _field(MESSAGE_DIGEST)
+        + _count(len(path)) + b"".join(_uint(i) for i in path)
+        + _text("req-1") + _field(description) + (_uint(T0) if created_field is None else created_field)
+        + _uint(expires) + _uint(1) + _field(_default_policy().digest())
+    )
+
+
+# --- JSON helpers -----------------------------------------------------------------------------
+
+
+def _sig(signer: str, message: bytes, signature: bytes) -> dict[str, object]:
+    return {"signer": signer, "public_key": _public(signer).hex(), "message": message.hex(), "signature": signature.hex()}
+
+
+def _scope_json(scope: bytes) -> str:
+    return "default" if scope == DEFAULT_SCOPE else scope.hex()
+
+
+def head_to_json(h: PolicyHead) -> dict[str, object]:
+    return {"scope": _scope_json(h.scope), "version": h.version, "digest": h.digest.hex()}
+
+
+def attestation_to_json(a: PolicyAttestation) -> dict[str, object]:
+    return {
+        "governance_root": a.governance_root.hex(),
+        "issued_at_ms": a.issued_at_ms,
+        "admin": a.admin,
+        "heads": [head_to_json(h) for h in a.heads],
+    }
+
+
+def reservation_to_json(r: Reservation) -> dict[str, object]:
+    return {
+        "governance_root": r.governance_root.hex(),
+        "key_id": r.key_id.hex(),
+        "request_id": r.request_id,
+        "request_digest": r.request_digest.hex(),
+        "attempt": r.attempt,
+        "signers": list(r.signers),
+        "session_id": r.session_id.hex(),
+    }
+
+
+def _file(description: str, body: Mapping[str, object]) -> dict[str, object]:
+    return {"spec": SPEC, "generator": GENERATOR, "keys": "keys.json", "description": description, **body}
+
+
+# --- the vector files -------------------------------------------------------------------------
+
+
+def keys_file() -> dict[str, object]:
+    return {
+        "spec": SPEC,
+        "generator": GENERATOR,
+        "description": "FIXED TEST KEYS, public knowledge: never use them for anything real. Ed25519 (RFC 8032): "
+        "'seed' is the 32-byte private key, 'public_key' the 32-byte encoded public key.",
+        "keys": [
+            {"name": n, "role": role, "seed": (bytes([b]) * 32).hex(), "public_key": _public(n).hex()}
+            for n, (role, b) in KEY_SEEDS.items()
+        ],
+    }
+
+
+def admin_set_file() -> dict[str, object]:
+    a = _admin_set()
+    return _file(
+        "AdminSet (section 5.1): the governance root; 'digest' = SHA-256(encoding) is the governance_root "
+        "that policy changes, attestations and reservations name.",
+        {"vectors": [{"name": "three-admins-quorum-2", "fields": a.to_dict(), "encoding": a.encode().hex(), "digest": a.digest().hex()}]},
+    )
+
+
+def key_policy_file() -> dict[str, object]:
+    out = []
+    for name, p in (("default-v1", _default_policy()), ("key-a-v1", _key_a_policy(1)), ("key-a-v2-frozen", _key_a_policy(2))):
+        out.append({"name": name, "fields": p.to_dict(), "encoding": p.encode().hex(), "digest": p.digest().hex()})
+    return _file(
+        "KeyPolicy (section 5.2); 'digest' = SHA-256(encoding), named by policy changes, heads and signing requests.",
+        {"vectors": out},
+    )
+
+
+def _changes() -> list[tuple[str, PolicyChange, tuple[str, ...]]]:
+    root = _admin_set().digest()
+    return [
+        ("default-v1-first", PolicyChange(DEFAULT_SCOPE, _default_policy(), None, root), ("ada", "bob")),
+        ("key-a-v2-replaces-v1", PolicyChange(KEY_A, _key_a_policy(2), _key_a_policy(1).digest(), root), ("cyd", "bob")),
+    ]
+
+
+def policy_change_file() -> dict[str, object]:
+    out = []
+    for name, change, admins in _changes():
+        sigs = [sign_policy_change(change, a, _private(a)) for a in admins]
+        signed = SignedPolicyChange(change, tuple(sigs))
+        out.append({
+            "name": name,
+            "fields": change.to_dict(),
+            "encoding": change.encode().hex(),
+            "digest": change.digest().hex(),
+            "proposal_id": change.digest()[:16].hex(),
+            "admin_signatures": [_sig(s.admin, change.encode(), s.signature) for s in sigs],
+            "signed_change": {"fields": signed.to_dict(), "encoding": signed.to_bytes().hex()},
+        })
+    change = _changes()[0][1]
+    other = _changes()[1][1]
+    wrong = sign_policy_change(other, "ada", _private("ada"))
+    invalid = [
+        {
+            "name": "signature-over-another-change",
+            "signed_change": SignedPolicyChange(change, (wrong, sign_policy_change(change, "bob", _private("bob")))).to_bytes().hex(),
+            "reason": "signatures[0] (ada) was made over the key-a change, not this one: verification MUST fail",
+        },
+        {
+            "name": "quorum-counts-distinct-admins",
+            "signed_change": SignedPolicyChange(
+                change, (sign_policy_change(change, "ada", _private("ada")),) * 2
+            ).to_bytes().hex(),
+            "reason": "the same admin twice counts once: 1 distinct admin, quorum 2",
+        },
+    ]
+    return _file(
+        "PolicyChange (5.3), its admin signatures (Ed25519 over the PolicyChange encoding) and the SignedPolicyChange "
+        "(5.4) that carries them. Verify against admin-set.json; 'current' is absent for default-v1-first and "
+        "key-policy.json key-a-v1 for key-a-v2-replaces-v1.",
+        {"vectors": out, "invalid": invalid},
+    )
+
+
+def signing_request_file() -> dict[str, object]:
+    out = []
+    for name, r in _requests():
+        out.append({"name": name, "fields": r.to_dict(), "encoding": r.encode().hex(), "request_digest": r.request_digest().hex()})
+    return _file(
+        "SigningRequest (5.5); 'request_digest' = SHA-256(encoding). Both are made under key-policy.json default-v1. "
+        f"The second description is {len(_requests()[1][1].description)} Unicode code points, 30 UTF-16 units "
+        "(its last is outside the BMP): DISPLAY(1024) counts code points.",
+        {"vectors": out},
+    )
+
+
+def approval_file() -> dict[str, object]:
+    name, req = _requests()[0]
+    decisions = (("alice", Decision.APPROVE), ("carol", Decision.REJECT), ("bert", Decision.APPROVE))
+    approvals = [sign_approval(req, a, _private(a), d) for a, d in decisions]
+    items = []
+    for a in approvals:
+        message = _approval_message(req, a.approver, a.decision)
+        items.append({
+            "fields": {"approver": a.approver, "decision": a.decision.value, "signature": a.signature.hex()},
+            "decision_code": 1 if a.decision is Decision.APPROVE else 2,
+            "signature": _sig(a.approver, message, a.signature),
+        })
+    bundle = ApprovalBundle(req, tuple(approvals))
+    alice = approvals[0]
+    invalid = [
+        {
+            "name": "re-attributed",
+            "approval": {"approver": "bert", "decision": "approve", "signature": alice.signature.hex()},
+            "reason": "alice's signature presented as bert's: the approver name is inside the signed message",
+        },
+        {
+            "name": "decision-flipped",
+            "approval": {"approver": "alice", "decision": "reject", "signature": alice.signature.hex()},
+            "reason": "an APPROVE signature presented as a REJECT: the decision code is inside the signed message",
+        },
+    ]
+    return _file(
+        f"Approval messages (5.6) over signing-request.json '{name}', and the ApprovalBundle (5.7) that carries "
+        "them to the nodes; verify under key-policy.json default-v1 (approvers alice, bert, carol; quorum 2: "
+        "'approved').",
+        {
+            "request": name,
+            "approvals": items,
+            "bundle": {"fields": bundle.to_dict(), "encoding": bundle.to_bytes().hex()},
+            "invalid": invalid,
+        },
+    )
+
+
+def _approval_message(req: SigningRequest, approver: str, decision: Decision) -> bytes:
+    code = 1 if decision is Decision.APPROVE else 2
+    return Encoder(domain_tag("approval")).text(approver).uint(code).raw(req.encode()).finish()
+
+
+def _attestation() -> PolicyAttestation:
+    heads = [
+        PolicyHead(DEFAULT_SCOPE, 1, _default_policy().digest()),
+        PolicyHead(KEY_A, 2, _key_a_policy(2).digest()),
+    ]
+    return PolicyAttestation.build(_admin_set().digest(), T0 + 5000, "cyd", heads)
+
+
+def attestation_file() -> dict[str, object]:
+    att = _attestation()
+    signed = sign_attestation(att, _private("cyd"))
+    heads = [{"fields": head_to_json(h), "encoding": h.encode().hex()} for h in att.heads]
+    return _file(
+        "PolicyHead (5.8), PolicyAttestation (5.9) by admin cyd, and SignedPolicyAttestation (5.10). Heads are "
+        "sorted by scope bytes: key-a (0x2b...) before 'default' (0x64...).",
+        {
+            "heads": heads,
+            "attestation": {"fields": attestation_to_json(att), "encoding": att.encode().hex(), "digest": att.digest().hex()},
+            "signature": _sig("cyd", att.encode(), signed.signature),
+            "signed_attestation": {"encoding": signed.to_bytes().hex()},
+            "invalid": [
+                {
+                    "name": "signed-by-another-admin",
+                    "signed_attestation": sign_attestation(att, _private("bob")).to_bytes().hex(),
+                    "reason": "names admin cyd but is signed with bob's key: the signer MUST be the admin it names",
+                },
+            ],
+        },
+    )
+
+
+def _reservation() -> Reservation:
+    _, req = _requests()[0]
+    return Reservation(_admin_set().digest(), KEY_B, req.request_id, req.request_digest(), 1, (1, 3), SESSION_ID)
+
+
+def reservation_file() -> dict[str, object]:
+    res = _reservation()
+    receipts = []
+    for node, index in (("node-1", 1), ("node-3", 3)):
+        r = sign_reservation(res, index, _private(node))
+        message = Encoder(domain_tag("sign-reservation-receipt-message")).raw(res.encode()).uint(index).finish()
+        receipts.append({
+            "fields": {"reservation": reservation_to_json(res), "reserver": index, "signature": r.signature.hex()},
+            "signature": _sig(node, message, r.signature),
+            "encoding": r.to_bytes().hex(),
+        })
+    forged = sign_reservation(res, 1, _private("node-1"))
+    invalid = [
+        {
+            "name": "reserver-relabelled",
+            "receipt": ReservationReceipt(res, 2, forged.signature).to_bytes().hex(),
+            "reason": "node 1's signature presented as node 2's receipt: the reserver index is inside the signed message",
+        },
+        {
+            "name": "another-attempt",
+            "receipt": sign_reservation(
+                Reservation(res.governance_root, res.key_id, res.request_id, res.request_digest, 2, res.signers, res.session_id),
+                2, _private("node-2"),
+            ).to_bytes().hex(),
+            "reason": "a valid receipt, but for attempt 2: it does not grant the expected reservation (attempt 1)",
+        },
+    ]
+    return _file(
+        "Reservation (5.11) of attempt 1 of signing-request.json 'basic' by signers {1, 3}, and ReservationReceipts "
+        "(5.12) from nodes 1 and 3 (roster index i has key node-i). A roster of 3 needs 2 receipts.",
+        {
+            "reservation": {"fields": reservation_to_json(res), "encoding": res.encode().hex()},
+            "receipts": receipts,
+            "invalid": invalid,
+        },
+    )
+
+
+def _details_encoding(details: Mapping[str, str | int | bool]) -> bytes:
+    enc = Encoder(domain_tag("audit-details")).count(len(details))
+    for key in sorted(details):
+        v = details[key]
+        enc.text(key)
+        if isinstance(v, bool):
+            enc.uint(3).flag(v)
+        elif isinstance(v, int):
+            enc.uint(2).sint(v)
+        else:
+            enc.uint(1).text(v)
+    return enc.finish()
+
+
+AuditFields = tuple[int, str, str, str, str, dict[str, str | int | bool]]
+
+
+def _audit_entries() -> list[AuditFields]:
+    return [
+        (T0, "coordinator", "policy.install", "", "installed", {"scope": "default", "version": 1}),
+        (T0 + 1, "alice", "sign.decide", "req_0001", "", {}),
+        (
+            T0 + 2, "node-1", "sign", "req_0001", "denied",
+            {"attempt": 1, "delta": -5, "fresh": True, "stale": False, "note": "tab\there \"q\" \\ \u00fc \x01"},
+        ),
+    ]
+
+
+def audit_file() -> dict[str, object]:
+    component, key = "node-1", _private("node-1")
+    pk = _public("node-1")
+    genesis = hashlib.sha256(Encoder(domain_tag("audit-genesis")).text(component).raw(pk).finish()).digest()
+    prev = genesis
+    out = []
+    for seq, (ts, actor, action, request_id, outcome, details) in enumerate(_audit_entries(), start=1):
+        details_bytes = _details_encoding(details)
+        preimage = (
+            Encoder(domain_tag("audit-entry")).uint(seq).uint(ts).text(actor).text(action).text(request_id)
+            .text(outcome).raw(details_bytes).raw(prev).finish()
+        )
+        entry_hash = hashlib.sha256(preimage).digest()
+        message = Encoder(domain_tag("audit-signature")).raw(entry_hash).finish()
+        out.append({
+            "fields": {
+                "seq": seq, "timestamp_ms": ts, "actor": actor, "action": action, "request_id": request_id,
+                "outcome": outcome, "details": details,
+            },
+            "details_json": json.dumps(details, sort_keys=True, separators=(",", ":"), ensure_ascii=False),
+            "details_encoding": details_bytes.hex(),
+            "prev_hash": prev.hex(),
+            "entry_preimage": preimage.hex(),
+            "entry_hash": entry_hash.hex(),
+            "signature": _sig(component, message, key.sign(message)),
+        })
+        prev = entry_hash
+    spaced = dict(out[0], details_json=json.dumps(_audit_entries()[0][5], sort_keys=True))
+    foreign_message = bytes.fromhex(out[2]["signature"]["message"])  # type: ignore[index]
+    foreign = dict(out[2], signature=_sig("node-2", foreign_message, _private("node-2").sign(foreign_message)))
+    invalid = [
+        {
+            "name": "details-json-not-canonical", "entries": [spaced, *out[1:]], "first_broken": 1,
+            "reason": "entry 1's details_json has spaces: the same values, but not the canonical JSON text",
+        },
+        {
+            "name": "entry-dropped", "entries": [out[0], out[2]], "first_broken": 2,
+            "reason": "entry 2 is missing (the next entry has seq 3)",
+        },
+        {
+            "name": "signed-by-another-key", "entries": [*out[:2], foreign], "first_broken": 3,
+            "reason": "entry 3 is signed with node-2's key, not the component's",
+        },
+    ]
+    return _file(
+        "Audit entries (section 6) of component 'node-1', signed with key node-1; verify the chain from 'genesis'. "
+        "Each 'invalid' chain MUST fail verification at entry 'first_broken'.",
+        {"component": component, "public_key": pk.hex(), "genesis": genesis.hex(), "entries": out, "invalid": invalid},
+    )
+
+
+def negative_file() -> dict[str, object]:
+    good_request = SigningRequest(
+        "req_0001", KEY_B, MESSAGE_DIGEST, (0,), "req-1", "hello", T0, T0 + 1000, 1, _default_policy().digest()
+    )
+    assert _request_raw() == good_request.encode(), "negative-vector builder out of step with the encoder"
+    assert _policy_raw() == _key_a_policy(1).encode(), "negative-vector builder out of step with the encoder"
+    root = _admin_set().digest()
+    policy_raw = _policy_raw()
+    identity_point = bytes([1]) + bytes(31)
+    pk = {n: _public(n) for n in ("alice", "bert", "ada", "bob")}
+    change_head = _tag("policy-change") + _field(root) + _field(DEFAULT_SCOPE) + _field(policy_raw)
+    approve = sign_approval(good_request, "alice", _private("alice"), Decision.APPROVE)
+    res = _reservation()
+    res_head = _tag("sign-reservation") + _field(res.governance_root) + _field(res.key_id) + _text(res.request_id)
+    res_head += _field(res.request_digest)
+    att_head = _tag("policy-attestation") + _field(root) + _uint(T0) + _text("ada")
+
+    def head(scope: bytes, version: int = 1) -> bytes:
+        return _field(_tag("policy-head") + _field(scope) + _uint(version) + _field(bytes(32)))
+
+    cases: list[tuple[str, str, bytes, str]] = [
+        ("signing-request", "trailing-byte", _request_raw() + b"\x00", "one byte after the last field"),
+        ("signing-request", "truncated", _request_raw()[:-1], "the last field is one byte shorter than its length prefix"),
+        (
+            "signing-request", "length-beyond-input",
+            _request_raw()[:-40] + struct.pack(">Q", 2**64 - 1) + bytes(32),
+            "policy_digest's length prefix (2^64-1) exceeds the remaining input",
+        ),
+        (
+            "signing-request", "wrong-tag-version",
+            _request_raw().replace(b"MPCNET/v1/gov/signing-request", b"MPCNET/v2/gov/signing-request", 1),
+            "domain tag MPCNET/v2/gov/signing-request is not this object's tag",
+        ),
+        (
+            "signing-request", "another-objects-tag", _key_a_policy(1).encode(),
+            "a KeyPolicy encoding is not a SigningRequest (tag MPCNET/v1/gov/key-policy)",
+        ),
+        (
+            "signing-request", "uint-not-8-bytes", _request_raw(created_field=_field(struct.pack(">Q", T0)[1:])),
+            "created_at_ms is 7 bytes: a uint field MUST be exactly 8 bytes",
+        ),
+        (
+            "signing-request", "invalid-utf8", _request_raw(description=b"\xc0\xaf"),
+            "description is not valid UTF-8 (overlong encoding of '/')",
+        ),
+        (
+            "signing-request", "surrogate-utf8", _request_raw(description=b"\xed\xa0\x80"),
+            "description encodes a UTF-16 surrogate (U+D800): not valid UTF-8",
+        ),
+        (
+            "signing-request", "bidi-override", _request_raw(description="pay \u202eevil".encode()),
+            "description contains U+202E (a format character)",
+        ),
+        (
+            "signing-request", "byte-order-mark", _request_raw(description="\ufeffhello".encode()),
+            "description starts with U+FEFF (a format character; decoders MUST NOT strip it)",
+        ),
+        (
+            "signing-request", "description-too-long", _request_raw(description=b"a" * 1025),
+            "description is 1025 characters (at most 1024)",
+        ),
+        (
+            "signing-request", "expires-not-after-created", _request_raw(expires=T0),
+            "expires_at_ms must be greater than created_at_ms",
+        ),
+        ("signing-request", "bad-request-id", _request_raw(request_id="req 1"), "request_id contains a space"),
+        (
+            "signing-request", "path-index-too-large", _request_raw(path=(2**32,)),
+            "derivation_path[0] = 2^32 exceeds 2^32-1",
+        ),
+        (
+            "key-policy", "requesters-unsorted", _policy_raw(requesters=("req-2", "req-1")),
+            "requesters must be sorted (bytewise) and unique",
+        ),
+        ("key-policy", "requesters-duplicate", _policy_raw(requesters=("req-1", "req-1")), "a requester is listed twice"),
+        (
+            "key-policy", "approvers-unsorted",
+            _policy_raw(approvers=[("bert", pk["bert"]), ("alice", pk["alice"])]),
+            "approvers must be sorted by name (bytewise) and unique",
+        ),
+        (
+            "key-policy", "approvers-same-key",
+            _policy_raw(approvers=[("alice", pk["alice"]), ("bert", pk["alice"])]),
+            "two approvers with the same public key",
+        ),
+        ("key-policy", "quorum-above-approvers", _policy_raw(quorum=2), "approval_quorum 2 with one approver"),
+        ("key-policy", "version-zero", _policy_raw(version=0), "version must be at least 1"),
+        (
+            "key-policy", "count-above-maximum", _tag("key-policy") + _uint(1) + _count(257),
+            "257 approvers announced (at most 256); rejected before reading any item",
+        ),
+        (
+            "key-policy", "name-not-allowed", _policy_raw(approvers=[(".alice", pk["alice"])]),
+            "an approver name must start with a letter or digit",
+        ),
+        (
+            "admin-set", "small-order-key",
+            _tag("admin-set") + _field(CLUSTER_ID) + _members([("ada", pk["ada"]), ("bob", identity_point)]) + _uint(1),
+            "bob's key is the identity point (small order: it would accept forged signatures)",
+        ),
+        (
+            "admin-set", "small-order-key-non-canonical",
+            _tag("admin-set") + _field(CLUSTER_ID)
+            + _members([("ada", pk["ada"]), ("bob", (2**255 - 18).to_bytes(32, "little"))]) + _uint(1),
+            "bob's key encodes y = p + 1, a non-canonical encoding of the identity point (y mod p = 1)",
+        ),
+        (
+            "admin-set", "public-key-31-bytes",
+            _tag("admin-set") + _field(CLUSTER_ID) + _members([("ada", pk["ada"][:31])]) + _uint(1),
+            "a public key must be exactly 32 bytes",
+        ),
+        (
+            "admin-set", "quorum-zero",
+            _tag("admin-set") + _field(CLUSTER_ID) + _members([("ada", pk["ada"])]) + _uint(0),
+            "quorum must be in 1..number of admins",
+        ),
+        (
+            "policy-change", "optional-count-2", change_head + _count(2) + _field(bytes(32)) + _field(bytes(32)),
+            "previous_digest is optional: its count MUST be 0 or 1",
+        ),
+        (
+            "policy-change", "scope-31-bytes",
+            _tag("policy-change") + _field(root) + _field(bytes(31)) + _field(policy_raw) + _count(0),
+            "scope must be 'default' or a 32-byte key id",
+        ),
+        (
+            "policy-change", "nested-trailing-byte",
+            _tag("policy-change") + _field(root) + _field(DEFAULT_SCOPE) + _field(policy_raw + b"\x00") + _count(0),
+            "the nested KeyPolicy has a trailing byte: nested encodings are decoded strictly too",
+        ),
+        (
+            "signed-policy-change", "signature-63-bytes",
+            _tag("signed-policy-change") + _field(change_head + _count(0)) + _count(1) + _text("ada") + _field(bytes(63)),
+            "an Ed25519 signature is exactly 64 bytes",
+        ),
+        (
+            "approval-bundle", "decision-code-3",
+            _tag("approval-bundle") + _field(good_request.encode()) + _count(1) + _text("alice") + _uint(3)
+            + _field(approve.signature),
+            "decision code 3 is unknown (1 = approve, 2 = reject)",
+        ),
+        (
+            "policy-attestation", "heads-unsorted",
+            att_head + _count(2) + head(KEY_B) + head(DEFAULT_SCOPE),
+            "heads must be sorted by scope bytes: 0x7e... after 'default'",
+        ),
+        (
+            "policy-attestation", "no-default-head", att_head + _count(1) + head(KEY_A),
+            "an attestation must name the default scope's head",
+        ),
+        (
+            "reservation", "signers-not-increasing",
+            res_head + _uint(1) + _count(2) + _uint(3) + _uint(1) + _field(res.session_id),
+            "signers must be distinct and in increasing order",
+        ),
+        (
+            "reservation", "attempt-4", res_head + _uint(4) + _count(1) + _uint(1) + _field(res.session_id),
+            "attempt must be in 1..3",
+        ),
+        (
+            "reservation-receipt", "reserver-zero",
+            _tag("sign-reservation-receipt") + _field(res.encode()) + _uint(0) + _field(bytes(64)),
+            "reserver (a roster index) must be in 1..65535",
+        ),
+    ]
+    return _file(
+        "Encodings a decoder MUST reject (spec section 7); 'object' names the decoder to feed the bytes to; "
+        "'python_error_field' is the field the Python decoder's GovernanceError names (a hint, not normative).",
+        {
+            "negative": [
+                {"object": o, "name": n, "encoding": b.hex(), "reason": why, "python_error_field": _error_field(o, b)}
+                for o, n, b, why in cases
+            ]
+        },
+    )
+
+
+DECODERS: dict[str, Callable[[bytes], object]] = {
+    "admin-set": AdminSet.from_bytes,
+    "key-policy": KeyPolicy.from_bytes,
+    "policy-change": PolicyChange.from_bytes,
+    "signed-policy-change": SignedPolicyChange.from_bytes,
+    "signing-request": SigningRequest.from_bytes,
+    "approval-bundle": ApprovalBundle.from_bytes,
+    "policy-head": PolicyHead.from_bytes,
+    "policy-attestation": PolicyAttestation.from_bytes,
+    "signed-policy-attestation": SignedPolicyAttestation.from_bytes,
+    "reservation": Reservation.decode,
+    "reservation-receipt": ReservationReceipt.from_bytes,
+}
+
+
+def _error_field(kind: str, data: bytes) -> str:
+    try:
+        DECODERS[kind](data)
+    except GovernanceError as e:
+        return e.field
+    raise AssertionError(f"negative vector for {kind} is accepted by the Python decoder")
+
+
+FILES: dict[str, Callable[[], dict[str, object]]] = {
+    "keys.json": keys_file,
+    "admin-set.json": admin_set_file,
+    "key-policy.json": key_policy_file,
+    "policy-change.json": policy_change_file,
+    "signing-request.json": signing_request_file,
+    "approval.json": approval_file,
+    "policy-attestation.json": attestation_file,
+    "reservation.json": reservation_file,
+    "audit.json": audit_file,
+    "negative.json": negative_file,
+}
+
+
+def build() -> dict[str, str]:
+    """``file name -> exact file text`` of every vector file."""
+    return {name: json.dumps(make(), indent=2, ensure_ascii=False) + "\n" for name, make in FILES.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--check", action="store_true", help="exit 1 if a committed vector file is stale or missing")
+    args = parser.parse_args(argv)
+    files = build()
+    if args.check:
+        stale = [
+            name for name, text in files.items()
+            if not (VECTORS_DIR / name).is_file() or (VECTORS_DIR / name).read_text(encoding="utf-8") != text
+        ]
+        extra = sorted(p.name for p in VECTORS_DIR.glob("*.json") if p.name not in files) if VECTORS_DIR.is_dir() else []
+        for name in stale:
+            print(f"stale or missing: spec/vectors/{name}", file=sys.stderr)
+        for name in extra:
+            print(f"not generated by {GENERATOR}: spec/vectors/{name}", file=sys.stderr)
+        if stale or extra:
+            print(f"run: python {GENERATOR}", file=sys.stderr)
+            return 1
+        return 0
+    VECTORS_DIR.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (VECTORS_DIR / name).write_text(text, encoding="utf-8")
+    print(f"wrote {len(files)} files to spec/vectors/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
