@@ -49,3 +49,13 @@ def test_node_error_text_is_escaped() -> None:
         got = _classify({2: h}, {2: _NodeError(code, md)}, "step")  # type: ignore[dict-item]
         assert _clean(str(got)), repr(str(got))
     assert h.reasons and all(_clean(r) for r in h.reasons), h.reasons
+
+
+def test_a_nodes_ban_claim_names_only_its_co_signers() -> None:
+    """``mpc-banned`` is a node's claim (a corrupted node chooses it): only its co-signers in the
+    session count; an index outside the session (here 99, which made the honest coordinator's
+    signing loop fail the request with INTERNAL on a KeyError) or the node itself is ignored."""
+    nodes = {1: _Handle(), 2: _Handle()}
+    md = (("mpc-banned", "99,2,1,3,x"),)
+    got = _classify(nodes, {1: _NodeError(grpc.StatusCode.PERMISSION_DENIED, md)}, "start")  # type: ignore[arg-type]
+    assert got.banned == (2,), got  # type: ignore[attr-defined]
