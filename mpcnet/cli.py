@@ -212,7 +212,12 @@ def cmd_requests(c: MpcClient, args: argparse.Namespace) -> int:
 def cmd_decide(c: MpcClient, args: argparse.Namespace) -> int:
     if args.command == "approve":
         expect = _hex(args.expect_digest, "expect-digest") if args.expect_digest else None
-        r = c.approve(args.id, expect_digest=expect)
+        key = _hex(args.expect_key, "expect-key") if args.expect_key else None
+        try:
+            path = None if args.expect_path is None else to_path(args.expect_path)
+        except UsageError as e:
+            raise argparse.ArgumentTypeError(f"expect-path: {e}") from None
+        r = c.approve(args.id, expect_digest=expect, expect_key=key, expect_path=path)
     else:
         r = c.reject(args.id)
     if getattr(args, "wait", False) and r.state in ("pending_approval", "signing"):
@@ -468,6 +473,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "approve":
             p.add_argument("--wait", action="store_true", help="if this approval completes the quorum, wait for the signature")
             p.add_argument("--expect-digest", metavar="HEX", help="sign nothing unless the request is for this digest")
+            p.add_argument("--expect-key", metavar="KEY_ID", help="sign nothing unless the request is for this key (hex)")
+            p.add_argument("--expect-path", metavar="PATH", help="sign nothing unless the request is for this derivation path (m for none)")
         p.set_defaults(fn=cmd_decide)
 
     p = sub.add_parser("policy", parents=[common], help="key policies: show, propose, approve, proposals, push, attest")
