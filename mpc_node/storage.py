@@ -743,6 +743,9 @@ def _record_served(c: sqlite3.Connection, r: ServedRequest) -> None:
     seen = c.execute("SELECT 1 FROM requests WHERE request_id = ?", (r.request_id,)).fetchone() is not None
     res = r.reservation
     if res is not None:
+        if seen and c.execute("SELECT 1 FROM served_attempts WHERE request_id = ? LIMIT 1", (r.request_id,)).fetchone() is None:
+            # served without a reserved attempt (before attempts were counted): served once for good
+            raise RequestAlreadyServed(f"request_id: {r.request_id!r} was already served (before signing attempts were counted)")
         _reserve(c, res)
         if c.execute(
             "SELECT 1 FROM served_attempts WHERE request_id = ? AND attempt = ?", (r.request_id, res.attempt)
