@@ -161,8 +161,10 @@ def _classify(nodes: dict[int, NodeHandle], errs: dict[int, grpc.RpcError], phas
             down[i] = f"{h.label}: {reason}"
         else:
             b = trailing(e, "mpc-banned") or ""
+            # a node's claim: only its co-signers in this session count (never an unknown index)
+            claimed = {int(x) for x in b.split(",") if x.isdigit() and len(x) <= 5}
             refused.append(
-                Refused(code, details, tuple(int(x) for x in b.split(",") if x.isdigit()), i, trailing(e, "mpc-governance") or "")
+                Refused(code, details, tuple(sorted(j for j in claimed if j in nodes and j != i)), i, trailing(e, "mpc-governance") or "")
             )
     if aborts:
         return aborts[0]

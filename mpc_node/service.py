@@ -558,7 +558,7 @@ class NodeService:
         with self._lock:
             s = self._sessions.pop(req.session_id, None)
         if s is not None:
-            log.info("session %s (%s): aborted by the coordinator: %s", s.short, s.kind, req.reason[:200])
+            log.info("session %s (%s): aborted by the coordinator: %r", s.short, s.kind, req.reason[:200])
         return node_pb2.AbortSessionResponse(existed=s is not None)
 
     # --- protocol steps ----------------------------------------------------------------------

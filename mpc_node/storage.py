@@ -692,6 +692,17 @@ def _reserve(c: sqlite3.Connection, r: Reservation) -> bool:
         (r.request_id, r.attempt),
     ).fetchone()
     if row is None:
+        # a request id names one approved request: its attempts (and its one rate-limit slot) are
+        # never shared with another request (another key, digest or version) reusing the id
+        other = c.execute(
+            "SELECT attempt FROM reservations WHERE request_id = ? AND (key_id != ? OR request_digest != ?) LIMIT 1",
+            (r.request_id, r.key_id, r.request_digest),
+        ).fetchone()
+        if other is not None:
+            raise ReservationConflict(
+                f"request_id: request {r.request_id!r} is reserved for another request (another key, digest or "
+                f"version; attempt {int(other[0])}); a request id names one approved request"
+            )
         c.execute(
             "INSERT INTO reservations (request_id, attempt, key_id, request_digest, signers, session_id, created_ms)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -732,6 +743,9 @@ def _record_served(c: sqlite3.Connection, r: ServedRequest) -> None:
     seen = c.execute("SELECT 1 FROM requests WHERE request_id = ?", (r.request_id,)).fetchone() is not None
     res = r.reservation
     if res is not None:
+        if seen and c.execute("SELECT 1 FROM served_attempts WHERE request_id = ? LIMIT 1", (r.request_id,)).fetchone() is None:
+            # served without a reserved attempt (before attempts were counted): served once for good
+            raise RequestAlreadyServed(f"request_id: {r.request_id!r} was already served (before signing attempts were counted)")
         _reserve(c, res)
         if c.execute(
             "SELECT 1 FROM served_attempts WHERE request_id = ? AND attempt = ?", (r.request_id, res.attempt)

@@ -61,7 +61,13 @@ def _print(args: argparse.Namespace, doc: Any, lines: list[tuple[str, Any]]) -> 
         return
     width = max(len(k) for k, _ in lines) if lines else 0
     for k, v in lines:
-        print(f"{k:<{width}}  {v}")
+        print(_term(f"{k:<{width}}  {v}"))
+
+
+def _term(text: str) -> str:
+    """A line for the terminal: server text may hold control characters (terminal escapes that
+    could move the cursor and overwrite what was shown): every non-printable one is escaped."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def _info(args: argparse.Namespace) -> dict[str, Any]:
@@ -88,7 +94,7 @@ def cmd_keys(c: MpcClient, args: argparse.Namespace) -> int:
     if not keys:
         print("no keys")
     for k in keys:
-        print(f"{k['key_id']}  {k['status']:<8} {k['threshold']}-of-{k['parties']}  {k['ethereum_address']}  {k['label']}")
+        print(_term(f"{k['key_id']}  {k['status']:<8} {k['threshold']}-of-{k['parties']}  {k['ethereum_address']}  {k['label']}"))
     return 0
 
 
@@ -183,7 +189,7 @@ def cmd_request_watch(c: MpcClient, args: argparse.Namespace) -> int:
             print(json.dumps(last.as_dict()), flush=True)
         else:
             extra = f" ({last.error_message})" if last.error_message else ""
-            print(f"{last.request_id}  {last.state.upper():<16} approved by: {', '.join(last.approved_by) or '-'}{extra}", flush=True)
+            print(_term(f"{last.request_id}  {last.state.upper():<16} approved by: {', '.join(last.approved_by) or '-'}{extra}"), flush=True)
     return 0 if last is not None and last.state == "done" else 1
 
 
@@ -206,7 +212,12 @@ def cmd_requests(c: MpcClient, args: argparse.Namespace) -> int:
 def cmd_decide(c: MpcClient, args: argparse.Namespace) -> int:
     if args.command == "approve":
         expect = _hex(args.expect_digest, "expect-digest") if args.expect_digest else None
-        r = c.approve(args.id, expect_digest=expect)
+        key = _hex(args.expect_key, "expect-key") if args.expect_key else None
+        try:
+            path = None if args.expect_path is None else to_path(args.expect_path)
+        except UsageError as e:
+            raise argparse.ArgumentTypeError(f"expect-path: {e}") from None
+        r = c.approve(args.id, expect_digest=expect, expect_key=key, expect_path=path)
     else:
         r = c.reject(args.id)
     if getattr(args, "wait", False) and r.state in ("pending_approval", "signing"):
@@ -319,7 +330,7 @@ def cmd_policy_proposals(c: MpcClient, args: argparse.Namespace) -> int:
         print("no proposals")
     for p in ps:
         d = p.as_dict()
-        print(f"{p.proposal_id}  {p.state.upper():<10} scope {d['scope'][:16]:<16} v{d['new_policy']['version']}  signed by {', '.join(p.signers)}")
+        print(_term(f"{p.proposal_id}  {p.state.upper():<10} scope {d['scope'][:16]:<16} v{d['new_policy']['version']}  signed by {', '.join(p.signers)}"))
     return 0
 
 
@@ -343,7 +354,7 @@ def cmd_audit_verify(c: MpcClient | None, args: argparse.Namespace) -> int:
             print(f"{args.db}: ok, {report.entries} entries, chain and signatures verified")
         else:
             where = f"entry {report.first_broken}: " if report.first_broken is not None else ""
-            print(f"{args.db}: BROKEN at {where}{report.reason}")
+            print(_term(f"{args.db}: BROKEN at {where}{report.reason}"))
         return 0 if report.ok else 1
     assert c is not None
     info = _info(args)
@@ -361,7 +372,7 @@ def cmd_audit_verify(c: MpcClient | None, args: argparse.Namespace) -> int:
                 print(f"{r.component:<12} ok      {r.entries:>6} entries, chain and signatures verified{head}")
             else:
                 where = f"entry {r.first_broken}: " if r.first_broken is not None else ""
-                print(f"{r.component:<12} BROKEN  {r.entries:>6} entries; {where}{r.reason}")
+                print(_term(f"{r.component:<12} BROKEN  {r.entries:>6} entries; {where}{r.reason}"))
         print("audit trail verified: every chain and signature is intact, and the trail is complete" if ok else "audit trail NOT verified (see above)")
     return 0 if ok else 1
 
@@ -462,6 +473,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "approve":
             p.add_argument("--wait", action="store_true", help="if this approval completes the quorum, wait for the signature")
             p.add_argument("--expect-digest", metavar="HEX", help="sign nothing unless the request is for this digest")
+            p.add_argument("--expect-key", metavar="KEY_ID", help="sign nothing unless the request is for this key (hex)")
+            p.add_argument("--expect-path", metavar="PATH", help="sign nothing unless the request is for this derivation path (m for none)")
         p.set_defaults(fn=cmd_decide)
 
     p = sub.add_parser("policy", parents=[common], help="key policies: show, propose, approve, proposals, push, attest")
@@ -560,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:
     except MpcError as e:
         if args.json:
             print(json.dumps({"error": {"code": e.code.name, "message": e.message}}, indent=2))
-        print(f"mpc: {e.code.name}: {e.message}", file=sys.stderr)
+        print(_term(f"mpc: {e.code.name}: {e.message}"), file=sys.stderr)
         return 1
     return 0
 

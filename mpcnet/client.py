@@ -91,6 +91,10 @@ def to_path(path: str | Sequence[int] | None) -> tuple[int, ...]:
     return tuple(path)
 
 
+def _path_text(path: Sequence[int]) -> str:
+    return "m" + "".join(f"/{i}" for i in path)
+
+
 @dataclass(frozen=True)
 class Key:
     key_id: bytes
@@ -530,18 +534,29 @@ class MpcClient:
             if time.monotonic() > deadline:
                 raise MpcError(grpc.StatusCode.DEADLINE_EXCEEDED, f"request {request_id} is still {last.state if last else 'unknown'}")
 
-    def decide(self, request_id: str, decision: Decision, *, expect_digest: bytes | None = None) -> SignRequest:
+    def decide(
+        self, request_id: str, decision: Decision, *, expect_digest: bytes | None = None,
+        expect_key: bytes | None = None, expect_path: str | Sequence[int] | None = None,
+    ) -> SignRequest:
         """Sign ``decision`` over the request *as the coordinator sent it* (decoded and checked
         here) with this identity's own key, and submit it. With ``expect_digest`` nothing is
-        signed unless the request is for exactly that digest."""
+        signed unless the request is for exactly that digest; likewise ``expect_key`` (key id)
+        and ``expect_path`` (derivation path): the same digest signed by another key or derived
+        key (another account) is another signature."""
         me = self._me()
         current = self.get_sign_request(request_id)
-        if expect_digest is not None and current.request.digest != expect_digest:
-            raise MpcError(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                f"digest: request {request_id} is for digest {current.request.digest.hex()}, not the expected "
-                f"{expect_digest.hex()}; nothing was signed",
-            )
+        q = current.request
+        want_path = None if expect_path is None else to_path(expect_path)
+        for what, got, want in (
+            ("digest", q.digest.hex(), None if expect_digest is None else expect_digest.hex()),
+            ("key_id", q.key_id.hex(), None if expect_key is None else expect_key.hex()),
+            ("derivation_path", _path_text(q.derivation_path), None if want_path is None else _path_text(want_path)),
+        ):
+            if want is not None and got != want:
+                raise MpcError(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"{what}: request {request_id} is for {what} {got}, not the expected {want}; nothing was signed",
+                )
         approval = sign_approval(current.request, me.name, me.signing_key, decision)
         pb = coordinator_pb2.DECISION_APPROVE if decision is Decision.APPROVE else coordinator_pb2.DECISION_REJECT
         r = self._call(
@@ -550,8 +565,13 @@ class MpcClient:
         )
         return SignRequest.from_proto(r)
 
-    def approve(self, request_id: str, *, expect_digest: bytes | None = None) -> SignRequest:
-        return self.decide(request_id, Decision.APPROVE, expect_digest=expect_digest)
+    def approve(
+        self, request_id: str, *, expect_digest: bytes | None = None, expect_key: bytes | None = None,
+        expect_path: str | Sequence[int] | None = None,
+    ) -> SignRequest:
+        return self.decide(
+            request_id, Decision.APPROVE, expect_digest=expect_digest, expect_key=expect_key, expect_path=expect_path
+        )
 
     def reject(self, request_id: str) -> SignRequest:
         return self.decide(request_id, Decision.REJECT)

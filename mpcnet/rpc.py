@@ -258,10 +258,12 @@ def wait_for_health(channel: grpc.Channel, service: str = "", timeout: float = 1
 
 
 def status_of(e: grpc.RpcError) -> tuple[grpc.StatusCode, str]:
-    """(code, details) of a failed call."""
+    """(code, details) of a failed call; the details are the remote side's free text (a
+    corrupted node chooses it), so every non-printable character comes back escaped (for logs,
+    stored errors and terminals: no forged log line, no terminal escape sequence)."""
     code = e.code() if hasattr(e, "code") else grpc.StatusCode.UNKNOWN
-    details = e.details() if hasattr(e, "details") else str(e)
-    return code, details or ""
+    details = (e.details() if hasattr(e, "details") else str(e)) or ""
+    return code, "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(details))
 
 
 def trailing(e: grpc.RpcError, key: str) -> str | None:

@@ -36,7 +36,9 @@ def sign_via_cli(d: Path, key_id: str, digest: bytes, *extra: str) -> dict:
     assert req["state"] == "pending_approval" and req["approvals"] == []
     p = mpc(d, "approver1", "approve", req["request_id"], "--expect-digest", "00" * 32, check=False)
     assert p.returncode == 1 and "nothing was signed" in p.stderr
-    mpc(d, "approver1", "approve", req["request_id"], "--expect-digest", digest.hex())
+    p = mpc(d, "approver1", "approve", req["request_id"], "--expect-digest", digest.hex(), "--expect-path", "m/9/9", check=False)
+    assert p.returncode == 1 and "derivation_path: request" in p.stderr and "nothing was signed" in p.stderr
+    mpc(d, "approver1", "approve", req["request_id"], "--expect-digest", digest.hex(), "--expect-key", key_id)
     done = json.loads(mpc(d, "approver2", "approve", req["request_id"], "--wait", "--json").stdout)
     assert done["state"] == "done", done
     return done["signature"]

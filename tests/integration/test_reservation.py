@@ -215,6 +215,26 @@ def test_release_needs_a_majority_of_genuine_receipts_for_exactly_this_session(r
     assert releases(rc, rid) == {2: [1], 3: [1]}
 
 
+def test_a_request_id_stays_bound_to_the_request_it_was_first_reserved_for(rc, nodes, key) -> None:
+    """A compromised coordinator that gets a second request approved under a request id already
+    signed (another digest) must not get further attempts of that id for it: attempts, the
+    served record and the rate limit are counted per request id, so the second request would
+    share the first one's attempts and skip the rate limit. Every node refuses the grant."""
+    rid, b = approved_bundle(rc.lay, key.key_id, DIGEST)
+    other = bytes(range(1, 33))
+    _, b2 = approved_bundle(rc.lay, key.key_id, other, request_id=rid)
+    sid = os.urandom(32)
+    signature_of(key, sid, (1, 2), run(nodes, sid, [1, 2], sign=params(key, rid, b, (1, 2))))
+    p2 = node_pb2.SignParams(key_id=key.key_id, signers=[3, 4], digest=other, request_id=rid, approval_bundle=b2)
+    for i in range(1, N + 1):
+        with pytest.raises(grpc.RpcError) as e:
+            nodes[i].stub.ReserveSigning(reserve_request(os.urandom(32), p2, 2), timeout=10)
+        assert e.value.code() == Code.FAILED_PRECONDITION, (i, e.value.code(), e.value.details())
+        assert f"request_id: request {rid!r} is reserved for another request" in e.value.details(), e.value.details()
+        assert ("mpc-governance", "attempt-taken") in e.value.trailing_metadata()
+    assert releases(rc, rid) == {1: [1], 2: [1]}
+
+
 def set_fault(rc, i: int, **doc) -> None:
     (rc.lay.dir / "faults" / f"node-{i}.json").write_text(json.dumps(doc))
 

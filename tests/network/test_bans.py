@@ -313,3 +313,19 @@ def test_checks_of_one_pair_run_one_at_a_time(lay, svcs, key2, monkeypatch) -> N
     assert all(e.code == Code.ABORTED and ("mpc-culprit", "2") in e.metadata for e in errs)
     assert ran[0] == 1 and peak[0] == 1
     assert n1.store.banned(key2.key_id) == frozenset({2})
+
+
+def test_the_coordinators_abort_reason_reaches_the_log_escaped(lay, svcs, key2, caplog) -> None:
+    """AbortSession's reason is caller text: it must not forge log lines or terminal escapes."""
+    import logging
+
+    sid, _ = _start(svcs, [1, 3], _params(lay, key2, (1, 3)))
+    forged = "bye\n2026-01-01 00:00:00,000 node-1 WARNING mpc_node.service: forged line\x1b[2J\r"
+    with caplog.at_level(logging.INFO, logger="mpc_node.service"):
+        for i in (1, 3):
+            assert svcs[i].AbortSession(node_pb2.AbortSessionRequest(session_id=sid, reason=forged), None).existed
+    lines = [r.getMessage() for r in caplog.records if "aborted by the coordinator" in r.getMessage()]
+    assert len(lines) == 2
+    for line in lines:
+        assert not any(c in line for c in "\n\r\x1b"), line
+        assert "forged line" in line  # still there, escaped

@@ -128,3 +128,13 @@ def test_concurrent_grants_of_one_attempt_agree_on_a_single_winner(tmp_path: Pat
     finally:
         first.close()
         second.close()
+
+
+def test_a_request_served_before_attempts_were_counted_is_never_served_again(store: NodeStore) -> None:
+    """A request recorded as served without any served attempt (by a node of the version before
+    signing attempts; the store upgrade keeps the row) was served once for good: a compromised
+    coordinator replaying its still unexpired approvals after the upgrade gets no attempt of it."""
+    store.record_request("old", KEY_ID, _id(9))
+    with pytest.raises(RequestAlreadyServed, match=r"^request_id: 'old' was already served"):
+        store.consume_presignature(_id(0), b"tomb", request=served("old", res("old")))
+    assert store.served_attempts("old") == []

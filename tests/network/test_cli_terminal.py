@@ -1,0 +1,67 @@
+"""The ``mpc`` CLI prints server text (from an untrusted coordinator, or relayed from a node)
+with every non-printable character escaped: no terminal escape sequence from a server reaches
+the user's terminal, so a compromised coordinator cannot, e.g., move the cursor up and overwrite
+the digest that ``mpc request show`` displayed before the approver decides."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import grpc
+import pytest
+
+from governance.approval import SigningRequest
+from mpcnet import cli
+from mpcnet.client import ApprovalView, MpcError, SignRequest
+
+ESC = "\x1b[3A\r\x1b[2Kdigest       " + "ab" * 32 + "\x1b]52;c;Zm9v\x07\u202e"
+
+
+def _request() -> SignRequest:
+    now = time.time_ns() // 1_000_000
+    req = SigningRequest("r-1", os.urandom(32), bytes(32), (), "requester1", "pay invoice 42", now, now + 60_000, 1, bytes(32))
+    return SignRequest(
+        request_id="r-1", state="failed", request=req, request_bytes=req.encode(),
+        approvals=(ApprovalView("approver1" + ESC, "approve", now),), approval_quorum=2, approvers=3, signature=None,
+        error_code="ABORTED", error_message="sign aborted: " + ESC, attempts=1, updated_unix_ms=now,
+    )
+
+
+class _Key:
+    def describe(self, path: Any = None) -> dict[str, Any]:
+        return {"key_id": "00" * 32, "status": "active", "threshold": 2, "parties": 3, "ethereum_address": "0x0", "label": "k" + ESC}
+
+
+class _Fake:
+    def __enter__(self) -> "_Fake":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def get_sign_request(self, rid: str) -> SignRequest:
+        return _request()
+
+    def list_keys(self) -> list[_Key]:
+        return [_Key()]
+
+    def watch_sign_request(self, rid: str) -> list[SignRequest]:
+        return [_request()]
+
+    def cluster_status(self) -> Any:
+        raise MpcError(grpc.StatusCode.UNAVAILABLE, "coordinator says " + ESC)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["request", "show", "r-1"], ["keys"], ["request", "watch", "r-1"], ["status"]],
+)
+def test_server_text_reaches_the_terminal_escaped(argv, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(cli, "_client", lambda ap, args: _Fake())
+    cli.main(["--cluster", "unused", "--as", "approver1", *argv])
+    out, err = capsys.readouterr()
+    for text in (out, err):
+        assert not any(not c.isprintable() and c != "\n" for c in text), repr(text)
+    assert "\\x1b[3A" in out + err  # shown, escaped
