@@ -90,6 +90,7 @@ class Aborted(Exception):
     message: str
     culprit: int | None = None
     ban: bool = False
+    reporter: int | None = None  # the node that aborted (None: the coordinator's own check)
 
     def __str__(self) -> str:
         return self.message
@@ -153,8 +154,8 @@ def _classify(nodes: dict[int, NodeHandle], errs: dict[int, grpc.RpcError], phas
         h = nodes[i]
         if code == grpc.StatusCode.ABORTED:
             c = trailing(e, "mpc-culprit")
-            culprit = int(c) if c and c.isdigit() and int(c) > 0 else None
-            aborts.append(Aborted(details, culprit, trailing(e, "mpc-ban") == "1"))
+            culprit = int(c) if c and c.isdigit() and len(c) <= 5 and int(c) in nodes and int(c) != i else None
+            aborts.append(Aborted(details, culprit, trailing(e, "mpc-ban") == "1", reporter=i))
         elif code in _RETRYABLE or (code == grpc.StatusCode.NOT_FOUND and phase == "step"):
             reason = f"{code.name}: {details}" if details else code.name
             h.mark_down(reason)

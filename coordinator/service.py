@@ -17,6 +17,7 @@ answers for it, and audited in the coordinator's own signed, hash-chained log.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -53,6 +54,7 @@ from proto.mpc.v1 import common_pb2, coordinator_pb2, governance_pb2, node_pb2
 log = logging.getLogger("coordinator.service")
 Code = grpc.StatusCode
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+MAX_SIGNER_SETS_TRIED = 50_000  # bounds _pick's search for a signer set that avoids every dispute
 _KEY_STATUS = {
     "pending": common_pb2.KEY_STATUS_PENDING,
     "active": common_pb2.KEY_STATUS_ACTIVE,
@@ -101,6 +103,14 @@ def _attempts_left(taken: int) -> str:
         f"{min(taken, MAX_SIGN_ATTEMPTS)} of {MAX_SIGN_ATTEMPTS} signing attempts used; start the unavailable nodes, "
         "then submit a new request for approval"
     )
+def _disputes_text(nodes: dict[int, NodeHandle], disputes: set[frozenset[int]]) -> str:
+    """The blame this request's sessions collected, for the final error ("" if none)."""
+    if not disputes:
+        return ""
+    parts = sorted(" and ".join(nodes[i].label for i in sorted(d)) for d in disputes)
+    return "; no signer set avoids every dispute (never together: " + "; ".join(parts) + ")"
+
+
 def _live(bundle: bytes) -> bool:
     """True iff the bundle's request has not expired by the coordinator's clock."""
     try:
@@ -404,7 +414,10 @@ class CoordinatorService:
         return coordinator_pb2.ListKeysResponse(keys=[key_info(k) for k in self.db.list_keys()])
 
     # --- signing (only ever for an approved request: see coordinator.requests) ----------------
-    def _pick(self, t: int, excluded: set[int]) -> tuple[int, ...] | None:
+    def _pick(self, t: int, excluded: set[int], disputes: frozenset[frozenset[int]] = frozenset()) -> tuple[int, ...] | None:
+        """``t`` signers not in ``excluded``, the preferred first, such that no set in
+        ``disputes`` (a node and the node that blamed it in an earlier session of this request:
+        one of the two cheated, we cannot tell which) lies within them; None if impossible."""
         with self._lock:
             self._rr += 1
             rr = self._rr
@@ -416,7 +429,15 @@ class CoordinatorService:
             cands.sort(key=lambda h: (
                 h.healthy is False, bool(h.clock_suspect), not self.policies.synced(h.index), h.inflight, (h.index - rr) % n,
             ))
-            return tuple(sorted(h.index for h in cands[:t]))
+            order = [h.index for h in cands]
+        if not disputes:
+            return tuple(sorted(order[:t]))
+        for tried, combo in enumerate(itertools.combinations(order, t)):  # in order of preference
+            if not any(d <= set(combo) for d in disputes):
+                return tuple(sorted(combo))
+            if tried >= MAX_SIGNER_SETS_TRIED:
+                break
+        return None
 
     def _sign(
         self, rid: str, k: KeyRecord, digest: bytes, path: tuple[int, ...], bundle: bytes
@@ -435,6 +456,7 @@ class CoordinatorService:
         expected = derive(Point.decode(k.public_key), k.chain_code, path).public_key
         down: dict[int, str] = {}
         banned: set[int] = set()
+        disputes: set[frozenset[int]] = set()
         attempts = 0
         t0 = time.perf_counter()
         second_chance = True
@@ -443,7 +465,7 @@ class CoordinatorService:
             if self.db.sign_attempts_taken(rid) >= MAX_SIGN_ATTEMPTS:
                 raise _signing_error(Code.FAILED_PRECONDITION, _exhausted(rid, down), attempts, "attempts-exhausted")
             with self._sessions:  # at most max_parallel_sessions at once; the rest queue here
-                signers = self._pick(t, set(down))
+                signers = self._pick(t, set(down), frozenset(disputes))
                 reachable = n - len(set(down) - banned)  # a banned node still reserves
                 if reachable < q:  # no attempt can be reserved: do not spend one
                     signers = None
@@ -457,13 +479,18 @@ class CoordinatorService:
                     if came_back:
                         log.info("request %s: %s reconnected; retrying", rid, ", ".join(h.label for h in came_back))
                         continue
+                if signers is None and disputes and reachable >= q and self._pick(t, set(down)) is not None:
+                    raise _signing_error(  # enough nodes, but every signer set holds a disputed pair
+                        Code.ABORTED, f"sign aborted: nodes blamed each other{_disputes_text(self.nodes, disputes)}; "
+                        "check the named nodes (their logs and audit trails), then submit the request again", attempts,
+                    )
                 if signers is None:
                     names = "; ".join(r for _, r in sorted(down.items()))
                     raise _signing_error(
                         Code.UNAVAILABLE,
                         f"sign: needs {max(t, q)} of {n} nodes but only {n - len(down)} are available ({t} sign, a "
                         f"majority of {q} reserves each attempt); unavailable: {names}; "
-                        f"{_attempts_left(self.db.sign_attempts_taken(rid))}",
+                        f"{_attempts_left(self.db.sign_attempts_taken(rid))}{_disputes_text(self.nodes, disputes)}",
                         attempts,
                     )
                 attempts += 1
@@ -506,10 +533,26 @@ class CoordinatorService:
                     )
                     continue
                 except Aborted as e:
-                    raise _signing_error(Code.ABORTED, f"sign aborted: {e}", attempts) from None
+                    # a node blamed another: one of the two cheated. Sign without that pair
+                    # together (never again in one signer set for this request) while some
+                    # signer set avoids every such dispute; an unattributable abort ends it
+                    dispute = frozenset(x for x in (e.culprit, e.reporter) if x is not None)
+                    if e.culprit is not None and dispute not in disputes:
+                        disputes.add(dispute)
+                        log.warning(
+                            "request %s: session %d with nodes %s aborted (%s); retrying without %s in one signer set",
+                            rid, attempts, list(signers), e, " and ".join(self.nodes[x].label for x in sorted(dispute)),
+                        )
+                        continue
+                    raise _signing_error(Code.ABORTED, f"sign aborted: {e}{_disputes_text(self.nodes, disputes)}", attempts) from None
                 except ProtocolAbort as e:
+                    # the combiner's own check: a share that does not verify is proven bad
+                    if e.party in self.nodes and frozenset({e.party}) not in disputes:
+                        disputes.add(frozenset({e.party}))
+                        log.warning("request %s: %s sent a bad signature share (%s); retrying without it", rid, self.nodes[e.party].label, e.reason)
+                        continue
                     who = self.nodes[e.party].label if e.party in self.nodes else "unattributable"
-                    raise _signing_error(Code.ABORTED, f"sign aborted: {who}: {e.reason}", attempts) from None
+                    raise _signing_error(Code.ABORTED, f"sign aborted: {who}: {e.reason}{_disputes_text(self.nodes, disputes)}", attempts) from None
                 except Refused as e:
                     if e.code == Code.PERMISSION_DENIED and e.banned and not set(e.banned) & set(down):
                         for b in e.banned:  # a node refuses a banned peer for this key: leave it out
