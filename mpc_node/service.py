@@ -900,8 +900,10 @@ class NodeService:
         try:
             return self._reserve(req, _caller(ctx))
         except RpcError as e:
+            if e.message.startswith("sign."):  # the shared checks name SignParams fields: these are top-level here
+                e = RpcError(e.code, e.message[len("sign."):], metadata=e.metadata)
             self._audit_sign("sign-reserve", req.request_id, "refused", e.message, actor=_caller(ctx), key_id=req.key_id)
-            raise
+            raise e from None
 
     def _reserve(self, req: node_pb2.ReserveSigningRequest, actor: str) -> node_pb2.ReserveSigningResponse:
         key_id = check_len(req.key_id, "key_id", 32)

@@ -329,3 +329,18 @@ def test_the_coordinators_abort_reason_reaches_the_log_escaped(lay, svcs, key2, 
     for line in lines:
         assert not any(c in line for c in "\n\r\x1b"), line
         assert "forged line" in line  # still there, escaped
+
+
+def test_reserve_signing_errors_name_its_own_fields(lay, svcs, key2) -> None:
+    """ReserveSigning shares the signing checks, but its fields are top-level (no ``sign.``)."""
+    p = _params(lay, key2, (2, 3))
+    req = reserve_request(os.urandom(32), p, 1)
+    req.approval_bundle = b""
+    with pytest.raises(RpcError) as e:
+        svcs[1].ReserveSigning(req, None)
+    assert e.value.code == Code.PERMISSION_DENIED and e.value.message.startswith("approval_bundle: missing"), e.value.message
+    req = reserve_request(os.urandom(32), p, 1)
+    req.key_id = bytes(32)
+    with pytest.raises(RpcError) as e:
+        svcs[1].ReserveSigning(req, None)
+    assert e.value.code == Code.NOT_FOUND and e.value.message.startswith("key_id: "), e.value.message
