@@ -63,6 +63,7 @@ _SIGN_STATE = {v: k.removeprefix("SIGN_REQUEST_STATE_").lower() for k, v in coor
 SIGN_STATES = tuple(s for s in _SIGN_STATE.values() if s != "unspecified")
 TERMINAL_STATES = ("done", "rejected", "expired", "failed")
 _PROPOSAL_STATE = {v: k.removeprefix("PROPOSAL_STATE_").lower() for k, v in coordinator_pb2.ProposalState.items()}
+APPROVE_CLOCK_SLACK_MS = 5 * 60 * 1000  # what nodes allow for "created in the future" (governance.approval)
 
 
 class MpcError(Exception):
@@ -557,6 +558,18 @@ class MpcClient:
                     grpc.StatusCode.FAILED_PRECONDITION,
                     f"{what}: request {request_id} is for {what} {got}, not the expected {want}; nothing was signed",
                 )
+        now = time.time_ns() // 1_000_000
+        if decision is Decision.APPROVE and q.created_at_ms > now + APPROVE_CLOCK_SLACK_MS:
+            raise MpcError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"created_at_ms: request {request_id} claims to be created {(q.created_at_ms - now) / 1000:.0f} s in the "
+                "future by this machine's clock (approvals for it would stay usable later); nothing was signed",
+            )
+        if decision is Decision.APPROVE and q.expires_at_ms <= now:
+            raise MpcError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"expires_at_ms: request {request_id} already expired by this machine's clock; nothing was signed",
+            )
         approval = sign_approval(current.request, me.name, me.signing_key, decision)
         pb = coordinator_pb2.DECISION_APPROVE if decision is Decision.APPROVE else coordinator_pb2.DECISION_REJECT
         r = self._call(
