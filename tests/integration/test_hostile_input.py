@@ -1,0 +1,96 @@
+"""Hostile text and malformed values on the RPCs and fields added for issue 8 (ReserveSigning,
+StartSession's request id, policy attestations), against a real 2-of-3 cluster.
+
+Every bad value must be refused with INVALID_ARGUMENT / PERMISSION_DENIED / FAILED_PRECONDITION
+naming the field, never INTERNAL (or a misleading UNAVAILABLE), change nothing, and the audit
+entry of the refusal must be written (with the caller's text escaped).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+
+import grpc
+import pytest
+
+from coordinator.config import NodeEndpoint
+from coordinator.relay import NodeHandle
+from governance.audit import export_jsonl
+from mpcnet.client import MpcClient
+from mpcnet.pki import channel_credentials
+from proto.mpc.v1 import node_pb2
+
+from .conftest import make_cluster
+from .govtools import approved_bundle
+
+N, T = 3, 2
+Code = grpc.StatusCode
+DIGEST = bytes(range(7, 39))
+HOSTILE_IDS = ["a\x00b", "\x00", "x\u202egnp.exe", "\x1b[2J\x1b[31mpwned", "x" * 70_000]
+
+
+@pytest.fixture(scope="module")
+def hc(tmp_path_factory):
+    c = make_cluster(tmp_path_factory, "hostile-2of3", N, T)
+    try:
+        c.start_all()
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture(scope="module")
+def key(hc):
+    with MpcClient.from_cluster(hc.lay.dir, identity="admin1", timeout=60) as c:
+        return c.create_key("hostile")
+
+
+@pytest.fixture(scope="module")
+def nodes(hc):
+    """The harness holds the coordinator's certificate: a compromised coordinator."""
+    creds = channel_credentials(hc.lay.cert("coordinator"), hc.lay.ca.cert)
+    eps = hc.lay.endpoints()
+    hs = {i: NodeHandle(NodeEndpoint(i, f"node-{i}", eps[f"node-{i}"]), creds) for i in range(1, N + 1)}
+    yield hs
+    for h in hs.values():
+        h.close()
+
+
+def node_audit(hc, i: int) -> list[dict]:
+    buf = io.StringIO()
+    export_jsonl(hc.lay.node_dir(i) / "audit.db", buf)
+    return [json.loads(x) for x in buf.getvalue().splitlines()]
+
+
+def test_hostile_request_ids_are_invalid_argument_and_audited(hc, nodes, key) -> None:
+    rid, b = approved_bundle(hc.lay, key.key_id, DIGEST)
+    before = len(node_audit(hc, 1))
+    for bad in HOSTILE_IDS:
+        reserve = node_pb2.ReserveSigningRequest(
+            key_id=key.key_id, request_id=bad, attempt=1, signers=[1, 2], session_id=os.urandom(32),
+            approval_bundle=b, digest=DIGEST,
+        )
+        with pytest.raises(grpc.RpcError) as e:
+            nodes[1].stub.ReserveSigning(reserve, timeout=20)
+        assert e.value.code() == Code.INVALID_ARGUMENT and e.value.details().startswith("request_id: "), (bad, e.value)
+        sign = node_pb2.SignParams(key_id=key.key_id, signers=[1, 2], digest=DIGEST, request_id=bad, approval_bundle=b)
+        with pytest.raises(grpc.RpcError) as e:
+            nodes[1].stub.StartSession(node_pb2.StartSessionRequest(session_id=os.urandom(32), sign=sign), timeout=20)
+        assert e.value.code() == Code.INVALID_ARGUMENT and e.value.details().startswith("sign.request_id: "), (bad, e.value)
+    refusals = [e for e in node_audit(hc, 1)[before:] if e["outcome"] == "refused"]
+    assert [e["action"] for e in refusals] == ["sign-reserve", "sign-start"] * len(HOSTILE_IDS)
+    for e in refusals:
+        text = e["details"].get("request", "")
+        assert text and text.isascii() and text.isprintable(), e  # the caller's text, escaped
+    # nothing was reserved or started: the genuine request still gets attempt 1
+    ok = nodes[1].stub.ReserveSigning(
+        node_pb2.ReserveSigningRequest(
+            key_id=key.key_id, request_id=rid, attempt=1, signers=[1, 2], session_id=os.urandom(32),
+            approval_bundle=b, digest=DIGEST,
+        ),
+        timeout=20,
+    )
+    assert ok.created
+    assert "internal error" not in hc.lay.log("node-1").read_text()
