@@ -67,7 +67,7 @@ from mpc_node.keystore import OperationalKeys
 from mpc_node.storage import NodeStore, RateLimited, RequestAlreadyServed, ReservationConflict, StoreError
 from mpc_node.storage import Reservation as StoredReservation
 from mpcnet.govwire import audit_page, policy_state
-from mpcnet.rpc import RpcError, caller_identity, check_len, invalid
+from mpcnet.rpc import RpcError, caller_identity, check_label, check_len, invalid
 from proto.mpc.v1 import common_pb2, governance_pb2, node_pb2
 
 log = logging.getLogger("mpc_node.service")
@@ -404,6 +404,7 @@ class NodeService:
             label = p.key_label.decode("utf-8")
         except UnicodeDecodeError:
             raise invalid("dkg.key_label", "must be UTF-8") from None
+        check_label(label, "dkg.key_label")
         party = DkgParty(DkgConfig(sid, p.threshold, n, self.me, p.key_label))
         parts = tuple(range(1, n + 1))
         s = Session(sid, "dkg", party, parts, tuple(j for j in parts if j != self.me), 1, label=label)

@@ -94,3 +94,25 @@ def test_hostile_request_ids_are_invalid_argument_and_audited(hc, nodes, key) ->
     )
     assert ok.created
     assert "internal error" not in hc.lay.log("node-1").read_text()
+
+
+HOSTILE_LABELS = ["a\x00b", "evil\x1b[2J", "x\u202egnp.exe", "two\nlines", "tab\tbed", "\u2028"]
+
+
+def test_hostile_key_labels_are_invalid_argument_and_run_no_keygen(hc, nodes) -> None:
+    with MpcClient.from_cluster(hc.lay.dir, identity="admin1", timeout=60) as admin:
+        before = {k.key_id for k in admin.list_keys()}
+        for bad in HOSTILE_LABELS:
+            with pytest.raises(Exception) as e:
+                admin.create_key(bad)
+            assert "INVALID_ARGUMENT" in str(e.value) and "label: contains control/format character" in str(e.value), (bad, e.value)
+        assert {k.key_id for k in admin.list_keys()} == before
+        # a compromised coordinator sending the label to the nodes directly: refused up front
+        for bad in HOSTILE_LABELS:
+            dkg = node_pb2.DkgParams(threshold=T, parties=N, key_label=bad.encode())
+            with pytest.raises(grpc.RpcError) as ge:
+                nodes[1].stub.StartSession(node_pb2.StartSessionRequest(session_id=os.urandom(32), dkg=dkg), timeout=20)
+            assert ge.value.code() == Code.INVALID_ARGUMENT and ge.value.details().startswith("dkg.key_label: "), (bad, ge.value)
+        assert admin.create_key("plain label, with spaces").label == "plain label, with spaces"
+    for name in ("coordinator", "node-1"):
+        assert "internal error" not in hc.lay.log(name).read_text()
