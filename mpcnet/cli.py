@@ -61,7 +61,13 @@ def _print(args: argparse.Namespace, doc: Any, lines: list[tuple[str, Any]]) -> 
         return
     width = max(len(k) for k, _ in lines) if lines else 0
     for k, v in lines:
-        print(f"{k:<{width}}  {v}")
+        print(f"{k:<{width}}  {_term(v)}")
+
+
+def _term(text: object) -> str:
+    """Text from the coordinator (untrusted) or a caller, on one terminal line: every control,
+    format or bidi character (newline, ESC, CSI, U+202E, ...) escaped, other text kept."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in str(text))
 
 
 def _info(args: argparse.Namespace) -> dict[str, Any]:
@@ -88,7 +94,7 @@ def cmd_keys(c: MpcClient, args: argparse.Namespace) -> int:
     if not keys:
         print("no keys")
     for k in keys:
-        print(f"{k['key_id']}  {k['status']:<8} {k['threshold']}-of-{k['parties']}  {k['ethereum_address']}  {k['label']}")
+        print(f"{k['key_id']}  {k['status']:<8} {k['threshold']}-of-{k['parties']}  {k['ethereum_address']}  {_term(k['label'])}")
     return 0
 
 
@@ -183,7 +189,7 @@ def cmd_request_watch(c: MpcClient, args: argparse.Namespace) -> int:
             print(json.dumps(last.as_dict()), flush=True)
         else:
             extra = f" ({last.error_message})" if last.error_message else ""
-            print(f"{last.request_id}  {last.state.upper():<16} approved by: {', '.join(last.approved_by) or '-'}{extra}", flush=True)
+            print(_term(f"{last.request_id}  {last.state.upper():<16} approved by: {', '.join(last.approved_by) or '-'}{extra}"), flush=True)
     return 0 if last is not None and last.state == "done" else 1
 
 
@@ -196,10 +202,10 @@ def cmd_requests(c: MpcClient, args: argparse.Namespace) -> int:
         print("no requests")
     for r in rs:
         q = r.request
-        print(
+        print(_term(
             f"{r.request_id:<28} {r.state.upper():<16} {len(r.approved_by)}/{r.approval_quorum}  "
             f"key {q.key_id.hex()[:16]}  by {q.requester:<12} {q.description[:40]!r}"
-        )
+        ))
     return 0
 
 
@@ -319,7 +325,7 @@ def cmd_policy_proposals(c: MpcClient, args: argparse.Namespace) -> int:
         print("no proposals")
     for p in ps:
         d = p.as_dict()
-        print(f"{p.proposal_id}  {p.state.upper():<10} scope {d['scope'][:16]:<16} v{d['new_policy']['version']}  signed by {', '.join(p.signers)}")
+        print(_term(f"{p.proposal_id}  {p.state.upper():<10} scope {d['scope'][:16]:<16} v{d['new_policy']['version']}  signed by {', '.join(p.signers)}"))
     return 0
 
 
@@ -343,7 +349,7 @@ def cmd_audit_verify(c: MpcClient | None, args: argparse.Namespace) -> int:
             print(f"{args.db}: ok, {report.entries} entries, chain and signatures verified")
         else:
             where = f"entry {report.first_broken}: " if report.first_broken is not None else ""
-            print(f"{args.db}: BROKEN at {where}{report.reason}")
+            print(f"{args.db}: BROKEN at {where}{_term(report.reason)}")
         return 0 if report.ok else 1
     assert c is not None
     info = _info(args)
@@ -361,7 +367,7 @@ def cmd_audit_verify(c: MpcClient | None, args: argparse.Namespace) -> int:
                 print(f"{r.component:<12} ok      {r.entries:>6} entries, chain and signatures verified{head}")
             else:
                 where = f"entry {r.first_broken}: " if r.first_broken is not None else ""
-                print(f"{r.component:<12} BROKEN  {r.entries:>6} entries; {where}{r.reason}")
+                print(f"{r.component:<12} BROKEN  {r.entries:>6} entries; {where}{_term(r.reason)}")
         print("audit trail verified: every chain and signature is intact, and the trail is complete" if ok else "audit trail NOT verified (see above)")
     return 0 if ok else 1
 
@@ -393,7 +399,7 @@ def cmd_audit_export(c: MpcClient | None, args: argparse.Namespace) -> int:
                     "component": name, "seq": e.seq, "timestamp_ms": e.timestamp_ms, "actor": e.actor, "action": e.action,
                     "request_id": e.request_id, "outcome": e.outcome, "details": details, "prev_hash": e.prev_hash.hex(),
                     "entry_hash": e.entry_hash.hex(), "signature": e.signature.hex(),
-                }, sort_keys=True, ensure_ascii=False) + "\n")
+                }, sort_keys=True) + "\n")  # ASCII: the entries are not verified, and may go to a terminal
                 total += 1
         if args.out:
             print(f"wrote {total} entries of {len(names)} component(s) to {args.out} (not verified: run 'audit verify')", file=sys.stderr)
@@ -560,7 +566,7 @@ def main(argv: list[str] | None = None) -> int:
     except MpcError as e:
         if args.json:
             print(json.dumps({"error": {"code": e.code.name, "message": e.message}}, indent=2))
-        print(f"mpc: {e.code.name}: {e.message}", file=sys.stderr)
+        print(f"mpc: {e.code.name}: {_term(e.message)}", file=sys.stderr)
         return 1
     return 0
 

@@ -116,3 +116,64 @@ def test_hostile_key_labels_are_invalid_argument_and_run_no_keygen(hc, nodes) ->
         assert admin.create_key("plain label, with spaces").label == "plain label, with spaces"
     for name in ("coordinator", "node-1"):
         assert "internal error" not in hc.lay.log(name).read_text()
+
+
+# --- the CLI: text from the (untrusted) coordinator never reaches the terminal raw ------------
+
+EVIL = "\r\x1b[2K\x1b[8m\u202e\x9b31m\nnode-2       ok"
+
+
+class _EvilCoordinator:
+    """What a compromised coordinator can answer through MpcClient: any text it likes."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def fetch_audit(self, component: str):
+        from mpcnet.client import MpcError
+
+        raise MpcError(Code.UNAVAILABLE, f"component: {component}: {EVIL}")
+
+    def list_sign_requests(self, **kw):
+        return []
+
+    def list_keys(self):
+        from mpcnet.client import Key
+
+        pk = bytes.fromhex("02" + "79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798")
+        return [Key(b"\x01" * 32, EVIL, pk, b"\x00" * 32, 2, 3, "active", 0)]
+
+
+def _no_raw_control(text: str) -> None:
+    for line in text.splitlines():
+        assert line.isprintable(), repr(line)
+
+
+def test_cli_escapes_coordinator_text_in_audit_verify_keys_and_errors(tmp_path, monkeypatch, capsys) -> None:
+    from mpcnet import cli
+    from mpcnet.client import MpcError
+
+    (tmp_path / "identities" / "auditor1").mkdir(parents=True)
+    (tmp_path / "cluster.json").write_text(json.dumps({"audit": {"node-2": {"public_key": "11" * 32}}}))
+    monkeypatch.setattr(cli, "_client", lambda ap, args: _EvilCoordinator())
+    assert cli.main(["--cluster", str(tmp_path), "--as", "auditor1", "audit", "verify"]) == 1
+    out = capsys.readouterr()
+    _no_raw_control(out.out + out.err)
+    assert "node-2       BROKEN" in out.out and "audit trail NOT verified" in out.out
+    assert cli.main(["--cluster", str(tmp_path), "--as", "auditor1", "keys"]) == 0
+    out = capsys.readouterr()
+    _no_raw_control(out.out + out.err)
+    assert len(out.out.splitlines()) == 1
+
+    class Failing(_EvilCoordinator):
+        def list_keys(self):
+            raise MpcError(Code.INVALID_ARGUMENT, EVIL)
+
+    monkeypatch.setattr(cli, "_client", lambda ap, args: Failing())
+    assert cli.main(["--cluster", str(tmp_path), "--as", "auditor1", "keys"]) == 1
+    out = capsys.readouterr()
+    _no_raw_control(out.out + out.err)
+    assert len(out.err.splitlines()) == 1
