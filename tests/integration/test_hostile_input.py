@@ -177,3 +177,19 @@ def test_cli_escapes_coordinator_text_in_audit_verify_keys_and_errors(tmp_path, 
     out = capsys.readouterr()
     _no_raw_control(out.out + out.err)
     assert len(out.err.splitlines()) == 1
+
+
+def test_caller_text_in_node_logs_is_escaped(hc, nodes) -> None:
+    """AbortSession's free-text reason comes from the (untrusted) coordinator: it must not forge
+    log lines or put terminal escapes into the node's log."""
+    sid = os.urandom(32)
+    nodes[1].stub.StartSession(
+        node_pb2.StartSessionRequest(session_id=sid, dkg=node_pb2.DkgParams(threshold=T, parties=N, key_label=b"abort-me")),
+        timeout=20,
+    )
+    evil = "done\n2026-01-01 00:00:00,000 node-1 ERROR mpc_node: FORGED LINE\x1b[8m\u202e\r"
+    assert nodes[1].stub.AbortSession(node_pb2.AbortSessionRequest(session_id=sid, reason=evil), timeout=20).existed
+    lines = hc.lay.log("node-1").read_text().splitlines()
+    assert not any(line.startswith("2026-01-01") for line in lines)
+    mine = [line for line in lines if "aborted by the coordinator" in line and "FORGED" in line]
+    assert len(mine) == 1 and mine[0].isprintable(), mine
