@@ -193,3 +193,78 @@ def test_caller_text_in_node_logs_is_escaped(hc, nodes) -> None:
     assert not any(line.startswith("2026-01-01") for line in lines)
     mine = [line for line in lines if "aborted by the coordinator" in line and "FORGED" in line]
     assert len(mine) == 1 and mine[0].isprintable(), mine
+
+
+# --- a bounded fuzz of the new node RPCs -------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+ALLOWED = {Code.INVALID_ARGUMENT, Code.PERMISSION_DENIED, Code.FAILED_PRECONDITION, Code.NOT_FOUND}
+_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=80)
+_u32 = st.integers(0, 2**32 - 1)
+_blob = st.binary(max_size=300)
+
+
+def _mutate(data: bytes, i: int, b: int) -> bytes:
+    if not data:
+        return bytes([b])
+    i %= len(data)
+    return data[:i] + bytes([b]) + data[i + 1 :]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_fuzz_reserve_signing_and_attestations(hc, nodes, key, data) -> None:
+    rid, b = approved_bundle(hc.lay, key.key_id, DIGEST) if data.draw(st.booleans()) else ("r", b"")
+    req = node_pb2.ReserveSigningRequest(
+        key_id=data.draw(st.sampled_from([key.key_id, os.urandom(32)]) | _blob),
+        request_id=data.draw(st.just(rid) | _text),
+        attempt=data.draw(st.integers(0, 5) | _u32),
+        signers=data.draw(st.lists(st.integers(0, 5) | _u32, max_size=6)),
+        session_id=data.draw(st.just(os.urandom(32)) | _blob),
+        approval_bundle=data.draw(st.just(b) | st.builds(_mutate, st.just(b), st.integers(0, 10**6), st.integers(0, 255)) | _blob),
+        digest=data.draw(st.just(DIGEST) | _blob),
+        derivation_path=data.draw(st.lists(_u32, max_size=4)),
+    )
+    try:
+        nodes[1].stub.ReserveSigning(req, timeout=20)
+    except grpc.RpcError as e:
+        assert e.code() in ALLOWED, (req, e.code(), e.details())
+        assert e.details().isprintable(), e.details()
+    att = data.draw(_blob | st.builds(lambda: b""))
+    try:
+        nodes[2].stub.InstallPolicyAttestation(node_pb2.InstallPolicyAttestationRequest(attestation=att), timeout=20)
+    except grpc.RpcError as e:
+        assert e.code() in ALLOWED, (att, e.code(), e.details())
+    step = node_pb2.StepRequest(
+        session_id=data.draw(st.just(os.urandom(32)) | _blob), round=data.draw(_u32),
+        reservation_receipts=data.draw(st.lists(_blob, max_size=4)), attempt=data.draw(_u32),
+    )
+    try:
+        nodes[3].stub.Step(step, timeout=20)
+    except grpc.RpcError as e:
+        assert e.code() in ALLOWED, (step, e.code(), e.details())
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(att=_blob, key_id=_blob, raw=_blob)
+def test_fuzz_coordinator_policy_rpcs(hc, att, key_id, raw) -> None:
+    from proto.mpc.v1 import coordinator_pb2
+
+    with MpcClient.from_cluster(hc.lay.dir, identity="admin2", timeout=20) as admin:
+        stub = admin._stub
+        calls = [
+            (stub.SubmitPolicyAttestation, coordinator_pb2.SubmitPolicyAttestationRequest(attestation=att)),
+            (stub.GetPolicyHistory, coordinator_pb2.GetPolicyHistoryRequest(key_id=key_id)),
+        ]
+        for fn, req in calls:
+            try:
+                fn(req, timeout=20)
+            except grpc.RpcError as e:
+                assert e.code() in ALLOWED, (req, e.code(), e.details())
+        for m in ("ListPolicies", "GetPolicyHistory", "SubmitPolicyAttestation"):
+            try:
+                admin._channel.unary_unary(f"/mpc.v1.Coordinator/{m}")(raw, timeout=20)
+            except grpc.RpcError as e:
+                assert e.code() in ALLOWED, (m, raw, e.code(), e.details())
