@@ -268,3 +268,39 @@ def test_fuzz_coordinator_policy_rpcs(hc, att, key_id, raw) -> None:
                 admin._channel.unary_unary(f"/mpc.v1.Coordinator/{m}")(raw, timeout=20)
             except grpc.RpcError as e:
                 assert e.code() in ALLOWED, (m, raw, e.code(), e.details())
+
+
+def test_coordinator_audits_every_refused_attestation(hc) -> None:
+    """An admin presenting another admin's attestation (or one from the future) is refused,
+    and, like a bad signature, the refusal is in the coordinator's signed audit log."""
+    from governance.attestation import PolicyAttestation, SignedPolicyAttestation, sign_attestation
+    from mpcnet.identities import load_identity
+    from proto.mpc.v1 import coordinator_pb2
+
+    from .govtools import now_ms
+
+    with MpcClient.from_cluster(hc.lay.dir, identity="admin2", timeout=30) as admin2:
+        held = SignedPolicyAttestation.from_bytes(admin2._stub.ListPolicies(coordinator_pb2.ListPoliciesRequest(), timeout=20).policy_attestation)
+        a = held.attestation
+
+        def signed(by: str, issued: int) -> bytes:
+            att = PolicyAttestation(a.governance_root, issued, by, a.heads)
+            return sign_attestation(att, load_identity(hc.lay.dir, by).signing_key).to_bytes()
+
+        def coordinator_refusals() -> list[dict]:
+            buf = io.StringIO()
+            export_jsonl(hc.lay.coordinator_dir / "audit.db", buf)
+            entries = [json.loads(x) for x in buf.getvalue().splitlines()]
+            return [e for e in entries if e["action"] == "policy-attest" and e["outcome"] == "refused"]
+
+        before = len(coordinator_refusals())
+        for data, code, field in [
+            (signed("admin1", now_ms()), Code.PERMISSION_DENIED, "attestation.attestation.admin"),
+            (signed("admin2", now_ms() + 3_600_000), Code.INVALID_ARGUMENT, "attestation.attestation.issued_at_ms"),
+            (b"\xff" * 40, Code.INVALID_ARGUMENT, "attestation.tag"),
+        ]:
+            with pytest.raises(grpc.RpcError) as e:
+                admin2._stub.SubmitPolicyAttestation(coordinator_pb2.SubmitPolicyAttestationRequest(attestation=data), timeout=20)
+            assert e.value.code() == code and e.value.details().startswith(field + ":"), e.value
+        refusals = coordinator_refusals()[before:]
+        assert len(refusals) == 3 and all(r["actor"] == "admin2" for r in refusals), refusals
