@@ -304,3 +304,24 @@ def test_coordinator_audits_every_refused_attestation(hc) -> None:
             assert e.value.code() == code and e.value.details().startswith(field + ":"), e.value
         refusals = coordinator_refusals()[before:]
         assert len(refusals) == 3 and all(r["actor"] == "admin2" for r in refusals), refusals
+
+
+def test_node_audits_calls_from_roles_that_may_not_make_them(hc, key) -> None:
+    """Admins now reach the nodes directly (policy pushes): an admin or any other certificate
+    calling a coordinator-only RPC such as ReserveSigning is refused and, as at the coordinator,
+    audited (rpc-denied)."""
+    from .test_cluster_api import _raw_channel
+
+    ep = hc.lay.endpoints()["node-1"]
+    before = len(node_audit(hc, 1))
+    reserve = node_pb2.ReserveSigningRequest(key_id=key.key_id, request_id="r1", attempt=1).SerializeToString()
+    for who in ("admin1", "requester1"):
+        with _raw_channel(hc, ep, who) as ch:
+            with pytest.raises(grpc.RpcError) as e:
+                ch.unary_unary("/mpc.v1.Node/ReserveSigning")(reserve, timeout=10)
+            assert e.value.code() == Code.PERMISSION_DENIED and "needs role coordinator" in e.value.details()
+    denied = [e for e in node_audit(hc, 1)[before:] if e["action"] == "rpc-denied"]
+    assert [(e["actor"], e["details"]) for e in denied] == [
+        ("admin1", {"method": "ReserveSigning", "role": "admin", "needed": "coordinator"}),
+        ("requester1", {"method": "ReserveSigning", "role": "requester", "needed": "coordinator"}),
+    ]
