@@ -271,6 +271,8 @@ def cmd_policy_propose(c: MpcClient, args: argparse.Namespace) -> int:
             changes["rate_limit"] = RateLimit(int(n), int(window))
         except ValueError:
             raise argparse.ArgumentTypeError("rate: give N/SECONDS, e.g. 100/3600") from None
+        except GovernanceError as e:
+            raise argparse.ArgumentTypeError(f"rate: {e.field}: {e.reason}") from None
     try:
         new: KeyPolicy = c.next_policy(key_id, **changes)
     except GovernanceError as e:

@@ -325,3 +325,16 @@ def test_node_audits_calls_from_roles_that_may_not_make_them(hc, key) -> None:
         ("admin1", {"method": "ReserveSigning", "role": "admin", "needed": "coordinator"}),
         ("requester1", {"method": "ReserveSigning", "role": "requester", "needed": "coordinator"}),
     ]
+
+
+@pytest.mark.parametrize("rate", ["10/0", "0/3600", "10/99999999999", "-1/60"])
+def test_policy_propose_out_of_range_rate_is_a_usage_error_not_a_traceback(tmp_path, monkeypatch, capsys, rate) -> None:
+    from mpcnet import cli
+
+    (tmp_path / "cluster.json").write_text("{}")
+    monkeypatch.setattr(cli, "_client", lambda ap, args: _EvilCoordinator())
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--cluster", str(tmp_path), "--as", "admin1", "policy", "propose", f"--rate={rate}"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "mpc: error: rate: " in err and "Traceback" not in err, err
