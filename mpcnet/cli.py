@@ -414,6 +414,17 @@ def cmd_audit_export(c: MpcClient | None, args: argparse.Namespace) -> int:
 # --- parser ----------------------------------------------------------------------------------
 
 
+def _uint32(text: str) -> int:
+    """An argparse type: a whole number 0..2^32-1 (a protobuf uint32 field)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 0 <= n < 2**32:
+        raise argparse.ArgumentTypeError(f"must be 0..{2**32 - 1}, got {n}")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
@@ -462,7 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("requests", parents=[common], help="list signing requests (newest first)")
     p.add_argument("--state", choices=SIGN_STATES)
     p.add_argument("--key", default=None, help="key id (hex)")
-    p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--limit", type=_uint32, default=0, help="at most this many (0: the server's default)")
     p.set_defaults(fn=cmd_requests)
     for name, what in (("approve", "approve a signing request"), ("reject", "reject a signing request")):
         p = sub.add_parser(name, parents=[common], help=f"{what} (signed with your key); role approver")

@@ -338,3 +338,15 @@ def test_policy_propose_out_of_range_rate_is_a_usage_error_not_a_traceback(tmp_p
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "mpc: error: rate: " in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("limit", ["-1", "99999999999999", "ten"])
+def test_requests_limit_out_of_range_is_a_usage_error_not_a_traceback(tmp_path, monkeypatch, capsys, limit) -> None:
+    from mpcnet import cli
+
+    (tmp_path / "cluster.json").write_text("{}")
+    monkeypatch.setattr(cli, "_client", lambda ap, args: _EvilCoordinator())
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--cluster", str(tmp_path), "--as", "requester1", "requests", f"--limit={limit}"])
+    assert e.value.code == 2
+    assert "argument --limit: " in capsys.readouterr().err
