@@ -377,7 +377,10 @@ def cmd_audit_verify(c: MpcClient | None, args: argparse.Namespace) -> int:
 def cmd_audit_export(c: MpcClient | None, args: argparse.Namespace) -> int:
     if not args.jsonl:
         raise argparse.ArgumentTypeError("audit export: give --jsonl (the only format)")
-    out = open(args.out, "w") if args.out else sys.stdout
+    try:
+        out = open(args.out, "w") if args.out else sys.stdout
+    except OSError as e:
+        raise argparse.ArgumentTypeError(f"out: cannot write {args.out}: {e.strerror or type(e).__name__}") from None
     try:
         if args.db:
             try:

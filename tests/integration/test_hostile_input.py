@@ -350,3 +350,14 @@ def test_requests_limit_out_of_range_is_a_usage_error_not_a_traceback(tmp_path, 
         cli.main(["--cluster", str(tmp_path), "--as", "requester1", "requests", f"--limit={limit}"])
     assert e.value.code == 2
     assert "argument --limit: " in capsys.readouterr().err
+
+
+def test_audit_export_to_an_unwritable_out_is_a_usage_error_not_a_traceback(tmp_path, monkeypatch, capsys) -> None:
+    from mpcnet import cli
+
+    (tmp_path / "cluster.json").write_text("{}")
+    monkeypatch.setattr(cli, "_client", lambda ap, args: _EvilCoordinator())
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--cluster", str(tmp_path), "--as", "auditor1", "audit", "export", "--jsonl", "--out", str(tmp_path / "no" / "x")])
+    assert e.value.code == 2
+    assert "mpc: error: out: cannot write " in capsys.readouterr().err
