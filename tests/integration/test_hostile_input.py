@@ -361,3 +361,15 @@ def test_audit_export_to_an_unwritable_out_is_a_usage_error_not_a_traceback(tmp_
         cli.main(["--cluster", str(tmp_path), "--as", "auditor1", "audit", "export", "--jsonl", "--out", str(tmp_path / "no" / "x")])
     assert e.value.code == 2
     assert "mpc: error: out: cannot write " in capsys.readouterr().err
+
+
+def test_cluster_up_with_a_bad_scrypt_n_or_dir_fails_cleanly_and_writes_nothing(tmp_path, capsys) -> None:
+    from mpcnet import cluster_cli
+
+    d = tmp_path / "c"
+    assert cluster_cli.main(["up", "-n", "3", "-t", "2", "--dir", str(d), "--scrypt-n", "3"]) == 2
+    assert "scrypt-n: must be a power of two" in capsys.readouterr().err
+    assert not d.exists()  # nothing half-made that a corrected retry would trip over
+    (tmp_path / "file").write_text("")
+    assert cluster_cli.main(["up", "-n", "3", "-t", "2", "--dir", str(tmp_path / "file" / "c")]) == 2
+    assert "mpc-cluster: cannot create the cluster in " in capsys.readouterr().err
