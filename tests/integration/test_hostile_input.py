@@ -373,3 +373,26 @@ def test_cluster_up_with_a_bad_scrypt_n_or_dir_fails_cleanly_and_writes_nothing(
     (tmp_path / "file").write_text("")
     assert cluster_cli.main(["up", "-n", "3", "-t", "2", "--dir", str(tmp_path / "file" / "c")]) == 2
     assert "mpc-cluster: cannot create the cluster in " in capsys.readouterr().err
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_fuzz_start_session_sign_params(hc, nodes, key, data) -> None:
+    """SignParams as a compromised coordinator may send them (policy_attestation is new)."""
+    from proto.mpc.v1 import coordinator_pb2
+
+    rid, b = approved_bundle(hc.lay, key.key_id, DIGEST)
+    with MpcClient.from_cluster(hc.lay.dir, identity="auditor1", timeout=20) as c:
+        att = bytes(c._stub.ListPolicies(coordinator_pb2.ListPoliciesRequest(), timeout=20).policy_attestation)
+    sign = node_pb2.SignParams(
+        key_id=key.key_id, signers=data.draw(st.sampled_from([[1, 2], [2, 3], [1, 3]])), digest=DIGEST,
+        request_id=data.draw(st.just(rid) | _text), approval_bundle=b,
+        policy_attestation=data.draw(
+            st.just(att) | st.builds(_mutate, st.just(att), st.integers(0, 10**6), st.integers(0, 255)) | _blob
+        ),
+    )
+    try:
+        nodes[2].stub.StartSession(node_pb2.StartSessionRequest(session_id=os.urandom(32), sign=sign), timeout=20)
+    except grpc.RpcError as e:
+        assert e.code() in ALLOWED, (sign, e.code(), e.details())
+        assert e.details().isprintable(), e.details()
