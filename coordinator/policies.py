@@ -145,9 +145,8 @@ class PolicyBook:
         with self._lock:
             return b"" if self._attestation is None else self._attestation.to_bytes()
 
-    def submit_attestation(self, data: bytes, caller: str) -> tuple[bool, int]:
-        """An admin's attestation: verify (it must be the caller's own), keep if newest, push to
-        every node. Returns (stored, issued_at_ms of the one now held)."""
+    def _accepted_attestation(self, data: bytes, caller: str) -> SignedPolicyAttestation:
+        """The caller's own valid attestation in ``data``, else RpcError naming the field."""
         try:
             signed = SignedPolicyAttestation.from_bytes(data)
         except GovernanceError as e:
@@ -155,7 +154,6 @@ class PolicyBook:
         try:
             att = signed.verify(self.admins)
         except GovernanceError as e:
-            self.audit.append(caller, "policy-attest", outcome="refused", details={"reason": str(e)[:500]})
             raise RpcError(Code.PERMISSION_DENIED, f"attestation.{e.field}: {e.reason}") from None
         if att.admin != caller:
             raise RpcError(
@@ -163,6 +161,17 @@ class PolicyBook:
             )
         if att.issued_at_ms - now_ms() > ATTESTATION_FUTURE_TOLERANCE_MS:
             raise RpcError(Code.INVALID_ARGUMENT, "attestation.attestation.issued_at_ms: in the future")
+        return signed
+
+    def submit_attestation(self, data: bytes, caller: str) -> tuple[bool, int]:
+        """An admin's attestation: verify (it must be the caller's own), keep if newest, push to
+        every node. Returns (stored, issued_at_ms of the one now held)."""
+        try:
+            signed = self._accepted_attestation(data, caller)
+        except RpcError as e:  # every refusal is audited, like the nodes do
+            self.audit.append(caller, "policy-attest", outcome="refused", details={"reason": e.message[:500]})
+            raise
+        att = signed.attestation
         with self._lock:
             stored = self._attestation is None or self._attestation.issued_at_ms < att.issued_at_ms
             if stored:

@@ -48,7 +48,7 @@ from governance.policy import DEFAULT_SCOPE
 from mpcnet.clockskew import SkewSample, measure
 from mpcnet.govwire import audit_page, policy_state
 from mpcnet.pki import CertIdentity, channel_credentials
-from mpcnet.rpc import RpcError, caller_identity, check_len, invalid, status_of, trailing
+from mpcnet.rpc import RpcError, caller_identity, check_label, check_len, invalid, status_of, trailing
 from proto.mpc.v1 import common_pb2, coordinator_pb2, governance_pb2, node_pb2
 
 log = logging.getLogger("coordinator.service")
@@ -318,6 +318,7 @@ class CoordinatorService:
         label = req.label
         if len(label.encode()) > MAX_LABEL:
             raise invalid("label", f"at most {MAX_LABEL} bytes, got {len(label.encode())}")
+        check_label(label, "label")
         rid = self._request_id(req.request_id)
         self._admit()
         try:

@@ -31,7 +31,9 @@ from mpcnet.datadir import hold_data_dirs
 from mpcnet.pki import PkiError, server_credentials
 from mpcnet.rpc import (
     SERVER_OPTIONS,
+    RpcError,
     add_standard_services,
+    caller_identity,
     require_role,
     service_handler,
     wait_until_stopped,
@@ -52,7 +54,16 @@ def build_server(cfg: NodeConfig, service: NodeService) -> tuple[grpc.Server, in
 
     def authorize(ctx: grpc.ServicerContext, method: str) -> None:
         roles = ("coordinator", "admin") if method in ADMIN_RPCS else ("coordinator",)
-        require_role(ctx, roles, f"mpc.v1.Node/{method}")
+        try:
+            require_role(ctx, roles, f"mpc.v1.Node/{method}")
+        except RpcError:
+            ident = caller_identity(ctx)
+            if ident is not None:  # a denial is a security decision: audited, as at the coordinator
+                service.audit.append(
+                    ident.name, "rpc-denied", outcome="denied",
+                    details={"method": method, "role": ident.role, "needed": ",".join(roles)},
+                )
+            raise
 
     server.add_generic_rpc_handlers((service_handler(
         NODE_SERVICE, node_pb2, service, authorize=authorize, logger=log, translate=service.storage_failure

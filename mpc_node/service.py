@@ -67,7 +67,7 @@ from mpc_node.keystore import OperationalKeys
 from mpc_node.storage import NodeStore, RateLimited, RequestAlreadyServed, ReservationConflict, StoreError
 from mpc_node.storage import Reservation as StoredReservation
 from mpcnet.govwire import audit_page, policy_state
-from mpcnet.rpc import RpcError, caller_identity, check_len, invalid
+from mpcnet.rpc import RpcError, caller_identity, check_label, check_len, invalid
 from proto.mpc.v1 import common_pb2, governance_pb2, node_pb2
 
 log = logging.getLogger("mpc_node.service")
@@ -404,6 +404,7 @@ class NodeService:
             label = p.key_label.decode("utf-8")
         except UnicodeDecodeError:
             raise invalid("dkg.key_label", "must be UTF-8") from None
+        check_label(label, "dkg.key_label")
         party = DkgParty(DkgConfig(sid, p.threshold, n, self.me, p.key_label))
         parts = tuple(range(1, n + 1))
         s = Session(sid, "dkg", party, parts, tuple(j for j in parts if j != self.me), 1, label=label)
@@ -423,8 +424,8 @@ class NodeService:
         if self.bans.closed(key_id) is not None:
             raise self._closed_error(key_id)
         digest = check_len(p.digest, "sign.digest", 32)
-        if len(p.request_id) > MAX_REQUEST_ID:
-            raise invalid("sign.request_id", f"at most {MAX_REQUEST_ID} characters")
+        if not REQUEST_ID_RE.fullmatch(p.request_id):
+            raise invalid("sign.request_id", "must be 1-64 characters of [A-Za-z0-9_-]")
         try:
             path = check_path(tuple(p.derivation_path))
         except UsageError as e:
@@ -477,12 +478,12 @@ class NodeService:
         )
 
     def _audit_sign(self, action: str, request_id: str, outcome: str, reason: str, *, actor: str, key_id: bytes = b"") -> None:
-        details: dict[str, str | int | bool] = {"reason": reason[:500]}
+        details: dict[str, str | int | bool] = {"reason": reason[:500].replace("\x00", "\\x00")}
         if key_id:
             details["key_id"] = key_id.hex()[:64]
         rid = request_id if REQUEST_ID_RE.fullmatch(request_id or "") else ""
         if request_id and not rid:
-            details["request"] = request_id[:200]
+            details["request"] = ascii(request_id[:200])  # caller text: escaped (no NUL, control or bidi)
         try:
             self.audit.append(actor, action, request_id=rid, outcome=outcome, details=details)
         except Exception:

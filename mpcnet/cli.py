@@ -61,13 +61,13 @@ def _print(args: argparse.Namespace, doc: Any, lines: list[tuple[str, Any]]) -> 
         return
     width = max(len(k) for k, _ in lines) if lines else 0
     for k, v in lines:
-        print(_term(f"{k:<{width}}  {v}"))
+        print(f"{k:<{width}}  {_term(v)}")
 
 
-def _term(text: str) -> str:
-    """A line for the terminal: server text may hold control characters (terminal escapes that
-    could move the cursor and overwrite what was shown): every non-printable one is escaped."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+def _term(text: object) -> str:
+    """Text from the coordinator (untrusted) or a caller, on one terminal line: every control,
+    format or bidi character (newline, ESC, CSI, U+202E, ...) escaped, other text kept."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in str(text))
 
 
 def _info(args: argparse.Namespace) -> dict[str, Any]:
@@ -94,7 +94,7 @@ def cmd_keys(c: MpcClient, args: argparse.Namespace) -> int:
     if not keys:
         print("no keys")
     for k in keys:
-        print(_term(f"{k['key_id']}  {k['status']:<8} {k['threshold']}-of-{k['parties']}  {k['ethereum_address']}  {k['label']}"))
+        print(f"{k['key_id']}  {k['status']:<8} {k['threshold']}-of-{k['parties']}  {k['ethereum_address']}  {_term(k['label'])}")
     return 0
 
 
@@ -202,10 +202,10 @@ def cmd_requests(c: MpcClient, args: argparse.Namespace) -> int:
         print("no requests")
     for r in rs:
         q = r.request
-        print(
+        print(_term(
             f"{r.request_id:<28} {r.state.upper():<16} {len(r.approved_by)}/{r.approval_quorum}  "
             f"key {q.key_id.hex()[:16]}  by {q.requester:<12} {q.description[:40]!r}"
-        )
+        ))
     return 0
 
 
@@ -276,6 +276,8 @@ def cmd_policy_propose(c: MpcClient, args: argparse.Namespace) -> int:
             changes["rate_limit"] = RateLimit(int(n), int(window))
         except ValueError:
             raise argparse.ArgumentTypeError("rate: give N/SECONDS, e.g. 100/3600") from None
+        except GovernanceError as e:
+            raise argparse.ArgumentTypeError(f"rate: {e.field}: {e.reason}") from None
     try:
         new: KeyPolicy = c.next_policy(key_id, **changes)
     except GovernanceError as e:
@@ -354,7 +356,7 @@ def cmd_audit_verify(c: MpcClient | None, args: argparse.Namespace) -> int:
             print(f"{args.db}: ok, {report.entries} entries, chain and signatures verified")
         else:
             where = f"entry {report.first_broken}: " if report.first_broken is not None else ""
-            print(_term(f"{args.db}: BROKEN at {where}{report.reason}"))
+            print(f"{args.db}: BROKEN at {where}{_term(report.reason)}")
         return 0 if report.ok else 1
     assert c is not None
     info = _info(args)
@@ -372,7 +374,7 @@ def cmd_audit_verify(c: MpcClient | None, args: argparse.Namespace) -> int:
                 print(f"{r.component:<12} ok      {r.entries:>6} entries, chain and signatures verified{head}")
             else:
                 where = f"entry {r.first_broken}: " if r.first_broken is not None else ""
-                print(_term(f"{r.component:<12} BROKEN  {r.entries:>6} entries; {where}{r.reason}"))
+                print(f"{r.component:<12} BROKEN  {r.entries:>6} entries; {where}{_term(r.reason)}")
         print("audit trail verified: every chain and signature is intact, and the trail is complete" if ok else "audit trail NOT verified (see above)")
     return 0 if ok else 1
 
@@ -380,7 +382,10 @@ def cmd_audit_verify(c: MpcClient | None, args: argparse.Namespace) -> int:
 def cmd_audit_export(c: MpcClient | None, args: argparse.Namespace) -> int:
     if not args.jsonl:
         raise argparse.ArgumentTypeError("audit export: give --jsonl (the only format)")
-    out = open(args.out, "w") if args.out else sys.stdout
+    try:
+        out = open(args.out, "w") if args.out else sys.stdout
+    except OSError as e:
+        raise argparse.ArgumentTypeError(f"out: cannot write {args.out}: {e.strerror or type(e).__name__}") from None
     try:
         if args.db:
             try:
@@ -404,7 +409,7 @@ def cmd_audit_export(c: MpcClient | None, args: argparse.Namespace) -> int:
                     "component": name, "seq": e.seq, "timestamp_ms": e.timestamp_ms, "actor": e.actor, "action": e.action,
                     "request_id": e.request_id, "outcome": e.outcome, "details": details, "prev_hash": e.prev_hash.hex(),
                     "entry_hash": e.entry_hash.hex(), "signature": e.signature.hex(),
-                }, sort_keys=True, ensure_ascii=False) + "\n")
+                }, sort_keys=True) + "\n")  # ASCII: the entries are not verified, and may go to a terminal
                 total += 1
         if args.out:
             print(f"wrote {total} entries of {len(names)} component(s) to {args.out} (not verified: run 'audit verify')", file=sys.stderr)
@@ -415,6 +420,17 @@ def cmd_audit_export(c: MpcClient | None, args: argparse.Namespace) -> int:
 
 
 # --- parser ----------------------------------------------------------------------------------
+
+
+def _uint32(text: str) -> int:
+    """An argparse type: a whole number 0..2^32-1 (a protobuf uint32 field)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 0 <= n < 2**32:
+        raise argparse.ArgumentTypeError(f"must be 0..{2**32 - 1}, got {n}")
+    return n
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -465,7 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("requests", parents=[common], help="list signing requests (newest first)")
     p.add_argument("--state", choices=SIGN_STATES)
     p.add_argument("--key", default=None, help="key id (hex)")
-    p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--limit", type=_uint32, default=0, help="at most this many (0: the server's default)")
     p.set_defaults(fn=cmd_requests)
     for name, what in (("approve", "approve a signing request"), ("reject", "reject a signing request")):
         p = sub.add_parser(name, parents=[common], help=f"{what} (signed with your key); role approver")
@@ -573,7 +589,7 @@ def main(argv: list[str] | None = None) -> int:
     except MpcError as e:
         if args.json:
             print(json.dumps({"error": {"code": e.code.name, "message": e.message}}, indent=2))
-        print(_term(f"mpc: {e.code.name}: {e.message}"), file=sys.stderr)
+        print(f"mpc: {e.code.name}: {_term(e.message)}", file=sys.stderr)
         return 1
     return 0
 

@@ -50,7 +50,7 @@ from governance.policy import (
     SignedPolicyChange,
     sign_policy_change,
 )
-from mpc_node.keystore import create_keystore
+from mpc_node.keystore import MAX_SCRYPT_N, MIN_SCRYPT_N, create_keystore
 from mpcnet.config import write_json
 from mpcnet.fsutil import write_atomic
 from mpcnet.identities import DEMO_IDENTITIES, create_identity, load_identity
@@ -175,6 +175,9 @@ def prepare(
     """
     if not 2 <= threshold <= nodes:
         raise ClusterError(f"threshold: need 2 <= threshold <= nodes, got {threshold}-of-{nodes}")
+    if isinstance(scrypt_n, bool) or not MIN_SCRYPT_N <= scrypt_n <= MAX_SCRYPT_N or scrypt_n & (scrypt_n - 1):
+        # checked before anything is written: a directory created with it could never start
+        raise ClusterError(f"scrypt-n: must be a power of two in [2**10, 2**20], got {scrypt_n}")
     directory = Path(directory).resolve()
     directory.mkdir(parents=True, exist_ok=True)
     pp = directory / PARAMS_FILE

@@ -216,6 +216,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     except ClusterError as e:
         print(f"mpc-cluster: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        print(f"mpc-cluster: cannot create the cluster in {d}: {e.strerror or type(e).__name__} ({e.filename})", file=sys.stderr)
+        return 2
     lay.info_path.unlink(missing_ok=True)
     if args.foreground:
         return supervise(lay, echo=True)

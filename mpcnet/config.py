@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,18 @@ def write_json(path: Path, doc: Any, mode: int = 0o644) -> None:
     write_atomic(path, (json.dumps(doc, indent=2, sort_keys=False) + "\n").encode(), mode)
 
 
+class _EscapingFormatter(logging.Formatter):
+    """One log line per record: the message (which may quote a caller's or a peer's text) has
+    every control, format or bidi character escaped, so it cannot forge lines or carry
+    terminal escapes; tracebacks are appended as usual."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        text = record.message
+        if not text.isprintable():
+            record.message = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+        return super().formatMessage(record)
+
+
 def setup_logging(log_file: Path | None, name: str, level: str = "INFO") -> None:
     """Log lines with time, process name and level to ``log_file`` (or stderr)."""
     import logging
@@ -150,7 +163,7 @@ def setup_logging(log_file: Path | None, name: str, level: str = "INFO") -> None
         handler = logging.FileHandler(log_file)
     else:
         handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(_EscapingFormatter(f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -17,6 +17,7 @@ import logging
 import signal
 import threading
 import time
+import unicodedata
 from typing import Any, Callable, Iterable, Sequence
 
 import grpc
@@ -65,6 +66,15 @@ def invalid(field: str, reason: str) -> RpcError:
 def check_len(value: bytes, field: str, length: int) -> bytes:
     if len(value) != length:
         raise invalid(field, f"must be {length} bytes, got {len(value)}")
+    return value
+
+
+def check_label(value: str, field: str) -> str:
+    """A one-line name shown to humans (a key label): no control, format or bidi characters
+    (not even a newline or tab), so it can never rewrite a terminal or forge a line of output."""
+    for ch in value:
+        if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
+            raise invalid(field, f"contains control/format character U+{ord(ch):04X}")
     return value
 
 
