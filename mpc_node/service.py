@@ -81,6 +81,7 @@ VERSION = "mpcnet-node/0.1"
 # OT-extension check in RvoleAlice.respond), round-3 messages (Bob's mu check, Gamma checks)
 CHECKED_SIGN_ROUNDS = frozenset({2, 3})
 SUPERSEDE_WAIT_S = 10.0  # how long a new session of a request waits for a step of its old one
+SIGN_RELEASE_ROUND = 3  # delivering the round-3 messages of a signing session releases the share
 STORE_PROBE_INTERVAL_S = 2.0  # while the store is writable; every sweep (1 s) while it is not
 HEALTH_SERVICES = ("", node_pb2.DESCRIPTOR.services_by_name["Node"].full_name)
 
@@ -534,6 +535,15 @@ class NodeService:
                 raise RpcError(
                     Code.FAILED_PRECONDITION,
                     f"round: session {s.short} on {self.cfg.name} expects round-{s.expect_round} messages, got round {req.round}",
+                )
+            if (req.attempt or req.reservation_receipts) and not (s.kind == "sign" and req.round == SIGN_RELEASE_ROUND):
+                raise invalid(
+                    "reservation_receipts",
+                    f"only the round-{SIGN_RELEASE_ROUND} delivery of a signing session carries a reserved attempt and its receipts",
+                )
+            if len(req.reservation_receipts) > self.cfg.parties:
+                raise invalid(
+                    "reservation_receipts", f"at most {self.cfg.parties} (one per roster node), got {len(req.reservation_receipts)}"
                 )
             if s.kind == "sign":
                 s.attempt, s.receipts = req.attempt, tuple(req.reservation_receipts)

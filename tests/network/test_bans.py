@@ -344,3 +344,23 @@ def test_reserve_signing_errors_name_its_own_fields(lay, svcs, key2) -> None:
     with pytest.raises(RpcError) as e:
         svcs[1].ReserveSigning(req, None)
     assert e.value.code == Code.NOT_FOUND and e.value.message.startswith("key_id: "), e.value.message
+
+
+def test_receipts_only_with_the_releasing_step(lay, svcs, key2) -> None:
+    """A reserved attempt and its receipts travel with the round-3 delivery only (no parking of
+    receipts in earlier rounds), at most one per roster node; a refusal changes nothing."""
+    p = _params(lay, key2, (2, 3))
+    sid, inboxes = _to_round2(svcs, [2, 3], p)
+    for extra, what in (
+        ({"attempt": 1}, "only the round-3 delivery"),
+        ({"reservation_receipts": [b"x"]}, "only the round-3 delivery"),
+    ):
+        with pytest.raises(RpcError) as e:
+            svcs[2].Step(node_pb2.StepRequest(session_id=sid, round=2, envelopes=inboxes[2], **extra), None)
+        assert e.value.code == Code.INVALID_ARGUMENT and e.value.message.startswith("reservation_receipts: "), e.value.message
+        assert what in e.value.message
+    out = _step(svcs[2], sid, 2, inboxes[2])  # the session is unharmed
+    assert out.round == 3
+    with pytest.raises(RpcError) as e:
+        svcs[2].Step(node_pb2.StepRequest(session_id=sid, round=3, reservation_receipts=[b"x"] * (N + 1)), None)
+    assert e.value.code == Code.INVALID_ARGUMENT and f"at most {N}" in e.value.message
