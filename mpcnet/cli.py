@@ -32,6 +32,8 @@ verify, or a waited-for request did not end DONE; 2 on bad usage.
 from __future__ import annotations
 
 import argparse
+import io
+import os
 import json
 import sys
 from pathlib import Path
@@ -44,6 +46,7 @@ from governance.audit import export_jsonl, verify_audit
 from governance.errors import GovernanceError
 from governance.policy import KeyPolicy, RateLimit
 from mpcnet.client import SIGN_STATES, MpcClient, MpcError, NodeState, SignRequest, to_path
+from mpcnet.fsutil import write_atomic
 from mpcnet.pki import CertPaths, PkiError
 
 
@@ -382,10 +385,14 @@ def cmd_audit_verify(c: MpcClient | None, args: argparse.Namespace) -> int:
 def cmd_audit_export(c: MpcClient | None, args: argparse.Namespace) -> int:
     if not args.jsonl:
         raise argparse.ArgumentTypeError("audit export: give --jsonl (the only format)")
-    try:
-        out = open(args.out, "w") if args.out else sys.stdout
-    except OSError as e:
-        raise argparse.ArgumentTypeError(f"out: cannot write {args.out}: {e.strerror or type(e).__name__}") from None
+    if args.out:  # refuse an unwritable destination before fetching anything
+        target = Path(args.out)
+        parent = target.parent if str(target.parent) else Path(".")
+        if target.is_dir() or not parent.is_dir() or not os.access(parent, os.W_OK):
+            raise argparse.ArgumentTypeError(f"out: cannot write {args.out}: not a writable file path")
+    # --out: the file is replaced at once when the whole export is in hand (a failed fetch leaves
+    # any earlier file as it was, never a partial one)
+    out: Any = io.StringIO() if args.out else sys.stdout
     try:
         if args.db:
             try:
@@ -393,6 +400,7 @@ def cmd_audit_export(c: MpcClient | None, args: argparse.Namespace) -> int:
             except GovernanceError as e:
                 raise argparse.ArgumentTypeError(f"{e.field}: {e.reason}") from None
             if args.out:
+                _write_out(args.out, out)
                 print(f"wrote {n} entries to {args.out}", file=sys.stderr)
             return 0
         assert c is not None
@@ -412,11 +420,19 @@ def cmd_audit_export(c: MpcClient | None, args: argparse.Namespace) -> int:
                 }, sort_keys=True) + "\n")  # ASCII: the entries are not verified, and may go to a terminal
                 total += 1
         if args.out:
+            _write_out(args.out, out)
             print(f"wrote {total} entries of {len(names)} component(s) to {args.out} (not verified: run 'audit verify')", file=sys.stderr)
         return 0
     finally:
         if args.out:
             out.close()
+
+
+def _write_out(path: str, buf: io.StringIO) -> None:
+    try:
+        write_atomic(Path(path), buf.getvalue().encode("utf-8"), mode=0o644)
+    except OSError as e:
+        raise argparse.ArgumentTypeError(f"out: cannot write {path}: {e.strerror or type(e).__name__}") from None
 
 
 # --- parser ----------------------------------------------------------------------------------
