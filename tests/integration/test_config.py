@@ -10,8 +10,9 @@ import pytest
 
 from coordinator.config import load_coordinator_config
 from mpc_node.config import load_node_config
-from mpcnet.cluster import child_env, prepare
+from mpcnet.cluster import child_env, dial_endpoint, prepare
 from mpcnet.config import ConfigError
+from mpcnet.pki import cert_hosts, issue_cert
 
 from .conftest import TEST_SCRYPT_N
 
@@ -35,6 +36,37 @@ def test_generated_configs_load(lay) -> None:
     assert cfg.store.parent == lay.node_dir(2)  # relative paths are relative to the config file
     c = load_coordinator_config(lay.coordinator_config)
     assert sorted(c.nodes) == [1, 2, 3] and c.threshold == 2
+
+
+def test_endpoints_are_hostnames_that_every_server_certificate_names(lay) -> None:
+    """Processes listen on 127.0.0.1; clients and the coordinator dial localhost:PORT."""
+    eps = lay.endpoints()
+    assert all(ep.startswith("localhost:") for ep in eps.values())
+    assert json.loads(lay.node_config(1).read_text())["listen"].startswith("127.0.0.1:")
+    coord = json.loads(lay.coordinator_config.read_text())
+    assert [n["endpoint"] for n in coord["nodes"]] == [eps[f"node-{i}"] for i in (1, 2, 3)]
+    for name in lay.names():
+        assert {"localhost", name, "127.0.0.1"} <= cert_hosts(lay.cert(name).cert)
+    assert (dial_endpoint("127.0.0.1:7001"), dial_endpoint("10.0.0.5:7001")) == ("localhost:7001", "10.0.0.5:7001")
+
+
+def test_older_cluster_keeps_working(tmp_path) -> None:
+    """Server certificates without the DNS names are re-issued; configs dialing IPs still load."""
+    old = prepare(tmp_path / "old", 2, 2, scrypt_n=TEST_SCRYPT_N)
+    issue_cert(old.ca, old.dir / "certs", "node-1", role="node", server=True, hosts=("127.0.0.1",))
+    issue_cert(old.ca, old.dir / "certs", "node-2", role="node", server=True)  # localhost, no node name
+    coordinator_cert = old.cert("coordinator").cert.read_bytes()
+    lay2 = prepare(tmp_path / "old", 2, 2, scrypt_n=TEST_SCRYPT_N)
+    assert {"localhost", "node-1", "127.0.0.1"} <= cert_hosts(lay2.cert("node-1").cert)
+    assert {"localhost", "node-2", "127.0.0.1"} <= cert_hosts(lay2.cert("node-2").cert)
+    assert lay2.cert("coordinator").cert.read_bytes() == coordinator_cert  # already complete: kept
+
+    def ip_endpoints(d):
+        for n in d["nodes"]:
+            n["endpoint"] = n["endpoint"].replace("localhost:", "127.0.0.1:")
+
+    c = load_coordinator_config(edited(lay2.coordinator_config, tmp_path, ip_endpoints))
+    assert all(ep.endpoint.startswith("127.0.0.1:") for ep in c.nodes.values())
 
 
 @pytest.mark.parametrize(
