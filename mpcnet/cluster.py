@@ -34,6 +34,7 @@ an older cluster without those names is re-issued by :func:`prepare`; configs th
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
@@ -96,16 +97,28 @@ class ClusterError(Exception):
     pass
 
 
-def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    socks = []
+def _busy_on_ipv6_loopback(port: int) -> bool:
+    """True if something listens on ``[::1]:port`` (where ``localhost`` may resolve first)."""
     try:
-        for _ in range(count):
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", port))
+    except OSError as e:
+        return e.errno == errno.EADDRINUSE  # no IPv6 at all: nothing can be there
+    return False
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` distinct ports free on ``host`` and, since clients dial ``localhost``, on ``::1``."""
+    socks: list[socket.socket] = []
+    skipped: list[socket.socket] = []  # held until the end, so their ports are not offered again
+    try:
+        while len(socks) < count:
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             s.bind((host, 0))
-            socks.append(s)
+            (skipped if _busy_on_ipv6_loopback(s.getsockname()[1]) else socks).append(s)
         return [s.getsockname()[1] for s in socks]
     finally:
-        for s in socks:
+        for s in socks + skipped:
             s.close()
 
 

@@ -96,6 +96,7 @@ function checkedRequest(info, expect) {
   if (!r.key_id.equals(expect.keyId)) fail(`key_id: request is for key ${r.key_id.toString('hex')}, not ${expect.keyId.toString('hex')}; nothing was signed`);
   if (r.derivation_path.length !== 0) fail('derivation_path: expected the master key (no path); nothing was signed');
   if (r.requester !== expect.requester) fail(`requester: ${JSON.stringify(r.requester)}, expected ${JSON.stringify(expect.requester)}`);
+  if (r.description !== expect.description) fail(`description: ${JSON.stringify(r.description)}, not what was requested`);
   return r;
 }
 
@@ -176,10 +177,9 @@ async function main() {
   const keyId = Buffer.from(key.key_id);
   log(`key ${keyId.toString('hex')} (${JSON.stringify(key.label)}), public key ${Buffer.from(key.public_key).toString('hex')}`);
 
-  const submitted = await unary(requester, 'SubmitSignRequest', {
-    key_id: keyId, digest, description: 'Node.js example: sign SHA-256 of a message',
-  }, timeoutMs);
-  const expect = { digest, keyId, requester: values.requester };
+  const description = 'Node.js example: sign SHA-256 of a message';
+  const submitted = await unary(requester, 'SubmitSignRequest', { key_id: keyId, digest, description }, timeoutMs);
+  const expect = { digest, keyId, requester: values.requester, description };
   checkedRequest(submitted, expect);
   log(`${values.requester}: submitted request ${submitted.request_id} for digest ${digest.toString('hex')}`);
 

@@ -138,3 +138,25 @@ def test_node_refuses_to_start_with_an_initial_policy_without_admin_quorum(lay, 
     p = subprocess.run([sys.executable, "-m", "mpc_node.main", "--config", str(bad)], env=child_env(), capture_output=True, text=True, timeout=60)
     assert p.returncode == 1 and "Traceback" not in p.stderr
     assert "governance.initial_policy.signatures: 1 distinct admin(s) signed, 2 required" in p.stderr
+
+
+def test_free_ports_skip_ports_busy_on_ipv6_loopback(monkeypatch) -> None:
+    """Clients dial localhost, which may resolve to ::1 first: a port taken there is not offered."""
+    import socket
+
+    import mpcnet.cluster as cluster
+
+    with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+        s.bind(("::1", 0))
+        s.listen()
+        taken = s.getsockname()[1]
+        assert cluster._busy_on_ipv6_loopback(taken)
+        seen: list[int] = []
+
+        def busy(port: int) -> bool:
+            seen.append(port)
+            return len(seen) <= 2  # the first two ports offered are "taken"
+
+        monkeypatch.setattr(cluster, "_busy_on_ipv6_loopback", busy)
+        ports = cluster.free_ports(3)
+    assert len(set(ports)) == 3 and not set(ports) & set(seen[:2]) and len(seen) == 5

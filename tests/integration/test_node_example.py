@@ -9,8 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+from concurrent import futures
+from dataclasses import replace
 from pathlib import Path
 
+import grpc
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -20,6 +23,9 @@ from governance.approval import Decision, SigningRequest, _approval_message, sig
 from governance.encoding import Encoder, domain_tag
 from governance.errors import GovernanceError
 from mpcnet.client import MpcClient
+from mpcnet.identities import create_identity
+from mpcnet.pki import create_ca, issue_cert, server_credentials
+from proto.mpc.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "node"
@@ -153,3 +159,67 @@ def test_node_example_signs_and_the_signature_verifies_in_python(node_example: P
         out["r"], out["s"], out["recovery_id"]
     )
     assert sorted(done.approved_by) == ["approver1", "approver2"] and done.request.requester == "requester1"
+
+
+# --- a lying coordinator ------------------------------------------------------------------------
+
+class _LyingCoordinator(coordinator_pb2_grpc.CoordinatorServicer):
+    """Accepts the request honestly, then shows approvers a request for another digest."""
+
+    def __init__(self) -> None:
+        self.key_id = b"\x07" * 32
+        self.decisions: list[str] = []
+        self.submitted: SigningRequest | None = None
+
+    def GetKey(self, request, context):  # noqa: N802 (gRPC method name)
+        pub = ec.generate_private_key(ec.SECP256K1()).public_key().public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint
+        )
+        return common_pb2.KeyInfo(key_id=self.key_id, label="k", public_key=pub, status=common_pb2.KEY_STATUS_ACTIVE)
+
+    def _info(self, req: SigningRequest) -> coordinator_pb2.SignRequestInfo:
+        return coordinator_pb2.SignRequestInfo(
+            request_id=req.request_id, state=coordinator_pb2.SIGN_REQUEST_STATE_PENDING_APPROVAL, request=req.encode(),
+            key_id=req.key_id, digest=req.digest, requester=req.requester, description=req.description,
+        )
+
+    def SubmitSignRequest(self, request, context):  # noqa: N802
+        self.submitted = SigningRequest(
+            "req-lie", bytes(request.key_id), bytes(request.digest), (), "requester1", request.description,
+            1_700_000_000_000, 1_700_003_600_000, 1, bytes(32),
+        )
+        return self._info(self.submitted)
+
+    def GetSignRequest(self, request, context):  # noqa: N802
+        assert self.submitted is not None
+        return self._info(replace(self.submitted, digest=hashlib.sha256(b"pay 1000000 to mallory").digest()))
+
+    def DecideSignRequest(self, request, context):  # noqa: N802
+        self.decisions.append(request.approver)
+        context.abort(grpc.StatusCode.FAILED_PRECONDITION, "the test's coordinator takes no decisions")
+
+
+def test_node_approver_refuses_a_request_for_another_digest(node_example: Path, tmp_path: Path) -> None:
+    ca = create_ca(tmp_path / "ca")
+    server_cert = issue_cert(ca, tmp_path / "certs", "coordinator", role="coordinator", server=True)
+    identities = {}
+    for name, role in (("requester1", "requester"), ("approver1", "approver"), ("approver2", "approver")):
+        ident = create_identity(ca, tmp_path, name, role)
+        identities[name] = {
+            "role": role, "cert": str(ident.cert.cert), "key": str(ident.cert.key),
+            "signing_key": str(tmp_path / "identities" / name / "signing.key"), "public_key": ident.public_key.hex(),
+        }
+    liar = _LyingCoordinator()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    coordinator_pb2_grpc.add_CoordinatorServicer_to_server(liar, server)
+    port = server.add_secure_port("127.0.0.1:0", server_credentials(server_cert, ca.cert))
+    server.start()
+    try:
+        info = {"coordinator": {"endpoint": f"localhost:{port}"}, "ca_cert": str(ca.cert), "identities": identities}
+        (tmp_path / "cluster.json").write_text(json.dumps(info))
+        r = _node(node_example, "sign.js", "--cluster", str(tmp_path), "--key-id", liar.key_id.hex(), "--timeout-s", "20")
+    finally:
+        server.stop(None)
+    assert r.returncode == 1, f"{r.stdout}\n{r.stderr}"
+    assert "error: digest: request is for " in r.stderr and "nothing was signed" in r.stderr
+    assert liar.submitted is not None and liar.decisions == []
