@@ -22,10 +22,14 @@ _mpcnet_node_example() {
     fi
     local want cache="$PWD/.cache/npm" stamp="$dir/node_modules/.mpcnet-lock-sha256"
     want="$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)"
-    if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-        echo "== installing the Node example's packages (npm ci)"
-        (cd "$dir" && npm ci --ignore-scripts --no-audit --no-fund --prefer-offline --cache "$cache" >/dev/null)
-        echo "$want" > "$stamp"
-    fi
+    mkdir -p "$cache"
+    (
+        flock 9  # parallel test workers: one installs, the others wait and find the stamp
+        if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+            echo "== installing the Node example's packages (npm ci)"
+            cd "$dir" && npm ci --ignore-scripts --no-audit --no-fund --prefer-offline --cache "$cache" >/dev/null || exit 1
+            echo "$want" > "$stamp"
+        fi
+    ) 9>"$cache/../node-example.lock"
 }
 _mpcnet_node_example
