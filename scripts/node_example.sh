@@ -8,7 +8,7 @@ _mpcnet_node_example() {
     if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
         if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
             echo "== installing nodejs and npm (apt-get)"
-            apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm >/dev/null
+            apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm >/dev/null || return 1
         else
             echo "node/npm missing: install Node.js 20+ and npm (the Node example test needs them)" >&2
             return 1
