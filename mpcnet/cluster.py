@@ -21,12 +21,20 @@ requests live at most an hour, at most 100 signatures per key per hour. The laun
 with admin1's and admin2's keys, which it holds only because this is a development layout; every
 node verifies it against the admin set in its own config when it starts.
 
+Processes listen on ``127.0.0.1``; everything that *dials* them (cluster.json, the
+coordinator's node list) names them ``localhost:PORT``, and every server certificate carries
+the DNS names ``localhost`` and its own name besides the IP ``127.0.0.1``, so TLS clients that
+refuse IP-literal server names (Node's grpc-js) verify the servers too. A server certificate of
+an older cluster without those names is re-issued by :func:`prepare`; configs that dial
+``127.0.0.1:PORT`` keep working (the IP is still in every certificate).
+
 :class:`LocalCluster` starts and stops the processes synchronously (tests, benchmarks); the
 ``mpc-cluster`` command supervises the same processes with trio.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
@@ -54,7 +62,7 @@ from mpc_node.keystore import MAX_SCRYPT_N, MIN_SCRYPT_N, create_keystore
 from mpcnet.config import write_json
 from mpcnet.fsutil import write_atomic
 from mpcnet.identities import DEMO_IDENTITIES, create_identity, load_identity
-from mpcnet.pki import CertPaths, channel_credentials, create_ca, issue_cert
+from mpcnet.pki import CertPaths, cert_hosts, channel_credentials, create_ca, issue_cert
 from mpcnet.rpc import CHANNEL_OPTIONS, wait_for_health
 
 PARAMS_FILE = "cluster-params.json"
@@ -69,22 +77,48 @@ DEFAULT_POLICY = {
     "rate_limit": {"max_signatures": 100, "window_seconds": 3600},
 }
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
+LISTEN_HOST = "127.0.0.1"  # where the processes bind
+DIAL_HOST = "localhost"  # how clients and the coordinator name them (a DNS name in every server certificate)
+
+
+def server_hosts(name: str) -> tuple[str, ...]:
+    """The subjectAltNames of a local cluster server's certificate."""
+    return (DIAL_HOST, name, LISTEN_HOST)
+
+
+def dial_endpoint(listen: str) -> str:
+    """The endpoint clients dial for a process listening on ``listen``: ``127.0.0.1:P`` becomes
+    ``localhost:P``; any other address is returned unchanged."""
+    host, sep, port = listen.rpartition(":")
+    return f"{DIAL_HOST}:{port}" if sep and host == LISTEN_HOST else listen
 
 
 class ClusterError(Exception):
     pass
 
 
-def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    socks = []
+def _busy_on_ipv6_loopback(port: int) -> bool:
+    """True if something listens on ``[::1]:port`` (where ``localhost`` may resolve first)."""
     try:
-        for _ in range(count):
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", port))
+    except OSError as e:
+        return e.errno == errno.EADDRINUSE  # no IPv6 at all: nothing can be there
+    return False
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` distinct ports free on ``host`` and, since clients dial ``localhost``, on ``::1``."""
+    socks: list[socket.socket] = []
+    skipped: list[socket.socket] = []  # held until the end, so their ports are not offered again
+    try:
+        while len(socks) < count:
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             s.bind((host, 0))
-            socks.append(s)
+            (skipped if _busy_on_ipv6_loopback(s.getsockname()[1]) else socks).append(s)
         return [s.getsockname()[1] for s in socks]
     finally:
-        for s in socks:
+        for s in socks + skipped:
             s.close()
 
 
@@ -135,11 +169,11 @@ class Layout:
         return [f"node-{i}" for i in range(1, self.nodes + 1)] + ["coordinator"]
 
     def endpoints(self) -> dict[str, str]:
-        """Endpoints from the current configs."""
+        """The endpoints clients dial (``localhost:PORT``), from the current configs' listen addresses."""
         out = {}
         for i in range(1, self.nodes + 1):
-            out[f"node-{i}"] = json.loads(self.node_config(i).read_text())["listen"]
-        out["coordinator"] = json.loads(self.coordinator_config.read_text())["listen"]
+            out[f"node-{i}"] = dial_endpoint(json.loads(self.node_config(i).read_text())["listen"])
+        out["coordinator"] = dial_endpoint(json.loads(self.coordinator_config.read_text())["listen"])
         return out
 
     def read_info(self) -> dict[str, Any]:
@@ -198,8 +232,10 @@ def prepare(
     wanted = [(f"node-{i}", "node", True) for i in range(1, nodes + 1)]
     wanted += [("coordinator", "coordinator", True), ("client", "client", False)]
     for name, role, server in wanted:
-        if not lay.cert(name).cert.exists():
-            issue_cert(ca, certs_dir, name, role=role, server=server)
+        path = lay.cert(name).cert
+        # a server certificate of an older cluster may lack the DNS names: re-issue it
+        if not path.exists() or (server and not set(server_hosts(name)) <= cert_hosts(path)):
+            issue_cert(ca, certs_dir, name, role=role, server=server, hosts=server_hosts(name))
     for name, role in DEMO_IDENTITIES:
         create_identity(ca, directory, name, role)
     if not lay.governance_path.exists():
@@ -229,7 +265,7 @@ def prepare(
             {
                 "index": i,
                 "name": f"node-{i}",
-                "listen": f"127.0.0.1:{ports[i]}",
+                "listen": f"{LISTEN_HOST}:{ports[i]}",
                 "threshold": threshold,
                 "keystore": "keystore.json",
                 "store": "node.db",
@@ -258,11 +294,11 @@ def prepare(
         lay.coordinator_config,
         {
             "name": "coordinator",
-            "listen": f"127.0.0.1:{ports[0]}",
+            "listen": f"{LISTEN_HOST}:{ports[0]}",
             "threshold": threshold,
             "db": "coordinator.db",
             "tls": {"cert": str(cc.cert), "key": str(cc.key), "ca": str(ca.cert)},
-            "nodes": [{"index": i, "name": f"node-{i}", "endpoint": f"127.0.0.1:{ports[i]}"} for i in range(1, nodes + 1)],
+            "nodes": [{"index": i, "name": f"node-{i}", "endpoint": f"{DIAL_HOST}:{ports[i]}"} for i in range(1, nodes + 1)],
             "step_timeout_s": step_timeout_s,
             "log_file": str(lay.log("coordinator")),
             "keystore": "keystore.json",

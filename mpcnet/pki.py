@@ -296,6 +296,17 @@ def issue_cert(
     return paths
 
 
+def cert_hosts(cert_path: Path) -> frozenset[str]:
+    """The DNS names and IP addresses (as text) in a certificate's subjectAltName (empty if none)."""
+    cert = _load_cert_file(cert_path, "cert")
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return frozenset()
+    ips = {str(ip) for ip in san.get_values_for_type(x509.IPAddress)}
+    return frozenset(san.get_values_for_type(x509.DNSName)) | ips
+
+
 # --- identities ------------------------------------------------------------------------------
 
 

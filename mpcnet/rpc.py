@@ -6,7 +6,7 @@
   deserializer never raises: a malformed protobuf becomes ``INVALID_ARGUMENT`` naming the
   request type instead of gRPC's generic ``INTERNAL``. Handlers raise :class:`RpcError` with a
   precise status code; anything else becomes ``INTERNAL`` (logged, never echoed to the caller).
-* :func:`add_standard_services` enables the standard health and reflection services.
+* :func:`add_standard_services` enables the standard health and reflection (v1 and v1alpha) services.
 * :func:`require_role` authorizes a call by the role in the peer's verified certificate.
 """
 
@@ -23,9 +23,9 @@ from typing import Any, Callable, Iterable, Sequence
 import grpc
 from google.protobuf.message import DecodeError, Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from mpcnet.pki import CertIdentity, PkiError, identity_from_cert
+from mpcnet.reflection import enable_server_reflection
 
 MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 
@@ -242,12 +242,12 @@ def _wrap(
 
 
 def add_standard_services(server: grpc.Server, service_names: Sequence[str]) -> health.HealthServicer:
-    """Standard gRPC health checking (every service SERVING) and server reflection."""
+    """Standard gRPC health checking (every service SERVING) and server reflection (v1 and v1alpha)."""
     hs = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(hs, server)
     for name in ("", *service_names):
         hs.set(name, health_pb2.HealthCheckResponse.SERVING)
-    reflection.enable_server_reflection((*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    enable_server_reflection((*service_names, health.SERVICE_NAME), server)
     return hs
 
 

@@ -10,8 +10,9 @@ import pytest
 
 from coordinator.config import load_coordinator_config
 from mpc_node.config import load_node_config
-from mpcnet.cluster import child_env, prepare
+from mpcnet.cluster import child_env, dial_endpoint, prepare
 from mpcnet.config import ConfigError
+from mpcnet.pki import cert_hosts, issue_cert
 
 from .conftest import TEST_SCRYPT_N
 
@@ -35,6 +36,37 @@ def test_generated_configs_load(lay) -> None:
     assert cfg.store.parent == lay.node_dir(2)  # relative paths are relative to the config file
     c = load_coordinator_config(lay.coordinator_config)
     assert sorted(c.nodes) == [1, 2, 3] and c.threshold == 2
+
+
+def test_endpoints_are_hostnames_that_every_server_certificate_names(lay) -> None:
+    """Processes listen on 127.0.0.1; clients and the coordinator dial localhost:PORT."""
+    eps = lay.endpoints()
+    assert all(ep.startswith("localhost:") for ep in eps.values())
+    assert json.loads(lay.node_config(1).read_text())["listen"].startswith("127.0.0.1:")
+    coord = json.loads(lay.coordinator_config.read_text())
+    assert [n["endpoint"] for n in coord["nodes"]] == [eps[f"node-{i}"] for i in (1, 2, 3)]
+    for name in lay.names():
+        assert {"localhost", name, "127.0.0.1"} <= cert_hosts(lay.cert(name).cert)
+    assert (dial_endpoint("127.0.0.1:7001"), dial_endpoint("10.0.0.5:7001")) == ("localhost:7001", "10.0.0.5:7001")
+
+
+def test_older_cluster_keeps_working(tmp_path) -> None:
+    """Server certificates without the DNS names are re-issued; configs dialing IPs still load."""
+    old = prepare(tmp_path / "old", 2, 2, scrypt_n=TEST_SCRYPT_N)
+    issue_cert(old.ca, old.dir / "certs", "node-1", role="node", server=True, hosts=("127.0.0.1",))
+    issue_cert(old.ca, old.dir / "certs", "node-2", role="node", server=True)  # localhost, no node name
+    coordinator_cert = old.cert("coordinator").cert.read_bytes()
+    lay2 = prepare(tmp_path / "old", 2, 2, scrypt_n=TEST_SCRYPT_N)
+    assert {"localhost", "node-1", "127.0.0.1"} <= cert_hosts(lay2.cert("node-1").cert)
+    assert {"localhost", "node-2", "127.0.0.1"} <= cert_hosts(lay2.cert("node-2").cert)
+    assert lay2.cert("coordinator").cert.read_bytes() == coordinator_cert  # already complete: kept
+
+    def ip_endpoints(d):
+        for n in d["nodes"]:
+            n["endpoint"] = n["endpoint"].replace("localhost:", "127.0.0.1:")
+
+    c = load_coordinator_config(edited(lay2.coordinator_config, tmp_path, ip_endpoints))
+    assert all(ep.endpoint.startswith("127.0.0.1:") for ep in c.nodes.values())
 
 
 @pytest.mark.parametrize(
@@ -106,3 +138,25 @@ def test_node_refuses_to_start_with_an_initial_policy_without_admin_quorum(lay, 
     p = subprocess.run([sys.executable, "-m", "mpc_node.main", "--config", str(bad)], env=child_env(), capture_output=True, text=True, timeout=60)
     assert p.returncode == 1 and "Traceback" not in p.stderr
     assert "governance.initial_policy.signatures: 1 distinct admin(s) signed, 2 required" in p.stderr
+
+
+def test_free_ports_skip_ports_busy_on_ipv6_loopback(monkeypatch) -> None:
+    """Clients dial localhost, which may resolve to ::1 first: a port taken there is not offered."""
+    import socket
+
+    import mpcnet.cluster as cluster
+
+    with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+        s.bind(("::1", 0))
+        s.listen()
+        taken = s.getsockname()[1]
+        assert cluster._busy_on_ipv6_loopback(taken)
+        seen: list[int] = []
+
+        def busy(port: int) -> bool:
+            seen.append(port)
+            return len(seen) <= 2  # the first two ports offered are "taken"
+
+        monkeypatch.setattr(cluster, "_busy_on_ipv6_loopback", busy)
+        ports = cluster.free_ports(3)
+    assert len(set(ports)) == 3 and not set(ports) & set(seen[:2]) and len(seen) == 5

@@ -20,6 +20,7 @@ from mpcnet.pki import (
     CertIdentity,
     CertPaths,
     PkiError,
+    cert_hosts,
     channel_credentials,
     create_ca,
     identity_from_cert,
@@ -70,8 +71,8 @@ def mtls_server(pki: dict[str, CertPaths]) -> Iterator[int]:
     server.stop(None)
 
 
-def _call(port: int, creds: grpc.ChannelCredentials) -> bytes:
-    with grpc.secure_channel(f"127.0.0.1:{port}", creds) as ch:
+def _call(port: int, creds: grpc.ChannelCredentials, host: str = "127.0.0.1") -> bytes:
+    with grpc.secure_channel(f"{host}:{port}", creds) as ch:
         result: bytes = ch.unary_unary(METHOD)(b"", timeout=10)
         return result
 
@@ -211,3 +212,28 @@ def test_credentials_report_unreadable_files(tmp_path: Path) -> None:
         server_credentials(missing, tmp_path / "ca.pem")
     with pytest.raises(PkiError, match="^ca_cert: cannot read"):
         channel_credentials(missing, tmp_path / "ca.pem")
+
+
+def test_cert_hosts_lists_dns_names_and_ips(pki: dict[str, CertPaths], tmp_path: Path) -> None:
+    assert cert_hosts(pki["server"].cert) == {"localhost", "127.0.0.1"}
+    assert cert_hosts(pki["client"].cert) == frozenset()
+    named = issue_cert(pki["ca"], tmp_path, "node-7", role="node", server=True, hosts=("localhost", "node-7", "127.0.0.1"))
+    assert cert_hosts(named.cert) == {"localhost", "node-7", "127.0.0.1"}
+
+
+def test_server_is_verified_by_dns_name(pki: dict[str, CertPaths], mtls_server: int) -> None:
+    """TLS clients that refuse IP-literal server names dial ``localhost``: the DNS SAN verifies."""
+    assert _call(mtls_server, channel_credentials(pki["client"], pki["ca"].cert), host="localhost") == b"alice|approver"
+
+
+def test_server_name_not_in_certificate_is_refused(pki: dict[str, CertPaths], tmp_path: Path) -> None:
+    ip_only = issue_cert(pki["ca"], tmp_path, "old-node", role="node", server=True, hosts=("127.0.0.1",))
+    server, port = _start_server(server_credentials(ip_only, pki["ca"].cert))
+    try:
+        creds = channel_credentials(pki["client"], pki["ca"].cert)
+        assert _call(port, creds) == b"alice|approver"  # by IP: the IP SAN matches
+        with pytest.raises(grpc.RpcError) as ei:
+            _call(port, creds, host="localhost")
+        assert ei.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        server.stop(None)
