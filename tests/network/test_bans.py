@@ -292,6 +292,32 @@ def test_a_node_without_a_ban_journal_does_not_start(svcs, tmp_path, monkeypatch
     )
 
 
+def test_mpc_node_refuses_to_start_without_a_ban_journal(lay, tmp_path) -> None:
+    """The real ``mpc-node`` process: its ban journal cannot be created (here a directory is in
+    the way): it exits 1 before serving, naming the journal."""
+    import json
+    import subprocess
+    import sys
+
+    doc = json.loads(lay.node_config(1).read_text())
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "node.db.bans").mkdir()
+    doc.update(store=str(data / "node.db"), audit_db=str(data / "audit.db"), log_file=str(tmp_path / "node.log"))
+    for k in ("keystore", "passphrase_file"):  # the layout's files (relative to its config)
+        if isinstance(doc.get(k), str):
+            doc[k] = str((lay.node_config(1).parent / doc[k]).resolve())
+    cfg = tmp_path / "node.json"
+    cfg.write_text(json.dumps(doc))
+    p = subprocess.run(
+        [sys.executable, "-m", "mpc_node.main", "--config", str(cfg)], capture_output=True, text=True, timeout=60,
+        env={k: v for k, v in os.environ.items() if k != "MPC_TEST_FAULT_FILE"},
+    )
+    assert p.returncode == 1, (p.stdout, p.stderr)
+    assert f"mpc-node: cannot start: ban journal {data / 'node.db.bans'}: cannot open (Is a directory); " in p.stderr
+    assert "the node cannot record bans durably and does not start" in p.stderr
+
+
 # --- one live session per request ------------------------------------------------------------
 
 
