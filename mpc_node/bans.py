@@ -14,12 +14,18 @@ Invariants (the service keeps them with this registry):
   ``None`` under those locks. So per ``(K, peer)`` checks run one at a time, and none runs once
   a ban of the peer is pending or recorded.
 * :meth:`BanRegistry.record` (called under the locks) first marks the ban *pending* (it counts as
-  a ban at once), then writes it to the store (durable, fsynced). If the write fails, the key is
-  *fail-closed*: :meth:`refusal` refuses every session of it until :meth:`retry` (run by the
-  node's sweeper) has written every pending ban of the key.
-* Recorded bans are loaded from the store when the registry is built; the store is the truth
-  after a restart. Pending bans and fail-closed keys live in memory only (a ban that could not
-  be written is lost if the process dies before a retry succeeds).
+  a ban at once), then writes it to the store (durable, fsynced). If the store write fails (a
+  full disk), it writes the ban to the :mod:`ban journal <mpc_node.banjournal>` (preallocated at
+  start, so this needs no new space): the ban is then durable, and the key stays open. Only if
+  the journal write fails too (or the journal is full) is the key *fail-closed*: :meth:`refusal`
+  refuses every session of it until :meth:`retry` (run by the node's sweeper) has made every
+  pending ban of the key durable (in the store or the journal).
+* So :meth:`record` returns only once the ban is durable, or the key is fail-closed; the
+  service lets the failing session's answer leave only after it returned.
+* Recorded bans are loaded from the store, and journaled bans from the journal (pending, and
+  durable), when the registry is built: a restart loses no durable ban. :meth:`retry` moves
+  pending bans into the store and then frees their journal slots. Only a ban that neither the
+  store nor the journal could take lives in memory only (with its key fail-closed).
 
 Errors: :meth:`record` and :meth:`retry` never raise for a store failure (they report it).
 """
@@ -31,7 +37,9 @@ import logging
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Final, Literal
 
+from mpc_node.banjournal import BanJournal, BanJournalError
 from mpc_node.storage import MAX_REASON, NodeStore
 
 log = logging.getLogger("mpc_node.bans")
@@ -56,16 +64,33 @@ class Ban:
     reason: str
 
 
-class BanRegistry:
-    """Thread-safe. ``store`` must offer ``add_ban(key_id, peer, reason)`` and ``all_bans()``."""
+Outcome = Literal["recorded", "journaled", "not-recorded"]
+RECORDED: Final = "recorded"  # in the store
+JOURNALED: Final = "journaled"  # in the ban journal (durable); the sweeper moves it into the store
+NOT_RECORDED: Final = "not-recorded"  # in memory only: the key is fail-closed
 
-    def __init__(self, store: NodeStore) -> None:
+
+class BanRegistry:
+    """Thread-safe. ``store`` must offer ``add_ban(key_id, peer, reason)`` and ``all_bans()``;
+    ``journal`` is the node's ban journal (this registry is its only writer)."""
+
+    def __init__(self, store: NodeStore, journal: BanJournal) -> None:
         self._store = store
+        self._journal = journal
         self._mu = threading.Lock()  # guards the dicts below; never held while waiting for anything
         self._recorded: dict[bytes, dict[int, str]] = {k: dict(v) for k, v in store.all_bans().items()}
-        self._pending: dict[tuple[bytes, int], str] = {}
+        self._pending: dict[tuple[bytes, int], str] = {}  # not (known to be) in the store
+        self._journaled: dict[tuple[bytes, int], int] = {}  # pending bans in the journal -> slot
+        self._stale: list[int] = []  # journal slots whose ban is in the store (to free)
         self._closed: dict[bytes, str] = {}  # key -> why it is fail-closed
         self._pair_locks: dict[tuple[bytes, int], threading.Lock] = {}
+        for e in journal.entries():
+            kp = (e.key_id, e.peer)
+            if e.peer in self._recorded.get(e.key_id, {}) or kp in self._journaled:
+                self._stale.append(e.slot)
+            else:
+                self._pending[kp] = e.reason
+                self._journaled[kp] = e.slot
 
     # --- queries -----------------------------------------------------------------------------
     def banned(self, key_id: bytes) -> frozenset[int]:
@@ -78,6 +103,11 @@ class BanRegistry:
         with self._mu:
             got = self._pending.get((key_id, peer))
             return got if got is not None else self._recorded.get(key_id, {}).get(peer, "")
+
+    def journaled(self, key_id: bytes) -> frozenset[int]:
+        """Peers whose ban of ``key_id`` is durable in the journal, not yet in the store."""
+        with self._mu:
+            return frozenset(p for (k, p) in self._journaled if k == key_id)
 
     def closed(self, key_id: bytes) -> str | None:
         """Why ``key_id`` is fail-closed (a ban of it could not be written), else ``None``."""
@@ -118,37 +148,50 @@ class BanRegistry:
                 lk.release()
 
     # --- recording ---------------------------------------------------------------------------
-    def record(self, key_id: bytes, peer: int, reason: str) -> bool:
+    def record(self, key_id: bytes, peer: int, reason: str) -> Outcome:
         """Ban ``peer`` for ``key_id`` (call it holding :meth:`hold` for the peer).
 
-        The ban counts (pending) before this returns, whatever happens. Returns ``True`` once it
-        is durable; ``False`` if the store refused the write: the key is then fail-closed until
-        :meth:`retry` succeeds. The first reason of a ban is kept.
+        The ban counts (pending) before this returns, whatever happens. Returns
+        :data:`RECORDED` once it is in the store, :data:`JOURNALED` if the store refused the
+        write but the ban journal took it (durable either way), :data:`NOT_RECORDED` if both
+        failed: the key is then fail-closed until :meth:`retry` makes the ban durable. The first
+        reason of a ban is kept (the journal keeps a shortened one).
         """
         reason = reason[:MAX_REASON] or "ban"
         with self._mu:
             if peer in self._recorded.get(key_id, {}):
-                return True
+                return RECORDED
             self._pending.setdefault((key_id, peer), reason)
         if self._write(key_id, peer, reason):
-            return True
+            return RECORDED
+        if self._journal_ban(key_id, peer, reason):
+            return JOURNALED
         with self._mu:
-            self._closed[key_id] = "a ban could not be recorded (store write failed)"
-        return False
+            self._closed[key_id] = "a ban could not be recorded (store and ban journal writes failed)"
+        return NOT_RECORDED
 
     def retry(self) -> list[Ban]:
-        """Write every pending ban; lift fail-closed keys whose bans are all durable now.
-        Returns the bans written by this call."""
+        """Write every pending ban to the store (journaling those the store still refuses and
+        the journal does not hold yet); free the journal slots of bans now in the store; lift
+        fail-closed keys whose pending bans are all durable now. Returns the bans written to
+        the store by this call."""
         with self._mu:
             todo = list(self._pending.items())
+            stale, self._stale = self._stale, []
+        for slot in stale:
+            self._free_slot(slot)
         written = []
         for (key_id, peer), reason in todo:
             if self._write(key_id, peer, reason):
                 written.append(Ban(key_id, peer, reason))
+            else:
+                self._journal_ban(key_id, peer, reason)
         with self._mu:
-            for key_id in [k for k in self._closed if not any(pk == k for (pk, _) in self._pending)]:
+            for key_id in [k for k in self._closed if not any(
+                pk == k and (pk, pp) not in self._journaled for (pk, pp) in self._pending
+            )]:
                 del self._closed[key_id]
-                log.warning("key %s: pending bans are recorded; sessions of the key are accepted again", key_id.hex()[:16])
+                log.warning("key %s: pending bans are durable; sessions of the key are accepted again", key_id.hex()[:16])
         return written
 
     def _write(self, key_id: bytes, peer: int, reason: str) -> bool:
@@ -160,4 +203,34 @@ class BanRegistry:
         with self._mu:
             self._pending.pop((key_id, peer), None)
             self._recorded.setdefault(key_id, {}).setdefault(peer, reason)
+            slot = self._journaled.pop((key_id, peer), None)
+        if slot is not None:
+            self._free_slot(slot)
         return True
+
+    def _journal_ban(self, key_id: bytes, peer: int, reason: str) -> bool:
+        """Make a pending ban durable in the journal; ``True`` once it is durable somewhere."""
+        kp = (key_id, peer)
+        with self._mu:
+            if kp in self._journaled or kp not in self._pending:
+                return True
+        try:
+            slot = self._journal.put(key_id, peer, reason)
+        except (BanJournalError, ValueError) as e:
+            log.error("key %s: cannot journal the ban of party %d either (%s)", key_id.hex()[:16], peer, e)
+            return False
+        with self._mu:
+            if kp in self._pending and kp not in self._journaled:
+                self._journaled[kp] = slot
+                log.warning("key %s: ban of party %d written to the ban journal (slot %d)", key_id.hex()[:16], peer, slot)
+                return True
+        self._free_slot(slot)  # stored or journaled meanwhile by another thread
+        return True
+
+    def _free_slot(self, slot: int) -> None:
+        try:
+            self._journal.clear(slot)
+        except BanJournalError as e:  # harmless: the ban is in the store; retried by the sweeper
+            log.warning("%s", e)
+            with self._mu:
+                self._stale.append(slot)

@@ -117,6 +117,7 @@ def _serve(cfg: NodeConfig, ready: threading.Event | None, stop: threading.Event
     service.health.enter_graceful_shutdown()  # load balancers see NOT_SERVING while we drain
     service.stop()
     server.stop(grace=3).wait()
+    service.journal.close()
     audit.close()
     store.close()
     log.info("stopped")

@@ -17,7 +17,10 @@ consistency check holds the check locks of (key, every peer of the session) and 
 sure that no peer is banned or ban-pending and the key is not fail-closed (else the session
 aborts with the ban as reason, its check never run). A failed check records the ban durably
 and aborts every other live session of the key with that peer before its own abort leaves; if
-the ban cannot be written, every session of the key is refused until the sweeper writes it.
+the store cannot take the ban (a full disk), the preallocated ban journal does
+(:mod:`mpc_node.banjournal`; the sweeper moves it into the store); if neither can, every session
+of the key is refused until the sweeper makes it durable. Without a ban journal (it cannot be
+created at start) the node does not start.
 At most one live signing session per request id: a new one supersedes the old one.
 
 Governance: a signing session starts only with an approval bundle that meets the quorum of the
@@ -57,7 +60,8 @@ from governance.approval import REQUEST_ID_RE, SigningRequest
 from governance.audit import AuditLog
 from governance.errors import GovernanceError
 from governance.reservation import MAX_SIGN_ATTEMPTS, Reservation, reservation_quorum, sign_reservation, verify_receipts
-from mpc_node.bans import BanRegistry, Refusal
+from mpc_node.banjournal import BanJournal, BanJournalError, journal_path
+from mpc_node.bans import JOURNALED, NOT_RECORDED, BanRegistry, Refusal
 from mpc_node.clock import NodeClock
 from mpc_node.config import NodeConfig
 from mpc_node.envelope import Envelope, EnvelopeError, open_envelope, seal_broadcast, seal_direct
@@ -153,7 +157,11 @@ class NodeService:
             cfg.name, cfg.admin_set, cfg.initial_policy, store, audit, max_age_s=cfg.policy_max_age_s,
             clock=self.clock.now_ms, tolerance_ms=round(cfg.clock_tolerance_s * 1000),
         )
-        self.bans = BanRegistry(store)
+        try:  # no signing without a place a ban can always go (even once the disk is full)
+            self.journal = BanJournal.open(journal_path(cfg.store), cfg.index)
+        except BanJournalError as e:
+            raise RuntimeError(f"{e}; the node cannot record bans durably and does not start") from None
+        self.bans = BanRegistry(store, self.journal)
 
     # ---------------------------------------------------------------------------------------
     def node_name(self, i: int | None) -> str:
@@ -609,7 +617,7 @@ class NodeService:
         return RpcError(
             Code.UNAVAILABLE,
             f"sign.key_id: {self.cfg.name} refuses every session of key {key_id.hex()[:16]}: a ban could not be recorded "
-            "(store write failed); it retries in the background and accepts the key again once the ban is durable",
+            "(store and ban journal writes failed); it retries in the background and accepts the key again once the ban is durable",
         )
 
     # --- bans --------------------------------------------------------------------------------
@@ -633,7 +641,8 @@ class NodeService:
         closed), then abort every other live session of the key that it affects. Call holding
         the check lock of ``(s.key_id, peer)``; only then may the abort of ``s`` leave."""
         stored = f"{reason} in session {s.short}"
-        durable = self.bans.record(s.key_id, peer, stored)
+        outcome = self.bans.record(s.key_id, peer, stored)
+        durable = outcome != NOT_RECORDED
         closed = None if durable else self._closed_error(s.key_id)
 
         def reason_for(o: Session) -> RpcError:
@@ -644,9 +653,10 @@ class NodeService:
         n = self._abort_sessions(s.key_id, peer if durable else None, s, reason_for)
         log.warning(
             "key %s: %s banned%s: %s; %d other live session(s) aborted", s.key_id.hex()[:16], self.node_name(peer),
-            "" if durable else " (NOT recorded: the key is refused until the ban is written)", stored, n,
+            {NOT_RECORDED: " (NOT recorded: the key is refused until the ban is written)",
+             JOURNALED: " (in the ban journal: the store refused it)"}.get(outcome, ""), stored, n,
         )
-        self._audit_ban(s.key_id, peer, stored, "recorded" if durable else "not-recorded", aborted=n)
+        self._audit_ban(s.key_id, peer, stored, outcome, aborted=n)
 
     def _abort_sessions(
         self, key_id: bytes, peer: int | None, exclude: Session, make: Callable[[Session], RpcError]

@@ -19,6 +19,7 @@ import pytest
 from crypto_core.errors import ProtocolAbort
 from governance.audit import AuditLog
 from mpc_node.config import load_node_config
+from mpc_node.banjournal import BanJournal, BanJournalError, journal_path
 from mpc_node.faults import Fault, flip
 from mpc_node.keystore import load_keystore, read_passphrase
 from mpc_node.service import NodeService
@@ -157,7 +158,11 @@ def test_ban_write_failure_fails_the_key_closed_until_the_retry(lay, svcs, key, 
     def broken(*a: object) -> None:
         raise StoreError("database: disk I/O error")
 
+    def journal_broken(*a: object) -> None:
+        raise BanJournalError("ban journal: cannot write slot 0 (Input/output error)")
+
     monkeypatch.setattr(n1.store, "add_ban", broken)
+    monkeypatch.setattr(n1.journal, "put", journal_broken)  # the journal fails too (or is full)
     with pytest.raises(RpcError) as e:
         _step(n1, sid_a, 2, in_a[1])
     assert e.value.code == Code.ABORTED
@@ -195,6 +200,122 @@ def test_ban_write_failure_fails_the_key_closed_until_the_retry(lay, svcs, key, 
     # a restarted node still refuses node 2 (the ban was loaded from the store)
     again = NodeService(n1.cfg, n1.keys, n1.store, n1.audit)
     assert again.bans.banned(key.key_id) == frozenset({2})
+
+
+# --- the ban journal: a ban survives a full disk and a restart --------------------------------
+
+
+@pytest.fixture(scope="module")
+def key3(svcs: dict[int, NodeService]) -> node_pb2.DkgResult:
+    """A key nobody is banned for (the journal test bans node 2 for it)."""
+    res = _run(svcs, os.urandom(32), [1, 2, 3], dkg=node_pb2.DkgParams(threshold=T, parties=N, key_label=b"journal"))
+    k = res[1].dkg_result
+    for s in svcs.values():
+        s.CommitKey(node_pb2.CommitKeyRequest(key_id=k.key_id, public_key=k.public_key), None)
+    return k
+
+
+def _journal_on_disk(svc: NodeService) -> list[tuple[bytes, int, str]]:
+    """What a restarted node would read from ``svc``'s ban journal."""
+    j = BanJournal.open(journal_path(svc.cfg.store), svc.me)
+    try:
+        return [(e.key_id, e.peer, e.reason) for e in j.entries()]
+    finally:
+        j.close()
+
+
+def test_ban_goes_to_the_journal_when_the_store_is_full_and_survives_a_restart(lay, svcs, key3, monkeypatch) -> None:
+    n1 = svcs[1]
+    monkeypatch.setattr(svcs[2], "faults", _Cheat())
+    sid_a, in_a = _to_round2(svcs, [1, 2], _params(lay, key3, (1, 2)))
+    sid_b, in_b = _to_round2(svcs, [1, 2], _params(lay, key3, (1, 2)))
+
+    def full(*a: object) -> None:
+        raise StoreError("database or disk is full")
+
+    monkeypatch.setattr(n1.store, "add_ban", full)
+    with pytest.raises(RpcError) as e:
+        _step(n1, sid_a, 2, in_a[1])
+    assert e.value.code == Code.ABORTED and "OT extension consistency check failed" in e.value.message
+    # durable before the answer left: the journal file holds the ban
+    ((kid, peer, reason),) = _journal_on_disk(n1)
+    assert (kid, peer) == (key3.key_id, 2)
+    assert reason == f"OT extension consistency check failed in session {sid_a.hex()[:12]}"
+    assert n1.bans.journaled(key3.key_id) == frozenset({2}) and n1.bans.closed(key3.key_id) is None
+    assert _audit(n1, "ban")[-1].outcome == "journaled"
+    # the other session with node 2 aborted without running its check; the key stays open
+    with pytest.raises(RpcError) as e:
+        _step(n1, sid_b, 2, in_b[1])
+    assert e.value.code == Code.ABORTED and "banned by node-1 for key" in e.value.message
+    res = _run(svcs, os.urandom(32), [1, 3], sign=_params(lay, key3, (1, 3)))
+    assert all(isinstance(r, node_pb2.StepResponse) and r.finished for r in res.values()), res
+    assert n1.retry_bans() == 0 and n1.bans.journaled(key3.key_id) == frozenset({2})  # store still full
+
+    # the process dies before the store can take the ban: a restarted node still refuses node 2
+    again = NodeService(n1.cfg, n1.keys, n1.store, n1.audit)
+    try:
+        assert again.bans.banned(key3.key_id) == frozenset({2})
+        assert again.bans.journaled(key3.key_id) == frozenset({2}) and again.bans.closed(key3.key_id) is None
+        with pytest.raises(RpcError) as e:
+            _start({1: again}, [1], _params(lay, key3, (1, 2)))
+        assert e.value.code == Code.PERMISSION_DENIED and "node 2 (node-2) is banned by node-1" in e.value.message
+        # the disk has space again: the sweeper moves the ban into the store and frees the slot
+        monkeypatch.undo()
+        assert again.retry_bans() == 1
+        assert n1.store.banned(key3.key_id) == frozenset({2})
+        assert again.bans.banned(key3.key_id) == frozenset({2}) and again.bans.journaled(key3.key_id) == frozenset()
+        assert _audit(again, "ban")[-1].outcome == "recorded-late"
+        assert _journal_on_disk(again) == []
+        assert again.retry_bans() == 0
+    finally:
+        again.journal.close()
+
+
+def test_a_node_without_a_ban_journal_does_not_start(svcs, tmp_path, monkeypatch) -> None:
+    """The disk is full at boot and the journal does not exist yet: the node refuses to start
+    (``mpc-node`` prints "cannot start: ..." and exits 1) rather than sign without it."""
+    import dataclasses
+    import errno
+
+    n1 = svcs[1]
+    cfg = dataclasses.replace(n1.cfg, store=tmp_path / "node.db")
+
+    def enospc(*a: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", enospc, raising=False)
+    with pytest.raises(RuntimeError) as e:
+        NodeService(cfg, n1.keys, n1.store, n1.audit)
+    assert str(e.value) == (
+        f"ban journal {tmp_path / 'node.db.bans'}: cannot create or read (No space left on device); "
+        "the node cannot record bans durably and does not start"
+    )
+
+
+def test_mpc_node_refuses_to_start_without_a_ban_journal(lay, tmp_path) -> None:
+    """The real ``mpc-node`` process: its ban journal cannot be created (here a directory is in
+    the way): it exits 1 before serving, naming the journal."""
+    import json
+    import subprocess
+    import sys
+
+    doc = json.loads(lay.node_config(1).read_text())
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "node.db.bans").mkdir()
+    doc.update(store=str(data / "node.db"), audit_db=str(data / "audit.db"), log_file=str(tmp_path / "node.log"))
+    for k in ("keystore", "passphrase_file"):  # the layout's files (relative to its config)
+        if isinstance(doc.get(k), str):
+            doc[k] = str((lay.node_config(1).parent / doc[k]).resolve())
+    cfg = tmp_path / "node.json"
+    cfg.write_text(json.dumps(doc))
+    p = subprocess.run(
+        [sys.executable, "-m", "mpc_node.main", "--config", str(cfg)], capture_output=True, text=True, timeout=60,
+        env={k: v for k, v in os.environ.items() if k != "MPC_TEST_FAULT_FILE"},
+    )
+    assert p.returncode == 1, (p.stdout, p.stderr)
+    assert f"mpc-node: cannot start: ban journal {data / 'node.db.bans'}: cannot open (Is a directory); " in p.stderr
+    assert "the node cannot record bans durably and does not start" in p.stderr
 
 
 # --- one live session per request ------------------------------------------------------------
