@@ -9,11 +9,10 @@ audit flow, ``policy show``, and ``request watch``.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -22,29 +21,14 @@ from pathlib import Path
 
 import pytest
 
-from mpcnet.cli import main as cli_main
 from mpcnet.cluster import child_env
 
+from .cli_util import cli
 from .test_cluster_api import verify_independently
 
 
 def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     p = subprocess.run([sys.executable, "-m", *args], env=child_env(), capture_output=True, text=True, timeout=120)
-    if check and p.returncode != 0:
-        raise AssertionError(f"{args} exited {p.returncode}\nstdout:{p.stdout}\nstderr:{p.stderr}")
-    return p
-
-
-def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """``mpc ARGS`` in this process: mpcnet.cli.main with stdout and stderr captured; the exit code
-    is main's return value, or the SystemExit code (argparse usage errors exit 2)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = cli_main(list(args))
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else 1
-    p = subprocess.CompletedProcess(["mpc", *args], code, out.getvalue(), err.getvalue())
     if check and p.returncode != 0:
         raise AssertionError(f"{args} exited {p.returncode}\nstdout:{p.stdout}\nstderr:{p.stderr}")
     return p
@@ -142,6 +126,21 @@ def test_keygen_request_approve_sign_pubkey_keys_with_json(cdir: Path) -> None:
     assert "audit trail verified" in audit.stdout and audit.stdout.count(" ok ") == 4
 
 
+def first_line(p: subprocess.Popen[str], timeout: float = 30.0) -> str:
+    """The first line ``p`` prints, read from the pipe's descriptor (unbuffered, so that
+    ``p.communicate()`` still gets the rest); AssertionError after ``timeout`` seconds."""
+    assert p.stdout is not None
+    fd, buf, deadline = p.stdout.fileno(), b"", time.monotonic() + timeout
+    while b"\n" not in buf:
+        if not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            raise AssertionError(f"no line within {timeout:.0f}s: {buf!r}")
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        buf += chunk
+    return buf.decode()
+
+
 def test_reject_and_watch(cdir: Path) -> None:
     key = [k["key_id"] for k in json.loads(mpc(cdir, "admin1", "keys", "--json").stdout) if k["label"] == "cli"][0]
     req = json.loads(mpc(cdir, "requester1", "request", "sign", "--key", key, "--digest", "11" * 32, "--description", "no", "--json").stdout)
@@ -150,11 +149,12 @@ def test_reject_and_watch(cdir: Path) -> None:
         env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        time.sleep(0.5)
+        first = first_line(watcher)  # it watches before the rejections (no race with a slow start)
         mpc(cdir, "approver1", "reject", req["request_id"])
         out = json.loads(mpc(cdir, "approver2", "reject", req["request_id"], "--json").stdout)
         assert out["state"] == "rejected" and "rejected by approver1, approver2" in out["error"]["message"]
-        stdout, _ = watcher.communicate(timeout=30)
+        rest, _ = watcher.communicate(timeout=30)
+        stdout = first + rest
     finally:
         if watcher.poll() is None:
             watcher.kill()
