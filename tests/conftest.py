@@ -1,6 +1,5 @@
 import os
 import re
-import secrets
 
 from hypothesis import HealthCheck, settings
 
@@ -32,16 +31,19 @@ def scaled(n: int, profile: str = PROFILE) -> int:
 
 
 WORKER_PORTS = 400
-"""Ports per pytest process in $MPCNET_PORT_RANGE (a cluster takes nodes + 1)."""
+"""Ports per pytest process in $MPCNET_PORT_RANGE (a cluster takes nodes + 1); fewer (down to 50)
+when that many workers would not fit."""
 
 
 def worker_port_range() -> str | None:
-    """This pytest process's own "LO-HI" for $MPCNET_PORT_RANGE, or None if there is no room.
+    """This pytest process's own "LO-HI" for $MPCNET_PORT_RANGE, or None if there is no room
+    (then the kernel picks ports, as outside the tests).
 
     Ports come from 20000 up to the kernel's ephemeral range (which outgoing connections and port
     0 use). Every xdist worker gets a disjoint block of WORKER_PORTS; the run's blocks sit at an
-    offset drawn from the run id (PYTEST_XDIST_TESTRUNUID, shared by its workers), so concurrent
-    runs on one machine most likely use different ports too (and free_ports skips ports in use).
+    offset drawn from the run id (PYTEST_XDIST_TESTRUNUID, shared by its workers; the process id
+    without workers), so concurrent runs on one machine most likely use different ports too (and
+    free_ports skips ports in use).
     """
     try:
         with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
@@ -51,16 +53,35 @@ def worker_port_range() -> str | None:
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
     index = int(worker[2:]) if worker[:2] == "gw" and worker[2:].isdigit() else 0
-    slots = (min(ephemeral_lo, 65536) - 20000) // (WORKER_PORTS * workers)
-    if slots < 1 or index >= workers:
+    pool = min(ephemeral_lo, 65536) - 20000
+    per = min(WORKER_PORTS, pool // max(1, workers))
+    if per < 50 or index >= workers:
         return None
+    slots = pool // (per * workers)
     run = os.environ.get("PYTEST_XDIST_TESTRUNUID", "")
-    slot = int(run, 16) % slots if re.fullmatch(r"[0-9a-f]{1,64}", run) else secrets.randbelow(slots)
-    lo = 20000 + (slot * workers + index) * WORKER_PORTS
-    return f"{lo}-{lo + WORKER_PORTS - 1}"
+    slot = int(run, 16) % slots if re.fullmatch(r"[0-9a-f]{1,64}", run) else os.getpid() % slots
+    lo = 20000 + (slot * workers + index) * per
+    return f"{lo}-{lo + per - 1}"
 
 
-if "MPCNET_PORT_RANGE" not in os.environ:
-    _range = worker_port_range()
-    if _range is not None:
-        os.environ["MPCNET_PORT_RANGE"] = _range  # inherited by every node, coordinator and CLI child
+PORT_RANGE_AUTO_ENV = "MPCNET_TEST_PORT_RANGE_AUTO"
+"""Set to 1 beside $MPCNET_PORT_RANGE when this file chose the range: xdist workers inherit the
+controller's environment, and must each choose their own, not keep the controller's."""
+
+
+def choose_port_range() -> None:
+    """Set $MPCNET_PORT_RANGE for this pytest process (inherited by every node, coordinator and
+    CLI child it starts). A range the caller set is kept in a run without workers (-n 0)."""
+    chosen_here = os.environ.get(PORT_RANGE_AUTO_ENV) == "1"
+    if "MPCNET_PORT_RANGE" in os.environ and not chosen_here and "PYTEST_XDIST_WORKER" not in os.environ:
+        return
+    r = worker_port_range()
+    if r is None:
+        os.environ.pop("MPCNET_PORT_RANGE", None)
+        os.environ.pop(PORT_RANGE_AUTO_ENV, None)
+    else:
+        os.environ["MPCNET_PORT_RANGE"] = r
+        os.environ[PORT_RANGE_AUTO_ENV] = "1"
+
+
+choose_port_range()

@@ -3,6 +3,7 @@ worker gets its own ports."""
 
 from __future__ import annotations
 
+import os
 import re
 from itertools import pairwise
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 
 from mpcnet.cluster import port_range
 
-from .conftest import WORKER_PORTS, scaled, worker_port_range
+from .conftest import PORT_RANGE_AUTO_ENV, WORKER_PORTS, choose_port_range, scaled, worker_port_range
 
 TESTS = Path(__file__).resolve().parent
 
@@ -56,3 +57,36 @@ def test_workers_of_a_run_get_disjoint_port_ranges_below_the_ephemeral_range(mon
             assert hi - lo + 1 == WORKER_PORTS and 20000 <= lo and hi < ephemeral_lo
         assert all(a[1] < b[0] for a, b in pairwise(sorted(ranges)))  # disjoint
         assert _range(monkeypatch, "gw2", 4, run) == ranges[2]  # the same run id: the same ranges
+    many = [_range(monkeypatch, f"gw{i}", 64, "ab" * 16) for i in range(64)]  # smaller blocks
+    assert all(hi - lo + 1 < WORKER_PORTS and 20000 <= lo and hi < ephemeral_lo for lo, hi in many)
+    assert all(a[1] < b[0] for a, b in pairwise(sorted(many)))
+
+
+def test_this_process_uses_its_own_block() -> None:
+    """Under xdist: this worker's block, not the controller's (which the workers inherit)."""
+    if os.environ.get(PORT_RANGE_AUTO_ENV) == "1":
+        assert os.environ["MPCNET_PORT_RANGE"] == worker_port_range()
+    else:  # the caller chose the range, which a run without workers keeps
+        assert "PYTEST_XDIST_WORKER" not in os.environ and port_range() is not None
+
+
+def test_a_worker_chooses_its_own_block_and_a_single_process_keeps_the_callers(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID", PORT_RANGE_AUTO_ENV):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("MPCNET_PORT_RANGE", "30000-30010")
+    choose_port_range()  # the caller's, one process
+    assert os.environ["MPCNET_PORT_RANGE"] == "30000-30010" and PORT_RANGE_AUTO_ENV not in os.environ
+    monkeypatch.delenv("MPCNET_PORT_RANGE")
+    choose_port_range()  # the controller's (or a single process's) own
+    controller = os.environ["MPCNET_PORT_RANGE"]
+    assert os.environ[PORT_RANGE_AUTO_ENV] == "1"
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "2")
+    monkeypatch.setenv("PYTEST_XDIST_TESTRUNUID", "ab" * 16)
+    blocks = []
+    for w in ("gw0", "gw1"):
+        monkeypatch.setenv("MPCNET_PORT_RANGE", controller)  # inherited from the controller
+        monkeypatch.setenv(PORT_RANGE_AUTO_ENV, "1")
+        monkeypatch.setenv("PYTEST_XDIST_WORKER", w)
+        choose_port_range()
+        blocks.append(port_range())
+    assert blocks[0] != blocks[1] and blocks == [_range(monkeypatch, "gw0", 2, "ab" * 16), _range(monkeypatch, "gw1", 2, "ab" * 16)]
