@@ -90,3 +90,36 @@ def test_a_worker_chooses_its_own_block_and_a_single_process_keeps_the_callers(m
         choose_port_range()
         blocks.append(port_range())
     assert blocks[0] != blocks[1] and blocks == [_range(monkeypatch, "gw0", 2, "ab" * 16), _range(monkeypatch, "gw1", 2, "ab" * 16)]
+
+
+def _lock() -> dict[str, tuple[str, int]]:
+    """requirements.lock as {normalized name: (version, number of hashes)}."""
+    out: dict[str, tuple[str, int]] = {}
+    name = ""
+    for line in (TESTS.parent / "requirements.lock").read_text().splitlines():
+        m = re.match(r"([A-Za-z0-9._-]+)==([^ ;\\]+)", line)
+        if m:
+            name = re.sub(r"[-_.]+", "-", m[1]).lower()
+            out[name] = (m[2], 0)
+        elif line.strip().startswith("--hash=sha256:") and name:
+            assert re.fullmatch(r"\s*--hash=sha256:[0-9a-f]{64}( \\)?", line), line
+            out[name] = (out[name][0], out[name][1] + 1)
+    return out
+
+
+def test_the_lock_file_pins_every_dependency_of_pyproject_with_hashes() -> None:
+    """scripts/_venv.sh installs requirements.lock and then the project with --no-deps: a pin in
+    pyproject.toml (or scripts/build-requirements.in) that the lock lacks would never be installed."""
+    import tomllib
+
+    project = tomllib.loads((TESTS.parent / "pyproject.toml").read_text())["project"]
+    wanted = list(project["dependencies"]) + list(project["optional-dependencies"]["dev"])
+    build = (TESTS.parent / "scripts" / "build-requirements.in").read_text().splitlines()
+    wanted += [x for x in build if x.strip() and not x.startswith("#")]
+    lock = _lock()
+    for req in wanted:
+        m = re.fullmatch(r"([A-Za-z0-9._-]+)==([A-Za-z0-9.+!-]+)", req.strip())
+        assert m, f"{req!r}: pin every direct dependency exactly (NAME==VERSION)"
+        name = re.sub(r"[-_.]+", "-", m[1]).lower()
+        assert lock.get(name, ("missing", 0))[0] == m[2], f"{req}: requirements.lock has {lock.get(name)}; run scripts/lock"
+    assert lock and all(n >= 1 for _, n in lock.values()), {k: v for k, v in lock.items() if v[1] < 1}
