@@ -37,6 +37,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -107,15 +108,59 @@ def _busy_on_ipv6_loopback(port: int) -> bool:
     return False
 
 
+PORT_RANGE_ENV = "MPCNET_PORT_RANGE"
+
+
+def port_range() -> tuple[int, int] | None:
+    """$MPCNET_PORT_RANGE as (LO, HI), both inclusive, or None when it is unset or empty.
+
+    Raises ClusterError naming the variable unless it is "LO-HI" with 1024 <= LO <= HI <= 65535.
+    """
+    v = os.environ.get(PORT_RANGE_ENV, "")
+    if not v:
+        return None
+    m = re.fullmatch(r"([0-9]{4,5})-([0-9]{4,5})", v)
+    if not m or not 1024 <= int(m[1]) <= int(m[2]) <= 65535:
+        raise ClusterError(f"${PORT_RANGE_ENV}: must be LO-HI with 1024 <= LO <= HI <= 65535, got {v[:40]!r}")
+    return int(m[1]), int(m[2])
+
+
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """``count`` distinct ports free on ``host`` and, since clients dial ``localhost``, on ``::1``."""
+    """``count`` distinct TCP ports free on ``host`` and, since clients dial ``localhost``, on
+    ``::1`` too.
+
+    Without $MPCNET_PORT_RANGE the kernel picks them (from its ephemeral range). With it ("LO-HI")
+    they come from that range only, from a random offset on, skipping ports in use: the test suite
+    gives each parallel worker its own range below the ephemeral one, so clusters in different
+    workers (and outgoing connections) never take each other's ports. Raises ClusterError when the
+    range has fewer than ``count`` free ports.
+    """
+    rng = port_range()
     socks: list[socket.socket] = []
     skipped: list[socket.socket] = []  # held until the end, so their ports are not offered again
     try:
-        while len(socks) < count:
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((host, 0))
-            (skipped if _busy_on_ipv6_loopback(s.getsockname()[1]) else socks).append(s)
+        if rng is None:
+            while len(socks) < count:
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                s.bind((host, 0))
+                (skipped if _busy_on_ipv6_loopback(s.getsockname()[1]) else socks).append(s)
+        else:
+            lo, hi = rng
+            span = hi - lo + 1
+            start = secrets.randbelow(span)
+            for k in range(span):
+                if len(socks) == count:
+                    break
+                port = lo + (start + k) % span
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                try:
+                    s.bind((host, port))
+                except OSError:
+                    s.close()
+                    continue
+                (skipped if _busy_on_ipv6_loopback(port) else socks).append(s)
+            if len(socks) < count:
+                raise ClusterError(f"${PORT_RANGE_ENV}: fewer than {count} free ports in {lo}-{hi}")
         return [s.getsockname()[1] for s in socks]
     finally:
         for s in socks + skipped:

@@ -6,8 +6,10 @@ from crypto_core.errors import ProtocolAbort
 from crypto_core.group import G, INFINITY
 from crypto_core.rng import DeterministicRng
 
+from ..conftest import scaled
 
-@settings(max_examples=5)
+
+@settings(max_examples=scaled(5))
 @given(st.binary(min_size=1, max_size=8))
 def test_receiver_key_matches_chosen_branch_only(seed):
     rng = DeterministicRng(seed)

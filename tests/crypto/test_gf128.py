@@ -4,6 +4,8 @@ from hypothesis import given, settings, strategies as st
 
 from crypto_core import gf128
 
+from ..conftest import scaled
+
 elems = st.integers(min_value=0, max_value=gf128.MASK)
 
 
@@ -15,7 +17,7 @@ def test_commutative_and_references_agree(a, b):
     assert 0 <= ab <= gf128.MASK
 
 
-@settings(max_examples=50)
+@settings(max_examples=scaled(50))
 @given(elems, elems, elems)
 def test_associative_and_distributive(a, b, c):
     m = gf128.mul_ref
@@ -36,7 +38,7 @@ def test_reduction_polynomial():
     assert gf128.mul_clmul(1 << 127, 2) == 0x87
 
 
-@settings(max_examples=3)
+@settings(max_examples=scaled(3))
 @given(elems.filter(lambda v: v != 0))
 def test_frobenius(a):
     """a^(2^128) = a: 128 squarings return to the start."""
@@ -55,7 +57,7 @@ def test_block_encoding_is_little_endian():
         gf128.mul_ref(1 << 128, 1)
 
 
-@settings(max_examples=20)
+@settings(max_examples=scaled(20))
 @given(st.lists(elems, min_size=1, max_size=5))
 def test_basis_lanes_match_repeated_doubling(chis):
     assert gf128._mul_x_powers(chis) == gf128._mul_x_powers_ref(chis)
@@ -66,7 +68,7 @@ def test_basis_extremes():
         assert gf128._mul_x_powers(chis) == gf128._mul_x_powers_ref(chis)
 
 
-@settings(max_examples=20)
+@settings(max_examples=scaled(20))
 @given(st.integers(1, 6).map(lambda n: 8 * n), st.integers(1, 12), st.randoms(use_true_random=False))
 def test_bit_transpose_matches_reference(n, w, rnd):
     rows = np.frombuffer(rnd.randbytes(n * w), dtype=np.uint8).reshape(n, w)
@@ -80,7 +82,7 @@ def test_bit_transpose_matches_reference(n, w, rnd):
     assert (gf128.bit_transpose(out) == rows).all()
 
 
-@settings(max_examples=15)
+@settings(max_examples=scaled(15))
 @given(st.lists(elems, min_size=4, max_size=4), st.randoms(use_true_random=False))
 def test_fast_fold_matches_reference(chis, rnd):
     folder = gf128.Folder(chis)

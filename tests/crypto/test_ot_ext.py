@@ -15,6 +15,8 @@ from crypto_core.rng import DeterministicRng
 from crypto_core.tags import Tag
 from crypto_core.transcript import frame, u32
 
+from ..conftest import scaled
+
 PEER = 7
 SID = bytes(range(32))
 
@@ -142,7 +144,7 @@ def test_pads_depend_on_sid(run):
     assert ot_ext.rot_digests(SID, out.t_cols) != ot_ext.rot_digests(other, out.t_cols)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=scaled(150), deadline=None)
 @given(st.integers(0, LAY.msg_len * 8 - 1))
 def test_any_single_bit_flip_is_caught_and_banned(seeds, run, pos):
     """Any bit of any U row, of x~ or of any t~_k: the sender's check fails, with a ban."""

@@ -9,6 +9,8 @@ from crypto_core.rng import DeterministicRng
 from crypto_core.tags import Tag
 from crypto_core.transcript import hash_to_scalar
 
+from ..conftest import scaled
+
 BOB, ALICE = 3, 5  # party indices: Alice's errors name BOB, Bob's name ALICE
 XI, W = rvole.XI, 3
 ETA_OFF = rvole.A_TILDE_LEN
@@ -64,7 +66,7 @@ def test_message_sizes():
     assert rvole.MSG2_LEN == XI * 3 * 32 + 32 + 64
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=scaled(12), deadline=None)
 @given(scalars, scalars, st.binary(min_size=1, max_size=8))
 def test_correctness(seeds, a0, a1, seed):
     recv, send = seeds
@@ -133,7 +135,7 @@ def _tampered_run(seeds, j, i, e, rng=None):
     return bob, msg2
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=scaled(20), deadline=None)
 @given(st.integers(0, XI - 1), st.integers(0, 2), st.integers(1, Q - 1))
 def test_selective_failure_iff_beta_j(seeds, j, i, e):
     """Adding e != 0 to a~[j][i] fails the mu check exactly when beta_j = 1."""
@@ -176,7 +178,7 @@ def test_all_zero_beta_cannot_see_tampering(seeds):
     bob2.finish(msg2_tampered)
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=scaled(10), deadline=None)
 @given(st.integers(1, Q - 1))
 def test_eta_tilde_tamper_fails(seeds, e):
     recv, send = seeds
@@ -190,7 +192,7 @@ def test_eta_tilde_tamper_fails(seeds, e):
     assert exc.value.party == ALICE and exc.value.ban
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=scaled(10), deadline=None)
 @given(st.integers(0, 63), st.integers(1, 255))
 def test_mu_tamper_always_fails(seeds, pos, x):
     recv, send = seeds
@@ -250,7 +252,7 @@ def test_local_misuse(seeds):
             rvole.RvoleAlice.respond(send, sid, a, msg1, rng, peer=BOB)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=scaled(60), deadline=None)
 @given(st.integers(0, rvole.MSG1_LEN - 1), st.integers(1, 255))
 def test_msg1_single_byte_mutation(seeds, pos, x):
     """Any mutated byte of U, x~ or t~ is caught by Alice's OT-extension check (with a ban)."""
@@ -263,7 +265,7 @@ def test_msg1_single_byte_mutation(seeds, pos, x):
     assert exc.value.party == BOB and exc.value.ban
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=scaled(60), deadline=None)
 @given(st.integers(0, rvole.MSG2_LEN - 1), st.integers(1, 255))
 def test_msg2_single_byte_mutation(seeds, pos, x):
     """Any mutated byte of a~, eta~ or mu: Bob aborts naming Alice, never accepts silently.

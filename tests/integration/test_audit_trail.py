@@ -11,7 +11,6 @@ import hashlib
 import json
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,8 +19,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from governance.audit import _entry_hash, _signed_message
 from mpcnet.client import MpcClient, SigningTeam
-from mpcnet.cluster import child_env
 
+from .cli_util import cli
 from .conftest import make_cluster
 
 
@@ -40,10 +39,7 @@ def ac(tmp_path_factory):
 
 
 def verify(ac, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mpcnet.cli", "--cluster", str(ac.lay.dir), "--as", "auditor1", "audit", "verify", *extra],
-        env=child_env(), capture_output=True, text=True, timeout=60,
-    )
+    return cli("--cluster", str(ac.lay.dir), "--as", "auditor1", "audit", "verify", *extra, check=False)
 
 
 def line(out: str, component: str) -> str:
@@ -189,11 +185,9 @@ def test_local_database_mode_names_the_entry(ac, tmp_path) -> None:
     src.close()
     dst.close()
     key = info["audit"]["node-1"]["public_key"]
-    ok = subprocess.run([sys.executable, "-m", "mpcnet.cli", "audit", "verify", "--db", str(copy), "--public-key", key, "--json"],
-                        env=child_env(), capture_output=True, text=True, timeout=60)
+    ok = cli("audit", "verify", "--db", str(copy), "--public-key", key, "--json", check=False)
     assert ok.returncode == 0 and json.loads(ok.stdout)["ok"]
     with attacker(copy) as conn:
         conn.execute("UPDATE audit SET actor = 'mallory' WHERE seq = 2")
-    p = subprocess.run([sys.executable, "-m", "mpcnet.cli", "audit", "verify", "--db", str(copy), "--public-key", key],
-                       env=child_env(), capture_output=True, text=True, timeout=60)
+    p = cli("audit", "verify", "--db", str(copy), "--public-key", key, check=False)
     assert p.returncode == 1 and "BROKEN at entry 2: entry_hash does not match" in p.stdout, p.stdout

@@ -1,11 +1,18 @@
 """``mpc-cluster`` (detached trio supervisor) and the ``mpc`` CLI, as a user runs them: the
-identities it creates, and the whole request / approve / sign / audit flow."""
+identities it creates, and the whole request / approve / sign / audit flow.
+
+``mpc-cluster`` always runs as a process. ``mpc`` runs in this process (:func:`cli`: the same
+``main``, exit code and output, without a Python start per call), except in the end-to-end tests
+that run it as a process (:func:`mpc_process`): the keygen / request / approve / pubkey / keys /
+audit flow, ``policy show``, and ``request watch``.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -16,6 +23,7 @@ import pytest
 
 from mpcnet.cluster import child_env
 
+from .cli_util import cli
 from .test_cluster_api import verify_independently
 
 
@@ -27,19 +35,25 @@ def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 def mpc(d: Path, who: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return cli("--cluster", str(d), "--as", who, *args, check=check)
+
+
+def mpc_process(d: Path, who: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """The same as :func:`mpc`, as a separate process (``python -m mpcnet.cli``)."""
     return run("mpcnet.cli", "--cluster", str(d), "--as", who, *args, check=check)
 
 
-def sign_via_cli(d: Path, key_id: str, digest: bytes, *extra: str) -> dict:
-    """requester1 asks, approver1 and approver2 approve (the second with --wait): the signature."""
-    req = json.loads(mpc(d, "requester1", "request", "sign", "--key", key_id, "--digest", digest.hex(), "--description", "cli test", *extra, "--json").stdout)
+def sign_via_cli(d: Path, key_id: str, digest: bytes, *extra: str, via=mpc) -> dict:
+    """requester1 asks, approver1 and approver2 approve (the second with --wait): the signature.
+    ``via``: :func:`mpc` (in this process) or :func:`mpc_process`."""
+    req = json.loads(via(d, "requester1", "request", "sign", "--key", key_id, "--digest", digest.hex(), "--description", "cli test", *extra, "--json").stdout)
     assert req["state"] == "pending_approval" and req["approvals"] == []
-    p = mpc(d, "approver1", "approve", req["request_id"], "--expect-digest", "00" * 32, check=False)
+    p = via(d, "approver1", "approve", req["request_id"], "--expect-digest", "00" * 32, check=False)
     assert p.returncode == 1 and "nothing was signed" in p.stderr
-    p = mpc(d, "approver1", "approve", req["request_id"], "--expect-digest", digest.hex(), "--expect-path", "m/9/9", check=False)
+    p = via(d, "approver1", "approve", req["request_id"], "--expect-digest", digest.hex(), "--expect-path", "m/9/9", check=False)
     assert p.returncode == 1 and "derivation_path: request" in p.stderr and "nothing was signed" in p.stderr
-    mpc(d, "approver1", "approve", req["request_id"], "--expect-digest", digest.hex(), "--expect-key", key_id)
-    done = json.loads(mpc(d, "approver2", "approve", req["request_id"], "--wait", "--json").stdout)
+    via(d, "approver1", "approve", req["request_id"], "--expect-digest", digest.hex(), "--expect-key", key_id)
+    done = json.loads(via(d, "approver2", "approve", req["request_id"], "--wait", "--json").stdout)
     assert done["state"] == "done", done
     return done["signature"]
 
@@ -83,7 +97,7 @@ def test_up_writes_cluster_json_and_everything_is_healthy(cdir: Path) -> None:
         assert oct((d / "signing.key").stat().st_mode & 0o777) == "0o600"
     assert set(info["admin_set"]["admins"]) == {"admin1", "admin2", "admin3"} and info["admin_set"]["quorum"] == 2
     assert set(info["audit"]) == {"coordinator", "node-1", "node-2", "node-3"}
-    policy = json.loads(mpc(cdir, "auditor1", "policy", "show", "--json").stdout)
+    policy = json.loads(mpc_process(cdir, "auditor1", "policy", "show", "--json").stdout)
     assert policy["approval_quorum"] == 2 and sorted(policy["approvers"]) == ["approver1", "approver2", "approver3"]
     assert policy["requesters"] == ["requester1"] and policy["signed_by"] == ["admin1", "admin2"]
     again = run("mpcnet.cluster_cli", "up", "--nodes", "3", "--threshold", "2", "--dir", str(cdir))
@@ -91,27 +105,42 @@ def test_up_writes_cluster_json_and_everything_is_healthy(cdir: Path) -> None:
 
 
 def test_keygen_request_approve_sign_pubkey_keys_with_json(cdir: Path) -> None:
-    key = json.loads(mpc(cdir, "admin1", "keygen", "--label", "cli", "--json").stdout)
+    key = json.loads(mpc_process(cdir, "admin1", "keygen", "--label", "cli", "--json").stdout)
     assert key["status"] == "active" and key["label"] == "cli"
     digest = hashlib.sha256(b"cli").digest()
-    sig = sign_via_cli(cdir, key["key_id"], digest, "--path", "m/0/1")
+    sig = sign_via_cli(cdir, key["key_id"], digest, "--path", "m/0/1", via=mpc_process)
     assert set(sig) >= {"r", "s", "recovery_id", "der", "public_key", "request_id"}
-    pub = json.loads(mpc(cdir, "auditor1", "pubkey", "--key", key["key_id"], "--path", "m/0/1", "--json").stdout)
+    pub = json.loads(mpc_process(cdir, "auditor1", "pubkey", "--key", key["key_id"], "--path", "m/0/1", "--json").stdout)
     assert pub["public_key"] == sig["public_key"]
     assert pub["public_key_uncompressed"].startswith("04") and len(pub["public_key_uncompressed"]) == 130
     assert pub["ethereum_address"].startswith("0x") and len(pub["ethereum_address"]) == 42
     verify_independently(bytes.fromhex(pub["public_key"]), bytes.fromhex(sig["der"]), digest)
-    keys = json.loads(mpc(cdir, "requester1", "keys", "--json").stdout)
+    keys = json.loads(mpc_process(cdir, "requester1", "keys", "--json").stdout)
     assert key["key_id"] in [k["key_id"] for k in keys]
-    req = json.loads(mpc(cdir, "auditor1", "request", "show", sig["request_id"], "--json").stdout)
+    req = json.loads(mpc_process(cdir, "auditor1", "request", "show", sig["request_id"], "--json").stdout)
     assert req["state"] == "done" and req["signature"]["der"] == sig["der"]
     assert [a["approver"] for a in req["approvals"]] == ["approver1", "approver2"]
-    listed = json.loads(mpc(cdir, "approver3", "requests", "--state", "done", "--json").stdout)
+    listed = json.loads(mpc_process(cdir, "approver3", "requests", "--state", "done", "--json").stdout)
     assert sig["request_id"] in [r["request_id"] for r in listed]
-    human = mpc(cdir, "requester1", "request", "show", sig["request_id"]).stdout
+    human = mpc_process(cdir, "requester1", "request", "show", sig["request_id"]).stdout
     assert "DONE" in human and "approver1, approver2" in human and "der" in human
-    audit = mpc(cdir, "auditor1", "audit", "verify")
+    audit = mpc_process(cdir, "auditor1", "audit", "verify")
     assert "audit trail verified" in audit.stdout and audit.stdout.count(" ok ") == 4
+
+
+def first_line(p: subprocess.Popen[str], timeout: float = 30.0) -> str:
+    """The first line ``p`` prints, read from the pipe's descriptor (unbuffered, so that
+    ``p.communicate()`` still gets the rest); AssertionError after ``timeout`` seconds."""
+    assert p.stdout is not None
+    fd, buf, deadline = p.stdout.fileno(), b"", time.monotonic() + timeout
+    while b"\n" not in buf:
+        if not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            raise AssertionError(f"no line within {timeout:.0f}s: {buf!r}")
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        buf += chunk
+    return buf.decode()
 
 
 def test_reject_and_watch(cdir: Path) -> None:
@@ -122,11 +151,12 @@ def test_reject_and_watch(cdir: Path) -> None:
         env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        time.sleep(0.5)
+        first = first_line(watcher)  # it watches before the rejections (no race with a slow start)
         mpc(cdir, "approver1", "reject", req["request_id"])
         out = json.loads(mpc(cdir, "approver2", "reject", req["request_id"], "--json").stdout)
         assert out["state"] == "rejected" and "rejected by approver1, approver2" in out["error"]["message"]
-        stdout, _ = watcher.communicate(timeout=30)
+        rest, _ = watcher.communicate(timeout=30)
+        stdout = first + rest
     finally:
         if watcher.poll() is None:
             watcher.kill()
@@ -147,7 +177,7 @@ def test_cli_errors_name_the_field(cdir: Path) -> None:
     assert p.returncode == 2 and "hardened" in p.stderr
     p = mpc(cdir, "approver1", "request", "sign", "--key", key, "--digest", "00" * 32, check=False)
     assert p.returncode == 1 and "PERMISSION_DENIED" in p.stderr and "needs role requester" in p.stderr
-    p = run("mpcnet.cli", "--cluster", str(cdir), "keys", check=False)
+    p = cli("--cluster", str(cdir), "keys", check=False)
     assert p.returncode == 2 and "--as NAME" in p.stderr and "approver1" in p.stderr
     p = mpc(cdir, "nobody", "keys", check=False)
     assert p.returncode == 2 and "no identity 'nobody'" in p.stderr
@@ -188,11 +218,11 @@ def test_audit_export_and_local_verify(cdir: Path, tmp_path: Path) -> None:
     assert p.returncode == 1 and "needs role auditor" in p.stderr
     info = json.loads((cdir / "cluster.json").read_text())
     pub = info["audit"]["node-2"]["public_key"]
-    p = run("mpcnet.cli", "audit", "verify", "--db", info["audit"]["node-2"]["db"], "--public-key", pub)
+    p = cli("audit", "verify", "--db", info["audit"]["node-2"]["db"], "--public-key", pub)
     assert "ok" in p.stdout and "entries" in p.stdout
-    p = run("mpcnet.cli", "audit", "verify", "--db", info["audit"]["node-2"]["db"], "--public-key", info["audit"]["node-1"]["public_key"], check=False)
+    p = cli("audit", "verify", "--db", info["audit"]["node-2"]["db"], "--public-key", info["audit"]["node-1"]["public_key"], check=False)
     assert p.returncode == 1 and "another public key" in p.stdout
-    p = run("mpcnet.cli", "audit", "export", "--jsonl", "--db", info["audit"]["coordinator"]["db"])
+    p = cli("audit", "export", "--jsonl", "--db", info["audit"]["coordinator"]["db"])
     assert all(json.loads(x)["seq"] for x in p.stdout.splitlines())
 
 
