@@ -566,8 +566,11 @@ def test_expiry_holds_under_concurrent_requests(gc, team, gkey) -> None:
     for r in slow:
         got = team.requester.get_sign_request(r.request_id)
         assert got.state == "expired" and got.signature is None
-        with pytest.raises(MpcError) as e:
+        with pytest.raises(MpcError) as e:  # the approver's client refuses to sign it
             team.approvers[1].approve(r.request_id)
+        assert e.value.code == Code.FAILED_PRECONDITION and "already expired by this machine's clock" in e.value.message
+        with pytest.raises(MpcError) as e:  # and the coordinator refuses a decision (signed regardless)
+            team.approvers[1].reject(r.request_id)
         assert e.value.code == Code.FAILED_PRECONDITION and "is EXPIRED, not PENDING_APPROVAL" in e.value.message
     expired = {r.request_id for r in team.requester.list_sign_requests(state="expired")}
     assert {r.request_id for r in slow} <= expired

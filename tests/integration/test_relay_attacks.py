@@ -241,7 +241,7 @@ def test_session_errors(nodes, key) -> None:
         (dict(sign=sign_params(key, signers=(1, 2, 3))), Code.INVALID_ARGUMENT, "sign.signers: key needs exactly 2 signers, got 3"),
         (dict(sign=sign_params(key, signers=(1, 9))), Code.INVALID_ARGUMENT, "sign.signers: party 9 is not in this node's roster"),
         (dict(sign=sign_params(key, path=[2**31])), Code.INVALID_ARGUMENT, "sign.derivation_path"),
-        (dict(sign=node_pb2.SignParams(key_id=b"\x01" * 32, signers=[1, 2], digest=b"\x00" * 32)), Code.NOT_FOUND, "holds no key 0101"),
+        (dict(sign=node_pb2.SignParams(key_id=b"\x01" * 32, signers=[1, 2], digest=b"\x00" * 32, request_id="unknown-key")), Code.NOT_FOUND, "holds no key 0101"),
         (dict(sign=node_pb2.SignParams(key_id=key.key_id, signers=[1, 2], digest=b"\x00" * 32, request_id="no-bundle")),
          Code.PERMISSION_DENIED, "sign.approval_bundle: missing"),
         (dict(), Code.INVALID_ARGUMENT, "params: missing"),
