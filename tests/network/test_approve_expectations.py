@@ -35,7 +35,8 @@ def _client(path: tuple[int, ...], key: bytes, calls: list[Any], created_in_s: f
 @pytest.mark.parametrize(
     "served_path, served_key, what",
     [((0, 2), KEY, "derivation_path: request r-1 is for derivation_path m/0/2, not the expected m/0/1"),
-     ((0, 1), os.urandom(32), "key_id: request r-1 is for key_id")],
+     ((0, 1), bytes(range(64, 96)), "key_id: request r-1 is for key_id")],
+    ids=["another-path", "another-key"],
 )
 def test_approve_signs_nothing_for_another_key_or_path(served_path, served_key, what) -> None:
     calls: list[Any] = []
