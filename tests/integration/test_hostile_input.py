@@ -22,6 +22,7 @@ from mpcnet.client import MpcClient
 from mpcnet.pki import channel_credentials
 from proto.mpc.v1 import node_pb2
 
+from ..conftest import scaled
 from .conftest import make_cluster
 from .govtools import approved_bundle
 
@@ -213,7 +214,7 @@ def _mutate(data: bytes, i: int, b: int) -> bytes:
     return data[:i] + bytes([b]) + data[i + 1 :]
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=scaled(60), deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=st.data())
 def test_fuzz_reserve_signing_and_attestations(hc, nodes, key, data) -> None:
     rid, b = approved_bundle(hc.lay, key.key_id, DIGEST) if data.draw(st.booleans()) else ("r", b"")
@@ -247,7 +248,7 @@ def test_fuzz_reserve_signing_and_attestations(hc, nodes, key, data) -> None:
         assert e.code() in ALLOWED, (step, e.code(), e.details())
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=scaled(40), deadline=None, suppress_health_check=list(HealthCheck))
 @given(att=_blob, key_id=_blob, raw=_blob)
 def test_fuzz_coordinator_policy_rpcs(hc, att, key_id, raw) -> None:
     from proto.mpc.v1 import coordinator_pb2
@@ -375,7 +376,7 @@ def test_cluster_up_with_a_bad_scrypt_n_or_dir_fails_cleanly_and_writes_nothing(
     assert "mpc-cluster: cannot create the cluster in " in capsys.readouterr().err
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=scaled(40), deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=st.data())
 def test_fuzz_start_session_sign_params(hc, nodes, key, data) -> None:
     """SignParams as a compromised coordinator may send them (policy_attestation is new)."""
