@@ -140,6 +140,17 @@ class CoordinatorService:
         self.health: Any = None  # the standard health servicer, set by the server
         self._sessions = threading.BoundedSemaphore(cfg.max_parallel_sessions)
         for r in self.db.requests_in_state("running"):
+            k = self.db.key_of_request(r.request_id) if r.kind == "keygen" else None
+            if k is not None:  # killed after the key was recorded: the keygen succeeded
+                self.db.update_request(r.request_id, state="succeeded", key_id=k.key_id, attempts=1)
+                self.audit.append(
+                    cfg.name, "key-create", request_id=r.request_id if REQUEST_ID_RE.fullmatch(r.request_id) else "",
+                    outcome=k.status, details={"label": k.label[:200], "request": r.request_id, "key_id": k.key_id.hex(),
+                                               "public_key": k.public_key.hex(), "recovered": True},
+                )
+                log.info("request %s (keygen) was interrupted by a restart after key %s was recorded: succeeded",
+                         r.request_id, k.key_id.hex()[:16])
+                continue
             self.db.update_request(
                 r.request_id, state="failed", error_code=Code.UNAVAILABLE.value[0],
                 error_message="interrupted by a coordinator restart; resubmit with the same request_id to retry",
