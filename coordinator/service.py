@@ -72,6 +72,7 @@ _PROPOSAL_STATE = {
 _PB_PROPOSAL_STATE = {v: k for k, v in _PROPOSAL_STATE.items()}
 # a signing session's nodes release their signature shares when they get the round-3 messages
 SIGN_RELEASE_ROUND = 3
+RESTART_WAIT_S = 30.0  # how long a signing request waits for too many nodes down before it fails
 
 
 def _ident(ctx: Any) -> CertIdentity:
@@ -101,6 +102,16 @@ def _attempts_left(taken: int) -> str:
         f"{min(taken, MAX_SIGN_ATTEMPTS)} of {MAX_SIGN_ATTEMPTS} signing attempts used; start the unavailable nodes, "
         "then submit a new request for approval"
     )
+
+
+def _remaining_s(bundle: bytes) -> float:
+    """Seconds until the bundle's request expires by the coordinator's clock (0 if it has)."""
+    try:
+        return max(0.0, (ApprovalBundle.from_bytes(bundle).request.expires_at_ms - now_ms()) / 1000)
+    except GovernanceError:
+        return 0.0
+
+
 def _live(bundle: bytes) -> bool:
     """True iff the bundle's request has not expired by the coordinator's clock."""
     try:
@@ -448,7 +459,8 @@ class CoordinatorService:
         banned: set[int] = set()
         attempts = 0
         t0 = time.perf_counter()
-        second_chance = True
+        wait_until: float | None = None  # when we stop waiting for nodes that are down
+        returned: set[int] = set()  # nodes we waited for and that came back
         n, q = len(self.nodes), reservation_quorum(len(self.nodes))
         while True:
             if self.db.sign_attempts_taken(rid) >= MAX_SIGN_ATTEMPTS:
@@ -458,15 +470,22 @@ class CoordinatorService:
                 reachable = n - len(set(down) - banned)  # a banned node still reserves
                 if reachable < q:  # no attempt can be reserved: do not spend one
                     signers = None
-                if signers is None and second_chance:
-                    # nodes that failed may just have restarted: give their channels a moment
-                    second_chance = False
-                    came_back = wait_ready([self.nodes[i] for i in down if i not in banned], 3.0)
-                    for h in came_back:
-                        del down[h.index]
-                        h.mark_up()
-                    if came_back:
-                        log.info("request %s: %s reconnected; retrying", rid, ", ".join(h.label for h in came_back))
+                if signers is None:
+                    # nodes that failed may be restarting (a supervisor brings a killed node back
+                    # within seconds): wait for them a second at a time (other requests run in
+                    # between), at most RESTART_WAIT_S in all and never past the request's expiry
+                    now = time.monotonic()
+                    if wait_until is None:
+                        wait_until = now + min(RESTART_WAIT_S, _remaining_s(bundle))
+                    waitable = [self.nodes[i] for i in down if i not in banned and i not in returned]
+                    if waitable and now < wait_until:
+                        came_back = wait_ready(waitable, min(1.0, wait_until - now))
+                        for h in came_back:  # waited for once: a node that fails again is down
+                            del down[h.index]
+                            returned.add(h.index)
+                            h.mark_up()
+                        if came_back:
+                            log.info("request %s: %s reconnected; retrying", rid, ", ".join(h.label for h in came_back))
                         continue
                 if signers is None:
                     names = "; ".join(r for _, r in sorted(down.items()))
