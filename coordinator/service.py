@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -167,6 +168,20 @@ class CoordinatorService:
                 error_message="interrupted by a coordinator restart; resubmit with the same request_id to retry",
             )
             log.info("request %s (%s) was interrupted by a restart: marked failed", r.request_id, r.kind)
+
+    def storage_failure(self, e: Exception) -> RpcError | None:
+        """For the RPC layer (every Coordinator RPC): a database or audit-log write failure that a
+        handler did not catch (disk full, read-only, I/O error) is UNAVAILABLE naming the store,
+        never INTERNAL with a traceback; None for anything else."""
+        if isinstance(e, (sqlite3.OperationalError, OSError)):
+            what = "database"
+        elif isinstance(e, GovernanceError) and e.field == "database":
+            what = "audit log"
+        else:
+            return None
+        reason = " ".join(str(e).split())[:300]
+        log.error("%s failure: %s", what, reason)
+        return RpcError(Code.UNAVAILABLE, f"store: {self.cfg.name} cannot use its {what} ({reason}); try again when it can")
 
     # --- background: health probes and activation of pending keys --------------------------
     def start_background(self) -> None:
