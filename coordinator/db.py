@@ -316,6 +316,11 @@ class CoordinatorDb:
         rows = self._query("SELECT * FROM keys WHERE key_id = ?", (key_id,))
         return KeyRecord(*rows[0]) if rows else None
 
+    def key_of_request(self, request_id: str) -> KeyRecord | None:
+        """The key a keygen request created (recorded before the request is marked succeeded)."""
+        rows = self._query("SELECT * FROM keys WHERE request_id = ? ORDER BY created_ms, rowid LIMIT 1", (request_id,))
+        return KeyRecord(*rows[0]) if rows else None
+
     def list_keys(self, status: str | None = None) -> list[KeyRecord]:
         if status is None:
             rows = self._query("SELECT * FROM keys ORDER BY created_ms, rowid")

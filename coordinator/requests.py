@@ -438,22 +438,34 @@ class SignRequests:
             "key_id": rec.key_id.hex(), "digest": rec.digest.hex(), "signers": ",".join(map(str, signers)),
             "r": sig.r.hex(), "s": sig.s.hex(), "attempts": attempts,
         })
-        try:
-            self.db.transition(
-                rid, ("signing",), "done", signature=sig.SerializeToString(), signers=signers, attempts=attempts, audit=done
-            )
-        except StateConflict:
+        if not self._record_end(rid, lambda: self.db.transition(
+            rid, ("signing",), "done", signature=sig.SerializeToString(), signers=signers, attempts=attempts, audit=done
+        )):
             return
         self.flush_audit()
         self._notify()
 
+    def _record_end(self, rid: str, write: Callable[[], object]) -> bool:
+        """Commit the end of a signing request; True if it was committed here. While the database
+        cannot be written (disk full, read-only, I/O error) retry every second: the request stays
+        SIGNING (as it is on disk) instead of losing a signature that exists only in memory or
+        leaving no thread to end it. False on a state conflict or when the coordinator stops."""
+        while True:
+            try:
+                write()
+                return True
+            except StateConflict:
+                return False
+            except (sqlite3.OperationalError, OSError) as e:
+                log.error("request %s: cannot record its end yet (%s); retrying", rid, " ".join(str(e).split())[:300])
+                if self._stop.wait(1.0):
+                    return False
+
     def _finish(self, rid: str, state: str, code: grpc.StatusCode, message: str, attempts: int) -> None:
         ended = AuditEvent("coordinator", f"sign-{state}", rid, state, {"code": code.name, "reason": message[:500]})
-        try:
-            self.db.transition(
-                rid, ("signing",), state, error_code=code.value[0], error_message=message, attempts=attempts, audit=ended
-            )
-        except StateConflict:
+        if not self._record_end(rid, lambda: self.db.transition(
+            rid, ("signing",), state, error_code=code.value[0], error_message=message, attempts=attempts, audit=ended
+        )):
             return
         log.warning("request %s: %s: %s: %s", rid, state, code.name, message)
         self.flush_audit()

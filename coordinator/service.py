@@ -21,6 +21,7 @@ import itertools
 import logging
 import os
 import re
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -74,6 +75,7 @@ _PROPOSAL_STATE = {
 _PB_PROPOSAL_STATE = {v: k for k, v in _PROPOSAL_STATE.items()}
 # a signing session's nodes release their signature shares when they get the round-3 messages
 SIGN_RELEASE_ROUND = 3
+RESTART_WAIT_S = 30.0  # how long a signing request waits for too many nodes down before it fails
 
 
 def _ident(ctx: Any) -> CertIdentity:
@@ -109,6 +111,14 @@ def _disputes_text(nodes: dict[int, NodeHandle], disputes: set[frozenset[int]]) 
         return ""
     parts = sorted(" and ".join(nodes[i].label for i in sorted(d)) for d in disputes)
     return "; no signer set avoids every dispute (never together: " + "; ".join(parts) + ")"
+
+
+def _remaining_s(bundle: bytes) -> float:
+    """Seconds until the bundle's request expires by the coordinator's clock (0 if it has)."""
+    try:
+        return max(0.0, (ApprovalBundle.from_bytes(bundle).request.expires_at_ms - now_ms()) / 1000)
+    except GovernanceError:
+        return 0.0
 
 
 def _live(bundle: bytes) -> bool:
@@ -150,11 +160,36 @@ class CoordinatorService:
         self.health: Any = None  # the standard health servicer, set by the server
         self._sessions = threading.BoundedSemaphore(cfg.max_parallel_sessions)
         for r in self.db.requests_in_state("running"):
+            k = self.db.key_of_request(r.request_id) if r.kind == "keygen" else None
+            if k is not None:  # killed after the key was recorded: the keygen succeeded
+                self.db.update_request(r.request_id, state="succeeded", key_id=k.key_id, attempts=1)
+                self.audit.append(
+                    cfg.name, "key-create", request_id=r.request_id if REQUEST_ID_RE.fullmatch(r.request_id) else "",
+                    outcome=k.status, details={"label": k.label[:200], "request": r.request_id, "key_id": k.key_id.hex(),
+                                               "public_key": k.public_key.hex(), "recovered": True},
+                )
+                log.info("request %s (keygen) was interrupted by a restart after key %s was recorded: succeeded",
+                         r.request_id, k.key_id.hex()[:16])
+                continue
             self.db.update_request(
                 r.request_id, state="failed", error_code=Code.UNAVAILABLE.value[0],
                 error_message="interrupted by a coordinator restart; resubmit with the same request_id to retry",
             )
             log.info("request %s (%s) was interrupted by a restart: marked failed", r.request_id, r.kind)
+
+    def storage_failure(self, e: Exception) -> RpcError | None:
+        """For the RPC layer (every Coordinator RPC): a database or audit-log write failure that a
+        handler did not catch (disk full, read-only, I/O error) is UNAVAILABLE naming the store,
+        never INTERNAL with a traceback; None for anything else."""
+        if isinstance(e, (sqlite3.OperationalError, OSError)):
+            what = "database"
+        elif isinstance(e, GovernanceError) and e.field == "database":
+            what = "audit log"
+        else:
+            return None
+        reason = " ".join(str(e).split())[:300]
+        log.error("%s failure: %s", what, reason)
+        return RpcError(Code.UNAVAILABLE, f"store: {self.cfg.name} cannot use its {what} ({reason}); try again when it can")
 
     # --- background: health probes and activation of pending keys --------------------------
     def start_background(self) -> None:
@@ -460,7 +495,8 @@ class CoordinatorService:
         disputes: set[frozenset[int]] = set()
         attempts = 0
         t0 = time.perf_counter()
-        second_chance = True
+        wait_until: float | None = None  # when we stop waiting for nodes that are down
+        returned: set[int] = set()  # nodes we waited for and that came back
         n, q = len(self.nodes), reservation_quorum(len(self.nodes))
         while True:
             if self.db.sign_attempts_taken(rid) >= MAX_SIGN_ATTEMPTS:
@@ -470,15 +506,22 @@ class CoordinatorService:
                 reachable = n - len(set(down) - banned)  # a banned node still reserves
                 if reachable < q:  # no attempt can be reserved: do not spend one
                     signers = None
-                if signers is None and second_chance:
-                    # nodes that failed may just have restarted: give their channels a moment
-                    second_chance = False
-                    came_back = wait_ready([self.nodes[i] for i in down if i not in banned], 3.0)
-                    for h in came_back:
-                        del down[h.index]
-                        h.mark_up()
-                    if came_back:
-                        log.info("request %s: %s reconnected; retrying", rid, ", ".join(h.label for h in came_back))
+                if signers is None:
+                    # nodes that failed may be restarting (a supervisor brings a killed node back
+                    # within seconds): wait for them a second at a time (other requests run in
+                    # between), at most RESTART_WAIT_S in all and never past the request's expiry
+                    now = time.monotonic()
+                    if wait_until is None:
+                        wait_until = now + min(RESTART_WAIT_S, _remaining_s(bundle))
+                    waitable = [self.nodes[i] for i in down if i not in banned and i not in returned]
+                    if waitable and now < wait_until:
+                        came_back = wait_ready(waitable, min(1.0, wait_until - now))
+                        for h in came_back:  # waited for once: a node that fails again is down
+                            del down[h.index]
+                            returned.add(h.index)
+                            h.mark_up()
+                        if came_back:
+                            log.info("request %s: %s reconnected; retrying", rid, ", ".join(h.label for h in came_back))
                         continue
                 if signers is None and disputes and reachable >= q and self._pick(t, set(down)) is not None:
                     raise _signing_error(  # enough nodes, but every signer set holds a disputed pair

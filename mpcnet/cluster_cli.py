@@ -16,6 +16,7 @@ reuses its CA, keys and data.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -38,6 +39,7 @@ from mpcnet.cluster import (
     prepare,
 )
 from mpcnet.config import write_json
+from mpcnet.datadir import lock_holder
 
 log = logging.getLogger("mpc-cluster")
 STOP_GRACE_S = 10.0
@@ -57,6 +59,24 @@ def _alive(pid: int | None) -> bool:
             return f.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return True
+
+
+def _leftovers(lay: Layout) -> dict[str, int]:
+    """Processes of this cluster still running without a supervisor (the supervisor was killed;
+    its children live on in their own sessions): name -> pid (0 if unknown), found through the
+    data-directory locks they hold (:mod:`mpcnet.datadir`)."""
+    dirs = {f"node-{i}": lay.node_dir(i) for i in range(1, lay.nodes + 1)}
+    dirs["coordinator"] = lay.coordinator_dir
+    out = {}
+    for name, d in dirs.items():
+        pid = lock_holder(d)
+        if pid is not None:
+            out[name] = pid
+    return out
+
+
+def _describe(left: dict[str, int]) -> str:
+    return ", ".join(f"{n} (pid {p or 'unknown'})" for n, p in left.items())
 
 
 def _read_info(lay: Layout) -> dict[str, Any] | None:
@@ -211,6 +231,13 @@ def cmd_up(args: argparse.Namespace) -> int:
         if info and info.get("status") in ("running", "starting") and _alive(info.get("supervisor_pid")):
             print(f"mpc-cluster: already running in {d} (supervisor pid {info['supervisor_pid']})")
             return 0
+        left = _leftovers(existing)
+        if left:  # before prepare(), which would give the new configs other ports
+            print(
+                f"mpc-cluster: {d}: {_describe(left)} still running without a supervisor; "
+                f"stop them first ('mpc-cluster stop --dir {d}')", file=sys.stderr,
+            )
+            return 1
     try:
         lay = prepare(d, args.nodes, args.threshold, scrypt_n=args.scrypt_n, test_mode=args.test_mode)
     except ClusterError as e:
@@ -246,10 +273,14 @@ def cmd_up(args: argparse.Namespace) -> int:
 def print_status(lay: Layout, info: dict[str, Any], *, as_json: bool, probe: bool = True) -> dict[str, Any]:
     sup_alive = _alive(info.get("supervisor_pid"))
     procs = [dict(n) for n in info["nodes"]] + [dict(info["coordinator"], name="coordinator")]
+    left = {} if sup_alive else _leftovers(lay)  # still serving after their supervisor died
     for p in procs:
-        p["healthy"] = bool(probe and sup_alive and check_health(lay, p["endpoint"], 1.0))
+        if not sup_alive:
+            p["pid"] = left.get(p["name"]) or None
+        running = sup_alive or p["name"] in left
+        p["healthy"] = bool(probe and running and check_health(lay, p["endpoint"], 1.0))
         p["restarts"] = info.get("restarts", {}).get(p["name"], 0)
-    state = info.get("status") if sup_alive else "stopped"
+    state = info.get("status") if sup_alive else ("unsupervised" if left else "stopped")
     doc = {"dir": str(lay.dir), "status": state, "threshold": info["threshold"], "nodes": len(info["nodes"]),
            "supervisor_pid": info.get("supervisor_pid") if sup_alive else None, "processes": procs,
            "ca_cert": info["ca_cert"], "certs": info["certs"]}
@@ -279,6 +310,22 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0 if doc["status"] == "running" and all(p["healthy"] for p in doc["processes"]) else 3
 
 
+def _stop_leftovers(left: dict[str, int]) -> None:
+    """SIGTERM the processes that hold the cluster's data directories, SIGKILL what is left after
+    the grace period (the pids come from the locks they hold, so they are ours)."""
+    pids = [p for p in left.values() if p]
+    for p in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_S
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for p in pids:
+        if _alive(p):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, signal.SIGKILL)
+
+
 def cmd_stop(args: argparse.Namespace) -> int:
     try:
         lay = load_layout(Path(args.dir))
@@ -288,7 +335,12 @@ def cmd_stop(args: argparse.Namespace) -> int:
     info = _read_info(lay) or {}
     pid = info.get("supervisor_pid")
     if not _alive(pid):
-        print(f"mpc-cluster: {lay.dir}: not running")
+        left = _leftovers(lay)
+        if not left:
+            print(f"mpc-cluster: {lay.dir}: not running")
+            return 0
+        _stop_leftovers(left)
+        print(f"mpc-cluster: stopped {lay.dir} ({_describe(left)} had no supervisor)")
         return 0
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_GRACE_S + 10

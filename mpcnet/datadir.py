@@ -71,3 +71,25 @@ def hold_data_dirs(directories: Iterable[Path]) -> Iterator[tuple[Path, ...]]:
     finally:
         for fd in reversed(fds):
             os.close(fd)  # closing the last descriptor releases the flock
+
+
+def lock_holder(directory: Path) -> int | None:
+    """The pid of the live process that holds ``directory``'s lock (0 if it holds it but its pid
+    is unreadable), or None if nobody holds it (or there is no lock file). Takes the lock for an
+    instant to find out, so call it only when no process is expected to be starting there."""
+    path = Path(directory) / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                m = _PID_RE.fullmatch(os.pread(fd, 16, 0).decode("ascii", "replace"))
+                return int(m.group(1)) if m else 0
+            raise
+        return None
+    finally:
+        os.close(fd)  # releases our shared lock, if we took it

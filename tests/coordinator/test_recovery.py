@@ -145,3 +145,31 @@ def test_completeness_names_the_missing_entries_and_unrecorded_shares(world: Wor
     (gap,) = completeness_gaps(rows, {"node-2": [share, refused, known]}, ["q7"])
     assert (gap.component, gap.seq, gap.request_id) == ("node-2", 7, "ghost-1")
     assert "never recorded (no sign-request entry)" in gap.reason
+
+
+def test_a_signature_made_while_the_database_cannot_be_written_is_recorded_when_it_can(world: World, monkeypatch) -> None:
+    """The coordinator's disk is full when a signature arrives: the request stays SIGNING (as on
+    disk) and DONE is written once the disk has room again; the signature is not lost (the
+    request is not FAILED INTERNAL, nor left SIGNING with no thread to end it)."""
+    import sqlite3
+
+    world.submit("full1")
+    world.decide("full1", "alice", Decision.APPROVE)
+    world.decide("full1", "bert", Decision.APPROVE)
+    failures = {"left": 3}
+    tx = world.db._tx
+
+    def failing_tx():
+        if failures["left"]:
+            failures["left"] -= 1
+            raise sqlite3.OperationalError("database or disk is full")
+        return tx()
+
+    waits: list[float] = []
+    monkeypatch.setattr(world.db, "_tx", failing_tx)
+    monkeypatch.setattr(world.requests._stop, "wait", lambda s: waits.append(s) or False)
+    assert world.sign_next() == "full1"
+    rec = world.db.get_sign_request("full1")
+    assert rec.state == "done", (rec.state, rec.error_message)
+    assert len(waits) == 3 and world.nodes.calls["full1"] == 1
+    assert actions(world, "full1")[-1] == "sign-done"

@@ -287,3 +287,61 @@ def test_foreground_ctrl_c_stops_everything(tmp_path: Path) -> None:
     finally:
         if p.poll() is None:
             p.kill()
+
+
+def test_processes_left_by_a_killed_supervisor_are_reported_refused_and_stopped(tmp_path: Path) -> None:
+    """The supervisor is SIGKILLed; its children live on (own sessions). status shows them
+    serving (not "stopped"), `up` refuses before it rewrites the configs with other ports, and
+    `stop` stops them."""
+    run("mpcnet.cluster_cli", "up", "-n", "2", "-t", "2", "--dir", str(tmp_path), "--scrypt-n", "1024")
+    info = json.loads((tmp_path / "cluster.json").read_text())
+    pids = {n["name"]: n["pid"] for n in info["nodes"]} | {"coordinator": info["coordinator"]["pid"]}
+    try:
+        os.kill(info["supervisor_pid"], signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(info["supervisor_pid"], 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        st = status(tmp_path)
+        assert st["status"] == "unsupervised", st
+        assert {p["name"]: p["pid"] for p in st["processes"]} == pids
+        assert all(p["healthy"] for p in st["processes"]), st
+        endpoint = json.loads((tmp_path / "nodes/node-1/config.json").read_text())["listen"]
+        p = run("mpcnet.cluster_cli", "up", "-n", "2", "-t", "2", "--dir", str(tmp_path), check=False)
+        assert p.returncode == 1 and f"node-1 (pid {pids['node-1']})" in p.stderr and "mpc-cluster stop" in p.stderr, p
+        assert json.loads((tmp_path / "nodes/node-1/config.json").read_text())["listen"] == endpoint
+        assert check_health_of(tmp_path, endpoint)
+        run("mpcnet.cluster_cli", "stop", "--dir", str(tmp_path))
+        for pid in pids.values():
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and _running(pid):
+                time.sleep(0.05)
+            assert not _running(pid), pid
+        assert status(tmp_path)["status"] == "stopped"
+    finally:
+        for pid in pids.values():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def check_health_of(d: Path, endpoint: str) -> bool:
+    from mpcnet.cluster import check_health, load_layout
+
+    return check_health(load_layout(d), endpoint, 5.0)

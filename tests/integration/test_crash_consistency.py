@@ -122,3 +122,20 @@ def test_audit_verify_reports_a_done_request_without_its_sign_done_entry(cc, cte
     line = [x for x in p.stdout.splitlines() if x.startswith("coordinator ")][0]
     assert "BROKEN" in line and f"request {sig.request_id} is DONE but the log has no sign-done entry" in line, line
     assert "audit trail NOT verified" in p.stdout
+
+
+def test_a_keygen_interrupted_after_the_key_was_recorded_is_not_run_again(cc) -> None:
+    """A coordinator killed after it recorded a new key but before it marked the keygen request
+    succeeded: the retry with the same request_id returns that key, not a second DKG's key."""
+    with MpcClient.from_cluster(cc.lay.dir, identity="admin1", timeout=120) as admin:
+        k = admin.create_key("interrupted", request_id="kg-interrupted-1")
+        cc.kill("coordinator")  # SIGKILL
+        conn = sqlite3.connect(str(cc.lay.coordinator_dir / "coordinator.db"), isolation_level=None)
+        conn.execute("UPDATE requests SET state = 'running', key_id = NULL WHERE request_id = 'kg-interrupted-1'")  # as the kill left it
+        conn.close()
+        cc.start("coordinator")
+        cc.wait_healthy(["coordinator"])
+        assert admin.get_request("kg-interrupted-1").state == "succeeded"
+        again = admin.create_key("interrupted", request_id="kg-interrupted-1")
+        assert again.key_id == k.key_id
+        assert [x.key_id for x in admin.list_keys() if x.label == "interrupted"] == [k.key_id]

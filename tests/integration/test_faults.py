@@ -149,6 +149,26 @@ def test_signing_survives_two_dead_nodes_and_names_missing_ones(fc, fclient, fte
     verify_independently(fkey.public_key, sig.der, digest("all back"))
 
 
+def test_request_waits_for_nodes_that_are_restarting_instead_of_failing(fc, fclient, fteam, fkey) -> None:
+    """Three of five nodes down while a request is approved (as under a supervisor restarting
+    killed nodes): the request waits for them and ends DONE; it does not fail for want of nodes
+    that are back within seconds (the approvers would have to approve a new request)."""
+    import threading
+
+    for i in (3, 4, 5):
+        fc.kill(f"node-{i}")
+    timer = threading.Timer(4.0, lambda: [fc.start(f"node-{i}", fc.node_env[i]) for i in (4, 5)])
+    timer.start()
+    try:
+        r = fteam.request(fkey.key_id, digest("restarting nodes"))
+        assert r.state == "done", (r.state, r.error_code, r.error_message)
+        assert r.signature is not None and set(r.signature.signers) <= {1, 2, 4, 5}
+        verify_independently(fkey.public_key, r.signature.der, digest("restarting nodes"))
+    finally:
+        timer.join()
+        revive(fc, 3, 4, 5)
+
+
 def test_nodes_restarted_between_keygen_and_signing_keep_their_shares(fc, fclient, fteam) -> None:
     key = fclient.create_key("restart-me")
     for i in range(1, N + 1):  # kill -9: nothing acknowledged may be lost

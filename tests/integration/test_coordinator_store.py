@@ -1,0 +1,65 @@
+"""The coordinator's disk fills up (a small tmpfs under its data directory; needs root to
+mount, skipped otherwise): requests that need a write get UNAVAILABLE naming the store, never
+INTERNAL, its log has no traceback, and it works again once there is room."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+
+import grpc
+import pytest
+
+from mpcnet.client import MpcClient, MpcError, SigningTeam
+
+from .conftest import make_cluster
+
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory):
+    c = make_cluster(tmp_path_factory, "coord-store-2of3", 3, 2)
+    d = c.lay.coordinator_dir
+    saved = d.parent / "coordinator.saved"
+    shutil.copytree(d, saved)
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=700", "tmpfs", str(d)], capture_output=True)
+    if p.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        shutil.copytree(saved, d, dirs_exist_ok=True)
+        c.start_all()
+        yield c
+    finally:
+        c.stop()
+        subprocess.run(["umount", str(d)], capture_output=True)
+
+
+def test_full_disk_at_the_coordinator_is_unavailable_naming_the_store(full) -> None:
+    d = full.lay.coordinator_dir
+    with MpcClient.from_cluster(full.lay.dir, identity="admin1", timeout=60) as admin, \
+            SigningTeam.from_cluster(full.lay.dir, timeout=60) as team:
+        key = admin.create_key("store")
+        filler = d / "filler"
+        with open(filler, "wb") as f:
+            try:
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+            except OSError:
+                pass
+        try:
+            for call in (
+                lambda: team.requester.submit_sign_request(key.key_id, hashlib.sha256(b"full").digest(), description="full disk"),
+                lambda: admin.create_key("no room"),
+            ):
+                with pytest.raises(MpcError) as e:
+                    call()
+                assert e.value.code == grpc.StatusCode.UNAVAILABLE, e.value
+                assert "store: coordinator cannot use its" in e.value.message, e.value.message
+        finally:
+            os.unlink(filler)
+        sig = team.sign(key.key_id, hashlib.sha256(b"room again").digest())
+        assert sig.der
+    log = full.lay.log("coordinator").read_text()
+    assert "Traceback" not in log and "internal error" not in log
