@@ -23,11 +23,11 @@ from governance.audit import AuditLog
 from governance.errors import GovernanceError
 from mpc_node.clock import NodeClock
 from mpc_node.config import NodeConfig, load_node_config
-from mpc_node.keystore import KeystoreError, load_keystore, read_passphrase
 from mpc_node.service import NodeService
 from mpc_node.storage import NodeStore, StoreError
 from mpcnet.config import ConfigError, setup_logging
 from mpcnet.datadir import hold_data_dirs
+from mpcnet.keystore import KeystoreError, load_keystore, read_passphrase
 from mpcnet.pki import PkiError, server_credentials
 from mpcnet.rpc import (
     SERVER_OPTIONS,

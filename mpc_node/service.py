@@ -67,10 +67,10 @@ from mpc_node.config import NodeConfig
 from mpc_node.envelope import Envelope, EnvelopeError, open_envelope, seal_broadcast, seal_direct
 from mpc_node.faults import FaultInjector, flip
 from mpc_node.governance import Approved, NodeGovernance, now_ms, refusal
-from mpc_node.keystore import OperationalKeys
 from mpc_node.storage import NodeStore, RateLimited, RequestAlreadyServed, ReservationConflict, StoreError
 from mpc_node.storage import Reservation as StoredReservation
 from mpcnet.govwire import audit_page, policy_state
+from mpcnet.keystore import OperationalKeys
 from mpcnet.rpc import RpcError, caller_identity, check_label, check_len, invalid
 from proto.mpc.v1 import common_pb2, governance_pb2, node_pb2
 

@@ -29,8 +29,8 @@ from crypto_core.group import Point
 from crypto_core.sign import SignatureShare, combine
 from governance.audit import export_jsonl
 from governance.reservation import MAX_SIGN_ATTEMPTS, ReservationReceipt, sign_reservation
-from mpc_node.keystore import load_keystore
 from mpcnet.client import MpcClient, SigningTeam
+from mpcnet.keystore import load_keystore
 from mpcnet.pki import channel_credentials
 from proto.mpc.v1 import node_pb2
 
