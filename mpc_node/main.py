@@ -19,7 +19,6 @@ from pathlib import Path
 
 import grpc
 
-from governance.audit import AuditLog
 from governance.errors import GovernanceError
 from mpc_node.clock import NodeClock
 from mpc_node.config import NodeConfig, load_node_config
@@ -38,6 +37,7 @@ from mpcnet.rpc import (
     service_handler,
     wait_until_stopped,
 )
+from mpcnet.stores.audit import AuditLog
 from proto.mpc.v1 import node_pb2
 
 log = logging.getLogger("mpc_node")
