@@ -68,9 +68,10 @@ _SECRET_HINTS = ("secret", "private", "passphrase", "password", "seed", "mnemoni
 
 DetailValue = str | int | bool
 
-ROW_COLUMNS = (
-    "seq", "timestamp_ms", "actor", "action", "request_id", "outcome", "details", "prev_hash", "entry_hash", "signature",
-)  # an entry's stored columns, in row order
+ROW_COLUMNS = (  # an entry's stored columns, in row order
+    "seq", "timestamp_ms", "actor", "action", "request_id", "outcome", "details", "prev_hash", "entry_hash",
+    "signature",
+)
 
 
 # --- entries ---------------------------------------------------------------------------------
