@@ -39,8 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from governance.policy import AdminSet, SignedPolicyChange
-from mpc_node.config import load_governance
-from mpcnet.config import ConfigError, load_json
+from mpcnet.config import ConfigError, load_governance, load_json
 from mpcnet.pki import ROLES, CertPaths
 
 DEFAULT_CLIENT_ROLES = ["admin", "requester", "approver", "auditor"]

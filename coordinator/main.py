@@ -21,9 +21,9 @@ from coordinator.config import CoordinatorConfig, load_coordinator_config
 from coordinator.roles import allowed
 from coordinator.service import CoordinatorService
 from governance.errors import GovernanceError
-from mpc_node.keystore import KeystoreError, load_keystore, read_passphrase
 from mpcnet.config import ConfigError, setup_logging
 from mpcnet.datadir import hold_data_dirs
+from mpcnet.keystore import KeystoreError, load_keystore, read_passphrase
 from mpcnet.pki import PkiError, server_credentials
 from mpcnet.rpc import (
     SERVER_OPTIONS,

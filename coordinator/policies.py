@@ -25,7 +25,6 @@ import grpc
 from coordinator.db import CoordinatorDb, ProposalRecord, now_ms
 from coordinator.relay import NodeHandle
 from governance.attestation import SignedPolicyAttestation
-from governance.audit import AuditLog
 from governance.errors import GovernanceError
 from governance.policy import (
     DEFAULT_SCOPE,
@@ -38,6 +37,7 @@ from governance.policy import (
 )
 from mpcnet.govwire import scope_name
 from mpcnet.rpc import RpcError, status_of
+from mpcnet.stores.audit import AuditLog
 from proto.mpc.v1 import node_pb2
 
 log = logging.getLogger("coordinator.policies")

@@ -43,13 +43,13 @@ from crypto_core.errors import ProtocolAbort
 from crypto_core.group import Point
 from crypto_core.keyshare import MAX_LABEL
 from governance.approval import REQUEST_ID_RE, ApprovalBundle
-from governance.audit import AuditLog
 from governance.errors import GovernanceError
 from governance.policy import DEFAULT_SCOPE
 from mpcnet.clockskew import SkewSample, measure
 from mpcnet.govwire import audit_page, policy_state
 from mpcnet.pki import CertIdentity, channel_credentials
 from mpcnet.rpc import RpcError, caller_identity, check_label, check_len, invalid, status_of, trailing
+from mpcnet.stores.audit import AuditLog
 from proto.mpc.v1 import common_pb2, coordinator_pb2, governance_pb2, node_pb2
 
 log = logging.getLogger("coordinator.service")

@@ -2,8 +2,10 @@
 
 Pure, sans-IO checks that the coordinator *and* every node run on the same inputs
 (:mod:`governance.policy`, :mod:`governance.approval`), over one canonical encoding
-(:mod:`governance.encoding`), and an append-only, hash-chained, signed audit log in SQLite
-(:mod:`governance.audit`). Every failure is a :class:`GovernanceError` naming the field.
+(:mod:`governance.encoding`), and the rules of the append-only, hash-chained, signed audit log
+(:mod:`governance.audit`; its SQLite store is :mod:`mpcnet.stores.audit`). No I/O: no files,
+sockets, threads or clocks (``tests/test_import_contract.py`` enforces it). Every failure is a
+:class:`GovernanceError` naming the field.
 """
 
 from .approval import (
@@ -20,7 +22,7 @@ from .approval import (
     tally,
     verify_approvals,
 )
-from .audit import AuditEntry, AuditLog, AuditReport, export_jsonl, verify_audit, verify_entries
+from .audit import AuditEntry, AuditReport, verify_entries
 from .errors import GovernanceError
 from .policy import (
     DEFAULT_SCOPE,
@@ -39,7 +41,6 @@ __all__ = [
     "DEFAULT_SCOPE",
     "AdminSet",
     "AuditEntry",
-    "AuditLog",
     "AuditReport",
     "AdminSignature",
     "Approval",
@@ -56,13 +57,11 @@ __all__ = [
     "check_admin_signature",
     "check_approval",
     "check_request",
-    "export_jsonl",
     "rate_limit_ok",
     "sign_approval",
     "sign_policy_change",
     "tally",
     "verify_approvals",
-    "verify_audit",
     "verify_entries",
     "verify_policy_change",
 ]

@@ -44,9 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from governance.approval import MAX_CLOCK_TOLERANCE_MS
-from governance.errors import GovernanceError
-from governance.policy import DEFAULT_SCOPE, AdminSet, SignedPolicyChange
-from mpcnet.config import ConfigError, Fields, load_json
+from governance.policy import AdminSet, SignedPolicyChange
+from mpcnet.config import ConfigError, Fields, load_governance, load_json
 from mpcnet.pki import CertPaths
 
 _KEYS = {
@@ -98,27 +97,6 @@ class NodeConfig:
     @property
     def parties(self) -> int:
         return len(self.roster)
-
-
-def load_governance(f: Fields) -> tuple[AdminSet, SignedPolicyChange]:
-    """The ``governance`` object: admin set and the admin-signed initial default policy.
-
-    Only the shapes are checked here; the node verifies the initial policy's signatures against
-    the admin set when it starts (and refuses to start if they do not verify).
-    """
-    g = f.obj("governance")
-    g.extra_keys({"admin_set", "initial_policy"})
-    try:
-        admins = AdminSet.from_dict(g.doc.get("admin_set"))
-    except GovernanceError as e:
-        raise g.error(f"admin_set.{e.field}" if e.field else "admin_set", e.reason) from None
-    try:
-        initial = SignedPolicyChange.from_dict(g.doc.get("initial_policy"))
-    except GovernanceError as e:
-        raise g.error(f"initial_policy.{e.field}" if e.field else "initial_policy", e.reason) from None
-    if initial.change.scope != DEFAULT_SCOPE:
-        raise g.error("initial_policy.change.scope", "must be 'default'")
-    return admins, initial
 
 
 def load_node_config(path: Path) -> NodeConfig:

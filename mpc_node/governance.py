@@ -44,12 +44,12 @@ from governance.attestation import (
     SignedPolicyAttestation,
     check_confirms,
 )
-from governance.audit import AuditLog
 from governance.errors import GovernanceError
 from governance.policy import DEFAULT_SCOPE, AdminSet, KeyPolicy, SignedPolicyChange
 from mpc_node.storage import NodeStore, PolicyConflict, ServedRequest
 from mpcnet.govwire import scope_name
 from mpcnet.rpc import RpcError
+from mpcnet.stores.audit import AuditLog
 
 log = logging.getLogger("mpc_node.governance")
 Code = grpc.StatusCode

@@ -19,15 +19,14 @@ from pathlib import Path
 
 import grpc
 
-from governance.audit import AuditLog
 from governance.errors import GovernanceError
 from mpc_node.clock import NodeClock
 from mpc_node.config import NodeConfig, load_node_config
-from mpc_node.keystore import KeystoreError, load_keystore, read_passphrase
 from mpc_node.service import NodeService
 from mpc_node.storage import NodeStore, StoreError
 from mpcnet.config import ConfigError, setup_logging
 from mpcnet.datadir import hold_data_dirs
+from mpcnet.keystore import KeystoreError, load_keystore, read_passphrase
 from mpcnet.pki import PkiError, server_credentials
 from mpcnet.rpc import (
     SERVER_OPTIONS,
@@ -38,6 +37,7 @@ from mpcnet.rpc import (
     service_handler,
     wait_until_stopped,
 )
+from mpcnet.stores.audit import AuditLog
 from proto.mpc.v1 import node_pb2
 
 log = logging.getLogger("mpc_node")

@@ -57,7 +57,6 @@ from crypto_core.errors import ProtocolAbort, ProtocolError, UsageError
 from crypto_core.keyshare import MAX_LABEL, KeyShare
 from crypto_core.session import Delivery, RoundOutput
 from governance.approval import REQUEST_ID_RE, SigningRequest
-from governance.audit import AuditLog
 from governance.errors import GovernanceError
 from governance.reservation import MAX_SIGN_ATTEMPTS, Reservation, reservation_quorum, sign_reservation, verify_receipts
 from mpc_node.banjournal import BanJournal, BanJournalError, journal_path
@@ -67,11 +66,12 @@ from mpc_node.config import NodeConfig
 from mpc_node.envelope import Envelope, EnvelopeError, open_envelope, seal_broadcast, seal_direct
 from mpc_node.faults import FaultInjector, flip
 from mpc_node.governance import Approved, NodeGovernance, now_ms, refusal
-from mpc_node.keystore import OperationalKeys
 from mpc_node.storage import NodeStore, RateLimited, RequestAlreadyServed, ReservationConflict, StoreError
 from mpc_node.storage import Reservation as StoredReservation
 from mpcnet.govwire import audit_page, policy_state
+from mpcnet.keystore import OperationalKeys
 from mpcnet.rpc import RpcError, caller_identity, check_label, check_len, invalid
+from mpcnet.stores.audit import AuditLog
 from proto.mpc.v1 import common_pb2, governance_pb2, node_pb2
 
 log = logging.getLogger("mpc_node.service")

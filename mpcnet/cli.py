@@ -42,12 +42,12 @@ from typing import Any
 import grpc
 
 from crypto_core.errors import UsageError
-from governance.audit import export_jsonl, verify_audit
 from governance.errors import GovernanceError
 from governance.policy import KeyPolicy, RateLimit
 from mpcnet.client import SIGN_STATES, MpcClient, MpcError, NodeState, SignRequest, to_path
 from mpcnet.fsutil import write_atomic
 from mpcnet.pki import CertPaths, PkiError
+from mpcnet.stores.audit import export_jsonl, verify_audit
 
 
 def _hex(value: str, what: str) -> bytes:

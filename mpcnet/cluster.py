@@ -59,10 +59,10 @@ from governance.policy import (
     SignedPolicyChange,
     sign_policy_change,
 )
-from mpc_node.keystore import MAX_SCRYPT_N, MIN_SCRYPT_N, create_keystore
 from mpcnet.config import write_json
 from mpcnet.fsutil import write_atomic
 from mpcnet.identities import DEMO_IDENTITIES, create_identity, load_identity
+from mpcnet.keystore import MAX_SCRYPT_N, MIN_SCRYPT_N, create_keystore
 from mpcnet.pki import CertPaths, cert_hosts, channel_credentials, create_ca, issue_cert
 from mpcnet.rpc import CHANNEL_OPTIONS, wait_for_health
 

@@ -1,4 +1,8 @@
-"""Strict JSON configuration helpers: every error names the file and the field."""
+"""Strict JSON configuration helpers: every error names the file and the field.
+
+Also the ``governance`` section (admin set and initial policy) that the node and the coordinator
+configs share (:func:`load_governance`).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,9 @@ import logging
 import re
 from pathlib import Path
 from typing import Any
+
+from governance.errors import GovernanceError
+from governance.policy import DEFAULT_SCOPE, AdminSet, SignedPolicyChange
 
 _HOSTPORT = re.compile(r"[A-Za-z0-9.\-\[\]:]+:\d{1,5}")
 
@@ -129,6 +136,27 @@ def load_json(path: Path, what: str) -> Fields:
     except ValueError as e:
         raise ConfigError(f"{what} {path}: not valid JSON ({e})") from None
     return Fields(doc, str(path), base=path.parent)
+
+
+def load_governance(f: Fields) -> tuple[AdminSet, SignedPolicyChange]:
+    """The ``governance`` object: admin set and the admin-signed initial default policy.
+
+    Only the shapes are checked here; the node verifies the initial policy's signatures against
+    the admin set when it starts (and refuses to start if they do not verify).
+    """
+    g = f.obj("governance")
+    g.extra_keys({"admin_set", "initial_policy"})
+    try:
+        admins = AdminSet.from_dict(g.doc.get("admin_set"))
+    except GovernanceError as e:
+        raise g.error(f"admin_set.{e.field}" if e.field else "admin_set", e.reason) from None
+    try:
+        initial = SignedPolicyChange.from_dict(g.doc.get("initial_policy"))
+    except GovernanceError as e:
+        raise g.error(f"initial_policy.{e.field}" if e.field else "initial_policy", e.reason) from None
+    if initial.change.scope != DEFAULT_SCOPE:
+        raise g.error("initial_policy.change.scope", "must be 'default'")
+    return admins, initial
 
 
 def write_json(path: Path, doc: Any, mode: int = 0o644) -> None:

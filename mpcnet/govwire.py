@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from governance.audit import AuditLog
 from governance.policy import DEFAULT_SCOPE, KeyPolicy, SignedPolicyChange
 from mpcnet.rpc import invalid
+from mpcnet.stores.audit import AuditLog
 from proto.mpc.v1 import governance_pb2
 
 MAX_AUDIT_PAGE = 1000
@@ -61,7 +61,7 @@ def _as_bytes(v: object) -> bytes:
 
 
 def audit_entries(rows: Iterable[Sequence[object]]) -> list[governance_pb2.AuditEntry]:
-    """Stored audit rows (as :meth:`governance.audit.AuditLog.raw_rows` returns them) as protobuf.
+    """Stored audit rows (as :meth:`mpcnet.stores.audit.AuditLog.raw_rows` returns them) as protobuf.
 
     A row someone damaged is shipped as faithfully as the types allow, never repaired or
     dropped: the remote verifier must see it to name it.

@@ -1,6 +1,6 @@
 """An in-process coordinator request lifecycle over real SQLite files, with crashes injected at
 the write layer: :class:`World` builds :class:`coordinator.requests.SignRequests` with a real
-:class:`coordinator.db.CoordinatorDb` and :class:`governance.audit.AuditLog` in a directory, a
+:class:`coordinator.db.CoordinatorDb` and :class:`mpcnet.stores.audit.AuditLog` in a directory, a
 fake clock and a fake signer that behaves like the nodes (a request is served at most once);
 :meth:`World.restart` builds new objects over the same files and runs the recovery, as a
 restarted ``mpc-coordinator`` does."""
@@ -22,9 +22,10 @@ from coordinator.db import CoordinatorDb, KeyRecord
 from coordinator.policies import PolicyBook
 from coordinator.requests import SignRequests
 from governance.approval import Decision, SigningRequest, sign_approval
-from governance.audit import AuditEntry, AuditLog
+from governance.audit import AuditEntry
 from governance.policy import DEFAULT_SCOPE, KeyPolicy, PolicyChange, RateLimit, SignedPolicyChange, sign_policy_change
 from mpcnet.rpc import RpcError
+from mpcnet.stores.audit import AuditLog
 from proto.mpc.v1 import common_pb2, coordinator_pb2
 from tests.governance.gov_util import ADMIN_KEYS, APPROVER_KEYS, KEY_ID, admin_set, raw
 

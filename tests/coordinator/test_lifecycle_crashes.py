@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from governance.approval import Decision
-from governance.audit import verify_audit
 from mpcnet.rpc import RpcError
+from mpcnet.stores.audit import verify_audit
 
 from .lifecycle_util import APPROVERS, IDENTITY, TTL_S, Crash, World
 

@@ -22,7 +22,7 @@ from crypto_core.pairwise import OteReceiverSeeds, OteSenderSeeds, PairwiseSetup
 from crypto_core.rng import DeterministicRng
 from crypto_core.rvole import RvoleBob
 from crypto_core.sign import Presignature, PresignParty, SignConfig, _Round3
-from mpc_node.keystore import OperationalKeys
+from mpcnet.keystore import OperationalKeys
 
 from .dkg_util import keygen, make_parties
 from .sign_util import presign

@@ -1,4 +1,5 @@
-"""The audit log: appends, concurrency, rate limiting, and tamper detection on the raw SQLite file."""
+"""The audit log (chain: governance.audit; SQLite store: mpcnet.stores.audit): appends,
+concurrency, rate limiting, and tamper detection on the raw SQLite file."""
 
 from __future__ import annotations
 
@@ -16,17 +17,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given
 from hypothesis import strategies as st
 
-from governance.audit import (
-    AuditLog,
-    _entry_hash,
-    _signed_message,
-    export_jsonl,
-    genesis_hash,
-    verify_audit,
-    verify_entries,
-)
+from governance.audit import entry_hash, genesis_hash, signed_message, verify_entries
 from governance.errors import GovernanceError
 from governance.policy import RateLimit
+from mpcnet.stores.audit import AuditLog, export_jsonl, verify_audit
 
 from .gov_util import NOW_MS, raw
 
@@ -283,8 +277,8 @@ def test_inserted_entry_is_named(log_path: Path, raw_db: sqlite3.Connection) -> 
     # a well-formed entry linked into the chain at seq 3, signed with someone else's key
     prev = _row(raw_db, 2)[8]
     assert isinstance(prev, bytes)
-    forged_hash = _entry_hash(3, NOW_MS + 3, "eve", "sign", "evil", "ok", {}, prev)
-    forged_sig = Ed25519PrivateKey.generate().sign(_signed_message(forged_hash))
+    forged_hash = entry_hash(3, NOW_MS + 3, "eve", "sign", "evil", "ok", {}, prev)
+    forged_sig = Ed25519PrivateKey.generate().sign(signed_message(forged_hash))
     for seq in range(N, 2, -1):
         raw_db.execute("UPDATE audit SET seq = ? WHERE seq = ?", (seq + 1, seq))
     _insert(raw_db, (3, NOW_MS + 3, "eve", "sign", "evil", "ok", "{}", prev, forged_hash, forged_sig))
@@ -315,10 +309,10 @@ def test_truncation_needs_the_published_head(log_path: Path, raw_db: sqlite3.Con
 def test_rewrite_by_the_key_holder_is_caught_by_the_head(log_path: Path, raw_db: sqlite3.Connection) -> None:
     seq, ts, actor, action, rid, outcome, details, prev, old_hash, _ = _row(raw_db, N)
     assert isinstance(prev, bytes) and isinstance(old_hash, bytes)
-    new_hash = _entry_hash(N, int(ts), str(actor), str(action), str(rid), "rewritten", json.loads(str(details)), prev)  # type: ignore[call-overload]
+    new_hash = entry_hash(N, int(ts), str(actor), str(action), str(rid), "rewritten", json.loads(str(details)), prev)  # type: ignore[call-overload]
     raw_db.execute(
         "UPDATE audit SET outcome = 'rewritten', entry_hash = ?, signature = ? WHERE seq = ?",
-        (new_hash, KEY.sign(_signed_message(new_hash)), N),
+        (new_hash, KEY.sign(signed_message(new_hash)), N),
     )
     assert verify_audit(log_path, PUB).ok  # the key holder can rewrite history...
     report = verify_audit(log_path, PUB, expected_head=(N, old_hash))

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from governance.audit import AuditLog, check_entry_fields, verify_audit
+from governance.audit import check_entry_fields
 from governance.errors import GovernanceError
+from mpcnet.stores.audit import AuditLog, verify_audit
 
 KEY = Ed25519PrivateKey.generate()
 

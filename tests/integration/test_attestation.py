@@ -20,12 +20,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from coordinator.config import NodeEndpoint
 from coordinator.relay import NodeHandle
 from governance.attestation import PolicyAttestation, PolicyHead, sign_attestation
-from governance.audit import export_jsonl
 from governance.policy import DEFAULT_SCOPE, KeyPolicy
 from mpcnet import cli
 from mpcnet.client import MpcClient, SigningTeam
 from mpcnet.identities import load_identity
 from mpcnet.pki import channel_credentials
+from mpcnet.stores.audit import export_jsonl
 from proto.mpc.v1 import node_pb2
 
 from .conftest import make_cluster

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from governance.audit import _entry_hash, _signed_message
+from governance.audit import entry_hash, signed_message
 from mpcnet.client import MpcClient, SigningTeam
 
 from .cli_util import cli
@@ -107,8 +107,8 @@ def reorder(conn: sqlite3.Connection) -> Iterator[None]:
 def insert(conn: sqlite3.Connection) -> Iterator[None]:
     """A well-formed entry linked into the chain at seq 3, signed with someone else's key."""
     prev = row(conn, 2)[8]
-    forged_hash = _entry_hash(3, row(conn, 2)[1] + 1, "eve", "sign-share", "", "released", {}, prev)
-    forged_sig = Ed25519PrivateKey.generate().sign(_signed_message(forged_hash))
+    forged_hash = entry_hash(3, row(conn, 2)[1] + 1, "eve", "sign-share", "", "released", {}, prev)
+    forged_sig = Ed25519PrivateKey.generate().sign(signed_message(forged_hash))
     shift(conn, 3, +1)
     conn.execute(
         "INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -17,11 +17,11 @@ import pytest
 
 from coordinator.config import load_coordinator_config
 from governance.approval import Decision, SigningRequest, sign_approval
-from governance.audit import AuditLog
-from mpc_node.keystore import load_keystore, read_passphrase
 from mpcnet.client import MpcClient, SigningTeam
 from mpcnet.cluster import child_env, command
 from mpcnet.identities import load_identity
+from mpcnet.keystore import load_keystore, read_passphrase
+from mpcnet.stores.audit import AuditLog
 
 from .conftest import make_cluster
 

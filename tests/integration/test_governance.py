@@ -23,12 +23,12 @@ from coordinator.config import NodeEndpoint
 from coordinator.relay import NodeHandle
 from coordinator.roles import RPC_ROLES
 from governance.approval import Approval, ApprovalBundle, Decision, sign_approval
-from governance.audit import export_jsonl
 from governance.policy import DEFAULT_SCOPE, AdminSet, KeyPolicy, RateLimit, sign_policy_change
 from mpc_node.main import ADMIN_RPCS
 from mpcnet.client import MpcClient, MpcError, SigningTeam
 from mpcnet.pki import CertPaths, channel_credentials, issue_cert
 from mpcnet.rpc import roles_text
+from mpcnet.stores.audit import export_jsonl
 from proto.mpc.v1 import coordinator_pb2, node_pb2
 
 from .conftest import make_cluster

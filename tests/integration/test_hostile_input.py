@@ -17,9 +17,9 @@ import pytest
 
 from coordinator.config import NodeEndpoint
 from coordinator.relay import NodeHandle
-from governance.audit import export_jsonl
 from mpcnet.client import MpcClient
 from mpcnet.pki import channel_credentials
+from mpcnet.stores.audit import export_jsonl
 from proto.mpc.v1 import node_pb2
 
 from ..conftest import scaled

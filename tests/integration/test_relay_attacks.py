@@ -20,7 +20,7 @@ from coordinator.relay import NodeHandle
 from crypto_core.group import Point
 from governance.errors import GovernanceError
 from mpc_node.envelope import Envelope, open_envelope, seal_broadcast, seal_direct
-from mpc_node.keystore import load_keystore
+from mpcnet.keystore import load_keystore
 from mpcnet.pki import channel_credentials
 from proto.mpc.v1 import common_pb2, node_pb2
 

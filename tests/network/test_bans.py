@@ -17,15 +17,15 @@ import grpc
 import pytest
 
 from crypto_core.errors import ProtocolAbort
-from governance.audit import AuditLog
 from mpc_node.config import load_node_config
 from mpc_node.banjournal import BanJournal, BanJournalError, journal_path
 from mpc_node.faults import Fault, flip
-from mpc_node.keystore import load_keystore, read_passphrase
 from mpc_node.service import NodeService
 from mpc_node.storage import NodeStore, StoreError
 from mpcnet.cluster import Layout, prepare
+from mpcnet.keystore import load_keystore, read_passphrase
 from mpcnet.rpc import RpcError
+from mpcnet.stores.audit import AuditLog
 from proto.mpc.v1 import node_pb2
 from tests.harness import run_collect
 from tests.integration.govtools import approved_bundle

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mpc_node.keystore import (
+from mpcnet.keystore import (
     KeystoreError,
     OperationalKeys,
     create_keystore,

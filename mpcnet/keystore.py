@@ -1,4 +1,4 @@
-"""A node's operational keys, kept in a passphrase-encrypted file.
+"""A component's operational keys (a node's, or the coordinator's), kept in a passphrase-encrypted file.
 
 Operational keys authenticate the node inside the protocol: an Ed25519 *identity* key signs
 every outgoing protocol message and an X25519 *encryption* key receives end-to-end encrypted

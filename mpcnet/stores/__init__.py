@@ -1,0 +1,1 @@
+"""Durable local stores of the shared layer (SQLite files a component owns)."""

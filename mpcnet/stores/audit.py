@@ -1,0 +1,526 @@
+"""The audit log's SQLite store: :class:`AuditLog` (append), and file verification and export.
+
+The chain itself (entries, canonical encoding, hashing, signing, verification of a sequence of
+rows) is pure and lives in :mod:`governance.audit`; this module only keeps it in a file. One
+file per component (``audit.db`` next to its data), created 0600 (and the directory fsynced),
+WAL journaling with ``synchronous=FULL``: every write is committed before :meth:`AuditLog.append`
+returns. Tables ``meta`` (``schema_version`` 1, ``component``, ``public_key``; immutable) and
+``audit`` (one row per entry, columns :data:`governance.audit.ROW_COLUMNS`). The database
+refuses UPDATE and DELETE (triggers) and out-of-sequence INSERTs, but the chain does not depend
+on that: it is what detects an attacker who drops the triggers. One connection is shared by all
+threads behind a lock, and other processes are kept consistent by SQLite's locking (the head is
+read inside each write transaction).
+
+:func:`verify_audit` re-reads a file read-only and trusts nothing in it but the public key it is
+given; :func:`export_jsonl` dumps it. Every failure is a :class:`GovernanceError` naming the
+field (``path``, ``database``, ...).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import TextIO
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from governance._checks import check_int, check_name, check_public_key
+from governance.approval import rate_limit_ok
+from governance.audit import (
+    EVENT_KEY,
+    MAX_TIME_MS,
+    ROW_COLUMNS,
+    SUBJECT_KEY,
+    AuditEntry,
+    AuditReport,
+    DetailValue,
+    check_details,
+    check_entry_fields,
+    check_expected_head,
+    check_request_id,
+    check_token,
+    entry_from_row,
+    entry_verifies,
+    genesis_hash,
+    public_key_of,
+    seal_entry,
+    verify_row_stream,
+)
+from governance.errors import GovernanceError
+from governance.policy import RateLimit
+from mpcnet.fsutil import fsync_dir
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_S = 30.0
+
+_REQUEST_INDEX = "CREATE INDEX IF NOT EXISTS audit_by_request ON audit (request_id)"  # not part of the chain
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS audit (
+        seq          INTEGER PRIMARY KEY CHECK (seq >= 1),
+        timestamp_ms INTEGER NOT NULL,
+        actor        TEXT NOT NULL,
+        action       TEXT NOT NULL,
+        request_id   TEXT NOT NULL,
+        outcome      TEXT NOT NULL,
+        details      TEXT NOT NULL,
+        prev_hash    BLOB NOT NULL,
+        entry_hash   BLOB NOT NULL,
+        signature    BLOB NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS audit_by_action_time ON audit (action, timestamp_ms)",
+    _REQUEST_INDEX,
+    """CREATE TRIGGER IF NOT EXISTS audit_append_only_update BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END""",
+    """CREATE TRIGGER IF NOT EXISTS audit_append_only_delete BEFORE DELETE ON audit
+        BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END""",
+    """CREATE TRIGGER IF NOT EXISTS audit_append_in_sequence BEFORE INSERT ON audit
+        WHEN NEW.seq IS NOT (SELECT COALESCE(MAX(seq), 0) + 1 FROM audit)
+        BEGIN SELECT RAISE(ABORT, 'audit entries are appended in sequence'); END""",
+    """CREATE TRIGGER IF NOT EXISTS meta_immutable_update BEFORE UPDATE ON meta
+        BEGIN SELECT RAISE(ABORT, 'audit meta is immutable'); END""",
+    """CREATE TRIGGER IF NOT EXISTS meta_immutable_delete BEFORE DELETE ON meta
+        BEGIN SELECT RAISE(ABORT, 'audit meta is immutable'); END""",
+)
+_COLUMNS = ", ".join(ROW_COLUMNS)
+
+
+# --- SQLite ----------------------------------------------------------------------------------
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """Open (creating 0600 if new) in WAL mode with synchronous=FULL."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    except OSError as e:
+        raise GovernanceError("path", f"cannot create {path} ({e.strerror or type(e).__name__})") from None
+    else:
+        os.close(fd)
+        fsync_dir(path.parent)
+    try:
+        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as e:
+        raise GovernanceError("path", f"cannot open {path} ({e})") from None
+    try:
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise GovernanceError("path", f"{path} cannot use WAL journaling (got {mode})")
+        conn.execute("PRAGMA synchronous = FULL")
+        if conn.execute("PRAGMA synchronous").fetchone()[0] != 2:
+            raise GovernanceError("path", "synchronous=FULL could not be set")
+    except sqlite3.Error as e:
+        conn.close()
+        raise GovernanceError("path", f"{path} is not a usable SQLite database ({e})") from None
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    uri = "file:" + urllib.parse.quote(str(Path(path).resolve())) + "?mode=ro"
+    return sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+
+
+def _read_meta(conn: sqlite3.Connection) -> dict[str, object]:
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone():
+        return {}
+    return {str(k): v for k, v in conn.execute("SELECT name, value FROM meta").fetchall()}
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class AuditLog:
+    """A component's audit log; create with :meth:`open`, release with :meth:`close`."""
+
+    def __init__(
+        self,
+        path: Path,
+        conn: sqlite3.Connection,
+        component: str,
+        signing_key: Ed25519PrivateKey,
+        clock: Callable[[], int],
+    ) -> None:
+        """Internal: use :meth:`open`."""
+        self._path = path
+        self._conn: sqlite3.Connection | None = conn
+        self._component = component
+        self._key = signing_key
+        self._public_key = public_key_of(signing_key)
+        self._genesis = genesis_hash(component, self._public_key)
+        self._clock = clock
+        self._lock = threading.RLock()
+
+    def __repr__(self) -> str:
+        return f"AuditLog(path={str(self._path)!r}, component={self._component!r}, open={self._conn is not None})"
+
+    def __enter__(self) -> AuditLog:
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    @property
+    def component(self) -> str:
+        return self._component
+
+    @property
+    def public_key(self) -> bytes:
+        """The raw Ed25519 public key that verifies this log (give it to :func:`verify_audit`)."""
+        return self._public_key
+
+    @staticmethod
+    def open(
+        path: Path,
+        *,
+        component: str,
+        signing_key: Ed25519PrivateKey,
+        clock: Callable[[], int] | None = None,
+    ) -> AuditLog:
+        """Open (creating on first use) ``component``'s log at ``path``.
+
+        The first open records the component name and public key; later opens must give the
+        same (else :class:`GovernanceError` naming ``component`` / ``signing_key``), and the
+        last entry must still verify, so a damaged log is never extended. ``clock`` returns
+        Unix milliseconds (tests inject one).
+        """
+        check_name(component, "component")
+        public_key = public_key_of(signing_key)  # checks signing_key
+        path = Path(path)
+        conn = _connect(path)
+        try:
+            _initialize(conn, component, public_key)
+            log = AuditLog(path, conn, component, signing_key, clock or _now_ms)
+            log._check_head()
+        except BaseException:
+            conn.close()
+            raise
+        return log
+
+    def close(self) -> None:
+        """Close the database; later calls raise :class:`GovernanceError`. Idempotent."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+            self._conn = None
+
+    # --- internals ---------------------------------------------------------------------------
+
+    def _live(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise GovernanceError("audit_log", "is closed")
+        return self._conn
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            conn = self._live()
+            try:
+                yield conn
+            except sqlite3.Error as e:
+                raise GovernanceError("database", str(e)) from None
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One IMMEDIATE transaction, committed (and fsynced, synchronous=FULL) on success."""
+        with self._lock:
+            conn = self._live()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as e:
+                raise GovernanceError("database", str(e)) from None
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise GovernanceError("database", str(exc)) from None
+                raise
+
+    def _check_head(self) -> None:
+        with self._read() as c:
+            row = c.execute(f"SELECT {_COLUMNS} FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        if row is None:
+            return
+        try:
+            entry = entry_from_row(tuple(row))
+        except GovernanceError as e:
+            raise GovernanceError("path", f"last entry is malformed ({e}); run verify_audit") from None
+        if not entry_verifies(entry, self._public_key):
+            raise GovernanceError("path", f"last entry {entry.seq} does not verify; run verify_audit")
+
+    def _insert(
+        self,
+        c: sqlite3.Connection,
+        timestamp_ms: int,
+        actor: str,
+        action: str,
+        request_id: str,
+        outcome: str,
+        details: Mapping[str, DetailValue],
+    ) -> AuditEntry:
+        row = c.execute("SELECT seq, entry_hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        seq, prev = (1, self._genesis) if row is None else (int(row[0]) + 1, bytes(row[1]))
+        entry = seal_entry(self._key, seq, timestamp_ms, actor, action, request_id, outcome, details, prev)
+        c.execute(f"INSERT INTO audit ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", entry.to_row())
+        return entry
+
+    def _timestamp(self) -> int:
+        return check_int(self._clock(), "clock", 0, MAX_TIME_MS)
+
+    # --- API ---------------------------------------------------------------------------------
+
+    def append(
+        self,
+        actor: str,
+        action: str,
+        *,
+        request_id: str = "",
+        outcome: str = "",
+        details: Mapping[str, DetailValue] | None = None,
+    ) -> AuditEntry:
+        """Append one entry, durably, and return it. Thread-safe.
+
+        ``actor`` is a name (``[A-Za-z0-9._-]``), ``action`` and ``outcome`` are lower-case
+        tokens (``outcome`` may be empty), ``details`` at most 64 small values.
+        """
+        checked = check_entry_fields(actor, action, request_id, outcome, details)
+        with self._write() as c:
+            return self._insert(c, self._timestamp(), actor, action, request_id, outcome, checked)
+
+    def append_once(
+        self,
+        actor: str,
+        action: str,
+        *,
+        event: str,
+        request_id: str = "",
+        outcome: str = "",
+        details: Mapping[str, DetailValue] | None = None,
+    ) -> AuditEntry | None:
+        """:meth:`append` unless an entry for ``event`` was appended already; ``None`` then.
+
+        ``event`` (a token like ``action``) is recorded as ``details["event"]``; the check and
+        the append are one write transaction, so delivering the same event twice (e.g. an outbox
+        flushed again after a crash between the append and the outbox delete) appends it once.
+        The lookup reads only the entries of ``request_id`` (indexed), so give one.
+        """
+        check_token(event, "event")
+        merged = dict(check_entry_fields(actor, action, request_id, outcome, details))
+        if merged.setdefault(EVENT_KEY, event) != event:
+            raise GovernanceError(f"details[{EVENT_KEY!r}]", "conflicts with event")
+        checked = check_details(merged)
+        with self._write() as c:
+            for (text,) in c.execute("SELECT details FROM audit WHERE request_id = ?", (request_id,)):
+                try:
+                    seen = json.loads(text).get(EVENT_KEY) == event
+                except (ValueError, AttributeError):
+                    seen = False  # unreadable details are verify_audit's business, not a duplicate
+                if seen:
+                    return None
+            return self._insert(c, self._timestamp(), actor, action, request_id, outcome, checked)
+
+    def append_rate_limited(
+        self,
+        actor: str,
+        action: str,
+        *,
+        subject: str,
+        limit: RateLimit,
+        request_id: str = "",
+        outcome: str = "",
+        details: Mapping[str, DetailValue] | None = None,
+    ) -> AuditEntry | None:
+        """Atomically check ``limit`` and append; ``None`` (nothing appended) if over the limit.
+
+        Counts the earlier entries with the same ``action`` and ``details["subject"] ==
+        subject`` (e.g. a key id in hex) inside the window, with
+        :func:`governance.approval.rate_limit_ok`; the new entry gets ``details["subject"]``.
+        Check and append happen in one write transaction, so concurrent callers (threads or
+        processes) can never exceed the limit together. Audit a refusal with :meth:`append`.
+        """
+        if not isinstance(limit, RateLimit):
+            raise GovernanceError("limit", "must be a RateLimit")
+        check_name(actor, "actor")
+        check_token(action, "action")
+        check_request_id(request_id)
+        check_token(outcome, "outcome", allow_empty=True)
+        if not isinstance(subject, str) or not subject:
+            raise GovernanceError("subject", "must be a non-empty string")
+        if details is not None and not isinstance(details, Mapping):
+            raise GovernanceError("details", "must be a mapping of str to str, int or bool")
+        merged = dict({} if details is None else details)
+        if SUBJECT_KEY in merged and merged[SUBJECT_KEY] != subject:
+            raise GovernanceError(f"details[{SUBJECT_KEY!r}]", "conflicts with subject")
+        merged[SUBJECT_KEY] = subject
+        checked = check_details(merged)
+        with self._write() as c:
+            now = self._timestamp()
+            since = now - limit.window_seconds * 1000
+            times: list[int] = []
+            for ts, text in c.execute(
+                "SELECT timestamp_ms, details FROM audit WHERE action = ? AND timestamp_ms > ?", (action, since)
+            ):
+                try:
+                    counted = json.loads(text).get(SUBJECT_KEY) == subject
+                except (ValueError, AttributeError):
+                    counted = True  # unreadable details: count it rather than under-count
+                if counted:
+                    times.append(int(ts))
+            if not rate_limit_ok(limit, times, now):
+                return None
+            return self._insert(c, now, actor, action, request_id, outcome, checked)
+
+    def entries(self) -> list[AuditEntry]:
+        """Every entry, in order (parsed strictly; the chain is *not* re-verified here)."""
+        with self._read() as c:
+            rows = c.execute(f"SELECT {_COLUMNS} FROM audit ORDER BY seq").fetchall()
+        return [entry_from_row(tuple(r)) for r in rows]
+
+    def raw_rows(self, after_seq: int = 0, limit: int = 1000) -> list[tuple[object, ...]]:
+        """Up to ``limit`` stored rows with ``seq > after_seq``, exactly as stored (not parsed or
+        verified), in :func:`verify_entries` column order: for shipping to a remote verifier,
+        which must see a damaged row as it is."""
+        check_int(after_seq, "after_seq", 0, MAX_TIME_MS)
+        check_int(limit, "limit", 1, 100_000)
+        with self._read() as c:
+            rows = c.execute(
+                f"SELECT {_COLUMNS} FROM audit WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit)
+            ).fetchall()
+        return [tuple(r) for r in rows]
+
+    def head(self) -> tuple[int, bytes] | None:
+        """``(seq, entry_hash)`` of the last entry, to publish as ``expected_head``; None if empty."""
+        with self._read() as c:
+            row = c.execute("SELECT seq, entry_hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        return None if row is None else (int(row[0]), bytes(row[1]))
+
+
+def _initialize(conn: sqlite3.Connection, component: str, public_key: bytes) -> None:
+    """Create schema and meta on first use, else check they belong to this component and key."""
+    try:
+        meta = _read_meta(conn)
+        if not meta:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if not _read_meta(conn):
+                    for statement in _SCHEMA:
+                        conn.execute(statement)
+                    conn.executemany(
+                        "INSERT INTO meta (name, value) VALUES (?, ?)",
+                        [("schema_version", SCHEMA_VERSION), ("component", component), ("public_key", public_key)],
+                    )
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            meta = _read_meta(conn)
+    except sqlite3.Error as e:
+        raise GovernanceError("path", f"cannot initialize the audit log ({e})") from None
+    if meta.get("schema_version") != SCHEMA_VERSION:
+        raise GovernanceError("path", f"unsupported audit schema version {meta.get('schema_version')!r}")
+    if meta.get("component") != component:
+        raise GovernanceError("component", f"this log belongs to {meta.get('component')!r}, not {component!r}")
+    if meta.get("public_key") != public_key:
+        raise GovernanceError("signing_key", "this log was started with another signing key")
+    try:
+        conn.execute(_REQUEST_INDEX)  # logs created before the index existed
+    except sqlite3.Error as e:
+        raise GovernanceError("path", f"cannot index the audit log ({e})") from None
+
+
+# --- verification and export -----------------------------------------------------------------
+
+
+def verify_audit(
+    path: Path, public_key: bytes, *, expected_head: tuple[int, bytes] | None = None
+) -> AuditReport:
+    """Re-verify the whole log at ``path`` (read-only) against ``public_key``.
+
+    Recomputes every entry hash, the chain from the genesis hash and every signature, and
+    reports the first broken entry. With ``expected_head`` (a ``(seq, entry_hash)`` published
+    earlier, see :meth:`AuditLog.head`) it also reports a log truncated before that entry or
+    holding a different entry there. Raises :class:`GovernanceError` only for bad arguments.
+    """
+    key = check_public_key(public_key, "public_key")
+    head = check_expected_head(expected_head)
+    path = Path(path)
+    if not path.is_file():
+        return AuditReport(False, 0, None, f"{path} is not a file")
+    try:
+        conn = _connect_readonly(path)
+    except sqlite3.Error as e:
+        return AuditReport(False, 0, None, f"cannot open {path} ({e})")
+    try:
+        conn.execute("BEGIN")  # one snapshot, even while the component keeps appending
+        return _verify(conn, key, head)
+    except sqlite3.Error as e:
+        return AuditReport(False, 0, None, f"cannot read {path} ({e})")
+    finally:
+        conn.close()
+
+
+def _verify(conn: sqlite3.Connection, key: bytes, head: tuple[int, bytes] | None) -> AuditReport:
+    meta = _read_meta(conn)
+    component = meta.get("component")
+    if meta.get("schema_version") != SCHEMA_VERSION or not isinstance(component, str):
+        return AuditReport(False, 0, None, "not an audit log (meta table missing or unsupported)")
+    total = int(conn.execute("SELECT COUNT(*) FROM audit").fetchone()[0])
+    if meta.get("public_key") != key:
+        return AuditReport(False, total, None, "the log names another public key")
+    rows = (tuple(r) for r in conn.execute(f"SELECT {_COLUMNS} FROM audit ORDER BY seq"))
+    return verify_row_stream(component, key, rows, total, head)
+
+
+def export_jsonl(path: Path, out: TextIO) -> int:
+    """Write every entry of the log at ``path`` to ``out`` as one JSON object per line; return the count.
+
+    Reads the file read-only and does not verify it (use :func:`verify_audit`); bytes are hex.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise GovernanceError("path", f"{path} is not a file")
+    try:
+        conn = _connect_readonly(path)
+    except sqlite3.Error as e:
+        raise GovernanceError("path", f"cannot open {path} ({e})") from None
+    count = 0
+    try:
+        for row in conn.execute(f"SELECT {_COLUMNS} FROM audit ORDER BY seq"):
+            try:
+                entry = entry_from_row(tuple(row))
+            except GovernanceError as e:
+                raise GovernanceError(f"entry {row[0]!r}.{e.field}", e.reason) from None
+            out.write(json.dumps(entry.to_dict(), sort_keys=True, ensure_ascii=False) + "\n")
+            count += 1
+    except sqlite3.Error as e:
+        raise GovernanceError("path", f"cannot read {path} ({e})") from None
+    finally:
+        conn.close()
+    return count
+
+
+__all__ = [
+    "AuditEntry",
+    "AuditLog",
+    "AuditReport",
+    "export_jsonl",
+    "genesis_hash",
+    "verify_audit",
+]
