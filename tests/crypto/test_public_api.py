@@ -94,3 +94,13 @@ def test_the_coordinator_process_loads_no_module_with_secret_state():
     loaded = _loaded_after("import coordinator.main\nimport coordinator.service\n")
     assert "crypto_core.combiner" in loaded
     assert loaded.isdisjoint(SECRET_STATE), sorted(loaded & set(SECRET_STATE))
+
+
+def test_combining_lives_apart_from_presignature_secrets():
+    import crypto_core.combiner as combiner
+    import crypto_core.sign as sign
+
+    for name in ("combine", "verify", "recover", "digest_of", "Signature"):
+        assert not hasattr(sign, name), f"crypto_core.sign.{name}"
+        assert getattr(combiner, name).__module__ == "crypto_core.combiner"
+    assert sign.SignatureShare is combiner.SignatureShare  # what signature_share() returns
