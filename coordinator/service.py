@@ -39,9 +39,10 @@ from governance.reservation import MAX_SIGN_ATTEMPTS, ReservationReceipt, reserv
 from coordinator.requests import SignRequests
 from coordinator.roles import READ_ALL_REQUESTS
 from crypto_core.bip32 import derive
+from crypto_core.combiner import SignatureShare, combine
 from crypto_core.errors import ProtocolAbort
 from crypto_core.group import Point
-from crypto_core.keyshare import MAX_LABEL
+from crypto_core.params import MAX_LABEL
 from governance.approval import REQUEST_ID_RE, ApprovalBundle
 from governance.errors import GovernanceError
 from governance.policy import DEFAULT_SCOPE
@@ -484,8 +485,6 @@ class CoordinatorService:
         Each session reserves the request's next attempt number (see :meth:`_reserve`) just
         before the round that releases the shares; a session that fails before that costs no
         attempt. At most MAX_SIGN_ATTEMPTS attempts are reserved per request, counted durably."""
-        from crypto_core.sign import SignatureShare, combine
-
         resynced: set[int] = set()
         t = k.threshold
         # the key the signature must verify under: from our own record, never from the nodes

@@ -33,22 +33,22 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, TypeVar
+from typing import Mapping
 
-from . import base_ot, schnorr
+from . import schnorr
 from .codec import BROADCAST, DIRECT, SESSION_LEN, Protocol, Writer
 from .commitment import commit, opens
-from .errors import DecodeError, ProtocolAbort, UsageError
+from .errors import ProtocolAbort, UsageError
 from .group import Point, Q, point_sum
-from .keyshare import MAX_LABEL, MAX_PARTIES, KeyShare
-from .pairwise import OteReceiverSeeds, OteSenderSeeds, PairwiseSetup
+from .hazmat import base_ot
+from .hazmat.pairwise import OteReceiverSeeds, OteSenderSeeds, PairwiseSetup
+from .keyshare import KeyShare
+from .params import LAMBDA_C, MAX_LABEL, MAX_PARTIES, SUPPORTED_LAMBDA
 from .rng import SYSTEM_RNG, Rng
-from .session import Delivery, Handler, RoundOutput, RoundParty, check_echoes, check_inbox
+from .session import Delivery, Handler, RoundOutput, RoundParty, blame_malformed, check_echoes, check_inbox
 from .shamir import evaluate, feldman_commit, feldman_evaluate, random_polynomial
 from .tags import Tag
 from .transcript import frame, hash32, list_of, u16
-
-T = TypeVar("T")
 
 ECHO_LEN = 32
 PROOF_LEN = schnorr.PROOF_LEN
@@ -67,7 +67,7 @@ class DkgConfig:
     parties: int
     index: int
     key_label: bytes = b""
-    lambda_c: int = base_ot.LAMBDA_C  # base OTs per ordered pair; see base_ot.SUPPORTED_LAMBDA
+    lambda_c: int = LAMBDA_C  # base OTs per ordered pair; see params.SUPPORTED_LAMBDA
 
     def __post_init__(self) -> None:
         if len(self.session) != SESSION_LEN:
@@ -78,8 +78,8 @@ class DkgConfig:
             raise UsageError("index: must be in 1..n")
         if len(self.key_label) > MAX_LABEL:
             raise UsageError(f"key_label: at most {MAX_LABEL} bytes")
-        if self.lambda_c not in base_ot.SUPPORTED_LAMBDA:
-            raise UsageError(f"lambda_c: must be one of {base_ot.SUPPORTED_LAMBDA}")
+        if self.lambda_c not in SUPPORTED_LAMBDA:
+            raise UsageError(f"lambda_c: must be one of {SUPPORTED_LAMBDA}")
 
 
 @dataclass(frozen=True)
@@ -96,14 +96,6 @@ class _Round2:
     zero: bytes = field(repr=False)  # zero-seed contribution: secret
     ot: list[Point]
     ot_raw: bytes
-
-
-def _blame(party: int, round: int, part: str, fn: Callable[[], T]) -> T:
-    """Run a decoder; a DecodeError becomes a ProtocolAbort naming ``party``."""
-    try:
-        return fn()
-    except DecodeError as e:
-        raise ProtocolAbort(party, f"round {round}: malformed {part} message: {e}") from None
 
 
 class DkgParty(RoundParty):
@@ -208,7 +200,7 @@ class DkgParty(RoundParty):
                 r.finish()
                 return out, config
 
-            r1[j], configs[j] = _blame(j, 1, "broadcast", dec)
+            r1[j], configs[j] = blame_malformed(j, 1, dec, "broadcast")
             self._echo1[j] = hash32(Tag.DKG_ECHO1, raw)
         self._check_config(configs)
         self._check_fresh(r1)
@@ -281,7 +273,7 @@ class DkgParty(RoundParty):
                 rd.finish("round-2 direct")
                 return _Round2(echo, F, proofs, rho_f, cc, rho_cc, share, zero, ot, d[ot_start:])
 
-            msgs[j] = _blame(j, 2, "round-2", dec)
+            msgs[j] = blame_malformed(j, 2, dec, "round-2")
             self._echo2[j] = hash32(Tag.DKG_ECHO2, b)
 
         # echoes first: a split view must not be blamed on the wrong party
@@ -360,7 +352,7 @@ class DkgParty(RoundParty):
                 rd.finish("round-3 direct")
                 return echo, proof, reply, d[40:]
 
-            parsed[j] = _blame(j, 3, "round-3", dec)
+            parsed[j] = blame_malformed(j, 3, dec, "round-3")
             self._echo3[j] = hash32(Tag.DKG_ECHO3, b)
         self._check_echoes(3, {j: parsed[j][0] for j in self.peers}, self._echo2)
         for j in self.peers:
@@ -422,7 +414,7 @@ class DkgParty(RoundParty):
                 rd.finish("round-4 direct")
                 return echo, key, pair
 
-            parsed[j] = _blame(j, 4, "round-4", dec)
+            parsed[j] = blame_malformed(j, 4, dec, "round-4")
         self._check_echoes(4, {j: parsed[j][0] for j in self.peers}, self._echo3)
         mine = self._key_digest()
         for j in self.peers:

@@ -13,9 +13,9 @@ from typing import Iterable
 
 from coincurve import PublicKey
 
-from . import ec_raw
-from .ec_raw import RawPoint
 from .errors import DecodeError
+from .hazmat import ec_raw
+from .hazmat.ec_raw import RawPoint
 
 P = 2**256 - 2**32 - 977
 Q = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141

@@ -12,19 +12,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base_ot import SUPPORTED_LAMBDA
 from .codec import Reader, Writer
 from .errors import DecodeError
 from .group import Point
-from .pairwise import PairwiseSetup
+from .hazmat.pairwise import PairwiseSetup
+from .params import MAX_LABEL, MAX_PARTIES, SUPPORTED_LAMBDA
 from .shamir import interpolate_points_at_zero
 from .tags import Tag
 from .transcript import hash32
 
 MAGIC = b"MPCNET-KEYSHARE"
 VERSION = 2
-MAX_LABEL = 256
-MAX_PARTIES = 1024
 
 
 def compute_key_id(public_key: Point, chain_code: bytes) -> bytes:

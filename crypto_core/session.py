@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Callable, ClassVar, Iterable, Mapping, Sequence, TypeVar
 
 from .codec import BROADCAST, Header, Reader, read_header
-from .errors import ProtocolAbort, UsageError
+from .errors import DecodeError, ProtocolAbort, UsageError
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,20 @@ def check_echoes(
 
 T = TypeVar("T")
 Handler = Callable[[Mapping[int, Delivery]], "RoundOutput | None"]
+
+
+def blame_malformed(party: int, round: int, decode: Callable[[], T], part: str | None = None) -> T:
+    """Run ``decode`` on a message that arrived on ``party``'s channel in round ``round``.
+
+    Returns what ``decode`` returns; a :class:`DecodeError` becomes a :class:`ProtocolAbort`
+    naming ``party`` ("round R: malformed [part ]message: field: reason"): the channel is
+    authenticated, so a message that does not parse is its sender's fault.
+    """
+    try:
+        return decode()
+    except DecodeError as e:
+        what = "message" if part is None else f"{part} message"
+        raise ProtocolAbort(party, f"round {round}: malformed {what}: {e}") from None
 
 
 class RoundParty:

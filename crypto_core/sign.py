@@ -1,10 +1,13 @@
 """DKLs23 threshold ECDSA signing by any t of n ([P23] Protocol 3.6; notes sections 6 to 8).
 
 Presigning is message independent and takes three rounds; its result is a
-:class:`Presignature`, which can be serialized, stored, and used exactly once. The online
-phase is one message: each signer turns a 32-byte digest into a :class:`SignatureShare`, and
-anyone holding all t shares calls :func:`combine` to get a low-s ECDSA signature with its
-recovery id, verified against the (derived) public key before it is returned.
+:class:`Presignature`, which can be serialized and used exactly once. The online phase is one
+message: each signer turns a 32-byte digest into a :class:`~crypto_core.combiner.SignatureShare`,
+and anyone holding all t shares calls :func:`crypto_core.combiner.combine` (a module without any
+secret state) to get a low-s ECDSA signature with its recovery id, verified against the (derived)
+public key before it is returned. Reviving a serialized presignature is hazardous (a copy of a
+used one would sign twice and leak the key share), so its decoder lives apart:
+:func:`crypto_core.hazmat.presignature.load_presignature`.
 
 Rounds of :class:`PresignParty` (B = broadcast, D = direct, confidential):
 
@@ -24,30 +27,23 @@ so a tweak chosen later cannot be applied (Groth-Shoup, ePrint 2021/1330).
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence, TypeVar
+from typing import Mapping, Sequence
 
-from coincurve import PublicKey
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-
-from . import rvole
 from .bip32 import check_path, derive
-from .codec import BROADCAST, DIRECT, SESSION_LEN, Header, Protocol, Reader, Writer, read_header
+from .codec import BROADCAST, DIRECT, SESSION_LEN, Protocol, Writer
+from .combiner import DIGEST_LEN, SignatureShare
 from .commitment import commit, opens
 from .errors import DecodeError, PresignatureUsed, ProtocolAbort, UsageError
-from .group import HALF_Q, Q, Point, inv, point_sum
+from .group import Q, Point, point_sum
+from .hazmat import rvole
 from .keyshare import KeyShare
 from .rng import SYSTEM_RNG, Rng, random_scalar
-from .session import Delivery, Handler, RoundOutput, RoundParty, check_echoes, check_inbox, check_participants
+from .session import Delivery, Handler, RoundOutput, RoundParty, blame_malformed, check_echoes, check_inbox, check_participants
 from .shamir import lagrange_coefficient
 from .tags import Tag
 from .transcript import hash32, hash_to_scalar, list_of, u16, u32
-
-T = TypeVar("T")
-DIGEST_LEN = 32
 
 
 @dataclass(frozen=True)
@@ -64,13 +60,6 @@ class SignConfig:
         if len(self.session) != SESSION_LEN:
             raise UsageError(f"session: must be {SESSION_LEN} bytes")
         check_path(self.derivation_path)
-
-
-def _blame(party: int, round: int, fn: Callable[[], T]) -> T:
-    try:
-        return fn()
-    except DecodeError as e:
-        raise ProtocolAbort(party, f"round {round}: malformed message: {e}") from None
 
 
 @dataclass(frozen=True)
@@ -153,7 +142,7 @@ class PresignParty(RoundParty):
                 r.finish()
                 return out
 
-            r1[j] = _blame(j, 1, dec)
+            r1[j] = blame_malformed(j, 1, dec)
             self._echo1[j] = hash32(Tag.SIGN_ECHO, raw)
         self._r1 = r1
         self._sigid = hash32(
@@ -190,7 +179,7 @@ class PresignParty(RoundParty):
                 r.finish()
                 return echo, sigid, msg1
 
-            parsed[j] = _blame(j, 2, dec)
+            parsed[j] = blame_malformed(j, 2, dec)
         check_echoes(2, me, self.signers, {j: parsed[j][0] for j in self.peers}, self._echo1)
         for j in self.peers:  # equal echoes imply equal sigids; checked before any ban-able step
             if not hmac.compare_digest(parsed[j][1], self._sigid):
@@ -255,7 +244,7 @@ class PresignParty(RoundParty):
                 rd.finish("round-3 direct")
                 return _Round3(R, salt, pk, gr, gk, psi, msg2)
 
-            msgs[j] = _blame(j, 3, dec)
+            msgs[j] = blame_malformed(j, 3, dec)
 
         for j in self.peers:
             m = msgs[j]
@@ -299,9 +288,12 @@ class PresignParty(RoundParty):
 # --------------------------------------------------------------------------------------------
 # presignatures and the online phase
 
+# The stored record (see Presignature.to_bytes); decoded only by
+# crypto_core.hazmat.presignature.load_presignature.
 PRESIG_MAGIC = b"MPCNET-PRESIG"
 PRESIG_VERSION = 1
-_FRESH, _USED = 0, 1
+RECORD_FRESH, RECORD_USED = 0, 1  # the record's status byte
+_FRESH, _USED, _CONSUMED = 0, 1, 2  # in-memory states; _CONSUMED: one signature_share() allowed
 
 
 class Presignature:
@@ -310,6 +302,10 @@ class Presignature:
     One-time use: call :meth:`mark_used`, durably store the tombstone it returns over the
     stored record, and only then call :meth:`signature_share` (once). A tombstone decodes to a
     presignature that refuses to sign, so "already used" is checkable from storage.
+
+    There is deliberately no ``from_bytes`` here: reviving a stored record is
+    :func:`crypto_core.hazmat.presignature.load_presignature`, whose caller must guarantee that
+    the record is the only, current copy (a stale copy of a used presignature signs twice).
     """
 
     __slots__ = ("index", "sigid", "key_id", "public_key", "derivation_path", "signers", "R", "_secret", "_state")
@@ -351,10 +347,10 @@ class Presignature:
         """Consume the presignature in memory; returns the tombstone record to persist."""
         if self._state != _FRESH:
             raise PresignatureUsed("presignature already used")
-        self._state = 2  # consumed: exactly one signature_share() allowed
+        self._state = _CONSUMED  # exactly one signature_share() allowed
         return self._encode(with_secret=False)
 
-    def signature_share(self, digest: bytes, *, key_id: bytes, derivation_path: Sequence[int] = ()) -> "SignatureShare":
+    def signature_share(self, digest: bytes, *, key_id: bytes, derivation_path: Sequence[int] = ()) -> SignatureShare:
         """The online step: ``w_i = h*phi_i + r_x*v_i`` (notes section 6, online).
 
         Refuses a presignature made for another key or derivation path (Groth-Shoup). Fails
@@ -363,7 +359,7 @@ class Presignature:
         """
         if self._state == _FRESH:
             raise UsageError("mark_used() must be called (and its record persisted) before signing")
-        if self._state != 2 or self._secret is None:
+        if self._state != _CONSUMED or self._secret is None:
             raise PresignatureUsed("presignature already used")
         phi, u, v = self._secret
         self._secret = None
@@ -380,12 +376,18 @@ class Presignature:
 
     # serialization ------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
+        """The stored record: the fresh record (with the secret) while unused, else the tombstone.
+
+        Layout: ``PRESIG_MAGIC | u16 version | u8 status (RECORD_FRESH or RECORD_USED) |
+        u16 index | sigid (32 B) | key_id (32 B) | public_key (33 B) | u16 path length, u32 each |
+        u16 signer count, u16 each | R (33 B) | [phi, u, v: 3 scalars of 32 B, fresh only]``.
+        """
         if self._state != _FRESH:
             return self._encode(with_secret=False)
         return self._encode(with_secret=True)
 
     def _encode(self, with_secret: bool) -> bytes:
-        w = Writer().raw(PRESIG_MAGIC).u16(PRESIG_VERSION).u8(_FRESH if with_secret else _USED)
+        w = Writer().raw(PRESIG_MAGIC).u16(PRESIG_VERSION).u8(RECORD_FRESH if with_secret else RECORD_USED)
         w.u16(self.index).raw(self.sigid).raw(self.key_id).point(self.public_key)
         w.u16(len(self.derivation_path))
         for c in self.derivation_path:
@@ -398,163 +400,3 @@ class Presignature:
             assert self._secret is not None
             w.scalars(list(self._secret))
         return w.getvalue()
-
-    @staticmethod
-    def from_bytes(data: bytes) -> "Presignature":
-        r = Reader(data)
-        if r.take(len(PRESIG_MAGIC), "presignature.magic") != PRESIG_MAGIC:
-            raise DecodeError("presignature.magic", "not a presignature record")
-        version = r.u16("presignature.version")
-        if version != PRESIG_VERSION:
-            raise DecodeError("presignature.version", f"unsupported version {version}")
-        status = r.u8("presignature.status")
-        if status not in (_FRESH, _USED):
-            raise DecodeError("presignature.status", "unknown status")
-        index = r.u16("presignature.index")
-        sigid = r.take(32, "presignature.sigid")
-        key_id = r.take(32, "presignature.key_id")
-        pk = r.point("presignature.public_key")
-        path = tuple(r.u32(f"presignature.derivation_path[{i}]") for i in range(r.u16("presignature.path_len")))
-        signers = tuple(r.u16(f"presignature.signers[{i}]") for i in range(r.u16("presignature.signer_count")))
-        R = r.point("presignature.R")
-        secret = None
-        if status == _FRESH:
-            phi, u, v = r.scalars(3, "presignature.secret")
-            secret = (phi, u, v)
-        r.finish("presignature")
-        try:
-            check_path(path)
-            check_participants(signers, index)
-        except UsageError as e:
-            raise DecodeError("presignature", str(e)) from None
-        return Presignature(
-            index=index, sigid=sigid, key_id=key_id, public_key=pk, derivation_path=path, signers=signers, R=R, _secret=secret
-        )
-
-
-@dataclass(frozen=True)
-class SignatureShare:
-    """What a signer sends in the online round. Safe to reveal: it hides ``phi_i`` and ``v_i``."""
-
-    index: int
-    sigid: bytes
-    R: Point
-    digest: bytes
-    u: int
-    w: int
-
-    def to_bytes(self, session: bytes) -> bytes:
-        w = Writer(Header(Protocol.SIGN, 4, BROADCAST, session, self.index, 0))
-        return w.raw(self.sigid).point(self.R).raw(self.digest).scalar(self.u).scalar(self.w).getvalue()
-
-    @staticmethod
-    def from_bytes(data: bytes, session: bytes, sender: int) -> "SignatureShare":
-        """Strict decoding of a share that arrived on ``sender``'s channel."""
-
-        def dec() -> SignatureShare:
-            r = Reader(data)
-            read_header(r, protocol=Protocol.SIGN, round=4, kind=BROADCAST, session=session, sender=sender, receiver=0)
-            out = SignatureShare(sender, r.take(32, "sigid"), r.point("R"), r.take(32, "digest"), r.scalar("u"), r.scalar("w"))
-            r.finish("signature share")
-            return out
-
-        return _blame(sender, 4, dec)
-
-
-@dataclass(frozen=True)
-class Signature:
-    r: int
-    s: int
-    recovery_id: int
-    public_key: Point
-
-    def der(self) -> bytes:
-        return encode_dss_signature(self.r, self.s)
-
-    def compact(self) -> bytes:
-        return self.r.to_bytes(32, "big") + self.s.to_bytes(32, "big")
-
-
-def _agree(values: Mapping[int, bytes], expected: bytes | None, what: str) -> None:
-    """Every share must carry ``expected`` (or, if unknown, the strict-majority value)."""
-    if expected is None:
-        counts = Counter(values.values())
-        top, count = counts.most_common(1)[0]
-        if len(counts) > 1 and 2 * count <= len(values):
-            raise ProtocolAbort(None, f"combine: shares disagree on {what} and no majority names the culprit")
-        expected = top
-    for j in sorted(values):
-        if not hmac.compare_digest(values[j], expected):
-            raise ProtocolAbort(j, f"combine: share carries another {what}")
-
-
-def combine(
-    shares: Mapping[int, SignatureShare],
-    digest: bytes,
-    *,
-    signers: Sequence[int],
-    public_key: Point,
-    presignature: Presignature | None = None,
-) -> Signature:
-    """Combine one share per signer into a low-s ECDSA signature verified under ``public_key``.
-
-    ``public_key`` is the (derived) key the combiner expects a signature for: never taken from
-    the shares. ``presignature`` (a signer's own record, when a signer combines) lets the
-    combiner name a signer whose share disagrees on ``R`` or the session; otherwise the majority
-    decides. An invalid result, which DKLs23 cannot attribute, aborts with ``party=None`` and
-    never returns a signature.
-    """
-    if len(digest) != DIGEST_LEN:
-        raise UsageError(f"digest: must be {DIGEST_LEN} bytes")
-    order = sorted(signers)
-    if set(shares) != set(order):
-        missing = sorted(set(order) - set(shares))
-        extra = sorted(set(shares) - set(order))
-        raise ProtocolAbort(missing[0] if missing else extra[0], "combine: need exactly one share from each signer")
-    for j in order:
-        if shares[j].index != j:
-            raise ProtocolAbort(j, "combine: share carries another signer's index")
-    _agree({j: sh.digest for j, sh in shares.items()}, digest, "digest")
-    if presignature is not None and presignature.public_key != public_key:
-        raise UsageError("public_key: not the key this presignature was made for")
-    _agree({j: sh.sigid for j, sh in shares.items()}, presignature.sigid if presignature else None, "signing session id")
-    _agree({j: sh.R.encode() for j, sh in shares.items()}, presignature.R.encode() if presignature else None, "R")
-    ref = shares[order[0]]
-    R = ref.R
-    if R.is_infinity:
-        raise ProtocolAbort(None, "combine: R is the identity")
-    r = R.x % Q
-    u = sum(sh.u for sh in shares.values()) % Q
-    w = sum(sh.w for sh in shares.values()) % Q
-    if r == 0 or u == 0:
-        raise ProtocolAbort(None, "combine: degenerate signature")
-    s = w * inv(u) % Q
-    if s == 0:
-        raise ProtocolAbort(None, "combine: s = 0")
-    recid = (1 if R.y_is_odd else 0) | (2 if R.x >= Q else 0)
-    if s > HALF_Q:
-        s = Q - s
-        recid ^= 1
-    sig = Signature(r, s, recid, public_key)
-    if not verify(sig, digest):
-        raise ProtocolAbort(None, "combine: the combined signature does not verify (a signer misbehaved)")
-    return sig
-
-
-def verify(sig: Signature, digest: bytes) -> bool:
-    """Independent check with libsecp256k1 (coincurve), which accepts only low-s signatures."""
-    try:
-        return bool(PublicKey(sig.public_key.encode()).verify(sig.der(), digest, hasher=None))
-    except Exception:
-        return False
-
-
-def recover(sig: Signature, digest: bytes) -> Point:
-    """Public key recovered from ``(r, s, recovery_id)`` by libsecp256k1."""
-    pk = PublicKey.from_signature_and_message(sig.compact() + bytes([sig.recovery_id]), digest, hasher=None)
-    return Point.from_public_key(pk)
-
-
-def digest_of(message: bytes) -> bytes:
-    """SHA-256 of a message: the digest ECDSA-SHA256 signs."""
-    return hashlib.sha256(message).digest()

@@ -54,7 +54,8 @@ import grpc
 from crypto_core.bip32 import check_path
 from crypto_core.dkg import DkgConfig, DkgParty
 from crypto_core.errors import ProtocolAbort, ProtocolError, UsageError
-from crypto_core.keyshare import MAX_LABEL, KeyShare
+from crypto_core.keyshare import KeyShare
+from crypto_core.params import MAX_LABEL
 from crypto_core.session import Delivery, RoundOutput
 from governance.approval import REQUEST_ID_RE, SigningRequest
 from governance.errors import GovernanceError

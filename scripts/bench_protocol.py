@@ -26,12 +26,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from crypto_core.base_ot import LAMBDA_C, SUPPORTED_LAMBDA  # noqa: E402
+from crypto_core.combiner import combine  # noqa: E402
 from crypto_core.dkg import DkgConfig, DkgParty  # noqa: E402
 from crypto_core.keyshare import KeyShare  # noqa: E402
 from crypto_core.local import RunStats, run  # noqa: E402
-
-from crypto_core.sign import PresignParty, SignConfig, combine  # noqa: E402
+from crypto_core.params import LAMBDA_C, SUPPORTED_LAMBDA  # noqa: E402
+from crypto_core.sign import PresignParty, SignConfig  # noqa: E402
 
 
 def summarize(samples_ms: list[float], nbytes: int) -> dict[str, float | int]:

@@ -80,20 +80,16 @@ OS_ALLOWED = frozenset({"urandom"})
 IO_BUILTINS = frozenset({"open", "print", "input", "__import__", "exec", "eval", "compile", "breakpoint"})
 
 COORDINATOR_CRYPTO_ALLOWED = frozenset(
-    {"crypto_core.combine", "crypto_core.bip32", "crypto_core.group", "crypto_core.errors"}
+    {"crypto_core.combiner", "crypto_core.bip32", "crypto_core.group", "crypto_core.errors", "crypto_core.params"}
 )
 """What the coordinator may import from crypto_core: combining and verifying signature shares,
-public BIP32 derivation, public points, errors. Nothing that holds or handles secret state."""
+public BIP32 derivation, public points, errors, public parameters. Nothing that holds or handles
+secret state."""
 
-COORDINATOR_PENDING = frozenset(
-    {
-        ("coordinator.service", "crypto_core.sign"),  # SignatureShare, combine -> crypto_core.combine
-        ("coordinator.service", "crypto_core.keyshare"),  # MAX_LABEL -> a public module
-    }
-)
-"""Known violations of rule 2, tolerated until the crypto_core hazmat split (issue 9) moves
-``combine`` out of the module that holds presignature secrets. Each must still occur (a stale
-entry fails the test), so this list only shrinks."""
+COORDINATOR_PENDING: frozenset[tuple[str, str]] = frozenset()
+"""Known violations of rule 2 that are tolerated (none since the crypto_core hazmat split moved
+combining to ``crypto_core.combiner``). Each must still occur (a stale entry fails the test),
+so this list only shrinks."""
 
 RULE_PURE_IO = "pure-no-io"
 RULE_PURE_PROJECT = "pure-no-project-imports"
@@ -331,10 +327,10 @@ def test_a_clean_synthetic_tree_passes(tmp_path: Path) -> None:
         "def r(n):\n    return os.urandom(n) + secrets.token_bytes(n)\n",
         "crypto_core/group.py": "from __future__ import annotations\nimport hashlib\nfrom coincurve import PublicKey\n"
         "from . import rng\n",
-        "crypto_core/combine.py": "from .group import PublicKey\n",
+        "crypto_core/combiner.py": "from .group import PublicKey\n",
         "governance/policy.py": "from cryptography.hazmat.primitives import hashes\nfrom .errors import E\n",
         "governance/errors.py": "class E(Exception): ...\n",
-        "coordinator/service.py": "from crypto_core.combine import PublicKey\nfrom crypto_core import group\n"
+        "coordinator/service.py": "from crypto_core.combiner import PublicKey\nfrom crypto_core import group\n"
         "from mpcnet import rpc\nimport grpc\n",
         "mpc_node/service.py": "import sqlite3\nfrom crypto_core.sign import X\nfrom mpcnet.rpc import y\n",
         "mpcnet/rpc.py": "import grpc\nfrom governance.policy import hashes\n",
@@ -431,7 +427,7 @@ def test_a_pending_exception_is_tolerated_only_while_it_occurs(tmp_path: Path) -
     root = _tree(tmp_path, {"coordinator/service.py": "from crypto_core.sign import combine\n"})
     pending = frozenset({("coordinator.service", "crypto_core.sign")})
     assert failures(check_tree(root), pending) == []
-    (root / "coordinator/service.py").write_text("from crypto_core.combine import combine\n")
+    (root / "coordinator/service.py").write_text("from crypto_core.combiner import combine\n")
     assert failures(check_tree(root), pending) == [
         "coordinator.service no longer imports crypto_core.sign: remove it from COORDINATOR_PENDING"
     ]

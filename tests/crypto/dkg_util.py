@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from crypto_core.base_ot import LAMBDA_C
 from crypto_core.dkg import DkgConfig, DkgParty
 from crypto_core.keyshare import KeyShare
 from crypto_core.local import run
+from crypto_core.params import LAMBDA_C
 from crypto_core.rng import DeterministicRng
 
 

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
+from crypto_core.combiner import Signature, combine
 from crypto_core.keyshare import KeyShare
 from crypto_core.local import Tamper, run
 from crypto_core.rng import DeterministicRng
-from crypto_core.sign import Presignature, PresignParty, SignConfig, Signature, combine
+from crypto_core.sign import Presignature, PresignParty, SignConfig
 
 from .dkg_util import keygen
 

@@ -1,9 +1,9 @@
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from crypto_core import base_ot
 from crypto_core.errors import ProtocolAbort
 from crypto_core.group import G, INFINITY
+from crypto_core.hazmat import base_ot
 from crypto_core.rng import DeterministicRng
 
 from ..conftest import scaled

@@ -15,11 +15,12 @@ from typing import Any
 from hypothesis import given, settings, strategies as st
 
 from crypto_core.codec import HEADER_LEN
+from crypto_core.combiner import combine
 from crypto_core.errors import ProtocolAbort
 from crypto_core.local import route
 from crypto_core.rng import DeterministicRng
 from crypto_core.session import RoundOutput
-from crypto_core.sign import PresignParty, SignConfig, combine
+from crypto_core.sign import PresignParty, SignConfig
 
 from ..conftest import scaled
 from .dkg_util import keygen, make_parties

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from crypto_core import gf128
+from crypto_core.hazmat import gf128
 
 from ..conftest import scaled
 

@@ -4,18 +4,19 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from crypto_core import base_ot, ot_ext
-
-LAY = ot_ext.layout(base_ot.LAMBDA_C)
 from crypto_core.errors import ProtocolAbort, UsageError
-from crypto_core.gf128 import Folder
 from crypto_core.group import Q
-from crypto_core.pairwise import OteReceiverSeeds, OteSenderSeeds
+from crypto_core.hazmat import base_ot, ot_ext
+from crypto_core.hazmat.gf128 import Folder
+from crypto_core.hazmat.pairwise import OteReceiverSeeds, OteSenderSeeds
+from crypto_core.params import LAMBDA_C
 from crypto_core.rng import DeterministicRng
 from crypto_core.tags import Tag
 from crypto_core.transcript import frame, u32
 
 from ..conftest import scaled
+
+LAY = ot_ext.layout(LAMBDA_C)
 
 PEER = 7
 SID = bytes(range(32))

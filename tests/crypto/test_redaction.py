@@ -12,16 +12,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
-from crypto_core import base_ot
 from crypto_core.dkg import _Round2
 from crypto_core.errors import ProtocolError
 from crypto_core.group import G
+from crypto_core.hazmat import base_ot
+from crypto_core.hazmat.pairwise import OteReceiverSeeds, OteSenderSeeds, PairwiseSetup
+from crypto_core.hazmat.presignature import load_presignature
+from crypto_core.hazmat.rvole import RvoleBob
 from crypto_core.keyshare import KeyShare
 from crypto_core.local import route
-from crypto_core.pairwise import OteReceiverSeeds, OteSenderSeeds, PairwiseSetup
 from crypto_core.rng import DeterministicRng
-from crypto_core.rvole import RvoleBob
-from crypto_core.sign import Presignature, PresignParty, SignConfig, _Round3
+from crypto_core.sign import PresignParty, SignConfig, _Round3
 from mpcnet.keystore import OperationalKeys
 
 from .dkg_util import keygen, make_parties
@@ -115,7 +116,7 @@ def test_presignature_and_its_misuse_errors():
     record = pre.to_bytes()
     for data in (record[:-1], record + b"\x00", record[:-40]):
         with pytest.raises(ProtocolError) as e:
-            Presignature.from_bytes(data)
+            load_presignature(data)
         assert_hidden(str(e.value), secrets)
     errors = []
     with pytest.raises(ProtocolError) as e:  # not marked used yet

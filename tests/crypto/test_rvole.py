@@ -1,10 +1,10 @@
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from crypto_core import base_ot, rvole
 from crypto_core.errors import ProtocolAbort, UsageError
 from crypto_core.group import Q
-from crypto_core.pairwise import OteReceiverSeeds, OteSenderSeeds
+from crypto_core.hazmat import base_ot, rvole
+from crypto_core.hazmat.pairwise import OteReceiverSeeds, OteSenderSeeds
 from crypto_core.rng import DeterministicRng
 from crypto_core.tags import Tag
 from crypto_core.transcript import hash_to_scalar

@@ -14,10 +14,12 @@ from ..conftest import scaled
 from hypothesis import given, settings, strategies as st
 
 from crypto_core import bip32
+from crypto_core.combiner import recover
 from crypto_core.errors import DecodeError, PresignatureUsed, UsageError
 from crypto_core.group import HALF_Q, Q, Point
-from crypto_core.sign import Presignature, PresignParty, SignConfig, recover
+from crypto_core.hazmat.presignature import load_presignature
 from crypto_core.shamir import interpolate_at_zero
+from crypto_core.sign import PresignParty, SignConfig
 
 from .sign_util import keygen, presign, sign
 
@@ -110,7 +112,7 @@ def test_presignature_one_time_and_bound():
         with pytest.raises(PresignatureUsed):
             other.signature_share(digest, key_id=keys[1].key_id)
     # the tombstone is checkable from storage and refuses to sign
-    dead = Presignature.from_bytes(tomb)
+    dead = load_presignature(tomb)
     assert dead.used and dead.sigid == pre.sigid
     with pytest.raises(PresignatureUsed):
         dead.mark_used()
@@ -129,24 +131,24 @@ def test_presignature_serialization_round_trip():
     keys = keygen(2, 3)
     pre = presign(keys, (1, 3), path=(1, 2), seed=b"ser")[3]
     data = pre.to_bytes()
-    again = Presignature.from_bytes(data)
+    again = load_presignature(data)
     assert again.to_bytes() == data and not again.used
     assert again.R == pre.R and again.derivation_path == (1, 2) and again.signers == (1, 3)
     for bad in (data[:-1], data + b"\x00", b"X" + data[1:]):
         with pytest.raises(DecodeError):
-            Presignature.from_bytes(bad)
+            load_presignature(bad)
 
 
 def test_signature_from_restored_presignatures():
     """Presignatures survive serialization: sign from the stored records."""
-    from crypto_core.sign import combine
+    from crypto_core.combiner import combine
 
     keys = keygen(2, 3)
     pres = presign(keys, (1, 2), seed=b"restore")
     digest = hashlib.sha256(b"hello").digest()
     shares = {}
     for i, pre in pres.items():
-        again = Presignature.from_bytes(pre.to_bytes())
+        again = load_presignature(pre.to_bytes())
         again.mark_used()
         shares[i] = again.signature_share(digest, key_id=keys[i].key_id)
     check_signature(combine(shares, digest, signers=(1, 2), public_key=keys[1].public_key), keys[1].public_key, digest)
@@ -154,11 +156,11 @@ def test_signature_from_restored_presignatures():
 
 def test_same_presignature_twice_would_leak_the_key():
     """Documentation test: two signatures on one R reveal the key; hence the one-time rule."""
-    from crypto_core.sign import combine
+    from crypto_core.combiner import combine
 
     keys = keygen(2, 2)
     pres = presign(keys, (1, 2), seed=b"leak")
-    again = {i: Presignature.from_bytes(p.to_bytes()) for i, p in pres.items()}  # a restored backup
+    again = {i: load_presignature(p.to_bytes()) for i, p in pres.items()}  # a restored backup
     h1, h2 = hashlib.sha256(b"m1").digest(), hashlib.sha256(b"m2").digest()
     sigs = []
     for batch, h in ((pres, h1), (again, h2)):

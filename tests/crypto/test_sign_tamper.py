@@ -9,9 +9,10 @@ from ..conftest import scaled
 from hypothesis import given, settings, strategies as st
 
 from crypto_core.codec import HEADER_LEN
+from crypto_core.combiner import SignatureShare, combine
 from crypto_core.errors import ProtocolAbort
 from crypto_core.rng import DeterministicRng
-from crypto_core.sign import PresignParty, SignatureShare, SignConfig, combine
+from crypto_core.sign import PresignParty, SignConfig
 
 from ..harness import flip_bit, run_collect
 from .dkg_util import keygen

@@ -109,7 +109,7 @@ def aborted(errs, node: int) -> str:
 
 
 def test_honest_relay_signs(nodes, key) -> None:
-    from crypto_core.sign import SignatureShare, combine
+    from crypto_core.combiner import SignatureShare, combine
 
     sid = os.urandom(32)
     res = run(nodes, sid, [1, 3], sign=sign_params(key, (1, 3)))

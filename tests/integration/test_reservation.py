@@ -25,8 +25,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from coordinator.config import NodeEndpoint
 from coordinator.relay import NodeHandle
+from crypto_core.combiner import SignatureShare, combine
 from crypto_core.group import Point
-from crypto_core.sign import SignatureShare, combine
 from governance.reservation import MAX_SIGN_ATTEMPTS, ReservationReceipt, sign_reservation
 from mpcnet.client import MpcClient, SigningTeam
 from mpcnet.keystore import load_keystore

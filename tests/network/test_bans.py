@@ -394,7 +394,7 @@ def test_checks_of_one_pair_run_one_at_a_time(lay, svcs, key2, monkeypatch) -> N
     n1 = svcs[1]
     monkeypatch.setattr(svcs[2], "faults", _Cheat())
     sessions = [_to_round2(svcs, [1, 2], _params(lay, key2, (1, 2))) for _ in range(6)]
-    import crypto_core.ot_ext as ot_ext
+    import crypto_core.hazmat.ot_ext as ot_ext
 
     real = ot_ext.sender_extend
     running, peak, ran = [0], [0], [0]

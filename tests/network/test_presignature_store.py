@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from crypto_core.sign import Presignature
+from crypto_core.hazmat.presignature import load_presignature
 from mpc_node.storage import NodeStore, PresignatureAlreadyUsed, RequestAlreadyServed, ServedRequest, StoreError
 
 from ..crypto.sign_util import presign
@@ -54,7 +54,7 @@ def _files_contain(path: Path, needles: list[bytes]) -> bool:
 
 
 def _secret_bytes(record: bytes) -> list[bytes]:
-    pre = Presignature.from_bytes(record)
+    pre = load_presignature(record)
     assert pre._secret is not None
     return [v.to_bytes(32, "big") for v in pre._secret]
 
@@ -62,7 +62,7 @@ def _secret_bytes(record: bytes) -> list[bytes]:
 def test_fresh_record_never_reaches_the_files(tmp_path: Path, material) -> None:
     ks, record = material
     secrets = _secret_bytes(record)
-    pre = Presignature.from_bytes(record)
+    pre = load_presignature(record)
     tomb = pre.mark_used()
 
     # control: the old two-step path leaves the secrets in the WAL (or the file)
@@ -85,7 +85,7 @@ def test_fresh_record_never_reaches_the_files(tmp_path: Path, material) -> None:
 
 def test_put_used_presignature_refuses_and_changes_nothing(tmp_path: Path, material) -> None:
     ks, record = material
-    pre = Presignature.from_bytes(record)
+    pre = load_presignature(record)
     tomb = pre.mark_used()
     with _store(tmp_path / "node.db", ks) as s:
         s.put_used_presignature(pre.sigid, ks.key_id, tomb, request=ServedRequest("a", ks.key_id, bytes(32), 1, None))
@@ -108,7 +108,7 @@ def test_put_used_presignature_refuses_and_changes_nothing(tmp_path: Path, mater
 
 def test_concurrent_put_used_presignature_succeeds_once(tmp_path: Path, material) -> None:
     ks, record = material
-    pre = Presignature.from_bytes(record)
+    pre = load_presignature(record)
     tomb = pre.mark_used()
     s = _store(tmp_path / "node.db", ks)
     wins, losses = [], []

@@ -1,7 +1,7 @@
 """KOS OT extension (SoftSpoken with k = 1) with the corrected consistency check (notes section 4).
 
 One extension runs inside every RVOLE (notes section 5) and expands the long-term base-OT seeds
-of one ordered pair (:mod:`crypto_core.pairwise`) into ``XI`` random OTs carrying ``WIDTH`` scalar
+of one ordered pair (:mod:`crypto_core.hazmat.pairwise`) into ``XI`` random OTs carrying ``WIDTH`` scalar
 pads each. Layout (all bit strings use the order of notes 1.3, bit ``j`` at
 ``(b[j >> 3] >> (j & 7)) & 1``):
 
@@ -44,14 +44,15 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from ..errors import ProtocolAbort, UsageError
+from ..group import Q
+from ..params import SUPPORTED_LAMBDA
+from ..rng import Rng
+from ..tags import Tag
+from ..transcript import frame, hash32, u32, u64
 from . import base_ot
-from .errors import ProtocolAbort, UsageError
 from .gf128 import BLOCK, Folder, bit_transpose
-from .group import Q
 from .pairwise import OteReceiverSeeds, OteSenderSeeds
-from .rng import Rng
-from .tags import Tag
-from .transcript import frame, hash32, u32, u64
 
 U8Array = npt.NDArray[np.uint8]
 
@@ -86,8 +87,8 @@ class Layout:
 
 @functools.lru_cache(maxsize=None)
 def layout(rows: int) -> Layout:
-    if rows not in base_ot.SUPPORTED_LAMBDA:
-        raise UsageError(f"OT extension: lambda_c must be one of {base_ot.SUPPORTED_LAMBDA}, got {rows}")
+    if rows not in SUPPORTED_LAMBDA:
+        raise UsageError(f"OT extension: lambda_c must be one of {SUPPORTED_LAMBDA}, got {rows}")
     col_len = rows // 8
     u_len = rows * ROW_LEN
     col_hdr = np.frombuffer(b"".join(u64(4) + u32(j) + u64(col_len) for j in range(XI)), dtype=np.uint8).reshape(XI, 20)

@@ -47,19 +47,20 @@ from typing import Callable
 import numpy as np
 import numpy.typing as npt
 
-from . import base_ot, ot_ext
-from .errors import ProtocolAbort, UsageError
-from .group import Q, SCALAR_LEN
+from ..errors import ProtocolAbort, UsageError
+from ..group import Q, SCALAR_LEN
+from ..params import LAMBDA_C
+from ..rng import Rng, random_scalar
+from ..tags import Tag
+from ..transcript import frame, hash64, u32
+from . import ot_ext
 from .ot_ext import WIDTH, XI
 from .pairwise import OteReceiverSeeds, OteSenderSeeds
-from .rng import Rng, random_scalar
-from .tags import Tag
-from .transcript import frame, hash64, u32
 
 MU_LEN = 64
 SID_LEN = 32
 GADGET_CHUNK = 32
-MSG1_LEN = ot_ext.msg_len(base_ot.LAMBDA_C)  # for the default lambda_c; see msg1_len()
+MSG1_LEN = ot_ext.msg_len(LAMBDA_C)  # for the default lambda_c; see msg1_len()
 A_TILDE_LEN = XI * WIDTH * SCALAR_LEN
 MSG2_LEN = A_TILDE_LEN + SCALAR_LEN + MU_LEN
 

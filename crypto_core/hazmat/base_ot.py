@@ -20,19 +20,17 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from ..errors import DecodeError, ProtocolAbort
+from ..group import Point
+from ..params import LAMBDA_C
+from ..rng import Rng, random_bits, random_scalar
+from ..tags import Tag
+from ..transcript import frame
 from . import ec_raw
 from .ec_raw import RawPoint
-from .errors import DecodeError, ProtocolAbort
-from .group import Point
-from .rng import Rng, random_bits, random_scalar
-from .tags import Tag
-from .transcript import frame
 
-SUPPORTED_LAMBDA = (128, 256)
-# Base OTs per ordered pair = rows of the OT extension = computational security parameter of the
-# extension. 128 matches the 128-bit security of secp256k1 itself (Trail of Bits' recommendation
-# in their DKLs23 audit); 256 is what the reference implementations use. Stored per key.
-LAMBDA_C = 128
+# Base OTs per ordered pair (``count``): the key's lambda_c, one of params.SUPPORTED_LAMBDA, by default
+# LAMBDA_C (public parameters, in crypto_core.params). Each base OT yields KEY_LEN-byte seeds.
 KEY_LEN = 32
 
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base_ot import KEY_LEN, SUPPORTED_LAMBDA
-from .codec import Reader, Writer
-from .errors import DecodeError
+from ..codec import Reader, Writer
+from ..errors import DecodeError
+from ..params import SUPPORTED_LAMBDA
+from .base_ot import KEY_LEN
 
 
 @dataclass(frozen=True)
