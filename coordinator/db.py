@@ -7,25 +7,35 @@ payload. Signing-request state changes are compare-and-set, so concurrent approv
 sweep and the signer can never move a request along two paths; each is one transaction with the
 audit entry it causes, queued in ``audit_outbox`` (the audit log is another file; see
 ``coordinator.requests`` for how the queue is flushed).
+
+The file is opened like every store by :mod:`mpcnet.stores.sqlite`: created 0600 (a wider
+existing one is narrowed) with its directory fsynced, WAL, ``synchronous=FULL``, and the tables
+created and upgraded by versioned migrations (``PRAGMA user_version``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from governance.audit import EVENT_KEY, MAX_DETAILS, check_entry_fields
 from governance.errors import GovernanceError
+from mpcnet.stores.sqlite import DatabaseError, Migration, migrate, open_database, write_transaction
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS keys (
+# The schema, as versioned migration steps (see mpcnet.stores.sqlite). Databases created before
+# versioning have user_version 0 and either layout, so both steps are idempotent (IF NOT EXISTS).
+_MIGRATIONS: tuple[Migration, ...] = (
+    # 1: the layout up to commit 4b7440a
+    (
+        """CREATE TABLE IF NOT EXISTS keys (
     key_id      BLOB PRIMARY KEY CHECK (length(key_id) = 32),
     label       TEXT NOT NULL,
     public_key  BLOB NOT NULL,
@@ -35,8 +45,8 @@ CREATE TABLE IF NOT EXISTS keys (
     status      TEXT NOT NULL CHECK (status IN ('pending', 'active', 'discarded')),
     created_ms  INTEGER NOT NULL,
     request_id  TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS requests (
+)""",
+        """CREATE TABLE IF NOT EXISTS requests (
     request_id    TEXT PRIMARY KEY,
     kind          TEXT NOT NULL CHECK (kind IN ('keygen', 'sign')),
     state         TEXT NOT NULL CHECK (state IN ('running', 'succeeded', 'failed')),
@@ -51,8 +61,8 @@ CREATE TABLE IF NOT EXISTS requests (
     attempts      INTEGER NOT NULL DEFAULT 0,
     created_ms    INTEGER NOT NULL,
     updated_ms    INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS sign_requests (
+)""",
+        """CREATE TABLE IF NOT EXISTS sign_requests (
     request_id    TEXT PRIMARY KEY,
     key_id        BLOB NOT NULL,
     digest        BLOB NOT NULL,
@@ -68,10 +78,10 @@ CREATE TABLE IF NOT EXISTS sign_requests (
     error_message TEXT NOT NULL DEFAULT '',
     attempts      INTEGER NOT NULL DEFAULT 0,
     updated_ms    INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS sign_requests_by_key ON sign_requests (key_id, created_ms);
-CREATE INDEX IF NOT EXISTS sign_requests_by_state ON sign_requests (state, expires_ms);
-CREATE TABLE IF NOT EXISTS approvals (
+)""",
+        "CREATE INDEX IF NOT EXISTS sign_requests_by_key ON sign_requests (key_id, created_ms)",
+        "CREATE INDEX IF NOT EXISTS sign_requests_by_state ON sign_requests (state, expires_ms)",
+        """CREATE TABLE IF NOT EXISTS approvals (
     request_id TEXT NOT NULL,
     approver   TEXT NOT NULL,
     decision   TEXT NOT NULL CHECK (decision IN ('approve', 'reject')),
@@ -79,8 +89,27 @@ CREATE TABLE IF NOT EXISTS approvals (
     decided_ms INTEGER NOT NULL,
     seq        INTEGER NOT NULL,
     PRIMARY KEY (request_id, approver)
-);
-CREATE TABLE IF NOT EXISTS audit_outbox (
+)""",
+        """CREATE TABLE IF NOT EXISTS policy_changes (
+    scope         BLOB NOT NULL,
+    version       INTEGER NOT NULL,
+    signed_change BLOB NOT NULL,
+    applied_ms    INTEGER NOT NULL,
+    PRIMARY KEY (scope, version)
+)""",
+        """CREATE TABLE IF NOT EXISTS proposals (
+    proposal_id   TEXT PRIMARY KEY,
+    scope         BLOB NOT NULL,
+    signed_change BLOB NOT NULL,
+    state         TEXT NOT NULL CHECK (state IN ('pending', 'applied', 'superseded')),
+    proposer      TEXT NOT NULL,
+    created_ms    INTEGER NOT NULL,
+    updated_ms    INTEGER NOT NULL
+)""",
+    ),
+    # 2: the audit outbox, reserved signing attempts and the newest attestation, added after 4b7440a
+    (
+        """CREATE TABLE IF NOT EXISTS audit_outbox (
     seq        INTEGER PRIMARY KEY AUTOINCREMENT,
     event      TEXT NOT NULL UNIQUE,
     actor      TEXT NOT NULL,
@@ -89,34 +118,19 @@ CREATE TABLE IF NOT EXISTS audit_outbox (
     outcome    TEXT NOT NULL,
     details    TEXT NOT NULL,
     created_ms INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS policy_changes (
-    scope         BLOB NOT NULL,
-    version       INTEGER NOT NULL,
-    signed_change BLOB NOT NULL,
-    applied_ms    INTEGER NOT NULL,
-    PRIMARY KEY (scope, version)
-);
-CREATE TABLE IF NOT EXISTS proposals (
-    proposal_id   TEXT PRIMARY KEY,
-    scope         BLOB NOT NULL,
-    signed_change BLOB NOT NULL,
-    state         TEXT NOT NULL CHECK (state IN ('pending', 'applied', 'superseded')),
-    proposer      TEXT NOT NULL,
-    created_ms    INTEGER NOT NULL,
-    updated_ms    INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS sign_attempts (
+)""",
+        """CREATE TABLE IF NOT EXISTS sign_attempts (
     request_id TEXT PRIMARY KEY,
     reserved   INTEGER NOT NULL CHECK (reserved >= 1),
     updated_ms INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS policy_attestation (
+)""",
+        """CREATE TABLE IF NOT EXISTS policy_attestation (
     id            INTEGER PRIMARY KEY CHECK (id = 1),
     issued_ms     INTEGER NOT NULL,
     attestation   BLOB NOT NULL
-);
-"""
+)""",
+    ),
+)
 
 TERMINAL = ("done", "rejected", "expired", "failed")
 
@@ -262,39 +276,30 @@ def _text(xs: Any) -> str:
 
 class CoordinatorDb:
     def __init__(self, path: Path) -> None:
+        """Open (creating it and its directory on first use) and upgrade the database at ``path``;
+        :class:`RuntimeError` naming the file if it cannot be opened, made private or upgraded."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None, check_same_thread=False)
+        try:
+            self._conn = open_database(self.path)
+        except DatabaseError as e:
+            raise RuntimeError(f"db: {e}") from None
         self._lock = threading.Lock()
-        mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise RuntimeError(f"db: {path} cannot use WAL journaling")
-        self._conn.execute("PRAGMA synchronous = FULL")
-        with self._tx() as c:
-            for stmt in _SCHEMA.split(";"):
-                if stmt.strip():
-                    c.execute(stmt)
+        try:
+            migrate(self._conn, _MIGRATIONS)
+        except DatabaseError as e:
+            self._conn.close()
+            raise RuntimeError(f"db: {e}") from None
 
     def close(self) -> None:
         with self._lock:
             self._conn.close()
 
-    def _tx(self) -> Any:
-        db = self
-
-        class Tx:
-            def __enter__(self) -> sqlite3.Connection:
-                db._lock.acquire()
-                db._conn.execute("BEGIN IMMEDIATE")
-                return db._conn
-
-            def __exit__(self, t: Any, v: Any, tb: Any) -> None:
-                try:
-                    db._conn.execute("COMMIT" if t is None else "ROLLBACK")
-                finally:
-                    db._lock.release()
-
-        return Tx()
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE ... COMMIT, ROLLBACK on any error) under the lock."""
+        with self._lock, write_transaction(self._conn) as c:
+            yield c
 
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
         with self._lock:

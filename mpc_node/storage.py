@@ -1,7 +1,9 @@
 """The node's durable, encrypted store: key shares, presignatures, bans, served requests, policies.
 
-SQLite in WAL mode with ``synchronous=FULL``: every method that writes commits (and fsyncs)
-before it returns, so a killed process never loses a write it acknowledged. Secret blobs are
+SQLite in WAL mode with ``synchronous=FULL``, opened like every store by
+:mod:`mpcnet.stores.sqlite` (file 0600, directory fsynced on creation, tables created and upgraded
+by versioned migrations): every method that writes commits (and fsyncs) before it returns, so a
+killed process never loses a write it acknowledged. Secret blobs are
 sealed with AES-256-GCM under a key-encryption key derived with scrypt from the node passphrase
 and a random per-store salt; the associated data binds each blob to its kind, row id and node,
 so a blob copied to another row, table or node does not decrypt. A presignature is one-time:
@@ -48,9 +50,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from governance.reservation import MAX_SIGN_ATTEMPTS
-from mpcnet.fsutil import fsync_dir
+from mpcnet.stores.sqlite import AddColumn, DatabaseError, Migration, migrate, open_database, write_transaction
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # the meta row: format of meta and of the sealed records (not the table layout)
 SCRYPT_N = 2**15
 SCRYPT_R = 8
 SCRYPT_P = 1
@@ -65,7 +67,6 @@ MAX_LABEL = 256
 MAX_REASON = 1024
 MAX_REQUEST_ID = 256
 MAX_PARTIES = 1024
-BUSY_TIMEOUT_S = 30.0
 
 AAD_PREFIX = b"MPCNET/v1/store/"
 KIND_KEYSHARE = b"keyshare"
@@ -73,12 +74,16 @@ KIND_PRESIGNATURE = b"presignature"
 KIND_TOMBSTONE = b"presignature-tombstone"
 CHECK_CONSTANT = b"MPCNET/v1/store/passphrase-check"
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (
-    name  TEXT PRIMARY KEY,
-    value BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS keys (
+# The schema, as versioned migration steps (see mpcnet.stores.sqlite; PRAGMA user_version counts
+# the steps applied). Stores created before versioning have user_version 0 and any of the layouts
+# these two steps describe, so both are idempotent (IF NOT EXISTS, AddColumn); a later step runs
+# only on a store whose version says what it holds. The meta row ``schema_version`` (SCHEMA_VERSION)
+# is the format of the meta table and the sealed records, and does not change with a step.
+_MIGRATIONS: tuple[Migration, ...] = (
+    # 1: the layout up to commit 4b7440a (served_ms, policy_changes and its index came in c29f526)
+    (
+        "CREATE TABLE IF NOT EXISTS meta (\n    name  TEXT PRIMARY KEY,\n    value BLOB NOT NULL\n)",
+        """CREATE TABLE IF NOT EXISTS keys (
     key_id     BLOB PRIMARY KEY CHECK (length(key_id) = 32),
     label      TEXT NOT NULL,
     public_key BLOB NOT NULL,
@@ -87,59 +92,58 @@ CREATE TABLE IF NOT EXISTS keys (
     status     TEXT NOT NULL CHECK (status IN ('pending', 'active')),
     created_at INTEGER NOT NULL,
     record     BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS presignatures (
+)""",
+        """CREATE TABLE IF NOT EXISTS presignatures (
     sigid      BLOB PRIMARY KEY CHECK (length(sigid) = 32),
     key_id     BLOB NOT NULL REFERENCES keys (key_id),
     record     BLOB NOT NULL,
     used       INTEGER NOT NULL DEFAULT 0 CHECK (used IN (0, 1)),
     created_at INTEGER NOT NULL,
     used_at    INTEGER
-);
-CREATE INDEX IF NOT EXISTS presignatures_by_key ON presignatures (key_id);
-CREATE TRIGGER IF NOT EXISTS presignature_used_is_final
+)""",
+        "CREATE INDEX IF NOT EXISTS presignatures_by_key ON presignatures (key_id)",
+        """CREATE TRIGGER IF NOT EXISTS presignature_used_is_final
     BEFORE UPDATE ON presignatures WHEN OLD.used = 1
-    BEGIN SELECT RAISE(ABORT, 'presignature already used'); END;
-CREATE TRIGGER IF NOT EXISTS presignature_used_is_kept
+    BEGIN SELECT RAISE(ABORT, 'presignature already used'); END""",
+        """CREATE TRIGGER IF NOT EXISTS presignature_used_is_kept
     BEFORE DELETE ON presignatures WHEN OLD.used = 1
-    BEGIN SELECT RAISE(ABORT, 'presignature already used'); END;
-CREATE TABLE IF NOT EXISTS bans (
+    BEGIN SELECT RAISE(ABORT, 'presignature already used'); END""",
+        """CREATE TABLE IF NOT EXISTS bans (
     key_id     BLOB NOT NULL,
     peer       INTEGER NOT NULL,
     reason     TEXT NOT NULL,
     created_at INTEGER NOT NULL,
     PRIMARY KEY (key_id, peer)
-);
-CREATE TABLE IF NOT EXISTS requests (
+)""",
+        """CREATE TABLE IF NOT EXISTS requests (
     request_id TEXT PRIMARY KEY,
     key_id     BLOB NOT NULL,
     digest     BLOB NOT NULL,
     served_at  INTEGER NOT NULL
-);
-"""
-# added after schema version 1 shipped; applied to existing stores when they are opened
-_MIGRATIONS = (
-    ("requests", "served_ms", "ALTER TABLE requests ADD COLUMN served_ms INTEGER NOT NULL DEFAULT 0"),
-)
-_LATE_STATEMENTS = (
-    "CREATE TABLE IF NOT EXISTS policy_changes (scope BLOB NOT NULL, version INTEGER NOT NULL CHECK (version >= 1),"
-    " signed_change BLOB NOT NULL, installed_ms INTEGER NOT NULL, PRIMARY KEY (scope, version))",
-    "CREATE INDEX IF NOT EXISTS requests_by_key_time ON requests (key_id, served_ms)",
-    "CREATE TABLE IF NOT EXISTS reservations (request_id TEXT NOT NULL, attempt INTEGER NOT NULL CHECK (attempt >= 1),"
-    " key_id BLOB NOT NULL, request_digest BLOB NOT NULL, signers TEXT NOT NULL, session_id BLOB NOT NULL,"
-    " created_ms INTEGER NOT NULL, PRIMARY KEY (request_id, attempt))",
-    "CREATE TABLE IF NOT EXISTS served_attempts (request_id TEXT NOT NULL, attempt INTEGER NOT NULL,"
-    " session_id BLOB NOT NULL, served_ms INTEGER NOT NULL, PRIMARY KEY (request_id, attempt))",
-    "CREATE TRIGGER IF NOT EXISTS reservation_is_final BEFORE UPDATE ON reservations"
-    " BEGIN SELECT RAISE(ABORT, 'a reservation is final'); END",
-    "CREATE TRIGGER IF NOT EXISTS reservation_is_kept BEFORE DELETE ON reservations"
-    " BEGIN SELECT RAISE(ABORT, 'a reservation is final'); END",
-    "CREATE TRIGGER IF NOT EXISTS served_attempt_is_final BEFORE UPDATE ON served_attempts"
-    " BEGIN SELECT RAISE(ABORT, 'a served attempt is final'); END",
-    "CREATE TRIGGER IF NOT EXISTS served_attempt_is_kept BEFORE DELETE ON served_attempts"
-    " BEGIN SELECT RAISE(ABORT, 'a served attempt is final'); END",
-    # one row, rewritten by NodeStore.probe_write: proves the store can still be written
-    "CREATE TABLE IF NOT EXISTS health_probe (id INTEGER PRIMARY KEY CHECK (id = 1), written_ms INTEGER NOT NULL)",
+)""",
+        AddColumn("requests", "served_ms", "INTEGER NOT NULL DEFAULT 0"),
+        "CREATE TABLE IF NOT EXISTS policy_changes (scope BLOB NOT NULL, version INTEGER NOT NULL CHECK (version >= 1),"
+        " signed_change BLOB NOT NULL, installed_ms INTEGER NOT NULL, PRIMARY KEY (scope, version))",
+        "CREATE INDEX IF NOT EXISTS requests_by_key_time ON requests (key_id, served_ms)",
+    ),
+    # 2: signing attempts (e62c1f4) and the health probe, added after 4b7440a but before versioning
+    (
+        "CREATE TABLE IF NOT EXISTS reservations (request_id TEXT NOT NULL, attempt INTEGER NOT NULL CHECK (attempt >= 1),"
+        " key_id BLOB NOT NULL, request_digest BLOB NOT NULL, signers TEXT NOT NULL, session_id BLOB NOT NULL,"
+        " created_ms INTEGER NOT NULL, PRIMARY KEY (request_id, attempt))",
+        "CREATE TABLE IF NOT EXISTS served_attempts (request_id TEXT NOT NULL, attempt INTEGER NOT NULL,"
+        " session_id BLOB NOT NULL, served_ms INTEGER NOT NULL, PRIMARY KEY (request_id, attempt))",
+        "CREATE TRIGGER IF NOT EXISTS reservation_is_final BEFORE UPDATE ON reservations"
+        " BEGIN SELECT RAISE(ABORT, 'a reservation is final'); END",
+        "CREATE TRIGGER IF NOT EXISTS reservation_is_kept BEFORE DELETE ON reservations"
+        " BEGIN SELECT RAISE(ABORT, 'a reservation is final'); END",
+        "CREATE TRIGGER IF NOT EXISTS served_attempt_is_final BEFORE UPDATE ON served_attempts"
+        " BEGIN SELECT RAISE(ABORT, 'a served attempt is final'); END",
+        "CREATE TRIGGER IF NOT EXISTS served_attempt_is_kept BEFORE DELETE ON served_attempts"
+        " BEGIN SELECT RAISE(ABORT, 'a served attempt is final'); END",
+        # one row, rewritten by NodeStore.probe_write: proves the store can still be written
+        "CREATE TABLE IF NOT EXISTS health_probe (id INTEGER PRIMARY KEY CHECK (id = 1), written_ms INTEGER NOT NULL)",
+    ),
 )
 MAX_SCOPE = 32
 MAX_CHANGE = 1 << 20
@@ -297,10 +301,7 @@ class NodeStore:
         conn = _connect(path)
         try:
             aead = _unlock(conn, passphrase, node_id, scrypt_n)
-            try:
-                _migrate(conn)
-            except sqlite3.Error as e:
-                raise StoreError(f"database: cannot upgrade the schema ({e})") from None
+            _migrate(conn)  # after the passphrase check: a wrong one changes nothing
         except BaseException:
             conn.close()
             raise
@@ -339,19 +340,10 @@ class NodeStore:
                 fault = self.write_fault() if self.write_fault is not None else None
                 if fault:
                     raise sqlite3.OperationalError(fault)
-                conn.execute("BEGIN IMMEDIATE")
+                with write_transaction(conn):
+                    yield conn
             except sqlite3.Error as e:
                 raise StoreError(f"database: {e}") from None
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException as exc:
-                with contextlib.suppress(sqlite3.Error):
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise StoreError(f"database: {exc}") from None
-                raise
 
     def _seal(self, kind: bytes, ident: bytes, plaintext: bytes) -> bytes:
         _, aead = self._live()
@@ -775,20 +767,11 @@ def _record_served(c: sqlite3.Connection, r: ServedRequest) -> None:
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
-    """Bring a store created by an older version up to the current tables (idempotent)."""
-    conn.execute("BEGIN IMMEDIATE")
+    """Apply the schema steps the store lacks (each once, in order, in its own transaction)."""
     try:
-        for table, column, statement in _MIGRATIONS:
-            cols = {row[1] for row in conn.execute(f"PRAGMA table_info({table})").fetchall()}
-            if column not in cols:
-                conn.execute(statement)
-        for statement in _LATE_STATEMENTS:
-            conn.execute(statement)
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
+        migrate(conn, _MIGRATIONS)
+    except DatabaseError as e:
+        raise StoreError(str(e)) from None
 
 
 # --- opening helpers -------------------------------------------------------------------------
@@ -801,48 +784,12 @@ def _check_scrypt_n(n: object, field: str) -> int:
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    """Open the file (created 0600 if new) in WAL mode with synchronous=FULL and FK checks."""
+    """Open the file (created 0600 if new, narrowed to 0600 if wider) in WAL mode with
+    synchronous=FULL, foreign keys and secure_delete (see :func:`mpcnet.stores.sqlite.open_database`)."""
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass
-    except OSError as e:
-        raise StoreError(f"path: cannot create {path} ({e.strerror or type(e).__name__})") from None
-    else:
-        os.close(fd)
-        fsync_dir(path.parent)
-    try:
-        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
-    except sqlite3.Error as e:
-        raise StoreError(f"path: cannot open {path} ({e})") from None
-    try:
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise StoreError(f"path: {path} cannot use WAL journaling (got {mode})")
-        conn.execute("PRAGMA synchronous = FULL")
-        conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute("PRAGMA secure_delete = ON")
-        if conn.execute("PRAGMA synchronous").fetchone()[0] != 2:
-            raise StoreError("database: synchronous=FULL could not be set")
-    except sqlite3.Error as e:
-        conn.close()
-        raise StoreError(f"database: {path} is not a usable SQLite database ({e})") from None
-    except BaseException:
-        conn.close()
-        raise
-    return conn
-
-
-def _statements(script: str) -> Iterator[str]:
-    """Split a script into complete statements (``executescript`` would commit our transaction)."""
-    pending = ""
-    for line in script.splitlines(keepends=True):
-        pending += line
-        if sqlite3.complete_statement(pending):
-            yield pending.strip()
-            pending = ""
-    if pending.strip():
-        raise AssertionError("schema script ends with an incomplete statement")
+        return open_database(path, secure_delete=True)
+    except DatabaseError as e:
+        raise StoreError(str(e)) from None
 
 
 def _read_meta(conn: sqlite3.Connection) -> dict[str, object]:
@@ -863,17 +810,18 @@ def _unlock(conn: sqlite3.Connection, passphrase: bytes, node_id: int, scrypt_n:
     """Initialize the schema and meta on first use, else verify node id and passphrase."""
     try:
         meta = _read_meta(conn)
-        if not meta:
-            # derive outside the write lock (scrypt is slow); re-check inside it
-            salt = os.urandom(SALT_LEN)
-            aead = _derive(passphrase, salt, scrypt_n)
-            nonce = os.urandom(NONCE_LEN)
-            check = nonce + aead.encrypt(nonce, CHECK_CONSTANT, _check_aad(node_id, salt))
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+    except sqlite3.Error as e:
+        raise StoreError(f"database: cannot initialize ({e})") from None
+    if not meta:
+        _migrate(conn)  # a new store: create the tables (a no-op if another opener did)
+        # derive outside the write lock (scrypt is slow); re-check inside it
+        salt = os.urandom(SALT_LEN)
+        aead = _derive(passphrase, salt, scrypt_n)
+        nonce = os.urandom(NONCE_LEN)
+        check = nonce + aead.encrypt(nonce, CHECK_CONSTANT, _check_aad(node_id, salt))
+        try:
+            with write_transaction(conn):
                 if not _read_meta(conn):
-                    for statement in _statements(_SCHEMA):
-                        conn.execute(statement)
                     conn.executemany(
                         "INSERT INTO meta (name, value) VALUES (?, ?)",
                         [
@@ -887,16 +835,11 @@ def _unlock(conn: sqlite3.Connection, passphrase: bytes, node_id: int, scrypt_n:
                             ("check", check),
                         ],
                     )
-                    conn.execute("COMMIT")
                     return aead
-                conn.execute("ROLLBACK")  # another opener won the race: verify against its meta
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+                # another opener won the race: verify against its meta
             meta = _read_meta(conn)
-    except sqlite3.Error as e:
-        raise StoreError(f"database: cannot initialize ({e})") from None
+        except sqlite3.Error as e:
+            raise StoreError(f"database: cannot initialize ({e})") from None
 
     if meta.get("schema_version") != SCHEMA_VERSION:
         raise StoreError(f"database: unsupported schema version {meta.get('schema_version')!r}")

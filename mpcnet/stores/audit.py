@@ -2,10 +2,12 @@
 
 The chain itself (entries, canonical encoding, hashing, signing, verification of a sequence of
 rows) is pure and lives in :mod:`governance.audit`; this module only keeps it in a file. One
-file per component (``audit.db`` next to its data), created 0600 (and the directory fsynced),
-WAL journaling with ``synchronous=FULL``: every write is committed before :meth:`AuditLog.append`
-returns. Tables ``meta`` (``schema_version`` 1, ``component``, ``public_key``; immutable) and
-``audit`` (one row per entry, columns :data:`governance.audit.ROW_COLUMNS`). The database
+file per component (``audit.db`` next to its data), opened like every store by
+:mod:`mpcnet.stores.sqlite`: created 0600 (and the directory fsynced), WAL journaling with
+``synchronous=FULL``, the tables created and upgraded by versioned migrations (``PRAGMA
+user_version``); every write is committed before :meth:`AuditLog.append` returns. Tables ``meta``
+(``schema_version`` 1, ``component``, ``public_key``; immutable) and ``audit`` (one row per
+entry, columns :data:`governance.audit.ROW_COLUMNS`). The database
 refuses UPDATE and DELETE (triggers) and out-of-sequence INSERTs, but the chain does not depend
 on that: it is what detects an attacker who drops the triggers. One connection is shared by all
 threads behind a lock, and other processes are kept consistent by SQLite's locking (the head is
@@ -20,11 +22,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sqlite3
 import threading
 import time
-import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -56,15 +56,17 @@ from governance.audit import (
 )
 from governance.errors import GovernanceError
 from governance.policy import RateLimit
-from mpcnet.fsutil import fsync_dir
+from mpcnet.stores.sqlite import DatabaseError, Migration, migrate, open_database, open_readonly, write_transaction
 
-SCHEMA_VERSION = 1
-BUSY_TIMEOUT_S = 30.0
+SCHEMA_VERSION = 1  # the meta row: format of meta and of the entries (not the table layout)
 
-_REQUEST_INDEX = "CREATE INDEX IF NOT EXISTS audit_by_request ON audit (request_id)"  # not part of the chain
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL)",
-    """CREATE TABLE IF NOT EXISTS audit (
+# The schema, as versioned migration steps (see mpcnet.stores.sqlite). Logs created before
+# versioning have user_version 0 and either layout, so both steps are idempotent (IF NOT EXISTS).
+_MIGRATIONS: tuple[Migration, ...] = (
+    # 1: the layout up to commit 4b7440a
+    (
+        "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL)",
+        """CREATE TABLE IF NOT EXISTS audit (
         seq          INTEGER PRIMARY KEY CHECK (seq >= 1),
         timestamp_ms INTEGER NOT NULL,
         actor        TEXT NOT NULL,
@@ -76,19 +78,21 @@ _SCHEMA = (
         entry_hash   BLOB NOT NULL,
         signature    BLOB NOT NULL
     )""",
-    "CREATE INDEX IF NOT EXISTS audit_by_action_time ON audit (action, timestamp_ms)",
-    _REQUEST_INDEX,
-    """CREATE TRIGGER IF NOT EXISTS audit_append_only_update BEFORE UPDATE ON audit
+        "CREATE INDEX IF NOT EXISTS audit_by_action_time ON audit (action, timestamp_ms)",
+        """CREATE TRIGGER IF NOT EXISTS audit_append_only_update BEFORE UPDATE ON audit
         BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END""",
-    """CREATE TRIGGER IF NOT EXISTS audit_append_only_delete BEFORE DELETE ON audit
+        """CREATE TRIGGER IF NOT EXISTS audit_append_only_delete BEFORE DELETE ON audit
         BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END""",
-    """CREATE TRIGGER IF NOT EXISTS audit_append_in_sequence BEFORE INSERT ON audit
+        """CREATE TRIGGER IF NOT EXISTS audit_append_in_sequence BEFORE INSERT ON audit
         WHEN NEW.seq IS NOT (SELECT COALESCE(MAX(seq), 0) + 1 FROM audit)
         BEGIN SELECT RAISE(ABORT, 'audit entries are appended in sequence'); END""",
-    """CREATE TRIGGER IF NOT EXISTS meta_immutable_update BEFORE UPDATE ON meta
+        """CREATE TRIGGER IF NOT EXISTS meta_immutable_update BEFORE UPDATE ON meta
         BEGIN SELECT RAISE(ABORT, 'audit meta is immutable'); END""",
-    """CREATE TRIGGER IF NOT EXISTS meta_immutable_delete BEFORE DELETE ON meta
+        """CREATE TRIGGER IF NOT EXISTS meta_immutable_delete BEFORE DELETE ON meta
         BEGIN SELECT RAISE(ABORT, 'audit meta is immutable'); END""",
+    ),
+    # 2: the request index for append_once (not part of the chain), added after 4b7440a
+    ("CREATE INDEX IF NOT EXISTS audit_by_request ON audit (request_id)",),
 )
 _COLUMNS = ", ".join(ROW_COLUMNS)
 
@@ -97,39 +101,12 @@ _COLUMNS = ", ".join(ROW_COLUMNS)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    """Open (creating 0600 if new) in WAL mode with synchronous=FULL."""
+    """Open (creating 0600 if new) in WAL mode with synchronous=FULL (see
+    :func:`mpcnet.stores.sqlite.open_database`); every failure names ``path``."""
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass
-    except OSError as e:
-        raise GovernanceError("path", f"cannot create {path} ({e.strerror or type(e).__name__})") from None
-    else:
-        os.close(fd)
-        fsync_dir(path.parent)
-    try:
-        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
-    except sqlite3.Error as e:
-        raise GovernanceError("path", f"cannot open {path} ({e})") from None
-    try:
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise GovernanceError("path", f"{path} cannot use WAL journaling (got {mode})")
-        conn.execute("PRAGMA synchronous = FULL")
-        if conn.execute("PRAGMA synchronous").fetchone()[0] != 2:
-            raise GovernanceError("path", "synchronous=FULL could not be set")
-    except sqlite3.Error as e:
-        conn.close()
-        raise GovernanceError("path", f"{path} is not a usable SQLite database ({e})") from None
-    except BaseException:
-        conn.close()
-        raise
-    return conn
-
-
-def _connect_readonly(path: Path) -> sqlite3.Connection:
-    uri = "file:" + urllib.parse.quote(str(Path(path).resolve())) + "?mode=ro"
-    return sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        return open_database(path)
+    except DatabaseError as e:
+        raise GovernanceError("path", e.reason) from None
 
 
 def _read_meta(conn: sqlite3.Connection) -> dict[str, object]:
@@ -238,19 +215,10 @@ class AuditLog:
         with self._lock:
             conn = self._live()
             try:
-                conn.execute("BEGIN IMMEDIATE")
+                with write_transaction(conn):
+                    yield conn
             except sqlite3.Error as e:
                 raise GovernanceError("database", str(e)) from None
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException as exc:
-                with contextlib.suppress(sqlite3.Error):
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise GovernanceError("database", str(exc)) from None
-                raise
 
     def _check_head(self) -> None:
         with self._read() as c:
@@ -411,38 +379,39 @@ class AuditLog:
         return None if row is None else (int(row[0]), bytes(row[1]))
 
 
+def _migrate(conn: sqlite3.Connection) -> None:
+    try:
+        migrate(conn, _MIGRATIONS)
+    except DatabaseError as e:
+        raise GovernanceError("path", f"cannot upgrade the audit log ({e.reason})") from None
+
+
 def _initialize(conn: sqlite3.Connection, component: str, public_key: bytes) -> None:
-    """Create schema and meta on first use, else check they belong to this component and key."""
+    """Create schema and meta on first use, else check they belong to this component and key
+    (before upgrading the schema: opening someone else's log changes nothing)."""
     try:
         meta = _read_meta(conn)
-        if not meta:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+    except sqlite3.Error as e:
+        raise GovernanceError("path", f"cannot initialize the audit log ({e})") from None
+    if not meta:
+        _migrate(conn)
+        try:
+            with write_transaction(conn):
                 if not _read_meta(conn):
-                    for statement in _SCHEMA:
-                        conn.execute(statement)
                     conn.executemany(
                         "INSERT INTO meta (name, value) VALUES (?, ?)",
                         [("schema_version", SCHEMA_VERSION), ("component", component), ("public_key", public_key)],
                     )
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
             meta = _read_meta(conn)
-    except sqlite3.Error as e:
-        raise GovernanceError("path", f"cannot initialize the audit log ({e})") from None
+        except sqlite3.Error as e:
+            raise GovernanceError("path", f"cannot initialize the audit log ({e})") from None
     if meta.get("schema_version") != SCHEMA_VERSION:
         raise GovernanceError("path", f"unsupported audit schema version {meta.get('schema_version')!r}")
     if meta.get("component") != component:
         raise GovernanceError("component", f"this log belongs to {meta.get('component')!r}, not {component!r}")
     if meta.get("public_key") != public_key:
         raise GovernanceError("signing_key", "this log was started with another signing key")
-    try:
-        conn.execute(_REQUEST_INDEX)  # logs created before the index existed
-    except sqlite3.Error as e:
-        raise GovernanceError("path", f"cannot index the audit log ({e})") from None
+    _migrate(conn)  # logs created by older versions
 
 
 # --- verification and export -----------------------------------------------------------------
@@ -464,7 +433,7 @@ def verify_audit(
     if not path.is_file():
         return AuditReport(False, 0, None, f"{path} is not a file")
     try:
-        conn = _connect_readonly(path)
+        conn = open_readonly(path)
     except sqlite3.Error as e:
         return AuditReport(False, 0, None, f"cannot open {path} ({e})")
     try:
@@ -497,7 +466,7 @@ def export_jsonl(path: Path, out: TextIO) -> int:
     if not path.is_file():
         raise GovernanceError("path", f"{path} is not a file")
     try:
-        conn = _connect_readonly(path)
+        conn = open_readonly(path)
     except sqlite3.Error as e:
         raise GovernanceError("path", f"cannot open {path} ({e})") from None
     count = 0

@@ -42,6 +42,7 @@ def test_an_old_log_gets_the_request_index_on_open(tmp_path: Path) -> None:
         log.append("node-1", "node-start")
     conn = sqlite3.connect(str(path))
     conn.execute("DROP INDEX audit_by_request")
+    conn.execute("PRAGMA user_version = 0")  # logs made before versioned migrations
     conn.close()
     with AuditLog.open(path, component="node-1", signing_key=KEY) as log:
         assert log.append_once("node-1", "x", event="e1", request_id="r") is not None

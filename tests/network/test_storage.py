@@ -398,6 +398,7 @@ def test_store_of_an_older_version_is_upgraded(db: Path) -> None:
     direct.execute("DROP INDEX requests_by_key_time")
     direct.execute("ALTER TABLE requests DROP COLUMN served_ms")
     direct.execute("DROP TABLE policy_changes")
+    direct.execute("PRAGMA user_version = 0")  # stores made before versioned migrations
     direct.commit()
     direct.close()
     with _open(db) as s:
