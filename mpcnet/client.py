@@ -57,12 +57,12 @@ from mpcnet.rpc import CHANNEL_OPTIONS
 from proto.mpc.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc, governance_pb2, node_pb2, node_pb2_grpc
 
 _STATUS = {v: k for k, v in common_pb2.KeyStatus.items()}
+_Req = TypeVar("_Req")  # a unary RPC's request message (MpcClient._call)
+_Resp = TypeVar("_Resp")  # and its response message
 _STATE = {v: k for k, v in coordinator_pb2.RequestState.items()}
 _KIND = {v: k for k, v in coordinator_pb2.RequestKind.items()}
 _SIGN_STATE = {v: k.removeprefix("SIGN_REQUEST_STATE_").lower() for k, v in coordinator_pb2.SignRequestState.items()}
 SIGN_STATES = tuple(s for s in _SIGN_STATE.values() if s != "unspecified")
-_Req = TypeVar("_Req")
-_Resp = TypeVar("_Resp")
 TERMINAL_STATES = ("done", "rejected", "expired", "failed")
 _PROPOSAL_STATE = {v: k.removeprefix("PROPOSAL_STATE_").lower() for k, v in coordinator_pb2.ProposalState.items()}
 APPROVE_CLOCK_SLACK_MS = 5 * 60 * 1000  # what nodes allow for "created in the future" (governance.approval)
