@@ -60,7 +60,9 @@ def build_server(cfg: CoordinatorConfig, service: CoordinatorService) -> grpc.Se
                 )
             raise
 
-    server.add_generic_rpc_handlers((service_handler(SERVICE, coordinator_pb2, service, authorize=authorize, logger=log, translate=service.storage_failure),))
+    server.add_generic_rpc_handlers(
+        (service_handler(SERVICE, coordinator_pb2, service, authorize=authorize, logger=log, translate=service.storage_failure),)
+    )
     service.health = add_standard_services(server, (SERVICE.full_name,))
     if server.add_secure_port(cfg.listen, server_credentials(cfg.cert, cfg.ca_cert)) == 0:
         raise OSError(f"listen: cannot bind {cfg.listen}")

@@ -157,7 +157,8 @@ class PolicyBook:
             raise RpcError(Code.PERMISSION_DENIED, f"attestation.{e.field}: {e.reason}") from None
         if att.admin != caller:
             raise RpcError(
-                Code.PERMISSION_DENIED, f"attestation.attestation.admin: certificate name {caller!r} differs from the attesting admin {att.admin!r}"
+                Code.PERMISSION_DENIED,
+                f"attestation.attestation.admin: certificate name {caller!r} differs from the attesting admin {att.admin!r}",
             )
         if att.issued_at_ms - now_ms() > ATTESTATION_FUTURE_TOLERANCE_MS:
             raise RpcError(Code.INVALID_ARGUMENT, "attestation.attestation.issued_at_ms: in the future")
@@ -306,7 +307,9 @@ class PolicyBook:
             for other in self.db.list_proposals("pending"):
                 if other.scope == rec.scope:
                     self.db.put_proposal(
-                        ProposalRecord(other.proposal_id, other.scope, other.signed_change, "superseded", other.proposer, other.created_ms, t)
+                        ProposalRecord(
+                            other.proposal_id, other.scope, other.signed_change, "superseded", other.proposer, other.created_ms, t
+                        )
                     )
             for i in self._synced:
                 self._synced[i] = False

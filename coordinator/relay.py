@@ -8,13 +8,14 @@ payloads (encrypted end to end) and cannot forge or alter anything (signed end t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable
-
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 
@@ -118,7 +119,7 @@ class SessionStats:
 
 
 def fanout(
-    calls: dict[int, tuple[Callable[..., Any], Any]], timeout: float, *, wait_for_ready: bool = False
+    calls: Mapping[int, tuple[Callable[..., Any], Any]], timeout: float, *, wait_for_ready: bool = False
 ) -> tuple[dict[int, Any], dict[int, grpc.RpcError]]:
     """Issue every call at once, then collect them all.
 
@@ -216,10 +217,8 @@ def abort_session(nodes: dict[int, NodeHandle], sid: bytes, reason: str) -> None
     futs = [h.stub.AbortSession.future(req, timeout=2.0) for h in nodes.values()]
     deadline = time.monotonic() + 2.0
     for f in futs:
-        try:
+        with contextlib.suppress(Exception):
             f.result(timeout=max(0.0, deadline - time.monotonic()))
-        except Exception:
-            pass
 
 
 def run_session(

@@ -45,8 +45,8 @@ from coordinator.db import (
     KeyRecord,
     Move,
     RateLimitExceeded,
-    SignRequestRecord,
     Settle,
+    SignRequestRecord,
     StateConflict,
     now_ms,
 )
@@ -214,7 +214,9 @@ class SignRequests:
         return out
 
     # --- submission --------------------------------------------------------------------------
-    def submit(self, req: coordinator_pb2.SubmitSignRequestRequest, caller: str, key_of: Callable[[bytes], KeyRecord | None]) -> coordinator_pb2.SignRequestInfo:
+    def submit(
+        self, req: coordinator_pb2.SubmitSignRequestRequest, caller: str, key_of: Callable[[bytes], KeyRecord | None]
+    ) -> coordinator_pb2.SignRequestInfo:
         key_id = check_len(req.key_id, "key_id", 32)
         digest = check_len(req.digest, "digest", 32)
         try:
@@ -279,7 +281,9 @@ class SignRequests:
         except sqlite3.IntegrityError:
             raise RpcError(Code.ALREADY_EXISTS, f"request_id: {rid!r} was already used") from None
         self.flush_audit()
-        log.info("request %s: %s asks to sign with key %s; waiting for %d approval(s)", rid, caller, key_id.hex()[:16], policy.approval_quorum)
+        log.info(
+            "request %s: %s asks to sign with key %s; waiting for %d approval(s)", rid, caller, key_id.hex()[:16], policy.approval_quorum
+        )
         self._notify()
         return self.info(rec)
 
@@ -310,13 +314,17 @@ class SignRequests:
         policy = signed.change.new_policy
         if policy.digest() != sreq.policy_digest:
             self._fail_stale(rec, signed)
-            raise RpcError(Code.FAILED_PRECONDITION, f"request_id: the key's policy changed while request {rid} was pending; submit it again")
+            raise RpcError(
+                Code.FAILED_PRECONDITION, f"request_id: the key's policy changed while request {rid} was pending; submit it again"
+            )
         try:
             approval = Approval(caller, decision, bytes(req.signature))
             check_approval(policy, sreq, approval)
         except GovernanceError as e:
             msg = f"approval.{e.field.removeprefix('approval.')}: {e.reason}"
-            self.audit.append(caller, "sign-decision", request_id=rid, outcome="refused", details={"decision": decision.value, "reason": msg})
+            self.audit.append(
+                caller, "sign-decision", request_id=rid, outcome="refused", details={"decision": decision.value, "reason": msg}
+            )
             raise RpcError(Code.PERMISSION_DENIED, msg) from None
         try:
             outcome = self.db.record_decision(
@@ -520,7 +528,8 @@ class SignRequests:
             if PB_STATE[info.state] in TERMINAL or (ctx is not None and not ctx.is_active()):
                 return
             with self._changed:
-                self._changed.wait_for(lambda: self._version != seen or self._stop.is_set(), timeout=1.0)
+                # the predicate runs inside this call, in this iteration: it sees this iteration's `seen`
+                self._changed.wait_for(lambda: self._version != seen or self._stop.is_set(), timeout=1.0)  # noqa: B023
 
 
 def _check_rid(rid: str) -> str:

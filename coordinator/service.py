@@ -28,14 +28,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import grpc
-
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from coordinator.config import CoordinatorConfig
 from coordinator.db import CoordinatorDb, KeyRecord, RequestRecord, now_ms
 from coordinator.policies import PolicyBook
 from coordinator.relay import Aborted, NodeHandle, NodesUnavailable, Refused, fanout, run_session, wait_ready
-from governance.reservation import MAX_SIGN_ATTEMPTS, ReservationReceipt, reservation_quorum
 from coordinator.requests import SignRequests
 from coordinator.roles import READ_ALL_REQUESTS
 from crypto_core.bip32 import derive
@@ -46,6 +44,7 @@ from crypto_core.params import MAX_LABEL
 from governance.approval import REQUEST_ID_RE, ApprovalBundle
 from governance.errors import GovernanceError
 from governance.policy import DEFAULT_SCOPE
+from governance.reservation import MAX_SIGN_ATTEMPTS, ReservationReceipt, reservation_quorum
 from mpcnet.clockskew import SkewSample, measure
 from mpcnet.govwire import audit_page, policy_state
 from mpcnet.pki import CertIdentity, channel_credentials
@@ -427,7 +426,7 @@ class CoordinatorService:
 
     def _commit(self, k: KeyRecord) -> KeyRecord:
         req = node_pb2.CommitKeyRequest(key_id=k.key_id, public_key=k.public_key)
-        ok, errs = fanout({i: (h.stub.CommitKey, req) for i, h in self.nodes.items()}, self.cfg.step_timeout_s)
+        _, errs = fanout({i: (h.stub.CommitKey, req) for i, h in self.nodes.items()}, self.cfg.step_timeout_s)
         if errs:
             log.warning(
                 "key %s: not yet activated on %s; will retry",
@@ -555,8 +554,9 @@ class CoordinatorService:
                     attempt = self.db.next_sign_attempt(rid)  # durable before any node hears of it
                     if attempt > MAX_SIGN_ATTEMPTS:
                         raise Refused(Code.FAILED_PRECONDITION, _exhausted(rid, down), governance="attempts-exhausted")
-                    reserved.append(attempt)
-                    receipts = self._reserve(rid, k, digest, path, bundle, attempt, signers, sid)
+                    # run_session calls this during this attempt (below): it sees this attempt's variables
+                    reserved.append(attempt)  # noqa: B023
+                    receipts = self._reserve(rid, k, digest, path, bundle, attempt, signers, sid)  # noqa: B023
                     return {"attempt": attempt, "reservation_receipts": receipts}
 
                 try:
@@ -592,10 +592,14 @@ class CoordinatorService:
                     # the combiner's own check: a share that does not verify is proven bad
                     if e.party in self.nodes and frozenset({e.party}) not in disputes:
                         disputes.add(frozenset({e.party}))
-                        log.warning("request %s: %s sent a bad signature share (%s); retrying without it", rid, self.nodes[e.party].label, e.reason)
+                        log.warning(
+                            "request %s: %s sent a bad signature share (%s); retrying without it", rid, self.nodes[e.party].label, e.reason
+                        )
                         continue
                     who = self.nodes[e.party].label if e.party in self.nodes else "unattributable"
-                    raise _signing_error(Code.ABORTED, f"sign aborted: {who}: {e.reason}{_disputes_text(self.nodes, disputes)}", attempts) from None
+                    raise _signing_error(
+                        Code.ABORTED, f"sign aborted: {who}: {e.reason}{_disputes_text(self.nodes, disputes)}", attempts
+                    ) from None
                 except Refused as e:
                     if e.code == Code.PERMISSION_DENIED and e.banned and not set(e.banned) & set(down):
                         for b in e.banned:  # a node refuses a banned peer for this key: leave it out
@@ -738,9 +742,9 @@ class CoordinatorService:
             signed = self.policies.policy_for(key_id)
             inherited = signed.change.scope == DEFAULT_SCOPE
         else:
-            signed = self.policies.current(DEFAULT_SCOPE)
-            assert signed is not None
-            inherited = False
+            default = self.policies.current(DEFAULT_SCOPE)
+            assert default is not None
+            signed, inherited = default, False
         return coordinator_pb2.PolicyInfo(
             scope=signed.change.scope, policy=policy_state(signed), inherited=inherited,
             governance_root=self.policies.governance_root,

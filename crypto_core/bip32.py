@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from .errors import UsageError
-from .group import Q, Point
+from .group import Point, Q
 
 HARDENED = 0x80000000
 MAX_DEPTH = 255

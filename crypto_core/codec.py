@@ -13,8 +13,9 @@ naming the field.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from .errors import DecodeError
 from .group import POINT_LEN, SCALAR_LEN, Point, scalar_from_bytes, scalar_to_bytes
@@ -57,41 +58,41 @@ class Writer:
     def __init__(self, header: Header | None = None) -> None:
         self._parts: list[bytes] = [] if header is None else [header.encode()]
 
-    def u8(self, x: int) -> "Writer":
+    def u8(self, x: int) -> Writer:
         self._parts.append(x.to_bytes(1, "big"))
         return self
 
-    def u16(self, x: int) -> "Writer":
+    def u16(self, x: int) -> Writer:
         self._parts.append(x.to_bytes(2, "big"))
         return self
 
-    def u32(self, x: int) -> "Writer":
+    def u32(self, x: int) -> Writer:
         self._parts.append(x.to_bytes(4, "big"))
         return self
 
-    def raw(self, b: bytes) -> "Writer":
+    def raw(self, b: bytes) -> Writer:
         self._parts.append(bytes(b))
         return self
 
-    def var(self, b: bytes) -> "Writer":
+    def var(self, b: bytes) -> Writer:
         """A byte string with a u32 length prefix (only for records, never in hot paths)."""
         self._parts.append(len(b).to_bytes(4, "big"))
         self._parts.append(bytes(b))
         return self
 
-    def scalar(self, k: int) -> "Writer":
+    def scalar(self, k: int) -> Writer:
         self._parts.append(scalar_to_bytes(k))
         return self
 
-    def scalars(self, ks: list[int]) -> "Writer":
+    def scalars(self, ks: list[int]) -> Writer:
         self._parts.append(b"".join(k.to_bytes(32, "big") for k in ks))
         return self
 
-    def point(self, p: Point) -> "Writer":
+    def point(self, p: Point) -> Writer:
         self._parts.append(p.encode())
         return self
 
-    def points(self, ps: list[Point]) -> "Writer":
+    def points(self, ps: list[Point]) -> Writer:
         self._parts.append(b"".join(p.encode() for p in ps))
         return self
 

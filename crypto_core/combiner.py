@@ -23,16 +23,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Protocol, Sequence
+from typing import Protocol
 
 from coincurve import PublicKey
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from .codec import BROADCAST, Header, Reader, Writer, read_header
-from .codec import Protocol as WireProtocol
+from .codec import BROADCAST, Header, Protocol as WireProtocol, Reader, Writer, read_header
 from .errors import ProtocolAbort, UsageError
-from .group import HALF_Q, Q, Point, inv
+from .group import HALF_Q, Point, Q, inv
 from .session import blame_malformed
 
 DIGEST_LEN = 32
@@ -72,7 +72,7 @@ class SignatureShare:
         return w.raw(self.sigid).point(self.R).raw(self.digest).scalar(self.u).scalar(self.w).getvalue()
 
     @staticmethod
-    def from_bytes(data: bytes, session: bytes, sender: int) -> "SignatureShare":
+    def from_bytes(data: bytes, session: bytes, sender: int) -> SignatureShare:
         """Strict decoding of a share that arrived on ``sender``'s channel for ``session``.
 
         Raises :class:`ProtocolAbort` naming ``sender`` if the bytes do not decode exactly

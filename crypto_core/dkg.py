@@ -32,8 +32,8 @@ it), the abort names nobody (``party=None``). An honest party is never named.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from . import schnorr
 from .codec import BROADCAST, DIRECT, SESSION_LEN, Protocol, Writer

@@ -9,7 +9,7 @@ is 33 zero bytes and is refused wherever the protocol says "not infinity" (notes
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from coincurve import PublicKey
 
@@ -54,7 +54,7 @@ def inv(k: int) -> int:
 class Point:
     """A secp256k1 point, possibly the identity. Immutable."""
 
-    __slots__ = ("_raw", "_enc")
+    __slots__ = ("_enc", "_raw")
 
     def __init__(self, raw: RawPoint | None, enc: bytes | None = None) -> None:
         self._raw = raw
@@ -62,7 +62,7 @@ class Point:
 
     # construction -------------------------------------------------------------------------
     @staticmethod
-    def base_mul(k: int) -> "Point":
+    def base_mul(k: int) -> Point:
         """``[k]G`` (constant-time fixed-base multiplication in libsecp256k1)."""
         k %= Q
         if k == 0:
@@ -70,7 +70,7 @@ class Point:
         return Point(ec_raw.base_mul(k.to_bytes(32, "big")))
 
     @staticmethod
-    def decode(b: bytes, field: str = "point", *, allow_infinity: bool = False) -> "Point":
+    def decode(b: bytes, field: str = "point", *, allow_infinity: bool = False) -> Point:
         """Strict decoding: 33 bytes, compressed SEC1, on the curve; identity only if allowed."""
         if len(b) != POINT_LEN:
             raise DecodeError(field, f"expected {POINT_LEN} bytes, got {len(b)}")
@@ -87,7 +87,7 @@ class Point:
         return Point(raw, b)
 
     @staticmethod
-    def lift_x(x: bytes, odd: bool = False) -> "Point | None":
+    def lift_x(x: bytes, odd: bool = False) -> Point | None:
         """The point with x-coordinate ``x`` (32 bytes) and the given parity, or ``None``."""
         enc = (b"\x03" if odd else b"\x02") + x
         if len(enc) != POINT_LEN:
@@ -96,7 +96,7 @@ class Point:
         return None if raw is None else Point(raw, enc)
 
     @staticmethod
-    def from_public_key(pk: PublicKey) -> "Point":
+    def from_public_key(pk: PublicKey) -> Point:
         return Point.decode(pk.format(compressed=True))
 
     # properties ----------------------------------------------------------------------------
@@ -141,7 +141,7 @@ class Point:
         return PublicKey(self.encode())
 
     # arithmetic ----------------------------------------------------------------------------
-    def __add__(self, other: "Point") -> "Point":
+    def __add__(self, other: Point) -> Point:
         if self._raw is None:
             return other
         if other._raw is None:
@@ -149,15 +149,15 @@ class Point:
         raw = ec_raw.add(self._raw, other._raw)
         return INFINITY if raw is None else Point(raw)
 
-    def __neg__(self) -> "Point":
+    def __neg__(self) -> Point:
         if self._raw is None:
             return self
         return Point(ec_raw.neg(self._raw))
 
-    def __sub__(self, other: "Point") -> "Point":
+    def __sub__(self, other: Point) -> Point:
         return self + (-other)
 
-    def __mul__(self, k: int) -> "Point":
+    def __mul__(self, k: int) -> Point:
         k %= Q
         if k == 0 or self._raw is None:
             return INFINITY

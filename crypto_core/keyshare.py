@@ -96,7 +96,7 @@ class KeyShare:
         return w.getvalue()
 
     @staticmethod
-    def from_bytes(data: bytes) -> "KeyShare":
+    def from_bytes(data: bytes) -> KeyShare:
         r = Reader(data)
         if r.take(len(MAGIC), "keyshare.magic") != MAGIC:
             raise DecodeError("keyshare.magic", "not a key-share record")

@@ -7,8 +7,9 @@ through a ``tamper`` hook, and counts the bytes delivered.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Protocol
+from typing import Protocol
 
 from .session import Delivery, RoundOutput
 
@@ -31,7 +32,9 @@ class RunStats:
     per_round: list[int] = field(default_factory=list)
 
 
-def route(outputs: Mapping[int, RoundOutput], tamper: Tamper | None = None, stats: RunStats | None = None) -> dict[int, dict[int, Delivery]]:
+def route(
+    outputs: Mapping[int, RoundOutput], tamper: Tamper | None = None, stats: RunStats | None = None
+) -> dict[int, dict[int, Delivery]]:
     """Build every party's inbox from everybody's outputs of one round."""
     inboxes: dict[int, dict[int, Delivery]] = {k: {} for k in outputs}
     delivered = 0

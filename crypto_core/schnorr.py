@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .codec import Reader, Writer
-from .group import G, Q, Point
+from .group import G, Point, Q
 from .rng import Rng, random_scalar
 from .tags import Tag
 from .transcript import hash_to_scalar
@@ -28,7 +28,7 @@ class SchnorrProof:
         w.point(self.commitment).scalar(self.response)
 
     @staticmethod
-    def read(r: Reader, field: str) -> "SchnorrProof":
+    def read(r: Reader, field: str) -> SchnorrProof:
         return SchnorrProof(r.point(field + ".T"), r.scalar(field + ".z"))
 
 

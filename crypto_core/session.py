@@ -10,8 +10,9 @@ whose header claims another sender is attributed to the channel it arrived on.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, ClassVar, Iterable, Mapping, Sequence, TypeVar
+from typing import ClassVar, TypeVar
 
 from .codec import BROADCAST, Header, Reader, read_header
 from .errors import DecodeError, ProtocolAbort, UsageError

@@ -6,9 +6,9 @@ Party ``i`` evaluates at ``x_i = i`` (1-based; notes section 1.1). A polynomial 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
-from .group import INFINITY, Q, Point, inv
+from .group import INFINITY, Point, Q, inv
 from .rng import Rng, random_scalar
 
 

@@ -28,15 +28,15 @@ so a tweak chosen later cannot be applied (Groth-Shoup, ePrint 2021/1330).
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 from .bip32 import check_path, derive
 from .codec import BROADCAST, DIRECT, SESSION_LEN, Protocol, Writer
 from .combiner import DIGEST_LEN, SignatureShare
 from .commitment import commit, opens
 from .errors import DecodeError, PresignatureUsed, ProtocolAbort, UsageError
-from .group import Q, Point, point_sum
+from .group import Point, Q, point_sum
 from .hazmat import rvole
 from .keyshare import KeyShare
 from .rng import SYSTEM_RNG, Rng, random_scalar
@@ -308,7 +308,7 @@ class Presignature:
     the record is the only, current copy (a stale copy of a used presignature signs twice).
     """
 
-    __slots__ = ("index", "sigid", "key_id", "public_key", "derivation_path", "signers", "R", "_secret", "_state")
+    __slots__ = ("R", "_secret", "_state", "derivation_path", "index", "key_id", "public_key", "sigid", "signers")
 
     def __init__(
         self,

@@ -9,9 +9,9 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
-from .group import POINT_LEN, Q, Point
+from .group import POINT_LEN, Point, Q
 from .tags import Tag
 
 

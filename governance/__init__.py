@@ -40,11 +40,11 @@ from .policy import (
 __all__ = [
     "DEFAULT_SCOPE",
     "AdminSet",
-    "AuditEntry",
-    "AuditReport",
     "AdminSignature",
     "Approval",
     "ApprovalBundle",
+    "AuditEntry",
+    "AuditReport",
     "Decision",
     "GovernanceError",
     "KeyPolicy",

@@ -105,7 +105,9 @@ def load_node_config(path: Path) -> NodeConfig:
     roster: dict[int, Peer] = {}
     for entry in f.list("roster"):
         entry.extra_keys({"index", "name", "identity_public", "encryption_public"})
-        p = Peer(entry.integer("index", lo=1, hi=1024), entry.text("name"), entry.hex("identity_public", 32), entry.hex("encryption_public", 32))
+        p = Peer(
+            entry.integer("index", lo=1, hi=1024), entry.text("name"), entry.hex("identity_public", 32), entry.hex("encryption_public", 32)
+        )
         if p.index in roster:
             raise entry.error("index", f"duplicate party index {p.index}")
         roster[p.index] = p

@@ -31,8 +31,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import grpc
 
@@ -161,7 +161,7 @@ class NodeGovernance:
         with self._lock:
             cur = self._current.get(scope)
             current = None if cur is None else cur.change.new_policy
-            if current is not None and new.version == current.version and new.digest() == current.digest():
+            if cur is not None and current is not None and new.version == current.version and new.digest() == current.digest():
                 return False, cur
             try:
                 signed.verify(self.admins, current)

@@ -102,7 +102,7 @@ def _serve(cfg: NodeConfig, ready: threading.Event | None, stop: threading.Event
         audit.close()
         store.close()
         raise
-    server, port = build_server(cfg, service)
+    server, _ = build_server(cfg, service)
     server.start()
     audit.append(cfg.name, "node-start", outcome="ok", details={"governance_root": service.gov.governance_root.hex()})
     service.start_sweeper()

@@ -35,8 +35,8 @@ node's signed, hash-chained audit log.
 
 from __future__ import annotations
 
-import dataclasses
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import os
@@ -45,9 +45,9 @@ import threading
 import time
 import traceback
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import grpc
 
@@ -66,9 +66,8 @@ from mpc_node.clock import NodeClock
 from mpc_node.config import NodeConfig
 from mpc_node.envelope import Envelope, EnvelopeError, open_envelope, seal_broadcast, seal_direct
 from mpc_node.faults import FaultInjector, flip
-from mpc_node.governance import Approved, NodeGovernance, now_ms, refusal
-from mpc_node.storage import NodeStore, RateLimited, RequestAlreadyServed, ReservationConflict, StoreError
-from mpc_node.storage import Reservation as StoredReservation
+from mpc_node.governance import Approved, NodeGovernance, refusal
+from mpc_node.storage import NodeStore, RateLimited, RequestAlreadyServed, Reservation as StoredReservation, ReservationConflict, StoreError
 from mpcnet.govwire import audit_page, policy_state
 from mpcnet.keystore import OperationalKeys
 from mpcnet.rpc import RpcError, caller_identity, check_label, check_len, invalid
@@ -341,7 +340,9 @@ class NodeService:
                 if sid in self._seen:
                     raise RpcError(Code.ALREADY_EXISTS, f"session_id: session {sid.hex()[:12]} was already used on this node")
                 if self.active_sessions_locked() >= self.cfg.max_sessions:
-                    raise RpcError(Code.RESOURCE_EXHAUSTED, f"sessions: {self.cfg.name} already runs {self.cfg.max_sessions} sessions (the limit)")
+                    raise RpcError(
+                        Code.RESOURCE_EXHAUSTED, f"sessions: {self.cfg.name} already runs {self.cfg.max_sessions} sessions (the limit)"
+                    )
                 old = self._live_session_for(s.request_id) if s.kind == "sign" else None
                 if old is None:
                     self._seen[sid] = None
@@ -523,7 +524,9 @@ class NodeService:
         with self._lock:
             s = self._sessions.get(sid)
         if s is None:
-            raise RpcError(Code.NOT_FOUND, f"session_id: {self.cfg.name} has no session {sid.hex()[:12]} (unknown, expired or node restarted)")
+            raise RpcError(
+                Code.NOT_FOUND, f"session_id: {self.cfg.name} has no session {sid.hex()[:12]} (unknown, expired or node restarted)"
+            )
         return s
 
     def Step(self, req: node_pb2.StepRequest, ctx: Any) -> node_pb2.StepResponse:

@@ -100,7 +100,7 @@ def _verify_component(
     head = None
     if report.ok and rows:
         last = rows[-1]
-        head = (int(last[0]), bytes(last[8]).hex())  # type: ignore[arg-type,call-overload]
+        head = (int(last[0]), bytes(last[8]).hex())  # type: ignore[call-overload]
     if report.ok and expected_head is not None and not rows:
         report = AuditReport(False, 0, expected_head[0], f"truncated: the log is empty, entry {expected_head[0]} was verified before")
     return ComponentReport(component, report.ok, report.entries, report.first_broken, report.reason, head), rows
@@ -136,7 +136,9 @@ def completeness_gaps(coordinator_rows: Iterable[Row], node_rows: Mapping[str, I
         missing = [a for a in DONE_NEEDS if a not in acts]
         if missing:
             seq = acts.get("sign-done", min(acts.values(), default=None))
-            gaps.append(Gap(COORDINATOR, seq, rid, f"request {rid} is DONE but the log has no {', '.join(missing)} entry for it (incomplete)"))
+            gaps.append(
+                Gap(COORDINATOR, seq, rid, f"request {rid} is DONE but the log has no {', '.join(missing)} entry for it (incomplete)")
+            )
     for component in sorted(node_rows):
         for r in node_rows[component]:
             seq, action, rid, outcome = r[0], r[3], r[4], r[5]

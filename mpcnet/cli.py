@@ -33,8 +33,8 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -76,7 +76,8 @@ def _term(text: object) -> str:
 def _info(args: argparse.Namespace) -> dict[str, Any]:
     if not args.cluster:
         raise argparse.ArgumentTypeError("this command needs --cluster DIR")
-    return json.loads((Path(args.cluster) / "cluster.json").read_text())
+    info: dict[str, Any] = json.loads((Path(args.cluster) / "cluster.json").read_text())
+    return info
 
 
 # --- keys ------------------------------------------------------------------------------------
@@ -85,7 +86,8 @@ def _info(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_keygen(c: MpcClient, args: argparse.Namespace) -> int:
     key = c.create_key(args.label, request_id=args.request_id)
     d = key.describe()
-    _print(args, d, [(k, d[k]) for k in ("key_id", "label", "status", "public_key", "ethereum_address")] + [("threshold", f"{key.threshold}-of-{key.parties}")])
+    fields = [(k, d[k]) for k in ("key_id", "label", "status", "public_key", "ethereum_address")]
+    _print(args, d, fields + [("threshold", f"{key.threshold}-of-{key.parties}")])
     return 0
 
 
@@ -177,7 +179,9 @@ def cmd_request_show(c: MpcClient, args: argparse.Namespace) -> int:
         except MpcError:
             raise e from None
         d = info.as_dict()
-        lines: list[tuple[str, Any]] = [("request_id", info.request_id), ("kind", info.kind), ("state", info.state), ("key_id", d["key_id"])]
+        lines: list[tuple[str, Any]] = [
+            ("request_id", info.request_id), ("kind", info.kind), ("state", info.state), ("key_id", d["key_id"])
+        ]
         if info.state == "failed":
             lines.append(("error", f"{info.error_code}: {info.error_message}"))
         _print(args, d, lines)
@@ -192,7 +196,9 @@ def cmd_request_watch(c: MpcClient, args: argparse.Namespace) -> int:
             print(json.dumps(last.as_dict()), flush=True)
         else:
             extra = f" ({last.error_message})" if last.error_message else ""
-            print(_term(f"{last.request_id}  {last.state.upper():<16} approved by: {', '.join(last.approved_by) or '-'}{extra}"), flush=True)
+            print(
+                _term(f"{last.request_id}  {last.state.upper():<16} approved by: {', '.join(last.approved_by) or '-'}{extra}"), flush=True
+            )
     return 0 if last is not None and last.state == "done" else 1
 
 
@@ -335,7 +341,8 @@ def cmd_policy_proposals(c: MpcClient, args: argparse.Namespace) -> int:
         print("no proposals")
     for p in ps:
         d = p.as_dict()
-        print(_term(f"{p.proposal_id}  {p.state.upper():<10} scope {d['scope'][:16]:<16} v{d['new_policy']['version']}  signed by {', '.join(p.signers)}"))
+        version = d["new_policy"]["version"]
+        print(_term(f"{p.proposal_id}  {p.state.upper():<10} scope {d['scope'][:16]:<16} v{version}  signed by {', '.join(p.signers)}"))
     return 0
 
 
@@ -378,7 +385,8 @@ def cmd_audit_verify(c: MpcClient | None, args: argparse.Namespace) -> int:
             else:
                 where = f"entry {r.first_broken}: " if r.first_broken is not None else ""
                 print(f"{r.component:<12} BROKEN  {r.entries:>6} entries; {where}{_term(r.reason)}")
-        print("audit trail verified: every chain and signature is intact, and the trail is complete" if ok else "audit trail NOT verified (see above)")
+        verified = "audit trail verified: every chain and signature is intact, and the trail is complete"
+        print(verified if ok else "audit trail NOT verified (see above)")
     return 0 if ok else 1
 
 
@@ -408,15 +416,15 @@ def cmd_audit_export(c: MpcClient | None, args: argparse.Namespace) -> int:
         names = [args.component] if args.component else list(info["audit"])
         total = 0
         for name in names:
-            for e in c.fetch_audit(name).entries:
+            for entry in c.fetch_audit(name).entries:
                 try:
-                    details: Any = json.loads(e.details_json)
+                    details: Any = json.loads(entry.details_json)
                 except ValueError:
-                    details = e.details_json
+                    details = entry.details_json
                 out.write(json.dumps({
-                    "component": name, "seq": e.seq, "timestamp_ms": e.timestamp_ms, "actor": e.actor, "action": e.action,
-                    "request_id": e.request_id, "outcome": e.outcome, "details": details, "prev_hash": e.prev_hash.hex(),
-                    "entry_hash": e.entry_hash.hex(), "signature": e.signature.hex(),
+                    "component": name, "seq": entry.seq, "timestamp_ms": entry.timestamp_ms, "actor": entry.actor, "action": entry.action,
+                    "request_id": entry.request_id, "outcome": entry.outcome, "details": details, "prev_hash": entry.prev_hash.hex(),
+                    "entry_hash": entry.entry_hash.hex(), "signature": entry.signature.hex(),
                 }, sort_keys=True) + "\n")  # ASCII: the entries are not verified, and may go to a terminal
                 total += 1
         if args.out:
@@ -525,7 +533,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(fn=cmd_policy_propose)
     q = psub.add_parser("approve", parents=[common], help="sign a pending proposal; role admin")
     q.add_argument("id", metavar="PROPOSAL_ID")
-    q.add_argument("--no-push", action="store_true", help="if this applies the change, do not push it (and an attestation) to the nodes directly")
+    q.add_argument(
+        "--no-push", action="store_true", help="if this applies the change, do not push it (and an attestation) to the nodes directly"
+    )
     q.set_defaults(fn=cmd_policy_approve)
     q = psub.add_parser("push", parents=[common], help="install a scope's signed change history on every node directly; role admin")
     q.add_argument("--key", default=None, help="key id (hex); default: the default policy")

@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, TypeVar
 
 import grpc
 
@@ -57,6 +57,8 @@ from mpcnet.rpc import CHANNEL_OPTIONS
 from proto.mpc.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc, governance_pb2, node_pb2, node_pb2_grpc
 
 _STATUS = {v: k for k, v in common_pb2.KeyStatus.items()}
+_Req = TypeVar("_Req")  # a unary RPC's request message (MpcClient._call)
+_Resp = TypeVar("_Resp")  # and its response message
 _STATE = {v: k for k, v in coordinator_pb2.RequestState.items()}
 _KIND = {v: k for k, v in coordinator_pb2.RequestKind.items()}
 _SIGN_STATE = {v: k.removeprefix("SIGN_REQUEST_STATE_").lower() for k, v in coordinator_pb2.SignRequestState.items()}
@@ -108,7 +110,7 @@ class Key:
     created_unix_ms: int
 
     @staticmethod
-    def from_proto(k: common_pb2.KeyInfo) -> "Key":
+    def from_proto(k: common_pb2.KeyInfo) -> Key:
         return Key(
             bytes(k.key_id), k.label, bytes(k.public_key), bytes(k.chain_code), k.threshold, k.parties,
             _STATUS.get(k.status, "KEY_STATUS_UNSPECIFIED").removeprefix("KEY_STATUS_").lower(), k.created_unix_ms,
@@ -149,7 +151,7 @@ class SignatureResult:
     signers: tuple[int, ...]
 
     @staticmethod
-    def from_proto(rid: str, sig: common_pb2.Signature, signers: Sequence[int]) -> "SignatureResult":
+    def from_proto(rid: str, sig: common_pb2.Signature, signers: Sequence[int]) -> SignatureResult:
         return SignatureResult(
             rid, int.from_bytes(sig.r, "big"), int.from_bytes(sig.s, "big"), sig.recovery_id, bytes(sig.der),
             bytes(sig.public_key), tuple(signers),
@@ -216,7 +218,7 @@ class SignRequest:
     updated_unix_ms: int
 
     @staticmethod
-    def from_proto(r: coordinator_pb2.SignRequestInfo) -> "SignRequest":
+    def from_proto(r: coordinator_pb2.SignRequestInfo) -> SignRequest:
         try:
             req = SigningRequest.from_bytes(bytes(r.request))
         except GovernanceError as e:
@@ -336,7 +338,7 @@ class NodeState:
     max_skew_s: float
 
     @staticmethod
-    def from_proto(n: coordinator_pb2.NodeStatus) -> "NodeState":
+    def from_proto(n: coordinator_pb2.NodeStatus) -> NodeState:
         measured = n.clock_measured
         return NodeState(
             n.index, n.name, n.endpoint, n.healthy, n.last_error, n.policies_synced,
@@ -409,7 +411,7 @@ class MpcClient:
         self._node_channels: dict[str, grpc.Channel] = {}
 
     @staticmethod
-    def from_cluster(directory: str | Path, *, identity: str, timeout: float = 300.0) -> "MpcClient":
+    def from_cluster(directory: str | Path, *, identity: str, timeout: float = 300.0) -> MpcClient:
         """Act as ``identity`` (e.g. ``admin1``, ``requester1``, ``approver2``, ``auditor1``; or a
         plain certificate such as ``client``) on the cluster described by ``DIR/cluster.json``."""
         info = json.loads((Path(directory) / "cluster.json").read_text())
@@ -434,13 +436,13 @@ class MpcClient:
             ch.close()
         self._node_channels.clear()
 
-    def __enter__(self) -> "MpcClient":
+    def __enter__(self) -> MpcClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, method: Any, req: Any, timeout: float | None = None) -> Any:
+    def _call(self, method: grpc.UnaryUnaryMultiCallable[_Req, _Resp], req: _Req, timeout: float | None = None) -> _Resp:
         try:
             return method(req, timeout=timeout or self.timeout)
         except grpc.RpcError as e:
@@ -496,9 +498,9 @@ class MpcClient:
 
     def list_sign_requests(self, *, state: str | None = None, key_id: bytes | str | None = None, limit: int = 0) -> list[SignRequest]:
         kid = bytes.fromhex(key_id) if isinstance(key_id, str) else (key_id or b"")
-        pb_state = 0
+        pb_state: str | None = None  # the enum value's name (protobuf accepts it): unset is UNSPECIFIED
         if state is not None:
-            names = {v: k for k, v in _SIGN_STATE.items()}
+            names = {v: coordinator_pb2.SignRequestState.Name(k) for k, v in _SIGN_STATE.items()}
             if state not in names:
                 raise ValueError(f"state: must be one of {', '.join(SIGN_STATES)}")
             pb_state = names[state]
@@ -642,7 +644,7 @@ class MpcClient:
         current = self.get_policy(kid)
         version = 1 if (kid and current.inherited) else current.policy.version + 1
         base = current.policy
-        fields = {
+        fields: dict[str, Any] = {
             "version": version, "approvers": dict(base.approvers), "approval_quorum": base.approval_quorum,
             "requesters": base.requesters, "ttl_seconds": base.ttl_seconds, "rate_limit": base.rate_limit,
         }
@@ -668,8 +670,8 @@ class MpcClient:
         return self._proposal(self._call(self._stub.GetPolicyProposal, coordinator_pb2.GetPolicyProposalRequest(proposal_id=proposal_id)))
 
     def list_proposals(self, state: str | None = None) -> list[Proposal]:
-        names = {v: k for k, v in _PROPOSAL_STATE.items()}
-        r = self._call(self._stub.ListPolicyProposals, coordinator_pb2.ListPolicyProposalsRequest(state=names[state] if state else 0))
+        names = {v: coordinator_pb2.ProposalState.Name(k) for k, v in _PROPOSAL_STATE.items()}
+        r = self._call(self._stub.ListPolicyProposals, coordinator_pb2.ListPolicyProposalsRequest(state=names[state] if state else None))
         return [self._proposal(p) for p in r.proposals]
 
     @staticmethod
@@ -870,7 +872,7 @@ class MpcClient:
             if not out.entries:
                 out.head_seq = page.head_seq
             out.entries.extend(page.entries)
-            if not page.entries or len(out.entries) >= page.head_seq and page.entries[-1].seq >= page.head_seq:
+            if not page.entries or (len(out.entries) >= page.head_seq and page.entries[-1].seq >= page.head_seq):
                 return out
             if page.entries[-1].seq <= after:  # not advancing (a misbehaving relay): verify what we have
                 return out
@@ -900,7 +902,7 @@ class SigningTeam:
     def from_cluster(
         directory: str | Path, *, requester: str = "requester1", approvers: Sequence[str] = ("approver1", "approver2"),
         timeout: float = 300.0,
-    ) -> "SigningTeam":
+    ) -> SigningTeam:
         return SigningTeam(
             MpcClient.from_cluster(directory, identity=requester, timeout=timeout),
             [MpcClient.from_cluster(directory, identity=a, timeout=timeout) for a in approvers],
@@ -910,7 +912,7 @@ class SigningTeam:
         for c in (self.requester, *self.approvers):
             c.close()
 
-    def __enter__(self) -> "SigningTeam":
+    def __enter__(self) -> SigningTeam:
         return self
 
     def __exit__(self, *exc: object) -> None:

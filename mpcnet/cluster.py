@@ -222,7 +222,8 @@ class Layout:
         return out
 
     def read_info(self) -> dict[str, Any]:
-        return json.loads(self.info_path.read_text())
+        info: dict[str, Any] = json.loads(self.info_path.read_text())
+        return info
 
 
 def load_layout(directory: Path) -> Layout:
@@ -404,7 +405,9 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def info_doc(lay: Layout, pids: dict[str, int], supervisor_pid: int | None, status: str, restarts: dict[str, int] | None = None) -> dict[str, Any]:
+def info_doc(
+    lay: Layout, pids: dict[str, int], supervisor_pid: int | None, status: str, restarts: dict[str, int] | None = None
+) -> dict[str, Any]:
     eps = lay.endpoints()
     certs = {"client": {"cert": str(lay.cert("client").cert), "key": str(lay.cert("client").key)}}
     identities = {}
@@ -432,7 +435,10 @@ def info_doc(lay: Layout, pids: dict[str, int], supervisor_pid: int | None, stat
         "admin_set": admin_set.to_dict(),
         "governance_root": admin_set.digest().hex(),
         "audit": {
-            name: {"public_key": key, "db": str(lay.coordinator_dir / "audit.db" if name == "coordinator" else lay.dir / "nodes" / name / "audit.db")}
+            name: {
+                "public_key": key,
+                "db": str(lay.coordinator_dir / "audit.db" if name == "coordinator" else lay.dir / "nodes" / name / "audit.db"),
+            }
             for name, key in audit_keys.items()
         },
         "supervisor_pid": supervisor_pid,
@@ -525,7 +531,7 @@ class LocalCluster:
                 p.kill()
                 p.wait()
 
-    def __enter__(self) -> "LocalCluster":
+    def __enter__(self) -> LocalCluster:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from mpcnet.cluster import (
     ClusterError,
@@ -45,7 +45,8 @@ log = logging.getLogger("mpc-cluster")
 STOP_GRACE_S = 10.0
 
 
-def _alive(pid: int | None) -> bool:
+def _alive(pid: int | None) -> TypeGuard[int]:
+    """Whether ``pid`` (None or 0: no process) is a running process that is not a zombie."""
     if not pid:
         return False
     try:
@@ -81,7 +82,8 @@ def _describe(left: dict[str, int]) -> str:
 
 def _read_info(lay: Layout) -> dict[str, Any] | None:
     try:
-        return json.loads(lay.info_path.read_text())
+        info: dict[str, Any] = json.loads(lay.info_path.read_text())
+        return info
     except (OSError, ValueError):
         return None
 
@@ -261,7 +263,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         if info and info.get("status") == "running" and info.get("supervisor_pid") == sup.pid:
             print_status(lay, info, as_json=args.json)
             return 0
-        if info and info.get("status") == "failed" or sup.poll() is not None:
+        if (info and info.get("status") == "failed") or sup.poll() is not None:
             print(f"mpc-cluster: the cluster failed to start; see {lay.log('supervisor')} and {lay.dir / 'logs'}", file=sys.stderr)
             return 1
         time.sleep(0.1)
@@ -287,11 +289,12 @@ def print_status(lay: Layout, info: dict[str, Any], *, as_json: bool, probe: boo
     if as_json:
         print(json.dumps(doc, indent=2))
         return doc
-    print(f"cluster {lay.dir}: {state}, {info['threshold']}-of-{len(info['nodes'])}" + (f", supervisor pid {info['supervisor_pid']}" if sup_alive else ""))
+    supervisor = f", supervisor pid {info['supervisor_pid']}" if sup_alive else ""
+    print(f"cluster {lay.dir}: {state}, {info['threshold']}-of-{len(info['nodes'])}{supervisor}")
     for p in procs:
         health = "healthy" if p["healthy"] else "DOWN"
         extra = f", restarted {p['restarts']}x" if p["restarts"] else ""
-        print(f"  {p['name']:<12} {p['endpoint']:<22} pid {str(p.get('pid') or '-'):<8} {health}{extra}")
+        print(f"  {p['name']:<12} {p['endpoint']:<22} pid {p.get('pid') or '-'!s:<8} {health}{extra}")
     print(f"client: mpc --cluster {lay.dir} --as admin1 keys   (identities: {lay.dir}/identities)")
     return doc
 

@@ -46,17 +46,18 @@ class Fields:
             return default
         return self.doc[key]
 
-    def text(self, key: str, default: str | None = None, *, required: bool = True) -> str:
-        v = self._get(key, default, required and default is None)
-        if v is not None and not isinstance(v, str):
+    def text(self, key: str, default: str | None = None) -> str:
+        """The string at ``key``, or ``default`` when it is absent (required when ``default`` is None)."""
+        v = self._get(key, default, default is None)
+        if not isinstance(v, str):
             raise self.error(key, "must be a string")
-        return v  # type: ignore[no-any-return]
+        return v
 
     def opt_str(self, key: str) -> str | None:
         v = self._get(key, None, False)
         if v is not None and not isinstance(v, str):
             raise self.error(key, "must be a string")
-        return v  # type: ignore[no-any-return]
+        return v
 
     def integer(self, key: str, default: int | None = None, *, lo: int | None = None, hi: int | None = None) -> int:
         v = self._get(key, default, default is None)
@@ -110,10 +111,10 @@ class Fields:
             raise self.error(key, f"must be HOST:PORT, got {v!r}")
         return v
 
-    def obj(self, key: str) -> "Fields":
+    def obj(self, key: str) -> Fields:
         return Fields(self._get(key, None, True), self.where, self._name(key), self.base)
 
-    def list(self, key: str) -> list["Fields"]:
+    def list(self, key: str) -> list[Fields]:
         v = self._get(key, None, True)
         if not isinstance(v, list) or not v:
             raise self.error(key, "must be a non-empty list")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import SupportsIndex, SupportsInt
 
 from governance.policy import DEFAULT_SCOPE, KeyPolicy, SignedPolicyChange
 from mpcnet.rpc import invalid
@@ -38,8 +39,10 @@ def _as_int(v: object) -> int:
         return int(v)
     if isinstance(v, int):
         return v if -(2**63) <= v < 2**63 else -1
+    if not isinstance(v, (str, bytes, bytearray, SupportsInt, SupportsIndex)):
+        return -1
     try:
-        return int(v)  # type: ignore[call-overload]
+        return int(v)
     except (TypeError, ValueError):
         return -1
 

@@ -17,6 +17,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import grpc
 from cryptography import x509
@@ -142,7 +143,7 @@ def _same_public_key(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) ->
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def _self_signed_ca(key: ec.EllipticCurvePrivateKey, name: str) -> x509.Certificate:
@@ -374,7 +375,8 @@ def peer_identity(context: grpc.ServicerContext) -> CertIdentity | None:
     """
     if context.peer_identity_key() is None:  # not an authenticated (mTLS) connection
         return None
-    certs = context.auth_context().get("x509_pem_cert")
+    # types-grpcio types the values as bytes; grpc maps each property to a list of values
+    certs = cast("Sequence[bytes] | None", context.auth_context().get("x509_pem_cert"))
     if not certs:
         return None
     return identity_from_cert(certs[0])

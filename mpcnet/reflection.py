@@ -20,8 +20,7 @@ from collections.abc import Iterator, Sequence
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool
 from google.protobuf.message import DecodeError
-from grpc_reflection.v1alpha import reflection as reflection_v1alpha
-from grpc_reflection.v1alpha import reflection_pb2 as pb
+from grpc_reflection.v1alpha import reflection as reflection_v1alpha, reflection_pb2 as pb
 
 V1ALPHA_SERVICE_NAME: str = reflection_v1alpha.SERVICE_NAME  # grpc.reflection.v1alpha.ServerReflection
 V1_PACKAGE = "grpc.reflection.v1"
@@ -84,7 +83,9 @@ def enable_server_reflection(service_names: Sequence[str], server: grpc.Server) 
     names = (*service_names, V1_SERVICE_NAME, V1ALPHA_SERVICE_NAME)
     servicer = reflection_v1alpha.ReflectionServicer(names)
 
-    def info(requests: Iterator[pb.ServerReflectionRequest | _Malformed], context: grpc.ServicerContext) -> Iterator[pb.ServerReflectionResponse]:
+    def info(
+        requests: Iterator[pb.ServerReflectionRequest | _Malformed], context: grpc.ServicerContext
+    ) -> Iterator[pb.ServerReflectionResponse]:
         def checked() -> Iterator[pb.ServerReflectionRequest]:
             for r in requests:
                 if isinstance(r, _Malformed):

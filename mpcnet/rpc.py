@@ -18,7 +18,8 @@ import signal
 import threading
 import time
 import unicodedata
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, cast
 
 import grpc
 from google.protobuf.message import DecodeError, Message
@@ -155,7 +156,7 @@ def service_handler(
     what it returns None for is logged and answered INTERNAL."""
     from google.protobuf import message_factory
 
-    handlers = {}
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
     for method in service_descriptor.methods:
         req_cls = message_factory.GetMessageClass(method.input_type)
         fn = getattr(servicer, method.name)
@@ -257,7 +258,8 @@ def wait_for_health(channel: grpc.Channel, service: str = "", timeout: float = 1
     deadline = time.monotonic() + timeout
     while True:
         try:
-            resp = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=1.0)
+            # types-grpcio-health-checking declares HealthStub without its methods
+            resp = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=1.0)  # type: ignore[attr-defined]
             if resp.status == health_pb2.HealthCheckResponse.SERVING:
                 return True
         except grpc.RpcError:
@@ -278,10 +280,11 @@ def status_of(e: grpc.RpcError) -> tuple[grpc.StatusCode, str]:
 
 def trailing(e: grpc.RpcError, key: str) -> str | None:
     try:
-        md = e.trailing_metadata()  # type: ignore[attr-defined]
+        md = e.trailing_metadata()
     except Exception:
         return None
-    for k, v in md or ():
+    # types-grpcio types the items as _Metadatum objects; grpc returns (key, value) tuples
+    for k, v in cast("Iterable[tuple[str, str | bytes]]", md or ()):
         if k == key:
             return v if isinstance(v, str) else v.decode()
     return None

@@ -144,7 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         directory = args.cluster
     try:
-        with MpcClient.from_cluster(directory, identity="admin1", timeout=300) as c, SigningTeam.from_cluster(directory, timeout=300) as team:
+        with (
+            MpcClient.from_cluster(directory, identity="admin1", timeout=300) as c,
+            SigningTeam.from_cluster(directory, timeout=300) as team,
+        ):
             st = c.cluster_status()
             result: dict[str, Any] = {
                 "config": {
@@ -193,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     q = result["sign_after_quorum"]
     print(f"{'  of which quorum->done':<22}{q['n']:>5}{q['p50_ms']:>10.1f}{q['p99_ms']:>10.1f}{'':>9}{0:>8}")
     for r in result["throughput"]:
-        print(f"{'sign @ concurrency ' + str(r['concurrency']):<22}{r['n']:>5}{r['p50_ms']:>10.1f}{r['p99_ms']:>10.1f}{r['throughput_per_s']:>9.1f}{r['errors']:>8}")
+        label = f"sign @ concurrency {r['concurrency']}"
+        print(f"{label:<22}{r['n']:>5}{r['p50_ms']:>10.1f}{r['p99_ms']:>10.1f}{r['throughput_per_s']:>9.1f}{r['errors']:>8}")
     return 0
 
 

@@ -26,6 +26,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import bench_protocol  # noqa: E402
 
+from crypto_core.params import LAMBDA_C, SUPPORTED_LAMBDA  # noqa: E402
+
 ANCHOR_SRC = ROOT.parent / "shared" / "bench" / "dkls-wasm"
 ANCHOR_DIR = ROOT / ".bench" / "dkls-wasm"
 
@@ -80,7 +82,7 @@ def main() -> int:
     ap.add_argument("--signatures", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=1, help="repeat the interleaved comparison; report median ratios")
     ap.add_argument("--json", type=Path)
-    ap.add_argument("--lambda-c", type=int, default=bench_protocol.LAMBDA_C, choices=bench_protocol.SUPPORTED_LAMBDA)
+    ap.add_argument("--lambda-c", type=int, default=LAMBDA_C, choices=SUPPORTED_LAMBDA)
     args = ap.parse_args()
     configs = [tuple(map(int, c.split("/"))) for c in args.configs.split(",")]
     # interleaved per configuration (anchor, then ours), so that load drifting on a shared
@@ -106,12 +108,15 @@ def main() -> int:
 
 def _table(runs: list[dict[str, Any]]) -> None:
     keys = list(runs[0]["ours"])
-    print(f"{'config':<7}{'phase':<9}{'ours ms':>10}{'anchor ms':>11}{'ratio':>8}{'  [range]':<17}{'ours bytes':>13}{'anchor bytes':>14}{'ratio':>8}")
+    print(
+        f"{'config':<7}{'phase':<9}{'ours ms':>10}{'anchor ms':>11}{'ratio':>8}{'  [range]':<17}"
+        f"{'ours bytes':>13}{'anchor bytes':>14}{'ratio':>8}"
+    )
     for key in keys:
         for phase in PHASES:
             o = [r["ours"][key][phase] for r in runs]
             a = [r["anchor"][key][phase] for r in runs]
-            ratios = [x["median"] / y["median"] for x, y in zip(o, a)]
+            ratios = [x["median"] / y["median"] for x, y in zip(o, a, strict=True)]
             om = statistics.median(x["median"] for x in o)
             am = statistics.median(y["median"] for y in a)
             rng = f"  [{min(ratios):.3f}-{max(ratios):.3f}]" if len(runs) > 1 else ""

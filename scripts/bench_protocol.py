@@ -26,12 +26,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from crypto_core.combiner import combine  # noqa: E402
-from crypto_core.dkg import DkgConfig, DkgParty  # noqa: E402
-from crypto_core.keyshare import KeyShare  # noqa: E402
-from crypto_core.local import RunStats, run  # noqa: E402
-from crypto_core.params import LAMBDA_C, SUPPORTED_LAMBDA  # noqa: E402
-from crypto_core.sign import PresignParty, SignConfig  # noqa: E402
+from crypto_core.combiner import combine
+from crypto_core.dkg import DkgConfig, DkgParty
+from crypto_core.keyshare import KeyShare
+from crypto_core.local import RunStats, run
+from crypto_core.params import LAMBDA_C, SUPPORTED_LAMBDA
+from crypto_core.sign import PresignParty, SignConfig
 
 
 def summarize(samples_ms: list[float], nbytes: int) -> dict[str, float | int]:
@@ -66,7 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--signatures", type=int, default=20, help="signing repetitions (random signer subsets)")
     ap.add_argument("--json", type=Path, help="write the figures as JSON to this path")
     ap.add_argument("--warmup", type=int, default=1, help="untimed warm-up signatures")
-    ap.add_argument("--lambda-c", type=int, default=LAMBDA_C, choices=SUPPORTED_LAMBDA, help="base OTs per ordered pair (security parameter of the OT extension)")
+    ap.add_argument(
+        "--lambda-c", type=int, default=LAMBDA_C, choices=SUPPORTED_LAMBDA,
+        help="base OTs per ordered pair (security parameter of the OT extension)",
+    )
     args = ap.parse_args(argv)
     t, n = args.threshold, args.parties
     if not 2 <= t <= n:

@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Generate the Python protobuf and gRPC code for proto/mpc/v1/*.proto.
 
-The generated modules are committed next to the .proto files (package ``proto.mpc.v1``);
-tests/integration/test_proto.py fails when they are stale. Run after editing a .proto::
+The generated modules are committed next to the .proto files (package ``proto.mpc.v1``):
+``*_pb2.py`` and ``*_pb2.pyi`` (protoc), ``*_pb2_grpc.py`` (grpcio-tools) and ``*_pb2_grpc.pyi``
+(the typed stubs and servicers, from mypy-protobuf's ``protoc-gen-mypy_grpc`` plugin in the dev
+extra, which mypy checks the hand-written callers against); tests/integration/test_proto.py fails
+when they are stale. Run after editing a .proto::
 
     python scripts/gen_proto.py            # regenerate in place
     python scripts/gen_proto.py --check    # exit 1 if the committed code is stale
@@ -28,6 +31,15 @@ def proto_files() -> list[Path]:
     return sorted(PACKAGE_DIR.glob("*.proto"))
 
 
+def _mypy_grpc_plugin() -> Path:
+    """mypy-protobuf's gRPC stub generator, installed beside this interpreter (not resolved: in a
+    virtual environment ``sys.executable`` is a link inside its ``bin``)."""
+    plugin = Path(sys.executable).parent / "protoc-gen-mypy_grpc"
+    if not plugin.exists():
+        raise SystemExit(f"{plugin}: missing; install the dev extra (mypy-protobuf)")
+    return plugin
+
+
 def generate(out_dir: Path) -> list[Path]:
     """Generate every module into ``out_dir``; returns the files written (sorted)."""
     import grpc_tools
@@ -42,6 +54,8 @@ def generate(out_dir: Path) -> list[Path]:
             f"--python_out={tmp}",
             f"--pyi_out={tmp}",
             f"--grpc_python_out={tmp}",
+            f"--plugin=protoc-gen-mypy_grpc={_mypy_grpc_plugin()}",
+            f"--mypy_grpc_out={tmp}",
             *[str(p.relative_to(PROTO_ROOT)) for p in proto_files()],
         ]
         if protoc.main(args) != 0:
@@ -62,7 +76,7 @@ def generate(out_dir: Path) -> list[Path]:
 def generated_names() -> list[str]:
     names = []
     for p in proto_files():
-        names += [f"{p.stem}_pb2.py", f"{p.stem}_pb2.pyi", f"{p.stem}_pb2_grpc.py"]
+        names += [f"{p.stem}_pb2.py", f"{p.stem}_pb2.pyi", f"{p.stem}_pb2_grpc.py", f"{p.stem}_pb2_grpc.pyi"]
     return sorted(names)
 
 

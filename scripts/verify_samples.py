@@ -9,6 +9,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from coincurve import PublicKey
 from cryptography.exceptions import InvalidSignature
@@ -19,7 +20,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, decode_ds
 HALF_Q = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0
 
 
-def check(sample: dict) -> str | None:
+def check(sample: dict[str, Any]) -> str | None:
+    """Why the sample (parsed JSON: public_key, signature_der, digest in hex; recovery_id) fails, or None."""
     pub = bytes.fromhex(sample["public_key"])
     der = bytes.fromhex(sample["signature_der"])
     digest = bytes.fromhex(sample["digest"])

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
 from crypto_core.errors import ProtocolAbort
 from crypto_core.local import Party, Tamper, route

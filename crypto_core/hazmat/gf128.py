@@ -19,7 +19,7 @@ Two kinds of code live here:
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -174,7 +174,7 @@ def bit_transpose(rows: U8Array) -> U8Array:
 
 def bit_transpose_ref(rows: U8Array) -> U8Array:
     """Reference for :func:`bit_transpose` through one byte per bit (slow, for tests)."""
-    n, w = rows.shape
+    n, _ = rows.shape
     if n % 8:
         raise ValueError("bit_transpose needs a multiple of 8 rows")
     bits = np.unpackbits(rows, axis=1, bitorder="little")  # (N, 8W)
@@ -197,7 +197,7 @@ class Folder:
       numpy, no BLAS threads, no per-row Python work.
     """
 
-    __slots__ = ("m", "row_len", "_basis", "_idx")
+    __slots__ = ("_basis", "_idx", "m", "row_len")
 
     def __init__(self, chis: Sequence[int]) -> None:
         m = len(chis)

@@ -85,7 +85,7 @@ class Layout:
     col_records: struct.Struct
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def layout(rows: int) -> Layout:
     if rows not in SUPPORTED_LAMBDA:
         raise UsageError(f"OT extension: lambda_c must be one of {SUPPORTED_LAMBDA}, got {rows}")

@@ -39,7 +39,7 @@ class OteReceiverSeeds:
         w.raw(b"".join(self.seeds0)).raw(b"".join(self.seeds1))
 
     @staticmethod
-    def read(r: Reader, field: str, lambda_c: int) -> "OteReceiverSeeds":
+    def read(r: Reader, field: str, lambda_c: int) -> OteReceiverSeeds:
         s0 = r.take(KEY_LEN * lambda_c, field + ".seeds0")
         s1 = r.take(KEY_LEN * lambda_c, field + ".seeds1")
         return OteReceiverSeeds(_split(s0), _split(s1))
@@ -71,7 +71,7 @@ class OteSenderSeeds:
         w.raw(self.delta).raw(b"".join(self.seeds))
 
     @staticmethod
-    def read(r: Reader, field: str, lambda_c: int) -> "OteSenderSeeds":
+    def read(r: Reader, field: str, lambda_c: int) -> OteSenderSeeds:
         delta = r.take(lambda_c // 8, field + ".delta")
         s = r.take(KEY_LEN * lambda_c, field + ".seeds")
         return OteSenderSeeds(delta, _split(s))
@@ -96,7 +96,7 @@ class PairwiseSetup:
         w.raw(self.zero_seed)
 
     @staticmethod
-    def read(r: Reader, field: str, lambda_c: int) -> "PairwiseSetup":
+    def read(r: Reader, field: str, lambda_c: int) -> PairwiseSetup:
         peer = r.u16(field + ".peer")
         return PairwiseSetup(
             peer,

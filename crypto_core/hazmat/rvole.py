@@ -41,14 +41,14 @@ import hashlib
 import hmac
 import operator
 import struct
+from collections.abc import Callable
 from itertools import repeat
-from typing import Callable
 
 import numpy as np
 import numpy.typing as npt
 
 from ..errors import ProtocolAbort, UsageError
-from ..group import Q, SCALAR_LEN
+from ..group import SCALAR_LEN, Q
 from ..params import LAMBDA_C
 from ..rng import Rng, random_scalar
 from ..tags import Tag
@@ -147,7 +147,7 @@ def _combine(limb_sums: list[int]) -> int:
 class RvoleBob:
     """Bob's side. :meth:`start` sends message 1; :meth:`finish` consumes message 2 once."""
 
-    __slots__ = ("chi", "_sid", "_peer", "_beta", "_beta3", "_gamma", "_g_beta", "_d_gamma", "_done")
+    __slots__ = ("_beta", "_beta3", "_d_gamma", "_done", "_g_beta", "_gamma", "_peer", "_sid", "chi")
 
     def __init__(
         self,
@@ -173,7 +173,7 @@ class RvoleBob:
         return f"RvoleBob(peer={self._peer}, used={self._done})"
 
     @staticmethod
-    def start(seeds: OteReceiverSeeds, sid: bytes, rng: Rng, *, peer: int) -> tuple["RvoleBob", bytes]:
+    def start(seeds: OteReceiverSeeds, sid: bytes, rng: Rng, *, peer: int) -> tuple[RvoleBob, bytes]:
         """Bob round 1: random ``beta``, ``chi = <g, beta>``, OT-extension receiver message."""
         _check_sid(sid)
         sid = bytes(sid)

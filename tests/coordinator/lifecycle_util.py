@@ -117,7 +117,9 @@ class FakeNodes:
         self.served: dict[str, common_pb2.Signature] = {}
         self.calls: dict[str, int] = {}
 
-    def __call__(self, rid: str, key: KeyRecord, digest: bytes, path: tuple[int, ...], bundle: bytes) -> tuple[common_pb2.Signature, tuple[int, ...], int]:
+    def __call__(
+        self, rid: str, key: KeyRecord, digest: bytes, path: tuple[int, ...], bundle: bytes
+    ) -> tuple[common_pb2.Signature, tuple[int, ...], int]:
         rec = self.world.db.get_sign_request(rid)
         assert rec is not None and rec.state == "signing", f"signer called for {rid} in state {rec and rec.state}"
         approvals = [a for a in self.world.db.approvals(rid) if a.decision == "approve"]

@@ -17,15 +17,14 @@ import tempfile
 from pathlib import Path
 
 import grpc
-from hypothesis import event, settings
-from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis import event, settings, strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from governance.approval import Decision
 from mpcnet.rpc import RpcError
 from mpcnet.stores.audit import verify_audit
 
-from .lifecycle_util import APPROVERS, IDENTITY, TTL_S, Crash, World
+from .lifecycle_util import APPROVERS, TTL_S, Crash, World
 
 MAX_REQUESTS = 4
 OK_CODES = {grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.ALREADY_EXISTS}
@@ -146,7 +145,7 @@ class Lifecycle(RuleBasedStateMachine):
                 assert rec.signature == w.nodes.served[rid].SerializeToString()
             actions = [(e.action, e.actor) for e in w.entries(rid)]
             assert actions.count(("sign-request", "req-1")) == 1, (rid, actions)
-            for approver, decision in stored.items():
+            for approver in stored:
                 assert [a for a in actions if a == ("sign-decision", approver)] == [("sign-decision", approver)], (rid, actions)
             path = ["signing"] if rec.state in ("signing", "done") or (rec.state in ("expired", "failed") and approvals >= 2) else []
             if rec.state != "signing" and rec.state != "pending_approval":

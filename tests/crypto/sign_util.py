@@ -9,7 +9,9 @@ from crypto_core.sign import Presignature, PresignParty, SignConfig
 from .dkg_util import keygen
 
 
-def presign(keys: dict[int, KeyShare], signers, session=b"P" * 32, path=(), seed=b"ps", tamper: Tamper | None = None) -> dict[int, Presignature]:
+def presign(
+    keys: dict[int, KeyShare], signers, session=b"P" * 32, path=(), seed=b"ps", tamper: Tamper | None = None
+) -> dict[int, Presignature]:
     ps = {i: PresignParty(keys[i], SignConfig(session, tuple(signers), tuple(path)), DeterministicRng(seed + bytes([i]))) for i in signers}
     run(ps, tamper)
     return {i: p.result for i, p in ps.items()}

@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from crypto_core.errors import ProtocolAbort
-from crypto_core.group import G, INFINITY
+from crypto_core.group import INFINITY, G
 from crypto_core.hazmat import base_ot
 from crypto_core.rng import DeterministicRng
 
@@ -27,7 +27,7 @@ def test_other_session_gives_unrelated_keys():
     state, msg = base_ot.receiver_message(b"a" * 32, rng, count=8)
     keys, reply = base_ot.sender_reply(b"b" * 32, msg, rng, peer=2, count=8)
     got = base_ot.receiver_finish(b"a" * 32, state, reply, peer=1)
-    assert all(g not in ks for g, ks in zip(got, keys))
+    assert all(g not in ks for g, ks in zip(got, keys, strict=True))
 
 
 def test_rejects_bad_sizes_and_identity():

@@ -3,7 +3,6 @@
 import itertools
 
 import pytest
-from ..conftest import scaled
 from hypothesis import given, settings, strategies as st
 
 from crypto_core.dkg import DkgConfig, DkgParty
@@ -12,6 +11,7 @@ from crypto_core.group import Point
 from crypto_core.keyshare import KeyShare
 from crypto_core.shamir import interpolate_at_zero, interpolate_points_at_zero
 
+from ..conftest import scaled
 from .dkg_util import keygen
 
 
@@ -76,6 +76,7 @@ def test_parties_disagreeing_on_lambda_abort():
     from crypto_core.dkg import DkgConfig, DkgParty
     from crypto_core.errors import ProtocolAbort
     from crypto_core.rng import DeterministicRng
+
     from ..harness import run_collect
 
     ps = {i: DkgParty(DkgConfig(b"S" * 32, 2, 3, i, b"", 256 if i == 3 else 128), DeterministicRng(bytes([i]))) for i in (1, 2, 3)}

@@ -8,7 +8,6 @@ knowledge, and messages from another session.
 from __future__ import annotations
 
 import pytest
-from ..conftest import scaled
 from hypothesis import given, settings, strategies as st
 
 from crypto_core import schnorr
@@ -18,6 +17,7 @@ from crypto_core.errors import ProtocolAbort
 from crypto_core.group import G, Point
 from crypto_core.session import Delivery
 
+from ..conftest import scaled
 from ..harness import flip_bit, run_collect
 from .dkg_util import make_parties
 

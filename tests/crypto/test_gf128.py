@@ -105,9 +105,9 @@ def test_fold_is_linear_and_pads_pass_through():
     assert folder.fold_one(one) == gf128.to_block(3)
     a = bytes(range(80))
     b = bytes(range(100, 180))
-    ab = bytes(x ^ y for x, y in zip(a, b))
+    ab = bytes(x ^ y for x, y in zip(a, b, strict=True))
     fa, fb, fab = folder.fold_one(a), folder.fold_one(b), folder.fold_one(ab)
-    assert fab == bytes(x ^ y for x, y in zip(fa, fb))
+    assert fab == bytes(x ^ y for x, y in zip(fa, fb, strict=True))
 
 
 def test_fold_rejects_wrong_shapes():

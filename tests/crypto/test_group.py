@@ -4,7 +4,7 @@ from coincurve import PrivateKey, PublicKey
 from hypothesis import given, strategies as st
 
 from crypto_core.errors import DecodeError
-from crypto_core.group import G, INFINITY, Q, Point, point_sum, scalar_from_bytes, scalar_to_bytes
+from crypto_core.group import INFINITY, G, Point, Q, point_sum, scalar_from_bytes, scalar_to_bytes
 
 scalars = st.integers(min_value=1, max_value=Q - 1)
 
@@ -66,4 +66,4 @@ def test_generator_and_coordinates():
     assert not G.y_is_odd
     assert G.encode_uncompressed()[0] == 4
     with pytest.raises(ValueError):
-        INFINITY.x
+        _ = INFINITY.x

@@ -93,7 +93,10 @@ def test_rows_match_notes_formulas(seeds, run):
     """White-box: U_k = T_k ^ PRG(K_{k,1}) ^ x and the check values are fold() of the rows."""
     recv, _ = seeds
     beta, out, _ = run
-    prg = lambda k, seed: hashlib.shake_256(frame((Tag.OTE_PRG.bytes, SID, u32(k), seed))).digest(80)
+
+    def prg(k: int, seed: bytes) -> bytes:
+        return hashlib.shake_256(frame((Tag.OTE_PRG.bytes, SID, u32(k), seed))).digest(80)
+
     u = out.msg[: LAY.u_len]
     x_tilde = out.msg[LAY.u_len: LAY.u_len + 16]
     t_tilde = out.msg[LAY.u_len + 16:]
@@ -102,7 +105,7 @@ def test_rows_match_notes_formulas(seeds, run):
     for k in (0, 1, LAY.rows - 1):
         t_k, v_k = prg(k, recv.seeds0[k]), prg(k, recv.seeds1[k])
         u_k = u[80 * k: 80 * k + 80]
-        x_k = bytes(a ^ b ^ c for a, b, c in zip(u_k, t_k, v_k))
+        x_k = bytes(a ^ b ^ c for a, b, c in zip(u_k, t_k, v_k, strict=True))
         assert x_k[:64] == beta
         x = x_k if x is None else x
         assert x_k == x  # the same x in every row

@@ -101,7 +101,9 @@ def test_rvole_bob():
 
 
 def test_decoded_peer_messages():
-    r2 = _Round2([], [], [], b"a" * 32, b"b" * 32, b"c" * 32, 0xDEADBEEF_12345678_9ABCDEF0_0FEDCBA9_87654321, b"z" * 8 + bytes(range(24)), [], b"")
+    r2 = _Round2(
+        [], [], [], b"a" * 32, b"b" * 32, b"c" * 32, 0xDEADBEEF_12345678_9ABCDEF0_0FEDCBA9_87654321, b"z" * 8 + bytes(range(24)), [], b""
+    )
     assert_object_hidden(r2, [r2.share, r2.zero])
     r3 = _Round3(G, b"s" * 32, G, G, G, 0x1234567890ABCDEF_1234567890ABCDEF, b"m" * 8 + bytes(range(56)))
     assert_object_hidden(r3, [r3.psi, r3.msg2])

@@ -173,7 +173,7 @@ def test_all_zero_beta_cannot_see_tampering(seeds):
     eta = int.from_bytes(msg2[ETA_OFF:MU_OFF], "big")
     bad = msg2[:ETA_OFF] + ((eta + 1) % Q).to_bytes(32, "big") + msg2[MU_OFF:]
     d = bob.finish(bad)
-    assert all((ci + di) % Q == 0 for ci, di in zip(c, d))
+    assert all((ci + di) % Q == 0 for ci, di in zip(c, d, strict=True))
     bob2, msg2_tampered = _tampered_run(seeds, 17, 1, 999, rng=ZeroFirstRng())
     bob2.finish(msg2_tampered)
 

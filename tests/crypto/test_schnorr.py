@@ -1,7 +1,7 @@
 from hypothesis import given, strategies as st
 
 from crypto_core import schnorr
-from crypto_core.group import G, INFINITY, Q, Point
+from crypto_core.group import INFINITY, G, Point, Q
 from crypto_core.rng import DeterministicRng
 
 scalars = st.integers(min_value=1, max_value=Q - 1)

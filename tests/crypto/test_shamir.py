@@ -3,7 +3,7 @@ import itertools
 from hypothesis import given, strategies as st
 
 from crypto_core import shamir
-from crypto_core.group import Q, Point
+from crypto_core.group import Point, Q
 from crypto_core.rng import DeterministicRng
 
 
@@ -40,7 +40,7 @@ def _shamir_mod(p, coeffs, x):
 
 def test_fewer_than_t_shares_reveal_nothing_exactly():
     """Over GF(101), for fixed t-1 = 2 indices the share vector is uniform whatever the secret."""
-    p, t, idx = 101, 3, (1, 2)
+    p, idx = 101, (1, 2)  # t = 3
     dists = []
     for secret in (0, 42):
         counts: dict[tuple[int, ...], int] = {}

@@ -10,17 +10,17 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
-from ..conftest import scaled
 from hypothesis import given, settings, strategies as st
 
 from crypto_core import bip32
 from crypto_core.combiner import recover
 from crypto_core.errors import DecodeError, PresignatureUsed, UsageError
-from crypto_core.group import HALF_Q, Q, Point
+from crypto_core.group import HALF_Q, Point, Q
 from crypto_core.hazmat.presignature import load_presignature
 from crypto_core.shamir import interpolate_at_zero
 from crypto_core.sign import PresignParty, SignConfig
 
+from ..conftest import scaled
 from .sign_util import keygen, presign, sign
 
 

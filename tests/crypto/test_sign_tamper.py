@@ -5,7 +5,6 @@ refuses the signature. Never a wrong signature, never an unhandled exception."""
 from __future__ import annotations
 
 import pytest
-from ..conftest import scaled
 from hypothesis import given, settings, strategies as st
 
 from crypto_core.codec import HEADER_LEN
@@ -14,6 +13,7 @@ from crypto_core.errors import ProtocolAbort
 from crypto_core.rng import DeterministicRng
 from crypto_core.sign import PresignParty, SignConfig
 
+from ..conftest import scaled
 from ..harness import flip_bit, run_collect
 from .dkg_util import keygen
 

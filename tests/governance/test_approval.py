@@ -7,8 +7,7 @@ import json
 import random
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from governance.approval import (
     MAX_CLOCK_SKEW_MS,
@@ -280,10 +279,10 @@ def test_tally_is_order_free_and_subsets_never_exceed_the_full_set(
     names = sorted(APPROVER_KEYS)[:k]
     pol = policy(quorum=m, approvers=names)
     req = request(policy_digest=pol.digest())
-    approvals = [sign_approval(req, n, APPROVER_KEYS[n], d) for n, d in zip(names, decisions) if d is not None]
+    approvals = [sign_approval(req, n, APPROVER_KEYS[n], d) for n, d in zip(names, decisions[:k], strict=True) if d is not None]
     full = tally(pol, req, approvals)
-    a = sum(1 for n, d in zip(names, decisions) if d is Decision.APPROVE)
-    r = sum(1 for n, d in zip(names, decisions) if d is Decision.REJECT)
+    a = sum(1 for n, d in zip(names, decisions[:k], strict=True) if d is Decision.APPROVE)
+    r = sum(1 for n, d in zip(names, decisions[:k], strict=True) if d is Decision.REJECT)
     expected = "approved" if a >= m else "rejected" if k - r < m else "pending"
     assert full.state == expected
     shuffled = approvals[:]

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from governance.audit import entry_hash, genesis_hash, signed_message, verify_entries
 from governance.errors import GovernanceError
@@ -307,7 +306,7 @@ def test_truncation_needs_the_published_head(log_path: Path, raw_db: sqlite3.Con
 
 
 def test_rewrite_by_the_key_holder_is_caught_by_the_head(log_path: Path, raw_db: sqlite3.Connection) -> None:
-    seq, ts, actor, action, rid, outcome, details, prev, old_hash, _ = _row(raw_db, N)
+    _, ts, actor, action, rid, _, details, prev, old_hash, _ = _row(raw_db, N)
     assert isinstance(prev, bytes) and isinstance(old_hash, bytes)
     new_hash = entry_hash(N, int(ts), str(actor), str(action), str(rid), "rewritten", json.loads(str(details)), prev)  # type: ignore[call-overload]
     raw_db.execute(

@@ -8,8 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from governance._checks import NAME_RE
 from governance.encoding import Encoder
@@ -66,7 +65,7 @@ PUBKEYS = [raw(k) for k in list(ADMIN_KEYS.values()) + list(APPROVER_KEYS.values
 def members(draw: st.DrawFn, max_size: int = 6) -> dict[str, bytes]:
     ns = draw(st.lists(names, min_size=1, max_size=max_size, unique=True))
     keys = draw(st.lists(st.sampled_from(PUBKEYS), min_size=len(ns), max_size=len(ns), unique=True))
-    return dict(zip(ns, keys))
+    return dict(zip(ns, keys, strict=True))
 
 
 @st.composite

@@ -46,7 +46,9 @@ def bundle(lay: Layout, req: SigningRequest, *names: str) -> bytes:
     return ApprovalBundle(req, tuple(approvals(lay, req, *names))).to_bytes()
 
 
-def approved_bundle(lay: Layout, key_id: bytes, digest: bytes, path: Sequence[int] = (), request_id: str | None = None) -> tuple[str, bytes]:
+def approved_bundle(
+    lay: Layout, key_id: bytes, digest: bytes, path: Sequence[int] = (), request_id: str | None = None
+) -> tuple[str, bytes]:
     """A fresh request id and a bundle approved by approver1 and approver2 under the default policy."""
     req = signing_request(lay, key_id, digest, path, request_id=request_id)
     return req.request_id, bundle(lay, req, "approver1", "approver2")

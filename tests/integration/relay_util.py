@@ -3,7 +3,7 @@ test plays the coordinator (honest, malicious or compromised)."""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import grpc
 

@@ -220,7 +220,8 @@ def test_forged_foreign_future_and_newer_head_attestations_are_refused(ac, admin
     rid, b = approved_bundle(lay, key.key_id, DIGEST)
     err = start_error(nodes, 2, params(key.key_id, rid, b, attestation=newer))
     assert err.code() == Code.FAILED_PRECONDITION and kind(err) == "stale-policy"
-    assert f"sign.policy_attestation.heads[{key.key_id.hex()}]: node-2: the attestation names {key.key_id.hex()} v1" in err.details(), err.details()
+    kid = key.key_id.hex()
+    assert f"sign.policy_attestation.heads[{kid}]: node-2: the attestation names {kid} v1" in err.details(), err.details()
     assert not any(released(ac, i, rid) for i in (1, 2, 3))
     out = admin.attest()  # a newer, correct attestation repairs it
     assert out["node-2"] == "confirmed", out

@@ -46,7 +46,9 @@ def mpc_process(d: Path, who: str, *args: str, check: bool = True) -> subprocess
 def sign_via_cli(d: Path, key_id: str, digest: bytes, *extra: str, via=mpc) -> dict:
     """requester1 asks, approver1 and approver2 approve (the second with --wait): the signature.
     ``via``: :func:`mpc` (in this process) or :func:`mpc_process`."""
-    req = json.loads(via(d, "requester1", "request", "sign", "--key", key_id, "--digest", digest.hex(), "--description", "cli test", *extra, "--json").stdout)
+    req = json.loads(via(
+        d, "requester1", "request", "sign", "--key", key_id, "--digest", digest.hex(), "--description", "cli test", *extra, "--json"
+    ).stdout)
     assert req["state"] == "pending_approval" and req["approvals"] == []
     p = via(d, "approver1", "approve", req["request_id"], "--expect-digest", "00" * 32, check=False)
     assert p.returncode == 1 and "nothing was signed" in p.stderr
@@ -145,7 +147,9 @@ def first_line(p: subprocess.Popen[str], timeout: float = 30.0) -> str:
 
 def test_reject_and_watch(cdir: Path) -> None:
     key = [k["key_id"] for k in json.loads(mpc(cdir, "admin1", "keys", "--json").stdout) if k["label"] == "cli"][0]
-    req = json.loads(mpc(cdir, "requester1", "request", "sign", "--key", key, "--digest", "11" * 32, "--description", "no", "--json").stdout)
+    req = json.loads(
+        mpc(cdir, "requester1", "request", "sign", "--key", key, "--digest", "11" * 32, "--description", "no", "--json").stdout
+    )
     watcher = subprocess.Popen(
         [sys.executable, "-m", "mpcnet.cli", "--cluster", str(cdir), "--as", "requester1", "request", "watch", req["request_id"]],
         env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -262,7 +266,8 @@ def test_stop_then_up_again_reuses_keys_and_data(cdir: Path) -> None:
 
 def test_foreground_ctrl_c_stops_everything(tmp_path: Path) -> None:
     p = subprocess.Popen(
-        [sys.executable, "-m", "mpcnet.cluster_cli", "up", "-n", "2", "-t", "2", "--dir", str(tmp_path), "--scrypt-n", "1024", "--foreground"],
+        [sys.executable, "-m", "mpcnet.cluster_cli", "up", "-n", "2", "-t", "2", "--dir", str(tmp_path),
+         "--scrypt-n", "1024", "--foreground"],
         env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:

@@ -215,7 +215,9 @@ def test_standard_health_and_reflection_on_every_server(cluster) -> None:
             stub = reflection_pb2_grpc.ServerReflectionStub(ch)
             resp = next(iter(stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10)))
             names = {s.name for s in resp.list_services_response.service}
-            assert {service, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection", "grpc.reflection.v1.ServerReflection"} <= names
+            assert {
+                service, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection", "grpc.reflection.v1.ServerReflection"
+            } <= names
 
 
 def test_cluster_status_lists_every_node(client: MpcClient) -> None:

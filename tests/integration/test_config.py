@@ -85,7 +85,10 @@ def test_older_cluster_keeps_working(tmp_path) -> None:
         (lambda d: d.pop("governance"), "governance: missing"),
         (lambda d: d["governance"]["admin_set"].update(quorum=0), "governance.admin_set.quorum: must be in [1, 3], got 0"),
         (lambda d: d["governance"]["admin_set"].update(cluster_id="00"), "governance.admin_set.cluster_id: must be 32 bytes"),
-        (lambda d: d["governance"]["initial_policy"]["change"].update(scope="11" * 32), "governance.initial_policy.change.scope: must be 'default'"),
+        (
+            lambda d: d["governance"]["initial_policy"]["change"].update(scope="11" * 32),
+            "governance.initial_policy.change.scope: must be 'default'",
+        ),
         (lambda d: d["governance"]["initial_policy"].update(signatures="x"), "governance.initial_policy.signatures"),
     ],
 )
@@ -117,10 +120,14 @@ def test_coordinator_config_errors_name_the_field(lay, tmp_path, change, message
 def test_processes_refuse_bad_configs_with_a_clear_message(lay, tmp_path) -> None:
     missing = tmp_path / "nope.json"
     for module in ("mpc_node.main", "coordinator.main"):
-        p = subprocess.run([sys.executable, "-m", module, "--config", str(missing)], env=child_env(), capture_output=True, text=True, timeout=60)
+        p = subprocess.run(
+            [sys.executable, "-m", module, "--config", str(missing)], env=child_env(), capture_output=True, text=True, timeout=60
+        )
         assert p.returncode == 2 and str(missing) in p.stderr and "cannot read" in p.stderr
     wrong = edited(lay.node_config(1), tmp_path, lambda d: d.update(passphrase_file=str(tmp_path / "absent")))
-    p = subprocess.run([sys.executable, "-m", "mpc_node.main", "--config", str(wrong)], env=child_env(), capture_output=True, text=True, timeout=60)
+    p = subprocess.run(
+        [sys.executable, "-m", "mpc_node.main", "--config", str(wrong)], env=child_env(), capture_output=True, text=True, timeout=60
+    )
     assert p.returncode == 1 and "passphrase file" in p.stderr and "Traceback" not in p.stderr
 
 
@@ -135,7 +142,9 @@ def test_node_refuses_to_start_with_an_initial_policy_without_admin_quorum(lay, 
             d[k] = str(lay.node_dir(1) / d[k])
 
     bad = edited(lay.node_config(1), tmp_path, one_signature)
-    p = subprocess.run([sys.executable, "-m", "mpc_node.main", "--config", str(bad)], env=child_env(), capture_output=True, text=True, timeout=60)
+    p = subprocess.run(
+        [sys.executable, "-m", "mpc_node.main", "--config", str(bad)], env=child_env(), capture_output=True, text=True, timeout=60
+    )
     assert p.returncode == 1 and "Traceback" not in p.stderr
     assert "governance.initial_policy.signatures: 1 distinct admin(s) signed, 2 required" in p.stderr
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from coordinator.config import load_coordinator_config
-from governance.approval import Decision, SigningRequest, sign_approval
+from governance.approval import Decision, sign_approval
 from mpcnet.client import MpcClient, SigningTeam
 from mpcnet.cluster import child_env, command
 from mpcnet.identities import load_identity

@@ -37,7 +37,6 @@ from .govtools import (
     approved_bundle,
     bundle,
     default_policy,
-    new_request_id,
     now_ms,
     signed_change,
     signing_request,
@@ -157,7 +156,9 @@ def test_nodes_refuse_sessions_without_a_valid_quorum(gc, nodes, gkey) -> None:
     cases.append(("not an approver", req.request_id, with_approvals(req, approvals(lay, req, "approver1") + admin_as_approver), {},
                   Code.PERMISSION_DENIED, "'admin1' is not an approver of this policy"))
     rejected = approvals(lay, req, "approver1") + approvals(lay, req, "approver2", "approver3", decision=Decision.REJECT)
-    cases.append(("rejected", req.request_id, with_approvals(req, rejected), {}, Code.PERMISSION_DENIED, "rejected by approver2, approver3"))
+    cases.append(
+        ("rejected", req.request_id, with_approvals(req, rejected), {}, Code.PERMISSION_DENIED, "rejected by approver2, approver3")
+    )
     cases.append(("approvals of another request", req.request_id, with_approvals(req, approvals(lay, other, "approver1", "approver2")), {},
                   Code.PERMISSION_DENIED, "approvals[0].signature: signature by approver 'approver1' does not verify over this request"))
     expired = fresh(created_ms=now_ms() - 120_000, ttl_ms=60_000)
@@ -166,10 +167,12 @@ def test_nodes_refuse_sessions_without_a_valid_quorum(gc, nodes, gkey) -> None:
     future = fresh(created_ms=now_ms() + 600_000)
     cases.append(("from the future", future.request_id, bundle(lay, future, "approver1", "approver2"), {}, Code.FAILED_PRECONDITION,
                   "request.created_at_ms: request is not valid yet"))
-    for field, override in (("digest", {"digest": b"\x01" * 32}), ("derivation_path", {"path": [7]}), ("request_id", {"request_id": "someone-else"})):
+    for field, override in (
+        ("digest", {"digest": b"\x01" * 32}), ("derivation_path", {"path": [7]}), ("request_id", {"request_id": "someone-else"})
+    ):
         ok = fresh()
-        cases.append((f"session {field} differs", ok.request_id, bundle(lay, ok, "approver1", "approver2"), override, Code.PERMISSION_DENIED,
-                      f"sign.approval_bundle.request.{field}: differs from the session's {field}"))
+        cases.append((f"session {field} differs", ok.request_id, bundle(lay, ok, "approver1", "approver2"), override,
+                      Code.PERMISSION_DENIED, f"sign.approval_bundle.request.{field}: differs from the session's {field}"))
     stranger = fresh(requester="mallory")
     cases.append(("requester not allowed", stranger.request_id, bundle(lay, stranger, "approver1", "approver2"), {}, Code.PERMISSION_DENIED,
                   "request.requester: 'mallory' may not request"))
@@ -272,7 +275,8 @@ def test_nodes_refuse_policy_changes_without_admin_quorum(gc, nodes) -> None:
     moved_change = type(one.change)(DEFAULT_SCOPE, loose, pol.digest(), other_root.digest())
     from mpcnet.identities import load_identity
 
-    moved = type(one)(moved_change, tuple(sign_policy_change(moved_change, a, load_identity(lay.dir, a).signing_key) for a in ("admin1", "admin2")))
+    sigs = tuple(sign_policy_change(moved_change, a, load_identity(lay.dir, a).signing_key) for a in ("admin1", "admin2"))
+    moved = type(one)(moved_change, sigs)
     replay = signed_change(lay, KeyPolicy(2, pol.approvers, 1, pol.requesters, pol.ttl_seconds, pol.rate_limit), None, "admin1", "admin2")
     cases = [
         ("one admin", one, Code.PERMISSION_DENIED, "signed_change.signatures: 1 distinct admin(s) signed, 2 required"),
@@ -321,10 +325,14 @@ def test_coordinator_applies_a_proposal_only_at_the_admin_quorum(gc, admin, admi
 
     sig = sign_policy_change(p.signed_change.change, "admin1", admin.identity.signing_key)
     with pytest.raises(MpcError) as e:
-        admin._call(admin._stub.ApprovePolicyChange, cpb.ApprovePolicyChangeRequest(proposal_id=p.proposal_id, admin="admin2", signature=sig.signature))
+        admin._call(admin._stub.ApprovePolicyChange, cpb.ApprovePolicyChangeRequest(
+            proposal_id=p.proposal_id, admin="admin2", signature=sig.signature
+        ))
     assert e.value.code == Code.PERMISSION_DENIED and "differs from the signing admin 'admin2'" in e.value.message
     with pytest.raises(MpcError) as e:  # admin2's name, admin1's signature
-        admin2._call(admin2._stub.ApprovePolicyChange, cpb.ApprovePolicyChangeRequest(proposal_id=p.proposal_id, admin="admin2", signature=sig.signature))
+        admin2._call(admin2._stub.ApprovePolicyChange, cpb.ApprovePolicyChangeRequest(
+            proposal_id=p.proposal_id, admin="admin2", signature=sig.signature
+        ))
     assert e.value.code == Code.PERMISSION_DENIED and "signature by admin 'admin2' does not verify" in e.value.message
     done = admin2.approve_policy(p.proposal_id)
     assert done.state == "applied" and sorted(done.signers) == ["admin1", "admin2"]
@@ -416,7 +424,8 @@ def test_denials_are_audited(gc) -> None:
     export_jsonl(gc.lay.coordinator_dir / "audit.db", buf)
     entries = [json.loads(x) for x in buf.getvalue().splitlines()]
     assert any(
-        e["action"] == "rpc-denied" and e["actor"] == "auditor1" and e["details"] == {"method": "CreateKey", "role": "auditor", "needed": "admin"}
+        e["action"] == "rpc-denied" and e["actor"] == "auditor1"
+        and e["details"] == {"method": "CreateKey", "role": "auditor", "needed": "admin"}
         for e in entries
     )
 
@@ -430,13 +439,15 @@ def test_names_in_certificates_bind_approvals_and_requests(gc, team, gkey, tmp_p
     with pytest.raises(MpcError) as e:  # approver1 approving as approver2
         a1._call(a1._stub.DecideSignRequest, cpb.DecideSignRequestRequest(
             request_id=r.request_id, approver="approver2", decision=cpb.DECISION_APPROVE, signature=sig.signature))
-    assert e.value.code == Code.PERMISSION_DENIED and "certificate name 'approver1' differs from the approver 'approver2'" in e.value.message
+    assert e.value.code == Code.PERMISSION_DENIED
+    assert "certificate name 'approver1' differs from the approver 'approver2'" in e.value.message
     other = signing_request(gc.lay, gkey.key_id, b"\x06" * 32)
     wrong = sign_approval(other, "approver1", a1.identity.signing_key, Decision.APPROVE)
     with pytest.raises(MpcError) as e:  # a valid signature, over another request
         a1._call(a1._stub.DecideSignRequest, cpb.DecideSignRequestRequest(
             request_id=r.request_id, approver="approver1", decision=cpb.DECISION_APPROVE, signature=wrong.signature))
-    assert e.value.code == Code.PERMISSION_DENIED and "approval.signature: signature by approver 'approver1' does not verify" in e.value.message
+    assert e.value.code == Code.PERMISSION_DENIED
+    assert "approval.signature: signature by approver 'approver1' does not verify" in e.value.message
     assert team.requester.get_sign_request(r.request_id).approvals == ()
     # a second requester certificate: not in the policy, and cannot read requester1's requests
     cert = issue_cert(gc.lay.ca, tmp_path, "requester2", role="requester")
@@ -530,7 +541,10 @@ def test_rate_limit_holds_at_the_nodes_under_concurrent_sessions(gc, admin, admi
     complete = [rid for rid, res in outcomes.items() if all(isinstance(r, node_pb2.StepResponse) and r.finished for r in res.values())]
     assert 1 <= len(complete) <= 2
     for i in (1, 2):
-        shares = [e for e in node_audit(gc, i) if e["action"] == "sign-share" and e["outcome"] == "released" and e["details"].get("key_id") == key.key_id.hex()]
+        shares = [
+            e for e in node_audit(gc, i)
+            if e["action"] == "sign-share" and e["outcome"] == "released" and e["details"].get("key_id") == key.key_id.hex()
+        ]
         assert len(shares) <= 2
     errors = [r for res in outcomes.values() for r in res.values() if isinstance(r, grpc.RpcError)]
     assert errors and all(e.code() == Code.FAILED_PRECONDITION and "rate_limit" in e.details() for e in errors)
@@ -579,7 +593,8 @@ def test_expiry_holds_under_concurrent_requests(gc, team, gkey) -> None:
 def test_a_request_that_expires_while_signing_is_refused_by_the_nodes(gc, team, gkey) -> None:
     for i in range(1, N + 1):
         # 2 s TTL + the nodes' 5 s clock tolerance (clock_tolerance_s) + a margin
-        (gc.lay.dir / "faults" / f"node-{i}.json").write_text(json.dumps({"action": "delay", "protocol": "sign", "round": 2, "seconds": 7.5}))
+        fault = {"action": "delay", "protocol": "sign", "round": 2, "seconds": 7.5}
+        (gc.lay.dir / "faults" / f"node-{i}.json").write_text(json.dumps(fault))
     try:
         r = team.request(gkey.key_id, b"\x77" * 32, description="slow signers", ttl_seconds=2)
     finally:

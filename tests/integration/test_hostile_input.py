@@ -198,8 +198,12 @@ def test_caller_text_in_node_logs_is_escaped(hc, nodes) -> None:
 
 # --- a bounded fuzz of the new node RPCs -------------------------------------------------------
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import (  # noqa: E402
+    HealthCheck,
+    given,
+    settings,
+    strategies as st,
+)
 
 ALLOWED = {Code.INVALID_ARGUMENT, Code.PERMISSION_DENIED, Code.FAILED_PRECONDITION, Code.NOT_FOUND}
 _text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=80)
@@ -281,7 +285,9 @@ def test_coordinator_audits_every_refused_attestation(hc) -> None:
     from .govtools import now_ms
 
     with MpcClient.from_cluster(hc.lay.dir, identity="admin2", timeout=30) as admin2:
-        held = SignedPolicyAttestation.from_bytes(admin2._stub.ListPolicies(coordinator_pb2.ListPoliciesRequest(), timeout=20).policy_attestation)
+        held = SignedPolicyAttestation.from_bytes(
+            admin2._stub.ListPolicies(coordinator_pb2.ListPoliciesRequest(), timeout=20).policy_attestation
+        )
         a = held.attestation
 
         def signed(by: str, issued: int) -> bytes:

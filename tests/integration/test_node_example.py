@@ -171,7 +171,7 @@ class _LyingCoordinator(coordinator_pb2_grpc.CoordinatorServicer):
         self.decisions: list[str] = []
         self.submitted: SigningRequest | None = None
 
-    def GetKey(self, request, context):  # noqa: N802 (gRPC method name)
+    def GetKey(self, request, context):
         pub = ec.generate_private_key(ec.SECP256K1()).public_key().public_bytes(
             serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint
         )
@@ -183,18 +183,18 @@ class _LyingCoordinator(coordinator_pb2_grpc.CoordinatorServicer):
             key_id=req.key_id, digest=req.digest, requester=req.requester, description=req.description,
         )
 
-    def SubmitSignRequest(self, request, context):  # noqa: N802
+    def SubmitSignRequest(self, request, context):
         self.submitted = SigningRequest(
             "req-lie", bytes(request.key_id), bytes(request.digest), (), "requester1", request.description,
             1_700_000_000_000, 1_700_003_600_000, 1, bytes(32),
         )
         return self._info(self.submitted)
 
-    def GetSignRequest(self, request, context):  # noqa: N802
+    def GetSignRequest(self, request, context):
         assert self.submitted is not None
         return self._info(replace(self.submitted, digest=hashlib.sha256(b"pay 1000000 to mallory").digest()))
 
-    def DecideSignRequest(self, request, context):  # noqa: N802
+    def DecideSignRequest(self, request, context):
         self.decisions.append(request.approver)
         context.abort(grpc.StatusCode.FAILED_PRECONDITION, "the test's coordinator takes no decisions")
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Callable
 
 import grpc
 import pytest
@@ -26,7 +25,7 @@ from proto.mpc.v1 import common_pb2, node_pb2
 
 from .conftest import make_cluster
 from .govtools import approved_bundle
-from .relay_util import Inboxes, route, run, start, step
+from .relay_util import route, run, start, step
 
 N, T = 3, 2
 MAX_SESSIONS_NODE3 = 8
@@ -233,7 +232,11 @@ def test_session_errors(nodes, key) -> None:
         start(nodes, sid, [1], dkg=node_pb2.DkgParams(threshold=T, parties=N))
     assert e.value.code() == Code.ALREADY_EXISTS
     cases = [
-        (dict(dkg=node_pb2.DkgParams(threshold=3, parties=N)), Code.INVALID_ARGUMENT, "dkg.threshold: this node accepts only threshold 2, got 3"),
+        (
+            dict(dkg=node_pb2.DkgParams(threshold=3, parties=N)),
+            Code.INVALID_ARGUMENT,
+            "dkg.threshold: this node accepts only threshold 2, got 3",
+        ),
         (dict(dkg=node_pb2.DkgParams(threshold=T, parties=4)), Code.INVALID_ARGUMENT, "dkg.parties: must be 3"),
         (dict(dkg=node_pb2.DkgParams(threshold=T, parties=N, key_label=b"\xff")), Code.INVALID_ARGUMENT, "dkg.key_label: must be UTF-8"),
         (dict(sign=sign_params(key, digest=b"\x01" * 31)), Code.INVALID_ARGUMENT, "sign.digest: must be 32 bytes, got 31"),
@@ -241,7 +244,11 @@ def test_session_errors(nodes, key) -> None:
         (dict(sign=sign_params(key, signers=(1, 2, 3))), Code.INVALID_ARGUMENT, "sign.signers: key needs exactly 2 signers, got 3"),
         (dict(sign=sign_params(key, signers=(1, 9))), Code.INVALID_ARGUMENT, "sign.signers: party 9 is not in this node's roster"),
         (dict(sign=sign_params(key, path=[2**31])), Code.INVALID_ARGUMENT, "sign.derivation_path"),
-        (dict(sign=node_pb2.SignParams(key_id=b"\x01" * 32, signers=[1, 2], digest=b"\x00" * 32, request_id="unknown-key")), Code.NOT_FOUND, "holds no key 0101"),
+        (
+            dict(sign=node_pb2.SignParams(key_id=b"\x01" * 32, signers=[1, 2], digest=b"\x00" * 32, request_id="unknown-key")),
+            Code.NOT_FOUND,
+            "holds no key 0101",
+        ),
         (dict(sign=node_pb2.SignParams(key_id=key.key_id, signers=[1, 2], digest=b"\x00" * 32, request_id="no-bundle")),
          Code.PERMISSION_DENIED, "sign.approval_bundle: missing"),
         (dict(), Code.INVALID_ARGUMENT, "params: missing"),

@@ -273,7 +273,7 @@ def test_request_interrupted_by_a_coordinator_kill_after_the_release_is_finished
         set_fault(rc, i, action="delay", protocol="sign", round=4, seconds=3.0)
     rid = "killed-" + os.urandom(4).hex()
     try:
-        r = team.requester.submit_sign_request(key.key_id, DIGEST, request_id=rid, description="kill the coordinator")
+        team.requester.submit_sign_request(key.key_id, DIGEST, request_id=rid, description="kill the coordinator")
         team.approvers[0].approve(rid)
         assert team.approvers[1].approve(rid).state == "signing"
         deadline = time.monotonic() + 20

@@ -4,11 +4,9 @@ id the approver looked at, a request for the same digest with another key or der
 
 from __future__ import annotations
 
-import os
 import time
-from typing import Any
-
 from types import SimpleNamespace
+from typing import Any
 
 import grpc
 import pytest

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from mpc_node.banjournal import (
-    RECORD_SIZE,
     REASON_BYTES,
+    RECORD_SIZE,
     BanJournal,
     BanJournalError,
     JournalEntry,

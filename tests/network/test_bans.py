@@ -10,15 +10,14 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
 
 from crypto_core.errors import ProtocolAbort
-from mpc_node.config import load_node_config
 from mpc_node.banjournal import BanJournal, BanJournalError, journal_path
+from mpc_node.config import load_node_config
 from mpc_node.faults import Fault, flip
 from mpc_node.service import NodeService
 from mpc_node.storage import NodeStore, StoreError

@@ -35,7 +35,7 @@ class _Key:
 
 
 class _Fake:
-    def __enter__(self) -> "_Fake":
+    def __enter__(self) -> _Fake:
         return self
 
     def __exit__(self, *exc: object) -> None:

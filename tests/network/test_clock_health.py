@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mpcnet.clockskew import SkewSample, format_skew, measure
 from mpc_node.clock import ENV, NodeClock
+from mpcnet.clockskew import SkewSample, format_skew, measure
 
 NOW_MS = 1_700_000_000_000
 

@@ -10,8 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from mpcnet.keystore import (
     KeystoreError,
@@ -68,7 +67,7 @@ def test_keys_are_independent(tmp_path: Path) -> None:
 
 
 def test_refuses_to_overwrite(store: tuple[Path, OperationalKeys]) -> None:
-    path, keys = store
+    path, _ = store
     before = path.read_bytes()
     with pytest.raises(KeystoreError, match="already exists"):
         create_keystore(path, PASS, scrypt_n=N)

@@ -16,8 +16,8 @@ import pytest
 from crypto_core.hazmat.presignature import load_presignature
 from mpc_node.storage import NodeStore, PresignatureAlreadyUsed, RequestAlreadyServed, ServedRequest, StoreError
 
-from ..crypto.sign_util import presign
 from ..crypto.dkg_util import keygen
+from ..crypto.sign_util import presign
 
 N = 2**10
 PASS = b"store passphrase"
