@@ -99,7 +99,7 @@ def test_a_file_that_cannot_be_made_private_or_is_not_a_file_is_refused(
 ) -> None:
     path = tmp_path / "shared.db"
     path.touch(mode=0o666)
-    os.chmod(path, 0o666)
+    os.chmod(path, 0o666)  # noqa: S103 (the test needs a world-writable file to refuse)
 
     def refuse(fd: int, mode: int) -> None:
         raise PermissionError(1, "Operation not permitted")
