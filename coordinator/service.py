@@ -454,7 +454,10 @@ class CoordinatorService:
     def _pick(self, t: int, excluded: set[int], disputes: frozenset[frozenset[int]] = frozenset()) -> tuple[int, ...] | None:
         """``t`` signers not in ``excluded``, the preferred first, such that no set in
         ``disputes`` (a node and the node that blamed it in an earlier session of this request:
-        one of the two cheated, we cannot tell which) lies within them; None if impossible."""
+        one of the two cheated, we cannot tell which) lies within them; None if impossible.
+        Nodes in more disputes come later (so a node that blames a new co-signer in every
+        session is left out once an undisputed signer set exists, before it burns every attempt)."""
+        fights = {i: sum(1 for d in disputes if i in d) for i in self.nodes}
         with self._lock:
             self._rr += 1
             rr = self._rr
@@ -462,9 +465,9 @@ class CoordinatorService:
             cands = [h for i, h in self.nodes.items() if i not in excluded]
             if len(cands) < t:
                 return None
-            # available first, clock within tolerance, then least loaded, then round robin
+            # available first, fewest disputes, clock within tolerance, then least loaded, then round robin
             cands.sort(key=lambda h: (
-                h.healthy is False, bool(h.clock_suspect), not self.policies.synced(h.index), h.inflight, (h.index - rr) % n,
+                h.healthy is False, fights[h.index], bool(h.clock_suspect), not self.policies.synced(h.index), h.inflight, (h.index - rr) % n,
             ))
             order = [h.index for h in cands]
         if not disputes:
