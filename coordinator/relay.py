@@ -145,6 +145,12 @@ def fanout(
 _POOL = ThreadPoolExecutor(max_workers=64, thread_name_prefix="fanout")
 
 
+def _index(text: str) -> bool:
+    """Whether a node's metadata text is a party index: 1-5 ASCII digits (``str.isdigit`` alone
+    also accepts '²', which ``int`` refuses, and other scripts' digits)."""
+    return 1 <= len(text) <= 5 and text.isascii() and text.isdigit()
+
+
 def _classify(nodes: dict[int, NodeHandle], errs: dict[int, grpc.RpcError], phase: str) -> Exception:
     down: dict[int, str] = {}
     aborts: list[Aborted] = []
@@ -154,7 +160,7 @@ def _classify(nodes: dict[int, NodeHandle], errs: dict[int, grpc.RpcError], phas
         h = nodes[i]
         if code == grpc.StatusCode.ABORTED:
             c = trailing(e, "mpc-culprit")
-            culprit = int(c) if c and c.isdigit() and len(c) <= 5 and int(c) in nodes and int(c) != i else None
+            culprit = int(c) if c and _index(c) and int(c) in nodes and int(c) != i else None
             aborts.append(Aborted(details, culprit, trailing(e, "mpc-ban") == "1", reporter=i))
         elif code in _RETRYABLE or (code == grpc.StatusCode.NOT_FOUND and phase == "step"):
             reason = f"{code.name}: {details}" if details else code.name
@@ -163,7 +169,7 @@ def _classify(nodes: dict[int, NodeHandle], errs: dict[int, grpc.RpcError], phas
         else:
             b = trailing(e, "mpc-banned") or ""
             # a node's claim: only its co-signers in this session count (never an unknown index)
-            claimed = {int(x) for x in b.split(",") if x.isdigit() and len(x) <= 5}
+            claimed = {int(x) for x in b.split(",") if _index(x)}
             refused.append(
                 Refused(code, details, tuple(sorted(j for j in claimed if j in nodes and j != i)), i, trailing(e, "mpc-governance") or "")
             )

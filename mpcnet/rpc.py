@@ -283,7 +283,7 @@ def trailing(e: grpc.RpcError, key: str) -> str | None:
         return None
     for k, v in md or ():
         if k == key:
-            return v if isinstance(v, str) else v.decode()
+            return v if isinstance(v, str) else v.decode("utf-8", "replace")
     return None
 
 
