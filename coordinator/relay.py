@@ -255,6 +255,7 @@ def run_session(
             {i: (h.stub.StartSession, start[i]) for i, h in nodes.items()}, timeout, wait_for_ready=wait_for_ready
         )
         phase = "start"
+        expected = 1  # the round of the messages the nodes' next answers must hold
         while True:
             if errs:
                 raise _classify(nodes, errs, phase)
@@ -271,10 +272,13 @@ def run_session(
             if finished:
                 raise Aborted(f"nodes {finished} finished while others did not (protocol desynchronised)", finished[0])
             rounds = {r.round for r in resps.values()}
-            if len(rounds) != 1:
-                odd = min(resps, key=lambda i: resps[i].round)
-                raise Aborted(f"nodes answered with different rounds {sorted(rounds)}", odd)
+            if len(rounds) != 1 or rounds != {expected}:
+                # every answer is the next round (1 first): blame a node out of that sequence,
+                # not the lowest answer (a node answering ahead would get an honest one blamed)
+                odd = min((i for i, r in resps.items() if r.round != expected), default=min(resps))
+                raise Aborted(f"nodes answered with rounds {sorted(rounds)}, expected round {expected}", odd)
             rnd = rounds.pop()
+            expected = rnd + 1
             extra = before_step(rnd) if before_step is not None else {}
             calls = {}
             for k, h in nodes.items():
