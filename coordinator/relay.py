@@ -236,6 +236,7 @@ def run_session(
     stats: SessionStats | None = None,
     wait_for_ready: bool = False,
     before_step: Callable[[int], dict[str, Any]] | None = None,
+    last_round: int | None = None,
 ) -> dict[int, node_pb2.StepResponse]:
     """Run one protocol session among ``nodes`` to the end; returns every node's final answer.
 
@@ -244,7 +245,8 @@ def run_session(
     wait (up to ``timeout``) for nodes that are reconnecting instead of failing at once.
     ``before_step(round)`` is called before the messages of ``round`` are delivered and returns
     extra ``StepRequest`` fields for every participant (e.g. reservation receipts); it may raise
-    the exceptions above to end the session.
+    the exceptions above to end the session. ``last_round`` (the round whose delivery ends the
+    protocol, if the caller knows it) decides who is blamed when only some nodes finish.
     """
     participants = tuple(sorted(nodes))
     for h in nodes.values():
@@ -270,7 +272,10 @@ def run_session(
                     h.mark_up()
                 return resps
             if finished:
-                raise Aborted(f"nodes {finished} finished while others did not (protocol desynchronised)", finished[0])
+                # after the protocol's last round every node finishes; before it none does
+                unfinished = [i for i in resps if i not in finished]
+                odd = unfinished[0] if last_round is not None and expected - 1 == last_round else finished[0]
+                raise Aborted(f"nodes {finished} finished while others did not (protocol desynchronised)", odd)
             rounds = {r.round for r in resps.values()}
             if len(rounds) != 1 or rounds != {expected}:
                 # every answer is the next round (1 first): blame a node out of that sequence,

@@ -563,7 +563,10 @@ class CoordinatorService:
                     return {"attempt": attempt, "reservation_receipts": receipts}
 
                 try:
-                    final = run_session(subset, sid, {i: start for i in signers}, self.cfg.step_timeout_s, before_step=reserve)
+                    final = run_session(
+                        subset, sid, {i: start for i in signers}, self.cfg.step_timeout_s, before_step=reserve,
+                        last_round=SIGN_RELEASE_ROUND,
+                    )
                     shares = {}
                     for i, r in final.items():
                         envs = [e for e in r.envelopes if e.receiver == 0]

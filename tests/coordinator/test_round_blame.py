@@ -49,3 +49,35 @@ def test_the_node_out_of_sequence_is_blamed(corrupted: dict[int, int]) -> None:
         with pytest.raises(Aborted) as e:
             run_session(nodes, sid, {i: node_pb2.StartSessionRequest(session_id=sid) for i in nodes}, 1.0)  # type: ignore[arg-type]
         assert e.value.culprit == bad, (corrupted, bad, str(e.value))
+
+
+FINISHED = -1
+
+
+def _finishing_node(i: int, rounds: dict[int, int]) -> SimpleNamespace:
+    node = _node(i, rounds)
+
+    def step(req: Any) -> node_pb2.StepResponse:
+        r = rounds[req.round]
+        if r == FINISHED:
+            return node_pb2.StepResponse(session_id=req.session_id, round=req.round, finished=True)
+        return node_pb2.StepResponse(session_id=req.session_id, round=r)
+
+    node.stub.Step = _Call(step)
+    return node
+
+
+SIGNING = {0: 1, 1: 2, 2: 3, 3: FINISHED}  # delivering round 3 (the release round) ends it
+
+
+@pytest.mark.parametrize("corrupted", [{3: 4}, {2: FINISHED}])
+def test_the_node_that_finishes_out_of_turn_is_blamed(corrupted: dict[int, int]) -> None:
+    """At the release round every honest signer finishes; a corrupted one that answers another
+    round instead (or finishes early) is the one blamed, not the honest ones that finished."""
+    for bad in (1, 2):
+        rounds = {**SIGNING, **corrupted}
+        nodes = {i: _finishing_node(i, rounds if i == bad else SIGNING) for i in (1, 2)}
+        sid = b"\x02" * 32
+        with pytest.raises(Aborted) as e:
+            run_session(nodes, sid, {i: node_pb2.StartSessionRequest(session_id=sid) for i in nodes}, 1.0, last_round=3)  # type: ignore[arg-type]
+        assert e.value.culprit == bad, (corrupted, bad, str(e.value))
