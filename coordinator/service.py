@@ -610,7 +610,12 @@ class CoordinatorService:
                         continue
                     if e.governance == "attempt-taken":
                         # a node granted this attempt number to another session (our record of
-                        # attempts was lost or rolled back): take the next one, within the bound
+                        # attempts was lost or rolled back): take the next one, within the bound.
+                        # A signer saying so at a step disagrees with the majority that reserved
+                        # the attempt for this session: leave it out (else a corrupted one could
+                        # be picked again and again, burning every attempt unnamed)
+                        if e.node is not None and e.node in self.nodes and frozenset({e.node}) not in disputes:
+                            disputes.add(frozenset({e.node}))
                         log.warning("request %s: %s; trying the next attempt", rid, e.message)
                         continue
                     if e.governance == "expired" and e.node is not None and e.node not in down and _live(bundle):
