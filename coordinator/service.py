@@ -493,7 +493,6 @@ class CoordinatorService:
         # the key the signature must verify under: from our own record, never from the nodes
         expected = derive(Point.decode(k.public_key), k.chain_code, path).public_key
         down: dict[int, str] = {}
-        banned: set[int] = set()
         disputes: set[frozenset[int]] = set()
         attempts = 0
         t0 = time.perf_counter()
@@ -505,7 +504,7 @@ class CoordinatorService:
                 raise _signing_error(Code.FAILED_PRECONDITION, _exhausted(rid, down), attempts, "attempts-exhausted")
             with self._sessions:  # at most max_parallel_sessions at once; the rest queue here
                 signers = self._pick(t, set(down), frozenset(disputes))
-                reachable = n - len(set(down) - banned)  # a banned node still reserves
+                reachable = n - len(down)
                 if reachable < q:  # no attempt can be reserved: do not spend one
                     signers = None
                 if signers is None:
@@ -515,7 +514,7 @@ class CoordinatorService:
                     now = time.monotonic()
                     if wait_until is None:
                         wait_until = now + min(RESTART_WAIT_S, _remaining_s(bundle))
-                    waitable = [self.nodes[i] for i in down if i not in banned and i not in returned]
+                    waitable = [self.nodes[i] for i in down if i not in returned]
                     if waitable and now < wait_until:
                         came_back = wait_ready(waitable, min(1.0, wait_until - now))
                         for h in came_back:  # waited for once: a node that fails again is down
@@ -603,10 +602,13 @@ class CoordinatorService:
                     who = self.nodes[e.party].label if e.party in self.nodes else "unattributable"
                     raise _signing_error(Code.ABORTED, f"sign aborted: {who}: {e.reason}{_disputes_text(self.nodes, disputes)}", attempts) from None
                 except Refused as e:
-                    if e.code == Code.PERMISSION_DENIED and e.banned and not set(e.banned) & set(down):
-                        for b in e.banned:  # a node refuses a banned peer for this key: leave it out
-                            banned.add(b)
-                            down[b] = f"{self.nodes[b].label}: banned for this key ({e.message})"
+                    fought = {frozenset({e.node, b}) for b in e.banned if e.node is not None} - disputes
+                    if e.code == Code.PERMISSION_DENIED and fought:
+                        # a node refuses peers it says are banned for this key: its word against
+                        # theirs (a corrupted node may claim it of honest ones), so, as for a
+                        # blame, never put the pair in one signer set again for this request
+                        disputes |= fought
+                        log.warning("request %s: %s; retrying without those nodes in one signer set", rid, e.message)
                         continue
                     if e.governance == "attempt-taken":
                         # a node granted this attempt number to another session (our record of

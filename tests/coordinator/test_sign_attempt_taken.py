@@ -66,3 +66,30 @@ def test_a_signer_claiming_attempt_taken_cannot_burn_every_attempt(
         CoordinatorService._sign(svc, "req-1", k, b"\x03" * 32, (), b"")  # type: ignore[arg-type]
     assert corrupted not in e.value.signers
     assert svc.db.sign_attempts_taken("req-1") <= MAX_SIGN_ATTEMPTS
+
+
+@pytest.mark.parametrize(("n", "t"), [(3, 2), (5, 3)])
+@pytest.mark.parametrize("corrupted", [1, 2, 3])
+def test_a_signer_claiming_its_co_signers_are_banned_does_not_exclude_them(
+    monkeypatch: pytest.MonkeyPatch, n: int, t: int, corrupted: int
+) -> None:
+    """``mpc-banned`` is one node's word against another's: the coordinator cannot tell which of
+    the two cheated, so the pair is never put together again (a dispute). Before, the named
+    nodes were left out and the claimant kept, so one corrupted node could make a request
+    UNAVAILABLE ("node 2: banned for this key; node 3: banned for this key") although the
+    honest nodes could sign."""
+
+    def run_session(nodes: dict[int, Any], sid: bytes, start: Any, timeout: float, **_: Any) -> Any:
+        if corrupted in nodes:
+            others = tuple(i for i in nodes if i != corrupted)
+            raise Refused(grpc.StatusCode.PERMISSION_DENIED, "banned", banned=others, node=corrupted)
+        raise _Signed(tuple(sorted(nodes)))
+
+    monkeypatch.setattr(service, "run_session", run_session)
+    monkeypatch.setattr(service, "RESTART_WAIT_S", 0.05)
+    svc = _svc(n)
+    pub = coincurve.PrivateKey().public_key.format(compressed=True)
+    k = KeyRecord(b"\x01" * 32, "k", pub, b"\x02" * 32, t, n, "active", 0, "r")
+    with pytest.raises(_Signed) as e:
+        CoordinatorService._sign(svc, "req-1", k, b"\x03" * 32, (), b"")  # type: ignore[arg-type]
+    assert corrupted not in e.value.signers
