@@ -146,6 +146,12 @@ def fanout(
 _POOL = ThreadPoolExecutor(max_workers=64, thread_name_prefix="fanout")
 
 
+def _index(text: str) -> bool:
+    """Whether a node's metadata text is a party index: 1-5 ASCII digits (``str.isdigit`` alone
+    also accepts '²', which ``int`` refuses, and other scripts' digits)."""
+    return 1 <= len(text) <= 5 and text.isascii() and text.isdigit()
+
+
 def _classify(nodes: dict[int, NodeHandle], errs: dict[int, grpc.RpcError], phase: str) -> Exception:
     down: dict[int, str] = {}
     aborts: list[Aborted] = []
@@ -155,7 +161,7 @@ def _classify(nodes: dict[int, NodeHandle], errs: dict[int, grpc.RpcError], phas
         h = nodes[i]
         if code == grpc.StatusCode.ABORTED:
             c = trailing(e, "mpc-culprit")
-            culprit = int(c) if c and c.isdigit() and len(c) <= 5 and int(c) in nodes and int(c) != i else None
+            culprit = int(c) if c and _index(c) and int(c) in nodes and int(c) != i else None
             aborts.append(Aborted(details, culprit, trailing(e, "mpc-ban") == "1", reporter=i))
         elif code in _RETRYABLE or (code == grpc.StatusCode.NOT_FOUND and phase == "step"):
             reason = f"{code.name}: {details}" if details else code.name
@@ -164,7 +170,7 @@ def _classify(nodes: dict[int, NodeHandle], errs: dict[int, grpc.RpcError], phas
         else:
             b = trailing(e, "mpc-banned") or ""
             # a node's claim: only its co-signers in this session count (never an unknown index)
-            claimed = {int(x) for x in b.split(",") if x.isdigit() and len(x) <= 5}
+            claimed = {int(x) for x in b.split(",") if _index(x)}
             refused.append(
                 Refused(code, details, tuple(sorted(j for j in claimed if j in nodes and j != i)), i, trailing(e, "mpc-governance") or "")
             )
@@ -229,6 +235,7 @@ def run_session(
     stats: SessionStats | None = None,
     wait_for_ready: bool = False,
     before_step: Callable[[int], dict[str, Any]] | None = None,
+    last_round: int | None = None,
 ) -> dict[int, node_pb2.StepResponse]:
     """Run one protocol session among ``nodes`` to the end; returns every node's final answer.
 
@@ -237,7 +244,8 @@ def run_session(
     wait (up to ``timeout``) for nodes that are reconnecting instead of failing at once.
     ``before_step(round)`` is called before the messages of ``round`` are delivered and returns
     extra ``StepRequest`` fields for every participant (e.g. reservation receipts); it may raise
-    the exceptions above to end the session.
+    the exceptions above to end the session. ``last_round`` (the round whose delivery ends the
+    protocol, if the caller knows it) decides who is blamed when only some nodes finish.
     """
     participants = tuple(sorted(nodes))
     for h in nodes.values():
@@ -248,6 +256,7 @@ def run_session(
             {i: (h.stub.StartSession, start[i]) for i, h in nodes.items()}, timeout, wait_for_ready=wait_for_ready
         )
         phase = "start"
+        expected = 1  # the round of the messages the nodes' next answers must hold
         while True:
             if errs:
                 raise _classify(nodes, errs, phase)
@@ -262,12 +271,18 @@ def run_session(
                     h.mark_up()
                 return resps
             if finished:
-                raise Aborted(f"nodes {finished} finished while others did not (protocol desynchronised)", finished[0])
+                # after the protocol's last round every node finishes; before it none does
+                unfinished = [i for i in resps if i not in finished]
+                odd = unfinished[0] if last_round is not None and expected - 1 == last_round else finished[0]
+                raise Aborted(f"nodes {finished} finished while others did not (protocol desynchronised)", odd)
             rounds = {r.round for r in resps.values()}
-            if len(rounds) != 1:
-                odd = min(resps, key=lambda i: resps[i].round)
-                raise Aborted(f"nodes answered with different rounds {sorted(rounds)}", odd)
+            if len(rounds) != 1 or rounds != {expected}:
+                # every answer is the next round (1 first): blame a node out of that sequence,
+                # not the lowest answer (a node answering ahead would get an honest one blamed)
+                odd = min((i for i, r in resps.items() if r.round != expected), default=min(resps))
+                raise Aborted(f"nodes answered with rounds {sorted(rounds)}, expected round {expected}", odd)
             rnd = rounds.pop()
+            expected = rnd + 1
             extra = before_step(rnd) if before_step is not None else {}
             calls = {}
             for k, h in nodes.items():

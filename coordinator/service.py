@@ -453,7 +453,10 @@ class CoordinatorService:
     def _pick(self, t: int, excluded: set[int], disputes: frozenset[frozenset[int]] = frozenset()) -> tuple[int, ...] | None:
         """``t`` signers not in ``excluded``, the preferred first, such that no set in
         ``disputes`` (a node and the node that blamed it in an earlier session of this request:
-        one of the two cheated, we cannot tell which) lies within them; None if impossible."""
+        one of the two cheated, we cannot tell which) lies within them; None if impossible.
+        Nodes in more disputes come later (so a node that blames a new co-signer in every
+        session is left out once an undisputed signer set exists, before it burns every attempt)."""
+        fights = {i: sum(1 for d in disputes if i in d) for i in self.nodes}
         with self._lock:
             self._rr += 1
             rr = self._rr
@@ -461,9 +464,9 @@ class CoordinatorService:
             cands = [h for i, h in self.nodes.items() if i not in excluded]
             if len(cands) < t:
                 return None
-            # available first, clock within tolerance, then least loaded, then round robin
+            # available first, fewest disputes, clock within tolerance, then least loaded, then round robin
             cands.sort(key=lambda h: (
-                h.healthy is False, bool(h.clock_suspect), not self.policies.synced(h.index), h.inflight, (h.index - rr) % n,
+                h.healthy is False, fights[h.index], bool(h.clock_suspect), not self.policies.synced(h.index), h.inflight, (h.index - rr) % n,
             ))
             order = [h.index for h in cands]
         if not disputes:
@@ -489,7 +492,6 @@ class CoordinatorService:
         # the key the signature must verify under: from our own record, never from the nodes
         expected = derive(Point.decode(k.public_key), k.chain_code, path).public_key
         down: dict[int, str] = {}
-        banned: set[int] = set()
         disputes: set[frozenset[int]] = set()
         attempts = 0
         t0 = time.perf_counter()
@@ -501,7 +503,7 @@ class CoordinatorService:
                 raise _signing_error(Code.FAILED_PRECONDITION, _exhausted(rid, down), attempts, "attempts-exhausted")
             with self._sessions:  # at most max_parallel_sessions at once; the rest queue here
                 signers = self._pick(t, set(down), frozenset(disputes))
-                reachable = n - len(set(down) - banned)  # a banned node still reserves
+                reachable = n - len(down)
                 if reachable < q:  # no attempt can be reserved: do not spend one
                     signers = None
                 if signers is None:
@@ -511,7 +513,7 @@ class CoordinatorService:
                     now = time.monotonic()
                     if wait_until is None:
                         wait_until = now + min(RESTART_WAIT_S, _remaining_s(bundle))
-                    waitable = [self.nodes[i] for i in down if i not in banned and i not in returned]
+                    waitable = [self.nodes[i] for i in down if i not in returned]
                     if waitable and now < wait_until:
                         came_back = wait_ready(waitable, min(1.0, wait_until - now))
                         for h in came_back:  # waited for once: a node that fails again is down
@@ -560,7 +562,10 @@ class CoordinatorService:
                     return {"attempt": attempt, "reservation_receipts": receipts}
 
                 try:
-                    final = run_session(subset, sid, {i: start for i in signers}, self.cfg.step_timeout_s, before_step=reserve)
+                    final = run_session(
+                        subset, sid, {i: start for i in signers}, self.cfg.step_timeout_s, before_step=reserve,
+                        last_round=SIGN_RELEASE_ROUND,
+                    )
                     shares = {}
                     for i, r in final.items():
                         envs = [e for e in r.envelopes if e.receiver == 0]
@@ -601,14 +606,22 @@ class CoordinatorService:
                         Code.ABORTED, f"sign aborted: {who}: {e.reason}{_disputes_text(self.nodes, disputes)}", attempts
                     ) from None
                 except Refused as e:
-                    if e.code == Code.PERMISSION_DENIED and e.banned and not set(e.banned) & set(down):
-                        for b in e.banned:  # a node refuses a banned peer for this key: leave it out
-                            banned.add(b)
-                            down[b] = f"{self.nodes[b].label}: banned for this key ({e.message})"
+                    fought = {frozenset({e.node, b}) for b in e.banned if e.node is not None} - disputes
+                    if e.code == Code.PERMISSION_DENIED and fought:
+                        # a node refuses peers it says are banned for this key: its word against
+                        # theirs (a corrupted node may claim it of honest ones), so, as for a
+                        # blame, never put the pair in one signer set again for this request
+                        disputes |= fought
+                        log.warning("request %s: %s; retrying without those nodes in one signer set", rid, e.message)
                         continue
                     if e.governance == "attempt-taken":
                         # a node granted this attempt number to another session (our record of
-                        # attempts was lost or rolled back): take the next one, within the bound
+                        # attempts was lost or rolled back): take the next one, within the bound.
+                        # A signer saying so at a step disagrees with the majority that reserved
+                        # the attempt for this session: leave it out (else a corrupted one could
+                        # be picked again and again, burning every attempt unnamed)
+                        if e.node is not None and e.node in self.nodes and frozenset({e.node}) not in disputes:
+                            disputes.add(frozenset({e.node}))
                         log.warning("request %s: %s; trying the next attempt", rid, e.message)
                         continue
                     if e.governance == "expired" and e.node is not None and e.node not in down and _live(bundle):

@@ -22,8 +22,6 @@ versions wrote, are not checked.)
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,6 +29,7 @@ from typing import Any
 
 from governance.audit import AuditReport, verify_entries
 from mpcnet.client import MpcClient, MpcError
+from mpcnet.fsutil import write_atomic
 
 HEADS_FILE = "audit-heads.json"
 COORDINATOR = "coordinator"  # the coordinator's component name in cluster.json
@@ -64,23 +63,43 @@ def components(info: dict[str, Any]) -> dict[str, bytes]:
     return {name: bytes.fromhex(v["public_key"]) for name, v in info["audit"].items()}
 
 
+class HeadsError(Exception):
+    """The remembered heads file cannot be read (the message names the file)."""
+
+
 def load_heads(path: Path | None) -> dict[str, tuple[int, bytes]]:
-    if path is None or not path.exists():
+    """The heads remembered in ``path``; ``{}`` if there is no such file (a first run). A file
+    that cannot be read or parsed raises :class:`HeadsError`: treating it as a first run would
+    stop noticing a log whose newest entries were dropped."""
+    if path is None:
         return {}
     try:
-        doc = json.loads(path.read_text())
-        return {c: (int(h["seq"]), bytes.fromhex(h["entry_hash"])) for c, h in doc.items()}
-    except (OSError, ValueError, KeyError, TypeError):
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
         return {}
+    except (OSError, UnicodeDecodeError) as e:
+        raise HeadsError(f"audit heads: cannot read {path} ({getattr(e, 'strerror', None) or type(e).__name__})") from None
+    try:
+        doc = json.loads(text)
+        if not isinstance(doc, dict):
+            raise TypeError("not an object")
+        heads: dict[str, tuple[int, bytes]] = {}
+        for c, h in doc.items():
+            seq, digest = h["seq"], bytes.fromhex(h["entry_hash"])
+            if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0 or len(digest) != 32:
+                raise ValueError("bad head")
+            heads[c] = (seq, digest)
+        return heads
+    except (ValueError, KeyError, TypeError):
+        raise HeadsError(
+            f"audit heads: {path} is not a valid heads file (left as it is: restore it, or move it away to start over)"
+        ) from None
 
 
 def save_heads(path: Path, heads: dict[str, tuple[int, bytes]]) -> None:
+    """Remember ``heads`` in ``path``, atomically and durably."""
     doc = {c: {"seq": s, "entry_hash": h.hex()} for c, (s, h) in sorted(heads.items())}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(doc, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
+    write_atomic(path, (json.dumps(doc, indent=2) + "\n").encode("utf-8"), mode=0o600)
 
 
 def verify_component(client: MpcClient, component: str, public_key: bytes, expected_head: tuple[int, bytes] | None) -> ComponentReport:

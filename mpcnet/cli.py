@@ -350,7 +350,7 @@ def cmd_policy_proposals(c: MpcClient, args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(c: MpcClient | None, args: argparse.Namespace) -> int:
-    from mpcnet.audit import verify_cluster
+    from mpcnet.audit import HeadsError, verify_cluster
 
     if args.db:
         if not args.public_key:
@@ -373,7 +373,10 @@ def cmd_audit_verify(c: MpcClient | None, args: argparse.Namespace) -> int:
     heads = None
     if args.cluster and args.as_name:
         heads = Path(args.cluster) / "identities" / args.as_name / "audit-heads.json"
-    reports = verify_cluster(c, info, heads)
+    try:
+        reports = verify_cluster(c, info, heads)
+    except HeadsError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
     ok = all(r.ok for r in reports)
     if args.json:
         print(json.dumps({"ok": ok, "components": [r.as_dict() for r in reports]}, indent=2))

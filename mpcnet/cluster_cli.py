@@ -39,7 +39,7 @@ from mpcnet.cluster import (
     prepare,
 )
 from mpcnet.config import write_json
-from mpcnet.datadir import lock_holder
+from mpcnet.datadir import DataDirBusy, hold_data_dirs, lock_holder
 
 log = logging.getLogger("mpc-cluster")
 STOP_GRACE_S = 10.0
@@ -60,6 +60,14 @@ def _alive(pid: int | None) -> TypeGuard[int]:
             return f.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return True
+
+
+def _supervisor_pid(lay: Layout) -> int | None:
+    """The pid of this cluster's live supervisor (0 if it is live but its pid is unreadable),
+    or None: the holder of the cluster directory's lock (:func:`supervise` holds it). Never the
+    pid in cluster.json alone: a killed supervisor leaves it behind, and the system may give it
+    to an unrelated process (which ``stop`` would then signal)."""
+    return lock_holder(lay.dir)
 
 
 def _leftovers(lay: Layout) -> dict[str, int]:
@@ -216,7 +224,12 @@ def supervise(lay: Layout, *, echo: bool) -> int:
     from mpcnet.config import setup_logging
 
     setup_logging(lay.log("supervisor"), "supervisor")
-    return trio.run(Supervisor(lay, echo=echo).run)
+    try:
+        with hold_data_dirs([lay.dir]):  # what marks this process as the cluster's supervisor
+            return trio.run(Supervisor(lay, echo=echo).run)
+    except DataDirBusy as e:
+        print(f"mpc-cluster: another supervisor runs this cluster ({e})", file=sys.stderr)
+        return 1
 
 
 # --- commands --------------------------------------------------------------------------------
@@ -229,9 +242,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     except ClusterError:
         existing = None
     if existing is not None:
-        info = _read_info(existing)
-        if info and info.get("status") in ("running", "starting") and _alive(info.get("supervisor_pid")):
-            print(f"mpc-cluster: already running in {d} (supervisor pid {info['supervisor_pid']})")
+        sup_pid = _supervisor_pid(existing)
+        if sup_pid is not None:
+            print(f"mpc-cluster: already running in {d} (supervisor pid {sup_pid or 'unknown'})")
             return 0
         left = _leftovers(existing)
         if left:  # before prepare(), which would give the new configs other ports
@@ -273,7 +286,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def print_status(lay: Layout, info: dict[str, Any], *, as_json: bool, probe: bool = True) -> dict[str, Any]:
-    sup_alive = _alive(info.get("supervisor_pid"))
+    sup_pid = _supervisor_pid(lay)
+    sup_alive = sup_pid is not None
     procs = [dict(n) for n in info["nodes"]] + [dict(info["coordinator"], name="coordinator")]
     left = {} if sup_alive else _leftovers(lay)  # still serving after their supervisor died
     for p in procs:
@@ -284,12 +298,12 @@ def print_status(lay: Layout, info: dict[str, Any], *, as_json: bool, probe: boo
         p["restarts"] = info.get("restarts", {}).get(p["name"], 0)
     state = info.get("status") if sup_alive else ("unsupervised" if left else "stopped")
     doc = {"dir": str(lay.dir), "status": state, "threshold": info["threshold"], "nodes": len(info["nodes"]),
-           "supervisor_pid": info.get("supervisor_pid") if sup_alive else None, "processes": procs,
+           "supervisor_pid": sup_pid or None, "processes": procs,
            "ca_cert": info["ca_cert"], "certs": info["certs"]}
     if as_json:
         print(json.dumps(doc, indent=2))
         return doc
-    supervisor = f", supervisor pid {info['supervisor_pid']}" if sup_alive else ""
+    supervisor = f", supervisor pid {sup_pid or 'unknown'}" if sup_alive else ""
     print(f"cluster {lay.dir}: {state}, {info['threshold']}-of-{len(info['nodes'])}{supervisor}")
     for p in procs:
         health = "healthy" if p["healthy"] else "DOWN"
@@ -335,9 +349,11 @@ def cmd_stop(args: argparse.Namespace) -> int:
     except ClusterError as e:
         print(f"mpc-cluster: {e}", file=sys.stderr)
         return 2
-    info = _read_info(lay) or {}
-    pid = info.get("supervisor_pid")
-    if not _alive(pid):
+    pid = _supervisor_pid(lay)
+    if pid == 0:
+        print(f"mpc-cluster: {lay.dir}: the supervisor is starting (its pid is not written yet); try again", file=sys.stderr)
+        return 1
+    if pid is None:
         left = _leftovers(lay)
         if not left:
             print(f"mpc-cluster: {lay.dir}: not running")
@@ -350,10 +366,9 @@ def cmd_stop(args: argparse.Namespace) -> int:
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     if _alive(pid):  # should not happen: kill the supervisor and what it started
-        for p in info.get("nodes", []) + [info.get("coordinator", {})]:
-            if _alive(p.get("pid")):
-                os.kill(p["pid"], signal.SIGKILL)
-        os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        _stop_leftovers(_leftovers(lay))  # found through their locks, like the supervisor
     print(f"mpc-cluster: stopped {lay.dir}")
     return 0
 

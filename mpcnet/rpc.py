@@ -286,7 +286,7 @@ def trailing(e: grpc.RpcError, key: str) -> str | None:
     # types-grpcio types the items as _Metadatum objects; grpc returns (key, value) tuples
     for k, v in cast("Iterable[tuple[str, str | bytes]]", md or ()):
         if k == key:
-            return v if isinstance(v, str) else v.decode()
+            return v if isinstance(v, str) else v.decode("utf-8", "replace")
     return None
 
 

@@ -17,7 +17,9 @@ and checked against these rules:
 2. **The coordinator** is untrusted for confidentiality: it imports nothing from ``mpc_node``,
    and from ``crypto_core`` only the public, secret-free modules of
    :data:`COORDINATOR_CRYPTO_ALLOWED` (not the ``crypto_core`` package itself, whose
-   ``__init__`` exports the protocol classes that hold secret state).
+   ``__init__`` exports the protocol classes that hold secret state), and makes no dynamic
+   import (``importlib``, ``__import__``, ...) that this reading could not see. What the
+   coordinator loads through ``mpcnet`` is checked by importing it (a fresh interpreter).
 3. **No cycles** between the top-level project packages.
 
 ``check_tree`` takes any source root, so the second half of this file feeds it synthetic
@@ -73,8 +75,24 @@ IO_MODULES: Mapping[str, str] = {
     "pkgutil": "dynamic imports (they would bypass this contract)",
     "runpy": "dynamic imports (they would bypass this contract)",
     "random": "a non-cryptographic RNG (inject crypto_core.rng.Rng, or use os.urandom/secrets)",
+    "builtins": "the builtins module (open, __import__, exec, ... by another name)",
+    "posix": "the operating system (os by its platform name)",
+    "nt": "the operating system (os by its platform name)",
+    "ctypes": "foreign functions (any system call)",
+    "_posixsubprocess": _THREADS,
+    "codecs": "files (codecs.open)",
 }
 """Standard-library modules the pure packages must not import, with the reason."""
+
+def _io_reason(top: str) -> str | None:
+    """Why a pure layer must not import the standard-library module ``top`` (also the C twin
+    of a listed module: ``_socket``, ``_io``, ``_random``, ...), or None."""
+    return IO_MODULES.get(top) or (IO_MODULES.get(top.lstrip("_")) if top.startswith("_") and top != "__future__" else None)
+
+
+DYNAMIC_IMPORT_MODULES = frozenset({"importlib", "pkgutil", "runpy", "builtins"})
+"""What the coordinator must not import: a dynamic import would load any module (mpc_node,
+crypto_core's secret-holding modules) without an import statement for this contract to read."""
 
 OS_ALLOWED = frozenset({"urandom"})
 IO_BUILTINS = frozenset({"open", "print", "input", "__import__", "exec", "eval", "compile", "breakpoint"})
@@ -96,6 +114,7 @@ RULE_PURE_PROJECT = "pure-no-project-imports"
 RULE_PURE_THIRD_PARTY = "pure-third-party-allow-list"
 RULE_COORDINATOR_NODE = "coordinator-no-mpc_node"
 RULE_COORDINATOR_CRYPTO = "coordinator-crypto_core-allow-list"
+RULE_COORDINATOR_DYNAMIC = "coordinator-no-dynamic-imports"
 RULE_CYCLE = "no-package-cycles"
 
 
@@ -190,13 +209,21 @@ def _os_misuse(module: _Module) -> Iterator[tuple[int, str]]:
             yield node.lineno, "os used other than as os.urandom"
 
 
-def _io_builtin_calls(module: _Module) -> Iterator[tuple[int, str]]:
+def _io_builtin_calls(module: _Module, names: frozenset[str] = IO_BUILTINS) -> Iterator[tuple[int, str]]:
+    """Calls of the builtins in ``names`` (``calls open()``), other uses of them (``uses open``:
+    ``f = open``) and any use of ``__builtins__``, unless the module defines the name itself."""
     kinds = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
     defined = {n.name for n in ast.walk(module.tree) if isinstance(n, kinds)}
+    called: set[int] = set()
     for node in ast.walk(module.tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-            if node.func.id in IO_BUILTINS and node.func.id not in defined:
+            if node.func.id in names and node.func.id not in defined:
+                called.add(id(node.func))
                 yield node.lineno, f"{node.func.id}()"
+    for node in ast.walk(module.tree):
+        if isinstance(node, ast.Name) and id(node) not in called and node.id not in defined:
+            if node.id in names or node.id == "__builtins__":
+                yield node.lineno, f"{node.id}"
 
 
 def _check_pure(module: _Module, imports: list[Import], package: str) -> Iterator[Violation]:
@@ -209,21 +236,28 @@ def _check_pure(module: _Module, imports: list[Import], package: str) -> Iterato
             yield Violation(RULE_PURE_PROJECT, module.name, imp.line, f"imports {imp.target}",
                             f"{package} is a pure layer and imports no other project package")
         elif top in sys.stdlib_module_names:
-            if top in IO_MODULES and top != "os":
+            why = _io_reason(top)
+            if why is not None and top != "os":
                 yield Violation(RULE_PURE_IO, module.name, imp.line, f"imports {imp.target}",
-                                f"{package} is a pure layer: no {IO_MODULES[top]}")
+                                f"{package} is a pure layer: no {why}")
         elif top not in allowed_third_party:
             yield Violation(RULE_PURE_THIRD_PARTY, module.name, imp.line, f"imports {imp.target}",
                             f"{package} may use only {sorted(allowed_third_party)} outside the standard library")
     for line, what in _os_misuse(module):
         yield Violation(RULE_PURE_IO, module.name, line, what, f"{package} is a pure layer: {IO_MODULES['os']}")
     for line, what in _io_builtin_calls(module):
-        yield Violation(RULE_PURE_IO, module.name, line, f"calls {what}", f"{package} is a pure layer: no I/O builtins")
+        verb = "calls" if what.endswith("()") else "uses"
+        yield Violation(RULE_PURE_IO, module.name, line, f"{verb} {what}", f"{package} is a pure layer: no I/O builtins")
 
 
 def _check_coordinator(module: _Module, imports: list[Import]) -> Iterator[Violation]:
+    dynamic = "a dynamic import would bypass this contract (import the module by name)"
+    for line, what in _io_builtin_calls(module, frozenset({"__import__"})):
+        yield Violation(RULE_COORDINATOR_DYNAMIC, module.name, line, f"uses {what.removesuffix('()')}", dynamic)
     for imp in imports:
         top = _top(imp.target)
+        if top in DYNAMIC_IMPORT_MODULES:
+            yield Violation(RULE_COORDINATOR_DYNAMIC, module.name, imp.line, f"imports {imp.target}", dynamic)
         if top == "mpc_node":
             yield Violation(RULE_COORDINATOR_NODE, module.name, imp.line, f"imports {imp.target}",
                             "the coordinator imports nothing from mpc_node (put shared code in mpcnet)")
@@ -290,6 +324,27 @@ def failures(violations: list[Violation], pending: frozenset[tuple[str, str]]) -
 def test_the_product_packages_keep_the_contract() -> None:
     problems = failures(check_tree(ROOT), COORDINATOR_PENDING)
     assert not problems, "import contract broken:\n" + "\n".join(problems)
+
+
+SECRET_CRYPTO_MODULES = frozenset({
+    "crypto_core.dkg", "crypto_core.sign", "crypto_core.keyshare", "crypto_core.local", "crypto_core.shamir",
+    "crypto_core.hazmat.base_ot", "crypto_core.hazmat.ot_ext", "crypto_core.hazmat.rvole",
+    "crypto_core.hazmat.pairwise", "crypto_core.hazmat.presignature",
+})
+"""The crypto_core modules that hold or handle key shares, presignatures or OT secrets."""
+
+
+def test_the_coordinator_process_loads_no_module_with_secret_state() -> None:
+    """Rule 2 reads the coordinator package only; this also covers what it loads through mpcnet."""
+    import subprocess
+
+    code = "import sys, coordinator.main, coordinator.service; print('\\n'.join(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
+    loaded = set(out.stdout.split())
+    assert "coordinator.service" in loaded
+    assert not {m for m in loaded if _top(m) == "mpc_node"}
+    assert not loaded & SECRET_CRYPTO_MODULES, sorted(loaded & SECRET_CRYPTO_MODULES)
+    assert SECRET_CRYPTO_MODULES <= set(_modules(ROOT, ("crypto_core",)))  # no stale name
 
 
 def test_every_product_module_is_read() -> None:
@@ -402,6 +457,38 @@ _FORBIDDEN = [  # (files, rule, the module named, what the violation names)
     (
         {"crypto_core/rng.py": "import os\ndef f(g):\n    return g(os)\n"},
         RULE_PURE_IO, "crypto_core.rng", "os used",
+    ),
+    (  # the builtins by another name
+        {"governance/x.py": "import builtins\ndef f(p):\n    return builtins.open(p).read()\n"},
+        RULE_PURE_IO, "governance.x", "imports builtins",
+    ),
+    (  # os by its platform name
+        {"crypto_core/rng.py": "import posix\nE = posix.environ\n"},
+        RULE_PURE_IO, "crypto_core.rng", "imports posix",
+    ),
+    (  # the C twin of an I/O module
+        {"crypto_core/net.py": "import _socket\n"},
+        RULE_PURE_IO, "crypto_core.net", "imports _socket",
+    ),
+    (
+        {"crypto_core/x.py": "import ctypes\n"},
+        RULE_PURE_IO, "crypto_core.x", "imports ctypes",
+    ),
+    (  # an I/O builtin not called where it is named
+        {"governance/x.py": "READ = open\n"},
+        RULE_PURE_IO, "governance.x", "uses open",
+    ),
+    (
+        {"governance/x.py": "F = __builtins__['open']\n"},
+        RULE_PURE_IO, "governance.x", "uses __builtins__",
+    ),
+    (  # a dynamic import in the coordinator would load mpc_node behind the contract's back
+        {"coordinator/service.py": "import importlib\nS = importlib.import_module('mpc_node.storage')\n"},
+        RULE_COORDINATOR_DYNAMIC, "coordinator.service", "imports importlib",
+    ),
+    (
+        {"coordinator/service.py": "S = __import__('mpc_node.storage')\n"},
+        RULE_COORDINATOR_DYNAMIC, "coordinator.service", "uses __import__",
     ),
     (
         {"mpcnet/cluster.py": "from mpc_node.keystore import create\n",

@@ -59,3 +59,18 @@ def test_a_nodes_ban_claim_names_only_its_co_signers() -> None:
     md = (("mpc-banned", "99,2,1,3,x"),)
     got = _classify(nodes, {1: _NodeError(grpc.StatusCode.PERMISSION_DENIED, md)}, "start")  # type: ignore[arg-type]
     assert got.banned == (2,), got  # type: ignore[attr-defined]
+
+
+def test_non_ascii_digits_in_a_nodes_metadata_are_ignored() -> None:
+    """``str.isdigit`` accepts '²' (which ``int`` refuses: a ValueError out of the signing loop,
+    INTERNAL) and other scripts' digits; only ASCII decimal indexes count. Metadata arrives
+    UTF-8 decoded, so a corrupted node's own gRPC stack can send them; ``-bin``-less bytes that
+    are not UTF-8 must not raise either."""
+    nodes = {1: _Handle(), 2: _Handle()}
+    for value in ("²", "2²", "١", "\u0662"):
+        got = _classify(nodes, {1: _NodeError(grpc.StatusCode.ABORTED, (("mpc-culprit", value),))}, "step")  # type: ignore[arg-type]
+        assert got.culprit is None, (value, got)  # type: ignore[attr-defined]
+        got = _classify(nodes, {1: _NodeError(grpc.StatusCode.PERMISSION_DENIED, (("mpc-banned", f"{value},2"),))}, "start")  # type: ignore[arg-type]
+        assert got.banned == (2,), (value, got)  # type: ignore[attr-defined]
+    got = _classify(nodes, {1: _NodeError(grpc.StatusCode.ABORTED, (("mpc-culprit", b"\xff2"),))}, "step")  # type: ignore[arg-type]
+    assert got.culprit is None  # type: ignore[attr-defined]

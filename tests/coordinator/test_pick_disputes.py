@@ -46,3 +46,28 @@ def test_a_corrupted_node_blaming_or_blamed_by_everyone_is_signed_around() -> No
 def test_a_proven_bad_share_excludes_its_sender_alone() -> None:
     svc = _svc(3)
     assert pick(svc, 2, set(), {frozenset({2})}) == (1, 3)
+
+
+def _sessions_until_signed(n: int, t: int, corrupted: int, rr: int) -> int:
+    """Sessions a request needs when ``corrupted`` aborts every session it is in at the release
+    round (each costs a reserved attempt), each time blaming a co-signer it has not blamed yet."""
+    svc = _svc(n)
+    svc._rr = rr
+    disputes: set[frozenset[int]] = set()
+    for session in itertools.count(1):
+        got = pick(svc, t, set(), disputes)
+        assert got is not None
+        if corrupted not in got:
+            return session
+        victim = next(j for j in got if j != corrupted and frozenset({corrupted, j}) not in disputes)
+        disputes.add(frozenset({corrupted, victim}))
+    raise AssertionError("unreachable")
+
+
+def test_a_corrupted_node_cannot_burn_every_reserved_attempt_by_blaming() -> None:
+    # MAX_SIGN_ATTEMPTS is 3: an honest signer set must be found within 3 sessions whenever
+    # one exists (t < n); before, the node stayed first in the order and took all three
+    for n, t in ((3, 2), (4, 2), (4, 3), (5, 3), (5, 4), (7, 4), (7, 5)):
+        for corrupted in range(1, n + 1):
+            for rr in range(n):
+                assert _sessions_until_signed(n, t, corrupted, rr) <= 3, (n, t, corrupted, rr)

@@ -1,0 +1,95 @@
+"""A signer that answers the release round with "attempt-taken" (its store says the attempt
+went to another session) disagrees with the majority that reserved the attempt for this one.
+It is left out for the rest of the request: before, the coordinator retried with the next
+attempt and could pick the same node again, so one corrupted node burned every reserved attempt
+of an approved request without ever being named."""
+
+from __future__ import annotations
+
+import threading
+from types import SimpleNamespace
+from typing import Any
+
+import coincurve
+import grpc
+import pytest
+
+import coordinator.service as service
+from coordinator.db import KeyRecord
+from coordinator.relay import Refused
+from coordinator.service import CoordinatorService, SIGN_RELEASE_ROUND
+from governance.reservation import MAX_SIGN_ATTEMPTS
+
+
+class _Signed(Exception):
+    def __init__(self, signers: tuple[int, ...]) -> None:
+        self.signers = signers
+
+
+def _svc(n: int) -> SimpleNamespace:
+    nodes = {i: SimpleNamespace(index=i, healthy=True, clock_suspect="", inflight=0, label=f"node {i}", last_error="")
+             for i in range(1, n + 1)}
+    taken = [0]
+
+    def next_attempt(rid: str) -> int:
+        taken[0] += 1
+        return taken[0]
+
+    svc = SimpleNamespace(
+        nodes=nodes, _lock=threading.Lock(), _rr=0, _sessions=threading.BoundedSemaphore(4),
+        policies=SimpleNamespace(synced=lambda i: True, attestation=lambda: b""),
+        db=SimpleNamespace(sign_attempts_taken=lambda rid: taken[0], next_sign_attempt=next_attempt),
+        cfg=SimpleNamespace(step_timeout_s=1.0), _reserve=lambda *a: [],
+    )
+    svc._pick = lambda t, ex, d=frozenset(): CoordinatorService._pick(svc, t, ex, d)  # type: ignore[arg-type]
+    return svc
+
+
+@pytest.mark.parametrize(("n", "t"), [(3, 2), (5, 3), (7, 4)])
+@pytest.mark.parametrize("corrupted", [1, 2, 3])
+@pytest.mark.parametrize("rr", [0, 1, 2, 3, 4])
+def test_a_signer_claiming_attempt_taken_cannot_burn_every_attempt(
+    monkeypatch: pytest.MonkeyPatch, n: int, t: int, corrupted: int, rr: int
+) -> None:
+    def run_session(nodes: dict[int, Any], sid: bytes, start: Any, timeout: float, *, before_step: Any, **_: Any) -> Any:
+        before_step(SIGN_RELEASE_ROUND)  # the attempt is reserved
+        if corrupted in nodes:
+            raise Refused(grpc.StatusCode.FAILED_PRECONDITION, "attempt taken", node=corrupted, governance="attempt-taken")
+        raise _Signed(tuple(sorted(nodes)))
+
+    monkeypatch.setattr(service, "run_session", run_session)
+    svc = _svc(n)
+    svc._rr = rr
+    pub = coincurve.PrivateKey().public_key.format(compressed=True)
+    k = KeyRecord(b"\x01" * 32, "k", pub, b"\x02" * 32, t, n, "active", 0, "r")
+    with pytest.raises(_Signed) as e:
+        CoordinatorService._sign(svc, "req-1", k, b"\x03" * 32, (), b"")  # type: ignore[arg-type]
+    assert corrupted not in e.value.signers
+    assert svc.db.sign_attempts_taken("req-1") <= MAX_SIGN_ATTEMPTS
+
+
+@pytest.mark.parametrize(("n", "t"), [(3, 2), (5, 3)])
+@pytest.mark.parametrize("corrupted", [1, 2, 3])
+def test_a_signer_claiming_its_co_signers_are_banned_does_not_exclude_them(
+    monkeypatch: pytest.MonkeyPatch, n: int, t: int, corrupted: int
+) -> None:
+    """``mpc-banned`` is one node's word against another's: the coordinator cannot tell which of
+    the two cheated, so the pair is never put together again (a dispute). Before, the named
+    nodes were left out and the claimant kept, so one corrupted node could make a request
+    UNAVAILABLE ("node 2: banned for this key; node 3: banned for this key") although the
+    honest nodes could sign."""
+
+    def run_session(nodes: dict[int, Any], sid: bytes, start: Any, timeout: float, **_: Any) -> Any:
+        if corrupted in nodes:
+            others = tuple(i for i in nodes if i != corrupted)
+            raise Refused(grpc.StatusCode.PERMISSION_DENIED, "banned", banned=others, node=corrupted)
+        raise _Signed(tuple(sorted(nodes)))
+
+    monkeypatch.setattr(service, "run_session", run_session)
+    monkeypatch.setattr(service, "RESTART_WAIT_S", 0.05)
+    svc = _svc(n)
+    pub = coincurve.PrivateKey().public_key.format(compressed=True)
+    k = KeyRecord(b"\x01" * 32, "k", pub, b"\x02" * 32, t, n, "active", 0, "r")
+    with pytest.raises(_Signed) as e:
+        CoordinatorService._sign(svc, "req-1", k, b"\x03" * 32, (), b"")  # type: ignore[arg-type]
+    assert corrupted not in e.value.signers
