@@ -55,7 +55,9 @@ from proto.mpc.v1 import common_pb2, coordinator_pb2, governance_pb2, node_pb2
 log = logging.getLogger("coordinator.service")
 Code = grpc.StatusCode
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
-MAX_SIGNER_SETS_TRIED = 50_000  # bounds _pick's search for a signer set that avoids every dispute
+MAX_SIGNER_SETS_TRIED = 50_000
+# aborts naming nobody after which a request fails (each retires one signer set)
+MAX_UNATTRIBUTED = 8  # bounds _pick's search for a signer set that avoids every dispute
 _KEY_STATUS = {
     "pending": common_pb2.KEY_STATUS_PENDING,
     "active": common_pb2.KEY_STATUS_ACTIVE,
@@ -119,6 +121,15 @@ def _remaining_s(bundle: bytes) -> float:
         return max(0.0, (ApprovalBundle.from_bytes(bundle).request.expires_at_ms - now_ms()) / 1000)
     except GovernanceError:
         return 0.0
+
+
+def _blind_text(nodes: dict[int, NodeHandle], blind: set[frozenset[int]]) -> str:
+    """The signer sets whose sessions aborted naming nobody, for the final error ("" if none)."""
+    if not blind:
+        return ""
+    return "; sessions that aborted naming nobody: " + "; ".join(
+        sorted("{" + ", ".join(nodes[i].label for i in sorted(b)) + "}" for b in blind)
+    )
 
 
 def _live(bundle: bytes) -> bool:
@@ -450,13 +461,18 @@ class CoordinatorService:
         return coordinator_pb2.ListKeysResponse(keys=[key_info(k) for k in self.db.list_keys()])
 
     # --- signing (only ever for an approved request: see coordinator.requests) ----------------
-    def _pick(self, t: int, excluded: set[int], disputes: frozenset[frozenset[int]] = frozenset()) -> tuple[int, ...] | None:
+    def _pick(
+        self, t: int, excluded: set[int], disputes: frozenset[frozenset[int]] = frozenset(),
+        blind: frozenset[frozenset[int]] = frozenset(),
+    ) -> tuple[int, ...] | None:
         """``t`` signers not in ``excluded``, the preferred first, such that no set in
         ``disputes`` (a node and the node that blamed it in an earlier session of this request:
-        one of the two cheated, we cannot tell which) lies within them; None if impossible.
+        one of the two cheated, we cannot tell which) lies within them and that are not exactly
+        a set in ``blind`` (an earlier session that aborted naming nobody); None if impossible.
         Nodes in more disputes come later (so a node that blames a new co-signer in every
-        session is left out once an undisputed signer set exists, before it burns every attempt)."""
-        fights = {i: sum(1 for d in disputes if i in d) for i in self.nodes}
+        session is left out once an undisputed signer set exists, before it burns every attempt),
+        and so do nodes of more blind sets."""
+        fights = {i: sum(1 for d in disputes if i in d) + sum(1 for b in blind if i in b) for i in self.nodes}
         with self._lock:
             self._rr += 1
             rr = self._rr
@@ -466,17 +482,36 @@ class CoordinatorService:
                 return None
             # available first, fewest disputes, clock within tolerance, then least loaded, then round robin
             cands.sort(key=lambda h: (
-                h.healthy is False, fights[h.index], bool(h.clock_suspect), not self.policies.synced(h.index), h.inflight, (h.index - rr) % n,
+                h.healthy is False, fights[h.index], bool(h.clock_suspect), not self.policies.synced(h.index),
+                h.inflight, (h.index - rr) % n,
             ))
             order = [h.index for h in cands]
-        if not disputes:
+        if not disputes and not blind:
             return tuple(sorted(order[:t]))
         for tried, combo in enumerate(itertools.combinations(order, t)):  # in order of preference
-            if not any(d <= set(combo) for d in disputes):
+            chosen = frozenset(combo)
+            if chosen not in blind and not any(d <= chosen for d in disputes):
                 return tuple(sorted(combo))
             if tried >= MAX_SIGNER_SETS_TRIED:
                 break
         return None
+
+    def _unattributed(
+        self, rid: str, session: int, signers: tuple[int, ...], why: str, blind: set[frozenset[int]]
+    ) -> bool:
+        """An abort that names nobody (a cheater made blame ambiguous, or DKLs23 cannot attribute
+        it): one of ``signers`` cheated, we cannot tell which. Never use exactly this signer set
+        again for the request (``blind``), at most MAX_UNATTRIBUTED times per request; True if the
+        caller should try another set."""
+        whole = frozenset(signers)
+        if whole in blind or len(blind) >= MAX_UNATTRIBUTED:
+            return False
+        blind.add(whole)
+        log.warning(
+            "request %s: session %d with nodes %s aborted naming nobody (%s); retrying with another signer set",
+            rid, session, list(signers), why,
+        )
+        return True
 
     def _sign(
         self, rid: str, k: KeyRecord, digest: bytes, path: tuple[int, ...], bundle: bytes
@@ -493,6 +528,7 @@ class CoordinatorService:
         expected = derive(Point.decode(k.public_key), k.chain_code, path).public_key
         down: dict[int, str] = {}
         disputes: set[frozenset[int]] = set()
+        blind: set[frozenset[int]] = set()  # whole signer sets of aborts that named nobody
         attempts = 0
         t0 = time.perf_counter()
         wait_until: float | None = None  # when we stop waiting for nodes that are down
@@ -502,7 +538,7 @@ class CoordinatorService:
             if self.db.sign_attempts_taken(rid) >= MAX_SIGN_ATTEMPTS:
                 raise _signing_error(Code.FAILED_PRECONDITION, _exhausted(rid, down), attempts, "attempts-exhausted")
             with self._sessions:  # at most max_parallel_sessions at once; the rest queue here
-                signers = self._pick(t, set(down), frozenset(disputes))
+                signers = self._pick(t, set(down), frozenset(disputes), frozenset(blind))
                 reachable = n - len(down)
                 if reachable < q:  # no attempt can be reserved: do not spend one
                     signers = None
@@ -523,10 +559,12 @@ class CoordinatorService:
                         if came_back:
                             log.info("request %s: %s reconnected; retrying", rid, ", ".join(h.label for h in came_back))
                         continue
-                if signers is None and disputes and reachable >= q and self._pick(t, set(down)) is not None:
+                if signers is None and (disputes or blind) and reachable >= q and self._pick(t, set(down)) is not None:
                     raise _signing_error(  # enough nodes, but every signer set holds a disputed pair
-                        Code.ABORTED, f"sign aborted: nodes blamed each other{_disputes_text(self.nodes, disputes)}; "
-                        "check the named nodes (their logs and audit trails), then submit the request again", attempts,
+                        Code.ABORTED,
+                        f"sign aborted: nodes blamed each other{_disputes_text(self.nodes, disputes)}"
+                        f"{_blind_text(self.nodes, blind)}; check the named nodes (their logs and audit trails), "
+                        "then submit the request again", attempts,
                     )
                 if signers is None:
                     names = "; ".join(r for _, r in sorted(down.items()))
@@ -592,6 +630,8 @@ class CoordinatorService:
                             rid, attempts, list(signers), e, " and ".join(self.nodes[x].label for x in sorted(dispute)),
                         )
                         continue
+                    if self._unattributed(rid, attempts, signers, str(e), blind):
+                        continue
                     raise _signing_error(Code.ABORTED, f"sign aborted: {e}{_disputes_text(self.nodes, disputes)}", attempts) from None
                 except ProtocolAbort as e:
                     # the combiner's own check: a share that does not verify is proven bad
@@ -600,6 +640,8 @@ class CoordinatorService:
                         log.warning(
                             "request %s: %s sent a bad signature share (%s); retrying without it", rid, self.nodes[e.party].label, e.reason
                         )
+                        continue
+                    if e.party is None and self._unattributed(rid, attempts, signers, e.reason, blind):
                         continue
                     who = self.nodes[e.party].label if e.party in self.nodes else "unattributable"
                     raise _signing_error(

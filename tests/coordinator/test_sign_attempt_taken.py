@@ -17,7 +17,7 @@ import pytest
 import coordinator.service as service
 from coordinator.db import KeyRecord
 from coordinator.relay import Refused
-from coordinator.service import CoordinatorService, SIGN_RELEASE_ROUND
+from coordinator.service import SIGN_RELEASE_ROUND, CoordinatorService
 from governance.reservation import MAX_SIGN_ATTEMPTS
 
 
@@ -41,7 +41,8 @@ def _svc(n: int) -> SimpleNamespace:
         db=SimpleNamespace(sign_attempts_taken=lambda rid: taken[0], next_sign_attempt=next_attempt),
         cfg=SimpleNamespace(step_timeout_s=1.0), _reserve=lambda *a: [],
     )
-    svc._pick = lambda t, ex, d=frozenset(): CoordinatorService._pick(svc, t, ex, d)  # type: ignore[arg-type]
+    svc._pick = lambda t, ex, d=frozenset(), b=frozenset(): CoordinatorService._pick(svc, t, ex, d, b)  # type: ignore[arg-type]
+    svc._unattributed = lambda *a: CoordinatorService._unattributed(svc, *a)  # type: ignore[arg-type]
     return svc
 
 
@@ -93,3 +94,32 @@ def test_a_signer_claiming_its_co_signers_are_banned_does_not_exclude_them(
     with pytest.raises(_Signed) as e:
         CoordinatorService._sign(svc, "req-1", k, b"\x03" * 32, (), b"")  # type: ignore[arg-type]
     assert corrupted not in e.value.signers
+
+
+@pytest.mark.parametrize(("n", "t"), [(3, 2), (5, 3), (7, 4)])
+@pytest.mark.parametrize("corrupted", [1, 2, 3])
+@pytest.mark.parametrize("at_release", [False, True])
+def test_a_signer_aborting_without_naming_anyone_is_signed_around(
+    monkeypatch: pytest.MonkeyPatch, n: int, t: int, corrupted: int, at_release: bool
+) -> None:
+    """A corrupted signer that makes an honest co-signer abort naming nobody (blame it cannot
+    prove) retires that exact signer set for the request: the coordinator tries another set and
+    the request is signed by honest nodes, within the attempt bound, instead of failing."""
+    from coordinator.relay import Aborted
+
+    def run_session(nodes: dict[int, Any], sid: bytes, start: Any, timeout: float, *, before_step: Any, **_: Any) -> Any:
+        if corrupted in nodes:
+            if at_release:
+                before_step(SIGN_RELEASE_ROUND)  # the abort costs the attempt
+            raise Aborted("node x aborted: cannot tell which party cheated", None, reporter=min(set(nodes) - {corrupted}))
+        before_step(SIGN_RELEASE_ROUND)
+        raise _Signed(tuple(sorted(nodes)))
+
+    monkeypatch.setattr(service, "run_session", run_session)
+    svc = _svc(n)
+    pub = coincurve.PrivateKey().public_key.format(compressed=True)
+    k = KeyRecord(b"\x01" * 32, "k", pub, b"\x02" * 32, t, n, "active", 0, "r")
+    with pytest.raises(_Signed) as e:
+        CoordinatorService._sign(svc, "req-1", k, b"\x03" * 32, (), b"")  # type: ignore[arg-type]
+    assert corrupted not in e.value.signers
+    assert svc.db.sign_attempts_taken("req-1") <= MAX_SIGN_ATTEMPTS

@@ -34,14 +34,18 @@ def stranger() -> Iterator[subprocess.Popen[bytes]]:
     p.wait()
 
 
-def test_stop_never_signals_a_pid_left_in_cluster_json(tmp_path: Path, stranger: subprocess.Popen[bytes], capsys: pytest.CaptureFixture[str]) -> None:
+def test_stop_never_signals_a_pid_left_in_cluster_json(
+    tmp_path: Path, stranger: subprocess.Popen[bytes], capsys: pytest.CaptureFixture[str]
+) -> None:
     _stale_cluster(tmp_path, stranger.pid)
     assert main(["stop", "--dir", str(tmp_path)]) == 0
     assert "not running" in capsys.readouterr().out
     assert stranger.poll() is None, "mpc-cluster stop killed an unrelated process"
 
 
-def test_status_does_not_call_a_stale_pid_the_supervisor(tmp_path: Path, stranger: subprocess.Popen[bytes], capsys: pytest.CaptureFixture[str]) -> None:
+def test_status_does_not_call_a_stale_pid_the_supervisor(
+    tmp_path: Path, stranger: subprocess.Popen[bytes], capsys: pytest.CaptureFixture[str]
+) -> None:
     _stale_cluster(tmp_path, stranger.pid)
     assert main(["status", "--dir", str(tmp_path), "--json"]) == 3
     doc = json.loads(capsys.readouterr().out)
