@@ -34,7 +34,7 @@ from mpcnet.rpc import (
     service_handler,
     wait_until_stopped,
 )
-from proto.mpc.v1 import coordinator_pb2
+from mpcnet.wire.mpc.v1 import coordinator_pb2
 
 log = logging.getLogger("coordinator")
 SERVICE = coordinator_pb2.DESCRIPTOR.services_by_name["Coordinator"]

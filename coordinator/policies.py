@@ -38,7 +38,7 @@ from governance.policy import (
 from mpcnet.govwire import scope_name
 from mpcnet.rpc import RpcError, status_of
 from mpcnet.stores.audit import AuditLog
-from proto.mpc.v1 import node_pb2
+from mpcnet.wire.mpc.v1 import node_pb2
 
 log = logging.getLogger("coordinator.policies")
 Code = grpc.StatusCode

@@ -22,7 +22,7 @@ import grpc
 from coordinator.config import NodeEndpoint
 from mpcnet.clockskew import SkewSample
 from mpcnet.rpc import CHANNEL_OPTIONS, status_of, trailing
-from proto.mpc.v1 import node_pb2, node_pb2_grpc
+from mpcnet.wire.mpc.v1 import node_pb2, node_pb2_grpc
 
 log = logging.getLogger("coordinator.relay")
 

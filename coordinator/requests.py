@@ -67,7 +67,7 @@ from governance.policy import DEFAULT_SCOPE, KeyPolicy, SignedPolicyChange
 from mpcnet.govwire import scope_name
 from mpcnet.rpc import RpcError, check_len, invalid, roles_text
 from mpcnet.stores.audit import AuditLog
-from proto.mpc.v1 import common_pb2, coordinator_pb2
+from mpcnet.wire.mpc.v1 import common_pb2, coordinator_pb2
 
 log = logging.getLogger("coordinator.requests")
 Code = grpc.StatusCode

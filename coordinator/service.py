@@ -50,7 +50,7 @@ from mpcnet.govwire import audit_page, policy_state
 from mpcnet.pki import CertIdentity, channel_credentials
 from mpcnet.rpc import RpcError, caller_identity, check_label, check_len, invalid, status_of, trailing
 from mpcnet.stores.audit import AuditLog
-from proto.mpc.v1 import common_pb2, coordinator_pb2, governance_pb2, node_pb2
+from mpcnet.wire.mpc.v1 import common_pb2, coordinator_pb2, governance_pb2, node_pb2
 
 log = logging.getLogger("coordinator.service")
 Code = grpc.StatusCode

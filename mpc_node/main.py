@@ -38,7 +38,7 @@ from mpcnet.rpc import (
     wait_until_stopped,
 )
 from mpcnet.stores.audit import AuditLog
-from proto.mpc.v1 import node_pb2
+from mpcnet.wire.mpc.v1 import node_pb2
 
 log = logging.getLogger("mpc_node")
 NODE_SERVICE = node_pb2.DESCRIPTOR.services_by_name["Node"]

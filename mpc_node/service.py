@@ -72,7 +72,7 @@ from mpcnet.govwire import audit_page, policy_state
 from mpcnet.keystore import OperationalKeys
 from mpcnet.rpc import RpcError, caller_identity, check_label, check_len, invalid
 from mpcnet.stores.audit import AuditLog
-from proto.mpc.v1 import common_pb2, governance_pb2, node_pb2
+from mpcnet.wire.mpc.v1 import common_pb2, governance_pb2, node_pb2
 
 log = logging.getLogger("mpc_node.service")
 

@@ -54,7 +54,7 @@ from mpcnet.govwire import entry_rows
 from mpcnet.identities import Identity, load_identity
 from mpcnet.pki import CertPaths, channel_credentials
 from mpcnet.rpc import CHANNEL_OPTIONS
-from proto.mpc.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc, governance_pb2, node_pb2, node_pb2_grpc
+from mpcnet.wire.mpc.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc, governance_pb2, node_pb2, node_pb2_grpc
 
 _STATUS = {v: k for k, v in common_pb2.KeyStatus.items()}
 _Req = TypeVar("_Req")  # a unary RPC's request message (MpcClient._call)

@@ -8,7 +8,7 @@ from typing import SupportsIndex, SupportsInt
 from governance.policy import DEFAULT_SCOPE, KeyPolicy, SignedPolicyChange
 from mpcnet.rpc import invalid
 from mpcnet.stores.audit import AuditLog
-from proto.mpc.v1 import governance_pb2
+from mpcnet.wire.mpc.v1 import governance_pb2
 
 MAX_AUDIT_PAGE = 1000
 

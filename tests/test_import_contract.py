@@ -22,6 +22,9 @@ and checked against these rules:
    coordinator loads through ``mpcnet`` is checked by importing it (a fresh interpreter).
 3. **No cycles** between the top-level project packages.
 
+The generated protobuf/gRPC code lives in ``mpcnet.wire`` (the shared layer, which both servers may
+import); there is no top-level ``proto`` Python package, and nothing imports one.
+
 ``check_tree`` takes any source root, so the second half of this file feeds it synthetic
 module trees with forbidden imports and sees every rule fail, naming the module and the rule.
 """
@@ -38,7 +41,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PROJECT_PACKAGES = ("coordinator", "crypto_core", "governance", "mpc_node", "mpcnet", "proto")
+PROJECT_PACKAGES = ("coordinator", "crypto_core", "governance", "mpc_node", "mpcnet")
+"""The top-level project packages. The generated protobuf/gRPC code is ``mpcnet.wire`` (part of the
+shared layer); no top-level ``proto`` package exists (the name is ``proto-plus``'s)."""
 
 PURE_THIRD_PARTY: Mapping[str, frozenset[str]] = {
     "crypto_core": frozenset({"coincurve", "cryptography", "numpy"}),
@@ -352,7 +357,18 @@ def test_every_product_module_is_read() -> None:
     modules = _modules(ROOT, PROJECT_PACKAGES)
     assert {_top(m) for m in modules} == set(PROJECT_PACKAGES)
     assert {"governance.audit", "mpcnet.stores.audit", "mpcnet.keystore", "coordinator.service"} <= set(modules)
+    assert {"mpcnet.wire.mpc.v1.node_pb2", "mpcnet.wire.mpc.v1.coordinator_pb2_grpc"} <= set(modules)
     assert len(modules) >= 80
+
+
+def test_no_top_level_proto_package_exists_or_is_imported() -> None:
+    """``proto`` is proto-plus's name (Google's client libraries): the .proto sources stay in
+    ``proto/``, but no Python module is there and no product module imports ``proto``."""
+    assert sorted(str(p.relative_to(ROOT)) for p in (ROOT / "proto").rglob("*.py*") if p.suffix in {".py", ".pyi"}) == []
+    assert sorted(p.name for p in (ROOT / "proto" / "mpc" / "v1").iterdir() if p.suffix == ".proto") != []
+    known = _modules(ROOT, PROJECT_PACKAGES)
+    found = [f"{i.importer}:{i.line}: {i.target}" for m in known.values() for i in _imports(m, known) if _top(i.target) == "proto"]
+    assert found == []
 
 
 # --- the checker, on synthetic trees ------------------------------------------------------------
@@ -386,7 +402,9 @@ def test_a_clean_synthetic_tree_passes(tmp_path: Path) -> None:
         "governance/policy.py": "from cryptography.hazmat.primitives import hashes\nfrom .errors import E\n",
         "governance/errors.py": "class E(Exception): ...\n",
         "coordinator/service.py": "from crypto_core.combiner import PublicKey\nfrom crypto_core import group\n"
-        "from mpcnet import rpc\nimport grpc\n",
+        "from mpcnet import rpc\nimport grpc\nfrom mpcnet.wire.mpc.v1 import node_pb2\n",
+        "mpcnet/wire/mpc/v1/node_pb2.py": "from google.protobuf import descriptor\nfrom . import common_pb2\n",
+        "mpcnet/wire/mpc/v1/common_pb2.py": "from google.protobuf import descriptor\n",
         "mpc_node/service.py": "import sqlite3\nfrom crypto_core.sign import X\nfrom mpcnet.rpc import y\n",
         "mpcnet/rpc.py": "import grpc\nfrom governance.policy import hashes\n",
     })
@@ -437,6 +455,11 @@ _FORBIDDEN = [  # (files, rule, the module named, what the violation names)
     (
         {"crypto_core/a.py": "from mpcnet import fsutil\n"},
         RULE_PURE_PROJECT, "crypto_core.a", "imports mpcnet",
+    ),
+    (  # the generated wire code is the shared layer, not the pure one
+        {"governance/w.py": "from mpcnet.wire.mpc.v1 import governance_pb2\n",
+         "mpcnet/wire/mpc/v1/governance_pb2.py": ""},
+        RULE_PURE_PROJECT, "governance.w", "imports mpcnet.wire.mpc.v1.governance_pb2",
     ),
     (
         {"coordinator/main.py": "def f():\n    from mpc_node.keystore import load\n"},

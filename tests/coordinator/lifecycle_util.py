@@ -26,7 +26,7 @@ from governance.audit import AuditEntry
 from governance.policy import DEFAULT_SCOPE, KeyPolicy, PolicyChange, RateLimit, SignedPolicyChange, sign_policy_change
 from mpcnet.rpc import RpcError
 from mpcnet.stores.audit import AuditLog
-from proto.mpc.v1 import common_pb2, coordinator_pb2
+from mpcnet.wire.mpc.v1 import common_pb2, coordinator_pb2
 from tests.governance.gov_util import ADMIN_KEYS, APPROVER_KEYS, KEY_ID, admin_set, raw
 
 T0_MS = 1_800_000_000_000

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from coordinator.relay import Aborted, run_session
-from proto.mpc.v1 import node_pb2
+from mpcnet.wire.mpc.v1 import node_pb2
 
 
 class _Call:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import grpc
 
-from proto.mpc.v1 import common_pb2, node_pb2
+from mpcnet.wire.mpc.v1 import common_pb2, node_pb2
 
 Inboxes = dict[int, list[common_pb2.Envelope]]
 SIGN_RELEASE_ROUND = 3  # delivering the round-3 messages of a signing session releases the shares

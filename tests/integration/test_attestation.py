@@ -26,7 +26,7 @@ from mpcnet.client import MpcClient, SigningTeam
 from mpcnet.identities import load_identity
 from mpcnet.pki import channel_credentials
 from mpcnet.stores.audit import export_jsonl
-from proto.mpc.v1 import node_pb2
+from mpcnet.wire.mpc.v1 import node_pb2
 
 from .conftest import make_cluster
 from .govtools import approved_bundle, bundle, default_policy, now_ms, signed_change, signing_request

@@ -26,7 +26,7 @@ from mpcnet.cli import main as mpc_main
 from mpcnet.client import MpcClient, NodeState, SigningTeam
 from mpcnet.cluster import health_channel
 from mpcnet.pki import channel_credentials
-from proto.mpc.v1 import node_pb2
+from mpcnet.wire.mpc.v1 import node_pb2
 
 from .conftest import make_cluster
 

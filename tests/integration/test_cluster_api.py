@@ -150,7 +150,7 @@ def test_malformed_protobuf_is_invalid_argument(cluster) -> None:
 
 
 def test_oversized_message_is_resource_exhausted(cluster) -> None:
-    from proto.mpc.v1 import coordinator_pb2
+    from mpcnet.wire.mpc.v1 import coordinator_pb2
 
     eps = cluster.lay.endpoints()
     big = coordinator_pb2.CreateKeyRequest(label="x" * (33 * 1024 * 1024)).SerializeToString()
@@ -180,7 +180,7 @@ def test_client_with_certificate_from_another_ca_is_refused(cluster, tmp_path) -
 
 
 def test_only_the_coordinator_may_call_nodes(cluster) -> None:
-    from proto.mpc.v1 import node_pb2, node_pb2_grpc
+    from mpcnet.wire.mpc.v1 import node_pb2, node_pb2_grpc
 
     ep = cluster.lay.endpoints()["node-2"]
     for identity in ("client", "admin1", "approver1", "auditor1", "node-1"):
@@ -195,7 +195,7 @@ def test_only_the_coordinator_may_call_nodes(cluster) -> None:
 
 
 def test_nodes_may_not_call_the_client_api(cluster) -> None:
-    from proto.mpc.v1 import coordinator_pb2, coordinator_pb2_grpc
+    from mpcnet.wire.mpc.v1 import coordinator_pb2, coordinator_pb2_grpc
 
     with _raw_channel(cluster, cluster.lay.endpoints()["coordinator"], "node-1") as ch:
         with pytest.raises(grpc.RpcError) as e:

@@ -29,7 +29,7 @@ from mpcnet.client import MpcClient, MpcError, SigningTeam
 from mpcnet.pki import CertPaths, channel_credentials, issue_cert
 from mpcnet.rpc import roles_text
 from mpcnet.stores.audit import export_jsonl
-from proto.mpc.v1 import coordinator_pb2, node_pb2
+from mpcnet.wire.mpc.v1 import coordinator_pb2, node_pb2
 
 from .conftest import make_cluster
 from .govtools import (
@@ -321,7 +321,7 @@ def test_coordinator_applies_a_proposal_only_at_the_admin_quorum(gc, admin, admi
     with pytest.raises(MpcError) as e:  # admin1 cannot sign twice, nor as admin2
         admin.approve_policy(p.proposal_id)
     assert e.value.code == Code.ALREADY_EXISTS
-    from proto.mpc.v1 import coordinator_pb2 as cpb
+    from mpcnet.wire.mpc.v1 import coordinator_pb2 as cpb
 
     sig = sign_policy_change(p.signed_change.change, "admin1", admin.identity.signing_key)
     with pytest.raises(MpcError) as e:
@@ -432,7 +432,7 @@ def test_denials_are_audited(gc) -> None:
 
 def test_names_in_certificates_bind_approvals_and_requests(gc, team, gkey, tmp_path) -> None:
     r = team.requester.submit_sign_request(gkey.key_id, b"\x05" * 32, description="name binding")
-    from proto.mpc.v1 import coordinator_pb2 as cpb
+    from mpcnet.wire.mpc.v1 import coordinator_pb2 as cpb
 
     a1 = team.approvers[0]
     sig = sign_approval(r.request, "approver2", a1.identity.signing_key, Decision.APPROVE)

@@ -20,7 +20,7 @@ from coordinator.relay import NodeHandle
 from mpcnet.client import MpcClient
 from mpcnet.pki import channel_credentials
 from mpcnet.stores.audit import export_jsonl
-from proto.mpc.v1 import node_pb2
+from mpcnet.wire.mpc.v1 import node_pb2
 
 from ..conftest import scaled
 from .conftest import make_cluster
@@ -255,7 +255,7 @@ def test_fuzz_reserve_signing_and_attestations(hc, nodes, key, data) -> None:
 @settings(max_examples=scaled(40), deadline=None, suppress_health_check=list(HealthCheck))
 @given(att=_blob, key_id=_blob, raw=_blob)
 def test_fuzz_coordinator_policy_rpcs(hc, att, key_id, raw) -> None:
-    from proto.mpc.v1 import coordinator_pb2
+    from mpcnet.wire.mpc.v1 import coordinator_pb2
 
     with MpcClient.from_cluster(hc.lay.dir, identity="admin2", timeout=20) as admin:
         stub = admin._stub
@@ -280,7 +280,7 @@ def test_coordinator_audits_every_refused_attestation(hc) -> None:
     and, like a bad signature, the refusal is in the coordinator's signed audit log."""
     from governance.attestation import PolicyAttestation, SignedPolicyAttestation, sign_attestation
     from mpcnet.identities import load_identity
-    from proto.mpc.v1 import coordinator_pb2
+    from mpcnet.wire.mpc.v1 import coordinator_pb2
 
     from .govtools import now_ms
 
@@ -386,7 +386,7 @@ def test_cluster_up_with_a_bad_scrypt_n_or_dir_fails_cleanly_and_writes_nothing(
 @given(data=st.data())
 def test_fuzz_start_session_sign_params(hc, nodes, key, data) -> None:
     """SignParams as a compromised coordinator may send them (policy_attestation is new)."""
-    from proto.mpc.v1 import coordinator_pb2
+    from mpcnet.wire.mpc.v1 import coordinator_pb2
 
     rid, b = approved_bundle(hc.lay, key.key_id, DIGEST)
     with MpcClient.from_cluster(hc.lay.dir, identity="auditor1", timeout=20) as c:

@@ -25,7 +25,7 @@ from governance.errors import GovernanceError
 from mpcnet.client import MpcClient
 from mpcnet.identities import create_identity
 from mpcnet.pki import create_ca, issue_cert, server_credentials
-from proto.mpc.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc
+from mpcnet.wire.mpc.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "node"

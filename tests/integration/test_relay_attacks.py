@@ -21,7 +21,7 @@ from governance.errors import GovernanceError
 from mpc_node.envelope import Envelope, open_envelope, seal_broadcast, seal_direct
 from mpcnet.keystore import load_keystore
 from mpcnet.pki import channel_credentials
-from proto.mpc.v1 import common_pb2, node_pb2
+from mpcnet.wire.mpc.v1 import common_pb2, node_pb2
 
 from .conftest import make_cluster
 from .govtools import approved_bundle

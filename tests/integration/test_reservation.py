@@ -32,7 +32,7 @@ from mpcnet.client import MpcClient, SigningTeam
 from mpcnet.keystore import load_keystore
 from mpcnet.pki import channel_credentials
 from mpcnet.stores.audit import export_jsonl
-from proto.mpc.v1 import node_pb2
+from mpcnet.wire.mpc.v1 import node_pb2
 
 from .conftest import make_cluster
 from .govtools import approved_bundle

@@ -22,7 +22,7 @@ import pytest
 from coordinator.config import NodeEndpoint
 from coordinator.relay import NodeHandle
 from mpcnet.pki import channel_credentials
-from proto.mpc.v1 import governance_pb2, node_pb2
+from mpcnet.wire.mpc.v1 import governance_pb2, node_pb2
 
 from .conftest import make_cluster
 from .govtools import approved_bundle

@@ -25,7 +25,7 @@ from mpcnet.cluster import Layout, prepare
 from mpcnet.keystore import load_keystore, read_passphrase
 from mpcnet.rpc import RpcError
 from mpcnet.stores.audit import AuditLog
-from proto.mpc.v1 import node_pb2
+from mpcnet.wire.mpc.v1 import node_pb2
 from tests.harness import run_collect
 from tests.integration.govtools import approved_bundle
 from tests.integration.relay_util import SIGN_RELEASE_ROUND, reserve_request, route

@@ -10,7 +10,7 @@ import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from grpc_reflection.v1alpha import reflection_pb2
 
-import proto.mpc.v1.coordinator_pb2  # noqa: F401  (registers mpc.v1.Coordinator in the default pool)
+import mpcnet.wire.mpc.v1.coordinator_pb2  # noqa: F401  (registers mpc.v1.Coordinator in the default pool)
 from mpcnet.reflection import V1_SERVICE_NAME, _v1_file_descriptor
 from mpcnet.rpc import add_standard_services
 

@@ -1,0 +1,1 @@
+"""Generated code of the protobuf package ``mpc`` (see :mod:`mpcnet.wire`)."""

@@ -1,1 +1,0 @@
-"""Protocol buffers of the MPC network (package mpc.v1); see scripts/gen_proto.py."""
