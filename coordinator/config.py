@@ -27,7 +27,7 @@ the nodes are CPU bound, and running more sessions at once than there are cores 
 contention.
 
 ``max_clock_skew_s`` (default 30): the health probe measures each node's clock against the
-coordinator's (:mod:`mpcnet.clockskew`); signing leaves out a node whose clock is off by more
+coordinator's (:mod:`mpcnet.common.clockskew`); signing leaves out a node whose clock is off by more
 than this while enough other nodes are available, and ``ClusterStatus`` flags it.
 
 Relative paths are relative to the config file.
@@ -39,8 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from governance.policy import AdminSet, SignedPolicyChange
-from mpcnet.config import ConfigError, load_governance, load_json
-from mpcnet.pki import ROLES, CertPaths
+from mpcnet.common.config import ConfigError, load_governance, load_json
+from mpcnet.common.pki import ROLES, CertPaths
 
 DEFAULT_CLIENT_ROLES = ["admin", "requester", "approver", "auditor"]
 MAX_CLOCK_SKEW_S = 7 * 86400.0  # fits NodeStatus.max_clock_skew_ms (uint32 ms)

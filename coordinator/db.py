@@ -8,7 +8,7 @@ sweep and the signer can never move a request along two paths; each is one trans
 audit entry it causes, queued in ``audit_outbox`` (the audit log is another file; see
 ``coordinator.requests`` for how the queue is flushed).
 
-The file is opened like every store by :mod:`mpcnet.stores.sqlite`: created 0600 (a wider
+The file is opened like every store by :mod:`mpcnet.common.stores.sqlite`: created 0600 (a wider
 existing one is narrowed) with its directory fsynced, WAL, ``synchronous=FULL``, and the tables
 created and upgraded by versioned migrations (``PRAGMA user_version``).
 """
@@ -28,9 +28,9 @@ from typing import Any, Literal
 
 from governance.audit import EVENT_KEY, MAX_DETAILS, check_entry_fields
 from governance.errors import GovernanceError
-from mpcnet.stores.sqlite import DatabaseError, Migration, migrate, open_database, write_transaction
+from mpcnet.common.stores.sqlite import DatabaseError, Migration, migrate, open_database, write_transaction
 
-# The schema, as versioned migration steps (see mpcnet.stores.sqlite). Databases created before
+# The schema, as versioned migration steps (see mpcnet.common.stores.sqlite). Databases created before
 # versioning have user_version 0 and either layout, so both steps are idempotent (IF NOT EXISTS).
 _MIGRATIONS: tuple[Migration, ...] = (
     # 1: the layout up to commit 4b7440a

@@ -21,11 +21,11 @@ from coordinator.config import CoordinatorConfig, load_coordinator_config
 from coordinator.roles import allowed
 from coordinator.service import CoordinatorService
 from governance.errors import GovernanceError
-from mpcnet.config import ConfigError, setup_logging
-from mpcnet.datadir import hold_data_dirs
-from mpcnet.keystore import KeystoreError, load_keystore, read_passphrase
-from mpcnet.pki import PkiError, server_credentials
-from mpcnet.rpc import (
+from mpcnet.common.config import ConfigError, setup_logging
+from mpcnet.common.datadir import hold_data_dirs
+from mpcnet.common.keystore import KeystoreError, load_keystore, read_passphrase
+from mpcnet.common.pki import PkiError, server_credentials
+from mpcnet.common.rpc import (
     SERVER_OPTIONS,
     RpcError,
     add_standard_services,

@@ -35,9 +35,9 @@ from governance.policy import (
     check_admin_signature,
     verify_policy_change,
 )
-from mpcnet.govwire import scope_name
-from mpcnet.rpc import RpcError, status_of
-from mpcnet.stores.audit import AuditLog
+from mpcnet.common.govwire import scope_name
+from mpcnet.common.rpc import RpcError, status_of
+from mpcnet.common.stores.audit import AuditLog
 from mpcnet.wire.mpc.v1 import node_pb2
 
 log = logging.getLogger("coordinator.policies")

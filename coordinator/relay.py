@@ -20,8 +20,8 @@ from typing import Any
 import grpc
 
 from coordinator.config import NodeEndpoint
-from mpcnet.clockskew import SkewSample
-from mpcnet.rpc import CHANNEL_OPTIONS, status_of, trailing
+from mpcnet.common.clockskew import SkewSample
+from mpcnet.common.rpc import CHANNEL_OPTIONS, status_of, trailing
 from mpcnet.wire.mpc.v1 import node_pb2, node_pb2_grpc
 
 log = logging.getLogger("coordinator.relay")

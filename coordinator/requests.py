@@ -64,9 +64,9 @@ from governance.approval import (
 )
 from governance.errors import GovernanceError
 from governance.policy import DEFAULT_SCOPE, KeyPolicy, SignedPolicyChange
-from mpcnet.govwire import scope_name
-from mpcnet.rpc import RpcError, check_len, invalid, roles_text
-from mpcnet.stores.audit import AuditLog
+from mpcnet.common.govwire import scope_name
+from mpcnet.common.rpc import RpcError, check_len, invalid, roles_text
+from mpcnet.common.stores.audit import AuditLog
 from mpcnet.wire.mpc.v1 import common_pb2, coordinator_pb2
 
 log = logging.getLogger("coordinator.requests")

@@ -45,11 +45,11 @@ from governance.approval import REQUEST_ID_RE, ApprovalBundle
 from governance.errors import GovernanceError
 from governance.policy import DEFAULT_SCOPE
 from governance.reservation import MAX_SIGN_ATTEMPTS, ReservationReceipt, reservation_quorum
-from mpcnet.clockskew import SkewSample, measure
-from mpcnet.govwire import audit_page, policy_state
-from mpcnet.pki import CertIdentity, channel_credentials
-from mpcnet.rpc import RpcError, caller_identity, check_label, check_len, invalid, status_of, trailing
-from mpcnet.stores.audit import AuditLog
+from mpcnet.common.clockskew import SkewSample, measure
+from mpcnet.common.govwire import audit_page, policy_state
+from mpcnet.common.pki import CertIdentity, channel_credentials
+from mpcnet.common.rpc import RpcError, caller_identity, check_label, check_len, invalid, status_of, trailing
+from mpcnet.common.stores.audit import AuditLog
 from mpcnet.wire.mpc.v1 import common_pb2, coordinator_pb2, governance_pb2, node_pb2
 
 log = logging.getLogger("coordinator.service")
@@ -243,7 +243,7 @@ class CoordinatorService:
     def probe(self) -> None:
         """Ask every node's Health at once: a node that does not answer, or answers that it is not
         serving (e.g. it cannot write its store), is marked down; each answer's clock gives the
-        node's skew (:mod:`mpcnet.clockskew`), checked against ``max_clock_skew_s``."""
+        node's skew (:mod:`mpcnet.common.clockskew`), checked against ``max_clock_skew_s``."""
 
         def timed(h: NodeHandle) -> Any:
             def call(req: node_pb2.NodeHealthRequest, **kw: Any) -> tuple[node_pb2.NodeHealthResponse, int, int]:

@@ -3,7 +3,7 @@
 Pure, sans-IO checks that the coordinator *and* every node run on the same inputs
 (:mod:`governance.policy`, :mod:`governance.approval`), over one canonical encoding
 (:mod:`governance.encoding`), and the rules of the append-only, hash-chained, signed audit log
-(:mod:`governance.audit`; its SQLite store is :mod:`mpcnet.stores.audit`). No I/O: no files,
+(:mod:`governance.audit`; its SQLite store is :mod:`mpcnet.common.stores.audit`). No I/O: no files,
 sockets, threads or clocks (``tests/test_import_contract.py`` enforces it). Every failure is a
 :class:`GovernanceError` naming the field.
 """

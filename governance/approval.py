@@ -482,7 +482,7 @@ def rate_limit_ok(limit: RateLimit, recent_signature_times_ms: Sequence[int], no
     Counts the earlier signatures with ``time > now_ms - window`` (later-than-now times count
     too, so a clock step backwards cannot reset the window); allowed iff fewer than
     ``max_signatures``. The caller must make check-and-record atomic (see
-    :meth:`mpcnet.stores.audit.AuditLog.append_rate_limited`).
+    :meth:`mpcnet.common.stores.audit.AuditLog.append_rate_limited`).
     """
     if not isinstance(limit, RateLimit):
         raise GovernanceError("limit", "must be a RateLimit")

@@ -21,7 +21,7 @@ Details are small ``str -> str | int | bool`` maps and must never hold secrets (
 suggests one are refused as a tripwire).
 
 An entry's *row* is its ten stored columns in :data:`ROW_COLUMNS` order (details as canonical
-JSON text): the form the SQLite store keeps (:mod:`mpcnet.stores.audit`, which also holds
+JSON text): the form the SQLite store keeps (:mod:`mpcnet.common.stores.audit`, which also holds
 ``AuditLog``, file verification and export) and the form entries travel in over the network.
 This module does no I/O: no files, database, threads or clock.
 """
@@ -302,7 +302,7 @@ def public_key_of(signing_key: Ed25519PrivateKey) -> bytes:
 def check_entry_fields(
     actor: str, action: str, request_id: str, outcome: str, details: Mapping[str, DetailValue] | None
 ) -> Mapping[str, DetailValue]:
-    """Check what :meth:`mpcnet.stores.audit.AuditLog.append` would check, without a log: for
+    """Check what :meth:`mpcnet.common.stores.audit.AuditLog.append` would check, without a log: for
     callers that queue an entry (e.g. an outbox) and must not find out only later that it
     cannot be appended.
     Returns the checked, key-sorted details; :class:`GovernanceError` naming the field."""
@@ -318,7 +318,7 @@ def check_entry_fields(
 
 @dataclass(frozen=True)
 class AuditReport:
-    """The outcome of :func:`verify_entries` (and of :func:`mpcnet.stores.audit.verify_audit`).
+    """The outcome of :func:`verify_entries` (and of :func:`mpcnet.common.stores.audit.verify_audit`).
 
     ``entries`` is the number of entries in the log; ``first_broken`` the seq of the first
     entry that is missing, altered, misplaced or forged (``None`` if the chain is intact, or
@@ -372,10 +372,10 @@ def verify_entries(
 ) -> AuditReport:
     """Re-verify a whole log given as rows: every entry hash, the chain from the genesis hash
     and every signature; report the first broken entry (e.g. for entries received over the
-    network; :func:`mpcnet.stores.audit.verify_audit` reads them from a file).
+    network; :func:`mpcnet.common.stores.audit.verify_audit` reads them from a file).
 
     ``rows`` are the stored columns of every entry in order (:data:`ROW_COLUMNS`, as
-    :meth:`mpcnet.stores.audit.AuditLog.raw_rows` returns them:
+    :meth:`mpcnet.common.stores.audit.AuditLog.raw_rows` returns them:
     seq, timestamp_ms, actor, action, request_id, outcome, details as canonical JSON text,
     prev_hash, entry_hash, signature); the chain must start at the genesis of ``component``
     under ``public_key``. Whoever relayed the rows cannot make a forged, altered, dropped,

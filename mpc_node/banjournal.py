@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from governance.encoding import Encoder, domain_tag, sha256
-from mpcnet.fsutil import fsync_dir
+from mpcnet.common.fsutil import fsync_dir
 
 log = logging.getLogger("mpc_node.banjournal")
 

@@ -45,8 +45,8 @@ from pathlib import Path
 
 from governance.approval import MAX_CLOCK_TOLERANCE_MS
 from governance.policy import AdminSet, SignedPolicyChange
-from mpcnet.config import ConfigError, Fields, load_governance, load_json
-from mpcnet.pki import CertPaths
+from mpcnet.common.config import ConfigError, Fields, load_governance, load_json
+from mpcnet.common.pki import CertPaths
 
 _KEYS = {
     "index", "name", "listen", "threshold", "keystore", "store", "passphrase_file", "passphrase_env",

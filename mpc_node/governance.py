@@ -10,7 +10,7 @@ request as served in the same durable step that marks the presignature used, ref
 attempt or one request more than the key's rate limit (:meth:`NodeGovernance.recheck`). A request
 may be served once per reserved attempt (:mod:`governance.reservation`); it counts once.
 
-Errors are :class:`mpcnet.rpc.RpcError` with PERMISSION_DENIED (no valid approval evidence:
+Errors are :class:`mpcnet.common.rpc.RpcError` with PERMISSION_DENIED (no valid approval evidence:
 missing, malformed, forged, under quorum, from a requester the policy does not allow, for
 another request) or FAILED_PRECONDITION (expired, made under another policy version, attempt
 already served, taken or exhausted, rate limited); the message names the field and the reason,
@@ -47,9 +47,9 @@ from governance.attestation import (
 from governance.errors import GovernanceError
 from governance.policy import DEFAULT_SCOPE, AdminSet, KeyPolicy, SignedPolicyChange
 from mpc_node.storage import NodeStore, PolicyConflict, ServedRequest
-from mpcnet.govwire import scope_name
-from mpcnet.rpc import RpcError
-from mpcnet.stores.audit import AuditLog
+from mpcnet.common.govwire import scope_name
+from mpcnet.common.rpc import RpcError
+from mpcnet.common.stores.audit import AuditLog
 
 log = logging.getLogger("mpc_node.governance")
 Code = grpc.StatusCode

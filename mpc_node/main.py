@@ -24,11 +24,11 @@ from mpc_node.clock import NodeClock
 from mpc_node.config import NodeConfig, load_node_config
 from mpc_node.service import NodeService
 from mpc_node.storage import NodeStore, StoreError
-from mpcnet.config import ConfigError, setup_logging
-from mpcnet.datadir import hold_data_dirs
-from mpcnet.keystore import KeystoreError, load_keystore, read_passphrase
-from mpcnet.pki import PkiError, server_credentials
-from mpcnet.rpc import (
+from mpcnet.common.config import ConfigError, setup_logging
+from mpcnet.common.datadir import hold_data_dirs
+from mpcnet.common.keystore import KeystoreError, load_keystore, read_passphrase
+from mpcnet.common.pki import PkiError, server_credentials
+from mpcnet.common.rpc import (
     SERVER_OPTIONS,
     RpcError,
     add_standard_services,
@@ -37,7 +37,7 @@ from mpcnet.rpc import (
     service_handler,
     wait_until_stopped,
 )
-from mpcnet.stores.audit import AuditLog
+from mpcnet.common.stores.audit import AuditLog
 from mpcnet.wire.mpc.v1 import node_pb2
 
 log = logging.getLogger("mpc_node")

@@ -68,10 +68,10 @@ from mpc_node.envelope import Envelope, EnvelopeError, open_envelope, seal_broad
 from mpc_node.faults import FaultInjector, flip
 from mpc_node.governance import Approved, NodeGovernance, refusal
 from mpc_node.storage import NodeStore, RateLimited, RequestAlreadyServed, Reservation as StoredReservation, ReservationConflict, StoreError
-from mpcnet.govwire import audit_page, policy_state
-from mpcnet.keystore import OperationalKeys
-from mpcnet.rpc import RpcError, caller_identity, check_label, check_len, invalid
-from mpcnet.stores.audit import AuditLog
+from mpcnet.common.govwire import audit_page, policy_state
+from mpcnet.common.keystore import OperationalKeys
+from mpcnet.common.rpc import RpcError, caller_identity, check_label, check_len, invalid
+from mpcnet.common.stores.audit import AuditLog
 from mpcnet.wire.mpc.v1 import common_pb2, governance_pb2, node_pb2
 
 log = logging.getLogger("mpc_node.service")

@@ -1,7 +1,7 @@
 """The node's durable, encrypted store: key shares, presignatures, bans, served requests, policies.
 
 SQLite in WAL mode with ``synchronous=FULL``, opened like every store by
-:mod:`mpcnet.stores.sqlite` (file 0600, directory fsynced on creation, tables created and upgraded
+:mod:`mpcnet.common.stores.sqlite` (file 0600, directory fsynced on creation, tables created and upgraded
 by versioned migrations): every method that writes commits (and fsyncs) before it returns, so a
 killed process never loses a write it acknowledged. Secret blobs are
 sealed with AES-256-GCM under a key-encryption key derived with scrypt from the node passphrase
@@ -50,7 +50,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from governance.reservation import MAX_SIGN_ATTEMPTS
-from mpcnet.stores.sqlite import AddColumn, DatabaseError, Migration, migrate, open_database, write_transaction
+from mpcnet.common.stores.sqlite import AddColumn, DatabaseError, Migration, migrate, open_database, write_transaction
 
 SCHEMA_VERSION = 1  # the meta row: format of meta and of the sealed records (not the table layout)
 SCRYPT_N = 2**15
@@ -74,7 +74,7 @@ KIND_PRESIGNATURE = b"presignature"
 KIND_TOMBSTONE = b"presignature-tombstone"
 CHECK_CONSTANT = b"MPCNET/v1/store/passphrase-check"
 
-# The schema, as versioned migration steps (see mpcnet.stores.sqlite; PRAGMA user_version counts
+# The schema, as versioned migration steps (see mpcnet.common.stores.sqlite; PRAGMA user_version counts
 # the steps applied). Stores created before versioning have user_version 0 and any of the layouts
 # these two steps describe, so both are idempotent (IF NOT EXISTS, AddColumn); a later step runs
 # only on a store whose version says what it holds. The meta row ``schema_version`` (SCHEMA_VERSION)
@@ -785,7 +785,7 @@ def _check_scrypt_n(n: object, field: str) -> int:
 
 def _connect(path: Path) -> sqlite3.Connection:
     """Open the file (created 0600 if new, narrowed to 0600 if wider) in WAL mode with
-    synchronous=FULL, foreign keys and secure_delete (see :func:`mpcnet.stores.sqlite.open_database`)."""
+    synchronous=FULL, foreign keys and secure_delete (see :func:`mpcnet.common.stores.sqlite.open_database`)."""
     try:
         return open_database(path, secure_delete=True)
     except DatabaseError as e:

@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     cluster = None
     tmp = None
     if args.start:
-        from mpcnet.cluster import LocalCluster, prepare
+        from mpcnet.cluster.launcher import LocalCluster, prepare
 
         t, n = (int(x) for x in args.start.split("/"))
         tmp = Path(tempfile.mkdtemp(prefix="mpcnet-bench-"))

@@ -21,9 +21,14 @@ and checked against these rules:
    import (``importlib``, ``__import__``, ...) that this reading could not see. What the
    coordinator loads through ``mpcnet`` is checked by importing it (a fresh interpreter).
 3. **No cycles** between the top-level project packages.
+4. **mpcnet's layers.** ``mpcnet`` is split by layer: ``mpcnet.common`` (the shared
+   transport/config layer) and ``mpcnet.wire`` (the generated protobuf/gRPC code) at the bottom,
+   ``mpcnet.client`` (SDK, CLI) and ``mpcnet.cluster`` (local-cluster tooling) at the top. The
+   servers (``mpc_node``, ``coordinator``) import from ``mpcnet`` only ``mpcnet.common`` and
+   ``mpcnet.wire`` (:data:`SERVER_MPCNET_ALLOWED`); the bottom layer imports neither
+   ``mpcnet.client`` nor ``mpcnet.cluster`` (:data:`MPCNET_TOP_LAYER`).
 
-The generated protobuf/gRPC code lives in ``mpcnet.wire`` (the shared layer, which both servers may
-import); there is no top-level ``proto`` Python package, and nothing imports one.
+There is no top-level ``proto`` Python package (the name is ``proto-plus``'s), and nothing imports one.
 
 ``check_tree`` takes any source root, so the second half of this file feeds it synthetic
 module trees with forbidden imports and sees every rule fail, naming the module and the rule.
@@ -121,6 +126,20 @@ RULE_COORDINATOR_NODE = "coordinator-no-mpc_node"
 RULE_COORDINATOR_CRYPTO = "coordinator-crypto_core-allow-list"
 RULE_COORDINATOR_DYNAMIC = "coordinator-no-dynamic-imports"
 RULE_CYCLE = "no-package-cycles"
+RULE_SERVER_MPCNET = "servers-import-only-mpcnet-common"
+RULE_MPCNET_BOTTOM = "mpcnet-common-no-top-layer"
+
+SERVERS = frozenset({"mpc_node", "coordinator"})
+SERVER_MPCNET_ALLOWED = ("mpcnet.common", "mpcnet.wire")
+"""The only parts of ``mpcnet`` the servers may import (each with its submodules)."""
+MPCNET_BOTTOM = ("mpcnet.common", "mpcnet.wire")
+MPCNET_TOP_LAYER = ("mpcnet.client", "mpcnet.cluster")
+"""The client SDK/CLI and the local-cluster tooling: neither the servers nor the bottom layer import them."""
+
+
+def _within(name: str, packages: tuple[str, ...]) -> bool:
+    """Whether the dotted ``name`` is one of ``packages`` or inside one."""
+    return any(name == p or name.startswith(p + ".") for p in packages)
 
 
 @dataclass(frozen=True)
@@ -271,6 +290,22 @@ def _check_coordinator(module: _Module, imports: list[Import]) -> Iterator[Viola
                             f"the coordinator may import from crypto_core only {sorted(COORDINATOR_CRYPTO_ALLOWED)}")
 
 
+def _check_mpcnet_layers(module: _Module, imports: list[Import]) -> Iterator[Violation]:
+    """Rule 4: what a server or mpcnet's bottom layer may import from mpcnet."""
+    server = _top(module.name) in SERVERS
+    bottom = _within(module.name, MPCNET_BOTTOM)
+    for imp in imports:
+        if _top(imp.target) != "mpcnet":
+            continue
+        if server and not _within(imp.target, SERVER_MPCNET_ALLOWED):
+            yield Violation(RULE_SERVER_MPCNET, module.name, imp.line, f"imports {imp.target}",
+                            f"a server imports from mpcnet only {list(SERVER_MPCNET_ALLOWED)} (not the client SDK "
+                            "or the cluster tooling)")
+        if bottom and _within(imp.target, MPCNET_TOP_LAYER):
+            yield Violation(RULE_MPCNET_BOTTOM, module.name, imp.line, f"imports {imp.target}",
+                            f"{'/'.join(MPCNET_BOTTOM)} is the bottom layer and imports neither {' nor '.join(MPCNET_TOP_LAYER)}")
+
+
 def _find_cycles(edges: Mapping[str, Mapping[str, Import]]) -> list[list[str]]:
     """Elementary cycles between packages, each once (starting at its smallest name)."""
     cycles: list[list[str]] = []
@@ -299,6 +334,7 @@ def check_tree(root: Path, packages: tuple[str, ...] = PROJECT_PACKAGES) -> list
             violations.extend(_check_pure(module, imports, package))
         if package == "coordinator":
             violations.extend(_check_coordinator(module, imports))
+        violations.extend(_check_mpcnet_layers(module, imports))
         for imp in imports:
             target = _top(imp.target)
             if target in packages and target != package:
@@ -341,22 +377,37 @@ SECRET_CRYPTO_MODULES = frozenset({
 
 def test_the_coordinator_process_loads_no_module_with_secret_state() -> None:
     """Rule 2 reads the coordinator package only; this also covers what it loads through mpcnet."""
-    import subprocess
-
-    code = "import sys, coordinator.main, coordinator.service; print('\\n'.join(sorted(sys.modules)))"
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
-    loaded = set(out.stdout.split())
+    loaded = _loaded_by("coordinator.main", "coordinator.service")
     assert "coordinator.service" in loaded
     assert not {m for m in loaded if _top(m) == "mpc_node"}
     assert not loaded & SECRET_CRYPTO_MODULES, sorted(loaded & SECRET_CRYPTO_MODULES)
     assert SECRET_CRYPTO_MODULES <= set(_modules(ROOT, ("crypto_core",)))  # no stale name
 
 
+def _loaded_by(*modules: str) -> set[str]:
+    """Every module a fresh interpreter has loaded after importing ``modules``."""
+    import subprocess
+
+    code = f"import sys, {', '.join(modules)}; print('\\n'.join(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
+    return set(out.stdout.split())
+
+
+@pytest.mark.parametrize("server", ["coordinator", "mpc_node"])
+def test_a_server_process_loads_nothing_of_mpcnet_but_the_common_layer(server: str) -> None:
+    """Rule 4 reads the imports; this checks what the process loads, transitively."""
+    loaded = _loaded_by(f"{server}.main", f"{server}.service")
+    assert f"{server}.service" in loaded and "mpcnet.common.rpc" in loaded
+    mpcnet = {m for m in loaded if _top(m) == "mpcnet" and m != "mpcnet"}
+    assert {m for m in mpcnet if not _within(m, SERVER_MPCNET_ALLOWED)} == set()
+
+
 def test_every_product_module_is_read() -> None:
     """The checker sees the whole product (a package it skipped would pass vacuously)."""
     modules = _modules(ROOT, PROJECT_PACKAGES)
     assert {_top(m) for m in modules} == set(PROJECT_PACKAGES)
-    assert {"governance.audit", "mpcnet.stores.audit", "mpcnet.keystore", "coordinator.service"} <= set(modules)
+    assert {"governance.audit", "mpcnet.common.stores.audit", "mpcnet.common.keystore", "coordinator.service"} <= set(modules)
+    assert {"mpcnet.client.sdk", "mpcnet.client.cli", "mpcnet.cluster.launcher", "mpcnet.cluster.cli"} <= set(modules)
     assert {"mpcnet.wire.mpc.v1.node_pb2", "mpcnet.wire.mpc.v1.coordinator_pb2_grpc"} <= set(modules)
     assert len(modules) >= 80
 
@@ -402,11 +453,16 @@ def test_a_clean_synthetic_tree_passes(tmp_path: Path) -> None:
         "governance/policy.py": "from cryptography.hazmat.primitives import hashes\nfrom .errors import E\n",
         "governance/errors.py": "class E(Exception): ...\n",
         "coordinator/service.py": "from crypto_core.combiner import PublicKey\nfrom crypto_core import group\n"
-        "from mpcnet import rpc\nimport grpc\nfrom mpcnet.wire.mpc.v1 import node_pb2\n",
+        "from mpcnet.common import rpc\nimport grpc\nfrom mpcnet.wire.mpc.v1 import node_pb2\n",
         "mpcnet/wire/mpc/v1/node_pb2.py": "from google.protobuf import descriptor\nfrom . import common_pb2\n",
         "mpcnet/wire/mpc/v1/common_pb2.py": "from google.protobuf import descriptor\n",
-        "mpc_node/service.py": "import sqlite3\nfrom crypto_core.sign import X\nfrom mpcnet.rpc import y\n",
-        "mpcnet/rpc.py": "import grpc\nfrom governance.policy import hashes\n",
+        "mpc_node/service.py": "import sqlite3\nfrom crypto_core.sign import X\nfrom mpcnet.common.rpc import y\n"
+        "from mpcnet.common.stores import audit\n",
+        "mpcnet/common/rpc.py": "import grpc\nfrom governance.policy import hashes\nfrom mpcnet.wire.mpc.v1 import node_pb2\n",
+        "mpcnet/common/stores/audit.py": "from ..fsutil import write_atomic\n",
+        "mpcnet/common/fsutil.py": "import os\n",
+        "mpcnet/client/sdk.py": "from mpcnet.common.rpc import y\nfrom mpcnet.wire.mpc.v1 import node_pb2\n",
+        "mpcnet/cluster/launcher.py": "from mpcnet.client import sdk\nfrom mpcnet.common import fsutil\n",
     })
     assert check_tree(root) == []
 
@@ -453,7 +509,7 @@ _FORBIDDEN = [  # (files, rule, the module named, what the violation names)
         RULE_PURE_PROJECT, "governance.sig", "imports crypto_core.group",
     ),
     (
-        {"crypto_core/a.py": "from mpcnet import fsutil\n"},
+        {"crypto_core/a.py": "from mpcnet.common import fsutil\n"},
         RULE_PURE_PROJECT, "crypto_core.a", "imports mpcnet",
     ),
     (  # the generated wire code is the shared layer, not the pure one
@@ -514,9 +570,38 @@ _FORBIDDEN = [  # (files, rule, the module named, what the violation names)
         RULE_COORDINATOR_DYNAMIC, "coordinator.service", "uses __import__",
     ),
     (
-        {"mpcnet/cluster.py": "from mpc_node.keystore import create\n",
-         "mpc_node/main.py": "from mpcnet import cluster\n"},
+        {"mpcnet/common/keystore.py": "from mpc_node.keystore import create\n",
+         "mpc_node/main.py": "from mpcnet.common import keystore\n"},
         RULE_CYCLE, "mpc_node.main", "mpc_node -> mpcnet -> mpc_node",
+    ),
+    (  # a server reaching into the client SDK
+        {"coordinator/service.py": "from mpcnet.client.sdk import MpcClient\n", "mpcnet/client/sdk.py": ""},
+        RULE_SERVER_MPCNET, "coordinator.service", "imports mpcnet.client.sdk",
+    ),
+    (  # or into the cluster tooling, from inside a function
+        {"mpc_node/main.py": "def f():\n    from mpcnet.cluster import launcher\n", "mpcnet/cluster/launcher.py": ""},
+        RULE_SERVER_MPCNET, "mpc_node.main", "imports mpcnet.cluster.launcher",
+    ),
+    (  # the client package by its re-exports
+        {"mpc_node/x.py": "from mpcnet.client import MpcClient\n", "mpcnet/client/__init__.py": ""},
+        RULE_SERVER_MPCNET, "mpc_node.x", "imports mpcnet.client",
+    ),
+    (  # mpcnet itself, which could reach anything
+        {"coordinator/x.py": "import mpcnet\n", "mpcnet/__init__.py": ""},
+        RULE_SERVER_MPCNET, "coordinator.x", "imports mpcnet",
+    ),
+    (  # the shared layer reaching up to the client
+        {"mpcnet/common/config.py": "from mpcnet.client.identities import load_identity\n",
+         "mpcnet/client/identities.py": ""},
+        RULE_MPCNET_BOTTOM, "mpcnet.common.config", "imports mpcnet.client.identities",
+    ),
+    (  # relatively, to the cluster tooling
+        {"mpcnet/common/stores/audit.py": "from ...cluster import launcher\n", "mpcnet/cluster/launcher.py": ""},
+        RULE_MPCNET_BOTTOM, "mpcnet.common.stores.audit", "imports mpcnet.cluster.launcher",
+    ),
+    (
+        {"mpcnet/wire/x.py": "import mpcnet.client\n", "mpcnet/client/__init__.py": ""},
+        RULE_MPCNET_BOTTOM, "mpcnet.wire.x", "imports mpcnet.client",
     ),
 ]
 
@@ -556,3 +641,22 @@ def test_a_relative_import_resolves_to_the_module_it_names(tmp_path: Path) -> No
     assert [i.target for i in _imports(known["governance.a.b"], known)] == [
         "governance.store", "governance.c", "governance.a.e",
     ]
+
+
+def test_the_typed_client_and_the_console_scripts_keep_their_names() -> None:
+    """Users' scripts import ``mpcnet.client.MpcClient``; ``mpc`` and ``mpc-cluster`` keep working."""
+    import tomllib
+
+    import mpcnet.client
+    import mpcnet.client.sdk
+
+    assert mpcnet.client.MpcClient is mpcnet.client.sdk.MpcClient
+    assert mpcnet.client.SigningTeam is mpcnet.client.sdk.SigningTeam
+    tree = ast.parse((ROOT / "mpcnet" / "client" / "sdk.py").read_text())
+    defined = [n.name for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef))]
+    defined += [t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)]
+    defined += [n.target.id for n in tree.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)]
+    assert sorted(mpcnet.client.__all__) == sorted(n for n in defined if not n.startswith("_"))  # every public SDK name
+    assert all(getattr(mpcnet.client, n) is getattr(mpcnet.client.sdk, n) for n in mpcnet.client.__all__)
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["mpc"] == "mpcnet.client.cli:main" and scripts["mpc-cluster"] == "mpcnet.cluster.cli:main"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mpcnet.cluster import port_range
+from mpcnet.cluster.launcher import port_range
 
 from .conftest import PORT_RANGE_AUTO_ENV, WORKER_PORTS, choose_port_range, scaled, worker_port_range
 

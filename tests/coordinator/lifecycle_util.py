@@ -1,6 +1,6 @@
 """An in-process coordinator request lifecycle over real SQLite files, with crashes injected at
 the write layer: :class:`World` builds :class:`coordinator.requests.SignRequests` with a real
-:class:`coordinator.db.CoordinatorDb` and :class:`mpcnet.stores.audit.AuditLog` in a directory, a
+:class:`coordinator.db.CoordinatorDb` and :class:`mpcnet.common.stores.audit.AuditLog` in a directory, a
 fake clock and a fake signer that behaves like the nodes (a request is served at most once);
 :meth:`World.restart` builds new objects over the same files and runs the recovery, as a
 restarted ``mpc-coordinator`` does."""
@@ -24,8 +24,8 @@ from coordinator.requests import SignRequests
 from governance.approval import Decision, SigningRequest, sign_approval
 from governance.audit import AuditEntry
 from governance.policy import DEFAULT_SCOPE, KeyPolicy, PolicyChange, RateLimit, SignedPolicyChange, sign_policy_change
-from mpcnet.rpc import RpcError
-from mpcnet.stores.audit import AuditLog
+from mpcnet.common.rpc import RpcError
+from mpcnet.common.stores.audit import AuditLog
 from mpcnet.wire.mpc.v1 import common_pb2, coordinator_pb2
 from tests.governance.gov_util import ADMIN_KEYS, APPROVER_KEYS, KEY_ID, admin_set, raw
 

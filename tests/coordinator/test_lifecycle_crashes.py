@@ -21,8 +21,8 @@ from hypothesis import event, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from governance.approval import Decision
-from mpcnet.rpc import RpcError
-from mpcnet.stores.audit import verify_audit
+from mpcnet.common.rpc import RpcError
+from mpcnet.common.stores.audit import verify_audit
 
 from .lifecycle_util import APPROVERS, TTL_S, Crash, World
 

@@ -13,8 +13,8 @@ import pytest
 from coordinator.db import AuditEvent
 from governance.approval import Decision
 from governance.errors import GovernanceError
-from mpcnet.audit import completeness_gaps
-from mpcnet.rpc import RpcError
+from mpcnet.client.audit import completeness_gaps
+from mpcnet.common.rpc import RpcError
 
 from .lifecycle_util import Crash, World
 

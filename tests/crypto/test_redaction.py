@@ -23,7 +23,7 @@ from crypto_core.keyshare import KeyShare
 from crypto_core.local import route
 from crypto_core.rng import DeterministicRng
 from crypto_core.sign import PresignParty, SignConfig, _Round3
-from mpcnet.keystore import OperationalKeys
+from mpcnet.common.keystore import OperationalKeys
 
 from .dkg_util import keygen, make_parties
 from .sign_util import presign

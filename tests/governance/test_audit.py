@@ -1,4 +1,4 @@
-"""The audit log (chain: governance.audit; SQLite store: mpcnet.stores.audit): appends,
+"""The audit log (chain: governance.audit; SQLite store: mpcnet.common.stores.audit): appends,
 concurrency, rate limiting, and tamper detection on the raw SQLite file."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from hypothesis import given, strategies as st
 from governance.audit import entry_hash, genesis_hash, signed_message, verify_entries
 from governance.errors import GovernanceError
 from governance.policy import RateLimit
-from mpcnet.stores.audit import AuditLog, export_jsonl, verify_audit
+from mpcnet.common.stores.audit import AuditLog, export_jsonl, verify_audit
 
 from .gov_util import NOW_MS, raw
 

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from governance.audit import check_entry_fields
 from governance.errors import GovernanceError
-from mpcnet.stores.audit import AuditLog, verify_audit
+from mpcnet.common.stores.audit import AuditLog, verify_audit
 
 KEY = Ed25519PrivateKey.generate()
 

@@ -1,5 +1,5 @@
-"""Run the ``mpc`` CLI in the test process: the same ``mpcnet.cli.main``, exit code and output as
-``python -m mpcnet.cli``, without a Python start (and grpc import) per call. Tests that must show
+"""Run the ``mpc`` CLI in the test process: the same ``mpcnet.client.cli.main``, exit code and output as
+``python -m mpcnet.client.cli``, without a Python start (and grpc import) per call. Tests that must show
 the command works as a process run it with subprocess (tests/integration/test_cli.py)."""
 
 from __future__ import annotations
@@ -8,11 +8,11 @@ import contextlib
 import io
 import subprocess
 
-from mpcnet.cli import main as cli_main
+from mpcnet.client.cli import main as cli_main
 
 
 def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """``mpc ARGS`` in this process: mpcnet.cli.main with stdout and stderr captured; the exit code
+    """``mpc ARGS`` in this process: mpcnet.client.cli.main with stdout and stderr captured; the exit code
     is main's return value, or the SystemExit code (argparse usage errors exit 2)."""
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import pytest
 
 from mpcnet.client import MpcClient, SigningTeam
-from mpcnet.cluster import LocalCluster, prepare
+from mpcnet.cluster.launcher import LocalCluster, prepare
 
 TEST_SCRYPT_N = 2**10
 

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 
 from governance.approval import ApprovalBundle, Decision, SigningRequest, sign_approval
 from governance.policy import DEFAULT_SCOPE, KeyPolicy, PolicyChange, SignedPolicyChange, sign_policy_change
-from mpcnet.cluster import Layout
-from mpcnet.identities import load_identity
+from mpcnet.client.identities import load_identity
+from mpcnet.cluster.launcher import Layout
 
 
 def now_ms() -> int:

@@ -21,11 +21,10 @@ from coordinator.config import NodeEndpoint
 from coordinator.relay import NodeHandle
 from governance.attestation import PolicyAttestation, PolicyHead, sign_attestation
 from governance.policy import DEFAULT_SCOPE, KeyPolicy
-from mpcnet import cli
-from mpcnet.client import MpcClient, SigningTeam
-from mpcnet.identities import load_identity
-from mpcnet.pki import channel_credentials
-from mpcnet.stores.audit import export_jsonl
+from mpcnet.client import MpcClient, SigningTeam, cli
+from mpcnet.client.identities import load_identity
+from mpcnet.common.pki import channel_credentials
+from mpcnet.common.stores.audit import export_jsonl
 from mpcnet.wire.mpc.v1 import node_pb2
 
 from .conftest import make_cluster

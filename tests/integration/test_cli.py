@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from mpcnet.cluster import child_env
+from mpcnet.cluster.launcher import child_env
 
 from .cli_util import cli
 from .test_cluster_api import verify_independently
@@ -39,8 +39,8 @@ def mpc(d: Path, who: str, *args: str, check: bool = True) -> subprocess.Complet
 
 
 def mpc_process(d: Path, who: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """The same as :func:`mpc`, as a separate process (``python -m mpcnet.cli``)."""
-    return run("mpcnet.cli", "--cluster", str(d), "--as", who, *args, check=check)
+    """The same as :func:`mpc`, as a separate process (``python -m mpcnet.client.cli``)."""
+    return run("mpcnet.client.cli", "--cluster", str(d), "--as", who, *args, check=check)
 
 
 def sign_via_cli(d: Path, key_id: str, digest: bytes, *extra: str, via=mpc) -> dict:
@@ -63,11 +63,11 @@ def sign_via_cli(d: Path, key_id: str, digest: bytes, *extra: str, via=mpc) -> d
 @pytest.fixture(scope="module")
 def cdir(tmp_path_factory):
     d = tmp_path_factory.mktemp("cli-cluster")
-    run("mpcnet.cluster_cli", "up", "--nodes", "3", "--threshold", "2", "--dir", str(d), "--scrypt-n", "1024")
+    run("mpcnet.cluster.cli", "up", "--nodes", "3", "--threshold", "2", "--dir", str(d), "--scrypt-n", "1024")
     try:
         yield d
     finally:
-        run("mpcnet.cluster_cli", "stop", "--dir", str(d), check=False)
+        run("mpcnet.cluster.cli", "stop", "--dir", str(d), check=False)
         info = json.loads((d / "cluster.json").read_text())
         for p in info["nodes"] + [info["coordinator"]] + [{"pid": info.get("supervisor_pid")}]:
             if p.get("pid"):
@@ -78,7 +78,7 @@ def cdir(tmp_path_factory):
 
 
 def status(d: Path) -> dict:
-    return json.loads(run("mpcnet.cluster_cli", "status", "--dir", str(d), "--json", check=False).stdout)
+    return json.loads(run("mpcnet.cluster.cli", "status", "--dir", str(d), "--json", check=False).stdout)
 
 
 def test_up_writes_cluster_json_and_everything_is_healthy(cdir: Path) -> None:
@@ -102,7 +102,7 @@ def test_up_writes_cluster_json_and_everything_is_healthy(cdir: Path) -> None:
     policy = json.loads(mpc_process(cdir, "auditor1", "policy", "show", "--json").stdout)
     assert policy["approval_quorum"] == 2 and sorted(policy["approvers"]) == ["approver1", "approver2", "approver3"]
     assert policy["requesters"] == ["requester1"] and policy["signed_by"] == ["admin1", "admin2"]
-    again = run("mpcnet.cluster_cli", "up", "--nodes", "3", "--threshold", "2", "--dir", str(cdir))
+    again = run("mpcnet.cluster.cli", "up", "--nodes", "3", "--threshold", "2", "--dir", str(cdir))
     assert "already running" in again.stdout
 
 
@@ -151,7 +151,7 @@ def test_reject_and_watch(cdir: Path) -> None:
         mpc(cdir, "requester1", "request", "sign", "--key", key, "--digest", "11" * 32, "--description", "no", "--json").stdout
     )
     watcher = subprocess.Popen(
-        [sys.executable, "-m", "mpcnet.cli", "--cluster", str(cdir), "--as", "requester1", "request", "watch", req["request_id"]],
+        [sys.executable, "-m", "mpcnet.client.cli", "--cluster", str(cdir), "--as", "requester1", "request", "watch", req["request_id"]],
         env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -250,23 +250,23 @@ def test_stop_then_up_again_reuses_keys_and_data(cdir: Path) -> None:
     listed = json.loads(mpc(cdir, "admin1", "keys", "--json").stdout)
     keys = {k["key_id"] for k in listed}
     root = json.loads((cdir / "cluster.json").read_text())["governance_root"]
-    run("mpcnet.cluster_cli", "stop", "--dir", str(cdir))
+    run("mpcnet.cluster.cli", "stop", "--dir", str(cdir))
     assert status(cdir)["status"] == "stopped"
-    run("mpcnet.cluster_cli", "up", "--nodes", "3", "--threshold", "2", "--dir", str(cdir))
+    run("mpcnet.cluster.cli", "up", "--nodes", "3", "--threshold", "2", "--dir", str(cdir))
     assert json.loads((cdir / "cluster.json").read_text())["governance_root"] == root
     assert {k["key_id"] for k in json.loads(mpc(cdir, "admin1", "keys", "--json").stdout)} == keys
     key = [k["key_id"] for k in listed if k["label"] == "cli"][0]  # under the default policy (2 of 3)
     digest = hashlib.sha256(b"after re-up").digest()
     sig = sign_via_cli(cdir, key, digest)
     verify_independently(bytes.fromhex(sig["public_key"]), bytes.fromhex(sig["der"]), digest)
-    p = run("mpcnet.cluster_cli", "up", "--nodes", "5", "--threshold", "3", "--dir", str(cdir), check=False)
+    p = run("mpcnet.cluster.cli", "up", "--nodes", "5", "--threshold", "3", "--dir", str(cdir), check=False)
     assert "already running" in p.stdout
     assert "audit trail verified" in mpc(cdir, "auditor1", "audit", "verify").stdout
 
 
 def test_foreground_ctrl_c_stops_everything(tmp_path: Path) -> None:
     p = subprocess.Popen(
-        [sys.executable, "-m", "mpcnet.cluster_cli", "up", "-n", "2", "-t", "2", "--dir", str(tmp_path),
+        [sys.executable, "-m", "mpcnet.cluster.cli", "up", "-n", "2", "-t", "2", "--dir", str(tmp_path),
          "--scrypt-n", "1024", "--foreground"],
         env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
@@ -298,7 +298,7 @@ def test_processes_left_by_a_killed_supervisor_are_reported_refused_and_stopped(
     """The supervisor is SIGKILLed; its children live on (own sessions). status shows them
     serving (not "stopped"), `up` refuses before it rewrites the configs with other ports, and
     `stop` stops them."""
-    run("mpcnet.cluster_cli", "up", "-n", "2", "-t", "2", "--dir", str(tmp_path), "--scrypt-n", "1024")
+    run("mpcnet.cluster.cli", "up", "-n", "2", "-t", "2", "--dir", str(tmp_path), "--scrypt-n", "1024")
     info = json.loads((tmp_path / "cluster.json").read_text())
     pids = {n["name"]: n["pid"] for n in info["nodes"]} | {"coordinator": info["coordinator"]["pid"]}
     try:
@@ -315,11 +315,11 @@ def test_processes_left_by_a_killed_supervisor_are_reported_refused_and_stopped(
         assert {p["name"]: p["pid"] for p in st["processes"]} == pids
         assert all(p["healthy"] for p in st["processes"]), st
         endpoint = json.loads((tmp_path / "nodes/node-1/config.json").read_text())["listen"]
-        p = run("mpcnet.cluster_cli", "up", "-n", "2", "-t", "2", "--dir", str(tmp_path), check=False)
+        p = run("mpcnet.cluster.cli", "up", "-n", "2", "-t", "2", "--dir", str(tmp_path), check=False)
         assert p.returncode == 1 and f"node-1 (pid {pids['node-1']})" in p.stderr and "mpc-cluster stop" in p.stderr, p
         assert json.loads((tmp_path / "nodes/node-1/config.json").read_text())["listen"] == endpoint
         assert check_health_of(tmp_path, endpoint)
-        run("mpcnet.cluster_cli", "stop", "--dir", str(tmp_path))
+        run("mpcnet.cluster.cli", "stop", "--dir", str(tmp_path))
         for pid in pids.values():
             deadline = time.monotonic() + 15
             while time.monotonic() < deadline and _running(pid):
@@ -347,6 +347,6 @@ def _running(pid: int) -> bool:
 
 
 def check_health_of(d: Path, endpoint: str) -> bool:
-    from mpcnet.cluster import check_health, load_layout
+    from mpcnet.cluster.launcher import check_health, load_layout
 
     return check_health(load_layout(d), endpoint, 5.0)

@@ -22,10 +22,10 @@ from coordinator.config import NodeEndpoint
 from coordinator.relay import NodeHandle
 from mpc_node.clock import ENV as CLOCK_ENV
 from mpc_node.faults import ENV as FAULT_ENV
-from mpcnet.cli import main as mpc_main
 from mpcnet.client import MpcClient, NodeState, SigningTeam
-from mpcnet.cluster import health_channel
-from mpcnet.pki import channel_credentials
+from mpcnet.client.cli import main as mpc_main
+from mpcnet.cluster.launcher import health_channel
+from mpcnet.common.pki import channel_credentials
 from mpcnet.wire.mpc.v1 import node_pb2
 
 from .conftest import make_cluster

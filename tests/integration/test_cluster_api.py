@@ -124,8 +124,8 @@ def test_same_request_id_returns_the_same_signature(team: SigningTeam, key) -> N
 
 def _raw_channel(cluster, endpoint: str, identity: str = "client", options=None) -> grpc.Channel:
     """A channel with a certificate from DIR/certs (client, coordinator, node-i) or an identity."""
-    from mpcnet.identities import identity_dir
-    from mpcnet.pki import CertPaths, channel_credentials
+    from mpcnet.client.identities import identity_dir
+    from mpcnet.common.pki import CertPaths, channel_credentials
 
     lay = cluster.lay
     d = identity_dir(lay.dir, identity)
@@ -169,7 +169,7 @@ def test_client_without_certificate_is_refused(cluster) -> None:
 
 
 def test_client_with_certificate_from_another_ca_is_refused(cluster, tmp_path) -> None:
-    from mpcnet.pki import create_ca, issue_cert
+    from mpcnet.common.pki import create_ca, issue_cert
 
     other = create_ca(tmp_path / "ca")
     cert = issue_cert(other, tmp_path, "intruder", role="client")

@@ -10,9 +10,9 @@ import pytest
 
 from coordinator.config import load_coordinator_config
 from mpc_node.config import load_node_config
-from mpcnet.cluster import child_env, dial_endpoint, prepare
-from mpcnet.config import ConfigError
-from mpcnet.pki import cert_hosts, issue_cert
+from mpcnet.cluster.launcher import child_env, dial_endpoint, prepare
+from mpcnet.common.config import ConfigError
+from mpcnet.common.pki import cert_hosts, issue_cert
 
 from .conftest import TEST_SCRYPT_N
 
@@ -153,7 +153,7 @@ def test_free_ports_skip_ports_busy_on_ipv6_loopback(monkeypatch) -> None:
     """Clients dial localhost, which may resolve to ::1 first: a port taken there is not offered."""
     import socket
 
-    import mpcnet.cluster as cluster
+    import mpcnet.cluster.launcher as cluster
 
     with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
         s.bind(("::1", 0))

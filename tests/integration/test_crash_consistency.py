@@ -18,10 +18,10 @@ import pytest
 from coordinator.config import load_coordinator_config
 from governance.approval import Decision, sign_approval
 from mpcnet.client import MpcClient, SigningTeam
-from mpcnet.cluster import child_env, command
-from mpcnet.identities import load_identity
-from mpcnet.keystore import load_keystore, read_passphrase
-from mpcnet.stores.audit import AuditLog
+from mpcnet.client.identities import load_identity
+from mpcnet.cluster.launcher import child_env, command
+from mpcnet.common.keystore import load_keystore, read_passphrase
+from mpcnet.common.stores.audit import AuditLog
 
 from .conftest import make_cluster
 
@@ -115,7 +115,8 @@ def test_audit_verify_reports_a_done_request_without_its_sign_done_entry(cc, cte
     heads = cc.lay.dir / "identities" / "auditor1" / "audit-heads.json"
     heads.unlink(missing_ok=True)  # this rewrite is not what is under test here
     p = subprocess.run(
-        [*command(cc.lay, "coordinator")[:1], "-m", "mpcnet.cli", "--cluster", str(cc.lay.dir), "--as", "auditor1", "audit", "verify"],
+        [*command(cc.lay, "coordinator")[:1], "-m", "mpcnet.client.cli", "--cluster", str(cc.lay.dir), "--as", "auditor1",
+         "audit", "verify"],
         env=child_env(), capture_output=True, text=True, timeout=60,
     )
     assert p.returncode == 1, p.stdout + p.stderr

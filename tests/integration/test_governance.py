@@ -26,9 +26,9 @@ from governance.approval import Approval, ApprovalBundle, Decision, sign_approva
 from governance.policy import DEFAULT_SCOPE, AdminSet, KeyPolicy, RateLimit, sign_policy_change
 from mpc_node.main import ADMIN_RPCS
 from mpcnet.client import MpcClient, MpcError, SigningTeam
-from mpcnet.pki import CertPaths, channel_credentials, issue_cert
-from mpcnet.rpc import roles_text
-from mpcnet.stores.audit import export_jsonl
+from mpcnet.common.pki import CertPaths, channel_credentials, issue_cert
+from mpcnet.common.rpc import roles_text
+from mpcnet.common.stores.audit import export_jsonl
 from mpcnet.wire.mpc.v1 import coordinator_pb2, node_pb2
 
 from .conftest import make_cluster
@@ -273,7 +273,7 @@ def test_nodes_refuse_policy_changes_without_admin_quorum(gc, nodes) -> None:
     stranger = type(stranger)(stranger.change, (*stranger.signatures, sign_policy_change(stranger.change, "eve", outsider)))
     other_root = AdminSet(lay.governance()[0].admins, 2, b"\x99" * 32)
     moved_change = type(one.change)(DEFAULT_SCOPE, loose, pol.digest(), other_root.digest())
-    from mpcnet.identities import load_identity
+    from mpcnet.client.identities import load_identity
 
     sigs = tuple(sign_policy_change(moved_change, a, load_identity(lay.dir, a).signing_key) for a in ("admin1", "admin2"))
     moved = type(one)(moved_change, sigs)

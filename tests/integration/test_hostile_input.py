@@ -18,8 +18,8 @@ import pytest
 from coordinator.config import NodeEndpoint
 from coordinator.relay import NodeHandle
 from mpcnet.client import MpcClient
-from mpcnet.pki import channel_credentials
-from mpcnet.stores.audit import export_jsonl
+from mpcnet.common.pki import channel_credentials
+from mpcnet.common.stores.audit import export_jsonl
 from mpcnet.wire.mpc.v1 import node_pb2
 
 from ..conftest import scaled
@@ -154,8 +154,7 @@ def _no_raw_control(text: str) -> None:
 
 
 def test_cli_escapes_coordinator_text_in_audit_verify_keys_and_errors(tmp_path, monkeypatch, capsys) -> None:
-    from mpcnet import cli
-    from mpcnet.client import MpcError
+    from mpcnet.client import MpcError, cli
 
     (tmp_path / "identities" / "auditor1").mkdir(parents=True)
     (tmp_path / "cluster.json").write_text(json.dumps({"audit": {"node-2": {"public_key": "11" * 32}}}))
@@ -279,7 +278,7 @@ def test_coordinator_audits_every_refused_attestation(hc) -> None:
     """An admin presenting another admin's attestation (or one from the future) is refused,
     and, like a bad signature, the refusal is in the coordinator's signed audit log."""
     from governance.attestation import PolicyAttestation, SignedPolicyAttestation, sign_attestation
-    from mpcnet.identities import load_identity
+    from mpcnet.client.identities import load_identity
     from mpcnet.wire.mpc.v1 import coordinator_pb2
 
     from .govtools import now_ms
@@ -336,7 +335,7 @@ def test_node_audits_calls_from_roles_that_may_not_make_them(hc, key) -> None:
 
 @pytest.mark.parametrize("rate", ["10/0", "0/3600", "10/99999999999", "-1/60"])
 def test_policy_propose_out_of_range_rate_is_a_usage_error_not_a_traceback(tmp_path, monkeypatch, capsys, rate) -> None:
-    from mpcnet import cli
+    from mpcnet.client import cli
 
     (tmp_path / "cluster.json").write_text("{}")
     monkeypatch.setattr(cli, "_client", lambda ap, args: _EvilCoordinator())
@@ -349,7 +348,7 @@ def test_policy_propose_out_of_range_rate_is_a_usage_error_not_a_traceback(tmp_p
 
 @pytest.mark.parametrize("limit", ["-1", "99999999999999", "ten"])
 def test_requests_limit_out_of_range_is_a_usage_error_not_a_traceback(tmp_path, monkeypatch, capsys, limit) -> None:
-    from mpcnet import cli
+    from mpcnet.client import cli
 
     (tmp_path / "cluster.json").write_text("{}")
     monkeypatch.setattr(cli, "_client", lambda ap, args: _EvilCoordinator())
@@ -360,7 +359,7 @@ def test_requests_limit_out_of_range_is_a_usage_error_not_a_traceback(tmp_path, 
 
 
 def test_audit_export_to_an_unwritable_out_is_a_usage_error_not_a_traceback(tmp_path, monkeypatch, capsys) -> None:
-    from mpcnet import cli
+    from mpcnet.client import cli
 
     (tmp_path / "cluster.json").write_text("{}")
     monkeypatch.setattr(cli, "_client", lambda ap, args: _EvilCoordinator())
@@ -371,7 +370,7 @@ def test_audit_export_to_an_unwritable_out_is_a_usage_error_not_a_traceback(tmp_
 
 
 def test_cluster_up_with_a_bad_scrypt_n_or_dir_fails_cleanly_and_writes_nothing(tmp_path, capsys) -> None:
-    from mpcnet import cluster_cli
+    from mpcnet.cluster import cli as cluster_cli
 
     d = tmp_path / "c"
     assert cluster_cli.main(["up", "-n", "3", "-t", "2", "--dir", str(d), "--scrypt-n", "3"]) == 2

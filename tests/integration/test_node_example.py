@@ -23,8 +23,8 @@ from governance.approval import Decision, SigningRequest, _approval_message, sig
 from governance.encoding import Encoder, domain_tag
 from governance.errors import GovernanceError
 from mpcnet.client import MpcClient
-from mpcnet.identities import create_identity
-from mpcnet.pki import create_ca, issue_cert, server_credentials
+from mpcnet.client.identities import create_identity
+from mpcnet.common.pki import create_ca, issue_cert, server_credentials
 from mpcnet.wire.mpc.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -19,8 +19,8 @@ from coordinator.relay import NodeHandle
 from crypto_core.group import Point
 from governance.errors import GovernanceError
 from mpc_node.envelope import Envelope, open_envelope, seal_broadcast, seal_direct
-from mpcnet.keystore import load_keystore
-from mpcnet.pki import channel_credentials
+from mpcnet.common.keystore import load_keystore
+from mpcnet.common.pki import channel_credentials
 from mpcnet.wire.mpc.v1 import common_pb2, node_pb2
 
 from .conftest import make_cluster

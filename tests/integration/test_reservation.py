@@ -29,9 +29,9 @@ from crypto_core.combiner import SignatureShare, combine
 from crypto_core.group import Point
 from governance.reservation import MAX_SIGN_ATTEMPTS, ReservationReceipt, sign_reservation
 from mpcnet.client import MpcClient, SigningTeam
-from mpcnet.keystore import load_keystore
-from mpcnet.pki import channel_credentials
-from mpcnet.stores.audit import export_jsonl
+from mpcnet.common.keystore import load_keystore
+from mpcnet.common.pki import channel_credentials
+from mpcnet.common.stores.audit import export_jsonl
 from mpcnet.wire.mpc.v1 import node_pb2
 
 from .conftest import make_cluster

@@ -21,7 +21,7 @@ import pytest
 
 from coordinator.config import NodeEndpoint
 from coordinator.relay import NodeHandle
-from mpcnet.pki import channel_credentials
+from mpcnet.common.pki import channel_credentials
 from mpcnet.wire.mpc.v1 import governance_pb2, node_pb2
 
 from .conftest import make_cluster

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mpcnet.cli import main
+from mpcnet.client.cli import main
 
 
 def test_a_failed_export_leaves_the_earlier_file(tmp_path: Path) -> None:

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from mpcnet import audit
-from mpcnet.audit import HeadsError, load_heads, save_heads
+from mpcnet.client import audit
+from mpcnet.client.audit import HeadsError, load_heads, save_heads
 
 
 @pytest.mark.parametrize("text", ["", "{", '{"coordinator": {"seq": "x"}}', "[1]", '{"coordinator": {"seq": 3}}'])

@@ -21,10 +21,10 @@ from mpc_node.config import load_node_config
 from mpc_node.faults import Fault, flip
 from mpc_node.service import NodeService
 from mpc_node.storage import NodeStore, StoreError
-from mpcnet.cluster import Layout, prepare
-from mpcnet.keystore import load_keystore, read_passphrase
-from mpcnet.rpc import RpcError
-from mpcnet.stores.audit import AuditLog
+from mpcnet.cluster.launcher import Layout, prepare
+from mpcnet.common.keystore import load_keystore, read_passphrase
+from mpcnet.common.rpc import RpcError
+from mpcnet.common.stores.audit import AuditLog
 from mpcnet.wire.mpc.v1 import node_pb2
 from tests.harness import run_collect
 from tests.integration.govtools import approved_bundle

@@ -13,8 +13,7 @@ import grpc
 import pytest
 
 from governance.approval import SigningRequest
-from mpcnet import cli
-from mpcnet.client import ApprovalView, MpcError, SignRequest
+from mpcnet.client import ApprovalView, MpcError, SignRequest, cli
 
 ESC = "\x1b[3A\r\x1b[2Kdigest       " + "ab" * 32 + "\x1b]52;c;Zm9v\x07\u202e"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mpc_node.clock import ENV, NodeClock
-from mpcnet.clockskew import SkewSample, format_skew, measure
+from mpcnet.common.clockskew import SkewSample, format_skew, measure
 
 NOW_MS = 1_700_000_000_000
 
@@ -57,7 +57,7 @@ def test_clock_offset_is_honoured_only_in_test_mode(monkeypatch: pytest.MonkeyPa
 
 
 def _node_config(tmp_path: Path, **extra: object) -> Path:
-    from mpcnet.cluster import prepare
+    from mpcnet.cluster.launcher import prepare
 
     lay = prepare(tmp_path / "c", 2, 2, scrypt_n=2**10)
     path = lay.node_config(1)
@@ -69,7 +69,7 @@ def _node_config(tmp_path: Path, **extra: object) -> Path:
 
 def test_node_config_clock_tolerance(tmp_path: Path) -> None:
     from mpc_node.config import load_node_config
-    from mpcnet.config import ConfigError
+    from mpcnet.common.config import ConfigError
 
     assert load_node_config(_node_config(tmp_path)).clock_tolerance_s == 5.0
     assert load_node_config(_node_config(tmp_path, clock_tolerance_s=0)).clock_tolerance_s == 0.0
@@ -96,8 +96,8 @@ def test_store_probe_write_fails_while_a_fault_is_injected_and_recovers(tmp_path
 
 def test_coordinator_config_max_clock_skew(tmp_path: Path) -> None:
     from coordinator.config import load_coordinator_config
-    from mpcnet.cluster import prepare
-    from mpcnet.config import ConfigError
+    from mpcnet.cluster.launcher import prepare
+    from mpcnet.common.config import ConfigError
 
     lay = prepare(tmp_path / "c", 2, 2, scrypt_n=2**10)
     path = lay.coordinator_config

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from mpcnet.cluster import INFO_FILE, PARAMS_FILE
-from mpcnet.cluster_cli import main
+from mpcnet.cluster.cli import main
+from mpcnet.cluster.launcher import INFO_FILE, PARAMS_FILE
 
 
 def _stale_cluster(d: Path, pid: int) -> None:

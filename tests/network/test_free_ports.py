@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from mpcnet.cluster import PORT_RANGE_ENV, ClusterError, free_ports, port_range
+from mpcnet.cluster.launcher import PORT_RANGE_ENV, ClusterError, free_ports, port_range
 
 
 def _bound_range(width: int) -> tuple[list[socket.socket], int]:

@@ -23,7 +23,7 @@ def test_no_product_code_validates_with_re_match() -> None:
 
 def test_trailing_newline_is_refused() -> None:
     from coordinator.service import _REQUEST_ID
-    from mpcnet.config import _HOSTPORT
+    from mpcnet.common.config import _HOSTPORT
 
     assert _REQUEST_ID.fullmatch("req-1") and not _REQUEST_ID.fullmatch("req-1\n")
     assert _HOSTPORT.fullmatch("localhost:7000") and not _HOSTPORT.fullmatch("localhost:7000\n")

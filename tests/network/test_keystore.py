@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, strategies as st
 
-from mpcnet.keystore import (
+from mpcnet.common.keystore import (
     KeystoreError,
     OperationalKeys,
     create_keystore,

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from hypothesis import given, strategies as st
 
-from mpcnet.pki import (
+from mpcnet.common.pki import (
     ROLES,
     CertIdentity,
     CertPaths,

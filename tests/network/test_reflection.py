@@ -1,4 +1,4 @@
-"""Server reflection is served as grpc.reflection.v1 and v1alpha (mpcnet.reflection)."""
+"""Server reflection is served as grpc.reflection.v1 and v1alpha (mpcnet.common.reflection)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from grpc_reflection.v1alpha import reflection_pb2
 
 import mpcnet.wire.mpc.v1.coordinator_pb2  # noqa: F401  (registers mpc.v1.Coordinator in the default pool)
-from mpcnet.reflection import V1_SERVICE_NAME, _v1_file_descriptor
-from mpcnet.rpc import add_standard_services
+from mpcnet.common.reflection import V1_SERVICE_NAME, _v1_file_descriptor
+from mpcnet.common.rpc import add_standard_services
 
 V1ALPHA = "grpc.reflection.v1alpha.ServerReflection"
 SERVICE = "mpc.v1.Coordinator"

@@ -11,7 +11,7 @@ from typing import Any
 import grpc
 import pytest
 
-from mpcnet.rpc import RpcError, _wrap
+from mpcnet.common.rpc import RpcError, _wrap
 
 
 class _Aborted(Exception):

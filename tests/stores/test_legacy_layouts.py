@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from coordinator.db import CoordinatorDb
 from mpc_node.storage import NodeStore, Reservation, StoreError
-from mpcnet.stores.audit import AuditLog, verify_audit
+from mpcnet.common.stores.audit import AuditLog, verify_audit
 
 LEGACY = Path(__file__).resolve().parent / "legacy"
 KEY = bytes([7]) * 32

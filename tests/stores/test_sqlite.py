@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from mpcnet.stores import sqlite as store_sqlite
-from mpcnet.stores.sqlite import (
+from mpcnet.common.stores import sqlite as store_sqlite
+from mpcnet.common.stores.sqlite import (
     AddColumn,
     DatabaseError,
     Migration,

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any, TypeGuard
 
-from mpcnet.cluster import (
+from mpcnet.cluster.launcher import (
     ClusterError,
     Layout,
     check_health,
@@ -38,8 +38,8 @@ from mpcnet.cluster import (
     load_layout,
     prepare,
 )
-from mpcnet.config import write_json
-from mpcnet.datadir import DataDirBusy, hold_data_dirs, lock_holder
+from mpcnet.common.config import write_json
+from mpcnet.common.datadir import DataDirBusy, hold_data_dirs, lock_holder
 
 log = logging.getLogger("mpc-cluster")
 STOP_GRACE_S = 10.0
@@ -73,7 +73,7 @@ def _supervisor_pid(lay: Layout) -> int | None:
 def _leftovers(lay: Layout) -> dict[str, int]:
     """Processes of this cluster still running without a supervisor (the supervisor was killed;
     its children live on in their own sessions): name -> pid (0 if unknown), found through the
-    data-directory locks they hold (:mod:`mpcnet.datadir`)."""
+    data-directory locks they hold (:mod:`mpcnet.common.datadir`)."""
     dirs = {f"node-{i}": lay.node_dir(i) for i in range(1, lay.nodes + 1)}
     dirs["coordinator"] = lay.coordinator_dir
     out = {}
@@ -221,7 +221,7 @@ class Supervisor:
 def supervise(lay: Layout, *, echo: bool) -> int:
     import trio
 
-    from mpcnet.config import setup_logging
+    from mpcnet.common.config import setup_logging
 
     setup_logging(lay.log("supervisor"), "supervisor")
     try:
@@ -266,7 +266,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         return supervise(lay, echo=True)
     out = open(lay.log("supervisor").with_suffix(".out"), "ab")
     sup = subprocess.Popen(
-        [sys.executable, "-m", "mpcnet.cluster_cli", "_supervise", "--dir", str(lay.dir)],
+        [sys.executable, "-m", "mpcnet.cluster.cli", "_supervise", "--dir", str(lay.dir)],
         env=child_env(), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
     )
     out.close()

@@ -3,7 +3,7 @@
 The chain itself (entries, canonical encoding, hashing, signing, verification of a sequence of
 rows) is pure and lives in :mod:`governance.audit`; this module only keeps it in a file. One
 file per component (``audit.db`` next to its data), opened like every store by
-:mod:`mpcnet.stores.sqlite`: created 0600 (and the directory fsynced), WAL journaling with
+:mod:`mpcnet.common.stores.sqlite`: created 0600 (and the directory fsynced), WAL journaling with
 ``synchronous=FULL``, the tables created and upgraded by versioned migrations (``PRAGMA
 user_version``); every write is committed before :meth:`AuditLog.append` returns. Tables ``meta``
 (``schema_version`` 1, ``component``, ``public_key``; immutable) and ``audit`` (one row per
@@ -56,11 +56,11 @@ from governance.audit import (
 )
 from governance.errors import GovernanceError
 from governance.policy import RateLimit
-from mpcnet.stores.sqlite import DatabaseError, Migration, migrate, open_database, open_readonly, write_transaction
+from mpcnet.common.stores.sqlite import DatabaseError, Migration, migrate, open_database, open_readonly, write_transaction
 
 SCHEMA_VERSION = 1  # the meta row: format of meta and of the entries (not the table layout)
 
-# The schema, as versioned migration steps (see mpcnet.stores.sqlite). Logs created before
+# The schema, as versioned migration steps (see mpcnet.common.stores.sqlite). Logs created before
 # versioning have user_version 0 and either layout, so both steps are idempotent (IF NOT EXISTS).
 _MIGRATIONS: tuple[Migration, ...] = (
     # 1: the layout up to commit 4b7440a
@@ -102,7 +102,7 @@ _COLUMNS = ", ".join(ROW_COLUMNS)
 
 def _connect(path: Path) -> sqlite3.Connection:
     """Open (creating 0600 if new) in WAL mode with synchronous=FULL (see
-    :func:`mpcnet.stores.sqlite.open_database`); every failure names ``path``."""
+    :func:`mpcnet.common.stores.sqlite.open_database`); every failure names ``path``."""
     try:
         return open_database(path)
     except DatabaseError as e:

@@ -1,6 +1,6 @@
 """How every store opens its SQLite file: private, durable, WAL, versioned schema migrations.
 
-The node store (:mod:`mpc_node.storage`), the audit logs (:mod:`mpcnet.stores.audit`) and the
+The node store (:mod:`mpc_node.storage`), the audit logs (:mod:`mpcnet.common.stores.audit`) and the
 coordinator's database (:mod:`coordinator.db`) all open their file with :func:`open_database`,
 write with :func:`write_transaction` and bring their tables up to date with :func:`migrate`:
 
@@ -42,7 +42,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mpcnet.fsutil import fsync_dir
+from mpcnet.common.fsutil import fsync_dir
 
 BUSY_TIMEOUT_S = 30.0
 FILE_MODE = 0o600

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from mpcnet.fsutil import write_atomic
+from mpcnet.common.fsutil import write_atomic
 
 ROLES = ("node", "coordinator", "admin", "requester", "approver", "auditor", "client")
 

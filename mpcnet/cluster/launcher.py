@@ -7,7 +7,7 @@ use writes fresh configs with free localhost ports; keys, certificates and data 
     DIR/ca/ca.pem, ca.key                     dev CA
     DIR/certs/<name>.pem, <name>.key          node-i (role node), coordinator, client (health checks)
     DIR/identities/<name>/                    admin1..3, requester1, approver1..3, auditor1:
-                                              certificate + Ed25519 signing key (mpcnet.identities)
+                                              certificate + Ed25519 signing key (mpcnet.client.identities)
     DIR/governance.json                       cluster id, admin set (admins' public keys, quorum 2)
                                               and the initial default policy, signed by admin1+admin2
     DIR/nodes/node-i/{config.json, keystore.json, passphrase, node.db, audit.db}
@@ -59,12 +59,12 @@ from governance.policy import (
     SignedPolicyChange,
     sign_policy_change,
 )
-from mpcnet.config import write_json
-from mpcnet.fsutil import write_atomic
-from mpcnet.identities import DEMO_IDENTITIES, create_identity, load_identity
-from mpcnet.keystore import MAX_SCRYPT_N, MIN_SCRYPT_N, create_keystore
-from mpcnet.pki import CertPaths, cert_hosts, channel_credentials, create_ca, issue_cert
-from mpcnet.rpc import CHANNEL_OPTIONS, wait_for_health
+from mpcnet.client.identities import DEMO_IDENTITIES, create_identity, load_identity
+from mpcnet.common.config import write_json
+from mpcnet.common.fsutil import write_atomic
+from mpcnet.common.keystore import MAX_SCRYPT_N, MIN_SCRYPT_N, create_keystore
+from mpcnet.common.pki import CertPaths, cert_hosts, channel_credentials, create_ca, issue_cert
+from mpcnet.common.rpc import CHANNEL_OPTIONS, wait_for_health
 
 PARAMS_FILE = "cluster-params.json"
 INFO_FILE = "cluster.json"
@@ -383,7 +383,7 @@ def initial_attestation(lay: Layout, admin: str = "admin1") -> dict[str, str]:
     """Attest the running cluster's policy heads as ``admin`` (whose key the launcher holds:
     development only) to the coordinator and every node, so that a fresh cluster signs at once.
     Returns the outcome per component (see :meth:`mpcnet.client.MpcClient.attest`)."""
-    from mpcnet.client import MpcClient
+    from mpcnet.client.sdk import MpcClient
 
     with MpcClient.from_cluster(lay.dir, identity=admin, timeout=30) as c:
         return c.attest()

@@ -6,8 +6,8 @@ from collections.abc import Iterable, Sequence
 from typing import SupportsIndex, SupportsInt
 
 from governance.policy import DEFAULT_SCOPE, KeyPolicy, SignedPolicyChange
-from mpcnet.rpc import invalid
-from mpcnet.stores.audit import AuditLog
+from mpcnet.common.rpc import invalid
+from mpcnet.common.stores.audit import AuditLog
 from mpcnet.wire.mpc.v1 import governance_pb2
 
 MAX_AUDIT_PAGE = 1000
@@ -64,7 +64,7 @@ def _as_bytes(v: object) -> bytes:
 
 
 def audit_entries(rows: Iterable[Sequence[object]]) -> list[governance_pb2.AuditEntry]:
-    """Stored audit rows (as :meth:`mpcnet.stores.audit.AuditLog.raw_rows` returns them) as protobuf.
+    """Stored audit rows (as :meth:`mpcnet.common.stores.audit.AuditLog.raw_rows` returns them) as protobuf.
 
     A row someone damaged is shipped as faithfully as the types allow, never repaired or
     dropped: the remote verifier must see it to name it.

@@ -49,11 +49,11 @@ from governance.policy import (
     sign_policy_change,
     verify_policy_change,
 )
-from mpcnet.clockskew import format_skew
-from mpcnet.govwire import entry_rows
-from mpcnet.identities import Identity, load_identity
-from mpcnet.pki import CertPaths, channel_credentials
-from mpcnet.rpc import CHANNEL_OPTIONS
+from mpcnet.client.identities import Identity, load_identity
+from mpcnet.common.clockskew import format_skew
+from mpcnet.common.govwire import entry_rows
+from mpcnet.common.pki import CertPaths, channel_credentials
+from mpcnet.common.rpc import CHANNEL_OPTIONS
 from mpcnet.wire.mpc.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc, governance_pb2, node_pb2, node_pb2_grpc
 
 _STATUS = {v: k for k, v in common_pb2.KeyStatus.items()}
@@ -387,7 +387,7 @@ def _code_name(value: int) -> str:
 class MpcClient:
     """One channel to the coordinator, reused for every call (thread-safe).
 
-    ``identity`` (a :class:`mpcnet.identities.Identity`) is needed for signing approvals and
+    ``identity`` (a :class:`mpcnet.client.identities.Identity`) is needed for signing approvals and
     policy changes; ``admin_set`` (the cluster's governance root, from the caller's own copy of
     cluster.json) for proposing or approving policy changes.
     """
@@ -864,7 +864,7 @@ class MpcClient:
         return self._call(self._stub.GetAuditLog, req)
 
     def fetch_audit(self, component: str) -> AuditLogCopy:
-        """Every entry of ``component``'s log, page by page (not verified: see mpcnet.audit)."""
+        """Every entry of ``component``'s log, page by page (not verified: see mpcnet.client.audit)."""
         out = AuditLogCopy(component)
         after = 0
         while True:

@@ -40,7 +40,7 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
-from mpcnet.fsutil import write_atomic
+from mpcnet.common.fsutil import write_atomic
 
 FORMAT = "mpcnet-node-keystore"
 VERSION = 1

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from governance.audit import AuditReport, verify_entries
-from mpcnet.client import MpcClient, MpcError
-from mpcnet.fsutil import write_atomic
+from mpcnet.client.sdk import MpcClient, MpcError
+from mpcnet.common.fsutil import write_atomic
 
 HEADS_FILE = "audit-heads.json"
 COORDINATOR = "coordinator"  # the coordinator's component name in cluster.json

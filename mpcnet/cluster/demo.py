@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mpcnet.cluster import child_env
+from mpcnet.cluster.launcher import child_env
 
 
 def _run(args: list[str], what: str) -> str:
@@ -59,12 +59,12 @@ def main(argv: list[str] | None = None) -> int:
     temp = args.dir is None
     d = Path(tempfile.mkdtemp(prefix="mpcnet-demo-")) if temp else args.dir.resolve()
     cluster = ["--dir", str(d)]
-    mpc_base = ["mpcnet.cli", "--cluster", str(d)]
+    mpc_base = ["mpcnet.client.cli", "--cluster", str(d)]
     started = False
     try:
         print(f"1. starting a local {args.threshold}-of-{args.nodes} cluster in {d}")
         print("   (dev CA, mTLS certificates, node keystores and configs are created on first use)")
-        out = _run(["mpcnet.cluster_cli", "up", "--nodes", str(args.nodes), "--threshold", str(args.threshold), *cluster], "mpc-cluster up")
+        out = _run(["mpcnet.cluster.cli", "up", "--nodes", str(args.nodes), "--threshold", str(args.threshold), *cluster], "mpc-cluster up")
         started = True
         print("   " + "\n   ".join(out.strip().splitlines()))
 
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if started and not args.keep:
             print("8. stopping the cluster")
-            subprocess.run([sys.executable, "-m", "mpcnet.cluster_cli", "stop", *cluster], env=child_env(), capture_output=True)
+            subprocess.run([sys.executable, "-m", "mpcnet.cluster.cli", "stop", *cluster], env=child_env(), capture_output=True)
         if temp and not args.keep:
             shutil.rmtree(d, ignore_errors=True)
     print("done: keygen, a request approved by 2 of 3 approvers, threshold signing, independent verification")

@@ -22,8 +22,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from mpcnet.fsutil import write_atomic
-from mpcnet.pki import CertPaths, PkiError, identity_from_cert, issue_cert
+from mpcnet.common.fsutil import write_atomic
+from mpcnet.common.pki import CertPaths, PkiError, identity_from_cert, issue_cert
 
 SIGNING_KEY_FILE = "signing.key"
 SIGNING_PUB_FILE = "signing.pub"

@@ -25,8 +25,8 @@ import grpc
 from google.protobuf.message import DecodeError, Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from mpcnet.pki import CertIdentity, PkiError, identity_from_cert
-from mpcnet.reflection import enable_server_reflection
+from mpcnet.common.pki import CertIdentity, PkiError, identity_from_cert
+from mpcnet.common.reflection import enable_server_reflection
 
 MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 
@@ -47,7 +47,7 @@ CHANNEL_OPTIONS: list[tuple[str, Any]] = _COMMON_OPTIONS + [
     ("grpc.enable_retries", 0),
 ]
 
-log = logging.getLogger("mpcnet.rpc")
+log = logging.getLogger("mpcnet.common.rpc")
 
 
 class RpcError(Exception):

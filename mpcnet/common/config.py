@@ -161,8 +161,8 @@ def load_governance(f: Fields) -> tuple[AdminSet, SignedPolicyChange]:
 
 
 def write_json(path: Path, doc: Any, mode: int = 0o644) -> None:
-    """Write ``doc`` as JSON, atomically and durably (:func:`mpcnet.fsutil.write_atomic`)."""
-    from mpcnet.fsutil import write_atomic
+    """Write ``doc`` as JSON, atomically and durably (:func:`mpcnet.common.fsutil.write_atomic`)."""
+    from mpcnet.common.fsutil import write_atomic
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

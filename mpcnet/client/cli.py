@@ -44,10 +44,10 @@ import grpc
 from crypto_core.errors import UsageError
 from governance.errors import GovernanceError
 from governance.policy import KeyPolicy, RateLimit
-from mpcnet.client import SIGN_STATES, MpcClient, MpcError, NodeState, SignRequest, to_path
-from mpcnet.fsutil import write_atomic
-from mpcnet.pki import CertPaths, PkiError
-from mpcnet.stores.audit import export_jsonl, verify_audit
+from mpcnet.client.sdk import SIGN_STATES, MpcClient, MpcError, NodeState, SignRequest, to_path
+from mpcnet.common.fsutil import write_atomic
+from mpcnet.common.pki import CertPaths, PkiError
+from mpcnet.common.stores.audit import export_jsonl, verify_audit
 
 
 def _hex(value: str, what: str) -> bytes:
@@ -350,7 +350,7 @@ def cmd_policy_proposals(c: MpcClient, args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(c: MpcClient | None, args: argparse.Namespace) -> int:
-    from mpcnet.audit import HeadsError, verify_cluster
+    from mpcnet.client.audit import HeadsError, verify_cluster
 
     if args.db:
         if not args.public_key:
@@ -583,8 +583,8 @@ def _client(ap: argparse.ArgumentParser, args: argparse.Namespace) -> MpcClient:
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-        from mpcnet.identities import Identity
-        from mpcnet.pki import identity_from_cert
+        from mpcnet.client.identities import Identity
+        from mpcnet.common.pki import identity_from_cert
 
         key = serialization.load_pem_private_key(args.signing_key.read_bytes(), password=None)
         if not isinstance(key, Ed25519PrivateKey):

@@ -1,0 +1,49 @@
+"""The client side (the top layer): the typed client SDK (:mod:`mpcnet.client.sdk`), the ``mpc``
+CLI (:mod:`mpcnet.client.cli`), client identities (:mod:`mpcnet.client.identities`) and the
+client-side verification of every component's audit log (:mod:`mpcnet.client.audit`).
+
+The SDK's public names are re-exported here, so users' scripts keep importing
+``from mpcnet.client import MpcClient, SigningTeam``. The servers never import this package
+(tests/test_import_contract.py)."""
+
+from mpcnet.client.sdk import (
+    APPROVE_CLOCK_SLACK_MS,
+    SIGN_STATES,
+    TERMINAL_STATES,
+    ApprovalView,
+    AuditLogCopy,
+    Key,
+    MpcClient,
+    MpcError,
+    NodeState,
+    PolicyView,
+    Proposal,
+    RequestInfo,
+    SignatureResult,
+    SigningTeam,
+    SignRequest,
+    error_of,
+    ethereum_address,
+    to_path,
+)
+
+__all__ = [
+    "APPROVE_CLOCK_SLACK_MS",
+    "SIGN_STATES",
+    "TERMINAL_STATES",
+    "ApprovalView",
+    "AuditLogCopy",
+    "Key",
+    "MpcClient",
+    "MpcError",
+    "NodeState",
+    "PolicyView",
+    "Proposal",
+    "RequestInfo",
+    "SignRequest",
+    "SignatureResult",
+    "SigningTeam",
+    "error_of",
+    "ethereum_address",
+    "to_path",
+]
