@@ -113,8 +113,9 @@ def test_committed_vectors_are_what_the_generator_makes() -> None:
         assert (VECTORS / name).read_text(encoding="utf-8") == text, f"spec/vectors/{name} is stale: run scripts/gen_vectors.py"
 
 
-def test_generator_check_mode_passes() -> None:
+def test_generator_check_mode_passes(capsys: pytest.CaptureFixture[str]) -> None:
     assert _generator().main(["--check"]) == 0
+    assert "spec/vectors/ is up to date" in capsys.readouterr().out
 
 
 def test_keys_are_the_documented_fixed_seeds() -> None:
