@@ -375,7 +375,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="mpc-cluster", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="command", required=True)
+    sub = ap.add_subparsers(dest="command", required=True, metavar="{up,status,stop}")  # not the internal _supervise
     p = sub.add_parser("up", help="create (first use) and start a local cluster")
     p.add_argument("--nodes", "-n", type=int, default=5)
     p.add_argument("--threshold", "-t", type=int, default=3)
@@ -393,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("stop", help="stop the cluster (its data stays in DIR)")
     p.add_argument("--dir", required=True, type=Path)
     p.set_defaults(fn=cmd_stop)
-    p = sub.add_parser("_supervise", help=argparse.SUPPRESS)
+    p = sub.add_parser("_supervise")  # the detached supervisor (cmd_up starts it); no help=, so --help leaves it out
     p.add_argument("--dir", required=True, type=Path)
     p.set_defaults(fn=lambda a: supervise(load_layout(a.dir), echo=False))
     args = ap.parse_args(argv)
