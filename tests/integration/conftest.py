@@ -11,18 +11,48 @@ through the approval flow, as every signature must.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import pytest
 
+from coordinator.config import NodeEndpoint
+from coordinator.relay import NodeHandle
 from mpcnet.client import MpcClient, SigningTeam
 from mpcnet.cluster.launcher import LocalCluster, prepare
+from mpcnet.common.pki import channel_credentials
 
 TEST_SCRYPT_N = 2**10
 
 
-def make_cluster(tmp_path_factory: pytest.TempPathFactory, name: str, n: int, t: int, **kw: object) -> LocalCluster:
+def make_cluster(
+    tmp_path_factory: pytest.TempPathFactory, name: str, n: int, t: int, *, fault_files: bool = False, **kw: object
+) -> LocalCluster:
+    """A prepared (not started) test cluster; with ``fault_files`` every node reads its fault
+    file ``DIR/faults/node-i.json`` (``MPC_TEST_FAULT_FILE``, see :mod:`mpc_node.faults`)."""
     d = tmp_path_factory.mktemp(name)
     lay = prepare(d, n, t, scrypt_n=TEST_SCRYPT_N, test_mode=True, **kw)  # type: ignore[arg-type]
-    return LocalCluster(lay)
+    c = LocalCluster(lay)
+    if fault_files:
+        fdir = lay.dir / "faults"
+        fdir.mkdir()
+        for i in range(1, n + 1):
+            c.node_env[i] = {"MPC_TEST_FAULT_FILE": str(fdir / f"node-{i}.json")}
+    return c
+
+
+@contextlib.contextmanager
+def coordinator_handles(c: LocalCluster) -> Iterator[dict[int, NodeHandle]]:
+    """A channel to every node with the coordinator's certificate: the harness plays a
+    (compromised) coordinator calling the nodes directly."""
+    creds = channel_credentials(c.lay.cert("coordinator"), c.lay.ca.cert)
+    eps = c.lay.endpoints()
+    hs = {i: NodeHandle(NodeEndpoint(i, f"node-{i}", eps[f"node-{i}"]), creds) for i in range(1, c.lay.nodes + 1)}
+    try:
+        yield hs
+    finally:
+        for h in hs.values():
+            h.close()
 
 
 @pytest.fixture(scope="session")

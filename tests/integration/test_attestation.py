@@ -17,17 +17,14 @@ import grpc
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from coordinator.config import NodeEndpoint
-from coordinator.relay import NodeHandle
 from governance.attestation import PolicyAttestation, PolicyHead, sign_attestation
 from governance.policy import DEFAULT_SCOPE, KeyPolicy
 from mpcnet.client import MpcClient, SigningTeam, cli
 from mpcnet.client.identities import load_identity
-from mpcnet.common.pki import channel_credentials
 from mpcnet.common.stores.audit import export_jsonl
 from mpcnet.wire.mpc.v1 import node_pb2
 
-from .conftest import make_cluster
+from .conftest import coordinator_handles, make_cluster
 from .govtools import approved_bundle, bundle, default_policy, now_ms, signed_change, signing_request
 from .relay_util import run
 from .test_cluster_api import _raw_channel
@@ -63,12 +60,8 @@ def team(ac):
 @pytest.fixture(scope="module")
 def nodes(ac):
     """The harness holds the coordinator's certificate: a compromised coordinator."""
-    creds = channel_credentials(ac.lay.cert("coordinator"), ac.lay.ca.cert)
-    eps = ac.lay.endpoints()
-    hs = {i: NodeHandle(NodeEndpoint(i, f"node-{i}", eps[f"node-{i}"]), creds) for i in range(1, N + 1)}
-    yield hs
-    for h in hs.values():
-        h.close()
+    with coordinator_handles(ac) as hs:
+        yield hs
 
 
 def node_audit(ac, i: int) -> list[dict]:

@@ -22,11 +22,7 @@ N, T = 5, 3
 
 @pytest.fixture(scope="module")
 def fc(tmp_path_factory):
-    c = make_cluster(tmp_path_factory, "faults-3of5", N, T)
-    fdir = c.lay.dir / "faults"
-    fdir.mkdir()
-    for i in range(1, N + 1):
-        c.node_env[i] = {"MPC_TEST_FAULT_FILE": str(fdir / f"node-{i}.json")}
+    c = make_cluster(tmp_path_factory, "faults-3of5", N, T, fault_files=True)
     try:
         c.start_all()
         yield c

@@ -19,19 +19,17 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from google.protobuf import message_factory
 
-from coordinator.config import NodeEndpoint
-from coordinator.relay import NodeHandle
 from coordinator.roles import RPC_ROLES
 from governance.approval import Approval, ApprovalBundle, Decision, sign_approval
 from governance.policy import DEFAULT_SCOPE, AdminSet, KeyPolicy, RateLimit, sign_policy_change
 from mpc_node.main import ADMIN_RPCS
 from mpcnet.client import MpcClient, MpcError, SigningTeam
-from mpcnet.common.pki import CertPaths, channel_credentials, issue_cert
+from mpcnet.common.pki import CertPaths, issue_cert
 from mpcnet.common.rpc import roles_text
 from mpcnet.common.stores.audit import export_jsonl
 from mpcnet.wire.mpc.v1 import coordinator_pb2, node_pb2
 
-from .conftest import make_cluster
+from .conftest import coordinator_handles, make_cluster
 from .govtools import (
     approvals,
     approved_bundle,
@@ -51,11 +49,7 @@ DIGEST = bytes(range(32))
 
 @pytest.fixture(scope="module")
 def gc(tmp_path_factory):
-    c = make_cluster(tmp_path_factory, "gov-2of3", N, T)
-    fdir = c.lay.dir / "faults"
-    fdir.mkdir()
-    for i in range(1, N + 1):
-        c.node_env[i] = {"MPC_TEST_FAULT_FILE": str(fdir / f"node-{i}.json")}
+    c = make_cluster(tmp_path_factory, "gov-2of3", N, T, fault_files=True)
     try:
         c.start_all()
         yield c
@@ -93,12 +87,8 @@ def gkey(admin):
 @pytest.fixture(scope="module")
 def nodes(gc):
     """The harness holds the coordinator's certificate: a compromised coordinator."""
-    creds = channel_credentials(gc.lay.cert("coordinator"), gc.lay.ca.cert)
-    eps = gc.lay.endpoints()
-    hs = {i: NodeHandle(NodeEndpoint(i, f"node-{i}", eps[f"node-{i}"]), creds) for i in range(1, N + 1)}
-    yield hs
-    for h in hs.values():
-        h.close()
+    with coordinator_handles(gc) as hs:
+        yield hs
 
 
 def node_audit(gc, i: int) -> list[dict]:

@@ -15,15 +15,12 @@ import os
 import grpc
 import pytest
 
-from coordinator.config import NodeEndpoint
-from coordinator.relay import NodeHandle
 from mpcnet.client import MpcClient
-from mpcnet.common.pki import channel_credentials
 from mpcnet.common.stores.audit import export_jsonl
 from mpcnet.wire.mpc.v1 import node_pb2
 
 from ..conftest import scaled
-from .conftest import make_cluster
+from .conftest import coordinator_handles, make_cluster
 from .govtools import approved_bundle
 
 N, T = 3, 2
@@ -51,12 +48,8 @@ def key(hc):
 @pytest.fixture(scope="module")
 def nodes(hc):
     """The harness holds the coordinator's certificate: a compromised coordinator."""
-    creds = channel_credentials(hc.lay.cert("coordinator"), hc.lay.ca.cert)
-    eps = hc.lay.endpoints()
-    hs = {i: NodeHandle(NodeEndpoint(i, f"node-{i}", eps[f"node-{i}"]), creds) for i in range(1, N + 1)}
-    yield hs
-    for h in hs.values():
-        h.close()
+    with coordinator_handles(hc) as hs:
+        yield hs
 
 
 def node_audit(hc, i: int) -> list[dict]:

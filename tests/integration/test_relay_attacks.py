@@ -14,16 +14,13 @@ import time
 import grpc
 import pytest
 
-from coordinator.config import NodeEndpoint
-from coordinator.relay import NodeHandle
 from crypto_core.group import Point
 from governance.errors import GovernanceError
 from mpc_node.envelope import Envelope, open_envelope, seal_broadcast, seal_direct
 from mpcnet.common.keystore import load_keystore
-from mpcnet.common.pki import channel_credentials
 from mpcnet.wire.mpc.v1 import common_pb2, node_pb2
 
-from .conftest import make_cluster
+from .conftest import coordinator_handles, make_cluster
 from .govtools import approved_bundle
 from .relay_util import route, run, start, step
 
@@ -56,12 +53,8 @@ def rc(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def nodes(rc):
-    creds = channel_credentials(rc.lay.cert("coordinator"), rc.lay.ca.cert)
-    eps = rc.lay.endpoints()
-    hs = {i: NodeHandle(NodeEndpoint(i, f"node-{i}", eps[f"node-{i}"]), creds) for i in range(1, N + 1)}
-    yield hs
-    for h in hs.values():
-        h.close()
+    with coordinator_handles(rc) as hs:
+        yield hs
 
 
 @pytest.fixture(scope="module")

@@ -23,18 +23,15 @@ import grpc
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from coordinator.config import NodeEndpoint
-from coordinator.relay import NodeHandle
 from crypto_core.combiner import SignatureShare, combine
 from crypto_core.group import Point
 from governance.reservation import MAX_SIGN_ATTEMPTS, ReservationReceipt, sign_reservation
 from mpcnet.client import MpcClient, SigningTeam
 from mpcnet.common.keystore import load_keystore
-from mpcnet.common.pki import channel_credentials
 from mpcnet.common.stores.audit import export_jsonl
 from mpcnet.wire.mpc.v1 import node_pb2
 
-from .conftest import make_cluster
+from .conftest import coordinator_handles, make_cluster
 from .govtools import approved_bundle
 from .relay_util import reserve, reserve_request, run
 from .test_cluster_api import verify_independently
@@ -47,11 +44,7 @@ DIGEST = bytes(range(100, 132))
 
 @pytest.fixture(scope="module")
 def rc(tmp_path_factory):
-    c = make_cluster(tmp_path_factory, "reserve-2of4", N, T)
-    fdir = c.lay.dir / "faults"
-    fdir.mkdir()
-    for i in range(1, N + 1):
-        c.node_env[i] = {"MPC_TEST_FAULT_FILE": str(fdir / f"node-{i}.json")}
+    c = make_cluster(tmp_path_factory, "reserve-2of4", N, T, fault_files=True)
     try:
         c.start_all()
         yield c
@@ -79,12 +72,8 @@ def key(admin):
 @pytest.fixture(scope="module")
 def nodes(rc):
     """The harness holds the coordinator's certificate: a compromised coordinator."""
-    creds = channel_credentials(rc.lay.cert("coordinator"), rc.lay.ca.cert)
-    eps = rc.lay.endpoints()
-    hs = {i: NodeHandle(NodeEndpoint(i, f"node-{i}", eps[f"node-{i}"]), creds) for i in range(1, N + 1)}
-    yield hs
-    for h in hs.values():
-        h.close()
+    with coordinator_handles(rc) as hs:
+        yield hs
 
 
 def node_audit(rc, i: int) -> list[dict]:

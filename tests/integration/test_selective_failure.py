@@ -19,12 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import pytest
 
-from coordinator.config import NodeEndpoint
-from coordinator.relay import NodeHandle
-from mpcnet.common.pki import channel_credentials
 from mpcnet.wire.mpc.v1 import governance_pb2, node_pb2
 
-from .conftest import make_cluster
+from .conftest import coordinator_handles, make_cluster
 from .govtools import approved_bundle
 from .relay_util import route, run
 
@@ -50,12 +47,8 @@ def sf(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def nodes(sf):
-    creds = channel_credentials(sf.lay.cert("coordinator"), sf.lay.ca.cert)
-    eps = sf.lay.endpoints()
-    hs = {i: NodeHandle(NodeEndpoint(i, f"node-{i}", eps[f"node-{i}"]), creds) for i in range(1, N + 1)}
-    yield hs
-    for h in hs.values():
-        h.close()
+    with coordinator_handles(sf) as hs:
+        yield hs
 
 
 def _sign_params(lay, key, signers):
