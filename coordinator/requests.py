@@ -54,7 +54,6 @@ from coordinator.policies import PolicyBook
 from crypto_core.bip32 import check_path
 from crypto_core.errors import UsageError
 from governance.approval import (
-    REQUEST_ID_RE,
     Approval,
     ApprovalBundle,
     Decision,
@@ -64,6 +63,7 @@ from governance.approval import (
 )
 from governance.errors import GovernanceError
 from governance.policy import DEFAULT_SCOPE, KeyPolicy, SignedPolicyChange
+from governance.text import REQUEST_ID_RE
 from mpcnet.common.govwire import scope_name
 from mpcnet.common.rpc import RpcError, check_len, invalid, roles_text
 from mpcnet.common.stores.audit import AuditLog
@@ -226,7 +226,7 @@ class SignRequests:
             raise RpcError(Code.INVALID_ARGUMENT, msg if msg.startswith("derivation_path") else f"derivation_path: {msg}") from None
         rid = req.request_id or "req-" + os.urandom(12).hex()
         if not REQUEST_ID_RE.fullmatch(rid):
-            raise invalid("request_id", "must be 1-64 characters of [A-Za-z0-9_-]")
+            raise invalid("request_id", "must be 1-64 characters of [A-Za-z0-9._-]")
         k = key_of(key_id)
         if k is None:
             raise RpcError(Code.NOT_FOUND, f"key_id: unknown key {key_id.hex()}")
@@ -534,7 +534,7 @@ class SignRequests:
 
 def _check_rid(rid: str) -> str:
     if not REQUEST_ID_RE.fullmatch(rid or ""):
-        raise invalid("request_id", "must be 1-64 characters of [A-Za-z0-9_-]")
+        raise invalid("request_id", "must be 1-64 characters of [A-Za-z0-9._-]")
     return rid
 
 

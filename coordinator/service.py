@@ -20,7 +20,6 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import re
 import sqlite3
 import threading
 import time
@@ -41,10 +40,11 @@ from crypto_core.combiner import SignatureShare, combine
 from crypto_core.errors import ProtocolAbort
 from crypto_core.group import Point
 from crypto_core.params import MAX_LABEL
-from governance.approval import REQUEST_ID_RE, ApprovalBundle
+from governance.approval import ApprovalBundle
 from governance.errors import GovernanceError
 from governance.policy import DEFAULT_SCOPE
 from governance.reservation import MAX_SIGN_ATTEMPTS, ReservationReceipt, reservation_quorum
+from governance.text import REQUEST_ID_RE
 from mpcnet.common.clockskew import SkewSample, measure
 from mpcnet.common.govwire import audit_page, policy_state
 from mpcnet.common.pki import CertIdentity, channel_credentials
@@ -54,7 +54,6 @@ from mpcnet.wire.mpc.v1 import common_pb2, coordinator_pb2, governance_pb2, node
 
 log = logging.getLogger("coordinator.service")
 Code = grpc.StatusCode
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 MAX_SIGNER_SETS_TRIED = 50_000
 # aborts naming nobody after which a request fails (each retires one signer set)
 MAX_UNATTRIBUTED = 8  # bounds _pick's search for a signer set that avoids every dispute
@@ -323,7 +322,7 @@ class CoordinatorService:
     def _request_id(self, given: str) -> str:
         if not given:
             return "req-" + os.urandom(12).hex()
-        if not _REQUEST_ID.fullmatch(given):
+        if not REQUEST_ID_RE.fullmatch(given):
             raise invalid("request_id", "must be 1-64 characters of [A-Za-z0-9._-]")
         return given
 
@@ -732,7 +731,7 @@ class CoordinatorService:
 
     # --- requests ----------------------------------------------------------------------------
     def GetRequest(self, req: coordinator_pb2.GetRequestRequest, ctx: Any) -> coordinator_pb2.RequestStatus:
-        if not _REQUEST_ID.fullmatch(req.request_id):
+        if not REQUEST_ID_RE.fullmatch(req.request_id):
             raise invalid("request_id", "must be 1-64 characters of [A-Za-z0-9._-]")
         r = self.db.get_request(req.request_id)
         if r is None:

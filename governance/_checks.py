@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import types
-import unicodedata
 from collections.abc import Mapping
 
 from cryptography.exceptions import InvalidSignature
@@ -12,9 +11,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from .errors import GovernanceError
+from .text import NAME_RE, NAME_RULE, check_text
 
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-NAME_RULE = "must be 1-64 characters of [A-Za-z0-9._-] starting with a letter or digit"
 PUBLIC_KEY_LEN = 32
 SIGNATURE_LEN = 64
 MAX_MEMBERS = 256  # admins in an admin set, approvers in a policy, requesters, approvals
@@ -82,21 +80,8 @@ def check_public_key(value: object, field: str) -> bytes:
 
 
 def check_display_text(value: object, field: str, max_chars: int) -> str:
-    """Text shown to humans: UTF-8, no control or bidirectional-override characters but \\n, \\t."""
-    if not isinstance(value, str):
-        raise GovernanceError(field, "must be a string")
-    if len(value) > max_chars:
-        raise GovernanceError(field, f"longer than {max_chars} characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise GovernanceError(field, "is not encodable as UTF-8 (lone surrogate)") from None
-    for ch in value:
-        if ch in "\n\t":
-            continue
-        if unicodedata.category(ch) in ("Cc", "Cf"):
-            raise GovernanceError(field, f"contains control/format character U+{ord(ch):04X}")
-    return value
+    """Text shown to humans: :func:`governance.text.check_text`."""
+    return check_text(value, field, max_chars)
 
 
 def check_members(value: object, field: str, *, what: str) -> Mapping[str, bytes]:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import enum
 import hmac
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -49,12 +48,12 @@ from ._checks import (
 from .encoding import Decoder, Encoder, domain_tag, sha256
 from .errors import GovernanceError, field_prefix
 from .policy import MAX_VERSION, KeyPolicy, RateLimit
+from .text import check_request_id
 
 SIGNING_REQUEST_TAG = domain_tag("signing-request")
 APPROVAL_TAG = domain_tag("approval")
 APPROVAL_BUNDLE_TAG = domain_tag("approval-bundle")
 
-REQUEST_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 KEY_ID_LEN = 32
 DIGEST_LEN = 32
 MAX_DESCRIPTION = 1024  # characters
@@ -83,11 +82,12 @@ class SigningRequest:
     """What a requester asks to have signed, and under which policy version.
 
     Construction checks each field's shape; :func:`verify_approvals` checks it against a policy
-    and the clock. ``description`` is shown to approvers: at most 1024 characters, and no control
-    or format characters other than newline and tab (so it cannot hide text from a reviewer).
+    and the clock. ``description`` is shown to approvers: at most 1024 characters of
+    :func:`governance.text.check_text` (no control, format or separator character, newline and
+    tab included, so it cannot forge a row of a reviewer's screen or hide text from it).
     """
 
-    request_id: str  # 1..64 of [A-Za-z0-9_-]
+    request_id: str  # 1..64 of [A-Za-z0-9._-] (governance.text.REQUEST_ID_RE)
     key_id: bytes  # 32
     digest: bytes  # 32, the message hash to be signed
     derivation_path: tuple[int, ...]  # BIP32 indices, at most 255 deep
@@ -99,8 +99,7 @@ class SigningRequest:
     policy_digest: bytes  # 32, KeyPolicy.digest() of the policy the request is made under
 
     def __post_init__(self) -> None:
-        if not isinstance(self.request_id, str) or not REQUEST_ID_RE.fullmatch(self.request_id):
-            raise GovernanceError("request_id", "must be 1-64 characters of [A-Za-z0-9_-]")
+        check_request_id(self.request_id)
         object.__setattr__(self, "key_id", check_bytes(self.key_id, "key_id", length=KEY_ID_LEN))
         object.__setattr__(self, "digest", check_bytes(self.digest, "digest", length=DIGEST_LEN))
         path = self.derivation_path

@@ -47,9 +47,9 @@ from ._checks import (
     ed25519_verify,
     raw_public_key,
 )
-from .approval import REQUEST_ID_RE
 from .encoding import I64_MAX, I64_MIN, Encoder, domain_tag, sha256
 from .errors import GovernanceError
+from .text import REQUEST_ID_RE, REQUEST_ID_RULE
 
 AUDIT_ENTRY_TAG = domain_tag("audit-entry")
 AUDIT_DETAILS_TAG = domain_tag("audit-details")
@@ -90,7 +90,7 @@ def check_token(value: object, field: str, *, allow_empty: bool = False) -> str:
 def check_request_id(value: object, field: str = "request_id") -> str:
     """``value`` if it is ``""`` or a request id (:data:`governance.approval.REQUEST_ID_RE`)."""
     if not isinstance(value, str) or not (value == "" or REQUEST_ID_RE.fullmatch(value)):
-        raise GovernanceError(field, "must be empty or 1-64 characters of [A-Za-z0-9_-]")
+        raise GovernanceError(field, "must be empty or " + REQUEST_ID_RULE[len("must be "):])
     return value
 
 

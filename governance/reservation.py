@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ._checks import MAX_MEMBERS, SIGNATURE_LEN, check_bytes, check_int, check_private_key, ed25519_verify
-from .approval import REQUEST_ID_RE
 from .encoding import Decoder, Encoder, domain_tag
 from .errors import GovernanceError, field_prefix
+from .text import REQUEST_ID_RE, REQUEST_ID_RULE
 
 MAX_SIGN_ATTEMPTS = 3
 RESERVATION_TAG = domain_tag("sign-reservation")
@@ -77,7 +77,7 @@ class Reservation:
         object.__setattr__(self, "governance_root", check_bytes(self.governance_root, "governance_root", length=ID_LEN))
         object.__setattr__(self, "key_id", check_bytes(self.key_id, "key_id", length=ID_LEN))
         if not isinstance(self.request_id, str) or not REQUEST_ID_RE.fullmatch(self.request_id):
-            raise GovernanceError("request_id", "must be 1-64 characters of [A-Za-z0-9_-]")
+            raise GovernanceError("request_id", REQUEST_ID_RULE)
         object.__setattr__(self, "request_digest", check_bytes(self.request_digest, "request_digest", length=ID_LEN))
         check_int(self.attempt, "attempt", 1, MAX_SIGN_ATTEMPTS)
         object.__setattr__(self, "signers", _check_signers(self.signers, "signers"))

@@ -57,9 +57,10 @@ from crypto_core.errors import ProtocolAbort, ProtocolError, UsageError
 from crypto_core.keyshare import KeyShare
 from crypto_core.params import MAX_LABEL
 from crypto_core.session import Delivery, RoundOutput
-from governance.approval import REQUEST_ID_RE, SigningRequest
+from governance.approval import SigningRequest
 from governance.errors import GovernanceError
 from governance.reservation import MAX_SIGN_ATTEMPTS, Reservation, reservation_quorum, sign_reservation, verify_receipts
+from governance.text import REQUEST_ID_RE
 from mpc_node.banjournal import BanJournal, BanJournalError, journal_path
 from mpc_node.bans import JOURNALED, NOT_RECORDED, BanRegistry, Refusal
 from mpc_node.clock import NodeClock

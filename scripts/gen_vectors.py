@@ -116,14 +116,14 @@ def _requests() -> list[tuple[str, SigningRequest]]:
         (
             "basic",
             SigningRequest(
-                "req_0001", KEY_B, MESSAGE_DIGEST, (0, 1, 2), "req-1", "Pay supplier invoice #42\nsecond line",
+                "req_0001", KEY_B, MESSAGE_DIGEST, (0, 1, 2), "req-1", "Pay supplier invoice #42, second line",
                 T0, T0 + 600_000, 1, digest,
             ),
         ),
         (
             "unicode-description-empty-path",
             SigningRequest(
-                "R-2", KEY_B, MESSAGE_DIGEST, (), "ops.bot", "Zahlung f\u00fcr Lieferant \u2014 5 \u20ac\t\U0001f600",
+                "R-2", KEY_B, MESSAGE_DIGEST, (), "ops.bot", "Zahlung f\u00fcr Lieferant \u2014 5 \u20ac \U0001f600",
                 T0, T0 + 3_600_000, 1, digest,
             ),
         ),

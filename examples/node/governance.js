@@ -22,9 +22,9 @@ const MAX_TIME_MS = 2n ** 63n - 1n;
 const MAX_VERSION = 2n ** 63n - 1n;
 const MAX_PATH_DEPTH = 255;
 const MAX_DESCRIPTION = 1024; // characters (code points)
-const REQUEST_ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
+const REQUEST_ID_RE = /^[A-Za-z0-9._-]{1,64}$/;
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-const CONTROL_RE = /[\p{Cc}\p{Cf}]/u; // newline and tab are allowed (removed before the test)
+const CONTROL_RE = /[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}]/u; // governance.text.FORBIDDEN_CATEGORIES
 
 /** A malformed or unacceptable governance object; `field` names what is wrong. */
 class GovernanceError extends Error {
@@ -163,7 +163,7 @@ class Decoder {
 /** Checks a SigningRequest object's fields as governance.approval.SigningRequest does. */
 function checkSigningRequest(r) {
   if (typeof r.request_id !== 'string' || !REQUEST_ID_RE.test(r.request_id)) {
-    throw new GovernanceError('request_id', 'must be 1-64 characters of [A-Za-z0-9_-]');
+    throw new GovernanceError('request_id', 'must be 1-64 characters of [A-Za-z0-9._-]');
   }
   checkBytes(r.key_id, 'key_id', 32);
   checkBytes(r.digest, 'digest', 32);
@@ -177,7 +177,7 @@ function checkSigningRequest(r) {
   if (typeof r.description !== 'string' || [...r.description].length > MAX_DESCRIPTION) {
     throw new GovernanceError('description', `must be a string of at most ${MAX_DESCRIPTION} characters`);
   }
-  if (CONTROL_RE.test(r.description.replace(/[\n\t]/g, ''))) {
+  if (CONTROL_RE.test(r.description)) {
     throw new GovernanceError('description', 'contains a control/format character');
   }
   checkUint(r.created_at_ms, 'created_at_ms', 0n, MAX_TIME_MS - 1n);

@@ -50,7 +50,7 @@ def request(**overrides: object) -> SigningRequest:
         digest=hashlib.sha256(b"pay 1 BTC to x").digest(),
         derivation_path=(0, 1, 2),
         requester="req-1",
-        description="Pay supplier invoice #42\nsecond line",
+        description="Pay supplier invoice #42, second line",
         created_at_ms=NOW_MS - 1000,
         expires_at_ms=NOW_MS + 600_000,
         policy_version=1,

@@ -24,6 +24,7 @@ from governance.approval import (
 )
 from governance.errors import GovernanceError
 from governance.policy import RateLimit
+from governance.text import FORBIDDEN_CATEGORIES, REQUEST_ID_RE
 
 from .gov_util import APPROVER_KEYS, NOW_MS, OTHER_KEY_ID, OUTSIDER_KEY, approve, policy, request
 
@@ -35,7 +36,8 @@ def test_request_validation_names_the_field() -> None:
         ({"request_id": ""}, "request_id"),
         ({"request_id": "a" * 65}, "request_id"),
         ({"request_id": "has space"}, "request_id"),
-        ({"request_id": "dot.ted"}, "request_id"),
+        ({"request_id": "kid-X\n"}, "request_id"),  # a trailing newline (re.match with "$" accepted it)
+        ({"request_id": "sp ace"}, "request_id"),
         ({"key_id": b"\x00" * 31}, "key_id"),
         ({"digest": "00" * 32}, "digest"),
         ({"derivation_path": (0, 2**32)}, "derivation_path[1]"),
@@ -62,12 +64,12 @@ requests = st.builds(
     lambda rid, key, dig, path, who, text, created, life, ver, pdig: SigningRequest(
         rid, key, dig, tuple(path), who, text, created, created + life, ver, pdig
     ),
-    st.from_regex(r"[A-Za-z0-9_-]{1,64}", fullmatch=True),
+    st.from_regex(REQUEST_ID_RE, fullmatch=True),
     st.binary(min_size=32, max_size=32),
     st.binary(min_size=32, max_size=32),
     st.lists(st.integers(0, 2**32 - 1), max_size=6),
     st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", fullmatch=True),
-    st.text(st.characters(blacklist_categories=("Cc", "Cf", "Cs")), max_size=60),
+    st.text(st.characters(blacklist_categories=tuple(sorted(FORBIDDEN_CATEGORIES))), max_size=60),
     st.integers(0, 2**62),
     st.integers(1, 2**40),
     st.integers(1, 2**63 - 1),
@@ -186,7 +188,7 @@ def test_forged_signatures_name_the_approver() -> None:
         {"derivation_path": (0, 1)},
         {"expires_at_ms": NOW_MS + 600_001},
         {"created_at_ms": NOW_MS - 999},
-        {"description": "Pay supplier invoice #43\nsecond line"},
+        {"description": "Pay supplier invoice #43, second line"},
         {"requester": "req-2"},
         {"policy_version": 2},
         {"policy_digest": b"\x02" * 32},

@@ -54,7 +54,7 @@ def _requests() -> list[SigningRequest]:
         ),
         SigningRequest(
             "R" * 64, b"\xff" * 32, bytes(range(32, 64)), (0, 1, 2**31, 2**32 - 1), "approver.x_y-Z",
-            "Zahlung \u2014 10 \u20ac an Bob\nZeile 2\t\u2713 \U0001f512", 2**63 - 2, 2**63 - 1, 2**63 - 1, b"\x5a" * 32,
+            "Zahlung \u2014 10 \u20ac an Bob, Zeile 2 \u2713 \U0001f512", 2**63 - 2, 2**63 - 1, 2**63 - 1, b"\x5a" * 32,
         ),
         SigningRequest(
             "x", b"\x01" * 32, b"\x02" * 32, tuple(range(255)), "r", "d" * 1024, 0, 1, 7, b"\x03" * 32,
