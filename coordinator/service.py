@@ -35,9 +35,9 @@ from coordinator.policies import PolicyBook
 from coordinator.relay import Aborted, NodeHandle, NodesUnavailable, Refused, fanout, run_session, wait_ready
 from coordinator.requests import SignRequests
 from coordinator.roles import READ_ALL_REQUESTS
-from crypto_core.bip32 import derive
+from crypto_core.bip32 import CHAIN_CODE_LEN, derive
 from crypto_core.combiner import SignatureShare, combine
-from crypto_core.errors import ProtocolAbort
+from crypto_core.errors import DecodeError, ProtocolAbort
 from crypto_core.group import Point
 from crypto_core.params import MAX_LABEL
 from governance.approval import ApprovalBundle
@@ -423,6 +423,14 @@ class CoordinatorService:
             for i in differ:
                 self._discard(results[i].key_id)
             raise RpcError(Code.ABORTED, f"keygen aborted: node {differ[0]} finished the DKG with a different key than node 1")
+        try:  # what every node agreed on is still checked: a public key on the curve, a 32-byte chain code and id
+            Point.decode(first.public_key, "dkg_result.public_key")
+            for name, value, size in (("key_id", first.key_id, 32), ("chain_code", first.chain_code, CHAIN_CODE_LEN)):
+                if len(value) != size:
+                    raise DecodeError(f"dkg_result.{name}", f"expected {size} bytes, got {len(value)}")
+        except DecodeError as e:
+            self._discard(first.key_id)
+            raise RpcError(Code.ABORTED, f"keygen aborted: the nodes returned an invalid key: {e}") from None
         k = KeyRecord(
             key_id=first.key_id, label=label, public_key=first.public_key, chain_code=first.chain_code,
             threshold=first.threshold, parties=first.parties, status="pending", created_ms=now_ms(), request_id=rid,

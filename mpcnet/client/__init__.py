@@ -2,6 +2,10 @@
 CLI (:mod:`mpcnet.client.cli`), client identities (:mod:`mpcnet.client.identities`) and the
 client-side verification of every component's audit log (:mod:`mpcnet.client.audit`).
 
+The wallet formats of keys and signatures (validated SEC1 points, EIP-55 addresses, PEM, compact
+and Ethereum signatures) are :mod:`mpcnet.client.formats`; :class:`MpcError` lives in
+:mod:`mpcnet.client.errors`.
+
 The SDK's public names are re-exported here, so users' scripts keep importing
 ``from mpcnet.client import MpcClient, SigningTeam``. The servers never import this package
 (tests/test_import_contract.py)."""
@@ -24,6 +28,8 @@ from mpcnet.client.sdk import (
     SignRequest,
     error_of,
     ethereum_address,
+    parse_uint,
+    path_text,
     to_path,
 )
 
@@ -45,5 +51,7 @@ __all__ = [
     "SigningTeam",
     "error_of",
     "ethereum_address",
+    "parse_uint",
+    "path_text",
     "to_path",
 ]

@@ -32,11 +32,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from crypto_core.bip32 import derive, parse_path
+from crypto_core.bip32 import Derived, check_path, derive, parse_path, xpub
+from crypto_core.errors import UsageError
 from crypto_core.group import Point
 from governance.approval import Decision, SigningRequest, sign_approval
 from governance.attestation import PolicyAttestation, PolicyHead, SignedPolicyAttestation, sign_attestation
+from governance.digits import parse_uint as parse_uint  # re-exported: the one parser of numbers typed as text
 from governance.errors import GovernanceError
 from governance.policy import (
     DEFAULT_SCOPE,
@@ -48,6 +51,11 @@ from governance.policy import (
     check_admin_signature,
     sign_policy_change,
     verify_policy_change,
+)
+from mpcnet.client import formats
+from mpcnet.client.errors import (
+    MpcError as MpcError,  # re-exported (defined there for mpcnet.client.formats)
+    PathError,
 )
 from mpcnet.client.identities import Identity, load_identity
 from mpcnet.common.clockskew import format_skew
@@ -68,103 +76,178 @@ _PROPOSAL_STATE = {v: k.removeprefix("PROPOSAL_STATE_").lower() for k, v in coor
 APPROVE_CLOCK_SLACK_MS = 5 * 60 * 1000  # what nodes allow for "created in the future" (governance.approval)
 
 
-class MpcError(Exception):
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(f"{code.name}: {message}")
-        self.code = code
-        self.message = message
-
-
 def ethereum_address(public_key: bytes) -> str:
-    """EIP-55 checksummed address of a secp256k1 public key (33 or 65 bytes)."""
-    from Crypto.Hash import keccak
-
-    raw = Point.decode(public_key).encode_uncompressed() if len(public_key) == 33 else public_key
-    digest = keccak.new(digest_bits=256, data=raw[1:]).digest()
-    addr = digest[-20:].hex()
-    check = keccak.new(digest_bits=256, data=addr.encode()).hexdigest()
-    return "0x" + "".join(c.upper() if int(check[i], 16) >= 8 else c for i, c in enumerate(addr))
+    """EIP-55 checksummed address of a secp256k1 public key (33 or 65 bytes SEC1, validated:
+    :class:`MpcError` INVALID_ARGUMENT naming ``public_key`` otherwise)."""
+    return formats.ethereum_address(public_key)
 
 
 def to_path(path: str | Sequence[int] | None) -> tuple[int, ...]:
+    """A BIP32 non-hardened path as indices: text such as ``"m/0/1"`` (``"m"``, ``""`` or None for
+    the key itself; each index 1-10 ASCII digits below 2**31, see :func:`crypto_core.bip32.parse_path`)
+    or a list/tuple of ints. Raises :class:`mpcnet.client.errors.PathError` (an MpcError
+    INVALID_ARGUMENT and a crypto_core UsageError) naming the index: a non-ASCII digit
+    (``m/\\uff11\\uff12``: full-width 12), ``_``, space, sign, hex, or a hardened marker (``'``/``h``)."""
     if path is None:
         return ()
-    if isinstance(path, str):
-        return parse_path(path)
-    return tuple(path)
+    try:
+        if isinstance(path, str):
+            return parse_path(path)
+        if not isinstance(path, (list, tuple)):  # bytes or a range would pass as "a sequence of ints"
+            raise UsageError(f"derivation_path: must be text such as m/0/1 or a list of indices, got {type(path).__name__}")
+        return check_path(tuple(path))
+    except UsageError as e:
+        raise PathError(str(e)) from None
 
 
-def _path_text(path: Sequence[int]) -> str:
+def path_text(path: Sequence[int]) -> str:
+    """``m/0/1`` for ``(0, 1)``; ``m`` for the key itself."""
     return "m" + "".join(f"/{i}" for i in path)
+
+
+def _malformed(e: MpcError, what: str) -> MpcError:
+    """A refused field of something the coordinator sent (DATA_LOSS: it is not the caller's fault)."""
+    return MpcError(grpc.StatusCode.DATA_LOSS, f"{what}.{e.message} (the coordinator sent a malformed {what})")
 
 
 @dataclass(frozen=True)
 class Key:
+    """A threshold key as the coordinator reports it; checked when built (``key_id`` and
+    ``chain_code`` 32 bytes, ``public_key`` a 33-byte compressed point on secp256k1), else
+    :class:`MpcError` INVALID_ARGUMENT (DATA_LOSS from :meth:`from_proto`)."""
+
     key_id: bytes
     label: str
     public_key: bytes  # 33 bytes compressed
-    chain_code: bytes
+    chain_code: bytes  # 32 bytes: the root chain code (BIP32)
     threshold: int
     parties: int
     status: str
     created_unix_ms: int
 
+    def __post_init__(self) -> None:
+        for name, value in (("key_id", self.key_id), ("chain_code", self.chain_code)):
+            if not isinstance(value, bytes) or len(value) != 32:
+                raise MpcError(grpc.StatusCode.INVALID_ARGUMENT, f"{name}: must be 32 bytes")
+        if not isinstance(self.public_key, bytes) or len(self.public_key) != formats.COMPRESSED_LEN:
+            raise MpcError(grpc.StatusCode.INVALID_ARGUMENT, "public_key: must be a 33-byte compressed SEC1 point")
+        formats.check_public_key(self.public_key)
+
     @staticmethod
     def from_proto(k: common_pb2.KeyInfo) -> Key:
-        return Key(
-            bytes(k.key_id), k.label, bytes(k.public_key), bytes(k.chain_code), k.threshold, k.parties,
-            _STATUS.get(k.status, "KEY_STATUS_UNSPECIFIED").removeprefix("KEY_STATUS_").lower(), k.created_unix_ms,
-        )
+        try:
+            return Key(
+                bytes(k.key_id), k.label, bytes(k.public_key), bytes(k.chain_code), k.threshold, k.parties,
+                _STATUS.get(k.status, "KEY_STATUS_UNSPECIFIED").removeprefix("KEY_STATUS_").lower(), k.created_unix_ms,
+            )
+        except MpcError as e:
+            raise _malformed(e, "key") from None
+
+    def derived(self, path: str | Sequence[int] | None = None) -> Derived:
+        """BIP32 CKDpub of this key along a non-hardened ``path`` (see :func:`to_path`): the
+        derived key, its chain code, depth, parent fingerprint and child number (the key itself,
+        depth 0, for no path). UsageError for a bad path."""
+        return derive(Point.decode(self.public_key, "public_key"), self.chain_code, to_path(path))
 
     def derive(self, path: str | Sequence[int] | None = None) -> bytes:
         """Compressed public key at a BIP32 non-hardened path (the key itself for ``None``)."""
-        p = to_path(path)
-        if not p:
-            return self.public_key
-        return derive(Point.decode(self.public_key), self.chain_code, p).public_key.encode()
+        return self.derived(path).public_key.encode()
 
     def describe(self, path: str | Sequence[int] | None = None) -> dict[str, Any]:
-        pk = self.derive(path)
+        """The key at ``path`` (BIP32 non-hardened; the key itself for None) in every format a
+        wallet needs. Keys (stable): ``key_id``, ``label``, ``status``, ``threshold``, ``parties``,
+        ``path`` (``m/0/1``), ``public_key`` (33 bytes compressed, hex), ``public_key_uncompressed``
+        (65 bytes, hex), ``ethereum_address`` (EIP-55), ``public_key_pem`` (SubjectPublicKeyInfo
+        PEM, multi-line text), ``chain_code`` (32 bytes hex: the *derived* key's chain code; the
+        root's for no path), ``xpub`` (the BIP32 extended public key of the derived key: version
+        0x0488B21E, depth = path length, parent fingerprint, child number = last index; Base58Check),
+        ``created_unix_ms``."""
+        d = self.derived(path)
+        pk = d.public_key.encode()
         return {
             "key_id": self.key_id.hex(),
             "label": self.label,
             "status": self.status,
             "threshold": self.threshold,
             "parties": self.parties,
-            "path": "m" + "".join(f"/{c}" for c in to_path(path)),
+            "path": path_text(to_path(path)),
             "public_key": pk.hex(),
-            "public_key_uncompressed": Point.decode(pk).encode_uncompressed().hex(),
-            "ethereum_address": ethereum_address(pk),
-            "chain_code": self.chain_code.hex(),
+            "public_key_uncompressed": formats.uncompressed(pk).hex(),
+            "ethereum_address": formats.ethereum_address(pk),
+            "public_key_pem": formats.public_key_pem(pk),
+            "chain_code": d.chain_code.hex(),
+            "xpub": xpub(d),
             "created_unix_ms": self.created_unix_ms,
         }
 
 
 @dataclass(frozen=True)
 class SignatureResult:
+    """A finished signature; checked when built (1 <= r < q, low s, recovery_id 0..3, ``der`` the
+    DER encoding of (r, s), ``public_key`` a 33-byte compressed point), else :class:`MpcError`
+    INVALID_ARGUMENT (DATA_LOSS from :meth:`from_proto`)."""
+
     request_id: str
     r: int
     s: int
     recovery_id: int
     der: bytes
-    public_key: bytes
+    public_key: bytes  # 33 bytes compressed: the (derived) key that verifies it
     signers: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        formats.check_signature(self.r, self.s, self.recovery_id)
+        if not isinstance(self.der, bytes) or self.der != encode_dss_signature(self.r, self.s):
+            raise MpcError(grpc.StatusCode.INVALID_ARGUMENT, "signature.der: is not the DER encoding of (r, s)")
+        if not isinstance(self.public_key, bytes) or len(self.public_key) != formats.COMPRESSED_LEN:
+            raise MpcError(grpc.StatusCode.INVALID_ARGUMENT, "signature.public_key: must be a 33-byte compressed SEC1 point")
+        formats.check_public_key(self.public_key, "signature.public_key")
 
     @staticmethod
     def from_proto(rid: str, sig: common_pb2.Signature, signers: Sequence[int]) -> SignatureResult:
-        return SignatureResult(
-            rid, int.from_bytes(sig.r, "big"), int.from_bytes(sig.s, "big"), sig.recovery_id, bytes(sig.der),
-            bytes(sig.public_key), tuple(signers),
-        )
+        for name in ("r", "s"):
+            if len(getattr(sig, name)) != 32:
+                raise MpcError(
+                    grpc.StatusCode.DATA_LOSS, f"signature.{name}: must be 32 bytes (the coordinator sent a malformed signature)"
+                )
+        try:
+            return SignatureResult(
+                rid, int.from_bytes(sig.r, "big"), int.from_bytes(sig.s, "big"), sig.recovery_id, bytes(sig.der),
+                bytes(sig.public_key), tuple(signers),
+            )
+        except MpcError as e:
+            raise MpcError(grpc.StatusCode.DATA_LOSS, f"{e.message} (the coordinator sent a malformed signature)") from None
 
-    def as_dict(self) -> dict[str, Any]:
+    def recovers_to(self, digest: bytes) -> bool:
+        """Whether ``(r, s, recovery_id)`` over the 32-byte ``digest`` recovers ``public_key`` (so the
+        signature verifies and its ``compact``/``ethereum`` forms name the right key)."""
+        try:
+            return formats.recover_public_key(self.r, self.s, self.recovery_id, digest) == self.public_key
+        except MpcError:
+            return False
+
+    def as_dict(self, chain_id: int | None = None) -> dict[str, Any]:
+        """Keys (stable): ``request_id``, ``r``, ``s`` (64 hex digits each), ``recovery_id`` (0..3),
+        ``der`` (hex), ``compact`` (``r || s``, 64 bytes hex), ``ethereum`` (``r || s || v`` hex: 65
+        bytes while v < 256), ``v`` (27/28, or EIP-155 ``chain_id * 2 + 35 + recovery_id``),
+        ``chain_id`` (as given, or None), ``public_key`` (33 bytes compressed hex),
+        ``public_key_pem`` (SubjectPublicKeyInfo PEM, multi-line text), ``signers``.
+
+        ``chain_id``: None, or a positive int at most :data:`mpcnet.client.formats.MAX_CHAIN_ID`
+        (MpcError INVALID_ARGUMENT otherwise)."""
+        v = formats.ethereum_v(self.recovery_id, chain_id)
         return {
             "request_id": self.request_id,
             "r": f"{self.r:064x}",
             "s": f"{self.s:064x}",
             "recovery_id": self.recovery_id,
             "der": self.der.hex(),
+            "compact": formats.compact(self.r, self.s).hex(),
+            "ethereum": formats.ethereum_signature(self.r, self.s, self.recovery_id, chain_id).hex(),
+            "v": v,
+            "chain_id": chain_id,
             "public_key": self.public_key.hex(),
+            "public_key_pem": formats.public_key_pem(self.public_key),
             "signers": list(self.signers),
         }
 
@@ -180,14 +263,15 @@ class RequestInfo:
     signature: SignatureResult | None
     attempts: int
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, chain_id: int | None = None) -> dict[str, Any]:
+        """``signature`` is :meth:`SignatureResult.as_dict` with ``chain_id`` (or None)."""
         return {
             "request_id": self.request_id,
             "kind": self.kind,
             "state": self.state,
             "key_id": self.key_id.hex(),
             "error": None if self.state != "failed" else {"code": self.error_code, "message": self.error_message},
-            "signature": self.signature.as_dict() if self.signature else None,
+            "signature": self.signature.as_dict(chain_id) if self.signature else None,
             "attempts": self.attempts,
         }
 
@@ -226,6 +310,11 @@ class SignRequest:
         if req.request_id != r.request_id:
             raise MpcError(grpc.StatusCode.DATA_LOSS, f"request: the coordinator sent request {req.request_id!r} for {r.request_id!r}")
         sig = SignatureResult.from_proto(r.request_id, r.signature, r.signers) if r.HasField("signature") else None
+        if sig is not None and not sig.recovers_to(req.digest):
+            raise MpcError(
+                grpc.StatusCode.DATA_LOSS,
+                "signature: does not recover its public_key from the request's digest (the coordinator sent a malformed signature)",
+            )
         return SignRequest(
             request_id=r.request_id, state=_SIGN_STATE.get(r.state, "unspecified"), request=req, request_bytes=bytes(r.request),
             approvals=tuple(
@@ -245,14 +334,16 @@ class SignRequest:
     def rejected_by(self) -> list[str]:
         return [a.approver for a in self.approvals if a.decision == "reject"]
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, chain_id: int | None = None) -> dict[str, Any]:
+        """``signature`` is :meth:`SignatureResult.as_dict` with ``chain_id`` (None: v = 27/28;
+        else EIP-155), or None before the request is done."""
         q = self.request
         return {
             "request_id": self.request_id,
             "state": self.state,
             "key_id": q.key_id.hex(),
             "digest": q.digest.hex(),
-            "path": "m" + "".join(f"/{i}" for i in q.derivation_path),
+            "path": path_text(q.derivation_path),
             "requester": q.requester,
             "description": q.description,
             "created_unix_ms": q.created_at_ms,
@@ -262,7 +353,7 @@ class SignRequest:
             "approval_quorum": self.approval_quorum,
             "approvers": self.approvers,
             "approvals": [{"approver": a.approver, "decision": a.decision, "decided_unix_ms": a.decided_unix_ms} for a in self.approvals],
-            "signature": self.signature.as_dict() if self.signature else None,
+            "signature": self.signature.as_dict(chain_id) if self.signature else None,
             "error": {"code": self.error_code, "message": self.error_message} if self.error_message else None,
             "attempts": self.attempts,
         }
@@ -553,7 +644,7 @@ class MpcClient:
         for what, got, want in (
             ("digest", q.digest.hex(), None if expect_digest is None else expect_digest.hex()),
             ("key_id", q.key_id.hex(), None if expect_key is None else expect_key.hex()),
-            ("derivation_path", _path_text(q.derivation_path), None if want_path is None else _path_text(want_path)),
+            ("derivation_path", path_text(q.derivation_path), None if want_path is None else path_text(want_path)),
         ):
             if want is not None and got != want:
                 raise MpcError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import SupportsIndex, SupportsInt
 
+from governance.digits import DECIMAL_RE
 from governance.policy import DEFAULT_SCOPE, KeyPolicy, SignedPolicyChange
 from mpcnet.common.rpc import invalid
 from mpcnet.common.stores.audit import AuditLog
@@ -39,11 +40,16 @@ def _as_int(v: object) -> int:
         return int(v)
     if isinstance(v, int):
         return v if -(2**63) <= v < 2**63 else -1
-    if not isinstance(v, (str, bytes, bytearray, SupportsInt, SupportsIndex)):
+    if isinstance(v, (bytes, bytearray)):
+        v = v.decode("ascii", "replace")
+    if isinstance(v, str):  # stored text: ASCII digits only (int() would read "\uff11" or " 1_0" as a number)
+        digits = v.removeprefix("-")
+        return int(v) if DECIMAL_RE.fullmatch(digits) and -(2**63) <= int(v) < 2**63 else -1
+    if not isinstance(v, (SupportsInt, SupportsIndex)):
         return -1
     try:
         return int(v)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return -1
 
 
