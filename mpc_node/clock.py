@@ -12,10 +12,12 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import time
 from dataclasses import dataclass
 
 ENV = "MPC_TEST_CLOCK_OFFSET_S"
+_SECONDS_RE = re.compile(r"-?[0-9]{1,12}(\.[0-9]{1,9})?")
 MAX_TEST_OFFSET_S = 10 * 365 * 86400.0  # anything larger is a typo
 
 log = logging.getLogger("mpc_node.clock")
@@ -40,10 +42,10 @@ class NodeClock:
         raw = os.environ.get(ENV, "") if test_mode else ""
         if not raw:
             return NodeClock()
-        try:
-            offset = float(raw)
-        except ValueError:
-            raise ValueError(f"{ENV}: must be a number of seconds") from None
+        # ASCII digits only: float() would also read "\uff19\uff10" (full-width 90), "9_0" and " 90"
+        if _SECONDS_RE.fullmatch(raw) is None:
+            raise ValueError(f"{ENV}: must be a number of seconds such as 90, -360 or 90.5 (digits 0-9)")
+        offset = float(raw)
         if not math.isfinite(offset) or abs(offset) > MAX_TEST_OFFSET_S:
             raise ValueError(f"{ENV}: must be finite and at most {MAX_TEST_OFFSET_S:.0f} s either way")
         log.warning("TEST MODE: the node's clock is shifted by %+.3f s", offset)

@@ -48,7 +48,7 @@ def test_clock_offset_is_honoured_only_in_test_mode(monkeypatch: pytest.MonkeyPa
     assert abs(shifted.now_ms() - NodeClock().now_ms() - 90_500) < 1_000
     monkeypatch.setenv(ENV, "-360")
     assert NodeClock.from_env(True).offset_ms == -360_000
-    for bad in ("soon", "nan", "inf", "1e12"):
+    for bad in ("soon", "nan", "inf", "1e12", "\uff19\uff10", "9_0", " 90", "+90", "90 ", "0x5a", ".5", "5."):
         monkeypatch.setenv(ENV, bad)
         with pytest.raises(ValueError, match=ENV):
             NodeClock.from_env(True)
