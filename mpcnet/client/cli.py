@@ -157,7 +157,12 @@ class _Root(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         with _guard():
-            return super().invoke(ctx)
+            try:
+                return super().invoke(ctx)
+            except MpcError as e:  # --json: the error is the one JSON document on stdout (main prints the stderr line)
+                if _opts(ctx).json:
+                    view.out(json.dumps({"error": {"code": e.code.name, "message": e.message}}, indent=2))
+                raise
 
 
 class _guard:
@@ -792,7 +797,6 @@ def _usage_line(e: click.UsageError) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``mpc`` with ``argv`` (default: ``sys.argv[1:]``); the exit code (:class:`Exit`), never a traceback."""
-    json_mode = "--json" in (sys.argv[1:] if argv is None else argv)
     try:
         rv = cli.main(args=argv, prog_name="mpc", standalone_mode=False)
     except click.UsageError as e:
@@ -805,8 +809,6 @@ def main(argv: list[str] | None = None) -> int:
         view.err(f"mpc: error: {e.field + ': ' + e.reason if isinstance(e, GovernanceError) else e}")
         return Exit.USAGE
     except MpcError as e:
-        if json_mode:
-            view.out(json.dumps({"error": {"code": e.code.name, "message": e.message}}, indent=2))
         view.err(f"mpc: {e.code.name}: {e.message}")
         return Exit.NO_ANSWER if e.code in _NO_ANSWER else Exit.FAILED
     except (_Interrupted, click.Abort, KeyboardInterrupt):

@@ -350,3 +350,15 @@ def check_health_of(d: Path, endpoint: str) -> bool:
     from mpcnet.cluster.launcher import check_health, load_layout
 
     return check_health(load_layout(d), endpoint, 5.0)
+
+
+def test_request_sign_wait_prints_the_id_first_and_gives_up_at_the_timeout(cdir: Path) -> None:
+    key = json.loads(cli("keygen", "--label", "wait", "--json", "--cluster", str(cdir), "--as", "admin1").stdout)["key_id"]  # globals last
+    p = mpc(cdir, "requester1", "request", "sign", "--key", key, "--digest", "33" * 32, "--wait", "--timeout", "1", "--json", check=False)
+    assert p.returncode == 3, p.stderr  # no answer before --timeout: exit 3
+    first = p.stderr.splitlines()[0]
+    assert first.startswith("request ") and first.endswith(" submitted; waiting..."), p.stderr
+    rid = first.split()[1]
+    assert json.loads(p.stdout)["error"]["code"] == "DEADLINE_EXCEEDED"  # stdout: one JSON document
+    assert json.loads(mpc(cdir, "auditor1", "request", "show", rid, "--json").stdout)["state"] == "pending_approval"
+    mpc(cdir, "approver1", "reject", rid)
