@@ -166,6 +166,9 @@ class _Root(click.Group):
 
 
 class _guard:
+    """Turns KeyboardInterrupt and BrokenPipeError into :class:`_Interrupted` / :class:`_BrokenPipe`,
+    which click passes through (it handles the originals itself, with other exit codes)."""
+
     def __enter__(self) -> None:
         return None
 
