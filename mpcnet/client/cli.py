@@ -1,626 +1,841 @@
-"""``mpc``: command-line client of the coordinator, acting as one identity.
+"""'mpc': command-line client of the coordinator, acting as one identity.
 
+\b
     mpc --cluster DIR --as admin1 keygen [--label L]
     mpc --cluster DIR --as requester1 request sign --key KEY_ID --digest HEX [--path m/0/1]
-                                                   [--description TEXT] [--ttl SECONDS] [--wait]
+                                [--description TEXT] [--ttl SECONDS] [--wait] [--chain-id N]
     mpc --cluster DIR --as approver1 approve REQUEST_ID [--wait] [--expect-digest HEX]
     mpc --cluster DIR --as approver3 reject REQUEST_ID
     mpc --cluster DIR --as NAME request show REQUEST_ID [--wait]
     mpc --cluster DIR --as NAME request watch REQUEST_ID
     mpc --cluster DIR --as NAME requests [--state pending_approval] [--key KEY_ID]
-    mpc --cluster DIR --as NAME policy show [--key KEY_ID]
-    mpc --cluster DIR --as admin1 policy propose [--key KEY_ID] [--approvers a,b,c] [--quorum M]
-                                                 [--requesters r1,r2] [--ttl S] [--rate N/SECONDS]
-    mpc --cluster DIR --as admin2 policy approve PROPOSAL_ID [--no-push]
-    mpc --cluster DIR --as NAME policy proposals [--state pending]
-    mpc --cluster DIR --as admin1 policy push [--key KEY_ID]   (the signed history, to every node directly)
-    mpc --cluster DIR --as admin1 policy attest                (confirm every scope's head to every node)
-    mpc --cluster DIR --as auditor1 audit verify
-    mpc --cluster DIR --as auditor1 audit export --jsonl [--component node-1] [--out FILE]
-    mpc audit verify --db PATH --public-key HEX          (a local audit.db, no cluster needed)
-    mpc audit export --jsonl --db PATH
+    mpc --cluster DIR --as NAME policy show|propose|approve|proposals|push|attest ...
+    mpc --cluster DIR --as auditor1 audit verify | audit export --jsonl [--out FILE]
+    mpc audit verify --db PATH --public-key HEX     (a local audit.db, no cluster needed)
     mpc --cluster DIR --as NAME keys | pubkey --key KEY_ID [--path P] | status
 
-``--as NAME`` picks the identity in DIR/identities/NAME (certificate + Ed25519 key); approvals
-and admin signatures are made here, with that key, never by the coordinator. Every command
-takes ``--json``. Instead of ``--cluster``, give ``--endpoint HOST:PORT --cert FILE --key FILE
---ca FILE [--signing-key FILE]``. Exit status: 0 on success, 1 when the server refused or
-failed the request (the gRPC status and message are printed), or when an audit log does not
-verify, or a waited-for request did not end DONE; 2 on bad usage.
+'--as NAME' picks the identity in DIR/identities/NAME (certificate + Ed25519 key); approvals
+and admin signatures are made here, with that key, never by the coordinator. Instead of
+'--cluster', give '--endpoint HOST:PORT --tls-cert FILE --tls-key FILE --tls-ca FILE
+[--signing-key FILE]'. Global options ('--cluster', '--as', '--json', '--timeout', ...)
+are accepted before or after the subcommand; 'MPC_CLUSTER' and 'MPC_AS' (and
+'MPC_ENDPOINT', 'MPC_TLS_CERT', 'MPC_TLS_KEY', 'MPC_TLS_CA', 'MPC_SIGNING_KEY')
+stand for the options of the same name. Shell completion (bash, zsh, fish):
+'eval "$(_MPC_COMPLETE=bash_source mpc)"' ('zsh_source', 'fish_source').
 """
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
 import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
 
+import click
 import grpc
 
 from crypto_core.errors import UsageError
+from crypto_core.params import MAX_LABEL
+from governance.approval import MAX_DESCRIPTION
 from governance.errors import GovernanceError
 from governance.policy import KeyPolicy, RateLimit
-from mpcnet.client.sdk import SIGN_STATES, MpcClient, MpcError, NodeState, SignRequest, to_path
+from governance.text import escape, quote
+from mpcnet.client import cli_render as view
+from mpcnet.client.cli_args import (
+    EXIT_TABLE,
+    Choice,
+    Endpoint,
+    Exit,
+    Hex,
+    Identifier,
+    InFile,
+    PathText,
+    Seconds,
+    Text,
+    UInt,
+    parse_hex,
+    parse_uint,
+)
+from mpcnet.client.sdk import SIGN_STATES, TERMINAL_STATES, MpcClient, MpcError, NodeState, SignRequest, to_path
 from mpcnet.common.fsutil import write_atomic
 from mpcnet.common.pki import CertPaths, PkiError
 from mpcnet.common.stores.audit import export_jsonl, verify_audit
 
+F = TypeVar("F", bound=Callable[..., Any])
 
-def _hex(value: str, what: str) -> bytes:
-    v = value.strip().lower().removeprefix("0x")
+UINT32_MAX = 2**32 - 1
+CHAIN_ID_MAX = (2**64 - 1) // 2 - 36  # EIP-2294: the largest chain id whose EIP-155 v fits in 64 bits
+WAIT_MAX_S = 366 * 86400.0
+RPC_TIMEOUT_S = 300.0
+USAGE_CHARS = 300  # the longest usage error message shown
+_GLOBALS = "mpc.globals"  # ctx.meta key: the global options given so far (group first, then subcommand)
+
+
+class CliUsage(click.UsageError):
+    """A usage error found after parsing (a file, the cluster directory, a combination of options)."""
+
+
+class _Interrupted(Exception):
+    """Ctrl-C (raised instead of KeyboardInterrupt, which click would turn into a blank line + Abort)."""
+
+
+class _BrokenPipe(Exception):
+    """stdout was closed by the reader (raised instead of BrokenPipeError, which click turns into exit 1)."""
+
+
+@dataclass(frozen=True)
+class GlobalOpts:
+    """The global options, wherever they were given (after the subcommand wins)."""
+
+    cluster: str | None = None
+    as_name: str | None = None
+    endpoint: str | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None
+    signing_key: Path | None = None
+    json: bool = False
+    timeout: float | None = None  # seconds to wait for a request to end; None: no limit
+    rpc_timeout: float = RPC_TIMEOUT_S  # seconds per call
+
+
+def _opts(ctx: click.Context) -> GlobalOpts:
+    return GlobalOpts(**ctx.meta.get(_GLOBALS, {}))
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    if value is not None and value is not False and param.name is not None:
+        ctx.meta.setdefault(_GLOBALS, {})[param.name] = value
+    return value
+
+
+def _global_options(top: bool) -> Callable[[F], F]:
+    """The global options, on the root group (shown in ``mpc --help``, read from the environment)
+    and, hidden, on every group and subcommand (so they are accepted after it too)."""
+
+    def opt(*decls: str, env: str | None = None, **kw: Any) -> Callable[[F], F]:
+        return click.option(
+            *decls, callback=_remember, expose_value=False, hidden=not top, envvar=env if top else None,
+            show_envvar=bool(env and top), **kw,
+        )
+
+    specs = [
+        opt("--cluster", env="MPC_CLUSTER", metavar="DIR", help="cluster directory (reads DIR/cluster.json)"),
+        opt("--as", "as_name", env="MPC_AS", type=Identifier("name"), help="act as this identity (DIR/identities/NAME)"),
+        opt("--endpoint", env="MPC_ENDPOINT", type=Endpoint(), help="coordinator HOST:PORT (instead of --cluster)"),
+        opt("--tls-cert", env="MPC_TLS_CERT", type=InFile(), help="with --endpoint: client certificate (PEM)"),
+        opt("--tls-key", env="MPC_TLS_KEY", type=InFile(), help="with --endpoint: the client certificate's private key (PEM)"),
+        opt("--tls-ca", env="MPC_TLS_CA", type=InFile(), help="with --endpoint: CA certificate (PEM)"),
+        opt("--signing-key", env="MPC_SIGNING_KEY", type=InFile(), help="with --endpoint: Ed25519 key (PEM) to sign approvals"),
+        opt("--json", is_flag=True, default=False, help="machine-readable output (one JSON document on stdout)"),
+        opt("--timeout", type=Seconds(WAIT_MAX_S), help="--wait/watch: give up (exit 3) after this many seconds; default: no limit"),
+        opt("--rpc-timeout", type=Seconds(86400.0), help=f"seconds each call may take (default {RPC_TIMEOUT_S:g})"),
+    ]
+
+    def deco(f: F) -> F:
+        for spec in reversed(specs):
+            f = spec(f)
+        return f
+
+    return deco
+
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
+LEAF_EPILOG = "The global options of 'mpc --help' (--cluster, --as, --json, --timeout, ...) are accepted here too."
+
+
+class _Root(click.Group):
+    """The ``mpc`` group: Ctrl-C and a closed stdout become exceptions that ``main`` maps to an exit code."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any) -> click.Context:
+        with _guard():
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with _guard():
+            try:
+                return super().invoke(ctx)
+            except MpcError as e:  # --json: the error is the one JSON document on stdout (main prints the stderr line)
+                if _opts(ctx).json:
+                    view.out(json.dumps({"error": {"code": e.code.name, "message": e.message}}, indent=2))
+                raise
+
+
+class _guard:
+    """Turns KeyboardInterrupt and BrokenPipeError into :class:`_Interrupted` / :class:`_BrokenPipe`,
+    which click passes through (it handles the originals itself, with other exit codes)."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> Literal[False]:
+        if isinstance(exc, KeyboardInterrupt):
+            raise _Interrupted from None
+        if isinstance(exc, BrokenPipeError):
+            raise _BrokenPipe from None
+        return False
+
+
+@click.group(cls=_Root, help=__doc__, epilog=EXIT_TABLE, context_settings=CONTEXT)
+@_global_options(top=True)
+def cli() -> None:
+    pass
+
+
+def _group(parent: click.Group, name: str, help: str) -> click.Group:
+    @_global_options(top=False)
+    def g() -> None:
+        pass
+
+    return parent.group(name, help=help, epilog=LEAF_EPILOG, context_settings=CONTEXT)(g)
+
+
+def _command(parent: click.Group, name: str, help: str) -> Callable[[F], click.Command]:
+    def deco(f: F) -> click.Command:
+        make = parent.command(name, help=help, epilog=LEAF_EPILOG, context_settings=CONTEXT)
+        return make(_global_options(top=False)(click.pass_context(f)))
+
+    return deco
+
+
+request_group = _group(cli, "request", "signing requests: sign, show, watch")
+policy_group = _group(cli, "policy", "key policies: show, propose, approve, proposals, push, attest")
+audit_group = _group(cli, "audit", "audit trail: verify, export")
+
+KEY_ID = Hex(32)
+CHAIN_ID = click.option("--chain-id", type=UInt(1, CHAIN_ID_MAX), help="show the Ethereum signature (v) for this EIP-155 chain id")
+
+
+# --- connecting ------------------------------------------------------------------------------
+
+
+def _cluster_info(opts: GlobalOpts) -> dict[str, Any]:
+    """DIR/cluster.json of ``--cluster DIR`` (CliUsage if there is none or it is not a cluster description)."""
+    if not opts.cluster:
+        raise CliUsage("this command needs --cluster DIR (or MPC_CLUSTER)")
+    if "\x00" in opts.cluster:
+        raise CliUsage(f"--cluster: {quote(opts.cluster)} is not a directory name")
+    where = Path(opts.cluster) / "cluster.json"
     try:
-        return bytes.fromhex(v)
+        info = json.loads(where.read_text(encoding="utf-8"))
+    except OSError as e:
+        why = e.strerror or type(e).__name__
+        raise CliUsage(f"--cluster: {quote(opts.cluster)} is not a cluster directory (cluster.json: {why})") from None
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{what}: not hex") from None
-
-
-def _print(args: argparse.Namespace, doc: Any, lines: list[tuple[str, Any]]) -> None:
-    if args.json:
-        print(json.dumps(doc, indent=2))
-        return
-    width = max(len(k) for k, _ in lines) if lines else 0
-    for k, v in lines:
-        print(f"{k:<{width}}  {_term(v)}")
-
-
-def _term(text: object) -> str:
-    """Text from the coordinator (untrusted) or a caller, on one terminal line: every control,
-    format or bidi character (newline, ESC, CSI, U+202E, ...) escaped, other text kept."""
-    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in str(text))
-
-
-def _info(args: argparse.Namespace) -> dict[str, Any]:
-    if not args.cluster:
-        raise argparse.ArgumentTypeError("this command needs --cluster DIR")
-    info: dict[str, Any] = json.loads((Path(args.cluster) / "cluster.json").read_text())
+        raise CliUsage(f"--cluster: {quote(opts.cluster)} is not a cluster directory (cluster.json is not valid JSON)") from None
+    if not isinstance(info, dict):
+        raise CliUsage(f"--cluster: {quote(opts.cluster)} is not a cluster directory (cluster.json is not a JSON object)")
     return info
+
+
+def _client(ap: object, opts: GlobalOpts) -> MpcClient:
+    """The client the global options describe (``ap`` is unused: tests replace this function)."""
+    if opts.cluster:
+        info = _cluster_info(opts)
+        if not opts.as_name:
+            names = sorted(info.get("identities", {})) if isinstance(info.get("identities"), dict) else []
+            raise CliUsage("give --as NAME to choose who you act as" + (f" (one of: {', '.join(names)})" if names else ""))
+        try:
+            return MpcClient.from_cluster(opts.cluster, identity=opts.as_name, timeout=opts.rpc_timeout)
+        except KeyError as e:
+            raise CliUsage(f"--as: {e.args[0] if e.args else e}") from None
+        except (OSError, ValueError, TypeError, PkiError) as e:
+            raise CliUsage(f"--cluster: cannot read the cluster description or identity {opts.as_name}: {e}") from None
+    if not (opts.endpoint and opts.tls_cert and opts.tls_key and opts.tls_ca):
+        raise CliUsage("give --cluster DIR --as NAME, or --endpoint HOST:PORT --tls-cert FILE --tls-key FILE --tls-ca FILE")
+    identity = None
+    if opts.signing_key:
+        identity = _signing_identity(opts.signing_key, opts.tls_cert, opts.tls_key)
+    try:
+        return MpcClient(opts.endpoint, CertPaths(opts.tls_cert, opts.tls_key), opts.tls_ca, timeout=opts.rpc_timeout, identity=identity)
+    except (OSError, ValueError, PkiError) as e:
+        raise CliUsage(f"--tls-cert/--tls-key/--tls-ca: {e}") from None
+
+
+def _signing_identity(signing_key: Path, cert: Path, key_file: Path) -> Any:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from mpcnet.client.identities import Identity
+    from mpcnet.common.pki import identity_from_cert
+
+    try:
+        key = serialization.load_pem_private_key(signing_key.read_bytes(), password=None)
+    except OSError as e:
+        raise CliUsage(f"--signing-key: cannot read {quote(str(signing_key))}: {e.strerror or type(e).__name__}") from None
+    except (ValueError, TypeError):
+        raise CliUsage(f"--signing-key: {quote(str(signing_key))} is not an unencrypted PEM private key") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise CliUsage(f"--signing-key: {quote(str(signing_key))} is not an Ed25519 key")
+    try:
+        who = identity_from_cert(cert.read_bytes())
+    except (OSError, ValueError, PkiError) as e:
+        raise CliUsage(f"--tls-cert: {e}") from None
+    return Identity(who.name, who.role, CertPaths(cert, key_file), key)
+
+
+def _need_signer(c: MpcClient) -> None:
+    """Commands that sign with the caller's Ed25519 key: a usage error, worded for the CLI, without one."""
+    if getattr(c, "identity", True) is None:
+        raise CliUsage(
+            "this command signs with your Ed25519 key: give --cluster DIR --as NAME (an identity with a signing key), "
+            "or --signing-key FILE with --endpoint"
+        )
+
+
+def _need_cluster_file(c: MpcClient, *, admin_set: bool = False, nodes: bool = False) -> None:
+    """Commands that need what only DIR/cluster.json holds (the admin set, the node endpoints)."""
+    missing = (admin_set and getattr(c, "admin_set", True) is None) or (nodes and not getattr(c, "node_endpoints", True))
+    if missing:
+        what = "the cluster's admin set" if admin_set and getattr(c, "admin_set", True) is None else "the nodes' endpoints"
+        raise CliUsage(f"this command needs {what}, which DIR/cluster.json holds: give --cluster DIR --as NAME instead of --endpoint")
+
+
+def _show(ctx: click.Context, doc: Any, rows: list[view.Row]) -> None:
+    view.show(_opts(ctx).json, doc, rows)
+
+
+def _gov(e: GovernanceError) -> CliUsage:
+    return CliUsage(f"{e.field}: {e.reason}")
 
 
 # --- keys ------------------------------------------------------------------------------------
 
 
-def cmd_keygen(c: MpcClient, args: argparse.Namespace) -> int:
-    key = c.create_key(args.label, request_id=args.request_id)
+@_command(cli, "keygen", "create a key (DKG on every node); role admin")
+@click.option("--label", type=Text(MAX_LABEL), default="", help=f"a name for the key (at most {MAX_LABEL} characters)")
+@click.option("--request-id", type=Identifier("request"), default=None, help="idempotency key [A-Za-z0-9._-]{1,64}")
+def cmd_keygen(ctx: click.Context, label: str, request_id: str | None) -> int:
+    with _client(None, _opts(ctx)) as c:
+        key = c.create_key(label, request_id=request_id or "")
     d = key.describe()
-    fields = [(k, d[k]) for k in ("key_id", "label", "status", "public_key", "ethereum_address")]
-    _print(args, d, fields + [("threshold", f"{key.threshold}-of-{key.parties}")])
-    return 0
+    _show(ctx, d, view.key_rows(d))
+    return Exit.OK
 
 
-def cmd_keys(c: MpcClient, args: argparse.Namespace) -> int:
-    keys = [k.describe() for k in c.list_keys()]
-    if args.json:
-        print(json.dumps(keys, indent=2))
-        return 0
+@_command(cli, "keys", "list keys")
+def cmd_keys(ctx: click.Context) -> int:
+    with _client(None, _opts(ctx)) as c:
+        keys = [k.describe() for k in c.list_keys()]
+    if _opts(ctx).json:
+        view.out(json.dumps(keys, indent=2))
+        return Exit.OK
     if not keys:
-        print("no keys")
+        view.out("no keys")
     for k in keys:
-        print(f"{k['key_id']}  {k['status']:<8} {k['threshold']}-of-{k['parties']}  {k['ethereum_address']}  {_term(k['label'])}")
-    return 0
+        view.out(view.key_list_line(k))
+    return Exit.OK
 
 
-def cmd_pubkey(c: MpcClient, args: argparse.Namespace) -> int:
-    d = c.get_key(_hex(args.key, "key")).describe(args.path)
-    _print(args, d, [(k, d[k]) for k in ("key_id", "path", "public_key", "public_key_uncompressed", "ethereum_address")])
-    return 0
+@_command(cli, "pubkey", "a key's public key, derived public key (--path), chain code and Ethereum address")
+@click.option("--key", "key_id", type=KEY_ID, required=True, help="key id (hex)")
+@click.option("--path", type=PathText(), default=None, help="BIP32 path, e.g. m/0/1 (non-hardened)")
+def cmd_pubkey(ctx: click.Context, key_id: bytes, path: str | None) -> int:
+    with _client(None, _opts(ctx)) as c:
+        d = c.get_key(key_id).describe(path)
+    _show(ctx, d, view.key_rows(d))
+    return Exit.OK
 
 
-def cmd_status(c: MpcClient, args: argparse.Namespace) -> int:
-    st = c.cluster_status()
+@_command(cli, "status", "nodes as the coordinator sees them")
+def cmd_status(ctx: click.Context) -> int:
+    with _client(None, _opts(ctx)) as c:
+        st = c.cluster_status()
     states = [NodeState.from_proto(n) for n in st.nodes]
-    nodes = [n.as_dict() for n in states]
-    doc = {"threshold": st.threshold, "parties": st.parties, "governance_root": st.governance_root.hex(), "nodes": nodes}
-    lines: list[tuple[str, Any]] = [("cluster", f"{st.threshold}-of-{st.parties}"), ("governance root", st.governance_root.hex())]
+    doc = {
+        "threshold": st.threshold, "parties": st.parties, "governance_root": st.governance_root.hex(),
+        "nodes": [n.as_dict() for n in states],
+    }
+    rows: list[view.Row] = [("cluster", f"{st.threshold}-of-{st.parties}"), ("governance root", st.governance_root.hex())]
     for n in states:
         state = "up" if n.healthy else "DOWN " + n.last_error
         sync = "" if n.policies_synced else "  (policies not yet confirmed)"
-        lines.append((n.name, f"{n.endpoint}  {state}  {n.clock_text}{sync}"))
-    _print(args, doc, lines)
-    return 0
+        rows.append((n.name, f"{n.endpoint}  {state}  {n.clock_text}{sync}"))
+    _show(ctx, doc, rows)
+    return Exit.OK
 
 
 # --- signing requests ------------------------------------------------------------------------
 
 
-def _request_lines(r: SignRequest) -> list[tuple[str, Any]]:
-    d = r.as_dict()
-    lines: list[tuple[str, Any]] = [
-        ("request_id", r.request_id),
-        ("state", r.state.upper()),
-        ("key_id", d["key_id"]),
-        ("digest", d["digest"]),
-        ("path", d["path"]),
-        ("requester", d["requester"]),
-        ("description", d["description"]),
-        ("policy", f"version {d['policy_version']} ({d['policy_digest'][:16]}...), {r.approval_quorum} of {r.approvers} approvers"),
-        ("approved by", ", ".join(r.approved_by) or "-"),
-    ]
-    if r.rejected_by:
-        lines.append(("rejected by", ", ".join(r.rejected_by)))
-    lines.append(("expires", f"{d['expires_unix_ms']} (unix ms)"))
-    if r.error_message:
-        lines.append(("error", f"{r.error_code + ': ' if r.error_code else ''}{r.error_message}"))
-    if r.signature:
-        s = r.signature
-        lines += [("signers", ", ".join(map(str, s.signers))), ("public_key", s.public_key.hex()), ("r", f"{s.r:064x}"),
-                  ("s", f"{s.s:064x}"), ("recovery_id", s.recovery_id), ("der", s.der.hex())]
-    return lines
+def _show_request(ctx: click.Context, r: SignRequest, chain_id: int | None, *, waited: bool) -> int:
+    """The approver's view of ``r``; exit 1 if a waited-for request ended other than DONE."""
+    _show(ctx, view.request_doc(r, chain_id), view.request_lines(r, chain_id))
+    if waited and r.state != "done":
+        return Exit.FAILED
+    return Exit.OK
 
 
-def _show_request(args: argparse.Namespace, r: SignRequest) -> int:
-    _print(args, r.as_dict(), _request_lines(r))
-    if getattr(args, "wait", False) and r.state != "done":
-        return 1
-    return 0
+def _wait(c: MpcClient, ctx: click.Context, request_id: str) -> SignRequest:
+    """Wait until the request ends (or --timeout passes: MpcError DEADLINE_EXCEEDED, exit 3)."""
+    return c.wait_sign_request(request_id, timeout=_opts(ctx).timeout)
 
 
-def cmd_request_sign(c: MpcClient, args: argparse.Namespace) -> int:
-    r = c.submit_sign_request(
-        _hex(args.key, "key"), _hex(args.digest, "digest"), path=args.path, description=args.description,
-        request_id=args.request_id, ttl_seconds=args.ttl,
-    )
-    if args.wait:
-        r = c.wait_sign_request(r.request_id)
-    return _show_request(args, r)
+@_command(request_group, "sign", "ask for a signature (approvers then decide); role requester")
+@click.option("--key", "key_id", type=KEY_ID, required=True, help="key id (hex)")
+@click.option("--digest", type=Hex(32), required=True, help="32-byte digest (hex)")
+@click.option("--path", type=PathText(), default=None, help="BIP32 path, e.g. m/0/1 (non-hardened)")
+@click.option("--description", type=Text(MAX_DESCRIPTION), default="", help="what this is for (shown to approvers)")
+@click.option("--request-id", type=Identifier("request"), default=None, help="idempotency key [A-Za-z0-9._-]{1,64}")
+@click.option("--ttl", type=UInt(0, UINT32_MAX), default=0, help="seconds until it expires (at most the policy's TTL; 0: the policy's)")
+@click.option("--wait", is_flag=True, help="print the request id on stderr, then wait until it is DONE, REJECTED, EXPIRED or FAILED")
+@CHAIN_ID
+def cmd_request_sign(
+    ctx: click.Context, key_id: bytes, digest: bytes, path: str | None, description: str, request_id: str | None, ttl: int, wait: bool,
+    chain_id: int | None,
+) -> int:
+    with _client(None, _opts(ctx)) as c:
+        r = c.submit_sign_request(key_id, digest, path=path, description=description, request_id=request_id or "", ttl_seconds=ttl)
+        if wait:
+            view.err(f"request {r.request_id} submitted; waiting...")
+            r = _wait(c, ctx, r.request_id)
+    return _show_request(ctx, r, chain_id, waited=wait)
 
 
-def cmd_request_show(c: MpcClient, args: argparse.Namespace) -> int:
-    try:
-        r = c.wait_sign_request(args.id) if args.wait else c.get_sign_request(args.id)
-    except MpcError as e:
-        if e.code != grpc.StatusCode.NOT_FOUND:
-            raise
+@_command(request_group, "show", "a request's state, approvals and signature")
+@click.argument("request_id", type=Identifier("request"), metavar="REQUEST_ID")
+@click.option("--wait", is_flag=True, help="wait until it ends; exit 0 only if it ended DONE")
+@CHAIN_ID
+def cmd_request_show(ctx: click.Context, request_id: str, wait: bool, chain_id: int | None) -> int:
+    with _client(None, _opts(ctx)) as c:
         try:
-            info = c.get_request(args.id)  # a keygen request (or a sign request from before approvals)
-        except MpcError:
-            raise e from None
-        d = info.as_dict()
-        lines: list[tuple[str, Any]] = [
-            ("request_id", info.request_id), ("kind", info.kind), ("state", info.state), ("key_id", d["key_id"])
-        ]
-        if info.state == "failed":
-            lines.append(("error", f"{info.error_code}: {info.error_message}"))
-        _print(args, d, lines)
-        return 0
-    return _show_request(args, r)
+            r = _wait(c, ctx, request_id) if wait else c.get_sign_request(request_id)
+        except MpcError as e:
+            if e.code != grpc.StatusCode.NOT_FOUND:
+                raise
+            try:
+                info = c.get_request(request_id)  # a keygen request (or a sign request from before approvals)
+            except MpcError:
+                raise e from None
+            d = info.as_dict()
+            rows: list[view.Row] = [("request_id", info.request_id), ("kind", info.kind), ("state", info.state), ("key_id", d["key_id"])]
+            if info.state == "failed":
+                rows.append(("error", f"{info.error_code}: {info.error_message}"))
+            _show(ctx, d, rows)
+            return Exit.OK
+    return _show_request(ctx, r, chain_id, waited=wait)
 
 
-def cmd_request_watch(c: MpcClient, args: argparse.Namespace) -> int:
+@_command(request_group, "watch", "print every change of a request until it ends (exit 0 only if it ended DONE)")
+@click.argument("request_id", type=Identifier("request"), metavar="REQUEST_ID")
+@CHAIN_ID
+def cmd_request_watch(ctx: click.Context, request_id: str, chain_id: int | None) -> int:
     last = None
-    for last in c.watch_sign_request(args.id):
-        if args.json:
-            print(json.dumps(last.as_dict()), flush=True)
-        else:
-            extra = f" ({last.error_message})" if last.error_message else ""
-            print(
-                _term(f"{last.request_id}  {last.state.upper():<16} approved by: {', '.join(last.approved_by) or '-'}{extra}"), flush=True
-            )
-    return 0 if last is not None and last.state == "done" else 1
+    with _client(None, _opts(ctx)) as c:
+        for last in c.watch_sign_request(request_id, timeout=_opts(ctx).timeout):
+            if _opts(ctx).json:
+                print(json.dumps(view.request_doc(last, chain_id)), flush=True)
+            else:
+                print(view.watch_line(last), flush=True)
+    if last is None or last.state not in TERMINAL_STATES:
+        view.err(f"mpc: request {request_id} has not ended (the watch stopped)")
+        return Exit.NO_ANSWER
+    return Exit.OK if last.state == "done" else Exit.FAILED
 
 
-def cmd_requests(c: MpcClient, args: argparse.Namespace) -> int:
-    rs = c.list_sign_requests(state=args.state, key_id=_hex(args.key, "key") if args.key else None, limit=args.limit)
-    if args.json:
-        print(json.dumps([r.as_dict() for r in rs], indent=2))
-        return 0
+@_command(cli, "requests", "list signing requests (newest first)")
+@click.option("--state", type=Choice(SIGN_STATES), default=None)
+@click.option("--key", "key_id", type=KEY_ID, default=None, help="key id (hex)")
+@click.option("--limit", type=UInt(0, UINT32_MAX), default=0, help="at most this many (0: the server's default)")
+def cmd_requests(ctx: click.Context, state: str | None, key_id: bytes | None, limit: int) -> int:
+    with _client(None, _opts(ctx)) as c:
+        rs = c.list_sign_requests(state=state, key_id=key_id, limit=limit)
+    if _opts(ctx).json:
+        view.out(json.dumps([r.as_dict() for r in rs], indent=2))
+        return Exit.OK
     if not rs:
-        print("no requests")
+        view.out("no requests")
     for r in rs:
-        q = r.request
-        print(_term(
-            f"{r.request_id:<28} {r.state.upper():<16} {len(r.approved_by)}/{r.approval_quorum}  "
-            f"key {q.key_id.hex()[:16]}  by {q.requester:<12} {q.description[:40]!r}"
-        ))
-    return 0
+        view.out(view.request_list_line(r))
+    return Exit.OK
 
 
-def cmd_decide(c: MpcClient, args: argparse.Namespace) -> int:
-    if args.command == "approve":
-        expect = _hex(args.expect_digest, "expect-digest") if args.expect_digest else None
-        key = _hex(args.expect_key, "expect-key") if args.expect_key else None
-        try:
-            path = None if args.expect_path is None else to_path(args.expect_path)
-        except UsageError as e:
-            raise argparse.ArgumentTypeError(f"expect-path: {e}") from None
-        r = c.approve(args.id, expect_digest=expect, expect_key=key, expect_path=path)
-    else:
-        r = c.reject(args.id)
-    if getattr(args, "wait", False) and r.state in ("pending_approval", "signing"):
-        r = c.wait_sign_request(args.id) if r.state == "signing" else r
-    _print(args, r.as_dict(), _request_lines(r))
-    return 0
+@_command(cli, "approve", "approve a signing request (signed with your key); role approver")
+@click.argument("request_id", type=Identifier("request"), metavar="REQUEST_ID")
+@click.option("--wait", is_flag=True, help="if this approval completes the quorum, wait for the signature (exit 0 only if DONE)")
+@click.option("--expect-digest", type=Hex(32), default=None, metavar="HEX", help="sign nothing unless the request is for this digest")
+@click.option("--expect-key", type=KEY_ID, default=None, metavar="KEY_ID", help="sign nothing unless the request is for this key (hex)")
+@click.option("--expect-path", type=PathText(), default=None, help="sign nothing unless the request is for this path (m: none)")
+@CHAIN_ID
+def cmd_approve(
+    ctx: click.Context, request_id: str, wait: bool, expect_digest: bytes | None, expect_key: bytes | None, expect_path: str | None,
+    chain_id: int | None,
+) -> int:
+    with _client(None, _opts(ctx)) as c:
+        _need_signer(c)
+        path = None if expect_path is None else to_path(expect_path)
+        r = c.approve(request_id, expect_digest=expect_digest, expect_key=expect_key, expect_path=path)
+        waited = wait and r.state != "pending_approval"  # the quorum is complete (or the request ended)
+        if waited and r.state not in TERMINAL_STATES:
+            r = _wait(c, ctx, request_id)
+    return _show_request(ctx, r, chain_id, waited=waited)
+
+
+@_command(cli, "reject", "reject a signing request (signed with your key); role approver")
+@click.argument("request_id", type=Identifier("request"), metavar="REQUEST_ID")
+def cmd_reject(ctx: click.Context, request_id: str) -> int:
+    with _client(None, _opts(ctx)) as c:
+        _need_signer(c)
+        r = c.reject(request_id)
+    return _show_request(ctx, r, None, waited=False)
 
 
 # --- policies --------------------------------------------------------------------------------
 
 
-def cmd_policy_show(c: MpcClient, args: argparse.Namespace) -> int:
-    p = c.get_policy(_hex(args.key, "key") if args.key else None)
+@_command(policy_group, "show", "the policy in force for a key (or the default)")
+@click.option("--key", "key_id", type=KEY_ID, default=None, help="key id (hex); default: the default policy")
+def cmd_policy_show(ctx: click.Context, key_id: bytes | None) -> int:
+    with _client(None, _opts(ctx)) as c:
+        p = c.get_policy(key_id)
     d = p.as_dict()
     pol = p.policy
     scope = d["scope"] + (" (inherited: the key has no policy of its own)" if p.inherited else "")
-    _print(args, d, [
+    _show(ctx, d, [
         ("scope", scope), ("version", pol.version), ("digest", d["policy_digest"]),
         ("approvers", ", ".join(pol.approvers)), ("approval quorum", f"{pol.approval_quorum} of {len(pol.approvers)}"),
         ("requesters", ", ".join(sorted(pol.requesters)) or "nobody (frozen)"), ("request TTL", f"{pol.ttl_seconds} s"),
         ("rate limit", f"{pol.rate_limit.max_signatures} per {pol.rate_limit.window_seconds} s"),
         ("signed by", ", ".join(d["signed_by"])),
     ])
-    return 0
+    return Exit.OK
 
 
-def _approver_keys(args: argparse.Namespace, names: str) -> dict[str, bytes]:
+def _approver_keys(opts: GlobalOpts, names: str) -> dict[str, bytes]:
+    """``--approvers``: NAME (an identity of DIR/cluster.json) or NAME=PUBLIC_KEY_HEX, comma-separated."""
     out: dict[str, bytes] = {}
-    info = json.loads((Path(args.cluster) / "cluster.json").read_text()) if args.cluster else {}
+    info = _cluster_info(opts) if opts.cluster else {}
+    identities = info.get("identities", {}) if isinstance(info.get("identities"), dict) else {}
     for item in [x.strip() for x in names.split(",") if x.strip()]:
-        if "=" in item:
-            name, key = item.split("=", 1)
-            out[name] = _hex(key, f"approvers: {name}")
+        name, _, key = item.partition("=")
+        try:
+            Identifier("name").convert(name, None, None)
+        except click.BadParameter as e:
+            raise CliUsage(f"--approvers: {e.message}") from None
+        if key:
+            out[name] = parse_hex(key, 32, lambda msg, n=name: _fail(f"--approvers: {n}: {msg}"))
             continue
-        ident = info.get("identities", {}).get(item)
-        if ident is None:
-            raise argparse.ArgumentTypeError(f"approvers: unknown identity {item!r} (give NAME=PUBLIC_KEY_HEX)")
-        out[item] = bytes.fromhex(ident["public_key"])
+        ident = identities.get(name)
+        if not isinstance(ident, dict) or not isinstance(ident.get("public_key"), str):
+            raise CliUsage(f"--approvers: unknown identity {quote(name)} (give NAME=PUBLIC_KEY_HEX)")
+        out[name] = parse_hex(ident["public_key"], 32, lambda msg, n=name: _fail(f"--approvers: {n} in cluster.json: {msg}"))
     return out
 
 
-def cmd_policy_propose(c: MpcClient, args: argparse.Namespace) -> int:
-    key_id = _hex(args.key, "key") if args.key else None
-    changes: dict[str, Any] = {}
-    if args.approvers:
-        changes["approvers"] = _approver_keys(args, args.approvers)
-    if args.quorum is not None:
-        changes["approval_quorum"] = args.quorum
-    if args.requesters is not None:
-        changes["requesters"] = frozenset(x.strip() for x in args.requesters.split(",") if x.strip())
-    if args.ttl is not None:
-        changes["ttl_seconds"] = args.ttl
-    if args.rate:
-        try:
-            n, window = args.rate.split("/")
-            changes["rate_limit"] = RateLimit(int(n), int(window))
-        except ValueError:
-            raise argparse.ArgumentTypeError("rate: give N/SECONDS, e.g. 100/3600") from None
-        except GovernanceError as e:
-            raise argparse.ArgumentTypeError(f"rate: {e.field}: {e.reason}") from None
+def _fail(msg: str) -> None:
+    raise CliUsage(msg)
+
+
+def _rate(text: str) -> RateLimit:
+    n, sep, window = text.partition("/")
     try:
-        new: KeyPolicy = c.next_policy(key_id, **changes)
+        if not sep:
+            raise ValueError("give N/SECONDS, e.g. 100/3600")
+        return RateLimit(parse_uint(n, "N", 0, UINT32_MAX), parse_uint(window, "SECONDS", 0, UINT32_MAX))
+    except ValueError as e:
+        raise CliUsage(f"--rate: {e} (give N/SECONDS, e.g. 100/3600)") from None
     except GovernanceError as e:
-        raise argparse.ArgumentTypeError(f"{e.field}: {e.reason}") from None
-    p = c.propose_policy(new, key_id=key_id, push=not args.no_push)
-    return _show_proposal(args, p)
+        raise CliUsage(f"--rate: {e.field}: {e.reason}") from None
 
 
-def _show_proposal(args: argparse.Namespace, p: Any) -> int:
+@_command(policy_group, "propose", "propose a change (the current policy with these fields changed); role admin")
+@click.option("--key", "key_id", type=KEY_ID, default=None, help="key id (hex); default: the default policy")
+@click.option("--approvers", default=None, help="comma-separated identity names (or NAME=PUBLIC_KEY_HEX)")
+@click.option("--quorum", type=UInt(0, UINT32_MAX), default=None, help="approvals needed (m)")
+@click.option("--requesters", default=None, help="comma-separated names allowed to request (empty: nobody)")
+@click.option("--ttl", type=UInt(0, UINT32_MAX), default=None, help="longest a request may live, in seconds")
+@click.option("--rate", default=None, help="rate limit N/SECONDS, e.g. 100/3600")
+@click.option("--no-push", is_flag=True, help="if this applies the change, do not push it to the nodes directly")
+def cmd_policy_propose(
+    ctx: click.Context, key_id: bytes | None, approvers: str | None, quorum: int | None, requesters: str | None, ttl: int | None,
+    rate: str | None, no_push: bool,
+) -> int:
+    opts = _opts(ctx)
+    changes: dict[str, Any] = {}
+    if approvers:
+        changes["approvers"] = _approver_keys(opts, approvers)
+    if quorum is not None:
+        changes["approval_quorum"] = quorum
+    if requesters is not None:
+        names = frozenset(x.strip() for x in requesters.split(",") if x.strip())
+        for n in names:
+            try:
+                Identifier("name").convert(n, None, None)
+            except click.BadParameter as e:
+                raise CliUsage(f"--requesters: {e.message}") from None
+        changes["requesters"] = names
+    if ttl is not None:
+        changes["ttl_seconds"] = ttl
+    if rate:
+        changes["rate_limit"] = _rate(rate)
+    with _client(None, opts) as c:
+        _need_signer(c)
+        _need_cluster_file(c, admin_set=True)
+        try:
+            new: KeyPolicy = c.next_policy(key_id, **changes)
+        except GovernanceError as e:
+            raise _gov(e) from None
+        p = c.propose_policy(new, key_id=key_id, push=not no_push)
+    return _show_proposal(ctx, p)
+
+
+def _show_proposal(ctx: click.Context, p: Any) -> int:
     d = p.as_dict()
     pol = p.signed_change.change.new_policy
-    _print(args, d, [
+    _show(ctx, d, [
         ("proposal_id", p.proposal_id), ("state", p.state.upper()), ("scope", d["scope"]), ("new version", pol.version),
         ("approvers", ", ".join(pol.approvers)), ("approval quorum", f"{pol.approval_quorum} of {len(pol.approvers)}"),
         ("requesters", ", ".join(sorted(pol.requesters)) or "nobody"), ("request TTL", f"{pol.ttl_seconds} s"),
         ("rate limit", f"{pol.rate_limit.max_signatures} per {pol.rate_limit.window_seconds} s"),
         ("signed by", f"{', '.join(p.signers)} ({len(set(p.signers))} of {p.admin_quorum} needed)"),
-        *[(f"pushed to {node}", _safe(outcome)) for node, outcome in sorted((p.pushed or {}).items())],
+        *[(f"pushed to {node}", str(outcome)[:500]) for node, outcome in sorted((p.pushed or {}).items())],
     ])
-    return 0
+    return Exit.OK
 
 
-def _safe(text: str) -> str:
-    """Server text shown on a terminal: printable ASCII only."""
-    return "".join(c if c.isascii() and c.isprintable() else "?" for c in text)[:500]
-
-
-def _report(args: argparse.Namespace, out: dict[str, str]) -> int:
+def _report(ctx: click.Context, outcomes: dict[str, str]) -> int:
     """Per-node outcomes; exit 1 if any is an error."""
-    _print(args, out, [(name, _safe(v)) for name, v in sorted(out.items())])
-    return 1 if any(v.startswith("error") for v in out.values()) else 0
+    _show(ctx, outcomes, [(name, str(v)[:500]) for name, v in sorted(outcomes.items())])
+    return Exit.FAILED if any(v.startswith("error") for v in outcomes.values()) else Exit.OK
 
 
-def cmd_policy_push(c: MpcClient, args: argparse.Namespace) -> int:
-    return _report(args, c.push_policy(_hex(args.key, "key") if args.key else None))
+@_command(policy_group, "push", "install a scope's signed change history on every node directly; role admin")
+@click.option("--key", "key_id", type=KEY_ID, default=None, help="key id (hex); default: the default policy")
+def cmd_policy_push(ctx: click.Context, key_id: bytes | None) -> int:
+    with _client(None, _opts(ctx)) as c:
+        _need_cluster_file(c, nodes=True)
+        return _report(ctx, c.push_policy(key_id))
 
 
-def cmd_policy_attest(c: MpcClient, args: argparse.Namespace) -> int:
-    return _report(args, c.attest())
+@_command(policy_group, "attest", "sign an attestation of every scope's policy head, send it to the coordinator and nodes; role admin")
+def cmd_policy_attest(ctx: click.Context) -> int:
+    with _client(None, _opts(ctx)) as c:
+        _need_signer(c)
+        _need_cluster_file(c, admin_set=True, nodes=True)
+        return _report(ctx, c.attest())
 
 
-def cmd_policy_approve(c: MpcClient, args: argparse.Namespace) -> int:
-    return _show_proposal(args, c.approve_policy(args.id, push=not args.no_push))
+@_command(policy_group, "approve", "sign a pending proposal; role admin")
+@click.argument("proposal_id", type=Identifier("request"), metavar="PROPOSAL_ID")
+@click.option("--no-push", is_flag=True, help="if this applies the change, do not push it (and an attestation) to the nodes directly")
+def cmd_policy_approve(ctx: click.Context, proposal_id: str, no_push: bool) -> int:
+    with _client(None, _opts(ctx)) as c:
+        _need_signer(c)
+        return _show_proposal(ctx, c.approve_policy(proposal_id, push=not no_push))
 
 
-def cmd_policy_proposals(c: MpcClient, args: argparse.Namespace) -> int:
-    ps = c.list_proposals(args.state)
-    if args.json:
-        print(json.dumps([p.as_dict() for p in ps], indent=2))
-        return 0
+@_command(policy_group, "proposals", "list policy proposals")
+@click.option("--state", type=Choice(("pending", "applied", "superseded")), default=None)
+def cmd_policy_proposals(ctx: click.Context, state: str | None) -> int:
+    with _client(None, _opts(ctx)) as c:
+        ps = c.list_proposals(state)
+    if _opts(ctx).json:
+        view.out(json.dumps([p.as_dict() for p in ps], indent=2))
+        return Exit.OK
     if not ps:
-        print("no proposals")
+        view.out("no proposals")
     for p in ps:
         d = p.as_dict()
-        version = d["new_policy"]["version"]
-        print(_term(f"{p.proposal_id}  {p.state.upper():<10} scope {d['scope'][:16]:<16} v{version}  signed by {', '.join(p.signers)}"))
-    return 0
+        view.out(escape(f"{p.proposal_id}  {p.state.upper():<10} scope {d['scope'][:16]:<16} v{d['new_policy']['version']}  "
+                        f"signed by {', '.join(p.signers)}"))
+    return Exit.OK
 
 
 # --- audit -----------------------------------------------------------------------------------
 
+# What verify_audit reports, before reading any entry, when the file or key given is the wrong one
+# (a usage error, exit 2), as opposed to a broken chain (exit 1).
+_NOT_THIS_LOG = ("not an audit log", "the log names another public key", "cannot open ", "cannot read ")
 
-def cmd_audit_verify(c: MpcClient | None, args: argparse.Namespace) -> int:
+
+@_command(audit_group, "verify", "verify every component's chain and signatures (role auditor), or one local --db")
+@click.option("--db", type=InFile(), default=None, help="verify this local audit.db instead (no cluster needed)")
+@click.option("--public-key", type=Hex(32), default=None, help="with --db: the component's Ed25519 public key (hex)")
+def cmd_audit_verify(ctx: click.Context, db: Path | None, public_key: bytes | None) -> int:
     from mpcnet.client.audit import HeadsError, verify_cluster
 
-    if args.db:
-        if not args.public_key:
-            raise argparse.ArgumentTypeError("audit verify --db needs --public-key HEX")
+    opts = _opts(ctx)
+    if db is not None:
+        if public_key is None:
+            raise CliUsage("audit verify --db needs --public-key HEX")
         try:
-            report = verify_audit(Path(args.db), _hex(args.public_key, "public-key"))
+            report = verify_audit(db, public_key)
         except GovernanceError as e:
-            raise argparse.ArgumentTypeError(f"{e.field}: {e.reason}") from None
-        doc = {"db": str(args.db), "ok": report.ok, "entries": report.entries, "first_broken": report.first_broken, "reason": report.reason}
-        if args.json:
-            print(json.dumps(doc, indent=2))
+            raise CliUsage(f"--public-key: {e.reason}") from None
+        if not report.ok and report.first_broken is None and report.reason.startswith(_NOT_THIS_LOG):
+            hint = " (check --public-key)" if "public key" in report.reason else ""
+            raise CliUsage(f"--db: {escape(report.reason)}{hint}")
+        doc = {"db": str(db), "ok": report.ok, "entries": report.entries, "first_broken": report.first_broken, "reason": report.reason}
+        if opts.json:
+            view.out(json.dumps(doc, indent=2))
         elif report.ok:
-            print(f"{args.db}: ok, {report.entries} entries, chain and signatures verified")
+            view.out(escape(f"{db}: ok, {report.entries} entries, chain and signatures verified"))
         else:
             where = f"entry {report.first_broken}: " if report.first_broken is not None else ""
-            print(f"{args.db}: BROKEN at {where}{_term(report.reason)}")
-        return 0 if report.ok else 1
-    assert c is not None
-    info = _info(args)
-    heads = None
-    if args.cluster and args.as_name:
-        heads = Path(args.cluster) / "identities" / args.as_name / "audit-heads.json"
-    try:
-        reports = verify_cluster(c, info, heads)
-    except HeadsError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+            view.out(escape(f"{db}: BROKEN at {where}{report.reason}"))
+        return Exit.OK if report.ok else Exit.FAILED
+    if public_key is not None:
+        raise CliUsage("--public-key goes with --db")
+    info = _cluster_info(opts)
+    heads = Path(opts.cluster) / "identities" / opts.as_name / "audit-heads.json" if opts.cluster and opts.as_name else None
+    with _client(None, opts) as c:
+        try:
+            reports = verify_cluster(c, info, heads)
+        except HeadsError as e:
+            raise CliUsage(str(e)) from None
     ok = all(r.ok for r in reports)
-    if args.json:
-        print(json.dumps({"ok": ok, "components": [r.as_dict() for r in reports]}, indent=2))
+    if opts.json:
+        view.out(json.dumps({"ok": ok, "components": [r.as_dict() for r in reports]}, indent=2))
     else:
         for r in reports:
             if r.ok:
                 head = f", head {r.head[0]} {r.head[1][:16]}..." if r.head else ""
-                print(f"{r.component:<12} ok      {r.entries:>6} entries, chain and signatures verified{head}")
+                view.out(escape(f"{r.component:<12} ok      {r.entries:>6} entries, chain and signatures verified{head}"))
             else:
                 where = f"entry {r.first_broken}: " if r.first_broken is not None else ""
-                print(f"{r.component:<12} BROKEN  {r.entries:>6} entries; {where}{_term(r.reason)}")
-        verified = "audit trail verified: every chain and signature is intact, and the trail is complete"
-        print(verified if ok else "audit trail NOT verified (see above)")
-    return 0 if ok else 1
+                view.out(escape(f"{r.component:<12} BROKEN  {r.entries:>6} entries; {where}{r.reason}"))
+        view.out("audit trail verified: every chain and signature is intact, and the trail is complete" if ok
+                 else "audit trail NOT verified (see above)")
+    return Exit.OK if ok else Exit.FAILED
 
 
-def cmd_audit_export(c: MpcClient | None, args: argparse.Namespace) -> int:
-    if not args.jsonl:
-        raise argparse.ArgumentTypeError("audit export: give --jsonl (the only format)")
-    if args.out:  # refuse an unwritable destination before fetching anything
-        target = Path(args.out)
-        parent = target.parent if str(target.parent) else Path(".")
-        if target.is_dir() or not parent.is_dir() or not os.access(parent, os.W_OK):
-            raise argparse.ArgumentTypeError(f"out: cannot write {args.out}: not a writable file path")
+@_command(audit_group, "export", "write the entries as JSON lines (role auditor), or one local --db")
+@click.option("--jsonl", is_flag=True, help="JSON lines (one entry per line; the only format)")
+@click.option("--component", type=Identifier("name"), default=None, help="only this component (coordinator, node-1, ...)")
+@click.option("--db", type=InFile(), default=None, help="export this local audit.db instead (no cluster needed)")
+@click.option("--out", default=None, help="write to this file (replaced at once when the export is complete) instead of stdout")
+def cmd_audit_export(ctx: click.Context, jsonl: bool, component: str | None, db: Path | None, out: str | None) -> int:
+    if not jsonl:
+        raise CliUsage("audit export: give --jsonl (the only format)")
+    if out is not None:  # refuse an unwritable destination before fetching anything
+        if not _writable_path(out):
+            raise CliUsage(f"--out: cannot write {quote(out)}: not a writable file path")
     # --out: the file is replaced at once when the whole export is in hand (a failed fetch leaves
     # any earlier file as it was, never a partial one)
-    out: Any = io.StringIO() if args.out else sys.stdout
-    try:
-        if args.db:
-            try:
-                n = export_jsonl(Path(args.db), out)
-            except GovernanceError as e:
-                raise argparse.ArgumentTypeError(f"{e.field}: {e.reason}") from None
-            if args.out:
-                _write_out(args.out, out)
-                print(f"wrote {n} entries to {args.out}", file=sys.stderr)
-            return 0
-        assert c is not None
-        info = _info(args)
-        names = [args.component] if args.component else list(info["audit"])
-        total = 0
+    buf: Any = io.StringIO() if out else sys.stdout
+    if db is not None:
+        try:
+            n = export_jsonl(db, buf)
+        except GovernanceError as e:
+            raise CliUsage(f"--db: {e.field}: {e.reason}") from None
+        if out:
+            _write_out(out, buf)
+            view.err(f"wrote {n} entries to {out}")
+        return Exit.OK
+    opts = _opts(ctx)
+    info = _cluster_info(opts)
+    audit = info.get("audit")
+    names = [component] if component else list(audit) if isinstance(audit, dict) else []
+    total = 0
+    with _client(None, opts) as c:
         for name in names:
             for entry in c.fetch_audit(name).entries:
                 try:
                     details: Any = json.loads(entry.details_json)
                 except ValueError:
                     details = entry.details_json
-                out.write(json.dumps({
+                buf.write(json.dumps({
                     "component": name, "seq": entry.seq, "timestamp_ms": entry.timestamp_ms, "actor": entry.actor, "action": entry.action,
                     "request_id": entry.request_id, "outcome": entry.outcome, "details": details, "prev_hash": entry.prev_hash.hex(),
                     "entry_hash": entry.entry_hash.hex(), "signature": entry.signature.hex(),
                 }, sort_keys=True) + "\n")  # ASCII: the entries are not verified, and may go to a terminal
                 total += 1
-        if args.out:
-            _write_out(args.out, out)
-            print(f"wrote {total} entries of {len(names)} component(s) to {args.out} (not verified: run 'audit verify')", file=sys.stderr)
-        return 0
-    finally:
-        if args.out:
-            out.close()
+    if out:
+        _write_out(out, buf)
+        view.err(f"wrote {total} entries of {len(names)} component(s) to {out} (not verified: run 'audit verify')")
+    return Exit.OK
+
+
+def _writable_path(out: str) -> bool:
+    """True if ``out`` names a file that can be written (not a directory; its directory exists and is writable)."""
+    if not out or "\x00" in out:
+        return False
+    target = Path(out)
+    parent = target.parent if str(target.parent) else Path(".")
+    try:
+        return not target.is_dir() and parent.is_dir() and os.access(parent, os.W_OK) and len(target.name.encode()) <= 255
+    except (OSError, ValueError):
+        return False
 
 
 def _write_out(path: str, buf: io.StringIO) -> None:
     try:
         write_atomic(Path(path), buf.getvalue().encode("utf-8"), mode=0o644)
     except OSError as e:
-        raise argparse.ArgumentTypeError(f"out: cannot write {path}: {e.strerror or type(e).__name__}") from None
+        raise CliUsage(f"--out: cannot write {quote(path)}: {e.strerror or type(e).__name__}") from None
 
 
-# --- parser ----------------------------------------------------------------------------------
+# --- entry point -----------------------------------------------------------------------------
 
 
-def _uint32(text: str) -> int:
-    """An argparse type: a whole number 0..2^32-1 (a protobuf uint32 field)."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if not 0 <= n < 2**32:
-        raise argparse.ArgumentTypeError(f"must be 0..{2**32 - 1}, got {n}")
-    return n
+def commands(group: click.Group = cli, prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], click.Command]]:
+    """Every leaf command of the tree as ``(("request", "sign"), command)`` (tests run each one)."""
+    for name, cmd in sorted(group.commands.items()):
+        if isinstance(cmd, click.Group):
+            yield from commands(cmd, (*prefix, name))
+        else:
+            yield (*prefix, name), cmd
 
 
-def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
-    ap = argparse.ArgumentParser(prog="mpc", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, parents=[common])
-    ap.add_argument("--cluster", type=Path, help="cluster directory (reads DIR/cluster.json)")
-    ap.add_argument("--as", dest="as_name", metavar="NAME", help="act as this identity (DIR/identities/NAME)")
-    ap.add_argument("--endpoint", help="coordinator HOST:PORT")
-    ap.add_argument("--cert", type=Path, help="client certificate (PEM)")
-    ap.add_argument("--key", dest="key_file", type=Path, help="client private key (PEM)")
-    ap.add_argument("--ca", type=Path, help="CA certificate (PEM)")
-    ap.add_argument("--signing-key", type=Path, help="Ed25519 signing key (PEM) for approvals and admin signatures")
-    ap.add_argument("--timeout", type=float, default=300.0, help="seconds per call")
-    sub = ap.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("keygen", parents=[common], help="create a key (DKG on every node); role admin")
-    p.add_argument("--label", default="")
-    p.add_argument("--request-id", default="")
-    p.set_defaults(fn=cmd_keygen)
-    p = sub.add_parser("keys", parents=[common], help="list keys")
-    p.set_defaults(fn=cmd_keys)
-    p = sub.add_parser("pubkey", parents=[common], help="public key and Ethereum address of a key")
-    p.add_argument("--key", required=True, help="key id (hex)")
-    p.add_argument("--path", default=None, help="BIP32 path, e.g. m/0/1 (non-hardened)")
-    p.set_defaults(fn=cmd_pubkey)
-    p = sub.add_parser("status", parents=[common], help="nodes as the coordinator sees them")
-    p.set_defaults(fn=cmd_status)
-
-    p = sub.add_parser("request", parents=[common], help="signing requests: sign, show, watch")
-    rsub = p.add_subparsers(dest="request_command", required=True)
-    q = rsub.add_parser("sign", parents=[common], help="ask for a signature (waits for approvals); role requester")
-    q.add_argument("--key", required=True, help="key id (hex)")
-    q.add_argument("--digest", required=True, help="32-byte digest (hex)")
-    q.add_argument("--path", default=None, help="BIP32 path, e.g. m/0/1 (non-hardened)")
-    q.add_argument("--description", default="", help="what this is for (shown to approvers)")
-    q.add_argument("--request-id", default="", help="idempotency key [A-Za-z0-9_-]{1,64}")
-    q.add_argument("--ttl", type=int, default=0, help="seconds until it expires (at most the policy's TTL)")
-    q.add_argument("--wait", action="store_true", help="wait until it is DONE, REJECTED, EXPIRED or FAILED")
-    q.set_defaults(fn=cmd_request_sign)
-    q = rsub.add_parser("show", parents=[common], help="a request's state, approvals and signature")
-    q.add_argument("id")
-    q.add_argument("--wait", action="store_true", help="wait until it ends")
-    q.set_defaults(fn=cmd_request_show)
-    q = rsub.add_parser("watch", parents=[common], help="print every change of a request until it ends")
-    q.add_argument("id")
-    q.set_defaults(fn=cmd_request_watch)
-    p = sub.add_parser("requests", parents=[common], help="list signing requests (newest first)")
-    p.add_argument("--state", choices=SIGN_STATES)
-    p.add_argument("--key", default=None, help="key id (hex)")
-    p.add_argument("--limit", type=_uint32, default=0, help="at most this many (0: the server's default)")
-    p.set_defaults(fn=cmd_requests)
-    for name, what in (("approve", "approve a signing request"), ("reject", "reject a signing request")):
-        p = sub.add_parser(name, parents=[common], help=f"{what} (signed with your key); role approver")
-        p.add_argument("id", metavar="REQUEST_ID")
-        if name == "approve":
-            p.add_argument("--wait", action="store_true", help="if this approval completes the quorum, wait for the signature")
-            p.add_argument("--expect-digest", metavar="HEX", help="sign nothing unless the request is for this digest")
-            p.add_argument("--expect-key", metavar="KEY_ID", help="sign nothing unless the request is for this key (hex)")
-            p.add_argument("--expect-path", metavar="PATH", help="sign nothing unless the request is for this derivation path (m for none)")
-        p.set_defaults(fn=cmd_decide)
-
-    p = sub.add_parser("policy", parents=[common], help="key policies: show, propose, approve, proposals, push, attest")
-    psub = p.add_subparsers(dest="policy_command", required=True)
-    q = psub.add_parser("show", parents=[common], help="the policy in force for a key (or the default)")
-    q.add_argument("--key", default=None, help="key id (hex); default: the default policy")
-    q.set_defaults(fn=cmd_policy_show)
-    q = psub.add_parser("propose", parents=[common], help="propose a change (the current policy with these fields changed); role admin")
-    q.add_argument("--key", default=None, help="key id (hex); default: the default policy")
-    q.add_argument("--approvers", help="comma-separated identity names (or NAME=PUBLIC_KEY_HEX)")
-    q.add_argument("--quorum", type=int, help="approvals needed (m)")
-    q.add_argument("--requesters", help="comma-separated names allowed to request (empty: nobody)")
-    q.add_argument("--ttl", type=int, help="longest a request may live, in seconds")
-    q.add_argument("--rate", help="rate limit N/SECONDS, e.g. 100/3600")
-    q.add_argument("--no-push", action="store_true", help="if this applies the change, do not push it to the nodes directly")
-    q.set_defaults(fn=cmd_policy_propose)
-    q = psub.add_parser("approve", parents=[common], help="sign a pending proposal; role admin")
-    q.add_argument("id", metavar="PROPOSAL_ID")
-    q.add_argument(
-        "--no-push", action="store_true", help="if this applies the change, do not push it (and an attestation) to the nodes directly"
-    )
-    q.set_defaults(fn=cmd_policy_approve)
-    q = psub.add_parser("push", parents=[common], help="install a scope's signed change history on every node directly; role admin")
-    q.add_argument("--key", default=None, help="key id (hex); default: the default policy")
-    q.set_defaults(fn=cmd_policy_push)
-    q = psub.add_parser(
-        "attest", parents=[common],
-        help="sign an attestation of every scope's policy head and send it to the coordinator and every node; role admin",
-    )
-    q.set_defaults(fn=cmd_policy_attest)
-    q = psub.add_parser("proposals", parents=[common], help="list policy proposals")
-    q.add_argument("--state", choices=("pending", "applied", "superseded"))
-    q.set_defaults(fn=cmd_policy_proposals)
-
-    p = sub.add_parser("audit", parents=[common], help="audit trail: verify, export")
-    asub = p.add_subparsers(dest="audit_command", required=True)
-    q = asub.add_parser("verify", parents=[common], help="verify every component's chain and signatures (role auditor), or one --db")
-    q.add_argument("--db", type=Path, help="verify this local audit.db instead")
-    q.add_argument("--public-key", help="with --db: the component's Ed25519 public key (hex)")
-    q.set_defaults(fn=cmd_audit_verify, local_ok=True)
-    q = asub.add_parser("export", parents=[common], help="write the entries as JSON lines (role auditor), or one --db")
-    q.add_argument("--jsonl", action="store_true", help="JSON lines (one entry per line)")
-    q.add_argument("--component", help="only this component (coordinator, node-1, ...)")
-    q.add_argument("--db", type=Path, help="export this local audit.db instead")
-    q.add_argument("--out", type=Path, help="write to this file instead of stdout")
-    q.set_defaults(fn=cmd_audit_export, local_ok=True)
-    return ap
+_NO_ANSWER = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
-def _client(ap: argparse.ArgumentParser, args: argparse.Namespace) -> MpcClient:
-    if args.cluster:
-        if not args.as_name:
-            try:
-                names = sorted(json.loads((Path(args.cluster) / "cluster.json").read_text()).get("identities", {}))
-            except (OSError, ValueError):
-                names = []
-            ap.error("give --as NAME to choose who you act as" + (f" (one of: {', '.join(names)})" if names else ""))
-        return MpcClient.from_cluster(args.cluster, identity=args.as_name, timeout=args.timeout)
-    if not (args.endpoint and args.cert and args.key_file and args.ca):
-        ap.error("give --cluster DIR --as NAME, or --endpoint, --cert, --key and --ca")
-    identity = None
-    if args.signing_key:
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-        from mpcnet.client.identities import Identity
-        from mpcnet.common.pki import identity_from_cert
-
-        key = serialization.load_pem_private_key(args.signing_key.read_bytes(), password=None)
-        if not isinstance(key, Ed25519PrivateKey):
-            ap.error("--signing-key: not an Ed25519 key")
-        who = identity_from_cert(args.cert.read_bytes())
-        identity = Identity(who.name, who.role, CertPaths(args.cert, args.key_file), key)
-    return MpcClient(args.endpoint, CertPaths(args.cert, args.key_file), args.ca, timeout=args.timeout, identity=identity)
+def _usage_line(e: click.UsageError) -> str:
+    if isinstance(e, click.exceptions.NoArgsIsHelpError):
+        msg = "missing command"
+    else:
+        msg = e.format_message()
+    # click's own messages (an unknown option, an extra argument) hold the caller's text in full:
+    # escaped, ASCII, and cut to a bounded length
+    msg = escape(msg).encode("ascii", "backslashreplace").decode("ascii")
+    if len(msg) > USAGE_CHARS:
+        msg = msg[:USAGE_CHARS] + f"... ({len(msg)} characters)"
+    where = e.ctx.command_path if e.ctx is not None else "mpc"
+    return f"mpc: error: {msg} (see '{where} --help')"
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = build_parser()
-    args = ap.parse_args(argv)
-    args.json = getattr(args, "json", False)
-    local = getattr(args, "local_ok", False) and getattr(args, "db", None) is not None
+    """Run ``mpc`` with ``argv`` (default: ``sys.argv[1:]``); the exit code (:class:`Exit`), never a traceback."""
     try:
-        if getattr(args, "path", None):
-            to_path(args.path)
-        client = None if local else _client(ap, args)
-    except UsageError as e:
-        ap.error(str(e))
-    except (OSError, KeyError, ValueError, PkiError) as e:
-        print(f"mpc: cannot read the cluster description or identity: {e}", file=sys.stderr)
-        return 2
-    try:
-        if client is None:
-            return int(args.fn(None, args))
-        with client:
-            return int(args.fn(client, args))
-    except argparse.ArgumentTypeError as e:
-        ap.error(str(e))
+        rv = cli.main(args=argv, prog_name="mpc", standalone_mode=False)
+    except click.UsageError as e:
+        view.err(_usage_line(e))
+        return Exit.USAGE
+    except click.ClickException as e:
+        view.err(f"mpc: error: {e.format_message()}")
+        return Exit.USAGE
+    except (GovernanceError, UsageError) as e:
+        view.err(f"mpc: error: {e.field + ': ' + e.reason if isinstance(e, GovernanceError) else e}")
+        return Exit.USAGE
     except MpcError as e:
-        if args.json:
-            print(json.dumps({"error": {"code": e.code.name, "message": e.message}}, indent=2))
-        print(f"mpc: {e.code.name}: {_term(e.message)}", file=sys.stderr)
-        return 1
-    return 0
+        view.err(f"mpc: {e.code.name}: {e.message}")
+        return Exit.NO_ANSWER if e.code in _NO_ANSWER else Exit.FAILED
+    except (_Interrupted, click.Abort, KeyboardInterrupt):
+        view.err("mpc: interrupted")
+        return Exit.INTERRUPTED
+    except _BrokenPipe:
+        _silence_stdout()
+        return Exit.BROKEN_PIPE
+    except Exception as e:  # a bug: still one line, no traceback (MPC_DEBUG=1 shows it)
+        if os.environ.get("MPC_DEBUG"):
+            raise
+        view.err(f"mpc: internal error (a bug, please report it): {type(e).__name__}: {quote(str(e), 200)}")
+        return Exit.FAILED
+    return int(rv) if isinstance(rv, int) else Exit.OK
+
+
+def _silence_stdout() -> None:
+    """After the reader closed stdout: point it at /dev/null, so the interpreter's last flush does not fail."""
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

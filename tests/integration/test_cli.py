@@ -174,7 +174,7 @@ def test_reject_and_watch(cdir: Path) -> None:
 def test_cli_errors_name_the_field(cdir: Path) -> None:
     key = json.loads(mpc(cdir, "admin1", "keys", "--json").stdout)[0]["key_id"]
     p = mpc(cdir, "requester1", "request", "sign", "--key", key, "--digest", "ab" * 31, check=False)
-    assert p.returncode == 1 and "INVALID_ARGUMENT: digest: must be 32 bytes, got 31" in p.stderr
+    assert p.returncode == 2 and "'--digest': must be 32 bytes as hex (64 hex digits), got 31 bytes" in p.stderr
     p = mpc(cdir, "admin1", "pubkey", "--key", "00" * 32, check=False)
     assert p.returncode == 1 and "NOT_FOUND" in p.stderr
     p = mpc(cdir, "requester1", "request", "sign", "--key", key, "--digest", "00" * 32, "--path", "m/0'", check=False)
@@ -225,7 +225,7 @@ def test_audit_export_and_local_verify(cdir: Path, tmp_path: Path) -> None:
     p = cli("audit", "verify", "--db", info["audit"]["node-2"]["db"], "--public-key", pub)
     assert "ok" in p.stdout and "entries" in p.stdout
     p = cli("audit", "verify", "--db", info["audit"]["node-2"]["db"], "--public-key", info["audit"]["node-1"]["public_key"], check=False)
-    assert p.returncode == 1 and "another public key" in p.stdout
+    assert p.returncode == 2 and "another public key" in p.stderr  # a wrong key is a usage error, not a broken chain
     p = cli("audit", "export", "--jsonl", "--db", info["audit"]["coordinator"]["db"])
     assert all(json.loads(x)["seq"] for x in p.stdout.splitlines())
 
@@ -350,3 +350,15 @@ def check_health_of(d: Path, endpoint: str) -> bool:
     from mpcnet.cluster.launcher import check_health, load_layout
 
     return check_health(load_layout(d), endpoint, 5.0)
+
+
+def test_request_sign_wait_prints_the_id_first_and_gives_up_at_the_timeout(cdir: Path) -> None:
+    key = json.loads(cli("keygen", "--label", "wait", "--json", "--cluster", str(cdir), "--as", "admin1").stdout)["key_id"]  # globals last
+    p = mpc(cdir, "requester1", "request", "sign", "--key", key, "--digest", "33" * 32, "--wait", "--timeout", "1", "--json", check=False)
+    assert p.returncode == 3, p.stderr  # no answer before --timeout: exit 3
+    first = p.stderr.splitlines()[0]
+    assert first.startswith("request ") and first.endswith(" submitted; waiting..."), p.stderr
+    rid = first.split()[1]
+    assert json.loads(p.stdout)["error"]["code"] == "DEADLINE_EXCEEDED"  # stdout: one JSON document
+    assert json.loads(mpc(cdir, "auditor1", "request", "show", rid, "--json").stdout)["state"] == "pending_approval"
+    mpc(cdir, "approver1", "reject", rid)

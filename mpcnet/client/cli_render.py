@@ -1,0 +1,161 @@
+"""The ``mpc`` CLI's terminal views: rows of ``name  value``, every value on one line with every
+non-printable character escaped (``governance.text.escape``), so neither a coordinator (untrusted)
+nor a caller's text (labels, descriptions) can forge, hide or overwrite a row.
+
+Invariants of the views:
+
+- A row's value is one terminal line. The only multi-line values are ones computed here from
+  verified bytes (a PEM public key): printed as an indented block, each line escaped.
+- An approver's view of a request (:func:`request_lines`) prints the canonical request's id, key
+  id, digest, path, requester and expiry first, in fixed rows, and the requester's description
+  last, escaped, quoted and marked as the requester's text.
+- A key's label is the last column of ``mpc keys`` and the last row of a key view.
+- Signature and key views print every entry of ``SignatureResult.as_dict`` / ``Key.describe``, so
+  fields added to those dicts show up without a change here.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from governance.text import escape
+from mpcnet.client.sdk import SignatureResult, SignRequest
+
+Row = tuple[str, Any]
+
+
+class Block(str):
+    """A multi-line value computed from verified bytes (e.g. a PEM public key): shown as an indented
+    block. Every other value, and always a caller's text, is shown on one line."""
+
+USER_TEXT_MARK = "(the requester's text, not verified)"
+
+
+def out(line: str = "") -> None:
+    """One line on stdout (BrokenPipeError propagates to ``cli.main``)."""
+    print(line)
+
+
+def err(line: str) -> None:
+    """One line on stderr, escaped."""
+    print(escape(line), file=sys.stderr)
+
+
+def value_text(value: Any) -> str:
+    """A row's value as text (before escaping): lists joined with ``, ``, mappings as compact JSON."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, Mapping):
+        return json.dumps(value, sort_keys=True)
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value) or "-"
+    return str(value)
+
+
+def render(rows: Sequence[Row]) -> list[str]:
+    """``name  value`` lines, names padded to one width; a :class:`Block` value becomes an indented
+    block (each line escaped); every other value is escaped onto one line."""
+    width = max((len(escape(k)) for k, _ in rows), default=0)
+    lines: list[str] = []
+    for k, v in rows:
+        text = value_text(v)
+        if isinstance(v, Block):
+            lines.append(escape(k))
+            lines += ["    " + escape(part) for part in text.strip("\n").split("\n")]
+        else:
+            lines.append(f"{escape(k):<{width}}  {escape(text)}".rstrip())
+    return lines
+
+
+def show(json_mode: bool, doc: Any, rows: Sequence[Row]) -> None:
+    """``doc`` as one JSON document (``--json``), else ``rows`` as text."""
+    if json_mode:
+        out(json.dumps(doc, indent=2))
+        return
+    for line in render(rows):
+        out(line)
+
+
+def dict_rows(d: Mapping[str, Any], *, text: Iterable[str] = (), indent: str = "") -> list[Row]:
+    """Every entry of ``d`` as a row; the keys in ``text`` (caller text) at the end, each on one line;
+    another multi-line string value (computed locally, e.g. PEM) as a :class:`Block`."""
+    tail = [k for k in text if k in d]
+    head = [(indent + k, Block(v) if isinstance(v, str) and "\n" in v.strip("\n") else v) for k, v in d.items() if k not in tail]
+    return head + [(indent + k, d[k]) for k in tail]
+
+
+def key_rows(d: Mapping[str, Any]) -> list[Row]:
+    """A key view (``Key.describe``): every field, the label (creator's text) last, on one line."""
+    return dict_rows(d, text=("label",))
+
+
+def key_list_line(d: Mapping[str, Any]) -> str:
+    """One ``mpc keys`` row: id, status, threshold, address, then the label (last, escaped)."""
+    return escape(
+        f"{d['key_id']}  {d['status']:<8} {d['threshold']}-of-{d['parties']}  {d['ethereum_address']}  {d['label']}"
+    )
+
+
+def signature_dict(sig: SignatureResult, chain_id: int | None) -> dict[str, Any]:
+    """``sig.as_dict(chain_id=chain_id)`` when this SDK's ``as_dict`` takes a chain id, else ``as_dict()``
+    (with a note on stderr if a chain id was given)."""
+    if chain_id is not None:
+        if "chain_id" in inspect.signature(sig.as_dict).parameters:
+            d: dict[str, Any] = sig.as_dict(chain_id=chain_id)  # type: ignore[call-arg,unused-ignore]
+            return d
+        err("mpc: note: --chain-id is ignored: this SDK does not produce Ethereum signatures")
+    return sig.as_dict()
+
+
+def request_doc(r: SignRequest, chain_id: int | None) -> dict[str, Any]:
+    """``r.as_dict()`` with the signature rendered for ``chain_id``."""
+    d = r.as_dict()
+    if r.signature is not None:
+        d["signature"] = signature_dict(r.signature, chain_id)
+    return d
+
+
+def request_lines(r: SignRequest, chain_id: int | None = None) -> list[Row]:
+    """The approver's view: the canonical request's fixed rows first, the description last."""
+    d = r.as_dict()
+    rows: list[Row] = [
+        ("request_id", r.request_id),
+        ("key_id", d["key_id"]),
+        ("digest", d["digest"]),
+        ("path", d["path"]),
+        ("requester", d["requester"]),
+        ("expires", f"{d['expires_unix_ms']} (unix ms)"),
+        ("state", r.state.upper()),
+        ("policy", f"version {d['policy_version']} ({d['policy_digest'][:16]}...), {r.approval_quorum} of {r.approvers} approvers"),
+        ("approved by", r.approved_by),
+    ]
+    if r.rejected_by:
+        rows.append(("rejected by", r.rejected_by))
+    if r.error_message:
+        rows.append(("error", f"{r.error_code + ': ' if r.error_code else ''}{r.error_message}"))
+    if r.signature is not None:
+        rows.append(("signature", ""))
+        rows += dict_rows(signature_dict(r.signature, chain_id), indent="  ")
+    rows.append(("description", f"{USER_TEXT_MARK} \"{escape(d['description'])}\""))
+    return rows
+
+
+def request_list_line(r: SignRequest) -> str:
+    """One ``mpc requests`` row; the description (requester's text) last."""
+    q = r.request
+    return escape(
+        f"{r.request_id:<28} {r.state.upper():<16} {len(r.approved_by)}/{r.approval_quorum}  "
+        f"key {q.key_id.hex()[:16]}  by {q.requester:<12} description: {q.description[:40]!r}"
+    )
+
+
+def watch_line(r: SignRequest) -> str:
+    """One ``mpc request watch`` line per change."""
+    extra = f" ({r.error_message})" if r.error_message else ""
+    return escape(f"{r.request_id}  {r.state.upper():<16} approved by: {', '.join(r.approved_by) or '-'}{extra}")

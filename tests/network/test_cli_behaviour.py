@@ -1,0 +1,304 @@
+"""The ``mpc`` CLI against a fake client (in-process, no server): exit codes (one table, the same
+outcome giving the same code in every command), waiting (the id first, --timeout), global options
+before and after the subcommand and from the environment, views that caller text cannot forge
+(issue 10 item 2), every key of the signature and key dicts, Ctrl-C and a closed stdout."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from governance.approval import SigningRequest
+from mpcnet.client import MpcError, SignRequest, cli
+from mpcnet.client.cli import GlobalOpts
+from mpcnet.common.stores.audit import AuditLog
+
+KEY = "ab" * 32
+LABEL = "ops\x1b[8m\n<fake row>"
+FORGED = "\ndigest  " + "00" * 32 + " (verified)\nstate  REJECTED"
+PEM = "-----BEGIN PUBLIC KEY-----\nMFYwEAYHKoZIzj0CAQYFK4EEAAoDQgAE\n-----END PUBLIC KEY-----\n"
+
+
+class FakeSignature:
+    """What the wallet branch's SignatureResult.as_dict(chain_id=...) returns (extra fields included)."""
+
+    def as_dict(self, chain_id: int | None = None) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "request_id": "r-1", "r": "11" * 32, "s": "22" * 32, "recovery_id": 1, "der": "30", "public_key": "02" + "33" * 32,
+            "signers": [1, 2], "compact": "11" * 32 + "22" * 32,
+        }
+        if chain_id is not None:
+            d["ethereum"] = "11" * 32 + "22" * 32 + f"{chain_id * 2 + 36:02x}"
+            d["v"] = chain_id * 2 + 36
+        return d
+
+
+def request(state: str = "pending_approval", description: str = "pay invoice 42", signature: Any = None) -> SignRequest:
+    now = time.time_ns() // 1_000_000
+    req = SigningRequest("r-1", bytes.fromhex(KEY), b"\x07" * 32, (0, 1), "requester1", "x", now, now + 60_000, 1, bytes(32))
+    object.__setattr__(req, "description", description)  # as if a (compromised) client had let it through
+    return SignRequest(
+        request_id="r-1", state=state, request=req, request_bytes=b"", approvals=(), approval_quorum=2, approvers=3,
+        signature=signature, error_code="ABORTED" if state == "failed" else "", error_message="sign aborted" if state == "failed" else "",
+        attempts=1, updated_unix_ms=now,
+    )
+
+
+class FakeKey:
+    def describe(self, path: Any = None) -> dict[str, Any]:
+        return {"key_id": KEY, "label": LABEL, "status": "active", "threshold": 2, "parties": 3, "path": path or "m",
+                "public_key": "02" + "33" * 32, "ethereum_address": "0x" + "44" * 20, "xpub": "xpub661MyMwAqRbcF", "public_key_pem": PEM}
+
+
+class Fake:
+    """A client: each test sets what the calls return or raise."""
+
+    def __init__(self, **kw: Any) -> None:
+        self.identity: Any = object()
+        self.calls: list[tuple[str, Any]] = []
+        self.after_approve = "signing"
+        self.waited = "failed"
+        self.wait_error: MpcError | None = None
+        self.raise_on_list: BaseException | None = None
+        self.__dict__.update(kw)
+
+    def __enter__(self) -> Fake:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def list_keys(self) -> list[FakeKey]:
+        if self.raise_on_list is not None:
+            raise self.raise_on_list
+        return [FakeKey(), FakeKey()]
+
+    def get_key(self, key_id: bytes) -> FakeKey:
+        return FakeKey()
+
+    def get_sign_request(self, rid: str) -> SignRequest:
+        return request(description=FORGED)
+
+    def submit_sign_request(self, *a: Any, **kw: Any) -> SignRequest:
+        return request()
+
+    def wait_sign_request(self, rid: str, *, timeout: float | None = None) -> SignRequest:
+        self.calls.append(("wait", timeout))
+        if self.wait_error is not None:
+            raise self.wait_error
+        return request(self.waited, signature=FakeSignature() if self.waited == "done" else None)
+
+    def watch_sign_request(self, rid: str, *, timeout: float | None = None) -> Iterator[SignRequest]:
+        self.calls.append(("watch", timeout))
+        yield request()
+        yield request(self.waited)
+
+    def approve(self, rid: str, **kw: Any) -> SignRequest:
+        return request(self.after_approve)
+
+    def reject(self, rid: str) -> SignRequest:
+        return request("rejected")
+
+    def list_sign_requests(self, **kw: Any) -> list[SignRequest]:
+        return [request(description=FORGED)] * 3
+
+    def list_proposals(self, state: Any) -> list[Any]:
+        raise BrokenPipeError  # stands for a write to a closed stdout
+
+    def cluster_status(self) -> Any:
+        raise MpcError(grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses")
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> Fake:
+    f = Fake()
+    seen: list[GlobalOpts] = []
+    monkeypatch.setattr(cli, "_client", lambda ap, opts: (seen.append(opts), f)[1])
+    f.seen = seen  # type: ignore[attr-defined]
+    return f
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main(["--cluster", "C", "--as", "approver1", *argv])
+    assert "Traceback" not in err.getvalue()
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_a_label_cannot_forge_or_hide_a_row_in_keys(fake: Fake) -> None:
+    code, out, _ = run("keys")
+    lines = out.splitlines()
+    assert code == 0 and len(lines) == 2  # one row per key, no more
+    for line in lines:
+        assert line.isprintable() and line.startswith(KEY) and line.endswith("ops\\x1b[8m\\n<fake row>")
+
+
+def test_a_description_cannot_imitate_the_approvers_rows(fake: Fake) -> None:
+    for argv in (["request", "show", "r-1"], ["approve", "r-1"]):
+        fake.after_approve = "pending_approval"
+        fake.get_sign_request = lambda rid: request(description=FORGED)  # type: ignore[method-assign]
+        fake.approve = lambda rid, **kw: request(description=FORGED)  # type: ignore[method-assign]
+        code, out, _ = run(*argv)
+        lines = out.splitlines()
+        assert code == 0 and all(line.isprintable() for line in lines)
+        assert [line.split()[0] for line in lines[:6]] == ["request_id", "key_id", "digest", "path", "requester", "expires"]
+        assert sum(line.startswith("digest") for line in lines) == 1 and sum(line.startswith("state") for line in lines) == 1
+        assert lines[-1].startswith("description") and "requester's text" in lines[-1] and "\\ndigest" in lines[-1]
+
+
+def test_requests_list_puts_the_description_last_and_escaped(fake: Fake) -> None:
+    code, out, _ = run("requests")
+    assert code == 0 and len(out.splitlines()) == 3 and all("description: " in line and line.isprintable() for line in out.splitlines())
+
+
+def test_approve_wait_exits_1_when_the_request_ends_failed(fake: Fake) -> None:
+    assert run("approve", "r-1", "--wait")[0] == 1  # regression: it exited 0
+    fake.waited = "done"
+    assert run("approve", "r-1", "--wait")[0] == 0
+    fake.after_approve = "pending_approval"  # the quorum is not complete: nothing to wait for
+    assert run("approve", "r-1", "--wait")[0] == 0
+    fake.after_approve, fake.waited = "signing", "expired"
+    assert run("request", "show", "r-1", "--wait")[0] == 1
+    assert run("request", "watch", "r-1")[0] == 1
+    fake.waited = "done"
+    assert run("request", "watch", "r-1")[0] == 0
+
+
+def test_request_sign_wait_prints_the_id_first_and_a_passed_timeout_exits_3(fake: Fake) -> None:
+    fake.wait_error = MpcError(grpc.StatusCode.DEADLINE_EXCEEDED, "request r-1 is still pending_approval")
+    code, out, err = run("request", "sign", "--key", KEY, "--digest", "07" * 32, "--wait", "--timeout", "7.5", "--json")
+    assert code == 3 and fake.calls == [("wait", 7.5)]
+    assert err.splitlines()[0] == "request r-1 submitted; waiting..."
+    assert json.loads(out)["error"]["code"] == "DEADLINE_EXCEEDED"  # stdout stays one JSON document
+    fake.wait_error, fake.waited = None, "done"
+    code, out, err = run("--json", "request", "sign", "--key", KEY, "--digest", "07" * 32, "--wait")
+    assert code == 0 and json.loads(out)["state"] == "done" and fake.calls[-1] == ("wait", None)  # default: no limit
+
+
+def test_unreachable_coordinator_exits_3(fake: Fake) -> None:
+    code, _, err = run("status")
+    assert code == 3 and err.startswith("mpc: UNAVAILABLE")
+
+
+def test_global_options_before_or_after_the_subcommand_and_from_the_environment(fake: Fake, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[GlobalOpts] = fake.seen  # type: ignore[attr-defined]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli.main(["keys", "--cluster", "D", "--as", "auditor1", "--json", "--rpc-timeout", "9"]) == 0
+        assert cli.main(["request", "--as", "admin1", "watch", "r-1", "--cluster", "D", "--timeout", "2"]) == 1
+    assert seen[0] == GlobalOpts(cluster="D", as_name="auditor1", json=True, rpc_timeout=9.0)
+    assert (seen[1].as_name, seen[1].cluster, seen[1].timeout) == ("admin1", "D", 2.0) and fake.calls[-1] == ("watch", 2.0)
+    monkeypatch.setenv("MPC_CLUSTER", "E")
+    monkeypatch.setenv("MPC_AS", "requester1")
+    with contextlib.redirect_stdout(out):
+        assert cli.main(["keys"]) == 0
+        assert cli.main(["keys", "--as", "auditor1"]) == 0  # the command line wins
+    assert (seen[2].cluster, seen[2].as_name, seen[3].as_name) == ("E", "requester1", "auditor1")
+
+
+def test_signing_without_a_key_says_which_option_to_give(fake: Fake) -> None:
+    fake.identity = None
+    for argv in (["approve", "r-1"], ["reject", "r-1"], ["policy", "approve", "abc"], ["policy", "attest"]):
+        code, _, err = run(*argv)
+        assert code == 2 and "--signing-key" in err and "--as NAME" in err and "from_cluster" not in err, err
+
+
+def test_chain_id_and_every_field_of_the_signature_and_key_dicts(fake: Fake) -> None:
+    fake.waited = "done"
+    code, out, _ = run("request", "show", "r-1", "--wait", "--chain-id", "1")
+    rows = {line.split()[0] for line in out.splitlines() if line.strip()}
+    assert code == 0 and {"compact", "ethereum", "v", "r", "s", "der", "signers"} <= rows
+    code, out, _ = run("request", "show", "r-1", "--wait", "--chain-id", "1", "--json")
+    assert json.loads(out)["signature"]["v"] == 38
+    code, out, _ = run("pubkey", "--key", KEY, "--path", "m/0/1")
+    lines = out.splitlines()
+    assert code == 0 and any(line.startswith("xpub") for line in lines)
+    at = lines.index("public_key_pem")
+    assert lines[at + 1] == "    -----BEGIN PUBLIC KEY-----" and lines[at + 3] == "    -----END PUBLIC KEY-----"
+    assert lines[-1].startswith("label") and lines[-1].endswith("ops\\x1b[8m\\n<fake row>")
+
+
+def test_ctrl_c_exits_130_without_a_traceback(fake: Fake) -> None:
+    fake.raise_on_list = KeyboardInterrupt()
+    code, _, err = run("keys")
+    assert code == 130 and err.strip().splitlines()[-1] == "mpc: interrupted"
+
+
+class ClosedPipe(io.StringIO):
+    def write(self, s: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+@pytest.mark.parametrize("argv", [["keys"], ["requests"], ["policy", "proposals"], ["request", "watch", "r-1"], ["keys", "--json"],
+                                  ["requests", "--json"]])
+def test_a_closed_stdout_exits_141_silently(fake: Fake, argv: list[str]) -> None:
+    err = io.StringIO()
+    with contextlib.redirect_stdout(ClosedPipe()), contextlib.redirect_stderr(err):
+        assert cli.main(["--cluster", "C", "--as", "auditor1", *argv]) == 141
+    assert err.getvalue() == ""
+
+
+def test_help_piped_to_a_closed_reader_has_no_traceback() -> None:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    p = subprocess.Popen([sys.executable, "-m", "mpcnet.client.cli", "--help"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert p.stdout is not None and p.stderr is not None
+    p.stdout.close()  # before the interpreter has started: its first write meets a closed pipe
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=60) == 141 and err == "", err
+
+
+def test_help_prints_the_exit_codes() -> None:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli.main(["--help"]) == 0
+    text = out.getvalue()
+    for code in ("0 ", "1 ", "2 ", "3 ", "130", "141"):
+        assert f"\n    {code}" in text, code
+    assert "--tls-key" in text and "MPC_CLUSTER" in text and "_MPC_COMPLETE" in text
+
+
+def _audit_db(tmp_path: Path) -> tuple[Path, bytes]:
+    key = Ed25519PrivateKey.generate()
+    path = tmp_path / "audit.db"
+    with AuditLog.open(path, component="node-1", signing_key=key) as log:
+        for i in range(3):
+            log.append("admin1", "keygen", request_id=f"r-{i}", outcome="ok")
+        return path, log.public_key
+
+
+def test_audit_verify_exit_codes(tmp_path: Path) -> None:
+    path, pub = _audit_db(tmp_path)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        assert cli.main(["audit", "verify", "--db", str(path), "--public-key", pub.hex()]) == 0
+        assert cli.main(["audit", "verify", "--db", str(path), "--public-key", "11" * 32]) == 2  # a wrong key: usage
+        assert cli.main(["audit", "verify", "--db", str(tmp_path / "missing.db"), "--public-key", pub.hex()]) == 2
+    assert "check --public-key" in err.getvalue()
+    with sqlite3.connect(path) as conn:
+        conn.execute("DROP TRIGGER audit_append_only_update")
+        conn.execute("UPDATE audit SET outcome = 'forged' WHERE seq = 2")
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        assert cli.main(["audit", "verify", "--db", str(path), "--public-key", pub.hex()]) == 1  # a broken chain
+    assert "BROKEN" in out.getvalue()
+
+
+def test_commands_that_need_cluster_json_say_so(fake: Fake) -> None:
+    fake.admin_set = None  # type: ignore[attr-defined]  # a client made from --endpoint: no admin set, no node endpoints
+    fake.node_endpoints = {}  # type: ignore[attr-defined]
+    for argv in (["policy", "propose", "--quorum", "2"], ["policy", "push"], ["policy", "attest"]):
+        code, _, err = run(*argv)
+        assert code == 2 and "--cluster DIR --as NAME" in err and "from_cluster" not in err, err
