@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 
+from governance import digits
 from governance.errors import GovernanceError
 from governance.text import check_name, check_request_id, check_text, escape, quote
 
@@ -47,19 +48,17 @@ EXIT_TABLE = (
     "  141  stdout closed early (e.g. '| head'): nothing more is printed"
 )
 
-_UINT = re.compile(r"[0-9]{1,20}")
 _SECONDS = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,9})?")
 _HEX = re.compile(r"(?:0[xX])?([0-9a-fA-F]*)")
 
 
 def parse_uint(text: str, what: str, lo: int, hi: int) -> int:
-    """A whole number ``lo..hi`` written with ASCII digits only; ValueError naming ``what``."""
-    if not isinstance(text, str) or not _UINT.fullmatch(text):
-        raise ValueError(f"{what}: must be a whole number {lo}..{hi} in ASCII digits, got {quote(text)}")
-    n = int(text)
-    if not lo <= n <= hi:
-        raise ValueError(f"{what}: must be {lo}..{hi}, got {quote(text)}")
-    return n
+    """A whole number ``lo..hi`` written with ASCII digits only (:func:`governance.digits.parse_uint`,
+    the one rule); ValueError naming ``what``."""
+    try:
+        return digits.parse_uint(text, what, lo, hi)
+    except GovernanceError as e:
+        raise ValueError(f"{what}: {e.reason}") from None
 
 
 class UInt(click.ParamType[int]):
