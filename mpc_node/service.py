@@ -60,7 +60,7 @@ from crypto_core.session import Delivery, RoundOutput
 from governance.approval import SigningRequest
 from governance.errors import GovernanceError
 from governance.reservation import MAX_SIGN_ATTEMPTS, Reservation, reservation_quorum, sign_reservation, verify_receipts
-from governance.text import REQUEST_ID_RE
+from governance.text import REQUEST_ID_RE, REQUEST_ID_RULE
 from mpc_node.banjournal import BanJournal, BanJournalError, journal_path
 from mpc_node.bans import JOURNALED, NOT_RECORDED, BanRegistry, Refusal
 from mpc_node.clock import NodeClock
@@ -437,7 +437,7 @@ class NodeService:
             raise self._closed_error(key_id)
         digest = check_len(p.digest, "sign.digest", 32)
         if not REQUEST_ID_RE.fullmatch(p.request_id):
-            raise invalid("sign.request_id", "must be 1-64 characters of [A-Za-z0-9_-]")
+            raise invalid("sign.request_id", REQUEST_ID_RULE)
         try:
             path = check_path(tuple(p.derivation_path))
         except UsageError as e:
@@ -936,7 +936,7 @@ class NodeService:
         digest = check_len(req.digest, "digest", 32)
         sid = check_len(req.session_id, "session_id", SESSION_ID_LEN)
         if not REQUEST_ID_RE.fullmatch(req.request_id):
-            raise invalid("request_id", "must be 1-64 characters of [A-Za-z0-9_-]")
+            raise invalid("request_id", REQUEST_ID_RULE)
         try:
             path = check_path(tuple(req.derivation_path))
         except UsageError as e:
