@@ -56,9 +56,11 @@ def text(max_chars: int, max_utf8: int | None = None) -> Rule:
     (and ``max_utf8`` bytes of UTF-8); may be empty."""
 
     def rule(value: Any, field: str) -> None:
+        if max_utf8 is not None and isinstance(value, str):
+            size = len(value.encode("utf-8", "surrogatepass"))
+            if size > max_utf8:
+                raise invalid(field, f"at most {max_utf8} bytes, got {size}")
         _gov(lambda: check_text(value, field, max_chars))
-        if max_utf8 is not None and len(value.encode()) > max_utf8:
-            raise invalid(field, f"at most {max_utf8} bytes of UTF-8, got {len(value.encode())}")
 
     return rule
 
