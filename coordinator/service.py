@@ -142,7 +142,7 @@ def _live(bundle: bytes) -> bool:
 
 def _printable(text: str, limit: int = 300) -> str:
     """A node's free text, escaped for our logs, errors and status (no control characters)."""
-    return text[:limit].encode("unicode_escape").decode("ascii")
+    return escape(text[:limit])
 
 
 def key_info(k: KeyRecord) -> common_pb2.KeyInfo:
@@ -369,6 +369,7 @@ class CoordinatorService:
         entry (an unexpected one as INTERNAL, logged), never leaves it RUNNING."""
         label = req.label
         rid = self._request_id(req.request_id)
+        actor = _ident(ctx).name  # before the request is recorded: nothing after it may leave it RUNNING
         self._admit()
         try:
             done = self._claim(rid, "keygen", lambda r: r.label == label)
@@ -378,7 +379,6 @@ class CoordinatorService:
                 return coordinator_pb2.CreateKeyResponse(request_id=rid, key=key_info(k))
             if self.db.get_request(rid) is None:
                 self.db.create_request(rid, "keygen", label=label)
-            actor = _ident(ctx).name
             try:
                 k = self._keygen(rid, label)
                 self.db.update_request(rid, state="succeeded", key_id=k.key_id, attempts=1)

@@ -25,7 +25,7 @@ from google.protobuf.message import DecodeError, Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from governance.errors import GovernanceError
-from governance.text import check_text
+from governance.text import check_text, escape
 from mpcnet.common.pki import CertIdentity, PkiError, identity_from_cert
 from mpcnet.common.reflection import enable_server_reflection
 
@@ -278,7 +278,7 @@ def status_of(e: grpc.RpcError) -> tuple[grpc.StatusCode, str]:
     stored errors and terminals: no forged log line, no terminal escape sequence)."""
     code = e.code() if hasattr(e, "code") else grpc.StatusCode.UNKNOWN
     details = (e.details() if hasattr(e, "details") else str(e)) or ""
-    return code, "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(details))
+    return code, escape(details)
 
 
 def trailing(e: grpc.RpcError, key: str) -> str | None:
