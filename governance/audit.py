@@ -113,23 +113,23 @@ def check_details(value: object, field: str = "details") -> Mapping[str, DetailV
         raise GovernanceError(field, f"more than {MAX_DETAILS} items")
     out: dict[str, DetailValue] = {}
     for key in sorted(value, key=lambda k: k if isinstance(k, str) else ""):
-        check_token(key, f"{field}[{key!r}]")
+        check_token(key, f"{field}[{text.quote(key, 80)}]")
         if any(hint in key for hint in _SECRET_HINTS):
-            raise GovernanceError(f"{field}[{key!r}]", "audit details must never hold secrets")
+            raise GovernanceError(f"{field}[{text.quote(key, 80)}]", "audit details must never hold secrets")
         item = value[key]
         if isinstance(item, bool):
             pass
         elif isinstance(item, int):
-            check_int(item, f"{field}[{key!r}]", I64_MIN, I64_MAX)
+            check_int(item, f"{field}[{text.quote(key, 80)}]", I64_MIN, I64_MAX)
         elif isinstance(item, str):
             if len(item) > MAX_DETAIL_TEXT or "\x00" in item:
-                raise GovernanceError(f"{field}[{key!r}]", f"must be at most {MAX_DETAIL_TEXT} characters, no NUL")
+                raise GovernanceError(f"{field}[{text.quote(key, 80)}]", f"must be at most {MAX_DETAIL_TEXT} characters, no NUL")
             try:
                 item.encode("utf-8")
             except UnicodeEncodeError:
-                raise GovernanceError(f"{field}[{key!r}]", "is not encodable as UTF-8") from None
+                raise GovernanceError(f"{field}[{text.quote(key, 80)}]", "is not encodable as UTF-8") from None
         else:
-            raise GovernanceError(f"{field}[{key!r}]", "must be a str, int or bool")
+            raise GovernanceError(f"{field}[{text.quote(key, 80)}]", "must be a str, int or bool")
         out[key] = item
     return types.MappingProxyType(out)
 

@@ -90,7 +90,7 @@ def _san_entries(hosts: Sequence[str]) -> list[x509.GeneralName]:
             pass
         labels = host.rstrip(".").split(".")
         if len(host) > 253 or not all(_DNS_LABEL_RE.fullmatch(label) for label in labels):
-            raise PkiError(f"hosts[{i}]: {host!r} is neither an IP address nor a DNS name")
+            raise PkiError(f"hosts[{i}]: {quote(host)} is neither an IP address nor a DNS name")
         out.append(x509.DNSName(host))
     return out
 
@@ -246,7 +246,7 @@ def issue_cert(
     paths = CertPaths(cert=out_dir / f"{name}.pem", key=out_dir / f"{name}.key")
     ca_files = {Path(ca.cert).resolve(), Path(ca.key).resolve()}
     if paths.cert.resolve() in ca_files or paths.key.resolve() in ca_files:
-        raise PkiError(f"name: {name!r} would overwrite the CA's own files in {out_dir}")
+        raise PkiError(f"name: {quote(name)} would overwrite the CA's own files in {out_dir}")
 
     key = ec.generate_private_key(ec.SECP256R1())
     now = _now()
