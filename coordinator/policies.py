@@ -236,9 +236,9 @@ class PolicyBook:
 
     def approve(self, pid: str, admin: str, signature: bytes, caller: str) -> ProposalRecord:
         if admin != caller:
-            raise RpcError(
-                Code.PERMISSION_DENIED, f"admin: certificate name {quote(caller)} differs from the signing admin {quote(admin)}"
-            )
+            msg = f"admin: certificate name {quote(caller)} differs from the signing admin {quote(admin)}"
+            self.audit.append(caller, "policy-approve", outcome="refused", details={"proposal": pid} | detail_text("reason", msg))
+            raise RpcError(Code.PERMISSION_DENIED, msg)
         try:
             sig = AdminSignature(admin, signature)
         except GovernanceError as e:

@@ -299,10 +299,9 @@ class SignRequests:
     def decide(self, req: coordinator_pb2.DecideSignRequestRequest, caller: str) -> coordinator_pb2.SignRequestInfo:
         rid = _check_rid(req.request_id)
         if req.approver != caller:
-            raise RpcError(
-                Code.PERMISSION_DENIED,
-                f"approver: certificate name {quote(caller)} differs from the approver {quote(req.approver)} (approve as yourself)",
-            )
+            msg = f"approver: certificate name {quote(caller)} differs from the approver {quote(req.approver)} (approve as yourself)"
+            self.audit.append(caller, "sign-decision", request_id=rid, outcome="refused", details=detail_text("reason", msg))
+            raise RpcError(Code.PERMISSION_DENIED, msg)
         if req.decision not in PB_DECISION:
             raise invalid("decision", "must be DECISION_APPROVE or DECISION_REJECT")
         decision = PB_DECISION[req.decision]

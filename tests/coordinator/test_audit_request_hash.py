@@ -17,6 +17,7 @@ import pytest
 
 from governance.approval import Approval, Decision, SigningRequest, check_approval
 from governance.audit import MAX_DETAIL_TEXT
+from mpcnet.common.rpc import RpcError
 from mpcnet.wire.mpc.v1 import coordinator_pb2
 
 from .lifecycle_util import KEY_ID, TTL_S, World, default_policy
@@ -92,3 +93,16 @@ def test_a_failure_reason_too_long_for_an_entry_is_cut_with_a_flag(world: World)
     end = world.entries("fail-2")[-1]
     assert end.action == "sign-failed" and end.details["reason_truncated"] is True
     assert len(str(end.details["reason"])) == MAX_DETAIL_TEXT and "request_sha256" in end.details
+
+
+def test_deciding_as_someone_else_is_refused_and_audited(world: World) -> None:
+    submit(world, "imp-1", "x")
+    req = coordinator_pb2.DecideSignRequestRequest(
+        request_id="imp-1", approver="bert", decision=coordinator_pb2.DECISION_APPROVE, signature=bytes(64)
+    )
+    with pytest.raises(RpcError) as e:
+        world.requests.decide(req, "alice")
+    assert e.value.code == grpc.StatusCode.PERMISSION_DENIED
+    last = world.entries("imp-1")[-1]
+    assert (last.actor, last.action, last.outcome) == ("alice", "sign-decision", "refused")
+    assert "differs from the approver 'bert'" in str(last.details["reason"])
