@@ -25,6 +25,7 @@ import grpc
 from coordinator.db import CoordinatorDb, ProposalRecord, now_ms
 from coordinator.relay import NodeHandle
 from governance.attestation import SignedPolicyAttestation
+from governance.audit import detail_text
 from governance.errors import GovernanceError
 from governance.policy import (
     DEFAULT_SCOPE,
@@ -35,6 +36,7 @@ from governance.policy import (
     check_admin_signature,
     verify_policy_change,
 )
+from governance.text import quote
 from mpcnet.common.govwire import scope_name
 from mpcnet.common.rpc import RpcError, status_of
 from mpcnet.common.stores.audit import AuditLog
@@ -158,7 +160,7 @@ class PolicyBook:
         if att.admin != caller:
             raise RpcError(
                 Code.PERMISSION_DENIED,
-                f"attestation.attestation.admin: certificate name {caller!r} differs from the attesting admin {att.admin!r}",
+                f"attestation.attestation.admin: certificate name {quote(caller)} differs from the attesting admin {quote(att.admin)}",
             )
         if att.issued_at_ms - now_ms() > ATTESTATION_FUTURE_TOLERANCE_MS:
             raise RpcError(Code.INVALID_ARGUMENT, "attestation.attestation.issued_at_ms: in the future")
@@ -170,7 +172,7 @@ class PolicyBook:
         try:
             signed = self._accepted_attestation(data, caller)
         except RpcError as e:  # every refusal is audited, like the nodes do
-            self.audit.append(caller, "policy-attest", outcome="refused", details={"reason": e.message[:500]})
+            self.audit.append(caller, "policy-attest", outcome="refused", details=detail_text("reason", e.message))
             raise
         att = signed.attestation
         with self._lock:
@@ -190,7 +192,7 @@ class PolicyBook:
         ] + [scope_name(s) for s in mine if att.head(s) is None]
         self.audit.append(
             caller, "policy-attest", outcome="stored" if stored else "older",
-            details={"issued_at_ms": att.issued_at_ms, "heads": len(att.heads), "differs": ",".join(differs)[:500]},
+            details={"issued_at_ms": att.issued_at_ms, "heads": len(att.heads)} | detail_text("differs", ",".join(differs)),
         )
         if differs:
             log.warning("attestation by %s names other heads than ours for %s", att.admin, ", ".join(differs)[:500])
@@ -206,13 +208,13 @@ class PolicyBook:
             raise RpcError(Code.INVALID_ARGUMENT, f"signed_change.{e.field}: {e.reason}") from None
         change = signed.change
         if caller not in self.admins.admins:
-            raise RpcError(Code.PERMISSION_DENIED, f"proposer: certificate name {caller!r} is not an admin of this cluster")
+            raise RpcError(Code.PERMISSION_DENIED, f"proposer: certificate name {quote(caller)} is not an admin of this cluster")
         if change.scope != DEFAULT_SCOPE and not key_exists(change.scope):
             raise RpcError(Code.NOT_FOUND, f"signed_change.change.scope: unknown key {change.scope.hex()}")
         self._check_signatures(signed, "signed_change.signatures")
         if caller not in {s.admin for s in signed.signatures}:
             raise RpcError(
-                Code.PERMISSION_DENIED, f"signed_change.signatures: the proposer {caller!r} must sign its own proposal"
+                Code.PERMISSION_DENIED, f"signed_change.signatures: the proposer {quote(caller)} must sign its own proposal"
             )
         pid = proposal_id(signed)
         with self._lock:
@@ -234,9 +236,9 @@ class PolicyBook:
 
     def approve(self, pid: str, admin: str, signature: bytes, caller: str) -> ProposalRecord:
         if admin != caller:
-            raise RpcError(
-                Code.PERMISSION_DENIED, f"admin: certificate name {caller!r} differs from the signing admin {admin!r}"
-            )
+            msg = f"admin: certificate name {quote(caller)} differs from the signing admin {quote(admin)}"
+            self.audit.append(caller, "policy-approve", outcome="refused", details={"proposal": pid} | detail_text("reason", msg))
+            raise RpcError(Code.PERMISSION_DENIED, msg)
         try:
             sig = AdminSignature(admin, signature)
         except GovernanceError as e:
@@ -244,17 +246,17 @@ class PolicyBook:
         with self._lock:
             rec = self.db.get_proposal(pid)
             if rec is None:
-                raise RpcError(Code.NOT_FOUND, f"proposal_id: unknown proposal {pid!r}")
+                raise RpcError(Code.NOT_FOUND, f"proposal_id: unknown proposal {quote(pid)}")
             if rec.state != "pending":
                 raise RpcError(Code.FAILED_PRECONDITION, f"proposal_id: proposal {pid} is {rec.state}, not pending")
             signed = SignedPolicyChange.from_bytes(rec.signed_change)
             try:
                 check_admin_signature(self.admins, signed.change, sig)
             except GovernanceError as e:
-                self.audit.append(caller, "policy-approve", outcome="refused", details={"proposal": pid, "reason": str(e)[:500]})
+                self.audit.append(caller, "policy-approve", outcome="refused", details={"proposal": pid} | detail_text("reason", str(e)))
                 raise RpcError(Code.PERMISSION_DENIED, f"{e.field}: {e.reason}") from None
             if admin in {s.admin for s in signed.signatures}:
-                raise RpcError(Code.ALREADY_EXISTS, f"admin: {admin!r} already signed proposal {pid}")
+                raise RpcError(Code.ALREADY_EXISTS, f"admin: {quote(admin)} already signed proposal {pid}")
             signed = _merge(signed, (sig,))
             self.db.put_proposal(ProposalRecord(pid, rec.scope, signed.to_bytes(), "pending", rec.proposer, rec.created_ms, now_ms()))
         self.audit.append(caller, "policy-approve", outcome="signed", details={"proposal": pid, **_details(signed)})
@@ -371,7 +373,7 @@ class PolicyBook:
                 if code not in (Code.UNAVAILABLE, Code.DEADLINE_EXCEEDED):
                     self.audit.append(
                         "coordinator", "policy-push", outcome="refused",
-                        details={"node": h.name, "reason": f"{code.name}: {details}"[:500]},
+                        details={"node": h.name} | detail_text("reason", f"{code.name}: {details}"),
                     )
                 return False
             with self._lock:

@@ -28,6 +28,7 @@ already made gets the request back; a different second decision is ALREADY_EXIST
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import sqlite3
@@ -61,9 +62,10 @@ from governance.approval import (
     check_approval,
     tally,
 )
+from governance.audit import detail_text
 from governance.errors import GovernanceError
 from governance.policy import DEFAULT_SCOPE, KeyPolicy, SignedPolicyChange
-from governance.text import REQUEST_ID_RE
+from governance.text import REQUEST_ID_RULE, is_request_id, quote
 from mpcnet.common.govwire import scope_name
 from mpcnet.common.rpc import RpcError, check_len, invalid, roles_text
 from mpcnet.common.stores.audit import AuditLog
@@ -225,8 +227,8 @@ class SignRequests:
             msg = str(e)
             raise RpcError(Code.INVALID_ARGUMENT, msg if msg.startswith("derivation_path") else f"derivation_path: {msg}") from None
         rid = req.request_id or "req-" + os.urandom(12).hex()
-        if not REQUEST_ID_RE.fullmatch(rid):
-            raise invalid("request_id", "must be 1-64 characters of [A-Za-z0-9._-]")
+        if not is_request_id(rid):
+            raise invalid("request_id", REQUEST_ID_RULE)
         k = key_of(key_id)
         if k is None:
             raise RpcError(Code.NOT_FOUND, f"key_id: unknown key {key_id.hex()}")
@@ -239,16 +241,18 @@ class SignRequests:
                 caller, key_id, digest, path, req.description
             )
             if not same:
-                raise RpcError(Code.ALREADY_EXISTS, f"request_id: {rid!r} was already used for a different request")
+                raise RpcError(Code.ALREADY_EXISTS, f"request_id: {quote(rid)} was already used for a different request")
             return self.info(existing)
         signed = self.policies.policy_for(key_id)
         policy, scope = signed.change.new_policy, signed.change.scope
         if caller not in policy.requesters:
             msg = (
-                f"requester: {caller!r} may not request signatures with key {key_id.hex()[:16]} "
+                f"requester: {quote(caller)} may not request signatures with key {key_id.hex()[:16]} "
                 f"(policy {scope_name(scope)} v{policy.version} allows: {', '.join(sorted(policy.requesters)) or 'nobody'})"
             )
-            self.audit.append(caller, "sign-request", request_id=rid, outcome="refused", details={"key_id": key_id.hex(), "reason": msg})
+            self.audit.append(
+                caller, "sign-request", request_id=rid, outcome="refused", details={"key_id": key_id.hex()} | detail_text("reason", msg)
+            )
             raise RpcError(Code.PERMISSION_DENIED, msg)
         ttl = req.ttl_seconds or policy.ttl_seconds
         if ttl > policy.ttl_seconds:
@@ -266,9 +270,11 @@ class SignRequests:
             error_code=0, error_message="", attempts=0, updated_ms=now,
         )
         limit = policy.rate_limit
-        submitted = AuditEvent(caller, "sign-request", rid, "pending", _req_details(rec) | {
-            "description": sreq.description[:500], "policy_version": policy.version, "expires_at_ms": sreq.expires_at_ms,
-        })
+        # the whole description (at most MAX_DESCRIPTION = MAX_DETAIL_TEXT characters: never cut)
+        # and, in _req_details, the SHA-256 of the canonical request every approval signs
+        submitted = AuditEvent(caller, "sign-request", rid, "pending", _req_details(rec) | detail_text(
+            "description", sreq.description
+        ) | {"policy_version": policy.version, "expires_at_ms": sreq.expires_at_ms})
         try:
             self.db.add_sign_request(rec, rate_limit=(limit.max_signatures, limit.window_seconds * 1000), audit=submitted)
         except RateLimitExceeded as e:
@@ -276,10 +282,12 @@ class SignRequests:
                 f"rate_limit: key {key_id.hex()[:16]} already has {e.count} signing request(s) in the last "
                 f"{limit.window_seconds} s; its policy allows {limit.max_signatures}"
             )
-            self.audit.append(caller, "sign-request", request_id=rid, outcome="refused", details={"key_id": key_id.hex(), "reason": msg})
+            self.audit.append(
+                caller, "sign-request", request_id=rid, outcome="refused", details={"key_id": key_id.hex()} | detail_text("reason", msg)
+            )
             raise RpcError(Code.RESOURCE_EXHAUSTED, msg) from None
         except sqlite3.IntegrityError:
-            raise RpcError(Code.ALREADY_EXISTS, f"request_id: {rid!r} was already used") from None
+            raise RpcError(Code.ALREADY_EXISTS, f"request_id: {quote(rid)} was already used") from None
         self.flush_audit()
         log.info(
             "request %s: %s asks to sign with key %s; waiting for %d approval(s)", rid, caller, key_id.hex()[:16], policy.approval_quorum
@@ -291,10 +299,9 @@ class SignRequests:
     def decide(self, req: coordinator_pb2.DecideSignRequestRequest, caller: str) -> coordinator_pb2.SignRequestInfo:
         rid = _check_rid(req.request_id)
         if req.approver != caller:
-            raise RpcError(
-                Code.PERMISSION_DENIED,
-                f"approver: certificate name {caller!r} differs from the approver {req.approver!r} (approve as yourself)",
-            )
+            msg = f"approver: certificate name {quote(caller)} differs from the approver {quote(req.approver)} (approve as yourself)"
+            self.audit.append(caller, "sign-decision", request_id=rid, outcome="refused", details=detail_text("reason", msg))
+            raise RpcError(Code.PERMISSION_DENIED, msg)
         if req.decision not in PB_DECISION:
             raise invalid("decision", "must be DECISION_APPROVE or DECISION_REJECT")
         decision = PB_DECISION[req.decision]
@@ -303,7 +310,7 @@ class SignRequests:
         earlier = next((a for a in self.db.approvals(rid) if a.approver == caller), None)
         if earlier is not None:  # a retry (e.g. after a coordinator restart) or a change of mind
             if earlier.decision != decision.value:
-                raise RpcError(Code.ALREADY_EXISTS, f"approver: {caller!r} already decided {earlier.decision!r} on request {rid}")
+                raise RpcError(Code.ALREADY_EXISTS, f"approver: {quote(caller)} already decided {earlier.decision!r} on request {rid}")
             return self.info(rec)
         if rec.state != "pending_approval":
             raise RpcError(
@@ -323,13 +330,14 @@ class SignRequests:
         except GovernanceError as e:
             msg = f"approval.{e.field.removeprefix('approval.')}: {e.reason}"
             self.audit.append(
-                caller, "sign-decision", request_id=rid, outcome="refused", details={"decision": decision.value, "reason": msg}
+                caller, "sign-decision", request_id=rid, outcome="refused",
+                details={"decision": decision.value} | _request_hash(rec.request) | detail_text("reason", msg),
             )
             raise RpcError(Code.PERMISSION_DENIED, msg) from None
         try:
             outcome = self.db.record_decision(
                 rid, ApprovalRecord(caller, decision.value, approval.signature, now_ms()),
-                AuditEvent(caller, "sign-decision", rid, decision.value, {"key_id": rec.key_id.hex()}),
+                AuditEvent(caller, "sign-decision", rid, decision.value, {"key_id": rec.key_id.hex()} | _request_hash(rec.request)),
                 self._settlement(policy, sreq),
             )
         except StateConflict as e:  # another decision (or the expiry sweep) moved it first
@@ -337,7 +345,7 @@ class SignRequests:
                 Code.FAILED_PRECONDITION, f"request_id: request {rid} is {state_name(e.actual or 'unknown')}, not PENDING_APPROVAL"
             ) from None
         if outcome == "conflict":
-            raise RpcError(Code.ALREADY_EXISTS, f"approver: {caller!r} already decided on request {rid} (differently)")
+            raise RpcError(Code.ALREADY_EXISTS, f"approver: {quote(caller)} already decided on request {rid} (differently)")
         self.flush_audit()
         rec = self._get(rid)
         if outcome == "recorded" and rec.state == "signing":
@@ -352,6 +360,7 @@ class SignRequests:
         transaction, and again by :meth:`recover`): a :class:`Move` to SIGNING or REJECTED with
         its audit entry, or None while the tally is open."""
         rid = sreq.request_id
+        encoded = sreq.encode()
 
         def settle(stored: list[ApprovalRecord]) -> Move | None:
             try:
@@ -359,7 +368,8 @@ class SignRequests:
             except GovernanceError as e:
                 log.warning("request %s: its stored decisions do not tally (%s): left pending", rid, e)
                 return None
-            who = {"approved_by": ",".join(sorted(t.approved)), "rejected_by": ",".join(sorted(t.rejected))}
+            who = _request_hash(encoded)
+            who.update(approved_by=",".join(sorted(t.approved)), rejected_by=",".join(sorted(t.rejected)))
             if t.state == "approved":
                 return Move("signing", AuditEvent("coordinator", "sign-approved", rid, "signing", who))
             if t.state == "rejected":
@@ -368,7 +378,10 @@ class SignRequests:
                     f"{len(policy.approvers)} are no longer possible"
                 )
                 return Move(
-                    "rejected", AuditEvent("coordinator", "sign-rejected", rid, "rejected", {"rejected_by": who["rejected_by"]}),
+                    "rejected",
+                    AuditEvent(
+                        "coordinator", "sign-rejected", rid, "rejected", {"rejected_by": who["rejected_by"]} | _request_hash(encoded)
+                    ),
                     {"error_message": msg},
                 )
             return None
@@ -384,7 +397,9 @@ class SignRequests:
                     f"the key's policy changed while the request was pending (now {scope_name(now_in_force.change.scope)} "
                     f"v{p.version}); submit it again"
                 ),
-                audit=AuditEvent("coordinator", "sign-failed", rec.request_id, "failed", {"reason": "policy changed"}),
+                audit=AuditEvent(
+                    "coordinator", "sign-failed", rec.request_id, "failed", {"reason": "policy changed"} | _request_hash(rec.request)
+                ),
             )
         except StateConflict:
             return
@@ -442,10 +457,12 @@ class SignRequests:
             state = "expired" if getattr(e, "governance", "") == "expired" else "failed"
             self._finish(rid, state, e.code, e.message, getattr(e, "attempts", 0))
             return
-        done = AuditEvent("coordinator", "sign-done", rid, "done", {
-            "key_id": rec.key_id.hex(), "digest": rec.digest.hex(), "signers": ",".join(map(str, signers)),
-            "r": sig.r.hex(), "s": sig.s.hex(), "attempts": attempts,
-        })
+        finished = _request_hash(rec.request)
+        finished.update(
+            key_id=rec.key_id.hex(), digest=rec.digest.hex(), signers=",".join(map(str, signers)), r=sig.r.hex(), s=sig.s.hex(),
+            attempts=attempts,
+        )
+        done = AuditEvent("coordinator", "sign-done", rid, "done", finished)
         if not self._record_end(rid, lambda: self.db.transition(
             rid, ("signing",), "done", signature=sig.SerializeToString(), signers=signers, attempts=attempts, audit=done
         )):
@@ -470,7 +487,9 @@ class SignRequests:
                     return False
 
     def _finish(self, rid: str, state: str, code: grpc.StatusCode, message: str, attempts: int) -> None:
-        ended = AuditEvent("coordinator", f"sign-{state}", rid, state, {"code": code.name, "reason": message[:500]})
+        ended = AuditEvent("coordinator", f"sign-{state}", rid, state, {"code": code.name} | detail_text("reason", message) | (
+            self._hash_of(rid)
+        ))
         if not self._record_end(rid, lambda: self.db.transition(
             rid, ("signing",), state, error_code=code.value[0], error_message=message, attempts=attempts, audit=ended
         )):
@@ -479,11 +498,20 @@ class SignRequests:
         self.flush_audit()
         self._notify()
 
+    def _hash_of(self, rid: str) -> dict[str, str | int | bool]:
+        """:func:`_request_hash` of a stored request ({} if it cannot be read now: the entry is
+        still written, its request id ties it to the request)."""
+        try:
+            rec = self.db.get_sign_request(rid)
+        except (sqlite3.Error, OSError):
+            return {}
+        return {} if rec is None else _request_hash(rec.request)
+
     # --- reading -----------------------------------------------------------------------------
     def _get(self, rid: str) -> SignRequestRecord:
         rec = self.db.get_sign_request(rid)
         if rec is None:
-            raise RpcError(Code.NOT_FOUND, f"request_id: unknown signing request {rid!r}")
+            raise RpcError(Code.NOT_FOUND, f"request_id: unknown signing request {quote(rid)}")
         return rec
 
     def visible(self, rid: str, caller: str, role: str) -> SignRequestRecord:
@@ -491,7 +519,7 @@ class SignRequests:
         if role not in self.read_all_roles and rec.requester != caller:
             raise RpcError(
                 Code.PERMISSION_DENIED,
-                f"request_id: request {rid} belongs to requester {rec.requester!r}; reading other requesters' "
+                f"request_id: request {rid} belongs to requester {quote(rec.requester)}; reading other requesters' "
                 f"requests needs role {roles_text(self.read_all_roles)}",
             )
         return rec
@@ -533,10 +561,18 @@ class SignRequests:
 
 
 def _check_rid(rid: str) -> str:
-    if not REQUEST_ID_RE.fullmatch(rid or ""):
-        raise invalid("request_id", "must be 1-64 characters of [A-Za-z0-9._-]")
+    if not is_request_id(rid):
+        raise invalid("request_id", REQUEST_ID_RULE)
     return rid
 
 
+def _request_hash(encoded: bytes) -> dict[str, str | int | bool]:
+    """``request_sha256``: the hex SHA-256 of a request's canonical encoding
+    (:meth:`governance.approval.SigningRequest.encode`, what every approval signs; equal to
+    :meth:`~governance.approval.SigningRequest.request_digest`), for every audit entry of the
+    request, so an auditor ties each entry to its approvals."""
+    return {"request_sha256": hashlib.sha256(encoded).hexdigest()}
+
+
 def _req_details(rec: SignRequestRecord) -> dict[str, str | int | bool]:
-    return {"key_id": rec.key_id.hex(), "digest": rec.digest.hex(), "requester": rec.requester}
+    return {"key_id": rec.key_id.hex(), "digest": rec.digest.hex(), "requester": rec.requester} | _request_hash(rec.request)

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from coordinator.config import CoordinatorConfig
 from coordinator.db import CoordinatorDb, KeyRecord, RequestRecord, now_ms
+from coordinator.inputs import validated
 from coordinator.policies import PolicyBook
 from coordinator.relay import Aborted, NodeHandle, NodesUnavailable, Refused, fanout, run_session, wait_ready
 from coordinator.requests import SignRequests
@@ -39,16 +40,16 @@ from crypto_core.bip32 import CHAIN_CODE_LEN, derive
 from crypto_core.combiner import SignatureShare, combine
 from crypto_core.errors import DecodeError, ProtocolAbort
 from crypto_core.group import Point
-from crypto_core.params import MAX_LABEL
 from governance.approval import ApprovalBundle
+from governance.audit import detail_text
 from governance.errors import GovernanceError
 from governance.policy import DEFAULT_SCOPE
 from governance.reservation import MAX_SIGN_ATTEMPTS, ReservationReceipt, reservation_quorum
-from governance.text import REQUEST_ID_RE
+from governance.text import REQUEST_ID_RULE, escape, is_request_id, quote
 from mpcnet.common.clockskew import SkewSample, measure
 from mpcnet.common.govwire import audit_page, policy_state
 from mpcnet.common.pki import CertIdentity, channel_credentials
-from mpcnet.common.rpc import RpcError, caller_identity, check_label, check_len, invalid, status_of, trailing
+from mpcnet.common.rpc import RpcError, caller_identity, check_len, invalid, status_of, trailing
 from mpcnet.common.stores.audit import AuditLog
 from mpcnet.wire.mpc.v1 import common_pb2, coordinator_pb2, governance_pb2, node_pb2
 
@@ -141,7 +142,7 @@ def _live(bundle: bytes) -> bool:
 
 def _printable(text: str, limit: int = 300) -> str:
     """A node's free text, escaped for our logs, errors and status (no control characters)."""
-    return text[:limit].encode("unicode_escape").decode("ascii")
+    return escape(text[:limit])
 
 
 def key_info(k: KeyRecord) -> common_pb2.KeyInfo:
@@ -151,6 +152,7 @@ def key_info(k: KeyRecord) -> common_pb2.KeyInfo:
     )
 
 
+@validated
 class CoordinatorService:
     def __init__(self, cfg: CoordinatorConfig, identity: Ed25519PrivateKey) -> None:
         self.cfg = cfg
@@ -173,19 +175,21 @@ class CoordinatorService:
             k = self.db.key_of_request(r.request_id) if r.kind == "keygen" else None
             if k is not None:  # killed after the key was recorded: the keygen succeeded
                 self.db.update_request(r.request_id, state="succeeded", key_id=k.key_id, attempts=1)
+                # an id stored before ids were checked with fullmatch stays in the details, escaped
                 self.audit.append(
-                    cfg.name, "key-create", request_id=r.request_id if REQUEST_ID_RE.fullmatch(r.request_id) else "",
-                    outcome=k.status, details={"label": k.label[:200], "request": r.request_id, "key_id": k.key_id.hex(),
-                                               "public_key": k.public_key.hex(), "recovered": True},
+                    cfg.name, "key-create", request_id=r.request_id if is_request_id(r.request_id) else "",
+                    outcome=k.status, details=detail_text("label", k.label) | detail_text("request", escape(r.request_id)) | {
+                        "key_id": k.key_id.hex(), "public_key": k.public_key.hex(), "recovered": True,
+                    },
                 )
                 log.info("request %s (keygen) was interrupted by a restart after key %s was recorded: succeeded",
-                         r.request_id, k.key_id.hex()[:16])
+                         escape(r.request_id), k.key_id.hex()[:16])
                 continue
             self.db.update_request(
                 r.request_id, state="failed", error_code=Code.UNAVAILABLE.value[0],
                 error_message="interrupted by a coordinator restart; resubmit with the same request_id to retry",
             )
-            log.info("request %s (%s) was interrupted by a restart: marked failed", r.request_id, r.kind)
+            log.info("request %s (%s) was interrupted by a restart: marked failed", escape(r.request_id), r.kind)
 
     def storage_failure(self, e: Exception) -> RpcError | None:
         """For the RPC layer (every Coordinator RPC): a database or audit-log write failure that a
@@ -289,7 +293,7 @@ class CoordinatorService:
         if s is not None:
             details.update(skew_ms=s.skew_ms, error_ms=s.error_ms)
         if why:
-            details["reason"] = why[:500]
+            details.update(detail_text("reason", why))
             log.warning("%s: %s; left out of signing while enough other nodes are available", h.label, why)
         else:
             log.info("%s: clock back within tolerance (%s)", h.label, s.text() if s else "not measured")
@@ -322,8 +326,8 @@ class CoordinatorService:
     def _request_id(self, given: str) -> str:
         if not given:
             return "req-" + os.urandom(12).hex()
-        if not REQUEST_ID_RE.fullmatch(given):
-            raise invalid("request_id", "must be 1-64 characters of [A-Za-z0-9._-]")
+        if not is_request_id(given):
+            raise invalid("request_id", REQUEST_ID_RULE)
         return given
 
     def _claim(self, rid: str, kind: str, same: Any) -> RequestRecord | None:
@@ -336,7 +340,7 @@ class CoordinatorService:
                     rec = self.db.get_request(rid)
                     if rec is not None:
                         if rec.kind != kind or not same(rec):
-                            raise RpcError(Code.ALREADY_EXISTS, f"request_id: {rid!r} was already used for a different request")
+                            raise RpcError(Code.ALREADY_EXISTS, f"request_id: {quote(rid)} was already used for a different request")
                         if rec.state == "succeeded":
                             return rec
                     self._running[rid] = threading.Event()
@@ -360,11 +364,12 @@ class CoordinatorService:
 
     # --- keys --------------------------------------------------------------------------------
     def CreateKey(self, req: coordinator_pb2.CreateKeyRequest, ctx: Any) -> coordinator_pb2.CreateKeyResponse:
+        """Every field was checked before this runs (:func:`coordinator.inputs.validated`). Once
+        the request is recorded RUNNING, any failure ends it FAILED with a ``key-create`` audit
+        entry (an unexpected one as INTERNAL, logged), never leaves it RUNNING."""
         label = req.label
-        if len(label.encode()) > MAX_LABEL:
-            raise invalid("label", f"at most {MAX_LABEL} bytes, got {len(label.encode())}")
-        check_label(label, "label")
         rid = self._request_id(req.request_id)
+        actor = _ident(ctx).name  # before the request is recorded: nothing after it may leave it RUNNING
         self._admit()
         try:
             done = self._claim(rid, "keygen", lambda r: r.label == label)
@@ -374,21 +379,41 @@ class CoordinatorService:
                 return coordinator_pb2.CreateKeyResponse(request_id=rid, key=key_info(k))
             if self.db.get_request(rid) is None:
                 self.db.create_request(rid, "keygen", label=label)
-            actor = _ident(ctx).name
-            audit_rid = rid if REQUEST_ID_RE.fullmatch(rid) else ""
             try:
                 k = self._keygen(rid, label)
-            except RpcError as e:
-                self.audit.append(actor, "key-create", request_id=audit_rid, outcome="failed",
-                                  details={"label": label[:200], "request": rid, "reason": f"{e.code.name}: {e.message}"[:500]})
-                raise self._fail(rid, e, 1) from None
-            self.db.update_request(rid, state="succeeded", key_id=k.key_id, attempts=1)
-            self.audit.append(actor, "key-create", request_id=audit_rid, outcome=k.status,
-                              details={"label": label[:200], "request": rid, "key_id": k.key_id.hex(), "public_key": k.public_key.hex()})
+                self.db.update_request(rid, state="succeeded", key_id=k.key_id, attempts=1)
+            except Exception as e:
+                self._keygen_failed(actor, rid, label, e)
+                raise
+            self.audit.append(
+                actor, "key-create", request_id=rid, outcome=k.status,
+                details=detail_text("label", label) | {"request": rid, "key_id": k.key_id.hex(), "public_key": k.public_key.hex()},
+            )
             return coordinator_pb2.CreateKeyResponse(request_id=rid, key=key_info(k))
         finally:
             self._done(rid)
             self._release()
+
+    def _keygen_failed(self, actor: str, rid: str, label: str, e: Exception) -> None:
+        """End a keygen request that failed after it started: FAILED in the database first (so it
+        is never left RUNNING), then its ``key-create`` audit entry (a failing audit log is logged,
+        and the caller gets the original error)."""
+        err = e if isinstance(e, RpcError) else (
+            self.storage_failure(e) or RpcError(Code.INTERNAL, f"keygen: internal error ({type(e).__name__}); see the coordinator log")
+        )
+        if not isinstance(e, RpcError):
+            log.error("request %s: keygen failed unexpectedly: %s", rid, escape(f"{type(e).__name__}: {e}"))
+        try:
+            self._fail(rid, err, 1)
+        except Exception:
+            log.exception("request %s: cannot record its failure", rid)
+        try:
+            self.audit.append(
+                actor, "key-create", request_id=rid, outcome="failed",
+                details=detail_text("label", label) | {"request": rid} | detail_text("reason", f"{err.code.name}: {err.message}"),
+            )
+        except Exception:
+            log.exception("request %s: cannot audit its failure", rid)
 
     def _keygen(self, rid: str, label: str) -> KeyRecord:
         t0 = time.perf_counter()
@@ -739,11 +764,11 @@ class CoordinatorService:
 
     # --- requests ----------------------------------------------------------------------------
     def GetRequest(self, req: coordinator_pb2.GetRequestRequest, ctx: Any) -> coordinator_pb2.RequestStatus:
-        if not REQUEST_ID_RE.fullmatch(req.request_id):
-            raise invalid("request_id", "must be 1-64 characters of [A-Za-z0-9._-]")
+        if not is_request_id(req.request_id):
+            raise invalid("request_id", REQUEST_ID_RULE)
         r = self.db.get_request(req.request_id)
         if r is None:
-            raise RpcError(Code.NOT_FOUND, f"request_id: unknown request {req.request_id!r}")
+            raise RpcError(Code.NOT_FOUND, f"request_id: unknown request {quote(req.request_id)}")
         out = coordinator_pb2.RequestStatus(
             request_id=r.request_id, kind=_KIND[r.kind], state=_STATE[r.state], key_id=r.key_id or b"", digest=r.digest or b"",
             derivation_path=r.path, error_code=r.error_code, error_message=r.error_message, signers=r.signers,
@@ -824,7 +849,7 @@ class CoordinatorService:
         try:
             rec = self.policies.propose(bytes(req.signed_change), caller, lambda kid: self.db.get_key(kid) is not None)
         except RpcError as e:
-            self.audit.append(caller, "policy-propose", outcome="refused", details={"reason": e.message[:500]})
+            self.audit.append(caller, "policy-propose", outcome="refused", details=detail_text("reason", e.message))
             raise
         return self._proposal(rec)
 
@@ -834,7 +859,7 @@ class CoordinatorService:
     def GetPolicyProposal(self, req: coordinator_pb2.GetPolicyProposalRequest, ctx: Any) -> coordinator_pb2.PolicyProposal:
         rec = self.db.get_proposal(req.proposal_id)
         if rec is None:
-            raise RpcError(Code.NOT_FOUND, f"proposal_id: unknown proposal {req.proposal_id!r}")
+            raise RpcError(Code.NOT_FOUND, f"proposal_id: unknown proposal {quote(req.proposal_id)}")
         return self._proposal(rec)
 
     def ListPolicyProposals(self, req: coordinator_pb2.ListPolicyProposalsRequest, ctx: Any) -> coordinator_pb2.ListPolicyProposalsResponse:
@@ -879,4 +904,4 @@ class CoordinatorService:
                     code = Code.UNAVAILABLE if code in (Code.UNAVAILABLE, Code.DEADLINE_EXCEEDED) else code
                     raise RpcError(code, f"component: {h.label}: {details or code.name}") from None
         names = ", ".join([self.cfg.name] + [h.name for h in self.nodes.values()])
-        raise RpcError(Code.NOT_FOUND, f"component: unknown component {req.component!r} (known: {names})")
+        raise RpcError(Code.NOT_FOUND, f"component: unknown component {quote(req.component)} (known: {names})")

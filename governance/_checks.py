@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from .errors import GovernanceError
-from .text import NAME_RE, NAME_RULE, check_text
+from .text import NAME_RE, NAME_RULE, check_text, quote
 
 PUBLIC_KEY_LEN = 32
 SIGNATURE_LEN = 64
@@ -93,11 +93,11 @@ def check_members(value: object, field: str, *, what: str) -> Mapping[str, bytes
     out: dict[str, bytes] = {}
     owner: dict[bytes, str] = {}
     for name in sorted(value, key=lambda n: n if isinstance(n, str) else ""):
-        check_name(name, f"{field}[{name!r}]")
-        key = check_public_key(value[name], f"{field}[{name!r}]")
+        check_name(name, f"{field}[{quote(name, 80)}]")
+        key = check_public_key(value[name], f"{field}[{quote(name, 80)}]")
         if key in owner:
             raise GovernanceError(
-                f"{field}[{name!r}]", f"same public key as {what} {owner[key]!r}", subject=name
+                f"{field}[{quote(name, 80)}]", f"same public key as {what} {owner[key]!r}", subject=name
             )
         owner[key] = name
         out[name] = key
@@ -110,7 +110,7 @@ def check_name_set(value: object, field: str) -> frozenset[str]:
     if len(value) > MAX_MEMBERS:
         raise GovernanceError(field, f"more than {MAX_MEMBERS} names")
     for name in value:
-        check_name(name, f"{field}[{name!r}]" if isinstance(name, str) else field)
+        check_name(name, f"{field}[{quote(name, 80)}]" if isinstance(name, str) else field)
     return frozenset(value)
 
 
@@ -172,8 +172,8 @@ def members_from_dict(value: object, field: str) -> dict[str, bytes]:
         raise GovernanceError(field, "must be an object of name -> hex public key")
     out: dict[str, bytes] = {}
     for name, key in value.items():
-        check_name(name, f"{field}[{name!r}]")
-        out[name] = from_hex(key, f"{field}[{name!r}]", length=PUBLIC_KEY_LEN)
+        check_name(name, f"{field}[{quote(name, 80)}]")
+        out[name] = from_hex(key, f"{field}[{quote(name, 80)}]", length=PUBLIC_KEY_LEN)
     return out
 
 

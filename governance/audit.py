@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from . import text
 from ._checks import (
     SIGNATURE_LEN,
     check_bytes,
@@ -49,7 +50,6 @@ from ._checks import (
 )
 from .encoding import I64_MAX, I64_MIN, Encoder, domain_tag, sha256
 from .errors import GovernanceError
-from .text import REQUEST_ID_RE, REQUEST_ID_RULE
 
 AUDIT_ENTRY_TAG = domain_tag("audit-entry")
 AUDIT_DETAILS_TAG = domain_tag("audit-details")
@@ -88,10 +88,21 @@ def check_token(value: object, field: str, *, allow_empty: bool = False) -> str:
 
 
 def check_request_id(value: object, field: str = "request_id") -> str:
-    """``value`` if it is ``""`` or a request id (:data:`governance.approval.REQUEST_ID_RE`)."""
-    if not isinstance(value, str) or not (value == "" or REQUEST_ID_RE.fullmatch(value)):
-        raise GovernanceError(field, "must be empty or " + REQUEST_ID_RULE[len("must be "):])
-    return value
+    """``value`` if it is ``""`` or a request id (:func:`governance.text.check_request_id`, full
+    match: the same alphabet as the coordinator's and the nodes')."""
+    return text.check_request_id(value, field, allow_empty=True)
+
+
+def detail_text(key: str, value: str, limit: int = MAX_DETAIL_TEXT) -> dict[str, DetailValue]:
+    """``{key: value}`` for an entry's details, never cut silently: when ``value`` is longer than
+    ``limit`` characters it holds the first ``limit`` of them and ``{key}_truncated: True`` is
+    added. A NUL (which details may not hold) is written as ``\\x00``, so recording a refusal
+    can never fail on the text that caused it."""
+    if "\x00" in value:
+        value = value.replace("\x00", "\\x00")
+    if len(value) <= limit:
+        return {key: value}
+    return {key: value[:limit], f"{key}_truncated": True}
 
 
 def check_details(value: object, field: str = "details") -> Mapping[str, DetailValue]:
@@ -102,23 +113,23 @@ def check_details(value: object, field: str = "details") -> Mapping[str, DetailV
         raise GovernanceError(field, f"more than {MAX_DETAILS} items")
     out: dict[str, DetailValue] = {}
     for key in sorted(value, key=lambda k: k if isinstance(k, str) else ""):
-        check_token(key, f"{field}[{key!r}]")
+        check_token(key, f"{field}[{text.quote(key, 80)}]")
         if any(hint in key for hint in _SECRET_HINTS):
-            raise GovernanceError(f"{field}[{key!r}]", "audit details must never hold secrets")
+            raise GovernanceError(f"{field}[{text.quote(key, 80)}]", "audit details must never hold secrets")
         item = value[key]
         if isinstance(item, bool):
             pass
         elif isinstance(item, int):
-            check_int(item, f"{field}[{key!r}]", I64_MIN, I64_MAX)
+            check_int(item, f"{field}[{text.quote(key, 80)}]", I64_MIN, I64_MAX)
         elif isinstance(item, str):
             if len(item) > MAX_DETAIL_TEXT or "\x00" in item:
-                raise GovernanceError(f"{field}[{key!r}]", f"must be at most {MAX_DETAIL_TEXT} characters, no NUL")
+                raise GovernanceError(f"{field}[{text.quote(key, 80)}]", f"must be at most {MAX_DETAIL_TEXT} characters, no NUL")
             try:
                 item.encode("utf-8")
             except UnicodeEncodeError:
-                raise GovernanceError(f"{field}[{key!r}]", "is not encodable as UTF-8") from None
+                raise GovernanceError(f"{field}[{text.quote(key, 80)}]", "is not encodable as UTF-8") from None
         else:
-            raise GovernanceError(f"{field}[{key!r}]", "must be a str, int or bool")
+            raise GovernanceError(f"{field}[{text.quote(key, 80)}]", "must be a str, int or bool")
         out[key] = item
     return types.MappingProxyType(out)
 
@@ -433,6 +444,7 @@ __all__ = [
     "check_expected_head",
     "check_request_id",
     "check_token",
+    "detail_text",
     "details_json",
     "encode_details",
     "entry_from_row",

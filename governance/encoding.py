@@ -24,6 +24,7 @@ import hashlib
 import struct
 
 from .errors import GovernanceError
+from .text import quote
 
 DOMAIN_PREFIX = "MPCNET/v1/gov/"
 MAX_ENCODED = 1 << 20  # no governance object comes near 1 MiB
@@ -120,7 +121,7 @@ class Decoder:
         got = self._field("tag")
         if got != tag.encode("ascii"):
             shown = got[:80].decode("ascii", "replace")
-            raise GovernanceError("tag", f"expected {tag!r}, got {shown!r}")
+            raise GovernanceError("tag", f"expected {tag!r}, got {quote(shown)}")
 
     def _take(self, n: int, field: str) -> bytes:
         if n > len(self._data) - self._pos:

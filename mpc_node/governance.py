@@ -44,6 +44,7 @@ from governance.attestation import (
     SignedPolicyAttestation,
     check_confirms,
 )
+from governance.audit import detail_text
 from governance.errors import GovernanceError
 from governance.policy import DEFAULT_SCOPE, AdminSet, KeyPolicy, SignedPolicyChange
 from mpc_node.storage import NodeStore, PolicyConflict, ServedRequest
@@ -194,7 +195,7 @@ class NodeGovernance:
             details["policy_digest"] = signed.change.new_policy.digest().hex()
             details["admins"] = ",".join(sorted({s.admin for s in signed.signatures}))
         if reason:
-            details["reason"] = reason[:500]
+            details.update(detail_text("reason", reason))
         self.audit.append(actor, "policy-install", outcome=outcome, details=details)
 
     # --- attestations ------------------------------------------------------------------------
@@ -247,7 +248,7 @@ class NodeGovernance:
         try:
             signed = self._verified(data, "attestation")
         except RpcError as e:
-            self.audit.append(actor, "policy-attest", outcome="refused", details={"reason": e.message[:500]})
+            self.audit.append(actor, "policy-attest", outcome="refused", details=detail_text("reason", e.message))
             raise
         stored = self._keep(signed)
         held = self.attestation()
@@ -256,7 +257,7 @@ class NodeGovernance:
         att = signed.attestation
         self.audit.append(
             actor, "policy-attest", outcome="stored" if stored else "older",
-            details={"admin": att.admin, "issued_at_ms": att.issued_at_ms, "heads": len(att.heads), "status": status[:500]},
+            details=detail_text("status", status) | {"admin": att.admin, "issued_at_ms": att.issued_at_ms, "heads": len(att.heads)},
         )
         if stored:
             log.info("policy attestation by %s (issued at %d) stored: %s", att.admin, att.issued_at_ms, status)

@@ -58,9 +58,10 @@ from crypto_core.keyshare import KeyShare
 from crypto_core.params import MAX_LABEL
 from crypto_core.session import Delivery, RoundOutput
 from governance.approval import SigningRequest
+from governance.audit import detail_text
 from governance.errors import GovernanceError
 from governance.reservation import MAX_SIGN_ATTEMPTS, Reservation, reservation_quorum, sign_reservation, verify_receipts
-from governance.text import REQUEST_ID_RE
+from governance.text import REQUEST_ID_RE, REQUEST_ID_RULE
 from mpc_node.banjournal import BanJournal, BanJournalError, journal_path
 from mpc_node.bans import JOURNALED, NOT_RECORDED, BanRegistry, Refusal
 from mpc_node.clock import NodeClock
@@ -242,7 +243,7 @@ class NodeService:
         try:  # the audit log may live on the same failing disk
             self.audit.append(
                 self.cfg.name, "store-health", outcome="unwritable" if problem else "writable",
-                details={"reason": problem[:500]} if problem else {},
+                details=detail_text("reason", problem) if problem else {},
             )
         except Exception as e:
             log.warning("cannot audit the store's health change: %s", _short(e))
@@ -437,7 +438,7 @@ class NodeService:
             raise self._closed_error(key_id)
         digest = check_len(p.digest, "sign.digest", 32)
         if not REQUEST_ID_RE.fullmatch(p.request_id):
-            raise invalid("sign.request_id", "must be 1-64 characters of [A-Za-z0-9_-]")
+            raise invalid("sign.request_id", REQUEST_ID_RULE)
         try:
             path = check_path(tuple(p.derivation_path))
         except UsageError as e:
@@ -490,7 +491,7 @@ class NodeService:
         )
 
     def _audit_sign(self, action: str, request_id: str, outcome: str, reason: str, *, actor: str, key_id: bytes = b"") -> None:
-        details: dict[str, str | int | bool] = {"reason": reason[:500].replace("\x00", "\\x00")}
+        details: dict[str, str | int | bool] = detail_text("reason", reason)
         if key_id:
             details["key_id"] = key_id.hex()[:64]
         rid = request_id if REQUEST_ID_RE.fullmatch(request_id or "") else ""
@@ -697,7 +698,7 @@ class NodeService:
         return len(written)
 
     def _audit_ban(self, key_id: bytes, peer: int, reason: str, outcome: str, **extra: int) -> None:
-        details: dict[str, str | int | bool] = {"key_id": key_id.hex(), "peer": peer, "reason": reason[:500], **extra}
+        details: dict[str, str | int | bool] = {"key_id": key_id.hex(), "peer": peer, **detail_text("reason", reason), **extra}
         try:
             self.audit.append(self.cfg.name, "ban", outcome=outcome, details=details)
         except Exception as e:  # the ban itself stands (or the key stays closed); only the entry is missing
@@ -936,7 +937,7 @@ class NodeService:
         digest = check_len(req.digest, "digest", 32)
         sid = check_len(req.session_id, "session_id", SESSION_ID_LEN)
         if not REQUEST_ID_RE.fullmatch(req.request_id):
-            raise invalid("request_id", "must be 1-64 characters of [A-Za-z0-9_-]")
+            raise invalid("request_id", REQUEST_ID_RULE)
         try:
             path = check_path(tuple(req.derivation_path))
         except UsageError as e:

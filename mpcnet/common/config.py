@@ -14,6 +14,7 @@ from typing import Any
 
 from governance.errors import GovernanceError
 from governance.policy import DEFAULT_SCOPE, AdminSet, SignedPolicyChange
+from governance.text import quote
 
 _HOSTPORT = re.compile(r"[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}")  # [0-9], not \d (which takes any script's digits)
 
@@ -108,7 +109,7 @@ class Fields:
     def endpoint(self, key: str) -> str:
         v = self.text(key)
         if not _HOSTPORT.fullmatch(v):
-            raise self.error(key, f"must be HOST:PORT, got {v!r}")
+            raise self.error(key, f"must be HOST:PORT, got {quote(v)}")
         return v
 
     def obj(self, key: str) -> Fields:

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from governance.text import NAME_RE, NAME_RULE, quote
 from mpcnet.common.fsutil import write_atomic
 
 ROLES = ("node", "coordinator", "admin", "requester", "approver", "auditor", "client")
@@ -35,7 +36,7 @@ CERT_VALIDITY = dt.timedelta(days=365)
 CA_VALIDITY = dt.timedelta(days=10 * 365)
 CLOCK_SKEW = dt.timedelta(minutes=5)  # not_valid_before is backdated by this much
 
-_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_NAME_RE = NAME_RE  # certificate names are the audit's actors and the policies' names: one alphabet
 _DNS_LABEL_RE = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 
 
@@ -65,9 +66,7 @@ class CertIdentity:
 def _check_name(name: object, field: str = "name") -> str:
     """A name is also a file name, so only a conservative character set is allowed."""
     if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-        raise PkiError(
-            f"{field}: must be 1-64 characters of [A-Za-z0-9._-] starting with a letter or digit"
-        )
+        raise PkiError(f"{field}: {NAME_RULE}, got {quote(name)}")
     return name
 
 
@@ -91,7 +90,7 @@ def _san_entries(hosts: Sequence[str]) -> list[x509.GeneralName]:
             pass
         labels = host.rstrip(".").split(".")
         if len(host) > 253 or not all(_DNS_LABEL_RE.fullmatch(label) for label in labels):
-            raise PkiError(f"hosts[{i}]: {host!r} is neither an IP address nor a DNS name")
+            raise PkiError(f"hosts[{i}]: {quote(host)} is neither an IP address nor a DNS name")
         out.append(x509.DNSName(host))
     return out
 
@@ -247,7 +246,7 @@ def issue_cert(
     paths = CertPaths(cert=out_dir / f"{name}.pem", key=out_dir / f"{name}.key")
     ca_files = {Path(ca.cert).resolve(), Path(ca.key).resolve()}
     if paths.cert.resolve() in ca_files or paths.key.resolve() in ca_files:
-        raise PkiError(f"name: {name!r} would overwrite the CA's own files in {out_dir}")
+        raise PkiError(f"name: {quote(name)} would overwrite the CA's own files in {out_dir}")
 
     key = ec.generate_private_key(ec.SECP256R1())
     now = _now()

@@ -17,7 +17,6 @@ import logging
 import signal
 import threading
 import time
-import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
@@ -25,6 +24,8 @@ import grpc
 from google.protobuf.message import DecodeError, Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from governance.errors import GovernanceError
+from governance.text import check_text, escape
 from mpcnet.common.pki import CertIdentity, PkiError, identity_from_cert
 from mpcnet.common.reflection import enable_server_reflection
 
@@ -70,13 +71,15 @@ def check_len(value: bytes, field: str, length: int) -> bytes:
     return value
 
 
-def check_label(value: str, field: str) -> str:
-    """A one-line name shown to humans (a key label): no control, format or bidi characters
-    (not even a newline or tab), so it can never rewrite a terminal or forge a line of output."""
-    for ch in value:
-        if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
-            raise invalid(field, f"contains control/format character U+{ord(ch):04X}")
-    return value
+def check_label(value: str, field: str, max_chars: int = 256) -> str:
+    """A one-line name shown to humans (a key label): :func:`governance.text.check_text` (no
+    control, format, bidi or separator character, not even a newline or tab, so it can never
+    rewrite a terminal or forge a line of output), at most ``max_chars`` characters; else
+    INVALID_ARGUMENT naming ``field``."""
+    try:
+        return check_text(value, field, max_chars)
+    except GovernanceError as e:
+        raise invalid(e.field, e.reason) from None
 
 
 class _Malformed:
@@ -275,7 +278,7 @@ def status_of(e: grpc.RpcError) -> tuple[grpc.StatusCode, str]:
     stored errors and terminals: no forged log line, no terminal escape sequence)."""
     code = e.code() if hasattr(e, "code") else grpc.StatusCode.UNKNOWN
     details = (e.details() if hasattr(e, "details") else str(e)) or ""
-    return code, "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(details))
+    return code, escape(details)
 
 
 def trailing(e: grpc.RpcError, key: str) -> str | None:

@@ -8,6 +8,9 @@ and admin signatures but cannot make them: they are signed by each person's own 
 and every node re-verifies them against the policy it holds before it contributes anything.
 
 Every call is authorized by the role in the caller's certificate (OU); see README "Roles".
+Then every field of the request is checked before any work starts (coordinator/inputs.py:
+text per governance/text.py, ids with fullmatch, exact byte lengths, bounded sizes and counts,
+defined enum values): a violation is INVALID_ARGUMENT naming the field.
 """
 
 from collections import abc as _abc

@@ -1,0 +1,77 @@
+"""Issue 10 item 1: a keygen that fails after it started (the DKG ran, a node refused to store,
+the database or the audit log failed, anything unexpected) always ends the request FAILED with a
+``key-create`` audit entry; it is never left RUNNING. In process: a CoordinatorService with a
+real database and audit log and a ``_keygen`` that fails the way the test says."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import grpc
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+import coordinator.service as csvc
+from coordinator.db import CoordinatorDb
+from coordinator.service import CoordinatorService
+from governance.errors import GovernanceError
+from mpcnet.common.rpc import RpcError
+from mpcnet.common.stores.audit import AuditLog
+from mpcnet.wire.mpc.v1 import coordinator_pb2 as cpb
+
+
+@pytest.fixture
+def svc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    s = object.__new__(CoordinatorService)
+    s.cfg = SimpleNamespace(name="coordinator", max_requests=4)  # type: ignore[assignment]
+    s.db = CoordinatorDb(tmp_path / "coordinator.db")
+    s.audit = AuditLog.open(tmp_path / "audit.db", component="coordinator", signing_key=Ed25519PrivateKey.generate())
+    s._lock, s._running, s._active = threading.Lock(), {}, 0
+    monkeypatch.setattr(csvc, "_ident", lambda ctx: SimpleNamespace(name="admin1", role="admin"))
+    yield s
+    s.db.close()
+    s.audit.close()
+
+
+def fail_with(svc: CoordinatorService, exc: Exception) -> None:
+    def keygen(rid: str, label: str) -> Any:
+        raise exc
+
+    svc._keygen = keygen  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        RpcError(grpc.StatusCode.FAILED_PRECONDITION, "node 1 (node-1): refused to store its share"),
+        sqlite3.OperationalError("disk I/O error"),
+        RuntimeError("unexpected"),
+        GovernanceError("details['label']", "must be at most 1024 characters, no NUL"),
+    ],
+)
+def test_a_keygen_that_fails_after_it_started_ends_failed_and_audited(svc: CoordinatorService, exc: Exception) -> None:
+    fail_with(svc, exc)
+    with pytest.raises(type(exc)):  # the RPC layer answers it (an RpcError as is, a store error UNAVAILABLE)
+        svc.CreateKey(cpb.CreateKeyRequest(label="treasury", request_id="batch.7"), None)
+    rec = svc.db.get_request("batch.7")
+    assert rec is not None and rec.state == "failed" and rec.attempts == 1, rec
+    entries = [e for e in svc.audit.entries() if e.action == "key-create"]
+    assert [(e.request_id, e.outcome) for e in entries] == [("batch.7", "failed")]
+    assert entries[0].details["label"] == "treasury" and entries[0].details["reason"]
+    if isinstance(exc, sqlite3.OperationalError):
+        assert rec.error_code == grpc.StatusCode.UNAVAILABLE.value[0]
+    assert not svc._running and svc._active == 0
+
+
+def test_a_failing_audit_log_still_ends_the_request_failed(svc: CoordinatorService) -> None:
+    fail_with(svc, RpcError(grpc.StatusCode.ABORTED, "keygen aborted"))
+    svc.audit.close()  # appending now raises
+    with pytest.raises(RpcError) as e:
+        svc.CreateKey(cpb.CreateKeyRequest(label="treasury", request_id="k-1"), None)
+    assert e.value.code == grpc.StatusCode.ABORTED
+    rec = svc.db.get_request("k-1")
+    assert rec is not None and rec.state == "failed"
