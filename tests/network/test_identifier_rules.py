@@ -22,8 +22,9 @@ def test_no_product_code_validates_with_re_match() -> None:
 
 
 def test_trailing_newline_is_refused() -> None:
-    from coordinator.service import _REQUEST_ID
+    from governance.text import NAME_RE, REQUEST_ID_RE
     from mpcnet.common.config import _HOSTPORT
 
-    assert _REQUEST_ID.fullmatch("req-1") and not _REQUEST_ID.fullmatch("req-1\n")
+    assert REQUEST_ID_RE.fullmatch("req-1") and not REQUEST_ID_RE.fullmatch("req-1\n")
+    assert NAME_RE.fullmatch("node-1") and not NAME_RE.fullmatch("node-1\n")
     assert _HOSTPORT.fullmatch("localhost:7000") and not _HOSTPORT.fullmatch("localhost:7000\n")
