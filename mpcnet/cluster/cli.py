@@ -50,7 +50,7 @@ from mpcnet.cluster.launcher import (
     read_params,
 )
 from mpcnet.common import cliutil
-from mpcnet.common.cliutil import AsciiInt, AsciiSeconds
+from mpcnet.common.cliutil import AsciiInt, AsciiSeconds, PathArg
 from mpcnet.common.config import write_json
 from mpcnet.common.datadir import DataDirBusy, hold_data_dirs, lock_holder
 from mpcnet.common.keystore import MAX_SCRYPT_N, MIN_SCRYPT_N
@@ -354,21 +354,8 @@ def _usage(message: str) -> click.UsageError:
     return click.UsageError(message, click.get_current_context(silent=True))
 
 
-class DirPath(click.ParamType[Path]):
-    """A directory path as given (not resolved here): non-empty, no NUL, at most 4096 characters."""
-
-    name = "DIR"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Path:
-        if isinstance(value, Path):
-            return value
-        if not isinstance(value, str) or not value or "\x00" in value or len(value) > 4096:
-            self.fail(f"must be a directory path (non-empty, no NUL, at most 4096 characters), got {quote(value)}", param, ctx)
-        return Path(value)
-
-
 def _dir_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    return click.option("--dir", "directory", required=True, type=DirPath(), metavar="DIR", help=help_text)
+    return click.option("--dir", "directory", required=True, type=PathArg("DIR"), help=help_text)
 
 
 def _json_option(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -462,9 +449,15 @@ def cmd_up(directory: Path, nodes: int | None, threshold: int | None, foreground
         if left:  # before prepare(), which would give the new configs other ports
             raise Failed(f"{d}: {_describe(left)} still running without a supervisor; stop them first ('mpc-cluster stop --dir {d}')")
     progress = Progress(quiet=quiet)
-    progress(f"{'starting the' if existed else 'creating a'} {threshold}-of-{nodes} cluster in {d}")
+    headline = [f"{'starting the' if existed else 'creating a'} {threshold}-of-{nodes} cluster in {d}"]
+
+    def preparing(message: str) -> None:  # from prepare(), once DIR exists: a usage error before stays one line
+        while headline:
+            progress(headline.pop())
+        progress(message)
+
     try:
-        lay = prepare(d, nodes, threshold, scrypt_n=scrypt_n, test_mode=test_mode, progress=progress)
+        lay = prepare(d, nodes, threshold, scrypt_n=scrypt_n, test_mode=test_mode, progress=preparing)
         lay.info_path.unlink(missing_ok=True)
         sup_out = lay.log("supervisor").with_suffix(".out")
         out = open(sup_out, "ab")

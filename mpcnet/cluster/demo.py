@@ -31,7 +31,7 @@ import click
 from governance.text import escape, quote
 from mpcnet.cluster.launcher import MAX_LOCAL_NODES, ClusterError, check_topology, child_env, read_params
 from mpcnet.common import cliutil
-from mpcnet.common.cliutil import AsciiInt
+from mpcnet.common.cliutil import AsciiInt, PathArg
 
 PROG = "scripts/demo"
 MAX_MESSAGE = 1000
@@ -60,20 +60,9 @@ def verify_with_openssl(public_key_hex: str, der_hex: str, digest: bytes) -> Non
     pub.verify(bytes.fromhex(der_hex), digest, ec.ECDSA(Prehashed(hashes.SHA256())))  # raises if invalid
 
 
-class _DemoDir(click.ParamType[Path]):
-    name = "DIR"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Path:
-        if isinstance(value, Path):
-            return value
-        if not isinstance(value, str) or not value or "\x00" in value or len(value) > 4096:
-            self.fail(f"must be a directory path (non-empty, no NUL, at most 4096 characters), got {quote(value)}", param, ctx)
-        return Path(value)
-
-
 @click.command(name=PROG, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
                epilog="\b\nExit codes: 0 success, 1 a step failed, 2 usage error, 130 interrupted (Ctrl-C).")
-@click.option("--dir", "directory", type=_DemoDir(), default=None, metavar="DIR",
+@click.option("--dir", "directory", type=PathArg("DIR"), default=None,
               help="cluster directory (default: a fresh temporary one, deleted at the end unless --keep is given)")
 @click.option("--nodes", type=AsciiInt(2, MAX_LOCAL_NODES), default=None,
               help="nodes of a new cluster [default: 5; an existing --dir: its own]")
@@ -97,6 +86,10 @@ def demo(directory: Path | None, nodes: int | None, threshold: int | None, messa
         d = directory.expanduser().resolve()
         if d.exists() and not d.is_dir():
             raise click.BadParameter(f"{d} exists and is not a directory", param_hint="'--dir'")
+        try:  # here, not in 'mpc-cluster up', so that a bad --dir is one line, exit 2
+            d.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise click.BadParameter(f"cannot create {d}: {e.strerror or type(e).__name__}", param_hint="'--dir'") from None
         try:
             params = read_params(d)
         except ClusterError as e:

@@ -10,6 +10,7 @@ Exit codes (:func:`run`):
 * 130 when interrupted (Ctrl-C, SIGINT): ``PROG: interrupted``;
 * 141 (128 + SIGPIPE) when the reader of stdout went away (``PROG status --json | head -1``):
   nothing is printed, the rest of the output is discarded;
+* a :class:`click.ClickException`'s own code (1 for the commands' "failed"): ``PROG: MESSAGE``;
 * 1 for anything unexpected: ``PROG: failed: TYPE: MESSAGE`` on one line.
 
 Every message is passed through :func:`governance.text.escape`, so a caller's text in it (a path,
@@ -23,6 +24,7 @@ import os
 import re
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import click
@@ -83,6 +85,26 @@ class AsciiSeconds(click.ParamType[float]):
         return s
 
 
+class PathArg(click.ParamType[Path]):
+    """A file or directory path as given (not resolved, not checked for existence: the command
+    says what is wrong with it): non-empty, no NUL, at most 4096 characters."""
+
+    name = "path"
+
+    def __init__(self, metavar: str = "PATH") -> None:
+        self.metavar = metavar
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Path:
+        if isinstance(value, Path):
+            return value
+        if not isinstance(value, str) or not value or "\x00" in value or len(value) > 4096:
+            self.fail(f"must be a path (non-empty, no NUL, at most 4096 characters), got {quote(value)}", param, ctx)
+        return Path(value)
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return self.metavar
+
+
 def say(prog: str, message: str) -> None:
     """``PROG: MESSAGE`` on stderr, escaped to one line."""
     with contextlib.suppress(OSError, ValueError):
@@ -124,7 +146,7 @@ def run(command: click.Command, argv: Sequence[str] | None, prog: str) -> int:
         say(prog, _usage_line(prog, e))
         return EXIT_USAGE
     except click.ClickException as e:
-        say(prog, f"error: {e.format_message()}")
+        say(prog, e.format_message())
         return e.exit_code
     except KeyboardInterrupt:
         say(prog, "interrupted")
