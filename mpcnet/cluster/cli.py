@@ -34,7 +34,7 @@ from typing import Any, BinaryIO, TypeGuard
 
 import click
 
-from governance.text import escape, quote
+from governance.text import escape
 from mpcnet.cluster.launcher import (
     MAX_LOCAL_NODES,
     ClusterError,
@@ -197,14 +197,16 @@ class Supervisor:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
                 done = trio.Event()
+                starting = trio.CancelScope()
 
                 async def start() -> None:
                     nonlocal rc
-                    if not await self.start_all(nursery):
-                        rc = 1
-                        self.status = "failed"
-                        self.write_info()
-                        done.set()
+                    with starting:
+                        if not await self.start_all(nursery):
+                            rc = 1
+                            self.status = "failed"
+                            self.write_info()
+                            done.set()
 
                 async def watch() -> None:
                     nonlocal rc
@@ -216,11 +218,10 @@ class Supervisor:
                         done.set()
                         return
 
-                with trio.CancelScope() as starting:
-                    nursery.start_soon(watch)
-                    nursery.start_soon(start)
-                    await done.wait()
-                    starting.cancel()
+                nursery.start_soon(watch)
+                nursery.start_soon(start)
+                await done.wait()
+                starting.cancel()  # a signal while starting: no more waiting for health
                 await self.stop_all()
                 nursery.cancel_scope.cancel()
         if self.status != "failed":
@@ -278,6 +279,10 @@ class Supervisor:
             finally:
                 out.close()
             self.procs[name] = proc
+            if self.stopping:  # spawned while stop_all() signalled the others: it missed this one
+                proc.kill()
+                await proc.wait()
+                return
             if self.status == "running":
                 self.write_info()
             started = time.monotonic()
@@ -355,23 +360,16 @@ def _usage(message: str) -> click.UsageError:
 
 
 def _dir_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    return click.option("--dir", "directory", required=True, type=PathArg("DIR"), help=help_text)
+    return click.option("--dir", "directory", required=True, type=PathArg("DIR", resolve=True), help=help_text)
 
 
 def _json_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--json", "as_json", is_flag=True, help="print the status as one JSON document on stdout")(f)
 
 
-def _resolve(directory: Path) -> Path:
-    try:
-        return directory.expanduser().resolve()
-    except (OSError, RuntimeError) as e:
-        raise _usage(f"--dir: cannot resolve {quote(str(directory))}: {e}") from None
-
-
 def _layout(directory: Path) -> Layout:
     try:
-        return load_layout(_resolve(directory))
+        return load_layout(directory)
     except ClusterError as e:
         raise _usage(str(e)) from None
 
@@ -435,7 +433,7 @@ def cmd_up(directory: Path, nodes: int | None, threshold: int | None, foreground
 
     Progress goes to stderr, the final status to stdout. Ctrl-C stops what was started (exit 130).
     """
-    d = _resolve(directory)
+    d = directory  # absolute (PathArg)
     if d.exists() and not d.is_dir():
         raise _usage(f"--dir: {d} exists and is not a directory")
     nodes, threshold, existed = _topology(d, nodes, threshold)

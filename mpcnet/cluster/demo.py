@@ -62,7 +62,7 @@ def verify_with_openssl(public_key_hex: str, der_hex: str, digest: bytes) -> Non
 
 @click.command(name=PROG, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
                epilog="\b\nExit codes: 0 success, 1 a step failed, 2 usage error, 130 interrupted (Ctrl-C).")
-@click.option("--dir", "directory", type=PathArg("DIR"), default=None,
+@click.option("--dir", "directory", type=PathArg("DIR", resolve=True), default=None,
               help="cluster directory (default: a fresh temporary one, deleted at the end unless --keep is given)")
 @click.option("--nodes", type=AsciiInt(2, MAX_LOCAL_NODES), default=None,
               help="nodes of a new cluster [default: 5; an existing --dir: its own]")
@@ -83,7 +83,7 @@ def demo(directory: Path | None, nodes: int | None, threshold: int | None, messa
     except UnicodeEncodeError:  # undecodable bytes in argv (surrogate escapes)
         raise click.BadParameter(f"must be valid UTF-8, got {quote(message)}", param_hint="'--message'") from None
     if directory is not None:
-        d = directory.expanduser().resolve()
+        d = directory
         if d.exists() and not d.is_dir():
             raise click.BadParameter(f"{d} exists and is not a directory", param_hint="'--dir'")
         try:  # here, not in 'mpc-cluster up', so that a bad --dir is one line, exit 2
@@ -112,7 +112,7 @@ def demo(directory: Path | None, nodes: int | None, threshold: int | None, messa
 
 def _demo(directory: Path | None, nodes: int, threshold: int, message: str, keep: bool) -> int:
     temp = directory is None
-    d = Path(tempfile.mkdtemp(prefix="mpcnet-demo-")) if directory is None else directory.expanduser().resolve()
+    d = Path(tempfile.mkdtemp(prefix="mpcnet-demo-")) if directory is None else directory
     cluster = ["--dir", str(d)]
     shown = escape(str(d))
     mpc_base = ["mpcnet.client.cli", "--cluster", str(d)]

@@ -86,20 +86,28 @@ class AsciiSeconds(click.ParamType[float]):
 
 
 class PathArg(click.ParamType[Path]):
-    """A file or directory path as given (not resolved, not checked for existence: the command
-    says what is wrong with it): non-empty, no NUL, at most 4096 characters."""
+    """A file or directory path (not checked for existence: the command says what is wrong with
+    it): non-empty, no NUL, at most 4096 characters; with ``resolve``, ``~`` expanded and made
+    absolute (a usage error if that fails: an unknown user, an unreadable parent)."""
 
     name = "path"
 
-    def __init__(self, metavar: str = "PATH") -> None:
-        self.metavar = metavar
+    def __init__(self, metavar: str = "PATH", *, resolve: bool = False) -> None:
+        self.metavar, self.resolve = metavar, resolve
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Path:
         if isinstance(value, Path):
-            return value
-        if not isinstance(value, str) or not value or "\x00" in value or len(value) > 4096:
+            path = value
+        elif not isinstance(value, str) or not value or "\x00" in value or len(value) > 4096:
             self.fail(f"must be a path (non-empty, no NUL, at most 4096 characters), got {quote(value)}", param, ctx)
-        return Path(value)
+        else:
+            path = Path(value)
+        if not self.resolve:
+            return path
+        try:
+            return path.expanduser().resolve()
+        except (OSError, RuntimeError) as e:
+            self.fail(f"cannot resolve {quote(str(path))}: {getattr(e, 'strerror', None) or e}", param, ctx)
 
     def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
         return self.metavar

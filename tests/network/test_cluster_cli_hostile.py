@@ -33,7 +33,8 @@ HOSTILE_VALUES = [
 ]
 """Values every option with a value gets, one option at a time (the other arguments stay
 refusable, so whatever the option accepts, the command stops before it acts)."""
-HOSTILE_PATHS = ["", "\x00", "a" * 5000, "{tmp}/a-regular-file", "{tmp}/a-regular-file/x", "{tmp}/ctl\x1b[2J\nfile"]
+HOSTILE_PATHS = ["", "\x00", "a" * 5000, "{tmp}/a-regular-file", "{tmp}/a-regular-file/x", "{tmp}/ctl\x1b[2J\nfile",
+                 "~no-such-user-here/x"]
 """Values the path option (``--dir``, ``--config``: the one the base arguments make refusable)
 gets: none is a usable path, so no command acts on it."""
 
