@@ -377,7 +377,7 @@ def _layout(directory: Path) -> Layout:
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-@click.group(name=PROG, context_settings=CONTEXT, epilog=EPILOG)
+@click.group(name=PROG, context_settings=CONTEXT, epilog=EPILOG, no_args_is_help=False)
 def cli() -> None:
     """A local development cluster (n share-holder nodes and a coordinator on localhost, mTLS,
     a dev CA and demo identities), supervised by a detached process.

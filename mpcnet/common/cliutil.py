@@ -119,9 +119,20 @@ def say(prog: str, message: str) -> None:
         print(f"{prog}: {escape(message)}", file=sys.stderr, flush=True)
 
 
-def _usage_line(prog: str, e: click.UsageError) -> str:
-    where = e.ctx.command_path if e.ctx is not None else prog
-    return f"error: {e.format_message()} (see '{where} --help')"
+def _command_path(command: click.Command, args: Sequence[str], prog: str) -> str:
+    """``PROG SUB ...``: the (sub)command ``args`` name, for an error raised without a context."""
+    words = [prog]
+    for arg in args:
+        if not isinstance(command, click.Group) or arg not in command.commands:
+            break
+        command = command.commands[arg]
+        words.append(arg)
+    return " ".join(words)
+
+
+def _usage_line(command: click.Command, args: Sequence[str], prog: str, e: click.UsageError) -> str:
+    where = e.ctx.command_path if e.ctx is not None and e.ctx.command is not command else _command_path(command, args, prog)
+    return f"error: {e.format_message()} (see '{escape(where)} --help')"
 
 
 def _discard_stdout() -> None:
@@ -151,7 +162,7 @@ def run(command: click.Command, argv: Sequence[str] | None, prog: str) -> int:
         except click.exceptions.Abort as e:  # click's name for KeyboardInterrupt and EOF at a prompt
             raise KeyboardInterrupt from e
     except click.UsageError as e:
-        say(prog, _usage_line(prog, e))
+        say(prog, _usage_line(command, args, prog, e))
         return EXIT_USAGE
     except click.ClickException as e:
         say(prog, e.format_message())

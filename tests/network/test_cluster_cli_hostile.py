@@ -68,6 +68,9 @@ def _programs(tmp_path: Path) -> list[tuple[str, Main, click.Command, list[str]]
 def _cases(tmp_path: Path) -> Iterator[tuple[str, Main, list[str]]]:
     """(label, main, argv) for every command and every hostile argument."""
     for prog, main, root, base in _programs(tmp_path):
+        if isinstance(root, click.Group):
+            yield f"{prog} no command", main, []
+            yield f"{prog} unknown command", main, ["no-such-command\x1b[0m"]
         for path, cmd in _commands(root):
             words = list(path)
             yield f"{prog} {words} unknown option", main, [*words, *base, "--no-such-option"]
@@ -129,6 +132,7 @@ def test_every_command_refuses_hostile_arguments_with_one_line_and_exit_2(
         (["--timeout", "-1"], "must be a number of seconds in ASCII digits, got '-1'"),
         (["--scrypt-n", "3"], "must be in [1024, 1048576], got 3"),
         (["--scrypt-n", "3000"], "scrypt-n: must be a power of two"),
+        (["--nodes"], "Option '--nodes' requires an argument. (see 'mpc-cluster up --help')"),
     ],
 )
 def test_up_refuses_a_bad_topology_before_writing_anything(
