@@ -8,19 +8,21 @@ enabled. SIGTERM/SIGINT stop it gracefully.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import threading
 from concurrent import futures
 from pathlib import Path
 
+import click
 import grpc
 
 from coordinator.config import CoordinatorConfig, load_coordinator_config
 from coordinator.roles import allowed
 from coordinator.service import CoordinatorService
 from governance.errors import GovernanceError
+from mpcnet.common import cliutil
+from mpcnet.common.cliutil import PathArg
 from mpcnet.common.config import ConfigError, setup_logging
 from mpcnet.common.datadir import hold_data_dirs
 from mpcnet.common.keystore import KeystoreError, load_keystore, read_passphrase
@@ -97,22 +99,32 @@ def _serve(cfg: CoordinatorConfig, stop: threading.Event | None) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="mpc-coordinator", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", required=True, type=Path, help="coordinator configuration (JSON)")
-    args = ap.parse_args(argv)
+class _Failed(click.ClickException):
+    exit_code = 1
+
+
+@click.command(name="mpc-coordinator", help=__doc__, context_settings={"help_option_names": ["-h", "--help"]},
+               epilog="\b\nExit codes: 0 stopped cleanly, 1 cannot start (see the log), 2 usage error or bad config, 130 interrupted.")
+@click.option("--config", required=True, type=PathArg("FILE"), help="coordinator configuration (JSON)")
+def _command(config: Path) -> int:
     try:
-        cfg = load_coordinator_config(args.config)
+        cfg = load_coordinator_config(config)
     except ConfigError as e:
-        print(f"mpc-coordinator: {e}", file=sys.stderr)
-        return 2
+        raise click.UsageError(str(e)) from None
     setup_logging(cfg.log_file, cfg.name, cfg.log_level)
     try:
         return run(cfg)
     except (PkiError, OSError, RuntimeError, KeystoreError, GovernanceError) as e:
         log.error("cannot start: %s", e)
-        print(f"mpc-coordinator: cannot start: {e}", file=sys.stderr)
-        return 1
+        raise _Failed(f"cannot start: {e}") from None
+    except Exception:
+        log.exception("crashed")
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``mpc-coordinator``: returns the exit code; errors are one line on stderr, never a traceback."""
+    return cliutil.run(_command, argv, "mpc-coordinator")
 
 
 if __name__ == "__main__":

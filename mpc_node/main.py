@@ -10,13 +10,13 @@ SIGTERM/SIGINT stop the server gracefully (in-flight calls get a few seconds).
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import threading
 from concurrent import futures
 from pathlib import Path
 
+import click
 import grpc
 
 from governance.errors import GovernanceError
@@ -24,6 +24,8 @@ from mpc_node.clock import NodeClock
 from mpc_node.config import NodeConfig, load_node_config
 from mpc_node.service import NodeService
 from mpc_node.storage import NodeStore, StoreError
+from mpcnet.common import cliutil
+from mpcnet.common.cliutil import PathArg
 from mpcnet.common.config import ConfigError, setup_logging
 from mpcnet.common.datadir import hold_data_dirs
 from mpcnet.common.keystore import KeystoreError, load_keystore, read_passphrase
@@ -124,22 +126,32 @@ def _serve(cfg: NodeConfig, ready: threading.Event | None, stop: threading.Event
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="mpc-node", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", required=True, type=Path, help="node configuration (JSON)")
-    args = ap.parse_args(argv)
+class _Failed(click.ClickException):
+    exit_code = 1
+
+
+@click.command(name="mpc-node", help=__doc__, context_settings={"help_option_names": ["-h", "--help"]},
+               epilog="\b\nExit codes: 0 stopped cleanly, 1 cannot start (see the log), 2 usage error or bad config, 130 interrupted.")
+@click.option("--config", required=True, type=PathArg("FILE"), help="node configuration (JSON)")
+def _command(config: Path) -> int:
     try:
-        cfg = load_node_config(args.config)
+        cfg = load_node_config(config)
     except ConfigError as e:
-        print(f"mpc-node: {e}", file=sys.stderr)
-        return 2
+        raise click.UsageError(str(e)) from None
     setup_logging(cfg.log_file, cfg.name, cfg.log_level)
     try:
         return run(cfg)
     except (KeystoreError, StoreError, PkiError, OSError, RuntimeError, GovernanceError) as e:
         log.error("cannot start: %s", e)
-        print(f"mpc-node: cannot start: {e}", file=sys.stderr)
-        return 1
+        raise _Failed(f"cannot start: {e}") from None
+    except Exception:
+        log.exception("crashed")
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``mpc-node``: returns the exit code; errors are one line on stderr, never a traceback."""
+    return cliutil.run(_command, argv, "mpc-node")
 
 
 if __name__ == "__main__":

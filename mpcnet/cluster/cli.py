@@ -1,21 +1,25 @@
 """``mpc-cluster``: a local development cluster, supervised with trio.
 
-    mpc-cluster up --nodes 5 --threshold 3 --dir DIR [--foreground]
+    mpc-cluster up --dir DIR [--nodes 5 --threshold 3] [--foreground] [--quiet] [--json]
     mpc-cluster status --dir DIR [--json]
     mpc-cluster stop --dir DIR
 
 ``up`` creates (on first use) a dev CA, every certificate, the nodes' keystores and passphrase
 files and all configs in DIR, starts n nodes and the coordinator on free localhost ports, waits
 until every process is healthy, writes ``DIR/cluster.json`` and returns, leaving a detached
-supervisor running. With ``--foreground`` the supervisor stays attached; Ctrl-C stops
-everything. The supervisor restarts a process that crashes and reports it (its log, the
-``restarts`` counters in cluster.json and ``status``). Re-running ``up`` on an existing DIR
-reuses its CA, keys and data.
+supervisor running; it reports each step on stderr with its timing (``--quiet``: none). With
+``--foreground`` the supervisor stays attached; Ctrl-C stops everything. The supervisor restarts a
+process that crashes and reports it (its log, the ``restarts`` counters in cluster.json and
+``status``). Re-running ``up`` on an existing DIR reuses its CA, keys, data and topology (a
+conflicting ``--nodes``/``--threshold`` is a usage error). Ctrl-C during ``up`` stops what it
+started and exits 130; the next ``up`` completes what is missing.
+
+Every ending is one exit code and at most one line on stderr (:mod:`mpcnet.common.cliutil`):
+see :data:`EPILOG`.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import logging
@@ -24,23 +28,49 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any, BinaryIO, TypeGuard
 
+import click
+
+from governance.text import escape
 from mpcnet.cluster.launcher import (
+    MAX_LOCAL_NODES,
     ClusterError,
     Layout,
     check_health,
+    check_topology,
     child_env,
     command,
     info_doc,
     initial_attestation,
     load_layout,
     prepare,
+    read_params,
 )
+from mpcnet.common import cliutil
+from mpcnet.common.cliutil import AsciiInt, AsciiSeconds, PathArg
 from mpcnet.common.config import write_json
 from mpcnet.common.datadir import DataDirBusy, hold_data_dirs, lock_holder
+from mpcnet.common.keystore import MAX_SCRYPT_N, MIN_SCRYPT_N
 
+PROG = "mpc-cluster"
+DEFAULT_NODES = 5
+DEFAULT_THRESHOLD = 3
+PROGRESS_PREFIX = "progress: "
+"""How the detached supervisor marks, in ``logs/supervisor.out``, the lines ``up`` relays to stderr."""
+EXIT_NOT_RUNNING = 3
+EPILOG = f"""\b
+Exit codes:
+  0    success (up: the cluster is running and healthy; stop: nothing of it runs)
+  1    failed: a process did not become healthy, or stop left processes running
+  2    usage error: bad arguments, DIR is not a (usable) cluster directory or holds
+       another topology, DIR cannot be written
+  {EXIT_NOT_RUNNING}    status only: the cluster is not running, or a process is not healthy
+  130  interrupted (Ctrl-C); what up had started is stopped
+  141  stdout was closed by its reader (status --json | head -1); output discarded
+"""
 log = logging.getLogger("mpc-cluster")
 STOP_GRACE_S = 10.0
 
@@ -96,13 +126,52 @@ def _read_info(lay: Layout) -> dict[str, Any] | None:
         return None
 
 
+# --- progress ---------------------------------------------------------------------------------
+
+
+class Progress:
+    """``mpc-cluster: [  4.2s] MESSAGE`` lines on stderr (escaped; the time since ``up`` began),
+    or nothing when quiet."""
+
+    def __init__(self, *, quiet: bool) -> None:
+        self.quiet = quiet
+        self.t0 = time.monotonic()
+
+    def __call__(self, message: str) -> None:
+        if not self.quiet:
+            cliutil.say(PROG, f"[{time.monotonic() - self.t0:6.1f}s] {message}")
+
+
+def _to_file(message: str) -> None:
+    """The detached supervisor's progress: a marked line on its stdout (``logs/supervisor.out``),
+    which ``up`` relays while it waits."""
+    with contextlib.suppress(OSError, ValueError):
+        print(PROGRESS_PREFIX + escape(message), flush=True)
+
+
+class _Relay:
+    """Relays the marked progress lines the supervisor appends to ``logs/supervisor.out``."""
+
+    def __init__(self, f: BinaryIO, progress: Progress) -> None:
+        self.f, self.progress, self.buf = f, progress, b""
+
+    def poll(self) -> None:
+        self.buf += self.f.read(1 << 16)
+        *lines, self.buf = self.buf.split(b"\n")
+        marker = PROGRESS_PREFIX.encode()
+        for line in lines:
+            if line.startswith(marker):
+                self.progress(line[len(marker):].decode("utf-8", "replace"))
+
+
 # --- the supervisor --------------------------------------------------------------------------
 
 
 class Supervisor:
-    def __init__(self, lay: Layout, *, echo: bool) -> None:
+    def __init__(self, lay: Layout, *, echo: bool, progress: Callable[[str], None]) -> None:
         self.lay = lay
         self.echo = echo
+        self.progress = progress
         self.procs: dict[str, Any] = {}
         self.restarts: dict[str, int] = {}
         self.stopping = False
@@ -111,51 +180,88 @@ class Supervisor:
     def say(self, msg: str) -> None:
         log.info("%s", msg)
         if self.echo:
-            print(f"mpc-cluster: {msg}", flush=True)
+            print(f"{PROG}: {escape(msg)}", flush=True)
 
     def write_info(self) -> None:
         pids = {n: p.pid for n, p in self.procs.items() if p.returncode is None}
         write_json(self.lay.info_path, info_doc(self.lay, pids, os.getpid(), self.status, self.restarts))
 
     async def run(self) -> int:
+        """Start the nodes, then the coordinator, each once the ones before are healthy; keep them
+        running until SIGINT/SIGTERM, which (also while starting) stops them all. Returns 0 when
+        stopped by a signal once running, 1 if a process never became healthy, 130 if a signal
+        came while starting."""
         import trio
 
-        async with trio.open_nursery() as nursery:
-            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                nodes = [f"node-{i}" for i in range(1, self.lay.nodes + 1)]
-                for name in nodes:
-                    nursery.start_soon(self.keep_running, name)
-                ok = await self.wait_healthy(nodes, 60.0)
-                if ok:
-                    nursery.start_soon(self.keep_running, "coordinator")
-                    ok = await self.wait_healthy(["coordinator"], 60.0)
-                if not ok:
-                    self.status = "failed"
-                    self.write_info()
-                    await self.stop_all()
-                    nursery.cancel_scope.cancel()
-                    return 1
-                self.write_info()  # cluster.json (still "starting") for the attesting client
-                try:  # development only: the launcher holds admin1's key
-                    await trio.to_thread.run_sync(initial_attestation, self.lay)
-                except Exception as e:  # signing then waits for `mpc policy attest`
-                    self.say(f"could not attest the initial policies ({type(e).__name__}: {e}); run 'mpc policy attest'")
-                self.status = "running"
-                self.write_info()
-                eps = self.lay.endpoints()
-                self.say(
-                    f"{self.lay.threshold}-of-{self.lay.nodes} cluster running; coordinator at {eps['coordinator']}; "
-                    f"details in {self.lay.info_path}"
-                )
-                async for sig in signals:
-                    self.say(f"signal {sig}: stopping the cluster")
-                    break
+        rc = 0
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                done = trio.Event()
+                starting = trio.CancelScope()
+
+                async def start() -> None:
+                    nonlocal rc
+                    with starting:
+                        if not await self.start_all(nursery):
+                            rc = 1
+                            self.status = "failed"
+                            self.write_info()
+                            done.set()
+
+                async def watch() -> None:
+                    nonlocal rc
+                    async for sig in signals:
+                        self.say(f"signal {sig}: stopping the cluster")
+                        if self.status == "starting":
+                            rc = 130
+                            self.progress(f"signal {sig}: stopping the cluster while it starts")
+                        done.set()
+                        return
+
+                nursery.start_soon(watch)
+                nursery.start_soon(start)
+                await done.wait()
+                starting.cancel()  # a signal while starting: no more waiting for health
                 await self.stop_all()
                 nursery.cancel_scope.cancel()
-        self.status = "stopped"
+        if self.status != "failed":
+            self.status = "stopped"
         self.write_info()
         self.say("stopped")
-        return 0
+        return rc
+
+    async def start_all(self, nursery: Any) -> bool:
+        """Start every process and wait until it is healthy; attest the initial policies.
+        False if one did not become healthy (after writing why)."""
+        import trio
+
+        nodes = [f"node-{i}" for i in range(1, self.lay.nodes + 1)]
+        for name in nodes:
+            self.progress(f"starting {name}")
+            nursery.start_soon(self.keep_running, name)
+        self.progress(f"waiting for {len(nodes)} nodes to become healthy")
+        if not await self.wait_healthy(nodes, 60.0):
+            return False
+        self.progress("starting the coordinator")
+        nursery.start_soon(self.keep_running, "coordinator")
+        if not await self.wait_healthy(["coordinator"], 60.0):
+            return False
+        self.write_info()  # cluster.json (still "starting") for the attesting client
+        self.progress("attesting the initial policies (as admin1)")
+        try:  # development only: the launcher holds admin1's key
+            await trio.to_thread.run_sync(initial_attestation, self.lay, abandon_on_cancel=True)
+        except Exception as e:  # signing then waits for `mpc policy attest`
+            msg = f"could not attest the initial policies ({type(e).__name__}: {e}); run 'mpc policy attest'"
+            self.say(msg)
+            self.progress(msg)
+        self.status = "running"
+        self.write_info()
+        eps = self.lay.endpoints()
+        self.say(
+            f"{self.lay.threshold}-of-{self.lay.nodes} cluster running; coordinator at {eps['coordinator']}; "
+            f"details in {self.lay.info_path}"
+        )
+        return True
 
     async def keep_running(self, name: str) -> None:
         import trio
@@ -173,6 +279,10 @@ class Supervisor:
             finally:
                 out.close()
             self.procs[name] = proc
+            if self.stopping:  # spawned while stop_all() signalled the others: it missed this one
+                proc.kill()
+                await proc.wait()
+                return
             if self.status == "running":
                 self.write_info()
             started = time.monotonic()
@@ -189,13 +299,17 @@ class Supervisor:
         import trio
 
         eps = self.lay.endpoints()
-        deadline = time.monotonic() + timeout
+        t0 = time.monotonic()
+        deadline = t0 + timeout
         for name in names:
             while not await trio.to_thread.run_sync(check_health, self.lay, eps[name], 1.0):
                 if time.monotonic() > deadline:
-                    self.say(f"{name} did not become healthy within {timeout:.0f}s; see {self.lay.log(name)}")
+                    msg = f"{name} did not become healthy within {timeout:.0f}s; see {self.lay.log(name)}"
+                    self.say(msg)
+                    self.progress(msg)
                     return False
                 await trio.sleep(0.1)
+            self.progress(f"{name} healthy (after {time.monotonic() - t0:.1f}s)")
         return True
 
     async def stop_all(self) -> None:
@@ -218,7 +332,7 @@ class Supervisor:
                 await p.wait()
 
 
-def supervise(lay: Layout, *, echo: bool) -> int:
+def supervise(lay: Layout, *, echo: bool, progress: Callable[[str], None]) -> int:
     import trio
 
     from mpcnet.common.config import setup_logging
@@ -226,66 +340,202 @@ def supervise(lay: Layout, *, echo: bool) -> int:
     setup_logging(lay.log("supervisor"), "supervisor")
     try:
         with hold_data_dirs([lay.dir]):  # what marks this process as the cluster's supervisor
-            return trio.run(Supervisor(lay, echo=echo).run)
+            return trio.run(Supervisor(lay, echo=echo, progress=progress).run)
     except DataDirBusy as e:
-        print(f"mpc-cluster: another supervisor runs this cluster ({e})", file=sys.stderr)
-        return 1
+        raise Failed(f"another supervisor runs this cluster ({e})") from None
 
 
 # --- commands --------------------------------------------------------------------------------
 
 
-def cmd_up(args: argparse.Namespace) -> int:
-    d = Path(args.dir).resolve()
+class Failed(click.ClickException):
+    """The command failed (exit 1); the message is one line on stderr."""
+
+    exit_code = 1
+
+
+def _usage(message: str) -> click.UsageError:
+    """A usage error (exit 2) of the running command: ``mpc-cluster: error: MESSAGE (see ...)``."""
+    return click.UsageError(message, click.get_current_context(silent=True))
+
+
+def _dir_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option("--dir", "directory", required=True, type=PathArg("DIR", resolve=True), help=help_text)
+
+
+def _json_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True, help="print the status as one JSON document on stdout")(f)
+
+
+def _layout(directory: Path) -> Layout:
     try:
-        existing = load_layout(d) if (d / "cluster-params.json").exists() else None
-    except ClusterError:
-        existing = None
-    if existing is not None:
+        return load_layout(directory)
+    except ClusterError as e:
+        raise _usage(str(e)) from None
+
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(name=PROG, context_settings=CONTEXT, epilog=EPILOG, no_args_is_help=False)
+def cli() -> None:
+    """A local development cluster (n share-holder nodes and a coordinator on localhost, mTLS,
+    a dev CA and demo identities), supervised by a detached process.
+
+    \b
+      mpc-cluster up --dir DIR [--nodes 5 --threshold 3]   create on first use, start, wait until healthy
+      mpc-cluster status --dir DIR [--json]                processes, endpoints, health
+      mpc-cluster stop --dir DIR                           stop (the data stays in DIR)
+    """
+
+
+def _topology(d: Path, nodes: int | None, threshold: int | None) -> tuple[int, int, bool]:
+    """(nodes, threshold, whether DIR already holds a cluster): DIR's stored topology, or the
+    flags' (defaults 5 and min(3, nodes)) for a new DIR. Usage error on a conflict."""
+    try:
+        params = read_params(d)
+    except ClusterError as e:
+        raise _usage(str(e)) from None
+    if params is not None:
+        held = (params["nodes"], params["threshold"])
+        if (nodes is not None and nodes != held[0]) or (threshold is not None and threshold != held[1]):
+            raise _usage(
+                f"{d} holds a {held[1]}-of-{held[0]} cluster; run 'mpc-cluster up --dir {d}' without "
+                f"--nodes/--threshold, or use a new --dir"
+            )
+        return held[0], held[1], True
+    n = DEFAULT_NODES if nodes is None else nodes
+    t = min(DEFAULT_THRESHOLD, n) if threshold is None else threshold
+    try:
+        check_topology(n, t)
+    except ClusterError as e:
+        raise _usage(str(e)) from None
+    return n, t, False
+
+
+@cli.command("up", epilog=EPILOG)
+@_dir_option("the cluster directory (created on first use; an existing one is reused with its topology)")
+@click.option("--nodes", "-n", type=AsciiInt(2, MAX_LOCAL_NODES), default=None,
+              help=f"number of nodes of a new cluster [default: {DEFAULT_NODES}; an existing DIR: its own]")
+@click.option("--threshold", "-t", type=AsciiInt(2, MAX_LOCAL_NODES), default=None,
+              help=f"signers needed, 2..nodes [default: min({DEFAULT_THRESHOLD}, nodes); an existing DIR: its own]")
+@click.option("--foreground", is_flag=True, help="stay attached; Ctrl-C stops the cluster")
+@_json_option
+@click.option("--quiet", "-q", is_flag=True, help="no progress lines on stderr")
+@click.option("--timeout", type=AsciiSeconds(3600), default=90.0, show_default=True,
+              help="seconds to wait for the cluster to be healthy")
+@click.option("--scrypt-n", type=AsciiInt(MIN_SCRYPT_N, MAX_SCRYPT_N), default=2**15, show_default=True,
+              help="scrypt cost of new keystores/stores, a power of two (tests use 1024)")
+@click.option("--test-mode", is_flag=True, help="nodes honour MPC_TEST_FAULT_FILE (tests only)")
+def cmd_up(directory: Path, nodes: int | None, threshold: int | None, foreground: bool, as_json: bool, quiet: bool,
+           timeout: float, scrypt_n: int, test_mode: bool) -> int:
+    """Create (first use) and start a local cluster; wait until every process is healthy.
+
+    Progress goes to stderr, the final status to stdout. Ctrl-C stops what was started (exit 130).
+    """
+    d = directory  # absolute (PathArg)
+    if d.exists() and not d.is_dir():
+        raise _usage(f"--dir: {d} exists and is not a directory")
+    nodes, threshold, existed = _topology(d, nodes, threshold)
+    if existed:
+        existing = _layout(d)
         sup_pid = _supervisor_pid(existing)
         if sup_pid is not None:
-            print(f"mpc-cluster: already running in {d} (supervisor pid {sup_pid or 'unknown'})")
+            print(escape(f"mpc-cluster: already running in {d} (supervisor pid {sup_pid or 'unknown'})"))
             return 0
         left = _leftovers(existing)
         if left:  # before prepare(), which would give the new configs other ports
-            print(
-                f"mpc-cluster: {d}: {_describe(left)} still running without a supervisor; "
-                f"stop them first ('mpc-cluster stop --dir {d}')", file=sys.stderr,
-            )
-            return 1
+            raise Failed(f"{d}: {_describe(left)} still running without a supervisor; stop them first ('mpc-cluster stop --dir {d}')")
+    progress = Progress(quiet=quiet)
+    headline = [f"{'starting the' if existed else 'creating a'} {threshold}-of-{nodes} cluster in {d}"]
+
+    def preparing(message: str) -> None:  # from prepare(), once DIR exists: a usage error before stays one line
+        while headline:
+            progress(headline.pop())
+        progress(message)
+
     try:
-        lay = prepare(d, args.nodes, args.threshold, scrypt_n=args.scrypt_n, test_mode=args.test_mode)
+        lay = prepare(d, nodes, threshold, scrypt_n=scrypt_n, test_mode=test_mode, progress=preparing)
+        lay.info_path.unlink(missing_ok=True)
+        sup_out = lay.log("supervisor").with_suffix(".out")
+        out = open(sup_out, "ab")
     except ClusterError as e:
-        print(f"mpc-cluster: {e}", file=sys.stderr)
-        return 2
+        raise _usage(str(e)) from None
     except OSError as e:
-        print(f"mpc-cluster: cannot create the cluster in {d}: {e.strerror or type(e).__name__} ({e.filename})", file=sys.stderr)
-        return 2
-    lay.info_path.unlink(missing_ok=True)
-    if args.foreground:
-        return supervise(lay, echo=True)
-    out = open(lay.log("supervisor").with_suffix(".out"), "ab")
-    sup = subprocess.Popen(
-        [sys.executable, "-m", "mpcnet.cluster.cli", "_supervise", "--dir", str(lay.dir)],
-        env=child_env(), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-    )
-    out.close()
-    deadline = time.monotonic() + args.timeout
+        raise _usage(f"cannot create the cluster in {d}: {e.strerror or type(e).__name__} ({e.filename})") from None
+    if foreground:
+        out.close()
+        return supervise(lay, echo=True, progress=progress)
+    with out, open(sup_out, "rb") as tail:
+        tail.seek(0, os.SEEK_END)
+        sup = subprocess.Popen(
+            [sys.executable, "-m", "mpcnet.cluster.cli", "_supervise", "--dir", str(lay.dir)],
+            env=child_env(), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        try:
+            return _wait_up(lay, sup, _Relay(tail, progress), progress, timeout=timeout, as_json=as_json)
+        except KeyboardInterrupt:
+            progress("interrupted: stopping what was started")
+            _stop_starting(lay, sup)
+            raise
+
+
+def _wait_up(lay: Layout, sup: subprocess.Popen[bytes], relay: _Relay, progress: Progress, *, timeout: float, as_json: bool) -> int:
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        relay.poll()
         info = _read_info(lay)
         if info and info.get("status") == "running" and info.get("supervisor_pid") == sup.pid:
-            print_status(lay, info, as_json=args.json)
+            relay.poll()
+            progress(f"ready: {lay.threshold}-of-{lay.nodes} cluster running (supervisor pid {sup.pid})")
+            print_status(lay, info, as_json=as_json)
             return 0
         if (info and info.get("status") == "failed") or sup.poll() is not None:
-            print(f"mpc-cluster: the cluster failed to start; see {lay.log('supervisor')} and {lay.dir / 'logs'}", file=sys.stderr)
-            return 1
+            relay.poll()
+            raise Failed(f"the cluster failed to start; see {lay.log('supervisor')} and {lay.dir / 'logs'}")
         time.sleep(0.1)
-    print(f"mpc-cluster: not healthy within {args.timeout:.0f}s; stopping it", file=sys.stderr)
-    sup.send_signal(signal.SIGTERM)
-    return 1
+    relay.poll()
+    progress(f"not healthy within {timeout:g}s: stopping it")
+    _stop_starting(lay, sup)
+    raise Failed(f"not healthy within {timeout:g}s; see {lay.dir / 'logs'}")
+
+
+def _stop_starting(lay: Layout, sup: subprocess.Popen[bytes]) -> None:
+    """Stop a supervisor ``up`` started (SIGTERM; it stops its children, also while starting) and
+    wait for it; SIGKILL it and what it started if it does not end in time."""
+    with contextlib.suppress(ProcessLookupError):
+        sup.send_signal(signal.SIGTERM)
+    try:
+        sup.wait(timeout=STOP_GRACE_S + 10)
+    except subprocess.TimeoutExpired:
+        sup.kill()
+        sup.wait()
+        _stop_leftovers(_leftovers(lay))
 
 
 def print_status(lay: Layout, info: dict[str, Any], *, as_json: bool, probe: bool = True) -> dict[str, Any]:
+    """Print the cluster's status (text, escaped; or one JSON document) and return it as a dict.
+    ClusterError if cluster.json is damaged."""
+    try:
+        doc = _status_doc(lay, info, probe=probe)
+    except (KeyError, TypeError, AttributeError, ValueError) as e:
+        raise ClusterError(f"{lay.info_path}: damaged ({type(e).__name__}: {e})") from None
+    if as_json:
+        print(json.dumps(doc, indent=2))
+        return doc
+    sup_pid = doc["supervisor_pid"]
+    supervisor = f", supervisor pid {sup_pid}" if sup_pid else ""
+    lines = [f"cluster {lay.dir}: {doc['status']}, {doc['threshold']}-of-{doc['nodes']}{supervisor}"]
+    for p in doc["processes"]:
+        health = "healthy" if p["healthy"] else "DOWN"
+        extra = f", restarted {p['restarts']}x" if p["restarts"] else ""
+        lines.append(f"  {p['name']:<12} {p['endpoint']:<22} pid {p.get('pid') or '-'!s:<8} {health}{extra}")
+    lines.append(f"client: mpc --cluster {lay.dir} --as admin1 keys   (identities: {lay.dir}/identities)")
+    print("\n".join(escape(line) for line in lines))
+    return doc
+
+
+def _status_doc(lay: Layout, info: dict[str, Any], *, probe: bool) -> dict[str, Any]:
     sup_pid = _supervisor_pid(lay)
     sup_alive = sup_pid is not None
     procs = [dict(n) for n in info["nodes"]] + [dict(info["coordinator"], name="coordinator")]
@@ -294,37 +544,29 @@ def print_status(lay: Layout, info: dict[str, Any], *, as_json: bool, probe: boo
         if not sup_alive:
             p["pid"] = left.get(p["name"]) or None
         running = sup_alive or p["name"] in left
-        p["healthy"] = bool(probe and running and check_health(lay, p["endpoint"], 1.0))
+        p["healthy"] = bool(probe and running and check_health(lay, str(p["endpoint"]), 1.0))
         p["restarts"] = info.get("restarts", {}).get(p["name"], 0)
     state = info.get("status") if sup_alive else ("unsupervised" if left else "stopped")
-    doc = {"dir": str(lay.dir), "status": state, "threshold": info["threshold"], "nodes": len(info["nodes"]),
-           "supervisor_pid": sup_pid or None, "processes": procs,
-           "ca_cert": info["ca_cert"], "certs": info["certs"]}
-    if as_json:
-        print(json.dumps(doc, indent=2))
-        return doc
-    supervisor = f", supervisor pid {sup_pid or 'unknown'}" if sup_alive else ""
-    print(f"cluster {lay.dir}: {state}, {info['threshold']}-of-{len(info['nodes'])}{supervisor}")
-    for p in procs:
-        health = "healthy" if p["healthy"] else "DOWN"
-        extra = f", restarted {p['restarts']}x" if p["restarts"] else ""
-        print(f"  {p['name']:<12} {p['endpoint']:<22} pid {p.get('pid') or '-'!s:<8} {health}{extra}")
-    print(f"client: mpc --cluster {lay.dir} --as admin1 keys   (identities: {lay.dir}/identities)")
-    return doc
+    return {"dir": str(lay.dir), "status": state, "threshold": info["threshold"], "nodes": len(info["nodes"]),
+            "supervisor_pid": sup_pid or None, "processes": procs,
+            "ca_cert": info["ca_cert"], "certs": info["certs"]}
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    try:
-        lay = load_layout(Path(args.dir))
-    except ClusterError as e:
-        print(f"mpc-cluster: {e}", file=sys.stderr)
-        return 2
+@cli.command("status", epilog=EPILOG)
+@_dir_option("the cluster directory")
+@_json_option
+def cmd_status(directory: Path, as_json: bool) -> int:
+    """Processes, endpoints and health (exit 3 unless running and healthy)."""
+    lay = _layout(directory)
     info = _read_info(lay)
     if info is None:
-        print(f"mpc-cluster: {lay.dir}: not running (no cluster.json)")
-        return 3
-    doc = print_status(lay, info, as_json=args.json)
-    return 0 if doc["status"] == "running" and all(p["healthy"] for p in doc["processes"]) else 3
+        print(escape(f"mpc-cluster: {lay.dir}: not running (no cluster.json)"))
+        return EXIT_NOT_RUNNING
+    try:
+        doc = print_status(lay, info, as_json=as_json)
+    except ClusterError as e:
+        raise _usage(str(e)) from None
+    return 0 if doc["status"] == "running" and all(p["healthy"] for p in doc["processes"]) else EXIT_NOT_RUNNING
 
 
 def _stop_leftovers(left: dict[str, int]) -> None:
@@ -343,25 +585,25 @@ def _stop_leftovers(left: dict[str, int]) -> None:
                 os.kill(p, signal.SIGKILL)
 
 
-def cmd_stop(args: argparse.Namespace) -> int:
-    try:
-        lay = load_layout(Path(args.dir))
-    except ClusterError as e:
-        print(f"mpc-cluster: {e}", file=sys.stderr)
-        return 2
+@cli.command("stop", epilog=EPILOG)
+@_dir_option("the cluster directory")
+def cmd_stop(directory: Path) -> int:
+    """Stop the cluster (its data stays in DIR); exit 1 if a process of it is still running."""
+    lay = _layout(directory)
     pid = _supervisor_pid(lay)
     if pid == 0:
-        print(f"mpc-cluster: {lay.dir}: the supervisor is starting (its pid is not written yet); try again", file=sys.stderr)
-        return 1
+        raise Failed(f"{lay.dir}: the supervisor is starting (its pid is not written yet); try again")
     if pid is None:
         left = _leftovers(lay)
         if not left:
-            print(f"mpc-cluster: {lay.dir}: not running")
+            print(escape(f"mpc-cluster: {lay.dir}: not running"))
             return 0
         _stop_leftovers(left)
-        print(f"mpc-cluster: stopped {lay.dir} ({_describe(left)} had no supervisor)")
+        _check_stopped(lay)
+        print(escape(f"mpc-cluster: stopped {lay.dir} ({_describe(left)} had no supervisor)"))
         return 0
-    os.kill(pid, signal.SIGTERM)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_GRACE_S + 10
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -369,35 +611,31 @@ def cmd_stop(args: argparse.Namespace) -> int:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
         _stop_leftovers(_leftovers(lay))  # found through their locks, like the supervisor
-    print(f"mpc-cluster: stopped {lay.dir}")
+    _check_stopped(lay)
+    print(escape(f"mpc-cluster: stopped {lay.dir}"))
     return 0
 
 
+def _check_stopped(lay: Layout) -> None:
+    """Failed (exit 1) if a process of the cluster still holds its data directory."""
+    deadline = time.monotonic() + 2.0
+    while (left := _leftovers(lay)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if left:
+        raise Failed(f"{lay.dir}: still running after stop: {_describe(left)}")
+
+
+@cli.command("_supervise", hidden=True)
+@_dir_option("the cluster directory")
+def cmd_supervise(directory: Path) -> int:
+    """The detached supervisor (``up`` starts it); its progress goes to its stdout, marked."""
+    return supervise(_layout(directory), echo=False, progress=_to_file)
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="mpc-cluster", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="command", required=True, metavar="{up,status,stop}")  # not the internal _supervise
-    p = sub.add_parser("up", help="create (first use) and start a local cluster")
-    p.add_argument("--nodes", "-n", type=int, default=5)
-    p.add_argument("--threshold", "-t", type=int, default=3)
-    p.add_argument("--dir", required=True, type=Path)
-    p.add_argument("--foreground", action="store_true", help="stay attached; Ctrl-C stops the cluster")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for the cluster to be healthy")
-    p.add_argument("--scrypt-n", type=int, default=2**15, help="scrypt cost of new keystores/stores (tests use 1024)")
-    p.add_argument("--test-mode", action="store_true", help="nodes honour MPC_TEST_FAULT_FILE (tests only)")
-    p.set_defaults(fn=cmd_up)
-    p = sub.add_parser("status", help="processes, endpoints and health")
-    p.add_argument("--dir", required=True, type=Path)
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(fn=cmd_status)
-    p = sub.add_parser("stop", help="stop the cluster (its data stays in DIR)")
-    p.add_argument("--dir", required=True, type=Path)
-    p.set_defaults(fn=cmd_stop)
-    p = sub.add_parser("_supervise")  # the detached supervisor (cmd_up starts it); no help=, so --help leaves it out
-    p.add_argument("--dir", required=True, type=Path)
-    p.set_defaults(fn=lambda a: supervise(load_layout(a.dir), echo=False))
-    args = ap.parse_args(argv)
-    return int(args.fn(args))
+    """``mpc-cluster``: returns the exit code (see :data:`EPILOG`); never raises, never prints a
+    traceback."""
+    return cliutil.run(cli, argv, PROG)
 
 
 if __name__ == "__main__":

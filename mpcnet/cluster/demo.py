@@ -7,11 +7,15 @@ approves it as approver1 and approver2 (``mpc approve``; each approval is signed
 approver's own key and every node re-checks the quorum before it signs), verifies the signature
 with the ``cryptography`` package (OpenSSL), independently of this project's code, verifies every
 component's audit trail as auditor1 (``mpc audit verify``), and stops the cluster.
+
+Without ``--dir`` the cluster lives in a fresh temporary directory, deleted at the end unless
+``--keep`` is given; with ``--dir DIR`` it is stopped and DIR stays (``--keep``: left running).
+Arguments are checked before anything starts: a usage error is one line on stderr and exit 2;
+a failed step exits 1, Ctrl-C 130 (the cluster is stopped either way).
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import shutil
@@ -22,7 +26,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mpcnet.cluster.launcher import child_env
+import click
+
+from governance.text import escape, quote
+from mpcnet.cluster.launcher import MAX_LOCAL_NODES, ClusterError, check_topology, child_env, read_params
+from mpcnet.common import cliutil
+from mpcnet.common.cliutil import AsciiInt, PathArg
+
+PROG = "scripts/demo"
+MAX_MESSAGE = 1000
 
 
 def _run(args: list[str], what: str) -> str:
@@ -48,30 +60,75 @@ def verify_with_openssl(public_key_hex: str, der_hex: str, digest: bytes) -> Non
     pub.verify(bytes.fromhex(der_hex), digest, ec.ECDSA(Prehashed(hashes.SHA256())))  # raises if invalid
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="scripts/demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dir", type=Path, help="cluster directory (default: a fresh temporary one, removed afterwards)")
-    ap.add_argument("--nodes", type=int, default=5)
-    ap.add_argument("--threshold", type=int, default=3)
-    ap.add_argument("--message", default="hello from a 3-of-5 threshold ECDSA network")
-    ap.add_argument("--keep", action="store_true", help="leave the cluster running")
-    args = ap.parse_args(argv)
-    temp = args.dir is None
-    d = Path(tempfile.mkdtemp(prefix="mpcnet-demo-")) if temp else args.dir.resolve()
+@click.command(name=PROG, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+               epilog="\b\nExit codes: 0 success, 1 a step failed, 2 usage error, 130 interrupted (Ctrl-C).")
+@click.option("--dir", "directory", type=PathArg("DIR", resolve=True), default=None,
+              help="cluster directory (default: a fresh temporary one, deleted at the end unless --keep is given)")
+@click.option("--nodes", type=AsciiInt(2, MAX_LOCAL_NODES), default=None,
+              help="nodes of a new cluster [default: 5; an existing --dir: its own]")
+@click.option("--threshold", type=AsciiInt(2, MAX_LOCAL_NODES), default=None,
+              help="signers needed [default: min(3, nodes); an existing --dir: its own]")
+@click.option("--message", default="hello from a 3-of-5 threshold ECDSA network", show_default=True,
+              help=f"the text whose SHA-256 digest is signed (at most {MAX_MESSAGE} characters)")
+@click.option("--keep", is_flag=True,
+              help="leave the cluster running and its directory in place, to explore it with 'mpc --cluster DIR ...' "
+                   "(without it the cluster is stopped and a temporary directory deleted)")
+def demo(directory: Path | None, nodes: int | None, threshold: int | None, message: str, keep: bool) -> int:
+    """The end-to-end demo: a local threshold cluster, a key, a signature approved by 2 of 3
+    approvers, independent verification with OpenSSL, and the audit trail verified."""
+    if len(message) > MAX_MESSAGE:
+        raise click.BadParameter(f"at most {MAX_MESSAGE} characters, got {len(message)}", param_hint="'--message'")
+    try:
+        message.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes in argv (surrogate escapes)
+        raise click.BadParameter(f"must be valid UTF-8, got {quote(message)}", param_hint="'--message'") from None
+    if directory is not None:
+        d = directory
+        if d.exists() and not d.is_dir():
+            raise click.BadParameter(f"{d} exists and is not a directory", param_hint="'--dir'")
+        try:  # here, not in 'mpc-cluster up', so that a bad --dir is one line, exit 2
+            d.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise click.BadParameter(f"cannot create {d}: {e.strerror or type(e).__name__}", param_hint="'--dir'") from None
+        try:
+            params = read_params(d)
+        except ClusterError as e:
+            raise click.BadParameter(str(e), param_hint="'--dir'") from None
+        if params is not None:
+            held = (params["nodes"], params["threshold"])
+            if (nodes is not None and nodes != held[0]) or (threshold is not None and threshold != held[1]):
+                raise click.BadParameter(
+                    f"{d} holds a {held[1]}-of-{held[0]} cluster; run without --nodes/--threshold, or use a new --dir",
+                    param_hint="'--dir'")
+            nodes, threshold = held
+    nodes = 5 if nodes is None else nodes
+    threshold = min(3, nodes) if threshold is None else threshold
+    try:
+        check_topology(nodes, threshold)
+    except ClusterError as e:
+        raise click.UsageError(str(e), click.get_current_context()) from None
+    return _demo(directory, nodes, threshold, message, keep)
+
+
+def _demo(directory: Path | None, nodes: int, threshold: int, message: str, keep: bool) -> int:
+    temp = directory is None
+    d = Path(tempfile.mkdtemp(prefix="mpcnet-demo-")) if directory is None else directory
     cluster = ["--dir", str(d)]
+    shown = escape(str(d))
     mpc_base = ["mpcnet.client.cli", "--cluster", str(d)]
     started = False
     try:
-        print(f"1. starting a local {args.threshold}-of-{args.nodes} cluster in {d}")
+        print(f"1. starting a local {threshold}-of-{nodes} cluster in {shown}")
         print("   (dev CA, mTLS certificates, node keystores and configs are created on first use)")
-        out = _run(["mpcnet.cluster.cli", "up", "--nodes", str(args.nodes), "--threshold", str(args.threshold), *cluster], "mpc-cluster up")
+        out = _run(["mpcnet.cluster.cli", "up", "--nodes", str(nodes), "--threshold", str(threshold), *cluster], "mpc-cluster up")
         started = True
-        print("   " + "\n   ".join(out.strip().splitlines()))
+        # not up's "client: mpc --cluster DIR ..." hint: DIR may be gone at the end (see below)
+        print("   " + "\n   ".join(escape(line) for line in out.strip().splitlines() if not line.startswith("client:")))
 
         def mpc(who: str, *args: str) -> list[str]:
             return [*mpc_base, "--as", who, *args]
 
-        print(f"2. admin1 creates a key: distributed key generation across all {args.nodes} nodes")
+        print(f"2. admin1 creates a key: distributed key generation across all {nodes} nodes")
         key = _json(mpc("admin1", "keygen", "--label", "demo", "--json"), "mpc keygen")
         print(f"   key id            {key['key_id']}")
         print(f"   public key        {key['public_key']}")
@@ -81,8 +138,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{', '.join(policy['approvers'])} must approve; requesters: {', '.join(policy['requesters'])} "
               f"(signed by admins {', '.join(policy['signed_by'])})")
 
-        digest = hashlib.sha256(args.message.encode()).digest()
-        print(f"3. requester1 asks for a signature of SHA-256({args.message!r})")
+        digest = hashlib.sha256(message.encode()).digest()
+        print(f"3. requester1 asks for a signature of SHA-256({escape(repr(message))})")
         req = _json(mpc("requester1", "request", "sign", "--key", key["key_id"], "--digest", digest.hex(),
                         "--description", "demo: sign a greeting", "--json"), "mpc request sign")
         rid = req["request_id"]
@@ -98,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"demo: the request ended {sig_req['state'].upper()}: {sig_req['error']}")
         sig = sig_req["signature"]
         print(f"   request is {sig_req['state'].upper()}; signed by nodes {', '.join(map(str, sig['signers']))} "
-              f"(any {args.threshold} of {args.nodes})")
+              f"(any {threshold} of {nodes})")
         print(f"   r                 {sig['r']}")
         print(f"   s                 {sig['s']}")
         print(f"   recovery id       {sig['recovery_id']}")
@@ -120,16 +177,27 @@ def main(argv: list[str] | None = None) -> int:
         out = _run(mpc("auditor1", "audit", "verify"), "mpc audit verify")
         print("   " + "\n   ".join(out.strip().splitlines()))
     finally:
-        if started and not args.keep:
+        if started and not keep:
             print("8. stopping the cluster")
             subprocess.run([sys.executable, "-m", "mpcnet.cluster.cli", "stop", *cluster], env=child_env(), capture_output=True)
-        if temp and not args.keep:
+        if temp and not keep:
             shutil.rmtree(d, ignore_errors=True)
     print("done: keygen, a request approved by 2 of 3 approvers, threshold signing, independent verification")
     print("      and a clean audit trail")
-    if args.keep:
-        print(f"cluster still running: mpc --cluster {d} --as auditor1 requests; stop it with: mpc-cluster stop --dir {d}")
+    if keep:
+        print(f"the cluster is still running in {shown}: explore it with 'mpc --cluster {shown} --as auditor1 requests';")
+        print(f"stop it with 'mpc-cluster stop --dir {shown}'")
+    elif temp:
+        print(f"the cluster was stopped and {shown} deleted; run 'scripts/demo --keep' to leave the cluster running")
+        print("and explore it with 'mpc --cluster DIR ...'")
+    else:
+        print(f"the cluster was stopped; its keys and data stay in {shown} ('mpc-cluster up --dir {shown}' starts it again)")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``scripts/demo``: returns the exit code; never raises, never prints a traceback."""
+    return cliutil.run(demo, argv, PROG)
 
 
 if __name__ == "__main__":

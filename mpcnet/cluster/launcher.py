@@ -44,6 +44,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -226,12 +227,54 @@ class Layout:
         return info
 
 
-def load_layout(directory: Path) -> Layout:
+MAX_LOCAL_NODES = 32
+"""The most nodes a local development cluster runs (one process each, on this machine)."""
+
+
+def check_topology(nodes: object, threshold: object) -> None:
+    """Raise ClusterError naming the field unless ``2 <= threshold <= nodes <= MAX_LOCAL_NODES``
+    (both ``int``, not ``bool``)."""
+    for field, v in (("nodes", nodes), ("threshold", threshold)):
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise ClusterError(f"{field}: must be an integer, got {type(v).__name__}")
+    assert isinstance(nodes, int) and isinstance(threshold, int)
+    if not 2 <= nodes <= MAX_LOCAL_NODES:
+        raise ClusterError(f"nodes: a local cluster has 2 to {MAX_LOCAL_NODES} nodes, got {nodes}")
+    if not 2 <= threshold <= nodes:
+        raise ClusterError(f"threshold: need 2 <= threshold <= nodes, got {threshold}-of-{nodes}")
+
+
+def read_params(directory: Path) -> dict[str, Any] | None:
+    """``DIR/cluster-params.json`` (what ``prepare`` stored: nodes, threshold, scrypt_n,
+    test_mode, host), or None if DIR holds none. Raises ClusterError if it cannot be read or is
+    damaged (not a JSON object with a valid topology)."""
     p = Path(directory) / PARAMS_FILE
-    if not p.exists():
+    try:
+        raw = p.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as e:
+        raise ClusterError(f"{p}: cannot read it: {e.strerror or type(e).__name__}") from None
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict):
+        raise ClusterError(f"{p}: damaged (not a JSON object)")
+    try:
+        check_topology(doc.get("nodes"), doc.get("threshold"))
+    except ClusterError as e:
+        raise ClusterError(f"{p}: damaged ({e})") from None
+    return doc
+
+
+def load_layout(directory: Path) -> Layout:
+    """The layout of the cluster in ``directory``; ClusterError if it holds none (or a damaged one)."""
+    d = read_params(directory)
+    if d is None:
         raise ClusterError(f"{directory}: not a cluster directory (no {PARAMS_FILE}); run 'mpc-cluster up' first")
-    d = json.loads(p.read_text())
-    return Layout(Path(directory).resolve(), d["nodes"], d["threshold"], d.get("host", "127.0.0.1"))
+    host = d.get("host", LISTEN_HOST)
+    return Layout(Path(directory).resolve(), d["nodes"], d["threshold"], host if isinstance(host, str) else LISTEN_HOST)
 
 
 def prepare(
@@ -245,24 +288,29 @@ def prepare(
     step_timeout_s: float = 20.0,
     default_policy: dict[str, Any] | None = None,
     policy_max_age_s: int = 86400,
+    progress: Callable[[str], None] | None = None,
 ) -> Layout:
     """Create what is missing in ``directory`` and (re)write every config with free ports.
 
     ``default_policy`` overrides fields of :data:`DEFAULT_POLICY` for the initial default policy
     of a *new* cluster (tests use short TTLs or low rate limits); an existing cluster keeps its
     governance.json. ``policy_max_age_s`` goes into every node config (how old the newest
-    policy attestation may be; 0 disables the check).
+    policy attestation may be; 0 disables the check). ``progress`` is called with a short
+    message before each slow step (the CA and certificates, the identities, the keystores).
+
+    Crash safety: every file is written atomically and only when missing, and
+    ``cluster-params.json`` (what makes DIR a cluster directory) is written last, so a run
+    interrupted at any point (Ctrl-C) leaves nothing that blocks the next one, which completes
+    what is missing. Raises ClusterError (bad topology or scrypt-n, or DIR holds another
+    topology) before anything is written; OSError if DIR cannot be written.
     """
-    if not 2 <= threshold <= nodes:
-        raise ClusterError(f"threshold: need 2 <= threshold <= nodes, got {threshold}-of-{nodes}")
+    check_topology(nodes, threshold)
     if isinstance(scrypt_n, bool) or not MIN_SCRYPT_N <= scrypt_n <= MAX_SCRYPT_N or scrypt_n & (scrypt_n - 1):
         # checked before anything is written: a directory created with it could never start
         raise ClusterError(f"scrypt-n: must be a power of two in [2**10, 2**20], got {scrypt_n}")
     directory = Path(directory).resolve()
-    directory.mkdir(parents=True, exist_ok=True)
-    pp = directory / PARAMS_FILE
-    if pp.exists():
-        old = json.loads(pp.read_text())
+    old = read_params(directory)
+    if old is not None:
         if (old["nodes"], old["threshold"]) != (nodes, threshold):
             raise ClusterError(
                 f"{directory} holds a {old['threshold']}-of-{old['nodes']} cluster; "
@@ -270,9 +318,10 @@ def prepare(
             )
         scrypt_n = old.get("scrypt_n", scrypt_n)
         test_mode = old.get("test_mode", test_mode)
-    else:
-        write_json(pp, {"nodes": nodes, "threshold": threshold, "scrypt_n": scrypt_n, "test_mode": test_mode, "host": "127.0.0.1"})
+    directory.mkdir(parents=True, exist_ok=True)
+    say = progress or (lambda _msg: None)
     lay = Layout(directory, nodes, threshold)
+    say("creating the dev CA and the certificates" if not lay.ca.cert.exists() else "checking the CA and the certificates")
     ca = create_ca(directory / "ca")
     certs_dir = directory / "certs"
     wanted = [(f"node-{i}", "node", True) for i in range(1, nodes + 1)]
@@ -282,6 +331,7 @@ def prepare(
         # a server certificate of an older cluster may lack the DNS names: re-issue it
         if not path.exists() or (server and not set(server_hosts(name)) <= cert_hosts(path)):
             issue_cert(ca, certs_dir, name, role=role, server=server, hosts=server_hosts(name))
+    say("the identities (admins, requester, approvers, auditor) and the governance")
     for name, role in DEMO_IDENTITIES:
         create_identity(ca, directory, name, role)
     if not lay.governance_path.exists():
@@ -289,6 +339,7 @@ def prepare(
     governance = json.loads(lay.governance_path.read_text())
     lay.governance()  # fails early on a damaged governance.json
     roster = []
+    say(f"the keystores of {nodes} nodes and the coordinator (scrypt)")
     for i in range(1, nodes + 1):
         nd = lay.node_dir(i)
         nd.mkdir(parents=True, exist_ok=True)
@@ -354,6 +405,9 @@ def prepare(
         },
     )
     (directory / "logs").mkdir(exist_ok=True)
+    if old is None:  # last: DIR becomes a cluster directory only once it is complete
+        write_json(directory / PARAMS_FILE,
+                   {"nodes": nodes, "threshold": threshold, "scrypt_n": scrypt_n, "test_mode": test_mode, "host": LISTEN_HOST})
     return lay
 
 

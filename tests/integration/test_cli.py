@@ -260,7 +260,8 @@ def test_stop_then_up_again_reuses_keys_and_data(cdir: Path) -> None:
     sig = sign_via_cli(cdir, key, digest)
     verify_independently(bytes.fromhex(sig["public_key"]), bytes.fromhex(sig["der"]), digest)
     p = run("mpcnet.cluster.cli", "up", "--nodes", "5", "--threshold", "3", "--dir", str(cdir), check=False)
-    assert "already running" in p.stdout
+    assert p.returncode == 2 and f"{cdir} holds a 2-of-3 cluster; run 'mpc-cluster up --dir {cdir}' without" in p.stderr, p
+    assert "already running" in run("mpcnet.cluster.cli", "up", "--dir", str(cdir)).stdout  # its own topology
     assert "audit trail verified" in mpc(cdir, "auditor1", "audit", "verify").stdout
 
 
