@@ -41,10 +41,14 @@ SERVICE = coordinator_pb2.DESCRIPTOR.services_by_name["Coordinator"]
 
 
 def build_server(cfg: CoordinatorConfig, service: CoordinatorService) -> grpc.Server:
+    """The server: ``workers`` threads for unary calls plus ``max_streams`` for long-lived
+    streams, which take a slot of ``service.streams`` first (:mod:`mpcnet.common.streams`), so
+    watchers can never hold the threads that serve decisions."""
+    streams = service.streams
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="rpc"),
+        futures.ThreadPoolExecutor(max_workers=cfg.workers + streams.limit, thread_name_prefix="rpc"),
         options=SERVER_OPTIONS,
-        maximum_concurrent_rpcs=cfg.workers * 4,
+        maximum_concurrent_rpcs=cfg.workers * 4 + streams.limit,
     )
 
     def authorize(ctx: grpc.ServicerContext, method: str) -> None:
@@ -61,9 +65,12 @@ def build_server(cfg: CoordinatorConfig, service: CoordinatorService) -> grpc.Se
             raise
 
     server.add_generic_rpc_handlers(
-        (service_handler(SERVICE, coordinator_pb2, service, authorize=authorize, logger=log, translate=service.storage_failure),)
+        (service_handler(
+            SERVICE, coordinator_pb2, service, authorize=authorize, logger=log, translate=service.storage_failure,
+            streams=streams,
+        ),)
     )
-    service.health = add_standard_services(server, (SERVICE.full_name,))
+    service.health = add_standard_services(server, (SERVICE.full_name,), streams)
     if server.add_secure_port(cfg.listen, server_credentials(cfg.cert, cfg.ca_cert)) == 0:
         raise OSError(f"listen: cannot bind {cfg.listen}")
     return server
