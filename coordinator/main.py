@@ -98,6 +98,7 @@ def _serve(cfg: CoordinatorConfig, stop: threading.Event | None) -> int:
     )
     wait_until_stopped(stop)
     service.health.enter_graceful_shutdown()  # load balancers see NOT_SERVING while we drain
+    service.requests.stop()  # open watches end now (their clients resume elsewhere or after the restart)
     server.stop(grace=3).wait()
     service.stop()
     log.info("stopped")

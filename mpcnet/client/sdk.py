@@ -65,7 +65,7 @@ _SIGN_STATE = {v: k.removeprefix("SIGN_REQUEST_STATE_").lower() for k, v in coor
 SIGN_STATES = tuple(s for s in _SIGN_STATE.values() if s != "unspecified")
 TERMINAL_STATES = ("done", "rejected", "expired", "failed")
 _PROPOSAL_STATE = {v: k.removeprefix("PROPOSAL_STATE_").lower() for k, v in coordinator_pb2.ProposalState.items()}
-WATCH_BACKOFF_S = (0.2, 5.0)  # a watch's first and longest wait before it resumes after an error
+_WATCH_BACKOFF_S = (0.2, 5.0)  # a watch's first and longest wait before it resumes after an error
 # what a watch resumes after (once the coordinator answered): the coordinator is restarting or
 # unreachable, ended the stream, or has no free stream slot right now
 _WATCH_RETRY = frozenset({
@@ -536,7 +536,7 @@ class MpcClient:
         req = coordinator_pb2.GetSignRequestRequest(request_id=request_id)
         last: SignRequest | None = None
         last_bytes = b""
-        backoff = WATCH_BACKOFF_S[0]
+        backoff = _WATCH_BACKOFF_S[0]
 
         def left(slack: float = 0.0) -> float | None:
             """Seconds until ``timeout`` (None: no limit); raises the timeout error within ``slack`` of it."""
@@ -561,7 +561,7 @@ class MpcClient:
                     if last.state in TERMINAL_STATES:
                         return
                 if time.monotonic() - started >= 1.0:
-                    backoff = WATCH_BACKOFF_S[0]
+                    backoff = _WATCH_BACKOFF_S[0]
                     continue  # the server ended the stream (its lifetime): watch again at once
                 # ended at once (e.g. the coordinator is stopping): back off as after an error
             except grpc.RpcError as e:
@@ -574,7 +574,7 @@ class MpcClient:
                 stream.cancel()
             remaining = left()
             time.sleep(backoff if remaining is None else min(backoff, remaining))
-            backoff = min(backoff * 2, WATCH_BACKOFF_S[1])
+            backoff = min(backoff * 2, _WATCH_BACKOFF_S[1])
 
     def wait_sign_request(self, request_id: str, *, timeout: float | None = None) -> SignRequest:
         """Wait until the request reaches DONE, REJECTED, EXPIRED or FAILED and return it, for at

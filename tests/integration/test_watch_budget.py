@@ -222,7 +222,9 @@ def test_a_wait_survives_a_coordinator_restart(wc: LocalCluster, wteam: SigningT
     seen: list[SignRequest] = []
     watcher = collect(wteam, r.request_id, seen, errors)
     time.sleep(1.0)
+    wc.restart("coordinator")  # SIGTERM: a graceful stop ends the open streams
     wteam.approvers[0].approve(r.request_id)
+    time.sleep(0.5)
     wc.kill("coordinator")  # SIGKILL mid-wait
     time.sleep(1.0)
     wc.start("coordinator")
@@ -234,3 +236,38 @@ def test_a_wait_survives_a_coordinator_restart(wc: LocalCluster, wteam: SigningT
     assert result and result[0].state == "done", result
     assert [s.state for s in seen][0] == "pending_approval" and seen[-1].state == "done"
     no_duplicates(seen)
+
+
+def test_reflection_streams_cannot_starve_the_nodes(wc: LocalCluster, wteam: SigningTeam, wkey: Any) -> None:
+    """A node's RPCs are unary, but reflection streams hold a thread each: as many as a node has
+    workers (16) would stop it signing. Each node's own stream budget (16) refuses the next one."""
+    from mpcnet.common.rpc import wait_for_health
+
+    stop = threading.Event()
+
+    def held() -> Iterator[reflection_pb2.ServerReflectionRequest]:
+        yield reflection_pb2.ServerReflectionRequest(list_services="")
+        stop.wait(60)
+
+    creds = channel_credentials(wc.lay.cert("client"), wc.lay.ca.cert)
+    eps = wc.lay.endpoints()
+    chs = [grpc.secure_channel(eps[f"node-{i}"], creds, options=CHANNEL_OPTIONS) for i in (1, 2, 3)]
+    calls = []
+    try:
+        for ch in chs:
+            stub = reflection_pb2_grpc.ServerReflectionStub(ch)
+            for _ in range(16):
+                calls.append(stub.ServerReflectionInfo(held(), timeout=60))
+                next(calls[-1])
+            with pytest.raises(grpc.RpcError) as e:
+                list(stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10))
+            assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert wait_for_health(ch, timeout=2)
+        slowest, took = timed_sign(wteam, wkey, "nodes hold 16 reflection streams each")
+        assert slowest < DECIDE_BOUND_S and took < 30
+    finally:
+        stop.set()
+        for c in calls:
+            c.cancel()
+        for ch in chs:
+            ch.close()
