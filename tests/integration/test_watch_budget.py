@@ -271,3 +271,38 @@ def test_reflection_streams_cannot_starve_the_nodes(wc: LocalCluster, wteam: Sig
             c.cancel()
         for ch in chs:
             ch.close()
+
+
+def test_the_node_example_watches_again_after_a_server_ended_stream(wc: LocalCluster, wteam: SigningTeam, wkey: Any) -> None:
+    """examples/node/sign.js waits for the signature across the coordinator's short stream lifetime
+    (only approver1 approves there; approver2 approves here, after several streams ended)."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    r = subprocess.run(["bash", "-c", "source scripts/node_example.sh"], cwd=root, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, f"installing the Node example failed:\n{r.stdout}\n{r.stderr}"
+    configure(wc, max_streams=None, stream_lifetime_s=1.0)
+    p = subprocess.Popen(
+        ["node", "sign.js", "--cluster", str(wc.lay.dir), "--key-id", wkey.key_id.hex(), "--approvers", "approver1",
+         "--timeout-s", "60"],
+        cwd=root / "examples" / "node", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert p.stdout is not None
+        rid = ""
+        for line in p.stdout:
+            if ": submitted request " in line:
+                rid = line.split(": submitted request ")[1].split()[0]
+                break
+        assert rid, p.stderr.read() if p.stderr else ""
+        time.sleep(3.5)  # three stream lifetimes
+        assert p.poll() is None, p.stderr.read() if p.stderr else ""
+        wteam.approvers[1].approve(rid)
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 0, f"{out}\n{err}"
+        assert "signature verified" in out
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
