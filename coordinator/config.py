@@ -21,7 +21,9 @@ identity key, which signs its audit log (its X25519 key is unused). The governan
 the coordinator check admin signatures and approvals as they arrive; the nodes check them again
 with their own copy, so a coordinator with a wrong one can only cause refusals.
 
-``max_requests`` bounds the requests in progress (more get RESOURCE_EXHAUSTED);
+``max_requests`` bounds the requests in progress (more get RESOURCE_EXHAUSTED; a key creation
+holds its call's server thread while its DKG runs or waits for a session, so the server runs
+``max_requests`` threads for them on top of ``workers``);
 ``max_parallel_sessions`` bounds the protocol sessions run at once (further requests queue):
 the nodes are CPU bound, and running more sessions at once than there are cores only adds
 contention.

@@ -41,14 +41,17 @@ SERVICE = coordinator_pb2.DESCRIPTOR.services_by_name["Coordinator"]
 
 
 def build_server(cfg: CoordinatorConfig, service: CoordinatorService) -> grpc.Server:
-    """The server: ``workers`` threads for unary calls plus ``max_streams`` for long-lived
-    streams, which take a slot of ``service.streams`` first (:mod:`mpcnet.common.streams`), so
-    watchers can never hold the threads that serve decisions."""
+    """The server: ``workers`` threads for unary calls, plus ``max_streams`` for long-lived
+    streams (each takes a slot of ``service.streams`` first: :mod:`mpcnet.common.streams`) and
+    ``max_requests`` for key creations (a DKG holds its call's thread for up to ``dkg_timeout_s``,
+    and more than ``max_requests`` at once are refused), so neither watchers nor key creations
+    can hold the threads that serve decisions."""
     streams = service.streams
+    long_lived = streams.limit + cfg.max_requests
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=cfg.workers + streams.limit, thread_name_prefix="rpc"),
+        futures.ThreadPoolExecutor(max_workers=cfg.workers + long_lived, thread_name_prefix="rpc"),
         options=SERVER_OPTIONS,
-        maximum_concurrent_rpcs=cfg.workers * 4 + streams.limit,
+        maximum_concurrent_rpcs=cfg.workers * 4 + long_lived,
     )
 
     def authorize(ctx: grpc.ServicerContext, method: str) -> None:

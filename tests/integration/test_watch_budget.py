@@ -306,3 +306,44 @@ def test_the_node_example_watches_again_after_a_server_ended_stream(wc: LocalClu
         if p.poll() is None:
             p.kill()
             p.wait()
+
+
+def test_key_creations_that_hang_leave_the_workers_to_decisions(wc: LocalCluster, wteam: SigningTeam, wkey: Any) -> None:
+    """A CreateKey holds its call's thread while its DKG runs (here: hangs on a stopped node for
+    dkg_timeout_s): as many as the coordinator has workers stopped approvals. They (at most
+    max_requests) run on threads of their own."""
+    import os
+    import signal
+
+    configure(wc, max_streams=1, workers=4, max_requests=5, max_parallel_sessions=5, dkg_timeout_s=6)
+    r = submit(wteam, wkey, "approved while keys are created")
+    created: list[object] = []
+
+    def create(i: int) -> None:
+        with MpcClient.from_cluster(wc.lay.dir, identity="admin1", timeout=120) as admin:
+            try:
+                created.append(admin.create_key(f"busy-{i}"))
+            except MpcError as e:  # node-3 is stopped: the DKG fails (after dkg_timeout_s)
+                created.append(e.code)
+
+    node3 = wc.procs["node-3"].pid
+    os.kill(node3, signal.SIGSTOP)
+    makers = [threading.Thread(target=create, args=(i,), daemon=True) for i in range(5)]
+    try:
+        for t in makers:
+            t.start()
+        time.sleep(1.0)  # every creation holds a thread now, waiting for node-3
+        t0 = time.monotonic()
+        assert len(wteam.requester.node_states()) == 3
+        for a in wteam.approvers:
+            a.approve(r.request_id)
+        took = time.monotonic() - t0
+        assert all(t.is_alive() for t in makers), "the key creations ended before the approvals were timed"
+        assert took < 2 * DECIDE_BOUND_S, f"status and two approvals took {took:.2f} s while key creations hung"
+    finally:
+        os.kill(node3, signal.SIGCONT)
+        for t in makers:
+            t.join(120)
+        configure(wc, max_streams=None, workers=None, max_requests=None, max_parallel_sessions=None, dkg_timeout_s=None)
+    assert len(created) == 5
+    assert wteam.requester.wait_sign_request(r.request_id, timeout=60).state == "done"
