@@ -9,6 +9,7 @@ Example::
       "nodes": [{"index": 1, "name": "node-1", "endpoint": "127.0.0.1:7001"}, ...],
       "client_roles": ["admin", "requester", "approver", "auditor"],
       "step_timeout_s": 30, "max_requests": 64, "max_parallel_sessions": 4, "max_clock_skew_s": 30,
+      "workers": 48, "max_streams": 256, "stream_lifetime_s": 60,
       "log_file": "coordinator.log",
       "keystore": "keystore.json", "passphrase_file": "passphrase",   # or "passphrase_env"
       "audit_db": "audit.db",

@@ -72,6 +72,7 @@ _WATCH_RETRY = frozenset({
     grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.ABORTED,
     grpc.StatusCode.DEADLINE_EXCEEDED,
 })
+_WATCH_ODD_RETRIES = 3  # INTERNAL/UNKNOWN in a row that a watch still retries
 APPROVE_CLOCK_SLACK_MS = 5 * 60 * 1000  # what nodes allow for "created in the future" (governance.approval)
 
 
@@ -524,8 +525,9 @@ class MpcClient:
         ended, else after a backoff of 0.2 s doubling to 5 s), never yielding the same state
         twice. RESOURCE_EXHAUSTED (the coordinator's streams are all taken) is retried, and once
         the coordinator answered also UNAVAILABLE, CANCELLED, ABORTED and DEADLINE_EXCEEDED,
-        until ``timeout``; any other error, and those before the first answer (e.g. a wrong
-        endpoint, a coordinator that is down), raise :class:`MpcError`. When ``timeout`` passes
+        until ``timeout`` (INTERNAL and UNKNOWN, which a reset stream gives, at most 3 times
+        without a change in between); any other error, and those before the first answer (e.g.
+        a wrong endpoint, a coordinator that is down), raise :class:`MpcError`. When ``timeout`` passes
         it raises ``MpcError(DEADLINE_EXCEEDED, "request ID still STATE after N s")``; ValueError
         for a ``timeout`` that is not a number > 0 (infinity means None)."""
         if timeout is not None and not timeout > 0:
@@ -537,6 +539,7 @@ class MpcClient:
         last: SignRequest | None = None
         last_bytes = b""
         backoff = _WATCH_BACKOFF_S[0]
+        odd_in_a_row = 0
 
         def left(slack: float = 0.0) -> float | None:
             """Seconds until ``timeout`` (None: no limit); raises the timeout error within ``slack`` of it."""
@@ -556,6 +559,7 @@ class MpcClient:
                     data = r.SerializeToString(deterministic=True)
                     if data == last_bytes:  # the state a resumed stream starts with
                         continue
+                    odd_in_a_row = 0
                     last, last_bytes = SignRequest.from_proto(r), data
                     yield last
                     if last.state in TERMINAL_STATES:
@@ -568,7 +572,12 @@ class MpcClient:
                 code = e.code()
                 if code == grpc.StatusCode.DEADLINE_EXCEEDED:
                     left(slack=0.1)  # our timeout passed (by grpc's clock): raises the message that says so
-                if code not in _WATCH_RETRY or (last is None and code != grpc.StatusCode.RESOURCE_EXHAUSTED):
+                # a reset stream (INTERNAL "RST_STREAM", UNKNOWN "Stream removed") may be the transport:
+                # retried, but only a few times in a row (else it is the server's answer)
+                odd = code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
+                odd_in_a_row = odd_in_a_row + 1 if odd else 0
+                retry = code in _WATCH_RETRY or (odd and odd_in_a_row <= _WATCH_ODD_RETRIES)
+                if not retry or (last is None and code != grpc.StatusCode.RESOURCE_EXHAUSTED):
                     raise MpcError(code, e.details() or "") from None
             finally:
                 stream.cancel()
