@@ -255,13 +255,32 @@ def _wrap(
     return handler
 
 
+class _BudgetedHealth(health.HealthServicer):
+    """The standard health service whose ``Watch`` streams take a slot of a stream budget: they
+    are non-blocking (no thread held) but each is an open RPC, and without a bound idle watches
+    would fill the server's ``maximum_concurrent_rpcs`` and refuse every other call."""
+
+    def __init__(self, streams: StreamBudget) -> None:
+        super().__init__(experimental_non_blocking=True)
+        self._streams = streams
+
+    def Watch(self, request: Any, context: Any, send_response_callback: Any = None) -> Any:
+        try:
+            slot = self._streams.open(context, f"{health.SERVICE_NAME}/Watch")
+        except RpcError as e:
+            context.abort(e.code, e.message)
+        if not context.add_callback(slot.release):  # released when the RPC ends (no thread to wait for)
+            slot.release()
+        return super().Watch(request, context, send_response_callback)
+
+
 def add_standard_services(
     server: grpc.Server, service_names: Sequence[str], streams: StreamBudget | None = None
 ) -> health.HealthServicer:
     """Standard gRPC health checking (every service SERVING) and server reflection (v1 and
-    v1alpha). Health's ``Watch`` is non-blocking (it holds no thread); each reflection stream
-    holds one, so it takes a slot of ``streams`` when given."""
-    hs = health.HealthServicer(experimental_non_blocking=True)
+    v1alpha). With ``streams``, every health ``Watch`` and reflection stream takes a slot of that
+    budget first (RESOURCE_EXHAUSTED when full)."""
+    hs = health.HealthServicer(experimental_non_blocking=True) if streams is None else _BudgetedHealth(streams)
     health_pb2_grpc.add_HealthServicer_to_server(hs, server)
     for name in ("", *service_names):
         hs.set(name, health_pb2.HealthCheckResponse.SERVING)

@@ -110,3 +110,29 @@ def test_a_change_wakes_only_the_watchers_of_that_request() -> None:
         assert a1.wait(0) and b.wait(0)
         assert feed.watching("a") == 2
     assert feed.watching("a") == 0 and feed.watching("b") == 0
+
+
+def test_health_watches_take_slots_too(served: tuple[int, StreamBudget]) -> None:
+    """Health Watch holds no thread, but each is an open RPC: unbounded, idle watches would fill
+    the server's maximum_concurrent_rpcs and every other call would be refused."""
+    port, budget = served
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+        health = health_pb2_grpc.HealthStub(ch)
+        watches = [health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=20) for _ in range(LIMIT)]  # type: ignore[attr-defined]
+        try:
+            for w in watches:
+                assert next(w).status == health_pb2.HealthCheckResponse.SERVING
+            with pytest.raises(grpc.RpcError) as e:
+                next(health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=5))  # type: ignore[attr-defined]
+            assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert health.Check(health_pb2.HealthCheckRequest(service=""), timeout=2).status  # type: ignore[attr-defined]
+            watches.pop().cancel()  # the slot comes back when the client leaves
+            deadline = time.monotonic() + 3
+            while budget.open_count == LIMIT and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert budget.open_count == LIMIT - 1
+            watches.append(health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=20))  # type: ignore[attr-defined]
+            assert next(watches[-1]).status == health_pb2.HealthCheckResponse.SERVING
+        finally:
+            for w in watches:
+                w.cancel()
