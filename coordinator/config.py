@@ -9,6 +9,7 @@ Example::
       "nodes": [{"index": 1, "name": "node-1", "endpoint": "127.0.0.1:7001"}, ...],
       "client_roles": ["admin", "requester", "approver", "auditor"],
       "step_timeout_s": 30, "max_requests": 64, "max_parallel_sessions": 4, "max_clock_skew_s": 30,
+      "workers": 48, "max_streams": 256, "stream_lifetime_s": 60,
       "log_file": "coordinator.log",
       "keystore": "keystore.json", "passphrase_file": "passphrase",   # or "passphrase_env"
       "audit_db": "audit.db",
@@ -21,10 +22,19 @@ identity key, which signs its audit log (its X25519 key is unused). The governan
 the coordinator check admin signatures and approvals as they arrive; the nodes check them again
 with their own copy, so a coordinator with a wrong one can only cause refusals.
 
-``max_requests`` bounds the requests in progress (more get RESOURCE_EXHAUSTED);
+``max_requests`` bounds the requests in progress (more get RESOURCE_EXHAUSTED; a key creation
+holds its call's server thread while its DKG runs or waits for a session, so the server runs
+``max_requests`` threads for them on top of ``workers``);
 ``max_parallel_sessions`` bounds the protocol sessions run at once (further requests queue):
 the nodes are CPU bound, and running more sessions at once than there are cores only adds
 contention.
+
+``max_streams`` (default 256) bounds the long-lived streams open at once (``WatchSignRequest``
+and server reflection; more get RESOURCE_EXHAUSTED "too many open streams (N); retry later"):
+each holds a server thread, so the server runs ``workers + max_streams`` threads and streams can
+never take the ``workers`` that serve unary calls (approvals, ``ClusterStatus``).
+``stream_lifetime_s`` (default 60, at most 3600): a watch stream ends after this long with the
+request's current state (clients resume); see :mod:`mpcnet.common.streams`.
 
 ``max_clock_skew_s`` (default 30): the health probe measures each node's clock against the
 coordinator's (:mod:`mpcnet.common.clockskew`); signing leaves out a node whose clock is off by more
@@ -44,12 +54,13 @@ from mpcnet.common.pki import ROLES, CertPaths
 
 DEFAULT_CLIENT_ROLES = ["admin", "requester", "approver", "auditor"]
 MAX_CLOCK_SKEW_S = 7 * 86400.0  # fits NodeStatus.max_clock_skew_ms (uint32 ms)
+MAX_STREAM_LIFETIME_S = 3600.0
 
 _KEYS = {
     "name", "listen", "threshold", "db", "tls", "nodes", "client_roles", "step_timeout_s", "dkg_timeout_s",
     "max_requests", "log_file", "log_level", "workers", "health_interval_s", "max_parallel_sessions",
     "keystore", "passphrase_file", "passphrase_env", "audit_db", "governance", "sweep_interval_s",
-    "max_clock_skew_s",
+    "max_clock_skew_s", "max_streams", "stream_lifetime_s",
 }
 
 
@@ -87,6 +98,8 @@ class CoordinatorConfig:
     initial_policy: SignedPolicyChange
     sweep_interval_s: float
     max_clock_skew_s: float = 30.0
+    max_streams: int = 256
+    stream_lifetime_s: float = 60.0
 
     @property
     def parties(self) -> int:
@@ -122,6 +135,9 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
     max_skew = f.number("max_clock_skew_s", 30.0)
     if not max_skew <= MAX_CLOCK_SKEW_S:
         raise f.error("max_clock_skew_s", f"must be a number of seconds in (0, {MAX_CLOCK_SKEW_S:.0f}]")
+    lifetime = f.number("stream_lifetime_s", 60.0)
+    if not lifetime <= MAX_STREAM_LIFETIME_S:
+        raise f.error("stream_lifetime_s", f"must be a number of seconds in (0, {MAX_STREAM_LIFETIME_S:.0f}]")
     cfg = CoordinatorConfig(
         path=Path(path),
         name=f.text("name", "coordinator"),
@@ -148,6 +164,8 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
         initial_policy=initial,
         sweep_interval_s=f.number("sweep_interval_s", 1.0),
         max_clock_skew_s=max_skew,
+        max_streams=f.integer("max_streams", 256, lo=1, hi=10_000),
+        stream_lifetime_s=lifetime,
     )
     if cfg.workers <= cfg.max_requests // 2:
         raise ConfigError(f"{path}: workers: must exceed max_requests / 2")

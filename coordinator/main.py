@@ -43,10 +43,17 @@ SERVICE = coordinator_pb2.DESCRIPTOR.services_by_name["Coordinator"]
 
 
 def build_server(cfg: CoordinatorConfig, service: CoordinatorService) -> grpc.Server:
+    """The server: ``workers`` threads for unary calls, plus ``max_streams`` for long-lived
+    streams (each takes a slot of ``service.streams`` first: :mod:`mpcnet.common.streams`) and
+    ``max_requests`` for key creations (a DKG holds its call's thread for up to ``dkg_timeout_s``,
+    and more than ``max_requests`` at once are refused), so neither watchers nor key creations
+    can hold the threads that serve decisions."""
+    streams = service.streams
+    long_lived = streams.limit + cfg.max_requests
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="rpc"),
+        futures.ThreadPoolExecutor(max_workers=cfg.workers + long_lived, thread_name_prefix="rpc"),
         options=SERVER_OPTIONS,
-        maximum_concurrent_rpcs=cfg.workers * 4,
+        maximum_concurrent_rpcs=cfg.workers * 4 + long_lived,
     )
 
     def authorize(ctx: grpc.ServicerContext, method: str) -> None:
@@ -63,9 +70,12 @@ def build_server(cfg: CoordinatorConfig, service: CoordinatorService) -> grpc.Se
             raise
 
     server.add_generic_rpc_handlers(
-        (service_handler(SERVICE, coordinator_pb2, service, authorize=authorize, logger=log, translate=service.storage_failure),)
+        (service_handler(
+            SERVICE, coordinator_pb2, service, authorize=authorize, logger=log, translate=service.storage_failure,
+            streams=streams,
+        ),)
     )
-    service.health = add_standard_services(server, (SERVICE.full_name,))
+    service.health = add_standard_services(server, (SERVICE.full_name,), streams)
     if server.add_secure_port(cfg.listen, server_credentials(cfg.cert, cfg.ca_cert)) == 0:
         raise OSError(f"listen: cannot bind {cfg.listen}")
     return server
@@ -93,6 +103,7 @@ def _serve(cfg: CoordinatorConfig, stop: threading.Event | None) -> int:
     )
     wait_until_stopped(stop)
     service.health.enter_graceful_shutdown()  # load balancers see NOT_SERVING while we drain
+    service.requests.stop()  # open watches end now (their clients resume elsewhere or after the restart)
     server.stop(grace=3).wait()
     service.stop()
     log.info("stopped")

@@ -33,6 +33,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -52,6 +53,7 @@ from coordinator.db import (
     now_ms,
 )
 from coordinator.policies import PolicyBook
+from coordinator.watch import ChangeFeed
 from crypto_core.bip32 import check_path
 from crypto_core.errors import UsageError
 from governance.approval import (
@@ -86,6 +88,7 @@ PB_STATE = {v: k for k, v in STATE_PB.items()}
 DECISION_PB = {Decision.APPROVE: coordinator_pb2.DECISION_APPROVE, Decision.REJECT: coordinator_pb2.DECISION_REJECT}
 PB_DECISION = {v: k for k, v in DECISION_PB.items()}
 MAX_LIST = 1000
+WATCH_POLL_S = 5.0  # a watch re-reads its request at least this often (a backstop: changes wake it)
 
 # sign(request_id, key, digest, path, bundle bytes) -> (signature, signers, attempts); raises
 # RpcError (with .attempts and .governance attributes when known)
@@ -106,8 +109,7 @@ class SignRequests:
         self.signer = signer
         self.read_all_roles = read_all_roles
         self._lock = threading.Lock()
-        self._changed = threading.Condition()
-        self._version = 0
+        self.feed = ChangeFeed()  # wakes the watchers of one request when it changes
         self._signing: set[str] = set()
         self._stop = threading.Event()
         self._flush_lock = threading.Lock()
@@ -115,12 +117,14 @@ class SignRequests:
     # --- plumbing ----------------------------------------------------------------------------
     def stop(self) -> None:
         self._stop.set()
-        self._notify()
+        self.feed.publish_all()
 
-    def _notify(self) -> None:
-        with self._changed:
-            self._version += 1
-            self._changed.notify_all()
+    def _notify(self, rid: str | None = None) -> None:
+        """Request ``rid`` changed (None: any may have): wake its watchers."""
+        if rid is None:
+            self.feed.publish_all()
+        else:
+            self.feed.publish(rid)
 
     def flush_audit(self) -> None:
         """Append the queued audit entries (oldest first) to the log and drop them from the
@@ -186,7 +190,7 @@ class SignRequests:
             except StateConflict:
                 continue
             log.info("request %s expired", rid)
-            self._notify()
+            self._notify(rid)
         self.flush_audit()
 
     # --- conversion --------------------------------------------------------------------------
@@ -292,7 +296,7 @@ class SignRequests:
         log.info(
             "request %s: %s asks to sign with key %s; waiting for %d approval(s)", rid, caller, key_id.hex()[:16], policy.approval_quorum
         )
-        self._notify()
+        self._notify(rid)
         return self.info(rec)
 
     # --- decisions ---------------------------------------------------------------------------
@@ -352,7 +356,7 @@ class SignRequests:
             approved_by = ", ".join(a.approver for a in self.db.approvals(rid) if a.decision == "approve")
             log.info("request %s: approved by %s; signing", rid, approved_by)
             self._start_signing(rid)
-        self._notify()
+        self._notify(rid)
         return self.info(rec)
 
     def _settlement(self, policy: KeyPolicy, sreq: SigningRequest) -> Settle:
@@ -404,7 +408,7 @@ class SignRequests:
         except StateConflict:
             return
         self.flush_audit()
-        self._notify()
+        self._notify(rec.request_id)
 
     def policy_applied(self, signed: SignedPolicyChange) -> None:
         """A policy change was applied: pending requests it governs were approved (or not) under
@@ -435,7 +439,7 @@ class SignRequests:
         finally:
             with self._lock:
                 self._signing.discard(rid)
-            self._notify()
+            self._notify(rid)
 
     def _run_signing(self, rid: str) -> None:
         rec = self.db.get_sign_request(rid)
@@ -468,7 +472,7 @@ class SignRequests:
         )):
             return
         self.flush_audit()
-        self._notify()
+        self._notify(rid)
 
     def _record_end(self, rid: str, write: Callable[[], object]) -> bool:
         """Commit the end of a signing request; True if it was committed here. While the database
@@ -496,7 +500,7 @@ class SignRequests:
             return
         log.warning("request %s: %s: %s: %s", rid, state, code.name, message)
         self.flush_audit()
-        self._notify()
+        self._notify(rid)
 
     def _hash_of(self, rid: str) -> dict[str, str | int | bool]:
         """:func:`_request_hash` of a stored request ({} if it cannot be read now: the entry is
@@ -541,23 +545,40 @@ class SignRequests:
         recs = self.db.list_sign_requests(state=state, key_id=key_id, requester=requester, limit=limit)
         return coordinator_pb2.ListSignRequestsResponse(requests=[self.info(r) for r in recs])
 
-    def watch(self, rid: str, caller: str, role: str, ctx: Any) -> Iterator[coordinator_pb2.SignRequestInfo]:
+    def watch(
+        self, rid: str, caller: str, role: str, ctx: Any, lifetime_s: float = 60.0
+    ) -> Iterator[coordinator_pb2.SignRequestInfo]:
+        """The request now and after each change (an identical state is never sent twice), until
+        it ends, the client leaves, the coordinator stops, or ``lifetime_s`` seconds pass: then the
+        stream ends (OK) with the current state already sent, and the client watches again. Wakes
+        only on changes of this request (:class:`coordinator.watch.ChangeFeed`), at its expiry
+        time, and every WATCH_POLL_S as a backstop."""
         self.visible(rid, caller, role)
-        last: tuple[Any, ...] | None = None
-        while not self._stop.is_set():
-            with self._changed:
-                seen = self._version
-            self.expire_due()
-            info = self.info(self._get(rid))
-            mark = (info.state, info.updated_unix_ms, len(info.approvals))
-            if mark != last:
-                last = mark
-                yield info
-            if PB_STATE[info.state] in TERMINAL or (ctx is not None and not ctx.is_active()):
-                return
-            with self._changed:
-                # the predicate runs inside this call, in this iteration: it sees this iteration's `seen`
-                self._changed.wait_for(lambda: self._version != seen or self._stop.is_set(), timeout=1.0)  # noqa: B023
+        end = time.monotonic() + lifetime_s
+        last = b""
+        with self.feed.subscribe(rid) as sub:
+            if ctx is not None:
+                ctx.add_callback(sub.wake)  # the client left (or the RPC ended): stop waiting now
+            while True:
+                sub.clear()
+                rec = self._get(rid)
+                if rec.state == "pending_approval" and now_ms() > rec.expires_ms:
+                    self.expire_due()  # expiry is applied lazily on reads too
+                    rec = self._get(rid)
+                info = self.info(rec)
+                data = info.SerializeToString(deterministic=True)
+                if data != last:
+                    last = data
+                    yield info
+                if rec.state in TERMINAL or self._stop.is_set() or (ctx is not None and not ctx.is_active()):
+                    return
+                left = end - time.monotonic()
+                if left <= 0:
+                    return
+                wait = min(left, WATCH_POLL_S)
+                if rec.state == "pending_approval":
+                    wait = min(wait, max(0.0, (rec.expires_ms - now_ms()) / 1000) + 0.05)
+                sub.wait(wait)
 
 
 def _check_rid(rid: str) -> str:

@@ -51,6 +51,7 @@ from mpcnet.common.govwire import audit_page, policy_state
 from mpcnet.common.pki import CertIdentity, channel_credentials
 from mpcnet.common.rpc import RpcError, caller_identity, check_len, invalid, status_of, trailing
 from mpcnet.common.stores.audit import AuditLog
+from mpcnet.common.streams import StreamBudget
 from mpcnet.wire.mpc.v1 import common_pb2, coordinator_pb2, governance_pb2, node_pb2
 
 log = logging.getLogger("coordinator.service")
@@ -171,6 +172,7 @@ class CoordinatorService:
         self._stop = threading.Event()
         self.health: Any = None  # the standard health servicer, set by the server
         self._sessions = threading.BoundedSemaphore(cfg.max_parallel_sessions)
+        self.streams = StreamBudget(cfg.max_streams, cfg.stream_lifetime_s)  # the server's long-lived streams
         for r in self.db.requests_in_state("running"):
             k = self.db.key_of_request(r.request_id) if r.kind == "keygen" else None
             if k is not None:  # killed after the key was recorded: the keygen succeeded
@@ -214,6 +216,7 @@ class CoordinatorService:
     def stop(self) -> None:
         self._stop.set()
         self.requests.stop()
+        self.streams.close()
         for h in self.nodes.values():
             h.close()
         self.db.close()
@@ -818,7 +821,7 @@ class CoordinatorService:
 
     def WatchSignRequest(self, req: coordinator_pb2.GetSignRequestRequest, ctx: Any) -> Iterator[coordinator_pb2.SignRequestInfo]:
         ident = _ident(ctx)
-        return self.requests.watch(req.request_id, ident.name, ident.role, ctx)
+        return self.requests.watch(req.request_id, ident.name, ident.role, ctx, self.cfg.stream_lifetime_s)
 
     # --- policies ----------------------------------------------------------------------------
     def GetPolicy(self, req: coordinator_pb2.GetPolicyRequest, ctx: Any) -> coordinator_pb2.PolicyInfo:

@@ -36,6 +36,11 @@ file.
 coordinator's that stamped a signing request: the node refuses a request as expired only when
 its clock is past the expiry by more than this, and as created in the future only when it is
 more than the fixed 5-minute allowance plus this ahead of the node's clock.
+
+``max_streams`` (default 16) bounds the long-lived streams open at once (server reflection; the
+node's own RPCs are unary): each holds a server thread, so the server runs ``workers +
+max_streams`` threads and more streams get RESOURCE_EXHAUSTED instead of starving the protocol
+RPCs; a stream is cancelled after 65 s (:mod:`mpcnet.common.streams`).
 """
 
 from __future__ import annotations
@@ -52,7 +57,7 @@ _KEYS = {
     "index", "name", "listen", "threshold", "keystore", "store", "passphrase_file", "passphrase_env",
     "tls", "roster", "session_timeout_s", "max_sessions", "scrypt_n", "log_file", "log_level",
     "test_mode", "workers", "audit_db", "governance", "clock_tolerance_s",
-    "policy_max_age_s",
+    "policy_max_age_s", "max_streams",
 }
 DEFAULT_POLICY_MAX_AGE_S = 86400
 MAX_POLICY_MAX_AGE_S = 366 * 86400
@@ -93,6 +98,7 @@ class NodeConfig:
     initial_policy: SignedPolicyChange
     policy_max_age_s: int = DEFAULT_POLICY_MAX_AGE_S  # 0: attestations not required
     clock_tolerance_s: float = 5.0
+    max_streams: int = 16
 
     @property
     def parties(self) -> int:
@@ -150,6 +156,7 @@ def load_node_config(path: Path) -> NodeConfig:
         initial_policy=initial,
         policy_max_age_s=f.integer("policy_max_age_s", DEFAULT_POLICY_MAX_AGE_S, lo=0, hi=MAX_POLICY_MAX_AGE_S),
         clock_tolerance_s=tolerance,
+        max_streams=f.integer("max_streams", 16, lo=1, hi=1024),
     )
     if roster[index].name != cfg.name:
         raise ConfigError(f"{path}: name: {cfg.name!r} differs from roster entry {index} ({roster[index].name!r})")

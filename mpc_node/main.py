@@ -40,6 +40,7 @@ from mpcnet.common.rpc import (
     wait_until_stopped,
 )
 from mpcnet.common.stores.audit import AuditLog
+from mpcnet.common.streams import StreamBudget
 from mpcnet.wire.mpc.v1 import node_pb2
 
 log = logging.getLogger("mpc_node")
@@ -48,10 +49,14 @@ ADMIN_RPCS = frozenset({"InstallPolicy", "InstallPolicyAttestation", "GetPolicie
 
 
 def build_server(cfg: NodeConfig, service: NodeService) -> tuple[grpc.Server, int]:
+    """The server: ``workers`` threads for the (unary) node RPCs plus ``max_streams`` for
+    long-lived streams (reflection), which take a slot of their own budget first, so open streams
+    can never hold the threads the protocol needs (:mod:`mpcnet.common.streams`)."""
+    streams = StreamBudget(cfg.max_streams)
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="rpc"),
+        futures.ThreadPoolExecutor(max_workers=cfg.workers + streams.limit, thread_name_prefix="rpc"),
         options=SERVER_OPTIONS,
-        maximum_concurrent_rpcs=cfg.workers * 8,
+        maximum_concurrent_rpcs=cfg.workers * 8 + streams.limit,
     )
 
     def authorize(ctx: grpc.ServicerContext, method: str) -> None:
@@ -68,9 +73,9 @@ def build_server(cfg: NodeConfig, service: NodeService) -> tuple[grpc.Server, in
             raise
 
     server.add_generic_rpc_handlers((service_handler(
-        NODE_SERVICE, node_pb2, service, authorize=authorize, logger=log, translate=service.storage_failure
+        NODE_SERVICE, node_pb2, service, authorize=authorize, logger=log, translate=service.storage_failure, streams=streams
     ),))
-    service.health = add_standard_services(server, (NODE_SERVICE.full_name,))
+    service.health = add_standard_services(server, (NODE_SERVICE.full_name,), streams)
     port = server.add_secure_port(cfg.listen, server_credentials(cfg.cert, cfg.ca_cert))
     if port == 0:
         raise OSError(f"listen: cannot bind {cfg.listen}")

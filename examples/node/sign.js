@@ -57,25 +57,53 @@ function unary(client, method, request, timeoutMs) {
   });
 }
 
-/** The final state of a request: WatchSignRequest until a terminal state. */
+/**
+ * The final state of a request: WatchSignRequest until a terminal state. The coordinator ends a
+ * watch stream after its stream_lifetime_s (60 s by default) with the state already sent, and a
+ * restarting coordinator is briefly UNAVAILABLE: watch again (after 200 ms) until `timeoutMs`.
+ */
 function waitTerminal(client, requestId, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  const RESUME = new Set([grpc.status.UNAVAILABLE, grpc.status.CANCELLED, grpc.status.RESOURCE_EXHAUSTED]);
   return new Promise((resolve, reject) => {
     let last = null;
-    const stream = client.WatchSignRequest({ request_id: requestId }, { deadline: Date.now() + timeoutMs });
-    stream.on('data', (info) => {
-      last = info;
-      if (TERMINAL.has(info.state)) {
-        stream.cancel();
-        resolve(info);
+    let settled = false;
+    const again = (why) => {
+      if (Date.now() + 200 >= deadline) {
+        settled = true;
+        reject(new ExampleError(`WatchSignRequest: request ${requestId} still ${last ? last.state : 'unknown'} after ${timeoutMs / 1000} s (${why})`));
+      } else {
+        setTimeout(watch, 200);
       }
-    });
-    stream.on('error', (err) => {
-      if (err.code === grpc.status.CANCELLED && last && TERMINAL.has(last.state)) return;
-      reject(new ExampleError(`WatchSignRequest: ${grpc.status[err.code] ?? err.code}: ${JSON.stringify(err.details ?? '')}`));
-    });
-    stream.on('end', () => {
-      if (!last || !TERMINAL.has(last.state)) reject(new ExampleError(`WatchSignRequest: ended with the request ${last ? last.state : 'unknown'}`));
-    });
+    };
+    const watch = () => {
+      let over = false; // this stream was handled (one of data-terminal, error, end)
+      const stream = client.WatchSignRequest({ request_id: requestId }, { deadline });
+      stream.on('data', (info) => {
+        last = info;
+        if (TERMINAL.has(info.state) && !settled) {
+          settled = over = true;
+          stream.cancel();
+          resolve(info);
+        }
+      });
+      stream.on('error', (err) => {
+        if (settled || over) return;
+        over = true;
+        if (last && RESUME.has(err.code)) {
+          again(grpc.status[err.code]);
+          return;
+        }
+        settled = true;
+        reject(new ExampleError(`WatchSignRequest: ${grpc.status[err.code] ?? err.code}: ${JSON.stringify(err.details ?? '')}`));
+      });
+      stream.on('end', () => {
+        if (settled || over) return;
+        over = true;
+        again('the stream ended'); // the server's stream lifetime: watch again
+      });
+    };
+    watch();
   });
 }
 

@@ -73,6 +73,14 @@ _SIGN_STATE = {v: k.removeprefix("SIGN_REQUEST_STATE_").lower() for k, v in coor
 SIGN_STATES = tuple(s for s in _SIGN_STATE.values() if s != "unspecified")
 TERMINAL_STATES = ("done", "rejected", "expired", "failed")
 _PROPOSAL_STATE = {v: k.removeprefix("PROPOSAL_STATE_").lower() for k, v in coordinator_pb2.ProposalState.items()}
+_WATCH_BACKOFF_S = (0.2, 5.0)  # a watch's first and longest wait before it resumes after an error
+# what a watch resumes after (once the coordinator answered): the coordinator is restarting or
+# unreachable, ended the stream, or has no free stream slot right now
+_WATCH_RETRY = frozenset({
+    grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.ABORTED,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+})
+_WATCH_ODD_RETRIES = 3  # INTERNAL/UNKNOWN in a row that a watch still retries
 APPROVE_CLOCK_SLACK_MS = 5 * 60 * 1000  # what nodes allow for "created in the future" (governance.approval)
 
 
@@ -599,34 +607,85 @@ class MpcClient:
         return [SignRequest.from_proto(x) for x in r.requests]
 
     def watch_sign_request(self, request_id: str, *, timeout: float | None = None) -> Iterator[SignRequest]:
-        """The request now and after every change, until it ends (server streaming)."""
-        stream = self._stub.WatchSignRequest(
-            coordinator_pb2.GetSignRequestRequest(request_id=request_id), timeout=timeout or self.timeout
-        )
-        try:
-            for r in stream:
-                yield SignRequest.from_proto(r)
-        except grpc.RpcError as e:
-            raise MpcError(e.code(), e.details() or "") from None
-        finally:
-            stream.cancel()
+        """The request now and after each change of its state, until it reaches a final state
+        (DONE, REJECTED, EXPIRED, FAILED; yielded last), for at most ``timeout`` seconds (None:
+        until it ends; the client's per-call ``timeout`` does not bound a watch).
+
+        Server streams end after a while (the coordinator's ``stream_lifetime_s``), connections
+        drop and coordinators restart: the watch then resumes (at once after a stream the server
+        ended, else after a backoff of 0.2 s doubling to 5 s), never yielding the same state
+        twice. RESOURCE_EXHAUSTED (the coordinator's streams are all taken) is retried, and once
+        the coordinator answered also UNAVAILABLE, CANCELLED, ABORTED and DEADLINE_EXCEEDED,
+        until ``timeout`` (INTERNAL and UNKNOWN, which a reset stream gives, at most 3 times
+        without a change in between); any other error, and those before the first answer (e.g.
+        a wrong endpoint, a coordinator that is down), raise :class:`MpcError`. When ``timeout`` passes
+        it raises ``MpcError(DEADLINE_EXCEEDED, "request ID still STATE after N s")``; ValueError
+        for a ``timeout`` that is not a number > 0 (infinity means None)."""
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"timeout: must be a number of seconds > 0 or None, got {timeout!r}")
+        if timeout == float("inf"):
+            timeout = None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        req = coordinator_pb2.GetSignRequestRequest(request_id=request_id)
+        last: SignRequest | None = None
+        last_bytes = b""
+        backoff = _WATCH_BACKOFF_S[0]
+        odd_in_a_row = 0
+
+        def left(slack: float = 0.0) -> float | None:
+            """Seconds until ``timeout`` (None: no limit); raises the timeout error within ``slack`` of it."""
+            if deadline is None:
+                return None
+            remaining = deadline - time.monotonic()
+            if remaining <= slack:
+                state = last.state if last is not None else "unknown"
+                raise MpcError(grpc.StatusCode.DEADLINE_EXCEEDED, f"request {request_id} still {state} after {timeout:g} s")
+            return remaining
+
+        while True:
+            stream = self._stub.WatchSignRequest(req, timeout=left())
+            started = time.monotonic()
+            try:
+                for r in stream:
+                    data = r.SerializeToString(deterministic=True)
+                    if data == last_bytes:  # the state a resumed stream starts with
+                        continue
+                    odd_in_a_row = 0
+                    last, last_bytes = SignRequest.from_proto(r), data
+                    yield last
+                    if last.state in TERMINAL_STATES:
+                        return
+                if time.monotonic() - started >= 1.0:
+                    backoff = _WATCH_BACKOFF_S[0]
+                    continue  # the server ended the stream (its lifetime): watch again at once
+                # ended at once (e.g. the coordinator is stopping): back off as after an error
+            except grpc.RpcError as e:
+                code = e.code()
+                if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    left(slack=0.1)  # our timeout passed (by grpc's clock): raises the message that says so
+                # a reset stream (INTERNAL "RST_STREAM", UNKNOWN "Stream removed") may be the transport:
+                # retried, but only a few times in a row (else it is the server's answer)
+                odd = code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
+                odd_in_a_row = odd_in_a_row + 1 if odd else 0
+                retry = code in _WATCH_RETRY or (odd and odd_in_a_row <= _WATCH_ODD_RETRIES)
+                if not retry or (last is None and code != grpc.StatusCode.RESOURCE_EXHAUSTED):
+                    raise MpcError(code, e.details() or "") from None
+            finally:
+                stream.cancel()
+            remaining = left()
+            time.sleep(backoff if remaining is None else min(backoff, remaining))
+            backoff = min(backoff * 2, _WATCH_BACKOFF_S[1])
 
     def wait_sign_request(self, request_id: str, *, timeout: float | None = None) -> SignRequest:
-        """Watch until the request reaches DONE, REJECTED, EXPIRED or FAILED; returns it."""
-        last = None
-        deadline = time.monotonic() + (timeout or self.timeout)
-        while True:
-            try:
-                for last in self.watch_sign_request(request_id, timeout=max(1.0, deadline - time.monotonic())):
-                    if last.state in TERMINAL_STATES:
-                        return last
-            except MpcError as e:
-                if e.code != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)  # the coordinator restarted: watch again
-                continue
-            if time.monotonic() > deadline:
-                raise MpcError(grpc.StatusCode.DEADLINE_EXCEEDED, f"request {request_id} is still {last.state if last else 'unknown'}")
+        """Wait until the request reaches DONE, REJECTED, EXPIRED or FAILED and return it, for at
+        most ``timeout`` seconds (None: until it ends). Resumes across ended streams, reconnects
+        and coordinator restarts as :meth:`watch_sign_request` does; raises
+        ``MpcError(DEADLINE_EXCEEDED, "request ID still STATE after N s")`` when ``timeout``
+        passes first."""
+        for r in self.watch_sign_request(request_id, timeout=timeout):
+            if r.state in TERMINAL_STATES:
+                return r
+        raise MpcError(grpc.StatusCode.INTERNAL, f"request {request_id}: the watch ended before a final state")  # not reached
 
     def decide(
         self, request_id: str, decision: Decision, *, expect_digest: bytes | None = None,
@@ -1025,7 +1084,7 @@ class SigningTeam:
             r = a.approve(r.request_id)
         if r.state in TERMINAL_STATES:
             return r
-        return self.requester.wait_sign_request(r.request_id)
+        return self.requester.wait_sign_request(r.request_id, timeout=self.requester.timeout)
 
     def sign(
         self, key_id: bytes | str, digest: bytes, *, path: str | Sequence[int] | None = None, description: str = "",

@@ -16,11 +16,15 @@ and added to the default descriptor pool, unless a v1 file is already there.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool
 from google.protobuf.message import DecodeError
 from grpc_reflection.v1alpha import reflection as reflection_v1alpha, reflection_pb2 as pb
+
+if TYPE_CHECKING:
+    from mpcnet.common.streams import StreamBudget
 
 V1ALPHA_SERVICE_NAME: str = reflection_v1alpha.SERVICE_NAME  # grpc.reflection.v1alpha.ServerReflection
 V1_PACKAGE = "grpc.reflection.v1"
@@ -74,11 +78,13 @@ def _parse(data: bytes) -> pb.ServerReflectionRequest | _Malformed:
         return _MALFORMED
 
 
-def enable_server_reflection(service_names: Sequence[str], server: grpc.Server) -> None:
+def enable_server_reflection(service_names: Sequence[str], server: grpc.Server, streams: StreamBudget | None = None) -> None:
     """Serve reflection for ``service_names`` (plus both reflection services) on ``server``,
     under ``grpc.reflection.v1alpha.ServerReflection`` and ``grpc.reflection.v1.ServerReflection``.
     A request that is not a valid ServerReflectionRequest ends the stream with INVALID_ARGUMENT
-    (gRPC's own deserializer failure would be INTERNAL)."""
+    (gRPC's own deserializer failure would be INTERNAL). A reflection stream holds a server
+    thread while it is open, so with ``streams`` it first takes a slot of that budget
+    (RESOURCE_EXHAUSTED when full) and is cancelled after the budget's lifetime."""
     ensure_v1_descriptor()
     names = (*service_names, V1_SERVICE_NAME, V1ALPHA_SERVICE_NAME)
     servicer = reflection_v1alpha.ReflectionServicer(names)
@@ -92,7 +98,19 @@ def enable_server_reflection(service_names: Sequence[str], server: grpc.Server) 
                     context.abort(grpc.StatusCode.INVALID_ARGUMENT, "request: not a valid ServerReflectionRequest protobuf message")
                 yield r
 
-        yield from servicer.ServerReflectionInfo(checked(), context)
+        if streams is None:
+            yield from servicer.ServerReflectionInfo(checked(), context)
+            return
+        from mpcnet.common.rpc import RpcError
+
+        try:
+            slot = streams.open(context, f"{V1_SERVICE_NAME}/{_METHOD}")
+        except RpcError as e:
+            context.abort(e.code, e.message)
+        try:
+            yield from servicer.ServerReflectionInfo(checked(), context)
+        finally:
+            slot.release()
 
     handler = grpc.stream_stream_rpc_method_handler(
         info,

@@ -18,7 +18,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import grpc
 from google.protobuf.message import DecodeError, Message
@@ -28,6 +28,9 @@ from governance.errors import GovernanceError
 from governance.text import check_text, escape
 from mpcnet.common.pki import CertIdentity, PkiError, identity_from_cert
 from mpcnet.common.reflection import enable_server_reflection
+
+if TYPE_CHECKING:
+    from mpcnet.common.streams import StreamBudget
 
 MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 
@@ -150,13 +153,16 @@ def service_handler(
     authorize: Callable[[grpc.ServicerContext, str], None] | None = None,
     logger: logging.Logger = log,
     translate: Translate | None = None,
+    streams: StreamBudget | None = None,
 ) -> grpc.GenericRpcHandler:
     """A generic handler for every method of ``service_descriptor`` implemented by ``servicer``
     (a method with the RPC's name taking ``(request, context)``; for a server-streaming RPC it
     returns an iterator of responses). ``messages_module`` is unused (kept for callers): the
     request classes come from the descriptors, wherever they are defined. ``translate`` may turn
     an unexpected exception into a precise RpcError (e.g. a failing store into UNAVAILABLE);
-    what it returns None for is logged and answered INTERNAL."""
+    what it returns None for is logged and answered INTERNAL. With ``streams``, every
+    server-streaming method first takes a slot of that budget (RESOURCE_EXHAUSTED when full;
+    see :mod:`mpcnet.common.streams`), held until the handler returns."""
     from google.protobuf import message_factory
 
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
@@ -165,7 +171,7 @@ def service_handler(
         fn = getattr(servicer, method.name)
         if method.server_streaming:
             handlers[method.name] = grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(fn, method.name, req_cls.DESCRIPTOR.full_name, authorize, logger, translate),
+                _wrap_stream(fn, method.name, req_cls.DESCRIPTOR.full_name, authorize, logger, translate, streams),
                 request_deserializer=_deserializer(req_cls),
                 response_serializer=lambda m: m.SerializeToString(),
             )
@@ -197,20 +203,27 @@ def _wrap_stream(
     authorize: Callable[[grpc.ServicerContext, str], None] | None,
     logger: logging.Logger,
     translate: Translate | None = None,
+    streams: StreamBudget | None = None,
 ) -> Callable[[Any, grpc.ServicerContext], Iterable[Any]]:
     def handler(request: Any, context: grpc.ServicerContext) -> Iterable[Any]:
         err: RpcError | None = None
+        slot = None
         try:
             if authorize is not None:
                 authorize(context, name)
             if isinstance(request, _Malformed):
                 raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, f"request: not a valid {type_name} protobuf message")
+            if streams is not None:
+                slot = streams.open(context, name)
             yield from fn(request, context)
             return
         except RpcError as e:
             err = e
         except Exception as e:
             err = _unexpected(e, name, logger, translate)
+        finally:
+            if slot is not None:  # the handler returned (or was closed): its thread is free again
+                slot.release()
         if err.metadata:
             context.set_trailing_metadata(err.metadata)
         context.abort(err.code, err.message)
@@ -245,13 +258,36 @@ def _wrap(
     return handler
 
 
-def add_standard_services(server: grpc.Server, service_names: Sequence[str]) -> health.HealthServicer:
-    """Standard gRPC health checking (every service SERVING) and server reflection (v1 and v1alpha)."""
-    hs = health.HealthServicer(experimental_non_blocking=True)
+class _BudgetedHealth(health.HealthServicer):
+    """The standard health service whose ``Watch`` streams take a slot of a stream budget: they
+    are non-blocking (no thread held) but each is an open RPC, and without a bound idle watches
+    would fill the server's ``maximum_concurrent_rpcs`` and refuse every other call."""
+
+    def __init__(self, streams: StreamBudget) -> None:
+        super().__init__(experimental_non_blocking=True)
+        self._streams = streams
+
+    def Watch(self, request: Any, context: Any, send_response_callback: Any = None) -> Any:
+        try:
+            slot = self._streams.open(context, f"{health.SERVICE_NAME}/Watch")
+        except RpcError as e:
+            context.abort(e.code, e.message)
+        if not context.add_callback(slot.release):  # released when the RPC ends (no thread to wait for)
+            slot.release()
+        return super().Watch(request, context, send_response_callback)
+
+
+def add_standard_services(
+    server: grpc.Server, service_names: Sequence[str], streams: StreamBudget | None = None
+) -> health.HealthServicer:
+    """Standard gRPC health checking (every service SERVING) and server reflection (v1 and
+    v1alpha). With ``streams``, every health ``Watch`` and reflection stream takes a slot of that
+    budget first (RESOURCE_EXHAUSTED when full)."""
+    hs = health.HealthServicer(experimental_non_blocking=True) if streams is None else _BudgetedHealth(streams)
     health_pb2_grpc.add_HealthServicer_to_server(hs, server)
     for name in ("", *service_names):
         hs.set(name, health_pb2.HealthCheckResponse.SERVING)
-    enable_server_reflection((*service_names, health.SERVICE_NAME), server)
+    enable_server_reflection((*service_names, health.SERVICE_NAME), server, streams)
     return hs
 
 

@@ -199,7 +199,10 @@ class CoordinatorServicer:
         raise NotImplementedError('Method not implemented!')
 
     def WatchSignRequest(self, request, context):
-        """The request now, then again after every change of state or approvals, until it ends.
+        """The request now, then again after every change of state or approvals, until it ends. The
+        coordinator also ends the stream (OK) after its stream_lifetime_s (default 60 s), the
+        current state already sent: watch again to keep waiting. More open streams than its
+        max_streams (default 256): RESOURCE_EXHAUSTED "too many open streams (N); retry later".
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -62,7 +62,11 @@ class CoordinatorStub:
     GetSignRequest: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.GetSignRequestRequest, _coordinator_pb2.SignRequestInfo]
     ListSignRequests: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.ListSignRequestsRequest, _coordinator_pb2.ListSignRequestsResponse]
     WatchSignRequest: _grpc.UnaryStreamMultiCallable[_coordinator_pb2.GetSignRequestRequest, _coordinator_pb2.SignRequestInfo]
-    """The request now, then again after every change of state or approvals, until it ends."""
+    """The request now, then again after every change of state or approvals, until it ends. The
+    coordinator also ends the stream (OK) after its stream_lifetime_s (default 60 s), the
+    current state already sent: watch again to keep waiting. More open streams than its
+    max_streams (default 256): RESOURCE_EXHAUSTED "too many open streams (N); retry later".
+    """
     GetPolicy: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.GetPolicyRequest, _coordinator_pb2.PolicyInfo]
     """The policy in force for a key (its own, else the default) or the default policy."""
     ProposePolicyChange: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.ProposePolicyChangeRequest, _coordinator_pb2.PolicyProposal]
@@ -107,7 +111,11 @@ class CoordinatorAsyncStub(CoordinatorStub):
     GetSignRequest: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.GetSignRequestRequest, _coordinator_pb2.SignRequestInfo]  # type: ignore[assignment]
     ListSignRequests: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.ListSignRequestsRequest, _coordinator_pb2.ListSignRequestsResponse]  # type: ignore[assignment]
     WatchSignRequest: _aio.UnaryStreamMultiCallable[_coordinator_pb2.GetSignRequestRequest, _coordinator_pb2.SignRequestInfo]  # type: ignore[assignment]
-    """The request now, then again after every change of state or approvals, until it ends."""
+    """The request now, then again after every change of state or approvals, until it ends. The
+    coordinator also ends the stream (OK) after its stream_lifetime_s (default 60 s), the
+    current state already sent: watch again to keep waiting. More open streams than its
+    max_streams (default 256): RESOURCE_EXHAUSTED "too many open streams (N); retry later".
+    """
     GetPolicy: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.GetPolicyRequest, _coordinator_pb2.PolicyInfo]  # type: ignore[assignment]
     """The policy in force for a key (its own, else the default) or the default policy."""
     ProposePolicyChange: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.ProposePolicyChangeRequest, _coordinator_pb2.PolicyProposal]  # type: ignore[assignment]
@@ -209,7 +217,11 @@ class CoordinatorServicer(metaclass=_abc_1.ABCMeta):
         request: _coordinator_pb2.GetSignRequestRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_coordinator_pb2.SignRequestInfo], _abc.AsyncIterator[_coordinator_pb2.SignRequestInfo]]:
-        """The request now, then again after every change of state or approvals, until it ends."""
+        """The request now, then again after every change of state or approvals, until it ends. The
+        coordinator also ends the stream (OK) after its stream_lifetime_s (default 60 s), the
+        current state already sent: watch again to keep waiting. More open streams than its
+        max_streams (default 256): RESOURCE_EXHAUSTED "too many open streams (N); retry later".
+        """
 
     @_abc_1.abstractmethod
     def GetPolicy(
