@@ -87,10 +87,15 @@ class _Malformed:
 
 
 def _deserializer(cls: type[Message]) -> Callable[[bytes], Message | _Malformed]:
+    """A request deserializer that never raises (gRPC would answer INTERNAL "Exception
+    deserializing request!"): bytes that are not a ``cls`` message (truncated, a bad wire type,
+    invalid UTF-8 in a string field, nested too deep, ...) become :class:`_Malformed`, which the
+    handler answers INVALID_ARGUMENT naming the request type."""
+
     def parse(data: bytes) -> Message | _Malformed:
         try:
             return cls.FromString(data)
-        except (DecodeError, ValueError, RuntimeError):
+        except (DecodeError, ValueError, RuntimeError, TypeError, OverflowError, MemoryError):
             return _Malformed(cls.DESCRIPTOR.full_name)
 
     return parse
