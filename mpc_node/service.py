@@ -81,6 +81,7 @@ log = logging.getLogger("mpc_node.service")
 SESSION_ID_LEN = 32
 MAX_REQUEST_ID = 256
 SEEN_SESSIONS = 100_000
+MAX_ENVELOPES_PER_PARTY = 4  # a Step delivers at most this many envelopes per roster node
 FINISHED_GRACE_S = 10.0
 VERSION = "mpcnet-node/0.1"
 # signing rounds whose delivery runs a ban-able consistency check: round-2 messages (Alice's
@@ -525,8 +526,9 @@ class NodeService:
         return s
 
     def Step(self, req: node_pb2.StepRequest, ctx: Any) -> node_pb2.StepResponse:
-        # one broadcast and one direct message from each other node, at most
-        fields.at_most(req.envelopes, "envelopes", 2 * (self.cfg.parties - 1), "envelopes")
+        # a resource bound only (a round has one broadcast and one direct message from each other
+        # node): a duplicate within it is the session's to detect (and abort on, naming the replay)
+        fields.at_most(req.envelopes, "envelopes", MAX_ENVELOPES_PER_PARTY * self.cfg.parties, "envelopes")
         fields.at_most(req.reservation_receipts, "reservation_receipts", self.cfg.parties, "receipts (one per roster node)")
         for k, r in enumerate(req.reservation_receipts):
             fields.governance_blob(r, f"reservation_receipts[{k}]")

@@ -3,7 +3,8 @@ against a real 2-of-3 cluster, as every role: random bytes as the serialized req
 messages with random and hostile field values (see :mod:`tests.integration.rpcfuzz`).
 
 No call may be answered INTERNAL or UNKNOWN (PERMISSION_DENIED, INVALID_ARGUMENT, NOT_FOUND, ...
-are all fine), no server may log an internal error, and every server still answers a normal call
+are all fine), a node's error text is one printable line of bounded length, no server may log an
+internal error or a traceback, and every server still answers a normal call
 afterwards. The CI form makes ~1,500 calls; ``MPCNET_FUZZ_CALLS=20000`` runs a large one and
 ``MPCNET_FUZZ_SEED=N`` replays a run (the seed is printed in every failure).
 
@@ -23,6 +24,7 @@ import grpc
 import pytest
 from google.protobuf.message import Message
 
+from mpc_node.service import MAX_ENVELOPES_PER_PARTY
 from mpcnet.client import MpcClient
 from mpcnet.common.pki import channel_credentials
 from mpcnet.common.stores.audit import export_jsonl
@@ -41,6 +43,7 @@ TIME_BUDGET_S = max(25.0, CALLS / 50)  # the fuzzer stops early (and says so) pa
 TIMEOUT_S = 5.0
 STREAM_TIMEOUT_S = 0.5
 DIGEST = bytes(range(7, 39))
+MAX_NODE_DETAILS = 1500  # a node's error quotes at most a short escaped prefix of what it was sent
 COORDINATOR_ROLES = ("admin1", "requester1", "approver1", "auditor1")
 NODE_CALLERS = ("coordinator", "admin1", "requester1")
 
@@ -199,6 +202,9 @@ def test_fuzz_every_rpc_of_both_services_never_internal(fc, fkey, channels, corp
             payload = fuzz.structured(rpc)
         code, details = call(channels[(target, who)], rpc, payload, STREAM_TIMEOUT_S if rpc.streaming else TIMEOUT_S)
         seen[rpc.path].add(code)
+        if target != "coordinator" and code != Code.OK and not (details.isprintable() and len(details) <= MAX_NODE_DETAILS):
+            bad.append(f"call {made}: {rpc.path} on {target} as {who} ({mode}): {code.name}: unescaped or long details "
+                       f"({len(details)} characters): {details[:300]!r}")
         if code in NEVER:
             bad.append(
                 f"call {made}: {rpc.path} on {target} as {who} ({mode}, {len(payload)} bytes {payload[:80].hex()}...): "
@@ -223,6 +229,62 @@ def test_fuzz_every_rpc_of_both_services_never_internal(fc, fkey, channels, corp
     for name in fc.lay.names():
         log = fc.lay.log(name).read_text(errors="replace")
         assert "internal error" not in log and "Traceback" not in log, (SEED, name, log[-3000:])
+
+
+
+STEP_SESSIONS = max(20, CALLS // 50)
+
+
+def test_fuzz_step_deliveries_into_live_sessions(fc, fkey, corpus) -> None:
+    """The deliveries a compromised relay can make into *live* DKG and signing sessions: the
+    round's real envelopes with one field of the request or of one envelope randomized, cut or
+    bit-flipped. The session may abort (ABORTED naming what was wrong) or refuse the delivery,
+    never INTERNAL/UNKNOWN, and never with raw or unbounded text."""
+    from .relay_util import route, start, step
+
+    hints, _ = corpus
+    fuzz = Fuzz(SEED + 1, hints)
+    rng = fuzz.rng
+    bad: list[str] = []
+    codes: set[Code] = set()
+    with coordinator_handles(fc) as hs:
+        for n in range(STEP_SESSIONS):
+            sid = rng.randbytes(32)
+            if rng.random() < 0.5:
+                among, params = [1, 2, 3], {"dkg": node_pb2.DkgParams(threshold=T, parties=N, key_label=b"step fuzz")}
+            else:
+                rid, bundle = approved_bundle(fc.lay, fkey.key_id, DIGEST)
+                among = [1, 2]
+                params = {"sign": node_pb2.SignParams(
+                    key_id=fkey.key_id, signers=among, digest=DIGEST, request_id=rid, approval_bundle=bundle,
+                    policy_attestation=hints["attestation"][0],
+                )}
+            resps = start(hs, sid, among, **params)
+            for _ in range(rng.randint(0, 1)):  # deliver round 1 honestly first, sometimes
+                honest = step(hs, sid, next(iter(resps.values())).round, route(resps, among))
+                assert all(isinstance(r, node_pb2.StepResponse) for r in honest.values()), honest
+                resps = honest  # type: ignore[assignment]
+            rnd = next(iter(resps.values())).round
+            k = rng.choice(among)
+            req = node_pb2.StepRequest(session_id=sid, round=rnd, envelopes=route(resps, among)[k])
+            if req.envelopes and rng.random() < 0.6:
+                j = rng.randrange(len(req.envelopes))
+                req.envelopes[j].CopyFrom(common_pb2.Envelope.FromString(fuzz.mutated(req.envelopes[j])))
+                payload = req.SerializeToString()
+            else:
+                payload = fuzz.mutated(req)
+            rpc = next(r for r in rpcs(SERVICES[1]) if r.name == "Step")
+            code, details = call(hs[k].channel, rpc, payload, 20.0)
+            codes.add(code)
+            if code in NEVER or (code != Code.OK and not (details.isprintable() and len(details) <= MAX_NODE_DETAILS)):
+                bad.append(f"session {n} (round {rnd}, node {k}): {code.name}: {details[:300]!r} ({payload[:200].hex()})")
+            for i in among:
+                hs[i].stub.AbortSession(node_pb2.AbortSessionRequest(session_id=sid, reason="fuzz"), timeout=5)
+    print(f"step fuzz: seed {SEED + 1}: {STEP_SESSIONS} sessions; codes {sorted(c.name for c in codes)}")
+    assert not bad, f"MPCNET_FUZZ_SEED={SEED}:\n" + "\n".join(bad[:20])
+    for i in range(1, N + 1):
+        log = fc.lay.log(f"node-{i}").read_text(errors="replace")
+        assert "internal error" not in log and "Traceback" not in log and "unexpected" not in log, log[-3000:]
 
 
 # --- malformed messages: INVALID_ARGUMENT naming the request type, on every RPC ---------------
@@ -329,7 +391,8 @@ def test_node_bounds_repeated_and_bytes_fields_before_work(fc, fkey) -> None:
         hs[2].stub.StartSession(node_pb2.StartSessionRequest(session_id=sid, dkg=dkg), timeout=20)
         env = common_pb2.Envelope(session_id=sid, round=1, sender=1)
         cases = [
-            (hs[2].stub.Step, node_pb2.StepRequest(session_id=sid, round=1, envelopes=[env] * (2 * (N - 1) + 1)), "envelopes"),
+            (hs[2].stub.Step, node_pb2.StepRequest(session_id=sid, round=1, envelopes=[env] * (MAX_ENVELOPES_PER_PARTY * N + 1)),
+             "envelopes"),
             (hs[2].stub.Step, node_pb2.StepRequest(session_id=sid, round=1, reservation_receipts=[b"r"] * (N + 1)),
              "reservation_receipts"),
             (hs[2].stub.Step, node_pb2.StepRequest(session_id=sid, round=1, reservation_receipts=[big]), "reservation_receipts[0]"),
