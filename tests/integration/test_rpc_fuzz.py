@@ -318,10 +318,17 @@ def _string_field(rpc: Rpc) -> int | None:
 def test_bytes_that_are_not_the_request_type_are_invalid_argument_on_every_rpc(fc, channels) -> None:
     """gRPC answers INTERNAL ("Exception deserializing request!") when a deserializer raises:
     every RPC of both services, unary and streaming, answers INVALID_ARGUMENT naming its request
-    type instead, including a string field holding invalid UTF-8."""
-    for rpc in [r for s in SERVICES for r in rpcs(s)]:
-        target = "coordinator" if rpc.service == "mpc.v1.Coordinator" else "node-2"
-        ch = channels[(target, _caller_for(rpc))]
+    type instead, including a string field holding invalid UTF-8. So does the standard health
+    service of both servers (found while hunting siblings: it answered INTERNAL)."""
+    from grpc_health.v1 import health_pb2
+
+    health = [r for r in rpcs(health_pb2.DESCRIPTOR.services_by_name["Health"]) if r.name in ("Check", "Watch")]
+    assert len(health) == 2
+    cases = [(r, "coordinator" if r.service == "mpc.v1.Coordinator" else "node-2") for s in SERVICES for r in rpcs(s)]
+    cases += [(r, target) for r in health for target in ("coordinator", "node-2")]
+    for rpc, target in cases:
+        who = _caller_for(rpc) if rpc.service.startswith("mpc.") else ("auditor1" if target == "coordinator" else "coordinator")
+        ch = channels[(target, who)]
         bad = list(NOT_PROTOBUF)
         num = _string_field(rpc)
         if num is not None:
@@ -331,6 +338,15 @@ def test_bytes_that_are_not_the_request_type_are_invalid_argument_on_every_rpc(f
             assert (code, details) == (
                 Code.INVALID_ARGUMENT, f"request: not a valid {rpc.request.DESCRIPTOR.full_name} protobuf message"
             ), (rpc.path, data, code, details)
+    # the health service still works (and Watch still streams)
+    from grpc_health.v1 import health_pb2_grpc
+
+    for target, who in (("coordinator", "auditor1"), ("node-2", "coordinator")):
+        stub = health_pb2_grpc.HealthStub(channels[(target, who)])
+        assert stub.Check(health_pb2.HealthCheckRequest(), timeout=5).status == health_pb2.HealthCheckResponse.SERVING
+        watch = stub.Watch(health_pb2.HealthCheckRequest(), timeout=5)
+        assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+        watch.cancel()
 
 
 # --- findings of the fuzzer, each with its minimal input --------------------------------------
@@ -425,4 +441,5 @@ def test_node_key_label_follows_the_one_text_rule(fc, label: str) -> None:
         with pytest.raises(grpc.RpcError) as e:
             hs[1].stub.StartSession(node_pb2.StartSessionRequest(session_id=os.urandom(32), dkg=dkg), timeout=20)
     assert e.value.code() == Code.INVALID_ARGUMENT and e.value.details().startswith("dkg.key_label: "), e.value
+
 
