@@ -443,3 +443,23 @@ def test_node_key_label_follows_the_one_text_rule(fc, label: str) -> None:
     assert e.value.code() == Code.INVALID_ARGUMENT and e.value.details().startswith("dkg.key_label: "), e.value
 
 
+
+
+@pytest.mark.parametrize("label", ["\ue000", "a\u0378"])
+def test_a_label_the_nodes_refuse_fails_the_keygen_cleanly(fc, label: str) -> None:
+    """A label that the coordinator let through but the nodes refuse (private use, unassigned:
+    the coordinator's older rule knew only controls and format characters) ends the keygen
+    INVALID_ARGUMENT naming the label, leaves no request RUNNING and creates no key."""
+    rid = f"lbl-{ord(label[-1]):x}"
+    with MpcClient.from_cluster(fc.lay.dir, identity="admin1", timeout=60) as admin:
+        before = {k.key_id for k in admin.list_keys()}
+        with pytest.raises(grpc.RpcError) as e:
+            admin._stub.CreateKey(coordinator_pb2.CreateKeyRequest(label=label, request_id=rid), timeout=60)
+        assert e.value.code() == Code.INVALID_ARGUMENT and "label: " in e.value.details(), e.value
+        assert e.value.details().isprintable()
+        try:
+            status = admin._stub.GetRequest(coordinator_pb2.GetRequestRequest(request_id=rid), timeout=10)
+            assert status.state == coordinator_pb2.REQUEST_STATE_FAILED, status
+        except grpc.RpcError as g:
+            assert g.code() == Code.NOT_FOUND, g  # refused before a request was recorded
+        assert {k.key_id for k in admin.list_keys()} == before
