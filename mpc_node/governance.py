@@ -46,7 +46,6 @@ from governance.attestation import (
 )
 from governance.errors import GovernanceError
 from governance.policy import DEFAULT_SCOPE, AdminSet, KeyPolicy, SignedPolicyChange
-from governance.text import escape
 from mpc_node.storage import NodeStore, PolicyConflict, ServedRequest
 from mpcnet.common.govwire import scope_name
 from mpcnet.common.rpc import RpcError
@@ -195,7 +194,7 @@ class NodeGovernance:
             details["policy_digest"] = signed.change.new_policy.digest().hex()
             details["admins"] = ",".join(sorted({s.admin for s in signed.signatures}))
         if reason:
-            details["reason"] = escape(reason)[:500]
+            details["reason"] = reason[:500]
         self.audit.append(actor, "policy-install", outcome=outcome, details=details)
 
     # --- attestations ------------------------------------------------------------------------
@@ -248,7 +247,7 @@ class NodeGovernance:
         try:
             signed = self._verified(data, "attestation")
         except RpcError as e:
-            self.audit.append(actor, "policy-attest", outcome="refused", details={"reason": escape(e.message)[:500]})
+            self.audit.append(actor, "policy-attest", outcome="refused", details={"reason": e.message[:500]})
             raise
         stored = self._keep(signed)
         held = self.attestation()

@@ -60,14 +60,21 @@ from crypto_core.session import Delivery, RoundOutput
 from governance.approval import SigningRequest
 from governance.errors import GovernanceError
 from governance.reservation import MAX_SIGN_ATTEMPTS, Reservation, reservation_quorum, sign_reservation, verify_receipts
-from governance.text import REQUEST_ID_RE, escape, quote
-from mpc_node import fields
+from governance.text import REQUEST_ID_RE
 from mpc_node.banjournal import BanJournal, BanJournalError, journal_path
 from mpc_node.bans import JOURNALED, NOT_RECORDED, BanRegistry, Refusal
 from mpc_node.clock import NodeClock
 from mpc_node.config import NodeConfig
 from mpc_node.envelope import Envelope, EnvelopeError, open_envelope, seal_broadcast, seal_direct
 from mpc_node.faults import FaultInjector, flip
+from mpc_node.fields import (
+    MAX_ABORT_REASON,
+    at_most,
+    governance_blob,
+    quoted,
+    text_field,
+    utf8_text_field,
+)
 from mpc_node.governance import Approved, NodeGovernance, refusal
 from mpc_node.storage import NodeStore, RateLimited, RequestAlreadyServed, Reservation as StoredReservation, ReservationConflict, StoreError
 from mpcnet.common.govwire import audit_page, policy_state
@@ -412,7 +419,7 @@ class NodeService:
             raise invalid("dkg.parties", f"must be {n} (this node's roster size), got {p.parties}")
         if p.threshold != self.cfg.threshold:
             raise invalid("dkg.threshold", f"this node accepts only threshold {self.cfg.threshold}, got {p.threshold}")
-        label = fields.utf8_text(p.key_label, "dkg.key_label", MAX_LABEL)
+        label = utf8_text_field(p.key_label, "dkg.key_label", MAX_LABEL)
         party = DkgParty(DkgConfig(sid, p.threshold, n, self.me, p.key_label))
         parts = tuple(range(1, n + 1))
         s = Session(sid, "dkg", party, parts, tuple(j for j in parts if j != self.me), 1, label=label)
@@ -432,11 +439,15 @@ class NodeService:
         if self.bans.closed(key_id) is not None:
             raise self._closed_error(key_id)
         digest = check_len(p.digest, "sign.digest", 32)
-        fields.request_id(p.request_id, "sign.request_id")
-        fields.governance_blob(p.approval_bundle, "sign.approval_bundle")
-        fields.governance_blob(p.policy_attestation, "sign.policy_attestation")
-        path = _path(p.derivation_path, "sign.derivation_path")
-        fields.at_most(p.signers, "sign.signers", self.cfg.parties, "party indices")
+        if not REQUEST_ID_RE.fullmatch(p.request_id):
+            raise invalid("sign.request_id", "must be 1-64 characters of [A-Za-z0-9_-]")
+        try:
+            path = check_path(tuple(p.derivation_path))
+        except UsageError as e:
+            raise invalid("sign.derivation_path", str(e).split(": ", 1)[-1]) from None
+        governance_blob(p.approval_bundle, "sign.approval_bundle")
+        governance_blob(p.policy_attestation, "sign.policy_attestation")
+        at_most(p.signers, "sign.signers", self.cfg.parties, "party indices")
         signers = tuple(p.signers)
         if len(set(signers)) != len(signers):
             raise invalid("sign.signers", "duplicate party index")
@@ -485,12 +496,12 @@ class NodeService:
         )
 
     def _audit_sign(self, action: str, request_id: str, outcome: str, reason: str, *, actor: str, key_id: bytes = b"") -> None:
-        details: dict[str, str | int | bool] = {"reason": _reason(reason)}
+        details: dict[str, str | int | bool] = {"reason": reason[:500].replace("\x00", "\\x00")}
         if key_id:
-            details["key_id"] = key_id[:32].hex()
+            details["key_id"] = key_id.hex()[:64]
         rid = request_id if REQUEST_ID_RE.fullmatch(request_id or "") else ""
         if request_id and not rid:
-            details["request"] = quote(request_id)  # caller text: a short, escaped prefix
+            details["request"] = quoted(request_id)  # caller text: a short escaped prefix (fits any entry)
         try:
             self.audit.append(actor, action, request_id=rid, outcome=outcome, details=details)
         except Exception:
@@ -528,10 +539,10 @@ class NodeService:
     def Step(self, req: node_pb2.StepRequest, ctx: Any) -> node_pb2.StepResponse:
         # a resource bound only (a round has one broadcast and one direct message from each other
         # node): a duplicate within it is the session's to detect (and abort on, naming the replay)
-        fields.at_most(req.envelopes, "envelopes", MAX_ENVELOPES_PER_PARTY * self.cfg.parties, "envelopes")
-        fields.at_most(req.reservation_receipts, "reservation_receipts", self.cfg.parties, "receipts (one per roster node)")
+        at_most(req.envelopes, "envelopes", MAX_ENVELOPES_PER_PARTY * self.cfg.parties, "envelopes")
+        at_most(req.reservation_receipts, "reservation_receipts", self.cfg.parties, "receipts (one per roster node)")
         for k, r in enumerate(req.reservation_receipts):
-            fields.governance_blob(r, f"reservation_receipts[{k}]")
+            governance_blob(r, f"reservation_receipts[{k}]")
         s = self._session(req.session_id)
         with s.lock:
             s.touched = time.monotonic()
@@ -576,11 +587,11 @@ class NodeService:
 
     def AbortSession(self, req: node_pb2.AbortSessionRequest, ctx: Any) -> node_pb2.AbortSessionResponse:
         check_len(req.session_id, "session_id", SESSION_ID_LEN)
-        reason = fields.text(req.reason, "reason", fields.MAX_ABORT_REASON)
+        text_field(req.reason, "reason", MAX_ABORT_REASON)  # caller text: no control, format or separator character
         with self._lock:
             s = self._sessions.pop(req.session_id, None)
         if s is not None:
-            log.info("session %s (%s): aborted by the coordinator: %r", s.short, s.kind, escape(reason[:200]))
+            log.info("session %s (%s): aborted by the coordinator: %r", s.short, s.kind, req.reason[:200])
         return node_pb2.AbortSessionResponse(existed=s is not None)
 
     # --- protocol steps ----------------------------------------------------------------------
@@ -695,7 +706,7 @@ class NodeService:
         return len(written)
 
     def _audit_ban(self, key_id: bytes, peer: int, reason: str, outcome: str, **extra: int) -> None:
-        details: dict[str, str | int | bool] = {"key_id": key_id.hex(), "peer": peer, "reason": _reason(reason), **extra}
+        details: dict[str, str | int | bool] = {"key_id": key_id.hex(), "peer": peer, "reason": reason[:500], **extra}
         try:
             self.audit.append(self.cfg.name, "ban", outcome=outcome, details=details)
         except Exception as e:  # the ban itself stands (or the key stays closed); only the entry is missing
@@ -933,12 +944,16 @@ class NodeService:
         key_id = check_len(req.key_id, "key_id", 32)
         digest = check_len(req.digest, "digest", 32)
         sid = check_len(req.session_id, "session_id", SESSION_ID_LEN)
-        fields.request_id(req.request_id, "request_id")
-        fields.governance_blob(req.approval_bundle, "approval_bundle")
-        path = _path(req.derivation_path, "derivation_path")
+        if not REQUEST_ID_RE.fullmatch(req.request_id):
+            raise invalid("request_id", "must be 1-64 characters of [A-Za-z0-9_-]")
+        try:
+            path = check_path(tuple(req.derivation_path))
+        except UsageError as e:
+            raise invalid("derivation_path", str(e).split(": ", 1)[-1]) from None
+        governance_blob(req.approval_bundle, "approval_bundle")
         if req.attempt == 0:
             raise invalid("attempt", f"missing: must be 1..{MAX_SIGN_ATTEMPTS}")
-        fields.at_most(req.signers, "signers", self.cfg.parties, "party indices")
+        at_most(req.signers, "signers", self.cfg.parties, "party indices")
         signers = tuple(req.signers)
         if len(set(signers)) != len(signers):
             raise invalid("signers", "duplicate party index")
@@ -1054,20 +1069,6 @@ def _short(e: BaseException) -> str:
 def _caller(ctx: Any) -> str:
     ident = caller_identity(ctx) if ctx is not None else None
     return ident.name if ident is not None else "unknown"
-
-
-def _path(path: Any, field: str) -> tuple[int, ...]:
-    """A BIP32 derivation path of non-hardened indices; INVALID_ARGUMENT naming ``field``."""
-    try:
-        return check_path(tuple(path))
-    except UsageError as e:
-        raise invalid(field, str(e).split(": ", 1)[-1]) from None
-
-
-def _reason(text: str) -> str:
-    """A refusal's or a ban's reason for the audit log: one escaped line of at most 500 characters
-    (it may quote what a caller or a peer sent)."""
-    return escape(text)[:500]
 
 
 def _path_text(path: tuple[int, ...]) -> str:
