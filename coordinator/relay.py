@@ -20,6 +20,7 @@ from typing import Any
 import grpc
 
 from coordinator.config import NodeEndpoint
+from governance.text import escape
 from mpcnet.common.clockskew import SkewSample
 from mpcnet.common.rpc import CHANNEL_OPTIONS, status_of, trailing
 from mpcnet.wire.mpc.v1 import node_pb2, node_pb2_grpc
@@ -219,7 +220,7 @@ def wait_ready(nodes: list[NodeHandle], timeout: float) -> list[NodeHandle]:
 
 def abort_session(nodes: dict[int, NodeHandle], sid: bytes, reason: str) -> None:
     """Best effort: tell every participant to drop the session (they would time out anyway)."""
-    req = node_pb2.AbortSessionRequest(session_id=sid, reason=reason[:500])
+    req = node_pb2.AbortSessionRequest(session_id=sid, reason=escape(reason)[:500])  # the node refuses control characters
     futs = [h.stub.AbortSession.future(req, timeout=2.0) for h in nodes.values()]
     deadline = time.monotonic() + 2.0
     for f in futs:

@@ -68,11 +68,19 @@ from mpc_node.clock import NodeClock
 from mpc_node.config import NodeConfig
 from mpc_node.envelope import Envelope, EnvelopeError, open_envelope, seal_broadcast, seal_direct
 from mpc_node.faults import FaultInjector, flip
+from mpc_node.fields import (
+    MAX_ABORT_REASON,
+    at_most,
+    governance_blob,
+    quoted,
+    text_field,
+    utf8_text_field,
+)
 from mpc_node.governance import Approved, NodeGovernance, refusal
 from mpc_node.storage import NodeStore, RateLimited, RequestAlreadyServed, Reservation as StoredReservation, ReservationConflict, StoreError
 from mpcnet.common.govwire import audit_page, policy_state
 from mpcnet.common.keystore import OperationalKeys
-from mpcnet.common.rpc import RpcError, caller_identity, check_label, check_len, invalid
+from mpcnet.common.rpc import RpcError, caller_identity, check_len, invalid
 from mpcnet.common.stores.audit import AuditLog
 from mpcnet.wire.mpc.v1 import common_pb2, governance_pb2, node_pb2
 
@@ -81,6 +89,7 @@ log = logging.getLogger("mpc_node.service")
 SESSION_ID_LEN = 32
 MAX_REQUEST_ID = 256
 SEEN_SESSIONS = 100_000
+MAX_ENVELOPES_PER_PARTY = 4  # a Step delivers at most this many envelopes per roster node
 FINISHED_GRACE_S = 10.0
 VERSION = "mpcnet-node/0.1"
 # signing rounds whose delivery runs a ban-able consistency check: round-2 messages (Alice's
@@ -411,13 +420,7 @@ class NodeService:
             raise invalid("dkg.parties", f"must be {n} (this node's roster size), got {p.parties}")
         if p.threshold != self.cfg.threshold:
             raise invalid("dkg.threshold", f"this node accepts only threshold {self.cfg.threshold}, got {p.threshold}")
-        if len(p.key_label) > MAX_LABEL:
-            raise invalid("dkg.key_label", f"at most {MAX_LABEL} bytes, got {len(p.key_label)}")
-        try:
-            label = p.key_label.decode("utf-8")
-        except UnicodeDecodeError:
-            raise invalid("dkg.key_label", "must be UTF-8") from None
-        check_label(label, "dkg.key_label")
+        label = utf8_text_field(p.key_label, "dkg.key_label", MAX_LABEL)
         party = DkgParty(DkgConfig(sid, p.threshold, n, self.me, p.key_label))
         parts = tuple(range(1, n + 1))
         s = Session(sid, "dkg", party, parts, tuple(j for j in parts if j != self.me), 1, label=label)
@@ -443,6 +446,9 @@ class NodeService:
             path = check_path(tuple(p.derivation_path))
         except UsageError as e:
             raise invalid("sign.derivation_path", str(e).split(": ", 1)[-1]) from None
+        governance_blob(p.approval_bundle, "sign.approval_bundle")
+        governance_blob(p.policy_attestation, "sign.policy_attestation")
+        at_most(p.signers, "sign.signers", self.cfg.parties, "party indices")
         signers = tuple(p.signers)
         if len(set(signers)) != len(signers):
             raise invalid("sign.signers", "duplicate party index")
@@ -496,7 +502,7 @@ class NodeService:
             details["key_id"] = key_id.hex()[:64]
         rid = request_id if REQUEST_ID_RE.fullmatch(request_id or "") else ""
         if request_id and not rid:
-            details["request"] = ascii(request_id[:200])  # caller text: escaped (no NUL, control or bidi)
+            details["request"] = quoted(request_id)  # caller text: a short escaped prefix (fits any entry)
         try:
             self.audit.append(actor, action, request_id=rid, outcome=outcome, details=details)
         except Exception:
@@ -532,6 +538,12 @@ class NodeService:
         return s
 
     def Step(self, req: node_pb2.StepRequest, ctx: Any) -> node_pb2.StepResponse:
+        # a resource bound only (a round has one broadcast and one direct message from each other
+        # node): a duplicate within it is the session's to detect (and abort on, naming the replay)
+        at_most(req.envelopes, "envelopes", MAX_ENVELOPES_PER_PARTY * self.cfg.parties, "envelopes")
+        at_most(req.reservation_receipts, "reservation_receipts", self.cfg.parties, "receipts (one per roster node)")
+        for k, r in enumerate(req.reservation_receipts):
+            governance_blob(r, f"reservation_receipts[{k}]")
         s = self._session(req.session_id)
         with s.lock:
             s.touched = time.monotonic()
@@ -555,10 +567,6 @@ class NodeService:
                     "reservation_receipts",
                     f"only the round-{SIGN_RELEASE_ROUND} delivery of a signing session carries a reserved attempt and its receipts",
                 )
-            if len(req.reservation_receipts) > self.cfg.parties:
-                raise invalid(
-                    "reservation_receipts", f"at most {self.cfg.parties} (one per roster node), got {len(req.reservation_receipts)}"
-                )
             if s.kind == "sign":
                 s.attempt, s.receipts = req.attempt, tuple(req.reservation_receipts)
             try:
@@ -580,6 +588,7 @@ class NodeService:
 
     def AbortSession(self, req: node_pb2.AbortSessionRequest, ctx: Any) -> node_pb2.AbortSessionResponse:
         check_len(req.session_id, "session_id", SESSION_ID_LEN)
+        text_field(req.reason, "reason", MAX_ABORT_REASON)  # caller text: no control, format or separator character
         with self._lock:
             s = self._sessions.pop(req.session_id, None)
         if s is not None:
@@ -942,8 +951,10 @@ class NodeService:
             path = check_path(tuple(req.derivation_path))
         except UsageError as e:
             raise invalid("derivation_path", str(e).split(": ", 1)[-1]) from None
+        governance_blob(req.approval_bundle, "approval_bundle")
         if req.attempt == 0:
             raise invalid("attempt", f"missing: must be 1..{MAX_SIGN_ATTEMPTS}")
+        at_most(req.signers, "signers", self.cfg.parties, "party indices")
         signers = tuple(req.signers)
         if len(set(signers)) != len(signers):
             raise invalid("signers", "duplicate party index")

@@ -93,10 +93,15 @@ class _Malformed:
 
 
 def _deserializer(cls: type[Message]) -> Callable[[bytes], Message | _Malformed]:
+    """A request deserializer that never raises (gRPC would answer INTERNAL "Exception
+    deserializing request!"): bytes that are not a ``cls`` message (truncated, a bad wire type,
+    invalid UTF-8 in a string field, nested too deep, ...) become :class:`_Malformed`, which the
+    handler answers INVALID_ARGUMENT naming the request type."""
+
     def parse(data: bytes) -> Message | _Malformed:
         try:
             return cls.FromString(data)
-        except (DecodeError, ValueError, RuntimeError):
+        except (DecodeError, ValueError, RuntimeError, TypeError, OverflowError, MemoryError):
             return _Malformed(cls.DESCRIPTOR.full_name)
 
     return parse
@@ -282,13 +287,60 @@ def add_standard_services(
 ) -> health.HealthServicer:
     """Standard gRPC health checking (every service SERVING) and server reflection (v1 and
     v1alpha). With ``streams``, every health ``Watch`` and reflection stream takes a slot of that
-    budget first (RESOURCE_EXHAUSTED when full)."""
+    budget first (RESOURCE_EXHAUSTED when full). The health service's requests are parsed as ours
+    are (:func:`_deserializer`): bytes that are not its request type are INVALID_ARGUMENT, never
+    INTERNAL."""
     hs = health.HealthServicer(experimental_non_blocking=True) if streams is None else _BudgetedHealth(streams)
-    health_pb2_grpc.add_HealthServicer_to_server(hs, server)
+    server.add_generic_rpc_handlers((_health_handler(hs),))
     for name in ("", *service_names):
         hs.set(name, health_pb2.HealthCheckResponse.SERVING)
     enable_server_reflection((*service_names, health.SERVICE_NAME), server, streams)
     return hs
+
+
+def _health_handler(hs: health.HealthServicer) -> grpc.GenericRpcHandler:
+    """grpc_health's own registration (``add_HealthServicer_to_server``) with request
+    deserializers that never raise; Watch keeps its non-blocking form (no thread per watcher)."""
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+    for method in health_pb2.DESCRIPTOR.services_by_name["Health"].methods:
+        req_cls = cast("type[Message]", getattr(health_pb2, method.input_type.name))
+        fn = getattr(hs, method.name)
+        if getattr(type(hs), method.name, None) is getattr(health_pb2_grpc.HealthServicer, method.name, None):
+            continue  # not implemented by this grpc_health version (List): UNIMPLEMENTED, no traceback
+        type_name = req_cls.DESCRIPTOR.full_name
+        if method.server_streaming:
+            handlers[method.name] = grpc.unary_stream_rpc_method_handler(
+                _guarded_watch(fn, type_name), request_deserializer=_deserializer(req_cls),
+                response_serializer=lambda m: m.SerializeToString(),
+            )
+        else:
+            handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+                _guarded(fn, type_name), request_deserializer=_deserializer(req_cls),
+                response_serializer=lambda m: m.SerializeToString(),
+            )
+    return grpc.method_handlers_generic_handler(health.SERVICE_NAME, handlers)
+
+
+def _refuse_malformed(request: object, context: grpc.ServicerContext, type_name: str) -> None:
+    if isinstance(request, _Malformed):
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"request: not a valid {type_name} protobuf message")
+
+
+def _guarded(fn: Callable[..., Any], type_name: str) -> Callable[[Any, grpc.ServicerContext], Any]:
+    def handler(request: Any, context: grpc.ServicerContext) -> Any:
+        _refuse_malformed(request, context, type_name)
+        return fn(request, context)
+
+    return handler
+
+
+def _guarded_watch(fn: Callable[..., Any], type_name: str) -> Callable[..., Any]:
+    def handler(request: Any, context: grpc.ServicerContext, send_response_callback: Any = None) -> Any:
+        _refuse_malformed(request, context, type_name)
+        return fn(request, context, send_response_callback)
+
+    handler.experimental_non_blocking = True  # type: ignore[attr-defined]
+    return handler
 
 
 def wait_for_health(channel: grpc.Channel, service: str = "", timeout: float = 10.0) -> bool:

@@ -74,3 +74,26 @@ def test_non_ascii_digits_in_a_nodes_metadata_are_ignored() -> None:
         assert got.banned == (2,), (value, got)  # type: ignore[attr-defined]
     got = _classify(nodes, {1: _NodeError(grpc.StatusCode.ABORTED, (("mpc-culprit", b"\xff2"),))}, "step")  # type: ignore[arg-type]
     assert got.culprit is None  # type: ignore[attr-defined]
+
+
+def test_abort_reason_sent_to_the_nodes_is_one_escaped_line() -> None:
+    """The coordinator tells the nodes why it drops a session; the reason quotes node text, and a
+    node refuses a reason with control or format characters (governance.text), so it is escaped
+    (and cut to the node's 500 characters) before it leaves."""
+    from types import SimpleNamespace
+
+    from coordinator.relay import abort_session
+    from governance.text import check_text
+
+    sent = []
+
+    def future(req, timeout):
+        sent.append(req)
+        return SimpleNamespace(result=lambda timeout: None)
+
+    nodes = {i: SimpleNamespace(stub=SimpleNamespace(AbortSession=SimpleNamespace(future=future))) for i in (1, 2)}
+    abort_session(nodes, bytes(32), "node 2 (node-2): " + FORGED + "\u202e" + "x" * 600)
+    assert len(sent) == 2
+    for req in sent:
+        assert req.reason.startswith("node 2 (node-2): refused\\n2026-01-01") and "\\x1b[2J\\r\\u202e" in req.reason
+        assert check_text(req.reason, "reason", 500) == req.reason

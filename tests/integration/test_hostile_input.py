@@ -174,14 +174,20 @@ def test_cli_escapes_coordinator_text_in_audit_verify_keys_and_errors(tmp_path, 
 
 def test_caller_text_in_node_logs_is_escaped(hc, nodes) -> None:
     """AbortSession's free-text reason comes from the (untrusted) coordinator: it must not forge
-    log lines or put terminal escapes into the node's log."""
+    log lines or put terminal escapes into the node's log. A reason with control or format
+    characters is refused (INVALID_ARGUMENT naming ``reason``, the session kept); an accepted
+    one is logged escaped."""
     sid = os.urandom(32)
     nodes[1].stub.StartSession(
         node_pb2.StartSessionRequest(session_id=sid, dkg=node_pb2.DkgParams(threshold=T, parties=N, key_label=b"abort-me")),
         timeout=20,
     )
     evil = "done\n2026-01-01 00:00:00,000 node-1 ERROR mpc_node: FORGED LINE\x1b[8m\u202e\r"
-    assert nodes[1].stub.AbortSession(node_pb2.AbortSessionRequest(session_id=sid, reason=evil), timeout=20).existed
+    with pytest.raises(grpc.RpcError) as e:
+        nodes[1].stub.AbortSession(node_pb2.AbortSessionRequest(session_id=sid, reason=evil), timeout=20)
+    assert e.value.code() == Code.INVALID_ARGUMENT and e.value.details().startswith("reason: "), e.value
+    assert e.value.details().isprintable()
+    assert nodes[1].stub.AbortSession(node_pb2.AbortSessionRequest(session_id=sid, reason="done: FORGED? no"), timeout=20).existed
     lines = hc.lay.log("node-1").read_text().splitlines()
     assert not any(line.startswith("2026-01-01") for line in lines)
     mine = [line for line in lines if "aborted by the coordinator" in line and "FORGED" in line]
