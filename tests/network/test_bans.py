@@ -435,20 +435,24 @@ def test_checks_of_one_pair_run_one_at_a_time(lay, svcs, key2, monkeypatch) -> N
     assert n1.store.banned(key2.key_id) == frozenset({2})
 
 
-def test_the_coordinators_abort_reason_reaches_the_log_escaped(lay, svcs, key2, caplog) -> None:
-    """AbortSession's reason is caller text: it must not forge log lines or terminal escapes."""
+def test_the_coordinators_abort_reason_is_checked_caller_text(lay, svcs, key2, caplog) -> None:
+    """AbortSession's reason is caller text (governance.text): one with a newline, CR or ESC (a
+    forged log line, terminal escapes) is INVALID_ARGUMENT naming ``reason``, logs nothing and
+    leaves the session as it was; a clean reason is logged once per node."""
     import logging
 
     sid, _ = _start(svcs, [1, 3], _params(lay, key2, (1, 3)))
     forged = "bye\n2026-01-01 00:00:00,000 node-1 WARNING mpc_node.service: forged line\x1b[2J\r"
     with caplog.at_level(logging.INFO, logger="mpc_node.service"):
         for i in (1, 3):
-            assert svcs[i].AbortSession(node_pb2.AbortSessionRequest(session_id=sid, reason=forged), None).existed
+            with pytest.raises(RpcError) as e:
+                svcs[i].AbortSession(node_pb2.AbortSessionRequest(session_id=sid, reason=forged), None)
+            assert e.value.code == Code.INVALID_ARGUMENT and e.value.message.startswith("reason: "), e.value.message
+        assert not any("forged line" in r.getMessage() for r in caplog.records)
+        for i in (1, 3):
+            assert svcs[i].AbortSession(node_pb2.AbortSessionRequest(session_id=sid, reason="operator stop"), None).existed
     lines = [r.getMessage() for r in caplog.records if "aborted by the coordinator" in r.getMessage()]
-    assert len(lines) == 2
-    for line in lines:
-        assert not any(c in line for c in "\n\r\x1b"), line
-        assert "forged line" in line  # still there, escaped
+    assert len(lines) == 2 and all("operator stop" in line for line in lines)
 
 
 def test_reserve_signing_errors_name_its_own_fields(lay, svcs, key2) -> None:
