@@ -12,9 +12,7 @@ import logging
 import sys
 import threading
 from concurrent import futures
-from pathlib import Path
 
-import click
 import grpc
 
 from coordinator.config import CoordinatorConfig, load_coordinator_config
@@ -22,20 +20,10 @@ from coordinator.roles import allowed
 from coordinator.service import CoordinatorService
 from governance.errors import GovernanceError
 from mpcnet.common import cliutil
-from mpcnet.common.cliutil import PathArg
-from mpcnet.common.config import ConfigError, setup_logging
 from mpcnet.common.datadir import hold_data_dirs
 from mpcnet.common.keystore import KeystoreError, load_keystore, read_passphrase
 from mpcnet.common.pki import PkiError, server_credentials
-from mpcnet.common.rpc import (
-    SERVER_OPTIONS,
-    RpcError,
-    add_standard_services,
-    caller_identity,
-    require_role,
-    service_handler,
-    wait_until_stopped,
-)
+from mpcnet.common.rpc import SERVER_OPTIONS, add_standard_services, audited_role_check, service_handler, wait_until_stopped
 from mpcnet.wire.mpc.v1 import coordinator_pb2
 
 log = logging.getLogger("coordinator")
@@ -56,18 +44,9 @@ def build_server(cfg: CoordinatorConfig, service: CoordinatorService) -> grpc.Se
         maximum_concurrent_rpcs=cfg.workers * 4 + long_lived,
     )
 
-    def authorize(ctx: grpc.ServicerContext, method: str) -> None:
-        roles = tuple(r for r in allowed(method) if r in cfg.client_roles)
-        try:
-            require_role(ctx, roles, f"mpc.v1.Coordinator/{method}")
-        except RpcError:
-            ident = caller_identity(ctx)
-            if ident is not None:
-                service.audit.append(
-                    ident.name, "rpc-denied", outcome="denied",
-                    details={"method": method, "role": ident.role, "needed": ",".join(roles)},
-                )
-            raise
+    authorize = audited_role_check(
+        SERVICE.full_name, lambda method: [r for r in allowed(method) if r in cfg.client_roles], service.audit
+    )
 
     server.add_generic_rpc_handlers(
         (service_handler(
@@ -110,27 +89,10 @@ def _serve(cfg: CoordinatorConfig, stop: threading.Event | None) -> int:
     return 0
 
 
-class _Failed(click.ClickException):
-    exit_code = 1
-
-
-@click.command(name="mpc-coordinator", help=__doc__, context_settings={"help_option_names": ["-h", "--help"]},
-               epilog="\b\nExit codes: 0 stopped cleanly, 1 cannot start (see the log), 2 usage error or bad config, 130 interrupted.")
-@click.option("--config", required=True, type=PathArg("FILE"), help="coordinator configuration (JSON)")
-def _command(config: Path) -> int:
-    try:
-        cfg = load_coordinator_config(config)
-    except ConfigError as e:
-        raise click.UsageError(str(e)) from None
-    setup_logging(cfg.log_file, cfg.name, cfg.log_level)
-    try:
-        return run(cfg)
-    except (PkiError, OSError, RuntimeError, KeystoreError, GovernanceError) as e:
-        log.error("cannot start: %s", e)
-        raise _Failed(f"cannot start: {e}") from None
-    except Exception:
-        log.exception("crashed")
-        raise
+_command = cliutil.server_command(
+    "mpc-coordinator", __doc__ or "", "coordinator", load_coordinator_config, run,
+    (PkiError, OSError, RuntimeError, KeystoreError, GovernanceError), log,
+)
 
 
 def main(argv: list[str] | None = None) -> int:

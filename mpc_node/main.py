@@ -14,9 +14,7 @@ import logging
 import sys
 import threading
 from concurrent import futures
-from pathlib import Path
 
-import click
 import grpc
 
 from governance.errors import GovernanceError
@@ -25,20 +23,10 @@ from mpc_node.config import NodeConfig, load_node_config
 from mpc_node.service import NodeService
 from mpc_node.storage import NodeStore, StoreError
 from mpcnet.common import cliutil
-from mpcnet.common.cliutil import PathArg
-from mpcnet.common.config import ConfigError, setup_logging
 from mpcnet.common.datadir import hold_data_dirs
 from mpcnet.common.keystore import KeystoreError, load_keystore, read_passphrase
 from mpcnet.common.pki import PkiError, server_credentials
-from mpcnet.common.rpc import (
-    SERVER_OPTIONS,
-    RpcError,
-    add_standard_services,
-    caller_identity,
-    require_role,
-    service_handler,
-    wait_until_stopped,
-)
+from mpcnet.common.rpc import SERVER_OPTIONS, add_standard_services, audited_role_check, service_handler, wait_until_stopped
 from mpcnet.common.stores.audit import AuditLog
 from mpcnet.common.streams import StreamBudget
 from mpcnet.wire.mpc.v1 import node_pb2
@@ -59,18 +47,9 @@ def build_server(cfg: NodeConfig, service: NodeService) -> tuple[grpc.Server, in
         maximum_concurrent_rpcs=cfg.workers * 8 + streams.limit,
     )
 
-    def authorize(ctx: grpc.ServicerContext, method: str) -> None:
-        roles = ("coordinator", "admin") if method in ADMIN_RPCS else ("coordinator",)
-        try:
-            require_role(ctx, roles, f"mpc.v1.Node/{method}")
-        except RpcError:
-            ident = caller_identity(ctx)
-            if ident is not None:  # a denial is a security decision: audited, as at the coordinator
-                service.audit.append(
-                    ident.name, "rpc-denied", outcome="denied",
-                    details={"method": method, "role": ident.role, "needed": ",".join(roles)},
-                )
-            raise
+    authorize = audited_role_check(
+        NODE_SERVICE.full_name, lambda method: ("coordinator", "admin") if method in ADMIN_RPCS else ("coordinator",), service.audit
+    )
 
     server.add_generic_rpc_handlers((service_handler(
         NODE_SERVICE, node_pb2, service, authorize=authorize, logger=log, translate=service.storage_failure, streams=streams
@@ -131,27 +110,10 @@ def _serve(cfg: NodeConfig, ready: threading.Event | None, stop: threading.Event
     return 0
 
 
-class _Failed(click.ClickException):
-    exit_code = 1
-
-
-@click.command(name="mpc-node", help=__doc__, context_settings={"help_option_names": ["-h", "--help"]},
-               epilog="\b\nExit codes: 0 stopped cleanly, 1 cannot start (see the log), 2 usage error or bad config, 130 interrupted.")
-@click.option("--config", required=True, type=PathArg("FILE"), help="node configuration (JSON)")
-def _command(config: Path) -> int:
-    try:
-        cfg = load_node_config(config)
-    except ConfigError as e:
-        raise click.UsageError(str(e)) from None
-    setup_logging(cfg.log_file, cfg.name, cfg.log_level)
-    try:
-        return run(cfg)
-    except (KeystoreError, StoreError, PkiError, OSError, RuntimeError, GovernanceError) as e:
-        log.error("cannot start: %s", e)
-        raise _Failed(f"cannot start: {e}") from None
-    except Exception:
-        log.exception("crashed")
-        raise
+_command = cliutil.server_command(
+    "mpc-node", __doc__ or "", "node", load_node_config, run,
+    (KeystoreError, StoreError, PkiError, OSError, RuntimeError, GovernanceError), log,
+)
 
 
 def main(argv: list[str] | None = None) -> int:

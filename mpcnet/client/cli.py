@@ -33,34 +33,23 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import click
 import grpc
 
 from crypto_core.errors import UsageError
 from crypto_core.params import MAX_LABEL
+from governance import digits
 from governance.approval import MAX_DESCRIPTION
 from governance.errors import GovernanceError
 from governance.policy import KeyPolicy, RateLimit
 from governance.text import escape, quote
 from mpcnet.client import cli_render as view
-from mpcnet.client.cli_args import (
-    EXIT_TABLE,
-    Choice,
-    Endpoint,
-    Exit,
-    Hex,
-    Identifier,
-    InFile,
-    PathText,
-    Seconds,
-    Text,
-    UInt,
-    parse_hex,
-    parse_uint,
-)
+from mpcnet.client.cli_args import EXIT_TABLE, Exit, PathText
 from mpcnet.client.sdk import SIGN_STATES, TERMINAL_STATES, MpcClient, MpcError, NodeState, SignRequest, to_path
+from mpcnet.common import cliutil
+from mpcnet.common.cliutil import Choice, Endpoint, Hex, Identifier, InFile, Seconds, Text, UInt, parse_hex
 from mpcnet.common.fsutil import write_atomic
 from mpcnet.common.pki import CertPaths, PkiError
 from mpcnet.common.stores.audit import export_jsonl, verify_audit
@@ -71,20 +60,11 @@ UINT32_MAX = 2**32 - 1
 CHAIN_ID_MAX = (2**64 - 1) // 2 - 36  # EIP-2294: the largest chain id whose EIP-155 v fits in 64 bits
 WAIT_MAX_S = 366 * 86400.0
 RPC_TIMEOUT_S = 300.0
-USAGE_CHARS = 300  # the longest usage error message shown
 _GLOBALS = "mpc.globals"  # ctx.meta key: the global options given so far (group first, then subcommand)
 
 
 class CliUsage(click.UsageError):
     """A usage error found after parsing (a file, the cluster directory, a combination of options)."""
-
-
-class _Interrupted(Exception):
-    """Ctrl-C (raised instead of KeyboardInterrupt, which click would turn into a blank line + Abort)."""
-
-
-class _BrokenPipe(Exception):
-    """stdout was closed by the reader (raised instead of BrokenPipeError, which click turns into exit 1)."""
 
 
 @dataclass(frozen=True)
@@ -149,35 +129,15 @@ LEAF_EPILOG = "The global options of 'mpc --help' (--cluster, --as, --json, --ti
 
 
 class _Root(click.Group):
-    """The ``mpc`` group: Ctrl-C and a closed stdout become exceptions that ``main`` maps to an exit code."""
-
-    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any) -> click.Context:
-        with _guard():
-            return super().make_context(info_name, args, parent, **extra)
+    """The ``mpc`` group: with ``--json``, a server's error is also the one JSON document on stdout."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        with _guard():
-            try:
-                return super().invoke(ctx)
-            except MpcError as e:  # --json: the error is the one JSON document on stdout (main prints the stderr line)
-                if _opts(ctx).json:
-                    view.out(json.dumps({"error": {"code": e.code.name, "message": e.message}}, indent=2))
-                raise
-
-
-class _guard:
-    """Turns KeyboardInterrupt and BrokenPipeError into :class:`_Interrupted` / :class:`_BrokenPipe`,
-    which click passes through (it handles the originals itself, with other exit codes)."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> Literal[False]:
-        if isinstance(exc, KeyboardInterrupt):
-            raise _Interrupted from None
-        if isinstance(exc, BrokenPipeError):
-            raise _BrokenPipe from None
-        return False
+        try:
+            return super().invoke(ctx)
+        except MpcError as e:  # main prints the stderr line
+            if _opts(ctx).json:
+                view.out(json.dumps({"error": {"code": e.code.name, "message": e.message}}, indent=2))
+            raise
 
 
 @click.group(cls=_Root, help=__doc__, epilog=EXIT_TABLE, context_settings=CONTEXT)
@@ -517,29 +477,27 @@ def _approver_keys(opts: GlobalOpts, names: str) -> dict[str, bytes]:
         except click.BadParameter as e:
             raise CliUsage(f"--approvers: {e.message}") from None
         if key:
-            out[name] = parse_hex(key, 32, lambda msg, n=name: _fail(f"--approvers: {n}: {msg}"))
-            continue
-        ident = identities.get(name)
-        if not isinstance(ident, dict) or not isinstance(ident.get("public_key"), str):
-            raise CliUsage(f"--approvers: unknown identity {quote(name)} (give NAME=PUBLIC_KEY_HEX)")
-        out[name] = parse_hex(ident["public_key"], 32, lambda msg, n=name: _fail(f"--approvers: {n} in cluster.json: {msg}"))
+            field, text = f"--approvers: {name}", key
+        else:
+            ident = identities.get(name)
+            if not isinstance(ident, dict) or not isinstance(ident.get("public_key"), str):
+                raise CliUsage(f"--approvers: unknown identity {quote(name)} (give NAME=PUBLIC_KEY_HEX)")
+            field, text = f"--approvers: {name} in cluster.json", ident["public_key"]
+        try:
+            out[name] = parse_hex(text, 32, field)
+        except GovernanceError as e:
+            raise _gov(e) from None
     return out
-
-
-def _fail(msg: str) -> None:
-    raise CliUsage(msg)
 
 
 def _rate(text: str) -> RateLimit:
     n, sep, window = text.partition("/")
+    if not sep:
+        raise CliUsage("--rate: give N/SECONDS, e.g. 100/3600")
     try:
-        if not sep:
-            raise ValueError("give N/SECONDS, e.g. 100/3600")
-        return RateLimit(parse_uint(n, "N", 0, UINT32_MAX), parse_uint(window, "SECONDS", 0, UINT32_MAX))
-    except ValueError as e:
-        raise CliUsage(f"--rate: {e} (give N/SECONDS, e.g. 100/3600)") from None
+        return RateLimit(digits.parse_uint(n, "N", 0, UINT32_MAX), digits.parse_uint(window, "SECONDS", 0, UINT32_MAX))
     except GovernanceError as e:
-        raise CliUsage(f"--rate: {e.field}: {e.reason}") from None
+        raise CliUsage(f"--rate: {e.field}: {e.reason} (give N/SECONDS, e.g. 100/3600)") from None
 
 
 @_command(policy_group, "propose", "propose a change (the current policy with these fields changed); role admin")
@@ -784,58 +742,23 @@ def commands(group: click.Group = cli, prefix: tuple[str, ...] = ()) -> Iterator
 _NO_ANSWER = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
-def _usage_line(e: click.UsageError) -> str:
-    if isinstance(e, click.exceptions.NoArgsIsHelpError):
-        msg = "missing command"
-    else:
-        msg = e.format_message()
-    # click's own messages (an unknown option, an extra argument) hold the caller's text in full:
-    # escaped, ASCII, and cut to a bounded length
-    msg = escape(msg).encode("ascii", "backslashreplace").decode("ascii")
-    if len(msg) > USAGE_CHARS:
-        msg = msg[:USAGE_CHARS] + f"... ({len(msg)} characters)"
-    where = e.ctx.command_path if e.ctx is not None else "mpc"
-    return f"mpc: error: {msg} (see '{where} --help')"
+def _mpc_errors(e: Exception) -> tuple[int, str] | None:
+    """What ``mpc`` adds to :func:`mpcnet.common.cliutil.run`: a server's answer is exit 1
+    (refused, failed) or 3 (no answer); bad input found by the governance rules or the SDK is a
+    usage error (exit 2)."""
+    if isinstance(e, MpcError):
+        return (Exit.NO_ANSWER if e.code in _NO_ANSWER else Exit.FAILED), f"{e.code.name}: {e.message}"
+    if isinstance(e, GovernanceError):
+        return Exit.USAGE, f"error: {e.field}: {e.reason}"
+    if isinstance(e, UsageError):
+        return Exit.USAGE, f"error: {e}"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``mpc`` with ``argv`` (default: ``sys.argv[1:]``); the exit code (:class:`Exit`), never a traceback."""
-    try:
-        rv = cli.main(args=argv, prog_name="mpc", standalone_mode=False)
-    except click.UsageError as e:
-        view.err(_usage_line(e))
-        return Exit.USAGE
-    except click.ClickException as e:
-        view.err(f"mpc: error: {e.format_message()}")
-        return Exit.USAGE
-    except (GovernanceError, UsageError) as e:
-        view.err(f"mpc: error: {e.field + ': ' + e.reason if isinstance(e, GovernanceError) else e}")
-        return Exit.USAGE
-    except MpcError as e:
-        view.err(f"mpc: {e.code.name}: {e.message}")
-        return Exit.NO_ANSWER if e.code in _NO_ANSWER else Exit.FAILED
-    except (_Interrupted, click.Abort, KeyboardInterrupt):
-        view.err("mpc: interrupted")
-        return Exit.INTERRUPTED
-    except _BrokenPipe:
-        _silence_stdout()
-        return Exit.BROKEN_PIPE
-    except Exception as e:  # a bug: still one line, no traceback (MPC_DEBUG=1 shows it)
-        if os.environ.get("MPC_DEBUG"):
-            raise
-        view.err(f"mpc: internal error (a bug, please report it): {type(e).__name__}: {quote(str(e), 200)}")
-        return Exit.FAILED
-    return int(rv) if isinstance(rv, int) else Exit.OK
-
-
-def _silence_stdout() -> None:
-    """After the reader closed stdout: point it at /dev/null, so the interpreter's last flush does not fail."""
-    try:
-        fd = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(fd, sys.stdout.fileno())
-        os.close(fd)
-    except (OSError, ValueError):
-        pass
+    """Run ``mpc`` with ``argv`` (default: ``sys.argv[1:]``); the exit code (:class:`Exit`), never a
+    traceback (``MPC_DEBUG=1`` shows one for a bug)."""
+    return cliutil.run(cli, argv, "mpc", handle=_mpc_errors)
 
 
 if __name__ == "__main__":

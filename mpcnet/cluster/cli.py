@@ -50,7 +50,7 @@ from mpcnet.cluster.launcher import (
     read_params,
 )
 from mpcnet.common import cliutil
-from mpcnet.common.cliutil import AsciiInt, AsciiSeconds, PathArg
+from mpcnet.common.cliutil import Failed, PathArg, Seconds, UInt
 from mpcnet.common.config import write_json
 from mpcnet.common.datadir import DataDirBusy, hold_data_dirs, lock_holder
 from mpcnet.common.keystore import MAX_SCRYPT_N, MIN_SCRYPT_N
@@ -348,12 +348,6 @@ def supervise(lay: Layout, *, echo: bool, progress: Callable[[str], None]) -> in
 # --- commands --------------------------------------------------------------------------------
 
 
-class Failed(click.ClickException):
-    """The command failed (exit 1); the message is one line on stderr."""
-
-    exit_code = 1
-
-
 def _usage(message: str) -> click.UsageError:
     """A usage error (exit 2) of the running command: ``mpc-cluster: error: MESSAGE (see ...)``."""
     return click.UsageError(message, click.get_current_context(silent=True))
@@ -415,16 +409,16 @@ def _topology(d: Path, nodes: int | None, threshold: int | None) -> tuple[int, i
 
 @cli.command("up", epilog=EPILOG)
 @_dir_option("the cluster directory (created on first use; an existing one is reused with its topology)")
-@click.option("--nodes", "-n", type=AsciiInt(2, MAX_LOCAL_NODES), default=None,
+@click.option("--nodes", "-n", type=UInt(2, MAX_LOCAL_NODES, show_range=True), default=None,
               help=f"number of nodes of a new cluster [default: {DEFAULT_NODES}; an existing DIR: its own]")
-@click.option("--threshold", "-t", type=AsciiInt(2, MAX_LOCAL_NODES), default=None,
+@click.option("--threshold", "-t", type=UInt(2, MAX_LOCAL_NODES, show_range=True), default=None,
               help=f"signers needed, 2..nodes [default: min({DEFAULT_THRESHOLD}, nodes); an existing DIR: its own]")
 @click.option("--foreground", is_flag=True, help="stay attached; Ctrl-C stops the cluster")
 @_json_option
 @click.option("--quiet", "-q", is_flag=True, help="no progress lines on stderr")
-@click.option("--timeout", type=AsciiSeconds(3600), default=90.0, show_default=True,
+@click.option("--timeout", type=Seconds(3600), default=90.0, show_default=True,
               help="seconds to wait for the cluster to be healthy")
-@click.option("--scrypt-n", type=AsciiInt(MIN_SCRYPT_N, MAX_SCRYPT_N), default=2**15, show_default=True,
+@click.option("--scrypt-n", type=UInt(MIN_SCRYPT_N, MAX_SCRYPT_N, show_range=True), default=2**15, show_default=True,
               help="scrypt cost of new keystores/stores, a power of two (tests use 1024)")
 @click.option("--test-mode", is_flag=True, help="nodes honour MPC_TEST_FAULT_FILE (tests only)")
 def cmd_up(directory: Path, nodes: int | None, threshold: int | None, foreground: bool, as_json: bool, quiet: bool,

@@ -31,7 +31,7 @@ import click
 from governance.text import escape, quote
 from mpcnet.cluster.launcher import MAX_LOCAL_NODES, ClusterError, check_topology, child_env, read_params
 from mpcnet.common import cliutil
-from mpcnet.common.cliutil import AsciiInt, PathArg
+from mpcnet.common.cliutil import PathArg, UInt
 
 PROG = "scripts/demo"
 MAX_MESSAGE = 1000
@@ -64,9 +64,9 @@ def verify_with_openssl(public_key_hex: str, der_hex: str, digest: bytes) -> Non
                epilog="\b\nExit codes: 0 success, 1 a step failed, 2 usage error, 130 interrupted (Ctrl-C).")
 @click.option("--dir", "directory", type=PathArg("DIR", resolve=True), default=None,
               help="cluster directory (default: a fresh temporary one, deleted at the end unless --keep is given)")
-@click.option("--nodes", type=AsciiInt(2, MAX_LOCAL_NODES), default=None,
+@click.option("--nodes", type=UInt(2, MAX_LOCAL_NODES, show_range=True), default=None,
               help="nodes of a new cluster [default: 5; an existing --dir: its own]")
-@click.option("--threshold", type=AsciiInt(2, MAX_LOCAL_NODES), default=None,
+@click.option("--threshold", type=UInt(2, MAX_LOCAL_NODES, show_range=True), default=None,
               help="signers needed [default: min(3, nodes); an existing --dir: its own]")
 @click.option("--message", default="hello from a 3-of-5 threshold ECDSA network", show_default=True,
               help=f"the text whose SHA-256 digest is signed (at most {MAX_MESSAGE} characters)")

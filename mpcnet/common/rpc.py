@@ -18,7 +18,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import grpc
 from google.protobuf.message import DecodeError, Message
@@ -148,6 +148,33 @@ def require_role(context: grpc.ServicerContext, roles: Iterable[str], service: s
             metadata=[("mpc-needed-role", ",".join(allowed))],
         )
     return ident
+
+
+class _Audit(Protocol):
+    def append(self, actor: str, action: str, *, outcome: str, details: dict[str, Any]) -> Any: ...
+
+
+def audited_role_check(
+    service: str, roles_for: Callable[[str], Sequence[str]], audit: _Audit
+) -> Callable[[grpc.ServicerContext, str], None]:
+    """A server's ``authorize(context, method)`` for :func:`service_handler`: :func:`require_role`
+    with ``roles_for(method)`` (``service`` names the service in the error, e.g. ``mpc.v1.Node``);
+    a denial of a caller with a verified certificate is a security decision, appended to
+    ``audit`` as ``rpc-denied`` (method, the caller's role, the roles needed) before it is raised."""
+
+    def authorize(ctx: grpc.ServicerContext, method: str) -> None:
+        roles = tuple(roles_for(method))
+        try:
+            require_role(ctx, roles, f"{service}/{method}")
+        except RpcError:
+            ident = caller_identity(ctx)
+            if ident is not None:
+                audit.append(
+                    ident.name, "rpc-denied", outcome="denied", details={"method": method, "role": ident.role, "needed": ",".join(roles)}
+                )
+            raise
+
+    return authorize
 
 
 def service_handler(

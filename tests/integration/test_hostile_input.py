@@ -368,7 +368,7 @@ def test_cluster_up_with_a_bad_scrypt_n_or_dir_fails_cleanly_and_writes_nothing(
 
     d = tmp_path / "c"
     assert cluster_cli.main(["up", "-n", "3", "-t", "2", "--dir", str(d), "--scrypt-n", "3"]) == 2
-    assert "'--scrypt-n': must be in [1024, 1048576], got 3" in capsys.readouterr().err
+    assert "'--scrypt-n': must be 1024..1048576, got 3" in capsys.readouterr().err
     assert cluster_cli.main(["up", "-n", "3", "-t", "2", "--dir", str(d), "--scrypt-n", "3000"]) == 2
     assert "scrypt-n: must be a power of two" in capsys.readouterr().err
     assert not d.exists()  # nothing half-made that a corrected retry would trip over
