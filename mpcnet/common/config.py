@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -70,8 +71,9 @@ class Fields:
 
     def number(self, key: str, default: float | None = None, *, lo: float = 0.0) -> float:
         v = self._get(key, default, default is None)
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= lo:
-            raise self.error(key, f"must be a number > {lo}")
+        # json reads NaN, Infinity and 1e999 (Infinity): none is a duration (time.sleep, Event.wait refuse them)
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v <= lo:
+            raise self.error(key, f"must be a finite number > {lo}")
         return float(v)
 
     def flag(self, key: str, default: bool = False) -> bool:

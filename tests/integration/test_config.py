@@ -169,3 +169,24 @@ def test_free_ports_skip_ports_busy_on_ipv6_loopback(monkeypatch) -> None:
         monkeypatch.setattr(cluster, "_busy_on_ipv6_loopback", busy)
         ports = cluster.free_ports(3)
     assert len(set(ports)) == 3 and not set(ports) & set(seen[:2]) and len(seen) == 5
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")], ids=["NaN", "Infinity", "-Infinity"])
+@pytest.mark.parametrize(
+    "which,field",
+    [
+        ("node", "session_timeout_s"), ("node", "clock_tolerance_s"),
+        ("coordinator", "step_timeout_s"), ("coordinator", "dkg_timeout_s"), ("coordinator", "health_interval_s"),
+        ("coordinator", "sweep_interval_s"), ("coordinator", "max_clock_skew_s"), ("coordinator", "stream_lifetime_s"),
+    ],
+)
+def test_a_duration_in_a_config_is_a_finite_number(lay, tmp_path, which, field, value) -> None:
+    """Python's json reads NaN, Infinity and -Infinity (and 1e999 as Infinity): a duration that is
+    not finite would reach time.sleep / Event.wait (ValueError, OverflowError) or never time out;
+    the config is refused naming the field."""
+    path = lay.node_config(1) if which == "node" else lay.coordinator_config
+    load = load_node_config if which == "node" else load_coordinator_config
+    p = edited(path, tmp_path, lambda d: d.update({field: value}))
+    with pytest.raises(ConfigError) as e:
+        load(p)
+    assert f"{field}: must be" in str(e.value)
