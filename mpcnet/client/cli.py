@@ -128,6 +128,10 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 LEAF_EPILOG = "The global options of 'mpc --help' (--cluster, --as, --json, --timeout, ...) are accepted here too."
 
 
+_JSON_LINES = "mpc.json_lines"
+"""``ctx.meta`` flag: this command writes JSON lines (one document per line) with ``--json``."""
+
+
 class _Root(click.Group):
     """The ``mpc`` group: with ``--json``, a server's error is also the one JSON document on stdout."""
 
@@ -136,7 +140,9 @@ class _Root(click.Group):
             return super().invoke(ctx)
         except MpcError as e:  # main prints the stderr line
             if _opts(ctx).json:
-                view.out(json.dumps({"error": {"code": e.code.name, "message": e.message}}, indent=2))
+                # after JSON lines (request watch), the error is one line too
+                indent = None if ctx.meta.get(_JSON_LINES) else 2
+                view.out(json.dumps({"error": {"code": e.code.name, "message": e.message}}, indent=indent))
             raise
 
 
@@ -380,11 +386,13 @@ def cmd_request_show(ctx: click.Context, request_id: str, wait: bool, chain_id: 
     return _show_request(ctx, r, chain_id, waited=wait)
 
 
-@_command(request_group, "watch", "print every change of a request until it ends (exit 0 only if it ended DONE)")
+@_command(request_group, "watch", "print every change of a request until it ends (exit 0 only if it ended DONE); "
+          "with --json, JSON lines: one document per change (and an error) on one line each")
 @click.argument("request_id", type=Identifier("request"), metavar="REQUEST_ID")
 @CHAIN_ID
 def cmd_request_watch(ctx: click.Context, request_id: str, chain_id: int | None) -> int:
     last = None
+    ctx.meta[_JSON_LINES] = True
     with _client(None, _opts(ctx)) as c:
         for last in c.watch_sign_request(request_id, timeout=_opts(ctx).timeout):
             if _opts(ctx).json:

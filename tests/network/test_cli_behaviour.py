@@ -189,6 +189,24 @@ def test_request_sign_wait_prints_the_id_first_and_a_passed_timeout_exits_3(fake
     assert code == 0 and json.loads(out)["state"] == "done" and fake.calls[-1] == ("wait", None)  # default: no limit
 
 
+def test_request_watch_json_is_json_lines_even_when_the_timeout_passes(fake: Fake, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``request watch --json`` writes one document per change, one per line; when --timeout passes
+    the error document was pretty-printed over several lines, which a JSON-lines reader cannot parse."""
+
+    def watch(rid: str, *, timeout: float | None = None) -> Iterator[SignRequest]:
+        yield request()
+        raise MpcError(grpc.StatusCode.DEADLINE_EXCEEDED, "request r-1 still pending_approval after 2 s")
+
+    monkeypatch.setattr(fake, "watch_sign_request", watch, raising=False)
+    code, out, _ = run("request", "watch", "r-1", "--json", "--timeout", "2")
+    docs = [json.loads(line) for line in out.splitlines()]
+    assert code == 3 and len(docs) == 2 and docs[0]["state"] == "pending_approval"
+    assert docs[1] == {"error": {"code": "DEADLINE_EXCEEDED", "message": "request r-1 still pending_approval after 2 s"}}
+    fake.cluster_status = lambda: (_ for _ in ()).throw(MpcError(grpc.StatusCode.UNAVAILABLE, "down"))  # type: ignore[method-assign]
+    code, out, _ = run("status", "--json")
+    assert code == 3 and json.loads(out) == {"error": {"code": "UNAVAILABLE", "message": "down"}}  # elsewhere: one document
+
+
 def test_unreachable_coordinator_exits_3(fake: Fake) -> None:
     code, _, err = run("status")
     assert code == 3 and err.startswith("mpc: UNAVAILABLE")
