@@ -369,6 +369,8 @@ def cmd_request_sign(
 def cmd_request_show(ctx: click.Context, request_id: str, wait: bool, chain_id: int | None) -> int:
     with _client(None, _opts(ctx)) as c:
         try:
+            if wait:
+                view.err(f"waiting for request {request_id} to end...")
             r = _wait(c, ctx, request_id) if wait else c.get_sign_request(request_id)
         except MpcError as e:
             if e.code != grpc.StatusCode.NOT_FOUND:
@@ -439,6 +441,8 @@ def cmd_approve(
         r = c.approve(request_id, expect_digest=expect_digest, expect_key=expect_key, expect_path=path)
         waited = wait and r.state != "pending_approval"  # the quorum is complete (or the request ended)
         if waited and r.state not in TERMINAL_STATES:
+            # the approval is recorded: say so before a wait that may be long (or interrupted)
+            view.err(f"request {r.request_id} approved; the quorum is complete; waiting for the signature...")
             r = _wait(c, ctx, request_id)
     return _show_request(ctx, r, chain_id, waited=waited)
 

@@ -207,6 +207,18 @@ def test_request_watch_json_is_json_lines_even_when_the_timeout_passes(fake: Fak
     assert code == 3 and json.loads(out) == {"error": {"code": "UNAVAILABLE", "message": "down"}}  # elsewhere: one document
 
 
+def test_approve_wait_and_show_wait_say_what_they_wait_for_first(fake: Fake) -> None:
+    """Like ``request sign --wait``: an approval that completes the quorum is recorded before the
+    (possibly long) wait for the signature; the approver is told so on stderr before it (it was silent)."""
+    fake.waited = "done"
+    code, _, err = run("approve", "r-1", "--wait")
+    assert code == 0 and err.splitlines()[0] == "request r-1 approved; the quorum is complete; waiting for the signature..."
+    code, _, err = run("request", "show", "r-1", "--wait")
+    assert code == 0 and err.splitlines()[0] == "waiting for request r-1 to end..."
+    fake.after_approve = "pending_approval"  # nothing to wait for: nothing said
+    assert run("approve", "r-1", "--wait")[2] == ""
+
+
 def test_unreachable_coordinator_exits_3(fake: Fake) -> None:
     code, _, err = run("status")
     assert code == 3 and err.startswith("mpc: UNAVAILABLE")
