@@ -836,11 +836,11 @@ class NodeService:
         except StoreError:
             raise  # UNAVAILABLE naming the store problem (_store_guard): this node's fault, not a protocol abort
         s.done = True
-        self.audit.append(
-            "coordinator", "keygen", outcome="stored-pending",
-            details={"key_id": ks.key_id.hex(), "public_key": pk.hex(), "threshold": ks.threshold, "parties": ks.parties,
-                     "session": s.id.hex()[:16], "label": s.label[:200]},
-        )
+        details: dict[str, str | int | bool] = {
+            "key_id": ks.key_id.hex(), "public_key": pk.hex(), "threshold": ks.threshold, "parties": ks.parties, "session": s.id.hex()[:16],
+        }
+        details |= detail_text("label", s.label)  # whole (at most MAX_LABEL), as the coordinator keeps it
+        self.audit.append("coordinator", "keygen", outcome="stored-pending", details=details)
         log.info("session %s (dkg): finished, key %s stored as pending", s.short, ks.key_id.hex()[:16])
         return node_pb2.StepResponse(
             session_id=s.id,

@@ -90,3 +90,14 @@ def test_sizes_and_proposal_ids_get_short_invalid_argument(client, requester, au
     refused(submit, cpb.SubmitSignRequestRequest(key_id=kid, digest=digest, derivation_path=[0] * 100_000), "derivation_path")
     refused(client._stub.ListSignRequests, cpb.ListSignRequestsRequest(state=42), "state")
     refused(auditor._stub.GetAuditLog, cpb.GetAuditLogRequest(component="x" * 100_000), "component")
+
+
+def test_a_longest_label_is_kept_whole_in_every_audit_entry(client, auditor) -> None:
+    """A label is at most 256 characters; the nodes' ``keygen`` entry cut it to 200 silently (no
+    ``label_truncated``), so the node trail disagreed with the coordinator's ``key-create``."""
+    label = "treasury-" + "L" * 240 + "-cold"  # 254 characters, the decisive part at the end
+    key = client.create_key(label, request_id="kid-long-label")
+    for component in ("coordinator", "node-1"):
+        entries = [e for e in auditor.fetch_audit(component).entries if key.key_id.hex() in e.details_json]
+        details = [json.loads(e.details_json) for e in entries if e.action in ("key-create", "keygen")]
+        assert details and all(d["label"] == label and "label_truncated" not in d for d in details), (component, details)
