@@ -349,22 +349,38 @@ def identity_from_cert(cert_pem_or_der: bytes) -> CertIdentity:
 # --- gRPC ------------------------------------------------------------------------------------
 
 
+def _tls_files(cert: CertPaths, ca_cert: Path, *, key_first: bool) -> tuple[bytes, bytes, bytes]:
+    """``(key, cert, ca)`` PEM bytes, checked before grpc sees them (grpc's C core only logs a bad
+    file, then fails every connection as UNAVAILABLE): ``key`` an unencrypted PEM private key,
+    ``cert`` a PEM certificate of that key, ``ca`` a PEM certificate. PkiError naming the file."""
+    order = ("key", "cert", "ca_cert") if key_first else ("ca_cert", "key", "cert")
+    raw = {what: _read({"key": cert.key, "cert": cert.cert, "ca_cert": ca_cert}[what], what) for what in order}
+    try:
+        key = serialization.load_pem_private_key(raw["key"], password=None)
+    except (ValueError, TypeError):
+        raise PkiError(f"key: {cert.key} is not an unencrypted PEM private key") from None  # never quote key material
+    certs: dict[str, x509.Certificate] = {}
+    for what, path in (("cert", cert.cert), ("ca_cert", ca_cert)):
+        try:
+            certs[what] = x509.load_pem_x509_certificate(raw[what])
+        except ValueError:
+            raise PkiError(f"{what}: {path} is not a PEM X.509 certificate") from None
+    fmt = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if certs["cert"].public_key().public_bytes(*fmt) != key.public_key().public_bytes(*fmt):
+        raise PkiError(f"key: {cert.key} is not the private key of the certificate {cert.cert}")
+    return raw["key"], raw["cert"], raw["ca_cert"]
+
+
 def server_credentials(cert: CertPaths, ca_cert: Path) -> grpc.ServerCredentials:
     """TLS server credentials that *require* a client certificate issued by ``ca_cert``."""
-    return grpc.ssl_server_credentials(
-        [(_read(cert.key, "key"), _read(cert.cert, "cert"))],
-        root_certificates=_read(ca_cert, "ca_cert"),
-        require_client_auth=True,
-    )
+    key, chain, ca = _tls_files(cert, ca_cert, key_first=True)
+    return grpc.ssl_server_credentials([(key, chain)], root_certificates=ca, require_client_auth=True)
 
 
 def channel_credentials(cert: CertPaths, ca_cert: Path) -> grpc.ChannelCredentials:
     """TLS channel credentials: trust only ``ca_cert`` and present ``cert`` as client certificate."""
-    return grpc.ssl_channel_credentials(
-        root_certificates=_read(ca_cert, "ca_cert"),
-        private_key=_read(cert.key, "key"),
-        certificate_chain=_read(cert.cert, "cert"),
-    )
+    key, chain, ca = _tls_files(cert, ca_cert, key_first=False)
+    return grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=chain)
 
 
 def peer_identity(context: grpc.ServicerContext) -> CertIdentity | None:

@@ -213,6 +213,23 @@ def test_credentials_report_unreadable_files(tmp_path: Path) -> None:
         channel_credentials(missing, tmp_path / "ca.pem")
 
 
+def test_credentials_refuse_a_file_that_is_not_what_it_should_be(pki: dict[str, CertPaths]) -> None:
+    """A certificate given as the key (or a key as a certificate, or another certificate's key) was
+    handed to grpc, whose C core logged "Invalid private key" and failed every call UNAVAILABLE."""
+    client, server, ca = pki["client"], pki["server"], pki["ca"].cert
+    cases = [
+        (CertPaths(cert=client.cert, key=client.cert), ca, r"^key: .* is not an unencrypted PEM private key$"),
+        (CertPaths(cert=client.key, key=client.key), ca, r"^cert: .* is not a PEM X.509 certificate$"),
+        (client, client.key, r"^ca_cert: .* is not a PEM X.509 certificate$"),
+        (CertPaths(cert=client.cert, key=server.key), ca, r"^key: .* is not the private key of the certificate "),
+    ]
+    for paths, ca_path, message in cases:
+        for make in (channel_credentials, server_credentials):
+            with pytest.raises(PkiError, match=message):
+                make(paths, ca_path)
+    channel_credentials(client, ca), server_credentials(server, ca)  # the right files still work
+
+
 def test_cert_hosts_lists_dns_names_and_ips(pki: dict[str, CertPaths], tmp_path: Path) -> None:
     assert cert_hosts(pki["server"].cert) == {"localhost", "127.0.0.1"}
     assert cert_hosts(pki["client"].cert) == frozenset()
@@ -236,3 +253,14 @@ def test_server_name_not_in_certificate_is_refused(pki: dict[str, CertPaths], tm
         assert ei.value.code() == grpc.StatusCode.UNAVAILABLE
     finally:
         server.stop(None)
+
+
+def test_mpc_with_a_certificate_as_its_tls_key_is_a_usage_error(pki: dict[str, CertPaths], capsys: pytest.CaptureFixture[str]) -> None:
+    """README: a wrong or malformed key file is exit 2 (it was exit 3, UNAVAILABLE, after grpc's log lines)."""
+    from mpcnet.client import cli
+
+    client = pki["client"]
+    code = cli.main(["--endpoint", "127.0.0.1:1", "--tls-cert", str(client.cert), "--tls-key", str(client.cert),
+                     "--tls-ca", str(pki["ca"].cert), "keys"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.splitlines()) == 1 and "is not an unencrypted PEM private key" in err, err
