@@ -435,7 +435,19 @@ def cmd_up(directory: Path, nodes: int | None, threshold: int | None, foreground
         existing = _layout(d)
         sup_pid = _supervisor_pid(existing)
         if sup_pid is not None:
-            print(escape(f"mpc-cluster: already running in {d} (supervisor pid {sup_pid or 'unknown'})"))
+            message = escape(f"mpc-cluster: already running in {d} (supervisor pid {sup_pid or 'unknown'})")
+            if not as_json:
+                print(message)
+                return 0
+            print(message, file=sys.stderr)  # stdout: the status, one JSON document
+            info = _read_info(existing)
+            if info is None:  # the supervisor is still writing it
+                print(json.dumps({"dir": str(d), "status": "starting", "supervisor_pid": sup_pid or None}, indent=2))
+                return 0
+            try:
+                print_status(existing, info, as_json=True)
+            except ClusterError as e:
+                raise _usage(str(e)) from None
             return 0
         left = _leftovers(existing)
         if left:  # before prepare(), which would give the new configs other ports
@@ -554,7 +566,12 @@ def cmd_status(directory: Path, as_json: bool) -> int:
     lay = _layout(directory)
     info = _read_info(lay)
     if info is None:
-        print(escape(f"mpc-cluster: {lay.dir}: not running (no cluster.json)"))
+        message = escape(f"mpc-cluster: {lay.dir}: not running (no cluster.json)")
+        if as_json:  # stdout stays one JSON document
+            print(message, file=sys.stderr)
+            print(json.dumps({"dir": str(lay.dir), "status": "stopped", "processes": []}, indent=2))
+        else:
+            print(message)
         return EXIT_NOT_RUNNING
     try:
         doc = print_status(lay, info, as_json=as_json)

@@ -257,6 +257,26 @@ def test_status_into_a_closed_pipe_exits_141_silently(
         assert capsys.readouterr().err == ""
 
 
+def test_status_json_and_up_json_print_one_json_document_when_not_running_or_already_running(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--json``: "one JSON document on stdout"; a stopped DIR (no cluster.json) and ``up`` on a
+    running cluster printed a text line there instead."""
+    _stored(tmp_path, 3, 2)
+    assert cli.main(["status", "--dir", str(tmp_path), "--json"]) == 3
+    out, err = capsys.readouterr()
+    assert json.loads(out)["status"] == "stopped" and "not running" in err
+    _stale(tmp_path)
+    monkeypatch.setattr(cli, "_supervisor_pid", lambda lay: 4242)
+    monkeypatch.setattr(cli, "check_health", lambda *a: False)
+    monkeypatch.setattr(cli, "prepare", lambda *a, **kw: pytest.fail("up started a running cluster again"))
+    assert cli.main(["up", "--dir", str(tmp_path), "--json", "-q"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["dir"] == str(tmp_path) and "already running" in err
+    assert cli.main(["up", "--dir", str(tmp_path), "-q"]) == 0
+    assert "already running" in capsys.readouterr().out  # text mode: as before
+
+
 def test_a_damaged_cluster_json_and_hostile_text_in_it_never_reach_the_terminal_raw(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
