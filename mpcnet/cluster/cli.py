@@ -54,6 +54,7 @@ from mpcnet.common.cliutil import Failed, PathArg, Seconds, UInt
 from mpcnet.common.config import write_json
 from mpcnet.common.datadir import DataDirBusy, hold_data_dirs, lock_holder
 from mpcnet.common.keystore import MAX_SCRYPT_N, MIN_SCRYPT_N
+from mpcnet.common.pki import PkiError
 
 PROG = "mpc-cluster"
 DEFAULT_NODES = 5
@@ -526,6 +527,8 @@ def print_status(lay: Layout, info: dict[str, Any], *, as_json: bool, probe: boo
         doc = _status_doc(lay, info, probe=probe)
     except (KeyError, TypeError, AttributeError, ValueError) as e:
         raise ClusterError(f"{lay.info_path}: damaged ({type(e).__name__}: {e})") from None
+    except PkiError as e:  # probing health needs DIR's CA and client certificate
+        raise ClusterError(f"{lay.dir}: cannot check the processes' health: {e}") from None
     if as_json:
         print(json.dumps(doc, indent=2))
         return doc

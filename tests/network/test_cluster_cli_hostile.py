@@ -277,6 +277,17 @@ def test_status_json_and_up_json_print_one_json_document_when_not_running_or_alr
     assert "already running" in capsys.readouterr().out  # text mode: as before
 
 
+def test_status_of_a_running_cluster_whose_ca_file_is_gone_is_one_line_not_an_internal_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Probing health reads DIR/ca/ca.pem: a missing one was 'internal error (a bug)', exit 1."""
+    _stale(tmp_path)
+    monkeypatch.setattr(cli, "_supervisor_pid", lambda lay: 4242)
+    assert cli.main(["status", "--dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot check the processes' health: ca_cert: cannot read" in err and "internal error" not in err and err.count("\n") == 1, err
+
+
 def test_a_damaged_cluster_json_and_hostile_text_in_it_never_reach_the_terminal_raw(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
