@@ -151,11 +151,15 @@ def combine(
     the shares. ``presignature`` (a signer's own record, when a signer combines) lets the
     combiner name a signer whose share disagrees on ``R`` or the session; otherwise the majority
     decides. An invalid result, which DKLs23 cannot attribute, aborts with ``party=None`` and
-    never returns a signature. Raises :class:`UsageError` for a digest that is not 32 bytes or a
-    presignature made for another key.
+    never returns a signature. Raises :class:`UsageError` for a digest that is not 32 bytes, a
+    ``public_key`` that is not a :class:`Point` other than infinity, or a presignature made for
+    another key.
     """
-    if len(digest) != DIGEST_LEN:
+    if not isinstance(digest, bytes) or len(digest) != DIGEST_LEN:
         raise UsageError(f"digest: must be {DIGEST_LEN} bytes")
+    # the caller's input, checked before anything could blame a signer for it
+    if not isinstance(public_key, Point) or public_key.is_infinity:
+        raise UsageError("public_key: must be a Point on secp256k1 (not the point at infinity; Point.decode reads SEC1 bytes)")
     order = sorted(signers)
     if set(shares) != set(order):
         missing = sorted(set(order) - set(shares))

@@ -227,3 +227,24 @@ def test_keys_with_256_base_ots_sign():
     keys = keygen(2, 3, b"lambda256", lambda_c=256)
     digest = hashlib.sha256(b"two security levels").digest()
     check_signature(sign(keys, (2, 3), digest, seed=b"l256"), keys[1].public_key, digest)
+
+
+def test_combine_refuses_a_public_key_or_digest_that_is_not_one_before_blaming_the_signers():
+    """The caller's expected key and digest are checked first: the point at infinity, SEC1 bytes
+    instead of a Point, or a 32-character str digest ran the whole combination and ended in
+    ProtocolAbort "a signer misbehaved", blaming honest signers for the caller's input."""
+    from crypto_core.combiner import combine
+    from crypto_core.group import INFINITY
+
+    keys = keygen(2, 2)
+    pres = presign(keys, (1, 2), seed=b"inputs")
+    digest = hashlib.sha256(b"inputs").digest()
+    for p in pres.values():
+        p.mark_used()
+    shares = {i: p.signature_share(digest, key_id=keys[i].key_id) for i, p in pres.items()}
+    for bad in (INFINITY, keys[1].public_key.encode(), None):
+        with pytest.raises(UsageError, match="^public_key: "):
+            combine(shares, digest, signers=(1, 2), public_key=bad)  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="^digest: "):
+        combine(shares, "x" * 32, signers=(1, 2), public_key=keys[1].public_key)  # type: ignore[arg-type]
+    check_signature(combine(shares, digest, signers=(1, 2), public_key=keys[1].public_key), keys[1].public_key, digest)
