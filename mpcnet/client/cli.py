@@ -697,6 +697,7 @@ def cmd_audit_export(ctx: click.Context, jsonl: bool, component: str | None, db:
             view.err(f"wrote {n} entries to {out}")
         return Exit.OK
     opts = _opts(ctx)
+    ctx.meta[_JSON_LINES] = True  # with --json, a server's error after some entries is one line too
     info = _cluster_info(opts)
     audit = info.get("audit")
     names = [component] if component else list(audit) if isinstance(audit, dict) else []

@@ -202,6 +202,11 @@ def test_request_watch_json_is_json_lines_even_when_the_timeout_passes(fake: Fak
     docs = [json.loads(line) for line in out.splitlines()]
     assert code == 3 and len(docs) == 2 and docs[0]["state"] == "pending_approval"
     assert docs[1] == {"error": {"code": "DEADLINE_EXCEEDED", "message": "request r-1 still pending_approval after 2 s"}}
+    monkeypatch.setattr(cli, "_cluster_info", lambda opts: {"audit": {"coordinator": {}}})
+    fake.fetch_audit = lambda name: (_ for _ in ()).throw(MpcError(grpc.StatusCode.PERMISSION_DENIED, "auditors only"))  # type: ignore[attr-defined]
+    code, out, _ = run("--json", "audit", "export", "--jsonl")
+    denied = {"error": {"code": "PERMISSION_DENIED", "message": "auditors only"}}
+    assert code == 1 and [json.loads(line) for line in out.splitlines()] == [denied]  # audit export: JSON lines too
     fake.cluster_status = lambda: (_ for _ in ()).throw(MpcError(grpc.StatusCode.UNAVAILABLE, "down"))  # type: ignore[method-assign]
     code, out, _ = run("status", "--json")
     assert code == 3 and json.loads(out) == {"error": {"code": "UNAVAILABLE", "message": "down"}}  # elsewhere: one document
