@@ -14,8 +14,9 @@ Signatures ``(r, s, recovery_id)`` (1 <= r, s < q; recovery_id 0..3):
 - ``compact``: ``r || s``, 64 bytes (each 32 bytes big-endian).
 - ``ethereum``: ``r || s || v`` with ``v`` = 27 + recovery_id (no chain id; 65 bytes, what
   ``ecrecover``/``personal_sign`` tools take) or EIP-155 ``v = chain_id * 2 + 35 + recovery_id``.
-  ``v`` is written big-endian in as few bytes as it needs (one byte, so 65 bytes in all, up to
-  chain id 110; e.g. two bytes for chain id 137, as eth-account does).
+  ``v`` is written big-endian in as few bytes as it needs (one byte, so 65 bytes in all, while
+  v <= 255: every chain id up to 109, and 110 with recovery id 0; e.g. two bytes for chain id
+  137, as eth-account does).
 - ``chain_id``: a positive ``int`` at most :data:`MAX_CHAIN_ID` (EIP-2294's bound, so ``v`` fits
   in 64 bits), or None.
 """

@@ -263,3 +263,11 @@ def test_a_malformed_signature_from_the_coordinator_is_data_loss() -> None:
 
 def _fields(s: common_pb2.Signature) -> dict[str, object]:
     return {"r": s.r, "s": s.s, "recovery_id": s.recovery_id, "der": s.der, "public_key": s.public_key}
+
+
+def test_the_ethereum_signature_grows_to_66_bytes_exactly_when_v_passes_255() -> None:
+    """The boundary the docs state: chain id 110 with recovery id 1 gives v = 256 (two bytes)."""
+    from mpcnet.client import formats
+
+    assert [len(formats.ethereum_signature(1, 1, rid, 109)) for rid in (0, 1)] == [65, 65]
+    assert [len(formats.ethereum_signature(1, 1, rid, 110)) for rid in (0, 1)] == [65, 66]
