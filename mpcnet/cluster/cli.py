@@ -429,6 +429,8 @@ def cmd_up(directory: Path, nodes: int | None, threshold: int | None, foreground
     Progress goes to stderr, the final status to stdout. Ctrl-C stops what was started (exit 130).
     """
     d = directory  # absolute (PathArg)
+    if foreground and as_json:  # a foreground cluster prints its supervisor's lines, never a status document
+        raise _usage("--json goes without --foreground (it prints the status once a detached cluster is up)")
     if d.exists() and not d.is_dir():
         raise _usage(f"--dir: {d} exists and is not a directory")
     nodes, threshold, existed = _topology(d, nodes, threshold)

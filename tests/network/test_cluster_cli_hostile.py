@@ -275,6 +275,11 @@ def test_status_json_and_up_json_print_one_json_document_when_not_running_or_alr
     assert json.loads(out)["dir"] == str(tmp_path) and "already running" in err
     assert cli.main(["up", "--dir", str(tmp_path), "-q"]) == 0
     assert "already running" in capsys.readouterr().out  # text mode: as before
+    # --foreground prints the supervisor's lines, never the status: --json with it was silently ignored
+    assert cli.main(["up", "--dir", str(tmp_path / "new"), "--foreground", "--json"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "--json goes without --foreground" in err and err.count("\n") == 1
+    assert not (tmp_path / "new").exists()
 
 
 def test_status_of_a_running_cluster_whose_ca_file_is_gone_is_one_line_not_an_internal_error(
