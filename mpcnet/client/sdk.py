@@ -59,6 +59,7 @@ from mpcnet.client.errors import (
 )
 from mpcnet.client.identities import Identity, load_identity
 from mpcnet.common.clockskew import format_skew
+from mpcnet.common.config import ConfigError, Fields
 from mpcnet.common.govwire import entry_rows
 from mpcnet.common.pki import CertPaths, channel_credentials
 from mpcnet.common.rpc import CHANNEL_OPTIONS
@@ -513,10 +514,15 @@ class MpcClient:
     def from_cluster(directory: str | Path, *, identity: str, timeout: float = 300.0) -> MpcClient:
         """Act as ``identity`` (e.g. ``admin1``, ``requester1``, ``approver2``, ``auditor1``; or a
         plain certificate such as ``client``) on the cluster described by ``DIR/cluster.json``."""
-        info = json.loads((Path(directory) / "cluster.json").read_text())
+        where = Path(directory) / "cluster.json"
+        info = json.loads(where.read_text())
+        try:  # file text: checked like a config (a missing field is not an unknown identity)
+            fields = Fields(info, str(where))
+            ca = Path(fields.text("ca_cert"))
+            endpoint = fields.obj("coordinator").endpoint("endpoint")
+        except ConfigError as e:
+            raise ValueError(f"not a cluster description: {e}") from None
         admin_set = AdminSet.from_dict(info["admin_set"]) if "admin_set" in info else None
-        ca = Path(info["ca_cert"])
-        endpoint = info["coordinator"]["endpoint"]
         nodes = {str(n["name"]): str(n["endpoint"]) for n in info.get("nodes", [])}
         if identity in info.get("identities", {}):
             ident = load_identity(Path(directory), identity)

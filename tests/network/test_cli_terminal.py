@@ -64,3 +64,25 @@ def test_server_text_reaches_the_terminal_escaped(argv, monkeypatch, capsys) -> 
     for text in (out, err):
         assert not any(not c.isprintable() and c != "\n" for c in text), repr(text)
     assert "\\x1b[3A" in out + err  # shown, escaped
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (lambda d: d.pop("coordinator"), "coordinator: missing"),
+        (lambda d: d["coordinator"].update(endpoint="localhost:1\x1b[2J"), "coordinator.endpoint: must be HOST:PORT"),
+        (lambda d: d.update(ca_cert=7), "ca_cert: must be a string"),
+    ],
+)
+def test_a_damaged_cluster_json_is_a_usage_error_naming_the_field(tmp_path, capsys, change, message) -> None:
+    """cluster.json is file text: a missing coordinator was reported as '--as: coordinator', a
+    hostile endpoint reached grpc (exit 3, UNAVAILABLE); now exit 2 naming the field."""
+    import json
+
+    doc = {"coordinator": {"endpoint": "localhost:1"}, "ca_cert": str(tmp_path / "ca.pem"), "identities": {"auditor1": {}}}
+    change(doc)
+    (tmp_path / "cluster.json").write_text(json.dumps(doc))
+    code = cli.main(["--cluster", str(tmp_path), "--as", "auditor1", "keys"])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "--as" not in err.split("(see")[0] and len(err.splitlines()) == 1, err
+    assert "\x1b" not in err
