@@ -52,6 +52,7 @@ from governance.policy import (
     sign_policy_change,
     verify_policy_change,
 )
+from governance.text import quote
 from mpcnet.client import formats
 from mpcnet.client.errors import (
     MpcError as MpcError,  # re-exported (defined there for mpcnet.client.formats)
@@ -367,6 +368,17 @@ class SignRequest:
         }
 
 
+def _the_request(r: SignRequest, request_id: str) -> SignRequest:
+    """``r`` if it is the request ``request_id`` (a coordinator answering about one request with
+    another, e.g. to have an approval signed over it, is refused: DATA_LOSS)."""
+    if r.request_id != request_id:
+        raise MpcError(
+            grpc.StatusCode.DATA_LOSS,
+            f"request_id: asked for request {quote(request_id)}, the coordinator answered with request {quote(r.request_id)}",
+        )
+    return r
+
+
 @dataclass(frozen=True)
 class PolicyView:
     scope: bytes
@@ -589,11 +601,23 @@ class MpcClient:
             key_id=kid, digest=digest, derivation_path=to_path(path), description=description, request_id=request_id,
             ttl_seconds=ttl_seconds,
         )
-        return SignRequest.from_proto(self._call(self._stub.SubmitSignRequest, req))
+        got = SignRequest.from_proto(self._call(self._stub.SubmitSignRequest, req))
+        q = got.request
+        for what, have, want in (
+            ("request_id", q.request_id, request_id or q.request_id), ("key_id", q.key_id, kid), ("digest", q.digest, digest),
+            ("derivation_path", q.derivation_path, tuple(req.derivation_path)), ("description", q.description, description),
+        ):
+            if have != want:
+                raise MpcError(
+                    grpc.StatusCode.DATA_LOSS,
+                    f"request.{what}: the coordinator answered with a request that is not the one submitted "
+                    f"(request {quote(q.request_id)})",
+                )
+        return got
 
     def get_sign_request(self, request_id: str) -> SignRequest:
         r = self._call(self._stub.GetSignRequest, coordinator_pb2.GetSignRequestRequest(request_id=request_id))
-        return SignRequest.from_proto(r)
+        return _the_request(SignRequest.from_proto(r), request_id)
 
     def list_sign_requests(self, *, state: str | None = None, key_id: bytes | str | None = None, limit: int = 0) -> list[SignRequest]:
         kid = bytes.fromhex(key_id) if isinstance(key_id, str) else (key_id or b"")
@@ -651,7 +675,7 @@ class MpcClient:
                     if data == last_bytes:  # the state a resumed stream starts with
                         continue
                     odd_in_a_row = 0
-                    last, last_bytes = SignRequest.from_proto(r), data
+                    last, last_bytes = _the_request(SignRequest.from_proto(r), request_id), data
                     yield last
                     if last.state in TERMINAL_STATES:
                         return
@@ -728,7 +752,7 @@ class MpcClient:
             self._stub.DecideSignRequest,
             coordinator_pb2.DecideSignRequestRequest(request_id=request_id, approver=me.name, decision=pb, signature=approval.signature),
         )
-        return SignRequest.from_proto(r)
+        return _the_request(SignRequest.from_proto(r), request_id)
 
     def approve(
         self, request_id: str, *, expect_digest: bytes | None = None, expect_key: bytes | None = None,
