@@ -571,7 +571,12 @@ class MpcClient:
 
     def get_key(self, key_id: bytes | str) -> Key:
         kid = bytes.fromhex(key_id) if isinstance(key_id, str) else key_id
-        return Key.from_proto(self._call(self._stub.GetKey, coordinator_pb2.GetKeyRequest(key_id=kid)))
+        key = Key.from_proto(self._call(self._stub.GetKey, coordinator_pb2.GetKeyRequest(key_id=kid)))
+        if key.key_id != kid:
+            raise MpcError(
+                grpc.StatusCode.DATA_LOSS, f"key_id: asked for key {kid.hex()}, the coordinator answered with key {key.key_id.hex()}"
+            )
+        return key
 
     def list_keys(self) -> list[Key]:
         return [Key.from_proto(k) for k in self._call(self._stub.ListKeys, coordinator_pb2.ListKeysRequest()).keys]
@@ -773,9 +778,18 @@ class MpcClient:
             signed = SignedPolicyChange.from_bytes(bytes(r.policy.signed_change))
         except GovernanceError as e:
             raise MpcError(grpc.StatusCode.DATA_LOSS, f"policy.signed_change.{e.field}: {e.reason}") from None
+        scope = signed.change.scope
+        inherited = bool(kid) and scope == DEFAULT_SCOPE
+        if scope not in (kid or DEFAULT_SCOPE, DEFAULT_SCOPE) or bytes(r.scope) != scope or r.inherited != inherited:
+            raise MpcError(
+                grpc.StatusCode.DATA_LOSS,
+                f"policy: asked for the policy of {kid.hex() if kid else 'the default scope'}, the coordinator answered with "
+                f"the policy of {'the default scope' if scope == DEFAULT_SCOPE else scope.hex()} "
+                f"({'inherited' if r.inherited else 'not inherited'})",
+            )
         if self.admin_set is not None:
             self._check_quorum(signed)
-        return PolicyView(bytes(r.scope), signed.change.new_policy, r.inherited, signed)
+        return PolicyView(scope, signed.change.new_policy, inherited, signed)
 
     def _check_quorum(self, signed: SignedPolicyChange) -> None:
         """The policy the coordinator reports must carry an admin quorum of *our* admin set."""
@@ -841,7 +855,13 @@ class MpcClient:
         return self.complete(self._proposal(r)) if push else self._proposal(r)
 
     def get_proposal(self, proposal_id: str) -> Proposal:
-        return self._proposal(self._call(self._stub.GetPolicyProposal, coordinator_pb2.GetPolicyProposalRequest(proposal_id=proposal_id)))
+        p = self._proposal(self._call(self._stub.GetPolicyProposal, coordinator_pb2.GetPolicyProposalRequest(proposal_id=proposal_id)))
+        if p.proposal_id != proposal_id:  # approve_policy would sign another change than the one named
+            raise MpcError(
+                grpc.StatusCode.DATA_LOSS,
+                f"proposal_id: asked for proposal {quote(proposal_id)}, the coordinator answered with proposal {p.proposal_id}",
+            )
+        return p
 
     def list_proposals(self, state: str | None = None) -> list[Proposal]:
         names = {v: coordinator_pb2.ProposalState.Name(k) for k, v in _PROPOSAL_STATE.items()}

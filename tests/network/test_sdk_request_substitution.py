@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from governance.approval import SigningRequest
 from mpcnet.client.identities import Identity
 from mpcnet.client.sdk import MpcClient, MpcError
-from mpcnet.wire.mpc.v1 import coordinator_pb2
+from mpcnet.wire.mpc.v1 import coordinator_pb2, governance_pb2
 
 S = coordinator_pb2
 PENDING = S.SIGN_REQUEST_STATE_PENDING_APPROVAL
@@ -103,3 +103,105 @@ def test_submit_accepts_the_request_it_asked_for() -> None:
     assert c.submit_sign_request(KEY, DIGEST, description="payroll", request_id="r-1").request.digest == DIGEST
     c, _ = client(info("server-chosen"))
     assert c.submit_sign_request(KEY.hex(), DIGEST, description="payroll").request_id == "server-chosen"
+
+
+# --- the same class for keys, policies and policy proposals -----------------------------------
+
+
+def _admin_client(stub: Any) -> MpcClient:
+    from tests.governance.gov_util import ADMIN_KEYS, admin_set
+
+    c = MpcClient.__new__(MpcClient)
+    c.timeout = 5.0
+    c._stub = stub
+    c.identity = Identity("ada", "admin", None, ADMIN_KEYS["ada"])  # type: ignore[arg-type]
+    c.admin_set = admin_set()
+    c.node_endpoints = {}
+    return c
+
+
+def _signed(scope: bytes, version: int = 1) -> bytes:
+    from governance.policy import SignedPolicyChange, sign_policy_change
+    from tests.governance.gov_util import ADMIN_KEYS, change, policy
+
+    ch = change(policy(version=version), None, scope=scope)
+    return SignedPolicyChange(ch, tuple(sign_policy_change(ch, n, ADMIN_KEYS[n]) for n in ("ada", "bob"))).to_bytes()
+
+
+def test_approve_policy_signs_nothing_for_another_proposal_than_the_one_named() -> None:
+    from governance.policy import SignedPolicyChange
+    from tests.governance.gov_util import KEY_ID, OTHER_KEY_ID
+
+    reviewed = SignedPolicyChange.from_bytes(_signed(KEY_ID)).change.digest()[:16].hex()
+    evil = SignedPolicyChange.from_bytes(_signed(OTHER_KEY_ID))
+
+    class PStub:
+        def __init__(self) -> None:
+            self.approved: list[Any] = []
+
+        def GetPolicyProposal(self, req: Any, timeout: float | None = None) -> coordinator_pb2.PolicyProposal:
+            return coordinator_pb2.PolicyProposal(  # a valid proposal: but another one
+                proposal_id=evil.change.digest()[:16].hex(), state=S.PROPOSAL_STATE_PENDING,
+                signed_change=evil.to_bytes(), admin_quorum=2,
+            )
+
+        def ApprovePolicyChange(self, req: Any, timeout: float | None = None) -> Any:
+            self.approved.append(req)
+            raise AssertionError("an admin signature over another proposal was sent")
+
+    stub = PStub()
+    c = _admin_client(stub)
+    with pytest.raises(MpcError) as e:
+        c.approve_policy(reviewed)
+    assert e.value.code == grpc.StatusCode.DATA_LOSS and reviewed in e.value.message
+    assert stub.approved == []
+    with pytest.raises(MpcError) as e:
+        c.get_proposal(reviewed)
+    assert e.value.code == grpc.StatusCode.DATA_LOSS
+
+
+def test_get_key_refuses_another_key() -> None:
+    from mpcnet.wire.mpc.v1 import common_pb2
+
+    pk = bytes.fromhex("0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798")
+
+    class KStub:
+        def GetKey(self, req: Any, timeout: float | None = None) -> common_pb2.KeyInfo:
+            return common_pb2.KeyInfo(key_id=b"\x09" * 32, public_key=pk, chain_code=bytes(32), threshold=2, parties=3)
+
+    c = _admin_client(KStub())
+    with pytest.raises(MpcError) as e:
+        c.get_key(b"\x01" * 32)
+    assert e.value.code == grpc.StatusCode.DATA_LOSS
+    assert c.get_key(b"\x09" * 32).public_key == pk
+
+
+@pytest.mark.parametrize("asked,scope,inherited,ok", [
+    ("key", "key", False, True),
+    ("key", "default", True, True),
+    ("default", "default", False, True),
+    ("key", "other", False, False),  # another key's policy shown as this key's
+    ("key", "default", False, False),  # the default policy shown as the key's own
+    ("key", "key", True, False),
+    ("default", "key", False, False),  # a key's policy shown as the default
+])
+def test_get_policy_refuses_another_scopes_policy(asked: str, scope: str, inherited: bool, ok: bool) -> None:
+    from governance.policy import DEFAULT_SCOPE
+    from tests.governance.gov_util import KEY_ID, OTHER_KEY_ID
+
+    scopes = {"key": KEY_ID, "other": OTHER_KEY_ID, "default": DEFAULT_SCOPE}
+
+    class PStub:
+        def GetPolicy(self, req: Any, timeout: float | None = None) -> coordinator_pb2.PolicyInfo:
+            return coordinator_pb2.PolicyInfo(
+                scope=scopes[scope], policy=governance_pb2.PolicyState(signed_change=_signed(scopes[scope])), inherited=inherited,
+            )
+
+    c = _admin_client(PStub())
+    kid = KEY_ID if asked == "key" else None
+    if ok:
+        assert c.get_policy(kid).signed_change.change.scope == scopes[scope]
+    else:
+        with pytest.raises(MpcError) as e:
+            c.get_policy(kid)
+        assert e.value.code == grpc.StatusCode.DATA_LOSS
