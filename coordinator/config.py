@@ -116,7 +116,7 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
     nodes: dict[int, NodeEndpoint] = {}
     for entry in f.list("nodes"):
         entry.extra_keys({"index", "name", "endpoint"})
-        ne = NodeEndpoint(entry.integer("index", lo=1, hi=1024), entry.text("name"), entry.endpoint("endpoint"))
+        ne = NodeEndpoint(entry.integer("index", lo=1, hi=1024), entry.name("name"), entry.endpoint("endpoint"))
         if ne.index in nodes:
             raise entry.error("index", f"duplicate node index {ne.index}")
         nodes[ne.index] = ne
@@ -145,7 +145,7 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
         raise f.error("stream_lifetime_s", f"must be a number of seconds in (0, {MAX_STREAM_LIFETIME_S:.0f}]")
     cfg = CoordinatorConfig(
         path=Path(path),
-        name=f.text("name", "coordinator"),
+        name=f.name("name", "coordinator"),
         listen=f.endpoint("listen"),
         threshold=f.integer("threshold", lo=2, hi=n),
         db=f.req_path("db"),
