@@ -622,7 +622,23 @@ class MpcClient:
 
     def get_sign_request(self, request_id: str) -> SignRequest:
         r = self._call(self._stub.GetSignRequest, coordinator_pb2.GetSignRequestRequest(request_id=request_id))
-        return _the_request(SignRequest.from_proto(r), request_id)
+        return self._signed_by_its_key(_the_request(SignRequest.from_proto(r), request_id))
+
+    def _signed_by_its_key(self, r: SignRequest) -> SignRequest:
+        """``r`` if it has no signature yet, or its signature's public key is the request's key
+        (as :meth:`get_key` reports it, so the signature verifies under the key and address a user
+        is shown) derived along the request's path; else DATA_LOSS."""
+        if r.signature is None:
+            return r
+        q = r.request
+        want = self.get_key(q.key_id).derive(q.derivation_path)
+        if r.signature.public_key != want:
+            raise MpcError(
+                grpc.StatusCode.DATA_LOSS,
+                f"signature.public_key: {r.signature.public_key.hex()} is not key {q.key_id.hex()} at "
+                f"{path_text(q.derivation_path)} ({want.hex()}) (the coordinator sent a signature by another key)",
+            )
+        return r
 
     def list_sign_requests(self, *, state: str | None = None, key_id: bytes | str | None = None, limit: int = 0) -> list[SignRequest]:
         kid = bytes.fromhex(key_id) if isinstance(key_id, str) else (key_id or b"")
@@ -681,6 +697,8 @@ class MpcClient:
                         continue
                     odd_in_a_row = 0
                     last, last_bytes = _the_request(SignRequest.from_proto(r), request_id), data
+                    if last.signature is not None:
+                        last = self._signed_by_its_key(last)
                     yield last
                     if last.state in TERMINAL_STATES:
                         return

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from governance.approval import SigningRequest
 from mpcnet.client.identities import Identity
-from mpcnet.client.sdk import MpcClient, MpcError
+from mpcnet.client.sdk import MpcClient, MpcError, SignRequest
 from mpcnet.wire.mpc.v1 import coordinator_pb2, governance_pb2
 
 S = coordinator_pb2
@@ -205,3 +205,48 @@ def test_get_policy_refuses_another_scopes_policy(asked: str, scope: str, inheri
         with pytest.raises(MpcError) as e:
             c.get_policy(kid)
         assert e.value.code == grpc.StatusCode.DATA_LOSS
+
+
+# --- a DONE request's signature must be by the key (at the path) the coordinator reports -------
+
+
+def _done(signer_seed: bytes) -> coordinator_pb2.SignRequestInfo:
+    from coincurve import PrivateKey
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    from mpcnet.wire.mpc.v1 import common_pb2
+
+    sk = PrivateKey(signer_seed)
+    rec = sk.sign_recoverable(DIGEST, hasher=None)
+    r, s, v = int.from_bytes(rec[:32], "big"), int.from_bytes(rec[32:64], "big"), rec[64]
+    sig = common_pb2.Signature(
+        r=rec[:32], s=rec[32:64], recovery_id=v, der=encode_dss_signature(r, s), public_key=sk.public_key.format(compressed=True)
+    )
+    return coordinator_pb2.SignRequestInfo(
+        request_id="r-1", state=S.SIGN_REQUEST_STATE_DONE, request=canonical("r-1"), updated_unix_ms=2, signature=sig, signers=[1, 2],
+    )
+
+
+@pytest.mark.parametrize("signer,ok", [(b"\x11" * 32, True), (b"\x22" * 32, False)])
+def test_a_signature_by_another_key_than_the_requests_is_refused(signer: bytes, ok: bool) -> None:
+    from coincurve import PrivateKey
+
+    from mpcnet.wire.mpc.v1 import common_pb2
+
+    key_pk = PrivateKey(b"\x11" * 32).public_key.format(compressed=True)  # the key the coordinator reports for KEY
+
+    class DStub(Stub):
+        def GetKey(self, req: Any, timeout: float | None = None) -> common_pb2.KeyInfo:
+            assert req.key_id == KEY
+            return common_pb2.KeyInfo(key_id=KEY, public_key=key_pk, chain_code=bytes(32), threshold=2, parties=3)
+
+    c, _ = client(_done(signer))
+    c._stub = DStub(_done(signer))  # type: ignore[assignment]
+    calls: list[Callable[[], SignRequest]] = [lambda: c.get_sign_request("r-1"), lambda: c.wait_sign_request("r-1")]
+    for call in calls:
+        if ok:
+            assert call().signature is not None
+        else:
+            with pytest.raises(MpcError) as e:
+                call()
+            assert e.value.code == grpc.StatusCode.DATA_LOSS and "signature.public_key" in e.value.message
