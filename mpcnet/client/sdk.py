@@ -583,6 +583,11 @@ class MpcClient:
 
     def get_request(self, request_id: str) -> RequestInfo:
         r = self._call(self._stub.GetRequest, coordinator_pb2.GetRequestRequest(request_id=request_id))
+        if r.request_id != request_id:
+            raise MpcError(
+                grpc.StatusCode.DATA_LOSS,
+                f"request_id: asked for request {quote(request_id)}, the coordinator answered with request {quote(r.request_id)}",
+            )
         sig = SignatureResult.from_proto(r.request_id, r.signature, r.signers) if r.HasField("signature") else None
         return RequestInfo(
             r.request_id, _KIND[r.kind].removeprefix("REQUEST_KIND_").lower(), _STATE[r.state].removeprefix("REQUEST_STATE_").lower(),

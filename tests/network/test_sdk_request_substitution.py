@@ -250,3 +250,18 @@ def test_a_signature_by_another_key_than_the_requests_is_refused(signer: bytes, 
             with pytest.raises(MpcError) as e:
                 call()
             assert e.value.code == grpc.StatusCode.DATA_LOSS and "signature.public_key" in e.value.message
+
+
+def test_get_request_refuses_another_request() -> None:
+    class RStub:
+        def GetRequest(self, req: Any, timeout: float | None = None) -> coordinator_pb2.RequestStatus:
+            return coordinator_pb2.RequestStatus(
+                request_id="other", kind=coordinator_pb2.REQUEST_KIND_KEYGEN, state=coordinator_pb2.REQUEST_STATE_SUCCEEDED,
+            )
+
+    c, _ = client(info("r-1"))
+    c._stub = RStub()  # type: ignore[assignment]
+    with pytest.raises(MpcError) as e:
+        c.get_request("kg-1")
+    assert e.value.code == grpc.StatusCode.DATA_LOSS
+    assert c.get_request("other").request_id == "other"
