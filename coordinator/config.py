@@ -33,6 +33,9 @@ contention.
 and server reflection; more get RESOURCE_EXHAUSTED "too many open streams (N); retry later"):
 each holds a server thread, so the server runs ``workers + max_streams`` threads and streams can
 never take the ``workers`` that serve unary calls (approvals, ``ClusterStatus``).
+``max_streams_per_caller`` (default ``max_streams // 4``, at least 1) bounds the streams one
+caller (certificate name) holds at once, so one certificate holder cannot take every slot and
+starve everyone else's waits (more get RESOURCE_EXHAUSTED "too many open streams for NAME (N)").
 ``stream_lifetime_s`` (default 60, at most 3600): a watch stream ends after this long with the
 request's current state (clients resume); see :mod:`mpcnet.common.streams`.
 
@@ -60,7 +63,7 @@ _KEYS = {
     "name", "listen", "threshold", "db", "tls", "nodes", "client_roles", "step_timeout_s", "dkg_timeout_s",
     "max_requests", "log_file", "log_level", "workers", "health_interval_s", "max_parallel_sessions",
     "keystore", "passphrase_file", "passphrase_env", "audit_db", "governance", "sweep_interval_s",
-    "max_clock_skew_s", "max_streams", "stream_lifetime_s",
+    "max_clock_skew_s", "max_streams", "max_streams_per_caller", "stream_lifetime_s",
 }
 
 
@@ -100,6 +103,7 @@ class CoordinatorConfig:
     max_clock_skew_s: float = 30.0
     max_streams: int = 256
     stream_lifetime_s: float = 60.0
+    max_streams_per_caller: int = 64
 
     @property
     def parties(self) -> int:
@@ -112,7 +116,7 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
     nodes: dict[int, NodeEndpoint] = {}
     for entry in f.list("nodes"):
         entry.extra_keys({"index", "name", "endpoint"})
-        ne = NodeEndpoint(entry.integer("index", lo=1, hi=1024), entry.text("name"), entry.endpoint("endpoint"))
+        ne = NodeEndpoint(entry.integer("index", lo=1, hi=1024), entry.name("name"), entry.endpoint("endpoint"))
         if ne.index in nodes:
             raise entry.error("index", f"duplicate node index {ne.index}")
         nodes[ne.index] = ne
@@ -135,12 +139,13 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
     max_skew = f.number("max_clock_skew_s", 30.0)
     if not max_skew <= MAX_CLOCK_SKEW_S:
         raise f.error("max_clock_skew_s", f"must be a number of seconds in (0, {MAX_CLOCK_SKEW_S:.0f}]")
+    max_streams = f.integer("max_streams", 256, lo=1, hi=10_000)
     lifetime = f.number("stream_lifetime_s", 60.0)
     if not lifetime <= MAX_STREAM_LIFETIME_S:
         raise f.error("stream_lifetime_s", f"must be a number of seconds in (0, {MAX_STREAM_LIFETIME_S:.0f}]")
     cfg = CoordinatorConfig(
         path=Path(path),
-        name=f.text("name", "coordinator"),
+        name=f.name("name", "coordinator"),
         listen=f.endpoint("listen"),
         threshold=f.integer("threshold", lo=2, hi=n),
         db=f.req_path("db"),
@@ -164,8 +169,9 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
         initial_policy=initial,
         sweep_interval_s=f.number("sweep_interval_s", 1.0),
         max_clock_skew_s=max_skew,
-        max_streams=f.integer("max_streams", 256, lo=1, hi=10_000),
+        max_streams=max_streams,
         stream_lifetime_s=lifetime,
+        max_streams_per_caller=f.integer("max_streams_per_caller", max(1, max_streams // 4), lo=1, hi=max_streams),
     )
     if cfg.workers <= cfg.max_requests // 2:
         raise ConfigError(f"{path}: workers: must exceed max_requests / 2")

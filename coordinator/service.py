@@ -172,7 +172,8 @@ class CoordinatorService:
         self._stop = threading.Event()
         self.health: Any = None  # the standard health servicer, set by the server
         self._sessions = threading.BoundedSemaphore(cfg.max_parallel_sessions)
-        self.streams = StreamBudget(cfg.max_streams, cfg.stream_lifetime_s)  # the server's long-lived streams
+        # the server's long-lived streams
+        self.streams = StreamBudget(cfg.max_streams, cfg.stream_lifetime_s, per_caller=cfg.max_streams_per_caller)
         for r in self.db.requests_in_state("running"):
             k = self.db.key_of_request(r.request_id) if r.kind == "keygen" else None
             if k is not None:  # killed after the key was recorded: the keygen succeeded

@@ -82,11 +82,23 @@ def check_text(value: object, field: str, max_chars: int) -> str:
     return value
 
 
+MAX_COMBINING_RUN = 4
+"""The most combining marks in a row that :func:`escape` shows as they are (accented letters and
+scripts with stacked vowel signs need a few; hundreds on one character draw over the lines above
+and below it in many terminals)."""
+
+
 def escape(text: object) -> str:
     """``text`` on one terminal line: every character that is not printable (``str.isprintable``:
     controls, format and bidi characters, separators other than space, unassigned code points)
-    written as a Python escape (``\\n``, ``\\x1b``, ``\\u202e``), other text kept."""
-    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in str(text))
+    written as a Python escape (``\\n``, ``\\x1b``, ``\\u202e``), and so is every combining mark
+    (categories Mn, Me) past :data:`MAX_COMBINING_RUN` in a row; other text kept."""
+    out: list[str] = []
+    run = 0
+    for c in str(text):
+        run = run + 1 if unicodedata.category(c) in ("Mn", "Me") else 0
+        out.append(c if c.isprintable() and run <= MAX_COMBINING_RUN else ascii(c)[1:-1])
+    return "".join(out)
 
 
 def quote(value: object, limit: int = QUOTE_CHARS) -> str:

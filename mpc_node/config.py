@@ -112,7 +112,7 @@ def load_node_config(path: Path) -> NodeConfig:
     for entry in f.list("roster"):
         entry.extra_keys({"index", "name", "identity_public", "encryption_public"})
         p = Peer(
-            entry.integer("index", lo=1, hi=1024), entry.text("name"), entry.hex("identity_public", 32), entry.hex("encryption_public", 32)
+            entry.integer("index", lo=1, hi=1024), entry.name("name"), entry.hex("identity_public", 32), entry.hex("encryption_public", 32)
         )
         if p.index in roster:
             raise entry.error("index", f"duplicate party index {p.index}")
@@ -134,7 +134,7 @@ def load_node_config(path: Path) -> NodeConfig:
     cfg = NodeConfig(
         path=Path(path),
         index=index,
-        name=f.text("name"),
+        name=f.name("name"),
         listen=f.endpoint("listen"),
         threshold=threshold,
         keystore=f.req_path("keystore"),

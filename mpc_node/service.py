@@ -492,7 +492,7 @@ class NodeService:
             details={
                 "key_id": s.key_id.hex(), "digest": s.digest.hex(), "path": _path_text(s.path), "session": s.id.hex()[:16],
                 "signers": ",".join(map(str, s.participants)), "policy_version": approved.policy.version,
-                "approved_by": ",".join(sorted(approved.result.approved)),
+                "approved_by": ",".join(sorted(approved.result.approved)), "request_sha256": req.request_digest().hex(),
             },
         )
 
@@ -897,6 +897,7 @@ class NodeService:
                 "key_id": s.key_id.hex(), "digest": s.digest.hex(), "path": _path_text(s.path),
                 "session": s.id.hex()[:16], "signers": ",".join(map(str, s.participants)), "attempt": s.attempt,
                 "policy_version": approved.policy.version, "approved_by": ",".join(sorted(approved.result.approved)),
+                "request_sha256": req.request_digest().hex(),
             },
         )
         log.info("session %s (sign): signing contribution released for key %s (request %s)", s.short, s.key_id.hex()[:16], req.request_id)
@@ -987,6 +988,7 @@ class NodeService:
             details={
                 "key_id": key_id.hex(), "attempt": grant.attempt, "signers": ",".join(map(str, grant.signers)),
                 "session": sid.hex()[:16], "request_digest": grant.request_digest.hex(), "by": actor[:64],
+                "request_sha256": grant.request_digest.hex(),  # the name every other entry of a request uses
             },
         )
         receipt = sign_reservation(grant, self.me, self.keys.identity)

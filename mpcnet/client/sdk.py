@@ -52,6 +52,7 @@ from governance.policy import (
     sign_policy_change,
     verify_policy_change,
 )
+from governance.text import quote
 from mpcnet.client import formats
 from mpcnet.client.errors import (
     MpcError as MpcError,  # re-exported (defined there for mpcnet.client.formats)
@@ -368,6 +369,17 @@ class SignRequest:
         }
 
 
+def _the_request(r: SignRequest, request_id: str) -> SignRequest:
+    """``r`` if it is the request ``request_id`` (a coordinator answering about one request with
+    another, e.g. to have an approval signed over it, is refused: DATA_LOSS)."""
+    if r.request_id != request_id:
+        raise MpcError(
+            grpc.StatusCode.DATA_LOSS,
+            f"request_id: asked for request {quote(request_id)}, the coordinator answered with request {quote(r.request_id)}",
+        )
+    return r
+
+
 @dataclass(frozen=True)
 class PolicyView:
     scope: bytes
@@ -565,13 +577,23 @@ class MpcClient:
 
     def get_key(self, key_id: bytes | str) -> Key:
         kid = bytes.fromhex(key_id) if isinstance(key_id, str) else key_id
-        return Key.from_proto(self._call(self._stub.GetKey, coordinator_pb2.GetKeyRequest(key_id=kid)))
+        key = Key.from_proto(self._call(self._stub.GetKey, coordinator_pb2.GetKeyRequest(key_id=kid)))
+        if key.key_id != kid:
+            raise MpcError(
+                grpc.StatusCode.DATA_LOSS, f"key_id: asked for key {kid.hex()}, the coordinator answered with key {key.key_id.hex()}"
+            )
+        return key
 
     def list_keys(self) -> list[Key]:
         return [Key.from_proto(k) for k in self._call(self._stub.ListKeys, coordinator_pb2.ListKeysRequest()).keys]
 
     def get_request(self, request_id: str) -> RequestInfo:
         r = self._call(self._stub.GetRequest, coordinator_pb2.GetRequestRequest(request_id=request_id))
+        if r.request_id != request_id:
+            raise MpcError(
+                grpc.StatusCode.DATA_LOSS,
+                f"request_id: asked for request {quote(request_id)}, the coordinator answered with request {quote(r.request_id)}",
+            )
         sig = SignatureResult.from_proto(r.request_id, r.signature, r.signers) if r.HasField("signature") else None
         return RequestInfo(
             r.request_id, _KIND[r.kind].removeprefix("REQUEST_KIND_").lower(), _STATE[r.state].removeprefix("REQUEST_STATE_").lower(),
@@ -595,11 +617,39 @@ class MpcClient:
             key_id=kid, digest=digest, derivation_path=to_path(path), description=description, request_id=request_id,
             ttl_seconds=ttl_seconds,
         )
-        return SignRequest.from_proto(self._call(self._stub.SubmitSignRequest, req))
+        got = SignRequest.from_proto(self._call(self._stub.SubmitSignRequest, req))
+        q = got.request
+        for what, have, want in (
+            ("request_id", q.request_id, request_id or q.request_id), ("key_id", q.key_id, kid), ("digest", q.digest, digest),
+            ("derivation_path", q.derivation_path, tuple(req.derivation_path)), ("description", q.description, description),
+        ):
+            if have != want:
+                raise MpcError(
+                    grpc.StatusCode.DATA_LOSS,
+                    f"request.{what}: the coordinator answered with a request that is not the one submitted "
+                    f"(request {quote(q.request_id)})",
+                )
+        return got
 
     def get_sign_request(self, request_id: str) -> SignRequest:
         r = self._call(self._stub.GetSignRequest, coordinator_pb2.GetSignRequestRequest(request_id=request_id))
-        return SignRequest.from_proto(r)
+        return self._signed_by_its_key(_the_request(SignRequest.from_proto(r), request_id))
+
+    def _signed_by_its_key(self, r: SignRequest) -> SignRequest:
+        """``r`` if it has no signature yet, or its signature's public key is the request's key
+        (as :meth:`get_key` reports it, so the signature verifies under the key and address a user
+        is shown) derived along the request's path; else DATA_LOSS."""
+        if r.signature is None:
+            return r
+        q = r.request
+        want = self.get_key(q.key_id).derive(q.derivation_path)
+        if r.signature.public_key != want:
+            raise MpcError(
+                grpc.StatusCode.DATA_LOSS,
+                f"signature.public_key: {r.signature.public_key.hex()} is not key {q.key_id.hex()} at "
+                f"{path_text(q.derivation_path)} ({want.hex()}) (the coordinator sent a signature by another key)",
+            )
+        return r
 
     def list_sign_requests(self, *, state: str | None = None, key_id: bytes | str | None = None, limit: int = 0) -> list[SignRequest]:
         kid = bytes.fromhex(key_id) if isinstance(key_id, str) else (key_id or b"")
@@ -657,7 +707,9 @@ class MpcClient:
                     if data == last_bytes:  # the state a resumed stream starts with
                         continue
                     odd_in_a_row = 0
-                    last, last_bytes = SignRequest.from_proto(r), data
+                    last, last_bytes = _the_request(SignRequest.from_proto(r), request_id), data
+                    if last.signature is not None:
+                        last = self._signed_by_its_key(last)
                     yield last
                     if last.state in TERMINAL_STATES:
                         return
@@ -734,7 +786,7 @@ class MpcClient:
             self._stub.DecideSignRequest,
             coordinator_pb2.DecideSignRequestRequest(request_id=request_id, approver=me.name, decision=pb, signature=approval.signature),
         )
-        return SignRequest.from_proto(r)
+        return _the_request(SignRequest.from_proto(r), request_id)
 
     def approve(
         self, request_id: str, *, expect_digest: bytes | None = None, expect_key: bytes | None = None,
@@ -755,9 +807,18 @@ class MpcClient:
             signed = SignedPolicyChange.from_bytes(bytes(r.policy.signed_change))
         except GovernanceError as e:
             raise MpcError(grpc.StatusCode.DATA_LOSS, f"policy.signed_change.{e.field}: {e.reason}") from None
+        scope = signed.change.scope
+        inherited = bool(kid) and scope == DEFAULT_SCOPE
+        if scope not in (kid or DEFAULT_SCOPE, DEFAULT_SCOPE) or bytes(r.scope) != scope or r.inherited != inherited:
+            raise MpcError(
+                grpc.StatusCode.DATA_LOSS,
+                f"policy: asked for the policy of {kid.hex() if kid else 'the default scope'}, the coordinator answered with "
+                f"the policy of {'the default scope' if scope == DEFAULT_SCOPE else scope.hex()} "
+                f"({'inherited' if r.inherited else 'not inherited'})",
+            )
         if self.admin_set is not None:
             self._check_quorum(signed)
-        return PolicyView(bytes(r.scope), signed.change.new_policy, r.inherited, signed)
+        return PolicyView(scope, signed.change.new_policy, inherited, signed)
 
     def _check_quorum(self, signed: SignedPolicyChange) -> None:
         """The policy the coordinator reports must carry an admin quorum of *our* admin set."""
@@ -823,7 +884,13 @@ class MpcClient:
         return self.complete(self._proposal(r)) if push else self._proposal(r)
 
     def get_proposal(self, proposal_id: str) -> Proposal:
-        return self._proposal(self._call(self._stub.GetPolicyProposal, coordinator_pb2.GetPolicyProposalRequest(proposal_id=proposal_id)))
+        p = self._proposal(self._call(self._stub.GetPolicyProposal, coordinator_pb2.GetPolicyProposalRequest(proposal_id=proposal_id)))
+        if p.proposal_id != proposal_id:  # approve_policy would sign another change than the one named
+            raise MpcError(
+                grpc.StatusCode.DATA_LOSS,
+                f"proposal_id: asked for proposal {quote(proposal_id)}, the coordinator answered with proposal {p.proposal_id}",
+            )
+        return p
 
     def list_proposals(self, state: str | None = None) -> list[Proposal]:
         names = {v: coordinator_pb2.ProposalState.Name(k) for k, v in _PROPOSAL_STATE.items()}

@@ -15,7 +15,7 @@ from typing import Any
 
 from governance.errors import GovernanceError
 from governance.policy import DEFAULT_SCOPE, AdminSet, SignedPolicyChange
-from governance.text import quote
+from governance.text import check_name, quote
 
 _HOSTPORT = re.compile(r"[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}")  # [0-9], not \d (which takes any script's digits)
 
@@ -54,6 +54,15 @@ class Fields:
         if not isinstance(v, str):
             raise self.error(key, "must be a string")
         return v
+
+    def name(self, key: str, default: str | None = None) -> str:
+        """A name (a component's, a node's): :data:`governance.text.NAME_RE`, the alphabet the audit
+        trail, the RPCs and certificates use for it."""
+        v = self.text(key, default)
+        try:
+            return check_name(v, key)
+        except GovernanceError as e:
+            raise self.error(key, e.reason) from None
 
     def opt_str(self, key: str) -> str | None:
         v = self._get(key, None, False)

@@ -413,3 +413,18 @@ def test_relayed_rows_that_were_dropped_reordered_or_altered_are_named(log_path:
     with pytest.raises(GovernanceError) as e:
         verify_entries("node-1", PUB, [rows[0][:5]])
     assert e.value.field == "rows[0]"
+
+
+def test_export_jsonl_is_ascii_so_an_unverified_file_cannot_drive_a_terminal(tmp_path: Path) -> None:
+    """``mpc audit export --jsonl --db FILE`` writes an unverified file's entries, often to a
+    terminal: JSON escapes C0 controls but not DEL, C1 controls (U+009B is CSI), bidi overrides
+    or line separators, so the export is ASCII (like the cluster export), the text unchanged."""
+    path = tmp_path / "a.db"
+    hostile = "x\u009b2J\u202e\u2028\x7fy"
+    with AuditLog.open(path, component="node-1", signing_key=KEY) as log:
+        log.append("node-1", "test", outcome="ok", details={"reason": hostile})
+    out = io.StringIO()
+    assert export_jsonl(path, out) == 1
+    text = out.getvalue()
+    assert text.isascii(), repr(text)
+    assert json.loads(text)["details"]["reason"] == hostile

@@ -80,6 +80,8 @@ def test_older_cluster_keeps_working(tmp_path) -> None:
         (lambda d: d["roster"][0].update(identity_public="zz"), "roster[0].identity_public: must be hex"),
         (lambda d: d["roster"][0].update(encryption_public="00"), "roster[0].encryption_public: must be 32 bytes of hex, got 1"),
         (lambda d: d.update(bogus=1), "bogus: unknown field"),
+        (lambda d: d.update(name="node 1\x1b[2J"), "name: must be 1-64 characters of [A-Za-z0-9._-] starting with a letter or digit"),
+        (lambda d: d["roster"][1].update(name="node-2\n"), "roster[1].name: must be 1-64 characters of [A-Za-z0-9._-]"),
         (lambda d: (d.pop("passphrase_file"), d.pop("passphrase_env", None)), "passphrase_file: missing"),
         (lambda d: d.update(test_mode="yes"), "test_mode: must be true or false"),
         (lambda d: d.pop("governance"), "governance: missing"),
@@ -107,6 +109,8 @@ def test_node_config_errors_name_the_field(lay, tmp_path, change, message) -> No
         (lambda d: d.update(client_roles=["node"]), "client_roles: nodes may not call the client API"),
         (lambda d: d.update(max_parallel_sessions=0), "max_parallel_sessions: must be in 1..10000"),
         (lambda d: d.pop("keystore"), "keystore: missing"),
+        (lambda d: d.update(name="coord\u202e"), "name: must be 1-64 characters of [A-Za-z0-9._-] starting with a letter or digit"),
+        (lambda d: d["nodes"][0].update(name=""), "nodes[0].name: must be 1-64 characters of [A-Za-z0-9._-]"),
         (lambda d: d.pop("governance"), "governance: missing"),
     ],
 )

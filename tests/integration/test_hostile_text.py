@@ -78,6 +78,16 @@ def test_a_newline_after_a_request_id_is_refused_and_a_dotted_id_is_kept_everywh
             assert d["request_sha256"] == want, (e.action, d)
         if e.action == "sign-request":
             assert d["description"] == description and "description_truncated" not in d
+    # the nodes' entries of the shares they released tie to the same approvals (the coordinator is untrusted)
+    node_entries = [
+        (e.action, json.loads(e.details_json)) for name in ("node-1", "node-2", "node-3")
+        for e in auditor.fetch_audit(name).entries if e.request_id == "batch.7"
+    ]
+    released = [d for a, d in node_entries if a == "sign-share" and d.get("attempt") is not None]
+    assert released, node_entries
+    for action, d in node_entries:
+        if action in ("sign-start", "sign-reserve", "sign-share"):
+            assert d.get("request_sha256") == want, (action, d)
 
 
 def test_sizes_and_proposal_ids_get_short_invalid_argument(client, requester, auditor, key) -> None:

@@ -107,11 +107,13 @@ def timed_sign(team: SigningTeam, key: Any, text: str) -> tuple[float, float]:
 
 
 def test_200_watchers_leave_approvals_signing_and_status_at_normal_latency(wc: LocalCluster, wteam: SigningTeam, wkey: Any) -> None:
-    configure(wc, max_streams=None, stream_lifetime_s=None)  # the defaults: 256 streams, 60 s
+    configure(wc, max_streams=None, max_streams_per_caller=None, stream_lifetime_s=None)  # the defaults: 256 streams, 60 s
     _, baseline = timed_sign(wteam, wkey, "baseline")
     held = [submit(wteam, wkey, f"held-{i}") for i in range(4)]
     calls = []
-    with channels(wc, 4) as chs:
+    watchers = ("requester1", "approver1", "approver3", "auditor1")  # 50 each: within one caller's share (64)
+    with contextlib.ExitStack() as stack:
+        chs = [stack.enter_context(channels(wc, 1, identity=who))[0] for who in watchers]
         try:
             for i in range(WATCHERS):  # more than the coordinator's 48 workers, all on pending requests
                 calls.append(open_watch(chs[i % len(chs)], held[i % len(held)].request_id))
@@ -135,7 +137,7 @@ def test_200_watchers_leave_approvals_signing_and_status_at_normal_latency(wc: L
 
 
 def test_a_full_stream_budget_is_resource_exhausted_and_unary_calls_still_work(wc: LocalCluster, wteam: SigningTeam, wkey: Any) -> None:
-    configure(wc, max_streams=3, stream_lifetime_s=None)
+    configure(wc, max_streams=3, max_streams_per_caller=3, stream_lifetime_s=None)
     r = submit(wteam, wkey, "budget")
     with channels(wc, 1) as (ch,):
         calls = [open_watch(ch, r.request_id) for _ in range(3)]
@@ -169,6 +171,25 @@ def test_a_full_stream_budget_is_resource_exhausted_and_unary_calls_still_work(w
                 call.cancel()
 
 
+def test_one_identity_cannot_hold_every_stream_slot(wc: LocalCluster, wteam: SigningTeam, wkey: Any) -> None:
+    """A requester (any certificate) opening watches until it is refused leaves slots for others:
+    an approver's wait still gets a stream (the budget is shared per identity, not first come)."""
+    configure(wc, max_streams=8, max_streams_per_caller=None, stream_lifetime_s=None)
+    r = submit(wteam, wkey, "hog")
+    calls = []
+    with channels(wc, 1) as (hog,), channels(wc, 1, identity="approver1") as (other,):
+        try:
+            with pytest.raises(grpc.RpcError) as e:
+                for _ in range(9):
+                    calls.append(open_watch(hog, r.request_id))
+            assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert 1 <= len(calls) < 8
+            calls.append(open_watch(other, r.request_id))  # the approver's watch is served
+        finally:
+            for call in calls:
+                call.cancel()
+
+
 def collect(team: SigningTeam, rid: str, out: list[SignRequest], errors: list[BaseException]) -> threading.Thread:
     def run() -> None:
         try:
@@ -187,7 +208,7 @@ def no_duplicates(seen: list[SignRequest]) -> None:
 
 
 def test_waits_outlive_the_servers_stream_lifetime(wc: LocalCluster, wteam: SigningTeam, wkey: Any) -> None:
-    configure(wc, max_streams=None, stream_lifetime_s=1.5)
+    configure(wc, max_streams=None, max_streams_per_caller=None, stream_lifetime_s=1.5)
     r = submit(wteam, wkey, "outlives streams")
     seen: list[SignRequest] = []
     errors: list[BaseException] = []
@@ -207,7 +228,7 @@ def test_waits_outlive_the_servers_stream_lifetime(wc: LocalCluster, wteam: Sign
 
 
 def test_a_wait_survives_a_coordinator_restart(wc: LocalCluster, wteam: SigningTeam, wkey: Any) -> None:
-    configure(wc, max_streams=None, stream_lifetime_s=None)
+    configure(wc, max_streams=None, max_streams_per_caller=None, stream_lifetime_s=None)
     r = submit(wteam, wkey, "survives a restart")
     result: list[SignRequest] = []
     errors: list[BaseException] = []
@@ -283,7 +304,7 @@ def test_the_node_example_watches_again_after_a_server_ended_stream(wc: LocalClu
     root = Path(__file__).resolve().parents[2]
     r = subprocess.run(["bash", "-c", "source scripts/node_example.sh"], cwd=root, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, f"installing the Node example failed:\n{r.stdout}\n{r.stderr}"
-    configure(wc, max_streams=None, stream_lifetime_s=1.0)
+    configure(wc, max_streams=None, max_streams_per_caller=None, stream_lifetime_s=1.0)
     p = subprocess.Popen(
         ["node", "sign.js", "--cluster", str(wc.lay.dir), "--key-id", wkey.key_id.hex(), "--approvers", "approver1",
          "--timeout-s", "60"],

@@ -86,3 +86,43 @@ def test_a_damaged_cluster_json_is_a_usage_error_naming_the_field(tmp_path, caps
     err = capsys.readouterr().err
     assert code == 2 and message in err and "--as" not in err.split("(see")[0] and len(err.splitlines()) == 1, err
     assert "\x1b" not in err
+
+
+def test_stacked_combining_marks_in_user_text_are_escaped_past_a_few(monkeypatch, capsys) -> None:
+    """A description (or label) of hundreds of combining marks on one character ("Zalgo") draws
+    over the rows above and below it in many terminals, e.g. over the digest an approver checks:
+    a view keeps at most MAX_COMBINING_RUN marks in a row and escapes the rest. Ordinary accented
+    text (a few marks per letter) is unchanged."""
+    import unicodedata
+
+    from governance.text import MAX_COMBINING_RUN, escape
+
+    zalgo = "pay" + "\u0336\u0301\u0489" * 100 + " invoice"
+    accented = unicodedata.normalize("NFD", "Ti\u1ebfng Vi\u1ec7t, r\u00e9sum\u00e9")
+    assert escape(accented) == accented
+    shown = escape(zalgo)
+    assert shown.startswith("pay\u0336\u0301\u0489") and "\\u0336" in shown and shown.endswith(" invoice")
+
+    def longest_run(text: str) -> int:
+        run = best = 0
+        for c in text:
+            run = run + 1 if unicodedata.combining(c) or unicodedata.category(c) in ("Mn", "Me") else 0
+            best = max(best, run)
+        return best
+
+    assert longest_run(shown) <= MAX_COMBINING_RUN
+    now = time.time_ns() // 1_000_000
+    req = SigningRequest("r-1", os.urandom(32), bytes(32), (), "requester1", zalgo, now, now + 60_000, 1, bytes(32))
+    r = SignRequest(
+        request_id="r-1", state="pending_approval", request=req, request_bytes=req.encode(), approvals=(),
+        approval_quorum=2, approvers=3, signature=None, error_code="", error_message="", attempts=0, updated_unix_ms=now,
+    )
+
+    class Fake(_Fake):
+        def get_sign_request(self, rid: str) -> SignRequest:
+            return r
+
+    monkeypatch.setattr(cli, "_client", lambda ap, args: Fake())
+    cli.main(["--cluster", "unused", "--as", "approver1", "request", "show", "r-1"])
+    out, _ = capsys.readouterr()
+    assert longest_run(out) <= MAX_COMBINING_RUN and "description" in out

@@ -136,3 +136,37 @@ def test_health_watches_take_slots_too(served: tuple[int, StreamBudget]) -> None
         finally:
             for w in watches:
                 w.cancel()
+
+
+class _Peer:
+    """A servicer context as far as the budget looks at it: no certificate, a peer address."""
+
+    def __init__(self, peer: str) -> None:
+        self._peer = peer
+
+    def peer_identity_key(self) -> None:
+        return None
+
+    def peer(self) -> str:
+        return self._peer
+
+    def cancel(self) -> None:
+        pass
+
+
+def test_one_caller_holds_at_most_its_share_of_the_budget() -> None:
+    budget = StreamBudget(4, 10.0, per_caller=2)
+    try:
+        a, b = _Peer("ipv4:127.0.0.1:1"), _Peer("ipv4:127.0.0.1:2")
+        held = [budget.open(a, "W"), budget.open(a, "W")]  # type: ignore[arg-type]
+        with pytest.raises(RpcError) as e:
+            budget.open(a, "W")  # type: ignore[arg-type]
+        assert e.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED and "for ipv4:127.0.0.1:1 (2)" in e.value.message
+        held += [budget.open(b, "W"), budget.open(b, "W")]  # type: ignore[arg-type]  # others still get theirs
+        held.pop(0).release()
+        held.append(budget.open(a, "W"))  # type: ignore[arg-type]  # a released slot is the caller's again
+        assert budget.open_count == 4
+        with pytest.raises(ValueError):
+            StreamBudget(4, per_caller=5)
+    finally:
+        budget.close()

@@ -476,7 +476,8 @@ def export_jsonl(path: Path, out: TextIO) -> int:
                 entry = entry_from_row(tuple(row))
             except GovernanceError as e:
                 raise GovernanceError(f"entry {row[0]!r}.{e.field}", e.reason) from None
-            out.write(json.dumps(entry.to_dict(), sort_keys=True, ensure_ascii=False) + "\n")
+            # ASCII (as the cluster export): the file is not verified, and the output may go to a terminal
+            out.write(json.dumps(entry.to_dict(), sort_keys=True) + "\n")
             count += 1
     except sqlite3.Error as e:
         raise GovernanceError("path", f"cannot read {path} ({e})") from None
