@@ -129,7 +129,14 @@ def recoverable(r: int, s: int, recovery_id: int) -> bytes:
 
 
 def ethereum_v(recovery_id: int, chain_id: int | None = None) -> int:
-    """27 + recovery_id without a chain id, else EIP-155 ``chain_id * 2 + 35 + recovery_id``."""
+    """27 + recovery_id without a chain id, else EIP-155 ``chain_id * 2 + 35 + recovery_id``.
+
+    Only recovery ids 0 and 1 have an Ethereum ``v`` (ids 2 and 3, for an R whose x coordinate
+    is at least the group order, probability about 2^-127, would make ``v`` ambiguous: id 2 on
+    chain c is id 0 on chain c + 1); others raise MpcError INVALID_ARGUMENT naming
+    ``recovery_id``."""
+    if isinstance(recovery_id, bool) or recovery_id not in (0, 1):
+        raise _bad("recovery_id", "an Ethereum signature needs recovery id 0 or 1")
     cid = check_chain_id(chain_id)
     return ETHEREUM_V_BASE + recovery_id if cid is None else cid * 2 + 35 + recovery_id
 

@@ -244,8 +244,11 @@ class SignatureResult:
         ``public_key_pem`` (SubjectPublicKeyInfo PEM, multi-line text), ``signers``.
 
         ``chain_id``: None, or a positive int at most :data:`mpcnet.client.formats.MAX_CHAIN_ID`
-        (MpcError INVALID_ARGUMENT otherwise)."""
-        v = formats.ethereum_v(self.recovery_id, chain_id)
+        (MpcError INVALID_ARGUMENT otherwise). ``ethereum`` and ``v`` are None for a recovery id
+        of 2 or 3 (probability about 2^-127), which has no unambiguous Ethereum ``v``."""
+        formats.check_chain_id(chain_id)
+        eth = self.recovery_id in (0, 1)
+        v = formats.ethereum_v(self.recovery_id, chain_id) if eth else None
         return {
             "request_id": self.request_id,
             "r": f"{self.r:064x}",
@@ -253,7 +256,7 @@ class SignatureResult:
             "recovery_id": self.recovery_id,
             "der": self.der.hex(),
             "compact": formats.compact(self.r, self.s).hex(),
-            "ethereum": formats.ethereum_signature(self.r, self.s, self.recovery_id, chain_id).hex(),
+            "ethereum": formats.ethereum_signature(self.r, self.s, self.recovery_id, chain_id).hex() if eth else None,
             "v": v,
             "chain_id": chain_id,
             "public_key": self.public_key.hex(),

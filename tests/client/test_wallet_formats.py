@@ -271,3 +271,15 @@ def test_the_ethereum_signature_grows_to_66_bytes_exactly_when_v_passes_255() ->
 
     assert [len(formats.ethereum_signature(1, 1, rid, 109)) for rid in (0, 1)] == [65, 65]
     assert [len(formats.ethereum_signature(1, 1, rid, 110)) for rid in (0, 1)] == [65, 66]
+
+
+def test_recovery_ids_2_and_3_have_no_ethereum_v() -> None:
+    """Recovery id 2 on chain c would give the same EIP-155 v as id 0 on chain c + 1: only ids 0
+    and 1 have an Ethereum form (ids 2/3 need R.x >= n, probability about 2^-127)."""
+    from mpcnet.client import formats
+
+    for rid in (2, 3, -1, True):
+        with pytest.raises(MpcError) as e:
+            formats.ethereum_v(rid, 1)  # type: ignore[arg-type]
+        assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT and e.value.message.startswith("recovery_id:")
+    assert formats.ethereum_v(0, 1) == 37 and formats.ethereum_v(1) == 28
