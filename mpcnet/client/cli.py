@@ -330,9 +330,20 @@ def _show_request(ctx: click.Context, r: SignRequest, chain_id: int | None, *, w
     return Exit.OK
 
 
+def _retrying(request_id: str, ctx: click.Context) -> Callable[[str], None]:
+    """What a wait says on stderr when the coordinator stops answering (once per outage), so a
+    wait that shows nothing says why and how it ends."""
+    until = "until the request ends" if _opts(ctx).timeout is None else "until it ends or --timeout passes"
+
+    def say(why: str) -> None:
+        view.err(f"mpc: request {request_id}: no answer from the coordinator ({why[:200]}); retrying {until} (Ctrl-C to stop)")
+
+    return say
+
+
 def _wait(c: MpcClient, ctx: click.Context, request_id: str) -> SignRequest:
     """Wait until the request ends (or --timeout passes: MpcError DEADLINE_EXCEEDED, exit 3)."""
-    return c.wait_sign_request(request_id, timeout=_opts(ctx).timeout)
+    return c.wait_sign_request(request_id, timeout=_opts(ctx).timeout, on_retry=_retrying(request_id, ctx))
 
 
 @_command(request_group, "sign", "ask for a signature (approvers then decide); role requester")
@@ -386,7 +397,7 @@ def cmd_request_show(ctx: click.Context, request_id: str, wait: bool, chain_id: 
 def cmd_request_watch(ctx: click.Context, request_id: str, chain_id: int | None) -> int:
     last = None
     with _client(None, _opts(ctx)) as c:
-        for last in c.watch_sign_request(request_id, timeout=_opts(ctx).timeout):
+        for last in c.watch_sign_request(request_id, timeout=_opts(ctx).timeout, on_retry=_retrying(request_id, ctx)):
             if _opts(ctx).json:
                 print(json.dumps(view.request_doc(last, chain_id)), flush=True)
             else:

@@ -73,6 +73,7 @@ class Fake:
         self.waited = "failed"
         self.wait_error: MpcError | None = None
         self.raise_on_list: BaseException | None = None
+        self.outages: list[str] = []  # what the SDK's on_retry is called with during a wait
         self.__dict__.update(kw)
 
     def __enter__(self) -> Fake:
@@ -95,15 +96,19 @@ class Fake:
     def submit_sign_request(self, *a: Any, **kw: Any) -> SignRequest:
         return request()
 
-    def wait_sign_request(self, rid: str, *, timeout: float | None = None) -> SignRequest:
+    def wait_sign_request(self, rid: str, *, timeout: float | None = None, on_retry: Any = None) -> SignRequest:
         self.calls.append(("wait", timeout))
+        for why in self.outages:
+            on_retry(why)
         if self.wait_error is not None:
             raise self.wait_error
         return request(self.waited, signature=FakeSignature() if self.waited == "done" else None)
 
-    def watch_sign_request(self, rid: str, *, timeout: float | None = None) -> Iterator[SignRequest]:
+    def watch_sign_request(self, rid: str, *, timeout: float | None = None, on_retry: Any = None) -> Iterator[SignRequest]:
         self.calls.append(("watch", timeout))
         yield request()
+        for why in self.outages:
+            on_retry(why)
         yield request(self.waited)
 
     def approve(self, rid: str, **kw: Any) -> SignRequest:
@@ -187,6 +192,19 @@ def test_request_sign_wait_prints_the_id_first_and_a_passed_timeout_exits_3(fake
     fake.wait_error, fake.waited = None, "done"
     code, out, err = run("--json", "request", "sign", "--key", KEY, "--digest", "07" * 32, "--wait")
     assert code == 0 and json.loads(out)["state"] == "done" and fake.calls[-1] == ("wait", None)  # default: no limit
+
+
+def test_a_wait_says_on_stderr_when_the_coordinator_stops_answering(fake: Fake) -> None:
+    # regression: with the coordinator down after the first answer, --wait/watch retried forever
+    # without a word (a cron job or an operator saw a silent hang)
+    fake.outages, fake.waited = ["UNAVAILABLE: failed to connect to all addresses\x1b[2J"], "done"
+    for argv in (["request", "show", "r-1", "--wait"], ["request", "watch", "r-1"], ["approve", "r-1", "--wait"],
+                 ["request", "sign", "--key", KEY, "--digest", "07" * 32, "--wait", "--timeout", "60"]):
+        code, _, err = run(*argv)
+        notes = [line for line in err.splitlines() if "no answer from the coordinator" in line]
+        assert code == 0 and len(notes) == 1, (argv, err)
+        assert notes[0].isprintable() and "UNAVAILABLE" in notes[0] and "retrying until" in notes[0]
+    assert "--timeout" in notes[0]
 
 
 def test_unreachable_coordinator_exits_3(fake: Fake) -> None:

@@ -124,3 +124,21 @@ def test_the_users_timeout_ends_a_wait_with_the_state_it_is_still_in() -> None:
     assert 0.25 < time.monotonic() - t < 2 and stub.timeouts[0] is not None and stub.timeouts[0] <= 0.3
     with pytest.raises(ValueError):
         next(c.watch_sign_request("r-1", timeout=0))
+
+
+def test_a_watch_tells_on_retry_once_per_run_of_errors() -> None:
+    # regression: a watch retried a coordinator that stays down forever without any sign of it
+    c, _ = client([
+        ([info(PENDING, 1), Failure(grpc.StatusCode.UNAVAILABLE, "Socket closed")], False),
+        ([Failure(grpc.StatusCode.UNAVAILABLE, "Connection refused")], False),
+        ([Failure(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many open streams")], False),
+        ([info(PENDING, 1), info(SIGNING, 2), Failure(grpc.StatusCode.UNAVAILABLE, "Socket closed")], False),
+        ([info(DONE, 3)], False),
+    ])
+    told: list[str] = []
+    assert c.wait_sign_request("r-1", on_retry=told.append).state == "done"
+    assert told == ["UNAVAILABLE: Socket closed", "UNAVAILABLE: Socket closed"]  # once per outage, again after an answer
+    c, _ = client([([Failure(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many open streams")], False), ([info(DONE, 1)], False)])
+    told.clear()
+    assert c.wait_sign_request("r-1", on_retry=told.append).state == "done"
+    assert told == ["RESOURCE_EXHAUSTED: too many open streams"]  # a full stream budget is said too
