@@ -60,6 +60,7 @@ UINT32_MAX = 2**32 - 1
 CHAIN_ID_MAX = (2**64 - 1) // 2 - 36  # EIP-2294: the largest chain id whose EIP-155 v fits in 64 bits
 WAIT_MAX_S = 366 * 86400.0
 RPC_TIMEOUT_S = 300.0
+_JSON_LINES = "mpc.json_lines"  # ctx.meta key: with --json, this command prints one JSON document per line
 _GLOBALS = "mpc.globals"  # ctx.meta key: the global options given so far (group first, then subcommand)
 
 
@@ -135,8 +136,9 @@ class _Root(click.Group):
         try:
             return super().invoke(ctx)
         except MpcError as e:  # main prints the stderr line
-            if _opts(ctx).json:
-                view.out(json.dumps({"error": {"code": e.code.name, "message": e.message}}, indent=2))
+            if _opts(ctx).json:  # after JSON lines ('request watch'), the error is one line too
+                indent = None if ctx.meta.get(_JSON_LINES) else 2
+                view.out(json.dumps({"error": {"code": e.code.name, "message": e.message}}, indent=indent))
             raise
 
 
@@ -391,11 +393,15 @@ def cmd_request_show(ctx: click.Context, request_id: str, wait: bool, chain_id: 
     return _show_request(ctx, r, chain_id, waited=wait)
 
 
-@_command(request_group, "watch", "print every change of a request until it ends (exit 0 only if it ended DONE)")
+@_command(
+    request_group, "watch",
+    "print every change of a request until it ends (exit 0 only if it ended DONE); with --json one JSON document per line, an error too",
+)
 @click.argument("request_id", type=Identifier("request"), metavar="REQUEST_ID")
 @CHAIN_ID
 def cmd_request_watch(ctx: click.Context, request_id: str, chain_id: int | None) -> int:
     last = None
+    ctx.meta[_JSON_LINES] = True
     with _client(None, _opts(ctx)) as c:
         for last in c.watch_sign_request(request_id, timeout=_opts(ctx).timeout, on_retry=_retrying(request_id, ctx)):
             if _opts(ctx).json:

@@ -109,6 +109,8 @@ class Fake:
         yield request()
         for why in self.outages:
             on_retry(why)
+        if self.wait_error is not None:
+            raise self.wait_error
         yield request(self.waited)
 
     def approve(self, rid: str, **kw: Any) -> SignRequest:
@@ -205,6 +207,15 @@ def test_a_wait_says_on_stderr_when_the_coordinator_stops_answering(fake: Fake) 
         assert code == 0 and len(notes) == 1, (argv, err)
         assert notes[0].isprintable() and "UNAVAILABLE" in notes[0] and "retrying until" in notes[0]
     assert "--timeout" in notes[0]
+
+
+def test_watch_json_is_json_lines_also_when_it_times_out(fake: Fake) -> None:
+    # regression: 'request watch --json' printed one JSON line per change, then an indented
+    # multi-line error document: neither one JSON document nor JSON lines
+    fake.wait_error = MpcError(grpc.StatusCode.DEADLINE_EXCEEDED, "request r-1 still pending_approval after 2 s")
+    code, out, _ = run("request", "watch", "r-1", "--timeout", "2", "--json")
+    docs = [json.loads(line) for line in out.splitlines()]
+    assert code == 3 and docs[0]["state"] == "pending_approval" and docs[-1]["error"]["code"] == "DEADLINE_EXCEEDED"
 
 
 def test_unreachable_coordinator_exits_3(fake: Fake) -> None:
