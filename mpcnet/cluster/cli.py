@@ -456,7 +456,8 @@ def cmd_up(directory: Path, nodes: int | None, threshold: int | None, foreground
     except ClusterError as e:
         raise _usage(str(e)) from None
     except OSError as e:
-        raise _usage(f"cannot create the cluster in {d}: {e.strerror or type(e).__name__} ({e.filename})") from None
+        where = f" ({e.filename})" if e.filename else ""  # none for a failed write (a full disk: ENOSPC)
+        raise _usage(f"cannot create the cluster in {d}: {e.strerror or type(e).__name__}{where}") from None
     if foreground:
         out.close()
         return supervise(lay, echo=True, progress=progress)

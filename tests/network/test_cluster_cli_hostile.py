@@ -229,6 +229,22 @@ def test_ctrl_c_while_up_creates_the_cluster_exits_130_and_the_next_up_completes
     assert launcher.load_layout(d) == lay and (lay.node_dir(2) / "keystore.json").exists()
 
 
+def test_up_on_a_full_disk_is_one_line_without_a_none(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # regression: a full disk said "No space left on device (None)" (an OSError without a filename)
+    import errno
+    import os
+
+    def full(*a: object, **k: object) -> launcher.Layout:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(cli, "prepare", full)
+    assert cli.main(["up", "--dir", str(tmp_path / "c"), "-q", "-n", "2"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1 and "No space left on device" in err and "None" not in err, err
+
+
 class _ClosedPipe(io.StringIO):
     def write(self, s: str) -> int:
         raise BrokenPipeError(32, "Broken pipe")
