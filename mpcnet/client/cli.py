@@ -389,7 +389,7 @@ def cmd_request_show(ctx: click.Context, request_id: str, wait: bool, chain_id: 
             if info.state == "failed":
                 rows.append(("error", f"{info.error_code}: {info.error_message}"))
             _show(ctx, d, rows)
-            return Exit.OK
+            return Exit.FAILED if wait and info.state == "failed" else Exit.OK  # as for a signing request
     return _show_request(ctx, r, chain_id, waited=wait)
 
 

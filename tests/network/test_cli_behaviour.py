@@ -218,6 +218,19 @@ def test_watch_json_is_json_lines_also_when_it_times_out(fake: Fake) -> None:
     assert code == 3 and docs[0]["state"] == "pending_approval" and docs[-1]["error"]["code"] == "DEADLINE_EXCEEDED"
 
 
+def test_show_wait_on_a_failed_keygen_request_exits_1(fake: Fake) -> None:
+    # regression: 'request show KEYGEN_ID --wait' exited 0 for a FAILED keygen request (a waited-for
+    # signing request that ends FAILED exits 1)
+    from mpcnet.client.sdk import RequestInfo
+
+    fake.wait_error = MpcError(grpc.StatusCode.NOT_FOUND, "request_id: unknown signing request 'kg-1'")
+    for state, wanted in (("failed", 1), ("succeeded", 0)):
+        fake.get_request = lambda rid, s=state: RequestInfo(  # type: ignore[attr-defined]
+            "kg-1", "keygen", s, b"", "ABORTED" if s == "failed" else "", "", None, 1)
+        code, out, _ = run("request", "show", "kg-1", "--wait")
+        assert code == wanted and f"state       {state}" in out, out
+
+
 def test_unreachable_coordinator_exits_3(fake: Fake) -> None:
     code, _, err = run("status")
     assert code == 3 and err.startswith("mpc: UNAVAILABLE")
