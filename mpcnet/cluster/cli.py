@@ -435,6 +435,16 @@ def cmd_up(directory: Path, nodes: int | None, threshold: int | None, foreground
         existing = _layout(d)
         sup_pid = _supervisor_pid(existing)
         if sup_pid is not None:
+            info = _read_info(existing) if as_json else None
+            if info is not None:  # --json: stdout is the status document, as after a start
+                try:
+                    print_status(existing, info, as_json=True)
+                except ClusterError as e:
+                    raise _usage(str(e)) from None
+                return 0
+            if as_json:
+                print(json.dumps({"dir": str(d), "status": "starting", "supervisor_pid": sup_pid or None}, indent=2))
+                return 0
             print(escape(f"mpc-cluster: already running in {d} (supervisor pid {sup_pid or 'unknown'})"))
             return 0
         left = _leftovers(existing)
@@ -555,7 +565,10 @@ def cmd_status(directory: Path, as_json: bool) -> int:
     lay = _layout(directory)
     info = _read_info(lay)
     if info is None:
-        print(escape(f"mpc-cluster: {lay.dir}: not running (no cluster.json)"))
+        if as_json:  # stdout stays one JSON document
+            print(json.dumps({"dir": str(lay.dir), "status": "not running", "supervisor_pid": None, "processes": []}, indent=2))
+        else:
+            print(escape(f"mpc-cluster: {lay.dir}: not running (no cluster.json)"))
         return EXIT_NOT_RUNNING
     try:
         doc = print_status(lay, info, as_json=as_json)

@@ -245,6 +245,26 @@ def test_up_on_a_full_disk_is_one_line_without_a_none(
     assert out == "" and len(err.splitlines()) == 1 and "No space left on device" in err and "None" not in err, err
 
 
+def test_json_is_one_document_also_when_up_finds_it_running_or_status_finds_no_cluster_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # regression: 'up --json' on a running cluster and 'status --json' on a cluster directory
+    # without cluster.json (an 'up' interrupted early) printed a text line on stdout
+    _stored(tmp_path, 2, 2)
+    assert cli.main(["status", "--dir", str(tmp_path), "--json"]) == 3
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["status"] == "not running" and doc["processes"] == []
+    _stale(tmp_path)
+    monkeypatch.setattr(cli, "_supervisor_pid", lambda lay: 4242)
+    monkeypatch.setattr(cli, "check_health", lambda *a, **k: False)
+    monkeypatch.setattr(cli, "prepare", lambda *a, **k: pytest.fail("up on a running cluster prepared it again"))
+    assert cli.main(["up", "--dir", str(tmp_path), "--json", "-q"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["supervisor_pid"] == 4242 and [p["name"] for p in doc["processes"]] == ["node-1", "node-2", "coordinator"]
+    assert cli.main(["up", "--dir", str(tmp_path), "-q"]) == 0
+    assert "already running" in capsys.readouterr().out  # the text view is unchanged
+
+
 class _ClosedPipe(io.StringIO):
     def write(self, s: str) -> int:
         raise BrokenPipeError(32, "Broken pipe")
