@@ -686,6 +686,7 @@ def cmd_audit_verify(ctx: click.Context, db: Path | None, public_key: bytes | No
 def cmd_audit_export(ctx: click.Context, jsonl: bool, component: str | None, db: Path | None, out: str | None) -> int:
     if not jsonl:
         raise CliUsage("audit export: give --jsonl (the only format)")
+    ctx.meta[_JSON_LINES] = True  # with --json, an error after some entries is one line too
     if out is not None:  # refuse an unwritable destination before fetching anything
         if not _writable_path(out):
             raise CliUsage(f"--out: cannot write {quote(out)}: not a writable file path")

@@ -231,6 +231,27 @@ def test_show_wait_on_a_failed_keygen_request_exits_1(fake: Fake) -> None:
         assert code == wanted and f"state       {state}" in out, out
 
 
+def test_audit_export_json_is_json_lines_also_when_a_component_fails(fake: Fake, tmp_path: Path) -> None:
+    # sibling of watch: entries went to stdout, then the error as an indented multi-line document
+    from types import SimpleNamespace
+
+    entry = SimpleNamespace(details_json="{}", seq=1, timestamp_ms=1, actor="a", action="b", request_id="", outcome="ok",
+                            prev_hash=b"", entry_hash=b"", signature=b"")
+
+    def fetch_audit(name: str) -> Any:
+        if name == "node-1":
+            raise MpcError(grpc.StatusCode.UNAVAILABLE, "node-1 unreachable")
+        return SimpleNamespace(entries=[entry, entry])
+
+    fake.fetch_audit = fetch_audit  # type: ignore[attr-defined]
+    (tmp_path / "cluster.json").write_text(json.dumps({"audit": {"coordinator": {}, "node-1": {}}}))
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main(["--cluster", str(tmp_path), "--as", "auditor1", "--json", "audit", "export", "--jsonl"])
+    docs = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert code == 3 and len(docs) == 3 and docs[-1]["error"]["code"] == "UNAVAILABLE", out.getvalue()
+
+
 def test_unreachable_coordinator_exits_3(fake: Fake) -> None:
     code, _, err = run("status")
     assert code == 3 and err.startswith("mpc: UNAVAILABLE")
