@@ -611,7 +611,7 @@ class MpcClient:
     ) -> Iterator[SignRequest]:
         """The request now and after each change of its state, until it reaches a final state
         (DONE, REJECTED, EXPIRED, FAILED; yielded last), for at most ``timeout`` seconds (None:
-        until it ends; the client's per-call ``timeout`` does not bound a watch).
+        until it ends; the client's per-call ``timeout`` bounds each stream, not the watch).
 
         Server streams end after a while (the coordinator's ``stream_lifetime_s``), connections
         drop and coordinators restart: the watch then resumes (at once after a stream the server
@@ -649,10 +649,16 @@ class MpcClient:
             return remaining
 
         while True:
-            stream = self._stub.WatchSignRequest(req, timeout=left())
+            # each stream is one call, bounded by the client's per-call timeout (the wait is not: it
+            # resumes): a coordinator that hangs without closing the connection is noticed
+            remaining = left()
+            per_stream = remaining if not self.timeout else self.timeout if remaining is None else min(remaining, self.timeout)
+            stream = self._stub.WatchSignRequest(req, timeout=per_stream)
             started = time.monotonic()
+            answered = False  # this stream brought a message (every stream starts with the current state)
             try:
                 for r in stream:
+                    answered = True
                     data = r.SerializeToString(deterministic=True)
                     if data == last_bytes:  # the state a resumed stream starts with
                         continue
@@ -669,6 +675,9 @@ class MpcClient:
                 code = e.code()
                 if code == grpc.StatusCode.DEADLINE_EXCEEDED:
                     left(slack=0.1)  # our timeout passed (by grpc's clock): raises the message that says so
+                    if answered:  # the per-call timeout of a stream that answered: as if the server ended it
+                        backoff = _WATCH_BACKOFF_S[0]
+                        continue
                 # a reset stream (INTERNAL "RST_STREAM", UNKNOWN "Stream removed") may be the transport:
                 # retried, but only a few times in a row (else it is the server's answer)
                 odd = code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)

@@ -90,7 +90,7 @@ def test_a_watch_resumes_after_ended_streams_and_transport_errors_without_repeat
     ])
     seen = [(r.state, r.updated_unix_ms) for r in c.watch_sign_request("r-1")]
     assert seen == [("pending_approval", 1), ("signing", 2), ("done", 3)]
-    assert stub.timeouts == [None] * 7 and not stub.script  # no deadline without a user timeout
+    assert stub.timeouts == [7.0] * 7 and not stub.script  # each stream: the per-call timeout; the wait: none
 
 
 def test_wait_returns_the_final_state() -> None:
@@ -142,3 +142,25 @@ def test_a_watch_tells_on_retry_once_per_run_of_errors() -> None:
     told.clear()
     assert c.wait_sign_request("r-1", on_retry=told.append).state == "done"
     assert told == ["RESOURCE_EXHAUSTED: too many open streams"]  # a full stream budget is said too
+
+
+def test_a_coordinator_that_hangs_mid_wait_is_noticed_and_the_wait_resumes() -> None:
+    # regression: a stream had no deadline without a user timeout, so a coordinator that stopped
+    # answering without closing the connection (hung, SIGSTOPped, a paused VM) kept --wait silent
+    # forever; each stream is one call now, bounded by the per-call timeout, and the wait resumes
+    c, stub = client([
+        ([info(PENDING, 1)], True),  # answered, then quiet until the per-call timeout: healthy, resumed silently
+        ([info(PENDING, 1)], True),  # the same
+        ([], True),  # no answer at all: the coordinator hangs (said once)
+        ([], True),
+        ([info(PENDING, 1), info(DONE, 2)], False),
+    ])
+    c.timeout = 0.2
+    told: list[str] = []
+    assert c.wait_sign_request("r-1", on_retry=told.append).state == "done"
+    assert stub.timeouts == [0.2] * 5 and told == ["DEADLINE_EXCEEDED: Deadline Exceeded"]
+    c, _ = client([([], True)])  # hung before its first answer: no answer in time
+    c.timeout = 0.2
+    with pytest.raises(MpcError) as e:
+        c.wait_sign_request("r-1")
+    assert e.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
