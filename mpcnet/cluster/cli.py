@@ -21,6 +21,7 @@ see :data:`EPILOG`.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -28,7 +29,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, TypeGuard
 
@@ -73,6 +74,7 @@ Exit codes:
 """
 log = logging.getLogger("mpc-cluster")
 STOP_GRACE_S = 10.0
+UP_LOCK = "up.lock"  # held by 'up' while it prepares and starts the cluster (one 'up' at a time)
 
 
 def _alive(pid: int | None) -> TypeGuard[int]:
@@ -430,7 +432,45 @@ def cmd_up(directory: Path, nodes: int | None, threshold: int | None, foreground
     d = directory  # absolute (PathArg)
     if d.exists() and not d.is_dir():
         raise _usage(f"--dir: {d} exists and is not a directory")
-    nodes, threshold, existed = _topology(d, nodes, threshold)
+    _topology(d, nodes, threshold)  # a bad topology or a conflict: refused before anything is written
+    if scrypt_n & (scrypt_n - 1):  # as prepare() says it, but before the lock file is written
+        raise _usage(f"scrypt-n: must be a power of two in [2**10, 2**20], got {scrypt_n}")
+    with _one_up(d, timeout + STOP_GRACE_S + 10, Progress(quiet=quiet)):
+        return _up(d, nodes, threshold, foreground, as_json, quiet, timeout, scrypt_n, test_mode)
+
+
+@contextlib.contextmanager
+def _one_up(d: Path, wait_s: float, progress: Progress) -> Iterator[None]:
+    """One ``up`` at a time in DIR (two cron jobs, two terminals): an exclusive ``flock`` on
+    ``DIR/up.lock`` while ``up`` prepares and starts the cluster; a second ``up`` waits for it
+    (then finds the cluster running, or completes what an interrupted one left), at most
+    ``wait_s`` seconds (then exit 1)."""
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        fd = os.open(d / UP_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        raise _usage(f"cannot create the cluster in {d}: {e.strerror or type(e).__name__}") from None
+    try:
+        deadline, said = time.monotonic() + wait_s, False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise Failed(f"{d}: another 'mpc-cluster up' is still starting it after {wait_s:g}s") from None
+                if not said:
+                    progress("another 'mpc-cluster up' is starting this cluster: waiting for it")
+                    said = True
+                time.sleep(0.2)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _up(d: Path, nodes: int | None, threshold: int | None, foreground: bool, as_json: bool, quiet: bool,
+        timeout: float, scrypt_n: int, test_mode: bool) -> int:
+    nodes, threshold, existed = _topology(d, nodes, threshold)  # again, under the lock: another up may have created DIR
     if existed:
         existing = _layout(d)
         sup_pid = _supervisor_pid(existing)

@@ -265,6 +265,39 @@ def test_json_is_one_document_also_when_up_finds_it_running_or_status_finds_no_c
     assert "already running" in capsys.readouterr().out  # the text view is unchanged
 
 
+def test_a_second_up_waits_for_the_first_instead_of_racing_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # regression: two 'mpc-cluster up --dir D' at once (two cron jobs) both ran prepare(): one failed
+    # with "File exists (.passphrase...tmp)", and the CA, keys and configs could mix the two runs
+    import fcntl
+    import os
+    import threading
+    import time
+
+    d = tmp_path / "c"
+    d.mkdir()
+    first = os.open(d / cli.UP_LOCK, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(first, fcntl.LOCK_EX)  # as a running 'up' holds it
+    prepared: list[float] = []
+
+    def fake_prepare(*a: object, **k: object) -> launcher.Layout:
+        prepared.append(time.monotonic())
+        raise launcher.ClusterError("stop here")
+
+    monkeypatch.setattr(cli, "prepare", fake_prepare)
+    codes: list[int] = []
+    t = threading.Thread(target=lambda: codes.append(cli.main(["up", "--dir", str(d), "-n", "2"])))
+    t.start()
+    time.sleep(0.6)
+    assert not prepared  # waiting for the first
+    released = time.monotonic()
+    os.close(first)
+    t.join(10)
+    assert codes == [2] and prepared and prepared[0] >= released
+    assert "another 'mpc-cluster up' is starting this cluster: waiting for it" in capsys.readouterr().err
+
+
 class _ClosedPipe(io.StringIO):
     def write(self, s: str) -> int:
         raise BrokenPipeError(32, "Broken pipe")
