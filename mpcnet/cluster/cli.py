@@ -334,7 +334,9 @@ class Supervisor:
                 await p.wait()
 
 
-def supervise(lay: Layout, *, echo: bool, progress: Callable[[str], None]) -> int:
+def supervise(lay: Layout, *, echo: bool, progress: Callable[[str], None], locked: Callable[[], None] | None = None) -> int:
+    """Run the cluster until stopped; ``locked`` is called once this process holds DIR's lock (it
+    is the cluster's supervisor)."""
     import trio
 
     from mpcnet.common.config import setup_logging
@@ -342,6 +344,8 @@ def supervise(lay: Layout, *, echo: bool, progress: Callable[[str], None]) -> in
     setup_logging(lay.log("supervisor"), "supervisor")
     try:
         with hold_data_dirs([lay.dir]):  # what marks this process as the cluster's supervisor
+            if locked is not None:
+                locked()
             return trio.run(Supervisor(lay, echo=echo, progress=progress).run)
     except DataDirBusy as e:
         raise Failed(f"another supervisor runs this cluster ({e})") from None
@@ -435,16 +439,17 @@ def cmd_up(directory: Path, nodes: int | None, threshold: int | None, foreground
     _topology(d, nodes, threshold)  # a bad topology or a conflict: refused before anything is written
     if scrypt_n & (scrypt_n - 1):  # as prepare() says it, but before the lock file is written
         raise _usage(f"scrypt-n: must be a power of two in [2**10, 2**20], got {scrypt_n}")
-    with _one_up(d, timeout + STOP_GRACE_S + 10, Progress(quiet=quiet)):
-        return _up(d, nodes, threshold, foreground, as_json, quiet, timeout, scrypt_n, test_mode)
+    with _one_up(d, timeout + STOP_GRACE_S + 10, Progress(quiet=quiet)) as release:
+        return _up(d, nodes, threshold, foreground, as_json, quiet, timeout, scrypt_n, test_mode, release)
 
 
 @contextlib.contextmanager
-def _one_up(d: Path, wait_s: float, progress: Progress) -> Iterator[None]:
+def _one_up(d: Path, wait_s: float, progress: Progress) -> Iterator[Callable[[], None]]:
     """One ``up`` at a time in DIR (two cron jobs, two terminals): an exclusive ``flock`` on
     ``DIR/up.lock`` while ``up`` prepares and starts the cluster; a second ``up`` waits for it
     (then finds the cluster running, or completes what an interrupted one left), at most
-    ``wait_s`` seconds (then exit 1)."""
+    ``wait_s`` seconds (then exit 1). Yields what releases the lock early (``--foreground``: once
+    this process is the supervisor, the next ``up`` finds the cluster running)."""
     try:
         d.mkdir(parents=True, exist_ok=True)
         fd = os.open(d / UP_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -463,13 +468,13 @@ def _one_up(d: Path, wait_s: float, progress: Progress) -> Iterator[None]:
                     progress("another 'mpc-cluster up' is starting this cluster: waiting for it")
                     said = True
                 time.sleep(0.2)
-        yield
+        yield lambda: fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)  # releases the lock
 
 
 def _up(d: Path, nodes: int | None, threshold: int | None, foreground: bool, as_json: bool, quiet: bool,
-        timeout: float, scrypt_n: int, test_mode: bool) -> int:
+        timeout: float, scrypt_n: int, test_mode: bool, release: Callable[[], None]) -> int:
     nodes, threshold, existed = _topology(d, nodes, threshold)  # again, under the lock: another up may have created DIR
     if existed:
         existing = _layout(d)
@@ -510,7 +515,7 @@ def _up(d: Path, nodes: int | None, threshold: int | None, foreground: bool, as_
         raise _usage(f"cannot create the cluster in {d}: {e.strerror or type(e).__name__}{where}") from None
     if foreground:
         out.close()
-        return supervise(lay, echo=True, progress=progress)
+        return supervise(lay, echo=True, progress=progress, locked=release)
     with out, open(sup_out, "rb") as tail:
         tail.seek(0, os.SEEK_END)
         sup = subprocess.Popen(
