@@ -298,6 +298,28 @@ def test_a_second_up_waits_for_the_first_instead_of_racing_it(
     assert "another 'mpc-cluster up' is starting this cluster: waiting for it" in capsys.readouterr().err
 
 
+def test_up_foreground_releases_the_up_lock_once_it_supervises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import fcntl
+    import os
+
+    d = tmp_path / "c"
+    free: list[bool] = []
+
+    def fake_supervise(lay: launcher.Layout, *, echo: bool, progress: object, locked: Callable[[], None]) -> int:
+        locked()
+        fd = os.open(d / cli.UP_LOCK, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another 'up' would get it now
+            free.append(True)
+        finally:
+            os.close(fd)
+        return 0
+
+    monkeypatch.setattr(cli, "supervise", fake_supervise)
+    assert cli.main(["up", "--dir", str(d), "-n", "2", "-t", "2", "--scrypt-n", "1024", "--foreground", "-q"]) == 0
+    assert free == [True]
+
+
 class _ClosedPipe(io.StringIO):
     def write(self, s: str) -> int:
         raise BrokenPipeError(32, "Broken pipe")
