@@ -74,6 +74,7 @@ Exit codes:
 """
 log = logging.getLogger("mpc-cluster")
 STOP_GRACE_S = 10.0
+STOP_WAIT_FOR_UP_S = 120.0  # how long 'stop' waits for an 'up' under way (up's default --timeout and grace)
 UP_LOCK = "up.lock"  # held by 'up' while it prepares and starts the cluster (one 'up' at a time)
 
 
@@ -643,6 +644,11 @@ def _stop_leftovers(left: dict[str, int]) -> None:
 def cmd_stop(directory: Path) -> int:
     """Stop the cluster (its data stays in DIR); exit 1 if a process of it is still running."""
     lay = _layout(directory)
+    with _one_up(lay.dir, STOP_WAIT_FOR_UP_S, Progress(quiet=False)):  # an 'up' under way: stop what it starts
+        return _stop(lay)
+
+
+def _stop(lay: Layout) -> int:
     pid = _supervisor_pid(lay)
     if pid == 0:
         raise Failed(f"{lay.dir}: the supervisor is starting (its pid is not written yet); try again")

@@ -320,6 +320,27 @@ def test_up_foreground_releases_the_up_lock_once_it_supervises(tmp_path: Path, m
     assert free == [True]
 
 
+def test_stop_waits_for_an_up_under_way(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # regression: 'stop' while 'up' was preparing said "not running" (exit 0), and then the cluster came up
+    import fcntl
+    import os
+    import threading
+    import time
+
+    _stored(tmp_path, 2, 2)
+    first = os.open(tmp_path / cli.UP_LOCK, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(first, fcntl.LOCK_EX)
+    codes: list[int] = []
+    t = threading.Thread(target=lambda: codes.append(cli.main(["stop", "--dir", str(tmp_path)])))
+    t.start()
+    time.sleep(0.5)
+    assert not codes  # waiting for the up
+    os.close(first)
+    t.join(10)
+    out, err = capsys.readouterr()
+    assert codes == [0] and "waiting for it" in err and "not running" in out
+
+
 class _ClosedPipe(io.StringIO):
     def write(self, s: str) -> int:
         raise BrokenPipeError(32, "Broken pipe")
