@@ -453,6 +453,9 @@ def _one_up(d: Path, wait_s: float, progress: Progress) -> Iterator[Callable[[],
     this process is the supervisor, the next ``up`` finds the cluster running)."""
     try:
         d.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _usage(f"cannot create the cluster in {d}: {e.strerror or type(e).__name__}") from None
+    try:
         fd = os.open(d / UP_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError as e:
         raise _usage(f"cannot write {d / UP_LOCK}: {e.strerror or type(e).__name__}") from None
