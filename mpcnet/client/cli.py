@@ -338,7 +338,7 @@ def _retrying(request_id: str, ctx: click.Context) -> Callable[[str], None]:
     until = "until the request ends" if _opts(ctx).timeout is None else "until it ends or --timeout passes"
 
     def say(why: str) -> None:
-        view.err(f"mpc: request {request_id}: no answer from the coordinator ({why[:200]}); retrying {until} (Ctrl-C to stop)")
+        view.err(f"mpc: request {request_id}: the wait is interrupted ({why[:200]}); retrying {until} (Ctrl-C to stop)")
 
     return say
 
