@@ -60,6 +60,7 @@ UINT32_MAX = 2**32 - 1
 CHAIN_ID_MAX = (2**64 - 1) // 2 - 36  # EIP-2294: the largest chain id whose EIP-155 v fits in 64 bits
 WAIT_MAX_S = 366 * 86400.0
 RPC_TIMEOUT_S = 300.0
+_JSON_LINES = "mpc.json_lines"  # ctx.meta key: with --json, this command prints one JSON document per line
 _GLOBALS = "mpc.globals"  # ctx.meta key: the global options given so far (group first, then subcommand)
 
 
@@ -336,9 +337,20 @@ def _show_request(ctx: click.Context, r: SignRequest, chain_id: int | None, *, w
     return Exit.OK
 
 
+def _retrying(request_id: str, ctx: click.Context) -> Callable[[str], None]:
+    """What a wait says on stderr when the coordinator stops answering (once per outage), so a
+    wait that shows nothing says why and how it ends."""
+    until = "until the request ends" if _opts(ctx).timeout is None else "until it ends or --timeout passes"
+
+    def say(why: str) -> None:
+        view.err(f"mpc: request {request_id}: the wait is interrupted ({why[:200]}); retrying {until} (Ctrl-C to stop)")
+
+    return say
+
+
 def _wait(c: MpcClient, ctx: click.Context, request_id: str) -> SignRequest:
     """Wait until the request ends (or --timeout passes: MpcError DEADLINE_EXCEEDED, exit 3)."""
-    return c.wait_sign_request(request_id, timeout=_opts(ctx).timeout)
+    return c.wait_sign_request(request_id, timeout=_opts(ctx).timeout, on_retry=_retrying(request_id, ctx))
 
 
 @_command(request_group, "sign", "ask for a signature (approvers then decide); role requester")
@@ -384,7 +396,7 @@ def cmd_request_show(ctx: click.Context, request_id: str, wait: bool, chain_id: 
             if info.state == "failed":
                 rows.append(("error", f"{info.error_code}: {info.error_message}"))
             _show(ctx, d, rows)
-            return Exit.OK
+            return Exit.FAILED if wait and info.state == "failed" else Exit.OK  # as for a signing request
     return _show_request(ctx, r, chain_id, waited=wait)
 
 
@@ -396,7 +408,7 @@ def cmd_request_watch(ctx: click.Context, request_id: str, chain_id: int | None)
     last = None
     ctx.meta[_JSON_LINES] = True
     with _client(None, _opts(ctx)) as c:
-        for last in c.watch_sign_request(request_id, timeout=_opts(ctx).timeout):
+        for last in c.watch_sign_request(request_id, timeout=_opts(ctx).timeout, on_retry=_retrying(request_id, ctx)):
             if _opts(ctx).json:
                 print(json.dumps(view.request_doc(last, chain_id)), flush=True)
             else:
@@ -681,6 +693,7 @@ def cmd_audit_verify(ctx: click.Context, db: Path | None, public_key: bytes | No
 def cmd_audit_export(ctx: click.Context, jsonl: bool, component: str | None, db: Path | None, out: str | None) -> int:
     if not jsonl:
         raise CliUsage("audit export: give --jsonl (the only format)")
+    ctx.meta[_JSON_LINES] = True  # with --json, an error after some entries is one line too
     if out is not None:  # refuse an unwritable destination before fetching anything
         if not _writable_path(out):
             raise CliUsage(f"--out: cannot write {quote(out)}: not a writable file path")

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -665,10 +665,12 @@ class MpcClient:
         r = self._call(self._stub.ListSignRequests, coordinator_pb2.ListSignRequestsRequest(state=pb_state, key_id=kid, limit=limit))
         return [SignRequest.from_proto(x) for x in r.requests]
 
-    def watch_sign_request(self, request_id: str, *, timeout: float | None = None) -> Iterator[SignRequest]:
+    def watch_sign_request(
+        self, request_id: str, *, timeout: float | None = None, on_retry: Callable[[str], None] | None = None,
+    ) -> Iterator[SignRequest]:
         """The request now and after each change of its state, until it reaches a final state
         (DONE, REJECTED, EXPIRED, FAILED; yielded last), for at most ``timeout`` seconds (None:
-        until it ends; the client's per-call ``timeout`` does not bound a watch).
+        until it ends; the client's per-call ``timeout`` bounds each stream, not the watch).
 
         Server streams end after a while (the coordinator's ``stream_lifetime_s``), connections
         drop and coordinators restart: the watch then resumes (at once after a stream the server
@@ -679,7 +681,10 @@ class MpcClient:
         without a change in between); any other error, and those before the first answer (e.g.
         a wrong endpoint, a coordinator that is down), raise :class:`MpcError`. When ``timeout`` passes
         it raises ``MpcError(DEADLINE_EXCEEDED, "request ID still STATE after N s")``; ValueError
-        for a ``timeout`` that is not a number > 0 (infinity means None)."""
+        for a ``timeout`` that is not a number > 0 (infinity means None). ``on_retry`` is called
+        with one line (code and the server's text) when the watch starts retrying after an error,
+        once per run of errors (again only after an answer came in between), so a caller can say
+        why a wait shows nothing."""
         if timeout is not None and not timeout > 0:
             raise ValueError(f"timeout: must be a number of seconds > 0 or None, got {timeout!r}")
         if timeout == float("inf"):
@@ -690,6 +695,7 @@ class MpcClient:
         last_bytes = b""
         backoff = _WATCH_BACKOFF_S[0]
         odd_in_a_row = 0
+        told = False  # on_retry was called for the current run of errors
 
         def left(slack: float = 0.0) -> float | None:
             """Seconds until ``timeout`` (None: no limit); raises the timeout error within ``slack`` of it."""
@@ -702,14 +708,20 @@ class MpcClient:
             return remaining
 
         while True:
-            stream = self._stub.WatchSignRequest(req, timeout=left())
+            # each stream is one call, bounded by the client's per-call timeout (the wait is not: it
+            # resumes): a coordinator that hangs without closing the connection is noticed
+            remaining = left()
+            per_stream = remaining if not self.timeout else self.timeout if remaining is None else min(remaining, self.timeout)
+            stream = self._stub.WatchSignRequest(req, timeout=per_stream)
             started = time.monotonic()
+            answered = False  # this stream brought a message (every stream starts with the current state)
             try:
                 for r in stream:
+                    answered = True
                     data = r.SerializeToString(deterministic=True)
                     if data == last_bytes:  # the state a resumed stream starts with
                         continue
-                    odd_in_a_row = 0
+                    odd_in_a_row, told = 0, False
                     last, last_bytes = _the_request(SignRequest.from_proto(r), request_id), data
                     if last.signature is not None:
                         last = self._signed_by_its_key(last)
@@ -724,6 +736,9 @@ class MpcClient:
                 code = e.code()
                 if code == grpc.StatusCode.DEADLINE_EXCEEDED:
                     left(slack=0.1)  # our timeout passed (by grpc's clock): raises the message that says so
+                    if answered:  # the per-call timeout of a stream that answered: as if the server ended it
+                        backoff = _WATCH_BACKOFF_S[0]
+                        continue
                 # a reset stream (INTERNAL "RST_STREAM", UNKNOWN "Stream removed") may be the transport:
                 # retried, but only a few times in a row (else it is the server's answer)
                 odd = code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
@@ -731,19 +746,24 @@ class MpcClient:
                 retry = code in _WATCH_RETRY or (odd and odd_in_a_row <= _WATCH_ODD_RETRIES)
                 if not retry or (last is None and code != grpc.StatusCode.RESOURCE_EXHAUSTED):
                     raise MpcError(code, e.details() or "") from None
+                if on_retry is not None and not told:
+                    told = True
+                    on_retry(f"{code.name}: {e.details() or ''}")
             finally:
                 stream.cancel()
             remaining = left()
             time.sleep(backoff if remaining is None else min(backoff, remaining))
             backoff = min(backoff * 2, _WATCH_BACKOFF_S[1])
 
-    def wait_sign_request(self, request_id: str, *, timeout: float | None = None) -> SignRequest:
+    def wait_sign_request(
+        self, request_id: str, *, timeout: float | None = None, on_retry: Callable[[str], None] | None = None,
+    ) -> SignRequest:
         """Wait until the request reaches DONE, REJECTED, EXPIRED or FAILED and return it, for at
         most ``timeout`` seconds (None: until it ends). Resumes across ended streams, reconnects
         and coordinator restarts as :meth:`watch_sign_request` does; raises
         ``MpcError(DEADLINE_EXCEEDED, "request ID still STATE after N s")`` when ``timeout``
-        passes first."""
-        for r in self.watch_sign_request(request_id, timeout=timeout):
+        passes first; ``on_retry`` as in :meth:`watch_sign_request`."""
+        for r in self.watch_sign_request(request_id, timeout=timeout, on_retry=on_retry):
             if r.state in TERMINAL_STATES:
                 return r
         raise MpcError(grpc.StatusCode.INTERNAL, f"request {request_id}: the watch ended before a final state")  # not reached

@@ -21,6 +21,7 @@ see :data:`EPILOG`.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -28,7 +29,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, TypeGuard
 
@@ -74,6 +75,8 @@ Exit codes:
 """
 log = logging.getLogger("mpc-cluster")
 STOP_GRACE_S = 10.0
+STOP_WAIT_FOR_UP_S = 120.0  # how long 'stop' waits for an 'up' under way (up's default --timeout and grace)
+UP_LOCK = "up.lock"  # held by 'up' while it prepares and starts the cluster (one 'up' at a time)
 
 
 def _alive(pid: int | None) -> TypeGuard[int]:
@@ -333,7 +336,9 @@ class Supervisor:
                 await p.wait()
 
 
-def supervise(lay: Layout, *, echo: bool, progress: Callable[[str], None]) -> int:
+def supervise(lay: Layout, *, echo: bool, progress: Callable[[str], None], locked: Callable[[], None] | None = None) -> int:
+    """Run the cluster until stopped; ``locked`` is called once this process holds DIR's lock (it
+    is the cluster's supervisor)."""
     import trio
 
     from mpcnet.common.config import setup_logging
@@ -341,6 +346,8 @@ def supervise(lay: Layout, *, echo: bool, progress: Callable[[str], None]) -> in
     setup_logging(lay.log("supervisor"), "supervisor")
     try:
         with hold_data_dirs([lay.dir]):  # what marks this process as the cluster's supervisor
+            if locked is not None:
+                locked()
             return trio.run(Supervisor(lay, echo=echo, progress=progress).run)
     except DataDirBusy as e:
         raise Failed(f"another supervisor runs this cluster ({e})") from None
@@ -433,7 +440,49 @@ def cmd_up(directory: Path, nodes: int | None, threshold: int | None, foreground
         raise _usage("--json goes without --foreground (it prints the status once a detached cluster is up)")
     if d.exists() and not d.is_dir():
         raise _usage(f"--dir: {d} exists and is not a directory")
-    nodes, threshold, existed = _topology(d, nodes, threshold)
+    _topology(d, nodes, threshold)  # a bad topology or a conflict: refused before anything is written
+    if scrypt_n & (scrypt_n - 1):  # as prepare() says it, but before the lock file is written
+        raise _usage(f"scrypt-n: must be a power of two in [2**10, 2**20], got {scrypt_n}")
+    with _one_up(d, timeout + STOP_GRACE_S + 10, Progress(quiet=quiet)) as release:
+        return _up(d, nodes, threshold, foreground, as_json, quiet, timeout, scrypt_n, test_mode, release)
+
+
+@contextlib.contextmanager
+def _one_up(d: Path, wait_s: float, progress: Progress) -> Iterator[Callable[[], None]]:
+    """One ``up`` at a time in DIR (two cron jobs, two terminals): an exclusive ``flock`` on
+    ``DIR/up.lock`` while ``up`` prepares and starts the cluster; a second ``up`` waits for it
+    (then finds the cluster running, or completes what an interrupted one left), at most
+    ``wait_s`` seconds (then exit 1). Yields what releases the lock early (``--foreground``: once
+    this process is the supervisor, the next ``up`` finds the cluster running)."""
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _usage(f"cannot create the cluster in {d}: {e.strerror or type(e).__name__}") from None
+    try:
+        fd = os.open(d / UP_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        raise _usage(f"cannot write {d / UP_LOCK}: {e.strerror or type(e).__name__}") from None
+    try:
+        deadline, said = time.monotonic() + wait_s, False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise Failed(f"{d}: another 'mpc-cluster up' is still starting it after {wait_s:g}s") from None
+                if not said:
+                    progress("another 'mpc-cluster up' is starting this cluster: waiting for it")
+                    said = True
+                time.sleep(0.2)
+        yield lambda: fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _up(d: Path, nodes: int | None, threshold: int | None, foreground: bool, as_json: bool, quiet: bool,
+        timeout: float, scrypt_n: int, test_mode: bool, release: Callable[[], None]) -> int:
+    nodes, threshold, existed = _topology(d, nodes, threshold)  # again, under the lock: another up may have created DIR
     if existed:
         existing = _layout(d)
         sup_pid = _supervisor_pid(existing)
@@ -471,10 +520,11 @@ def cmd_up(directory: Path, nodes: int | None, threshold: int | None, foreground
     except ClusterError as e:
         raise _usage(str(e)) from None
     except OSError as e:
-        raise _usage(f"cannot create the cluster in {d}: {e.strerror or type(e).__name__} ({e.filename})") from None
+        where = f" ({e.filename})" if e.filename else ""  # none for a failed write (a full disk: ENOSPC)
+        raise _usage(f"cannot create the cluster in {d}: {e.strerror or type(e).__name__}{where}") from None
     if foreground:
         out.close()
-        return supervise(lay, echo=True, progress=progress)
+        return supervise(lay, echo=True, progress=progress, locked=release)
     with out, open(sup_out, "rb") as tail:
         tail.seek(0, os.SEEK_END)
         sup = subprocess.Popen(
@@ -574,7 +624,7 @@ def cmd_status(directory: Path, as_json: bool) -> int:
         message = escape(f"mpc-cluster: {lay.dir}: not running (no cluster.json)")
         if as_json:  # stdout stays one JSON document
             print(message, file=sys.stderr)
-            print(json.dumps({"dir": str(lay.dir), "status": "stopped", "processes": []}, indent=2))
+            print(json.dumps({"dir": str(lay.dir), "status": "stopped", "supervisor_pid": None, "processes": []}, indent=2))
         else:
             print(message)
         return EXIT_NOT_RUNNING
@@ -606,6 +656,11 @@ def _stop_leftovers(left: dict[str, int]) -> None:
 def cmd_stop(directory: Path) -> int:
     """Stop the cluster (its data stays in DIR); exit 1 if a process of it is still running."""
     lay = _layout(directory)
+    with _one_up(lay.dir, STOP_WAIT_FOR_UP_S, Progress(quiet=False)):  # an 'up' under way: stop what it starts
+        return _stop(lay)
+
+
+def _stop(lay: Layout) -> int:
     pid = _supervisor_pid(lay)
     if pid == 0:
         raise Failed(f"{lay.dir}: the supervisor is starting (its pid is not written yet); try again")

@@ -168,6 +168,36 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
             s.close()
 
 
+def _port_free(port: int) -> bool:
+    """True if ``port`` can be bound on :data:`LISTEN_HOST` and nothing listens on it on ``::1``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # as grpc binds: connections of the last run in TIME_WAIT do not make the port busy
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((LISTEN_HOST, port))
+        except OSError:
+            return False
+    return not _busy_on_ipv6_loopback(port)
+
+
+def _ports(lay: Layout) -> list[int]:
+    """The coordinator's port, then each node's: those of the existing configs where still free
+    (a restarted cluster keeps its endpoints, so waiting clients, ``--endpoint`` and
+    ``MPC_ENDPOINT`` reach it again), fresh free ports for the rest."""
+    configs = [lay.coordinator_config] + [lay.node_config(i) for i in range(1, lay.nodes + 1)]
+    fresh = free_ports(len(configs))
+    out: list[int] = []
+    for path in configs:
+        try:
+            port = int(str(json.loads(path.read_text(encoding="utf-8"))["listen"]).rpartition(":")[2])
+        except (OSError, ValueError, KeyError, TypeError):
+            port = 0
+        if not (0 < port < 65536 and port not in out and _port_free(port)):
+            port = next(p for p in fresh if p not in out)
+        out.append(port)
+    return out
+
+
 @dataclass(frozen=True)
 class Layout:
     dir: Path
@@ -354,7 +384,7 @@ def prepare(
         roster.append(
             {"index": i, "name": f"node-{i}", "identity_public": doc["identity_public"], "encryption_public": doc["encryption_public"]}
         )
-    ports = free_ports(nodes + 1)
+    ports = _ports(lay)
     for i in range(1, nodes + 1):
         cert = lay.cert(f"node-{i}")
         write_json(

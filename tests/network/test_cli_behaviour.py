@@ -73,6 +73,7 @@ class Fake:
         self.waited = "failed"
         self.wait_error: MpcError | None = None
         self.raise_on_list: BaseException | None = None
+        self.outages: list[str] = []  # what the SDK's on_retry is called with during a wait
         self.__dict__.update(kw)
 
     def __enter__(self) -> Fake:
@@ -95,15 +96,21 @@ class Fake:
     def submit_sign_request(self, *a: Any, **kw: Any) -> SignRequest:
         return request()
 
-    def wait_sign_request(self, rid: str, *, timeout: float | None = None) -> SignRequest:
+    def wait_sign_request(self, rid: str, *, timeout: float | None = None, on_retry: Any = None) -> SignRequest:
         self.calls.append(("wait", timeout))
+        for why in self.outages:
+            on_retry(why)
         if self.wait_error is not None:
             raise self.wait_error
         return request(self.waited, signature=FakeSignature() if self.waited == "done" else None)
 
-    def watch_sign_request(self, rid: str, *, timeout: float | None = None) -> Iterator[SignRequest]:
+    def watch_sign_request(self, rid: str, *, timeout: float | None = None, on_retry: Any = None) -> Iterator[SignRequest]:
         self.calls.append(("watch", timeout))
         yield request()
+        for why in self.outages:
+            on_retry(why)
+        if self.wait_error is not None:
+            raise self.wait_error
         yield request(self.waited)
 
     def approve(self, rid: str, **kw: Any) -> SignRequest:
@@ -193,7 +200,7 @@ def test_request_watch_json_is_json_lines_even_when_the_timeout_passes(fake: Fak
     """``request watch --json`` writes one document per change, one per line; when --timeout passes
     the error document was pretty-printed over several lines, which a JSON-lines reader cannot parse."""
 
-    def watch(rid: str, *, timeout: float | None = None) -> Iterator[SignRequest]:
+    def watch(rid: str, *, timeout: float | None = None, on_retry: object = None) -> Iterator[SignRequest]:
         yield request()
         raise MpcError(grpc.StatusCode.DEADLINE_EXCEEDED, "request r-1 still pending_approval after 2 s")
 
@@ -222,6 +229,62 @@ def test_approve_wait_and_show_wait_say_what_they_wait_for_first(fake: Fake) -> 
     assert code == 0 and err.splitlines()[0] == "waiting for request r-1 to end..."
     fake.after_approve = "pending_approval"  # nothing to wait for: nothing said
     assert run("approve", "r-1", "--wait")[2] == ""
+
+
+def test_a_wait_says_on_stderr_when_the_coordinator_stops_answering(fake: Fake) -> None:
+    # regression: with the coordinator down after the first answer, --wait/watch retried forever
+    # without a word (a cron job or an operator saw a silent hang)
+    fake.outages, fake.waited = ["UNAVAILABLE: failed to connect to all addresses\x1b[2J"], "done"
+    for argv in (["request", "show", "r-1", "--wait"], ["request", "watch", "r-1"], ["approve", "r-1", "--wait"],
+                 ["request", "sign", "--key", KEY, "--digest", "07" * 32, "--wait", "--timeout", "60"]):
+        code, _, err = run(*argv)
+        notes = [line for line in err.splitlines() if "the wait is interrupted" in line]
+        assert code == 0 and len(notes) == 1, (argv, err)
+        assert notes[0].isprintable() and "UNAVAILABLE" in notes[0] and "retrying until" in notes[0]
+    assert "--timeout" in notes[0]
+
+
+def test_watch_json_is_json_lines_also_when_it_times_out(fake: Fake) -> None:
+    # regression: 'request watch --json' printed one JSON line per change, then an indented
+    # multi-line error document: neither one JSON document nor JSON lines
+    fake.wait_error = MpcError(grpc.StatusCode.DEADLINE_EXCEEDED, "request r-1 still pending_approval after 2 s")
+    code, out, _ = run("request", "watch", "r-1", "--timeout", "2", "--json")
+    docs = [json.loads(line) for line in out.splitlines()]
+    assert code == 3 and docs[0]["state"] == "pending_approval" and docs[-1]["error"]["code"] == "DEADLINE_EXCEEDED"
+
+
+def test_show_wait_on_a_failed_keygen_request_exits_1(fake: Fake) -> None:
+    # regression: 'request show KEYGEN_ID --wait' exited 0 for a FAILED keygen request (a waited-for
+    # signing request that ends FAILED exits 1)
+    from mpcnet.client.sdk import RequestInfo
+
+    fake.wait_error = MpcError(grpc.StatusCode.NOT_FOUND, "request_id: unknown signing request 'kg-1'")
+    for state, wanted in (("failed", 1), ("succeeded", 0)):
+        fake.get_request = lambda rid, s=state: RequestInfo(  # type: ignore[attr-defined]
+            "kg-1", "keygen", s, b"", "ABORTED" if s == "failed" else "", "", None, 1)
+        code, out, _ = run("request", "show", "kg-1", "--wait")
+        assert code == wanted and f"state       {state}" in out, out
+
+
+def test_audit_export_json_is_json_lines_also_when_a_component_fails(fake: Fake, tmp_path: Path) -> None:
+    # sibling of watch: entries went to stdout, then the error as an indented multi-line document
+    from types import SimpleNamespace
+
+    entry = SimpleNamespace(details_json="{}", seq=1, timestamp_ms=1, actor="a", action="b", request_id="", outcome="ok",
+                            prev_hash=b"", entry_hash=b"", signature=b"")
+
+    def fetch_audit(name: str) -> Any:
+        if name == "node-1":
+            raise MpcError(grpc.StatusCode.UNAVAILABLE, "node-1 unreachable")
+        return SimpleNamespace(entries=[entry, entry])
+
+    fake.fetch_audit = fetch_audit  # type: ignore[attr-defined]
+    (tmp_path / "cluster.json").write_text(json.dumps({"audit": {"coordinator": {}, "node-1": {}}}))
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main(["--cluster", str(tmp_path), "--as", "auditor1", "--json", "audit", "export", "--jsonl"])
+    docs = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert code == 3 and len(docs) == 3 and docs[-1]["error"]["code"] == "UNAVAILABLE", out.getvalue()
 
 
 def test_unreachable_coordinator_exits_3(fake: Fake) -> None:

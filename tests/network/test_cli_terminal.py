@@ -46,7 +46,7 @@ class _Fake:
     def list_keys(self) -> list[_Key]:
         return [_Key()]
 
-    def watch_sign_request(self, rid: str, *, timeout: float | None = None) -> list[SignRequest]:
+    def watch_sign_request(self, rid: str, *, timeout: float | None = None, on_retry: object = None) -> list[SignRequest]:
         return [_request()]
 
     def cluster_status(self) -> Any:

@@ -180,3 +180,13 @@ def test_the_servers_share_one_entry_point(tmp_path: Path, capsys: pytest.Captur
     assert capsys.readouterr().err == "srv: cannot start: listen: cannot bind 127.0.0.1:1\n"
     logging.getLogger().handlers.clear()  # setup_logging's handler: not for later tests
     assert "cannot start: listen: cannot bind" in log_file.read_text()
+
+
+def test_a_seconds_bound_is_written_in_plain_digits() -> None:
+    # regression: 'mpc --timeout 0' said "at most 3.16224e+07 seconds" (366 days)
+    from governance.errors import GovernanceError
+    from mpcnet.common.cliutil import parse_seconds
+
+    with pytest.raises(GovernanceError) as e:
+        parse_seconds("0", "timeout", 366 * 86400.0)
+    assert "at most 31622400 seconds" in str(e.value.reason), e.value.reason

@@ -229,6 +229,118 @@ def test_ctrl_c_while_up_creates_the_cluster_exits_130_and_the_next_up_completes
     assert launcher.load_layout(d) == lay and (lay.node_dir(2) / "keystore.json").exists()
 
 
+def test_up_on_a_full_disk_is_one_line_without_a_none(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # regression: a full disk said "No space left on device (None)" (an OSError without a filename)
+    import errno
+    import os
+
+    def full(*a: object, **k: object) -> launcher.Layout:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(cli, "prepare", full)
+    assert cli.main(["up", "--dir", str(tmp_path / "c"), "-q", "-n", "2"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1 and "No space left on device" in err and "None" not in err, err
+
+
+def test_json_is_one_document_also_when_up_finds_it_running_or_status_finds_no_cluster_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # regression: 'up --json' on a running cluster and 'status --json' on a cluster directory
+    # without cluster.json (an 'up' interrupted early) printed a text line on stdout
+    _stored(tmp_path, 2, 2)
+    assert cli.main(["status", "--dir", str(tmp_path), "--json"]) == 3
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["status"] == "stopped" and doc["supervisor_pid"] is None and doc["processes"] == []
+    _stale(tmp_path)
+    monkeypatch.setattr(cli, "_supervisor_pid", lambda lay: 4242)
+    monkeypatch.setattr(cli, "check_health", lambda *a, **k: False)
+    monkeypatch.setattr(cli, "prepare", lambda *a, **k: pytest.fail("up on a running cluster prepared it again"))
+    assert cli.main(["up", "--dir", str(tmp_path), "--json", "-q"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["supervisor_pid"] == 4242 and [p["name"] for p in doc["processes"]] == ["node-1", "node-2", "coordinator"]
+    assert cli.main(["up", "--dir", str(tmp_path), "-q"]) == 0
+    assert "already running" in capsys.readouterr().out  # the text view is unchanged
+
+
+def test_a_second_up_waits_for_the_first_instead_of_racing_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # regression: two 'mpc-cluster up --dir D' at once (two cron jobs) both ran prepare(): one failed
+    # with "File exists (.passphrase...tmp)", and the CA, keys and configs could mix the two runs
+    import fcntl
+    import os
+    import threading
+    import time
+
+    d = tmp_path / "c"
+    d.mkdir()
+    first = os.open(d / cli.UP_LOCK, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(first, fcntl.LOCK_EX)  # as a running 'up' holds it
+    prepared: list[float] = []
+
+    def fake_prepare(*a: object, **k: object) -> launcher.Layout:
+        prepared.append(time.monotonic())
+        raise launcher.ClusterError("stop here")
+
+    monkeypatch.setattr(cli, "prepare", fake_prepare)
+    codes: list[int] = []
+    t = threading.Thread(target=lambda: codes.append(cli.main(["up", "--dir", str(d), "-n", "2"])))
+    t.start()
+    time.sleep(0.6)
+    assert not prepared  # waiting for the first
+    released = time.monotonic()
+    os.close(first)
+    t.join(10)
+    assert codes == [2] and prepared and prepared[0] >= released
+    assert "another 'mpc-cluster up' is starting this cluster: waiting for it" in capsys.readouterr().err
+
+
+def test_up_foreground_releases_the_up_lock_once_it_supervises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import fcntl
+    import os
+
+    d = tmp_path / "c"
+    free: list[bool] = []
+
+    def fake_supervise(lay: launcher.Layout, *, echo: bool, progress: object, locked: Callable[[], None]) -> int:
+        locked()
+        fd = os.open(d / cli.UP_LOCK, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another 'up' would get it now
+            free.append(True)
+        finally:
+            os.close(fd)
+        return 0
+
+    monkeypatch.setattr(cli, "supervise", fake_supervise)
+    assert cli.main(["up", "--dir", str(d), "-n", "2", "-t", "2", "--scrypt-n", "1024", "--foreground", "-q"]) == 0
+    assert free == [True]
+
+
+def test_stop_waits_for_an_up_under_way(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # regression: 'stop' while 'up' was preparing said "not running" (exit 0), and then the cluster came up
+    import fcntl
+    import os
+    import threading
+    import time
+
+    _stored(tmp_path, 2, 2)
+    first = os.open(tmp_path / cli.UP_LOCK, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(first, fcntl.LOCK_EX)
+    codes: list[int] = []
+    t = threading.Thread(target=lambda: codes.append(cli.main(["stop", "--dir", str(tmp_path)])))
+    t.start()
+    time.sleep(0.5)
+    assert not codes  # waiting for the up
+    os.close(first)
+    t.join(10)
+    out, err = capsys.readouterr()
+    assert codes == [0] and "waiting for it" in err and "not running" in out
+
+
 class _ClosedPipe(io.StringIO):
     def write(self, s: str) -> int:
         raise BrokenPipeError(32, "Broken pipe")

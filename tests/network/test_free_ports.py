@@ -55,3 +55,27 @@ def test_a_bad_range_is_an_error_naming_the_variable(monkeypatch: pytest.MonkeyP
     with pytest.raises(ClusterError, match=r"^\$MPCNET_PORT_RANGE: must be LO-HI") as e:
         free_ports(1)
     assert len(str(e.value)) < 150
+
+
+def test_a_prepared_again_cluster_keeps_its_ports_where_they_are_free(tmp_path: object) -> None:
+    # regression: every 'mpc-cluster up' of a stopped cluster gave it new ports, so a client
+    # waiting across 'stop; up' (or a script with --endpoint / MPC_ENDPOINT) never reached it again
+    import json
+    from pathlib import Path
+
+    from mpcnet.cluster.launcher import LISTEN_HOST, prepare
+
+    d = Path(str(tmp_path)) / "c"
+
+    def ports() -> list[int]:
+        lay = prepare(d, 2, 2, scrypt_n=1024)
+        paths = [lay.coordinator_config, lay.node_config(1), lay.node_config(2)]
+        return [int(json.loads(p.read_text())["listen"].rpartition(":")[2]) for p in paths]
+
+    first = ports()
+    assert ports() == first and len(set(first)) == 3
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:  # the coordinator's port is taken meanwhile
+        s.bind((LISTEN_HOST, first[0]))
+        s.listen()
+        again = ports()
+    assert again[0] != first[0] and again[1:] == first[1:] and len(set(again)) == 3

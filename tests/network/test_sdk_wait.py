@@ -90,7 +90,7 @@ def test_a_watch_resumes_after_ended_streams_and_transport_errors_without_repeat
     ])
     seen = [(r.state, r.updated_unix_ms) for r in c.watch_sign_request("r-1")]
     assert seen == [("pending_approval", 1), ("signing", 2), ("done", 3)]
-    assert stub.timeouts == [None] * 7 and not stub.script  # no deadline without a user timeout
+    assert stub.timeouts == [7.0] * 7 and not stub.script  # each stream: the per-call timeout; the wait: none
 
 
 def test_wait_returns_the_final_state() -> None:
@@ -124,3 +124,43 @@ def test_the_users_timeout_ends_a_wait_with_the_state_it_is_still_in() -> None:
     assert 0.25 < time.monotonic() - t < 2 and stub.timeouts[0] is not None and stub.timeouts[0] <= 0.3
     with pytest.raises(ValueError):
         next(c.watch_sign_request("r-1", timeout=0))
+
+
+def test_a_watch_tells_on_retry_once_per_run_of_errors() -> None:
+    # regression: a watch retried a coordinator that stays down forever without any sign of it
+    c, _ = client([
+        ([info(PENDING, 1), Failure(grpc.StatusCode.UNAVAILABLE, "Socket closed")], False),
+        ([Failure(grpc.StatusCode.UNAVAILABLE, "Connection refused")], False),
+        ([Failure(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many open streams")], False),
+        ([info(PENDING, 1), info(SIGNING, 2), Failure(grpc.StatusCode.UNAVAILABLE, "Socket closed")], False),
+        ([info(DONE, 3)], False),
+    ])
+    told: list[str] = []
+    assert c.wait_sign_request("r-1", on_retry=told.append).state == "done"
+    assert told == ["UNAVAILABLE: Socket closed", "UNAVAILABLE: Socket closed"]  # once per outage, again after an answer
+    c, _ = client([([Failure(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many open streams")], False), ([info(DONE, 1)], False)])
+    told.clear()
+    assert c.wait_sign_request("r-1", on_retry=told.append).state == "done"
+    assert told == ["RESOURCE_EXHAUSTED: too many open streams"]  # a full stream budget is said too
+
+
+def test_a_coordinator_that_hangs_mid_wait_is_noticed_and_the_wait_resumes() -> None:
+    # regression: a stream had no deadline without a user timeout, so a coordinator that stopped
+    # answering without closing the connection (hung, SIGSTOPped, a paused VM) kept --wait silent
+    # forever; each stream is one call now, bounded by the per-call timeout, and the wait resumes
+    c, stub = client([
+        ([info(PENDING, 1)], True),  # answered, then quiet until the per-call timeout: healthy, resumed silently
+        ([info(PENDING, 1)], True),  # the same
+        ([], True),  # no answer at all: the coordinator hangs (said once)
+        ([], True),
+        ([info(PENDING, 1), info(DONE, 2)], False),
+    ])
+    c.timeout = 0.2
+    told: list[str] = []
+    assert c.wait_sign_request("r-1", on_retry=told.append).state == "done"
+    assert stub.timeouts == [0.2] * 5 and told == ["DEADLINE_EXCEEDED: Deadline Exceeded"]
+    c, _ = client([([], True)])  # hung before its first answer: no answer in time
+    c.timeout = 0.2
+    with pytest.raises(MpcError) as e:
+        c.wait_sign_request("r-1")
+    assert e.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
