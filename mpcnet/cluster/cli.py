@@ -406,6 +406,14 @@ def _topology(d: Path, nodes: int | None, threshold: int | None) -> tuple[int, i
                 f"--nodes/--threshold, or use a new --dir"
             )
         return held[0], held[1], True
+    if d.is_dir() and not (d / UP_LOCK).exists():  # an up of ours (even an interrupted one) made up.lock first
+        try:
+            with os.scandir(d) as it:
+                occupied = next(it, None) is not None
+        except OSError as e:
+            raise _usage(f"--dir: cannot read {d}: {e.strerror or type(e).__name__}") from None
+        if occupied:  # a typo ('--dir ~') must not scatter a cluster among someone's files
+            raise _usage(f"--dir: {d} is not empty and holds no cluster; give a new or empty directory")
     n = DEFAULT_NODES if nodes is None else nodes
     t = min(DEFAULT_THRESHOLD, n) if threshold is None else threshold
     try:

@@ -429,3 +429,14 @@ def test_help_of_every_command_shows_the_exit_codes(capsys: pytest.CaptureFixtur
     assert demo.main(["--help"]) == 0
     out = capsys.readouterr().out
     assert "--keep" in out and "deleted at the end unless --keep is given" in out
+
+
+def test_up_refuses_a_non_empty_directory_that_holds_no_cluster(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """'mpc-cluster up --dir ~' (a typo) quietly created a cluster among someone's files; a
+    non-empty directory without a cluster (nor the up.lock an earlier, interrupted up leaves) is
+    a usage error that writes nothing."""
+    (tmp_path / "notes.txt").write_text("mine")
+    assert cli.main(["up", "--dir", str(tmp_path), "-n", "2", "-t", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "is not empty and holds no cluster" in err and len(err.splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]

@@ -1,0 +1,19 @@
+"""The ``mpc-node`` console script: imports :mod:`mpc_node.main` inside a ``try``, so a Ctrl-C while
+grpc and cryptography are still being imported ends with ``mpc-node: interrupted`` and exit 130
+instead of a traceback (see :mod:`mpcnet.entry` for the client commands)."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main() -> int:
+    try:
+        from mpc_node.main import main as run
+    except KeyboardInterrupt:
+        try:
+            sys.stderr.write("mpc-node: interrupted\n")
+        except (OSError, ValueError):
+            pass
+        return 130
+    return run()
