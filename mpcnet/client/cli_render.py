@@ -125,12 +125,18 @@ def request_doc(r: SignRequest, chain_id: int | None) -> dict[str, Any]:
     return d
 
 
+_SHOWN_UNVERIFIED = 8  # unverified decisions named on one line; the rest counted
+
+
 def unverified_text(r: SignRequest) -> str:
-    """The decisions that do not count, ``name decision (why)``, or "" if there are none."""
-    if not r.approvals_verified:
-        names = ", ".join(f"{a.approver} {a.decision}" for a in r.approvals)
-        return f"{names} (not counted: {r.approvals_note})" if names else ""
-    return ", ".join(f"{a.approver} {a.decision} ({a.why})" for a in r.unverified)
+    """The decisions that do not count, ``name decision (why)`` (at most 8 named, then ``and N
+    more``), or "" if there are none."""
+    odd = r.approvals if not r.approvals_verified else r.unverified
+    parts = [f"{a.approver} {a.decision}" + ("" if not r.approvals_verified else f" ({a.why})") for a in odd[:_SHOWN_UNVERIFIED]]
+    if len(odd) > _SHOWN_UNVERIFIED:
+        parts.append(f"and {len(odd) - _SHOWN_UNVERIFIED} more")
+    text = ", ".join(parts)
+    return f"{text} (not counted: {r.approvals_note})" if text and not r.approvals_verified else text
 
 
 def request_lines(r: SignRequest, chain_id: int | None = None) -> list[Row]:

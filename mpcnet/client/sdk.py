@@ -498,6 +498,7 @@ class Proposal:
             "proposal_id": self.proposal_id,
             "state": self.state,
             "proposer": self.proposer,
+            "proposer_verified": self.proposer in (self.verified_signers or ()),  # the proposer's own signature verified
             **_signer_fields(self.signed_change, self.verified_signers),
             "admin_quorum": self.admin_quorum,
             "scope": "default" if c.scope == DEFAULT_SCOPE else c.scope.hex(),
@@ -781,7 +782,11 @@ class MpcClient:
                 approvals_note=why,
             )
         views = []
-        for a in r.approvals:
+        limit = 2 * len(policy.approvers)  # each approver decides once: the rest is padding, not checked (bounded cost)
+        for i, a in enumerate(r.approvals):
+            if i >= limit:
+                views.append(replace(a, verified=False, why=f"approvals: more than {limit} listed for {len(policy.approvers)} approvers"))
+                continue
             try:
                 decision = Decision.APPROVE if a.decision == "approve" else Decision.REJECT
                 check_approval(policy, r.request, Approval(a.approver, decision, a.signature))

@@ -227,3 +227,14 @@ def test_policy_show_lists_verified_admins_only() -> None:
     v = client(Coordinator([], pol)).get_policy(KEY_ID)
     assert v.as_dict()["signed_by"] == ["ada", "bob"] and v.as_dict()["unverified_signers"] == ["cyd"]
     assert hashlib.sha256(v.policy.to_bytes()).digest()  # the policy itself is shown unchanged
+
+
+def test_a_flood_of_listed_approvals_is_checked_at_bounded_cost() -> None:
+    q = request()
+    flood = info(q, approval(q, "alice"), *[approval(q, "bert", key="alice")] * 500)
+    r = client(Coordinator([flood], signed(GOOD))).get_sign_request("r-1")
+    assert r.approved_by == ["alice"] and len(r.unverified) == 500
+    assert sum("more than 6 listed for 3 approvers" in a.why for a in r.unverified) == 495  # 6 checked, the rest not
+    from mpcnet.client.cli_render import unverified_text
+
+    assert unverified_text(r).endswith("and 492 more")
