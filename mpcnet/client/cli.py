@@ -484,7 +484,7 @@ def cmd_policy_show(ctx: click.Context, key_id: bytes | None) -> int:
         ("approvers", ", ".join(pol.approvers)), ("approval quorum", f"{pol.approval_quorum} of {len(pol.approvers)}"),
         ("requesters", ", ".join(sorted(pol.requesters)) or "nobody (frozen)"), ("request TTL", f"{pol.ttl_seconds} s"),
         ("rate limit", f"{pol.rate_limit.max_signatures} per {pol.rate_limit.window_seconds} s"),
-        ("signed by", ", ".join(d["signed_by"])),
+        *_signed_rows(d),
     ])
     return Exit.OK
 
@@ -565,6 +565,18 @@ def cmd_policy_propose(
     return _show_proposal(ctx, p)
 
 
+def _signed_rows(d: dict[str, Any], quorum: str = "") -> list[view.Row]:
+    """``signed by`` (admin signatures verified against our admin set only) and, if any name or
+    the whole list could not be verified, an ``UNVERIFIED`` row (never counted as signed)."""
+    rows: list[view.Row] = [("signed by", ", ".join(d["signed_by"]) + quorum)]
+    if not d["signatures_verified"]:
+        names = ", ".join(d["unverified_signers"]) or "-"
+        rows.append(("UNVERIFIED", f"{names} (no admin set to check the signatures: give --cluster DIR)"))
+    elif d["unverified_signers"]:
+        rows.append(("UNVERIFIED", f"{', '.join(d['unverified_signers'])} (signature does not verify or not an admin; not counted)"))
+    return rows
+
+
 def _show_proposal(ctx: click.Context, p: Any) -> int:
     d = p.as_dict()
     pol = p.signed_change.change.new_policy
@@ -573,7 +585,7 @@ def _show_proposal(ctx: click.Context, p: Any) -> int:
         ("approvers", ", ".join(pol.approvers)), ("approval quorum", f"{pol.approval_quorum} of {len(pol.approvers)}"),
         ("requesters", ", ".join(sorted(pol.requesters)) or "nobody"), ("request TTL", f"{pol.ttl_seconds} s"),
         ("rate limit", f"{pol.rate_limit.max_signatures} per {pol.rate_limit.window_seconds} s"),
-        ("signed by", f"{', '.join(p.signers)} ({len(set(p.signers))} of {p.admin_quorum} needed)"),
+        *_signed_rows(d, f" ({len(set(p.signers))} of {p.admin_quorum} needed)"),
         *[(f"pushed to {node}", str(outcome)[:500]) for node, outcome in sorted((p.pushed or {}).items())],
     ])
     return Exit.OK
@@ -622,8 +634,9 @@ def cmd_policy_proposals(ctx: click.Context, state: str | None) -> int:
         view.out("no proposals")
     for p in ps:
         d = p.as_dict()
+        odd = f"  UNVERIFIED: {', '.join(d['unverified_signers'])}" if d["unverified_signers"] else ""
         view.out(escape(f"{p.proposal_id}  {p.state.upper():<10} scope {d['scope'][:16]:<16} v{d['new_policy']['version']}  "
-                        f"signed by {', '.join(p.signers)}"))
+                        f"signed by {', '.join(d['signed_by']) or '-'}{odd}"))
     return Exit.OK
 
 

@@ -9,6 +9,10 @@ Invariants of the views:
 - An approver's view of a request (:func:`request_lines`) prints the canonical request's id, key
   id, digest, path, requester and expiry first, in fixed rows, and the requester's description
   last, escaped, quoted and marked as the requester's text.
+- Approvals: "approved by" / "rejected by" list only decisions the SDK verified (signature over the
+  canonical request by an approver of the admin-signed policy the request names); every other
+  decision the coordinator lists is shown on an ``UNVERIFIED`` row with the reason, never counted.
+  When the policy could not be checked, the quorum is marked as the coordinator's word.
 - A key's label is the last column of ``mpc keys`` and the last row of a key view.
 - Signature and key views print every entry of ``SignatureResult.as_dict`` / ``Key.describe``, so
   fields added to those dicts show up without a change here.
@@ -121,9 +125,24 @@ def request_doc(r: SignRequest, chain_id: int | None) -> dict[str, Any]:
     return d
 
 
+_SHOWN_UNVERIFIED = 8  # unverified decisions named on one line; the rest counted
+
+
+def unverified_text(r: SignRequest) -> str:
+    """The decisions that do not count, ``name decision (why)`` (at most 8 named, then ``and N
+    more``), or "" if there are none."""
+    odd = r.approvals if not r.approvals_verified else r.unverified
+    parts = [f"{a.approver} {a.decision}" + ("" if not r.approvals_verified else f" ({a.why})") for a in odd[:_SHOWN_UNVERIFIED]]
+    if len(odd) > _SHOWN_UNVERIFIED:
+        parts.append(f"and {len(odd) - _SHOWN_UNVERIFIED} more")
+    text = ", ".join(parts)
+    return f"{text} (not counted: {r.approvals_note})" if text and not r.approvals_verified else text
+
+
 def request_lines(r: SignRequest, chain_id: int | None = None) -> list[Row]:
     """The approver's view: the canonical request's fixed rows first, the description last."""
     d = r.as_dict()
+    quorum = f"{r.approval_quorum} of {r.approvers} approvers" + ("" if r.approvals_verified else " (the coordinator's word, not verified)")
     rows: list[Row] = [
         ("request_id", r.request_id),
         ("key_id", d["key_id"]),
@@ -132,11 +151,15 @@ def request_lines(r: SignRequest, chain_id: int | None = None) -> list[Row]:
         ("requester", d["requester"]),
         ("expires", f"{d['expires_unix_ms']} (unix ms)"),
         ("state", r.state.upper()),
-        ("policy", f"version {d['policy_version']} ({d['policy_digest'][:16]}...), {r.approval_quorum} of {r.approvers} approvers"),
+        ("policy", f"version {d['policy_version']} ({d['policy_digest'][:16]}...), {quorum}"),
         ("approved by", r.approved_by),
     ]
     if r.rejected_by:
         rows.append(("rejected by", r.rejected_by))
+    if not r.approvals_verified:
+        rows.append(("approvals", f"UNVERIFIED: {r.approvals_note}"))
+    if unverified_text(r):
+        rows.append(("UNVERIFIED", unverified_text(r)))
     if r.error_message:
         rows.append(("error", f"{r.error_code + ': ' if r.error_code else ''}{r.error_message}"))
     if r.signature is not None:
@@ -149,13 +172,17 @@ def request_lines(r: SignRequest, chain_id: int | None = None) -> list[Row]:
 def request_list_line(r: SignRequest) -> str:
     """One ``mpc requests`` row; the description (requester's text) last."""
     q = r.request
+    odd = len(r.unverified)
+    counted = f"{len(r.approved_by)}/{r.approval_quorum}" + ("" if r.approvals_verified else "?")
+    counted += f" +{odd} UNVERIFIED" if odd else ""
     return escape(
-        f"{r.request_id:<28} {r.state.upper():<16} {len(r.approved_by)}/{r.approval_quorum}  "
+        f"{r.request_id:<28} {r.state.upper():<16} {counted}  "
         f"key {q.key_id.hex()[:16]}  by {q.requester:<12} description: {q.description[:40]!r}"
     )
 
 
 def watch_line(r: SignRequest) -> str:
     """One ``mpc request watch`` line per change."""
-    extra = f" ({r.error_message})" if r.error_message else ""
+    extra = f" UNVERIFIED: {unverified_text(r)}" if unverified_text(r) else ""
+    extra += f" ({r.error_message})" if r.error_message else ""
     return escape(f"{r.request_id}  {r.state.upper():<16} approved by: {', '.join(r.approved_by) or '-'}{extra}")

@@ -24,6 +24,7 @@ default.
 
 from __future__ import annotations
 
+import hmac
 import json
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -37,7 +38,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from crypto_core.bip32 import Derived, check_path, derive, parse_path, xpub
 from crypto_core.errors import UsageError
 from crypto_core.group import Point
-from governance.approval import Decision, SigningRequest, sign_approval
+from governance.approval import Approval, Decision, SigningRequest, check_approval, sign_approval
 from governance.attestation import PolicyAttestation, PolicyHead, SignedPolicyAttestation, sign_attestation
 from governance.digits import parse_uint as parse_uint  # re-exported: the one parser of numbers typed as text
 from governance.errors import GovernanceError
@@ -74,6 +75,7 @@ _KIND = {v: k for k, v in coordinator_pb2.RequestKind.items()}
 _SIGN_STATE = {v: k.removeprefix("SIGN_REQUEST_STATE_").lower() for k, v in coordinator_pb2.SignRequestState.items()}
 SIGN_STATES = tuple(s for s in _SIGN_STATE.values() if s != "unspecified")
 TERMINAL_STATES = ("done", "rejected", "expired", "failed")
+_PolicyRef = tuple[bytes, int, bytes]  # (key id, policy version, policy digest) a request names
 _PROPOSAL_STATE = {v: k.removeprefix("PROPOSAL_STATE_").lower() for k, v in coordinator_pb2.ProposalState.items()}
 _WATCH_BACKOFF_S = (0.2, 5.0)  # a watch's first and longest wait before it resumes after an error
 # what a watch resumes after (once the coordinator answered): the coordinator is restarting or
@@ -291,9 +293,16 @@ class RequestInfo:
 
 @dataclass(frozen=True)
 class ApprovalView:
+    """One decision as the coordinator lists it. ``verified``: its Ed25519 ``signature`` (64 bytes
+    as sent) verifies over the request's canonical bytes under the admin-signed policy the request
+    names (checked by :class:`MpcClient`; False until then). ``why``: why not, when not."""
+
     approver: str
     decision: str  # "approve" | "reject"
     decided_unix_ms: int
+    signature: bytes = b""
+    verified: bool = False
+    why: str = ""
 
 
 @dataclass(frozen=True)
@@ -313,9 +322,17 @@ class SignRequest:
     error_message: str
     attempts: int
     updated_unix_ms: int
+    # True when MpcClient checked the approvals against the request's policy (admin-signed by a
+    # quorum of the client's own admin set, digest = the request's policy_digest): each approval's
+    # ``verified`` then says whether it counts, and approval_quorum/approvers are the policy's.
+    # False: nothing the coordinator says about approvals is verified (``approvals_note`` says why).
+    approvals_verified: bool = False
+    approvals_note: str = "not checked"
 
     @staticmethod
     def from_proto(r: coordinator_pb2.SignRequestInfo) -> SignRequest:
+        """The request as the coordinator sent it; every approval unverified (see
+        :meth:`MpcClient.verify_approvals`)."""
         try:
             req = SigningRequest.from_bytes(bytes(r.request))
         except GovernanceError as e:
@@ -331,7 +348,10 @@ class SignRequest:
         return SignRequest(
             request_id=r.request_id, state=_SIGN_STATE.get(r.state, "unspecified"), request=req, request_bytes=bytes(r.request),
             approvals=tuple(
-                ApprovalView(a.approver, "approve" if a.decision == coordinator_pb2.DECISION_APPROVE else "reject", a.decided_unix_ms)
+                ApprovalView(
+                    a.approver, "approve" if a.decision == coordinator_pb2.DECISION_APPROVE else "reject", a.decided_unix_ms,
+                    bytes(a.signature),
+                )
                 for a in r.approvals
             ),
             approval_quorum=r.approval_quorum, approvers=r.approvers, signature=sig,
@@ -339,13 +359,24 @@ class SignRequest:
             attempts=r.attempts, updated_unix_ms=r.updated_unix_ms,
         )
 
+    def _verified(self, decision: str) -> list[str]:
+        return list(dict.fromkeys(a.approver for a in self.approvals if a.verified and a.decision == decision))
+
     @property
     def approved_by(self) -> list[str]:
-        return [a.approver for a in self.approvals if a.decision == "approve"]
+        """Approvers whose approval was verified (each once); empty when ``approvals_verified`` is False."""
+        return self._verified("approve")
 
     @property
     def rejected_by(self) -> list[str]:
-        return [a.approver for a in self.approvals if a.decision == "reject"]
+        """Approvers whose rejection was verified (each once)."""
+        return self._verified("reject")
+
+    @property
+    def unverified(self) -> list[ApprovalView]:
+        """The decisions the coordinator lists that do not count (bad signature, not an approver of
+        the request's policy, or the policy could not be checked)."""
+        return [a for a in self.approvals if not a.verified]
 
     def as_dict(self, chain_id: int | None = None) -> dict[str, Any]:
         """``signature`` is :meth:`SignatureResult.as_dict` with ``chain_id`` (None: v = 27/28;
@@ -365,7 +396,15 @@ class SignRequest:
             "policy_digest": q.policy_digest.hex(),
             "approval_quorum": self.approval_quorum,
             "approvers": self.approvers,
-            "approvals": [{"approver": a.approver, "decision": a.decision, "decided_unix_ms": a.decided_unix_ms} for a in self.approvals],
+            "approvals": [
+                {
+                    "approver": a.approver, "decision": a.decision, "decided_unix_ms": a.decided_unix_ms,
+                    "signature": a.signature.hex(), "verified": a.verified, **({"unverified_reason": a.why} if not a.verified else {}),
+                }
+                for a in self.approvals
+            ],
+            "approvals_verified": self.approvals_verified,
+            "approvals_unverified_reason": None if self.approvals_verified else self.approvals_note,
             "signature": self.signature.as_dict(chain_id) if self.signature else None,
             "error": {"code": self.error_code, "message": self.error_message} if self.error_message else None,
             "attempts": self.attempts,
@@ -383,19 +422,47 @@ def _the_request(r: SignRequest, request_id: str) -> SignRequest:
     return r
 
 
+def _admin_signers(admin_set: AdminSet | None, signed: SignedPolicyChange) -> tuple[str, ...] | None:
+    """The admins of ``admin_set`` whose signature on ``signed`` verifies (sorted, each once), or
+    None without an admin set (nothing can be verified)."""
+    if admin_set is None:
+        return None
+    good = set()
+    for s in signed.signatures:
+        try:
+            check_admin_signature(admin_set, signed.change, s)
+            good.add(s.admin)
+        except GovernanceError:
+            pass
+    return tuple(sorted(good))
+
+
+def _signer_fields(signed: SignedPolicyChange, verified: tuple[str, ...] | None) -> dict[str, Any]:
+    """``signed_by`` (verified admins only), ``unverified_signers`` (the other names listed) and
+    ``signatures_verified`` (False: no admin set to check against, so nobody counts as signed)."""
+    ok = verified or ()
+    return {
+        "signed_by": list(ok),
+        "unverified_signers": sorted({s.admin for s in signed.signatures} - set(ok)),
+        "signatures_verified": verified is not None,
+    }
+
+
 @dataclass(frozen=True)
 class PolicyView:
     scope: bytes
     policy: KeyPolicy
     inherited: bool
     signed_change: SignedPolicyChange
+    # admins whose signature verified against the client's admin set (None: no admin set known)
+    verified_signers: tuple[str, ...] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "scope": "default" if self.scope == DEFAULT_SCOPE else self.scope.hex(),
             "inherited_from_default": self.inherited,
             "policy_digest": self.policy.digest().hex(),
-            "signed_by": sorted({s.admin for s in self.signed_change.signatures}),
+            **_signer_fields(self.signed_change, self.verified_signers),
             **self.policy.to_dict(),
         }
 
@@ -411,10 +478,19 @@ class Proposal:
     # set when this client completed the change and pushed it to the nodes directly:
     # node name -> outcome (see MpcClient.push_policy and MpcClient.attest)
     pushed: dict[str, str] | None = None
+    # admins whose signature verified against the client's admin set (None: no admin set known;
+    # then admin_quorum is the coordinator's word)
+    verified_signers: tuple[str, ...] | None = None
 
     @property
     def signers(self) -> list[str]:
-        return [s.admin for s in self.signed_change.signatures]
+        """Admins whose signature verified (each once); empty without an admin set."""
+        return list(self.verified_signers or ())
+
+    @property
+    def unverified_signers(self) -> list[str]:
+        """The other admin names the change lists (a signature that does not verify, not an admin, or unchecked)."""
+        return _signer_fields(self.signed_change, self.verified_signers)["unverified_signers"]  # type: ignore[no-any-return]
 
     def as_dict(self) -> dict[str, Any]:
         c = self.signed_change.change
@@ -422,7 +498,8 @@ class Proposal:
             "proposal_id": self.proposal_id,
             "state": self.state,
             "proposer": self.proposer,
-            "signed_by": self.signers,
+            "proposer_verified": self.proposer in (self.verified_signers or ()),  # the proposer's own signature verified
+            **_signer_fields(self.signed_change, self.verified_signers),
             "admin_quorum": self.admin_quorum,
             "scope": "default" if c.scope == DEFAULT_SCOPE else c.scope.hex(),
             "previous_digest": None if c.previous_digest is None else c.previous_digest.hex(),
@@ -524,6 +601,7 @@ class MpcClient:
         self._stub = coordinator_pb2_grpc.CoordinatorStub(self._channel)
         self.node_endpoints: dict[str, str] = {}  # node name -> endpoint, for direct pushes (admins)
         self._node_channels: dict[str, grpc.Channel] = {}
+        self._policies: dict[_PolicyRef, KeyPolicy] = {}  # see request_policy
 
     @staticmethod
     def from_cluster(directory: str | Path, *, identity: str, timeout: float = 300.0) -> MpcClient:
@@ -620,7 +698,7 @@ class MpcClient:
             key_id=kid, digest=digest, derivation_path=to_path(path), description=description, request_id=request_id,
             ttl_seconds=ttl_seconds,
         )
-        got = SignRequest.from_proto(self._call(self._stub.SubmitSignRequest, req))
+        got = self.verify_approvals(SignRequest.from_proto(self._call(self._stub.SubmitSignRequest, req)))
         q = got.request
         for what, have, want in (
             ("request_id", q.request_id, request_id or q.request_id), ("key_id", q.key_id, kid), ("digest", q.digest, digest),
@@ -636,7 +714,89 @@ class MpcClient:
 
     def get_sign_request(self, request_id: str) -> SignRequest:
         r = self._call(self._stub.GetSignRequest, coordinator_pb2.GetSignRequestRequest(request_id=request_id))
-        return self._signed_by_its_key(_the_request(SignRequest.from_proto(r), request_id))
+        return self.verify_approvals(self._signed_by_its_key(_the_request(SignRequest.from_proto(r), request_id)))
+
+    def request_policy(self, q: SigningRequest) -> KeyPolicy:
+        """The policy request ``q`` was made under (its key's own policy or the default, version
+        ``q.policy_version``, ``digest()`` equal to ``q.policy_digest``), as the coordinator reports
+        it and verified here: the policy in force must carry an admin quorum of *our* admin set
+        (:meth:`get_policy`); an older one is looked up in the key's and then the default scope's
+        history, verified change by change (:meth:`policy_history`). Cached per (key, version,
+        digest) for the client's life (a digest names one policy), so a view costs one fetch.
+
+        Raises :class:`MpcError`: FAILED_PRECONDITION without an admin set (no cluster.json) or
+        when no such admin-signed policy is found; DATA_LOSS for a policy without an admin quorum
+        of our admin set; the coordinator's error when it cannot be fetched."""
+        admins: AdminSet | None = getattr(self, "admin_set", None)
+        if admins is None:
+            raise MpcError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "admin_set: unknown (no cluster.json), so the request's policy and its approvers' keys cannot be checked",
+            )
+        ref = (q.key_id, q.policy_version, q.policy_digest)
+        cache: dict[_PolicyRef, KeyPolicy] = self.__dict__.setdefault("_policies", {})
+        hit = cache.get(ref)
+        if hit is not None:
+            return hit
+
+        def named(p: KeyPolicy) -> bool:
+            return p.version == q.policy_version and hmac.compare_digest(p.digest(), q.policy_digest)
+
+        current = self.get_policy(q.key_id)  # DATA_LOSS without an admin quorum of ours
+        found = current.policy if named(current.policy) else None
+        for kid in (q.key_id, None):
+            if found is not None:
+                break
+            # a request made under an older policy: every change of the history is verified
+            found = next((s.change.new_policy for s in self.policy_history(kid) if named(s.change.new_policy)), None)
+        if found is None:
+            raise MpcError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"policy: the coordinator reports no admin-signed policy version {q.policy_version} with digest "
+                f"{q.policy_digest.hex()[:16]}... for key {q.key_id.hex()[:16]}... (the policy the request names)",
+            )
+        cache[ref] = found
+        return found
+
+    def verify_approvals(self, r: SignRequest, failed: dict[_PolicyRef, str] | None = None) -> SignRequest:
+        """``r`` with each approval checked, never taken on the coordinator's word: an approval
+        counts (``verified``) only if its signature verifies over ``r.request``'s canonical bytes
+        by an approver of the policy the request names (:meth:`request_policy`); then
+        ``approvals_verified`` is True and ``approval_quorum``/``approvers`` are that policy's.
+        When the policy cannot be established, no approval counts and ``approvals_note`` says why.
+        ``failed``: policies that could not be established in this view (not fetched again)."""
+        ref = (r.request.key_id, r.request.policy_version, r.request.policy_digest)
+        note = None if failed is None else failed.get(ref)
+        policy = None
+        if note is None:
+            try:
+                policy = self.request_policy(r.request)
+            except MpcError as e:
+                note = f"the request's policy could not be checked: {e.message[:300]}"
+                if failed is not None:
+                    failed[ref] = note
+        if policy is None:
+            why = note or "not checked"
+            return replace(
+                r, approvals=tuple(replace(a, verified=False, why=why) for a in r.approvals), approvals_verified=False,
+                approvals_note=why,
+            )
+        views = []
+        limit = 2 * len(policy.approvers)  # each approver decides once: the rest is padding, not checked (bounded cost)
+        for i, a in enumerate(r.approvals):
+            if i >= limit:
+                views.append(replace(a, verified=False, why=f"approvals: more than {limit} listed for {len(policy.approvers)} approvers"))
+                continue
+            try:
+                decision = Decision.APPROVE if a.decision == "approve" else Decision.REJECT
+                check_approval(policy, r.request, Approval(a.approver, decision, a.signature))
+                views.append(replace(a, verified=True, why=""))
+            except GovernanceError as e:
+                views.append(replace(a, verified=False, why=f"{e.field}: {e.reason}"))
+        return replace(
+            r, approvals=tuple(views), approval_quorum=policy.approval_quorum, approvers=len(policy.approvers),
+            approvals_verified=True, approvals_note="",
+        )
 
     def _signed_by_its_key(self, r: SignRequest) -> SignRequest:
         """``r`` if it has no signature yet, or its signature's public key is the request's key
@@ -663,7 +823,8 @@ class MpcClient:
                 raise ValueError(f"state: must be one of {', '.join(SIGN_STATES)}")
             pb_state = names[state]
         r = self._call(self._stub.ListSignRequests, coordinator_pb2.ListSignRequestsRequest(state=pb_state, key_id=kid, limit=limit))
-        return [SignRequest.from_proto(x) for x in r.requests]
+        failed: dict[_PolicyRef, str] = {}
+        return [self.verify_approvals(SignRequest.from_proto(x), failed) for x in r.requests]
 
     def watch_sign_request(
         self, request_id: str, *, timeout: float | None = None, on_retry: Callable[[str], None] | None = None,
@@ -725,6 +886,7 @@ class MpcClient:
                     last, last_bytes = _the_request(SignRequest.from_proto(r), request_id), data
                     if last.signature is not None:
                         last = self._signed_by_its_key(last)
+                    last = self.verify_approvals(last)  # a failed policy fetch is tried again at the next change
                     yield last
                     if last.state in TERMINAL_STATES:
                         return
@@ -809,7 +971,7 @@ class MpcClient:
             self._stub.DecideSignRequest,
             coordinator_pb2.DecideSignRequestRequest(request_id=request_id, approver=me.name, decision=pb, signature=approval.signature),
         )
-        return _the_request(SignRequest.from_proto(r), request_id)
+        return self.verify_approvals(_the_request(SignRequest.from_proto(r), request_id))
 
     def approve(
         self, request_id: str, *, expect_digest: bytes | None = None, expect_key: bytes | None = None,
@@ -841,18 +1003,12 @@ class MpcClient:
             )
         if self.admin_set is not None:
             self._check_quorum(signed)
-        return PolicyView(scope, signed.change.new_policy, inherited, signed)
+        return PolicyView(scope, signed.change.new_policy, inherited, signed, _admin_signers(self.admin_set, signed))
 
     def _check_quorum(self, signed: SignedPolicyChange) -> None:
         """The policy the coordinator reports must carry an admin quorum of *our* admin set."""
         assert self.admin_set is not None
-        good = set()
-        for s in signed.signatures:
-            try:
-                check_admin_signature(self.admin_set, signed.change, s)
-                good.add(s.admin)
-            except GovernanceError:
-                pass
+        good = _admin_signers(self.admin_set, signed) or ()
         if len(good) < self.admin_set.quorum:
             raise MpcError(
                 grpc.StatusCode.DATA_LOSS,
@@ -920,15 +1076,21 @@ class MpcClient:
         r = self._call(self._stub.ListPolicyProposals, coordinator_pb2.ListPolicyProposalsRequest(state=names[state] if state else None))
         return [self._proposal(p) for p in r.proposals]
 
-    @staticmethod
-    def _proposal(r: coordinator_pb2.PolicyProposal) -> Proposal:
+    def _proposal(self, r: coordinator_pb2.PolicyProposal) -> Proposal:
+        """The proposal as sent, its admin signatures verified against our admin set (the
+        admin quorum shown is our admin set's, not the coordinator's word, when we know it)."""
         try:
             signed = SignedPolicyChange.from_bytes(bytes(r.signed_change))
         except GovernanceError as e:
             raise MpcError(grpc.StatusCode.DATA_LOSS, f"proposal.signed_change.{e.field}: {e.reason}") from None
         if signed.change.digest()[:16].hex() != r.proposal_id:
             raise MpcError(grpc.StatusCode.DATA_LOSS, f"proposal: id {r.proposal_id} does not match its change")
-        return Proposal(r.proposal_id, _PROPOSAL_STATE.get(r.state, "unspecified"), signed, r.proposer, r.admin_quorum, r.created_unix_ms)
+        admins: AdminSet | None = getattr(self, "admin_set", None)
+        return Proposal(
+            r.proposal_id, _PROPOSAL_STATE.get(r.state, "unspecified"), signed, r.proposer,
+            admins.quorum if admins is not None else r.admin_quorum, r.created_unix_ms,
+            verified_signers=_admin_signers(admins, signed),
+        )
 
     # --- direct pushes to the nodes (admins) -------------------------------------------------
     def complete(self, p: Proposal) -> Proposal:

@@ -224,3 +224,20 @@ def test_cluster_status_lists_every_node(client: MpcClient) -> None:
     st = client.cluster_status()
     assert (st.threshold, st.parties) == (3, 5)
     assert [n.name for n in st.nodes] == [f"node-{i}" for i in range(1, 6)]
+
+
+def test_honest_approvals_show_as_verified(cluster, client: MpcClient, team: SigningTeam, key) -> None:
+    """Issue 10 item 2: the approver's view checks each approval's signature against the request's
+    admin-signed policy; through a real coordinator every honest approval verifies."""
+    import json
+
+    from tests.integration.cli_util import cli
+
+    sig = team.sign(key.key_id, hashlib.sha256(b"verified approvals").digest(), description="verified approvals")
+    r = team.approvers[0].get_sign_request(sig.request_id)
+    assert r.approvals_verified and r.unverified == [] and sorted(r.approved_by) == ["approver1", "approver2"]
+    assert (r.approval_quorum, r.approvers) == (2, 3)
+    listed = [x for x in client.list_sign_requests(key_id=key.key_id) if x.request_id == sig.request_id]
+    assert listed and listed[0].approvals_verified and sorted(listed[0].approved_by) == ["approver1", "approver2"]
+    doc = json.loads(cli("--cluster", str(cluster.lay.dir), "--as", "approver1", "--json", "request", "show", sig.request_id).stdout)
+    assert doc["approvals_verified"] is True and all(a["verified"] for a in doc["approvals"]) and len(doc["approvals"]) == 2
