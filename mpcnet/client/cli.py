@@ -213,7 +213,9 @@ def _client(ap: object, opts: GlobalOpts) -> MpcClient:
     try:
         return MpcClient(opts.endpoint, CertPaths(opts.tls_cert, opts.tls_key), opts.tls_ca, timeout=opts.rpc_timeout, identity=identity)
     except (OSError, ValueError, PkiError) as e:
-        raise CliUsage(f"--tls-cert/--tls-key/--tls-ca: {e}") from None
+        what, _, why = str(e).partition(": ")
+        option = {"cert": "--tls-cert", "key": "--tls-key", "ca_cert": "--tls-ca"}.get(what)
+        raise CliUsage(f"{option}: {why}" if option else f"--tls-cert/--tls-key/--tls-ca: {e}") from None
 
 
 def _signing_identity(signing_key: Path, cert: Path, key_file: Path) -> Any:

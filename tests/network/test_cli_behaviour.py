@@ -194,6 +194,29 @@ def test_unreachable_coordinator_exits_3(fake: Fake) -> None:
     assert code == 3 and err.startswith("mpc: UNAVAILABLE")
 
 
+def test_endpoint_with_a_wrong_tls_file_is_a_usage_error_naming_the_option(tmp_path: Path) -> None:
+    """A --tls-key of another certificate (or a file that is no PEM certificate or key) is exit 2
+    naming the option, not grpc's C-core log lines and UNAVAILABLE (exit 3, "no answer")."""
+    from mpcnet.common.pki import create_ca, issue_cert
+
+    ca = create_ca(tmp_path / "ca")
+    alice = issue_cert(ca, tmp_path / "certs", "alice", role="auditor")
+    bob = issue_cert(ca, tmp_path / "certs", "bob", role="auditor")
+    files = {"--tls-cert": alice.cert, "--tls-key": alice.key, "--tls-ca": ca.cert}
+    for option, bad, why in (
+        ("--tls-key", bob.key, "is not the private key of the certificate"),
+        ("--tls-cert", alice.key, "is not a PEM certificate"),
+        ("--tls-key", alice.cert, "is not an unencrypted PEM private key"),
+        ("--tls-ca", alice.key, "is not a PEM certificate"),
+    ):
+        argv = ["--endpoint", "localhost:1"] + [x for o, f in {**files, option: bad}.items() for x in (o, str(f))]
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = cli.main([*argv, "keys"])
+        assert code == 2 and err.getvalue().startswith(f"mpc: error: {option}: ") and why in err.getvalue(), err.getvalue()
+        assert len(err.getvalue().splitlines()) == 1
+
+
 def test_global_options_before_or_after_the_subcommand_and_from_the_environment(fake: Fake, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[GlobalOpts] = fake.seen  # type: ignore[attr-defined]
     out = io.StringIO()

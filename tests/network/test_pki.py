@@ -236,3 +236,21 @@ def test_server_name_not_in_certificate_is_refused(pki: dict[str, CertPaths], tm
         assert ei.value.code() == grpc.StatusCode.UNAVAILABLE
     finally:
         server.stop(None)
+
+
+def test_credentials_refuse_a_key_of_another_certificate_and_files_that_are_not_pem(pki: dict[str, CertPaths], tmp_path: Path) -> None:
+    """grpc only logs a C-core error for these and fails every call as UNAVAILABLE (an unreachable
+    server, exit 3 in the CLI); they are refused before, naming the file."""
+    client, server, ca = pki["client"], pki["server"], pki["ca"].cert
+    wrong_key = CertPaths(cert=client.cert, key=server.key)
+    for make in (channel_credentials, server_credentials):
+        with pytest.raises(PkiError, match="^key: .* is not the private key of the certificate"):
+            make(wrong_key, ca)
+        with pytest.raises(PkiError, match="^cert: .* is not a PEM certificate"):
+            make(CertPaths(cert=client.key, key=client.key), ca)
+        with pytest.raises(PkiError, match="^key: .* is not an unencrypted PEM private key"):
+            make(CertPaths(cert=client.cert, key=client.cert), ca)
+        with pytest.raises(PkiError, match="^ca_cert: .* is not a PEM certificate"):
+            make(client, client.key)
+    channel_credentials(client, ca)
+    server_credentials(server, ca)
