@@ -742,6 +742,10 @@ def commands(group: click.Group = cli, prefix: tuple[str, ...] = ()) -> Iterator
 
 
 _NO_ANSWER = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+_UNREACHABLE = (
+    " (the coordinator cannot be reached: is the cluster running? 'mpc-cluster status --dir DIR' shows it and "
+    "'mpc-cluster up --dir DIR' starts it; with --endpoint, check HOST:PORT and that --tls-ca is the cluster's CA)"
+)
 
 
 def _mpc_errors(e: Exception) -> tuple[int, str] | None:
@@ -749,7 +753,10 @@ def _mpc_errors(e: Exception) -> tuple[int, str] | None:
     (refused, failed) or 3 (no answer); bad input found by the governance rules or the SDK is a
     usage error (exit 2)."""
     if isinstance(e, MpcError):
-        return (Exit.NO_ANSWER if e.code in _NO_ANSWER else Exit.FAILED), f"{e.code.name}: {e.message}"
+        hint = ""
+        if e.code == grpc.StatusCode.UNAVAILABLE and e.message.startswith("failed to connect"):  # grpc's, not the server's
+            hint = _UNREACHABLE
+        return (Exit.NO_ANSWER if e.code in _NO_ANSWER else Exit.FAILED), f"{e.code.name}: {e.message}{hint}"
     if isinstance(e, GovernanceError):
         return Exit.USAGE, f"error: {e.field}: {e.reason}"
     if isinstance(e, UsageError):

@@ -194,6 +194,18 @@ def test_unreachable_coordinator_exits_3(fake: Fake) -> None:
     assert code == 3 and err.startswith("mpc: UNAVAILABLE")
 
 
+def test_unreachable_coordinator_says_what_to_do(fake: Fake) -> None:
+    """grpc's 'failed to connect to all addresses' alone does not tell a CLI user that the cluster
+    may be stopped (after 'mpc-cluster stop') or the --endpoint/--tls-ca wrong; a server's own
+    UNAVAILABLE (missing nodes) gets no such hint."""
+    code, _, err = run("status")
+    assert code == 3 and "mpc-cluster status --dir DIR" in err and "mpc-cluster up --dir DIR" in err and "--tls-ca" in err, err
+    assert len(err.splitlines()) == 1
+    fake.raise_on_list = MpcError(grpc.StatusCode.UNAVAILABLE, "signing needs 3 nodes; missing: node-4")
+    code, _, err = run("keys")
+    assert code == 3 and "mpc-cluster" not in err, err
+
+
 def test_endpoint_with_a_wrong_tls_file_is_a_usage_error_naming_the_option(tmp_path: Path) -> None:
     """A --tls-key of another certificate (or a file that is no PEM certificate or key) is exit 2
     naming the option, not grpc's C-core log lines and UNAVAILABLE (exit 3, "no answer")."""
