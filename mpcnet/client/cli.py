@@ -31,7 +31,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -61,6 +61,7 @@ CHAIN_ID_MAX = (2**64 - 1) // 2 - 36  # EIP-2294: the largest chain id whose EIP
 WAIT_MAX_S = 366 * 86400.0
 RPC_TIMEOUT_S = 300.0
 _GLOBALS = "mpc.globals"  # ctx.meta key: the global options given so far (group first, then subcommand)
+_FROM_ENV = "mpc.from_env"  # ctx.meta key: the names of those whose value came from the environment
 
 
 class CliUsage(click.UsageError):
@@ -81,15 +82,21 @@ class GlobalOpts:
     json: bool = False
     timeout: float | None = None  # seconds to wait for a request to end; None: no limit
     rpc_timeout: float = RPC_TIMEOUT_S  # seconds per call
+    from_env: frozenset[str] = frozenset()  # the options above whose value came from the environment
 
 
 def _opts(ctx: click.Context) -> GlobalOpts:
-    return GlobalOpts(**ctx.meta.get(_GLOBALS, {}))
+    return GlobalOpts(**ctx.meta.get(_GLOBALS, {}), from_env=frozenset(ctx.meta.get(_FROM_ENV, ())))
 
 
 def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     if value is not None and value is not False and param.name is not None:
         ctx.meta.setdefault(_GLOBALS, {})[param.name] = value
+        from_env: set[str] = ctx.meta.setdefault(_FROM_ENV, set())
+        if ctx.get_parameter_source(param.name) == click.core.ParameterSource.ENVIRONMENT:
+            from_env.add(param.name)
+        else:
+            from_env.discard(param.name)
     return value
 
 
@@ -194,6 +201,13 @@ def _cluster_info(opts: GlobalOpts) -> dict[str, Any]:
 
 def _client(ap: object, opts: GlobalOpts) -> MpcClient:
     """The client the global options describe (``ap`` is unused: tests replace this function)."""
+    if opts.cluster and opts.endpoint:  # the command line beats the environment; two of one source conflict
+        cluster_env, endpoint_env = "cluster" in opts.from_env, "endpoint" in opts.from_env
+        if cluster_env == endpoint_env:
+            where = "MPC_CLUSTER and MPC_ENDPOINT are both set" if cluster_env else "--cluster and --endpoint are both given"
+            raise CliUsage(f"{where}: give one of them (--cluster DIR --as NAME, or --endpoint HOST:PORT with --tls-*)")
+        if cluster_env:
+            opts = replace(opts, cluster=None)
     if opts.cluster:
         info = _cluster_info(opts)
         if not opts.as_name:

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import click
 import grpc
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -243,6 +244,46 @@ def test_global_options_before_or_after_the_subcommand_and_from_the_environment(
         assert cli.main(["keys"]) == 0
         assert cli.main(["keys", "--as", "auditor1"]) == 0  # the command line wins
     assert (seen[2].cluster, seen[2].as_name, seen[3].as_name) == ("E", "requester1", "auditor1")
+
+
+def test_endpoint_on_the_command_line_beats_mpc_cluster_in_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """'the command line beats the environment': --endpoint given while MPC_CLUSTER is exported
+    connects to --endpoint (it silently used MPC_CLUSTER's coordinator); --cluster and --endpoint
+    from one source are a usage error, not one of them silently ignored."""
+    made: list[str] = []
+
+    class Client:
+        def __init__(self, endpoint: str, *a: Any, **kw: Any) -> None:
+            made.append(endpoint)
+
+        @staticmethod
+        def from_cluster(directory: str, **kw: Any) -> Any:
+            made.append(f"cluster {directory}")
+            raise OSError("stop here")
+
+    monkeypatch.setattr(cli, "MpcClient", Client)
+    monkeypatch.setattr(cli, "CertPaths", lambda *a: None)
+    pem = tmp_path / "x.pem"
+    pem.write_text("x")
+    tls = ["--tls-cert", str(pem), "--tls-key", str(pem), "--tls-ca", str(pem)]
+    monkeypatch.setenv("MPC_CLUSTER", str(tmp_path))
+    monkeypatch.setenv("MPC_AS", "auditor1")
+    real = cli._client
+    real(None, GlobalOpts(cluster=str(tmp_path), as_name="auditor1", endpoint="localhost:1", tls_cert=pem,
+                                 tls_key=pem, tls_ca=pem, from_env=frozenset({"cluster", "as_name"})))
+    assert made == ["localhost:1"]
+    seen: list[GlobalOpts] = []
+    monkeypatch.setattr(cli, "_client", lambda ap, opts: (seen.append(opts), Fake())[1])
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert cli.main(["keys", "--endpoint", "localhost:1", *tls]) == 0
+    assert seen[-1].from_env == {"cluster", "as_name"}
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert cli.main(["--cluster", "D", "keys", "--endpoint", "localhost:1"]) == 0
+    assert seen[-1].from_env == {"as_name"}
+    for env in ({}, {"cluster", "endpoint"}):
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), pytest.raises(click.UsageError, match="give one of them"):
+            real(None, GlobalOpts(cluster="D", endpoint="localhost:1", from_env=frozenset(env)))
 
 
 def test_signing_without_a_key_says_which_option_to_give(fake: Fake) -> None:
