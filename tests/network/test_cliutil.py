@@ -68,6 +68,11 @@ def test_every_typed_value_of_every_program_goes_through_the_one_set_of_types() 
     ("seconds range", ["--timeout", "999999999", "keys"], ["up", "--dir", "D", "--timeout", "999999999"],
      "must be more than 0 and at most"),
     ("missing value", ["keys", "--timeout"], ["up", "--dir"], "requires an argument."),
+    # digits 0-9 only, but too many: not "must be ... written with the digits 0-9"
+    ("too many digits", ["--cluster", "C", "--as", "a", "requests", "--limit", "9" * 23], ["up", "--dir", "D", "--nodes", "0" * 20 + "5"],
+     "(at most 20 digits), got '"),
+    ("too many seconds digits", ["--timeout", "9" * 26, "keys"], ["up", "--dir", "D", "--timeout", "1." + "0" * 10],
+     "must be more than 0 and at most"),
 ])
 def test_the_same_bad_value_is_worded_alike_by_mpc_and_mpc_cluster(
     tmp_path: Path, kind: str, mpc_argv: list[str], cluster_argv: list[str], says: str
