@@ -378,3 +378,17 @@ def test_commands_that_need_cluster_json_say_so(fake: Fake) -> None:
     for argv in (["policy", "propose", "--quorum", "2"], ["policy", "push"], ["policy", "attest"]):
         code, _, err = run(*argv)
         assert code == 2 and "--cluster DIR --as NAME" in err and "from_cluster" not in err, err
+
+
+def test_help_names_a_file_option_file_not_text() -> None:
+    """'--out TEXT' in 'mpc audit export --help' read as if it took text; an option that takes a
+    file shows FILE (or PATH)."""
+    ctx = click.Context(cli.cli)
+    for path, cmd in cli.commands():
+        for p in cmd.params:
+            if isinstance(p, click.Option) and not p.hidden and "file" in (p.help or "").lower() and not p.is_flag:
+                assert p.make_metavar(ctx) in ("FILE", "PATH", "DIR"), (path, p.name, p.make_metavar(ctx))
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli.main(["audit", "export", "--help"]) == 0
+    assert "--out FILE" in out.getvalue()
