@@ -283,7 +283,7 @@ def _gov(e: GovernanceError) -> CliUsage:
 
 
 @_command(cli, "keygen", "create a key (DKG on every node); role admin")
-@click.option("--label", type=Text(MAX_LABEL), default="", help=f"a name for the key (at most {MAX_LABEL} characters)")
+@click.option("--label", type=Text(MAX_LABEL, MAX_LABEL), default="", help=f"a name for the key (at most {MAX_LABEL} bytes of UTF-8)")
 @click.option("--request-id", type=Identifier("request"), default=None, help="idempotency key [A-Za-z0-9._-]{1,64}")
 def cmd_keygen(ctx: click.Context, label: str, request_id: str | None) -> int:
     with _client(None, _opts(ctx)) as c:

@@ -180,11 +180,14 @@ class Text(_Checked[str]):
 
     name = "TEXT"
 
-    def __init__(self, max_chars: int) -> None:
-        self.max_chars = max_chars
+    def __init__(self, max_chars: int, max_utf8: int | None = None) -> None:
+        self.max_chars, self.max_utf8 = max_chars, max_utf8
 
     def check(self, value: Any) -> str:
-        return check_text(value, "text", self.max_chars)
+        text = check_text(value, "text", self.max_chars)
+        if self.max_utf8 is not None and len(text.encode("utf-8")) > self.max_utf8:
+            raise GovernanceError("text", f"at most {self.max_utf8} bytes of UTF-8, got {len(text.encode('utf-8'))}")
+        return text
 
 
 class PathArg(_Checked[Path]):

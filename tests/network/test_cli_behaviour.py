@@ -392,3 +392,16 @@ def test_help_names_a_file_option_file_not_text() -> None:
     with contextlib.redirect_stdout(out):
         assert cli.main(["audit", "export", "--help"]) == 0
     assert "--out FILE" in out.getvalue()
+
+
+def test_a_label_over_256_bytes_of_utf8_is_a_usage_error_and_help_says_bytes(fake: Fake) -> None:
+    """Labels are limited to 256 bytes (README, the coordinator, the nodes); '--label' said
+    '256 characters' and let 200 'é' (400 bytes) through to a server refusal (exit 1)."""
+    code, _, err = run("keygen", "--label", "\u00e9" * 200)
+    assert code == 2 and "at most 256 bytes of UTF-8, got 400" in err and err.count("\n") == 1, err
+    code, _, err = run("keygen", "--label", "\u00e9" * 128, "--json")  # 256 bytes: the client lets it through
+    assert "256 bytes" not in err
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli.main(["keygen", "--help"]) == 0
+    assert "at most 256 bytes of UTF-8" in " ".join(out.getvalue().split())
