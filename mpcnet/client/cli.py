@@ -681,7 +681,9 @@ def cmd_audit_verify(ctx: click.Context, db: Path | None, public_key: bytes | No
 @click.option("--jsonl", is_flag=True, help="JSON lines (one entry per line; the only format)")
 @click.option("--component", type=Identifier("name"), default=None, help="only this component (coordinator, node-1, ...)")
 @click.option("--db", type=InFile(), default=None, help="export this local audit.db instead (no cluster needed)")
-@click.option("--out", default=None, metavar="FILE", help="write to this file (replaced at once when the export is complete) instead of stdout")
+@click.option(
+    "--out", default=None, metavar="FILE", help="write to this file (replaced at once when the export is complete) instead of stdout"
+)
 def cmd_audit_export(ctx: click.Context, jsonl: bool, component: str | None, db: Path | None, out: str | None) -> int:
     if not jsonl:
         raise CliUsage("audit export: give --jsonl (the only format)")
