@@ -79,11 +79,11 @@ def parse_seconds(text: object, field: str, hi: float) -> float:
     space or other script's digits), more than 0 and at most ``hi``. GovernanceError naming ``field``."""
     if not isinstance(text, str) or _SECONDS_RE.fullmatch(text) is None:
         if isinstance(text, str) and _SECONDS_LONG_RE.fullmatch(text):  # digits 0-9, but too many of them
-            raise GovernanceError(field, f"must be more than 0 and at most {hi:g} seconds (at most 9 decimals), got {quote(text)}")
+            raise GovernanceError(field, f"must be more than 0 and at most {hi:.15g} seconds (at most 9 decimals), got {quote(text)}")
         raise GovernanceError(field, f"must be a number of seconds written with the digits 0-9 (e.g. 30 or 2.5), got {quote(text)}")
     s = float(text)
     if not 0 < s <= hi:
-        raise GovernanceError(field, f"must be more than 0 and at most {hi:g} seconds, got {s:g}")
+        raise GovernanceError(field, f"must be more than 0 and at most {hi:.15g} seconds, got {s:.15g}")
     return s
 
 
@@ -147,7 +147,7 @@ class Seconds(_Checked[float]):
     def check(self, value: Any) -> float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):  # a default
             if not 0 < value <= self.hi:
-                raise GovernanceError("value", f"must be more than 0 and at most {self.hi:g} seconds, got {value:g}")
+                raise GovernanceError("value", f"must be more than 0 and at most {self.hi:.15g} seconds, got {value:.15g}")
             return float(value)
         return parse_seconds(value, "value", self.hi)
 
