@@ -758,6 +758,10 @@ def commands(group: click.Group = cli, prefix: tuple[str, ...] = ()) -> Iterator
 
 
 _NO_ANSWER = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+_NO_ANSWER_IN_TIME = (
+    f" (the coordinator did not answer within --rpc-timeout (default {RPC_TIMEOUT_S:g} s): "
+    "give a longer --rpc-timeout SECONDS, and see 'mpc status' for the cluster's health)"
+)
 _UNREACHABLE = (
     " (the coordinator cannot be reached: is the cluster running? 'mpc-cluster status --dir DIR' shows it and "
     "'mpc-cluster up --dir DIR' starts it; with --endpoint, check HOST:PORT and that --tls-ca is the cluster's CA)"
@@ -772,6 +776,8 @@ def _mpc_errors(e: Exception) -> tuple[int, str] | None:
         hint = ""
         if e.code == grpc.StatusCode.UNAVAILABLE and e.message.startswith("failed to connect"):  # grpc's, not the server's
             hint = _UNREACHABLE
+        elif e.code == grpc.StatusCode.DEADLINE_EXCEEDED and e.message == "Deadline Exceeded":  # grpc's: --rpc-timeout passed
+            hint = _NO_ANSWER_IN_TIME
         return (Exit.NO_ANSWER if e.code in _NO_ANSWER else Exit.FAILED), f"{e.code.name}: {e.message}{hint}"
     if isinstance(e, GovernanceError):
         return Exit.USAGE, f"error: {e.field}: {e.reason}"

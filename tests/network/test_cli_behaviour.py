@@ -207,6 +207,18 @@ def test_unreachable_coordinator_says_what_to_do(fake: Fake) -> None:
     assert code == 3 and "mpc-cluster" not in err, err
 
 
+
+def test_a_call_past_rpc_timeout_says_what_to_do(fake: Fake) -> None:
+    """grpc's bare 'Deadline Exceeded' (the call outlived --rpc-timeout) names the option to change;
+    the SDK's own --timeout message is left as it is."""
+    fake.raise_on_list = MpcError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+    code, _, err = run("keys", "--rpc-timeout", "0.001")
+    assert code == 3 and "--rpc-timeout SECONDS" in err and len(err.splitlines()) == 1, err
+    fake.raise_on_list = MpcError(grpc.StatusCode.DEADLINE_EXCEEDED, "request r-1 still pending_approval after 5 s")
+    code, _, err = run("keys")
+    assert code == 3 and "--rpc-timeout" not in err, err
+
+
 def test_endpoint_with_a_wrong_tls_file_is_a_usage_error_naming_the_option(tmp_path: Path) -> None:
     """A --tls-key of another certificate (or a file that is no PEM certificate or key) is exit 2
     naming the option, not grpc's C-core log lines and UNAVAILABLE (exit 3, "no answer")."""
