@@ -307,7 +307,7 @@ def cmd_keys(ctx: click.Context) -> int:
     return Exit.OK
 
 
-@_command(cli, "pubkey", "a key's public key, derived public key (--path), chain code and Ethereum address")
+@_command(cli, "pubkey", "a key's public key (SEC1 and PEM) or derived public key (--path), its chain code, xpub and Ethereum address")
 @click.option("--key", "key_id", type=KEY_ID, required=True, help="key id (hex)")
 @click.option("--path", type=PathText(), default=None, help="BIP32 path, e.g. m/0/1 (non-hardened)")
 def cmd_pubkey(ctx: click.Context, key_id: bytes, path: str | None) -> int:

@@ -417,3 +417,12 @@ def test_a_label_over_256_bytes_of_utf8_is_a_usage_error_and_help_says_bytes(fak
     with contextlib.redirect_stdout(out):
         assert cli.main(["keygen", "--help"]) == 0
     assert "at most 256 bytes of UTF-8" in " ".join(out.getvalue().split())
+
+
+def test_pubkey_help_names_what_it_prints() -> None:
+    """'mpc pubkey --help' named neither the PEM nor the xpub that README's wallet section promises."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli.main(["pubkey", "--help"]) == 0
+    text = " ".join(out.getvalue().split())
+    assert "PEM" in text and "xpub" in text and "chain code" in text and "Ethereum address" in text
