@@ -29,6 +29,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -758,6 +759,7 @@ def commands(group: click.Group = cli, prefix: tuple[str, ...] = ()) -> Iterator
 
 
 _NO_ANSWER = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+_STILL = re.compile(r"request ([A-Za-z0-9._-]{1,64}) still [a-z_]+ after \S+ s")  # the SDK's: --timeout passed
 _NO_ANSWER_IN_TIME = (
     f" (the coordinator did not answer within --rpc-timeout (default {RPC_TIMEOUT_S:g} s): "
     "give a longer --rpc-timeout SECONDS, and see 'mpc status' for the cluster's health)"
@@ -778,6 +780,8 @@ def _mpc_errors(e: Exception) -> tuple[int, str] | None:
             hint = _UNREACHABLE
         elif e.code == grpc.StatusCode.DEADLINE_EXCEEDED and e.message == "Deadline Exceeded":  # grpc's: --rpc-timeout passed
             hint = _NO_ANSWER_IN_TIME
+        elif e.code == grpc.StatusCode.DEADLINE_EXCEEDED and (m := _STILL.fullmatch(e.message)) is not None:  # --timeout
+            hint = f" (the request goes on: 'mpc request show {m.group(1)} --wait' waits again)"
         return (Exit.NO_ANSWER if e.code in _NO_ANSWER else Exit.FAILED), f"{e.code.name}: {e.message}{hint}"
     if isinstance(e, GovernanceError):
         return Exit.USAGE, f"error: {e.field}: {e.reason}"

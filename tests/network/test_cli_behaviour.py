@@ -217,6 +217,7 @@ def test_a_call_past_rpc_timeout_says_what_to_do(fake: Fake) -> None:
     fake.raise_on_list = MpcError(grpc.StatusCode.DEADLINE_EXCEEDED, "request r-1 still pending_approval after 5 s")
     code, _, err = run("keys")
     assert code == 3 and "--rpc-timeout" not in err, err
+    assert "'mpc request show r-1 --wait' waits again" in err, err  # what to do when --timeout passed
 
 
 def test_endpoint_with_a_wrong_tls_file_is_a_usage_error_naming_the_option(tmp_path: Path) -> None:
