@@ -293,10 +293,10 @@ def test_endpoint_on_the_command_line_beats_mpc_cluster_in_the_environment(tmp_p
     with contextlib.redirect_stdout(io.StringIO()):
         assert cli.main(["--cluster", "D", "keys", "--endpoint", "localhost:1"]) == 0
     assert seen[-1].from_env == {"as_name"}
-    for env in ({}, {"cluster", "endpoint"}):
+    for env in (frozenset[str](), frozenset({"cluster", "endpoint"})):
         err = io.StringIO()
         with contextlib.redirect_stderr(err), pytest.raises(click.UsageError, match="give one of them"):
-            real(None, GlobalOpts(cluster="D", endpoint="localhost:1", from_env=frozenset(env)))
+            real(None, GlobalOpts(cluster="D", endpoint="localhost:1", from_env=env))
 
 
 def test_signing_without_a_key_says_which_option_to_give(fake: Fake) -> None:
