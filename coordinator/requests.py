@@ -315,6 +315,16 @@ class SignRequests:
         if earlier is not None:  # a retry (e.g. after a coordinator restart) or a change of mind
             if earlier.decision != decision.value:
                 raise RpcError(Code.ALREADY_EXISTS, f"approver: {quote(caller)} already decided {earlier.decision!r} on request {rid}")
+            if bytes(req.signature) != earlier.signature:  # Ed25519 is deterministic: a genuine retry repeats the bytes
+                msg = (
+                    f"approval.signature: differs from the signature of {quote(caller)}'s recorded {earlier.decision!r} "
+                    f"on request {rid} (signed with another key?); nothing changed"
+                )
+                self.audit.append(
+                    caller, "sign-decision", request_id=rid, outcome="refused",
+                    details={"decision": decision.value} | _request_hash(rec.request) | detail_text("reason", msg),
+                )
+                raise RpcError(Code.PERMISSION_DENIED, msg)
             return self.info(rec)
         if rec.state != "pending_approval":
             raise RpcError(

@@ -32,6 +32,8 @@ def parse_uint(text: object, field: str, lo: int = 0, hi: int = 2**64 - 1) -> in
     naming ``field``: not ASCII digits (quoting a short escaped prefix), or out of range.
     """
     if not isinstance(text, str) or DECIMAL_RE.fullmatch(text) is None:
+        if isinstance(text, str) and text.isascii() and text.isdigit():  # digits 0-9, but too many of them
+            raise GovernanceError(field, f"must be {lo}..{hi} (at most 20 digits), got {quote(text)}")
         raise GovernanceError(field, f"must be a whole number written with the digits 0-9, got {quote(text)}")
     n = int(text)
     if not lo <= n <= hi:

@@ -29,9 +29,10 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -62,6 +63,7 @@ WAIT_MAX_S = 366 * 86400.0
 RPC_TIMEOUT_S = 300.0
 _JSON_LINES = "mpc.json_lines"  # ctx.meta key: with --json, this command prints one JSON document per line
 _GLOBALS = "mpc.globals"  # ctx.meta key: the global options given so far (group first, then subcommand)
+_FROM_ENV = "mpc.from_env"  # ctx.meta key: the names of those whose value came from the environment
 
 
 class CliUsage(click.UsageError):
@@ -82,15 +84,21 @@ class GlobalOpts:
     json: bool = False
     timeout: float | None = None  # seconds to wait for a request to end; None: no limit
     rpc_timeout: float = RPC_TIMEOUT_S  # seconds per call
+    from_env: frozenset[str] = frozenset()  # the options above whose value came from the environment
 
 
 def _opts(ctx: click.Context) -> GlobalOpts:
-    return GlobalOpts(**ctx.meta.get(_GLOBALS, {}))
+    return GlobalOpts(**ctx.meta.get(_GLOBALS, {}), from_env=frozenset(ctx.meta.get(_FROM_ENV, ())))
 
 
 def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     if value is not None and value is not False and param.name is not None:
         ctx.meta.setdefault(_GLOBALS, {})[param.name] = value
+        from_env: set[str] = ctx.meta.setdefault(_FROM_ENV, set())
+        if ctx.get_parameter_source(param.name) == click.core.ParameterSource.ENVIRONMENT:
+            from_env.add(param.name)
+        else:
+            from_env.discard(param.name)
     return value
 
 
@@ -201,6 +209,13 @@ def _cluster_info(opts: GlobalOpts) -> dict[str, Any]:
 
 def _client(ap: object, opts: GlobalOpts) -> MpcClient:
     """The client the global options describe (``ap`` is unused: tests replace this function)."""
+    if opts.cluster and opts.endpoint:  # the command line beats the environment; two of one source conflict
+        cluster_env, endpoint_env = "cluster" in opts.from_env, "endpoint" in opts.from_env
+        if cluster_env == endpoint_env:
+            where = "MPC_CLUSTER and MPC_ENDPOINT are both set" if cluster_env else "--cluster and --endpoint are both given"
+            raise CliUsage(f"{where}: give one of them (--cluster DIR --as NAME, or --endpoint HOST:PORT with --tls-*)")
+        if cluster_env:
+            opts = replace(opts, cluster=None)
     if opts.cluster:
         info = _cluster_info(opts)
         if not opts.as_name:
@@ -220,7 +235,9 @@ def _client(ap: object, opts: GlobalOpts) -> MpcClient:
     try:
         return MpcClient(opts.endpoint, CertPaths(opts.tls_cert, opts.tls_key), opts.tls_ca, timeout=opts.rpc_timeout, identity=identity)
     except (OSError, ValueError, PkiError) as e:
-        raise CliUsage(f"--tls-cert/--tls-key/--tls-ca: {e}") from None
+        what, _, why = str(e).partition(": ")
+        option = {"cert": "--tls-cert", "key": "--tls-key", "ca_cert": "--tls-ca"}.get(what)
+        raise CliUsage(f"{option}: {why}" if option else f"--tls-cert/--tls-key/--tls-ca: {e}") from None
 
 
 def _signing_identity(signing_key: Path, cert: Path, key_file: Path) -> Any:
@@ -274,7 +291,7 @@ def _gov(e: GovernanceError) -> CliUsage:
 
 
 @_command(cli, "keygen", "create a key (DKG on every node); role admin")
-@click.option("--label", type=Text(MAX_LABEL), default="", help=f"a name for the key (at most {MAX_LABEL} characters)")
+@click.option("--label", type=Text(MAX_LABEL, MAX_LABEL), default="", help=f"a name for the key (at most {MAX_LABEL} bytes of UTF-8)")
 @click.option("--request-id", type=Identifier("request"), default=None, help="idempotency key [A-Za-z0-9._-]{1,64}")
 def cmd_keygen(ctx: click.Context, label: str, request_id: str | None) -> int:
     with _client(None, _opts(ctx)) as c:
@@ -298,7 +315,7 @@ def cmd_keys(ctx: click.Context) -> int:
     return Exit.OK
 
 
-@_command(cli, "pubkey", "a key's public key, derived public key (--path), chain code and Ethereum address")
+@_command(cli, "pubkey", "a key's public key (SEC1 and PEM) or derived public key (--path), its chain code, xpub and Ethereum address")
 @click.option("--key", "key_id", type=KEY_ID, required=True, help="key id (hex)")
 @click.option("--path", type=PathText(), default=None, help="BIP32 path, e.g. m/0/1 (non-hardened)")
 def cmd_pubkey(ctx: click.Context, key_id: bytes, path: str | None) -> int:
@@ -702,7 +719,9 @@ def cmd_audit_verify(ctx: click.Context, db: Path | None, public_key: bytes | No
 @click.option("--jsonl", is_flag=True, help="JSON lines (one entry per line; the only format)")
 @click.option("--component", type=Identifier("name"), default=None, help="only this component (coordinator, node-1, ...)")
 @click.option("--db", type=InFile(), default=None, help="export this local audit.db instead (no cluster needed)")
-@click.option("--out", default=None, help="write to this file (replaced at once when the export is complete) instead of stdout")
+@click.option(
+    "--out", default=None, metavar="FILE", help="write to this file (replaced at once when the export is complete) instead of stdout"
+)
 def cmd_audit_export(ctx: click.Context, jsonl: bool, component: str | None, db: Path | None, out: str | None) -> int:
     if not jsonl:
         raise CliUsage("audit export: give --jsonl (the only format)")
@@ -779,6 +798,15 @@ def commands(group: click.Group = cli, prefix: tuple[str, ...] = ()) -> Iterator
 
 
 _NO_ANSWER = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+_STILL = re.compile(r"request ([A-Za-z0-9._-]{1,64}) still [a-z_]+ after \S+ s")  # the SDK's: --timeout passed
+_NO_ANSWER_IN_TIME = (
+    f" (the coordinator did not answer within --rpc-timeout (default {RPC_TIMEOUT_S:g} s): "
+    "give a longer --rpc-timeout SECONDS, and see 'mpc status' for the cluster's health)"
+)
+_UNREACHABLE = (
+    " (the coordinator cannot be reached: is the cluster running? 'mpc-cluster status --dir DIR' shows it and "
+    "'mpc-cluster up --dir DIR' starts it; with --endpoint, check HOST:PORT and that --tls-ca is the cluster's CA)"
+)
 
 
 def _mpc_errors(e: Exception) -> tuple[int, str] | None:
@@ -786,7 +814,14 @@ def _mpc_errors(e: Exception) -> tuple[int, str] | None:
     (refused, failed) or 3 (no answer); bad input found by the governance rules or the SDK is a
     usage error (exit 2)."""
     if isinstance(e, MpcError):
-        return (Exit.NO_ANSWER if e.code in _NO_ANSWER else Exit.FAILED), f"{e.code.name}: {e.message}"
+        hint = ""
+        if e.code == grpc.StatusCode.UNAVAILABLE and e.message.startswith("failed to connect"):  # grpc's, not the server's
+            hint = _UNREACHABLE
+        elif e.code == grpc.StatusCode.DEADLINE_EXCEEDED and e.message == "Deadline Exceeded":  # grpc's: --rpc-timeout passed
+            hint = _NO_ANSWER_IN_TIME
+        elif e.code == grpc.StatusCode.DEADLINE_EXCEEDED and (m := _STILL.fullmatch(e.message)) is not None:  # --timeout
+            hint = f" (the request goes on: 'mpc request show {m.group(1)} --wait' waits again)"
+        return (Exit.NO_ANSWER if e.code in _NO_ANSWER else Exit.FAILED), f"{e.code.name}: {e.message}{hint}"
     if isinstance(e, GovernanceError):
         return Exit.USAGE, f"error: {e.field}: {e.reason}"
     if isinstance(e, UsageError):

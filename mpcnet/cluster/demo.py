@@ -185,14 +185,26 @@ def _demo(directory: Path | None, nodes: int, threshold: int, message: str, keep
     print("done: keygen, a request approved by 2 of 3 approvers, threshold signing, independent verification")
     print("      and a clean audit trail")
     if keep:
-        print(f"the cluster is still running in {shown}: explore it with 'mpc --cluster {shown} --as auditor1 requests';")
-        print(f"stop it with 'mpc-cluster stop --dir {shown}'")
+        mpc_cmd, cluster_cmd = installed("mpc"), installed("mpc-cluster")
+        print(f"the cluster is still running in {shown}: explore it with '{mpc_cmd} --cluster {shown} --as auditor1 requests';")
+        print(f"stop it with '{cluster_cmd} stop --dir {shown}'")
     elif temp:
         print(f"the cluster was stopped and {shown} deleted; run 'scripts/demo --keep' to leave the cluster running")
-        print("and explore it with 'mpc --cluster DIR ...'")
+        print(f"and explore it with '{installed('mpc')} --cluster DIR ...'")
     else:
-        print(f"the cluster was stopped; its keys and data stay in {shown} ('mpc-cluster up --dir {shown}' starts it again)")
+        print(f"the cluster was stopped; its keys and data stay in {shown} ('{installed('mpc-cluster')} up --dir {shown}' starts it again)")
     return 0
+
+
+def installed(program: str) -> str:
+    """How to run ``program`` (``mpc``, ``mpc-cluster``) from a shell: its name when the shell finds
+    this installation's copy, else its path in this virtualenv (scripts/demo runs without the
+    virtualenv on PATH, so a plain 'mpc' hint is 'command not found' on a fresh machine)."""
+    here = Path(sys.executable).parent / program
+    found = shutil.which(program)
+    if found is not None and Path(found).resolve() == here.resolve():
+        return program
+    return escape(str(here.absolute()))
 
 
 def main(argv: list[str] | None = None) -> int:

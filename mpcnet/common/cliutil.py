@@ -67,6 +67,7 @@ USAGE_CHARS = 300
 """The most characters of a usage error's message shown (click's messages echo the caller's text)."""
 
 _SECONDS_RE = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,9})?")
+_SECONDS_LONG_RE = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 _HEX_RE = re.compile(r"(?:0[xX])?([0-9a-fA-F]*)")
 
 
@@ -77,6 +78,8 @@ def parse_seconds(text: object, field: str, hi: float) -> float:
     """A duration in seconds, ``DIGITS[.DIGITS]`` in ASCII (no sign, exponent, ``nan``, ``inf``,
     space or other script's digits), more than 0 and at most ``hi``. GovernanceError naming ``field``."""
     if not isinstance(text, str) or _SECONDS_RE.fullmatch(text) is None:
+        if isinstance(text, str) and _SECONDS_LONG_RE.fullmatch(text):  # digits 0-9, but too many of them
+            raise GovernanceError(field, f"must be more than 0 and at most {hi:.15g} seconds (at most 9 decimals), got {quote(text)}")
         raise GovernanceError(field, f"must be a number of seconds written with the digits 0-9 (e.g. 30 or 2.5), got {quote(text)}")
     s = float(text)
     if not 0 < s <= hi:
@@ -177,11 +180,14 @@ class Text(_Checked[str]):
 
     name = "TEXT"
 
-    def __init__(self, max_chars: int) -> None:
-        self.max_chars = max_chars
+    def __init__(self, max_chars: int, max_utf8: int | None = None) -> None:
+        self.max_chars, self.max_utf8 = max_chars, max_utf8
 
     def check(self, value: Any) -> str:
-        return check_text(value, "text", self.max_chars)
+        text = check_text(value, "text", self.max_chars)
+        if self.max_utf8 is not None and len(text.encode("utf-8")) > self.max_utf8:
+            raise GovernanceError("text", f"at most {self.max_utf8} bytes of UTF-8, got {len(text.encode('utf-8'))}")
+        return text
 
 
 class PathArg(_Checked[Path]):

@@ -349,38 +349,54 @@ def identity_from_cert(cert_pem_or_der: bytes) -> CertIdentity:
 # --- gRPC ------------------------------------------------------------------------------------
 
 
-def _tls_files(cert: CertPaths, ca_cert: Path, *, key_first: bool) -> tuple[bytes, bytes, bytes]:
-    """``(key, cert, ca)`` PEM bytes, checked before grpc sees them (grpc's C core only logs a bad
-    file, then fails every connection as UNAVAILABLE): ``key`` an unencrypted PEM private key,
-    ``cert`` a PEM certificate of that key, ``ca`` a PEM certificate. PkiError naming the file."""
-    order = ("key", "cert", "ca_cert") if key_first else ("ca_cert", "key", "cert")
-    raw = {what: _read({"key": cert.key, "cert": cert.cert, "ca_cert": ca_cert}[what], what) for what in order}
+def _tls_files(cert: CertPaths, ca_cert: Path, *, ca_first: bool) -> tuple[bytes, bytes, bytes]:
+    """``(key, cert, ca)`` PEM bytes, checked before grpc sees them: the CA file and the
+    certificate file hold PEM certificates and the key is the certificate's own unencrypted
+    private key. grpc itself only logs a C-core error for such files and fails every call later
+    as ``UNAVAILABLE``, which reads like an unreachable server. :class:`PkiError` names the file
+    (``cert``, ``key``, ``ca_cert``)."""
+    ca = _read(ca_cert, "ca_cert") if ca_first else b""
+    key_pem, cert_pem = _read(cert.key, "key"), _read(cert.cert, "cert")
+    if not ca_first:
+        ca = _read(ca_cert, "ca_cert")
+    _load_certs(ca, ca_cert, "ca_cert")
+    leaf = _load_certs(cert_pem, cert.cert, "cert")[0]
     try:
-        key = serialization.load_pem_private_key(raw["key"], password=None)
+        key = serialization.load_pem_private_key(key_pem, password=None)
     except (ValueError, TypeError):
-        raise PkiError(f"key: {cert.key} is not an unencrypted PEM private key") from None  # never quote key material
-    certs: dict[str, x509.Certificate] = {}
-    for what, path in (("cert", cert.cert), ("ca_cert", ca_cert)):
-        try:
-            certs[what] = x509.load_pem_x509_certificate(raw[what])
-        except ValueError:
-            raise PkiError(f"{what}: {path} is not a PEM X.509 certificate") from None
-    fmt = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    if certs["cert"].public_key().public_bytes(*fmt) != key.public_key().public_bytes(*fmt):
-        raise PkiError(f"key: {cert.key} is not the private key of the certificate {cert.cert}")
-    return raw["key"], raw["cert"], raw["ca_cert"]
+        # the parser's message could quote key material; say only what and where
+        raise PkiError(f"key: {_shown(cert.key)} is not an unencrypted PEM private key") from None
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if key.public_key().public_bytes(*spki) != leaf.public_key().public_bytes(*spki):
+        raise PkiError(f"key: {_shown(cert.key)} is not the private key of the certificate {_shown(cert.cert)}")
+    return key_pem, cert_pem, ca
+
+
+def _shown(path: Path) -> str:
+    """A file path in an error: escaped, long enough to tell files of one directory apart."""
+    return quote(str(path), 256)
+
+
+def _load_certs(data: bytes, path: Path, what: str) -> list[x509.Certificate]:
+    try:
+        certs = x509.load_pem_x509_certificates(data)
+    except ValueError:
+        certs = []
+    if not certs:
+        raise PkiError(f"{what}: {_shown(path)} is not a PEM certificate")
+    return certs
 
 
 def server_credentials(cert: CertPaths, ca_cert: Path) -> grpc.ServerCredentials:
     """TLS server credentials that *require* a client certificate issued by ``ca_cert``."""
-    key, chain, ca = _tls_files(cert, ca_cert, key_first=True)
-    return grpc.ssl_server_credentials([(key, chain)], root_certificates=ca, require_client_auth=True)
+    key_pem, cert_pem, ca = _tls_files(cert, ca_cert, ca_first=False)
+    return grpc.ssl_server_credentials([(key_pem, cert_pem)], root_certificates=ca, require_client_auth=True)
 
 
 def channel_credentials(cert: CertPaths, ca_cert: Path) -> grpc.ChannelCredentials:
     """TLS channel credentials: trust only ``ca_cert`` and present ``cert`` as client certificate."""
-    key, chain, ca = _tls_files(cert, ca_cert, key_first=False)
-    return grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=chain)
+    key_pem, cert_pem, ca = _tls_files(cert, ca_cert, ca_first=True)
+    return grpc.ssl_channel_credentials(root_certificates=ca, private_key=key_pem, certificate_chain=cert_pem)
 
 
 def peer_identity(context: grpc.ServicerContext) -> CertIdentity | None:

@@ -106,3 +106,22 @@ def test_deciding_as_someone_else_is_refused_and_audited(world: World) -> None:
     last = world.entries("imp-1")[-1]
     assert (last.actor, last.action, last.outcome) == ("alice", "sign-decision", "refused")
     assert "differs from the approver 'bert'" in str(last.details["reason"])
+
+
+def test_a_repeated_decision_with_another_signature_is_refused_and_audited(world: World) -> None:
+    """A retry of a decision is answered from the record (Ed25519 is deterministic: a genuine retry
+    carries the same signature bytes); one with other bytes (another key, garbage) was answered as
+    a success although the signature was never checked. It is refused and audited; nothing changes."""
+    submit(world, "dup-1", "x")
+    world.decide("dup-1", "alice", Decision.APPROVE)
+    world.decide("dup-1", "alice", Decision.APPROVE)  # a genuine retry: the same bytes
+    before = world.db.approvals("dup-1")
+    req = coordinator_pb2.DecideSignRequestRequest(
+        request_id="dup-1", approver="alice", decision=coordinator_pb2.DECISION_APPROVE, signature=bytes(64)
+    )
+    with pytest.raises(RpcError) as e:
+        world.requests.decide(req, "alice")
+    assert e.value.code == grpc.StatusCode.PERMISSION_DENIED and "approval.signature" in e.value.message
+    assert world.db.approvals("dup-1") == before
+    last = world.entries("dup-1")[-1]
+    assert (last.actor, last.action, last.outcome) == ("alice", "sign-decision", "refused")

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import click
 import grpc
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -292,6 +293,54 @@ def test_unreachable_coordinator_exits_3(fake: Fake) -> None:
     assert code == 3 and err.startswith("mpc: UNAVAILABLE")
 
 
+def test_unreachable_coordinator_says_what_to_do(fake: Fake) -> None:
+    """grpc's 'failed to connect to all addresses' alone does not tell a CLI user that the cluster
+    may be stopped (after 'mpc-cluster stop') or the --endpoint/--tls-ca wrong; a server's own
+    UNAVAILABLE (missing nodes) gets no such hint."""
+    code, _, err = run("status")
+    assert code == 3 and "mpc-cluster status --dir DIR" in err and "mpc-cluster up --dir DIR" in err and "--tls-ca" in err, err
+    assert len(err.splitlines()) == 1
+    fake.raise_on_list = MpcError(grpc.StatusCode.UNAVAILABLE, "signing needs 3 nodes; missing: node-4")
+    code, _, err = run("keys")
+    assert code == 3 and "mpc-cluster" not in err, err
+
+
+
+def test_a_call_past_rpc_timeout_says_what_to_do(fake: Fake) -> None:
+    """grpc's bare 'Deadline Exceeded' (the call outlived --rpc-timeout) names the option to change;
+    the SDK's own --timeout message is left as it is."""
+    fake.raise_on_list = MpcError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+    code, _, err = run("keys", "--rpc-timeout", "0.001")
+    assert code == 3 and "--rpc-timeout SECONDS" in err and len(err.splitlines()) == 1, err
+    fake.raise_on_list = MpcError(grpc.StatusCode.DEADLINE_EXCEEDED, "request r-1 still pending_approval after 5 s")
+    code, _, err = run("keys")
+    assert code == 3 and "--rpc-timeout" not in err, err
+    assert "'mpc request show r-1 --wait' waits again" in err, err  # what to do when --timeout passed
+
+
+def test_endpoint_with_a_wrong_tls_file_is_a_usage_error_naming_the_option(tmp_path: Path) -> None:
+    """A --tls-key of another certificate (or a file that is no PEM certificate or key) is exit 2
+    naming the option, not grpc's C-core log lines and UNAVAILABLE (exit 3, "no answer")."""
+    from mpcnet.common.pki import create_ca, issue_cert
+
+    ca = create_ca(tmp_path / "ca")
+    alice = issue_cert(ca, tmp_path / "certs", "alice", role="auditor")
+    bob = issue_cert(ca, tmp_path / "certs", "bob", role="auditor")
+    files = {"--tls-cert": alice.cert, "--tls-key": alice.key, "--tls-ca": ca.cert}
+    for option, bad, why in (
+        ("--tls-key", bob.key, "is not the private key of the certificate"),
+        ("--tls-cert", alice.key, "is not a PEM certificate"),
+        ("--tls-key", alice.cert, "is not an unencrypted PEM private key"),
+        ("--tls-ca", alice.key, "is not a PEM certificate"),
+    ):
+        argv = ["--endpoint", "localhost:1"] + [x for o, f in {**files, option: bad}.items() for x in (o, str(f))]
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = cli.main([*argv, "keys"])
+        assert code == 2 and err.getvalue().startswith(f"mpc: error: {option}: ") and why in err.getvalue(), err.getvalue()
+        assert len(err.getvalue().splitlines()) == 1
+
+
 def test_global_options_before_or_after_the_subcommand_and_from_the_environment(fake: Fake, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[GlobalOpts] = fake.seen  # type: ignore[attr-defined]
     out = io.StringIO()
@@ -306,6 +355,46 @@ def test_global_options_before_or_after_the_subcommand_and_from_the_environment(
         assert cli.main(["keys"]) == 0
         assert cli.main(["keys", "--as", "auditor1"]) == 0  # the command line wins
     assert (seen[2].cluster, seen[2].as_name, seen[3].as_name) == ("E", "requester1", "auditor1")
+
+
+def test_endpoint_on_the_command_line_beats_mpc_cluster_in_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """'the command line beats the environment': --endpoint given while MPC_CLUSTER is exported
+    connects to --endpoint (it silently used MPC_CLUSTER's coordinator); --cluster and --endpoint
+    from one source are a usage error, not one of them silently ignored."""
+    made: list[str] = []
+
+    class Client:
+        def __init__(self, endpoint: str, *a: Any, **kw: Any) -> None:
+            made.append(endpoint)
+
+        @staticmethod
+        def from_cluster(directory: str, **kw: Any) -> Any:
+            made.append(f"cluster {directory}")
+            raise OSError("stop here")
+
+    monkeypatch.setattr(cli, "MpcClient", Client)
+    monkeypatch.setattr(cli, "CertPaths", lambda *a: None)
+    pem = tmp_path / "x.pem"
+    pem.write_text("x")
+    tls = ["--tls-cert", str(pem), "--tls-key", str(pem), "--tls-ca", str(pem)]
+    monkeypatch.setenv("MPC_CLUSTER", str(tmp_path))
+    monkeypatch.setenv("MPC_AS", "auditor1")
+    real = cli._client
+    real(None, GlobalOpts(cluster=str(tmp_path), as_name="auditor1", endpoint="localhost:1", tls_cert=pem,
+                                 tls_key=pem, tls_ca=pem, from_env=frozenset({"cluster", "as_name"})))
+    assert made == ["localhost:1"]
+    seen: list[GlobalOpts] = []
+    monkeypatch.setattr(cli, "_client", lambda ap, opts: (seen.append(opts), Fake())[1])
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert cli.main(["keys", "--endpoint", "localhost:1", *tls]) == 0
+    assert seen[-1].from_env == {"cluster", "as_name"}
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert cli.main(["--cluster", "D", "keys", "--endpoint", "localhost:1"]) == 0
+    assert seen[-1].from_env == {"as_name"}
+    for env in (frozenset[str](), frozenset({"cluster", "endpoint"})):
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), pytest.raises(click.UsageError, match="give one of them"):
+            real(None, GlobalOpts(cluster="D", endpoint="localhost:1", from_env=env))
 
 
 def test_signing_without_a_key_says_which_option_to_give(fake: Fake) -> None:
@@ -400,3 +489,39 @@ def test_commands_that_need_cluster_json_say_so(fake: Fake) -> None:
     for argv in (["policy", "propose", "--quorum", "2"], ["policy", "push"], ["policy", "attest"]):
         code, _, err = run(*argv)
         assert code == 2 and "--cluster DIR --as NAME" in err and "from_cluster" not in err, err
+
+
+def test_help_names_a_file_option_file_not_text() -> None:
+    """'--out TEXT' in 'mpc audit export --help' read as if it took text; an option that takes a
+    file shows FILE (or PATH)."""
+    ctx = click.Context(cli.cli)
+    for path, cmd in cli.commands():
+        for p in cmd.params:
+            if isinstance(p, click.Option) and not p.hidden and "file" in (p.help or "").lower() and not p.is_flag:
+                assert p.make_metavar(ctx) in ("FILE", "PATH", "DIR"), (path, p.name, p.make_metavar(ctx))
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli.main(["audit", "export", "--help"]) == 0
+    assert "--out FILE" in out.getvalue()
+
+
+def test_a_label_over_256_bytes_of_utf8_is_a_usage_error_and_help_says_bytes(fake: Fake) -> None:
+    """Labels are limited to 256 bytes (README, the coordinator, the nodes); '--label' said
+    '256 characters' and let 200 'é' (400 bytes) through to a server refusal (exit 1)."""
+    code, _, err = run("keygen", "--label", "\u00e9" * 200)
+    assert code == 2 and "at most 256 bytes of UTF-8, got 400" in err and err.count("\n") == 1, err
+    code, _, err = run("keygen", "--label", "\u00e9" * 128, "--json")  # 256 bytes: the client lets it through
+    assert "256 bytes" not in err
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli.main(["keygen", "--help"]) == 0
+    assert "at most 256 bytes of UTF-8" in " ".join(out.getvalue().split())
+
+
+def test_pubkey_help_names_what_it_prints() -> None:
+    """'mpc pubkey --help' named neither the PEM nor the xpub that README's wallet section promises."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli.main(["pubkey", "--help"]) == 0
+    text = " ".join(out.getvalue().split())
+    assert "PEM" in text and "xpub" in text and "chain code" in text and "Ethereum address" in text

@@ -67,7 +67,15 @@ def test_every_typed_value_of_every_program_goes_through_the_one_set_of_types() 
      "must be a number of seconds written with the digits 0-9 (e.g. 30 or 2.5), got '-1'"),
     ("seconds range", ["--timeout", "999999999", "keys"], ["up", "--dir", "D", "--timeout", "999999999"],
      "must be more than 0 and at most"),
+    # plain numbers, not 3.16224e+07 or 1e+09
+    ("seconds range, mpc", ["--timeout", "999999999", "keys"], ["up", "--dir", "D", "--timeout", "999999999"],
+     "seconds, got 999999999 "),
     ("missing value", ["keys", "--timeout"], ["up", "--dir"], "requires an argument."),
+    # digits 0-9 only, but too many: not "must be ... written with the digits 0-9"
+    ("too many digits", ["--cluster", "C", "--as", "a", "requests", "--limit", "9" * 23], ["up", "--dir", "D", "--nodes", "0" * 20 + "5"],
+     "(at most 20 digits), got '"),
+    ("too many seconds digits", ["--timeout", "9" * 26, "keys"], ["up", "--dir", "D", "--timeout", "1." + "0" * 10],
+     "must be more than 0 and at most"),
 ])
 def test_the_same_bad_value_is_worded_alike_by_mpc_and_mpc_cluster(
     tmp_path: Path, kind: str, mpc_argv: list[str], cluster_argv: list[str], says: str

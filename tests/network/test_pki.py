@@ -219,8 +219,8 @@ def test_credentials_refuse_a_file_that_is_not_what_it_should_be(pki: dict[str, 
     client, server, ca = pki["client"], pki["server"], pki["ca"].cert
     cases = [
         (CertPaths(cert=client.cert, key=client.cert), ca, r"^key: .* is not an unencrypted PEM private key$"),
-        (CertPaths(cert=client.key, key=client.key), ca, r"^cert: .* is not a PEM X.509 certificate$"),
-        (client, client.key, r"^ca_cert: .* is not a PEM X.509 certificate$"),
+        (CertPaths(cert=client.key, key=client.key), ca, r"^cert: .* is not a PEM certificate$"),
+        (client, client.key, r"^ca_cert: .* is not a PEM certificate$"),
         (CertPaths(cert=client.cert, key=server.key), ca, r"^key: .* is not the private key of the certificate "),
     ]
     for paths, ca_path, message in cases:
@@ -264,3 +264,21 @@ def test_mpc_with_a_certificate_as_its_tls_key_is_a_usage_error(pki: dict[str, C
                      "--tls-ca", str(pki["ca"].cert), "keys"])
     err = capsys.readouterr().err
     assert code == 2 and len(err.splitlines()) == 1 and "is not an unencrypted PEM private key" in err, err
+
+
+def test_credentials_refuse_a_key_of_another_certificate_and_files_that_are_not_pem(pki: dict[str, CertPaths], tmp_path: Path) -> None:
+    """grpc only logs a C-core error for these and fails every call as UNAVAILABLE (an unreachable
+    server, exit 3 in the CLI); they are refused before, naming the file."""
+    client, server, ca = pki["client"], pki["server"], pki["ca"].cert
+    wrong_key = CertPaths(cert=client.cert, key=server.key)
+    for make in (channel_credentials, server_credentials):
+        with pytest.raises(PkiError, match="^key: .* is not the private key of the certificate"):
+            make(wrong_key, ca)
+        with pytest.raises(PkiError, match="^cert: .* is not a PEM certificate"):
+            make(CertPaths(cert=client.key, key=client.key), ca)
+        with pytest.raises(PkiError, match="^key: .* is not an unencrypted PEM private key"):
+            make(CertPaths(cert=client.cert, key=client.cert), ca)
+        with pytest.raises(PkiError, match="^ca_cert: .* is not a PEM certificate"):
+            make(client, client.key)
+    channel_credentials(client, ca)
+    server_credentials(server, ca)
