@@ -45,6 +45,7 @@ from mpcnet.cluster.launcher import (
     command,
     info_doc,
     initial_attestation,
+    kill_and_reap,
     load_layout,
     prepare,
     read_params,
@@ -516,8 +517,7 @@ def _stop_starting(lay: Layout, sup: subprocess.Popen[bytes]) -> None:
         sup.wait(timeout=STOP_GRACE_S + 10)
     except subprocess.TimeoutExpired:
         children = _children(sup.pid)
-        sup.kill()
-        sup.wait()
+        kill_and_reap(sup)
         for pid in children:
             if _alive(pid):
                 with contextlib.suppress(ProcessLookupError):

@@ -12,9 +12,10 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
-from mpcnet.cluster.launcher import child_env
+from mpcnet.cluster.launcher import child_env, kill_and_reap
 
 SIGNALS = 150  # each SIGINT landed in Popen.poll()'s window about 1 time in 20 on a loaded host
 
@@ -121,3 +122,18 @@ def test_a_server_stops_promptly_on_sigterm_and_on_sigint() -> None:
         out, err = p.communicate(timeout=30)
         assert p.returncode == 0 and out == "stopped\n", (out, err)
         assert time.monotonic() - t0 < 5
+
+
+def test_kill_and_reap_returns_even_when_an_interrupt_left_the_wait_lock_held() -> None:
+    p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    lock: threading.Lock = getattr(p, "_waitpid_lock")  # noqa: B009 (CPython's private wait lock)
+    assert lock.acquire(False)  # what a KeyboardInterrupt inside p.poll() leaves behind
+    try:
+        t0 = time.monotonic()
+        kill_and_reap(p)
+        assert p.returncode == -signal.SIGKILL and time.monotonic() - t0 < 15
+    finally:
+        lock.release()
+        if p.returncode is None:
+            p.kill()
+            p.wait()
