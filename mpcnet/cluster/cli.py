@@ -46,6 +46,7 @@ from mpcnet.cluster.launcher import (
     command,
     info_doc,
     initial_attestation,
+    kill_and_reap,
     load_layout,
     prepare,
     read_params,
@@ -54,6 +55,7 @@ from mpcnet.common import cliutil
 from mpcnet.common.cliutil import Failed, PathArg, Seconds, UInt
 from mpcnet.common.config import write_json
 from mpcnet.common.datadir import DataDirBusy, hold_data_dirs, lock_holder
+from mpcnet.common.interrupts import DeferredInterrupt
 from mpcnet.common.keystore import MAX_SCRYPT_N, MIN_SCRYPT_N
 from mpcnet.common.pki import PkiError
 
@@ -306,7 +308,8 @@ class Supervisor:
         t0 = time.monotonic()
         deadline = t0 + timeout
         for name in names:
-            while not await trio.to_thread.run_sync(check_health, self.lay, eps[name], 1.0):
+            # abandoned on a cancel (a signal while starting): the stop does not wait for the probe
+            while not await trio.to_thread.run_sync(check_health, self.lay, eps[name], 1.0, abandon_on_cancel=True):
                 if time.monotonic() > deadline:
                     msg = f"{name} did not become healthy within {timeout:.0f}s; see {self.lay.log(name)}"
                     self.say(msg)
@@ -533,23 +536,31 @@ def _up(d: Path, nodes: int | None, threshold: int | None, foreground: bool, as_
     if foreground:
         out.close()
         return supervise(lay, echo=True, progress=progress, locked=release)
-    with out, open(sup_out, "rb") as tail:
+    # from the spawn to the end of the stop, Ctrl-C is recorded and raised only where _wait_up checks
+    # it: never inside subprocess's internals (a lost wait lock: the stop below would block for
+    # ever) nor between the spawn and the try (a supervisor left running)
+    with DeferredInterrupt() as interrupt, out, open(sup_out, "rb") as tail:
         tail.seek(0, os.SEEK_END)
         sup = subprocess.Popen(
             [sys.executable, "-m", "mpcnet.cluster.cli", "_supervise", "--dir", str(lay.dir)],
             env=child_env(), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )
         try:
-            return _wait_up(lay, sup, _Relay(tail, progress), progress, timeout=timeout, as_json=as_json)
+            return _wait_up(lay, sup, _Relay(tail, progress), progress, interrupt, timeout=timeout, as_json=as_json)
         except KeyboardInterrupt:
             progress("interrupted: stopping what was started")
             _stop_starting(lay, sup)
             raise
 
 
-def _wait_up(lay: Layout, sup: subprocess.Popen[bytes], relay: _Relay, progress: Progress, *, timeout: float, as_json: bool) -> int:
+def _wait_up(lay: Layout, sup: subprocess.Popen[bytes], relay: _Relay, progress: Progress, interrupt: DeferredInterrupt,
+             *, timeout: float, as_json: bool) -> int:
+    """Relay the supervisor's progress until cluster.json says running (0, the status printed),
+    failed or the supervisor died (Failed), or ``timeout`` seconds passed (stopped; Failed).
+    KeyboardInterrupt (within 0.1 s) once ``interrupt`` recorded a Ctrl-C."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        interrupt.check()
         relay.poll()
         info = _read_info(lay)
         if info and info.get("status") == "running" and info.get("supervisor_pid") == sup.pid:
@@ -560,7 +571,7 @@ def _wait_up(lay: Layout, sup: subprocess.Popen[bytes], relay: _Relay, progress:
         if (info and info.get("status") == "failed") or sup.poll() is not None:
             relay.poll()
             raise Failed(f"the cluster failed to start; see {lay.log('supervisor')} and {lay.dir / 'logs'}")
-        time.sleep(0.1)
+        interrupt.sleep(0.1)
     relay.poll()
     progress(f"not healthy within {timeout:g}s: stopping it")
     _stop_starting(lay, sup)
@@ -569,15 +580,38 @@ def _wait_up(lay: Layout, sup: subprocess.Popen[bytes], relay: _Relay, progress:
 
 def _stop_starting(lay: Layout, sup: subprocess.Popen[bytes]) -> None:
     """Stop a supervisor ``up`` started (SIGTERM; it stops its children, also while starting) and
-    wait for it; SIGKILL it and what it started if it does not end in time."""
+    wait for it, at most ``STOP_GRACE_S + 10`` s; then SIGKILL it and what it started: its
+    children (also one that does not hold its data directory's lock yet) and the holders of the
+    cluster's locks (at most ``STOP_GRACE_S`` more). Call it with Ctrl-C deferred
+    (:class:`DeferredInterrupt`): an interrupt inside ``Popen.wait`` can make the next one block."""
     with contextlib.suppress(ProcessLookupError):
         sup.send_signal(signal.SIGTERM)
     try:
         sup.wait(timeout=STOP_GRACE_S + 10)
     except subprocess.TimeoutExpired:
-        sup.kill()
-        sup.wait()
+        children = _children(sup.pid)
+        kill_and_reap(sup)
+        for pid in children:
+            if _alive(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         _stop_leftovers(_leftovers(lay))
+
+
+def _children(pid: int) -> list[int]:
+    """The pids of ``pid``'s child processes (Linux ``/proc``; empty where it is unreadable)."""
+    out = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                try:
+                    with open(f"/proc/{entry.name}/stat") as f:
+                        ppid = int(f.read().rsplit(")", 1)[-1].split()[1])
+                except (OSError, ValueError, IndexError):
+                    continue
+                if ppid == pid:
+                    out.append(int(entry.name))
+    return out
 
 
 def print_status(lay: Layout, info: dict[str, Any], *, as_json: bool, probe: bool = True) -> dict[str, Any]:

@@ -34,6 +34,7 @@ an older cluster without those names is re-issued by :func:`prepare`; configs th
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -543,6 +544,21 @@ def check_health(lay: Layout, endpoint: str, timeout: float = 1.0) -> bool:
         ch.close()
 
 
+def kill_and_reap(p: subprocess.Popen[bytes]) -> None:
+    """SIGKILL ``p`` (if it has not been reaped) and reap it, within seconds, also when a
+    ``KeyboardInterrupt`` that landed inside an earlier ``poll()``/``wait()`` left the Popen's
+    wait lock held: ``Popen.wait()`` would then block for ever, so the last resort reaps it with
+    ``waitpid`` directly (the pid cannot have been reused: nothing reaped it)."""
+    with contextlib.suppress(ProcessLookupError):
+        p.kill()
+    try:
+        p.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ChildProcessError):
+            _, status = os.waitpid(p.pid, 0)
+            p.returncode = os.waitstatus_to_exitcode(status)
+
+
 class LocalCluster:
     """Processes of a prepared cluster, managed synchronously (tests, benchmarks)."""
 
@@ -595,8 +611,7 @@ class LocalCluster:
             try:
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+                kill_and_reap(p)
 
     def restart(self, name: str, extra_env: dict[str, str] | None = None, timeout: float = 60.0) -> None:
         self.kill(name, signal.SIGTERM)
@@ -611,9 +626,8 @@ class LocalCluster:
         for p in self.procs.values():
             try:
                 p.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+            except subprocess.TimeoutExpired:  # also what a Ctrl-C (the __exit__ of a with) may leave
+                kill_and_reap(p)
 
     def __enter__(self) -> LocalCluster:
         return self

@@ -409,17 +409,25 @@ def trailing(e: grpc.RpcError, key: str) -> str | None:
 
 
 def wait_until_stopped(stop: threading.Event | None, on_ready: threading.Event | None = None) -> None:
-    """Block a server process until ``stop`` is set or SIGTERM/SIGINT arrives (signal handlers
-    are installed only on the main thread; tests run servers in threads and set ``stop``)."""
+    """Block a server process until ``stop`` is set or SIGTERM/SIGINT arrives (then ``stop`` is
+    set; within 0.1 s). Signal handlers are installed only on the main thread; tests run servers
+    in threads and set ``stop``. The handler only records the signal: it runs between two
+    arbitrary bytecodes of the main thread, and taking a lock there (``Event.set``, logging)
+    deadlocks when the main thread holds it (``Event.wait`` holds the event's lock around its
+    waiting), so a SIGTERM while a node starts could leave it running until SIGKILL."""
     stop = stop or threading.Event()
+    signals: list[int] = []
 
     def on_signal(signum: int, frame: object) -> None:
-        log.info("signal %d: shutting down", signum)
-        stop.set()
+        signals.append(signum)  # nothing else (see above)
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
     if on_ready is not None:
         on_ready.set()
-    stop.wait()
+    while not signals and not stop.wait(0.1):
+        pass
+    if signals:
+        log.info("signal %d: shutting down", signals[0])
+        stop.set()

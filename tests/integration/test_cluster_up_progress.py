@@ -22,6 +22,12 @@ _WITH_SIGINT = (
 )
 
 
+# the longest `up` may take to exit after Ctrl-C (mpc-cluster: cli._stop_starting): the supervisor
+# gets STOP_GRACE_S + 10 s to stop its children, then it and they are killed and the holders of the
+# cluster's locks get STOP_GRACE_S more; plus a margin for a loaded host. On an idle one it is ~1 s.
+CTRL_C_EXIT_BOUND_S = 2 * cli.STOP_GRACE_S + 10 + 20
+
+
 def _cluster(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "mpcnet.cluster.cli", *args], env=child_env(), capture_output=True,
                           text=True, timeout=timeout)
@@ -42,7 +48,7 @@ def test_ctrl_c_while_up_waits_then_up_again_with_the_stored_topology(tmp_path: 
                 break
         assert seen[-1].startswith("mpc-cluster: [") and "waiting for 2 nodes" in seen[-1], seen
         p.send_signal(2)
-        out, err = p.communicate(timeout=60)
+        out, err = p.communicate(timeout=CTRL_C_EXIT_BOUND_S)
         assert p.returncode == 130, (out, seen, err)
         assert err.splitlines()[-1] == "mpc-cluster: interrupted" and "Traceback" not in err, err
         lay = load_layout(d)
