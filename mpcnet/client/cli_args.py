@@ -49,6 +49,7 @@ class PathText(click.ParamType[str]):
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
         from crypto_core.errors import UsageError
+        from mpcnet.client.errors import MpcError
         from mpcnet.client.sdk import to_path
 
         if not isinstance(value, str) or not value.isascii() or len(value) > 200:
@@ -56,5 +57,6 @@ class PathText(click.ParamType[str]):
         try:
             to_path(value)
         except (UsageError, ValueError) as e:
-            self.fail(f"{escape(str(e))} (got {quote(value)})", param, ctx)
+            reason = e.message if isinstance(e, MpcError) else str(e)  # the reason, not the gRPC code name
+            self.fail(f"{escape(reason)} (got {quote(value)})", param, ctx)
         return value
