@@ -291,12 +291,12 @@ def _wrap(
 
 
 class _BudgetedHealth(health.HealthServicer):
-    """The standard health service whose ``Watch`` streams take a slot of a stream budget: they
-    are non-blocking (no thread held) but each is an open RPC, and without a bound idle watches
-    would fill the server's ``maximum_concurrent_rpcs`` and refuse every other call."""
+    """The standard health service whose ``Watch`` streams take a slot of a stream budget (each
+    holds a pool thread, see :func:`_guarded_watch`); without a bound, idle watches would take
+    every thread and fill the server's ``maximum_concurrent_rpcs``."""
 
     def __init__(self, streams: StreamBudget) -> None:
-        super().__init__(experimental_non_blocking=True)
+        super().__init__(experimental_non_blocking=False)
         self._streams = streams
 
     def Watch(self, request: Any, context: Any, send_response_callback: Any = None) -> Any:
@@ -317,7 +317,7 @@ def add_standard_services(
     budget first (RESOURCE_EXHAUSTED when full). The health service's requests are parsed as ours
     are (:func:`_deserializer`): bytes that are not its request type are INVALID_ARGUMENT, never
     INTERNAL."""
-    hs = health.HealthServicer(experimental_non_blocking=True) if streams is None else _BudgetedHealth(streams)
+    hs = health.HealthServicer(experimental_non_blocking=False) if streams is None else _BudgetedHealth(streams)
     server.add_generic_rpc_handlers((_health_handler(hs),))
     for name in ("", *service_names):
         hs.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -327,7 +327,7 @@ def add_standard_services(
 
 def _health_handler(hs: health.HealthServicer) -> grpc.GenericRpcHandler:
     """grpc_health's own registration (``add_HealthServicer_to_server``) with request
-    deserializers that never raise; Watch keeps its non-blocking form (no thread per watcher)."""
+    deserializers that never raise; Watch in its blocking form (:func:`_guarded_watch`)."""
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
     for method in health_pb2.DESCRIPTOR.services_by_name["Health"].methods:
         req_cls = cast("type[Message]", getattr(health_pb2, method.input_type.name))
@@ -362,11 +362,16 @@ def _guarded(fn: Callable[..., Any], type_name: str) -> Callable[[Any, grpc.Serv
 
 
 def _guarded_watch(fn: Callable[..., Any], type_name: str) -> Callable[..., Any]:
-    def handler(request: Any, context: grpc.ServicerContext, send_response_callback: Any = None) -> Any:
-        _refuse_malformed(request, context, type_name)
-        return fn(request, context, send_response_callback)
+    """Health ``Watch`` in grpc_health's *blocking* form: a generator fed through a queue, on a
+    pool thread (budgeted). Its non-blocking form deadlocks grpc's sync server: ``Watch`` and
+    ``set`` send a response while holding the servicer's lock, a send blocks until the serving
+    thread completes the write, and that thread may be running a cancelled watch's close
+    callback, which waits for the same lock (seen as ``server.stop()`` hanging for ever)."""
 
-    handler.experimental_non_blocking = True  # type: ignore[attr-defined]
+    def handler(request: Any, context: grpc.ServicerContext) -> Any:
+        _refuse_malformed(request, context, type_name)
+        return fn(request, context)
+
     return handler
 
 

@@ -4,6 +4,7 @@ threads, a stream open past its lifetime is cancelled, and a change wakes only i
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -169,4 +170,45 @@ def test_one_caller_holds_at_most_its_share_of_the_budget() -> None:
         with pytest.raises(ValueError):
             StreamBudget(4, per_caller=5)
     finally:
+        budget.close()
+
+
+def test_health_watches_cancelled_while_the_status_changes_never_deadlock_the_server() -> None:
+    """grpc_health's non-blocking Watch sent responses while holding its lock, and a cancelled
+    watch's close callback, run by grpc's serving thread, waited for that lock while a send waited
+    for the serving thread: server.stop() then hung for ever (a 15-minute hang of the suite).
+    Watches are opened and cancelled while the status flips; the server stops promptly."""
+    budget = StreamBudget(8, 5.0, grace_s=0.5)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=WORKERS + 8))
+    hs = add_standard_services(server, ["test.Service"], budget)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    stop = threading.Event()
+
+    def flip() -> None:
+        serving = True
+        while not stop.is_set():
+            serving = not serving
+            hs.set("", health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    flipper = threading.Thread(target=flip, daemon=True)
+    flipper.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+            health = health_pb2_grpc.HealthStub(ch)
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline:
+                watches = [health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=5) for _ in range(6)]  # type: ignore[attr-defined]
+                for w in watches:
+                    with contextlib.suppress(grpc.RpcError, StopIteration):
+                        next(w)
+                for w in watches:
+                    w.cancel()
+            assert health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5).status  # type: ignore[attr-defined]
+    finally:
+        stop.set()
+        flipper.join(5)
+        stopped = threading.Event()
+        threading.Thread(target=lambda: (server.stop(None).wait(), stopped.set()), daemon=True).start()
+        assert stopped.wait(10), "server.stop() hung: a health watch deadlocked the server"
         budget.close()
