@@ -422,6 +422,10 @@ def _the_request(r: SignRequest, request_id: str) -> SignRequest:
     return r
 
 
+def _scope_text(scope: bytes) -> str:
+    return "the default scope" if scope == DEFAULT_SCOPE else f"key {scope.hex()[:16]}..."
+
+
 def _admin_signers(admin_set: AdminSet | None, signed: SignedPolicyChange) -> tuple[str, ...] | None:
     """The admins of ``admin_set`` whose signature on ``signed`` verifies (sorted, each once), or
     None without an admin set (nothing can be verified)."""
@@ -1138,7 +1142,9 @@ class MpcClient:
 
     def policy_history(self, key_id: bytes | str | None = None) -> list[SignedPolicyChange]:
         """The signed change history of a key's own policy (or the default), oldest first,
-        verified here change by change against our admin set."""
+        verified here change by change against our admin set; every change must be of the scope
+        asked for (another key's or the default's admin-signed changes, which chain just as well,
+        are refused: DATA_LOSS)."""
         kid = bytes.fromhex(key_id) if isinstance(key_id, str) else (key_id or b"")
         r = self._call(self._stub.GetPolicyHistory, coordinator_pb2.GetPolicyHistoryRequest(key_id=kid))
         out: list[SignedPolicyChange] = []
@@ -1146,6 +1152,11 @@ class MpcClient:
         for i, data in enumerate(r.signed_changes):
             try:
                 signed = SignedPolicyChange.from_bytes(bytes(data))
+                if signed.change.scope != (kid or DEFAULT_SCOPE):
+                    raise GovernanceError(
+                        "scope", f"is {_scope_text(signed.change.scope)}, not the {_scope_text(kid or DEFAULT_SCOPE)} asked for "
+                        "(the coordinator sent another scope's change)",
+                    )
                 if self.admin_set is not None:
                     current = verify_policy_change(self.admin_set, current, signed.change, signed.signatures)
             except GovernanceError as e:
