@@ -702,7 +702,7 @@ class MpcClient:
             key_id=kid, digest=digest, derivation_path=to_path(path), description=description, request_id=request_id,
             ttl_seconds=ttl_seconds,
         )
-        got = self.verify_approvals(SignRequest.from_proto(self._call(self._stub.SubmitSignRequest, req)))
+        got = self.verify_approvals(self._signed_by_its_key(SignRequest.from_proto(self._call(self._stub.SubmitSignRequest, req))))
         q = got.request
         for what, have, want in (
             ("request_id", q.request_id, request_id or q.request_id), ("key_id", q.key_id, kid), ("digest", q.digest, digest),
@@ -975,7 +975,7 @@ class MpcClient:
             self._stub.DecideSignRequest,
             coordinator_pb2.DecideSignRequestRequest(request_id=request_id, approver=me.name, decision=pb, signature=approval.signature),
         )
-        return self.verify_approvals(_the_request(SignRequest.from_proto(r), request_id))
+        return self.verify_approvals(self._signed_by_its_key(_the_request(SignRequest.from_proto(r), request_id)))
 
     def approve(
         self, request_id: str, *, expect_digest: bytes | None = None, expect_key: bytes | None = None,

@@ -1,0 +1,71 @@
+"""Second attacker round (issue 10): what the coordinator answers to a decision, a submission and
+a wait is held to what the client signed or submitted.
+
+* ``approve``/``submit_sign_request`` took a DONE answer's signature without checking it is by the
+  request's key (``get``/``watch`` did since the first round): a signature by another key was
+  shown as the request's.
+* the answer to ``DecideSignRequest`` and every state of a watch are about the request id asked
+  for, but their canonical request could be another one under that id (another digest): the
+  approver was shown a request other than the one just signed, and a requester's wait ended with
+  another digest (and its signature) than the one submitted."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+import pytest
+from coincurve import PrivateKey
+
+from mpcnet.client.sdk import MpcError
+from mpcnet.wire.mpc.v1 import common_pb2, coordinator_pb2
+from tests.network.test_sdk_request_substitution import DIGEST, KEY, Stub, _done, client, info
+
+S = coordinator_pb2
+KEY_PK = PrivateKey(b"\x11" * 32).public_key.format(compressed=True)  # the key the coordinator reports for KEY
+
+
+class Answers(Stub):
+    """GetSignRequest: the pending request; DecideSignRequest/SubmitSignRequest: ``answer``;
+    a watch yields ``stream``."""
+
+    def __init__(self, answer: coordinator_pb2.SignRequestInfo, stream: list[coordinator_pb2.SignRequestInfo] | None = None) -> None:
+        super().__init__(answer)
+        self.stream = stream or [answer]
+
+    def GetSignRequest(self, req: Any, timeout: float | None = None) -> coordinator_pb2.SignRequestInfo:
+        return info("r-1")
+
+    def GetKey(self, req: Any, timeout: float | None = None) -> common_pb2.KeyInfo:
+        return common_pb2.KeyInfo(key_id=KEY, public_key=KEY_PK, chain_code=bytes(32), threshold=2, parties=3)
+
+    def WatchSignRequest(self, req: Any, timeout: float | None = None) -> Any:
+        states = self.stream
+
+        class _S:
+            def __iter__(s) -> Any:
+                yield from states
+
+            def cancel(s) -> None:
+                pass
+
+        return _S()
+
+
+@pytest.mark.parametrize("call", ["approve", "submit"])
+@pytest.mark.parametrize("signer,ok", [(b"\x11" * 32, True), (b"\x22" * 32, False)], ids=["its key", "another key"])
+def test_approve_and_submit_refuse_a_signature_by_another_key(call: str, signer: bytes, ok: bool) -> None:
+    c, _ = client(info("r-1"))
+    c._stub = Answers(_done(signer))  # type: ignore[assignment]
+
+    def run() -> Any:
+        if call == "approve":
+            return c.approve("r-1")
+        return c.submit_sign_request(KEY, DIGEST, description="payroll", request_id="r-1")
+
+    if ok:
+        assert run().signature is not None
+    else:
+        with pytest.raises(MpcError) as e:
+            run()
+        assert e.value.code == grpc.StatusCode.DATA_LOSS and "signature.public_key" in e.value.message
