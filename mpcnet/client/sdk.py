@@ -85,6 +85,7 @@ _WATCH_RETRY = frozenset({
     grpc.StatusCode.DEADLINE_EXCEEDED,
 })
 _WATCH_ODD_RETRIES = 3  # INTERNAL/UNKNOWN in a row that a watch still retries
+_PINNED_REQUESTS = 4096  # canonical requests a client remembers (submitted, signed, viewed, waited for)
 APPROVE_CLOCK_SLACK_MS = 5 * 60 * 1000  # what nodes allow for "created in the future" (governance.approval)
 
 
@@ -714,11 +715,11 @@ class MpcClient:
                     f"request.{what}: the coordinator answered with a request that is not the one submitted "
                     f"(request {quote(q.request_id)})",
                 )
-        return got
+        return self._pinned(got)
 
     def get_sign_request(self, request_id: str) -> SignRequest:
         r = self._call(self._stub.GetSignRequest, coordinator_pb2.GetSignRequestRequest(request_id=request_id))
-        return self.verify_approvals(self._signed_by_its_key(_the_request(SignRequest.from_proto(r), request_id)))
+        return self.verify_approvals(self._signed_by_its_key(self._pinned(_the_request(SignRequest.from_proto(r), request_id))))
 
     def request_policy(self, q: SigningRequest) -> KeyPolicy:
         """The policy request ``q`` was made under (its key's own policy or the default, version
@@ -818,6 +819,26 @@ class MpcClient:
             )
         return r
 
+    def _pinned(self, r: SignRequest) -> SignRequest:
+        """``r`` if its canonical request is the one this client already saw under its id
+        (submitted, signed, shown, waited for; the newest few thousand), else DATA_LOSS: a
+        request's bytes never change, so other bytes under the same id (another digest, key,
+        path, expiry) are the coordinator's substitution, e.g. to show an approver another request
+        than the one just signed or end a requester's wait with another digest's signature."""
+        known: dict[str, bytes] = self.__dict__.setdefault("_requests_seen", {})
+        was = known.get(r.request_id)
+        if was is not None and not hmac.compare_digest(was, r.request_bytes):
+            raise MpcError(
+                grpc.StatusCode.DATA_LOSS,
+                f"request: the coordinator answered with another request under the id {quote(r.request_id)} than the one "
+                f"this client saw (digest {r.request.digest.hex()[:16]}...)",
+            )
+        if was is None:
+            if len(known) >= _PINNED_REQUESTS:
+                del known[next(iter(known))]
+            known[r.request_id] = r.request_bytes
+        return r
+
     def list_sign_requests(self, *, state: str | None = None, key_id: bytes | str | None = None, limit: int = 0) -> list[SignRequest]:
         kid = bytes.fromhex(key_id) if isinstance(key_id, str) else (key_id or b"")
         pb_state: str | None = None  # the enum value's name (protobuf accepts it): unset is UNSPECIFIED
@@ -887,7 +908,7 @@ class MpcClient:
                     if data == last_bytes:  # the state a resumed stream starts with
                         continue
                     odd_in_a_row, told = 0, False
-                    last, last_bytes = _the_request(SignRequest.from_proto(r), request_id), data
+                    last, last_bytes = self._pinned(_the_request(SignRequest.from_proto(r), request_id)), data
                     if last.signature is not None:
                         last = self._signed_by_its_key(last)
                     last = self.verify_approvals(last)  # a failed policy fetch is tried again at the next change
@@ -975,7 +996,7 @@ class MpcClient:
             self._stub.DecideSignRequest,
             coordinator_pb2.DecideSignRequestRequest(request_id=request_id, approver=me.name, decision=pb, signature=approval.signature),
         )
-        return self.verify_approvals(self._signed_by_its_key(_the_request(SignRequest.from_proto(r), request_id)))
+        return self.verify_approvals(self._signed_by_its_key(self._pinned(_the_request(SignRequest.from_proto(r), request_id))))
 
     def approve(
         self, request_id: str, *, expect_digest: bytes | None = None, expect_key: bytes | None = None,

@@ -19,7 +19,7 @@ from coincurve import PrivateKey
 
 from mpcnet.client.sdk import MpcError
 from mpcnet.wire.mpc.v1 import common_pb2, coordinator_pb2
-from tests.network.test_sdk_request_substitution import DIGEST, KEY, Stub, _done, client, info
+from tests.network.test_sdk_request_substitution import DIGEST, KEY, OTHER, Stub, _done, client, info
 
 S = coordinator_pb2
 KEY_PK = PrivateKey(b"\x11" * 32).public_key.format(compressed=True)  # the key the coordinator reports for KEY
@@ -69,3 +69,38 @@ def test_approve_and_submit_refuse_a_signature_by_another_key(call: str, signer:
         with pytest.raises(MpcError) as e:
             run()
         assert e.value.code == grpc.StatusCode.DATA_LOSS and "signature.public_key" in e.value.message
+
+
+def test_the_answer_to_an_approval_is_the_request_signed() -> None:
+    c, _ = client(info("r-1"))
+    stub = Answers(info("r-1", digest=OTHER))  # "recorded", but shown with another digest under the id
+    c._stub = stub  # type: ignore[assignment]
+    with pytest.raises(MpcError) as e:
+        c.approve("r-1")
+    assert e.value.code == grpc.StatusCode.DATA_LOSS and "request" in e.value.message
+    assert len(stub.decided) == 1  # the approval was sent (over the request shown), the answer refused
+
+
+def test_a_watch_refuses_another_request_under_the_same_id() -> None:
+    c, _ = client(info("r-1"))
+    ended = info("r-1", digest=OTHER)
+    ended.state = S.SIGN_REQUEST_STATE_REJECTED
+    c._stub = Answers(info("r-1"), stream=[info("r-1"), ended])  # type: ignore[assignment]
+    with pytest.raises(MpcError) as e:
+        c.wait_sign_request("r-1")
+    assert e.value.code == grpc.StatusCode.DATA_LOSS
+
+
+def test_a_wait_after_a_submission_ends_with_the_request_submitted() -> None:
+    c, _ = client(info("r-1"))
+    ended = info("r-1", digest=OTHER)
+    ended.state = S.SIGN_REQUEST_STATE_REJECTED
+    c._stub = Answers(info("r-1"), stream=[ended])  # type: ignore[assignment]
+    assert c.submit_sign_request(KEY, DIGEST, description="payroll", request_id="r-1").request.digest == DIGEST
+    with pytest.raises(MpcError) as e:
+        c.wait_sign_request("r-1")
+    assert e.value.code == grpc.StatusCode.DATA_LOSS
+    honest = info("r-1")
+    honest.state = S.SIGN_REQUEST_STATE_REJECTED
+    c._stub = Answers(info("r-1"), stream=[info("r-1"), honest])  # type: ignore[assignment]
+    assert c.wait_sign_request("r-1").state == "rejected"
