@@ -314,7 +314,12 @@ class SignRequests:
         earlier = next((a for a in self.db.approvals(rid) if a.approver == caller), None)
         if earlier is not None:  # a retry (e.g. after a coordinator restart) or a change of mind
             if earlier.decision != decision.value:
-                raise RpcError(Code.ALREADY_EXISTS, f"approver: {quote(caller)} already decided {earlier.decision!r} on request {rid}")
+                msg = f"approver: {quote(caller)} already decided {earlier.decision!r} on request {rid}"
+                self.audit.append(
+                    caller, "sign-decision", request_id=rid, outcome="refused",
+                    details={"decision": decision.value} | _request_hash(rec.request) | detail_text("reason", msg),
+                )
+                raise RpcError(Code.ALREADY_EXISTS, msg)
             if bytes(req.signature) != earlier.signature:  # Ed25519 is deterministic: a genuine retry repeats the bytes
                 msg = (
                     f"approval.signature: differs from the signature of {quote(caller)}'s recorded {earlier.decision!r} "
@@ -359,7 +364,12 @@ class SignRequests:
                 Code.FAILED_PRECONDITION, f"request_id: request {rid} is {state_name(e.actual or 'unknown')}, not PENDING_APPROVAL"
             ) from None
         if outcome == "conflict":
-            raise RpcError(Code.ALREADY_EXISTS, f"approver: {quote(caller)} already decided on request {rid} (differently)")
+            msg = f"approver: {quote(caller)} already decided on request {rid} (differently)"
+            self.audit.append(
+                caller, "sign-decision", request_id=rid, outcome="refused",
+                details={"decision": decision.value} | _request_hash(rec.request) | detail_text("reason", msg),
+            )
+            raise RpcError(Code.ALREADY_EXISTS, msg)
         self.flush_audit()
         rec = self._get(rid)
         if outcome == "recorded" and rec.state == "signing":

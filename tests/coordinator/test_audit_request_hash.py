@@ -125,3 +125,19 @@ def test_a_repeated_decision_with_another_signature_is_refused_and_audited(world
     assert world.db.approvals("dup-1") == before
     last = world.entries("dup-1")[-1]
     assert (last.actor, last.action, last.outcome) == ("alice", "sign-decision", "refused")
+
+
+def test_a_change_of_mind_is_refused_and_audited(world: World) -> None:
+    """Second attacker round: an approver's second, different decision (a REJECT after an
+    APPROVE: the signed reject stays with the coordinator) is refused ALREADY_EXISTS and, like
+    every other refused decision, audited with the request's hash; it was refused silently."""
+    submit(world, "mind-1", "x")
+    world.decide("mind-1", "alice", Decision.APPROVE)
+    before = world.db.approvals("mind-1")
+    with pytest.raises(RpcError) as e:
+        world.decide("mind-1", "alice", Decision.REJECT)
+    assert e.value.code == grpc.StatusCode.ALREADY_EXISTS
+    assert world.db.approvals("mind-1") == before
+    last = world.entries("mind-1")[-1]
+    assert (last.actor, last.action, last.outcome) == ("alice", "sign-decision", "refused")
+    assert last.details["decision"] == "reject" and "request_sha256" in last.details and "already decided" in str(last.details["reason"])

@@ -112,7 +112,8 @@ def test_a_different_second_decision_is_already_exists(world: World) -> None:
     with pytest.raises(RpcError) as e:
         world.decide("q5", "alice", Decision.REJECT)
     assert e.value.code == grpc.StatusCode.ALREADY_EXISTS and "'alice' already decided 'approve'" in e.value.message
-    assert actions(world, "q5") == ["sign-request", "sign-decision"]
+    assert actions(world, "q5") == ["sign-request", "sign-decision", "sign-decision"]  # the refused REJECT audited too
+    assert [e.outcome for e in world.entries("q5")][-2:] == ["approve", "refused"]
 
 
 def test_an_entry_that_could_not_be_appended_is_refused_before_the_change_commits() -> None:
