@@ -241,6 +241,7 @@ def _client(ap: object, opts: GlobalOpts) -> MpcClient:
 
 
 def _signing_identity(signing_key: Path, cert: Path, key_file: Path) -> Any:
+    from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -251,7 +252,7 @@ def _signing_identity(signing_key: Path, cert: Path, key_file: Path) -> Any:
         key = serialization.load_pem_private_key(signing_key.read_bytes(), password=None)
     except OSError as e:
         raise CliUsage(f"--signing-key: cannot read {quote(str(signing_key))}: {e.strerror or type(e).__name__}") from None
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, UnsupportedAlgorithm):  # the last: a key type the library does not know
         raise CliUsage(f"--signing-key: {quote(str(signing_key))} is not an unencrypted PEM private key") from None
     if not isinstance(key, Ed25519PrivateKey):
         raise CliUsage(f"--signing-key: {quote(str(signing_key))} is not an Ed25519 key")

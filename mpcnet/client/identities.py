@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -99,7 +100,7 @@ def load_identity(cluster_dir: Path, name: str) -> Identity:
         key = serialization.load_pem_private_key((d / SIGNING_KEY_FILE).read_bytes(), password=None)
     except OSError as e:
         raise PkiError(f"identity {name}: cannot read its signing key ({e.strerror or type(e).__name__})") from None
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, UnsupportedAlgorithm):  # the last: a key type the library does not know
         raise PkiError(f"identity {name}: {d / SIGNING_KEY_FILE} is not an unencrypted PEM private key") from None
     if not isinstance(key, Ed25519PrivateKey):
         raise PkiError(f"identity {name}: {d / SIGNING_KEY_FILE} is not an Ed25519 key")

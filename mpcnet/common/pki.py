@@ -21,6 +21,7 @@ from typing import cast
 
 import grpc
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -110,7 +111,7 @@ def _read(path: Path, what: str) -> bytes:
 def _load_private_key(path: Path, what: str) -> ec.EllipticCurvePrivateKey:
     try:
         key = serialization.load_pem_private_key(_read(path, what), password=None)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, UnsupportedAlgorithm):  # the last: a key type the library does not know
         # the parser's message could quote key material; say only what and where
         raise PkiError(f"{what}: {path} is not an unencrypted PEM private key") from None
     if not isinstance(key, ec.EllipticCurvePrivateKey):
@@ -363,11 +364,15 @@ def _tls_files(cert: CertPaths, ca_cert: Path, *, ca_first: bool) -> tuple[bytes
     leaf = _load_certs(cert_pem, cert.cert, "cert")[0]
     try:
         key = serialization.load_pem_private_key(key_pem, password=None)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, UnsupportedAlgorithm):  # the last: a key type the library does not know
         # the parser's message could quote key material; say only what and where
         raise PkiError(f"key: {_shown(cert.key)} is not an unencrypted PEM private key") from None
     spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    if key.public_key().public_bytes(*spki) != leaf.public_key().public_bytes(*spki):
+    try:
+        leaf_key = leaf.public_key().public_bytes(*spki)
+    except (ValueError, UnsupportedAlgorithm):
+        raise PkiError(f"cert: {_shown(cert.cert)} holds a public key of a type that is not supported") from None
+    if key.public_key().public_bytes(*spki) != leaf_key:
         raise PkiError(f"key: {_shown(cert.key)} is not the private key of the certificate {_shown(cert.cert)}")
     return key_pem, cert_pem, ca
 
