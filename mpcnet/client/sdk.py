@@ -788,14 +788,20 @@ class MpcClient:
             )
         views = []
         limit = 2 * len(policy.approvers)  # each approver decides once: the rest is padding, not checked (bounded cost)
+        first: dict[str, int] = {}  # approver -> index of their verified decision (only the first counts, as in a tally)
         for i, a in enumerate(r.approvals):
             if i >= limit:
                 views.append(replace(a, verified=False, why=f"approvals: more than {limit} listed for {len(policy.approvers)} approvers"))
+                continue
+            if a.approver in first:
+                why = f"approver: already decided in approvals[{first[a.approver]}] (a repeat does not count)"
+                views.append(replace(a, verified=False, why=why))
                 continue
             try:
                 decision = Decision.APPROVE if a.decision == "approve" else Decision.REJECT
                 check_approval(policy, r.request, Approval(a.approver, decision, a.signature))
                 views.append(replace(a, verified=True, why=""))
+                first[a.approver] = i
             except GovernanceError as e:
                 views.append(replace(a, verified=False, why=f"{e.field}: {e.reason}"))
         return replace(

@@ -238,3 +238,18 @@ def test_a_flood_of_listed_approvals_is_checked_at_bounded_cost() -> None:
     from mpcnet.client.cli_render import unverified_text
 
     assert unverified_text(r).endswith("and 492 more")
+
+
+def test_an_approval_listed_twice_is_verified_once() -> None:
+    """Second attacker round: a compromised coordinator lists alice's genuine approval twice (and
+    her genuine reject after it): each entry verified, so a script counting the JSON view's
+    ``verified`` approvals saw a quorum of 2 from one approver. Only an approver's first decision
+    counts (as the nodes' tally refuses a repeat); later ones are UNVERIFIED, saying why."""
+    q = request()
+    alice = approval(q, "alice")
+    r = client(Coordinator([info(q, alice, alice, approval(q, "alice", decision=Decision.REJECT, shown=S.DECISION_REJECT))],
+                           signed(GOOD))).get_sign_request("r-1")
+    d = r.as_dict()
+    assert [a["verified"] for a in d["approvals"]] == [True, False, False]
+    assert all("already" in a["unverified_reason"] for a in d["approvals"][1:])
+    assert r.approved_by == ["alice"] and r.rejected_by == []
