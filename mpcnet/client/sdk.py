@@ -809,14 +809,20 @@ class MpcClient:
             approvals_verified=True, approvals_note="",
         )
 
-    def _signed_by_its_key(self, r: SignRequest) -> SignRequest:
+    def _signed_by_its_key(self, r: SignRequest, keys: dict[bytes, Key] | None = None) -> SignRequest:
         """``r`` if it has no signature yet, or its signature's public key is the request's key
         (as :meth:`get_key` reports it, so the signature verifies under the key and address a user
-        is shown) derived along the request's path; else DATA_LOSS."""
+        is shown) derived along the request's path; else DATA_LOSS. ``keys``: keys already
+        fetched in this view (each fetched once)."""
         if r.signature is None:
             return r
         q = r.request
-        want = self.get_key(q.key_id).derive(q.derivation_path)
+        key = None if keys is None else keys.get(q.key_id)
+        if key is None:
+            key = self.get_key(q.key_id)
+            if keys is not None:
+                keys[q.key_id] = key
+        want = key.derive(q.derivation_path)
         if r.signature.public_key != want:
             raise MpcError(
                 grpc.StatusCode.DATA_LOSS,
@@ -855,7 +861,8 @@ class MpcClient:
             pb_state = names[state]
         r = self._call(self._stub.ListSignRequests, coordinator_pb2.ListSignRequestsRequest(state=pb_state, key_id=kid, limit=limit))
         failed: dict[_PolicyRef, str] = {}
-        return [self.verify_approvals(SignRequest.from_proto(x), failed) for x in r.requests]
+        keys: dict[bytes, Key] = {}  # a signature must be by its request's key, as in every other view
+        return [self.verify_approvals(self._signed_by_its_key(SignRequest.from_proto(x), keys), failed) for x in r.requests]
 
     def watch_sign_request(
         self, request_id: str, *, timeout: float | None = None, on_retry: Callable[[str], None] | None = None,

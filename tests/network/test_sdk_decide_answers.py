@@ -104,3 +104,24 @@ def test_a_wait_after_a_submission_ends_with_the_request_submitted() -> None:
     honest.state = S.SIGN_REQUEST_STATE_REJECTED
     c._stub = Answers(info("r-1"), stream=[info("r-1"), honest])  # type: ignore[assignment]
     assert c.wait_sign_request("r-1").state == "rejected"
+
+
+class Listing(Answers):
+    def ListSignRequests(self, req: Any, timeout: float | None = None) -> Any:
+        return S.ListSignRequestsResponse(requests=[info("r-0"), self.answer])
+
+
+@pytest.mark.parametrize("signer,ok", [(b"\x11" * 32, True), (b"\x22" * 32, False)], ids=["its key", "another key"])
+def test_a_list_refuses_a_signature_by_another_key(signer: bytes, ok: bool) -> None:
+    """``list_sign_requests`` (``mpc requests --json``, which scripts collect signatures from)
+    took a DONE request's signature without checking it is by the request's key, as the single
+    views do since the first round."""
+    c, _ = client(info("r-1"))
+    stub = Listing(_done(signer))
+    c._stub = stub  # type: ignore[assignment]
+    if ok:
+        assert [r.signature is not None for r in c.list_sign_requests()] == [False, True]
+    else:
+        with pytest.raises(MpcError) as e:
+            c.list_sign_requests()
+        assert e.value.code == grpc.StatusCode.DATA_LOSS and "signature.public_key" in e.value.message
