@@ -681,6 +681,22 @@ class MpcClient:
                 f"request_id: asked for request {quote(request_id)}, the coordinator answered with request {quote(r.request_id)}",
             )
         sig = SignatureResult.from_proto(r.request_id, r.signature, r.signers) if r.HasField("signature") else None
+        if sig is not None:  # as in every other view: over the request's digest, by its key at its path
+            if not sig.recovers_to(bytes(r.digest)):
+                raise MpcError(
+                    grpc.StatusCode.DATA_LOSS,
+                    "signature: does not recover its public_key from the request's digest (the coordinator sent a malformed signature)",
+                )
+            try:
+                want = self.get_key(bytes(r.key_id)).derive(tuple(r.derivation_path))
+            except PathError as e:
+                raise MpcError(grpc.StatusCode.DATA_LOSS, f"{e.message} (the coordinator sent a malformed request)") from None
+            if sig.public_key != want:
+                raise MpcError(
+                    grpc.StatusCode.DATA_LOSS,
+                    f"signature.public_key: {sig.public_key.hex()} is not key {bytes(r.key_id).hex()} at "
+                    f"{path_text(r.derivation_path)} ({want.hex()}) (the coordinator sent a signature by another key)",
+                )
         return RequestInfo(
             r.request_id, _KIND[r.kind].removeprefix("REQUEST_KIND_").lower(), _STATE[r.state].removeprefix("REQUEST_STATE_").lower(),
             bytes(r.key_id), _code_name(r.error_code) if r.error_code else "", r.error_message, sig, r.attempts,

@@ -125,3 +125,26 @@ def test_a_list_refuses_a_signature_by_another_key(signer: bytes, ok: bool) -> N
         with pytest.raises(MpcError) as e:
             c.list_sign_requests()
         assert e.value.code == grpc.StatusCode.DATA_LOSS and "signature.public_key" in e.value.message
+
+
+@pytest.mark.parametrize("case", ["its key", "another key", "another digest"])
+def test_get_request_refuses_a_signature_that_is_not_the_requests(case: str) -> None:
+    """``get_request`` (what ``mpc request show`` falls back to, JSON with the signature) took the
+    signature as sent: neither recovered over the request's digest nor by its key at its path."""
+    done = _done(b"\x22" * 32 if case == "another key" else b"\x11" * 32)
+
+    class RStub(Answers):
+        def GetRequest(self, req: Any, timeout: float | None = None) -> coordinator_pb2.RequestStatus:
+            return coordinator_pb2.RequestStatus(
+                request_id="r-1", kind=coordinator_pb2.REQUEST_KIND_SIGN, state=coordinator_pb2.REQUEST_STATE_SUCCEEDED, key_id=KEY,
+                digest=b"\x0f" * 32 if case == "another digest" else DIGEST, signature=done.signature, signers=[1, 2],
+            )
+
+    c, _ = client(info("r-1"))
+    c._stub = RStub(done)  # type: ignore[assignment]
+    if case == "its key":
+        assert c.get_request("r-1").signature is not None
+    else:
+        with pytest.raises(MpcError) as e:
+            c.get_request("r-1")
+        assert e.value.code == grpc.StatusCode.DATA_LOSS and "signature" in e.value.message
