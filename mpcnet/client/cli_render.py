@@ -139,6 +139,22 @@ def unverified_text(r: SignRequest) -> str:
     return f"{text} (not counted: {r.approvals_note})" if text and not r.approvals_verified else text
 
 
+def superseded_text(r: SignRequest) -> str:
+    """The note for a request whose policy is no longer the one in force (``""`` when it is, or
+    when unknown): while the request is open the nodes will not sign it, whatever its approvals."""
+    if r.policy_in_force is not False:
+        return ""
+    whose = "the key's own policy" if r.policy_in_force_scope == "key" else "the default policy"
+    by = f"v{r.policy_in_force_version} ({whose})"
+    if not r.superseded_while_open:
+        return f"verified under policy v{r.request.policy_version} (since SUPERSEDED by {by})"
+    names = r.verified("approve")
+    return (
+        f"verified under policy v{r.request.policy_version}, SUPERSEDED by {by}: the nodes will not sign this request"
+        + (f" (approvals by {', '.join(names)} do not count)" if names else "")
+    )
+
+
 def request_lines(r: SignRequest, chain_id: int | None = None) -> list[Row]:
     """The approver's view: the canonical request's fixed rows first, the description last."""
     d = r.as_dict()
@@ -158,6 +174,8 @@ def request_lines(r: SignRequest, chain_id: int | None = None) -> list[Row]:
         rows.append(("rejected by", r.rejected_by))
     if not r.approvals_verified:
         rows.append(("approvals", f"UNVERIFIED: {r.approvals_note}"))
+    if superseded_text(r):
+        rows.append(("approvals", superseded_text(r)))
     if unverified_text(r):
         rows.append(("UNVERIFIED", unverified_text(r)))
     if r.error_message:
@@ -175,6 +193,7 @@ def request_list_line(r: SignRequest) -> str:
     odd = len(r.unverified)
     counted = f"{len(r.approved_by)}/{r.approval_quorum}" + ("" if r.approvals_verified else "?")
     counted += f" +{odd} UNVERIFIED" if odd else ""
+    counted += " SUPERSEDED: will not sign" if r.superseded_while_open else ""
     return escape(
         f"{r.request_id:<28} {r.state.upper():<16} {counted}  "
         f"key {q.key_id.hex()[:16]}  by {q.requester:<12} description: {q.description[:40]!r}"
@@ -185,4 +204,5 @@ def watch_line(r: SignRequest) -> str:
     """One ``mpc request watch`` line per change."""
     extra = f" UNVERIFIED: {unverified_text(r)}" if unverified_text(r) else ""
     extra += f" ({r.error_message})" if r.error_message else ""
+    extra += f" {superseded_text(r)}" if r.superseded_while_open else ""
     return escape(f"{r.request_id}  {r.state.upper():<16} approved by: {', '.join(r.approved_by) or '-'}{extra}")

@@ -75,7 +75,9 @@ _KIND = {v: k for k, v in coordinator_pb2.RequestKind.items()}
 _SIGN_STATE = {v: k.removeprefix("SIGN_REQUEST_STATE_").lower() for k, v in coordinator_pb2.SignRequestState.items()}
 SIGN_STATES = tuple(s for s in _SIGN_STATE.values() if s != "unspecified")
 TERMINAL_STATES = ("done", "rejected", "expired", "failed")
+_IN_FORCE_TTL_S = 30.0  # how long "this policy is the one in force" is taken as known (a wait re-checks)
 _PolicyRef = tuple[bytes, int, bytes]  # (key id, policy version, policy digest) a request names
+_InForce = tuple[bool, int, str]  # (the request's policy is in force, version in force, "key" | "default")
 _PROPOSAL_STATE = {v: k.removeprefix("PROPOSAL_STATE_").lower() for k, v in coordinator_pb2.ProposalState.items()}
 _WATCH_BACKOFF_S = (0.2, 5.0)  # a watch's first and longest wait before it resumes after an error
 # what a watch resumes after (once the coordinator answered): the coordinator is restarting or
@@ -329,6 +331,14 @@ class SignRequest:
     # False: nothing the coordinator says about approvals is verified (``approvals_note`` says why).
     approvals_verified: bool = False
     approvals_note: str = "not checked"
+    # Whether the request's (verified) policy is the one in force for its key now: the nodes sign
+    # only under that one, so approvals under a superseded policy (an older version, or the
+    # default's for a key that now has its own) never make the request signable. None: not
+    # checked (``approvals_verified`` False). ``policy_in_force_version``/``_scope``: the policy in
+    # force, "key" (the key's own) or "default" (inherited).
+    policy_in_force: bool | None = None
+    policy_in_force_version: int | None = None
+    policy_in_force_scope: str | None = None
 
     @staticmethod
     def from_proto(r: coordinator_pb2.SignRequestInfo) -> SignRequest:
@@ -360,18 +370,28 @@ class SignRequest:
             attempts=r.attempts, updated_unix_ms=r.updated_unix_ms,
         )
 
-    def _verified(self, decision: str) -> list[str]:
+    def verified(self, decision: str) -> list[str]:
+        """Approvers whose ``decision`` ("approve" | "reject") verified (each once), whether or not
+        the request's policy is still in force."""
         return list(dict.fromkeys(a.approver for a in self.approvals if a.verified and a.decision == decision))
 
     @property
+    def superseded_while_open(self) -> bool:
+        """True when the request is still open (pending approval or signing) and its policy is no
+        longer the one in force: the nodes will not sign it, whatever its approvals."""
+        return self.policy_in_force is False and self.state not in TERMINAL_STATES
+
+    @property
     def approved_by(self) -> list[str]:
-        """Approvers whose approval was verified (each once); empty when ``approvals_verified`` is False."""
-        return self._verified("approve")
+        """Approvers whose approval was verified (each once); empty when ``approvals_verified`` is
+        False, and while the request is open under a superseded policy (those approvals cannot
+        make it signable: :meth:`verified` still names them)."""
+        return [] if self.superseded_while_open else self.verified("approve")
 
     @property
     def rejected_by(self) -> list[str]:
         """Approvers whose rejection was verified (each once)."""
-        return self._verified("reject")
+        return self.verified("reject")
 
     @property
     def unverified(self) -> list[ApprovalView]:
@@ -406,6 +426,9 @@ class SignRequest:
             ],
             "approvals_verified": self.approvals_verified,
             "approvals_unverified_reason": None if self.approvals_verified else self.approvals_note,
+            "policy_in_force": self.policy_in_force,
+            "policy_in_force_version": self.policy_in_force_version,
+            "policy_in_force_scope": self.policy_in_force_scope,
             "signature": self.signature.as_dict(chain_id) if self.signature else None,
             "error": {"code": self.error_code, "message": self.error_message} if self.error_message else None,
             "attempts": self.attempts,
@@ -748,6 +771,13 @@ class MpcClient:
         Raises :class:`MpcError`: FAILED_PRECONDITION without an admin set (no cluster.json) or
         when no such admin-signed policy is found; DATA_LOSS for a policy without an admin quorum
         of our admin set; the coordinator's error when it cannot be fetched."""
+        return self._request_policy(q)[0]
+
+    def _request_policy(self, q: SigningRequest) -> tuple[KeyPolicy, _InForce]:
+        """:meth:`request_policy`, and the policy in force for ``q``'s key: (is it the request's,
+        its version, "key" | "default"). "It is the request's" is taken as known for
+        ``_IN_FORCE_TTL_S``; a superseded policy stays superseded (versions only grow), so that
+        answer is cached for good."""
         admins: AdminSet | None = getattr(self, "admin_set", None)
         if admins is None:
             raise MpcError(
@@ -756,15 +786,25 @@ class MpcClient:
             )
         ref = (q.key_id, q.policy_version, q.policy_digest)
         cache: dict[_PolicyRef, KeyPolicy] = self.__dict__.setdefault("_policies", {})
+        in_force_at: dict[_PolicyRef, tuple[float, _InForce]] = self.__dict__.setdefault("_in_force_at", {})
+        superseded: dict[_PolicyRef, _InForce] = self.__dict__.setdefault("_superseded", {})
         hit = cache.get(ref)
-        if hit is not None:
-            return hit
+        if hit is not None and ref in superseded:
+            return hit, superseded[ref]
+        seen = in_force_at.get(ref)
+        if hit is not None and seen is not None and time.monotonic() - seen[0] < _IN_FORCE_TTL_S:
+            return hit, seen[1]
 
         def named(p: KeyPolicy) -> bool:
             return p.version == q.policy_version and hmac.compare_digest(p.digest(), q.policy_digest)
 
         current = self.get_policy(q.key_id)  # DATA_LOSS without an admin quorum of ours
-        found = current.policy if named(current.policy) else None
+        in_force = (named(current.policy), current.policy.version, "default" if current.scope == DEFAULT_SCOPE else "key")
+        if in_force[0]:
+            cache[ref] = current.policy
+            in_force_at[ref] = (time.monotonic(), in_force)
+            return current.policy, in_force
+        found = hit
         for kid in (q.key_id, None):
             if found is not None:
                 break
@@ -777,7 +817,8 @@ class MpcClient:
                 f"{q.policy_digest.hex()[:16]}... for key {q.key_id.hex()[:16]}... (the policy the request names)",
             )
         cache[ref] = found
-        return found
+        superseded[ref] = in_force
+        return found, in_force
 
     def verify_approvals(self, r: SignRequest, failed: dict[_PolicyRef, str] | None = None) -> SignRequest:
         """``r`` with each approval checked, never taken on the coordinator's word: an approval
@@ -785,18 +826,21 @@ class MpcClient:
         by an approver of the policy the request names (:meth:`request_policy`); then
         ``approvals_verified`` is True and ``approval_quorum``/``approvers`` are that policy's.
         When the policy cannot be established, no approval counts and ``approvals_note`` says why.
+        ``policy_in_force`` says whether that policy is the one in force for the key now (the
+        only one the nodes sign under; else ``policy_in_force_version`` is the version that is).
         ``failed``: policies that could not be established in this view (not fetched again)."""
         ref = (r.request.key_id, r.request.policy_version, r.request.policy_digest)
         note = None if failed is None else failed.get(ref)
         policy = None
+        in_force: _InForce | None = None
         if note is None:
             try:
-                policy = self.request_policy(r.request)
+                policy, in_force = self._request_policy(r.request)
             except MpcError as e:
                 note = f"the request's policy could not be checked: {e.message[:300]}"
                 if failed is not None:
                     failed[ref] = note
-        if policy is None:
+        if policy is None or in_force is None:
             why = note or "not checked"
             return replace(
                 r, approvals=tuple(replace(a, verified=False, why=why) for a in r.approvals), approvals_verified=False,
@@ -822,7 +866,8 @@ class MpcClient:
                 views.append(replace(a, verified=False, why=f"{e.field}: {e.reason}"))
         return replace(
             r, approvals=tuple(views), approval_quorum=policy.approval_quorum, approvers=len(policy.approvers),
-            approvals_verified=True, approvals_note="",
+            approvals_verified=True, approvals_note="", policy_in_force=in_force[0],
+            policy_in_force_version=in_force[1], policy_in_force_scope=in_force[2],
         )
 
     def _signed_by_its_key(self, r: SignRequest, keys: dict[bytes, Key] | None = None) -> SignRequest:

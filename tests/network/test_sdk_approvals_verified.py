@@ -18,7 +18,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from governance.approval import Decision, SigningRequest, sign_approval
-from governance.policy import AdminSignature, KeyPolicy, SignedPolicyChange, sign_policy_change
+from governance.policy import DEFAULT_SCOPE, AdminSignature, KeyPolicy, SignedPolicyChange, sign_policy_change
 from mpcnet.client import cli
 from mpcnet.client.identities import Identity
 from mpcnet.client.sdk import MpcClient
@@ -253,3 +253,112 @@ def test_an_approval_listed_twice_is_verified_once() -> None:
     assert [a["verified"] for a in d["approvals"]] == [True, False, False]
     assert all("already" in a["unverified_reason"] for a in d["approvals"][1:])
     assert r.approved_by == ["alice"] and r.rejected_by == []
+
+
+class Superseding(Coordinator):
+    """KEY_ID's own policy history ``own`` (the last one in force; none: the default's is
+    inherited) and the default scope's ``default``, as an honest coordinator reports them."""
+
+    def __init__(self, answers: list[coordinator_pb2.SignRequestInfo], own: list[SignedPolicyChange],
+                 default: list[SignedPolicyChange]) -> None:
+        super().__init__(answers, (own or default)[-1])
+        self.own, self.default = own, default
+
+    def GetPolicy(self, req: Any, timeout: float | None = None) -> coordinator_pb2.PolicyInfo:
+        self.policy_calls += 1
+        own = bool(self.own) and bytes(req.key_id) == KEY_ID
+        state = governance_pb2.PolicyState(signed_change=(self.own if own else self.default)[-1].to_bytes())
+        return S.PolicyInfo(scope=KEY_ID if own else DEFAULT_SCOPE, policy=state, inherited=bool(req.key_id) and not own)
+
+    def GetPolicyHistory(self, req: Any, timeout: float | None = None) -> Any:
+        self.policy_calls += 1
+        changes = self.own if bytes(req.key_id) == KEY_ID else self.default
+        return S.PolicyHistory(scope=req.key_id or DEFAULT_SCOPE, signed_changes=[c.to_bytes() for c in changes])
+
+
+def chain(*policies: KeyPolicy, scope: bytes = KEY_ID) -> list[SignedPolicyChange]:
+    """``policies`` as an admin-signed history of ``scope``, each change naming the one before."""
+    out = []
+    for prev, p in zip((None, *policies[:-1]), policies, strict=True):
+        ch = change(p, prev, scope=scope)
+        out.append(SignedPolicyChange(ch, tuple(sign_policy_change(ch, n, ADMIN_KEYS[n]) for n in ("ada", "bob"))))
+    return out
+
+
+def _pending_with_quorum(q: SigningRequest) -> coordinator_pb2.SignRequestInfo:
+    return info(q, approval(q, "alice"), approval(q, "bert"))  # 2 of the policy's quorum 2: "ready"
+
+
+def test_approvals_under_a_superseded_version_do_not_look_ready(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Review of issue 10: a request made under policy v1, approved by a v1 quorum, after v2
+    came into force: the nodes will sign only under v2, but the view showed the approvals as
+    verified and the quorum as met. The signatures still verify; the view says the policy is
+    SUPERSEDED, ``approved_by`` is empty while the request is open, the JSON says
+    ``policy_in_force: false``."""
+    q = request()  # under GOOD = v1
+    coord = Superseding([_pending_with_quorum(q)], chain(GOOD, policy(version=2)), [])
+    c = client(coord)
+    r = c.get_sign_request("r-1")
+    assert r.approvals_verified and r.policy_in_force is False and r.policy_in_force_version == 2
+    assert r.approved_by == [] and r.verified("approve") == ["alice", "bert"] and r.superseded_while_open
+    d = r.as_dict()
+    assert d["policy_in_force"] is False and d["policy_in_force_version"] == 2 and d["policy_in_force_scope"] == "key"
+    assert [a["verified"] for a in d["approvals"]] == [True, True]  # the signatures are genuine
+    _, out = _cli(monkeypatch, capsys, c, "request", "show", "r-1")
+    rows = {line.split("  ")[0]: line for line in out.splitlines()}
+    assert rows["approved by"].split()[-1] == "-"
+    assert rows["approvals"].endswith(
+        "verified under policy v1, SUPERSEDED by v2 (the key's own policy): the nodes will not sign this request "
+        "(approvals by alice, bert do not count)"
+    )
+    _, out = _cli(monkeypatch, capsys, c, "requests")
+    assert " 0/2 SUPERSEDED: will not sign " in out
+    _, out = _cli(monkeypatch, capsys, c, "--json", "request", "show", "r-1")
+    assert json.loads(out)["policy_in_force"] is False
+    # once the request ended, its approvals are what they were (the request was signed, or not)
+    done = _pending_with_quorum(q)
+    done.state = S.SIGN_REQUEST_STATE_DONE
+    r = client(Superseding([done], chain(GOOD, policy(version=2)), [])).get_sign_request("r-1")
+    assert r.approved_by == ["alice", "bert"] and not r.superseded_while_open
+    from mpcnet.client.cli_render import superseded_text
+
+    assert superseded_text(r) == "verified under policy v1 (since SUPERSEDED by v2 (the key's own policy))"
+
+
+def test_approvals_under_the_default_policy_of_a_key_with_its_own(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The request names the default scope's policy (v1), the key has since been given its own
+    (also v1): the default's approvals do not make the request signable."""
+    default = chain(GOOD, scope=DEFAULT_SCOPE)
+    q = request()  # GOOD's version and digest: the default's policy
+    c = client(Superseding([_pending_with_quorum(q)], chain(policy(quorum=3)), default))
+    r = c.get_sign_request("r-1")
+    assert r.approvals_verified and r.policy_in_force is False and (r.policy_in_force_version, r.policy_in_force_scope) == (1, "key")
+    assert r.approved_by == []
+    _, out = _cli(monkeypatch, capsys, c, "request", "show", "r-1")
+    assert "SUPERSEDED by v1 (the key's own policy): the nodes will not sign this request" in out
+    # the same request while the key inherits the default: in force, ready
+    r = client(Superseding([_pending_with_quorum(q)], [], default)).get_sign_request("r-1")
+    assert r.policy_in_force is True and r.approved_by == ["alice", "bert"] and r.as_dict()["policy_in_force"] is True
+    assert r.policy_in_force_scope == "default"
+
+
+def test_in_force_is_checked_again_after_a_while(monkeypatch: pytest.MonkeyPatch) -> None:
+    """'In force' is cached briefly (a list view costs one fetch); a wait that outlives the
+    cache notices a policy change that supersedes the request's."""
+    from mpcnet.client import sdk
+
+    q = request()
+    coord = Superseding([_pending_with_quorum(q)], chain(GOOD), [])
+    c = client(coord)
+    assert c.get_sign_request("r-1").policy_in_force is True
+    coord.own = chain(GOOD, policy(version=2))
+    assert c.get_sign_request("r-1").policy_in_force is True  # within the cache's life
+    monkeypatch.setattr(sdk, "_IN_FORCE_TTL_S", 0.0)
+    r = c.get_sign_request("r-1")
+    assert r.policy_in_force is False and r.approved_by == [] and r.policy_in_force_version == 2
+    calls = coord.policy_calls
+    assert c.get_sign_request("r-1").policy_in_force is False and coord.policy_calls == calls  # superseded for good
