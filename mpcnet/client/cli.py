@@ -139,6 +139,9 @@ LEAF_EPILOG = "The global options of 'mpc --help' (--cluster, --as, --json, --ti
 
 _JSON_LINES = "mpc.json_lines"
 """``ctx.meta`` flag: this command writes JSON lines (one document per line) with ``--json``."""
+_WAITING_FOR = "mpc.waiting_for"
+"""``ctx.meta``: the id of the request this command waits for (or watches): with ``--json`` its
+error document names it (``"request_id"``), so a script can resume with ``request show ID --wait``."""
 
 
 class _Root(click.Group):
@@ -151,7 +154,10 @@ class _Root(click.Group):
             if _opts(ctx).json:
                 # after JSON lines (request watch), the error is one line too
                 indent = None if ctx.meta.get(_JSON_LINES) else 2
-                view.out(json.dumps({"error": {"code": e.code.name, "message": e.message}}, indent=indent))
+                doc: dict[str, Any] = {"error": {"code": e.code.name, "message": e.message}}
+                if ctx.meta.get(_WAITING_FOR):
+                    doc["request_id"] = ctx.meta[_WAITING_FOR]
+                view.out(json.dumps(doc, indent=indent))
             raise
 
 
@@ -368,6 +374,7 @@ def _retrying(request_id: str, ctx: click.Context) -> Callable[[str], None]:
 
 def _wait(c: MpcClient, ctx: click.Context, request_id: str) -> SignRequest:
     """Wait until the request ends (or --timeout passes: MpcError DEADLINE_EXCEEDED, exit 3)."""
+    ctx.meta[_WAITING_FOR] = request_id
     return c.wait_sign_request(request_id, timeout=_opts(ctx).timeout, on_retry=_retrying(request_id, ctx))
 
 
@@ -425,6 +432,7 @@ def cmd_request_show(ctx: click.Context, request_id: str, wait: bool, chain_id: 
 def cmd_request_watch(ctx: click.Context, request_id: str, chain_id: int | None) -> int:
     last = None
     ctx.meta[_JSON_LINES] = True
+    ctx.meta[_WAITING_FOR] = request_id
     with _client(None, _opts(ctx)) as c:
         for last in c.watch_sign_request(request_id, timeout=_opts(ctx).timeout, on_retry=_retrying(request_id, ctx)):
             if _opts(ctx).json:

@@ -197,6 +197,27 @@ def test_request_sign_wait_prints_the_id_first_and_a_passed_timeout_exits_3(fake
     assert code == 0 and json.loads(out)["state"] == "done" and fake.calls[-1] == ("wait", None)  # default: no limit
 
 
+def test_a_wait_that_gives_up_names_the_request_in_its_json_error(fake: Fake) -> None:
+    """Review of issue 10: 'request sign --wait --json' past --timeout (exit 3) wrote only
+    ``{"error": ...}``: a script had no id to resume with ('request show ID --wait'), the id being
+    on stderr only. Every wait's error document names the request (additive field); other
+    commands' documents are unchanged."""
+    fake.wait_error = MpcError(grpc.StatusCode.DEADLINE_EXCEEDED, "request r-1 still pending_approval after 7.5 s")
+    fake.submit_sign_request = lambda *a, **kw: request()  # type: ignore[method-assign]
+    for argv in (["request", "sign", "--key", KEY, "--digest", "07" * 32, "--wait"], ["request", "show", "r-1", "--wait"],
+                 ["approve", "r-1", "--wait"], ["request", "watch", "r-1"]):
+        code, out, err = run(*argv, "--timeout", "7.5", "--json")
+        doc = json.loads(out.splitlines()[-1] if argv[1] == "watch" else out)
+        assert code == 3 and doc == {"error": {"code": "DEADLINE_EXCEEDED", "message": fake.wait_error.message}, "request_id": "r-1"}, argv
+        assert "'mpc request show r-1 --wait' waits again" in err.splitlines()[-1]
+    fake.wait_error = MpcError(grpc.StatusCode.PERMISSION_DENIED, "not yours")  # any error once the request exists
+    code, out, _ = run("request", "sign", "--key", KEY, "--digest", "07" * 32, "--wait", "--json")
+    assert code == 1 and json.loads(out)["request_id"] == "r-1"
+    fake.submit_sign_request = lambda *a, **kw: (_ for _ in ()).throw(MpcError(grpc.StatusCode.PERMISSION_DENIED, "no"))  # type: ignore[method-assign]
+    code, out, _ = run("request", "sign", "--key", KEY, "--digest", "07" * 32, "--wait", "--json")
+    assert code == 1 and json.loads(out) == {"error": {"code": "PERMISSION_DENIED", "message": "no"}}  # no request: no id
+
+
 def test_request_watch_json_is_json_lines_even_when_the_timeout_passes(fake: Fake, monkeypatch: pytest.MonkeyPatch) -> None:
     """``request watch --json`` writes one document per change, one per line; when --timeout passes
     the error document was pretty-printed over several lines, which a JSON-lines reader cannot parse."""
@@ -209,7 +230,9 @@ def test_request_watch_json_is_json_lines_even_when_the_timeout_passes(fake: Fak
     code, out, _ = run("request", "watch", "r-1", "--json", "--timeout", "2")
     docs = [json.loads(line) for line in out.splitlines()]
     assert code == 3 and len(docs) == 2 and docs[0]["state"] == "pending_approval"
-    assert docs[1] == {"error": {"code": "DEADLINE_EXCEEDED", "message": "request r-1 still pending_approval after 2 s"}}
+    assert docs[1] == {
+        "error": {"code": "DEADLINE_EXCEEDED", "message": "request r-1 still pending_approval after 2 s"}, "request_id": "r-1",
+    }
     monkeypatch.setattr(cli, "_cluster_info", lambda opts: {"audit": {"coordinator": {}}})
     fake.fetch_audit = lambda name: (_ for _ in ()).throw(MpcError(grpc.StatusCode.PERMISSION_DENIED, "auditors only"))  # type: ignore[attr-defined]
     code, out, _ = run("--json", "audit", "export", "--jsonl")
