@@ -302,6 +302,11 @@ def _gov(e: GovernanceError) -> CliUsage:
 @click.option("--request-id", type=Identifier("request"), default=None, help="idempotency key [A-Za-z0-9._-]{1,64}")
 def cmd_keygen(ctx: click.Context, label: str, request_id: str | None) -> int:
     with _client(None, _opts(ctx)) as c:
+        # the DKG holds the call for up to the coordinator's dkg_timeout_s: say so first (stderr)
+        nodes = f"{len(c.node_endpoints)} nodes" if c.node_endpoints else "every node"
+        view.err(f"creating a key{f' (request {request_id})' if request_id else ''}: DKG on {nodes}...")
+        if request_id:
+            ctx.meta[_WAITING_FOR] = request_id  # an error (e.g. --rpc-timeout) names it; 'request show ID' tells how it ended
         key = c.create_key(label, request_id=request_id or "")
     d = key.describe()
     _show(ctx, d, view.key_rows(d))

@@ -107,8 +107,10 @@ def test_up_writes_cluster_json_and_everything_is_healthy(cdir: Path) -> None:
 
 
 def test_keygen_request_approve_sign_pubkey_keys_with_json(cdir: Path) -> None:
-    key = json.loads(mpc_process(cdir, "admin1", "keygen", "--label", "cli", "--json").stdout)
+    made = mpc_process(cdir, "admin1", "keygen", "--label", "cli", "--json")
+    key = json.loads(made.stdout)
     assert key["status"] == "active" and key["label"] == "cli"
+    assert made.stderr.splitlines() == ["creating a key: DKG on 3 nodes..."]  # said first (the DKG takes a while)
     digest = hashlib.sha256(b"cli").digest()
     sig = sign_via_cli(cdir, key["key_id"], digest, "--path", "m/0/1", via=mpc_process)
     assert set(sig) >= {"r", "s", "recovery_id", "der", "public_key", "request_id"}

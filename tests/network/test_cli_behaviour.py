@@ -75,6 +75,7 @@ class Fake:
         self.wait_error: MpcError | None = None
         self.raise_on_list: BaseException | None = None
         self.outages: list[str] = []  # what the SDK's on_retry is called with during a wait
+        self.node_endpoints: dict[str, str] = {}  # from cluster.json (none: --endpoint)
         self.__dict__.update(kw)
 
     def __enter__(self) -> Fake:
@@ -87,6 +88,12 @@ class Fake:
         if self.raise_on_list is not None:
             raise self.raise_on_list
         return [FakeKey(), FakeKey()]
+
+    def create_key(self, label: str, *, request_id: str = "") -> FakeKey:
+        self.calls.append(("create_key", request_id))
+        if self.wait_error is not None:
+            raise self.wait_error
+        return FakeKey()
 
     def get_key(self, key_id: bytes) -> FakeKey:
         return FakeKey()
@@ -548,3 +555,19 @@ def test_pubkey_help_names_what_it_prints() -> None:
         assert cli.main(["pubkey", "--help"]) == 0
     text = " ".join(out.getvalue().split())
     assert "PEM" in text and "xpub" in text and "chain code" in text and "Ethereum address" in text
+
+
+def test_keygen_says_what_it_waits_for_first(fake: Fake) -> None:
+    """Review of issue 10: 'mpc keygen' was silent during the DKG (up to the coordinator's
+    dkg_timeout_s); like 'request sign --wait' it now says first, on stderr, what it waits for
+    (the number of nodes from cluster.json when known); with --json stdout stays one document."""
+    fake.node_endpoints = {"node-1": "127.0.0.1:1", "node-2": "127.0.0.1:2", "node-3": "127.0.0.1:3"}
+    code, out, err = run("keygen", "--label", "ops", "--json")
+    assert code == 0 and json.loads(out)["key_id"] == KEY and err.splitlines() == ["creating a key: DKG on 3 nodes..."]
+    fake.node_endpoints = {}  # --endpoint: the nodes are not known here
+    code, out, err = run("keygen", "--request-id", "kg.7")
+    assert code == 0 and out.startswith("key_id") and err.splitlines() == ["creating a key (request kg.7): DKG on every node..."]
+    fake.wait_error = MpcError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")  # --rpc-timeout passed: the DKG goes on
+    code, out, err = run("keygen", "--request-id", "kg.7", "--json")
+    assert code == 3 and json.loads(out) == {"error": {"code": "DEADLINE_EXCEEDED", "message": "Deadline Exceeded"}, "request_id": "kg.7"}
+    assert err.splitlines()[0] == "creating a key (request kg.7): DKG on every node..." and len(err.splitlines()) == 2
