@@ -630,6 +630,8 @@ class MpcClient:
         self.node_endpoints: dict[str, str] = {}  # node name -> endpoint, for direct pushes (admins)
         self._node_channels: dict[str, grpc.Channel] = {}
         self._policies: dict[_PolicyRef, KeyPolicy] = {}  # see request_policy
+        self._in_force_at: dict[_PolicyRef, tuple[float, _InForce]] = {}  # see _request_policy
+        self._superseded: dict[_PolicyRef, _InForce] = {}
 
     @staticmethod
     def from_cluster(directory: str | Path, *, identity: str, timeout: float = 300.0) -> MpcClient:
