@@ -29,6 +29,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey  # noqa: E402
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat  # noqa: E402
 
 from governance.approval import (  # noqa: E402
@@ -50,6 +51,16 @@ from governance.policy import (  # noqa: E402
     sign_policy_change,
 )
 from governance.reservation import Reservation, ReservationReceipt, sign_reservation  # noqa: E402
+from governance.roster import (  # noqa: E402
+    Roster,
+    RosterChange,
+    RosterEntry,
+    SignedRosterChange,
+    add_node,
+    revoke_node,
+    rotate_keys,
+    sign_roster_change,
+)
 
 VECTORS_DIR = ROOT / "spec" / "vectors"
 SPEC = "spec/governance-v1.md"
@@ -67,6 +78,8 @@ KEY_SEEDS: dict[str, tuple[str, int]] = {
     "node-1": ("node identity (roster index 1, audit component node-1)", 0x21),
     "node-2": ("node identity (roster index 2)", 0x22),
     "node-3": ("node identity (roster index 3)", 0x23),
+    "node-1-rotated": ("node identity (roster index 1 after its key rotation, roster.json)", 0x24),
+    "node-4": ("node identity (roster index 4, added in roster.json)", 0x25),
 }
 
 
@@ -699,6 +712,134 @@ def negative_file() -> dict[str, object]:
     )
 
 
+# --- roster (5.13-5.16) -----------------------------------------------------------------------
+
+
+def _x25519(seed_byte: int) -> bytes:
+    """The X25519 public key of the private key ``bytes([seed_byte]) * 32`` (RFC 7748)."""
+    key = X25519PrivateKey.from_private_bytes(bytes([seed_byte]) * 32)
+    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def _node(index: int, identity: str, enc_seed: int) -> RosterEntry:
+    return RosterEntry(
+        index, f"node-{index}", _public(identity), _x25519(enc_seed),
+        hashlib.sha256(f"node-{index} certificate".encode()).digest(), f"node-{index}.example:{7000 + index}",
+    )
+
+
+def _roster_chain() -> list[tuple[str, Roster, tuple[str, ...]]]:
+    r1 = Roster(1, 0, tuple(_node(i, f"node-{i}", 0x30 + i) for i in (1, 2, 3)))
+    r2 = rotate_keys(r1, 1, identity_key=_public("node-1-rotated"), encryption_key=_x25519(0x41))
+    r3 = revoke_node(r2, 3)
+    r4 = add_node(r3, _node(4, "node-4", 0x34))
+    return [("first", r1, ("ada", "bob")), ("rotate-node-1", r2, ("bob", "cyd")),
+            ("revoke-node-3", r3, ("ada", "cyd")), ("add-node-4", r4, ("ada", "bob"))]
+
+
+def _signed_roster(change: RosterChange, admins: Sequence[str]) -> SignedRosterChange:
+    return SignedRosterChange(change, tuple(sign_roster_change(change, a, _private(a)) for a in admins))
+
+
+ROSTER_DECODERS: dict[str, Callable[[bytes], object]] = {
+    "roster-entry": RosterEntry.from_bytes,
+    "roster": Roster.from_bytes,
+    "roster-change": RosterChange.from_bytes,
+    "signed-roster-change": SignedRosterChange.from_bytes,
+}
+
+
+def _roster_error_field(kind: str, data: bytes) -> str:
+    try:
+        ROSTER_DECODERS[kind](data)
+    except GovernanceError as e:
+        return e.field
+    raise AssertionError(f"negative vector for {kind} is accepted by the Python decoder")
+
+
+def roster_file() -> dict[str, object]:
+    root = _admin_set().digest()
+    out = []
+    prev: Roster | None = None
+    changes: list[RosterChange] = []
+    for name, roster, admins in _roster_chain():
+        change = RosterChange(roster, None if prev is None else prev.digest(), root)
+        signed = _signed_roster(change, admins)
+        out.append({
+            "name": name,
+            "roster": {"fields": roster.to_dict(), "encoding": roster.encode().hex(), "digest": roster.digest().hex()},
+            "entries": [e.encode().hex() for e in roster.entries],
+            "change": {"fields": change.to_dict(), "encoding": change.encode().hex(), "digest": change.digest().hex()},
+            "admin_signatures": [_sig(s.admin, change.encode(), s.signature) for s in signed.signatures],
+            "signed_change": {"fields": signed.to_dict(), "encoding": signed.to_bytes().hex()},
+        })
+        changes.append(change)
+        prev = roster
+    chain = _roster_chain()
+    r1, r3 = chain[0][1], chain[2][1]
+    reuse = Roster(4, 3, tuple(_node(3, "node-4", 0x34) if e.index == 3 else e for e in r3.entries))
+    invalid = [
+        {
+            "name": "one-admin-of-quorum-2", "after": None,
+            "signed_change": _signed_roster(changes[0], ("ada",)).to_bytes().hex(),
+            "reason": "1 distinct admin signed, the admin set's quorum is 2",
+        },
+        {
+            "name": "not-chained", "after": "first",
+            "signed_change": _signed_roster(RosterChange(chain[1][1], bytes(32), root), ("ada", "bob")).to_bytes().hex(),
+            "reason": "previous_digest is not the digest of roster 'first'",
+        },
+        {
+            "name": "revoked-index-reused", "after": "revoke-node-3",
+            "signed_change": _signed_roster(RosterChange(reuse, r3.digest(), root), ("ada", "bob")).to_bytes().hex(),
+            "reason": "node 3 is revoked: its entry may never change and its index is never reused",
+        },
+    ]
+    e1 = r1.entries[0]
+    entry_head = (
+        _tag("roster-entry") + _uint(1) + _text("node-1") + _field(e1.identity_key)
+    )
+    entry_tail = _field(e1.tls_fingerprint) + _text(e1.endpoint) + _uint(1) + _uint(1)
+    roster_head = _tag("roster") + _uint(1) + _uint(0)
+    e2 = r1.entries[1].encode()
+    cases = [
+        ("roster-entry", "encryption-key-zero", entry_head + _field(bytes(32)) + entry_tail,
+         "an all-zero X25519 key (u = 0, low order) is refused"),
+        ("roster-entry", "encryption-key-order-8",
+         entry_head + _field((325606250916557431795983626356110631294008115727848805560023387167927233504).to_bytes(32, "little"))
+         + entry_tail, "an X25519 point of order 8 is refused"),
+        ("roster-entry", "identity-key-small-order",
+         _tag("roster-entry") + _uint(1) + _text("node-1") + _field((1).to_bytes(32, "little"))
+         + _field(e1.encryption_key) + entry_tail, "a small-order Ed25519 identity key is refused"),
+        ("roster-entry", "status-3",
+         entry_head + _field(e1.encryption_key) + _field(e1.tls_fingerprint) + _text(e1.endpoint) + _uint(3) + _uint(1),
+         "status must be 1 (active) or 2 (revoked)"),
+        ("roster-entry", "endpoint-no-port",
+         entry_head + _field(e1.encryption_key) + _field(e1.tls_fingerprint) + _text("node-1.example") + _uint(1) + _uint(1),
+         "endpoint must be HOST:PORT"),
+        ("roster", "entries-unsorted", roster_head + _count(2) + _field(e2) + _field(e1.encode()),
+         "entries must be in strictly increasing index order"),
+        ("roster", "no-entries", roster_head + _count(0), "a roster has 1..255 entries"),
+        ("roster-change", "nested-trailing-byte",
+         _tag("roster-change") + _field(root) + _field(r1.encode() + b"\x00") + _count(0),
+         "the nested Roster has a trailing byte"),
+    ]
+    negative = [
+        {"object": o, "name": n, "encoding": b.hex(), "reason": why, "python_error_field": _roster_error_field(o, b)}
+        for o, n, b, why in cases
+    ]
+    return _file(
+        "Node roster (5.13-5.16): a chain of four RosterChanges (first roster of nodes 1-3; node 1's identity "
+        "and encryption keys rotated; node 3 revoked; node 4 added), each with its roster, entry encodings, "
+        "admin signatures and SignedRosterChange; verify against admin-set.json, each change after the "
+        "previous one's roster. X25519 encryption keys are the public keys of the private keys 0x31*32, "
+        "0x32*32, ... (0x41*32 after node 1's rotation); TLS fingerprints are SHA-256('node-N certificate'). "
+        "'invalid': signed changes whose verification after the named roster MUST fail; 'negative': "
+        "encodings a decoder MUST reject (Python only: the Node example does not read this file).",
+        {"chain": out, "invalid": invalid, "negative": negative},
+    )
+
+
 DECODERS: dict[str, Callable[[bytes], object]] = {
     "admin-set": AdminSet.from_bytes,
     "key-policy": KeyPolicy.from_bytes,
@@ -733,6 +874,7 @@ FILES: dict[str, Callable[[], dict[str, object]]] = {
     "reservation.json": reservation_file,
     "audit.json": audit_file,
     "negative.json": negative_file,
+    "roster.json": roster_file,
 }
 
 

@@ -46,6 +46,14 @@ from governance.policy import (
     sign_policy_change,
 )
 from governance.reservation import Reservation, ReservationReceipt, sign_reservation, verify_receipts
+from governance.roster import (
+    Roster,
+    RosterChange,
+    RosterEntry,
+    SignedRosterChange,
+    verify_roster_change,
+    verify_roster_history,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 VECTORS = ROOT / "spec" / "vectors"
@@ -488,3 +496,75 @@ def test_an_encoder_written_from_the_spec_reproduces_every_vector() -> None:
         prev = hashlib.sha256(pre).digest()
         assert prev.hex() == e["entry_hash"]
         assert (_tag("audit-signature") + _f(prev)).hex() == e["signature"]["message"]
+
+
+# --- roster.json (5.13-5.16) ----------------------------------------------------------------
+
+ROSTER = _load("roster.json")
+ROSTER_DECODERS: dict[str, Any] = {
+    "roster-entry": RosterEntry.from_bytes,
+    "roster": Roster.from_bytes,
+    "roster-change": RosterChange.from_bytes,
+    "signed-roster-change": SignedRosterChange.from_bytes,
+}
+
+
+def spec_roster_entry(f: dict[str, Any]) -> bytes:
+    status = {"active": 1, "revoked": 2}[f["status"]]
+    return (
+        _tag("roster-entry") + _u(f["index"]) + _t(f["name"]) + _f(_h(f["identity_key"])) + _f(_h(f["encryption_key"]))
+        + _f(_h(f["tls_fingerprint"])) + _t(f["endpoint"]) + _u(status) + _u(f["key_version"])
+    )
+
+
+def spec_roster(f: dict[str, Any]) -> bytes:
+    entries = f["entries"]
+    return _tag("roster") + _u(f["version"]) + _u(f["epoch"]) + _c(len(entries)) + b"".join(_f(spec_roster_entry(e)) for e in entries)
+
+
+def spec_roster_change(f: dict[str, Any]) -> bytes:
+    prev = _c(0) if f["previous_digest"] is None else _c(1) + _f(_h(f["previous_digest"]))
+    return _tag("roster-change") + _f(_h(f["governance_root"])) + _f(spec_roster(f["new_roster"])) + prev
+
+
+def test_roster_chain_vectors() -> None:
+    admins = AdminSet.from_dict(_load("admin-set.json")["vectors"][0]["fields"])
+    prev: Roster | None = None
+    history = []
+    for v in ROSTER["chain"]:
+        roster = Roster.from_dict(v["roster"]["fields"])
+        assert roster.encode().hex() == v["roster"]["encoding"] == spec_roster(v["roster"]["fields"]).hex()
+        assert roster.digest().hex() == v["roster"]["digest"]
+        assert Roster.from_bytes(_h(v["roster"]["encoding"])) == roster
+        assert [e.encode().hex() for e in roster.entries] == v["entries"]
+        change = RosterChange.from_dict(v["change"]["fields"])
+        assert change.encode().hex() == v["change"]["encoding"] == spec_roster_change(v["change"]["fields"]).hex()
+        assert change.digest().hex() == v["change"]["digest"]
+        for sig in v["admin_signatures"]:
+            assert sig["message"] == v["change"]["encoding"]
+            _check_signature(sig)
+        signed = SignedRosterChange.from_bytes(_h(v["signed_change"]["encoding"]))
+        assert signed == SignedRosterChange.from_dict(v["signed_change"]["fields"])
+        assert signed.to_bytes().hex() == v["signed_change"]["encoding"]
+        assert verify_roster_change(prev, signed, admins) == roster
+        history.append(signed)
+        prev = roster
+    assert verify_roster_history(admins, history) == prev
+
+
+@pytest.mark.parametrize("vector", ROSTER["invalid"], ids=[v["name"] for v in ROSTER["invalid"]])
+def test_roster_invalid_vector_is_refused(vector: dict[str, Any]) -> None:
+    admins = AdminSet.from_dict(_load("admin-set.json")["vectors"][0]["fields"])
+    rosters = {v["name"]: Roster.from_dict(v["roster"]["fields"]) for v in ROSTER["chain"]}
+    prev = None if vector["after"] is None else rosters[vector["after"]]
+    expected = {"one-admin-of-quorum-2": "signatures", "not-chained": "previous_digest", "revoked-index-reused": "new_roster.entries[2]"}
+    with pytest.raises(GovernanceError) as info:
+        verify_roster_change(prev, SignedRosterChange.from_bytes(_h(vector["signed_change"])), admins)
+    assert info.value.field == expected[vector["name"]], info.value
+
+
+@pytest.mark.parametrize("vector", ROSTER["negative"], ids=[f"{v['object']}:{v['name']}" for v in ROSTER["negative"]])
+def test_roster_negative_vector_is_rejected(vector: dict[str, str]) -> None:
+    with pytest.raises(GovernanceError) as info:
+        ROSTER_DECODERS[vector["object"]](bytes.fromhex(vector["encoding"]))
+    assert info.value.field == vector["python_error_field"], info.value
