@@ -3,7 +3,8 @@
 Pure, sans-IO checks that the coordinator *and* every node run on the same inputs
 (:mod:`governance.policy`, :mod:`governance.approval`), over one canonical encoding
 (:mod:`governance.encoding`), and the rules of the append-only, hash-chained, signed audit log
-(:mod:`governance.audit`; its SQLite store is :mod:`mpcnet.common.stores.audit`). No I/O: no files,
+(:mod:`governance.audit`; its SQLite store is :mod:`mpcnet.common.stores.audit`), and the
+admin-governed node roster (:mod:`governance.roster`). No I/O: no files,
 sockets, threads or clocks (``tests/test_import_contract.py`` enforces it). Every failure is a
 :class:`GovernanceError` naming the field.
 """
@@ -36,6 +37,18 @@ from .policy import (
     sign_policy_change,
     verify_policy_change,
 )
+from .roster import (
+    NodeStatus,
+    Roster,
+    RosterChange,
+    RosterEntry,
+    SignedRosterChange,
+    active_entries,
+    is_revoked_identity,
+    sign_roster_change,
+    verify_roster_change,
+    verify_roster_history,
+)
 
 __all__ = [
     "DEFAULT_SCOPE",
@@ -48,20 +61,30 @@ __all__ = [
     "Decision",
     "GovernanceError",
     "KeyPolicy",
+    "NodeStatus",
     "PolicyChange",
     "QuorumResult",
     "RateLimit",
+    "Roster",
+    "RosterChange",
+    "RosterEntry",
     "SignedPolicyChange",
+    "SignedRosterChange",
     "SigningRequest",
     "Tally",
+    "active_entries",
     "check_admin_signature",
     "check_approval",
     "check_request",
+    "is_revoked_identity",
     "rate_limit_ok",
     "sign_approval",
     "sign_policy_change",
+    "sign_roster_change",
     "tally",
     "verify_approvals",
     "verify_entries",
     "verify_policy_change",
+    "verify_roster_change",
+    "verify_roster_history",
 ]
