@@ -49,7 +49,7 @@ from ._checks import (
 )
 from .encoding import Decoder, Encoder, domain_tag, sha256
 from .errors import GovernanceError, field_prefix
-from .policy import CLUSTER_ID_LEN, DIGEST_LEN, MAX_VERSION, AdminSet, AdminSignature
+from .policy import DIGEST_LEN, MAX_VERSION, AdminSet, AdminSignature
 from .text import quote
 
 ROSTER_ENTRY_TAG = domain_tag("roster-entry")
@@ -350,12 +350,14 @@ def active_entries(roster: Roster) -> tuple[RosterEntry, ...]:
 
 
 def is_revoked_identity(roster: Roster, key: bytes) -> bool:
-    """True iff ``key`` is the identity key of a revoked entry (compared in constant time)."""
+    """True iff ``key`` (32 bytes) is the identity key of a revoked entry (constant-time compare)."""
+    key = check_bytes(key, "key", length=PUBLIC_KEY_LEN)
     return any(not e.active and hmac.compare_digest(e.identity_key, key) for e in roster.entries)
 
 
 def active_entry_by_identity(roster: Roster, key: bytes) -> RosterEntry | None:
     """The active entry whose identity key is ``key``, or None (revoked, rotated away, unknown)."""
+    key = check_bytes(key, "key", length=PUBLIC_KEY_LEN)
     for e in roster.entries:
         if e.active and hmac.compare_digest(e.identity_key, key):
             return e
@@ -364,6 +366,7 @@ def active_entry_by_identity(roster: Roster, key: bytes) -> RosterEntry | None:
 
 def active_entry_by_fingerprint(roster: Roster, fingerprint: bytes) -> RosterEntry | None:
     """The active entry whose TLS certificate fingerprint is ``fingerprint``, or None."""
+    fingerprint = check_bytes(fingerprint, "fingerprint", length=FINGERPRINT_LEN)
     for e in roster.entries:
         if e.active and hmac.compare_digest(e.tls_fingerprint, fingerprint):
             return e
@@ -500,7 +503,7 @@ class RosterChange:
             roster = Roster.from_dict(d["new_roster"])
         prev = d["previous_digest"]
         previous = None if prev is None else from_hex(prev, "previous_digest", length=DIGEST_LEN)
-        return cls(roster, previous, from_hex(d["governance_root"], "governance_root", length=CLUSTER_ID_LEN))
+        return cls(roster, previous, from_hex(d["governance_root"], "governance_root", length=DIGEST_LEN))
 
 
 @dataclass(frozen=True)
@@ -653,6 +656,8 @@ def _check_transition(prev: Roster | None, new: Roster) -> None:
                 raise GovernanceError(join(field, "key_version"), "must be 1 for a new node")
     if not changed:
         raise GovernanceError("new_roster", "changes no entry")
+    if not active_entries(new):
+        raise GovernanceError("new_roster.entries", "no active node would remain")
     if lifecycle and new.epoch <= prev.epoch:
         raise GovernanceError("new_roster.epoch", f"must advance past {prev.epoch}: keys or members changed")
 

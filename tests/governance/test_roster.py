@@ -113,7 +113,7 @@ def test_construction_errors_name_the_field(kw: dict[str, object], field: str) -
         if "index_" in kw:
             RosterEntry(kw["index_"], "n", _ed(1), _x(1), _fp(1), "h:1")  # type: ignore[arg-type]
         else:
-            entry(1, **kw)
+            entry(1, **kw)  # type: ignore[arg-type]
     assert info.value.field == field
 
 
@@ -380,3 +380,15 @@ def test_strict_decoding() -> None:
     with pytest.raises(GovernanceError) as info:
         Roster.from_dict({**r.to_dict(), "extra": 1})
     assert info.value.field == "extra"
+
+
+def test_lookups_validate_their_argument_and_last_active_node_stays() -> None:
+    r = first_roster(1)
+    with pytest.raises(GovernanceError) as info:
+        is_revoked_identity(r, b"short")
+    assert info.value.field == "key"
+    with pytest.raises(GovernanceError) as info:
+        active_entry_by_fingerprint(r, "ab")  # type: ignore[arg-type]
+    assert info.value.field == "fingerprint"
+    with pytest.raises(GovernanceError, match="no active node"):
+        verify_roster_change(r, signed(revoke_node(r, 1), r), admin_set())
