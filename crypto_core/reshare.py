@@ -20,38 +20,46 @@ A party may be both (it keeps its own evaluation).
   checked (any other point aborts naming the sender); proofs for ``k >= 1`` only.
   ``x'_j = x_j + sum_i delta_i(j)``, ``S'_m = S_m + sum_i G_i(m)``.
 
-Rounds (``B`` broadcast, ``D`` direct and confidential):
+Rounds (``B`` broadcast, ``D`` direct and confidential; every participant runs all four):
 
 1. B: digest of the configuration (mode, epochs, t, t', dealers, receivers, public key, chain
    code, label, lambda_c), fresh ``sid_i``; a dealer adds ``Com(G_i)``.
-2. B: echo of round 1; a dealer adds ``G_i``, a Schnorr PoK per non-constant-zero coefficient and
-   the commitment's salt. D dealer -> every other receiver: ``g_i(j)``.
+2. B: echo of round 1; a dealer adds ``G_i``, a Schnorr PoK of every coefficient (``k >= 1`` in
+   a refresh) and the commitment's salt. D to every receiver j: from a dealer ``g_i(j)``; from a
+   receiver i the new epoch's pairwise setup as in :mod:`crypto_core.dkg` (notes 3): a zero-seed
+   contribution and the base-OT receiver message of the pair (B = j, A = i).
 3. B: echo of round 2 and a digest of the new public state (key, chain code, t', n', epoch, every
-   ``S'_m``). The result exists only after every peer confirmed the same digest.
+   ``S'_m``). D receiver to receiver: the base-OT sender reply.
+4. B: echo of round 3. D receiver to receiver: a digest of the pair's base-OT transcripts (both
+   directions) and zero seed. A receiver's :attr:`ReshareParty.result` (a :class:`KeyShare` of
+   epoch ``old_epoch + 1``, ``sid_dkg = sid_reshare``, fresh pairwise material by new index)
+   exists only after every peer confirmed the same public state, the same echoes and, for every
+   new pair, the same pairwise transcripts; an old-only dealer ends with ``retired`` set.
 
-``sid_reshare = H(session, config digest, every (party, sid_i, Com_i))`` binds all of it and is
-the new share's ``sid_dkg``; every proof context and commitment binds it or ``sid_i``, and the
+``sid_reshare = H(session, config digest, every (party, sid_i, Com_i))`` binds all of it; every
+proof context, pair id and zero seed derives from it, and commitments bind ``sid_i`` and the
 sender. Errors are :class:`ProtocolAbort`; the culprit is named only when its own message proves
 it (as in :mod:`crypto_core.dkg`); an honest party is never named.
 
-NOT done here: the new epoch's pairwise OT and zero-share seeds (notes 9.1 "must also replace the
-pairwise OT state"). :meth:`ReshareResult.keyshare` takes the fresh pairwise material as input; the
-caller must run the pairwise setup among the new committee before the share is usable, and only
-then erase the old share (two-phase; notes 9.1 "Atomicity").
+The caller keeps the old share until every party of the session finished (atomicity, notes 9.1
+and pitfall 14: a half-finished reshare must not leave a mix of epochs), then replaces it with
+:attr:`ReshareParty.result`, or erases it when :attr:`ReshareParty.retired`. Shares of different
+epochs have different ``sid_dkg``: a signing session mixing them aborts (different ``sigid``).
 """
 
 from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from . import schnorr
 from .codec import BROADCAST, DIRECT, SESSION_LEN, Protocol, Writer
 from .commitment import commit, opens
-from .errors import ProtocolAbort, UsageError
+from .errors import DecodeError, ProtocolAbort, UsageError
 from .group import Point, Q, point_sum
-from .hazmat.pairwise import PairwiseSetup
+from .hazmat import base_ot
+from .hazmat.pairwise import OteReceiverSeeds, OteSenderSeeds, PairwiseSetup
 from .keyshare import MAX_EPOCH, KeyShare
 from .params import LAMBDA_C, MAX_LABEL, MAX_PARTIES, SUPPORTED_LAMBDA
 from .rng import SYSTEM_RNG, Rng
@@ -165,44 +173,7 @@ class ReshareConfig:
         )
 
 
-@dataclass(frozen=True, repr=False)
-class ReshareResult:
-    """A receiver's new-epoch share, before the new pairwise setup (see module docstring)."""
-
-    threshold: int
-    parties: int
-    index: int  # new index
-    secret_share: int = field(repr=False)
-    public_key: Point
-    public_shares: tuple[Point, ...]
-    chain_code: bytes
-    sid_reshare: bytes
-    key_label: bytes
-    epoch: int
-    lambda_c: int
-
-    def __repr__(self) -> str:
-        return f"ReshareResult(t={self.threshold}, n={self.parties}, index={self.index}, epoch={self.epoch})"
-
-    def keyshare(self, pairwise: tuple[PairwiseSetup, ...]) -> KeyShare:
-        """The :class:`KeyShare` of the new epoch, given the new committee's fresh pairwise
-        material (one entry per new peer, ascending). Raises :class:`DecodeError` if inconsistent."""
-        ks = KeyShare(
-            threshold=self.threshold,
-            parties=self.parties,
-            index=self.index,
-            secret_share=self.secret_share,
-            public_key=self.public_key,
-            public_shares=self.public_shares,
-            chain_code=self.chain_code,
-            sid_dkg=self.sid_reshare,
-            key_label=self.key_label,
-            pairwise=pairwise,
-            lambda_c=self.lambda_c,
-            epoch=self.epoch,
-        )
-        ks.validate()
-        return ks
+_Pair = tuple[bytes, list[Point], bytes] | None  # a receiver peer's zero-seed part, base-OT message, raw
 
 
 @dataclass(frozen=True)
@@ -213,14 +184,16 @@ class _Dealt:
 
 
 class ReshareParty(RoundParty):
-    """One participant's refresh / quorum-change state machine (``start()``, then three
-    ``receive()``). A receiver ends with :attr:`result`; an old-only dealer ends with
-    ``result is None`` and :attr:`retired` set: it must erase its old share once the new
-    committee has finished its pairwise setup. ``old_share`` is required exactly for dealers.
+    """One participant's refresh / quorum-change state machine (``start()``, then four
+    ``receive()``). A receiver ends with :attr:`result`, its new-epoch :class:`KeyShare`; an
+    old-only dealer ends with ``result is None`` and :attr:`retired` set: it must then erase its
+    old share. ``old_share`` is required exactly for dealers. After any error the party is dead.
     """
 
     PROTOCOL = Protocol.RESHARE
-    SECRETS = ("_coeffs", "_old", "_own_eval", "_share")
+    SECRETS = (
+        "_coeffs", "_old", "_own_eval", "_share", "_ot_recv_state", "_zero_mine", "_bob_keys", "_alice", "_zero_seed"
+    )
 
     def __init__(self, config: ReshareConfig, old_share: KeyShare | None = None, rng: Rng = SYSTEM_RNG) -> None:
         super().__init__(config.session, config.index)
@@ -233,7 +206,8 @@ class ReshareParty(RoundParty):
         self.is_receiver = me in self._receivers
         self.all = config.parties
         self.peers = tuple(p for p in self.all if p != me)
-        self.result: ReshareResult | None = None
+        self.result: KeyShare | None = None
+        self._new_peers = [j for j in self.peers if j in self._receivers] if self.is_receiver else []
         self.retired = False
         self._old_shares = config.old_public_shares
         if self.is_dealer:
@@ -259,7 +233,7 @@ class ReshareParty(RoundParty):
         return self._round1()
 
     def _rounds(self) -> tuple[Handler, ...]:
-        return (self._round2, self._round3, self._finish)
+        return (self._round2, self._round3, self._round4, self._finish)
 
     # helpers --------------------------------------------------------------------------------
     def _g_bytes(self, G: list[Point]) -> bytes:
@@ -273,6 +247,23 @@ class ReshareParty(RoundParty):
 
     def _lam(self, party: int) -> int:
         return lagrange_coefficient(self._dealers[party], sorted(self._dealers.values()))
+
+    def _pair_sid(self, bob: int, alice: int) -> bytes:
+        """Per-pair, per-direction base-OT session id, by new indices (B = bob, A = alice)."""
+        return hash32(Tag.OT_SETUP_SID, self._sid, u16(self._receivers[bob]), u16(self._receivers[alice]))
+
+    def _direct_in_round2(self, j: int) -> bool:
+        """Whether peer j sends us a direct part in round 2 (a share, pairwise setup, or both)."""
+        return self.is_receiver and (j in self._dealers or j in self._receivers)
+
+    def _check_inbox(self, inbox: Mapping[int, Delivery], round: int, direct_from: list[int]) -> None:
+        """A broadcast from every peer; a direct part from exactly ``direct_from``."""
+        for j in self.peers:
+            got = inbox.get(j)
+            if got is not None and (got.direct is not None) != (j in direct_from):
+                raise ProtocolAbort(j, f"round {round}: direct part {'missing' if j in direct_from else 'unexpected'}")
+        bcasts = {j: Delivery(dl.broadcast, None) for j, dl in inbox.items()}
+        check_inbox(bcasts, self.peers, want_broadcast=True, want_direct=False, round=round)
 
     def _constant(self) -> int:
         """The dealt constant term: 0 in a refresh, ``lam_i^O * x_i`` in a quorum change."""
@@ -335,12 +326,27 @@ class ReshareParty(RoundParty):
             for k in range(self._first_proved(), cfg.new_threshold):
                 schnorr.prove(self._coeffs[k], self._G[k], self._coef_ctx(me, k), self._rng).write(w)
             w.raw(self._rho)
-            for j, jn in self._receivers.items():
-                value = evaluate(self._coeffs, jn)
-                if j == me:
-                    self._own_eval = value
-                else:
-                    direct[j] = Writer(self._header(2, DIRECT, j)).scalar(value).getvalue()
+        if self.is_receiver:  # pairwise setup of the new epoch (notes 3 and 9.1): B = j, A = me
+            self._zero_mine: dict[int, bytes] = {}
+            self._ot_recv_state: dict[int, base_ot.ReceiverState] = {}
+            self._ot_recv_msg: dict[int, bytes] = {}
+            for j in self._new_peers:
+                self._zero_mine[j] = self._rng.bytes(32)
+                st, pts = base_ot.receiver_message(self._pair_sid(j, me), self._rng, count=cfg.lambda_c)
+                self._ot_recv_state[j] = st
+                self._ot_recv_msg[j] = b"".join(p.encode() for p in pts)
+        for j in self.peers:
+            if j not in self._receivers:  # only receivers get direct parts
+                continue
+            d = Writer(self._header(2, DIRECT, j))
+            if self.is_dealer and j in self._receivers:
+                d.scalar(evaluate(self._coeffs, self._receivers[j]))
+            if self.is_receiver and j in self._receivers:
+                d.raw(self._zero_mine[j]).raw(self._ot_recv_msg[j])
+            direct[j] = d.getvalue()
+        if self.is_dealer:
+            if self.is_receiver:
+                self._own_eval = evaluate(self._coeffs, self._receivers[me])
             del self._coeffs
         bcast = w.getvalue()
         self._r2_self = bcast
@@ -349,22 +355,17 @@ class ReshareParty(RoundParty):
     # round 3 --------------------------------------------------------------------------------
     def _round3(self, inbox: Mapping[int, Delivery]) -> RoundOutput:
         cfg, me, tn = self.cfg, self.cfg.index, self.cfg.new_threshold
-        senders = [j for j in self.peers if j in self._dealers] if self.is_receiver else []
-        for j in self.peers:
-            got = inbox.get(j)
-            if got is not None and (got.direct is not None) != (j in senders):
-                raise ProtocolAbort(j, f"round 2: direct part {'missing' if j in senders else 'unexpected'}")
-        bcasts = {j: Delivery(dl.broadcast, None) for j, dl in inbox.items()}
-        check_inbox(bcasts, self.peers, want_broadcast=True, want_direct=False, round=2)
+        self._check_inbox(inbox, 2, [j for j in self.peers if self._direct_in_round2(j)])
         echoes: dict[int, list[bytes]] = {}
         dealt: dict[int, _Dealt] = {}
         shares: dict[int, int] = {}
+        pair_in: dict[int, tuple[bytes, list[Point], bytes]] = {}  # zero-seed part, base-OT msg, raw
         self._echo2 = {me: hash32(Tag.RESHARE_ECHO2, self._r2_self)}
         for j in self.peers:
             b, d = inbox[j].broadcast, inbox[j].direct
             assert b is not None
 
-            def dec(b: bytes = b, d: bytes | None = d, j: int = j) -> tuple[list[bytes], _Dealt | None, int | None]:
+            def dec(b: bytes = b, d: bytes | None = d, j: int = j) -> tuple[list[bytes], _Dealt | None, int | None, _Pair]:
                 r = self._reader(b, 2, BROADCAST, j)
                 echo = [r.take(ECHO_LEN, f"echo[{m}]") for m in self.all]
                 out: _Dealt | None = None
@@ -376,13 +377,21 @@ class ReshareParty(RoundParty):
                     out = _Dealt(G, proofs, r.take(32, "salt_feldman"))
                 r.finish("round-2 broadcast")
                 share: int | None = None
+                pair: _Pair = None
                 if d is not None:
                     rd = self._reader(d, 2, DIRECT, j)
-                    share = rd.scalar("share")
+                    if j in self._dealers:
+                        share = rd.scalar("share")
+                    if j in self._receivers:
+                        zero = rd.take(32, "zero_seed")
+                        raw_ot = d[len(d) - rd.remaining():]
+                        pair = (zero, rd.points(2 * cfg.lambda_c, "base_ot"), raw_ot)
                     rd.finish("round-2 direct")
-                return echo, out, share
+                return echo, out, share, pair
 
-            echo, out, share = blame_malformed(j, 2, dec, "round-2")
+            echo, out, share, pair = blame_malformed(j, 2, dec, "round-2")
+            if pair is not None:
+                pair_in[j] = pair
             echoes[j] = echo
             if out is not None:
                 dealt[j] = out
@@ -433,9 +442,30 @@ class ReshareParty(RoundParty):
                 raise ProtocolAbort(None, "round 2: own new share inconsistent with the aggregate commitment")
         self.__dict__.pop("_own_eval", None)
 
+        direct: dict[int, bytes] = {}
+        if self.is_receiver:
+            mn = self._receivers[me]
+            self._zero_seed: dict[int, bytes] = {}
+            self._bob_keys: dict[int, list[tuple[bytes, bytes]]] = {}
+            self._ot_peer_msg: dict[int, bytes] = {}
+            self._ot_reply: dict[int, bytes] = {}
+            for j in self._new_peers:
+                zero, ot, raw_ot = pair_in[j]
+                jn = self._receivers[j]
+                lo, hi = (self._zero_mine[j], zero) if mn < jn else (zero, self._zero_mine[j])
+                self._zero_seed[j] = hash32(Tag.ZERO_SEED, self._sid, u16(min(mn, jn)), u16(max(mn, jn)), lo, hi)
+                keys, reply = base_ot.sender_reply(self._pair_sid(me, j), ot, self._rng, peer=j, count=cfg.lambda_c)
+                self._bob_keys[j] = keys
+                self._ot_peer_msg[j] = raw_ot
+                self._ot_reply[j] = b"".join(p.encode() for p in reply)
+                direct[j] = Writer(self._header(3, DIRECT, j)).raw(self._ot_reply[j]).getvalue()
+            del self._zero_mine
+
         w = Writer(self._header(3, BROADCAST, 0)).raw(b"".join(self._echo2[m] for m in self.all))
         w.raw(self._confirm())
-        return RoundOutput(3, broadcast=w.getvalue())
+        bcast = w.getvalue()
+        self._r3_self = bcast
+        return RoundOutput(3, broadcast=bcast, direct=direct)
 
     def _confirm(self) -> bytes:
         c = self.cfg
@@ -450,45 +480,126 @@ class ReshareParty(RoundParty):
             list_of([s.encode() for s in self._new_pub]),
         )
 
-    # output ---------------------------------------------------------------------------------
-    def _finish(self, inbox: Mapping[int, Delivery]) -> None:
+    # round 4 ------------------------------------------------------------------------------
+    def _round4(self, inbox: Mapping[int, Delivery]) -> RoundOutput:
         cfg, me = self.cfg, self.cfg.index
-        check_inbox(inbox, self.peers, want_broadcast=True, want_direct=False, round=3)
-        parsed: dict[int, tuple[list[bytes], bytes]] = {}
+        self._check_inbox(inbox, 3, self._new_peers)
+        parsed: dict[int, tuple[list[bytes], bytes, list[Point] | None, bytes]] = {}
+        self._echo3 = {me: hash32(Tag.RESHARE_ECHO3, self._r3_self)}
         for j in self.peers:
-            b = inbox[j].broadcast
+            b, d = inbox[j].broadcast, inbox[j].direct
             assert b is not None
 
-            def dec(b: bytes = b, j: int = j) -> tuple[list[bytes], bytes]:
+            def dec(b: bytes = b, d: bytes | None = d, j: int = j) -> tuple[list[bytes], bytes, list[Point] | None, bytes]:
                 r = self._reader(b, 3, BROADCAST, j)
                 echo = [r.take(ECHO_LEN, f"echo[{m}]") for m in self.all]
                 digest = r.take(32, "confirm")
                 r.finish("round-3 broadcast")
-                return echo, digest
+                reply: list[Point] | None = None
+                raw = b""
+                if d is not None:
+                    rd = self._reader(d, 3, DIRECT, j)
+                    raw = d[len(d) - rd.remaining():]
+                    reply = rd.points(cfg.lambda_c, "base_ot_reply")
+                    rd.finish("round-3 direct")
+                return echo, digest, reply, raw
 
             parsed[j] = blame_malformed(j, 3, dec, "round-3")
+            self._echo3[j] = hash32(Tag.RESHARE_ECHO3, b)
         check_echoes(3, me, self.all, {j: parsed[j][0] for j in self.peers}, self._echo2)
         mine = self._confirm()
         for j in self.peers:
             if not hmac.compare_digest(parsed[j][1], mine):
                 raise ProtocolAbort(j, "round 3: confirmed a different new sharing")
+
+        # finish the base OTs where we are the extension sender (B = j, A = me)
+        self._alice: dict[int, OteSenderSeeds] = {}
+        self._pair_digest: dict[int, bytes] = {}
+        direct: dict[int, bytes] = {}
         if self.is_receiver:
-            self.result = ReshareResult(
-                threshold=cfg.new_threshold,
-                parties=len(self._receivers),
-                index=self._receivers[me],
-                secret_share=self._share,
-                public_key=cfg.public_key,
-                public_shares=self._new_pub,
-                chain_code=cfg.chain_code,
-                sid_reshare=self._sid,
-                key_label=cfg.key_label,
-                epoch=cfg.new_epoch,
-                lambda_c=cfg.lambda_c,
-            )
-        else:
+            for j in self._new_peers:
+                st, reply = self._ot_recv_state[j], parsed[j][2]
+                assert reply is not None
+                keys = base_ot.receiver_finish(self._pair_sid(j, me), st, reply, peer=j)
+                self._alice[j] = OteSenderSeeds(base_ot.pack_bits(st.choices), tuple(keys))
+                self._pair_digest[j] = self._pair_confirm(j, parsed[j][3])
+                direct[j] = Writer(self._header(4, DIRECT, j)).raw(self._pair_digest[j]).getvalue()
+            del self._ot_recv_state
+        w = Writer(self._header(4, BROADCAST, 0)).raw(b"".join(self._echo3[m] for m in self.all))
+        return RoundOutput(4, broadcast=w.getvalue(), direct=direct)
+
+    def _pair_confirm(self, j: int, peer_reply: bytes) -> bytes:
+        """Digest of both base-OT directions of the pair and of its zero seed, same on both sides."""
+        me = self.cfg.index
+        mn, jn = self._receivers[me], self._receivers[j]
+        mine_as_bob = hash32(Tag.RESHARE_PAIR_CONFIRM, u16(mn), u16(jn), self._ot_peer_msg[j], self._ot_reply[j])
+        mine_as_alice = hash32(Tag.RESHARE_PAIR_CONFIRM, u16(jn), u16(mn), self._ot_recv_msg[j], peer_reply)
+        lo_first = (mine_as_bob, mine_as_alice) if mn < jn else (mine_as_alice, mine_as_bob)
+        return hash32(
+            Tag.RESHARE_PAIR_CONFIRM, self._sid, u16(min(mn, jn)), u16(max(mn, jn)), *lo_first, self._zero_seed[j]
+        )
+
+    # output ---------------------------------------------------------------------------------
+    def _finish(self, inbox: Mapping[int, Delivery]) -> None:
+        cfg, me = self.cfg, self.cfg.index
+        self._check_inbox(inbox, 4, self._new_peers)
+        parsed: dict[int, tuple[list[bytes], bytes | None]] = {}
+        for j in self.peers:
+            b, d = inbox[j].broadcast, inbox[j].direct
+            assert b is not None
+
+            def dec(b: bytes = b, d: bytes | None = d, j: int = j) -> tuple[list[bytes], bytes | None]:
+                r = self._reader(b, 4, BROADCAST, j)
+                echo = [r.take(ECHO_LEN, f"echo[{m}]") for m in self.all]
+                r.finish("round-4 broadcast")
+                pair: bytes | None = None
+                if d is not None:
+                    rd = self._reader(d, 4, DIRECT, j)
+                    pair = rd.take(32, "pair_digest")
+                    rd.finish("round-4 direct")
+                return echo, pair
+
+            parsed[j] = blame_malformed(j, 4, dec, "round-4")
+        check_echoes(4, me, self.all, {j: parsed[j][0] for j in self.peers}, self._echo3)
+        if not self.is_receiver:
             self.retired = True
+            self._wipe()
+            return
+        for j in self._new_peers:
+            got = parsed[j][1]
+            assert got is not None
+            if not hmac.compare_digest(got, self._pair_digest[j]):
+                raise ProtocolAbort(j, "round 4: pairwise setup differs (tampered base-OT message or zero-seed contribution)")
+        by_new_index = sorted(self._new_peers, key=lambda j: self._receivers[j])
+        pairwise = tuple(
+            PairwiseSetup(
+                self._receivers[j],
+                OteReceiverSeeds(tuple(k0 for k0, _ in self._bob_keys[j]), tuple(k1 for _, k1 in self._bob_keys[j])),
+                self._alice[j],
+                self._zero_seed[j],
+            )
+            for j in by_new_index
+        )
+        ks = KeyShare(
+            threshold=cfg.new_threshold,
+            parties=len(self._receivers),
+            index=self._receivers[me],
+            secret_share=self._share,
+            public_key=cfg.public_key,
+            public_shares=self._new_pub,
+            chain_code=cfg.chain_code,
+            sid_dkg=self._sid,
+            key_label=cfg.key_label,
+            pairwise=pairwise,
+            lambda_c=cfg.lambda_c,
+            epoch=cfg.new_epoch,
+        )
         self._wipe()
+        try:
+            ks.validate()
+        except DecodeError as e:  # unreachable after the checks above; never a half-valid share
+            raise ProtocolAbort(None, f"round 4: the new key share is inconsistent: {e.field}") from None
+        self.result = ks
 
 
-__all__ = ["ReshareConfig", "ReshareParty", "ReshareResult"]
+__all__ = ["ReshareConfig", "ReshareParty"]

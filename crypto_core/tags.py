@@ -58,7 +58,9 @@ class Tag(enum.Enum):
     RESHARE_COEF_POK = "reshare/pok-coefficient"
     RESHARE_ECHO1 = "reshare/echo-round1"
     RESHARE_ECHO2 = "reshare/echo-round2"
+    RESHARE_ECHO3 = "reshare/echo-round3"
     RESHARE_CONFIRM = "reshare/confirm"
+    RESHARE_PAIR_CONFIRM = "reshare/pair-confirm"
     # key-share and presignature records
     RECORD_CHECKSUM = "record/checksum"
 

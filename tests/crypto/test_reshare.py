@@ -14,8 +14,7 @@ from crypto_core.errors import ProtocolAbort, UsageError
 from crypto_core.group import Point, Q
 from crypto_core.keyshare import KeyShare
 from crypto_core.local import Tamper, route, run
-from crypto_core.params import LAMBDA_C
-from crypto_core.reshare import ReshareConfig, ReshareParty, ReshareResult
+from crypto_core.reshare import ReshareConfig, ReshareParty
 from crypto_core.rng import DeterministicRng
 from crypto_core.shamir import interpolate_at_zero
 
@@ -55,7 +54,7 @@ def reshare(
     return parties
 
 
-def results(parties: dict[int, ReshareParty]) -> dict[int, ReshareResult]:
+def results(parties: dict[int, ReshareParty]) -> dict[int, KeyShare]:
     out = {}
     for p in parties.values():
         if p.result is not None:
@@ -76,13 +75,24 @@ def plans(draw):
     return t, n, dealers, t2, list(members)
 
 
-def check_new_sharing(old: dict[int, KeyShare], new: dict[int, ReshareResult], t2: int, n2: int) -> None:
+def check_new_sharing(old: dict[int, KeyShare], new: dict[int, KeyShare], t2: int, n2: int, epoch: int = 1) -> None:
     k0 = next(iter(old.values()))
     secret = interpolate_at_zero({i: old[i].secret_share for i in range(1, k0.threshold + 1)})
     assert sorted(new) == list(range(1, n2 + 1))
     for r in new.values():
-        assert (r.public_key, r.chain_code, r.threshold, r.parties, r.epoch) == (k0.public_key, k0.chain_code, t2, n2, 1)
-        assert r.public_shares == new[1].public_shares and r.sid_reshare == new[1].sid_reshare
+        r.validate()
+        assert (r.public_key, r.chain_code, r.threshold, r.parties, r.epoch) == (k0.public_key, k0.chain_code, t2, n2, epoch)
+        assert r.public_shares == new[1].public_shares and r.sid_dkg == new[1].sid_dkg and r.key_id == k0.key_id
+        assert r.sid_dkg != k0.sid_dkg
+        assert KeyShare.from_bytes(r.to_bytes()) == r and r.to_bytes()[15:17] == b"\x00\x03"
+        # fresh pairwise state: zero seeds agree pairwise, base OTs are consistent, nothing reused
+        for p in r.pairwise:
+            q = new[p.peer].peer(r.index)
+            assert p.zero_seed == q.zero_seed
+            assert all(p.zero_seed != o.zero_seed for ko in old.values() for o in ko.pairwise)
+            for k in range(0, r.lambda_c, 37):
+                bit = q.as_alice.delta_bit(k)
+                assert q.as_alice.seeds[k] == (p.as_bob.seeds1 if bit else p.as_bob.seeds0)[k]
         assert Point.base_mul(r.secret_share) == r.public_shares[r.index - 1]
     for s in itertools.combinations(range(1, n2 + 1), t2):
         assert interpolate_at_zero({m: new[m].secret_share for m in s}) == secret
@@ -125,21 +135,11 @@ def test_quorum_change_without_old_public_shares():
     check_new_sharing(old, new, 3, 3)
 
 
-def pairwise_for(t: int, n: int) -> dict[int, tuple]:
-    """Test-only: fresh pairwise material for a committee of n (the next session runs the real
-    pairwise setup of the new epoch; see crypto_core.reshare's docstring)."""
-    return {i: ks.pairwise for i, ks in keygen(t, n, seed=b"pairwise", lambda_c=LAMBDA_C).items()}
-
-
 def test_new_shares_sign_under_the_old_public_key_and_do_not_mix_with_old_ones():
     old = keygen(2, 3)
-    new = results(reshare(old, [1, 2, 3], [2, 101, 102], 2))
-    pw = pairwise_for(2, 3)
-    keys = {i: new[i].keyshare(pw[i]) for i in new}
+    keys = results(reshare(old, [1, 2, 3], [2, 101, 102], 2))
     for k in keys.values():
         assert k.epoch == 1 and k.key_id == old[1].key_id
-        assert KeyShare.from_bytes(k.to_bytes()) == k
-        assert k.to_bytes()[15:17] == b"\x00\x03"
     digest = hashlib.sha256(b"after the quorum change").digest()
     sig = sign(keys, (1, 3), digest)
     assert PublicKey(old[1].public_key.encode()).verify(sig.der(), digest, hasher=None)
@@ -156,13 +156,12 @@ def test_old_records_are_epoch_0_and_keep_version_2():
 
 def test_a_second_quorum_change_moves_to_epoch_2():
     old = keygen(2, 3)
-    new1 = results(reshare(old, [1, 2], [1, 2, 3], 2))
-    pw = pairwise_for(2, 3)
-    ks1 = {i: new1[i].keyshare(pw[i]) for i in new1}
-    new2 = results(reshare(ks1, [2, 3], [1, 2, 3], 3, seed=b"second"))
-    assert all(r.epoch == 2 for r in new2.values())
-    secret = interpolate_at_zero({i: old[i].secret_share for i in (1, 2)})
-    assert interpolate_at_zero({m: new2[m].secret_share for m in (1, 2, 3)}) == secret
+    ks1 = results(reshare(old, [1, 2], [1, 2, 3], 2))
+    new2 = results(reshare(ks1, [2, 3], [1, 2, 3, 4], 3, seed=b"second"))
+    check_new_sharing(old, new2, 3, 4, epoch=2)
+    digest = hashlib.sha256(b"epoch 2").digest()
+    sig = sign(new2, (1, 2, 4), digest)
+    assert PublicKey(old[1].public_key.encode()).verify(sig.der(), digest, hasher=None)
 
 
 def test_a_dealer_with_a_share_of_another_epoch_is_refused():
@@ -200,7 +199,7 @@ def test_bad_configurations_are_refused(kw):
 def _flip_share(rnd, sender, receiver, part, payload):
     if rnd == 2 and sender == 2 and part == "direct":
         b = bytearray(payload)
-        b[-1] ^= 1
+        b[HEADER + 31] ^= 1  # the share's last byte (the direct part starts with it)
         return bytes(b)
     return payload
 
@@ -305,6 +304,19 @@ def test_a_wrong_constant_term_in_a_quorum_change_names_the_dealer_and_changes_n
     assert all(p.result is None for p in parties.values())
 
 
+def _tamper_ot(rnd, sender, receiver, part, payload):
+    if rnd == 3 and sender == 1 and receiver == 3 and part == "direct":
+        return payload[:HEADER] + Point.base_mul(7).encode() + payload[HEADER + 33:]
+    return payload
+
+
+def test_a_tampered_base_ot_reply_is_caught_by_the_pair_confirmation():
+    old = keygen(2, 3)
+    with pytest.raises(ProtocolAbort) as e:
+        reshare(old, [1, 2, 3], [1, 2, 3], 2, tamper=_tamper_ot)
+    assert e.value.party == 3 and "pairwise setup differs" in e.value.reason
+
+
 def test_a_new_party_without_the_old_public_shares_still_refuses_a_changed_key():
     """Without the old public shares a newcomer cannot say which dealer lied: it aborts
     unattributed (the sum of constant terms is not its trusted public key), never a new key."""
@@ -322,3 +334,25 @@ def test_repr_hides_the_new_share():
     new = results(reshare(old, [1, 2], [1, 2, 3], 2))
     for r in new.values():
         assert hex(r.secret_share)[2:] not in repr(r) and str(r.secret_share) not in repr(r)
+    party = ReshareParty(
+        ReshareConfig(SESSION, 1, ((1, 1), (2, 2)), ((1, 1), (2, 2)), 2, 2, old[1].public_key, old[1].chain_code, 0),
+        old[1],
+    )
+    assert str(old[1].secret_share) not in repr(party) and hex(old[1].secret_share)[2:] not in repr(party)
+
+
+def test_a_reshare_mixing_epochs_aborts():
+    """Dealer 1 holds an epoch-1 share, dealer 2 an epoch-0 share of the same key: the
+    configurations differ (old epoch, public shares), so the session aborts in round 1."""
+    old = keygen(2, 3)
+    new = results(reshare(old, [1, 2], [1, 2, 3], 2))
+    dl = ((1, 1), (2, 2))
+    parties = {}
+    for p, ks in ((1, new[1]), (2, old[2])):
+        cfg = ReshareConfig(SESSION, p, dl, dl, 2, 2, ks.public_key, ks.chain_code, ks.epoch, ks.key_label,
+                            lambda_c=ks.lambda_c)
+        parties[p] = ReshareParty(cfg, ks, DeterministicRng(b"m" + bytes([p])))
+    with pytest.raises(ProtocolAbort, match="other parameters") as e:
+        run(parties)
+    assert e.value.party is None
+    assert all(p.result is None for p in parties.values())
