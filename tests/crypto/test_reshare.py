@@ -10,7 +10,7 @@ import pytest
 from coincurve import PublicKey
 from hypothesis import given, settings, strategies as st
 
-from crypto_core.errors import ProtocolAbort, UsageError
+from crypto_core.errors import DecodeError, ProtocolAbort, UsageError
 from crypto_core.group import Point, Q
 from crypto_core.keyshare import KeyShare
 from crypto_core.local import Tamper, route, run
@@ -356,3 +356,12 @@ def test_a_reshare_mixing_epochs_aborts():
         run(parties)
     assert e.value.party is None
     assert all(p.result is None for p in parties.values())
+
+
+def test_an_epoch_record_is_strict():
+    ks = results(reshare(keygen(2, 3), [1, 2], [1, 2, 3], 2))[1]
+    data = bytearray(ks.to_bytes())
+    assert data[25:29] == b"\x00\x00\x00\x01"  # u32 epoch right after lambda_c in version 3
+    data[28] = 0
+    with pytest.raises(DecodeError, match="epoch"):
+        KeyShare.from_bytes(bytes(data))
