@@ -32,6 +32,7 @@ T = TypeVar("T")
 class Protocol:
     DKG = 1
     SIGN = 2
+    RESHARE = 3
 
 
 @dataclass(frozen=True)

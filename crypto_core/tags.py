@@ -51,6 +51,16 @@ class Tag(enum.Enum):
     SIGN_ZERO = "sign/zero"
     SIGN_COMMIT_R = "sign/commit-R"
     SIGN_ECHO = "sign/echo"
+    # refresh and quorum change (notes section 9)
+    RESHARE_SID = "reshare/sid"
+    RESHARE_CONFIG = "reshare/config"
+    RESHARE_COMMIT_G = "reshare/commit-feldman"
+    RESHARE_COEF_POK = "reshare/pok-coefficient"
+    RESHARE_ECHO1 = "reshare/echo-round1"
+    RESHARE_ECHO2 = "reshare/echo-round2"
+    RESHARE_ECHO3 = "reshare/echo-round3"
+    RESHARE_CONFIRM = "reshare/confirm"
+    RESHARE_PAIR_CONFIRM = "reshare/pair-confirm"
     # key-share and presignature records
     RECORD_CHECKSUM = "record/checksum"
 
