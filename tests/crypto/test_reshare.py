@@ -365,3 +365,38 @@ def test_an_epoch_record_is_strict():
     data[28] = 0
     with pytest.raises(DecodeError, match="epoch"):
         KeyShare.from_bytes(bytes(data))
+
+
+def test_stale_old_public_shares_abort_unattributed_and_never_blame_an_honest_dealer():
+    """A newcomer handed the epoch-0 public shares for an epoch-1 reshare (they interpolate to
+    the key, so the configuration accepts them) used to name honest dealer 1 ("constant term is
+    not lambda_i times its old public share"). The dealers' round-1 digest of their old public
+    shares now makes every party abort in round 1, naming nobody."""
+    old = keygen(2, 3)
+    ks1 = results(reshare(old, [1, 2], [1, 2, 3], 2))
+    dl, rc = ((1, 1), (2, 2)), ((1, 1), (2, 2), (4, 3))
+    parties = {}
+    for p in (1, 2, 4):
+        k = ks1[1]
+        stale = old[1].public_shares if p == 4 else k.public_shares
+        cfg = ReshareConfig(SESSION, p, dl, rc, 2, 2, k.public_key, k.chain_code, 1, k.key_label,
+                            old_public_shares=stale, lambda_c=k.lambda_c)
+        parties[p] = ReshareParty(cfg, ks1[p] if p in (1, 2) else None, DeterministicRng(b"s" + bytes([p])))
+    errors = run_each(parties)
+    assert errors[4].party is None and "other old public shares" in errors[4].reason
+    assert all(e.party != 1 and e.party != 2 for e in errors.values())
+    assert all(p.result is None for p in parties.values())
+    with pytest.raises(UsageError, match="aborted"):
+        parties[4].receive({})
+
+
+def test_dealers_with_different_old_public_shares_abort_in_round_1():
+    """Two dealers whose key shares disagree on S (one refreshed record, one not) cannot run a
+    refresh that would give the new parties different S': round 1 aborts, unattributed."""
+    old = keygen(2, 3)
+    parties = build(old, (1, 2, 3), ((1, 1), (2, 2), (3, 3)), refresh=True)
+    p3 = parties[3]
+    p3._old_shares = tuple(reversed(p3._old_shares))  # simulate a corrupted record on party 3
+    errors = run_each(parties)
+    for p in (1, 2):
+        assert errors[p].party is None and "other old public shares" in errors[p].reason
