@@ -220,6 +220,8 @@ class ReshareParty(RoundParty):
                 raise UsageError("old_share: index or threshold differs from the configuration")
             if ks.public_key != config.public_key or not hmac.compare_digest(ks.chain_code, config.chain_code):
                 raise UsageError("old_share: belongs to another key")
+            if ks.key_label != config.key_label:
+                raise UsageError("old_share: its key label differs from the configuration's")
             if ks.epoch != config.old_epoch:
                 raise UsageError(f"old_share: epoch {ks.epoch}, the configuration says {config.old_epoch}")
             if max(self._dealers.values()) > ks.parties:

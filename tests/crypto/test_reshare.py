@@ -167,7 +167,7 @@ def test_a_second_quorum_change_moves_to_epoch_2():
 def test_a_dealer_with_a_share_of_another_epoch_is_refused():
     old = keygen(2, 3)
     k0 = old[1]
-    cfg = ReshareConfig(SESSION, 1, ((1, 1), (2, 2)), ((1, 1), (2, 2)), 2, 2, k0.public_key, k0.chain_code, 1)
+    cfg = ReshareConfig(SESSION, 1, ((1, 1), (2, 2)), ((1, 1), (2, 2)), 2, 2, k0.public_key, k0.chain_code, 1, k0.key_label)
     with pytest.raises(UsageError, match="epoch"):
         ReshareParty(cfg, k0)
 
@@ -335,7 +335,8 @@ def test_repr_hides_the_new_share():
     for r in new.values():
         assert hex(r.secret_share)[2:] not in repr(r) and str(r.secret_share) not in repr(r)
     party = ReshareParty(
-        ReshareConfig(SESSION, 1, ((1, 1), (2, 2)), ((1, 1), (2, 2)), 2, 2, old[1].public_key, old[1].chain_code, 0),
+        ReshareConfig(SESSION, 1, ((1, 1), (2, 2)), ((1, 1), (2, 2)), 2, 2, old[1].public_key, old[1].chain_code, 0,
+                      old[1].key_label),
         old[1],
     )
     assert str(old[1].secret_share) not in repr(party) and hex(old[1].secret_share)[2:] not in repr(party)
@@ -400,3 +401,13 @@ def test_dealers_with_different_old_public_shares_abort_in_round_1():
     errors = run_each(parties)
     for p in (1, 2):
         assert errors[p].party is None and "other old public shares" in errors[p].reason
+
+
+def test_a_reshare_cannot_relabel_the_key():
+    """The new shares take the configuration's key label: a dealer whose key share has another
+    label is refused, so a quorum change never silently renames the key."""
+    k0 = keygen(2, 3)[1]
+    cfg = ReshareConfig(SESSION, 1, ((1, 1), (2, 2)), ((1, 1), (2, 2)), 2, 2, k0.public_key, k0.chain_code, 0,
+                        k0.key_label + b"-renamed", lambda_c=k0.lambda_c)
+    with pytest.raises(UsageError, match="key label"):
+        ReshareParty(cfg, k0)
