@@ -75,15 +75,17 @@ _IDENTITY = bytes(33)
 
 
 def _roles(pairs: tuple[tuple[int, int], ...], what: str) -> dict[int, int]:
+    if not isinstance(pairs, tuple) or not all(isinstance(x, tuple) and len(x) == 2 for x in pairs):
+        raise UsageError(f"{what}: must be a tuple of (party, index) pairs")
+    for p, i in pairs:  # types first: a bool is not an index, and None must not reach sorted()
+        if not (type(p) is int and type(i) is int and 1 <= p <= 65535 and 1 <= i <= MAX_PARTIES):
+            raise UsageError(f"{what}: party or share index out of range")
     parties = [p for p, _ in pairs]
     idx = [i for _, i in pairs]
     if list(parties) != sorted(set(parties)):
         raise UsageError(f"{what}: parties must be distinct and ascending")
     if len(set(idx)) != len(idx):
         raise UsageError(f"{what}: duplicate share index")
-    for p, i in pairs:
-        if not (isinstance(p, int) and isinstance(i, int) and 1 <= p <= 65535 and 1 <= i <= MAX_PARTIES):
-            raise UsageError(f"{what}: party or share index out of range")
     return dict(pairs)
 
 

@@ -182,6 +182,12 @@ def test_a_dealer_with_a_share_of_another_epoch_is_refused():
         {"new_threshold": 3},
         {"chain_code": b"x"},
         {"refresh": True, "old_public_shares": None},
+        {"dealers": ((1, 1), (2, None))},  # was a TypeError, not a UsageError
+        {"dealers": ((1, 1), ("2", 2))},
+        {"receivers": ((1, True), (2, 2))},  # a bool is not an index
+        {"dealers": ((1, 0), (2, 2))},  # zero index
+        {"dealers": ((1, 1), (2, 2, 3))},
+        {"receivers": [(1, 1), (2, 2)]},  # not a tuple (the config is frozen and hashed)
     ],
 )
 def test_bad_configurations_are_refused(kw):
