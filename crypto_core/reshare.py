@@ -23,7 +23,9 @@ A party may be both (it keeps its own evaluation).
 Rounds (``B`` broadcast, ``D`` direct and confidential; every participant runs all four):
 
 1. B: digest of the configuration (mode, epochs, t, t', dealers, receivers, public key, chain
-   code, label, lambda_c), fresh ``sid_i``; a dealer adds ``Com(G_i)``.
+   code, label, lambda_c), fresh ``sid_i``; a dealer adds ``Com(G_i)`` and a digest of its old
+   public shares (every dealer's, and a receiver's given ones, must be equal, else an
+   unattributed abort: a stale vector would otherwise make a receiver blame an honest dealer).
 2. B: echo of round 1; a dealer adds ``G_i``, a Schnorr PoK of every coefficient (``k >= 1`` in
    a refresh) and the commitment's salt. D to every receiver j: from a dealer ``g_i(j)``; from a
    receiver i the new epoch's pairwise setup as in :mod:`crypto_core.dkg` (notes 3): a zero-seed
@@ -73,15 +75,17 @@ _IDENTITY = bytes(33)
 
 
 def _roles(pairs: tuple[tuple[int, int], ...], what: str) -> dict[int, int]:
+    if not isinstance(pairs, tuple) or not all(isinstance(x, tuple) and len(x) == 2 for x in pairs):
+        raise UsageError(f"{what}: must be a tuple of (party, index) pairs")
+    for p, i in pairs:  # types first: a bool is not an index, and None must not reach sorted()
+        if not (type(p) is int and type(i) is int and 1 <= p <= 65535 and 1 <= i <= MAX_PARTIES):
+            raise UsageError(f"{what}: party or share index out of range")
     parties = [p for p, _ in pairs]
     idx = [i for _, i in pairs]
     if list(parties) != sorted(set(parties)):
         raise UsageError(f"{what}: parties must be distinct and ascending")
     if len(set(idx)) != len(idx):
         raise UsageError(f"{what}: duplicate share index")
-    for p, i in pairs:
-        if not (isinstance(p, int) and isinstance(i, int) and 1 <= p <= 65535 and 1 <= i <= MAX_PARTIES):
-            raise UsageError(f"{what}: party or share index out of range")
     return dict(pairs)
 
 
@@ -218,6 +222,8 @@ class ReshareParty(RoundParty):
                 raise UsageError("old_share: index or threshold differs from the configuration")
             if ks.public_key != config.public_key or not hmac.compare_digest(ks.chain_code, config.chain_code):
                 raise UsageError("old_share: belongs to another key")
+            if ks.key_label != config.key_label:
+                raise UsageError("old_share: its key label differs from the configuration's")
             if ks.epoch != config.old_epoch:
                 raise UsageError(f"old_share: epoch {ks.epoch}, the configuration says {config.old_epoch}")
             if max(self._dealers.values()) > ks.parties:
@@ -265,6 +271,16 @@ class ReshareParty(RoundParty):
         bcasts = {j: Delivery(dl.broadcast, None) for j, dl in inbox.items()}
         check_inbox(bcasts, self.peers, want_broadcast=True, want_direct=False, round=round)
 
+    def _old_shares_digest(self) -> bytes:
+        """Digest of the old public shares ``S_1..S_n`` (32 bytes) a dealer sends in round 1.
+
+        A receiver blames dealer i by ``G_i[0] != lam_i * S_i`` and a refresh builds ``S'`` from
+        ``S``: both are sound only if every party uses the same ``S`` (a stale vector of an earlier
+        epoch also interpolates to the public key), so a mismatch aborts in round 1, unattributed.
+        """
+        assert self._old_shares is not None
+        return hash32(Tag.RESHARE_OLD_SHARES, self.cfg.session, u32(self.cfg.old_epoch), list_of([s.encode() for s in self._old_shares]))
+
     def _constant(self) -> int:
         """The dealt constant term: 0 in a refresh, ``lam_i^O * x_i`` in a quorum change."""
         return 0 if self.cfg.refresh else self._lam(self.cfg.index) * self._old % Q
@@ -280,7 +296,7 @@ class ReshareParty(RoundParty):
             G = feldman_commit(self._coeffs)
             self._G = G
             self._com, self._rho = commit(Tag.RESHARE_COMMIT_G, cfg.session + self._sid_i, me, self._g_bytes(G), rng)
-            w.raw(self._com)
+            w.raw(self._com).raw(self._old_shares_digest())
         msg = w.getvalue()
         self._r1_self = msg
         return RoundOutput(1, broadcast=msg)
@@ -292,22 +308,33 @@ class ReshareParty(RoundParty):
         r1: dict[int, tuple[bytes, bytes]] = {me: (self._sid_i, self._com)}
         self._echo1 = {me: hash32(Tag.RESHARE_ECHO1, self._r1_self)}
         mine = cfg.digest()
+        # every dealer's old public shares, and ours if we hold them, must be the same vector
+        ref_old = None if self._old_shares is None else self._old_shares_digest()
         for j in self.peers:
             raw = inbox[j].broadcast
             assert raw is not None
 
-            def dec(raw: bytes = raw, j: int = j) -> tuple[bytes, bytes, bytes]:
+            def dec(raw: bytes = raw, j: int = j) -> tuple[bytes, bytes, bytes, bytes]:
                 r = self._reader(raw, 1, BROADCAST, j)
                 conf, sid = r.take(32, "config_digest"), r.take(32, "sid")
-                com = r.take(32, "commit_feldman") if j in self._dealers else b""
+                com = old_dig = b""
+                if j in self._dealers:
+                    com, old_dig = r.take(32, "commit_feldman"), r.take(32, "old_public_shares")
                 r.finish("round-1 broadcast")
-                return conf, sid, com
+                return conf, sid, com, old_dig
 
-            conf, sid, com = blame_malformed(j, 1, dec, "round-1")
+            conf, sid, com, old_dig = blame_malformed(j, 1, dec, "round-1")
             if not hmac.compare_digest(conf, mine):
                 raise ProtocolAbort(
                     None, f"round 1: party {j} runs the reshare with other parameters: it misbehaves or was given other inputs"
                 )
+            if j in self._dealers:
+                if ref_old is None:
+                    ref_old = old_dig
+                if not hmac.compare_digest(old_dig, ref_old):
+                    raise ProtocolAbort(
+                        None, f"round 1: party {j} holds other old public shares: it misbehaves or was given other inputs"
+                    )
             r1[j] = (sid, com)
             self._echo1[j] = hash32(Tag.RESHARE_ECHO1, raw)
         for j in self.peers:

@@ -61,6 +61,7 @@ class Tag(enum.Enum):
     RESHARE_ECHO3 = "reshare/echo-round3"
     RESHARE_CONFIRM = "reshare/confirm"
     RESHARE_PAIR_CONFIRM = "reshare/pair-confirm"
+    RESHARE_OLD_SHARES = "reshare/old-public-shares"
     # key-share and presignature records
     RECORD_CHECKSUM = "record/checksum"
 

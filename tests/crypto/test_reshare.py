@@ -167,7 +167,7 @@ def test_a_second_quorum_change_moves_to_epoch_2():
 def test_a_dealer_with_a_share_of_another_epoch_is_refused():
     old = keygen(2, 3)
     k0 = old[1]
-    cfg = ReshareConfig(SESSION, 1, ((1, 1), (2, 2)), ((1, 1), (2, 2)), 2, 2, k0.public_key, k0.chain_code, 1)
+    cfg = ReshareConfig(SESSION, 1, ((1, 1), (2, 2)), ((1, 1), (2, 2)), 2, 2, k0.public_key, k0.chain_code, 1, k0.key_label)
     with pytest.raises(UsageError, match="epoch"):
         ReshareParty(cfg, k0)
 
@@ -182,6 +182,12 @@ def test_a_dealer_with_a_share_of_another_epoch_is_refused():
         {"new_threshold": 3},
         {"chain_code": b"x"},
         {"refresh": True, "old_public_shares": None},
+        {"dealers": ((1, 1), (2, None))},  # was a TypeError, not a UsageError
+        {"dealers": ((1, 1), ("2", 2))},
+        {"receivers": ((1, True), (2, 2))},  # a bool is not an index
+        {"dealers": ((1, 0), (2, 2))},  # zero index
+        {"dealers": ((1, 1), (2, 2, 3))},
+        {"receivers": [(1, 1), (2, 2)]},  # not a tuple (the config is frozen and hashed)
     ],
 )
 def test_bad_configurations_are_refused(kw):
@@ -335,7 +341,8 @@ def test_repr_hides_the_new_share():
     for r in new.values():
         assert hex(r.secret_share)[2:] not in repr(r) and str(r.secret_share) not in repr(r)
     party = ReshareParty(
-        ReshareConfig(SESSION, 1, ((1, 1), (2, 2)), ((1, 1), (2, 2)), 2, 2, old[1].public_key, old[1].chain_code, 0),
+        ReshareConfig(SESSION, 1, ((1, 1), (2, 2)), ((1, 1), (2, 2)), 2, 2, old[1].public_key, old[1].chain_code, 0,
+                      old[1].key_label),
         old[1],
     )
     assert str(old[1].secret_share) not in repr(party) and hex(old[1].secret_share)[2:] not in repr(party)
@@ -365,3 +372,48 @@ def test_an_epoch_record_is_strict():
     data[28] = 0
     with pytest.raises(DecodeError, match="epoch"):
         KeyShare.from_bytes(bytes(data))
+
+
+def test_stale_old_public_shares_abort_unattributed_and_never_blame_an_honest_dealer():
+    """A newcomer handed the epoch-0 public shares for an epoch-1 reshare (they interpolate to
+    the key, so the configuration accepts them) used to name honest dealer 1 ("constant term is
+    not lambda_i times its old public share"). The dealers' round-1 digest of their old public
+    shares now makes every party abort in round 1, naming nobody."""
+    old = keygen(2, 3)
+    ks1 = results(reshare(old, [1, 2], [1, 2, 3], 2))
+    dl, rc = ((1, 1), (2, 2)), ((1, 1), (2, 2), (4, 3))
+    parties = {}
+    for p in (1, 2, 4):
+        k = ks1[1]
+        stale = old[1].public_shares if p == 4 else k.public_shares
+        cfg = ReshareConfig(SESSION, p, dl, rc, 2, 2, k.public_key, k.chain_code, 1, k.key_label,
+                            old_public_shares=stale, lambda_c=k.lambda_c)
+        parties[p] = ReshareParty(cfg, ks1[p] if p in (1, 2) else None, DeterministicRng(b"s" + bytes([p])))
+    errors = run_each(parties)
+    assert errors[4].party is None and "other old public shares" in errors[4].reason
+    assert all(e.party != 1 and e.party != 2 for e in errors.values())
+    assert all(p.result is None for p in parties.values())
+    with pytest.raises(UsageError, match="aborted"):
+        parties[4].receive({})
+
+
+def test_dealers_with_different_old_public_shares_abort_in_round_1():
+    """Two dealers whose key shares disagree on S (one refreshed record, one not) cannot run a
+    refresh that would give the new parties different S': round 1 aborts, unattributed."""
+    old = keygen(2, 3)
+    parties = build(old, (1, 2, 3), ((1, 1), (2, 2), (3, 3)), refresh=True)
+    p3 = parties[3]
+    p3._old_shares = tuple(reversed(p3._old_shares))  # simulate a corrupted record on party 3
+    errors = run_each(parties)
+    for p in (1, 2):
+        assert errors[p].party is None and "other old public shares" in errors[p].reason
+
+
+def test_a_reshare_cannot_relabel_the_key():
+    """The new shares take the configuration's key label: a dealer whose key share has another
+    label is refused, so a quorum change never silently renames the key."""
+    k0 = keygen(2, 3)[1]
+    cfg = ReshareConfig(SESSION, 1, ((1, 1), (2, 2)), ((1, 1), (2, 2)), 2, 2, k0.public_key, k0.chain_code, 0,
+                        k0.key_label + b"-renamed", lambda_c=k0.lambda_c)
+    with pytest.raises(UsageError, match="key label"):
+        ReshareParty(cfg, k0)
