@@ -77,7 +77,8 @@ def _encode_members(enc: Encoder, members: Mapping[str, bytes]) -> None:
         enc.text(name).raw(key)
 
 
-def _check_canonical(obj_bytes: bytes, data: bytes | bytearray | memoryview) -> None:
+def check_canonical(obj_bytes: bytes, data: bytes | bytearray | memoryview) -> None:
+    """GovernanceError naming ``encoding`` unless ``data`` re-encodes to exactly ``obj_bytes``."""
     if obj_bytes != bytes(data):
         raise GovernanceError("encoding", "not the canonical encoding")
 
@@ -123,7 +124,7 @@ class AdminSet:
         quorum = dec.uint("quorum")
         dec.finish()
         out = cls(admins, quorum, cluster_id)
-        _check_canonical(out.encode(), data)
+        check_canonical(out.encode(), data)
         return out
 
     def to_dict(self) -> dict[str, object]:
@@ -227,7 +228,7 @@ class KeyPolicy:
         with field_prefix("rate_limit"):
             rate = RateLimit(max_signatures, window)
         out = cls(version, approvers, quorum, frozenset(requesters), ttl, rate)
-        _check_canonical(out.encode(), data)
+        check_canonical(out.encode(), data)
         return out
 
     def to_dict(self) -> dict[str, object]:
@@ -316,7 +317,7 @@ class PolicyChange:
         dec = Decoder(data, POLICY_CHANGE_TAG)
         out = cls._decode_body(dec)
         dec.finish()
-        _check_canonical(out.encode(), data)
+        check_canonical(out.encode(), data)
         return out
 
     @classmethod
@@ -365,6 +366,86 @@ class AdminSignature:
         object.__setattr__(self, "signature", check_bytes(self.signature, "signature", length=SIGNATURE_LEN))
 
 
+# What every admin-signed change (a policy change, a roster change) shares: its signature list's
+# shape, its canonical encoding and JSON form, and the quorum rule.
+
+
+def check_admin_signature_list(value: object) -> tuple[AdminSignature, ...]:
+    """``value`` as a tuple of at most :data:`MAX_MEMBERS` AdminSignature (GovernanceError naming
+    ``signatures`` or ``signatures[i]``)."""
+    if not isinstance(value, (tuple, list)) or len(value) > MAX_MEMBERS:
+        raise GovernanceError("signatures", f"must be a sequence of at most {MAX_MEMBERS} AdminSignature")
+    for i, s in enumerate(value):
+        if not isinstance(s, AdminSignature):
+            raise GovernanceError(f"signatures[{i}]", "must be an AdminSignature")
+    return tuple(value)
+
+
+def encode_signed_change(tag: str, change_encoding: bytes, signatures: Sequence[AdminSignature]) -> bytes:
+    """``tag``, the change's canonical encoding, then each signature (admin name, 64 bytes)."""
+    enc = Encoder(tag).raw(change_encoding).count(len(signatures))
+    for s in signatures:
+        enc.text(s.admin).raw(s.signature)
+    return enc.finish()
+
+
+def decode_signed_change(data: bytes, tag: str) -> tuple[bytes, tuple[AdminSignature, ...]]:
+    """The change's encoding (to be decoded by its own class) and the signatures of
+    :func:`encode_signed_change`'s output (strict; GovernanceError naming the field)."""
+    dec = Decoder(data, tag)
+    change_bytes = dec.raw("change")
+    sigs: list[AdminSignature] = []
+    for i in range(dec.count("signatures", max_count=MAX_MEMBERS)):
+        admin = dec.text(f"signatures[{i}].admin")
+        signature = dec.raw(f"signatures[{i}].signature", length=SIGNATURE_LEN)
+        with field_prefix(f"signatures[{i}]"):
+            sigs.append(AdminSignature(admin, signature))
+    dec.finish()
+    return change_bytes, tuple(sigs)
+
+
+def admin_signatures_to_list(signatures: Sequence[AdminSignature]) -> list[dict[str, str]]:
+    return [{"admin": s.admin, "signature": s.signature.hex()} for s in signatures]
+
+
+def admin_signatures_from_list(value: object) -> tuple[AdminSignature, ...]:
+    """The inverse of :func:`admin_signatures_to_list` (GovernanceError naming the field)."""
+    if not isinstance(value, list) or len(value) > MAX_MEMBERS:
+        raise GovernanceError("signatures", f"must be a list of at most {MAX_MEMBERS} objects")
+    sigs: list[AdminSignature] = []
+    for i, item in enumerate(value):
+        field = f"signatures[{i}]"
+        s = expect_dict(item, field, frozenset({"admin", "signature"}))
+        with field_prefix(field):
+            admin = check_name(s["admin"], "admin")
+            sigs.append(AdminSignature(admin, from_hex(s["signature"], "signature", length=SIGNATURE_LEN)))
+    return tuple(sigs)
+
+
+def require_admin_quorum(admins: AdminSet, message: bytes, signatures: Sequence[AdminSignature]) -> None:
+    """Every signature must be by a known admin and verify over ``message`` (else an error naming
+    it); at least ``admins.quorum`` *distinct* admins must have signed (a repeated admin counts once)."""
+    if isinstance(signatures, (str, bytes)) or not isinstance(signatures, Sequence):
+        raise GovernanceError("signatures", "must be a sequence of AdminSignature")
+    if len(signatures) > MAX_MEMBERS:
+        raise GovernanceError("signatures", f"more than {MAX_MEMBERS} signatures")
+    signed: set[str] = set()
+    for i, s in enumerate(signatures):
+        field = f"signatures[{i}]"
+        if not isinstance(s, AdminSignature):
+            raise GovernanceError(field, "must be an AdminSignature")
+        key = admins.admins.get(s.admin)
+        if key is None:
+            raise GovernanceError(join(field, "admin"), f"{s.admin!r} is not an admin", subject=s.admin)
+        if not ed25519_verify(key, s.signature, message):
+            raise GovernanceError(
+                join(field, "signature"), f"signature by admin {s.admin!r} does not verify over this change", subject=s.admin
+            )
+        signed.add(s.admin)
+    if len(signed) < admins.quorum:
+        raise GovernanceError("signatures", f"{len(signed)} distinct admin(s) signed, {admins.quorum} required")
+
+
 @dataclass(frozen=True)
 class SignedPolicyChange:
     """A change with the admin signatures collected for it: what crosses process boundaries."""
@@ -375,58 +456,29 @@ class SignedPolicyChange:
     def __post_init__(self) -> None:
         if not isinstance(self.change, PolicyChange):
             raise GovernanceError("change", "must be a PolicyChange")
-        if not isinstance(self.signatures, (tuple, list)) or len(self.signatures) > MAX_MEMBERS:
-            raise GovernanceError("signatures", f"must be a sequence of at most {MAX_MEMBERS} AdminSignature")
-        for i, s in enumerate(self.signatures):
-            if not isinstance(s, AdminSignature):
-                raise GovernanceError(f"signatures[{i}]", "must be an AdminSignature")
-        object.__setattr__(self, "signatures", tuple(self.signatures))
+        object.__setattr__(self, "signatures", check_admin_signature_list(self.signatures))
 
     def to_bytes(self) -> bytes:
-        enc = Encoder(SIGNED_POLICY_CHANGE_TAG).raw(self.change.encode()).count(len(self.signatures))
-        for s in self.signatures:
-            enc.text(s.admin).raw(s.signature)
-        return enc.finish()
+        return encode_signed_change(SIGNED_POLICY_CHANGE_TAG, self.change.encode(), self.signatures)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> SignedPolicyChange:
-        dec = Decoder(data, SIGNED_POLICY_CHANGE_TAG)
-        change_bytes = dec.raw("change")
-        sigs: list[AdminSignature] = []
-        for i in range(dec.count("signatures", max_count=MAX_MEMBERS)):
-            admin = dec.text(f"signatures[{i}].admin")
-            signature = dec.raw(f"signatures[{i}].signature", length=SIGNATURE_LEN)
-            with field_prefix(f"signatures[{i}]"):
-                sigs.append(AdminSignature(admin, signature))
-        dec.finish()
+        change_bytes, sigs = decode_signed_change(data, SIGNED_POLICY_CHANGE_TAG)
         with field_prefix("change"):
             change = PolicyChange.from_bytes(change_bytes)
-        out = cls(change, tuple(sigs))
-        _check_canonical(out.to_bytes(), data)
+        out = cls(change, sigs)
+        check_canonical(out.to_bytes(), data)
         return out
 
     def to_dict(self) -> dict[str, object]:
-        return {
-            "change": self.change.to_dict(),
-            "signatures": [{"admin": s.admin, "signature": s.signature.hex()} for s in self.signatures],
-        }
+        return {"change": self.change.to_dict(), "signatures": admin_signatures_to_list(self.signatures)}
 
     @classmethod
     def from_dict(cls, data: object) -> SignedPolicyChange:
         d = expect_dict(data, "", frozenset({"change", "signatures"}))
         with field_prefix("change"):
             change = PolicyChange.from_dict(d["change"])
-        raw_sigs = d["signatures"]
-        if not isinstance(raw_sigs, list) or len(raw_sigs) > MAX_MEMBERS:
-            raise GovernanceError("signatures", f"must be a list of at most {MAX_MEMBERS} objects")
-        sigs: list[AdminSignature] = []
-        for i, item in enumerate(raw_sigs):
-            field = f"signatures[{i}]"
-            s = expect_dict(item, field, frozenset({"admin", "signature"}))
-            with field_prefix(field):
-                admin = check_name(s["admin"], "admin")
-                sigs.append(AdminSignature(admin, from_hex(s["signature"], "signature", length=SIGNATURE_LEN)))
-        return cls(change, tuple(sigs))
+        return cls(change, admin_signatures_from_list(d["signatures"]))
 
     def verify(self, admins: AdminSet, current: KeyPolicy | None) -> KeyPolicy:
         """Shorthand for :func:`verify_policy_change` on this change and its signatures."""
@@ -485,31 +537,11 @@ def verify_policy_change(
         raise GovernanceError("current", "must be a KeyPolicy or None")
     if not isinstance(change, PolicyChange):
         raise GovernanceError("change", "must be a PolicyChange")
-    if isinstance(signatures, (str, bytes)) or not isinstance(signatures, Sequence):
-        raise GovernanceError("signatures", "must be a sequence of AdminSignature")
-    if len(signatures) > MAX_MEMBERS:
-        raise GovernanceError("signatures", f"more than {MAX_MEMBERS} signatures")
-
     if not hmac.compare_digest(change.governance_root, admins.digest()):
         raise GovernanceError(
             "governance_root", "names another governance root (a change made for another cluster or admin set)"
         )
-    message = change.encode()
-    signed: set[str] = set()
-    for i, s in enumerate(signatures):
-        field = f"signatures[{i}]"
-        if not isinstance(s, AdminSignature):
-            raise GovernanceError(field, "must be an AdminSignature")
-        key = admins.admins.get(s.admin)
-        if key is None:
-            raise GovernanceError(join(field, "admin"), f"{s.admin!r} is not an admin", subject=s.admin)
-        if not ed25519_verify(key, s.signature, message):
-            raise GovernanceError(
-                join(field, "signature"), f"signature by admin {s.admin!r} does not verify over this change", subject=s.admin
-            )
-        signed.add(s.admin)
-    if len(signed) < admins.quorum:
-        raise GovernanceError("signatures", f"{len(signed)} distinct admin(s) signed, {admins.quorum} required")
+    require_admin_quorum(admins, change.encode(), signatures)
 
     if current is None:
         if change.previous_digest is not None:

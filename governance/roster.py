@@ -33,15 +33,12 @@ from dataclasses import dataclass, replace
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ._checks import (
-    MAX_MEMBERS,
     PUBLIC_KEY_LEN,
-    SIGNATURE_LEN,
     check_bytes,
     check_int,
     check_name,
     check_private_key,
     check_public_key,
-    ed25519_verify,
     expect_dict,
     from_hex,
     join,
@@ -49,7 +46,19 @@ from ._checks import (
 )
 from .encoding import Decoder, Encoder, domain_tag, sha256
 from .errors import GovernanceError, field_prefix
-from .policy import DIGEST_LEN, MAX_VERSION, AdminSet, AdminSignature
+from .policy import (
+    DIGEST_LEN,
+    MAX_VERSION,
+    AdminSet,
+    AdminSignature,
+    admin_signatures_from_list,
+    admin_signatures_to_list,
+    check_admin_signature_list,
+    check_canonical,
+    decode_signed_change,
+    encode_signed_change,
+    require_admin_quorum,
+)
 from .text import quote
 
 ROSTER_ENTRY_TAG = domain_tag("roster-entry")
@@ -133,11 +142,6 @@ def _check_status(value: object, field: str = "status") -> NodeStatus:
         raise GovernanceError(field, f"must be 1 (active) or 2 (revoked), got {value}") from None
 
 
-def _check_canonical(obj_bytes: bytes, data: bytes | bytearray | memoryview) -> None:
-    if obj_bytes != bytes(data):
-        raise GovernanceError("encoding", "not the canonical encoding")
-
-
 # --- entries ---------------------------------------------------------------------------------
 
 
@@ -209,7 +213,7 @@ class RosterEntry:
         key_version = dec.uint("key_version")
         dec.finish()
         out = cls(index, name, identity, encryption, fingerprint, endpoint, status, key_version)
-        _check_canonical(out.encode(), data)
+        check_canonical(out.encode(), data)
         return out
 
     def to_dict(self) -> dict[str, object]:
@@ -325,7 +329,7 @@ class Roster:
                 raise GovernanceError(f"entries[{i}].index", "not in canonical (increasing, unique) order")
             entries.append(e)
         out = cls(version, epoch, tuple(entries))
-        _check_canonical(out.encode(), data)
+        check_canonical(out.encode(), data)
         return out
 
     def to_dict(self) -> dict[str, object]:
@@ -486,7 +490,7 @@ class RosterChange:
         with field_prefix("new_roster"):
             roster = Roster.from_bytes(roster_bytes)
         out = cls(roster, previous, root)
-        _check_canonical(out.encode(), data)
+        check_canonical(out.encode(), data)
         return out
 
     def to_dict(self) -> dict[str, object]:
@@ -516,57 +520,29 @@ class SignedRosterChange:
     def __post_init__(self) -> None:
         if not isinstance(self.change, RosterChange):
             raise GovernanceError("change", "must be a RosterChange")
-        if not isinstance(self.signatures, (tuple, list)) or len(self.signatures) > MAX_MEMBERS:
-            raise GovernanceError("signatures", f"must be a sequence of at most {MAX_MEMBERS} AdminSignature")
-        for i, s in enumerate(self.signatures):
-            if not isinstance(s, AdminSignature):
-                raise GovernanceError(f"signatures[{i}]", "must be an AdminSignature")
-        object.__setattr__(self, "signatures", tuple(self.signatures))
+        object.__setattr__(self, "signatures", check_admin_signature_list(self.signatures))
 
     def to_bytes(self) -> bytes:
-        enc = Encoder(SIGNED_ROSTER_CHANGE_TAG).raw(self.change.encode()).count(len(self.signatures))
-        for s in self.signatures:
-            enc.text(s.admin).raw(s.signature)
-        return enc.finish()
+        return encode_signed_change(SIGNED_ROSTER_CHANGE_TAG, self.change.encode(), self.signatures)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> SignedRosterChange:
-        dec = Decoder(data, SIGNED_ROSTER_CHANGE_TAG)
-        change_bytes = dec.raw("change")
-        sigs: list[AdminSignature] = []
-        for i in range(dec.count("signatures", max_count=MAX_MEMBERS)):
-            admin = dec.text(f"signatures[{i}].admin")
-            signature = dec.raw(f"signatures[{i}].signature", length=SIGNATURE_LEN)
-            with field_prefix(f"signatures[{i}]"):
-                sigs.append(AdminSignature(admin, signature))
-        dec.finish()
+        change_bytes, sigs = decode_signed_change(data, SIGNED_ROSTER_CHANGE_TAG)
         with field_prefix("change"):
             change = RosterChange.from_bytes(change_bytes)
-        out = cls(change, tuple(sigs))
-        _check_canonical(out.to_bytes(), data)
+        out = cls(change, sigs)
+        check_canonical(out.to_bytes(), data)
         return out
 
     def to_dict(self) -> dict[str, object]:
-        return {
-            "change": self.change.to_dict(),
-            "signatures": [{"admin": s.admin, "signature": s.signature.hex()} for s in self.signatures],
-        }
+        return {"change": self.change.to_dict(), "signatures": admin_signatures_to_list(self.signatures)}
 
     @classmethod
     def from_dict(cls, data: object) -> SignedRosterChange:
         d = expect_dict(data, "", frozenset({"change", "signatures"}))
         with field_prefix("change"):
             change = RosterChange.from_dict(d["change"])
-        raw_sigs = d["signatures"]
-        if not isinstance(raw_sigs, list) or len(raw_sigs) > MAX_MEMBERS:
-            raise GovernanceError("signatures", f"must be a list of at most {MAX_MEMBERS} objects")
-        sigs: list[AdminSignature] = []
-        for i, item in enumerate(raw_sigs):
-            field = f"signatures[{i}]"
-            s = expect_dict(item, field, frozenset({"admin", "signature"}))
-            with field_prefix(field):
-                sigs.append(AdminSignature(check_name(s["admin"], "admin"), from_hex(s["signature"], "signature", length=SIGNATURE_LEN)))
-        return cls(change, tuple(sigs))
+        return cls(change, admin_signatures_from_list(d["signatures"]))
 
 
 def sign_roster_change(change: RosterChange, admin_name: str, private_key: Ed25519PrivateKey) -> AdminSignature:
@@ -581,26 +557,7 @@ def sign_roster_change(change: RosterChange, admin_name: str, private_key: Ed255
 def _check_signatures(admins: AdminSet, change: RosterChange, signatures: Sequence[AdminSignature]) -> None:
     if not hmac.compare_digest(change.governance_root, admins.digest()):
         raise GovernanceError("governance_root", "names another governance root (a change made for another cluster or admin set)")
-    if isinstance(signatures, (str, bytes)) or not isinstance(signatures, Sequence):
-        raise GovernanceError("signatures", "must be a sequence of AdminSignature")
-    if len(signatures) > MAX_MEMBERS:
-        raise GovernanceError("signatures", f"more than {MAX_MEMBERS} signatures")
-    message = change.encode()
-    signed: set[str] = set()
-    for i, s in enumerate(signatures):
-        field = f"signatures[{i}]"
-        if not isinstance(s, AdminSignature):
-            raise GovernanceError(field, "must be an AdminSignature")
-        key = admins.admins.get(s.admin)
-        if key is None:
-            raise GovernanceError(join(field, "admin"), f"{s.admin!r} is not an admin", subject=s.admin)
-        if not ed25519_verify(key, s.signature, message):
-            raise GovernanceError(
-                join(field, "signature"), f"signature by admin {s.admin!r} does not verify over this change", subject=s.admin
-            )
-        signed.add(s.admin)
-    if len(signed) < admins.quorum:
-        raise GovernanceError("signatures", f"{len(signed)} distinct admin(s) signed, {admins.quorum} required")
+    require_admin_quorum(admins, change.encode(), signatures)
 
 
 def _check_transition(prev: Roster | None, new: Roster) -> None:
