@@ -2,34 +2,15 @@
 
 Each imports its command line only inside a ``try``: a Ctrl-C in the first moments, while grpc,
 cryptography and click are still being imported, ends with ``PROG: interrupted`` and exit 130
-instead of a traceback (the commands themselves handle Ctrl-C once they run). ``mpcnet``,
-``mpc_node`` and ``coordinator`` have light ``__init__`` modules, so nothing heavy is imported
-before these functions run.
+instead of a traceback (the commands themselves handle Ctrl-C once they run); see
+:func:`mpcnet.common.entry.run_entry`, which the servers' entry functions use too.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 
-EXIT_INTERRUPTED = 130
-
-
-def _interrupted(prog: str) -> int:
-    try:
-        sys.stderr.write(f"{prog}: interrupted\n")
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        pass
-    return EXIT_INTERRUPTED
-
-
-def _run(prog: str, load: Callable[[], Callable[[], int]]) -> int:
-    try:
-        main = load()
-    except KeyboardInterrupt:
-        return _interrupted(prog)
-    return main()
+from mpcnet.common.entry import run_entry as _run
 
 
 def mpc() -> int:
