@@ -55,14 +55,23 @@ def coordinator_handles(c: LocalCluster) -> Iterator[dict[int, NodeHandle]]:
             h.close()
 
 
-@pytest.fixture(scope="session")
-def cluster(tmp_path_factory: pytest.TempPathFactory):
-    c = make_cluster(tmp_path_factory, "cluster-3of5", 5, 3)
+@contextlib.contextmanager
+def running_cluster(
+    tmp_path_factory: pytest.TempPathFactory, name: str, n: int, t: int, *, fault_files: bool = False, **kw: object
+) -> Iterator[LocalCluster]:
+    """:func:`make_cluster`, started; stopped when the block ends (a module's cluster fixture)."""
+    c = make_cluster(tmp_path_factory, name, n, t, fault_files=fault_files, **kw)
     try:
         c.start_all()
         yield c
     finally:
         c.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory):
+    with running_cluster(tmp_path_factory, "cluster-3of5", 5, 3) as c:
+        yield c
 
 
 @pytest.fixture(scope="session")

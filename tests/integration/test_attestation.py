@@ -24,7 +24,7 @@ from mpcnet.client.identities import load_identity
 from mpcnet.common.stores.audit import export_jsonl
 from mpcnet.wire.mpc.v1 import node_pb2
 
-from .conftest import coordinator_handles, make_cluster
+from .conftest import coordinator_handles, running_cluster
 from .govtools import approved_bundle, bundle, default_policy, now_ms, signed_change, signing_request
 from .relay_util import run
 from .test_cluster_api import _raw_channel
@@ -37,12 +37,8 @@ DIGEST = hashlib.sha256(b"attestation tests").digest()
 
 @pytest.fixture(scope="module")
 def ac(tmp_path_factory):
-    c = make_cluster(tmp_path_factory, "attest-2of3", N, T, policy_max_age_s=MAX_AGE_S)
-    try:
-        c.start_all()
+    with running_cluster(tmp_path_factory, "attest-2of3", N, T, policy_max_age_s=MAX_AGE_S) as c:
         yield c
-    finally:
-        c.stop()
 
 
 @pytest.fixture(scope="module")

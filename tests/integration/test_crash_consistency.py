@@ -23,17 +23,13 @@ from mpcnet.cluster.launcher import child_env, command
 from mpcnet.common.keystore import load_keystore, read_passphrase
 from mpcnet.common.stores.audit import AuditLog
 
-from .conftest import make_cluster
+from .conftest import running_cluster
 
 
 @pytest.fixture(scope="module")
 def cc(tmp_path_factory):
-    c = make_cluster(tmp_path_factory, "crash-2of3", 3, 2)
-    try:
-        c.start_all()
+    with running_cluster(tmp_path_factory, "crash-2of3", 3, 2) as c:
         yield c
-    finally:
-        c.stop()
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import pytest
 
 from mpcnet.client import MpcClient, MpcError, SigningTeam
 
-from .conftest import make_cluster
+from .conftest import running_cluster
 from .test_cluster_api import verify_independently
 
 N, T = 5, 3
@@ -22,12 +22,8 @@ N, T = 5, 3
 
 @pytest.fixture(scope="module")
 def fc(tmp_path_factory):
-    c = make_cluster(tmp_path_factory, "faults-3of5", N, T, fault_files=True)
-    try:
-        c.start_all()
+    with running_cluster(tmp_path_factory, "faults-3of5", N, T, fault_files=True) as c:
         yield c
-    finally:
-        c.stop()
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,7 @@ from mpcnet.common.rpc import roles_text
 from mpcnet.common.stores.audit import export_jsonl
 from mpcnet.wire.mpc.v1 import coordinator_pb2, node_pb2
 
-from .conftest import coordinator_handles, make_cluster
+from .conftest import coordinator_handles, running_cluster
 from .govtools import (
     approvals,
     approved_bundle,
@@ -49,12 +49,8 @@ DIGEST = bytes(range(32))
 
 @pytest.fixture(scope="module")
 def gc(tmp_path_factory):
-    c = make_cluster(tmp_path_factory, "gov-2of3", N, T, fault_files=True)
-    try:
-        c.start_all()
+    with running_cluster(tmp_path_factory, "gov-2of3", N, T, fault_files=True) as c:
         yield c
-    finally:
-        c.stop()
 
 
 def _client(gc, who: str) -> MpcClient:

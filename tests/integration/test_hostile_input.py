@@ -20,7 +20,7 @@ from mpcnet.common.stores.audit import export_jsonl
 from mpcnet.wire.mpc.v1 import node_pb2
 
 from ..conftest import scaled
-from .conftest import coordinator_handles, make_cluster
+from .conftest import coordinator_handles, running_cluster
 from .govtools import approved_bundle
 
 N, T = 3, 2
@@ -31,12 +31,8 @@ HOSTILE_IDS = ["a\x00b", "\x00", "x\u202egnp.exe", "\x1b[2J\x1b[31mpwned", "x" *
 
 @pytest.fixture(scope="module")
 def hc(tmp_path_factory):
-    c = make_cluster(tmp_path_factory, "hostile-2of3", N, T)
-    try:
-        c.start_all()
+    with running_cluster(tmp_path_factory, "hostile-2of3", N, T) as c:
         yield c
-    finally:
-        c.stop()
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,7 @@ from mpcnet.common.keystore import load_keystore
 from mpcnet.common.stores.audit import export_jsonl
 from mpcnet.wire.mpc.v1 import node_pb2
 
-from .conftest import coordinator_handles, make_cluster
+from .conftest import coordinator_handles, running_cluster
 from .govtools import approved_bundle
 from .relay_util import reserve, reserve_request, run
 from .test_cluster_api import verify_independently
@@ -44,12 +44,8 @@ DIGEST = bytes(range(100, 132))
 
 @pytest.fixture(scope="module")
 def rc(tmp_path_factory):
-    c = make_cluster(tmp_path_factory, "reserve-2of4", N, T, fault_files=True)
-    try:
-        c.start_all()
+    with running_cluster(tmp_path_factory, "reserve-2of4", N, T, fault_files=True) as c:
         yield c
-    finally:
-        c.stop()
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ from mpcnet.common.pki import channel_credentials
 from mpcnet.common.stores.audit import export_jsonl
 from mpcnet.wire.mpc.v1 import common_pb2, coordinator_pb2, governance_pb2, node_pb2
 
-from .conftest import coordinator_handles, make_cluster
+from .conftest import coordinator_handles, running_cluster
 from .govtools import approved_bundle
 from .rpcfuzz import SERVICES, Fuzz, Rpc, call, rpcs
 
@@ -50,12 +50,8 @@ NODE_CALLERS = ("coordinator", "admin1", "requester1")
 
 @pytest.fixture(scope="module")
 def fc(tmp_path_factory):
-    c = make_cluster(tmp_path_factory, "fuzz-2of3", N, T)
-    try:
-        c.start_all()
+    with running_cluster(tmp_path_factory, "fuzz-2of3", N, T) as c:
         yield c
-    finally:
-        c.stop()
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ from mpcnet.cluster.launcher import LocalCluster
 from mpcnet.common.pki import channel_credentials
 from mpcnet.common.rpc import CHANNEL_OPTIONS
 from mpcnet.wire.mpc.v1 import coordinator_pb2, coordinator_pb2_grpc
-from tests.integration.conftest import make_cluster
+from tests.integration.conftest import running_cluster
 
 WATCHERS = 200
 DECIDE_BOUND_S = 2.0
@@ -34,12 +34,8 @@ DECIDE_BOUND_S = 2.0
 
 @pytest.fixture(scope="module")
 def wc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    c = make_cluster(tmp_path_factory, "watch-budget", 3, 2)
-    try:
-        c.start_all()
+    with running_cluster(tmp_path_factory, "watch-budget", 3, 2) as c:
         yield c
-    finally:
-        c.stop()
 
 
 @pytest.fixture(scope="module")
