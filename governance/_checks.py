@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from .errors import GovernanceError
-from .text import NAME_RE, NAME_RULE, check_text, quote
+from .text import NAME_RE, NAME_RULE, quote
 
 PUBLIC_KEY_LEN = 32
 SIGNATURE_LEN = 64
@@ -77,11 +77,6 @@ def check_public_key(value: object, field: str) -> bytes:
     if y % _P in _SMALL_ORDER_Y:
         raise GovernanceError(field, "is a small-order Ed25519 point (would accept forged signatures)")
     return key
-
-
-def check_display_text(value: object, field: str, max_chars: int) -> str:
-    """Text shown to humans: :func:`governance.text.check_text`."""
-    return check_text(value, field, max_chars)
 
 
 def check_members(value: object, field: str, *, what: str) -> Mapping[str, bytes]:

@@ -36,7 +36,6 @@ from ._checks import (
     MAX_MEMBERS,
     SIGNATURE_LEN,
     check_bytes,
-    check_display_text,
     check_int,
     check_name,
     check_private_key,
@@ -48,7 +47,7 @@ from ._checks import (
 from .encoding import Decoder, Encoder, domain_tag, sha256
 from .errors import GovernanceError, field_prefix
 from .policy import MAX_VERSION, KeyPolicy, RateLimit
-from .text import check_request_id
+from .text import check_request_id, check_text
 
 SIGNING_REQUEST_TAG = domain_tag("signing-request")
 APPROVAL_TAG = domain_tag("approval")
@@ -109,7 +108,7 @@ class SigningRequest:
             check_int(index, f"derivation_path[{i}]", 0, MAX_PATH_INDEX)
         object.__setattr__(self, "derivation_path", tuple(path))
         check_name(self.requester, "requester")
-        check_display_text(self.description, "description", MAX_DESCRIPTION)
+        check_text(self.description, "description", MAX_DESCRIPTION)
         check_int(self.created_at_ms, "created_at_ms", 0, MAX_TIME_MS - 1)
         check_int(self.expires_at_ms, "expires_at_ms", self.created_at_ms + 1, MAX_TIME_MS)
         check_int(self.policy_version, "policy_version", 1, MAX_VERSION)

@@ -87,7 +87,6 @@ from mpcnet.wire.mpc.v1 import common_pb2, governance_pb2, node_pb2
 log = logging.getLogger("mpc_node.service")
 
 SESSION_ID_LEN = 32
-MAX_REQUEST_ID = 256
 SEEN_SESSIONS = 100_000
 MAX_ENVELOPES_PER_PARTY = 4  # a Step delivers at most this many envelopes per roster node
 FINISHED_GRACE_S = 10.0
