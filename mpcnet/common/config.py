@@ -15,7 +15,7 @@ from typing import Any
 
 from governance.errors import GovernanceError
 from governance.policy import DEFAULT_SCOPE, AdminSet, SignedPolicyChange
-from governance.text import check_name, quote
+from governance.text import check_name, escape, quote
 
 _HOSTPORT = re.compile(r"[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}")  # [0-9], not \d (which takes any script's digits)
 
@@ -183,13 +183,12 @@ def write_json(path: Path, doc: Any, mode: int = 0o644) -> None:
 
 class _EscapingFormatter(logging.Formatter):
     """One log line per record: the message (which may quote a caller's or a peer's text) has
-    every control, format or bidi character escaped, so it cannot forge lines or carry
-    terminal escapes; tracebacks are appended as usual."""
+    every control, format or bidi character escaped (:func:`governance.text.escape`, the one
+    escaping of caller text), so it cannot forge lines or carry terminal escapes; tracebacks are
+    appended as usual."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:
-        text = record.message
-        if not text.isprintable():
-            record.message = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+        record.message = escape(record.message)
         return super().formatMessage(record)
 
 
