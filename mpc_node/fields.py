@@ -12,7 +12,7 @@ from collections.abc import Sized
 
 from governance.encoding import MAX_ENCODED
 from governance.errors import GovernanceError
-from governance.text import check_text, quote
+from governance.text import check_text
 from mpcnet.common.rpc import RpcError, invalid
 
 MAX_ABORT_REASON = 500
@@ -52,12 +52,6 @@ def governance_blob(value: bytes, field: str) -> bytes:
     """A canonical governance encoding: at most :data:`MAX_GOVERNANCE_BYTES` (decoded later)."""
     at_most(value, field, MAX_GOVERNANCE_BYTES)
     return bytes(value)
-
-
-def quoted(value: str) -> str:
-    """A refused caller value for an audit entry or a log line: a short escaped prefix (ASCII,
-    printable, a few hundred characters at most; :func:`governance.text.quote`)."""
-    return quote(value)
 
 
 def _invalid(e: GovernanceError) -> RpcError:

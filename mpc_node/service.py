@@ -61,7 +61,7 @@ from governance.approval import SigningRequest
 from governance.audit import detail_text
 from governance.errors import GovernanceError
 from governance.reservation import MAX_SIGN_ATTEMPTS, Reservation, reservation_quorum, sign_reservation, verify_receipts
-from governance.text import REQUEST_ID_RE, REQUEST_ID_RULE
+from governance.text import REQUEST_ID_RE, REQUEST_ID_RULE, quote
 from mpc_node.banjournal import BanJournal, BanJournalError, journal_path
 from mpc_node.bans import JOURNALED, NOT_RECORDED, BanRegistry, Refusal
 from mpc_node.clock import NodeClock
@@ -72,7 +72,6 @@ from mpc_node.fields import (
     MAX_ABORT_REASON,
     at_most,
     governance_blob,
-    quoted,
     text_field,
     utf8_text_field,
 )
@@ -501,7 +500,7 @@ class NodeService:
             details["key_id"] = key_id.hex()[:64]
         rid = request_id if REQUEST_ID_RE.fullmatch(request_id or "") else ""
         if request_id and not rid:
-            details["request"] = quoted(request_id)  # caller text: a short escaped prefix (fits any entry)
+            details["request"] = quote(request_id)  # caller text: a short escaped prefix (fits any entry)
         try:
             self.audit.append(actor, action, request_id=rid, outcome=outcome, details=details)
         except Exception:
