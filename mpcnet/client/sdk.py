@@ -760,7 +760,7 @@ class MpcClient:
 
     def get_sign_request(self, request_id: str) -> SignRequest:
         r = self._call(self._stub.GetSignRequest, coordinator_pb2.GetSignRequestRequest(request_id=request_id))
-        return self.verify_approvals(self._signed_by_its_key(self._pinned(_the_request(SignRequest.from_proto(r), request_id))))
+        return self._checked_request(r, request_id)
 
     def request_policy(self, q: SigningRequest) -> KeyPolicy:
         """The policy request ``q`` was made under (its key's own policy or the default, version
@@ -894,6 +894,13 @@ class MpcClient:
             )
         return r
 
+    def _checked_request(self, msg: coordinator_pb2.SignRequestInfo, request_id: str) -> SignRequest:
+        """The coordinator's answer about request ``request_id``, taken only as far as it is
+        checked here: it is that request (:func:`_the_request`), with the bytes this client saw
+        under the id (:meth:`_pinned`), a signature (if any) by its key (:meth:`_signed_by_its_key`)
+        and its approvals verified (:meth:`verify_approvals`)."""
+        return self.verify_approvals(self._signed_by_its_key(self._pinned(_the_request(SignRequest.from_proto(msg), request_id))))
+
     def _pinned(self, r: SignRequest) -> SignRequest:
         """``r`` if its canonical request is the one this client already saw under its id
         (submitted, signed, shown, waited for; the newest few thousand), else DATA_LOSS: a
@@ -984,10 +991,8 @@ class MpcClient:
                     if data == last_bytes:  # the state a resumed stream starts with
                         continue
                     odd_in_a_row, told = 0, False
-                    last, last_bytes = self._pinned(_the_request(SignRequest.from_proto(r), request_id)), data
-                    if last.signature is not None:
-                        last = self._signed_by_its_key(last)
-                    last = self.verify_approvals(last)  # a failed policy fetch is tried again at the next change
+                    last_bytes = data
+                    last = self._checked_request(r, request_id)  # a failed policy fetch is tried again at the next change
                     yield last
                     if last.state in TERMINAL_STATES:
                         return
@@ -1072,7 +1077,7 @@ class MpcClient:
             self._stub.DecideSignRequest,
             coordinator_pb2.DecideSignRequestRequest(request_id=request_id, approver=me.name, decision=pb, signature=approval.signature),
         )
-        return self.verify_approvals(self._signed_by_its_key(self._pinned(_the_request(SignRequest.from_proto(r), request_id))))
+        return self._checked_request(r, request_id)
 
     def approve(
         self, request_id: str, *, expect_digest: bytes | None = None, expect_key: bytes | None = None,
