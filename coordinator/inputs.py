@@ -42,6 +42,7 @@ PROPOSAL_ID_RE = re.compile(r"[0-9a-f]{32}")
 KEY_ID_LEN = 32
 DIGEST_LEN = 32
 SIGNATURE_LEN = 64  # Ed25519
+MAX_CERT_PEM = 64 * 1024  # one PEM certificate
 
 
 def _gov(check: Callable[[], object]) -> None:
@@ -147,6 +148,17 @@ RULES: Mapping[str, Mapping[str, Rule]] = {
     "mpc.v1.GetPolicyHistoryRequest": {"key_id": exact_bytes(KEY_ID_LEN, optional=True)},
     "mpc.v1.SubmitPolicyAttestationRequest": {"attestation": max_bytes(MAX_ENCODED)},
     "mpc.v1.GetAuditLogRequest": {"component": name},
+    # key lifecycle and roster (issue 11)
+    "mpc.v1.ProposeRosterChangeRequest": {"signed_change": max_bytes(MAX_ENCODED)},
+    "mpc.v1.ProposeKeyOperationRequest": {"signed_operation": max_bytes(MAX_ENCODED)},
+    "mpc.v1.ApproveLifecycleProposalRequest": {"proposal_id": proposal_id, "admin": name, "signature": exact_bytes(SIGNATURE_LEN)},
+    "mpc.v1.GetLifecycleProposalRequest": {"proposal_id": proposal_id},
+    "mpc.v1.ListLifecycleProposalsRequest": {"state": enum},
+    "mpc.v1.GetClusterRosterRequest": {},
+    "mpc.v1.GetKeyOperationRequest": {"operation_id": proposal_id},
+    "mpc.v1.ListKeyOperationsRequest": {"key_id": exact_bytes(KEY_ID_LEN, optional=True)},
+    "mpc.v1.PrepareNodeKeyRotationRequest": {},
+    "mpc.v1.InstallNodeCertificateRequest": {"certificate_pem": max_bytes(MAX_CERT_PEM)},
 }
 """The rule of every string, bytes, repeated and enum field of every Coordinator request."""
 

@@ -36,6 +36,17 @@ RPC_ROLES: dict[str, tuple[str, ...]] = {
     "GetPolicyHistory": READ,
     "SubmitPolicyAttestation": (ADMIN,),
     "GetAuditLog": (AUDITOR,),
+    # key lifecycle and roster (issue 11)
+    "ProposeRosterChange": (ADMIN,),
+    "ProposeKeyOperation": (ADMIN,),
+    "ApproveLifecycleProposal": (ADMIN,),
+    "GetLifecycleProposal": READ,
+    "ListLifecycleProposals": READ,
+    "GetRoster": READ,
+    "GetKeyOperation": READ,
+    "ListKeyOperations": READ,
+    "PrepareNodeKeyRotation": (ADMIN,),
+    "InstallNodeCertificate": (ADMIN,),
 }
 
 # requesters read only their own signing requests; these roles read all of them

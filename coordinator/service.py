@@ -909,3 +909,45 @@ class CoordinatorService:
                     raise RpcError(code, f"component: {h.label}: {details or code.name}") from None
         names = ", ".join([self.cfg.name] + [h.name for h in self.nodes.values()])
         raise RpcError(Code.NOT_FOUND, f"component: unknown component {quote(req.component)} (known: {names})")
+
+    # --- key lifecycle and roster (issue 11): contract in proto/mpc/v1/coordinator.proto ---------
+    def _unimplemented(self, what: str) -> RpcError:
+        return RpcError(Code.UNIMPLEMENTED, f"{what}: not implemented by this coordinator yet")
+
+    def ProposeRosterChange(self, req: coordinator_pb2.ProposeRosterChangeRequest, ctx: Any) -> coordinator_pb2.LifecycleProposal:
+        raise self._unimplemented("ProposeRosterChange")
+
+    def ProposeKeyOperation(self, req: coordinator_pb2.ProposeKeyOperationRequest, ctx: Any) -> coordinator_pb2.LifecycleProposal:
+        raise self._unimplemented("ProposeKeyOperation")
+
+    def ApproveLifecycleProposal(
+        self, req: coordinator_pb2.ApproveLifecycleProposalRequest, ctx: Any
+    ) -> coordinator_pb2.LifecycleProposal:
+        raise self._unimplemented("ApproveLifecycleProposal")
+
+    def GetLifecycleProposal(self, req: coordinator_pb2.GetLifecycleProposalRequest, ctx: Any) -> coordinator_pb2.LifecycleProposal:
+        raise self._unimplemented("GetLifecycleProposal")
+
+    def ListLifecycleProposals(
+        self, req: coordinator_pb2.ListLifecycleProposalsRequest, ctx: Any
+    ) -> coordinator_pb2.ListLifecycleProposalsResponse:
+        raise self._unimplemented("ListLifecycleProposals")
+
+    def GetRoster(self, req: coordinator_pb2.GetClusterRosterRequest, ctx: Any) -> node_pb2.RosterHistory:
+        raise self._unimplemented("GetRoster")
+
+    def GetKeyOperation(self, req: coordinator_pb2.GetKeyOperationRequest, ctx: Any) -> coordinator_pb2.KeyOperationStatus:
+        raise self._unimplemented("GetKeyOperation")
+
+    def ListKeyOperations(self, req: coordinator_pb2.ListKeyOperationsRequest, ctx: Any) -> coordinator_pb2.ListKeyOperationsResponse:
+        raise self._unimplemented("ListKeyOperations")
+
+    def PrepareNodeKeyRotation(
+        self, req: coordinator_pb2.PrepareNodeKeyRotationRequest, ctx: Any
+    ) -> node_pb2.PrepareKeyRotationResponse:
+        raise self._unimplemented("PrepareNodeKeyRotation")
+
+    def InstallNodeCertificate(
+        self, req: coordinator_pb2.InstallNodeCertificateRequest, ctx: Any
+    ) -> node_pb2.InstallStagedCertificateResponse:
+        raise self._unimplemented("InstallNodeCertificate")

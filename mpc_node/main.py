@@ -33,7 +33,10 @@ from mpcnet.wire.mpc.v1 import node_pb2
 
 log = logging.getLogger("mpc_node")
 NODE_SERVICE = node_pb2.DESCRIPTOR.services_by_name["Node"]
-ADMIN_RPCS = frozenset({"InstallPolicy", "InstallPolicyAttestation", "GetPolicies"})
+ADMIN_RPCS = frozenset({
+    "InstallPolicy", "InstallPolicyAttestation", "GetPolicies", "InstallRosterChange", "GetRoster",
+    "PrepareKeyRotation", "InstallStagedCertificate",
+})
 
 
 def build_server(cfg: NodeConfig, service: NodeService) -> tuple[grpc.Server, int]:

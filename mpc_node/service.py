@@ -1061,6 +1061,33 @@ class NodeService:
     def GetAuditLog(self, req: governance_pb2.AuditLogRequest, ctx: Any) -> governance_pb2.AuditPage:
         return audit_page(self.audit, req.after_seq, req.limit)
 
+    # --- key lifecycle (issue 11): contract in proto/mpc/v1/node.proto; not implemented yet ------
+    def _unimplemented(self, what: str) -> RpcError:
+        return RpcError(Code.UNIMPLEMENTED, f"{what}: not implemented by this node yet")
+
+    def CommitEpoch(self, req: node_pb2.CommitEpochRequest, ctx: Any) -> node_pb2.CommitEpochResponse:
+        raise self._unimplemented("CommitEpoch")
+
+    def DiscardEpoch(self, req: node_pb2.DiscardEpochRequest, ctx: Any) -> node_pb2.DiscardEpochResponse:
+        raise self._unimplemented("DiscardEpoch")
+
+    def GetPendingEpoch(self, req: node_pb2.GetPendingEpochRequest, ctx: Any) -> node_pb2.PendingEpochInfo:
+        raise self._unimplemented("GetPendingEpoch")
+
+    def InstallRosterChange(self, req: node_pb2.InstallRosterChangeRequest, ctx: Any) -> node_pb2.InstallRosterChangeResponse:
+        raise self._unimplemented("InstallRosterChange")
+
+    def GetRoster(self, req: node_pb2.GetRosterRequest, ctx: Any) -> node_pb2.RosterHistory:
+        raise self._unimplemented("GetRoster")
+
+    def PrepareKeyRotation(self, req: node_pb2.PrepareKeyRotationRequest, ctx: Any) -> node_pb2.PrepareKeyRotationResponse:
+        raise self._unimplemented("PrepareKeyRotation")
+
+    def InstallStagedCertificate(
+        self, req: node_pb2.InstallStagedCertificateRequest, ctx: Any
+    ) -> node_pb2.InstallStagedCertificateResponse:
+        raise self._unimplemented("InstallStagedCertificate")
+
 
 def _short(e: BaseException) -> str:
     """An exception's text on one line, at most 300 characters (for errors, logs and audit)."""

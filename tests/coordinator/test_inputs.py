@@ -119,6 +119,9 @@ VALID: dict[str, dict[str, Any]] = {  # a valid instance of each request with a 
     "GetRequestRequest": {"request_id": "r"},
     "GetSignRequestRequest": {"request_id": "r"},
     "GetAuditLogRequest": {"component": "coordinator"},
+    "ApproveLifecycleProposalRequest": {"proposal_id": "0" * 32, "admin": "admin1", "signature": b"s" * 64},
+    "GetLifecycleProposalRequest": {"proposal_id": "0" * 32},
+    "GetKeyOperationRequest": {"operation_id": "0" * 32},
 }
 
 

@@ -25,19 +25,19 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13mpc/v1/common.proto\x12\x06mpc.v1\"\x8a\x01\n\x08\x45nvelope\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\x12\r\n\x05round\x18\x02 \x01(\r\x12\x0e\n\x06sender\x18\x03 \x01(\r\x12\x10\n\x08receiver\x18\x04 \x01(\r\x12\x0f\n\x07payload\x18\x05 \x01(\x0c\x12\x15\n\rephemeral_key\x18\x06 \x01(\x0c\x12\x11\n\tsignature\x18\x07 \x01(\x0c\"\xb6\x01\n\x07KeyInfo\x12\x0e\n\x06key_id\x18\x01 \x01(\x0c\x12\r\n\x05label\x18\x02 \x01(\t\x12\x12\n\npublic_key\x18\x03 \x01(\x0c\x12\x12\n\nchain_code\x18\x04 \x01(\x0c\x12\x11\n\tthreshold\x18\x05 \x01(\r\x12\x0f\n\x07parties\x18\x06 \x01(\r\x12!\n\x06status\x18\x07 \x01(\x0e\x32\x11.mpc.v1.KeyStatus\x12\x17\n\x0f\x63reated_unix_ms\x18\x08 \x01(\x03J\x04\x08\t\x10\x10\"W\n\tSignature\x12\t\n\x01r\x18\x01 \x01(\x0c\x12\t\n\x01s\x18\x02 \x01(\x0c\x12\x13\n\x0brecovery_id\x18\x03 \x01(\r\x12\x0b\n\x03\x64\x65r\x18\x04 \x01(\x0c\x12\x12\n\npublic_key\x18\x05 \x01(\x0c*p\n\tKeyStatus\x12\x1a\n\x16KEY_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12KEY_STATUS_PENDING\x10\x01\x12\x15\n\x11KEY_STATUS_ACTIVE\x10\x02\x12\x18\n\x14KEY_STATUS_DISCARDED\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13mpc/v1/common.proto\x12\x06mpc.v1\"\x8a\x01\n\x08\x45nvelope\x12\x12\n\nsession_id\x18\x01 \x01(\x0c\x12\r\n\x05round\x18\x02 \x01(\r\x12\x0e\n\x06sender\x18\x03 \x01(\r\x12\x10\n\x08receiver\x18\x04 \x01(\r\x12\x0f\n\x07payload\x18\x05 \x01(\x0c\x12\x15\n\rephemeral_key\x18\x06 \x01(\x0c\x12\x11\n\tsignature\x18\x07 \x01(\x0c\"\xd8\x01\n\x07KeyInfo\x12\x0e\n\x06key_id\x18\x01 \x01(\x0c\x12\r\n\x05label\x18\x02 \x01(\t\x12\x12\n\npublic_key\x18\x03 \x01(\x0c\x12\x12\n\nchain_code\x18\x04 \x01(\x0c\x12\x11\n\tthreshold\x18\x05 \x01(\r\x12\x0f\n\x07parties\x18\x06 \x01(\r\x12!\n\x06status\x18\x07 \x01(\x0e\x32\x11.mpc.v1.KeyStatus\x12\x17\n\x0f\x63reated_unix_ms\x18\x08 \x01(\x03\x12\r\n\x05\x65poch\x18\x10 \x01(\r\x12\x11\n\tcommittee\x18\x11 \x03(\rJ\x04\x08\t\x10\x10\"W\n\tSignature\x12\t\n\x01r\x18\x01 \x01(\x0c\x12\t\n\x01s\x18\x02 \x01(\x0c\x12\x13\n\x0brecovery_id\x18\x03 \x01(\r\x12\x0b\n\x03\x64\x65r\x18\x04 \x01(\x0c\x12\x12\n\npublic_key\x18\x05 \x01(\x0c*p\n\tKeyStatus\x12\x1a\n\x16KEY_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12KEY_STATUS_PENDING\x10\x01\x12\x15\n\x11KEY_STATUS_ACTIVE\x10\x02\x12\x18\n\x14KEY_STATUS_DISCARDED\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mpc.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_KEYSTATUS']._serialized_start=446
-  _globals['_KEYSTATUS']._serialized_end=558
+  _globals['_KEYSTATUS']._serialized_start=480
+  _globals['_KEYSTATUS']._serialized_end=592
   _globals['_ENVELOPE']._serialized_start=32
   _globals['_ENVELOPE']._serialized_end=170
   _globals['_KEYINFO']._serialized_start=173
-  _globals['_KEYINFO']._serialized_end=355
-  _globals['_SIGNATURE']._serialized_start=357
-  _globals['_SIGNATURE']._serialized_end=444
+  _globals['_KEYINFO']._serialized_end=389
+  _globals['_SIGNATURE']._serialized_start=391
+  _globals['_SIGNATURE']._serialized_end=478
 # @@protoc_insertion_point(module_scope)

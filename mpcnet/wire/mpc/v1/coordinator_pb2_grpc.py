@@ -7,6 +7,7 @@ import warnings
 from . import common_pb2 as mpc_dot_v1_dot_common__pb2
 from . import coordinator_pb2 as mpc_dot_v1_dot_coordinator__pb2
 from . import governance_pb2 as mpc_dot_v1_dot_governance__pb2
+from . import node_pb2 as mpc_dot_v1_dot_node__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -131,6 +132,56 @@ class CoordinatorStub:
                 '/mpc.v1.Coordinator/GetAuditLog',
                 request_serializer=mpc_dot_v1_dot_coordinator__pb2.GetAuditLogRequest.SerializeToString,
                 response_deserializer=mpc_dot_v1_dot_governance__pb2.AuditPage.FromString,
+                _registered_method=True)
+        self.ProposeRosterChange = channel.unary_unary(
+                '/mpc.v1.Coordinator/ProposeRosterChange',
+                request_serializer=mpc_dot_v1_dot_coordinator__pb2.ProposeRosterChangeRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_coordinator__pb2.LifecycleProposal.FromString,
+                _registered_method=True)
+        self.ProposeKeyOperation = channel.unary_unary(
+                '/mpc.v1.Coordinator/ProposeKeyOperation',
+                request_serializer=mpc_dot_v1_dot_coordinator__pb2.ProposeKeyOperationRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_coordinator__pb2.LifecycleProposal.FromString,
+                _registered_method=True)
+        self.ApproveLifecycleProposal = channel.unary_unary(
+                '/mpc.v1.Coordinator/ApproveLifecycleProposal',
+                request_serializer=mpc_dot_v1_dot_coordinator__pb2.ApproveLifecycleProposalRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_coordinator__pb2.LifecycleProposal.FromString,
+                _registered_method=True)
+        self.GetLifecycleProposal = channel.unary_unary(
+                '/mpc.v1.Coordinator/GetLifecycleProposal',
+                request_serializer=mpc_dot_v1_dot_coordinator__pb2.GetLifecycleProposalRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_coordinator__pb2.LifecycleProposal.FromString,
+                _registered_method=True)
+        self.ListLifecycleProposals = channel.unary_unary(
+                '/mpc.v1.Coordinator/ListLifecycleProposals',
+                request_serializer=mpc_dot_v1_dot_coordinator__pb2.ListLifecycleProposalsRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_coordinator__pb2.ListLifecycleProposalsResponse.FromString,
+                _registered_method=True)
+        self.GetRoster = channel.unary_unary(
+                '/mpc.v1.Coordinator/GetRoster',
+                request_serializer=mpc_dot_v1_dot_coordinator__pb2.GetClusterRosterRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_node__pb2.RosterHistory.FromString,
+                _registered_method=True)
+        self.GetKeyOperation = channel.unary_unary(
+                '/mpc.v1.Coordinator/GetKeyOperation',
+                request_serializer=mpc_dot_v1_dot_coordinator__pb2.GetKeyOperationRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_coordinator__pb2.KeyOperationStatus.FromString,
+                _registered_method=True)
+        self.ListKeyOperations = channel.unary_unary(
+                '/mpc.v1.Coordinator/ListKeyOperations',
+                request_serializer=mpc_dot_v1_dot_coordinator__pb2.ListKeyOperationsRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_coordinator__pb2.ListKeyOperationsResponse.FromString,
+                _registered_method=True)
+        self.PrepareNodeKeyRotation = channel.unary_unary(
+                '/mpc.v1.Coordinator/PrepareNodeKeyRotation',
+                request_serializer=mpc_dot_v1_dot_coordinator__pb2.PrepareNodeKeyRotationRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_node__pb2.PrepareKeyRotationResponse.FromString,
+                _registered_method=True)
+        self.InstallNodeCertificate = channel.unary_unary(
+                '/mpc.v1.Coordinator/InstallNodeCertificate',
+                request_serializer=mpc_dot_v1_dot_coordinator__pb2.InstallNodeCertificateRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_node__pb2.InstallStagedCertificateResponse.FromString,
                 _registered_method=True)
 
 
@@ -272,6 +323,76 @@ class CoordinatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ProposeRosterChange(self, request, context):
+        """--- key lifecycle and the node roster (issue 11) ---
+        Admin: a roster change (add, revoke, rotate keys, change endpoint) signed by the proposer.
+        Applied once an admin quorum signed: pushed to every node; a membership change then starts
+        the roster-implied reshare of every key whose committee differs from the active nodes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ProposeKeyOperation(self, request, context):
+        """Admin: a refresh or reshare of one key, signed by the proposer; runs at the admin quorum.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApproveLifecycleProposal(self, request, context):
+        """Admin: one more signature for a roster change or key operation proposal.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetLifecycleProposal(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListLifecycleProposals(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRoster(self, request, context):
+        """Every role: the roster history (clients verify it against their own admin set; node.proto).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetKeyOperation(self, request, context):
+        """Every role: the state of a key operation (refresh or reshare), and the operations of a key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListKeyOperations(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PrepareNodeKeyRotation(self, request, context):
+        """Admin: relayed to node `node`: make and stage new operational keys (see Node.PrepareKeyRotation).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def InstallNodeCertificate(self, request, context):
+        """Admin: relayed to node `node`: the CA-signed certificate for its staged TLS key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -369,6 +490,56 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     servicer.GetAuditLog,
                     request_deserializer=mpc_dot_v1_dot_coordinator__pb2.GetAuditLogRequest.FromString,
                     response_serializer=mpc_dot_v1_dot_governance__pb2.AuditPage.SerializeToString,
+            ),
+            'ProposeRosterChange': grpc.unary_unary_rpc_method_handler(
+                    servicer.ProposeRosterChange,
+                    request_deserializer=mpc_dot_v1_dot_coordinator__pb2.ProposeRosterChangeRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_coordinator__pb2.LifecycleProposal.SerializeToString,
+            ),
+            'ProposeKeyOperation': grpc.unary_unary_rpc_method_handler(
+                    servicer.ProposeKeyOperation,
+                    request_deserializer=mpc_dot_v1_dot_coordinator__pb2.ProposeKeyOperationRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_coordinator__pb2.LifecycleProposal.SerializeToString,
+            ),
+            'ApproveLifecycleProposal': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApproveLifecycleProposal,
+                    request_deserializer=mpc_dot_v1_dot_coordinator__pb2.ApproveLifecycleProposalRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_coordinator__pb2.LifecycleProposal.SerializeToString,
+            ),
+            'GetLifecycleProposal': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLifecycleProposal,
+                    request_deserializer=mpc_dot_v1_dot_coordinator__pb2.GetLifecycleProposalRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_coordinator__pb2.LifecycleProposal.SerializeToString,
+            ),
+            'ListLifecycleProposals': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLifecycleProposals,
+                    request_deserializer=mpc_dot_v1_dot_coordinator__pb2.ListLifecycleProposalsRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_coordinator__pb2.ListLifecycleProposalsResponse.SerializeToString,
+            ),
+            'GetRoster': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRoster,
+                    request_deserializer=mpc_dot_v1_dot_coordinator__pb2.GetClusterRosterRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_node__pb2.RosterHistory.SerializeToString,
+            ),
+            'GetKeyOperation': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetKeyOperation,
+                    request_deserializer=mpc_dot_v1_dot_coordinator__pb2.GetKeyOperationRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_coordinator__pb2.KeyOperationStatus.SerializeToString,
+            ),
+            'ListKeyOperations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListKeyOperations,
+                    request_deserializer=mpc_dot_v1_dot_coordinator__pb2.ListKeyOperationsRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_coordinator__pb2.ListKeyOperationsResponse.SerializeToString,
+            ),
+            'PrepareNodeKeyRotation': grpc.unary_unary_rpc_method_handler(
+                    servicer.PrepareNodeKeyRotation,
+                    request_deserializer=mpc_dot_v1_dot_coordinator__pb2.PrepareNodeKeyRotationRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_node__pb2.PrepareKeyRotationResponse.SerializeToString,
+            ),
+            'InstallNodeCertificate': grpc.unary_unary_rpc_method_handler(
+                    servicer.InstallNodeCertificate,
+                    request_deserializer=mpc_dot_v1_dot_coordinator__pb2.InstallNodeCertificateRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_node__pb2.InstallStagedCertificateResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -884,6 +1055,276 @@ class Coordinator:
             '/mpc.v1.Coordinator/GetAuditLog',
             mpc_dot_v1_dot_coordinator__pb2.GetAuditLogRequest.SerializeToString,
             mpc_dot_v1_dot_governance__pb2.AuditPage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ProposeRosterChange(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Coordinator/ProposeRosterChange',
+            mpc_dot_v1_dot_coordinator__pb2.ProposeRosterChangeRequest.SerializeToString,
+            mpc_dot_v1_dot_coordinator__pb2.LifecycleProposal.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ProposeKeyOperation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Coordinator/ProposeKeyOperation',
+            mpc_dot_v1_dot_coordinator__pb2.ProposeKeyOperationRequest.SerializeToString,
+            mpc_dot_v1_dot_coordinator__pb2.LifecycleProposal.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApproveLifecycleProposal(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Coordinator/ApproveLifecycleProposal',
+            mpc_dot_v1_dot_coordinator__pb2.ApproveLifecycleProposalRequest.SerializeToString,
+            mpc_dot_v1_dot_coordinator__pb2.LifecycleProposal.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLifecycleProposal(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Coordinator/GetLifecycleProposal',
+            mpc_dot_v1_dot_coordinator__pb2.GetLifecycleProposalRequest.SerializeToString,
+            mpc_dot_v1_dot_coordinator__pb2.LifecycleProposal.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListLifecycleProposals(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Coordinator/ListLifecycleProposals',
+            mpc_dot_v1_dot_coordinator__pb2.ListLifecycleProposalsRequest.SerializeToString,
+            mpc_dot_v1_dot_coordinator__pb2.ListLifecycleProposalsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRoster(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Coordinator/GetRoster',
+            mpc_dot_v1_dot_coordinator__pb2.GetClusterRosterRequest.SerializeToString,
+            mpc_dot_v1_dot_node__pb2.RosterHistory.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetKeyOperation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Coordinator/GetKeyOperation',
+            mpc_dot_v1_dot_coordinator__pb2.GetKeyOperationRequest.SerializeToString,
+            mpc_dot_v1_dot_coordinator__pb2.KeyOperationStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListKeyOperations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Coordinator/ListKeyOperations',
+            mpc_dot_v1_dot_coordinator__pb2.ListKeyOperationsRequest.SerializeToString,
+            mpc_dot_v1_dot_coordinator__pb2.ListKeyOperationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PrepareNodeKeyRotation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Coordinator/PrepareNodeKeyRotation',
+            mpc_dot_v1_dot_coordinator__pb2.PrepareNodeKeyRotationRequest.SerializeToString,
+            mpc_dot_v1_dot_node__pb2.PrepareKeyRotationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InstallNodeCertificate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Coordinator/InstallNodeCertificate',
+            mpc_dot_v1_dot_coordinator__pb2.InstallNodeCertificateRequest.SerializeToString,
+            mpc_dot_v1_dot_node__pb2.InstallStagedCertificateResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -18,6 +18,7 @@ from grpc import aio as _aio
 from . import common_pb2 as _common_pb2
 from . import coordinator_pb2 as _coordinator_pb2
 from . import governance_pb2 as _governance_pb2
+from . import node_pb2 as _node_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys
@@ -88,6 +89,27 @@ class CoordinatorStub:
     """
     GetAuditLog: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.GetAuditLogRequest, _governance_pb2.AuditPage]
     """A page of the audit log of the coordinator or of a node (proxied). Role auditor."""
+    ProposeRosterChange: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.ProposeRosterChangeRequest, _coordinator_pb2.LifecycleProposal]
+    """--- key lifecycle and the node roster (issue 11) ---
+    Admin: a roster change (add, revoke, rotate keys, change endpoint) signed by the proposer.
+    Applied once an admin quorum signed: pushed to every node; a membership change then starts
+    the roster-implied reshare of every key whose committee differs from the active nodes.
+    """
+    ProposeKeyOperation: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.ProposeKeyOperationRequest, _coordinator_pb2.LifecycleProposal]
+    """Admin: a refresh or reshare of one key, signed by the proposer; runs at the admin quorum."""
+    ApproveLifecycleProposal: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.ApproveLifecycleProposalRequest, _coordinator_pb2.LifecycleProposal]
+    """Admin: one more signature for a roster change or key operation proposal."""
+    GetLifecycleProposal: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.GetLifecycleProposalRequest, _coordinator_pb2.LifecycleProposal]
+    ListLifecycleProposals: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.ListLifecycleProposalsRequest, _coordinator_pb2.ListLifecycleProposalsResponse]
+    GetRoster: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.GetClusterRosterRequest, _node_pb2.RosterHistory]
+    """Every role: the roster history (clients verify it against their own admin set; node.proto)."""
+    GetKeyOperation: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.GetKeyOperationRequest, _coordinator_pb2.KeyOperationStatus]
+    """Every role: the state of a key operation (refresh or reshare), and the operations of a key."""
+    ListKeyOperations: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.ListKeyOperationsRequest, _coordinator_pb2.ListKeyOperationsResponse]
+    PrepareNodeKeyRotation: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.PrepareNodeKeyRotationRequest, _node_pb2.PrepareKeyRotationResponse]
+    """Admin: relayed to node `node`: make and stage new operational keys (see Node.PrepareKeyRotation)."""
+    InstallNodeCertificate: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.InstallNodeCertificateRequest, _node_pb2.InstallStagedCertificateResponse]
+    """Admin: relayed to node `node`: the CA-signed certificate for its staged TLS key."""
 
 @_typing.type_check_only
 class CoordinatorAsyncStub(CoordinatorStub):
@@ -137,6 +159,27 @@ class CoordinatorAsyncStub(CoordinatorStub):
     """
     GetAuditLog: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.GetAuditLogRequest, _governance_pb2.AuditPage]  # type: ignore[assignment]
     """A page of the audit log of the coordinator or of a node (proxied). Role auditor."""
+    ProposeRosterChange: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.ProposeRosterChangeRequest, _coordinator_pb2.LifecycleProposal]  # type: ignore[assignment]
+    """--- key lifecycle and the node roster (issue 11) ---
+    Admin: a roster change (add, revoke, rotate keys, change endpoint) signed by the proposer.
+    Applied once an admin quorum signed: pushed to every node; a membership change then starts
+    the roster-implied reshare of every key whose committee differs from the active nodes.
+    """
+    ProposeKeyOperation: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.ProposeKeyOperationRequest, _coordinator_pb2.LifecycleProposal]  # type: ignore[assignment]
+    """Admin: a refresh or reshare of one key, signed by the proposer; runs at the admin quorum."""
+    ApproveLifecycleProposal: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.ApproveLifecycleProposalRequest, _coordinator_pb2.LifecycleProposal]  # type: ignore[assignment]
+    """Admin: one more signature for a roster change or key operation proposal."""
+    GetLifecycleProposal: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.GetLifecycleProposalRequest, _coordinator_pb2.LifecycleProposal]  # type: ignore[assignment]
+    ListLifecycleProposals: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.ListLifecycleProposalsRequest, _coordinator_pb2.ListLifecycleProposalsResponse]  # type: ignore[assignment]
+    GetRoster: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.GetClusterRosterRequest, _node_pb2.RosterHistory]  # type: ignore[assignment]
+    """Every role: the roster history (clients verify it against their own admin set; node.proto)."""
+    GetKeyOperation: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.GetKeyOperationRequest, _coordinator_pb2.KeyOperationStatus]  # type: ignore[assignment]
+    """Every role: the state of a key operation (refresh or reshare), and the operations of a key."""
+    ListKeyOperations: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.ListKeyOperationsRequest, _coordinator_pb2.ListKeyOperationsResponse]  # type: ignore[assignment]
+    PrepareNodeKeyRotation: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.PrepareNodeKeyRotationRequest, _node_pb2.PrepareKeyRotationResponse]  # type: ignore[assignment]
+    """Admin: relayed to node `node`: make and stage new operational keys (see Node.PrepareKeyRotation)."""
+    InstallNodeCertificate: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.InstallNodeCertificateRequest, _node_pb2.InstallStagedCertificateResponse]  # type: ignore[assignment]
+    """Admin: relayed to node `node`: the CA-signed certificate for its staged TLS key."""
 
 class CoordinatorServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -297,5 +340,86 @@ class CoordinatorServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_governance_pb2.AuditPage, _abc.Awaitable[_governance_pb2.AuditPage]]:
         """A page of the audit log of the coordinator or of a node (proxied). Role auditor."""
+
+    @_abc_1.abstractmethod
+    def ProposeRosterChange(
+        self,
+        request: _coordinator_pb2.ProposeRosterChangeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_coordinator_pb2.LifecycleProposal, _abc.Awaitable[_coordinator_pb2.LifecycleProposal]]:
+        """--- key lifecycle and the node roster (issue 11) ---
+        Admin: a roster change (add, revoke, rotate keys, change endpoint) signed by the proposer.
+        Applied once an admin quorum signed: pushed to every node; a membership change then starts
+        the roster-implied reshare of every key whose committee differs from the active nodes.
+        """
+
+    @_abc_1.abstractmethod
+    def ProposeKeyOperation(
+        self,
+        request: _coordinator_pb2.ProposeKeyOperationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_coordinator_pb2.LifecycleProposal, _abc.Awaitable[_coordinator_pb2.LifecycleProposal]]:
+        """Admin: a refresh or reshare of one key, signed by the proposer; runs at the admin quorum."""
+
+    @_abc_1.abstractmethod
+    def ApproveLifecycleProposal(
+        self,
+        request: _coordinator_pb2.ApproveLifecycleProposalRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_coordinator_pb2.LifecycleProposal, _abc.Awaitable[_coordinator_pb2.LifecycleProposal]]:
+        """Admin: one more signature for a roster change or key operation proposal."""
+
+    @_abc_1.abstractmethod
+    def GetLifecycleProposal(
+        self,
+        request: _coordinator_pb2.GetLifecycleProposalRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_coordinator_pb2.LifecycleProposal, _abc.Awaitable[_coordinator_pb2.LifecycleProposal]]: ...
+
+    @_abc_1.abstractmethod
+    def ListLifecycleProposals(
+        self,
+        request: _coordinator_pb2.ListLifecycleProposalsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_coordinator_pb2.ListLifecycleProposalsResponse, _abc.Awaitable[_coordinator_pb2.ListLifecycleProposalsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetRoster(
+        self,
+        request: _coordinator_pb2.GetClusterRosterRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_node_pb2.RosterHistory, _abc.Awaitable[_node_pb2.RosterHistory]]:
+        """Every role: the roster history (clients verify it against their own admin set; node.proto)."""
+
+    @_abc_1.abstractmethod
+    def GetKeyOperation(
+        self,
+        request: _coordinator_pb2.GetKeyOperationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_coordinator_pb2.KeyOperationStatus, _abc.Awaitable[_coordinator_pb2.KeyOperationStatus]]:
+        """Every role: the state of a key operation (refresh or reshare), and the operations of a key."""
+
+    @_abc_1.abstractmethod
+    def ListKeyOperations(
+        self,
+        request: _coordinator_pb2.ListKeyOperationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_coordinator_pb2.ListKeyOperationsResponse, _abc.Awaitable[_coordinator_pb2.ListKeyOperationsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def PrepareNodeKeyRotation(
+        self,
+        request: _coordinator_pb2.PrepareNodeKeyRotationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_node_pb2.PrepareKeyRotationResponse, _abc.Awaitable[_node_pb2.PrepareKeyRotationResponse]]:
+        """Admin: relayed to node `node`: make and stage new operational keys (see Node.PrepareKeyRotation)."""
+
+    @_abc_1.abstractmethod
+    def InstallNodeCertificate(
+        self,
+        request: _coordinator_pb2.InstallNodeCertificateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_node_pb2.InstallStagedCertificateResponse, _abc.Awaitable[_node_pb2.InstallStagedCertificateResponse]]:
+        """Admin: relayed to node `node`: the CA-signed certificate for its staged TLS key."""
 
 def add_CoordinatorServicer_to_server(servicer: CoordinatorServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

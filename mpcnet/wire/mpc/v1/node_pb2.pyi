@@ -64,7 +64,7 @@ class DkgParams(_message.Message):
     def __init__(self, threshold: _Optional[int] = ..., parties: _Optional[int] = ..., key_label: _Optional[bytes] = ...) -> None: ...
 
 class SignParams(_message.Message):
-    __slots__ = ("key_id", "signers", "derivation_path", "digest", "request_id", "approval_bundle", "policy_attestation")
+    __slots__ = ("key_id", "signers", "derivation_path", "digest", "request_id", "approval_bundle", "policy_attestation", "epoch")
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     SIGNERS_FIELD_NUMBER: _ClassVar[int]
     DERIVATION_PATH_FIELD_NUMBER: _ClassVar[int]
@@ -72,6 +72,7 @@ class SignParams(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     APPROVAL_BUNDLE_FIELD_NUMBER: _ClassVar[int]
     POLICY_ATTESTATION_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
     key_id: bytes
     signers: _containers.RepeatedScalarFieldContainer[int]
     derivation_path: _containers.RepeatedScalarFieldContainer[int]
@@ -79,17 +80,28 @@ class SignParams(_message.Message):
     request_id: str
     approval_bundle: bytes
     policy_attestation: bytes
-    def __init__(self, key_id: _Optional[bytes] = ..., signers: _Optional[_Iterable[int]] = ..., derivation_path: _Optional[_Iterable[int]] = ..., digest: _Optional[bytes] = ..., request_id: _Optional[str] = ..., approval_bundle: _Optional[bytes] = ..., policy_attestation: _Optional[bytes] = ...) -> None: ...
+    epoch: int
+    def __init__(self, key_id: _Optional[bytes] = ..., signers: _Optional[_Iterable[int]] = ..., derivation_path: _Optional[_Iterable[int]] = ..., digest: _Optional[bytes] = ..., request_id: _Optional[str] = ..., approval_bundle: _Optional[bytes] = ..., policy_attestation: _Optional[bytes] = ..., epoch: _Optional[int] = ...) -> None: ...
+
+class ReshareParams(_message.Message):
+    __slots__ = ("operation", "dealers")
+    OPERATION_FIELD_NUMBER: _ClassVar[int]
+    DEALERS_FIELD_NUMBER: _ClassVar[int]
+    operation: bytes
+    dealers: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, operation: _Optional[bytes] = ..., dealers: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class StartSessionRequest(_message.Message):
-    __slots__ = ("session_id", "dkg", "sign")
+    __slots__ = ("session_id", "dkg", "sign", "reshare")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     DKG_FIELD_NUMBER: _ClassVar[int]
     SIGN_FIELD_NUMBER: _ClassVar[int]
+    RESHARE_FIELD_NUMBER: _ClassVar[int]
     session_id: bytes
     dkg: DkgParams
     sign: SignParams
-    def __init__(self, session_id: _Optional[bytes] = ..., dkg: _Optional[_Union[DkgParams, _Mapping]] = ..., sign: _Optional[_Union[SignParams, _Mapping]] = ...) -> None: ...
+    reshare: ReshareParams
+    def __init__(self, session_id: _Optional[bytes] = ..., dkg: _Optional[_Union[DkgParams, _Mapping]] = ..., sign: _Optional[_Union[SignParams, _Mapping]] = ..., reshare: _Optional[_Union[ReshareParams, _Mapping]] = ...) -> None: ...
 
 class StepRequest(_message.Message):
     __slots__ = ("session_id", "round", "envelopes", "reservation_receipts", "attempt")
@@ -120,18 +132,146 @@ class DkgResult(_message.Message):
     def __init__(self, key_id: _Optional[bytes] = ..., public_key: _Optional[bytes] = ..., chain_code: _Optional[bytes] = ..., threshold: _Optional[int] = ..., parties: _Optional[int] = ...) -> None: ...
 
 class StepResponse(_message.Message):
-    __slots__ = ("session_id", "round", "envelopes", "finished", "dkg_result")
+    __slots__ = ("session_id", "round", "envelopes", "finished", "dkg_result", "reshare_result")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     ENVELOPES_FIELD_NUMBER: _ClassVar[int]
     FINISHED_FIELD_NUMBER: _ClassVar[int]
     DKG_RESULT_FIELD_NUMBER: _ClassVar[int]
+    RESHARE_RESULT_FIELD_NUMBER: _ClassVar[int]
     session_id: bytes
     round: int
     envelopes: _containers.RepeatedCompositeFieldContainer[_common_pb2.Envelope]
     finished: bool
     dkg_result: DkgResult
-    def __init__(self, session_id: _Optional[bytes] = ..., round: _Optional[int] = ..., envelopes: _Optional[_Iterable[_Union[_common_pb2.Envelope, _Mapping]]] = ..., finished: _Optional[bool] = ..., dkg_result: _Optional[_Union[DkgResult, _Mapping]] = ...) -> None: ...
+    reshare_result: ReshareResult
+    def __init__(self, session_id: _Optional[bytes] = ..., round: _Optional[int] = ..., envelopes: _Optional[_Iterable[_Union[_common_pb2.Envelope, _Mapping]]] = ..., finished: _Optional[bool] = ..., dkg_result: _Optional[_Union[DkgResult, _Mapping]] = ..., reshare_result: _Optional[_Union[ReshareResult, _Mapping]] = ...) -> None: ...
+
+class ReshareResult(_message.Message):
+    __slots__ = ("key_id", "epoch", "receipt", "retired")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    RECEIPT_FIELD_NUMBER: _ClassVar[int]
+    RETIRED_FIELD_NUMBER: _ClassVar[int]
+    key_id: bytes
+    epoch: int
+    receipt: bytes
+    retired: bool
+    def __init__(self, key_id: _Optional[bytes] = ..., epoch: _Optional[int] = ..., receipt: _Optional[bytes] = ..., retired: _Optional[bool] = ...) -> None: ...
+
+class CommitEpochRequest(_message.Message):
+    __slots__ = ("key_id", "session_id", "receipts")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    RECEIPTS_FIELD_NUMBER: _ClassVar[int]
+    key_id: bytes
+    session_id: bytes
+    receipts: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, key_id: _Optional[bytes] = ..., session_id: _Optional[bytes] = ..., receipts: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class CommitEpochResponse(_message.Message):
+    __slots__ = ("epoch", "holds_share", "changed")
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    HOLDS_SHARE_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    epoch: int
+    holds_share: bool
+    changed: bool
+    def __init__(self, epoch: _Optional[int] = ..., holds_share: _Optional[bool] = ..., changed: _Optional[bool] = ...) -> None: ...
+
+class DiscardEpochRequest(_message.Message):
+    __slots__ = ("key_id", "session_id")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    key_id: bytes
+    session_id: bytes
+    def __init__(self, key_id: _Optional[bytes] = ..., session_id: _Optional[bytes] = ...) -> None: ...
+
+class DiscardEpochResponse(_message.Message):
+    __slots__ = ("discarded",)
+    DISCARDED_FIELD_NUMBER: _ClassVar[int]
+    discarded: bool
+    def __init__(self, discarded: _Optional[bool] = ...) -> None: ...
+
+class GetPendingEpochRequest(_message.Message):
+    __slots__ = ("key_id", "session_id")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    key_id: bytes
+    session_id: bytes
+    def __init__(self, key_id: _Optional[bytes] = ..., session_id: _Optional[bytes] = ...) -> None: ...
+
+class PendingEpochInfo(_message.Message):
+    __slots__ = ("pending", "committed", "receipt", "retired", "active_epoch", "holds_key")
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    COMMITTED_FIELD_NUMBER: _ClassVar[int]
+    RECEIPT_FIELD_NUMBER: _ClassVar[int]
+    RETIRED_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    HOLDS_KEY_FIELD_NUMBER: _ClassVar[int]
+    pending: bool
+    committed: bool
+    receipt: bytes
+    retired: bool
+    active_epoch: int
+    holds_key: bool
+    def __init__(self, pending: _Optional[bool] = ..., committed: _Optional[bool] = ..., receipt: _Optional[bytes] = ..., retired: _Optional[bool] = ..., active_epoch: _Optional[int] = ..., holds_key: _Optional[bool] = ...) -> None: ...
+
+class InstallRosterChangeRequest(_message.Message):
+    __slots__ = ("signed_change",)
+    SIGNED_CHANGE_FIELD_NUMBER: _ClassVar[int]
+    signed_change: bytes
+    def __init__(self, signed_change: _Optional[bytes] = ...) -> None: ...
+
+class InstallRosterChangeResponse(_message.Message):
+    __slots__ = ("installed", "version", "keys_switched")
+    INSTALLED_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    KEYS_SWITCHED_FIELD_NUMBER: _ClassVar[int]
+    installed: bool
+    version: int
+    keys_switched: bool
+    def __init__(self, installed: _Optional[bool] = ..., version: _Optional[int] = ..., keys_switched: _Optional[bool] = ...) -> None: ...
+
+class GetRosterRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RosterHistory(_message.Message):
+    __slots__ = ("signed_changes", "governance_root")
+    SIGNED_CHANGES_FIELD_NUMBER: _ClassVar[int]
+    GOVERNANCE_ROOT_FIELD_NUMBER: _ClassVar[int]
+    signed_changes: _containers.RepeatedScalarFieldContainer[bytes]
+    governance_root: bytes
+    def __init__(self, signed_changes: _Optional[_Iterable[bytes]] = ..., governance_root: _Optional[bytes] = ...) -> None: ...
+
+class PrepareKeyRotationRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class PrepareKeyRotationResponse(_message.Message):
+    __slots__ = ("identity_public", "encryption_public", "tls_csr_pem", "proof")
+    IDENTITY_PUBLIC_FIELD_NUMBER: _ClassVar[int]
+    ENCRYPTION_PUBLIC_FIELD_NUMBER: _ClassVar[int]
+    TLS_CSR_PEM_FIELD_NUMBER: _ClassVar[int]
+    PROOF_FIELD_NUMBER: _ClassVar[int]
+    identity_public: bytes
+    encryption_public: bytes
+    tls_csr_pem: bytes
+    proof: bytes
+    def __init__(self, identity_public: _Optional[bytes] = ..., encryption_public: _Optional[bytes] = ..., tls_csr_pem: _Optional[bytes] = ..., proof: _Optional[bytes] = ...) -> None: ...
+
+class InstallStagedCertificateRequest(_message.Message):
+    __slots__ = ("certificate_pem",)
+    CERTIFICATE_PEM_FIELD_NUMBER: _ClassVar[int]
+    certificate_pem: bytes
+    def __init__(self, certificate_pem: _Optional[bytes] = ...) -> None: ...
+
+class InstallStagedCertificateResponse(_message.Message):
+    __slots__ = ("tls_fingerprint",)
+    TLS_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    tls_fingerprint: bytes
+    def __init__(self, tls_fingerprint: _Optional[bytes] = ...) -> None: ...
 
 class AbortSessionRequest(_message.Message):
     __slots__ = ("session_id", "reason")

@@ -101,6 +101,41 @@ class NodeStub:
                 request_serializer=mpc_dot_v1_dot_node__pb2.ReserveSigningRequest.SerializeToString,
                 response_deserializer=mpc_dot_v1_dot_node__pb2.ReserveSigningResponse.FromString,
                 _registered_method=True)
+        self.CommitEpoch = channel.unary_unary(
+                '/mpc.v1.Node/CommitEpoch',
+                request_serializer=mpc_dot_v1_dot_node__pb2.CommitEpochRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_node__pb2.CommitEpochResponse.FromString,
+                _registered_method=True)
+        self.DiscardEpoch = channel.unary_unary(
+                '/mpc.v1.Node/DiscardEpoch',
+                request_serializer=mpc_dot_v1_dot_node__pb2.DiscardEpochRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_node__pb2.DiscardEpochResponse.FromString,
+                _registered_method=True)
+        self.GetPendingEpoch = channel.unary_unary(
+                '/mpc.v1.Node/GetPendingEpoch',
+                request_serializer=mpc_dot_v1_dot_node__pb2.GetPendingEpochRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_node__pb2.PendingEpochInfo.FromString,
+                _registered_method=True)
+        self.InstallRosterChange = channel.unary_unary(
+                '/mpc.v1.Node/InstallRosterChange',
+                request_serializer=mpc_dot_v1_dot_node__pb2.InstallRosterChangeRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_node__pb2.InstallRosterChangeResponse.FromString,
+                _registered_method=True)
+        self.GetRoster = channel.unary_unary(
+                '/mpc.v1.Node/GetRoster',
+                request_serializer=mpc_dot_v1_dot_node__pb2.GetRosterRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_node__pb2.RosterHistory.FromString,
+                _registered_method=True)
+        self.PrepareKeyRotation = channel.unary_unary(
+                '/mpc.v1.Node/PrepareKeyRotation',
+                request_serializer=mpc_dot_v1_dot_node__pb2.PrepareKeyRotationRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_node__pb2.PrepareKeyRotationResponse.FromString,
+                _registered_method=True)
+        self.InstallStagedCertificate = channel.unary_unary(
+                '/mpc.v1.Node/InstallStagedCertificate',
+                request_serializer=mpc_dot_v1_dot_node__pb2.InstallStagedCertificateRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_node__pb2.InstallStagedCertificateResponse.FromString,
+                _registered_method=True)
 
 
 class NodeServicer:
@@ -199,6 +234,63 @@ class NodeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CommitEpoch(self, request, context):
+        """--- key lifecycle (issue 11; governance/keyop.py, governance/roster.py) ---
+        A refresh or reshare session is started with StartSession(reshare = ...). Its last step
+        answers with a ReshareResult: the new share is stored *pending* (the old one stays active).
+        Switches the key to the new epoch given a commit certificate: an EpochReceipt from every
+        member of the new committee. Erases the old share (a dropped node: its only share) and every
+        other pending share of the key. Idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DiscardEpoch(self, request, context):
+        """Drops a pending share whose receipt this node never released (a session that did not finish
+        here); refused once its receipt left the node (it is then erased by the next commit).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPendingEpoch(self, request, context):
+        """What this node holds for a key operation's session (resuming after a coordinator restart).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def InstallRosterChange(self, request, context):
+        """Installs an admin-signed roster change (verified against the node's own admin set and
+        roster history); callers: coordinator or admin. Every live session ends at the change.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRoster(self, request, context):
+        """The node's roster history (canonical SignedRosterChange, version 1 first).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PrepareKeyRotation(self, request, context):
+        """Admin only: make new operational keys (identity, encryption, TLS) and keep them staged;
+        the node switches to them when a roster change naming them is installed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def InstallStagedCertificate(self, request, context):
+        """Admin only: the CA-signed certificate for the staged TLS key (checked against it and the CA).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -266,6 +358,41 @@ def add_NodeServicer_to_server(servicer, server):
                     servicer.ReserveSigning,
                     request_deserializer=mpc_dot_v1_dot_node__pb2.ReserveSigningRequest.FromString,
                     response_serializer=mpc_dot_v1_dot_node__pb2.ReserveSigningResponse.SerializeToString,
+            ),
+            'CommitEpoch': grpc.unary_unary_rpc_method_handler(
+                    servicer.CommitEpoch,
+                    request_deserializer=mpc_dot_v1_dot_node__pb2.CommitEpochRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_node__pb2.CommitEpochResponse.SerializeToString,
+            ),
+            'DiscardEpoch': grpc.unary_unary_rpc_method_handler(
+                    servicer.DiscardEpoch,
+                    request_deserializer=mpc_dot_v1_dot_node__pb2.DiscardEpochRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_node__pb2.DiscardEpochResponse.SerializeToString,
+            ),
+            'GetPendingEpoch': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPendingEpoch,
+                    request_deserializer=mpc_dot_v1_dot_node__pb2.GetPendingEpochRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_node__pb2.PendingEpochInfo.SerializeToString,
+            ),
+            'InstallRosterChange': grpc.unary_unary_rpc_method_handler(
+                    servicer.InstallRosterChange,
+                    request_deserializer=mpc_dot_v1_dot_node__pb2.InstallRosterChangeRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_node__pb2.InstallRosterChangeResponse.SerializeToString,
+            ),
+            'GetRoster': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRoster,
+                    request_deserializer=mpc_dot_v1_dot_node__pb2.GetRosterRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_node__pb2.RosterHistory.SerializeToString,
+            ),
+            'PrepareKeyRotation': grpc.unary_unary_rpc_method_handler(
+                    servicer.PrepareKeyRotation,
+                    request_deserializer=mpc_dot_v1_dot_node__pb2.PrepareKeyRotationRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_node__pb2.PrepareKeyRotationResponse.SerializeToString,
+            ),
+            'InstallStagedCertificate': grpc.unary_unary_rpc_method_handler(
+                    servicer.InstallStagedCertificate,
+                    request_deserializer=mpc_dot_v1_dot_node__pb2.InstallStagedCertificateRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_node__pb2.InstallStagedCertificateResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -619,6 +746,195 @@ class Node:
             '/mpc.v1.Node/ReserveSigning',
             mpc_dot_v1_dot_node__pb2.ReserveSigningRequest.SerializeToString,
             mpc_dot_v1_dot_node__pb2.ReserveSigningResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CommitEpoch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Node/CommitEpoch',
+            mpc_dot_v1_dot_node__pb2.CommitEpochRequest.SerializeToString,
+            mpc_dot_v1_dot_node__pb2.CommitEpochResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DiscardEpoch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Node/DiscardEpoch',
+            mpc_dot_v1_dot_node__pb2.DiscardEpochRequest.SerializeToString,
+            mpc_dot_v1_dot_node__pb2.DiscardEpochResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPendingEpoch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Node/GetPendingEpoch',
+            mpc_dot_v1_dot_node__pb2.GetPendingEpochRequest.SerializeToString,
+            mpc_dot_v1_dot_node__pb2.PendingEpochInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InstallRosterChange(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Node/InstallRosterChange',
+            mpc_dot_v1_dot_node__pb2.InstallRosterChangeRequest.SerializeToString,
+            mpc_dot_v1_dot_node__pb2.InstallRosterChangeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRoster(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Node/GetRoster',
+            mpc_dot_v1_dot_node__pb2.GetRosterRequest.SerializeToString,
+            mpc_dot_v1_dot_node__pb2.RosterHistory.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PrepareKeyRotation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Node/PrepareKeyRotation',
+            mpc_dot_v1_dot_node__pb2.PrepareKeyRotationRequest.SerializeToString,
+            mpc_dot_v1_dot_node__pb2.PrepareKeyRotationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InstallStagedCertificate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Node/InstallStagedCertificate',
+            mpc_dot_v1_dot_node__pb2.InstallStagedCertificateRequest.SerializeToString,
+            mpc_dot_v1_dot_node__pb2.InstallStagedCertificateResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -66,6 +66,32 @@ class NodeStub:
     """Grants (durably, once per request and attempt) one signing attempt of an approved request
     to one signer set and session; returns this node's signed reservation receipt.
     """
+    CommitEpoch: _grpc.UnaryUnaryMultiCallable[_node_pb2.CommitEpochRequest, _node_pb2.CommitEpochResponse]
+    """--- key lifecycle (issue 11; governance/keyop.py, governance/roster.py) ---
+    A refresh or reshare session is started with StartSession(reshare = ...). Its last step
+    answers with a ReshareResult: the new share is stored *pending* (the old one stays active).
+    Switches the key to the new epoch given a commit certificate: an EpochReceipt from every
+    member of the new committee. Erases the old share (a dropped node: its only share) and every
+    other pending share of the key. Idempotent.
+    """
+    DiscardEpoch: _grpc.UnaryUnaryMultiCallable[_node_pb2.DiscardEpochRequest, _node_pb2.DiscardEpochResponse]
+    """Drops a pending share whose receipt this node never released (a session that did not finish
+    here); refused once its receipt left the node (it is then erased by the next commit).
+    """
+    GetPendingEpoch: _grpc.UnaryUnaryMultiCallable[_node_pb2.GetPendingEpochRequest, _node_pb2.PendingEpochInfo]
+    """What this node holds for a key operation's session (resuming after a coordinator restart)."""
+    InstallRosterChange: _grpc.UnaryUnaryMultiCallable[_node_pb2.InstallRosterChangeRequest, _node_pb2.InstallRosterChangeResponse]
+    """Installs an admin-signed roster change (verified against the node's own admin set and
+    roster history); callers: coordinator or admin. Every live session ends at the change.
+    """
+    GetRoster: _grpc.UnaryUnaryMultiCallable[_node_pb2.GetRosterRequest, _node_pb2.RosterHistory]
+    """The node's roster history (canonical SignedRosterChange, version 1 first)."""
+    PrepareKeyRotation: _grpc.UnaryUnaryMultiCallable[_node_pb2.PrepareKeyRotationRequest, _node_pb2.PrepareKeyRotationResponse]
+    """Admin only: make new operational keys (identity, encryption, TLS) and keep them staged;
+    the node switches to them when a roster change naming them is installed.
+    """
+    InstallStagedCertificate: _grpc.UnaryUnaryMultiCallable[_node_pb2.InstallStagedCertificateRequest, _node_pb2.InstallStagedCertificateResponse]
+    """Admin only: the CA-signed certificate for the staged TLS key (checked against it and the CA)."""
 
 @_typing.type_check_only
 class NodeAsyncStub(NodeStub):
@@ -100,6 +126,32 @@ class NodeAsyncStub(NodeStub):
     """Grants (durably, once per request and attempt) one signing attempt of an approved request
     to one signer set and session; returns this node's signed reservation receipt.
     """
+    CommitEpoch: _aio.UnaryUnaryMultiCallable[_node_pb2.CommitEpochRequest, _node_pb2.CommitEpochResponse]  # type: ignore[assignment]
+    """--- key lifecycle (issue 11; governance/keyop.py, governance/roster.py) ---
+    A refresh or reshare session is started with StartSession(reshare = ...). Its last step
+    answers with a ReshareResult: the new share is stored *pending* (the old one stays active).
+    Switches the key to the new epoch given a commit certificate: an EpochReceipt from every
+    member of the new committee. Erases the old share (a dropped node: its only share) and every
+    other pending share of the key. Idempotent.
+    """
+    DiscardEpoch: _aio.UnaryUnaryMultiCallable[_node_pb2.DiscardEpochRequest, _node_pb2.DiscardEpochResponse]  # type: ignore[assignment]
+    """Drops a pending share whose receipt this node never released (a session that did not finish
+    here); refused once its receipt left the node (it is then erased by the next commit).
+    """
+    GetPendingEpoch: _aio.UnaryUnaryMultiCallable[_node_pb2.GetPendingEpochRequest, _node_pb2.PendingEpochInfo]  # type: ignore[assignment]
+    """What this node holds for a key operation's session (resuming after a coordinator restart)."""
+    InstallRosterChange: _aio.UnaryUnaryMultiCallable[_node_pb2.InstallRosterChangeRequest, _node_pb2.InstallRosterChangeResponse]  # type: ignore[assignment]
+    """Installs an admin-signed roster change (verified against the node's own admin set and
+    roster history); callers: coordinator or admin. Every live session ends at the change.
+    """
+    GetRoster: _aio.UnaryUnaryMultiCallable[_node_pb2.GetRosterRequest, _node_pb2.RosterHistory]  # type: ignore[assignment]
+    """The node's roster history (canonical SignedRosterChange, version 1 first)."""
+    PrepareKeyRotation: _aio.UnaryUnaryMultiCallable[_node_pb2.PrepareKeyRotationRequest, _node_pb2.PrepareKeyRotationResponse]  # type: ignore[assignment]
+    """Admin only: make new operational keys (identity, encryption, TLS) and keep them staged;
+    the node switches to them when a roster change naming them is installed.
+    """
+    InstallStagedCertificate: _aio.UnaryUnaryMultiCallable[_node_pb2.InstallStagedCertificateRequest, _node_pb2.InstallStagedCertificateResponse]  # type: ignore[assignment]
+    """Admin only: the CA-signed certificate for the staged TLS key (checked against it and the CA)."""
 
 class NodeServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -209,5 +261,73 @@ class NodeServicer(metaclass=_abc_1.ABCMeta):
         """Grants (durably, once per request and attempt) one signing attempt of an approved request
         to one signer set and session; returns this node's signed reservation receipt.
         """
+
+    @_abc_1.abstractmethod
+    def CommitEpoch(
+        self,
+        request: _node_pb2.CommitEpochRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_node_pb2.CommitEpochResponse, _abc.Awaitable[_node_pb2.CommitEpochResponse]]:
+        """--- key lifecycle (issue 11; governance/keyop.py, governance/roster.py) ---
+        A refresh or reshare session is started with StartSession(reshare = ...). Its last step
+        answers with a ReshareResult: the new share is stored *pending* (the old one stays active).
+        Switches the key to the new epoch given a commit certificate: an EpochReceipt from every
+        member of the new committee. Erases the old share (a dropped node: its only share) and every
+        other pending share of the key. Idempotent.
+        """
+
+    @_abc_1.abstractmethod
+    def DiscardEpoch(
+        self,
+        request: _node_pb2.DiscardEpochRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_node_pb2.DiscardEpochResponse, _abc.Awaitable[_node_pb2.DiscardEpochResponse]]:
+        """Drops a pending share whose receipt this node never released (a session that did not finish
+        here); refused once its receipt left the node (it is then erased by the next commit).
+        """
+
+    @_abc_1.abstractmethod
+    def GetPendingEpoch(
+        self,
+        request: _node_pb2.GetPendingEpochRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_node_pb2.PendingEpochInfo, _abc.Awaitable[_node_pb2.PendingEpochInfo]]:
+        """What this node holds for a key operation's session (resuming after a coordinator restart)."""
+
+    @_abc_1.abstractmethod
+    def InstallRosterChange(
+        self,
+        request: _node_pb2.InstallRosterChangeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_node_pb2.InstallRosterChangeResponse, _abc.Awaitable[_node_pb2.InstallRosterChangeResponse]]:
+        """Installs an admin-signed roster change (verified against the node's own admin set and
+        roster history); callers: coordinator or admin. Every live session ends at the change.
+        """
+
+    @_abc_1.abstractmethod
+    def GetRoster(
+        self,
+        request: _node_pb2.GetRosterRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_node_pb2.RosterHistory, _abc.Awaitable[_node_pb2.RosterHistory]]:
+        """The node's roster history (canonical SignedRosterChange, version 1 first)."""
+
+    @_abc_1.abstractmethod
+    def PrepareKeyRotation(
+        self,
+        request: _node_pb2.PrepareKeyRotationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_node_pb2.PrepareKeyRotationResponse, _abc.Awaitable[_node_pb2.PrepareKeyRotationResponse]]:
+        """Admin only: make new operational keys (identity, encryption, TLS) and keep them staged;
+        the node switches to them when a roster change naming them is installed.
+        """
+
+    @_abc_1.abstractmethod
+    def InstallStagedCertificate(
+        self,
+        request: _node_pb2.InstallStagedCertificateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_node_pb2.InstallStagedCertificateResponse, _abc.Awaitable[_node_pb2.InstallStagedCertificateResponse]]:
+        """Admin only: the CA-signed certificate for the staged TLS key (checked against it and the CA)."""
 
 def add_NodeServicer_to_server(servicer: NodeServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

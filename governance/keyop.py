@@ -1,0 +1,496 @@
+"""Key operations (refresh, resharing) and the epoch receipts that commit them (issue 11).
+
+A :class:`KeyOperation` says *what* happens to one key: a **refresh** (same committee, same
+threshold, new shares and pairwise state) or a **reshare** (a new committee and/or threshold).
+It names the key by id, public key and chain code (so a node that holds no share yet, a new
+member, learns them from this admin-governed object and never from old nodes alone), the epoch
+and committee it starts from, the committee and threshold it ends with and the roster version
+the new committee was checked against. Committees are roster indices in increasing order; the
+position of a node in a committee (1-based) is its Shamir share index in that epoch.
+
+Authorization (:func:`check_authorized`), checked by every node against its *own* admin set and
+roster: either at least ``quorum`` admins signed the operation (:class:`SignedKeyOperation`), or
+it carries no signature and is **roster-implied**: a reshare to exactly the active nodes of the
+verifier's current roster (same version), same threshold, at a roster whose membership differs
+from the key's committee. The admins already signed that roster change ("removing a node
+reshares every key without it; adding one reshares the keys to it"), so a coordinator can do
+nothing with it that the admins did not order.
+
+An :class:`EpochReceipt` is one new-committee node's Ed25519 signature (its identity key) saying
+it durably stored its share of ``epoch`` made in ``session_id``. A *commit certificate* is one
+receipt from every member of the new committee, all for the same body
+(:func:`verify_commit_certificate`); only with it does a node switch the key to the new epoch and
+erase the old share (and a dropped node erase its share), so an interrupted operation leaves the
+key signable in exactly one epoch (DKLs23 notes section 9, pitfall 14).
+
+Every encoding is the canonical governance encoding (:mod:`governance.encoding`). Pure: no I/O,
+no clock. Errors are :class:`~governance.errors.GovernanceError` naming the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hmac
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ._checks import SIGNATURE_LEN, check_bytes, check_int, check_private_key, ed25519_verify, expect_dict, from_hex, json_int
+from .encoding import Decoder, Encoder, domain_tag, sha256
+from .errors import GovernanceError, field_prefix
+from .policy import (
+    DIGEST_LEN,
+    AdminSet,
+    AdminSignature,
+    admin_signatures_from_list,
+    admin_signatures_to_list,
+    check_admin_signature_list,
+    check_canonical,
+    decode_signed_change,
+    encode_signed_change,
+    require_admin_quorum,
+)
+from .roster import MAX_INDEX, Roster, active_entries
+from .text import check_text, quote
+
+KEY_OPERATION_TAG = domain_tag("key-operation")
+SIGNED_KEY_OPERATION_TAG = domain_tag("signed-key-operation")
+EPOCH_RECEIPT_TAG = domain_tag("epoch-receipt")
+EPOCH_RECEIPT_MESSAGE_TAG = domain_tag("epoch-receipt-message")
+
+OP_ID_LEN = 16
+ID_LEN = 32
+PUBLIC_KEY_LEN = 33  # compressed SEC1
+MAX_EPOCH = 2**32 - 1  # as crypto_core.keyshare
+MAX_REASON_CHARS = 200
+
+
+class KeyOpKind(enum.IntEnum):
+    """What a :class:`KeyOperation` does; encoded as a ``uint``."""
+
+    REFRESH = 1
+    RESHARE = 2
+
+
+def _check_kind(value: object, field: str = "kind") -> KeyOpKind:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise GovernanceError(field, "must be a KeyOpKind")
+    try:
+        return KeyOpKind(value)
+    except ValueError:
+        raise GovernanceError(field, f"must be 1 (refresh) or 2 (reshare), got {value}") from None
+
+
+def check_committee(value: object, field: str) -> tuple[int, ...]:
+    """2..255 distinct roster indices (1..255) in increasing order."""
+    if not isinstance(value, (tuple, list)) or not 2 <= len(value) <= MAX_INDEX:
+        raise GovernanceError(field, f"must be 2..{MAX_INDEX} roster indices")
+    out = tuple(check_int(j, f"{field}[{i}]", 1, MAX_INDEX) for i, j in enumerate(value))
+    if list(out) != sorted(set(out)):
+        raise GovernanceError(field, "must be distinct roster indices in increasing order")
+    return out
+
+
+def check_compressed_point(value: object, field: str) -> bytes:
+    """33 bytes starting 0x02 or 0x03 (the curve check is the node's, :mod:`crypto_core`)."""
+    b = check_bytes(value, field, length=PUBLIC_KEY_LEN)
+    if b[0] not in (2, 3):
+        raise GovernanceError(field, "must be a compressed SEC1 point (prefix 02 or 03)")
+    return b
+
+
+@dataclass(frozen=True)
+class KeyOperation:
+    """Refresh or reshare key ``key_id`` from ``(old_epoch, old_committee, old_threshold)`` to
+    ``(old_epoch + 1, new_committee, new_threshold)``.
+
+    ``op_id``: 16 random bytes chosen by the proposer (two otherwise equal operations differ).
+    ``public_key``: 33-byte compressed SEC1; ``chain_code``: 32 bytes; ``key_id``: 32 bytes
+    (``crypto_core.keyshare.compute_key_id`` of the two: the node checks it).
+    A refresh keeps committee and threshold. A reshare changes at least one of them.
+    ``roster_version``: the roster version (>= 1) whose active nodes the new committee was
+    checked against. ``reason``: one line of text (:func:`governance.text.check_text`, at most
+    200 characters; may be empty).
+    """
+
+    governance_root: bytes
+    op_id: bytes
+    kind: KeyOpKind
+    key_id: bytes
+    public_key: bytes
+    chain_code: bytes
+    old_epoch: int
+    old_threshold: int
+    old_committee: tuple[int, ...]
+    new_threshold: int
+    new_committee: tuple[int, ...]
+    roster_version: int
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "governance_root", check_bytes(self.governance_root, "governance_root", length=DIGEST_LEN))
+        object.__setattr__(self, "op_id", check_bytes(self.op_id, "op_id", length=OP_ID_LEN))
+        object.__setattr__(self, "kind", _check_kind(self.kind))
+        object.__setattr__(self, "key_id", check_bytes(self.key_id, "key_id", length=ID_LEN))
+        object.__setattr__(self, "public_key", check_compressed_point(self.public_key, "public_key"))
+        object.__setattr__(self, "chain_code", check_bytes(self.chain_code, "chain_code", length=ID_LEN))
+        check_int(self.old_epoch, "old_epoch", 0, MAX_EPOCH - 1)
+        old = check_committee(self.old_committee, "old_committee")
+        new = check_committee(self.new_committee, "new_committee")
+        object.__setattr__(self, "old_committee", old)
+        object.__setattr__(self, "new_committee", new)
+        check_int(self.old_threshold, "old_threshold", 2, len(old))
+        check_int(self.new_threshold, "new_threshold", 2, len(new))
+        check_int(self.roster_version, "roster_version", 1, 2**63 - 1)
+        check_text(self.reason, "reason", MAX_REASON_CHARS)
+        if self.kind is KeyOpKind.REFRESH:
+            if new != old or self.new_threshold != self.old_threshold:
+                raise GovernanceError("new_committee", "a refresh keeps the committee and the threshold (use a reshare)")
+        elif new == old and self.new_threshold == self.old_threshold:
+            raise GovernanceError("new_committee", "a reshare must change the committee or the threshold (use a refresh)")
+
+    @property
+    def new_epoch(self) -> int:
+        return self.old_epoch + 1
+
+    @property
+    def kept(self) -> tuple[int, ...]:
+        """Old-committee nodes that are also in the new one."""
+        return tuple(i for i in self.old_committee if i in self.new_committee)
+
+    @property
+    def dropped(self) -> tuple[int, ...]:
+        """Old-committee nodes not in the new one (they erase their share at the commit)."""
+        return tuple(i for i in self.old_committee if i not in self.new_committee)
+
+    @property
+    def joining(self) -> tuple[int, ...]:
+        """New-committee nodes that held no share of the old epoch."""
+        return tuple(i for i in self.new_committee if i not in self.old_committee)
+
+    def share_index(self, node: int, *, new: bool) -> int:
+        """``node``'s 1-based Shamir index in the new (or old) committee; GovernanceError if absent."""
+        committee = self.new_committee if new else self.old_committee
+        if node not in committee:
+            raise GovernanceError("new_committee" if new else "old_committee", f"node {node} is not in it")
+        return committee.index(node) + 1
+
+    def encode(self) -> bytes:
+        enc = (
+            Encoder(KEY_OPERATION_TAG)
+            .raw(self.governance_root)
+            .raw(self.op_id)
+            .uint(int(self.kind))
+            .raw(self.key_id)
+            .raw(self.public_key)
+            .raw(self.chain_code)
+            .uint(self.old_epoch)
+            .uint(self.old_threshold)
+            .count(len(self.old_committee))
+        )
+        for i in self.old_committee:
+            enc.uint(i)
+        enc.uint(self.new_threshold).count(len(self.new_committee))
+        for i in self.new_committee:
+            enc.uint(i)
+        return enc.uint(self.roster_version).text(self.reason).finish()
+
+    def to_bytes(self) -> bytes:
+        return self.encode()
+
+    def digest(self) -> bytes:
+        return sha256(self.encode())
+
+    @property
+    def proposal_id(self) -> str:
+        """Hex of the first 16 bytes of :meth:`digest` (as policy proposals)."""
+        return self.digest()[:16].hex()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> KeyOperation:
+        dec = Decoder(data, KEY_OPERATION_TAG)
+        root = dec.raw("governance_root", length=DIGEST_LEN)
+        op_id = dec.raw("op_id", length=OP_ID_LEN)
+        kind = _check_kind(dec.uint("kind"))
+        key_id = dec.raw("key_id", length=ID_LEN)
+        pk = dec.raw("public_key", length=PUBLIC_KEY_LEN)
+        cc = dec.raw("chain_code", length=ID_LEN)
+        old_epoch = dec.uint("old_epoch")
+        old_t = dec.uint("old_threshold")
+        old = tuple(dec.uint(f"old_committee[{i}]") for i in range(dec.count("old_committee", max_count=MAX_INDEX)))
+        new_t = dec.uint("new_threshold")
+        new = tuple(dec.uint(f"new_committee[{i}]") for i in range(dec.count("new_committee", max_count=MAX_INDEX)))
+        version = dec.uint("roster_version")
+        reason = dec.text("reason")
+        dec.finish()
+        out = cls(root, op_id, kind, key_id, pk, cc, old_epoch, old_t, old, new_t, new, version, reason)
+        check_canonical(out.encode(), data)
+        return out
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "governance_root": self.governance_root.hex(), "op_id": self.op_id.hex(), "kind": self.kind.name.lower(),
+            "key_id": self.key_id.hex(), "public_key": self.public_key.hex(), "chain_code": self.chain_code.hex(),
+            "old_epoch": self.old_epoch, "old_threshold": self.old_threshold, "old_committee": list(self.old_committee),
+            "new_threshold": self.new_threshold, "new_committee": list(self.new_committee),
+            "roster_version": self.roster_version, "reason": self.reason,
+        }
+
+    @classmethod
+    def from_dict(cls, data: object) -> KeyOperation:
+        keys = frozenset({
+            "governance_root", "op_id", "kind", "key_id", "public_key", "chain_code", "old_epoch", "old_threshold",
+            "old_committee", "new_threshold", "new_committee", "roster_version", "reason",
+        })
+        d = expect_dict(data, "", keys)
+        kind = d["kind"]
+        if kind not in ("refresh", "reshare"):
+            raise GovernanceError("kind", f"must be 'refresh' or 'reshare', got {quote(kind)}")
+
+        def ints(name: str) -> tuple[int, ...]:
+            v = d[name]
+            if not isinstance(v, list) or len(v) > MAX_INDEX:
+                raise GovernanceError(name, f"must be a list of at most {MAX_INDEX} roster indices")
+            return tuple(json_int(x, f"{name}[{i}]") for i, x in enumerate(v))
+
+        reason = d["reason"]
+        if not isinstance(reason, str):
+            raise GovernanceError("reason", "must be a string")
+        return cls(
+            from_hex(d["governance_root"], "governance_root", length=DIGEST_LEN), from_hex(d["op_id"], "op_id", length=OP_ID_LEN),
+            KeyOpKind.REFRESH if kind == "refresh" else KeyOpKind.RESHARE,
+            from_hex(d["key_id"], "key_id", length=ID_LEN), from_hex(d["public_key"], "public_key", length=PUBLIC_KEY_LEN),
+            from_hex(d["chain_code"], "chain_code", length=ID_LEN), json_int(d["old_epoch"], "old_epoch"),
+            json_int(d["old_threshold"], "old_threshold"), ints("old_committee"), json_int(d["new_threshold"], "new_threshold"),
+            ints("new_committee"), json_int(d["roster_version"], "roster_version"), reason,
+        )
+
+
+@dataclass(frozen=True)
+class SignedKeyOperation:
+    """A key operation with the admin signatures collected for it (none: roster-implied)."""
+
+    operation: KeyOperation
+    signatures: tuple[AdminSignature, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.operation, KeyOperation):
+            raise GovernanceError("operation", "must be a KeyOperation")
+        object.__setattr__(self, "signatures", check_admin_signature_list(self.signatures))
+
+    def to_bytes(self) -> bytes:
+        return encode_signed_change(SIGNED_KEY_OPERATION_TAG, self.operation.encode(), self.signatures)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> SignedKeyOperation:
+        op_bytes, sigs = decode_signed_change(data, SIGNED_KEY_OPERATION_TAG)
+        with field_prefix("operation"):
+            op = KeyOperation.from_bytes(op_bytes)
+        out = cls(op, sigs)
+        check_canonical(out.to_bytes(), data)
+        return out
+
+    def to_dict(self) -> dict[str, object]:
+        return {"operation": self.operation.to_dict(), "signatures": admin_signatures_to_list(self.signatures)}
+
+    @classmethod
+    def from_dict(cls, data: object) -> SignedKeyOperation:
+        d = expect_dict(data, "", frozenset({"operation", "signatures"}))
+        with field_prefix("operation"):
+            op = KeyOperation.from_dict(d["operation"])
+        return cls(op, admin_signatures_from_list(d["signatures"]))
+
+
+def sign_key_operation(operation: KeyOperation, admin_name: str, private_key: Ed25519PrivateKey) -> AdminSignature:
+    """Admin ``admin_name``'s Ed25519 signature over :meth:`KeyOperation.encode`."""
+    if not isinstance(operation, KeyOperation):
+        raise GovernanceError("operation", "must be a KeyOperation")
+    check_text(admin_name, "admin_name", 64)
+    key = check_private_key(private_key, "private_key")
+    return AdminSignature(admin_name, key.sign(operation.encode()))
+
+
+def roster_implied(operation: KeyOperation, roster: Roster) -> bool:
+    """True iff ``operation`` is the reshare that ``roster`` (the verifier's current one) implies:
+    a reshare, at ``roster.version``, to exactly the roster's active nodes, same threshold, and
+    the key's committee differs from them."""
+    active = tuple(e.index for e in active_entries(roster))
+    return (
+        operation.kind is KeyOpKind.RESHARE
+        and operation.roster_version == roster.version
+        and operation.new_committee == active
+        and operation.new_threshold == operation.old_threshold
+        and operation.old_committee != active
+    )
+
+
+def check_authorized(signed: SignedKeyOperation, admins: AdminSet, roster: Roster) -> str:
+    """Whether the verifier (its own ``admins`` and current ``roster``) may take part in ``signed``.
+
+    Returns ``"admin-quorum"`` or ``"roster"`` (how it is authorized); raises GovernanceError:
+    ``governance_root`` (another cluster), ``roster_version`` (not the verifier's current roster),
+    ``new_committee`` (a node not active in the roster), ``signatures`` (no quorum, and not
+    roster-implied; or a signature that does not verify).
+    """
+    if not isinstance(signed, SignedKeyOperation):
+        raise GovernanceError("signed", "must be a SignedKeyOperation")
+    op = signed.operation
+    if not hmac.compare_digest(op.governance_root, admins.digest()):
+        raise GovernanceError("governance_root", "names another governance root (another cluster or admin set)")
+    if op.roster_version != roster.version:
+        raise GovernanceError(
+            "roster_version", f"is {op.roster_version}, the current roster is version {roster.version} (stale or early operation)"
+        )
+    active = {e.index for e in active_entries(roster)}
+    absent = [i for i in op.new_committee if i not in active]
+    if absent:
+        raise GovernanceError("new_committee", f"node {absent[0]} is not an active node of roster version {roster.version}")
+    if signed.signatures:
+        require_admin_quorum(admins, op.encode(), signed.signatures)
+        return "admin-quorum"
+    if roster_implied(op, roster):
+        return "roster"
+    raise GovernanceError("signatures", f"missing: needs {admins.quorum} admin signature(s) (not implied by the roster)")
+
+
+# --- epoch receipts ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EpochReceipt:
+    """Node ``holder`` durably stored its share of ``epoch`` of ``key_id``, made in session
+    ``session_id`` for operation ``op_digest`` (:meth:`KeyOperation.digest`), whose public state
+    (public key, chain code, threshold, committee, every public share) hashes to ``state_digest``.
+    ``signature``: the holder's Ed25519 identity signature over everything else."""
+
+    governance_root: bytes
+    key_id: bytes
+    op_digest: bytes
+    session_id: bytes
+    epoch: int
+    threshold: int
+    committee: tuple[int, ...]
+    state_digest: bytes
+    holder: int
+    signature: bytes = bytes(SIGNATURE_LEN)
+
+    def __post_init__(self) -> None:
+        for name in ("governance_root", "key_id", "op_digest", "session_id", "state_digest"):
+            object.__setattr__(self, name, check_bytes(getattr(self, name), name, length=ID_LEN))
+        check_int(self.epoch, "epoch", 1, MAX_EPOCH)
+        object.__setattr__(self, "committee", check_committee(self.committee, "committee"))
+        check_int(self.threshold, "threshold", 2, len(self.committee))
+        check_int(self.holder, "holder", 1, MAX_INDEX)
+        if self.holder not in self.committee:
+            raise GovernanceError("holder", f"node {self.holder} is not in the committee")
+        object.__setattr__(self, "signature", check_bytes(self.signature, "signature", length=SIGNATURE_LEN))
+
+    def body(self) -> tuple[object, ...]:
+        """Everything but holder and signature (equal in every receipt of one certificate)."""
+        return (self.governance_root, self.key_id, self.op_digest, self.session_id, self.epoch, self.threshold,
+                self.committee, self.state_digest)
+
+    def message(self) -> bytes:
+        enc = (
+            Encoder(EPOCH_RECEIPT_MESSAGE_TAG).raw(self.governance_root).raw(self.key_id).raw(self.op_digest)
+            .raw(self.session_id).uint(self.epoch).uint(self.threshold).count(len(self.committee))
+        )
+        for i in self.committee:
+            enc.uint(i)
+        return enc.raw(self.state_digest).uint(self.holder).finish()
+
+    def to_bytes(self) -> bytes:
+        return Encoder(EPOCH_RECEIPT_TAG).raw(self.message()).raw(self.signature).finish()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> EpochReceipt:
+        outer = Decoder(data, EPOCH_RECEIPT_TAG, what="receipt")
+        msg = outer.raw("message")
+        signature = outer.raw("signature", length=SIGNATURE_LEN)
+        outer.finish()
+        dec = Decoder(msg, EPOCH_RECEIPT_MESSAGE_TAG, what="receipt message")
+        root = dec.raw("governance_root", length=ID_LEN)
+        key_id = dec.raw("key_id", length=ID_LEN)
+        op_digest = dec.raw("op_digest", length=ID_LEN)
+        sid = dec.raw("session_id", length=ID_LEN)
+        epoch = dec.uint("epoch")
+        t = dec.uint("threshold")
+        committee = tuple(dec.uint(f"committee[{i}]") for i in range(dec.count("committee", max_count=MAX_INDEX)))
+        state = dec.raw("state_digest", length=ID_LEN)
+        holder = dec.uint("holder")
+        dec.finish()
+        out = cls(root, key_id, op_digest, sid, epoch, t, committee, state, holder, signature)
+        check_canonical(out.to_bytes(), data)
+        return out
+
+    def verify(self, identity_public: bytes) -> bool:
+        return ed25519_verify(identity_public, self.signature, self.message())
+
+
+def sign_epoch_receipt(receipt: EpochReceipt, identity: Ed25519PrivateKey) -> EpochReceipt:
+    """``receipt`` with its ``signature`` made by ``identity`` (the holder's identity key)."""
+    if not isinstance(receipt, EpochReceipt):
+        raise GovernanceError("receipt", "must be an EpochReceipt")
+    key = check_private_key(identity, "identity")
+    return dataclasses.replace(receipt, signature=key.sign(receipt.message()))
+
+
+@dataclass(frozen=True)
+class CommitCertificate:
+    """What a complete set of epoch receipts proves (see :func:`verify_commit_certificate`)."""
+
+    key_id: bytes
+    op_digest: bytes
+    session_id: bytes
+    epoch: int
+    threshold: int
+    committee: tuple[int, ...]
+    state_digest: bytes
+
+
+def verify_commit_certificate(
+    receipts: Sequence[bytes], *, governance_root: bytes, key_id: bytes, session_id: bytes, identities: Mapping[int, bytes]
+) -> CommitCertificate:
+    """Check that ``receipts`` (encoded :class:`EpochReceipt`) hold exactly one receipt from every
+    member of one committee, all for the same body, for ``key_id``, ``session_id`` and this
+    ``governance_root``, each signed by its holder's identity key in ``identities`` (roster index
+    -> raw Ed25519 public key: the verifier's own roster). Returns the certificate; else
+    GovernanceError naming ``receipts[i].<field>`` or ``receipts`` (a member missing).
+    """
+    if isinstance(receipts, (str, bytes)) or not isinstance(receipts, Sequence) or not receipts:
+        raise GovernanceError("receipts", "must be a non-empty sequence of encoded EpochReceipt")
+    if len(receipts) > MAX_INDEX:
+        raise GovernanceError("receipts", f"more than {MAX_INDEX} receipts")
+    first: EpochReceipt | None = None
+    holders: set[int] = set()
+    for i, raw in enumerate(receipts):
+        with field_prefix(f"receipts[{i}]"):
+            if not isinstance(raw, (bytes, bytearray, memoryview)):
+                raise GovernanceError("receipt", "must be bytes")
+            r = EpochReceipt.from_bytes(bytes(raw))
+            if not hmac.compare_digest(r.governance_root, governance_root):
+                raise GovernanceError("governance_root", "names another governance root")
+            if r.key_id != key_id:
+                raise GovernanceError("key_id", "is for another key")
+            if r.session_id != session_id:
+                raise GovernanceError("session_id", "is for another session")
+            if first is not None and r.body() != first.body():
+                raise GovernanceError("state_digest", f"node {r.holder} stored a different epoch state than node {first.holder}")
+            if r.holder in holders:
+                raise GovernanceError("holder", f"node {r.holder} appears twice")
+            key = identities.get(r.holder)
+            if key is None:
+                raise GovernanceError("holder", f"node {r.holder} is not an active node of the verifier's roster")
+            if not r.verify(key):
+                raise GovernanceError("signature", f"does not verify under node {r.holder}'s identity key")
+            holders.add(r.holder)
+            first = first or r
+    assert first is not None
+    missing = sorted(set(first.committee) - holders)
+    if missing:
+        raise GovernanceError("receipts", f"node {missing[0]} of the new committee has not confirmed (incomplete certificate)")
+    return CommitCertificate(
+        first.key_id, first.op_digest, first.session_id, first.epoch, first.threshold, first.committee, first.state_digest
+    )
