@@ -246,3 +246,32 @@ def test_receipt_rules() -> None:
     assert e.value.field == "epoch"
     with pytest.raises(GovernanceError):
         EpochReceipt.from_bytes(receipt(1) + b"\x00")
+
+
+def test_a_due_refresh_needs_no_signature_but_only_when_due() -> None:
+    from governance.keyop import refresh_due
+
+    r = SignedKeyOperation(op(kind=KeyOpKind.REFRESH, new_committee=(1, 2, 3, 4, 5), roster_version=1))
+    assert check_authorized(r, ADMINS, ROSTER_1, scheduled=True) == "schedule"
+    with pytest.raises(GovernanceError):
+        check_authorized(r, ADMINS, ROSTER_1, scheduled=False)
+    with pytest.raises(GovernanceError):  # a schedule never authorizes a reshare
+        check_authorized(SignedKeyOperation(op(new_committee=(1, 2, 4))), ADMINS, ROSTER_2, scheduled=True)
+    assert refresh_due(3600, 0, 3_600_000) and not refresh_due(3600, 1, 3_600_000) and not refresh_due(0, 0, 10**12)
+
+
+def test_key_policy_refresh_period_is_optional_and_canonical() -> None:
+    from governance.policy import KeyPolicy
+    from tests.governance.gov_util import policy
+
+    p = policy()
+    assert p.refresh_period_s == 0 and "refresh_period_s" not in p.to_dict()
+    q = dataclasses.replace(p, refresh_period_s=86400)
+    assert q.encode() != p.encode()
+    assert KeyPolicy.from_bytes(q.encode()) == q == KeyPolicy.from_dict(q.to_dict())
+    assert KeyPolicy.from_bytes(p.encode()) == p  # encodings without it are unchanged
+    with pytest.raises(GovernanceError) as e:
+        dataclasses.replace(p, refresh_period_s=59)
+    assert e.value.field == "refresh_period_s"
+    with pytest.raises(GovernanceError):  # an explicit 0 is not canonical
+        KeyPolicy.from_bytes(p.encode() + (8).to_bytes(8, "big") + bytes(8))
