@@ -76,6 +76,7 @@ from mpc_node.fields import (
     utf8_text_field,
 )
 from mpc_node.governance import Approved, NodeGovernance, refusal
+from mpc_node.rotation import KeyRotation
 from mpc_node.storage import NodeStore, RateLimited, RequestAlreadyServed, Reservation as StoredReservation, ReservationConflict, StoreError
 from mpcnet.common.govwire import audit_page, policy_state
 from mpcnet.common.keystore import OperationalKeys
@@ -140,7 +141,8 @@ class NodeService:
     ) -> None:
         self.cfg = cfg
         self.clock = clock or NodeClock.from_env(cfg.test_mode)
-        self.keys = keys
+        self.keys = keys  # replaced (one reference, under keys_lock) by a key rotation switch
+        self.keys_lock = threading.Lock()
         self.store = store
         self.audit = audit
         self.me = cfg.index
@@ -171,6 +173,7 @@ class NodeService:
         except BanJournalError as e:
             raise RuntimeError(f"{e}; the node cannot record bans durably and does not start") from None
         self.bans = BanRegistry(store, self.journal)
+        self.rotation = KeyRotation(self)  # operational key rotation (mpc_node/rotation.py)
 
     # ---------------------------------------------------------------------------------------
     def node_name(self, i: int | None) -> str:
@@ -314,16 +317,19 @@ class NodeService:
         )
 
     def Health(self, req: node_pb2.NodeHealthRequest, ctx: Any) -> node_pb2.NodeHealthResponse:
-        problem = self._store_problem
+        problem = self.rotation.problem or self._store_problem
         return node_pb2.NodeHealthResponse(
             serving=not problem, active_sessions=self.active_sessions, max_sessions=self.cfg.max_sessions,
-            unix_ms=self.clock.now_ms(), reason=f"store cannot be written: {problem}" if problem else "",
+            unix_ms=self.clock.now_ms(),
+            reason=self.rotation.problem or (f"store cannot be written: {problem}" if problem else ""),
         )
 
     # --- sessions ----------------------------------------------------------------------------
     def StartSession(self, req: node_pb2.StartSessionRequest, ctx: Any) -> node_pb2.StepResponse:
         # one small durable write first: a node that cannot write its store must refuse here, not
         # after its peers released their signature shares for the request
+        if self.rotation.problem:
+            raise RpcError(Code.FAILED_PRECONDITION, f"roster: {self.cfg.name}: {self.rotation.problem}; it takes no sessions")
         problem = self.probe_store()
         if problem:
             raise RpcError(
@@ -1081,12 +1087,18 @@ class NodeService:
         raise self._unimplemented("GetRoster")
 
     def PrepareKeyRotation(self, req: node_pb2.PrepareKeyRotationRequest, ctx: Any) -> node_pb2.PrepareKeyRotationResponse:
-        raise self._unimplemented("PrepareKeyRotation")
+        with self._store_guard():
+            p = self.rotation.prepare(_caller(ctx))
+        return node_pb2.PrepareKeyRotationResponse(
+            identity_public=p.identity_public, encryption_public=p.encryption_public, tls_csr_pem=p.tls_csr_pem, proof=p.proof
+        )
 
     def InstallStagedCertificate(
         self, req: node_pb2.InstallStagedCertificateRequest, ctx: Any
     ) -> node_pb2.InstallStagedCertificateResponse:
-        raise self._unimplemented("InstallStagedCertificate")
+        with self._store_guard():
+            fingerprint = self.rotation.install_certificate(bytes(req.certificate_pem), _caller(ctx))
+        return node_pb2.InstallStagedCertificateResponse(tls_fingerprint=fingerprint)
 
 
 def _short(e: BaseException) -> str:
