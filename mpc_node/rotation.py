@@ -357,7 +357,34 @@ class KeyRotation:
         self._lock = threading.Lock()  # one prepare / install / switch at a time
         self._now = now or (lambda: dt.datetime.now(dt.UTC))
         self._problem = ""
+        self.switched_versions: set[int] = set()  # roster versions whose install switched the keys
         self.fault: Callable[[str], None] = _no_fault  # tests: raise after a step of the switch
+
+    def attach(self, roster_state: Any) -> None:
+        """Switch with the roster: listen to ``roster_state``'s installs
+        (:class:`mpc_node.roster_state.NodeRoster`) and check the roster in force now (a kill
+        between a roster's install and step 1 of the switch is finished here, at start)."""
+
+        def listener(old: Any, new: Any) -> None:
+            self.check_roster(new, "roster", version=int(new.version))
+
+        roster_state.add_listener(listener)
+        current = roster_state.current()
+        if current is not None:
+            self.check_roster(current, self._cfg.name, version=int(current.version))
+
+    def check_roster(self, roster: Any, actor: str, *, version: int) -> bool:
+        """:meth:`on_roster` with ``roster``'s entry for this node; a switch that fails half-way
+        (a full disk) leaves the node NOT_SERVING until a restart finishes it (:func:`recover_switch`)."""
+        try:
+            switched = self.on_roster(roster.entry(self._cfg.index), actor)
+        except Exception as e:
+            log.error("key rotation: the switch failed (%s); restart the node to finish it", type(e).__name__)
+            self._set_problem(f"the switch to the staged keys failed ({type(e).__name__}); restart the node to finish it")
+            return False
+        if switched:
+            self.switched_versions.add(version)
+        return switched
 
     @property
     def problem(self) -> str:
@@ -500,6 +527,7 @@ class KeyRotation:
 
             from mpc_node.service import HEALTH_SERVICES
 
-            status = health_pb2.HealthCheckResponse.NOT_SERVING if problem else health_pb2.HealthCheckResponse.SERVING
+            serving = not problem and not getattr(self._host, "store_problem", "")
+            status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
             for name in HEALTH_SERVICES:
                 health.set(name, status)

@@ -243,7 +243,8 @@ class NodeService:
             if self.health is not None:
                 from grpc_health.v1 import health_pb2
 
-                status = health_pb2.HealthCheckResponse.NOT_SERVING if problem else health_pb2.HealthCheckResponse.SERVING
+                bad = problem or self.rotation.problem  # a key rotation can stop serving too (mpc_node/rotation.py)
+                status = health_pb2.HealthCheckResponse.NOT_SERVING if bad else health_pb2.HealthCheckResponse.SERVING
                 for name in HEALTH_SERVICES:
                     self.health.set(name, status)
         if problem:

@@ -251,3 +251,61 @@ def test_a_kill_before_the_switch_starts_leaves_the_old_complete_set(tmp_path: P
     assert verify_audit(n.cfg.audit_db, n.old.identity_public).ok
     with AuditLog.open(n.cfg.audit_db, component=NAME, signing_key=n.old.identity):
         pass
+
+
+class FakeRosterState:
+    """The NodeRoster surface KeyRotation.attach uses."""
+
+    def __init__(self, roster: Any) -> None:
+        self.roster = roster
+        self.listeners: list[Any] = []
+
+    def current(self) -> Any:
+        return self.roster
+
+    def add_listener(self, fn: Any) -> None:
+        self.listeners.append(fn)
+
+    def install(self, roster: Any) -> None:
+        old, self.roster = self.roster, roster
+        for fn in self.listeners:
+            fn(old, roster)
+
+
+class FakeHealth:
+    def __init__(self) -> None:
+        self.status: dict[str, int] = {}
+
+    def set(self, name: str, status: int) -> None:
+        self.status[name] = status
+
+
+def _roster(version: int, entry: RosterEntry) -> SimpleNamespace:
+    return SimpleNamespace(version=version, entry=lambda i: entry if i == 1 else None)
+
+
+def test_attach_switches_on_install_and_reports_keys_not_held(tmp_path: Path) -> None:
+    from grpc_health.v1 import health_pb2
+
+    n = _node(tmp_path)
+    n.host.health = FakeHealth()
+    live_fp = certificate_fingerprint(load_certificate(n.cfg.cert.cert.read_bytes()))
+    state = FakeRosterState(_roster(1, _entry(n.old.identity_public, n.old.encryption_public, live_fp)))
+    n.rotation.attach(state)
+    assert n.rotation.problem == "" and n.host.keys is n.old
+    p, fp = _staged_and_certified(n)
+    state.install(_roster(2, _entry(p.identity_public, p.encryption_public, fp)))
+    assert n.host.keys.identity_public == p.identity_public and n.rotation.switched_versions == {2}
+    stranger = RosterEntry(1, NAME, b"\x09" * 32, p.encryption_public, fp, "127.0.0.1:7001", key_version=3)
+    state.install(_roster(3, stranger))
+    assert n.rotation.problem == KEYS_NOT_HELD
+    assert set(n.host.health.status.values()) == {health_pb2.HealthCheckResponse.NOT_SERVING}
+
+
+def test_a_roster_installed_before_a_kill_switches_at_the_next_start(tmp_path: Path) -> None:
+    n = _node(tmp_path)
+    p, fp = _staged_and_certified(n)  # the roster naming the staged set is stored, then the node dies
+    n.rotation.attach(FakeRosterState(_roster(2, _entry(p.identity_public, p.encryption_public, fp))))
+    assert n.host.keys.identity_public == p.identity_public
+    n.host.audit.close()
+    _assert_switched(n, p.identity_public, p.encryption_public, fp)
