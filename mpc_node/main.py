@@ -53,13 +53,16 @@ def build_server(cfg: NodeConfig, service: NodeService) -> tuple[grpc.Server, in
     )
 
     authorize = audited_role_check(
-        NODE_SERVICE.full_name, lambda method: ("coordinator", "admin") if method in ADMIN_RPCS else ("coordinator",), service.audit
+        NODE_SERVICE.full_name, lambda method: ("coordinator", "admin") if method in ADMIN_RPCS else ("coordinator",), service.audit,
+        refused=service.roster_state.refused_fingerprints,
     )
 
     server.add_generic_rpc_handlers((service_handler(
         NODE_SERVICE, node_pb2, service, authorize=authorize, logger=log, translate=service.storage_failure, streams=streams
     ),))
     service.health = add_standard_services(server, (NODE_SERVICE.full_name,), streams)
+    if service.rotation.problem:  # found at start (a roster naming keys this node does not hold)
+        service.rotation.publish_health()
     serving = ServingCertificate(cfg.cert, cfg.ca_cert)  # a key rotation swaps it without a restart
     service.rotation.serving = serving
     port = server.add_secure_port(cfg.listen, serving.credentials())

@@ -521,13 +521,17 @@ class KeyRotation:
             log.error("key rotation: %s: NOT_SERVING (this node takes no sessions)", problem)
             with contextlib.suppress(Exception):
                 self._audit(self._cfg.name, "key-rotation", "keys-not-held", detail_text("reason", problem))
+        self.publish_health()
+
+    def publish_health(self) -> None:
+        """Tell the standard health service (once the server has set it) whether the node serves."""
         health = self._host.health
         if health is not None:
             from grpc_health.v1 import health_pb2
 
             from mpc_node.service import HEALTH_SERVICES
 
-            serving = not problem and not getattr(self._host, "store_problem", "")
+            serving = not self._problem and not getattr(self._host, "store_problem", "")
             status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
             for name in HEALTH_SERVICES:
                 health.set(name, status)
