@@ -315,6 +315,12 @@ def recover_switch(cfg: NodeConfig, passphrase: bytes, *, clock: Callable[[], in
         _cleanup(paths)
         log.warning("key rotation: finished cleaning up a switch interrupted after it completed")
         return True
+    try:
+        named = bytes.fromhex(json.loads(paths.marker.read_bytes())["identity_public"])
+    except (OSError, ValueError, KeyError, TypeError):
+        named = b""
+    if not hmac.compare_digest(named, staged.keys.identity_public):
+        raise KeystoreError(f"key rotation: {paths.marker} does not name the staged keys; restore the staged files or the marker")
     current = load_keystore(cfg.keystore, passphrase)
     new_public = staged.keys.identity_public
     if current.identity_public != new_public:  # the keystore was not replaced yet: step 2 may be missing

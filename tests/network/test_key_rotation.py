@@ -309,3 +309,15 @@ def test_a_roster_installed_before_a_kill_switches_at_the_next_start(tmp_path: P
     assert n.host.keys.identity_public == p.identity_public
     n.host.audit.close()
     _assert_switched(n, p.identity_public, p.encryption_public, fp)
+
+
+def test_a_marker_naming_other_keys_stops_the_start(tmp_path: Path) -> None:
+    from mpcnet.common.keystore import KeystoreError
+
+    n = _node(tmp_path)
+    _staged_and_certified(n)
+    n.rotation.paths.marker.write_text('{"identity_public": "' + "ab" * 32 + '"}')
+    n.host.audit.close()
+    with pytest.raises(KeystoreError, match="does not name the staged keys"):
+        recover_switch(n.cfg, PASS)
+    assert load_keystore(n.cfg.keystore, PASS).identity_public == n.old.identity_public  # nothing changed
