@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from coordinator.relay import NodeHandle
 from governance.audit import detail_text
-from mpc_node.rotation import proof_message
+from governance.roster import rotation_proof_message as proof_message
 from mpcnet.common.rpc import RpcError, status_of
 from mpcnet.common.stores.audit import AuditLog
 from mpcnet.wire.mpc.v1 import coordinator_pb2, node_pb2

@@ -65,6 +65,7 @@ ROSTER_ENTRY_TAG = domain_tag("roster-entry")
 ROSTER_TAG = domain_tag("roster")
 ROSTER_CHANGE_TAG = domain_tag("roster-change")
 SIGNED_ROSTER_CHANGE_TAG = domain_tag("signed-roster-change")
+ROTATION_PROOF_TAG = domain_tag("node-key-rotation")
 
 MAX_INDEX = 255
 MAX_ENTRIES = MAX_INDEX
@@ -543,6 +544,13 @@ class SignedRosterChange:
         with field_prefix("change"):
             change = RosterChange.from_dict(d["change"])
         return cls(change, admin_signatures_from_list(d["signatures"]))
+
+
+def rotation_proof_message(identity_public: bytes, encryption_public: bytes, tls_csr_pem: bytes) -> bytes:
+    """What a node's *current* identity key signs when it stages new operational keys
+    (``PrepareKeyRotation``): tag ``MPCNET/v1/gov/node-key-rotation``, then the new Ed25519 and
+    X25519 public keys and the PEM CSR for its new TLS key."""
+    return Encoder(ROTATION_PROOF_TAG).raw(identity_public).raw(encryption_public).raw(tls_csr_pem).finish()
 
 
 def sign_roster_change(change: RosterChange, admin_name: str, private_key: Ed25519PrivateKey) -> AdminSignature:

@@ -9,7 +9,7 @@ key share. Three steps:
    node's passphrase like the live one; the TLS key as PKCS#8 encrypted with the same
    passphrase; atomic writes, mode 0600). It answers with the public keys, a CSR for the TLS key
    carrying the current certificate's subject (CN = name, OU = role) and subjectAltNames, and a
-   proof: the *current* identity key's signature over :func:`proof_message`. Calling it again
+   proof: the *current* identity key's signature over :func:`governance.roster.rotation_proof_message`. Calling it again
    replaces the staged set (and drops a staged certificate, which belongs to the old staged key).
 2. :meth:`KeyRotation.install_certificate` (``InstallStagedCertificate``): the CA-signed
    certificate for the staged TLS key, checked by :func:`check_staged_certificate` (issued by the
@@ -63,9 +63,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from governance.audit import detail_text
-from governance.encoding import Encoder, domain_tag
 from governance.errors import GovernanceError
-from governance.roster import RosterEntry
+from governance.roster import RosterEntry, rotation_proof_message as proof_message
 from mpc_node.config import NodeConfig
 from mpc_node.tls import ServingCertificate
 from mpcnet.common.fsutil import fsync_dir, write_atomic
@@ -85,7 +84,6 @@ log = logging.getLogger("mpc_node.rotation")
 Code = grpc.StatusCode
 
 STAGING_DIR = "rotation"
-PROOF_TAG = domain_tag("node-key-rotation")
 KEYS_NOT_HELD = "roster names operational keys this node does not hold"
 MAX_CERT_PEM = 16 * 1024
 _PUB = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -134,7 +132,7 @@ class StagingPaths:
 @dataclass(frozen=True)
 class PreparedRotation:
     """What ``PrepareKeyRotation`` answers: raw public keys (32 bytes each), the CSR (PEM) and the
-    current identity key's Ed25519 signature over :func:`proof_message` of the three."""
+    current identity key's Ed25519 signature over :func:`governance.roster.rotation_proof_message` of the three."""
 
     identity_public: bytes
     encryption_public: bytes
@@ -161,12 +159,6 @@ class _Staged:
             and hmac.compare_digest(entry.encryption_key, self.keys.encryption_public)
             and hmac.compare_digest(entry.tls_fingerprint, fp)
         )
-
-
-def proof_message(identity_public: bytes, encryption_public: bytes, tls_csr_pem: bytes) -> bytes:
-    """The bytes the current identity key signs in ``PrepareKeyRotation``'s proof (domain
-    ``MPCNET/v1/gov/node-key-rotation``; then the two public keys and the CSR)."""
-    return Encoder(PROOF_TAG).raw(identity_public).raw(encryption_public).raw(tls_csr_pem).finish()
 
 
 # --- certificates ----------------------------------------------------------------------------

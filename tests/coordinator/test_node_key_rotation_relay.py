@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 
 from coordinator.rotation import NodeKeyRotationRelay
-from mpc_node.rotation import proof_message
+from governance.roster import rotation_proof_message as proof_message
 from mpcnet.common.rpc import RpcError
 from mpcnet.common.stores.audit import AuditLog
 from mpcnet.wire.mpc.v1 import coordinator_pb2, node_pb2

@@ -22,9 +22,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-from governance.roster import RosterChange, SignedRosterChange, rotate_keys, sign_roster_change
+from governance.roster import RosterChange, SignedRosterChange, rotate_keys, rotation_proof_message as proof_message, sign_roster_change
 from mpc_node.envelope import seal_broadcast
-from mpc_node.rotation import proof_message
 from mpcnet.client import MpcClient, SigningTeam
 from mpcnet.client.identities import load_identity
 from mpcnet.cluster.launcher import LocalCluster, child_env

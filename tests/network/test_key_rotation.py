@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.x509.oid import NameOID
 
-from governance.roster import RosterEntry
-from mpc_node.rotation import KEYS_NOT_HELD, SWITCH_STEPS, KeyRotation, proof_message, recover_switch
+from governance.roster import RosterEntry, rotation_proof_message as proof_message
+from mpc_node.rotation import KEYS_NOT_HELD, SWITCH_STEPS, KeyRotation, recover_switch
 from mpcnet.common.keystore import create_keystore, load_keystore
 from mpcnet.common.pki import CertPaths, certificate_fingerprint, create_ca, issue_cert, load_certificate, sign_csr
 from mpcnet.common.rpc import RpcError
