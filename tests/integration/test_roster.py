@@ -21,6 +21,7 @@ from coordinator.config import load_coordinator_config
 from coordinator.service import CoordinatorService
 from governance.roster import SignedRosterChange, change_endpoint, revoke_node
 from mpcnet.client import MpcClient, SigningTeam
+from mpcnet.client.errors import MpcError
 from mpcnet.cluster.launcher import LocalCluster
 from mpcnet.common.pki import CertPaths, channel_credentials
 from mpcnet.common.rpc import CHANNEL_OPTIONS
@@ -48,7 +49,18 @@ def _as(c: LocalCluster, cert: CertPaths, endpoint: str) -> grpc.Channel:
 
 
 def _audit(client: MpcClient, component: str, action: str) -> list[tuple[str, dict]]:
-    return [(e.outcome, json.loads(e.details_json)) for e in client.fetch_audit(component).entries if e.action == action]
+    """``component``'s audit entries of ``action`` (retried while the coordinator reconnects to
+    a node that was just restarted)."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            entries = client.fetch_audit(component).entries
+            break
+        except MpcError as e:
+            if e.code != Code.UNAVAILABLE or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+    return [(e.outcome, json.loads(e.details_json)) for e in entries if e.action == action]
 
 
 def _extend_config(path: Path, *changes: SignedRosterChange) -> None:
@@ -103,6 +115,16 @@ def test_a_revocation_on_real_processes(cluster: LocalCluster, tmp_path: Path) -
         # signing goes on with the three active nodes (reservation quorum 2 of 3)
         sig = team.sign(key.key_id, os.urandom(32))
         assert len(sig.signers) == T and 4 not in sig.signers
+        # with node 3 down too, two reservations are a majority of the three active nodes (of
+        # the four in the roster they would not be): the coordinator and the nodes both count
+        # the active nodes only
+        cluster.kill("node-3")
+        try:
+            sig = team.sign(key.key_id, os.urandom(32))
+            assert sig.signers == (1, 2)
+        finally:
+            cluster.start("node-3")
+            cluster.wait_healthy(["node-3"])
 
         # the revoked node's own certificate is refused by every node and by the coordinator
         node4 = lay.cert("node-4")
