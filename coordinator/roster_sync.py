@@ -48,6 +48,7 @@ class RosterSync:
         self.audit = audit
         self.governance_root = governance_root
         self._lock = threading.Lock()
+        self._follow_lock = threading.Lock()
         self._synced: dict[int, int] = {}  # node -> the roster version it confirmed
         self._sync_locks: dict[int, threading.Lock] = {}
         self._reported: dict[int, str] = {}  # node -> the refusal last audited (audited once, not every tick)
@@ -74,7 +75,8 @@ class RosterSync:
     def roster_applied(self, old: Roster | None, new: Roster) -> None:
         """A :meth:`RosterBook.apply` listener: follow the new roster with the node handles,
         then push the chain to every active node (those down are synced when they are back)."""
-        added, removed = self.nodes.follow(self.book.endpoints())
+        with self._follow_lock:  # concurrent applies: the last follow always sees the latest roster
+            added, removed = self.nodes.follow(self.book.endpoints())
         with self._lock:
             for i in removed:
                 self._synced.pop(i, None)

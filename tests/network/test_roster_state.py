@@ -412,3 +412,78 @@ def test_node_handles_iterate_safely_while_the_roster_changes() -> None:
         t.join()
         reg.close()
     assert errors == []
+
+
+# --- pushing the chain to the nodes ---------------------------------------------------------
+
+
+class _FakeNode:
+    """A node's GetRoster/InstallRosterChange: holds a chain, appends what it is sent (or fails)."""
+
+    def __init__(self, chain: list[bytes], root: bytes, fail: grpc.StatusCode | None = None) -> None:
+        self.chain = list(chain)
+        self.root = root
+        self.fail = fail
+        self.installed: list[bytes] = []
+
+    def _check(self) -> None:
+        if self.fail is not None:
+            raise _RpcFailure(self.fail)
+
+    def GetRoster(self, req: object, timeout: float) -> node_pb2.RosterHistory:
+        self._check()
+        return node_pb2.RosterHistory(signed_changes=self.chain, governance_root=self.root)
+
+    def InstallRosterChange(self, req: node_pb2.InstallRosterChangeRequest, timeout: float) -> node_pb2.InstallRosterChangeResponse:
+        self._check()
+        self.chain.append(bytes(req.signed_change))
+        self.installed.append(bytes(req.signed_change))
+        return node_pb2.InstallRosterChangeResponse(installed=True, version=len(self.chain))
+
+
+class _RpcFailure(grpc.RpcError):
+    def __init__(self, code: grpc.StatusCode) -> None:
+        self._code = code
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return f"fake {self._code.name}"
+
+
+def test_roster_sync_pushes_what_each_node_lacks_oldest_first(lay, book, tmp_path, genesis, moved, revoked) -> None:
+    from coordinator.roster_sync import RosterSync
+
+    root = lay.governance()[0].digest()
+    book.book.apply(moved, "admin1")
+    book.book.apply(revoked, "admin1")  # version 3: node 4 revoked, 1..3 active
+    g, m, r = genesis.to_bytes(), moved.to_bytes(), revoked.to_bytes()
+    reg = NodeRegistry(book.book.endpoints(), grpc.ssl_channel_credentials())
+    behind, forked = _FakeNode([g], root), _FakeNode([g, _forked(lay, genesis).to_bytes()], root)
+    down = _FakeNode([], root, Code.UNAVAILABLE)
+    for i, fake in ((1, behind), (2, forked), (3, down)):
+        reg[i].stub = fake  # type: ignore[assignment]
+    keys = load_keystore(book.cfg.keystore, read_passphrase(file=book.cfg.passphrase_file, env=book.cfg.passphrase_env))
+    with AuditLog.open(tmp_path / "caudit.db", component="coordinator", signing_key=keys.identity) as audit:
+        sync = RosterSync(book.book, reg, audit, root)
+        try:
+            assert sync.sync_node(1) and behind.installed == [m, r] and sync.synced(1) and sync.node_version(1) == 3
+            assert sync.sync_node(1) and behind.installed == [m, r]  # nothing more to send
+            assert not sync.sync_node(2) and forked.installed == [] and not sync.synced(2)
+            assert not sync.sync_node(2)  # refused again, audited once
+            assert not sync.sync_node(3) and not sync.synced(3)  # down: retried later, not audited
+            assert not sync.sync_node(4)  # revoked: no handle, never dialed
+            forked.chain = [g, m, r, r]
+            assert not sync.sync_node(2)  # ahead of the coordinator: not pushed to
+            pushes = [(e.outcome, e.details) for e in audit.entries() if e.action == "roster-push"]
+            assert [(o, d.get("node"), d.get("changes")) for o, d in pushes] == [
+                ("synced", "node-1", 2), ("refused", "node-2", None), ("refused", "node-2", None),
+            ]
+            assert "another roster version 2 than the coordinator (a fork)" in pushes[1][1]["reason"]
+            assert "a longer roster chain (4 versions)" in pushes[2][1]["reason"]
+            other = _FakeNode([g], b"\x01" * 32)
+            reg[1].stub = other  # type: ignore[assignment]
+            assert not sync.sync_node(1) and other.installed == []  # another governance root
+        finally:
+            reg.close()
