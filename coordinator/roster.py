@@ -196,7 +196,8 @@ class RosterBook:
             log.exception("audit flush after a roster change failed")
 
     def append(self, signed: SignedRosterChange, new: Roster) -> None:
-        """Record an already verified change (``new`` is its roster) as the next version."""
+        """Record an already verified change (``new`` is its roster) as the next version.
+        Low level: no verification, audit, node handles, push or listeners; use :meth:`apply`."""
         with self._lock:
             self.db.put_roster_changes(new.version, [signed.to_bytes()])
             self._history.append(signed)

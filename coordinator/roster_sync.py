@@ -56,10 +56,11 @@ class RosterSync:
     # --- reading ---------------------------------------------------------------------------------
     def synced(self, i: int) -> bool:
         """True if node ``i`` confirmed the coordinator's whole chain (always, legacy config)."""
-        if not self.book.history():
+        current = self.book.current()
+        if current is None:
             return True
         with self._lock:
-            return self._synced.get(i, 0) == self.book.version
+            return self._synced.get(i, 0) == current.version
 
     def node_version(self, i: int) -> int:
         """The roster version node ``i`` last confirmed (0: not yet known)."""
