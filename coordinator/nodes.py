@@ -11,7 +11,7 @@ for a whole operation.
 A handle that leaves (its node revoked, or moved to another endpoint: a new handle dials the new
 one) is closed at once, so it is never dialed again; indexing (``registry[i]``) still finds it,
 closed, so that an operation begun before the change can still *name* the node in its errors.
-Iteration, ``len`` and ``in`` see only the handles in force.
+Iteration, ``len``, ``in`` and ``get`` see only the handles in force.
 """
 
 from __future__ import annotations
@@ -52,6 +52,10 @@ class NodeRegistry(Mapping[int, NodeHandle]):
         if index in handles:
             return handles[index]
         return self._retired[index]  # KeyError if never known
+
+    def get(self, index: int, default: NodeHandle | None = None) -> NodeHandle | None:  # type: ignore[override]
+        """The handle in force for ``index``, else ``default`` (never a retired handle)."""
+        return self._handles.get(index, default)
 
     def __contains__(self, index: object) -> bool:
         return index in self._handles

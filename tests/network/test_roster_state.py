@@ -377,6 +377,7 @@ def test_node_handles_follow_the_roster_copy_on_write() -> None:
         assert reg[1] is h1  # unchanged: the same handle (and its health)
         assert reg[2] is not h2 and reg[2].endpoint == "127.0.0.1:2002"
         assert reg[3] is h3 and reg.retired(3)  # still named by an operation begun before, but closed
+        assert reg.get(3) is None and reg.get(1) is h1
         with pytest.raises(ValueError):  # a closed channel is never dialed again
             h3.stub.Health(node_pb2.NodeHealthRequest(), timeout=0.1)
         assert sorted(k for k, _ in items) == [1, 2, 3] and before == {1: h1, 2: h2, 3: h3}  # old snapshots unchanged
