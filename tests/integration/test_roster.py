@@ -87,9 +87,16 @@ def test_a_revocation_on_real_processes(cluster: LocalCluster, tmp_path: Path) -
             seen: list[int] = []
             svc.rosters.add_listener(lambda old, new: seen.append(new.version))
             assert sorted(svc.nodes) == [1, 2, 3, 4]
+            cluster.kill("node-3")  # down while the change is applied: synced when it is back
             assert svc.rosters.apply(revoked, "admin1") == revoked.change.new_roster
             assert seen == [2]
             assert sorted(svc.nodes) == [1, 2, 3] and svc.nodes.retired(4)  # closed: never dialed again
+            assert [svc.roster_sync.synced(i) for i in (1, 2, 3)] == [True, True, False]
+            cluster.start("node-3")
+            cluster.wait_healthy(["node-3"])
+            deadline = time.monotonic() + 30
+            while not svc.roster_sync.sync_node(3) and time.monotonic() < deadline:  # what the background loop does
+                time.sleep(0.5)
             assert _versions(cluster, [1, 2, 3, 4]) == {1: 2, 2: 2, 3: 2, 4: 1}  # the revoked node is not told
             assert all(svc.roster_sync.synced(i) for i in (1, 2, 3))
             st = svc.ClusterStatus(coordinator_pb2.ClusterStatusRequest(), None)

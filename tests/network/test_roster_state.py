@@ -488,3 +488,30 @@ def test_roster_sync_pushes_what_each_node_lacks_oldest_first(lay, book, tmp_pat
             assert not sync.sync_node(1) and other.installed == []  # another governance root
         finally:
             reg.close()
+
+
+def test_concurrent_applies_store_one_chain(lay, book, genesis, moved) -> None:
+    """Racing applies of the same change and of a fork: one link is stored, the listeners run
+    once, every other apply is a no-op (the same change) or refused (the fork)."""
+    seen: list[int] = []
+    book.book.add_listener(lambda old, new: seen.append(new.version))
+    fork = _forked(lay, genesis)
+    barrier = threading.Barrier(6)
+    results: list[object] = []
+
+    def go(signed: SignedRosterChange) -> None:
+        barrier.wait()
+        try:
+            results.append(book.book.apply(signed, "admin1").digest())
+        except RpcError as e:
+            results.append(e.code)
+
+    threads = [threading.Thread(target=go, args=(s,)) for s in (moved, moved, moved, fork, fork, fork)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == [2] and book.book.version == 2 and len(book.db.roster_changes()) == 2
+    winner = SignedRosterChange.from_bytes(book.db.roster_changes()[1])
+    assert winner.to_bytes() in (moved.to_bytes(), fork.to_bytes())
+    assert results.count(winner.change.new_roster.digest()) == 3 and results.count(Code.FAILED_PRECONDITION) == 3
