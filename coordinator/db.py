@@ -551,6 +551,11 @@ class CoordinatorDb:
              json.dumps(dict(ev.details), sort_keys=True), now_ms()),
         )
 
+    def queue_audit(self, ev: AuditEvent) -> None:
+        """Queue an audit entry that no state change goes with (e.g. a refusal)."""
+        with self._tx() as c:
+            self._enqueue(c, ev)
+
     def pending_audit(self, limit: int = 1000) -> list[OutboxEntry]:
         """Queued audit entries, oldest first: append each to the log (once: by its event key)
         and then :meth:`drop_audit` it."""
@@ -630,10 +635,13 @@ class CoordinatorDb:
         return int(rows[0][0]) if rows else 0
 
     # --- the roster chain ----------------------------------------------------------------------
-    def put_roster_changes(self, first_version: int, signed_changes: list[bytes]) -> None:
+    def put_roster_changes(self, first_version: int, signed_changes: list[bytes], audit: AuditEvent | None = None) -> None:
         """Append verified roster changes as versions ``first_version``, ``+1``, ... (one
-        transaction); ValueError unless the latest stored version is ``first_version - 1``."""
+        transaction, with ``audit`` queued in the outbox); ValueError unless the latest stored
+        version is ``first_version - 1``."""
         with self._tx() as c:
+            if audit is not None:
+                self._enqueue(c, audit)
             row = c.execute("SELECT MAX(version) FROM roster_changes").fetchone()
             latest = 0 if row is None or row[0] is None else int(row[0])
             if latest != first_version - 1:

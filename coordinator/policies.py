@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -59,13 +59,13 @@ class PolicyBook:
         initial: SignedPolicyChange,
         db: CoordinatorDb,
         audit: AuditLog,
-        nodes: dict[int, NodeHandle],
+        nodes: Mapping[int, NodeHandle],
         on_applied: Callable[[SignedPolicyChange], None] | None = None,
     ) -> None:
         self.admins = admins
         self.db = db
         self.audit = audit
-        self.nodes = nodes
+        self.nodes = nodes  # the live registry (coordinator.nodes.NodeRegistry): follows the roster
         self.on_applied = on_applied
         self._lock = threading.RLock()
         self._history: dict[bytes, list[SignedPolicyChange]] = {}
@@ -329,7 +329,7 @@ class PolicyBook:
         self._synced[i] = False
 
     def sync_all(self, only_unsynced: bool = False) -> None:
-        targets = [i for i in self.nodes if not (only_unsynced and self._synced[i])]
+        targets = [i for i in self.nodes if not (only_unsynced and self._synced.get(i, False))]
         if not targets:
             return
         with ThreadPoolExecutor(max_workers=len(targets)) as ex:
@@ -338,7 +338,9 @@ class PolicyBook:
     def sync_node(self, i: int) -> bool:
         """Bring node ``i`` up to date; True if it confirmed every policy we hold."""
         h = self.nodes[i]
-        with self._sync_locks[i]:
+        with self._lock:  # a node added by a roster change has no lock yet
+            sync_lock = self._sync_locks.setdefault(i, threading.Lock())
+        with sync_lock:
             try:
                 resp = h.stub.GetPolicies(node_pb2.GetPoliciesRequest(), timeout=SYNC_TIMEOUT_S)
                 if bytes(resp.governance_root) != self.governance_root:

@@ -153,7 +153,7 @@ def _index(text: str) -> bool:
     return 1 <= len(text) <= 5 and text.isascii() and text.isdigit()
 
 
-def _classify(nodes: dict[int, NodeHandle], errs: dict[int, grpc.RpcError], phase: str) -> Exception:
+def _classify(nodes: Mapping[int, NodeHandle], errs: dict[int, grpc.RpcError], phase: str) -> Exception:
     down: dict[int, str] = {}
     aborts: list[Aborted] = []
     refused: list[Refused] = []
@@ -218,7 +218,7 @@ def wait_ready(nodes: list[NodeHandle], timeout: float) -> list[NodeHandle]:
     return ready
 
 
-def abort_session(nodes: dict[int, NodeHandle], sid: bytes, reason: str) -> None:
+def abort_session(nodes: Mapping[int, NodeHandle], sid: bytes, reason: str) -> None:
     """Best effort: tell every participant to drop the session (they would time out anyway)."""
     req = node_pb2.AbortSessionRequest(session_id=sid, reason=escape(reason)[:500])  # the node refuses control characters
     futs = [h.stub.AbortSession.future(req, timeout=2.0) for h in nodes.values()]
@@ -229,7 +229,7 @@ def abort_session(nodes: dict[int, NodeHandle], sid: bytes, reason: str) -> None
 
 
 def run_session(
-    nodes: dict[int, NodeHandle],
+    nodes: Mapping[int, NodeHandle],
     sid: bytes,
     start: dict[int, node_pb2.StartSessionRequest],
     timeout: float,

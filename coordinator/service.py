@@ -23,7 +23,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import grpc
@@ -32,11 +32,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from coordinator.config import CoordinatorConfig
 from coordinator.db import CoordinatorDb, KeyRecord, RequestRecord, now_ms
 from coordinator.inputs import validated
+from coordinator.nodes import NodeRegistry
 from coordinator.policies import PolicyBook
 from coordinator.relay import Aborted, NodeHandle, NodesUnavailable, Refused, fanout, run_session, wait_ready
 from coordinator.requests import SignRequests
 from coordinator.roles import READ_ALL_REQUESTS
 from coordinator.roster import RosterBook
+from coordinator.roster_status import roster_status
+from coordinator.roster_sync import RosterSync
 from coordinator.rotation import NodeKeyRotationRelay
 from crypto_core.bip32 import CHAIN_CODE_LEN, derive
 from crypto_core.combiner import SignatureShare, combine
@@ -110,7 +113,7 @@ def _attempts_left(taken: int) -> str:
         f"{min(taken, MAX_SIGN_ATTEMPTS)} of {MAX_SIGN_ATTEMPTS} signing attempts used; start the unavailable nodes, "
         "then submit a new request for approval"
     )
-def _disputes_text(nodes: dict[int, NodeHandle], disputes: set[frozenset[int]]) -> str:
+def _disputes_text(nodes: Mapping[int, NodeHandle], disputes: set[frozenset[int]]) -> str:
     """The blame this request's sessions collected, for the final error ("" if none)."""
     if not disputes:
         return ""
@@ -126,7 +129,7 @@ def _remaining_s(bundle: bytes) -> float:
         return 0.0
 
 
-def _blind_text(nodes: dict[int, NodeHandle], blind: set[frozenset[int]]) -> str:
+def _blind_text(nodes: Mapping[int, NodeHandle], blind: set[frozenset[int]]) -> str:
     """The signer sets whose sessions aborted naming nobody, for the final error ("" if none)."""
     if not blind:
         return ""
@@ -162,12 +165,16 @@ class CoordinatorService:
         self.db = CoordinatorDb(cfg.db)
         creds = channel_credentials(cfg.cert, cfg.ca_cert)
         self.rosters = RosterBook(cfg, self.db)
-        # the active nodes of the roster in force (a revoked node is never dialed)
-        self.nodes = {i: NodeHandle(ep, creds) for i, ep in self.rosters.endpoints().items()}
+        # the active nodes of the roster in force (a revoked node is never dialed); copy-on-write:
+        # a roster change swaps in a new set (coordinator.nodes), so read it through self.nodes
+        self.nodes = NodeRegistry(self.rosters.endpoints(), creds)
         self.audit = AuditLog.open(cfg.audit_db, component=cfg.name, signing_key=identity)
+        self.roster_sync = RosterSync(self.rosters, self.nodes, self.audit, cfg.admin_set.digest())
+        self.rosters.add_listener(self.roster_sync.roster_applied)  # first: handles and push, then the others
         self.policies = PolicyBook(cfg.admin_set, cfg.initial_policy, self.db, self.audit, self.nodes)
         self.requests = SignRequests(self.db, self.audit, self.policies, self._sign, READ_ALL_REQUESTS)
         self.policies.on_applied = self.requests.policy_applied
+        self.rosters.flush_audit = self.requests.flush_audit
         self.requests.recover()  # before serving: flush the audit outbox, settle stored quorums
         self._lock = threading.Lock()
         self._running: dict[str, threading.Event] = {}
@@ -222,8 +229,7 @@ class CoordinatorService:
         self._stop.set()
         self.requests.stop()
         self.streams.close()
-        for h in self.nodes.values():
-            h.close()
+        self.nodes.close()
         self.db.close()
         self.audit.close()
 
@@ -243,6 +249,8 @@ class CoordinatorService:
                 for k in self.db.list_keys("pending"):
                     self._commit(k)
                 for i, h in self.nodes.items():
+                    if h.healthy and not self.roster_sync.synced(i):
+                        self.roster_sync.sync_node(i)
                     if h.healthy and not self.policies.synced(i):
                         self.policies.sync_node(i)
             except Exception:
@@ -274,8 +282,9 @@ class CoordinatorService:
             if not resp.serving:
                 h.mark_down(f"NOT_SERVING: {_printable(resp.reason) or 'no reason given'}")
                 continue
-            if h.healthy is False:  # back from being down: it may have missed policies
+            if h.healthy is False:  # back from being down: it may have missed policies and roster changes
                 self.policies.mark_unsynced(i)
+                self.roster_sync.mark_unsynced(i)
             h.mark_up()
         for i, e in errs.items():
             code, details = status_of(e)
@@ -675,7 +684,7 @@ class CoordinatorService:
                     raise _signing_error(Code.ABORTED, f"sign aborted: {e}{_disputes_text(self.nodes, disputes)}", attempts) from None
                 except ProtocolAbort as e:
                     # the combiner's own check: a share that does not verify is proven bad
-                    if e.party in self.nodes and frozenset({e.party}) not in disputes:
+                    if e.party is not None and e.party in self.nodes and frozenset({e.party}) not in disputes:
                         disputes.add(frozenset({e.party}))
                         log.warning(
                             "request %s: %s sent a bad signature share (%s); retrying without it", rid, self.nodes[e.party].label, e.reason
@@ -683,7 +692,7 @@ class CoordinatorService:
                         continue
                     if e.party is None and self._unattributed(rid, attempts, signers, e.reason, blind):
                         continue
-                    who = self.nodes[e.party].label if e.party in self.nodes else "unattributable"
+                    who = self.nodes[e.party].label if e.party is not None and e.party in self.nodes else "unattributable"
                     raise _signing_error(
                         Code.ABORTED, f"sign aborted: {who}: {e.reason}{_disputes_text(self.nodes, disputes)}", attempts
                     ) from None
@@ -791,9 +800,10 @@ class CoordinatorService:
         return out
 
     def ClusterStatus(self, req: coordinator_pb2.ClusterStatusRequest, ctx: Any) -> coordinator_pb2.ClusterStatusResponse:
-        return coordinator_pb2.ClusterStatusResponse(
+        nodes = self.nodes.snapshot()
+        resp = coordinator_pb2.ClusterStatusResponse(
             threshold=self.cfg.threshold,
-            parties=len(self.nodes),
+            parties=len(nodes),
             nodes=[
                 coordinator_pb2.NodeStatus(
                     index=h.index, name=h.name, endpoint=h.endpoint, healthy=bool(h.healthy), last_error=h.last_error,
@@ -804,10 +814,12 @@ class CoordinatorService:
                     clock_suspect=bool(h.clock_suspect),
                     max_clock_skew_ms=round(self.cfg.max_clock_skew_s * 1000),
                 )
-                for h in self.nodes.values()
+                for h in nodes.values()
             ],
             governance_root=self.policies.governance_root,
         )
+        roster_status(resp, self.rosters)  # roster version/epoch, each node's roster entry, the revoked ones
+        return resp
 
     # --- signing requests --------------------------------------------------------------------
     def SubmitSignRequest(self, req: coordinator_pb2.SubmitSignRequestRequest, ctx: Any) -> coordinator_pb2.SignRequestInfo:

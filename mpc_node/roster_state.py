@@ -159,8 +159,9 @@ class NodeRoster:
                 new = verify_roster_change(old, signed, self._admins)
                 verify_roster_history(self._admins, [*self._history, signed])  # keys rotated away stay away
             except GovernanceError as e:
-                stale = e.field in ("previous_digest", "new_roster.version")
-                msg = f"signed_change.{e.field}: {e.reason}"
+                field = e.field.split(".", 1)[1] if e.field.startswith("history[") else e.field  # this change's field
+                stale = field in ("previous_digest", "new_roster.version")
+                msg = f"signed_change.{field}: {e.reason}"
                 self._audit_install(actor, signed, "refused", msg)
                 if stale:
                     raise refusal(Code.FAILED_PRECONDITION, "stale-roster", f"{msg} (this node is at version {old.version})") from None
