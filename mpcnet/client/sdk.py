@@ -197,8 +197,6 @@ class Key:
             "chain_code": d.chain_code.hex(),
             "xpub": xpub(d),
             "created_unix_ms": self.created_unix_ms,
-            "epoch": self.epoch,
-            "committee": list(self.committee),
         }
 
 
