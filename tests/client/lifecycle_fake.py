@@ -185,3 +185,19 @@ def admin_client(fake: FakeCoordinator, name: str = "ada") -> MpcClient:
 
 
 __all__ = ["FakeCoordinator", "MpcError", "admin_client", "entry", "first_history", "node_keys", "raw_ed", "sign_both"]
+
+
+def _status(self: FakeCoordinator, req: Any) -> coordinator_pb2.ClusterStatusResponse:
+    from governance.roster import verify_roster_history
+
+    roster = verify_roster_history(self.admins, self.history)
+    nodes = [coordinator_pb2.NodeStatus(index=e.index, name=e.name, endpoint=e.endpoint, healthy=e.active, revoked=not e.active,
+                                        policies_synced=True, key_version=e.key_version) for e in roster.entries]
+    running = [o for o in self.ops.values() if o.state not in ("done",)]
+    return coordinator_pb2.ClusterStatusResponse(
+        threshold=self.threshold, parties=len(self.committee), nodes=nodes, governance_root=self.admins.digest(),
+        roster_version=roster.version, roster_epoch=roster.epoch, operations=running,
+    )
+
+
+FakeCoordinator._ClusterStatus = _status  # type: ignore[attr-defined]
