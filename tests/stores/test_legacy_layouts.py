@@ -21,7 +21,8 @@ KEY = bytes([7]) * 32
 PASS = b"legacy passphrase"
 AUDIT_KEY = Ed25519PrivateKey.from_private_bytes(bytes(32))
 T0 = 1_700_000_000_000
-CURRENT = 2  # migration steps of each store today
+CURRENT = 3  # migration steps of the node store and the coordinator database today
+AUDIT_CURRENT = 2  # of the audit log
 
 
 def _id(n: int) -> bytes:
@@ -99,7 +100,7 @@ def test_a_4b7440a_audit_log_opens_and_upgrades(tmp_path: Path) -> None:
     assert report.ok and report.entries == 3
     with AuditLog.open(tmp_path / "fresh.db", component="node-1", signing_key=AUDIT_KEY):
         pass
-    assert _layout(path) == _layout(tmp_path / "fresh.db") and _layout(path)[0] == CURRENT
+    assert _layout(path) == _layout(tmp_path / "fresh.db") and _layout(path)[0] == AUDIT_CURRENT
     assert ("index", "audit_by_request", "CREATE INDEX audit_by_request ON audit (request_id)") in _layout(path)[1]
 
 
