@@ -12,7 +12,8 @@ Steps, each safe to repeat (an interrupted run is completed by the next one):
    signatures are deterministic, so a repeated run makes the same change.
 4. Write the node's config (a copy of the lowest node's with its own index, name, port,
    certificate and log; ``governance.roster_history`` = the verified history plus the change,
-   so it knows the roster that adds it before anyone else does) and ``DIR/roster-history.json``;
+   so it knows the roster that adds it before anyone else does) and ``DIR/roster.json`` (the
+   history ``mpc-cluster up`` writes into every config, so a restarted cluster keeps the node);
    then ``cluster-params.json`` with one node more (atomic writes, in that order: a node config
    first, the topology last).
 5. Ask the running supervisor (SIGUSR1) to start the processes it does not run yet; wait until
@@ -61,9 +62,6 @@ from mpcnet.common.fsutil import write_atomic
 from mpcnet.common.keystore import create_keystore
 from mpcnet.common.pki import create_ca, issue_cert
 
-ROSTER_HISTORY_FILE = "roster-history.json"
-"""``DIR/roster-history.json``: the cluster's signed roster history (a JSON list of
-``SignedRosterChange.to_dict()``), as add-node last extended it."""
 DEV_ADMINS = ("admin1", "admin2")
 
 
@@ -162,14 +160,12 @@ def make_node(lay: Layout, history: tuple[SignedRosterChange, ...], current: Ros
         "index": index, "name": name, "listen": f"{LISTEN_HOST}:{port}",
         "tls": {**doc["tls"], "cert": str(cert.cert), "key": str(cert.key)}, "log_file": str(lay.log(name)),
     })
-    roster = [r for r in doc.get("roster", []) if r.get("index") != index]
-    doc["roster"] = [*roster, {"index": index, "name": name, "identity_public": keys["identity_public"],
-                               "encryption_public": keys["encryption_public"]}]
+    doc.pop("roster", None)  # the legacy fixed roster: the signed history replaces it
     governance = dict(doc.get("governance", {}))
     governance["roster_history"] = [s.to_dict() for s in full]
     doc["governance"] = governance
     write_json(lay.node_config(index), doc)
-    write_json(lay.dir / ROSTER_HISTORY_FILE, [s.to_dict() for s in full])
+    write_json(lay.roster_path, [s.to_dict() for s in full])  # what `mpc-cluster up` writes into every config
     if lay.nodes < index:  # last: the supervisor (and the next `up`) starts the node from here on
         write_json(lay.dir / PARAMS_FILE, {**params, "nodes": index})
     return Enrolment(entry, signed, full)

@@ -12,11 +12,12 @@ import pytest
 
 from governance.roster import Roster, RosterChange, RosterEntry, SignedRosterChange, sign_roster_change, verify_roster_history
 from mpcnet.client.identities import load_identity
-from mpcnet.cluster.addnode import ROSTER_HISTORY_FILE, cert_fingerprint, make_node, next_index
+from mpcnet.cluster.addnode import cert_fingerprint, make_node, next_index
 from mpcnet.cluster.launcher import ClusterError, Layout, load_layout, prepare
 
 
 def first_history(lay: Layout) -> list[SignedRosterChange]:
+    """The genesis roster as mpc-cluster up writes it (DIR/roster.json), rebuilt independently."""
     entries = []
     for i in range(1, lay.nodes + 1):
         ks = json.loads((lay.node_dir(i) / "keystore.json").read_text())
@@ -54,13 +55,17 @@ def test_make_node_enrols_the_next_index_with_the_full_history(cluster: Path) ->
     ks = json.loads((lay.node_dir(3) / "keystore.json").read_text())
     assert enrol.entry.identity_key.hex() == ks["identity_public"]
     assert load_layout(cluster).nodes == 3
-    assert json.loads((cluster / ROSTER_HISTORY_FILE).read_text()) == cfg["governance"]["roster_history"]
+    assert json.loads(lay.roster_path.read_text()) == cfg["governance"]["roster_history"]
     # a repeated run (e.g. after a crash before the change was applied) makes the same change
     again = make_node(load_layout(cluster), tuple(history), current)
     assert again.change.to_bytes() == enrol.change.to_bytes()
-    # prepare() on the grown directory keeps working (mpc-cluster up on an existing DIR)
+    # prepare() on the grown directory keeps working (mpc-cluster up on an existing DIR) and
+    # writes the grown history into every config
     lay3 = prepare(cluster, 3, 2, scrypt_n=1024)
     assert lay3.nodes == 3 and lay3.node_config(3).exists()
+    for i in (1, 2, 3):
+        assert json.loads(lay3.node_config(i).read_text())["governance"]["roster_history"] == cfg["governance"]["roster_history"]
+    assert history[0].to_dict() == json.loads(lay.roster_path.read_text())[0]  # the genesis prepare() made
 
 
 def test_make_node_refuses_when_the_directory_and_the_roster_disagree(tmp_path: Path) -> None:
