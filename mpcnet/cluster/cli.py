@@ -773,6 +773,7 @@ def cmd_add_node(directory: Path, timeout: float, as_json: bool, quiet: bool) ->
     """Enrol one more node: keys and certificate for node-(max index + 1), the roster change
     signed by the dev admins (admin1, admin2) and applied through the coordinator; the running
     supervisor starts the node; waits until every key is reshared to the new set of nodes."""
+    from mpcnet.client.errors import MpcError
     from mpcnet.cluster.addnode import add_node_to_cluster
 
     lay = _layout(directory)
@@ -784,6 +785,8 @@ def cmd_add_node(directory: Path, timeout: float, as_json: bool, quiet: bool) ->
             doc = add_node_to_cluster(lay, pid, timeout=timeout, progress=Progress(quiet=quiet))
         except ClusterError as e:
             raise _usage(str(e)) from None
+        except MpcError as e:  # the coordinator refused or did not answer: what it said, one line
+            raise Failed(f"{e.code.name}: {e.message} (run 'mpc-cluster add-node --dir {lay.dir}' again to resume)") from None
     if as_json:
         print(json.dumps(doc, indent=2))
     else:
