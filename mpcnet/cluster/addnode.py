@@ -197,11 +197,18 @@ def wait_reshared(client: Any, active: tuple[int, ...], timeout: float, sleep: C
         sleep(0.5)
 
 
+def signal_supervisor(pid: int) -> Callable[[str], None]:
+    """What starts an added node under ``mpc-cluster``: SIGUSR1 to the supervisor ``pid``, which
+    re-reads the topology and starts the nodes it does not run yet."""
+    return lambda _name: os.kill(pid, signal.SIGUSR1)
+
+
 def add_node_to_cluster(
-    lay: Layout, supervisor_pid: int, *, timeout: float, progress: Callable[[str], None],
+    lay: Layout, start: Callable[[str], None], *, timeout: float, progress: Callable[[str], None],
 ) -> dict[str, Any]:
-    """The whole add-node (module docstring) on the running cluster ``lay`` whose supervisor is
-    ``supervisor_pid``. Returns a summary: ``index``, ``name``, ``endpoint``, ``proposal_id``,
+    """The whole add-node (module docstring) on the running cluster ``lay``; ``start(name)``
+    starts the new node's process (:func:`signal_supervisor`; tests start it themselves).
+    Returns a summary: ``index``, ``name``, ``endpoint``, ``proposal_id``,
     ``roster_version`` and ``operations`` (each ``KeyOperationView.as_dict()``).
     Raises ClusterError, :class:`mpcnet.common.cliutil.Failed` or MpcError."""
     from mpcnet.client.sdk import MpcClient
@@ -215,9 +222,8 @@ def add_node_to_cluster(
         progress(f"making node-{next_index(view.roster)}: certificate, keystore, config")
         enrol = make_node(lay, view.history, view.roster)
         e = enrol.entry
-        progress(f"asking the supervisor (pid {supervisor_pid}) to start {e.name}")
-        if supervisor_pid:
-            os.kill(supervisor_pid, signal.SIGUSR1)
+        progress(f"starting {e.name}")
+        start(e.name)
         new_lay = load_layout(lay.dir)
         if not wait_healthy(new_lay, e.endpoint, min(timeout, 120.0)):
             raise Failed(f"{e.name} did not become healthy; see {new_lay.log(e.name)}")

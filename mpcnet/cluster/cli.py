@@ -774,7 +774,7 @@ def cmd_add_node(directory: Path, timeout: float, as_json: bool, quiet: bool) ->
     signed by the dev admins (admin1, admin2) and applied through the coordinator; the running
     supervisor starts the node; waits until every key is reshared to the new set of nodes."""
     from mpcnet.client.errors import MpcError
-    from mpcnet.cluster.addnode import add_node_to_cluster
+    from mpcnet.cluster.addnode import add_node_to_cluster, signal_supervisor
 
     lay = _layout(directory)
     pid = _supervisor_pid(lay)
@@ -782,7 +782,7 @@ def cmd_add_node(directory: Path, timeout: float, as_json: bool, quiet: bool) ->
         raise Failed(f"{lay.dir}: not running (or its supervisor is still starting); run 'mpc-cluster up --dir {lay.dir}' first")
     with _one_up(lay.dir, STOP_WAIT_FOR_UP_S, Progress(quiet=quiet)):  # no up/stop/add-node meanwhile
         try:
-            doc = add_node_to_cluster(lay, pid, timeout=timeout, progress=Progress(quiet=quiet))
+            doc = add_node_to_cluster(lay, signal_supervisor(pid), timeout=timeout, progress=Progress(quiet=quiet))
         except ClusterError as e:
             raise _usage(str(e)) from None
         except MpcError as e:  # the coordinator refused or did not answer: what it said, one line
