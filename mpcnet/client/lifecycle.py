@@ -28,6 +28,7 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
@@ -348,18 +349,25 @@ class LifecycleMixin:
             new = revoke_node(view.roster, index)
         except GovernanceError as e:
             raise _bad_arg(f"{e.field}: {e.reason}") from None
-        if not [e for e in active_entries(new)]:
+        if not active_entries(new):
             raise _bad_arg("index: no active node would remain")
         return self._roster_proposal(new, view.roster)
 
-    def rotate_node_keys(self, index: int, ca: CertPaths) -> LifecycleProposalView:
+    def rotate_node_keys(self, index: int, ca_cert: CertPaths | Path, ca_key: Path | None = None) -> LifecycleProposalView:
         """Rotate node ``index``'s operational keys: the node makes and stages new identity,
         encryption and TLS keys (``PrepareKeyRotation``; directly on the node when its endpoint
         is known from cluster.json, else relayed by the coordinator), the client checks the
         node's proof (signed by its *current* identity key from the verified roster) and the CSR,
         signs the CSR with the CA ``ca``, installs the certificate on the node and proposes the
         roster change naming the three new keys. The node switches when that change is applied.
+        The CA is ``ca_cert`` and ``ca_key`` (PEM files), or one :class:`CertPaths`.
         """
+        if isinstance(ca_cert, CertPaths):
+            ca = ca_cert
+        elif ca_key is None:
+            raise _bad_arg("ca_key: give the CA's private key file with its certificate")
+        else:
+            ca = CertPaths(Path(ca_cert), Path(ca_key))
         view = self.roster()
         entry = view.roster.entry(index)
         if entry is None or not entry.active:

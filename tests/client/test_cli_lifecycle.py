@@ -126,3 +126,12 @@ def test_reshare_refuses_bad_node_lists(fake: FakeCoordinator, argv: tuple[str, 
 def test_reshare_to_an_unknown_node_is_refused_by_the_sdk(fake: FakeCoordinator) -> None:
     code, _, err = run("admin1", "key", "reshare", KEY_ID.hex(), "--threshold", "2", "--nodes", "1,2,7")
     assert code == 1 and "nodes: node 7 is not an active node" in err and "ProposeKeyOperation" not in fake.calls
+
+
+def test_rotate_keys_needs_a_ca(fake: FakeCoordinator, tmp_path: Path) -> None:
+    code, _, err = run("admin1", "node", "rotate-keys", "2")
+    assert code == 2 and "has no dev CA" in err and err.count("\n") == 1
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    code, _, err = run("admin1", "node", "rotate-keys", "2", "--ca-cert", str(ca))
+    assert code == 2 and "give both --ca-cert and --ca-key" in err
