@@ -99,3 +99,12 @@ def test_rotate_node_keys_of_an_unknown_node_is_refused(ca: CertPaths) -> None:
     with pytest.raises(MpcError) as e:
         admin_client(RotatingFake()).rotate_node_keys(9, ca)
     assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT and e.value.message.startswith("node:")
+
+
+def test_the_proof_message_is_the_nodes() -> None:
+    try:
+        from mpc_node.rotation import proof_message  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        pytest.skip("mpc_node.rotation is not merged in this tree")
+    args = (bytes(range(32)), bytes(range(32, 64)), b"-----BEGIN CERTIFICATE REQUEST-----\n")
+    assert proof_message(*args) == rotation_proof_message(*args)
