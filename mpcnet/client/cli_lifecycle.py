@@ -374,9 +374,10 @@ def _status_op(o: Any) -> dict[str, Any]:
 
 
 def status_rows(st: Any) -> list[view.Row]:
-    """``roster`` (version, epoch; ``legacy`` for a fixed roster) and ``revoked`` rows of ``mpc status``."""
+    """``roster`` (version, epoch; "not reported" by a coordinator with a fixed roster or without
+    issue 11) and ``revoked`` rows of ``mpc status``."""
     revoked = [n.index for n in st.nodes if n.revoked]
-    roster = f"version {st.roster_version}, epoch {st.roster_epoch}" if st.roster_version else "fixed (no signed roster)"
+    roster = f"version {st.roster_version}, epoch {st.roster_epoch}" if st.roster_version else "not reported ('mpc roster show')"
     rows: list[view.Row] = [("roster", roster)]
     if revoked:
         rows.append(("revoked", revoked))
