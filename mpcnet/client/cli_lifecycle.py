@@ -6,7 +6,7 @@ add/remove/rotate-keys, roster show, lifecycle list/show/approve.
     mpc --as admin1 key reshare KEY --threshold T --nodes 1,2,4,5 [--reason TEXT] [--no-wait]
     mpc --as NAME   key operations [KEY]
     mpc --as admin1 node add --enrolment FILE | node remove N | node rotate-keys N [--ca-cert F --ca-key F]
-    mpc --as NAME   roster show
+    mpc --as NAME   roster show | roster push
     mpc --as NAME   lifecycle list [--state pending] | lifecycle show ID
     mpc --as admin2 lifecycle approve ID [--expect-digest HEX] [--no-wait]
 
@@ -82,7 +82,7 @@ def _new_group(name: str, help: str) -> click.Group:
 
 key_group = _new_group("key", "key lifecycle: refresh, reshare, operations")
 node_group = _new_group("node", "the node roster: add, remove, rotate-keys")
-roster_group = _new_group("roster", "the node roster: show")
+roster_group = _new_group("roster", "the node roster: show, push")
 lifecycle_group = _new_group("lifecycle", "roster change and key operation proposals: list, show, approve")
 
 
@@ -308,6 +308,15 @@ def cmd_roster_show(ctx: click.Context) -> int:
                                         f"identity {e.identity_key.hex()[:16]}  tls {e.tls_fingerprint.hex()[:16]}"))
     _show(ctx, d, rows)
     return Exit.OK
+
+
+@_command(roster_group, "push", "install the verified roster history on every node directly (as 'policy push'); role admin")
+def cmd_roster_push(ctx: click.Context) -> int:
+    with _client(_opts(ctx)) as c:
+        _need_cluster_file(c, admin_set=True, nodes=True)
+        outcomes = c.push_roster()
+    _show(ctx, outcomes, [(name, str(v)[:500]) for name, v in sorted(outcomes.items())])
+    return Exit.FAILED if any(v.startswith(("error", "forked")) for v in outcomes.values()) else Exit.OK
 
 
 # --- lifecycle proposals -------------------------------------------------------------------------

@@ -268,6 +268,7 @@ class LifecycleMixin:
         def _me(self) -> Identity: ...
         def get_key(self, key_id: bytes | str) -> Key: ...
         def _node_stub(self, name: str) -> node_pb2_grpc.NodeStub: ...
+        def _nodes(self) -> list[str]: ...
 
     # state: set lazily (tests build clients with __new__)
     def _seen_roster(self) -> tuple[bytes, ...]:
@@ -405,6 +406,46 @@ class LifecycleMixin:
         except GovernanceError as e:
             raise _data_loss(f"{e.field}: {e.reason} (the node's staged keys)") from None
         return self._roster_proposal(new, view.roster)
+
+    def push_roster(self, history: Sequence[SignedRosterChange] | None = None) -> dict[str, str]:
+        """Install the roster history (:meth:`roster`'s, or ``history``, verified here against
+        this client's admin set) on every node of cluster.json directly, each change a node
+        lacks, oldest first (each node verifies every change itself), so that a coordinator
+        cannot withhold a roster change. Returns node name -> ``installed N`` / ``already`` /
+        ``ahead: ...`` / ``forked: ...`` / ``error: ...``."""
+        if history is None:
+            hist = list(self.roster().history)
+        else:
+            hist = list(history)
+            try:
+                verify_roster_history(self._admins(), hist)
+            except GovernanceError as e:
+                raise _bad_arg(f"{e.field}: {e.reason}") from None
+        digests = [h.change.digest() for h in hist]
+        out: dict[str, str] = {}
+        for name in self._nodes():
+            stub = self._node_stub(name)
+            try:
+                held = stub.GetRoster(node_pb2.GetRosterRequest(), timeout=10).signed_changes
+                have = [SignedRosterChange.from_bytes(bytes(b)).change.digest() for b in held]
+                if len(have) > len(hist):
+                    out[name] = f"ahead: holds roster version {len(have)}, this history ends at version {len(hist)}"
+                    continue
+                if have != digests[: len(have)]:
+                    out[name] = f"forked: its roster version {len(have)} is not this history's"
+                    continue
+                installed = 0
+                for signed in hist[len(have):]:
+                    r = stub.InstallRosterChange(node_pb2.InstallRosterChangeRequest(signed_change=signed.to_bytes()), timeout=10)
+                    installed += int(r.installed)
+            except grpc.RpcError as e:
+                out[name] = f"error: {e.code().name}: {e.details() or ''}"
+                continue
+            except GovernanceError as e:
+                out[name] = f"error: roster: {e.field}: {e.reason}"
+                continue
+            out[name] = f"installed {installed}" if installed else "already"
+        return out
 
     # --- key operations -------------------------------------------------------------------------
     def _checked_key(self, key_id: bytes | str) -> Key:

@@ -88,3 +88,24 @@ def test_remove_add_refresh_rotate_keep_one_public_key(small: LocalCluster) -> N
         apply(a1.rotate_node_keys(1, small.lay.ca))
         assert a1.roster().roster.entry(1).key_version == 2  # type: ignore[union-attr]
         sign("rotated node 1")
+
+
+def test_an_admin_pushes_a_roster_change_to_every_node_directly(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A signed change the coordinator never saw reaches every node from the admin (as policy
+    push): installed once, then 'already'; each node then reports the longer history."""
+    from governance.roster import RosterChange, SignedRosterChange, revoke_node, sign_roster_change
+    from mpcnet.client.identities import load_identity
+    from mpcnet.wire.mpc.v1 import node_pb2
+
+    with running_cluster(tmp_path_factory, "lifecycle-push", 3, 2) as c, \
+            MpcClient.from_cluster(c.lay.dir, identity="admin1", timeout=60) as a1:
+        view = a1.roster()
+        change = RosterChange(revoke_node(view.roster, 3), view.roster.digest(), a1.admin_set.digest())  # type: ignore[union-attr]
+        admins = [load_identity(c.lay.dir, n) for n in ("admin1", "admin2")]
+        signed = SignedRosterChange(change, tuple(sign_roster_change(change, a.name, a.signing_key) for a in admins))
+        history = [*view.history, signed]
+        assert a1.push_roster(history) == {"node-1": "installed 1", "node-2": "installed 1", "node-3": "installed 1"}
+        assert set(a1.push_roster(history).values()) == {"already"}
+        held = a1._node_stub("node-1").GetRoster(node_pb2.GetRosterRequest(), timeout=10).signed_changes
+        assert [bytes(b) for b in held][-1] == signed.to_bytes()
+        assert set(a1.push_roster(view.history).values()) == {"ahead: holds roster version 2, this history ends at version 1"}
