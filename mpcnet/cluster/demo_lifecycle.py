@@ -92,7 +92,7 @@ def demo_lifecycle(keep: bool) -> int:
         _run(["mpcnet.cluster.cli", "up", "--dir", str(d), "--nodes", "5", "--threshold", "3", "--quiet"], "mpc-cluster up")
         started = True
         print("2. admin1 creates a key (DKG on nodes 1..5); requester1 signs")
-        key = _json(demo.mpc("admin1", "keygen", "--label", "lifecycle", "--json"), "mpc keygen")
+        key = _json(demo.mpc("admin1", "keygen", "--json"), "mpc keygen")
         demo.key_id, demo.public_key = key["key_id"], key["public_key"]
         print(f"   key {demo.key_id}, public key {demo.public_key}")
         demo.sign("keygen")

@@ -55,7 +55,7 @@ def test_remove_add_refresh_rotate_keep_one_public_key(small: LocalCluster) -> N
     with MpcClient.from_cluster(d, identity="admin1", timeout=120) as a1, \
             MpcClient.from_cluster(d, identity="admin2", timeout=120) as a2, \
             SigningTeam.from_cluster(d, timeout=120) as team:
-        key = a1.create_key("lifecycle")
+        key = a1.create_key("")
 
         def sign(step: str) -> None:
             digest = hashlib.sha256(step.encode()).digest()
@@ -109,3 +109,27 @@ def test_an_admin_pushes_a_roster_change_to_every_node_directly(tmp_path_factory
         held = a1._node_stub("node-1").GetRoster(node_pb2.GetRosterRequest(), timeout=10).signed_changes
         assert [bytes(b) for b in held][-1] == signed.to_bytes()
         assert set(a1.push_roster(view.history).values()) == {"ahead: holds roster version 2, this history ends at version 1"}
+
+
+def test_a_labelled_key_is_reshared_to_an_added_node(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The joining node learns the key from the admin-signed operation, which carries no label:
+    the reshare must not depend on the label the old nodes stored (it did once: "party 3 runs
+    the reshare with other parameters")."""
+    with running_cluster(tmp_path_factory, "lifecycle-label", 2, 2) as c, \
+            MpcClient.from_cluster(c.lay.dir, identity="admin1", timeout=120) as a1, \
+            SigningTeam.from_cluster(c.lay.dir, timeout=120) as team:
+        key = a1.create_key("treasury")
+        try:
+            a1.get_lifecycle_proposal("0" * 32)
+        except MpcError as e:
+            if e.code == grpc.StatusCode.UNIMPLEMENTED:
+                pytest.skip(f"the coordinator does not run lifecycle proposals yet ({e.message})")
+        try:
+            summary = add_node_to_cluster(c.lay, c.start, timeout=120, progress=lambda _m: None)
+        except MpcError as e:
+            if e.code == grpc.StatusCode.UNIMPLEMENTED:
+                pytest.skip(f"the coordinator does not run roster changes yet ({e.message})")
+            raise
+        assert summary["index"] == 3 and a1.get_key(key.key_id).committee == (1, 2, 3)
+        digest = hashlib.sha256(b"labelled").digest()
+        _verify(key.public_key, team.sign(key.key_id, digest).der, digest)
