@@ -135,3 +135,16 @@ def test_rotate_keys_needs_a_ca(fake: FakeCoordinator, tmp_path: Path) -> None:
     ca.write_text("x")
     code, _, err = run("admin1", "node", "rotate-keys", "2", "--ca-cert", str(ca))
     assert code == 2 and "give both --ca-cert and --ca-key" in err
+
+
+def test_status_shows_running_key_operations(fake: FakeCoordinator) -> None:
+    _, out, _ = run("admin1", "key", "refresh", KEY_ID.hex(), "--json")
+    pid = json.loads(out)["proposal"]["proposal_id"]
+    run("admin2", "lifecycle", "approve", pid, "--no-wait")
+    fake.ops[pid].state = "committing"
+    fake.ops[pid].pending_nodes.extend([4, 5])
+    code, out, _ = run("admin1", "status")
+    assert code == 0 and f"operation {pid}" in out and "refresh key" in out and "COMMITTING" in out and "[4, 5]" in out
+    code, out, _ = run("admin1", "status", "--json")
+    ops = json.loads(out)["operations"]
+    assert [(o["operation_id"], o["state"], o["pending_nodes"]) for o in ops] == [(pid, "committing", [4, 5])]
