@@ -13,6 +13,10 @@
     mpc --cluster DIR --as auditor1 audit verify | audit export --jsonl [--out FILE]
     mpc audit verify --db PATH --public-key HEX     (a local audit.db, no cluster needed)
     mpc --cluster DIR --as NAME keys | pubkey --key KEY_ID [--path P] | status
+    mpc --cluster DIR --as admin1 key refresh KEY | key reshare KEY --threshold T --nodes 1,2,4,5
+    mpc --cluster DIR --as admin1 node add --enrolment FILE | node remove N | node rotate-keys N
+    mpc --cluster DIR --as admin2 lifecycle approve ID [--expect-digest HEX]   (lifecycle list|show)
+    mpc --cluster DIR --as NAME roster show | roster push | key operations [KEY]
 
 '--as NAME' picks the identity in DIR/identities/NAME (certificate + Ed25519 key); approvals
 and admin signatures are made here, with that key, never by the coordinator. Instead of

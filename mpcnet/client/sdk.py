@@ -60,7 +60,12 @@ from mpcnet.client.errors import (
     PathError,
 )
 from mpcnet.client.identities import Identity, load_identity
-from mpcnet.client.lifecycle import LifecycleMixin
+from mpcnet.client.lifecycle import (
+    KeyOperationView as KeyOperationView,  # re-exported: the key lifecycle's views
+    LifecycleMixin,
+    LifecycleProposalView as LifecycleProposalView,
+    RosterView as RosterView,
+)
 from mpcnet.common.clockskew import format_skew
 from mpcnet.common.config import ConfigError, Fields
 from mpcnet.common.govwire import entry_rows
