@@ -1,6 +1,8 @@
 """The client side (the top layer): the typed client SDK (:mod:`mpcnet.client.sdk`), the ``mpc``
 CLI (:mod:`mpcnet.client.cli`), client identities (:mod:`mpcnet.client.identities`) and the
-client-side verification of every component's audit log (:mod:`mpcnet.client.audit`).
+client-side verification of every component's audit log (:mod:`mpcnet.client.audit`); the key
+lifecycle (roster, roster changes, refresh, reshare, node key rotation) is
+:mod:`mpcnet.client.lifecycle`, mixed into :class:`MpcClient`.
 
 The wallet formats of keys and signatures (validated SEC1 points, EIP-55 addresses, PEM, compact
 and Ethereum signatures) are :mod:`mpcnet.client.formats`; :class:`MpcError` lives in
@@ -17,12 +19,15 @@ from mpcnet.client.sdk import (
     ApprovalView,
     AuditLogCopy,
     Key,
+    KeyOperationView,
+    LifecycleProposalView,
     MpcClient,
     MpcError,
     NodeState,
     PolicyView,
     Proposal,
     RequestInfo,
+    RosterView,
     SignatureResult,
     SigningTeam,
     SignRequest,
@@ -40,12 +45,15 @@ __all__ = [
     "ApprovalView",
     "AuditLogCopy",
     "Key",
+    "KeyOperationView",
+    "LifecycleProposalView",
     "MpcClient",
     "MpcError",
     "NodeState",
     "PolicyView",
     "Proposal",
     "RequestInfo",
+    "RosterView",
     "SignRequest",
     "SignatureResult",
     "SigningTeam",

@@ -13,6 +13,10 @@
     mpc --cluster DIR --as auditor1 audit verify | audit export --jsonl [--out FILE]
     mpc audit verify --db PATH --public-key HEX     (a local audit.db, no cluster needed)
     mpc --cluster DIR --as NAME keys | pubkey --key KEY_ID [--path P] | status
+    mpc --cluster DIR --as admin1 key refresh KEY | key reshare KEY --threshold T --nodes 1,2,4,5
+    mpc --cluster DIR --as admin1 node add --enrolment FILE | node remove N | node rotate-keys N
+    mpc --cluster DIR --as admin2 lifecycle approve ID [--expect-digest HEX]   (lifecycle list|show)
+    mpc --cluster DIR --as NAME roster show | roster push | key operations [KEY]
 
 '--as NAME' picks the identity in DIR/identities/NAME (certificate + Ed25519 key); approvals
 and admin signatures are made here, with that key, never by the coordinator. Instead of
@@ -344,13 +348,15 @@ def cmd_status(ctx: click.Context) -> int:
     states = [NodeState.from_proto(n) for n in st.nodes]
     doc = {
         "threshold": st.threshold, "parties": st.parties, "governance_root": st.governance_root.hex(),
-        "nodes": [n.as_dict() for n in states],
+        "nodes": [n.as_dict() for n in states], **_cli_lifecycle.status_doc(st),
     }
     rows: list[view.Row] = [("cluster", f"{st.threshold}-of-{st.parties}"), ("governance root", st.governance_root.hex())]
-    for n in states:
-        state = "up" if n.healthy else "DOWN " + n.last_error
-        sync = "" if n.policies_synced else "  (policies not yet confirmed)"
+    rows += _cli_lifecycle.status_rows(st)
+    for n, raw in zip(states, st.nodes, strict=True):
+        state = "REVOKED" if raw.revoked else "up" if n.healthy else "DOWN " + n.last_error
+        sync = "" if n.policies_synced or raw.revoked else "  (policies not yet confirmed)"
         rows.append((n.name, f"{n.endpoint}  {state}  {n.clock_text}{sync}"))
+    rows += _cli_lifecycle.operation_rows(st)
     _show(ctx, doc, rows)
     return Exit.OK
 
@@ -799,6 +805,9 @@ def _write_out(path: str, buf: io.StringIO) -> None:
         raise CliUsage(f"--out: cannot write {quote(path)}: {e.strerror or type(e).__name__}") from None
 
 
+# key, node, roster, lifecycle (issue 11): the module adds its groups to `cli` when imported
+from mpcnet.client import cli_lifecycle as _cli_lifecycle  # noqa: E402  (needs the helpers above)
+
 # --- entry point -----------------------------------------------------------------------------
 
 
@@ -850,4 +859,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    _cli_lifecycle.register(cli)  # run as a script, this module is not the one cli_lifecycle imported
     sys.exit(main())

@@ -60,6 +60,12 @@ from mpcnet.client.errors import (
     PathError,
 )
 from mpcnet.client.identities import Identity, load_identity
+from mpcnet.client.lifecycle import (
+    KeyOperationView as KeyOperationView,  # re-exported: the key lifecycle's views
+    LifecycleMixin,
+    LifecycleProposalView as LifecycleProposalView,
+    RosterView as RosterView,
+)
 from mpcnet.common.clockskew import format_skew
 from mpcnet.common.config import ConfigError, Fields
 from mpcnet.common.govwire import entry_rows
@@ -139,6 +145,8 @@ class Key:
     parties: int
     status: str
     created_unix_ms: int
+    epoch: int = 0  # 0 from the DKG, +1 per refresh or reshare (issue 11)
+    committee: tuple[int, ...] = ()  # roster indices holding shares, increasing (empty: not reported)
 
     def __post_init__(self) -> None:
         for name, value in (("key_id", self.key_id), ("chain_code", self.chain_code)):
@@ -154,6 +162,7 @@ class Key:
             return Key(
                 bytes(k.key_id), k.label, bytes(k.public_key), bytes(k.chain_code), k.threshold, k.parties,
                 _STATUS.get(k.status, "KEY_STATUS_UNSPECIFIED").removeprefix("KEY_STATUS_").lower(), k.created_unix_ms,
+                k.epoch, tuple(k.committee),
             )
         except MpcError as e:
             raise _malformed(e, "key") from None
@@ -604,7 +613,7 @@ def _code_name(value: int) -> str:
     return str(value)
 
 
-class MpcClient:
+class MpcClient(LifecycleMixin):
     """One channel to the coordinator, reused for every call (thread-safe).
 
     ``identity`` (a :class:`mpcnet.client.identities.Identity`) is needed for signing approvals and

@@ -200,7 +200,7 @@ class Supervisor:
         import trio
 
         rc = 0
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGUSR1) as signals:
             async with trio.open_nursery() as nursery:
                 done = trio.Event()
                 starting = trio.CancelScope()
@@ -217,6 +217,9 @@ class Supervisor:
                 async def watch() -> None:
                     nonlocal rc
                     async for sig in signals:
+                        if sig == signal.SIGUSR1:  # mpc-cluster add-node: start the nodes added to DIR
+                            nursery.start_soon(self.start_added, nursery)
+                            continue
                         self.say(f"signal {sig}: stopping the cluster")
                         if self.status == "starting":
                             rc = 130
@@ -268,6 +271,27 @@ class Supervisor:
             f"details in {self.lay.info_path}"
         )
         return True
+
+    async def start_added(self, nursery: Any) -> None:
+        """Re-read DIR's topology and start the nodes it has gained (``mpc-cluster add-node``);
+        ignored unless the cluster is running."""
+        import trio
+
+        if self.status != "running":
+            self.say("SIGUSR1 while not running: ignored")
+            return
+        try:
+            lay = await trio.to_thread.run_sync(load_layout, self.lay.dir)
+        except ClusterError as e:
+            self.say(f"SIGUSR1: cannot re-read the cluster directory ({e})")
+            return
+        added = [f"node-{i}" for i in range(self.lay.nodes + 1, lay.nodes + 1)]
+        self.lay = lay
+        for name in added:
+            self.say(f"starting {name} (added)")
+            nursery.start_soon(self.keep_running, name)
+        if added and await self.wait_healthy(added, 60.0):
+            self.write_info()
 
     async def keep_running(self, name: str) -> None:
         import trio
@@ -391,6 +415,7 @@ def cli() -> None:
       mpc-cluster up --dir DIR [--nodes 5 --threshold 3]   create on first use, start, wait until healthy
       mpc-cluster status --dir DIR [--json]                processes, endpoints, health
       mpc-cluster stop --dir DIR                           stop (the data stays in DIR)
+      mpc-cluster add-node --dir DIR                       enrol and start one more node (issue 11)
     """
 
 
@@ -736,6 +761,38 @@ def _check_stopped(lay: Layout) -> None:
         time.sleep(0.1)
     if left:
         raise Failed(f"{lay.dir}: still running after stop: {_describe(left)}")
+
+
+@cli.command("add-node", epilog=EPILOG)
+@_dir_option("the directory of a running cluster")
+@click.option("--timeout", type=Seconds(3600), default=300.0, show_default=True,
+              help="seconds to wait for the node to be healthy and for the resulting reshares")
+@_json_option
+@click.option("--quiet", "-q", is_flag=True, help="no progress lines on stderr")
+def cmd_add_node(directory: Path, timeout: float, as_json: bool, quiet: bool) -> int:
+    """Enrol one more node: keys and certificate for node-(max index + 1), the roster change
+    signed by the dev admins (admin1, admin2) and applied through the coordinator; the running
+    supervisor starts the node; waits until every key is reshared to the new set of nodes."""
+    from mpcnet.client.errors import MpcError
+    from mpcnet.cluster.addnode import add_node_to_cluster, signal_supervisor
+
+    lay = _layout(directory)
+    pid = _supervisor_pid(lay)
+    if not pid:
+        raise Failed(f"{lay.dir}: not running (or its supervisor is still starting); run 'mpc-cluster up --dir {lay.dir}' first")
+    with _one_up(lay.dir, STOP_WAIT_FOR_UP_S, Progress(quiet=quiet)):  # no up/stop/add-node meanwhile
+        try:
+            doc = add_node_to_cluster(lay, signal_supervisor(pid), timeout=timeout, progress=Progress(quiet=quiet))
+        except ClusterError as e:
+            raise _usage(str(e)) from None
+        except MpcError as e:  # the coordinator refused or did not answer: what it said, one line
+            raise Failed(f"{e.code.name}: {e.message} (run 'mpc-cluster add-node --dir {lay.dir}' again to resume)") from None
+    if as_json:
+        print(json.dumps(doc, indent=2))
+    else:
+        print(escape(f"mpc-cluster: {doc['name']} enrolled at {doc['endpoint']} (roster version {doc['roster_version']}); "
+                     f"{len(doc['operations'])} key operation(s) done"))
+    return 0
 
 
 @cli.command("_supervise", hidden=True)

@@ -14,6 +14,7 @@ import pytest
 
 from mpcnet.client import cli
 from mpcnet.client.cli_args import PathText
+from mpcnet.client.cli_lifecycle import NodeList
 from mpcnet.common.cliutil import Hex, Identifier, InFile, Seconds, Text, UInt
 
 HOSTILE = ["-1", "5000000000", "\uff11\uff12", "1_0", "1e3", "a\x00b\n\x1b[2J", "\u202e", "x" * 100_000, "0x" + "g" * 64, ""]
@@ -51,6 +52,8 @@ def valid(param: click.Parameter) -> str:
         return str(t.choices[0])
     if isinstance(t, UInt):
         return str(max(1, t.lo))
+    if isinstance(t, NodeList):
+        return "1,2"
     return "m/0" if isinstance(t, PathText) else "x"
 
 
