@@ -51,12 +51,13 @@ from governance.roster import (
     add_node,
     revoke_node,
     rotate_keys,
+    rotation_proof_message,
     sign_roster_change,
     verify_roster_history,
 )
 from governance.text import quote
 from mpcnet.client.errors import MpcError
-from mpcnet.client.nodecert import NodeCsrError, pem_fingerprint, rotation_proof_message, sign_node_csr
+from mpcnet.client.nodecert import NodeCsrError, pem_fingerprint, sign_node_csr
 from mpcnet.common.pki import CertPaths
 from mpcnet.wire.mpc.v1 import coordinator_pb2, coordinator_pb2_grpc, node_pb2, node_pb2_grpc
 

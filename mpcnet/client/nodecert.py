@@ -21,11 +21,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from governance.encoding import Encoder, domain_tag
 from governance.text import quote
 from mpcnet.common.pki import CERT_VALIDITY, CLOCK_SKEW, CertPaths, PkiError
 
-ROTATION_PROOF_TAG = domain_tag("node-key-rotation")  # as mpc_node.rotation.proof_message
 NODE_ROLE = "node"
 MAX_CSR_PEM = 16 * 1024
 MAX_SANS = 16
@@ -33,14 +31,6 @@ MAX_SANS = 16
 
 class NodeCsrError(ValueError):
     """A certificate request (or CA file) the client refuses to sign; the message names the field."""
-
-
-def rotation_proof_message(identity_public: bytes, encryption_public: bytes, tls_csr_pem: bytes) -> bytes:
-    """The bytes a node signs with its current identity key for its staged keys: the canonical
-    governance encoding (tag ``node-key-rotation``) of the new Ed25519 identity key (32 bytes),
-    the new X25519 encryption key (32 bytes) and the PEM CSR of the new TLS key: the same bytes
-    as the node's ``mpc_node.rotation.proof_message`` (a client does not import the node)."""
-    return Encoder(ROTATION_PROOF_TAG).raw(identity_public).raw(encryption_public).raw(tls_csr_pem).finish()
 
 
 def pem_fingerprint(cert_pem: bytes) -> bytes:

@@ -15,8 +15,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 
+from governance.roster import rotation_proof_message
 from mpcnet.client import MpcError
-from mpcnet.client.nodecert import NodeCsrError, pem_fingerprint, rotation_proof_message, sign_node_csr
+from mpcnet.client.nodecert import NodeCsrError, pem_fingerprint, sign_node_csr
 from mpcnet.common.pki import CertPaths, create_ca
 from mpcnet.wire.mpc.v1 import node_pb2
 
@@ -99,12 +100,3 @@ def test_rotate_node_keys_of_an_unknown_node_is_refused(ca: CertPaths) -> None:
     with pytest.raises(MpcError) as e:
         admin_client(RotatingFake()).rotate_node_keys(9, ca)
     assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT and e.value.message.startswith("node:")
-
-
-def test_the_proof_message_is_the_nodes() -> None:
-    try:
-        from mpc_node.rotation import proof_message  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        pytest.skip("mpc_node.rotation is not merged in this tree")
-    args = (bytes(range(32)), bytes(range(32, 64)), b"-----BEGIN CERTIFICATE REQUEST-----\n")
-    assert proof_message(*args) == rotation_proof_message(*args)
