@@ -1,0 +1,330 @@
+"""Key refresh and reshare on the node (issue 11, design section 3), driven in process (no gRPC).
+
+Three :class:`NodeService` instances of a 2-of-3 cluster with a signed roster (version 1, every
+node active); the test plays the coordinator: it starts the sessions, relays the envelopes,
+collects the epoch receipts and pushes ``CommitEpoch``. Every test makes its own key (DKG), so
+the tests are independent. Signatures are checked with coincurve against the unchanged public key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import pytest
+from coincurve import PublicKey
+
+from crypto_core.combiner import SignatureShare, combine
+from crypto_core.group import Point
+from crypto_core.keyshare import KeyShare
+from governance.keyop import EpochReceipt, KeyOperation, KeyOpKind, SignedKeyOperation, sign_key_operation
+from governance.roster import Roster, RosterEntry
+from mpc_node.config import load_node_config
+from mpc_node.service import NodeService
+from mpc_node.storage import NodeStore
+from mpcnet.client.identities import load_identity
+from mpcnet.cluster.launcher import Layout, prepare
+from mpcnet.common.keystore import load_keystore, read_passphrase
+from mpcnet.common.rpc import RpcError
+from mpcnet.common.stores.audit import AuditLog
+from mpcnet.wire.mpc.v1 import common_pb2, node_pb2
+from tests.integration.govtools import approved_bundle
+from tests.integration.relay_util import SIGN_RELEASE_ROUND, reserve_request, route
+
+N, T = 3, 2
+Code = grpc.StatusCode
+
+
+class _Rosters:
+    """Stand-in for ``mpc_node.roster_state.NodeRoster`` (only ``current()`` is used here)."""
+
+    def __init__(self, roster: Roster) -> None:
+        self.roster = roster
+
+    def current(self) -> Roster:
+        return self.roster
+
+
+@pytest.fixture(scope="module")
+def lay(tmp_path_factory: pytest.TempPathFactory) -> Layout:
+    return prepare(tmp_path_factory.mktemp("keyops"), N, T, scrypt_n=2**10, test_mode=True, policy_max_age_s=0)
+
+
+def _roster(lay: Layout) -> Roster:
+    entries = []
+    for i in range(1, N + 1):
+        cfg = load_node_config(lay.node_config(i))
+        p = cfg.roster[i]
+        fp = hashlib.sha256(lay.cert(f"node-{i}").cert.read_bytes()).digest()
+        entries.append(RosterEntry(i, p.name, p.identity_public, p.encryption_public, fp, f"127.0.0.1:{40000 + i}"))
+    return Roster(1, 0, tuple(entries))
+
+
+@pytest.fixture(scope="module")
+def svcs(lay: Layout) -> Iterator[dict[int, NodeService]]:
+    roster = _roster(lay)
+    out = {}
+    for i in range(1, N + 1):
+        cfg = load_node_config(lay.node_config(i))
+        pp = read_passphrase(file=cfg.passphrase_file, env=cfg.passphrase_env)
+        keys = load_keystore(cfg.keystore, pp)
+        store = NodeStore.open(cfg.store, pp, cfg.index, scrypt_n=cfg.scrypt_n)
+        audit = AuditLog.open(cfg.audit_db, component=cfg.name, signing_key=keys.identity)
+        svc = NodeService(cfg, keys, store, audit)
+        svc.roster_state = _Rosters(roster)  # type: ignore[attr-defined]
+        out[i] = svc
+    yield out
+    for s in out.values():
+        s.store.close()
+        s.audit.close()
+
+
+def _run(svcs: dict[int, NodeService], sid: bytes, among: list[int], reserve_by: list[int] | None = None, **params: Any) -> dict[int, Any]:
+    """Relay a whole session; the final answers, or the errors of the first round that failed."""
+    req = node_pb2.StartSessionRequest(session_id=sid, **params)
+    resps = {i: svcs[i].StartSession(req, None) for i in among}
+    while not all(r.finished for r in resps.values()):
+        rnd = max(r.round for r in resps.values() if not r.finished)
+        extra: dict[str, Any] = {}
+        if "sign" in params and rnd == SIGN_RELEASE_ROUND:
+            req_r = reserve_request(sid, params["sign"], 1)
+            extra = {"attempt": 1, "reservation_receipts": [svcs[i].ReserveSigning(req_r, None).receipt for i in reserve_by or among]}
+        out: dict[int, Any] = {}
+        for k, inbox in route(resps, among).items():
+            if resps[k].finished:
+                out[k] = resps[k]
+                continue
+            try:
+                out[k] = svcs[k].Step(node_pb2.StepRequest(session_id=sid, round=rnd, envelopes=inbox, **extra), None)
+            except RpcError as e:
+                out[k] = e
+        if any(isinstance(v, RpcError) for v in out.values()):
+            return {k: v for k, v in out.items() if isinstance(v, RpcError)}
+        resps = out
+    return resps
+
+
+def _dkg(svcs: dict[int, NodeService]) -> node_pb2.DkgResult:
+    res = _run(svcs, os.urandom(32), [1, 2, 3], dkg=node_pb2.DkgParams(threshold=T, parties=N, key_label=b"keyops"))
+    k = res[1].dkg_result
+    for s in svcs.values():
+        s.CommitKey(node_pb2.CommitKeyRequest(key_id=k.key_id, public_key=k.public_key), None)
+    return k
+
+
+def _operation(
+    lay: Layout, svc: NodeService, key: node_pb2.DkgResult, *, kind: KeyOpKind, old: tuple[int, ...], new: tuple[int, ...],
+    old_t: int, new_t: int, old_epoch: int = 0, admins: tuple[str, ...] = ("admin1", "admin2"),
+) -> bytes:
+    op = KeyOperation(
+        svc.gov.governance_root, os.urandom(16), kind, key.key_id, key.public_key, key.chain_code, old_epoch, old_t, old, new_t, new, 1,
+        "test",
+    )
+    sigs = tuple(sign_key_operation(op, a, load_identity(lay.dir, a).signing_key) for a in admins)
+    return SignedKeyOperation(op, sigs).to_bytes()
+
+
+def _reshare(svcs: dict[int, NodeService], op: bytes, dealers: list[int]) -> tuple[bytes, dict[int, Any]]:
+    o = SignedKeyOperation.from_bytes(op).operation
+    among = sorted(set(dealers) | set(o.new_committee))
+    sid = os.urandom(32)
+    return sid, _run(svcs, sid, among, reshare=node_pb2.ReshareParams(operation=op, dealers=dealers))
+
+
+def _commit(svcs: dict[int, NodeService], key_id: bytes, sid: bytes, res: dict[int, Any], to: list[int]) -> dict[int, Any]:
+    receipts = [r.reshare_result.receipt for r in res.values() if r.reshare_result.receipt]
+    req = node_pb2.CommitEpochRequest(key_id=key_id, session_id=sid, receipts=receipts)
+    return {i: svcs[i].CommitEpoch(req, None) for i in to}
+
+
+def _sign(
+    lay: Layout, svcs: dict[int, NodeService], key: node_pb2.DkgResult, signers: list[int], committee: tuple[int, ...], epoch: int
+) -> dict[int, Any] | bytes:
+    """Sign a fresh digest; the DER signature (checked here with coincurve) or the errors."""
+    digest = os.urandom(32)
+    rid, bundle = approved_bundle(lay, key.key_id, digest)
+    params = node_pb2.SignParams(key_id=key.key_id, signers=signers, digest=digest, request_id=rid, approval_bundle=bundle, epoch=epoch)
+    sid = os.urandom(32)
+    res = _run(svcs, sid, signers, reserve_by=list(committee), sign=params)  # a refused start raises
+    if any(isinstance(v, RpcError) for v in res.values()):
+        return res
+    share_ids = {i: committee.index(i) + 1 for i in signers}
+    shares = {
+        share_ids[i]: SignatureShare.from_bytes(next(e for e in r.envelopes if e.receiver == 0).payload, sid, share_ids[i])
+        for i, r in res.items()
+    }
+    sig = combine(shares, digest, signers=sorted(share_ids.values()), public_key=Point.decode(key.public_key))
+    der = sig.der()
+    assert PublicKey(key.public_key).verify(der, digest, hasher=None)
+    return der
+
+
+def _share(svc: NodeService, key_id: bytes) -> KeyShare | None:
+    raw = svc.store.get_key_share(key_id)
+    return None if raw is None else KeyShare.from_bytes(raw)
+
+
+def _audit(svc: NodeService, action: str) -> list[Any]:
+    return [e for e in svc.audit.entries() if e.action == action]
+
+
+# --- refresh ---------------------------------------------------------------------------------
+
+
+def test_refresh_then_sign_in_the_new_epoch_only(lay: Layout, svcs: dict[int, NodeService]) -> None:
+    key = _dkg(svcs)
+    before = {i: _share(s, key.key_id) for i, s in svcs.items()}
+    op = _operation(lay, svcs[1], key, kind=KeyOpKind.REFRESH, old=(1, 2, 3), new=(1, 2, 3), old_t=2, new_t=2)
+    sid, res = _reshare(svcs, op, [1, 2, 3])
+    assert all(r.finished and r.reshare_result.epoch == 1 and not r.reshare_result.retired for r in res.values())
+    receipts = [EpochReceipt.from_bytes(r.reshare_result.receipt) for r in res.values()]
+    assert {r.holder for r in receipts} == {1, 2, 3} and len({r.state_digest for r in receipts}) == 1
+    # before the commit: the old share stays active and signs in epoch 0; the new one is pending
+    assert isinstance(_sign(lay, svcs, key, [1, 2], (1, 2, 3), 0), bytes)
+    info = svcs[2].GetPendingEpoch(node_pb2.GetPendingEpochRequest(key_id=key.key_id, session_id=sid), None)
+    assert info.pending and not info.committed and info.active_epoch == 0 and info.receipt == res[2].reshare_result.receipt
+    out = _commit(svcs, key.key_id, sid, res, [1, 2, 3])
+    assert all(o.epoch == 1 and o.holds_share and o.changed for o in out.values())
+    for i, s in svcs.items():
+        new = _share(s, key.key_id)
+        assert new is not None and before[i] is not None
+        assert new.epoch == 1 and new.secret_share != before[i].secret_share and new.public_key == before[i].public_key
+        assert _audit(s, "key-epoch")[-1].outcome == "committed"
+        keys = {k.key_id: k for k in s.ListKeys(node_pb2.NodeListKeysRequest(), None).keys}
+        assert keys[key.key_id].epoch == 1 and list(keys[key.key_id].committee) == [1, 2, 3]
+    assert isinstance(_sign(lay, svcs, key, [2, 3], (1, 2, 3), 1), bytes)
+    # a node asked to sign at the old epoch refuses, naming sign.epoch
+    with pytest.raises(RpcError) as ei:
+        _sign(lay, svcs, key, [1, 3], (1, 2, 3), 0)
+    assert ei.value.code == Code.FAILED_PRECONDITION and ei.value.message.startswith("sign.epoch:")
+    # idempotent
+    again = _commit(svcs, key.key_id, sid, res, [1])
+    assert again[1].epoch == 1 and not again[1].changed
+    info = svcs[2].GetPendingEpoch(node_pb2.GetPendingEpochRequest(key_id=key.key_id, session_id=sid), None)
+    assert info.committed and not info.pending and info.active_epoch == 1 and info.holds_key
+
+
+# --- reshare ---------------------------------------------------------------------------------
+
+
+def test_threshold_change_2_of_3_to_3_of_3(lay: Layout, svcs: dict[int, NodeService]) -> None:
+    key = _dkg(svcs)
+    op = _operation(lay, svcs[1], key, kind=KeyOpKind.RESHARE, old=(1, 2, 3), new=(1, 2, 3), old_t=2, new_t=3)
+    sid, res = _reshare(svcs, op, [1, 3])  # two dealers are enough for the old threshold
+    assert all(r.finished for r in res.values()), res
+    _commit(svcs, key.key_id, sid, res, [1, 2, 3])
+    assert all(_share(s, key.key_id).threshold == 3 for s in svcs.values())  # type: ignore[union-attr]
+    assert isinstance(_sign(lay, svcs, key, [1, 2, 3], (1, 2, 3), 1), bytes)
+
+
+def test_drop_a_node_committee_maps_roster_to_share_indices(lay: Layout, svcs: dict[int, NodeService]) -> None:
+    key = _dkg(svcs)
+    op = _operation(lay, svcs[1], key, kind=KeyOpKind.RESHARE, old=(1, 2, 3), new=(1, 3), old_t=2, new_t=2)
+    sid, res = _reshare(svcs, op, [1, 2, 3])
+    assert res[2].reshare_result.retired and not res[2].reshare_result.receipt
+    assert not res[1].reshare_result.retired and not res[3].reshare_result.retired
+    out = _commit(svcs, key.key_id, sid, res, [1, 2, 3])
+    assert out[2].holds_share is False and out[1].holds_share and out[3].holds_share
+    # node 2's share is erased (the key row stays, reported as discarded); node 3 is share index 2
+    assert _share(svcs[2], key.key_id) is None
+    k2 = {k.key_id: k for k in svcs[2].ListKeys(node_pb2.NodeListKeysRequest(), None).keys}[key.key_id]
+    assert k2.status == common_pb2.KEY_STATUS_DISCARDED and list(k2.committee) == [1, 3]
+    assert _share(svcs[3], key.key_id).index == 2  # type: ignore[union-attr]
+    info = svcs[2].GetPendingEpoch(node_pb2.GetPendingEpochRequest(key_id=key.key_id, session_id=sid), None)
+    assert info.retired and info.committed and not info.holds_key
+    assert isinstance(_sign(lay, svcs, key, [1, 3], (1, 3), 1), bytes)
+    with pytest.raises(RpcError) as ei:
+        _sign(lay, svcs, key, [1, 2], (1, 3), 1)
+    assert ei.value.message.startswith("sign.signers:") and "committee" in ei.value.message
+
+
+# --- failures before the commit ----------------------------------------------------------------
+
+
+def test_failure_before_the_decision_keeps_the_old_epoch(lay: Layout, svcs: dict[int, NodeService]) -> None:
+    key = _dkg(svcs)
+    op = _operation(lay, svcs[1], key, kind=KeyOpKind.REFRESH, old=(1, 2, 3), new=(1, 2, 3), old_t=2, new_t=2)
+    sid, res = _reshare(svcs, op, [1, 2, 3])
+    # the coordinator never gets to the decision: the nodes keep signing in epoch 0
+    for s in svcs.values():
+        with pytest.raises(RpcError) as ei:  # the receipt left: the next commit erases the pending share
+            s.DiscardEpoch(node_pb2.DiscardEpochRequest(key_id=key.key_id, session_id=sid), None)
+        assert ei.value.code == Code.FAILED_PRECONDITION
+        assert _share(s, key.key_id).epoch == 0  # type: ignore[union-attr]
+    assert isinstance(_sign(lay, svcs, key, [1, 3], (1, 2, 3), 0), bytes)
+    # an unknown session has nothing to discard
+    assert not svcs[1].DiscardEpoch(node_pb2.DiscardEpochRequest(key_id=key.key_id, session_id=os.urandom(32)), None).discarded
+    # an incomplete certificate is refused and changes nothing
+    partial = node_pb2.CommitEpochRequest(key_id=key.key_id, session_id=sid, receipts=[res[1].reshare_result.receipt])
+    with pytest.raises(RpcError) as ei:
+        svcs[1].CommitEpoch(partial, None)
+    assert ei.value.code == Code.INVALID_ARGUMENT and ei.value.message.startswith("receipts:")
+    # a second operation (retried) commits; the first one's pending shares are erased with it
+    op2 = _operation(lay, svcs[1], key, kind=KeyOpKind.REFRESH, old=(1, 2, 3), new=(1, 2, 3), old_t=2, new_t=2)
+    sid2, res2 = _reshare(svcs, op2, [1, 2, 3])
+    _commit(svcs, key.key_id, sid2, res2, [1, 2, 3])
+    for s in svcs.values():
+        assert s.store.pending_epoch(key.key_id, sid) is None
+        with pytest.raises(RpcError) as ei:  # the first session's certificate is for an epoch no longer current
+            s.CommitEpoch(node_pb2.CommitEpochRequest(key_id=key.key_id, session_id=sid, receipts=[
+                r.reshare_result.receipt for r in res.values()]), None)
+        assert ei.value.code == Code.FAILED_PRECONDITION
+
+
+# --- a coordinator tampering with the parameters ------------------------------------------------
+
+
+def _refused(svc: NodeService, op: bytes, dealers: list[int]) -> RpcError:
+    req = node_pb2.StartSessionRequest(session_id=os.urandom(32), reshare=node_pb2.ReshareParams(operation=op, dealers=dealers))
+    with pytest.raises(RpcError) as ei:
+        svc.StartSession(req, None)
+    return ei.value
+
+
+def test_tampered_parameters_are_refused_naming_the_field(lay: Layout, svcs: dict[int, NodeService]) -> None:
+    key = _dkg(svcs)
+    svc = svcs[1]
+    good = _operation(lay, svc, key, kind=KeyOpKind.RESHARE, old=(1, 2, 3), new=(1, 3), old_t=2, new_t=2)
+    before = len(_audit(svc, "key-reshare"))
+    # a forged operation without admin signatures (and not implied by the roster)
+    forged = _operation(lay, svc, key, kind=KeyOpKind.RESHARE, old=(1, 2, 3), new=(1, 3), old_t=2, new_t=2, admins=())
+    e = _refused(svc, forged, [1, 2, 3])
+    assert e.code == Code.PERMISSION_DENIED and e.message.startswith("reshare.operation.signatures:")
+    # one admin only (the quorum is two)
+    e = _refused(svc, _operation(lay, svc, key, kind=KeyOpKind.RESHARE, old=(1, 2, 3), new=(1, 3), old_t=2, new_t=2,
+                                 admins=("admin1",)), [1, 2, 3])
+    assert e.code == Code.PERMISSION_DENIED and e.message.startswith("reshare.operation.signatures")
+    # the wrong old epoch
+    stale = _operation(lay, svc, key, kind=KeyOpKind.RESHARE, old=(1, 2, 3), new=(1, 3), old_t=2, new_t=2, old_epoch=4)
+    e = _refused(svc, stale, [1, 2, 3])
+    assert e.code == Code.FAILED_PRECONDITION and e.message.startswith("reshare.operation.old_epoch:")
+    # wrong dealers: too few, not increasing, outside the old committee
+    for dealers in ([1], [2, 1], [1, 4]):
+        e = _refused(svc, good, dealers)
+        assert e.code == Code.INVALID_ARGUMENT and e.message.startswith("reshare.dealers:"), e.message
+    # a node that takes no part
+    e = _refused(svcs[2], good, [1, 3])
+    assert e.code == Code.FAILED_PRECONDITION and e.message.startswith("reshare.dealers:")
+    # garbage
+    e = _refused(svc, b"\x01garbage", [1, 2])
+    assert e.code == Code.INVALID_ARGUMENT and e.message.startswith("reshare.operation")
+    refused = [x for x in _audit(svc, "key-reshare")[before:] if x.outcome == "refused"]
+    assert len(refused) == 7
+    # a second live session of the same key is refused
+    sid = os.urandom(32)
+    svc.StartSession(node_pb2.StartSessionRequest(session_id=sid, reshare=node_pb2.ReshareParams(operation=good, dealers=[1, 2, 3])), None)
+    e = _refused(svc, good, [1, 2, 3])
+    assert e.code == Code.FAILED_PRECONDITION and e.message.startswith("reshare.operation.key_id:")
+    svc.AbortSession(node_pb2.AbortSessionRequest(session_id=sid, reason="test"), None)
+
+
+def test_legacy_key_rows_are_epoch_0_committee_1_to_n(tmp_path: Any) -> None:
+    with NodeStore.open(tmp_path / "s.db", b"pw", 1, scrypt_n=2**10) as st:
+        st.put_key_share(b"k" * 32, b"share", label="x", public_key=b"\x02" + b"p" * 32, threshold=2, parties=3)
+        e = st.key_epoch(b"k" * 32)
+        assert e is not None and e.epoch == 0 and e.committee == (1, 2, 3) and e.status == "pending"
+        st.put_key_share(b"j" * 32, b"share", label="y", public_key=b"\x02" + b"q" * 32, threshold=2, parties=3, committee=(1, 2, 4))
+        assert st.key_epoch(b"j" * 32).committee == (1, 2, 4)  # type: ignore[union-attr]
