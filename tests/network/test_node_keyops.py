@@ -8,44 +8,24 @@ the tests are independent. Signatures are checked with coincurve against the unc
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterator
 from typing import Any
 
 import grpc
 import pytest
-from coincurve import PublicKey
 
-from crypto_core.combiner import SignatureShare, combine
-from crypto_core.group import Point
-from crypto_core.keyshare import KeyShare
-from governance.keyop import EpochReceipt, KeyOperation, KeyOpKind, SignedKeyOperation, sign_key_operation
-from governance.roster import Roster, RosterEntry
-from mpc_node.config import load_node_config
+from governance.keyop import EpochReceipt, KeyOpKind, SignedKeyOperation
 from mpc_node.service import NodeService
 from mpc_node.storage import NodeStore
-from mpcnet.client.identities import load_identity
 from mpcnet.cluster.launcher import Layout, prepare
-from mpcnet.common.keystore import load_keystore, read_passphrase
 from mpcnet.common.rpc import RpcError
-from mpcnet.common.stores.audit import AuditLog
 from mpcnet.wire.mpc.v1 import common_pb2, node_pb2
-from tests.integration.govtools import approved_bundle
-from tests.integration.relay_util import SIGN_RELEASE_ROUND, reserve_request, route
+
+from .keyops_util import Rosters, close, dkg, operation, roster_of, run, services, share, sign
 
 N, T = 3, 2
 Code = grpc.StatusCode
-
-
-class _Rosters:
-    """Stand-in for ``mpc_node.roster_state.NodeRoster`` (only ``current()`` is used here)."""
-
-    def __init__(self, roster: Roster) -> None:
-        self.roster = roster
-
-    def current(self) -> Roster:
-        return self.roster
 
 
 @pytest.fixture(scope="module")
@@ -53,78 +33,19 @@ def lay(tmp_path_factory: pytest.TempPathFactory) -> Layout:
     return prepare(tmp_path_factory.mktemp("keyops"), N, T, scrypt_n=2**10, test_mode=True, policy_max_age_s=0)
 
 
-def _roster(lay: Layout) -> Roster:
-    entries = []
-    for i in range(1, N + 1):
-        cfg = load_node_config(lay.node_config(i))
-        p = cfg.roster[i]
-        fp = hashlib.sha256(lay.cert(f"node-{i}").cert.read_bytes()).digest()
-        entries.append(RosterEntry(i, p.name, p.identity_public, p.encryption_public, fp, f"127.0.0.1:{40000 + i}"))
-    return Roster(1, 0, tuple(entries))
-
-
 @pytest.fixture(scope="module")
 def svcs(lay: Layout) -> Iterator[dict[int, NodeService]]:
-    roster = _roster(lay)
-    out = {}
-    for i in range(1, N + 1):
-        cfg = load_node_config(lay.node_config(i))
-        pp = read_passphrase(file=cfg.passphrase_file, env=cfg.passphrase_env)
-        keys = load_keystore(cfg.keystore, pp)
-        store = NodeStore.open(cfg.store, pp, cfg.index, scrypt_n=cfg.scrypt_n)
-        audit = AuditLog.open(cfg.audit_db, component=cfg.name, signing_key=keys.identity)
-        svc = NodeService(cfg, keys, store, audit)
-        svc.roster_state = _Rosters(roster)  # type: ignore[attr-defined]
-        out[i] = svc
+    out = services(lay, Rosters(roster_of(lay)))
     yield out
-    for s in out.values():
-        s.store.close()
-        s.audit.close()
-
-
-def _run(svcs: dict[int, NodeService], sid: bytes, among: list[int], reserve_by: list[int] | None = None, **params: Any) -> dict[int, Any]:
-    """Relay a whole session; the final answers, or the errors of the first round that failed."""
-    req = node_pb2.StartSessionRequest(session_id=sid, **params)
-    resps = {i: svcs[i].StartSession(req, None) for i in among}
-    while not all(r.finished for r in resps.values()):
-        rnd = max(r.round for r in resps.values() if not r.finished)
-        extra: dict[str, Any] = {}
-        if "sign" in params and rnd == SIGN_RELEASE_ROUND:
-            req_r = reserve_request(sid, params["sign"], 1)
-            extra = {"attempt": 1, "reservation_receipts": [svcs[i].ReserveSigning(req_r, None).receipt for i in reserve_by or among]}
-        out: dict[int, Any] = {}
-        for k, inbox in route(resps, among).items():
-            if resps[k].finished:
-                out[k] = resps[k]
-                continue
-            try:
-                out[k] = svcs[k].Step(node_pb2.StepRequest(session_id=sid, round=rnd, envelopes=inbox, **extra), None)
-            except RpcError as e:
-                out[k] = e
-        if any(isinstance(v, RpcError) for v in out.values()):
-            return {k: v for k, v in out.items() if isinstance(v, RpcError)}
-        resps = out
-    return resps
+    close(out)
 
 
 def _dkg(svcs: dict[int, NodeService]) -> node_pb2.DkgResult:
-    res = _run(svcs, os.urandom(32), [1, 2, 3], dkg=node_pb2.DkgParams(threshold=T, parties=N, key_label=b"keyops"))
-    k = res[1].dkg_result
-    for s in svcs.values():
-        s.CommitKey(node_pb2.CommitKeyRequest(key_id=k.key_id, public_key=k.public_key), None)
-    return k
+    return dkg(svcs, T)
 
 
-def _operation(
-    lay: Layout, svc: NodeService, key: node_pb2.DkgResult, *, kind: KeyOpKind, old: tuple[int, ...], new: tuple[int, ...],
-    old_t: int, new_t: int, old_epoch: int = 0, admins: tuple[str, ...] = ("admin1", "admin2"),
-) -> bytes:
-    op = KeyOperation(
-        svc.gov.governance_root, os.urandom(16), kind, key.key_id, key.public_key, key.chain_code, old_epoch, old_t, old, new_t, new, 1,
-        "test",
-    )
-    sigs = tuple(sign_key_operation(op, a, load_identity(lay.dir, a).signing_key) for a in admins)
-    return SignedKeyOperation(op, sigs).to_bytes()
+def _operation(lay: Layout, svc: NodeService, key: node_pb2.DkgResult, **kw: Any) -> bytes:
+    return operation(lay, svc.gov.governance_root, key, **kw).to_bytes()
 
 
 def _reshare(svcs: dict[int, NodeService], op: bytes, dealers: list[int]) -> tuple[bytes, dict[int, Any]]:
@@ -140,31 +61,7 @@ def _commit(svcs: dict[int, NodeService], key_id: bytes, sid: bytes, res: dict[i
     return {i: svcs[i].CommitEpoch(req, None) for i in to}
 
 
-def _sign(
-    lay: Layout, svcs: dict[int, NodeService], key: node_pb2.DkgResult, signers: list[int], committee: tuple[int, ...], epoch: int
-) -> dict[int, Any] | bytes:
-    """Sign a fresh digest; the DER signature (checked here with coincurve) or the errors."""
-    digest = os.urandom(32)
-    rid, bundle = approved_bundle(lay, key.key_id, digest)
-    params = node_pb2.SignParams(key_id=key.key_id, signers=signers, digest=digest, request_id=rid, approval_bundle=bundle, epoch=epoch)
-    sid = os.urandom(32)
-    res = _run(svcs, sid, signers, reserve_by=list(committee), sign=params)  # a refused start raises
-    if any(isinstance(v, RpcError) for v in res.values()):
-        return res
-    share_ids = {i: committee.index(i) + 1 for i in signers}
-    shares = {
-        share_ids[i]: SignatureShare.from_bytes(next(e for e in r.envelopes if e.receiver == 0).payload, sid, share_ids[i])
-        for i, r in res.items()
-    }
-    sig = combine(shares, digest, signers=sorted(share_ids.values()), public_key=Point.decode(key.public_key))
-    der = sig.der()
-    assert PublicKey(key.public_key).verify(der, digest, hasher=None)
-    return der
-
-
-def _share(svc: NodeService, key_id: bytes) -> KeyShare | None:
-    raw = svc.store.get_key_share(key_id)
-    return None if raw is None else KeyShare.from_bytes(raw)
+_run, _sign, _share = run, sign, share
 
 
 def _audit(svc: NodeService, action: str) -> list[Any]:
