@@ -52,7 +52,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from governance.policy import AdminSet, SignedPolicyChange
-from mpcnet.common.config import ConfigError, load_governance, load_json
+from governance.roster import Roster, SignedRosterChange, active_entries
+from mpcnet.common.config import ConfigError, load_governance, load_json, load_roster_history
 from mpcnet.common.pki import ROLES, CertPaths
 
 DEFAULT_CLIENT_ROLES = ["admin", "requester", "approver", "auditor"]
@@ -104,6 +105,10 @@ class CoordinatorConfig:
     max_streams: int = 256
     stream_lifetime_s: float = 60.0
     max_streams_per_caller: int = 64
+    # the admin-signed roster chain from the config (empty: legacy, the fixed `nodes` list) and
+    # the roster at its end; the database may hold a longer chain extending it
+    roster_history: tuple[SignedRosterChange, ...] = ()
+    signed_roster: Roster | None = None
 
     @property
     def parties(self) -> int:
@@ -120,8 +125,20 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
         if ne.index in nodes:
             raise entry.error("index", f"duplicate node index {ne.index}")
         nodes[ne.index] = ne
+    admins, initial = load_governance(f)
+    history, signed_roster = load_roster_history(f, admins)
+    if signed_roster is not None:
+        # the roster says who the nodes are; `nodes` may only give the endpoint to dial a node
+        # at (a dev cluster's ports can change at a restart)
+        for i, ne in nodes.items():
+            e = signed_roster.entry(i)
+            if e is None or e.name != ne.name:
+                raise f.error("nodes", f"node {i} ({ne.name}) is not entry {i} of the roster")
+        nodes = {
+            e.index: nodes.get(e.index) or NodeEndpoint(e.index, e.name, e.endpoint) for e in active_entries(signed_roster)
+        }
     n = len(nodes)
-    if sorted(nodes) != list(range(1, n + 1)):
+    if signed_roster is None and sorted(nodes) != list(range(1, n + 1)):
         raise f.error("nodes", f"indices must be exactly 1..{n}")
     if n < 2:
         raise f.error("nodes", "need at least 2 nodes")
@@ -132,7 +149,6 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
         raise f.error("client_roles", f"must be a non-empty list of roles from {', '.join(ROLES)}")
     if "node" in roles:
         raise f.error("client_roles", "nodes may not call the client API")
-    admins, initial = load_governance(f)
     pf, pe = f.path("passphrase_file", required=False), f.opt_str("passphrase_env")
     if pf is None and pe is None:
         raise f.error("passphrase_file", "missing (give passphrase_file or passphrase_env)")
@@ -172,6 +188,8 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
         max_streams=max_streams,
         stream_lifetime_s=lifetime,
         max_streams_per_caller=f.integer("max_streams_per_caller", max(1, max_streams // 4), lo=1, hi=max_streams),
+        roster_history=history,
+        signed_roster=signed_roster,
     )
     if cfg.workers <= cfg.max_requests // 2:
         raise ConfigError(f"{path}: workers: must exceed max_requests / 2")

@@ -131,7 +131,16 @@ _MIGRATIONS: tuple[Migration, ...] = (
     attestation   BLOB NOT NULL
 )""",
     ),
-    # 3: key epochs and committees, key operations, lifecycle proposals (issue 11)
+    # 3: the admin-signed roster chain (issue 11), append-only
+    (
+        "CREATE TABLE IF NOT EXISTS roster_changes (version INTEGER PRIMARY KEY CHECK (version >= 1), signed_change BLOB NOT NULL,"
+        " applied_ms INTEGER NOT NULL)",
+        "CREATE TRIGGER IF NOT EXISTS roster_change_is_final BEFORE UPDATE ON roster_changes"
+        " BEGIN SELECT RAISE(ABORT, 'a roster change is final'); END",
+        "CREATE TRIGGER IF NOT EXISTS roster_change_is_kept BEFORE DELETE ON roster_changes"
+        " BEGIN SELECT RAISE(ABORT, 'a roster change is final'); END",
+    ),
+    # 4: key epochs and committees, key operations, lifecycle proposals (issue 11)
     KEYOP_MIGRATION,
 )
 
@@ -622,6 +631,24 @@ class CoordinatorDb(KeyOpStore):
         """How many signing attempt numbers of ``request_id`` were taken (0 if none)."""
         rows = self._query("SELECT reserved FROM sign_attempts WHERE request_id = ?", (request_id,))
         return int(rows[0][0]) if rows else 0
+
+    # --- the roster chain ----------------------------------------------------------------------
+    def put_roster_changes(self, first_version: int, signed_changes: list[bytes]) -> None:
+        """Append verified roster changes as versions ``first_version``, ``+1``, ... (one
+        transaction); ValueError unless the latest stored version is ``first_version - 1``."""
+        with self._tx() as c:
+            row = c.execute("SELECT MAX(version) FROM roster_changes").fetchone()
+            latest = 0 if row is None or row[0] is None else int(row[0])
+            if latest != first_version - 1:
+                raise ValueError(f"roster: stored version is {latest}, expected {first_version - 1}")
+            c.executemany(
+                "INSERT INTO roster_changes (version, signed_change, applied_ms) VALUES (?, ?, ?)",
+                [(first_version + k, b, now_ms()) for k, b in enumerate(signed_changes)],
+            )
+
+    def roster_changes(self) -> list[bytes]:
+        """Every stored roster change, version 1 first."""
+        return [bytes(r[0]) for r in self._query("SELECT signed_change FROM roster_changes ORDER BY version")]
 
     # --- the newest policy attestation ---------------------------------------------------------
     def put_attestation(self, attestation: bytes, issued_ms: int) -> bool:

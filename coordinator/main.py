@@ -45,7 +45,8 @@ def build_server(cfg: CoordinatorConfig, service: CoordinatorService) -> grpc.Se
     )
 
     authorize = audited_role_check(
-        SERVICE.full_name, lambda method: [r for r in allowed(method) if r in cfg.client_roles], service.audit
+        SERVICE.full_name, lambda method: [r for r in allowed(method) if r in cfg.client_roles], service.audit,
+        refused=service.rosters.refused_fingerprints,
     )
 
     server.add_generic_rpc_handlers(

@@ -38,6 +38,7 @@ from coordinator.policies import PolicyBook
 from coordinator.relay import Aborted, NodeHandle, NodesUnavailable, Refused, fanout, run_session, wait_ready
 from coordinator.requests import SignRequests
 from coordinator.roles import READ_ALL_REQUESTS
+from coordinator.roster import RosterBook
 from crypto_core.bip32 import CHAIN_CODE_LEN, derive
 from crypto_core.combiner import SignatureShare, combine
 from crypto_core.errors import DecodeError, ProtocolAbort
@@ -162,7 +163,9 @@ class CoordinatorService:
         self.cfg = cfg
         self.db = CoordinatorDb(cfg.db)
         creds = channel_credentials(cfg.cert, cfg.ca_cert)
-        self.nodes = {i: NodeHandle(ep, creds) for i, ep in cfg.nodes.items()}
+        self.rosters = RosterBook(cfg, self.db)
+        # the active nodes of the roster in force (a revoked node is never dialed)
+        self.nodes = {i: NodeHandle(ep, creds) for i, ep in self.rosters.endpoints().items()}
         self.audit = AuditLog.open(cfg.audit_db, component=cfg.name, signing_key=identity)
         self.policies = PolicyBook(cfg.admin_set, cfg.initial_policy, self.db, self.audit, self.nodes)
         self.requests = SignRequests(self.db, self.audit, self.policies, self._sign, READ_ALL_REQUESTS)
@@ -205,9 +208,7 @@ class CoordinatorService:
 
     def roster_in_force(self) -> Roster | None:
         """The roster in force (None: a legacy config with a fixed node list)."""
-        book = getattr(self, "rosters", None)
-        current: Roster | None = None if book is None else book.current()
-        return current
+        return self.rosters.current()
 
     def key_info(self, k: KeyRecord) -> common_pb2.KeyInfo:
         """:func:`key_info` with the key's epoch and committee."""
@@ -447,7 +448,7 @@ class CoordinatorService:
     def _keygen(self, rid: str, label: str) -> KeyRecord:
         t0 = time.perf_counter()
         sid = os.urandom(32)
-        n, t = self.cfg.parties, self.cfg.threshold
+        n, t = len(self.nodes), self.cfg.threshold
         params = node_pb2.StartSessionRequest(
             session_id=sid, dkg=node_pb2.DkgParams(threshold=t, parties=n, key_label=label.encode())
         )
@@ -822,7 +823,7 @@ class CoordinatorService:
     def ClusterStatus(self, req: coordinator_pb2.ClusterStatusRequest, ctx: Any) -> coordinator_pb2.ClusterStatusResponse:
         return coordinator_pb2.ClusterStatusResponse(
             threshold=self.cfg.threshold,
-            parties=self.cfg.parties,
+            parties=len(self.nodes),
             nodes=[
                 coordinator_pb2.NodeStatus(
                     index=h.index, name=h.name, endpoint=h.endpoint, healthy=bool(h.healthy), last_error=h.last_error,
@@ -972,7 +973,7 @@ class CoordinatorService:
         )
 
     def GetRoster(self, req: coordinator_pb2.GetClusterRosterRequest, ctx: Any) -> node_pb2.RosterHistory:
-        raise self._unimplemented("GetRoster")
+        return node_pb2.RosterHistory(signed_changes=list(self.rosters.history()), governance_root=self.cfg.admin_set.digest())
 
     def GetKeyOperation(self, req: coordinator_pb2.GetKeyOperationRequest, ctx: Any) -> coordinator_pb2.KeyOperationStatus:
         return self.keyops.get(req.operation_id)

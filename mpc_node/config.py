@@ -50,7 +50,8 @@ from pathlib import Path
 
 from governance.approval import MAX_CLOCK_TOLERANCE_MS
 from governance.policy import AdminSet, SignedPolicyChange
-from mpcnet.common.config import ConfigError, Fields, load_governance, load_json
+from governance.roster import Roster, SignedRosterChange
+from mpcnet.common.config import ConfigError, Fields, load_governance, load_json, load_roster_history
 from mpcnet.common.pki import CertPaths
 
 _KEYS = {
@@ -99,6 +100,10 @@ class NodeConfig:
     policy_max_age_s: int = DEFAULT_POLICY_MAX_AGE_S  # 0: attestations not required
     clock_tolerance_s: float = 5.0
     max_streams: int = 16
+    # the admin-signed roster chain from the config (empty: a legacy config, fixed roster) and
+    # the roster at its end; the node's store may hold a longer chain extending it
+    roster_history: tuple[SignedRosterChange, ...] = ()
+    signed_roster: Roster | None = None
 
     @property
     def parties(self) -> int:
@@ -108,8 +113,16 @@ class NodeConfig:
 def load_node_config(path: Path) -> NodeConfig:
     f = load_json(path, "node config")
     f.extra_keys(_KEYS)
+    admins, initial = load_governance(f)
+    history, signed_roster = load_roster_history(f, admins)
     roster: dict[int, Peer] = {}
-    for entry in f.list("roster"):
+    if signed_roster is not None:
+        if "roster" in f.doc:
+            raise f.error("roster", "give either roster (a fixed roster) or governance.roster_history, not both")
+        roster = {
+            e.index: Peer(e.index, e.name, e.identity_key, e.encryption_key) for e in signed_roster.entries if e.active
+        }
+    for entry in f.list("roster") if signed_roster is None else ():
         entry.extra_keys({"index", "name", "identity_public", "encryption_public"})
         p = Peer(
             entry.integer("index", lo=1, hi=1024), entry.name("name"), entry.hex("identity_public", 32), entry.hex("encryption_public", 32)
@@ -118,13 +131,14 @@ def load_node_config(path: Path) -> NodeConfig:
             raise entry.error("index", f"duplicate party index {p.index}")
         roster[p.index] = p
     n = len(roster)
-    if sorted(roster) != list(range(1, n + 1)):
+    if signed_roster is None and sorted(roster) != list(range(1, n + 1)):
         raise f.error("roster", f"indices must be exactly 1..{n}")
-    index = f.integer("index", lo=1, hi=n)
-    threshold = f.integer("threshold", lo=2, hi=n)
+    index = f.integer("index", lo=1, hi=255 if signed_roster is not None else n)
+    if index not in roster and (signed_roster is None or signed_roster.entry(index) is None):
+        raise f.error("index", f"node {index} is not in the roster")
+    threshold = f.integer("threshold", lo=2, hi=max(2, n))
     tls: Fields = f.obj("tls")
     tls.extra_keys({"cert", "key", "ca"})
-    admins, initial = load_governance(f)
     pf, pe = f.path("passphrase_file", required=False), f.opt_str("passphrase_env")
     if pf is None and pe is None:
         raise f.error("passphrase_file", "missing (give passphrase_file or passphrase_env)")
@@ -157,7 +171,10 @@ def load_node_config(path: Path) -> NodeConfig:
         policy_max_age_s=f.integer("policy_max_age_s", DEFAULT_POLICY_MAX_AGE_S, lo=0, hi=MAX_POLICY_MAX_AGE_S),
         clock_tolerance_s=tolerance,
         max_streams=f.integer("max_streams", 16, lo=1, hi=1024),
+        roster_history=history,
+        signed_roster=signed_roster,
     )
-    if roster[index].name != cfg.name:
-        raise ConfigError(f"{path}: name: {cfg.name!r} differs from roster entry {index} ({roster[index].name!r})")
+    entry_name = roster[index].name if index in roster else signed_roster.entry(index).name  # type: ignore[union-attr]
+    if entry_name != cfg.name:
+        raise ConfigError(f"{path}: name: {cfg.name!r} differs from roster entry {index} ({entry_name!r})")
     return cfg

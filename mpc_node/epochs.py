@@ -53,9 +53,7 @@ class EpochService:
     # --- helpers -----------------------------------------------------------------------------
     def roster(self) -> Roster | None:
         """The roster in force (None: a legacy config with a fixed roster)."""
-        state = getattr(self.node, "roster_state", None)
-        current: Roster | None = None if state is None else state.current()
-        return current
+        return self.node.roster_state.current()
 
     def audit_event(self, actor: str, action: str, outcome: str, details: dict[str, str | int | bool]) -> None:
         self.node.audit.append(actor, action, outcome=outcome, details=details)

@@ -51,7 +51,8 @@ def build_server(cfg: NodeConfig, service: NodeService) -> tuple[grpc.Server, in
     )
 
     authorize = audited_role_check(
-        NODE_SERVICE.full_name, lambda method: ("coordinator", "admin") if method in ADMIN_RPCS else ("coordinator",), service.audit
+        NODE_SERVICE.full_name, lambda method: ("coordinator", "admin") if method in ADMIN_RPCS else ("coordinator",), service.audit,
+        refused=service.roster_state.refused_fingerprints,
     )
 
     server.add_generic_rpc_handlers((service_handler(

@@ -61,6 +61,7 @@ from governance.approval import SigningRequest
 from governance.audit import detail_text
 from governance.errors import GovernanceError
 from governance.reservation import MAX_SIGN_ATTEMPTS, Reservation, reservation_quorum, sign_reservation, verify_receipts
+from governance.roster import Roster
 from governance.text import REQUEST_ID_RE, REQUEST_ID_RULE, quote
 from mpc_node.banjournal import BanJournal, BanJournalError, journal_path
 from mpc_node.bans import JOURNALED, NOT_RECORDED, BanRegistry, Refusal
@@ -78,6 +79,7 @@ from mpc_node.fields import (
 )
 from mpc_node.governance import Approved, NodeGovernance, refusal
 from mpc_node.keyops import ReshareSetup
+from mpc_node.roster_state import NodeRoster
 from mpc_node.storage import NodeStore, RateLimited, RequestAlreadyServed, Reservation as StoredReservation, ReservationConflict, StoreError
 from mpcnet.common.govwire import audit_page, policy_state
 from mpcnet.common.keystore import OperationalKeys
@@ -170,11 +172,15 @@ class NodeService:
         self._keys_lock = threading.Lock()
         self._key_gen = 0  # bumped when a key's epoch changes (a share read before must not be cached)
         self._stop = threading.Event()
-        mine = cfg.roster[self.me]
+        self.roster_state = NodeRoster(cfg, store, audit)
+        mine = self.roster_state.peers().get(self.me)
+        if mine is None:
+            raise RuntimeError(f"node {self.me} is not an active node of the roster in force (revoked or not enrolled)")
         if mine.identity_public != keys.identity_public or mine.encryption_public != keys.encryption_public:
             raise RuntimeError(
                 f"roster entry {self.me} does not match this node's keystore (wrong keystore or stale roster)"
             )
+        self.roster_state.add_listener(self._roster_changed)
         self.gov = NodeGovernance(
             cfg.name, cfg.admin_set, cfg.initial_policy, store, audit, max_age_s=cfg.policy_max_age_s,
             clock=self.clock.now_ms, tolerance_ms=round(cfg.clock_tolerance_s * 1000),
@@ -186,16 +192,38 @@ class NodeService:
         self.bans = BanRegistry(store, self.journal)
         self.epochs = EpochService(self)
 
-    def peers(self) -> dict[int, Peer]:
-        """The active nodes of the roster in force (placeholder until the roster bootstrap lands)."""
-        return dict(self.cfg.roster)
-
     # ---------------------------------------------------------------------------------------
+    def peers(self) -> dict[int, Peer]:
+        """The active nodes of the roster in force, by roster index (every envelope is sealed to
+        and opened with these keys only)."""
+        return self.roster_state.peers()
+
     def node_name(self, i: int | None) -> str:
         if i is None:
             return "unattributable"
-        p = self.cfg.roster.get(i)
-        return f"node {i} ({p.name})" if p else f"party {i}"
+        p = self.peers().get(i)
+        if p is not None:
+            return f"node {i} ({p.name})"
+        e = self.roster_state.entry(i)
+        return f"node {i} ({e.name}, revoked)" if e is not None else f"party {i}"
+
+    def _roster_changed(self, old: Roster | None, new: Roster) -> None:
+        """A roster change is an epoch boundary: every live session ends (its peers' keys or
+        membership may have changed; envelopes are only ever opened with the roster in force)."""
+        with self._lock:
+            live = [s for s in self._sessions.values() if not s.done and s.failed is None]
+        for s in live:
+            err = self._abort_error(s, None, f"the roster changed to version {new.version}; the session cannot continue")
+            if s.lock.acquire(timeout=SUPERSEDE_WAIT_S):
+                try:
+                    if not s.done and s.failed is None:
+                        self._kill(s, err)
+                finally:
+                    s.lock.release()
+            else:
+                s.failed = err
+        if live:
+            log.info("roster version %d: %d live session(s) ended", new.version, len(live))
 
     def warm_up(self) -> None:
         """Decode active key shares into the cache in the background (the first signature with a
@@ -325,7 +353,7 @@ class NodeService:
             name=self.cfg.name,
             identity_public=self.keys.identity_public,
             encryption_public=self.keys.encryption_public,
-            parties=self.cfg.parties,
+            parties=len(self.peers()),
             threshold=self.cfg.threshold,
             version=VERSION,
             governance_root=self.gov.governance_root,
@@ -488,13 +516,14 @@ class NodeService:
             raise invalid("sign.derivation_path", str(e).split(": ", 1)[-1]) from None
         governance_blob(p.approval_bundle, "sign.approval_bundle")
         governance_blob(p.policy_attestation, "sign.policy_attestation")
-        at_most(p.signers, "sign.signers", self.cfg.parties, "party indices")
+        peers = self.peers()
+        at_most(p.signers, "sign.signers", len(peers), "party indices")
         signers = tuple(p.signers)
         if len(set(signers)) != len(signers):
             raise invalid("sign.signers", "duplicate party index")
         for j in signers:
-            if j not in self.cfg.roster:
-                raise invalid("sign.signers", f"party {j} is not in this node's roster (1..{self.cfg.parties})")
+            if j not in peers:
+                raise invalid("sign.signers", f"party {j} is not an active node of this node's roster ({_indices(peers)})")
         if self.me not in signers:
             raise invalid("sign.signers", f"does not include this node ({self.me})")
         key = self._key(key_id)
@@ -614,8 +643,9 @@ class NodeService:
     def Step(self, req: node_pb2.StepRequest, ctx: Any) -> node_pb2.StepResponse:
         # a resource bound only (a round has one broadcast and one direct message from each other
         # node): a duplicate within it is the session's to detect (and abort on, naming the replay)
-        at_most(req.envelopes, "envelopes", MAX_ENVELOPES_PER_PARTY * self.cfg.parties, "envelopes")
-        at_most(req.reservation_receipts, "reservation_receipts", self.cfg.parties, "receipts (one per roster node)")
+        n = len(self.peers())
+        at_most(req.envelopes, "envelopes", MAX_ENVELOPES_PER_PARTY * n, "envelopes")
+        at_most(req.reservation_receipts, "reservation_receipts", n, "receipts (one per roster node)")
         for k, r in enumerate(req.reservation_receipts):
             governance_blob(r, f"reservation_receipts[{k}]")
         s = self._session(req.session_id)
@@ -789,6 +819,7 @@ class NodeService:
 
     def _open_inbox(self, s: Session, rnd: int, envelopes: Any) -> dict[int, Delivery]:
         parts: dict[int, dict[str, bytes]] = {}
+        peers = self.peers()
         for k, pe in enumerate(envelopes):
             try:
                 env = Envelope(pe.session_id, pe.round, pe.sender, pe.receiver, pe.payload, pe.ephemeral_key, pe.signature)
@@ -799,6 +830,8 @@ class NodeService:
                 self._fail(s, None, f"round-{rnd} envelopes[{k}]: sender {sender} is not a peer in this session")
             kind = "broadcast" if env.receiver == 0 else "direct"
             what = f"round-{rnd} {kind} message from {self.node_name(sender)}"
+            if sender not in peers:
+                self._fail(s, None, f"{what}: not an active node of the roster in force (revoked)")
             if env.receiver not in (0, self.me):
                 self._fail(s, None, f"{what}: addressed to party {env.receiver}, not to this node (misrouted)")
             if kind in parts.setdefault(sender, {}):
@@ -806,7 +839,7 @@ class NodeService:
             try:
                 payload = open_envelope(
                     env,
-                    sender_identity_public=self.cfg.roster[sender].identity_public,
+                    sender_identity_public=peers[sender].identity_public,
                     my_encryption=self.keys.encryption,
                     expected_session_id=s.id,
                     expected_round=rnd,
@@ -873,6 +906,7 @@ class NodeService:
     ) -> list[common_pb2.Envelope]:
         envs = []
         ident = self.keys.identity
+        peers = self.peers()
         if broadcast is not None:
             if fault == "tamper-payload":
                 broadcast = flip(broadcast)
@@ -886,7 +920,7 @@ class NodeService:
                 seal_direct(
                     payload,
                     identity=ident,
-                    recipient_encryption_public=self.cfg.roster[j].encryption_public,
+                    recipient_encryption_public=peers[j].encryption_public,
                     session_id=s.id,
                     round=rnd,
                     sender=self.me,
@@ -1001,9 +1035,9 @@ class NodeService:
         expected = Reservation(
             self.gov.governance_root, s.key_id, req.request_id, req.request_digest(), s.attempt, s.participants, s.id
         )
-        roster = {i: p.identity_public for i, p in self.cfg.roster.items()}
+        roster = {i: p.identity_public for i, p in self.peers().items()}
         try:
-            verify_receipts(s.receipts, expected, roster, reservation_quorum(self.cfg.parties))
+            verify_receipts(s.receipts, expected, roster, reservation_quorum(len(roster)))
         except GovernanceError as e:
             raise refusal(Code.PERMISSION_DENIED, "unreserved", f"{e.field}: {e.reason} ({self.cfg.name})") from None
         return StoredReservation(
@@ -1034,13 +1068,14 @@ class NodeService:
         governance_blob(req.approval_bundle, "approval_bundle")
         if req.attempt == 0:
             raise invalid("attempt", f"missing: must be 1..{MAX_SIGN_ATTEMPTS}")
-        at_most(req.signers, "signers", self.cfg.parties, "party indices")
+        peers = self.peers()
+        at_most(req.signers, "signers", len(peers), "party indices")
         signers = tuple(req.signers)
         if len(set(signers)) != len(signers):
             raise invalid("signers", "duplicate party index")
         for j in signers:
-            if j not in self.cfg.roster:
-                raise invalid("signers", f"party {j} is not in this node's roster (1..{self.cfg.parties})")
+            if j not in peers:
+                raise invalid("signers", f"party {j} is not an active node of this node's roster ({_indices(peers)})")
         key = self._key(key_id)
         if len(signers) != key.threshold:
             raise invalid("signers", f"key needs exactly {key.threshold} signers, got {len(signers)}")
@@ -1168,10 +1203,13 @@ class NodeService:
         return self._abort_sessions(key_id, None, None, lambda o: self._abort_error(o, None, reason))
 
     def InstallRosterChange(self, req: node_pb2.InstallRosterChangeRequest, ctx: Any) -> node_pb2.InstallRosterChangeResponse:
-        raise self._unimplemented("InstallRosterChange")
+        governance_blob(req.signed_change, "signed_change")
+        with self._store_guard():
+            installed, roster = self.roster_state.install(bytes(req.signed_change), actor=_caller(ctx))
+        return node_pb2.InstallRosterChangeResponse(installed=installed, version=roster.version)
 
     def GetRoster(self, req: node_pb2.GetRosterRequest, ctx: Any) -> node_pb2.RosterHistory:
-        raise self._unimplemented("GetRoster")
+        return node_pb2.RosterHistory(signed_changes=list(self.roster_state.history()), governance_root=self.gov.governance_root)
 
     def PrepareKeyRotation(self, req: node_pb2.PrepareKeyRotationRequest, ctx: Any) -> node_pb2.PrepareKeyRotationResponse:
         raise self._unimplemented("PrepareKeyRotation")
@@ -1190,6 +1228,10 @@ def _short(e: BaseException) -> str:
 def _caller(ctx: Any) -> str:
     ident = caller_identity(ctx) if ctx is not None else None
     return ident.name if ident is not None else "unknown"
+
+
+def _indices(peers: dict[int, Any]) -> str:
+    return ",".join(map(str, sorted(peers)))
 
 
 def _path_text(path: tuple[int, ...]) -> str:

@@ -145,7 +145,16 @@ _MIGRATIONS: tuple[Migration, ...] = (
         # one row, rewritten by NodeStore.probe_write: proves the store can still be written
         "CREATE TABLE IF NOT EXISTS health_probe (id INTEGER PRIMARY KEY CHECK (id = 1), written_ms INTEGER NOT NULL)",
     ),
-    # 3: key epochs, committees and pending shares of refresh/reshare sessions (issue 11)
+    # 3: the admin-signed roster chain (issue 11), one row per version, append-only
+    (
+        "CREATE TABLE IF NOT EXISTS roster_changes (version INTEGER PRIMARY KEY CHECK (version >= 1), signed_change BLOB NOT NULL,"
+        " installed_ms INTEGER NOT NULL)",
+        "CREATE TRIGGER IF NOT EXISTS roster_change_is_final BEFORE UPDATE ON roster_changes"
+        " BEGIN SELECT RAISE(ABORT, 'a roster change is final'); END",
+        "CREATE TRIGGER IF NOT EXISTS roster_change_is_kept BEFORE DELETE ON roster_changes"
+        " BEGIN SELECT RAISE(ABORT, 'a roster change is final'); END",
+    ),
+    # 4: key epochs, committees and pending shares of refresh/reshare sessions (issue 11)
     EPOCH_MIGRATION,
 )
 MAX_SCOPE = 32
@@ -593,6 +602,31 @@ class NodeStore(EpochStore):
         for scope, _version, change in rows:
             out.setdefault(bytes(scope), []).append(bytes(change))
         return out
+
+    # --- the roster ----------------------------------------------------------------------------
+
+    def put_roster_changes(self, first_version: int, signed_changes: list[bytes]) -> None:
+        """Append already verified roster changes as versions ``first_version``, ``+1``, ...
+        in one transaction. Compare-and-set: the latest stored version must be
+        ``first_version - 1`` (0: none stored), else :class:`PolicyConflict`."""
+        _check_int(first_version, "first_version", 1, 2**63 - 1)
+        blobs = [_check_bytes(b, "signed_change", max_len=MAX_CHANGE) for b in signed_changes]
+        with self._write() as c:
+            row = c.execute("SELECT MAX(version) FROM roster_changes").fetchone()
+            latest = 0 if row is None or row[0] is None else int(row[0])
+            if latest != first_version - 1:
+                raise PolicyConflict(f"roster: stored version is {latest}, expected {first_version - 1}")
+            now = time.time_ns() // 1_000_000
+            c.executemany(
+                "INSERT INTO roster_changes (version, signed_change, installed_ms) VALUES (?, ?, ?)",
+                [(first_version + k, b, now) for k, b in enumerate(blobs)],
+            )
+
+    def roster_changes(self) -> list[bytes]:
+        """Every stored roster change, version 1 first."""
+        with self._read() as c:
+            rows = c.execute("SELECT signed_change FROM roster_changes ORDER BY version").fetchall()
+        return [bytes(r[0]) for r in rows]
 
     def put_policy_attestation(self, attestation: bytes, issued_at_ms: int) -> bool:
         """Keep ``attestation`` (an already verified SignedPolicyAttestation) if it was issued

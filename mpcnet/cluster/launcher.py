@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import re
@@ -61,6 +62,7 @@ from governance.policy import (
     SignedPolicyChange,
     sign_policy_change,
 )
+from governance.roster import Roster, RosterChange, RosterEntry, SignedRosterChange, sign_roster_change, verify_roster_change
 from mpcnet.client.identities import DEMO_IDENTITIES, create_identity, load_identity
 from mpcnet.common.config import write_json
 from mpcnet.common.fsutil import write_atomic
@@ -218,6 +220,11 @@ class Layout:
 
     def node_config(self, i: int) -> Path:
         return self.node_dir(i) / "config.json"
+
+    @property
+    def roster_path(self) -> Path:
+        """The admin-signed roster chain (JSON list, version 1 first) written into every config."""
+        return self.dir / "roster.json"
 
     @property
     def coordinator_dir(self) -> Path:
@@ -386,6 +393,9 @@ def prepare(
             {"index": i, "name": f"node-{i}", "identity_public": doc["identity_public"], "encryption_public": doc["encryption_public"]}
         )
     ports = _ports(lay)
+    if not lay.roster_path.exists():  # the genesis roster, once: every node stores it
+        write_json(lay.roster_path, [_genesis_roster(lay, roster, ports).to_dict()])
+    governance = dict(governance, roster_history=json.loads(lay.roster_path.read_text()))
     for i in range(1, nodes + 1):
         cert = lay.cert(f"node-{i}")
         write_json(
@@ -399,7 +409,6 @@ def prepare(
                 "store": "node.db",
                 "passphrase_file": "passphrase",
                 "tls": {"cert": str(cert.cert), "key": str(cert.key), "ca": str(ca.cert)},
-                "roster": roster,
                 "session_timeout_s": session_timeout_s,
                 "scrypt_n": scrypt_n,
                 "log_file": str(lay.log(f"node-{i}")),
@@ -440,6 +449,30 @@ def prepare(
         write_json(directory / PARAMS_FILE,
                    {"nodes": nodes, "threshold": threshold, "scrypt_n": scrypt_n, "test_mode": test_mode, "host": LISTEN_HOST})
     return lay
+
+
+def _genesis_roster(lay: Layout, roster: list[dict[str, Any]], ports: list[int]) -> SignedRosterChange:
+    """Version 1 of the roster: every node with its identity and encryption keys, the SHA-256 of
+    its TLS certificate and its dial endpoint, signed by admin1 and admin2 (development only: the
+    launcher holds their keys)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    admin_set, _ = lay.governance()
+    entries = []
+    for p in roster:
+        der = x509.load_pem_x509_certificate(lay.cert(p["name"]).cert.read_bytes()).public_bytes(Encoding.DER)
+        entries.append(RosterEntry(
+            p["index"], p["name"], bytes.fromhex(p["identity_public"]), bytes.fromhex(p["encryption_public"]),
+            hashlib.sha256(der).digest(), f"{DIAL_HOST}:{ports[p['index']]}",
+        ))
+    change = RosterChange(Roster(1, 0, tuple(entries)), None, admin_set.digest())
+    admins = sorted(name for name, role in DEMO_IDENTITIES if role == "admin")[:ADMIN_QUORUM]
+    signed = SignedRosterChange(
+        change, tuple(sign_roster_change(change, n, load_identity(lay.dir, n).signing_key) for n in admins)
+    )
+    verify_roster_change(None, signed, admin_set)
+    return signed
 
 
 def _new_governance(directory: Path, overrides: dict[str, Any] | None) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import Any
 
 from governance.errors import GovernanceError
 from governance.policy import DEFAULT_SCOPE, AdminSet, SignedPolicyChange
+from governance.roster import Roster, SignedRosterChange, verify_roster_history
 from governance.text import check_name, escape, quote
 
 _HOSTPORT = re.compile(r"[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}")  # [0-9], not \d (which takes any script's digits)
@@ -158,7 +159,7 @@ def load_governance(f: Fields) -> tuple[AdminSet, SignedPolicyChange]:
     the admin set when it starts (and refuses to start if they do not verify).
     """
     g = f.obj("governance")
-    g.extra_keys({"admin_set", "initial_policy"})
+    g.extra_keys({"admin_set", "initial_policy", "roster_history"})
     try:
         admins = AdminSet.from_dict(g.doc.get("admin_set"))
     except GovernanceError as e:
@@ -170,6 +171,31 @@ def load_governance(f: Fields) -> tuple[AdminSet, SignedPolicyChange]:
     if initial.change.scope != DEFAULT_SCOPE:
         raise g.error("initial_policy.change.scope", "must be 'default'")
     return admins, initial
+
+
+def load_roster_history(f: Fields, admins: AdminSet) -> tuple[tuple[SignedRosterChange, ...], Roster | None]:
+    """The optional ``governance.roster_history``: a list of admin-signed roster changes
+    (:meth:`SignedRosterChange.to_dict`, version 1 first), verified as one chain against
+    ``admins`` (:func:`governance.roster.verify_roster_history`). Returns the changes and the
+    roster at the end of them, or ``((), None)`` when the config has none (a legacy config with
+    a fixed roster). ConfigError naming ``governance.roster_history[i].<field>``."""
+    g = f.obj("governance")
+    raw = g.doc.get("roster_history")
+    if raw is None:
+        return (), None
+    if not isinstance(raw, list) or not raw:
+        raise g.error("roster_history", "must be a non-empty list of signed roster changes (version 1 first)")
+    changes: list[SignedRosterChange] = []
+    for i, item in enumerate(raw):
+        try:
+            changes.append(SignedRosterChange.from_dict(item))
+        except GovernanceError as e:
+            raise g.error(f"roster_history[{i}].{e.field}" if e.field else f"roster_history[{i}]", e.reason) from None
+    try:
+        roster = verify_roster_history(admins, changes)
+    except GovernanceError as e:
+        raise g.error(f"roster_{e.field}", e.reason) from None
+    return tuple(changes), roster
 
 
 def write_json(path: Path, doc: Any, mode: int = 0o644) -> None:

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import signal
 import threading
@@ -125,6 +126,27 @@ def caller_identity(context: grpc.ServicerContext) -> CertIdentity | None:
     return _identity_from_pem(certs[0])
 
 
+@functools.lru_cache(maxsize=256)
+def _fingerprint_of_pem(pem: bytes) -> bytes | None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    try:
+        return hashlib.sha256(x509.load_pem_x509_certificate(pem).public_bytes(Encoding.DER)).digest()
+    except ValueError:
+        return None
+
+
+def caller_cert_fingerprint(context: grpc.ServicerContext) -> bytes | None:
+    """SHA-256 of the caller's verified client certificate (DER), or None without one."""
+    if context.peer_identity_key() is None:
+        return None
+    certs = context.auth_context().get("x509_pem_cert")
+    if not certs:
+        return None
+    return _fingerprint_of_pem(certs[0])
+
+
 def roles_text(roles: Sequence[str]) -> str:
     """``admin``, ``admin or auditor``, ``admin, requester or auditor``."""
     roles = tuple(roles)
@@ -155,14 +177,31 @@ class _Audit(Protocol):
 
 
 def audited_role_check(
-    service: str, roles_for: Callable[[str], Sequence[str]], audit: _Audit
+    service: str, roles_for: Callable[[str], Sequence[str]], audit: _Audit,
+    refused: Callable[[], frozenset[bytes]] | None = None,
 ) -> Callable[[grpc.ServicerContext, str], None]:
     """A server's ``authorize(context, method)`` for :func:`service_handler`: :func:`require_role`
     with ``roles_for(method)`` (``service`` names the service in the error, e.g. ``mpc.v1.Node``);
     a denial of a caller with a verified certificate is a security decision, appended to
-    ``audit`` as ``rpc-denied`` (method, the caller's role, the roles needed) before it is raised."""
+    ``audit`` as ``rpc-denied`` (method, the caller's role, the roles needed) before it is raised.
+    ``refused()`` gives the SHA-256 fingerprints of certificates refused whatever their role (a
+    revoked node's, a certificate rotated away: the roster's): PERMISSION_DENIED, audited with
+    reason ``revoked certificate``."""
 
     def authorize(ctx: grpc.ServicerContext, method: str) -> None:
+        if refused is not None:
+            fp = caller_cert_fingerprint(ctx)
+            if fp is not None and fp in refused():
+                ident = caller_identity(ctx)
+                who = ident.name if ident is not None else "unknown"
+                audit.append(
+                    who, "rpc-denied", outcome="denied",
+                    details={"method": method, "reason": "revoked certificate", "fingerprint": fp.hex()},
+                )
+                raise RpcError(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"{service}/{method}: certificate {who!r} (sha256 {fp.hex()[:16]}...) is revoked or was rotated away",
+                )
         roles = tuple(roles_for(method))
         try:
             require_role(ctx, roles, f"{service}/{method}")

@@ -69,6 +69,18 @@ def test_older_cluster_keeps_working(tmp_path) -> None:
     assert all(ep.endpoint.startswith("127.0.0.1:") for ep in c.nodes.values())
 
 
+def _legacy(d: dict) -> dict:
+    """``d`` turned into a legacy node config: a fixed ``roster`` list instead of the signed
+    roster history (as configs were before issue 11)."""
+    history = d["governance"].pop("roster_history")
+    entries = history[-1]["change"]["new_roster"]["entries"]
+    d["roster"] = [
+        {"index": e["index"], "name": e["name"], "identity_public": e["identity_key"], "encryption_public": e["encryption_key"]}
+        for e in entries
+    ]
+    return d
+
+
 @pytest.mark.parametrize(
     "change,message",
     [
@@ -76,12 +88,12 @@ def test_older_cluster_keeps_working(tmp_path) -> None:
         (lambda d: d["tls"].pop("ca"), "tls.ca: missing"),
         (lambda d: d.update(threshold=5), "threshold: must be in 2..3"),
         (lambda d: d.update(listen="nowhere"), "listen: must be HOST:PORT"),
-        (lambda d: d["roster"][1].update(index=1), "roster[1].index: duplicate party index 1"),
-        (lambda d: d["roster"][0].update(identity_public="zz"), "roster[0].identity_public: must be hex"),
-        (lambda d: d["roster"][0].update(encryption_public="00"), "roster[0].encryption_public: must be 32 bytes of hex, got 1"),
+        (lambda d: _legacy(d)["roster"][1].update(index=1), "roster[1].index: duplicate party index 1"),
+        (lambda d: _legacy(d)["roster"][0].update(identity_public="zz"), "roster[0].identity_public: must be hex"),
+        (lambda d: _legacy(d)["roster"][0].update(encryption_public="00"), "roster[0].encryption_public: must be 32 bytes of hex, got 1"),
         (lambda d: d.update(bogus=1), "bogus: unknown field"),
         (lambda d: d.update(name="node 1\x1b[2J"), "name: must be 1-64 characters of [A-Za-z0-9._-] starting with a letter or digit"),
-        (lambda d: d["roster"][1].update(name="node-2\n"), "roster[1].name: must be 1-64 characters of [A-Za-z0-9._-]"),
+        (lambda d: _legacy(d)["roster"][1].update(name="node-2\n"), "roster[1].name: must be 1-64 characters of [A-Za-z0-9._-]"),
         (lambda d: (d.pop("passphrase_file"), d.pop("passphrase_env", None)), "passphrase_file: missing"),
         (lambda d: d.update(test_mode="yes"), "test_mode: must be true or false"),
         (lambda d: d.pop("governance"), "governance: missing"),
@@ -92,6 +104,17 @@ def test_older_cluster_keeps_working(tmp_path) -> None:
             "governance.initial_policy.change.scope: must be 'default'",
         ),
         (lambda d: d["governance"]["initial_policy"].update(signatures="x"), "governance.initial_policy.signatures"),
+        (lambda d: d["governance"].update(roster_history=[]), "governance.roster_history: must be a non-empty list"),
+        (
+            lambda d: d["governance"]["roster_history"][0].update(signatures=[]),
+            "governance.roster_history[0].signatures: 0 distinct admin(s) signed, 2 required",
+        ),
+        (
+            lambda d: d["governance"]["roster_history"][0]["change"]["new_roster"]["entries"][0].update(endpoint="x"),
+            "governance.roster_history[0].change.new_roster.entries[0].endpoint: must be HOST:PORT",
+        ),
+        (lambda d: d.update(roster=[]), "roster: give either roster (a fixed roster) or governance.roster_history, not both"),
+        (lambda d: d.update(index=9), "index: node 9 is not in the roster"),
     ],
 )
 def test_node_config_errors_name_the_field(lay, tmp_path, change, message) -> None:
@@ -105,7 +128,7 @@ def test_node_config_errors_name_the_field(lay, tmp_path, change, message) -> No
     "change,message",
     [
         (lambda d: d.update(nodes=[]), "nodes: must be a non-empty list"),
-        (lambda d: d["nodes"][2].update(index=7), "nodes: indices must be exactly 1..3"),
+        (lambda d: d["nodes"][2].update(index=7), "nodes: node 7 (node-3) is not entry 7 of the roster"),
         (lambda d: d.update(client_roles=["node"]), "client_roles: nodes may not call the client API"),
         (lambda d: d.update(max_parallel_sessions=0), "max_parallel_sessions: must be in 1..10000"),
         (lambda d: d.pop("keystore"), "keystore: missing"),

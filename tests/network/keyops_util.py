@@ -4,7 +4,6 @@ coincurve, and node handles that let the coordinator's orchestration drive them 
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -16,7 +15,6 @@ from crypto_core.combiner import SignatureShare, combine
 from crypto_core.group import Point
 from crypto_core.keyshare import KeyShare
 from governance.keyop import KeyOperation, KeyOpKind, SignedKeyOperation, sign_key_operation
-from governance.roster import Roster, RosterEntry
 from mpc_node.config import load_node_config
 from mpc_node.service import NodeService
 from mpc_node.storage import NodeStore
@@ -30,28 +28,8 @@ from tests.integration.govtools import approved_bundle
 from tests.integration.relay_util import SIGN_RELEASE_ROUND, reserve_request, route
 
 
-class Rosters:
-    """Stand-in for ``mpc_node.roster_state.NodeRoster`` / ``coordinator.roster.RosterBook``
-    (only ``current()`` is used here)."""
-
-    def __init__(self, roster: Roster) -> None:
-        self.roster = roster
-
-    def current(self) -> Roster:
-        return self.roster
-
-
-def roster_of(lay: Layout) -> Roster:
-    """Version 1: every node of the layout, active."""
-    entries = []
-    for i in range(1, lay.nodes + 1):
-        p = load_node_config(lay.node_config(i)).roster[i]
-        fp = hashlib.sha256(lay.cert(f"node-{i}").cert.read_bytes()).digest()
-        entries.append(RosterEntry(i, p.name, p.identity_public, p.encryption_public, fp, f"127.0.0.1:{40000 + i}"))
-    return Roster(1, 0, tuple(entries))
-
-
-def services(lay: Layout, rosters: Rosters) -> dict[int, NodeService]:
+def services(lay: Layout) -> dict[int, NodeService]:
+    """One NodeService per node of ``lay`` (each with the layout's signed roster, version 1)."""
     out = {}
     for i in range(1, lay.nodes + 1):
         cfg = load_node_config(lay.node_config(i))
@@ -59,9 +37,7 @@ def services(lay: Layout, rosters: Rosters) -> dict[int, NodeService]:
         keys = load_keystore(cfg.keystore, pp)
         store = NodeStore.open(cfg.store, pp, cfg.index, scrypt_n=cfg.scrypt_n)
         audit = AuditLog.open(cfg.audit_db, component=cfg.name, signing_key=keys.identity)
-        svc = NodeService(cfg, keys, store, audit)
-        svc.roster_state = rosters  # type: ignore[attr-defined]
-        out[i] = svc
+        out[i] = NodeService(cfg, keys, store, audit)
     return out
 
 

@@ -22,7 +22,7 @@ from mpcnet.cluster.launcher import Layout, prepare
 from mpcnet.common.rpc import RpcError
 from mpcnet.wire.mpc.v1 import common_pb2, node_pb2
 
-from .keyops_util import Rosters, close, dkg, operation, roster_of, run, services, share, sign
+from .keyops_util import close, dkg, operation, run, services, share, sign
 
 N, T = 3, 2
 Code = grpc.StatusCode
@@ -35,7 +35,7 @@ def lay(tmp_path_factory: pytest.TempPathFactory) -> Layout:
 
 @pytest.fixture(scope="module")
 def svcs(lay: Layout) -> Iterator[dict[int, NodeService]]:
-    out = services(lay, Rosters(roster_of(lay)))
+    out = services(lay)
     yield out
     close(out)
 

@@ -21,8 +21,8 @@ KEY = bytes([7]) * 32
 PASS = b"legacy passphrase"
 AUDIT_KEY = Ed25519PrivateKey.from_private_bytes(bytes(32))
 T0 = 1_700_000_000_000
-CURRENT = 2  # migration steps of each store today
-CURRENT_NODE = 3  # the node store's step 3: key epochs (issue 11)
+CURRENT = 4  # migration steps of the node store and the coordinator database today (4: key epochs)
+AUDIT_CURRENT = 2  # of the audit log
 
 
 def _id(n: int) -> bytes:
@@ -85,7 +85,7 @@ def test_a_4b7440a_node_store_opens_and_upgrades(tmp_path: Path) -> None:
         assert legacy is not None and legacy.epoch == 0 and legacy.committee == tuple(range(1, s.list_keys()[0].parties + 1))
     with NodeStore.open(tmp_path / "fresh.db", PASS, 1, scrypt_n=2**10):
         pass
-    assert _layout(path) == _layout(tmp_path / "fresh.db") and _layout(path)[0] == CURRENT_NODE
+    assert _layout(path) == _layout(tmp_path / "fresh.db") and _layout(path)[0] == CURRENT
     assert _mode(path) == 0o600
 
 
@@ -102,7 +102,7 @@ def test_a_4b7440a_audit_log_opens_and_upgrades(tmp_path: Path) -> None:
     assert report.ok and report.entries == 3
     with AuditLog.open(tmp_path / "fresh.db", component="node-1", signing_key=AUDIT_KEY):
         pass
-    assert _layout(path) == _layout(tmp_path / "fresh.db") and _layout(path)[0] == CURRENT
+    assert _layout(path) == _layout(tmp_path / "fresh.db") and _layout(path)[0] == AUDIT_CURRENT
     assert ("index", "audit_by_request", "CREATE INDEX audit_by_request ON audit (request_id)") in _layout(path)[1]
 
 
