@@ -143,15 +143,38 @@ class _Stub:
         self._h = handle
 
     def __getattr__(self, name: str) -> Any:
-        def call(req: Any, **_: Any) -> Any:
-            if self._h.down:
-                raise CallError(RpcError(grpc.StatusCode.UNAVAILABLE, "node is down (test)"))
-            try:
-                return getattr(self._h.svc, name)(req, None)
-            except RpcError as e:
-                raise CallError(e) from None
+        return _Method(self._h, name)
 
-        return call
+
+class _Done:
+    """A finished call, as ``stub.Method.future(...)`` returns it."""
+
+    def __init__(self, value: Any, error: Exception | None) -> None:
+        self._value, self._error = value, error
+
+    def result(self, timeout: float | None = None) -> Any:
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+class _Method:
+    def __init__(self, handle: Handle, name: str) -> None:
+        self._h, self._name = handle, name
+
+    def __call__(self, req: Any, **_: Any) -> Any:
+        if self._h.down:
+            raise CallError(RpcError(grpc.StatusCode.UNAVAILABLE, "node is down (test)"))
+        try:
+            return getattr(self._h.svc, self._name)(req, None)
+        except RpcError as e:
+            raise CallError(e) from None
+
+    def future(self, req: Any, **kw: Any) -> _Done:
+        try:
+            return _Done(self(req, **kw), None)
+        except CallError as e:
+            return _Done(None, e)
 
 
 class Handle:
