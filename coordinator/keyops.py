@@ -266,7 +266,11 @@ class KeyOperations:
         sid = os.urandom(32)
         self.db.key_operation_session(rec.op_id, sid, dealers, now_ms())  # durable before any node hears of it
         parts = sorted(set(dealers) | set(op.new_committee))
-        start = node_pb2.StartSessionRequest(session_id=sid, reshare=node_pb2.ReshareParams(operation=rec.signed, dealers=dealers))
+        k = self.db.get_key(op.key_id)
+        label = k.label.encode() if k is not None else b""
+        start = node_pb2.StartSessionRequest(
+            session_id=sid, reshare=node_pb2.ReshareParams(operation=rec.signed, dealers=dealers, key_label=label)
+        )
         log.info("key operation %s: session %s with dealers %s, new committee %s", rec.op_id, sid.hex()[:12], list(dealers),
                  list(op.new_committee))
         try:

@@ -148,7 +148,9 @@ class EpochStore:
         blob = None if record is None else self._seal(KIND_PENDING_SHARE, p.key_id + p.session_id, record)
         with self._write() as c:
             cur = _key_epoch(c, p.key_id)
-            if cur is not None and (cur.status != "active" or cur.epoch != p.epoch - 1):
+            if cur is not None and cur.status == "left" and not p.retiring:
+                pass  # it left the committee earlier and joins again (its epoch here is the one it left at)
+            elif cur is not None and (cur.status != "active" or cur.epoch != p.epoch - 1):
                 raise EpochStateError(f"key {p.key_id.hex()[:16]} is {cur.status} at epoch {cur.epoch} here, not {p.epoch - 1}")
             if _pending(c, p.key_id, p.session_id) is not None:
                 raise EpochStateError(f"session {p.session_id.hex()[:12]} already stored its outcome")
@@ -186,7 +188,7 @@ class EpochStore:
                 raise EpochStateError(
                     f"the certificate is for epoch {p.epoch}, older than the key's active epoch {cur.epoch} here"
                 )
-            if cur is not None and cur.status != "active":
+            if cur is not None and cur.status != "active" and not (cur.status == "left" and not p.retiring):
                 raise EpochStateError(f"key {key_id.hex()[:16]} is {cur.status} here")
             now = _now_ms()
             # the old epoch's presignatures (used ones are tombstones and stay)

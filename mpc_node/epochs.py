@@ -25,13 +25,14 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from crypto_core.keyshare import KeyShare
+from crypto_core.params import MAX_LABEL
 from crypto_core.reshare import ReshareParty
 from governance.audit import detail_text
 from governance.errors import GovernanceError
 from governance.keyop import sign_epoch_receipt, verify_commit_certificate
 from governance.roster import MAX_INDEX, Roster, active_entries
 from mpc_node.epoch_store import EpochStateError, PendingEpoch
-from mpc_node.fields import at_most, governance_blob
+from mpc_node.fields import at_most, governance_blob, utf8_text_field
 from mpc_node.keyops import NO_ROSTER, ReshareSetup, check_reshare, receipt_for
 from mpcnet.common.rpc import RpcError, check_len
 from mpcnet.wire.mpc.v1 import node_pb2
@@ -71,6 +72,7 @@ class EpochService:
         node = self.node
         governance_blob(p.operation, "reshare.operation")
         at_most(p.dealers, "reshare.dealers", MAX_INDEX, "roster indices")
+        utf8_text_field(p.key_label, "reshare.key_label", MAX_LABEL)
         try:
             key_id = _peek_key_id(bytes(p.operation))
         except ValueError:
@@ -78,7 +80,7 @@ class EpochService:
         held = node.store.key_epoch(key_id) if len(key_id) == 32 else None
         share = node.active_share(key_id) if held is not None and held.status == "active" else None
         setup = check_reshare(
-            bytes(p.operation), tuple(p.dealers), session_id=sid, me=node.me, admins=node.cfg.admin_set,
+            bytes(p.operation), tuple(p.dealers), bytes(p.key_label), session_id=sid, me=node.me, admins=node.cfg.admin_set,
             roster=self.roster(), held=held, share=share,
         )
         return setup, ReshareParty(setup.config, share if setup.dealer else None)
@@ -176,11 +178,12 @@ class EpochService:
         ]
         if mismatch:
             raise RpcError(Code.FAILED_PRECONDITION, f"receipts: {mismatch[0]} differs from the session this node took part in")
+        if held is not None:
+            label, public_key = held.label, held.public_key
+        else:
+            label, public_key = _joining(node, key_id, sid)
         try:
-            out = node.store.commit_epoch(
-                key_id, sid, label=held.label if held is not None else "",
-                public_key=held.public_key if held is not None else _public_key_of(node, key_id, sid), epoch=cert.epoch,
-            )
+            out = node.store.commit_epoch(key_id, sid, label=label, public_key=public_key, epoch=cert.epoch)
         except EpochStateError as e:
             raise RpcError(Code.FAILED_PRECONDITION, f"session_id: {e}") from None
         if out.changed:
@@ -230,9 +233,10 @@ def _peek_key_id(operation: bytes) -> bytes:
         raise ValueError("operation") from None
 
 
-def _public_key_of(node: Any, key_id: bytes, sid: bytes) -> bytes:
-    """A joining node's public key: from its pending share (it held no key row)."""
+def _joining(node: Any, key_id: bytes, sid: bytes) -> tuple[str, bytes]:
+    """A joining node's (label, public key) for its new key row: from its pending share."""
     raw = node.store.pending_share(key_id, sid)
     if raw is None:
         raise RpcError(Code.FAILED_PRECONDITION, "session_id: no pending share to commit")
-    return bytes(KeyShare.from_bytes(raw).public_key.encode())
+    ks = KeyShare.from_bytes(raw)
+    return ks.key_label.decode("utf-8", "replace"), bytes(ks.public_key.encode())

@@ -87,6 +87,7 @@ def _gov(e: GovernanceError, code: grpc.StatusCode) -> RpcError:
 def check_reshare(
     operation: bytes,
     dealers: Sequence[int],
+    key_label: bytes,
     *,
     session_id: bytes,
     me: int,
@@ -97,8 +98,10 @@ def check_reshare(
 ) -> ReshareSetup:
     """Check a reshare request against this node's own state (see the module).
 
-    ``held``: the node's record of the key (None: it has none); ``share``: its active share
-    (None if it holds none). Raises RpcError: INVALID_ARGUMENT (malformed operation or
+    ``held``: the node's record of the key (None: it has none; a node that left the committee
+    earlier joins again like a new one); ``share``: its active share (None if it holds none).
+    ``key_label``: the key's label (hashed into the session's configuration; a holder's share
+    must carry the same). Raises RpcError: INVALID_ARGUMENT (malformed operation or
     dealers), PERMISSION_DENIED (not authorized), FAILED_PRECONDITION (disagrees with this
     node's key state or roster).
     """
@@ -123,6 +126,8 @@ def check_reshare(
     if compute_key_id(pk, op.chain_code) != op.key_id:
         raise invalid("reshare.operation.key_id", "is not the id of public_key and chain_code")
     _check_key(op, me, held, share)
+    if share is not None and share.key_label != key_label:
+        raise RpcError(Code.FAILED_PRECONDITION, "reshare.key_label: differs from the label of this node's share of the key")
     dl = _check_dealers(op, dealers, roster)
     dealer, receiver = me in dl, me in op.new_committee
     if not (dealer or receiver):
@@ -135,7 +140,7 @@ def check_reshare(
             tuple((d, op.share_index(d, new=False)) for d in dl),
             tuple((r, k) for k, r in enumerate(op.new_committee, 1)),
             op.old_threshold, op.new_threshold, pk, op.chain_code, op.old_epoch,
-            key_label=share.key_label if share is not None else b"",
+            key_label=key_label,
             refresh=op.kind is KeyOpKind.REFRESH,
             old_public_shares=share.public_shares if share is not None else None,
             lambda_c=share.lambda_c if share is not None else LAMBDA_C,
@@ -155,6 +160,10 @@ def _check_key(op: KeyOperation, me: int, held: KeyEpoch | None, share: KeyShare
         return
     if held.public_key != op.public_key:
         raise refuse("public_key", f"differs from the key {op.key_id.hex()[:16]} this node holds")
+    if held.status == "left":  # it left the committee earlier: it joins again like a new node
+        if me in op.old_committee:
+            raise refuse("old_committee", f"names node {me}, which left the committee of key {op.key_id.hex()[:16]}")
+        return
     if held.status != "active":
         raise refuse("key_id", f"key {op.key_id.hex()[:16]} is {held.status} on this node")
     if share is not None and share.chain_code != op.chain_code:

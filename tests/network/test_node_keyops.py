@@ -25,6 +25,7 @@ from mpcnet.wire.mpc.v1 import common_pb2, node_pb2
 from .keyops_util import close, dkg, operation, run, services, share, sign
 
 N, T = 3, 2
+LABEL = b"keyops"  # the label keyops_util.dkg gives every key
 Code = grpc.StatusCode
 
 
@@ -52,7 +53,7 @@ def _reshare(svcs: dict[int, NodeService], op: bytes, dealers: list[int]) -> tup
     o = SignedKeyOperation.from_bytes(op).operation
     among = sorted(set(dealers) | set(o.new_committee))
     sid = os.urandom(32)
-    return sid, _run(svcs, sid, among, reshare=node_pb2.ReshareParams(operation=op, dealers=dealers))
+    return sid, _run(svcs, sid, among, reshare=node_pb2.ReshareParams(operation=op, dealers=dealers, key_label=LABEL))
 
 
 def _commit(svcs: dict[int, NodeService], key_id: bytes, sid: bytes, res: dict[int, Any], to: list[int]) -> dict[int, Any]:
@@ -174,8 +175,12 @@ def test_failure_before_the_decision_keeps_the_old_epoch(lay: Layout, svcs: dict
 # --- a coordinator tampering with the parameters ------------------------------------------------
 
 
-def _refused(svc: NodeService, op: bytes, dealers: list[int]) -> RpcError:
-    req = node_pb2.StartSessionRequest(session_id=os.urandom(32), reshare=node_pb2.ReshareParams(operation=op, dealers=dealers))
+def _params(op: bytes, dealers: list[int], label: bytes = b"keyops") -> node_pb2.ReshareParams:
+    return node_pb2.ReshareParams(operation=op, dealers=dealers, key_label=label)
+
+
+def _refused(svc: NodeService, op: bytes, dealers: list[int], label: bytes = b"keyops") -> RpcError:
+    req = node_pb2.StartSessionRequest(session_id=os.urandom(32), reshare=_params(op, dealers, label))
     with pytest.raises(RpcError) as ei:
         svc.StartSession(req, None)
     return ei.value
@@ -208,11 +213,14 @@ def test_tampered_parameters_are_refused_naming_the_field(lay: Layout, svcs: dic
     # garbage
     e = _refused(svc, b"\x01garbage", [1, 2])
     assert e.code == Code.INVALID_ARGUMENT and e.message.startswith("reshare.operation")
+    # another label than the key's (it is hashed into the session's configuration)
+    e = _refused(svc, good, [1, 2, 3], label=b"other")
+    assert e.code == Code.FAILED_PRECONDITION and e.message.startswith("reshare.key_label:")
     refused = [x for x in _audit(svc, "key-reshare")[before:] if x.outcome == "refused"]
-    assert len(refused) == 7
+    assert len(refused) == 8
     # a second live session of the same key is refused
     sid = os.urandom(32)
-    svc.StartSession(node_pb2.StartSessionRequest(session_id=sid, reshare=node_pb2.ReshareParams(operation=good, dealers=[1, 2, 3])), None)
+    svc.StartSession(node_pb2.StartSessionRequest(session_id=sid, reshare=_params(good, [1, 2, 3])), None)
     e = _refused(svc, good, [1, 2, 3])
     assert e.code == Code.FAILED_PRECONDITION and e.message.startswith("reshare.operation.key_id:")
     svc.AbortSession(node_pb2.AbortSessionRequest(session_id=sid, reason="test"), None)
@@ -225,3 +233,22 @@ def test_legacy_key_rows_are_epoch_0_committee_1_to_n(tmp_path: Any) -> None:
         assert e is not None and e.epoch == 0 and e.committee == (1, 2, 3) and e.status == "pending"
         st.put_key_share(b"j" * 32, b"share", label="y", public_key=b"\x02" + b"q" * 32, threshold=2, parties=3, committee=(1, 2, 4))
         assert st.key_epoch(b"j" * 32).committee == (1, 2, 4)  # type: ignore[union-attr]
+
+
+def test_a_node_that_left_joins_again_with_a_fresh_share(lay: Layout, svcs: dict[int, NodeService]) -> None:
+    key = _dkg(svcs)
+    drop = _operation(lay, svcs[1], key, kind=KeyOpKind.RESHARE, old=(1, 2, 3), new=(1, 3), old_t=2, new_t=2)
+    sid, res = _reshare(svcs, drop, [1, 2, 3])
+    _commit(svcs, key.key_id, sid, res, [1, 2, 3])
+    assert _share(svcs[2], key.key_id) is None
+    # back to (1, 2, 3): node 2 receives a share from dealers 1 and 3 (it deals nothing)
+    back = _operation(lay, svcs[1], key, kind=KeyOpKind.RESHARE, old=(1, 3), new=(1, 2, 3), old_t=2, new_t=2, old_epoch=1)
+    e = _refused(svcs[2], back, [1, 2, 3])  # a node that left cannot deal
+    assert e.message.startswith("reshare.dealers:")
+    sid, res = _reshare(svcs, back, [1, 3])
+    assert all(r.finished for r in res.values()), res
+    out = _commit(svcs, key.key_id, sid, res, [1, 2, 3])
+    assert out[2].holds_share and out[2].epoch == 2
+    sh = _share(svcs[2], key.key_id)
+    assert sh is not None and sh.epoch == 2 and sh.index == 2 and sh.key_label == LABEL
+    assert isinstance(_sign(lay, svcs, key, [1, 2], (1, 2, 3), 2), bytes)
