@@ -204,6 +204,26 @@ class KeyOperations:
             ) from None
         return self.start(SignedKeyOperation(op), "roster", self.name, wait=wait)
 
+    def reshare_to_roster(self, roster: Roster) -> threading.Thread:
+        """After a membership change: the roster-implied reshare of every active key whose
+        committee differs from ``roster``'s active nodes, one key at a time (a background
+        thread, returned). A key that cannot be reshared is logged and skipped."""
+
+        def go() -> None:
+            for k in self.db.list_keys("active"):
+                if self._stop.is_set():
+                    return
+                try:
+                    self.start_roster_implied(k.key_id, roster, wait=True)
+                except RpcError as e:
+                    log.error("key %s: no roster-implied reshare to roster version %d: %s", k.key_id.hex()[:16], roster.version, e.message)
+                except Exception:
+                    log.exception("key %s: roster-implied reshare failed", k.key_id.hex()[:16])
+
+        t = threading.Thread(target=go, name=f"reshare-roster-{roster.version}", daemon=True)
+        t.start()
+        return t
+
     def resume(self, *, wait: bool = False) -> None:
         """After a restart: continue every operation that is running or committing."""
         for rec in self.db.list_key_operations(states=LIVE):
@@ -343,10 +363,14 @@ class KeyOperations:
             pending = tuple(i for i in rec.pending_nodes if i in op.new_committee or (i in active and i in self.nodes))
             req = node_pb2.CommitEpochRequest(key_id=op.key_id, session_id=rec.session_id, receipts=rec.receipts)
             ok, errs = fanout({i: (self.nodes[i].stub.CommitEpoch, req) for i in pending if i in self.nodes}, self.timeout_s)
+            past: set[int] = set()
             for i, e in sorted(errs.items()):
                 code, details = status_of(e)
+                if code == Code.FAILED_PRECONDITION and "not newer than the key's active epoch" in details:
+                    past.add(i)  # it is already at a later epoch: nothing left to switch
+                    continue
                 log.warning("key operation %s: node %d did not switch yet: %s: %s", op_id, i, code.name, details)
-            left = tuple(i for i in pending if i not in ok)
+            left = tuple(i for i in pending if i not in ok and i not in past)
             done = self._event(self.name, "done", op) if not left else None
             self.db.switched(op_id, left, done, now_ms())
             if not left:

@@ -224,6 +224,29 @@ class EpochStore:
             )
             return CommitOutcome(p.epoch, state == HOLDING, True)
 
+    def leave_key(self, key_id: bytes, *, epoch: int, threshold: int, committee: tuple[int, ...]) -> bool:
+        """This node is not in the new committee of ``epoch`` and took no part in its session (a
+        dropped node that was not a dealer): erase its share, as a retiring dealer does at the
+        commit. False if the key already is at ``epoch`` or later here, or this node already left
+        (nothing changes);
+        EpochStateError if it is not active at ``epoch - 1``."""
+        with self._write() as c:
+            cur = _key_epoch(c, key_id)
+            if cur is None:
+                raise EpochStateError(f"this node holds no key {key_id.hex()[:16]}")
+            if cur.epoch >= epoch or cur.status == "left":
+                return False  # already past it, or holds no share to erase
+            if cur.status != "active" or cur.epoch != epoch - 1:
+                raise EpochStateError(f"key {key_id.hex()[:16]} is {cur.status} at epoch {cur.epoch} here, not {epoch - 1}")
+            c.execute("DELETE FROM presignatures WHERE key_id = ? AND used = 0", (key_id,))
+            c.execute("UPDATE keys SET record = X'', threshold = ?, parties = ? WHERE key_id = ?", (threshold, len(committee), key_id))
+            c.execute(
+                "INSERT OR REPLACE INTO key_epochs (key_id, epoch, committee, state, changed_ms) VALUES (?, ?, ?, 'left', ?)",
+                (key_id, epoch, committee_text(committee), _now_ms()),
+            )
+            c.execute("DELETE FROM pending_epochs WHERE key_id = ?", (key_id,))
+            return True
+
     def discard_epoch(self, key_id: bytes, session_id: bytes) -> bool:
         """Drop the outcome of (key, session) if its receipt never left the node (a retiring
         marker never carries one). False if there is none; EpochStateError if it was released

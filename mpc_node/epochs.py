@@ -29,7 +29,7 @@ from crypto_core.params import MAX_LABEL
 from crypto_core.reshare import ReshareParty
 from governance.audit import detail_text
 from governance.errors import GovernanceError
-from governance.keyop import sign_epoch_receipt, verify_commit_certificate
+from governance.keyop import CommitCertificate, sign_epoch_receipt, verify_commit_certificate
 from governance.roster import MAX_INDEX, Roster, active_entries
 from mpc_node.epoch_store import EpochStateError, PendingEpoch
 from mpc_node.fields import at_most, governance_blob, utf8_text_field
@@ -161,6 +161,8 @@ class EpochService:
             raise RpcError(code, f"{e.field}: {e.reason}") from None
         pending = node.store.pending_epoch(key_id, sid)
         held = node.store.key_epoch(key_id)
+        if pending is None and held is not None and node.me not in cert.committee and held.status in ("active", "left"):
+            return self._leave(key_id, sid, held.epoch, cert, actor, abort_key)
         if pending is None:
             if held is not None and held.epoch >= cert.epoch:
                 raise RpcError(
@@ -196,6 +198,25 @@ class EpochService:
             })
             log.info("key %s: epoch %d committed (%s)", key_id.hex()[:16], out.epoch, "share active" if out.holds_share else "share erased")
         return node_pb2.CommitEpochResponse(epoch=out.epoch, holds_share=out.holds_share, changed=out.changed)
+
+    def _leave(
+        self, key_id: bytes, sid: bytes, epoch: int, cert: CommitCertificate, actor: str, abort_key: Callable[[bytes, str], int]
+    ) -> node_pb2.CommitEpochResponse:
+        """A certificate for a new committee without this node, whose session it took no part in
+        (dropped while unavailable): the key moved on without it, so its share is erased."""
+        try:
+            changed = self.node.store.leave_key(key_id, epoch=cert.epoch, threshold=cert.threshold, committee=cert.committee)
+        except EpochStateError as e:
+            raise RpcError(Code.FAILED_PRECONDITION, f"receipts: {e}") from None
+        if changed:
+            self.node.drop_key(key_id)
+            aborted = abort_key(key_id, f"key switched to epoch {cert.epoch} without this node")
+            self.audit_event(actor, "key-epoch", "left", {
+                "key_id": key_id.hex(), "session": sid.hex()[:16], "epoch": cert.epoch, "from_epoch": epoch,
+                "committee": ",".join(map(str, cert.committee)), "op": cert.op_digest.hex(), "aborted_sessions": aborted,
+            })
+            log.info("key %s: epoch %d committed without this node: share erased", key_id.hex()[:16], cert.epoch)
+        return node_pb2.CommitEpochResponse(epoch=cert.epoch, holds_share=False, changed=changed)
 
     def discard(self, req: node_pb2.DiscardEpochRequest, actor: str) -> node_pb2.DiscardEpochResponse:
         key_id = check_len(req.key_id, "key_id", 32)

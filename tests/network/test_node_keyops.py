@@ -139,6 +139,22 @@ def test_drop_a_node_committee_maps_roster_to_share_indices(lay: Layout, svcs: d
     assert ei.value.message.startswith("sign.signers:") and "committee" in ei.value.message
 
 
+def test_a_dropped_node_that_did_not_deal_erases_its_share_at_the_commit(lay: Layout, svcs: dict[int, NodeService]) -> None:
+    key = _dkg(svcs)
+    op = _operation(lay, svcs[1], key, kind=KeyOpKind.RESHARE, old=(1, 2, 3), new=(1, 3), old_t=2, new_t=2)
+    sid, res = _reshare(svcs, op, [1, 3])  # node 2 (down at the time) takes no part
+    assert sorted(res) == [1, 3]
+    out = _commit(svcs, key.key_id, sid, res, [1, 2, 3])
+    assert out[2].changed and not out[2].holds_share and out[2].epoch == 1
+    assert _share(svcs[2], key.key_id) is None
+    assert _audit(svcs[2], "key-epoch")[-1].outcome == "left"
+    assert not _commit(svcs, key.key_id, sid, res, [2])[2].changed  # idempotent
+    # a certificate that names this node in the new committee is no reason to leave
+    partial = node_pb2.CommitEpochRequest(key_id=key.key_id, session_id=os.urandom(32), receipts=[res[1].reshare_result.receipt])
+    with pytest.raises(RpcError):
+        svcs[2].CommitEpoch(partial, None)
+
+
 # --- failures before the commit ----------------------------------------------------------------
 
 
