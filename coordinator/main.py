@@ -8,19 +8,24 @@ enabled. SIGTERM/SIGINT stop it gracefully.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import threading
 from concurrent import futures
+from pathlib import Path
 
+import click
 import grpc
 
+from coordinator.audit_key import finish_pending_rotation, rotate_audit_key
 from coordinator.config import CoordinatorConfig, load_coordinator_config
 from coordinator.roles import allowed
 from coordinator.service import CoordinatorService
 from governance.errors import GovernanceError
 from mpcnet.common import cliutil
-from mpcnet.common.datadir import hold_data_dirs
+from mpcnet.common.config import ConfigError
+from mpcnet.common.datadir import DataDirBusy, hold_data_dirs
 from mpcnet.common.keystore import KeystoreError, load_keystore, read_passphrase
 from mpcnet.common.pki import PkiError, server_credentials
 from mpcnet.common.rpc import SERVER_OPTIONS, add_standard_services, audited_role_check, service_handler, wait_until_stopped
@@ -70,6 +75,7 @@ def run(cfg: CoordinatorConfig, stop: threading.Event | None = None) -> int:
 
 def _serve(cfg: CoordinatorConfig, stop: threading.Event | None) -> int:
     passphrase = read_passphrase(file=cfg.passphrase_file, env=cfg.passphrase_env)
+    finish_pending_rotation(cfg, passphrase)  # an audit key rotation a kill interrupted (coordinator/audit_key.py)
     identity = load_keystore(cfg.keystore, passphrase).identity
     del passphrase
     service = CoordinatorService(cfg, identity)
@@ -96,9 +102,36 @@ _command = cliutil.server_command(
 )
 
 
+@click.command(
+    name="rotate-audit-key", context_settings={"help_option_names": ["-h", "--help"]},
+    help="Replace the coordinator's audit (identity) key, offline (coordinator stopped): the old key signs an "
+    "audit-key-rotated entry naming the new one, then the keystore is replaced atomically.",
+)
+@click.option("--config", required=True, type=cliutil.PathArg("FILE"), help="coordinator configuration (JSON)")
+@click.option("--json", "as_json", is_flag=True, help="print the outcome as JSON")
+def _rotate_audit_key(config: Path, as_json: bool) -> int:
+    try:
+        cfg = load_coordinator_config(config)
+    except ConfigError as e:
+        raise click.UsageError(str(e)) from None
+    try:
+        done = rotate_audit_key(cfg)
+    except (KeystoreError, GovernanceError, DataDirBusy, OSError) as e:
+        raise cliutil.Failed(f"cannot rotate the audit key: {e}") from None
+    if as_json:
+        click.echo(json.dumps({"old_public_key": done.old_public.hex(), "new_public_key": done.new_public.hex(), "seq": done.seq}))
+    else:
+        click.echo(f"audit key rotated: entry {done.seq} hands the log over to {done.new_public.hex()}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``mpc-coordinator``: returns the exit code; errors are one line on stderr, never a traceback."""
-    return cliutil.run(_command, argv, "mpc-coordinator")
+    """``mpc-coordinator``: returns the exit code; errors are one line on stderr, never a traceback.
+    ``mpc-coordinator rotate-audit-key --config FILE`` rotates the audit key (coordinator/audit_key.py)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["rotate-audit-key"]:
+        return cliutil.run(_rotate_audit_key, args[1:], "mpc-coordinator rotate-audit-key")
+    return cliutil.run(_command, args, "mpc-coordinator")
 
 
 if __name__ == "__main__":

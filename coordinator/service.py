@@ -39,6 +39,7 @@ from coordinator.relay import Aborted, NodeHandle, NodesUnavailable, Refused, fa
 from coordinator.requests import SignRequests
 from coordinator.roles import READ_ALL_REQUESTS
 from coordinator.roster import RosterBook
+from coordinator.rotation import NodeKeyRotationRelay
 from crypto_core.bip32 import CHAIN_CODE_LEN, derive
 from crypto_core.combiner import SignatureShare, combine
 from crypto_core.errors import DecodeError, ProtocolAbort
@@ -984,9 +985,18 @@ class CoordinatorService:
     def PrepareNodeKeyRotation(
         self, req: coordinator_pb2.PrepareNodeKeyRotationRequest, ctx: Any
     ) -> node_pb2.PrepareKeyRotationResponse:
-        raise self._unimplemented("PrepareNodeKeyRotation")
+        return self._key_rotation().prepare(req, _ident(ctx).name)
 
     def InstallNodeCertificate(
         self, req: coordinator_pb2.InstallNodeCertificateRequest, ctx: Any
     ) -> node_pb2.InstallStagedCertificateResponse:
-        raise self._unimplemented("InstallNodeCertificate")
+        return self._key_rotation().install_certificate(req, _ident(ctx).name)
+
+    def _key_rotation(self) -> NodeKeyRotationRelay:
+        """The relay of node key rotations (coordinator/rotation.py), following the roster in force."""
+        def identity_of(i: int) -> bytes | None:
+            roster = self.rosters.current()  # None: a legacy config (the client checks the proof)
+            entry = None if roster is None else roster.entry(i)
+            return None if entry is None else bytes(entry.identity_key)
+
+        return NodeKeyRotationRelay(self.nodes, self.audit, self.rosters.active, identity_of, self.cfg.step_timeout_s)

@@ -17,6 +17,13 @@ cannot rewrite, e.g. periodically to the coordinator or an operator, and pass it
 ``expected_head``: the verifier then reports a log that ends before it, or that holds a
 different entry at that seq.
 
+**Key rotation.** A component may replace its signing key without starting a new log: it
+appends an entry with action :data:`KEY_ROTATED_ACTION` (``audit-key-rotated``), signed by the
+*current* key, whose details name the next key (``new_public_key``, 64 hex digits). That is the
+one rule: every entry after it verifies with the named key, and only with it, so an entry signed
+by the old key after the rotation breaks the chain, and no key ever takes over without an entry
+signed by the key before it. The genesis hash stays bound to the key that started the log.
+
 Details are small ``str -> str | int | bool`` maps and must never hold secrets (keys whose name
 suggests one are refused as a tripwire).
 
@@ -60,6 +67,8 @@ HASH_LEN = 32
 MAX_DETAILS = 64
 MAX_DETAIL_TEXT = 1024
 MAX_TIME_MS = 2**63 - 1
+KEY_ROTATED_ACTION = "audit-key-rotated"  # the entry that hands the log over to the next signing key
+NEW_KEY_DETAIL = "new_public_key"  # its details key: the next key, raw Ed25519 as 64 lower-case hex digits
 SUBJECT_KEY = "subject"  # the details key that AuditLog.append_rate_limited counts by
 EVENT_KEY = "event"  # the details key that AuditLog.append_once deduplicates by
 
@@ -75,6 +84,31 @@ ROW_COLUMNS = (  # an entry's stored columns, in row order
 
 
 # --- entries ---------------------------------------------------------------------------------
+
+
+def rotation_details(new_public_key: bytes) -> dict[str, DetailValue]:
+    """The details of a :data:`KEY_ROTATED_ACTION` entry handing the log over to
+    ``new_public_key`` (raw Ed25519, 32 bytes; checked)."""
+    return {NEW_KEY_DETAIL: check_public_key(new_public_key, NEW_KEY_DETAIL).hex()}
+
+
+def next_signing_key(entry: AuditEntry, key: bytes) -> bytes:
+    """The key that verifies the entry after ``entry``, which verified with ``key``: the key its
+    details name when ``entry`` is a :data:`KEY_ROTATED_ACTION` entry, else ``key``.
+
+    :class:`GovernanceError` naming ``details.new_public_key`` when a rotation entry names no
+    valid key or the key it already had.
+    """
+    if entry.action != KEY_ROTATED_ACTION:
+        return key
+    field = f"details.{NEW_KEY_DETAIL}"
+    value = entry.details.get(NEW_KEY_DETAIL)
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9a-f]{64}", value):
+        raise GovernanceError(field, "must be 64 lower-case hex digits (a raw Ed25519 public key)")
+    new = check_public_key(bytes.fromhex(value), field)
+    if hmac.compare_digest(new, key):
+        raise GovernanceError(field, "names the key the log already had")
+    return new
 
 
 def check_token(value: object, field: str, *, allow_empty: bool = False) -> str:
@@ -382,7 +416,8 @@ def verify_entries(
     expected_head: tuple[int, bytes] | None = None,
 ) -> AuditReport:
     """Re-verify a whole log given as rows: every entry hash, the chain from the genesis hash
-    and every signature; report the first broken entry (e.g. for entries received over the
+    and every signature (``public_key`` is the key that started the log; key rotation entries
+    hand it over, see the module docstring); report the first broken entry (e.g. for entries received over the
     network; :func:`mpcnet.common.stores.audit.verify_audit` reads them from a file).
 
     ``rows`` are the stored columns of every entry in order (:data:`ROW_COLUMNS`, as
@@ -422,6 +457,11 @@ def verify_row_stream(
         if problem is not None:
             return AuditReport(False, total, problem[0], problem[1])
         prev = bytes(row[8])  # type: ignore[call-overload]  # checked by _check_row
+        if row[3] == KEY_ROTATED_ACTION:  # the one rule: from the next entry on, only the named key
+            try:
+                key = next_signing_key(entry_from_row(row), key)
+            except GovernanceError as e:
+                return AuditReport(False, total, expected, f"malformed key rotation: {e}")
         if head is not None and expected == head[0]:
             head_hash = prev
         expected += 1
@@ -436,6 +476,8 @@ def verify_row_stream(
 
 
 __all__ = [
+    "KEY_ROTATED_ACTION",
+    "NEW_KEY_DETAIL",
     "ROW_COLUMNS",
     "AuditEntry",
     "AuditReport",
@@ -451,8 +493,10 @@ __all__ = [
     "entry_hash",
     "entry_verifies",
     "genesis_hash",
+    "next_signing_key",
     "public_key_of",
     "recompute_hash",
+    "rotation_details",
     "seal_entry",
     "signed_message",
     "verify_entries",

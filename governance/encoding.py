@@ -171,6 +171,10 @@ class Decoder:
             return None
         return self.raw(field, length=length)
 
+    def at_end(self) -> bool:
+        """True once every byte was read (for a trailing optional field, see KeyPolicy)."""
+        return self._pos == len(self._data)
+
     def finish(self) -> None:
         if self._pos != len(self._data):
             raise GovernanceError("encoding", f"{len(self._data) - self._pos} trailing bytes")

@@ -326,10 +326,19 @@ def roster_implied(operation: KeyOperation, roster: Roster) -> bool:
     )
 
 
-def check_authorized(signed: SignedKeyOperation, admins: AdminSet, roster: Roster) -> str:
+def refresh_due(period_s: int, last_change_ms: int, now_ms: int) -> bool:
+    """True iff a key policy's ``refresh_period_s`` (0: none) makes a refresh due: the key's shares
+    (changed last at ``last_change_ms``, the verifier's own record) are at least that old by the
+    verifier's clock ``now_ms`` (all in ms since the epoch)."""
+    return period_s > 0 and now_ms - last_change_ms >= period_s * 1000
+
+
+def check_authorized(signed: SignedKeyOperation, admins: AdminSet, roster: Roster, *, scheduled: bool = False) -> str:
     """Whether the verifier (its own ``admins`` and current ``roster``) may take part in ``signed``.
 
-    Returns ``"admin-quorum"`` or ``"roster"`` (how it is authorized); raises GovernanceError:
+    ``scheduled``: the verifier's own key policy makes a refresh of this key due
+    (:func:`refresh_due`); an unsigned *refresh* is then authorized by the schedule.
+    Returns ``"admin-quorum"``, ``"roster"`` or ``"schedule"``; raises GovernanceError:
     ``governance_root`` (another cluster), ``roster_version`` (not the verifier's current roster),
     ``new_committee`` (a node not active in the roster), ``signatures`` (no quorum, and not
     roster-implied; or a signature that does not verify).
@@ -352,7 +361,11 @@ def check_authorized(signed: SignedKeyOperation, admins: AdminSet, roster: Roste
         return "admin-quorum"
     if roster_implied(op, roster):
         return "roster"
-    raise GovernanceError("signatures", f"missing: needs {admins.quorum} admin signature(s) (not implied by the roster)")
+    if scheduled and op.kind is KeyOpKind.REFRESH:
+        return "schedule"
+    raise GovernanceError(
+        "signatures", f"missing: needs {admins.quorum} admin signature(s) (not implied by the roster, and no refresh is due)"
+    )
 
 
 # --- epoch receipts ----------------------------------------------------------------------------

@@ -55,6 +55,8 @@ DIGEST_LEN = 32
 CLUSTER_ID_LEN = 32
 MAX_VERSION = 2**63 - 1
 MAX_TTL_SECONDS = 30 * 86400
+MIN_REFRESH_PERIOD_S = 60
+MAX_REFRESH_PERIOD_S = 366 * 86400
 MAX_WINDOW_SECONDS = 366 * 86400
 MAX_SIGNATURES_PER_WINDOW = 1_000_000
 
@@ -169,6 +171,11 @@ class KeyPolicy:
 
     ``requesters`` may be empty: nobody can then request (a frozen key). A name may be both a
     requester and an approver; its approval then counts like anyone else's.
+
+    ``refresh_period_s`` (0: none; else 60 s .. 366 days): the key is refreshed (issue 11) when
+    its shares are this old; the coordinator runs the refresh itself and each node takes part
+    only once its own share of the key is at least this old (:func:`governance.keyop.refresh_due`).
+    Encoded only when set, so policies without it keep their encodings, digests and signatures.
     """
 
     version: int
@@ -177,6 +184,7 @@ class KeyPolicy:
     requesters: frozenset[str]
     ttl_seconds: int  # the longest a request may live (expires_at - created_at)
     rate_limit: RateLimit
+    refresh_period_s: int = 0
 
     def __post_init__(self) -> None:
         check_int(self.version, "version", 1, MAX_VERSION)
@@ -188,6 +196,8 @@ class KeyPolicy:
         check_int(self.ttl_seconds, "ttl_seconds", 1, MAX_TTL_SECONDS)
         if not isinstance(self.rate_limit, RateLimit):
             raise GovernanceError("rate_limit", "must be a RateLimit")
+        if self.refresh_period_s != 0:
+            check_int(self.refresh_period_s, "refresh_period_s", MIN_REFRESH_PERIOD_S, MAX_REFRESH_PERIOD_S)
 
     def __hash__(self) -> int:
         return hash(self.encode())
@@ -200,6 +210,8 @@ class KeyPolicy:
             enc.text(name)
         enc.uint(self.ttl_seconds)
         enc.uint(self.rate_limit.max_signatures).uint(self.rate_limit.window_seconds)
+        if self.refresh_period_s:
+            enc.uint(self.refresh_period_s)
         return enc.finish()
 
     def digest(self) -> bytes:
@@ -224,10 +236,11 @@ class KeyPolicy:
         ttl = dec.uint("ttl_seconds")
         max_signatures = dec.uint("rate_limit.max_signatures")
         window = dec.uint("rate_limit.window_seconds")
+        period = 0 if dec.at_end() else dec.uint("refresh_period_s")  # explicit 0: not canonical (check_canonical)
         dec.finish()
         with field_prefix("rate_limit"):
             rate = RateLimit(max_signatures, window)
-        out = cls(version, approvers, quorum, frozenset(requesters), ttl, rate)
+        out = cls(version, approvers, quorum, frozenset(requesters), ttl, rate, period)
         check_canonical(out.encode(), data)
         return out
 
@@ -239,12 +252,13 @@ class KeyPolicy:
             "requesters": sorted(self.requesters),
             "ttl_seconds": self.ttl_seconds,
             "rate_limit": self.rate_limit.to_dict(),
-        }
+        } | ({"refresh_period_s": self.refresh_period_s} if self.refresh_period_s else {})
 
     @classmethod
     def from_dict(cls, data: object) -> KeyPolicy:
         keys = frozenset({"version", "approvers", "approval_quorum", "requesters", "ttl_seconds", "rate_limit"})
-        d = expect_dict(data, "", keys)
+        optional = {"refresh_period_s"} & set(data) if isinstance(data, dict) else set()
+        d = expect_dict(data, "", keys | optional)
         requesters = d["requesters"]
         if not isinstance(requesters, list) or not all(isinstance(r, str) for r in requesters):
             raise GovernanceError("requesters", "must be a list of names")
@@ -259,6 +273,7 @@ class KeyPolicy:
             requesters=frozenset(requesters),
             ttl_seconds=json_int(d["ttl_seconds"], "ttl_seconds"),
             rate_limit=rate,
+            refresh_period_s=json_int(d["refresh_period_s"], "refresh_period_s") if "refresh_period_s" in d else 0,
         )
 
 

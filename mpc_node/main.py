@@ -20,12 +20,14 @@ import grpc
 from governance.errors import GovernanceError
 from mpc_node.clock import NodeClock
 from mpc_node.config import NodeConfig, load_node_config
+from mpc_node.rotation import recover_switch
 from mpc_node.service import NodeService
 from mpc_node.storage import NodeStore, StoreError
+from mpc_node.tls import ServingCertificate
 from mpcnet.common import cliutil
 from mpcnet.common.datadir import hold_data_dirs
 from mpcnet.common.keystore import KeystoreError, load_keystore, read_passphrase
-from mpcnet.common.pki import PkiError, server_credentials
+from mpcnet.common.pki import PkiError
 from mpcnet.common.rpc import SERVER_OPTIONS, add_standard_services, audited_role_check, service_handler, wait_until_stopped
 from mpcnet.common.stores.audit import AuditLog
 from mpcnet.common.streams import StreamBudget
@@ -59,7 +61,11 @@ def build_server(cfg: NodeConfig, service: NodeService) -> tuple[grpc.Server, in
         NODE_SERVICE, node_pb2, service, authorize=authorize, logger=log, translate=service.storage_failure, streams=streams
     ),))
     service.health = add_standard_services(server, (NODE_SERVICE.full_name,), streams)
-    port = server.add_secure_port(cfg.listen, server_credentials(cfg.cert, cfg.ca_cert))
+    if service.rotation.problem:  # found at start (a roster naming keys this node does not hold)
+        service.rotation.publish_health()
+    serving = ServingCertificate(cfg.cert, cfg.ca_cert)  # a key rotation swaps it without a restart
+    service.rotation.serving = serving
+    port = server.add_secure_port(cfg.listen, serving.credentials())
     if port == 0:
         raise OSError(f"listen: cannot bind {cfg.listen}")
     return server, port
@@ -78,6 +84,7 @@ def _serve(cfg: NodeConfig, ready: threading.Event | None, stop: threading.Event
     except ValueError as e:
         raise RuntimeError(str(e)) from None
     passphrase = read_passphrase(file=cfg.passphrase_file, env=cfg.passphrase_env)
+    recover_switch(cfg, passphrase, clock=clock.now_ms)  # a key rotation a kill interrupted (mpc_node/rotation.py)
     keys = load_keystore(cfg.keystore, passphrase)
     store = NodeStore.open(cfg.store, passphrase, cfg.index, scrypt_n=cfg.scrypt_n)
     del passphrase

@@ -80,6 +80,7 @@ from mpc_node.fields import (
 from mpc_node.governance import Approved, NodeGovernance, refusal
 from mpc_node.keyops import ReshareSetup
 from mpc_node.roster_state import NodeRoster
+from mpc_node.rotation import KeyRotation
 from mpc_node.storage import NodeStore, RateLimited, RequestAlreadyServed, Reservation as StoredReservation, ReservationConflict, StoreError
 from mpcnet.common.govwire import audit_page, policy_state
 from mpcnet.common.keystore import OperationalKeys
@@ -154,7 +155,8 @@ class NodeService:
     ) -> None:
         self.cfg = cfg
         self.clock = clock or NodeClock.from_env(cfg.test_mode)
-        self.keys = keys
+        self.keys = keys  # replaced (one reference, under keys_lock) by a key rotation switch
+        self.keys_lock = threading.Lock()
         self.store = store
         self.audit = audit
         self.me = cfg.index
@@ -176,11 +178,19 @@ class NodeService:
         mine = self.roster_state.peers().get(self.me)
         if mine is None:
             raise RuntimeError(f"node {self.me} is not an active node of the roster in force (revoked or not enrolled)")
-        if mine.identity_public != keys.identity_public or mine.encryption_public != keys.encryption_public:
+        self.roster_state.add_listener(self._roster_changed)
+        # switches to staged keys the roster in force names (a kill right after its install), and on
+        # every install; a signed roster naming keys this node does not hold: NOT_SERVING (rotation.problem)
+        self.rotation = KeyRotation(self)
+        self.rotation.attach(self.roster_state)
+        mine = self.roster_state.peers()[self.me]
+        keys = self.keys
+        if (mine.identity_public != keys.identity_public or mine.encryption_public != keys.encryption_public) and (
+            self.roster_state.current() is None
+        ):
             raise RuntimeError(
                 f"roster entry {self.me} does not match this node's keystore (wrong keystore or stale roster)"
             )
-        self.roster_state.add_listener(self._roster_changed)
         self.gov = NodeGovernance(
             cfg.name, cfg.admin_set, cfg.initial_policy, store, audit, max_age_s=cfg.policy_max_age_s,
             clock=self.clock.now_ms, tolerance_ms=round(cfg.clock_tolerance_s * 1000),
@@ -286,7 +296,8 @@ class NodeService:
             if self.health is not None:
                 from grpc_health.v1 import health_pb2
 
-                status = health_pb2.HealthCheckResponse.NOT_SERVING if problem else health_pb2.HealthCheckResponse.SERVING
+                bad = problem or self.rotation.problem  # a key rotation can stop serving too (mpc_node/rotation.py)
+                status = health_pb2.HealthCheckResponse.NOT_SERVING if bad else health_pb2.HealthCheckResponse.SERVING
                 for name in HEALTH_SERVICES:
                     self.health.set(name, status)
         if problem:
@@ -360,16 +371,19 @@ class NodeService:
         )
 
     def Health(self, req: node_pb2.NodeHealthRequest, ctx: Any) -> node_pb2.NodeHealthResponse:
-        problem = self._store_problem
+        problem = self.rotation.problem or self._store_problem
         return node_pb2.NodeHealthResponse(
             serving=not problem, active_sessions=self.active_sessions, max_sessions=self.cfg.max_sessions,
-            unix_ms=self.clock.now_ms(), reason=f"store cannot be written: {problem}" if problem else "",
+            unix_ms=self.clock.now_ms(),
+            reason=self.rotation.problem or (f"store cannot be written: {problem}" if problem else ""),
         )
 
     # --- sessions ----------------------------------------------------------------------------
     def StartSession(self, req: node_pb2.StartSessionRequest, ctx: Any) -> node_pb2.StepResponse:
         # one small durable write first: a node that cannot write its store must refuse here, not
         # after its peers released their signature shares for the request
+        if self.rotation.problem:
+            raise RpcError(Code.FAILED_PRECONDITION, f"roster: {self.cfg.name}: {self.rotation.problem}; it takes no sessions")
         problem = self.probe_store()
         if problem:
             raise RpcError(
@@ -1206,18 +1220,26 @@ class NodeService:
         governance_blob(req.signed_change, "signed_change")
         with self._store_guard():
             installed, roster = self.roster_state.install(bytes(req.signed_change), actor=_caller(ctx))
-        return node_pb2.InstallRosterChangeResponse(installed=installed, version=roster.version)
+        return node_pb2.InstallRosterChangeResponse(
+            installed=installed, version=roster.version, keys_switched=roster.version in self.rotation.switched_versions
+        )
 
     def GetRoster(self, req: node_pb2.GetRosterRequest, ctx: Any) -> node_pb2.RosterHistory:
         return node_pb2.RosterHistory(signed_changes=list(self.roster_state.history()), governance_root=self.gov.governance_root)
 
     def PrepareKeyRotation(self, req: node_pb2.PrepareKeyRotationRequest, ctx: Any) -> node_pb2.PrepareKeyRotationResponse:
-        raise self._unimplemented("PrepareKeyRotation")
+        with self._store_guard():
+            p = self.rotation.prepare(_caller(ctx))
+        return node_pb2.PrepareKeyRotationResponse(
+            identity_public=p.identity_public, encryption_public=p.encryption_public, tls_csr_pem=p.tls_csr_pem, proof=p.proof
+        )
 
     def InstallStagedCertificate(
         self, req: node_pb2.InstallStagedCertificateRequest, ctx: Any
     ) -> node_pb2.InstallStagedCertificateResponse:
-        raise self._unimplemented("InstallStagedCertificate")
+        with self._store_guard():
+            fingerprint = self.rotation.install_certificate(bytes(req.certificate_pem), _caller(ctx))
+        return node_pb2.InstallStagedCertificateResponse(tls_fingerprint=fingerprint)
 
 
 def _short(e: BaseException) -> str:

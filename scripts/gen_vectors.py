@@ -41,6 +41,14 @@ from governance.approval import (  # noqa: E402
 from governance.attestation import PolicyAttestation, PolicyHead, SignedPolicyAttestation, sign_attestation  # noqa: E402
 from governance.encoding import Encoder, domain_tag  # noqa: E402
 from governance.errors import GovernanceError  # noqa: E402
+from governance.keyop import (  # noqa: E402
+    EpochReceipt,
+    KeyOperation,
+    KeyOpKind,
+    SignedKeyOperation,
+    sign_epoch_receipt,
+    sign_key_operation,
+)
 from governance.policy import (  # noqa: E402
     DEFAULT_SCOPE,
     AdminSet,
@@ -741,6 +749,51 @@ def _signed_roster(change: RosterChange, admins: Sequence[str]) -> SignedRosterC
     return SignedRosterChange(change, tuple(sign_roster_change(change, a, _private(a)) for a in admins))
 
 
+KEY_ID_A = bytes.fromhex("aa" * 32)
+
+
+def _key_operations() -> list[tuple[str, KeyOperation, tuple[str, ...]]]:
+    """A roster-implied reshare after roster version 4 of roster.json (nodes 1, 2, 4 active; node 3
+    revoked), unsigned; and an admin-signed refresh of the resulting committee."""
+    root = _admin_set().digest()
+    pk = bytes.fromhex("02" + "79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798")  # the generator: fixed data only
+    cc = bytes(range(32))
+    reshare = KeyOperation(root, bytes(16), KeyOpKind.RESHARE, KEY_ID_A, pk, cc, 0, 2, (1, 2, 3), 2, (1, 2, 4), 4, "")
+    refresh = KeyOperation(
+        root, bytes([1] * 16), KeyOpKind.REFRESH, KEY_ID_A, pk, cc, 1, 2, (1, 2, 4), 2, (1, 2, 4), 4, "quarterly refresh"
+    )
+    return [("roster-implied-reshare", reshare, ()), ("admin-refresh", refresh, ("ada", "cyd"))]
+
+
+def key_operation_file() -> dict[str, object]:
+    ops = []
+    for name, op, admins in _key_operations():
+        signed = SignedKeyOperation(op, tuple(sign_key_operation(op, a, _private(a)) for a in admins))
+        ops.append({
+            "name": name,
+            "operation": {"fields": op.to_dict(), "encoding": op.encode().hex(), "digest": op.digest().hex()},
+            "admin_signatures": [_sig(s.admin, op.encode(), s.signature) for s in signed.signatures],
+            "signed_operation": {"fields": signed.to_dict(), "encoding": signed.to_bytes().hex()},
+        })
+    op = _key_operations()[0][1]
+    holders = {1: "node-1-rotated", 2: "node-2", 4: "node-4"}
+    receipts = []
+    for holder, key in holders.items():
+        body = EpochReceipt(op.governance_root, op.key_id, op.digest(), bytes([7] * 32), 1, 2, (1, 2, 4), bytes([9] * 32), holder)
+        r = sign_epoch_receipt(body, _private(key))
+        receipts.append({
+            "holder": holder, "signer": key, "message": r.message().hex(), "signature": r.signature.hex(), "encoding": r.to_bytes().hex(),
+        })
+    return _file(
+        "Key operations (5.17-5.19): a roster-implied reshare (no signatures; valid after roster version 4 of "
+        "roster.json, whose active nodes are 1, 2 and 4) and an admin-signed refresh; then the commit "
+        "certificate of the reshare: one EpochReceipt per new-committee member (session id 07*32, state digest "
+        "09*32), signed with the holder's identity key in that roster (node 1's rotated key). The public key is "
+        "the secp256k1 generator: these are encodings, not a real key.",
+        {"operations": ops, "receipts": receipts},
+    )
+
+
 ROSTER_DECODERS: dict[str, Callable[[bytes], object]] = {
     "roster-entry": RosterEntry.from_bytes,
     "roster": Roster.from_bytes,
@@ -875,6 +928,7 @@ FILES: dict[str, Callable[[], dict[str, object]]] = {
     "audit.json": audit_file,
     "negative.json": negative_file,
     "roster.json": roster_file,
+    "key-operation.json": key_operation_file,
 }
 
 

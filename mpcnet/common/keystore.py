@@ -172,12 +172,24 @@ def create_keystore(path: Path, passphrase: bytes, *, scrypt_n: int = SCRYPT_N) 
     Refuses to overwrite an existing file: replacing a node's keys must be deliberate.
     ``scrypt_n`` below the default is meant for tests only.
     """
-    passphrase = _check_passphrase(passphrase)
-    n = _check_scrypt_n(scrypt_n, "scrypt_n")
     path = Path(path)
     if path.exists():
         raise KeystoreError(f"keystore: {path} already exists, refusing to overwrite")
-    keys = OperationalKeys(Ed25519PrivateKey.generate(), X25519PrivateKey.generate())
+    keys = generate_keys()
+    _write_new_file_atomic(path, seal_keystore(keys, passphrase, scrypt_n=scrypt_n))
+    return keys
+
+
+def generate_keys() -> OperationalKeys:
+    """Fresh random operational keys (in memory only)."""
+    return OperationalKeys(Ed25519PrivateKey.generate(), X25519PrivateKey.generate())
+
+
+def seal_keystore(keys: OperationalKeys, passphrase: bytes, *, scrypt_n: int = SCRYPT_N) -> bytes:
+    """The keystore file's bytes (the format above) holding ``keys`` encrypted under
+    ``passphrase``; the caller writes them (atomically, mode 0600)."""
+    passphrase = _check_passphrase(passphrase)
+    n = _check_scrypt_n(scrypt_n, "scrypt_n")
     salt, nonce = os.urandom(SALT_LEN), os.urandom(NONCE_LEN)
     aad = _aad(n, salt, keys.identity_public, keys.encryption_public)
     ciphertext = AESGCM(_kek(passphrase, salt, n)).encrypt(nonce, _raw_private(keys), aad)
@@ -190,8 +202,7 @@ def create_keystore(path: Path, passphrase: bytes, *, scrypt_n: int = SCRYPT_N) 
         "encryption_public": keys.encryption_public.hex(),
         "ciphertext": _b64(ciphertext),
     }
-    _write_new_file_atomic(path, (json.dumps(doc, indent=2) + "\n").encode())
-    return keys
+    return (json.dumps(doc, indent=2) + "\n").encode()
 
 
 def load_keystore(path: Path, passphrase: bytes) -> OperationalKeys:

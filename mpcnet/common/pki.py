@@ -297,6 +297,62 @@ def issue_cert(
     return paths
 
 
+def sign_csr(ca: CertPaths, csr_pem: bytes) -> bytes:
+    """Issue a 1-year certificate (PEM) for a node's key rotation request: the CSR's key, subject
+    (CN name, OU role; checked) and subjectAltNames, for TLS client and server use, signed by
+    the CA. :class:`PkiError` naming ``csr`` if the request is malformed or its signature is bad."""
+    try:
+        csr = x509.load_pem_x509_csr(bytes(csr_pem))
+    except (ValueError, TypeError):
+        raise PkiError("csr: not a PEM certificate signing request") from None
+    if not csr.is_signature_valid:
+        raise PkiError("csr: its signature does not verify")
+    _check_name(_single_csr_attribute(csr, NameOID.COMMON_NAME, "CN"), "csr.subject.CN")
+    _check_role(_single_csr_attribute(csr, NameOID.ORGANIZATIONAL_UNIT_NAME, "OU"), "csr.subject.OU (role)")
+    public_key = csr.public_key()
+    if not isinstance(public_key, ec.EllipticCurvePublicKey):
+        raise PkiError("csr: the key is not an EC key")
+    ca_cert = _load_cert_file(ca.cert, "ca.cert")
+    ca_key = _load_private_key(ca.key, "ca.key")
+    if not _same_public_key(ca_cert, ca_key):
+        raise PkiError("ca.key: does not match ca.cert")
+    _check_is_ca(ca_cert)
+    now = _now()
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(csr.subject)
+        .issuer_name(ca_cert.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - CLOCK_SKEW)
+        .not_valid_after(now + CERT_VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
+                key_agreement=False, key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+    )
+    try:
+        san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        builder = builder.add_extension(san, critical=False)
+    except x509.ExtensionNotFound:
+        pass
+    return builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+
+def _single_csr_attribute(csr: x509.CertificateSigningRequest, oid: x509.ObjectIdentifier, field: str) -> str:
+    attrs = csr.subject.get_attributes_for_oid(oid)
+    if len(attrs) != 1 or not isinstance(attrs[0].value, str):
+        raise PkiError(f"csr.subject.{field}: must appear exactly once, as text")
+    return attrs[0].value
+
+
 def cert_hosts(cert_path: Path) -> frozenset[str]:
     """The DNS names and IP addresses (as text) in a certificate's subjectAltName (empty if none)."""
     cert = _load_cert_file(cert_path, "cert")
@@ -396,6 +452,32 @@ def server_credentials(cert: CertPaths, ca_cert: Path) -> grpc.ServerCredentials
     """TLS server credentials that *require* a client certificate issued by ``ca_cert``."""
     key_pem, cert_pem, ca = _tls_files(cert, ca_cert, ca_first=False)
     return grpc.ssl_server_credentials([(key_pem, cert_pem)], root_certificates=ca, require_client_auth=True)
+
+
+def server_certificate_configuration(cert: CertPaths, ca_cert: Path) -> grpc.ServerCertificateConfiguration:
+    """The certificate and key (checked as :func:`server_credentials` does) as a configuration
+    for :func:`grpc.dynamic_ssl_server_credentials`: a server that serves a rotated certificate
+    without a restart (its fetcher returns the next configuration)."""
+    key_pem, cert_pem, ca = _tls_files(cert, ca_cert, ca_first=False)
+    return grpc.ssl_server_certificate_configuration([(key_pem, cert_pem)], root_certificates=ca)
+
+
+def load_certificate(pem: bytes, what: str = "certificate") -> x509.Certificate:
+    """Exactly one PEM certificate from ``pem``; :class:`PkiError` naming ``what`` otherwise."""
+    if not isinstance(pem, (bytes, bytearray)):
+        raise PkiError(f"{what}: must be PEM bytes")
+    try:
+        certs = x509.load_pem_x509_certificates(bytes(pem))
+    except ValueError:
+        raise PkiError(f"{what}: not a PEM X.509 certificate") from None
+    if len(certs) != 1:
+        raise PkiError(f"{what}: must hold exactly one certificate, got {len(certs)}")
+    return certs[0]
+
+
+def certificate_fingerprint(cert: x509.Certificate) -> bytes:
+    """SHA-256 of the certificate's DER encoding (what a roster entry names), 32 bytes."""
+    return cert.fingerprint(hashes.SHA256())
 
 
 def channel_credentials(cert: CertPaths, ca_cert: Path) -> grpc.ChannelCredentials:

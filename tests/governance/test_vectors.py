@@ -568,3 +568,54 @@ def test_roster_negative_vector_is_rejected(vector: dict[str, str]) -> None:
     with pytest.raises(GovernanceError) as info:
         ROSTER_DECODERS[vector["object"]](bytes.fromhex(vector["encoding"]))
     assert info.value.field == vector["python_error_field"], info.value
+
+
+# --- key-operation.json (5.17-5.19) ---------------------------------------------------------
+
+KEYOPS = _load("key-operation.json")
+
+
+def spec_key_operation(f: dict[str, Any]) -> bytes:
+    """KeyOperation (5.17) rebuilt from the spec's field table."""
+    kind = {"refresh": 1, "reshare": 2}[f["kind"]]
+    out = _tag("key-operation") + _f(_h(f["governance_root"])) + _f(_h(f["op_id"])) + _u(kind) + _f(_h(f["key_id"]))
+    out += _f(_h(f["public_key"])) + _f(_h(f["chain_code"])) + _u(f["old_epoch"]) + _u(f["old_threshold"])
+    out += _c(len(f["old_committee"])) + b"".join(_u(i) for i in f["old_committee"])
+    out += _u(f["new_threshold"]) + _c(len(f["new_committee"])) + b"".join(_u(i) for i in f["new_committee"])
+    return out + _u(f["roster_version"]) + _t(f["reason"])
+
+
+def test_key_operation_vectors() -> None:
+    from governance.keyop import KeyOperation, SignedKeyOperation, check_authorized
+
+    admins = AdminSet.from_dict(_load("admin-set.json")["vectors"][0]["fields"])
+    history = [SignedRosterChange.from_bytes(_h(v["signed_change"]["encoding"])) for v in ROSTER["chain"]]
+    roster = verify_roster_history(admins, history)
+    for v in KEYOPS["operations"]:
+        op = KeyOperation.from_dict(v["operation"]["fields"])
+        assert op.encode().hex() == v["operation"]["encoding"] == spec_key_operation(v["operation"]["fields"]).hex()
+        assert op.digest().hex() == v["operation"]["digest"]
+        assert KeyOperation.from_bytes(_h(v["operation"]["encoding"])) == op
+        signed = SignedKeyOperation.from_bytes(_h(v["signed_operation"]["encoding"]))
+        assert signed.operation == op and SignedKeyOperation.from_dict(v["signed_operation"]["fields"]) == signed
+        for sig in v["admin_signatures"]:
+            assert sig["message"] == op.encode().hex()
+        how = check_authorized(signed, admins, roster)
+        assert how == ("roster" if not signed.signatures else "admin-quorum"), v["name"]
+
+
+def test_epoch_receipt_vectors_form_a_commit_certificate() -> None:
+    from governance.keyop import EpochReceipt, KeyOperation, verify_commit_certificate
+
+    op = KeyOperation.from_dict(KEYOPS["operations"][0]["operation"]["fields"])
+    keys = {1: "node-1-rotated", 2: "node-2", 4: "node-4"}
+    identities = {i: bytes.fromhex(KEYS[k]["public_key"]) for i, k in keys.items()}
+    encodings = [_h(r["encoding"]) for r in KEYOPS["receipts"]]
+    for r, enc in zip(KEYOPS["receipts"], encodings, strict=True):
+        rec = EpochReceipt.from_bytes(enc)
+        assert rec.message().hex() == r["message"] and rec.signature.hex() == r["signature"]
+        assert rec.verify(identities[rec.holder]) and rec.to_bytes() == enc
+    cert = verify_commit_certificate(
+        encodings, governance_root=op.governance_root, key_id=op.key_id, session_id=bytes([7] * 32), identities=identities
+    )
+    assert (cert.epoch, cert.threshold, cert.committee, cert.op_digest) == (1, 2, (1, 2, 4), op.digest())

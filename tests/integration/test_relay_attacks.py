@@ -235,7 +235,10 @@ def test_session_errors(nodes, key) -> None:
         (dict(sign=sign_params(key, digest=b"\x01" * 31)), Code.INVALID_ARGUMENT, "sign.digest: must be 32 bytes, got 31"),
         (dict(sign=sign_params(key, signers=(2, 3))), Code.INVALID_ARGUMENT, "sign.signers: does not include this node (1)"),
         (dict(sign=sign_params(key, signers=(1, 2, 3))), Code.INVALID_ARGUMENT, "sign.signers: key needs exactly 2 signers, got 3"),
-        (dict(sign=sign_params(key, signers=(1, 9))), Code.INVALID_ARGUMENT, "sign.signers: party 9 is not in this node's roster"),
+        (
+            dict(sign=sign_params(key, signers=(1, 9))), Code.INVALID_ARGUMENT,
+            "sign.signers: party 9 is not an active node of this node's roster",
+        ),
         (dict(sign=sign_params(key, path=[2**31])), Code.INVALID_ARGUMENT, "sign.derivation_path"),
         (
             dict(sign=node_pb2.SignParams(key_id=b"\x01" * 32, signers=[1, 2], digest=b"\x00" * 32, request_id="unknown-key")),

@@ -9,7 +9,10 @@ user_version``); every write is committed before :meth:`AuditLog.append` returns
 (``schema_version`` 1, ``component``, ``public_key``; immutable) and ``audit`` (one row per
 entry, columns :data:`governance.audit.ROW_COLUMNS`). The database
 refuses UPDATE and DELETE (triggers) and out-of-sequence INSERTs, but the chain does not depend
-on that: it is what detects an attacker who drops the triggers. One connection is shared by all
+on that: it is what detects an attacker who drops the triggers. ``meta.public_key`` is the key
+that started the log; :meth:`AuditLog.rotate_key` hands the log over to a new key with an
+``audit-key-rotated`` entry (:mod:`governance.audit`), so :meth:`AuditLog.open` wants the key
+named by the last such entry. One connection is shared by all
 threads behind a lock, and other processes are kept consistent by SQLite's locking (the head is
 read inside each write transaction).
 
@@ -36,6 +39,7 @@ from governance._checks import check_int, check_name, check_public_key
 from governance.approval import rate_limit_ok
 from governance.audit import (
     EVENT_KEY,
+    KEY_ROTATED_ACTION,
     MAX_TIME_MS,
     ROW_COLUMNS,
     SUBJECT_KEY,
@@ -50,7 +54,9 @@ from governance.audit import (
     entry_from_row,
     entry_verifies,
     genesis_hash,
+    next_signing_key,
     public_key_of,
+    rotation_details,
     seal_entry,
     verify_row_stream,
 )
@@ -135,8 +141,10 @@ class AuditLog:
         self._conn: sqlite3.Connection | None = conn
         self._component = component
         self._key = signing_key
-        self._public_key = public_key_of(signing_key)
+        self._signing_public = public_key_of(signing_key)
+        self._public_key = self._signing_public  # replaced by open() with the log's first key
         self._genesis = genesis_hash(component, self._public_key)
+        self._signers: list[tuple[int, bytes]] = [(1, self._signing_public)]  # (first seq, key), by seq
         self._clock = clock
         self._lock = threading.RLock()
 
@@ -155,8 +163,14 @@ class AuditLog:
 
     @property
     def public_key(self) -> bytes:
-        """The raw Ed25519 public key that verifies this log (give it to :func:`verify_audit`)."""
+        """The raw Ed25519 public key that started this log and verifies it (give it to
+        :func:`verify_audit`; rotation entries in the log name the keys after it)."""
         return self._public_key
+
+    @property
+    def signing_public_key(self) -> bytes:
+        """The raw Ed25519 public key of the key that signs the next entry."""
+        return self._signing_public
 
     @staticmethod
     def open(
@@ -178,8 +192,9 @@ class AuditLog:
         path = Path(path)
         conn = _connect(path)
         try:
-            _initialize(conn, component, public_key)
+            first_key = _initialize(conn, component, public_key)
             log = AuditLog(path, conn, component, signing_key, clock or _now_ms)
+            log._load_signers(first_key)
             log._check_head()
         except BaseException:
             conn.close()
@@ -220,6 +235,45 @@ class AuditLog:
             except sqlite3.Error as e:
                 raise GovernanceError("database", str(e)) from None
 
+    def _load_signers(self, first_key: bytes) -> None:
+        """Follow the log's key rotation entries from ``first_key`` (each must verify under the
+        key before it) and require that the signing key is the last one they name."""
+        self._public_key = first_key
+        self._genesis = genesis_hash(self._component, first_key)
+        signers = [(1, first_key)]
+        with self._read() as c:
+            rows = c.execute(f"SELECT {_COLUMNS} FROM audit WHERE action = ? ORDER BY seq", (KEY_ROTATED_ACTION,)).fetchall()
+        for row in rows:
+            try:
+                entry = entry_from_row(tuple(row))
+                if not entry_verifies(entry, signers[-1][1]):
+                    raise GovernanceError("signature", "does not verify under the key before it")
+                signers.append((entry.seq + 1, next_signing_key(entry, signers[-1][1])))
+            except GovernanceError as e:
+                raise GovernanceError("path", f"key rotation entry {row[0]!r} is invalid ({e}); run verify_audit") from None
+        if signers[-1][1] != self._signing_public:
+            what = "was started with" if len(signers) == 1 else "was handed over (audit-key-rotated) to"
+            raise GovernanceError("signing_key", f"this log {what} another signing key")
+        self._signers = signers
+
+    def _key_for(self, seq: int) -> bytes:
+        """The public key that verifies entry ``seq``."""
+        return [key for first, key in self._signers if first <= seq][-1]
+
+    def rotate_key(self, actor: str, new_signing_key: Ed25519PrivateKey, *, outcome: str = "ok") -> AuditEntry:
+        """Hand the log over to ``new_signing_key``: append an ``audit-key-rotated`` entry signed
+        by the current key naming the new public key (durably), then sign every later entry with
+        the new key. Thread-safe; :class:`GovernanceError` if the new key is the current one."""
+        new_public = public_key_of(new_signing_key)
+        details = check_entry_fields(actor, KEY_ROTATED_ACTION, "", outcome, rotation_details(new_public))
+        with self._write() as c:
+            if new_public == self._signing_public:
+                raise GovernanceError("new_signing_key", "is the log's current signing key")
+            entry = self._insert(c, self._timestamp(), actor, KEY_ROTATED_ACTION, "", outcome, details)
+            self._signers.append((entry.seq + 1, new_public))
+            self._key, self._signing_public = new_signing_key, new_public
+        return entry
+
     def _check_head(self) -> None:
         with self._read() as c:
             row = c.execute(f"SELECT {_COLUMNS} FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
@@ -229,7 +283,7 @@ class AuditLog:
             entry = entry_from_row(tuple(row))
         except GovernanceError as e:
             raise GovernanceError("path", f"last entry is malformed ({e}); run verify_audit") from None
-        if not entry_verifies(entry, self._public_key):
+        if not entry_verifies(entry, self._key_for(entry.seq)):
             raise GovernanceError("path", f"last entry {entry.seq} does not verify; run verify_audit")
 
     def _insert(
@@ -386,9 +440,11 @@ def _migrate(conn: sqlite3.Connection) -> None:
         raise GovernanceError("path", f"cannot upgrade the audit log ({e.reason})") from None
 
 
-def _initialize(conn: sqlite3.Connection, component: str, public_key: bytes) -> None:
-    """Create schema and meta on first use, else check they belong to this component and key
-    (before upgrading the schema: opening someone else's log changes nothing)."""
+def _initialize(conn: sqlite3.Connection, component: str, public_key: bytes) -> bytes:
+    """Create schema and meta on first use (``public_key`` starts the log), else check they
+    belong to this component (before upgrading the schema: opening someone else's log changes
+    nothing). Returns the key that started the log (the caller checks the signing key against
+    the rotations after it)."""
     try:
         meta = _read_meta(conn)
     except sqlite3.Error as e:
@@ -409,9 +465,11 @@ def _initialize(conn: sqlite3.Connection, component: str, public_key: bytes) -> 
         raise GovernanceError("path", f"unsupported audit schema version {meta.get('schema_version')!r}")
     if meta.get("component") != component:
         raise GovernanceError("component", f"this log belongs to {meta.get('component')!r}, not {component!r}")
-    if meta.get("public_key") != public_key:
-        raise GovernanceError("signing_key", "this log was started with another signing key")
+    first = meta.get("public_key")
+    if not isinstance(first, bytes) or len(first) != 32:
+        raise GovernanceError("path", "meta.public_key is not a 32-byte key")
     _migrate(conn)  # logs created by older versions
+    return first
 
 
 # --- verification and export -----------------------------------------------------------------
