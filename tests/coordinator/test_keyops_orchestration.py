@@ -165,6 +165,22 @@ def test_proposals_that_do_not_match_the_key_are_refused(coord: Coordinator) -> 
         coord.lifecycle.propose(KIND, forged.to_bytes(), "admin1", "signed_operation")
     assert ei.value.code == Code.PERMISSION_DENIED and "signatures[0].signature" in ei.value.message
     assert [e.outcome for e in coord.audit.entries() if e.action == "lifecycle-propose"] == ["refused"] * 4
+    # approvals: only by the signing admin itself, with a signature that verifies, once
+    mine = _signed_op(coord, k, kind=KeyOpKind.REFRESH, old=full, new=full, old_t=3, new_t=3, admins=("admin1",))
+    rec = coord.lifecycle.propose(KIND, mine.to_bytes(), "admin1", "signed_operation")
+    with pytest.raises(RpcError) as ei:
+        coord.lifecycle.approve(rec.proposal_id, "admin2", bytes(64), "admin1")
+    assert ei.value.code == Code.PERMISSION_DENIED and ei.value.message.startswith("admin:")
+    with pytest.raises(RpcError) as ei:
+        coord.lifecycle.approve(rec.proposal_id, "admin2", bytes(64), "admin2")
+    assert ei.value.code == Code.PERMISSION_DENIED and ei.value.message.startswith("signature.signature:")
+    with pytest.raises(RpcError) as ei:
+        coord.lifecycle.approve(rec.proposal_id, "admin1", mine.signatures[0].signature, "admin1")
+    assert ei.value.code == Code.ALREADY_EXISTS
+    with pytest.raises(RpcError) as ei:
+        coord.lifecycle.approve("00" * 16, "admin2", bytes(64), "admin2")
+    assert ei.value.code == Code.NOT_FOUND
+    assert coord.lifecycle.get(rec.proposal_id).state == "pending" and coord.db.key_epoch(k.key_id, N) == (0, full)
 
 
 def test_coordinator_killed_between_receipts_and_commit_finishes_after_restart(coord: Coordinator) -> None:

@@ -268,3 +268,26 @@ def test_a_node_that_left_joins_again_with_a_fresh_share(lay: Layout, svcs: dict
     sh = _share(svcs[2], key.key_id)
     assert sh is not None and sh.epoch == 2 and sh.index == 2 and sh.key_label == LABEL
     assert isinstance(_sign(lay, svcs, key, [1, 2], (1, 2, 3), 2), bytes)
+
+
+def test_epoch_rpcs_refuse_bad_input_naming_the_field(svcs: dict[int, NodeService]) -> None:
+    svc = svcs[1]
+    cases = [
+        (svc.CommitEpoch, node_pb2.CommitEpochRequest(key_id=b"k", session_id=os.urandom(32), receipts=[b"x"]), "key_id:"),
+        (svc.CommitEpoch, node_pb2.CommitEpochRequest(key_id=os.urandom(32), session_id=b"s", receipts=[b"x"]), "session_id:"),
+        (svc.CommitEpoch, node_pb2.CommitEpochRequest(key_id=os.urandom(32), session_id=os.urandom(32), receipts=[b"\x00junk"]),
+         "receipts[0]"),
+        (svc.CommitEpoch, node_pb2.CommitEpochRequest(key_id=os.urandom(32), session_id=os.urandom(32)), "receipts:"),
+        (svc.DiscardEpoch, node_pb2.DiscardEpochRequest(key_id=os.urandom(31), session_id=os.urandom(32)), "key_id:"),
+        (svc.GetPendingEpoch, node_pb2.GetPendingEpochRequest(key_id=os.urandom(32), session_id=os.urandom(33)), "session_id:"),
+    ]
+    for method, req, field in cases:
+        with pytest.raises(RpcError) as ei:
+            method(req, None)
+        assert ei.value.code == Code.INVALID_ARGUMENT and ei.value.message.startswith(field), ei.value.message
+    info = svc.GetPendingEpoch(node_pb2.GetPendingEpochRequest(key_id=os.urandom(32), session_id=os.urandom(32)), None)
+    assert not (info.pending or info.committed or info.holds_key or info.receipt)
+    e = _refused(svc, b"", [1, 2])
+    assert e.code == Code.INVALID_ARGUMENT and e.message.startswith("reshare.operation:")
+    e = _refused(svc, b"x", [1, 2], label=b"\xff")
+    assert e.code == Code.INVALID_ARGUMENT and e.message.startswith("reshare.key_label:")
