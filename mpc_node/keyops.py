@@ -174,6 +174,8 @@ def _check_key(op: KeyOperation, me: int, held: KeyEpoch | None, share: KeyShare
         raise refuse("old_committee", f"is {list(op.old_committee)}, the key's committee here is {list(held.committee)}")
     if op.old_threshold != held.threshold:
         raise refuse("old_threshold", f"is {op.old_threshold}, the key's threshold here is {held.threshold}")
+    if share is not None and me not in op.old_committee:
+        raise refuse("old_committee", f"does not name node {me}, which holds a share of the key")
     if share is not None and share.index != op.share_index(me, new=False):
         raise refuse("old_committee", f"puts node {me} at share index {op.share_index(me, new=False)}, its share has {share.index}")
 
