@@ -12,6 +12,10 @@ import time
 import grpc
 import pytest
 
+from coordinator.config import load_coordinator_config
+from coordinator.db import AuditEvent, CoordinatorDb, now_ms
+from coordinator.keyop_store import KeyOpRecord
+from coordinator.relay import run_session
 from governance.keyop import KeyOperation, KeyOpKind, SignedKeyOperation, sign_key_operation
 from mpcnet.client import MpcClient, SigningTeam
 from mpcnet.client.identities import load_identity
@@ -99,3 +103,49 @@ def test_refresh_then_reshare_to_another_committee_and_threshold(kc, admins, tea
         assert ei.value.code() == Code.FAILED_PRECONDITION and ei.value.details().startswith("sign.epoch:")
     status = a1._stub.ClusterStatus(coordinator_pb2.ClusterStatusRequest(), timeout=30)
     assert all(o.key_id != key.key_id for o in status.operations)
+
+
+def test_a_coordinator_killed_between_the_receipts_and_the_commit_finishes_after_restart(kc, admins, team) -> None:
+    """The coordinator dies after the nodes returned their receipts and before its decision: on
+    restart it finds the operation running, asks every new-committee node for its pending epoch,
+    takes the decision and pushes the commit. (The test plays the coordinator's part up to the
+    kill: it records the operation in the stopped coordinator's database, then relays the
+    session to the real nodes with the coordinator's certificate.)"""
+    a1, _ = admins
+    key = a1.create_key("keyops-crash")
+    info = a1._stub.GetKey(coordinator_pb2.GetKeyRequest(key_id=key.key_id), timeout=30)
+    history = a1._stub.GetRoster(coordinator_pb2.GetClusterRosterRequest(), timeout=30)
+    root = a1._stub.ClusterStatus(coordinator_pb2.ClusterStatusRequest(), timeout=30).governance_root
+    op = KeyOperation(root, os.urandom(16), KeyOpKind.REFRESH, key.key_id, key.public_key, key.chain_code, info.epoch,
+                      info.threshold, tuple(info.committee), info.threshold, tuple(info.committee), len(history.signed_changes))
+    sigs = tuple(sign_key_operation(op, a, load_identity(kc.lay.dir, a).signing_key) for a in ("admin1", "admin2"))
+    signed = SignedKeyOperation(op, sigs)
+    kc.kill("coordinator")
+    try:
+        db = CoordinatorDb(load_coordinator_config(kc.lay.coordinator_config).db)
+        t = now_ms()
+        rec = KeyOpRecord(op.proposal_id, op.key_id, signed.to_bytes(), "admin-quorum", "running", b"", (), (), (), "", 0, t, t)
+        assert db.add_key_operation(rec, AuditEvent("admin1", "key-operation", "", "started", {"operation": op.proposal_id}))
+        sid = os.urandom(32)
+        db.key_operation_session(op.proposal_id, sid, (1, 2, 3), now_ms())
+        db.close()
+        start = node_pb2.StartSessionRequest(
+            session_id=sid, reshare=node_pb2.ReshareParams(operation=signed.to_bytes(), dealers=[1, 2, 3], key_label=b"keyops-crash")
+        )
+        with coordinator_handles(kc) as hs:
+            final = run_session(hs, sid, {i: start for i in hs}, 60)
+        assert all(r.reshare_result.receipt for r in final.values())
+    finally:
+        kc.start("coordinator")
+        kc.wait_healthy(["coordinator"])
+    deadline = time.monotonic() + 60
+    while (st := a1._stub.GetKeyOperation(coordinator_pb2.GetKeyOperationRequest(operation_id=op.proposal_id), timeout=30)).state \
+            not in ("done", "failed") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert st.state == "done", st.error
+    with coordinator_handles(kc) as hs:
+        for h in hs.values():
+            keys = {k.key_id: k for k in h.stub.ListKeys(node_pb2.NodeListKeysRequest(), timeout=30).keys}
+            assert keys[key.key_id].epoch == 1
+    digest = os.urandom(32)
+    verify_independently(key.public_key, team.sign(key.key_id, digest).der, digest)
