@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from coordinator.keyop_store import KEYOP_MIGRATION, KeyOpStore
 from governance.audit import EVENT_KEY, MAX_DETAILS, check_entry_fields
 from governance.errors import GovernanceError
 from mpcnet.common.stores.sqlite import DatabaseError, Migration, migrate, open_database, write_transaction
@@ -139,6 +140,8 @@ _MIGRATIONS: tuple[Migration, ...] = (
         "CREATE TRIGGER IF NOT EXISTS roster_change_is_kept BEFORE DELETE ON roster_changes"
         " BEGIN SELECT RAISE(ABORT, 'a roster change is final'); END",
     ),
+    # 4: key epochs and committees, key operations, lifecycle proposals (issue 11)
+    KEYOP_MIGRATION,
 )
 
 TERMINAL = ("done", "rejected", "expired", "failed")
@@ -283,7 +286,7 @@ def _text(xs: Any) -> str:
     return ",".join(str(int(x)) for x in xs)
 
 
-class CoordinatorDb:
+class CoordinatorDb(KeyOpStore):
     def __init__(self, path: Path) -> None:
         """Open (creating it and its directory on first use) and upgrade the database at ``path``;
         :class:`RuntimeError` naming the file if it cannot be opened, made private or upgraded."""

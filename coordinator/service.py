@@ -32,12 +32,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from coordinator.config import CoordinatorConfig
 from coordinator.db import CoordinatorDb, KeyRecord, RequestRecord, now_ms
 from coordinator.inputs import validated
+from coordinator.keyops import KIND as KEY_OPERATION, KeyOperations
+from coordinator.lifecycle_proposals import LifecycleProposals
 from coordinator.nodes import NodeRegistry
 from coordinator.policies import PolicyBook
 from coordinator.relay import Aborted, NodeHandle, NodesUnavailable, Refused, fanout, run_session, wait_ready
 from coordinator.requests import SignRequests
 from coordinator.roles import READ_ALL_REQUESTS
 from coordinator.roster import RosterBook
+from coordinator.roster_proposals import KIND as ROSTER_CHANGE, RosterProposals
 from coordinator.roster_status import roster_status
 from coordinator.roster_sync import RosterSync
 from coordinator.rotation import NodeKeyRotationRelay
@@ -50,6 +53,7 @@ from governance.audit import detail_text
 from governance.errors import GovernanceError
 from governance.policy import DEFAULT_SCOPE
 from governance.reservation import MAX_SIGN_ATTEMPTS, ReservationReceipt, reservation_quorum
+from governance.roster import Roster, active_entries
 from governance.text import REQUEST_ID_RULE, escape, is_request_id, quote
 from mpcnet.common.clockskew import SkewSample, measure
 from mpcnet.common.govwire import audit_page, policy_state
@@ -175,6 +179,15 @@ class CoordinatorService:
         self.requests = SignRequests(self.db, self.audit, self.policies, self._sign, READ_ALL_REQUESTS)
         self.policies.on_applied = self.requests.policy_applied
         self.rosters.flush_audit = self.requests.flush_audit
+        self.lifecycle = LifecycleProposals(cfg.admin_set, self.db, self.audit)
+        self.keyops = KeyOperations(
+            cfg.admin_set, self.db, self.audit, self.nodes, self.roster_in_force, self.requests.flush_audit,
+            timeout_s=cfg.dkg_timeout_s, name=cfg.name,
+        )
+        self.lifecycle.register(KEY_OPERATION, self.keyops.decode_proposal, self.keyops.apply_proposal)
+        roster_proposals = RosterProposals(self.rosters)
+        self.lifecycle.register(ROSTER_CHANGE, roster_proposals.decode, roster_proposals.apply)
+        self.rosters.add_listener(self._membership_changed)  # after the push (RosterSync's listener)
         self.requests.recover()  # before serving: flush the audit outbox, settle stored quorums
         self._lock = threading.Lock()
         self._running: dict[str, threading.Event] = {}
@@ -205,6 +218,25 @@ class CoordinatorService:
             )
             log.info("request %s (%s) was interrupted by a restart: marked failed", escape(r.request_id), r.kind)
 
+    def _membership_changed(self, old: Roster | None, new: Roster) -> None:
+        """A roster change that adds or revokes nodes reshares every key to the new active nodes
+        (roster-implied operations, one key at a time, in the background)."""
+        before = None if old is None else tuple(e.index for e in active_entries(old))
+        if before != tuple(e.index for e in active_entries(new)):
+            self.keyops.reshare_to_roster(new)
+
+    def roster_in_force(self) -> Roster | None:
+        """The roster in force (None: a legacy config with a fixed node list)."""
+        return self.rosters.current()
+
+    def key_info(self, k: KeyRecord) -> common_pb2.KeyInfo:
+        """:func:`key_info` with the key's epoch and committee."""
+        info = key_info(k)
+        epoch, committee = self.keyops.epoch_of(k)
+        info.epoch = epoch
+        info.committee.extend(committee)
+        return info
+
     def storage_failure(self, e: Exception) -> RpcError | None:
         """For the RPC layer (every Coordinator RPC): a database or audit-log write failure that a
         handler did not catch (disk full, read-only, I/O error) is UNAVAILABLE naming the store,
@@ -224,9 +256,11 @@ class CoordinatorService:
         threading.Thread(target=self._background, name="health", daemon=True).start()
         threading.Thread(target=self._sweep, name="expiry-sweep", daemon=True).start()
         self.requests.resume()
+        self.keyops.resume()
 
     def stop(self) -> None:
         self._stop.set()
+        self.keyops.stop()
         self.requests.stop()
         self.streams.close()
         self.nodes.close()
@@ -478,6 +512,9 @@ class CoordinatorService:
             threshold=first.threshold, parties=first.parties, status="pending", created_ms=now_ms(), request_id=rid,
         )
         self.db.add_key(k)
+        committee = tuple(sorted(final))
+        if committee != tuple(range(1, len(committee) + 1)):  # the DKG's committee: the nodes it ran over
+            self.db.set_key_epoch(k.key_id, 0, committee, now_ms())
         k = self._commit(k)
         log.info(
             "request %s: key %s created (%s) in %.0f ms", rid, k.key_id.hex()[:16], k.status, (time.perf_counter() - t0) * 1e3
@@ -504,10 +541,10 @@ class CoordinatorService:
         k = self.db.get_key(key_id)
         if k is None:
             raise RpcError(Code.NOT_FOUND, f"key_id: unknown key {key_id.hex()}")
-        return key_info(k)
+        return self.key_info(k)
 
     def ListKeys(self, req: coordinator_pb2.ListKeysRequest, ctx: Any) -> coordinator_pb2.ListKeysResponse:
-        return coordinator_pb2.ListKeysResponse(keys=[key_info(k) for k in self.db.list_keys()])
+        return coordinator_pb2.ListKeysResponse(keys=[self.key_info(k) for k in self.db.list_keys()])
 
     # --- signing (only ever for an approved request: see coordinator.requests) ----------------
     def _pick(
@@ -573,6 +610,7 @@ class CoordinatorService:
         attempt. At most MAX_SIGN_ATTEMPTS attempts are reserved per request, counted durably."""
         resynced: set[int] = set()
         t = k.threshold
+        epoch, committee, outside = self.keyops.signing(k)  # sign in the key's epoch, with its committee only
         # the key the signature must verify under: from our own record, never from the nodes
         expected = derive(Point.decode(k.public_key), k.chain_code, path).public_key
         down: dict[int, str] = {}
@@ -587,7 +625,7 @@ class CoordinatorService:
             if self.db.sign_attempts_taken(rid) >= MAX_SIGN_ATTEMPTS:
                 raise _signing_error(Code.FAILED_PRECONDITION, _exhausted(rid, down), attempts, "attempts-exhausted")
             with self._sessions:  # at most max_parallel_sessions at once; the rest queue here
-                signers = self._pick(t, set(down), frozenset(disputes), frozenset(blind))
+                signers = self._pick(t, set(down) | outside, frozenset(disputes), frozenset(blind))
                 reachable = n - len(down)
                 if reachable < q:  # no attempt can be reserved: do not spend one
                     signers = None
@@ -608,7 +646,7 @@ class CoordinatorService:
                         if came_back:
                             log.info("request %s: %s reconnected; retrying", rid, ", ".join(h.label for h in came_back))
                         continue
-                if signers is None and (disputes or blind) and reachable >= q and self._pick(t, set(down)) is not None:
+                if signers is None and (disputes or blind) and reachable >= q and self._pick(t, set(down) | outside) is not None:
                     raise _signing_error(  # enough nodes, but every signer set holds a disputed pair
                         Code.ABORTED,
                         f"sign aborted: nodes blamed each other{_disputes_text(self.nodes, disputes)}"
@@ -628,7 +666,8 @@ class CoordinatorService:
                 sid = os.urandom(32)
                 params = node_pb2.SignParams(
                     policy_attestation=self.policies.attestation(),
-                    key_id=k.key_id, signers=signers, derivation_path=path, digest=digest, request_id=rid, approval_bundle=bundle
+                    key_id=k.key_id, signers=signers, derivation_path=path, digest=digest, request_id=rid, approval_bundle=bundle,
+                    epoch=epoch,
                 )
                 start = node_pb2.StartSessionRequest(session_id=sid, sign=params)
                 subset = {i: self.nodes[i] for i in signers}
@@ -658,8 +697,9 @@ class CoordinatorService:
                         envs = [e for e in r.envelopes if e.receiver == 0]
                         if len(envs) != 1:
                             raise Aborted(f"node {i} returned no signature share", i)
-                        shares[i] = SignatureShare.from_bytes(envs[0].payload, sid, i)
-                    sig = combine(shares, digest, signers=signers, public_key=expected)
+                        share = committee.index(i) + 1  # the share's own header names its share index
+                        shares[share] = SignatureShare.from_bytes(envs[0].payload, sid, share)
+                    sig = combine(shares, digest, signers=sorted(shares), public_key=expected)
                 except NodesUnavailable as e:
                     down.update(e.failures)
                     log.warning(
@@ -683,6 +723,8 @@ class CoordinatorService:
                         continue
                     raise _signing_error(Code.ABORTED, f"sign aborted: {e}{_disputes_text(self.nodes, disputes)}", attempts) from None
                 except ProtocolAbort as e:
+                    if e.party is not None and 1 <= e.party <= len(committee):
+                        e.party = committee[e.party - 1]  # a share index: the node at that committee position
                     # the combiner's own check: a share that does not verify is proven bad
                     if e.party is not None and e.party in self.nodes and frozenset({e.party}) not in disputes:
                         disputes.add(frozenset({e.party}))
@@ -817,6 +859,7 @@ class CoordinatorService:
                 for h in nodes.values()
             ],
             governance_root=self.policies.governance_root,
+            operations=self.keyops.not_done(),
         )
         roster_status(resp, self.rosters)  # roster version/epoch, each node's roster entry, the revoked ones
         return resp
@@ -931,32 +974,37 @@ class CoordinatorService:
         return RpcError(Code.UNIMPLEMENTED, f"{what}: not implemented by this coordinator yet")
 
     def ProposeRosterChange(self, req: coordinator_pb2.ProposeRosterChangeRequest, ctx: Any) -> coordinator_pb2.LifecycleProposal:
-        raise self._unimplemented("ProposeRosterChange")
+        rec = self.lifecycle.propose(ROSTER_CHANGE, bytes(req.signed_change), _ident(ctx).name, "signed_change")
+        return self.lifecycle.message(rec)
 
     def ProposeKeyOperation(self, req: coordinator_pb2.ProposeKeyOperationRequest, ctx: Any) -> coordinator_pb2.LifecycleProposal:
-        raise self._unimplemented("ProposeKeyOperation")
+        rec = self.lifecycle.propose(KEY_OPERATION, bytes(req.signed_operation), _ident(ctx).name, "signed_operation")
+        return self.lifecycle.message(rec)
 
     def ApproveLifecycleProposal(
         self, req: coordinator_pb2.ApproveLifecycleProposalRequest, ctx: Any
     ) -> coordinator_pb2.LifecycleProposal:
-        raise self._unimplemented("ApproveLifecycleProposal")
+        rec = self.lifecycle.approve(req.proposal_id, req.admin, bytes(req.signature), _ident(ctx).name)
+        return self.lifecycle.message(rec)
 
     def GetLifecycleProposal(self, req: coordinator_pb2.GetLifecycleProposalRequest, ctx: Any) -> coordinator_pb2.LifecycleProposal:
-        raise self._unimplemented("GetLifecycleProposal")
+        return self.lifecycle.message(self.lifecycle.get(req.proposal_id))
 
     def ListLifecycleProposals(
         self, req: coordinator_pb2.ListLifecycleProposalsRequest, ctx: Any
     ) -> coordinator_pb2.ListLifecycleProposalsResponse:
-        raise self._unimplemented("ListLifecycleProposals")
+        return coordinator_pb2.ListLifecycleProposalsResponse(
+            proposals=[self.lifecycle.message(r) for r in self.lifecycle.listing(req.state)]
+        )
 
     def GetRoster(self, req: coordinator_pb2.GetClusterRosterRequest, ctx: Any) -> node_pb2.RosterHistory:
         return node_pb2.RosterHistory(signed_changes=list(self.rosters.history()), governance_root=self.cfg.admin_set.digest())
 
     def GetKeyOperation(self, req: coordinator_pb2.GetKeyOperationRequest, ctx: Any) -> coordinator_pb2.KeyOperationStatus:
-        raise self._unimplemented("GetKeyOperation")
+        return self.keyops.get(req.operation_id)
 
     def ListKeyOperations(self, req: coordinator_pb2.ListKeyOperationsRequest, ctx: Any) -> coordinator_pb2.ListKeyOperationsResponse:
-        raise self._unimplemented("ListKeyOperations")
+        return coordinator_pb2.ListKeyOperationsResponse(operations=self.keyops.listing(bytes(req.key_id) or None))
 
     def PrepareNodeKeyRotation(
         self, req: coordinator_pb2.PrepareNodeKeyRotationRequest, ctx: Any

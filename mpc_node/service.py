@@ -68,6 +68,7 @@ from mpc_node.bans import JOURNALED, NOT_RECORDED, BanRegistry, Refusal
 from mpc_node.clock import NodeClock
 from mpc_node.config import NodeConfig, Peer
 from mpc_node.envelope import Envelope, EnvelopeError, open_envelope, seal_broadcast, seal_direct
+from mpc_node.epochs import EpochService
 from mpc_node.faults import FaultInjector, flip
 from mpc_node.fields import (
     MAX_ABORT_REASON,
@@ -77,6 +78,7 @@ from mpc_node.fields import (
     utf8_text_field,
 )
 from mpc_node.governance import Approved, NodeGovernance, refusal
+from mpc_node.keyops import ReshareSetup
 from mpc_node.roster_state import NodeRoster
 from mpc_node.rotation import KeyRotation
 from mpc_node.storage import NodeStore, RateLimited, RequestAlreadyServed, Reservation as StoredReservation, ReservationConflict, StoreError
@@ -129,6 +131,16 @@ class Session:
     receipts: tuple[bytes, ...] = ()
     # dkg only
     label: str = ""
+    # the key's committee (roster index of protocol party k at position k-1; () = identity):
+    # envelopes carry roster indices, crypto_core parties share indices
+    committee: tuple[int, ...] = ()
+    reshare: ReshareSetup | None = None  # reshare only
+
+    def to_roster(self, party: int) -> int:
+        return self.committee[party - 1] if self.committee else party
+
+    def to_party(self, index: int) -> int:
+        return self.committee.index(index) + 1 if self.committee else index
 
     @property
     def short(self) -> str:
@@ -160,6 +172,7 @@ class NodeService:
         self._lock = threading.Lock()
         self._keys: dict[bytes, KeyShare] = {}
         self._keys_lock = threading.Lock()
+        self._key_gen = 0  # bumped when a key's epoch changes (a share read before must not be cached)
         self._stop = threading.Event()
         self.roster_state = NodeRoster(cfg, store, audit)
         mine = self.roster_state.peers().get(self.me)
@@ -187,6 +200,7 @@ class NodeService:
         except BanJournalError as e:
             raise RuntimeError(f"{e}; the node cannot record bans durably and does not start") from None
         self.bans = BanRegistry(store, self.journal)
+        self.epochs = EpochService(self)
 
     # ---------------------------------------------------------------------------------------
     def peers(self) -> dict[int, Peer]:
@@ -387,8 +401,10 @@ class NodeService:
             s, out = self._new_dkg(sid, req.dkg)
         elif which == "sign":
             s, out = self._new_sign(sid, req.sign, ctx)
+        elif which == "reshare":
+            s, out = self._new_reshare(sid, req.reshare, ctx)
         else:
-            raise invalid("params", "missing: give dkg or sign parameters")
+            raise invalid("params", "missing: give dkg, sign or reshare parameters")
         deadline = time.monotonic() + SUPERSEDE_WAIT_S
         while True:
             with self._lock:
@@ -399,6 +415,15 @@ class NodeService:
                         Code.RESOURCE_EXHAUSTED, f"sessions: {self.cfg.name} already runs {self.cfg.max_sessions} sessions (the limit)"
                     )
                 old = self._live_session_for(s.request_id) if s.kind == "sign" else None
+                if s.kind == "reshare" and any(
+                    o.kind == "reshare" and o.key_id == s.key_id and not o.done and o.failed is None for o in self._sessions.values()
+                ):
+                    err = RpcError(
+                        Code.FAILED_PRECONDITION,
+                        f"reshare.operation.key_id: {self.cfg.name} already runs a refresh/reshare session of key {s.key_id.hex()[:16]}",
+                    )
+                    self.epochs.audit_event(_caller(ctx), "key-reshare", "refused", detail_text("reason", err.message))
+                    raise err
                 if old is None:
                     self._seen[sid] = None
                     while len(self._seen) > SEEN_SESSIONS:
@@ -408,6 +433,8 @@ class NodeService:
             self._supersede(old, s, deadline, ctx)
         if s.kind == "sign":
             self._audit_sign_start(s)
+        elif s.kind == "reshare":
+            self.epochs.audit_start(s, _caller(ctx))
         with s.lock:
             try:
                 resp = self._emit(s, out)
@@ -458,16 +485,27 @@ class NodeService:
             actor=_caller(ctx), key_id=new.key_id,
         )
 
+    def _new_reshare(self, sid: bytes, p: node_pb2.ReshareParams, ctx: Any) -> tuple[Session, Callable[[], RoundOutput]]:
+        setup, party = self.epochs.new_reshare(sid, p, _caller(ctx))
+        parts = setup.participants
+        s = Session(sid, "reshare", party, parts, tuple(j for j in parts if j != self.me), 1, key_id=setup.operation.key_id, reshare=setup)
+        return s, party.start
+
     def _new_dkg(self, sid: bytes, p: node_pb2.DkgParams) -> tuple[Session, Callable[[], RoundOutput]]:
-        n = len(self.peers())
+        committee = tuple(sorted(self.peers()))  # the active roster: share index k is committee[k-1]
+        n = len(committee)
         if p.parties != n:
-            raise invalid("dkg.parties", f"must be {n} (this node's roster size), got {p.parties}")
+            raise invalid("dkg.parties", f"must be {n} (the active nodes of this node's roster), got {p.parties}")
         if p.threshold != self.cfg.threshold:
             raise invalid("dkg.threshold", f"this node accepts only threshold {self.cfg.threshold}, got {p.threshold}")
         label = utf8_text_field(p.key_label, "dkg.key_label", MAX_LABEL)
-        party = DkgParty(DkgConfig(sid, p.threshold, n, self.me, p.key_label))
-        parts = tuple(range(1, n + 1))
-        s = Session(sid, "dkg", party, parts, tuple(j for j in parts if j != self.me), 1, label=label)
+        if self.me not in committee:
+            raise RpcError(Code.FAILED_PRECONDITION, f"dkg: {self.cfg.name} is not an active node of its roster")
+        party = DkgParty(DkgConfig(sid, p.threshold, n, committee.index(self.me) + 1, p.key_label))
+        s = Session(
+            sid, "dkg", party, committee, tuple(j for j in committee if j != self.me), 1, label=label,
+            committee=() if committee == tuple(range(1, n + 1)) else committee,
+        )
         return s, party.start
 
     def _new_sign(self, sid: bytes, p: node_pb2.SignParams, ctx: Any = None) -> tuple[Session, Callable[[], RoundOutput]]:
@@ -503,6 +541,10 @@ class NodeService:
         if self.me not in signers:
             raise invalid("sign.signers", f"does not include this node ({self.me})")
         key = self._key(key_id)
+        committee = self._committee(key_id, key, p.epoch)
+        outside = [j for j in signers if j not in committee]
+        if outside:
+            raise invalid("sign.signers", f"node {outside[0]} is not in the committee of key {key_id.hex()[:16]} ({list(committee)})")
         if len(signers) != key.threshold:
             raise invalid("sign.signers", f"key needs exactly {key.threshold} signers, got {len(signers)}")
         approved = self.gov.check_sign(
@@ -517,14 +559,18 @@ class NodeService:
                 f"sign.signers: {self.node_name(bad[0])} is banned by {self.cfg.name} for key {key_id.hex()[:16]}",
                 metadata=[("mpc-banned", ",".join(map(str, bad)))],
             )
+        cmap = () if committee == tuple(range(1, len(committee) + 1)) else committee
         try:
-            party = PresignParty(key, SignConfig(sid, signers, path, banned))
+            party = PresignParty(key, SignConfig(
+                sid, tuple(sorted(committee.index(j) + 1 for j in signers)), path,
+                frozenset(committee.index(j) + 1 for j in banned if j in committee),
+            ))
         except UsageError as e:
             raise invalid("sign", str(e)) from None
         ordered = tuple(sorted(signers))
         s = Session(
             sid, "sign", party, ordered, tuple(j for j in ordered if j != self.me), 1,
-            key=key, key_id=key_id, digest=digest, path=path, request_id=p.request_id, approved=approved,
+            key=key, key_id=key_id, digest=digest, path=path, request_id=p.request_id, approved=approved, committee=cmap,
         )
         return s, party.start
 
@@ -554,9 +600,34 @@ class NodeService:
             log.exception("cannot write the audit log")
             raise
 
+    def _committee(self, key_id: bytes, key: KeyShare, epoch: int) -> tuple[int, ...]:
+        """The committee of ``key`` at its active epoch here; FAILED_PRECONDITION naming
+        ``sign.epoch`` when the session is for another epoch."""
+        if epoch != key.epoch:
+            raise RpcError(
+                Code.FAILED_PRECONDITION,
+                f"sign.epoch: is {epoch}, the active epoch of key {key_id.hex()[:16]} on {self.cfg.name} is {key.epoch}",
+            )
+        held = self.store.key_epoch(key_id)
+        return held.committee if held is not None else tuple(range(1, key.parties + 1))
+
+    def active_share(self, key_id: bytes) -> KeyShare | None:
+        """This node's active share of ``key_id`` (None if it holds none)."""
+        try:
+            return self._key(key_id)
+        except RpcError:
+            return None
+
+    def drop_key(self, key_id: bytes) -> None:
+        """Forget the cached share of ``key_id`` (its epoch changed)."""
+        with self._keys_lock:
+            self._keys.pop(key_id, None)
+            self._key_gen += 1
+
     def _key(self, key_id: bytes) -> KeyShare:
         with self._keys_lock:
             ks = self._keys.get(key_id)
+            gen = self._key_gen
         if ks is not None:
             return ks
         record = self.store.get_key_share(key_id, require_active=True)
@@ -569,7 +640,8 @@ class NodeService:
             raise RpcError(Code.NOT_FOUND, f"sign.key_id: {self.cfg.name} holds no key {key_id.hex()}")
         ks = KeyShare.from_bytes(record)
         with self._keys_lock:
-            self._keys[key_id] = ks
+            if self._key_gen == gen:  # no epoch change since the read: the share is current
+                self._keys[key_id] = ks
         return ks
 
     def _session(self, sid: bytes) -> Session:
@@ -720,7 +792,7 @@ class NodeService:
         self._audit_ban(s.key_id, peer, stored, outcome, aborted=n)
 
     def _abort_sessions(
-        self, key_id: bytes, peer: int | None, exclude: Session, make: Callable[[Session], RpcError]
+        self, key_id: bytes, peer: int | None, exclude: Session | None, make: Callable[[Session], RpcError]
     ) -> int:
         """Fail every live signing session of ``key_id`` (with ``peer``, or all if ``None``)
         except ``exclude``. One that is stepping right now (never a checked step: the caller
@@ -791,7 +863,7 @@ class NodeService:
             except EnvelopeError as e:
                 self._fail(s, None, f"{what}: {e.field}: {e.reason} (altered, replayed or forged in transit)")
             parts[sender][kind] = payload
-        return {j: Delivery(p.get("broadcast"), p.get("direct")) for j, p in parts.items()}
+        return {s.to_party(j): Delivery(p.get("broadcast"), p.get("direct")) for j, p in parts.items()}
 
     def _advance(self, s: Session, inbox: dict[int, Delivery]) -> node_pb2.StepResponse:
         """Run one step. A signing step that runs a ban-able check does so holding the check
@@ -814,19 +886,22 @@ class NodeService:
         try:
             out = s.party.receive(inbox)
         except ProtocolAbort as e:
-            if e.ban and e.party is not None and s.kind == "sign":
+            culprit = None if e.party is None else s.to_roster(e.party)
+            if e.ban and culprit is not None and s.kind == "sign":
                 if checked:
-                    self._ban(s, e.party, e.reason)
+                    self._ban(s, culprit, e.reason)
                 else:  # not expected (every ban-able check is in a checked round): lock anyway
-                    with self.bans.hold(s.key_id, (e.party,)):
-                        self._ban(s, e.party, e.reason)
-            self._fail(s, e.party, e.reason, ban=e.ban)
+                    with self.bans.hold(s.key_id, (culprit,)):
+                        self._ban(s, culprit, e.reason)
+            self._fail(s, culprit, e.reason, ban=e.ban)
         except ProtocolError as e:
             self._fail(s, None, f"protocol error: {e}")
         if out is not None:
             resp = self._emit(s, lambda: out)
         elif s.kind == "dkg":
             resp = self._finish_dkg(s)
+        elif s.kind == "reshare":
+            resp = self.epochs.finish_reshare(s)
         else:
             resp = self._finish_sign(s)
         return resp
@@ -850,8 +925,9 @@ class NodeService:
             if fault == "tamper-payload":
                 broadcast = flip(broadcast)
             envs.append(seal_broadcast(broadcast, identity=ident, session_id=s.id, round=rnd, sender=self.me))
-        for j in sorted(direct):
-            payload = direct[j]
+        for pj in sorted(direct):
+            payload = direct[pj]
+            j = s.to_roster(pj)
             if fault == "tamper-payload" or (fault == "tamper-ote" and target in (0, j)):
                 payload = flip(payload)
             envs.append(
@@ -881,7 +957,8 @@ class NodeService:
         pk = ks.public_key.encode()
         try:
             self.store.put_key_share(
-                ks.key_id, ks.to_bytes(), label=s.label, public_key=pk, threshold=ks.threshold, parties=ks.parties
+                ks.key_id, ks.to_bytes(), label=s.label, public_key=pk, threshold=ks.threshold, parties=ks.parties,
+                committee=s.participants,
             )
         except StoreError:
             raise  # UNAVAILABLE naming the store problem (_store_guard): this node's fault, not a protocol abort
@@ -1082,12 +1159,17 @@ class NodeService:
 
     def ListKeys(self, req: node_pb2.NodeListKeysRequest, ctx: Any) -> node_pb2.NodeListKeysResponse:
         out = []
+        epochs = self.store.key_epochs()
         for r in self.store.list_keys():
             status = common_pb2.KEY_STATUS_ACTIVE if r.status == "active" else common_pb2.KEY_STATUS_PENDING
+            ep = epochs.get(r.key_id)
+            if ep is not None and ep.status == "left":
+                status = common_pb2.KEY_STATUS_DISCARDED  # this node left the committee and erased its share
             out.append(
                 common_pb2.KeyInfo(
                     key_id=r.key_id, label=r.label, public_key=r.public_key, threshold=r.threshold,
                     parties=r.parties, status=status, created_unix_ms=r.created_at * 1000,
+                    epoch=ep.epoch if ep is not None else 0, committee=ep.committee if ep is not None else range(1, r.parties + 1),
                 )
             )
         return node_pb2.NodeListKeysResponse(keys=out)
@@ -1119,13 +1201,20 @@ class NodeService:
         return RpcError(Code.UNIMPLEMENTED, f"{what}: not implemented by this node yet")
 
     def CommitEpoch(self, req: node_pb2.CommitEpochRequest, ctx: Any) -> node_pb2.CommitEpochResponse:
-        raise self._unimplemented("CommitEpoch")
+        with self._store_guard():
+            return self.epochs.commit(req, _caller(ctx), self._abort_key_sessions)
 
     def DiscardEpoch(self, req: node_pb2.DiscardEpochRequest, ctx: Any) -> node_pb2.DiscardEpochResponse:
-        raise self._unimplemented("DiscardEpoch")
+        with self._store_guard():
+            return self.epochs.discard(req, _caller(ctx))
 
     def GetPendingEpoch(self, req: node_pb2.GetPendingEpochRequest, ctx: Any) -> node_pb2.PendingEpochInfo:
-        raise self._unimplemented("GetPendingEpoch")
+        with self._store_guard():
+            return self.epochs.pending(req)
+
+    def _abort_key_sessions(self, key_id: bytes, reason: str) -> int:
+        """Abort every live signing session of ``key_id`` (its epoch changed)."""
+        return self._abort_sessions(key_id, None, None, lambda o: self._abort_error(o, None, reason))
 
     def InstallRosterChange(self, req: node_pb2.InstallRosterChangeRequest, ctx: Any) -> node_pb2.InstallRosterChangeResponse:
         governance_blob(req.signed_change, "signed_change")

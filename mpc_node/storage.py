@@ -50,6 +50,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from governance.reservation import MAX_SIGN_ATTEMPTS
+from mpc_node.epoch_store import EPOCH_MIGRATION, EpochStore
 from mpcnet.common.stores.sqlite import AddColumn, DatabaseError, Migration, migrate, open_database, write_transaction
 
 SCHEMA_VERSION = 1  # the meta row: format of meta and of the sealed records (not the table layout)
@@ -153,6 +154,8 @@ _MIGRATIONS: tuple[Migration, ...] = (
         "CREATE TRIGGER IF NOT EXISTS roster_change_is_kept BEFORE DELETE ON roster_changes"
         " BEGIN SELECT RAISE(ABORT, 'a roster change is final'); END",
     ),
+    # 4: key epochs, committees and pending shares of refresh/reshare sessions (issue 11)
+    EPOCH_MIGRATION,
 )
 MAX_SCOPE = 32
 MAX_CHANGE = 1 << 20
@@ -265,8 +268,9 @@ def _aad(kind: bytes, ident: bytes, node_id: int) -> bytes:
 
 
 
-class NodeStore:
-    """A node's encrypted SQLite store; create with :meth:`open`, release with :meth:`close`."""
+class NodeStore(EpochStore):
+    """A node's encrypted SQLite store; create with :meth:`open`, release with :meth:`close`.
+    Key epochs and pending shares: :class:`mpc_node.epoch_store.EpochStore`."""
 
     def __init__(self, path: Path, node_id: int, conn: sqlite3.Connection, aead: AESGCM) -> None:
         """Internal: use :meth:`open`."""
@@ -372,9 +376,11 @@ class NodeStore:
     # --- key shares --------------------------------------------------------------------------
 
     def put_key_share(
-        self, key_id: bytes, record: bytes, *, label: str, public_key: bytes, threshold: int, parties: int
+        self, key_id: bytes, record: bytes, *, label: str, public_key: bytes, threshold: int, parties: int,
+        committee: tuple[int, ...] | None = None,
     ) -> None:
-        """Store a freshly generated key share with status ``pending``; never overwrites."""
+        """Store a freshly generated key share with status ``pending``; never overwrites.
+        ``committee``: the roster indices holding the shares (None: ``1..parties``)."""
         key_id = _check_bytes(key_id, "key_id", length=ID_LEN)
         record = _check_bytes(record, "record")
         label = _check_text(label, "label", MAX_LABEL, allow_empty=True)
@@ -390,6 +396,8 @@ class NodeStore:
                 " VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
                 (key_id, label, public_key, threshold, parties, int(time.time()), blob),
             )
+            if committee is not None:
+                self.set_key_committee(c, key_id, committee)
 
     def activate_key(self, key_id: bytes) -> None:
         """Mark a pending key active (every node finished DKG). Idempotent for an active key."""
@@ -417,8 +425,8 @@ class NodeStore:
         key_id = _check_bytes(key_id, "key_id", length=ID_LEN)
         with self._read() as c:
             row = c.execute("SELECT status, record FROM keys WHERE key_id = ?", (key_id,)).fetchone()
-        if row is None or (require_active and row[0] != "active"):
-            return None
+        if row is None or (require_active and row[0] != "active") or not row[1]:
+            return None  # an empty record: this node left the key's committee (epoch_store)
         return self._unseal(KIND_KEYSHARE, key_id, row[1])
 
     def list_keys(self) -> list[KeyRow]:

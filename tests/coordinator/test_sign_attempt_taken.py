@@ -40,6 +40,7 @@ def _svc(n: int) -> SimpleNamespace:
         policies=SimpleNamespace(synced=lambda i: True, attestation=lambda: b""),
         db=SimpleNamespace(sign_attempts_taken=lambda rid: taken[0], next_sign_attempt=next_attempt),
         cfg=SimpleNamespace(step_timeout_s=1.0), _reserve=lambda *a: [],
+        keyops=SimpleNamespace(signing=lambda k: (0, tuple(range(1, n + 1)), set())),  # epoch 0, committee 1..n
     )
     svc._pick = lambda t, ex, d=frozenset(), b=frozenset(): CoordinatorService._pick(svc, t, ex, d, b)  # type: ignore[arg-type]
     svc._unattributed = lambda *a: CoordinatorService._unattributed(svc, *a)  # type: ignore[arg-type]

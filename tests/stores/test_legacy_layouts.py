@@ -21,7 +21,7 @@ KEY = bytes([7]) * 32
 PASS = b"legacy passphrase"
 AUDIT_KEY = Ed25519PrivateKey.from_private_bytes(bytes(32))
 T0 = 1_700_000_000_000
-CURRENT = 3  # migration steps of the node store and the coordinator database today
+CURRENT = 4  # migration steps of the node store and the coordinator database today (4: key epochs)
 AUDIT_CURRENT = 2  # of the audit log
 
 
@@ -81,6 +81,8 @@ def test_a_4b7440a_node_store_opens_and_upgrades(tmp_path: Path) -> None:
         r = Reservation("req-2", 1, KEY, _id(8), (1, 2), _id(50), T0)
         assert s.reserve_attempt(r) and s.reservation("req-2", 1) == r
         s.probe_write(T0)
+        legacy = s.key_epoch(KEY)  # a key from before epochs: epoch 0, committee 1..parties
+        assert legacy is not None and legacy.epoch == 0 and legacy.committee == tuple(range(1, s.list_keys()[0].parties + 1))
     with NodeStore.open(tmp_path / "fresh.db", PASS, 1, scrypt_n=2**10):
         pass
     assert _layout(path) == _layout(tmp_path / "fresh.db") and _layout(path)[0] == CURRENT

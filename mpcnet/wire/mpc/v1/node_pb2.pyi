@@ -84,12 +84,14 @@ class SignParams(_message.Message):
     def __init__(self, key_id: _Optional[bytes] = ..., signers: _Optional[_Iterable[int]] = ..., derivation_path: _Optional[_Iterable[int]] = ..., digest: _Optional[bytes] = ..., request_id: _Optional[str] = ..., approval_bundle: _Optional[bytes] = ..., policy_attestation: _Optional[bytes] = ..., epoch: _Optional[int] = ...) -> None: ...
 
 class ReshareParams(_message.Message):
-    __slots__ = ("operation", "dealers")
+    __slots__ = ("operation", "dealers", "key_label")
     OPERATION_FIELD_NUMBER: _ClassVar[int]
     DEALERS_FIELD_NUMBER: _ClassVar[int]
+    KEY_LABEL_FIELD_NUMBER: _ClassVar[int]
     operation: bytes
     dealers: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, operation: _Optional[bytes] = ..., dealers: _Optional[_Iterable[int]] = ...) -> None: ...
+    key_label: bytes
+    def __init__(self, operation: _Optional[bytes] = ..., dealers: _Optional[_Iterable[int]] = ..., key_label: _Optional[bytes] = ...) -> None: ...
 
 class StartSessionRequest(_message.Message):
     __slots__ = ("session_id", "dkg", "sign", "reshare")

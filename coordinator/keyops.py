@@ -1,0 +1,443 @@
+"""Key operations on the coordinator: proposals, orchestration and recovery (design section 4).
+
+A key operation (refresh or reshare, :class:`governance.keyop.SignedKeyOperation`) is
+authorized either by an admin quorum (a ``key-operation`` lifecycle proposal, see
+:mod:`coordinator.lifecycle_proposals`) or by the roster (:meth:`KeyOperations.start_roster_implied`,
+no signatures: every node checks that it is exactly the reshare its roster implies). The
+coordinator checks the operation against its own key record (id, public key, chain code, old
+epoch, threshold and committee) and roster (version, new committee active); every node checks
+it again against its own state, so a coordinator cannot make the nodes do anything else.
+
+Orchestration of one operation (a durable ``key_operations`` row, state ``running`` ->
+``committing`` -> ``done`` | ``failed``):
+
+1. dealers = old committee ∩ active roster ∩ reachable (all of them if available, at least the
+   old threshold; a refresh needs the whole committee); the session id and dealers are
+   recorded before any node hears of the session;
+2. :func:`coordinator.relay.run_session` over the dealers and the new committee;
+3. the receipts of every new-committee node are verified as a commit certificate against the
+   coordinator's own roster, then **the decision point**, one transaction: certificate, state
+   ``committing``, the key's new epoch/threshold/committee and its audit entry;
+4. ``CommitEpoch`` is pushed to every old and new committee node until all switched (retried in
+   the background; dropped nodes that are revoked or gone are skipped); then ``done``.
+
+A failure before the decision sends ``DiscardEpoch`` to the participants and marks the operation
+``failed``: the key stays in its old epoch and the same operation may run again while that epoch
+is current (proposing it again restarts it). After a restart (:meth:`KeyOperations.resume`): a
+``running`` operation asks ``GetPendingEpoch`` of every new-committee node for its last session
+and proceeds to the decision if each holds its receipt, else discards and fails; a
+``committing`` one continues pushing. Every step is audited (``key-operation``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import grpc
+
+from coordinator.db import AuditEvent, CoordinatorDb, KeyRecord, now_ms
+from coordinator.keyop_store import LIVE, KeyOpRecord
+from coordinator.lifecycle_proposals import Proposed
+from coordinator.relay import Aborted, NodeHandle, NodesUnavailable, Refused, fanout, run_session
+from governance.errors import GovernanceError
+from governance.keyop import KeyOperation, KeyOpKind, SignedKeyOperation, check_authorized, verify_commit_certificate
+from governance.policy import AdminSet
+from governance.roster import Roster, active_entries
+from mpcnet.common.rpc import RpcError, status_of
+from mpcnet.common.stores.audit import AuditLog
+from mpcnet.wire.mpc.v1 import coordinator_pb2, node_pb2
+
+log = logging.getLogger("coordinator.keyops")
+Code = grpc.StatusCode
+KIND = "key-operation"
+PUSH_RETRY_S = 2.0
+NO_ROSTER = "the coordinator has no signed roster (config governance.roster_history)"
+
+
+class OperationFailed(Exception):
+    """An operation failed before its decision point (the key stays in its old epoch)."""
+
+
+class KeyOperations:
+    """Key operations of one coordinator; ``roster()`` is the roster in force (None: legacy),
+    ``nodes`` the live node handles by roster index, ``flush()`` appends queued audit entries."""
+
+    def __init__(
+        self, admins: AdminSet, db: CoordinatorDb, audit: AuditLog, nodes: Mapping[int, NodeHandle],
+        roster: Callable[[], Roster | None], flush: Callable[[], None], *, timeout_s: float, name: str = "coordinator",
+    ) -> None:
+        self.admins = admins
+        self.db = db
+        self.audit = audit
+        self.nodes = nodes
+        self.roster = roster
+        self.flush = flush
+        self.timeout_s = timeout_s
+        self.name = name
+        self.fault: Callable[[str], None] | None = None  # tests: called at "receipts" and "decided"
+        self._locks: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # --- checks ------------------------------------------------------------------------------
+    def _key(self, key_id: bytes, field: str) -> KeyRecord:
+        k = self.db.get_key(key_id)
+        if k is None:
+            raise RpcError(Code.NOT_FOUND, f"{field}.key_id: unknown key {key_id.hex()}")
+        if k.status != "active":
+            raise RpcError(Code.FAILED_PRECONDITION, f"{field}.key_id: key {key_id.hex()[:16]} is {k.status}, not active")
+        return k
+
+    def epoch_of(self, k: KeyRecord) -> tuple[int, tuple[int, ...]]:
+        """(epoch, committee) of key ``k`` in the coordinator's record."""
+        return self.db.key_epoch(k.key_id, k.parties)
+
+    def check(self, op: KeyOperation, field: str = "signed_operation.operation") -> Roster:
+        """``op`` matches the key's record and the roster in force; returns the roster.
+        RpcError naming ``<field>.<name>``."""
+        if op.governance_root != self.admins.digest():
+            raise RpcError(Code.PERMISSION_DENIED, f"{field}.governance_root: names another governance root")
+        k = self._key(op.key_id, field)
+        if op.public_key != k.public_key:
+            raise RpcError(Code.FAILED_PRECONDITION, f"{field}.public_key: differs from key {op.key_id.hex()[:16]}'s")
+        if op.chain_code != k.chain_code:
+            raise RpcError(Code.FAILED_PRECONDITION, f"{field}.chain_code: differs from key {op.key_id.hex()[:16]}'s")
+        epoch, committee = self.epoch_of(k)
+        for name, want, got in (
+            ("old_epoch", epoch, op.old_epoch), ("old_threshold", k.threshold, op.old_threshold),
+            ("old_committee", committee, op.old_committee),
+        ):
+            if want != got:
+                shown = list(got) if isinstance(got, tuple) else got
+                expected = list(want) if isinstance(want, tuple) else want
+                raise RpcError(Code.FAILED_PRECONDITION, f"{field}.{name}: is {shown}, the key's is {expected}")
+        roster = self.roster()
+        if roster is None:
+            raise RpcError(Code.FAILED_PRECONDITION, f"{field}: {NO_ROSTER}")
+        if op.roster_version != roster.version:
+            raise RpcError(
+                Code.FAILED_PRECONDITION, f"{field}.roster_version: is {op.roster_version}, the roster in force is version {roster.version}"
+            )
+        active = {e.index for e in active_entries(roster)}
+        absent = [i for i in op.new_committee if i not in active]
+        if absent:
+            raise RpcError(
+                Code.FAILED_PRECONDITION, f"{field}.new_committee: node {absent[0]} is not active in roster version {roster.version}"
+            )
+        return roster
+
+    # --- the "key-operation" lifecycle kind ---------------------------------------------------
+    def decode_proposal(self, data: bytes) -> Proposed:
+        """For :class:`coordinator.lifecycle_proposals.LifecycleProposals` (kind ``key-operation``)."""
+        try:
+            signed = SignedKeyOperation.from_bytes(data)
+        except GovernanceError as e:
+            raise RpcError(Code.INVALID_ARGUMENT, f"signed_operation.{e.field}: {e.reason}") from None
+        op = signed.operation
+        self.check(op)
+
+        def rebuild(sigs: tuple[Any, ...]) -> bytes:
+            return SignedKeyOperation(op, sigs).to_bytes()
+
+        return Proposed(op.proposal_id, op.encode(), signed.signatures, rebuild, _details(op))
+
+    def apply_proposal(self, data: bytes, actor: str) -> list[str]:
+        """At the admin quorum: start the operation (in the background)."""
+        signed = SignedKeyOperation.from_bytes(data)
+        roster = self.check(signed.operation)
+        try:
+            how = check_authorized(signed, self.admins, roster)
+        except GovernanceError as e:
+            raise RpcError(Code.PERMISSION_DENIED, f"signed_operation.{e.field}: {e.reason}") from None
+        return [self.start(signed, how, actor)]
+
+    # --- starting ----------------------------------------------------------------------------
+    def start(self, signed: SignedKeyOperation, authorized_by: str, actor: str, *, wait: bool = False) -> str:
+        """Record the operation and run it (in a background thread unless ``wait``). A failed
+        operation proposed again runs again. Returns its id; RpcError FAILED_PRECONDITION if
+        another operation of the key is not finished."""
+        op = signed.operation
+        t = now_ms()
+        rec = KeyOpRecord(op.proposal_id, op.key_id, signed.to_bytes(), authorized_by, "running", b"", (), (), (), "", 0, t, t)
+        try:
+            created = self.db.add_key_operation(rec, self._event(actor, "started", op, authorized_by=authorized_by))
+        except ValueError as e:
+            raise RpcError(Code.FAILED_PRECONDITION, f"signed_operation.operation.key_id: {e}") from None
+        if not created:
+            old = self.db.get_key_operation(rec.op_id)
+            assert old is not None
+            if old.state != "failed" or not self.db.restart_key_operation(rec.op_id, self._event(actor, "restarted", op), now_ms()):
+                raise RpcError(Code.ALREADY_EXISTS, f"operation_id: operation {rec.op_id} is {old.state}")
+        self.flush()
+        log.info("key %s: %s operation %s started (%s)", op.key_id.hex()[:16], op.kind.name.lower(), rec.op_id, authorized_by)
+        if wait:
+            self.run(rec.op_id)
+        else:
+            self._spawn(rec.op_id)
+        return rec.op_id
+
+    def start_roster_implied(self, key_id: bytes, roster: Roster, *, wait: bool = False) -> str | None:
+        """The reshare that ``roster`` (the roster in force) implies for ``key_id``: to exactly
+        its active nodes, same threshold, unsigned (authorized by the roster). None if the key's
+        committee already is the active nodes. RpcError if it cannot be built (e.g. fewer
+        active nodes than the threshold) or another operation of the key is not finished."""
+        k = self._key(key_id, "key")
+        epoch, committee = self.epoch_of(k)
+        active = tuple(e.index for e in active_entries(roster))
+        if committee == active:
+            return None
+        try:
+            op = KeyOperation(
+                self.admins.digest(), os.urandom(16), KeyOpKind.RESHARE, key_id, k.public_key, k.chain_code, epoch, k.threshold,
+                committee, k.threshold, active, roster.version, f"roster version {roster.version}",
+            )
+        except GovernanceError as e:
+            raise RpcError(
+                Code.FAILED_PRECONDITION, f"key: cannot reshare key {key_id.hex()[:16]} to the roster: {e.field}: {e.reason}"
+            ) from None
+        return self.start(SignedKeyOperation(op), "roster", self.name, wait=wait)
+
+    def reshare_to_roster(self, roster: Roster) -> threading.Thread:
+        """After a membership change: the roster-implied reshare of every active key whose
+        committee differs from ``roster``'s active nodes, one key at a time (a background
+        thread, returned). A key that cannot be reshared is logged and skipped."""
+
+        def go() -> None:
+            for k in self.db.list_keys("active"):
+                if self._stop.is_set():
+                    return
+                try:
+                    self.start_roster_implied(k.key_id, roster, wait=True)
+                except RpcError as e:
+                    log.error("key %s: no roster-implied reshare to roster version %d: %s", k.key_id.hex()[:16], roster.version, e.message)
+                except Exception:
+                    log.exception("key %s: roster-implied reshare failed", k.key_id.hex()[:16])
+
+        t = threading.Thread(target=go, name=f"reshare-roster-{roster.version}", daemon=True)
+        t.start()
+        return t
+
+    def resume(self, *, wait: bool = False) -> None:
+        """After a restart: continue every operation that is running or committing."""
+        for rec in self.db.list_key_operations(states=LIVE):
+            if wait:
+                self.run(rec.op_id, resuming=True)
+            else:
+                self._spawn(rec.op_id, resuming=True)
+
+    def _spawn(self, op_id: str, resuming: bool = False) -> None:
+        def go() -> None:
+            try:
+                self.run(op_id, resuming=resuming)
+            except Exception:
+                log.exception("key operation %s: unexpected error (it resumes at the next start)", op_id)
+
+        threading.Thread(target=go, name=f"keyop-{op_id[:8]}", daemon=True).start()
+
+    # --- running -----------------------------------------------------------------------------
+    def run(self, op_id: str, *, resuming: bool = False) -> str:
+        """Drive operation ``op_id`` as far as it goes; returns its final state here."""
+        with self._lock:
+            lock = self._locks.setdefault(op_id, threading.Lock())
+        with lock:
+            rec = self.db.get_key_operation(op_id)
+            if rec is None:
+                raise RpcError(Code.NOT_FOUND, f"operation_id: unknown operation {op_id}")
+            if rec.state == "running":
+                try:
+                    if resuming and rec.session_id:
+                        self._recover(rec)
+                    else:
+                        self._session(rec)
+                except OperationFailed as e:
+                    self._failed(rec, str(e))
+                    return "failed"
+            self._push(op_id)
+            cur = self.db.get_key_operation(op_id)
+            return cur.state if cur is not None else "unknown"
+
+    def _op(self, rec: KeyOpRecord) -> KeyOperation:
+        return SignedKeyOperation.from_bytes(rec.signed).operation
+
+    def _session(self, rec: KeyOpRecord) -> None:
+        op = self._op(rec)
+        try:
+            roster = self.check(op, "operation")
+        except RpcError as e:
+            raise OperationFailed(e.message) from None
+        active = {e.index for e in active_entries(roster)}
+        up = [i for i in op.old_committee if i in active and i in self.nodes and self.nodes[i].healthy is not False]
+        if op.kind is KeyOpKind.REFRESH and tuple(up) != op.old_committee:
+            down = sorted(set(op.old_committee) - set(up))
+            raise OperationFailed(f"a refresh needs the whole committee; unavailable: node(s) {down}")
+        if len(up) < op.old_threshold:
+            raise OperationFailed(f"needs {op.old_threshold} dealers of the old committee, only {len(up)} available ({up})")
+        missing = [i for i in op.new_committee if i not in self.nodes]
+        if missing:
+            raise OperationFailed(f"node {missing[0]} of the new committee has no connection here")
+        dealers = tuple(up)
+        sid = os.urandom(32)
+        self.db.key_operation_session(rec.op_id, sid, dealers, now_ms())  # durable before any node hears of it
+        parts = sorted(set(dealers) | set(op.new_committee))
+        k = self.db.get_key(op.key_id)
+        label = k.label.encode() if k is not None else b""
+        start = node_pb2.StartSessionRequest(
+            session_id=sid, reshare=node_pb2.ReshareParams(operation=rec.signed, dealers=dealers, key_label=label)
+        )
+        log.info("key operation %s: session %s with dealers %s, new committee %s", rec.op_id, sid.hex()[:12], list(dealers),
+                 list(op.new_committee))
+        try:
+            final = run_session({i: self.nodes[i] for i in parts}, sid, {i: start for i in parts}, self.timeout_s)
+        except (NodesUnavailable, Aborted, Refused) as e:
+            self._discard(parts, op.key_id, sid)
+            raise OperationFailed(f"session {sid.hex()[:12]}: {e}") from None
+        receipts = tuple(final[i].reshare_result.receipt for i in op.new_committee)
+        self._decide(rec, op, sid, parts, receipts, roster)
+
+    def _recover(self, rec: KeyOpRecord) -> None:
+        """A running operation found after a restart: the decision if every new-committee node
+        holds its receipt of the last session, else discard and fail."""
+        op = self._op(rec)
+        sid = rec.session_id
+        parts = sorted(set(rec.dealers) | set(op.new_committee))
+        req = node_pb2.GetPendingEpochRequest(key_id=op.key_id, session_id=sid)
+        got, _ = fanout({i: (self.nodes[i].stub.GetPendingEpoch, req) for i in op.new_committee if i in self.nodes}, self.timeout_s)
+        receipts = tuple(got[i].receipt for i in op.new_committee if i in got and (got[i].pending or got[i].committed))
+        if len(receipts) != len(op.new_committee):
+            self._discard(parts, op.key_id, sid)
+            lacking = sorted(i for i in op.new_committee if not (i in got and got[i].receipt))
+            raise OperationFailed(f"interrupted by a coordinator restart before node(s) {lacking} confirmed session {sid.hex()[:12]}")
+        roster = self.roster()
+        if roster is None:
+            raise OperationFailed(NO_ROSTER)
+        self._decide(rec, op, sid, parts, receipts, roster)
+
+    def _decide(
+        self, rec: KeyOpRecord, op: KeyOperation, sid: bytes, parts: list[int], receipts: tuple[bytes, ...], roster: Roster
+    ) -> None:
+        identities = {e.index: e.identity_key for e in active_entries(roster)}
+        try:
+            cert = verify_commit_certificate(
+                receipts, governance_root=self.admins.digest(), key_id=op.key_id, session_id=sid, identities=identities
+            )
+        except GovernanceError as e:
+            self._discard(parts, op.key_id, sid)
+            raise OperationFailed(f"the receipts do not form a commit certificate: {e.field}: {e.reason}") from None
+        if (cert.op_digest, cert.epoch, cert.threshold, cert.committee) != (op.digest(), op.new_epoch, op.new_threshold, op.new_committee):
+            self._discard(parts, op.key_id, sid)
+            raise OperationFailed("the receipts are for another operation or committee")
+        if self.fault is not None:
+            self.fault("receipts")
+        pending = tuple(sorted(set(op.old_committee) | set(op.new_committee)))
+        try:
+            self.db.decide(
+                rec.op_id, receipts, key_id=op.key_id, epoch=op.new_epoch, threshold=op.new_threshold, committee=op.new_committee,
+                pending=pending, audit=self._event(self.name, "committing", op, session=sid.hex()[:16]), now=now_ms(),
+            )
+        except ValueError as e:
+            raise OperationFailed(str(e)) from None
+        self.flush()
+        log.info(
+            "key %s: epoch %d decided (operation %s); switching nodes %s", op.key_id.hex()[:16], op.new_epoch, rec.op_id, list(pending)
+        )
+        if self.fault is not None:
+            self.fault("decided")
+
+    def _push(self, op_id: str) -> None:
+        """Push CommitEpoch until every old and new committee node switched (or this stops)."""
+        while True:
+            rec = self.db.get_key_operation(op_id)
+            if rec is None or rec.state != "committing":
+                return
+            op = self._op(rec)
+            roster = self.roster()
+            active = {e.index for e in active_entries(roster)} if roster is not None else set(self.nodes)
+            # a dropped node that is revoked or gone has nothing left to switch
+            pending = tuple(i for i in rec.pending_nodes if i in op.new_committee or (i in active and i in self.nodes))
+            req = node_pb2.CommitEpochRequest(key_id=op.key_id, session_id=rec.session_id, receipts=rec.receipts)
+            ok, errs = fanout({i: (self.nodes[i].stub.CommitEpoch, req) for i in pending if i in self.nodes}, self.timeout_s)
+            past: set[int] = set()
+            for i, e in sorted(errs.items()):
+                code, details = status_of(e)
+                if code == Code.FAILED_PRECONDITION and "not newer than the key's active epoch" in details:
+                    past.add(i)  # it is already at a later epoch: nothing left to switch
+                    continue
+                log.warning("key operation %s: node %d did not switch yet: %s: %s", op_id, i, code.name, details)
+            left = tuple(i for i in pending if i not in ok and i not in past)
+            done = self._event(self.name, "done", op) if not left else None
+            self.db.switched(op_id, left, done, now_ms())
+            if not left:
+                self.flush()
+                log.info("key %s: every node switched to epoch %d (operation %s done)", op.key_id.hex()[:16], op.new_epoch, op_id)
+                return
+            if self._stop.wait(PUSH_RETRY_S):
+                return
+
+    def _discard(self, parts: list[int], key_id: bytes, sid: bytes) -> None:
+        req = node_pb2.DiscardEpochRequest(key_id=key_id, session_id=sid)
+        fanout({i: (self.nodes[i].stub.DiscardEpoch, req) for i in parts if i in self.nodes}, 5.0)
+
+    def _failed(self, rec: KeyOpRecord, why: str) -> None:
+        op = self._op(rec)
+        self.db.fail_key_operation(rec.op_id, why[:1000], self._event(self.name, "failed", op, reason=why), now_ms())
+        self.flush()
+        log.warning("key operation %s failed (key %s stays in epoch %d): %s", rec.op_id, op.key_id.hex()[:16], op.old_epoch, why)
+
+    def _event(self, actor: str, outcome: str, op: KeyOperation, **extra: str | int | bool) -> AuditEvent:
+        details: dict[str, str | int | bool] = {**_details(op), "operation": op.proposal_id}
+        for k, v in extra.items():
+            details[k] = v if not isinstance(v, str) else v[:500]
+        return AuditEvent(actor, "key-operation", "", outcome, details)
+
+    # --- reading -----------------------------------------------------------------------------
+    def signing(self, k: KeyRecord) -> tuple[int, tuple[int, ...], set[int]]:
+        """(epoch, committee, excluded): the key's epoch and committee, and the nodes that must
+        not sign it now (outside the committee, or not yet switched by a committing operation)."""
+        epoch, committee = self.epoch_of(k)
+        excluded = {i for i in self.nodes if i not in committee}
+        for rec in self.db.list_key_operations(k.key_id, ("committing",)):
+            excluded |= set(rec.pending_nodes)
+        return epoch, committee, excluded
+
+    def status(self, rec: KeyOpRecord) -> coordinator_pb2.KeyOperationStatus:
+        op = self._op(rec)
+        return coordinator_pb2.KeyOperationStatus(
+            operation_id=rec.op_id, key_id=rec.key_id, kind=op.kind.name.lower(), state=rec.state, old_epoch=op.old_epoch,
+            new_epoch=op.new_epoch, old_committee=op.old_committee, new_committee=op.new_committee, old_threshold=op.old_threshold,
+            new_threshold=op.new_threshold, authorized_by=rec.authorized_by, error=rec.error, created_unix_ms=rec.created_ms,
+            updated_unix_ms=rec.updated_ms, pending_nodes=rec.pending_nodes if rec.state == "committing" else (),
+            signed_operation=rec.signed, attempts=rec.attempts,
+        )
+
+    def get(self, op_id: str) -> coordinator_pb2.KeyOperationStatus:
+        rec = self.db.get_key_operation(op_id)
+        if rec is None:
+            raise RpcError(Code.NOT_FOUND, f"operation_id: unknown operation {op_id}")
+        return self.status(rec)
+
+    def listing(self, key_id: bytes | None = None) -> list[coordinator_pb2.KeyOperationStatus]:
+        return [self.status(r) for r in self.db.list_key_operations(key_id)]
+
+    def not_done(self) -> list[coordinator_pb2.KeyOperationStatus]:
+        """Running and committing operations, and each key's last operation if it failed."""
+        out = [self.status(r) for r in self.db.list_key_operations(states=LIVE)]
+        last: dict[bytes, KeyOpRecord] = {}
+        for r in self.db.list_key_operations():
+            last[r.key_id] = r
+        out += [self.status(r) for r in last.values() if r.state == "failed"]
+        return out
+
+
+def _details(op: KeyOperation) -> dict[str, str | int | bool]:
+    return {
+        "key_id": op.key_id.hex(), "kind": op.kind.name.lower(), "old_epoch": op.old_epoch,
+        "old_committee": ",".join(map(str, op.old_committee)), "new_committee": ",".join(map(str, op.new_committee)),
+        "old_threshold": op.old_threshold, "new_threshold": op.new_threshold, "roster_version": op.roster_version,
+    }

@@ -1,0 +1,204 @@
+"""Admin proposals of the key lifecycle (``ProposeKeyOperation``, ``ProposeRosterChange``,
+``ApproveLifecycleProposal``, ``Get``/``ListLifecycleProposals``), one table for every kind.
+
+Like policy proposals (:mod:`coordinator.policies`): the proposer must be an admin and sign its
+own proposal; every signature is verified as it arrives (against the coordinator's admin set);
+at the admin quorum the proposal is applied by its kind's ``apply``; each step is audited
+(``lifecycle-propose``, ``lifecycle-approve``, ``lifecycle-apply``). A kind is registered with
+:meth:`LifecycleProposals.register` (``decode``, ``apply``): ``decode(data)`` checks a
+proposal's encoding and that it applies to the current state (raising :class:`RpcError` naming
+the field) and returns a :class:`Proposed`; ``apply(signed, actor)`` runs it and returns the
+key operations it started. A failed apply leaves the proposal pending with its error.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import grpc
+
+from coordinator.db import CoordinatorDb, now_ms
+from coordinator.keyop_store import LifecycleRecord
+from governance._checks import ed25519_verify
+from governance.audit import detail_text
+from governance.errors import GovernanceError
+from governance.policy import AdminSet, AdminSignature
+from governance.text import quote
+from mpcnet.common.rpc import RpcError
+from mpcnet.common.stores.audit import AuditLog
+from mpcnet.wire.mpc.v1 import coordinator_pb2
+
+log = logging.getLogger("coordinator.lifecycle")
+Code = grpc.StatusCode
+STATES = {
+    "pending": coordinator_pb2.PROPOSAL_STATE_PENDING,
+    "applied": coordinator_pb2.PROPOSAL_STATE_APPLIED,
+    "superseded": coordinator_pb2.PROPOSAL_STATE_SUPERSEDED,
+}
+PB_STATES = {v: k for k, v in STATES.items()}
+
+
+@dataclass(frozen=True)
+class Proposed:
+    """A decoded proposal: ``message`` is what every admin signs (the canonical change or
+    operation), ``rebuild(signatures)`` the canonical signed encoding with those signatures."""
+
+    proposal_id: str
+    message: bytes
+    signatures: tuple[AdminSignature, ...]
+    rebuild: Callable[[tuple[AdminSignature, ...]], bytes]
+    details: dict[str, str | int | bool] = field(default_factory=dict)
+
+
+Decode = Callable[[bytes], Proposed]
+Apply = Callable[[bytes, str], list[str]]
+
+
+class LifecycleProposals:
+    """The proposal table and its flow; kinds plug in with :meth:`register`."""
+
+    def __init__(self, admins: AdminSet, db: CoordinatorDb, audit: AuditLog) -> None:
+        self.admins = admins
+        self.db = db
+        self.audit = audit
+        self._kinds: dict[str, tuple[Decode, Apply]] = {}
+        self._lock = threading.RLock()
+
+    def register(self, kind: str, decode: Decode, apply: Apply) -> None:
+        self._kinds[kind] = (decode, apply)
+
+    def _kind(self, kind: str) -> tuple[Decode, Apply]:
+        got = self._kinds.get(kind)
+        if got is None:
+            raise RpcError(Code.UNIMPLEMENTED, f"kind: {quote(kind)} proposals are not handled by this coordinator yet")
+        return got
+
+    def _check_signature(self, message: bytes, s: AdminSignature, where: str) -> None:
+        key = self.admins.admins.get(s.admin)
+        if key is None:
+            raise RpcError(Code.PERMISSION_DENIED, f"{where}.admin: {quote(s.admin)} is not an admin of this cluster")
+        if not ed25519_verify(key, s.signature, message):
+            raise RpcError(Code.PERMISSION_DENIED, f"{where}.signature: does not verify under admin {quote(s.admin)}'s key")
+
+    # --- flow --------------------------------------------------------------------------------
+    def propose(self, kind: str, data: bytes, caller: str, field_name: str) -> LifecycleRecord:
+        """A new proposal (or more signatures for a pending one); audited, refusals too."""
+        try:
+            return self._propose(kind, data, caller, field_name)
+        except RpcError as e:
+            self.audit.append(caller, "lifecycle-propose", outcome="refused", details={"kind": kind} | detail_text("reason", e.message))
+            raise
+
+    def _propose(self, kind: str, data: bytes, caller: str, field_name: str) -> LifecycleRecord:
+        decode, _ = self._kind(kind)
+        if caller not in self.admins.admins:
+            raise RpcError(Code.PERMISSION_DENIED, f"proposer: certificate name {quote(caller)} is not an admin of this cluster")
+        p = decode(data)
+        if not p.signatures:
+            raise RpcError(Code.PERMISSION_DENIED, f"{field_name}.signatures: at least the proposer's signature is required")
+        for i, s in enumerate(p.signatures):
+            self._check_signature(p.message, s, f"{field_name}.signatures[{i}]")
+        if caller not in {s.admin for s in p.signatures}:
+            raise RpcError(Code.PERMISSION_DENIED, f"{field_name}.signatures: the proposer {quote(caller)} must sign its own proposal")
+        with self._lock:
+            existing = self.db.get_lifecycle_proposal(p.proposal_id)
+            if existing is not None and existing.state != "pending":
+                raise RpcError(Code.ALREADY_EXISTS, f"proposal_id: proposal {p.proposal_id} is already {existing.state}")
+            sigs = p.signatures
+            if existing is not None:
+                sigs = _merge(decode(existing.signed).signatures, sigs)
+            t = now_ms()
+            rec = LifecycleRecord(
+                p.proposal_id, kind, p.rebuild(sigs), "pending", caller if existing is None else existing.proposer, (), "",
+                t if existing is None else existing.created_ms, t,
+            )
+            self.db.put_lifecycle_proposal(rec)
+        self.audit.append(caller, "lifecycle-propose", outcome="pending", details={"kind": kind, "proposal": p.proposal_id} | p.details)
+        return self._maybe_apply(p.proposal_id, caller)
+
+    def approve(self, pid: str, admin: str, signature: bytes, caller: str) -> LifecycleRecord:
+        try:
+            return self._approve(pid, admin, signature, caller)
+        except RpcError as e:
+            self.audit.append(caller, "lifecycle-approve", outcome="refused", details={"proposal": pid} | detail_text("reason", e.message))
+            raise
+
+    def _approve(self, pid: str, admin: str, signature: bytes, caller: str) -> LifecycleRecord:
+        if admin != caller:
+            raise RpcError(Code.PERMISSION_DENIED, f"admin: certificate name {quote(caller)} differs from the signing admin {quote(admin)}")
+        try:
+            sig = AdminSignature(admin, signature)
+        except GovernanceError as e:
+            raise RpcError(Code.INVALID_ARGUMENT, f"{e.field}: {e.reason}") from None
+        with self._lock:
+            rec = self.get(pid)
+            if rec.state != "pending":
+                raise RpcError(Code.FAILED_PRECONDITION, f"proposal_id: proposal {pid} is {rec.state}, not pending")
+            decode, _ = self._kind(rec.kind)
+            p = decode(rec.signed)
+            self._check_signature(p.message, sig, "signature")
+            if admin in {s.admin for s in p.signatures}:
+                raise RpcError(Code.ALREADY_EXISTS, f"admin: {quote(admin)} already signed proposal {pid}")
+            signed = p.rebuild(_merge(p.signatures, (sig,)))
+            self.db.put_lifecycle_proposal(LifecycleRecord(
+                pid, rec.kind, signed, "pending", rec.proposer, (), rec.error, rec.created_ms, now_ms(),
+            ))
+        self.audit.append(caller, "lifecycle-approve", outcome="signed", details={"proposal": pid, "kind": rec.kind, "admin": admin})
+        return self._maybe_apply(pid, caller)
+
+    def _maybe_apply(self, pid: str, actor: str) -> LifecycleRecord:
+        with self._lock:
+            rec = self.get(pid)
+            decode, apply = self._kind(rec.kind)
+            p = decode(rec.signed)
+            if len({s.admin for s in p.signatures}) < self.admins.quorum:
+                return rec
+            try:
+                ops = apply(rec.signed, actor)
+            except RpcError as e:
+                self.db.put_lifecycle_proposal(LifecycleRecord(
+                    pid, rec.kind, rec.signed, "pending", rec.proposer, (), e.message[:500], rec.created_ms, now_ms(),
+                ))
+                self.audit.append(actor, "lifecycle-apply", outcome="failed", details={"proposal": pid} | detail_text("reason", e.message))
+                raise
+            applied = LifecycleRecord(pid, rec.kind, rec.signed, "applied", rec.proposer, tuple(ops), "", rec.created_ms, now_ms())
+            self.db.put_lifecycle_proposal(applied)
+        self.audit.append(actor, "lifecycle-apply", outcome="applied", details={"proposal": pid, "kind": rec.kind,
+                                                                             "operations": ",".join(ops)[:500]})
+        log.info("lifecycle proposal %s (%s) applied", pid, rec.kind)
+        return applied
+
+    # --- reading -----------------------------------------------------------------------------
+    def get(self, pid: str) -> LifecycleRecord:
+        rec = self.db.get_lifecycle_proposal(pid)
+        if rec is None:
+            raise RpcError(Code.NOT_FOUND, f"proposal_id: unknown proposal {quote(pid)}")
+        return rec
+
+    def listing(self, state: int) -> list[LifecycleRecord]:
+        if state == coordinator_pb2.PROPOSAL_STATE_UNSPECIFIED:
+            return self.db.list_lifecycle_proposals()
+        name = {int(k): v for k, v in PB_STATES.items()}.get(state)
+        if name is None:
+            raise RpcError(Code.INVALID_ARGUMENT, "state: unknown state")
+        return self.db.list_lifecycle_proposals(name)
+
+    def message(self, rec: LifecycleRecord) -> coordinator_pb2.LifecycleProposal:
+        return coordinator_pb2.LifecycleProposal(
+            proposal_id=rec.proposal_id, kind=rec.kind, state=STATES[rec.state], signed=rec.signed, proposer=rec.proposer,
+            created_unix_ms=rec.created_ms, updated_unix_ms=rec.updated_ms, admin_quorum=self.admins.quorum,
+            operations=list(rec.operations), error=rec.error,
+        )
+
+
+def _merge(have: tuple[AdminSignature, ...], more: tuple[AdminSignature, ...]) -> tuple[AdminSignature, ...]:
+    names = {s.admin for s in have}
+    out = list(have)
+    for s in more:
+        if s.admin not in names:
+            names.add(s.admin)
+            out.append(s)
+    return tuple(out)

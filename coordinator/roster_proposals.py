@@ -1,0 +1,70 @@
+"""The ``roster`` kind of lifecycle proposals (issue 11 item 3): an admin proposes a roster
+change (add a node, revoke one, rotate a node's keys, change an endpoint) with its own
+signature, other admins add theirs with ``ApproveLifecycleProposal``, and at the admin quorum
+the coordinator applies it (:meth:`coordinator.roster.RosterBook.apply`: verified again as the
+next link of the chain, stored with its audit entry, pushed to every node, each of which
+verifies it against its own admin set). A membership change then starts, through the roster's
+listeners, the roster-implied reshare of every key whose committee differs from the new active
+nodes (:meth:`coordinator.keyops.KeyOperations.reshare_to_roster`).
+"""
+
+from __future__ import annotations
+
+import grpc
+
+from coordinator.lifecycle_proposals import Proposed
+from coordinator.roster import RosterBook
+from governance.errors import GovernanceError
+from governance.policy import AdminSignature
+from governance.roster import SignedRosterChange, active_entries
+from mpcnet.common.rpc import RpcError
+
+KIND = "roster"
+Code = grpc.StatusCode
+
+
+class RosterProposals:
+    """``decode`` and ``apply`` of the ``roster`` kind for :class:`LifecycleProposals`."""
+
+    def __init__(self, rosters: RosterBook) -> None:
+        self.rosters = rosters
+
+    def decode(self, data: bytes) -> Proposed:
+        """A proposed change: well formed, for this cluster, and the next link of the roster in
+        force (else INVALID_ARGUMENT / FAILED_PRECONDITION naming ``signed_change.<field>``)."""
+        try:
+            signed = SignedRosterChange.from_bytes(data)
+        except GovernanceError as e:
+            raise RpcError(Code.INVALID_ARGUMENT, f"signed_change.{e.field}: {e.reason}") from None
+        change = signed.change
+        current = self.rosters.current()
+        if current is None:
+            raise RpcError(
+                Code.FAILED_PRECONDITION, "signed_change: this coordinator has no signed roster (config governance.roster_history)"
+            )
+        if change.governance_root != self.rosters.cfg.admin_set.digest():
+            raise RpcError(Code.PERMISSION_DENIED, "signed_change.governance_root: names another cluster or admin set")
+        if change.previous_digest != current.digest() or change.new_roster.version != current.version + 1:
+            raise RpcError(
+                Code.FAILED_PRECONDITION,
+                f"signed_change.previous_digest: does not extend the roster in force (version {current.version}); "
+                "make the change again from the current roster",
+            )
+
+        def rebuild(sigs: tuple[AdminSignature, ...]) -> bytes:
+            return SignedRosterChange(change, sigs).to_bytes()
+
+        new = change.new_roster
+        details: dict[str, str | int | bool] = {
+            "version": new.version, "epoch": new.epoch, "roster_digest": new.digest().hex(),
+            "active": ",".join(str(e.index) for e in active_entries(new)),
+            "revoked": ",".join(str(e.index) for e in new.entries if not e.active),
+        }
+        return Proposed(change.digest()[:16].hex(), change.encode(), signed.signatures, rebuild, details)
+
+    def apply(self, data: bytes, actor: str) -> list[str]:
+        """At the admin quorum: apply the change (its listeners push it and start the reshares
+        a membership change implies, in the background). Returns no operation ids: the reshares
+        run one key at a time and are listed by ``ListKeyOperations``."""
+        self.rosters.apply(SignedRosterChange.from_bytes(data), actor)
+        return []

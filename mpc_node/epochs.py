@@ -1,0 +1,263 @@
+"""The node's key-epoch RPCs and the reshare session's ends (design section 3), for
+:class:`mpc_node.service.NodeService` (which delegates to :class:`EpochService`).
+
+* :meth:`EpochService.new_reshare`: ``StartSession(reshare=...)`` checked by
+  :func:`mpc_node.keyops.check_reshare` (refusals audited as ``key-reshare`` refused); party
+  ids are roster indices.
+* :meth:`EpochService.finish_reshare`: a receiver stores its new share *pending* with its
+  signed :class:`governance.keyop.EpochReceipt` (one transaction) before the answer carrying
+  the receipt leaves; a retiring dealer stores a marker. The old share stays active.
+* :meth:`EpochService.commit`: ``CommitEpoch``: the certificate is verified against the node's
+  own roster and governance root and must be for the pending outcome this node stored (same
+  operation digest, epoch, threshold, committee); then the store switches the key in one
+  transaction (:meth:`mpc_node.epoch_store.EpochStore.commit_epoch`), the key cache is dropped
+  and live signing sessions of the key are aborted. Idempotent.
+* :meth:`EpochService.discard`, :meth:`EpochService.pending`: ``DiscardEpoch`` and
+  ``GetPendingEpoch``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from crypto_core.keyshare import KeyShare
+from crypto_core.params import MAX_LABEL
+from crypto_core.reshare import ReshareParty
+from governance.audit import detail_text
+from governance.errors import GovernanceError
+from governance.keyop import CommitCertificate, sign_epoch_receipt, verify_commit_certificate
+from governance.roster import MAX_INDEX, Roster, active_entries
+from mpc_node.epoch_store import EpochStateError, PendingEpoch
+from mpc_node.fields import at_most, governance_blob, utf8_text_field
+from mpc_node.keyops import NO_ROSTER, ReshareSetup, check_reshare, receipt_for
+from mpcnet.common.rpc import RpcError, check_len
+from mpcnet.wire.mpc.v1 import node_pb2
+
+if TYPE_CHECKING:
+    from mpc_node.service import NodeService, Session
+
+log = logging.getLogger("mpc_node.epochs")
+Code = grpc.StatusCode
+SESSION_ID_LEN = 32
+
+
+class EpochService:
+    """Key refresh/reshare on one node; ``node`` is its :class:`NodeService`."""
+
+    def __init__(self, node: NodeService) -> None:
+        self.node = node
+
+    # --- helpers -----------------------------------------------------------------------------
+    def roster(self) -> Roster | None:
+        """The roster in force (None: a legacy config with a fixed roster)."""
+        return self.node.roster_state.current()
+
+    def audit_event(self, actor: str, action: str, outcome: str, details: dict[str, str | int | bool]) -> None:
+        self.node.audit.append(actor, action, outcome=outcome, details=details)
+
+    # --- starting ----------------------------------------------------------------------------
+    def new_reshare(self, sid: bytes, p: node_pb2.ReshareParams, actor: str) -> tuple[ReshareSetup, ReshareParty]:
+        """Check ``p`` (see :func:`mpc_node.keyops.check_reshare`); audited when refused."""
+        try:
+            return self._new_reshare(sid, p)
+        except RpcError as e:
+            self.audit_event(actor, "key-reshare", "refused", {**detail_text("reason", e.message), "session": sid.hex()[:16]})
+            raise
+
+    def _new_reshare(self, sid: bytes, p: node_pb2.ReshareParams) -> tuple[ReshareSetup, ReshareParty]:
+        node = self.node
+        governance_blob(p.operation, "reshare.operation")
+        at_most(p.dealers, "reshare.dealers", MAX_INDEX, "roster indices")
+        utf8_text_field(p.key_label, "reshare.key_label", MAX_LABEL)
+        try:
+            key_id = _peek_key_id(bytes(p.operation))
+        except ValueError:
+            key_id = b""
+        held = node.store.key_epoch(key_id) if len(key_id) == 32 else None
+        share = node.active_share(key_id) if held is not None and held.status == "active" else None
+        setup = check_reshare(
+            bytes(p.operation), tuple(p.dealers), bytes(p.key_label), session_id=sid, me=node.me, admins=node.cfg.admin_set,
+            roster=self.roster(), held=held, share=share,
+        )
+        return setup, ReshareParty(setup.config, share if setup.dealer else None)
+
+    def audit_start(self, s: Session, actor: str) -> None:
+        setup = s.reshare
+        assert setup is not None
+        op = setup.operation
+        self.audit_event(actor, "key-reshare", "accepted", {
+            "key_id": op.key_id.hex(), "session": s.id.hex()[:16], "kind": op.kind.name.lower(), "old_epoch": op.old_epoch,
+            "dealers": ",".join(map(str, setup.dealers)), "new_committee": ",".join(map(str, op.new_committee)),
+            "new_threshold": op.new_threshold, "authorized_by": setup.authorized_by, "op": op.digest().hex(),
+        })
+
+    # --- finishing ---------------------------------------------------------------------------
+    def finish_reshare(self, s: Session) -> node_pb2.StepResponse:
+        """Store the outcome durably (pending share + signed receipt, or the retiring marker),
+        then answer with the ReshareResult."""
+        node = self.node
+        setup = s.reshare
+        assert setup is not None
+        op = setup.operation
+        result: KeyShare | None = s.party.result
+        if result is not None:
+            receipt = sign_epoch_receipt(receipt_for(result, op, s.id, node.me, node.gov.governance_root), node.keys.identity)
+            raw = receipt.to_bytes()
+            node.store.put_pending_epoch(
+                PendingEpoch(op.key_id, s.id, op.new_epoch, op.new_threshold, op.new_committee, op.digest(), raw, False, True, False),
+                result.to_bytes(),
+            )
+        else:
+            raw = b""
+            node.store.put_pending_epoch(
+                PendingEpoch(op.key_id, s.id, op.new_epoch, op.new_threshold, op.new_committee, op.digest(), b"", True, True, False),
+                None,
+            )
+        s.done = True
+        s.party = None
+        self.audit_event("coordinator", "key-reshare", "stored-pending" if result is not None else "retiring", {
+            "key_id": op.key_id.hex(), "session": s.id.hex()[:16], "epoch": op.new_epoch, "op": op.digest().hex(),
+        })
+        log.info("session %s (reshare): finished, key %s epoch %d %s", s.short, op.key_id.hex()[:16], op.new_epoch,
+                 "stored pending" if result is not None else "(this node retires at the commit)")
+        return node_pb2.StepResponse(
+            session_id=s.id, round=0, finished=True,
+            reshare_result=node_pb2.ReshareResult(key_id=op.key_id, epoch=op.new_epoch, receipt=raw, retired=result is None),
+        )
+
+    # --- CommitEpoch / DiscardEpoch / GetPendingEpoch -----------------------------------------
+    def commit(self, req: node_pb2.CommitEpochRequest, actor: str, abort_key: Callable[[bytes, str], int]) -> node_pb2.CommitEpochResponse:
+        key_id = check_len(req.key_id, "key_id", 32)
+        sid = check_len(req.session_id, "session_id", SESSION_ID_LEN)
+        try:
+            return self._commit(key_id, sid, req, actor, abort_key)
+        except RpcError as e:
+            details = {**detail_text("reason", e.message), "key_id": key_id.hex(), "session": sid.hex()[:16]}
+            self.audit_event(actor, "key-epoch", "refused", details)
+            raise
+
+    def _commit(
+        self, key_id: bytes, sid: bytes, req: node_pb2.CommitEpochRequest, actor: str, abort_key: Callable[[bytes, str], int]
+    ) -> node_pb2.CommitEpochResponse:
+        node = self.node
+        at_most(req.receipts, "receipts", MAX_INDEX, "receipts (one per new-committee member)")
+        for k, r in enumerate(req.receipts):
+            governance_blob(r, f"receipts[{k}]")
+        roster = self.roster()
+        if roster is None:
+            raise RpcError(Code.FAILED_PRECONDITION, f"receipts: {NO_ROSTER}")
+        identities = {e.index: e.identity_key for e in active_entries(roster)}
+        try:
+            cert = verify_commit_certificate(
+                [bytes(r) for r in req.receipts], governance_root=node.gov.governance_root, key_id=key_id, session_id=sid,
+                identities=identities,
+            )
+        except GovernanceError as e:
+            code = Code.PERMISSION_DENIED if e.field.endswith("signature") or e.field.endswith("holder") else Code.INVALID_ARGUMENT
+            raise RpcError(code, f"{e.field}: {e.reason}") from None
+        pending = node.store.pending_epoch(key_id, sid)
+        held = node.store.key_epoch(key_id)
+        if pending is None and held is not None and node.me not in cert.committee and held.status in ("active", "left"):
+            return self._leave(key_id, sid, held.epoch, cert, actor, abort_key)
+        if pending is None:
+            if held is not None and held.epoch >= cert.epoch:
+                raise RpcError(
+                    Code.FAILED_PRECONDITION,
+                    f"receipts: the certificate is for epoch {cert.epoch}, not newer than the key's active epoch {held.epoch} here",
+                )
+            raise RpcError(
+                Code.FAILED_PRECONDITION, f"session_id: {node.cfg.name} holds no outcome of session {sid.hex()[:12]} for this key"
+            )
+        mismatch = [
+            name for name, a, b in (
+                ("op_digest", cert.op_digest, pending.op_digest), ("epoch", cert.epoch, pending.epoch),
+                ("threshold", cert.threshold, pending.threshold), ("committee", cert.committee, pending.committee),
+            ) if a != b
+        ]
+        if mismatch:
+            raise RpcError(Code.FAILED_PRECONDITION, f"receipts: {mismatch[0]} differs from the session this node took part in")
+        if held is not None:
+            label, public_key = held.label, held.public_key
+        else:
+            label, public_key = _joining(node, key_id, sid)
+        try:
+            out = node.store.commit_epoch(key_id, sid, label=label, public_key=public_key, epoch=cert.epoch)
+        except EpochStateError as e:
+            raise RpcError(Code.FAILED_PRECONDITION, f"session_id: {e}") from None
+        if out.changed:
+            node.drop_key(key_id)
+            aborted = abort_key(key_id, f"key switched to epoch {out.epoch}")
+            self.audit_event(actor, "key-epoch", "committed", {
+                "key_id": key_id.hex(), "session": sid.hex()[:16], "epoch": out.epoch, "holds_share": out.holds_share,
+                "committee": ",".join(map(str, cert.committee)), "threshold": cert.threshold, "op": cert.op_digest.hex(),
+                "aborted_sessions": aborted,
+            })
+            log.info("key %s: epoch %d committed (%s)", key_id.hex()[:16], out.epoch, "share active" if out.holds_share else "share erased")
+        return node_pb2.CommitEpochResponse(epoch=out.epoch, holds_share=out.holds_share, changed=out.changed)
+
+    def _leave(
+        self, key_id: bytes, sid: bytes, epoch: int, cert: CommitCertificate, actor: str, abort_key: Callable[[bytes, str], int]
+    ) -> node_pb2.CommitEpochResponse:
+        """A certificate for a new committee without this node, whose session it took no part in
+        (dropped while unavailable): the key moved on without it, so its share is erased."""
+        try:
+            changed = self.node.store.leave_key(key_id, epoch=cert.epoch, threshold=cert.threshold, committee=cert.committee)
+        except EpochStateError as e:
+            raise RpcError(Code.FAILED_PRECONDITION, f"receipts: {e}") from None
+        if changed:
+            self.node.drop_key(key_id)
+            aborted = abort_key(key_id, f"key switched to epoch {cert.epoch} without this node")
+            self.audit_event(actor, "key-epoch", "left", {
+                "key_id": key_id.hex(), "session": sid.hex()[:16], "epoch": cert.epoch, "from_epoch": epoch,
+                "committee": ",".join(map(str, cert.committee)), "op": cert.op_digest.hex(), "aborted_sessions": aborted,
+            })
+            log.info("key %s: epoch %d committed without this node: share erased", key_id.hex()[:16], cert.epoch)
+        return node_pb2.CommitEpochResponse(epoch=cert.epoch, holds_share=False, changed=changed)
+
+    def discard(self, req: node_pb2.DiscardEpochRequest, actor: str) -> node_pb2.DiscardEpochResponse:
+        key_id = check_len(req.key_id, "key_id", 32)
+        sid = check_len(req.session_id, "session_id", SESSION_ID_LEN)
+        try:
+            done = self.node.store.discard_epoch(key_id, sid)
+        except EpochStateError as e:
+            self.audit_event(actor, "key-epoch", "discard-refused", {**detail_text("reason", str(e)), "key_id": key_id.hex()})
+            raise RpcError(Code.FAILED_PRECONDITION, f"session_id: {e}") from None
+        if done:
+            self.audit_event(actor, "key-epoch", "discarded", {"key_id": key_id.hex(), "session": sid.hex()[:16]})
+        return node_pb2.DiscardEpochResponse(discarded=done)
+
+    def pending(self, req: node_pb2.GetPendingEpochRequest) -> node_pb2.PendingEpochInfo:
+        key_id = check_len(req.key_id, "key_id", 32)
+        sid = check_len(req.session_id, "session_id", SESSION_ID_LEN)
+        p = self.node.store.pending_epoch(key_id, sid)
+        held = self.node.store.key_epoch(key_id)
+        holds = held is not None and held.status == "active"
+        return node_pb2.PendingEpochInfo(
+            pending=p is not None and not p.committed and not p.retiring, committed=p is not None and p.committed,
+            receipt=p.receipt if p is not None else b"", retired=p is not None and p.retiring,
+            active_epoch=held.epoch if holds and held is not None else 0, holds_key=holds,
+        )
+
+
+def _peek_key_id(operation: bytes) -> bytes:
+    """The key id of an encoded SignedKeyOperation, for loading this node's state before the
+    full check (which decodes it again); ValueError if it does not decode."""
+    from governance.keyop import SignedKeyOperation
+
+    try:
+        return SignedKeyOperation.from_bytes(operation).operation.key_id
+    except GovernanceError:
+        raise ValueError("operation") from None
+
+
+def _joining(node: Any, key_id: bytes, sid: bytes) -> tuple[str, bytes]:
+    """A joining node's (label, public key) for its new key row: from its pending share."""
+    raw = node.store.pending_share(key_id, sid)
+    if raw is None:
+        raise RpcError(Code.FAILED_PRECONDITION, "session_id: no pending share to commit")
+    ks = KeyShare.from_bytes(raw)
+    return ks.key_label.decode("utf-8", "replace"), bytes(ks.public_key.encode())

@@ -1,0 +1,200 @@
+"""A node's checks of a refresh/reshare session against its own state (design section 3).
+
+:func:`check_reshare` decides whether this node takes part in ``StartSession(reshare=...)``:
+the operation must decode, be authorized against the node's *own* admin set and roster in force
+(:func:`governance.keyop.check_authorized`), name the key exactly as the node holds it (id,
+public key, chain code, epoch, threshold, committee; a joining node checks
+``compute_key_id(public_key, chain_code) == key_id``), and the dealers must be old-committee
+members, increasing, at least the old threshold, all active. It returns the
+:class:`ReshareSetup` (with the :class:`crypto_core.reshare.ReshareConfig`: party ids are
+roster indices, share indices are committee positions). Errors are :class:`RpcError` naming
+``reshare.<field>`` (``reshare.operation.<field>`` for the operation's own fields).
+
+:func:`state_digest` is the one definition of the epoch receipt's ``state_digest``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import grpc
+
+from crypto_core.errors import DecodeError, UsageError
+from crypto_core.group import Point
+from crypto_core.keyshare import KeyShare, compute_key_id
+from crypto_core.params import LAMBDA_C
+from crypto_core.reshare import ReshareConfig
+from governance.errors import GovernanceError
+from governance.keyop import EpochReceipt, KeyOperation, KeyOpKind, SignedKeyOperation, check_authorized
+from governance.policy import AdminSet
+from governance.roster import MAX_INDEX, Roster, active_entries
+from mpc_node.epoch_store import KeyEpoch
+from mpcnet.common.rpc import RpcError, invalid
+
+Code = grpc.StatusCode
+STATE_DIGEST_TAG = b"MPCNET/v1/node/epoch-state"
+NO_ROSTER = "this node has no signed roster (config roster_history)"
+
+
+@dataclass(frozen=True)
+class ReshareSetup:
+    """What this node runs: the operation, how it is authorized, the dealers, its roles."""
+
+    signed: SignedKeyOperation
+    authorized_by: str  # "admin-quorum" | "roster"
+    dealers: tuple[int, ...]
+    config: ReshareConfig
+    dealer: bool
+    receiver: bool
+
+    @property
+    def operation(self) -> KeyOperation:
+        return self.signed.operation
+
+    @property
+    def participants(self) -> tuple[int, ...]:
+        return tuple(sorted(set(self.dealers) | set(self.operation.new_committee)))
+
+
+def state_digest(public_key: bytes, chain_code: bytes, threshold: int, committee: Sequence[int], public_shares: Sequence[bytes]) -> bytes:
+    """SHA-256 over the new epoch's public state: compressed public key (33 bytes), chain code
+    (32), threshold (u16), committee (count u16, each u16) and every public share S'_1..S'_n'
+    (33 bytes each, in share-index order)."""
+    h = hashlib.sha256(STATE_DIGEST_TAG)
+    h.update(public_key + chain_code + threshold.to_bytes(2, "big") + len(committee).to_bytes(2, "big"))
+    for i in committee:
+        h.update(i.to_bytes(2, "big"))
+    for s in public_shares:
+        h.update(s)
+    return h.digest()
+
+
+def receipt_for(share: KeyShare, op: KeyOperation, session_id: bytes, holder: int, governance_root: bytes) -> EpochReceipt:
+    """The (unsigned) epoch receipt of a receiver's new ``share``."""
+    pub = [s.encode() for s in share.public_shares]
+    digest = state_digest(share.public_key.encode(), share.chain_code, share.threshold, op.new_committee, pub)
+    return EpochReceipt(
+        governance_root, op.key_id, op.digest(), session_id, op.new_epoch, op.new_threshold, op.new_committee, digest, holder
+    )
+
+
+def _gov(e: GovernanceError, code: grpc.StatusCode) -> RpcError:
+    return RpcError(code, f"reshare.operation.{e.field}: {e.reason}" if e.field else f"reshare.operation: {e.reason}")
+
+
+def check_reshare(
+    operation: bytes,
+    dealers: Sequence[int],
+    key_label: bytes,
+    *,
+    session_id: bytes,
+    me: int,
+    admins: AdminSet,
+    roster: Roster | None,
+    held: KeyEpoch | None,
+    share: KeyShare | None,
+) -> ReshareSetup:
+    """Check a reshare request against this node's own state (see the module).
+
+    ``held``: the node's record of the key (None: it has none; a node that left the committee
+    earlier joins again like a new one); ``share``: its active share (None if it holds none).
+    ``key_label``: the key's label (hashed into the session's configuration; a holder's share
+    must carry the same). Raises RpcError: INVALID_ARGUMENT (malformed operation or
+    dealers), PERMISSION_DENIED (not authorized), FAILED_PRECONDITION (disagrees with this
+    node's key state or roster).
+    """
+    if not operation:
+        raise invalid("reshare.operation", "missing: a canonical SignedKeyOperation")
+    try:
+        signed = SignedKeyOperation.from_bytes(operation)
+    except GovernanceError as e:
+        raise _gov(e, Code.INVALID_ARGUMENT) from None
+    op = signed.operation
+    if roster is None:
+        raise RpcError(Code.FAILED_PRECONDITION, f"reshare.operation: {NO_ROSTER}")
+    try:
+        how = check_authorized(signed, admins, roster)
+    except GovernanceError as e:
+        code = Code.PERMISSION_DENIED if e.field.startswith("signatures") else Code.FAILED_PRECONDITION
+        raise _gov(e, code) from None
+    try:
+        pk = Point.decode(op.public_key)
+    except (DecodeError, ValueError):
+        raise invalid("reshare.operation.public_key", "is not a point of secp256k1") from None
+    if compute_key_id(pk, op.chain_code) != op.key_id:
+        raise invalid("reshare.operation.key_id", "is not the id of public_key and chain_code")
+    _check_key(op, me, held, share)
+    if share is not None and share.key_label != key_label:
+        raise RpcError(Code.FAILED_PRECONDITION, "reshare.key_label: differs from the label of this node's share of the key")
+    dl = _check_dealers(op, dealers, roster)
+    dealer, receiver = me in dl, me in op.new_committee
+    if not (dealer or receiver):
+        raise RpcError(Code.FAILED_PRECONDITION, f"reshare.dealers: node {me} is neither a dealer nor in the new committee")
+    if dealer and share is None:
+        raise RpcError(Code.FAILED_PRECONDITION, f"reshare.dealers: node {me} holds no share of the key to deal")
+    try:
+        config = ReshareConfig(
+            session_id, me,
+            tuple((d, op.share_index(d, new=False)) for d in dl),
+            tuple((r, k) for k, r in enumerate(op.new_committee, 1)),
+            op.old_threshold, op.new_threshold, pk, op.chain_code, op.old_epoch,
+            key_label=key_label,
+            refresh=op.kind is KeyOpKind.REFRESH,
+            old_public_shares=share.public_shares if share is not None else None,
+            lambda_c=share.lambda_c if share is not None else LAMBDA_C,
+        )
+    except UsageError as e:
+        raise RpcError(Code.FAILED_PRECONDITION, f"reshare: {e}") from None
+    return ReshareSetup(signed, how, dl, config, dealer, receiver)
+
+
+def _check_key(op: KeyOperation, me: int, held: KeyEpoch | None, share: KeyShare | None) -> None:
+    def refuse(field: str, reason: str) -> RpcError:
+        return RpcError(Code.FAILED_PRECONDITION, f"reshare.operation.{field}: {reason}")
+
+    if held is None:
+        if me in op.old_committee:
+            raise refuse("old_committee", f"names node {me}, which holds no share of key {op.key_id.hex()[:16]}")
+        return
+    if held.public_key != op.public_key:
+        raise refuse("public_key", f"differs from the key {op.key_id.hex()[:16]} this node holds")
+    if held.status == "left":  # it left the committee earlier: it joins again like a new node
+        if me in op.old_committee:
+            raise refuse("old_committee", f"names node {me}, which left the committee of key {op.key_id.hex()[:16]}")
+        return
+    if held.status != "active":
+        raise refuse("key_id", f"key {op.key_id.hex()[:16]} is {held.status} on this node")
+    if share is not None and share.chain_code != op.chain_code:
+        raise refuse("chain_code", "differs from this node's share")
+    if op.old_epoch != held.epoch:
+        raise refuse("old_epoch", f"is {op.old_epoch}, the key's active epoch here is {held.epoch}")
+    if op.old_committee != held.committee:
+        raise refuse("old_committee", f"is {list(op.old_committee)}, the key's committee here is {list(held.committee)}")
+    if op.old_threshold != held.threshold:
+        raise refuse("old_threshold", f"is {op.old_threshold}, the key's threshold here is {held.threshold}")
+    if share is not None and me not in op.old_committee:
+        raise refuse("old_committee", f"does not name node {me}, which holds a share of the key")
+    if share is not None and share.index != op.share_index(me, new=False):
+        raise refuse("old_committee", f"puts node {me} at share index {op.share_index(me, new=False)}, its share has {share.index}")
+
+
+def _check_dealers(op: KeyOperation, dealers: Sequence[int], roster: Roster) -> tuple[int, ...]:
+    if len(dealers) > MAX_INDEX:
+        raise invalid("reshare.dealers", f"at most {MAX_INDEX} roster indices")
+    dl = tuple(int(d) for d in dealers)
+    if list(dl) != sorted(set(dl)):
+        raise invalid("reshare.dealers", "must be distinct roster indices in increasing order")
+    outside = [d for d in dl if d not in op.old_committee]
+    if outside:
+        raise invalid("reshare.dealers", f"node {outside[0]} is not in the old committee")
+    if len(dl) < op.old_threshold:
+        raise invalid("reshare.dealers", f"{len(dl)} dealer(s); the old threshold needs at least {op.old_threshold}")
+    if op.kind is KeyOpKind.REFRESH and dl != op.old_committee:
+        raise invalid("reshare.dealers", "a refresh is dealt by the whole committee")
+    active = {e.index for e in active_entries(roster)}
+    gone = [d for d in dl if d not in active]
+    if gone:
+        raise RpcError(Code.FAILED_PRECONDITION, f"reshare.dealers: node {gone[0]} is not active in roster version {roster.version}")
+    return dl
