@@ -970,8 +970,6 @@ class CoordinatorService:
         raise RpcError(Code.NOT_FOUND, f"component: unknown component {quote(req.component)} (known: {names})")
 
     # --- key lifecycle and roster (issue 11): contract in proto/mpc/v1/coordinator.proto ---------
-    def _unimplemented(self, what: str) -> RpcError:
-        return RpcError(Code.UNIMPLEMENTED, f"{what}: not implemented by this coordinator yet")
 
     def ProposeRosterChange(self, req: coordinator_pb2.ProposeRosterChangeRequest, ctx: Any) -> coordinator_pb2.LifecycleProposal:
         rec = self.lifecycle.propose(ROSTER_CHANGE, bytes(req.signed_change), _ident(ctx).name, "signed_change")

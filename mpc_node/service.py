@@ -1196,9 +1196,7 @@ class NodeService:
     def GetAuditLog(self, req: governance_pb2.AuditLogRequest, ctx: Any) -> governance_pb2.AuditPage:
         return audit_page(self.audit, req.after_seq, req.limit)
 
-    # --- key lifecycle (issue 11): contract in proto/mpc/v1/node.proto; not implemented yet ------
-    def _unimplemented(self, what: str) -> RpcError:
-        return RpcError(Code.UNIMPLEMENTED, f"{what}: not implemented by this node yet")
+    # --- key lifecycle (issue 11): epochs (mpc_node.epochs), roster, operational key rotation ------
 
     def CommitEpoch(self, req: node_pb2.CommitEpochRequest, ctx: Any) -> node_pb2.CommitEpochResponse:
         with self._store_guard():
