@@ -1,8 +1,6 @@
 """``mpc-cluster add-node`` on a running dev cluster (issue 11 item 6): the supervisor starts the
-added node (SIGUSR1), ``status`` and cluster.json show it, a repeated run resumes with the same
-node (never a second one), and ``up`` after ``stop`` starts the grown cluster. Until the
-coordinator runs roster changes the enrolment itself stops at the proposal (exit 1, one line
-naming UNIMPLEMENTED); once it does, add-node exits 0."""
+added node (SIGUSR1), the admin quorum's roster change enrols it and the key is reshared to it,
+``status`` and cluster.json show it, and ``up`` after ``stop`` starts the grown cluster."""
 
 from __future__ import annotations
 
@@ -24,15 +22,13 @@ def test_add_node_starts_the_node_under_the_supervisor_and_up_keeps_it(tmp_path:
     up = _cluster("up", "--dir", str(d), "-n", "2", "-t", "2", "--scrypt-n", "1024", "--quiet")
     assert up.returncode == 0, up
     try:
-        for _ in range(2):  # the second run resumes the first (same node-3)
-            add = _cluster("add-node", "--dir", str(d), "--timeout", "60", "--quiet")
-            assert "Traceback" not in add.stderr
-            assert add.returncode == 0 or (add.returncode == 1 and "UNIMPLEMENTED" in add.stderr), add
-            assert add.stderr.count("\n") <= 1, add.stderr
-            status = _cluster("status", "--dir", str(d), "--json")
-            assert status.returncode == 0, status
-            names = {p["name"]: p["healthy"] for p in json.loads(status.stdout)["processes"]}
-            assert names == {"node-1": True, "node-2": True, "node-3": True, "coordinator": True}, names
+        add = _cluster("add-node", "--dir", str(d), "--timeout", "60", "--quiet")
+        assert "Traceback" not in add.stderr
+        assert add.returncode == 0, add
+        status = _cluster("status", "--dir", str(d), "--json")
+        assert status.returncode == 0, status
+        names = {p["name"]: p["healthy"] for p in json.loads(status.stdout)["processes"]}
+        assert names == {"node-1": True, "node-2": True, "node-3": True, "coordinator": True}, names
         assert load_layout(d).nodes == 3
         assert [n["name"] for n in json.loads((d / "cluster.json").read_text())["nodes"]] == ["node-1", "node-2", "node-3"]
         assert _cluster("stop", "--dir", str(d)).returncode == 0
