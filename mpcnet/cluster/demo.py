@@ -43,7 +43,7 @@ def _run(args: list[str], what: str) -> str:
     if p.returncode != 0:
         sys.stderr.write(p.stdout + p.stderr)
         raise SystemExit(f"demo: {what} failed (exit status {p.returncode})")
-    print(f"   ({(time.perf_counter() - t0):.2f} s)")
+    print(f"   ({escape(what)}: {(time.perf_counter() - t0):.2f} s)")
     return p.stdout
 
 
