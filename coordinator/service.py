@@ -427,7 +427,7 @@ class CoordinatorService:
             if done is not None:
                 k = self.db.get_key(done.key_id or b"")
                 assert k is not None
-                return coordinator_pb2.CreateKeyResponse(request_id=rid, key=key_info(k))
+                return coordinator_pb2.CreateKeyResponse(request_id=rid, key=self.key_info(k))
             if self.db.get_request(rid) is None:
                 self.db.create_request(rid, "keygen", label=label)
             try:
@@ -440,7 +440,7 @@ class CoordinatorService:
                 actor, "key-create", request_id=rid, outcome=k.status,
                 details=detail_text("label", label) | {"request": rid, "key_id": k.key_id.hex(), "public_key": k.public_key.hex()},
             )
-            return coordinator_pb2.CreateKeyResponse(request_id=rid, key=key_info(k))
+            return coordinator_pb2.CreateKeyResponse(request_id=rid, key=self.key_info(k))
         finally:
             self._done(rid)
             self._release()
@@ -838,7 +838,7 @@ class CoordinatorService:
         if r.kind == "keygen" and r.key_id:
             k = self.db.get_key(r.key_id)
             if k is not None:
-                out.key.CopyFrom(key_info(k))
+                out.key.CopyFrom(self.key_info(k))
         return out
 
     def ClusterStatus(self, req: coordinator_pb2.ClusterStatusRequest, ctx: Any) -> coordinator_pb2.ClusterStatusResponse:

@@ -26,7 +26,6 @@ from typing import Any
 
 import click
 
-from governance.digits import parse_uint
 from governance.errors import GovernanceError
 from governance.keyop import MAX_REASON_CHARS
 from governance.roster import MAX_INDEX, RosterEntry
@@ -47,29 +46,10 @@ from mpcnet.client.cli import (
 from mpcnet.client.cli_args import Exit
 from mpcnet.client.lifecycle import PROPOSAL_STATES, KeyOperationView, LifecycleProposalView, describe_roster_change
 from mpcnet.client.sdk import MpcClient, MpcError
-from mpcnet.common.cliutil import Choice, Hex, Identifier, InFile, PathArg, Text, UInt, _Checked
+from mpcnet.common.cliutil import Choice, Hex, Identifier, IndexList, InFile, PathArg, Text, UInt
 from mpcnet.common.pki import CertPaths
 
 MAX_ENROLMENT_BYTES = 64 * 1024
-
-
-class NodeList(_Checked[tuple[int, ...]]):
-    """``1,2,4,5``: distinct roster indices 1..255, comma-separated (ASCII digits)."""
-
-    name = "N,N,..."
-
-    def check(self, value: Any) -> tuple[int, ...]:
-        if isinstance(value, tuple):
-            return value
-        if not isinstance(value, str) or not value:
-            raise GovernanceError("nodes", "must be roster indices separated by commas, e.g. 1,2,4,5")
-        parts = value.split(",")
-        if len(parts) > MAX_INDEX:
-            raise GovernanceError("nodes", f"at most {MAX_INDEX} nodes")
-        out = tuple(parse_uint(p, f"nodes[{i}]", 1, MAX_INDEX) for i, p in enumerate(parts))
-        if len(set(out)) != len(out):
-            raise GovernanceError("nodes", "a node appears twice")
-        return out
 
 
 def _new_group(name: str, help: str) -> click.Group:
@@ -193,7 +173,7 @@ def cmd_key_refresh(ctx: click.Context, key_id: bytes, reason: str, no_wait: boo
 @_command(key_group, "reshare", "propose resharing a key to a new committee and/or threshold; role admin")
 @click.argument("key_id", type=KEY_ID, metavar="KEY")
 @click.option("--threshold", type=UInt(2, MAX_INDEX), required=True, help="the new threshold")
-@click.option("--nodes", type=NodeList(), required=True, help="the new committee: roster indices, e.g. 1,2,4,5")
+@click.option("--nodes", type=IndexList(), required=True, help="the new committee: roster indices, e.g. 1,2,4,5")
 @REASON
 @NO_WAIT
 def cmd_key_reshare(ctx: click.Context, key_id: bytes, threshold: int, nodes: tuple[int, ...], reason: str, no_wait: bool) -> int:

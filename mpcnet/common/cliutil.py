@@ -120,6 +120,25 @@ class _Checked(click.ParamType[T]):
         return self.metavar
 
 
+class IndexList(_Checked[tuple[int, ...]]):
+    """``1,2,4,5``: distinct roster indices 1..255, comma-separated (ASCII digits)."""
+
+    name = "N,N,..."
+
+    def check(self, value: Any) -> tuple[int, ...]:
+        if isinstance(value, tuple):
+            return value
+        if not isinstance(value, str) or not value:
+            raise GovernanceError("nodes", "must be roster indices separated by commas, e.g. 1,2,4,5")
+        parts = value.split(",")
+        if len(parts) > 255:
+            raise GovernanceError("nodes", "at most 255 nodes")
+        out = tuple(digits.parse_uint(p, f"nodes[{i}]", 1, 255) for i, p in enumerate(parts))
+        if len(set(out)) != len(out):
+            raise GovernanceError("nodes", "a node appears twice")
+        return out
+
+
 class UInt(_Checked[int]):
     """A whole number ``lo..hi`` (ASCII digits, no sign, no underscores); shown in help as ``N``,
     or ``[lo-hi]`` with ``show_range``."""

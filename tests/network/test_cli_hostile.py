@@ -14,8 +14,7 @@ import pytest
 
 from mpcnet.client import cli
 from mpcnet.client.cli_args import PathText
-from mpcnet.client.cli_lifecycle import NodeList
-from mpcnet.common.cliutil import Hex, Identifier, InFile, Seconds, Text, UInt
+from mpcnet.common.cliutil import Hex, Identifier, IndexList as NodeList, InFile, Seconds, Text, UInt
 
 HOSTILE = ["-1", "5000000000", "\uff11\uff12", "1_0", "1e3", "a\x00b\n\x1b[2J", "\u202e", "x" * 100_000, "0x" + "g" * 64, ""]
 GLOBAL_HOSTILE = [

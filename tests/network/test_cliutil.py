@@ -47,7 +47,10 @@ def _run(main: Callable[[list[str] | None], int], argv: list[str]) -> tuple[int,
 
 
 def test_every_typed_value_of_every_program_goes_through_the_one_set_of_types() -> None:
-    own = (cliutil.UInt, cliutil.Seconds, cliutil.Hex, cliutil.Identifier, cliutil.Text, cliutil.PathArg, cliutil.Endpoint, cliutil.Choice)
+    own = (
+        cliutil.UInt, cliutil.Seconds, cliutil.Hex, cliutil.Identifier, cliutil.Text, cliutil.PathArg, cliutil.Endpoint, cliutil.Choice,
+        cliutil.IndexList,
+    )
     seen = set()
     for prog, _main, root in PROGRAMS:
         for p in _params(root):
