@@ -64,7 +64,7 @@ _KEYS = {
     "name", "listen", "threshold", "db", "tls", "nodes", "client_roles", "step_timeout_s", "dkg_timeout_s",
     "max_requests", "log_file", "log_level", "workers", "health_interval_s", "max_parallel_sessions",
     "keystore", "passphrase_file", "passphrase_env", "audit_db", "governance", "sweep_interval_s",
-    "max_clock_skew_s", "max_streams", "max_streams_per_caller", "stream_lifetime_s",
+    "max_clock_skew_s", "max_streams", "max_streams_per_caller", "stream_lifetime_s", "test_mode",
 }
 
 
@@ -109,6 +109,7 @@ class CoordinatorConfig:
     # the roster at its end; the database may hold a longer chain extending it
     roster_history: tuple[SignedRosterChange, ...] = ()
     signed_roster: Roster | None = None
+    test_mode: bool = False  # coordinator.faults: crash/delay points of key operations (tests only)
 
     @property
     def parties(self) -> int:
@@ -190,6 +191,7 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
         max_streams_per_caller=f.integer("max_streams_per_caller", max(1, max_streams // 4), lo=1, hi=max_streams),
         roster_history=history,
         signed_roster=signed_roster,
+        test_mode=f.flag("test_mode", False),
     )
     if cfg.workers <= cfg.max_requests // 2:
         raise ConfigError(f"{path}: workers: must exceed max_requests / 2")

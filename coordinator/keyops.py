@@ -78,7 +78,9 @@ class KeyOperations:
         self.flush = flush
         self.timeout_s = timeout_s
         self.name = name
-        self.fault: Callable[[str], None] | None = None  # tests: called at "receipts" and "decided"
+        # test mode (coordinator.faults): called at each durable step ("recorded", "round-R",
+        # "receipts", "decided", "pushed"); it can only crash or delay the process
+        self.fault: Callable[[str], None] | None = None
         self._locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -285,6 +287,7 @@ class KeyOperations:
         dealers = tuple(up)
         sid = os.urandom(32)
         self.db.key_operation_session(rec.op_id, sid, dealers, now_ms())  # durable before any node hears of it
+        self._at("recorded")
         parts = sorted(set(dealers) | set(op.new_committee))
         k = self.db.get_key(op.key_id)
         label = k.label.encode() if k is not None else b""
@@ -294,7 +297,9 @@ class KeyOperations:
         log.info("key operation %s: session %s with dealers %s, new committee %s", rec.op_id, sid.hex()[:12], list(dealers),
                  list(op.new_committee))
         try:
-            final = run_session({i: self.nodes[i] for i in parts}, sid, {i: start for i in parts}, self.timeout_s)
+            final = run_session(
+                {i: self.nodes[i] for i in parts}, sid, {i: start for i in parts}, self.timeout_s, before_step=self._round_point
+            )
         except (NodesUnavailable, Aborted, Refused) as e:
             self._discard(parts, op.key_id, sid)
             raise OperationFailed(f"session {sid.hex()[:12]}: {e}") from None
@@ -333,8 +338,7 @@ class KeyOperations:
         if (cert.op_digest, cert.epoch, cert.threshold, cert.committee) != (op.digest(), op.new_epoch, op.new_threshold, op.new_committee):
             self._discard(parts, op.key_id, sid)
             raise OperationFailed("the receipts are for another operation or committee")
-        if self.fault is not None:
-            self.fault("receipts")
+        self._at("receipts")
         pending = tuple(sorted(set(op.old_committee) | set(op.new_committee)))
         try:
             self.db.decide(
@@ -347,8 +351,7 @@ class KeyOperations:
         log.info(
             "key %s: epoch %d decided (operation %s); switching nodes %s", op.key_id.hex()[:16], op.new_epoch, rec.op_id, list(pending)
         )
-        if self.fault is not None:
-            self.fault("decided")
+        self._at("decided")
 
     def _push(self, op_id: str) -> None:
         """Push CommitEpoch until every old and new committee node switched (or this stops)."""
@@ -377,8 +380,19 @@ class KeyOperations:
                 self.flush()
                 log.info("key %s: every node switched to epoch %d (operation %s done)", op.key_id.hex()[:16], op.new_epoch, op_id)
                 return
+            if ok:
+                self._at("pushed")
             if self._stop.wait(PUSH_RETRY_S):
                 return
+
+    def _at(self, point: str) -> None:
+        if self.fault is not None:
+            self.fault(point)
+
+    def _round_point(self, rnd: int) -> dict[str, Any]:
+        """``run_session``'s ``before_step``: the nodes answered round ``rnd``."""
+        self._at(f"round-{rnd}")
+        return {}
 
     def _discard(self, parts: list[int], key_id: bytes, sid: bytes) -> None:
         req = node_pb2.DiscardEpochRequest(key_id=key_id, session_id=sid)

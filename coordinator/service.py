@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from coordinator.config import CoordinatorConfig
 from coordinator.db import CoordinatorDb, KeyRecord, RequestRecord, now_ms
+from coordinator.faults import fault_hook
 from coordinator.inputs import validated
 from coordinator.keyops import KIND as KEY_OPERATION, KeyOperations
 from coordinator.lifecycle_proposals import LifecycleProposals
@@ -184,6 +185,7 @@ class CoordinatorService:
             cfg.admin_set, self.db, self.audit, self.nodes, self.roster_in_force, self.requests.flush_audit,
             timeout_s=cfg.dkg_timeout_s, name=cfg.name,
         )
+        self.keyops.fault = fault_hook(cfg.test_mode)  # None unless test_mode (coordinator.faults)
         self.lifecycle.register(KEY_OPERATION, self.keyops.decode_proposal, self.keyops.apply_proposal)
         roster_proposals = RosterProposals(self.rosters)
         self.lifecycle.register(ROSTER_CHANGE, roster_proposals.decode, roster_proposals.apply)

@@ -124,6 +124,7 @@ class EpochService:
         })
         log.info("session %s (reshare): finished, key %s epoch %d %s", s.short, op.key_id.hex()[:16], op.new_epoch,
                  "stored pending" if result is not None else "(this node retires at the commit)")
+        node.faults.at("reshare-stored")
         return node_pb2.StepResponse(
             session_id=s.id, round=0, finished=True,
             reshare_result=node_pb2.ReshareResult(key_id=op.key_id, epoch=op.new_epoch, receipt=raw, retired=result is None),
@@ -197,6 +198,7 @@ class EpochService:
                 "aborted_sessions": aborted,
             })
             log.info("key %s: epoch %d committed (%s)", key_id.hex()[:16], out.epoch, "share active" if out.holds_share else "share erased")
+            node.faults.at("epoch-committed")
         return node_pb2.CommitEpochResponse(epoch=out.epoch, holds_share=out.holds_share, changed=out.changed)
 
     def _leave(

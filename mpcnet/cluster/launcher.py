@@ -442,6 +442,7 @@ def prepare(
             "passphrase_file": "passphrase",
             "audit_db": "audit.db",
             "governance": governance,
+            "test_mode": test_mode,
         },
     )
     (directory / "logs").mkdir(exist_ok=True)
