@@ -129,7 +129,7 @@ def build(kc: LocalCluster, admin: MpcClient, key: Any, kind: KeyOpKind, new: tu
     return SignedKeyOperation(op, sigs)
 
 
-def propose(admins: tuple[MpcClient, MpcClient], signed: SignedKeyOperation) -> None:
+def propose(admins: tuple[MpcClient, MpcClient], signed: SignedKeyOperation) -> str:
     """Propose (admin1) and approve (admin2): the coordinator starts the operation at the quorum.
     The approval's answer may be lost when a coordinator fault fires at once."""
     a1, a2 = admins
@@ -144,6 +144,7 @@ def propose(admins: tuple[MpcClient, MpcClient], signed: SignedKeyOperation) -> 
         )
     except grpc.RpcError as e:
         assert e.code() == Code.UNAVAILABLE, e
+    return str(prop.proposal_id)
 
 
 def settle(admin: MpcClient, op_id: str) -> coordinator_pb2.KeyOperationStatus:
@@ -193,10 +194,16 @@ def assert_one_epoch(kc: LocalCluster, admin: MpcClient, team: SigningTeam, key:
             k = keys[key.key_id]
             assert (k.epoch, tuple(k.committee)) == (want, committee), f"node {i}: epoch {k.epoch}, committee {list(k.committee)}"
         digest = os.urandom(32)
-        with pytest.raises(grpc.RpcError) as ei:
-            hs[committee[0]].stub.StartSession(node_pb2.StartSessionRequest(session_id=os.urandom(32), sign=node_pb2.SignParams(
-                key_id=key.key_id, signers=committee[:T], digest=digest, request_id=f"old-epoch-{want}", epoch=want - 1)), timeout=30)
-        assert ei.value.code() == Code.FAILED_PRECONDITION and ei.value.details().startswith("sign.epoch:"), ei.value.details()
+        for i, h in hs.items():  # no node signs with a share of the previous epoch
+            with pytest.raises(grpc.RpcError) as ei:
+                h.stub.StartSession(node_pb2.StartSessionRequest(session_id=os.urandom(32), sign=node_pb2.SignParams(
+                    key_id=key.key_id, signers=sorted({i, *[c for c in (1, 2, 3) if c != i][:T - 1]}), digest=digest,
+                    request_id=f"old-epoch-{want}-{i}", epoch=want - 1,
+                )), timeout=30)
+            got = (ei.value.code(), ei.value.details().split(":")[0])
+            # a committee node names the epoch; a node that left holds no share of the key at all
+            assert got == ((Code.FAILED_PRECONDITION, "sign.epoch") if i in committee else (Code.NOT_FOUND, "sign.key_id")), (
+                i, ei.value.details())
     sig = team.sign(key.key_id, digest)
     verify_independently(key.public_key, sig.der, digest)
     assert set(sig.signers) <= set(committee)
@@ -216,7 +223,7 @@ def crash_case(
     for name, fault in faults.items():
         arm(kc, name, fault)
     try:
-        propose(admins, signed)
+        pid = propose(admins, signed)
         for name in faults:
             await_exit(kc, name)
     finally:
@@ -225,6 +232,8 @@ def crash_case(
         restart(kc, name)
     every_node_seen(a1)
     first = settle(a1, signed.operation.proposal_id)
+    prop = a1._stub.GetLifecycleProposal(coordinator_pb2.GetLifecycleProposalRequest(proposal_id=pid), timeout=30)
+    assert prop.state == coordinator_pb2.PROPOSAL_STATE_APPLIED and list(prop.operations) == [signed.operation.proposal_id]
     st = run_until_done(kc, admins, key, kind, new, first)
     assert st.old_epoch == before and st.new_epoch == before + 1
     assert_one_epoch(kc, a1, team, key, st.new_epoch, new)
@@ -254,8 +263,27 @@ def test_a_refresh_killed_at_each_step_ends_in_one_epoch(kc, admins, team, key, 
 
 
 # --- reshare: drop node 3, add it back ----------------------------------------------------------
-def test_a_reshare_dropping_a_node_killed_as_it_retires_then_one_adding_it_back_killed_after_the_decision(
-    kc, admins, team, key
-) -> None:
-    crash_case(kc, admins, team, key, KeyOpKind.RESHARE, (1, 2), {"node-3": {"action": "crash", "point": "reshare-stored"}})
-    crash_case(kc, admins, team, key, KeyOpKind.RESHARE, (1, 2, 3), {"coordinator": {"action": "crash", "point": "decided"}})
+RESHARE = [
+    pytest.param(
+        {"node-3": {"action": "crash", "point": "reshare-stored"}}, {"coordinator": {"action": "crash", "point": "decided"}},
+        id="retiring-node-stored/coordinator-decided",
+    ),
+    pytest.param(
+        {"node-3": {"action": "crash", "point": "epoch-committed"}}, {"node-3": {"action": "crash", "protocol": "reshare", "round": 2}},
+        id="retiring-node-committed/joining-node-round-2",
+    ),
+    pytest.param(
+        {"coordinator": {"action": "crash", "point": "round-1"}}, {"node-3": {"action": "crash", "point": "reshare-stored"}},
+        id="coordinator-round-1/joining-node-stored",
+    ),
+    pytest.param(
+        {"node-1": {"action": "crash", "protocol": "reshare", "round": 2}}, {"coordinator": {"action": "crash", "point": "receipts"}},
+        id="staying-dealer-round-2/coordinator-receipts",
+    ),
+]
+
+
+@pytest.mark.parametrize(("drop", "add"), RESHARE)
+def test_a_reshare_dropping_a_node_then_adding_it_back_killed_at_a_step_ends_in_one_epoch(kc, admins, team, key, drop, add) -> None:
+    crash_case(kc, admins, team, key, KeyOpKind.RESHARE, (1, 2), drop)
+    crash_case(kc, admins, team, key, KeyOpKind.RESHARE, (1, 2, 3), add)
