@@ -31,6 +31,7 @@ and proceeds to the decision if each holds its receipt, else discards and fails;
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -227,12 +228,30 @@ class KeyOperations:
         return t
 
     def resume(self, *, wait: bool = False) -> None:
-        """After a restart: continue every operation that is running or committing."""
+        """After a restart: continue every operation that is running or committing (first
+        marking applied the proposal of each, see :meth:`_settle_proposal`)."""
         for rec in self.db.list_key_operations(states=LIVE):
+            self._settle_proposal(rec)
             if wait:
                 self.run(rec.op_id, resuming=True)
             else:
                 self._spawn(rec.op_id, resuming=True)
+
+    def _settle_proposal(self, rec: KeyOpRecord) -> None:
+        """A coordinator killed between recording an admin-approved operation and marking its
+        lifecycle proposal applied (two transactions) left the proposal pending at its quorum
+        although the operation runs: mark it applied now (audited ``lifecycle-apply`` applied,
+        ``recovered``), as the apply would have."""
+        if rec.authorized_by == "roster":
+            return
+        p = self.db.get_lifecycle_proposal(rec.op_id)
+        if p is None or p.kind != KIND or p.state != "pending":
+            return
+        self.db.put_lifecycle_proposal(dataclasses.replace(p, state="applied", operations=(rec.op_id,), error="", updated_ms=now_ms()))
+        self.audit.append(self.name, "lifecycle-apply", outcome="applied", details={
+            "proposal": rec.op_id, "kind": KIND, "operations": rec.op_id, "recovered": True,
+        })
+        log.info("lifecycle proposal %s (%s): its operation was recorded before a restart; marked applied", rec.op_id, KIND)
 
     def _spawn(self, op_id: str, resuming: bool = False) -> None:
         def go() -> None:
