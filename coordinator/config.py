@@ -13,7 +13,8 @@ Example::
       "log_file": "coordinator.log",
       "keystore": "keystore.json", "passphrase_file": "passphrase",   # or "passphrase_env"
       "audit_db": "audit.db",
-      "governance": {"admin_set": {...}, "initial_policy": {...}}      # as in the node config
+      "governance": {"admin_set": {...}, "initial_policy": {...}},     # as in the node config
+      "test_mode": false                                                 # tests only: coordinator.faults
     }
 
 ``client_roles`` are the certificate roles that may call the API at all; each RPC further
@@ -42,6 +43,10 @@ request's current state (clients resume); see :mod:`mpcnet.common.streams`.
 ``max_clock_skew_s`` (default 30): the health probe measures each node's clock against the
 coordinator's (:mod:`mpcnet.common.clockskew`); signing leaves out a node whose clock is off by more
 than this while enough other nodes are available, and ``ClusterStatus`` flags it.
+
+``test_mode`` (default false): key operations honour the crash/delay points of
+:mod:`coordinator.faults` (a fault file named by ``MPC_TEST_COORDINATOR_FAULT_FILE``); never
+set it in production.
 
 Relative paths are relative to the config file.
 """
