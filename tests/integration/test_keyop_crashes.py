@@ -166,16 +166,18 @@ def settle(admin: MpcClient, op_id: str) -> coordinator_pb2.KeyOperationStatus:
 
 
 def run_until_done(
-    kc: LocalCluster, admins: tuple[MpcClient, MpcClient], key: Any, kind: KeyOpKind, new: tuple[int, ...],
+    kc: LocalCluster, admins: tuple[MpcClient, MpcClient], team: SigningTeam, key: Any, kind: KeyOpKind, new: tuple[int, ...],
     first: coordinator_pb2.KeyOperationStatus,
 ) -> coordinator_pb2.KeyOperationStatus:
-    """``first`` if it is done; if it failed the key is still in the operation's old epoch and the
-    same change proposed again (a new operation) succeeds."""
+    """``first`` if it is done; if it failed the key is still in the operation's old epoch (and
+    signs there) and the same change proposed again (a new operation) succeeds."""
     if first.state == "done":
         return first
     assert first.state == "failed" and first.error
     info = epoch(admins[0], key)
     assert info.epoch == first.old_epoch and list(info.committee) == list(first.old_committee)  # nothing half-done
+    digest = os.urandom(32)  # and the key signs in its old epoch meanwhile
+    verify_independently(key.public_key, team.sign(key.key_id, digest).der, digest)
     again = build(kc, admins[0], key, kind, new)
     propose(admins, again)
     st = settle(admins[0], again.operation.proposal_id)
@@ -234,7 +236,7 @@ def crash_case(
     first = settle(a1, signed.operation.proposal_id)
     prop = a1._stub.GetLifecycleProposal(coordinator_pb2.GetLifecycleProposalRequest(proposal_id=pid), timeout=30)
     assert prop.state == coordinator_pb2.PROPOSAL_STATE_APPLIED and list(prop.operations) == [signed.operation.proposal_id]
-    st = run_until_done(kc, admins, key, kind, new, first)
+    st = run_until_done(kc, admins, team, key, kind, new, first)
     assert st.old_epoch == before and st.new_epoch == before + 1
     assert_one_epoch(kc, a1, team, key, st.new_epoch, new)
     return first
