@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from crypto_core.errors import ProtocolAbort
 from crypto_core.group import Point
 from crypto_core.keyshare import KeyShare
-from crypto_core.local import route
+from crypto_core.local import Tamper, route
 from crypto_core.reshare import ReshareConfig, ReshareParty
 from crypto_core.rng import DeterministicRng
 from crypto_core.session import RoundOutput
@@ -112,14 +112,15 @@ def mixed_sets(old: Epoch, new: Epoch, size: int) -> Iterator[dict[int, int]]:
                 yield {x: e.shares[x].secret_share for x, e in zip(chosen, pick, strict=True)}
 
 
-def run_all(parties: Mapping[int, ReshareParty]) -> dict[int, ProtocolAbort]:
+def run_all(parties: Mapping[int, ReshareParty], tamper: Tamper | None = None) -> dict[int, ProtocolAbort]:
     """Like crypto_core.local.run, but every party runs until its own end or abort (a party that
     aborted sends nothing more). Returns every party's abort; used to show that no party ever
-    ends with a share after a tampered session."""
+    ends with a share after a tampered session (tests/harness.py ``run_collect`` stops at the
+    first step with an abort, which is what blame is judged on)."""
     errors: dict[int, ProtocolAbort] = {}
     outputs: dict[int, RoundOutput] = {i: p.start() for i, p in parties.items()}
     while outputs:
-        inboxes = route(outputs)
+        inboxes = route(outputs, tamper)
         nxt: dict[int, RoundOutput] = {}
         for i, p in parties.items():
             if i in errors or i not in inboxes:
