@@ -127,6 +127,14 @@ class EpochStore:
         with self._read() as c:
             return _pending(c, key_id, session_id)
 
+    def confirmed_session(self, key_id: bytes, epoch: int) -> bytes | None:
+        """The session whose receipt for ``epoch`` of the key this node released and which is not
+        committed (None if none): a node confirms at most one session per (key, epoch), so that
+        two commit certificates for one epoch cannot exist (a coordinator committing one on some
+        nodes and the other on the rest would leave no threshold of one polynomial)."""
+        with self._read() as c:
+            return _confirmed(c, key_id, epoch)
+
     def pending_share(self, key_id: bytes, session_id: bytes) -> bytes | None:
         """The decrypted pending share record of (key, session), None if absent or retiring."""
         with self._read() as c:
@@ -141,8 +149,9 @@ class EpochStore:
     def put_pending_epoch(self, p: PendingEpoch, record: bytes | None) -> None:
         """Store a session's outcome (``record``: the new share, None for a retiring dealer),
         durably, with ``released`` set: the receipt leaves in the answer that follows.
-        EpochStateError if the key's active epoch here is not ``p.epoch - 1`` or the session
-        already left a row."""
+        EpochStateError if the key's active epoch here is not ``p.epoch - 1``, the session
+        already left a row, or (a receiver) another session's receipt for ``p.epoch`` already
+        left this node (:meth:`confirmed_session`)."""
         if (record is None) != p.retiring:
             raise ValueError("record: a receiver stores a share, a retiring dealer none")
         blob = None if record is None else self._seal(KIND_PENDING_SHARE, p.key_id + p.session_id, record)
@@ -154,6 +163,11 @@ class EpochStore:
                 raise EpochStateError(f"key {p.key_id.hex()[:16]} is {cur.status} at epoch {cur.epoch} here, not {p.epoch - 1}")
             if _pending(c, p.key_id, p.session_id) is not None:
                 raise EpochStateError(f"session {p.session_id.hex()[:12]} already stored its outcome")
+            other = None if p.retiring else _confirmed(c, p.key_id, p.epoch)
+            if other is not None:
+                raise EpochStateError(
+                    f"this node already confirmed epoch {p.epoch} of key {p.key_id.hex()[:16]} in session {other.hex()[:12]}"
+                )
             c.execute(
                 "INSERT INTO pending_epochs (key_id, session_id, epoch, threshold, committee, op_digest, record, receipt,"
                 " retiring, released, committed, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, 0, ?)",
@@ -277,6 +291,15 @@ def _key_epoch(c: sqlite3.Connection, key_id: bytes) -> KeyEpoch | None:
     epoch, committee, state = (0, "", HOLDING) if ep is None else (int(ep[0]), str(ep[1]), str(ep[2]))
     status = "left" if state == LEFT else str(row[4])
     return KeyEpoch(key_id, bytes(row[0]), str(row[1]), epoch, int(row[2]), committee_of(committee, int(row[3])), status)
+
+
+def _confirmed(c: sqlite3.Connection, key_id: bytes, epoch: int) -> bytes | None:
+    row = c.execute(
+        "SELECT session_id FROM pending_epochs WHERE key_id = ? AND epoch = ? AND retiring = 0 AND released = 1"
+        " AND committed = 0 AND receipt IS NOT NULL ORDER BY created_ms LIMIT 1",
+        (key_id, epoch),
+    ).fetchone()
+    return None if row is None else bytes(row[0])
 
 
 def _pending(c: sqlite3.Connection, key_id: bytes, session_id: bytes) -> PendingEpoch | None:

@@ -83,6 +83,14 @@ class EpochService:
             bytes(p.operation), tuple(p.dealers), bytes(p.key_label), session_id=sid, me=node.me, admins=node.cfg.admin_set,
             roster=self.roster(), held=held, share=share,
         )
+        op = setup.operation
+        other = node.store.confirmed_session(op.key_id, op.new_epoch) if setup.receiver else None
+        if other is not None and other != sid:
+            raise RpcError(
+                Code.FAILED_PRECONDITION,
+                f"reshare.operation.old_epoch: this node already confirmed epoch {op.new_epoch} of key {op.key_id.hex()[:16]}"
+                f" in session {other.hex()[:12]}; only that session's certificate can commit it (one epoch, one session)",
+            )
         return setup, ReshareParty(setup.config, share if setup.dealer else None)
 
     def audit_start(self, s: Session, actor: str) -> None:
