@@ -33,7 +33,7 @@ from governance.keyop import CommitCertificate, sign_epoch_receipt, verify_commi
 from governance.roster import MAX_INDEX, Roster, active_entries
 from mpc_node.epoch_store import EpochStateError, PendingEpoch
 from mpc_node.fields import at_most, governance_blob, utf8_text_field
-from mpc_node.keyops import NO_ROSTER, ReshareSetup, check_reshare, receipt_for
+from mpc_node.keyops import NO_ROSTER, ReshareSetup, check_reshare, joined_versions, receipt_for
 from mpcnet.common.rpc import RpcError, check_len
 from mpcnet.wire.mpc.v1 import node_pb2
 
@@ -79,9 +79,11 @@ class EpochService:
             key_id = b""
         held = node.store.key_epoch(key_id) if len(key_id) == 32 else None
         share = node.active_share(key_id) if held is not None and held.status == "active" else None
+        anchor = node.store.committee_roster_version(key_id, held.epoch) if held is not None and held.status == "active" else None
         setup = check_reshare(
             bytes(p.operation), tuple(p.dealers), bytes(p.key_label), session_id=sid, me=node.me, admins=node.cfg.admin_set,
-            roster=self.roster(), held=held, share=share,
+            roster=self.roster(), held=held, share=share, committee_roster_version=anchor,
+            joined=joined_versions(node.roster_state.history()) if anchor is not None else None,
         )
         op = setup.operation
         other = node.store.confirmed_session(op.key_id, op.new_epoch) if setup.receiver else None
@@ -117,13 +119,13 @@ class EpochService:
             raw = receipt.to_bytes()
             node.store.put_pending_epoch(
                 PendingEpoch(op.key_id, s.id, op.new_epoch, op.new_threshold, op.new_committee, op.digest(), raw, False, True, False),
-                result.to_bytes(),
+                result.to_bytes(), roster_version=op.roster_version,
             )
         else:
             raw = b""
             node.store.put_pending_epoch(
                 PendingEpoch(op.key_id, s.id, op.new_epoch, op.new_threshold, op.new_committee, op.digest(), b"", True, True, False),
-                None,
+                None, roster_version=op.roster_version,
             )
         s.done = True
         s.party = None
