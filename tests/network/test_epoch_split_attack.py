@@ -78,6 +78,10 @@ def test_the_same_epoch_cannot_be_confirmed_twice_so_a_split_commit_cannot_lose_
     for svc in svcs.values():
         assert _commit(svc, key.key_id, sid_a, res_a).epoch == 1
     assert isinstance(sign(lay, svcs, key, [1, 2, 3], (1, 2, 3), 1), bytes)
+    # the operation replayed after its epoch is refused naming old_epoch
+    with pytest.raises(RpcError) as ei:
+        _start(svcs, op, [1, 2, 3])
+    assert ei.value.code == Code.FAILED_PRECONDITION and ei.value.message.startswith("reshare.operation.old_epoch: is 0")
     # after the commit the next epoch is open again
     op3 = operation(lay, root, key, kind=KeyOpKind.REFRESH, old=(1, 2, 3), new=(1, 2, 3), old_t=3, new_t=3, old_epoch=1).to_bytes()
     _, res_c = _start(svcs, op3, [1, 2, 3])
