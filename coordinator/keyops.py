@@ -204,25 +204,54 @@ class KeyOperations:
             ) from None
         return self.start(SignedKeyOperation(op), "roster", self.name, wait=wait)
 
-    def reshare_to_roster(self, roster: Roster) -> threading.Thread:
-        """After a membership change: the roster-implied reshare of every active key whose
-        committee differs from ``roster``'s active nodes, one key at a time (a background
-        thread, returned). A key that cannot be reshared is logged and skipped."""
+    def follow_roster(self, old: Roster | None, new: Roster) -> list[str]:
+        """After a membership change (``old`` -> ``new``): start, in the background, the
+        roster-implied reshare of every active key that followed the roster (its committee was
+        ``old``'s active nodes) or that a revocation concerns (its committee holds a node that is
+        not active in ``new``). A key an admin reshared to a committee of its own choosing is left
+        alone unless it holds a revoked node. Returns the ids of the operations started; a key
+        that cannot be reshared (e.g. fewer active nodes than its threshold, another operation
+        running) is logged and skipped."""
+        before = None if old is None else tuple(e.index for e in active_entries(old))
+        active = {e.index for e in active_entries(new)}
+        ids: list[str] = []
+        for k in self.db.list_keys("active"):
+            _, committee = self.epoch_of(k)
+            if committee != before and all(i in active for i in committee):
+                continue
+            try:
+                op_id = self.start_roster_implied(k.key_id, new)
+            except RpcError as e:
+                log.error("key %s: no roster-implied reshare to roster version %d: %s", k.key_id.hex()[:16], new.version, e.message)
+                continue
+            if op_id is not None:
+                ids.append(op_id)
+        return ids
 
-        def go() -> None:
-            for k in self.db.list_keys("active"):
-                if self._stop.is_set():
-                    return
-                try:
-                    self.start_roster_implied(k.key_id, roster, wait=True)
-                except RpcError as e:
-                    log.error("key %s: no roster-implied reshare to roster version %d: %s", k.key_id.hex()[:16], roster.version, e.message)
-                except Exception:
-                    log.exception("key %s: roster-implied reshare failed", k.key_id.hex()[:16])
-
-        t = threading.Thread(target=go, name=f"reshare-roster-{roster.version}", daemon=True)
-        t.start()
-        return t
+    def reconcile(self, roster: Roster, *, backoff_ms: int = 30_000) -> list[str]:
+        """The background check (every health interval): an active key whose committee still
+        holds a node that is not active in ``roster`` (a revocation whose reshare failed, or the
+        coordinator was killed between applying the roster change and starting the reshares) and
+        has no live operation gets its roster-implied reshare, at most once per ``backoff_ms``
+        after a failed one. Returns the ids started."""
+        active = {e.index for e in active_entries(roster)}
+        now = now_ms()
+        ids: list[str] = []
+        for k in self.db.list_keys("active"):
+            _, committee = self.epoch_of(k)
+            if all(i in active for i in committee):
+                continue
+            ops = self.db.list_key_operations(k.key_id)
+            if any(o.state in LIVE for o in ops) or any(o.state == "failed" and now - o.updated_ms < backoff_ms for o in ops):
+                continue
+            try:
+                op_id = self.start_roster_implied(k.key_id, roster)
+            except RpcError as e:
+                log.warning("key %s: roster-implied reshare not started: %s", k.key_id.hex()[:16], e.message)
+                continue
+            if op_id is not None:
+                ids.append(op_id)
+        return ids
 
     def resume(self, *, wait: bool = False) -> None:
         """After a restart: continue every operation that is running or committing."""

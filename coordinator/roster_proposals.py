@@ -3,12 +3,14 @@ change (add a node, revoke one, rotate a node's keys, change an endpoint) with i
 signature, other admins add theirs with ``ApproveLifecycleProposal``, and at the admin quorum
 the coordinator applies it (:meth:`coordinator.roster.RosterBook.apply`: verified again as the
 next link of the chain, stored with its audit entry, pushed to every node, each of which
-verifies it against its own admin set). A membership change then starts, through the roster's
-listeners, the roster-implied reshare of every key whose committee differs from the new active
-nodes (:meth:`coordinator.keyops.KeyOperations.reshare_to_roster`).
+verifies it against its own admin set). A membership change then starts the roster-implied
+reshares it calls for (:meth:`coordinator.keyops.KeyOperations.follow_roster`), whose ids the
+applied proposal lists (so ``mpc node remove`` / ``add`` can wait for them).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import grpc
 
@@ -16,7 +18,7 @@ from coordinator.lifecycle_proposals import Proposed
 from coordinator.roster import RosterBook
 from governance.errors import GovernanceError
 from governance.policy import AdminSignature
-from governance.roster import SignedRosterChange, active_entries
+from governance.roster import Roster, SignedRosterChange, active_entries
 from mpcnet.common.rpc import RpcError
 
 KIND = "roster"
@@ -26,8 +28,9 @@ Code = grpc.StatusCode
 class RosterProposals:
     """``decode`` and ``apply`` of the ``roster`` kind for :class:`LifecycleProposals`."""
 
-    def __init__(self, rosters: RosterBook) -> None:
+    def __init__(self, rosters: RosterBook, follow: Callable[[Roster | None, Roster], list[str]]) -> None:
         self.rosters = rosters
+        self.follow = follow
 
     def decode(self, data: bytes) -> Proposed:
         """A proposed change: well formed, for this cluster, and the next link of the roster in
@@ -63,8 +66,12 @@ class RosterProposals:
         return Proposed(change.digest()[:16].hex(), change.encode(), signed.signatures, rebuild, details)
 
     def apply(self, data: bytes, actor: str) -> list[str]:
-        """At the admin quorum: apply the change (its listeners push it and start the reshares
-        a membership change implies, in the background). Returns no operation ids: the reshares
-        run one key at a time and are listed by ``ListKeyOperations``."""
-        self.rosters.apply(SignedRosterChange.from_bytes(data), actor)
-        return []
+        """At the admin quorum: apply the change (the roster's listeners push it to the nodes),
+        then, for a membership change, start the reshares it calls for (in the background).
+        Returns their operation ids."""
+        old = self.rosters.current()
+        new = self.rosters.apply(SignedRosterChange.from_bytes(data), actor)
+        before = None if old is None else tuple(e.index for e in active_entries(old))
+        if before == tuple(e.index for e in active_entries(new)):
+            return []
+        return self.follow(old, new)

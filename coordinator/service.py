@@ -53,7 +53,7 @@ from governance.audit import detail_text
 from governance.errors import GovernanceError
 from governance.policy import DEFAULT_SCOPE
 from governance.reservation import MAX_SIGN_ATTEMPTS, ReservationReceipt, reservation_quorum
-from governance.roster import Roster, active_entries
+from governance.roster import Roster
 from governance.text import REQUEST_ID_RULE, escape, is_request_id, quote
 from mpcnet.common.clockskew import SkewSample, measure
 from mpcnet.common.govwire import audit_page, policy_state
@@ -185,9 +185,8 @@ class CoordinatorService:
             timeout_s=cfg.dkg_timeout_s, name=cfg.name,
         )
         self.lifecycle.register(KEY_OPERATION, self.keyops.decode_proposal, self.keyops.apply_proposal)
-        roster_proposals = RosterProposals(self.rosters)
+        roster_proposals = RosterProposals(self.rosters, self.keyops.follow_roster)
         self.lifecycle.register(ROSTER_CHANGE, roster_proposals.decode, roster_proposals.apply)
-        self.rosters.add_listener(self._membership_changed)  # after the push (RosterSync's listener)
         self.requests.recover()  # before serving: flush the audit outbox, settle stored quorums
         self._lock = threading.Lock()
         self._running: dict[str, threading.Event] = {}
@@ -217,13 +216,6 @@ class CoordinatorService:
                 error_message="interrupted by a coordinator restart; resubmit with the same request_id to retry",
             )
             log.info("request %s (%s) was interrupted by a restart: marked failed", escape(r.request_id), r.kind)
-
-    def _membership_changed(self, old: Roster | None, new: Roster) -> None:
-        """A roster change that adds or revokes nodes reshares every key to the new active nodes
-        (roster-implied operations, one key at a time, in the background)."""
-        before = None if old is None else tuple(e.index for e in active_entries(old))
-        if before != tuple(e.index for e in active_entries(new)):
-            self.keyops.reshare_to_roster(new)
 
     def roster_in_force(self) -> Roster | None:
         """The roster in force (None: a legacy config with a fixed node list)."""
@@ -287,6 +279,9 @@ class CoordinatorService:
                         self.roster_sync.sync_node(i)
                     if h.healthy and not self.policies.synced(i):
                         self.policies.sync_node(i)
+                roster = self.rosters.current()
+                if roster is not None:  # a revoked node's share must stop mattering, even after a crash
+                    self.keyops.reconcile(roster)
             except Exception:
                 if self._stop.is_set():
                     return
@@ -492,13 +487,13 @@ class CoordinatorService:
             except Refused as e:
                 raise RpcError(e.code, e.message) from None
         results = {i: r.dkg_result for i, r in final.items()}
-        first = results[1]
+        first = results[min(results)]  # node 1 may have been revoked
         differ = [i for i, r in results.items() if r.SerializeToString(deterministic=True) != first.SerializeToString(deterministic=True)]
         if differ:
             self._discard(first.key_id)
             for i in differ:
                 self._discard(results[i].key_id)
-            raise RpcError(Code.ABORTED, f"keygen aborted: node {differ[0]} finished the DKG with a different key than node 1")
+            raise RpcError(Code.ABORTED, f"keygen aborted: node {differ[0]} finished the DKG with a different key than node {min(results)}")
         try:  # what every node agreed on is still checked: a public key on the curve, a 32-byte chain code and id
             Point.decode(first.public_key, "dkg_result.public_key")
             for name, value, size in (("key_id", first.key_id, 32), ("chain_code", first.chain_code, CHAIN_CODE_LEN)):
@@ -611,6 +606,7 @@ class CoordinatorService:
         resynced: set[int] = set()
         t = k.threshold
         epoch, committee, outside = self.keyops.signing(k)  # sign in the key's epoch, with its committee only
+        epoch_retries = 0
         # the key the signature must verify under: from our own record, never from the nodes
         expected = derive(Point.decode(k.public_key), k.chain_code, path).public_key
         down: dict[int, str] = {}
@@ -624,6 +620,11 @@ class CoordinatorService:
         while True:
             if self.db.sign_attempts_taken(rid) >= MAX_SIGN_ATTEMPTS:
                 raise _signing_error(Code.FAILED_PRECONDITION, _exhausted(rid, down), attempts, "attempts-exhausted")
+            # the key's epoch, threshold and committee as recorded now: a refresh or reshare may
+            # have committed since the request was approved (never a session mixing epochs)
+            k = self.db.get_key(k.key_id) or k
+            t = k.threshold
+            epoch, committee, outside = self.keyops.signing(k)
             with self._sessions:  # at most max_parallel_sessions at once; the rest queue here
                 signers = self._pick(t, set(down) | outside, frozenset(disputes), frozenset(blind))
                 reachable = n - len(down)
@@ -636,6 +637,10 @@ class CoordinatorService:
                     now = time.monotonic()
                     if wait_until is None:
                         wait_until = now + min(RESTART_WAIT_S, _remaining_s(bundle))
+                    switching = {i for i in outside if i in committee}  # a committing operation's nodes
+                    if switching and now < wait_until:
+                        self._stop.wait(0.5)  # they switch to the new epoch within moments
+                        continue
                     waitable = [self.nodes[i] for i in down if i not in returned]
                     if waitable and now < wait_until:
                         came_back = wait_ready(waitable, min(1.0, wait_until - now))
@@ -739,6 +744,12 @@ class CoordinatorService:
                         Code.ABORTED, f"sign aborted: {who}: {e.reason}{_disputes_text(self.nodes, disputes)}", attempts
                     ) from None
                 except Refused as e:
+                    if e.governance == "epoch" and epoch_retries < 5:
+                        # a node is already in (or still before) another epoch of the key: the
+                        # commit is being pushed; no attempt was reserved, try again shortly
+                        epoch_retries += 1
+                        self._stop.wait(0.5)
+                        continue
                     fought = {frozenset({e.node, b}) for b in e.banned if e.node is not None} - disputes
                     if e.code == Code.PERMISSION_DENIED and fought:
                         # a node refuses peers it says are banned for this key: its word against

@@ -604,8 +604,8 @@ class NodeService:
         """The committee of ``key`` at its active epoch here; FAILED_PRECONDITION naming
         ``sign.epoch`` when the session is for another epoch."""
         if epoch != key.epoch:
-            raise RpcError(
-                Code.FAILED_PRECONDITION,
+            raise refusal(  # kind "epoch": the coordinator re-reads the key's epoch and tries again
+                Code.FAILED_PRECONDITION, "epoch",
                 f"sign.epoch: is {epoch}, the active epoch of key {key_id.hex()[:16]} on {self.cfg.name} is {key.epoch}",
             )
         held = self.store.key_epoch(key_id)

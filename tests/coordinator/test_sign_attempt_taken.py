@@ -38,7 +38,7 @@ def _svc(n: int) -> SimpleNamespace:
     svc = SimpleNamespace(
         nodes=nodes, _lock=threading.Lock(), _rr=0, _sessions=threading.BoundedSemaphore(4),
         policies=SimpleNamespace(synced=lambda i: True, attestation=lambda: b""),
-        db=SimpleNamespace(sign_attempts_taken=lambda rid: taken[0], next_sign_attempt=next_attempt),
+        db=SimpleNamespace(sign_attempts_taken=lambda rid: taken[0], next_sign_attempt=next_attempt, get_key=lambda key_id: None),
         cfg=SimpleNamespace(step_timeout_s=1.0), _reserve=lambda *a: [],
         keyops=SimpleNamespace(signing=lambda k: (0, tuple(range(1, n + 1)), set())),  # epoch 0, committee 1..n
     )
