@@ -187,8 +187,9 @@ class KeyOperations:
         return rec.op_id
 
     def start_roster_implied(self, key_id: bytes, roster: Roster, *, wait: bool = False) -> str | None:
-        """The reshare that ``roster`` (the roster in force) implies for ``key_id``: to exactly
-        its active nodes, same threshold, unsigned (authorized by the roster). None if the key's
+        """The reshare that ``roster`` (the roster in force) implies for ``key_id``, unsigned
+        (authorized by the roster), same threshold: a committee holding nodes no longer active
+        drops them (adding nobody); otherwise to exactly the active nodes. None if the key's
         committee already is the active nodes. RpcError if it cannot be built (e.g. fewer
         active nodes than the threshold) or another operation of the key is not finished."""
         k = self._key(key_id, "key")
@@ -196,10 +197,14 @@ class KeyOperations:
         active = tuple(e.index for e in active_entries(roster))
         if committee == active:
             return None
+        # a committee holding a node no longer active drops it and adds nobody (an admin-chosen
+        # committee keeps the nodes it left out, out); else it follows the active nodes
+        kept = tuple(i for i in committee if i in active)
+        new = kept if kept != committee else active
         try:
             op = KeyOperation(
                 self.admins.digest(), os.urandom(16), KeyOpKind.RESHARE, key_id, k.public_key, k.chain_code, epoch, k.threshold,
-                committee, k.threshold, active, roster.version, f"roster version {roster.version}",
+                committee, k.threshold, new, roster.version, f"roster version {roster.version}",
             )
         except GovernanceError as e:
             raise RpcError(

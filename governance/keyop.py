@@ -12,9 +12,10 @@ Authorization (:func:`check_authorized`), checked by every node against its *own
 roster: either at least ``quorum`` admins signed the operation (:class:`SignedKeyOperation`), or
 it carries no signature and is **roster-implied**: a reshare to exactly the active nodes of the
 verifier's current roster (same version), same threshold, at a roster whose membership differs
-from the key's committee. The admins already signed that roster change ("removing a node
-reshares every key without it; adding one reshares the keys to it"), so a coordinator can do
-nothing with it that the admins did not order.
+from the key's committee; or, same version and threshold, the key's committee without its
+nodes that are no longer active (a revocation in a committee the admins chose). The admins
+already signed that roster change ("removing a node reshares every key without it; adding one
+reshares the keys to it"), so a coordinator can do nothing with it that the admins did not order.
 
 An :class:`EpochReceipt` is one new-committee node's Ed25519 signature (its identity key) saying
 it durably stored its share of ``epoch`` made in ``session_id``. A *commit certificate* is one
@@ -313,16 +314,21 @@ def sign_key_operation(operation: KeyOperation, admin_name: str, private_key: Ed
 
 
 def roster_implied(operation: KeyOperation, roster: Roster) -> bool:
-    """True iff ``operation`` is the reshare that ``roster`` (the verifier's current one) implies:
-    a reshare, at ``roster.version``, to exactly the roster's active nodes, same threshold, and
-    the key's committee differs from them."""
+    """True iff ``operation`` is a reshare that ``roster`` (the verifier's current one) implies:
+    a reshare, at ``roster.version``, same threshold, whose new committee is either exactly the
+    roster's active nodes (the key's committee differing from them), or the key's committee
+    without its nodes that are no longer active (at least one), adding nobody: a revocation
+    drops the node from a committee the admins chose without re-adding nodes they left out.
+    (A node additionally refuses to *add* a node that was in the roster when the key's
+    committee was set: :func:`mpc_node.keyops.check_reshare`.)"""
     active = tuple(e.index for e in active_entries(roster))
+    kept = tuple(i for i in operation.old_committee if i in active)
     return (
         operation.kind is KeyOpKind.RESHARE
         and operation.roster_version == roster.version
-        and operation.new_committee == active
         and operation.new_threshold == operation.old_threshold
         and operation.old_committee != active
+        and (operation.new_committee == active or (operation.new_committee == kept and kept != operation.old_committee))
     )
 
 

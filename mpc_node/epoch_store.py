@@ -47,6 +47,16 @@ EPOCH_MIGRATION: tuple[str, ...] = (
 )
 
 
+# 5: the roster version of the operation that made each pending outcome and each key's active
+# epoch (an unsigned roster-implied reshare may add only nodes that joined the roster after it)
+KEY_ROSTER_MIGRATION: tuple[str, ...] = (
+    "CREATE TABLE IF NOT EXISTS pending_rosters (key_id BLOB NOT NULL, session_id BLOB NOT NULL,"
+    " roster_version INTEGER NOT NULL CHECK (roster_version >= 1), PRIMARY KEY (key_id, session_id))",
+    "CREATE TABLE IF NOT EXISTS key_rosters (key_id BLOB PRIMARY KEY CHECK (length(key_id) = 32),"
+    " epoch INTEGER NOT NULL, roster_version INTEGER NOT NULL CHECK (roster_version >= 1))",
+)
+
+
 class EpochStateError(Exception):
     """The store's key state does not allow the change (reported as FAILED_PRECONDITION)."""
 
@@ -130,6 +140,14 @@ class EpochStore:
         with self._read() as c:
             return _pending(c, key_id, session_id)
 
+    def confirmed_session(self, key_id: bytes, epoch: int) -> bytes | None:
+        """The session whose receipt for ``epoch`` of the key this node released and which is not
+        committed (None if none): a node confirms at most one session per (key, epoch), so that
+        two commit certificates for one epoch cannot exist (a coordinator committing one on some
+        nodes and the other on the rest would leave no threshold of one polynomial)."""
+        with self._read() as c:
+            return _confirmed(c, key_id, epoch)
+
     def pending_share(self, key_id: bytes, session_id: bytes) -> bytes | None:
         """The decrypted pending share record of (key, session), None if absent or retiring."""
         with self._read() as c:
@@ -141,11 +159,20 @@ class EpochStore:
         return self._unseal(KIND_PENDING_SHARE, key_id + session_id, bytes(row[0]))
 
     # --- writing -----------------------------------------------------------------------------
-    def put_pending_epoch(self, p: PendingEpoch, record: bytes | None) -> None:
+    def committee_roster_version(self, key_id: bytes, epoch: int) -> int | None:
+        """The roster version of the operation that set the key's committee at ``epoch`` (None:
+        unknown, e.g. a DKG key at epoch 0 whose committee is the active roster of its DKG)."""
+        with self._read() as c:
+            row = c.execute("SELECT epoch, roster_version FROM key_rosters WHERE key_id = ?", (key_id,)).fetchone()
+        return None if row is None or int(row[0]) != epoch else int(row[1])
+
+    def put_pending_epoch(self, p: PendingEpoch, record: bytes | None, *, roster_version: int = 0) -> None:
         """Store a session's outcome (``record``: the new share, None for a retiring dealer),
         durably, with ``released`` set: the receipt leaves in the answer that follows.
-        EpochStateError if the key's active epoch here is not ``p.epoch - 1`` or the session
-        already left a row."""
+        EpochStateError if the key's active epoch here is not ``p.epoch - 1``, the session
+        already left a row, or (a receiver) another session's receipt for ``p.epoch`` already
+        left this node (:meth:`confirmed_session`). ``roster_version`` (>= 1; 0: unknown) is the
+        operation's, recorded for :meth:`committee_roster_version` once committed."""
         if (record is None) != p.retiring:
             raise ValueError("record: a receiver stores a share, a retiring dealer none")
         blob = None if record is None else self._seal(KIND_PENDING_SHARE, p.key_id + p.session_id, record)
@@ -157,12 +184,22 @@ class EpochStore:
                 raise EpochStateError(f"key {p.key_id.hex()[:16]} is {cur.status} at epoch {cur.epoch} here, not {p.epoch - 1}")
             if _pending(c, p.key_id, p.session_id) is not None:
                 raise EpochStateError(f"session {p.session_id.hex()[:12]} already stored its outcome")
+            other = None if p.retiring else _confirmed(c, p.key_id, p.epoch)
+            if other is not None:
+                raise EpochStateError(
+                    f"this node already confirmed epoch {p.epoch} of key {p.key_id.hex()[:16]} in session {other.hex()[:12]}"
+                )
             c.execute(
                 "INSERT INTO pending_epochs (key_id, session_id, epoch, threshold, committee, op_digest, record, receipt,"
                 " retiring, released, committed, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, 0, ?)",
                 (p.key_id, p.session_id, p.epoch, p.threshold, committee_text(p.committee), p.op_digest, blob,
                  p.receipt or None, int(p.retiring), _now_ms()),
             )
+            if roster_version > 0:
+                c.execute(
+                    "INSERT OR REPLACE INTO pending_rosters (key_id, session_id, roster_version) VALUES (?, ?, ?)",
+                    (p.key_id, p.session_id, roster_version),
+                )
 
     def set_key_committee(self, c: sqlite3.Connection, key_id: bytes, committee: tuple[int, ...]) -> None:
         """Inside a write transaction of the caller: record a new key's committee at epoch 0."""
@@ -221,6 +258,16 @@ class EpochStore:
                 "INSERT OR REPLACE INTO key_epochs (key_id, epoch, committee, state, changed_ms) VALUES (?, ?, ?, ?, ?)",
                 (key_id, p.epoch, committee_text(p.committee), state, now),
             )
+            rv = c.execute(
+                "SELECT roster_version FROM pending_rosters WHERE key_id = ? AND session_id = ?", (key_id, session_id)
+            ).fetchone()
+            if rv is None:
+                c.execute("DELETE FROM key_rosters WHERE key_id = ?", (key_id,))
+            else:
+                c.execute(
+                    "INSERT OR REPLACE INTO key_rosters (key_id, epoch, roster_version) VALUES (?, ?, ?)", (key_id, p.epoch, int(rv[0]))
+                )
+            c.execute("DELETE FROM pending_rosters WHERE key_id = ?", (key_id,))
             c.execute("DELETE FROM pending_epochs WHERE key_id = ? AND session_id != ?", (key_id, session_id))
             c.execute(
                 "UPDATE pending_epochs SET record = NULL, committed = 1 WHERE key_id = ? AND session_id = ?", (key_id, session_id)
@@ -248,6 +295,8 @@ class EpochStore:
                 (key_id, epoch, committee_text(committee), _now_ms()),
             )
             c.execute("DELETE FROM pending_epochs WHERE key_id = ?", (key_id,))
+            c.execute("DELETE FROM pending_rosters WHERE key_id = ?", (key_id,))
+            c.execute("DELETE FROM key_rosters WHERE key_id = ?", (key_id,))
             return True
 
     def discard_epoch(self, key_id: bytes, session_id: bytes) -> bool:
@@ -265,6 +314,7 @@ class EpochStore:
                     f"the receipt of session {session_id.hex()[:12]} left this node: its pending share is erased by the next commit"
                 )
             c.execute("DELETE FROM pending_epochs WHERE key_id = ? AND session_id = ?", (key_id, session_id))
+            c.execute("DELETE FROM pending_rosters WHERE key_id = ? AND session_id = ?", (key_id, session_id))
             return True
 
 
@@ -285,6 +335,15 @@ def _key_epoch(c: sqlite3.Connection, key_id: bytes) -> KeyEpoch | None:
         epoch, committee, state, changed = int(ep[0]), str(ep[1]), str(ep[2]), int(ep[3])
     status = "left" if state == LEFT else str(row[4])
     return KeyEpoch(key_id, bytes(row[0]), str(row[1]), epoch, int(row[2]), committee_of(committee, int(row[3])), status, changed)
+
+
+def _confirmed(c: sqlite3.Connection, key_id: bytes, epoch: int) -> bytes | None:
+    row = c.execute(
+        "SELECT session_id FROM pending_epochs WHERE key_id = ? AND epoch = ? AND retiring = 0 AND released = 1"
+        " AND committed = 0 AND receipt IS NOT NULL ORDER BY created_ms LIMIT 1",
+        (key_id, epoch),
+    ).fetchone()
+    return None if row is None else bytes(row[0])
 
 
 def _pending(c: sqlite3.Connection, key_id: bytes, session_id: bytes) -> PendingEpoch | None:

@@ -35,7 +35,7 @@ from governance.keyop import CommitCertificate, sign_epoch_receipt, verify_commi
 from governance.roster import MAX_INDEX, Roster, active_entries
 from mpc_node.epoch_store import EpochStateError, KeyEpoch, PendingEpoch
 from mpc_node.fields import at_most, governance_blob, utf8_text_field
-from mpc_node.keyops import NO_ROSTER, RefreshSchedule, ReshareSetup, check_reshare, receipt_for
+from mpc_node.keyops import NO_ROSTER, RefreshSchedule, ReshareSetup, check_reshare, joined_versions, receipt_for
 from mpcnet.common.rpc import RpcError, check_len
 from mpcnet.wire.mpc.v1 import node_pb2
 
@@ -89,10 +89,20 @@ class EpochService:
             key_id = b""
         held = node.store.key_epoch(key_id) if len(key_id) == 32 else None
         share = node.active_share(key_id) if held is not None and held.status == "active" else None
+        anchor = node.store.committee_roster_version(key_id, held.epoch) if held is not None and held.status == "active" else None
         setup = check_reshare(
             bytes(p.operation), tuple(p.dealers), bytes(p.key_label), session_id=sid, me=node.me, admins=node.cfg.admin_set,
             roster=self.roster(), held=held, share=share, schedule=self.schedule(held) if held is not None and share is not None else None,
+            committee_roster_version=anchor, joined=joined_versions(node.roster_state.history()) if anchor is not None else None,
         )
+        op = setup.operation
+        other = node.store.confirmed_session(op.key_id, op.new_epoch) if setup.receiver else None
+        if other is not None and other != sid:
+            raise RpcError(
+                Code.FAILED_PRECONDITION,
+                f"reshare.operation.old_epoch: this node already confirmed epoch {op.new_epoch} of key {op.key_id.hex()[:16]}"
+                f" in session {other.hex()[:12]}; only that session's certificate can commit it (one epoch, one session)",
+            )
         return setup, ReshareParty(setup.config, share if setup.dealer else None)
 
     def audit_start(self, s: Session, actor: str) -> None:
@@ -119,13 +129,13 @@ class EpochService:
             raw = receipt.to_bytes()
             node.store.put_pending_epoch(
                 PendingEpoch(op.key_id, s.id, op.new_epoch, op.new_threshold, op.new_committee, op.digest(), raw, False, True, False),
-                result.to_bytes(),
+                result.to_bytes(), roster_version=op.roster_version,
             )
         else:
             raw = b""
             node.store.put_pending_epoch(
                 PendingEpoch(op.key_id, s.id, op.new_epoch, op.new_threshold, op.new_committee, op.digest(), b"", True, True, False),
-                None,
+                None, roster_version=op.roster_version,
             )
         s.done = True
         s.party = None

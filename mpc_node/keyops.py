@@ -16,7 +16,7 @@ roster indices, share indices are committee positions). Errors are :class:`RpcEr
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -29,7 +29,7 @@ from crypto_core.reshare import ReshareConfig
 from governance.errors import GovernanceError
 from governance.keyop import EpochReceipt, KeyOperation, KeyOpKind, SignedKeyOperation, check_authorized, refresh_due
 from governance.policy import AdminSet
-from governance.roster import MAX_INDEX, Roster, active_entries
+from governance.roster import MAX_INDEX, Roster, SignedRosterChange, active_entries
 from mpc_node.epoch_store import KeyEpoch
 from mpcnet.common.rpc import RpcError, invalid
 
@@ -117,6 +117,8 @@ def check_reshare(
     held: KeyEpoch | None,
     share: KeyShare | None,
     schedule: RefreshSchedule | None = None,
+    committee_roster_version: int | None = None,
+    joined: Mapping[int, int] | None = None,
 ) -> ReshareSetup:
     """Check a reshare request against this node's own state (see the module).
 
@@ -127,7 +129,12 @@ def check_reshare(
     refused PERMISSION_DENIED naming ``reshare.operation.signatures`` with the share's age and
     the period.
     ``key_label``: the key's label (hashed into the session's configuration; a holder's share
-    must carry the same). Raises RpcError: INVALID_ARGUMENT (malformed operation or
+    must carry the same). ``committee_roster_version``: the roster version of the operation
+    that set the key's committee here (None: unknown, a DKG key); ``joined``: roster index ->
+    the roster version that first named it (:func:`joined_versions`). An unsigned
+    roster-implied reshare may then add only nodes that joined after that version (a roster
+    change implies it; an admin's choice of committee at that version is not undone without
+    admin signatures). Raises RpcError: INVALID_ARGUMENT (malformed operation or
     dealers), PERMISSION_DENIED (not authorized), FAILED_PRECONDITION (disagrees with this
     node's key state or roster).
     """
@@ -149,6 +156,8 @@ def check_reshare(
             why = schedule.why_not() if schedule is not None else "this node holds no active share of the key to refresh"
             raise RpcError(code, f"reshare.operation.signatures: missing, and no scheduled refresh is due here ({why})") from None
         raise _gov(e, code) from None
+    if how == "roster" and committee_roster_version is not None:
+        _check_implied(op, committee_roster_version, joined or {})
     try:
         pk = Point.decode(op.public_key)
     except (DecodeError, ValueError):
@@ -178,6 +187,29 @@ def check_reshare(
     except UsageError as e:
         raise RpcError(Code.FAILED_PRECONDITION, f"reshare: {e}") from None
     return ReshareSetup(signed, how, dl, config, dealer, receiver)
+
+
+def joined_versions(history: Sequence[bytes]) -> dict[int, int]:
+    """Roster index -> the first roster version naming it, from the canonical
+    :class:`governance.roster.SignedRosterChange` history (version 1 first, already verified)."""
+    out: dict[int, int] = {}
+    for raw in history:
+        roster = SignedRosterChange.from_bytes(raw).change.new_roster
+        for e in roster.entries:
+            out.setdefault(e.index, roster.version)
+    return out
+
+
+def _check_implied(op: KeyOperation, anchor: int, joined: Mapping[int, int]) -> None:
+    """An unsigned reshare adds only nodes a roster change added after ``anchor`` (the roster
+    version whose operation set the key's committee)."""
+    for j in op.joining:
+        if joined.get(j, 0) <= anchor:
+            raise RpcError(
+                Code.PERMISSION_DENIED,
+                f"reshare.operation.signatures: missing: node {j} was in the roster (version {joined.get(j, 0)}) when the"
+                f" key's committee was set at roster version {anchor}; no roster change adds it, admin signatures are needed",
+            )
 
 
 def _check_key(op: KeyOperation, me: int, held: KeyEpoch | None, share: KeyShare | None) -> None:

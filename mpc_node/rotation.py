@@ -405,10 +405,20 @@ class KeyRotation:
         self._host.audit.append(actor, action, outcome=outcome, details=details)
 
     # --- PrepareKeyRotation ------------------------------------------------------------------
-    def prepare(self, actor: str) -> PreparedRotation:
+    def prepare(self, actor: str, *, admin: bool = True) -> PreparedRotation:
         """Make and stage a new identity, encryption and TLS key (replacing any staged set);
-        audited ``key-rotation-prepared``."""
+        audited ``key-rotation-prepared``.
+
+        ``admin``: the caller is an admin (the service passes the caller certificate's role).
+        A staged set whose certificate is installed (the admin's step 2: the admins are about
+        to sign the roster change naming it) is replaced only by an admin: a coordinator
+        replacing it would leave the node holding none of the keys that change names (NOT_SERVING
+        for good); refused FAILED_PRECONDITION naming ``staged``, audited."""
         with self._lock:
+            if not admin and self.paths.tls_cert.exists():
+                reason = "a certificate is installed for the staged keys; only an admin may replace them"
+                self._audit(actor, "key-rotation-prepared", "refused", detail_text("reason", reason))
+                raise RpcError(Code.FAILED_PRECONDITION, f"staged: {reason} (the roster change naming them switches this node)")
             passphrase = self._passphrase()
             current = self._current_cert()
             live_key = current.public_key()  # the same algorithm as the live TLS key

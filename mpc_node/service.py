@@ -1240,7 +1240,7 @@ class NodeService:
 
     def PrepareKeyRotation(self, req: node_pb2.PrepareKeyRotationRequest, ctx: Any) -> node_pb2.PrepareKeyRotationResponse:
         with self._store_guard():
-            p = self.rotation.prepare(_caller(ctx))
+            p = self.rotation.prepare(_caller(ctx), admin=_caller_role(ctx) == "admin")
         return node_pb2.PrepareKeyRotationResponse(
             identity_public=p.identity_public, encryption_public=p.encryption_public, tls_csr_pem=p.tls_csr_pem, proof=p.proof
         )
@@ -1261,6 +1261,12 @@ def _short(e: BaseException) -> str:
 def _caller(ctx: Any) -> str:
     ident = caller_identity(ctx) if ctx is not None else None
     return ident.name if ident is not None else "unknown"
+
+
+def _caller_role(ctx: Any) -> str:
+    """The caller certificate's role ("" without one)."""
+    ident = caller_identity(ctx) if ctx is not None else None
+    return ident.role if ident is not None else ""
 
 
 def _indices(peers: dict[int, Any]) -> str:

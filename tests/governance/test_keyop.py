@@ -275,3 +275,16 @@ def test_key_policy_refresh_period_is_optional_and_canonical() -> None:
     assert e.value.field == "refresh_period_s"
     with pytest.raises(GovernanceError):  # an explicit 0 is not canonical
         KeyPolicy.from_bytes(p.encode() + (8).to_bytes(8, "big") + bytes(8))
+
+
+def test_dropping_revoked_nodes_from_an_admin_chosen_committee_is_roster_implied() -> None:
+    # an admin-chosen committee (1, 2, 3) of the active (1..5); node 3 revoked: dropping it is implied
+    o = op(old_committee=(1, 2, 3), old_threshold=2, new_committee=(1, 2), new_threshold=2)
+    assert roster_implied(o, ROSTER_2)
+    assert check_authorized(SignedKeyOperation(o), ADMINS, ROSTER_2) == "roster"
+    # dropping an active node too, or keeping the revoked one, is not
+    for new in ((1, 4), (1, 2, 4)):
+        bad = op(old_committee=(1, 2, 3), old_threshold=2, new_committee=new, new_threshold=2)
+        with pytest.raises(GovernanceError) as e:
+            check_authorized(SignedKeyOperation(bad), ADMINS, ROSTER_2)
+        assert e.value.field == "signatures"

@@ -176,8 +176,15 @@ def test_failure_before_the_decision_keeps_the_old_epoch(lay: Layout, svcs: dict
     with pytest.raises(RpcError) as ei:
         svcs[1].CommitEpoch(partial, None)
     assert ei.value.code == Code.INVALID_ARGUMENT and ei.value.message.startswith("receipts:")
-    # a second operation (retried) commits; the first one's pending shares are erased with it
+    # a second operation for the same epoch is refused: every node confirmed epoch 1 in the first
+    # session, and two certificates for one epoch could split the key (tests/network/test_epoch_split_attack.py)
     op2 = _operation(lay, svcs[1], key, kind=KeyOpKind.REFRESH, old=(1, 2, 3), new=(1, 2, 3), old_t=2, new_t=2)
+    e = _refused(svcs[1], op2, [1, 2, 3])
+    assert e.code == Code.FAILED_PRECONDITION and sid.hex()[:12] in e.message
+    # the first session's certificate commits; the next epoch's operation commits too, and the
+    # first one's outcome is erased with it
+    _commit(svcs, key.key_id, sid, res, [1, 2, 3])
+    op2 = _operation(lay, svcs[1], key, kind=KeyOpKind.REFRESH, old=(1, 2, 3), new=(1, 2, 3), old_t=2, new_t=2, old_epoch=1)
     sid2, res2 = _reshare(svcs, op2, [1, 2, 3])
     _commit(svcs, key.key_id, sid2, res2, [1, 2, 3])
     for s in svcs.values():

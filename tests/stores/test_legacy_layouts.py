@@ -21,7 +21,8 @@ KEY = bytes([7]) * 32
 PASS = b"legacy passphrase"
 AUDIT_KEY = Ed25519PrivateKey.from_private_bytes(bytes(32))
 T0 = 1_700_000_000_000
-CURRENT = 4  # migration steps of the node store and the coordinator database today (4: key epochs)
+CURRENT = 4  # migration steps of the coordinator database today (4: key epochs)
+NODE_CURRENT = 5  # of the node store (5: the roster version that set each key's committee)
 AUDIT_CURRENT = 2  # of the audit log
 
 
@@ -85,7 +86,7 @@ def test_a_4b7440a_node_store_opens_and_upgrades(tmp_path: Path) -> None:
         assert legacy is not None and legacy.epoch == 0 and legacy.committee == tuple(range(1, s.list_keys()[0].parties + 1))
     with NodeStore.open(tmp_path / "fresh.db", PASS, 1, scrypt_n=2**10):
         pass
-    assert _layout(path) == _layout(tmp_path / "fresh.db") and _layout(path)[0] == CURRENT
+    assert _layout(path) == _layout(tmp_path / "fresh.db") and _layout(path)[0] == NODE_CURRENT
     assert _mode(path) == 0o600
 
 
