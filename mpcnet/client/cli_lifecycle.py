@@ -21,6 +21,7 @@ Added to the ``mpc`` group by :func:`register` (called by :mod:`mpcnet.client.cl
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +133,16 @@ def _proposal_rows(c: MpcClient, p: LifecycleProposalView) -> list[view.Row]:
     return rows
 
 
+def _retrying(op_id: str, timeout: float | None) -> Callable[[str], None]:
+    """What a wait says on stderr when the coordinator stops answering (once per outage)."""
+    until = "until the operation ends" if timeout is None else "until it ends or --timeout passes"
+
+    def say(why: str) -> None:
+        view.err(f"mpc: key operation {op_id}: the wait is interrupted ({why[:200]}); retrying {until} (Ctrl-C to stop)")
+
+    return say
+
+
 def _finish(ctx: click.Context, c: MpcClient, p: LifecycleProposalView, *, no_wait: bool) -> int:
     """Show the proposal; if pending, say who must approve; if applied and waiting, wait for its
     key operations (exit 1 if one failed)."""
@@ -147,7 +158,8 @@ def _finish(ctx: click.Context, c: MpcClient, p: LifecycleProposalView, *, no_wa
     if p.state == "applied" and not no_wait:
         for op_id in p.operations:
             view.err(f"waiting for key operation {op_id}...")
-            ops.append(c.wait_key_operation(op_id, opts.timeout, on_change=lambda v: view.err(f"  {v.operation_id}: {v.state}")))
+            ops.append(c.wait_key_operation(op_id, opts.timeout, on_change=lambda v: view.err(f"  {v.operation_id}: {v.state}"),
+                                            on_retry=_retrying(op_id, opts.timeout)))
         doc["operations"] = [v.as_dict() for v in ops]
     rows = _proposal_rows(c, p) if not opts.json else []
     rows += [(f"operation {v.operation_id}", f"{v.state.upper()} (epoch {v.operation.new_epoch}){'  ' + v.error if v.error else ''}")

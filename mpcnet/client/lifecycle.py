@@ -73,6 +73,11 @@ OPERATION_STATES = ("running", "committing", "done", "failed")
 OPERATION_TERMINAL = ("done", "failed")
 _PROPOSAL_STATE = {v: k.removeprefix("PROPOSAL_STATE_").lower() for k, v in coordinator_pb2.ProposalState.items()}
 _POLL_S = (0.2, 2.0)  # wait_key_operation: first and longest pause between polls
+# wait_key_operation retries these once the coordinator has answered (it is restarting or busy)
+_OPERATION_WAIT_RETRY = frozenset({
+    grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED, grpc.StatusCode.ABORTED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+})
 
 
 def _data_loss(message: str) -> MpcError:
@@ -646,22 +651,38 @@ class LifecycleMixin:
 
     def wait_key_operation(
         self, operation_id: str, timeout: float | None = None, *, on_change: Callable[[KeyOperationView], None] | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = time.sleep, on_retry: Callable[[str], None] | None = None,
     ) -> KeyOperationView:
         """Poll ``operation_id`` until it is done or failed (returned; check ``state``).
         ``timeout`` seconds (None: no limit): then DEADLINE_EXCEEDED ``operation ID still STATE
-        after N s``. ``on_change`` is called with every new state seen."""
+        after N s``. ``on_change`` is called with every new state seen.
+
+        Once the coordinator has answered, UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED, ABORTED and
+        RESOURCE_EXHAUSTED (a coordinator restarting in the middle of the operation, which it
+        resumes) are retried until ``timeout``, like :meth:`MpcClient.watch_sign_request`;
+        ``on_retry`` is called with one line (code and the server's text) once per run of such
+        errors. Any other error, and any error before the first answer, raise :class:`MpcError`."""
         deadline = None if timeout is None else time.monotonic() + timeout
         pause, last = _POLL_S[0], ""
+        told = False  # on_retry was called for the current run of errors
         while True:
-            v = self.key_operation(operation_id)
-            if v.state != last and on_change is not None:
-                on_change(v)
-            last = v.state
-            if v.finished:
-                return v
+            try:
+                v = self.key_operation(operation_id)
+            except MpcError as e:
+                if not last or e.code not in _OPERATION_WAIT_RETRY:
+                    raise
+                if on_retry is not None and not told:
+                    on_retry(f"{e.code.name}: {e.message}")
+                told = True
+            else:
+                told = False
+                if v.state != last and on_change is not None:
+                    on_change(v)
+                last = v.state
+                if v.finished:
+                    return v
             if deadline is not None and time.monotonic() >= deadline:
-                raise MpcError(grpc.StatusCode.DEADLINE_EXCEEDED, f"operation {operation_id} still {v.state} after {timeout:g} s")
+                raise MpcError(grpc.StatusCode.DEADLINE_EXCEEDED, f"operation {operation_id} still {last} after {timeout:g} s")
             wait = pause if deadline is None else max(0.0, min(pause, deadline - time.monotonic()))
             sleep(wait)
             pause = min(pause * 2, _POLL_S[1])

@@ -188,6 +188,41 @@ def test_wait_key_operation_times_out_naming_the_state() -> None:
     assert e.value.code == grpc.StatusCode.DEADLINE_EXCEEDED and "still committing" in e.value.message
 
 
+def test_wait_key_operation_rides_out_a_coordinator_restart() -> None:
+    """A coordinator restarting in the middle of the operation (UNAVAILABLE) is waited out, said
+    once; before the first answer, or a refusal, is raised."""
+    from .lifecycle_fake import FakeRpcError
+
+    fake = FakeCoordinator()
+    p = admin_client(fake, "ada").refresh_key(KEY_ID)
+    admin_client(fake, "bob").approve_lifecycle(p.proposal_id)
+    op = fake.ops[p.proposal_id]
+    op.state = "running"
+    answers: list[str] = ["ok", "down", "down", "down", "ok-done"]
+
+    def flaky(s: coordinator_pb2.KeyOperationStatus) -> coordinator_pb2.KeyOperationStatus:
+        a = answers.pop(0)
+        if a == "down":
+            raise FakeRpcError(grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses")
+        if a == "ok-done":
+            s.state = "done"
+        return s
+
+    fake.evil["GetKeyOperation"] = flaky
+    said: list[str] = []
+    v = admin_client(fake).wait_key_operation(p.proposal_id, timeout=60, sleep=lambda s: None, on_retry=said.append)
+    assert v.state == "done" and not answers
+    assert said == ["UNAVAILABLE: failed to connect to all addresses"]
+    answers[:] = ["down"]  # never answered yet: the coordinator is not there at all
+    with pytest.raises(MpcError) as e:
+        admin_client(fake).wait_key_operation(p.proposal_id, timeout=60, sleep=lambda s: None)
+    assert e.value.code == grpc.StatusCode.UNAVAILABLE
+    fake.evil["GetKeyOperation"] = lambda s: (_ for _ in ()).throw(FakeRpcError(grpc.StatusCode.PERMISSION_DENIED, "no"))
+    with pytest.raises(MpcError) as e:
+        admin_client(fake).wait_key_operation(p.proposal_id, timeout=60, sleep=lambda s: None)
+    assert e.value.code == grpc.StatusCode.PERMISSION_DENIED
+
+
 def test_signed_operation_round_trips() -> None:
     fake = FakeCoordinator()
     p = admin_client(fake, "ada").refresh_key(KEY_ID)
