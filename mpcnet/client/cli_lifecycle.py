@@ -162,8 +162,8 @@ def _finish(ctx: click.Context, c: MpcClient, p: LifecycleProposalView, *, no_wa
                                             on_retry=_retrying(op_id, opts.timeout)))
         doc["operations"] = [v.as_dict() for v in ops]
     rows = _proposal_rows(c, p) if not opts.json else []
-    rows += [(f"operation {v.operation_id}", f"{v.state.upper()} (epoch {v.operation.new_epoch}){'  ' + v.error if v.error else ''}")
-             for v in ops]
+    rows += [("operation", f"{v.operation_id}  {v.state.upper()} (epoch {v.operation.new_epoch}){'  ' + v.error if v.error else ''}"
+              f"{retry_hint(v.as_dict())}") for v in ops]
     _show(ctx, doc, rows)
     return Exit.FAILED if any(v.state == "failed" for v in ops) else Exit.OK
 
@@ -367,6 +367,17 @@ def status_doc(st: Any) -> dict[str, Any]:
     }
 
 
+def retry_hint(d: dict[str, Any]) -> str:
+    """For a failed operation (``KeyOperationView.as_dict()``): what the key is left with and the
+    command that tries again (a new proposal; the failed one stays failed). Else ''."""
+    if d.get("state") != "failed" or "key_id" not in d:
+        return ""
+    key = d["key_id"]
+    again = (f"mpc key refresh {key}" if d.get("kind") == "refresh" else
+             f"mpc key reshare {key} --threshold {d['new_threshold']} --nodes {','.join(map(str, d['new_committee']))}")
+    return f"  (the key stays at epoch {d['old_epoch']} and signs; to try again, an admin proposes it anew: '{again}')"
+
+
 def _status_op(o: Any) -> dict[str, Any]:
     try:
         return KeyOperationView.from_proto(o).as_dict()
@@ -393,5 +404,5 @@ def operation_rows(st: Any) -> list[view.Row]:
         text = (f"{d.get('kind', '?')} key {str(d.get('key_id', ''))[:16]} {d['state'].upper()} epoch {d.get('old_epoch', '?')}->"
                 f"{d.get('new_epoch', '?')}" + (f"  waiting for nodes {d['pending_nodes']}" if d.get("pending_nodes") else "")
                 + (f"  {d['error']}" if d.get("error") else ""))
-        out.append((f"operation {o.operation_id}", text))
+        out.append(("operation", f"{o.operation_id}  {text}{retry_hint(d)}"))
     return out

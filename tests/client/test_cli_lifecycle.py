@@ -68,6 +68,10 @@ def test_a_failed_operation_exits_1_and_no_wait_returns_at_once(fake: FakeCoordi
     fake._maybe_apply = fail  # type: ignore[method-assign]
     code, out, _ = run("admin2", "lifecycle", "approve", pid)
     assert code == 1 and "FAILED" in out and "\x1b" not in out and "\\x1b" in out
+    # what to do about it: the key is left as it was, and the command that tries again
+    assert "the key stays at epoch 0 and signs" in out and f"'mpc key reshare {KEY_ID.hex()} --threshold 3 --nodes 1,2,4,5'" in out
+    code, out, _ = run("admin1", "status")
+    assert code == 0 and "the key stays at epoch 0" in out and f"key reshare {KEY_ID.hex()} --threshold 3" in out
 
 
 def test_no_wait(fake: FakeCoordinator) -> None:
@@ -144,7 +148,9 @@ def test_status_shows_running_key_operations(fake: FakeCoordinator) -> None:
     fake.ops[pid].state = "committing"
     fake.ops[pid].pending_nodes.extend([4, 5])
     code, out, _ = run("admin1", "status")
-    assert code == 0 and f"operation {pid}" in out and "refresh key" in out and "COMMITTING" in out and "[4, 5]" in out
+    row = next(line for line in out.splitlines() if line.startswith("operation "))
+    assert row.split()[1] == pid and row.index(pid) < 20  # the label column stays narrow (no 42-character labels)
+    assert code == 0 and "refresh key" in out and "COMMITTING" in out and "[4, 5]" in out
     code, out, _ = run("admin1", "status", "--json")
     ops = json.loads(out)["operations"]
     assert [(o["operation_id"], o["state"], o["pending_nodes"]) for o in ops] == [(pid, "committing", [4, 5])]
