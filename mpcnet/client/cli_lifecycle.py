@@ -162,8 +162,10 @@ def _finish(ctx: click.Context, c: MpcClient, p: LifecycleProposalView, *, no_wa
                                             on_retry=_retrying(op_id, opts.timeout)))
         doc["operations"] = [v.as_dict() for v in ops]
     rows = _proposal_rows(c, p) if not opts.json else []
-    rows += [("operation", f"{v.operation_id}  {v.state.upper()} (epoch {v.operation.new_epoch}){'  ' + v.error if v.error else ''}"
-              f"{retry_hint(v.as_dict())}") for v in ops]
+    for v in ops:
+        epochs = f"epoch {v.operation.old_epoch} -> {v.operation.new_epoch}"
+        err = f"  {v.error}" if v.error else ""
+        rows.append(("operation", f"{v.operation_id}  {v.state.upper()} ({epochs}){err}{retry_hint(v.as_dict())}"))
     _show(ctx, doc, rows)
     return Exit.FAILED if any(v.state == "failed" for v in ops) else Exit.OK
 

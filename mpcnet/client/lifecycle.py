@@ -418,7 +418,8 @@ class LifecycleMixin:
         this client's admin set) on every node of cluster.json directly, each change a node
         lacks, oldest first (each node verifies every change itself), so that a coordinator
         cannot withhold a roster change. Returns node name -> ``installed N`` / ``already`` /
-        ``ahead: ...`` / ``forked: ...`` / ``error: ...``."""
+        ``ahead: ...`` / ``forked: ...`` / ``error: ...`` / ``revoked, not reached: ...`` (a node
+        the history revokes that did not answer: not an error)."""
         if history is None:
             hist = list(self.roster().history)
         else:
@@ -428,6 +429,7 @@ class LifecycleMixin:
             except GovernanceError as e:
                 raise _bad_arg(f"{e.field}: {e.reason}") from None
         digests = [h.change.digest() for h in hist]
+        revoked = {e.name for e in hist[-1].change.new_roster.entries if not e.active}
         out: dict[str, str] = {}
         for name in self._nodes():
             stub = self._node_stub(name)
@@ -445,7 +447,8 @@ class LifecycleMixin:
                     r = stub.InstallRosterChange(node_pb2.InstallRosterChangeRequest(signed_change=signed.to_bytes()), timeout=10)
                     installed += int(r.installed)
             except grpc.RpcError as e:
-                out[name] = f"error: {e.code().name}: {e.details() or ''}"
+                # a revoked node takes part in nothing: reaching it is a courtesy, not a failure
+                out[name] = f"{'revoked, not reached' if name in revoked else 'error'}: {e.code().name}: {e.details() or ''}"
                 continue
             except GovernanceError as e:
                 out[name] = f"error: roster: {e.field}: {e.reason}"

@@ -227,3 +227,32 @@ def test_signed_operation_round_trips() -> None:
     fake = FakeCoordinator()
     p = admin_client(fake, "ada").refresh_key(KEY_ID)
     assert SignedKeyOperation.from_bytes(bytes(fake.proposals[p.proposal_id].signed)).operation == p.signed.operation  # type: ignore[union-attr]
+
+
+def test_push_roster_does_not_count_an_unreachable_revoked_node_as_a_failure() -> None:
+    """'mpc roster push' after 'node remove 3': node 3 is down (mpc-cluster does not start it)
+    or refuses; that is no failure, while an active node that cannot be reached still is."""
+    from types import SimpleNamespace
+
+    from mpcnet.wire.mpc.v1 import node_pb2
+
+    from .lifecycle_fake import FakeRpcError
+
+    fake = FakeCoordinator()
+    prev = fake.history[0].change.new_roster
+    fake.history.append(sign_both(RosterChange(revoke_node(prev, 3), prev.digest(), admin_set().digest())))
+    c = admin_client(fake)
+
+    def held(req: object, timeout: float | None = None) -> object:
+        return node_pb2.RosterHistory(signed_changes=[h.to_bytes() for h in fake.history])
+
+    def down(req: object, timeout: float | None = None) -> object:
+        raise FakeRpcError(grpc.StatusCode.UNAVAILABLE, "failed to connect")
+
+    stubs = {"node-1": SimpleNamespace(GetRoster=held), "node-2": SimpleNamespace(GetRoster=down),
+             "node-3": SimpleNamespace(GetRoster=down)}
+    c._nodes = lambda: list(stubs)  # type: ignore[method-assign]
+    c._node_stub = lambda name: stubs[name]  # type: ignore[method-assign,assignment,return-value]
+    out = c.push_roster()
+    assert out == {"node-1": "already", "node-2": "error: UNAVAILABLE: failed to connect",
+                   "node-3": "revoked, not reached: UNAVAILABLE: failed to connect"}
