@@ -289,10 +289,15 @@ def cmd_node_rotate_keys(ctx: click.Context, index: int, ca_cert: Path | None, c
 
 
 @_command(roster_group, "show", "the roster in force (verified against your admin set)")
-def cmd_roster_show(ctx: click.Context) -> int:
+@click.option("--history", is_flag=True,
+              help="print the whole verified chain as the JSON list a node's config takes as governance.roster_history")
+def cmd_roster_show(ctx: click.Context, history: bool) -> int:
     with _client(_opts(ctx)) as c:
         _need_cluster_file(c, admin_set=True)
         r = c.roster()
+    if history:  # verified against this client's admin set by roster(): safe to hand to a new node
+        view.out(json.dumps([h.to_dict() for h in r.history], indent=2))
+        return Exit.OK
     d = r.as_dict()
     rows: list[view.Row] = [("version", r.version), ("epoch", r.roster.epoch), ("digest", d["digest"]),
                             ("active", list(r.active())), ("revoked", list(r.revoked()) or "-")]

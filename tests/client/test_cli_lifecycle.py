@@ -96,6 +96,13 @@ def test_remove_then_roster_show_and_status(fake: FakeCoordinator) -> None:
     assert run("admin2", "lifecycle", "approve", pid)[0] == 0
     code, out, _ = run("admin1", "roster", "show", "--json")
     assert code == 0 and json.loads(out)["revoked"] == [3] and json.loads(out)["version"] == 2
+    code, out, _ = run("admin1", "roster", "show", "--history")  # what a new node's config takes, verified
+    from governance.roster import SignedRosterChange, verify_roster_history
+    from tests.governance.gov_util import admin_set
+
+    chain = [SignedRosterChange.from_dict(d) for d in json.loads(out)]
+    assert code == 0 and [h.to_bytes() for h in chain] == [h.to_bytes() for h in fake.history]
+    assert verify_roster_history(admin_set(), chain).version == 2
     code, out, _ = run("admin1", "status")
     assert code == 0 and "version 2, epoch 1" in out and "REVOKED" in out
     code, out, _ = run("admin1", "status", "--json")
