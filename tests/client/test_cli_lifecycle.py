@@ -161,3 +161,12 @@ def test_status_shows_running_key_operations(fake: FakeCoordinator) -> None:
     code, out, _ = run("admin1", "status", "--json")
     ops = json.loads(out)["operations"]
     assert [(o["operation_id"], o["state"], o["pending_nodes"]) for o in ops] == [(pid, "committing", [4, 5])]
+
+
+def test_keys_row_shows_the_epoch_and_the_nodes_holding_the_key() -> None:
+    from mpcnet.client.cli_render import key_list_line
+
+    d = {"key_id": "ab", "status": "active", "threshold": 3, "parties": 4, "ethereum_address": "0x1", "epoch": 2,
+         "committee": [1, 2, 4, 5], "label": "x\n"}
+    assert key_list_line(d) == "ab  active   3-of-4  0x1  epoch 2 nodes 1,2,4,5  x\\n"  # the label still last, escaped
+    assert key_list_line({**d, "committee": []}) == "ab  active   3-of-4  0x1  x\\n"  # a coordinator before issue 11
