@@ -73,6 +73,7 @@ OPERATION_STATES = ("running", "committing", "done", "failed")
 OPERATION_TERMINAL = ("done", "failed")
 _PROPOSAL_STATE = {v: k.removeprefix("PROPOSAL_STATE_").lower() for k, v in coordinator_pb2.ProposalState.items()}
 _POLL_S = (0.2, 2.0)  # wait_key_operation: first and longest pause between polls
+_NO_ANSWER = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 # wait_key_operation retries these once the coordinator has answered (it is restarting or busy)
 _OPERATION_WAIT_RETRY = frozenset({
     grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED, grpc.StatusCode.ABORTED,
@@ -381,7 +382,7 @@ class LifecycleMixin:
             raise _bad_arg(f"node: {index} is not an active node of roster version {view.version}")
         direct = entry.name in getattr(self, "node_endpoints", {})
         if direct:
-            prep = self._call(self._node_stub(entry.name).PrepareKeyRotation, node_pb2.PrepareKeyRotationRequest())
+            prep = self._at_node(entry, self._node_stub(entry.name).PrepareKeyRotation, node_pb2.PrepareKeyRotationRequest())
         else:
             prep = self._call(self._stub.PrepareNodeKeyRotation, coordinator_pb2.PrepareNodeKeyRotationRequest(node=index))
         identity, encryption, csr = bytes(prep.identity_public), bytes(prep.encryption_public), bytes(prep.tls_csr_pem)
@@ -397,9 +398,8 @@ class LifecycleMixin:
         except NodeCsrError as e:
             raise _data_loss(f"tls_csr_pem: {e}") from None
         if direct:
-            inst = self._call(
-                self._node_stub(entry.name).InstallStagedCertificate, node_pb2.InstallStagedCertificateRequest(certificate_pem=cert_pem)
-            )
+            install = node_pb2.InstallStagedCertificateRequest(certificate_pem=cert_pem)
+            inst = self._at_node(entry, self._node_stub(entry.name).InstallStagedCertificate, install)
         else:
             inst = self._call(
                 self._stub.InstallNodeCertificate, coordinator_pb2.InstallNodeCertificateRequest(node=index, certificate_pem=cert_pem)
@@ -412,6 +412,15 @@ class LifecycleMixin:
         except GovernanceError as e:
             raise _data_loss(f"{e.field}: {e.reason} (the node's staged keys)") from None
         return self._roster_proposal(new, view.roster)
+
+    def _at_node(self, entry: RosterEntry, method: grpc.UnaryUnaryMultiCallable[_Req, _Resp], req: _Req) -> _Resp:
+        """``_call`` to a node directly; an error names the node (not the coordinator: the
+        CLI's hints about an unreachable coordinator would mislead)."""
+        try:
+            return self._call(method, req)
+        except MpcError as e:
+            hint = " (is it running? 'mpc status' shows the nodes)" if e.code in _NO_ANSWER else ""
+            raise MpcError(e.code, f"node {entry.index} ({quote(entry.name)}): {e.message}{hint}") from None
 
     def push_roster(self, history: Sequence[SignedRosterChange] | None = None) -> dict[str, str]:
         """Install the roster history (:meth:`roster`'s, or ``history``, verified here against

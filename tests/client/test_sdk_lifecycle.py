@@ -256,3 +256,24 @@ def test_push_roster_does_not_count_an_unreachable_revoked_node_as_a_failure() -
     out = c.push_roster()
     assert out == {"node-1": "already", "node-2": "error: UNAVAILABLE: failed to connect",
                    "node-3": "revoked, not reached: UNAVAILABLE: failed to connect"}
+
+
+def test_rotate_keys_names_the_node_that_does_not_answer() -> None:
+    """Dialled directly, a node that hangs is named (the CLI would otherwise blame the coordinator)."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from mpcnet.common.pki import CertPaths
+
+    from .lifecycle_fake import FakeRpcError
+
+    def hangs(req: object, timeout: float | None = None) -> object:
+        raise FakeRpcError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+
+    c = admin_client(FakeCoordinator())
+    c.node_endpoints = {"node-2": "localhost:1"}
+    c._node_stub = lambda name: SimpleNamespace(PrepareKeyRotation=hangs)  # type: ignore[method-assign,assignment,return-value]
+    with pytest.raises(MpcError) as e:
+        c.rotate_node_keys(2, CertPaths(Path("ca.pem"), Path("ca.key")))
+    assert e.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert e.value.message.startswith("node 2 ('node-2'): Deadline Exceeded (is it running?"), e.value.message
