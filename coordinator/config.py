@@ -13,7 +13,8 @@ Example::
       "log_file": "coordinator.log",
       "keystore": "keystore.json", "passphrase_file": "passphrase",   # or "passphrase_env"
       "audit_db": "audit.db",
-      "governance": {"admin_set": {...}, "initial_policy": {...}}      # as in the node config
+      "governance": {"admin_set": {...}, "initial_policy": {...}},     # as in the node config
+      "test_mode": false                                                 # tests only: coordinator.faults
     }
 
 ``client_roles`` are the certificate roles that may call the API at all; each RPC further
@@ -43,6 +44,10 @@ request's current state (clients resume); see :mod:`mpcnet.common.streams`.
 coordinator's (:mod:`mpcnet.common.clockskew`); signing leaves out a node whose clock is off by more
 than this while enough other nodes are available, and ``ClusterStatus`` flags it.
 
+``test_mode`` (default false): key operations honour the crash/delay points of
+:mod:`coordinator.faults` (a fault file named by ``MPC_TEST_COORDINATOR_FAULT_FILE``); never
+set it in production.
+
 Relative paths are relative to the config file.
 """
 
@@ -64,7 +69,7 @@ _KEYS = {
     "name", "listen", "threshold", "db", "tls", "nodes", "client_roles", "step_timeout_s", "dkg_timeout_s",
     "max_requests", "log_file", "log_level", "workers", "health_interval_s", "max_parallel_sessions",
     "keystore", "passphrase_file", "passphrase_env", "audit_db", "governance", "sweep_interval_s",
-    "max_clock_skew_s", "max_streams", "max_streams_per_caller", "stream_lifetime_s",
+    "max_clock_skew_s", "max_streams", "max_streams_per_caller", "stream_lifetime_s", "test_mode",
 }
 
 
@@ -109,6 +114,7 @@ class CoordinatorConfig:
     # the roster at its end; the database may hold a longer chain extending it
     roster_history: tuple[SignedRosterChange, ...] = ()
     signed_roster: Roster | None = None
+    test_mode: bool = False  # coordinator.faults: crash/delay points of key operations (tests only)
 
     @property
     def parties(self) -> int:
@@ -190,6 +196,7 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
         max_streams_per_caller=f.integer("max_streams_per_caller", max(1, max_streams // 4), lo=1, hi=max_streams),
         roster_history=history,
         signed_roster=signed_roster,
+        test_mode=f.flag("test_mode", False),
     )
     if cfg.workers <= cfg.max_requests // 2:
         raise ConfigError(f"{path}: workers: must exceed max_requests / 2")

@@ -31,6 +31,7 @@ and proceeds to the decision if each holds its receipt, else discards and fails;
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -78,7 +79,9 @@ class KeyOperations:
         self.flush = flush
         self.timeout_s = timeout_s
         self.name = name
-        self.fault: Callable[[str], None] | None = None  # tests: called at "receipts" and "decided"
+        # test mode (coordinator.faults): called at each durable step ("recorded", "round-R",
+        # "receipts", "decided", "pushed"); it can only crash or delay the process
+        self.fault: Callable[[str], None] | None = None
         self._locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -254,12 +257,30 @@ class KeyOperations:
         return ids
 
     def resume(self, *, wait: bool = False) -> None:
-        """After a restart: continue every operation that is running or committing."""
+        """After a restart: continue every operation that is running or committing (first
+        marking applied the proposal of each, see :meth:`_settle_proposal`)."""
         for rec in self.db.list_key_operations(states=LIVE):
+            self._settle_proposal(rec)
             if wait:
                 self.run(rec.op_id, resuming=True)
             else:
                 self._spawn(rec.op_id, resuming=True)
+
+    def _settle_proposal(self, rec: KeyOpRecord) -> None:
+        """A coordinator killed between recording an admin-approved operation and marking its
+        lifecycle proposal applied (two transactions) left the proposal pending at its quorum
+        although the operation runs: mark it applied now (audited ``lifecycle-apply`` applied,
+        ``recovered``), as the apply would have."""
+        if rec.authorized_by == "roster":
+            return
+        p = self.db.get_lifecycle_proposal(rec.op_id)
+        if p is None or p.kind != KIND or p.state != "pending":
+            return
+        self.db.put_lifecycle_proposal(dataclasses.replace(p, state="applied", operations=(rec.op_id,), error="", updated_ms=now_ms()))
+        self.audit.append(self.name, "lifecycle-apply", outcome="applied", details={
+            "proposal": rec.op_id, "kind": KIND, "operations": rec.op_id, "recovered": True,
+        })
+        log.info("lifecycle proposal %s (%s): its operation was recorded before a restart; marked applied", rec.op_id, KIND)
 
     def _spawn(self, op_id: str, resuming: bool = False) -> None:
         def go() -> None:
@@ -314,6 +335,7 @@ class KeyOperations:
         dealers = tuple(up)
         sid = os.urandom(32)
         self.db.key_operation_session(rec.op_id, sid, dealers, now_ms())  # durable before any node hears of it
+        self._at("recorded")
         parts = sorted(set(dealers) | set(op.new_committee))
         k = self.db.get_key(op.key_id)
         label = k.label.encode() if k is not None else b""
@@ -323,7 +345,9 @@ class KeyOperations:
         log.info("key operation %s: session %s with dealers %s, new committee %s", rec.op_id, sid.hex()[:12], list(dealers),
                  list(op.new_committee))
         try:
-            final = run_session({i: self.nodes[i] for i in parts}, sid, {i: start for i in parts}, self.timeout_s)
+            final = run_session(
+                {i: self.nodes[i] for i in parts}, sid, {i: start for i in parts}, self.timeout_s, before_step=self._round_point
+            )
         except (NodesUnavailable, Aborted, Refused) as e:
             self._discard(parts, op.key_id, sid)
             raise OperationFailed(f"session {sid.hex()[:12]}: {e}") from None
@@ -362,8 +386,7 @@ class KeyOperations:
         if (cert.op_digest, cert.epoch, cert.threshold, cert.committee) != (op.digest(), op.new_epoch, op.new_threshold, op.new_committee):
             self._discard(parts, op.key_id, sid)
             raise OperationFailed("the receipts are for another operation or committee")
-        if self.fault is not None:
-            self.fault("receipts")
+        self._at("receipts")
         pending = tuple(sorted(set(op.old_committee) | set(op.new_committee)))
         try:
             self.db.decide(
@@ -376,8 +399,7 @@ class KeyOperations:
         log.info(
             "key %s: epoch %d decided (operation %s); switching nodes %s", op.key_id.hex()[:16], op.new_epoch, rec.op_id, list(pending)
         )
-        if self.fault is not None:
-            self.fault("decided")
+        self._at("decided")
 
     def _push(self, op_id: str) -> None:
         """Push CommitEpoch until every old and new committee node switched (or this stops)."""
@@ -406,8 +428,19 @@ class KeyOperations:
                 self.flush()
                 log.info("key %s: every node switched to epoch %d (operation %s done)", op.key_id.hex()[:16], op.new_epoch, op_id)
                 return
+            if ok:
+                self._at("pushed")
             if self._stop.wait(PUSH_RETRY_S):
                 return
+
+    def _at(self, point: str) -> None:
+        if self.fault is not None:
+            self.fault(point)
+
+    def _round_point(self, rnd: int) -> dict[str, Any]:
+        """``run_session``'s ``before_step``: the nodes answered round ``rnd``."""
+        self._at(f"round-{rnd}")
+        return {}
 
     def _discard(self, parts: list[int], key_id: bytes, sid: bytes) -> None:
         req = node_pb2.DiscardEpochRequest(key_id=key_id, session_id=sid)

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from coordinator.config import CoordinatorConfig
 from coordinator.db import CoordinatorDb, KeyRecord, RequestRecord, now_ms
+from coordinator.faults import fault_hook
 from coordinator.inputs import validated
 from coordinator.keyops import KIND as KEY_OPERATION, KeyOperations
 from coordinator.lifecycle_proposals import LifecycleProposals
@@ -44,6 +45,7 @@ from coordinator.roster_proposals import KIND as ROSTER_CHANGE, RosterProposals
 from coordinator.roster_status import roster_status
 from coordinator.roster_sync import RosterSync
 from coordinator.rotation import NodeKeyRotationRelay
+from coordinator.schedule import RefreshScheduler
 from crypto_core.bip32 import CHAIN_CODE_LEN, derive
 from crypto_core.combiner import SignatureShare, combine
 from crypto_core.errors import DecodeError, ProtocolAbort
@@ -184,7 +186,11 @@ class CoordinatorService:
             cfg.admin_set, self.db, self.audit, self.nodes, self.roster_in_force, self.requests.flush_audit,
             timeout_s=cfg.dkg_timeout_s, name=cfg.name,
         )
+        self.keyops.fault = fault_hook(cfg.test_mode)  # None unless test_mode (coordinator.faults)
         self.lifecycle.register(KEY_OPERATION, self.keyops.decode_proposal, self.keyops.apply_proposal)
+        self.schedule = RefreshScheduler(  # scheduled refreshes (coordinator/schedule.py), run by _background
+            self.keyops, self.db, self.audit, self.nodes, lambda kid: self.policies.policy_for(kid).change.new_policy, name=cfg.name,
+        )
         roster_proposals = RosterProposals(self.rosters, self.keyops.follow_roster)
         self.lifecycle.register(ROSTER_CHANGE, roster_proposals.decode, roster_proposals.apply)
         self.requests.recover()  # before serving: flush the audit outbox, settle stored quorums
@@ -282,6 +288,7 @@ class CoordinatorService:
                 roster = self.rosters.current()
                 if roster is not None:  # a revoked node's share must stop mattering, even after a crash
                     self.keyops.reconcile(roster)
+                self.schedule.check()
             except Exception:
                 if self._stop.is_set():
                     return

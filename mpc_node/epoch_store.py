@@ -63,7 +63,9 @@ def committee_of(text: str, parties: int) -> tuple[int, ...]:
 @dataclass(frozen=True)
 class KeyEpoch:
     """A key's epoch state on this node. ``status``: ``pending`` (DKG not committed), ``active``
-    or ``left`` (this node left the committee: it holds no share)."""
+    or ``left`` (this node left the committee: it holds no share). ``changed_ms``: when this
+    node's current share of the key was made active (Unix ms: ``key_epochs.changed_ms``; a key
+    without a row, the key's creation, to the second); what a scheduled refresh measures."""
 
     key_id: bytes
     public_key: bytes
@@ -72,6 +74,7 @@ class KeyEpoch:
     threshold: int
     committee: tuple[int, ...]
     status: str
+    changed_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -270,13 +273,18 @@ def _now_ms() -> int:
 
 
 def _key_epoch(c: sqlite3.Connection, key_id: bytes) -> KeyEpoch | None:
-    row = c.execute("SELECT public_key, label, threshold, parties, status FROM keys WHERE key_id = ?", (key_id,)).fetchone()
+    row = c.execute(
+        "SELECT public_key, label, threshold, parties, status, created_at FROM keys WHERE key_id = ?", (key_id,)
+    ).fetchone()
     if row is None:
         return None
-    ep = c.execute("SELECT epoch, committee, state FROM key_epochs WHERE key_id = ?", (key_id,)).fetchone()
-    epoch, committee, state = (0, "", HOLDING) if ep is None else (int(ep[0]), str(ep[1]), str(ep[2]))
+    ep = c.execute("SELECT epoch, committee, state, changed_ms FROM key_epochs WHERE key_id = ?", (key_id,)).fetchone()
+    if ep is None:
+        epoch, committee, state, changed = 0, "", HOLDING, int(row[5]) * 1000
+    else:
+        epoch, committee, state, changed = int(ep[0]), str(ep[1]), str(ep[2]), int(ep[3])
     status = "left" if state == LEFT else str(row[4])
-    return KeyEpoch(key_id, bytes(row[0]), str(row[1]), epoch, int(row[2]), committee_of(committee, int(row[3])), status)
+    return KeyEpoch(key_id, bytes(row[0]), str(row[1]), epoch, int(row[2]), committee_of(committee, int(row[3])), status, changed)
 
 
 def _pending(c: sqlite3.Connection, key_id: bytes, session_id: bytes) -> PendingEpoch | None:

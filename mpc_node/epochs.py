@@ -3,7 +3,9 @@
 
 * :meth:`EpochService.new_reshare`: ``StartSession(reshare=...)`` checked by
   :func:`mpc_node.keyops.check_reshare` (refusals audited as ``key-reshare`` refused); party
-  ids are roster indices.
+  ids are roster indices. An unsigned refresh is authorized by the schedule only when the
+  node's own policy for the key has ``refresh_period_s`` and its own record says the active
+  share is at least that old by its own clock (:meth:`EpochService.schedule`).
 * :meth:`EpochService.finish_reshare`: a receiver stores its new share *pending* with its
   signed :class:`governance.keyop.EpochReceipt` (one transaction) before the answer carrying
   the receipt leaves; a retiring dealer stores a marker. The old share stays active.
@@ -31,9 +33,9 @@ from governance.audit import detail_text
 from governance.errors import GovernanceError
 from governance.keyop import CommitCertificate, sign_epoch_receipt, verify_commit_certificate
 from governance.roster import MAX_INDEX, Roster, active_entries
-from mpc_node.epoch_store import EpochStateError, PendingEpoch
+from mpc_node.epoch_store import EpochStateError, KeyEpoch, PendingEpoch
 from mpc_node.fields import at_most, governance_blob, utf8_text_field
-from mpc_node.keyops import NO_ROSTER, ReshareSetup, check_reshare, receipt_for
+from mpc_node.keyops import NO_ROSTER, RefreshSchedule, ReshareSetup, check_reshare, receipt_for
 from mpcnet.common.rpc import RpcError, check_len
 from mpcnet.wire.mpc.v1 import node_pb2
 
@@ -55,6 +57,14 @@ class EpochService:
     def roster(self) -> Roster | None:
         """The roster in force (None: a legacy config with a fixed roster)."""
         return self.node.roster_state.current()
+
+    def schedule(self, held: KeyEpoch) -> RefreshSchedule | None:
+        """The node's own refresh schedule of ``held``: the period of its policy in force for
+        the key (key scope, else default) and the share's age by the node's clock."""
+        found = self.node.gov.policy_for(held.key_id)
+        if found is None:
+            return None
+        return RefreshSchedule(found[1].refresh_period_s, self.node.clock.now_ms() - held.changed_ms)
 
     def audit_event(self, actor: str, action: str, outcome: str, details: dict[str, str | int | bool]) -> None:
         self.node.audit.append(actor, action, outcome=outcome, details=details)
@@ -81,7 +91,7 @@ class EpochService:
         share = node.active_share(key_id) if held is not None and held.status == "active" else None
         setup = check_reshare(
             bytes(p.operation), tuple(p.dealers), bytes(p.key_label), session_id=sid, me=node.me, admins=node.cfg.admin_set,
-            roster=self.roster(), held=held, share=share,
+            roster=self.roster(), held=held, share=share, schedule=self.schedule(held) if held is not None and share is not None else None,
         )
         return setup, ReshareParty(setup.config, share if setup.dealer else None)
 
@@ -124,6 +134,7 @@ class EpochService:
         })
         log.info("session %s (reshare): finished, key %s epoch %d %s", s.short, op.key_id.hex()[:16], op.new_epoch,
                  "stored pending" if result is not None else "(this node retires at the commit)")
+        node.faults.at("reshare-stored")
         return node_pb2.StepResponse(
             session_id=s.id, round=0, finished=True,
             reshare_result=node_pb2.ReshareResult(key_id=op.key_id, epoch=op.new_epoch, receipt=raw, retired=result is None),
@@ -197,6 +208,7 @@ class EpochService:
                 "aborted_sessions": aborted,
             })
             log.info("key %s: epoch %d committed (%s)", key_id.hex()[:16], out.epoch, "share active" if out.holds_share else "share erased")
+            node.faults.at("epoch-committed")
         return node_pb2.CommitEpochResponse(epoch=out.epoch, holds_share=out.holds_share, changed=out.changed)
 
     def _leave(

@@ -17,6 +17,13 @@ produces a round's messages. The file holds one JSON object::
 * ``tamper-signature``: flips a bit in every round-``round`` payload *after* signing it (an
   altered message: the peers' envelope checks must catch and name it).
 * ``delay``: sleeps ``seconds`` before answering.
+* step points of a refresh/reshare (``{"action": "crash" | "delay", "point": P}``, no
+  ``protocol``/``round``; :meth:`FaultInjector.at`): ``reshare-stored`` (the session's outcome,
+  pending share and receipt or retiring marker, is stored, the answer carrying the receipt not
+  sent) and ``epoch-committed`` (the ``CommitEpoch`` transaction and its audit entry are
+  written, the answer not sent). Only ``crash`` and ``delay`` exist here. The rounds of a
+  reshare session are ``{"protocol": "reshare", "round": R}`` as above (``crash`` exits instead
+  of answering with round ``R``'s messages).
 * ``store-unwritable`` (no ``protocol``/``round``): while the file says so, every write to the
   node's store fails like a full or failing disk (:meth:`FaultInjector.store_fault`).
 
@@ -34,6 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ENV = "MPC_TEST_FAULT_FILE"
+POINTS = ("reshare-stored", "epoch-committed")
+MAX_DELAY_S = 120.0
 log = logging.getLogger("mpc_node.faults")
 
 
@@ -67,6 +76,34 @@ class FaultInjector:
         if not isinstance(doc, dict) or doc.get("action") != "store-unwritable":
             return None
         return "disk I/O error (TEST MODE: injected store fault)"
+
+    def at(self, point: str) -> None:
+        """The step point ``point`` (see the module docstring) is reached: crash or delay if the
+        fault file names it; anything else is ignored."""
+        if self.path is None:
+            return
+        try:
+            doc = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return
+        if not isinstance(doc, dict) or doc.get("point") != point or point not in POINTS:
+            return
+        action = doc.get("action")
+        if action not in ("crash", "delay"):
+            log.warning("TEST MODE: ignoring fault action %r at %s (only crash and delay exist)", action, point)
+            return
+        if doc.get("once", action == "crash"):
+            try:
+                self.path.unlink()
+            except OSError:
+                pass
+        log.warning("TEST MODE: injecting fault %s at %s", action, point)
+        if action == "crash":
+            logging.shutdown()
+            os._exit(137)
+        seconds = doc.get("seconds", 0)
+        if isinstance(seconds, (int, float)) and not isinstance(seconds, bool):
+            time.sleep(min(max(float(seconds), 0.0), MAX_DELAY_S))
 
     def check(self, protocol: str, round: int) -> Fault | None:
         if self.path is None:

@@ -27,7 +27,7 @@ from crypto_core.keyshare import KeyShare, compute_key_id
 from crypto_core.params import LAMBDA_C
 from crypto_core.reshare import ReshareConfig
 from governance.errors import GovernanceError
-from governance.keyop import EpochReceipt, KeyOperation, KeyOpKind, SignedKeyOperation, check_authorized
+from governance.keyop import EpochReceipt, KeyOperation, KeyOpKind, SignedKeyOperation, check_authorized, refresh_due
 from governance.policy import AdminSet
 from governance.roster import MAX_INDEX, Roster, active_entries
 from mpc_node.epoch_store import KeyEpoch
@@ -43,7 +43,7 @@ class ReshareSetup:
     """What this node runs: the operation, how it is authorized, the dealers, its roles."""
 
     signed: SignedKeyOperation
-    authorized_by: str  # "admin-quorum" | "roster"
+    authorized_by: str  # "admin-quorum" | "roster" | "schedule"
     dealers: tuple[int, ...]
     config: ReshareConfig
     dealer: bool
@@ -56,6 +56,27 @@ class ReshareSetup:
     @property
     def participants(self) -> tuple[int, ...]:
         return tuple(sorted(set(self.dealers) | set(self.operation.new_committee)))
+
+
+@dataclass(frozen=True)
+class RefreshSchedule:
+    """This node's own view of a key's refresh schedule: its policy's ``period_s``
+    (``KeyPolicy.refresh_period_s``; 0: none) and the age of its current share, ``age_ms``
+    (its clock now minus ``KeyEpoch.changed_ms``)."""
+
+    period_s: int
+    age_ms: int
+
+    @property
+    def due(self) -> bool:
+        """:func:`governance.keyop.refresh_due` on this node's own record and clock."""
+        return refresh_due(self.period_s, 0, self.age_ms)
+
+    def why_not(self) -> str:
+        """Why an unsigned refresh is not due (for the refusal)."""
+        if self.period_s <= 0:
+            return "the key's policy here has no refresh_period_s"
+        return f"not due: the share is {max(self.age_ms, 0) // 1000} s old, the policy's period is {self.period_s} s"
 
 
 def state_digest(public_key: bytes, chain_code: bytes, threshold: int, committee: Sequence[int], public_shares: Sequence[bytes]) -> bytes:
@@ -95,11 +116,16 @@ def check_reshare(
     roster: Roster | None,
     held: KeyEpoch | None,
     share: KeyShare | None,
+    schedule: RefreshSchedule | None = None,
 ) -> ReshareSetup:
     """Check a reshare request against this node's own state (see the module).
 
     ``held``: the node's record of the key (None: it has none; a node that left the committee
     earlier joins again like a new one); ``share``: its active share (None if it holds none).
+    ``schedule``: the node's own refresh schedule of the key (None: it holds no active share or
+    no policy; an unsigned refresh is then never due). An unsigned refresh that is not due is
+    refused PERMISSION_DENIED naming ``reshare.operation.signatures`` with the share's age and
+    the period.
     ``key_label``: the key's label (hashed into the session's configuration; a holder's share
     must carry the same). Raises RpcError: INVALID_ARGUMENT (malformed operation or
     dealers), PERMISSION_DENIED (not authorized), FAILED_PRECONDITION (disagrees with this
@@ -114,10 +140,14 @@ def check_reshare(
     op = signed.operation
     if roster is None:
         raise RpcError(Code.FAILED_PRECONDITION, f"reshare.operation: {NO_ROSTER}")
+    due = schedule is not None and schedule.due
     try:
-        how = check_authorized(signed, admins, roster)
+        how = check_authorized(signed, admins, roster, scheduled=due)
     except GovernanceError as e:
         code = Code.PERMISSION_DENIED if e.field.startswith("signatures") else Code.FAILED_PRECONDITION
+        if e.field == "signatures" and not signed.signatures and op.kind is KeyOpKind.REFRESH:
+            why = schedule.why_not() if schedule is not None else "this node holds no active share of the key to refresh"
+            raise RpcError(code, f"reshare.operation.signatures: missing, and no scheduled refresh is due here ({why})") from None
         raise _gov(e, code) from None
     try:
         pk = Point.decode(op.public_key)

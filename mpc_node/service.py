@@ -1205,7 +1205,20 @@ class NodeService:
     def DiscardEpoch(self, req: node_pb2.DiscardEpochRequest, ctx: Any) -> node_pb2.DiscardEpochResponse:
         self._end_discarded_session(bytes(req.session_id))  # first: it cannot store a share after the discard
         with self._store_guard():
-            return self.epochs.discard(req, _caller(ctx))
+            resp = self.epochs.discard(req, _caller(ctx))
+        self._end_reshare_session(bytes(req.key_id), bytes(req.session_id))
+        return resp
+
+    def _end_reshare_session(self, key_id: bytes, sid: bytes) -> None:
+        """A discarded session is over here: drop it if it is still live (a coordinator that
+        restarted mid-session never aborts it, and it would refuse the retry of the operation
+        as a second live session of the key until it timed out)."""
+        with self._lock:
+            s = self._sessions.get(sid)
+            if s is None or s.kind != "reshare" or s.key_id != key_id:
+                return
+            del self._sessions[sid]
+        log.info("session %s (reshare): discarded by the coordinator", s.short)
 
     def _end_discarded_session(self, sid: bytes) -> None:
         """DiscardEpoch: the coordinator gave up the refresh/reshare session ``sid`` (it failed,

@@ -4,9 +4,13 @@
 Runs ../shared/bench/dkls-wasm/bench.mjs (copied into the git-ignored .bench/ folder and
 installed there with ``npm ci``; it is a yardstick only, never a dependency of ours: its licence
 forbids that) and then scripts/bench_protocol.py's measurements for the same configurations,
-in one run on this machine, and prints our time and bytes as a ratio of the anchor's.
+in one run on this machine, and prints our time and bytes as a ratio of the anchor's, for
+keygen, signing and proactive refresh (issue 11's target: refresh at most 0.1x the anchor's).
 
-    scripts/bench_compare.py --configs 2/3,3/5,5/9 --keygens 2 --signatures 20 --rounds 3
+    scripts/bench_compare.py --configs 2/3,3/5,5/9 --keygens 2 --signatures 20 --refreshes 1 --rounds 3
+
+The anchor is looked up in ../shared/bench/dkls-wasm next to the checkout, then one level up (a
+git worktree under ../wt/NAME); ``--anchor DIR`` names it.
 """
 
 from __future__ import annotations
@@ -28,23 +32,30 @@ import bench_protocol  # noqa: E402
 
 from crypto_core.params import LAMBDA_C, SUPPORTED_LAMBDA  # noqa: E402
 
-ANCHOR_SRC = ROOT.parent / "shared" / "bench" / "dkls-wasm"
+ANCHOR_SRCS = tuple(up / "shared" / "bench" / "dkls-wasm" for up in (ROOT.parent, ROOT.parent.parent))
 ANCHOR_DIR = ROOT / ".bench" / "dkls-wasm"
+REFRESH_TARGET = 0.1  # issue 11: our refresh at most 0.1x the anchor's time
 
 
-def run_anchor(configs: str, keygens: int, signatures: int) -> dict[str, Any]:
-    if not (ANCHOR_SRC / "bench.mjs").exists():
-        raise SystemExit(f"anchor bench not found at {ANCHOR_SRC}")
+def anchor_source(given: Path | None) -> Path:
+    """The anchor bench folder: ``given``, else the first of ANCHOR_SRCS holding bench.mjs."""
+    for src in (given,) if given is not None else ANCHOR_SRCS:
+        if (src / "bench.mjs").exists():
+            return src
+    raise SystemExit(f"anchor bench not found at {given or ' or '.join(map(str, ANCHOR_SRCS))}")
+
+
+def run_anchor(src: Path, configs: str, keygens: int, signatures: int, refreshes: int) -> dict[str, Any]:
     ANCHOR_DIR.mkdir(parents=True, exist_ok=True)
     for name in ("bench.mjs", "package.json", "package-lock.json"):
-        shutil.copyfile(ANCHOR_SRC / name, ANCHOR_DIR / name)
+        shutil.copyfile(src / name, ANCHOR_DIR / name)
     if not (ANCHOR_DIR / "node_modules").exists():
         print("== npm ci (anchor, into .bench/)", flush=True)
         subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=ANCHOR_DIR, check=True)
     out = ANCHOR_DIR / "results.json"
     cmd = [
         "node", "bench.mjs", "--passes", "1", "--keygen-reps", str(keygens), "--sign-reps", str(signatures),
-        "--refresh-reps", "1", "--configs", configs, "--out", str(out),
+        "--refresh-reps", str(refreshes), "--configs", configs, "--out", str(out),
     ]
     print(f"== anchor: {configs}", flush=True)
     subprocess.run(cmd, cwd=ANCHOR_DIR, check=True, stdout=subprocess.DEVNULL)
@@ -60,19 +71,24 @@ def run_anchor(configs: str, keygens: int, signatures: int) -> dict[str, Any]:
             "online": {"median": cfg["sign"]["final"]["wall"]["median"], "bytes": cfg["sign"]["final"]["bytesDelivered"]},
             "sign": {"median": cfg["sign"]["total"]["wall"]["median"], "bytes": cfg["sign"]["total"]["bytesDelivered"]},
         }
+        if "refresh" in cfg:
+            rf = cfg["refresh"]
+            res[key]["refresh"] = {"median": rf["wall"]["median"], "cpu_median": rf["cpu"]["median"], "bytes": rf["bytesDelivered"]}
     return res
 
 
-def run_ours(t: int, n: int, keygens: int, signatures: int, lambda_c: int) -> dict[str, Any]:
+def run_ours(t: int, n: int, keygens: int, signatures: int, refreshes: int, lambda_c: int) -> dict[str, Any]:
     print(f"== ours: {t}-of-{n}, lambda_c={lambda_c}", flush=True)
     kg, keys = bench_protocol.bench_keygen(t, n, keygens, lambda_c)
     res: dict[str, Any] = {"keygen": kg}
     res.update(bench_protocol.bench_signing(t, n, keys[-1], signatures, warmup=2))
     res.pop("samples")
+    if refreshes > 0:
+        res["refresh"], _ = bench_protocol.bench_refresh(t, n, keys[-1], refreshes)
     return res
 
 
-PHASES = ("keygen", "presign", "online", "sign")
+PHASES = ("keygen", "presign", "online", "sign", "refresh")
 
 
 def main() -> int:
@@ -80,11 +96,14 @@ def main() -> int:
     ap.add_argument("--configs", default="2/3,3/5,5/9")
     ap.add_argument("--keygens", type=int, default=2)
     ap.add_argument("--signatures", type=int, default=20)
+    ap.add_argument("--refreshes", type=int, default=1, help="refresh repetitions, both sides (0: none)")
+    ap.add_argument("--anchor", type=Path, help="the anchor bench folder (default: ../shared/bench/dkls-wasm)")
     ap.add_argument("--rounds", type=int, default=1, help="repeat the interleaved comparison; report median ratios")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--lambda-c", type=int, default=LAMBDA_C, choices=SUPPORTED_LAMBDA)
     args = ap.parse_args()
     configs = [tuple(map(int, c.split("/"))) for c in args.configs.split(",")]
+    src = anchor_source(args.anchor)
     # interleaved per configuration (anchor, then ours), so that load drifting on a shared
     # machine does not favour whichever side runs first; --rounds repeats the whole sequence
     runs: list[dict[str, Any]] = []
@@ -92,8 +111,8 @@ def main() -> int:
         anchor: dict[str, Any] = {}
         ours: dict[str, Any] = {}
         for t, n in configs:
-            anchor.update(run_anchor(f"{t}/{n}", args.keygens, args.signatures))
-            ours[f"{t}/{n}"] = run_ours(t, n, args.keygens, args.signatures, args.lambda_c)
+            anchor.update(run_anchor(src, f"{t}/{n}", args.keygens, args.signatures, args.refreshes))
+            ours[f"{t}/{n}"] = run_ours(t, n, args.keygens, args.signatures, args.refreshes, args.lambda_c)
         runs.append({"anchor": anchor, "ours": ours})
         print(f"-- round {rnd + 1}/{args.rounds}")
         _table([runs[-1]])
@@ -114,6 +133,8 @@ def _table(runs: list[dict[str, Any]]) -> None:
     )
     for key in keys:
         for phase in PHASES:
+            if any(phase not in r["ours"][key] or phase not in r["anchor"][key] for r in runs):
+                continue
             o = [r["ours"][key][phase] for r in runs]
             a = [r["anchor"][key][phase] for r in runs]
             ratios = [x["median"] / y["median"] for x, y in zip(o, a, strict=True)]
@@ -122,6 +143,15 @@ def _table(runs: list[dict[str, Any]]) -> None:
             rng = f"  [{min(ratios):.3f}-{max(ratios):.3f}]" if len(runs) > 1 else ""
             ob, ab = o[-1]["bytes"], a[-1]["bytes"]
             print(f"{key:<7}{phase:<9}{om:>10.1f}{am:>11.1f}{statistics.median(ratios):>8.3f}{rng:<17}{ob:>13,}{ab:>14,.0f}{ob / ab:>8.3f}")
+    both = [key for key in keys if all("refresh" in r["ours"][key] and "refresh" in r["anchor"][key] for r in runs)]
+    for what, field in (("wall", "median"), ("CPU", "cpu_median")):
+        ratio = {
+            key: statistics.median(r["ours"][key]["refresh"][field] / r["anchor"][key]["refresh"][field] for r in runs) for key in both
+        }
+        if ratio:
+            met = "met" if all(x <= REFRESH_TARGET for x in ratio.values()) else "NOT met"
+            shown = ", ".join(f"{key} {x:.3f}x" for key, x in ratio.items())
+            print(f"refresh ours/anchor ({what} time): {shown} (target <= {REFRESH_TARGET}x: {met})")
 
 
 if __name__ == "__main__":

@@ -2,10 +2,14 @@
 """Protocol benchmark: every party in one process, every message serialized to bytes.
 
 Wall time of the whole protocol, all parties, like the anchor bench in
-../shared/bench/dkls-wasm (Silence Laboratories' DKLs23 WASM build). Prints a table and
-optionally writes JSON::
+../shared/bench/dkls-wasm (Silence Laboratories' DKLs23 WASM build): keygen (DKG), signing
+(presign, online, sign) and proactive refresh (all n parties, new shares and new pairwise OT
+state, as the anchor's ``--refresh-reps``). Prints a table and optionally writes JSON::
 
-    {"config": {...}, "keygen": {"median": ms, "min": ms, "max": ms, "bytes": B}, ...}
+    {"config": {...}, "keygen": {"median": ms, "min": ms, "max": ms, "bytes": B}, ..., "refresh": {...}}
+
+``refresh_samples`` holds a signature made with the refreshed shares (same public key), for
+independent verification.
 
 Bytes are payload bytes delivered per run (a broadcast counts once per receiver), as in the
 anchor's "bytes delivered" column.
@@ -31,17 +35,23 @@ from crypto_core.dkg import DkgConfig, DkgParty
 from crypto_core.keyshare import KeyShare
 from crypto_core.local import RunStats, run
 from crypto_core.params import LAMBDA_C, SUPPORTED_LAMBDA
+from crypto_core.reshare import ReshareConfig, ReshareParty
 from crypto_core.sign import PresignParty, SignConfig
 
 
-def summarize(samples_ms: list[float], nbytes: int) -> dict[str, float | int]:
-    return {
+def summarize(samples_ms: list[float], nbytes: int, cpu_ms: list[float] | None = None) -> dict[str, float | int]:
+    """Median/min/max wall ms, bytes per run and repetitions; ``cpu_median`` (process CPU ms,
+    the anchor's "CPU" column) when ``cpu_ms`` is given: steadier than wall time on a shared machine."""
+    out: dict[str, float | int] = {
         "median": round(statistics.median(samples_ms), 3),
         "min": round(min(samples_ms), 3),
         "max": round(max(samples_ms), 3),
         "bytes": nbytes,
         "reps": len(samples_ms),
     }
+    if cpu_ms:
+        out["cpu_median"] = round(statistics.median(cpu_ms), 3)
+    return out
 
 
 def bench_keygen(t: int, n: int, reps: int, lambda_c: int = LAMBDA_C) -> tuple[dict[str, Any], list[dict[int, KeyShare]]]:
@@ -58,12 +68,51 @@ def bench_keygen(t: int, n: int, reps: int, lambda_c: int = LAMBDA_C) -> tuple[d
     return summarize(times, nbytes), keys
 
 
+def bench_refresh(t: int, n: int, keys: dict[int, KeyShare], reps: int) -> tuple[dict[str, Any], dict[int, KeyShare]]:
+    """Proactive refresh (crypto_core.reshare, ``refresh=True``) of ``keys``, all ``n`` parties,
+    ``reps`` times from the same epoch: new Shamir shares of the same secret and new pairwise OT
+    and zero-share state, like the anchor's ``initKeyRotation``. Untimed checks: every new share
+    is valid, has the same public key and the next epoch, and differs from the old one. Returns
+    the timings and the last run's new shares."""
+    times, cpu, nbytes = [], [], 0
+    k0 = keys[1]
+    pairs = tuple((i, i) for i in range(1, n + 1))
+    new: dict[int, KeyShare] = {}
+    for _ in range(reps):
+        session = os.urandom(32)
+        parties = {
+            i: ReshareParty(
+                ReshareConfig(
+                    session, i, pairs, pairs, t, t, k0.public_key, k0.chain_code, k0.epoch, k0.key_label,
+                    refresh=True, old_public_shares=k0.public_shares, lambda_c=k0.lambda_c,
+                ),
+                keys[i],
+            )
+            for i in range(1, n + 1)
+        }
+        stats = RunStats()
+        c0, t0 = time.process_time(), time.perf_counter()
+        run(parties, stats=stats)
+        times.append((time.perf_counter() - t0) * 1e3)
+        cpu.append((time.process_time() - c0) * 1e3)
+        nbytes = stats.bytes_delivered
+        new = {i: p.result for i, p in parties.items() if p.result is not None}
+        if len(new) != n:
+            raise AssertionError("refresh: a party ended without a new share")
+        for i, ks in new.items():
+            ks.validate()
+            if ks.public_key != k0.public_key or ks.epoch != k0.epoch + 1 or ks.secret_share == keys[i].secret_share:
+                raise AssertionError(f"refresh: party {i}'s new share is not a refreshed share of the key")
+    return summarize(times, nbytes, cpu), new
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threshold", "-t", type=int, default=2)
     ap.add_argument("--parties", "-n", type=int, default=3)
     ap.add_argument("--keygens", type=int, default=3, help="DKG repetitions")
     ap.add_argument("--signatures", type=int, default=20, help="signing repetitions (random signer subsets)")
+    ap.add_argument("--refreshes", type=int, default=3, help="refresh repetitions (all n parties)")
     ap.add_argument("--json", type=Path, help="write the figures as JSON to this path")
     ap.add_argument("--warmup", type=int, default=1, help="untimed warm-up signatures")
     ap.add_argument(
@@ -83,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             "parties": n,
             "keygens": args.keygens,
             "signatures": args.signatures,
+            "refreshes": args.refreshes,
             "lambda_c": args.lambda_c,
             "python": platform.python_version(),
             "machine": platform.machine(),
@@ -94,6 +144,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.signatures > 0:
         result.update(bench_signing(t, n, keys[-1], args.signatures, args.warmup))
+    if args.refreshes > 0:
+        result["refresh"], fresh = bench_refresh(t, n, keys[-1], args.refreshes)
+        if args.signatures > 0:  # the refreshed shares sign under the same key (untimed)
+            result["refresh_samples"] = bench_signing(t, n, fresh, 1, 0)["samples"]
 
     rows: list[tuple[str, dict[str, Any]]] = [(k, v) for k, v in result.items() if isinstance(v, dict) and "median" in v]
     print(f"{'phase':<10}{'reps':>6}{'median ms':>12}{'min ms':>10}{'max ms':>10}{'bytes/run':>12}")

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Verify the signature samples of a bench_protocol.py JSON file with OpenSSL (`cryptography`),
 independently of crypto_core: DER signature over the 32-byte digest (Prehashed SHA-256), low-s,
-and the recovery id recovers the public key (libsecp256k1 via coincurve)."""
+and the recovery id recovers the public key (libsecp256k1 via coincurve). ``refresh_samples``
+(made with refreshed shares) must also be under the public key of ``samples``."""
 
 from __future__ import annotations
 
@@ -47,12 +48,17 @@ def main() -> int:
     args = ap.parse_args()
     bad = total = 0
     for path in args.json:
-        for i, sample in enumerate(json.loads(path.read_text()).get("samples", [])):
-            total += 1
-            err = check(sample)
-            if err:
-                bad += 1
-                print(f"{path}: sample {i}: {err}")
+        data = json.loads(path.read_text())
+        keys = {x["public_key"] for x in data.get("samples", [])}
+        for kind in ("samples", "refresh_samples"):  # refresh_samples: signed with refreshed shares
+            for i, sample in enumerate(data.get(kind, [])):
+                total += 1
+                err = check(sample)
+                if err is None and kind == "refresh_samples" and keys and sample["public_key"] not in keys:
+                    err = "signed under another public key than before the refresh"
+                if err:
+                    bad += 1
+                    print(f"{path}: {kind} {i}: {err}")
     print(f"{total - bad} of {total} signatures verified by OpenSSL, low-s, recovery id correct")
     return 1 if bad or total == 0 else 0
 

@@ -521,6 +521,7 @@ def cmd_policy_show(ctx: click.Context, key_id: bytes | None) -> int:
         ("approvers", ", ".join(pol.approvers)), ("approval quorum", f"{pol.approval_quorum} of {len(pol.approvers)}"),
         ("requesters", ", ".join(sorted(pol.requesters)) or "nobody (frozen)"), ("request TTL", f"{pol.ttl_seconds} s"),
         ("rate limit", f"{pol.rate_limit.max_signatures} per {pol.rate_limit.window_seconds} s"),
+        ("refresh period", _period(pol.refresh_period_s)),
         *_signed_rows(d),
     ])
     return Exit.OK
@@ -551,6 +552,17 @@ def _approver_keys(opts: GlobalOpts, names: str) -> dict[str, bytes]:
     return out
 
 
+def _period(seconds: int) -> str:
+    """``refresh_period_s`` as shown: ``none`` or ``N s (every ...)``."""
+    if not seconds:
+        return "none (the key is refreshed only when admins ask)"
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{v} {u}" for v, u in ((days, "d"), (hours, "h"), (minutes, "min"), (secs, "s")) if v]
+    return f"{seconds} s ({' '.join(parts)}): refreshed when its shares are this old"
+
+
 def _rate(text: str) -> RateLimit:
     n, sep, window = text.partition("/")
     if not sep:
@@ -568,10 +580,12 @@ def _rate(text: str) -> RateLimit:
 @click.option("--requesters", default=None, help="comma-separated names allowed to request (empty: nobody)")
 @click.option("--ttl", type=UInt(0, UINT32_MAX), default=None, help="longest a request may live, in seconds")
 @click.option("--rate", default=None, help="rate limit N/SECONDS, e.g. 100/3600")
+@click.option("--refresh-period", "refresh_period", type=UInt(0, UINT32_MAX), default=None,
+              help="refresh the key's shares when they are this many seconds old (60 .. 31622400; 0: never)")
 @click.option("--no-push", is_flag=True, help="if this applies the change, do not push it to the nodes directly")
 def cmd_policy_propose(
     ctx: click.Context, key_id: bytes | None, approvers: str | None, quorum: int | None, requesters: str | None, ttl: int | None,
-    rate: str | None, no_push: bool,
+    rate: str | None, refresh_period: int | None, no_push: bool,
 ) -> int:
     opts = _opts(ctx)
     changes: dict[str, Any] = {}
@@ -591,6 +605,8 @@ def cmd_policy_propose(
         changes["ttl_seconds"] = ttl
     if rate:
         changes["rate_limit"] = _rate(rate)
+    if refresh_period is not None:
+        changes["refresh_period_s"] = refresh_period
     with _client(None, opts) as c:
         _need_signer(c)
         _need_cluster_file(c, admin_set=True)
@@ -622,6 +638,7 @@ def _show_proposal(ctx: click.Context, p: Any) -> int:
         ("approvers", ", ".join(pol.approvers)), ("approval quorum", f"{pol.approval_quorum} of {len(pol.approvers)}"),
         ("requesters", ", ".join(sorted(pol.requesters)) or "nobody"), ("request TTL", f"{pol.ttl_seconds} s"),
         ("rate limit", f"{pol.rate_limit.max_signatures} per {pol.rate_limit.window_seconds} s"),
+        ("refresh period", _period(pol.refresh_period_s)),
         *_signed_rows(d, f" ({len(set(p.signers))} of {p.admin_quorum} needed)"),
         *[(f"pushed to {node}", str(outcome)[:500]) for node, outcome in sorted((p.pushed or {}).items())],
     ])

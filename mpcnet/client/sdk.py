@@ -1152,8 +1152,9 @@ class MpcClient(LifecycleMixin):
         return self.complete(self._proposal(r)) if push else self._proposal(r)
 
     def next_policy(self, key_id: bytes | str | None = None, **changes: Any) -> KeyPolicy:
-        """The policy in force for a key (or the default) with ``changes`` applied and the
-        version the next change of that scope must carry."""
+        """The policy in force for a key (or the default) with ``changes`` (KeyPolicy fields, e.g.
+        ``refresh_period_s``) applied and the version the next change of that scope must carry.
+        GovernanceError naming the field if the result is not a valid policy."""
         kid = bytes.fromhex(key_id) if isinstance(key_id, str) else key_id
         current = self.get_policy(kid)
         version = 1 if (kid and current.inherited) else current.policy.version + 1
@@ -1161,6 +1162,7 @@ class MpcClient(LifecycleMixin):
         fields: dict[str, Any] = {
             "version": version, "approvers": dict(base.approvers), "approval_quorum": base.approval_quorum,
             "requesters": base.requesters, "ttl_seconds": base.ttl_seconds, "rate_limit": base.rate_limit,
+            "refresh_period_s": base.refresh_period_s,  # kept unless changed (0: none)
         }
         fields.update(changes)
         return KeyPolicy(**fields)

@@ -442,6 +442,7 @@ def prepare(
             "passphrase_file": "passphrase",
             "audit_db": "audit.db",
             "governance": governance,
+            "test_mode": test_mode,
         },
     )
     (directory / "logs").mkdir(exist_ok=True)
@@ -489,6 +490,7 @@ def _new_governance(directory: Path, overrides: dict[str, Any] | None) -> dict[s
         requesters=frozenset(spec["requesters"]),
         ttl_seconds=spec["ttl_seconds"],
         rate_limit=RateLimit(spec["rate_limit"]["max_signatures"], spec["rate_limit"]["window_seconds"]),
+        refresh_period_s=spec.get("refresh_period_s", 0),
     )
     change = PolicyChange(DEFAULT_SCOPE, policy, None, admin_set.digest())
     signers = sorted(admins)[:ADMIN_QUORUM]

@@ -1,0 +1,156 @@
+"""Scheduled refresh on the coordinator (issue 11, item 5): a key whose policy in force has a
+``refresh_period_s`` is refreshed when its shares are that old, without any admin action.
+
+:meth:`RefreshScheduler.check` is one pass (the coordinator's background loop runs it after its
+health probe). For every active key whose policy in force (key scope, else default;
+:meth:`coordinator.policies.PolicyBook.policy_for`) has a period, it starts an **unsigned**
+refresh (``SignedKeyOperation(op, ())``, ``authorized_by="schedule"``, a random op id) when
+
+* the key's last epoch change, by the coordinator's record, is at least the period plus
+  :data:`MARGIN_MS` in the past: the key's ``created_ms`` for epoch 0, else the time its last
+  operation was ``done`` (every node had switched; ``key_operations.updated_ms``), so each
+  node's own record (when it switched) is younger than the coordinator's and the node, which
+  checks the age again by its own clock (:mod:`mpc_node.keyops`), agrees;
+* no operation of the key is running or committing (the store refuses a second one anyway);
+* the key's last scheduled refresh did not fail less than ``min(period, 60 s)`` ago (backoff);
+* every committee node is active in the roster in force and healthy (a refresh is dealt by the
+  whole committee); else the key is skipped, logged once per reason.
+
+Each start is audited ``key-refresh-scheduled`` (the operation itself is audited
+``key-operation`` like any other). The nodes decide for themselves: a coordinator that starts a
+refresh too early gets it refused by every node (``reshare.operation.signatures``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from coordinator.db import CoordinatorDb, KeyRecord, now_ms
+from coordinator.keyop_store import LIVE, KeyOpRecord
+from coordinator.keyops import KeyOperations
+from coordinator.relay import NodeHandle
+from governance.errors import GovernanceError
+from governance.keyop import KeyOperation, KeyOpKind, SignedKeyOperation
+from governance.policy import KeyPolicy
+from governance.roster import active_entries
+from mpcnet.common.rpc import RpcError
+from mpcnet.common.stores.audit import AuditLog
+
+log = logging.getLogger("coordinator.schedule")
+MARGIN_MS = 2_000  # so that the nodes' clocks (and their later switch) agree that the refresh is due
+MAX_BACKOFF_S = 60
+SCHEDULE = "schedule"
+
+
+@dataclass(frozen=True)
+class Due:
+    """Key ``key_id`` is due for its scheduled refresh: its shares changed last at
+    ``last_change_ms`` (Unix ms), its policy's period is ``period_s`` seconds."""
+
+    key_id: bytes
+    period_s: int
+    last_change_ms: int
+
+
+def last_change_ms(k: KeyRecord, ops: list[KeyOpRecord]) -> int:
+    """When key ``k``'s shares last changed, by the coordinator's record (Unix ms): the time its
+    last operation was done, else its creation. ``ops``: the key's operations."""
+    return max([k.created_ms] + [r.updated_ms for r in ops if r.state == "done"])
+
+
+def backoff_ms(period_s: int) -> int:
+    """How long after a failed scheduled refresh the next one may start: min(period, 60 s)."""
+    return min(period_s, MAX_BACKOFF_S) * 1000
+
+
+class RefreshScheduler:
+    """Starts the scheduled refreshes of one coordinator (see the module).
+
+    ``policy_for(key_id)``: the key policy in force; ``nodes``: the live node handles by roster
+    index; ``clock``: Unix ms (tests pass a fake one); ``name``: the coordinator's name (the
+    actor of the operations and audit entries).
+    """
+
+    def __init__(
+        self, keyops: KeyOperations, db: CoordinatorDb, audit: AuditLog, nodes: Mapping[int, NodeHandle],
+        policy_for: Callable[[bytes], KeyPolicy], *, name: str, clock: Callable[[], int] = now_ms, margin_ms: int = MARGIN_MS,
+    ) -> None:
+        self.keyops = keyops
+        self.db = db
+        self.audit = audit
+        self.nodes = nodes
+        self.policy_for = policy_for
+        self.name = name
+        self.clock = clock
+        self.margin_ms = margin_ms
+        self._skipped: dict[bytes, str] = {}  # key -> the reason last logged (log once)
+
+    def due(self, k: KeyRecord, now: int) -> Due | None:
+        """``k``'s refresh if it is due at ``now`` and may start (no live operation, not backing off)."""
+        period = self.policy_for(k.key_id).refresh_period_s
+        if period <= 0:
+            return None
+        ops = self.db.list_key_operations(k.key_id)
+        if any(r.state in LIVE for r in ops):
+            return None
+        last = last_change_ms(k, ops)
+        if now - last < period * 1000 + self.margin_ms:
+            return None
+        failed = [r for r in ops if r.authorized_by == SCHEDULE and r.state == "failed"]
+        if failed and now - max(r.updated_ms for r in failed) < backoff_ms(period):
+            return None
+        return Due(k.key_id, period, last)
+
+    def check(self) -> list[str]:
+        """One pass over the active keys; returns the ids of the refreshes started."""
+        started: list[str] = []
+        for k in self.db.list_keys("active"):
+            try:
+                due = self.due(k, self.clock())
+                if due is not None:
+                    op_id = self._start(k, due)
+                    if op_id is not None:
+                        started.append(op_id)
+            except RpcError as e:
+                self._skip(k.key_id, e.message)
+            except Exception:
+                log.exception("key %s: scheduled refresh check failed", k.key_id.hex()[:16])
+        return started
+
+    def _skip(self, key_id: bytes, why: str) -> None:
+        if self._skipped.get(key_id) != why:
+            self._skipped[key_id] = why
+            log.warning("key %s: scheduled refresh skipped: %s", key_id.hex()[:16], why)
+
+    def _start(self, k: KeyRecord, due: Due) -> str | None:
+        roster = self.keyops.roster()
+        if roster is None:
+            self._skip(k.key_id, "the coordinator has no signed roster")
+            return None
+        epoch, committee = self.keyops.epoch_of(k)
+        active = {e.index for e in active_entries(roster)}
+        down = [i for i in committee if i not in active or i not in self.nodes or self.nodes[i].healthy is not True]
+        if down:
+            self._skip(k.key_id, f"committee node(s) {down} not active and healthy (a refresh is dealt by the whole committee)")
+            return None
+        try:
+            op = KeyOperation(
+                self.keyops.admins.digest(), os.urandom(16), KeyOpKind.REFRESH, k.key_id, k.public_key, k.chain_code, epoch,
+                k.threshold, committee, k.threshold, committee, roster.version, f"scheduled refresh (every {due.period_s} s)",
+            )
+        except GovernanceError as e:
+            self._skip(k.key_id, f"cannot build the refresh: {e.field}: {e.reason}")
+            return None
+        op_id = self.keyops.start(SignedKeyOperation(op, ()), SCHEDULE, self.name)
+        self._skipped.pop(k.key_id, None)
+        age_s = (self.clock() - due.last_change_ms) // 1000
+        self.audit.append(self.name, "key-refresh-scheduled", outcome="started", details={
+            "key_id": k.key_id.hex(), "operation": op_id, "epoch": epoch, "period_s": due.period_s, "age_s": age_s,
+        })
+        log.info("key %s: scheduled refresh %s started (shares %d s old, period %d s)", k.key_id.hex()[:16], op_id, age_s,
+                 due.period_s)
+        return op_id
+
