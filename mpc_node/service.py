@@ -1203,7 +1203,6 @@ class NodeService:
             return self.epochs.commit(req, _caller(ctx), self._abort_key_sessions)
 
     def DiscardEpoch(self, req: node_pb2.DiscardEpochRequest, ctx: Any) -> node_pb2.DiscardEpochResponse:
-        self._end_discarded_session(bytes(req.session_id))  # first: it cannot store a share after the discard
         with self._store_guard():
             resp = self.epochs.discard(req, _caller(ctx))
         self._end_reshare_session(bytes(req.key_id), bytes(req.session_id))
@@ -1219,25 +1218,6 @@ class NodeService:
                 return
             del self._sessions[sid]
         log.info("session %s (reshare): discarded by the coordinator", s.short)
-
-    def _end_discarded_session(self, sid: bytes) -> None:
-        """DiscardEpoch: the coordinator gave up the refresh/reshare session ``sid`` (it failed,
-        or the coordinator restarted in the middle of it). End it here too, if it is still live,
-        so that the operation proposed again is not refused as a second live session of the key
-        until this one times out. (A coordinator can end a session anyway, by not relaying.)"""
-        with self._lock:
-            s = self._sessions.get(sid)
-        if s is None or s.kind != "reshare" or s.done or s.failed is not None:
-            return
-        err = self._abort_error(s, None, "the coordinator discarded this refresh/reshare session")
-        if s.lock.acquire(blocking=False):
-            try:
-                if not s.done and s.failed is None:
-                    self._kill(s, err)
-            finally:
-                s.lock.release()
-        else:  # stepping right now: it fails when the step returns
-            s.failed = err
 
     def GetPendingEpoch(self, req: node_pb2.GetPendingEpochRequest, ctx: Any) -> node_pb2.PendingEpochInfo:
         with self._store_guard():

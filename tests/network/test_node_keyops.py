@@ -188,27 +188,6 @@ def test_failure_before_the_decision_keeps_the_old_epoch(lay: Layout, svcs: dict
         assert ei.value.code == Code.FAILED_PRECONDITION
 
 
-def test_a_discarded_session_ends_so_the_operation_can_be_proposed_again(lay: Layout, svcs: dict[int, NodeService]) -> None:
-    """A coordinator restarted in the middle of a refresh discards its session; the nodes end it
-    at once (not at the session timeout), so the refresh proposed again runs and commits."""
-    key = _dkg(svcs)
-    op = _operation(lay, svcs[1], key, kind=KeyOpKind.REFRESH, old=(1, 2, 3), new=(1, 2, 3), old_t=2, new_t=2)
-    sid = os.urandom(32)
-    for s in svcs.values():  # started, never stepped: the coordinator died here
-        s.StartSession(node_pb2.StartSessionRequest(session_id=sid, reshare=_params(op, [1, 2, 3])), None)
-    err = _refused(svcs[1], op, [1, 2, 3])
-    assert err.code == Code.FAILED_PRECONDITION and "already runs a refresh/reshare session" in err.message
-    for s in svcs.values():
-        assert not s.DiscardEpoch(node_pb2.DiscardEpochRequest(key_id=key.key_id, session_id=sid), None).discarded
-    with pytest.raises(RpcError) as ei:  # the old session is over
-        svcs[1].Step(node_pb2.StepRequest(session_id=sid, round=1, envelopes=[]), None)
-    assert ei.value.code == Code.ABORTED and "discarded" in ei.value.message
-    op2 = _operation(lay, svcs[1], key, kind=KeyOpKind.REFRESH, old=(1, 2, 3), new=(1, 2, 3), old_t=2, new_t=2)
-    sid2, res2 = _reshare(svcs, op2, [1, 2, 3])
-    _commit(svcs, key.key_id, sid2, res2, [1, 2, 3])
-    assert all(_share(s, key.key_id).epoch == 1 for s in svcs.values())  # type: ignore[union-attr]
-
-
 # --- a coordinator tampering with the parameters ------------------------------------------------
 
 
