@@ -130,6 +130,9 @@ def _proposal_rows(c: MpcClient, p: LifecycleProposalView) -> list[view.Row]:
         rows.append(("operations", ", ".join(p.operations)))
     if p.error:
         rows.append(("error", p.error))
+    note = _Staleness(c).note(p)
+    if note:
+        rows.append(("STALE", note.removeprefix("STALE: ")))
     return rows
 
 
@@ -326,18 +329,54 @@ def cmd_roster_push(ctx: click.Context) -> int:
 def cmd_lifecycle_list(ctx: click.Context, state: str | None) -> int:
     with _client(_opts(ctx)) as c:
         ps = c.list_lifecycle_proposals(state)
-    if _opts(ctx).json:
-        view.out(json.dumps([p.as_dict() for p in ps], indent=2))
-        return Exit.OK
+        if _opts(ctx).json:
+            view.out(json.dumps([p.as_dict() for p in ps], indent=2))
+            return Exit.OK
+        stale = _Staleness(c)
+        notes = [stale.note(p) for p in ps]
     if not ps:
         view.out("no proposals")
-    for p in ps:
+    for p, note in zip(ps, notes, strict=True):
         d = p.as_dict()
         what = (f"roster v{d['roster']['version']}" if p.kind == "roster"
                 else f"{d['operation']['kind']} key {d['operation']['key_id'][:16]}")
         odd = f"  UNVERIFIED: {', '.join(d['unverified_signers'])}" if d["unverified_signers"] else ""
-        view.out(escape(f"{p.proposal_id}  {p.state.upper():<10} {what}  signed by {', '.join(d['signed_by']) or '-'}{odd}"))
+        note = f"  {note}" if note else ""
+        view.out(escape(f"{p.proposal_id}  {p.state.upper():<10} {what}  signed by {', '.join(d['signed_by']) or '-'}{odd}{note}"))
     return Exit.OK
+
+
+class _Staleness:
+    """Whether a pending proposal can still be applied: a key operation starts from the key's
+    current epoch, a roster change extends the roster in force. A stale one stays PENDING
+    (nothing supersedes it) but approving it is refused; the list says so."""
+
+    def __init__(self, c: MpcClient) -> None:
+        self.c = c
+        self.epochs: dict[bytes, int | None] = {}
+        self.roster: tuple[int, bytes] | None = None
+
+    def note(self, p: LifecycleProposalView) -> str:
+        """'' or ``STALE: why; approving it is refused``; '' when it cannot be told."""
+        if p.state != "pending":
+            return ""
+        try:
+            if p.kind == "roster":
+                if self.roster is None:
+                    r = self.c.roster().roster
+                    self.roster = (r.version, r.digest())
+                if p.signed.change.previous_digest != self.roster[1]:  # type: ignore[union-attr]
+                    return f"STALE: the roster is at version {self.roster[0]} now; approving it is refused"
+                return ""
+            op = p.signed.operation  # type: ignore[union-attr]
+            if op.key_id not in self.epochs:
+                self.epochs[op.key_id] = self.c.get_key(op.key_id).epoch
+            now = self.epochs[op.key_id]
+            if now is not None and now != op.old_epoch:
+                return f"STALE: the key is at epoch {now}, this operation starts from epoch {op.old_epoch}; approving it is refused"
+        except MpcError:
+            return ""
+        return ""
 
 
 @_command(lifecycle_group, "show", "one proposal")

@@ -170,3 +170,34 @@ def test_keys_row_shows_the_epoch_and_the_nodes_holding_the_key() -> None:
          "committee": [1, 2, 4, 5], "label": "x\n"}
     assert key_list_line(d) == "ab  active   3-of-4  0x1  epoch 2 nodes 1,2,4,5  x\\n"  # the label still last, escaped
     assert key_list_line({**d, "committee": []}) == "ab  active   3-of-4  0x1  x\\n"  # a coordinator before issue 11
+
+
+def test_a_pending_proposal_overtaken_by_another_is_marked_stale(fake: FakeCoordinator) -> None:
+    """Two refreshes proposed from epoch 0; once one is applied the other can never be: list and
+    show say so (approving it is refused), instead of leaving an operator to try it."""
+    _, out, _ = run("admin1", "key", "refresh", KEY_ID.hex(), "--json")
+    first = json.loads(out)["proposal"]["proposal_id"]
+    _, out, _ = run("admin1", "key", "refresh", KEY_ID.hex(), "--reason", "again", "--json")
+    second = json.loads(out)["proposal"]["proposal_id"]
+    code, out, _ = run("admin1", "lifecycle", "list")
+    assert code == 0 and "STALE" not in out
+    assert run("admin2", "lifecycle", "approve", first)[0] == 0
+    fake.epoch = 1  # the applied refresh moved the key on
+    code, out, _ = run("admin1", "lifecycle", "list")
+    row = next(line for line in out.splitlines() if line.startswith(second))
+    assert code == 0 and "STALE: the key is at epoch 1, this operation starts from epoch 0; approving it is refused" in row
+    assert "STALE" not in next(line for line in out.splitlines() if line.startswith(first))  # applied: not pending
+    code, out, _ = run("admin1", "lifecycle", "show", second)
+    assert code == 0 and "STALE" in out and "approving it is refused" in out
+
+
+def test_a_pending_roster_change_that_no_longer_extends_the_roster_is_marked_stale(fake: FakeCoordinator) -> None:
+    _, out, _ = run("admin1", "node", "remove", "3", "--json")
+    first = json.loads(out)["proposal"]["proposal_id"]
+    _, out, _ = run("admin1", "node", "remove", "4", "--json")
+    second = json.loads(out)["proposal"]["proposal_id"]
+    assert run("admin2", "lifecycle", "approve", first)[0] == 0
+    code, out, _ = run("admin1", "lifecycle", "list", "--state", "pending")
+    row = next(line for line in out.splitlines() if line.startswith(second))
+    assert code == 0 and "STALE: the roster is at version 2 now; approving it is refused" in row
+    assert "STALE" not in next(line for line in out.splitlines() if line.startswith(first))
