@@ -273,7 +273,7 @@ class Supervisor:
         self.write_info()
         eps = self.lay.endpoints()
         self.say(
-            f"{self.lay.threshold}-of-{self.lay.nodes} cluster running; coordinator at {eps['coordinator']}; "
+            f"{cluster_shape(self.lay)} cluster running; coordinator at {eps['coordinator']}; "
             f"details in {self.lay.info_path}"
         )
         return True
@@ -596,7 +596,7 @@ def _wait_up(lay: Layout, sup: subprocess.Popen[bytes], relay: _Relay, progress:
         info = _read_info(lay)
         if info and info.get("status") == "running" and info.get("supervisor_pid") == sup.pid:
             relay.poll()
-            progress(f"ready: {lay.threshold}-of-{lay.nodes} cluster running (supervisor pid {sup.pid})")
+            progress(f"ready: {cluster_shape(lay)} cluster running (supervisor pid {sup.pid})")
             print_status(lay, info, as_json=as_json)
             return 0
         if (info and info.get("status") == "failed") or sup.poll() is not None:
@@ -700,6 +700,14 @@ def _status_doc(lay: Layout, info: dict[str, Any], *, probe: bool) -> dict[str, 
         doc["roster"] = {"version": roster.version, "active": [e.index for e in roster.entries if e.active],
                          "revoked": [e.index for e in roster.entries if not e.active]}
     return doc
+
+
+def cluster_shape(lay: Layout) -> str:
+    """``T-of-N`` of the nodes the roster in force keeps (``3-of-5``), naming the revoked ones
+    the supervisor does not start (``3-of-5 (revoked, not started: node-3)``)."""
+    revoked = revoked_names(lay)
+    shape = f"{lay.threshold}-of-{lay.nodes - len(revoked)}"
+    return shape + (f" (revoked, not started: {', '.join(sorted(revoked, key=_node_number))})" if revoked else "")
 
 
 def _node_number(name: str) -> int:

@@ -49,6 +49,7 @@ def _info(lay: Layout) -> dict[str, object]:
 def test_the_genesis_roster_revokes_nobody(lay: Layout) -> None:
     r = roster_in_force(lay)
     assert r is not None and r.version == 1 and revoked_names(lay) == set()
+    assert cluster_cli.cluster_shape(lay) == "2-of-3"
 
 
 def test_a_revocation_stored_by_the_coordinator_is_seen_and_shown(lay: Layout, capsys: pytest.CaptureFixture[str]) -> None:
@@ -57,6 +58,7 @@ def test_a_revocation_stored_by_the_coordinator_is_seen_and_shown(lay: Layout, c
     _store(db, [genesis, _revocation(lay, 2)])
     try:
         assert revoked_names(lay) == {"node-2"}
+        assert cluster_cli.cluster_shape(lay) == "2-of-2 (revoked, not started: node-2)"  # up's "ready:" line
         doc = cluster_cli.print_status(lay, _info(lay), as_json=False, probe=False)
         out = capsys.readouterr().out
         assert doc["roster"] == {"version": 2, "active": [1, 3], "revoked": [2]}
