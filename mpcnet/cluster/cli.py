@@ -660,11 +660,11 @@ def print_status(lay: Layout, info: dict[str, Any], *, as_json: bool, probe: boo
     sup_pid = doc["supervisor_pid"]
     supervisor = f", supervisor pid {sup_pid}" if sup_pid else ""
     roster = doc.get("roster")
-    if roster is None:
+    if roster is None or not roster["revoked"]:
         shape = f"{doc['threshold']}-of-{doc['nodes']}"
     else:  # the nodes the roster in force counts, not the directories DIR holds
-        shape = f"roster version {roster['version']}: nodes {','.join(map(str, roster['active']))}"
-        shape += f" (revoked: {','.join(map(str, roster['revoked']))})" if roster["revoked"] else ""
+        shape = (f"{doc['threshold']}-of-{len(roster['active'])} (roster version {roster['version']}: nodes "
+                 f"{','.join(map(str, roster['active']))}; revoked: {','.join(map(str, roster['revoked']))})")
     lines = [f"cluster {lay.dir}: {doc['status']}, {shape}{supervisor}"]
     for p in doc["processes"]:
         health = "healthy" if p["healthy"] else "DOWN"

@@ -62,7 +62,7 @@ def test_a_revocation_stored_by_the_coordinator_is_seen_and_shown(lay: Layout, c
         doc = cluster_cli.print_status(lay, _info(lay), as_json=False, probe=False)
         out = capsys.readouterr().out
         assert doc["roster"] == {"version": 2, "active": [1, 3], "revoked": [2]}
-        assert "roster version 2: nodes 1,3 (revoked: 2)" in out and "node-2" in out and "REVOKED: not started" in out
+        assert "2-of-2 (roster version 2: nodes 1,3; revoked: 2)" in out and "node-2" in out and "REVOKED: not started" in out
         # a revoked node's process counts neither as a member nor as a failure
         doc["status"] = "running"
         for p in doc["processes"]:
