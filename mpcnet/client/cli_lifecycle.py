@@ -21,6 +21,7 @@ Added to the ``mpc`` group by :func:`register` (called by :mod:`mpcnet.client.cl
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -129,7 +130,20 @@ def _proposal_rows(c: MpcClient, p: LifecycleProposalView) -> list[view.Row]:
         rows.append(("operations", ", ".join(p.operations)))
     if p.error:
         rows.append(("error", p.error))
+    note = _Staleness(c).note(p)
+    if note:
+        rows.append(("STALE", note.removeprefix("STALE: ")))
     return rows
+
+
+def _retrying(op_id: str, timeout: float | None) -> Callable[[str], None]:
+    """What a wait says on stderr when the coordinator stops answering (once per outage)."""
+    until = "until the operation ends" if timeout is None else "until it ends or --timeout passes"
+
+    def say(why: str) -> None:
+        view.err(f"mpc: key operation {op_id}: the wait is interrupted ({why[:200]}); retrying {until} (Ctrl-C to stop)")
+
+    return say
 
 
 def _finish(ctx: click.Context, c: MpcClient, p: LifecycleProposalView, *, no_wait: bool) -> int:
@@ -147,11 +161,14 @@ def _finish(ctx: click.Context, c: MpcClient, p: LifecycleProposalView, *, no_wa
     if p.state == "applied" and not no_wait:
         for op_id in p.operations:
             view.err(f"waiting for key operation {op_id}...")
-            ops.append(c.wait_key_operation(op_id, opts.timeout, on_change=lambda v: view.err(f"  {v.operation_id}: {v.state}")))
+            ops.append(c.wait_key_operation(op_id, opts.timeout, on_change=lambda v: view.err(f"  {v.operation_id}: {v.state}"),
+                                            on_retry=_retrying(op_id, opts.timeout)))
         doc["operations"] = [v.as_dict() for v in ops]
     rows = _proposal_rows(c, p) if not opts.json else []
-    rows += [(f"operation {v.operation_id}", f"{v.state.upper()} (epoch {v.operation.new_epoch}){'  ' + v.error if v.error else ''}")
-             for v in ops]
+    for v in ops:
+        epochs = f"epoch {v.operation.old_epoch} -> {v.operation.new_epoch}"
+        err = f"  {v.error}" if v.error else ""
+        rows.append(("operation", f"{v.operation_id}  {v.state.upper()} ({epochs}){err}{retry_hint(v.as_dict())}"))
     _show(ctx, doc, rows)
     return Exit.FAILED if any(v.state == "failed" for v in ops) else Exit.OK
 
@@ -275,10 +292,15 @@ def cmd_node_rotate_keys(ctx: click.Context, index: int, ca_cert: Path | None, c
 
 
 @_command(roster_group, "show", "the roster in force (verified against your admin set)")
-def cmd_roster_show(ctx: click.Context) -> int:
+@click.option("--history", is_flag=True,
+              help="print the whole verified chain as the JSON list a node's config takes as governance.roster_history")
+def cmd_roster_show(ctx: click.Context, history: bool) -> int:
     with _client(_opts(ctx)) as c:
         _need_cluster_file(c, admin_set=True)
         r = c.roster()
+    if history:  # verified against this client's admin set by roster(): safe to hand to a new node
+        view.out(json.dumps([h.to_dict() for h in r.history], indent=2))
+        return Exit.OK
     d = r.as_dict()
     rows: list[view.Row] = [("version", r.version), ("epoch", r.roster.epoch), ("digest", d["digest"]),
                             ("active", list(r.active())), ("revoked", list(r.revoked()) or "-")]
@@ -307,18 +329,54 @@ def cmd_roster_push(ctx: click.Context) -> int:
 def cmd_lifecycle_list(ctx: click.Context, state: str | None) -> int:
     with _client(_opts(ctx)) as c:
         ps = c.list_lifecycle_proposals(state)
-    if _opts(ctx).json:
-        view.out(json.dumps([p.as_dict() for p in ps], indent=2))
-        return Exit.OK
+        if _opts(ctx).json:
+            view.out(json.dumps([p.as_dict() for p in ps], indent=2))
+            return Exit.OK
+        stale = _Staleness(c)
+        notes = [stale.note(p) for p in ps]
     if not ps:
         view.out("no proposals")
-    for p in ps:
+    for p, note in zip(ps, notes, strict=True):
         d = p.as_dict()
         what = (f"roster v{d['roster']['version']}" if p.kind == "roster"
                 else f"{d['operation']['kind']} key {d['operation']['key_id'][:16]}")
         odd = f"  UNVERIFIED: {', '.join(d['unverified_signers'])}" if d["unverified_signers"] else ""
-        view.out(escape(f"{p.proposal_id}  {p.state.upper():<10} {what}  signed by {', '.join(d['signed_by']) or '-'}{odd}"))
+        note = f"  {note}" if note else ""
+        view.out(escape(f"{p.proposal_id}  {p.state.upper():<10} {what}  signed by {', '.join(d['signed_by']) or '-'}{odd}{note}"))
     return Exit.OK
+
+
+class _Staleness:
+    """Whether a pending proposal can still be applied: a key operation starts from the key's
+    current epoch, a roster change extends the roster in force. A stale one stays PENDING
+    (nothing supersedes it) but approving it is refused; the list says so."""
+
+    def __init__(self, c: MpcClient) -> None:
+        self.c = c
+        self.epochs: dict[bytes, int | None] = {}
+        self.roster: tuple[int, bytes] | None = None
+
+    def note(self, p: LifecycleProposalView) -> str:
+        """'' or ``STALE: why; approving it is refused``; '' when it cannot be told."""
+        if p.state != "pending":
+            return ""
+        try:
+            if p.kind == "roster":
+                if self.roster is None:
+                    r = self.c.roster().roster
+                    self.roster = (r.version, r.digest())
+                if p.signed.change.previous_digest != self.roster[1]:  # type: ignore[union-attr]
+                    return f"STALE: the roster is at version {self.roster[0]} now; approving it is refused"
+                return ""
+            op = p.signed.operation  # type: ignore[union-attr]
+            if op.key_id not in self.epochs:
+                self.epochs[op.key_id] = self.c.get_key(op.key_id).epoch
+            now = self.epochs[op.key_id]
+            if now is not None and now != op.old_epoch:
+                return f"STALE: the key is at epoch {now}, this operation starts from epoch {op.old_epoch}; approving it is refused"
+        except MpcError:
+            return ""
+        return ""
 
 
 @_command(lifecycle_group, "show", "one proposal")
@@ -355,6 +413,17 @@ def status_doc(st: Any) -> dict[str, Any]:
     }
 
 
+def retry_hint(d: dict[str, Any]) -> str:
+    """For a failed operation (``KeyOperationView.as_dict()``): what the key is left with and the
+    command that tries again (a new proposal; the failed one stays failed). Else ''."""
+    if d.get("state") != "failed" or "key_id" not in d:
+        return ""
+    key = d["key_id"]
+    again = (f"mpc key refresh {key}" if d.get("kind") == "refresh" else
+             f"mpc key reshare {key} --threshold {d['new_threshold']} --nodes {','.join(map(str, d['new_committee']))}")
+    return f"  (the key stays at epoch {d['old_epoch']} and signs; to try again, an admin proposes it anew: '{again}')"
+
+
 def _status_op(o: Any) -> dict[str, Any]:
     try:
         return KeyOperationView.from_proto(o).as_dict()
@@ -381,5 +450,5 @@ def operation_rows(st: Any) -> list[view.Row]:
         text = (f"{d.get('kind', '?')} key {str(d.get('key_id', ''))[:16]} {d['state'].upper()} epoch {d.get('old_epoch', '?')}->"
                 f"{d.get('new_epoch', '?')}" + (f"  waiting for nodes {d['pending_nodes']}" if d.get("pending_nodes") else "")
                 + (f"  {d['error']}" if d.get("error") else ""))
-        out.append((f"operation {o.operation_id}", text))
+        out.append(("operation", f"{o.operation_id}  {text}{retry_hint(d)}"))
     return out

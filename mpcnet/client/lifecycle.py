@@ -73,6 +73,12 @@ OPERATION_STATES = ("running", "committing", "done", "failed")
 OPERATION_TERMINAL = ("done", "failed")
 _PROPOSAL_STATE = {v: k.removeprefix("PROPOSAL_STATE_").lower() for k, v in coordinator_pb2.ProposalState.items()}
 _POLL_S = (0.2, 2.0)  # wait_key_operation: first and longest pause between polls
+_NO_ANSWER = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+# wait_key_operation retries these once the coordinator has answered (it is restarting or busy)
+_OPERATION_WAIT_RETRY = frozenset({
+    grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED, grpc.StatusCode.ABORTED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+})
 
 
 def _data_loss(message: str) -> MpcError:
@@ -376,7 +382,7 @@ class LifecycleMixin:
             raise _bad_arg(f"node: {index} is not an active node of roster version {view.version}")
         direct = entry.name in getattr(self, "node_endpoints", {})
         if direct:
-            prep = self._call(self._node_stub(entry.name).PrepareKeyRotation, node_pb2.PrepareKeyRotationRequest())
+            prep = self._at_node(entry, self._node_stub(entry.name).PrepareKeyRotation, node_pb2.PrepareKeyRotationRequest())
         else:
             prep = self._call(self._stub.PrepareNodeKeyRotation, coordinator_pb2.PrepareNodeKeyRotationRequest(node=index))
         identity, encryption, csr = bytes(prep.identity_public), bytes(prep.encryption_public), bytes(prep.tls_csr_pem)
@@ -392,9 +398,8 @@ class LifecycleMixin:
         except NodeCsrError as e:
             raise _data_loss(f"tls_csr_pem: {e}") from None
         if direct:
-            inst = self._call(
-                self._node_stub(entry.name).InstallStagedCertificate, node_pb2.InstallStagedCertificateRequest(certificate_pem=cert_pem)
-            )
+            install = node_pb2.InstallStagedCertificateRequest(certificate_pem=cert_pem)
+            inst = self._at_node(entry, self._node_stub(entry.name).InstallStagedCertificate, install)
         else:
             inst = self._call(
                 self._stub.InstallNodeCertificate, coordinator_pb2.InstallNodeCertificateRequest(node=index, certificate_pem=cert_pem)
@@ -408,12 +413,22 @@ class LifecycleMixin:
             raise _data_loss(f"{e.field}: {e.reason} (the node's staged keys)") from None
         return self._roster_proposal(new, view.roster)
 
+    def _at_node(self, entry: RosterEntry, method: grpc.UnaryUnaryMultiCallable[_Req, _Resp], req: _Req) -> _Resp:
+        """``_call`` to a node directly; an error names the node (not the coordinator: the
+        CLI's hints about an unreachable coordinator would mislead)."""
+        try:
+            return self._call(method, req)
+        except MpcError as e:
+            hint = " (is it running? 'mpc status' shows the nodes)" if e.code in _NO_ANSWER else ""
+            raise MpcError(e.code, f"node {entry.index} ({quote(entry.name)}): {e.message}{hint}") from None
+
     def push_roster(self, history: Sequence[SignedRosterChange] | None = None) -> dict[str, str]:
         """Install the roster history (:meth:`roster`'s, or ``history``, verified here against
         this client's admin set) on every node of cluster.json directly, each change a node
         lacks, oldest first (each node verifies every change itself), so that a coordinator
         cannot withhold a roster change. Returns node name -> ``installed N`` / ``already`` /
-        ``ahead: ...`` / ``forked: ...`` / ``error: ...``."""
+        ``ahead: ...`` / ``forked: ...`` / ``error: ...`` / ``revoked, not reached: ...`` (a node
+        the history revokes that did not answer: not an error)."""
         if history is None:
             hist = list(self.roster().history)
         else:
@@ -423,6 +438,7 @@ class LifecycleMixin:
             except GovernanceError as e:
                 raise _bad_arg(f"{e.field}: {e.reason}") from None
         digests = [h.change.digest() for h in hist]
+        revoked = {e.name for e in hist[-1].change.new_roster.entries if not e.active}
         out: dict[str, str] = {}
         for name in self._nodes():
             stub = self._node_stub(name)
@@ -440,7 +456,8 @@ class LifecycleMixin:
                     r = stub.InstallRosterChange(node_pb2.InstallRosterChangeRequest(signed_change=signed.to_bytes()), timeout=10)
                     installed += int(r.installed)
             except grpc.RpcError as e:
-                out[name] = f"error: {e.code().name}: {e.details() or ''}"
+                # a revoked node takes part in nothing: reaching it is a courtesy, not a failure
+                out[name] = f"{'revoked, not reached' if name in revoked else 'error'}: {e.code().name}: {e.details() or ''}"
                 continue
             except GovernanceError as e:
                 out[name] = f"error: roster: {e.field}: {e.reason}"
@@ -646,22 +663,38 @@ class LifecycleMixin:
 
     def wait_key_operation(
         self, operation_id: str, timeout: float | None = None, *, on_change: Callable[[KeyOperationView], None] | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = time.sleep, on_retry: Callable[[str], None] | None = None,
     ) -> KeyOperationView:
         """Poll ``operation_id`` until it is done or failed (returned; check ``state``).
         ``timeout`` seconds (None: no limit): then DEADLINE_EXCEEDED ``operation ID still STATE
-        after N s``. ``on_change`` is called with every new state seen."""
+        after N s``. ``on_change`` is called with every new state seen.
+
+        Once the coordinator has answered, UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED, ABORTED and
+        RESOURCE_EXHAUSTED (a coordinator restarting in the middle of the operation, which it
+        resumes) are retried until ``timeout``, like :meth:`MpcClient.watch_sign_request`;
+        ``on_retry`` is called with one line (code and the server's text) once per run of such
+        errors. Any other error, and any error before the first answer, raise :class:`MpcError`."""
         deadline = None if timeout is None else time.monotonic() + timeout
         pause, last = _POLL_S[0], ""
+        told = False  # on_retry was called for the current run of errors
         while True:
-            v = self.key_operation(operation_id)
-            if v.state != last and on_change is not None:
-                on_change(v)
-            last = v.state
-            if v.finished:
-                return v
+            try:
+                v = self.key_operation(operation_id)
+            except MpcError as e:
+                if not last or e.code not in _OPERATION_WAIT_RETRY:
+                    raise
+                if on_retry is not None and not told:
+                    on_retry(f"{e.code.name}: {e.message}")
+                told = True
+            else:
+                told = False
+                if v.state != last and on_change is not None:
+                    on_change(v)
+                last = v.state
+                if v.finished:
+                    return v
             if deadline is not None and time.monotonic() >= deadline:
-                raise MpcError(grpc.StatusCode.DEADLINE_EXCEEDED, f"operation {operation_id} still {v.state} after {timeout:g} s")
+                raise MpcError(grpc.StatusCode.DEADLINE_EXCEEDED, f"operation {operation_id} still {last} after {timeout:g} s")
             wait = pause if deadline is None else max(0.0, min(pause, deadline - time.monotonic()))
             sleep(wait)
             pause = min(pause * 2, _POLL_S[1])

@@ -180,6 +180,7 @@ class Key:
     def describe(self, path: str | Sequence[int] | None = None) -> dict[str, Any]:
         """The key at ``path`` (BIP32 non-hardened; the key itself for None) in every format a
         wallet needs. Keys (stable): ``key_id``, ``label``, ``status``, ``threshold``, ``parties``,
+        ``epoch`` and ``committee`` (issue 11: roster indices holding shares; [] if not reported),
         ``path`` (``m/0/1``), ``public_key`` (33 bytes compressed, hex), ``public_key_uncompressed``
         (65 bytes, hex), ``ethereum_address`` (EIP-55), ``public_key_pem`` (SubjectPublicKeyInfo
         PEM, multi-line text), ``chain_code`` (32 bytes hex: the *derived* key's chain code; the
@@ -194,6 +195,8 @@ class Key:
             "status": self.status,
             "threshold": self.threshold,
             "parties": self.parties,
+            "epoch": self.epoch,
+            "committee": list(self.committee),
             "path": path_text(to_path(path)),
             "public_key": pk.hex(),
             "public_key_uncompressed": formats.uncompressed(pk).hex(),

@@ -197,6 +197,11 @@ def wait_reshared(client: Any, active: tuple[int, ...], timeout: float, sleep: C
         sleep(0.5)
 
 
+def _retrying(op_id: str, progress: Callable[[str], None]) -> Callable[[str], None]:
+    """What the wait for ``op_id`` says when the coordinator stops answering (it is restarting)."""
+    return lambda why: progress(f"key operation {op_id}: the coordinator is not answering ({why[:200]}); retrying")
+
+
 def signal_supervisor(pid: int) -> Callable[[str], None]:
     """What starts an added node under ``mpc-cluster``: SIGUSR1 to the supervisor ``pid``, which
     re-reads the topology and starts the nodes it does not run yet."""
@@ -236,9 +241,14 @@ def add_node_to_cluster(
         ops = []
         for op_id in p.operations:
             progress(f"waiting for key operation {op_id}")
-            v = admin1.wait_key_operation(op_id, timeout)
+            v = admin1.wait_key_operation(op_id, timeout, on_retry=_retrying(op_id, progress))
             if v.state != "done":
-                raise Failed(f"key operation {op_id} {v.state}: {v.error}")
+                o = v.operation
+                raise Failed(
+                    f"{e.name} is enrolled (roster version {p.signed.change.new_roster.version}), but key operation {op_id} "  # type: ignore[union-attr]
+                    f"{v.state}: {v.error}; once the cause is fixed, reshare the key to it: 'mpc --cluster {lay.dir} --as admin1 "
+                    f"key reshare {o.key_id.hex()} --threshold {o.new_threshold} --nodes {','.join(map(str, o.new_committee))}'"
+                )
             ops.append(v.as_dict())
         active = tuple(x.index for x in enrol.change.change.new_roster.entries if x.active)
         progress(f"waiting until every key is held by nodes {','.join(map(str, active))}")

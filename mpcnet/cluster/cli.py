@@ -51,6 +51,7 @@ from mpcnet.cluster.launcher import (
     prepare,
     read_params,
 )
+from mpcnet.cluster.roster_view import revoked_names, roster_in_force
 from mpcnet.common import cliutil
 from mpcnet.common.cliutil import Failed, PathArg, Seconds, UInt
 from mpcnet.common.config import write_json
@@ -244,7 +245,12 @@ class Supervisor:
         False if one did not become healthy (after writing why)."""
         import trio
 
-        nodes = [f"node-{i}" for i in range(1, self.lay.nodes + 1)]
+        revoked = await trio.to_thread.run_sync(revoked_names, self.lay)
+        nodes = [f"node-{i}" for i in range(1, self.lay.nodes + 1) if f"node-{i}" not in revoked]
+        if revoked:  # a revoked node refuses to start: it is not started at all
+            msg = f"not starting {', '.join(sorted(revoked, key=_node_number))}: revoked in the roster in force"
+            self.say(msg)
+            self.progress(msg)
         for name in nodes:
             self.progress(f"starting {name}")
             nursery.start_soon(self.keep_running, name)
@@ -267,7 +273,7 @@ class Supervisor:
         self.write_info()
         eps = self.lay.endpoints()
         self.say(
-            f"{self.lay.threshold}-of-{self.lay.nodes} cluster running; coordinator at {eps['coordinator']}; "
+            f"{cluster_shape(self.lay)} cluster running; coordinator at {eps['coordinator']}; "
             f"details in {self.lay.info_path}"
         )
         return True
@@ -590,7 +596,7 @@ def _wait_up(lay: Layout, sup: subprocess.Popen[bytes], relay: _Relay, progress:
         info = _read_info(lay)
         if info and info.get("status") == "running" and info.get("supervisor_pid") == sup.pid:
             relay.poll()
-            progress(f"ready: {lay.threshold}-of-{lay.nodes} cluster running (supervisor pid {sup.pid})")
+            progress(f"ready: {cluster_shape(lay)} cluster running (supervisor pid {sup.pid})")
             print_status(lay, info, as_json=as_json)
             return 0
         if (info and info.get("status") == "failed") or sup.poll() is not None:
@@ -653,9 +659,18 @@ def print_status(lay: Layout, info: dict[str, Any], *, as_json: bool, probe: boo
         return doc
     sup_pid = doc["supervisor_pid"]
     supervisor = f", supervisor pid {sup_pid}" if sup_pid else ""
-    lines = [f"cluster {lay.dir}: {doc['status']}, {doc['threshold']}-of-{doc['nodes']}{supervisor}"]
+    roster = doc.get("roster")
+    if roster is None or not roster["revoked"]:
+        shape = f"{doc['threshold']}-of-{doc['nodes']}"
+    else:  # the nodes the roster in force counts, not the directories DIR holds
+        shape = (f"{doc['threshold']}-of-{len(roster['active'])} (roster version {roster['version']}: nodes "
+                 f"{','.join(map(str, roster['active']))}; revoked: {','.join(map(str, roster['revoked']))})")
+    lines = [f"cluster {lay.dir}: {doc['status']}, {shape}{supervisor}"]
     for p in doc["processes"]:
         health = "healthy" if p["healthy"] else "DOWN"
+        if p.get("revoked"):
+            health = ("REVOKED: still running, takes part in nothing (stopped at the next 'up')" if p.get("pid")
+                      else "REVOKED: not started")
         extra = f", restarted {p['restarts']}x" if p["restarts"] else ""
         lines.append(f"  {p['name']:<12} {p['endpoint']:<22} pid {p.get('pid') or '-'!s:<8} {health}{extra}")
     lines.append(f"client: mpc --cluster {lay.dir} --as admin1 keys   (identities: {lay.dir}/identities)")
@@ -668,16 +683,41 @@ def _status_doc(lay: Layout, info: dict[str, Any], *, probe: bool) -> dict[str, 
     sup_alive = sup_pid is not None
     procs = [dict(n) for n in info["nodes"]] + [dict(info["coordinator"], name="coordinator")]
     left = {} if sup_alive else _leftovers(lay)  # still serving after their supervisor died
+    roster = roster_in_force(lay)
+    revoked = {f"node-{e.index}" for e in roster.entries if not e.active} if roster is not None else set()
     for p in procs:
         if not sup_alive:
             p["pid"] = left.get(p["name"]) or None
         running = sup_alive or p["name"] in left
-        p["healthy"] = bool(probe and running and check_health(lay, str(p["endpoint"]), 1.0))
+        p["revoked"] = p["name"] in revoked
+        p["healthy"] = bool(probe and running and (p.get("pid") or not p["revoked"]) and check_health(lay, str(p["endpoint"]), 1.0))
         p["restarts"] = info.get("restarts", {}).get(p["name"], 0)
     state = info.get("status") if sup_alive else ("unsupervised" if left else "stopped")
-    return {"dir": str(lay.dir), "status": state, "threshold": info["threshold"], "nodes": len(info["nodes"]),
-            "supervisor_pid": sup_pid or None, "processes": procs,
-            "ca_cert": info["ca_cert"], "certs": info["certs"]}
+    doc = {"dir": str(lay.dir), "status": state, "threshold": info["threshold"], "nodes": len(info["nodes"]),
+           "supervisor_pid": sup_pid or None, "processes": procs,
+           "ca_cert": info["ca_cert"], "certs": info["certs"]}
+    if roster is not None:
+        doc["roster"] = {"version": roster.version, "active": [e.index for e in roster.entries if e.active],
+                         "revoked": [e.index for e in roster.entries if not e.active]}
+    return doc
+
+
+def cluster_shape(lay: Layout) -> str:
+    """``T-of-N`` of the nodes the roster in force keeps (``3-of-5``), naming the revoked ones
+    the supervisor does not start (``3-of-5 (revoked, not started: node-3)``)."""
+    revoked = revoked_names(lay)
+    shape = f"{lay.threshold}-of-{lay.nodes - len(revoked)}"
+    return shape + (f" (revoked, not started: {', '.join(sorted(revoked, key=_node_number))})" if revoked else "")
+
+
+def _node_number(name: str) -> int:
+    return int(name.rpartition("-")[2])
+
+
+def status_ok(doc: dict[str, Any]) -> bool:
+    """``mpc-cluster status`` exits 0: running, and every process healthy except revoked nodes
+    (which take part in nothing, whether their process still runs or was not started)."""
+    return doc["status"] == "running" and all(p["healthy"] or p.get("revoked") for p in doc["processes"])
 
 
 @cli.command("status", epilog=EPILOG)
@@ -699,7 +739,7 @@ def cmd_status(directory: Path, as_json: bool) -> int:
         doc = print_status(lay, info, as_json=as_json)
     except ClusterError as e:
         raise _usage(str(e)) from None
-    return 0 if doc["status"] == "running" and all(p["healthy"] for p in doc["processes"]) else EXIT_NOT_RUNNING
+    return 0 if status_ok(doc) else EXIT_NOT_RUNNING
 
 
 def _stop_leftovers(left: dict[str, int]) -> None:

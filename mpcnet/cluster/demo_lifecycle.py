@@ -2,7 +2,8 @@
 
 Against a fresh local 3-of-5 cluster, all from the CLI: create a key and sign; remove node 3
 (the key is reshared to 3-of-4) and sign; add a node back (``mpc-cluster add-node``, 3-of-5)
-and sign; refresh the key and sign; rotate every node's operational keys and sign. Every
+and sign; refresh the key and sign; rotate every node's operational keys and sign; stop and
+start the cluster again (the revoked node stays out, the added one comes back) and sign. Every
 signature is verified with OpenSSL (python ``cryptography``) under the public key the key had
 at the start, and the key's public key is printed after each step (it never changes). Each
 proposal is made by admin1 and approved by admin2 (the dev cluster's admin quorum of 2), with
@@ -28,6 +29,8 @@ from governance.text import escape
 from mpcnet.cluster.demo import _json, _run, verify_with_openssl
 from mpcnet.cluster.launcher import child_env
 from mpcnet.common import cliutil
+from mpcnet.common.cliutil import UInt
+from mpcnet.common.keystore import MAX_SCRYPT_N, MIN_SCRYPT_N
 
 PROG = "scripts/demo-lifecycle"
 
@@ -81,15 +84,20 @@ class Demo:
 @click.command(name=PROG, context_settings={"help_option_names": ["-h", "--help"]},
                epilog="\b\nExit codes: 0 success, 1 a step failed, 2 usage error, 130 interrupted (Ctrl-C).")
 @click.option("--keep", is_flag=True, help="leave the cluster running and its directory in place")
-def demo_lifecycle(keep: bool) -> int:
-    """Sign, remove a node, sign, add a node, sign, refresh, sign, rotate every node's keys, sign:
-    one public key throughout."""
+@click.option("--scrypt-n", type=UInt(MIN_SCRYPT_N, MAX_SCRYPT_N, show_range=True), default=2**15, show_default=True,
+              help="scrypt cost of the cluster's keystores and stores, a power of two (tests use 1024)")
+def demo_lifecycle(keep: bool, scrypt_n: int) -> int:
+    """Sign, remove a node, sign, add a node, sign, refresh, sign, rotate every node's keys, sign;
+    stop and start the cluster again, sign: one public key throughout."""
+    if scrypt_n & (scrypt_n - 1):
+        raise click.UsageError(f"scrypt-n: must be a power of two in [2**10, 2**20], got {scrypt_n}")
     d = Path(tempfile.mkdtemp(prefix="mpcnet-lifecycle-"))
     demo = Demo(d)
     started = False
     try:
         print(f"1. starting a local 3-of-5 cluster in {escape(str(d))}")
-        _run(["mpcnet.cluster.cli", "up", "--dir", str(d), "--nodes", "5", "--threshold", "3", "--quiet"], "mpc-cluster up")
+        _run(["mpcnet.cluster.cli", "up", "--dir", str(d), "--nodes", "5", "--threshold", "3", "--quiet",
+              "--scrypt-n", str(scrypt_n)], "mpc-cluster up")
         started = True
         print("2. admin1 creates a key (DKG on nodes 1..5); requester1 signs")
         key = _json(demo.mpc("admin1", "keygen", "--json"), "mpc keygen")
@@ -113,9 +121,17 @@ def demo_lifecycle(keep: bool) -> int:
         versions = {e["index"]: e["key_version"] for e in roster["entries"] if e["status"] == "active"}
         print(f"   roster version {roster['version']}; key versions {versions}")
         demo.sign("rotating every node's keys")
+        print("7. stop the cluster and start it again: node 6 comes back, the revoked node 3 is not started")
+        _run(["mpcnet.cluster.cli", "stop", "--dir", str(d)], "mpc-cluster stop")
+        _run(["mpcnet.cluster.cli", "up", "--dir", str(d), "--quiet"], "mpc-cluster up")
+        status = _json(["mpcnet.cluster.cli", "status", "--dir", str(d), "--json"], "mpc-cluster status")
+        revoked = [p["name"] for p in status["processes"] if p.get("revoked")]
+        roster = status["roster"]
+        print(f"   roster version {roster['version']}: nodes {roster['active']} running; revoked, not started: {revoked}")
+        demo.sign("restarting the cluster")
     finally:
         if started and not keep:
-            print("7. stopping the cluster")
+            print("8. stopping the cluster")
             subprocess.run([sys.executable, "-m", "mpcnet.cluster.cli", "stop", "--dir", str(d)], env=child_env(), capture_output=True)
         if not keep:
             shutil.rmtree(d, ignore_errors=True)

@@ -68,6 +68,10 @@ def test_a_failed_operation_exits_1_and_no_wait_returns_at_once(fake: FakeCoordi
     fake._maybe_apply = fail  # type: ignore[method-assign]
     code, out, _ = run("admin2", "lifecycle", "approve", pid)
     assert code == 1 and "FAILED" in out and "\x1b" not in out and "\\x1b" in out
+    # what to do about it: the key is left as it was, and the command that tries again
+    assert "the key stays at epoch 0 and signs" in out and f"'mpc key reshare {KEY_ID.hex()} --threshold 3 --nodes 1,2,4,5'" in out
+    code, out, _ = run("admin1", "status")
+    assert code == 0 and "the key stays at epoch 0" in out and f"key reshare {KEY_ID.hex()} --threshold 3" in out
 
 
 def test_no_wait(fake: FakeCoordinator) -> None:
@@ -92,6 +96,13 @@ def test_remove_then_roster_show_and_status(fake: FakeCoordinator) -> None:
     assert run("admin2", "lifecycle", "approve", pid)[0] == 0
     code, out, _ = run("admin1", "roster", "show", "--json")
     assert code == 0 and json.loads(out)["revoked"] == [3] and json.loads(out)["version"] == 2
+    code, out, _ = run("admin1", "roster", "show", "--history")  # what a new node's config takes, verified
+    from governance.roster import SignedRosterChange, verify_roster_history
+    from tests.governance.gov_util import admin_set
+
+    chain = [SignedRosterChange.from_dict(d) for d in json.loads(out)]
+    assert code == 0 and [h.to_bytes() for h in chain] == [h.to_bytes() for h in fake.history]
+    assert verify_roster_history(admin_set(), chain).version == 2
     code, out, _ = run("admin1", "status")
     assert code == 0 and "version 2, epoch 1" in out and "REVOKED" in out
     code, out, _ = run("admin1", "status", "--json")
@@ -144,7 +155,49 @@ def test_status_shows_running_key_operations(fake: FakeCoordinator) -> None:
     fake.ops[pid].state = "committing"
     fake.ops[pid].pending_nodes.extend([4, 5])
     code, out, _ = run("admin1", "status")
-    assert code == 0 and f"operation {pid}" in out and "refresh key" in out and "COMMITTING" in out and "[4, 5]" in out
+    row = next(line for line in out.splitlines() if line.startswith("operation "))
+    assert row.split()[1] == pid and row.index(pid) < 20  # the label column stays narrow (no 42-character labels)
+    assert code == 0 and "refresh key" in out and "COMMITTING" in out and "[4, 5]" in out
     code, out, _ = run("admin1", "status", "--json")
     ops = json.loads(out)["operations"]
     assert [(o["operation_id"], o["state"], o["pending_nodes"]) for o in ops] == [(pid, "committing", [4, 5])]
+
+
+def test_keys_row_shows_the_epoch_and_the_nodes_holding_the_key() -> None:
+    from mpcnet.client.cli_render import key_list_line
+
+    d = {"key_id": "ab", "status": "active", "threshold": 3, "parties": 4, "ethereum_address": "0x1", "epoch": 2,
+         "committee": [1, 2, 4, 5], "label": "x\n"}
+    assert key_list_line(d) == "ab  active   3-of-4  0x1  epoch 2 nodes 1,2,4,5  x\\n"  # the label still last, escaped
+    assert key_list_line({**d, "committee": []}) == "ab  active   3-of-4  0x1  x\\n"  # a coordinator before issue 11
+
+
+def test_a_pending_proposal_overtaken_by_another_is_marked_stale(fake: FakeCoordinator) -> None:
+    """Two refreshes proposed from epoch 0; once one is applied the other can never be: list and
+    show say so (approving it is refused), instead of leaving an operator to try it."""
+    _, out, _ = run("admin1", "key", "refresh", KEY_ID.hex(), "--json")
+    first = json.loads(out)["proposal"]["proposal_id"]
+    _, out, _ = run("admin1", "key", "refresh", KEY_ID.hex(), "--reason", "again", "--json")
+    second = json.loads(out)["proposal"]["proposal_id"]
+    code, out, _ = run("admin1", "lifecycle", "list")
+    assert code == 0 and "STALE" not in out
+    assert run("admin2", "lifecycle", "approve", first)[0] == 0
+    fake.epoch = 1  # the applied refresh moved the key on
+    code, out, _ = run("admin1", "lifecycle", "list")
+    row = next(line for line in out.splitlines() if line.startswith(second))
+    assert code == 0 and "STALE: the key is at epoch 1, this operation starts from epoch 0; approving it is refused" in row
+    assert "STALE" not in next(line for line in out.splitlines() if line.startswith(first))  # applied: not pending
+    code, out, _ = run("admin1", "lifecycle", "show", second)
+    assert code == 0 and "STALE" in out and "approving it is refused" in out
+
+
+def test_a_pending_roster_change_that_no_longer_extends_the_roster_is_marked_stale(fake: FakeCoordinator) -> None:
+    _, out, _ = run("admin1", "node", "remove", "3", "--json")
+    first = json.loads(out)["proposal"]["proposal_id"]
+    _, out, _ = run("admin1", "node", "remove", "4", "--json")
+    second = json.loads(out)["proposal"]["proposal_id"]
+    assert run("admin2", "lifecycle", "approve", first)[0] == 0
+    code, out, _ = run("admin1", "lifecycle", "list", "--state", "pending")
+    row = next(line for line in out.splitlines() if line.startswith(second))
+    assert code == 0 and "STALE: the roster is at version 2 now; approving it is refused" in row
+    assert "STALE" not in next(line for line in out.splitlines() if line.startswith(first))

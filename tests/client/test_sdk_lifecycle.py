@@ -188,7 +188,92 @@ def test_wait_key_operation_times_out_naming_the_state() -> None:
     assert e.value.code == grpc.StatusCode.DEADLINE_EXCEEDED and "still committing" in e.value.message
 
 
+def test_wait_key_operation_rides_out_a_coordinator_restart() -> None:
+    """A coordinator restarting in the middle of the operation (UNAVAILABLE) is waited out, said
+    once; before the first answer, or a refusal, is raised."""
+    from .lifecycle_fake import FakeRpcError
+
+    fake = FakeCoordinator()
+    p = admin_client(fake, "ada").refresh_key(KEY_ID)
+    admin_client(fake, "bob").approve_lifecycle(p.proposal_id)
+    op = fake.ops[p.proposal_id]
+    op.state = "running"
+    answers: list[str] = ["ok", "down", "down", "down", "ok-done"]
+
+    def flaky(s: coordinator_pb2.KeyOperationStatus) -> coordinator_pb2.KeyOperationStatus:
+        a = answers.pop(0)
+        if a == "down":
+            raise FakeRpcError(grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses")
+        if a == "ok-done":
+            s.state = "done"
+        return s
+
+    fake.evil["GetKeyOperation"] = flaky
+    said: list[str] = []
+    v = admin_client(fake).wait_key_operation(p.proposal_id, timeout=60, sleep=lambda s: None, on_retry=said.append)
+    assert v.state == "done" and not answers
+    assert said == ["UNAVAILABLE: failed to connect to all addresses"]
+    answers[:] = ["down"]  # never answered yet: the coordinator is not there at all
+    with pytest.raises(MpcError) as e:
+        admin_client(fake).wait_key_operation(p.proposal_id, timeout=60, sleep=lambda s: None)
+    assert e.value.code == grpc.StatusCode.UNAVAILABLE
+    fake.evil["GetKeyOperation"] = lambda s: (_ for _ in ()).throw(FakeRpcError(grpc.StatusCode.PERMISSION_DENIED, "no"))
+    with pytest.raises(MpcError) as e:
+        admin_client(fake).wait_key_operation(p.proposal_id, timeout=60, sleep=lambda s: None)
+    assert e.value.code == grpc.StatusCode.PERMISSION_DENIED
+
+
 def test_signed_operation_round_trips() -> None:
     fake = FakeCoordinator()
     p = admin_client(fake, "ada").refresh_key(KEY_ID)
     assert SignedKeyOperation.from_bytes(bytes(fake.proposals[p.proposal_id].signed)).operation == p.signed.operation  # type: ignore[union-attr]
+
+
+def test_push_roster_does_not_count_an_unreachable_revoked_node_as_a_failure() -> None:
+    """'mpc roster push' after 'node remove 3': node 3 is down (mpc-cluster does not start it)
+    or refuses; that is no failure, while an active node that cannot be reached still is."""
+    from types import SimpleNamespace
+
+    from mpcnet.wire.mpc.v1 import node_pb2
+
+    from .lifecycle_fake import FakeRpcError
+
+    fake = FakeCoordinator()
+    prev = fake.history[0].change.new_roster
+    fake.history.append(sign_both(RosterChange(revoke_node(prev, 3), prev.digest(), admin_set().digest())))
+    c = admin_client(fake)
+
+    def held(req: object, timeout: float | None = None) -> object:
+        return node_pb2.RosterHistory(signed_changes=[h.to_bytes() for h in fake.history])
+
+    def down(req: object, timeout: float | None = None) -> object:
+        raise FakeRpcError(grpc.StatusCode.UNAVAILABLE, "failed to connect")
+
+    stubs = {"node-1": SimpleNamespace(GetRoster=held), "node-2": SimpleNamespace(GetRoster=down),
+             "node-3": SimpleNamespace(GetRoster=down)}
+    c._nodes = lambda: list(stubs)  # type: ignore[method-assign]
+    c._node_stub = lambda name: stubs[name]  # type: ignore[method-assign,assignment,return-value]
+    out = c.push_roster()
+    assert out == {"node-1": "already", "node-2": "error: UNAVAILABLE: failed to connect",
+                   "node-3": "revoked, not reached: UNAVAILABLE: failed to connect"}
+
+
+def test_rotate_keys_names_the_node_that_does_not_answer() -> None:
+    """Dialled directly, a node that hangs is named (the CLI would otherwise blame the coordinator)."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from mpcnet.common.pki import CertPaths
+
+    from .lifecycle_fake import FakeRpcError
+
+    def hangs(req: object, timeout: float | None = None) -> object:
+        raise FakeRpcError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+
+    c = admin_client(FakeCoordinator())
+    c.node_endpoints = {"node-2": "localhost:1"}
+    c._node_stub = lambda name: SimpleNamespace(PrepareKeyRotation=hangs)  # type: ignore[method-assign,assignment,return-value]
+    with pytest.raises(MpcError) as e:
+        c.rotate_node_keys(2, CertPaths(Path("ca.pem"), Path("ca.key")))
+    assert e.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert e.value.message.startswith("node 2 ('node-2'): Deadline Exceeded (is it running?"), e.value.message

@@ -138,7 +138,7 @@ def test_describe_matches_an_independent_bip32_library(seed: int) -> None:
         assert d["public_key_pem"] == public_key_pem(want_pk)
         assert key.derive(path) == want_pk
     assert set(key.describe("m/0/1")) == {
-        "key_id", "label", "status", "threshold", "parties", "path", "public_key", "public_key_uncompressed",
+        "key_id", "label", "status", "threshold", "parties", "epoch", "committee", "path", "public_key", "public_key_uncompressed",
         "ethereum_address", "public_key_pem", "chain_code", "xpub", "created_unix_ms",
     }
 
