@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from coordinator.keyop_store import KEYOP_MIGRATION, KeyOpStore
+from coordinator.keyop_store import ABANDONMENT_MIGRATION, KEYOP_MIGRATION, KeyOpStore
 from governance.audit import EVENT_KEY, MAX_DETAILS, check_entry_fields
 from governance.errors import GovernanceError
 from mpcnet.common.stores.sqlite import DatabaseError, Migration, migrate, open_database, write_transaction
@@ -142,6 +142,8 @@ _MIGRATIONS: tuple[Migration, ...] = (
     ),
     # 4: key epochs and committees, key operations, lifecycle proposals (issue 11)
     KEYOP_MIGRATION,
+    # 5: the nodes' signed abandonments of failed refresh/reshare sessions (issue 11)
+    ABANDONMENT_MIGRATION,
 )
 
 TERMINAL = ("done", "rejected", "expired", "failed")

@@ -111,6 +111,14 @@ def _lc(r: Any) -> LifecycleRecord:
     return LifecycleRecord(r[0], r[1], bytes(r[2]), r[3], r[4], tuple(x for x in r[5].split(",") if x), r[6], r[7], r[8])
 
 
+# the nodes' signed abandonments of failed sessions (ReshareParams.abandoned of later sessions)
+ABANDONMENT_MIGRATION: tuple[str, ...] = (
+    "CREATE TABLE IF NOT EXISTS key_abandonments (key_id BLOB NOT NULL, session_id BLOB NOT NULL,"
+    " holder INTEGER NOT NULL, proof BLOB NOT NULL, created_ms INTEGER NOT NULL, PRIMARY KEY (key_id, session_id, holder))",
+)
+MAX_ABANDONMENTS = 255
+
+
 class KeyOpStore:
     """Mixin of :class:`coordinator.db.CoordinatorDb` (the tables above)."""
 
@@ -134,6 +142,26 @@ class KeyOpStore:
                 "INSERT OR REPLACE INTO key_epochs (key_id, epoch, committee, updated_ms) VALUES (?, ?, ?, ?)",
                 (key_id, epoch, _text(committee), now),
             )
+
+    # --- abandoned sessions ------------------------------------------------------------------
+    def add_abandonments(self, key_id: bytes, session_id: bytes, proofs: dict[int, bytes], now: int) -> None:
+        """Keep the nodes' signed abandonments of ``session_id`` (holder -> encoded proof)."""
+        with self._tx() as c:
+            c.executemany(
+                "INSERT OR REPLACE INTO key_abandonments (key_id, session_id, holder, proof, created_ms) VALUES (?, ?, ?, ?, ?)",
+                [(key_id, session_id, h, p, now) for h, p in sorted(proofs.items())],
+            )
+
+    def abandoned_holders(self, key_id: bytes, session_id: bytes) -> set[int]:
+        rows = self._query("SELECT holder FROM key_abandonments WHERE key_id = ? AND session_id = ?", (key_id, session_id))
+        return {int(r[0]) for r in rows}
+
+    def abandonments(self, key_id: bytes) -> list[bytes]:
+        """The newest abandonments of the key's sessions (at most MAX_ABANDONMENTS)."""
+        rows = self._query(
+            "SELECT proof FROM key_abandonments WHERE key_id = ? ORDER BY created_ms DESC LIMIT ?", (key_id, MAX_ABANDONMENTS)
+        )
+        return [bytes(r[0]) for r in rows]
 
     # --- key operations ----------------------------------------------------------------------
     def add_key_operation(self, rec: KeyOpRecord, audit: AuditEvent) -> bool:

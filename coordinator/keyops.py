@@ -35,6 +35,7 @@ import dataclasses
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -57,6 +58,9 @@ Code = grpc.StatusCode
 KIND = "key-operation"
 PUSH_RETRY_S = 2.0
 NO_ROSTER = "the coordinator has no signed roster (config governance.roster_history)"
+
+
+SETTLE_WAIT_S = 10.0  # how long a failed session waits for a crashed node's receipt
 
 
 class OperationFailed(Exception):
@@ -338,6 +342,7 @@ class KeyOperations:
         if missing:
             raise OperationFailed(f"node {missing[0]} of the new committee has no connection here")
         dealers = tuple(up)
+        self._settle_failed_sessions(op)
         sid = os.urandom(32)
         self.db.key_operation_session(rec.op_id, sid, dealers, now_ms())  # durable before any node hears of it
         self._at("recorded")
@@ -345,7 +350,9 @@ class KeyOperations:
         k = self.db.get_key(op.key_id)
         label = k.label.encode() if k is not None else b""
         start = node_pb2.StartSessionRequest(
-            session_id=sid, reshare=node_pb2.ReshareParams(operation=rec.signed, dealers=dealers, key_label=label)
+            session_id=sid, reshare=node_pb2.ReshareParams(
+                operation=rec.signed, dealers=dealers, key_label=label, abandoned=self.db.abandonments(op.key_id),
+            ),
         )
         log.info("key operation %s: session %s with dealers %s, new committee %s", rec.op_id, sid.hex()[:12], list(dealers),
                  list(op.new_committee))
@@ -354,10 +361,37 @@ class KeyOperations:
                 {i: self.nodes[i] for i in parts}, sid, {i: start for i in parts}, self.timeout_s, before_step=self._round_point
             )
         except (NodesUnavailable, Aborted, Refused) as e:
+            # a node may have stored its outcome (and so confirmed the session) just before it
+            # failed to answer: if every new holder did, the certificate is complete after all
+            found = self._receipts(op, sid, wait_s=SETTLE_WAIT_S if isinstance(e, NodesUnavailable) else 0.0)
+            if found is not None:
+                log.info("key operation %s: session %s failed (%s) but every new holder confirmed it", rec.op_id, sid.hex()[:12], e)
+                self._decide(rec, op, sid, parts, found, roster)
+                return
             self._discard(parts, op.key_id, sid)
             raise OperationFailed(f"session {sid.hex()[:12]}: {e}") from None
         receipts = tuple(final[i].reshare_result.receipt for i in op.new_committee)
         self._decide(rec, op, sid, parts, receipts, roster)
+
+    def _receipts(self, op: KeyOperation, sid: bytes, *, wait_s: float = 0.0) -> tuple[bytes, ...] | None:
+        """Every new-committee node's receipt of session ``sid`` (``GetPendingEpoch``), in
+        committee order, or None if one lacks it (asked again for up to ``wait_s`` seconds: a node
+        that just crashed is restarted by its supervisor within moments)."""
+        deadline = time.monotonic() + wait_s
+        req = node_pb2.GetPendingEpochRequest(key_id=op.key_id, session_id=sid)
+        while True:
+            got, errs = fanout(
+                {i: (self.nodes[i].stub.GetPendingEpoch, req) for i in op.new_committee if i in self.nodes}, self.timeout_s
+            )
+            have = {i: bytes(r.receipt) for i, r in got.items() if r.receipt and (r.pending or r.committed)}
+            if len(have) == len(op.new_committee):
+                return tuple(have[i] for i in op.new_committee)
+            lacking = [i for i in op.new_committee if i not in have]
+            # only a node that did not answer may still turn out to hold its receipt
+            if not all(i in errs or i not in self.nodes for i in lacking) or time.monotonic() >= deadline:
+                return None
+            if self._stop.wait(0.5):
+                return None
 
     def _recover(self, rec: KeyOpRecord) -> None:
         """A running operation found after a restart: the decision if every new-committee node
@@ -447,9 +481,55 @@ class KeyOperations:
         self._at(f"round-{rnd}")
         return {}
 
-    def _discard(self, parts: list[int], key_id: bytes, sid: bytes) -> None:
+    def _discard(self, parts: list[int] | tuple[int, ...], key_id: bytes, sid: bytes) -> None:
+        """Abandon session ``sid`` on ``parts``; keep the signed abandonments they answer (a later
+        session of the key carries them: nodes that confirmed ``sid`` may then take part)."""
         req = node_pb2.DiscardEpochRequest(key_id=key_id, session_id=sid)
-        fanout({i: (self.nodes[i].stub.DiscardEpoch, req) for i in parts if i in self.nodes}, 5.0)
+        ok, _ = fanout({i: (self.nodes[i].stub.DiscardEpoch, req) for i in parts if i in self.nodes}, 5.0)
+        proofs = {i: bytes(r.abandonment) for i, r in ok.items() if r.abandonment}
+        if proofs:
+            self.db.add_abandonments(key_id, sid, proofs, now_ms())
+
+    def _settle_failed_sessions(self, op: KeyOperation) -> None:
+        """Before a new session of ``op``'s key: every earlier failed session of the key from the
+        same epoch must be settled (a node that confirmed one refuses any other session of that
+        epoch: one epoch, one session). If every member of its new committee holds its receipt,
+        its certificate is complete after all: that operation is decided and committed instead,
+        and this one fails (the key moved on). Otherwise its members are asked again to abandon
+        it (a node that was down when it failed may answer now); their signed abandonments go
+        with the new session."""
+        for prev in self.db.list_key_operations(op.key_id, ("failed",)):
+            if not prev.session_id:
+                continue
+            pop = self._op(prev)
+            if pop.old_epoch != op.old_epoch or self.db.abandoned_holders(op.key_id, prev.session_id) & set(pop.new_committee):
+                continue
+            found = self._receipts(pop, prev.session_id)
+            if found is not None:
+                self._complete_failed(prev, pop, found)
+                raise OperationFailed(
+                    f"session {prev.session_id.hex()[:12]} of operation {prev.op_id} (the same epoch) was confirmed by every "
+                    f"new holder after all: it commits epoch {pop.new_epoch} instead; propose again from the key's new epoch"
+                )
+            self._discard(pop.new_committee, op.key_id, prev.session_id)
+
+    def _complete_failed(self, prev: KeyOpRecord, pop: KeyOperation, receipts: tuple[bytes, ...]) -> None:
+        """A failed operation whose session turns out confirmed by every new holder: decide it
+        and push its commit (in the background)."""
+        roster = self.roster()
+        if roster is None or not self.db.restart_key_operation(
+            prev.op_id, self._event(self.name, "restarted", pop, reason="every new holder confirmed its session"), now_ms()
+        ):
+            return
+        rec = self.db.get_key_operation(prev.op_id)
+        assert rec is not None
+        try:
+            self._decide(rec, pop, prev.session_id, sorted(set(prev.dealers) | set(pop.new_committee)), receipts, roster)
+        except OperationFailed as e:
+            self._failed(rec, str(e))
+            return
+        self.flush()
+        self._spawn(prev.op_id)
 
     def _failed(self, rec: KeyOpRecord, why: str) -> None:
         op = self._op(rec)

@@ -513,3 +513,91 @@ def verify_commit_certificate(
     return CommitCertificate(
         first.key_id, first.op_digest, first.session_id, first.epoch, first.threshold, first.committee, first.state_digest
     )
+
+
+# --- abandoned sessions --------------------------------------------------------------------------
+
+EPOCH_ABANDONMENT_TAG = domain_tag("epoch-abandonment")
+
+
+@dataclass(frozen=True)
+class EpochAbandonment:
+    """Node ``holder`` will never confirm (sign an :class:`EpochReceipt` for) session
+    ``session_id`` of key ``key_id``: it had not released a receipt for it, and it recorded the
+    abandonment durably before signing this (``DiscardEpoch``). A commit certificate for that
+    session needs ``holder``'s receipt if ``holder`` is in its new committee, so with this
+    statement from such a member the session can never commit: a node that confirmed it may
+    confirm another session of the same epoch (the one-session-per-epoch rule's release).
+    ``signature``: the holder's Ed25519 identity signature over the rest."""
+
+    governance_root: bytes
+    key_id: bytes
+    session_id: bytes
+    holder: int
+    signature: bytes = bytes(SIGNATURE_LEN)
+
+    def __post_init__(self) -> None:
+        for name in ("governance_root", "key_id", "session_id"):
+            object.__setattr__(self, name, check_bytes(getattr(self, name), name, length=ID_LEN))
+        check_int(self.holder, "holder", 1, MAX_INDEX)
+        object.__setattr__(self, "signature", check_bytes(self.signature, "signature", length=SIGNATURE_LEN))
+
+    def message(self) -> bytes:
+        return (
+            Encoder(EPOCH_ABANDONMENT_TAG).raw(self.governance_root).raw(self.key_id).raw(self.session_id)
+            .uint(self.holder).finish()
+        )
+
+    def to_bytes(self) -> bytes:
+        return Encoder(EPOCH_ABANDONMENT_TAG).raw(self.message()).raw(self.signature).finish()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> EpochAbandonment:
+        outer = Decoder(data, EPOCH_ABANDONMENT_TAG, what="abandonment")
+        msg = outer.raw("message")
+        signature = outer.raw("signature", length=SIGNATURE_LEN)
+        outer.finish()
+        dec = Decoder(msg, EPOCH_ABANDONMENT_TAG, what="abandonment message")
+        root = dec.raw("governance_root", length=ID_LEN)
+        key_id = dec.raw("key_id", length=ID_LEN)
+        sid = dec.raw("session_id", length=ID_LEN)
+        holder = dec.uint("holder")
+        dec.finish()
+        out = cls(root, key_id, sid, holder, signature)
+        check_canonical(out.to_bytes(), data)
+        return out
+
+    def verify(self, identity_public: bytes) -> bool:
+        return ed25519_verify(identity_public, self.signature, self.message())
+
+
+def sign_epoch_abandonment(abandonment: EpochAbandonment, identity: Ed25519PrivateKey) -> EpochAbandonment:
+    """``abandonment`` signed by ``identity`` (the holder's identity key)."""
+    if not isinstance(abandonment, EpochAbandonment):
+        raise GovernanceError("abandonment", "must be an EpochAbandonment")
+    key = check_private_key(identity, "identity")
+    return dataclasses.replace(abandonment, signature=key.sign(abandonment.message()))
+
+
+def session_abandoned(
+    proofs: Sequence[bytes], *, governance_root: bytes, key_id: bytes, session_id: bytes, committee: Sequence[int],
+    identities: Mapping[int, bytes],
+) -> int | None:
+    """The member of ``committee`` (the session's new committee, from the verifier's own record)
+    whose valid :class:`EpochAbandonment` of ``session_id`` is among ``proofs`` (encoded), checked
+    against ``identities`` (the verifier's active roster); None if there is none. Malformed or
+    foreign proofs are ignored (they prove nothing)."""
+    for raw in proofs[:MAX_INDEX]:
+        try:
+            a = EpochAbandonment.from_bytes(bytes(raw))
+        except GovernanceError:
+            continue
+        if not (
+            hmac.compare_digest(a.governance_root, governance_root) and a.key_id == key_id and a.session_id == session_id
+            and a.holder in committee
+        ):
+            continue
+        key = identities.get(a.holder)
+        if key is not None and a.verify(key):
+            return a.holder
+    return None

@@ -56,6 +56,15 @@ KEY_ROSTER_MIGRATION: tuple[str, ...] = (
     " epoch INTEGER NOT NULL, roster_version INTEGER NOT NULL CHECK (roster_version >= 1))",
 )
 
+# sessions this node abandoned (DiscardEpoch): it never confirms them (put_pending_epoch refuses)
+ABANDONED_MIGRATION: tuple[str, ...] = (
+    "CREATE TABLE IF NOT EXISTS abandoned_sessions (key_id BLOB NOT NULL CHECK (length(key_id) = 32),"
+    " session_id BLOB NOT NULL CHECK (length(session_id) = 32), created_ms INTEGER NOT NULL,"
+    " PRIMARY KEY (key_id, session_id))",
+    "CREATE TRIGGER IF NOT EXISTS abandoned_session_is_final BEFORE DELETE ON abandoned_sessions"
+    " BEGIN SELECT RAISE(ABORT, 'an abandoned session stays abandoned'); END",
+)
+
 
 class EpochStateError(Exception):
     """The store's key state does not allow the change (reported as FAILED_PRECONDITION)."""
@@ -184,6 +193,8 @@ class EpochStore:
                 raise EpochStateError(f"key {p.key_id.hex()[:16]} is {cur.status} at epoch {cur.epoch} here, not {p.epoch - 1}")
             if _pending(c, p.key_id, p.session_id) is not None:
                 raise EpochStateError(f"session {p.session_id.hex()[:12]} already stored its outcome")
+            if _abandoned(c, p.key_id, p.session_id):
+                raise EpochStateError(f"session {p.session_id.hex()[:12]} was abandoned here: it is never confirmed")
             other = None if p.retiring else _confirmed(c, p.key_id, p.epoch)
             if other is not None:
                 raise EpochStateError(
@@ -300,12 +311,18 @@ class EpochStore:
             return True
 
     def discard_epoch(self, key_id: bytes, session_id: bytes) -> bool:
-        """Drop the outcome of (key, session) if its receipt never left the node (a retiring
-        marker never carries one). False if there is none; EpochStateError if it was released
-        or committed."""
+        """Abandon (key, session) here, in one transaction: drop its outcome if its receipt never
+        left the node (a retiring marker never carries one) and record durably that this node
+        never confirms the session (:meth:`put_pending_epoch` refuses it from now on). True if an
+        outcome was dropped. EpochStateError if its receipt was released or it is committed
+        (nothing changes)."""
         with self._write() as c:
             p = _pending(c, key_id, session_id)
             if p is None:
+                c.execute(
+                    "INSERT OR IGNORE INTO abandoned_sessions (key_id, session_id, created_ms) VALUES (?, ?, ?)",
+                    (key_id, session_id, _now_ms()),
+                )
                 return False
             if p.committed:
                 raise EpochStateError(f"session {session_id.hex()[:12]} is the key's committed epoch {p.epoch} here")
@@ -315,7 +332,32 @@ class EpochStore:
                 )
             c.execute("DELETE FROM pending_epochs WHERE key_id = ? AND session_id = ?", (key_id, session_id))
             c.execute("DELETE FROM pending_rosters WHERE key_id = ? AND session_id = ?", (key_id, session_id))
+            c.execute(
+                "INSERT OR IGNORE INTO abandoned_sessions (key_id, session_id, created_ms) VALUES (?, ?, ?)",
+                (key_id, session_id, _now_ms()),
+            )
             return True
+
+    def release_confirmation(self, key_id: bytes, session_id: bytes) -> bool:
+        """Erase this node's confirmed (released, uncommitted) outcome of (key, session): a member
+        of its new committee proved it abandoned the session, so its certificate can never
+        complete. True if a row was erased."""
+        with self._write() as c:
+            p = _pending(c, key_id, session_id)
+            if p is None or p.committed:
+                return False
+            c.execute("DELETE FROM pending_epochs WHERE key_id = ? AND session_id = ?", (key_id, session_id))
+            c.execute("DELETE FROM pending_rosters WHERE key_id = ? AND session_id = ?", (key_id, session_id))
+            c.execute(
+                "INSERT OR IGNORE INTO abandoned_sessions (key_id, session_id, created_ms) VALUES (?, ?, ?)",
+                (key_id, session_id, _now_ms()),
+            )
+            return True
+
+
+def _abandoned(c: sqlite3.Connection, key_id: bytes, session_id: bytes) -> bool:
+    row = c.execute("SELECT 1 FROM abandoned_sessions WHERE key_id = ? AND session_id = ?", (key_id, session_id)).fetchone()
+    return row is not None
 
 
 def _now_ms() -> int:

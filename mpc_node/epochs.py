@@ -31,7 +31,14 @@ from crypto_core.params import MAX_LABEL
 from crypto_core.reshare import ReshareParty
 from governance.audit import detail_text
 from governance.errors import GovernanceError
-from governance.keyop import CommitCertificate, sign_epoch_receipt, verify_commit_certificate
+from governance.keyop import (
+    CommitCertificate,
+    EpochAbandonment,
+    session_abandoned,
+    sign_epoch_abandonment,
+    sign_epoch_receipt,
+    verify_commit_certificate,
+)
 from governance.roster import MAX_INDEX, Roster, active_entries
 from mpc_node.epoch_store import EpochStateError, KeyEpoch, PendingEpoch
 from mpc_node.fields import at_most, governance_blob, utf8_text_field
@@ -81,6 +88,9 @@ class EpochService:
     def _new_reshare(self, sid: bytes, p: node_pb2.ReshareParams) -> tuple[ReshareSetup, ReshareParty]:
         node = self.node
         governance_blob(p.operation, "reshare.operation")
+        at_most(p.abandoned, "reshare.abandoned", MAX_INDEX, "abandonment statements")
+        for k, a in enumerate(p.abandoned):
+            governance_blob(a, f"reshare.abandoned[{k}]")
         at_most(p.dealers, "reshare.dealers", MAX_INDEX, "roster indices")
         utf8_text_field(p.key_label, "reshare.key_label", MAX_LABEL)
         try:
@@ -97,6 +107,8 @@ class EpochService:
         )
         op = setup.operation
         other = node.store.confirmed_session(op.key_id, op.new_epoch) if setup.receiver else None
+        if other is not None and other != sid and self._abandoned_by_a_member(op.key_id, other, p):
+            other = node.store.confirmed_session(op.key_id, op.new_epoch)  # released: another one may remain
         if other is not None and other != sid:
             raise RpcError(
                 Code.FAILED_PRECONDITION,
@@ -241,6 +253,8 @@ class EpochService:
         return node_pb2.CommitEpochResponse(epoch=cert.epoch, holds_share=False, changed=changed)
 
     def discard(self, req: node_pb2.DiscardEpochRequest, actor: str) -> node_pb2.DiscardEpochResponse:
+        """Abandon the session here (see ``DiscardEpoch`` in node.proto): the store records it
+        durably, then this node signs an :class:`EpochAbandonment` of it."""
         key_id = check_len(req.key_id, "key_id", 32)
         sid = check_len(req.session_id, "session_id", SESSION_ID_LEN)
         try:
@@ -248,9 +262,36 @@ class EpochService:
         except EpochStateError as e:
             self.audit_event(actor, "key-epoch", "discard-refused", {**detail_text("reason", str(e)), "key_id": key_id.hex()})
             raise RpcError(Code.FAILED_PRECONDITION, f"session_id: {e}") from None
-        if done:
-            self.audit_event(actor, "key-epoch", "discarded", {"key_id": key_id.hex(), "session": sid.hex()[:16]})
-        return node_pb2.DiscardEpochResponse(discarded=done)
+        self.audit_event(
+            actor, "key-epoch", "abandoned", {"key_id": key_id.hex(), "session": sid.hex()[:16], "dropped": done},
+        )
+        with self.node.keys_lock:
+            identity = self.node.keys.identity
+        proof = sign_epoch_abandonment(EpochAbandonment(self.node.gov.governance_root, key_id, sid, self.node.me), identity)
+        return node_pb2.DiscardEpochResponse(discarded=done, abandonment=proof.to_bytes())
+
+    def _abandoned_by_a_member(self, key_id: bytes, session_id: bytes, p: node_pb2.ReshareParams) -> bool:
+        """This node confirmed ``session_id`` of the key (its receipt left it): if ``p.abandoned``
+        holds a valid abandonment of that session by a member of its new committee (which then
+        never confirms it, so its certificate can never complete), erase this node's outcome of
+        it (audited) and return True; else False."""
+        node = self.node
+        held = node.store.pending_epoch(key_id, session_id)
+        if held is None or held.committed:
+            return False
+        peers = node.peers()
+        who = session_abandoned(
+            list(p.abandoned), governance_root=node.gov.governance_root, key_id=key_id, session_id=session_id,
+            committee=held.committee, identities={i: peer.identity_public for i, peer in peers.items()},
+        )
+        if who is None or not node.store.release_confirmation(key_id, session_id):
+            return False
+        self.audit_event("coordinator", "key-epoch", "confirmation-released", {
+            "key_id": key_id.hex(), "session": session_id.hex()[:16], "abandoned_by": who, "epoch": held.epoch,
+        })
+        log.info("key %s: session %s abandoned by node %d: its pending epoch %d erased here", key_id.hex()[:16],
+                 session_id.hex()[:12], who, held.epoch)
+        return True
 
     def pending(self, req: node_pb2.GetPendingEpochRequest) -> node_pb2.PendingEpochInfo:
         key_id = check_len(req.key_id, "key_id", 32)

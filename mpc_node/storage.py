@@ -50,7 +50,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from governance.reservation import MAX_SIGN_ATTEMPTS
-from mpc_node.epoch_store import EPOCH_MIGRATION, KEY_ROSTER_MIGRATION, EpochStore
+from mpc_node.epoch_store import ABANDONED_MIGRATION, EPOCH_MIGRATION, KEY_ROSTER_MIGRATION, EpochStore
 from mpcnet.common.stores.sqlite import AddColumn, DatabaseError, Migration, migrate, open_database, write_transaction
 
 SCHEMA_VERSION = 1  # the meta row: format of meta and of the sealed records (not the table layout)
@@ -158,6 +158,8 @@ _MIGRATIONS: tuple[Migration, ...] = (
     EPOCH_MIGRATION,
     # 5: the roster version that set each key's committee (issue 11, roster-implied reshares)
     KEY_ROSTER_MIGRATION,
+    # 6: sessions this node abandoned (issue 11: DiscardEpoch; never confirmed afterwards)
+    ABANDONED_MIGRATION,
 )
 MAX_SCOPE = 32
 MAX_CHANGE = 1 << 20

@@ -248,7 +248,8 @@ REFRESH = [
     pytest.param({"node-2": {"action": "crash", "protocol": "reshare", "round": 2}}, "failed", id="node-round-2"),
     pytest.param({"node-2": {"action": "crash", "protocol": "reshare", "round": 3}}, "failed", id="node-round-3"),
     pytest.param({"node-1": {"action": "crash", "protocol": "reshare", "round": 4}}, "failed", id="node-round-4"),
-    pytest.param({"node-2": {"action": "crash", "point": "reshare-stored"}}, "failed", id="node-stored"),
+    # stored (so confirmed) before the crash: the coordinator finds every receipt and decides
+    pytest.param({"node-2": {"action": "crash", "point": "reshare-stored"}}, "done", id="node-stored"),
     pytest.param({"coordinator": {"action": "crash", "point": "recorded"}}, "failed", id="coordinator-recorded"),
     pytest.param({"coordinator": {"action": "crash", "point": "round-2"}}, "failed", id="coordinator-round-2"),
     pytest.param({"coordinator": {"action": "crash", "point": "round-4"}}, "failed", id="coordinator-round-4"),

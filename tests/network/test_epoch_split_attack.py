@@ -102,3 +102,60 @@ def test_the_store_keeps_one_confirmed_outcome_per_key_epoch(lay: Layout, svcs: 
     # a retiring dealer's marker carries no receipt: it confirms nothing
     retiring = PendingEpoch(key.key_id, os.urandom(32), 1, 2, (1, 2), os.urandom(32), b"", True, True, False)
     st.put_pending_epoch(retiring, None)
+
+
+def test_a_member_that_abandoned_a_session_releases_the_others_and_never_confirms_it(
+    lay: Layout, svcs: dict[int, NodeService]
+) -> None:
+    """Liveness of the one-session rule: a session that node 3 never confirmed (it lost it, as a
+    crash before storing does) can never commit; node 3's signed abandonment of it (DiscardEpoch)
+    lets nodes 1 and 2, which confirmed it, take part in a new session of the same epoch. Without
+    it, or with a forged or foreign one, they refuse; node 3 never confirms the abandoned one."""
+    from governance.keyop import EpochAbandonment, sign_epoch_abandonment
+
+    key = dkg(svcs, 2)
+    root = svcs[1].gov.governance_root
+    op = operation(lay, root, key, kind=KeyOpKind.REFRESH, old=(1, 2, 3), new=(1, 2, 3), old_t=2, new_t=2).to_bytes()
+    sid_a, _ = _start(svcs, op, [1, 2, 3])
+    # node 3 "crashed" before storing: drop what it stored (test only) so it never confirmed sid_a
+    with svcs[3].store._write() as c:  # noqa: SLF001 - simulating the crash window
+        c.execute("DELETE FROM pending_epochs WHERE key_id = ? AND session_id = ?", (key.key_id, sid_a))
+    # nodes 1 and 2 confirmed sid_a: without an abandonment they refuse another session of epoch 1
+    op2 = operation(lay, root, key, kind=KeyOpKind.REFRESH, old=(1, 2, 3), new=(1, 2, 3), old_t=2, new_t=2).to_bytes()
+    with pytest.raises(RpcError) as ei:
+        _start(svcs, op2, [1, 2, 3])
+    assert ei.value.code == Code.FAILED_PRECONDITION and sid_a.hex()[:12] in ei.value.message
+    # nodes 1 and 2 cannot abandon what they confirmed
+    for i in (1, 2):
+        with pytest.raises(RpcError) as ei:
+            svcs[i].DiscardEpoch(node_pb2.DiscardEpochRequest(key_id=key.key_id, session_id=sid_a), None)
+        assert ei.value.code == Code.FAILED_PRECONDITION
+    # a forged abandonment (node 3's name, node 1's key) and one for another session prove nothing
+    forged = sign_epoch_abandonment(EpochAbandonment(root, key.key_id, sid_a, 3), svcs[1].keys.identity).to_bytes()
+    other = sign_epoch_abandonment(EpochAbandonment(root, key.key_id, os.urandom(32), 3), svcs[3].keys.identity).to_bytes()
+    with pytest.raises(RpcError):
+        _start_with(svcs, op2, [1, 2, 3], [forged, other, b"junk"])
+    # node 3 abandons it: durable, signed; it never confirms sid_a afterwards
+    ans = svcs[3].DiscardEpoch(node_pb2.DiscardEpochRequest(key_id=key.key_id, session_id=sid_a), None)
+    proof = EpochAbandonment.from_bytes(ans.abandonment)
+    assert (proof.holder, proof.session_id) == (3, sid_a) and proof.verify(svcs[3].keys.identity_public)
+    with pytest.raises(EpochStateError):
+        svcs[3].store.put_pending_epoch(
+            PendingEpoch(key.key_id, sid_a, 1, 2, (1, 2, 3), bytes(32), b"r" * 64, False, True, False), b"share"
+        )
+    # with node 3's abandonment, the new session runs and commits; the old one can never commit
+    sid_b, res_b = _start_with(svcs, op2, [1, 2, 3], [ans.abandonment])
+    for svc in svcs.values():
+        assert _commit(svc, key.key_id, sid_b, res_b).epoch == 1
+    assert isinstance(sign(lay, svcs, key, [1, 3], (1, 2, 3), 1), bytes)
+    released = [e for e in svcs[1].audit.entries() if e.action == "key-epoch" and e.outcome == "confirmation-released"]
+    assert released and released[-1].details["abandoned_by"] == 3
+
+
+def _start_with(
+    svcs: dict[int, NodeService], op: bytes, dealers: list[int], abandoned: list[bytes]
+) -> tuple[bytes, dict[int, object]]:
+    o = SignedKeyOperation.from_bytes(op).operation
+    sid = os.urandom(32)
+    params = node_pb2.ReshareParams(operation=op, dealers=dealers, key_label=LABEL, abandoned=abandoned)
+    return sid, run(svcs, sid, sorted(set(dealers) | set(o.new_committee)), reshare=params)

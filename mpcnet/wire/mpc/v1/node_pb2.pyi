@@ -84,14 +84,16 @@ class SignParams(_message.Message):
     def __init__(self, key_id: _Optional[bytes] = ..., signers: _Optional[_Iterable[int]] = ..., derivation_path: _Optional[_Iterable[int]] = ..., digest: _Optional[bytes] = ..., request_id: _Optional[str] = ..., approval_bundle: _Optional[bytes] = ..., policy_attestation: _Optional[bytes] = ..., epoch: _Optional[int] = ...) -> None: ...
 
 class ReshareParams(_message.Message):
-    __slots__ = ("operation", "dealers", "key_label")
+    __slots__ = ("operation", "dealers", "key_label", "abandoned")
     OPERATION_FIELD_NUMBER: _ClassVar[int]
     DEALERS_FIELD_NUMBER: _ClassVar[int]
     KEY_LABEL_FIELD_NUMBER: _ClassVar[int]
+    ABANDONED_FIELD_NUMBER: _ClassVar[int]
     operation: bytes
     dealers: _containers.RepeatedScalarFieldContainer[int]
     key_label: bytes
-    def __init__(self, operation: _Optional[bytes] = ..., dealers: _Optional[_Iterable[int]] = ..., key_label: _Optional[bytes] = ...) -> None: ...
+    abandoned: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, operation: _Optional[bytes] = ..., dealers: _Optional[_Iterable[int]] = ..., key_label: _Optional[bytes] = ..., abandoned: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class StartSessionRequest(_message.Message):
     __slots__ = ("session_id", "dkg", "sign", "reshare")
@@ -190,10 +192,12 @@ class DiscardEpochRequest(_message.Message):
     def __init__(self, key_id: _Optional[bytes] = ..., session_id: _Optional[bytes] = ...) -> None: ...
 
 class DiscardEpochResponse(_message.Message):
-    __slots__ = ("discarded",)
+    __slots__ = ("discarded", "abandonment")
     DISCARDED_FIELD_NUMBER: _ClassVar[int]
+    ABANDONMENT_FIELD_NUMBER: _ClassVar[int]
     discarded: bool
-    def __init__(self, discarded: _Optional[bool] = ...) -> None: ...
+    abandonment: bytes
+    def __init__(self, discarded: _Optional[bool] = ..., abandonment: _Optional[bytes] = ...) -> None: ...
 
 class GetPendingEpochRequest(_message.Message):
     __slots__ = ("key_id", "session_id")

@@ -247,8 +247,10 @@ class NodeServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DiscardEpoch(self, request, context):
-        """Drops a pending share whose receipt this node never released (a session that did not finish
-        here); refused once its receipt left the node (it is then erased by the next commit).
+        """Abandons a session here: ends it, drops a pending share whose receipt this node never
+        released, records durably that it will never confirm it and answers a signed statement of
+        that; refused once its receipt left the node (the pending share is then erased by the next
+        commit, or released by another member's abandonment).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -75,8 +75,10 @@ class NodeStub:
     other pending share of the key. Idempotent.
     """
     DiscardEpoch: _grpc.UnaryUnaryMultiCallable[_node_pb2.DiscardEpochRequest, _node_pb2.DiscardEpochResponse]
-    """Drops a pending share whose receipt this node never released (a session that did not finish
-    here); refused once its receipt left the node (it is then erased by the next commit).
+    """Abandons a session here: ends it, drops a pending share whose receipt this node never
+    released, records durably that it will never confirm it and answers a signed statement of
+    that; refused once its receipt left the node (the pending share is then erased by the next
+    commit, or released by another member's abandonment).
     """
     GetPendingEpoch: _grpc.UnaryUnaryMultiCallable[_node_pb2.GetPendingEpochRequest, _node_pb2.PendingEpochInfo]
     """What this node holds for a key operation's session (resuming after a coordinator restart)."""
@@ -135,8 +137,10 @@ class NodeAsyncStub(NodeStub):
     other pending share of the key. Idempotent.
     """
     DiscardEpoch: _aio.UnaryUnaryMultiCallable[_node_pb2.DiscardEpochRequest, _node_pb2.DiscardEpochResponse]  # type: ignore[assignment]
-    """Drops a pending share whose receipt this node never released (a session that did not finish
-    here); refused once its receipt left the node (it is then erased by the next commit).
+    """Abandons a session here: ends it, drops a pending share whose receipt this node never
+    released, records durably that it will never confirm it and answers a signed statement of
+    that; refused once its receipt left the node (the pending share is then erased by the next
+    commit, or released by another member's abandonment).
     """
     GetPendingEpoch: _aio.UnaryUnaryMultiCallable[_node_pb2.GetPendingEpochRequest, _node_pb2.PendingEpochInfo]  # type: ignore[assignment]
     """What this node holds for a key operation's session (resuming after a coordinator restart)."""
@@ -282,8 +286,10 @@ class NodeServicer(metaclass=_abc_1.ABCMeta):
         request: _node_pb2.DiscardEpochRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_node_pb2.DiscardEpochResponse, _abc.Awaitable[_node_pb2.DiscardEpochResponse]]:
-        """Drops a pending share whose receipt this node never released (a session that did not finish
-        here); refused once its receipt left the node (it is then erased by the next commit).
+        """Abandons a session here: ends it, drops a pending share whose receipt this node never
+        released, records durably that it will never confirm it and answers a signed statement of
+        that; refused once its receipt left the node (the pending share is then erased by the next
+        commit, or released by another member's abandonment).
         """
 
     @_abc_1.abstractmethod
