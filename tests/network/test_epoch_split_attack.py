@@ -118,7 +118,7 @@ def test_a_member_that_abandoned_a_session_releases_the_others_and_never_confirm
     op = operation(lay, root, key, kind=KeyOpKind.REFRESH, old=(1, 2, 3), new=(1, 2, 3), old_t=2, new_t=2).to_bytes()
     sid_a, _ = _start(svcs, op, [1, 2, 3])
     # node 3 "crashed" before storing: drop what it stored (test only) so it never confirmed sid_a
-    with svcs[3].store._write() as c:  # noqa: SLF001 - simulating the crash window
+    with svcs[3].store._write() as c:
         c.execute("DELETE FROM pending_epochs WHERE key_id = ? AND session_id = ?", (key.key_id, sid_a))
     # nodes 1 and 2 confirmed sid_a: without an abandonment they refuse another session of epoch 1
     op2 = operation(lay, root, key, kind=KeyOpKind.REFRESH, old=(1, 2, 3), new=(1, 2, 3), old_t=2, new_t=2).to_bytes()
