@@ -57,25 +57,27 @@ def admin_coordinator(c: LocalCluster) -> Iterator[coordinator_pb2_grpc.Coordina
 
 
 def test_prepare_and_install_a_certificate_through_the_coordinator(kc: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> None:
+    # node 3: the staged set it certifies stays (only an admin's own call may replace a certified
+    # set), and the next test rotates node 2
     with admin_coordinator(kc) as stub:
-        prepared = stub.PrepareNodeKeyRotation(coordinator_pb2.PrepareNodeKeyRotationRequest(node=2), timeout=30)
+        prepared = stub.PrepareNodeKeyRotation(coordinator_pb2.PrepareNodeKeyRotationRequest(node=3), timeout=30)
         assert len(prepared.identity_public) == 32 and len(prepared.encryption_public) == 32
         with pytest.raises(grpc.RpcError) as e:  # a certificate from another CA
             other = create_ca(tmp_path_factory.mktemp("other-ca"))
             stub.InstallNodeCertificate(
-                coordinator_pb2.InstallNodeCertificateRequest(node=2, certificate_pem=sign_csr(other, prepared.tls_csr_pem)), timeout=30
+                coordinator_pb2.InstallNodeCertificateRequest(node=3, certificate_pem=sign_csr(other, prepared.tls_csr_pem)), timeout=30
             )
         assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert e.value.details().startswith("certificate_pem.issuer:"), e.value.details()
         pem = sign_csr(kc.lay.ca, prepared.tls_csr_pem)
-        installed = stub.InstallNodeCertificate(coordinator_pb2.InstallNodeCertificateRequest(node=2, certificate_pem=pem), timeout=30)
+        installed = stub.InstallNodeCertificate(coordinator_pb2.InstallNodeCertificateRequest(node=3, certificate_pem=pem), timeout=30)
         assert installed.tls_fingerprint == certificate_fingerprint(load_certificate(pem))
         with pytest.raises(grpc.RpcError) as e:
             stub.PrepareNodeKeyRotation(coordinator_pb2.PrepareNodeKeyRotationRequest(node=9), timeout=30)
         assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION and e.value.details().startswith("node:")
     # the proof is node 2's current identity key's signature over the new keys and the CSR
     creds = channel_credentials(kc.lay.cert("coordinator"), kc.lay.ca.cert)
-    with grpc.secure_channel(kc.lay.endpoints()["node-2"], creds) as ch:
+    with grpc.secure_channel(kc.lay.endpoints()["node-3"], creds) as ch:
         info = node_pb2_grpc.NodeStub(ch).GetInfo(node_pb2.GetInfoRequest(), timeout=30)
     Ed25519PublicKey.from_public_bytes(info.identity_public).verify(
         prepared.proof, proof_message(prepared.identity_public, prepared.encryption_public, prepared.tls_csr_pem)
