@@ -1,0 +1,91 @@
+"""Attack (issue 11, the one-session rule's release): a hostile coordinator asks a node to
+abandon a session the node confirmed and committed, once a later commit has cleaned up its
+outcome rows. The signed EpochAbandonment would falsely state "this node never confirmed the
+session": handed to a lagging node that confirmed it too, it erases that node's share of the
+committed epoch and lets it confirm a second session of that epoch.
+
+Defence under test: a node remembers every session it committed (or left the key by), so
+DiscardEpoch of it is refused FAILED_PRECONDITION, before and after later epochs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import grpc
+import pytest
+
+from governance.keyop import KeyOpKind, SignedKeyOperation
+from mpc_node.service import NodeService
+from mpcnet.cluster.launcher import Layout, prepare
+from mpcnet.common.rpc import RpcError
+from mpcnet.wire.mpc.v1 import node_pb2
+
+from .keyops_util import close, dkg, operation, run, services
+
+Code = grpc.StatusCode
+LABEL = b"keyops"
+
+
+@pytest.fixture(scope="module")
+def lay(tmp_path_factory: pytest.TempPathFactory) -> Layout:
+    return prepare(tmp_path_factory.mktemp("abandon"), 4, 2, scrypt_n=2**10, test_mode=True, policy_max_age_s=0)
+
+
+@pytest.fixture(scope="module")
+def svcs(lay: Layout) -> Iterator[dict[int, NodeService]]:
+    out = services(lay)
+    yield out
+    close(out)
+
+
+_receipts: dict[bytes, list[bytes]] = {}
+
+
+def _epoch(svcs: dict[int, NodeService], op: bytes, dealers: list[int], commit_on: list[int]) -> bytes:
+    o = SignedKeyOperation.from_bytes(op).operation
+    sid = os.urandom(32)
+    params = node_pb2.ReshareParams(operation=op, dealers=dealers, key_label=LABEL)
+    res = run(svcs, sid, sorted(set(dealers) | set(o.new_committee)), reshare=params)
+    receipts = [r.reshare_result.receipt for r in res.values() if r.reshare_result.receipt]  # type: ignore[attr-defined]
+    _receipts[sid] = receipts
+    for i in commit_on:
+        svcs[i].CommitEpoch(node_pb2.CommitEpochRequest(key_id=o.key_id, session_id=sid, receipts=receipts), None)
+    return sid
+
+
+def _refused(svc: NodeService, key_id: bytes, sid: bytes) -> None:
+    with pytest.raises(RpcError) as ei:
+        svc.DiscardEpoch(node_pb2.DiscardEpochRequest(key_id=key_id, session_id=sid), None)
+    assert ei.value.code == Code.FAILED_PRECONDITION and ei.value.message.startswith("session_id:")
+
+
+def test_a_committed_session_is_never_abandoned_even_after_later_epochs(lay: Layout, svcs: dict[int, NodeService]) -> None:
+    key = dkg(svcs, 2)
+    root = svcs[1].gov.governance_root
+    all4 = (1, 2, 3, 4)
+    op1 = operation(lay, root, key, kind=KeyOpKind.REFRESH, old=all4, new=all4, old_t=2, new_t=2).to_bytes()
+    sid1 = _epoch(svcs, op1, [1, 2, 3, 4], [1, 2, 3])  # node 4 confirmed it too but has not heard of the commit yet
+    _refused(svcs[1], key.key_id, sid1)
+    # epoch 2 without node 4 (it lags at epoch 0): nodes 1..3 commit it
+    op2 = operation(lay, root, key, kind=KeyOpKind.RESHARE, old=all4, new=(1, 2, 3), old_t=2, new_t=2, old_epoch=1).to_bytes()
+    sid2 = _epoch(svcs, op2, [1, 2, 3], [1, 2, 3])
+    for i in (1, 2, 3):
+        _refused(svcs[i], key.key_id, sid1)  # before the fix: a signed "never confirmed" abandonment
+        _refused(svcs[i], key.key_id, sid2)
+    # node 4 still holds its confirmation of sid1 (nothing released it)
+    assert svcs[4].store.confirmed_session(key.key_id, 1) == sid1
+    # epoch 3 drops node 3, which takes no part (it leaves the key at the commit): it keeps
+    # refusing to abandon what it committed; so do the others
+    op3 = operation(lay, root, key, kind=KeyOpKind.RESHARE, old=(1, 2, 3), new=(1, 2), old_t=2, new_t=2, old_epoch=2).to_bytes()
+    sid3 = _epoch(svcs, op3, [1, 2], [1, 2, 3])
+    assert svcs[3].store.key_epoch(key.key_id).status == "left"  # type: ignore[union-attr]
+    for sid in (sid1, sid2):
+        _refused(svcs[3], key.key_id, sid)
+        _refused(svcs[1], key.key_id, sid)
+    # an older certificate pushed again is refused as before (the kept row changes no answer)
+    with pytest.raises(RpcError) as ei:
+        svcs[1].CommitEpoch(node_pb2.CommitEpochRequest(key_id=key.key_id, session_id=sid1, receipts=_receipts[sid1]), None)
+    assert ei.value.code == Code.FAILED_PRECONDITION
+    assert svcs[1].store.key_epoch(key.key_id).epoch == 3  # type: ignore[union-attr]
+    assert sid3
