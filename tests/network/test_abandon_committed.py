@@ -47,7 +47,7 @@ def _epoch(svcs: dict[int, NodeService], op: bytes, dealers: list[int], commit_o
     sid = os.urandom(32)
     params = node_pb2.ReshareParams(operation=op, dealers=dealers, key_label=LABEL)
     res = run(svcs, sid, sorted(set(dealers) | set(o.new_committee)), reshare=params)
-    receipts = [r.reshare_result.receipt for r in res.values() if r.reshare_result.receipt]  # type: ignore[attr-defined]
+    receipts = [r.reshare_result.receipt for r in res.values() if r.reshare_result.receipt]
     _receipts[sid] = receipts
     for i in commit_on:
         svcs[i].CommitEpoch(node_pb2.CommitEpochRequest(key_id=o.key_id, session_id=sid, receipts=receipts), None)
