@@ -89,3 +89,36 @@ def test_a_committed_session_is_never_abandoned_even_after_later_epochs(lay: Lay
     assert ei.value.code == Code.FAILED_PRECONDITION
     assert svcs[1].store.key_epoch(key.key_id).epoch == 3  # type: ignore[union-attr]
     assert sid3
+
+
+def test_revoking_the_node_that_lost_a_session_does_not_freeze_the_key(lay: Layout, svcs: dict[int, NodeService]) -> None:
+    """Operator: a refresh fails because node 4 lost its outcome (it crashed before storing);
+    nodes 1..3 confirmed it. The admins revoke node 4 (the obvious reaction to a broken node), so
+    it can neither abandon the session (never dialled, its signature refused) nor confirm it.
+    Before, nodes 1..3 refused every later session of the epoch ("already confirmed ... one
+    epoch, one session"): the key kept the revoked node's share for good. Now a session with a
+    revoked member is known dead and released (audited), and the reshare without node 4 runs."""
+    from governance.roster import revoke_node
+    from tests.integration.rostertools import history, signed_next
+
+    key = dkg(svcs, 2)
+    root = svcs[1].gov.governance_root
+    all4 = (1, 2, 3, 4)
+    op1 = operation(lay, root, key, kind=KeyOpKind.REFRESH, old=all4, new=all4, old_t=2, new_t=2).to_bytes()
+    sid1 = _epoch(svcs, op1, [1, 2, 3, 4], [])
+    with svcs[4].store._write() as c:  # node 4 "crashed" before storing (test only)
+        c.execute("DELETE FROM pending_epochs WHERE key_id = ? AND session_id = ?", (key.key_id, sid1))
+    op2 = operation(lay, root, key, kind=KeyOpKind.RESHARE, old=all4, new=(1, 2, 3), old_t=2, new_t=2).to_bytes()
+    with pytest.raises(RpcError) as ei:  # node 4 still active: its abandonment is what releases them
+        _epoch(svcs, op2, [1, 2, 3], [])
+    assert ei.value.code == Code.FAILED_PRECONDITION and sid1.hex()[:12] in ei.value.message
+    r1 = history(lay)[0].change.new_roster
+    req = node_pb2.InstallRosterChangeRequest(signed_change=signed_next(lay, r1, revoke_node(r1, 4)).to_bytes())
+    for i in (1, 2, 3):
+        assert svcs[i].InstallRosterChange(req, None).installed
+    op3 = operation(lay, root, key, kind=KeyOpKind.RESHARE, old=all4, new=(1, 2, 3), old_t=2, new_t=2, roster_version=2).to_bytes()
+    _epoch(svcs, op3, [1, 2, 3], [1, 2, 3])
+    for i in (1, 2, 3):
+        assert svcs[i].store.key_epoch(key.key_id).epoch == 1  # type: ignore[union-attr]
+        released = [e for e in svcs[i].audit.entries() if e.action == "key-epoch" and e.outcome == "confirmation-released"]
+        assert released and released[-1].details["revoked_member"] == 4
