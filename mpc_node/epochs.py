@@ -136,19 +136,22 @@ class EpochService:
         assert setup is not None
         op = setup.operation
         result: KeyShare | None = s.party.result
+        raw = b""
         if result is not None:
             receipt = sign_epoch_receipt(receipt_for(result, op, s.id, node.me, node.gov.governance_root), node.keys.identity)
             raw = receipt.to_bytes()
+        try:  # the store refuses (nothing stored, no receipt leaves) e.g. a session abandoned meanwhile (DiscardEpoch)
             node.store.put_pending_epoch(
-                PendingEpoch(op.key_id, s.id, op.new_epoch, op.new_threshold, op.new_committee, op.digest(), raw, False, True, False),
-                result.to_bytes(), roster_version=op.roster_version,
+                PendingEpoch(
+                    op.key_id, s.id, op.new_epoch, op.new_threshold, op.new_committee, op.digest(), raw, result is None, True, False
+                ),
+                None if result is None else result.to_bytes(), roster_version=op.roster_version,
             )
-        else:
-            raw = b""
-            node.store.put_pending_epoch(
-                PendingEpoch(op.key_id, s.id, op.new_epoch, op.new_threshold, op.new_committee, op.digest(), b"", True, True, False),
-                None, roster_version=op.roster_version,
-            )
+        except EpochStateError as e:
+            err = node._abort_error(s, None, f"its outcome is not stored: {e}")
+            node._kill(s, err)  # the session is over here; its party (the new share) is dropped
+            log.warning("%s", err.message)
+            raise err from None
         s.done = True
         s.party = None
         self.audit_event("coordinator", "key-reshare", "stored-pending" if result is not None else "retiring", {

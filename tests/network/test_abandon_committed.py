@@ -91,6 +91,46 @@ def test_a_committed_session_is_never_abandoned_even_after_later_epochs(lay: Lay
     assert sid3
 
 
+def test_discard_racing_the_last_round_never_confirms_and_answers_a_clear_error(
+    lay: Layout, svcs: dict[int, NodeService]
+) -> None:
+    """A hostile coordinator races DiscardEpoch against a node's last round: the node recorded
+    the abandonment (store first) while its Step was computing the outcome. The store refuses
+    the outcome (no receipt ever leaves for an abandoned session) and the Step answers a clear
+    ABORTED naming the abandonment, and the session is over. Before, the store's
+    EpochStateError reached the step's crash handler: "internal error (EpochStateError)", logged
+    as an unexpected error (safe, but saying nothing of what happened)."""
+    from tests.integration.relay_util import route
+
+    key = dkg(svcs, 2)
+    root = svcs[1].gov.governance_root
+    op = operation(lay, root, key, kind=KeyOpKind.REFRESH, old=(1, 2, 3, 4), new=(1, 2, 3, 4), old_t=2, new_t=2).to_bytes()
+    sid = os.urandom(32)
+    params = node_pb2.ReshareParams(operation=op, dealers=[1, 2, 3, 4], key_label=LABEL)
+    req = node_pb2.StartSessionRequest(session_id=sid, reshare=params)
+    resps: dict[int, object] = {i: svcs[i].StartSession(req, None) for i in (1, 2, 3, 4)}
+    raced = None
+    while not all(r.finished for r in resps.values()):  # type: ignore[attr-defined]
+        rnd = max(r.round for r in resps.values() if not r.finished)  # type: ignore[attr-defined]
+        out: dict[int, object] = {}
+        for k, inbox in route(resps, [1, 2, 3, 4]).items():  # type: ignore[arg-type]
+            if k == 3 and rnd == 4:
+                svcs[3].store.discard_epoch(key.key_id, sid)  # DiscardEpoch's write, landing mid-step
+                with pytest.raises(RpcError) as ei:
+                    svcs[3].Step(node_pb2.StepRequest(session_id=sid, round=rnd, envelopes=inbox), None)
+                raced = ei.value
+                continue
+            out[k] = svcs[k].Step(node_pb2.StepRequest(session_id=sid, round=rnd, envelopes=inbox), None)
+        if raced is not None:
+            break
+        resps = out
+    assert raced is not None and raced.code == Code.ABORTED and "abandoned" in raced.message
+    assert svcs[3].store.pending_epoch(key.key_id, sid) is None
+    with pytest.raises(RpcError) as ei:  # the session is over here: a retry gets the same answer
+        svcs[3].Step(node_pb2.StepRequest(session_id=sid, round=4, envelopes=[]), None)
+    assert ei.value.code == Code.ABORTED
+
+
 def test_revoking_the_node_that_lost_a_session_does_not_freeze_the_key(lay: Layout, svcs: dict[int, NodeService]) -> None:
     """Operator: a refresh fails because node 4 lost its outcome (it crashed before storing);
     nodes 1..3 confirmed it. The admins revoke node 4 (the obvious reaction to a broken node), so
