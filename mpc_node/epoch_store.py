@@ -328,10 +328,7 @@ class EpochStore:
         with self._write() as c:
             p = _pending(c, key_id, session_id)
             if p is None:
-                c.execute(
-                    "INSERT OR IGNORE INTO abandoned_sessions (key_id, session_id, created_ms) VALUES (?, ?, ?)",
-                    (key_id, session_id, _now_ms()),
-                )
+                _abandon(c, key_id, session_id)
                 return False
             if p.committed:
                 raise EpochStateError(f"session {session_id.hex()[:12]} is the key's committed epoch {p.epoch} here")
@@ -339,12 +336,7 @@ class EpochStore:
                 raise EpochStateError(
                     f"the receipt of session {session_id.hex()[:12]} left this node: its pending share is erased by the next commit"
                 )
-            c.execute("DELETE FROM pending_epochs WHERE key_id = ? AND session_id = ?", (key_id, session_id))
-            c.execute("DELETE FROM pending_rosters WHERE key_id = ? AND session_id = ?", (key_id, session_id))
-            c.execute(
-                "INSERT OR IGNORE INTO abandoned_sessions (key_id, session_id, created_ms) VALUES (?, ?, ?)",
-                (key_id, session_id, _now_ms()),
-            )
+            _abandon(c, key_id, session_id)
             return True
 
     def release_confirmation(self, key_id: bytes, session_id: bytes) -> bool:
@@ -355,13 +347,18 @@ class EpochStore:
             p = _pending(c, key_id, session_id)
             if p is None or p.committed:
                 return False
-            c.execute("DELETE FROM pending_epochs WHERE key_id = ? AND session_id = ?", (key_id, session_id))
-            c.execute("DELETE FROM pending_rosters WHERE key_id = ? AND session_id = ?", (key_id, session_id))
-            c.execute(
-                "INSERT OR IGNORE INTO abandoned_sessions (key_id, session_id, created_ms) VALUES (?, ?, ?)",
-                (key_id, session_id, _now_ms()),
-            )
+            _abandon(c, key_id, session_id)
             return True
+
+
+def _abandon(c: sqlite3.Connection, key_id: bytes, session_id: bytes) -> None:
+    """Drop (key, session)'s outcome here, if any, and record that this node never confirms it."""
+    c.execute("DELETE FROM pending_epochs WHERE key_id = ? AND session_id = ?", (key_id, session_id))
+    c.execute("DELETE FROM pending_rosters WHERE key_id = ? AND session_id = ?", (key_id, session_id))
+    c.execute(
+        "INSERT OR IGNORE INTO abandoned_sessions (key_id, session_id, created_ms) VALUES (?, ?, ?)",
+        (key_id, session_id, _now_ms()),
+    )
 
 
 def _abandoned(c: sqlite3.Connection, key_id: bytes, session_id: bytes) -> bool:
