@@ -60,6 +60,7 @@ PUSH_RETRY_S = 2.0
 NO_ROSTER = "the coordinator has no signed roster (config governance.roster_history)"
 
 
+RECONCILE_BACKOFF_MAX_MS = 3_600_000  # the background pass retries a failing roster-implied reshare at least hourly
 SETTLE_WAIT_S = 10.0  # how long a failed session waits for a crashed node's receipt
 
 
@@ -244,8 +245,10 @@ class KeyOperations:
         """The background check (every health interval): an active key whose committee still
         holds a node that is not active in ``roster`` (a revocation whose reshare failed, or the
         coordinator was killed between applying the roster change and starting the reshares) and
-        has no live operation gets its roster-implied reshare, at most once per ``backoff_ms``
-        after a failed one. Returns the ids started."""
+        has no live operation gets its roster-implied reshare, ``backoff_ms`` after a failed one,
+        doubling with each failure in a row (at most :data:`RECONCILE_BACKOFF_MAX_MS`), so a
+        reshare that cannot succeed (a new-committee node down for good) does not add a failed
+        operation and its audit entries every 30 s forever. Returns the ids started."""
         active = {e.index for e in active_entries(roster)}
         now = now_ms()
         ids: list[str] = []
@@ -254,7 +257,7 @@ class KeyOperations:
             if all(i in active for i in committee):
                 continue
             ops = self.db.list_key_operations(k.key_id)
-            if any(o.state in LIVE for o in ops) or any(o.state == "failed" and now - o.updated_ms < backoff_ms for o in ops):
+            if any(o.state in LIVE for o in ops) or now < _retry_at(ops, backoff_ms):
                 continue
             try:
                 op_id = self.start_roster_implied(k.key_id, roster)
@@ -580,6 +583,21 @@ class KeyOperations:
             last[r.key_id] = r
         out += [self.status(r) for r in last.values() if r.state == "failed"]
         return out
+
+
+def _retry_at(ops: list[KeyOpRecord], backoff_ms: int) -> int:
+    """When (unix ms) the background pass may start another operation of a key whose operations
+    are ``ops`` (oldest first): 0 unless the last ones failed; after f failures in a row,
+    ``backoff_ms * 2**(f-1)`` (capped) after the last one."""
+    failed = 0
+    for o in reversed(ops):
+        if o.state != "failed":
+            break
+        failed += 1
+    if failed == 0:
+        return 0
+    delay: int = min(backoff_ms << min(failed - 1, 32), max(backoff_ms, RECONCILE_BACKOFF_MAX_MS))
+    return ops[-1].updated_ms + delay
 
 
 def _details(op: KeyOperation) -> dict[str, str | int | bool]:

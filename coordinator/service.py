@@ -90,6 +90,7 @@ _PB_PROPOSAL_STATE = {v: k for k, v in _PROPOSAL_STATE.items()}
 # a signing session's nodes release their signature shares when they get the round-3 messages
 SIGN_RELEASE_ROUND = 3
 RESTART_WAIT_S = 30.0  # how long a signing request waits for too many nodes down before it fails
+EPOCH_REFUSALS = 3  # a node refusing a signing session's epoch this often in one request is signed around
 
 
 def _ident(ctx: Any) -> CertIdentity:
@@ -614,6 +615,7 @@ class CoordinatorService:
         t = k.threshold
         epoch, committee, outside = self.keyops.signing(k)  # sign in the key's epoch, with its committee only
         epoch_retries = 0
+        refused_epoch: dict[int, int] = {}  # node -> its "epoch" refusals in this request
         # the key the signature must verify under: from our own record, never from the nodes
         expected = derive(Point.decode(k.public_key), k.chain_code, path).public_key
         down: dict[int, str] = {}
@@ -751,10 +753,20 @@ class CoordinatorService:
                         Code.ABORTED, f"sign aborted: {who}: {e.reason}{_disputes_text(self.nodes, disputes)}", attempts
                     ) from None
                 except Refused as e:
-                    if e.governance == "epoch" and epoch_retries < 5:
+                    if e.governance == "epoch" and e.node is not None and e.node in self.nodes and e.node not in down:
                         # a node is already in (or still before) another epoch of the key: the
-                        # commit is being pushed; no attempt was reserved, try again shortly
-                        epoch_retries += 1
+                        # commit is being pushed; no attempt was reserved, try again shortly. A
+                        # node that keeps saying so (a corrupted one, or one the push cannot
+                        # reach) is signed around for this request, not allowed to fail it
+                        refused_epoch[e.node] = refused_epoch.get(e.node, 0) + 1
+                        if refused_epoch[e.node] >= EPOCH_REFUSALS:
+                            down[e.node] = f"{self.nodes[e.node].label}: {e.message}"
+                            log.warning("request %s: %s; signing without it", rid, e.message)
+                        else:
+                            self._stop.wait(0.5)
+                        continue
+                    if e.governance == "epoch" and epoch_retries < 5:
+                        epoch_retries += 1  # a refusal naming no node: try again shortly
                         self._stop.wait(0.5)
                         continue
                     fought = {frozenset({e.node, b}) for b in e.banned if e.node is not None} - disputes

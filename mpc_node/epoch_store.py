@@ -13,11 +13,14 @@ Tables (schema step :data:`EPOCH_MIGRATION`, additive):
   :class:`governance.keyop.EpochReceipt`, or a retiring dealer's marker (no share, no receipt).
   ``released`` says the receipt may have left the node (set in the same transaction that stores
   it, since the answer carrying it follows). ``committed`` marks the row of the session whose
-  epoch became active (its share moved to ``keys``; the row keeps the receipt).
+  epoch became active (its share moved to ``keys``; the row keeps the receipt). Committed rows
+  are never deleted (a few hundred bytes per epoch): they are this node's memory that it
+  confirmed those sessions, so :meth:`EpochStore.discard_epoch` refuses to abandon them even
+  after later epochs (an abandonment says the node never confirmed the session).
 
 :meth:`EpochStore.commit_epoch` is one transaction: pending share -> active (epoch, threshold,
 committee), old share overwritten (the database runs with ``secure_delete``), every other
-pending share and every unused presignature of the key deleted; a retiring node empties its
+uncommitted pending row and every unused presignature of the key deleted; a retiring node empties its
 record and marks the key ``left``. Errors: :class:`EpochStateError` (a state conflict the
 caller reports as FAILED_PRECONDITION); database failures are the store's ``StoreError``.
 """
@@ -234,6 +237,10 @@ class EpochStore:
             if p.epoch != epoch:
                 raise EpochStateError(f"the certificate is for epoch {epoch}, the session's pending share for epoch {p.epoch}")
             if p.committed:
+                if cur is not None and cur.epoch > p.epoch:  # an earlier epoch's row (kept: see discard_epoch)
+                    raise EpochStateError(
+                        f"the certificate is for epoch {p.epoch}, older than the key's active epoch {cur.epoch} here"
+                    )
                 return CommitOutcome(p.epoch, cur is not None and cur.status == "active", False)
             if cur is not None and cur.epoch >= p.epoch:
                 raise EpochStateError(
@@ -279,7 +286,9 @@ class EpochStore:
                     "INSERT OR REPLACE INTO key_rosters (key_id, epoch, roster_version) VALUES (?, ?, ?)", (key_id, p.epoch, int(rv[0]))
                 )
             c.execute("DELETE FROM pending_rosters WHERE key_id = ?", (key_id,))
-            c.execute("DELETE FROM pending_epochs WHERE key_id = ? AND session_id != ?", (key_id, session_id))
+            # committed rows of earlier epochs stay (no share): this node confirmed those sessions,
+            # so it must never sign an abandonment of them (discard_epoch)
+            c.execute("DELETE FROM pending_epochs WHERE key_id = ? AND session_id != ? AND committed = 0", (key_id, session_id))
             c.execute(
                 "UPDATE pending_epochs SET record = NULL, committed = 1 WHERE key_id = ? AND session_id = ?", (key_id, session_id)
             )
@@ -305,7 +314,7 @@ class EpochStore:
                 "INSERT OR REPLACE INTO key_epochs (key_id, epoch, committee, state, changed_ms) VALUES (?, ?, ?, 'left', ?)",
                 (key_id, epoch, committee_text(committee), _now_ms()),
             )
-            c.execute("DELETE FROM pending_epochs WHERE key_id = ?", (key_id,))
+            c.execute("DELETE FROM pending_epochs WHERE key_id = ? AND committed = 0", (key_id,))  # committed ones stay
             c.execute("DELETE FROM pending_rosters WHERE key_id = ?", (key_id,))
             c.execute("DELETE FROM key_rosters WHERE key_id = ?", (key_id,))
             return True
@@ -319,10 +328,7 @@ class EpochStore:
         with self._write() as c:
             p = _pending(c, key_id, session_id)
             if p is None:
-                c.execute(
-                    "INSERT OR IGNORE INTO abandoned_sessions (key_id, session_id, created_ms) VALUES (?, ?, ?)",
-                    (key_id, session_id, _now_ms()),
-                )
+                _abandon(c, key_id, session_id)
                 return False
             if p.committed:
                 raise EpochStateError(f"session {session_id.hex()[:12]} is the key's committed epoch {p.epoch} here")
@@ -330,12 +336,7 @@ class EpochStore:
                 raise EpochStateError(
                     f"the receipt of session {session_id.hex()[:12]} left this node: its pending share is erased by the next commit"
                 )
-            c.execute("DELETE FROM pending_epochs WHERE key_id = ? AND session_id = ?", (key_id, session_id))
-            c.execute("DELETE FROM pending_rosters WHERE key_id = ? AND session_id = ?", (key_id, session_id))
-            c.execute(
-                "INSERT OR IGNORE INTO abandoned_sessions (key_id, session_id, created_ms) VALUES (?, ?, ?)",
-                (key_id, session_id, _now_ms()),
-            )
+            _abandon(c, key_id, session_id)
             return True
 
     def release_confirmation(self, key_id: bytes, session_id: bytes) -> bool:
@@ -346,13 +347,18 @@ class EpochStore:
             p = _pending(c, key_id, session_id)
             if p is None or p.committed:
                 return False
-            c.execute("DELETE FROM pending_epochs WHERE key_id = ? AND session_id = ?", (key_id, session_id))
-            c.execute("DELETE FROM pending_rosters WHERE key_id = ? AND session_id = ?", (key_id, session_id))
-            c.execute(
-                "INSERT OR IGNORE INTO abandoned_sessions (key_id, session_id, created_ms) VALUES (?, ?, ?)",
-                (key_id, session_id, _now_ms()),
-            )
+            _abandon(c, key_id, session_id)
             return True
+
+
+def _abandon(c: sqlite3.Connection, key_id: bytes, session_id: bytes) -> None:
+    """Drop (key, session)'s outcome here, if any, and record that this node never confirms it."""
+    c.execute("DELETE FROM pending_epochs WHERE key_id = ? AND session_id = ?", (key_id, session_id))
+    c.execute("DELETE FROM pending_rosters WHERE key_id = ? AND session_id = ?", (key_id, session_id))
+    c.execute(
+        "INSERT OR IGNORE INTO abandoned_sessions (key_id, session_id, created_ms) VALUES (?, ?, ?)",
+        (key_id, session_id, _now_ms()),
+    )
 
 
 def _abandoned(c: sqlite3.Connection, key_id: bytes, session_id: bytes) -> bool:

@@ -136,19 +136,22 @@ class EpochService:
         assert setup is not None
         op = setup.operation
         result: KeyShare | None = s.party.result
+        raw = b""
         if result is not None:
             receipt = sign_epoch_receipt(receipt_for(result, op, s.id, node.me, node.gov.governance_root), node.keys.identity)
             raw = receipt.to_bytes()
+        try:  # the store refuses (nothing stored, no receipt leaves) e.g. a session abandoned meanwhile (DiscardEpoch)
             node.store.put_pending_epoch(
-                PendingEpoch(op.key_id, s.id, op.new_epoch, op.new_threshold, op.new_committee, op.digest(), raw, False, True, False),
-                result.to_bytes(), roster_version=op.roster_version,
+                PendingEpoch(
+                    op.key_id, s.id, op.new_epoch, op.new_threshold, op.new_committee, op.digest(), raw, result is None, True, False
+                ),
+                None if result is None else result.to_bytes(), roster_version=op.roster_version,
             )
-        else:
-            raw = b""
-            node.store.put_pending_epoch(
-                PendingEpoch(op.key_id, s.id, op.new_epoch, op.new_threshold, op.new_committee, op.digest(), b"", True, True, False),
-                None, roster_version=op.roster_version,
-            )
+        except EpochStateError as e:
+            err = node._abort_error(s, None, f"its outcome is not stored: {e}")
+            node._kill(s, err)  # the session is over here; its party (the new share) is dropped
+            log.warning("%s", err.message)
+            raise err from None
         s.done = True
         s.party = None
         self.audit_event("coordinator", "key-reshare", "stored-pending" if result is not None else "retiring", {
@@ -273,8 +276,9 @@ class EpochService:
     def _abandoned_by_a_member(self, key_id: bytes, session_id: bytes, p: node_pb2.ReshareParams) -> bool:
         """This node confirmed ``session_id`` of the key (its receipt left it): if ``p.abandoned``
         holds a valid abandonment of that session by a member of its new committee (which then
-        never confirms it, so its certificate can never complete), erase this node's outcome of
-        it (audited) and return True; else False."""
+        never confirms it, so its certificate can never complete), or a member of that committee
+        is revoked in the roster in force (its receipt is refused everywhere), erase this node's
+        outcome of it (audited) and return True; else False."""
         node = self.node
         held = node.store.pending_epoch(key_id, session_id)
         if held is None or held.committed:
@@ -284,13 +288,19 @@ class EpochService:
             list(p.abandoned), governance_root=node.gov.governance_root, key_id=key_id, session_id=session_id,
             committee=held.committee, identities={i: peer.identity_public for i, peer in peers.items()},
         )
-        if who is None or not node.store.release_confirmation(key_id, session_id):
+        # a member revoked since can never confirm it either (every certificate is checked
+        # against the active roster's keys, and a revoked index never comes back): without this,
+        # revoking the node that lost the session left the key unable to change epoch for good
+        roster = self.roster()
+        revoked = None if roster is None else next((i for i in held.committee if i not in peers), None)
+        if (who is None and revoked is None) or not node.store.release_confirmation(key_id, session_id):
             return False
+        how: dict[str, str | int | bool] = {"abandoned_by": who} if who is not None else {"revoked_member": revoked or 0}
         self.audit_event("coordinator", "key-epoch", "confirmation-released", {
-            "key_id": key_id.hex(), "session": session_id.hex()[:16], "abandoned_by": who, "epoch": held.epoch,
+            "key_id": key_id.hex(), "session": session_id.hex()[:16], **how, "epoch": held.epoch,
         })
-        log.info("key %s: session %s abandoned by node %d: its pending epoch %d erased here", key_id.hex()[:16],
-                 session_id.hex()[:12], who, held.epoch)
+        log.info("key %s: session %s %s: its pending epoch %d erased here", key_id.hex()[:16], session_id.hex()[:12],
+                 f"abandoned by node {who}" if who is not None else f"can never commit (node {revoked} was revoked)", held.epoch)
         return True
 
     def pending(self, req: node_pb2.GetPendingEpochRequest) -> node_pb2.PendingEpochInfo:

@@ -124,3 +124,35 @@ def test_a_signer_aborting_without_naming_anyone_is_signed_around(
         CoordinatorService._sign(svc, "req-1", k, b"\x03" * 32, (), b"")  # type: ignore[arg-type]
     assert corrupted not in e.value.signers
     assert svc.db.sign_attempts_taken("req-1") <= MAX_SIGN_ATTEMPTS
+
+
+@pytest.mark.parametrize(("n", "t"), [(3, 2), (5, 3)])
+@pytest.mark.parametrize("corrupted", [1, 2, 3])
+def test_a_signer_always_refusing_the_epoch_is_signed_around(
+    monkeypatch: pytest.MonkeyPatch, n: int, t: int, corrupted: int
+) -> None:
+    """Issue 11: a node answering every signing session with the "epoch" refusal (it says it is
+    in another epoch of the key) is retried a few times (a commit being pushed), then left out
+    for the request. Before, after five retries the request failed FAILED_PRECONDITION: one
+    corrupted node (or one the commit push cannot reach) denied every signature it was picked
+    for. No attempt is spent on the refusals (they come before the release round)."""
+
+    def run_session(nodes: dict[int, Any], sid: bytes, start: Any, timeout: float, *, before_step: Any, **_: Any) -> Any:
+        if corrupted in nodes:
+            raise Refused(grpc.StatusCode.FAILED_PRECONDITION, f"node {corrupted}: sign.epoch: is 0, not 1", node=corrupted,
+                          governance="epoch")
+        before_step(SIGN_RELEASE_ROUND)
+        raise _Signed(tuple(sorted(nodes)))
+
+    monkeypatch.setattr(service, "run_session", run_session)
+    svc = _svc(n)
+    waits: list[float] = []
+    svc._stop = SimpleNamespace(wait=waits.append)
+    pub = coincurve.PrivateKey().public_key.format(compressed=True)
+    k = KeyRecord(b"\x01" * 32, "k", pub, b"\x02" * 32, t, n, "active", 0, "r")
+    for _ in range(3):  # the same node again and again (the round-robin start moves)
+        with pytest.raises(_Signed) as e:
+            CoordinatorService._sign(svc, "req-1", k, b"\x03" * 32, (), b"")  # type: ignore[arg-type]
+        assert corrupted not in e.value.signers
+    assert svc.db.sign_attempts_taken("req-1") == 3  # one attempt per signature, none for the refusals
+    assert len(waits) <= 3 * (service.EPOCH_REFUSALS - 1)

@@ -182,13 +182,15 @@ def test_failure_before_the_decision_keeps_the_old_epoch(lay: Layout, svcs: dict
     e = _refused(svcs[1], op2, [1, 2, 3])
     assert e.code == Code.FAILED_PRECONDITION and sid.hex()[:12] in e.message
     # the first session's certificate commits; the next epoch's operation commits too, and the
-    # first one's outcome is erased with it
+    # first one's share is erased with it (its committed row stays, shareless: the node's memory
+    # that it confirmed that session, tests/network/test_abandon_committed.py)
     _commit(svcs, key.key_id, sid, res, [1, 2, 3])
     op2 = _operation(lay, svcs[1], key, kind=KeyOpKind.REFRESH, old=(1, 2, 3), new=(1, 2, 3), old_t=2, new_t=2, old_epoch=1)
     sid2, res2 = _reshare(svcs, op2, [1, 2, 3])
     _commit(svcs, key.key_id, sid2, res2, [1, 2, 3])
     for s in svcs.values():
-        assert s.store.pending_epoch(key.key_id, sid) is None
+        kept = s.store.pending_epoch(key.key_id, sid)
+        assert kept is not None and kept.committed and s.store.pending_share(key.key_id, sid) is None
         with pytest.raises(RpcError) as ei:  # the first session's certificate is for an epoch no longer current
             s.CommitEpoch(node_pb2.CommitEpochRequest(key_id=key.key_id, session_id=sid, receipts=[
                 r.reshare_result.receipt for r in res.values()]), None)

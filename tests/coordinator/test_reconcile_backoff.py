@@ -1,0 +1,70 @@
+"""Operator (issue 11): the background pass (``KeyOperations.reconcile``) reshares any key still
+holding a revoked node. When that reshare cannot succeed (a node of the new committee is down
+for good), it used to start a new operation every 30 s forever: a failed operation, its audit
+entries and its node sessions twice a minute, flooding ``mpc key operations`` and the audit
+trail. Now the wait doubles with each failure in a row (capped at an hour); a success resets it."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+import coordinator.keyops as keyops
+from coordinator.keyop_store import KeyOpRecord
+from coordinator.keyops import RECONCILE_BACKOFF_MAX_MS, KeyOperations
+
+NOW = 10_000_000_000
+ROSTER: Any = SimpleNamespace()  # the roster in force (active_entries is patched)
+
+
+def _rec(state: str, updated_ms: int) -> KeyOpRecord:
+    return KeyOpRecord("op", b"\x01" * 32, b"", "roster", state, b"", (), (), (), "", 0, updated_ms, updated_ms)
+
+
+def _fake(ops: list[KeyOpRecord]) -> Any:
+    started: list[bytes] = []
+
+    def start(key_id: bytes, roster: Any) -> str:
+        started.append(key_id)
+        return "new-op"
+
+    fake = SimpleNamespace(
+        db=SimpleNamespace(list_keys=lambda state: [SimpleNamespace(key_id=b"\x01" * 32)], list_key_operations=lambda key_id: ops),
+        epoch_of=lambda k: (3, (1, 2, 3, 4)),  # node 4 is revoked
+        start_roster_implied=start,
+        started=started,
+    )
+    return fake
+
+
+@pytest.fixture(autouse=True)
+def _roster(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(keyops, "active_entries", lambda roster: [SimpleNamespace(index=i) for i in (1, 2, 3)])
+    monkeypatch.setattr(keyops, "now_ms", lambda: NOW)
+
+
+@pytest.mark.parametrize(("failures", "since_s", "starts"), [
+    (0, 0, True),
+    (1, 29, False), (1, 31, True),
+    (2, 31, False), (2, 61, True),
+    (5, 479, False), (5, 481, True),
+    (40, 3599, False), (40, 3601, True),  # capped at an hour
+])
+def test_the_background_reshare_backs_off_after_failures_in_a_row(failures: int, since_s: int, starts: bool) -> None:
+    ops = [_rec("done", NOW - 10**8)] + [_rec("failed", NOW - 10**7)] * (failures - 1)
+    if failures:
+        ops.append(_rec("failed", NOW - since_s * 1000))
+    fake = _fake(ops)
+    assert (KeyOperations.reconcile(fake, ROSTER, backoff_ms=30_000) == ["new-op"]) is starts
+    assert RECONCILE_BACKOFF_MAX_MS == 3_600_000
+
+
+def test_a_success_resets_the_backoff() -> None:
+    ops = [_rec("failed", NOW - 10**7)] * 10 + [_rec("done", NOW - 40_000), _rec("failed", NOW - 31_000)]
+    assert KeyOperations.reconcile(_fake(ops), ROSTER, backoff_ms=30_000) == ["new-op"]
+
+
+def test_a_live_operation_is_never_doubled() -> None:
+    assert KeyOperations.reconcile(_fake([_rec("running", NOW)]), ROSTER, backoff_ms=0) == []
