@@ -241,6 +241,16 @@ class KeyOperations:
                 ids.append(op_id)
         return ids
 
+    def committing_with(self, nodes: set[int]) -> list[str]:
+        """Ids of the operations still switching nodes to a new epoch (state committing) whose
+        old or new committee holds one of ``nodes``."""
+        out = []
+        for rec in self.db.list_key_operations(states=("committing",)):
+            op = self._op(rec)
+            if nodes & (set(op.old_committee) | set(op.new_committee)):
+                out.append(rec.op_id)
+        return out
+
     def reconcile(self, roster: Roster, *, backoff_ms: int = 30_000) -> list[str]:
         """The background check (every health interval): an active key whose committee still
         holds a node that is not active in ``roster`` (a revocation whose reshare failed, or the

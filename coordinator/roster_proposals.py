@@ -10,6 +10,7 @@ applied proposal lists (so ``mpc node remove`` / ``add`` can wait for them).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import grpc
@@ -23,14 +24,20 @@ from mpcnet.common.rpc import RpcError
 
 KIND = "roster"
 Code = grpc.StatusCode
+COMMIT_WAIT_S = 20.0  # how long a roster change waits for key operations to finish switching nodes it changes
 
 
 class RosterProposals:
     """``decode`` and ``apply`` of the ``roster`` kind for :class:`LifecycleProposals`."""
 
-    def __init__(self, rosters: RosterBook, follow: Callable[[Roster | None, Roster], list[str]]) -> None:
+    def __init__(
+        self, rosters: RosterBook, follow: Callable[[Roster | None, Roster], list[str]],
+        committing: Callable[[set[int]], list[str]] = lambda nodes: [],
+    ) -> None:
         self.rosters = rosters
         self.follow = follow
+        self.committing = committing  # ids of committing key operations involving these nodes
+        self.wait_s = COMMIT_WAIT_S
 
     def decode(self, data: bytes) -> Proposed:
         """A proposed change: well formed, for this cluster, and the next link of the roster in
@@ -70,8 +77,39 @@ class RosterProposals:
         then, for a membership change, start the reshares it calls for (in the background).
         Returns their operation ids."""
         old = self.rosters.current()
-        new = self.rosters.apply(SignedRosterChange.from_bytes(data), actor)
+        signed = SignedRosterChange.from_bytes(data)
+        self._wait_for_commits(old, signed.change.new_roster)
+        new = self.rosters.apply(signed, actor)
         before = None if old is None else tuple(e.index for e in active_entries(old))
         if before == tuple(e.index for e in active_entries(new)):
             return []
         return self.follow(old, new)
+
+    def _wait_for_commits(self, old: Roster | None, new: Roster) -> None:
+        """A change that revokes a node or replaces its keys waits (up to ``wait_s``) for the key
+        operations that are switching that node to a new epoch: commit certificates are checked
+        against the active roster's keys, so a node that had not switched yet could no longer
+        verify its certificate. FAILED_PRECONDITION naming them if they do not finish in time
+        (nothing is applied; approve again once they are done)."""
+        if old is None:
+            return
+        changed = set()
+        for e in old.entries:
+            n = new.entry(e.index)
+            if e.active and n is not None and (n.keys() != e.keys() or n.status != e.status):
+                changed.add(e.index)
+        if not changed:
+            return
+        deadline = time.monotonic() + self.wait_s
+        while True:
+            busy = self.committing(changed)
+            if not busy:
+                return
+            if time.monotonic() >= deadline:
+                raise RpcError(
+                    Code.FAILED_PRECONDITION,
+                    f"signed_change: key operation(s) {', '.join(busy)} still switch node(s) {sorted(changed)} to a new epoch; "
+                    "the roster change waits for them (their certificates are checked against the nodes' current keys): "
+                    "approve it again once `mpc key operations` shows them done",
+                )
+            time.sleep(0.5)

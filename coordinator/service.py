@@ -192,7 +192,7 @@ class CoordinatorService:
         self.schedule = RefreshScheduler(  # scheduled refreshes (coordinator/schedule.py), run by _background
             self.keyops, self.db, self.audit, self.nodes, lambda kid: self.policies.policy_for(kid).change.new_policy, name=cfg.name,
         )
-        roster_proposals = RosterProposals(self.rosters, self.keyops.follow_roster)
+        roster_proposals = RosterProposals(self.rosters, self.keyops.follow_roster, self.keyops.committing_with)
         self.lifecycle.register(ROSTER_CHANGE, roster_proposals.decode, roster_proposals.apply)
         self.requests.recover()  # before serving: flush the audit outbox, settle stored quorums
         self._lock = threading.Lock()
