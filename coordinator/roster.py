@@ -27,15 +27,13 @@ from governance.roster import (
     verify_roster_change,
     verify_roster_history,
 )
+from mpcnet.common.rosterchain import RosterStartError as RosterStartError, start_chain  # re-exported: the start error
 from mpcnet.common.rpc import RpcError
 
 log = logging.getLogger("coordinator.roster")
 Code = grpc.StatusCode
 Listener = Callable[[Roster | None, Roster], None]
 
-
-class RosterStartError(RuntimeError):
-    """The config's roster chain and the database's disagree (the coordinator does not start)."""
 
 
 class RosterBook:
@@ -55,17 +53,7 @@ class RosterBook:
         if cfg.signed_roster is None:
             return
         stored = [SignedRosterChange.from_bytes(b) for b in db.roster_changes()]
-        given = list(cfg.roster_history)
-        short, long = (stored, given) if len(stored) <= len(given) else (given, stored)
-        for k, (a, b) in enumerate(zip(short, long[: len(short)], strict=True)):
-            if a.to_bytes() != b.to_bytes():
-                raise RosterStartError(
-                    f"governance.roster_history[{k}] differs from version {k + 1} of the roster in the database; fix the config"
-                )
-        try:
-            self._current = verify_roster_history(cfg.admin_set, long)
-        except GovernanceError as e:
-            raise RosterStartError(f"the stored roster chain does not verify: {e.field}: {e.reason}") from None
+        long, self._current = start_chain(cfg.admin_set, stored, list(cfg.roster_history), where="the roster in the database")
         if len(stored) < len(long):
             db.put_roster_changes(len(stored) + 1, [c.to_bytes() for c in long[len(stored):]])
         self._history = long

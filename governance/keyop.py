@@ -377,6 +377,20 @@ def check_authorized(signed: SignedKeyOperation, admins: AdminSet, roster: Roste
 # --- epoch receipts ----------------------------------------------------------------------------
 
 
+def _signed_encoding(tag: str, message: bytes, signature: bytes) -> bytes:
+    """A node-signed statement: ``tag``, its message encoding, the 64-byte signature."""
+    return Encoder(tag).raw(message).raw(signature).finish()
+
+
+def _signed_decoding(data: bytes, tag: str, what: str) -> tuple[bytes, bytes]:
+    """(message encoding, signature) of :func:`_signed_encoding`'s output (strict)."""
+    outer = Decoder(data, tag, what=what)
+    msg = outer.raw("message")
+    signature = outer.raw("signature", length=SIGNATURE_LEN)
+    outer.finish()
+    return msg, signature
+
+
 @dataclass(frozen=True)
 class EpochReceipt:
     """Node ``holder`` durably stored its share of ``epoch`` of ``key_id``, made in session
@@ -421,14 +435,11 @@ class EpochReceipt:
         return enc.raw(self.state_digest).uint(self.holder).finish()
 
     def to_bytes(self) -> bytes:
-        return Encoder(EPOCH_RECEIPT_TAG).raw(self.message()).raw(self.signature).finish()
+        return _signed_encoding(EPOCH_RECEIPT_TAG, self.message(), self.signature)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> EpochReceipt:
-        outer = Decoder(data, EPOCH_RECEIPT_TAG, what="receipt")
-        msg = outer.raw("message")
-        signature = outer.raw("signature", length=SIGNATURE_LEN)
-        outer.finish()
+        msg, signature = _signed_decoding(data, EPOCH_RECEIPT_TAG, "receipt")
         dec = Decoder(msg, EPOCH_RECEIPT_MESSAGE_TAG, what="receipt message")
         root = dec.raw("governance_root", length=ID_LEN)
         key_id = dec.raw("key_id", length=ID_LEN)
@@ -549,14 +560,11 @@ class EpochAbandonment:
         )
 
     def to_bytes(self) -> bytes:
-        return Encoder(EPOCH_ABANDONMENT_TAG).raw(self.message()).raw(self.signature).finish()
+        return _signed_encoding(EPOCH_ABANDONMENT_TAG, self.message(), self.signature)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> EpochAbandonment:
-        outer = Decoder(data, EPOCH_ABANDONMENT_TAG, what="abandonment")
-        msg = outer.raw("message")
-        signature = outer.raw("signature", length=SIGNATURE_LEN)
-        outer.finish()
+        msg, signature = _signed_decoding(data, EPOCH_ABANDONMENT_TAG, "abandonment")
         dec = Decoder(msg, EPOCH_ABANDONMENT_TAG, what="abandonment message")
         root = dec.raw("governance_root", length=ID_LEN)
         key_id = dec.raw("key_id", length=ID_LEN)

@@ -34,6 +34,7 @@ from governance.roster import Roster, RosterEntry, SignedRosterChange, active_en
 from mpc_node.config import NodeConfig, Peer
 from mpc_node.governance import refusal
 from mpc_node.storage import NodeStore, PolicyConflict
+from mpcnet.common.rosterchain import RosterStartError as RosterStartError, start_chain  # re-exported: the start error
 from mpcnet.common.rpc import RpcError
 from mpcnet.common.stores.audit import AuditLog
 
@@ -41,9 +42,6 @@ log = logging.getLogger("mpc_node.roster")
 Code = grpc.StatusCode
 Listener = Callable[[Roster | None, Roster], None]
 
-
-class RosterStartError(RuntimeError):
-    """The config's roster chain and the store's disagree (the node does not start)."""
 
 
 def _peer(e: RosterEntry) -> Peer:
@@ -73,18 +71,10 @@ class NodeRoster:
             return
         self._legacy = {}
         stored = [SignedRosterChange.from_bytes(b) for b in store.roster_changes()]
-        given = list(cfg.roster_history)
-        short, long = (stored, given) if len(stored) <= len(given) else (given, stored)
-        for k, (a, b) in enumerate(zip(short, long[: len(short)], strict=True)):
-            if a.to_bytes() != b.to_bytes():
-                raise RosterStartError(
-                    f"governance.roster_history[{k}] differs from version {k + 1} of the roster this node installed "
-                    "(a config for another cluster or roster); fix the config"
-                )
-        try:
-            roster = verify_roster_history(self._admins, long)
-        except GovernanceError as e:
-            raise RosterStartError(f"the stored roster chain does not verify: {e.field}: {e.reason}") from None
+        long, roster = start_chain(
+            self._admins, stored, list(cfg.roster_history),
+            where="the roster this node installed (a config for another cluster or roster)",
+        )
         if len(stored) < len(long):
             self._store.put_roster_changes(len(stored) + 1, [c.to_bytes() for c in long[len(stored):]])
         self._history = long
