@@ -177,7 +177,7 @@ class NodeStatus(_message.Message):
     def __init__(self, index: _Optional[int] = ..., name: _Optional[str] = ..., endpoint: _Optional[str] = ..., healthy: _Optional[bool] = ..., last_error: _Optional[str] = ..., policies_synced: _Optional[bool] = ..., clock_measured: _Optional[bool] = ..., clock_skew_ms: _Optional[int] = ..., clock_error_ms: _Optional[int] = ..., clock_suspect: _Optional[bool] = ..., max_clock_skew_ms: _Optional[int] = ..., revoked: _Optional[bool] = ..., key_version: _Optional[int] = ..., identity_public: _Optional[bytes] = ..., tls_fingerprint: _Optional[bytes] = ...) -> None: ...
 
 class ClusterStatusResponse(_message.Message):
-    __slots__ = ("threshold", "parties", "nodes", "governance_root", "roster_version", "roster_epoch", "operations")
+    __slots__ = ("threshold", "parties", "nodes", "governance_root", "roster_version", "roster_epoch", "operations", "backups", "recovery_config_version")
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     PARTIES_FIELD_NUMBER: _ClassVar[int]
     NODES_FIELD_NUMBER: _ClassVar[int]
@@ -185,6 +185,8 @@ class ClusterStatusResponse(_message.Message):
     ROSTER_VERSION_FIELD_NUMBER: _ClassVar[int]
     ROSTER_EPOCH_FIELD_NUMBER: _ClassVar[int]
     OPERATIONS_FIELD_NUMBER: _ClassVar[int]
+    BACKUPS_FIELD_NUMBER: _ClassVar[int]
+    RECOVERY_CONFIG_VERSION_FIELD_NUMBER: _ClassVar[int]
     threshold: int
     parties: int
     nodes: _containers.RepeatedCompositeFieldContainer[NodeStatus]
@@ -192,7 +194,29 @@ class ClusterStatusResponse(_message.Message):
     roster_version: int
     roster_epoch: int
     operations: _containers.RepeatedCompositeFieldContainer[KeyOperationStatus]
-    def __init__(self, threshold: _Optional[int] = ..., parties: _Optional[int] = ..., nodes: _Optional[_Iterable[_Union[NodeStatus, _Mapping]]] = ..., governance_root: _Optional[bytes] = ..., roster_version: _Optional[int] = ..., roster_epoch: _Optional[int] = ..., operations: _Optional[_Iterable[_Union[KeyOperationStatus, _Mapping]]] = ...) -> None: ...
+    backups: _containers.RepeatedCompositeFieldContainer[KeyBackupStatus]
+    recovery_config_version: int
+    def __init__(self, threshold: _Optional[int] = ..., parties: _Optional[int] = ..., nodes: _Optional[_Iterable[_Union[NodeStatus, _Mapping]]] = ..., governance_root: _Optional[bytes] = ..., roster_version: _Optional[int] = ..., roster_epoch: _Optional[int] = ..., operations: _Optional[_Iterable[_Union[KeyOperationStatus, _Mapping]]] = ..., backups: _Optional[_Iterable[_Union[KeyBackupStatus, _Mapping]]] = ..., recovery_config_version: _Optional[int] = ...) -> None: ...
+
+class KeyBackupStatus(_message.Message):
+    __slots__ = ("key_id", "epoch", "backed_up", "bundle_digest", "backup_unix_ms", "last_drill_unix_ms", "drill_overdue", "last_drill_outcome")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    BACKED_UP_FIELD_NUMBER: _ClassVar[int]
+    BUNDLE_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    BACKUP_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    LAST_DRILL_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    DRILL_OVERDUE_FIELD_NUMBER: _ClassVar[int]
+    LAST_DRILL_OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    key_id: bytes
+    epoch: int
+    backed_up: bool
+    bundle_digest: bytes
+    backup_unix_ms: int
+    last_drill_unix_ms: int
+    drill_overdue: bool
+    last_drill_outcome: str
+    def __init__(self, key_id: _Optional[bytes] = ..., epoch: _Optional[int] = ..., backed_up: _Optional[bool] = ..., bundle_digest: _Optional[bytes] = ..., backup_unix_ms: _Optional[int] = ..., last_drill_unix_ms: _Optional[int] = ..., drill_overdue: _Optional[bool] = ..., last_drill_outcome: _Optional[str] = ...) -> None: ...
 
 class SubmitSignRequestRequest(_message.Message):
     __slots__ = ("key_id", "digest", "derivation_path", "description", "request_id", "ttl_seconds")
@@ -561,3 +585,161 @@ class GetAuditLogRequest(_message.Message):
     after_seq: int
     limit: int
     def __init__(self, component: _Optional[str] = ..., after_seq: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ProposeRecoveryConfigRequest(_message.Message):
+    __slots__ = ("signed_change",)
+    SIGNED_CHANGE_FIELD_NUMBER: _ClassVar[int]
+    signed_change: bytes
+    def __init__(self, signed_change: _Optional[bytes] = ...) -> None: ...
+
+class ProposeRecoveryOrderRequest(_message.Message):
+    __slots__ = ("signed_order",)
+    SIGNED_ORDER_FIELD_NUMBER: _ClassVar[int]
+    signed_order: bytes
+    def __init__(self, signed_order: _Optional[bytes] = ...) -> None: ...
+
+class GetRecoveryConfigRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RecoveryConfigHistory(_message.Message):
+    __slots__ = ("history", "governance_root")
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
+    GOVERNANCE_ROOT_FIELD_NUMBER: _ClassVar[int]
+    history: _containers.RepeatedScalarFieldContainer[bytes]
+    governance_root: bytes
+    def __init__(self, history: _Optional[_Iterable[bytes]] = ..., governance_root: _Optional[bytes] = ...) -> None: ...
+
+class ExportBackupRequest(_message.Message):
+    __slots__ = ("key_id", "bundle_digest")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    BUNDLE_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    key_id: bytes
+    bundle_digest: bytes
+    def __init__(self, key_id: _Optional[bytes] = ..., bundle_digest: _Optional[bytes] = ...) -> None: ...
+
+class BackupInfo(_message.Message):
+    __slots__ = ("key_id", "epoch", "bundle_digest", "bundle", "recovery_config_version", "created_unix_ms", "superseded", "size_bytes")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    BUNDLE_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    BUNDLE_FIELD_NUMBER: _ClassVar[int]
+    RECOVERY_CONFIG_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CREATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    SUPERSEDED_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    key_id: bytes
+    epoch: int
+    bundle_digest: bytes
+    bundle: bytes
+    recovery_config_version: int
+    created_unix_ms: int
+    superseded: bool
+    size_bytes: int
+    def __init__(self, key_id: _Optional[bytes] = ..., epoch: _Optional[int] = ..., bundle_digest: _Optional[bytes] = ..., bundle: _Optional[bytes] = ..., recovery_config_version: _Optional[int] = ..., created_unix_ms: _Optional[int] = ..., superseded: _Optional[bool] = ..., size_bytes: _Optional[int] = ...) -> None: ...
+
+class ListBackupsRequest(_message.Message):
+    __slots__ = ("key_id",)
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    key_id: bytes
+    def __init__(self, key_id: _Optional[bytes] = ...) -> None: ...
+
+class ListBackupsResponse(_message.Message):
+    __slots__ = ("backups",)
+    BACKUPS_FIELD_NUMBER: _ClassVar[int]
+    backups: _containers.RepeatedCompositeFieldContainer[BackupInfo]
+    def __init__(self, backups: _Optional[_Iterable[_Union[BackupInfo, _Mapping]]] = ...) -> None: ...
+
+class StartDrillRequest(_message.Message):
+    __slots__ = ("key_id",)
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    key_id: bytes
+    def __init__(self, key_id: _Optional[bytes] = ...) -> None: ...
+
+class TargetPiece(_message.Message):
+    __slots__ = ("share_index", "ciphertext")
+    SHARE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    CIPHERTEXT_FIELD_NUMBER: _ClassVar[int]
+    share_index: int
+    ciphertext: bytes
+    def __init__(self, share_index: _Optional[int] = ..., ciphertext: _Optional[bytes] = ...) -> None: ...
+
+class SubmitRecoveryPiecesRequest(_message.Message):
+    __slots__ = ("ceremony_id", "officer", "pieces")
+    CEREMONY_ID_FIELD_NUMBER: _ClassVar[int]
+    OFFICER_FIELD_NUMBER: _ClassVar[int]
+    PIECES_FIELD_NUMBER: _ClassVar[int]
+    ceremony_id: bytes
+    officer: str
+    pieces: _containers.RepeatedCompositeFieldContainer[TargetPiece]
+    def __init__(self, ceremony_id: _Optional[bytes] = ..., officer: _Optional[str] = ..., pieces: _Optional[_Iterable[_Union[TargetPiece, _Mapping]]] = ...) -> None: ...
+
+class GetCeremonyRequest(_message.Message):
+    __slots__ = ("ceremony_id",)
+    CEREMONY_ID_FIELD_NUMBER: _ClassVar[int]
+    ceremony_id: bytes
+    def __init__(self, ceremony_id: _Optional[bytes] = ...) -> None: ...
+
+class ListCeremoniesRequest(_message.Message):
+    __slots__ = ("key_id",)
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    key_id: bytes
+    def __init__(self, key_id: _Optional[bytes] = ...) -> None: ...
+
+class CeremonyTarget(_message.Message):
+    __slots__ = ("share_index", "node", "recipient", "state", "error", "outcomes")
+    SHARE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    RECIPIENT_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    OUTCOMES_FIELD_NUMBER: _ClassVar[int]
+    share_index: int
+    node: int
+    recipient: bytes
+    state: str
+    error: str
+    outcomes: _containers.RepeatedCompositeFieldContainer[_node_pb2.OfficerOutcome]
+    def __init__(self, share_index: _Optional[int] = ..., node: _Optional[int] = ..., recipient: _Optional[bytes] = ..., state: _Optional[str] = ..., error: _Optional[str] = ..., outcomes: _Optional[_Iterable[_Union[_node_pb2.OfficerOutcome, _Mapping]]] = ...) -> None: ...
+
+class Ceremony(_message.Message):
+    __slots__ = ("ceremony_id", "kind", "key_id", "epoch", "bundle_digest", "state", "targets", "officers", "quorum", "signed_order", "follow_up_operation", "error", "created_unix_ms", "updated_unix_ms", "started_by", "export_pieces")
+    CEREMONY_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    BUNDLE_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    TARGETS_FIELD_NUMBER: _ClassVar[int]
+    OFFICERS_FIELD_NUMBER: _ClassVar[int]
+    QUORUM_FIELD_NUMBER: _ClassVar[int]
+    SIGNED_ORDER_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_UP_OPERATION_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    CREATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    STARTED_BY_FIELD_NUMBER: _ClassVar[int]
+    EXPORT_PIECES_FIELD_NUMBER: _ClassVar[int]
+    ceremony_id: bytes
+    kind: str
+    key_id: bytes
+    epoch: int
+    bundle_digest: bytes
+    state: str
+    targets: _containers.RepeatedCompositeFieldContainer[CeremonyTarget]
+    officers: _containers.RepeatedScalarFieldContainer[str]
+    quorum: int
+    signed_order: bytes
+    follow_up_operation: str
+    error: str
+    created_unix_ms: int
+    updated_unix_ms: int
+    started_by: str
+    export_pieces: _containers.RepeatedCompositeFieldContainer[TargetPiece]
+    def __init__(self, ceremony_id: _Optional[bytes] = ..., kind: _Optional[str] = ..., key_id: _Optional[bytes] = ..., epoch: _Optional[int] = ..., bundle_digest: _Optional[bytes] = ..., state: _Optional[str] = ..., targets: _Optional[_Iterable[_Union[CeremonyTarget, _Mapping]]] = ..., officers: _Optional[_Iterable[str]] = ..., quorum: _Optional[int] = ..., signed_order: _Optional[bytes] = ..., follow_up_operation: _Optional[str] = ..., error: _Optional[str] = ..., created_unix_ms: _Optional[int] = ..., updated_unix_ms: _Optional[int] = ..., started_by: _Optional[str] = ..., export_pieces: _Optional[_Iterable[_Union[TargetPiece, _Mapping]]] = ...) -> None: ...
+
+class ListCeremoniesResponse(_message.Message):
+    __slots__ = ("ceremonies",)
+    CEREMONIES_FIELD_NUMBER: _ClassVar[int]
+    ceremonies: _containers.RepeatedCompositeFieldContainer[Ceremony]
+    def __init__(self, ceremonies: _Optional[_Iterable[_Union[Ceremony, _Mapping]]] = ...) -> None: ...

@@ -183,6 +183,51 @@ class CoordinatorStub:
                 request_serializer=mpc_dot_v1_dot_coordinator__pb2.InstallNodeCertificateRequest.SerializeToString,
                 response_deserializer=mpc_dot_v1_dot_node__pb2.InstallStagedCertificateResponse.FromString,
                 _registered_method=True)
+        self.ProposeRecoveryConfig = channel.unary_unary(
+                '/mpc.v1.Coordinator/ProposeRecoveryConfig',
+                request_serializer=mpc_dot_v1_dot_coordinator__pb2.ProposeRecoveryConfigRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_coordinator__pb2.LifecycleProposal.FromString,
+                _registered_method=True)
+        self.ProposeRecoveryOrder = channel.unary_unary(
+                '/mpc.v1.Coordinator/ProposeRecoveryOrder',
+                request_serializer=mpc_dot_v1_dot_coordinator__pb2.ProposeRecoveryOrderRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_coordinator__pb2.LifecycleProposal.FromString,
+                _registered_method=True)
+        self.GetRecoveryConfig = channel.unary_unary(
+                '/mpc.v1.Coordinator/GetRecoveryConfig',
+                request_serializer=mpc_dot_v1_dot_coordinator__pb2.GetRecoveryConfigRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_coordinator__pb2.RecoveryConfigHistory.FromString,
+                _registered_method=True)
+        self.ExportBackup = channel.unary_unary(
+                '/mpc.v1.Coordinator/ExportBackup',
+                request_serializer=mpc_dot_v1_dot_coordinator__pb2.ExportBackupRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_coordinator__pb2.BackupInfo.FromString,
+                _registered_method=True)
+        self.ListBackups = channel.unary_unary(
+                '/mpc.v1.Coordinator/ListBackups',
+                request_serializer=mpc_dot_v1_dot_coordinator__pb2.ListBackupsRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_coordinator__pb2.ListBackupsResponse.FromString,
+                _registered_method=True)
+        self.StartDrill = channel.unary_unary(
+                '/mpc.v1.Coordinator/StartDrill',
+                request_serializer=mpc_dot_v1_dot_coordinator__pb2.StartDrillRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_coordinator__pb2.Ceremony.FromString,
+                _registered_method=True)
+        self.SubmitRecoveryPieces = channel.unary_unary(
+                '/mpc.v1.Coordinator/SubmitRecoveryPieces',
+                request_serializer=mpc_dot_v1_dot_coordinator__pb2.SubmitRecoveryPiecesRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_coordinator__pb2.Ceremony.FromString,
+                _registered_method=True)
+        self.GetCeremony = channel.unary_unary(
+                '/mpc.v1.Coordinator/GetCeremony',
+                request_serializer=mpc_dot_v1_dot_coordinator__pb2.GetCeremonyRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_coordinator__pb2.Ceremony.FromString,
+                _registered_method=True)
+        self.ListCeremonies = channel.unary_unary(
+                '/mpc.v1.Coordinator/ListCeremonies',
+                request_serializer=mpc_dot_v1_dot_coordinator__pb2.ListCeremoniesRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_coordinator__pb2.ListCeremoniesResponse.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServicer:
@@ -393,6 +438,75 @@ class CoordinatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ProposeRecoveryConfig(self, request, context):
+        """--- backup and recovery (issue 12) ---
+        Admin: a new recovery-officer configuration (officers' age keys, quorum m, export quorum,
+        drill period), signed by the proposer; a lifecycle proposal of kind "recovery-config",
+        applied at the admin quorum (pushed to every node; new backups of every key follow).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ProposeRecoveryOrder(self, request, context):
+        """Admin: a recovery order (restore nodes' shares, or a break-glass export), signed by the
+        proposer; a lifecycle proposal of kind "recovery-order", applied at the admin quorum (the
+        export quorum for an export): installed on every node and opened as a ceremony.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRecoveryConfig(self, request, context):
+        """Every role: the recovery configuration history (verify it against your own admin set).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportBackup(self, request, context):
+        """Admin, operator, officer, auditor: a key's backup bundle (the newest, or the one named).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListBackups(self, request, context):
+        """Admin, operator, officer, auditor: the bundles of a key (or of every key), newest first, without their bytes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartDrill(self, request, context):
+        """Admin, operator, officer: opens a drill ceremony for a key's newest bundle.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitRecoveryPieces(self, request, context):
+        """Officer: one officer's pieces for a ceremony, each age-encrypted to its target (a node's
+        roster encryption key, or an export order's off-line recipient). The officer must be the
+        caller's certificate name. Once m officers gave pieces for every target, the coordinator
+        runs the ceremony (DrillShare / RestoreShare, then the order's follow-up key operation).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCeremony(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCeremonies(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -540,6 +654,51 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     servicer.InstallNodeCertificate,
                     request_deserializer=mpc_dot_v1_dot_coordinator__pb2.InstallNodeCertificateRequest.FromString,
                     response_serializer=mpc_dot_v1_dot_node__pb2.InstallStagedCertificateResponse.SerializeToString,
+            ),
+            'ProposeRecoveryConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.ProposeRecoveryConfig,
+                    request_deserializer=mpc_dot_v1_dot_coordinator__pb2.ProposeRecoveryConfigRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_coordinator__pb2.LifecycleProposal.SerializeToString,
+            ),
+            'ProposeRecoveryOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.ProposeRecoveryOrder,
+                    request_deserializer=mpc_dot_v1_dot_coordinator__pb2.ProposeRecoveryOrderRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_coordinator__pb2.LifecycleProposal.SerializeToString,
+            ),
+            'GetRecoveryConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRecoveryConfig,
+                    request_deserializer=mpc_dot_v1_dot_coordinator__pb2.GetRecoveryConfigRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_coordinator__pb2.RecoveryConfigHistory.SerializeToString,
+            ),
+            'ExportBackup': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportBackup,
+                    request_deserializer=mpc_dot_v1_dot_coordinator__pb2.ExportBackupRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_coordinator__pb2.BackupInfo.SerializeToString,
+            ),
+            'ListBackups': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBackups,
+                    request_deserializer=mpc_dot_v1_dot_coordinator__pb2.ListBackupsRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_coordinator__pb2.ListBackupsResponse.SerializeToString,
+            ),
+            'StartDrill': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartDrill,
+                    request_deserializer=mpc_dot_v1_dot_coordinator__pb2.StartDrillRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_coordinator__pb2.Ceremony.SerializeToString,
+            ),
+            'SubmitRecoveryPieces': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitRecoveryPieces,
+                    request_deserializer=mpc_dot_v1_dot_coordinator__pb2.SubmitRecoveryPiecesRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_coordinator__pb2.Ceremony.SerializeToString,
+            ),
+            'GetCeremony': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCeremony,
+                    request_deserializer=mpc_dot_v1_dot_coordinator__pb2.GetCeremonyRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_coordinator__pb2.Ceremony.SerializeToString,
+            ),
+            'ListCeremonies': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCeremonies,
+                    request_deserializer=mpc_dot_v1_dot_coordinator__pb2.ListCeremoniesRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_coordinator__pb2.ListCeremoniesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1325,6 +1484,249 @@ class Coordinator:
             '/mpc.v1.Coordinator/InstallNodeCertificate',
             mpc_dot_v1_dot_coordinator__pb2.InstallNodeCertificateRequest.SerializeToString,
             mpc_dot_v1_dot_node__pb2.InstallStagedCertificateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ProposeRecoveryConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Coordinator/ProposeRecoveryConfig',
+            mpc_dot_v1_dot_coordinator__pb2.ProposeRecoveryConfigRequest.SerializeToString,
+            mpc_dot_v1_dot_coordinator__pb2.LifecycleProposal.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ProposeRecoveryOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Coordinator/ProposeRecoveryOrder',
+            mpc_dot_v1_dot_coordinator__pb2.ProposeRecoveryOrderRequest.SerializeToString,
+            mpc_dot_v1_dot_coordinator__pb2.LifecycleProposal.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRecoveryConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Coordinator/GetRecoveryConfig',
+            mpc_dot_v1_dot_coordinator__pb2.GetRecoveryConfigRequest.SerializeToString,
+            mpc_dot_v1_dot_coordinator__pb2.RecoveryConfigHistory.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportBackup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Coordinator/ExportBackup',
+            mpc_dot_v1_dot_coordinator__pb2.ExportBackupRequest.SerializeToString,
+            mpc_dot_v1_dot_coordinator__pb2.BackupInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBackups(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Coordinator/ListBackups',
+            mpc_dot_v1_dot_coordinator__pb2.ListBackupsRequest.SerializeToString,
+            mpc_dot_v1_dot_coordinator__pb2.ListBackupsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartDrill(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Coordinator/StartDrill',
+            mpc_dot_v1_dot_coordinator__pb2.StartDrillRequest.SerializeToString,
+            mpc_dot_v1_dot_coordinator__pb2.Ceremony.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitRecoveryPieces(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Coordinator/SubmitRecoveryPieces',
+            mpc_dot_v1_dot_coordinator__pb2.SubmitRecoveryPiecesRequest.SerializeToString,
+            mpc_dot_v1_dot_coordinator__pb2.Ceremony.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCeremony(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Coordinator/GetCeremony',
+            mpc_dot_v1_dot_coordinator__pb2.GetCeremonyRequest.SerializeToString,
+            mpc_dot_v1_dot_coordinator__pb2.Ceremony.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCeremonies(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Coordinator/ListCeremonies',
+            mpc_dot_v1_dot_coordinator__pb2.ListCeremoniesRequest.SerializeToString,
+            mpc_dot_v1_dot_coordinator__pb2.ListCeremoniesResponse.FromString,
             options,
             channel_credentials,
             insecure,

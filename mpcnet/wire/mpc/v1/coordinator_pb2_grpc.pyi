@@ -110,6 +110,33 @@ class CoordinatorStub:
     """Admin: relayed to node `node`: make and stage new operational keys (see Node.PrepareKeyRotation)."""
     InstallNodeCertificate: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.InstallNodeCertificateRequest, _node_pb2.InstallStagedCertificateResponse]
     """Admin: relayed to node `node`: the CA-signed certificate for its staged TLS key."""
+    ProposeRecoveryConfig: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.ProposeRecoveryConfigRequest, _coordinator_pb2.LifecycleProposal]
+    """--- backup and recovery (issue 12) ---
+    Admin: a new recovery-officer configuration (officers' age keys, quorum m, export quorum,
+    drill period), signed by the proposer; a lifecycle proposal of kind "recovery-config",
+    applied at the admin quorum (pushed to every node; new backups of every key follow).
+    """
+    ProposeRecoveryOrder: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.ProposeRecoveryOrderRequest, _coordinator_pb2.LifecycleProposal]
+    """Admin: a recovery order (restore nodes' shares, or a break-glass export), signed by the
+    proposer; a lifecycle proposal of kind "recovery-order", applied at the admin quorum (the
+    export quorum for an export): installed on every node and opened as a ceremony.
+    """
+    GetRecoveryConfig: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.GetRecoveryConfigRequest, _coordinator_pb2.RecoveryConfigHistory]
+    """Every role: the recovery configuration history (verify it against your own admin set)."""
+    ExportBackup: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.ExportBackupRequest, _coordinator_pb2.BackupInfo]
+    """Admin, operator, officer, auditor: a key's backup bundle (the newest, or the one named)."""
+    ListBackups: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.ListBackupsRequest, _coordinator_pb2.ListBackupsResponse]
+    """Admin, operator, officer, auditor: the bundles of a key (or of every key), newest first, without their bytes."""
+    StartDrill: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.StartDrillRequest, _coordinator_pb2.Ceremony]
+    """Admin, operator, officer: opens a drill ceremony for a key's newest bundle."""
+    SubmitRecoveryPieces: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.SubmitRecoveryPiecesRequest, _coordinator_pb2.Ceremony]
+    """Officer: one officer's pieces for a ceremony, each age-encrypted to its target (a node's
+    roster encryption key, or an export order's off-line recipient). The officer must be the
+    caller's certificate name. Once m officers gave pieces for every target, the coordinator
+    runs the ceremony (DrillShare / RestoreShare, then the order's follow-up key operation).
+    """
+    GetCeremony: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.GetCeremonyRequest, _coordinator_pb2.Ceremony]
+    ListCeremonies: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.ListCeremoniesRequest, _coordinator_pb2.ListCeremoniesResponse]
 
 @_typing.type_check_only
 class CoordinatorAsyncStub(CoordinatorStub):
@@ -180,6 +207,33 @@ class CoordinatorAsyncStub(CoordinatorStub):
     """Admin: relayed to node `node`: make and stage new operational keys (see Node.PrepareKeyRotation)."""
     InstallNodeCertificate: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.InstallNodeCertificateRequest, _node_pb2.InstallStagedCertificateResponse]  # type: ignore[assignment]
     """Admin: relayed to node `node`: the CA-signed certificate for its staged TLS key."""
+    ProposeRecoveryConfig: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.ProposeRecoveryConfigRequest, _coordinator_pb2.LifecycleProposal]  # type: ignore[assignment]
+    """--- backup and recovery (issue 12) ---
+    Admin: a new recovery-officer configuration (officers' age keys, quorum m, export quorum,
+    drill period), signed by the proposer; a lifecycle proposal of kind "recovery-config",
+    applied at the admin quorum (pushed to every node; new backups of every key follow).
+    """
+    ProposeRecoveryOrder: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.ProposeRecoveryOrderRequest, _coordinator_pb2.LifecycleProposal]  # type: ignore[assignment]
+    """Admin: a recovery order (restore nodes' shares, or a break-glass export), signed by the
+    proposer; a lifecycle proposal of kind "recovery-order", applied at the admin quorum (the
+    export quorum for an export): installed on every node and opened as a ceremony.
+    """
+    GetRecoveryConfig: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.GetRecoveryConfigRequest, _coordinator_pb2.RecoveryConfigHistory]  # type: ignore[assignment]
+    """Every role: the recovery configuration history (verify it against your own admin set)."""
+    ExportBackup: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.ExportBackupRequest, _coordinator_pb2.BackupInfo]  # type: ignore[assignment]
+    """Admin, operator, officer, auditor: a key's backup bundle (the newest, or the one named)."""
+    ListBackups: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.ListBackupsRequest, _coordinator_pb2.ListBackupsResponse]  # type: ignore[assignment]
+    """Admin, operator, officer, auditor: the bundles of a key (or of every key), newest first, without their bytes."""
+    StartDrill: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.StartDrillRequest, _coordinator_pb2.Ceremony]  # type: ignore[assignment]
+    """Admin, operator, officer: opens a drill ceremony for a key's newest bundle."""
+    SubmitRecoveryPieces: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.SubmitRecoveryPiecesRequest, _coordinator_pb2.Ceremony]  # type: ignore[assignment]
+    """Officer: one officer's pieces for a ceremony, each age-encrypted to its target (a node's
+    roster encryption key, or an export order's off-line recipient). The officer must be the
+    caller's certificate name. Once m officers gave pieces for every target, the coordinator
+    runs the ceremony (DrillShare / RestoreShare, then the order's follow-up key operation).
+    """
+    GetCeremony: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.GetCeremonyRequest, _coordinator_pb2.Ceremony]  # type: ignore[assignment]
+    ListCeremonies: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.ListCeremoniesRequest, _coordinator_pb2.ListCeremoniesResponse]  # type: ignore[assignment]
 
 class CoordinatorServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -421,5 +475,86 @@ class CoordinatorServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_node_pb2.InstallStagedCertificateResponse, _abc.Awaitable[_node_pb2.InstallStagedCertificateResponse]]:
         """Admin: relayed to node `node`: the CA-signed certificate for its staged TLS key."""
+
+    @_abc_1.abstractmethod
+    def ProposeRecoveryConfig(
+        self,
+        request: _coordinator_pb2.ProposeRecoveryConfigRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_coordinator_pb2.LifecycleProposal, _abc.Awaitable[_coordinator_pb2.LifecycleProposal]]:
+        """--- backup and recovery (issue 12) ---
+        Admin: a new recovery-officer configuration (officers' age keys, quorum m, export quorum,
+        drill period), signed by the proposer; a lifecycle proposal of kind "recovery-config",
+        applied at the admin quorum (pushed to every node; new backups of every key follow).
+        """
+
+    @_abc_1.abstractmethod
+    def ProposeRecoveryOrder(
+        self,
+        request: _coordinator_pb2.ProposeRecoveryOrderRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_coordinator_pb2.LifecycleProposal, _abc.Awaitable[_coordinator_pb2.LifecycleProposal]]:
+        """Admin: a recovery order (restore nodes' shares, or a break-glass export), signed by the
+        proposer; a lifecycle proposal of kind "recovery-order", applied at the admin quorum (the
+        export quorum for an export): installed on every node and opened as a ceremony.
+        """
+
+    @_abc_1.abstractmethod
+    def GetRecoveryConfig(
+        self,
+        request: _coordinator_pb2.GetRecoveryConfigRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_coordinator_pb2.RecoveryConfigHistory, _abc.Awaitable[_coordinator_pb2.RecoveryConfigHistory]]:
+        """Every role: the recovery configuration history (verify it against your own admin set)."""
+
+    @_abc_1.abstractmethod
+    def ExportBackup(
+        self,
+        request: _coordinator_pb2.ExportBackupRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_coordinator_pb2.BackupInfo, _abc.Awaitable[_coordinator_pb2.BackupInfo]]:
+        """Admin, operator, officer, auditor: a key's backup bundle (the newest, or the one named)."""
+
+    @_abc_1.abstractmethod
+    def ListBackups(
+        self,
+        request: _coordinator_pb2.ListBackupsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_coordinator_pb2.ListBackupsResponse, _abc.Awaitable[_coordinator_pb2.ListBackupsResponse]]:
+        """Admin, operator, officer, auditor: the bundles of a key (or of every key), newest first, without their bytes."""
+
+    @_abc_1.abstractmethod
+    def StartDrill(
+        self,
+        request: _coordinator_pb2.StartDrillRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_coordinator_pb2.Ceremony, _abc.Awaitable[_coordinator_pb2.Ceremony]]:
+        """Admin, operator, officer: opens a drill ceremony for a key's newest bundle."""
+
+    @_abc_1.abstractmethod
+    def SubmitRecoveryPieces(
+        self,
+        request: _coordinator_pb2.SubmitRecoveryPiecesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_coordinator_pb2.Ceremony, _abc.Awaitable[_coordinator_pb2.Ceremony]]:
+        """Officer: one officer's pieces for a ceremony, each age-encrypted to its target (a node's
+        roster encryption key, or an export order's off-line recipient). The officer must be the
+        caller's certificate name. Once m officers gave pieces for every target, the coordinator
+        runs the ceremony (DrillShare / RestoreShare, then the order's follow-up key operation).
+        """
+
+    @_abc_1.abstractmethod
+    def GetCeremony(
+        self,
+        request: _coordinator_pb2.GetCeremonyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_coordinator_pb2.Ceremony, _abc.Awaitable[_coordinator_pb2.Ceremony]]: ...
+
+    @_abc_1.abstractmethod
+    def ListCeremonies(
+        self,
+        request: _coordinator_pb2.ListCeremoniesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_coordinator_pb2.ListCeremoniesResponse, _abc.Awaitable[_coordinator_pb2.ListCeremoniesResponse]]: ...
 
 def add_CoordinatorServicer_to_server(servicer: CoordinatorServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

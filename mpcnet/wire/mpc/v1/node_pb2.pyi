@@ -402,3 +402,89 @@ class ReserveSigningResponse(_message.Message):
     reserver: int
     created: bool
     def __init__(self, receipt: _Optional[bytes] = ..., reserver: _Optional[int] = ..., created: _Optional[bool] = ...) -> None: ...
+
+class InstallRecoveryConfigRequest(_message.Message):
+    __slots__ = ("history",)
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
+    history: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, history: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class InstallRecoveryConfigResponse(_message.Message):
+    __slots__ = ("installed", "version")
+    INSTALLED_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    installed: bool
+    version: int
+    def __init__(self, installed: _Optional[bool] = ..., version: _Optional[int] = ...) -> None: ...
+
+class GetBackupPartRequest(_message.Message):
+    __slots__ = ("key_id", "epoch")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    key_id: bytes
+    epoch: int
+    def __init__(self, key_id: _Optional[bytes] = ..., epoch: _Optional[int] = ...) -> None: ...
+
+class GetBackupPartResponse(_message.Message):
+    __slots__ = ("signed_part",)
+    SIGNED_PART_FIELD_NUMBER: _ClassVar[int]
+    signed_part: bytes
+    def __init__(self, signed_part: _Optional[bytes] = ...) -> None: ...
+
+class InstallRecoveryOrderRequest(_message.Message):
+    __slots__ = ("signed_order",)
+    SIGNED_ORDER_FIELD_NUMBER: _ClassVar[int]
+    signed_order: bytes
+    def __init__(self, signed_order: _Optional[bytes] = ...) -> None: ...
+
+class InstallRecoveryOrderResponse(_message.Message):
+    __slots__ = ("installed",)
+    INSTALLED_FIELD_NUMBER: _ClassVar[int]
+    installed: bool
+    def __init__(self, installed: _Optional[bool] = ...) -> None: ...
+
+class RestoreShareRequest(_message.Message):
+    __slots__ = ("signed_order", "bundle", "pieces")
+    SIGNED_ORDER_FIELD_NUMBER: _ClassVar[int]
+    BUNDLE_FIELD_NUMBER: _ClassVar[int]
+    PIECES_FIELD_NUMBER: _ClassVar[int]
+    signed_order: bytes
+    bundle: bytes
+    pieces: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, signed_order: _Optional[bytes] = ..., bundle: _Optional[bytes] = ..., pieces: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class OfficerOutcome(_message.Message):
+    __slots__ = ("officer", "name", "outcome")
+    OFFICER_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    officer: int
+    name: str
+    outcome: str
+    def __init__(self, officer: _Optional[int] = ..., name: _Optional[str] = ..., outcome: _Optional[str] = ...) -> None: ...
+
+class RestoreShareResponse(_message.Message):
+    __slots__ = ("receipt", "outcomes")
+    RECEIPT_FIELD_NUMBER: _ClassVar[int]
+    OUTCOMES_FIELD_NUMBER: _ClassVar[int]
+    receipt: bytes
+    outcomes: _containers.RepeatedCompositeFieldContainer[OfficerOutcome]
+    def __init__(self, receipt: _Optional[bytes] = ..., outcomes: _Optional[_Iterable[_Union[OfficerOutcome, _Mapping]]] = ...) -> None: ...
+
+class DrillShareRequest(_message.Message):
+    __slots__ = ("ceremony_id", "bundle", "pieces")
+    CEREMONY_ID_FIELD_NUMBER: _ClassVar[int]
+    BUNDLE_FIELD_NUMBER: _ClassVar[int]
+    PIECES_FIELD_NUMBER: _ClassVar[int]
+    ceremony_id: bytes
+    bundle: bytes
+    pieces: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, ceremony_id: _Optional[bytes] = ..., bundle: _Optional[bytes] = ..., pieces: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class DrillShareResponse(_message.Message):
+    __slots__ = ("report", "outcomes")
+    REPORT_FIELD_NUMBER: _ClassVar[int]
+    OUTCOMES_FIELD_NUMBER: _ClassVar[int]
+    report: bytes
+    outcomes: _containers.RepeatedCompositeFieldContainer[OfficerOutcome]
+    def __init__(self, report: _Optional[bytes] = ..., outcomes: _Optional[_Iterable[_Union[OfficerOutcome, _Mapping]]] = ...) -> None: ...

@@ -136,6 +136,31 @@ class NodeStub:
                 request_serializer=mpc_dot_v1_dot_node__pb2.InstallStagedCertificateRequest.SerializeToString,
                 response_deserializer=mpc_dot_v1_dot_node__pb2.InstallStagedCertificateResponse.FromString,
                 _registered_method=True)
+        self.InstallRecoveryConfig = channel.unary_unary(
+                '/mpc.v1.Node/InstallRecoveryConfig',
+                request_serializer=mpc_dot_v1_dot_node__pb2.InstallRecoveryConfigRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_node__pb2.InstallRecoveryConfigResponse.FromString,
+                _registered_method=True)
+        self.GetBackupPart = channel.unary_unary(
+                '/mpc.v1.Node/GetBackupPart',
+                request_serializer=mpc_dot_v1_dot_node__pb2.GetBackupPartRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_node__pb2.GetBackupPartResponse.FromString,
+                _registered_method=True)
+        self.InstallRecoveryOrder = channel.unary_unary(
+                '/mpc.v1.Node/InstallRecoveryOrder',
+                request_serializer=mpc_dot_v1_dot_node__pb2.InstallRecoveryOrderRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_node__pb2.InstallRecoveryOrderResponse.FromString,
+                _registered_method=True)
+        self.RestoreShare = channel.unary_unary(
+                '/mpc.v1.Node/RestoreShare',
+                request_serializer=mpc_dot_v1_dot_node__pb2.RestoreShareRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_node__pb2.RestoreShareResponse.FromString,
+                _registered_method=True)
+        self.DrillShare = channel.unary_unary(
+                '/mpc.v1.Node/DrillShare',
+                request_serializer=mpc_dot_v1_dot_node__pb2.DrillShareRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_node__pb2.DrillShareResponse.FromString,
+                _registered_method=True)
 
 
 class NodeServicer:
@@ -293,6 +318,55 @@ class NodeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def InstallRecoveryConfig(self, request, context):
+        """--- backup and recovery (issue 12; governance/recovery.py, mpcnet/common/backup.py) ---
+        Installs the admin-signed recovery-officer configuration history (SignedRecoveryConfigChange,
+        version 1 first), verified against the node's own admin set; callers: coordinator or admin.
+        A history that does not extend the stored one is refused (FAILED_PRECONDITION).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetBackupPart(self, request, context):
+        """This node's signed backup part of `key_id` at `epoch` for the recovery configuration in
+        force: its share split m-of-k among the officers (Feldman commitments, one age-encrypted
+        piece per officer). Made once per (key, epoch, configuration version) and stored, so every
+        call answers the same part. FAILED_PRECONDITION: no recovery configuration, or the node does
+        not hold the key at that epoch. Caller: coordinator.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def InstallRecoveryOrder(self, request, context):
+        """Verifies (own admin set, recovery configuration) and records an admin-signed recovery order;
+        every node audits it (a break-glass export loudly). Idempotent. Caller: coordinator or admin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RestoreShare(self, request, context):
+        """Restore ceremony, on a target node of a RESTORE order: decrypts the officers' pieces of its
+        share (age, to this node's roster encryption key), checks each against the bundle's
+        commitments (a bad piece names its officer), reconstructs the share from at least m, checks
+        it against its public share and stores it as a *restored* share (usable only as a dealer in
+        the order's follow-up refresh/reshare, never to sign). Caller: coordinator.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DrillShare(self, request, context):
+        """Recovery drill, on a current holder of the key: the same decryption, checks and
+        reconstruction as RestoreShare, in memory only; compares the result with its live share,
+        destroys it and answers a signed drill report. Changes nothing but the audit log.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -395,6 +469,31 @@ def add_NodeServicer_to_server(servicer, server):
                     servicer.InstallStagedCertificate,
                     request_deserializer=mpc_dot_v1_dot_node__pb2.InstallStagedCertificateRequest.FromString,
                     response_serializer=mpc_dot_v1_dot_node__pb2.InstallStagedCertificateResponse.SerializeToString,
+            ),
+            'InstallRecoveryConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.InstallRecoveryConfig,
+                    request_deserializer=mpc_dot_v1_dot_node__pb2.InstallRecoveryConfigRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_node__pb2.InstallRecoveryConfigResponse.SerializeToString,
+            ),
+            'GetBackupPart': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBackupPart,
+                    request_deserializer=mpc_dot_v1_dot_node__pb2.GetBackupPartRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_node__pb2.GetBackupPartResponse.SerializeToString,
+            ),
+            'InstallRecoveryOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.InstallRecoveryOrder,
+                    request_deserializer=mpc_dot_v1_dot_node__pb2.InstallRecoveryOrderRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_node__pb2.InstallRecoveryOrderResponse.SerializeToString,
+            ),
+            'RestoreShare': grpc.unary_unary_rpc_method_handler(
+                    servicer.RestoreShare,
+                    request_deserializer=mpc_dot_v1_dot_node__pb2.RestoreShareRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_node__pb2.RestoreShareResponse.SerializeToString,
+            ),
+            'DrillShare': grpc.unary_unary_rpc_method_handler(
+                    servicer.DrillShare,
+                    request_deserializer=mpc_dot_v1_dot_node__pb2.DrillShareRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_node__pb2.DrillShareResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -937,6 +1036,141 @@ class Node:
             '/mpc.v1.Node/InstallStagedCertificate',
             mpc_dot_v1_dot_node__pb2.InstallStagedCertificateRequest.SerializeToString,
             mpc_dot_v1_dot_node__pb2.InstallStagedCertificateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InstallRecoveryConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Node/InstallRecoveryConfig',
+            mpc_dot_v1_dot_node__pb2.InstallRecoveryConfigRequest.SerializeToString,
+            mpc_dot_v1_dot_node__pb2.InstallRecoveryConfigResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBackupPart(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Node/GetBackupPart',
+            mpc_dot_v1_dot_node__pb2.GetBackupPartRequest.SerializeToString,
+            mpc_dot_v1_dot_node__pb2.GetBackupPartResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InstallRecoveryOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Node/InstallRecoveryOrder',
+            mpc_dot_v1_dot_node__pb2.InstallRecoveryOrderRequest.SerializeToString,
+            mpc_dot_v1_dot_node__pb2.InstallRecoveryOrderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestoreShare(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Node/RestoreShare',
+            mpc_dot_v1_dot_node__pb2.RestoreShareRequest.SerializeToString,
+            mpc_dot_v1_dot_node__pb2.RestoreShareResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DrillShare(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Node/DrillShare',
+            mpc_dot_v1_dot_node__pb2.DrillShareRequest.SerializeToString,
+            mpc_dot_v1_dot_node__pb2.DrillShareResponse.FromString,
             options,
             channel_credentials,
             insecure,

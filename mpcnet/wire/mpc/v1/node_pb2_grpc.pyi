@@ -94,6 +94,35 @@ class NodeStub:
     """
     InstallStagedCertificate: _grpc.UnaryUnaryMultiCallable[_node_pb2.InstallStagedCertificateRequest, _node_pb2.InstallStagedCertificateResponse]
     """Admin only: the CA-signed certificate for the staged TLS key (checked against it and the CA)."""
+    InstallRecoveryConfig: _grpc.UnaryUnaryMultiCallable[_node_pb2.InstallRecoveryConfigRequest, _node_pb2.InstallRecoveryConfigResponse]
+    """--- backup and recovery (issue 12; governance/recovery.py, mpcnet/common/backup.py) ---
+    Installs the admin-signed recovery-officer configuration history (SignedRecoveryConfigChange,
+    version 1 first), verified against the node's own admin set; callers: coordinator or admin.
+    A history that does not extend the stored one is refused (FAILED_PRECONDITION).
+    """
+    GetBackupPart: _grpc.UnaryUnaryMultiCallable[_node_pb2.GetBackupPartRequest, _node_pb2.GetBackupPartResponse]
+    """This node's signed backup part of `key_id` at `epoch` for the recovery configuration in
+    force: its share split m-of-k among the officers (Feldman commitments, one age-encrypted
+    piece per officer). Made once per (key, epoch, configuration version) and stored, so every
+    call answers the same part. FAILED_PRECONDITION: no recovery configuration, or the node does
+    not hold the key at that epoch. Caller: coordinator.
+    """
+    InstallRecoveryOrder: _grpc.UnaryUnaryMultiCallable[_node_pb2.InstallRecoveryOrderRequest, _node_pb2.InstallRecoveryOrderResponse]
+    """Verifies (own admin set, recovery configuration) and records an admin-signed recovery order;
+    every node audits it (a break-glass export loudly). Idempotent. Caller: coordinator or admin.
+    """
+    RestoreShare: _grpc.UnaryUnaryMultiCallable[_node_pb2.RestoreShareRequest, _node_pb2.RestoreShareResponse]
+    """Restore ceremony, on a target node of a RESTORE order: decrypts the officers' pieces of its
+    share (age, to this node's roster encryption key), checks each against the bundle's
+    commitments (a bad piece names its officer), reconstructs the share from at least m, checks
+    it against its public share and stores it as a *restored* share (usable only as a dealer in
+    the order's follow-up refresh/reshare, never to sign). Caller: coordinator.
+    """
+    DrillShare: _grpc.UnaryUnaryMultiCallable[_node_pb2.DrillShareRequest, _node_pb2.DrillShareResponse]
+    """Recovery drill, on a current holder of the key: the same decryption, checks and
+    reconstruction as RestoreShare, in memory only; compares the result with its live share,
+    destroys it and answers a signed drill report. Changes nothing but the audit log.
+    """
 
 @_typing.type_check_only
 class NodeAsyncStub(NodeStub):
@@ -156,6 +185,35 @@ class NodeAsyncStub(NodeStub):
     """
     InstallStagedCertificate: _aio.UnaryUnaryMultiCallable[_node_pb2.InstallStagedCertificateRequest, _node_pb2.InstallStagedCertificateResponse]  # type: ignore[assignment]
     """Admin only: the CA-signed certificate for the staged TLS key (checked against it and the CA)."""
+    InstallRecoveryConfig: _aio.UnaryUnaryMultiCallable[_node_pb2.InstallRecoveryConfigRequest, _node_pb2.InstallRecoveryConfigResponse]  # type: ignore[assignment]
+    """--- backup and recovery (issue 12; governance/recovery.py, mpcnet/common/backup.py) ---
+    Installs the admin-signed recovery-officer configuration history (SignedRecoveryConfigChange,
+    version 1 first), verified against the node's own admin set; callers: coordinator or admin.
+    A history that does not extend the stored one is refused (FAILED_PRECONDITION).
+    """
+    GetBackupPart: _aio.UnaryUnaryMultiCallable[_node_pb2.GetBackupPartRequest, _node_pb2.GetBackupPartResponse]  # type: ignore[assignment]
+    """This node's signed backup part of `key_id` at `epoch` for the recovery configuration in
+    force: its share split m-of-k among the officers (Feldman commitments, one age-encrypted
+    piece per officer). Made once per (key, epoch, configuration version) and stored, so every
+    call answers the same part. FAILED_PRECONDITION: no recovery configuration, or the node does
+    not hold the key at that epoch. Caller: coordinator.
+    """
+    InstallRecoveryOrder: _aio.UnaryUnaryMultiCallable[_node_pb2.InstallRecoveryOrderRequest, _node_pb2.InstallRecoveryOrderResponse]  # type: ignore[assignment]
+    """Verifies (own admin set, recovery configuration) and records an admin-signed recovery order;
+    every node audits it (a break-glass export loudly). Idempotent. Caller: coordinator or admin.
+    """
+    RestoreShare: _aio.UnaryUnaryMultiCallable[_node_pb2.RestoreShareRequest, _node_pb2.RestoreShareResponse]  # type: ignore[assignment]
+    """Restore ceremony, on a target node of a RESTORE order: decrypts the officers' pieces of its
+    share (age, to this node's roster encryption key), checks each against the bundle's
+    commitments (a bad piece names its officer), reconstructs the share from at least m, checks
+    it against its public share and stores it as a *restored* share (usable only as a dealer in
+    the order's follow-up refresh/reshare, never to sign). Caller: coordinator.
+    """
+    DrillShare: _aio.UnaryUnaryMultiCallable[_node_pb2.DrillShareRequest, _node_pb2.DrillShareResponse]  # type: ignore[assignment]
+    """Recovery drill, on a current holder of the key: the same decryption, checks and
+    reconstruction as RestoreShare, in memory only; compares the result with its live share,
+    destroys it and answers a signed drill report. Changes nothing but the audit log.
+    """
 
 class NodeServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -335,5 +393,64 @@ class NodeServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_node_pb2.InstallStagedCertificateResponse, _abc.Awaitable[_node_pb2.InstallStagedCertificateResponse]]:
         """Admin only: the CA-signed certificate for the staged TLS key (checked against it and the CA)."""
+
+    @_abc_1.abstractmethod
+    def InstallRecoveryConfig(
+        self,
+        request: _node_pb2.InstallRecoveryConfigRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_node_pb2.InstallRecoveryConfigResponse, _abc.Awaitable[_node_pb2.InstallRecoveryConfigResponse]]:
+        """--- backup and recovery (issue 12; governance/recovery.py, mpcnet/common/backup.py) ---
+        Installs the admin-signed recovery-officer configuration history (SignedRecoveryConfigChange,
+        version 1 first), verified against the node's own admin set; callers: coordinator or admin.
+        A history that does not extend the stored one is refused (FAILED_PRECONDITION).
+        """
+
+    @_abc_1.abstractmethod
+    def GetBackupPart(
+        self,
+        request: _node_pb2.GetBackupPartRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_node_pb2.GetBackupPartResponse, _abc.Awaitable[_node_pb2.GetBackupPartResponse]]:
+        """This node's signed backup part of `key_id` at `epoch` for the recovery configuration in
+        force: its share split m-of-k among the officers (Feldman commitments, one age-encrypted
+        piece per officer). Made once per (key, epoch, configuration version) and stored, so every
+        call answers the same part. FAILED_PRECONDITION: no recovery configuration, or the node does
+        not hold the key at that epoch. Caller: coordinator.
+        """
+
+    @_abc_1.abstractmethod
+    def InstallRecoveryOrder(
+        self,
+        request: _node_pb2.InstallRecoveryOrderRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_node_pb2.InstallRecoveryOrderResponse, _abc.Awaitable[_node_pb2.InstallRecoveryOrderResponse]]:
+        """Verifies (own admin set, recovery configuration) and records an admin-signed recovery order;
+        every node audits it (a break-glass export loudly). Idempotent. Caller: coordinator or admin.
+        """
+
+    @_abc_1.abstractmethod
+    def RestoreShare(
+        self,
+        request: _node_pb2.RestoreShareRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_node_pb2.RestoreShareResponse, _abc.Awaitable[_node_pb2.RestoreShareResponse]]:
+        """Restore ceremony, on a target node of a RESTORE order: decrypts the officers' pieces of its
+        share (age, to this node's roster encryption key), checks each against the bundle's
+        commitments (a bad piece names its officer), reconstructs the share from at least m, checks
+        it against its public share and stores it as a *restored* share (usable only as a dealer in
+        the order's follow-up refresh/reshare, never to sign). Caller: coordinator.
+        """
+
+    @_abc_1.abstractmethod
+    def DrillShare(
+        self,
+        request: _node_pb2.DrillShareRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_node_pb2.DrillShareResponse, _abc.Awaitable[_node_pb2.DrillShareResponse]]:
+        """Recovery drill, on a current holder of the key: the same decryption, checks and
+        reconstruction as RestoreShare, in memory only; compares the result with its live share,
+        destroys it and answers a signed drill report. Changes nothing but the audit log.
+        """
 
 def add_NodeServicer_to_server(servicer: NodeServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
