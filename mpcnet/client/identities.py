@@ -39,6 +39,11 @@ DEMO_IDENTITIES: tuple[tuple[str, str], ...] = (
     ("approver2", "approver"),
     ("approver3", "approver"),
     ("auditor1", "auditor"),
+    # recovery officers (issue 12): their TLS certificates let them reach the coordinator; their
+    # age recovery keys are theirs alone (`mpc officer keygen`), never made by the launcher
+    ("officer1", "officer"),
+    ("officer2", "officer"),
+    ("officer3", "officer"),
 )
 
 

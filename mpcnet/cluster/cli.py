@@ -3,6 +3,8 @@
     mpc-cluster up --dir DIR [--nodes 5 --threshold 3] [--foreground] [--quiet] [--json]
     mpc-cluster status --dir DIR [--json]
     mpc-cluster stop --dir DIR
+    mpc-cluster add-node --dir DIR
+    mpc-cluster wipe-node --dir DIR N | replace-node --dir DIR N [--out FILE]
 
 ``up`` creates (on first use) a dev CA, every certificate, the nodes' keystores and passphrase
 files and all configs in DIR, starts n nodes and the coordinator on free localhost ports, waits
@@ -51,6 +53,7 @@ from mpcnet.cluster.launcher import (
     prepare,
     read_params,
 )
+from mpcnet.cluster.replace import activate, held_back, is_wiped, ready_nodes
 from mpcnet.cluster.roster_view import revoked_names, roster_in_force
 from mpcnet.common import cliutil
 from mpcnet.common.cliutil import Failed, PathArg, Seconds, UInt
@@ -246,9 +249,15 @@ class Supervisor:
         import trio
 
         revoked = await trio.to_thread.run_sync(revoked_names, self.lay)
-        nodes = [f"node-{i}" for i in range(1, self.lay.nodes + 1) if f"node-{i}" not in revoked]
+        await trio.to_thread.run_sync(_activate_ready, self.lay)
+        gone = await trio.to_thread.run_sync(held_back, self.lay)
+        nodes = [f"node-{i}" for i in range(1, self.lay.nodes + 1) if f"node-{i}" not in revoked and f"node-{i}" not in gone]
         if revoked:  # a revoked node refuses to start: it is not started at all
             msg = f"not starting {', '.join(sorted(revoked, key=_node_number))}: revoked in the roster in force"
+            self.say(msg)
+            self.progress(msg)
+        for name, state in sorted(gone.items(), key=lambda x: _node_number(x[0])):  # issue 12: mpc-cluster wipe-node
+            msg = f"not starting {name}: {_HELD_BACK[state].format(dir=self.lay.dir, n=_node_number(name))}"
             self.say(msg)
             self.progress(msg)
         for name in nodes:
@@ -293,6 +302,12 @@ class Supervisor:
             return
         added = [f"node-{i}" for i in range(self.lay.nodes + 1, lay.nodes + 1)]
         self.lay = lay
+        # replaced nodes the roster now names (issue 12: mpc-cluster replace-node, then up)
+        for i in await trio.to_thread.run_sync(_activate_ready, lay):
+            name = f"node-{i}"
+            p = self.procs.get(name)
+            if name not in added and (p is None or p.returncode is not None):
+                added.append(name)
         for name in added:
             self.say(f"starting {name} (added)")
             nursery.start_soon(self.keep_running, name)
@@ -304,6 +319,11 @@ class Supervisor:
 
         backoff = 0.5
         while not self.stopping:
+            if name.startswith("node-") and is_wiped(self.lay, _node_number(name)):  # its host is gone
+                self.say(f"{name} is wiped: not restarted ('mpc-cluster replace-node --dir {self.lay.dir} {_node_number(name)}')")
+                self.procs.pop(name, None)
+                self.write_info()
+                return
             out = open(self.lay.log(name).with_suffix(".out"), "ab")
             try:
                 # own session: a Ctrl-C at the terminal reaches only the supervisor, which then
@@ -422,6 +442,8 @@ def cli() -> None:
       mpc-cluster status --dir DIR [--json]                processes, endpoints, health
       mpc-cluster stop --dir DIR                           stop (the data stays in DIR)
       mpc-cluster add-node --dir DIR                       enrol and start one more node (issue 11)
+      mpc-cluster wipe-node --dir DIR N                    lose node N's host: kill it, delete its data and keys
+      mpc-cluster replace-node --dir DIR N                 a new host for wiped node N: keys, enrolment file
     """
 
 
@@ -529,7 +551,9 @@ def _up(d: Path, nodes: int | None, threshold: int | None, foreground: bool, as_
         existing = _layout(d)
         sup_pid = _supervisor_pid(existing)
         if sup_pid is not None:
-            message = escape(f"mpc-cluster: already running in {d} (supervisor pid {sup_pid or 'unknown'})")
+            started = _start_ready(existing, sup_pid, Progress(quiet=quiet), timeout)
+            message = escape(f"mpc-cluster: already running in {d} (supervisor pid {sup_pid or 'unknown'})"
+                             + (f"; started {', '.join(started)} (replaced)" if started else ""))
             if not as_json:
                 print(message)
                 return 0
@@ -582,6 +606,26 @@ def _up(d: Path, nodes: int | None, threshold: int | None, foreground: bool, as_
             progress("interrupted: stopping what was started")
             _stop_starting(lay, sup)
             raise
+
+
+def _start_ready(lay: Layout, sup_pid: int, progress: Progress, timeout: float) -> list[str]:
+    """On a running cluster: have the supervisor (SIGUSR1) start the replaced nodes the roster
+    now names (issue 12) and wait until they are healthy. Their names; Failed if one is not
+    healthy within ``timeout`` seconds."""
+    ready = [f"node-{i}" for i in ready_nodes(lay)]
+    if not ready or not sup_pid:
+        return []
+    progress(f"the roster names the new keys of {', '.join(ready)}: starting them")
+    os.kill(sup_pid, signal.SIGUSR1)
+    eps = lay.endpoints()
+    deadline = time.monotonic() + timeout
+    for name in ready:
+        while not check_health(lay, eps[name], 1.0):
+            if time.monotonic() > deadline:
+                raise Failed(f"{name} did not become healthy within {timeout:g}s; see {lay.log(name)}")
+            time.sleep(0.2)
+        progress(f"{name} healthy")
+    return ready
 
 
 def _wait_up(lay: Layout, sup: subprocess.Popen[bytes], relay: _Relay, progress: Progress, interrupt: DeferredInterrupt,
@@ -671,6 +715,8 @@ def print_status(lay: Layout, info: dict[str, Any], *, as_json: bool, probe: boo
         if p.get("revoked"):
             health = ("REVOKED: still running, takes part in nothing (stopped at the next 'up')" if p.get("pid")
                       else "REVOKED: not started")
+        if p.get("held_back"):
+            health = f"{p['held_back'].upper()}: not started"
         extra = f", restarted {p['restarts']}x" if p["restarts"] else ""
         lines.append(f"  {p['name']:<12} {p['endpoint']:<22} pid {p.get('pid') or '-'!s:<8} {health}{extra}")
     lines.append(f"client: mpc --cluster {lay.dir} --as admin1 keys   (identities: {lay.dir}/identities)")
@@ -685,11 +731,14 @@ def _status_doc(lay: Layout, info: dict[str, Any], *, probe: bool) -> dict[str, 
     left = {} if sup_alive else _leftovers(lay)  # still serving after their supervisor died
     roster = roster_in_force(lay)
     revoked = {f"node-{e.index}" for e in roster.entries if not e.active} if roster is not None else set()
+    gone = held_back(lay)
     for p in procs:
         if not sup_alive:
             p["pid"] = left.get(p["name"]) or None
         running = sup_alive or p["name"] in left
         p["revoked"] = p["name"] in revoked
+        if p["name"] in gone:
+            p["held_back"] = gone[p["name"]]
         p["healthy"] = bool(probe and running and (p.get("pid") or not p["revoked"]) and check_health(lay, str(p["endpoint"]), 1.0))
         p["restarts"] = info.get("restarts", {}).get(p["name"], 0)
     state = info.get("status") if sup_alive else ("unsupervised" if left else "stopped")
@@ -712,6 +761,19 @@ def cluster_shape(lay: Layout) -> str:
 
 def _node_number(name: str) -> int:
     return int(name.rpartition("-")[2])
+
+
+_HELD_BACK = {
+    "wiped": "wiped (its host is gone); 'mpc-cluster replace-node --dir {dir} {n}' makes a new one",
+    "replaced": ("replaced; started once the roster names its new keys "
+                 "('mpc node replace {n} --enrolment FILE', approved; then 'mpc-cluster up --dir {dir}')"),
+}
+
+
+def _activate_ready(lay: Layout) -> list[int]:
+    """Activate the replaced nodes the roster in force names (:func:`mpcnet.cluster.replace.activate`);
+    their indices."""
+    return [i for i in ready_nodes(lay) if activate(lay, i)]
 
 
 def status_ok(doc: dict[str, Any]) -> bool:
@@ -832,6 +894,58 @@ def cmd_add_node(directory: Path, timeout: float, as_json: bool, quiet: bool) ->
     else:
         print(escape(f"mpc-cluster: {doc['name']} enrolled at {doc['endpoint']} (roster version {doc['roster_version']}); "
                      f"{len(doc['operations'])} key operation(s) done"))
+    return 0
+
+
+@cli.command("wipe-node", epilog=EPILOG)
+@_dir_option("the cluster directory")
+@click.argument("index", type=UInt(1, MAX_LOCAL_NODES), metavar="N")
+@_json_option
+@click.option("--quiet", "-q", is_flag=True, help="no progress lines on stderr")
+def cmd_wipe_node(directory: Path, index: int, as_json: bool, quiet: bool) -> int:
+    """Lose node N's host (recovery rehearsals): kill it (SIGKILL) and delete its data, keys and
+    certificate; the supervisor does not restart it and 'up' does not recreate it."""
+    from mpcnet.cluster.replace import wipe_node
+
+    lay = _layout(directory)
+    with _one_up(lay.dir, STOP_WAIT_FOR_UP_S, Progress(quiet=quiet)):
+        try:
+            doc = wipe_node(lay, index, progress=Progress(quiet=quiet))
+        except ClusterError as e:
+            raise _usage(str(e)) from None
+    if as_json:
+        print(json.dumps(doc, indent=2))
+    else:
+        print(escape(f"mpc-cluster: {doc['name']} wiped ({len(doc['deleted'])} files deleted"
+                     + (f", pid {doc['killed_pid']} killed)" if doc["killed_pid"] else ", it was not running)")))
+    return 0
+
+
+@cli.command("replace-node", epilog=EPILOG)
+@_dir_option("the cluster directory")
+@click.argument("index", type=UInt(1, MAX_LOCAL_NODES), metavar="N")
+@click.option("--out", type=PathArg("FILE", resolve=True), default=None,
+              help="where to write the enrolment file [default: DIR/enrolment-node-N.json]")
+@_json_option
+@click.option("--quiet", "-q", is_flag=True, help="no progress lines on stderr")
+def cmd_replace_node(directory: Path, index: int, out: Path | None, as_json: bool, quiet: bool) -> int:
+    """Make a new host for wiped node N: new TLS certificate, identity and encryption keys, an
+    empty store, and the enrolment file for 'mpc node replace N --enrolment FILE'. Once that
+    roster change is applied, 'mpc-cluster up' starts the node."""
+    from mpcnet.cluster.replace import replace_node
+
+    lay = _layout(directory)
+    with _one_up(lay.dir, STOP_WAIT_FOR_UP_S, Progress(quiet=quiet)):
+        try:
+            doc = replace_node(lay, index, out=out, progress=Progress(quiet=quiet))
+        except ClusterError as e:
+            raise _usage(str(e)) from None
+    if as_json:
+        print(json.dumps(doc, indent=2))
+    else:
+        print(escape(f"mpc-cluster: {doc['name']} replaced (new keys, empty store) at {doc['endpoint']}; enrolment file "
+                     f"{doc['enrolment']}; next: 'mpc node replace {index} --enrolment {doc['enrolment']}' (approved), "
+                     f"then 'mpc-cluster up --dir {lay.dir}'"))
     return 0
 
 

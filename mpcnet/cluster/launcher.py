@@ -6,11 +6,13 @@ use writes fresh configs with free localhost ports; keys, certificates and data 
 
     DIR/ca/ca.pem, ca.key                     dev CA
     DIR/certs/<name>.pem, <name>.key          node-i (role node), coordinator, client (health checks)
-    DIR/identities/<name>/                    admin1..3, requester1, approver1..3, auditor1:
+    DIR/identities/<name>/                    admin1..3, requester1, approver1..3, auditor1, officer1..3:
                                               certificate + Ed25519 signing key (mpcnet.client.identities)
     DIR/governance.json                       cluster id, admin set (admins' public keys, quorum 2)
                                               and the initial default policy, signed by admin1+admin2
     DIR/nodes/node-i/{config.json, keystore.json, passphrase, node.db, audit.db}
+    DIR/nodes/node-i.wiped                    node i's host is gone (mpc-cluster wipe-node): nothing
+                                              of it is recreated or started (mpcnet.cluster.replace)
     DIR/coordinator/{config.json, keystore.json, passphrase, coordinator.db, audit.db}
     DIR/logs/<process>.log
     DIR/cluster.json                          endpoints, certificates, identities, audit public keys,
@@ -359,12 +361,17 @@ def prepare(
     directory.mkdir(parents=True, exist_ok=True)
     say = progress or (lambda _msg: None)
     lay = Layout(directory, nodes, threshold)
+    from mpcnet.cluster.replace import is_wiped  # a wiped node's host is gone: nothing of it is recreated
+
+    gone = {f"node-{i}" for i in range(1, nodes + 1) if is_wiped(lay, i)}
     say("creating the dev CA and the certificates" if not lay.ca.cert.exists() else "checking the CA and the certificates")
     ca = create_ca(directory / "ca")
     certs_dir = directory / "certs"
     wanted = [(f"node-{i}", "node", True) for i in range(1, nodes + 1)]
     wanted += [("coordinator", "coordinator", True), ("client", "client", False)]
     for name, role, server in wanted:
+        if name in gone:
+            continue
         path = lay.cert(name).cert
         # a server certificate of an older cluster may lack the DNS names: re-issue it
         if not path.exists() or (server and not set(server_hosts(name)) <= cert_hosts(path)):
@@ -379,6 +386,8 @@ def prepare(
     roster = []
     say(f"the keystores of {nodes} nodes and the coordinator (scrypt)")
     for i in range(1, nodes + 1):
+        if f"node-{i}" in gone:
+            continue
         nd = lay.node_dir(i)
         nd.mkdir(parents=True, exist_ok=True)
         os.chmod(nd, 0o700)
@@ -397,6 +406,8 @@ def prepare(
         write_json(lay.roster_path, [_genesis_roster(lay, roster, ports).to_dict()])
     governance = dict(governance, roster_history=json.loads(lay.roster_path.read_text()))
     for i in range(1, nodes + 1):
+        if f"node-{i}" in gone:  # its config stays as wipe-node/replace-node left it
+            continue
         cert = lay.cert(f"node-{i}")
         write_json(
             lay.node_config(i),
@@ -539,7 +550,8 @@ def info_doc(
         }
     audit_keys = {"coordinator": json.loads((lay.coordinator_dir / "keystore.json").read_text())["identity_public"]}
     for i in range(1, lay.nodes + 1):
-        audit_keys[f"node-{i}"] = json.loads((lay.node_dir(i) / "keystore.json").read_text())["identity_public"]
+        with contextlib.suppress(OSError):  # a wiped node has no keystore (issue 12: mpc-cluster wipe-node)
+            audit_keys[f"node-{i}"] = json.loads((lay.node_dir(i) / "keystore.json").read_text())["identity_public"]
     admin_set, _ = lay.governance()
     return {
         "status": status,

@@ -65,22 +65,30 @@ def sources(lay: Layout) -> list[Path]:
     return [lay.coordinator_dir / "coordinator.db", *nodes, lay.roster_path]
 
 
-def roster_in_force(lay: Layout) -> Roster | None:
-    """The last roster of the longest chain, among :func:`sources`, that verifies against the
-    cluster's admin set; None if no source holds a verifying chain (a cluster made before
+def history_in_force(lay: Layout) -> tuple[SignedRosterChange, ...]:
+    """The longest chain, among :func:`sources`, that verifies against the cluster's admin set
+    (version 1 first); ``()`` if no source holds a verifying chain (a cluster made before
     issue 11, or ``DIR/governance.json`` unreadable)."""
     try:
         admins, _ = lay.governance()
     except (OSError, ValueError, TypeError, KeyError, GovernanceError):
-        return None
-    best: tuple[int, Roster] | None = None
+        return ()
+    best: tuple[SignedRosterChange, ...] = ()
     for src in sources(lay):
         raw = _from_json(src) if src.suffix == ".json" else _from_db(src)
-        if not raw or (best is not None and len(raw) <= best[0]):
+        if not raw or len(raw) <= len(best):
             continue
         with contextlib.suppress(GovernanceError, ValueError):
-            best = (len(raw), verify_roster_history(admins, [SignedRosterChange.from_bytes(b) for b in raw]))
-    return best[1] if best is not None else None
+            chain = tuple(SignedRosterChange.from_bytes(b) for b in raw)
+            verify_roster_history(admins, list(chain))
+            best = chain
+    return best
+
+
+def roster_in_force(lay: Layout) -> Roster | None:
+    """The last roster of :func:`history_in_force`; None if no source holds a verifying chain."""
+    history = history_in_force(lay)
+    return history[-1].change.new_roster if history else None
 
 
 def revoked_names(lay: Layout) -> set[str]:
