@@ -239,7 +239,9 @@ def service_handler(
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
     for method in service_descriptor.methods:
         req_cls = message_factory.GetMessageClass(method.input_type)
-        fn = getattr(servicer, method.name)
+        fn = getattr(servicer, method.name, None)
+        if fn is None:  # not implemented (yet): grpc answers UNIMPLEMENTED
+            continue
         if method.server_streaming:
             handlers[method.name] = grpc.unary_stream_rpc_method_handler(
                 _wrap_stream(fn, method.name, req_cls.DESCRIPTOR.full_name, authorize, logger, translate, streams),
