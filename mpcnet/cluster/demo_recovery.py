@@ -97,12 +97,10 @@ class Demo:
         deadline = time.monotonic() + timeout
         while True:
             p = subprocess.run([sys.executable, "-m", *args], env=child_env(), capture_output=True, text=True)
-            doc = None
-            if p.returncode == 0:
-                try:
-                    doc = json.loads(p.stdout)
-                except ValueError:
-                    doc = None
+            try:  # a failed ceremony exits 1 with its JSON: done() decides
+                doc = json.loads(p.stdout)
+            except ValueError:
+                doc = None
             if doc is not None and done(doc):
                 return doc
             if time.monotonic() > deadline:
@@ -243,12 +241,12 @@ def demo_recovery(keep: bool, scrypt_n: int) -> int:
             enrol = home / f"enrolment-node-{n}.json"
             _run(["mpcnet.cluster.cli", "replace-node", "--dir", str(d), str(n), "--out", str(enrol), "--quiet"],
                  f"mpc-cluster replace-node {n}")
-            demo.propose(f"replacing node {n}", "node", "replace", str(n), "--enrolment", str(enrol), "--no-wait")
+            demo.propose(f"replacing node {n}", "node", "replace", str(n), "--enrolment", str(enrol))
         _run(["mpcnet.cluster.cli", "up", "--dir", str(d), "--quiet"], "mpc-cluster up (starts the replaced nodes)")
 
         _step(9, f"admin1 orders the restore of shares {','.join(map(str, LOST))} (follow-up: a refresh); admin2 approves")
         demo.propose("the restore order", "recovery", "restore", "--key", demo.key_id, "--nodes", ",".join(map(str, LOST)),
-                     "--reason", "demo: nodes 3-5 lost", "--no-wait")
+                     "--reason", "demo: nodes 3-5 lost")
 
         def collecting(doc: Any) -> bool:
             return any(c.get("kind") == "restore" and c.get("key_id") == demo.key_id for c in _items(doc, "ceremonies"))
