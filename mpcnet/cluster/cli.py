@@ -345,6 +345,11 @@ class Supervisor:
             rc = await proc.wait()
             if self.stopping:
                 return
+            if name.startswith("node-") and is_wiped(self.lay, _node_number(name)):  # mpc-cluster wipe-node killed it
+                self.say(f"{name} (pid {proc.pid}) was wiped: not restarted")
+                self.procs.pop(name, None)
+                self.write_info()
+                return
             self.restarts[name] = self.restarts.get(name, 0) + 1
             self.say(f"{name} (pid {proc.pid}) exited with status {rc}; restarting it (restart #{self.restarts[name]})")
             self.write_info()

@@ -33,6 +33,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -168,8 +169,6 @@ def wipe_node(lay: Layout, index: int, *, progress: Callable[[str], None] = lamb
             if p.name in KEEP_ON_WIPE:
                 continue
             if p.is_dir() and not p.is_symlink():
-                import shutil
-
                 shutil.rmtree(p)
             else:
                 p.unlink(missing_ok=True)

@@ -38,6 +38,7 @@ def test_wipe_replace_and_start_once_the_roster_names_the_new_keys(tmp_path: Pat
         assert json.loads(wipe.stdout)["killed_pid"]
         time.sleep(3)  # the supervisor would have restarted a crashed node by now
         assert lock_holder(lay.node_dir(3)) is None and not (lay.node_dir(3) / "keystore.json").exists()
+        assert json.loads(lay.info_path.read_text())["restarts"].get("node-3", 0) == 0  # a wipe is not a crash
         st = _status(d)
         assert st["node-3"]["held_back"] == "wiped" and not st["node-3"]["healthy"] and st["node-1"]["healthy"]
 
