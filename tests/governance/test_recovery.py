@@ -708,3 +708,34 @@ def test_statements_refuse_bad_fields() -> None:
         DrillReport(bytes(16), KEY_ID, 2, 1, 1, bytes(32), True, tuple((i, "ok") for i in range(1, 66)))
     with refused("tag"):
         DrillReport.from_bytes(sign_recovery_receipt(RecoveryReceipt(bytes(16), KEY_ID, 2, 3, 3, point(3)), NODE_KEYS[3]).to_bytes())
+
+
+_ENCODINGS: list[tuple[Any, bytes]] = [
+    (RecoveryConfig.from_bytes, CONFIG.encode()),
+    (SignedRecoveryConfigChange.from_bytes, SIGNED_CONFIG.to_bytes()),
+    (SignedBackupPart.from_bytes, signed_part(1).to_bytes()),
+    (SignedRecoveryOrder.from_bytes, signed_order(order()).to_bytes()),
+    (RecoveryOrder.from_bytes, order(RecoveryOrderKind.EXPORT).encode()),
+    (DrillReport.from_bytes, DrillReport(bytes(16), KEY_ID, 2, 1, 1, bytes(32), True, ((1, "ok"),)).to_bytes()),
+    (PieceDelivery.from_bytes, PieceDelivery(bytes(16), PiecePurpose.DRILL, KEY_ID, 2, 3, 1, bytes(32), bytes(32)).encode()),
+]
+
+
+@settings(max_examples=scaled(60), deadline=None)
+@given(which=st.integers(0, len(_ENCODINGS) - 1), data=st.data())
+def test_a_mutated_encoding_is_refused_or_canonical(which: int, data: st.DataObject) -> None:
+    """Changing, dropping or appending bytes never gives a decoder anything but a GovernanceError
+    or an object that re-encodes to exactly the bytes it read."""
+    decode, good = _ENCODINGS[which]
+    pos = data.draw(st.integers(0, len(good) - 1))
+    mutated = data.draw(st.sampled_from([
+        good[:pos] + bytes([good[pos] ^ data.draw(st.integers(1, 255))]) + good[pos + 1:],
+        good[:pos],
+        good + data.draw(st.binary(min_size=1, max_size=4)),
+    ]))
+    try:
+        obj = decode(mutated)
+    except GovernanceError:
+        return
+    reencoded = obj.to_bytes() if hasattr(obj, "to_bytes") else obj.encode()
+    assert reencoded == mutated
