@@ -215,10 +215,14 @@ def demo_recovery(keep: bool, scrypt_n: int) -> int:
         bundle = home / "bundle.mpcbackup"
         _run(demo.mpc("officer1", "backup", "export", "--key", demo.key_id, "--out", str(bundle)), "mpc backup export")
         public = _json(demo.mpc("auditor1", "backup", "verify", "--bundle", str(bundle), "--json"), "mpc backup verify (public)")
-        print(f"   public check: {escape(json.dumps(public)[:300])}")
+        print(f"   public check of bundle {str(public.get('bundle_digest'))[:16]}... (epoch {public.get('epoch')}, recovery configuration "
+              f"{public.get('recovery_config_version')}): OK (signatures, roster, commitments, public shares, complete)")
         mine = _json(demo.mpc("officer1", "backup", "verify", "--bundle", str(bundle), "--recovery-key",
                               str(demo.recovery_key("officer1")), "--json"), "mpc backup verify (officer1's pieces)")
-        print(f"   officer1's pieces: {escape(json.dumps(mine)[:300])}")
+        officer = mine.get("officer") or {}
+        if not officer.get("ok"):
+            raise SystemExit(f"demo: officer1's pieces do not check: {escape(json.dumps(officer)[:500])}")
+        print(f"   officer1 (officer {officer.get('index')}): every piece decrypts and matches its commitments")
 
         _step(6, "a recovery drill with officer1's and officer2's keys (each node checks its own share, then destroys it)")
         drill = _json(demo.mpc("officer1", "backup", "drill", "--key", demo.key_id,
