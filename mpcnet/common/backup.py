@@ -54,12 +54,20 @@ MISSING = "missing"
 
 
 def key_record(share: KeyShare, committee: tuple[int, ...]) -> BackupKey:
-    """The public record of ``share``'s key (``committee``: roster indices by share index)."""
-    return BackupKey(
-        key_id=share.key_id, public_key=share.public_key.encode(), chain_code=share.chain_code,
-        label=share.key_label.decode("utf-8"), threshold=share.threshold, epoch=share.epoch, committee=tuple(committee),
-        public_shares=tuple(s.encode() for s in share.public_shares),
-    )
+    """The public record of ``share``'s key (``committee``: roster indices by share index).
+    BundleError naming ``key.label`` (not UTF-8) or the field GovernanceError names."""
+    try:
+        label = share.key_label.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BundleError("key.label", "the key's label is not UTF-8 text") from None
+    try:
+        return BackupKey(
+            key_id=share.key_id, public_key=share.public_key.encode(), chain_code=share.chain_code, label=label,
+            threshold=share.threshold, epoch=share.epoch, committee=tuple(committee),
+            public_shares=tuple(s.encode() for s in share.public_shares),
+        )
+    except GovernanceError as e:
+        raise BundleError(f"key.{e.field}", e.reason) from None
 
 
 def make_part(
@@ -82,6 +90,8 @@ def make_part(
     officers); piece j is a :class:`BackupPiece` age-encrypted to officer j's recipient.
     """
     config = config_change.change.config
+    if not hmac.compare_digest(config_change.change.governance_root, governance_root):
+        raise BundleError("config_change.governance_root", "names another governance root", node=node)
     if key.key_id != share.key_id or key.epoch != share.epoch or key.threshold != share.threshold:
         raise BundleError("key", "is not the public record of this share's key and epoch", node=node)
     if len(key.committee) != share.parties or key.committee[share.index - 1] != node:
@@ -226,7 +236,10 @@ def officer_deliveries(
     digest = bundle.digest()
     out: dict[int, bytes] = {}
     for share_index in sorted(targets):
-        sp = _part(bundle, share_index)
+        try:
+            sp = _part(bundle, share_index)
+        except BundleError as e:
+            raise BundleError(f"targets[{share_index}]", e.message) from None
         value, check = _own_piece(bundle, sp, officer, private)
         if value is None:
             raise BundleError(

@@ -368,6 +368,16 @@ def test_make_part_refuses_a_key_record_of_another_share() -> None:
         make_part(W.shares[1], node=2, roster_version=1, governance_root=ROOT, config_change=W.config, key=W.key,
                   identity=NODE_IDENTITY[2], now_ms=1)
     assert e.value.field == "key.committee"
+    with pytest.raises(BundleError) as e2:
+        make_part(W.shares[1], node=1, roster_version=1, governance_root=b"\x01" * 32, config_change=W.config, key=W.key,
+                  identity=NODE_IDENTITY[1], now_ms=1)
+    assert e2.value.field == "config_change.governance_root"
+    with pytest.raises(BundleError) as e3:
+        officer_deliveries(W.bundle, OFFICER_KEYS[1], ceremony_id=CEREMONY, purpose=PiecePurpose.DRILL, targets={4: bytes(32)})
+    assert e3.value.field == "targets[4]"
+    with pytest.raises(BundleError) as e4:
+        officer_deliveries(W.bundle, OFFICER_KEYS[1], ceremony_id=CEREMONY, purpose=PiecePurpose.DRILL, targets={1: bytes(32)})
+    assert e4.value.field == "targets[1]"  # a low-order recipient
     assert key_record(W.shares[2], W.committee) == W.key
 
 
