@@ -17,6 +17,7 @@ from governance.policy import AdminSet
 from governance.recovery import BackupBundle, BackupPiece, PieceDelivery, PiecePurpose, SignedBackupPart, sign_backup_part
 from mpcnet.common import agekeys
 from mpcnet.common.backup import (
+    drill_check,
     key_record,
     make_part,
     officer_check,
@@ -332,6 +333,20 @@ def test_open_deliveries_refuses_an_unknown_officer_or_share() -> None:
     with pytest.raises(BundleError) as e2:
         open_deliveries(W.bundle, 4, files, NODE_ENCRYPTION[1], ceremony_id=CEREMONY, purpose=PiecePurpose.DRILL)
     assert e2.value.field == "share_index"
+
+
+def test_a_drill_compares_with_the_live_share() -> None:
+    files = deliveries(W)[3]
+    key = NODE_ENCRYPTION[4]
+    live = W.shares[3].secret_share
+    assert drill_check(W.bundle, 3, files, key, ceremony_id=CEREMONY, live_share=live) == (True, {1: "ok", 2: "ok", 3: "ok"})
+    ok, outcomes = drill_check(W.bundle, 3, files, key, ceremony_id=CEREMONY, live_share=live + 1)
+    assert not ok and outcomes == {1: "ok", 2: "ok", 3: "ok"}  # the bundle is of another share than the live one
+    ok, outcomes = drill_check(W.bundle, 3, {2: files[2]}, key, ceremony_id=CEREMONY, live_share=live)
+    assert not ok and outcomes == {1: "missing", 2: "ok", 3: "missing"}
+    restore = deliveries(W, purpose=PiecePurpose.RESTORE)[3]
+    ok, outcomes = drill_check(W.bundle, 3, restore, key, ceremony_id=CEREMONY, live_share=live)
+    assert not ok and set(outcomes.values()) == {"wrong-binding"}
 
 
 def test_restore_gives_a_recovered_share_and_export_gives_the_key() -> None:
