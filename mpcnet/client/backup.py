@@ -41,13 +41,13 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from crypto_core.errors import ProtocolError, UsageError
 from crypto_core.group import Point
-from crypto_core.shamir import interpolate_at_zero
 from governance.errors import GovernanceError
 from governance.keyop import KeyOperation, KeyOpKind
 from governance.policy import AdminSet
 from governance.recovery import (
     BackupBundle,
     Officer,
+    PieceDelivery,
     PiecePurpose,
     RecoveryConfig,
     RecoveryConfigChange,
@@ -63,12 +63,11 @@ from governance.recovery import (
 )
 from governance.roster import rotate_keys
 from governance.text import quote
-from mpcnet.client import recovery_proposals as recovery
 from mpcnet.client.errors import MpcError
 from mpcnet.client.lifecycle import LifecycleProposalView, RosterView, _bad_arg, _data_loss, _refused
 from mpcnet.common import agekeys
-from mpcnet.common.backup import officer_check, officer_deliveries, open_deliveries
-from mpcnet.common.bundle import BundleError, verify_bundle
+from mpcnet.common.backup import OfficerReport, officer_check, officer_deliveries, open_deliveries, recover_key
+from mpcnet.common.bundle import BundleError, BundleSummary, verify_bundle
 from mpcnet.wire.mpc.v1 import coordinator_pb2, coordinator_pb2_grpc
 
 if TYPE_CHECKING:
@@ -89,8 +88,31 @@ _POLL_S = (0.2, 2.0)
 
 
 def x25519_public(private: bytes) -> bytes:
-    """The raw 32-byte X25519 public key of a raw private key (an age identity)."""
+    """The raw 32-byte X25519 public key of a raw private key (an age identity); ValueError if
+    it is not 32 bytes."""
     return X25519PrivateKey.from_private_bytes(private).public_key().public_bytes_raw()
+
+
+def by_officer(ciphertexts: Sequence[bytes], private: bytes, k: int) -> tuple[dict[int, bytes], dict[int, str]]:
+    """Pieces relayed without their officer (``Ceremony.export_pieces``) keyed by the officer
+    index bound inside each (:class:`~governance.recovery.PieceDelivery`, opened with ``private``):
+    ``({officer: age file}, {officer: "duplicate"})``. A file that does not open, or names no
+    officer of 1..k, is left out (its officer then counts as ``missing``); the binding itself is
+    checked by :func:`mpcnet.common.backup.open_deliveries`."""
+    out: dict[int, bytes] = {}
+    odd: dict[int, str] = {}
+    for ct in ciphertexts:
+        try:
+            j = PieceDelivery.from_bytes(agekeys.decrypt(private, ct)).officer_index
+        except (agekeys.AgeKeyError, GovernanceError, ValueError):
+            continue
+        if not 1 <= j <= k:
+            continue
+        if j in out:
+            odd[j] = "duplicate"
+            continue
+        out[j] = ct
+    return out, odd
 
 
 def plain(value: Any) -> Any:
@@ -102,7 +124,7 @@ def plain(value: Any) -> Any:
         return {f.name: plain(getattr(value, f.name)) for f in fields(value) if not f.name.startswith("_")}
     if isinstance(value, (bytes, bytearray)):
         return bytes(value).hex()
-    if hasattr(value, "name") and hasattr(value, "value") and isinstance(getattr(value, "value"), int):
+    if hasattr(value, "name") and hasattr(value, "value") and isinstance(value.value, int):
         return str(value.name).lower()
     if isinstance(value, Mapping):
         return {str(k): plain(v) for k, v in value.items()}
@@ -115,13 +137,12 @@ def bundle_error_text(e: BaseException) -> str:
     """A :class:`BundleError` (or another refusal) as ``field: message (node N, officer M)``."""
     field = getattr(e, "field", "")
     message = getattr(e, "message", None) or getattr(e, "reason", None) or str(e)
-    who = [f"node {getattr(e, 'node')}" if getattr(e, "node", None) else "",
-           f"officer {getattr(e, 'officer')}" if getattr(e, "officer", None) else ""]
-    at = ", ".join(w for w in who if w)
+    node, officer = getattr(e, "node", None), getattr(e, "officer", None)
+    at = ", ".join(w for w in (f"node {node}" if node else "", f"officer {officer}" if officer else "") if w)
     return f"{field + ': ' if field else ''}{message}{f' ({at})' if at else ''}"
 
 
-def check_bundle(data: bytes, admins: AdminSet) -> tuple[BackupBundle, RecoveryConfig, Any]:
+def check_bundle(data: bytes, admins: AdminSet) -> tuple[BackupBundle, RecoveryConfig, BundleSummary]:
     """Decode and verify a bundle file publicly against ``admins``: ``(bundle, its recovery
     configuration, verify_bundle's summary)``. MpcError DATA_LOSS naming the field, node or
     officer at fault. No secret needed; no coordinator needed (``mpc backup verify``)."""
@@ -136,7 +157,7 @@ def check_bundle(data: bytes, admins: AdminSet) -> tuple[BackupBundle, RecoveryC
     return bundle, config, summary
 
 
-def check_officer_pieces(bundle: BackupBundle, recovery_key: bytes) -> Any:
+def check_officer_pieces(bundle: BackupBundle, recovery_key: bytes) -> OfficerReport:
     """An officer's own check of her pieces (decrypt + Feldman; :func:`mpcnet.common.backup.officer_check`)."""
     try:
         return officer_check(bundle, recovery_key)
@@ -332,7 +353,7 @@ class BackupMixin:
         self._recovery_seen = raw
         return RecoveryConfigView(config, tuple(history))
 
-    def _export_quorum(self, signed: recovery.RecoverySigned) -> int:
+    def _export_quorum(self, signed: object) -> int:
         """The export quorum of the configuration in force (for showing an export order's quorum);
         the smallest one allowed when it cannot be read (an approval checks it again)."""
         try:
@@ -383,7 +404,9 @@ class BackupMixin:
             raise _data_loss(f"backups: asked for key {kid.hex()}, the coordinator answered with another key's bundle")
         return out
 
-    def export_backup(self, key_id: bytes | str, bundle_digest: bytes | None = None) -> tuple[BackupView, bytes, BackupBundle, Any]:
+    def export_backup(
+        self, key_id: bytes | str, bundle_digest: bytes | None = None,
+    ) -> tuple[BackupView, bytes, BackupBundle, BundleSummary]:
         """A key's bundle (the newest, or ``bundle_digest``): ``(info, file bytes, bundle,
         verify_bundle summary)``, checked: the bytes hash to the digest reported (and asked
         for), the bundle is of ``key_id`` and verifies publicly against this client's admin
@@ -598,11 +621,11 @@ class BackupMixin:
             change = p.signed.change
             if not hmac.compare_digest(change.governance_root, admins.digest()):
                 raise _refused("proposal.governance_root: made for another cluster or admin set")
-            view = self.recovery_config()
-            want = None if view.config is None else view.config.digest()
+            now = self.recovery_config().config
+            want = None if now is None else now.digest()
             if change.previous_digest != want:
                 raise _refused(f"proposal.previous_digest: does not extend the recovery configuration in force "
-                               f"(version {0 if view.config is None else view.config.version}): stale or forked")
+                               f"(version {0 if now is None else now.version}): stale or forked")
             c = change.config
             if not admins.quorum < c.export_quorum <= len(admins.admins):
                 raise _refused(f"config.export_quorum: {c.export_quorum} must be more than the admin quorum {admins.quorum} and at "
@@ -666,21 +689,25 @@ class BackupMixin:
             by_share.setdefault(si, []).append(ct)
         shares: dict[int, int] = {}
         outcomes: dict[int, dict[int, str]] = {}
+        k = len(bundle.config.change.config.officers)
         for t in order.targets:
+            mapped, odd = by_officer(by_share.get(t.share_index, []), identity, k)
             try:
-                secret, why = open_deliveries(bundle, t.share_index, by_share.get(t.share_index, []), identity,
-                                              ceremony_id=ceremony_id, purpose=PiecePurpose.EXPORT)
+                secret, why = open_deliveries(bundle, t.share_index, mapped, identity, ceremony_id=ceremony_id,
+                                              purpose=PiecePurpose.EXPORT)
             except (GovernanceError, BundleError, agekeys.AgeKeyError, ValueError, ProtocolError) as e:
                 raise _refused(f"export_pieces[share {t.share_index}]: {bundle_error_text(e)}") from None
-            outcomes[t.share_index] = dict(why)
+            outcomes[t.share_index] = {**why, **odd}
             if secret is None:
                 bad = ", ".join(f"officer {i}: {o}" for i, o in sorted(why.items()) if o != "ok") or "too few pieces"
                 raise _refused(f"export_pieces[share {t.share_index}]: fewer than {bundle.config.change.config.quorum} good pieces ({bad})")
             shares[t.share_index] = secret
-        if len(shares) < bundle.key.threshold:
-            raise _refused(f"order.targets: {len(shares)} shares, the key needs {bundle.key.threshold}")
-        x = interpolate_at_zero(dict(sorted(shares.items())[: bundle.key.threshold]))
-        shares.clear()
+        try:
+            x = recover_key(bundle, shares)
+        except BundleError as e:
+            raise _refused(f"key: {bundle_error_text(e)} (nothing written)") from None
+        finally:
+            shares.clear()
         if Point.base_mul(x).encode() != order.public_key:
             raise _refused("key: the reconstructed key does not match the public key (nothing written)")
         return x, order, outcomes

@@ -825,9 +825,9 @@ def _write_out(path: str, buf: io.StringIO) -> None:
         raise CliUsage(f"--out: cannot write {quote(path)}: {e.strerror or type(e).__name__}") from None
 
 
-# key, node, roster, lifecycle (issue 11): the module adds its groups to `cli` when imported
-from mpcnet.client import cli_lifecycle as _cli_lifecycle  # noqa: E402  (needs the helpers above)
-from mpcnet.client import cli_backup as _cli_backup  # noqa: E402  (backup, recovery, officer: issue 12)
+# key, node, roster, lifecycle (issue 11) and backup, recovery, officer (issue 12): each module adds its
+# groups to `cli` when imported (they need the helpers above)
+from mpcnet.client import cli_backup as _cli_backup, cli_lifecycle as _cli_lifecycle  # noqa: E402
 
 # --- entry point -----------------------------------------------------------------------------
 

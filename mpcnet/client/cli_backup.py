@@ -56,7 +56,7 @@ from mpcnet.client.cli import (
 )
 from mpcnet.client.cli_args import Exit
 from mpcnet.client.cli_lifecycle import NO_WAIT, _finish, _new_group, node_group, read_enrolment
-from mpcnet.client.sdk import MpcClient, MpcError
+from mpcnet.client.sdk import MpcClient
 from mpcnet.common import agekeys
 from mpcnet.common.cliutil import Hex, IndexList, InFile, PathArg, Text, UInt
 from mpcnet.common.fsutil import write_atomic
@@ -233,22 +233,6 @@ def _admin_set_offline(opts: Any) -> AdminSet:
         raise CliUsage(f"--cluster: cluster.json admin_set.{e.field}: {e.reason}") from None
 
 
-def _report_failed(report: Any) -> bool:
-    """Whether an officer report names a piece that failed (``ok`` false anywhere in it)."""
-    d = plain(report)
-
-    def bad(x: Any) -> bool:
-        if isinstance(x, dict):
-            if x.get("ok") is False:
-                return True
-            return any(bad(v) for v in x.values())
-        if isinstance(x, list):
-            return any(bad(v) for v in x)
-        return False
-
-    return bad(d)
-
-
 @_command(backup_group, "verify", "verify a bundle file off-line (no coordinator); with --recovery-key, your own pieces too")
 @click.option("--bundle", type=InFile(), required=True, help="the bundle file ('backup export')")
 @click.option("--recovery-key", type=InFile(), default=None, help="your age identity file: decrypt and check your pieces")
@@ -276,10 +260,12 @@ def cmd_backup_verify(ctx: click.Context, bundle: Path, recovery_key: Path | Non
         if who is None:
             raise CliUsage(f"--recovery-key: not the key of an officer of this bundle (config version {config.version})")
         report = check_officer_pieces(b, priv)
-        failed = _report_failed(report)
+        failed = not report.ok
         doc["officer"] = {"index": who, "name": config.officers[who - 1].name, "report": plain(report), "ok": not failed}
-        rows.append(("officer", f"{who} ({config.officers[who - 1].name}): {'FAILED' if failed else 'OK: every piece decrypts and matches'}"))
-        rows += view.dict_rows(plain(report), indent="  ") if failed else []
+        verdict = "FAILED" if failed else "OK: every piece decrypts and matches"
+        rows.append(("officer", f"{who} ({config.officers[who - 1].name}): {verdict}"))
+        rows += [(f"  share {p.share_index} (node {p.node})", p.outcome + (f": {p.reason}" if p.reason else ""))
+                 for p in report.pieces if p.outcome != "ok"]
     _show(ctx, doc, rows)
     return Exit.FAILED if failed else Exit.OK
 
@@ -304,8 +290,12 @@ def ceremony_rows(c: CeremonyView) -> list[view.Row]:
         for _i, n, o in t.outcomes:
             per_officer.setdefault(n, []).append(o)
     for n, outs in sorted(per_officer.items()):
-        bad = [o for o in outs if o != "ok"]
-        rows.append((f"officer {n}", "ok for every share" if not bad else f"{len(bad)} of {len(outs)} pieces refused: {', '.join(bad)}"))
+        bad = [o for o in outs if o not in ("ok", "missing")]
+        if all(o == "missing" for o in outs):
+            rows.append((f"officer {n}", "gave no pieces"))
+        else:
+            refused = f"{len(bad)} of {len(outs)} pieces refused: {', '.join(bad)}"
+            rows.append((f"officer {n}", "ok for every share" if not bad else refused))
     if c.follow_up_operation:
         rows.append(("follow-up", c.follow_up_operation))
     if c.error:
@@ -505,5 +495,6 @@ def status_rows(st: Any) -> list[view.Row]:
     for b in st.backups:
         backed = f"bundle {bytes(b.bundle_digest).hex()[:16]} ({_when(b.backup_unix_ms)})" if b.backed_up else "NOT BACKED UP"
         drill = f"last drill {_when(b.last_drill_unix_ms)}" + (f" ({b.last_drill_outcome})" if b.last_drill_outcome else "")
-        rows.append((f"backup {bytes(b.key_id).hex()[:16]}", f"epoch {b.epoch}  {backed}  {drill}" + ("  DRILL OVERDUE" if b.drill_overdue else "")))
+        overdue = "  DRILL OVERDUE" if b.drill_overdue else ""
+        rows.append((f"backup {bytes(b.key_id).hex()[:16]}", f"epoch {b.epoch}  {backed}  {drill}{overdue}"))
     return rows

@@ -381,7 +381,8 @@ class _Staleness:
             now = self.epochs[op.key_id]
             start = op.epoch if p.kind == "recovery-order" else op.old_epoch  # type: ignore[union-attr]
             if now is not None and now != start:
-                return f"STALE: the key is at epoch {now}, this {p.kind} starts from epoch {start}; approving it is refused"
+                what = "order" if p.kind == "recovery-order" else "operation"
+                return f"STALE: the key is at epoch {now}, this {what} starts from epoch {start}; approving it is refused"
         except MpcError:
             return ""
         return ""

@@ -113,4 +113,4 @@ def summary(signed: RecoverySigned) -> str:
     return f"restore key {o.key_id.hex()[:16]} shares {','.join(str(t.share_index) for t in o.targets)}"
 
 
-__all__ = ["RECOVERY_KINDS", "GovernanceError", "RecoverySigned", "as_dict", "decode", "digest", "describe", "is_export", "sign", "summary"]
+__all__ = ["RECOVERY_KINDS", "GovernanceError", "RecoverySigned", "as_dict", "decode", "describe", "digest", "is_export", "sign", "summary"]

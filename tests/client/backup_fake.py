@@ -16,7 +16,7 @@ import grpc
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from crypto_core.backup import split_share
-from crypto_core.group import G, Q, Point
+from crypto_core.group import G, Point, Q
 from governance.policy import AdminSignature, require_admin_quorum
 from governance.recovery import (
     BackupBundle,
@@ -35,10 +35,10 @@ from governance.recovery import (
 )
 from mpcnet.common import agekeys
 from mpcnet.common.backup import open_deliveries
-from mpcnet.wire.mpc.v1 import coordinator_pb2
+from mpcnet.wire.mpc.v1 import coordinator_pb2, node_pb2
+from tests.governance.gov_util import ADMIN_KEYS
 
 from .lifecycle_fake import CHAIN_CODE, KEY_ID, PUBLIC, FakeCoordinator, FakeRpcError, node_keys
-from tests.governance.gov_util import ADMIN_KEYS
 
 S = coordinator_pb2.ProposalState
 COEFFS = (12345, 7, 11)  # f(x) = 12345 + 7x + 11x^2: the fake key's shares x_i = f(i), threshold 3
@@ -98,7 +98,7 @@ class RecoveryFake(FakeCoordinator):
                 files.append(agekeys.encrypt(o.recipient, plain))
             cs = [c.encode() for c in commitments]
             if tamper == "commitment" and i == 3:
-                cs[1] = (Point.decode(cs[1], "c") + G).encode()
+                cs[0] = (Point.decode(cs[0], "c") + G).encode()  # C_0 is no longer node 3's public share
             part = BackupPart(self.admins.digest(), key.digest(), KEY_ID, self.epoch, i, self.committee[i - 1], 1,
                               config.version, config.digest(), tuple(cs), tuple(files), 1_700_000_000_000)
             parts.append(sign_backup_part(part, node_keys(self.committee[i - 1])[0]))
@@ -225,11 +225,12 @@ class RecoveryFake(FakeCoordinator):
         names = [o.name for o in bundle.config.change.config.officers]
         purpose = PiecePurpose.DRILL if c.kind == "drill" else PiecePurpose.RESTORE
         for t in c.targets:
-            cts = [p.ciphertext for ps in got.values() for p in ps if p.share_index == t.share_index]
+            cts = {bundle.config.change.config.officer_index(name): p.ciphertext for name, ps in got.items() for p in ps
+                   if p.share_index == t.share_index}
             secret, outcomes = open_deliveries(bundle, t.share_index, cts, node_x25519(t.node), ceremony_id=bytes(c.ceremony_id),
                                                purpose=purpose)
             t.state = "ok" if secret == share(t.share_index) else "failed"
-            t.outcomes.extend(coordinator_pb2.OfficerOutcome(officer=i, name=names[i - 1], outcome=o) for i, o in sorted(outcomes.items()))
+            t.outcomes.extend(node_pb2.OfficerOutcome(officer=i, name=names[i - 1], outcome=o) for i, o in sorted(outcomes.items()))
         c.state = "done" if all(t.state == "ok" for t in c.targets) else "failed"
         if c.kind == "drill" and c.state == "done":
             self.drill_ok_ms = 1_700_000_100_000
