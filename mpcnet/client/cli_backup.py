@@ -161,8 +161,8 @@ def parse_officers(values: Sequence[str]) -> list[tuple[str, bytes]]:
               help="admin signatures a break-glass export needs (more than the admin quorum)")
 @click.option("--drill-days", type=UInt(0, MAX_DRILL_DAYS), default=0, help="a drill is due every N days (0: not required)")
 def cmd_officers_set(ctx: click.Context, officers: tuple[str, ...], quorum: int, export_quorum: int, drill_days: int) -> int:
-    parsed = parse_officers(officers)
     with _client(_opts(ctx)) as c:
+        parsed = parse_officers(officers)
         _need_signer(c)
         _need_cluster_file(c, admin_set=True)
         change = c.build_recovery_config(parsed, quorum=quorum, export_quorum=export_quorum, drill_period_s=drill_days * 86400)
@@ -326,8 +326,8 @@ def _officer_client(c: MpcClient, ctx: click.Context, name: str) -> MpcClient:
 @NO_WAIT
 def cmd_backup_drill(ctx: click.Context, key_id: bytes, recovery_keys: tuple[Path, ...], no_wait: bool) -> int:
     opts = _opts(ctx)
-    keys = [(p, _read_identity(p, "--recovery-key")) for p in recovery_keys]
     with _client(opts) as c:
+        keys = [(p, _read_identity(p, "--recovery-key")) for p in recovery_keys]
         _need_cluster_file(c, admin_set=True)
         config = c.recovery_config().config
         if config is None:
@@ -364,8 +364,8 @@ def cmd_backup_drill(ctx: click.Context, key_id: bytes, recovery_keys: tuple[Pat
 @click.option("--ceremony", "ceremony_id", type=CEREMONY_ID, required=True, help="the ceremony id (hex; a restore's is its order id)")
 @RECOVERY_KEY
 def cmd_recovery_contribute(ctx: click.Context, ceremony_id: bytes, recovery_key: Path) -> int:
-    priv = _read_identity(recovery_key, "--recovery-key")
     with _client(_opts(ctx)) as c:
+        priv = _read_identity(recovery_key, "--recovery-key")
         _need_cluster_file(c, admin_set=True)
         cer = c.contribute(ceremony_id, priv)
     _show(ctx, {"ceremony": cer.as_dict()}, ceremony_rows(cer))
@@ -416,11 +416,11 @@ def cmd_recovery_restore(ctx: click.Context, key_id: bytes, nodes: tuple[int, ..
 @click.option("--recipient", required=True, metavar="age1...", help="the off-line machine's age recipient")
 @REASON
 def cmd_recovery_export_order(ctx: click.Context, key_id: bytes, recipient: str, reason: str) -> int:
-    try:
-        pub = agekeys.parse_recipient(recipient)
-    except (agekeys.AgeKeyError, ValueError) as e:
-        raise CliUsage(f"--recipient: not an age recipient ({escape(str(e))[:200]})") from None
     with _client(_opts(ctx)) as c:
+        try:
+            pub = agekeys.parse_recipient(recipient)
+        except (agekeys.AgeKeyError, ValueError) as e:
+            raise CliUsage(f"--recipient: not an age recipient ({escape(str(e))[:200]})") from None
         _need_signer(c)
         _need_cluster_file(c, admin_set=True)
         order = c.build_recovery_order(key_id, export_recipient=pub, reason=reason)
@@ -434,10 +434,10 @@ def cmd_recovery_export_order(ctx: click.Context, key_id: bytes, recipient: str,
 @click.option("--identity", type=InFile(), required=True, help="the off-line machine's age identity (the order's recipient)")
 @click.option("--out", type=PathArg("FILE"), required=True, help="the private key file to create (PKCS#8 PEM, never overwritten)")
 def cmd_recovery_export_key(ctx: click.Context, ceremony_id: bytes, identity: Path, out: Path) -> int:
-    priv = _read_identity(identity, "--identity")
-    if out.exists():
-        raise CliUsage(f"--out: {quote(str(out))} exists (not overwritten)")
     with _client(_opts(ctx)) as c:
+        priv = _read_identity(identity, "--identity")
+        if out.exists():
+            raise CliUsage(f"--out: {quote(str(out))} exists (not overwritten)")
         _need_cluster_file(c, admin_set=True)
         x, order, outcomes = c.export_private_key(ceremony_id, priv)
     pem = ec.derive_private_key(x, ec.SECP256K1()).private_bytes(
@@ -460,10 +460,10 @@ def cmd_recovery_export_key(ctx: click.Context, ceremony_id: bytes, identity: Pa
 @click.option("--enrolment", type=PathArg("FILE"), required=True,
               help="JSON of the new host: index, name, identity_key, encryption_key, tls_fingerprint, endpoint")
 def cmd_node_replace(ctx: click.Context, index: int, enrolment: Path) -> int:
-    entry = read_enrolment(enrolment, replacement=True)
-    if entry.index != index:
-        raise CliUsage(f"--enrolment: is for node {entry.index}, not node {index}")
     with _client(_opts(ctx)) as c:
+        entry = read_enrolment(enrolment, replacement=True)
+        if entry.index != index:
+            raise CliUsage(f"--enrolment: is for node {entry.index}, not node {index}")
         _need_signer(c)
         _need_cluster_file(c, admin_set=True)
         view.err(f"node {index} restarts with an empty store: restore its shares with 'mpc recovery restore --key K --nodes {index}'")

@@ -326,3 +326,11 @@ def test_the_sdk_refuses_a_rolled_back_recovery_configuration(fake: RecoveryFake
     with pytest.raises(cli.MpcError) as e:
         c.recovery_config()
     assert "does not extend version 2" in e.value.message
+
+
+def test_officer_keygen_refuses_hostile_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    for value in ("", "a\x00b", "x" * 100_000, str(tmp_path), str(tmp_path / "no" / "dir" / "k.age")):
+        code, out, err = run("officer1", "officer", "keygen", "--out", value)
+        assert code == 2 and err.count("\n") == 1 and err.startswith("mpc: error: ") and "--out" in err and not out, err[:300]
+    assert list(tmp_path.iterdir()) == []
