@@ -527,6 +527,8 @@ class BackupMixin:
         if bundle.key.epoch != c.epoch:
             raise _refused(f"ceremony.epoch: {c.epoch} is not the bundle's epoch {bundle.key.epoch}")
         order = self._verified_order(c, bundle, config) if c.order is not None else None
+        if order is None and self._checked_key(c.key_id).epoch != bundle.key.epoch:
+            raise _refused(f"ceremony.bundle_digest: a drill rehearses the key's current epoch, this bundle is of epoch {bundle.key.epoch}")
         try:
             mine = config.officer_by_recipient(x25519_public(recovery_key))
         except ValueError:

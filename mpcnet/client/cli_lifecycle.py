@@ -160,7 +160,11 @@ def _finish(ctx: click.Context, c: MpcClient, p: LifecycleProposalView, *, no_wa
             f"'mpc{cluster} --as ADMIN lifecycle approve {p.proposal_id} --expect-digest {p.digest.hex()}'"
         )
     ops: list[KeyOperationView] = []
-    if p.state == "applied" and not no_wait:
+    if p.state == "applied" and p.kind == "recovery-order":  # its follow-up runs once the officers gave their pieces
+        order = p.signed.order  # type: ignore[union-attr]
+        view.err(f"the ceremony is open: each officer runs 'mpc recovery contribute --ceremony {order.order_id.hex()} "
+                 f"--recovery-key FILE'; 'mpc recovery status {order.order_id.hex()}' follows it")
+    elif p.state == "applied" and not no_wait:
         for op_id in p.operations:
             view.err(f"waiting for key operation {op_id}...")
             ops.append(c.wait_key_operation(op_id, opts.timeout, on_change=lambda v: view.err(f"  {v.operation_id}: {v.state}"),

@@ -139,8 +139,10 @@ def test_backup_export_and_offline_verify_with_an_officer_key(fake: RecoveryFake
     code, out, _ = run("admin1", "backup", "list")
     assert code == 0 and "current" in out and "epoch 0" in out
     out_file = tmp_path / "bundle.mpcb"
-    code, out, err = run("officer1", "backup", "export", "--key", KEY_ID.hex(), "--out", str(out_file))
+    code, out, err = run("officer1", "backup", "export", "--key", KEY_ID.hex(), "--out", str(out_file), "--json")
     assert code == 0, err
+    d = json.loads(out)
+    assert d["verified"]["committee"] == [1, 2, 3, 4, 5] and d["bundle_digest"] == fake.bundles[-1][0].hex()
     assert stat.S_IMODE(out_file.stat().st_mode) == 0o600 and out_file.read_bytes() == fake.bundles[-1][1]
     code, out, err = run("officer2", "backup", "verify", "--bundle", str(out_file), "--recovery-key", str(officers["officer2"]),
                          cluster=str(cluster_dir))
@@ -206,7 +208,8 @@ def _restore(fake: RecoveryFake, officers: dict[str, Path]) -> str:
     code, out, _ = run("admin2", "lifecycle", "show", p["proposal_id"])
     assert code == 0 and "share 3 -> node 3" in out and "refresh epoch 0 -> 1" in out and "region outage" in out
     code, out, err = run("admin2", "lifecycle", "approve", p["proposal_id"], "--expect-digest", p["digest"])
-    assert code == 0, err
+    assert code == 0 and f"mpc recovery contribute --ceremony {order['order_id']}" in err, err
+    assert "waiting for key operation" not in err  # the follow-up runs after the officers' pieces
     return str(order["order_id"])
 
 
