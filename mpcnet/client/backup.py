@@ -28,6 +28,7 @@ Errors are :class:`~mpcnet.client.errors.MpcError` whose message starts with the
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import hmac
 import secrets
@@ -124,8 +125,8 @@ def plain(value: Any) -> Any:
         return {f.name: plain(getattr(value, f.name)) for f in fields(value) if not f.name.startswith("_")}
     if isinstance(value, (bytes, bytearray)):
         return bytes(value).hex()
-    if hasattr(value, "name") and hasattr(value, "value") and isinstance(value.value, int):
-        return str(value.name).lower()
+    if isinstance(value, enum.Enum):
+        return value.name.lower()
     if isinstance(value, Mapping):
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
@@ -739,13 +740,8 @@ class BackupMixin:
         return self._roster_proposal(new, view.roster)
 
 
-def generate_officer_key() -> tuple[bytes, bytes]:
-    """A new officer key pair (raw X25519 private, public): :func:`mpcnet.common.agekeys.generate`."""
-    return agekeys.generate()
-
-
 __all__ = [
     "CEREMONY_KINDS", "CEREMONY_STATES", "BackupMixin", "BackupView", "CeremonyTargetView", "CeremonyView",
-    "RecoveryConfigView", "bundle_error_text", "check_bundle", "check_officer_pieces", "generate_officer_key", "plain",
+    "RecoveryConfigView", "bundle_error_text", "check_bundle", "check_officer_pieces", "plain",
     "x25519_public",
 ]

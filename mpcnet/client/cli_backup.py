@@ -100,9 +100,8 @@ def _read_identity(path: Path, option: str) -> bytes:
     """An age identity file (never echoed): CliUsage naming the option and the file."""
     try:
         return agekeys.read_identity_file(path)
-    except (agekeys.AgeKeyError, OSError, ValueError) as e:
-        why = getattr(e, "strerror", None) or str(e)
-        raise CliUsage(f"{option}: {quote(str(path))}: {escape(why)[:300]}") from None
+    except (agekeys.AgeKeyError, OSError, ValueError) as e:  # names the file, never the key
+        raise CliUsage(f"{option}: {escape(str(e))[:300]}") from None
 
 
 def _write_secret(path: Path, data: bytes, option: str, *, overwrite: bool) -> None:
@@ -464,6 +463,9 @@ def cmd_node_replace(ctx: click.Context, index: int, enrolment: Path) -> int:
         entry = read_enrolment(enrolment, replacement=True)
         if entry.index != index:
             raise CliUsage(f"--enrolment: is for node {entry.index}, not node {index}")
+        held = c.roster().roster.entry(index)
+        if held is not None and held.name != entry.name:
+            raise CliUsage(f"--enrolment: names {quote(entry.name)}, node {index} is {quote(held.name)} (a replacement keeps its name)")
         _need_signer(c)
         _need_cluster_file(c, admin_set=True)
         view.err(f"node {index} restarts with an empty store: restore its shares with 'mpc recovery restore --key K --nodes {index}'")
