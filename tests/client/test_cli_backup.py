@@ -12,6 +12,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -24,7 +25,7 @@ from mpcnet.common import agekeys
 from tests.governance.gov_util import admin_set
 
 from .backup_fake import KEY_ID, OFFICERS, RecoveryFake, officer_keys, signed_config
-from .lifecycle_fake import admin_client, entry
+from .lifecycle_fake import FakeRpcError, admin_client, entry
 
 ADMINS = {"admin1": "ada", "admin2": "bob", "admin3": "cyd"}
 
@@ -36,13 +37,35 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> RecoveryFake:
     def client(ap: object, opts: cli.GlobalOpts) -> object:
         name = opts.as_name or "admin1"
         c = admin_client(f, ADMINS.get(name, "ada"))
-        if name not in ADMINS:  # an officer: its own name, no admin key
+        if name not in ADMINS:  # an officer: its own name, no admin key, only the officer's RPCs
             c.identity = Identity(name, "officer", None, Ed25519PrivateKey.generate())  # type: ignore[arg-type]
+            c._stub = OfficerStub(f)  # type: ignore[assignment]
         c.close = lambda: None  # type: ignore[method-assign]
         return c
 
     monkeypatch.setattr(cli, "_client", client)
     return f
+
+
+# what the coordinator lets role "officer" call (coordinator/roles.py)
+OFFICER_RPCS = {"GetRecoveryConfig", "ExportBackup", "ListBackups", "StartDrill", "SubmitRecoveryPieces", "GetCeremony",
+                "ListCeremonies", "GetRoster", "ClusterStatus"}
+
+
+class OfficerStub:
+    """The fake coordinator as an officer sees it: PERMISSION_DENIED outside OFFICER_RPCS."""
+
+    def __init__(self, fake: RecoveryFake) -> None:
+        self.fake = fake
+
+    def __getattr__(self, name: str) -> Any:
+        if name in OFFICER_RPCS:
+            return getattr(self.fake, name)
+
+        def denied(req: Any, timeout: float | None = None) -> Any:
+            raise FakeRpcError(grpc.StatusCode.PERMISSION_DENIED, f"role officer may not call {name}")
+
+        return denied
 
 
 @pytest.fixture
