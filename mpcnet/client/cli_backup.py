@@ -399,8 +399,9 @@ def cmd_recovery_status(ctx: click.Context, ceremony_id: bytes | None, key_id: b
 @click.option("--reshare-threshold", type=UInt(2, MAX_INDEX), default=None, help="follow up with a reshare to this threshold")
 @click.option("--reshare-nodes", type=IndexList(), default=None, help="follow up with a reshare to these nodes")
 @REASON
+@click.option("--no-wait", is_flag=True, help="accepted for symmetry: the follow-up runs after the officers' pieces, never waited for")
 def cmd_recovery_restore(ctx: click.Context, key_id: bytes, nodes: tuple[int, ...], reshare_threshold: int | None,
-                         reshare_nodes: tuple[int, ...] | None, reason: str) -> int:
+                         reshare_nodes: tuple[int, ...] | None, reason: str, no_wait: bool) -> int:
     with _client(_opts(ctx)) as c:
         _need_signer(c)
         _need_cluster_file(c, admin_set=True)
@@ -458,7 +459,8 @@ def cmd_recovery_export_key(ctx: click.Context, ceremony_id: bytes, identity: Pa
 @click.argument("index", type=UInt(1, MAX_INDEX), metavar="N")
 @click.option("--enrolment", type=PathArg("FILE"), required=True,
               help="JSON of the new host: index, name, identity_key, encryption_key, tls_fingerprint, endpoint")
-def cmd_node_replace(ctx: click.Context, index: int, enrolment: Path) -> int:
+@NO_WAIT
+def cmd_node_replace(ctx: click.Context, index: int, enrolment: Path, no_wait: bool) -> int:
     with _client(_opts(ctx)) as c:
         entry = read_enrolment(enrolment, replacement=True)
         if entry.index != index:
@@ -471,7 +473,7 @@ def cmd_node_replace(ctx: click.Context, index: int, enrolment: Path) -> int:
         view.err(f"node {index} restarts with an empty store: restore its shares with 'mpc recovery restore --key K --nodes {index}'")
         p = c.replace_node(index, identity_key=entry.identity_key, encryption_key=entry.encryption_key,
                            tls_fingerprint=entry.tls_fingerprint, endpoint=entry.endpoint)
-        return _finish(ctx, c, p, no_wait=True)
+        return _finish(ctx, c, p, no_wait=no_wait)
 
 
 # --- mpc status ----------------------------------------------------------------------------------
