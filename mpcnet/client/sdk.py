@@ -55,7 +55,12 @@ from governance.policy import (
 )
 from governance.text import quote
 from mpcnet.client import formats
-from mpcnet.client.backup import BackupMixin
+from mpcnet.client.backup import (
+    BackupMixin,
+    BackupView as BackupView,  # re-exported: backup and recovery views (issue 12)
+    CeremonyView as CeremonyView,
+    RecoveryConfigView as RecoveryConfigView,
+)
 from mpcnet.client.errors import (
     MpcError as MpcError,  # re-exported (defined there for mpcnet.client.formats)
     PathError,

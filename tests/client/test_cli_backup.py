@@ -360,3 +360,20 @@ def test_officer_keygen_refuses_hostile_paths(tmp_path: Path, monkeypatch: pytes
         code, out, err = run("officer1", "officer", "keygen", "--out", value)
         assert code == 2 and err.count("\n") == 1 and err.startswith("mpc: error: ") and "--out" in err and not out, err[:300]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_coordinators_text_in_a_ceremony_is_shown_escaped(fake: RecoveryFake, officers: dict[str, Path]) -> None:
+    cid = _restore(fake, officers)
+
+    def hostile(c: Any) -> Any:
+        out = type(c)()
+        out.CopyFrom(c)
+        out.error = "boom\x1b[2J\nfake row"
+        out.targets[0].error = "\u202egone"
+        out.targets[0].state = "failed"
+        return out
+
+    fake.evil["GetCeremony"] = hostile
+    code, out, _ = run("admin1", "recovery", "status", cid)
+    assert code == 1 and "\x1b" not in out and "\\x1b[2J\\nfake row" in out and "\u202e" not in out
+    assert all(line.isprintable() for line in out.splitlines())
