@@ -598,7 +598,8 @@ class LifecycleMixin:
         """FAILED_PRECONDITION (nothing signed) unless ``p`` is for this cluster and still applies:
         a roster change extends the verified roster in force; a key operation matches the key's
         checked record (id, public key, chain code, epoch, threshold, committee) and the verified
-        roster (version, active new committee)."""
+        roster (version, active new committee); a recovery configuration or recovery order
+        (issue 12) passes :meth:`mpcnet.client.backup.BackupMixin.check_recovery_proposal`."""
         admins = self._admins()
         if isinstance(p.signed, SignedRosterChange):
             change = p.signed.change
@@ -630,7 +631,8 @@ class LifecycleMixin:
             raise _refused(f"operation.new_committee: node {absent[0]} is not an active node of roster version {view.version}")
 
     def approve_lifecycle(self, proposal_id: str, *, expect_digest: bytes | None = None) -> LifecycleProposalView:
-        """Sign a pending roster change or key operation proposal and submit the signature.
+        """Sign a pending roster change, key operation, recovery configuration or recovery order
+        proposal and submit the signature.
 
         Before signing: the proposal fetched is the one named, ``expect_digest`` (32 bytes, the
         SHA-256 of the canonical change or operation, as ``digest`` shows it) matches if given,
