@@ -6,6 +6,7 @@ and every change is one transaction with its audit entry (a refused change queue
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,7 @@ def _ceremony(cid: bytes = b"c" * 16, kind: str = "drill", quorum: int = 2) -> C
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> CoordinatorDb:
+def db(tmp_path: Path) -> Iterator[CoordinatorDb]:
     d = CoordinatorDb(tmp_path / "c.db")
     yield d
     d.close()
