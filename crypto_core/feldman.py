@@ -2,8 +2,9 @@
 
 Secret-free (the coordinator may import it, ``COORDINATOR_CRYPTO_ALLOWED``): every function reads
 public points and, in :func:`piece_matches`, a scalar the caller already holds. It depends only on
-:mod:`crypto_core.group` and :mod:`crypto_core.errors`, never on :mod:`crypto_core.shamir` (which
-the coordinator must not load).
+:mod:`crypto_core.group`, :mod:`crypto_core.errors` and the hashing of :mod:`crypto_core.transcript`,
+never on :mod:`crypto_core.shamir` or :mod:`crypto_core.keyshare` (which the coordinator must not
+load).
 
 A node's share ``x_i`` is split m-of-k with a polynomial ``f`` of degree ``m-1``, ``f(0) = x_i``;
 officer ``j`` (1-based) holds the piece ``f(j)``. The Feldman commitments are
@@ -17,6 +18,8 @@ from collections.abc import Sequence
 
 from .errors import DecodeError
 from .group import INFINITY, Point, Q, inv
+from .tags import Tag
+from .transcript import hash32
 
 MAX_PIECES = 255
 """Largest ``k`` (officers) and ``m`` of a backup split (officer indices are 1..255)."""
@@ -88,6 +91,15 @@ def interpolate_in_exponent(points: dict[int, Point], x: int) -> Point:
     return acc
 
 
+def key_id_of(public_key: bytes, chain_code: bytes) -> bytes:
+    """The 32-byte key id of a key's public record (as ``crypto_core.keyshare.compute_key_id``):
+    ``public_key`` a 33-byte compressed point, ``chain_code`` 32 bytes; DecodeError otherwise."""
+    pk = Point.decode(bytes(public_key), "public_key")
+    if len(chain_code) != 32:
+        raise DecodeError("chain_code", f"expected 32 bytes, got {len(chain_code)}")
+    return hash32(Tag.KEY_ID, pk.encode(), bytes(chain_code))
+
+
 def check_public_shares(public_key: bytes, threshold: int, public_shares: Sequence[bytes]) -> None:
     """Check a key's public shares ``S_1..S_n`` against its public key.
 
@@ -113,5 +125,5 @@ def check_public_shares(public_key: bytes, threshold: int, public_shares: Sequen
 
 __all__ = [
     "MAX_PIECES", "check_commitments", "check_public_shares", "evaluate_in_exponent", "interpolate_in_exponent",
-    "lagrange_at_zero", "piece_matches",
+    "key_id_of", "lagrange_at_zero", "piece_matches",
 ]

@@ -1,5 +1,5 @@
 """Recovery officers, off-line backups, recovery orders and drills (issue 12; spec/governance-v1.md
-sections 5.21-5.28).
+sections 5.21-5.31).
 
 The **recovery configuration** (:class:`RecoveryConfig`) names the k recovery officers (a name and
 a 32-byte X25519 ``age`` recipient each; an officer's index is her 1-based position), the

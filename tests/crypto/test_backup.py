@@ -17,7 +17,7 @@ from hypothesis import given, settings, strategies as st
 
 from crypto_core.backup import BAD_PIECE, OK, RecoveredShare, reconstruct, split_share
 from crypto_core.errors import DecodeError, ProtocolError, RecoveryError, UsageError
-from crypto_core.feldman import check_commitments, check_public_shares, evaluate_in_exponent, piece_matches
+from crypto_core.feldman import check_commitments, check_public_shares, evaluate_in_exponent, key_id_of, piece_matches
 from crypto_core.group import G, Point, Q, inv
 from crypto_core.keyshare import KeyShare
 from crypto_core.local import run
@@ -321,3 +321,11 @@ def test_a_restored_share_of_another_key_or_epoch_cannot_deal():
 
 def test_recovery_error_is_a_protocol_error():
     assert issubclass(RecoveryError, ProtocolError)
+
+
+def test_key_id_of_a_public_record_is_the_key_shares():
+    ks = keygen(2, 3)[1]
+    assert key_id_of(ks.public_key.encode(), ks.chain_code) == ks.key_id
+    with pytest.raises(DecodeError) as e:
+        key_id_of(ks.public_key.encode(), ks.chain_code[:-1])
+    assert e.value.field == "chain_code"

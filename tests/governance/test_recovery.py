@@ -627,3 +627,115 @@ def test_part_bundle_and_order_round_trip_property(n: int, data: st.DataObject, 
     )
     assert RecoveryOrder.from_bytes(o.encode()) == o
     assert SignedRecoveryOrder.from_bytes(signed_order(o).to_bytes()) == signed_order(o)
+
+
+# --- more refusals -------------------------------------------------------------------------------
+
+
+def test_bundle_file_with_parts_out_of_order_is_not_canonical() -> None:
+    b = bundle()
+    enc = (
+        Encoder(BACKUP_BUNDLE_TAG).uint(1).raw(ROOT).raw(KEY.encode()).raw(SIGNED_CONFIG.to_bytes()).count(1)
+        .raw(HISTORY[0].to_bytes()).count(5)
+    )
+    for p in reversed(b.parts):
+        enc.raw(p.to_bytes())
+    with refused("encoding"):
+        BackupBundle.from_file(BUNDLE_MAGIC + enc.uint(b.created_ms).finish())
+
+
+def test_bundle_refuses_a_part_of_a_node_revoked_at_its_roster_version() -> None:
+    from governance.roster import revoke_node
+
+    r2 = revoke_node(ROSTER_1, 2)
+    history = (HISTORY[0], signed_roster(r2, ROSTER_1))
+    parts = list(bundle().parts)
+    parts[1] = signed_part(2, roster_version=2)
+    e = _check(bundle(tuple(parts), roster_history=history))
+    assert e.field == "parts[1].node" and e.subject == "node 2" and "not an active node of roster version 2" in str(e)
+
+
+def test_json_forms_refuse_unknown_and_missing_keys() -> None:
+    d = CONFIG.to_dict()
+    with refused("extra"):
+        RecoveryConfig.from_dict({**d, "extra": 1})
+    del d["quorum"]
+    with refused("quorum"):
+        RecoveryConfig.from_dict(d)
+    od = order().to_dict()
+    with refused("kind"):
+        RecoveryOrder.from_dict({**od, "kind": "steal"})
+    with refused("export_recipient"):
+        RecoveryOrder.from_dict({**od, "export_recipient": "00"})
+    with refused("follow_up.old_epoch"):
+        RecoveryOrder.from_dict({**od, "follow_up": {**follow_up().to_dict(), "old_epoch": "2"}})
+    with refused(r"officers[0].recipient"):
+        RecoveryConfig.from_dict({**CONFIG.to_dict(), "officers": [{"name": "x", "recipient": "zz"}]})
+
+
+@pytest.mark.parametrize(
+    ("kw", "field"),
+    [
+        ({"ceremony_id": bytes(15)}, "ceremony_id"),
+        ({"key_id": bytes(31)}, "key_id"),
+        ({"epoch": -1}, "epoch"),
+        ({"share_index": 256}, "share_index"),
+        ({"officer_index": 0}, "officer_index"),
+        ({"bundle_digest": bytes(33)}, "bundle_digest"),
+        ({"value": "secret"}, "value"),
+    ],
+)
+def test_delivery_refuses_each_bad_field(kw: dict[str, Any], field: str) -> None:
+    fields: dict[str, Any] = dict(
+        ceremony_id=bytes(16), purpose=PiecePurpose.EXPORT, key_id=KEY_ID, epoch=2, share_index=1, officer_index=1,
+        bundle_digest=bytes(32), value=bytes(32),
+    )
+    fields.update(kw)
+    with refused(field):
+        PieceDelivery(**fields)
+
+
+def test_statements_refuse_bad_fields() -> None:
+    with refused("order_id"):
+        RecoveryReceipt(bytes(32), KEY_ID, 2, 3, 3, point(3))
+    with refused("public_share"):
+        RecoveryReceipt(bytes(16), KEY_ID, 2, 3, 3, bytes(33))
+    with refused("signature"):
+        RecoveryReceipt(bytes(16), KEY_ID, 2, 3, 3, point(3), bytes(63))
+    with refused("bundle_digest"):
+        DrillReport(bytes(16), KEY_ID, 2, 1, 1, bytes(31), True, ())
+    with refused("outcomes"):
+        DrillReport(bytes(16), KEY_ID, 2, 1, 1, bytes(32), True, tuple((i, "ok") for i in range(1, 66)))
+    with refused("tag"):
+        DrillReport.from_bytes(sign_recovery_receipt(RecoveryReceipt(bytes(16), KEY_ID, 2, 3, 3, point(3)), NODE_KEYS[3]).to_bytes())
+
+
+_ENCODINGS: list[tuple[Any, bytes]] = [
+    (RecoveryConfig.from_bytes, CONFIG.encode()),
+    (SignedRecoveryConfigChange.from_bytes, SIGNED_CONFIG.to_bytes()),
+    (SignedBackupPart.from_bytes, signed_part(1).to_bytes()),
+    (SignedRecoveryOrder.from_bytes, signed_order(order()).to_bytes()),
+    (RecoveryOrder.from_bytes, order(RecoveryOrderKind.EXPORT).encode()),
+    (DrillReport.from_bytes, DrillReport(bytes(16), KEY_ID, 2, 1, 1, bytes(32), True, ((1, "ok"),)).to_bytes()),
+    (PieceDelivery.from_bytes, PieceDelivery(bytes(16), PiecePurpose.DRILL, KEY_ID, 2, 3, 1, bytes(32), bytes(32)).encode()),
+]
+
+
+@settings(max_examples=scaled(60), deadline=None)
+@given(which=st.integers(0, len(_ENCODINGS) - 1), data=st.data())
+def test_a_mutated_encoding_is_refused_or_canonical(which: int, data: st.DataObject) -> None:
+    """Changing, dropping or appending bytes never gives a decoder anything but a GovernanceError
+    or an object that re-encodes to exactly the bytes it read."""
+    decode, good = _ENCODINGS[which]
+    pos = data.draw(st.integers(0, len(good) - 1))
+    mutated = data.draw(st.sampled_from([
+        good[:pos] + bytes([good[pos] ^ data.draw(st.integers(1, 255))]) + good[pos + 1:],
+        good[:pos],
+        good + data.draw(st.binary(min_size=1, max_size=4)),
+    ]))
+    try:
+        obj = decode(mutated)
+    except GovernanceError:
+        return
+    reencoded = obj.to_bytes() if hasattr(obj, "to_bytes") else obj.encode()
+    assert reencoded == mutated
