@@ -100,6 +100,7 @@ class Ceremonies:
         self.name = name
         self.timeout_s = timeout_s
         self._lock = threading.Lock()
+        self._open_lock = threading.Lock()  # one open drill per key, even for concurrent StartDrill calls
         self._running: set[bytes] = set()
         self._retry_at: dict[bytes, int] = {}
         self.spawn: Callable[[bytes], None] = self._spawn  # tests run ceremonies inline
@@ -108,6 +109,10 @@ class Ceremonies:
     def start_drill(self, key_id: bytes, caller: str) -> CeremonyRecord:
         """``StartDrill``: a drill of the key's newest bundle (the key's open drill if there is
         one). NOT_FOUND / FAILED_PRECONDITION naming ``key_id``."""
+        with self._open_lock:
+            return self._start_drill(key_id, caller)
+
+    def _start_drill(self, key_id: bytes, caller: str) -> CeremonyRecord:
         k = self.db.get_key(key_id)
         if k is None:
             raise RpcError(Code.NOT_FOUND, f"key_id: unknown key {key_id.hex()}")

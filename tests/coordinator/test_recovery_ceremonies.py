@@ -347,3 +347,35 @@ def test_cluster_status_rows_only_for_active_keys(world: World) -> None:
     _configured(world)
     world.db.add_key(KeyRecord(b"\x09" * 32, "pending", world.public_key, world.chain_code, 2, 3, "pending", now_ms(), "r"))
     assert [r.key_id for r in world.backups.status()] == [world.key_id]
+
+
+def test_concurrent_starts_share_one_drill_and_concurrent_officers_run_it_once(world: World) -> None:
+    import threading
+
+    _configured(world)
+    got: list[bytes] = []
+    starters = [threading.Thread(target=lambda: got.append(world.ceremonies.start_drill(world.key_id, "officer1").ceremony_id))
+                for _ in range(4)]
+    for t in starters:
+        t.start()
+    for t in starters:
+        t.join()
+    assert len(set(got)) == 1
+    cid = got[0]
+    reqs = {o: world.pieces(o, cid, PiecePurpose.DRILL) for o in ("officer1", "officer2", "officer3")}
+    errors: list[Exception] = []
+
+    def submit(o: str) -> None:
+        try:
+            world.ceremonies.submit(reqs[o], o)
+        except RpcError as e:  # the third officer may find the drill already running
+            errors.append(e)
+
+    officers = [threading.Thread(target=submit, args=(o,)) for o in reqs]
+    for t in officers:
+        t.start()
+    for t in officers:
+        t.join()
+    assert all(isinstance(e, RpcError) and e.code == Code.FAILED_PRECONDITION for e in errors)
+    assert world.ceremonies.get(cid).state == "done"
+    assert [n.drills for n in world.nodes.values()] == [1, 1, 1]
