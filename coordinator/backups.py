@@ -158,6 +158,8 @@ class Backups:
         req = node_pb2.GetBackupPartRequest(key_id=k.key_id, epoch=epoch)
         ok, errs = fanout({i: (self.nodes[i].stub.GetBackupPart, req) for i in committee}, PART_TIMEOUT_S)
         if errs:
+            for i in errs:  # it may have lost its store meanwhile: send it the configuration again next time
+                self.book.mark_unsynced(i)
             why = "; ".join(f"{self.nodes[i].label}: {'{}: {}'.format(*_status(e))}" for i, e in sorted(errs.items()))
             raise CollectFailed(f"no backup part from {why}")
         parts: list[SignedBackupPart] = []

@@ -204,6 +204,9 @@ class RecoveryProposals:
         assert k is not None
         _, committee = self.keyops.epoch_of(k)
         required = set(committee) | (set(order.follow_up.new_committee) if order.follow_up is not None else set())
+        for i in sorted(required):  # a replaced node starts with an empty store: it needs the configuration first
+            if i in self.nodes:
+                self.book.sync_node(i)
         req = node_pb2.InstallRecoveryOrderRequest(signed_order=signed.to_bytes())
         ok, errs = fanout({i: (h.stub.InstallRecoveryOrder, req) for i, h in self.nodes.items()}, INSTALL_TIMEOUT_S)
         missing = sorted(i for i in required if i not in ok)

@@ -379,3 +379,26 @@ def test_concurrent_starts_share_one_drill_and_concurrent_officers_run_it_once(w
     assert all(isinstance(e, RpcError) and e.code == Code.FAILED_PRECONDITION for e in errors)
     assert world.ceremonies.get(cid).state == "done"
     assert [n.drills for n in world.nodes.values()] == [1, 1, 1]
+
+
+def test_a_node_with_a_wiped_store_gets_the_configuration_before_the_order(world: World) -> None:
+    digest = _configured(world)
+    world.nodes[3].history = []  # replaced: a new, empty store (the coordinator still thinks it is synced)
+    order = world.restore_order((3,), digest)
+    applied = world.propose_order(order, "ada", "bob")
+    assert applied.state == coordinator_pb2.PROPOSAL_STATE_APPLIED, applied.error
+    assert len(world.nodes[3].history) == 1 and len(world.nodes[3].orders) == 1
+
+
+def test_an_order_not_installed_on_every_node_opens_nothing_and_stays_pending(world: World) -> None:
+    digest = _configured(world)
+    world.nodes[2].down = True
+    order = world.restore_order((3,), digest)
+    e = _refused(world.propose_order, order, "ada", "bob")
+    assert e.code == Code.UNAVAILABLE and "node 2" in e.message
+    assert world.db.get_ceremony(order.order_id) is None
+    [p] = world.lifecycle.listing(coordinator_pb2.PROPOSAL_STATE_PENDING)
+    assert "node 2" in p.error
+    world.nodes[2].down = False
+    again = world.propose_order(order, "ada", "bob")  # proposing again retries the apply
+    assert again.state == coordinator_pb2.PROPOSAL_STATE_APPLIED and world.db.get_ceremony(order.order_id) is not None
