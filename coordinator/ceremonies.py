@@ -376,7 +376,7 @@ class Ceremonies:
         identity key and checked against the ceremony and the bundle."""
         outcomes = tuple(
             Outcome(int(o.officer), escape(o.name[:64]), escape(o.outcome[:32])) for o in getattr(resp, "outcomes", ())
-        )
+        ) or t.outcomes  # a node answering a retry with its stored receipt judges nothing again
         entry = None if roster is None else roster.entry(t.node)
         if entry is None:
             return Target(t.share_index, t.node, t.recipient, "failed", "the node is not in the roster", outcomes)
