@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from coordinator.backups import Backups
 from coordinator.ceremonies import Ceremonies
-from coordinator.db import CoordinatorDb, KeyRecord, now_ms
+from coordinator.db import AuditEvent, CoordinatorDb, KeyRecord, now_ms
 from coordinator.keyop_store import KeyOpRecord
 from coordinator.keyops import KeyOperations
 from coordinator.lifecycle_proposals import LifecycleProposals
@@ -35,6 +35,7 @@ from governance.keyop import KeyOperation, KeyOpKind, SignedKeyOperation
 from governance.policy import AdminSet
 from governance.recovery import (
     BackupBundle,
+    BackupKey,
     BackupPart,
     BackupPiece,
     DrillReport,
@@ -47,6 +48,7 @@ from governance.recovery import (
     RecoveryOrderKind,
     RecoveryReceipt,
     RecoveryTarget,
+    SignedBackupPart,
     SignedRecoveryConfigChange,
     SignedRecoveryOrder,
     sign_backup_part,
@@ -147,7 +149,7 @@ class FakeNode:
             self.parts[slot] = sign_backup_part(part, self.identity).to_bytes()
         data = self.parts[slot]
         if self.tamper:  # another node's signature: the bundle check must name this node
-            sp = __import__("governance.recovery", fromlist=["SignedBackupPart"]).SignedBackupPart.from_bytes(data)
+            sp = SignedBackupPart.from_bytes(data)
             data = sign_backup_part(sp.part, Ed25519PrivateKey.generate()).to_bytes()
         return node_pb2.GetBackupPartResponse(signed_part=data)
 
@@ -278,9 +280,7 @@ class World:
         return [(e.action, e.outcome) for e in self.audit.entries()]
 
     # --- governance ----------------------------------------------------------------------------
-    def backup_key(self) -> Any:
-        from governance.recovery import BackupKey
-
+    def backup_key(self) -> BackupKey:
         return BackupKey(
             key_id=self.key_id, public_key=self.public_key, chain_code=self.chain_code, label="treasury", threshold=T,
             epoch=self.nodes[1].epoch, committee=tuple(self.nodes),
@@ -342,5 +342,5 @@ class World:
         t = now_ms()
         self.db.add_key_operation(
             KeyOpRecord(op_id, self.key_id, signed.to_bytes(), how, "done", b"", (), (), (), "", 1, t, t),
-            __import__("coordinator.db", fromlist=["AuditEvent"]).AuditEvent("coordinator", "key-operation", "", "done", {"x": 1}),
+            AuditEvent("coordinator", "key-operation", "", "done", {"x": 1}),
         )
