@@ -7,7 +7,8 @@ import it (it uses :mod:`mpcnet.common.bundle`).
   the part with the node's identity key; :func:`open_deliveries` decrypts the officers'
   :class:`~governance.recovery.PieceDelivery` files sent to it in a ceremony, checks each (binding,
   Feldman) and rebuilds the share; :func:`recovered_share` wraps it as a
-  :class:`~crypto_core.backup.RecoveredShare` (restore).
+  :class:`~crypto_core.backup.RecoveredShare` (restore); :func:`drill_check` compares it with
+  the live share and forgets it (drill).
 * Officer: :func:`officer_check` decrypts her own pieces of a bundle and checks them against the
   commitments; :func:`officer_deliveries` re-encrypts her pieces to a ceremony's targets.
 * Off-line machine (break-glass export): :func:`open_deliveries` per share, then
@@ -54,12 +55,20 @@ MISSING = "missing"
 
 
 def key_record(share: KeyShare, committee: tuple[int, ...]) -> BackupKey:
-    """The public record of ``share``'s key (``committee``: roster indices by share index)."""
-    return BackupKey(
-        key_id=share.key_id, public_key=share.public_key.encode(), chain_code=share.chain_code,
-        label=share.key_label.decode("utf-8"), threshold=share.threshold, epoch=share.epoch, committee=tuple(committee),
-        public_shares=tuple(s.encode() for s in share.public_shares),
-    )
+    """The public record of ``share``'s key (``committee``: roster indices by share index).
+    BundleError naming ``key.label`` (not UTF-8) or the field GovernanceError names."""
+    try:
+        label = share.key_label.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BundleError("key.label", "the key's label is not UTF-8 text") from None
+    try:
+        return BackupKey(
+            key_id=share.key_id, public_key=share.public_key.encode(), chain_code=share.chain_code, label=label,
+            threshold=share.threshold, epoch=share.epoch, committee=tuple(committee),
+            public_shares=tuple(s.encode() for s in share.public_shares),
+        )
+    except GovernanceError as e:
+        raise BundleError(f"key.{e.field}", e.reason) from None
 
 
 def make_part(
@@ -82,6 +91,8 @@ def make_part(
     officers); piece j is a :class:`BackupPiece` age-encrypted to officer j's recipient.
     """
     config = config_change.change.config
+    if not hmac.compare_digest(config_change.change.governance_root, governance_root):
+        raise BundleError("config_change.governance_root", "names another governance root", node=node)
     if key.key_id != share.key_id or key.epoch != share.epoch or key.threshold != share.threshold:
         raise BundleError("key", "is not the public record of this share's key and epoch", node=node)
     if len(key.committee) != share.parties or key.committee[share.index - 1] != node:
@@ -226,7 +237,10 @@ def officer_deliveries(
     digest = bundle.digest()
     out: dict[int, bytes] = {}
     for share_index in sorted(targets):
-        sp = _part(bundle, share_index)
+        try:
+            sp = _part(bundle, share_index)
+        except BundleError as e:
+            raise BundleError(f"targets[{share_index}]", e.message) from None
         value, check = _own_piece(bundle, sp, officer, private)
         if value is None:
             raise BundleError(
@@ -311,6 +325,30 @@ def open_deliveries(
     return secret, outcomes
 
 
+def drill_check(
+    bundle: BackupBundle,
+    share_index: int,
+    ciphertexts: Mapping[int, bytes],
+    private: bytes,
+    *,
+    ceremony_id: bytes,
+    live_share: int,
+) -> tuple[bool, dict[int, str]]:
+    """A drill on the node holding ``share_index``: rebuild the share from the officers'
+    deliveries (purpose DRILL, :func:`open_deliveries`), compare it with the node's ``live_share``
+    (the share of the bundle's epoch it holds) and forget it. Returns ``(ok, outcomes)``: ``ok``
+    iff a quorum of pieces was good and the rebuilt share equals the live one (its public share
+    was already checked by the Feldman commitments)."""
+    secret, outcomes = open_deliveries(
+        bundle, share_index, ciphertexts, private, ceremony_id=ceremony_id, purpose=PiecePurpose.DRILL
+    )
+    if secret is None:
+        return False, outcomes
+    ok = hmac.compare_digest(scalar_to_bytes(secret), scalar_to_bytes(live_share % Q))
+    del secret
+    return ok, outcomes
+
+
 def recovered_share(bundle: BackupBundle, share_index: int, secret: int) -> RecoveredShare:
     """The :class:`RecoveredShare` of ``secret`` at ``share_index`` of the bundle's key (checked:
     ``secret*G`` is the public share; DecodeError otherwise)."""
@@ -344,6 +382,6 @@ def recover_key(bundle: BackupBundle, shares: Mapping[int, int]) -> int:
 
 
 __all__ = [
-    "MISSING", "UNDECRYPTABLE", "WRONG_BINDING", "OfficerReport", "PieceCheck", "key_record", "make_part",
+    "MISSING", "UNDECRYPTABLE", "WRONG_BINDING", "OfficerReport", "PieceCheck", "drill_check", "key_record", "make_part",
     "officer_check", "officer_deliveries", "open_deliveries", "recover_key", "recovered_share",
 ]

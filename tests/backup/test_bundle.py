@@ -17,6 +17,7 @@ from governance.policy import AdminSet
 from governance.recovery import BackupBundle, BackupPiece, PieceDelivery, PiecePurpose, SignedBackupPart, sign_backup_part
 from mpcnet.common import agekeys
 from mpcnet.common.backup import (
+    drill_check,
     key_record,
     make_part,
     officer_check,
@@ -334,6 +335,20 @@ def test_open_deliveries_refuses_an_unknown_officer_or_share() -> None:
     assert e2.value.field == "share_index"
 
 
+def test_a_drill_compares_with_the_live_share() -> None:
+    files = deliveries(W)[3]
+    key = NODE_ENCRYPTION[4]
+    live = W.shares[3].secret_share
+    assert drill_check(W.bundle, 3, files, key, ceremony_id=CEREMONY, live_share=live) == (True, {1: "ok", 2: "ok", 3: "ok"})
+    ok, outcomes = drill_check(W.bundle, 3, files, key, ceremony_id=CEREMONY, live_share=live + 1)
+    assert not ok and outcomes == {1: "ok", 2: "ok", 3: "ok"}  # the bundle is of another share than the live one
+    ok, outcomes = drill_check(W.bundle, 3, {2: files[2]}, key, ceremony_id=CEREMONY, live_share=live)
+    assert not ok and outcomes == {1: "missing", 2: "ok", 3: "missing"}
+    restore = deliveries(W, purpose=PiecePurpose.RESTORE)[3]
+    ok, outcomes = drill_check(W.bundle, 3, restore, key, ceremony_id=CEREMONY, live_share=live)
+    assert not ok and set(outcomes.values()) == {"wrong-binding"}
+
+
 def test_restore_gives_a_recovered_share_and_export_gives_the_key() -> None:
     got = deliveries(W, purpose=PiecePurpose.RESTORE)
     secret, _ = open_deliveries(W.bundle, 3, got[3], NODE_ENCRYPTION[4], ceremony_id=CEREMONY, purpose=PiecePurpose.RESTORE)
@@ -368,6 +383,16 @@ def test_make_part_refuses_a_key_record_of_another_share() -> None:
         make_part(W.shares[1], node=2, roster_version=1, governance_root=ROOT, config_change=W.config, key=W.key,
                   identity=NODE_IDENTITY[2], now_ms=1)
     assert e.value.field == "key.committee"
+    with pytest.raises(BundleError) as e2:
+        make_part(W.shares[1], node=1, roster_version=1, governance_root=b"\x01" * 32, config_change=W.config, key=W.key,
+                  identity=NODE_IDENTITY[1], now_ms=1)
+    assert e2.value.field == "config_change.governance_root"
+    with pytest.raises(BundleError) as e3:
+        officer_deliveries(W.bundle, OFFICER_KEYS[1], ceremony_id=CEREMONY, purpose=PiecePurpose.DRILL, targets={4: bytes(32)})
+    assert e3.value.field == "targets[4]"
+    with pytest.raises(BundleError) as e4:
+        officer_deliveries(W.bundle, OFFICER_KEYS[1], ceremony_id=CEREMONY, purpose=PiecePurpose.DRILL, targets={1: bytes(32)})
+    assert e4.value.field == "targets[1]"  # a low-order recipient
     assert key_record(W.shares[2], W.committee) == W.key
 
 
