@@ -248,6 +248,11 @@ def demo_recovery(keep: bool, scrypt_n: int) -> int:
             demo.propose(f"replacing node {n}", "node", "replace", str(n), "--enrolment", str(enrol))
         _run(["mpcnet.cluster.cli", "up", "--dir", str(d), "--quiet"], "mpc-cluster up (starts the replaced nodes)")
 
+        def reached(doc: Any) -> bool:  # the coordinator's view (its channel to a restarted host may be backing off)
+            return {n.get("index") for n in doc.get("nodes", []) if n.get("healthy")} >= set(LOST)
+        demo.poll(demo.mpc("auditor1", "status", "--json"), "the coordinator reaching the new nodes", reached)
+        print(f"   the coordinator reaches nodes {','.join(map(str, LOST))} (new keys, empty stores)")
+
         _step(9, f"admin1 orders the restore of shares {','.join(map(str, LOST))} (follow-up: a refresh); admin2 approves")
         demo.propose("the restore order", "recovery", "restore", "--key", demo.key_id, "--nodes", ",".join(map(str, LOST)),
                      "--reason", "demo: nodes 3-5 lost")

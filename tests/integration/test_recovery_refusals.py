@@ -227,6 +227,8 @@ def test_a_restore_with_fewer_than_m_officers_is_refused_then_completes_with_m(w
         assert a2.approve_lifecycle(p.proposal_id, expect_digest=p.digest).state == "applied"
     up = mpc_cluster("up", "--dir", str(rc.dir), "--quiet")
     assert up.returncode == 0 and "started node-5" in up.stdout, up
+    with MpcClient.from_cluster(rc.dir, identity="auditor1", timeout=60) as au:  # the coordinator reaches the new host
+        wait_until("node 5 healthy at the coordinator", lambda: any(n.index == 5 and n.healthy for n in au.node_states()))
 
     order = _order(world, RecoveryOrderKind.RESTORE, (RecoveryTarget(5, 5),))
     signed = SignedRecoveryOrder(order, admin_signed(rc, sign_recovery_order, order, ("admin1",)))
