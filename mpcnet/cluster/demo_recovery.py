@@ -235,6 +235,11 @@ def demo_recovery(keep: bool, scrypt_n: int) -> int:
         if state != "done":
             raise SystemExit(f"demo: the drill ended {escape(str(state))}: {escape(str(_field(drill, 'error')))}")
         print("   drill: ok")
+        st = _json(demo.mpc("auditor1", "status", "--json"), "mpc status")
+        row: dict[str, Any] = next((b for b in st.get("backups", []) if b.get("key_id") == demo.key_id), {})
+        if not row.get("last_drill_unix_ms") or row.get("drill_overdue"):
+            raise SystemExit(f"demo: mpc status does not show the drill: {escape(json.dumps(row)[:300])}")
+        print(f"   mpc status: key backed up ({row.get('backed_up')}), last drill {row.get('last_drill_outcome') or 'ok'}, not overdue")
 
         _step(7, f"disaster: nodes {','.join(map(str, LOST))} are wiped (process killed, data and keys deleted); 2 of 5 left, threshold 3")
         for n in LOST:

@@ -28,6 +28,6 @@ def test_demo_recovery_restores_three_of_five_wiped_nodes_and_the_same_key_signs
     assert f"done: 2 signatures, every one valid under {public.group(1)}" in out
     assert out.count(f"VALID under {public.group(1)} (OpenSSL)") == 2
     assert len(set(re.findall(r"officer[123]: (age1[0-9a-z]{58})", out))) == 3
-    assert "drill: ok" in out
+    assert "drill: ok" in out and "last drill ok, not overdue" in out
     assert "restored nodes 3,4,5; follow-up refresh" in out
     assert re.search(r"new bundle [0-9a-f]{16}\.\.\. of epoch 1; [1-9][0-9]* older bundle\(s\) superseded", out), out
