@@ -2,9 +2,10 @@
 admin quorum (or an export without the export quorum) is refused by the coordinator and by every
 node; a ceremony with fewer than m officers is refused by every participant (the coordinator
 keeps collecting, the target node refuses to restore, every drilled node reports failure), and
-completes once the m-th officer contributes; the coordinator's files and logs never contain a
-share or a piece (decrypted with the officers' keys to know what to scan for); an officer's
-piece decrypts with Debian's ``age`` command-line tool."""
+completes once the m-th officer contributes; a drill names the officer whose pieces are bound to
+another ceremony; the coordinator's files and logs (and every node's log and audit log) never
+contain a share or a piece (decrypted with the officers' keys to know what to scan for); an
+officer's piece decrypts with Debian's ``age`` command-line tool."""
 
 from __future__ import annotations
 
@@ -208,6 +209,25 @@ def test_a_drill_with_fewer_than_m_officers_is_refused_by_every_node(world: Worl
     done = wait_until("the drill", lambda: (lambda x: x if x.state in ("done", "failed") else None)(
         rc.coordinator("auditor1").GetCeremony(coordinator_pb2.GetCeremonyRequest(ceremony_id=c.ceremony_id), timeout=30)))
     assert done.state == "done" and all(t.state == "ok" for t in done.targets), done
+
+
+def test_a_drill_names_the_officer_whose_pieces_are_bound_to_another_ceremony(world: World) -> None:
+    """officer2 replays pieces made for another ceremony: the coordinator cannot tell (it only
+    relays ciphertexts), every node refuses them (``wrong-binding``), the drill fails naming her."""
+    rc = world.rc
+    c = rc.coordinator("officer1").StartDrill(coordinator_pb2.StartDrillRequest(key_id=world.key_id), timeout=60)
+    targets = {t.share_index: bytes(t.recipient) for t in c.targets}
+    for officer, cid in (("officer1", bytes(c.ceremony_id)), ("officer2", new_id())):
+        pieces = _deliveries(world, officer, cid, PiecePurpose.DRILL, targets)
+        rc.coordinator(officer).SubmitRecoveryPieces(coordinator_pb2.SubmitRecoveryPiecesRequest(
+            ceremony_id=c.ceremony_id, officer=officer,
+            pieces=[coordinator_pb2.TargetPiece(share_index=i, ciphertext=x) for i, x in pieces.items()]), timeout=60)
+    done = wait_until("the drill", lambda: (lambda x: x if x.state in ("done", "failed") else None)(
+        rc.coordinator("auditor1").GetCeremony(coordinator_pb2.GetCeremonyRequest(ceremony_id=c.ceremony_id), timeout=30)))
+    assert done.state == "failed", done
+    for t in done.targets:
+        outcomes = {o.officer: (o.name, o.outcome) for o in t.outcomes}
+        assert t.state == "failed" and outcomes[1] == ("officer1", "ok") and outcomes[2] == ("officer2", "wrong-binding"), t
 
 
 def test_a_restore_with_fewer_than_m_officers_is_refused_then_completes_with_m(world: World) -> None:
