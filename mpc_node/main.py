@@ -37,7 +37,7 @@ log = logging.getLogger("mpc_node")
 NODE_SERVICE = node_pb2.DESCRIPTOR.services_by_name["Node"]
 ADMIN_RPCS = frozenset({
     "InstallPolicy", "InstallPolicyAttestation", "GetPolicies", "InstallRosterChange", "GetRoster",
-    "PrepareKeyRotation", "InstallStagedCertificate",
+    "PrepareKeyRotation", "InstallStagedCertificate", "InstallRecoveryConfig", "InstallRecoveryOrder",
 })
 
 
