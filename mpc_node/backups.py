@@ -307,6 +307,13 @@ class NodeBackups:
             )
         bundle = self._bundle(req.bundle, order.bundle_digest)
         key = bundle.key
+        installed = node.store.recovery_config_changes()
+        if bundle.config.change.config.version != order.config_version or (
+            bundle.config.to_bytes() != installed[order.config_version - 1]
+        ):
+            raise RpcError(
+                Code.FAILED_PRECONDITION, f"bundle.config: is not recovery configuration {order.config_version} as installed here"
+            )
         for name, a, b in (
             ("key_id", key.key_id, order.key_id), ("public_key", key.public_key, order.public_key),
             ("chain_code", key.chain_code, order.chain_code), ("epoch", key.epoch, order.epoch),
@@ -354,6 +361,9 @@ class NodeBackups:
                 restored.to_bytes(),
             )
         except BackupStateError as e:
+            done = node.store.restored_key(order.key_id)
+            if done is not None and done.order_id == order.order_id and done.epoch == order.epoch:  # a concurrent retry
+                return node_pb2.RestoreShareResponse(receipt=done.receipt, outcomes=_outcomes(outcomes, names))
             raise RpcError(Code.FAILED_PRECONDITION, f"signed_order.order.key_id: {e}") from None
         self.audit_event(actor, "share-restored", "restored", {
             "order_id": order.order_id.hex(), "key_id": order.key_id.hex(), "epoch": key.epoch, "share_index": share_index,

@@ -106,7 +106,8 @@ class EpochService:
         )
         anchor = node.store.committee_roster_version(key_id, held.epoch) if held is not None and held.status == "active" else None
         schedule = self.schedule(held) if held is not None and share is not None else None
-        # issue 12: a share restored by a recovery order deals in that order's follow-up only
+        # issue 12: a share restored by a recovery order deals in that order's follow-up only (and
+        # only a node holding no live share of the key uses one)
         ordered = peeked is not None and node.backups.orders_follow_up(peeked)
         restored = node.backups.restored(key_id, peeked.old_epoch) if ordered and peeked is not None and share is None else None
         if restored is not None:
@@ -118,12 +119,6 @@ class EpochService:
             roster=self.roster(), held=held, share=share, schedule=schedule, committee_roster_version=anchor,
             joined=joined_versions(node.roster_state.history()) if anchor is not None else None, ordered=ordered,
         )
-        if restored is not None and setup.authorized_by != "recovery-order":
-            raise RpcError(
-                Code.FAILED_PRECONDITION,
-                f"reshare.operation: {node.cfg.name} holds key {key_id.hex()[:16]} only as a restored share, which deals only"
-                " in its recovery order's follow-up operation",
-            )
         op = setup.operation
         other = node.store.confirmed_session(op.key_id, op.new_epoch) if setup.receiver else None
         if other is not None and other != sid and self._abandoned_by_a_member(op.key_id, other, p):

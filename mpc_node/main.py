@@ -41,6 +41,12 @@ ADMIN_RPCS = frozenset({
 })
 
 
+def roles_for(method: str) -> tuple[str, ...]:
+    """The certificate roles that may call Node RPC ``method``: coordinator and admin for
+    :data:`ADMIN_RPCS`, else the coordinator only."""
+    return ("coordinator", "admin") if method in ADMIN_RPCS else ("coordinator",)
+
+
 def build_server(cfg: NodeConfig, service: NodeService) -> tuple[grpc.Server, int]:
     """The server: ``workers`` threads for the (unary) node RPCs plus ``max_streams`` for
     long-lived streams (reflection), which take a slot of their own budget first, so open streams
@@ -53,7 +59,7 @@ def build_server(cfg: NodeConfig, service: NodeService) -> tuple[grpc.Server, in
     )
 
     authorize = audited_role_check(
-        NODE_SERVICE.full_name, lambda method: ("coordinator", "admin") if method in ADMIN_RPCS else ("coordinator",), service.audit,
+        NODE_SERVICE.full_name, roles_for, service.audit,
         refused=service.roster_state.refused_fingerprints,
     )
 

@@ -1,0 +1,319 @@
+"""Backup, drill and restore on the node (issue 12, design section 4), driven in process (no gRPC).
+
+Three :class:`NodeService` instances of a 2-of-3 cluster with a signed roster; three recovery
+officers (age keys) with quorum 2. The test plays the coordinator (collects parts, assembles the
+bundle, relays ciphertexts) and the officers (re-encrypt their pieces to a node). The restore
+test empties node 3's store, restores its share from two officers' pieces under an admin-signed
+order, runs the order's follow-up refresh (node 3 deals with its restored share) and signs with
+the original public key (checked with coincurve).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+pytest.importorskip("governance.recovery")  # issue 12 modules of the other helpers (until they are merged)
+pytest.importorskip("mpcnet.common.backup")
+
+from governance.keyop import KeyOperation, KeyOpKind, SignedKeyOperation
+from governance.recovery import (
+    BackupBundle,
+    DrillReport,
+    Officer,
+    PiecePurpose,
+    RecoveryConfig,
+    RecoveryConfigChange,
+    RecoveryOrder,
+    RecoveryOrderKind,
+    RecoveryReceipt,
+    RecoveryTarget,
+    SignedBackupPart,
+    SignedRecoveryConfigChange,
+    SignedRecoveryOrder,
+    sign_recovery_config_change,
+    sign_recovery_order,
+)
+from governance.roster import SignedRosterChange
+from mpc_node.main import roles_for
+from mpc_node.service import NodeService
+from mpcnet.client.identities import load_identity
+from mpcnet.cluster.launcher import Layout, prepare
+from mpcnet.common import agekeys
+from mpcnet.common.backup import key_record, officer_deliveries
+from mpcnet.common.bundle import assemble_bundle
+from mpcnet.common.rpc import RpcError
+from mpcnet.wire.mpc.v1 import node_pb2
+
+from .keyops_util import close, dkg, run, services, share, sign
+
+N, T, M = 3, 2, 2
+LABEL = b"keyops"
+Code = grpc.StatusCode
+
+
+@pytest.fixture(scope="module")
+def lay(tmp_path_factory: pytest.TempPathFactory) -> Layout:
+    return prepare(tmp_path_factory.mktemp("backup"), N, T, scrypt_n=2**10, test_mode=True, policy_max_age_s=0)
+
+
+@pytest.fixture(scope="module")
+def svcs(lay: Layout) -> Iterator[dict[int, NodeService]]:
+    out = services(lay)
+    yield out
+    close(out)
+
+
+@pytest.fixture(scope="module")
+def officers() -> list[tuple[bytes, bytes]]:
+    """(private32, public32) of officers 1..3."""
+    return [agekeys.generate() for _ in range(3)]
+
+
+@pytest.fixture(scope="module")
+def config(lay: Layout, svcs: dict[int, NodeService], officers: list[tuple[bytes, bytes]]) -> SignedRecoveryConfigChange:
+    cfg = RecoveryConfig(1, tuple(Officer(f"officer{k}", pub) for k, (_, pub) in enumerate(officers, 1)), M, 3, 0)
+    change = RecoveryConfigChange(svcs[1].gov.governance_root, None, cfg)
+    signed = SignedRecoveryConfigChange(change, _admin_sigs(lay, change, sign_recovery_config_change))
+    for s in svcs.values():
+        out = s.InstallRecoveryConfig(node_pb2.InstallRecoveryConfigRequest(history=[signed.to_bytes()]), None)
+        assert out.installed and out.version == 1
+    return signed
+
+
+def _admin_sigs(lay: Layout, obj: Any, signer: Any, admins: tuple[str, ...] = ("admin1", "admin2")) -> tuple[Any, ...]:
+    return tuple(signer(obj, a, load_identity(lay.dir, a).signing_key) for a in admins)
+
+
+def _audit(svc: NodeService, action: str) -> list[Any]:
+    return [e for e in svc.audit.entries() if e.action == action]
+
+
+def _bundle(svcs: dict[int, NodeService], config: SignedRecoveryConfigChange, key: node_pb2.DkgResult, epoch: int = 0) -> BackupBundle:
+    parts = []
+    for s in svcs.values():
+        raw = s.GetBackupPart(node_pb2.GetBackupPartRequest(key_id=key.key_id, epoch=epoch), None).signed_part
+        assert s.GetBackupPart(node_pb2.GetBackupPartRequest(key_id=key.key_id, epoch=epoch), None).signed_part == raw  # made once
+        parts.append(SignedBackupPart.from_bytes(raw))
+    ks = share(svcs[1], key.key_id)
+    assert ks is not None
+    record = key_record(ks, (1, 2, 3))
+    history = tuple(SignedRosterChange.from_bytes(b) for b in svcs[1].roster_state.history())
+    return assemble_bundle(record, config, history, parts, 1)
+
+
+def _pieces(
+    bundle: BackupBundle, officers: list[tuple[bytes, bytes]], which: list[int], ceremony: bytes, purpose: PiecePurpose,
+    svc: NodeService, share_index: int,
+) -> list[bytes]:
+    """Officers ``which`` (1-based) re-encrypt their piece of ``share_index`` to ``svc``."""
+    target = svc.keys.encryption_public
+    out = []
+    for k in which:
+        got = officer_deliveries(bundle, officers[k - 1][0], ceremony_id=ceremony, purpose=purpose, targets={share_index: target})
+        out.append(got[share_index])
+    return out
+
+
+def _order(
+    lay: Layout, svc: NodeService, key: Any, bundle: BackupBundle, targets: list[tuple[int, int]], *,
+    epoch: int = 0, admins: tuple[str, ...] = ("admin1", "admin2"), kind: RecoveryOrderKind = RecoveryOrderKind.RESTORE,
+) -> tuple[SignedRecoveryOrder, KeyOperation]:
+    root = svc.gov.governance_root
+    follow = KeyOperation(
+        root, os.urandom(16), KeyOpKind.REFRESH, key.key_id, key.public_key, key.chain_code, epoch, T, (1, 2, 3), T, (1, 2, 3), 1,
+        "recovery follow-up",
+    )
+    order = RecoveryOrder(
+        root, os.urandom(16), kind, key.key_id, key.public_key, key.chain_code, epoch, bundle.digest(), 1, 1,
+        tuple(RecoveryTarget(i, n) for i, n in targets), b"", follow, "node 3 lost its disk",
+    )
+    return SignedRecoveryOrder(order, _admin_sigs(lay, order, sign_recovery_order, admins)), follow
+
+
+def _refused(fn: Any, req: Any) -> RpcError:
+    with pytest.raises(RpcError) as ei:
+        fn(req, None)
+    return ei.value
+
+
+# --- roles, configuration ----------------------------------------------------------------------
+
+
+def test_roles_install_rpcs_admin_or_coordinator_the_rest_coordinator_only() -> None:
+    for m in ("InstallRecoveryConfig", "InstallRecoveryOrder"):
+        assert set(roles_for(m)) == {"coordinator", "admin"}
+    for m in ("GetBackupPart", "RestoreShare", "DrillShare"):
+        assert roles_for(m) == ("coordinator",)
+
+
+def test_config_history_is_verified_and_must_extend_the_installed_one(
+    lay: Layout, svcs: dict[int, NodeService], config: SignedRecoveryConfigChange
+) -> None:
+    s = svcs[1]
+    again = s.InstallRecoveryConfig(node_pb2.InstallRecoveryConfigRequest(history=[config.to_bytes()]), None)
+    assert not again.installed and again.version == 1
+    one_admin = dataclasses.replace(config, signatures=config.signatures[:1])
+    e = _refused(s.InstallRecoveryConfig, node_pb2.InstallRecoveryConfigRequest(history=[one_admin.to_bytes()]))
+    assert e.code == Code.PERMISSION_DENIED and "signatures" in e.message
+    e = _refused(s.InstallRecoveryConfig, node_pb2.InstallRecoveryConfigRequest(history=[b"junk"]))
+    assert e.code == Code.INVALID_ARGUMENT and e.message.startswith("history")
+    e = _refused(s.InstallRecoveryConfig, node_pb2.InstallRecoveryConfigRequest())
+    assert e.code == Code.INVALID_ARGUMENT and e.message.startswith("history: missing")
+    assert _audit(s, "recovery-config")[-1].outcome == "refused"
+
+
+# --- backup parts and drills -------------------------------------------------------------------
+
+
+def test_backup_part_refusals(svcs: dict[int, NodeService], config: SignedRecoveryConfigChange) -> None:
+    key = dkg(svcs, T)
+    e = _refused(svcs[1].GetBackupPart, node_pb2.GetBackupPartRequest(key_id=key.key_id, epoch=1))
+    assert e.code == Code.FAILED_PRECONDITION and e.message.startswith("epoch:")
+    e = _refused(svcs[1].GetBackupPart, node_pb2.GetBackupPartRequest(key_id=b"x" * 32, epoch=0))
+    assert e.code == Code.FAILED_PRECONDITION and e.message.startswith("key_id:")
+    e = _refused(svcs[1].GetBackupPart, node_pb2.GetBackupPartRequest(key_id=b"x" * 5, epoch=0))
+    assert e.code == Code.INVALID_ARGUMENT and e.message.startswith("key_id")
+
+
+def test_drill_every_node_reports_per_officer(
+    svcs: dict[int, NodeService], config: SignedRecoveryConfigChange, officers: list[tuple[bytes, bytes]]
+) -> None:
+    key = dkg(svcs, T)
+    bundle = _bundle(svcs, config, key)
+    ceremony = os.urandom(16)
+    for i, s in svcs.items():
+        pieces = _pieces(bundle, officers, [1, 3], ceremony, PiecePurpose.DRILL, s, i)
+        out = s.DrillShare(node_pb2.DrillShareRequest(ceremony_id=ceremony, bundle=bundle.to_file(), pieces=pieces), None)
+        report = DrillReport.from_bytes(out.report)
+        assert report.ok and report.verify(s.keys.identity_public) and report.node == i and report.share_index == i
+        assert {(o.officer, o.name, o.outcome) for o in out.outcomes if o.outcome == "ok"} == {(1, "officer1", "ok"), (3, "officer3", "ok")}
+        assert _audit(s, "drill")[-1].outcome == "ok"
+    # a piece bound to another ceremony is named, and the drill then fails (only one good piece)
+    s = svcs[2]
+    good = _pieces(bundle, officers, [1], ceremony, PiecePurpose.DRILL, s, 2)
+    other = _pieces(bundle, officers, [2], os.urandom(16), PiecePurpose.DRILL, s, 2)
+    out = s.DrillShare(node_pb2.DrillShareRequest(ceremony_id=ceremony, bundle=bundle.to_file(), pieces=good + other), None)
+    report = DrillReport.from_bytes(out.report)
+    assert not report.ok and dict(report.outcomes)[2] == "wrong-binding" and dict(report.outcomes)[1] == "ok"
+    assert _audit(s, "drill")[-1].outcome == "failed"
+
+
+# --- recovery orders ---------------------------------------------------------------------------
+
+
+def test_orders_without_the_quorum_or_for_another_epoch_are_refused_and_audited(
+    lay: Layout, svcs: dict[int, NodeService], config: SignedRecoveryConfigChange
+) -> None:
+    key = dkg(svcs, T)
+    bundle = _bundle(svcs, config, key)
+    s = svcs[1]
+    one, _ = _order(lay, s, key, bundle, [(3, 3)], admins=("admin1",))
+    e = _refused(s.InstallRecoveryOrder, node_pb2.InstallRecoveryOrderRequest(signed_order=one.to_bytes()))
+    assert e.code == Code.PERMISSION_DENIED and e.message.startswith("signed_order.signatures")
+    late, _ = _order(lay, s, key, bundle, [(3, 3)], epoch=4)
+    e = _refused(s.InstallRecoveryOrder, node_pb2.InstallRecoveryOrderRequest(signed_order=late.to_bytes()))
+    assert e.code == Code.FAILED_PRECONDITION and e.message.startswith("signed_order.order.epoch:")
+    e = _refused(s.InstallRecoveryOrder, node_pb2.InstallRecoveryOrderRequest(signed_order=b"junk"))
+    assert e.code == Code.INVALID_ARGUMENT and e.message.startswith("signed_order")
+    assert [x.outcome for x in _audit(s, "recovery-order")][-3:] == ["refused"] * 3
+    ok, _ = _order(lay, s, key, bundle, [(3, 3)])
+    assert s.InstallRecoveryOrder(node_pb2.InstallRecoveryOrderRequest(signed_order=ok.to_bytes()), None).installed
+    assert not s.InstallRecoveryOrder(node_pb2.InstallRecoveryOrderRequest(signed_order=ok.to_bytes()), None).installed
+    assert _audit(s, "recovery-order")[-1].outcome == "installed"
+
+
+def test_restore_refusals_live_share_wrong_node_too_few_pieces(
+    lay: Layout, svcs: dict[int, NodeService], config: SignedRecoveryConfigChange, officers: list[tuple[bytes, bytes]]
+) -> None:
+    key = dkg(svcs, T)
+    bundle = _bundle(svcs, config, key)
+    order, _ = _order(lay, svcs[1], key, bundle, [(3, 3)])
+    pieces = _pieces(bundle, officers, [1, 2], order.order.order_id, PiecePurpose.RESTORE, svcs[3], 3)
+    req = node_pb2.RestoreShareRequest(signed_order=order.to_bytes(), bundle=bundle.to_file(), pieces=pieces)
+    e = _refused(svcs[2].RestoreShare, req)  # the order does not name node 2
+    assert e.code == Code.FAILED_PRECONDITION and e.message.startswith("signed_order.order.targets:")
+    e = _refused(svcs[3].RestoreShare, req)  # node 3 holds the key live
+    assert e.code == Code.FAILED_PRECONDITION and "never replaces a live share" in e.message
+    assert _audit(svcs[3], "share-restored")[-1].outcome == "refused"
+
+
+def _wipe(lay: Layout, svcs: dict[int, NodeService], i: int) -> None:
+    """Empty node ``i``'s store (its disk was lost; it keeps its roster keys) and start it again."""
+    svcs[i].store.close()
+    svcs[i].audit.close()
+    store = Path(svcs[i].cfg.store)
+    for f in store.parent.glob(store.name + "*"):
+        f.unlink()
+    svcs[i] = services(lay, only=i)[i]
+
+
+def test_restore_an_emptied_node_then_refresh_and_sign_with_the_same_key(
+    lay: Layout, svcs: dict[int, NodeService], config: SignedRecoveryConfigChange, officers: list[tuple[bytes, bytes]]
+) -> None:
+    key = dkg(svcs, T)
+    bundle = _bundle(svcs, config, key)
+    _wipe(lay, svcs, 3)
+    s3 = svcs[3]
+    assert share(s3, key.key_id) is None
+    s3.InstallRecoveryConfig(node_pb2.InstallRecoveryConfigRequest(history=[config.to_bytes()]), None)
+    order, follow = _order(lay, svcs[1], key, bundle, [(3, 3)])
+    for i in (1, 2):
+        assert svcs[i].InstallRecoveryOrder(node_pb2.InstallRecoveryOrderRequest(signed_order=order.to_bytes()), None).installed
+    oid = order.order.order_id
+    # fewer than m good pieces: one officer's piece, one bound to another ceremony (named)
+    few = _pieces(bundle, officers, [1], oid, PiecePurpose.RESTORE, s3, 3) + _pieces(
+        bundle, officers, [2], os.urandom(16), PiecePurpose.RESTORE, s3, 3
+    )
+    e = _refused(s3.RestoreShare, node_pb2.RestoreShareRequest(signed_order=order.to_bytes(), bundle=bundle.to_file(), pieces=few))
+    assert e.code == Code.FAILED_PRECONDITION and e.message.startswith("pieces: fewer than 2")
+    assert "officer 2 (officer2): wrong-binding" in e.message
+    assert s3.store.restored_key(key.key_id) is None
+    # m good pieces: restored, receipt signed, share matches its public share
+    good = _pieces(bundle, officers, [2, 3], oid, PiecePurpose.RESTORE, s3, 3)
+    out = s3.RestoreShare(node_pb2.RestoreShareRequest(signed_order=order.to_bytes(), bundle=bundle.to_file(), pieces=good), None)
+    receipt = RecoveryReceipt.from_bytes(out.receipt)
+    assert receipt.verify(s3.keys.identity_public) and receipt.share_index == 3 and receipt.public_share == bundle.key.public_shares[2]
+    assert {o.officer for o in out.outcomes if o.outcome == "ok"} == {2, 3}
+    assert _audit(s3, "share-restored")[-1].outcome == "restored"
+    again = s3.RestoreShare(node_pb2.RestoreShareRequest(signed_order=order.to_bytes(), bundle=bundle.to_file(), pieces=good), None)
+    assert again.receipt == out.receipt  # a retry answers the same receipt
+    # a restored share never signs
+    res = sign(lay, svcs, key, [1, 3], (1, 2, 3), 0)
+    assert isinstance(res, dict)
+    errs = [v for v in res.values() if isinstance(v, RpcError)]
+    assert errs and errs[0].code == Code.FAILED_PRECONDITION and "restored share" in errs[0].message
+    # the follow-up refresh (unsigned: authorized by the installed order); node 3 deals with its restored share
+    sid = os.urandom(32)
+    op = SignedKeyOperation(follow, ()).to_bytes()
+    res = run(svcs, sid, [1, 2, 3], reshare=node_pb2.ReshareParams(operation=op, dealers=[1, 2, 3], key_label=LABEL))
+    assert all(not isinstance(r, RpcError) and r.finished for r in res.values()), res
+    assert [e for e in _audit(svcs[1], "key-reshare") if e.outcome == "accepted"][-1].details["authorized_by"] == "recovery-order"
+    receipts = [r.reshare_result.receipt for r in res.values()]
+    for s in svcs.values():
+        s.CommitEpoch(node_pb2.CommitEpochRequest(key_id=key.key_id, session_id=sid, receipts=receipts), None)
+    assert s3.store.restored_key(key.key_id) is None  # erased by the commit
+    ks = share(s3, key.key_id)
+    assert ks is not None and ks.epoch == 1 and ks.public_key.encode() == key.public_key
+    assert isinstance(sign(lay, svcs, key, [1, 3], (1, 2, 3), 1), bytes)
+    assert isinstance(sign(lay, svcs, key, [2, 3], (1, 2, 3), 1), bytes)
+
+
+def test_an_unordered_unsigned_operation_is_not_authorized_by_a_restored_share(
+    lay: Layout, svcs: dict[int, NodeService], config: SignedRecoveryConfigChange
+) -> None:
+    key = dkg(svcs, T)
+    bundle = _bundle(svcs, config, key)
+    _, follow = _order(lay, svcs[1], key, bundle, [(3, 3)])  # never installed
+    op = SignedKeyOperation(follow, ()).to_bytes()
+    req = node_pb2.StartSessionRequest(
+        session_id=os.urandom(32), reshare=node_pb2.ReshareParams(operation=op, dealers=[1, 2, 3], key_label=LABEL)
+    )
+    e = _refused(svcs[1].StartSession, req)
+    assert e.code == Code.PERMISSION_DENIED and e.message.startswith("reshare.operation.signatures")
