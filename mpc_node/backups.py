@@ -389,7 +389,7 @@ class NodeBackups:
         try:
             verify_bundle(bundle, self.node.cfg.admin_set)
         except BundleError as e:
-            raise RpcError(Code.FAILED_PRECONDITION, f"bundle.{e.field}: {e.message}") from None
+            raise RpcError(Code.FAILED_PRECONDITION, f"bundle.{e}") from None  # names the field, node or officer at fault
         except GovernanceError as e:
             raise RpcError(Code.FAILED_PRECONDITION, f"bundle.{e.field}: {e.reason}") from None
         own = self.node.roster_state.history()
