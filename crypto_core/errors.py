@@ -39,3 +39,18 @@ class UsageError(ProtocolError, ValueError):
 
 class PresignatureUsed(UsageError):
     """A presignature was already consumed; using it again would leak the key."""
+
+
+class RecoveryError(ProtocolError):
+    """A backed-up share cannot be reconstructed from the officers' pieces.
+
+    ``officers`` names the officers (1-based officer indices, ascending) whose piece did not
+    match the Feldman commitments; it may be empty when too few pieces arrived at all.
+    ``reason`` says what happened, never a scalar.
+    """
+
+    def __init__(self, officers: tuple[int, ...], reason: str) -> None:
+        self.officers = tuple(officers)
+        self.reason = reason
+        who = "no officer at fault" if not self.officers else "officers at fault: " + ", ".join(map(str, self.officers))
+        super().__init__(f"recovery failed ({who}): {reason}")

@@ -56,6 +56,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from . import schnorr
+from .backup import RecoveredShare
 from .codec import BROADCAST, DIRECT, SESSION_LEN, Protocol, Writer
 from .commitment import commit, opens
 from .errors import DecodeError, ProtocolAbort, UsageError
@@ -192,6 +193,12 @@ class ReshareParty(RoundParty):
     ``receive()``). A receiver ends with :attr:`result`, its new-epoch :class:`KeyShare`; an
     old-only dealer ends with ``result is None`` and :attr:`retired` set: it must then erase its
     old share. ``old_share`` is required exactly for dealers. After any error the party is dead.
+
+    A dealer's ``old_share`` may be a :class:`~crypto_core.backup.RecoveredShare` (a share
+    rebuilt from officers' backup pieces, issue 12): only its secret share, index, threshold,
+    parties, public key, chain code, label, epoch and public shares are read, never pairwise
+    material, so a node restored from a backup deals in the follow-up refresh or reshare and
+    receives a fresh :class:`KeyShare` like every other party.
     """
 
     PROTOCOL = Protocol.RESHARE
@@ -199,7 +206,9 @@ class ReshareParty(RoundParty):
         "_coeffs", "_old", "_own_eval", "_share", "_ot_recv_state", "_zero_mine", "_bob_keys", "_alice", "_zero_seed"
     )
 
-    def __init__(self, config: ReshareConfig, old_share: KeyShare | None = None, rng: Rng = SYSTEM_RNG) -> None:
+    def __init__(
+        self, config: ReshareConfig, old_share: KeyShare | RecoveredShare | None = None, rng: Rng = SYSTEM_RNG
+    ) -> None:
         super().__init__(config.session, config.index)
         self.cfg = config
         self._rng = rng

@@ -111,12 +111,12 @@ class Encoder:
 class Decoder:
     """Reads one encoding strictly; every error names the field being read."""
 
-    def __init__(self, data: object, tag: str, *, what: str = "encoding") -> None:
+    def __init__(self, data: object, tag: str, *, what: str = "encoding", max_len: int = MAX_ENCODED) -> None:
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise GovernanceError(what, "must be bytes")
         self._data = bytes(data)
-        if len(self._data) > MAX_ENCODED:
-            raise GovernanceError(what, f"longer than {MAX_ENCODED} bytes")
+        if len(self._data) > max_len:
+            raise GovernanceError(what, f"longer than {max_len} bytes")
         self._pos = 0
         got = self._field("tag")
         if got != tag.encode("ascii"):

@@ -339,12 +339,17 @@ def refresh_due(period_s: int, last_change_ms: int, now_ms: int) -> bool:
     return period_s > 0 and now_ms - last_change_ms >= period_s * 1000
 
 
-def check_authorized(signed: SignedKeyOperation, admins: AdminSet, roster: Roster, *, scheduled: bool = False) -> str:
+def check_authorized(
+    signed: SignedKeyOperation, admins: AdminSet, roster: Roster, *, scheduled: bool = False, ordered: bool = False
+) -> str:
     """Whether the verifier (its own ``admins`` and current ``roster``) may take part in ``signed``.
 
     ``scheduled``: the verifier's own key policy makes a refresh of this key due
     (:func:`refresh_due`); an unsigned *refresh* is then authorized by the schedule.
-    Returns ``"admin-quorum"``, ``"roster"`` or ``"schedule"``; raises GovernanceError:
+    ``ordered``: the verifier found this exact operation (same encoding) as the ``follow_up`` of
+    a recovery order it verified and installed (:func:`governance.recovery.verify_recovery_order`);
+    an unsigned operation is then authorized by that admin-signed order.
+    Returns ``"admin-quorum"``, ``"recovery-order"``, ``"roster"`` or ``"schedule"``; raises GovernanceError:
     ``governance_root`` (another cluster), ``roster_version`` (not the verifier's current roster),
     ``new_committee`` (a node not active in the roster), ``signatures`` (no quorum, and not
     roster-implied; or a signature that does not verify).
@@ -365,6 +370,8 @@ def check_authorized(signed: SignedKeyOperation, admins: AdminSet, roster: Roste
     if signed.signatures:
         require_admin_quorum(admins, op.encode(), signed.signatures)
         return "admin-quorum"
+    if ordered:
+        return "recovery-order"
     if roster_implied(op, roster):
         return "roster"
     if scheduled and op.kind is KeyOpKind.REFRESH:

@@ -58,6 +58,31 @@ from governance.policy import (  # noqa: E402
     SignedPolicyChange,
     sign_policy_change,
 )
+from governance.recovery import (  # noqa: E402
+    AGE_HEADER,
+    BackupBundle,
+    BackupKey,
+    BackupPart,
+    BackupPiece,
+    DrillReport,
+    Officer,
+    PieceDelivery,
+    PiecePurpose,
+    RecoveryConfig,
+    RecoveryConfigChange,
+    RecoveryOrder,
+    RecoveryOrderKind,
+    RecoveryReceipt,
+    RecoveryTarget,
+    SignedBackupPart,
+    SignedRecoveryConfigChange,
+    SignedRecoveryOrder,
+    sign_backup_part,
+    sign_drill_report,
+    sign_recovery_config_change,
+    sign_recovery_order,
+    sign_recovery_receipt,
+)
 from governance.reservation import Reservation, ReservationReceipt, sign_reservation  # noqa: E402
 from governance.roster import (  # noqa: E402
     Roster,
@@ -893,6 +918,211 @@ def roster_file() -> dict[str, object]:
     )
 
 
+# --- recovery (5.21-5.31) ---------------------------------------------------------------------
+
+RECOVERY_PK = bytes.fromhex("02" + "79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798")
+RECOVERY_CC = bytes(range(32))
+RECOVERY_NODE_KEYS = {1: "node-1-rotated", 2: "node-2", 4: "node-4"}  # roster version 4 of roster.json
+
+
+def _officers() -> tuple[Officer, ...]:
+    return tuple(Officer(f"officer{j}", _x25519(0x50 + j)) for j in (1, 2, 3))
+
+
+def _recovery_configs() -> list[tuple[str, RecoveryConfig, tuple[str, ...]]]:
+    return [
+        ("first", RecoveryConfig(1, _officers(), 2, 3, 0), ("ada", "bob")),
+        ("drill-every-30-days", RecoveryConfig(2, _officers(), 2, 3, 30 * 86400), ("bob", "cyd")),
+    ]
+
+
+def _signed_config(change: RecoveryConfigChange, admins: Sequence[str]) -> SignedRecoveryConfigChange:
+    return SignedRecoveryConfigChange(change, tuple(sign_recovery_config_change(change, a, _private(a)) for a in admins))
+
+
+def _fake_point(n: int) -> bytes:
+    return bytes([2 + n % 2]) + hashlib.sha256(b"mpcnet test vector point %d" % n).digest()
+
+
+def _fake_age_file(n: int) -> bytes:
+    return AGE_HEADER + b"-> X25519 " + hashlib.sha256(b"mpcnet test vector age %d" % n).hexdigest().encode() + b"\n---\n" + bytes(48)
+
+
+def _backup_key() -> BackupKey:
+    return BackupKey(KEY_ID_A, RECOVERY_PK, RECOVERY_CC, "treasury", 2, 1, (1, 2, 4), tuple(_fake_point(i) for i in (1, 2, 4)))
+
+
+def _bundle() -> BackupBundle:
+    root = _admin_set().digest()
+    key = _backup_key()
+    config = _recovery_configs()[0][1]
+    signed_config = _signed_config(RecoveryConfigChange(root, None, config), ("ada", "bob"))
+    parts = []
+    for s, node in enumerate(key.committee, start=1):
+        part = BackupPart(
+            root, key.digest(), KEY_ID_A, key.epoch, s, node, 4, config.version, config.digest(),
+            (key.public_shares[s - 1], _fake_point(100 + node)), tuple(_fake_age_file(10 * node + j) for j in (1, 2, 3)),
+            T0 + node,
+        )
+        parts.append(sign_backup_part(part, _private(RECOVERY_NODE_KEYS[node])))
+    history = []
+    prev: Roster | None = None
+    for _name, roster, admins in _roster_chain():
+        history.append(_signed_roster(RosterChange(roster, None if prev is None else prev.digest(), root), admins))
+        prev = roster
+    return BackupBundle(1, root, key, signed_config, tuple(history), tuple(parts), T0 + 100)
+
+
+def _orders() -> list[tuple[str, RecoveryOrder, tuple[str, ...]]]:
+    root = _admin_set().digest()
+    digest = _bundle().digest()
+    follow_up = KeyOperation(
+        root, bytes([2] * 16), KeyOpKind.REFRESH, KEY_ID_A, RECOVERY_PK, RECOVERY_CC, 1, 2, (1, 2, 4), 2, (1, 2, 4), 4,
+        "refresh after restore",
+    )
+    restore = RecoveryOrder(
+        root, bytes([0x0A] * 16), RecoveryOrderKind.RESTORE, KEY_ID_A, RECOVERY_PK, RECOVERY_CC, 1, digest, 1, 4,
+        (RecoveryTarget(3, 4),), b"", follow_up, "node 4 lost its disk",
+    )
+    export = RecoveryOrder(
+        root, bytes([0x0B] * 16), RecoveryOrderKind.EXPORT, KEY_ID_A, RECOVERY_PK, RECOVERY_CC, 1, digest, 1, 4,
+        (RecoveryTarget(1, 0), RecoveryTarget(2, 0)), _x25519(0x5F), None, "migration to another custodian",
+    )
+    return [("restore", restore, ("ada", "bob")), ("export", export, ("ada", "bob", "cyd"))]
+
+
+RECOVERY_DECODERS: dict[str, Callable[[bytes], object]] = {
+    "recovery-config": RecoveryConfig.from_bytes,
+    "signed-backup-part": SignedBackupPart.from_bytes,
+    "backup-bundle": BackupBundle.from_file,
+    "recovery-order": RecoveryOrder.from_bytes,
+    "drill-report": DrillReport.from_bytes,
+}
+
+
+def _recovery_error_field(kind: str, data: bytes) -> str:
+    try:
+        RECOVERY_DECODERS[kind](data)
+    except GovernanceError as e:
+        return e.field
+    raise AssertionError(f"negative vector for {kind} is accepted by the Python decoder")
+
+
+def recovery_file() -> dict[str, object]:
+    root = _admin_set().digest()
+    configs = []
+    prev: RecoveryConfig | None = None
+    for name, config, admins in _recovery_configs():
+        change = RecoveryConfigChange(root, None if prev is None else prev.digest(), config)
+        signed = _signed_config(change, admins)
+        configs.append({
+            "name": name,
+            "config": {"fields": config.to_dict(), "encoding": config.encode().hex(), "digest": config.digest().hex()},
+            "officers": [o.encode().hex() for o in config.officers],
+            "change": {"fields": change.to_dict(), "encoding": change.encode().hex(), "digest": change.digest().hex()},
+            "admin_signatures": [_sig(s.admin, change.encode(), s.signature) for s in signed.signatures],
+            "signed_change": {"fields": signed.to_dict(), "encoding": signed.to_bytes().hex()},
+        })
+        prev = config
+    first = _recovery_configs()[0][1]
+    invalid_configs = [
+        {
+            "name": "export-quorum-not-above-admin-quorum", "after": None,
+            "signed_change": _signed_config(
+                RecoveryConfigChange(root, None, RecoveryConfig(1, _officers(), 2, 2, 0)), ("ada", "bob")
+            ).to_bytes().hex(),
+            "reason": "export_quorum 2 is not more than the admin quorum 2",
+        },
+        {
+            "name": "one-admin-of-quorum-2", "after": None,
+            "signed_change": _signed_config(RecoveryConfigChange(root, None, first), ("ada",)).to_bytes().hex(),
+            "reason": "1 distinct admin signed, the admin set's quorum is 2",
+        },
+    ]
+    bundle = _bundle()
+    parts = []
+    for sp in bundle.parts:
+        node = sp.part.node
+        parts.append({
+            "node": node, "signer": RECOVERY_NODE_KEYS[node], "fields": sp.part.to_dict(), "encoding": sp.part.encode().hex(),
+            "signature": sp.signature.hex(), "signed_part": sp.to_bytes().hex(),
+        })
+    value = bytes([0x11] * 32)
+    piece = BackupPiece(KEY_ID_A, 1, 3, 2, 1, value)
+    delivery = PieceDelivery(bytes([0x0C] * 16), PiecePurpose.RESTORE, KEY_ID_A, 1, 3, 2, bundle.digest(), value)
+    orders = []
+    for name, order, admins in _orders():
+        signed_order = SignedRecoveryOrder(order, tuple(sign_recovery_order(order, a, _private(a)) for a in admins))
+        orders.append({
+            "name": name,
+            "order": {"fields": order.to_dict(), "encoding": order.encode().hex(), "digest": order.digest().hex()},
+            "admin_signatures": [_sig(s.admin, order.encode(), s.signature) for s in signed_order.signatures],
+            "signed_order": {"fields": signed_order.to_dict(), "encoding": signed_order.to_bytes().hex()},
+        })
+    export = _orders()[1][1]
+    invalid_orders = [{
+        "name": "export-with-admin-quorum-only",
+        "signed_order": SignedRecoveryOrder(export, tuple(sign_recovery_order(export, a, _private(a)) for a in ("ada", "bob")))
+        .to_bytes().hex(),
+        "reason": "a break-glass export needs export_quorum (3) distinct admins; 2 signed",
+    }]
+    receipt = sign_recovery_receipt(RecoveryReceipt(bytes([0x0A] * 16), KEY_ID_A, 1, 3, 4, _fake_point(4)), _private("node-4"))
+    report = sign_drill_report(
+        DrillReport(bytes([0x0D] * 16), KEY_ID_A, 1, 1, 1, bundle.digest(), False, ((1, "ok"), (2, "ok"), (3, "bad-piece"))),
+        _private("node-1-rotated"),
+    )
+    config_head = _tag("recovery-config") + _uint(1) + _count(3) + b"".join(_field(o.encode()) for o in _officers())
+    rep_tail = _field(KEY_ID_A) + _uint(1) + _uint(1) + _uint(1) + _field(bundle.digest()) + _field(b"\x00")
+    body = bundle.to_file()[len(b"MPCNET-BACKUP-BUNDLE\n"):]
+    restore = _orders()[0][1]
+    restore_follow_up = restore.follow_up
+    assert restore_follow_up is not None
+    cases = [
+        ("recovery-config", "quorum-1", config_head + _uint(1) + _uint(3) + _uint(0), "quorum must be 2..k"),
+        ("recovery-config", "officers-repeated",
+         _tag("recovery-config") + _uint(1) + _count(2) + _field(_officers()[0].encode()) * 2 + _uint(2) + _uint(3) + _uint(0),
+         "officer names (and recipients) must be distinct"),
+        ("backup-bundle", "format-version-2",
+         b"MPCNET-BACKUP-BUNDLE\n" + _tag("backup-bundle") + _uint(2) + body[len(_tag("backup-bundle")) + 16:],
+         "an unknown bundle format version is refused, naming it"),
+        ("backup-bundle", "no-magic", body, "a bundle file starts with MPCNET-BACKUP-BUNDLE and a newline"),
+        ("recovery-order", "restore-without-follow-up",
+         restore.encode().replace(_count(1) + _field(restore_follow_up.encode()), _count(0)),
+         "a restore order carries its follow-up key operation"),
+        ("drill-report", "outcome-unknown",
+         _tag("drill-report") + _field(
+             _tag("drill-report-message") + _field(bytes([0x0D] * 16)) + rep_tail + _count(1) + _uint(1) + _text("fine")
+         ) + _field(bytes(64)),
+         "an officer outcome is one of ok, bad-piece, undecryptable, wrong-binding, duplicate, missing"),
+    ]
+    negative = [
+        {"object": o, "name": n, "encoding": b.hex(), "reason": why, "python_error_field": _recovery_error_field(o, b)}
+        for o, n, b, why in cases
+    ]
+    return _file(
+        "Recovery (5.21-5.31): a chain of two recovery configurations (officers officer1..3 whose X25519 age "
+        "recipients are the public keys of the private keys 0x51*32, 0x52*32, 0x53*32; quorum 2; export quorum 3), "
+        "with admin signatures; a backup bundle of key aa*32 at epoch 1 held by nodes 1, 2, 4 (roster version 4 of "
+        "roster.json; parts signed with node-1-rotated, node-2, node-4), whose public shares, commitments and age "
+        "pieces are stand-ins of the right shape (not curve points, not decryptable): governance checks no "
+        "elliptic-curve math; a backup piece and a piece delivery (scalar 11*32); a restore order (share 3 to node 4, "
+        "with its follow-up refresh) and a break-glass export order (to the X25519 recipient of 0x5f*32) with their "
+        "admin signatures; a recovery receipt and a drill report. 'invalid_configs'/'invalid_orders' MUST fail "
+        "verification; 'negative' encodings MUST be rejected by the decoder (Python only).",
+        {
+            "configs": configs, "invalid_configs": invalid_configs,
+            "backup_key": {"fields": bundle.key.to_dict(), "encoding": bundle.key.encode().hex(), "digest": bundle.key.digest().hex()},
+            "parts": parts,
+            "bundle": {"file": bundle.to_file().hex(), "digest": bundle.digest().hex()},
+            "piece": {"encoding": piece.encode().hex()}, "delivery": {"encoding": delivery.encode().hex()},
+            "orders": orders, "invalid_orders": invalid_orders,
+            "receipt": {"signer": "node-4", "message": receipt.message().hex(), "encoding": receipt.to_bytes().hex()},
+            "drill_report": {"signer": "node-1-rotated", "message": report.message().hex(), "encoding": report.to_bytes().hex()},
+            "negative": negative,
+        },
+    )
+
+
 DECODERS: dict[str, Callable[[bytes], object]] = {
     "admin-set": AdminSet.from_bytes,
     "key-policy": KeyPolicy.from_bytes,
@@ -929,6 +1159,7 @@ FILES: dict[str, Callable[[], dict[str, object]]] = {
     "negative.json": negative_file,
     "roster.json": roster_file,
     "key-operation.json": key_operation_file,
+    "recovery.json": recovery_file,
 }
 
 

@@ -619,3 +619,149 @@ def test_epoch_receipt_vectors_form_a_commit_certificate() -> None:
         encodings, governance_root=op.governance_root, key_id=op.key_id, session_id=bytes([7] * 32), identities=identities
     )
     assert (cert.epoch, cert.threshold, cert.committee, cert.op_digest) == (1, 2, (1, 2, 4), op.digest())
+
+
+# --- recovery.json (5.21-5.31) --------------------------------------------------------------
+
+RECOVERY = _load("recovery.json")
+
+
+def spec_recovery_config(f: dict[str, Any]) -> bytes:
+    """RecoveryConfig (5.21, 5.22) rebuilt from the spec's field tables."""
+    officers = [_tag("recovery-officer") + _t(o["name"]) + _f(_h(o["recipient"])) for o in f["officers"]]
+    return (
+        _tag("recovery-config") + _u(f["version"]) + _c(len(officers)) + b"".join(_f(o) for o in officers)
+        + _u(f["quorum"]) + _u(f["export_quorum"]) + _u(f["drill_period_s"])
+    )
+
+
+def spec_recovery_config_change(f: dict[str, Any]) -> bytes:
+    prev = _c(0) if f["previous_digest"] is None else _c(1) + _f(_h(f["previous_digest"]))
+    return _tag("recovery-config-change") + _f(_h(f["governance_root"])) + prev + _f(spec_recovery_config(f["config"]))
+
+
+def spec_backup_key(f: dict[str, Any]) -> bytes:
+    return (
+        _tag("backup-key") + _f(_h(f["key_id"])) + _f(_h(f["public_key"])) + _f(_h(f["chain_code"])) + _t(f["label"])
+        + _u(f["threshold"]) + _u(f["epoch"]) + _c(len(f["committee"])) + b"".join(_u(i) for i in f["committee"])
+        + _c(len(f["public_shares"])) + b"".join(_f(_h(s)) for s in f["public_shares"])
+    )
+
+
+def spec_backup_part(f: dict[str, Any]) -> bytes:
+    out = _tag("backup-part") + b"".join(_f(_h(f[k])) for k in ("governance_root", "key_digest", "key_id"))
+    out += b"".join(_u(f[k]) for k in ("epoch", "share_index", "node", "roster_version", "config_version"))
+    out += _f(_h(f["config_digest"])) + _c(len(f["commitments"])) + b"".join(_f(_h(c)) for c in f["commitments"])
+    return out + _c(len(f["pieces"])) + b"".join(_f(_h(p)) for p in f["pieces"]) + _u(f["created_ms"])
+
+
+def spec_recovery_order(f: dict[str, Any]) -> bytes:
+    kind = {"restore": 1, "export": 2}[f["kind"]]
+    out = _tag("recovery-order") + _f(_h(f["governance_root"])) + _f(_h(f["order_id"])) + _u(kind)
+    out += _f(_h(f["key_id"])) + _f(_h(f["public_key"])) + _f(_h(f["chain_code"])) + _u(f["epoch"])
+    out += _f(_h(f["bundle_digest"])) + _u(f["config_version"]) + _u(f["roster_version"]) + _c(len(f["targets"]))
+    out += b"".join(_u(t["share_index"]) + _u(t["node"]) for t in f["targets"]) + _f(_h(f["export_recipient"]))
+    follow = _c(0) if f["follow_up"] is None else _c(1) + _f(spec_key_operation(f["follow_up"]))
+    return out + follow + _t(f["reason"])
+
+
+def test_recovery_config_vectors() -> None:
+    from governance.recovery import (
+        RecoveryConfig,
+        RecoveryConfigChange,
+        SignedRecoveryConfigChange,
+        verify_recovery_config_change,
+        verify_recovery_config_history,
+    )
+
+    admins = _admin_set()
+    prev = None
+    history = []
+    for v in RECOVERY["configs"]:
+        config = RecoveryConfig.from_dict(v["config"]["fields"])
+        assert config.encode().hex() == v["config"]["encoding"] == spec_recovery_config(v["config"]["fields"]).hex()
+        assert config.digest().hex() == v["config"]["digest"] and RecoveryConfig.from_bytes(_h(v["config"]["encoding"])) == config
+        assert [o.encode().hex() for o in config.officers] == v["officers"]
+        change = RecoveryConfigChange.from_dict(v["change"]["fields"])
+        assert change.encode().hex() == v["change"]["encoding"] == spec_recovery_config_change(v["change"]["fields"]).hex()
+        assert change.digest().hex() == v["change"]["digest"]
+        for sig in v["admin_signatures"]:
+            assert sig["message"] == v["change"]["encoding"]
+            _check_signature(sig)
+        signed = SignedRecoveryConfigChange.from_bytes(_h(v["signed_change"]["encoding"]))
+        assert signed == SignedRecoveryConfigChange.from_dict(v["signed_change"]["fields"])
+        assert verify_recovery_config_change(prev, signed, admins) == config
+        history.append(signed)
+        prev = config
+    assert verify_recovery_config_history(admins, history) == prev
+    expected = {"export-quorum-not-above-admin-quorum": "config.export_quorum", "one-admin-of-quorum-2": "signatures"}
+    for v in RECOVERY["invalid_configs"]:
+        with pytest.raises(GovernanceError) as info:
+            verify_recovery_config_change(None, SignedRecoveryConfigChange.from_bytes(_h(v["signed_change"])), admins)
+        assert info.value.field == expected[v["name"]], info.value
+
+
+def test_backup_bundle_vectors() -> None:
+    from governance.recovery import BackupBundle, BackupKey, BackupPiece, PieceDelivery, RecoveryConfig, SignedBackupPart
+
+    key = BackupKey.from_dict(RECOVERY["backup_key"]["fields"])
+    assert key.encode().hex() == RECOVERY["backup_key"]["encoding"] == spec_backup_key(RECOVERY["backup_key"]["fields"]).hex()
+    assert key.digest().hex() == RECOVERY["backup_key"]["digest"]
+    for v in RECOVERY["parts"]:
+        sp = SignedBackupPart.from_bytes(_h(v["signed_part"]))
+        assert sp.part.encode().hex() == v["encoding"] == spec_backup_part(v["fields"]).hex()
+        assert _private(v["signer"]).sign(sp.part.encode()).hex() == v["signature"] == sp.signature.hex()
+        assert sp.verify(bytes.fromhex(KEYS[v["signer"]]["public_key"]))
+    data = _h(RECOVERY["bundle"]["file"])
+    bundle = BackupBundle.from_file(data)
+    assert bundle.to_file() == data and bundle.digest().hex() == RECOVERY["bundle"]["digest"] == hashlib.sha256(data).hexdigest()
+    assert bundle.key == key
+    assert bundle.check_structure(_admin_set()) == RecoveryConfig.from_dict(RECOVERY["configs"][0]["config"]["fields"])
+    piece = BackupPiece.from_bytes(_h(RECOVERY["piece"]["encoding"]))
+    delivery = PieceDelivery.from_bytes(_h(RECOVERY["delivery"]["encoding"]))
+    assert piece.value == delivery.value == bytes([0x11] * 32) and delivery.bundle_digest == bundle.digest()
+
+
+def test_recovery_order_vectors() -> None:
+    from governance.recovery import RecoveryConfig, RecoveryOrder, SignedRecoveryOrder, verify_recovery_order
+
+    admins = _admin_set()
+    config = RecoveryConfig.from_dict(RECOVERY["configs"][0]["config"]["fields"])
+    for v in RECOVERY["orders"]:
+        order = RecoveryOrder.from_dict(v["order"]["fields"])
+        assert order.encode().hex() == v["order"]["encoding"] == spec_recovery_order(v["order"]["fields"]).hex()
+        assert order.digest().hex() == v["order"]["digest"]
+        for sig in v["admin_signatures"]:
+            assert sig["message"] == v["order"]["encoding"]
+            _check_signature(sig)
+        signed = SignedRecoveryOrder.from_bytes(_h(v["signed_order"]["encoding"]))
+        assert signed == SignedRecoveryOrder.from_dict(v["signed_order"]["fields"])
+        assert verify_recovery_order(signed, admins, config) == order
+    for v in RECOVERY["invalid_orders"]:
+        with pytest.raises(GovernanceError) as info:
+            verify_recovery_order(SignedRecoveryOrder.from_bytes(_h(v["signed_order"])), admins, config)
+        assert info.value.field == "signatures", info.value
+
+
+def test_recovery_receipt_and_drill_report_vectors() -> None:
+    from governance.recovery import DrillReport, RecoveryReceipt
+
+    for name, cls in (("receipt", RecoveryReceipt), ("drill_report", DrillReport)):
+        v = RECOVERY[name]
+        obj = cls.from_bytes(_h(v["encoding"]))
+        assert obj.message().hex() == v["message"] and obj.to_bytes().hex() == v["encoding"]
+        assert obj.signature == _private(v["signer"]).sign(obj.message())
+        assert obj.verify(bytes.fromhex(KEYS[v["signer"]]["public_key"]))
+
+
+@pytest.mark.parametrize("vector", RECOVERY["negative"], ids=[f"{v['object']}:{v['name']}" for v in RECOVERY["negative"]])
+def test_recovery_negative_vector_is_rejected(vector: dict[str, str]) -> None:
+    from governance.recovery import BackupBundle, DrillReport, RecoveryConfig, RecoveryOrder, SignedBackupPart
+
+    decoders: dict[str, Any] = {
+        "recovery-config": RecoveryConfig.from_bytes, "signed-backup-part": SignedBackupPart.from_bytes,
+        "backup-bundle": BackupBundle.from_file, "recovery-order": RecoveryOrder.from_bytes, "drill-report": DrillReport.from_bytes,
+    }
+    with pytest.raises(GovernanceError) as info:
+        decoders[vector["object"]](bytes.fromhex(vector["encoding"]))
+    assert info.value.field == vector["python_error_field"], info.value
