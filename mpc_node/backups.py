@@ -41,17 +41,37 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from crypto_core.backup import RecoveredShare
+from crypto_core.errors import DecodeError
+from crypto_core.group import Point, scalar_to_bytes
 from governance.audit import detail_text
 from governance.errors import GovernanceError
+from governance.keyop import KeyOperation
+from governance.recovery import (
+    BackupBundle,
+    DrillReport,
+    PieceDelivery,
+    PiecePurpose,
+    RecoveryConfig,
+    RecoveryOrder,
+    RecoveryOrderKind,
+    RecoveryReceipt,
+    SignedRecoveryConfigChange,
+    SignedRecoveryOrder,
+    sign_drill_report,
+    sign_recovery_receipt,
+    verify_recovery_config_history,
+    verify_recovery_order,
+)
 from mpc_node.backup_store import BackupStateError, RestoredKey, StoredOrder
 from mpc_node.fields import at_most, governance_blob
+from mpcnet.common import agekeys
+from mpcnet.common.backup import key_record, make_part, open_deliveries, recovered_share
+from mpcnet.common.bundle import BundleError, verify_bundle
 from mpcnet.common.rpc import RpcError, check_len, invalid
 from mpcnet.wire.mpc.v1 import node_pb2
 
 if TYPE_CHECKING:
-    from crypto_core.backup import RecoveredShare
-    from governance.keyop import KeyOperation
-    from governance.recovery import BackupBundle, RecoveryConfig, RecoveryOrder
     from mpc_node.service import NodeService
 
 log = logging.getLogger("mpc_node.backups")
@@ -85,8 +105,6 @@ class NodeBackups:
     def config(self) -> RecoveryConfig | None:
         """The recovery configuration in force here (None: none installed), from the stored
         chain re-verified against this node's own admin set at first use."""
-        from governance.recovery import SignedRecoveryConfigChange, verify_recovery_config_history
-
         with self._lock:
             if not self._loaded:
                 history = [SignedRecoveryConfigChange.from_bytes(b) for b in self.node.store.recovery_config_changes()]
@@ -105,8 +123,6 @@ class NodeBackups:
 
     # --- InstallRecoveryConfig ---------------------------------------------------------------
     def install_config(self, req: node_pb2.InstallRecoveryConfigRequest, actor: str) -> node_pb2.InstallRecoveryConfigResponse:
-        from governance.recovery import SignedRecoveryConfigChange, verify_recovery_config_history
-
         at_most(req.history, "history", MAX_CONFIG_HISTORY, "changes")
         if not req.history:
             raise invalid("history", "missing: the canonical SignedRecoveryConfigChange history, version 1 first")
@@ -145,9 +161,6 @@ class NodeBackups:
 
     # --- GetBackupPart -----------------------------------------------------------------------
     def backup_part(self, req: node_pb2.GetBackupPartRequest, actor: str) -> node_pb2.GetBackupPartResponse:
-        from governance.recovery import SignedRecoveryConfigChange
-        from mpcnet.common.backup import key_record, make_part
-
         key_id = check_len(req.key_id, "key_id", 32)
         node = self.node
         config = self.config()
@@ -197,8 +210,6 @@ class NodeBackups:
 
     def _verified_order(self, data: bytes, actor: str, field: str = "signed_order") -> tuple[RecoveryOrder, bytes]:
         """Decode and verify an order against this node's admin set, configuration and key state."""
-        from governance.recovery import RecoveryOrderKind, SignedRecoveryOrder, verify_recovery_order
-
         raw = governance_blob(data, field)
         if not raw:
             raise invalid(field, "missing: a canonical SignedRecoveryOrder")
@@ -231,8 +242,6 @@ class NodeBackups:
         return order, raw
 
     def _record(self, order: RecoveryOrder, raw: bytes, actor: str) -> bool:
-        from governance.recovery import RecoveryOrderKind
-
         restore = order.kind is RecoveryOrderKind.RESTORE
         stored = StoredOrder(
             order.order_id, "restore" if restore else "export", order.key_id,
@@ -275,11 +284,6 @@ class NodeBackups:
             raise self.refuse(actor, "share-restored", e) from None
 
     def _restore(self, req: node_pb2.RestoreShareRequest, actor: str) -> node_pb2.RestoreShareResponse:
-        from crypto_core.backup import RecoveredShare
-        from crypto_core.group import Point
-        from governance.recovery import PiecePurpose, RecoveryOrderKind, RecoveryReceipt, sign_recovery_receipt
-        from mpcnet.common.backup import open_deliveries
-
         node = self.node
         pieces = _pieces(req.pieces)
         order, raw = self._verified_order(req.signed_order, actor)
@@ -328,22 +332,16 @@ class NodeBackups:
         if fu is None or fu.old_committee != key.committee or fu.old_threshold != key.threshold:
             raise RpcError(Code.FAILED_PRECONDITION, "signed_order.order.follow_up: does not name the bundle's committee and threshold")
         self._record(order, raw, actor)  # every target has it installed, whichever RPC came first
-        secret, outcomes = open_deliveries(
-            bundle, share_index, pieces, self._encryption_private(), ceremony_id=order.order_id, purpose=PiecePurpose.RESTORE,
-        )
+        secret, outcomes, stray = self._open(bundle, share_index, pieces, order.order_id, PiecePurpose.RESTORE)
         names = _officer_names(bundle)
         if secret is None:
             raise RpcError(
-                Code.FAILED_PRECONDITION, f"pieces: fewer than {_quorum(bundle)} officers' pieces verify ({_faults(outcomes, names)})"
+                Code.FAILED_PRECONDITION,
+                f"pieces: fewer than {_quorum(bundle)} officers' pieces verify ({_faults(outcomes, names, stray)})",
             )
         try:
-            restored = RecoveredShare(
-                threshold=key.threshold, parties=len(key.committee), index=share_index, secret_share=secret,
-                public_key=Point.decode(key.public_key), public_shares=tuple(Point.decode(s) for s in key.public_shares),
-                chain_code=key.chain_code, key_label=key.label.encode(), epoch=key.epoch,
-            )
-            restored.validate()
-        except Exception:  # never echo anything about the secret
+            restored = recovered_share(bundle, share_index, secret)  # checks secret*G == S_i
+        except (DecodeError, ValueError):  # never echo anything about the secret
             raise RpcError(Code.FAILED_PRECONDITION, f"pieces: the rebuilt share does not match public share {share_index}") from None
         finally:
             secret = 0
@@ -374,9 +372,6 @@ class NodeBackups:
 
     def _bundle(self, data: bytes, digest: bytes | None) -> BackupBundle:
         """Decode the bundle file, check it names ``digest`` (None: any) and verify it publicly."""
-        from governance.recovery import BackupBundle
-        from mpcnet.common.bundle import BundleError, verify_bundle
-
         at_most(data, "bundle", MAX_BUNDLE)
         if not data:
             raise invalid("bundle", "missing: the backup bundle file")
@@ -406,10 +401,6 @@ class NodeBackups:
             raise self.refuse(actor, "drill", e) from None
 
     def _drill(self, req: node_pb2.DrillShareRequest, actor: str) -> node_pb2.DrillShareResponse:
-        from crypto_core.group import Point, scalar_to_bytes
-        from governance.recovery import DrillReport, PiecePurpose, sign_drill_report
-        from mpcnet.common.backup import open_deliveries
-
         node = self.node
         ceremony = check_len(req.ceremony_id, "ceremony_id", CEREMONY_ID_LEN)
         pieces = _pieces(req.pieces)
@@ -432,9 +423,7 @@ class NodeBackups:
                 Code.FAILED_PRECONDITION, f"bundle.key.chain_code: differs from this node's share of key {key.key_id.hex()[:16]}"
             )
         share_index = held.committee.index(node.me) + 1
-        secret, outcomes = open_deliveries(
-            bundle, share_index, pieces, self._encryption_private(), ceremony_id=ceremony, purpose=PiecePurpose.DRILL,
-        )
+        secret, outcomes, stray = self._open(bundle, share_index, pieces, ceremony, PiecePurpose.DRILL)
         ok = False
         if secret is not None:
             pub_ok = hmac.compare_digest(Point.base_mul(secret).encode(), key.public_shares[share_index - 1])
@@ -447,16 +436,50 @@ class NodeBackups:
         ).to_bytes()
         self.audit_event(actor, "drill", "ok" if ok else "failed", {
             "ceremony": ceremony.hex(), "key_id": key.key_id.hex(), "epoch": key.epoch, "share_index": share_index,
-            "bundle": bundle.digest().hex(), "officers": _officers_text(outcomes, names),
+            "bundle": bundle.digest().hex(), "officers": _officers_text(outcomes, names), "unattributable_pieces": len(stray),
         })
         log.info("key %s: drill %s %s", key.key_id.hex()[:16], ceremony.hex(), "succeeded" if ok else "failed")
         return node_pb2.DrillShareResponse(report=report, outcomes=_outcomes(outcomes, names))
 
+    def _open(
+        self, bundle: BackupBundle, share_index: int, pieces: Sequence[bytes], ceremony: bytes, purpose: PiecePurpose
+    ) -> tuple[int | None, dict[int, str], list[int]]:
+        """The share rebuilt from the officers' ``pieces`` (age files to this node's encryption
+        key, in any order), an outcome per officer and the positions of the pieces no officer can
+        be named for (they do not decrypt with this node's key to a delivery naming one of the
+        configuration's officers; they are not used). A piece is attributed to the officer its
+        :class:`PieceDelivery` names (the binding itself is checked by
+        :func:`mpcnet.common.backup.open_deliveries`); an officer who sent two is ``duplicate``
+        and none of hers is used."""
+        private = self._encryption_private()
+        k = len(bundle.config.change.config.officers)
+        by_officer: dict[int, bytes] = {}
+        duplicate: set[int] = set()
+        stray: list[int] = []
+        for i, data in enumerate(pieces):
+            try:
+                j = PieceDelivery.from_bytes(agekeys.decrypt(private, data)).officer_index
+            except (agekeys.AgeKeyError, GovernanceError):
+                j = 0
+            if not 1 <= j <= k:
+                stray.append(i)
+                continue
+            if j in by_officer:
+                duplicate.add(j)
+            by_officer[j] = data
+        for j in duplicate:
+            del by_officer[j]
+        try:
+            secret, outcomes = open_deliveries(bundle, share_index, by_officer, private, ceremony_id=ceremony, purpose=purpose)
+        except BundleError as e:
+            raise RpcError(Code.FAILED_PRECONDITION, f"bundle.{e}") from None
+        for j in duplicate:
+            outcomes[j] = "duplicate"
+        return secret, outcomes, stray
+
     # --- the restored share in the node's other paths ------------------------------------------
     def restored(self, key_id: bytes, epoch: int) -> tuple[RestoredKey, RecoveredShare] | None:
         """The restored share of ``key_id`` at ``epoch`` here (None: none)."""
-        from crypto_core.backup import RecoveredShare
-
         rk = self.node.store.restored_key(key_id)
         if rk is None or rk.epoch != epoch:
             return None
@@ -491,8 +514,10 @@ def _officers_text(outcomes: Mapping[int, str], names: Mapping[int, str]) -> str
     return ",".join(f"{names.get(j, j)}={o}" for j, o in sorted(outcomes.items()))
 
 
-def _faults(outcomes: Mapping[int, str], names: Mapping[int, str]) -> str:
+def _faults(outcomes: Mapping[int, str], names: Mapping[int, str], stray: Sequence[int] = ()) -> str:
     bad = [f"officer {j} ({names.get(j, '?')}): {o}" for j, o in sorted(outcomes.items()) if o != "ok"]
+    if stray:
+        bad.append(f"pieces{list(stray)}: undecryptable here (no officer can be named)")
     return "; ".join(bad) if bad else "no officer's piece"
 
 

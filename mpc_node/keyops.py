@@ -157,7 +157,7 @@ def check_reshare(
         raise RpcError(Code.FAILED_PRECONDITION, f"reshare.operation: {NO_ROSTER}")
     due = schedule is not None and schedule.due
     try:
-        how = check_authorized(signed, admins, roster, scheduled=due, **({"ordered": True} if ordered else {}))
+        how = check_authorized(signed, admins, roster, scheduled=due, ordered=ordered)
     except GovernanceError as e:
         code = Code.PERMISSION_DENIED if e.field.startswith("signatures") else Code.FAILED_PRECONDITION
         if e.field == "signatures" and not signed.signatures and op.kind is KeyOpKind.REFRESH:

@@ -285,10 +285,10 @@ def test_restore_an_emptied_node_then_refresh_and_sign_with_the_same_key(
     again = s3.RestoreShare(node_pb2.RestoreShareRequest(signed_order=order.to_bytes(), bundle=bundle.to_file(), pieces=good), None)
     assert again.receipt == out.receipt  # a retry answers the same receipt
     # a restored share never signs
-    res = sign(lay, svcs, key, [1, 3], (1, 2, 3), 0)
-    assert isinstance(res, dict)
-    errs = [v for v in res.values() if isinstance(v, RpcError)]
-    assert errs and errs[0].code == Code.FAILED_PRECONDITION and "restored share" in errs[0].message
+    with pytest.raises(RpcError) as ei:
+        sign(lay, svcs, key, [1, 3], (1, 2, 3), 0)
+    assert ei.value.code == Code.FAILED_PRECONDITION and ei.value.message.startswith("sign.key_id:")
+    assert "only as a restored share" in ei.value.message
     # the follow-up refresh (unsigned: authorized by the installed order); node 3 deals with its restored share
     sid = os.urandom(32)
     op = SignedKeyOperation(follow, ()).to_bytes()
