@@ -317,3 +317,98 @@ def test_an_unordered_unsigned_operation_is_not_authorized_by_a_restored_share(
     )
     e = _refused(svcs[1].StartSession, req)
     assert e.code == Code.PERMISSION_DENIED and e.message.startswith("reshare.operation.signatures")
+
+
+def test_export_orders_need_the_export_quorum_and_are_audited_loudly(
+    lay: Layout, svcs: dict[int, NodeService], config: SignedRecoveryConfigChange
+) -> None:
+    key = dkg(svcs, T)
+    bundle = _bundle(svcs, config, key)
+    root = svcs[1].gov.governance_root
+
+    def export(admins: tuple[str, ...]) -> bytes:
+        order = RecoveryOrder(
+            root, os.urandom(16), RecoveryOrderKind.EXPORT, key.key_id, key.public_key, key.chain_code, 0, bundle.digest(), 1, 1,
+            (RecoveryTarget(1, 0), RecoveryTarget(2, 0)), agekeys.generate()[1], None, "migrating away",
+        )
+        return SignedRecoveryOrder(order, _admin_sigs(lay, order, sign_recovery_order, admins)).to_bytes()
+
+    s = svcs[2]
+    e = _refused(s.InstallRecoveryOrder, node_pb2.InstallRecoveryOrderRequest(signed_order=export(("admin1", "admin2"))))
+    assert e.code == Code.PERMISSION_DENIED and e.message.startswith("signed_order.signatures:") and "export" in e.message
+    assert s.InstallRecoveryOrder(
+        node_pb2.InstallRecoveryOrderRequest(signed_order=export(("admin1", "admin2", "admin3"))), None
+    ).installed
+    last = _audit(s, "recovery-order")[-1]
+    assert last.outcome == "break-glass" and last.details["kind"] == "export" and last.details["reason"] == "migrating away"
+
+
+def test_restore_refuses_a_bundle_other_than_the_orders_and_an_order_for_another_key(
+    lay: Layout, svcs: dict[int, NodeService], config: SignedRecoveryConfigChange, officers: list[tuple[bytes, bytes]]
+) -> None:
+    key = dkg(svcs, T)
+    other = dkg(svcs, T)
+    bundle = _bundle(svcs, config, key)
+    other_bundle = _bundle(svcs, config, other)
+    order, _ = _order(lay, svcs[1], key, bundle, [(2, 2)])
+    pieces = _pieces(bundle, officers, [1, 2], order.order.order_id, PiecePurpose.RESTORE, svcs[2], 2)
+    req = node_pb2.RestoreShareRequest(signed_order=order.to_bytes(), bundle=other_bundle.to_file(), pieces=pieces)
+    _wipe(lay, svcs, 2)  # node 2 lost its disk: it holds no key at all
+    svcs[2].InstallRecoveryConfig(node_pb2.InstallRecoveryConfigRequest(history=[config.to_bytes()]), None)
+    e = _refused(svcs[2].RestoreShare, req)
+    assert e.code == Code.FAILED_PRECONDITION and e.message.startswith("bundle: is not the bundle the order names")
+    # the order names another public key for the key id: every holder of the key refuses it
+    wrong = dataclasses.replace(order.order, public_key=other.public_key, follow_up=dataclasses.replace(
+        order.order.follow_up, public_key=other.public_key) if order.order.follow_up is not None else None)
+    signed = SignedRecoveryOrder(wrong, _admin_sigs(lay, wrong, sign_recovery_order))
+    e = _refused(svcs[1].InstallRecoveryOrder, node_pb2.InstallRecoveryOrderRequest(signed_order=signed.to_bytes()))
+    assert e.code == Code.FAILED_PRECONDITION and e.message.startswith("signed_order.order.public_key:")
+    # DrillShare on the emptied node: it holds no live share to compare with
+    ceremony = os.urandom(16)
+    drill = _pieces(bundle, officers, [1, 2], ceremony, PiecePurpose.DRILL, svcs[2], 2)
+    e = _refused(svcs[2].DrillShare, node_pb2.DrillShareRequest(ceremony_id=ceremony, bundle=bundle.to_file(), pieces=drill))
+    assert e.code == Code.FAILED_PRECONDITION and e.message.startswith("bundle.key.key_id:")
+    assert _audit(svcs[2], "drill")[-1].outcome == "refused"
+    # the right bundle, two pieces of one officer (duplicate) and one good one: fewer than m, both officers named
+    dup = _pieces(bundle, officers, [1, 1, 3], order.order.order_id, PiecePurpose.RESTORE, svcs[2], 2)
+    e = _refused(svcs[2].RestoreShare, node_pb2.RestoreShareRequest(signed_order=order.to_bytes(), bundle=bundle.to_file(), pieces=dup))
+    assert e.code == Code.FAILED_PRECONDITION and "officer 1 (officer1): duplicate" in e.message
+    assert "officer 2 (officer2): missing" in e.message
+    # garbage input is refused naming the field
+    e = _refused(svcs[2].DrillShare, node_pb2.DrillShareRequest(ceremony_id=b"short", bundle=bundle.to_file(), pieces=drill))
+    assert e.code == Code.INVALID_ARGUMENT and e.message.startswith("ceremony_id")
+    e = _refused(svcs[2].RestoreShare, node_pb2.RestoreShareRequest(signed_order=order.to_bytes(), bundle=b"junk", pieces=dup))
+    assert e.code == Code.INVALID_ARGUMENT and e.message.startswith("bundle")
+    e = _refused(svcs[2].RestoreShare, node_pb2.RestoreShareRequest(signed_order=order.to_bytes(), bundle=bundle.to_file()))
+    assert e.code == Code.INVALID_ARGUMENT and e.message.startswith("pieces: missing")
+
+
+def test_no_share_or_piece_reaches_logs_audit_or_errors(
+    lay: Layout, svcs: dict[int, NodeService], config: SignedRecoveryConfigChange, officers: list[tuple[bytes, bytes]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    from crypto_core.backup import RecoveredShare
+
+    caplog.set_level(logging.DEBUG)
+    key = dkg(svcs, T)
+    bundle = _bundle(svcs, config, key)
+    ceremony = os.urandom(16)
+    drill = _pieces(bundle, officers, [1, 2, 3], ceremony, PiecePurpose.DRILL, svcs[1], 1)
+    svcs[1].DrillShare(node_pb2.DrillShareRequest(ceremony_id=ceremony, bundle=bundle.to_file(), pieces=drill), None)
+    live = share(svcs[1], key.key_id)
+    _wipe(lay, svcs, 1)
+    s1 = svcs[1]
+    s1.InstallRecoveryConfig(node_pb2.InstallRecoveryConfigRequest(history=[config.to_bytes()]), None)
+    order, _ = _order(lay, s1, key, bundle, [(1, 1)])
+    pieces = _pieces(bundle, officers, [1, 3], order.order.order_id, PiecePurpose.RESTORE, s1, 1)
+    s1.RestoreShare(node_pb2.RestoreShareRequest(signed_order=order.to_bytes(), bundle=bundle.to_file(), pieces=pieces), None)
+    raw = s1.store.restored_share(key.key_id)
+    assert raw is not None and live is not None
+    secret = RecoveredShare.from_bytes(raw).secret_share
+    assert secret == live.secret_share
+    text = caplog.text + "".join(repr(e) for s in svcs.values() for e in s.audit.entries())
+    for form in (str(secret), f"{secret:x}", f"{secret:064x}"):
+        assert form not in text
+    assert str(secret) not in repr(RecoveredShare.from_bytes(raw))
