@@ -186,11 +186,14 @@ class NodeBackups:
             stored = node.store.backup_part(key_id, held.epoch, config.version)
             if stored is not None:
                 return node_pb2.GetBackupPartResponse(signed_part=stored)
-            signed = make_part(
-                share, node=node.me, roster_version=roster.version, governance_root=node.gov.governance_root,
-                config_change=change, key=key_record(share, held.committee), identity=self._identity(),
-                now_ms=node.clock.now_ms(),
-            )
+            try:
+                signed = make_part(
+                    share, node=node.me, roster_version=roster.version, governance_root=node.gov.governance_root,
+                    config_change=change, key=key_record(share, held.committee), identity=self._identity(),
+                    now_ms=node.clock.now_ms(),
+                )
+            except (BundleError, agekeys.AgeKeyError, GovernanceError) as e:  # no secret in their text
+                raise RpcError(Code.FAILED_PRECONDITION, f"key_id: no backup part of this share can be made here ({e})") from None
             raw = node.store.put_backup_part(key_id, held.epoch, config.version, signed.to_bytes())
         self.audit_event(actor, "backup-part", "made", {
             "key_id": key_id.hex(), "epoch": held.epoch, "config_version": config.version, "roster_version": roster.version,

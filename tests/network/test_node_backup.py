@@ -412,3 +412,66 @@ def test_no_share_or_piece_reaches_logs_audit_or_errors(
     for form in (str(secret), f"{secret:x}", f"{secret:064x}"):
         assert form not in text
     assert str(secret) not in repr(RecoveredShare.from_bytes(raw))
+
+
+def test_mutated_requests_get_a_precise_refusal_never_an_internal_error(
+    lay: Layout, svcs: dict[int, NodeService], config: SignedRecoveryConfigChange, officers: list[tuple[bytes, bytes]]
+) -> None:
+    import random
+
+    from tests.conftest import scaled
+
+    key = dkg(svcs, T)
+    bundle = _bundle(svcs, config, key)
+    order, _ = _order(lay, svcs[1], key, bundle, [(3, 3)])
+    s = svcs[3]
+    pieces = _pieces(bundle, officers, [1, 2], order.order.order_id, PiecePurpose.RESTORE, s, 3)
+    ceremony = os.urandom(16)
+    drill = _pieces(bundle, officers, [1, 2], ceremony, PiecePurpose.DRILL, s, 3)
+    rng = random.Random(12)  # noqa: S311 (a replayable test input, not a secret)
+    _wipe(lay, svcs, 2)  # node 2 (emptied, share index 2) takes the restore calls past the live-share check
+    w = svcs[2]
+    w.InstallRecoveryConfig(node_pb2.InstallRecoveryConfigRequest(history=[config.to_bytes()]), None)
+    order2, _ = _order(lay, svcs[1], key, bundle, [(2, 2)])
+    pieces2 = _pieces(bundle, officers, [1, 3], order2.order.order_id, PiecePurpose.RESTORE, w, 2)
+
+    def mutate(b: bytes) -> bytes:
+        b = bytearray(b)
+        how = rng.randrange(4)
+        if how == 0 and b:
+            b[rng.randrange(len(b))] ^= 1 << rng.randrange(8)
+        elif how == 1:
+            del b[rng.randrange(len(b)):]  # at least one byte cut
+        elif how == 2:
+            b += os.urandom(rng.randrange(1, 40))
+        else:
+            b = bytearray(os.urandom(rng.randrange(0, 80)))
+        return bytes(b)
+
+    calls = [
+        lambda: s.InstallRecoveryConfig(node_pb2.InstallRecoveryConfigRequest(history=[mutate(config.to_bytes())]), None),
+        lambda: s.GetBackupPart(node_pb2.GetBackupPartRequest(key_id=mutate(key.key_id), epoch=rng.choice([0, 1, 2**32 - 1])), None),
+        lambda: s.InstallRecoveryOrder(node_pb2.InstallRecoveryOrderRequest(signed_order=mutate(order.to_bytes())), None),
+        lambda: s.RestoreShare(node_pb2.RestoreShareRequest(
+            signed_order=order.to_bytes(), bundle=mutate(bundle.to_file()), pieces=pieces), None),
+        lambda: w.RestoreShare(node_pb2.RestoreShareRequest(
+            signed_order=order2.to_bytes(), bundle=mutate(bundle.to_file()), pieces=pieces2), None),
+        lambda: w.RestoreShare(node_pb2.RestoreShareRequest(
+            signed_order=order2.to_bytes(), bundle=bundle.to_file(), pieces=[mutate(p) for p in pieces2]), None),
+        lambda: w.RestoreShare(node_pb2.RestoreShareRequest(
+            signed_order=order2.to_bytes(), bundle=bundle.to_file(), pieces=[pieces2[0], mutate(pieces2[1])]), None),
+        lambda: s.RestoreShare(node_pb2.RestoreShareRequest(
+            signed_order=mutate(order.to_bytes()), bundle=bundle.to_file(), pieces=[mutate(p) for p in pieces]), None),
+        lambda: s.DrillShare(node_pb2.DrillShareRequest(
+            ceremony_id=ceremony, bundle=mutate(bundle.to_file()), pieces=drill), None),
+        lambda: s.DrillShare(node_pb2.DrillShareRequest(
+            ceremony_id=mutate(ceremony), bundle=bundle.to_file(), pieces=[mutate(p) for p in drill]), None),
+    ]
+    for _ in range(scaled(15)):
+        for call in calls:
+            try:
+                call()
+            except RpcError as e:
+                assert e.code not in (Code.INTERNAL, Code.UNKNOWN), e.message
+    assert share(s, key.key_id) is not None  # nothing replaced the live share
+    assert w.store.restored_key(key.key_id) is None  # no mutated piece was ever accepted
