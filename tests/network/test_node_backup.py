@@ -475,3 +475,43 @@ def test_mutated_requests_get_a_precise_refusal_never_an_internal_error(
                 assert e.code not in (Code.INTERNAL, Code.UNKNOWN), e.message
     assert share(s, key.key_id) is not None  # nothing replaced the live share
     assert w.store.restored_key(key.key_id) is None  # no mutated piece was ever accepted
+
+
+def test_roles_over_grpc_a_real_node_server(lay: Layout, svcs: dict[int, NodeService]) -> None:
+    """A real gRPC server of node 1: admins may install the recovery configuration and orders but
+    not fetch parts, restore or drill; other client roles may call none of them (audited)."""
+    from mpc_node.main import build_server
+    from mpcnet.client.identities import identity_dir
+    from mpcnet.common.pki import CertPaths, channel_credentials
+
+    svc = svcs[1]
+    server, port = build_server(svc.cfg, svc)
+    server.start()
+    try:
+        endpoint = f"{svc.cfg.listen.rsplit(':', 1)[0]}:{port}"
+
+        def status(who: str, method: str) -> tuple[grpc.StatusCode, str]:
+            d = identity_dir(lay.dir, who)
+            cert = CertPaths(d / f"{who}.pem", d / f"{who}.key") if d.is_dir() else lay.cert(who)
+            with grpc.secure_channel(endpoint, channel_credentials(cert, lay.ca.cert)) as ch:
+                try:
+                    ch.unary_unary(f"/mpc.v1.Node/{method}")(b"", timeout=10)
+                except grpc.RpcError as e:
+                    return e.code(), e.details() or ""
+            return Code.OK, ""
+
+        methods = ("InstallRecoveryConfig", "GetBackupPart", "InstallRecoveryOrder", "RestoreShare", "DrillShare")
+        for m in methods:
+            code, _ = status("coordinator", m)
+            assert code not in (Code.PERMISSION_DENIED, Code.INTERNAL, Code.UNKNOWN), m
+            code, details = status("requester1", m)
+            assert code == Code.PERMISSION_DENIED and "has role 'requester'" in details, (m, details)
+            code, details = status("admin1", m)
+            if m in ("InstallRecoveryConfig", "InstallRecoveryOrder"):
+                assert code == Code.INVALID_ARGUMENT, (m, code, details)  # past the role check: the empty request is refused
+            else:
+                assert code == Code.PERMISSION_DENIED and "needs role coordinator" in details, (m, details)
+        denied = [e for e in svc.audit.entries() if e.action == "rpc-denied" and e.details.get("method") in methods]
+        assert {e.actor for e in denied} == {"requester1", "admin1"}
+    finally:
+        server.stop(None)
