@@ -87,6 +87,8 @@ class PresignParty(RoundParty):
     SECRETS = ("_r", "_phi", "_sk", "_bobs", "_c")
 
     def __init__(self, key: KeyShare, config: SignConfig, rng: Rng = SYSTEM_RNG) -> None:
+        if not isinstance(key, KeyShare):  # e.g. a crypto_core.backup.RecoveredShare: no pairwise material
+            raise UsageError("key: only a KeyShare can sign (a share restored from a backup must first be refreshed)")
         me = key.index
         signers = check_participants(config.signers, me, key.parties)
         if len(signers) != key.threshold:

@@ -319,6 +319,14 @@ def test_a_restored_share_of_another_key_or_epoch_cannot_deal():
         refresh(shares)
 
 
+def test_a_restored_share_cannot_sign():
+    from crypto_core.sign import PresignParty, SignConfig
+
+    rs = recovered(keygen(2, 3)[1])
+    with pytest.raises(UsageError, match="only a KeyShare can sign"):
+        PresignParty(rs, SignConfig(b"P" * 32, (1, 2), ()))  # type: ignore[arg-type]
+
+
 def test_recovery_error_is_a_protocol_error():
     assert issubclass(RecoveryError, ProtocolError)
 

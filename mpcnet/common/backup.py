@@ -1,0 +1,387 @@
+"""Backup parts, officers' checks and piece deliveries (issue 12, design section 3). Secret: this
+module handles shares (node side) and pieces (officer and node sides); the coordinator must not
+import it (it uses :mod:`mpcnet.common.bundle`).
+
+* Node: :func:`make_part` splits the node's share m-of-k (:func:`crypto_core.backup.split_share`),
+  encrypts piece j as a :class:`~governance.recovery.BackupPiece` to officer j with age and signs
+  the part with the node's identity key; :func:`open_deliveries` decrypts the officers'
+  :class:`~governance.recovery.PieceDelivery` files sent to it in a ceremony, checks each (binding,
+  Feldman) and rebuilds the share; :func:`recovered_share` wraps it as a
+  :class:`~crypto_core.backup.RecoveredShare` (restore); :func:`drill_check` compares it with
+  the live share and forgets it (drill).
+* Officer: :func:`officer_check` decrypts her own pieces of a bundle and checks them against the
+  commitments; :func:`officer_deliveries` re-encrypts her pieces to a ceremony's targets.
+* Off-line machine (break-glass export): :func:`open_deliveries` per share, then
+  :func:`recover_key`.
+
+Outcomes per officer are those of :data:`governance.recovery.OUTCOMES`: ``ok``, ``bad-piece``
+(does not match the commitments), ``undecryptable`` (not an age file for this key),
+``wrong-binding`` (decrypts, but for another ceremony, purpose, key, epoch, share, officer or
+bundle), ``missing``. No function logs, returns in an error or reprs a share or a piece.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from crypto_core.backup import BAD_PIECE, OK, RecoveredShare, reconstruct, split_share
+from crypto_core.errors import DecodeError, RecoveryError
+from crypto_core.feldman import check_commitments, lagrange_at_zero, piece_matches
+from crypto_core.group import Point, Q, scalar_from_bytes, scalar_to_bytes
+from crypto_core.keyshare import KeyShare
+from crypto_core.rng import SYSTEM_RNG, Rng
+from governance.errors import GovernanceError
+from governance.recovery import (
+    BackupBundle,
+    BackupKey,
+    BackupPart,
+    BackupPiece,
+    PieceDelivery,
+    PiecePurpose,
+    SignedBackupPart,
+    SignedRecoveryConfigChange,
+    sign_backup_part,
+)
+from mpcnet.common import agekeys
+from mpcnet.common.bundle import BundleError, config_of
+
+UNDECRYPTABLE = "undecryptable"
+WRONG_BINDING = "wrong-binding"
+MISSING = "missing"
+
+
+def key_record(share: KeyShare, committee: tuple[int, ...]) -> BackupKey:
+    """The public record of ``share``'s key (``committee``: roster indices by share index).
+    BundleError naming ``key.label`` (not UTF-8) or the field GovernanceError names."""
+    try:
+        label = share.key_label.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BundleError("key.label", "the key's label is not UTF-8 text") from None
+    try:
+        return BackupKey(
+            key_id=share.key_id, public_key=share.public_key.encode(), chain_code=share.chain_code, label=label,
+            threshold=share.threshold, epoch=share.epoch, committee=tuple(committee),
+            public_shares=tuple(s.encode() for s in share.public_shares),
+        )
+    except GovernanceError as e:
+        raise BundleError(f"key.{e.field}", e.reason) from None
+
+
+def make_part(
+    share: KeyShare,
+    *,
+    node: int,
+    roster_version: int,
+    governance_root: bytes,
+    config_change: SignedRecoveryConfigChange,
+    key: BackupKey,
+    identity: Ed25519PrivateKey,
+    now_ms: int,
+    rng: Rng = SYSTEM_RNG,
+) -> SignedBackupPart:
+    """Node ``node``'s signed backup part of ``share`` for the recovery configuration of
+    ``config_change`` (the caller verified it against its admin set).
+
+    ``key`` must be the public record of ``share``'s key and epoch with ``node`` at the share's
+    position (BundleError naming ``key`` otherwise). The share is split m-of-k (m = quorum, k =
+    officers); piece j is a :class:`BackupPiece` age-encrypted to officer j's recipient.
+    """
+    config = config_change.change.config
+    if not hmac.compare_digest(config_change.change.governance_root, governance_root):
+        raise BundleError("config_change.governance_root", "names another governance root", node=node)
+    if key.key_id != share.key_id or key.epoch != share.epoch or key.threshold != share.threshold:
+        raise BundleError("key", "is not the public record of this share's key and epoch", node=node)
+    if len(key.committee) != share.parties or key.committee[share.index - 1] != node:
+        raise BundleError("key.committee", f"does not place node {node} at share index {share.index}", node=node)
+    if key.public_shares != tuple(s.encode() for s in share.public_shares):
+        raise BundleError("key.public_shares", "differ from the share's public shares", node=node)
+    k = len(config.officers)
+    values, commitments = split_share(share.secret_share, config.quorum, k, rng)
+    try:
+        files = tuple(
+            agekeys.encrypt(
+                officer.recipient,
+                BackupPiece(key.key_id, key.epoch, share.index, j, config.version, scalar_to_bytes(values[j - 1])).encode(),
+            )
+            for j, officer in enumerate(config.officers, 1)
+        )
+    finally:
+        values.clear()
+    part = BackupPart(
+        governance_root=governance_root, key_digest=key.digest(), key_id=key.key_id, epoch=key.epoch,
+        share_index=share.index, node=node, roster_version=roster_version, config_version=config.version,
+        config_digest=config.digest(), commitments=tuple(c.encode() for c in commitments), pieces=files,
+        created_ms=now_ms,
+    )
+    return sign_backup_part(part, identity)
+
+
+def _officer(bundle: BackupBundle, private: bytes) -> int:
+    index = config_of(bundle).officer_by_recipient(agekeys.public_key(private))
+    if index is None:
+        raise BundleError("recovery_key", "is not the key of any recovery officer of this bundle's configuration")
+    return index
+
+
+def _part(bundle: BackupBundle, share_index: int) -> SignedBackupPart:
+    for sp in bundle.parts:
+        if sp.part.share_index == share_index:
+            return sp
+    raise BundleError("share_index", f"the bundle has no part for share index {share_index}")
+
+
+def _commitments(bundle: BackupBundle, sp: SignedBackupPart) -> list[Point]:
+    p = sp.part
+    try:
+        return check_commitments(p.commitments, config_of(bundle).quorum, bundle.key.public_shares[p.share_index - 1])
+    except (DecodeError, IndexError) as e:
+        raise BundleError(f"parts[{p.share_index - 1}].commitments", str(e), node=p.node) from None
+
+
+@dataclass(frozen=True)
+class PieceCheck:
+    """One part's piece for an officer: share index, node, outcome (``ok``, ``undecryptable``,
+    ``wrong-binding``, ``bad-piece``) and a reason (no secret)."""
+
+    share_index: int
+    node: int
+    outcome: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class OfficerReport:
+    """An officer's check of her pieces in a bundle: her index and name, one :class:`PieceCheck`
+    per part (share index order)."""
+
+    officer_index: int
+    officer_name: str
+    pieces: tuple[PieceCheck, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(p.outcome == OK for p in self.pieces)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "officer_index": self.officer_index, "officer": self.officer_name, "ok": self.ok,
+            "pieces": [{"share_index": p.share_index, "node": p.node, "outcome": p.outcome, "reason": p.reason} for p in self.pieces],
+        }
+
+
+def _own_piece(bundle: BackupBundle, sp: SignedBackupPart, officer: int, private: bytes) -> tuple[int | None, PieceCheck]:
+    """Decrypt and check officer ``officer``'s piece of part ``sp``: ``(value or None, check)``."""
+    p = sp.part
+    config = config_of(bundle)
+
+    def check(outcome: str, reason: str) -> tuple[int | None, PieceCheck]:
+        return None, PieceCheck(p.share_index, p.node, outcome, reason)
+
+    if not 1 <= officer <= len(p.pieces):
+        return check(MISSING, "the part has no piece for this officer")
+    try:
+        plain = agekeys.decrypt(private, p.pieces[officer - 1])
+    except agekeys.AgeKeyError as e:
+        return check(UNDECRYPTABLE, str(e))
+    try:
+        piece = BackupPiece.from_bytes(plain)
+        value = scalar_from_bytes(piece.value, "value")
+    except (GovernanceError, DecodeError) as e:
+        return check(WRONG_BINDING, f"not a backup piece ({e.field})")
+    want = (bundle.key.key_id, bundle.key.epoch, p.share_index, officer, config.version)
+    got = (piece.key_id, piece.epoch, piece.share_index, piece.officer_index, piece.config_version)
+    if got != want:
+        names = ("key_id", "epoch", "share_index", "officer_index", "config_version")
+        wrong = [n for n, a, b in zip(names, got, want, strict=True) if a != b]
+        return check(WRONG_BINDING, "the piece names another " + ", ".join(wrong))
+    try:
+        commitments = _commitments(bundle, sp)
+    except BundleError as e:
+        return check(BAD_PIECE, f"the part's commitments do not check ({e.message})")
+    if not piece_matches(commitments, officer, value):
+        return check(BAD_PIECE, "does not match the part's Feldman commitments")
+    return value, PieceCheck(p.share_index, p.node, OK)
+
+
+def officer_check(bundle: BackupBundle, private: bytes) -> OfficerReport:
+    """Which officer ``private`` (her 32-byte X25519 key) is, and whether each of her pieces in
+    the bundle decrypts, is bound to this key/epoch/share/officer/configuration and matches the
+    part's commitments. BundleError naming ``recovery_key`` if she is no officer of the bundle."""
+    officer = _officer(bundle, private)
+    checks = tuple(_own_piece(bundle, sp, officer, private)[1] for sp in bundle.parts)
+    return OfficerReport(officer, config_of(bundle).officers[officer - 1].name, checks)
+
+
+def officer_deliveries(
+    bundle: BackupBundle,
+    private: bytes,
+    *,
+    ceremony_id: bytes,
+    purpose: PiecePurpose,
+    targets: Mapping[int, bytes],
+) -> dict[int, bytes]:
+    """The officer's pieces re-encrypted for a ceremony: ``{share index: age file}`` where each
+    file is a :class:`PieceDelivery` (bound to ``ceremony_id``, ``purpose``, the key, epoch,
+    share index, officer index and the bundle's digest) encrypted to ``targets[share index]``
+    (a 32-byte X25519 recipient: a node's roster encryption key, or an export order's recipient).
+
+    Refuses (BundleError naming the node and the officer) when one of her pieces does not check:
+    she never sends a bad piece. BundleError naming ``targets`` for an unknown share index or a
+    bad recipient.
+    """
+    officer = _officer(bundle, private)
+    digest = bundle.digest()
+    out: dict[int, bytes] = {}
+    for share_index in sorted(targets):
+        try:
+            sp = _part(bundle, share_index)
+        except BundleError as e:
+            raise BundleError(f"targets[{share_index}]", e.message) from None
+        value, check = _own_piece(bundle, sp, officer, private)
+        if value is None:
+            raise BundleError(
+                f"parts[{share_index - 1}].pieces[{officer - 1}]", f"{check.outcome}: {check.reason}",
+                node=sp.part.node, officer=officer,
+            )
+        delivery = PieceDelivery(
+            ceremony_id, purpose, bundle.key.key_id, bundle.key.epoch, share_index, officer, digest, scalar_to_bytes(value)
+        )
+        try:
+            out[share_index] = agekeys.encrypt(targets[share_index], delivery.encode())
+        except agekeys.AgeKeyError as e:
+            raise BundleError(f"targets[{share_index}]", str(e)) from None
+    return out
+
+
+def _open_one(
+    bundle: BackupBundle, share_index: int, officer: int, data: bytes, private: bytes, ceremony_id: bytes,
+    purpose: PiecePurpose, digest: bytes,
+) -> tuple[int | None, str]:
+    try:
+        plain = agekeys.decrypt(private, data)
+    except agekeys.AgeKeyError:
+        return None, UNDECRYPTABLE
+    try:
+        d = PieceDelivery.from_bytes(plain)
+        value = scalar_from_bytes(d.value, "value")
+    except (GovernanceError, DecodeError):
+        return None, WRONG_BINDING
+    same = (
+        hmac.compare_digest(d.ceremony_id, ceremony_id) and d.purpose == purpose and d.key_id == bundle.key.key_id
+        and d.epoch == bundle.key.epoch and d.share_index == share_index and d.officer_index == officer
+        and hmac.compare_digest(d.bundle_digest, digest)
+    )
+    return (value, OK) if same else (None, WRONG_BINDING)
+
+
+def open_deliveries(
+    bundle: BackupBundle,
+    share_index: int,
+    ciphertexts: Mapping[int, bytes],
+    private: bytes,
+    *,
+    ceremony_id: bytes,
+    purpose: PiecePurpose,
+) -> tuple[int | None, dict[int, str]]:
+    """Rebuild the share at ``share_index`` from officers' deliveries ``{officer index: age file}``
+    sent to the X25519 key ``private`` (a node's encryption key, or an export recipient's).
+
+    Each delivery must decrypt, be a :class:`PieceDelivery` bound to ``ceremony_id``, ``purpose``,
+    the bundle's key, epoch and digest, this share index and its officer index, and match the
+    part's commitments. Returns ``(secret, outcomes)``: the share (an int, secret: the caller
+    destroys it) or ``None`` when fewer than the quorum of pieces are good, and an outcome for
+    every officer of the configuration (``missing`` for those who sent nothing). BundleError
+    naming ``ciphertexts`` for an officer index outside the configuration, ``share_index`` for a
+    share the bundle does not hold.
+    """
+    config = config_of(bundle)
+    sp = _part(bundle, share_index)
+    commitments = _commitments(bundle, sp)
+    k = len(config.officers)
+    for j in ciphertexts:
+        if type(j) is not int or not 1 <= j <= k:
+            raise BundleError("ciphertexts", f"officer index {j!r} is not one of the configuration's 1..{k}")
+    digest = bundle.digest()
+    outcomes: dict[int, str] = {j: MISSING for j in range(1, k + 1)}
+    pieces: dict[int, int] = {}
+    for j in sorted(ciphertexts):
+        value, outcome = _open_one(bundle, share_index, j, ciphertexts[j], private, ceremony_id, purpose, digest)
+        outcomes[j] = outcome
+        if value is not None:
+            pieces[j] = value
+    try:
+        secret, checked = reconstruct(commitments, pieces, config.quorum)
+    except RecoveryError as e:
+        for j in e.officers:
+            outcomes[j] = BAD_PIECE
+        return None, outcomes
+    finally:
+        pieces.clear()
+    outcomes.update(checked)
+    return secret, outcomes
+
+
+def drill_check(
+    bundle: BackupBundle,
+    share_index: int,
+    ciphertexts: Mapping[int, bytes],
+    private: bytes,
+    *,
+    ceremony_id: bytes,
+    live_share: int,
+) -> tuple[bool, dict[int, str]]:
+    """A drill on the node holding ``share_index``: rebuild the share from the officers'
+    deliveries (purpose DRILL, :func:`open_deliveries`), compare it with the node's ``live_share``
+    (the share of the bundle's epoch it holds) and forget it. Returns ``(ok, outcomes)``: ``ok``
+    iff a quorum of pieces was good and the rebuilt share equals the live one (its public share
+    was already checked by the Feldman commitments)."""
+    secret, outcomes = open_deliveries(
+        bundle, share_index, ciphertexts, private, ceremony_id=ceremony_id, purpose=PiecePurpose.DRILL
+    )
+    if secret is None:
+        return False, outcomes
+    ok = hmac.compare_digest(scalar_to_bytes(secret), scalar_to_bytes(live_share % Q))
+    del secret
+    return ok, outcomes
+
+
+def recovered_share(bundle: BackupBundle, share_index: int, secret: int) -> RecoveredShare:
+    """The :class:`RecoveredShare` of ``secret`` at ``share_index`` of the bundle's key (checked:
+    ``secret*G`` is the public share; DecodeError otherwise)."""
+    key = bundle.key
+    rs = RecoveredShare(
+        threshold=key.threshold, parties=len(key.committee), index=share_index, secret_share=secret,
+        public_key=Point.decode(key.public_key, "public_key"),
+        public_shares=tuple(Point.decode(s, f"public_shares[{i}]") for i, s in enumerate(key.public_shares)),
+        chain_code=key.chain_code, key_label=key.label.encode("utf-8"), epoch=key.epoch,
+    )
+    rs.validate()
+    return rs
+
+
+def recover_key(bundle: BackupBundle, shares: Mapping[int, int]) -> int:
+    """The whole private key from ``threshold`` shares ``{share index: share}`` (break-glass export,
+    off-line only), checked against the bundle's public key. BundleError naming ``shares``
+    (too few, an index outside the committee, or a share that does not match its public share)."""
+    key = bundle.key
+    n = len(key.committee)
+    if len(shares) < key.threshold or any(type(i) is not int or not 1 <= i <= n for i in shares):
+        raise BundleError("shares", f"need {key.threshold} shares at indices in 1..{n}")
+    for i, x in shares.items():
+        if type(x) is not int or not 0 < x < Q or Point.base_mul(x).encode() != key.public_shares[i - 1]:
+            raise BundleError("shares", f"the share at index {i} does not match its public share", node=key.committee[i - 1])
+    chosen = sorted(shares)[: key.threshold]
+    secret = sum(lagrange_at_zero(i, chosen) * shares[i] for i in chosen) % Q
+    if Point.base_mul(secret).encode() != key.public_key:
+        raise BundleError("shares", "the shares do not interpolate to the key's public key")
+    return secret
+
+
+__all__ = [
+    "MISSING", "UNDECRYPTABLE", "WRONG_BINDING", "OfficerReport", "PieceCheck", "drill_check", "key_record", "make_part",
+    "officer_check", "officer_deliveries", "open_deliveries", "recover_key", "recovered_share",
+]

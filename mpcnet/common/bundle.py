@@ -1,0 +1,207 @@
+"""Public checks and assembly of backup bundles (issue 12, design section 3): what the coordinator
+and anyone holding a bundle file may run. Secret-free: no private key, share or piece is read
+here, and nothing here imports ``crypto_core.backup`` or another secret-holding module (only
+``crypto_core.feldman``, ``group`` and ``errors``; tests/test_import_contract.py).
+
+:func:`verify_bundle` is the whole public check of a :class:`~governance.recovery.BackupBundle`
+against the verifier's own admin set: :meth:`BackupBundle.check_structure` (admin signatures of
+the recovery configuration, roster chain, each part's node signature under its roster identity
+key, digests, counts, completeness) plus the elliptic-curve checks: the key id is the public
+key's, the public shares lie on one degree-(t-1) polynomial in the exponent through the public
+key, every part's commitments are points with ``C_0`` its node's public share, and every piece is
+a well-formed age file to one X25519 recipient. Every failure is a :class:`BundleError` naming
+the field, and the node (share holder) or officer at fault when there is one.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from crypto_core.errors import DecodeError
+from crypto_core.feldman import check_commitments, check_public_shares, key_id_of
+from governance.errors import GovernanceError
+from governance.policy import AdminSet
+from governance.recovery import (
+    BUNDLE_FORMAT_VERSION,
+    BackupBundle,
+    BackupKey,
+    RecoveryConfig,
+    SignedBackupPart,
+    SignedRecoveryConfigChange,
+)
+from governance.roster import SignedRosterChange
+from governance.text import escape
+from mpcnet.common.agekeys import AgeKeyError, check_age_file
+
+_SUBJECT_NODE = re.compile(r"node ([0-9]{1,3})")
+
+
+class BundleError(ValueError):
+    """A bundle (or a part, piece or delivery of it) that fails a check.
+
+    ``field`` is the dotted path of what is wrong (``parts[2].signature``, ``key.public_shares[4]``,
+    ``parts[0].pieces[1]``); ``node`` the roster index of the share holder at fault, ``officer``
+    the 1-based officer index at fault, when known. The message never contains a secret.
+    """
+
+    def __init__(self, field: str, message: str, *, node: int | None = None, officer: int | None = None) -> None:
+        self.field = field
+        self.message = message
+        self.node = node
+        self.officer = officer
+        who = [f"node {node}"] if node is not None else []
+        who += [f"officer {officer}"] if officer is not None else []
+        super().__init__(f"{field}: {message}" + (f" [{', '.join(who)}]" if who else ""))
+
+
+@dataclass(frozen=True)
+class BundleSummary:
+    """What a verified bundle backs up: key id, public key (33 bytes), label, threshold t, epoch,
+    committee (roster indices by share index), recovery configuration version, quorum m and
+    officer names (by officer index), the roster version of each part (by share index), the
+    bundle's creation time (ms) and digest (SHA-256 of the file)."""
+
+    key_id: bytes
+    public_key: bytes
+    label: str
+    threshold: int
+    epoch: int
+    committee: tuple[int, ...]
+    config_version: int
+    quorum: int
+    officers: tuple[str, ...]
+    roster_versions: tuple[int, ...]
+    created_ms: int
+    digest: bytes
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form (bytes as hex)."""
+        return {
+            "key_id": self.key_id.hex(), "public_key": self.public_key.hex(), "label": self.label,
+            "threshold": self.threshold, "epoch": self.epoch, "committee": list(self.committee),
+            "config_version": self.config_version, "quorum": self.quorum, "officers": list(self.officers),
+            "roster_versions": list(self.roster_versions), "created_ms": self.created_ms, "digest": self.digest.hex(),
+        }
+
+
+def _node_of(subject: str | None) -> int | None:
+    m = _SUBJECT_NODE.fullmatch(subject or "")
+    return int(m.group(1)) if m else None
+
+
+def config_of(bundle: BackupBundle) -> RecoveryConfig:
+    """The recovery configuration the bundle's parts were made for (no check: see verify_bundle)."""
+    return bundle.config.change.config
+
+
+def verify_bundle(bundle: BackupBundle, admins: AdminSet) -> BundleSummary:
+    """Check ``bundle`` publicly (no decryption) against the verifier's own ``admins``.
+
+    Returns its :class:`BundleSummary`; raises :class:`BundleError` naming the field and the node
+    or officer at fault (see the module docstring for the checks).
+    """
+    try:
+        config = bundle.check_structure(admins)
+    except GovernanceError as e:
+        raise BundleError(e.field, escape(e.reason), node=_node_of(e.subject)) from None
+    key = bundle.key
+    try:
+        kid = key_id_of(key.public_key, key.chain_code)
+    except DecodeError as e:
+        raise BundleError(f"key.{e.field}", e.reason) from None
+    if not hmac.compare_digest(kid, key.key_id):
+        raise BundleError("key.key_id", "is not the id of the key's public key and chain code")
+    try:
+        check_public_shares(key.public_key, key.threshold, key.public_shares)
+    except DecodeError as e:
+        m = re.fullmatch(r"public_shares\[([0-9]+)\]", e.field)
+        node = key.committee[int(m.group(1))] if m else None
+        raise BundleError(f"key.{e.field}", e.reason, node=node) from None
+    for i, signed in enumerate(bundle.parts):
+        check_part_public(signed, key, config, f"parts[{i}]")
+    return BundleSummary(
+        key_id=key.key_id, public_key=key.public_key, label=key.label, threshold=key.threshold, epoch=key.epoch,
+        committee=key.committee, config_version=config.version, quorum=config.quorum,
+        officers=tuple(o.name for o in config.officers), roster_versions=tuple(p.part.roster_version for p in bundle.parts),
+        created_ms=bundle.created_ms, digest=bundle.digest(),
+    )
+
+
+def check_part_public(signed: SignedBackupPart, key: BackupKey, config: RecoveryConfig, where: str = "part") -> None:
+    """The elliptic-curve and age-structure checks of one part (its signature and digests are
+    ``check_structure``'s): ``quorum`` commitments that decode, ``C_0`` the node's public share,
+    one well-formed age file per officer. BundleError naming ``where.commitments[k]`` and the
+    node, or ``where.pieces[j]`` and the node and officer ``j+1``."""
+    p = signed.part
+    if not 1 <= p.share_index <= len(key.public_shares):
+        raise BundleError(f"{where}.share_index", f"is {p.share_index}, outside the key's committee", node=p.node)
+    try:
+        check_commitments(p.commitments, config.quorum, key.public_shares[p.share_index - 1])
+    except DecodeError as e:
+        raise BundleError(f"{where}.{e.field}", e.reason, node=p.node) from None
+    if len(p.pieces) != len(config.officers):
+        raise BundleError(f"{where}.pieces", f"{len(p.pieces)} pieces for {len(config.officers)} officers", node=p.node)
+    for j, piece in enumerate(p.pieces):
+        try:
+            check_age_file(piece)
+        except AgeKeyError as e:
+            raise BundleError(f"{where}.pieces[{j}]", str(e), node=p.node, officer=j + 1) from None
+
+
+def assemble_bundle(
+    key: BackupKey,
+    config_change: SignedRecoveryConfigChange,
+    roster_history: Sequence[SignedRosterChange],
+    parts: Sequence[SignedBackupPart],
+    created_ms: int,
+) -> BackupBundle:
+    """The bundle of ``parts`` (one per committee member, any order; stored by share index).
+
+    ``roster_history`` is the roster chain from version 1; it is cut after the newest roster
+    version a part names (the prefix that checks every part's signature). The governance root is
+    the configuration change's. Raises :class:`BundleError` when a part is missing, doubled or
+    for another key/epoch (the full check is :func:`verify_bundle`).
+    """
+    n = len(key.committee)
+    by_index: dict[int, SignedBackupPart] = {}
+    for sp in parts:
+        p = sp.part
+        if p.key_id != key.key_id or p.epoch != key.epoch:
+            raise BundleError("parts", f"the part of node {p.node} is for another key or epoch", node=p.node)
+        if p.share_index in by_index:
+            raise BundleError("parts", f"two parts for share index {p.share_index}", node=p.node)
+        by_index[p.share_index] = sp
+    missing = [s for s in range(1, n + 1) if s not in by_index]
+    if missing or len(by_index) != n:
+        node = key.committee[missing[0] - 1] if missing else None
+        raise BundleError("parts", f"no part for share index {missing[0] if missing else '?'}", node=node)
+    newest = max(sp.part.roster_version for sp in by_index.values())
+    history = tuple(roster_history)
+    for pos, h in enumerate(history):
+        if h.change.new_roster.version == newest:
+            history = history[: pos + 1]
+            break
+    try:
+        return BackupBundle(
+            BUNDLE_FORMAT_VERSION, config_change.change.governance_root, key, config_change, history,
+            tuple(by_index[s] for s in range(1, n + 1)), created_ms,
+        )
+    except GovernanceError as e:
+        raise BundleError(e.field, escape(e.reason), node=_node_of(e.subject)) from None
+
+
+def read_bundle(data: bytes) -> BackupBundle:
+    """Decode a bundle file (strict); BundleError naming the field (``format_version`` for a
+    version this software does not read)."""
+    try:
+        return BackupBundle.from_file(data)
+    except GovernanceError as e:
+        raise BundleError(e.field, escape(e.reason), node=_node_of(e.subject)) from None
+
+
+__all__ = [
+    "BundleError", "BundleSummary", "assemble_bundle", "check_part_public", "config_of", "read_bundle", "verify_bundle",
+]
