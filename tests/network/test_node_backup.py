@@ -19,9 +19,6 @@ from typing import Any
 import grpc
 import pytest
 
-pytest.importorskip("governance.recovery")  # issue 12 modules of the other helpers (until they are merged)
-pytest.importorskip("mpcnet.common.backup")
-
 from governance.keyop import KeyOperation, KeyOpKind, SignedKeyOperation
 from governance.recovery import (
     BackupBundle,
