@@ -512,3 +512,34 @@ def test_roles_over_grpc_a_real_node_server(lay: Layout, svcs: dict[int, NodeSer
         assert {e.actor for e in denied} == {"requester1", "admin1"}
     finally:
         server.stop(None)
+
+
+def test_disaster_recovery_two_of_three_nodes_lost(
+    lay: Layout, svcs: dict[int, NodeService], config: SignedRecoveryConfigChange, officers: list[tuple[bytes, bytes]]
+) -> None:
+    """More nodes lost than the key can survive (2 of a 2-of-3): one order restores both shares,
+    the follow-up refresh is dealt by one live and two restored shares, the key signs again."""
+    key = dkg(svcs, T)
+    bundle = _bundle(svcs, config, key)
+    for i in (2, 3):
+        _wipe(lay, svcs, i)
+        svcs[i].InstallRecoveryConfig(node_pb2.InstallRecoveryConfigRequest(history=[config.to_bytes()]), None)
+    order, follow = _order(lay, svcs[1], key, bundle, [(2, 2), (3, 3)])
+    assert svcs[1].InstallRecoveryOrder(node_pb2.InstallRecoveryOrderRequest(signed_order=order.to_bytes()), None).installed
+    oid = order.order.order_id
+    for i, who in ((2, [1, 2]), (3, [2, 3])):  # different officer pairs per share
+        pieces = _pieces(bundle, officers, who, oid, PiecePurpose.RESTORE, svcs[i], i)
+        req = node_pb2.RestoreShareRequest(signed_order=order.to_bytes(), bundle=bundle.to_file(), pieces=pieces)
+        out = svcs[i].RestoreShare(req, None)
+        assert RecoveryReceipt.from_bytes(out.receipt).verify(svcs[i].keys.identity_public)
+    sid = os.urandom(32)
+    op = SignedKeyOperation(follow, ()).to_bytes()
+    res = run(svcs, sid, [1, 2, 3], reshare=node_pb2.ReshareParams(operation=op, dealers=[1, 2, 3], key_label=LABEL))
+    assert all(not isinstance(r, RpcError) and r.finished for r in res.values()), res
+    receipts = [r.reshare_result.receipt for r in res.values()]
+    for s in svcs.values():
+        assert s.CommitEpoch(node_pb2.CommitEpochRequest(key_id=key.key_id, session_id=sid, receipts=receipts), None).holds_share
+    assert all(s.store.restored_key(key.key_id) is None for s in svcs.values())
+    assert isinstance(sign(lay, svcs, key, [2, 3], (1, 2, 3), 1), bytes)
+    # the next backup is made from the new epoch's shares
+    assert _bundle(svcs, config, key, epoch=1).key.epoch == 1
