@@ -231,7 +231,7 @@ class NodeBackups:
         held = self.node.store.key_epoch(order.key_id)
         if held is not None and held.status == "active":  # the order must name the key as this node holds it
             # (an export may use an older epoch's bundle: its shares interpolate to the same key)
-            checks = [("public_key", order.public_key, held.public_key)]
+            checks: list[tuple[str, object, object]] = [("public_key", order.public_key, held.public_key)]
             if order.kind is RecoveryOrderKind.RESTORE:
                 checks.append(("epoch", order.epoch, held.epoch))
             for name, a, b in checks:
