@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,11 @@ def officers() -> list[tuple[bytes, bytes]]:
 
 @pytest.fixture(scope="module")
 def config(lay: Layout, svcs: dict[int, NodeService], officers: list[tuple[bytes, bytes]]) -> SignedRecoveryConfigChange:
+    return _config_for(lay, svcs, officers)
+
+
+def _config_for(lay: Layout, svcs: dict[int, NodeService], officers: list[tuple[bytes, bytes]]) -> SignedRecoveryConfigChange:
+    """Recovery configuration 1 (the three officers, quorum 2, export quorum 3) installed on every node."""
     cfg = RecoveryConfig(1, tuple(Officer(f"officer{k}", pub) for k, (_, pub) in enumerate(officers, 1)), M, 3, 0)
     change = RecoveryConfigChange(svcs[1].gov.governance_root, None, cfg)
     signed = SignedRecoveryConfigChange(change, _admin_sigs(lay, change, sign_recovery_config_change))
@@ -121,14 +126,15 @@ def _pieces(
 def _order(
     lay: Layout, svc: NodeService, key: Any, bundle: BackupBundle, targets: list[tuple[int, int]], *,
     epoch: int = 0, admins: tuple[str, ...] = ("admin1", "admin2"), kind: RecoveryOrderKind = RecoveryOrderKind.RESTORE,
+    roster_version: int = 1,
 ) -> tuple[SignedRecoveryOrder, KeyOperation]:
     root = svc.gov.governance_root
     follow = KeyOperation(
-        root, os.urandom(16), KeyOpKind.REFRESH, key.key_id, key.public_key, key.chain_code, epoch, T, (1, 2, 3), T, (1, 2, 3), 1,
-        "recovery follow-up",
+        root, os.urandom(16), KeyOpKind.REFRESH, key.key_id, key.public_key, key.chain_code, epoch, T, (1, 2, 3), T, (1, 2, 3),
+        roster_version, "recovery follow-up",
     )
     order = RecoveryOrder(
-        root, os.urandom(16), kind, key.key_id, key.public_key, key.chain_code, epoch, bundle.digest(), 1, 1,
+        root, os.urandom(16), kind, key.key_id, key.public_key, key.chain_code, epoch, bundle.digest(), 1, roster_version,
         tuple(RecoveryTarget(i, n) for i, n in targets), b"", follow, "node 3 lost its disk",
     )
     return SignedRecoveryOrder(order, _admin_sigs(lay, order, sign_recovery_order, admins)), follow
@@ -432,12 +438,12 @@ def test_mutated_requests_get_a_precise_refusal_never_an_internal_error(
     order2, _ = _order(lay, svcs[1], key, bundle, [(2, 2)])
     pieces2 = _pieces(bundle, officers, [1, 3], order2.order.order_id, PiecePurpose.RESTORE, w, 2)
 
-    def mutate(b: bytes) -> bytes:
-        b = bytearray(b)
+    def mutate(data: bytes) -> bytes:
+        b = bytearray(data)
         how = rng.randrange(4)
         if how == 0 and b:
             b[rng.randrange(len(b))] ^= 1 << rng.randrange(8)
-        elif how == 1:
+        elif how == 1 and b:
             del b[rng.randrange(len(b)):]  # at least one byte cut
         elif how == 2:
             b += os.urandom(rng.randrange(1, 40))
@@ -445,7 +451,7 @@ def test_mutated_requests_get_a_precise_refusal_never_an_internal_error(
             b = bytearray(os.urandom(rng.randrange(0, 80)))
         return bytes(b)
 
-    calls = [
+    calls: list[Callable[[], object]] = [
         lambda: s.InstallRecoveryConfig(node_pb2.InstallRecoveryConfigRequest(history=[mutate(config.to_bytes())]), None),
         lambda: s.GetBackupPart(node_pb2.GetBackupPartRequest(key_id=mutate(key.key_id), epoch=rng.choice([0, 1, 2**32 - 1])), None),
         lambda: s.InstallRecoveryOrder(node_pb2.InstallRecoveryOrderRequest(signed_order=mutate(order.to_bytes())), None),
@@ -492,7 +498,7 @@ def test_roles_over_grpc_a_real_node_server(lay: Layout, svcs: dict[int, NodeSer
             cert = CertPaths(d / f"{who}.pem", d / f"{who}.key") if d.is_dir() else lay.cert(who)
             with grpc.secure_channel(endpoint, channel_credentials(cert, lay.ca.cert)) as ch:
                 try:
-                    ch.unary_unary(f"/mpc.v1.Node/{method}")(b"", timeout=10)
+                    ch.unary_unary(f"/mpc.v1.Node/{method}")(b"", timeout=10)  # type: ignore[arg-type]
                 except grpc.RpcError as e:
                     return e.code(), e.details() or ""
             return Code.OK, ""
@@ -543,3 +549,58 @@ def test_disaster_recovery_two_of_three_nodes_lost(
     assert isinstance(sign(lay, svcs, key, [2, 3], (1, 2, 3), 1), bytes)
     # the next backup is made from the new epoch's shares
     assert _bundle(svcs, config, key, epoch=1).key.epoch == 1
+
+
+def test_a_replacement_node_with_fresh_keys_restores_and_the_key_signs(
+    tmp_path_factory: pytest.TempPathFactory, officers: list[tuple[bytes, bytes]]
+) -> None:
+    """The design's restore: node 3's host is lost; a new host with fresh operational keys takes
+    roster entry 3 (rotate_keys, roster version 2) with an empty store; the officers encrypt to
+    its new roster encryption key; the refresh runs under roster version 2."""
+    from governance.roster import rotate_keys
+    from mpc_node.config import load_node_config
+    from mpc_node.storage import NodeStore
+    from mpcnet.common.keystore import generate_keys, read_passphrase
+    from mpcnet.common.stores.audit import AuditLog
+    from tests.integration.rostertools import history, signed_next
+
+    lay = prepare(tmp_path_factory.mktemp("replace"), N, T, scrypt_n=2**10, test_mode=True, policy_max_age_s=0)
+    svcs = services(lay)
+    try:
+        cfg_change = _config_for(lay, svcs, officers)
+        key = dkg(svcs, T)
+        bundle = _bundle(svcs, cfg_change, key)
+        # the new host: fresh keys, roster entry 3 rotated to them (version 2), an empty store
+        (v1,) = history(lay)
+        fresh = generate_keys()
+        r1 = v1.change.new_roster
+        v2 = signed_next(lay, r1, rotate_keys(r1, 3, identity_key=fresh.identity_public, encryption_key=fresh.encryption_public))
+        for i in (1, 2):
+            assert svcs[i].InstallRosterChange(node_pb2.InstallRosterChangeRequest(signed_change=v2.to_bytes()), None).installed
+        old = svcs[3]
+        old.store.close()
+        old.audit.close()
+        d = tmp_path_factory.mktemp("new-host")
+        cfg = dataclasses.replace(
+            load_node_config(lay.node_config(3)), store=d / "node.db", audit_db=d / "audit.db", roster_history=(v1, v2),
+        )
+        pp = read_passphrase(file=cfg.passphrase_file, env=cfg.passphrase_env)
+        store = NodeStore.open(cfg.store, pp, cfg.index, scrypt_n=cfg.scrypt_n)
+        svcs[3] = s3 = NodeService(cfg, fresh, store, AuditLog.open(cfg.audit_db, component=cfg.name, signing_key=fresh.identity))
+        s3.InstallRecoveryConfig(node_pb2.InstallRecoveryConfigRequest(history=[cfg_change.to_bytes()]), None)
+        order, follow = _order(lay, svcs[1], key, bundle, [(3, 3)], roster_version=2)
+        for i in (1, 2):
+            svcs[i].InstallRecoveryOrder(node_pb2.InstallRecoveryOrderRequest(signed_order=order.to_bytes()), None)
+        pieces = _pieces(bundle, officers, [1, 3], order.order.order_id, PiecePurpose.RESTORE, s3, 3)
+        out = s3.RestoreShare(node_pb2.RestoreShareRequest(signed_order=order.to_bytes(), bundle=bundle.to_file(), pieces=pieces), None)
+        assert RecoveryReceipt.from_bytes(out.receipt).verify(fresh.identity_public)
+        sid = os.urandom(32)
+        op = SignedKeyOperation(follow, ()).to_bytes()
+        res = run(svcs, sid, [1, 2, 3], reshare=node_pb2.ReshareParams(operation=op, dealers=[1, 2, 3], key_label=LABEL))
+        assert all(not isinstance(r, RpcError) and r.finished for r in res.values()), res
+        receipts = [r.reshare_result.receipt for r in res.values()]
+        for s in svcs.values():
+            s.CommitEpoch(node_pb2.CommitEpochRequest(key_id=key.key_id, session_id=sid, receipts=receipts), None)
+        assert isinstance(sign(lay, svcs, key, [1, 3], (1, 2, 3), 1), bytes)
+    finally:
+        close(svcs)
