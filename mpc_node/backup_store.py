@@ -178,7 +178,7 @@ class BackupStore:
         with self._read() as c:
             rows = c.execute(
                 "SELECT order_id, kind, key_id, follow_up, signed_order FROM recovery_orders WHERE key_id = ?"
-                " ORDER BY installed_ms, order_id",
+                " ORDER BY rowid",
                 (key_id,),
             ).fetchall()
         return [_order(r) for r in rows]
