@@ -107,8 +107,15 @@ class NodeBackups:
         chain re-verified against this node's own admin set at first use."""
         with self._lock:
             if not self._loaded:
-                history = [SignedRecoveryConfigChange.from_bytes(b) for b in self.node.store.recovery_config_changes()]
-                self._config = verify_recovery_config_history(self.node.cfg.admin_set, history) if history else None
+                try:
+                    history = [SignedRecoveryConfigChange.from_bytes(b) for b in self.node.store.recovery_config_changes()]
+                    self._config = verify_recovery_config_history(self.node.cfg.admin_set, history) if history else None
+                except GovernanceError as e:  # the store was altered, or another cluster's admin set
+                    log.error("the recovery configuration stored here does not verify: %s: %s", e.field, e.reason)
+                    raise RpcError(
+                        Code.FAILED_PRECONDITION,
+                        f"recovery configuration: the chain stored on {self.node.cfg.name} does not verify against its admin set",
+                    ) from None
                 self._loaded = True
             return self._config
 
@@ -319,7 +326,7 @@ class NodeBackups:
         bundle = self._bundle(req.bundle, order.bundle_digest)
         key = bundle.key
         installed = node.store.recovery_config_changes()
-        if bundle.config.change.config.version != order.config_version or (
+        if bundle.config.change.config.version != order.config_version or len(installed) < order.config_version or (
             bundle.config.to_bytes() != installed[order.config_version - 1]
         ):
             raise RpcError(

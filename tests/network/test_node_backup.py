@@ -604,3 +604,43 @@ def test_a_replacement_node_with_fresh_keys_restores_and_the_key_signs(
         assert isinstance(sign(lay, svcs, key, [1, 3], (1, 2, 3), 1), bytes)
     finally:
         close(svcs)
+
+
+def test_structured_fuzz_of_the_backup_rpcs_never_fails_internally(
+    lay: Layout, svcs: dict[int, NodeService], config: SignedRecoveryConfigChange, officers: list[tuple[bytes, bytes]]
+) -> None:
+    """The suite's RPC fuzzer (hostile strings, protocol lengths, huge repeated fields, mutated
+    valid requests) on the five RPCs of a node that holds the key and of an emptied one."""
+    from google.protobuf.message import Message
+
+    from tests.conftest import scaled
+    from tests.integration.rpcfuzz import Fuzz
+
+    key = dkg(svcs, T)
+    bundle = _bundle(svcs, config, key)
+    _wipe(lay, svcs, 3)
+    svcs[3].InstallRecoveryConfig(node_pb2.InstallRecoveryConfigRequest(history=[config.to_bytes()]), None)
+    order, _ = _order(lay, svcs[1], key, bundle, [(3, 3)])
+    pieces = _pieces(bundle, officers, [1, 2], order.order.order_id, PiecePurpose.RESTORE, svcs[3], 3)
+    ceremony = os.urandom(16)
+    drill = _pieces(bundle, officers, [1, 2], ceremony, PiecePurpose.DRILL, svcs[1], 1)
+    templates: list[tuple[str, Message]] = [
+        ("InstallRecoveryConfig", node_pb2.InstallRecoveryConfigRequest(history=[config.to_bytes()])),
+        ("GetBackupPart", node_pb2.GetBackupPartRequest(key_id=key.key_id, epoch=0)),
+        ("InstallRecoveryOrder", node_pb2.InstallRecoveryOrderRequest(signed_order=order.to_bytes())),
+        ("RestoreShare", node_pb2.RestoreShareRequest(signed_order=order.to_bytes(), bundle=bundle.to_file(), pieces=pieces)),
+        ("DrillShare", node_pb2.DrillShareRequest(ceremony_id=ceremony, bundle=bundle.to_file(), pieces=drill)),
+    ]
+    fz = Fuzz(20261201, hints={"key_id": [key.key_id], "ceremony_id": [ceremony]})
+    for _ in range(scaled(8)):
+        for name, template in templates:
+            data = fz.mutated(template) if fz.rng.random() < 0.7 else fz.fill(type(template)()).SerializeToString()
+            req: Any = type(template)()
+            req.ParseFromString(data)
+            for svc in (svcs[1], svcs[3]):
+                try:
+                    getattr(svc, name)(req, None)
+                except RpcError as e:
+                    assert e.code not in (Code.INTERNAL, Code.UNKNOWN), f"{name}: {e.code} {e.message}"
+                    assert "Traceback" not in e.message and "object at 0x" not in e.message, e.message
+    assert share(svcs[1], key.key_id) is not None
