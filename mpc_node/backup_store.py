@@ -206,9 +206,10 @@ class BackupStore:
         return None if row is None else self._unseal(KIND_RESTORED_SHARE, key_id, bytes(row[0]))
 
     def put_restored_share(self, rk: RestoredKey, record: bytes) -> None:
-        """Store a restored share with its key-epoch state, durably, in one transaction.
-        BackupStateError if this node holds the key live (an active share row with a share) or
-        already holds a restored share of it."""
+        """Store a restored share with its key-epoch state, durably, in one transaction. A
+        restored share of the same key *and epoch* (an earlier order whose follow-up did not
+        complete) is replaced by this one. BackupStateError if this node holds the key live (a
+        key row it did not leave) or holds a restored share of it at another epoch."""
         blob = self._seal(KIND_RESTORED_SHARE, rk.key_id, record)
         with self._write() as c:
             live = c.execute(
@@ -218,10 +219,13 @@ class BackupStore:
                 raise BackupStateError(
                     f"this node holds key {rk.key_id.hex()[:16]} ({live[0]}): a live share is never replaced by a restore"
                 )
-            if c.execute("SELECT 1 FROM restored_shares WHERE key_id = ?", (rk.key_id,)).fetchone() is not None:
-                raise BackupStateError(f"this node already holds a restored share of key {rk.key_id.hex()[:16]}")
+            prior = c.execute("SELECT epoch FROM restored_shares WHERE key_id = ?", (rk.key_id,)).fetchone()
+            if prior is not None and int(prior[0]) != rk.epoch:
+                raise BackupStateError(
+                    f"this node already holds a restored share of key {rk.key_id.hex()[:16]} at epoch {int(prior[0])}, not {rk.epoch}"
+                )
             c.execute(
-                "INSERT INTO restored_shares (key_id, epoch, threshold, committee, public_key, label, order_id, record, receipt,"
+                "INSERT OR REPLACE INTO restored_shares (key_id, epoch, threshold, committee, public_key, label, order_id, record, receipt,"
                 " created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (rk.key_id, rk.epoch, rk.threshold, ",".join(map(str, rk.committee)), rk.public_key, rk.label, rk.order_id, blob,
                  rk.receipt, _now_ms()),

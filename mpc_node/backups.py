@@ -317,12 +317,16 @@ class NodeBackups:
                 f" {held.epoch}): a restore never replaces a live share",
             )
         done = node.store.restored_key(order.key_id)
-        if done is not None:
-            if done.order_id == order.order_id and done.epoch == order.epoch:  # a retry: the same answer
-                return node_pb2.RestoreShareResponse(receipt=done.receipt)
+        if done is not None and done.order_id == order.order_id and done.epoch == order.epoch:  # a retry: the same answer
+            return node_pb2.RestoreShareResponse(receipt=done.receipt)
+        if done is not None and done.epoch != order.epoch:
             raise RpcError(
-                Code.FAILED_PRECONDITION, f"signed_order.order.key_id: already restored here by order {done.order_id.hex()}"
+                Code.FAILED_PRECONDITION,
+                f"signed_order.order.epoch: is {order.epoch}; this node holds a share of key {order.key_id.hex()[:16]} restored"
+                f" at epoch {done.epoch} (order {done.order_id.hex()})",
             )
+        # (a restored share of this epoch from an earlier order whose follow-up did not complete is
+        # replaced by this order's restore: a new order can always retry the ceremony)
         bundle = self._bundle(req.bundle, order.bundle_digest)
         key = bundle.key
         installed = node.store.recovery_config_changes()
@@ -373,9 +377,6 @@ class NodeBackups:
                 restored.to_bytes(),
             )
         except BackupStateError as e:
-            done = node.store.restored_key(order.key_id)
-            if done is not None and done.order_id == order.order_id and done.epoch == order.epoch:  # a concurrent retry
-                return node_pb2.RestoreShareResponse(receipt=done.receipt, outcomes=_outcomes(outcomes, names))
             raise RpcError(Code.FAILED_PRECONDITION, f"signed_order.order.key_id: {e}") from None
         self.audit_event(actor, "share-restored", "restored", {
             "order_id": order.order_id.hex(), "key_id": order.key_id.hex(), "epoch": key.epoch, "share_index": share_index,

@@ -287,6 +287,13 @@ def test_restore_an_emptied_node_then_refresh_and_sign_with_the_same_key(
     assert _audit(s3, "share-restored")[-1].outcome == "restored"
     again = s3.RestoreShare(node_pb2.RestoreShareRequest(signed_order=order.to_bytes(), bundle=bundle.to_file(), pieces=good), None)
     assert again.receipt == out.receipt  # a retry answers the same receipt
+    # a later order for the same epoch (say the first one's follow-up could not run) restores again
+    order2, _ = _order(lay, svcs[1], key, bundle, [(3, 3)])
+    pieces2 = _pieces(bundle, officers, [1, 3], order2.order.order_id, PiecePurpose.RESTORE, s3, 3)
+    out2 = s3.RestoreShare(node_pb2.RestoreShareRequest(signed_order=order2.to_bytes(), bundle=bundle.to_file(), pieces=pieces2), None)
+    assert RecoveryReceipt.from_bytes(out2.receipt).order_id == order2.order.order_id
+    restored = s3.store.restored_key(key.key_id)
+    assert restored is not None and restored.order_id == order2.order.order_id
     # a restored share never signs
     with pytest.raises(RpcError) as ei:
         sign(lay, svcs, key, [1, 3], (1, 2, 3), 0)

@@ -68,8 +68,10 @@ def test_restored_share_is_sealed_refused_next_to_a_live_share_and_erased_at_com
         with st._read() as c:
             raw = bytes(c.execute("SELECT record FROM restored_shares").fetchone()[0])
         assert b"RECOVERED-SHARE-RECORD" not in raw  # sealed (AES-GCM under the store key)
-        with pytest.raises(BackupStateError, match="already holds a restored share"):
-            st.put_restored_share(_restored(b"x" * 16), b"again")
+        with pytest.raises(BackupStateError, match="already holds a restored share of key .* at epoch 3, not 2"):
+            st.put_restored_share(_restored(b"x" * 16, epoch=2), b"other epoch")
+        st.put_restored_share(_restored(b"x" * 16), b"RECOVERED-SHARE-RECORD")  # a later order of the same epoch replaces it
+        assert st.restored_key(KEY) == _restored(b"x" * 16)
         # the follow-up refresh leaves a pending share; its commit makes the key live and erases the restored one
         st.put_pending_epoch(PendingEpoch(KEY, b"s" * 32, 4, 2, (1, 2, 3), b"d" * 32, b"receipt", False, True, False), b"new share")
         out = st.commit_epoch(KEY, b"s" * 32, label="treasury", public_key=PUB, epoch=4)
