@@ -7,7 +7,7 @@ Example::
       "db": "coordinator.db",
       "tls": {"cert": "coordinator.pem", "key": "coordinator.key", "ca": "../ca/ca.pem"},
       "nodes": [{"index": 1, "name": "node-1", "endpoint": "127.0.0.1:7001"}, ...],
-      "client_roles": ["admin", "requester", "approver", "auditor"],
+      "client_roles": ["admin", "requester", "approver", "auditor", "officer"],
       "step_timeout_s": 30, "max_requests": 64, "max_parallel_sessions": 4, "max_clock_skew_s": 30,
       "workers": 48, "max_streams": 256, "stream_lifetime_s": 60,
       "log_file": "coordinator.log",
@@ -61,7 +61,7 @@ from governance.roster import Roster, SignedRosterChange, active_entries
 from mpcnet.common.config import ConfigError, load_governance, load_json, load_roster_history
 from mpcnet.common.pki import ROLES, CertPaths
 
-DEFAULT_CLIENT_ROLES = ["admin", "requester", "approver", "auditor"]
+DEFAULT_CLIENT_ROLES = ["admin", "requester", "approver", "auditor", "officer"]
 MAX_CLOCK_SKEW_S = 7 * 86400.0  # fits NodeStatus.max_clock_skew_ms (uint32 ms)
 MAX_STREAM_LIFETIME_S = 3600.0
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from coordinator.backup_store import BACKUP_MIGRATION, BackupStore
 from coordinator.keyop_store import ABANDONMENT_MIGRATION, KEYOP_MIGRATION, KeyOpStore
 from governance.audit import EVENT_KEY, MAX_DETAILS, check_entry_fields
 from governance.errors import GovernanceError
@@ -144,6 +145,8 @@ _MIGRATIONS: tuple[Migration, ...] = (
     KEYOP_MIGRATION,
     # 5: the nodes' signed abandonments of failed refresh/reshare sessions (issue 11)
     ABANDONMENT_MIGRATION,
+    # 6: recovery configuration chain, backup bundles, recovery ceremonies and drills (issue 12)
+    BACKUP_MIGRATION,
 )
 
 TERMINAL = ("done", "rejected", "expired", "failed")
@@ -288,7 +291,7 @@ def _text(xs: Any) -> str:
     return ",".join(str(int(x)) for x in xs)
 
 
-class CoordinatorDb(KeyOpStore):
+class CoordinatorDb(KeyOpStore, BackupStore):
     def __init__(self, path: Path) -> None:
         """Open (creating it and its directory on first use) and upgrade the database at ``path``;
         :class:`RuntimeError` naming the file if it cannot be opened, made private or upgraded."""

@@ -43,6 +43,9 @@ KEY_ID_LEN = 32
 DIGEST_LEN = 32
 SIGNATURE_LEN = 64  # Ed25519
 MAX_CERT_PEM = 64 * 1024  # one PEM certificate
+CEREMONY_ID_LEN = 16
+MAX_PIECE_CIPHERTEXT = 4096  # one officer's age file to one target (a 32-byte scalar inside)
+MAX_CEREMONY_TARGETS = 255  # share indices of one ceremony
 
 
 def _gov(check: Callable[[], object]) -> None:
@@ -118,6 +121,19 @@ def max_items(limit: int) -> Rule:
     return rule
 
 
+def target_pieces(value: Any, field: str) -> None:
+    """1 to :data:`MAX_CEREMONY_TARGETS` pieces, each a share index 1..255 and a ciphertext of
+    1 to :data:`MAX_PIECE_CIPHERTEXT` bytes (which share indices a ceremony wants is checked
+    against the ceremony itself)."""
+    if not 1 <= len(value) <= MAX_CEREMONY_TARGETS:
+        raise invalid(field, f"must hold 1 to {MAX_CEREMONY_TARGETS} pieces, got {len(value)}")
+    for i, p in enumerate(value):
+        if not 1 <= p.share_index <= MAX_CEREMONY_TARGETS:
+            raise invalid(f"{field}[{i}].share_index", f"must be 1 to {MAX_CEREMONY_TARGETS}, got {p.share_index}")
+        if not 1 <= len(p.ciphertext) <= MAX_PIECE_CIPHERTEXT:
+            raise invalid(f"{field}[{i}].ciphertext", f"must be 1 to {MAX_PIECE_CIPHERTEXT} bytes, got {len(p.ciphertext)}")
+
+
 def enum(value: Any, field: str) -> None:
     """Placeholder for an enum field: :func:`check_request` checks the value is a defined one."""
 
@@ -159,6 +175,18 @@ RULES: Mapping[str, Mapping[str, Rule]] = {
     "mpc.v1.ListKeyOperationsRequest": {"key_id": exact_bytes(KEY_ID_LEN, optional=True)},
     "mpc.v1.PrepareNodeKeyRotationRequest": {},
     "mpc.v1.InstallNodeCertificateRequest": {"certificate_pem": max_bytes(MAX_CERT_PEM)},
+    # backup and recovery (issue 12)
+    "mpc.v1.ProposeRecoveryConfigRequest": {"signed_change": max_bytes(MAX_ENCODED)},
+    "mpc.v1.ProposeRecoveryOrderRequest": {"signed_order": max_bytes(MAX_ENCODED)},
+    "mpc.v1.GetRecoveryConfigRequest": {},
+    "mpc.v1.ExportBackupRequest": {"key_id": exact_bytes(KEY_ID_LEN), "bundle_digest": exact_bytes(DIGEST_LEN, optional=True)},
+    "mpc.v1.ListBackupsRequest": {"key_id": exact_bytes(KEY_ID_LEN, optional=True)},
+    "mpc.v1.StartDrillRequest": {"key_id": exact_bytes(KEY_ID_LEN)},
+    "mpc.v1.SubmitRecoveryPiecesRequest": {
+        "ceremony_id": exact_bytes(CEREMONY_ID_LEN), "officer": name, "pieces": target_pieces,
+    },
+    "mpc.v1.GetCeremonyRequest": {"ceremony_id": exact_bytes(CEREMONY_ID_LEN)},
+    "mpc.v1.ListCeremoniesRequest": {"key_id": exact_bytes(KEY_ID_LEN, optional=True)},
 }
 """The rule of every string, bytes, repeated and enum field of every Coordinator request."""
 

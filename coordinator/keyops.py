@@ -87,6 +87,7 @@ class KeyOperations:
         # test mode (coordinator.faults): called at each durable step ("recorded", "round-R",
         # "receipts", "decided", "pushed"); it can only crash or delay the process
         self.fault: Callable[[str], None] | None = None
+        self.on_done: Callable[[bytes], None] | None = None  # called with the key id once an operation is done (new backups)
         self._locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -479,6 +480,8 @@ class KeyOperations:
             if not left:
                 self.flush()
                 log.info("key %s: every node switched to epoch %d (operation %s done)", op.key_id.hex()[:16], op.new_epoch, op_id)
+                if self.on_done is not None:
+                    self.on_done(op.key_id)
                 return
             if ok:
                 self._at("pushed")

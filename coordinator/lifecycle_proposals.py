@@ -51,6 +51,7 @@ class Proposed:
     signatures: tuple[AdminSignature, ...]
     rebuild: Callable[[tuple[AdminSignature, ...]], bytes]
     details: dict[str, str | int | bool] = field(default_factory=dict)
+    quorum: int = 0  # distinct admin signatures needed to apply (0: the admin set's quorum)
 
 
 Decode = Callable[[bytes], Proposed]
@@ -154,7 +155,7 @@ class LifecycleProposals:
             rec = self.get(pid)
             decode, apply = self._kind(rec.kind)
             p = decode(rec.signed)
-            if len({s.admin for s in p.signatures}) < self.admins.quorum:
+            if len({s.admin for s in p.signatures}) < max(p.quorum, self.admins.quorum):
                 return rec
             try:
                 ops = apply(rec.signed, actor)
@@ -187,9 +188,15 @@ class LifecycleProposals:
         return self.db.list_lifecycle_proposals(name)
 
     def message(self, rec: LifecycleRecord) -> coordinator_pb2.LifecycleProposal:
+        quorum = self.admins.quorum
+        if rec.state == "pending" and rec.kind in self._kinds:  # e.g. a break-glass export order needs more
+            try:
+                quorum = max(quorum, self._kinds[rec.kind][0](rec.signed).quorum)
+            except RpcError:
+                pass
         return coordinator_pb2.LifecycleProposal(
             proposal_id=rec.proposal_id, kind=rec.kind, state=STATES[rec.state], signed=rec.signed, proposer=rec.proposer,
-            created_unix_ms=rec.created_ms, updated_unix_ms=rec.updated_ms, admin_quorum=self.admins.quorum,
+            created_unix_ms=rec.created_ms, updated_unix_ms=rec.updated_ms, admin_quorum=quorum,
             operations=list(rec.operations), error=rec.error,
         )
 

@@ -13,6 +13,7 @@ ADMIN = "admin"
 REQUESTER = "requester"
 APPROVER = "approver"
 AUDITOR = "auditor"
+OFFICER = "officer"  # a recovery officer (issue 12): backups, drills and recovery ceremonies
 GOVERNANCE_ROLES = (ADMIN, REQUESTER, APPROVER, AUDITOR)
 READ = GOVERNANCE_ROLES
 
@@ -47,7 +48,19 @@ RPC_ROLES: dict[str, tuple[str, ...]] = {
     "ListKeyOperations": READ,
     "PrepareNodeKeyRotation": (ADMIN,),
     "InstallNodeCertificate": (ADMIN,),
+    # backup and recovery (issue 12); officers also read the roster and the cluster status
+    "ProposeRecoveryConfig": (ADMIN,),
+    "ProposeRecoveryOrder": (ADMIN,),
+    "GetRecoveryConfig": (*READ, OFFICER),
+    "ExportBackup": (ADMIN, OFFICER, AUDITOR),
+    "ListBackups": (ADMIN, OFFICER, AUDITOR),
+    "StartDrill": (ADMIN, OFFICER),
+    "SubmitRecoveryPieces": (OFFICER,),
+    "GetCeremony": (*READ, OFFICER),
+    "ListCeremonies": (*READ, OFFICER),
 }
+for _method in ("GetRoster", "ClusterStatus"):
+    RPC_ROLES[_method] = (*RPC_ROLES[_method], OFFICER)
 
 # requesters read only their own signing requests; these roles read all of them
 READ_ALL_REQUESTS = (ADMIN, APPROVER, AUDITOR)

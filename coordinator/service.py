@@ -37,6 +37,7 @@ from coordinator.keyops import KIND as KEY_OPERATION, KeyOperations
 from coordinator.lifecycle_proposals import LifecycleProposals
 from coordinator.nodes import NodeRegistry
 from coordinator.policies import PolicyBook
+from coordinator.recovery_service import RecoveryService
 from coordinator.relay import Aborted, NodeHandle, NodesUnavailable, Refused, fanout, run_session, wait_ready
 from coordinator.requests import SignRequests
 from coordinator.roles import READ_ALL_REQUESTS
@@ -194,6 +195,7 @@ class CoordinatorService:
         )
         roster_proposals = RosterProposals(self.rosters, self.keyops.follow_roster, self.keyops.committing_with)
         self.lifecycle.register(ROSTER_CHANGE, roster_proposals.decode, roster_proposals.apply)
+        self.recovery = RecoveryService(self)  # backup and recovery (issue 12): coordinator/recovery_service.py
         self.requests.recover()  # before serving: flush the audit outbox, settle stored quorums
         self._lock = threading.Lock()
         self._running: dict[str, threading.Event] = {}
@@ -290,6 +292,7 @@ class CoordinatorService:
                 if roster is not None:  # a revoked node's share must stop mattering, even after a crash
                     self.keyops.reconcile(roster)
                 self.schedule.check()
+                self.recovery.background()
             except Exception:
                 if self._stop.is_set():
                     return
@@ -322,6 +325,7 @@ class CoordinatorService:
             if h.healthy is False:  # back from being down: it may have missed policies and roster changes
                 self.policies.mark_unsynced(i)
                 self.roster_sync.mark_unsynced(i)
+                self.recovery.node_back(i)
             h.mark_up()
         for i, e in errs.items():
             code, details = status_of(e)
@@ -534,6 +538,7 @@ class CoordinatorService:
             )
             return k
         self.db.set_key_status(k.key_id, "active")
+        self.recovery.key_activated(k.key_id)
         return self.db.get_key(k.key_id) or k
 
     def _discard(self, key_id: bytes) -> None:
@@ -892,6 +897,7 @@ class CoordinatorService:
             operations=self.keyops.not_done(),
         )
         roster_status(resp, self.rosters)  # roster version/epoch, each node's roster entry, the revoked ones
+        self.recovery.status(resp)  # backups and drills per key (issue 12)
         return resp
 
     # --- signing requests --------------------------------------------------------------------
@@ -1052,3 +1058,32 @@ class CoordinatorService:
             return None if entry is None else bytes(entry.identity_key)
 
         return NodeKeyRotationRelay(self.nodes, self.audit, self.rosters.active, identity_of, self.cfg.step_timeout_s)
+
+    # --- backup and recovery (issue 12): coordinator/recovery_service.py ------------------------
+
+    def ProposeRecoveryConfig(self, req: coordinator_pb2.ProposeRecoveryConfigRequest, ctx: Any) -> coordinator_pb2.LifecycleProposal:
+        return self.recovery.propose_config(bytes(req.signed_change), _ident(ctx).name)
+
+    def ProposeRecoveryOrder(self, req: coordinator_pb2.ProposeRecoveryOrderRequest, ctx: Any) -> coordinator_pb2.LifecycleProposal:
+        return self.recovery.propose_order(bytes(req.signed_order), _ident(ctx).name)
+
+    def GetRecoveryConfig(self, req: coordinator_pb2.GetRecoveryConfigRequest, ctx: Any) -> coordinator_pb2.RecoveryConfigHistory:
+        return self.recovery.get_config()
+
+    def ExportBackup(self, req: coordinator_pb2.ExportBackupRequest, ctx: Any) -> coordinator_pb2.BackupInfo:
+        return self.recovery.export(req, _ident(ctx).name)
+
+    def ListBackups(self, req: coordinator_pb2.ListBackupsRequest, ctx: Any) -> coordinator_pb2.ListBackupsResponse:
+        return self.recovery.list_backups(req)
+
+    def StartDrill(self, req: coordinator_pb2.StartDrillRequest, ctx: Any) -> coordinator_pb2.Ceremony:
+        return self.recovery.start_drill(req, _ident(ctx).name)
+
+    def SubmitRecoveryPieces(self, req: coordinator_pb2.SubmitRecoveryPiecesRequest, ctx: Any) -> coordinator_pb2.Ceremony:
+        return self.recovery.submit(req, _ident(ctx).name)
+
+    def GetCeremony(self, req: coordinator_pb2.GetCeremonyRequest, ctx: Any) -> coordinator_pb2.Ceremony:
+        return self.recovery.get_ceremony(req)
+
+    def ListCeremonies(self, req: coordinator_pb2.ListCeremoniesRequest, ctx: Any) -> coordinator_pb2.ListCeremoniesResponse:
+        return self.recovery.list_ceremonies(req)

@@ -2,7 +2,8 @@
 CLI (:mod:`mpcnet.client.cli`), client identities (:mod:`mpcnet.client.identities`) and the
 client-side verification of every component's audit log (:mod:`mpcnet.client.audit`); the key
 lifecycle (roster, roster changes, refresh, reshare, node key rotation) is
-:mod:`mpcnet.client.lifecycle`, mixed into :class:`MpcClient`.
+:mod:`mpcnet.client.lifecycle`, and backup, recovery and drills (issue 12) are
+:mod:`mpcnet.client.backup`, both mixed into :class:`MpcClient`.
 
 The wallet formats of keys and signatures (validated SEC1 points, EIP-55 addresses, PEM, compact
 and Ethereum signatures) are :mod:`mpcnet.client.formats`; :class:`MpcError` lives in
@@ -18,6 +19,8 @@ from mpcnet.client.sdk import (
     TERMINAL_STATES,
     ApprovalView,
     AuditLogCopy,
+    BackupView,
+    CeremonyView,
     Key,
     KeyOperationView,
     LifecycleProposalView,
@@ -26,6 +29,7 @@ from mpcnet.client.sdk import (
     NodeState,
     PolicyView,
     Proposal,
+    RecoveryConfigView,
     RequestInfo,
     RosterView,
     SignatureResult,
@@ -44,6 +48,8 @@ __all__ = [
     "TERMINAL_STATES",
     "ApprovalView",
     "AuditLogCopy",
+    "BackupView",
+    "CeremonyView",
     "Key",
     "KeyOperationView",
     "LifecycleProposalView",
@@ -52,6 +58,7 @@ __all__ = [
     "NodeState",
     "PolicyView",
     "Proposal",
+    "RecoveryConfigView",
     "RequestInfo",
     "RosterView",
     "SignRequest",

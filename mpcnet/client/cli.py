@@ -17,6 +17,8 @@
     mpc --cluster DIR --as admin1 node add --enrolment FILE | node remove N | node rotate-keys N
     mpc --cluster DIR --as admin2 lifecycle approve ID [--expect-digest HEX]   (lifecycle list|show)
     mpc --cluster DIR --as NAME roster show | roster push | key operations [KEY]
+    mpc --cluster DIR --as NAME backup list|export|verify|drill | officer keygen     (backup and recovery:
+    mpc --cluster DIR --as NAME recovery officers set|show | restore | contribute | status | export-order | export-key)
 
 '--as NAME' picks the identity in DIR/identities/NAME (certificate + Ed25519 key); approvals
 and admin signatures are made here, with that key, never by the coordinator. Instead of
@@ -348,7 +350,7 @@ def cmd_status(ctx: click.Context) -> int:
     states = [NodeState.from_proto(n) for n in st.nodes]
     doc = {
         "threshold": st.threshold, "parties": st.parties, "governance_root": st.governance_root.hex(),
-        "nodes": [n.as_dict() for n in states], **_cli_lifecycle.status_doc(st),
+        "nodes": [n.as_dict() for n in states], **_cli_lifecycle.status_doc(st), **_cli_backup.status_doc(st),
     }
     rows: list[view.Row] = [("cluster", f"{st.threshold}-of-{st.parties}"), ("governance root", st.governance_root.hex())]
     rows += _cli_lifecycle.status_rows(st)
@@ -357,6 +359,7 @@ def cmd_status(ctx: click.Context) -> int:
         sync = "" if n.policies_synced or raw.revoked else "  (policies not yet confirmed)"
         rows.append((n.name, f"{n.endpoint}  {state}  {n.clock_text}{sync}"))
     rows += _cli_lifecycle.operation_rows(st)
+    rows += _cli_backup.status_rows(st)
     _show(ctx, doc, rows)
     return Exit.OK
 
@@ -822,8 +825,9 @@ def _write_out(path: str, buf: io.StringIO) -> None:
         raise CliUsage(f"--out: cannot write {quote(path)}: {e.strerror or type(e).__name__}") from None
 
 
-# key, node, roster, lifecycle (issue 11): the module adds its groups to `cli` when imported
-from mpcnet.client import cli_lifecycle as _cli_lifecycle  # noqa: E402  (needs the helpers above)
+# key, node, roster, lifecycle (issue 11) and backup, recovery, officer (issue 12): each module adds its
+# groups to `cli` when imported (they need the helpers above)
+from mpcnet.client import cli_backup as _cli_backup, cli_lifecycle as _cli_lifecycle  # noqa: E402
 
 # --- entry point -----------------------------------------------------------------------------
 
@@ -877,4 +881,5 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     _cli_lifecycle.register(cli)  # run as a script, this module is not the one cli_lifecycle imported
+    _cli_backup.register(cli)
     sys.exit(main())

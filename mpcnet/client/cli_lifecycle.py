@@ -31,7 +31,7 @@ from governance.errors import GovernanceError
 from governance.keyop import MAX_REASON_CHARS
 from governance.roster import MAX_INDEX, RosterEntry
 from governance.text import escape, quote
-from mpcnet.client import cli as cli_mod, cli_render as view
+from mpcnet.client import cli as cli_mod, cli_render as view, recovery_proposals as recovery
 from mpcnet.client.cli import (
     CONTEXT,
     KEY_ID,
@@ -64,7 +64,7 @@ def _new_group(name: str, help: str) -> click.Group:
 key_group = _new_group("key", "key lifecycle: refresh, reshare, operations")
 node_group = _new_group("node", "the node roster: add, remove, rotate-keys")
 roster_group = _new_group("roster", "the node roster: show, push")
-lifecycle_group = _new_group("lifecycle", "roster change and key operation proposals: list, show, approve")
+lifecycle_group = _new_group("lifecycle", "roster change, key operation and recovery proposals: list, show, approve")
 
 
 def register(root: click.Group) -> None:
@@ -114,6 +114,8 @@ def _proposal_rows(c: MpcClient, p: LifecycleProposalView) -> list[view.Row]:
             view.err(f"roster: {e.message}")
         rows.append(("roster version", new.version))
         rows += [("change", line) for line in (describe_roster_change(prev, new) if prev is not None else ["(previous roster unknown)"])]
+    elif p.kind in recovery.RECOVERY_KINDS:  # issue 12: what is restored or exported, to whom, why
+        rows += recovery.describe(signed)  # type: ignore[arg-type]
     else:
         op = signed.operation  # type: ignore[union-attr]
         rows += [
@@ -158,7 +160,11 @@ def _finish(ctx: click.Context, c: MpcClient, p: LifecycleProposalView, *, no_wa
             f"'mpc{cluster} --as ADMIN lifecycle approve {p.proposal_id} --expect-digest {p.digest.hex()}'"
         )
     ops: list[KeyOperationView] = []
-    if p.state == "applied" and not no_wait:
+    if p.state == "applied" and p.kind == "recovery-order":  # its follow-up runs once the officers gave their pieces
+        order = p.signed.order  # type: ignore[union-attr]
+        view.err(f"the ceremony is open: each officer runs 'mpc recovery contribute --ceremony {order.order_id.hex()} "
+                 f"--recovery-key FILE'; 'mpc recovery status {order.order_id.hex()}' follows it")
+    elif p.state == "applied" and not no_wait:
         for op_id in p.operations:
             view.err(f"waiting for key operation {op_id}...")
             ops.append(c.wait_key_operation(op_id, opts.timeout, on_change=lambda v: view.err(f"  {v.operation_id}: {v.state}"),
@@ -218,10 +224,12 @@ def cmd_key_operations(ctx: click.Context, key_id: bytes | None) -> int:
 # --- node --------------------------------------------------------------------------------------
 
 
-def read_enrolment(path: Path) -> RosterEntry:
+def read_enrolment(path: Path, *, replacement: bool = False) -> RosterEntry:
     """A node's enrolment file: JSON ``{"index", "name", "identity_key", "encryption_key",
     "tls_fingerprint", "endpoint"}`` (keys and fingerprint in hex; ``status``/``key_version``
-    may be given as ``active``/1). CliUsage naming the field otherwise."""
+    may be given as ``active``/1). CliUsage naming the field otherwise. ``replacement``: the
+    enrolment of a replacement host (``mpc node replace``): any ``key_version`` (its keys, not
+    its version, are used)."""
     try:
         data = path.read_bytes()
     except OSError as e:
@@ -239,7 +247,7 @@ def read_enrolment(path: Path) -> RosterEntry:
         entry = RosterEntry.from_dict(doc)
     except GovernanceError as e:
         raise CliUsage(f"--enrolment: {e.field}: {e.reason}") from None
-    if not entry.active or entry.key_version != 1:
+    if not entry.active or (entry.key_version != 1 and not replacement):
         raise CliUsage("--enrolment: a node is enrolled active with key_version 1")
     return entry
 
@@ -339,6 +347,7 @@ def cmd_lifecycle_list(ctx: click.Context, state: str | None) -> int:
     for p, note in zip(ps, notes, strict=True):
         d = p.as_dict()
         what = (f"roster v{d['roster']['version']}" if p.kind == "roster"
+                else recovery.summary(p.signed) if p.kind in recovery.RECOVERY_KINDS  # type: ignore[arg-type]
                 else f"{d['operation']['kind']} key {d['operation']['key_id'][:16]}")
         odd = f"  UNVERIFIED: {', '.join(d['unverified_signers'])}" if d["unverified_signers"] else ""
         note = f"  {note}" if note else ""
@@ -368,12 +377,16 @@ class _Staleness:
                 if p.signed.change.previous_digest != self.roster[1]:  # type: ignore[union-attr]
                     return f"STALE: the roster is at version {self.roster[0]} now; approving it is refused"
                 return ""
-            op = p.signed.operation  # type: ignore[union-attr]
+            if p.kind == "recovery-config":
+                return ""
+            op = p.signed.order if p.kind == "recovery-order" else p.signed.operation  # type: ignore[union-attr]
             if op.key_id not in self.epochs:
                 self.epochs[op.key_id] = self.c.get_key(op.key_id).epoch
             now = self.epochs[op.key_id]
-            if now is not None and now != op.old_epoch:
-                return f"STALE: the key is at epoch {now}, this operation starts from epoch {op.old_epoch}; approving it is refused"
+            start = op.epoch if p.kind == "recovery-order" else op.old_epoch  # type: ignore[union-attr]
+            if now is not None and now != start:
+                what = "order" if p.kind == "recovery-order" else "operation"
+                return f"STALE: the key is at epoch {now}, this {what} starts from epoch {start}; approving it is refused"
         except MpcError:
             return ""
         return ""

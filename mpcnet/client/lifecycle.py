@@ -56,6 +56,7 @@ from governance.roster import (
     verify_roster_history,
 )
 from governance.text import quote
+from mpcnet.client import recovery_proposals as recovery
 from mpcnet.client.errors import MpcError
 from mpcnet.client.nodecert import NodeCsrError, pem_fingerprint, sign_node_csr
 from mpcnet.common.pki import CertPaths
@@ -169,9 +170,9 @@ class LifecycleProposalView:
     operations an applied proposal started."""
 
     proposal_id: str
-    kind: str  # "roster" | "key-operation"
+    kind: str  # "roster" | "key-operation" | "recovery-config" | "recovery-order"
     state: str  # pending | applied | superseded
-    signed: SignedRosterChange | SignedKeyOperation
+    signed: SignedRosterChange | SignedKeyOperation | recovery.RecoverySigned
     proposer: str
     admin_quorum: int
     created_unix_ms: int
@@ -184,7 +185,9 @@ class LifecycleProposalView:
     def digest(self) -> bytes:
         if isinstance(self.signed, SignedRosterChange):
             return self.signed.change.digest()
-        return self.signed.operation.digest()
+        if isinstance(self.signed, SignedKeyOperation):
+            return self.signed.operation.digest()
+        return recovery.digest(self.signed)
 
     def as_dict(self) -> dict[str, Any]:
         listed = [s.admin for s in self.signed.signatures]
@@ -198,8 +201,10 @@ class LifecycleProposalView:
         }
         if isinstance(self.signed, SignedRosterChange):
             d["roster"] = self.signed.change.new_roster.to_dict()
-        else:
+        elif isinstance(self.signed, SignedKeyOperation):
             d["operation"] = self.signed.operation.to_dict()
+        else:
+            d.update(recovery.as_dict(self.signed))
         return d
 
 
@@ -276,6 +281,8 @@ class LifecycleMixin:
         def get_key(self, key_id: bytes | str) -> Key: ...
         def _node_stub(self, name: str) -> node_pb2_grpc.NodeStub: ...
         def _nodes(self) -> list[str]: ...
+        def check_recovery_proposal(self, p: LifecycleProposalView) -> None: ...
+        def _export_quorum(self, signed: object) -> int: ...
 
     # state: set lazily (tests build clients with __new__)
     def _seen_roster(self) -> tuple[bytes, ...]:
@@ -547,7 +554,7 @@ class LifecycleMixin:
 
     # --- proposals ------------------------------------------------------------------------------
     def _lifecycle_proposal(self, r: coordinator_pb2.LifecycleProposal) -> LifecycleProposalView:
-        signed: SignedRosterChange | SignedKeyOperation
+        signed: SignedRosterChange | SignedKeyOperation | recovery.RecoverySigned
         try:
             if r.kind == "roster":
                 signed = SignedRosterChange.from_bytes(bytes(r.signed))
@@ -555,6 +562,8 @@ class LifecycleMixin:
             elif r.kind == "key-operation":
                 signed = SignedKeyOperation.from_bytes(bytes(r.signed))
                 message, digest = signed.operation.encode(), signed.operation.digest()
+            elif r.kind in recovery.RECOVERY_KINDS:  # issue 12 (mpcnet.client.backup checks them)
+                signed, message, digest = recovery.decode(r.kind, bytes(r.signed))
             else:
                 raise _data_loss(f"proposal.kind: unknown kind {quote(r.kind)}")
         except GovernanceError as e:
@@ -562,9 +571,12 @@ class LifecycleMixin:
         if digest[:16].hex() != r.proposal_id:
             raise _data_loss(f"proposal: id {quote(r.proposal_id)} does not match its {r.kind}")
         admins: AdminSet | None = getattr(self, "admin_set", None)
+        quorum = admins.quorum if admins is not None else r.admin_quorum
+        if admins is not None and recovery.is_export(signed):  # the export quorum of the order's configuration
+            quorum = max(quorum, self._export_quorum(signed))
         return LifecycleProposalView(
             r.proposal_id, r.kind, _PROPOSAL_STATE.get(r.state, "unspecified"), signed, r.proposer,
-            admins.quorum if admins is not None else r.admin_quorum, r.created_unix_ms, r.updated_unix_ms,
+            quorum, r.created_unix_ms, r.updated_unix_ms,
             tuple(r.operations), r.error, _signers(admins, message, signed.signatures),
         )
 
@@ -586,7 +598,8 @@ class LifecycleMixin:
         """FAILED_PRECONDITION (nothing signed) unless ``p`` is for this cluster and still applies:
         a roster change extends the verified roster in force; a key operation matches the key's
         checked record (id, public key, chain code, epoch, threshold, committee) and the verified
-        roster (version, active new committee)."""
+        roster (version, active new committee); a recovery configuration or recovery order
+        (issue 12) passes :meth:`mpcnet.client.backup.BackupMixin.check_recovery_proposal`."""
         admins = self._admins()
         if isinstance(p.signed, SignedRosterChange):
             change = p.signed.change
@@ -595,6 +608,9 @@ class LifecycleMixin:
             view = self.roster()
             if change.previous_digest is None or not hmac.compare_digest(change.previous_digest, view.roster.digest()):
                 raise _refused(f"proposal.previous_digest: does not extend the roster in force (version {view.version}): stale or forked")
+            return
+        if not isinstance(p.signed, SignedKeyOperation):
+            self.check_recovery_proposal(p)  # issue 12: mpcnet.client.backup
             return
         op = p.signed.operation
         if not hmac.compare_digest(op.governance_root, admins.digest()):
@@ -615,7 +631,8 @@ class LifecycleMixin:
             raise _refused(f"operation.new_committee: node {absent[0]} is not an active node of roster version {view.version}")
 
     def approve_lifecycle(self, proposal_id: str, *, expect_digest: bytes | None = None) -> LifecycleProposalView:
-        """Sign a pending roster change or key operation proposal and submit the signature.
+        """Sign a pending roster change, key operation, recovery configuration or recovery order
+        proposal and submit the signature.
 
         Before signing: the proposal fetched is the one named, ``expect_digest`` (32 bytes, the
         SHA-256 of the canonical change or operation, as ``digest`` shows it) matches if given,
@@ -630,8 +647,10 @@ class LifecycleMixin:
         self.check_lifecycle_proposal(p)
         if isinstance(p.signed, SignedRosterChange):
             sig = sign_roster_change(p.signed.change, me.name, me.signing_key)
-        else:
+        elif isinstance(p.signed, SignedKeyOperation):
             sig = sign_key_operation(p.signed.operation, me.name, me.signing_key)
+        else:
+            sig = recovery.sign(p.signed, me.name, me.signing_key)
         r = self._call(
             self._stub.ApproveLifecycleProposal,
             coordinator_pb2.ApproveLifecycleProposalRequest(proposal_id=proposal_id, admin=me.name, signature=sig.signature),

@@ -55,6 +55,12 @@ from governance.policy import (
 )
 from governance.text import quote
 from mpcnet.client import formats
+from mpcnet.client.backup import (
+    BackupMixin,
+    BackupView as BackupView,  # re-exported: backup and recovery views (issue 12)
+    CeremonyView as CeremonyView,
+    RecoveryConfigView as RecoveryConfigView,
+)
 from mpcnet.client.errors import (
     MpcError as MpcError,  # re-exported (defined there for mpcnet.client.formats)
     PathError,
@@ -616,7 +622,7 @@ def _code_name(value: int) -> str:
     return str(value)
 
 
-class MpcClient(LifecycleMixin):
+class MpcClient(LifecycleMixin, BackupMixin):
     """One channel to the coordinator, reused for every call (thread-safe).
 
     ``identity`` (a :class:`mpcnet.client.identities.Identity`) is needed for signing approvals and

@@ -29,7 +29,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from governance.text import NAME_RE, NAME_RULE, quote
 from mpcnet.common.fsutil import write_atomic
 
-ROLES = ("node", "coordinator", "admin", "requester", "approver", "auditor", "client")
+ROLES = ("node", "coordinator", "admin", "requester", "approver", "auditor", "client", "officer")
 
 CA_CERT_FILE = "ca.pem"
 CA_KEY_FILE = "ca.key"

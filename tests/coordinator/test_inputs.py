@@ -122,6 +122,9 @@ VALID: dict[str, dict[str, Any]] = {  # a valid instance of each request with a 
     "ApproveLifecycleProposalRequest": {"proposal_id": "0" * 32, "admin": "admin1", "signature": b"s" * 64},
     "GetLifecycleProposalRequest": {"proposal_id": "0" * 32},
     "GetKeyOperationRequest": {"operation_id": "0" * 32},
+    "SubmitRecoveryPiecesRequest": {
+        "ceremony_id": b"c" * 16, "officer": "officer1", "pieces": [cpb.TargetPiece(share_index=1, ciphertext=b"x")],
+    },
 }
 
 

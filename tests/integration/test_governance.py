@@ -387,8 +387,9 @@ def test_every_role_is_denied_every_rpc_it_must_not_call(gc, who: str) -> None:
                 f"{path[1:]}: certificate {who!r} has role {role!r}; needs role {roles_text(allowed)}"
             ), e.value.details()
             denied += 1
-    # 6 admin-only RPCs before issue 11, +5 (roster and key-operation proposals, their approval, node key rotation)
-    expected = {"admin": 3, "requester": 11, "approver": 11, "auditor": 11}.get(role, len(RPC_ROLES))
+    # 6 admin-only RPCs before issue 11, +5 (roster and key-operation proposals, their approval, node key rotation);
+    # issue 12: recovery proposals (admin), bundles (admin, auditor, officer), drills (admin, officer), pieces (officer)
+    expected = {"admin": 4, "requester": 17, "approver": 17, "auditor": 15}.get(role, len(RPC_ROLES))
     assert denied == expected
     if role != "coordinator":
         node = node_pb2.DESCRIPTOR.services_by_name["Node"]

@@ -299,7 +299,9 @@ def _caller_for(rpc: Rpc) -> str:
 
     if rpc.service == "mpc.v1.Node":
         return "coordinator"
-    return {"admin": "admin1", "requester": "requester1", "approver": "approver1", "auditor": "auditor1"}[allowed(rpc.name)[0]]
+    return {
+        "admin": "admin1", "requester": "requester1", "approver": "approver1", "auditor": "auditor1", "officer": "officer1",
+    }[allowed(rpc.name)[0]]
 
 
 def _string_field(rpc: Rpc) -> int | None:

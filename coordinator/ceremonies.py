@@ -1,0 +1,511 @@
+"""Recovery ceremonies on the coordinator (issue 12): drills, restores and break-glass exports.
+
+The coordinator only relays ciphertexts: every officer decrypts her pieces of a bundle on her
+own machine and re-encrypts each, with age, to the ceremony's target for that share (a node's
+roster X25519 encryption key, or an export order's off-line recipient), binding ceremony id,
+purpose, key, epoch, share index, officer and bundle digest inside. It never holds a plaintext
+piece or share.
+
+* **drill** (:meth:`Ceremonies.start_drill`, no order): the key's newest bundle of its current
+  epoch; targets = every committee member for its own share. Once m officers gave pieces, each
+  node gets its share's pieces (``DrillShare``), checks and reconstructs it in memory, compares
+  it with its public and live share and answers a signed ``DrillReport`` (verified here against
+  the node's roster identity key). The drill's outcome (per node and per officer) is recorded
+  with the key's drill record (last success) and its ``drill-recorded`` audit entry.
+* **restore** (:meth:`Ceremonies.open_order`, from an applied RESTORE order): each target node
+  gets the order, the bundle and its pieces (``RestoreShare``) and answers a signed
+  ``RecoveryReceipt`` naming its public share (checked against the bundle). Once every target
+  restored, the order's follow-up key operation is started, authorized ``recovery-order``; the
+  ceremony is ``done`` when that operation is.
+* **export** (from an applied EXPORT order; loud ``break-glass-export`` audit entries): the
+  officers' pieces of the order's share indices, encrypted to the off-line recipient, are kept
+  for ``mpc recovery export-key``; no node takes part.
+
+States: ``collecting`` (officers submit, one submission each, checked: the caller is the
+officer, an officer of the bundle's configuration, exactly the ceremony's share indices, each an
+age file to one X25519 recipient) -> ``running`` -> [``follow-up``] -> ``done`` | ``failed``. A
+target node that is unavailable is retried by the background pass; a restore refused by a
+target (e.g. too few good pieces) goes back to ``collecting`` while other officers may still
+give pieces. Every state change is one transaction with its audit entry.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import grpc
+
+from coordinator.backup_store import AlreadySubmitted, CeremonyRecord, Outcome, PieceRecord, Target
+from coordinator.backups import Backups
+from coordinator.db import AuditEvent, CoordinatorDb, now_ms
+from coordinator.keyops import KeyOperations
+from coordinator.recovery_config import RecoveryConfigBook
+from coordinator.relay import NodeHandle, fanout
+from governance.audit import detail_text
+from governance.errors import GovernanceError
+from governance.keyop import SignedKeyOperation
+from governance.recovery import (
+    BackupBundle,
+    DrillReport,
+    RecoveryConfig,
+    RecoveryOrder,
+    RecoveryOrderKind,
+    RecoveryReceipt,
+    SignedRecoveryOrder,
+)
+from governance.roster import Roster
+from governance.text import escape, quote
+from mpcnet.common.agekeys import AgeKeyError, check_age_file
+from mpcnet.common.rpc import RpcError, status_of
+from mpcnet.common.stores.audit import AuditLog
+from mpcnet.wire.mpc.v1 import coordinator_pb2, node_pb2
+
+log = logging.getLogger("coordinator.ceremonies")
+Code = grpc.StatusCode
+CEREMONY_ID_LEN = 16
+MAX_AGE_FILE = 4096  # one officer's piece to one target (coordinator.inputs.MAX_PIECE_CIPHERTEXT)
+OPEN = ("collecting", "running", "follow-up")
+RETRY_MS = 10_000  # a running ceremony waiting for an unavailable node, or a failed follow-up, is retried this often
+UNAVAILABLE = (Code.UNAVAILABLE, Code.DEADLINE_EXCEEDED, Code.CANCELLED)
+
+
+def _officer_index(config: RecoveryConfig, name: str) -> int | None:
+    for j, o in enumerate(config.officers, start=1):
+        if o.name == name:
+            return j
+    return None
+
+
+class Ceremonies:
+    """Drill, restore and export ceremonies. ``roster()`` is the roster in force."""
+
+    def __init__(
+        self, db: CoordinatorDb, audit: AuditLog, nodes: Mapping[int, NodeHandle], book: RecoveryConfigBook, backups: Backups,
+        keyops: KeyOperations, roster: Callable[[], Roster | None], flush: Callable[[], None], *, name: str = "coordinator",
+        timeout_s: float = 60.0,
+    ) -> None:
+        self.db = db
+        self.audit = audit
+        self.nodes = nodes
+        self.book = book
+        self.backups = backups
+        self.keyops = keyops
+        self.roster = roster
+        self.flush = flush
+        self.name = name
+        self.timeout_s = timeout_s
+        self._lock = threading.Lock()
+        self._open_lock = threading.Lock()  # one open drill per key, even for concurrent StartDrill calls
+        self._running: set[bytes] = set()
+        self._retry_at: dict[bytes, int] = {}
+        self.spawn: Callable[[bytes], None] = self._spawn  # tests run ceremonies inline
+
+    # --- opening -------------------------------------------------------------------------------
+    def start_drill(self, key_id: bytes, caller: str) -> CeremonyRecord:
+        """``StartDrill``: a drill of the key's newest bundle (the key's open drill if there is
+        one). NOT_FOUND / FAILED_PRECONDITION naming ``key_id``."""
+        with self._open_lock:
+            return self._start_drill(key_id, caller)
+
+    def _start_drill(self, key_id: bytes, caller: str) -> CeremonyRecord:
+        k = self.db.get_key(key_id)
+        if k is None:
+            raise RpcError(Code.NOT_FOUND, f"key_id: unknown key {key_id.hex()}")
+        if k.status != "active":
+            raise RpcError(Code.FAILED_PRECONDITION, f"key_id: key {key_id.hex()[:16]} is {k.status}, not active")
+        for c in self.db.list_ceremonies(key_id, ("collecting", "running")):
+            if c.kind == "drill":
+                return c
+        epoch, committee = self.keyops.epoch_of(k)
+        bundle = self.db.newest_bundle(key_id)
+        if self.book.version == 0:
+            raise RpcError(Code.FAILED_PRECONDITION, "key_id: no recovery officers are configured (mpc recovery officers set)")
+        if bundle is None or bundle.epoch != epoch:
+            raise RpcError(
+                Code.FAILED_PRECONDITION, f"key_id: key {key_id.hex()[:16]} has no backup bundle of its epoch {epoch} yet; try again later"
+            )
+        config = self.book.config(bundle.config_version)
+        assert config is not None
+        targets = tuple(Target(pos, i, self._recipient(i, "key_id")) for pos, i in enumerate(committee, start=1))
+        rec = CeremonyRecord(
+            os.urandom(CEREMONY_ID_LEN), "drill", key_id, epoch, bundle.digest, bundle.config_version, config.quorum, "collecting",
+            b"", "", targets, "", caller, now_ms(), now_ms(),
+        )
+        self.db.add_ceremony(rec, self._event(caller, "ceremony-opened", rec))
+        self.flush()
+        log.info("key %s: drill %s opened (bundle %s, %d targets, quorum %d)", key_id.hex()[:16], rec.ceremony_id.hex(),
+                 bundle.digest.hex()[:16], len(targets), config.quorum)
+        return rec
+
+    def open_order(self, signed: SignedRecoveryOrder, actor: str) -> CeremonyRecord:
+        """The ceremony of an applied (verified, installed) order; its id is the order id.
+        Idempotent."""
+        order = signed.order
+        got = self.db.get_ceremony(order.order_id)
+        if got is not None:
+            return got
+        config = self.book.config(order.config_version)
+        if config is None:
+            raise RpcError(Code.FAILED_PRECONDITION, f"signed_order.order.config_version: unknown configuration {order.config_version}")
+        export = order.kind == RecoveryOrderKind.EXPORT
+        targets = tuple(
+            Target(t.share_index, 0, order.export_recipient) if export else
+            Target(t.share_index, t.node, self._recipient(t.node, "signed_order.order.targets"))
+            for t in order.targets
+        )
+        kind = "export" if export else "restore"
+        rec = CeremonyRecord(
+            order.order_id, kind, order.key_id, order.epoch, order.bundle_digest, order.config_version, config.quorum,
+            "collecting", signed.to_bytes(), order.follow_up.proposal_id if order.follow_up is not None else "", targets, "",
+            actor, now_ms(), now_ms(),
+        )
+        action = "break-glass-export" if export else "ceremony-opened"
+        self.db.add_ceremony(rec, self._event(actor, action, rec, reason=order.reason))
+        self.flush()
+        if export:
+            log.warning("BREAK-GLASS: export order %s of key %s applied: officers may now export the whole private key",
+                        order.order_id.hex(), order.key_id.hex()[:16])
+        else:
+            log.info("key %s: restore %s opened for share(s) %s", order.key_id.hex()[:16], order.order_id.hex(),
+                     [t.share_index for t in targets])
+        return rec
+
+    def _recipient(self, node: int, field: str) -> bytes:
+        roster = self.roster()
+        entry = None if roster is None else roster.entry(node)
+        if entry is None or not entry.active:
+            raise RpcError(Code.FAILED_PRECONDITION, f"{field}: node {node} is not active in the roster in force")
+        return bytes(entry.encryption_key)
+
+    # --- officers' pieces ----------------------------------------------------------------------
+    def submit(self, req: coordinator_pb2.SubmitRecoveryPiecesRequest, caller: str) -> CeremonyRecord:
+        """``SubmitRecoveryPieces`` (the request's sizes were checked by coordinator.inputs).
+        Audited, refusals too."""
+        try:
+            rec, n = self._submit(req, caller)
+        except RpcError as e:
+            self.audit.append(caller, "ceremony-pieces", outcome="refused", details={
+                "ceremony": bytes(req.ceremony_id).hex()[:32],
+            } | detail_text("reason", e.message))
+            raise
+        self.flush()
+        if n >= rec.quorum:
+            self.spawn(rec.ceremony_id)
+        return self.db.get_ceremony(rec.ceremony_id) or rec
+
+    def _submit(self, req: coordinator_pb2.SubmitRecoveryPiecesRequest, caller: str) -> tuple[CeremonyRecord, int]:
+        officer = req.officer
+        if officer != caller:
+            raise RpcError(
+                Code.PERMISSION_DENIED, f"officer: certificate name {quote(caller)} differs from the officer {quote(officer)}"
+            )
+        cid = bytes(req.ceremony_id)
+        rec = self.db.get_ceremony(cid)
+        if rec is None:
+            raise RpcError(Code.NOT_FOUND, f"ceremony_id: unknown ceremony {cid.hex()}")
+        if rec.state != "collecting":
+            raise RpcError(Code.FAILED_PRECONDITION, f"ceremony_id: ceremony {cid.hex()} is {rec.state}, not collecting pieces")
+        config = self.book.config(rec.config_version)
+        j = None if config is None else _officer_index(config, officer)
+        if config is None or j is None:
+            raise RpcError(
+                Code.PERMISSION_DENIED, f"officer: {quote(officer)} is not an officer of recovery configuration {rec.config_version}"
+            )
+        wanted = {t.share_index for t in rec.targets}
+        seen: set[int] = set()
+        pieces: list[tuple[int, bytes]] = []
+        for i, p in enumerate(req.pieces):
+            s = int(p.share_index)
+            if s not in wanted:
+                raise RpcError(Code.INVALID_ARGUMENT, f"pieces[{i}].share_index: ceremony {cid.hex()} has no target for share {s}")
+            if s in seen:
+                raise RpcError(Code.INVALID_ARGUMENT, f"pieces[{i}].share_index: share {s} given twice")
+            try:  # structure only: an age file to exactly one X25519 recipient
+                check_age_file(bytes(p.ciphertext), MAX_AGE_FILE)
+            except AgeKeyError as e:
+                raise RpcError(Code.INVALID_ARGUMENT, f"pieces[{i}].ciphertext: {e}") from None
+            seen.add(s)
+            pieces.append((s, bytes(p.ciphertext)))
+        if seen != wanted:
+            raise RpcError(Code.INVALID_ARGUMENT, f"pieces: missing the piece(s) of share(s) {sorted(wanted - seen)}")
+        ev = self._event(caller, "ceremony-pieces", rec, outcome="accepted", officer=officer, officer_index=j)
+        try:
+            n = self.db.add_pieces(cid, officer, j, pieces, ev, now_ms())
+        except AlreadySubmitted:
+            raise RpcError(Code.ALREADY_EXISTS, f"officer: {quote(officer)} already gave pieces for ceremony {cid.hex()}") from None
+        except ValueError as e:
+            raise RpcError(Code.FAILED_PRECONDITION, f"ceremony_id: {e}") from None
+        log.info("ceremony %s (%s): pieces from officer %d (%d of %d needed)", cid.hex(), rec.kind, j, n, rec.quorum)
+        return rec, n
+
+    # --- running -------------------------------------------------------------------------------
+    def _spawn(self, cid: bytes) -> None:
+        threading.Thread(target=self.run, args=(cid,), name="ceremony", daemon=True).start()
+
+    def check(self) -> None:
+        """The background pass: run the ceremonies that have their pieces but were interrupted
+        (a restart, an unavailable node) and follow the follow-up operations of restores."""
+        now = now_ms()
+        for rec in self.db.list_ceremonies(states=OPEN):
+            with self._lock:
+                if now < self._retry_at.get(rec.ceremony_id, 0):
+                    continue
+            if rec.state == "follow-up":
+                self._follow_up(rec)
+            elif rec.state == "running" or len({p.officer for p in self.db.ceremony_pieces(rec.ceremony_id)}) >= rec.quorum:
+                self.run(rec.ceremony_id)
+
+    def run(self, cid: bytes) -> None:
+        """Run ceremony ``cid`` as far as it goes now (one run at a time per ceremony)."""
+        with self._lock:
+            if cid in self._running:
+                return
+            self._running.add(cid)
+        try:
+            self._run(cid)
+        except Exception:
+            log.exception("ceremony %s: run failed unexpectedly; retried by the background pass", cid.hex())
+            self._later(cid)
+        finally:
+            with self._lock:
+                self._running.discard(cid)
+
+    def _later(self, cid: bytes) -> None:
+        with self._lock:
+            self._retry_at[cid] = now_ms() + RETRY_MS
+
+    def _run(self, cid: bytes) -> None:
+        rec = self.db.get_ceremony(cid)
+        if rec is None:
+            return
+        pieces = self.db.ceremony_pieces(cid)
+        officers = {p.officer for p in pieces}
+        if rec.state == "collecting":
+            if len(officers) < rec.quorum:
+                return
+            if not self.db.update_ceremony(cid, from_states=("collecting",), state="running", now=now_ms(),
+                                           audit=self._event(self.name, "ceremony-running", rec, officers=len(officers))):
+                return
+            self.flush()
+            rec = self.db.get_ceremony(cid) or rec
+        if rec.state == "follow-up":
+            self._follow_up(rec)
+            return
+        if rec.state != "running":
+            return
+        if rec.kind == "export":
+            self._finish(rec, "done", rec.targets, "", self._event(self.name, "break-glass-export", rec, outcome="pieces-collected",
+                                                                     officers=",".join(sorted(officers))[:300]))
+            log.warning("BREAK-GLASS: export %s of key %s: %d officers' pieces collected for the off-line recipient", cid.hex(),
+                        rec.key_id.hex()[:16], len(officers))
+            return
+        bundle_rec = self.db.get_bundle(rec.bundle_digest)
+        if bundle_rec is None:
+            self._finish(rec, "failed", rec.targets, f"bundle {rec.bundle_digest.hex()} is not stored here",
+                         self._event(self.name, "ceremony-failed", rec, reason="bundle missing"))
+            return
+        try:
+            bundle = BackupBundle.from_file(bundle_rec.bundle)
+        except GovernanceError as e:
+            self._finish(rec, "failed", rec.targets, f"stored bundle unreadable: {e.field}: {e.reason}",
+                         self._event(self.name, "ceremony-failed", rec, reason="bundle unreadable"))
+            return
+        targets = self._call_targets(rec, bundle, bundle_rec.bundle, pieces)
+        waiting = [t for t in targets if t.state == "waiting"]
+        failed = [t for t in targets if t.state == "failed"]
+        if waiting:  # a node did not answer: keep what we learnt, retry later
+            self.db.update_ceremony(cid, from_states=("running",), state="running", now=now_ms(), targets=targets,
+                                    error="; ".join(t.error for t in waiting)[:1000])
+            self._later(cid)
+            return
+        if rec.kind == "drill":
+            self._drill_done(rec, targets)
+            return
+        if failed:
+            config = self.book.config(rec.config_version)
+            more = config is not None and len(officers) < len(config.officers)
+            why = "; ".join(f"share {t.share_index} (node {t.node}): {t.error}" for t in failed)
+            if more:
+                self._finish(rec, "collecting", targets, f"{why}; more officers may give pieces",
+                             self._event(self.name, "ceremony-collecting", rec, reason=why), from_states=("running",))
+            else:
+                self._finish(rec, "failed", targets, why, self._event(self.name, "ceremony-failed", rec, reason=why))
+            return
+        self.db.update_ceremony(cid, from_states=("running",), state="running", now=now_ms(), targets=targets, error="")
+        self._start_follow_up(rec)
+
+    def _call_targets(self, rec: CeremonyRecord, bundle: BackupBundle, data: bytes, pieces: list[PieceRecord]) -> tuple[Target, ...]:
+        """Send every target that has not succeeded yet its pieces; the targets as judged."""
+        by_share: dict[int, list[bytes]] = {}
+        for p in pieces:
+            by_share.setdefault(p.share_index, []).append(p.ciphertext)
+        calls: dict[int, tuple[Callable[..., object], object]] = {}
+        for t in rec.targets:
+            if t.state == "ok" or t.node not in self.nodes:
+                continue
+            h = self.nodes[t.node]
+            if rec.kind == "drill":
+                calls[t.node] = (h.stub.DrillShare, node_pb2.DrillShareRequest(
+                    ceremony_id=rec.ceremony_id, bundle=data, pieces=by_share.get(t.share_index, [])))
+            else:
+                calls[t.node] = (h.stub.RestoreShare, node_pb2.RestoreShareRequest(
+                    signed_order=rec.signed_order, bundle=data, pieces=by_share.get(t.share_index, [])))
+        ok, errs = fanout(calls, self.timeout_s) if calls else ({}, {})
+        roster = self.roster()
+        out = []
+        for t in rec.targets:
+            if t.state == "ok":
+                out.append(t)
+            elif t.node not in calls:
+                out.append(Target(t.share_index, t.node, t.recipient, "waiting", f"node {t.node} is not reachable", t.outcomes))
+            elif t.node in errs:
+                code, details = status_of(errs[t.node])
+                state = "waiting" if code in UNAVAILABLE else "failed"
+                out.append(Target(t.share_index, t.node, t.recipient, state, f"{code.name}: {escape(details[:300])}", t.outcomes))
+            else:
+                out.append(self._judge(rec, t, ok[t.node], bundle, roster))
+        return tuple(out)
+
+    def _judge(self, rec: CeremonyRecord, t: Target, resp: Any, bundle: BackupBundle, roster: Roster | None) -> Target:
+        """A target node's answer: its signed report/receipt, verified against its roster
+        identity key and checked against the ceremony and the bundle."""
+        outcomes = tuple(
+            Outcome(int(o.officer), escape(o.name[:64]), escape(o.outcome[:32])) for o in getattr(resp, "outcomes", ())
+        ) or t.outcomes  # a node answering a retry with its stored receipt judges nothing again
+        entry = None if roster is None else roster.entry(t.node)
+        if entry is None:
+            return Target(t.share_index, t.node, t.recipient, "failed", "the node is not in the roster", outcomes)
+        try:
+            if rec.kind == "drill":
+                report = DrillReport.from_bytes(bytes(resp.report))
+                fields = (report.ceremony_id, report.key_id, report.epoch, report.share_index, report.node, report.bundle_digest)
+                if not report.verify(entry.identity_key):
+                    return Target(t.share_index, t.node, t.recipient, "failed", "the drill report's signature does not verify", outcomes)
+                if fields != (rec.ceremony_id, rec.key_id, rec.epoch, t.share_index, t.node, rec.bundle_digest):
+                    return Target(t.share_index, t.node, t.recipient, "failed", "the drill report is for another drill or share", outcomes)
+                if not report.ok:
+                    bad = ", ".join(f"officer {j}: {o}" for j, o in report.outcomes if o != "ok")
+                    return Target(t.share_index, t.node, t.recipient, "failed", f"the share was not restored ({escape(bad)})", outcomes)
+                return Target(t.share_index, t.node, t.recipient, "ok", "", outcomes)
+            receipt = RecoveryReceipt.from_bytes(bytes(resp.receipt))
+            if not receipt.verify(entry.identity_key):
+                return Target(t.share_index, t.node, t.recipient, "failed", "the recovery receipt's signature does not verify", outcomes)
+            fields2 = (receipt.order_id, receipt.key_id, receipt.epoch, receipt.share_index, receipt.node)
+            if fields2 != (rec.ceremony_id, rec.key_id, rec.epoch, t.share_index, t.node):
+                return Target(t.share_index, t.node, t.recipient, "failed", "the recovery receipt is for another order or share", outcomes)
+            if not hmac.compare_digest(receipt.public_share, bundle.key.public_shares[t.share_index - 1]):
+                return Target(t.share_index, t.node, t.recipient, "failed", "the restored share is not the bundle's public share", outcomes)
+            return Target(t.share_index, t.node, t.recipient, "ok", "", outcomes)
+        except GovernanceError as e:
+            return Target(t.share_index, t.node, t.recipient, "failed", f"malformed answer: {e.field}: {e.reason}", outcomes)
+
+    def _drill_done(self, rec: CeremonyRecord, targets: tuple[Target, ...]) -> None:
+        failed = [t for t in targets if t.state != "ok"]
+        ok = not failed
+        outcome = "ok" if ok else "failed: " + "; ".join(f"share {t.share_index} (node {t.node}): {t.error}" for t in failed)
+        by_officer: dict[str, set[str]] = {}
+        for t in targets:
+            for o in t.outcomes:
+                by_officer.setdefault(f"{o.officer}", set()).add(o.outcome)
+        ev = self._event(self.name, "drill-recorded", rec, outcome="ok" if ok else "failed",
+                         officers=";".join(f"{j}={','.join(sorted(v))}" for j, v in sorted(by_officer.items()))[:500],
+                         reason=outcome)
+        self._finish(rec, "done" if ok else "failed", targets, "" if ok else outcome, ev, drill=(ok, outcome))
+        log.info("key %s: drill %s %s", rec.key_id.hex()[:16], rec.ceremony_id.hex(), outcome[:300])
+
+    def _start_follow_up(self, rec: CeremonyRecord) -> None:
+        order = SignedRecoveryOrder.from_bytes(rec.signed_order).order
+        assert order.follow_up is not None
+        try:
+            op_id = self.keyops.start(SignedKeyOperation(order.follow_up, ()), "recovery-order", self.name)
+        except RpcError as e:
+            if e.code != Code.ALREADY_EXISTS:
+                self.db.update_ceremony(rec.ceremony_id, from_states=("running",), state="running", now=now_ms(),
+                                        error=f"follow-up not started: {e.message}")
+                self._later(rec.ceremony_id)
+                return
+            op_id = order.follow_up.proposal_id  # started before a restart
+        self._finish(rec, "follow-up", None, "", self._event(self.name, "ceremony-follow-up", rec, operation=op_id),
+                     follow_up=op_id)
+        log.info("restore %s: every target restored; follow-up operation %s started", rec.ceremony_id.hex(), op_id)
+
+    def _follow_up(self, rec: CeremonyRecord) -> None:
+        op = self.keyops.db.get_key_operation(rec.follow_up)
+        if op is None or op.state == "failed":
+            try:  # a failed follow-up runs again (its old epoch is still current)
+                order = SignedRecoveryOrder.from_bytes(rec.signed_order).order
+                assert order.follow_up is not None
+                self.keyops.start(SignedKeyOperation(order.follow_up, ()), "recovery-order", self.name)
+            except RpcError as e:
+                self.db.update_ceremony(rec.ceremony_id, from_states=("follow-up",), state="follow-up", now=now_ms(),
+                                        error=f"follow-up operation: {e.message}")
+            self._later(rec.ceremony_id)
+            return
+        if op.state == "done":
+            self._finish(rec, "done", None, "", self._event(self.name, "ceremony-done", rec, operation=op.op_id),
+                         from_states=("follow-up",))
+            self.backups.soon(rec.key_id)
+            log.info("restore %s done: operation %s committed", rec.ceremony_id.hex(), op.op_id)
+
+    def _finish(
+        self, rec: CeremonyRecord, state: str, targets: tuple[Target, ...] | None, error: str, ev: AuditEvent, *,
+        from_states: tuple[str, ...] = ("running",), follow_up: str | None = None, drill: tuple[bool, str] | None = None,
+    ) -> None:
+        if self.db.update_ceremony(rec.ceremony_id, from_states=from_states, state=state, now=now_ms(), targets=targets,
+                                   error=error, follow_up=follow_up, audit=ev, drill=drill):
+            self.flush()
+
+    def _event(self, actor: str, action: str, rec: CeremonyRecord, *, outcome: str = "", **extra: str | int | bool) -> AuditEvent:
+        details: dict[str, str | int | bool] = {
+            "ceremony": rec.ceremony_id.hex(), "kind": rec.kind, "key_id": rec.key_id.hex(), "epoch": rec.epoch,
+            "bundle_digest": rec.bundle_digest.hex(), "shares": ",".join(str(t.share_index) for t in rec.targets),
+            "nodes": ",".join(str(t.node) for t in rec.targets),
+        }
+        for k, v in extra.items():
+            if isinstance(v, str):
+                details.update(detail_text(k, v[:500]))
+            else:
+                details[k] = v
+        return AuditEvent(actor, action, "", outcome or rec.kind, details)
+
+    # --- reading -------------------------------------------------------------------------------
+    def get(self, cid: bytes) -> CeremonyRecord:
+        rec = self.db.get_ceremony(cid)
+        if rec is None:
+            raise RpcError(Code.NOT_FOUND, f"ceremony_id: unknown ceremony {cid.hex()}")
+        return rec
+
+    def message(self, rec: CeremonyRecord) -> coordinator_pb2.Ceremony:
+        pieces = self.db.ceremony_pieces(rec.ceremony_id)
+        officers: list[str] = []
+        for p in pieces:
+            if p.officer not in officers:
+                officers.append(p.officer)
+        out = coordinator_pb2.Ceremony(
+            ceremony_id=rec.ceremony_id, kind=rec.kind, key_id=rec.key_id, epoch=rec.epoch, bundle_digest=rec.bundle_digest,
+            state=rec.state, officers=officers, quorum=rec.quorum, signed_order=rec.signed_order,
+            follow_up_operation=rec.follow_up, error=rec.error, created_unix_ms=rec.created_ms, updated_unix_ms=rec.updated_ms,
+            started_by=rec.started_by,
+            targets=[
+                coordinator_pb2.CeremonyTarget(
+                    share_index=t.share_index, node=t.node, recipient=t.recipient, state=t.state, error=t.error,
+                    outcomes=[node_pb2.OfficerOutcome(officer=o.officer, name=o.name, outcome=o.outcome) for o in t.outcomes],
+                )
+                for t in rec.targets
+            ],
+        )
+        if rec.kind == "export":
+            out.export_pieces.extend(coordinator_pb2.TargetPiece(share_index=p.share_index, ciphertext=p.ciphertext) for p in pieces)
+        return out
+
+    def listing(self, key_id: bytes | None) -> list[coordinator_pb2.Ceremony]:
+        return [self.message(r) for r in self.db.list_ceremonies(key_id)]
+
+
+def order_kind(order: RecoveryOrder) -> str:
+    return "export" if order.kind == RecoveryOrderKind.EXPORT else "restore"

@@ -1,0 +1,750 @@
+"""Backup, recovery and drills in the client SDK (issue 12), mixed into :class:`mpcnet.client.MpcClient`.
+
+The coordinator is untrusted: it relays, it never decides what a recovery officer decrypts.
+
+- :meth:`BackupMixin.recovery_config` verifies the whole recovery-configuration chain
+  (:func:`governance.recovery.verify_recovery_config_history`) against the client's *own* admin
+  set and refuses a history that does not extend the one verified before (DATA_LOSS).
+- :meth:`BackupMixin.export_backup` checks that the bundle is the one asked for (SHA-256 of the
+  file), of the key asked for, and verifies it publicly (:func:`mpcnet.common.bundle.verify_bundle`:
+  admin signatures of its configuration, the roster chain, every node's signature, the Feldman
+  commitments against the public shares, completeness).
+- :meth:`BackupMixin.contribute` (an officer) verifies *everything* before decrypting anything:
+  the ceremony's bundle as above; for a restore or export the order's admin signatures against
+  the client's admin set (the export quorum for an export) and that the order names this key,
+  epoch, bundle and configuration; each target: the node at that share's committee position,
+  its encryption key from the roster history verified against the admin set (or the order's
+  off-line recipient for an export); and that the officer's recovery key is the officer of the
+  bundle's configuration named like the caller. Otherwise FAILED_PRECONDITION, nothing decrypted
+  or sent. Each piece is then decrypted, checked against the commitments and re-encrypted with
+  age to its target (:func:`mpcnet.common.backup.officer_deliveries`): the coordinator only ever
+  sees ciphertexts.
+- :meth:`BackupMixin.export_private_key` (the off-line machine of a break-glass export) verifies
+  order and bundle the same way, opens the pieces sent to its age identity, reconstructs the
+  order's shares and then the key, checks it against the public key and returns it.
+
+Errors are :class:`~mpcnet.client.errors.MpcError` whose message starts with the field.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields, is_dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import grpc
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from crypto_core.errors import ProtocolError, UsageError
+from crypto_core.group import Point
+from governance.errors import GovernanceError
+from governance.keyop import KeyOperation, KeyOpKind
+from governance.policy import AdminSet
+from governance.recovery import (
+    BackupBundle,
+    Officer,
+    PieceDelivery,
+    PiecePurpose,
+    RecoveryConfig,
+    RecoveryConfigChange,
+    RecoveryOrder,
+    RecoveryOrderKind,
+    RecoveryTarget,
+    SignedRecoveryConfigChange,
+    SignedRecoveryOrder,
+    sign_recovery_config_change,
+    sign_recovery_order,
+    verify_recovery_config_history,
+    verify_recovery_order,
+)
+from governance.roster import rotate_keys
+from governance.text import quote
+from mpcnet.client.errors import MpcError
+from mpcnet.client.lifecycle import LifecycleProposalView, RosterView, _bad_arg, _data_loss, _refused
+from mpcnet.common import agekeys
+from mpcnet.common.backup import OfficerReport, officer_check, officer_deliveries, open_deliveries, recover_key
+from mpcnet.common.bundle import BundleError, BundleSummary, verify_bundle
+from mpcnet.wire.mpc.v1 import coordinator_pb2, coordinator_pb2_grpc
+
+if TYPE_CHECKING:
+    from governance.roster import Roster
+    from mpcnet.client.identities import Identity
+    from mpcnet.client.sdk import Key
+
+_Req = TypeVar("_Req")
+_Resp = TypeVar("_Resp")
+
+CEREMONY_KINDS = ("drill", "restore", "export")
+CEREMONY_STATES = ("collecting", "running", "follow-up", "done", "failed")
+CEREMONY_TERMINAL = ("done", "failed")
+TARGET_STATES = ("waiting", "ok", "failed")
+PURPOSE = {"drill": PiecePurpose.DRILL, "restore": PiecePurpose.RESTORE, "export": PiecePurpose.EXPORT}
+MAX_BUNDLE_BYTES = 16 * 1024 * 1024
+_POLL_S = (0.2, 2.0)
+
+
+def x25519_public(private: bytes) -> bytes:
+    """The raw 32-byte X25519 public key of a raw private key (an age identity); ValueError if
+    it is not 32 bytes."""
+    return X25519PrivateKey.from_private_bytes(private).public_key().public_bytes_raw()
+
+
+def by_officer(ciphertexts: Sequence[bytes], private: bytes, k: int) -> tuple[dict[int, bytes], dict[int, str]]:
+    """Pieces relayed without their officer (``Ceremony.export_pieces``) keyed by the officer
+    index bound inside each (:class:`~governance.recovery.PieceDelivery`, opened with ``private``):
+    ``({officer: age file}, {officer: "duplicate"})``. A file that does not open, or names no
+    officer of 1..k, is left out (its officer then counts as ``missing``); the binding itself is
+    checked by :func:`mpcnet.common.backup.open_deliveries`."""
+    out: dict[int, bytes] = {}
+    odd: dict[int, str] = {}
+    for ct in ciphertexts:
+        try:
+            j = PieceDelivery.from_bytes(agekeys.decrypt(private, ct)).officer_index
+        except (agekeys.AgeKeyError, GovernanceError, ValueError):
+            continue
+        if not 1 <= j <= k:
+            continue
+        if j in out:
+            odd[j] = "duplicate"
+            continue
+        out[j] = ct
+    return out, odd
+
+
+def plain(value: Any) -> Any:
+    """``value`` as JSON-ready data: dataclasses as dicts, bytes as hex, enums by lower-case name,
+    tuples as lists (for the summaries :mod:`mpcnet.common.bundle` and ``backup`` return)."""
+    if is_dataclass(value) and not isinstance(value, type):
+        if hasattr(value, "to_dict"):
+            return plain(value.to_dict())
+        return {f.name: plain(getattr(value, f.name)) for f in fields(value) if not f.name.startswith("_")}
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).hex()
+    if isinstance(value, enum.Enum):
+        return value.name.lower()
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [plain(v) for v in value]
+    return value
+
+
+def bundle_error_text(e: BaseException) -> str:
+    """A :class:`BundleError` (or another refusal) as ``field: message (node N, officer M)``."""
+    field = getattr(e, "field", "")
+    message = getattr(e, "message", None) or getattr(e, "reason", None) or str(e)
+    node, officer = getattr(e, "node", None), getattr(e, "officer", None)
+    at = ", ".join(w for w in (f"node {node}" if node else "", f"officer {officer}" if officer else "") if w)
+    return f"{field + ': ' if field else ''}{message}{f' ({at})' if at else ''}"
+
+
+def check_bundle(data: bytes, admins: AdminSet) -> tuple[BackupBundle, RecoveryConfig, BundleSummary]:
+    """Decode and verify a bundle file publicly against ``admins``: ``(bundle, its recovery
+    configuration, verify_bundle's summary)``. MpcError DATA_LOSS naming the field, node or
+    officer at fault. No secret needed; no coordinator needed (``mpc backup verify``)."""
+    if len(data) > MAX_BUNDLE_BYTES:
+        raise _data_loss(f"bundle: more than {MAX_BUNDLE_BYTES} bytes")
+    try:
+        bundle = BackupBundle.from_file(data)
+        config = bundle.check_structure(admins)
+        summary = verify_bundle(bundle, admins)
+    except (GovernanceError, BundleError, UsageError, ProtocolError, ValueError) as e:
+        raise _data_loss(f"bundle.{bundle_error_text(e)}") from None
+    return bundle, config, summary
+
+
+def check_officer_pieces(bundle: BackupBundle, recovery_key: bytes) -> OfficerReport:
+    """An officer's own check of her pieces (decrypt + Feldman; :func:`mpcnet.common.backup.officer_check`)."""
+    try:
+        return officer_check(bundle, recovery_key)
+    except (GovernanceError, BundleError, agekeys.AgeKeyError, ValueError) as e:
+        raise _data_loss(f"recovery_key: {bundle_error_text(e)}") from None
+
+
+# --- views -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecoveryConfigView:
+    """The recovery-configuration chain verified against the client's admin set: ``config`` the
+    one in force (None: no officers configured yet), ``history`` every signed change, version 1 first."""
+
+    config: RecoveryConfig | None
+    history: tuple[SignedRecoveryConfigChange, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        c = self.config
+        if c is None:
+            return {"version": 0, "officers": [], "changes": 0}
+        return {
+            "version": c.version, "quorum": c.quorum, "export_quorum": c.export_quorum, "drill_period_s": c.drill_period_s,
+            "officers": [{"index": i, "name": o.name, "recipient": agekeys.recipient_text(o.recipient)}
+                         for i, o in enumerate(c.officers, 1)],
+            "digest": self.history[-1].change.digest().hex(), "changes": len(self.history),
+        }
+
+
+@dataclass(frozen=True)
+class BackupView:
+    """One bundle of a key (``BackupInfo``, without its bytes)."""
+
+    key_id: bytes
+    epoch: int
+    bundle_digest: bytes
+    config_version: int
+    created_unix_ms: int
+    superseded: bool
+    size_bytes: int
+
+    @staticmethod
+    def from_proto(b: coordinator_pb2.BackupInfo) -> BackupView:
+        if len(b.key_id) != 32 or len(b.bundle_digest) != 32:
+            raise _data_loss("backup.key_id/bundle_digest: must be 32 bytes each (the coordinator sent a malformed listing)")
+        return BackupView(bytes(b.key_id), b.epoch, bytes(b.bundle_digest), b.recovery_config_version, b.created_unix_ms,
+                          b.superseded, b.size_bytes)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"key_id": self.key_id.hex(), "epoch": self.epoch, "bundle_digest": self.bundle_digest.hex(),
+                "recovery_config_version": self.config_version, "created_unix_ms": self.created_unix_ms,
+                "superseded": self.superseded, "size_bytes": self.size_bytes}
+
+
+@dataclass(frozen=True)
+class CeremonyTargetView:
+    share_index: int
+    node: int
+    recipient: bytes
+    state: str
+    error: str
+    outcomes: tuple[tuple[int, str, str], ...]  # (officer index, officer name, outcome)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"share_index": self.share_index, "node": self.node, "recipient": self.recipient.hex(), "state": self.state,
+                "error": self.error, "outcomes": [{"officer": i, "name": n, "outcome": o} for i, n, o in self.outcomes]}
+
+
+@dataclass(frozen=True)
+class CeremonyView:
+    """A drill, restore or export ceremony as the coordinator reports it, checked for shape: a
+    restore/export carries its signed order, whose id is the ceremony's and whose key and bundle
+    are the ceremony's (the order's *signatures* are checked by :meth:`BackupMixin.contribute`
+    and :meth:`BackupMixin.export_private_key`, against the client's admin set)."""
+
+    ceremony_id: bytes
+    kind: str
+    key_id: bytes
+    epoch: int
+    bundle_digest: bytes
+    state: str
+    targets: tuple[CeremonyTargetView, ...]
+    officers: tuple[str, ...]
+    quorum: int
+    order: SignedRecoveryOrder | None
+    follow_up_operation: str
+    error: str
+    created_unix_ms: int
+    updated_unix_ms: int
+    started_by: str
+    export_pieces: tuple[tuple[int, bytes], ...]
+
+    @property
+    def finished(self) -> bool:
+        return self.state in CEREMONY_TERMINAL
+
+    @staticmethod
+    def from_proto(c: coordinator_pb2.Ceremony) -> CeremonyView:
+        """DATA_LOSS naming the field for a malformed ceremony."""
+        if len(c.ceremony_id) != 16:
+            raise _data_loss("ceremony.ceremony_id: must be 16 bytes")
+        if c.kind not in CEREMONY_KINDS:
+            raise _data_loss(f"ceremony.kind: unknown kind {quote(c.kind)}")
+        if c.state not in CEREMONY_STATES:
+            raise _data_loss(f"ceremony.state: unknown state {quote(c.state)}")
+        if len(c.key_id) != 32 or len(c.bundle_digest) != 32:
+            raise _data_loss("ceremony.key_id/bundle_digest: must be 32 bytes each")
+        order = None
+        if c.kind != "drill":
+            try:
+                order = SignedRecoveryOrder.from_bytes(bytes(c.signed_order))
+            except GovernanceError as e:
+                raise _data_loss(f"ceremony.signed_order.{e.field}: {e.reason}") from None
+            o = order.order
+            want = RecoveryOrderKind.RESTORE if c.kind == "restore" else RecoveryOrderKind.EXPORT
+            if o.kind is not want or o.order_id != bytes(c.ceremony_id) or o.key_id != bytes(c.key_id) \
+                    or o.bundle_digest != bytes(c.bundle_digest) or o.epoch != c.epoch:
+                raise _data_loss("ceremony.signed_order: does not match the ceremony (id, kind, key, epoch or bundle)")
+        targets = []
+        for i, t in enumerate(c.targets):
+            if t.state not in TARGET_STATES:
+                raise _data_loss(f"ceremony.targets[{i}].state: unknown state {quote(t.state)}")
+            targets.append(CeremonyTargetView(t.share_index, t.node, bytes(t.recipient), t.state, t.error,
+                                              tuple((o.officer, o.name, o.outcome) for o in t.outcomes)))
+        return CeremonyView(
+            bytes(c.ceremony_id), c.kind, bytes(c.key_id), c.epoch, bytes(c.bundle_digest), c.state, tuple(targets),
+            tuple(c.officers), c.quorum, order, c.follow_up_operation, c.error, c.created_unix_ms, c.updated_unix_ms,
+            c.started_by, tuple((p.share_index, bytes(p.ciphertext)) for p in c.export_pieces),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "ceremony_id": self.ceremony_id.hex(), "kind": self.kind, "key_id": self.key_id.hex(), "epoch": self.epoch,
+            "bundle_digest": self.bundle_digest.hex(), "state": self.state, "quorum": self.quorum,
+            "officers": list(self.officers), "targets": [t.as_dict() for t in self.targets],
+            "follow_up_operation": self.follow_up_operation, "error": self.error, "started_by": self.started_by,
+            "created_unix_ms": self.created_unix_ms, "updated_unix_ms": self.updated_unix_ms,
+        }
+        if self.order is not None:
+            d["order"] = self.order.order.to_dict()
+        if self.kind == "export":
+            d["export_pieces"] = len(self.export_pieces)
+        return d
+
+
+# --- the mixin ---------------------------------------------------------------------------------
+
+
+class BackupMixin:
+    """Backup and recovery methods of :class:`mpcnet.client.MpcClient` (see the module docstring)."""
+
+    if TYPE_CHECKING:
+        _stub: coordinator_pb2_grpc.CoordinatorStub
+        admin_set: AdminSet | None
+
+        def _call(self, method: grpc.UnaryUnaryMultiCallable[_Req, _Resp], req: _Req, timeout: float | None = None) -> _Resp: ...
+        def _me(self) -> Identity: ...
+        def _admins(self) -> AdminSet: ...
+        def roster(self) -> RosterView: ...
+        def _checked_key(self, key_id: bytes | str) -> Key: ...
+        def _lifecycle_proposal(self, r: coordinator_pb2.LifecycleProposal) -> LifecycleProposalView: ...
+        def _roster_proposal(self, new_roster: Roster, current: Roster) -> LifecycleProposalView: ...
+        def build_key_operation(
+            self, kind: KeyOpKind, key_id: bytes | str, *, threshold: int | None = None, nodes: Sequence[int] | None = None,
+            reason: str = "",
+        ) -> KeyOperation: ...
+
+    # --- recovery configuration -----------------------------------------------------------------
+    def recovery_config(self) -> RecoveryConfigView:
+        """``GetRecoveryConfig`` verified against this client's admin set. DATA_LOSS if a change
+        does not verify, it names another governance root, or it does not extend the history
+        this client verified before."""
+        admins = self._admins()
+        r = self._call(self._stub.GetRecoveryConfig, coordinator_pb2.GetRecoveryConfigRequest())
+        if r.governance_root and not hmac.compare_digest(bytes(r.governance_root), admins.digest()):
+            raise _data_loss("recovery_config.governance_root: not this cluster's admin set")
+        raw = tuple(bytes(b) for b in r.history)
+        history: list[SignedRecoveryConfigChange] = []
+        for i, b in enumerate(raw):
+            try:
+                history.append(SignedRecoveryConfigChange.from_bytes(b))
+            except GovernanceError as e:
+                raise _data_loss(f"recovery_config.history[{i}].{e.field}: {e.reason} (malformed change)") from None
+        try:
+            config = verify_recovery_config_history(admins, history)
+        except GovernanceError as e:
+            raise _data_loss(f"recovery_config.{e.field}: {e.reason} (does not verify against this client's admin set)") from None
+        seen: tuple[bytes, ...] = tuple(getattr(self, "_recovery_seen", ()))
+        if raw[: len(seen)] != seen:
+            raise _data_loss(f"recovery_config: version {len(raw)} does not extend version {len(seen)} this client verified "
+                             "before (a rolled-back or forked configuration)")
+        self._recovery_seen = raw
+        return RecoveryConfigView(config, tuple(history))
+
+    def _export_quorum(self, signed: object) -> int:
+        """The export quorum of the configuration in force (for showing an export order's quorum);
+        the smallest one allowed when it cannot be read (an approval checks it again)."""
+        try:
+            c = self.recovery_config().config
+        except MpcError:
+            c = None
+        return c.export_quorum if c is not None else self._admins().quorum + 1
+
+    def build_recovery_config(
+        self, officers: Sequence[tuple[str, bytes]], *, quorum: int, export_quorum: int, drill_period_s: int = 0,
+    ) -> RecoveryConfigChange:
+        """The next :class:`RecoveryConfigChange`: ``officers`` as ``(name, X25519 public key)``
+        in officer-index order. INVALID_ARGUMENT naming the field for what the rules refuse."""
+        admins = self._admins()
+        view = self.recovery_config()
+        prev = view.config
+        try:
+            config = RecoveryConfig(
+                1 if prev is None else prev.version + 1, tuple(Officer(n, k) for n, k in officers), quorum, export_quorum,
+                drill_period_s,
+            )
+            if not admins.quorum < export_quorum <= len(admins.admins):
+                raise GovernanceError(
+                    "export_quorum", f"must be more than the admin quorum {admins.quorum} and at most the {len(admins.admins)} admins",
+                )
+            previous = None if prev is None else prev.digest()
+            return RecoveryConfigChange(admins.digest(), previous, config)
+        except GovernanceError as e:
+            raise _bad_arg(f"{e.field}: {e.reason}") from None
+
+    def propose_recovery_config(self, change: RecoveryConfigChange) -> LifecycleProposalView:
+        """Propose ``change`` signed with this admin's key (a ``recovery-config`` proposal)."""
+        me = self._me()
+        signed = SignedRecoveryConfigChange(change, (sign_recovery_config_change(change, me.name, me.signing_key),))
+        r = self._call(self._stub.ProposeRecoveryConfig, coordinator_pb2.ProposeRecoveryConfigRequest(signed_change=signed.to_bytes()))
+        p = self._lifecycle_proposal(r)
+        if not isinstance(p.signed, SignedRecoveryConfigChange) or p.signed.change != change:
+            raise _data_loss(f"proposal: the coordinator answered with proposal {p.proposal_id}, not the configuration proposed")
+        return p
+
+    # --- bundles --------------------------------------------------------------------------------
+    def list_backups(self, key_id: bytes | str | None = None) -> list[BackupView]:
+        """The bundles of ``key_id`` (every key's for None), newest first, without their bytes."""
+        kid = bytes.fromhex(key_id) if isinstance(key_id, str) else (key_id or b"")
+        r = self._call(self._stub.ListBackups, coordinator_pb2.ListBackupsRequest(key_id=kid))
+        out = [BackupView.from_proto(b) for b in r.backups]
+        if kid and any(b.key_id != kid for b in out):
+            raise _data_loss(f"backups: asked for key {kid.hex()}, the coordinator answered with another key's bundle")
+        return out
+
+    def export_backup(
+        self, key_id: bytes | str, bundle_digest: bytes | None = None,
+    ) -> tuple[BackupView, bytes, BackupBundle, BundleSummary]:
+        """A key's bundle (the newest, or ``bundle_digest``): ``(info, file bytes, bundle,
+        verify_bundle summary)``, checked: the bytes hash to the digest reported (and asked
+        for), the bundle is of ``key_id`` and verifies publicly against this client's admin
+        set (DATA_LOSS naming the node or officer at fault otherwise)."""
+        kid = bytes.fromhex(key_id) if isinstance(key_id, str) else key_id
+        admins = self._admins()
+        r = self._call(self._stub.ExportBackup, coordinator_pb2.ExportBackupRequest(key_id=kid, bundle_digest=bundle_digest or b""))
+        data = bytes(r.bundle)
+        digest = hashlib.sha256(data).digest()
+        if not hmac.compare_digest(digest, bytes(r.bundle_digest)):
+            raise _data_loss("bundle_digest: the bundle sent does not hash to the digest reported")
+        if bundle_digest is not None and not hmac.compare_digest(digest, bundle_digest):
+            raise _data_loss(f"bundle_digest: asked for bundle {bundle_digest.hex()}, the coordinator sent {digest.hex()}")
+        bundle, _config, summary = check_bundle(data, admins)
+        if bundle.key.key_id != kid or bytes(r.key_id) != kid:
+            raise _data_loss(f"bundle.key.key_id: asked for key {kid.hex()}, the bundle is of key {bundle.key.key_id.hex()}")
+        info = BackupView(kid, bundle.key.epoch, digest, bundle.config.change.config.version, r.created_unix_ms, r.superseded, len(data))
+        return info, data, bundle, summary
+
+    # --- ceremonies -----------------------------------------------------------------------------
+    def start_drill(self, key_id: bytes | str) -> CeremonyView:
+        """Open a drill of ``key_id``'s newest bundle (``StartDrill``)."""
+        kid = bytes.fromhex(key_id) if isinstance(key_id, str) else key_id
+        c = CeremonyView.from_proto(self._call(self._stub.StartDrill, coordinator_pb2.StartDrillRequest(key_id=kid)))
+        if c.kind != "drill" or c.key_id != kid:
+            raise _data_loss(f"ceremony: asked for a drill of key {kid.hex()}, the coordinator answered with another ceremony")
+        return c
+
+    def ceremony(self, ceremony_id: bytes) -> CeremonyView:
+        c = CeremonyView.from_proto(self._call(self._stub.GetCeremony, coordinator_pb2.GetCeremonyRequest(ceremony_id=ceremony_id)))
+        if c.ceremony_id != ceremony_id:
+            raise _data_loss(f"ceremony_id: asked for {ceremony_id.hex()}, the coordinator answered with {c.ceremony_id.hex()}")
+        return c
+
+    def ceremonies(self, key_id: bytes | str | None = None) -> list[CeremonyView]:
+        kid = bytes.fromhex(key_id) if isinstance(key_id, str) else (key_id or b"")
+        r = self._call(self._stub.ListCeremonies, coordinator_pb2.ListCeremoniesRequest(key_id=kid))
+        out = [CeremonyView.from_proto(c) for c in r.ceremonies]
+        if kid and any(c.key_id != kid for c in out):
+            raise _data_loss(f"ceremonies: asked for key {kid.hex()}, the coordinator answered with another key's ceremony")
+        return out
+
+    def wait_ceremony(
+        self, ceremony_id: bytes, timeout: float | None = None, *, on_change: Callable[[CeremonyView], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> CeremonyView:
+        """Poll until the ceremony is done or failed (returned). DEADLINE_EXCEEDED after ``timeout`` s."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause, last = _POLL_S[0], ""
+        while True:
+            c = self.ceremony(ceremony_id)
+            if c.state != last and on_change is not None:
+                on_change(c)
+            last = c.state
+            if c.finished:
+                return c
+            if deadline is not None and time.monotonic() >= deadline:
+                raise MpcError(grpc.StatusCode.DEADLINE_EXCEEDED, f"ceremony {ceremony_id.hex()} still {last} after {timeout:g} s")
+            sleep(pause if deadline is None else max(0.0, min(pause, deadline - time.monotonic())))
+            pause = min(pause * 2, _POLL_S[1])
+
+    def _verified_order(self, c: CeremonyView, bundle: BackupBundle, config: RecoveryConfig) -> RecoveryOrder:
+        """The ceremony's order, verified against this client's admin set and the bundle's
+        configuration, naming this ceremony's key, epoch and bundle."""
+        assert c.order is not None
+        try:
+            order = verify_recovery_order(c.order, self._admins(), config)
+        except GovernanceError as e:
+            raise _refused(f"order.{e.field}: {e.reason} (the order does not verify against your admin set)") from None
+        k = bundle.key
+        if order.key_id != k.key_id or order.public_key != k.public_key or order.chain_code != k.chain_code or order.epoch != k.epoch:
+            raise _refused("order.key_id: the order does not name the bundle's key and epoch")
+        return order
+
+    def _targets(self, c: CeremonyView, bundle: BackupBundle, order: RecoveryOrder | None) -> dict[int, bytes]:
+        """share index -> the X25519 recipient each piece goes to, every one checked (see
+        :meth:`contribute`); the ceremony's targets must be exactly the expected ones."""
+        committee = bundle.key.committee
+        if order is not None and order.kind is RecoveryOrderKind.EXPORT:
+            want = {t.share_index: 0 for t in order.targets}
+        elif order is not None:
+            want = {t.share_index: t.node for t in order.targets}
+        else:  # a drill: every committee member, for its own share
+            want = {i: node for i, node in enumerate(committee, 1)}
+        got = {t.share_index: t for t in c.targets}
+        if len(got) != len(c.targets) or set(got) != set(want):
+            raise _refused(f"ceremony.targets: shares {sorted(got)} are not the ones the {c.kind} names ({sorted(want)})")
+        if order is not None and order.kind is RecoveryOrderKind.EXPORT:
+            for si, t in got.items():
+                if t.node != 0 or not hmac.compare_digest(t.recipient, order.export_recipient):
+                    raise _refused(f"ceremony.targets[share {si}]: the recipient is not the order's off-line recipient")
+            return {si: order.export_recipient for si in want}
+        view = self.roster()
+        out: dict[int, bytes] = {}
+        for si, node in want.items():
+            if not 1 <= si <= len(committee) or committee[si - 1] != node:
+                raise _refused(f"ceremony.targets[share {si}]: node {node} is not the committee member at that position")
+            t = got[si]
+            entry = view.roster.entry(node)
+            if t.node != node or entry is None or not entry.active:
+                raise _refused(f"ceremony.targets[share {si}]: node {t.node} is not active node {node} of the verified roster")
+            if not hmac.compare_digest(t.recipient, entry.encryption_key):
+                raise _refused(f"ceremony.targets[share {si}]: the recipient is not node {node}'s encryption key in the verified roster "
+                               f"(version {view.version})")
+            out[si] = entry.encryption_key
+        return out
+
+    def contribute(self, ceremony_id: bytes, recovery_key: bytes) -> CeremonyView:
+        """Give this officer's pieces to a collecting ceremony (see the module docstring for
+        what is verified first). ``recovery_key``: the officer's raw 32-byte age identity
+        (:func:`mpcnet.common.agekeys.read_identity_file`)."""
+        me = self._me()
+        c = self.ceremony(ceremony_id)
+        if c.state != "collecting":
+            raise _refused(f"ceremony: {ceremony_id.hex()} is {c.state}, not collecting pieces")
+        _info, _data, bundle, _summary = self.export_backup(c.key_id, c.bundle_digest)
+        config = bundle.config.change.config
+        if bundle.key.epoch != c.epoch:
+            raise _refused(f"ceremony.epoch: {c.epoch} is not the bundle's epoch {bundle.key.epoch}")
+        order = self._verified_order(c, bundle, config) if c.order is not None else None
+        if order is None:  # a drill rehearses the key's current epoch (ListBackups: an officer may not call GetKey)
+            newest = max((b.epoch for b in self.list_backups(c.key_id)), default=bundle.key.epoch)
+            if newest != bundle.key.epoch:
+                raise _refused(f"ceremony.bundle_digest: a drill rehearses the key's current epoch {newest}, this bundle is of "
+                               f"epoch {bundle.key.epoch}")
+        try:
+            mine = config.officer_by_recipient(x25519_public(recovery_key))
+        except ValueError:
+            raise _bad_arg("recovery_key: not a 32-byte X25519 key") from None
+        if mine is None:
+            raise _refused(f"recovery_key: not the key of an officer of the bundle's recovery configuration (version {config.version})")
+        name = config.officers[mine - 1].name
+        if name != me.name:
+            raise _refused(f"recovery_key: is officer {quote(name)}'s, and you act as {quote(me.name)}")
+        targets = self._targets(c, bundle, order)
+        try:
+            pieces = officer_deliveries(bundle, recovery_key, ceremony_id=ceremony_id, purpose=PURPOSE[c.kind], targets=targets)
+        except (GovernanceError, BundleError, agekeys.AgeKeyError, ValueError) as e:
+            raise _refused(f"recovery_key: {bundle_error_text(e)} (nothing sent)") from None
+        req = coordinator_pb2.SubmitRecoveryPiecesRequest(
+            ceremony_id=ceremony_id, officer=name,
+            pieces=[coordinator_pb2.TargetPiece(share_index=si, ciphertext=ct) for si, ct in sorted(pieces.items())],
+        )
+        out = CeremonyView.from_proto(self._call(self._stub.SubmitRecoveryPieces, req))
+        if out.ceremony_id != ceremony_id:
+            raise _data_loss("ceremony_id: the coordinator answered with another ceremony")
+        return out
+
+    # --- recovery orders ------------------------------------------------------------------------
+    def build_recovery_order(
+        self, key_id: bytes | str, *, nodes: Sequence[int] = (), export_recipient: bytes | None = None, reason: str,
+        reshare_threshold: int | None = None, reshare_nodes: Sequence[int] | None = None,
+    ) -> RecoveryOrder:
+        """A RESTORE order of the shares held by committee members ``nodes`` (roster indices),
+        with its follow-up refresh (or a reshare to ``reshare_threshold``-of-``reshare_nodes``);
+        or, with ``export_recipient`` (32-byte X25519), a break-glass EXPORT of the key's first
+        ``threshold`` shares to it. From the key's checked record, its newest bundle (verified,
+        of the key's current epoch) and the verified roster."""
+        key = self._checked_key(key_id)
+        info, _data, bundle, _summary = self.export_backup(key.key_id)
+        if bundle.key.epoch != key.epoch:
+            raise _refused(f"bundle: the newest bundle is of epoch {bundle.key.epoch}, the key is at epoch {key.epoch} "
+                           "(wait for the backup of the current epoch)")
+        view = self.roster()
+        admins = self._admins()
+        config = bundle.config.change.config
+        follow_up: KeyOperation | None = None
+        if export_recipient is not None:
+            if nodes or reshare_threshold is not None or reshare_nodes is not None:
+                raise _bad_arg("nodes: an export order names no node and no follow-up")
+            kind = RecoveryOrderKind.EXPORT
+            targets = tuple(RecoveryTarget(i, 0) for i in range(1, key.threshold + 1))
+            recipient = export_recipient
+        else:
+            kind = RecoveryOrderKind.RESTORE
+            if not nodes:
+                raise _bad_arg("nodes: name the nodes whose shares are restored")
+            if len(set(nodes)) != len(nodes):
+                raise _bad_arg("nodes: a node appears twice")
+            absent = [n for n in nodes if n not in key.committee]
+            if absent:
+                raise _bad_arg(f"nodes: node {absent[0]} holds no share of key {key.key_id.hex()} (committee {list(key.committee)})")
+            targets = tuple(RecoveryTarget(key.committee.index(n) + 1, n) for n in sorted(nodes))
+            recipient = b""
+            if reshare_threshold is None and reshare_nodes is None:
+                follow_up = self.build_key_operation(KeyOpKind.REFRESH, key.key_id, reason=f"recovery: {reason}"[:200])
+            else:
+                follow_up = self.build_key_operation(KeyOpKind.RESHARE, key.key_id, threshold=reshare_threshold,
+                                                     nodes=reshare_nodes, reason=f"recovery: {reason}"[:200])
+        try:
+            return RecoveryOrder(
+                admins.digest(), secrets.token_bytes(16), kind, key.key_id, key.public_key, key.chain_code, key.epoch,
+                info.bundle_digest, config.version, view.version, targets, recipient, follow_up, reason,
+            )
+        except GovernanceError as e:
+            raise _bad_arg(f"{e.field}: {e.reason}") from None
+
+    def propose_recovery_order(self, order: RecoveryOrder) -> LifecycleProposalView:
+        """Propose ``order`` signed with this admin's key (a ``recovery-order`` proposal)."""
+        me = self._me()
+        signed = SignedRecoveryOrder(order, (sign_recovery_order(order, me.name, me.signing_key),))
+        r = self._call(self._stub.ProposeRecoveryOrder, coordinator_pb2.ProposeRecoveryOrderRequest(signed_order=signed.to_bytes()))
+        p = self._lifecycle_proposal(r)
+        if not isinstance(p.signed, SignedRecoveryOrder) or p.signed.order != order:
+            raise _data_loss(f"proposal: the coordinator answered with proposal {p.proposal_id}, not the order proposed")
+        return p
+
+    def check_recovery_proposal(self, p: LifecycleProposalView) -> None:
+        """FAILED_PRECONDITION (nothing signed) unless a ``recovery-config`` proposal extends the
+        verified configuration chain, or a ``recovery-order`` proposal is for this cluster, names
+        the key's checked public data and current epoch, a bundle of the key that verifies (the
+        one the order names) under the configuration in force, targets that are committee members
+        at their share positions and active in the verified roster, and a follow-up operation
+        that still applies (:meth:`check_lifecycle_proposal` rules)."""
+        admins = self._admins()
+        if isinstance(p.signed, SignedRecoveryConfigChange):
+            change = p.signed.change
+            if not hmac.compare_digest(change.governance_root, admins.digest()):
+                raise _refused("proposal.governance_root: made for another cluster or admin set")
+            now = self.recovery_config().config
+            want = None if now is None else now.digest()
+            if change.previous_digest != want:
+                raise _refused(f"proposal.previous_digest: does not extend the recovery configuration in force "
+                               f"(version {0 if now is None else now.version}): stale or forked")
+            c = change.config
+            if not admins.quorum < c.export_quorum <= len(admins.admins):
+                raise _refused(f"config.export_quorum: {c.export_quorum} must be more than the admin quorum {admins.quorum} and at "
+                               f"most the {len(admins.admins)} admins")
+            return
+        if not isinstance(p.signed, SignedRecoveryOrder):
+            raise _refused(f"proposal.kind: {quote(p.kind)} is not a recovery proposal")
+        o = p.signed.order
+        if not hmac.compare_digest(o.governance_root, admins.digest()):
+            raise _refused("proposal.governance_root: made for another cluster or admin set")
+        key = self._checked_key(o.key_id)
+        for name, want_v, got in (("public_key", key.public_key, o.public_key), ("chain_code", key.chain_code, o.chain_code),
+                                  ("epoch", key.epoch, o.epoch)):
+            if want_v != got:
+                raise _refused(f"order.{name}: does not match key {key.key_id.hex()} (stale order, or not this key)")
+        _info, _data, bundle, _summary = self.export_backup(o.key_id, o.bundle_digest)
+        config = self.recovery_config().config
+        if config is None or config.version != o.config_version or bundle.config.change.config != config:
+            raise _refused(f"order.config_version: {o.config_version} is not the recovery configuration in force")
+        view = self.roster()
+        if o.roster_version > view.version:
+            raise _refused(f"order.roster_version: {o.roster_version} is ahead of the verified roster (version {view.version})")
+        for t in o.targets:
+            if o.kind is RecoveryOrderKind.RESTORE:
+                entry = view.roster.entry(t.node)
+                if key.committee[t.share_index - 1 : t.share_index] != (t.node,) or entry is None or not entry.active:
+                    raise _refused(f"order.targets: node {t.node} is not the active committee member holding share {t.share_index}")
+            elif not 1 <= t.share_index <= len(key.committee):
+                raise _refused(f"order.targets: share {t.share_index} does not exist")
+        if o.follow_up is not None:
+            f = o.follow_up
+            if (f.old_epoch, f.old_threshold, f.old_committee) != (key.epoch, key.threshold, key.committee):
+                raise _refused("order.follow_up: does not start from the key's current epoch and committee")
+            if f.roster_version != view.version:
+                raise _refused(f"order.follow_up.roster_version: is {f.roster_version}, the roster in force is version {view.version}")
+            absent = [i for i in f.new_committee if i not in set(view.active())]
+            if absent:
+                raise _refused(f"order.follow_up.new_committee: node {absent[0]} is not an active node of roster version {view.version}")
+
+    # --- break-glass export ---------------------------------------------------------------------
+    def export_private_key(self, ceremony_id: bytes, identity: bytes) -> tuple[int, RecoveryOrder, dict[int, dict[int, str]]]:
+        """The whole private key of an export ceremony, reconstructed here from the pieces the
+        officers encrypted to ``identity`` (raw X25519 private key; its public key must be the
+        order's recipient): ``(scalar, order, outcomes per share index)``. The order and bundle
+        are verified as in :meth:`contribute`; each share from >= m good pieces (checked against
+        the bundle's commitments), the key from the order's ``threshold`` shares, checked against
+        the public key. FAILED_PRECONDITION naming share and officers when it cannot."""
+        c = self.ceremony(ceremony_id)
+        if c.kind != "export" or c.order is None:
+            raise _refused(f"ceremony: {ceremony_id.hex()} is a {c.kind}, not an export")
+        _info, _data, bundle, _summary = self.export_backup(c.key_id, c.bundle_digest)
+        order = self._verified_order(c, bundle, bundle.config.change.config)
+        try:
+            mine = x25519_public(identity)
+        except ValueError:
+            raise _bad_arg("identity: not a 32-byte X25519 key") from None
+        if not hmac.compare_digest(mine, order.export_recipient):
+            raise _refused("identity: is not the order's off-line recipient")
+        by_share: dict[int, list[bytes]] = {}
+        for si, ct in c.export_pieces:
+            by_share.setdefault(si, []).append(ct)
+        shares: dict[int, int] = {}
+        outcomes: dict[int, dict[int, str]] = {}
+        k = len(bundle.config.change.config.officers)
+        for t in order.targets:
+            mapped, odd = by_officer(by_share.get(t.share_index, []), identity, k)
+            try:
+                secret, why = open_deliveries(bundle, t.share_index, mapped, identity, ceremony_id=ceremony_id,
+                                              purpose=PiecePurpose.EXPORT)
+            except (GovernanceError, BundleError, agekeys.AgeKeyError, ValueError, ProtocolError) as e:
+                raise _refused(f"export_pieces[share {t.share_index}]: {bundle_error_text(e)}") from None
+            outcomes[t.share_index] = {**why, **odd}
+            if secret is None:
+                bad = ", ".join(f"officer {i}: {o}" for i, o in sorted(why.items()) if o != "ok") or "too few pieces"
+                raise _refused(f"export_pieces[share {t.share_index}]: fewer than {bundle.config.change.config.quorum} good pieces ({bad})")
+            shares[t.share_index] = secret
+        try:
+            x = recover_key(bundle, shares)
+        except BundleError as e:
+            raise _refused(f"key: {bundle_error_text(e)} (nothing written)") from None
+        finally:
+            shares.clear()
+        if Point.base_mul(x).encode() != order.public_key:
+            raise _refused("key: the reconstructed key does not match the public key (nothing written)")
+        return x, order, outcomes
+
+    # --- node replacement -----------------------------------------------------------------------
+    def replace_node(
+        self, index: int, *, identity_key: bytes, encryption_key: bytes, tls_fingerprint: bytes, endpoint: str | None = None,
+    ) -> LifecycleProposalView:
+        """Propose rotating node ``index``'s keys to a replacement host's (its enrolment: new
+        identity, encryption and TLS keys made there; and its endpoint when it moved). The
+        replacement starts with an empty store; its shares come back through a restore order."""
+        from dataclasses import replace as dc_replace
+
+        view = self.roster()
+        entry = view.roster.entry(index)
+        if entry is None or not entry.active:
+            raise _bad_arg(f"node: {index} is not an active node of roster version {view.version}")
+        if identity_key == entry.identity_key or encryption_key == entry.encryption_key or tls_fingerprint == entry.tls_fingerprint:
+            raise _bad_arg(f"enrolment: reuses a key of node {index} (a replacement has fresh identity, encryption and TLS keys)")
+        try:
+            new = rotate_keys(view.roster, index, identity_key=identity_key, encryption_key=encryption_key, tls_fingerprint=tls_fingerprint)
+            if endpoint is not None and endpoint != entry.endpoint:
+                moved = tuple(dc_replace(e, endpoint=endpoint) if e.index == index else e for e in new.entries)
+                new = dc_replace(new, entries=moved)
+        except GovernanceError as e:
+            raise _bad_arg(f"enrolment.{e.field}: {e.reason}") from None
+        return self._roster_proposal(new, view.roster)
+
+
+__all__ = [
+    "CEREMONY_KINDS", "CEREMONY_STATES", "BackupMixin", "BackupView", "CeremonyTargetView", "CeremonyView",
+    "RecoveryConfigView", "bundle_error_text", "check_bundle", "check_officer_pieces", "plain",
+    "x25519_public",
+]
