@@ -308,6 +308,7 @@ class EpochStore:
             if cur is None:
                 raise EpochStateError(f"this node holds no key {key_id.hex()[:16]}")
             if cur.epoch >= epoch or cur.status == "left":
+                erase_restored(c, key_id, epoch)  # a restored share of an older epoch never deals again
                 return False  # already past it, or holds no share to erase
             if cur.status != "active" or cur.epoch != epoch - 1:
                 raise EpochStateError(f"key {key_id.hex()[:16]} is {cur.status} at epoch {cur.epoch} here, not {epoch - 1}")
