@@ -33,6 +33,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from mpc_node.backup_store import erase_restored
+
 KIND_PENDING_SHARE = b"keyshare-pending"
 HOLDING = "holding"
 LEFT = "left"
@@ -292,6 +294,7 @@ class EpochStore:
             c.execute(
                 "UPDATE pending_epochs SET record = NULL, committed = 1 WHERE key_id = ? AND session_id = ?", (key_id, session_id)
             )
+            erase_restored(c, key_id, p.epoch)  # a restored share deals once: the new epoch replaces it
             return CommitOutcome(p.epoch, state == HOLDING, True)
 
     def leave_key(self, key_id: bytes, *, epoch: int, threshold: int, committee: tuple[int, ...]) -> bool:
@@ -305,6 +308,7 @@ class EpochStore:
             if cur is None:
                 raise EpochStateError(f"this node holds no key {key_id.hex()[:16]}")
             if cur.epoch >= epoch or cur.status == "left":
+                erase_restored(c, key_id, epoch)  # a restored share of an older epoch never deals again
                 return False  # already past it, or holds no share to erase
             if cur.status != "active" or cur.epoch != epoch - 1:
                 raise EpochStateError(f"key {key_id.hex()[:16]} is {cur.status} at epoch {cur.epoch} here, not {epoch - 1}")
@@ -317,6 +321,7 @@ class EpochStore:
             c.execute("DELETE FROM pending_epochs WHERE key_id = ? AND committed = 0", (key_id,))  # committed ones stay
             c.execute("DELETE FROM pending_rosters WHERE key_id = ?", (key_id,))
             c.execute("DELETE FROM key_rosters WHERE key_id = ?", (key_id,))
+            erase_restored(c, key_id, epoch)
             return True
 
     def discard_epoch(self, key_id: bytes, session_id: bytes) -> bool:

@@ -34,6 +34,7 @@ from governance.errors import GovernanceError
 from governance.keyop import (
     CommitCertificate,
     EpochAbandonment,
+    KeyOperation,
     session_abandoned,
     sign_epoch_abandonment,
     sign_epoch_receipt,
@@ -47,6 +48,7 @@ from mpcnet.common.rpc import RpcError, check_len
 from mpcnet.wire.mpc.v1 import node_pb2
 
 if TYPE_CHECKING:
+    from crypto_core.backup import RecoveredShare
     from mpc_node.service import NodeService, Session
 
 log = logging.getLogger("mpc_node.epochs")
@@ -94,16 +96,28 @@ class EpochService:
         at_most(p.dealers, "reshare.dealers", MAX_INDEX, "roster indices")
         utf8_text_field(p.key_label, "reshare.key_label", MAX_LABEL)
         try:
-            key_id = _peek_key_id(bytes(p.operation))
+            peeked: KeyOperation | None = _peek_operation(bytes(p.operation))
         except ValueError:
-            key_id = b""
+            peeked = None
+        key_id = peeked.key_id if peeked is not None else b""
         held = node.store.key_epoch(key_id) if len(key_id) == 32 else None
-        share = node.active_share(key_id) if held is not None and held.status == "active" else None
+        share: KeyShare | RecoveredShare | None = (
+            node.active_share(key_id) if held is not None and held.status == "active" else None
+        )
         anchor = node.store.committee_roster_version(key_id, held.epoch) if held is not None and held.status == "active" else None
+        schedule = self.schedule(held) if held is not None and share is not None else None
+        # issue 12: a share restored by a recovery order deals in that order's follow-up only (and
+        # only a node holding no live share of the key uses one)
+        ordered = peeked is not None and node.backups.orders_follow_up(peeked)
+        restored = node.backups.restored(key_id, peeked.old_epoch) if ordered and peeked is not None and share is None else None
+        if restored is not None:
+            rk, share = restored
+            held = KeyEpoch(key_id, rk.public_key, rk.label, rk.epoch, rk.threshold, rk.committee, "active")
+            anchor, schedule = None, None
         setup = check_reshare(
             bytes(p.operation), tuple(p.dealers), bytes(p.key_label), session_id=sid, me=node.me, admins=node.cfg.admin_set,
-            roster=self.roster(), held=held, share=share, schedule=self.schedule(held) if held is not None and share is not None else None,
-            committee_roster_version=anchor, joined=joined_versions(node.roster_state.history()) if anchor is not None else None,
+            roster=self.roster(), held=held, share=share, schedule=schedule, committee_roster_version=anchor,
+            joined=joined_versions(node.roster_state.history()) if anchor is not None else None, ordered=ordered,
         )
         op = setup.operation
         other = node.store.confirmed_session(op.key_id, op.new_epoch) if setup.receiver else None
@@ -216,8 +230,11 @@ class EpochService:
         ]
         if mismatch:
             raise RpcError(Code.FAILED_PRECONDITION, f"receipts: {mismatch[0]} differs from the session this node took part in")
+        restored = node.store.restored_key(key_id) if held is None else None
         if held is not None:
             label, public_key = held.label, held.public_key
+        elif restored is not None:  # a restored dealer (issue 12): it has no key row yet
+            label, public_key = restored.label, restored.public_key
         else:
             label, public_key = _joining(node, key_id, sid)
         try:
@@ -316,13 +333,13 @@ class EpochService:
         )
 
 
-def _peek_key_id(operation: bytes) -> bytes:
-    """The key id of an encoded SignedKeyOperation, for loading this node's state before the
+def _peek_operation(operation: bytes) -> KeyOperation:
+    """The operation of an encoded SignedKeyOperation, for loading this node's state before the
     full check (which decodes it again); ValueError if it does not decode."""
     from governance.keyop import SignedKeyOperation
 
     try:
-        return SignedKeyOperation.from_bytes(operation).operation.key_id
+        return SignedKeyOperation.from_bytes(operation).operation
     except GovernanceError:
         raise ValueError("operation") from None
 

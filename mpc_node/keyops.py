@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import grpc
 
@@ -33,6 +34,9 @@ from governance.roster import MAX_INDEX, Roster, SignedRosterChange, active_entr
 from mpc_node.epoch_store import KeyEpoch
 from mpcnet.common.rpc import RpcError, invalid
 
+if TYPE_CHECKING:
+    from crypto_core.backup import RecoveredShare
+
 Code = grpc.StatusCode
 STATE_DIGEST_TAG = b"MPCNET/v1/node/epoch-state"
 NO_ROSTER = "this node has no signed roster (config roster_history)"
@@ -43,7 +47,7 @@ class ReshareSetup:
     """What this node runs: the operation, how it is authorized, the dealers, its roles."""
 
     signed: SignedKeyOperation
-    authorized_by: str  # "admin-quorum" | "roster" | "schedule"
+    authorized_by: str  # "admin-quorum" | "roster" | "schedule" | "recovery-order"
     dealers: tuple[int, ...]
     config: ReshareConfig
     dealer: bool
@@ -115,10 +119,11 @@ def check_reshare(
     admins: AdminSet,
     roster: Roster | None,
     held: KeyEpoch | None,
-    share: KeyShare | None,
+    share: KeyShare | RecoveredShare | None,
     schedule: RefreshSchedule | None = None,
     committee_roster_version: int | None = None,
     joined: Mapping[int, int] | None = None,
+    ordered: bool = False,
 ) -> ReshareSetup:
     """Check a reshare request against this node's own state (see the module).
 
@@ -134,7 +139,10 @@ def check_reshare(
     the roster version that first named it (:func:`joined_versions`). An unsigned
     roster-implied reshare may then add only nodes that joined after that version (a roster
     change implies it; an admin's choice of committee at that version is not undone without
-    admin signatures). Raises RpcError: INVALID_ARGUMENT (malformed operation or
+    admin signatures). ``ordered``: the operation is the follow-up of a recovery order this node
+    verified and installed (issue 12; an unsigned one is then authorized ``"recovery-order"``), and
+    ``share`` may be a ``crypto_core.backup.RecoveredShare`` of that order. Raises RpcError:
+    INVALID_ARGUMENT (malformed operation or
     dealers), PERMISSION_DENIED (not authorized), FAILED_PRECONDITION (disagrees with this
     node's key state or roster).
     """
@@ -149,7 +157,7 @@ def check_reshare(
         raise RpcError(Code.FAILED_PRECONDITION, f"reshare.operation: {NO_ROSTER}")
     due = schedule is not None and schedule.due
     try:
-        how = check_authorized(signed, admins, roster, scheduled=due)
+        how = check_authorized(signed, admins, roster, scheduled=due, ordered=ordered)
     except GovernanceError as e:
         code = Code.PERMISSION_DENIED if e.field.startswith("signatures") else Code.FAILED_PRECONDITION
         if e.field == "signatures" and not signed.signatures and op.kind is KeyOpKind.REFRESH:
@@ -182,7 +190,7 @@ def check_reshare(
             key_label=key_label,
             refresh=op.kind is KeyOpKind.REFRESH,
             old_public_shares=share.public_shares if share is not None else None,
-            lambda_c=share.lambda_c if share is not None else LAMBDA_C,
+            lambda_c=share.lambda_c if isinstance(share, KeyShare) else LAMBDA_C,
         )
     except UsageError as e:
         raise RpcError(Code.FAILED_PRECONDITION, f"reshare: {e}") from None
@@ -212,7 +220,7 @@ def _check_implied(op: KeyOperation, anchor: int, joined: Mapping[int, int]) -> 
             )
 
 
-def _check_key(op: KeyOperation, me: int, held: KeyEpoch | None, share: KeyShare | None) -> None:
+def _check_key(op: KeyOperation, me: int, held: KeyEpoch | None, share: KeyShare | RecoveredShare | None) -> None:
     def refuse(field: str, reason: str) -> RpcError:
         return RpcError(Code.FAILED_PRECONDITION, f"reshare.operation.{field}: {reason}")
 

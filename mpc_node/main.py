@@ -37,8 +37,14 @@ log = logging.getLogger("mpc_node")
 NODE_SERVICE = node_pb2.DESCRIPTOR.services_by_name["Node"]
 ADMIN_RPCS = frozenset({
     "InstallPolicy", "InstallPolicyAttestation", "GetPolicies", "InstallRosterChange", "GetRoster",
-    "PrepareKeyRotation", "InstallStagedCertificate",
+    "PrepareKeyRotation", "InstallStagedCertificate", "InstallRecoveryConfig", "InstallRecoveryOrder",
 })
+
+
+def roles_for(method: str) -> tuple[str, ...]:
+    """The certificate roles that may call Node RPC ``method``: coordinator and admin for
+    :data:`ADMIN_RPCS`, else the coordinator only."""
+    return ("coordinator", "admin") if method in ADMIN_RPCS else ("coordinator",)
 
 
 def build_server(cfg: NodeConfig, service: NodeService) -> tuple[grpc.Server, int]:
@@ -53,7 +59,7 @@ def build_server(cfg: NodeConfig, service: NodeService) -> tuple[grpc.Server, in
     )
 
     authorize = audited_role_check(
-        NODE_SERVICE.full_name, lambda method: ("coordinator", "admin") if method in ADMIN_RPCS else ("coordinator",), service.audit,
+        NODE_SERVICE.full_name, roles_for, service.audit,
         refused=service.roster_state.refused_fingerprints,
     )
 

@@ -63,6 +63,7 @@ from governance.errors import GovernanceError
 from governance.reservation import MAX_SIGN_ATTEMPTS, Reservation, reservation_quorum, sign_reservation, verify_receipts
 from governance.roster import Roster
 from governance.text import REQUEST_ID_RE, REQUEST_ID_RULE, quote
+from mpc_node.backups import NodeBackups
 from mpc_node.banjournal import BanJournal, BanJournalError, journal_path
 from mpc_node.bans import JOURNALED, NOT_RECORDED, BanRegistry, Refusal
 from mpc_node.clock import NodeClock
@@ -201,6 +202,7 @@ class NodeService:
             raise RuntimeError(f"{e}; the node cannot record bans durably and does not start") from None
         self.bans = BanRegistry(store, self.journal)
         self.epochs = EpochService(self)
+        self.backups = NodeBackups(self)
 
     # ---------------------------------------------------------------------------------------
     def peers(self) -> dict[int, Peer]:
@@ -636,6 +638,13 @@ class NodeService:
                 raise RpcError(
                     Code.FAILED_PRECONDITION,
                     f"sign.key_id: key {key_id.hex()} is pending on {self.cfg.name}: not activated by CommitKey",
+                )
+            restored = self.store.restored_key(key_id)
+            if restored is not None:
+                raise RpcError(
+                    Code.FAILED_PRECONDITION,
+                    f"sign.key_id: {self.cfg.name} holds key {key_id.hex()} only as a restored share (epoch {restored.epoch}):"
+                    " it deals in the recovery order's follow-up refresh/reshare and never signs",
                 )
             raise RpcError(Code.NOT_FOUND, f"sign.key_id: {self.cfg.name} holds no key {key_id.hex()}")
         ks = KeyShare.from_bytes(record)
@@ -1251,6 +1260,30 @@ class NodeService:
         with self._store_guard():
             fingerprint = self.rotation.install_certificate(bytes(req.certificate_pem), _caller(ctx))
         return node_pb2.InstallStagedCertificateResponse(tls_fingerprint=fingerprint)
+
+    # --- backup and recovery (issue 12): mpc_node.backups ----------------------------------------
+
+    def InstallRecoveryConfig(
+        self, req: node_pb2.InstallRecoveryConfigRequest, ctx: Any
+    ) -> node_pb2.InstallRecoveryConfigResponse:
+        with self._store_guard():
+            return self.backups.install_config(req, _caller(ctx))
+
+    def GetBackupPart(self, req: node_pb2.GetBackupPartRequest, ctx: Any) -> node_pb2.GetBackupPartResponse:
+        with self._store_guard():
+            return self.backups.backup_part(req, _caller(ctx))
+
+    def InstallRecoveryOrder(self, req: node_pb2.InstallRecoveryOrderRequest, ctx: Any) -> node_pb2.InstallRecoveryOrderResponse:
+        with self._store_guard():
+            return self.backups.install_order(req, _caller(ctx))
+
+    def RestoreShare(self, req: node_pb2.RestoreShareRequest, ctx: Any) -> node_pb2.RestoreShareResponse:
+        with self._store_guard():
+            return self.backups.restore(req, _caller(ctx))
+
+    def DrillShare(self, req: node_pb2.DrillShareRequest, ctx: Any) -> node_pb2.DrillShareResponse:
+        with self._store_guard():
+            return self.backups.drill(req, _caller(ctx))
 
 
 def _short(e: BaseException) -> str:

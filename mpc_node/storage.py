@@ -50,6 +50,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from governance.reservation import MAX_SIGN_ATTEMPTS
+from mpc_node.backup_store import BACKUP_MIGRATION, BackupStore
 from mpc_node.epoch_store import ABANDONED_MIGRATION, EPOCH_MIGRATION, KEY_ROSTER_MIGRATION, EpochStore
 from mpcnet.common.stores.sqlite import AddColumn, DatabaseError, Migration, migrate, open_database, write_transaction
 
@@ -160,6 +161,8 @@ _MIGRATIONS: tuple[Migration, ...] = (
     KEY_ROSTER_MIGRATION,
     # 6: sessions this node abandoned (issue 11: DiscardEpoch; never confirmed afterwards)
     ABANDONED_MIGRATION,
+    # 7: recovery configuration chain, backup parts, recovery orders, restored shares (issue 12)
+    BACKUP_MIGRATION,
 )
 MAX_SCOPE = 32
 MAX_CHANGE = 1 << 20
@@ -272,9 +275,10 @@ def _aad(kind: bytes, ident: bytes, node_id: int) -> bytes:
 
 
 
-class NodeStore(EpochStore):
+class NodeStore(EpochStore, BackupStore):
     """A node's encrypted SQLite store; create with :meth:`open`, release with :meth:`close`.
-    Key epochs and pending shares: :class:`mpc_node.epoch_store.EpochStore`."""
+    Key epochs and pending shares: :class:`mpc_node.epoch_store.EpochStore`; backup and
+    recovery state: :class:`mpc_node.backup_store.BackupStore`."""
 
     def __init__(self, path: Path, node_id: int, conn: sqlite3.Connection, aead: AESGCM) -> None:
         """Internal: use :meth:`open`."""

@@ -28,10 +28,11 @@ from tests.integration.govtools import approved_bundle
 from tests.integration.relay_util import SIGN_RELEASE_ROUND, reserve_request, route
 
 
-def services(lay: Layout) -> dict[int, NodeService]:
-    """One NodeService per node of ``lay`` (each with the layout's signed roster, version 1)."""
+def services(lay: Layout, only: int | None = None) -> dict[int, NodeService]:
+    """One NodeService per node of ``lay`` (each with the layout's signed roster, version 1);
+    ``only``: just that node's."""
     out = {}
-    for i in range(1, lay.nodes + 1):
+    for i in range(1, lay.nodes + 1) if only is None else (only,):
         cfg = load_node_config(lay.node_config(i))
         pp = read_passphrase(file=cfg.passphrase_file, env=cfg.passphrase_env)
         keys = load_keystore(cfg.keystore, pp)
