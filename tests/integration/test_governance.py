@@ -359,9 +359,9 @@ def test_a_node_that_was_down_gets_the_policy_when_it_is_back(gc, admin, admin2,
 
 IDENTITIES = {  # name -> role
     "admin1": "admin", "requester1": "requester", "approver1": "approver", "auditor1": "auditor",
-    "client": "client", "node-1": "node", "coordinator": "coordinator",
+    "client": "client", "node-1": "node", "coordinator": "coordinator", "officer1": "officer",
 }
-CLIENT_ROLES = ("admin", "requester", "approver", "auditor")
+CLIENT_ROLES = ("admin", "requester", "approver", "auditor", "officer")
 
 
 @pytest.mark.parametrize("who", sorted(IDENTITIES))
@@ -389,7 +389,7 @@ def test_every_role_is_denied_every_rpc_it_must_not_call(gc, who: str) -> None:
             denied += 1
     # 6 admin-only RPCs before issue 11, +5 (roster and key-operation proposals, their approval, node key rotation);
     # issue 12: recovery proposals (admin), bundles (admin, auditor, officer), drills (admin, officer), pieces (officer)
-    expected = {"admin": 4, "requester": 17, "approver": 17, "auditor": 15}.get(role, len(RPC_ROLES))
+    expected = {"admin": 4, "requester": 17, "approver": 17, "auditor": 15, "officer": 29}.get(role, len(RPC_ROLES))
     assert denied == expected
     if role != "coordinator":
         node = node_pb2.DESCRIPTOR.services_by_name["Node"]
