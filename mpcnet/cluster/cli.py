@@ -720,8 +720,10 @@ def print_status(lay: Layout, info: dict[str, Any], *, as_json: bool, probe: boo
         if p.get("revoked"):
             health = ("REVOKED: still running, takes part in nothing (stopped at the next 'up')" if p.get("pid")
                       else "REVOKED: not started")
-        if p.get("held_back"):
-            health = f"{p['held_back'].upper()}: not started"
+        if p.get("held_back") == "wiped":
+            health = "WIPED: not started (its host is gone; 'mpc-cluster replace-node')"
+        elif p.get("held_back"):
+            health = "REPLACED: not started until the roster names its new keys ('mpc node replace')"
         extra = f", restarted {p['restarts']}x" if p["restarts"] else ""
         lines.append(f"  {p['name']:<12} {p['endpoint']:<22} pid {p.get('pid') or '-'!s:<8} {health}{extra}")
     lines.append(f"client: mpc --cluster {lay.dir} --as admin1 keys   (identities: {lay.dir}/identities)")
