@@ -6,6 +6,7 @@ from :mod:`governance.recovery` and signed with the dev admins' keys."""
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import subprocess
 import sys
@@ -30,6 +31,48 @@ OFFICERS = ("officer1", "officer2", "officer3")
 def mpc_cluster(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "mpcnet.cluster.cli", *args], env=child_env(), capture_output=True,
                           text=True, timeout=timeout)
+
+
+def mpc(d: Path, who: str, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    """``mpc --cluster D --as WHO ARGS``; never a traceback, exit 0 unless ``ok`` is False."""
+    p = subprocess.run([sys.executable, "-m", "mpcnet.client.cli", "--cluster", str(d), "--as", who, *args], env=child_env(),
+                       capture_output=True, text=True, timeout=300)
+    assert "Traceback" not in p.stderr, p
+    if ok:
+        assert p.returncode == 0, p
+    return p
+
+
+def mpc_json(d: Path, who: str, *args: str) -> Any:
+    return json.loads(mpc(d, who, *args, "--json").stdout)
+
+
+def age_recipient(out: str) -> str:
+    """The ``age1...`` recipient ``mpc officer keygen`` printed."""
+    m = re.search(r"age1[02-9ac-hj-np-z]{58}", out)
+    assert m is not None, out
+    return m.group(0)
+
+
+def officers_by_cli(d: Path, home: Path, quorum: int = 2, export_quorum: int = 3) -> dict[str, Path]:
+    """Officers 1..3 make their keys (``mpc officer keygen``, in ``home/officerN/``); admin1
+    proposes the configuration, admin2 approves. Their identity files."""
+    keys = {}
+    for o in OFFICERS:
+        keys[o] = home / o / "recovery.key"
+        keys[o].parent.mkdir(mode=0o700)
+    recipients = {o: age_recipient(mpc(d, "auditor1", "officer", "keygen", "--out", str(keys[o])).stdout) for o in OFFICERS}
+    p = mpc_json(d, "admin1", "recovery", "officers", "set", *[a for o in OFFICERS for a in ("--officer", f"{o}={recipients[o]}")],
+                 "--quorum", str(quorum), "--export-quorum", str(export_quorum))["proposal"]
+    approved = mpc_json(d, "admin2", "lifecycle", "approve", p["proposal_id"], "--expect-digest", p["digest"])
+    assert approved["proposal"]["state"] == "applied", approved
+    return keys
+
+
+def approve(d: Path, proposal: dict[str, Any], admin: str = "admin2") -> dict[str, Any]:
+    """``admin`` approves ``proposal`` pinned by its digest; the approval's JSON."""
+    out: dict[str, Any] = mpc_json(d, admin, "lifecycle", "approve", proposal["proposal_id"], "--expect-digest", proposal["digest"])
+    return out
 
 
 def wait_until(what: str, fn: Callable[[], Any], timeout: float = 120.0, every: float = 0.5) -> Any:
