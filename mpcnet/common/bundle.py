@@ -29,6 +29,8 @@ from governance.recovery import (
     BackupBundle,
     BackupKey,
     RecoveryConfig,
+    RecoveryOrder,
+    RecoveryOrderKind,
     SignedBackupPart,
     SignedRecoveryConfigChange,
 )
@@ -151,6 +153,55 @@ def check_part_public(signed: SignedBackupPart, key: BackupKey, config: Recovery
             raise BundleError(f"{where}.pieces[{j}]", str(e), node=p.node, officer=j + 1) from None
 
 
+def check_order_bundle(order: RecoveryOrder, bundle: BackupBundle) -> None:
+    """Whether a (signature-verified, :func:`governance.recovery.verify_recovery_order`) recovery
+    ``order`` is an order for ``bundle`` (verified by :func:`verify_bundle`): what every officer,
+    node and the coordinator checks before acting on it, so that a ceremony cannot pair an order
+    with another bundle, key, epoch, committee or share.
+
+    Checks: ``key_id``, ``public_key``, ``chain_code`` and ``epoch`` are the bundle key's;
+    ``bundle_digest`` is the bundle's :meth:`~governance.recovery.BackupBundle.digest`;
+    ``config_version`` is the bundle's recovery configuration's; every target's share index is
+    in the committee (1..n). RESTORE: each target's node is the committee member at its share
+    index, and the follow-up operation starts from the bundle's committee and threshold. EXPORT:
+    exactly ``threshold`` targets (the shares the off-line machine needs, no more). Raises
+    :class:`BundleError` naming ``order.<field>`` (and the node, for a target).
+    """
+    key = bundle.key
+    for name in ("key_id", "public_key", "chain_code"):
+        if not hmac.compare_digest(getattr(order, name), getattr(key, name)):
+            raise BundleError(f"order.{name}", "is not the bundle's key")
+    if order.epoch != key.epoch:
+        raise BundleError("order.epoch", f"is {order.epoch}, the bundle backs up epoch {key.epoch}")
+    if not hmac.compare_digest(order.bundle_digest, bundle.digest()):
+        raise BundleError("order.bundle_digest", "is not this bundle's digest (the order names another bundle)")
+    config = config_of(bundle)
+    if order.config_version != config.version:
+        raise BundleError(
+            "order.config_version", f"is {order.config_version}, the bundle was made for recovery configuration {config.version}"
+        )
+    n = len(key.committee)
+    for i, t in enumerate(order.targets):
+        if not 1 <= t.share_index <= n:
+            raise BundleError(f"order.targets[{i}].share_index", f"is {t.share_index}: the key's committee has {n} members")
+        if order.kind is RecoveryOrderKind.RESTORE and t.node != key.committee[t.share_index - 1]:
+            raise BundleError(
+                f"order.targets[{i}].node", f"share index {t.share_index} belongs to node {key.committee[t.share_index - 1]}",
+                node=t.node,
+            )
+    if order.kind is RecoveryOrderKind.EXPORT:
+        if len(order.targets) != key.threshold:
+            raise BundleError("order.targets", f"{len(order.targets)} shares, an export needs exactly the threshold ({key.threshold})")
+        return
+    op = order.follow_up
+    if op is None:  # pragma: no cover - RecoveryOrder requires it for RESTORE
+        raise BundleError("order.follow_up", "missing")
+    if op.old_committee != key.committee:
+        raise BundleError("order.follow_up.old_committee", "is not the bundle key's committee")
+    if op.old_threshold != key.threshold:
+        raise BundleError("order.follow_up.old_threshold", f"is {op.old_threshold}, the key's threshold is {key.threshold}")
+
+
 def assemble_bundle(
     key: BackupKey,
     config_change: SignedRecoveryConfigChange,
@@ -203,5 +254,6 @@ def read_bundle(data: bytes) -> BackupBundle:
 
 
 __all__ = [
-    "BundleError", "BundleSummary", "assemble_bundle", "check_part_public", "config_of", "read_bundle", "verify_bundle",
+    "BundleError", "BundleSummary", "assemble_bundle", "check_order_bundle", "check_part_public", "config_of", "read_bundle",
+    "verify_bundle",
 ]

@@ -9,10 +9,11 @@ import dataclasses
 
 import pytest
 
-from governance.recovery import PiecePurpose
+from governance.keyop import KeyOperation, KeyOpKind
+from governance.recovery import PiecePurpose, RecoveryOrder, RecoveryOrderKind, RecoveryTarget
 from mpcnet.common import agekeys
 from mpcnet.common.backup import make_part, officer_deliveries
-from mpcnet.common.bundle import BundleError
+from mpcnet.common.bundle import BundleError, check_order_bundle
 
 from .bundle_util import NODE_ENCRYPTION, NODE_IDENTITY, OFFICER_KEYS, ROOT, world
 
@@ -39,3 +40,62 @@ def test_officer_deliveries_refuses_a_share_index_that_is_no_int(bad: object) ->
     with pytest.raises(BundleError) as e:
         officer_deliveries(W.bundle, OFFICER_KEYS[1], ceremony_id=CEREMONY, purpose=PiecePurpose.DRILL, targets=target)  # type: ignore[dict-item]
     assert e.value.field == "targets"
+
+
+def restore_order(**changes: object) -> RecoveryOrder:
+    k = W.key
+    op = KeyOperation(ROOT, b"\x07" * 16, KeyOpKind.REFRESH, k.key_id, k.public_key, k.chain_code, k.epoch, k.threshold,
+                      k.committee, k.threshold, k.committee, 2, "after restore")
+    base = RecoveryOrder(ROOT, b"\x05" * 16, RecoveryOrderKind.RESTORE, k.key_id, k.public_key, k.chain_code, k.epoch,
+                         W.bundle.digest(), 1, 2, (RecoveryTarget(2, 2), RecoveryTarget(3, 4)), b"", op, "lost nodes 2 and 4")
+    return dataclasses.replace(base, **changes)
+
+
+def export_order(**changes: object) -> RecoveryOrder:
+    k = W.key
+    base = RecoveryOrder(ROOT, b"\x06" * 16, RecoveryOrderKind.EXPORT, k.key_id, k.public_key, k.chain_code, k.epoch,
+                         W.bundle.digest(), 1, 2, (RecoveryTarget(1, 0), RecoveryTarget(2, 0)),
+                         agekeys.public_key(OFFICER_KEYS[5]), None, "migrate away")
+    return dataclasses.replace(base, **changes)
+
+
+def test_an_order_for_the_bundle_passes() -> None:
+    check_order_bundle(restore_order(), W.bundle)
+    check_order_bundle(export_order(), W.bundle)
+
+
+OTHER = world(seed=b"another key")
+
+
+@pytest.mark.parametrize(
+    ("order", "field"),
+    [
+        (lambda: restore_order(bundle_digest=OTHER.bundle.digest()), "order.bundle_digest"),
+        (lambda: export_order(bundle_digest=bytes(32)), "order.bundle_digest"),
+        (lambda: restore_order(epoch=W.key.epoch + 1, follow_up=dataclasses.replace(restore_order().follow_up, old_epoch=W.key.epoch + 1)),
+         "order.epoch"),
+        (lambda: export_order(key_id=OTHER.key.key_id), "order.key_id"),
+        (lambda: export_order(public_key=OTHER.key.public_key), "order.public_key"),
+        (lambda: export_order(config_version=2), "order.config_version"),
+        (lambda: export_order(targets=(RecoveryTarget(1, 0), RecoveryTarget(4, 0))), "order.targets[1].share_index"),
+        (lambda: export_order(targets=(RecoveryTarget(1, 0),)), "order.targets"),
+        (lambda: export_order(targets=(RecoveryTarget(1, 0), RecoveryTarget(2, 0), RecoveryTarget(3, 0))), "order.targets"),
+        # a follow-up whose old committee names node 5 at position 3: the target must still be node 4
+        (lambda: restore_order(
+            targets=(RecoveryTarget(3, 5),),
+            follow_up=dataclasses.replace(restore_order().follow_up, old_committee=(1, 2, 5), new_committee=(1, 2, 5))),
+         "order.targets[0].node"),
+        (lambda: restore_order(
+            targets=(RecoveryTarget(2, 2),),
+            follow_up=dataclasses.replace(restore_order().follow_up, old_committee=(1, 2, 5), new_committee=(1, 2, 5))),
+         "order.follow_up.old_committee"),
+        (lambda: restore_order(follow_up=dataclasses.replace(restore_order().follow_up, old_threshold=3, new_threshold=3)),
+         "order.follow_up.old_threshold"),
+    ],
+)
+def test_an_order_for_another_bundle_key_or_share_is_refused(order: object, field: str) -> None:
+    """A coordinator pairing an admin-signed order with another bundle (or a ceremony with
+    another order) is refused by every participant with the field named."""
+    with pytest.raises(BundleError) as e:
+        check_order_bundle(order(), W.bundle)  # type: ignore[operator]
+    assert e.value.field == field, e.value
