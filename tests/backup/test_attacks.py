@@ -6,16 +6,20 @@ node to accept a share of another key, epoch or bundle. Each test here failed be
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+from typing import Any
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from governance.keyop import KeyOperation, KeyOpKind
 from governance.recovery import PiecePurpose, RecoveryOrder, RecoveryOrderKind, RecoveryTarget
 from mpcnet.common import agekeys
-from mpcnet.common.backup import make_part, officer_deliveries
-from mpcnet.common.bundle import BundleError, check_order_bundle
+from mpcnet.common.backup import make_part, officer_check, officer_deliveries, open_deliveries
+from mpcnet.common.bundle import BundleError, check_order_bundle, read_bundle, verify_bundle
 
-from .bundle_util import NODE_ENCRYPTION, NODE_IDENTITY, OFFICER_KEYS, ROOT, world
+from ..conftest import scaled
+from .bundle_util import ADMINS, NODE_ENCRYPTION, NODE_IDENTITY, OFFICER_KEYS, ROOT, world
 
 CEREMONY = bytes(range(16))
 W = world()  # 2-of-3, committee (1, 2, 4), 3 officers, quorum 2
@@ -38,20 +42,26 @@ def test_officer_deliveries_refuses_a_share_index_that_is_no_int(bad: object) ->
     text must not reach the error's field unescaped."""
     target = {bad: agekeys.public_key(NODE_ENCRYPTION[1])}
     with pytest.raises(BundleError) as e:
-        officer_deliveries(W.bundle, OFFICER_KEYS[1], ceremony_id=CEREMONY, purpose=PiecePurpose.DRILL, targets=target)  # type: ignore[dict-item]
+        officer_deliveries(W.bundle, OFFICER_KEYS[1], ceremony_id=CEREMONY, purpose=PiecePurpose.DRILL, targets=target)  # type: ignore[arg-type]
     assert e.value.field == "targets"
 
 
-def restore_order(**changes: object) -> RecoveryOrder:
+def follow_up(**changes: Any) -> KeyOperation:
     k = W.key
     op = KeyOperation(ROOT, b"\x07" * 16, KeyOpKind.REFRESH, k.key_id, k.public_key, k.chain_code, k.epoch, k.threshold,
                       k.committee, k.threshold, k.committee, 2, "after restore")
+    return dataclasses.replace(op, **changes)
+
+
+def restore_order(**changes: Any) -> RecoveryOrder:
+    k = W.key
+    op = follow_up()
     base = RecoveryOrder(ROOT, b"\x05" * 16, RecoveryOrderKind.RESTORE, k.key_id, k.public_key, k.chain_code, k.epoch,
                          W.bundle.digest(), 1, 2, (RecoveryTarget(2, 2), RecoveryTarget(3, 4)), b"", op, "lost nodes 2 and 4")
     return dataclasses.replace(base, **changes)
 
 
-def export_order(**changes: object) -> RecoveryOrder:
+def export_order(**changes: Any) -> RecoveryOrder:
     k = W.key
     base = RecoveryOrder(ROOT, b"\x06" * 16, RecoveryOrderKind.EXPORT, k.key_id, k.public_key, k.chain_code, k.epoch,
                          W.bundle.digest(), 1, 2, (RecoveryTarget(1, 0), RecoveryTarget(2, 0)),
@@ -72,7 +82,7 @@ OTHER = world(seed=b"another key")
     [
         (lambda: restore_order(bundle_digest=OTHER.bundle.digest()), "order.bundle_digest"),
         (lambda: export_order(bundle_digest=bytes(32)), "order.bundle_digest"),
-        (lambda: restore_order(epoch=W.key.epoch + 1, follow_up=dataclasses.replace(restore_order().follow_up, old_epoch=W.key.epoch + 1)),
+        (lambda: restore_order(epoch=W.key.epoch + 1, follow_up=follow_up(old_epoch=W.key.epoch + 1)),
          "order.epoch"),
         (lambda: export_order(key_id=OTHER.key.key_id), "order.key_id"),
         (lambda: export_order(public_key=OTHER.key.public_key), "order.public_key"),
@@ -83,19 +93,78 @@ OTHER = world(seed=b"another key")
         # a follow-up whose old committee names node 5 at position 3: the target must still be node 4
         (lambda: restore_order(
             targets=(RecoveryTarget(3, 5),),
-            follow_up=dataclasses.replace(restore_order().follow_up, old_committee=(1, 2, 5), new_committee=(1, 2, 5))),
+            follow_up=follow_up(old_committee=(1, 2, 5), new_committee=(1, 2, 5))),
          "order.targets[0].node"),
         (lambda: restore_order(
             targets=(RecoveryTarget(2, 2),),
-            follow_up=dataclasses.replace(restore_order().follow_up, old_committee=(1, 2, 5), new_committee=(1, 2, 5))),
+            follow_up=follow_up(old_committee=(1, 2, 5), new_committee=(1, 2, 5))),
          "order.follow_up.old_committee"),
-        (lambda: restore_order(follow_up=dataclasses.replace(restore_order().follow_up, old_threshold=3, new_threshold=3)),
+        (lambda: restore_order(follow_up=follow_up(old_threshold=3, new_threshold=3)),
          "order.follow_up.old_threshold"),
     ],
 )
-def test_an_order_for_another_bundle_key_or_share_is_refused(order: object, field: str) -> None:
+def test_an_order_for_another_bundle_key_or_share_is_refused(order: Callable[[], RecoveryOrder], field: str) -> None:
     """A coordinator pairing an admin-signed order with another bundle (or a ceremony with
     another order) is refused by every participant with the field named."""
     with pytest.raises(BundleError) as e:
-        check_order_bundle(order(), W.bundle)  # type: ignore[operator]
+        check_order_bundle(order(), W.bundle)
     assert e.value.field == field, e.value
+
+
+# --- malformed input: only the documented errors ----------------------------------------------
+
+FILE = W.bundle.to_file()
+PIECE = W.bundle.parts[0].part.pieces[0]
+
+
+def _mutate(data: bytes, edits: list[tuple[int, int]]) -> bytes:
+    out = bytearray(data)
+    for pos, byte in edits:
+        out[pos % len(out)] = byte
+    return bytes(out)
+
+
+EDITS = st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(0, 255)), min_size=1, max_size=4)
+
+
+@given(EDITS)
+@settings(max_examples=scaled(60), deadline=None)
+def test_a_mutated_bundle_file_is_refused_with_a_bundle_error(edits: list[tuple[int, int]]) -> None:
+    """Bytes flipped anywhere in a bundle file: reading, verifying and an officer's check raise
+    BundleError or succeed; no other exception (decoder, EC library, age/pyrage)."""
+    try:
+        bundle = read_bundle(_mutate(FILE, edits))
+        verify_bundle(bundle, ADMINS)
+        officer_check(bundle, OFFICER_KEYS[1])
+    except BundleError:
+        pass
+
+
+@given(EDITS, st.integers(0, 40))
+@settings(max_examples=scaled(60), deadline=None)
+def test_a_mutated_or_truncated_age_file_is_an_age_key_error(edits: list[tuple[int, int]], cut: int) -> None:
+    """An officer's age file flipped or truncated: decrypt raises AgeKeyError (never a pyrage
+    error or a Rust panic, which is a BaseException)."""
+    for data in (_mutate(PIECE, edits), PIECE[: len(PIECE) - cut]):
+        try:
+            agekeys.decrypt(OFFICER_KEYS[1], data)
+        except agekeys.AgeKeyError:
+            pass
+
+
+@given(st.binary(max_size=200))
+@settings(max_examples=scaled(40), deadline=None)
+def test_arbitrary_deliveries_are_outcomes_never_exceptions(junk: bytes) -> None:
+    """Whatever a coordinator puts in a node's deliveries, open_deliveries answers outcomes."""
+    files = {1: junk, 2: agekeys.AGE_HEADER + junk, 3: PIECE}
+    secret, outcomes = open_deliveries(W.bundle, 1, files, NODE_ENCRYPTION[1], ceremony_id=CEREMONY, purpose=PiecePurpose.DRILL)
+    assert secret is None and set(outcomes.values()) <= {"undecryptable", "wrong-binding"}
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "age1", "age1" + "q" * 58, "AGE1" + "Q" * 58, "age1\u212a", "a" * 10_000, "age1qqqqqqqq\x00", "\ud800"],
+)
+def test_bad_recipient_text_is_an_age_key_error(text: str) -> None:
+    with pytest.raises(agekeys.AgeKeyError):
+        agekeys.parse_recipient(text)
