@@ -46,6 +46,7 @@ from governance.recovery import (
     SignedRecoveryConfigChange,
     sign_backup_part,
 )
+from governance.text import escape
 from mpcnet.common import agekeys
 from mpcnet.common.bundle import BundleError, config_of
 
@@ -235,10 +236,14 @@ def officer_deliveries(
 
     Refuses (BundleError naming the node and the officer) when one of her pieces does not check:
     she never sends a bad piece. BundleError naming ``targets`` for an unknown share index or a
-    bad recipient.
+    bad recipient, ``ceremony_id`` or ``purpose`` when one is malformed.
     """
     if any(type(s) is not int for s in targets):  # True == 1; and never echo a caller's key
         raise BundleError("targets", "share indices must be ints")
+    try:  # the binding fields, checked before anything is decrypted
+        PieceDelivery(ceremony_id, purpose, bundle.key.key_id, bundle.key.epoch, 1, 1, bytes(32), bytes(32))
+    except GovernanceError as e:
+        raise BundleError(e.field, escape(e.reason)) from None
     officer = _officer(bundle, private)
     digest = bundle.digest()
     out: dict[int, bytes] = {}

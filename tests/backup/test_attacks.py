@@ -168,3 +168,12 @@ def test_arbitrary_deliveries_are_outcomes_never_exceptions(junk: bytes) -> None
 def test_bad_recipient_text_is_an_age_key_error(text: str) -> None:
     with pytest.raises(agekeys.AgeKeyError):
         agekeys.parse_recipient(text)
+
+
+@pytest.mark.parametrize(("kw", "field"), [({"ceremony_id": b"short"}, "ceremony_id"), ({"purpose": 7}, "purpose")])
+def test_officer_deliveries_names_a_bad_ceremony_or_purpose(kw: dict[str, Any], field: str) -> None:
+    """Caller errors are a BundleError naming the field (the documented class), before any decryption."""
+    args: dict[str, Any] = {"ceremony_id": CEREMONY, "purpose": PiecePurpose.DRILL, **kw}
+    with pytest.raises(BundleError) as e:
+        officer_deliveries(W.bundle, OFFICER_KEYS[1], targets={1: agekeys.public_key(NODE_ENCRYPTION[1])}, **args)
+    assert e.value.field == field
