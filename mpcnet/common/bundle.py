@@ -222,13 +222,15 @@ def assemble_bundle(
         p = sp.part
         if p.key_id != key.key_id or p.epoch != key.epoch:
             raise BundleError("parts", f"the part of node {p.node} is for another key or epoch", node=p.node)
+        if not 1 <= p.share_index <= n:
+            raise BundleError("parts", f"the part of node {p.node} is for share index {p.share_index}, outside the committee (1..{n})",
+                              node=p.node)
         if p.share_index in by_index:
             raise BundleError("parts", f"two parts for share index {p.share_index}", node=p.node)
         by_index[p.share_index] = sp
     missing = [s for s in range(1, n + 1) if s not in by_index]
-    if missing or len(by_index) != n:
-        node = key.committee[missing[0] - 1] if missing else None
-        raise BundleError("parts", f"no part for share index {missing[0] if missing else '?'}", node=node)
+    if missing:
+        raise BundleError("parts", f"no part for share index {missing[0]}", node=key.committee[missing[0] - 1])
     newest = max(sp.part.roster_version for sp in by_index.values())
     history = tuple(roster_history)
     for pos, h in enumerate(history):

@@ -16,10 +16,10 @@ from governance.keyop import KeyOperation, KeyOpKind
 from governance.recovery import PiecePurpose, RecoveryOrder, RecoveryOrderKind, RecoveryTarget
 from mpcnet.common import agekeys
 from mpcnet.common.backup import make_part, officer_check, officer_deliveries, open_deliveries
-from mpcnet.common.bundle import BundleError, check_order_bundle, read_bundle, verify_bundle
+from mpcnet.common.bundle import BundleError, assemble_bundle, check_order_bundle, read_bundle, verify_bundle
 
 from ..conftest import scaled
-from .bundle_util import ADMINS, NODE_ENCRYPTION, NODE_IDENTITY, OFFICER_KEYS, ROOT, world
+from .bundle_util import ADMINS, CREATED_MS, HISTORY, NODE_ENCRYPTION, NODE_IDENTITY, OFFICER_KEYS, ROOT, world
 
 CEREMONY = bytes(range(16))
 W = world()  # 2-of-3, committee (1, 2, 4), 3 officers, quorum 2
@@ -177,3 +177,10 @@ def test_officer_deliveries_names_a_bad_ceremony_or_purpose(kw: dict[str, Any], 
     with pytest.raises(BundleError) as e:
         officer_deliveries(W.bundle, OFFICER_KEYS[1], targets={1: agekeys.public_key(NODE_ENCRYPTION[1])}, **args)
     assert e.value.field == field
+
+
+def test_assembly_names_a_part_outside_the_committee() -> None:
+    stray = dataclasses.replace(W.parts[2], part=dataclasses.replace(W.parts[2].part, share_index=4))
+    with pytest.raises(BundleError) as e:
+        assemble_bundle(W.key, W.config, HISTORY, (*W.parts, stray), CREATED_MS)
+    assert e.value.field == "parts" and "share index 4" in e.value.message and e.value.node == 4
