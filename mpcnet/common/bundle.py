@@ -34,7 +34,7 @@ from governance.recovery import (
     SignedBackupPart,
     SignedRecoveryConfigChange,
 )
-from governance.roster import SignedRosterChange
+from governance.roster import SignedRosterChange, verify_roster_history
 from governance.text import escape
 from mpcnet.common.agekeys import AgeKeyError, check_age_file
 
@@ -202,6 +202,61 @@ def check_order_bundle(order: RecoveryOrder, bundle: BackupBundle) -> None:
         raise BundleError("order.follow_up.old_threshold", f"is {op.old_threshold}, the key's threshold is {key.threshold}")
 
 
+def ceremony_targets(
+    bundle: BackupBundle,
+    admins: AdminSet,
+    roster_history: Sequence[SignedRosterChange],
+    order: RecoveryOrder | None = None,
+) -> dict[int, bytes]:
+    """Where an officer may send her pieces of ``bundle`` (verified by :func:`verify_bundle`) in a
+    ceremony: ``{share index: 32-byte X25519 recipient}``, from nothing the coordinator chose.
+
+    * drill (``order`` None): every share index, to the encryption key of the committee member at
+      that index in the roster in force;
+    * RESTORE ``order`` (signature-verified, and :func:`check_order_bundle` is applied here): each
+      target share index, to its node's encryption key in the roster in force, which must be at
+      least the order's ``roster_version`` (the roster after the lost nodes were replaced);
+    * EXPORT ``order``: each target share index, to the order's ``export_recipient``.
+
+    The roster in force is the end of ``roster_history``, verified against ``admins``, which must
+    extend the bundle's own roster history: a coordinator that shows a stale roster (one where a
+    replaced, perhaps stolen, node still has its old encryption key) is refused as far as the
+    bundle and the order can tell. BundleError naming ``roster_history``, ``order.…`` or
+    ``targets[i]`` (a node not active in the roster).
+    """
+    if order is not None:
+        check_order_bundle(order, bundle)
+        if order.kind is RecoveryOrderKind.EXPORT:
+            return {t.share_index: order.export_recipient for t in order.targets}
+    try:
+        roster = verify_roster_history(admins, roster_history)
+    except GovernanceError as e:
+        raise BundleError(f"roster_{e.field}" if e.field.startswith("history") else "roster_history", escape(e.reason)) from None
+    known = bundle.roster_history
+    if len(roster_history) < len(known) or any(
+        a.to_bytes() != b.to_bytes() for a, b in zip(roster_history[: len(known)], known, strict=True)
+    ):
+        raise BundleError("roster_history", "does not extend the bundle's roster history (a stale or forked roster)")
+    if order is not None and roster.version < order.roster_version:
+        raise BundleError(
+            "roster_history", f"ends at roster version {roster.version}, older than the order's {order.roster_version} (stale roster)"
+        )
+    committee = bundle.key.committee
+    wanted = (
+        {s: committee[s - 1] for s in range(1, len(committee) + 1)} if order is None
+        else {t.share_index: t.node for t in order.targets}
+    )
+    out: dict[int, bytes] = {}
+    for share_index, node in wanted.items():
+        entry = roster.entry(node)
+        if entry is None or not entry.active:
+            raise BundleError(
+                f"targets[{share_index}]", f"node {node} is not an active node of roster version {roster.version}", node=node
+            )
+        out[share_index] = entry.encryption_key
+    return out
+
+
 def assemble_bundle(
     key: BackupKey,
     config_change: SignedRecoveryConfigChange,
@@ -256,6 +311,6 @@ def read_bundle(data: bytes) -> BackupBundle:
 
 
 __all__ = [
-    "BundleError", "BundleSummary", "assemble_bundle", "check_order_bundle", "check_part_public", "config_of", "read_bundle",
-    "verify_bundle",
+    "BundleError", "BundleSummary", "assemble_bundle", "ceremony_targets", "check_order_bundle", "check_part_public", "config_of",
+    "read_bundle", "verify_bundle",
 ]

@@ -14,12 +14,32 @@ from hypothesis import given, settings, strategies as st
 
 from governance.keyop import KeyOperation, KeyOpKind
 from governance.recovery import PiecePurpose, RecoveryOrder, RecoveryOrderKind, RecoveryTarget
+from governance.roster import change_endpoint, revoke_node, rotate_keys
 from mpcnet.common import agekeys
 from mpcnet.common.backup import make_part, officer_check, officer_deliveries, open_deliveries
-from mpcnet.common.bundle import BundleError, assemble_bundle, check_order_bundle, read_bundle, verify_bundle
+from mpcnet.common.bundle import (
+    BundleError,
+    assemble_bundle,
+    ceremony_targets,
+    check_order_bundle,
+    read_bundle,
+    verify_bundle,
+)
 
 from ..conftest import scaled
-from .bundle_util import ADMINS, CREATED_MS, HISTORY, NODE_ENCRYPTION, NODE_IDENTITY, OFFICER_KEYS, ROOT, world
+from .bundle_util import (
+    ADMINS,
+    CREATED_MS,
+    HISTORY,
+    NODE_ENCRYPTION,
+    NODE_IDENTITY,
+    OFFICER_KEYS,
+    ROOT,
+    ROSTER_1,
+    ROSTER_2,
+    signed_roster,
+    world,
+)
 
 CEREMONY = bytes(range(16))
 W = world()  # 2-of-3, committee (1, 2, 4), 3 officers, quorum 2
@@ -184,3 +204,54 @@ def test_assembly_names_a_part_outside_the_committee() -> None:
     with pytest.raises(BundleError) as e:
         assemble_bundle(W.key, W.config, HISTORY, (*W.parts, stray), CREATED_MS)
     assert e.value.field == "parts" and "share index 4" in e.value.message and e.value.node == 4
+
+
+# --- where an officer's pieces go ---------------------------------------------------------------
+
+NEW_HOST_4 = agekeys.public_key(bytes([44]) * 32)  # node 4 replaced on a new host (roster version 3)
+ROSTER_3 = rotate_keys(ROSTER_2, 4, encryption_key=NEW_HOST_4)
+REPLACED = (*HISTORY, signed_roster(ROSTER_3, ROSTER_2))
+
+
+def enc(node: int) -> bytes:
+    return agekeys.public_key(NODE_ENCRYPTION[node])
+
+
+def test_drill_targets_are_each_holders_key_in_the_roster_in_force() -> None:
+    assert ceremony_targets(W.bundle, ADMINS, HISTORY) == {1: enc(1), 2: enc(2), 3: enc(4)}
+    assert ceremony_targets(W.bundle, ADMINS, REPLACED) == {1: enc(1), 2: enc(2), 3: NEW_HOST_4}
+
+
+def test_restore_targets_use_a_roster_at_least_as_new_as_the_order() -> None:
+    order = restore_order(roster_version=3, follow_up=follow_up(roster_version=3))
+    assert ceremony_targets(W.bundle, ADMINS, REPLACED, order) == {2: enc(2), 3: NEW_HOST_4}
+    with pytest.raises(BundleError) as e:  # the coordinator shows the roster before node 4 was replaced
+        ceremony_targets(W.bundle, ADMINS, HISTORY, order)
+    assert e.value.field == "roster_history" and "stale" in e.value.message
+
+
+def test_export_targets_are_the_orders_recipient() -> None:
+    order = export_order()
+    assert ceremony_targets(W.bundle, ADMINS, (), order) == {1: order.export_recipient, 2: order.export_recipient}
+    with pytest.raises(BundleError) as e:
+        ceremony_targets(W.bundle, ADMINS, (), export_order(bundle_digest=bytes(32)))
+    assert e.value.field == "order.bundle_digest"
+
+
+def test_a_roster_that_does_not_extend_the_bundles_is_refused() -> None:
+    """A stale roster (shorter than the bundle's own history) or a fork of it."""
+    fork = (HISTORY[0], signed_roster(change_endpoint(ROSTER_1, 3, "127.0.0.1:9999"), ROSTER_1))
+    for history in (HISTORY[:1], fork):
+        with pytest.raises(BundleError) as e:
+            ceremony_targets(W.bundle, ADMINS, history)
+        assert e.value.field == "roster_history"
+    with pytest.raises(BundleError) as e2:  # not signed by this admin set
+        ceremony_targets(W.bundle, ADMINS, (dataclasses.replace(HISTORY[0], signatures=()),))
+    assert e2.value.field.startswith("roster_history")
+
+
+def test_a_revoked_target_is_refused() -> None:
+    revoked = (*HISTORY, signed_roster(revoke_node(ROSTER_2, 2), ROSTER_2))
+    with pytest.raises(BundleError) as e:
+        ceremony_targets(W.bundle, ADMINS, revoked)
+    assert e.value.field == "targets[2]" and e.value.node == 2
