@@ -255,3 +255,11 @@ def test_a_revoked_target_is_refused() -> None:
     with pytest.raises(BundleError) as e:
         ceremony_targets(W.bundle, ADMINS, revoked)
     assert e.value.field == "targets[2]" and e.value.node == 2
+
+
+def test_an_identity_with_a_look_alike_letter_is_refused() -> None:
+    """U+212A KELVIN SIGN is upper case and lower-cases to ASCII 'k': the text is not an age
+    identity (age refuses it) and must not parse as one."""
+    text = agekeys.identity_text(bytes(range(32))).replace("K", "\u212a", 1)
+    with pytest.raises(agekeys.AgeKeyError):
+        agekeys.parse_identity(text)
