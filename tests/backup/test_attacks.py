@@ -1,7 +1,9 @@
 """An attacker's review of the backup formats and cryptography (issue 12): a coordinator that
-hands nodes and officers crafted key records, targets, bundles and orders must not get a node to
-back up a record that cannot be restored, an officer to send a piece anywhere unchecked, or a
-node to accept a share of another key, epoch or bundle. Each test here failed before its fix."""
+hands nodes and officers crafted key records, targets, bundles, rosters and orders must not get a
+node to back up a record that cannot be restored, an officer to send a piece to a key it chose,
+or anyone to act on an order for another bundle; malformed input raises only the documented
+error classes. The finding tests failed before their fixes; the robustness properties
+(mutated bundles, age files, deliveries) guard behaviour that was already right."""
 
 from __future__ import annotations
 
