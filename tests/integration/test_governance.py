@@ -361,7 +361,7 @@ IDENTITIES = {  # name -> role
     "admin1": "admin", "requester1": "requester", "approver1": "approver", "auditor1": "auditor",
     "client": "client", "node-1": "node", "coordinator": "coordinator",
 }
-CLIENT_ROLES = ("admin", "requester", "approver", "auditor")
+CLIENT_ROLES = ("admin", "requester", "approver", "auditor", "officer")
 
 
 @pytest.mark.parametrize("who", sorted(IDENTITIES))
