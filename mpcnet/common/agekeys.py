@@ -114,7 +114,7 @@ def parse_identity(text: str) -> bytes:
     """The 32-byte private key of an ``AGE-SECRET-KEY-1...`` identity (upper case, as age writes
     it). Raises AgeKeyError that never quotes the text."""
     t = text.strip() if isinstance(text, str) else text
-    if not isinstance(t, str) or t != t.upper():
+    if not isinstance(t, str) or not t.isascii() or t != t.upper():
         raise AgeKeyError("identity: must be an upper-case AGE-SECRET-KEY-1... string")
     return _decode(t.lower(), IDENTITY_HRP, "identity")
 

@@ -46,6 +46,7 @@ from governance.recovery import (
     SignedRecoveryConfigChange,
     sign_backup_part,
 )
+from governance.text import escape
 from mpcnet.common import agekeys
 from mpcnet.common.bundle import BundleError, config_of
 
@@ -87,7 +88,9 @@ def make_part(
     ``config_change`` (the caller verified it against its admin set).
 
     ``key`` must be the public record of ``share``'s key and epoch with ``node`` at the share's
-    position (BundleError naming ``key`` otherwise). The share is split m-of-k (m = quorum, k =
+    position, its public shares and label (BundleError naming ``key``, ``key.committee``,
+    ``key.public_shares`` or ``key.label`` otherwise; a record with another label would verify
+    and drill, but a share restored from it could never deal in the follow-up refresh). The share is split m-of-k (m = quorum, k =
     officers); piece j is a :class:`BackupPiece` age-encrypted to officer j's recipient.
     """
     config = config_change.change.config
@@ -99,6 +102,8 @@ def make_part(
         raise BundleError("key.committee", f"does not place node {node} at share index {share.index}", node=node)
     if key.public_shares != tuple(s.encode() for s in share.public_shares):
         raise BundleError("key.public_shares", "differ from the share's public shares", node=node)
+    if key.label.encode("utf-8") != share.key_label:  # the label is in every reshare configuration's digest
+        raise BundleError("key.label", "differs from the share's key label", node=node)
     k = len(config.officers)
     values, commitments = split_share(share.secret_share, config.quorum, k, rng)
     try:
@@ -231,8 +236,14 @@ def officer_deliveries(
 
     Refuses (BundleError naming the node and the officer) when one of her pieces does not check:
     she never sends a bad piece. BundleError naming ``targets`` for an unknown share index or a
-    bad recipient.
+    bad recipient, ``ceremony_id`` or ``purpose`` when one is malformed.
     """
+    if any(type(s) is not int for s in targets):  # True == 1; and never echo a caller's key
+        raise BundleError("targets", "share indices must be ints")
+    try:  # the binding fields, checked before anything is decrypted
+        PieceDelivery(ceremony_id, purpose, bundle.key.key_id, bundle.key.epoch, 1, 1, bytes(32), bytes(32))
+    except GovernanceError as e:
+        raise BundleError(e.field, escape(e.reason)) from None
     officer = _officer(bundle, private)
     digest = bundle.digest()
     out: dict[int, bytes] = {}

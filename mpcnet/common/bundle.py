@@ -29,10 +29,12 @@ from governance.recovery import (
     BackupBundle,
     BackupKey,
     RecoveryConfig,
+    RecoveryOrder,
+    RecoveryOrderKind,
     SignedBackupPart,
     SignedRecoveryConfigChange,
 )
-from governance.roster import SignedRosterChange
+from governance.roster import SignedRosterChange, verify_roster_history
 from governance.text import escape
 from mpcnet.common.agekeys import AgeKeyError, check_age_file
 
@@ -151,6 +153,110 @@ def check_part_public(signed: SignedBackupPart, key: BackupKey, config: Recovery
             raise BundleError(f"{where}.pieces[{j}]", str(e), node=p.node, officer=j + 1) from None
 
 
+def check_order_bundle(order: RecoveryOrder, bundle: BackupBundle) -> None:
+    """Whether a (signature-verified, :func:`governance.recovery.verify_recovery_order`) recovery
+    ``order`` is an order for ``bundle`` (verified by :func:`verify_bundle`): what every officer,
+    node and the coordinator checks before acting on it, so that a ceremony cannot pair an order
+    with another bundle, key, epoch, committee or share.
+
+    Checks: ``key_id``, ``public_key``, ``chain_code`` and ``epoch`` are the bundle key's;
+    ``bundle_digest`` is the bundle's :meth:`~governance.recovery.BackupBundle.digest`;
+    ``config_version`` is the bundle's recovery configuration's; every target's share index is
+    in the committee (1..n). RESTORE: each target's node is the committee member at its share
+    index, and the follow-up operation starts from the bundle's committee and threshold. EXPORT:
+    exactly ``threshold`` targets (the shares the off-line machine needs, no more). Raises
+    :class:`BundleError` naming ``order.<field>`` (and the node, for a target).
+    """
+    key = bundle.key
+    for name in ("key_id", "public_key", "chain_code"):
+        if not hmac.compare_digest(getattr(order, name), getattr(key, name)):
+            raise BundleError(f"order.{name}", "is not the bundle's key")
+    if order.epoch != key.epoch:
+        raise BundleError("order.epoch", f"is {order.epoch}, the bundle backs up epoch {key.epoch}")
+    if not hmac.compare_digest(order.bundle_digest, bundle.digest()):
+        raise BundleError("order.bundle_digest", "is not this bundle's digest (the order names another bundle)")
+    config = config_of(bundle)
+    if order.config_version != config.version:
+        raise BundleError(
+            "order.config_version", f"is {order.config_version}, the bundle was made for recovery configuration {config.version}"
+        )
+    n = len(key.committee)
+    for i, t in enumerate(order.targets):
+        if not 1 <= t.share_index <= n:
+            raise BundleError(f"order.targets[{i}].share_index", f"is {t.share_index}: the key's committee has {n} members")
+        if order.kind is RecoveryOrderKind.RESTORE and t.node != key.committee[t.share_index - 1]:
+            raise BundleError(
+                f"order.targets[{i}].node", f"share index {t.share_index} belongs to node {key.committee[t.share_index - 1]}",
+                node=t.node,
+            )
+    if order.kind is RecoveryOrderKind.EXPORT:
+        if len(order.targets) != key.threshold:
+            raise BundleError("order.targets", f"{len(order.targets)} shares, an export needs exactly the threshold ({key.threshold})")
+        return
+    op = order.follow_up
+    if op is None:  # pragma: no cover - RecoveryOrder requires it for RESTORE
+        raise BundleError("order.follow_up", "missing")
+    if op.old_committee != key.committee:
+        raise BundleError("order.follow_up.old_committee", "is not the bundle key's committee")
+    if op.old_threshold != key.threshold:
+        raise BundleError("order.follow_up.old_threshold", f"is {op.old_threshold}, the key's threshold is {key.threshold}")
+
+
+def ceremony_targets(
+    bundle: BackupBundle,
+    admins: AdminSet,
+    roster_history: Sequence[SignedRosterChange],
+    order: RecoveryOrder | None = None,
+) -> dict[int, bytes]:
+    """Where an officer may send her pieces of ``bundle`` (verified by :func:`verify_bundle`) in a
+    ceremony: ``{share index: 32-byte X25519 recipient}``, from nothing the coordinator chose.
+
+    * drill (``order`` None): every share index, to the encryption key of the committee member at
+      that index in the roster in force;
+    * RESTORE ``order`` (signature-verified, and :func:`check_order_bundle` is applied here): each
+      target share index, to its node's encryption key in the roster in force, which must be at
+      least the order's ``roster_version`` (the roster after the lost nodes were replaced);
+    * EXPORT ``order``: each target share index, to the order's ``export_recipient``.
+
+    The roster in force is the end of ``roster_history``, verified against ``admins``, which must
+    extend the bundle's own roster history: a coordinator that shows a stale roster (one where a
+    replaced, perhaps stolen, node still has its old encryption key) is refused as far as the
+    bundle and the order can tell. BundleError naming ``roster_history``, ``order.…`` or
+    ``targets[i]`` (a node not active in the roster).
+    """
+    if order is not None:
+        check_order_bundle(order, bundle)
+        if order.kind is RecoveryOrderKind.EXPORT:
+            return {t.share_index: order.export_recipient for t in order.targets}
+    try:
+        roster = verify_roster_history(admins, roster_history)
+    except GovernanceError as e:
+        raise BundleError(f"roster_{e.field}" if e.field.startswith("history") else "roster_history", escape(e.reason)) from None
+    known = bundle.roster_history
+    if len(roster_history) < len(known) or any(
+        a.to_bytes() != b.to_bytes() for a, b in zip(roster_history[: len(known)], known, strict=True)
+    ):
+        raise BundleError("roster_history", "does not extend the bundle's roster history (a stale or forked roster)")
+    if order is not None and roster.version < order.roster_version:
+        raise BundleError(
+            "roster_history", f"ends at roster version {roster.version}, older than the order's {order.roster_version} (stale roster)"
+        )
+    committee = bundle.key.committee
+    wanted = (
+        {s: committee[s - 1] for s in range(1, len(committee) + 1)} if order is None
+        else {t.share_index: t.node for t in order.targets}
+    )
+    out: dict[int, bytes] = {}
+    for share_index, node in wanted.items():
+        entry = roster.entry(node)
+        if entry is None or not entry.active:
+            raise BundleError(
+                f"targets[{share_index}]", f"node {node} is not an active node of roster version {roster.version}", node=node
+            )
+        out[share_index] = entry.encryption_key
+    return out
+
+
 def assemble_bundle(
     key: BackupKey,
     config_change: SignedRecoveryConfigChange,
@@ -171,13 +277,15 @@ def assemble_bundle(
         p = sp.part
         if p.key_id != key.key_id or p.epoch != key.epoch:
             raise BundleError("parts", f"the part of node {p.node} is for another key or epoch", node=p.node)
+        if not 1 <= p.share_index <= n:
+            raise BundleError("parts", f"the part of node {p.node} is for share index {p.share_index}, outside the committee (1..{n})",
+                              node=p.node)
         if p.share_index in by_index:
             raise BundleError("parts", f"two parts for share index {p.share_index}", node=p.node)
         by_index[p.share_index] = sp
     missing = [s for s in range(1, n + 1) if s not in by_index]
-    if missing or len(by_index) != n:
-        node = key.committee[missing[0] - 1] if missing else None
-        raise BundleError("parts", f"no part for share index {missing[0] if missing else '?'}", node=node)
+    if missing:
+        raise BundleError("parts", f"no part for share index {missing[0]}", node=key.committee[missing[0] - 1])
     newest = max(sp.part.roster_version for sp in by_index.values())
     history = tuple(roster_history)
     for pos, h in enumerate(history):
@@ -203,5 +311,6 @@ def read_bundle(data: bytes) -> BackupBundle:
 
 
 __all__ = [
-    "BundleError", "BundleSummary", "assemble_bundle", "check_part_public", "config_of", "read_bundle", "verify_bundle",
+    "BundleError", "BundleSummary", "assemble_bundle", "ceremony_targets", "check_order_bundle", "check_part_public", "config_of",
+    "read_bundle", "verify_bundle",
 ]

@@ -21,8 +21,8 @@ KEY = bytes([7]) * 32
 PASS = b"legacy passphrase"
 AUDIT_KEY = Ed25519PrivateKey.from_private_bytes(bytes(32))
 T0 = 1_700_000_000_000
-CURRENT = 5  # migration steps of the coordinator database today (5: abandoned sessions)
-NODE_CURRENT = 6  # of the node store (6: sessions the node abandoned)
+CURRENT = 6  # migration steps of the coordinator database today (6: recovery configuration, bundles, ceremonies, drills)
+NODE_CURRENT = 7  # of the node store (7: recovery configuration, backup parts, orders, restored shares)
 AUDIT_CURRENT = 2  # of the audit log
 
 
