@@ -10,6 +10,7 @@ officer's piece decrypts with Debian's ``age`` command-line tool."""
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import shutil
 import subprocess
@@ -316,6 +317,7 @@ def _node_shares(rc: RecoveryCluster) -> list[bytes]:
 
 def test_the_coordinator_never_holds_a_share_or_a_piece(world: World) -> None:
     rc = world.rc
+    _bundle(rc, world.key_id, 1)  # the bundle of the restore's refresh (made in the background)
     r = rc.coordinator("auditor1").ListBackups(coordinator_pb2.ListBackupsRequest(key_id=world.key_id), timeout=30)
     secrets: list[bytes] = []
     for b in r.backups:
@@ -328,14 +330,15 @@ def test_the_coordinator_never_holds_a_share_or_a_piece(world: World) -> None:
                 assert piece.officer_index == j + 1
                 secrets.append(piece.value)
     secrets += _node_shares(rc)
-    assert len(secrets) >= 2 * 5 * 3, len(secrets)  # two epochs' bundles, every part, every officer
+    found = len(secrets)  # never the secrets themselves in an assertion message
+    assert found >= 2 * 5 * 3, found  # two epochs' bundles, every part, every officer
     files = _scan_targets(rc)
     assert any(f.name == "coordinator.db" for f in files) and any(f.name == "node-5.log" for f in files)
     for f in files:
         data = f.read_bytes()
         for s in secrets:
-            assert s not in data, f"{f.name} contains a share or a piece"
-            assert s.hex().encode() not in data, f"{f.name} contains a share or a piece (hex)"
+            if s in data or s.hex().encode() in data:  # pytest.fail: the secret is never printed
+                pytest.fail(f"{f.name} contains a share or a piece")
 
 
 @pytest.mark.skipif(shutil.which("age") is None, reason="Debian's age is not installed (scripts/test installs it)")
@@ -347,7 +350,8 @@ def test_an_officer_piece_decrypts_with_the_age_command_line_tool(world: World, 
     out = subprocess.run(["age", "--decrypt", "--identity", str(rc.identity_file("officer2")), str(piece_file)],
                          capture_output=True, timeout=30)
     assert out.returncode == 0, out.stderr
-    assert out.stdout == agekeys.decrypt(rc.officer_keys["officer2"], part.pieces[1])
+    same = hmac.compare_digest(out.stdout, agekeys.decrypt(rc.officer_keys["officer2"], part.pieces[1]))
+    assert same  # (a plaintext piece: never in an assertion message)
     piece = BackupPiece.from_bytes(out.stdout)
     assert (piece.key_id, piece.share_index, piece.officer_index) == (world.key_id, 1, 2)
     wrong = subprocess.run(["age", "--decrypt", "--identity", str(rc.identity_file("officer1")), str(piece_file)],
