@@ -9,6 +9,7 @@ import contextlib
 import io
 import json
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -227,6 +228,7 @@ def _restore(fake: RecoveryFake, officers: dict[str, Path]) -> str:
     p = json.loads(out)["proposal"]
     order = p["recovery_order"]
     assert p["kind"] == "recovery-order" and [t["node"] for t in order["targets"]] == [3, 4]
+    assert abs(order["expires_ms"] - (time.time() * 1000 + 86_400_000)) < 600_000  # --valid-for: 24 h by default
     assert f"recovery contribute --ceremony {order['order_id']}" in err
     code, out, _ = run("admin2", "lifecycle", "show", p["proposal_id"])
     assert code == 0 and "share 3 -> node 3" in out and "refresh epoch 0 -> 1" in out and "region outage" in out
@@ -234,6 +236,26 @@ def _restore(fake: RecoveryFake, officers: dict[str, Path]) -> str:
     assert code == 0 and f"mpc recovery contribute --ceremony {order['order_id']}" in err, err
     assert "waiting for key operation" not in err  # the follow-up runs after the officers' pieces
     return str(order["order_id"])
+
+
+def test_orders_expire_after_valid_for(fake: RecoveryFake, officers: dict[str, Path], tmp_path: Path) -> None:
+    configure(officers)
+    code, out, err = run("admin1", "recovery", "restore", "--key", KEY_ID.hex(), "--nodes", "3", "--reason", "r", "--valid-for", "3600",
+                         "--json")
+    assert code == 0, err
+    order = json.loads(out)["proposal"]["recovery_order"]
+    assert abs(order["expires_ms"] - (time.time() * 1000 + 3_600_000)) < 600_000
+    code, out, _ = run("admin2", "lifecycle", "show", json.loads(out)["proposal"]["proposal_id"])
+    assert code == 0 and "expires" in out and "UTC" in out
+    for bad in ("59", "2592001", "1h", "-5"):
+        code, _, err = run("admin1", "recovery", "restore", "--key", KEY_ID.hex(), "--nodes", "3", "--reason", "r", "--valid-for", bad)
+        assert code == 2 and "--valid-for" in err, (bad, err)
+    offline = tmp_path / "offline.age"
+    assert run("x", "officer", "keygen", "--out", str(offline))[0] == 0
+    code, out, err = run("admin1", "recovery", "export-order", "--key", KEY_ID.hex(), "--recipient", recipient(offline),
+                         "--reason", "migrating away", "--valid-for", "600", "--json")
+    assert code == 0, err
+    assert abs(json.loads(out)["proposal"]["recovery_order"]["expires_ms"] - (time.time() * 1000 + 600_000)) < 300_000
 
 
 def test_restore_order_then_officers_contribute(fake: RecoveryFake, officers: dict[str, Path]) -> None:
