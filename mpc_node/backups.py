@@ -294,12 +294,13 @@ class NodeBackups:
                 log.warning("BREAK-GLASS: export order %s of key %s installed", order.order_id.hex(), order.key_id.hex()[:16])
         return installed
 
-    def orders_follow_up(self, operation: KeyOperation) -> bool:
+    def orders_follow_up(self, operation: KeyOperation, *, unsigned: bool = True) -> bool:
         """Whether ``operation`` is exactly the follow-up of a RESTORE order installed here and
         not expired by this node's clock (it is then authorized ``"recovery-order"``). Called when
         a session of the operation starts here, so an order that expires later does not stop a
-        follow-up already under way. RpcError FAILED_PRECONDITION naming
-        ``reshare.operation`` when every order that names it has expired (never authorized)."""
+        follow-up already under way. When every order that names it has expired: RpcError
+        FAILED_PRECONDITION naming ``reshare.operation`` for an ``unsigned`` operation (it has no
+        other authorization), False for one that carries admin signatures (checked as usual)."""
         enc = operation.encode()
         expired: list[int] = []
         for o in self.node.store.recovery_orders_for(operation.key_id):
@@ -313,7 +314,7 @@ class NodeBackups:
             if self.node.clock.now_ms() < expires:
                 return True
             expired.append(expires)
-        if expired:
+        if expired and unsigned:
             raise RpcError(
                 Code.FAILED_PRECONDITION,
                 f"reshare.operation: the recovery order that ordered this follow-up expired at {max(expired)} ms"

@@ -373,10 +373,13 @@ def test_expired_orders_are_refused_and_no_longer_authorize_their_follow_up(
         session_id=os.urandom(32),
         reshare=node_pb2.ReshareParams(operation=SignedKeyOperation(follow, ()).to_bytes(), dealers=[1, 2, 3], key_label=LABEL),
     )
+    assert s.backups.orders_follow_up(follow)
     clock = s.clock
     s.clock = NodeClock(120_000)
     try:
         e = _refused(s.StartSession, req)
+        # an admin-signed operation that happens to equal the follow-up is judged by its signatures as usual
+        assert s.backups.orders_follow_up(follow, unsigned=False) is False
     finally:
         s.clock = clock
     assert e.code == Code.FAILED_PRECONDITION and e.message.startswith("reshare.operation: the recovery order"), e
