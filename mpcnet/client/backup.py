@@ -87,6 +87,8 @@ TARGET_STATES = ("waiting", "ok", "failed")
 PURPOSE = {"drill": PiecePurpose.DRILL, "restore": PiecePurpose.RESTORE, "export": PiecePurpose.EXPORT}
 MAX_BUNDLE_BYTES = 16 * 1024 * 1024
 _POLL_S = (0.2, 2.0)
+ORDER_VALID_FOR_S = 86_400  # a recovery order expires a day after it is built, unless told otherwise
+MAX_ORDER_VALID_FOR_S = 30 * 86_400
 
 
 def x25519_public(private: bytes) -> bytes:
@@ -722,13 +724,17 @@ class BackupMixin:
     # --- recovery orders ------------------------------------------------------------------------
     def build_recovery_order(
         self, key_id: bytes | str, *, nodes: Sequence[int] = (), export_recipient: bytes | None = None, reason: str,
-        reshare_threshold: int | None = None, reshare_nodes: Sequence[int] | None = None,
+        reshare_threshold: int | None = None, reshare_nodes: Sequence[int] | None = None, valid_for_s: int = ORDER_VALID_FOR_S,
     ) -> RecoveryOrder:
         """A RESTORE order of the shares held by committee members ``nodes`` (roster indices),
         with its follow-up refresh (or a reshare to ``reshare_threshold``-of-``reshare_nodes``);
         or, with ``export_recipient`` (32-byte X25519), a break-glass EXPORT of the key's first
         ``threshold`` shares to it. From the key's checked record, its newest bundle (verified,
-        of the key's current epoch) and the verified roster."""
+        of the key's current epoch) and the verified roster. The order expires ``valid_for_s``
+        seconds (1..:data:`MAX_ORDER_VALID_FOR_S`) from now: nodes and the coordinator refuse it
+        after that, so an approved order cannot be replayed later."""
+        if isinstance(valid_for_s, bool) or not isinstance(valid_for_s, int) or not 1 <= valid_for_s <= MAX_ORDER_VALID_FOR_S:
+            raise _bad_arg(f"valid_for: must be 1..{MAX_ORDER_VALID_FOR_S} seconds")
         key = self._checked_key(key_id)
         info, _data, bundle, _summary = self.export_backup(key.key_id)
         if bundle.key.epoch != key.epoch:
@@ -764,6 +770,7 @@ class BackupMixin:
             return RecoveryOrder(
                 admins.digest(), secrets.token_bytes(16), kind, key.key_id, key.public_key, key.chain_code, key.epoch,
                 info.bundle_digest, config.version, view.version, targets, recipient, follow_up, reason,
+                int(time.time() * 1000) + valid_for_s * 1000,
             )
         except GovernanceError as e:
             raise _bad_arg(f"{e.field}: {e.reason}") from None

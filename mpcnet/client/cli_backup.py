@@ -7,10 +7,10 @@
     mpc --as NAME   backup list [--key K] | backup export --key K --out FILE
     mpc --cluster DIR backup verify --bundle FILE [--recovery-key FILE]   (off-line; admin set from cluster.json)
     mpc --as NAME   backup drill --key K --recovery-key FILE [--recovery-key FILE ...]
-    mpc --as admin1 recovery restore --key K --nodes 3,4,5 [--reshare-threshold T --reshare-nodes N,..] --reason TEXT
+    mpc --as admin1 recovery restore --key K --nodes 3,4,5 [--reshare-threshold T --reshare-nodes N,..] --reason TEXT [--valid-for S]
     mpc --as officer1 recovery contribute --ceremony ID --recovery-key FILE
     mpc --as NAME   recovery status [ID]
-    mpc --as admin1 recovery export-order --key K --recipient age1... --reason TEXT
+    mpc --as admin1 recovery export-order --key K --recipient age1... --reason TEXT [--valid-for S]
     mpc --as NAME   recovery export-key --ceremony ID --identity FILE --out FILE
     mpc --as NAME   recovery pieces --ceremony ID --out FILE          (an export's pieces + order, for the off-line machine)
     mpc --cluster DIR recovery export-key --bundle FILE --pieces FILE [--order FILE] --identity FILE --out FILE   (off-line)
@@ -46,7 +46,9 @@ from governance.roster import MAX_INDEX
 from governance.text import NAME_RE, escape, quote
 from mpcnet.client import cli as cli_mod, cli_render as view
 from mpcnet.client.backup import (
+    MAX_ORDER_VALID_FOR_S,
     MAX_PIECES_FILE,
+    ORDER_VALID_FOR_S,
     CeremonyView,
     check_bundle,
     check_officer_pieces,
@@ -94,6 +96,10 @@ def register(root: click.Group) -> None:
 register(cli_mod.cli)
 
 RECOVERY_KEY = click.option("--recovery-key", type=InFile(), required=True, help="your age identity file (mpc officer keygen)")
+VALID_FOR = click.option(
+    "--valid-for", "valid_for", type=UInt(60, MAX_ORDER_VALID_FOR_S), default=ORDER_VALID_FOR_S, show_default=True,
+    help="seconds the order stays valid (approvals, the officers' pieces and the restore must all happen before it expires)",
+)
 REASON = click.option("--reason", type=Text(MAX_REASON_CHARS), required=True, help=f"why (one line, at most {MAX_REASON_CHARS} characters)")
 
 
@@ -411,14 +417,15 @@ def cmd_recovery_status(ctx: click.Context, ceremony_id: bytes | None, key_id: b
 @click.option("--reshare-threshold", type=UInt(2, MAX_INDEX), default=None, help="follow up with a reshare to this threshold")
 @click.option("--reshare-nodes", type=IndexList(), default=None, help="follow up with a reshare to these nodes")
 @REASON
+@VALID_FOR
 @click.option("--no-wait", is_flag=True, help="accepted for symmetry: the follow-up runs after the officers' pieces, never waited for")
 def cmd_recovery_restore(ctx: click.Context, key_id: bytes, nodes: tuple[int, ...], reshare_threshold: int | None,
-                         reshare_nodes: tuple[int, ...] | None, reason: str, no_wait: bool) -> int:
+                         reshare_nodes: tuple[int, ...] | None, reason: str, valid_for: int, no_wait: bool) -> int:
     with _client(_opts(ctx)) as c:
         _need_signer(c)
         _need_cluster_file(c, admin_set=True)
         order = c.build_recovery_order(key_id, nodes=nodes, reason=reason, reshare_threshold=reshare_threshold,
-                                       reshare_nodes=reshare_nodes)
+                                       reshare_nodes=reshare_nodes, valid_for_s=valid_for)
         view.err(f"once approved, officers run 'mpc recovery contribute --ceremony {order.order_id.hex()} --recovery-key FILE'")
         return _finish(ctx, c, c.propose_recovery_order(order), no_wait=True)
 
@@ -427,7 +434,8 @@ def cmd_recovery_restore(ctx: click.Context, key_id: bytes, nodes: tuple[int, ..
 @click.option("--key", "key_id", type=KEY_ID, required=True, help="key id (hex)")
 @click.option("--recipient", required=True, metavar="age1...", help="the off-line machine's age recipient")
 @REASON
-def cmd_recovery_export_order(ctx: click.Context, key_id: bytes, recipient: str, reason: str) -> int:
+@VALID_FOR
+def cmd_recovery_export_order(ctx: click.Context, key_id: bytes, recipient: str, reason: str, valid_for: int) -> int:
     with _client(_opts(ctx)) as c:
         try:
             pub = agekeys.parse_recipient(recipient)
@@ -435,7 +443,7 @@ def cmd_recovery_export_order(ctx: click.Context, key_id: bytes, recipient: str,
             raise CliUsage(f"--recipient: not an age recipient ({escape(str(e))[:200]})") from None
         _need_signer(c)
         _need_cluster_file(c, admin_set=True)
-        order = c.build_recovery_order(key_id, export_recipient=pub, reason=reason)
+        order = c.build_recovery_order(key_id, export_recipient=pub, reason=reason, valid_for_s=valid_for)
         view.err(f"BREAK-GLASS: this order exports the WHOLE private key of {key_id.hex()}; it needs the export quorum "
                  "and is audited loudly on every node and the coordinator")
         return _finish(ctx, c, c.propose_recovery_order(order), no_wait=True)

@@ -68,6 +68,7 @@ from tests.governance.gov_util import ADMIN_KEYS, admin_set
 
 N, T = 3, 2
 OFFICERS = ("officer1", "officer2", "officer3")
+ORDER_EXPIRES_MS = 4_102_444_800_000  # 2100-01-01: the test orders do not expire
 Code = grpc.StatusCode
 
 
@@ -307,13 +308,14 @@ class World:
         return RecoveryOrder(
             self.admins.digest(), os.urandom(16), RecoveryOrderKind.RESTORE, self.key_id, self.public_key, self.chain_code, 0,
             bundle_digest, self.book.version, 1, tuple(RecoveryTarget(s, committee[s - 1]) for s in shares), b"", op,
-            "nodes lost in the fire",
+            "nodes lost in the fire", ORDER_EXPIRES_MS,
         )
 
     def export_order(self, bundle_digest: bytes, recipient: bytes) -> RecoveryOrder:
         return RecoveryOrder(
             self.admins.digest(), os.urandom(16), RecoveryOrderKind.EXPORT, self.key_id, self.public_key, self.chain_code, 0,
             bundle_digest, self.book.version, 1, (RecoveryTarget(1, 0), RecoveryTarget(2, 0)), recipient, None, "migration",
+            ORDER_EXPIRES_MS,
         )
 
     def propose_order(self, order: RecoveryOrder, *admins: str) -> coordinator_pb2.LifecycleProposal:

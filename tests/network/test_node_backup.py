@@ -52,6 +52,7 @@ from .keyops_util import close, dkg, run, services, share, sign
 
 N, T, M = 3, 2, 2
 LABEL = b"keyops"
+ORDER_EXPIRES_MS = 4_102_444_800_000  # 2100-01-01: the test orders do not expire
 Code = grpc.StatusCode
 
 
@@ -135,7 +136,7 @@ def _order(
     )
     order = RecoveryOrder(
         root, os.urandom(16), kind, key.key_id, key.public_key, key.chain_code, epoch, bundle.digest(), 1, roster_version,
-        tuple(RecoveryTarget(i, n) for i, n in targets), b"", follow, "node 3 lost its disk",
+        tuple(RecoveryTarget(i, n) for i, n in targets), b"", follow, "node 3 lost its disk", ORDER_EXPIRES_MS,
     )
     return SignedRecoveryOrder(order, _admin_sigs(lay, order, sign_recovery_order, admins)), follow
 
@@ -339,7 +340,7 @@ def test_export_orders_need_the_export_quorum_and_are_audited_loudly(
     def export(admins: tuple[str, ...]) -> bytes:
         order = RecoveryOrder(
             root, os.urandom(16), RecoveryOrderKind.EXPORT, key.key_id, key.public_key, key.chain_code, 0, bundle.digest(), 1, 1,
-            (RecoveryTarget(1, 0), RecoveryTarget(2, 0)), agekeys.generate()[1], None, "migrating away",
+            (RecoveryTarget(1, 0), RecoveryTarget(2, 0)), agekeys.generate()[1], None, "migrating away", ORDER_EXPIRES_MS,
         )
         return SignedRecoveryOrder(order, _admin_sigs(lay, order, sign_recovery_order, admins)).to_bytes()
 
