@@ -48,6 +48,7 @@ from governance.keyop import KeyOperation, KeyOpKind
 from governance.policy import AdminSet
 from governance.recovery import (
     BackupBundle,
+    EpochAttestation,
     Officer,
     PieceDelivery,
     PiecePurpose,
@@ -63,7 +64,7 @@ from governance.recovery import (
     verify_recovery_config_history,
     verify_recovery_order,
 )
-from governance.roster import rotate_keys
+from governance.roster import Roster, rotate_keys
 from governance.text import quote
 from mpcnet.client.errors import MpcError
 from mpcnet.client.lifecycle import LifecycleProposalView, RosterView, _bad_arg, _data_loss, _refused
@@ -73,7 +74,7 @@ from mpcnet.common.bundle import BundleError, BundleSummary, ceremony_targets, c
 from mpcnet.wire.mpc.v1 import coordinator_pb2, coordinator_pb2_grpc
 
 if TYPE_CHECKING:
-    from governance.roster import Roster, SignedRosterChange
+    from governance.roster import SignedRosterChange
     from mpcnet.client.identities import Identity
     from mpcnet.client.sdk import Key
 
@@ -297,7 +298,7 @@ class CeremonyView:
             bytes(c.ceremony_id), c.kind, bytes(c.key_id), c.epoch, bytes(c.bundle_digest), c.state, tuple(targets),
             tuple(c.officers), c.quorum, order, c.follow_up_operation, c.error, c.created_unix_ms, c.updated_unix_ms,
             c.started_by, tuple((p.share_index, bytes(p.ciphertext)) for p in c.export_pieces),
-            tuple(bytes(a) for a in getattr(c, "epoch_attestations", ())),
+            tuple(bytes(a) for a in c.epoch_attestations),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -323,6 +324,49 @@ def check_ceremony_order(c: CeremonyView) -> None:
     if c.kind != "drill" and c.order is None:
         raise _refused(f"ceremony.signed_order: a {c.kind} carries its admin-signed order, this one has none "
                        "(malformed ceremony; nothing decrypted)")
+
+
+MAX_ATTESTATIONS = 255
+
+
+def check_epoch_attestations(ceremony_id: bytes, bundle: BackupBundle, roster: Roster, attestations: Sequence[bytes]) -> set[int]:
+    """The committee members (roster indices) whose :class:`~governance.recovery.EpochAttestation`
+    for drill ``ceremony_id`` of ``bundle``'s key verifies with their identity key in ``roster``
+    (the verified roster in force) and shows the bundle's epoch; at least the key's threshold of
+    them, or FAILED_PRECONDITION naming what is missing. A verified attestation of another epoch
+    refuses at once (the bundle is not the key's live epoch: naming the node). Malformed ones,
+    bad signatures, other ceremonies or keys, non-members and repeats do not count."""
+    key = bundle.key
+    if len(attestations) > MAX_ATTESTATIONS:
+        raise _refused(f"ceremony.epoch_attestations: {len(attestations)} attestations, at most {MAX_ATTESTATIONS}")
+    good: set[int] = set()
+    ignored: list[str] = []
+    for i, raw in enumerate(attestations):
+        try:
+            a = EpochAttestation.from_bytes(raw)
+        except GovernanceError as e:
+            ignored.append(f"[{i}] malformed ({e.field})")
+            continue
+        entry = roster.entry(a.node)
+        if a.node not in key.committee or entry is None or not entry.active:
+            ignored.append(f"[{i}] node {a.node} is not an active member of the key's committee")
+        elif not a.verify(entry.identity_key):
+            ignored.append(f"[{i}] node {a.node}'s signature does not verify")
+        elif not hmac.compare_digest(a.ceremony_id, ceremony_id) or not hmac.compare_digest(a.key_id, key.key_id):
+            ignored.append(f"[{i}] node {a.node}'s is for another ceremony or key")
+        elif a.epoch != key.epoch:
+            raise _refused(f"ceremony.epoch_attestations[{i}]: node {a.node} attests live epoch {a.epoch}, the bundle is of epoch "
+                           f"{key.epoch} (a drill of a superseded bundle; nothing decrypted)")
+        elif a.node in good:
+            ignored.append(f"[{i}] node {a.node} twice")
+        else:
+            good.add(a.node)
+    if len(good) < key.threshold:
+        why = "; ".join(ignored[:5]) + ("; ..." if len(ignored) > 5 else "")
+        raise _refused(f"ceremony.epoch_attestations: {len(good)} valid attestation(s) of epoch {key.epoch} from distinct committee "
+                       f"members (nodes {sorted(good)}), the key's threshold {key.threshold} needed"
+                       + (f" (ignored: {why})" if why else "") + " (nothing decrypted)")
+    return good
 
 
 PIECES_FORMAT = "mpcnet-export-pieces-v1"
@@ -625,13 +669,15 @@ class BackupMixin:
                            f"recovery configuration chain (version {view.config.version} in force)")
         return view.config
 
-    def _verified_order(self, signed: SignedRecoveryOrder, bundle: BackupBundle, config: RecoveryConfig) -> RecoveryOrder:
+    def _verified_order(
+        self, signed: SignedRecoveryOrder, bundle: BackupBundle, config: RecoveryConfig, *, now_ms: int | None = None,
+    ) -> RecoveryOrder:
         """``signed`` verified against this client's admin set and the recovery ``config`` in
         force (the export quorum of the configuration in force, not the bundle's), and an order
         for ``bundle`` (:func:`mpcnet.common.bundle.check_order_bundle`: key, epoch, bundle
-        digest, configuration version, committee positions, follow-up)."""
+        digest, configuration version, committee positions, follow-up); with ``now_ms``, not expired."""
         try:
-            order = verify_recovery_order(signed, self._admins(), config)
+            order = verify_recovery_order(signed, self._admins(), config, now_ms=now_ms)
         except GovernanceError as e:
             raise _refused(f"order.{e.field}: {e.reason} (the order does not verify against your admin set and the recovery "
                            f"configuration in force, version {config.version})") from None
@@ -672,8 +718,13 @@ class BackupMixin:
         return want
 
     def _check_drill(self, c: CeremonyView, bundle: BackupBundle, roster: Roster) -> None:
-        """A drill rehearses the key's current epoch: the newest bundle of the key is this one's
-        epoch (ListBackups: an officer may not call GetKey). FAILED_PRECONDITION otherwise."""
+        """A drill rehearses the key's *live* epoch (a drill of a superseded bundle would hand a
+        holder, perhaps corrupted, its refreshed-away share): at least ``threshold`` distinct
+        committee members of the bundle's key attest, for this ceremony and key, with their
+        identity key in the verified ``roster``, that their live epoch is the bundle's
+        (:func:`check_epoch_attestations`); and the newest bundle the coordinator lists is of
+        that epoch. FAILED_PRECONDITION naming what is missing otherwise."""
+        check_epoch_attestations(c.ceremony_id, bundle, roster, c.epoch_attestations)
         newest = max((b.epoch for b in self.list_backups(c.key_id)), default=bundle.key.epoch)
         if newest != bundle.key.epoch:
             raise _refused(f"ceremony.bundle_digest: a drill rehearses the key's current epoch {newest}, this bundle is of "
@@ -695,8 +746,9 @@ class BackupMixin:
         roster = self.roster()
         order: RecoveryOrder | None = None
         if c.order is not None:
-            order = self._verified_order(c.order, bundle, self._config_in_force(bundle))
-        else:
+            order = self._verified_order(c.order, bundle, self._config_in_force(bundle), now_ms=int(time.time() * 1000))
+        targets = self._targets(c, bundle, order, roster.history)  # the roster extends the bundle's
+        if order is None:
             self._check_drill(c, bundle, roster.roster)
         try:
             mine = config.officer_by_recipient(x25519_public(recovery_key))
@@ -707,7 +759,6 @@ class BackupMixin:
         name = config.officers[mine - 1].name
         if name != me.name:
             raise _refused(f"recovery_key: is officer {quote(name)}'s, and you act as {quote(me.name)}")
-        targets = self._targets(c, bundle, order, roster.history)
         try:
             pieces = officer_deliveries(bundle, recovery_key, ceremony_id=ceremony_id, purpose=PURPOSE[c.kind], targets=targets)
         except (GovernanceError, BundleError, agekeys.AgeKeyError, ValueError) as e:

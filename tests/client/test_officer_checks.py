@@ -163,3 +163,54 @@ def test_a_restore_and_a_drill_still_run_through_the_shared_checks() -> None:
     for name in ("officer2", "officer3"):
         c = officer(fake, name).contribute(drill, keys[name][0])
     assert c.state == "done" and [t.state for t in c.targets] == ["ok"] * 5
+
+
+def _drill_with(fake: RecoveryFake, make: Any) -> tuple[bytes, Any]:
+    cid = bytes(fake._StartDrill(None).ceremony_id)
+    atts = make(cid)
+
+    def edit(c: Any) -> None:
+        del c.epoch_attestations[:]
+        c.epoch_attestations.extend(atts)
+
+    edited(fake, cid, edit)
+    return cid, atts
+
+
+def test_a_drill_without_threshold_epoch_attestations_gets_no_pieces() -> None:
+    fake = RecoveryFake()
+    keys = configured(fake)
+    cid, _ = _drill_with(fake, lambda cid: [])
+    e = refused(fake, officer(fake), cid, keys["officer1"][0])
+    assert e.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert "ceremony.epoch_attestations: 0 valid attestation(s) of epoch 0" in e.message and "threshold 3 needed" in e.message
+
+    # two good ones; the rest do not count: a repeat, a forged signature, another ceremony, a
+    # non-member, garbage
+    other_cid = b"\x07" * 16
+    cid, _ = _drill_with(fake, lambda cid: [
+        fake.attestation(cid, 1), fake.attestation(cid, 2), fake.attestation(cid, 2), fake.attestation(cid, 3, seed=99),
+        fake.attestation(other_cid, 4), fake.attestation(cid, 6), b"\x00garbage",
+    ])
+    e = refused(fake, officer(fake), cid, keys["officer1"][0])
+    assert "2 valid attestation(s)" in e.message and "nodes [1, 2]" in e.message
+    for why in ("node 2 twice", "node 3's signature does not verify", "node 4's is for another ceremony or key",
+                "node 6 is not an active member", "malformed"):
+        assert why in e.message, why
+
+
+def test_a_drill_of_a_superseded_bundle_is_refused_on_one_attestation_of_the_live_epoch() -> None:
+    fake = RecoveryFake()
+    keys = configured(fake)  # bundle of epoch 0; the nodes have refreshed to epoch 1 (the fake lists no newer bundle)
+    cid, _ = _drill_with(fake, lambda cid: [fake.attestation(cid, n) for n in (1, 2, 3, 4)] + [fake.attestation(cid, 5, epoch=1)])
+    e = refused(fake, officer(fake), cid, keys["officer1"][0])
+    assert "epoch_attestations[4]: node 5 attests live epoch 1, the bundle is of epoch 0" in e.message
+
+
+def test_a_drill_with_threshold_attestations_of_the_bundles_epoch_runs() -> None:
+    fake = RecoveryFake()
+    keys = configured(fake)
+    cid, _ = _drill_with(fake, lambda cid: [fake.attestation(cid, n) for n in (2, 4, 5)])
+    officer(fake, "officer1").contribute(cid, keys["officer1"][0])
+    c = officer(fake, "officer2").contribute(cid, keys["officer2"][0])
+    assert c.state == "done" and [t.state for t in c.targets] == ["ok"] * 5
