@@ -10,18 +10,25 @@ The coordinator is untrusted: it relays, it never decides what a recovery office
   admin signatures of its configuration, the roster chain, every node's signature, the Feldman
   commitments against the public shares, completeness).
 - :meth:`BackupMixin.contribute` (an officer) verifies *everything* before decrypting anything:
-  the ceremony's bundle as above; for a restore or export the order's admin signatures against
-  the client's admin set (the export quorum for an export) and that the order names this key,
-  epoch, bundle and configuration; each target: the node at that share's committee position,
-  its encryption key from the roster history verified against the admin set (or the order's
-  off-line recipient for an export); and that the officer's recovery key is the officer of the
-  bundle's configuration named like the caller. Otherwise FAILED_PRECONDITION, nothing decrypted
-  or sent. Each piece is then decrypted, checked against the commitments and re-encrypted with
-  age to its target (:func:`mpcnet.common.backup.officer_deliveries`): the coordinator only ever
-  sees ciphertexts.
+  the ceremony's shape (a restore or export carries its signed order, a drill none); its bundle
+  as above; for a restore or export the order's admin signatures against the client's admin set
+  and the recovery configuration *in force* (its export quorum for an export; the bundle's
+  configuration must be a change of that verified chain), that it has not expired, and that it
+  is an order for this bundle (:func:`mpcnet.common.bundle.check_order_bundle`); the destination
+  of every piece from the bundle, the order and the verified roster history, which must extend
+  the bundle's (:func:`mpcnet.common.bundle.ceremony_targets`: never the coordinator's targets,
+  which must merely agree); for a drill, at least the key's threshold of node-signed
+  :class:`~governance.recovery.EpochAttestation` of the bundle's epoch from distinct committee
+  members (:func:`check_epoch_attestations`); and that the officer's recovery key is the officer
+  of the bundle's configuration named like the caller. Otherwise FAILED_PRECONDITION (DATA_LOSS
+  for a malformed answer), nothing decrypted or sent. Each piece is then decrypted, checked
+  against the commitments and re-encrypted with age to its target
+  (:func:`mpcnet.common.backup.officer_deliveries`): the coordinator only ever sees ciphertexts.
 - :meth:`BackupMixin.export_private_key` (the off-line machine of a break-glass export) verifies
   order and bundle the same way, opens the pieces sent to its age identity, reconstructs the
-  order's shares and then the key, checks it against the public key and returns it.
+  order's shares and then the key, checks it against the public key and returns it;
+  :func:`offline_export_key` does the same from files alone (the bundle, the pieces file of
+  :meth:`BackupMixin.export_pieces` and the signed order), with no network.
 
 Errors are :class:`~mpcnet.client.errors.MpcError` whose message starts with the field.
 """
@@ -947,6 +954,7 @@ class BackupMixin:
 
 __all__ = [
     "CEREMONY_KINDS", "CEREMONY_STATES", "BackupMixin", "BackupView", "CeremonyTargetView", "CeremonyView",
-    "RecoveryConfigView", "bundle_error_text", "check_bundle", "check_officer_pieces", "plain",
+    "RecoveryConfigView", "bundle_error_text", "check_bundle", "check_ceremony_order", "check_epoch_attestations",
+    "check_officer_pieces", "offline_export_key", "pieces_document", "plain", "read_pieces_document", "rebuild_exported_key",
     "x25519_public",
 ]

@@ -12,7 +12,9 @@ import grpc
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from governance.recovery import SignedRecoveryOrder
 from governance.roster import RosterChange, rotate_keys
+from mpcnet.client import backup as sdk_backup
 from mpcnet.client.errors import MpcError
 from mpcnet.client.identities import Identity
 from mpcnet.client.sdk import MpcClient
@@ -214,3 +216,13 @@ def test_a_drill_with_threshold_attestations_of_the_bundles_epoch_runs() -> None
     officer(fake, "officer1").contribute(cid, keys["officer1"][0])
     c = officer(fake, "officer2").contribute(cid, keys["officer2"][0])
     assert c.state == "done" and [t.state for t in c.targets] == ["ok"] * 5
+
+
+def test_an_expired_restore_order_gets_no_pieces(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = RecoveryFake()
+    keys = configured(fake)
+    cid = approved_order(fake, nodes=[3])
+    expires_ms = SignedRecoveryOrder.from_bytes(bytes(fake.ceremonies[cid].signed_order)).order.expires_ms
+    monkeypatch.setattr(sdk_backup.time, "time", lambda: expires_ms / 1000 + 1)
+    e = refused(fake, officer(fake), cid, keys["officer1"][0])
+    assert "order.expires_ms" in e.message
