@@ -433,3 +433,25 @@ def test_export_key_rebuilds_the_key_fully_offline_from_files(
     assert json.loads(out)["offline"] is True and stat.S_IMODE(key_file.stat().st_mode) == 0o600
     key = serialization.load_pem_private_key(key_file.read_bytes(), None)
     assert isinstance(key, ec.EllipticCurvePrivateKey) and key.private_numbers().private_value == 12345
+
+
+def test_export_key_offline_refuses_malformed_pieces_files_naming_the_field(tmp_path: Path, cluster_dir: Path) -> None:
+    identity, bundle = tmp_path / "id.age", tmp_path / "b.mpcb"
+    assert run("x", "officer", "keygen", "--out", str(identity))[0] == 0
+    bundle.write_bytes(b"MPCNET-BACKUP-BUNDLE\n")
+    good = {"format": "mpcnet-export-pieces-v1", "ceremony_id": "00" * 16, "bundle_digest": "11" * 32, "pieces": []}
+    cases: list[tuple[Any, str]] = [
+        ([], "pieces.format"), ({**good, "format": "x"}, "pieces.format"), ({**good, "ceremony_id": "0" * 31}, "pieces.ceremony_id"),
+        ({**good, "bundle_digest": "AA" * 32}, "pieces.bundle_digest"), ({**good, "signed_order": "zz"}, "pieces.signed_order"),
+        ({**good, "signed_order": "00"}, "pieces.signed_order"), ({**good, "pieces": {}}, "pieces.pieces"),
+        ({**good, "pieces": [{"share_index": True, "ciphertext": ""}]}, "pieces.pieces[0].share_index"),
+        ({**good, "pieces": [{"share_index": 1, "ciphertext": "\u202e"}]}, "pieces.pieces[0].ciphertext"),
+        (good, "--order"),  # no order anywhere
+    ]
+    for doc, field in cases:
+        f = tmp_path / "p.json"
+        f.write_text(json.dumps(doc))
+        code, out, err = run("x", "recovery", "export-key", "--bundle", str(bundle), "--pieces", str(f), "--identity", str(identity),
+                             "--out", str(tmp_path / "k.pem"), cluster=str(cluster_dir))
+        assert code in (1, 2) and field in err and err.count("\n") == 1 and err[:-1].isprintable(), (doc, err)
+        assert not (tmp_path / "k.pem").exists() and not out
