@@ -90,18 +90,22 @@ class Target:
     state: str = "waiting"  # "waiting" | "ok" | "failed"
     error: str = ""
     outcomes: tuple[Outcome, ...] = ()
+    attestation: bytes = b""  # a drill: the node's signed EpochAttestation for the ceremony (b"": none)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "share_index": self.share_index, "node": self.node, "recipient": self.recipient.hex(), "state": self.state,
             "error": self.error, "outcomes": [[o.officer, o.name, o.outcome] for o in self.outcomes],
         }
+        if self.attestation:
+            out["attestation"] = self.attestation.hex()
+        return out
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Target:
         return cls(
             int(d["share_index"]), int(d["node"]), bytes.fromhex(d["recipient"]), str(d["state"]), str(d["error"]),
-            tuple(Outcome(int(o[0]), str(o[1]), str(o[2])) for o in d["outcomes"]),
+            tuple(Outcome(int(o[0]), str(o[1]), str(o[2])) for o in d["outcomes"]), bytes.fromhex(d.get("attestation", "")),
         )
 
 

@@ -7,7 +7,13 @@ purpose, key, epoch, share index, officer and bundle digest inside. It never hol
 piece or share.
 
 * **drill** (:meth:`Ceremonies.start_drill`, no order): the key's newest bundle of its current
-  epoch; targets = every committee member for its own share. Once m officers gave pieces, each
+  epoch; targets = every committee member for its own share. A drill needs no admin order, so
+  before opening one the coordinator asks every committee member for a signed
+  ``EpochAttestation`` of its live epoch of the key, bound to the new ceremony id (``AttestEpoch``),
+  and opens the drill only when at least the key's threshold of them (signatures checked with
+  the roster identity keys) name the bundle's epoch: a superseded bundle would hand a holder its
+  refreshed-away share. The attestations are kept with the targets and shown in the ceremony,
+  so each officer checks them too before decrypting anything. Once m officers gave pieces, each
   node gets its share's pieces (``DrillShare``), checks and reconstructs it in memory, compares
   it with its public and live share and answers a signed ``DrillReport`` (verified here against
   the node's roster identity key). The drill's outcome (per node and per officer) is recorded
@@ -21,6 +27,10 @@ piece or share.
   officers' pieces of the order's share indices, encrypted to the off-line recipient, are kept
   for ``mpc recovery export-key``; no node takes part.
 
+Restore and export ceremonies carry their admin order, which expires (``expires_ms``, against
+the coordinator's clock): an expired order's ceremony takes no more pieces and is ``failed``
+("the recovery order expired ...") unless its follow-up operation already started.
+
 States: ``collecting`` (officers submit, one submission each, checked: the caller is the
 officer, an officer of the bundle's configuration, exactly the ceremony's share indices, each an
 age file to one X25519 recipient) -> ``running`` -> [``follow-up``] -> ``done`` | ``failed``. A
@@ -31,6 +41,7 @@ give pieces. Every state change is one transaction with its audit entry.
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import logging
 import os
@@ -52,6 +63,7 @@ from governance.keyop import SignedKeyOperation
 from governance.recovery import (
     BackupBundle,
     DrillReport,
+    EpochAttestation,
     RecoveryConfig,
     RecoveryOrder,
     RecoveryOrderKind,
@@ -131,16 +143,80 @@ class Ceremonies:
             )
         config = self.book.config(bundle.config_version)
         assert config is not None
-        targets = tuple(Target(pos, i, self._recipient(i, "key_id")) for pos, i in enumerate(committee, start=1))
+        full = self.db.get_bundle(bundle.digest)
+        try:
+            threshold = BackupBundle.from_file(full.bundle).key.threshold if full is not None else 0
+        except GovernanceError:
+            threshold = 0
+        if threshold < 1:
+            raise RpcError(Code.FAILED_PRECONDITION, f"key_id: the bundle {bundle.digest.hex()[:16]} stored here is unreadable")
+        cid = os.urandom(CEREMONY_ID_LEN)
+        attestations = self._epoch_attestations(key_id, cid, committee, epoch, threshold, caller)
+        targets = tuple(
+            Target(pos, i, self._recipient(i, "key_id"), attestation=attestations.get(i, b""))
+            for pos, i in enumerate(committee, start=1)
+        )
         rec = CeremonyRecord(
-            os.urandom(CEREMONY_ID_LEN), "drill", key_id, epoch, bundle.digest, bundle.config_version, config.quorum, "collecting",
+            cid, "drill", key_id, epoch, bundle.digest, bundle.config_version, config.quorum, "collecting",
             b"", "", targets, "", caller, now_ms(), now_ms(),
         )
-        self.db.add_ceremony(rec, self._event(caller, "ceremony-opened", rec))
+        self.db.add_ceremony(rec, self._event(caller, "ceremony-opened", rec, attested=",".join(str(i) for i in sorted(attestations))))
         self.flush()
         log.info("key %s: drill %s opened (bundle %s, %d targets, quorum %d)", key_id.hex()[:16], rec.ceremony_id.hex(),
                  bundle.digest.hex()[:16], len(targets), config.quorum)
         return rec
+
+    def _epoch_attestations(
+        self, key_id: bytes, cid: bytes, committee: tuple[int, ...], epoch: int, threshold: int, caller: str
+    ) -> dict[int, bytes]:
+        """``AttestEpoch`` on every committee member for drill ``cid``: node -> its verified
+        attestation of ``epoch``. FAILED_PRECONDITION naming ``key_id`` and each node that did not
+        attest ``epoch`` (another epoch, a bad signature, unreachable) when fewer than
+        ``threshold`` did; audited ``drill-refused``."""
+        roster = self.roster()
+        req = node_pb2.AttestEpochRequest(key_id=key_id, ceremony_id=cid)
+        calls: dict[int, tuple[Callable[..., object], object]] = {
+            i: (self.nodes[i].stub.AttestEpoch, req) for i in committee if i in self.nodes
+        }
+        ok, errs = fanout(calls, self.timeout_s) if calls else ({}, {})
+        good: dict[int, bytes] = {}
+        why: list[str] = []
+        for i in committee:
+            if i in errs:
+                code, details = status_of(errs[i])
+                why.append(f"node {i}: {code.name}: {escape(details[:200])}")
+                continue
+            if i not in ok:
+                why.append(f"node {i}: not reachable")
+                continue
+            raw = bytes(getattr(ok[i], "attestation", b""))
+            entry = None if roster is None else roster.entry(i)
+            try:
+                att = EpochAttestation.from_bytes(raw)
+            except GovernanceError as e:
+                why.append(f"node {i}: malformed attestation ({e.field}: {escape(e.reason[:100])})")
+                continue
+            if entry is None or not att.verify(entry.identity_key):
+                why.append(f"node {i}: the attestation's signature does not verify with its roster identity key")
+            elif (att.ceremony_id, att.key_id, att.node) != (cid, key_id, i):
+                why.append(f"node {i}: the attestation is for another drill, key or node")
+            elif att.epoch != epoch:
+                why.append(f"node {i}: holds the key at epoch {att.epoch}, the bundle is of epoch {epoch}")
+            else:
+                good[i] = raw
+        if len(good) < threshold:
+            err = RpcError(
+                Code.FAILED_PRECONDITION,
+                f"key_id: only {len(good)} of the committee attest epoch {epoch} of key {key_id.hex()[:16]} for this drill, the"
+                f" threshold {threshold} must ({'; '.join(why)})",
+            )
+            facts: dict[str, str | int | bool] = {
+                "key_id": key_id.hex(), "ceremony": cid.hex(), "epoch": epoch, "attested": ",".join(str(i) for i in sorted(good)),
+            }
+            self.audit.append(caller, "drill-refused", outcome="refused", details=facts | detail_text("reason", err.message[:500]))
+            self.flush()
+            raise err
+        return good
 
     def open_order(self, signed: SignedRecoveryOrder, actor: str) -> CeremonyRecord:
         """The ceremony of an applied (verified, installed) order; its id is the order id.
@@ -210,6 +286,8 @@ class Ceremonies:
             raise RpcError(Code.NOT_FOUND, f"ceremony_id: unknown ceremony {cid.hex()}")
         if rec.state != "collecting":
             raise RpcError(Code.FAILED_PRECONDITION, f"ceremony_id: ceremony {cid.hex()} is {rec.state}, not collecting pieces")
+        if self._expire(rec):
+            raise RpcError(Code.FAILED_PRECONDITION, f"ceremony_id: ceremony {cid.hex()} failed: {_expired_text(rec)}")
         config = self.book.config(rec.config_version)
         j = None if config is None else _officer_index(config, officer)
         if config is None or j is None:
@@ -252,6 +330,8 @@ class Ceremonies:
         (a restart, an unavailable node) and follow the follow-up operations of restores."""
         now = now_ms()
         for rec in self.db.list_ceremonies(states=OPEN):
+            if self._expire(rec):
+                continue
             with self._lock:
                 if now < self._retry_at.get(rec.ceremony_id, 0):
                     continue
@@ -275,13 +355,27 @@ class Ceremonies:
             with self._lock:
                 self._running.discard(cid)
 
+    def _expire(self, rec: CeremonyRecord) -> bool:
+        """True (and the ceremony marked ``failed``, audited ``ceremony-failed``) when ``rec`` is a
+        restore or export whose order expired by the coordinator's clock before its follow-up
+        started (a drill has no order; a started follow-up is not stopped)."""
+        if rec.state not in ("collecting", "running") or not rec.signed_order:
+            return False
+        expires = _expires_ms(rec)
+        if expires is not None and now_ms() < expires:
+            return False
+        why = _expired_text(rec)
+        self._finish(rec, "failed", None, why, self._event(self.name, "ceremony-failed", rec, reason=why), from_states=(rec.state,))
+        log.warning("ceremony %s (%s): %s", rec.ceremony_id.hex(), rec.kind, why)
+        return True
+
     def _later(self, cid: bytes) -> None:
         with self._lock:
             self._retry_at[cid] = now_ms() + RETRY_MS
 
     def _run(self, cid: bytes) -> None:
         rec = self.db.get_ceremony(cid)
-        if rec is None:
+        if rec is None or self._expire(rec):
             return
         pieces = self.db.ceremony_pieces(cid)
         officers = {p.officer for p in pieces}
@@ -369,7 +463,8 @@ class Ceremonies:
                 out.append(Target(t.share_index, t.node, t.recipient, state, f"{code.name}: {escape(details[:300])}", t.outcomes))
             else:
                 out.append(self._judge(rec, t, ok[t.node], bundle, roster))
-        return tuple(out)
+        # a target's epoch attestation (drill) stays with it whatever the node answered
+        return tuple(dataclasses.replace(new, attestation=old.attestation) for new, old in zip(out, rec.targets, strict=True))
 
     def _judge(self, rec: CeremonyRecord, t: Target, resp: Any, bundle: BackupBundle, roster: Roster | None) -> Target:
         """A target node's answer: its signed report/receipt, verified against its roster
@@ -437,6 +532,13 @@ class Ceremonies:
     def _follow_up(self, rec: CeremonyRecord) -> None:
         op = self.keyops.db.get_key_operation(rec.follow_up)
         if op is None or op.state == "failed":
+            expires = _expires_ms(rec)
+            if expires is None or now_ms() >= expires:  # the nodes no longer start it: say so, stop retrying
+                why = f"follow-up operation {rec.follow_up} did not complete and {_expired_text(rec)}"
+                self._finish(rec, "failed", None, why, self._event(self.name, "ceremony-failed", rec, reason=why),
+                             from_states=("follow-up",))
+                log.warning("restore %s: %s", rec.ceremony_id.hex(), why)
+                return
             try:  # a failed follow-up runs again (its old epoch is still current)
                 order = SignedRecoveryOrder.from_bytes(rec.signed_order).order
                 assert order.follow_up is not None
@@ -499,12 +601,29 @@ class Ceremonies:
                 for t in rec.targets
             ],
         )
+        if rec.kind == "drill":
+            out.epoch_attestations.extend(t.attestation for t in rec.targets if t.attestation)
         if rec.kind == "export":
             out.export_pieces.extend(coordinator_pb2.TargetPiece(share_index=p.share_index, ciphertext=p.ciphertext) for p in pieces)
         return out
 
     def listing(self, key_id: bytes | None) -> list[coordinator_pb2.Ceremony]:
         return [self.message(r) for r in self.db.list_ceremonies(key_id)]
+
+
+def _expires_ms(rec: CeremonyRecord) -> int | None:
+    """When the order of a restore/export ceremony expires (None: no readable order)."""
+    try:
+        return SignedRecoveryOrder.from_bytes(rec.signed_order).order.expires_ms
+    except GovernanceError:
+        return None
+
+
+def _expired_text(rec: CeremonyRecord) -> str:
+    expires = _expires_ms(rec)
+    if expires is None:
+        return "the recovery order stored with the ceremony is unreadable"
+    return f"the recovery order expired at {expires} ms (a new admin order is needed)"
 
 
 def order_kind(order: RecoveryOrder) -> str:

@@ -13,7 +13,8 @@
   verified (:func:`governance.recovery.verify_recovery_order`), installed on the nodes
   (``InstallRecoveryOrder``: each verifies and audits it; every node of the key's committee and
   of the follow-up's new committee must) and opened as a ceremony
-  (:meth:`coordinator.ceremonies.Ceremonies.open_order`).
+  (:meth:`coordinator.ceremonies.Ceremonies.open_order`). An order whose ``expires_ms`` has
+  passed by the coordinator's clock is refused when proposed, approved or applied.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from collections.abc import Callable, Mapping
 import grpc
 
 from coordinator.ceremonies import Ceremonies
-from coordinator.db import CoordinatorDb
+from coordinator.db import CoordinatorDb, now_ms
 from coordinator.keyops import KeyOperations
 from coordinator.lifecycle_proposals import Proposed
 from coordinator.recovery_config import RecoveryConfigBook, config_details
@@ -141,6 +142,9 @@ class RecoveryProposals:
             raise RpcError(
                 Code.FAILED_PRECONDITION, f"{f}.config_version: is {order.config_version}, the configuration in force is {config.version}"
             )
+        now = now_ms()
+        if now >= order.expires_ms:
+            raise RpcError(Code.FAILED_PRECONDITION, f"{f}.expires_ms: the order expired at {order.expires_ms} ms (now {now} ms)")
         k = self.db.get_key(order.key_id)
         if k is None:
             raise RpcError(Code.NOT_FOUND, f"{f}.key_id: unknown key {order.key_id.hex()}")
@@ -189,8 +193,10 @@ class RecoveryProposals:
         config = self.book.current()
         assert config is not None
         try:
-            order = verify_recovery_order(signed, self.admins, config)
+            order = verify_recovery_order(signed, self.admins, config, now_ms=now_ms())
         except GovernanceError as e:
+            if e.field == "expires_ms":  # expired between check_order and here
+                raise RpcError(Code.FAILED_PRECONDITION, f"signed_order.order.expires_ms: {e.reason}") from None
             raise RpcError(Code.PERMISSION_DENIED, f"signed_order.{e.field}: {e.reason}") from None
         self._install(signed, order)
         self.ceremonies.open_order(signed, actor)

@@ -1,5 +1,5 @@
 """Recovery officers, off-line backups, recovery orders and drills (issue 12; spec/governance-v1.md
-sections 5.21-5.31).
+sections 5.21-5.32).
 
 The **recovery configuration** (:class:`RecoveryConfig`) names the k recovery officers (a name and
 a 32-byte X25519 ``age`` recipient each; an officer's index is her 1-based position), the
@@ -21,7 +21,9 @@ A restore or break-glass export needs a :class:`RecoveryOrder` signed by the adm
 (:func:`verify_recovery_order`: the admin quorum for a restore, ``export_quorum`` distinct admins
 for an export); a restore order carries its follow-up :class:`~governance.keyop.KeyOperation`,
 which nodes then accept unsigned (``check_authorized(..., ordered=True)``). Nodes answer with
-signed :class:`RecoveryReceipt` and :class:`DrillReport` statements.
+signed :class:`RecoveryReceipt` and :class:`DrillReport` statements, and before a drill with
+:class:`EpochAttestation` statements (the epoch of the key each one holds live), so that a drill
+only ever rebuilds shares of the current epoch.
 
 Pure: no I/O, no clock, no elliptic-curve math (Ed25519 signatures only). Every failure is a
 :class:`~governance.errors.GovernanceError` naming the field. Secret values (the scalar inside a
@@ -83,6 +85,8 @@ RECOVERY_RECEIPT_TAG = domain_tag("recovery-receipt")
 RECOVERY_RECEIPT_MESSAGE_TAG = domain_tag("recovery-receipt-message")
 DRILL_REPORT_TAG = domain_tag("drill-report")
 DRILL_REPORT_MESSAGE_TAG = domain_tag("drill-report-message")
+EPOCH_ATTESTATION_TAG = domain_tag("epoch-attestation")
+EPOCH_ATTESTATION_MESSAGE_TAG = domain_tag("epoch-attestation-message")
 
 BUNDLE_MAGIC = b"MPCNET-BACKUP-BUNDLE\n"
 BUNDLE_FORMAT_VERSION = 1
@@ -1047,6 +1051,8 @@ class RecoveryOrder:
     nodes were replaced, that the targets were checked against). **EXPORT**: nodes are 0,
     ``export_recipient`` is the off-line machine's 32-byte X25519 age recipient, no follow-up.
     ``reason``: non-empty text (:func:`governance.text.check_text`, at most 200 characters).
+    ``expires_ms``: when the order stops being valid (ms since the Unix epoch, 1..2**63-1):
+    :func:`verify_recovery_order` given a clock refuses it at or after that instant.
     """
 
     governance_root: bytes
@@ -1063,6 +1069,7 @@ class RecoveryOrder:
     export_recipient: bytes
     follow_up: KeyOperation | None
     reason: str
+    expires_ms: int
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "governance_root", check_bytes(self.governance_root, "governance_root", length=DIGEST_LEN))
@@ -1087,6 +1094,7 @@ class RecoveryOrder:
         check_text(self.reason, "reason", MAX_REASON_CHARS)
         if not self.reason.strip():
             raise GovernanceError("reason", "must not be empty: say why the key is recovered")
+        check_int(self.expires_ms, "expires_ms", 1, MAX_MS)
         if kind is RecoveryOrderKind.EXPORT:
             self._check_export()
         else:
@@ -1136,7 +1144,7 @@ class RecoveryOrder:
         for t in self.targets:
             enc.uint(t.share_index).uint(t.node)
         enc.raw(self.export_recipient).optional(None if self.follow_up is None else self.follow_up.encode())
-        return enc.text(self.reason).finish()
+        return enc.text(self.reason).uint(self.expires_ms).finish()
 
     def to_bytes(self) -> bytes:
         return self.encode()
@@ -1169,6 +1177,7 @@ class RecoveryOrder:
         recipient = dec.raw("export_recipient")
         op_bytes = dec.optional("follow_up")
         reason = dec.text("reason")
+        expires_ms = dec.uint("expires_ms")
         dec.finish()
         targets: list[RecoveryTarget] = []
         for i, (s, n) in enumerate(raw_targets):
@@ -1179,7 +1188,7 @@ class RecoveryOrder:
             with field_prefix("follow_up"):
                 follow_up = KeyOperation.from_bytes(op_bytes)
         out = cls(root, order_id, kind, key_id, pk, cc, epoch, bundle_digest, config_version, roster_version,
-                  tuple(targets), recipient, follow_up, reason)
+                  tuple(targets), recipient, follow_up, reason, expires_ms)
         check_canonical(out.encode(), data)
         return out
 
@@ -1191,13 +1200,14 @@ class RecoveryOrder:
             "roster_version": self.roster_version, "targets": [t.to_dict() for t in self.targets],
             "export_recipient": self.export_recipient.hex(),
             "follow_up": None if self.follow_up is None else self.follow_up.to_dict(), "reason": self.reason,
+            "expires_ms": self.expires_ms,
         }
 
     @classmethod
     def from_dict(cls, data: object) -> RecoveryOrder:
         keys = frozenset({
             "governance_root", "order_id", "kind", "key_id", "public_key", "chain_code", "epoch", "bundle_digest",
-            "config_version", "roster_version", "targets", "export_recipient", "follow_up", "reason",
+            "config_version", "roster_version", "targets", "export_recipient", "follow_up", "reason", "expires_ms",
         })
         d = expect_dict(data, "", keys)
         kinds = {"restore": RecoveryOrderKind.RESTORE, "export": RecoveryOrderKind.EXPORT}
@@ -1229,6 +1239,7 @@ class RecoveryOrder:
             from_hex(d["bundle_digest"], "bundle_digest", length=DIGEST_LEN), json_int(d["config_version"], "config_version"),
             json_int(d["roster_version"], "roster_version"), tuple(targets),
             from_hex(recipient, "export_recipient", length=len(recipient) // 2), follow_up, reason,
+            json_int(d["expires_ms"], "expires_ms"),
         )
 
 
@@ -1276,13 +1287,16 @@ def sign_recovery_order(order: RecoveryOrder, admin_name: str, private_key: Ed25
     return AdminSignature(admin_name, key.sign(order.encode()))
 
 
-def verify_recovery_order(signed: SignedRecoveryOrder, admins: AdminSet, config: RecoveryConfig) -> RecoveryOrder:
+def verify_recovery_order(
+    signed: SignedRecoveryOrder, admins: AdminSet, config: RecoveryConfig, *, now_ms: int | None = None
+) -> RecoveryOrder:
     """The order if the verifier (its own ``admins`` and recovery ``config`` in force) accepts it:
     it names ``admins.digest()`` and ``config.version``, every signature is by a known admin and
     verifies, and at least ``admins.quorum`` (RESTORE) or ``config.export_quorum`` (EXPORT)
-    distinct admins signed. GovernanceError naming ``governance_root``, ``config_version``,
-    ``signatures[i]...`` or ``signatures``. (Targets against the roster, key and bundle are the
-    verifier's own checks.)"""
+    distinct admins signed. With ``now_ms`` (the verifier's clock, ms since the Unix epoch) the
+    order must not have expired: ``now_ms < expires_ms``. GovernanceError naming
+    ``governance_root``, ``config_version``, ``expires_ms``, ``signatures[i]...`` or
+    ``signatures``. (Targets against the roster, key and bundle are the verifier's own checks.)"""
     if not isinstance(signed, SignedRecoveryOrder):
         raise GovernanceError("signed", "must be a SignedRecoveryOrder")
     if not isinstance(admins, AdminSet):
@@ -1292,6 +1306,10 @@ def verify_recovery_order(signed: SignedRecoveryOrder, admins: AdminSet, config:
     order = signed.order
     if not hmac.compare_digest(order.governance_root, admins.digest()):
         raise GovernanceError("governance_root", "names another governance root (another cluster or admin set)")
+    if now_ms is not None:
+        check_int(now_ms, "now_ms", 0, MAX_MS)
+        if now_ms >= order.expires_ms:
+            raise GovernanceError("expires_ms", f"the order expired at {order.expires_ms} ms (now {now_ms} ms)")
     if order.config_version != config.version:
         raise GovernanceError(
             "config_version", f"is {order.config_version}, the recovery configuration in force is version {config.version}"
@@ -1472,3 +1490,65 @@ def sign_drill_report(report: DrillReport, identity: Ed25519PrivateKey) -> Drill
         raise GovernanceError("report", "must be a DrillReport")
     key = check_private_key(identity, "identity")
     return dataclasses.replace(report, signature=key.sign(report.message()))
+
+
+@dataclass(frozen=True)
+class EpochAttestation:
+    """Node ``node`` holds a live share of ``key_id`` at ``epoch`` (its active epoch), said for
+    drill ceremony ``ceremony_id`` (16 bytes, so an attestation cannot be replayed for another
+    drill). Officers and the coordinator open a drill of a bundle only when at least the key's
+    threshold of distinct committee members attest the bundle's epoch: a superseded bundle
+    would hand a (possibly corrupted) holder its refreshed-away share. ``signature``: the node's
+    Ed25519 identity signature over :meth:`message`."""
+
+    ceremony_id: bytes
+    key_id: bytes
+    epoch: int
+    node: int
+    signature: bytes = bytes(SIGNATURE_LEN)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ceremony_id", check_bytes(self.ceremony_id, "ceremony_id", length=CEREMONY_ID_LEN))
+        object.__setattr__(self, "key_id", check_bytes(self.key_id, "key_id", length=ID_LEN))
+        check_int(self.epoch, "epoch", 0, MAX_EPOCH)
+        check_int(self.node, "node", 1, MAX_INDEX)
+        object.__setattr__(self, "signature", check_bytes(self.signature, "signature", length=SIGNATURE_LEN))
+
+    def message(self) -> bytes:
+        return (
+            Encoder(EPOCH_ATTESTATION_MESSAGE_TAG).raw(self.ceremony_id).raw(self.key_id).uint(self.epoch)
+            .uint(self.node).finish()
+        )
+
+    def to_bytes(self) -> bytes:
+        return _signed_encoding(EPOCH_ATTESTATION_TAG, self.message(), self.signature)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> EpochAttestation:
+        msg, signature = _signed_decoding(data, EPOCH_ATTESTATION_TAG, "attestation")
+        dec = Decoder(msg, EPOCH_ATTESTATION_MESSAGE_TAG, what="attestation message")
+        ceremony_id = dec.raw("ceremony_id", length=CEREMONY_ID_LEN)
+        key_id = dec.raw("key_id", length=ID_LEN)
+        epoch = dec.uint("epoch")
+        node = dec.uint("node")
+        dec.finish()
+        out = cls(ceremony_id, key_id, epoch, node, signature)
+        check_canonical(out.to_bytes(), data)
+        return out
+
+    def verify(self, identity_public: bytes) -> bool:
+        return ed25519_verify(identity_public, self.signature, self.message())
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "ceremony_id": self.ceremony_id.hex(), "key_id": self.key_id.hex(), "epoch": self.epoch, "node": self.node,
+            "signature": self.signature.hex(),
+        }
+
+
+def sign_epoch_attestation(attestation: EpochAttestation, identity: Ed25519PrivateKey) -> EpochAttestation:
+    """``attestation`` with its ``signature`` made by ``identity`` (the node's identity key)."""
+    if not isinstance(attestation, EpochAttestation):
+        raise GovernanceError("attestation", "must be an EpochAttestation")
+    key = check_private_key(identity, "identity")
+    return dataclasses.replace(attestation, signature=key.sign(attestation.message()))

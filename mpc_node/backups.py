@@ -22,9 +22,19 @@
   and checked against the commitments; with at least m good ones the share is rebuilt, checked
   against its public share and stored as a restored share with the key's epoch state (one
   transaction). Audited ``share-restored``; a refusal is audited with the officers at fault.
-* ``DrillShare``: on a holder of the key at the bundle's epoch: the same checks and
-  reconstruction in memory, compared with the live share, then destroyed; a signed
-  :class:`governance.recovery.DrillReport` is answered. Audited ``drill``.
+* ``DrillShare``: on a holder of the key at the bundle's epoch (a bundle of any other epoch is
+  refused: a drill needs no admin order, and a superseded bundle would hand a holder its
+  refreshed-away share): the same checks and reconstruction in memory, compared with the live
+  share, then destroyed; a signed :class:`governance.recovery.DrillReport` is answered. Audited
+  ``drill``.
+* ``AttestEpoch``: a signed :class:`governance.recovery.EpochAttestation` of this node's live
+  epoch of a key, bound to a drill's ceremony id (the coordinator and the officers open a drill
+  only with at least the key's threshold of them naming the bundle's epoch). Audited
+  ``epoch-attestation``.
+
+Recovery orders expire (``RecoveryOrder.expires_ms``, against this node's clock): an expired order
+is refused at InstallRecoveryOrder and RestoreShare, and no longer authorizes a follow-up
+operation that has not started here.
 
 Every refusal is an :class:`mpcnet.common.rpc.RpcError` naming the field (INVALID_ARGUMENT:
 malformed; PERMISSION_DENIED: signatures, quorum, another cluster; FAILED_PRECONDITION: the
@@ -50,6 +60,7 @@ from governance.keyop import KeyOperation
 from governance.recovery import (
     BackupBundle,
     DrillReport,
+    EpochAttestation,
     PieceDelivery,
     PiecePurpose,
     RecoveryConfig,
@@ -59,6 +70,7 @@ from governance.recovery import (
     SignedRecoveryConfigChange,
     SignedRecoveryOrder,
     sign_drill_report,
+    sign_epoch_attestation,
     sign_recovery_receipt,
     verify_recovery_config_history,
     verify_recovery_order,
@@ -78,6 +90,7 @@ log = logging.getLogger("mpc_node.backups")
 Code = grpc.StatusCode
 
 CEREMONY_ID_LEN = 16
+KEY_ID_LEN = 32
 MAX_BUNDLE = 16 << 20  # governance.recovery.BackupBundle.from_file's bound
 MAX_PIECES = 255  # at most one per officer (k <= 255)
 MAX_PIECE = 4096  # an age file of one PieceDelivery (a few hundred bytes)
@@ -231,9 +244,9 @@ class NodeBackups:
         if config is None:
             raise RpcError(Code.FAILED_PRECONDITION, f"{field}: {self.node.cfg.name} has no recovery configuration")
         try:
-            order = verify_recovery_order(signed, self.node.cfg.admin_set, config)
+            order = verify_recovery_order(signed, self.node.cfg.admin_set, config, now_ms=self.node.clock.now_ms())
         except GovernanceError as e:
-            code = Code.FAILED_PRECONDITION if e.field.endswith("config_version") else Code.PERMISSION_DENIED
+            code = Code.FAILED_PRECONDITION if e.field.endswith(("config_version", "expires_ms")) else Code.PERMISSION_DENIED
             raise RpcError(code, f"{field}.{e.field}: {e.reason}") from None
         held = self.node.store.key_epoch(order.key_id)
         if held is not None and held.status == "active":  # the order must name the key as this node holds it
@@ -281,14 +294,33 @@ class NodeBackups:
                 log.warning("BREAK-GLASS: export order %s of key %s installed", order.order_id.hex(), order.key_id.hex()[:16])
         return installed
 
-    def orders_follow_up(self, operation: KeyOperation) -> bool:
-        """Whether ``operation`` is exactly the follow-up of a RESTORE order installed here (it
-        is then authorized ``"recovery-order"``)."""
+    def orders_follow_up(self, operation: KeyOperation, *, unsigned: bool = True) -> bool:
+        """Whether ``operation`` is exactly the follow-up of a RESTORE order installed here and
+        not expired by this node's clock (it is then authorized ``"recovery-order"``). Called when
+        a session of the operation starts here, so an order that expires later does not stop a
+        follow-up already under way. When every order that names it has expired: RpcError
+        FAILED_PRECONDITION naming ``reshare.operation`` for an ``unsigned`` operation (it has no
+        other authorization), False for one that carries admin signatures (checked as usual)."""
         enc = operation.encode()
-        return any(
-            o.kind == "restore" and hmac.compare_digest(o.follow_up, enc)
-            for o in self.node.store.recovery_orders_for(operation.key_id)
-        )
+        expired: list[int] = []
+        for o in self.node.store.recovery_orders_for(operation.key_id):
+            if o.kind != "restore" or not hmac.compare_digest(o.follow_up, enc):
+                continue
+            try:
+                expires = SignedRecoveryOrder.from_bytes(o.signed_order).order.expires_ms
+            except GovernanceError:  # the store was altered: this order authorizes nothing
+                log.error("recovery order %s stored here does not decode", o.order_id.hex())
+                continue
+            if self.node.clock.now_ms() < expires:
+                return True
+            expired.append(expires)
+        if expired and unsigned:
+            raise RpcError(
+                Code.FAILED_PRECONDITION,
+                f"reshare.operation: the recovery order that ordered this follow-up expired at {max(expired)} ms"
+                " (a new admin order is needed)",
+            )
+        return False
 
     # --- RestoreShare ------------------------------------------------------------------------
     def restore(self, req: node_pb2.RestoreShareRequest, actor: str) -> node_pb2.RestoreShareResponse:
@@ -455,6 +487,27 @@ class NodeBackups:
         })
         log.info("key %s: drill %s %s", key.key_id.hex()[:16], ceremony.hex(), "succeeded" if ok else "failed")
         return node_pb2.DrillShareResponse(report=report, outcomes=_outcomes(outcomes, names))
+
+    # --- AttestEpoch ---------------------------------------------------------------------------
+    def attest_epoch(self, req: node_pb2.AttestEpochRequest, actor: str) -> node_pb2.AttestEpochResponse:
+        try:
+            return self._attest_epoch(req, actor)
+        except RpcError as e:
+            raise self.refuse(actor, "epoch-attestation", e) from None
+
+    def _attest_epoch(self, req: node_pb2.AttestEpochRequest, actor: str) -> node_pb2.AttestEpochResponse:
+        node = self.node
+        key_id = check_len(req.key_id, "key_id", KEY_ID_LEN)
+        ceremony = check_len(req.ceremony_id, "ceremony_id", CEREMONY_ID_LEN)
+        held = node.store.key_epoch(key_id)
+        share = node.active_share(key_id) if held is not None and held.status == "active" else None
+        if held is None or share is None or share.epoch != held.epoch or node.me not in held.committee:
+            raise RpcError(Code.FAILED_PRECONDITION, f"key_id: {node.cfg.name} holds no live share of key {key_id.hex()[:16]}")
+        attestation = sign_epoch_attestation(EpochAttestation(ceremony, key_id, held.epoch, node.me), self._identity())
+        self.audit_event(actor, "epoch-attestation", "signed", {
+            "ceremony": ceremony.hex(), "key_id": key_id.hex(), "epoch": held.epoch,
+        })
+        return node_pb2.AttestEpochResponse(attestation=attestation.to_bytes())
 
     def _open(
         self, bundle: BackupBundle, share_index: int, pieces: Sequence[bytes], ceremony: bytes, purpose: PiecePurpose

@@ -108,7 +108,7 @@ class EpochService:
         schedule = self.schedule(held) if held is not None and share is not None else None
         # issue 12: a share restored by a recovery order deals in that order's follow-up only (and
         # only a node holding no live share of the key uses one)
-        ordered = peeked is not None and node.backups.orders_follow_up(peeked)
+        ordered = peeked is not None and node.backups.orders_follow_up(peeked, unsigned=_unsigned(bytes(p.operation)))
         restored = node.backups.restored(key_id, peeked.old_epoch) if ordered and peeked is not None and share is None else None
         if restored is not None:
             rk, share = restored
@@ -342,6 +342,16 @@ def _peek_operation(operation: bytes) -> KeyOperation:
         return SignedKeyOperation.from_bytes(operation).operation
     except GovernanceError:
         raise ValueError("operation") from None
+
+
+def _unsigned(operation: bytes) -> bool:
+    """Whether an encoded SignedKeyOperation carries no admin signature (True if it does not decode)."""
+    from governance.keyop import SignedKeyOperation
+
+    try:
+        return not SignedKeyOperation.from_bytes(operation).signatures
+    except GovernanceError:
+        return True
 
 
 def _joining(node: Any, key_id: bytes, sid: bytes) -> tuple[str, bytes]:

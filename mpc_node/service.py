@@ -1285,6 +1285,10 @@ class NodeService:
         with self._store_guard():
             return self.backups.drill(req, _caller(ctx))
 
+    def AttestEpoch(self, req: node_pb2.AttestEpochRequest, ctx: Any) -> node_pb2.AttestEpochResponse:
+        with self._store_guard():
+            return self.backups.attest_epoch(req, _caller(ctx))
+
 
 def _short(e: BaseException) -> str:
     """An exception's text on one line, at most 300 characters (for errors, logs and audit)."""

@@ -65,6 +65,7 @@ from governance.recovery import (  # noqa: E402
     BackupPart,
     BackupPiece,
     DrillReport,
+    EpochAttestation,
     Officer,
     PieceDelivery,
     PiecePurpose,
@@ -79,6 +80,7 @@ from governance.recovery import (  # noqa: E402
     SignedRecoveryOrder,
     sign_backup_part,
     sign_drill_report,
+    sign_epoch_attestation,
     sign_recovery_config_change,
     sign_recovery_order,
     sign_recovery_receipt,
@@ -918,7 +920,7 @@ def roster_file() -> dict[str, object]:
     )
 
 
-# --- recovery (5.21-5.31) ---------------------------------------------------------------------
+# --- recovery (5.21-5.32) ---------------------------------------------------------------------
 
 RECOVERY_PK = bytes.fromhex("02" + "79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798")
 RECOVERY_CC = bytes(range(32))
@@ -973,6 +975,9 @@ def _bundle() -> BackupBundle:
     return BackupBundle(1, root, key, signed_config, tuple(history), tuple(parts), T0 + 100)
 
 
+ORDER_EXPIRES_MS = T0 + 86_400_000  # the vector orders are valid for one day after T0
+
+
 def _orders() -> list[tuple[str, RecoveryOrder, tuple[str, ...]]]:
     root = _admin_set().digest()
     digest = _bundle().digest()
@@ -982,11 +987,12 @@ def _orders() -> list[tuple[str, RecoveryOrder, tuple[str, ...]]]:
     )
     restore = RecoveryOrder(
         root, bytes([0x0A] * 16), RecoveryOrderKind.RESTORE, KEY_ID_A, RECOVERY_PK, RECOVERY_CC, 1, digest, 1, 4,
-        (RecoveryTarget(3, 4),), b"", follow_up, "node 4 lost its disk",
+        (RecoveryTarget(3, 4),), b"", follow_up, "node 4 lost its disk", ORDER_EXPIRES_MS,
     )
     export = RecoveryOrder(
         root, bytes([0x0B] * 16), RecoveryOrderKind.EXPORT, KEY_ID_A, RECOVERY_PK, RECOVERY_CC, 1, digest, 1, 4,
         (RecoveryTarget(1, 0), RecoveryTarget(2, 0)), _x25519(0x5F), None, "migration to another custodian",
+        ORDER_EXPIRES_MS,
     )
     return [("restore", restore, ("ada", "bob")), ("export", export, ("ada", "bob", "cyd"))]
 
@@ -1060,17 +1066,25 @@ def recovery_file() -> dict[str, object]:
             "signed_order": {"fields": signed_order.to_dict(), "encoding": signed_order.to_bytes().hex()},
         })
     export = _orders()[1][1]
+    restore_order, restore_admins = _orders()[0][1], _orders()[0][2]
     invalid_orders = [{
-        "name": "export-with-admin-quorum-only",
+        "name": "export-with-admin-quorum-only", "now_ms": None, "error_field": "signatures",
         "signed_order": SignedRecoveryOrder(export, tuple(sign_recovery_order(export, a, _private(a)) for a in ("ada", "bob")))
         .to_bytes().hex(),
         "reason": "a break-glass export needs export_quorum (3) distinct admins; 2 signed",
+    }, {
+        "name": "restore-expired", "now_ms": ORDER_EXPIRES_MS, "error_field": "expires_ms",
+        "signed_order": SignedRecoveryOrder(
+            restore_order, tuple(sign_recovery_order(restore_order, a, _private(a)) for a in restore_admins)
+        ).to_bytes().hex(),
+        "reason": "a verifier whose clock reads expires_ms (or later) refuses the order",
     }]
     receipt = sign_recovery_receipt(RecoveryReceipt(bytes([0x0A] * 16), KEY_ID_A, 1, 3, 4, _fake_point(4)), _private("node-4"))
     report = sign_drill_report(
         DrillReport(bytes([0x0D] * 16), KEY_ID_A, 1, 1, 1, bundle.digest(), False, ((1, "ok"), (2, "ok"), (3, "bad-piece"))),
         _private("node-1-rotated"),
     )
+    attestation = sign_epoch_attestation(EpochAttestation(bytes([0x0D] * 16), KEY_ID_A, 1, 2), _private("node-2"))
     config_head = _tag("recovery-config") + _uint(1) + _count(3) + b"".join(_field(o.encode()) for o in _officers())
     rep_tail = _field(KEY_ID_A) + _uint(1) + _uint(1) + _uint(1) + _field(bundle.digest()) + _field(b"\x00")
     body = bundle.to_file()[len(b"MPCNET-BACKUP-BUNDLE\n"):]
@@ -1086,6 +1100,8 @@ def recovery_file() -> dict[str, object]:
          b"MPCNET-BACKUP-BUNDLE\n" + _tag("backup-bundle") + _uint(2) + body[len(_tag("backup-bundle")) + 16:],
          "an unknown bundle format version is refused, naming it"),
         ("backup-bundle", "no-magic", body, "a bundle file starts with MPCNET-BACKUP-BUNDLE and a newline"),
+        ("recovery-order", "expires-zero",
+         restore.encode()[: -len(_uint(ORDER_EXPIRES_MS))] + _uint(0), "expires_ms is at least 1"),
         ("recovery-order", "restore-without-follow-up",
          restore.encode().replace(_count(1) + _field(restore_follow_up.encode()), _count(0)),
          "a restore order carries its follow-up key operation"),
@@ -1100,15 +1116,16 @@ def recovery_file() -> dict[str, object]:
         for o, n, b, why in cases
     ]
     return _file(
-        "Recovery (5.21-5.31): a chain of two recovery configurations (officers officer1..3 whose X25519 age "
+        "Recovery (5.21-5.32): a chain of two recovery configurations (officers officer1..3 whose X25519 age "
         "recipients are the public keys of the private keys 0x51*32, 0x52*32, 0x53*32; quorum 2; export quorum 3), "
         "with admin signatures; a backup bundle of key aa*32 at epoch 1 held by nodes 1, 2, 4 (roster version 4 of "
         "roster.json; parts signed with node-1-rotated, node-2, node-4), whose public shares, commitments and age "
         "pieces are stand-ins of the right shape (not curve points, not decryptable): governance checks no "
         "elliptic-curve math; a backup piece and a piece delivery (scalar 11*32); a restore order (share 3 to node 4, "
-        "with its follow-up refresh) and a break-glass export order (to the X25519 recipient of 0x5f*32) with their "
-        "admin signatures; a recovery receipt and a drill report. 'invalid_configs'/'invalid_orders' MUST fail "
-        "verification; 'negative' encodings MUST be rejected by the decoder (Python only).",
+        "with its follow-up refresh) and a break-glass export order (to the X25519 recipient of 0x5f*32), both expiring "
+        "one day after T0, with their admin signatures; a recovery receipt, a drill report and an epoch attestation. "
+        "'invalid_configs'/'invalid_orders' MUST fail verification (at 'now_ms' when given, naming 'error_field'); "
+        "'negative' encodings MUST be rejected by the decoder (Python only).",
         {
             "configs": configs, "invalid_configs": invalid_configs,
             "backup_key": {"fields": bundle.key.to_dict(), "encoding": bundle.key.encode().hex(), "digest": bundle.key.digest().hex()},
@@ -1118,6 +1135,10 @@ def recovery_file() -> dict[str, object]:
             "orders": orders, "invalid_orders": invalid_orders,
             "receipt": {"signer": "node-4", "message": receipt.message().hex(), "encoding": receipt.to_bytes().hex()},
             "drill_report": {"signer": "node-1-rotated", "message": report.message().hex(), "encoding": report.to_bytes().hex()},
+            "epoch_attestation": {
+                "signer": "node-2", "fields": attestation.to_dict(), "message": attestation.message().hex(),
+                "encoding": attestation.to_bytes().hex(),
+            },
             "negative": negative,
         },
     )

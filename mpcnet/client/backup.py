@@ -10,18 +10,25 @@ The coordinator is untrusted: it relays, it never decides what a recovery office
   admin signatures of its configuration, the roster chain, every node's signature, the Feldman
   commitments against the public shares, completeness).
 - :meth:`BackupMixin.contribute` (an officer) verifies *everything* before decrypting anything:
-  the ceremony's bundle as above; for a restore or export the order's admin signatures against
-  the client's admin set (the export quorum for an export) and that the order names this key,
-  epoch, bundle and configuration; each target: the node at that share's committee position,
-  its encryption key from the roster history verified against the admin set (or the order's
-  off-line recipient for an export); and that the officer's recovery key is the officer of the
-  bundle's configuration named like the caller. Otherwise FAILED_PRECONDITION, nothing decrypted
-  or sent. Each piece is then decrypted, checked against the commitments and re-encrypted with
-  age to its target (:func:`mpcnet.common.backup.officer_deliveries`): the coordinator only ever
-  sees ciphertexts.
+  the ceremony's shape (a restore or export carries its signed order, a drill none); its bundle
+  as above; for a restore or export the order's admin signatures against the client's admin set
+  and the recovery configuration *in force* (its export quorum for an export; the bundle's
+  configuration must be a change of that verified chain), that it has not expired, and that it
+  is an order for this bundle (:func:`mpcnet.common.bundle.check_order_bundle`); the destination
+  of every piece from the bundle, the order and the verified roster history, which must extend
+  the bundle's (:func:`mpcnet.common.bundle.ceremony_targets`: never the coordinator's targets,
+  which must merely agree); for a drill, at least the key's threshold of node-signed
+  :class:`~governance.recovery.EpochAttestation` of the bundle's epoch from distinct committee
+  members (:func:`check_epoch_attestations`); and that the officer's recovery key is the officer
+  of the bundle's configuration named like the caller. Otherwise FAILED_PRECONDITION (DATA_LOSS
+  for a malformed answer), nothing decrypted or sent. Each piece is then decrypted, checked
+  against the commitments and re-encrypted with age to its target
+  (:func:`mpcnet.common.backup.officer_deliveries`): the coordinator only ever sees ciphertexts.
 - :meth:`BackupMixin.export_private_key` (the off-line machine of a break-glass export) verifies
   order and bundle the same way, opens the pieces sent to its age identity, reconstructs the
-  order's shares and then the key, checks it against the public key and returns it.
+  order's shares and then the key, checks it against the public key and returns it;
+  :func:`offline_export_key` does the same from files alone (the bundle, the pieces file of
+  :meth:`BackupMixin.export_pieces` and the signed order), with no network.
 
 Errors are :class:`~mpcnet.client.errors.MpcError` whose message starts with the field.
 """
@@ -31,6 +38,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -47,6 +55,7 @@ from governance.keyop import KeyOperation, KeyOpKind
 from governance.policy import AdminSet
 from governance.recovery import (
     BackupBundle,
+    EpochAttestation,
     Officer,
     PieceDelivery,
     PiecePurpose,
@@ -62,17 +71,17 @@ from governance.recovery import (
     verify_recovery_config_history,
     verify_recovery_order,
 )
-from governance.roster import rotate_keys
+from governance.roster import Roster, rotate_keys
 from governance.text import quote
 from mpcnet.client.errors import MpcError
 from mpcnet.client.lifecycle import LifecycleProposalView, RosterView, _bad_arg, _data_loss, _refused
 from mpcnet.common import agekeys
 from mpcnet.common.backup import OfficerReport, officer_check, officer_deliveries, open_deliveries, recover_key
-from mpcnet.common.bundle import BundleError, BundleSummary, verify_bundle
+from mpcnet.common.bundle import BundleError, BundleSummary, ceremony_targets, check_order_bundle, verify_bundle
 from mpcnet.wire.mpc.v1 import coordinator_pb2, coordinator_pb2_grpc
 
 if TYPE_CHECKING:
-    from governance.roster import Roster
+    from governance.roster import SignedRosterChange
     from mpcnet.client.identities import Identity
     from mpcnet.client.sdk import Key
 
@@ -86,6 +95,8 @@ TARGET_STATES = ("waiting", "ok", "failed")
 PURPOSE = {"drill": PiecePurpose.DRILL, "restore": PiecePurpose.RESTORE, "export": PiecePurpose.EXPORT}
 MAX_BUNDLE_BYTES = 16 * 1024 * 1024
 _POLL_S = (0.2, 2.0)
+ORDER_VALID_FOR_S = 86_400  # a recovery order expires a day after it is built, unless told otherwise
+MAX_ORDER_VALID_FOR_S = 30 * 86_400
 
 
 def x25519_public(private: bytes) -> bytes:
@@ -251,6 +262,7 @@ class CeremonyView:
     updated_unix_ms: int
     started_by: str
     export_pieces: tuple[tuple[int, bytes], ...]
+    epoch_attestations: tuple[bytes, ...] = ()
 
     @property
     def finished(self) -> bool:
@@ -268,6 +280,11 @@ class CeremonyView:
         if len(c.key_id) != 32 or len(c.bundle_digest) != 32:
             raise _data_loss("ceremony.key_id/bundle_digest: must be 32 bytes each")
         order = None
+        raw_order = bytes(c.signed_order)
+        if c.kind == "drill" and raw_order:
+            raise _data_loss("ceremony.signed_order: a drill carries no order (malformed ceremony)")
+        if c.kind != "drill" and not raw_order:
+            raise _data_loss(f"ceremony.signed_order: a {c.kind} carries its admin-signed order, this one has none (malformed ceremony)")
         if c.kind != "drill":
             try:
                 order = SignedRecoveryOrder.from_bytes(bytes(c.signed_order))
@@ -288,6 +305,7 @@ class CeremonyView:
             bytes(c.ceremony_id), c.kind, bytes(c.key_id), c.epoch, bytes(c.bundle_digest), c.state, tuple(targets),
             tuple(c.officers), c.quorum, order, c.follow_up_operation, c.error, c.created_unix_ms, c.updated_unix_ms,
             c.started_by, tuple((p.share_index, bytes(p.ciphertext)) for p in c.export_pieces),
+            tuple(bytes(a) for a in c.epoch_attestations),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -303,6 +321,182 @@ class CeremonyView:
         if self.kind == "export":
             d["export_pieces"] = len(self.export_pieces)
         return d
+
+
+def check_ceremony_order(c: CeremonyView) -> None:
+    """A restore or export carries its signed order, a drill none: FAILED_PRECONDITION (nothing
+    decrypted) for a malformed ceremony."""
+    if c.kind == "drill" and c.order is not None:
+        raise _refused("ceremony.signed_order: a drill carries no order (malformed ceremony; nothing decrypted)")
+    if c.kind != "drill" and c.order is None:
+        raise _refused(f"ceremony.signed_order: a {c.kind} carries its admin-signed order, this one has none "
+                       "(malformed ceremony; nothing decrypted)")
+
+
+MAX_ATTESTATIONS = 255
+
+
+def check_epoch_attestations(ceremony_id: bytes, bundle: BackupBundle, roster: Roster, attestations: Sequence[bytes]) -> set[int]:
+    """The committee members (roster indices) whose :class:`~governance.recovery.EpochAttestation`
+    for drill ``ceremony_id`` of ``bundle``'s key verifies with their identity key in ``roster``
+    (the verified roster in force) and shows the bundle's epoch; at least the key's threshold of
+    them, or FAILED_PRECONDITION naming what is missing. A verified attestation of another epoch
+    refuses at once (the bundle is not the key's live epoch: naming the node). Malformed ones,
+    bad signatures, other ceremonies or keys, non-members and repeats do not count."""
+    key = bundle.key
+    if len(attestations) > MAX_ATTESTATIONS:
+        raise _refused(f"ceremony.epoch_attestations: {len(attestations)} attestations, at most {MAX_ATTESTATIONS}")
+    good: set[int] = set()
+    ignored: list[str] = []
+    for i, raw in enumerate(attestations):
+        try:
+            a = EpochAttestation.from_bytes(raw)
+        except GovernanceError as e:
+            ignored.append(f"[{i}] malformed ({e.field})")
+            continue
+        entry = roster.entry(a.node)
+        if a.node not in key.committee or entry is None or not entry.active:
+            ignored.append(f"[{i}] node {a.node} is not an active member of the key's committee")
+        elif not a.verify(entry.identity_key):
+            ignored.append(f"[{i}] node {a.node}'s signature does not verify")
+        elif not hmac.compare_digest(a.ceremony_id, ceremony_id) or not hmac.compare_digest(a.key_id, key.key_id):
+            ignored.append(f"[{i}] node {a.node}'s is for another ceremony or key")
+        elif a.epoch != key.epoch:
+            raise _refused(f"ceremony.epoch_attestations[{i}]: node {a.node} attests live epoch {a.epoch}, the bundle is of epoch "
+                           f"{key.epoch} (a drill of a superseded bundle; nothing decrypted)")
+        elif a.node in good:
+            ignored.append(f"[{i}] node {a.node} twice")
+        else:
+            good.add(a.node)
+    if len(good) < key.threshold:
+        why = "; ".join(ignored[:5]) + ("; ..." if len(ignored) > 5 else "")
+        raise _refused(f"ceremony.epoch_attestations: {len(good)} valid attestation(s) of epoch {key.epoch} from distinct committee "
+                       f"members (nodes {sorted(good)}), the key's threshold {key.threshold} needed"
+                       + (f" (ignored: {why})" if why else "") + " (nothing decrypted)")
+    return good
+
+
+PIECES_FORMAT = "mpcnet-export-pieces-v1"
+MAX_PIECES_FILE = 4 * 1024 * 1024
+MAX_EXPORT_PIECES = 255 * 64
+
+
+def pieces_document(c: CeremonyView) -> dict[str, Any]:
+    """The pieces file of export ceremony ``c`` (see :meth:`BackupMixin.export_pieces`)."""
+    assert c.order is not None
+    return {
+        "format": PIECES_FORMAT, "ceremony_id": c.ceremony_id.hex(), "key_id": c.key_id.hex(), "bundle_digest": c.bundle_digest.hex(),
+        "signed_order": c.order.to_bytes().hex(),
+        "pieces": [{"share_index": si, "ciphertext": ct.hex()} for si, ct in c.export_pieces],
+    }
+
+
+def _hex_field(doc: Mapping[str, Any], name: str, where: str, *, length: int | None = None, limit: int = MAX_PIECES_FILE) -> bytes:
+    v = doc.get(name)
+    if not isinstance(v, str) or len(v) > 2 * limit or not re.fullmatch(r"(?:[0-9a-f]{2})*", v):
+        raise _bad_arg(f"{where}.{name}: must be lower-case hex")
+    out = bytes.fromhex(v)
+    if length is not None and len(out) != length:
+        raise _bad_arg(f"{where}.{name}: must be {length} bytes")
+    return out
+
+
+def read_pieces_document(doc: Any) -> tuple[bytes, bytes, SignedRecoveryOrder | None, tuple[tuple[int, bytes], ...]]:
+    """A pieces file's JSON (:func:`pieces_document`) checked for shape: ``(ceremony id, bundle
+    digest, signed order or None when absent, ((share index, age file), ...))``.
+    INVALID_ARGUMENT naming the field."""
+    if not isinstance(doc, dict) or doc.get("format") != PIECES_FORMAT:
+        raise _bad_arg(f"pieces.format: not a pieces file ({PIECES_FORMAT}; 'mpc recovery pieces')")
+    cid = _hex_field(doc, "ceremony_id", "pieces", length=16)
+    digest = _hex_field(doc, "bundle_digest", "pieces", length=32)
+    signed: SignedRecoveryOrder | None = None
+    if doc.get("signed_order") is not None:
+        try:
+            signed = SignedRecoveryOrder.from_bytes(_hex_field(doc, "signed_order", "pieces"))
+        except GovernanceError as e:
+            raise _bad_arg(f"pieces.signed_order.{e.field}: {e.reason}") from None
+    raw = doc.get("pieces")
+    if not isinstance(raw, list) or len(raw) > MAX_EXPORT_PIECES:
+        raise _bad_arg(f"pieces.pieces: must be a list of at most {MAX_EXPORT_PIECES} pieces")
+    out: list[tuple[int, bytes]] = []
+    for i, p in enumerate(raw):
+        si = p.get("share_index") if isinstance(p, dict) else None
+        if not isinstance(p, dict) or type(si) is not int or not 1 <= si <= 255:
+            raise _bad_arg(f"pieces.pieces[{i}].share_index: must be an integer 1..255")
+        out.append((si, _hex_field(p, "ciphertext", f"pieces.pieces[{i}]", limit=4096)))
+    return cid, digest, signed, tuple(out)
+
+
+def rebuild_exported_key(
+    bundle: BackupBundle, order: RecoveryOrder, export_pieces: Sequence[tuple[int, bytes]], identity: bytes,
+) -> tuple[int, RecoveryOrder, dict[int, dict[int, str]]]:
+    """The whole private key of export ``order`` (verified, and checked to be for ``bundle``),
+    reconstructed from ``export_pieces`` ((share index, age file) relayed without their officer)
+    encrypted to ``identity`` (raw X25519 private key; its public key must be the order's
+    recipient): ``(scalar, order, outcomes per share index)``. Each share from >= m good pieces
+    (bound to the order's id as ceremony, checked against the bundle's commitments), the key from
+    the order's ``threshold`` shares, checked against the public key. FAILED_PRECONDITION naming
+    share and officers when it cannot; nothing here needs the network."""
+    if order.kind is not RecoveryOrderKind.EXPORT:
+        raise _refused("order.kind: is not a break-glass export")
+    try:
+        mine = x25519_public(identity)
+    except ValueError:
+        raise _bad_arg("identity: not a 32-byte X25519 key") from None
+    if not hmac.compare_digest(mine, order.export_recipient):
+        raise _refused("identity: is not the order's off-line recipient")
+    by_share: dict[int, list[bytes]] = {}
+    for si, ct in export_pieces:
+        by_share.setdefault(si, []).append(ct)
+    shares: dict[int, int] = {}
+    outcomes: dict[int, dict[int, str]] = {}
+    config = bundle.config.change.config
+    for t in order.targets:
+        mapped, odd = by_officer(by_share.get(t.share_index, []), identity, len(config.officers))
+        try:
+            secret, why = open_deliveries(bundle, t.share_index, mapped, identity, ceremony_id=order.order_id,
+                                          purpose=PiecePurpose.EXPORT)
+        except (GovernanceError, BundleError, agekeys.AgeKeyError, ValueError, ProtocolError) as e:
+            raise _refused(f"export_pieces[share {t.share_index}]: {bundle_error_text(e)}") from None
+        outcomes[t.share_index] = {**why, **odd}
+        if secret is None:
+            bad = ", ".join(f"officer {i}: {o}" for i, o in sorted(why.items()) if o != "ok") or "too few pieces"
+            raise _refused(f"export_pieces[share {t.share_index}]: fewer than {config.quorum} good pieces ({bad})")
+        shares[t.share_index] = secret
+    try:
+        x = recover_key(bundle, shares)
+    except BundleError as e:
+        raise _refused(f"key: {bundle_error_text(e)} (nothing written)") from None
+    finally:
+        shares.clear()
+    if Point.base_mul(x).encode() != order.public_key:
+        raise _refused("key: the reconstructed key does not match the public key (nothing written)")
+    return x, order, outcomes
+
+
+def offline_export_key(
+    admins: AdminSet, bundle_data: bytes, signed: SignedRecoveryOrder, export_pieces: Sequence[tuple[int, bytes]], identity: bytes,
+    *, ceremony_id: bytes | None = None,
+) -> tuple[int, RecoveryOrder, dict[int, dict[int, str]]]:
+    """:func:`rebuild_exported_key` on a machine with no network: the bundle file verified
+    against ``admins`` (the client's own admin set), the order's admin signatures against
+    ``admins`` and the bundle's recovery configuration (the export quorum the officers checked
+    against the configuration in force when they contributed), and the order for this bundle
+    (:func:`mpcnet.common.bundle.check_order_bundle`); ``ceremony_id`` (the pieces file's) must
+    be the order's id. DATA_LOSS / FAILED_PRECONDITION naming the field."""
+    bundle, config, _summary = check_bundle(bundle_data, admins)
+    if signed.order.kind is not RecoveryOrderKind.EXPORT:
+        raise _refused("order.kind: is not a break-glass export")
+    if ceremony_id is not None and not hmac.compare_digest(ceremony_id, signed.order.order_id):
+        raise _refused("pieces.ceremony_id: is not the order's id (pieces of another ceremony)")
+    try:
+        order = verify_recovery_order(signed, admins, config)
+        check_order_bundle(order, bundle)
+    except GovernanceError as e:
+        raise _refused(f"order.{e.field}: {e.reason} (the order does not verify against your admin set)") from None
+    except BundleError as e:
+        raise _refused(f"{bundle_error_text(e)} (the order is not for this bundle)") from None
+    return rebuild_exported_key(bundle, order, export_pieces, identity)
 
 
 # --- the mixin ---------------------------------------------------------------------------------
@@ -469,51 +663,79 @@ class BackupMixin:
             sleep(pause if deadline is None else max(0.0, min(pause, deadline - time.monotonic())))
             pause = min(pause * 2, _POLL_S[1])
 
-    def _verified_order(self, c: CeremonyView, bundle: BackupBundle, config: RecoveryConfig) -> RecoveryOrder:
-        """The ceremony's order, verified against this client's admin set and the bundle's
-        configuration, naming this ceremony's key, epoch and bundle."""
-        assert c.order is not None
+    def _config_in_force(self, bundle: BackupBundle) -> RecoveryConfig:
+        """The recovery configuration in force (``GetRecoveryConfig``, verified against this
+        client's admin set and extending what it verified before), of whose chain the bundle's
+        configuration change must be a member. FAILED_PRECONDITION otherwise."""
+        view = self.recovery_config()
+        if view.config is None:
+            raise _refused("recovery_config: no recovery configuration is in force (the coordinator shows none)")
+        mine = bundle.config.change.digest()
+        if not any(hmac.compare_digest(h.change.digest(), mine) for h in view.history):
+            raise _refused(f"bundle.config: version {bundle.config.change.config.version} is not a change of the verified "
+                           f"recovery configuration chain (version {view.config.version} in force)")
+        return view.config
+
+    def _verified_order(
+        self, signed: SignedRecoveryOrder, bundle: BackupBundle, config: RecoveryConfig, *, now_ms: int | None = None,
+    ) -> RecoveryOrder:
+        """``signed`` verified against this client's admin set and the recovery ``config`` in
+        force (the export quorum of the configuration in force, not the bundle's), and an order
+        for ``bundle`` (:func:`mpcnet.common.bundle.check_order_bundle`: key, epoch, bundle
+        digest, configuration version, committee positions, follow-up); with ``now_ms``, not expired."""
         try:
-            order = verify_recovery_order(c.order, self._admins(), config)
+            order = verify_recovery_order(signed, self._admins(), config, now_ms=now_ms)
         except GovernanceError as e:
-            raise _refused(f"order.{e.field}: {e.reason} (the order does not verify against your admin set)") from None
-        k = bundle.key
-        if order.key_id != k.key_id or order.public_key != k.public_key or order.chain_code != k.chain_code or order.epoch != k.epoch:
-            raise _refused("order.key_id: the order does not name the bundle's key and epoch")
+            raise _refused(f"order.{e.field}: {e.reason} (the order does not verify against your admin set and the recovery "
+                           f"configuration in force, version {config.version})") from None
+        try:
+            check_order_bundle(order, bundle)
+        except BundleError as e:
+            raise _refused(f"{bundle_error_text(e)} (the order is not for this bundle)") from None
         return order
 
-    def _targets(self, c: CeremonyView, bundle: BackupBundle, order: RecoveryOrder | None) -> dict[int, bytes]:
-        """share index -> the X25519 recipient each piece goes to, every one checked (see
-        :meth:`contribute`); the ceremony's targets must be exactly the expected ones."""
+    def _targets(self, c: CeremonyView, bundle: BackupBundle, order: RecoveryOrder | None, roster_history: Sequence[SignedRosterChange],
+                 ) -> dict[int, bytes]:
+        """share index -> the X25519 recipient each piece goes to, from the bundle, the verified
+        order and the verified roster history, which must extend the bundle's
+        (:func:`mpcnet.common.bundle.ceremony_targets`): never from the coordinator. The
+        ceremony's own targets must then be exactly those (same shares, nodes and recipients):
+        a coordinator showing others is lying and gets nothing."""
+        try:
+            want = ceremony_targets(bundle, self._admins(), roster_history, order)
+        except BundleError as e:
+            raise _refused(f"{bundle_error_text(e)} (nothing decrypted or sent)") from None
         committee = bundle.key.committee
-        if order is not None and order.kind is RecoveryOrderKind.EXPORT:
-            want = {t.share_index: 0 for t in order.targets}
-        elif order is not None:
-            want = {t.share_index: t.node for t in order.targets}
-        else:  # a drill: every committee member, for its own share
-            want = {i: node for i, node in enumerate(committee, 1)}
+        if order is None:
+            nodes = {i: node for i, node in enumerate(committee, 1)}
+        else:
+            nodes = {t.share_index: t.node for t in order.targets}
         got = {t.share_index: t for t in c.targets}
         if len(got) != len(c.targets) or set(got) != set(want):
             raise _refused(f"ceremony.targets: shares {sorted(got)} are not the ones the {c.kind} names ({sorted(want)})")
-        if order is not None and order.kind is RecoveryOrderKind.EXPORT:
-            for si, t in got.items():
-                if t.node != 0 or not hmac.compare_digest(t.recipient, order.export_recipient):
-                    raise _refused(f"ceremony.targets[share {si}]: the recipient is not the order's off-line recipient")
-            return {si: order.export_recipient for si in want}
-        view = self.roster()
-        out: dict[int, bytes] = {}
-        for si, node in want.items():
-            if not 1 <= si <= len(committee) or committee[si - 1] != node:
-                raise _refused(f"ceremony.targets[share {si}]: node {node} is not the committee member at that position")
+        for si, recipient in want.items():
             t = got[si]
-            entry = view.roster.entry(node)
-            if t.node != node or entry is None or not entry.active:
-                raise _refused(f"ceremony.targets[share {si}]: node {t.node} is not active node {node} of the verified roster")
-            if not hmac.compare_digest(t.recipient, entry.encryption_key):
-                raise _refused(f"ceremony.targets[share {si}]: the recipient is not node {node}'s encryption key in the verified roster "
-                               f"(version {view.version})")
-            out[si] = entry.encryption_key
-        return out
+            if t.node != nodes[si]:
+                raise _refused(f"ceremony.targets[share {si}]: node {t.node} is not node {nodes[si]} the {c.kind} names")
+            if not hmac.compare_digest(t.recipient, recipient):
+                if nodes[si] == 0:
+                    raise _refused(f"ceremony.targets[share {si}]: the recipient is not the order's off-line recipient")
+                raise _refused(f"ceremony.targets[share {si}]: the recipient is not node {nodes[si]}'s encryption key in the "
+                               "verified roster")
+        return want
+
+    def _check_drill(self, c: CeremonyView, bundle: BackupBundle, roster: Roster) -> None:
+        """A drill rehearses the key's *live* epoch (a drill of a superseded bundle would hand a
+        holder, perhaps corrupted, its refreshed-away share): at least ``threshold`` distinct
+        committee members of the bundle's key attest, for this ceremony and key, with their
+        identity key in the verified ``roster``, that their live epoch is the bundle's
+        (:func:`check_epoch_attestations`); and the newest bundle the coordinator lists is of
+        that epoch. FAILED_PRECONDITION naming what is missing otherwise."""
+        check_epoch_attestations(c.ceremony_id, bundle, roster, c.epoch_attestations)
+        newest = max((b.epoch for b in self.list_backups(c.key_id)), default=bundle.key.epoch)
+        if newest != bundle.key.epoch:
+            raise _refused(f"ceremony.bundle_digest: a drill rehearses the key's current epoch {newest}, this bundle is of "
+                           f"epoch {bundle.key.epoch}")
 
     def contribute(self, ceremony_id: bytes, recovery_key: bytes) -> CeremonyView:
         """Give this officer's pieces to a collecting ceremony (see the module docstring for
@@ -523,16 +745,18 @@ class BackupMixin:
         c = self.ceremony(ceremony_id)
         if c.state != "collecting":
             raise _refused(f"ceremony: {ceremony_id.hex()} is {c.state}, not collecting pieces")
+        check_ceremony_order(c)
         _info, _data, bundle, _summary = self.export_backup(c.key_id, c.bundle_digest)
         config = bundle.config.change.config
         if bundle.key.epoch != c.epoch:
             raise _refused(f"ceremony.epoch: {c.epoch} is not the bundle's epoch {bundle.key.epoch}")
-        order = self._verified_order(c, bundle, config) if c.order is not None else None
-        if order is None:  # a drill rehearses the key's current epoch (ListBackups: an officer may not call GetKey)
-            newest = max((b.epoch for b in self.list_backups(c.key_id)), default=bundle.key.epoch)
-            if newest != bundle.key.epoch:
-                raise _refused(f"ceremony.bundle_digest: a drill rehearses the key's current epoch {newest}, this bundle is of "
-                               f"epoch {bundle.key.epoch}")
+        roster = self.roster()
+        order: RecoveryOrder | None = None
+        if c.order is not None:
+            order = self._verified_order(c.order, bundle, self._config_in_force(bundle), now_ms=int(time.time() * 1000))
+        targets = self._targets(c, bundle, order, roster.history)  # the roster extends the bundle's
+        if order is None:
+            self._check_drill(c, bundle, roster.roster)
         try:
             mine = config.officer_by_recipient(x25519_public(recovery_key))
         except ValueError:
@@ -542,7 +766,6 @@ class BackupMixin:
         name = config.officers[mine - 1].name
         if name != me.name:
             raise _refused(f"recovery_key: is officer {quote(name)}'s, and you act as {quote(me.name)}")
-        targets = self._targets(c, bundle, order)
         try:
             pieces = officer_deliveries(bundle, recovery_key, ceremony_id=ceremony_id, purpose=PURPOSE[c.kind], targets=targets)
         except (GovernanceError, BundleError, agekeys.AgeKeyError, ValueError) as e:
@@ -559,13 +782,17 @@ class BackupMixin:
     # --- recovery orders ------------------------------------------------------------------------
     def build_recovery_order(
         self, key_id: bytes | str, *, nodes: Sequence[int] = (), export_recipient: bytes | None = None, reason: str,
-        reshare_threshold: int | None = None, reshare_nodes: Sequence[int] | None = None,
+        reshare_threshold: int | None = None, reshare_nodes: Sequence[int] | None = None, valid_for_s: int = ORDER_VALID_FOR_S,
     ) -> RecoveryOrder:
         """A RESTORE order of the shares held by committee members ``nodes`` (roster indices),
         with its follow-up refresh (or a reshare to ``reshare_threshold``-of-``reshare_nodes``);
         or, with ``export_recipient`` (32-byte X25519), a break-glass EXPORT of the key's first
         ``threshold`` shares to it. From the key's checked record, its newest bundle (verified,
-        of the key's current epoch) and the verified roster."""
+        of the key's current epoch) and the verified roster. The order expires ``valid_for_s``
+        seconds (1..:data:`MAX_ORDER_VALID_FOR_S`) from now: nodes and the coordinator refuse it
+        after that, so an approved order cannot be replayed later."""
+        if isinstance(valid_for_s, bool) or not isinstance(valid_for_s, int) or not 1 <= valid_for_s <= MAX_ORDER_VALID_FOR_S:
+            raise _bad_arg(f"valid_for: must be 1..{MAX_ORDER_VALID_FOR_S} seconds")
         key = self._checked_key(key_id)
         info, _data, bundle, _summary = self.export_backup(key.key_id)
         if bundle.key.epoch != key.epoch:
@@ -601,6 +828,7 @@ class BackupMixin:
             return RecoveryOrder(
                 admins.digest(), secrets.token_bytes(16), kind, key.key_id, key.public_key, key.chain_code, key.epoch,
                 info.bundle_digest, config.version, view.version, targets, recipient, follow_up, reason,
+                int(time.time() * 1000) + valid_for_s * 1000,
             )
         except GovernanceError as e:
             raise _bad_arg(f"{e.field}: {e.reason}") from None
@@ -675,48 +903,29 @@ class BackupMixin:
     def export_private_key(self, ceremony_id: bytes, identity: bytes) -> tuple[int, RecoveryOrder, dict[int, dict[int, str]]]:
         """The whole private key of an export ceremony, reconstructed here from the pieces the
         officers encrypted to ``identity`` (raw X25519 private key; its public key must be the
-        order's recipient): ``(scalar, order, outcomes per share index)``. The order and bundle
-        are verified as in :meth:`contribute`; each share from >= m good pieces (checked against
-        the bundle's commitments), the key from the order's ``threshold`` shares, checked against
-        the public key. FAILED_PRECONDITION naming share and officers when it cannot."""
+        order's recipient): ``(scalar, order, outcomes per share index)``. The order is verified
+        against the admin set and the recovery configuration in force, and must be for the
+        ceremony's (verified) bundle; then :func:`rebuild_exported_key`. FAILED_PRECONDITION
+        naming share and officers when it cannot."""
         c = self.ceremony(ceremony_id)
+        check_ceremony_order(c)
         if c.kind != "export" or c.order is None:
             raise _refused(f"ceremony: {ceremony_id.hex()} is a {c.kind}, not an export")
         _info, _data, bundle, _summary = self.export_backup(c.key_id, c.bundle_digest)
-        order = self._verified_order(c, bundle, bundle.config.change.config)
-        try:
-            mine = x25519_public(identity)
-        except ValueError:
-            raise _bad_arg("identity: not a 32-byte X25519 key") from None
-        if not hmac.compare_digest(mine, order.export_recipient):
-            raise _refused("identity: is not the order's off-line recipient")
-        by_share: dict[int, list[bytes]] = {}
-        for si, ct in c.export_pieces:
-            by_share.setdefault(si, []).append(ct)
-        shares: dict[int, int] = {}
-        outcomes: dict[int, dict[int, str]] = {}
-        k = len(bundle.config.change.config.officers)
-        for t in order.targets:
-            mapped, odd = by_officer(by_share.get(t.share_index, []), identity, k)
-            try:
-                secret, why = open_deliveries(bundle, t.share_index, mapped, identity, ceremony_id=ceremony_id,
-                                              purpose=PiecePurpose.EXPORT)
-            except (GovernanceError, BundleError, agekeys.AgeKeyError, ValueError, ProtocolError) as e:
-                raise _refused(f"export_pieces[share {t.share_index}]: {bundle_error_text(e)}") from None
-            outcomes[t.share_index] = {**why, **odd}
-            if secret is None:
-                bad = ", ".join(f"officer {i}: {o}" for i, o in sorted(why.items()) if o != "ok") or "too few pieces"
-                raise _refused(f"export_pieces[share {t.share_index}]: fewer than {bundle.config.change.config.quorum} good pieces ({bad})")
-            shares[t.share_index] = secret
-        try:
-            x = recover_key(bundle, shares)
-        except BundleError as e:
-            raise _refused(f"key: {bundle_error_text(e)} (nothing written)") from None
-        finally:
-            shares.clear()
-        if Point.base_mul(x).encode() != order.public_key:
-            raise _refused("key: the reconstructed key does not match the public key (nothing written)")
-        return x, order, outcomes
+        order = self._verified_order(c.order, bundle, self._config_in_force(bundle))
+        return rebuild_exported_key(bundle, order, c.export_pieces, identity)
+
+    def export_pieces(self, ceremony_id: bytes) -> dict[str, Any]:
+        """An export ceremony's pieces file for the off-line machine (:data:`PIECES_FORMAT`):
+        ``{"format", "ceremony_id", "key_id", "bundle_digest", "signed_order" (hex),
+        "pieces": [{"share_index", "ciphertext" (hex)}]}``. The pieces are age files to the
+        order's off-line recipient (nothing here can open them); the off-line machine verifies
+        everything itself (:func:`offline_export_key`)."""
+        c = self.ceremony(ceremony_id)
+        check_ceremony_order(c)
+        if c.kind != "export" or c.order is None:
+            raise _refused(f"ceremony: {ceremony_id.hex()} is a {c.kind}, not an export")
+        return pieces_document(c)
 
     # --- node replacement -----------------------------------------------------------------------
     def replace_node(
@@ -745,6 +954,7 @@ class BackupMixin:
 
 __all__ = [
     "CEREMONY_KINDS", "CEREMONY_STATES", "BackupMixin", "BackupView", "CeremonyTargetView", "CeremonyView",
-    "RecoveryConfigView", "bundle_error_text", "check_bundle", "check_officer_pieces", "plain",
+    "RecoveryConfigView", "bundle_error_text", "check_bundle", "check_ceremony_order", "check_epoch_attestations",
+    "check_officer_pieces", "offline_export_key", "pieces_document", "plain", "read_pieces_document", "rebuild_exported_key",
     "x25519_public",
 ]

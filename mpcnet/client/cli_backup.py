@@ -7,11 +7,13 @@
     mpc --as NAME   backup list [--key K] | backup export --key K --out FILE
     mpc --cluster DIR backup verify --bundle FILE [--recovery-key FILE]   (off-line; admin set from cluster.json)
     mpc --as NAME   backup drill --key K --recovery-key FILE [--recovery-key FILE ...]
-    mpc --as admin1 recovery restore --key K --nodes 3,4,5 [--reshare-threshold T --reshare-nodes N,..] --reason TEXT
+    mpc --as admin1 recovery restore --key K --nodes 3,4,5 [--reshare-threshold T --reshare-nodes N,..] --reason TEXT [--valid-for S]
     mpc --as officer1 recovery contribute --ceremony ID --recovery-key FILE
     mpc --as NAME   recovery status [ID]
-    mpc --as admin1 recovery export-order --key K --recipient age1... --reason TEXT
+    mpc --as admin1 recovery export-order --key K --recipient age1... --reason TEXT [--valid-for S]
     mpc --as NAME   recovery export-key --ceremony ID --identity FILE --out FILE
+    mpc --as NAME   recovery pieces --ceremony ID --out FILE          (an export's pieces + order, for the off-line machine)
+    mpc --cluster DIR recovery export-key --bundle FILE --pieces FILE [--order FILE] --identity FILE --out FILE   (off-line)
     mpc --as admin1 node replace N --enrolment FILE
 
 Proposals (officers, orders, node replacement) are approved with 'mpc lifecycle approve ID
@@ -39,10 +41,22 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from governance.errors import GovernanceError
 from governance.keyop import MAX_REASON_CHARS
 from governance.policy import AdminSet
+from governance.recovery import SignedRecoveryOrder
 from governance.roster import MAX_INDEX
 from governance.text import NAME_RE, escape, quote
 from mpcnet.client import cli as cli_mod, cli_render as view
-from mpcnet.client.backup import CeremonyView, check_bundle, check_officer_pieces, plain, x25519_public
+from mpcnet.client.backup import (
+    MAX_ORDER_VALID_FOR_S,
+    MAX_PIECES_FILE,
+    ORDER_VALID_FOR_S,
+    CeremonyView,
+    check_bundle,
+    check_officer_pieces,
+    offline_export_key,
+    plain,
+    read_pieces_document,
+    x25519_public,
+)
 from mpcnet.client.cli import (
     KEY_ID,
     CliUsage,
@@ -82,6 +96,10 @@ def register(root: click.Group) -> None:
 register(cli_mod.cli)
 
 RECOVERY_KEY = click.option("--recovery-key", type=InFile(), required=True, help="your age identity file (mpc officer keygen)")
+VALID_FOR = click.option(
+    "--valid-for", "valid_for", type=UInt(60, MAX_ORDER_VALID_FOR_S), default=ORDER_VALID_FOR_S, show_default=True,
+    help="seconds the order stays valid (approvals, the officers' pieces and the restore must all happen before it expires)",
+)
 REASON = click.option("--reason", type=Text(MAX_REASON_CHARS), required=True, help=f"why (one line, at most {MAX_REASON_CHARS} characters)")
 
 
@@ -399,14 +417,15 @@ def cmd_recovery_status(ctx: click.Context, ceremony_id: bytes | None, key_id: b
 @click.option("--reshare-threshold", type=UInt(2, MAX_INDEX), default=None, help="follow up with a reshare to this threshold")
 @click.option("--reshare-nodes", type=IndexList(), default=None, help="follow up with a reshare to these nodes")
 @REASON
+@VALID_FOR
 @click.option("--no-wait", is_flag=True, help="accepted for symmetry: the follow-up runs after the officers' pieces, never waited for")
 def cmd_recovery_restore(ctx: click.Context, key_id: bytes, nodes: tuple[int, ...], reshare_threshold: int | None,
-                         reshare_nodes: tuple[int, ...] | None, reason: str, no_wait: bool) -> int:
+                         reshare_nodes: tuple[int, ...] | None, reason: str, valid_for: int, no_wait: bool) -> int:
     with _client(_opts(ctx)) as c:
         _need_signer(c)
         _need_cluster_file(c, admin_set=True)
         order = c.build_recovery_order(key_id, nodes=nodes, reason=reason, reshare_threshold=reshare_threshold,
-                                       reshare_nodes=reshare_nodes)
+                                       reshare_nodes=reshare_nodes, valid_for_s=valid_for)
         view.err(f"once approved, officers run 'mpc recovery contribute --ceremony {order.order_id.hex()} --recovery-key FILE'")
         return _finish(ctx, c, c.propose_recovery_order(order), no_wait=True)
 
@@ -415,7 +434,8 @@ def cmd_recovery_restore(ctx: click.Context, key_id: bytes, nodes: tuple[int, ..
 @click.option("--key", "key_id", type=KEY_ID, required=True, help="key id (hex)")
 @click.option("--recipient", required=True, metavar="age1...", help="the off-line machine's age recipient")
 @REASON
-def cmd_recovery_export_order(ctx: click.Context, key_id: bytes, recipient: str, reason: str) -> int:
+@VALID_FOR
+def cmd_recovery_export_order(ctx: click.Context, key_id: bytes, recipient: str, reason: str, valid_for: int) -> int:
     with _client(_opts(ctx)) as c:
         try:
             pub = agekeys.parse_recipient(recipient)
@@ -423,32 +443,107 @@ def cmd_recovery_export_order(ctx: click.Context, key_id: bytes, recipient: str,
             raise CliUsage(f"--recipient: not an age recipient ({escape(str(e))[:200]})") from None
         _need_signer(c)
         _need_cluster_file(c, admin_set=True)
-        order = c.build_recovery_order(key_id, export_recipient=pub, reason=reason)
+        order = c.build_recovery_order(key_id, export_recipient=pub, reason=reason, valid_for_s=valid_for)
         view.err(f"BREAK-GLASS: this order exports the WHOLE private key of {key_id.hex()}; it needs the export quorum "
                  "and is audited loudly on every node and the coordinator")
         return _finish(ctx, c, c.propose_recovery_order(order), no_wait=True)
 
 
-@_command(recovery_group, "export-key", "on the off-line machine: rebuild an exported key from the officers' pieces (PEM, 0600)")
+@_command(recovery_group, "pieces", "write an export ceremony's pieces (and its signed order) to a file for the off-line machine")
 @click.option("--ceremony", "ceremony_id", type=CEREMONY_ID, required=True, help="the export ceremony id (hex)")
+@click.option("--out", type=PathArg("FILE"), required=True, help="the pieces file to write (JSON; age files only this machine cannot open)")
+def cmd_recovery_pieces(ctx: click.Context, ceremony_id: bytes, out: Path) -> int:
+    with _client(_opts(ctx)) as c:
+        doc = c.export_pieces(ceremony_id)
+    _write_secret(out, (json.dumps(doc, indent=2) + "\n").encode(), "--out", overwrite=True)
+    _show(ctx, {"file": str(out), "ceremony_id": doc["ceremony_id"], "pieces": len(doc["pieces"])},
+          [("ceremony", doc["ceremony_id"]), ("pieces", len(doc["pieces"])), ("written", str(out)),
+           ("next", f"on the off-line machine: mpc --cluster DIR recovery export-key --bundle FILE --pieces {out} "
+                    "--identity FILE --out FILE")])
+    return Exit.OK
+
+
+def _read_small(path: Path, option: str, limit: int) -> bytes:
+    try:
+        data = path.read_bytes() if path.stat().st_size <= limit else b""
+    except OSError as e:
+        raise CliUsage(f"{option}: cannot read {quote(str(path))}: {e.strerror or type(e).__name__}") from None
+    if not data:
+        raise CliUsage(f"{option}: {quote(str(path))} is empty or more than {limit} bytes")
+    return data
+
+
+def _read_order_file(path: Path) -> SignedRecoveryOrder:
+    """A signed recovery order: its binary encoding, or a JSON document (a pieces file) with
+    ``signed_order`` hex. CliUsage naming --order."""
+    data = _read_small(path, "--order", MAX_PIECES_FILE)
+    raw = data
+    if data[:1] == b"{":
+        try:
+            doc = json.loads(data)
+            raw = bytes.fromhex(doc["signed_order"])
+        except (ValueError, KeyError, TypeError):
+            raise CliUsage(f"--order: {quote(str(path))} is JSON without a hex signed_order") from None
+    try:
+        return SignedRecoveryOrder.from_bytes(raw)
+    except GovernanceError as e:
+        raise CliUsage(f"--order: {quote(str(path))}: {e.field}: {escape(e.reason)[:200]}") from None
+
+
+@_command(recovery_group, "export-key", "on the off-line machine: rebuild an exported key from the officers' pieces (PEM, 0600)")
+@click.option("--ceremony", "ceremony_id", type=CEREMONY_ID, default=None, help="the export ceremony id (hex; on-line)")
+@click.option("--bundle", type=InFile(), default=None, help="off-line: the bundle file the order names ('backup export')")
+@click.option("--pieces", type=InFile(), default=None, help="off-line: the pieces file ('recovery pieces')")
+@click.option("--order", type=InFile(), default=None, help="off-line: the signed order (default: the one in the pieces file)")
 @click.option("--identity", type=InFile(), required=True, help="the off-line machine's age identity (the order's recipient)")
 @click.option("--out", type=PathArg("FILE"), required=True, help="the private key file to create (PKCS#8 PEM, never overwritten)")
-def cmd_recovery_export_key(ctx: click.Context, ceremony_id: bytes, identity: Path, out: Path) -> int:
-    with _client(_opts(ctx)) as c:
-        priv = _read_identity(identity, "--identity")
-        if out.exists():
-            raise CliUsage(f"--out: {quote(str(out))} exists (not overwritten)")
-        _need_cluster_file(c, admin_set=True)
-        x, order, outcomes = c.export_private_key(ceremony_id, priv)
+def cmd_recovery_export_key(ctx: click.Context, ceremony_id: bytes | None, bundle: Path | None, pieces: Path | None,
+                            order: Path | None, identity: Path, out: Path) -> int:
+    offline = bundle is not None or pieces is not None or order is not None
+    if offline and ceremony_id is not None:
+        raise CliUsage("--ceremony: give either --ceremony (on-line) or --bundle and --pieces (off-line), not both")
+    if not offline and ceremony_id is None:
+        _cluster_info(_opts(ctx))  # both ways need DIR/cluster.json (the admin set): name a bad --cluster first
+        raise CliUsage("--ceremony: give --ceremony ID (on-line), or --bundle FILE --pieces FILE (off-line)")
+    if offline and (bundle is None or pieces is None):
+        raise CliUsage(f"--{'bundle' if bundle is None else 'pieces'}: off-line, give both --bundle and --pieces")
+    priv = _read_identity(identity, "--identity")
+    if out.exists():
+        raise CliUsage(f"--out: {quote(str(out))} exists (not overwritten)")
+    if offline:
+        assert bundle is not None and pieces is not None
+        admins = _admin_set_offline(_opts(ctx))
+        bundle_data = _read_small(bundle, "--bundle", MAX_BUNDLE_FILE)
+        try:
+            doc = json.loads(_read_small(pieces, "--pieces", MAX_PIECES_FILE))
+        except ValueError:
+            raise CliUsage(f"--pieces: {quote(str(pieces))} is not JSON (a pieces file: 'mpc recovery pieces')") from None
+        cid, digest, in_file, export_pieces = read_pieces_document(doc)
+        signed = _read_order_file(order) if order is not None else in_file
+        if signed is None:
+            raise CliUsage("--order: the pieces file carries no order: give --order FILE")
+        if in_file is not None and in_file.to_bytes() != signed.to_bytes():
+            raise CliUsage("--order: is not the order the pieces file carries")
+        import hashlib
+
+        if hashlib.sha256(bundle_data).digest() != digest:
+            raise CliUsage("--bundle: is not the bundle the pieces file names (bundle_digest)")
+        x, ord_, outcomes = offline_export_key(admins, bundle_data, signed, export_pieces, priv, ceremony_id=cid)
+    else:
+        assert ceremony_id is not None
+        with _client(_opts(ctx)) as c:
+            _need_cluster_file(c, admin_set=True)
+            x, ord_, outcomes = c.export_private_key(ceremony_id, priv)
     pem = ec.derive_private_key(x, ec.SECP256K1()).private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption(),
     )
     del x
     _write_secret(out, pem, "--out", overwrite=False)
-    doc = {"key_id": order.key_id.hex(), "public_key": order.public_key.hex(), "chain_code": order.chain_code.hex(),
-           "file": str(out), "outcomes": {str(k): {str(i): o for i, o in v.items()} for k, v in outcomes.items()}}
-    _show(ctx, doc, [("key", doc["key_id"]), ("public key", doc["public_key"]), ("chain code", doc["chain_code"]),
-                     ("checked", "the rebuilt key matches the public key"), ("written", f"{out} (PKCS#8 PEM, mode 0600)")])
+    doc_out = {"key_id": ord_.key_id.hex(), "public_key": ord_.public_key.hex(), "chain_code": ord_.chain_code.hex(),
+               "file": str(out), "offline": offline,
+               "outcomes": {str(k): {str(i): o for i, o in v.items()} for k, v in outcomes.items()}}
+    _show(ctx, doc_out, [("key", doc_out["key_id"]), ("public key", doc_out["public_key"]), ("chain code", doc_out["chain_code"]),
+                         ("checked", "the rebuilt key matches the public key"), ("written", f"{out} (PKCS#8 PEM, mode 0600)")])
     return Exit.OK
 
 

@@ -9,6 +9,7 @@ Pure: no network, no secret. Errors are :class:`governance.errors.GovernanceErro
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -22,6 +23,15 @@ from governance.recovery import (
     sign_recovery_config_change,
     sign_recovery_order,
 )
+
+
+def _when(ms: int) -> str:
+    """``ms`` (Unix milliseconds) as a UTC time, or the raw number when out of the calendar's range."""
+    try:
+        return datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC") + f" ({ms} ms)"
+    except (OverflowError, ValueError, OSError):
+        return f"{ms} ms since the Unix epoch"
+
 
 RECOVERY_KINDS = ("recovery-config", "recovery-order")
 
@@ -92,7 +102,8 @@ def describe(signed: RecoverySigned) -> list[tuple[str, str]]:
         rows = [("restore", f"key {o.key_id.hex()} at epoch {o.epoch}"), ("public key", o.public_key.hex())]
         rows += [("target", f"share {t.share_index} -> node {t.node}") for t in o.targets]
     rows += [("bundle", o.bundle_digest.hex()), ("recovery config", f"version {o.config_version}"),
-             ("roster version", str(o.roster_version)), ("order id", o.order_id.hex())]
+             ("roster version", str(o.roster_version)), ("order id", o.order_id.hex()),
+             ("expires", _when(o.expires_ms))]
     f = o.follow_up
     if f is not None:
         rows.append(("follow-up", f"{f.kind.name.lower()} epoch {f.old_epoch} -> {f.new_epoch}  {f.old_threshold}-of-"

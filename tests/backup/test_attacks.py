@@ -44,6 +44,7 @@ from .bundle_util import (
 )
 
 CEREMONY = bytes(range(16))
+ORDER_EXPIRES_MS = 4_102_444_800_000  # 2100-01-01: the test orders do not expire
 W = world()  # 2-of-3, committee (1, 2, 4), 3 officers, quorum 2
 
 
@@ -79,7 +80,8 @@ def restore_order(**changes: Any) -> RecoveryOrder:
     k = W.key
     op = follow_up()
     base = RecoveryOrder(ROOT, b"\x05" * 16, RecoveryOrderKind.RESTORE, k.key_id, k.public_key, k.chain_code, k.epoch,
-                         W.bundle.digest(), 1, 2, (RecoveryTarget(2, 2), RecoveryTarget(3, 4)), b"", op, "lost nodes 2 and 4")
+                         W.bundle.digest(), 1, 2, (RecoveryTarget(2, 2), RecoveryTarget(3, 4)), b"", op, "lost nodes 2 and 4",
+                         ORDER_EXPIRES_MS)
     return dataclasses.replace(base, **changes)
 
 
@@ -87,7 +89,7 @@ def export_order(**changes: Any) -> RecoveryOrder:
     k = W.key
     base = RecoveryOrder(ROOT, b"\x06" * 16, RecoveryOrderKind.EXPORT, k.key_id, k.public_key, k.chain_code, k.epoch,
                          W.bundle.digest(), 1, 2, (RecoveryTarget(1, 0), RecoveryTarget(2, 0)),
-                         agekeys.public_key(OFFICER_KEYS[5]), None, "migrate away")
+                         agekeys.public_key(OFFICER_KEYS[5]), None, "migrate away", ORDER_EXPIRES_MS)
     return dataclasses.replace(base, **changes)
 
 

@@ -23,6 +23,7 @@ from governance.recovery import (
     BackupKey,
     BackupPart,
     BackupPiece,
+    EpochAttestation,
     Officer,
     PiecePurpose,
     RecoveryConfig,
@@ -31,6 +32,7 @@ from governance.recovery import (
     SignedRecoveryConfigChange,
     SignedRecoveryOrder,
     sign_backup_part,
+    sign_epoch_attestation,
     sign_recovery_config_change,
 )
 from mpcnet.common import agekeys
@@ -195,8 +197,15 @@ class RecoveryFake(FakeCoordinator):
         self.ceremonies[cid] = coordinator_pb2.Ceremony(
             ceremony_id=cid, kind="drill", key_id=KEY_ID, epoch=self.epoch, bundle_digest=d, state="collecting", targets=targets,
             quorum=self.config_history[-1].change.config.quorum, started_by="ada",
+            epoch_attestations=[self.attestation(cid, n) for n in self.committee],
         )
         return self.ceremonies[cid]
+
+    def attestation(self, cid: bytes, node: int, *, epoch: int | None = None, key_id: bytes = KEY_ID, seed: int | None = None) -> bytes:
+        """Node ``node``'s EpochAttestation for drill ``cid`` (its live epoch: the fake's, or
+        ``epoch``), signed with its identity key (``node_keys(seed or node)``)."""
+        a = EpochAttestation(cid, key_id, self.epoch if epoch is None else epoch, node)
+        return sign_epoch_attestation(a, node_keys(seed or node)[0]).to_bytes()
 
     def _GetCeremony(self, req: Any) -> Any:
         if bytes(req.ceremony_id) not in self.ceremonies:

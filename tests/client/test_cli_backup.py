@@ -9,6 +9,7 @@ import contextlib
 import io
 import json
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -227,6 +228,7 @@ def _restore(fake: RecoveryFake, officers: dict[str, Path]) -> str:
     p = json.loads(out)["proposal"]
     order = p["recovery_order"]
     assert p["kind"] == "recovery-order" and [t["node"] for t in order["targets"]] == [3, 4]
+    assert abs(order["expires_ms"] - (time.time() * 1000 + 86_400_000)) < 600_000  # --valid-for: 24 h by default
     assert f"recovery contribute --ceremony {order['order_id']}" in err
     code, out, _ = run("admin2", "lifecycle", "show", p["proposal_id"])
     assert code == 0 and "share 3 -> node 3" in out and "refresh epoch 0 -> 1" in out and "region outage" in out
@@ -234,6 +236,26 @@ def _restore(fake: RecoveryFake, officers: dict[str, Path]) -> str:
     assert code == 0 and f"mpc recovery contribute --ceremony {order['order_id']}" in err, err
     assert "waiting for key operation" not in err  # the follow-up runs after the officers' pieces
     return str(order["order_id"])
+
+
+def test_orders_expire_after_valid_for(fake: RecoveryFake, officers: dict[str, Path], tmp_path: Path) -> None:
+    configure(officers)
+    code, out, err = run("admin1", "recovery", "restore", "--key", KEY_ID.hex(), "--nodes", "3", "--reason", "r", "--valid-for", "3600",
+                         "--json")
+    assert code == 0, err
+    order = json.loads(out)["proposal"]["recovery_order"]
+    assert abs(order["expires_ms"] - (time.time() * 1000 + 3_600_000)) < 600_000
+    code, out, _ = run("admin2", "lifecycle", "show", json.loads(out)["proposal"]["proposal_id"])
+    assert code == 0 and "expires" in out and "UTC" in out
+    for bad in ("59", "2592001", "1h", "-5"):
+        code, _, err = run("admin1", "recovery", "restore", "--key", KEY_ID.hex(), "--nodes", "3", "--reason", "r", "--valid-for", bad)
+        assert code == 2 and "--valid-for" in err, (bad, err)
+    offline = tmp_path / "offline.age"
+    assert run("x", "officer", "keygen", "--out", str(offline))[0] == 0
+    code, out, err = run("admin1", "recovery", "export-order", "--key", KEY_ID.hex(), "--recipient", recipient(offline),
+                         "--reason", "migrating away", "--valid-for", "600", "--json")
+    assert code == 0, err
+    assert abs(json.loads(out)["proposal"]["recovery_order"]["expires_ms"] - (time.time() * 1000 + 600_000)) < 300_000
 
 
 def test_restore_order_then_officers_contribute(fake: RecoveryFake, officers: dict[str, Path]) -> None:
@@ -377,3 +399,81 @@ def test_a_coordinators_text_in_a_ceremony_is_shown_escaped(fake: RecoveryFake, 
     code, out, _ = run("admin1", "recovery", "status", cid)
     assert code == 1 and "\x1b" not in out and "\\x1b[2J\\nfake row" in out and "\u202e" not in out
     assert all(line.isprintable() for line in out.splitlines())
+
+
+def test_export_key_rebuilds_the_key_fully_offline_from_files(
+    fake: RecoveryFake, officers: dict[str, Path], tmp_path: Path, cluster_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    configure(officers)
+    offline = tmp_path / "offline.age"
+    assert run("x", "officer", "keygen", "--out", str(offline))[0] == 0
+    code, out, err = run("admin1", "recovery", "export-order", "--key", KEY_ID.hex(), "--recipient", recipient(offline),
+                         "--reason", "migrating away", "--json")
+    p = json.loads(out)["proposal"]
+    for admin in ("admin2", "admin3"):
+        assert run(admin, "lifecycle", "approve", p["proposal_id"])[0] == 0
+    cid = p["recovery_order"]["order_id"]
+    for name in ("officer1", "officer3"):
+        assert run(name, "recovery", "contribute", "--ceremony", cid, "--recovery-key", str(officers[name]))[0] == 0
+    # on the on-line side: the bundle the order names and the pieces file (pieces + signed order)
+    bundle, pieces = tmp_path / "bundle.mpcb", tmp_path / "pieces.json"
+    digest = p["recovery_order"]["bundle_digest"]
+    assert run("officer1", "backup", "export", "--key", KEY_ID.hex(), "--bundle-digest", digest, "--out", str(bundle))[0] == 0
+    code, out, err = run("officer1", "recovery", "pieces", "--ceremony", cid, "--out", str(pieces), "--json")
+    assert code == 0 and json.loads(out)["pieces"] == 6, err  # 3 shares (the threshold) x 2 officers
+    doc = json.loads(pieces.read_text())
+    assert doc["format"] == "mpcnet-export-pieces-v1" and doc["ceremony_id"] == cid
+
+    # the off-line machine: no coordinator at all
+    def no_network(*a: object) -> object:
+        raise AssertionError("the off-line export-key called the coordinator")
+
+    monkeypatch.setattr(cli, "_client", no_network)
+    key_file = tmp_path / "key.pem"
+    base = ["recovery", "export-key", "--bundle", str(bundle), "--pieces", str(pieces), "--identity"]
+    code, _, err = run("x", *base, str(officers["officer2"]), "--out", str(key_file), cluster=str(cluster_dir))
+    assert code == 1 and "not the order's off-line recipient" in err and not key_file.exists()
+    other = tmp_path / "other.mpcb"
+    other.write_bytes(fake.make_bundle())
+    code, _, err = run("x", "recovery", "export-key", "--bundle", str(other), "--pieces", str(pieces), "--identity", str(offline),
+                       "--out", str(key_file), cluster=str(cluster_dir))
+    assert code == 2 and "--bundle: is not the bundle the pieces file names" in err and not key_file.exists()
+    forged = dict(doc, bundle_digest=fake.bundles[-1][0].hex())  # the pieces file is edited to name the other bundle
+    forged_file = tmp_path / "forged.json"
+    forged_file.write_text(json.dumps(forged))
+    code, _, err = run("x", "recovery", "export-key", "--bundle", str(other), "--pieces", str(forged_file), "--identity",
+                       str(offline), "--out", str(key_file), cluster=str(cluster_dir))
+    assert code == 1 and "order.bundle_digest" in err and not key_file.exists()
+    code, _, err = run("x", "recovery", "export-key", "--ceremony", cid, "--bundle", str(bundle), "--identity", str(offline),
+                       "--out", str(key_file), cluster=str(cluster_dir))
+    assert code == 2 and "not both" in err
+    order_file = tmp_path / "order.bin"
+    order_file.write_bytes(bytes.fromhex(doc["signed_order"]))
+    code, out, err = run("x", *base, str(offline), "--order", str(order_file), "--out", str(key_file), "--json",
+                         cluster=str(cluster_dir))
+    assert code == 0, err
+    assert json.loads(out)["offline"] is True and stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    key = serialization.load_pem_private_key(key_file.read_bytes(), None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey) and key.private_numbers().private_value == 12345
+
+
+def test_export_key_offline_refuses_malformed_pieces_files_naming_the_field(tmp_path: Path, cluster_dir: Path) -> None:
+    identity, bundle = tmp_path / "id.age", tmp_path / "b.mpcb"
+    assert run("x", "officer", "keygen", "--out", str(identity))[0] == 0
+    bundle.write_bytes(b"MPCNET-BACKUP-BUNDLE\n")
+    good = {"format": "mpcnet-export-pieces-v1", "ceremony_id": "00" * 16, "bundle_digest": "11" * 32, "pieces": []}
+    cases: list[tuple[Any, str]] = [
+        ([], "pieces.format"), ({**good, "format": "x"}, "pieces.format"), ({**good, "ceremony_id": "0" * 31}, "pieces.ceremony_id"),
+        ({**good, "bundle_digest": "AA" * 32}, "pieces.bundle_digest"), ({**good, "signed_order": "zz"}, "pieces.signed_order"),
+        ({**good, "signed_order": "00"}, "pieces.signed_order"), ({**good, "pieces": {}}, "pieces.pieces"),
+        ({**good, "pieces": [{"share_index": True, "ciphertext": ""}]}, "pieces.pieces[0].share_index"),
+        ({**good, "pieces": [{"share_index": 1, "ciphertext": "\u202e"}]}, "pieces.pieces[0].ciphertext"),
+        (good, "--order"),  # no order anywhere
+    ]
+    for doc, field in cases:
+        f = tmp_path / "p.json"
+        f.write_text(json.dumps(doc))
+        code, out, err = run("x", "recovery", "export-key", "--bundle", str(bundle), "--pieces", str(f), "--identity", str(identity),
+                             "--out", str(tmp_path / "k.pem"), cluster=str(cluster_dir))
+        assert code in (1, 2) and field in err and err.count("\n") == 1 and err[:-1].isprintable(), (doc, err)
+        assert not (tmp_path / "k.pem").exists() and not out

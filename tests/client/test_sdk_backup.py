@@ -3,6 +3,7 @@ admin's approval and an officer's contribution check, and what a lying coordinat
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import grpc
@@ -59,6 +60,20 @@ def test_an_order_naming_a_bundle_of_an_old_configuration_is_not_signed() -> Non
     with pytest.raises(MpcError) as e:
         bob.approve_lifecycle(p.proposal_id)
     assert "config_version" in e.value.message and "nothing was signed" in e.value.message
+
+
+def test_an_order_expires_valid_for_seconds_from_now() -> None:
+    fake = RecoveryFake()
+    configured(fake)
+    ada = admin_client(fake)
+    before = int(time.time() * 1000)
+    order = ada.build_recovery_order(KEY_ID, nodes=[2], reason="lost disk", valid_for_s=600)
+    assert before + 600_000 <= order.expires_ms <= int(time.time() * 1000) + 600_000
+    assert ada.build_recovery_order(KEY_ID, nodes=[2], reason="lost disk").expires_ms >= before + 86_400_000  # a day by default
+    for bad in (0, -1, 30 * 86_400 + 1, True):
+        with pytest.raises(MpcError) as e:
+            ada.build_recovery_order(KEY_ID, nodes=[2], reason="x", valid_for_s=bad)
+        assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT and e.value.message.startswith("valid_for:")
 
 
 def test_a_bundle_of_another_key_or_a_restore_of_a_non_member_is_refused() -> None:

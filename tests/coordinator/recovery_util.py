@@ -39,6 +39,7 @@ from governance.recovery import (
     BackupPart,
     BackupPiece,
     DrillReport,
+    EpochAttestation,
     Officer,
     PieceDelivery,
     PiecePurpose,
@@ -53,6 +54,7 @@ from governance.recovery import (
     SignedRecoveryOrder,
     sign_backup_part,
     sign_drill_report,
+    sign_epoch_attestation,
     sign_recovery_config_change,
     sign_recovery_order,
     sign_recovery_receipt,
@@ -68,6 +70,7 @@ from tests.governance.gov_util import ADMIN_KEYS, admin_set
 
 N, T = 3, 2
 OFFICERS = ("officer1", "officer2", "officer3")
+ORDER_EXPIRES_MS = 4_102_444_800_000  # 2100-01-01: the test orders do not expire
 Code = grpc.StatusCode
 
 
@@ -103,6 +106,7 @@ class FakeNode:
         self.tamper = False
         self.drills = 0
         self.restored: int | None = None
+        self.attest_as: int | None = None  # AttestEpoch claims this epoch (None: its own)
 
     @property
     def stub(self) -> FakeNode:
@@ -175,6 +179,14 @@ class FakeNode:
                 continue  # judged "undecryptable" by open_deliveries' outcomes (missing here)
             by_officer[j] = ct
         return open_deliveries(bundle, self.index, by_officer, self.enc_private, ceremony_id=cid, purpose=purpose)
+
+    def AttestEpoch(self, req: node_pb2.AttestEpochRequest, **_: Any) -> node_pb2.AttestEpochResponse:
+        self._up()
+        if self.share is None:
+            raise NodeError(Code.FAILED_PRECONDITION, f"key_id: {self.name} holds no live share")
+        epoch = self.epoch if self.attest_as is None else self.attest_as
+        att = sign_epoch_attestation(EpochAttestation(bytes(req.ceremony_id), bytes(req.key_id), epoch, self.index), self.identity)
+        return node_pb2.AttestEpochResponse(attestation=att.to_bytes())
 
     def DrillShare(self, req: node_pb2.DrillShareRequest, **_: Any) -> node_pb2.DrillShareResponse:
         self._up()
@@ -300,20 +312,21 @@ class World:
     def configure(self, **kw: int) -> None:
         self.propose_config(self.config_change(**kw), "ada", "bob")
 
-    def restore_order(self, shares: tuple[int, ...], bundle_digest: bytes) -> RecoveryOrder:
+    def restore_order(self, shares: tuple[int, ...], bundle_digest: bytes, expires_ms: int = ORDER_EXPIRES_MS) -> RecoveryOrder:
         committee = tuple(self.nodes)
         op = KeyOperation(self.admins.digest(), os.urandom(16), KeyOpKind.REFRESH, self.key_id, self.public_key, self.chain_code, 0, T,
                           committee, T, committee, 1, "after the restore")
         return RecoveryOrder(
             self.admins.digest(), os.urandom(16), RecoveryOrderKind.RESTORE, self.key_id, self.public_key, self.chain_code, 0,
             bundle_digest, self.book.version, 1, tuple(RecoveryTarget(s, committee[s - 1]) for s in shares), b"", op,
-            "nodes lost in the fire",
+            "nodes lost in the fire", expires_ms,
         )
 
     def export_order(self, bundle_digest: bytes, recipient: bytes) -> RecoveryOrder:
         return RecoveryOrder(
             self.admins.digest(), os.urandom(16), RecoveryOrderKind.EXPORT, self.key_id, self.public_key, self.chain_code, 0,
             bundle_digest, self.book.version, 1, (RecoveryTarget(1, 0), RecoveryTarget(2, 0)), recipient, None, "migration",
+            ORDER_EXPIRES_MS,
         )
 
     def propose_order(self, order: RecoveryOrder, *admins: str) -> coordinator_pb2.LifecycleProposal:

@@ -5,6 +5,7 @@ and every change is one transaction with its audit entry (a refused change queue
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -107,3 +108,14 @@ def test_ceremony_states_are_compare_and_set_and_a_drill_keeps_its_last_success(
     assert d is not None and (d.last_ms, d.last_outcome, d.last_ok_ms) == (20, "failed: x", 10)
     assert [c.ceremony_id for c in db.list_ceremonies(KEY, ("done",))] == [rec.ceremony_id]
     assert len(db.list_ceremonies()) == 2 and db.drill_record(OTHER) is None
+
+
+def test_a_targets_epoch_attestation_is_stored_with_it_and_older_rows_read_without_one(db: CoordinatorDb) -> None:
+    att = Target(1, 1, b"r" * 32, attestation=b"\x01attestation")
+    assert Target.from_json(att.to_json()) == att
+    plain = Target(2, 2, b"s" * 32, "ok", "", (Outcome(1, "alice", "ok"),))
+    assert "attestation" not in plain.to_json() and Target.from_json(plain.to_json()) == plain  # the layout before attestations
+    rec = dataclasses.replace(_ceremony(b"a" * 16), targets=(att, plain))
+    assert db.add_ceremony(rec, AuditEvent("officer1", "ceremony-opened", "", "drill", {"x": 1}))
+    got = db.get_ceremony(b"a" * 16)
+    assert got is not None and got.targets == (att, plain)

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import grpc
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from coordinator.db import KeyRecord, now_ms
 from crypto_core.group import scalar_to_bytes
-from governance.recovery import BackupBundle, PiecePurpose
+from governance.recovery import BackupBundle, EpochAttestation, PiecePurpose
 from mpcnet.common import agekeys
 from mpcnet.common.backup import open_deliveries
 from mpcnet.common.bundle import verify_bundle
@@ -224,6 +225,86 @@ def test_a_drill_needs_a_configuration_and_a_bundle_of_the_current_epoch(world: 
     world.configure()
     e = _refused(world.ceremonies.start_drill, world.key_id, "officer1")  # not collected yet
     assert e.code == Code.FAILED_PRECONDITION and "no backup bundle" in e.message
+
+
+def test_a_drill_opens_only_when_the_threshold_of_the_committee_attests_the_bundles_epoch(world: World) -> None:
+    """A drill needs no admin order: a superseded bundle (its holders moved on to a newer epoch)
+    must never be drilled, or a holder would get back its refreshed-away share."""
+    _configured(world)
+    world.nodes[1].attest_as = world.nodes[2].attest_as = 1  # they hold the key at epoch 1: the bundle is stale
+    e = _refused(world.ceremonies.start_drill, world.key_id, "officer1")
+    assert e.code == Code.FAILED_PRECONDITION and e.message.startswith("key_id: only 1 of the committee attest epoch 0"), e
+    assert "node 1: holds the key at epoch 1, the bundle is of epoch 0" in e.message and "threshold 2" in e.message
+    assert world.db.list_ceremonies(world.key_id) == [] and ("drill-refused", "refused") in world.actions()
+    world.nodes[2].attest_as = None
+    world.nodes[3].down = True  # one attests another epoch, one is unreachable
+    e = _refused(world.ceremonies.start_drill, world.key_id, "officer1")
+    assert e.code == Code.FAILED_PRECONDITION and "node 3: UNAVAILABLE" in e.message
+    world.nodes[1].attest_as = None
+    own = world.nodes[2].identity
+    world.nodes[2].identity = Ed25519PrivateKey.generate()  # signs with a key the roster does not name
+    e = _refused(world.ceremonies.start_drill, world.key_id, "officer1")
+    assert "node 2: the attestation's signature does not verify" in e.message
+    assert world.db.list_ceremonies(world.key_id) == []
+    # two of three (the threshold) attest epoch 0: the drill opens and shows their attestations
+    world.nodes[2].identity = own
+    world.nodes[2].down, world.nodes[3].down = True, False
+    c = world.ceremonies.start_drill(world.key_id, "officer1")
+    msg = world.ceremonies.message(c)
+    atts = [EpochAttestation.from_bytes(a) for a in msg.epoch_attestations]
+    assert [(a.node, a.epoch, a.ceremony_id, a.key_id) for a in atts] == [(i, 0, c.ceremony_id, world.key_id) for i in (1, 3)]
+    roster = world.roster
+    assert all(a.verify(roster.entry(a.node).identity_key) for a in atts)  # type: ignore[union-attr]
+    # kept through the drill's run and a restart
+    world.nodes[2].down = False
+    world.ceremonies.submit(world.pieces("officer1", c.ceremony_id, PiecePurpose.DRILL), "officer1")
+    world.ceremonies.submit(world.pieces("officer2", c.ceremony_id, PiecePurpose.DRILL), "officer2")
+    world.restart()
+    rec = world.ceremonies.get(c.ceremony_id)
+    assert rec.state == "done", rec.error
+    assert list(world.ceremonies.message(rec).epoch_attestations) == list(msg.epoch_attestations)
+
+
+def test_an_expired_order_is_refused_and_its_ceremony_fails(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    import coordinator.ceremonies
+    import coordinator.recovery_proposals
+
+    digest = _configured(world)
+    e = _refused(world.propose_order, world.restore_order((3,), digest, expires_ms=now_ms() - 1), "ada")
+    assert e.code == Code.FAILED_PRECONDITION and e.message.startswith("signed_order.order.expires_ms: the order expired at"), e
+    order = world.restore_order((3,), digest, expires_ms=now_ms() + 60_000)
+    p = world.propose_order(order, "ada")
+    later = now_ms() + 120_000
+    monkeypatch.setattr(coordinator.recovery_proposals, "now_ms", lambda: later)
+    e = _refused(world.approve, p.proposal_id, "bob", order.encode())  # approved too late: not applied
+    assert e.code == Code.FAILED_PRECONDITION and "expires_ms" in e.message, e
+    assert world.ceremonies.db.get_ceremony(order.order_id) is None and all(not n.orders for n in world.nodes.values())
+    monkeypatch.undo()
+    order = world.restore_order((3,), digest, expires_ms=now_ms() + 60_000)
+    world.propose_order(order, "ada", "bob")
+    cid = order.order_id
+    world.ceremonies.submit(world.pieces("officer1", cid, PiecePurpose.RESTORE), "officer1")
+    monkeypatch.setattr(coordinator.ceremonies, "now_ms", lambda: later)
+    e = _refused(world.ceremonies.submit, world.pieces("officer2", cid, PiecePurpose.RESTORE), "officer2")
+    assert e.code == Code.FAILED_PRECONDITION and "the recovery order expired at" in e.message, e
+    rec = world.ceremonies.get(cid)
+    assert rec.state == "failed" and rec.error.startswith("the recovery order expired at") and world.nodes[3].restored is None
+    assert ("ceremony-failed", "restore") in world.actions()
+    monkeypatch.undo()
+    # a collecting ceremony expires in the background pass; a restore whose follow-up never completed
+    # stops retrying it once its order expired
+    o2 = world.restore_order((2,), digest, expires_ms=now_ms() + 60_000)
+    world.propose_order(o2, "ada", "bob")
+    o3 = world.restore_order((1,), digest, expires_ms=now_ms() + 60_000)
+    world.propose_order(o3, "ada", "bob")
+    world.ceremonies.submit(world.pieces("officer1", o3.order_id, PiecePurpose.RESTORE), "officer1")
+    assert world.ceremonies.submit(world.pieces("officer2", o3.order_id, PiecePurpose.RESTORE), "officer2").state == "follow-up"
+    monkeypatch.setattr(coordinator.ceremonies, "now_ms", lambda: later)
+    world.ceremonies._retry_at.clear()
+    world.ceremonies.check()
+    assert world.ceremonies.get(o2.order_id).state == "failed"
+    rec3 = world.ceremonies.get(o3.order_id)
+    assert rec3.state == "failed" and "did not complete" in rec3.error and "expired" in rec3.error
 
 
 def test_a_drill_waits_for_a_node_that_is_down_and_finishes_when_it_is_back(world: World) -> None:

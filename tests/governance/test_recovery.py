@@ -26,6 +26,7 @@ from governance.recovery import (
     BackupPart,
     BackupPiece,
     DrillReport,
+    EpochAttestation,
     Officer,
     PieceDelivery,
     PiecePurpose,
@@ -40,6 +41,7 @@ from governance.recovery import (
     SignedRecoveryOrder,
     sign_backup_part,
     sign_drill_report,
+    sign_epoch_attestation,
     sign_recovery_config_change,
     sign_recovery_order,
     sign_recovery_receipt,
@@ -151,6 +153,9 @@ def follow_up(**kw: Any) -> KeyOperation:
     return KeyOperation(**fields)
 
 
+EXPIRES_MS = 1_750_086_400_000
+
+
 def order(kind: RecoveryOrderKind = RecoveryOrderKind.RESTORE, **kw: Any) -> RecoveryOrder:
     restore = kind is RecoveryOrderKind.RESTORE
     fields: dict[str, Any] = dict(
@@ -158,7 +163,7 @@ def order(kind: RecoveryOrderKind = RecoveryOrderKind.RESTORE, **kw: Any) -> Rec
         bundle_digest=hashlib.sha256(b"bundle").digest(), config_version=1, roster_version=4,
         targets=tuple(RecoveryTarget(s, s if restore else 0) for s in ((3, 4, 5) if restore else (1, 2, 3))),
         export_recipient=b"" if restore else x25519(b"offline"), follow_up=follow_up() if restore else None,
-        reason="region outage: nodes 3-5 lost",
+        reason="region outage: nodes 3-5 lost", expires_ms=EXPIRES_MS,
     )
     fields.update(kw)
     return RecoveryOrder(**fields)
@@ -496,6 +501,9 @@ def test_orders_round_trip() -> None:
         (RecoveryOrderKind.RESTORE, {"reason": "   "}, "reason"),
         (RecoveryOrderKind.RESTORE, {"reason": "a\x1b[2Jb"}, "reason"),
         (RecoveryOrderKind.RESTORE, {"reason": "x" * 201}, "reason"),
+        (RecoveryOrderKind.RESTORE, {"expires_ms": 0}, "expires_ms"),
+        (RecoveryOrderKind.RESTORE, {"expires_ms": 2**63}, "expires_ms"),
+        (RecoveryOrderKind.EXPORT, {"expires_ms": -1}, "expires_ms"),
         (RecoveryOrderKind.EXPORT, {"export_recipient": b""}, "export_recipient"),
         (RecoveryOrderKind.EXPORT, {"export_recipient": bytes(32)}, "export_recipient"),
         (RecoveryOrderKind.EXPORT, {"targets": (RecoveryTarget(1, 1),)}, "targets[0].node"),
@@ -543,6 +551,29 @@ def test_export_order_needs_the_export_quorum() -> None:
     assert verify_recovery_order(signed_order(o, ("ada", "bob", "cyd")), ADMINS, CONFIG) == o
 
 
+def test_an_order_expires_at_expires_ms() -> None:
+    for kind, admins in ((RecoveryOrderKind.RESTORE, ("ada", "bob")), (RecoveryOrderKind.EXPORT, ("ada", "bob", "cyd"))):
+        o = order(kind)
+        s = signed_order(o, admins)
+        assert verify_recovery_order(s, ADMINS, CONFIG) == o  # no clock: no expiry check
+        assert verify_recovery_order(s, ADMINS, CONFIG, now_ms=0) == o
+        assert verify_recovery_order(s, ADMINS, CONFIG, now_ms=EXPIRES_MS - 1) == o
+        for now in (EXPIRES_MS, EXPIRES_MS + 1, 2**63 - 1):
+            with pytest.raises(GovernanceError, match=r"^expires_ms: the order expired at 1750086400000 ms"):
+                verify_recovery_order(s, ADMINS, CONFIG, now_ms=now)
+        with refused("now_ms"):
+            verify_recovery_order(s, ADMINS, CONFIG, now_ms=-1)
+    # expires_ms is signed: changing it breaks every admin signature
+    o = order()
+    with refused("signatures[0].signature"):
+        verify_recovery_order(SignedRecoveryOrder(order(expires_ms=EXPIRES_MS + 1), signed_order(o).signatures), ADMINS, CONFIG)
+    assert RecoveryOrder.from_dict(o.to_dict()).expires_ms == EXPIRES_MS and o.to_dict()["expires_ms"] == EXPIRES_MS
+    d = o.to_dict()
+    del d["expires_ms"]
+    with refused("expires_ms"):
+        RecoveryOrder.from_dict(d)
+
+
 def test_follow_up_of_an_order_is_authorized_as_recovery_order() -> None:
     from governance.roster import Roster as _Roster
 
@@ -569,6 +600,36 @@ def test_recovery_receipt_signs_round_trips_and_verifies() -> None:
     with refused("encoding"):
         RecoveryReceipt.from_bytes(r.to_bytes() + b"\x00")
     assert r.to_dict()["node"] == 3
+
+
+def test_epoch_attestation_signs_round_trips_and_verifies() -> None:
+    a = sign_epoch_attestation(EpochAttestation(bytes([7] * 16), KEY_ID, 2, 3), NODE_KEYS[3])
+    assert EpochAttestation.from_bytes(a.to_bytes()) == a
+    assert a.verify(NODE_KEYS[3].public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
+    assert not a.verify(NODE_KEYS[4].public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
+    assert not dataclasses.replace(a, epoch=1).verify(NODE_KEYS[3].public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
+    assert not dataclasses.replace(a, ceremony_id=bytes(16)).verify(
+        NODE_KEYS[3].public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    )
+    assert a.to_dict() == {
+        "ceremony_id": "07" * 16, "key_id": KEY_ID.hex(), "epoch": 2, "node": 3, "signature": a.signature.hex(),
+    }
+    with refused("ceremony_id"):
+        EpochAttestation(bytes(32), KEY_ID, 2, 3)
+    with refused("key_id"):
+        EpochAttestation(bytes(16), bytes(31), 2, 3)
+    with refused("epoch"):
+        EpochAttestation(bytes(16), KEY_ID, 2**32, 3)
+    with refused("node"):
+        EpochAttestation(bytes(16), KEY_ID, 2, 0)
+    with refused("signature"):
+        EpochAttestation(bytes(16), KEY_ID, 2, 3, bytes(63))
+    with pytest.raises(GovernanceError):
+        EpochAttestation.from_bytes(a.to_bytes() + b"\x00")
+    with pytest.raises(GovernanceError):  # another statement's tag
+        EpochAttestation.from_bytes(sign_recovery_receipt(RecoveryReceipt(bytes(16), KEY_ID, 2, 3, 3, point(3)), NODE_KEYS[3]).to_bytes())
+    with refused("attestation"):
+        sign_epoch_attestation(object(), NODE_KEYS[3])  # type: ignore[arg-type]
 
 
 def test_drill_report_signs_round_trips_and_verifies() -> None:
@@ -717,6 +778,7 @@ _ENCODINGS: list[tuple[Any, bytes]] = [
     (SignedRecoveryOrder.from_bytes, signed_order(order()).to_bytes()),
     (RecoveryOrder.from_bytes, order(RecoveryOrderKind.EXPORT).encode()),
     (DrillReport.from_bytes, DrillReport(bytes(16), KEY_ID, 2, 1, 1, bytes(32), True, ((1, "ok"),)).to_bytes()),
+    (EpochAttestation.from_bytes, EpochAttestation(bytes(16), KEY_ID, 2, 1).to_bytes()),
     (PieceDelivery.from_bytes, PieceDelivery(bytes(16), PiecePurpose.DRILL, KEY_ID, 2, 3, 1, bytes(32), bytes(32)).encode()),
 ]
 

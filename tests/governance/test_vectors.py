@@ -621,7 +621,7 @@ def test_epoch_receipt_vectors_form_a_commit_certificate() -> None:
     assert (cert.epoch, cert.threshold, cert.committee, cert.op_digest) == (1, 2, (1, 2, 4), op.digest())
 
 
-# --- recovery.json (5.21-5.31) --------------------------------------------------------------
+# --- recovery.json (5.21-5.32) --------------------------------------------------------------
 
 RECOVERY = _load("recovery.json")
 
@@ -662,7 +662,7 @@ def spec_recovery_order(f: dict[str, Any]) -> bytes:
     out += _f(_h(f["bundle_digest"])) + _u(f["config_version"]) + _u(f["roster_version"]) + _c(len(f["targets"]))
     out += b"".join(_u(t["share_index"]) + _u(t["node"]) for t in f["targets"]) + _f(_h(f["export_recipient"]))
     follow = _c(0) if f["follow_up"] is None else _c(1) + _f(spec_key_operation(f["follow_up"]))
-    return out + follow + _t(f["reason"])
+    return out + follow + _t(f["reason"]) + _u(f["expires_ms"])
 
 
 def test_recovery_config_vectors() -> None:
@@ -737,21 +737,26 @@ def test_recovery_order_vectors() -> None:
         signed = SignedRecoveryOrder.from_bytes(_h(v["signed_order"]["encoding"]))
         assert signed == SignedRecoveryOrder.from_dict(v["signed_order"]["fields"])
         assert verify_recovery_order(signed, admins, config) == order
+        assert verify_recovery_order(signed, admins, config, now_ms=order.expires_ms - 1) == order
     for v in RECOVERY["invalid_orders"]:
         with pytest.raises(GovernanceError) as info:
-            verify_recovery_order(SignedRecoveryOrder.from_bytes(_h(v["signed_order"])), admins, config)
-        assert info.value.field == "signatures", info.value
+            verify_recovery_order(SignedRecoveryOrder.from_bytes(_h(v["signed_order"])), admins, config, now_ms=v["now_ms"])
+        assert info.value.field == v["error_field"], info.value
 
 
 def test_recovery_receipt_and_drill_report_vectors() -> None:
-    from governance.recovery import DrillReport, RecoveryReceipt
+    from governance.recovery import DrillReport, EpochAttestation, RecoveryReceipt
 
-    for name, cls in (("receipt", RecoveryReceipt), ("drill_report", DrillReport)):
+    for name, cls in (("receipt", RecoveryReceipt), ("drill_report", DrillReport), ("epoch_attestation", EpochAttestation)):
         v = RECOVERY[name]
         obj = cls.from_bytes(_h(v["encoding"]))
         assert obj.message().hex() == v["message"] and obj.to_bytes().hex() == v["encoding"]
         assert obj.signature == _private(v["signer"]).sign(obj.message())
         assert obj.verify(bytes.fromhex(KEYS[v["signer"]]["public_key"]))
+    v = RECOVERY["epoch_attestation"]
+    f = v["fields"]
+    spec = _tag("epoch-attestation-message") + _f(_h(f["ceremony_id"])) + _f(_h(f["key_id"])) + _u(f["epoch"]) + _u(f["node"])
+    assert v["message"] == spec.hex() and EpochAttestation.from_bytes(_h(v["encoding"])).to_dict() == f
 
 
 @pytest.mark.parametrize("vector", RECOVERY["negative"], ids=[f"{v['object']}:{v['name']}" for v in RECOVERY["negative"]])

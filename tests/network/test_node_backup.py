@@ -23,6 +23,7 @@ from governance.keyop import KeyOperation, KeyOpKind, SignedKeyOperation
 from governance.recovery import (
     BackupBundle,
     DrillReport,
+    EpochAttestation,
     Officer,
     PiecePurpose,
     RecoveryConfig,
@@ -38,6 +39,7 @@ from governance.recovery import (
     sign_recovery_order,
 )
 from governance.roster import SignedRosterChange
+from mpc_node.clock import NodeClock
 from mpc_node.main import roles_for
 from mpc_node.service import NodeService
 from mpcnet.client.identities import load_identity
@@ -52,6 +54,7 @@ from .keyops_util import close, dkg, run, services, share, sign
 
 N, T, M = 3, 2, 2
 LABEL = b"keyops"
+ORDER_EXPIRES_MS = 4_102_444_800_000  # 2100-01-01: the test orders do not expire
 Code = grpc.StatusCode
 
 
@@ -126,7 +129,7 @@ def _pieces(
 def _order(
     lay: Layout, svc: NodeService, key: Any, bundle: BackupBundle, targets: list[tuple[int, int]], *,
     epoch: int = 0, admins: tuple[str, ...] = ("admin1", "admin2"), kind: RecoveryOrderKind = RecoveryOrderKind.RESTORE,
-    roster_version: int = 1,
+    roster_version: int = 1, expires_ms: int = ORDER_EXPIRES_MS,
 ) -> tuple[SignedRecoveryOrder, KeyOperation]:
     root = svc.gov.governance_root
     follow = KeyOperation(
@@ -135,7 +138,7 @@ def _order(
     )
     order = RecoveryOrder(
         root, os.urandom(16), kind, key.key_id, key.public_key, key.chain_code, epoch, bundle.digest(), 1, roster_version,
-        tuple(RecoveryTarget(i, n) for i, n in targets), b"", follow, "node 3 lost its disk",
+        tuple(RecoveryTarget(i, n) for i, n in targets), b"", follow, "node 3 lost its disk", expires_ms,
     )
     return SignedRecoveryOrder(order, _admin_sigs(lay, order, sign_recovery_order, admins)), follow
 
@@ -152,7 +155,7 @@ def _refused(fn: Any, req: Any) -> RpcError:
 def test_roles_install_rpcs_admin_or_coordinator_the_rest_coordinator_only() -> None:
     for m in ("InstallRecoveryConfig", "InstallRecoveryOrder"):
         assert set(roles_for(m)) == {"coordinator", "admin"}
-    for m in ("GetBackupPart", "RestoreShare", "DrillShare"):
+    for m in ("GetBackupPart", "RestoreShare", "DrillShare", "AttestEpoch"):
         assert roles_for(m) == ("coordinator",)
 
 
@@ -266,6 +269,8 @@ def test_restore_an_emptied_node_then_refresh_and_sign_with_the_same_key(
     s3 = svcs[3]
     assert share(s3, key.key_id) is None
     s3.InstallRecoveryConfig(node_pb2.InstallRecoveryConfigRequest(history=[config.to_bytes()]), None)
+    e = _refused(s3.AttestEpoch, node_pb2.AttestEpochRequest(key_id=key.key_id, ceremony_id=bytes(16)))  # no live share
+    assert e.code == Code.FAILED_PRECONDITION and e.message.startswith("key_id:")
     order, follow = _order(lay, svcs[1], key, bundle, [(3, 3)])
     for i in (1, 2):
         assert svcs[i].InstallRecoveryOrder(node_pb2.InstallRecoveryOrderRequest(signed_order=order.to_bytes()), None).installed
@@ -313,6 +318,72 @@ def test_restore_an_emptied_node_then_refresh_and_sign_with_the_same_key(
     assert ks is not None and ks.epoch == 1 and ks.public_key.encode() == key.public_key
     assert isinstance(sign(lay, svcs, key, [1, 3], (1, 2, 3), 1), bytes)
     assert isinstance(sign(lay, svcs, key, [2, 3], (1, 2, 3), 1), bytes)
+    # every node now attests epoch 1; a drill of the superseded epoch-0 bundle is refused (audited):
+    # it would hand the holder its refreshed-away share
+    ceremony = os.urandom(16)
+    for i, s in svcs.items():
+        att = EpochAttestation.from_bytes(s.AttestEpoch(node_pb2.AttestEpochRequest(key_id=key.key_id, ceremony_id=ceremony), None)
+                                          .attestation)
+        assert (att.epoch, att.node, att.ceremony_id) == (1, i, ceremony) and att.verify(s.keys.identity_public)
+    old = _pieces(bundle, officers, [1, 2], ceremony, PiecePurpose.DRILL, svcs[1], 1)
+    e = _refused(svcs[1].DrillShare, node_pb2.DrillShareRequest(ceremony_id=ceremony, bundle=bundle.to_file(), pieces=old))
+    assert e.code == Code.FAILED_PRECONDITION and e.message.startswith("bundle.key.epoch:")
+    assert _audit(svcs[1], "drill")[-1].outcome == "refused"
+
+
+def test_attest_epoch_signs_the_live_epoch_for_the_ceremony_and_refuses_otherwise(svcs: dict[int, NodeService]) -> None:
+    key = dkg(svcs, T)
+    ceremony = os.urandom(16)
+    for i, s in svcs.items():
+        raw = s.AttestEpoch(node_pb2.AttestEpochRequest(key_id=key.key_id, ceremony_id=ceremony), None).attestation
+        att = EpochAttestation.from_bytes(raw)
+        assert (att.ceremony_id, att.key_id, att.epoch, att.node) == (ceremony, key.key_id, 0, i)
+        assert att.verify(s.keys.identity_public) and not att.verify(svcs[1 + i % 3].keys.identity_public)
+        assert _audit(s, "epoch-attestation")[-1].outcome == "signed"
+    s = svcs[1]
+    for req, code, field in (
+        (node_pb2.AttestEpochRequest(key_id=b"x" * 32, ceremony_id=ceremony), Code.FAILED_PRECONDITION, "key_id: "),
+        (node_pb2.AttestEpochRequest(key_id=key.key_id, ceremony_id=b"c" * 15), Code.INVALID_ARGUMENT, "ceremony_id: "),
+        (node_pb2.AttestEpochRequest(key_id=key.key_id[:31], ceremony_id=ceremony), Code.INVALID_ARGUMENT, "key_id: "),
+    ):
+        e = _refused(s.AttestEpoch, req)
+        assert e.code == code and e.message.startswith(field), e
+        assert _audit(s, "epoch-attestation")[-1].outcome == "refused"
+
+
+def test_expired_orders_are_refused_and_no_longer_authorize_their_follow_up(
+    lay: Layout, svcs: dict[int, NodeService], config: SignedRecoveryConfigChange, officers: list[tuple[bytes, bytes]]
+) -> None:
+    key = dkg(svcs, T)
+    bundle = _bundle(svcs, config, key)
+    s = svcs[1]
+    stale, _ = _order(lay, s, key, bundle, [(3, 3)], expires_ms=s.clock.now_ms() - 1)
+    e = _refused(s.InstallRecoveryOrder, node_pb2.InstallRecoveryOrderRequest(signed_order=stale.to_bytes()))
+    assert e.code == Code.FAILED_PRECONDITION and e.message.startswith("signed_order.expires_ms: the order expired at")
+    assert _audit(s, "recovery-order")[-1].outcome == "refused"
+    pieces = _pieces(bundle, officers, [1, 2], stale.order.order_id, PiecePurpose.RESTORE, svcs[3], 3)
+    e = _refused(svcs[3].RestoreShare, node_pb2.RestoreShareRequest(signed_order=stale.to_bytes(), bundle=bundle.to_file(),
+                                                                     pieces=pieces))
+    assert e.code == Code.FAILED_PRECONDITION and e.message.startswith("signed_order.expires_ms:")
+    assert _audit(svcs[3], "share-restored")[-1].outcome == "refused"
+    # installed while valid, then the node's clock passes expires_ms: the follow-up no longer starts
+    order, follow = _order(lay, s, key, bundle, [(3, 3)], expires_ms=s.clock.now_ms() + 60_000)
+    assert s.InstallRecoveryOrder(node_pb2.InstallRecoveryOrderRequest(signed_order=order.to_bytes()), None).installed
+    req = node_pb2.StartSessionRequest(
+        session_id=os.urandom(32),
+        reshare=node_pb2.ReshareParams(operation=SignedKeyOperation(follow, ()).to_bytes(), dealers=[1, 2, 3], key_label=LABEL),
+    )
+    assert s.backups.orders_follow_up(follow)
+    clock = s.clock
+    s.clock = NodeClock(120_000)
+    try:
+        e = _refused(s.StartSession, req)
+        # an admin-signed operation that happens to equal the follow-up is judged by its signatures as usual
+        assert s.backups.orders_follow_up(follow, unsigned=False) is False
+    finally:
+        s.clock = clock
+    assert e.code == Code.FAILED_PRECONDITION and e.message.startswith("reshare.operation: the recovery order"), e
+    assert "expired" in e.message
 
 
 def test_an_unordered_unsigned_operation_is_not_authorized_by_a_restored_share(
@@ -339,7 +410,7 @@ def test_export_orders_need_the_export_quorum_and_are_audited_loudly(
     def export(admins: tuple[str, ...]) -> bytes:
         order = RecoveryOrder(
             root, os.urandom(16), RecoveryOrderKind.EXPORT, key.key_id, key.public_key, key.chain_code, 0, bundle.digest(), 1, 1,
-            (RecoveryTarget(1, 0), RecoveryTarget(2, 0)), agekeys.generate()[1], None, "migrating away",
+            (RecoveryTarget(1, 0), RecoveryTarget(2, 0)), agekeys.generate()[1], None, "migrating away", ORDER_EXPIRES_MS,
         )
         return SignedRecoveryOrder(order, _admin_sigs(lay, order, sign_recovery_order, admins)).to_bytes()
 

@@ -703,7 +703,7 @@ class CeremonyTarget(_message.Message):
     def __init__(self, share_index: _Optional[int] = ..., node: _Optional[int] = ..., recipient: _Optional[bytes] = ..., state: _Optional[str] = ..., error: _Optional[str] = ..., outcomes: _Optional[_Iterable[_Union[_node_pb2.OfficerOutcome, _Mapping]]] = ...) -> None: ...
 
 class Ceremony(_message.Message):
-    __slots__ = ("ceremony_id", "kind", "key_id", "epoch", "bundle_digest", "state", "targets", "officers", "quorum", "signed_order", "follow_up_operation", "error", "created_unix_ms", "updated_unix_ms", "started_by", "export_pieces")
+    __slots__ = ("ceremony_id", "kind", "key_id", "epoch", "bundle_digest", "state", "targets", "officers", "quorum", "signed_order", "follow_up_operation", "error", "created_unix_ms", "updated_unix_ms", "started_by", "export_pieces", "epoch_attestations")
     CEREMONY_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
@@ -720,6 +720,7 @@ class Ceremony(_message.Message):
     UPDATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     STARTED_BY_FIELD_NUMBER: _ClassVar[int]
     EXPORT_PIECES_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_ATTESTATIONS_FIELD_NUMBER: _ClassVar[int]
     ceremony_id: bytes
     kind: str
     key_id: bytes
@@ -736,7 +737,8 @@ class Ceremony(_message.Message):
     updated_unix_ms: int
     started_by: str
     export_pieces: _containers.RepeatedCompositeFieldContainer[TargetPiece]
-    def __init__(self, ceremony_id: _Optional[bytes] = ..., kind: _Optional[str] = ..., key_id: _Optional[bytes] = ..., epoch: _Optional[int] = ..., bundle_digest: _Optional[bytes] = ..., state: _Optional[str] = ..., targets: _Optional[_Iterable[_Union[CeremonyTarget, _Mapping]]] = ..., officers: _Optional[_Iterable[str]] = ..., quorum: _Optional[int] = ..., signed_order: _Optional[bytes] = ..., follow_up_operation: _Optional[str] = ..., error: _Optional[str] = ..., created_unix_ms: _Optional[int] = ..., updated_unix_ms: _Optional[int] = ..., started_by: _Optional[str] = ..., export_pieces: _Optional[_Iterable[_Union[TargetPiece, _Mapping]]] = ...) -> None: ...
+    epoch_attestations: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, ceremony_id: _Optional[bytes] = ..., kind: _Optional[str] = ..., key_id: _Optional[bytes] = ..., epoch: _Optional[int] = ..., bundle_digest: _Optional[bytes] = ..., state: _Optional[str] = ..., targets: _Optional[_Iterable[_Union[CeremonyTarget, _Mapping]]] = ..., officers: _Optional[_Iterable[str]] = ..., quorum: _Optional[int] = ..., signed_order: _Optional[bytes] = ..., follow_up_operation: _Optional[str] = ..., error: _Optional[str] = ..., created_unix_ms: _Optional[int] = ..., updated_unix_ms: _Optional[int] = ..., started_by: _Optional[str] = ..., export_pieces: _Optional[_Iterable[_Union[TargetPiece, _Mapping]]] = ..., epoch_attestations: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class ListCeremoniesResponse(_message.Message):
     __slots__ = ("ceremonies",)

@@ -488,3 +488,17 @@ class DrillShareResponse(_message.Message):
     report: bytes
     outcomes: _containers.RepeatedCompositeFieldContainer[OfficerOutcome]
     def __init__(self, report: _Optional[bytes] = ..., outcomes: _Optional[_Iterable[_Union[OfficerOutcome, _Mapping]]] = ...) -> None: ...
+
+class AttestEpochRequest(_message.Message):
+    __slots__ = ("key_id", "ceremony_id")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    CEREMONY_ID_FIELD_NUMBER: _ClassVar[int]
+    key_id: bytes
+    ceremony_id: bytes
+    def __init__(self, key_id: _Optional[bytes] = ..., ceremony_id: _Optional[bytes] = ...) -> None: ...
+
+class AttestEpochResponse(_message.Message):
+    __slots__ = ("attestation",)
+    ATTESTATION_FIELD_NUMBER: _ClassVar[int]
+    attestation: bytes
+    def __init__(self, attestation: _Optional[bytes] = ...) -> None: ...

@@ -161,6 +161,11 @@ class NodeStub:
                 request_serializer=mpc_dot_v1_dot_node__pb2.DrillShareRequest.SerializeToString,
                 response_deserializer=mpc_dot_v1_dot_node__pb2.DrillShareResponse.FromString,
                 _registered_method=True)
+        self.AttestEpoch = channel.unary_unary(
+                '/mpc.v1.Node/AttestEpoch',
+                request_serializer=mpc_dot_v1_dot_node__pb2.AttestEpochRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_node__pb2.AttestEpochResponse.FromString,
+                _registered_method=True)
 
 
 class NodeServicer:
@@ -367,6 +372,17 @@ class NodeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AttestEpoch(self, request, context):
+        """Before a drill: this node's signed statement (governance EpochAttestation) of its *live*
+        epoch of `key_id`, bound to the drill's ceremony id. The coordinator (and each officer)
+        opens a drill of a bundle only when at least the key's threshold of committee members attest
+        the bundle's epoch, so a superseded bundle never hands a holder a refreshed-away share.
+        FAILED_PRECONDITION: no live share of the key here. Audited. Caller: coordinator.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -494,6 +510,11 @@ def add_NodeServicer_to_server(servicer, server):
                     servicer.DrillShare,
                     request_deserializer=mpc_dot_v1_dot_node__pb2.DrillShareRequest.FromString,
                     response_serializer=mpc_dot_v1_dot_node__pb2.DrillShareResponse.SerializeToString,
+            ),
+            'AttestEpoch': grpc.unary_unary_rpc_method_handler(
+                    servicer.AttestEpoch,
+                    request_deserializer=mpc_dot_v1_dot_node__pb2.AttestEpochRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_node__pb2.AttestEpochResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1171,6 +1192,33 @@ class Node:
             '/mpc.v1.Node/DrillShare',
             mpc_dot_v1_dot_node__pb2.DrillShareRequest.SerializeToString,
             mpc_dot_v1_dot_node__pb2.DrillShareResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AttestEpoch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Node/AttestEpoch',
+            mpc_dot_v1_dot_node__pb2.AttestEpochRequest.SerializeToString,
+            mpc_dot_v1_dot_node__pb2.AttestEpochResponse.FromString,
             options,
             channel_credentials,
             insecure,

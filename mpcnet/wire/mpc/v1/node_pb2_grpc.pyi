@@ -123,6 +123,13 @@ class NodeStub:
     reconstruction as RestoreShare, in memory only; compares the result with its live share,
     destroys it and answers a signed drill report. Changes nothing but the audit log.
     """
+    AttestEpoch: _grpc.UnaryUnaryMultiCallable[_node_pb2.AttestEpochRequest, _node_pb2.AttestEpochResponse]
+    """Before a drill: this node's signed statement (governance EpochAttestation) of its *live*
+    epoch of `key_id`, bound to the drill's ceremony id. The coordinator (and each officer)
+    opens a drill of a bundle only when at least the key's threshold of committee members attest
+    the bundle's epoch, so a superseded bundle never hands a holder a refreshed-away share.
+    FAILED_PRECONDITION: no live share of the key here. Audited. Caller: coordinator.
+    """
 
 @_typing.type_check_only
 class NodeAsyncStub(NodeStub):
@@ -213,6 +220,13 @@ class NodeAsyncStub(NodeStub):
     """Recovery drill, on a current holder of the key: the same decryption, checks and
     reconstruction as RestoreShare, in memory only; compares the result with its live share,
     destroys it and answers a signed drill report. Changes nothing but the audit log.
+    """
+    AttestEpoch: _aio.UnaryUnaryMultiCallable[_node_pb2.AttestEpochRequest, _node_pb2.AttestEpochResponse]  # type: ignore[assignment]
+    """Before a drill: this node's signed statement (governance EpochAttestation) of its *live*
+    epoch of `key_id`, bound to the drill's ceremony id. The coordinator (and each officer)
+    opens a drill of a bundle only when at least the key's threshold of committee members attest
+    the bundle's epoch, so a superseded bundle never hands a holder a refreshed-away share.
+    FAILED_PRECONDITION: no live share of the key here. Audited. Caller: coordinator.
     """
 
 class NodeServicer(metaclass=_abc_1.ABCMeta):
@@ -451,6 +465,19 @@ class NodeServicer(metaclass=_abc_1.ABCMeta):
         """Recovery drill, on a current holder of the key: the same decryption, checks and
         reconstruction as RestoreShare, in memory only; compares the result with its live share,
         destroys it and answers a signed drill report. Changes nothing but the audit log.
+        """
+
+    @_abc_1.abstractmethod
+    def AttestEpoch(
+        self,
+        request: _node_pb2.AttestEpochRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_node_pb2.AttestEpochResponse, _abc.Awaitable[_node_pb2.AttestEpochResponse]]:
+        """Before a drill: this node's signed statement (governance EpochAttestation) of its *live*
+        epoch of `key_id`, bound to the drill's ceremony id. The coordinator (and each officer)
+        opens a drill of a bundle only when at least the key's threshold of committee members attest
+        the bundle's epoch, so a superseded bundle never hands a holder a refreshed-away share.
+        FAILED_PRECONDITION: no live share of the key here. Audited. Caller: coordinator.
         """
 
 def add_NodeServicer_to_server(servicer: NodeServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
