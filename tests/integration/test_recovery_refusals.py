@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -122,12 +122,11 @@ def _order(w: World, kind: RecoveryOrderKind, targets: tuple[RecoveryTarget, ...
         committee = tuple(range(1, 6))
         follow_up = KeyOperation(admins.digest(), new_id(), KeyOpKind.REFRESH, w.key_id, w.public_key, w.chain_code,
                                  w.bundle.key.epoch, 3, committee, 3, committee, roster_version, "restore follow-up")
-    # orders gain an expiry (expires_ms, after reason) in a contract fix under way: set it when the class has it
-    expiry = {"expires_ms": int(time.time() * 1000) + 3_600_000} if "expires_ms" in {f.name for f in fields(RecoveryOrder)} else {}
     return RecoveryOrder(governance_root=admins.digest(), order_id=new_id(), kind=kind, key_id=w.key_id, public_key=w.public_key,
                          chain_code=w.chain_code, epoch=w.bundle.key.epoch, bundle_digest=w.bundle.digest(),
                          config_version=w.config.version, roster_version=roster_version, targets=targets, export_recipient=recipient,
-                         follow_up=follow_up, reason="refusal test", **expiry)
+                         follow_up=follow_up, reason="refusal test",
+                         expires_ms=int(time.time() * 1000) + 3_600_000)
 
 
 def _deliveries(w: World, officer: str, ceremony_id: bytes, purpose: PiecePurpose, targets: dict[int, bytes]) -> dict[int, bytes]:
