@@ -1,7 +1,7 @@
 """``mpc-cluster wipe-node`` and ``replace-node`` on a running dev cluster (issue 12): the wiped
 node is killed and not restarted by the supervisor, ``up`` holds the replacement back until the
 admin quorum's roster change names its new keys, then starts it (SIGUSR1), and the coordinator
-reaches it under the rotated roster entry."""
+reaches it under the rotated roster entry; a restart keeps it."""
 
 from __future__ import annotations
 
@@ -72,5 +72,10 @@ def test_wipe_replace_and_start_once_the_roster_names_the_new_keys(tmp_path: Pat
             assert nodes[3].healthy, nodes
             e = au.roster().roster.entry(3)
             assert e is not None and e.key_version == 2 and e.identity_key.hex() == enrol["identity_key"]
+        # stopped and started again: the new host keeps its place (its store holds the rotated roster)
+        assert _cluster("stop", "--dir", str(d)).returncode == 0
+        again = _cluster("up", "--dir", str(d), "--quiet")
+        assert again.returncode == 0, again
+        assert all(p["healthy"] for p in _status(d).values())
     finally:
         _cluster("stop", "--dir", str(d))
