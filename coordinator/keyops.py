@@ -11,9 +11,11 @@ it again against its own state, so a coordinator cannot make the nodes do anythi
 Orchestration of one operation (a durable ``key_operations`` row, state ``running`` ->
 ``committing`` -> ``done`` | ``failed``):
 
-1. dealers = old committee ∩ active roster ∩ reachable (all of them if available, at least the
-   old threshold; a refresh needs the whole committee); the session id and dealers are
-   recorded before any node hears of the session;
+1. dealers = old committee ∩ active roster ∩ reachable ∩ holding a share of the old epoch
+   (``GetPendingEpoch``; a share restored by a recovery order counts; a member holding none,
+   wiped or replaced, only receives) — all of them if available, at least the old threshold; a
+   refresh needs the whole committee; the session id and dealers are recorded before any node
+   hears of the session;
 2. :func:`coordinator.relay.run_session` over the dealers and the new committee;
 3. the receipts of every new-committee node are verified as a commit certificate against the
    coordinator's own roster, then **the decision point**, one transaction: certificate, state
@@ -355,7 +357,7 @@ class KeyOperations:
         missing = [i for i in op.new_committee if i not in self.nodes]
         if missing:
             raise OperationFailed(f"node {missing[0]} of the new committee has no connection here")
-        dealers = tuple(up)
+        dealers = self._dealers(op, up)
         self._settle_failed_sessions(op)
         sid = os.urandom(32)
         self.db.key_operation_session(rec.op_id, sid, dealers, now_ms())  # durable before any node hears of it
@@ -386,6 +388,22 @@ class KeyOperations:
             raise OperationFailed(f"session {sid.hex()[:12]}: {e}") from None
         receipts = tuple(final[i].reshare_result.receipt for i in op.new_committee)
         self._decide(rec, op, sid, parts, receipts, roster)
+
+    def _dealers(self, op: KeyOperation, up: list[int]) -> tuple[int, ...]:
+        """The dealers of ``op`` among the reachable old-committee members ``up``: those that hold
+        a share of the key at the old epoch (``GetPendingEpoch``'s ``holds_key`` and
+        ``active_epoch``; a share restored by a recovery order counts). A member that holds none
+        (wiped, or a replaced host) only receives, if the new committee names it. OperationFailed
+        naming who holds what when a refresh lacks a member's share or fewer than the old
+        threshold hold one."""
+        req = node_pb2.GetPendingEpochRequest(key_id=op.key_id, session_id=os.urandom(32))
+        got, errs = fanout({i: (self.nodes[i].stub.GetPendingEpoch, req) for i in up}, self.timeout_s)
+        holders = tuple(i for i in up if i in got and got[i].holds_key and got[i].active_epoch == op.old_epoch)
+        if (op.kind is KeyOpKind.REFRESH and holders != op.old_committee) or len(holders) < op.old_threshold:
+            need = "a refresh needs a share of every committee member" if op.kind is KeyOpKind.REFRESH else (
+                f"needs {op.old_threshold} dealers holding a share")
+            raise OperationFailed(f"{need} of epoch {op.old_epoch}; {_who_holds(op, up, got, errs)}")
+        return holders
 
     def _receipts(self, op: KeyOperation, sid: bytes, *, wait_s: float = 0.0) -> tuple[bytes, ...] | None:
         """Every new-committee node's receipt of session ``sid`` (``GetPendingEpoch``), in
@@ -596,6 +614,30 @@ class KeyOperations:
             last[r.key_id] = r
         out += [self.status(r) for r in last.values() if r.state == "failed"]
         return out
+
+
+def _who_holds(
+    op: KeyOperation, up: list[int], got: Mapping[int, node_pb2.PendingEpochInfo], errs: Mapping[int, grpc.RpcError]
+) -> str:
+    """Who holds what of ``op``'s key among the old committee, for an operation's error: e.g.
+    ``holding epoch 0: [1, 2]; no share: [4, 5]; at epoch 1: [3]; unavailable: [6]``."""
+    hold, none, unavailable = [], [], []
+    other: dict[int, int] = {}
+    for i in op.old_committee:
+        info = got.get(i)
+        if i not in up or i in errs or info is None:
+            unavailable.append(i)
+        elif not info.holds_key:
+            none.append(i)
+        elif info.active_epoch != op.old_epoch:
+            other[i] = int(info.active_epoch)
+        else:
+            hold.append(i)
+    parts = [f"holding epoch {op.old_epoch}: {hold}", f"no share: {none}"]
+    parts += [f"at epoch {e}: {[i for i in other if other[i] == e]}" for e in sorted(set(other.values()))]
+    if unavailable:
+        parts.append(f"unavailable: {unavailable}")
+    return "; ".join(parts)
 
 
 def _retry_at(ops: list[KeyOpRecord], backoff_ms: int) -> int:

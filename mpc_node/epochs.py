@@ -213,6 +213,10 @@ class EpochService:
         held = node.store.key_epoch(key_id)
         if pending is None and held is not None and node.me not in cert.committee and held.status in ("active", "left"):
             return self._leave(key_id, sid, held.epoch, cert, actor, abort_key)
+        if pending is None and held is None and node.me not in cert.committee and node.store.restored_key(key_id) is None:
+            # an old-committee member that holds nothing of the key (wiped or replaced) and is not
+            # in the new committee: nothing to switch here
+            return node_pb2.CommitEpochResponse(epoch=cert.epoch, holds_share=False, changed=False)
         if pending is None:
             if held is not None and held.epoch >= cert.epoch:
                 raise RpcError(
@@ -321,15 +325,24 @@ class EpochService:
         return True
 
     def pending(self, req: node_pb2.GetPendingEpochRequest) -> node_pb2.PendingEpochInfo:
+        """``GetPendingEpoch``: this node's outcome of the session, and whether it holds a share of
+        the key it can deal with (``holds_key``, at ``active_epoch``): its live share, or a share
+        restored by a recovery order (issue 12; it deals in that order's follow-up only). The
+        coordinator picks the dealers of a key operation among the holders at its old epoch."""
         key_id = check_len(req.key_id, "key_id", 32)
         sid = check_len(req.session_id, "session_id", SESSION_ID_LEN)
         p = self.node.store.pending_epoch(key_id, sid)
         held = self.node.store.key_epoch(key_id)
         holds = held is not None and held.status == "active"
+        epoch = held.epoch if holds and held is not None else 0
+        if held is None:  # a share restored by a recovery order (issue 12) deals like a live one
+            restored = self.node.store.restored_key(key_id)
+            if restored is not None:
+                holds, epoch = True, restored.epoch
         return node_pb2.PendingEpochInfo(
             pending=p is not None and not p.committed and not p.retiring, committed=p is not None and p.committed,
             receipt=p.receipt if p is not None else b"", retired=p is not None and p.retiring,
-            active_epoch=held.epoch if holds and held is not None else 0, holds_key=holds,
+            active_epoch=epoch, holds_key=holds,
         )
 
 

@@ -5,7 +5,10 @@ the operation must decode, be authorized against the node's *own* admin set and 
 (:func:`governance.keyop.check_authorized`), name the key exactly as the node holds it (id,
 public key, chain code, epoch, threshold, committee; a joining node checks
 ``compute_key_id(public_key, chain_code) == key_id``), and the dealers must be old-committee
-members, increasing, at least the old threshold, all active. It returns the
+members, increasing, at least the old threshold, all active. A node holding no share of the key
+(no record of it: a joining node, or an old-committee member that was wiped or replaced) takes
+part only as a receiver, never as a dealer (a refresh, dealt by the whole committee, is then
+refused). It returns the
 :class:`ReshareSetup` (with the :class:`crypto_core.reshare.ReshareConfig`: party ids are
 roster indices, share indices are committee positions). Errors are :class:`RpcError` naming
 ``reshare.<field>`` (``reshare.operation.<field>`` for the operation's own fields).
@@ -127,7 +130,8 @@ def check_reshare(
 ) -> ReshareSetup:
     """Check a reshare request against this node's own state (see the module).
 
-    ``held``: the node's record of the key (None: it has none; a node that left the committee
+    ``held``: the node's record of the key (None: it has none, and then takes part as a receiver
+    only, even when the old committee names it (wiped or replaced); a node that left the committee
     earlier joins again like a new one); ``share``: its active share (None if it holds none).
     ``schedule``: the node's own refresh schedule of the key (None: it holds no active share or
     no policy; an unsigned refresh is then never due). An unsigned refresh that is not due is
@@ -180,7 +184,11 @@ def check_reshare(
     if not (dealer or receiver):
         raise RpcError(Code.FAILED_PRECONDITION, f"reshare.dealers: node {me} is neither a dealer nor in the new committee")
     if dealer and share is None:
-        raise RpcError(Code.FAILED_PRECONDITION, f"reshare.dealers: node {me} holds no share of the key to deal")
+        raise RpcError(
+            Code.FAILED_PRECONDITION,
+            f"reshare.dealers: node {me} holds no share of key {op.key_id.hex()[:16]} at epoch {op.old_epoch} to deal"
+            " (a node without one, e.g. wiped or replaced, only receives)",
+        )
     try:
         config = ReshareConfig(
             session_id, me,
@@ -225,8 +233,10 @@ def _check_key(op: KeyOperation, me: int, held: KeyEpoch | None, share: KeyShare
         return RpcError(Code.FAILED_PRECONDITION, f"reshare.operation.{field}: {reason}")
 
     if held is None:
-        if me in op.old_committee:
-            raise refuse("old_committee", f"names node {me}, which holds no share of key {op.key_id.hex()[:16]}")
+        # no record of the key here: a joining node, or an old-committee member that lost its
+        # share (wiped, or a replaced host with an empty store). Either takes part as a receiver
+        # only (it learns the key from the authorized operation, checked against compute_key_id);
+        # check_reshare refuses it as a dealer.
         return
     if held.public_key != op.public_key:
         raise refuse("public_key", f"differs from the key {op.key_id.hex()[:16]} this node holds")
