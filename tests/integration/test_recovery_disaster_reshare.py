@@ -42,8 +42,6 @@ def _follow_up_failure(d: Path, kid: str, ceremony_id: str) -> dict[str, Any] | 
     return None
 
 
-@pytest.mark.xfail(strict=True, reason="a replaced node without a restored share refuses the follow-up reshare (mpc_node/keyops.py "
-                                       "_check_key) and the coordinator makes it a dealer (coordinator/keyops.py _session)")
 def test_two_survivors_one_restored_share_and_a_reshare_to_a_full_committee(tmp_path: Path) -> None:
     d = tmp_path / "cluster"
     up = mpc_cluster("up", "--dir", str(d), "-n", "5", "-t", "3", "--scrypt-n", "1024", "--quiet")
