@@ -92,7 +92,8 @@ def test_up_writes_cluster_json_and_everything_is_healthy(cdir: Path) -> None:
     info = json.loads((cdir / "cluster.json").read_text())
     roles = {n: i["role"] for n, i in info["identities"].items()}
     assert roles == {"admin1": "admin", "admin2": "admin", "admin3": "admin", "requester1": "requester",
-                     "approver1": "approver", "approver2": "approver", "approver3": "approver", "auditor1": "auditor"}
+                     "approver1": "approver", "approver2": "approver", "approver3": "approver", "auditor1": "auditor",
+                     "officer1": "officer", "officer2": "officer", "officer3": "officer"}
     for name in roles:
         d = cdir / "identities" / name
         assert (d / f"{name}.pem").exists() and (d / "signing.pub").read_text().strip() == info["identities"][name]["public_key"]

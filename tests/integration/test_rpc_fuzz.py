@@ -44,7 +44,7 @@ TIMEOUT_S = 5.0
 STREAM_TIMEOUT_S = 0.5
 DIGEST = bytes(range(7, 39))
 MAX_DETAILS = 1500  # an error quotes at most a short escaped prefix of what it was sent (nodes and coordinator)
-COORDINATOR_ROLES = ("admin1", "requester1", "approver1", "auditor1")
+COORDINATOR_ROLES = ("admin1", "requester1", "approver1", "auditor1", "officer1")
 NODE_CALLERS = ("coordinator", "admin1", "requester1")
 
 
