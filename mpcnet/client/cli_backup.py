@@ -6,6 +6,7 @@
     mpc --as NAME   recovery officers show
     mpc --as NAME   backup list [--key K] | backup export --key K --out FILE
     mpc --cluster DIR backup verify --bundle FILE [--recovery-key FILE]   (off-line; admin set from cluster.json)
+    mpc --cluster DIR backup piece --bundle FILE --share I --officer NAME --out FILE   (one age file; 'age -d' opens it)
     mpc --as NAME   backup drill --key K --recovery-key FILE [--recovery-key FILE ...]
     mpc --as admin1 recovery restore --key K --nodes 3,4,5 [--reshare-threshold T --reshare-nodes N,..] --reason TEXT [--valid-for S]
     mpc --as officer1 recovery contribute --ceremony ID --recovery-key FILE
@@ -27,6 +28,7 @@ Added to the ``mpc`` group by :func:`register` (called by :mod:`mpcnet.client.cl
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import re
 from collections.abc import Sequence
@@ -255,12 +257,7 @@ def _admin_set_offline(opts: Any) -> AdminSet:
 @click.option("--recovery-key", type=InFile(), default=None, help="your age identity file: decrypt and check your pieces")
 def cmd_backup_verify(ctx: click.Context, bundle: Path, recovery_key: Path | None) -> int:
     admins = _admin_set_offline(_opts(ctx))
-    try:
-        data = bundle.read_bytes() if bundle.stat().st_size <= MAX_BUNDLE_FILE else b""
-    except OSError as e:
-        raise CliUsage(f"--bundle: cannot read {quote(str(bundle))}: {e.strerror or type(e).__name__}") from None
-    if not data:
-        raise CliUsage(f"--bundle: {quote(str(bundle))} is empty or more than {MAX_BUNDLE_FILE} bytes")
+    data = _read_bundle_file(bundle)
     import hashlib
 
     b, config, summary = check_bundle(data, admins)
@@ -285,6 +282,58 @@ def cmd_backup_verify(ctx: click.Context, bundle: Path, recovery_key: Path | Non
                  for p in report.pieces if p.outcome != "ok"]
     _show(ctx, doc, rows)
     return Exit.FAILED if failed else Exit.OK
+
+
+def _read_bundle_file(bundle: Path) -> bytes:
+    try:
+        data = bundle.read_bytes() if bundle.stat().st_size <= MAX_BUNDLE_FILE else b""
+    except OSError as e:
+        raise CliUsage(f"--bundle: cannot read {quote(str(bundle))}: {e.strerror or type(e).__name__}") from None
+    if not data:
+        raise CliUsage(f"--bundle: {quote(str(bundle))} is empty or more than {MAX_BUNDLE_FILE} bytes")
+    return data
+
+
+@_command(backup_group, "piece", "write one officer's piece of one share from a bundle as a standard age file (for 'age -d')")
+@click.option("--bundle", type=InFile(), required=True, help="the bundle file ('backup export'); verified publicly first")
+@click.option("--share", "share_index", type=UInt(1, MAX_INDEX), required=True, help="the share index (1-based, the node's position)")
+@click.option("--officer", required=True, metavar="NAME|INDEX", help="the officer, by name or 1-based index ('recovery officers show')")
+@click.option("--out", type=PathArg("FILE"), required=True, help="the age file to create (never overwritten)")
+def cmd_backup_piece(ctx: click.Context, bundle: Path, share_index: int, officer: str, out: Path) -> int:
+    """Copy one encrypted piece out of a verified bundle. Nothing is decrypted: the file is the
+    age ciphertext the node wrote for that officer; ``age -d -i OFFICER.agekey FILE`` opens it
+    with the officer's identity file, independently of this program (the plaintext is the binary
+    BackupPiece encoding of spec/governance-v1.md: key id, epoch, share, officer, configuration
+    version and the 32-byte piece)."""
+    admins = _admin_set_offline(_opts(ctx))
+    data = _read_bundle_file(bundle)
+    b, config, _summary = check_bundle(data, admins)
+    if officer.isdigit():
+        j = int(officer)
+        if not 1 <= j <= len(config.officers):
+            raise CliUsage(f"--officer: {j} is not an officer index of this bundle (1..{len(config.officers)})")
+    else:
+        try:
+            j = config.officer_index(officer)
+        except GovernanceError as e:
+            raise CliUsage(f"--officer: {escape(e.reason)[:200]}") from None
+    parts = [p for p in b.parts if p.part.share_index == share_index]
+    if not parts:
+        raise CliUsage(f"--share: {share_index} is not a share of this bundle (1..{len(b.parts)})")
+    part = parts[0].part
+    try:
+        write_atomic(out, part.pieces[j - 1], mode=0o644, overwrite=False)
+    except FileExistsError:
+        raise CliUsage(f"--out: {quote(str(out))} exists (not overwritten)") from None
+    except OSError as e:
+        raise CliUsage(f"--out: cannot write {quote(str(out))}: {e.strerror or type(e).__name__}") from None
+    name = config.officers[j - 1].name
+    d = {"bundle_digest": hashlib.sha256(data).hexdigest(), "share_index": share_index, "node": part.node,
+         "officer": {"index": j, "name": name}, "file": str(out), "size_bytes": len(part.pieces[j - 1])}
+    _show(ctx, d, [("bundle", d["bundle_digest"]), ("share", f"{share_index} (node {part.node})"), ("officer", f"{j} ({name})"),
+                   ("written", f"{out} ({d['size_bytes']} bytes, age)"),
+                   ("next", f"age -d -i IDENTITY_FILE -o piece.bin {out}   ({name}'s 'mpc officer keygen' file)")])
+    return Exit.OK
 
 
 # --- ceremonies ----------------------------------------------------------------------------------

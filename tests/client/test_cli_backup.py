@@ -477,3 +477,40 @@ def test_export_key_offline_refuses_malformed_pieces_files_naming_the_field(tmp_
                              "--out", str(tmp_path / "k.pem"), cluster=str(cluster_dir))
         assert code in (1, 2) and field in err and err.count("\n") == 1 and err[:-1].isprintable(), (doc, err)
         assert not (tmp_path / "k.pem").exists() and not out
+
+
+def test_backup_piece_writes_an_age_file_the_officer_opens_and_names_bad_options(
+    fake: RecoveryFake, officers: dict[str, Path], tmp_path: Path, cluster_dir: Path,
+) -> None:
+    """The README's 'age -d -i officer1.agekey piece.age': 'backup piece' copies one piece out of a
+    verified bundle; the officer's own identity opens it (here through pyrage, the library age's
+    format comes from), another officer's does not; bad options are usage errors naming them."""
+    configure(officers)
+    bundle = tmp_path / "bundle.mpcb"
+    assert run("officer1", "backup", "export", "--key", KEY_ID.hex(), "--out", str(bundle))[0] == 0
+    piece = tmp_path / "piece.age"
+    code, out, err = run("officer2", "backup", "piece", "--bundle", str(bundle), "--share", "3", "--officer", "officer2",
+                         "--out", str(piece), "--json", cluster=str(cluster_dir))
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["share_index"] == 3 and d["officer"] == {"index": 2, "name": "officer2"}
+    data = piece.read_bytes()
+    assert data.startswith(b"age-encryption.org/v1\n")
+    plain = agekeys.decrypt(agekeys.read_identity_file(officers["officer2"]), data)
+    from governance.recovery import BackupPiece
+
+    p = BackupPiece.from_bytes(plain)
+    assert (p.share_index, p.officer_index, p.key_id) == (3, 2, KEY_ID)
+    with pytest.raises(agekeys.AgeKeyError):
+        agekeys.decrypt(agekeys.read_identity_file(officers["officer1"]), data)
+    code, out, err = run("officer2", "backup", "piece", "--bundle", str(bundle), "--share", "1", "--officer", "1",
+                         "--out", str(tmp_path / "p1.age"), cluster=str(cluster_dir))
+    assert code == 0 and "age -d -i IDENTITY_FILE" in out, err
+    for argv, field in ((["--share", "9", "--officer", "1"], "--share: 9"), (["--share", "1", "--officer", "4"], "--officer: 4"),
+                        (["--share", "1", "--officer", "nobody"], "--officer: 'nobody'")):
+        code, _, err = run("officer2", "backup", "piece", "--bundle", str(bundle), *argv, "--out", str(tmp_path / "x.age"),
+                           cluster=str(cluster_dir))
+        assert code == 2 and field in err and not (tmp_path / "x.age").exists(), err
+    code, _, err = run("officer2", "backup", "piece", "--bundle", str(bundle), "--share", "3", "--officer", "officer2",
+                       "--out", str(piece), cluster=str(cluster_dir))
+    assert code == 2 and "exists (not overwritten)" in err and piece.read_bytes() == data
