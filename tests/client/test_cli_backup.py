@@ -110,6 +110,8 @@ def configure(officers: dict[str, Path]) -> None:
     assert f"lifecycle approve {p['proposal_id']} --expect-digest {p['digest']}" in err
     code, out, err = run("admin2", "lifecycle", "show", p["proposal_id"])
     assert code == 0 and "2-of-3 officers, export quorum 3 admins" in out and "every 30 days" in out
+    # the approving admin compares the recipients with the age1... texts the officers gave
+    assert all(recipient(path) in out for path in officers.values()), out
     code, out, err = run("admin2", "lifecycle", "approve", p["proposal_id"], "--expect-digest", p["digest"], "--json")
     assert code == 0 and json.loads(out)["proposal"]["state"] == "applied", err
 
@@ -324,7 +326,7 @@ def test_break_glass_export_needs_three_admins_and_rebuilds_the_key_offline(
     code, out, _ = run("admin2", "lifecycle", "list")
     assert "BREAK-GLASS EXPORT" in out
     code, out, _ = run("admin2", "lifecycle", "show", p["proposal_id"])
-    assert "EXPORT OF THE WHOLE PRIVATE KEY" in out
+    assert "EXPORT OF THE WHOLE PRIVATE KEY" in out and recipient(offline) in out  # the age1... text the admins were given
     code, out, _ = run("admin2", "lifecycle", "approve", p["proposal_id"], "--json")
     assert code == 0 and json.loads(out)["proposal"]["state"] == "pending"  # 2 of the 3 the export quorum needs
     code, out, _ = run("admin3", "lifecycle", "approve", p["proposal_id"], "--json")
