@@ -258,7 +258,6 @@ def _admin_set_offline(opts: Any) -> AdminSet:
 def cmd_backup_verify(ctx: click.Context, bundle: Path, recovery_key: Path | None) -> int:
     admins = _admin_set_offline(_opts(ctx))
     data = _read_bundle_file(bundle)
-    import hashlib
 
     b, config, summary = check_bundle(data, admins)
     doc: dict[str, Any] = {"bundle_digest": hashlib.sha256(data).hexdigest(), "key_id": b.key.key_id.hex(), "epoch": b.key.epoch,
@@ -573,10 +572,11 @@ def cmd_recovery_export_key(ctx: click.Context, ceremony_id: bytes | None, bundl
             raise CliUsage("--order: the pieces file carries no order: give --order FILE")
         if in_file is not None and in_file.to_bytes() != signed.to_bytes():
             raise CliUsage("--order: is not the order the pieces file carries")
-        import hashlib
-
-        if hashlib.sha256(bundle_data).digest() != digest:
-            raise CliUsage("--bundle: is not the bundle the pieces file names (bundle_digest)")
+        given = hashlib.sha256(bundle_data).digest()
+        if given != digest:
+            raise CliUsage(f"--bundle: is not the bundle the pieces file names (bundle_digest): the file is bundle "
+                           f"{given.hex()[:16]}..., the order's is {digest.hex()}; on-line, 'mpc backup export --key "
+                           f"{signed.order.key_id.hex()} --bundle-digest {digest.hex()} --out FILE' writes it")
         x, ord_, outcomes = offline_export_key(admins, bundle_data, signed, export_pieces, priv, ceremony_id=cid)
     else:
         assert ceremony_id is not None

@@ -440,6 +440,7 @@ def test_export_key_rebuilds_the_key_fully_offline_from_files(
     code, _, err = run("x", "recovery", "export-key", "--bundle", str(other), "--pieces", str(pieces), "--identity", str(offline),
                        "--out", str(key_file), cluster=str(cluster_dir))
     assert code == 2 and "--bundle: is not the bundle the pieces file names" in err and not key_file.exists()
+    assert f"--bundle-digest {digest} --out FILE" in err  # says which bundle to bring, and how
     forged = dict(doc, bundle_digest=fake.bundles[-1][0].hex())  # the pieces file is edited to name the other bundle
     forged_file = tmp_path / "forged.json"
     forged_file.write_text(json.dumps(forged))
