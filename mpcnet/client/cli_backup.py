@@ -574,9 +574,9 @@ def cmd_recovery_export_key(ctx: click.Context, ceremony_id: bytes | None, bundl
             raise CliUsage("--order: is not the order the pieces file carries")
         given = hashlib.sha256(bundle_data).digest()
         if given != digest:
-            raise CliUsage(f"--bundle: is not the bundle the pieces file names (bundle_digest): the file is bundle "
-                           f"{given.hex()[:16]}..., the order's is {digest.hex()}; on-line, 'mpc backup export --key "
-                           f"{signed.order.key_id.hex()} --bundle-digest {digest.hex()} --out FILE' writes it")
+            raise CliUsage(f"--bundle: is not the bundle the pieces file names (bundle_digest; this file is "
+                           f"{given.hex()[:16]}); on-line, 'mpc backup export --key KEY --bundle-digest {digest.hex()} "
+                           f"--out FILE' writes it")
         x, ord_, outcomes = offline_export_key(admins, bundle_data, signed, export_pieces, priv, ceremony_id=cid)
     else:
         assert ceremony_id is not None
