@@ -302,7 +302,7 @@ def cmd_backup_piece(ctx: click.Context, bundle: Path, share_index: int, officer
     """Copy one encrypted piece out of a verified bundle. Nothing is decrypted: the file is the
     age ciphertext the node wrote for that officer; ``age -d -i OFFICER.agekey FILE`` opens it
     with the officer's identity file, independently of this program (the plaintext is the binary
-    BackupPiece encoding of spec/governance-v1.md: key id, epoch, share, officer, configuration
+    BackupPiece encoding of spec/governance-v1.md 5.26: key id, epoch, share, officer, configuration
     version and the 32-byte piece)."""
     admins = _admin_set_offline(_opts(ctx))
     data = _read_bundle_file(bundle)
