@@ -8,7 +8,9 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import shutil
 import stat
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -506,6 +508,10 @@ def test_backup_piece_writes_an_age_file_the_officer_opens_and_names_bad_options
     assert (p.share_index, p.officer_index, p.key_id) == (3, 2, KEY_ID)
     with pytest.raises(agekeys.AgeKeyError):
         agekeys.decrypt(agekeys.read_identity_file(officers["officer1"]), data)
+    age = shutil.which("age")
+    if age is not None:  # the real tool, as the README says (scripts/test installs Debian's age)
+        r = subprocess.run([age, "-d", "-i", str(officers["officer2"]), str(piece)], capture_output=True, timeout=30, check=False)
+        assert r.returncode == 0 and r.stdout == plain, r.stderr
     code, out, err = run("officer2", "backup", "piece", "--bundle", str(bundle), "--share", "1", "--officer", "1",
                          "--out", str(tmp_path / "p1.age"), cluster=str(cluster_dir))
     assert code == 0 and "age -d -i IDENTITY_FILE" in out, err
