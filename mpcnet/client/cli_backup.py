@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import grpc
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -72,6 +73,8 @@ from mpcnet.client.cli import (
 )
 from mpcnet.client.cli_args import Exit
 from mpcnet.client.cli_lifecycle import NO_WAIT, _finish, _new_group, node_group, read_enrolment
+from mpcnet.client.errors import MpcError
+from mpcnet.client.lifecycle import KeyOperationView
 from mpcnet.client.sdk import MpcClient
 from mpcnet.common import agekeys
 from mpcnet.common.cliutil import Hex, IndexList, InFile, PathArg, Text, UInt
@@ -338,7 +341,16 @@ def cmd_backup_piece(ctx: click.Context, bundle: Path, share_index: int, officer
 # --- ceremonies ----------------------------------------------------------------------------------
 
 
-def ceremony_rows(c: CeremonyView) -> list[view.Row]:
+def follow_up_text(op: KeyOperationView | None) -> str:
+    """A restore's follow-up operation in one line (``None``: not visible to this identity)."""
+    if op is None:
+        return "(its state: 'mpc key operations KEY' as an admin or auditor)"
+    o = op.operation
+    line = f"{o.kind.name.lower()} epoch {o.old_epoch} -> {o.new_epoch}: {op.state.upper()}"
+    return line + (f"  {op.error}" if op.error else "")
+
+
+def ceremony_rows(c: CeremonyView, follow_up: KeyOperationView | None = None) -> list[view.Row]:
     """A ceremony per node (target) and per officer; caller text (reason) last."""
     rows: list[view.Row] = [("ceremony", c.ceremony_id.hex()), ("kind", c.kind.upper() if c.kind == "export" else c.kind),
                             ("state", c.state.upper()), ("key", c.key_id.hex()), ("epoch", c.epoch),
@@ -362,7 +374,7 @@ def ceremony_rows(c: CeremonyView) -> list[view.Row]:
             refused = f"{len(bad)} of {len(outs)} pieces refused: {', '.join(bad)}"
             rows.append((f"officer {n}", "ok for every share" if not bad else refused))
     if c.follow_up_operation:
-        rows.append(("follow-up", c.follow_up_operation))
+        rows.append(("follow-up", f"{c.follow_up_operation}  {follow_up_text(follow_up)}"))
     if c.error:
         rows.append(("error", c.error))
     if c.order is not None:
@@ -444,7 +456,17 @@ def cmd_recovery_status(ctx: click.Context, ceremony_id: bytes | None, key_id: b
     with _client(_opts(ctx)) as c:
         if ceremony_id is not None:
             cer = c.ceremony(ceremony_id)
-            _show(ctx, {"ceremony": cer.as_dict()}, ceremony_rows(cer))
+            op = None
+            if cer.follow_up_operation:
+                try:
+                    op = c.key_operation(cer.follow_up_operation)
+                except MpcError as e:  # an officer may not read key operations; not started yet
+                    if e.code not in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.NOT_FOUND):
+                        raise
+            doc = {"ceremony": cer.as_dict()}
+            if op is not None:
+                doc["follow_up"] = op.as_dict()
+            _show(ctx, doc, ceremony_rows(cer, op))
             return _ceremony_exit(cer)
         cs = c.ceremonies(key_id)
     if _opts(ctx).json:

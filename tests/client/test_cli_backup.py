@@ -269,6 +269,13 @@ def test_restore_order_then_officers_contribute(fake: RecoveryFake, officers: di
     code, out, err = run("officer2", "recovery", "contribute", "--ceremony", cid, "--recovery-key", str(officers["officer2"]), "--json")
     c = json.loads(out)["ceremony"]
     assert code == 0 and c["state"] == "done" and [t["node"] for t in c["targets"]] == [3, 4]
+    # 'recovery status ID' says how the follow-up went (README: "restored nodes, each officer's outcome, the follow-up")
+    code, out, err = run("admin1", "recovery", "status", cid)
+    assert code == 0 and "refresh epoch 0 -> 1: DONE" in out, (out, err)
+    code, out, err = run("admin1", "recovery", "status", cid, "--json")
+    assert code == 0 and json.loads(out)["follow_up"]["authorized_by"] == "recovery-order"
+    code, out, err = run("officer1", "recovery", "status", cid)  # an officer may not read key operations: says where to look
+    assert code == 0 and "mpc key operations KEY" in out, (out, err)
 
 
 def test_contribute_refuses_before_decrypting_anything(fake: RecoveryFake, officers: dict[str, Path]) -> None:
