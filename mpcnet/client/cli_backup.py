@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import hmac
 import json
 import re
 from collections.abc import Sequence
@@ -44,8 +45,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from governance.errors import GovernanceError
 from governance.keyop import MAX_REASON_CHARS
 from governance.policy import AdminSet
-from governance.recovery import SignedRecoveryOrder
-from governance.roster import MAX_INDEX
+from governance.recovery import BackupBundle, RecoveryOrder, SignedRecoveryOrder
+from governance.roster import MAX_INDEX, SignedRosterChange
 from governance.text import NAME_RE, escape, quote
 from mpcnet.client import cli as cli_mod, cli_render as view
 from mpcnet.client.backup import (
@@ -481,6 +482,24 @@ def cmd_recovery_status(ctx: click.Context, ceremony_id: bytes | None, key_id: b
     return Exit.OK
 
 
+def not_replaced(bundle: BackupBundle, history: Sequence[SignedRosterChange], order: RecoveryOrder) -> list[int]:
+    """The order's target nodes whose identity key in the newest roster of ``history`` is still
+    the one that signed their part of ``bundle`` (the roster at the part's roster version): nodes
+    never replaced since the backup, which likely still hold the key (a typo in ``--nodes``)."""
+    if not history:
+        return []
+    now = history[-1].change.new_roster
+    rosters = {h.change.new_roster.version: h.change.new_roster for h in history}
+    out = []
+    for t in order.targets:
+        part = next((p.part for p in bundle.parts if p.part.share_index == t.share_index), None)
+        then = rosters.get(part.roster_version) if part is not None else None
+        old, new = (then.entry(t.node) if then else None), now.entry(t.node)
+        if old is not None and new is not None and hmac.compare_digest(old.identity_key, new.identity_key):
+            out.append(t.node)
+    return out
+
+
 @_command(recovery_group, "restore", "propose a restore order of nodes' shares (then a refresh or reshare); role admin")
 @click.option("--key", "key_id", type=KEY_ID, required=True, help="key id (hex)")
 @click.option("--nodes", type=IndexList(), required=True, help="the replaced nodes whose shares are restored, e.g. 3,4,5")
@@ -496,6 +515,11 @@ def cmd_recovery_restore(ctx: click.Context, key_id: bytes, nodes: tuple[int, ..
         _need_cluster_file(c, admin_set=True)
         order = c.build_recovery_order(key_id, nodes=nodes, reason=reason, reshare_threshold=reshare_threshold,
                                        reshare_nodes=reshare_nodes, valid_for_s=valid_for)
+        _bundle = c.export_backup(key_id, order.bundle_digest)[2]
+        for n in not_replaced(_bundle, c.roster().history, order):
+            view.err(f"warning: node {n} still has the identity key that signed its backup part: it was not replaced. A node "
+                     f"that holds the key refuses a restore; if its host is lost, replace it first ('mpc node replace {n} "
+                     "--enrolment FILE'), else leave it out of --nodes")
         view.err(f"once approved, officers run 'mpc recovery contribute --ceremony {order.order_id.hex()} --recovery-key FILE'")
         return _finish(ctx, c, c.propose_recovery_order(order), no_wait=True)
 

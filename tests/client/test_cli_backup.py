@@ -530,3 +530,21 @@ def test_backup_piece_writes_an_age_file_the_officer_opens_and_names_bad_options
     code, _, err = run("officer2", "backup", "piece", "--bundle", str(bundle), "--share", "3", "--officer", "officer2",
                        "--out", str(piece), cluster=str(cluster_dir))
     assert code == 2 and "exists (not overwritten)" in err and piece.read_bytes() == data
+
+
+def test_restore_warns_about_a_node_that_was_never_replaced(fake: RecoveryFake, officers: dict[str, Path], tmp_path: Path) -> None:
+    """A newcomer's typo in --nodes (a live node) would give a ceremony the node refuses: the
+    proposal warns, naming the node and the command that replaces it."""
+    configure(officers)
+    f = tmp_path / "node-3.json"
+    d = entry(3, seed=33).to_dict()
+    d["key_version"] = 2
+    f.write_text(json.dumps(d))
+    code, out, err = run("admin1", "node", "replace", "3", "--enrolment", str(f), "--json")
+    assert code == 0, err
+    p = json.loads(out)["proposal"]
+    assert run("admin2", "lifecycle", "approve", p["proposal_id"], "--expect-digest", p["digest"])[0] == 0
+    code, out, err = run("admin1", "recovery", "restore", "--key", KEY_ID.hex(), "--nodes", "3,4", "--reason", "r", "--json")
+    assert code == 0, err
+    assert "warning: node 4 still has the identity key" in err and "mpc node replace 4" in err
+    assert "node 3 still" not in err  # replaced: its roster identity key is not the one that signed its part
