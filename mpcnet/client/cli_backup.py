@@ -225,7 +225,7 @@ def cmd_backup_list(ctx: click.Context, key_id: bytes | None) -> int:
         view.out("no backups")
     for b in bs:
         state = "SUPERSEDED" if b.superseded else "current"
-        view.out(escape(f"{b.bundle_digest.hex()[:16]}  key {b.key_id.hex()[:16]}  epoch {b.epoch}  config v{b.config_version}  "
+        view.out(escape(f"{b.bundle_digest.hex()}  key {b.key_id.hex()[:16]}  epoch {b.epoch}  config v{b.config_version}  "
                         f"{state:<10}  {b.size_bytes} bytes  {_when(b.created_unix_ms)}"))
     return Exit.OK
 
@@ -233,7 +233,7 @@ def cmd_backup_list(ctx: click.Context, key_id: bytes | None) -> int:
 @_command(backup_group, "export", "write a key's bundle to a file (verified first; mode 0600, atomic)")
 @click.option("--key", "key_id", type=KEY_ID, required=True, help="key id (hex)")
 @click.option("--out", type=PathArg("FILE"), required=True, help="the bundle file to write")
-@click.option("--bundle-digest", type=Hex(32), default=None, help="this bundle (as 'backup list' shows it) instead of the newest")
+@click.option("--bundle-digest", type=Hex(32), default=None, help="this bundle (the digest 'backup list' shows) instead of the newest")
 def cmd_backup_export(ctx: click.Context, key_id: bytes, out: Path, bundle_digest: bytes | None) -> int:
     with _client(_opts(ctx)) as c:
         _need_cluster_file(c, admin_set=True)
@@ -401,7 +401,8 @@ def _officer_client(c: MpcClient, ctx: click.Context, name: str) -> MpcClient:
 @click.option("--key", "key_id", type=KEY_ID, required=True, help="key id (hex)")
 @click.option("--recovery-key", "recovery_keys", type=InFile(), multiple=True, required=True,
               help="an officer's age identity file (repeat; with --cluster, each acts as its officer's identity)")
-@NO_WAIT
+@click.option("--no-wait", is_flag=True, help="return once the pieces are given; do not wait for the nodes' reports "
+              "('mpc recovery status ID' shows them)")
 def cmd_backup_drill(ctx: click.Context, key_id: bytes, recovery_keys: tuple[Path, ...], no_wait: bool) -> int:
     opts = _opts(ctx)
     with _client(opts) as c:

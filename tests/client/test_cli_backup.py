@@ -166,6 +166,9 @@ def test_backup_export_and_offline_verify_with_an_officer_key(fake: RecoveryFake
     configure(officers)
     code, out, _ = run("admin1", "backup", "list")
     assert code == 0 and "current" in out and "epoch 0" in out
+    listed = out.split()[0]  # the full digest: what 'backup export --bundle-digest' takes
+    code, _, err = run("officer1", "backup", "export", "--key", KEY_ID.hex(), "--bundle-digest", listed, "--out", str(tmp_path / "l"))
+    assert code == 0, err
     out_file = tmp_path / "bundle.mpcb"
     code, out, err = run("officer1", "backup", "export", "--key", KEY_ID.hex(), "--out", str(out_file), "--json")
     assert code == 0, err
