@@ -88,7 +88,7 @@ CEREMONY_ID = Hex(16)
 _OFFICER_RE = re.compile(rf"({NAME_RE.pattern})=(age1[0-9a-z]{{1,200}})")
 
 officer_group = _new_group("officer", "recovery officers: keygen (an age key pair, made off-line)")
-backup_group = _new_group("backup", "backup bundles: list, export, verify, drill")
+backup_group = _new_group("backup", "backup bundles: list, export, verify, piece, drill")
 recovery_group = _new_group("recovery", "recovery officers, restore and break-glass export ceremonies")
 officers_group = _group(recovery_group, "officers", "the recovery officers' configuration: set, show")
 
