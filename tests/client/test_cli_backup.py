@@ -294,6 +294,8 @@ def test_contribute_refuses_before_decrypting_anything(fake: RecoveryFake, offic
     assert run("x", "officer", "keygen", "--out", str(stranger))[0] == 0
     code, _, err = run("officer1", "recovery", "contribute", "--ceremony", cid, "--recovery-key", str(stranger))
     assert code == 1 and "not the key of an officer" in err and submits() == 0
+    # an officer signs nothing here: the refusal says what she cares about
+    assert "nothing was decrypted or sent" in err and "nothing was signed" not in err
     # the coordinator swaps node 4's encryption key for its own
     lie = ceremony.__deepcopy__()
     lie.targets[1].recipient = agekeys.generate()[1]
