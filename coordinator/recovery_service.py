@@ -61,7 +61,10 @@ class RecoveryService:
             self.backups.soon(key_id)
 
     def node_back(self, i: int) -> None:
+        """Node ``i`` answers again: it may have a new store (send it the configuration again) and
+        the keys whose bundle waited for it are collected at the next pass (no backoff)."""
         self.book.mark_unsynced(i)
+        self.backups.node_back(i)
 
     def background(self) -> None:
         for i, h in self.nodes.items():

@@ -115,3 +115,12 @@ def test_the_new_rpcs_refuse_naming_the_field(lay: Layout, svc: CoordinatorServi
     assert e.code == Code.INVALID_ARGUMENT and e.message.startswith("pieces[0].ciphertext:")
     assert svc.ListBackups(cpb.ListBackupsRequest(), admin).backups == []
     assert svc.ListCeremonies(cpb.ListCeremoniesRequest(), admin).ceremonies == []
+
+
+def test_a_node_back_from_an_outage_ends_the_backup_backoff(svc: CoordinatorService) -> None:
+    """The health pass calls ``node_back`` when a node that was down answers: the keys whose
+    bundle waited for it are collected at the next pass, not after a backoff of up to an hour."""
+    backups = svc.recovery.backups
+    backups._backoff[b"\x01" * 32] = (7, 2**62)
+    svc.recovery.node_back(2)
+    assert backups._backoff == {}
