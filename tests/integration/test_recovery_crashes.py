@@ -55,7 +55,7 @@ def kc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         c.stop()
 
 
-def stub(kc: LocalCluster, who: str) -> Any:
+def stub(kc: LocalCluster, who: str) -> coordinator_pb2_grpc.CoordinatorStub:
     ep = kc.lay.endpoints()["coordinator"]
     ch = grpc.secure_channel(ep, channel_credentials(load_identity(kc.lay.dir, who).cert, kc.lay.ca.cert), options=CHANNEL_OPTIONS)
     return coordinator_pb2_grpc.CoordinatorStub(ch)
