@@ -4,7 +4,8 @@ RPC: recovery configuration (:mod:`coordinator.recovery_config`), bundles
 (:mod:`coordinator.backups`), ceremonies (:mod:`coordinator.ceremonies`) and the two lifecycle
 proposal kinds (:mod:`coordinator.recovery_proposals`).
 
-Hooks the service calls: :meth:`RecoveryService.background` (every health pass: push the
+Hooks the service calls: :meth:`RecoveryService.background` (every health pass: the first one
+applies the recovery proposals a killed coordinator left pending at their quorum; push the
 configuration to nodes that lack it, collect missing bundles with backoff, resume ceremonies),
 :meth:`RecoveryService.key_activated` (after a keygen's activation) and the key operations'
 ``on_done`` (after a commit: a new bundle of the key's new epoch), :meth:`node_back` (a node
@@ -36,6 +37,8 @@ class RecoveryService:
         admins = svc.cfg.admin_set
         flush = svc.requests.flush_audit
         self.lifecycle = svc.lifecycle
+        self.name = svc.cfg.name
+        self._resumed = False
         self.nodes = svc.nodes
         self.book = RecoveryConfigBook(admins, svc.db, svc.audit, svc.nodes, flush)
         self.backups = Backups(
@@ -67,6 +70,10 @@ class RecoveryService:
         self.backups.node_back(i)
 
     def background(self) -> None:
+        if not self._resumed:  # first pass after a start: finish what a killed coordinator left half applied
+            self._resumed = True
+            for pid in self.lifecycle.retry_pending((CONFIG_KIND, ORDER_KIND), self.name):
+                log.info("lifecycle proposal %s, left pending by a restart, is applied", pid)
         for i, h in self.nodes.items():
             if h.healthy and not self.book.synced(i):
                 self.book.sync_node(i)

@@ -17,10 +17,12 @@ import grpc
 import pytest
 
 from coordinator.backups import BACKOFF_MS
+from coordinator.recovery_proposals import CONFIG_KIND, ORDER_KIND
 from governance.keyop import SignedKeyOperation
-from governance.recovery import PiecePurpose
+from governance.recovery import PiecePurpose, SignedRecoveryConfigChange
 from mpcnet.common import agekeys
 from mpcnet.common.rpc import RpcError
+from mpcnet.wire.mpc.v1 import coordinator_pb2
 from tests.coordinator.recovery_util import RecordingKeyOps, World
 
 Code = grpc.StatusCode
@@ -240,3 +242,45 @@ def test_an_export_killed_before_it_was_done_finishes_once(world: World, monkeyp
     assert len(world.ceremonies.message(rec).export_pieces) == 4
     loud = [e.outcome for e in world.audit.entries() if e.action == "break-glass-export"]
     assert loud == ["export", "pieces-collected"]
+
+
+# --- a configuration change killed while it is pushed --------------------------------------------
+def _killed_while_pushing(world: World, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The configuration change is stored at its quorum, then the coordinator dies while pushing
+    it to the nodes (before the proposal is marked applied). The proposal id."""
+    def push() -> None:
+        raise Crash("push")
+
+    monkeypatch.setattr(world.book, "sync_all", push)
+    change = world.config_change()
+    with pytest.raises(Crash):
+        world.configure()
+    assert world.book.version == 1  # the configuration is in force ...
+    [rec] = world.db.list_lifecycle_proposals()
+    assert rec.state == "pending" and rec.proposal_id == change.proposal_id  # ... its proposal is not applied
+    _restart(world)
+    return rec.proposal_id
+
+
+def test_a_configuration_killed_while_pushed_is_applied_by_the_restarted_coordinator(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pid = _killed_while_pushing(world, monkeypatch)
+    assert world.lifecycle.retry_pending((CONFIG_KIND, ORDER_KIND), "coordinator") == [pid]
+    assert world.lifecycle.get(pid).state == "applied"
+    assert all(len(n.history) == 1 for n in world.nodes.values())  # pushed to every node
+    assert world.lifecycle.retry_pending((CONFIG_KIND, ORDER_KIND), "coordinator") == []
+    assert len(world.backups.check()) == 1  # and the bundle follows
+
+
+def test_a_configuration_killed_while_pushed_can_be_approved_again_not_stuck_pending(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pid = _killed_while_pushing(world, monkeypatch)
+    change = world.config_change()  # the next one is version 2: the first is in force
+    assert change.config.version == 2
+    rec = world.db.get_lifecycle_proposal(pid)
+    assert rec is not None
+    p = world.approve(pid, "cyd", SignedRecoveryConfigChange.from_bytes(rec.signed).change.encode())
+    assert p.state == coordinator_pb2.PROPOSAL_STATE_APPLIED, p.error
+    assert all(len(n.history) == 1 for n in world.nodes.values())

@@ -124,3 +124,13 @@ def test_a_node_back_from_an_outage_ends_the_backup_backoff(svc: CoordinatorServ
     backups._backoff[b"\x01" * 32] = (7, 2**62)
     svc.recovery.node_back(2)
     assert backups._backoff == {}
+
+
+def test_the_first_background_pass_applies_recovery_proposals_a_restart_left_pending(
+    svc: CoordinatorService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[tuple[str, ...], str]] = []
+    monkeypatch.setattr(svc.recovery.lifecycle, "retry_pending", lambda kinds, actor: calls.append((kinds, actor)) or [])
+    svc.recovery.background()
+    svc.recovery.background()
+    assert calls == [(("recovery-config", "recovery-order"), svc.cfg.name)]  # once per start
