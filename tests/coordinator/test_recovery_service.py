@@ -130,7 +130,11 @@ def test_the_first_background_pass_applies_recovery_proposals_a_restart_left_pen
     svc: CoordinatorService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[tuple[tuple[str, ...], str]] = []
-    monkeypatch.setattr(svc.recovery.lifecycle, "retry_pending", lambda kinds, actor: calls.append((kinds, actor)) or [])
+    def retry(kinds: tuple[str, ...], actor: str) -> list[str]:
+        calls.append((kinds, actor))
+        return []
+
+    monkeypatch.setattr(svc.recovery.lifecycle, "retry_pending", retry)
     svc.recovery.background()
     svc.recovery.background()
     assert calls == [(("recovery-config", "recovery-order"), svc.cfg.name)]  # once per start
