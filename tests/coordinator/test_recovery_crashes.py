@@ -16,7 +16,10 @@ from typing import Any
 import grpc
 import pytest
 
+from coordinator import ceremonies as ceremonies_mod
 from coordinator.backups import BACKOFF_MS
+from coordinator.ceremonies import DRILL_MAX_MS
+from coordinator.db import now_ms
 from coordinator.recovery_proposals import CONFIG_KIND, ORDER_KIND
 from governance.keyop import SignedKeyOperation
 from governance.recovery import PiecePurpose, SignedRecoveryConfigChange
@@ -284,3 +287,42 @@ def test_a_configuration_killed_while_pushed_can_be_approved_again_not_stuck_pen
     p = world.approve(pid, "cyd", SignedRecoveryConfigChange.from_bytes(rec.signed).change.encode())
     assert p.state == coordinator_pb2.PROPOSAL_STATE_APPLIED, p.error
     assert all(len(n.history) == 1 for n in world.nodes.values())
+
+
+# --- drills that cannot finish --------------------------------------------------------------------
+def test_a_drill_waiting_for_a_node_down_for_good_fails_after_a_day_and_a_new_one_opens(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _configured(world)
+    c = world.ceremonies.start_drill(world.key_id, "officer1")
+    world.nodes[2].down = True  # its host is gone (it will be replaced)
+    world.ceremonies.submit(world.pieces("officer1", c.ceremony_id, PiecePurpose.DRILL), "officer1")
+    running = world.ceremonies.submit(world.pieces("officer2", c.ceremony_id, PiecePurpose.DRILL), "officer2")
+    assert running.state == "running" and "node 2" in running.error
+    _pass(world)
+    assert world.ceremonies.get(c.ceremony_id).state == "running"  # waits (retried) ...
+    world.nodes[2].down = False
+    later = now_ms() + DRILL_MAX_MS + 1000
+    monkeypatch.setattr(ceremonies_mod, "now_ms", lambda: later)
+    world.nodes[2].down = True
+    _pass(world)  # ... but not for ever
+    rec = world.ceremonies.get(c.ceremony_id)
+    assert rec.state == "failed" and "did not complete within 24 h" in rec.error and "node 2" in rec.error
+    assert "mpc backup drill" in rec.error
+    [row] = world.backups.status()
+    assert (row.last_drill_outcome.startswith("failed: ") and row.drill_overdue is False) or row.last_drill_unix_ms == 0
+    assert ("drill-recorded", "failed") in world.actions()
+    # the key's next drill is a new ceremony
+    assert world.ceremonies.start_drill(world.key_id, "officer1").ceremony_id != c.ceremony_id
+
+
+def test_an_open_drill_of_a_superseded_bundle_is_not_joined(world: World) -> None:
+    _configured(world)
+    stale = world.ceremonies.start_drill(world.key_id, "officer1")
+    world.ceremonies.submit(world.pieces("officer1", stale.ceremony_id, PiecePurpose.DRILL), "officer1")
+    world.configure()  # a new configuration: a new bundle supersedes the drill's
+    assert world.backups.check() != []
+    fresh = world.ceremonies.start_drill(world.key_id, "officer2")
+    assert fresh.ceremony_id != stale.ceremony_id and fresh.bundle_digest != stale.bundle_digest
+    old = world.ceremonies.get(stale.ceremony_id)
+    assert old.state == "failed" and "superseded by bundle" in old.error
