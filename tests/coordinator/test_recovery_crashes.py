@@ -326,3 +326,18 @@ def test_an_open_drill_of_a_superseded_bundle_is_not_joined(world: World) -> Non
     assert fresh.ceremony_id != stale.ceremony_id and fresh.bundle_digest != stale.bundle_digest
     old = world.ceremonies.get(stale.ceremony_id)
     assert old.state == "failed" and "superseded by bundle" in old.error
+
+
+def test_a_pending_order_whose_apply_failed_is_not_retried_at_every_start(world: World) -> None:
+    digest = _configured(world)
+    world.nodes[2].down = True
+    order = world.restore_order((3,), digest)
+    p = world.propose_order(order, "ada")
+    with pytest.raises(RpcError):
+        world.approve(p.proposal_id, "bob", order.encode())
+    rec = world.lifecycle.get(p.proposal_id)
+    assert rec.state == "pending" and "node 2" in rec.error
+    world.nodes[2].down = False
+    assert world.lifecycle.retry_pending((CONFIG_KIND, ORDER_KIND), "coordinator") == []  # the admins retry it (propose again)
+    again = world.propose_order(order, "ada")
+    assert again.state == coordinator_pb2.PROPOSAL_STATE_APPLIED, again.error
