@@ -437,7 +437,7 @@ class Ceremonies:
         if waiting:  # a node did not answer: keep what we learnt, retry later
             self.db.update_ceremony(cid, from_states=("running",), state="running", now=now_ms(), targets=targets,
                                     error=("waiting for " + "; ".join(f"share {t.share_index} (node {t.node}): {t.error}" for t in waiting)
-                                           + "; retried every 10 s")[:1000])
+                                           + f"; retried every {RETRY_MS // 1000} s")[:1000])
             self._later(cid)
             return
         if rec.kind == "drill":
