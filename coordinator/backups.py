@@ -255,7 +255,9 @@ class Backups:
         else:
             rec = self.db.newest_bundle(key_id)
             if rec is None:
-                why = "no recovery officers are configured" if self.book.version == 0 else "its bundle is not collected yet"
+                waiting = self.waiting(key_id)
+                why = "no recovery officers are configured" if self.book.version == 0 else (
+                    "its bundle is not collected yet" + (f": {waiting}" if waiting else ""))
                 raise RpcError(Code.NOT_FOUND, f"key_id: no backup bundle of key {key_id.hex()[:16]} ({why})")
         self.audit.append(caller, "backup-export", outcome="exported", details={
             "key_id": key_id.hex(), "bundle_digest": rec.digest.hex(), "epoch": rec.epoch, "superseded": rec.superseded,

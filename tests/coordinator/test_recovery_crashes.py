@@ -341,3 +341,13 @@ def test_a_pending_order_whose_apply_failed_is_not_retried_at_every_start(world:
     assert world.lifecycle.retry_pending((CONFIG_KIND, ORDER_KIND), "coordinator") == []  # the admins retry it (propose again)
     again = world.propose_order(order, "ada")
     assert again.state == coordinator_pb2.PROPOSAL_STATE_APPLIED, again.error
+
+
+def test_export_of_a_key_without_a_bundle_says_why(world: World) -> None:
+    world.nodes[3].down = True
+    world.configure()
+    world.backups.check()
+    with pytest.raises(RpcError) as e:
+        world.backups.export(world.key_id, b"", "officer1")
+    assert e.value.code == Code.NOT_FOUND and e.value.message.startswith("key_id: no backup bundle")
+    assert "node 3" in e.value.message and "next try in" in e.value.message
