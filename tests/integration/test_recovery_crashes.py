@@ -1,5 +1,5 @@
 """Issue 12 on real processes, killed like an on-call operator would (``kill -9``), on one 2-of-3
-test cluster (LocalCluster: the test is the supervisor, so a node can stay down for a while):
+test cluster per test (LocalCluster: the test is the supervisor, so a node can stay down for a while):
 
 * a node down while the recovery configuration is applied: the key is not backed up,
   ``ClusterStatus`` (``mpc status``) says why (the node and its error) and that the coordinator
@@ -45,8 +45,9 @@ OFFICERS = ("officer1", "officer2", "officer3")
 APPLIED = coordinator_pb2.PROPOSAL_STATE_APPLIED
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def kc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A fresh cluster per test (each test stands alone, also under xdist)."""
     c = make_cluster(tmp_path_factory, "recovery-crash-2of3", N, T)
     try:
         c.start_all()
@@ -84,16 +85,14 @@ def officers() -> dict[str, tuple[bytes, bytes]]:
     return {o: agekeys.generate() for o in OFFICERS}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def key(kc: LocalCluster) -> Any:
     with MpcClient.from_cluster(kc.lay.dir, identity="admin1", timeout=120) as a1:
         return a1.create_key("recovery-crash")
 
 
-def test_a_node_down_delays_the_backup_cleanly_and_it_comes_once_the_node_is_back(
-    kc: LocalCluster, key: Any, officers: dict[str, tuple[bytes, bytes]]
-) -> None:
-    kc.kill("node-3")
+def configure(kc: LocalCluster, officers: dict[str, tuple[bytes, bytes]]) -> None:
+    """admin1 proposes recovery configuration 1 (the three officers, quorum 2), admin2 approves."""
     admins, _ = kc.lay.governance()
     change = RecoveryConfigChange(admins.digest(), None, RecoveryConfig(1, tuple(Officer(o, officers[o][1]) for o in OFFICERS), 2, 3, 0))
     sig1 = sign_recovery_config_change(change, "admin1", load_identity(kc.lay.dir, "admin1").signing_key)
@@ -103,6 +102,13 @@ def test_a_node_down_delays_the_backup_cleanly_and_it_comes_once_the_node_is_bac
     p = stub(kc, "admin2").ApproveLifecycleProposal(coordinator_pb2.ApproveLifecycleProposalRequest(
         proposal_id=p.proposal_id, admin="admin2", signature=sig2.signature), timeout=60)
     assert p.state == APPLIED, p
+
+
+def test_a_node_down_delays_the_backup_cleanly_and_it_comes_once_the_node_is_back(
+    kc: LocalCluster, key: Any, officers: dict[str, tuple[bytes, bytes]]
+) -> None:
+    kc.kill("node-3")
+    configure(kc, officers)
     # the collection fails (node 3 is down): status names the node and says it is retried
     row = wait_for("a backup error naming node 3", lambda: next(
         (b for b in status(kc).backups if not b.backed_up and "node 3" in b.backup_error), None), timeout=30)
@@ -123,6 +129,7 @@ def test_a_node_down_delays_the_backup_cleanly_and_it_comes_once_the_node_is_bac
 def test_the_coordinator_killed_while_a_drill_runs_records_it_once(
     kc: LocalCluster, key: Any, officers: dict[str, tuple[bytes, bytes]]
 ) -> None:
+    configure(kc, officers)
     wait_for("a bundle", lambda: next((b for b in status(kc).backups if b.backed_up), None))
     c = stub(kc, "officer1").StartDrill(coordinator_pb2.StartDrillRequest(key_id=key.key_id), timeout=60)
     info = stub(kc, "officer1").ExportBackup(coordinator_pb2.ExportBackupRequest(key_id=key.key_id, bundle_digest=c.bundle_digest),
