@@ -3,7 +3,9 @@ again from its files (like ``kill -9`` then the supervisor's restart) right afte
 restored share (the coordinator never saw the receipt) and again after the follow-up session
 stored its outcome. The coordinator's retry gets the same signed receipt, the restored share
 survives until the follow-up commits, the follow-up deals with it and the key signs with the
-same public key; the node keeps exactly one ``share-restored`` audit entry."""
+same public key; the node audits the first restore (``restored``) and the retry
+(``answered-again``: so a node killed between storing the share and auditing it still has an
+entry saying the share was restored)."""
 
 from __future__ import annotations
 
@@ -64,6 +66,8 @@ def test_a_node_killed_after_storing_its_restored_share_answers_the_retry_and_th
     again = s3.RestoreShare(req, None)
     assert again.receipt == first.receipt and RecoveryReceipt.from_bytes(again.receipt).verify(s3.keys.identity_public)
     assert len([e for e in _audit(s3, "share-restored") if e.outcome == "restored"]) == 1
+    [retry] = [e for e in _audit(s3, "share-restored") if e.outcome == "answered-again"]  # audited even if the first entry was lost
+    assert retry.details["order_id"] == order.order.order_id.hex() and retry.details["share_index"] == 3
     # the follow-up refresh: node 3 deals with its restored share; it dies after storing its outcome
     sid = os.urandom(32)
     op = SignedKeyOperation(follow, ()).to_bytes()
