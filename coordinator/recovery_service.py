@@ -15,6 +15,8 @@ that was down may have a new store), :meth:`status` (``ClusterStatus``).
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from coordinator.backups import Backups
@@ -39,6 +41,8 @@ class RecoveryService:
         self.lifecycle = svc.lifecycle
         self.name = svc.cfg.name
         self._resumed = False
+        self._backups_busy = threading.Lock()
+        self._ceremonies_busy = threading.Lock()
         self.nodes = svc.nodes
         self.book = RecoveryConfigBook(admins, svc.db, svc.audit, svc.nodes, flush)
         self.backups = Backups(
@@ -77,8 +81,26 @@ class RecoveryService:
         for i, h in self.nodes.items():
             if h.healthy and not self.book.synced(i):
                 self.book.sync_node(i)
-        self.backups.check()
-        self.ceremonies.check()
+        # bundle collection and ceremonies call the nodes with long deadlines (a hung node, e.g.
+        # SIGSTOPped or behind a black-holed link, answers nothing for PART_TIMEOUT_S or the DKG
+        # timeout): they run beside the health loop, one pass of each at a time, never in it
+        self._beside(self._backups_busy, self.backups.check, "backup-pass")
+        self._beside(self._ceremonies_busy, self.ceremonies.check, "ceremony-pass")
+
+    @staticmethod
+    def _beside(busy: threading.Lock, fn: Callable[[], object], name: str) -> None:
+        if not busy.acquire(blocking=False):
+            return  # the previous pass is still waiting for a node
+
+        def run() -> None:
+            try:
+                fn()
+            except Exception:
+                log.exception("%s failed", name)
+            finally:
+                busy.release()
+
+        threading.Thread(target=run, name=name, daemon=True).start()
 
     def status(self, resp: coordinator_pb2.ClusterStatusResponse) -> None:
         resp.recovery_config_version = self.book.version

@@ -138,3 +138,32 @@ def test_the_first_background_pass_applies_recovery_proposals_a_restart_left_pen
     svc.recovery.background()
     svc.recovery.background()
     assert calls == [(("recovery-config", "recovery-order"), svc.cfg.name)]  # once per start
+
+
+def test_a_hung_node_does_not_stall_the_health_loop(svc: CoordinatorService, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bundle collection and ceremonies wait up to their deadlines for a node that answers
+    nothing (SIGSTOP, black-holed link): the health loop's pass must not wait with them, and a
+    second pass does not start another collection while the first still waits."""
+    import threading
+    import time
+
+    release = threading.Event()
+    calls: list[str] = []
+
+    def hung(*_: object) -> list[bytes]:
+        calls.append("backups")
+        release.wait(10)
+        return []
+
+    monkeypatch.setattr(svc.recovery.backups, "check", hung)
+    monkeypatch.setattr(svc.recovery.ceremonies, "check", lambda: calls.append("ceremonies"))
+    t0 = time.monotonic()
+    svc.recovery.background()
+    svc.recovery.background()
+    took = time.monotonic() - t0
+    release.set()
+    assert took < 1.0
+    deadline = time.monotonic() + 5
+    while "ceremonies" not in calls and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert calls.count("backups") == 1 and "ceremonies" in calls
