@@ -38,6 +38,7 @@ from governance.errors import GovernanceError
 from governance.policy import AdminSet
 from governance.recovery import BackupBundle, BackupKey, SignedBackupPart
 from governance.roster import SignedRosterChange
+from governance.text import escape
 from mpcnet.common.bundle import BundleError, assemble_bundle, verify_bundle
 from mpcnet.common.rpc import RpcError, status_of
 from mpcnet.common.stores.audit import AuditLog
@@ -96,6 +97,28 @@ class Backups:
             else:
                 self._backoff.pop(key_id, None)
         threading.Thread(target=self.check, args=(key_id,), name="backup", daemon=True).start()
+
+    def node_back(self, i: int) -> None:
+        """Node ``i`` answers again after being down: every key that is backing off (its
+        collection failed, perhaps because that node was down, for up to
+        :data:`BACKOFF_MAX_MS`) is tried again at the next background pass, not an hour later."""
+        with self._lock:
+            waiting = len(self._backoff)
+            self._backoff.clear()
+        if waiting:
+            log.info("node %d is back: the %d key(s) without a bundle are tried again now", i, waiting)
+
+    def waiting(self, key_id: bytes, now: int | None = None) -> str:
+        """Why key ``key_id`` has no bundle yet (its last collection failure, escaped, and when it is
+        tried next), or "" if no collection of it failed since this coordinator started."""
+        now = now_ms() if now is None else now
+        with self._lock:
+            why = self._reported.get(key_id, "")
+            failures, at = self._backoff.get(key_id, (0, 0))
+        if not why:
+            return ""
+        when = "at the next pass" if at <= now else f"in {(at - now + 999) // 1000} s"
+        return f"{escape(why[:400])} (failed {failures} time(s) in a row; next try {when})"
 
     def check(self, only: bytes | None = None) -> list[bytes]:
         """The background pass: collect the bundle of every active key that needs one and is
@@ -232,7 +255,9 @@ class Backups:
         else:
             rec = self.db.newest_bundle(key_id)
             if rec is None:
-                why = "no recovery officers are configured" if self.book.version == 0 else "its bundle is not collected yet"
+                waiting = self.waiting(key_id)
+                why = "no recovery officers are configured" if self.book.version == 0 else (
+                    "its bundle is not collected yet" + (f": {waiting}" if waiting else ""))
                 raise RpcError(Code.NOT_FOUND, f"key_id: no backup bundle of key {key_id.hex()[:16]} ({why})")
         self.audit.append(caller, "backup-export", outcome="exported", details={
             "key_id": key_id.hex(), "bundle_digest": rec.digest.hex(), "epoch": rec.epoch, "superseded": rec.superseded,
@@ -259,9 +284,9 @@ class Backups:
             drill = self.db.drill_record(k.key_id)
             last_ok = drill.last_ok_ms if drill is not None else 0
             period_ms = config.drill_period_s * 1000
+            backed_up = newest is not None and (newest.epoch, newest.config_version) == (epoch, config.version)
             out.append(coordinator_pb2.KeyBackupStatus(
-                key_id=k.key_id, epoch=epoch,
-                backed_up=newest is not None and (newest.epoch, newest.config_version) == (epoch, config.version),
+                key_id=k.key_id, epoch=epoch, backed_up=backed_up, backup_error="" if backed_up else self.waiting(k.key_id, now),
                 bundle_digest=newest.digest if newest else b"", backup_unix_ms=newest.created_ms if newest else 0,
                 last_drill_unix_ms=last_ok, drill_overdue=period_ms > 0 and (last_ok == 0 or now - last_ok > period_ms),
                 last_drill_outcome=drill.last_outcome if drill is not None else "",

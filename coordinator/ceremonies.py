@@ -82,6 +82,7 @@ Code = grpc.StatusCode
 CEREMONY_ID_LEN = 16
 MAX_AGE_FILE = 4096  # one officer's piece to one target (coordinator.inputs.MAX_PIECE_CIPHERTEXT)
 OPEN = ("collecting", "running", "follow-up")
+DRILL_MAX_MS = 24 * 3_600_000  # a drill still open after this fails (the key's next drill opens afresh)
 RETRY_MS = 10_000  # a running ceremony waiting for an unavailable node, or a failed follow-up, is retried this often
 UNAVAILABLE = (Code.UNAVAILABLE, Code.DEADLINE_EXCEEDED, Code.CANCELLED)
 
@@ -130,11 +131,16 @@ class Ceremonies:
             raise RpcError(Code.NOT_FOUND, f"key_id: unknown key {key_id.hex()}")
         if k.status != "active":
             raise RpcError(Code.FAILED_PRECONDITION, f"key_id: key {key_id.hex()[:16]} is {k.status}, not active")
-        for c in self.db.list_ceremonies(key_id, ("collecting", "running")):
-            if c.kind == "drill":
-                return c
         epoch, committee = self.keyops.epoch_of(k)
         bundle = self.db.newest_bundle(key_id)
+        for c in self.db.list_ceremonies(key_id, ("collecting", "running")):
+            if c.kind != "drill" or self._expire(c):
+                continue
+            if bundle is not None and c.bundle_digest != bundle.digest and c.state == "collecting":
+                why = f"superseded by bundle {bundle.digest.hex()[:16]} (epoch {bundle.epoch}) before enough officers gave pieces"
+                self._finish(c, "failed", None, why, self._event(caller, "ceremony-failed", c, reason=why), from_states=("collecting",))
+                continue
+            return c
         if self.book.version == 0:
             raise RpcError(Code.FAILED_PRECONDITION, "key_id: no recovery officers are configured (mpc recovery officers set)")
         if bundle is None or bundle.epoch != epoch:
@@ -287,7 +293,8 @@ class Ceremonies:
         if rec.state != "collecting":
             raise RpcError(Code.FAILED_PRECONDITION, f"ceremony_id: ceremony {cid.hex()} is {rec.state}, not collecting pieces")
         if self._expire(rec):
-            raise RpcError(Code.FAILED_PRECONDITION, f"ceremony_id: ceremony {cid.hex()} failed: {_expired_text(rec)}")
+            why = (self.db.get_ceremony(cid) or rec).error
+            raise RpcError(Code.FAILED_PRECONDITION, f"ceremony_id: ceremony {cid.hex()} failed: {why}")
         config = self.book.config(rec.config_version)
         j = None if config is None else _officer_index(config, officer)
         if config is None or j is None:
@@ -358,8 +365,23 @@ class Ceremonies:
     def _expire(self, rec: CeremonyRecord) -> bool:
         """True (and the ceremony marked ``failed``, audited ``ceremony-failed``) when ``rec`` is a
         restore or export whose order expired by the coordinator's clock before its follow-up
-        started (a drill has no order; a started follow-up is not stopped)."""
-        if rec.state not in ("collecting", "running") or not rec.signed_order:
+        started (a started follow-up is not stopped), or a drill open for more than
+        :data:`DRILL_MAX_MS` (officers who never came, a node down for good: the key's next drill
+        must not wait for it for ever)."""
+        if rec.state not in ("collecting", "running"):
+            return False
+        if rec.kind == "drill":
+            if now_ms() - rec.created_ms <= DRILL_MAX_MS:
+                return False
+            waiting = "; ".join(f"share {t.share_index} (node {t.node}): {t.error}" for t in rec.targets if t.state == "waiting")
+            why = (f"the drill did not complete within {DRILL_MAX_MS // 3_600_000} h"
+                   + (f" ({waiting})" if waiting else f" ({rec.state}: too few officers gave pieces)")
+                   + "; start a new one (mpc backup drill)")
+            self._finish(rec, "failed", None, why, self._event(self.name, "drill-recorded", rec, outcome="failed", reason=why),
+                         from_states=(rec.state,), drill=(False, "failed: " + why))
+            log.warning("drill %s of key %s: %s", rec.ceremony_id.hex(), rec.key_id.hex()[:16], why)
+            return True
+        if not rec.signed_order:
             return False
         expires = _expires_ms(rec)
         if expires is not None and now_ms() < expires:
@@ -414,7 +436,8 @@ class Ceremonies:
         failed = [t for t in targets if t.state == "failed"]
         if waiting:  # a node did not answer: keep what we learnt, retry later
             self.db.update_ceremony(cid, from_states=("running",), state="running", now=now_ms(), targets=targets,
-                                    error="; ".join(t.error for t in waiting)[:1000])
+                                    error=("waiting for " + "; ".join(f"share {t.share_index} (node {t.node}): {t.error}" for t in waiting)
+                                           + f"; retried every {RETRY_MS // 1000} s")[:1000])
             self._later(cid)
             return
         if rec.kind == "drill":

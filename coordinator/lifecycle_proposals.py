@@ -172,6 +172,22 @@ class LifecycleProposals:
         log.info("lifecycle proposal %s (%s) applied", pid, rec.kind)
         return applied
 
+    def retry_pending(self, kinds: tuple[str, ...], actor: str) -> list[str]:
+        """Apply every pending proposal of ``kinds`` that already has its quorum and no recorded
+        apply failure (a coordinator killed between applying it and marking it applied leaves it
+        so; its kind's ``apply`` is idempotent). A failure is recorded on the proposal as usual.
+        The ids applied."""
+        done = []
+        for rec in self.db.list_lifecycle_proposals("pending"):
+            if rec.kind not in kinds or rec.kind not in self._kinds or rec.error:
+                continue
+            try:
+                if self._maybe_apply(rec.proposal_id, actor).state == "applied":
+                    done.append(rec.proposal_id)
+            except RpcError as e:
+                log.warning("lifecycle proposal %s (%s) could not be applied again: %s", rec.proposal_id, rec.kind, e.message)
+        return done
+
     # --- reading -----------------------------------------------------------------------------
     def get(self, pid: str) -> LifecycleRecord:
         rec = self.db.get_lifecycle_proposal(pid)

@@ -16,6 +16,7 @@ per reason). Nodes that were down are synced by the background pass.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -30,6 +31,7 @@ from governance.errors import GovernanceError
 from governance.policy import AdminSet
 from governance.recovery import (
     RecoveryConfig,
+    RecoveryConfigChange,
     SignedRecoveryConfigChange,
     verify_recovery_config_change,
     verify_recovery_config_history,
@@ -106,11 +108,24 @@ class RecoveryConfigBook:
     def add_listener(self, fn: Listener) -> None:
         self._listeners.append(fn)
 
+    def applied(self, change: RecoveryConfigChange) -> bool:
+        """True if ``change`` (its canonical encoding) is the stored link of its version: it was
+        applied (e.g. by a coordinator killed before its proposal was marked applied)."""
+        stored = self.signed(change.config.version)
+        return stored is not None and hmac.compare_digest(stored.change.encode(), change.encode())
+
     # --- applying ------------------------------------------------------------------------------
     def apply(self, signed: SignedRecoveryConfigChange, actor: str) -> RecoveryConfig:
         """Verify ``signed`` as the next link (admin quorum, root, chain digest, version) and
-        store it with its audit entry; then push it and tell the listeners. RpcError
-        PERMISSION_DENIED / FAILED_PRECONDITION naming ``signed_change.<field>``."""
+        store it with its audit entry; then push it and tell the listeners. A change already
+        stored (:meth:`applied`: the coordinator died while pushing it) is pushed and announced
+        again, nothing stored. RpcError PERMISSION_DENIED / FAILED_PRECONDITION naming
+        ``signed_change.<field>``."""
+        if self.applied(signed.change):
+            log.info("recovery configuration version %d was applied before; pushing it again", signed.change.config.version)
+            self.sync_all()
+            self._announce(signed.change.config)
+            return signed.change.config
         with self._lock:
             try:
                 config = verify_recovery_config_change(self._current, signed, self.admins)
@@ -128,12 +143,15 @@ class RecoveryConfigBook:
         log.info("recovery configuration version %d applied (%d officers, quorum %d)", config.version, len(config.officers),
                  config.quorum)
         self.sync_all()
+        self._announce(config)
+        return config
+
+    def _announce(self, config: RecoveryConfig) -> None:
         for fn in self._listeners:
             try:
                 fn(config)
             except Exception:
                 log.exception("a recovery configuration listener failed")
-        return config
 
     # --- pushing -------------------------------------------------------------------------------
     def synced(self, i: int) -> bool:

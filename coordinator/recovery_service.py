@@ -4,7 +4,8 @@ RPC: recovery configuration (:mod:`coordinator.recovery_config`), bundles
 (:mod:`coordinator.backups`), ceremonies (:mod:`coordinator.ceremonies`) and the two lifecycle
 proposal kinds (:mod:`coordinator.recovery_proposals`).
 
-Hooks the service calls: :meth:`RecoveryService.background` (every health pass: push the
+Hooks the service calls: :meth:`RecoveryService.background` (every health pass: the first one
+applies the recovery proposals a killed coordinator left pending at their quorum; push the
 configuration to nodes that lack it, collect missing bundles with backoff, resume ceremonies),
 :meth:`RecoveryService.key_activated` (after a keygen's activation) and the key operations'
 ``on_done`` (after a commit: a new bundle of the key's new epoch), :meth:`node_back` (a node
@@ -14,6 +15,8 @@ that was down may have a new store), :meth:`status` (``ClusterStatus``).
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from coordinator.backups import Backups
@@ -36,6 +39,10 @@ class RecoveryService:
         admins = svc.cfg.admin_set
         flush = svc.requests.flush_audit
         self.lifecycle = svc.lifecycle
+        self.name = svc.cfg.name
+        self._resumed = False
+        self._backups_busy = threading.Lock()
+        self._ceremonies_busy = threading.Lock()
         self.nodes = svc.nodes
         self.book = RecoveryConfigBook(admins, svc.db, svc.audit, svc.nodes, flush)
         self.backups = Backups(
@@ -61,14 +68,39 @@ class RecoveryService:
             self.backups.soon(key_id)
 
     def node_back(self, i: int) -> None:
+        """Node ``i`` answers again: it may have a new store (send it the configuration again) and
+        the keys whose bundle waited for it are collected at the next pass (no backoff)."""
         self.book.mark_unsynced(i)
+        self.backups.node_back(i)
 
     def background(self) -> None:
+        if not self._resumed:  # first pass after a start: finish what a killed coordinator left half applied
+            self._resumed = True
+            for pid in self.lifecycle.retry_pending((CONFIG_KIND, ORDER_KIND), self.name):
+                log.info("lifecycle proposal %s, left pending by a restart, is applied", pid)
         for i, h in self.nodes.items():
             if h.healthy and not self.book.synced(i):
                 self.book.sync_node(i)
-        self.backups.check()
-        self.ceremonies.check()
+        # bundle collection and ceremonies call the nodes with long deadlines (a hung node, e.g.
+        # SIGSTOPped or behind a black-holed link, answers nothing for PART_TIMEOUT_S or the DKG
+        # timeout): they run beside the health loop, one pass of each at a time, never in it
+        self._beside(self._backups_busy, self.backups.check, "backup-pass")
+        self._beside(self._ceremonies_busy, self.ceremonies.check, "ceremony-pass")
+
+    @staticmethod
+    def _beside(busy: threading.Lock, fn: Callable[[], object], name: str) -> None:
+        if not busy.acquire(blocking=False):
+            return  # the previous pass is still waiting for a node
+
+        def run() -> None:
+            try:
+                fn()
+            except Exception:
+                log.exception("%s failed", name)
+            finally:
+                busy.release()
+
+        threading.Thread(target=run, name=name, daemon=True).start()
 
     def status(self, resp: coordinator_pb2.ClusterStatusResponse) -> None:
         resp.recovery_config_version = self.book.version

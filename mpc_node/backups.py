@@ -350,6 +350,10 @@ class NodeBackups:
             )
         done = node.store.restored_key(order.key_id)
         if done is not None and done.order_id == order.order_id and done.epoch == order.epoch:  # a retry: the same answer
+            # audited too: a node killed between storing the share and its audit entry still says so
+            self.audit_event(actor, "share-restored", "answered-again", {
+                "order_id": order.order_id.hex(), "key_id": order.key_id.hex(), "epoch": done.epoch, "share_index": share_index,
+            })
             return node_pb2.RestoreShareResponse(receipt=done.receipt)
         if done is not None and done.epoch != order.epoch:
             raise RpcError(

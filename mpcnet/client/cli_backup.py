@@ -678,7 +678,7 @@ def status_doc(st: Any) -> dict[str, Any]:
         "backups": [{"key_id": bytes(b.key_id).hex(), "epoch": b.epoch, "backed_up": b.backed_up,
                      "bundle_digest": bytes(b.bundle_digest).hex(), "backup_unix_ms": b.backup_unix_ms,
                      "last_drill_unix_ms": b.last_drill_unix_ms, "drill_overdue": b.drill_overdue,
-                     "last_drill_outcome": b.last_drill_outcome} for b in st.backups],
+                     "last_drill_outcome": b.last_drill_outcome, "backup_error": b.backup_error} for b in st.backups],
     }
 
 
@@ -688,7 +688,10 @@ def status_rows(st: Any) -> list[view.Row]:
         return [("recovery", "no officers configured ('mpc recovery officers set')")]
     rows: list[view.Row] = [("recovery", f"config version {st.recovery_config_version}")]
     for b in st.backups:
-        backed = f"bundle {bytes(b.bundle_digest).hex()[:16]} ({_when(b.backup_unix_ms)})" if b.backed_up else "NOT BACKED UP"
+        if b.backed_up:
+            backed = f"bundle {bytes(b.bundle_digest).hex()[:16]} ({_when(b.backup_unix_ms)})"
+        else:  # what is wrong and when the coordinator tries again (it retries by itself)
+            backed = "NOT BACKED UP" + (f" ({escape(b.backup_error[:500])})" if b.backup_error else " (collection pending)")
         drill = f"last drill {_when(b.last_drill_unix_ms)}" + (f" ({b.last_drill_outcome})" if b.last_drill_outcome else "")
         overdue = "  DRILL OVERDUE" if b.drill_overdue else ""
         rows.append((f"backup {bytes(b.key_id).hex()[:16]}", f"epoch {b.epoch}  {backed}  {drill}{overdue}"))

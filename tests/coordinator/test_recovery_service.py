@@ -115,3 +115,55 @@ def test_the_new_rpcs_refuse_naming_the_field(lay: Layout, svc: CoordinatorServi
     assert e.code == Code.INVALID_ARGUMENT and e.message.startswith("pieces[0].ciphertext:")
     assert svc.ListBackups(cpb.ListBackupsRequest(), admin).backups == []
     assert svc.ListCeremonies(cpb.ListCeremoniesRequest(), admin).ceremonies == []
+
+
+def test_a_node_back_from_an_outage_ends_the_backup_backoff(svc: CoordinatorService) -> None:
+    """The health pass calls ``node_back`` when a node that was down answers: the keys whose
+    bundle waited for it are collected at the next pass, not after a backoff of up to an hour."""
+    backups = svc.recovery.backups
+    backups._backoff[b"\x01" * 32] = (7, 2**62)
+    svc.recovery.node_back(2)
+    assert backups._backoff == {}
+
+
+def test_the_first_background_pass_applies_recovery_proposals_a_restart_left_pending(
+    svc: CoordinatorService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[tuple[str, ...], str]] = []
+    def retry(kinds: tuple[str, ...], actor: str) -> list[str]:
+        calls.append((kinds, actor))
+        return []
+
+    monkeypatch.setattr(svc.recovery.lifecycle, "retry_pending", retry)
+    svc.recovery.background()
+    svc.recovery.background()
+    assert calls == [(("recovery-config", "recovery-order"), svc.cfg.name)]  # once per start
+
+
+def test_a_hung_node_does_not_stall_the_health_loop(svc: CoordinatorService, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bundle collection and ceremonies wait up to their deadlines for a node that answers
+    nothing (SIGSTOP, black-holed link): the health loop's pass must not wait with them, and a
+    second pass does not start another collection while the first still waits."""
+    import threading
+    import time
+
+    release = threading.Event()
+    calls: list[str] = []
+
+    def hung(*_: object) -> list[bytes]:
+        calls.append("backups")
+        release.wait(10)
+        return []
+
+    monkeypatch.setattr(svc.recovery.backups, "check", hung)
+    monkeypatch.setattr(svc.recovery.ceremonies, "check", lambda: calls.append("ceremonies"))
+    t0 = time.monotonic()
+    svc.recovery.background()
+    svc.recovery.background()
+    took = time.monotonic() - t0
+    release.set()
+    assert took < 1.0
+    deadline = time.monotonic() + 5
+    while "ceremonies" not in calls and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert calls.count("backups") == 1 and "ceremonies" in calls

@@ -199,7 +199,7 @@ class ClusterStatusResponse(_message.Message):
     def __init__(self, threshold: _Optional[int] = ..., parties: _Optional[int] = ..., nodes: _Optional[_Iterable[_Union[NodeStatus, _Mapping]]] = ..., governance_root: _Optional[bytes] = ..., roster_version: _Optional[int] = ..., roster_epoch: _Optional[int] = ..., operations: _Optional[_Iterable[_Union[KeyOperationStatus, _Mapping]]] = ..., backups: _Optional[_Iterable[_Union[KeyBackupStatus, _Mapping]]] = ..., recovery_config_version: _Optional[int] = ...) -> None: ...
 
 class KeyBackupStatus(_message.Message):
-    __slots__ = ("key_id", "epoch", "backed_up", "bundle_digest", "backup_unix_ms", "last_drill_unix_ms", "drill_overdue", "last_drill_outcome")
+    __slots__ = ("key_id", "epoch", "backed_up", "bundle_digest", "backup_unix_ms", "last_drill_unix_ms", "drill_overdue", "last_drill_outcome", "backup_error")
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     BACKED_UP_FIELD_NUMBER: _ClassVar[int]
@@ -208,6 +208,7 @@ class KeyBackupStatus(_message.Message):
     LAST_DRILL_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     DRILL_OVERDUE_FIELD_NUMBER: _ClassVar[int]
     LAST_DRILL_OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    BACKUP_ERROR_FIELD_NUMBER: _ClassVar[int]
     key_id: bytes
     epoch: int
     backed_up: bool
@@ -216,7 +217,8 @@ class KeyBackupStatus(_message.Message):
     last_drill_unix_ms: int
     drill_overdue: bool
     last_drill_outcome: str
-    def __init__(self, key_id: _Optional[bytes] = ..., epoch: _Optional[int] = ..., backed_up: _Optional[bool] = ..., bundle_digest: _Optional[bytes] = ..., backup_unix_ms: _Optional[int] = ..., last_drill_unix_ms: _Optional[int] = ..., drill_overdue: _Optional[bool] = ..., last_drill_outcome: _Optional[str] = ...) -> None: ...
+    backup_error: str
+    def __init__(self, key_id: _Optional[bytes] = ..., epoch: _Optional[int] = ..., backed_up: _Optional[bool] = ..., bundle_digest: _Optional[bytes] = ..., backup_unix_ms: _Optional[int] = ..., last_drill_unix_ms: _Optional[int] = ..., drill_overdue: _Optional[bool] = ..., last_drill_outcome: _Optional[str] = ..., backup_error: _Optional[str] = ...) -> None: ...
 
 class SubmitSignRequestRequest(_message.Message):
     __slots__ = ("key_id", "digest", "derivation_path", "description", "request_id", "ttl_seconds")
