@@ -130,11 +130,11 @@ class Ceremonies:
             raise RpcError(Code.NOT_FOUND, f"key_id: unknown key {key_id.hex()}")
         if k.status != "active":
             raise RpcError(Code.FAILED_PRECONDITION, f"key_id: key {key_id.hex()[:16]} is {k.status}, not active")
-        for c in self.db.list_ceremonies(key_id, ("collecting", "running")):
-            if c.kind == "drill":
-                return c
         epoch, committee = self.keyops.epoch_of(k)
         bundle = self.db.newest_bundle(key_id)
+        for c in self.db.list_ceremonies(key_id, ("collecting", "running")):
+            if c.kind == "drill" and not self._superseded(c):
+                return c
         if self.book.version == 0:
             raise RpcError(Code.FAILED_PRECONDITION, "key_id: no recovery officers are configured (mpc recovery officers set)")
         if bundle is None or bundle.epoch != epoch:
@@ -330,7 +330,7 @@ class Ceremonies:
         (a restart, an unavailable node) and follow the follow-up operations of restores."""
         now = now_ms()
         for rec in self.db.list_ceremonies(states=OPEN):
-            if self._expire(rec):
+            if self._expire(rec) or self._superseded(rec):
                 continue
             with self._lock:
                 if now < self._retry_at.get(rec.ceremony_id, 0):
@@ -369,13 +369,40 @@ class Ceremonies:
         log.warning("ceremony %s (%s): %s", rec.ceremony_id.hex(), rec.kind, why)
         return True
 
+    def _superseded(self, rec: CeremonyRecord) -> bool:
+        """True (and the drill marked ``failed``, audited ``ceremony-failed`` outcome
+        ``superseded``) when ``rec`` is an open drill whose key left its epoch (a refresh or
+        reshare committed, or the key is no longer active) or whose bundle is no longer the
+        key's newest: such a drill would hand a holder its refreshed-away share, and while open
+        it would be the key's drill for ever (StartDrill answers the open one)."""
+        if rec.kind != "drill" or rec.state not in ("collecting", "running"):
+            return False
+        k = self.db.get_key(rec.key_id)
+        newest = self.db.newest_bundle(rec.key_id)
+        epoch = self.keyops.epoch_of(k)[0] if k is not None else None
+        if k is not None and k.status == "active" and epoch == rec.epoch and newest is not None and (
+            newest.digest == rec.bundle_digest
+        ):
+            return False
+        if k is None or k.status != "active":
+            why = f"the key is {'gone' if k is None else k.status}"
+        elif epoch != rec.epoch:
+            why = f"the key moved on to epoch {epoch}"
+        else:
+            why = "a newer bundle of the key superseded this drill's"
+        why = f"superseded: {why} (drill of epoch {rec.epoch}; start a new drill)"
+        self._finish(rec, "failed", None, why, self._event(self.name, "ceremony-failed", rec, outcome="superseded", reason=why),
+                     from_states=(rec.state,))
+        log.info("ceremony %s (drill): %s", rec.ceremony_id.hex(), why)
+        return True
+
     def _later(self, cid: bytes) -> None:
         with self._lock:
             self._retry_at[cid] = now_ms() + RETRY_MS
 
     def _run(self, cid: bytes) -> None:
         rec = self.db.get_ceremony(cid)
-        if rec is None or self._expire(rec):
+        if rec is None or self._expire(rec) or self._superseded(rec):
             return
         pieces = self.db.ceremony_pieces(cid)
         officers = {p.officer for p in pieces}

@@ -1,0 +1,73 @@
+"""Attacks on the wiring of issue 12 (coordinator ceremonies, node RPCs), each a finding fixed:
+a drill of an epoch the key left is never handed out again or left open for ever."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from coordinator.db import now_ms
+from crypto_core.group import Q
+from governance.recovery import PiecePurpose
+from tests.coordinator.recovery_util import World
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    w = World(tmp_path)
+    yield w
+    w.close()
+
+
+def _refresh(world: World) -> None:
+    """The key moves to epoch +1 (new shares of the same secret on every node and in the
+    coordinator's record); its new bundle is collected."""
+    slope = secrets.randbelow(Q - 1) + 1
+    for i, node in world.nodes.items():
+        node.share = (world.secret + slope * i) % Q
+        node.epoch += 1
+    world.db.set_key_epoch(world.key_id, world.nodes[1].epoch, tuple(world.nodes), now_ms())
+    world.backups._backoff.clear()
+    assert len(world.backups.check()) == 1
+
+
+def test_a_drill_left_open_when_the_key_moves_on_is_failed_not_handed_out_again(world: World) -> None:
+    """Finding: an open drill of epoch e stayed the key's drill for ever (StartDrill answered it
+    again after a refresh to e+1: officers refuse it, nodes refuse it; the key could never be
+    drilled again, and a drill of a refreshed-away epoch stayed open to collect pieces)."""
+    world.configure()
+    assert world.backups.check() != []
+    stale = world.ceremonies.start_drill(world.key_id, "officer1")
+    world.ceremonies.submit(world.pieces("officer1", stale.ceremony_id, PiecePurpose.DRILL), "officer1")
+    _refresh(world)
+    fresh = world.ceremonies.start_drill(world.key_id, "officer1")
+    assert fresh.ceremony_id != stale.ceremony_id and fresh.epoch == 1
+    old = world.ceremonies.get(stale.ceremony_id)
+    assert old.state == "failed" and "epoch 1" in old.error, old.error
+    assert ("ceremony-failed", "superseded") in world.actions()
+    # the new one runs
+    world.ceremonies.submit(world.pieces("officer1", fresh.ceremony_id, PiecePurpose.DRILL), "officer1")
+    done = world.ceremonies.submit(world.pieces("officer2", fresh.ceremony_id, PiecePurpose.DRILL), "officer2")
+    assert done.state == "done", done.error
+
+
+def test_the_background_pass_fails_a_drill_of_an_epoch_the_key_left(world: World) -> None:
+    world.configure()
+    assert world.backups.check() != []
+    stale = world.ceremonies.start_drill(world.key_id, "officer1")
+    world.nodes[2].down = True
+    world.ceremonies.submit(world.pieces("officer1", stale.ceremony_id, PiecePurpose.DRILL), "officer1")
+    assert world.ceremonies.submit(world.pieces("officer2", stale.ceremony_id, PiecePurpose.DRILL), "officer2").state == "running"
+    world.nodes[2].down = False
+    _refresh(world)
+    drills = world.nodes[2].drills
+    world.ceremonies._retry_at.clear()
+    world.ceremonies.check()
+    rec = world.ceremonies.get(stale.ceremony_id)
+    assert rec.state == "failed" and "epoch 1" in rec.error
+    assert world.nodes[2].drills == drills  # no share of epoch 0 is sent anywhere any more
+    d = world.db.drill_record(world.key_id)
+    assert d is None or d.last_ok_ms == 0
