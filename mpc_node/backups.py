@@ -348,6 +348,12 @@ class NodeBackups:
                 f"signed_order.order.key_id: {node.cfg.name} holds key {order.key_id.hex()[:16]} ({held.status}, epoch"
                 f" {held.epoch}): a restore never replaces a live share",
             )
+        if held is not None and order.epoch < held.epoch:  # it left the committee at held.epoch
+            raise RpcError(
+                Code.FAILED_PRECONDITION,
+                f"signed_order.order.epoch: is {order.epoch}; {node.cfg.name} left key {order.key_id.hex()[:16]} at epoch"
+                f" {held.epoch}: a share of an epoch the key moved past is never restored",
+            )
         done = node.store.restored_key(order.key_id)
         if done is not None and done.order_id == order.order_id and done.epoch == order.epoch:  # a retry: the same answer
             return node_pb2.RestoreShareResponse(receipt=done.receipt)
