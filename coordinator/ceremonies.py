@@ -78,6 +78,7 @@ from mpcnet.common.stores.audit import AuditLog
 from mpcnet.wire.mpc.v1 import coordinator_pb2, node_pb2
 
 log = logging.getLogger("coordinator.ceremonies")
+MAX_LISTED = 200  # ceremonies in one ListCeremonies answer (the newest)
 Code = grpc.StatusCode
 CEREMONY_ID_LEN = 16
 MAX_AGE_FILE = 4096  # one officer's piece to one target (coordinator.inputs.MAX_PIECE_CIPHERTEXT)
@@ -635,7 +636,10 @@ class Ceremonies:
         return out
 
     def listing(self, key_id: bytes | None) -> list[coordinator_pb2.Ceremony]:
-        return [self.message(r) for r in self.db.list_ceremonies(key_id)]
+        """``ListCeremonies``: the newest :data:`MAX_LISTED` ceremonies (of ``key_id``; None: of
+        every key), newest first: drills accumulate for ever, and one answer must stay far below
+        the gRPC message limit (a ceremony carries its order, attestations and export pieces)."""
+        return [self.message(r) for r in self.db.list_ceremonies(key_id, limit=MAX_LISTED)]
 
 
 def _expires_ms(rec: CeremonyRecord) -> int | None:

@@ -71,3 +71,41 @@ def test_the_background_pass_fails_a_drill_of_an_epoch_the_key_left(world: World
     assert world.nodes[2].drills == drills  # no share of epoch 0 is sent anywhere any more
     d = world.db.drill_record(world.key_id)
     assert d is None or d.last_ok_ms == 0
+
+
+def test_listings_answer_the_newest_ceremonies_and_bundles_not_every_one_ever(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding: ListCeremonies/ListBackups answered every row ever made (drills and scheduled
+    refreshes add rows for ever): one answer would outgrow the gRPC message limit and the
+    status commands would fail for good."""
+    import dataclasses
+
+    import coordinator.backups
+    import coordinator.ceremonies
+    from coordinator.backup_store import BundleRecord
+    from coordinator.db import AuditEvent
+
+    monkeypatch.setattr(coordinator.ceremonies, "MAX_LISTED", 5)
+    monkeypatch.setattr(coordinator.backups, "MAX_LISTED", 4)
+    world.configure()
+    assert world.backups.check() != []
+    first = world.ceremonies.start_drill(world.key_id, "officer1")
+    ev = AuditEvent("test", "ceremony-opened", "", "drill", {})
+    ids = [first.ceremony_id]
+    for k in range(8):
+        rec = dataclasses.replace(first, ceremony_id=bytes([k + 1]) * 16, state="failed", created_ms=first.created_ms + k + 1)
+        assert world.db.add_ceremony(rec, ev)
+        ids.append(rec.ceremony_id)
+    listed = world.ceremonies.listing(None)
+    assert [bytes(c.ceremony_id) for c in listed] == ids[::-1][:5]
+    assert len(world.ceremonies.listing(world.key_id)) == 5
+    newest = world.db.newest_bundle(world.key_id)
+    assert newest is not None
+    full = world.db.get_bundle(newest.digest)
+    assert full is not None
+    for k in range(6):
+        b = BundleRecord(bytes([k + 1]) * 32, world.key_id, 0, 1, newest.created_ms + k + 1, False, 1, full.bundle)
+        world.db.add_bundle(b, AuditEvent("test", "backup-created", "", "created", {}))
+    assert len(world.backups.listing(None)) == 4 and len(world.backups.listing(world.key_id)) == 4
+    assert world.backups.listing(world.key_id)[0].bundle_digest == bytes([6]) * 32
