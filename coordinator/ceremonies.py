@@ -79,6 +79,8 @@ from mpcnet.wire.mpc.v1 import coordinator_pb2, node_pb2
 
 log = logging.getLogger("coordinator.ceremonies")
 MAX_LISTED = 200  # ceremonies in one ListCeremonies answer (the newest)
+DRILL_LIFETIME_MS = 20 * 3600 * 1000  # an open drill is failed this long after it opened: officers count only
+# epoch attestations at most 24 h old (mpcnet.client.backup.ATTESTATION_MAX_AGE_MS), so a new drill attests afresh
 Code = grpc.StatusCode
 CEREMONY_ID_LEN = 16
 MAX_AGE_FILE = 4096  # one officer's piece to one target (coordinator.inputs.MAX_PIECE_CIPHERTEXT)
@@ -373,19 +375,23 @@ class Ceremonies:
     def _superseded(self, rec: CeremonyRecord) -> bool:
         """True (and the drill marked ``failed``, audited ``ceremony-failed`` outcome
         ``superseded``) when ``rec`` is an open drill whose key left its epoch (a refresh or
-        reshare committed, or the key is no longer active) or whose bundle is no longer the
-        key's newest: such a drill would hand a holder its refreshed-away share, and while open
+        reshare committed, or the key is no longer active), whose bundle is no longer the key's
+        newest, or that opened :data:`DRILL_LIFETIME_MS` ago or more: such a drill would hand a
+        holder its refreshed-away share (or officers refuse its old attestations), and while open
         it would be the key's drill for ever (StartDrill answers the open one)."""
         if rec.kind != "drill" or rec.state not in ("collecting", "running"):
             return False
         k = self.db.get_key(rec.key_id)
         newest = self.db.newest_bundle(rec.key_id)
         epoch = self.keyops.epoch_of(k)[0] if k is not None else None
+        stale = now_ms() - rec.created_ms >= DRILL_LIFETIME_MS
         if k is not None and k.status == "active" and epoch == rec.epoch and newest is not None and (
             newest.digest == rec.bundle_digest
-        ):
+        ) and not stale:
             return False
-        if k is None or k.status != "active":
+        if stale:
+            why = f"the drill opened more than {DRILL_LIFETIME_MS // 3_600_000} h ago (its epoch attestations are too old)"
+        elif k is None or k.status != "active":
             why = f"the key is {'gone' if k is None else k.status}"
         elif epoch != rec.epoch:
             why = f"the key moved on to epoch {epoch}"

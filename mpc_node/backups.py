@@ -509,7 +509,9 @@ class NodeBackups:
         share = node.active_share(key_id) if held is not None and held.status == "active" else None
         if held is None or share is None or share.epoch != held.epoch or node.me not in held.committee:
             raise RpcError(Code.FAILED_PRECONDITION, f"key_id: {node.cfg.name} holds no live share of key {key_id.hex()[:16]}")
-        attestation = sign_epoch_attestation(EpochAttestation(ceremony, key_id, held.epoch, node.me), self._identity())
+        attestation = sign_epoch_attestation(
+            EpochAttestation(ceremony, key_id, held.epoch, node.me, attested_ms=node.clock.now_ms()), self._identity()
+        )
         self.audit_event(actor, "epoch-attestation", "signed", {
             "ceremony": ceremony.hex(), "key_id": key_id.hex(), "epoch": held.epoch,
         })

@@ -226,3 +226,32 @@ def test_an_expired_restore_order_gets_no_pieces(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(sdk_backup.time, "time", lambda: expires_ms / 1000 + 1)
     e = refused(fake, officer(fake), cid, keys["officer1"][0])
     assert "order.expires_ms" in e.message
+
+
+def test_a_drill_kept_open_past_its_attestations_freshness_gets_no_pieces() -> None:
+    """Attack (wiring review): a coordinator opens a drill while every node is at epoch 0, keeps
+    it open past a refresh (the attestations it collected stay valid signatures) and hides the
+    newer bundle: an officer would hand each holder, perhaps corrupted since, its
+    refreshed-away share. Officers count only attestations at most 24 h old (or 5 min ahead)."""
+    import time
+
+    from mpcnet.client.backup import ATTESTATION_MAX_AGE_MS, ATTESTATION_SKEW_MS
+
+    fake = RecoveryFake()
+    keys = configured(fake)
+    now = int(time.time() * 1000)
+    old = now - ATTESTATION_MAX_AGE_MS - 60_000
+    cid, _ = _drill_with(fake, lambda cid: [fake.attestation(cid, n, attested_ms=old) for n in (1, 2, 3, 4, 5)])
+    e = refused(fake, officer(fake), cid, keys["officer1"][0])
+    assert e.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert "0 valid attestation(s)" in e.message and "not within 24 h of now" in e.message and "start a new drill" in e.message
+    ahead = now + ATTESTATION_SKEW_MS + 60_000
+    cid, _ = _drill_with(fake, lambda cid: [fake.attestation(cid, n, attested_ms=ahead) for n in (1, 2, 3)]
+                         + [fake.attestation(cid, n) for n in (4, 5)])
+    e = refused(fake, officer(fake), cid, keys["officer1"][0])
+    assert "2 valid attestation(s)" in e.message and "nodes [4, 5]" in e.message
+    # three recent ones (one an hour old) are enough
+    cid, _ = _drill_with(fake, lambda cid: [fake.attestation(cid, 1, attested_ms=now - 3_600_000)]
+                         + [fake.attestation(cid, n) for n in (2, 3)])
+    c = officer(fake).contribute(cid, keys["officer1"][0])
+    assert c.ceremony_id == cid

@@ -109,3 +109,24 @@ def test_listings_answer_the_newest_ceremonies_and_bundles_not_every_one_ever(
         world.db.add_bundle(b, AuditEvent("test", "backup-created", "", "created", {}))
     assert len(world.backups.listing(None)) == 4 and len(world.backups.listing(world.key_id)) == 4
     assert world.backups.listing(world.key_id)[0].bundle_digest == bytes([6]) * 32
+
+
+def test_a_drill_open_for_too_long_is_failed_and_a_new_one_attests_afresh(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Officers count only epoch attestations at most 24 h old: a drill open longer (20 h) is
+    failed, so StartDrill opens a new one with fresh attestations instead of answering one no
+    officer will contribute to."""
+    import coordinator.ceremonies
+    from governance.recovery import EpochAttestation
+
+    world.configure()
+    assert world.backups.check() != []
+    old = world.ceremonies.start_drill(world.key_id, "officer1")
+    later = now_ms() + coordinator.ceremonies.DRILL_LIFETIME_MS
+    monkeypatch.setattr(coordinator.ceremonies, "now_ms", lambda: later)
+    world.ceremonies.check()
+    rec = world.ceremonies.get(old.ceremony_id)
+    assert rec.state == "failed" and "20 h" in rec.error
+    new = world.ceremonies.start_drill(world.key_id, "officer1")
+    assert new.ceremony_id != old.ceremony_id and new.state == "collecting"
+    atts = [EpochAttestation.from_bytes(t.attestation) for t in new.targets if t.attestation]
+    assert len(atts) >= 2 and all(a.ceremony_id == new.ceremony_id for a in atts)

@@ -49,3 +49,17 @@ def test_the_store_refuses_a_restored_share_of_an_epoch_before_the_node_left(svc
     with pytest.raises(BackupStateError, match="left key .* at epoch 1"):
         s2.store.put_restored_share(rk, b"record")
     assert s2.store.restored_key(key.key_id) is None
+
+
+def test_an_epoch_attestation_carries_the_nodes_clock(svcs: dict[int, NodeService]) -> None:  # noqa: F811
+    """Officers count only recent attestations: the node signs its clock into each one."""
+    import os
+
+    from governance.recovery import EpochAttestation
+
+    key = dkg(svcs, T)
+    s1 = svcs[1]
+    before = s1.clock.now_ms()
+    raw = s1.AttestEpoch(node_pb2.AttestEpochRequest(key_id=key.key_id, ceremony_id=os.urandom(16)), None).attestation
+    a = EpochAttestation.from_bytes(raw)
+    assert before <= a.attested_ms <= s1.clock.now_ms() and a.verify(s1.keys.identity_public)
