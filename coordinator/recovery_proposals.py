@@ -203,13 +203,16 @@ class RecoveryProposals:
         return []
 
     def _install(self, signed: SignedRecoveryOrder, order: RecoveryOrder) -> None:
-        """``InstallRecoveryOrder`` on every node; those of the key's committee (and of the
-        follow-up's new committee) must all install it (UNAVAILABLE / FAILED_PRECONDITION naming
-        them otherwise: nothing is opened; approve or propose again to retry)."""
-        k = self.db.get_key(order.key_id)
-        assert k is not None
-        _, committee = self.keyops.epoch_of(k)
-        required = set(committee) | (set(order.follow_up.new_committee) if order.follow_up is not None else set())
+        """``InstallRecoveryOrder`` on every reachable node; the nodes that act on the order must
+        all install it (UNAVAILABLE / FAILED_PRECONDITION naming them otherwise: nothing is
+        opened; approve or propose again to retry): the restore's targets and the follow-up's new
+        committee (a refresh: the whole committee, every member deals). An old member that the
+        follow-up leaves out and that is gone for good does not block the recovery (it takes no
+        part: dealers are chosen among the reachable holders, which all got the order). An
+        export involves no node: every reachable node records and audits it."""
+        required = {t.node for t in order.targets if t.node} | (
+            set(order.follow_up.new_committee) if order.follow_up is not None else set()
+        )
         for i in sorted(required):  # a replaced node starts with an empty store: it needs the configuration first
             if i in self.nodes:
                 self.book.sync_node(i)

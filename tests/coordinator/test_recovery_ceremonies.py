@@ -7,6 +7,8 @@ coordinator's files."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from coordinator.db import KeyRecord, now_ms
 from crypto_core.group import scalar_to_bytes
+from governance.keyop import KeyOpKind
 from governance.recovery import BackupBundle, EpochAttestation, PiecePurpose
 from mpcnet.common import agekeys
 from mpcnet.common.backup import open_deliveries
@@ -483,3 +486,23 @@ def test_an_order_not_installed_on_every_node_opens_nothing_and_stays_pending(wo
     world.nodes[2].down = False
     again = world.propose_order(order, "ada", "bob")  # proposing again retries the apply
     assert again.state == coordinator_pb2.PROPOSAL_STATE_APPLIED and world.db.get_ceremony(order.order_id) is not None
+
+
+def test_a_member_gone_for_good_that_the_follow_up_leaves_out_does_not_block_the_order(world: World) -> None:
+    """Found by the end-to-end review: every member of the old committee had to install the
+    order, so a host that never comes back blocked the recovery of every key it held. Only the
+    nodes that act on the order must install it: its targets and the follow-up's new committee."""
+    digest = _configured(world)
+    world.nodes[2].down = True  # node 2 is gone for good
+    refresh = world.restore_order((3,), digest)
+    assert refresh.follow_up is not None
+    reshare = dataclasses.replace(  # restore share 3 on node 3, then reshare to 2-of-{1,3} without node 2
+        refresh,
+        order_id=os.urandom(16),
+        follow_up=dataclasses.replace(refresh.follow_up, kind=KeyOpKind.RESHARE, new_committee=(1, 3), op_id=os.urandom(16)),
+    )
+    e = _refused(world.propose_order, refresh, "ada", "bob")  # a refresh needs node 2: every member deals
+    assert e.code == Code.UNAVAILABLE and "node 2" in e.message
+    applied = world.propose_order(reshare, "ada", "bob")
+    assert applied.state == coordinator_pb2.PROPOSAL_STATE_APPLIED
+    assert world.db.get_ceremony(reshare.order_id) is not None
