@@ -558,6 +558,9 @@ class BackupMixin:
         if raw[: len(seen)] != seen:
             raise _data_loss(f"recovery_config: version {len(raw)} does not extend version {len(seen)} this client verified "
                              "before (a rolled-back or forked configuration)")
+        seen_chains = getattr(self, "seen_chains", None)  # kept across processes (mpcnet.client.seen)
+        if seen_chains is not None:
+            seen_chains.check("recovery-config", raw, "recovery_config")
         self._recovery_seen = raw
         return RecoveryConfigView(config, tuple(history))
 

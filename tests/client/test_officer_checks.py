@@ -6,6 +6,8 @@ force, not the (perhaps old) bundle's."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -257,17 +259,61 @@ def test_a_drill_kept_open_past_its_attestations_freshness_gets_no_pieces() -> N
     assert c.ceremony_id == cid
 
 
-@pytest.mark.xfail(strict=True, reason="not fixed (wiring review): a fresh officer client has no memory of the recovery "
-                   "configuration it verified before, and an export needs no node, so a coordinator that shows a rolled-back "
-                   "(older, still admin-signed) chain gets an export order of the old configuration honoured; needs a "
-                   "persisted high-water mark in the client or node-signed acknowledgments of the configuration in force")
-def test_an_export_under_a_rolled_back_configuration_gets_no_pieces() -> None:
+def test_an_export_under_a_rolled_back_configuration_gets_no_pieces(tmp_path: Path) -> None:
+    """Attack (wiring review): every ``mpc`` command is a fresh process, and an export needs no
+    node that would refuse it; a coordinator showing an older, still admin-signed recovery
+    configuration (lower export quorum, an officer since removed) got an export order of that
+    configuration honoured. The identity's seen-chains file (mpcnet.client.seen) remembers the
+    chain it verified before, across processes."""
+    from mpcnet.client.seen import SeenChains
+
     fake = RecoveryFake()
     keys = configured(fake)
     cid = approved_order(fake, recipient=agekeys.generate()[1])  # an export order of configuration 1
     first = fake.config_history[0]
     fake.config_history.append(signed_config(fake.admins.digest(), keys, version=2, quorum=2, prev=first.change.config))
-    shown = [first.to_bytes()]  # the coordinator shows configuration 1 only (every signature on it is genuine)
+    seen = tmp_path / "seen-chains.json"
+    earlier = officer(fake)
+    earlier.seen_chains = SeenChains(seen, fake.admins.digest())
+    assert earlier.recovery_config().config is not None  # an earlier command verified configuration 2 (and the roster)
+    earlier.roster()
+    shown = [first.to_bytes()]  # now the coordinator shows configuration 1 only (every signature on it is genuine)
     fake.evil["GetRecoveryConfig"] = lambda r: coordinator_pb2.RecoveryConfigHistory(history=shown,
                                                                                      governance_root=fake.admins.digest())
-    refused(fake, officer(fake), cid, keys["officer1"][0])
+    later = officer(fake)  # a new process: nothing in memory
+    later.seen_chains = SeenChains(seen, fake.admins.digest())
+    e = refused(fake, later, cid, keys["officer1"][0])
+    assert e.code == grpc.StatusCode.DATA_LOSS and e.message.startswith("recovery_config: the coordinator shows 1 change(s)")
+    assert "does not extend the 2 this identity verified before" in e.message
+    # a fresh identity (no file) still trusts what it is shown first
+    fresh = officer(fake)
+    fresh.seen_chains = SeenChains(tmp_path / "other.json", fake.admins.digest())
+    assert fresh.recovery_config().config is not None and fresh.recovery_config().config.version == 1  # type: ignore[union-attr]
+
+
+def test_the_seen_chains_file_refuses_a_rolled_back_roster_and_a_malformed_file(tmp_path: Path) -> None:
+    from mpcnet.client.seen import SeenChains
+
+    fake = RecoveryFake()
+    configured(fake)
+    old = list(fake.history)
+    replace_node3(fake)
+    seen = tmp_path / "seen-chains.json"
+    c = officer(fake)
+    c.seen_chains = SeenChains(seen, fake.admins.digest())
+    assert c.roster().version == 2
+    assert oct(seen.stat().st_mode & 0o777) == "0o600"
+    fake.history[:] = old  # the coordinator shows roster version 1 again
+    later = officer(fake)
+    later.seen_chains = SeenChains(seen, fake.admins.digest())
+    with pytest.raises(MpcError) as e:
+        later.roster()
+    assert e.value.code == grpc.StatusCode.DATA_LOSS and e.value.message.startswith("roster: the coordinator shows 1 change(s)")
+    # another cluster's marks (re-created in the same directory) are not this one's
+    other = officer(fake)
+    other.seen_chains = SeenChains(seen, b"\x01" * 32)
+    assert other.roster().version == 1
+    seen.write_text(json.dumps({"version": 1, "root": fake.admins.digest().hex(), "chains": {"roster": {"changes": 0, "last": "zz"}}}))
+    with pytest.raises(MpcError) as e:
+        later.roster()
+    assert e.value.code == grpc.StatusCode.DATA_LOSS and "not a seen-chains file" in e.value.message
