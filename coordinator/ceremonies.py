@@ -291,6 +291,9 @@ class Ceremonies:
             raise RpcError(Code.FAILED_PRECONDITION, f"ceremony_id: ceremony {cid.hex()} is {rec.state}, not collecting pieces")
         if self._expire(rec):
             raise RpcError(Code.FAILED_PRECONDITION, f"ceremony_id: ceremony {cid.hex()} failed: {_expired_text(rec)}")
+        if self._superseded(rec):
+            now = self.db.get_ceremony(cid)
+            raise RpcError(Code.FAILED_PRECONDITION, f"ceremony_id: ceremony {cid.hex()} failed: {now.error if now else 'superseded'}")
         config = self.book.config(rec.config_version)
         j = None if config is None else _officer_index(config, officer)
         if config is None or j is None:
@@ -379,6 +382,8 @@ class Ceremonies:
         newest, or that opened :data:`DRILL_LIFETIME_MS` ago or more: such a drill would hand a
         holder its refreshed-away share (or officers refuse its old attestations), and while open
         it would be the key's drill for ever (StartDrill answers the open one)."""
+        if rec.kind == "restore" and rec.state in ("collecting", "running"):
+            return self._restore_superseded(rec)
         if rec.kind != "drill" or rec.state not in ("collecting", "running"):
             return False
         k = self.db.get_key(rec.key_id)
@@ -401,6 +406,24 @@ class Ceremonies:
         self._finish(rec, "failed", None, why, self._event(self.name, "ceremony-failed", rec, outcome="superseded", reason=why),
                      from_states=(rec.state,))
         log.info("ceremony %s (drill): %s", rec.ceremony_id.hex(), why)
+        return True
+
+    def _restore_superseded(self, rec: CeremonyRecord) -> bool:
+        """True (and the restore marked ``failed``, audited ``ceremony-failed`` outcome
+        ``superseded``) when the key left the order's epoch before the restore's follow-up
+        started: the follow-up starts from that epoch and can never run, and officers' pieces
+        would only rebuild refreshed-away shares (an export may use any epoch's bundle: the
+        shares of every epoch interpolate to the same key)."""
+        k = self.db.get_key(rec.key_id)
+        epoch = self.keyops.epoch_of(k)[0] if k is not None else None
+        if k is not None and k.status == "active" and epoch == rec.epoch:
+            return False
+        why = (f"superseded: the key is {'gone' if k is None else k.status}" if k is None or k.status != "active"
+               else f"superseded: the key moved on to epoch {epoch}")
+        why += f" (restore of epoch {rec.epoch}; a new order is needed)"
+        self._finish(rec, "failed", None, why, self._event(self.name, "ceremony-failed", rec, outcome="superseded", reason=why),
+                     from_states=(rec.state,))
+        log.warning("ceremony %s (restore): %s", rec.ceremony_id.hex(), why)
         return True
 
     def _later(self, cid: bytes) -> None:

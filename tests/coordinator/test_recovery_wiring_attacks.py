@@ -7,11 +7,13 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 
 from coordinator.db import now_ms
 from crypto_core.group import Q
 from governance.recovery import PiecePurpose
+from mpcnet.common.rpc import RpcError
 from tests.coordinator.recovery_util import World
 
 
@@ -130,3 +132,39 @@ def test_a_drill_open_for_too_long_is_failed_and_a_new_one_attests_afresh(world:
     assert new.ceremony_id != old.ceremony_id and new.state == "collecting"
     atts = [EpochAttestation.from_bytes(t.attestation) for t in new.targets if t.attestation]
     assert len(atts) >= 2 and all(a.ceremony_id == new.ceremony_id for a in atts)
+
+
+def test_a_restore_of_an_epoch_the_key_left_is_failed_before_officers_send_pieces(world: World) -> None:
+    """Sibling of the stale drill: a restore ceremony still collecting when the key moved on (a
+    refresh or reshare committed) can never complete (its follow-up starts from the old epoch);
+    it is failed at once instead of collecting officers' pieces of a refreshed-away share until
+    its order expires."""
+    world.configure()
+    digest = world.backups.check()[0]
+    order = world.restore_order((3,), digest)
+    p = world.propose_order(order, "ada")
+    world.approve(p.proposal_id, "bob", order.encode())
+    c = world.ceremonies.get(order.order_id)
+    assert c.state == "collecting"
+    world.ceremonies.submit(world.pieces("officer1", c.ceremony_id, PiecePurpose.RESTORE), "officer1")
+    _refresh(world)
+    restored = world.nodes[3].restored
+    world.ceremonies.check()
+    rec = world.ceremonies.get(c.ceremony_id)
+    assert rec.state == "failed" and "epoch 1" in rec.error, rec.error
+    with pytest.raises(RpcError) as e:
+        world.ceremonies.submit(world.pieces("officer2", c.ceremony_id, PiecePurpose.RESTORE), "officer2")
+    assert e.value.code == grpc.StatusCode.FAILED_PRECONDITION and "not collecting" in e.value.message
+    assert world.nodes[3].restored == restored and world.keyops.started == []
+
+
+def test_pieces_for_a_superseded_drill_are_refused_and_the_drill_failed(world: World) -> None:
+    world.configure()
+    assert world.backups.check() != []
+    c = world.ceremonies.start_drill(world.key_id, "officer1")
+    _refresh(world)
+    with pytest.raises(RpcError) as e:
+        world.ceremonies.submit(world.pieces("officer1", c.ceremony_id, PiecePurpose.DRILL), "officer1")
+    assert e.value.code == grpc.StatusCode.FAILED_PRECONDITION and e.value.message.startswith("ceremony_id:")
+    assert "failed: superseded: the key moved on to epoch 1" in e.value.message
+    assert world.db.ceremony_pieces(c.ceremony_id) == [] and world.ceremonies.get(c.ceremony_id).state == "failed"
