@@ -418,6 +418,8 @@ class Ceremonies:
         epoch = self.keyops.epoch_of(k)[0] if k is not None else None
         if k is not None and k.status == "active" and epoch == rec.epoch:
             return False
+        if rec.follow_up and self.keyops.db.get_key_operation(rec.follow_up) is not None:
+            return False  # its own follow-up started (and may have moved the key on) before the state said so
         why = (f"superseded: the key is {'gone' if k is None else k.status}" if k is None or k.status != "active"
                else f"superseded: the key moved on to epoch {epoch}")
         why += f" (restore of epoch {rec.epoch}; a new order is needed)"

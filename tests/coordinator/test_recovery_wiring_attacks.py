@@ -168,3 +168,21 @@ def test_pieces_for_a_superseded_drill_are_refused_and_the_drill_failed(world: W
     assert e.value.code == grpc.StatusCode.FAILED_PRECONDITION and e.value.message.startswith("ceremony_id:")
     assert "failed: superseded: the key moved on to epoch 1" in e.value.message
     assert world.db.ceremony_pieces(c.ceremony_id) == [] and world.ceremonies.get(c.ceremony_id).state == "failed"
+
+
+def test_a_restore_whose_own_follow_up_moved_the_key_on_is_not_called_superseded(world: World) -> None:
+    """The background pass may see the restore still ``running`` after its follow-up started
+    (and committed): that is its own operation, not a stale restore."""
+    world.configure()
+    digest = world.backups.check()[0]
+    order = world.restore_order((3,), digest)
+    world.approve(world.propose_order(order, "ada").proposal_id, "bob", order.encode())
+    c = world.ceremonies.get(order.order_id)
+    world.ceremonies.submit(world.pieces("officer1", c.ceremony_id, PiecePurpose.RESTORE), "officer1")
+    assert world.ceremonies.submit(world.pieces("officer2", c.ceremony_id, PiecePurpose.RESTORE), "officer2").state == "follow-up"
+    world.db.update_ceremony(c.ceremony_id, from_states=("follow-up",), state="running", now=now_ms())  # the window
+    world.done_operation(c.follow_up)
+    _refresh(world)
+    world.ceremonies._retry_at.clear()
+    world.ceremonies.check()
+    assert world.ceremonies.get(c.ceremony_id).state != "failed"
