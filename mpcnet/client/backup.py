@@ -80,6 +80,8 @@ from mpcnet.common.backup import OfficerReport, officer_check, officer_deliverie
 from mpcnet.common.bundle import BundleError, BundleSummary, ceremony_targets, check_order_bundle, verify_bundle
 from mpcnet.wire.mpc.v1 import coordinator_pb2, coordinator_pb2_grpc
 
+_NOT_SIGNED = "; nothing was signed"  # the suffix of lifecycle._refused
+
 if TYPE_CHECKING:
     from governance.roster import SignedRosterChange
     from mpcnet.client.identities import Identity
@@ -756,7 +758,21 @@ class BackupMixin:
     def contribute(self, ceremony_id: bytes, recovery_key: bytes) -> CeremonyView:
         """Give this officer's pieces to a collecting ceremony (see the module docstring for
         what is verified first). ``recovery_key``: the officer's raw 32-byte age identity
-        (:func:`mpcnet.common.agekeys.read_identity_file`)."""
+        (:func:`mpcnet.common.agekeys.read_identity_file`). A refusal before anything is sent
+        is FAILED_PRECONDITION ending "nothing was decrypted or sent"."""
+        try:
+            req = self._contribution(ceremony_id, recovery_key)
+        except MpcError as e:  # refused before submitting: say what an officer cares about
+            if e.code == grpc.StatusCode.FAILED_PRECONDITION and e.message.endswith(_NOT_SIGNED):
+                raise MpcError(e.code, e.message[:-len(_NOT_SIGNED)] + "; nothing was decrypted or sent") from None
+            raise
+        out = CeremonyView.from_proto(self._call(self._stub.SubmitRecoveryPieces, req))
+        if out.ceremony_id != ceremony_id:
+            raise _data_loss("ceremony_id: the coordinator answered with another ceremony")
+        return out
+
+    def _contribution(self, ceremony_id: bytes, recovery_key: bytes) -> coordinator_pb2.SubmitRecoveryPiecesRequest:
+        """What :meth:`contribute` submits, once every check passed (MpcError otherwise)."""
         me = self._me()
         c = self.ceremony(ceremony_id)
         if c.state != "collecting":
@@ -786,14 +802,10 @@ class BackupMixin:
             pieces = officer_deliveries(bundle, recovery_key, ceremony_id=ceremony_id, purpose=PURPOSE[c.kind], targets=targets)
         except (GovernanceError, BundleError, agekeys.AgeKeyError, ValueError) as e:
             raise _refused(f"recovery_key: {bundle_error_text(e)} (nothing sent)") from None
-        req = coordinator_pb2.SubmitRecoveryPiecesRequest(
+        return coordinator_pb2.SubmitRecoveryPiecesRequest(
             ceremony_id=ceremony_id, officer=name,
             pieces=[coordinator_pb2.TargetPiece(share_index=si, ciphertext=ct) for si, ct in sorted(pieces.items())],
         )
-        out = CeremonyView.from_proto(self._call(self._stub.SubmitRecoveryPieces, req))
-        if out.ceremony_id != ceremony_id:
-            raise _data_loss("ceremony_id: the coordinator answered with another ceremony")
-        return out
 
     # --- recovery orders ------------------------------------------------------------------------
     def build_recovery_order(

@@ -14,11 +14,11 @@
     mpc audit verify --db PATH --public-key HEX     (a local audit.db, no cluster needed)
     mpc --cluster DIR --as NAME keys | pubkey --key KEY_ID [--path P] | status
     mpc --cluster DIR --as admin1 key refresh KEY | key reshare KEY --threshold T --nodes 1,2,4,5
-    mpc --cluster DIR --as admin1 node add --enrolment FILE | node remove N | node rotate-keys N
+    mpc --cluster DIR --as admin1 node add --enrolment FILE | node remove N | node rotate-keys N | node replace N --enrolment FILE
     mpc --cluster DIR --as admin2 lifecycle approve ID [--expect-digest HEX]   (lifecycle list|show)
     mpc --cluster DIR --as NAME roster show | roster push | key operations [KEY]
-    mpc --cluster DIR --as NAME backup list|export|verify|drill | officer keygen     (backup and recovery:
-    mpc --cluster DIR --as NAME recovery officers set|show | restore | contribute | status | export-order | export-key)
+    mpc --cluster DIR --as NAME backup list|export|verify|piece|drill | officer keygen     (backup and recovery:
+    mpc --cluster DIR --as NAME recovery officers set|show | restore | contribute | status | export-order | pieces | export-key)
 
 '--as NAME' picks the identity in DIR/identities/NAME (certificate + Ed25519 key); approvals
 and admin signatures are made here, with that key, never by the coordinator. Instead of

@@ -6,6 +6,7 @@
     mpc --as NAME   recovery officers show
     mpc --as NAME   backup list [--key K] | backup export --key K --out FILE
     mpc --cluster DIR backup verify --bundle FILE [--recovery-key FILE]   (off-line; admin set from cluster.json)
+    mpc --cluster DIR backup piece --bundle FILE --share I --officer NAME --out FILE   (one age file; 'age -d' opens it)
     mpc --as NAME   backup drill --key K --recovery-key FILE [--recovery-key FILE ...]
     mpc --as admin1 recovery restore --key K --nodes 3,4,5 [--reshare-threshold T --reshare-nodes N,..] --reason TEXT [--valid-for S]
     mpc --as officer1 recovery contribute --ceremony ID --recovery-key FILE
@@ -27,6 +28,8 @@ Added to the ``mpc`` group by :func:`register` (called by :mod:`mpcnet.client.cl
 from __future__ import annotations
 
 import datetime
+import hashlib
+import hmac
 import json
 import re
 from collections.abc import Sequence
@@ -35,14 +38,15 @@ from pathlib import Path
 from typing import Any
 
 import click
+import grpc
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from governance.errors import GovernanceError
 from governance.keyop import MAX_REASON_CHARS
 from governance.policy import AdminSet
-from governance.recovery import SignedRecoveryOrder
-from governance.roster import MAX_INDEX
+from governance.recovery import BackupBundle, RecoveryOrder, SignedRecoveryOrder
+from governance.roster import MAX_INDEX, SignedRosterChange
 from governance.text import NAME_RE, escape, quote
 from mpcnet.client import cli as cli_mod, cli_render as view
 from mpcnet.client.backup import (
@@ -70,6 +74,8 @@ from mpcnet.client.cli import (
 )
 from mpcnet.client.cli_args import Exit
 from mpcnet.client.cli_lifecycle import NO_WAIT, _finish, _new_group, node_group, read_enrolment
+from mpcnet.client.errors import MpcError
+from mpcnet.client.lifecycle import KeyOperationView
 from mpcnet.client.sdk import MpcClient
 from mpcnet.common import agekeys
 from mpcnet.common.cliutil import Hex, IndexList, InFile, PathArg, Text, UInt
@@ -82,7 +88,7 @@ CEREMONY_ID = Hex(16)
 _OFFICER_RE = re.compile(rf"({NAME_RE.pattern})=(age1[0-9a-z]{{1,200}})")
 
 officer_group = _new_group("officer", "recovery officers: keygen (an age key pair, made off-line)")
-backup_group = _new_group("backup", "backup bundles: list, export, verify, drill")
+backup_group = _new_group("backup", "backup bundles: list, export, verify, piece, drill")
 recovery_group = _new_group("recovery", "recovery officers, restore and break-glass export ceremonies")
 officers_group = _group(recovery_group, "officers", "the recovery officers' configuration: set, show")
 
@@ -219,7 +225,7 @@ def cmd_backup_list(ctx: click.Context, key_id: bytes | None) -> int:
         view.out("no backups")
     for b in bs:
         state = "SUPERSEDED" if b.superseded else "current"
-        view.out(escape(f"{b.bundle_digest.hex()[:16]}  key {b.key_id.hex()[:16]}  epoch {b.epoch}  config v{b.config_version}  "
+        view.out(escape(f"{b.bundle_digest.hex()}  key {b.key_id.hex()[:16]}  epoch {b.epoch}  config v{b.config_version}  "
                         f"{state:<10}  {b.size_bytes} bytes  {_when(b.created_unix_ms)}"))
     return Exit.OK
 
@@ -227,7 +233,7 @@ def cmd_backup_list(ctx: click.Context, key_id: bytes | None) -> int:
 @_command(backup_group, "export", "write a key's bundle to a file (verified first; mode 0600, atomic)")
 @click.option("--key", "key_id", type=KEY_ID, required=True, help="key id (hex)")
 @click.option("--out", type=PathArg("FILE"), required=True, help="the bundle file to write")
-@click.option("--bundle-digest", type=Hex(32), default=None, help="this bundle (as 'backup list' shows it) instead of the newest")
+@click.option("--bundle-digest", type=Hex(32), default=None, help="this bundle (the digest 'backup list' shows) instead of the newest")
 def cmd_backup_export(ctx: click.Context, key_id: bytes, out: Path, bundle_digest: bytes | None) -> int:
     with _client(_opts(ctx)) as c:
         _need_cluster_file(c, admin_set=True)
@@ -255,13 +261,7 @@ def _admin_set_offline(opts: Any) -> AdminSet:
 @click.option("--recovery-key", type=InFile(), default=None, help="your age identity file: decrypt and check your pieces")
 def cmd_backup_verify(ctx: click.Context, bundle: Path, recovery_key: Path | None) -> int:
     admins = _admin_set_offline(_opts(ctx))
-    try:
-        data = bundle.read_bytes() if bundle.stat().st_size <= MAX_BUNDLE_FILE else b""
-    except OSError as e:
-        raise CliUsage(f"--bundle: cannot read {quote(str(bundle))}: {e.strerror or type(e).__name__}") from None
-    if not data:
-        raise CliUsage(f"--bundle: {quote(str(bundle))} is empty or more than {MAX_BUNDLE_FILE} bytes")
-    import hashlib
+    data = _read_bundle_file(bundle)
 
     b, config, summary = check_bundle(data, admins)
     doc: dict[str, Any] = {"bundle_digest": hashlib.sha256(data).hexdigest(), "key_id": b.key.key_id.hex(), "epoch": b.key.epoch,
@@ -287,10 +287,71 @@ def cmd_backup_verify(ctx: click.Context, bundle: Path, recovery_key: Path | Non
     return Exit.FAILED if failed else Exit.OK
 
 
+def _read_bundle_file(bundle: Path) -> bytes:
+    try:
+        data = bundle.read_bytes() if bundle.stat().st_size <= MAX_BUNDLE_FILE else b""
+    except OSError as e:
+        raise CliUsage(f"--bundle: cannot read {quote(str(bundle))}: {e.strerror or type(e).__name__}") from None
+    if not data:
+        raise CliUsage(f"--bundle: {quote(str(bundle))} is empty or more than {MAX_BUNDLE_FILE} bytes")
+    return data
+
+
+@_command(backup_group, "piece", "write one officer's piece of one share from a bundle as a standard age file (for 'age -d')")
+@click.option("--bundle", type=InFile(), required=True, help="the bundle file ('backup export'); verified publicly first")
+@click.option("--share", "share_index", type=UInt(1, MAX_INDEX), required=True, help="the share index (1-based, the node's position)")
+@click.option("--officer", required=True, metavar="NAME|INDEX", help="the officer, by name or 1-based index ('recovery officers show')")
+@click.option("--out", type=PathArg("FILE"), required=True, help="the age file to create (never overwritten)")
+def cmd_backup_piece(ctx: click.Context, bundle: Path, share_index: int, officer: str, out: Path) -> int:
+    """Copy one encrypted piece out of a verified bundle. Nothing is decrypted: the file is the
+    age ciphertext the node wrote for that officer; ``age -d -i OFFICER.agekey FILE`` opens it
+    with the officer's identity file, independently of this program (the plaintext is the binary
+    BackupPiece encoding of spec/governance-v1.md 5.26: key id, epoch, share, officer, configuration
+    version and the 32-byte piece)."""
+    admins = _admin_set_offline(_opts(ctx))
+    data = _read_bundle_file(bundle)
+    b, config, _summary = check_bundle(data, admins)
+    if officer.isdigit():
+        j = int(officer)
+        if not 1 <= j <= len(config.officers):
+            raise CliUsage(f"--officer: {j} is not an officer index of this bundle (1..{len(config.officers)})")
+    else:
+        try:
+            j = config.officer_index(officer)
+        except GovernanceError as e:
+            raise CliUsage(f"--officer: {escape(e.reason)[:200]}") from None
+    parts = [p for p in b.parts if p.part.share_index == share_index]
+    if not parts:
+        raise CliUsage(f"--share: {share_index} is not a share of this bundle (1..{len(b.parts)})")
+    part = parts[0].part
+    try:
+        write_atomic(out, part.pieces[j - 1], mode=0o644, overwrite=False)
+    except FileExistsError:
+        raise CliUsage(f"--out: {quote(str(out))} exists (not overwritten)") from None
+    except OSError as e:
+        raise CliUsage(f"--out: cannot write {quote(str(out))}: {e.strerror or type(e).__name__}") from None
+    name = config.officers[j - 1].name
+    d = {"bundle_digest": hashlib.sha256(data).hexdigest(), "share_index": share_index, "node": part.node,
+         "officer": {"index": j, "name": name}, "file": str(out), "size_bytes": len(part.pieces[j - 1])}
+    _show(ctx, d, [("bundle", d["bundle_digest"]), ("share", f"{share_index} (node {part.node})"), ("officer", f"{j} ({name})"),
+                   ("written", f"{out} ({d['size_bytes']} bytes, age)"),
+                   ("next", f"age -d -i IDENTITY_FILE -o piece.bin {out}   ({name}'s 'mpc officer keygen' file)")])
+    return Exit.OK
+
+
 # --- ceremonies ----------------------------------------------------------------------------------
 
 
-def ceremony_rows(c: CeremonyView) -> list[view.Row]:
+def follow_up_text(op: KeyOperationView | None) -> str:
+    """A restore's follow-up operation in one line (``None``: not visible to this identity)."""
+    if op is None:
+        return "(its state: 'mpc key operations KEY' as an admin or auditor)"
+    o = op.operation
+    line = f"{o.kind.name.lower()} epoch {o.old_epoch} -> {o.new_epoch}: {op.state.upper()}"
+    return line + (f"  {op.error}" if op.error else "")
+
+
+def ceremony_rows(c: CeremonyView, follow_up: KeyOperationView | None = None) -> list[view.Row]:
     """A ceremony per node (target) and per officer; caller text (reason) last."""
     rows: list[view.Row] = [("ceremony", c.ceremony_id.hex()), ("kind", c.kind.upper() if c.kind == "export" else c.kind),
                             ("state", c.state.upper()), ("key", c.key_id.hex()), ("epoch", c.epoch),
@@ -314,7 +375,7 @@ def ceremony_rows(c: CeremonyView) -> list[view.Row]:
             refused = f"{len(bad)} of {len(outs)} pieces refused: {', '.join(bad)}"
             rows.append((f"officer {n}", "ok for every share" if not bad else refused))
     if c.follow_up_operation:
-        rows.append(("follow-up", c.follow_up_operation))
+        rows.append(("follow-up", f"{c.follow_up_operation}  {follow_up_text(follow_up)}"))
     if c.error:
         rows.append(("error", c.error))
     if c.order is not None:
@@ -340,7 +401,8 @@ def _officer_client(c: MpcClient, ctx: click.Context, name: str) -> MpcClient:
 @click.option("--key", "key_id", type=KEY_ID, required=True, help="key id (hex)")
 @click.option("--recovery-key", "recovery_keys", type=InFile(), multiple=True, required=True,
               help="an officer's age identity file (repeat; with --cluster, each acts as its officer's identity)")
-@NO_WAIT
+@click.option("--no-wait", is_flag=True, help="return once the pieces are given; do not wait for the nodes' reports "
+              "('mpc recovery status ID' shows them)")
 def cmd_backup_drill(ctx: click.Context, key_id: bytes, recovery_keys: tuple[Path, ...], no_wait: bool) -> int:
     opts = _opts(ctx)
     with _client(opts) as c:
@@ -396,7 +458,17 @@ def cmd_recovery_status(ctx: click.Context, ceremony_id: bytes | None, key_id: b
     with _client(_opts(ctx)) as c:
         if ceremony_id is not None:
             cer = c.ceremony(ceremony_id)
-            _show(ctx, {"ceremony": cer.as_dict()}, ceremony_rows(cer))
+            op = None
+            if cer.follow_up_operation:
+                try:
+                    op = c.key_operation(cer.follow_up_operation)
+                except MpcError as e:  # an officer may not read key operations; not started yet
+                    if e.code not in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.NOT_FOUND):
+                        raise
+            doc = {"ceremony": cer.as_dict()}
+            if op is not None:
+                doc["follow_up"] = op.as_dict()
+            _show(ctx, doc, ceremony_rows(cer, op))
             return _ceremony_exit(cer)
         cs = c.ceremonies(key_id)
     if _opts(ctx).json:
@@ -409,6 +481,24 @@ def cmd_recovery_status(ctx: click.Context, ceremony_id: bytes | None, key_id: b
         view.out(escape(f"{x.ceremony_id.hex()}  {x.kind:<7} {x.state.upper():<10} key {x.key_id.hex()[:16]}  epoch {x.epoch}  "
                         f"officers {len(x.officers)}/{x.quorum}  targets ok {ok}/{len(x.targets)}  {_when(x.created_unix_ms)}"))
     return Exit.OK
+
+
+def not_replaced(bundle: BackupBundle, history: Sequence[SignedRosterChange], order: RecoveryOrder) -> list[int]:
+    """The order's target nodes whose identity key in the newest roster of ``history`` is still
+    the one that signed their part of ``bundle`` (the roster at the part's roster version): nodes
+    never replaced since the backup, which likely still hold the key (a typo in ``--nodes``)."""
+    if not history:
+        return []
+    now = history[-1].change.new_roster
+    rosters = {h.change.new_roster.version: h.change.new_roster for h in history}
+    out = []
+    for t in order.targets:
+        part = next((p.part for p in bundle.parts if p.part.share_index == t.share_index), None)
+        then = rosters.get(part.roster_version) if part is not None else None
+        old, new = (then.entry(t.node) if then else None), now.entry(t.node)
+        if old is not None and new is not None and hmac.compare_digest(old.identity_key, new.identity_key):
+            out.append(t.node)
+    return out
 
 
 @_command(recovery_group, "restore", "propose a restore order of nodes' shares (then a refresh or reshare); role admin")
@@ -426,6 +516,11 @@ def cmd_recovery_restore(ctx: click.Context, key_id: bytes, nodes: tuple[int, ..
         _need_cluster_file(c, admin_set=True)
         order = c.build_recovery_order(key_id, nodes=nodes, reason=reason, reshare_threshold=reshare_threshold,
                                        reshare_nodes=reshare_nodes, valid_for_s=valid_for)
+        _bundle = c.export_backup(key_id, order.bundle_digest)[2]
+        for n in not_replaced(_bundle, c.roster().history, order):
+            view.err(f"warning: node {n} still has the identity key that signed its backup part: it was not replaced. A node "
+                     f"that holds the key refuses a restore; if its host is lost, replace it first ('mpc node replace {n} "
+                     "--enrolment FILE'), else leave it out of --nodes")
         view.err(f"once approved, officers run 'mpc recovery contribute --ceremony {order.order_id.hex()} --recovery-key FILE'")
         return _finish(ctx, c, c.propose_recovery_order(order), no_wait=True)
 
@@ -524,10 +619,11 @@ def cmd_recovery_export_key(ctx: click.Context, ceremony_id: bytes | None, bundl
             raise CliUsage("--order: the pieces file carries no order: give --order FILE")
         if in_file is not None and in_file.to_bytes() != signed.to_bytes():
             raise CliUsage("--order: is not the order the pieces file carries")
-        import hashlib
-
-        if hashlib.sha256(bundle_data).digest() != digest:
-            raise CliUsage("--bundle: is not the bundle the pieces file names (bundle_digest)")
+        given = hashlib.sha256(bundle_data).digest()
+        if given != digest:
+            raise CliUsage(f"--bundle: is not the bundle the pieces file names (bundle_digest; this file is "
+                           f"{given.hex()[:16]}); on-line, 'mpc backup export --key KEY --bundle-digest {digest.hex()} "
+                           f"--out FILE' writes it")
         x, ord_, outcomes = offline_export_key(admins, bundle_data, signed, export_pieces, priv, ceremony_id=cid)
     else:
         assert ceremony_id is not None

@@ -610,7 +610,9 @@ class LifecycleMixin:
                 raise _refused("proposal.governance_root: made for another cluster or admin set")
             view = self.roster()
             if change.previous_digest is None or not hmac.compare_digest(change.previous_digest, view.roster.digest()):
-                raise _refused(f"proposal.previous_digest: does not extend the roster in force (version {view.version}): stale or forked")
+                raise _refused(f"proposal.previous_digest: does not extend the roster in force (version {view.version}): stale or forked"
+                               " (another roster change was applied since it was proposed: propose it again, e.g. 'mpc node replace N"
+                               " --enrolment FILE'; roster changes go one at a time)")
             return
         if not isinstance(p.signed, SignedKeyOperation):
             self.check_recovery_proposal(p)  # issue 12: mpcnet.client.backup

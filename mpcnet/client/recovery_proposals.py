@@ -23,6 +23,7 @@ from governance.recovery import (
     sign_recovery_config_change,
     sign_recovery_order,
 )
+from mpcnet.common import agekeys
 
 
 def _when(ms: int) -> str:
@@ -87,7 +88,7 @@ def describe(signed: RecoverySigned) -> list[tuple[str, str]]:
         c = signed.change.config
         rows = [("recovery config", f"version {c.version}: {c.quorum}-of-{len(c.officers)} officers, "
                                     f"export quorum {c.export_quorum} admins")]
-        rows += [(f"officer {i}", f"{o.name}  {o.recipient.hex()}") for i, o in enumerate(c.officers, 1)]
+        rows += [(f"officer {i}", f"{o.name}  {agekeys.recipient_text(o.recipient)}") for i, o in enumerate(c.officers, 1)]
         period = f"every {c.drill_period_s // 86400} days ({c.drill_period_s} s)" if c.drill_period_s else "not required"
         rows.append(("drill", period))
         return rows
@@ -96,7 +97,7 @@ def describe(signed: RecoverySigned) -> list[tuple[str, str]]:
         rows = [
             ("BREAK-GLASS", "EXPORT OF THE WHOLE PRIVATE KEY to an off-line recipient (loudly audited everywhere)"),
             ("key", o.key_id.hex()), ("public key", o.public_key.hex()), ("epoch", str(o.epoch)),
-            ("shares", ", ".join(str(t.share_index) for t in o.targets)), ("recipient", o.export_recipient.hex()),
+            ("shares", ", ".join(str(t.share_index) for t in o.targets)), ("recipient", agekeys.recipient_text(o.export_recipient)),
         ]
     else:
         rows = [("restore", f"key {o.key_id.hex()} at epoch {o.epoch}"), ("public key", o.public_key.hex())]

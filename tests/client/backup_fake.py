@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from crypto_core.backup import split_share
 from crypto_core.group import G, Point, Q
+from governance.keyop import SignedKeyOperation
 from governance.policy import AdminSignature, require_admin_quorum
 from governance.recovery import (
     BackupBundle,
@@ -249,6 +250,15 @@ class RecoveryFake(FakeCoordinator):
         c.state = "done" if all(t.state == "ok" for t in c.targets) else "failed"
         if c.kind == "drill" and c.state == "done":
             self.drill_ok_ms = 1_700_000_100_000
+        if c.kind == "restore" and c.state == "done" and c.follow_up_operation:  # the coordinator runs the follow-up
+            op = SignedRecoveryOrder.from_bytes(bytes(c.signed_order)).order.follow_up
+            assert op is not None
+            self.ops[c.follow_up_operation] = coordinator_pb2.KeyOperationStatus(
+                operation_id=c.follow_up_operation, key_id=op.key_id, kind=op.kind.name.lower(), state="done",
+                old_epoch=op.old_epoch, new_epoch=op.new_epoch, old_committee=op.old_committee, new_committee=op.new_committee,
+                old_threshold=op.old_threshold, new_threshold=op.new_threshold, authorized_by="recovery-order",
+                signed_operation=SignedKeyOperation(op, ()).to_bytes(), attempts=1,
+            )
 
 
 def x25519_public(private: bytes) -> bytes:

@@ -155,6 +155,8 @@ class FakeCoordinator:
         return p
 
     def _GetKeyOperation(self, req: Any) -> Any:
+        if req.operation_id not in self.ops:
+            raise FakeRpcError(grpc.StatusCode.NOT_FOUND, "operation_id: no such key operation")
         return self.ops[req.operation_id]
 
     def _ListKeyOperations(self, req: Any) -> Any:

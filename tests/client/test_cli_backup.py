@@ -8,7 +8,9 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import shutil
 import stat
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -110,6 +112,8 @@ def configure(officers: dict[str, Path]) -> None:
     assert f"lifecycle approve {p['proposal_id']} --expect-digest {p['digest']}" in err
     code, out, err = run("admin2", "lifecycle", "show", p["proposal_id"])
     assert code == 0 and "2-of-3 officers, export quorum 3 admins" in out and "every 30 days" in out
+    # the approving admin compares the recipients with the age1... texts the officers gave
+    assert all(recipient(path) in out for path in officers.values()), out
     code, out, err = run("admin2", "lifecycle", "approve", p["proposal_id"], "--expect-digest", p["digest"], "--json")
     assert code == 0 and json.loads(out)["proposal"]["state"] == "applied", err
 
@@ -162,6 +166,9 @@ def test_backup_export_and_offline_verify_with_an_officer_key(fake: RecoveryFake
     configure(officers)
     code, out, _ = run("admin1", "backup", "list")
     assert code == 0 and "current" in out and "epoch 0" in out
+    listed = out.split()[0]  # the full digest: what 'backup export --bundle-digest' takes
+    code, _, err = run("officer1", "backup", "export", "--key", KEY_ID.hex(), "--bundle-digest", listed, "--out", str(tmp_path / "l"))
+    assert code == 0, err
     out_file = tmp_path / "bundle.mpcb"
     code, out, err = run("officer1", "backup", "export", "--key", KEY_ID.hex(), "--out", str(out_file), "--json")
     assert code == 0, err
@@ -265,6 +272,13 @@ def test_restore_order_then_officers_contribute(fake: RecoveryFake, officers: di
     code, out, err = run("officer2", "recovery", "contribute", "--ceremony", cid, "--recovery-key", str(officers["officer2"]), "--json")
     c = json.loads(out)["ceremony"]
     assert code == 0 and c["state"] == "done" and [t["node"] for t in c["targets"]] == [3, 4]
+    # 'recovery status ID' says how the follow-up went (README: "restored nodes, each officer's outcome, the follow-up")
+    code, out, err = run("admin1", "recovery", "status", cid)
+    assert code == 0 and "refresh epoch 0 -> 1: DONE" in out, (out, err)
+    code, out, err = run("admin1", "recovery", "status", cid, "--json")
+    assert code == 0 and json.loads(out)["follow_up"]["authorized_by"] == "recovery-order"
+    code, out, err = run("officer1", "recovery", "status", cid)  # an officer may not read key operations: says where to look
+    assert code == 0 and "mpc key operations KEY" in out, (out, err)
 
 
 def test_contribute_refuses_before_decrypting_anything(fake: RecoveryFake, officers: dict[str, Path]) -> None:
@@ -280,6 +294,8 @@ def test_contribute_refuses_before_decrypting_anything(fake: RecoveryFake, offic
     assert run("x", "officer", "keygen", "--out", str(stranger))[0] == 0
     code, _, err = run("officer1", "recovery", "contribute", "--ceremony", cid, "--recovery-key", str(stranger))
     assert code == 1 and "not the key of an officer" in err and submits() == 0
+    # an officer signs nothing here: the refusal says what she cares about
+    assert "nothing was decrypted or sent" in err and "nothing was signed" not in err
     # the coordinator swaps node 4's encryption key for its own
     lie = ceremony.__deepcopy__()
     lie.targets[1].recipient = agekeys.generate()[1]
@@ -324,7 +340,7 @@ def test_break_glass_export_needs_three_admins_and_rebuilds_the_key_offline(
     code, out, _ = run("admin2", "lifecycle", "list")
     assert "BREAK-GLASS EXPORT" in out
     code, out, _ = run("admin2", "lifecycle", "show", p["proposal_id"])
-    assert "EXPORT OF THE WHOLE PRIVATE KEY" in out
+    assert "EXPORT OF THE WHOLE PRIVATE KEY" in out and recipient(offline) in out  # the age1... text the admins were given
     code, out, _ = run("admin2", "lifecycle", "approve", p["proposal_id"], "--json")
     assert code == 0 and json.loads(out)["proposal"]["state"] == "pending"  # 2 of the 3 the export quorum needs
     code, out, _ = run("admin3", "lifecycle", "approve", p["proposal_id"], "--json")
@@ -438,6 +454,7 @@ def test_export_key_rebuilds_the_key_fully_offline_from_files(
     code, _, err = run("x", "recovery", "export-key", "--bundle", str(other), "--pieces", str(pieces), "--identity", str(offline),
                        "--out", str(key_file), cluster=str(cluster_dir))
     assert code == 2 and "--bundle: is not the bundle the pieces file names" in err and not key_file.exists()
+    assert f"--bundle-digest {digest} --out FILE" in err  # says which bundle to bring, and how
     forged = dict(doc, bundle_digest=fake.bundles[-1][0].hex())  # the pieces file is edited to name the other bundle
     forged_file = tmp_path / "forged.json"
     forged_file.write_text(json.dumps(forged))
@@ -477,3 +494,62 @@ def test_export_key_offline_refuses_malformed_pieces_files_naming_the_field(tmp_
                              "--out", str(tmp_path / "k.pem"), cluster=str(cluster_dir))
         assert code in (1, 2) and field in err and err.count("\n") == 1 and err[:-1].isprintable(), (doc, err)
         assert not (tmp_path / "k.pem").exists() and not out
+
+
+def test_backup_piece_writes_an_age_file_the_officer_opens_and_names_bad_options(
+    fake: RecoveryFake, officers: dict[str, Path], tmp_path: Path, cluster_dir: Path,
+) -> None:
+    """The README's 'age -d -i officer1.agekey piece.age': 'backup piece' copies one piece out of a
+    verified bundle; the officer's own identity opens it (here through pyrage, the library age's
+    format comes from), another officer's does not; bad options are usage errors naming them."""
+    configure(officers)
+    bundle = tmp_path / "bundle.mpcb"
+    assert run("officer1", "backup", "export", "--key", KEY_ID.hex(), "--out", str(bundle))[0] == 0
+    piece = tmp_path / "piece.age"
+    code, out, err = run("officer2", "backup", "piece", "--bundle", str(bundle), "--share", "3", "--officer", "officer2",
+                         "--out", str(piece), "--json", cluster=str(cluster_dir))
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["share_index"] == 3 and d["officer"] == {"index": 2, "name": "officer2"}
+    data = piece.read_bytes()
+    assert data.startswith(b"age-encryption.org/v1\n")
+    plain = agekeys.decrypt(agekeys.read_identity_file(officers["officer2"]), data)
+    from governance.recovery import BackupPiece
+
+    p = BackupPiece.from_bytes(plain)
+    assert (p.share_index, p.officer_index, p.key_id) == (3, 2, KEY_ID)
+    with pytest.raises(agekeys.AgeKeyError):
+        agekeys.decrypt(agekeys.read_identity_file(officers["officer1"]), data)
+    age = shutil.which("age")
+    if age is not None:  # the real tool, as the README says (scripts/test installs Debian's age)
+        r = subprocess.run([age, "-d", "-i", str(officers["officer2"]), str(piece)], capture_output=True, timeout=30, check=False)
+        assert r.returncode == 0 and r.stdout == plain, r.stderr
+    code, out, err = run("officer2", "backup", "piece", "--bundle", str(bundle), "--share", "1", "--officer", "1",
+                         "--out", str(tmp_path / "p1.age"), cluster=str(cluster_dir))
+    assert code == 0 and "age -d -i IDENTITY_FILE" in out, err
+    for argv, field in ((["--share", "9", "--officer", "1"], "--share: 9"), (["--share", "1", "--officer", "4"], "--officer: 4"),
+                        (["--share", "1", "--officer", "nobody"], "--officer: 'nobody'")):
+        code, _, err = run("officer2", "backup", "piece", "--bundle", str(bundle), *argv, "--out", str(tmp_path / "x.age"),
+                           cluster=str(cluster_dir))
+        assert code == 2 and field in err and not (tmp_path / "x.age").exists(), err
+    code, _, err = run("officer2", "backup", "piece", "--bundle", str(bundle), "--share", "3", "--officer", "officer2",
+                       "--out", str(piece), cluster=str(cluster_dir))
+    assert code == 2 and "exists (not overwritten)" in err and piece.read_bytes() == data
+
+
+def test_restore_warns_about_a_node_that_was_never_replaced(fake: RecoveryFake, officers: dict[str, Path], tmp_path: Path) -> None:
+    """A newcomer's typo in --nodes (a live node) would give a ceremony the node refuses: the
+    proposal warns, naming the node and the command that replaces it."""
+    configure(officers)
+    f = tmp_path / "node-3.json"
+    d = entry(3, seed=33).to_dict()
+    d["key_version"] = 2
+    f.write_text(json.dumps(d))
+    code, out, err = run("admin1", "node", "replace", "3", "--enrolment", str(f), "--json")
+    assert code == 0, err
+    p = json.loads(out)["proposal"]
+    assert run("admin2", "lifecycle", "approve", p["proposal_id"], "--expect-digest", p["digest"])[0] == 0
+    code, out, err = run("admin1", "recovery", "restore", "--key", KEY_ID.hex(), "--nodes", "3,4", "--reason", "r", "--json")
+    assert code == 0, err
+    assert "warning: node 4 still has the identity key" in err and "mpc node replace 4" in err
+    assert "node 3 still" not in err  # replaced: its roster identity key is not the one that signed its part

@@ -82,6 +82,7 @@ def test_approve_signs_nothing_for_another_digest_or_a_stale_change() -> None:
     with pytest.raises(MpcError) as e:
         bob.approve_lifecycle(p.proposal_id)
     assert "previous_digest" in e.value.message and "nothing was signed" in e.value.message
+    assert "propose it again" in e.value.message and "one at a time" in e.value.message  # what a newcomer does next
     assert fake.calls.count("ApproveLifecycleProposal") == 1
 
 
