@@ -220,11 +220,11 @@ class BackupStore:
         )
         return _bundle(rows[0], with_bytes=True) if rows else None
 
-    def list_bundles(self, key_id: bytes | None = None) -> list[BundleRecord]:
-        """Bundles (without their bytes), newest first."""
+    def list_bundles(self, key_id: bytes | None = None, limit: int = -1) -> list[BundleRecord]:
+        """Bundles (without their bytes), newest first; at most ``limit`` (-1: all)."""
         sql = "SELECT digest, key_id, epoch, config_version, created_ms, superseded, length(bundle) FROM backup_bundles"
-        rows = self._query(sql + " WHERE key_id = ? ORDER BY created_ms DESC, rowid DESC", (key_id,)) if key_id else self._query(
-            sql + " ORDER BY created_ms DESC, rowid DESC"
+        rows = self._query(sql + " WHERE key_id = ? ORDER BY created_ms DESC, rowid DESC LIMIT ?", (key_id, limit)) if key_id else (
+            self._query(sql + " ORDER BY created_ms DESC, rowid DESC LIMIT ?", (limit,))
         )
         return [_bundle(r, with_bytes=False) for r in rows]
 
@@ -247,8 +247,10 @@ class BackupStore:
         rows = self._query(f"SELECT {_CEREMONY_COLS} FROM ceremonies WHERE ceremony_id = ?", (ceremony_id,))
         return _ceremony(rows[0]) if rows else None
 
-    def list_ceremonies(self, key_id: bytes | None = None, states: tuple[str, ...] | None = None) -> list[CeremonyRecord]:
-        """Ceremonies, newest first."""
+    def list_ceremonies(
+        self, key_id: bytes | None = None, states: tuple[str, ...] | None = None, limit: int = -1
+    ) -> list[CeremonyRecord]:
+        """Ceremonies, newest first; at most ``limit`` (-1: all)."""
         sql, args, where = f"SELECT {_CEREMONY_COLS} FROM ceremonies", list[object](), []
         if key_id is not None:
             where.append("key_id = ?")
@@ -258,7 +260,7 @@ class BackupStore:
             args.extend(states)
         if where:
             sql += " WHERE " + " AND ".join(where)
-        return [_ceremony(r) for r in self._query(sql + " ORDER BY created_ms DESC, rowid DESC", tuple(args))]
+        return [_ceremony(r) for r in self._query(sql + " ORDER BY created_ms DESC, rowid DESC LIMIT ?", (*args, limit))]
 
     def add_pieces(
         self, ceremony_id: bytes, officer: str, officer_index: int, pieces: list[tuple[int, bytes]], audit: AuditEvent, now: int

@@ -49,6 +49,7 @@ Code = grpc.StatusCode
 BACKOFF_MS = 30_000
 BACKOFF_MAX_MS = 3_600_000
 PART_TIMEOUT_S = 30.0
+MAX_LISTED = 1000  # bundles in one ListBackups answer (the newest: a scheduled refresh adds one per epoch, for ever)
 
 
 class CollectFailed(Exception):
@@ -265,9 +266,11 @@ class Backups:
         return self.info(rec)
 
     def listing(self, key_id: bytes | None) -> list[coordinator_pb2.BackupInfo]:
+        """``ListBackups``: the newest :data:`MAX_LISTED` bundles (of ``key_id``; None: of every
+        key), newest first, without their bytes. NOT_FOUND naming ``key_id`` for an unknown key."""
         if key_id is not None and self.db.get_key(key_id) is None:
             raise RpcError(Code.NOT_FOUND, f"key_id: unknown key {key_id.hex()}")
-        return [self.info(r) for r in self.db.list_bundles(key_id)]
+        return [self.info(r) for r in self.db.list_bundles(key_id, limit=MAX_LISTED)]
 
     def status(self, now: int | None = None) -> list[coordinator_pb2.KeyBackupStatus]:
         """Per active key: backed up (a bundle of its epoch and the configuration in force), the

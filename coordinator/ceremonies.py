@@ -78,11 +78,14 @@ from mpcnet.common.stores.audit import AuditLog
 from mpcnet.wire.mpc.v1 import coordinator_pb2, node_pb2
 
 log = logging.getLogger("coordinator.ceremonies")
+MAX_LISTED = 200  # ceremonies in one ListCeremonies answer (the newest)
+DRILL_LIFETIME_MS = 20 * 3600 * 1000  # an open drill is failed this long after it opened: officers count only
+# epoch attestations at most 24 h old (mpcnet.client.backup.ATTESTATION_MAX_AGE_MS), so a new drill attests afresh
 Code = grpc.StatusCode
 CEREMONY_ID_LEN = 16
 MAX_AGE_FILE = 4096  # one officer's piece to one target (coordinator.inputs.MAX_PIECE_CIPHERTEXT)
 OPEN = ("collecting", "running", "follow-up")
-DRILL_MAX_MS = 24 * 3_600_000  # a drill still open after this fails (the key's next drill opens afresh)
+DRILL_MAX_MS = DRILL_LIFETIME_MS  # a drill still open after this fails, recorded (the key's next drill opens afresh)
 RETRY_MS = 10_000  # a running ceremony waiting for an unavailable node, or a failed follow-up, is retried this often
 UNAVAILABLE = (Code.UNAVAILABLE, Code.DEADLINE_EXCEEDED, Code.CANCELLED)
 
@@ -134,11 +137,7 @@ class Ceremonies:
         epoch, committee = self.keyops.epoch_of(k)
         bundle = self.db.newest_bundle(key_id)
         for c in self.db.list_ceremonies(key_id, ("collecting", "running")):
-            if c.kind != "drill" or self._expire(c):
-                continue
-            if bundle is not None and c.bundle_digest != bundle.digest and c.state == "collecting":
-                why = f"superseded by bundle {bundle.digest.hex()[:16]} (epoch {bundle.epoch}) before enough officers gave pieces"
-                self._finish(c, "failed", None, why, self._event(caller, "ceremony-failed", c, reason=why), from_states=("collecting",))
+            if c.kind != "drill" or self._expire(c) or self._superseded(c):
                 continue
             return c
         if self.book.version == 0:
@@ -295,6 +294,9 @@ class Ceremonies:
         if self._expire(rec):
             why = (self.db.get_ceremony(cid) or rec).error
             raise RpcError(Code.FAILED_PRECONDITION, f"ceremony_id: ceremony {cid.hex()} failed: {why}")
+        if self._superseded(rec):
+            now = self.db.get_ceremony(cid)
+            raise RpcError(Code.FAILED_PRECONDITION, f"ceremony_id: ceremony {cid.hex()} failed: {now.error if now else 'superseded'}")
         config = self.book.config(rec.config_version)
         j = None if config is None else _officer_index(config, officer)
         if config is None or j is None:
@@ -337,7 +339,7 @@ class Ceremonies:
         (a restart, an unavailable node) and follow the follow-up operations of restores."""
         now = now_ms()
         for rec in self.db.list_ceremonies(states=OPEN):
-            if self._expire(rec):
+            if self._expire(rec) or self._superseded(rec):
                 continue
             with self._lock:
                 if now < self._retry_at.get(rec.ceremony_id, 0):
@@ -371,7 +373,7 @@ class Ceremonies:
         if rec.state not in ("collecting", "running"):
             return False
         if rec.kind == "drill":
-            if now_ms() - rec.created_ms <= DRILL_MAX_MS:
+            if now_ms() - rec.created_ms < DRILL_MAX_MS:
                 return False
             waiting = "; ".join(f"share {t.share_index} (node {t.node}): {t.error}" for t in rec.targets if t.state == "waiting")
             why = (f"the drill did not complete within {DRILL_MAX_MS // 3_600_000} h"
@@ -391,13 +393,63 @@ class Ceremonies:
         log.warning("ceremony %s (%s): %s", rec.ceremony_id.hex(), rec.kind, why)
         return True
 
+    def _superseded(self, rec: CeremonyRecord) -> bool:
+        """True (and the drill marked ``failed``, audited ``ceremony-failed`` outcome
+        ``superseded``) when ``rec`` is an open drill whose key left its epoch (a refresh or
+        reshare committed, or the key is no longer active), whose bundle is no longer the key's
+        newest: such a drill would hand a holder its refreshed-away share, and while open it would
+        be the key's drill for ever (StartDrill answers the open one). A drill open too long is
+        :meth:`_expire`'s (:data:`DRILL_MAX_MS`: officers refuse attestations older than 24 h)."""
+        if rec.kind == "restore" and rec.state in ("collecting", "running"):
+            return self._restore_superseded(rec)
+        if rec.kind != "drill" or rec.state not in ("collecting", "running"):
+            return False
+        k = self.db.get_key(rec.key_id)
+        newest = self.db.newest_bundle(rec.key_id)
+        epoch = self.keyops.epoch_of(k)[0] if k is not None else None
+        if k is not None and k.status == "active" and epoch == rec.epoch and newest is not None and (
+            newest.digest == rec.bundle_digest
+        ):
+            return False  # (a drill open too long is failed by _expire: DRILL_MAX_MS)
+        if k is None or k.status != "active":
+            why = f"the key is {'gone' if k is None else k.status}"
+        elif epoch != rec.epoch:
+            why = f"the key moved on to epoch {epoch}"
+        else:
+            why = "a newer bundle of the key superseded this drill's"
+        why = f"superseded: {why} (drill of epoch {rec.epoch}; start a new drill)"
+        self._finish(rec, "failed", None, why, self._event(self.name, "ceremony-failed", rec, outcome="superseded", reason=why),
+                     from_states=(rec.state,))
+        log.info("ceremony %s (drill): %s", rec.ceremony_id.hex(), why)
+        return True
+
+    def _restore_superseded(self, rec: CeremonyRecord) -> bool:
+        """True (and the restore marked ``failed``, audited ``ceremony-failed`` outcome
+        ``superseded``) when the key left the order's epoch before the restore's follow-up
+        started: the follow-up starts from that epoch and can never run, and officers' pieces
+        would only rebuild refreshed-away shares (an export may use any epoch's bundle: the
+        shares of every epoch interpolate to the same key)."""
+        k = self.db.get_key(rec.key_id)
+        epoch = self.keyops.epoch_of(k)[0] if k is not None else None
+        if k is not None and k.status == "active" and epoch == rec.epoch:
+            return False
+        if rec.follow_up and self.keyops.db.get_key_operation(rec.follow_up) is not None:
+            return False  # its own follow-up started (and may have moved the key on) before the state said so
+        why = (f"superseded: the key is {'gone' if k is None else k.status}" if k is None or k.status != "active"
+               else f"superseded: the key moved on to epoch {epoch}")
+        why += f" (restore of epoch {rec.epoch}; a new order is needed)"
+        self._finish(rec, "failed", None, why, self._event(self.name, "ceremony-failed", rec, outcome="superseded", reason=why),
+                     from_states=(rec.state,))
+        log.warning("ceremony %s (restore): %s", rec.ceremony_id.hex(), why)
+        return True
+
     def _later(self, cid: bytes) -> None:
         with self._lock:
             self._retry_at[cid] = now_ms() + RETRY_MS
 
     def _run(self, cid: bytes) -> None:
         rec = self.db.get_ceremony(cid)
-        if rec is None or self._expire(rec):
+        if rec is None or self._expire(rec) or self._superseded(rec):
             return
         pieces = self.db.ceremony_pieces(cid)
         officers = {p.officer for p in pieces}
@@ -631,7 +683,10 @@ class Ceremonies:
         return out
 
     def listing(self, key_id: bytes | None) -> list[coordinator_pb2.Ceremony]:
-        return [self.message(r) for r in self.db.list_ceremonies(key_id)]
+        """``ListCeremonies``: the newest :data:`MAX_LISTED` ceremonies (of ``key_id``; None: of
+        every key), newest first: drills accumulate for ever, and one answer must stay far below
+        the gRPC message limit (a ceremony carries its order, attestations and export pieces)."""
+        return [self.message(r) for r in self.db.list_ceremonies(key_id, limit=MAX_LISTED)]
 
 
 def _expires_ms(rec: CeremonyRecord) -> int | None:

@@ -1498,14 +1498,18 @@ class EpochAttestation:
     drill ceremony ``ceremony_id`` (16 bytes, so an attestation cannot be replayed for another
     drill). Officers and the coordinator open a drill of a bundle only when at least the key's
     threshold of distinct committee members attest the bundle's epoch: a superseded bundle
-    would hand a (possibly corrupted) holder its refreshed-away share. ``signature``: the node's
-    Ed25519 identity signature over :meth:`message`."""
+    would hand a (possibly corrupted) holder its refreshed-away share. ``attested_ms``: when the
+    node signed it (its clock, ms since the Unix epoch, 0..2**63-1): an officer counts only a
+    recent one, so a drill kept open by a coordinator past a refresh cannot reuse attestations
+    of the refreshed-away epoch. ``signature``: the node's Ed25519 identity signature over
+    :meth:`message`."""
 
     ceremony_id: bytes
     key_id: bytes
     epoch: int
     node: int
     signature: bytes = bytes(SIGNATURE_LEN)
+    attested_ms: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ceremony_id", check_bytes(self.ceremony_id, "ceremony_id", length=CEREMONY_ID_LEN))
@@ -1513,11 +1517,12 @@ class EpochAttestation:
         check_int(self.epoch, "epoch", 0, MAX_EPOCH)
         check_int(self.node, "node", 1, MAX_INDEX)
         object.__setattr__(self, "signature", check_bytes(self.signature, "signature", length=SIGNATURE_LEN))
+        check_int(self.attested_ms, "attested_ms", 0, MAX_MS)
 
     def message(self) -> bytes:
         return (
             Encoder(EPOCH_ATTESTATION_MESSAGE_TAG).raw(self.ceremony_id).raw(self.key_id).uint(self.epoch)
-            .uint(self.node).finish()
+            .uint(self.node).uint(self.attested_ms).finish()
         )
 
     def to_bytes(self) -> bytes:
@@ -1531,8 +1536,9 @@ class EpochAttestation:
         key_id = dec.raw("key_id", length=ID_LEN)
         epoch = dec.uint("epoch")
         node = dec.uint("node")
+        attested_ms = dec.uint("attested_ms")
         dec.finish()
-        out = cls(ceremony_id, key_id, epoch, node, signature)
+        out = cls(ceremony_id, key_id, epoch, node, signature, attested_ms)
         check_canonical(out.to_bytes(), data)
         return out
 
@@ -1542,7 +1548,7 @@ class EpochAttestation:
     def to_dict(self) -> dict[str, object]:
         return {
             "ceremony_id": self.ceremony_id.hex(), "key_id": self.key_id.hex(), "epoch": self.epoch, "node": self.node,
-            "signature": self.signature.hex(),
+            "attested_ms": self.attested_ms, "signature": self.signature.hex(),
         }
 
 

@@ -209,15 +209,21 @@ class BackupStore:
         """Store a restored share with its key-epoch state, durably, in one transaction. A
         restored share of the same key *and epoch* (an earlier order whose follow-up did not
         complete) is replaced by this one. BackupStateError if this node holds the key live (a
-        key row it did not leave) or holds a restored share of it at another epoch."""
+        key row it did not leave), left it at a later epoch than ``rk.epoch``, or holds a restored
+        share of it at another epoch."""
         blob = self._seal(KIND_RESTORED_SHARE, rk.key_id, record)
         with self._write() as c:
             live = c.execute(
-                "SELECT k.status, e.state FROM keys k LEFT JOIN key_epochs e ON e.key_id = k.key_id WHERE k.key_id = ?", (rk.key_id,)
+                "SELECT k.status, e.state, e.epoch FROM keys k LEFT JOIN key_epochs e ON e.key_id = k.key_id WHERE k.key_id = ?",
+                (rk.key_id,),
             ).fetchone()
             if live is not None and live[1] != "left":
                 raise BackupStateError(
                     f"this node holds key {rk.key_id.hex()[:16]} ({live[0]}): a live share is never replaced by a restore"
+                )
+            if live is not None and live[2] is not None and int(live[2]) > rk.epoch:
+                raise BackupStateError(
+                    f"this node left key {rk.key_id.hex()[:16]} at epoch {int(live[2])}: a share of epoch {rk.epoch} is never restored"
                 )
             prior = c.execute("SELECT epoch FROM restored_shares WHERE key_id = ?", (rk.key_id,)).fetchone()
             if prior is not None and int(prior[0]) != rk.epoch:

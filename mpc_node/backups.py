@@ -348,6 +348,12 @@ class NodeBackups:
                 f"signed_order.order.key_id: {node.cfg.name} holds key {order.key_id.hex()[:16]} ({held.status}, epoch"
                 f" {held.epoch}): a restore never replaces a live share",
             )
+        if held is not None and order.epoch < held.epoch:  # it left the committee at held.epoch
+            raise RpcError(
+                Code.FAILED_PRECONDITION,
+                f"signed_order.order.epoch: is {order.epoch}; {node.cfg.name} left key {order.key_id.hex()[:16]} at epoch"
+                f" {held.epoch}: a share of an epoch the key moved past is never restored",
+            )
         done = node.store.restored_key(order.key_id)
         if done is not None and done.order_id == order.order_id and done.epoch == order.epoch:  # a retry: the same answer
             # audited too: a node killed between storing the share and its audit entry still says so
@@ -507,7 +513,9 @@ class NodeBackups:
         share = node.active_share(key_id) if held is not None and held.status == "active" else None
         if held is None or share is None or share.epoch != held.epoch or node.me not in held.committee:
             raise RpcError(Code.FAILED_PRECONDITION, f"key_id: {node.cfg.name} holds no live share of key {key_id.hex()[:16]}")
-        attestation = sign_epoch_attestation(EpochAttestation(ceremony, key_id, held.epoch, node.me), self._identity())
+        attestation = sign_epoch_attestation(
+            EpochAttestation(ceremony, key_id, held.epoch, node.me, attested_ms=node.clock.now_ms()), self._identity()
+        )
         self.audit_event(actor, "epoch-attestation", "signed", {
             "ceremony": ceremony.hex(), "key_id": key_id.hex(), "epoch": held.epoch,
         })

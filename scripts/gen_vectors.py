@@ -1084,7 +1084,9 @@ def recovery_file() -> dict[str, object]:
         DrillReport(bytes([0x0D] * 16), KEY_ID_A, 1, 1, 1, bundle.digest(), False, ((1, "ok"), (2, "ok"), (3, "bad-piece"))),
         _private("node-1-rotated"),
     )
-    attestation = sign_epoch_attestation(EpochAttestation(bytes([0x0D] * 16), KEY_ID_A, 1, 2), _private("node-2"))
+    attestation = sign_epoch_attestation(
+        EpochAttestation(bytes([0x0D] * 16), KEY_ID_A, 1, 2, attested_ms=1_800_000_000_000), _private("node-2")
+    )
     config_head = _tag("recovery-config") + _uint(1) + _count(3) + b"".join(_field(o.encode()) for o in _officers())
     rep_tail = _field(KEY_ID_A) + _uint(1) + _uint(1) + _uint(1) + _field(bundle.digest()) + _field(b"\x00")
     body = bundle.to_file()[len(b"MPCNET-BACKUP-BUNDLE\n"):]

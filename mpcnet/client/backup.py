@@ -338,13 +338,23 @@ def check_ceremony_order(c: CeremonyView) -> None:
 MAX_ATTESTATIONS = 255
 
 
-def check_epoch_attestations(ceremony_id: bytes, bundle: BackupBundle, roster: Roster, attestations: Sequence[bytes]) -> set[int]:
+ATTESTATION_MAX_AGE_MS = 24 * 3600 * 1000  # an epoch attestation older than this does not count
+ATTESTATION_SKEW_MS = 5 * 60 * 1000  # nor one signed further in this client's future
+
+
+def check_epoch_attestations(
+    ceremony_id: bytes, bundle: BackupBundle, roster: Roster, attestations: Sequence[bytes], *, now_ms: int | None = None,
+) -> set[int]:
     """The committee members (roster indices) whose :class:`~governance.recovery.EpochAttestation`
     for drill ``ceremony_id`` of ``bundle``'s key verifies with their identity key in ``roster``
-    (the verified roster in force) and shows the bundle's epoch; at least the key's threshold of
-    them, or FAILED_PRECONDITION naming what is missing. A verified attestation of another epoch
-    refuses at once (the bundle is not the key's live epoch: naming the node). Malformed ones,
-    bad signatures, other ceremonies or keys, non-members and repeats do not count."""
+    (the verified roster in force), shows the bundle's epoch and is recent (``attested_ms`` at most
+    :data:`ATTESTATION_MAX_AGE_MS` before ``now_ms``, this client's clock when None, and at most
+    :data:`ATTESTATION_SKEW_MS` after it: a drill kept open past a refresh cannot reuse
+    attestations of the refreshed-away epoch); at least the key's threshold of them, or
+    FAILED_PRECONDITION naming what is missing. A verified attestation of another epoch refuses
+    at once (the bundle is not the key's live epoch: naming the node). Malformed ones, bad
+    signatures, other ceremonies or keys, stale ones, non-members and repeats do not count."""
+    now = int(time.time() * 1000) if now_ms is None else now_ms
     key = bundle.key
     if len(attestations) > MAX_ATTESTATIONS:
         raise _refused(f"ceremony.epoch_attestations: {len(attestations)} attestations, at most {MAX_ATTESTATIONS}")
@@ -366,6 +376,9 @@ def check_epoch_attestations(ceremony_id: bytes, bundle: BackupBundle, roster: R
         elif a.epoch != key.epoch:
             raise _refused(f"ceremony.epoch_attestations[{i}]: node {a.node} attests live epoch {a.epoch}, the bundle is of epoch "
                            f"{key.epoch} (a drill of a superseded bundle; nothing decrypted)")
+        elif not now - ATTESTATION_MAX_AGE_MS <= a.attested_ms <= now + ATTESTATION_SKEW_MS:
+            ignored.append(f"[{i}] node {a.node}'s was signed at {a.attested_ms} ms, not within 24 h of now ({now} ms):"
+                           " start a new drill")
         elif a.node in good:
             ignored.append(f"[{i}] node {a.node} twice")
         else:
@@ -547,6 +560,9 @@ class BackupMixin:
         if raw[: len(seen)] != seen:
             raise _data_loss(f"recovery_config: version {len(raw)} does not extend version {len(seen)} this client verified "
                              "before (a rolled-back or forked configuration)")
+        seen_chains = getattr(self, "seen_chains", None)  # kept across processes (mpcnet.client.seen)
+        if seen_chains is not None:
+            seen_chains.check("recovery-config", raw, "recovery_config")
         self._recovery_seen = raw
         return RecoveryConfigView(config, tuple(history))
 

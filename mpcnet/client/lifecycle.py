@@ -324,6 +324,9 @@ class LifecycleMixin:
                 f"roster: the coordinator reports roster version {current.version}, which does not extend version "
                 f"{len(seen)} this client verified before (a rolled-back or forked roster)"
             )
+        seen_chains = getattr(self, "seen_chains", None)  # kept across processes (mpcnet.client.seen)
+        if seen_chains is not None:
+            seen_chains.check("roster", raw, "roster")
         self._roster_seen = raw
         return RosterView(current, tuple(history))
 

@@ -65,13 +65,14 @@ from mpcnet.client.errors import (
     MpcError as MpcError,  # re-exported (defined there for mpcnet.client.formats)
     PathError,
 )
-from mpcnet.client.identities import Identity, load_identity
+from mpcnet.client.identities import Identity, identity_dir, load_identity
 from mpcnet.client.lifecycle import (
     KeyOperationView as KeyOperationView,  # re-exported: the key lifecycle's views
     LifecycleMixin,
     LifecycleProposalView as LifecycleProposalView,
     RosterView as RosterView,
 )
+from mpcnet.client.seen import FILE_NAME as SEEN_FILE, SeenChains
 from mpcnet.common.clockskew import format_skew
 from mpcnet.common.config import ConfigError, Fields
 from mpcnet.common.govwire import entry_rows
@@ -650,6 +651,7 @@ class MpcClient(LifecycleMixin, BackupMixin):
         self._policies: dict[_PolicyRef, KeyPolicy] = {}  # see request_policy
         self._in_force_at: dict[_PolicyRef, tuple[float, _InForce]] = {}  # see _request_policy
         self._superseded: dict[_PolicyRef, _InForce] = {}
+        self.seen_chains: SeenChains | None = None  # from_cluster: the identity's seen-chains file
 
     @staticmethod
     def from_cluster(directory: str | Path, *, identity: str, timeout: float = 300.0) -> MpcClient:
@@ -669,6 +671,8 @@ class MpcClient(LifecycleMixin, BackupMixin):
             ident = load_identity(Path(directory), identity)
             out = MpcClient(endpoint, ident.cert, ca, timeout=timeout, identity=ident, admin_set=admin_set)
             out.node_endpoints = nodes
+            if admin_set is not None:  # roster/recovery-configuration anti-rollback across processes
+                out.seen_chains = SeenChains(identity_dir(Path(directory), identity) / SEEN_FILE, admin_set.digest())
             return out
         if identity in info.get("certs", {}):
             c = info["certs"][identity]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from typing import Any
 
 import grpc
@@ -202,10 +203,15 @@ class RecoveryFake(FakeCoordinator):
         )
         return self.ceremonies[cid]
 
-    def attestation(self, cid: bytes, node: int, *, epoch: int | None = None, key_id: bytes = KEY_ID, seed: int | None = None) -> bytes:
+    def attestation(
+        self, cid: bytes, node: int, *, epoch: int | None = None, key_id: bytes = KEY_ID, seed: int | None = None,
+        attested_ms: int | None = None,
+    ) -> bytes:
         """Node ``node``'s EpochAttestation for drill ``cid`` (its live epoch: the fake's, or
-        ``epoch``), signed with its identity key (``node_keys(seed or node)``)."""
-        a = EpochAttestation(cid, key_id, self.epoch if epoch is None else epoch, node)
+        ``epoch``; signed now, or at ``attested_ms``), signed with its identity key
+        (``node_keys(seed or node)``)."""
+        when = int(time.time() * 1000) if attested_ms is None else attested_ms
+        a = EpochAttestation(cid, key_id, self.epoch if epoch is None else epoch, node, attested_ms=when)
         return sign_epoch_attestation(a, node_keys(seed or node)[0]).to_bytes()
 
     def _GetCeremony(self, req: Any) -> Any:

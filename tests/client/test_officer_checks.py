@@ -6,6 +6,8 @@ force, not the (perhaps old) bundle's."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -19,7 +21,7 @@ from mpcnet.client.errors import MpcError
 from mpcnet.client.identities import Identity
 from mpcnet.client.sdk import MpcClient
 from mpcnet.common import agekeys
-from mpcnet.wire.mpc.v1 import node_pb2
+from mpcnet.wire.mpc.v1 import coordinator_pb2, node_pb2
 
 from .backup_fake import KEY_ID, RecoveryFake, officer_keys, signed_config
 from .lifecycle_fake import admin_client, entry, node_keys, raw_ed, sign_both
@@ -226,3 +228,92 @@ def test_an_expired_restore_order_gets_no_pieces(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(sdk_backup.time, "time", lambda: expires_ms / 1000 + 1)
     e = refused(fake, officer(fake), cid, keys["officer1"][0])
     assert "order.expires_ms" in e.message
+
+
+def test_a_drill_kept_open_past_its_attestations_freshness_gets_no_pieces() -> None:
+    """Attack (wiring review): a coordinator opens a drill while every node is at epoch 0, keeps
+    it open past a refresh (the attestations it collected stay valid signatures) and hides the
+    newer bundle: an officer would hand each holder, perhaps corrupted since, its
+    refreshed-away share. Officers count only attestations at most 24 h old (or 5 min ahead)."""
+    import time
+
+    from mpcnet.client.backup import ATTESTATION_MAX_AGE_MS, ATTESTATION_SKEW_MS
+
+    fake = RecoveryFake()
+    keys = configured(fake)
+    now = int(time.time() * 1000)
+    old = now - ATTESTATION_MAX_AGE_MS - 60_000
+    cid, _ = _drill_with(fake, lambda cid: [fake.attestation(cid, n, attested_ms=old) for n in (1, 2, 3, 4, 5)])
+    e = refused(fake, officer(fake), cid, keys["officer1"][0])
+    assert e.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert "0 valid attestation(s)" in e.message and "not within 24 h of now" in e.message and "start a new drill" in e.message
+    ahead = now + ATTESTATION_SKEW_MS + 60_000
+    cid, _ = _drill_with(fake, lambda cid: [fake.attestation(cid, n, attested_ms=ahead) for n in (1, 2, 3)]
+                         + [fake.attestation(cid, n) for n in (4, 5)])
+    e = refused(fake, officer(fake), cid, keys["officer1"][0])
+    assert "2 valid attestation(s)" in e.message and "nodes [4, 5]" in e.message
+    # three recent ones (one an hour old) are enough
+    cid, _ = _drill_with(fake, lambda cid: [fake.attestation(cid, 1, attested_ms=now - 3_600_000)]
+                         + [fake.attestation(cid, n) for n in (2, 3)])
+    c = officer(fake).contribute(cid, keys["officer1"][0])
+    assert c.ceremony_id == cid
+
+
+def test_an_export_under_a_rolled_back_configuration_gets_no_pieces(tmp_path: Path) -> None:
+    """Attack (wiring review): every ``mpc`` command is a fresh process, and an export needs no
+    node that would refuse it; a coordinator showing an older, still admin-signed recovery
+    configuration (lower export quorum, an officer since removed) got an export order of that
+    configuration honoured. The identity's seen-chains file (mpcnet.client.seen) remembers the
+    chain it verified before, across processes."""
+    from mpcnet.client.seen import SeenChains
+
+    fake = RecoveryFake()
+    keys = configured(fake)
+    cid = approved_order(fake, recipient=agekeys.generate()[1])  # an export order of configuration 1
+    first = fake.config_history[0]
+    fake.config_history.append(signed_config(fake.admins.digest(), keys, version=2, quorum=2, prev=first.change.config))
+    seen = tmp_path / "seen-chains.json"
+    earlier = officer(fake)
+    earlier.seen_chains = SeenChains(seen, fake.admins.digest())
+    assert earlier.recovery_config().config is not None  # an earlier command verified configuration 2 (and the roster)
+    earlier.roster()
+    shown = [first.to_bytes()]  # now the coordinator shows configuration 1 only (every signature on it is genuine)
+    fake.evil["GetRecoveryConfig"] = lambda r: coordinator_pb2.RecoveryConfigHistory(history=shown,
+                                                                                     governance_root=fake.admins.digest())
+    later = officer(fake)  # a new process: nothing in memory
+    later.seen_chains = SeenChains(seen, fake.admins.digest())
+    e = refused(fake, later, cid, keys["officer1"][0])
+    assert e.code == grpc.StatusCode.DATA_LOSS and e.message.startswith("recovery_config: the coordinator shows 1 change(s)")
+    assert "does not extend the 2 this identity verified before" in e.message
+    # a fresh identity (no file) still trusts what it is shown first
+    fresh = officer(fake)
+    fresh.seen_chains = SeenChains(tmp_path / "other.json", fake.admins.digest())
+    assert fresh.recovery_config().config is not None and fresh.recovery_config().config.version == 1  # type: ignore[union-attr]
+
+
+def test_the_seen_chains_file_refuses_a_rolled_back_roster_and_a_malformed_file(tmp_path: Path) -> None:
+    from mpcnet.client.seen import SeenChains
+
+    fake = RecoveryFake()
+    configured(fake)
+    old = list(fake.history)
+    replace_node3(fake)
+    seen = tmp_path / "seen-chains.json"
+    c = officer(fake)
+    c.seen_chains = SeenChains(seen, fake.admins.digest())
+    assert c.roster().version == 2
+    assert oct(seen.stat().st_mode & 0o777) == "0o600"
+    fake.history[:] = old  # the coordinator shows roster version 1 again
+    later = officer(fake)
+    later.seen_chains = SeenChains(seen, fake.admins.digest())
+    with pytest.raises(MpcError) as e:
+        later.roster()
+    assert e.value.code == grpc.StatusCode.DATA_LOSS and e.value.message.startswith("roster: the coordinator shows 1 change(s)")
+    # another cluster's marks (re-created in the same directory) are not this one's
+    other = officer(fake)
+    other.seen_chains = SeenChains(seen, b"\x01" * 32)
+    assert other.roster().version == 1
+    seen.write_text(json.dumps({"version": 1, "root": fake.admins.digest().hex(), "chains": {"roster": {"changes": 0, "last": "zz"}}}))
+    with pytest.raises(MpcError) as e:
+        later.roster()
+    assert e.value.code == grpc.StatusCode.DATA_LOSS and "not a seen-chains file" in e.value.message

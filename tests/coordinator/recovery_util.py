@@ -185,7 +185,8 @@ class FakeNode:
         if self.share is None:
             raise NodeError(Code.FAILED_PRECONDITION, f"key_id: {self.name} holds no live share")
         epoch = self.epoch if self.attest_as is None else self.attest_as
-        att = sign_epoch_attestation(EpochAttestation(bytes(req.ceremony_id), bytes(req.key_id), epoch, self.index), self.identity)
+        att = sign_epoch_attestation(EpochAttestation(bytes(req.ceremony_id), bytes(req.key_id), epoch, self.index,
+                                                     attested_ms=now_ms()), self.identity)
         return node_pb2.AttestEpochResponse(attestation=att.to_bytes())
 
     def DrillShare(self, req: node_pb2.DrillShareRequest, **_: Any) -> node_pb2.DrillShareResponse:

@@ -612,8 +612,13 @@ def test_epoch_attestation_signs_round_trips_and_verifies() -> None:
         NODE_KEYS[3].public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     )
     assert a.to_dict() == {
-        "ceremony_id": "07" * 16, "key_id": KEY_ID.hex(), "epoch": 2, "node": 3, "signature": a.signature.hex(),
+        "ceremony_id": "07" * 16, "key_id": KEY_ID.hex(), "epoch": 2, "node": 3, "attested_ms": 0, "signature": a.signature.hex(),
     }
+    later = sign_epoch_attestation(EpochAttestation(bytes([7] * 16), KEY_ID, 2, 3, attested_ms=1_800_000_000_000), NODE_KEYS[3])
+    assert EpochAttestation.from_bytes(later.to_bytes()) == later and later.message() != a.message()
+    assert not dataclasses.replace(later, attested_ms=1).verify(NODE_KEYS[3].public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
+    with refused("attested_ms"):
+        EpochAttestation(bytes(16), KEY_ID, 2, 3, attested_ms=-1)
     with refused("ceremony_id"):
         EpochAttestation(bytes(32), KEY_ID, 2, 3)
     with refused("key_id"):
