@@ -497,7 +497,9 @@ class Ceremonies:
             return
         if failed:
             config = self.book.config(rec.config_version)
-            more = config is not None and len(officers) < len(config.officers)
+            # only a refusal about the pieces themselves (too few verify) can be fixed by more officers;
+            # any other (the target still holds the key, another order or bundle) fails the ceremony now
+            more = config is not None and len(officers) < len(config.officers) and all(_pieces_fault(t) for t in failed)
             why = "; ".join(f"share {t.share_index} (node {t.node}): {t.error}" for t in failed)
             if more:
                 self._finish(rec, "collecting", targets, f"{why}; more officers may give pieces",
@@ -695,6 +697,12 @@ def _expires_ms(rec: CeremonyRecord) -> int | None:
         return SignedRecoveryOrder.from_bytes(rec.signed_order).order.expires_ms
     except GovernanceError:
         return None
+
+
+def _pieces_fault(t: Target) -> bool:
+    """Whether target ``t`` was refused because of the officers' pieces (its error, ``CODE:
+    field: reason``, names the ``pieces`` field): more officers may still fix it."""
+    return t.error.partition(": ")[2].startswith("pieces")
 
 
 def _expired_text(rec: CeremonyRecord) -> str:

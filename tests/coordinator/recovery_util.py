@@ -107,6 +107,7 @@ class FakeNode:
         self.drills = 0
         self.restored: int | None = None
         self.attest_as: int | None = None  # AttestEpoch claims this epoch (None: its own)
+        self.live = False  # RestoreShare: this node still holds the key (refuses as a real node does)
 
     @property
     def stub(self) -> FakeNode:
@@ -204,6 +205,9 @@ class FakeNode:
     def RestoreShare(self, req: node_pb2.RestoreShareRequest, **_: Any) -> node_pb2.RestoreShareResponse:
         self._up()
         order = SignedRecoveryOrder.from_bytes(bytes(req.signed_order)).order
+        if self.live:
+            raise NodeError(Code.FAILED_PRECONDITION, f"signed_order.order.key_id: node-{self.index} holds key "
+                            f"{order.key_id.hex()[:16]} (active, epoch 0): a restore never replaces a live share")
         bundle = BackupBundle.from_file(bytes(req.bundle))
         secret, outcomes = self._open(bytes(req.bundle), [bytes(p) for p in req.pieces], order.order_id, PiecePurpose.RESTORE)
         if secret is None:

@@ -380,6 +380,21 @@ def test_a_restore_refused_by_its_target_goes_back_to_collecting(world: World) -
     assert {(o.officer, o.outcome) for o in rec.targets[0].outcomes} == {(1, "ok"), (2, "wrong-binding"), (3, "ok")}
 
 
+def test_a_restore_refused_for_a_reason_more_pieces_cannot_fix_fails_at_once(world: World) -> None:
+    """Found by the newcomer review: a restore naming a node that still holds the key (not
+    replaced) went back to collecting ("more officers may give pieces") and stayed open until its
+    order expired. Only a refusal about the pieces themselves waits for more officers."""
+    digest = _configured(world)
+    order = world.restore_order((2,), digest)
+    world.propose_order(order, "ada", "bob")
+    world.nodes[2].live = True
+    cid = order.order_id
+    world.ceremonies.submit(world.pieces("officer1", cid, PiecePurpose.RESTORE), "officer1")
+    rec = world.ceremonies.submit(world.pieces("officer2", cid, PiecePurpose.RESTORE), "officer2")
+    assert rec.state == "failed" and "a restore never replaces a live share" in rec.error, rec.error
+    assert "more officers" not in rec.error
+
+
 def test_a_break_glass_export_needs_the_export_quorum_and_is_loud(world: World) -> None:
     digest = _configured(world)
     off_private, off_public = agekeys.generate()
