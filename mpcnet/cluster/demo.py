@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,26 @@ def verify_with_openssl(public_key_hex: str, der_hex: str, digest: bytes) -> Non
 
     pub = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256K1(), bytes.fromhex(public_key_hex))
     pub.verify(bytes.fromhex(der_hex), digest, ec.ECDSA(Prehashed(hashes.SHA256())))  # raises if invalid
+
+
+def sign_and_check(mpc: Callable[..., list[str]], key_id: str, public_key: str, number: int, demo: str, step: str) -> None:
+    """The lifecycle and recovery demos' signing step: sign a fresh digest (requester1, approved
+    by approver1 and approver2, every call through ``mpc(who, *args)``), verify the signature
+    with OpenSSL under ``public_key`` and check the key still has that public key. Prints the
+    signers; raises SystemExit naming ``step`` when anything differs."""
+    digest = hashlib.sha256(f"{demo} demo {number}: {step}".encode()).digest()
+    req = _json(mpc("requester1", "request", "sign", "--key", key_id, "--digest", digest.hex(),
+                    "--description", f"demo {number}", "--json"), "mpc request sign")
+    _json(mpc("approver1", "approve", req["request_id"], "--json"), "mpc approve (approver1)")
+    done = _json(mpc("approver2", "approve", req["request_id"], "--wait", "--json"), "mpc approve (approver2)")
+    if done["state"] != "done":
+        raise SystemExit(f"demo: signing after {step} ended {done['state'].upper()}: {escape(str(done.get('error')))}")
+    verify_with_openssl(public_key, done["signature"]["der"], digest)
+    key = _json(mpc("auditor1", "pubkey", "--key", key_id, "--json"), "mpc pubkey")
+    if key["public_key"] != public_key:
+        raise SystemExit(f"demo: the public key changed after {step}: {key['public_key']}")
+    signers = ", ".join(map(str, done["signature"]["signers"]))
+    print(f"   signed by nodes {signers}; VALID under {public_key} (OpenSSL)")
 
 
 @click.command(name=PROG, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},

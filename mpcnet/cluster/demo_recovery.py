@@ -29,7 +29,6 @@ cluster is stopped at the end and its temporary directory deleted unless ``--kee
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -44,7 +43,7 @@ from typing import Any
 import click
 
 from governance.text import escape
-from mpcnet.cluster.demo import _json, _run, verify_with_openssl
+from mpcnet.cluster.demo import _json, _run, sign_and_check
 from mpcnet.cluster.launcher import child_env
 from mpcnet.common import cliutil
 from mpcnet.common.cliutil import UInt
@@ -109,22 +108,10 @@ class Demo:
             time.sleep(1.0)
 
     def sign(self, step: str) -> None:
-        """Sign a fresh digest (requester1, approved by approver1 and approver2) and verify it
-        with OpenSSL under the key's original public key; the public key must be unchanged."""
+        """Sign a fresh digest and verify it with OpenSSL under the key's original public key
+        (:func:`mpcnet.cluster.demo.sign_and_check`)."""
         self.signatures += 1
-        digest = hashlib.sha256(f"recovery demo {self.signatures}: {step}".encode()).digest()
-        req = _json(self.mpc("requester1", "request", "sign", "--key", self.key_id, "--digest", digest.hex(),
-                             "--description", f"demo {self.signatures}", "--json"), "mpc request sign")
-        _json(self.mpc("approver1", "approve", req["request_id"], "--json"), "mpc approve (approver1)")
-        done = _json(self.mpc("approver2", "approve", req["request_id"], "--wait", "--json"), "mpc approve (approver2)")
-        if done["state"] != "done":
-            raise SystemExit(f"demo: signing after {step} ended {done['state'].upper()}: {escape(str(done.get('error')))}")
-        verify_with_openssl(self.public_key, done["signature"]["der"], digest)
-        key = _json(self.mpc("auditor1", "pubkey", "--key", self.key_id, "--json"), "mpc pubkey")
-        if key["public_key"] != self.public_key:
-            raise SystemExit(f"demo: the public key changed after {step}: {key['public_key']}")
-        signers = ", ".join(map(str, done["signature"]["signers"]))
-        print(f"   signed by nodes {signers}; VALID under {self.public_key} (OpenSSL)")
+        sign_and_check(self.mpc, self.key_id, self.public_key, self.signatures, "recovery", step)
 
     def approve(self, proposal: dict[str, Any], what: str) -> dict[str, Any]:
         """admin2 approves admin1's proposal (pinned by its digest); its key operations must end done."""
