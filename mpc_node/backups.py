@@ -61,7 +61,6 @@ from governance.recovery import (
     BackupBundle,
     DrillReport,
     EpochAttestation,
-    PieceDelivery,
     PiecePurpose,
     RecoveryConfig,
     RecoveryOrder,
@@ -78,7 +77,7 @@ from governance.recovery import (
 from mpc_node.backup_store import BackupStateError, RestoredKey, StoredOrder
 from mpc_node.fields import at_most, governance_blob
 from mpcnet.common import agekeys
-from mpcnet.common.backup import key_record, make_part, open_deliveries, recovered_share
+from mpcnet.common.backup import attribute_deliveries, key_record, make_part, open_deliveries, recovered_share
 from mpcnet.common.bundle import BundleError, verify_bundle
 from mpcnet.common.rpc import RpcError, check_len, invalid
 from mpcnet.wire.mpc.v1 import node_pb2
@@ -532,21 +531,7 @@ class NodeBackups:
         :func:`mpcnet.common.backup.open_deliveries`); an officer who sent two is ``duplicate``
         and none of hers is used."""
         private = self._encryption_private()
-        k = len(bundle.config.change.config.officers)
-        by_officer: dict[int, bytes] = {}
-        duplicate: set[int] = set()
-        stray: list[int] = []
-        for i, data in enumerate(pieces):
-            try:
-                j = PieceDelivery.from_bytes(agekeys.decrypt(private, data)).officer_index
-            except (agekeys.AgeKeyError, GovernanceError):
-                j = 0
-            if not 1 <= j <= k:
-                stray.append(i)
-                continue
-            if j in by_officer:
-                duplicate.add(j)
-            by_officer[j] = data
+        by_officer, duplicate, stray = attribute_deliveries(pieces, private, len(bundle.config.change.config.officers))
         for j in duplicate:
             del by_officer[j]
         try:

@@ -57,7 +57,6 @@ from governance.recovery import (
     BackupBundle,
     EpochAttestation,
     Officer,
-    PieceDelivery,
     PiecePurpose,
     RecoveryConfig,
     RecoveryConfigChange,
@@ -76,7 +75,14 @@ from governance.text import quote
 from mpcnet.client.errors import MpcError
 from mpcnet.client.lifecycle import LifecycleProposalView, RosterView, _bad_arg, _data_loss, _refused
 from mpcnet.common import agekeys
-from mpcnet.common.backup import OfficerReport, officer_check, officer_deliveries, open_deliveries, recover_key
+from mpcnet.common.backup import (
+    OfficerReport,
+    attribute_deliveries,
+    officer_check,
+    officer_deliveries,
+    open_deliveries,
+    recover_key,
+)
 from mpcnet.common.bundle import BundleError, BundleSummary, ceremony_targets, check_order_bundle, verify_bundle
 from mpcnet.wire.mpc.v1 import coordinator_pb2, coordinator_pb2_grpc
 
@@ -109,24 +115,11 @@ def x25519_public(private: bytes) -> bytes:
 
 def by_officer(ciphertexts: Sequence[bytes], private: bytes, k: int) -> tuple[dict[int, bytes], dict[int, str]]:
     """Pieces relayed without their officer (``Ceremony.export_pieces``) keyed by the officer
-    index bound inside each (:class:`~governance.recovery.PieceDelivery`, opened with ``private``):
-    ``({officer: age file}, {officer: "duplicate"})``. A file that does not open, or names no
-    officer of 1..k, is left out (its officer then counts as ``missing``); the binding itself is
-    checked by :func:`mpcnet.common.backup.open_deliveries`."""
-    out: dict[int, bytes] = {}
-    odd: dict[int, str] = {}
-    for ct in ciphertexts:
-        try:
-            j = PieceDelivery.from_bytes(agekeys.decrypt(private, ct)).officer_index
-        except (agekeys.AgeKeyError, GovernanceError, ValueError):
-            continue
-        if not 1 <= j <= k:
-            continue
-        if j in out:
-            odd[j] = "duplicate"
-            continue
-        out[j] = ct
-    return out, odd
+    index bound inside each (:func:`mpcnet.common.backup.attribute_deliveries`):
+    ``({officer: her first age file}, {officer: "duplicate"})``. A file that does not open, or
+    names no officer of 1..k, is left out (its officer then counts as ``missing``)."""
+    first, duplicates, _ = attribute_deliveries(ciphertexts, private, k)
+    return first, dict.fromkeys(duplicates, "duplicate")
 
 
 def plain(value: Any) -> Any:

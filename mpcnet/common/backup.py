@@ -23,7 +23,7 @@ bundle), ``missing``. No function logs, returns in an error or reprs a share or 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -336,6 +336,31 @@ def open_deliveries(
     return secret, outcomes
 
 
+def attribute_deliveries(
+    ciphertexts: Sequence[bytes], private: bytes, k: int
+) -> tuple[dict[int, bytes], set[int], list[int]]:
+    """Deliveries relayed without their officer, keyed by the officer index bound inside each
+    (:class:`~governance.recovery.PieceDelivery`, opened with ``private``). Returns
+    ``(first, duplicates, stray)``: officer -> her first age file, the officers who sent more than
+    one, and the positions of the files that do not open or name no officer of 1..k. Only
+    attributes: the binding itself is checked by :func:`open_deliveries`."""
+    first: dict[int, bytes] = {}
+    duplicates: set[int] = set()
+    stray: list[int] = []
+    for i, ct in enumerate(ciphertexts):
+        try:
+            j = PieceDelivery.from_bytes(agekeys.decrypt(private, ct)).officer_index
+        except (agekeys.AgeKeyError, GovernanceError, ValueError):
+            j = 0
+        if not 1 <= j <= k:
+            stray.append(i)
+        elif j in first:
+            duplicates.add(j)
+        else:
+            first[j] = ct
+    return first, duplicates, stray
+
+
 def drill_check(
     bundle: BackupBundle,
     share_index: int,
@@ -393,6 +418,7 @@ def recover_key(bundle: BackupBundle, shares: Mapping[int, int]) -> int:
 
 
 __all__ = [
-    "MISSING", "UNDECRYPTABLE", "WRONG_BINDING", "OfficerReport", "PieceCheck", "drill_check", "key_record", "make_part",
+    "MISSING", "UNDECRYPTABLE", "WRONG_BINDING", "OfficerReport", "PieceCheck", "attribute_deliveries", "drill_check",
+    "key_record", "make_part",
     "officer_check", "officer_deliveries", "open_deliveries", "recover_key", "recovered_share",
 ]
