@@ -125,12 +125,21 @@ def _rotate_audit_key(config: Path, as_json: bool) -> int:
     return 0
 
 
+# off-line subcommands of a production deployment (README "Deploying"): "module:attribute" of a click command
+SUBCOMMANDS = {
+    "init": "coordinator.enrol:init_command",  # this host's keys and enrolment request
+    "join": "coordinator.enrol:join_command",  # DIR/config.json from the admin-signed genesis
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     """``mpc-coordinator``: returns the exit code; errors are one line on stderr, never a traceback.
     ``mpc-coordinator rotate-audit-key --config FILE`` rotates the audit key (coordinator/audit_key.py)."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["rotate-audit-key"]:
         return cliutil.run(_rotate_audit_key, args[1:], "mpc-coordinator rotate-audit-key")
+    if args[:1] and args[0] in SUBCOMMANDS:
+        return cliutil.run(cliutil.lazy_command(SUBCOMMANDS[args[0]]), args[1:], f"mpc-coordinator {args[0]}")
     return cliutil.run(_command, args, "mpc-coordinator")
 
 

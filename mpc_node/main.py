@@ -6,6 +6,12 @@ changes and attestations directly, so a coordinator cannot withhold them; the no
 admin signatures itself and audits who pushed). The standard health and reflection services
 answer any client with a certificate from the CA.
 SIGTERM/SIGINT stop the server gracefully (in-flight calls get a few seconds).
+
+Off-line subcommands (the node stopped; see README "Deploying"):
+
+    mpc-node init --dir DIR --name NAME --endpoint HOST:PORT ...   make this host's keys and enrolment request
+    mpc-node join --dir DIR --genesis FILE --cert FILE --ca FILE    write DIR/config.json once enrolled
+    mpc-node rekey-store --config FILE ...                         move the store key into a PKCS#11 token
 """
 
 from __future__ import annotations
@@ -133,9 +139,21 @@ _command = cliutil.server_command(
 )
 
 
+# the off-line subcommands: "module:attribute" of a click command, imported only when used
+SUBCOMMANDS = {
+    "init": "mpc_node.enrol:init_command",
+    "join": "mpc_node.enrol:join_command",
+    "rekey-store": "mpc_node.rekey:rekey_command",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``mpc-node``: returns the exit code; errors are one line on stderr, never a traceback."""
-    return cliutil.run(_command, argv, "mpc-node")
+    """``mpc-node``: returns the exit code; errors are one line on stderr, never a traceback.
+    ``mpc-node SUBCOMMAND ...`` runs one of :data:`SUBCOMMANDS`; anything else is the server."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] and args[0] in SUBCOMMANDS:
+        return cliutil.run(cliutil.lazy_command(SUBCOMMANDS[args[0]]), args[1:], f"mpc-node {args[0]}")
+    return cliutil.run(_command, args, "mpc-node")
 
 
 if __name__ == "__main__":

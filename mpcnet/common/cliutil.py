@@ -411,6 +411,18 @@ class ServerConfig(Protocol):
 C = TypeVar("C", bound=ServerConfig)
 
 
+def lazy_command(target: str) -> click.Command:
+    """The click command at ``target`` ("package.module:attribute"), imported now (a server's
+    off-line subcommands are imported only when used)."""
+    import importlib
+
+    module, _, attr = target.partition(":")
+    command = getattr(importlib.import_module(module), attr)
+    if not isinstance(command, click.Command):
+        raise TypeError(f"{target} is not a click command")
+    return command
+
+
 def server_command(
     name: str, help: str, what: str, load: Callable[[Path], C], serve: Callable[[C], int],
     start_errors: tuple[type[Exception], ...], log: logging.Logger,
