@@ -3,8 +3,8 @@
 Reads the node's or the coordinator's config file named by ``MPC_HEALTH_CONFIG`` (JSON: ``listen``
 ``"host:port"`` and ``tls`` ``{"cert", "key", "ca"}``, paths relative to the file, as
 ``mpc_node/config.py`` and ``coordinator/config.py`` define them), dials ``127.0.0.1:PORT`` with the
-component's own certificate as client certificate, checks the server's certificate for the first
-host name in that certificate's subjectAltName (the endpoint the others dial), and asks
+component's own certificate as client certificate, checks the server's certificate for a host
+name of that certificate's subjectAltName (the endpoint host the others dial), and asks
 ``grpc.health.v1.Health/Check`` for the overall service (``""``).
 
 Exit codes: 0 SERVING, or ``MPC_HEALTH_CONFIG`` unset (an image run as ``mpc ...`` or the
@@ -49,13 +49,15 @@ def check(config_path: Path, timeout_s: float = TIMEOUT_S) -> tuple[bool, str]:
     options = [("grpc.ssl_target_name_override", hosts[0])] if hosts else []
     try:
         with grpc.secure_channel(f"127.0.0.1:{port}", channel_credentials(cert, ca), options=options) as ch:
-            reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout_s)
+            stub = health_pb2_grpc.HealthStub(ch)
+            # types-grpcio-health-checking declares HealthStub without its methods
+            reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout_s)  # type: ignore[attr-defined]
     except grpc.RpcError as e:
         return False, f"health check failed: {e.code().name}"
     except Exception as e:  # a bad key or certificate file: one line, no traceback
         return False, f"health check failed: {type(e).__name__}"
-    serving = reply.status == health_pb2.HealthCheckResponse.SERVING
-    return serving, health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+    status = int(reply.status)
+    return status == health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.ServingStatus.Name(status)
 
 
 def main() -> int:
