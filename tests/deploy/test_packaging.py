@@ -414,3 +414,21 @@ def test_healthcheck_command_exit_codes(tls_config: tuple[Path, grpc.Server], tm
         run, env={**env, "MPC_HEALTH_CONFIG": str(tmp_path / "nope.json")}, check=False, cwd=ROOT, capture_output=True, text=True,
     )
     assert missing.returncode == 1 and "FileNotFoundError" in missing.stderr and "Traceback" not in missing.stderr
+
+
+# --- the README's threat section -------------------------------------------------------------
+
+
+def test_every_test_the_threat_section_cites_exists() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = readme.index("## Threat model: what each compromise yields (issue 13)")
+    section = readme[start : readme.index("\n## ", start + 1)]
+    cited = re.findall(r"`(tests/[\w/]+\.py)(?:::(\w+))?`", section)
+    assert len(cited) >= 10
+    for path, name in cited:
+        source = (ROOT / path).read_text(encoding="utf-8")
+        assert not name or re.search(rf"^(async )?def {name}\(", source, re.M), f"{path}::{name}"
+    # every component the issue names has its paragraph
+    for who in ("A node", "A node's HSM PIN", "The coordinator", "The CA", "An admin", "An approver",
+                "A recovery officer", "A requester", "An auditor", "Not covered"):
+        assert re.search(rf"^\*\*{re.escape(who)}\b", section, re.M), who
