@@ -9,12 +9,16 @@
 #   MPC_THRESHOLD   signing threshold                       default: 3
 #   MPC_DIR         its private directory                   default: /var/lib/mpcnet/bootstrap
 #   MPC_EXCHANGE    the public exchange directory           default: /exchange
+#   MPC_INBOX       if set, each host's request is read from $MPC_INBOX/NAME/NAME.request.json
+#                   (its own outbox, mounted read-only here) and copied to the exchange; else
+#                   the hosts put them into the exchange themselves
 #   MPC_POLL_S      seconds between looks at the exchange   default: 2
 set -eu
 nodes="${MPC_NODES:-node-1 node-2 node-3 node-4 node-5}"
 threshold="${MPC_THRESHOLD:-3}"
 dir="${MPC_DIR:-/var/lib/mpcnet/bootstrap}"
 x="${MPC_EXCHANGE:-/exchange}"
+inbox="${MPC_INBOX:-}"
 poll="${MPC_POLL_S:-2}"
 people="admin1:admin admin2:admin approver1:approver approver2:approver requester1:requester"
 umask 077
@@ -34,7 +38,10 @@ for p in $people; do
 done
 # the hosts' requests
 for n in $nodes coordinator; do
-    until [ -f "$x/$n.request.json" ]; do echo "bootstrap: waiting for $x/$n.request.json"; sleep "$poll"; done
+    src="$x/$n.request.json"
+    if [ -n "$inbox" ]; then src="$inbox/$n/$n.request.json"; fi
+    until [ -f "$src" ]; do echo "bootstrap: waiting for $src"; sleep "$poll"; done
+    if [ -n "$inbox" ]; then install -m 0644 "$src" "$x/$n.request.json"; fi
 done
 # ca: sign every request (each is verified first)
 for r in "$x"/*.request.json; do

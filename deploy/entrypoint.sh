@@ -11,10 +11,11 @@
 #   MPC_HOST       the host name the others dial (the certificate's SAN)     default: $MPC_NAME
 #   MPC_PORT       the port it listens on                                     default: 7001 node, 7000 coordinator
 #   MPC_DIR        its private directory (a volume of its own, mode 0700)     default: /var/lib/mpcnet/$ROLE
-#   MPC_EXCHANGE   the public exchange directory                             default: /exchange
+#   MPC_EXCHANGE   the public exchange directory (read-only is enough)       default: /exchange
+#   MPC_OUTBOX     where to publish the enrolment request                     default: $MPC_EXCHANGE
 #   MPC_INIT_ARGS  extra options for init (e.g. --pkcs11-module ... or --passphrase-env VAR)
 #   MPC_POLL_S     seconds between looks at the exchange                      default: 2
-# A read-only exchange (a Kubernetes ConfigMap) cannot take the request: it is printed instead,
+# A read-only outbox (a Kubernetes ConfigMap as exchange) cannot take the request: it is printed instead,
 # between "-----BEGIN MPCNET ENROLMENT REQUEST-----" lines, for the operator to hand to the CA.
 set -eu
 
@@ -29,6 +30,7 @@ esac
 host="${MPC_HOST:-$MPC_NAME}"
 dir="${MPC_DIR:-/var/lib/mpcnet/$role}"
 exchange="${MPC_EXCHANGE:-/exchange}"
+outbox="${MPC_OUTBOX:-$exchange}"
 poll="${MPC_POLL_S:-2}"
 umask 077
 
@@ -37,11 +39,11 @@ if [ ! -f "$dir/config.json" ]; then
     # shellcheck disable=SC2086  # MPC_INIT_ARGS is a list of options
     "$server" init --dir "$dir" --name "$MPC_NAME" --endpoint "$host:$port" --listen "0.0.0.0:$port" ${MPC_INIT_ARGS:-}
     request="$dir/enrolment-request.json"
-    if [ -w "$exchange" ]; then
-        cp "$request" "$exchange/.$MPC_NAME.request.json.tmp"
-        chmod 0644 "$exchange/.$MPC_NAME.request.json.tmp"
-        mv -f "$exchange/.$MPC_NAME.request.json.tmp" "$exchange/$MPC_NAME.request.json"
-        echo "entrypoint: $MPC_NAME: enrolment request published as $exchange/$MPC_NAME.request.json"
+    if [ -w "$outbox" ]; then
+        cp "$request" "$outbox/.$MPC_NAME.request.json.tmp"
+        chmod 0644 "$outbox/.$MPC_NAME.request.json.tmp"
+        mv -f "$outbox/.$MPC_NAME.request.json.tmp" "$outbox/$MPC_NAME.request.json"
+        echo "entrypoint: $MPC_NAME: enrolment request published as $outbox/$MPC_NAME.request.json"
     else
         echo "-----BEGIN MPCNET ENROLMENT REQUEST-----"
         cat "$request"

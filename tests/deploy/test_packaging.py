@@ -250,6 +250,19 @@ def test_compose_nodes_are_on_an_internal_network_only_and_keep_their_own_volume
         assert services[n]["environment"]["MPC_DIR"].startswith("/var/lib/mpcnet/")
         assert n in doc["volumes"]
     assert owners["coordinator"] == ["coordinator"]
+    # its request goes out through an outbox of its own, read-only to the bootstrap; the exchange
+    # (certificates, ca.pem, genesis.json) is written by the bootstrap only
+    for host in [*NODES, "coordinator"]:
+        assert f"{host}-outbox:/outbox" in services[host]["volumes"]
+        assert services[host]["environment"]["MPC_OUTBOX"] == "/outbox"
+        assert f"{host}-outbox:/inbox/{host}:ro" in services["bootstrap"]["volumes"]
+        assert sorted(owners[f"{host}-outbox"]) == sorted(["bootstrap", host])
+        assert host in services["bootstrap"]["depends_on"]  # its /outbox gives the volume its owner
+    assert services["bootstrap"]["environment"]["MPC_INBOX"] == "/inbox"
+    for name, s in services.items():
+        for v in s.get("volumes", []):
+            if v.startswith("exchange:"):
+                assert v == ("exchange:/exchange" if name == "bootstrap" else "exchange:/exchange:ro"), name
     assert set(services["coordinator"]["networks"]) == {"nodes", "clients"}
     assert services["bootstrap"]["network_mode"] == "none"
     # the bootstrap volume (the evaluation CA and people) is read-only to the client, unseen by servers
