@@ -44,9 +44,11 @@ for n in $nodes coordinator; do
     if [ -n "$inbox" ]; then install -m 0644 "$src" "$x/$n.request.json"; fi
 done
 # ca: sign every request (each is verified first)
+mkdir -p "$dir/certs"
 for r in "$x"/*.request.json; do
-    out="${r%.request.json}.pem"
-    [ -f "$out" ] || mpc pki sign-csr --ca-dir "$dir/ca" --request "$r" --out "$out"
+    n="$(basename "$r" .request.json)"
+    [ -f "$dir/certs/$n.pem" ] || mpc pki sign-csr --ca-dir "$dir/ca" --request "$r" --out "$dir/certs/$n.pem"
+    install -m 0644 "$dir/certs/$n.pem" "$x/$n.pem"  # public: readable by every host
 done
 # admin1: the genesis (roster indices 1.. in the order of MPC_NODES)
 set -- --out "$dir/genesis.json" --threshold "$threshold" --ca "$x/ca.pem" \

@@ -47,6 +47,7 @@ if [ ! -f "$dir/config.json" ]; then
     else
         echo "-----BEGIN MPCNET ENROLMENT REQUEST-----"
         cat "$request"
+        [ -z "$(tail -c 1 "$request")" ] || echo  # the end marker on a line of its own
         echo "-----END MPCNET ENROLMENT REQUEST-----"
     fi
     waited=0
