@@ -311,6 +311,9 @@ def test_k8s_one_statefulset_per_node_with_its_own_volume_secret_and_service() -
         assert env["MPC_NAME"] == n == env["MPC_HOST"]
         refs = {v["secretKeyRef"]["name"] for v in env.values() if isinstance(v, dict) and "secretKeyRef" in v}
         assert refs == {f"{n}-secret"}
+        # no passphrase, no start (a clear "secret not found" from the kubelet); the PIN is optional
+        pw = [v["secretKeyRef"] for v in env.values() if isinstance(v, dict) and v["secretKeyRef"]["key"] == "passphrase"]
+        assert [r["optional"] for r in pw] == [False]
         secrets |= refs
         labels = spec["template"]["metadata"]["labels"]
         assert spec["selector"]["matchLabels"] == labels and labels[COMPONENT] == "node"
