@@ -213,6 +213,7 @@ def test_every_command_named_exists() -> None:
     commands += [_container(w)["command"] for kind in ("StatefulSet", "Deployment") for w in _kind(kind).values()]
     for cmd in commands:
         assert cmd[0] in copied or cmd[0] in scripts, cmd
+    assert (DEPLOY / "entrypoint.sh").stat().st_mode & 0o111  # run directly by compose and the pods
     # the client service's environment is the mpc CLI's own variables
     envvars = {p.envvar for p in cli.params if isinstance(p, click.Option) and p.envvar}
     assert set(_compose()["services"]["client"]["environment"]) <= envvars
