@@ -390,6 +390,12 @@ class KeyRotation:
         return self._problem
 
     def _passphrase(self) -> bytes:
+        if self._cfg.pkcs11 is not None:  # staged keys would be sealed outside the token: refuse
+            raise RpcError(
+                Code.FAILED_PRECONDITION,
+                "key rotation: not supported for a node whose keys are protected by a PKCS#11 token (config pkcs11);"
+                " replace the node instead (mpc node replace)",
+            )
         try:
             return read_passphrase(file=self._cfg.passphrase_file, env=self._cfg.passphrase_env)
         except KeystoreError as e:

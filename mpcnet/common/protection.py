@@ -23,6 +23,7 @@ import base64
 import binascii
 import json
 import os
+import re
 import secrets
 import struct
 import threading
@@ -36,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
+from mpcnet.common.config import Fields
 from mpcnet.common.fsutil import write_atomic
 from mpcnet.common.keystore import (
     FORMAT,
@@ -105,6 +107,34 @@ def new_passphrase_file(path: Path) -> KeyProtection:
     if not path.exists():
         write_atomic(path, (secrets.token_urlsafe(32) + "\n").encode(), 0o600, overwrite=False)
     return KeyProtection(passphrase_file=path)
+
+
+def load_pkcs11_settings(f: Fields) -> Pkcs11Settings:
+    """The ``pkcs11`` object of a node config (``f`` is the top-level document): exact keys,
+    exactly one of ``pin_file``/``pin_env``, labels 1..32 bytes of printable text. Raises
+    :class:`ConfigError` naming ``pkcs11.<field>``."""
+    p = f.obj("pkcs11")
+    p.extra_keys({"module", "token_label", "pin_file", "pin_env", "storage_key_label", "identity_key_label"})
+    pin_file, pin_env = p.path("pin_file", required=False), p.opt_str("pin_env")
+    if (pin_file is None) == (pin_env is None):
+        raise p.error("pin_file", "give exactly one of pin_file and pin_env")
+    if pin_env is not None and not _ENV_NAME.fullmatch(pin_env):
+        raise p.error("pin_env", "must be an environment variable name")
+    labels = {}
+    for key, default in (("token_label", None), ("storage_key_label", DEFAULT_STORAGE_KEY_LABEL), ("identity_key_label", "")):
+        value = p.text(key, default)
+        if value and not (len(value.encode()) <= 32 and value.isprintable()):
+            raise p.error(key, "must be 1..32 bytes of printable text")
+        if not value and key != "identity_key_label":
+            raise p.error(key, "must not be empty")
+        labels[key] = value
+    return Pkcs11Settings(
+        module=p.req_path("module"), token_label=labels["token_label"], pin_file=pin_file, pin_env=pin_env,
+        storage_key_label=labels["storage_key_label"], identity_key_label=labels["identity_key_label"] or None,
+    )  # fmt: skip
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
 
 def read_pin(settings: Pkcs11Settings) -> bytes:
