@@ -56,15 +56,15 @@ def _label(text: str, field_name: str) -> str:
 
 
 def _load(module: Path) -> Any:
-    key = os.fspath(module)
+    key = os.path.realpath(module)  # one load per library file, however it is named (symlinks)
     with _libs_lock:
         if key not in _libs:
             if not Path(key).is_file():
-                raise TokenError(f"pkcs11.module: no PKCS#11 module at {key!r}")
+                raise TokenError(f"pkcs11.module: no PKCS#11 module at {os.fspath(module)!r}")
             try:
                 _libs[key] = pkcs11.lib(key)
             except px.PKCS11Error as e:
-                raise TokenError(f"pkcs11.module: cannot load {key!r} ({type(e).__name__})") from None
+                raise TokenError(f"pkcs11.module: cannot load {os.fspath(module)!r} ({type(e).__name__})") from None
         return _libs[key]
 
 

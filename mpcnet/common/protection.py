@@ -50,7 +50,7 @@ from mpcnet.common.keystore import (
     load_keystore,
     read_passphrase,
 )
-from mpcnet.common.pkcs11token import DATA_KEY_LEN, WRAPPED_LEN, StorageKey, Token, TokenError, open_token
+from mpcnet.common.pkcs11token import DATA_KEY_LEN, WRAP_MECHANISM, WRAPPED_LEN, StorageKey, Token, TokenError, open_token
 
 DEFAULT_STORAGE_KEY_LABEL = "mpcnet-storage-key"
 DEFAULT_IDENTITY_KEY_LABEL = "mpcnet-identity-key"
@@ -155,7 +155,7 @@ _tokens_lock = threading.Lock()
 def open_pkcs11(settings: Pkcs11Settings) -> Token:
     """The logged-in token of ``settings``: one session per (module, token label) per process,
     shared by the keystore, the store and the identity signer. Raises :class:`TokenError`."""
-    key = (os.fspath(settings.module), settings.token_label)
+    key = (os.path.realpath(settings.module), settings.token_label)
     with _tokens_lock:
         token = _tokens.get(key)
         if token is None or token._session is None:
@@ -211,7 +211,7 @@ def open_operational_keys(keystore: Path, protection: KeyProtection) -> Operatio
     error) naming the field."""
     if protection.pkcs11 is not None:
         settings = protection.pkcs11
-        return load_token_keystore(keystore, storage_key(settings), settings)
+        return load_token_keystore(keystore, None, settings)
     return load_keystore(keystore, read_passphrase(file=protection.passphrase_file, env=protection.passphrase_env))
 
 
@@ -288,8 +288,9 @@ def _hex32(value: object, fname: str) -> bytes:
     return raw
 
 
-def load_token_keystore(path: Path, wrap_key: StorageKey, settings: Pkcs11Settings) -> OperationalKeys:
-    """Open the token-protected keystore at ``path`` with the token's storage key. Raises
+def load_token_keystore(path: Path, wrap_key: StorageKey | None, settings: Pkcs11Settings) -> OperationalKeys:
+    """Open the token-protected keystore at ``path`` with the token's storage key (``None``: the
+    one ``settings`` names, looked up once the file has been checked). Raises
     :class:`KeystoreError` naming the field (a passphrase keystore: "protected by a passphrase"),
     or :class:`TokenError` when the token does not unwrap its data key."""
     try:
@@ -312,7 +313,7 @@ def load_token_keystore(path: Path, wrap_key: StorageKey, settings: Pkcs11Settin
         raise KeystoreError("keystore.protection: not a PKCS#11-protected keystore")
     if set(prot) != {"name", "token_label", "storage_key_label", "mechanism", "wrapped_data_key", "identity_key_label"}:
         raise KeystoreError("keystore.protection: unexpected or missing fields")
-    if prot["mechanism"] != wrap_key.mechanism:
+    if prot["mechanism"] != WRAP_MECHANISM:
         raise KeystoreError("keystore.protection.mechanism: unsupported wrapping mechanism")
     if prot["storage_key_label"] != settings.storage_key_label:
         raise KeystoreError(f"keystore.protection.storage_key_label: the keystore names {prot['storage_key_label']!r}, "
@@ -330,6 +331,8 @@ def load_token_keystore(path: Path, wrap_key: StorageKey, settings: Pkcs11Settin
     encryption_public = _hex32(doc.get("encryption_public"), "encryption_public")
     in_token = settings.identity_key_label is not None
     ct = _b64(doc.get("ciphertext"), "ciphertext", (32 if in_token else 64) + 16)
+    if wrap_key is None:
+        wrap_key = storage_key(settings)
     data_key = wrap_key.unwrap(wrapped, _lp(_DATA_KEY_AAD, identity_public, encryption_public))
     try:
         plain = AESGCM(data_key).decrypt(nonce, ct, _keystore_aad(prot, wrapped, identity_public, encryption_public))
