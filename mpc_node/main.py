@@ -35,7 +35,7 @@ from mpcnet.common.datadir import hold_data_dirs
 from mpcnet.common.keystore import KeystoreError, load_keystore, read_passphrase
 from mpcnet.common.pkcs11token import TokenError
 from mpcnet.common.pki import PkiError
-from mpcnet.common.protection import open_operational_keys, storage_key
+from mpcnet.common.protection import close_tokens, open_operational_keys, storage_key
 from mpcnet.common.rpc import SERVER_OPTIONS, add_standard_services, audited_role_check, service_handler, wait_until_stopped
 from mpcnet.common.stores.audit import AuditLog
 from mpcnet.common.streams import StreamBudget
@@ -135,6 +135,8 @@ def _serve(cfg: NodeConfig, ready: threading.Event | None, stop: threading.Event
     service.journal.close()
     audit.close()
     store.close()
+    if cfg.pkcs11 is not None:
+        close_tokens()  # log out of the token
     log.info("stopped")
     return 0
 
