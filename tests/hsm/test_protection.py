@@ -271,3 +271,24 @@ def test_rekey_store_killed_at_every_step_then_completed(softhsm: SoftHsm, tmp_p
     with AuditLog.open(cfg.audit_db, component=cfg.name, signing_key=keys.identity) as audit:
         actions = [e.action for e in audit.entries()]
     assert actions.count("rekey-store") == 2
+
+
+def test_key_rotation_of_a_token_node_is_refused_and_audited(softhsm: SoftHsm, tmp_path: Path) -> None:
+    import threading
+    from types import SimpleNamespace
+
+    from mpc_node.rotation import KeyRotation
+    from mpcnet.common.rpc import RpcError
+    from mpcnet.common.stores.audit import AuditLog
+
+    s = softhsm.settings(identity=True)
+    keys = create_operational_keys(tmp_path / "keystore.json", KeyProtection(pkcs11=s))
+    cfg = SimpleNamespace(name="node-1", index=1, store=tmp_path / "node.db", keystore=tmp_path / "keystore.json",
+                          passphrase_file=None, passphrase_env=None, pkcs11=s, audit_db=tmp_path / "audit.db")  # fmt: skip
+    with AuditLog.open(cfg.audit_db, component="node-1", signing_key=keys.identity) as audit:
+        host = SimpleNamespace(cfg=cfg, audit=audit, keys=keys, keys_lock=threading.Lock(), health=None)
+        with pytest.raises(RpcError) as e:
+            KeyRotation(host).prepare("admin1")  # type: ignore[arg-type]
+        assert e.value.code.name == "FAILED_PRECONDITION" and e.value.message.startswith("pkcs11: key rotation is not supported")
+        assert [(x.action, x.outcome) for x in audit.entries()][-1] == ("key-rotation-prepared", "refused")
+    assert not (tmp_path / "rotation").exists()  # nothing staged
