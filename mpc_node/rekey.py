@@ -138,7 +138,7 @@ def rekey(cfg: NodeConfig, settings: Pkcs11Settings, say: Callable[[str], None] 
 
 @click.command(name="rekey-store", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config", type=PathArg("FILE", resolve=True), required=True, help="the node's config file")
-@click.option("--pkcs11-module", "module", type=PathArg("SO", resolve=True), required=True, help="the PKCS#11 library (.so)")
+@click.option("--pkcs11-module", "module", type=PathArg("SO"), required=True, help="the PKCS#11 library (.so)")
 @click.option("--pkcs11-token", "token_label", required=True, help="the token's label")
 @click.option("--pkcs11-pin-file", "pin_file", type=PathArg("FILE", resolve=True), default=None, help="a file holding the user PIN")
 @click.option("--pkcs11-pin-env", "pin_env", default=None, help="an environment variable holding the user PIN")
@@ -150,6 +150,7 @@ def rekey_command(config: Path, module: Path, token_label: str, pin_file: Path |
     for value, option in ((token_label, "--pkcs11-token"), (storage_key_label, "--storage-key-label")):
         if not value or len(value.encode()) > 32 or not value.isprintable():
             raise click.BadParameter("must be 1..32 bytes of printable text", param_hint=f"'{option}'")
+    module = Path(os.path.abspath(module))  # as named (a distribution's symlink stays a symlink)
     settings = Pkcs11Settings(module, token_label, pin_file, pin_env, storage_key_label)
     try:
         cfg = load_node_config(config)

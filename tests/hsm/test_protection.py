@@ -292,3 +292,24 @@ def test_key_rotation_of_a_token_node_is_refused_and_audited(softhsm: SoftHsm, t
         assert e.value.code.name == "FAILED_PRECONDITION" and e.value.message.startswith("pkcs11: key rotation is not supported")
         assert [(x.action, x.outcome) for x in audit.entries()][-1] == ("key-rotation-prepared", "refused")
     assert not (tmp_path / "rotation").exists()  # nothing staged
+
+
+def test_rekey_store_refusals_change_nothing(softhsm: SoftHsm, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lay = prepare(tmp_path / "c", 2, 2, scrypt_n=2**10)
+    cfg_path = lay.node_config(1)
+    _populate(cfg_path)
+    before = {p.name: p.read_bytes() for p in (cfg_path, cfg_path.parent / "keystore.json", cfg_path.parent / "node.db")}
+    wrong = tmp_path / "wrong"
+    wrong.write_text("wrong-pin-5555\n")
+    base = ["rekey-store", "--config", str(cfg_path), "--pkcs11-module", str(softhsm.module), "--pkcs11-token", softhsm.token_label]
+    close_tokens()
+    assert node_main([*base, "--pkcs11-pin-file", str(wrong)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pkcs11.pin_file: the token refused the PIN" in err and "wrong-pin-5555" not in err
+    assert node_main(base) == 2  # neither PIN option: a usage error
+    assert node_main([*base, "--pkcs11-pin-file", str(wrong), "--pkcs11-pin-env", "X"]) == 2
+    (cfg_path.parent / "rotation").mkdir()
+    (cfg_path.parent / "rotation" / "staged-keystore.json").write_text("{}")
+    assert node_main([*base, "--pkcs11-pin-file", str(softhsm.pin_file)]) == 1
+    assert "a key rotation is staged" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in (cfg_path, cfg_path.parent / "keystore.json", cfg_path.parent / "node.db")} == before
