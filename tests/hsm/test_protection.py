@@ -313,3 +313,13 @@ def test_rekey_store_refusals_change_nothing(softhsm: SoftHsm, tmp_path: Path, c
     assert node_main([*base, "--pkcs11-pin-file", str(softhsm.pin_file)]) == 1
     assert "a key rotation is staged" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in (cfg_path, cfg_path.parent / "keystore.json", cfg_path.parent / "node.db")} == before
+
+
+def test_a_token_failure_in_an_rpc_is_unavailable_not_internal() -> None:
+    from types import SimpleNamespace
+
+    from mpc_node.service import NodeService
+
+    fake = SimpleNamespace(cfg=SimpleNamespace(name="node-1"))
+    err = NodeService.storage_failure(fake, TokenError("pkcs11.identity_key_label: the token failed (DeviceRemoved)"))  # type: ignore[arg-type]
+    assert err is not None and err.code.name == "UNAVAILABLE" and err.message.startswith("pkcs11: node-1 cannot use its PKCS#11 token")
