@@ -15,6 +15,23 @@ Two protections, chosen by the node config:
                  "pin_file": "hsm-pin",                       # or "pin_env": "MPC_NODE_HSM_PIN"
                  "storage_key_label": "mpcnet-storage-key",   # default
                  "identity_key_label": "mpcnet-identity-key"} # absent/null: identity in the keystore
+
+Under ``pkcs11`` (token access: :mod:`mpcnet.common.pkcs11token`):
+
+* the storage key is AES-256, generated in the token, sensitive and never extractable; it only
+  wraps and unwraps random 32-byte *data keys* with CKM_AES_GCM inside the token
+  (``nonce(12) || ct(32) || tag(16)``, associated data naming what the data key is for);
+* the keystore (format below, :func:`seal_token_keystore`) holds the X25519 encryption key and,
+  unless it is in the token, the Ed25519 identity key, AES-256-GCM-sealed under its own data key;
+* the store (:meth:`mpc_node.storage.NodeStore.open` given the storage key) keeps its data key
+  wrapped in its meta table (kind ``pkcs11``, key label, mechanism, wrapped key, check value);
+* an identity in the token is a :class:`mpcnet.common.pkcs11token.TokenIdentity`: signing runs
+  CKM_EDDSA in the token under a per-token lock, its private half cannot be exported;
+* one logged-in session per (module, token) per process (:func:`open_pkcs11`).
+
+Opening a file with the other protection is a :class:`KeystoreError`/``StoreError`` naming the
+protection it has; token problems are :class:`TokenError` naming the ``pkcs11.*`` config field;
+the PIN is never in a message.
 """
 
 from __future__ import annotations
