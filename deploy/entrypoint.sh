@@ -13,7 +13,9 @@
 #   MPC_DIR        its private directory (a volume of its own, mode 0700)     default: /var/lib/mpcnet/$ROLE
 #   MPC_EXCHANGE   the public exchange directory (read-only is enough)       default: /exchange
 #   MPC_OUTBOX     where to publish the enrolment request                     default: $MPC_EXCHANGE
-#   MPC_INIT_ARGS  extra options for init (e.g. --pkcs11-module ... or --passphrase-env VAR)
+#   MPC_INIT_ARGS  extra options for init (e.g. --pkcs11-module ... --pkcs11-pin-file F)
+#   MPC_PASSPHRASE_FILE  a mounted secret holding the keystore passphrase: DIR/passphrase becomes a
+#                  symbolic link to it before the first init (else init writes a random one into DIR)
 #   MPC_POLL_S     seconds between looks at the exchange                      default: 2
 # A read-only outbox (a Kubernetes ConfigMap as exchange) cannot take the request: it is printed instead,
 # between "-----BEGIN MPCNET ENROLMENT REQUEST-----" lines, for the operator to hand to the CA.
@@ -35,6 +37,15 @@ poll="${MPC_POLL_S:-2}"
 umask 077
 
 if [ ! -f "$dir/config.json" ]; then
+    if [ -n "${MPC_PASSPHRASE_FILE:-}" ]; then
+        if [ ! -s "$MPC_PASSPHRASE_FILE" ]; then
+            echo "entrypoint: MPC_PASSPHRASE_FILE: $MPC_PASSPHRASE_FILE is missing or empty" >&2
+            exit 1
+        fi
+        mkdir -p "$dir"
+        # never replaces a passphrase file init already wrote (its keystore is sealed under it)
+        [ -e "$dir/passphrase" ] || [ -L "$dir/passphrase" ] || ln -s "$MPC_PASSPHRASE_FILE" "$dir/passphrase"
+    fi
     # init never overwrites a key and completes what an interrupted run left (design.md section 1)
     # shellcheck disable=SC2086  # MPC_INIT_ARGS is a list of options
     "$server" init --dir "$dir" --name "$MPC_NAME" --endpoint "$host:$port" --listen "0.0.0.0:$port" ${MPC_INIT_ARGS:-}

@@ -44,7 +44,8 @@ NODES = [f"node-{i}" for i in range(1, 6)]  # a 3-of-5 cluster
 # once they exist they are checked like every other command
 PENDING_MPC_GROUPS = {"pki", "identity", "genesis"}
 # the init/join options the deployment passes, and the config key each one becomes
-INIT_OPTION_KEYS = {"--listen": "listen", "--passphrase-env": "passphrase_env"}
+INIT_OPTION_KEYS = {"--listen": "listen"}
+SECRET_MOUNT = "/run/secrets/mpcnet"  # noqa: S105 (a directory, not a password)
 COMPONENT = "app.kubernetes.io/component"
 
 
@@ -310,12 +311,7 @@ def test_k8s_one_statefulset_per_node_with_its_own_volume_secret_and_service() -
         assert {"name": "data", "mountPath": "/var/lib/mpcnet"} in c["volumeMounts"]
         env = _env(c)
         assert env["MPC_NAME"] == n == env["MPC_HOST"]
-        refs = {v["secretKeyRef"]["name"] for v in env.values() if isinstance(v, dict) and "secretKeyRef" in v}
-        assert refs == {f"{n}-secret"}
-        # no passphrase, no start (a clear "secret not found" from the kubelet); the PIN is optional
-        pw = [v["secretKeyRef"] for v in env.values() if isinstance(v, dict) and v["secretKeyRef"]["key"] == "passphrase"]
-        assert [r["optional"] for r in pw] == [False]
-        secrets |= refs
+        secrets.add(_secret_of(st))
         labels = spec["template"]["metadata"]["labels"]
         assert spec["selector"]["matchLabels"] == labels and labels[COMPONENT] == "node"
         svc = services[n]["spec"]
@@ -323,8 +319,24 @@ def test_k8s_one_statefulset_per_node_with_its_own_volume_secret_and_service() -
     assert len(secrets) == len(NODES)
     (dep,) = _kind("Deployment").values()
     assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"]["type"] == "Recreate"
-    assert {v["secretKeyRef"]["name"] for v in _env(_container(dep)).values() if isinstance(v, dict)} == {"coordinator-secret"}
-    assert "coordinator-secret" not in secrets
+    assert _secret_of(dep) == "coordinator-secret" and "coordinator-secret" not in secrets
+    assert secrets == {f"{n}-secret" for n in NODES}
+
+
+def _secret_of(workload: dict[str, Any]) -> str:
+    """The one Secret a pod uses: mounted read-only as files at SECRET_MOUNT, required (no Secret,
+    no start: a clear event from the kubelet), the keystore passphrase read from it; never in the
+    environment."""
+    pod, c = workload["spec"]["template"]["spec"], _container(workload)
+    (vol,) = [v for v in pod["volumes"] if "secret" in v]
+    assert vol["secret"]["optional"] is False and vol["secret"]["defaultMode"] == 0o440
+    assert {"name": vol["name"], "mountPath": SECRET_MOUNT, "readOnly": True} in c["volumeMounts"]
+    env = _env(c)
+    assert not [v for v in env.values() if isinstance(v, dict)], "a secret in the environment"
+    assert env["MPC_PASSPHRASE_FILE"] == f"{SECRET_MOUNT}/passphrase"
+    name = vol["secret"]["secretName"]
+    assert isinstance(name, str) and name == f"{env['MPC_NAME']}-secret"
+    return name
 
 
 def test_k8s_pods_run_non_root_on_a_read_only_root_filesystem() -> None:
@@ -388,13 +400,17 @@ def test_options_the_deployment_sets_are_config_keys() -> None:
     for opt in set_by_entrypoint | init_args:
         key = INIT_OPTION_KEYS[opt]
         assert key in node_config._KEYS and key in coordinator_config._KEYS, key
-    # the variable named by --passphrase-env is the one the Secret fills
-    for kind in ("StatefulSet", "Deployment"):
-        for name, w in _kind(kind).items():
-            env = _env(_container(w))
-            args = shlex.split(env["MPC_INIT_ARGS"])
-            var = args[args.index("--passphrase-env") + 1]
-            assert env[var]["secretKeyRef"]["key"] == "passphrase", name
+    # the passphrase: entrypoint.sh links DIR/passphrase to the Secret's file before init, and
+    # init then names that file in the config (passphrase_file, a key of both configs)
+    assert 'ln -s "$MPC_PASSPHRASE_FILE" "$dir/passphrase"' in entry
+    for keys in (node_config._KEYS, coordinator_config._KEYS):
+        assert "passphrase_file" in keys
+    try:
+        hostenrol = importlib.import_module("mpcnet.common.hostenrol")  # design.md section 1 (piece A)
+    except ImportError:
+        pass
+    else:
+        assert hostenrol.PASSPHRASE_FILE == "passphrase"  # noqa: S105 (a file name)
     # the health check reads listen and tls {cert, key, ca}: keys of both configs
     for keys in (node_config._KEYS, coordinator_config._KEYS):
         assert {"listen", "tls"} <= keys
