@@ -828,6 +828,9 @@ def _write_out(path: str, buf: io.StringIO) -> None:
 # key, node, roster, lifecycle (issue 11) and backup, recovery, officer (issue 12): each module adds its
 # groups to `cli` when imported (they need the helpers above)
 from mpcnet.client import cli_backup as _cli_backup, cli_lifecycle as _cli_lifecycle  # noqa: E402
+from mpcnet.client.cli_deploy import register as _register_deploy  # noqa: E402  (pki, identity, genesis: off-line)
+
+_register_deploy(cli)
 
 # --- entry point -----------------------------------------------------------------------------
 
@@ -882,4 +885,5 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     _cli_lifecycle.register(cli)  # run as a script, this module is not the one cli_lifecycle imported
     _cli_backup.register(cli)
+    _register_deploy(cli)
     sys.exit(main())
