@@ -23,6 +23,8 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from governance.policy import AdminSet
+from governance.roster import active_entries
 from governance.text import escape, quote
 from mpcnet.common.cliutil import Failed
 from mpcnet.common.enrolment import (
@@ -249,3 +251,15 @@ def cmd_genesis_verify(path: Path) -> None:
     click.echo(f"governance root: {genesis.admin_set.digest().hex()}")
     click.echo(f"genesis digest: {genesis.digest().hex()}")
     click.echo(f"roster version {roster.version}: {len(roster.entries)} nodes, threshold {genesis.threshold}")
+
+
+def genesis_for_client(path: Path) -> tuple[AdminSet, dict[str, str]]:
+    """``mpc --endpoint ... --genesis FILE``: the verified genesis's admin set and the endpoints
+    of its roster's active nodes (name -> host:port), for commands that push to nodes directly
+    (policy attest). click.UsageError naming ``--genesis`` if it does not verify."""
+    try:
+        genesis = load_genesis(path)
+        roster = verify_genesis(genesis)
+    except EnrolmentError as e:
+        raise click.UsageError(f"--genesis: {e}") from None
+    return genesis.admin_set, {e.name: e.endpoint for e in active_entries(roster)}
