@@ -266,15 +266,17 @@ def _der(csr_pem: str) -> bytes:
 
 def build_enrolment_request(
     role: str, name: str, endpoint: str, identity: Signer, identity_key: bytes, encryption_key: bytes,
-    tls_key: ec.EllipticCurvePrivateKey, *, identity_in_token: bool = False,
+    tls_key: ec.EllipticCurvePrivateKey, *, identity_in_token: bool = False, extra_hosts: tuple[str, ...] = (),
 ) -> EnrolmentRequest:
     """A signed enrolment request for this host's keys (``identity`` signs; it may be a token
-    key). The CSR's subjectAltName is the endpoint host. EnrolmentError naming a bad field."""
+    key). The CSR's subjectAltName is the endpoint host, then ``extra_hosts`` (DNS names or IP
+    addresses; the dev cluster's). EnrolmentError naming a bad field."""
     try:
         from governance.roster import check_endpoint
 
         check_endpoint(endpoint)
-        csr_pem = make_csr(tls_key, role, name, (endpoint_host(endpoint),)).decode("ascii")
+        hosts = (endpoint_host(endpoint), *(h for h in extra_hosts if h != endpoint_host(endpoint)))
+        csr_pem = make_csr(tls_key, role, name, hosts).decode("ascii")
         message = enrolment_request_message(REQUEST_VERSION, role, name, endpoint, identity_key, encryption_key, _der(csr_pem))
     except GovernanceError as e:
         raise EnrolmentError(e.field, e.reason) from None

@@ -197,6 +197,22 @@ def verify_genesis(genesis: Genesis) -> Roster:
     return roster
 
 
+def node_entry(index: int, request: EnrolmentRequest, cert_pem: bytes, ca_pem: bytes) -> RosterEntry:
+    """Roster entry ``index`` for a verified node request and its certificate (PEM), checked
+    against the request (public key, CN/OU, SAN) and the CA (``ca_pem``); tls_fingerprint is the
+    SHA-256 of the certificate's DER. EnrolmentError naming the field."""
+    if not isinstance(request, EnrolmentRequest) or request.role != "node":
+        raise EnrolmentError("request", "must be an enrolment request for role node")
+    ca = load_pem_certificate(ca_pem, "ca")
+    cert = load_pem_certificate(cert_pem, "cert")
+    check_certificate(cert, ca, role="node", name=request.name, public_key_der=request.csr_public_key_der(), host=request.host)
+    try:
+        fingerprint = certificate_fingerprint(cert)
+        return RosterEntry(index, request.name, request.identity_key, request.encryption_key, fingerprint, request.endpoint)
+    except GovernanceError as e:
+        raise EnrolmentError(e.field, e.reason) from None
+
+
 def build_genesis(
     *, threshold: int, ca_pem: bytes, admins: Sequence[IdentityRequest], admin_quorum: int,
     approvers: Sequence[IdentityRequest], requesters: Sequence[IdentityRequest], policy: PolicySpec,
@@ -220,16 +236,9 @@ def build_genesis(
         raise EnrolmentError("node", "give at least one node")
     entries = []
     for i, (r, cert_pem) in enumerate(nodes):
-        if not isinstance(r, EnrolmentRequest) or r.role != "node":
-            raise EnrolmentError(f"node[{i}]", "must be an enrolment request for role node")
-        cert = load_pem_certificate(cert_pem, f"node[{i}].cert")
         try:
-            check_certificate(cert, ca, role="node", name=r.name, public_key_der=r.csr_public_key_der(), host=r.host)
+            entries.append(node_entry(i + 1, r, cert_pem, ca_pem))
         except EnrolmentError as e:
-            raise EnrolmentError(f"node[{i}].{e.field}", e.reason) from None
-        try:
-            entries.append(RosterEntry(i + 1, r.name, r.identity_key, r.encryption_key, certificate_fingerprint(cert), r.endpoint))
-        except GovernanceError as e:
             raise EnrolmentError(f"node[{i}].{e.field}", e.reason) from None
     try:
         admin_set = AdminSet({r.name: r.signing_key for r in admins}, admin_quorum, cluster_id or secrets.token_bytes(32))
