@@ -16,7 +16,6 @@ import click
 
 from coordinator.config import load_coordinator_config
 from governance.roster import active_entries
-from mpc_node.enrol import _hex, _scrypt
 from mpcnet.common.cliutil import Failed
 from mpcnet.common.enrolment import EnrolmentError
 from mpcnet.common.hostenrol import (
@@ -24,9 +23,11 @@ from mpcnet.common.hostenrol import (
     KEYSTORE_FILE,
     TLS_CERT_FILE,
     TLS_KEY_FILE,
+    digest_option,
     governance_section,
     init_host,
     plan_join,
+    scrypt_option,
     write_join,
 )
 from mpcnet.common.keystore import SCRYPT_N
@@ -41,7 +42,7 @@ from mpcnet.common.keystore import SCRYPT_N
 def init_command(directory: Path, name: str, endpoint: str, listen: str | None, scrypt_n: int) -> None:
     listen = listen or "0.0.0.0:" + endpoint.rpartition(":")[2]
     try:
-        req = init_host(directory, role="coordinator", name=name, endpoint=endpoint, listen=listen, scrypt_n=_scrypt(scrypt_n))
+        req = init_host(directory, role="coordinator", name=name, endpoint=endpoint, listen=listen, scrypt_n=scrypt_option(scrypt_n))
     except EnrolmentError as e:
         raise Failed(str(e)) from None
     click.echo(f"enrolment request: {directory / 'enrolment-request.json'}")
@@ -56,7 +57,7 @@ def init_command(directory: Path, name: str, endpoint: str, listen: str | None, 
 @click.option("--expect-digest", default=None, help="refuse a genesis whose digest differs (64 hex digits)")
 def join_command(directory: Path, genesis: Path, cert: Path, ca: Path, expect_digest: str | None) -> None:
     try:
-        plan = plan_join(directory, "coordinator", genesis, cert, ca, expect_digest=_hex(expect_digest))
+        plan = plan_join(directory, "coordinator", genesis, cert, ca, expect_digest=digest_option(expect_digest))
         config = {
             "name": plan.init.name, "listen": plan.init.listen, "threshold": plan.genesis.threshold, "db": "coordinator.db",
             "tls": {"cert": TLS_CERT_FILE, "key": TLS_KEY_FILE, "ca": CA_FILE},

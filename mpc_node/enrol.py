@@ -23,12 +23,14 @@ from mpcnet.common.hostenrol import (
     KEYSTORE_FILE,
     TLS_CERT_FILE,
     TLS_KEY_FILE,
+    digest_option,
     governance_section,
     init_host,
     plan_join,
+    scrypt_option,
     write_join,
 )
-from mpcnet.common.keystore import MAX_SCRYPT_N, MIN_SCRYPT_N, SCRYPT_N
+from mpcnet.common.keystore import SCRYPT_N
 from mpcnet.common.protection import DEFAULT_IDENTITY_KEY_LABEL, DEFAULT_STORAGE_KEY_LABEL, KeyProtection, Pkcs11Settings
 
 
@@ -47,12 +49,6 @@ def pkcs11_protection(
         module=module.resolve(), token_label=token, pin_file=pin_file.resolve() if pin_file else None, pin_env=pin_env,
         storage_key_label=DEFAULT_STORAGE_KEY_LABEL, identity_key_label=DEFAULT_IDENTITY_KEY_LABEL if identity_in_token else None,
     ))
-
-
-def _scrypt(n: int) -> int:
-    if n < MIN_SCRYPT_N or n > MAX_SCRYPT_N or n & (n - 1):
-        raise click.UsageError(f"--scrypt-n: must be a power of two in [{MIN_SCRYPT_N}, {MAX_SCRYPT_N}]")
-    return n
 
 
 @click.command("init", help="make this node's keys on this host and its enrolment request (safe to re-run)")
@@ -74,23 +70,11 @@ def init_command(
     listen = listen or "0.0.0.0:" + endpoint.rpartition(":")[2]
     try:
         req = init_host(directory, role="node", name=name, endpoint=endpoint, listen=listen, protection=protection,
-                        scrypt_n=_scrypt(scrypt_n), identity_in_token=identity_in_token)
+                        scrypt_n=scrypt_option(scrypt_n), identity_in_token=identity_in_token)
     except EnrolmentError as e:
         raise Failed(str(e)) from None
     click.echo(f"enrolment request: {directory / 'enrolment-request.json'}")
     click.echo(f"fingerprint: {req.fingerprint}")
-
-
-def _hex(value: str | None) -> bytes | None:
-    if value is None:
-        return None
-    try:
-        out = bytes.fromhex(value)
-    except ValueError:
-        out = b""
-    if len(out) != 32:
-        raise click.UsageError("--expect-digest: must be 64 hex digits")
-    return out
 
 
 @click.command("join", help="check the admin-signed genesis and this node's certificate, then write DIR/config.json")
@@ -101,7 +85,7 @@ def _hex(value: str | None) -> bytes | None:
 @click.option("--expect-digest", default=None, help="refuse a genesis whose digest differs (64 hex digits)")
 def join_command(directory: Path, genesis: Path, cert: Path, ca: Path, expect_digest: str | None) -> None:
     try:
-        plan = plan_join(directory, "node", genesis, cert, ca, expect_digest=_hex(expect_digest))
+        plan = plan_join(directory, "node", genesis, cert, ca, expect_digest=digest_option(expect_digest))
         assert plan.entry is not None
         config = {
             "index": plan.entry.index, "name": plan.entry.name, "listen": plan.init.listen, "threshold": plan.genesis.threshold,

@@ -227,11 +227,11 @@ def cmd_genesis_show(path: Path) -> None:
 @click.option("--signing-key", type=FILE, required=True)
 @click.option("--expect-digest", default=None, help="refuse unless the genesis digest is this (64 hex digits)")
 def cmd_genesis_sign(path: Path, name: str, signing_key: Path, expect_digest: str | None) -> None:
-    from mpc_node.enrol import _hex
+    from mpcnet.common.hostenrol import digest_option
 
     genesis = _genesis(path)
     try:
-        signed = sign_genesis(genesis, name, load_signing_key(signing_key), expect_digest=_hex(expect_digest))
+        signed = sign_genesis(genesis, name, load_signing_key(signing_key), expect_digest=digest_option(expect_digest))
     except EnrolmentError as e:
         raise _fail(e) from None
     for line in show_lines(genesis):

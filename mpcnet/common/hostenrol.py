@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import click
 from cryptography.hazmat.primitives import serialization
 
 from governance.roster import Roster, RosterEntry, check_endpoint
@@ -47,7 +48,7 @@ from mpcnet.common.enrolment import (
 )
 from mpcnet.common.fsutil import write_atomic
 from mpcnet.common.genesis import Genesis, load_genesis, verify_genesis
-from mpcnet.common.keystore import KeystoreError, OperationalKeys
+from mpcnet.common.keystore import MAX_SCRYPT_N, MIN_SCRYPT_N, KeystoreError, OperationalKeys
 from mpcnet.common.pki import certificate_fingerprint
 from mpcnet.common.protection import KeyProtection, create_operational_keys, new_passphrase_file, open_operational_keys
 
@@ -267,3 +268,23 @@ def write_join(directory: Path, plan: JoinPlan, config: dict[str, Any], check: C
     write_atomic(directory / CA_FILE, plan.ca_pem, 0o644)
     write_atomic(directory / CONFIG_FILE, (json.dumps(config, indent=2) + "\n").encode(), 0o644)
     return directory / CONFIG_FILE
+
+
+def scrypt_option(n: int) -> int:
+    """``--scrypt-n``: a power of two in [2**10, 2**20]; click.UsageError otherwise."""
+    if n < MIN_SCRYPT_N or n > MAX_SCRYPT_N or n & (n - 1):
+        raise click.UsageError(f"--scrypt-n: must be a power of two in [{MIN_SCRYPT_N}, {MAX_SCRYPT_N}]")
+    return n
+
+
+def digest_option(value: str | None) -> bytes | None:
+    """``--expect-digest``: 64 hex digits as 32 bytes (None when not given); click.UsageError otherwise."""
+    if value is None:
+        return None
+    try:
+        out = bytes.fromhex(value)
+    except ValueError:
+        out = b""
+    if len(out) != 32:
+        raise click.UsageError("--expect-digest: must be 64 hex digits")
+    return out
