@@ -85,7 +85,7 @@ def _load(path: Path) -> Request:
     try:
         return load_request(path)
     except EnrolmentError as e:
-        raise Failed(f"{escape(str(path))}: refused: {e}") from None
+        raise Failed(f"{quote(str(path), 200)}: refused: {e}") from None
 
 
 @pki_group.command("sign-csr", help="verify an enrolment or identity request and issue its 1-year certificate")
@@ -156,7 +156,7 @@ def load_signing_key(path: Path) -> Ed25519PrivateKey:
 def _identity(path: Path, option: str) -> IdentityRequest:
     req = _load(path)
     if not isinstance(req, IdentityRequest):
-        raise Failed(f"{option}: {escape(str(path))} is a {req.role} enrolment request, not a person's identity request")
+        raise Failed(f"{option}: {quote(str(path), 200)} is a {req.role} enrolment request, not a person's identity request")
     return req
 
 
@@ -185,7 +185,7 @@ def cmd_genesis_new(
     for req_path, cert_path in nodes:
         req = _load(req_path)
         if not isinstance(req, EnrolmentRequest) or req.role != "node":
-            raise Failed(f"--node: {escape(str(req_path))} is not a node's enrolment request (role {req.role})")
+            raise Failed(f"--node: {quote(str(req_path), 200)} is not a node's enrolment request (role {req.role})")
         try:
             node_items.append((req, cert_path.read_bytes()))
         except OSError as e:
@@ -208,7 +208,7 @@ def _genesis(path: Path):  # type: ignore[no-untyped-def]
     try:
         return load_genesis(path)
     except EnrolmentError as e:
-        raise Failed(f"{escape(str(path))}: {e}") from None
+        raise Failed(f"{quote(str(path), 200)}: {e}") from None
 
 
 @genesis_group.command("show", help="print what an admin signs (every entry, escaped) and who signed")

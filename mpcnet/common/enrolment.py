@@ -390,6 +390,9 @@ def describe(request: Request) -> str:
 def issue_for_request(ca: CertPaths, request: Request) -> bytes:
     """A 1-year certificate (PEM) for a verified request: node/coordinator server+client with the
     CSR's subjectAltNames, people client only. EnrolmentError naming ``ca`` for CA trouble."""
+    for path, field in ((ca.cert, "ca.cert"), (ca.key, "ca.key")):
+        if not Path(path).is_file():
+            raise EnrolmentError(field, f"{quote(str(path), 200)} is not a readable file")
     try:
         return sign_csr(ca, request.csr_pem.encode("ascii"), server=isinstance(request, EnrolmentRequest))
     except PkiError as e:

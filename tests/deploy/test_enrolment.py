@@ -502,3 +502,49 @@ def test_node_refuses_to_start_with_a_certificate_for_another_name(world: World)
     (d / "tls.pem").write_bytes(sign_csr(world.ca, make_csr(key, "node", "node-2", ("localhost",))))
     with pytest.raises(PkiError, match="not node 'node-1'"):
         node_main.check_own_certificate(load_node_config(d / "config.json"))
+
+
+# --- hostile arguments -----------------------------------------------------------------------
+
+HOSTILE = ["-1", "5000000000", "\uff11\uff12", "a\x00b\n\x1b[2J", "\u202e", "x" * 5000, "0x" + "g" * 64, "", "/"]
+
+
+def _deploy_commands() -> list[tuple[tuple[str, ...], Any]]:
+    return [(p, c) for p, c in mpc_cli.commands() if p[0] in ("pki", "identity", "genesis")]
+
+
+@pytest.mark.parametrize("path", [p for p, _ in _deploy_commands()], ids=[" ".join(p) for p, _ in _deploy_commands()])
+def test_offline_commands_refuse_hostile_arguments_with_one_line(
+    path: tuple[str, ...], world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Every value of every option, hostile: one escaped line on stderr, exit 1 or 2, no
+    traceback; the exchange directory is unchanged."""
+    import click
+
+    command = dict(_deploy_commands())[path]
+    monkeypatch.chdir(world.root)
+    valid = {"--ca-dir": str(world.host("ca")), "--request": str(world.request("node-1")), "--out": "out.pem",
+             "--dir": "newdir", "--name": "admin1", "--role": "admin", "--threshold": "2", "--ca": str(world.ex / "ca.pem"),
+             "--admin": str(world.request("admin1")), "--admin-quorum": "1", "--approval-quorum": "1",
+             "--signing-key": str(world.host("admin1") / "signing.key")}
+    before = snapshot(world.ex)
+    params = [p for p in command.params if p.name != "help" and not (isinstance(p, click.Option) and p.is_flag)]
+    for target in params:
+        for value in HOSTILE:
+            argv: list[str] = list(path)
+            for p in params:
+                if isinstance(p, click.Argument):
+                    argv.append(value if p is target else str(world.ex / "genesis.json"))
+                elif p is target:
+                    argv += [p.opts[0], value] + ([value] if p.nargs == 2 else [])
+                elif p.required:
+                    argv += [p.opts[0], valid.get(p.opts[0], "x")] + ([str(world.cert("node-1"))] if p.nargs == 2 else [])
+            capsys.readouterr()
+            rc = mpc(*argv)
+            err = capsys.readouterr().err
+            if rc == 0:  # a hostile value the command may accept (e.g. a CA name): it did its job
+                continue
+            assert rc in (1, 2), (argv[:6], err[:300])
+            assert err.count("\n") == 1 and err.isascii() and err[:-1].isprintable() and "Traceback" not in err, (argv[:6], err[:300])
+            assert len(err) < 2000
+    assert snapshot(world.ex) == before
