@@ -6,7 +6,8 @@ Example::
       "index": 1, "name": "node-1", "listen": "127.0.0.1:7001",
       "threshold": 3,
       "keystore": "keystore.json", "store": "node.db",
-      "passphrase_file": "passphrase",            # or "passphrase_env": "MPC_NODE_PASSPHRASE"
+      "passphrase_file": "passphrase",            # or "passphrase_env": "MPC_NODE_PASSPHRASE", or
+                                                  # "pkcs11": {...} (mpcnet.common.protection)
       "tls": {"cert": "node.pem", "key": "node.key", "ca": "../ca/ca.pem"},
       "roster": [
         {"index": 1, "name": "node-1", "identity_public": "<hex>", "encryption_public": "<hex>"},
@@ -53,12 +54,13 @@ from governance.policy import AdminSet, SignedPolicyChange
 from governance.roster import Roster, SignedRosterChange
 from mpcnet.common.config import ConfigError, Fields, load_governance, load_json, load_roster_history
 from mpcnet.common.pki import CertPaths
+from mpcnet.common.protection import KeyProtection, Pkcs11Settings, load_pkcs11_settings
 
 _KEYS = {
     "index", "name", "listen", "threshold", "keystore", "store", "passphrase_file", "passphrase_env",
     "tls", "roster", "session_timeout_s", "max_sessions", "scrypt_n", "log_file", "log_level",
     "test_mode", "workers", "audit_db", "governance", "clock_tolerance_s",
-    "policy_max_age_s", "max_streams",
+    "policy_max_age_s", "max_streams", "pkcs11",
 }
 DEFAULT_POLICY_MAX_AGE_S = 86400
 MAX_POLICY_MAX_AGE_S = 366 * 86400
@@ -104,6 +106,12 @@ class NodeConfig:
     # the roster at its end; the node's store may hold a longer chain extending it
     roster_history: tuple[SignedRosterChange, ...] = ()
     signed_roster: Roster | None = None
+    pkcs11: Pkcs11Settings | None = None  # the store key (and maybe the identity) in a PKCS#11 token
+
+    @property
+    def protection(self) -> KeyProtection:
+        """How the keystore and the store are protected (:mod:`mpcnet.common.protection`)."""
+        return KeyProtection(self.passphrase_file, self.passphrase_env, self.pkcs11)
 
     @property
     def parties(self) -> int:
@@ -140,8 +148,11 @@ def load_node_config(path: Path) -> NodeConfig:
     tls: Fields = f.obj("tls")
     tls.extra_keys({"cert", "key", "ca"})
     pf, pe = f.path("passphrase_file", required=False), f.opt_str("passphrase_env")
-    if pf is None and pe is None:
-        raise f.error("passphrase_file", "missing (give passphrase_file or passphrase_env)")
+    pkcs11 = load_pkcs11_settings(f) if f.doc.get("pkcs11") is not None else None
+    if pkcs11 is not None and (pf is not None or pe is not None):
+        raise f.error("pkcs11", "give either a passphrase (passphrase_file/passphrase_env) or pkcs11, not both")
+    if pf is None and pe is None and pkcs11 is None:
+        raise f.error("passphrase_file", "missing (give passphrase_file, passphrase_env or pkcs11)")
     tolerance = f.number("clock_tolerance_s", 5.0, lo=-1.0)
     if not 0.0 <= tolerance <= MAX_CLOCK_TOLERANCE_S:
         raise f.error("clock_tolerance_s", f"must be a number of seconds in [0, {MAX_CLOCK_TOLERANCE_S:.0f}]")
@@ -173,6 +184,7 @@ def load_node_config(path: Path) -> NodeConfig:
         max_streams=f.integer("max_streams", 16, lo=1, hi=1024),
         roster_history=history,
         signed_roster=signed_roster,
+        pkcs11=pkcs11,
     )
     entry_name = roster[index].name if index in roster else signed_roster.entry(index).name  # type: ignore[union-attr]
     if entry_name != cfg.name:

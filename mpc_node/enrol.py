@@ -36,6 +36,7 @@ from mpcnet.common.protection import DEFAULT_IDENTITY_KEY_LABEL, DEFAULT_STORAGE
 
 def pkcs11_protection(
     module: Path | None, token: str | None, pin_file: Path | None, pin_env: str | None, identity_in_token: bool,
+    storage_label: str = DEFAULT_STORAGE_KEY_LABEL, identity_label: str = DEFAULT_IDENTITY_KEY_LABEL,
 ) -> KeyProtection | None:
     """The ``--pkcs11-*`` options as a KeyProtection (None: passphrase); click.UsageError naming
     the option for an incomplete set."""
@@ -47,7 +48,7 @@ def pkcs11_protection(
         raise click.UsageError("give exactly one of --pkcs11-pin-file, --pkcs11-pin-env")
     return KeyProtection(pkcs11=Pkcs11Settings(
         module=module.resolve(), token_label=token, pin_file=pin_file.resolve() if pin_file else None, pin_env=pin_env,
-        storage_key_label=DEFAULT_STORAGE_KEY_LABEL, identity_key_label=DEFAULT_IDENTITY_KEY_LABEL if identity_in_token else None,
+        storage_key_label=storage_label, identity_key_label=identity_label if identity_in_token else None,
     ))
 
 
@@ -61,12 +62,17 @@ def pkcs11_protection(
 @click.option("--pkcs11-pin-file", type=click.Path(path_type=Path, dir_okay=False), default=None, help="file holding the user PIN")
 @click.option("--pkcs11-pin-env", default=None, help="environment variable holding the user PIN")
 @click.option("--identity-in-token", is_flag=True, help="make the Ed25519 identity key in the token (signs there)")
+@click.option("--pkcs11-storage-key-label", default=DEFAULT_STORAGE_KEY_LABEL, show_default=True, help="the token's AES storage key")
+@click.option("--pkcs11-identity-key-label", default=DEFAULT_IDENTITY_KEY_LABEL, show_default=True,
+              help="with --identity-in-token: the token's Ed25519 key pair")
 @click.option("--scrypt-n", type=int, default=SCRYPT_N, show_default=True, help="scrypt cost of the passphrase protection")
 def init_command(
     directory: Path, name: str, endpoint: str, listen: str | None, pkcs11_module: Path | None, pkcs11_token: str | None,
-    pkcs11_pin_file: Path | None, pkcs11_pin_env: str | None, identity_in_token: bool, scrypt_n: int,
+    pkcs11_pin_file: Path | None, pkcs11_pin_env: str | None, identity_in_token: bool, pkcs11_storage_key_label: str,
+    pkcs11_identity_key_label: str, scrypt_n: int,
 ) -> None:
-    protection = pkcs11_protection(pkcs11_module, pkcs11_token, pkcs11_pin_file, pkcs11_pin_env, identity_in_token)
+    protection = pkcs11_protection(pkcs11_module, pkcs11_token, pkcs11_pin_file, pkcs11_pin_env, identity_in_token,
+                                   pkcs11_storage_key_label, pkcs11_identity_key_label)
     listen = listen or "0.0.0.0:" + endpoint.rpartition(":")[2]
     try:
         req = init_host(directory, role="node", name=name, endpoint=endpoint, listen=listen, protection=protection,

@@ -33,7 +33,9 @@ from mpc_node.tls import ServingCertificate
 from mpcnet.common import cliutil
 from mpcnet.common.datadir import hold_data_dirs
 from mpcnet.common.keystore import KeystoreError, load_keystore, read_passphrase
+from mpcnet.common.pkcs11token import TokenError
 from mpcnet.common.pki import PkiError, identity_from_cert
+from mpcnet.common.protection import close_tokens, open_operational_keys, storage_key
 from mpcnet.common.rpc import SERVER_OPTIONS, add_standard_services, audited_role_check, service_handler, wait_until_stopped
 from mpcnet.common.stores.audit import AuditLog
 from mpcnet.common.streams import StreamBudget
@@ -107,11 +109,15 @@ def _serve(cfg: NodeConfig, ready: threading.Event | None, stop: threading.Event
     except ValueError as e:
         raise RuntimeError(str(e)) from None
     check_own_certificate(cfg)
-    passphrase = read_passphrase(file=cfg.passphrase_file, env=cfg.passphrase_env)
-    recover_switch(cfg, passphrase, clock=clock.now_ms)  # a key rotation a kill interrupted (mpc_node/rotation.py)
-    keys = load_keystore(cfg.keystore, passphrase)
-    store = NodeStore.open(cfg.store, passphrase, cfg.index, scrypt_n=cfg.scrypt_n)
-    del passphrase
+    if cfg.pkcs11 is None:
+        passphrase = read_passphrase(file=cfg.passphrase_file, env=cfg.passphrase_env)
+        recover_switch(cfg, passphrase, clock=clock.now_ms)  # a key rotation a kill interrupted (mpc_node/rotation.py)
+        keys = load_keystore(cfg.keystore, passphrase)
+        store = NodeStore.open(cfg.store, passphrase, cfg.index, scrypt_n=cfg.scrypt_n)
+        del passphrase
+    else:  # the keys in a PKCS#11 token (key rotation refuses such a node: nothing to recover)
+        keys = open_operational_keys(cfg.keystore, cfg.protection)
+        store = NodeStore.open(cfg.store, storage_key(cfg.pkcs11), cfg.index)
     try:
         audit = AuditLog.open(cfg.audit_db, component=cfg.name, signing_key=keys.identity, clock=clock.now_ms)
     except GovernanceError as e:
@@ -141,13 +147,15 @@ def _serve(cfg: NodeConfig, ready: threading.Event | None, stop: threading.Event
     service.journal.close()
     audit.close()
     store.close()
+    if cfg.pkcs11 is not None:
+        close_tokens()  # log out of the token
     log.info("stopped")
     return 0
 
 
 _command = cliutil.server_command(
     "mpc-node", __doc__ or "", "node", load_node_config, run,
-    (KeystoreError, StoreError, PkiError, OSError, RuntimeError, GovernanceError), log,
+    (KeystoreError, StoreError, PkiError, OSError, RuntimeError, GovernanceError, TokenError), log,
 )
 
 

@@ -390,6 +390,8 @@ class KeyRotation:
         return self._problem
 
     def _passphrase(self) -> bytes:
+        if getattr(self._cfg, "pkcs11", None) is not None:  # prepare refuses such a node first
+            raise RpcError(Code.FAILED_PRECONDITION, "pkcs11: key rotation is not supported for keys in a PKCS#11 token")
         try:
             return read_passphrase(file=self._cfg.passphrase_file, env=self._cfg.passphrase_env)
         except KeystoreError as e:
@@ -415,6 +417,10 @@ class KeyRotation:
         replacing it would leave the node holding none of the keys that change names (NOT_SERVING
         for good); refused FAILED_PRECONDITION naming ``staged``, audited."""
         with self._lock:
+            if getattr(self._cfg, "pkcs11", None) is not None:  # staged keys would live outside the token
+                reason = "the node's keys are protected by a PKCS#11 token (config pkcs11); replace the node instead (mpc node replace)"
+                self._audit(actor, "key-rotation-prepared", "refused", detail_text("reason", reason))
+                raise RpcError(Code.FAILED_PRECONDITION, f"pkcs11: key rotation is not supported: {reason}")
             if not admin and self.paths.tls_cert.exists():
                 reason = "a certificate is installed for the staged keys; only an admin may replace them"
                 self._audit(actor, "key-rotation-prepared", "refused", detail_text("reason", reason))

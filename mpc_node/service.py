@@ -85,6 +85,7 @@ from mpc_node.rotation import KeyRotation
 from mpc_node.storage import NodeStore, RateLimited, RequestAlreadyServed, Reservation as StoredReservation, ReservationConflict, StoreError
 from mpcnet.common.govwire import audit_page, policy_state
 from mpcnet.common.keystore import OperationalKeys
+from mpcnet.common.pkcs11token import TokenError
 from mpcnet.common.rpc import RpcError, caller_identity, check_len, invalid
 from mpcnet.common.stores.audit import AuditLog
 from mpcnet.wire.mpc.v1 import common_pb2, governance_pb2, node_pb2
@@ -325,7 +326,11 @@ class NodeService:
 
     def storage_failure(self, e: Exception) -> RpcError | None:
         """For the RPC layer (every Node RPC): a store or audit-log write failure that a handler
-        did not catch becomes UNAVAILABLE naming the store, never INTERNAL; None for anything else."""
+        did not catch becomes UNAVAILABLE naming the store, never INTERNAL; so does a PKCS#11 token
+        failure (the identity signs in the token); None for anything else."""
+        if isinstance(e, TokenError):
+            log.error("token failure: %s", _short(e))
+            return RpcError(Code.UNAVAILABLE, f"pkcs11: {self.cfg.name} cannot use its PKCS#11 token; use other nodes")
         return self._unusable(e) if isinstance(e, (StoreError, OSError, sqlite3.Error)) else None
 
     def _unusable(self, e: Exception) -> RpcError:

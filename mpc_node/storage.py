@@ -52,6 +52,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from governance.reservation import MAX_SIGN_ATTEMPTS
 from mpc_node.backup_store import BACKUP_MIGRATION, BackupStore
 from mpc_node.epoch_store import ABANDONED_MIGRATION, EPOCH_MIGRATION, KEY_ROSTER_MIGRATION, EpochStore
+from mpcnet.common.pkcs11token import WRAPPED_LEN, StorageKey, TokenError
 from mpcnet.common.stores.sqlite import AddColumn, DatabaseError, Migration, migrate, open_database, write_transaction
 
 SCHEMA_VERSION = 1  # the meta row: format of meta and of the sealed records (not the table layout)
@@ -75,6 +76,7 @@ KIND_KEYSHARE = b"keyshare"
 KIND_PRESIGNATURE = b"presignature"
 KIND_TOMBSTONE = b"presignature-tombstone"
 CHECK_CONSTANT = b"MPCNET/v1/store/passphrase-check"
+DATA_KEY_AAD = b"MPCNET/v1/store/data-key"  # a pkcs11 store: the token wraps its data key under this
 
 # The schema, as versioned migration steps (see mpcnet.common.stores.sqlite; PRAGMA user_version counts
 # the steps applied). Stores created before versioning have user_version 0 and any of the layouts
@@ -306,22 +308,28 @@ class NodeStore(EpochStore, BackupStore):
     # --- opening -----------------------------------------------------------------------------
 
     @staticmethod
-    def open(path: Path, passphrase: bytes, node_id: int, *, scrypt_n: int = SCRYPT_N) -> NodeStore:
+    def open(path: Path, passphrase: bytes | StorageKey, node_id: int, *, scrypt_n: int = SCRYPT_N) -> NodeStore:
         """Open (creating on first use) the store at ``path`` for node ``node_id``.
+
+        ``passphrase`` is the node passphrase, or a PKCS#11 token's storage key (a store of kind
+        ``pkcs11``: see :func:`_unlock_wrapped`); a store opened with the other protection is
+        refused with a :class:`StoreError` naming it.
 
         On creation a random salt, the scrypt parameters (``scrypt_n`` is used only then) and a
         passphrase check value are written to the ``meta`` table; later opens check the node id
         and the passphrase against them (:class:`StoreError` naming ``node_id`` / ``passphrase``).
         """
-        if not isinstance(passphrase, (bytes, bytearray)) or not passphrase:
+        if not isinstance(passphrase, StorageKey) and (not isinstance(passphrase, (bytes, bytearray)) or not passphrase):
             raise StoreError("passphrase: must be non-empty bytes")
-        passphrase = bytes(passphrase)
         _check_int(node_id, "node_id", 1, 65535)
         _check_scrypt_n(scrypt_n, "scrypt_n")
         path = Path(path)
         conn = _connect(path)
         try:
-            aead = _unlock(conn, passphrase, node_id, scrypt_n)
+            if isinstance(passphrase, StorageKey):
+                aead = _unlock_wrapped(conn, passphrase, node_id)
+            else:
+                aead = _unlock(conn, bytes(passphrase), node_id, scrypt_n)
             _migrate(conn)  # after the passphrase check: a wrong one changes nothing
         except BaseException:
             conn.close()
@@ -895,6 +903,8 @@ def _unlock(conn: sqlite3.Connection, passphrase: bytes, node_id: int, scrypt_n:
         raise StoreError(f"database: unsupported schema version {meta.get('schema_version')!r}")
     if meta.get("node_id") != node_id:
         raise StoreError(f"node_id: this store belongs to node {meta.get('node_id')!r}, not {node_id}")
+    if meta.get("kdf") == "pkcs11":
+        raise StoreError("passphrase: this store is protected by a PKCS#11 token (config pkcs11), not a passphrase")
     if meta.get("kdf") != "scrypt" or meta.get("scrypt_r") != SCRYPT_R or meta.get("scrypt_p") != SCRYPT_P:
         raise StoreError("database: unsupported key-derivation parameters")
     n = _check_scrypt_n(meta.get("scrypt_n"), "database: stored scrypt_n")
@@ -912,4 +922,67 @@ def _unlock(conn: sqlite3.Connection, passphrase: bytes, node_id: int, scrypt_n:
         raise StoreError("passphrase: does not unlock this store") from None
     if not hmac.compare_digest(plain, CHECK_CONSTANT):
         raise StoreError("passphrase: does not unlock this store")
+    return aead
+
+
+def wrap_aad(node_id: int) -> bytes:
+    """The associated data the token binds to a store's wrapped data key."""
+    return DATA_KEY_AAD + struct.pack(">I", node_id)
+
+
+def pkcs11_meta(key: StorageKey, node_id: int, data_key: bytes) -> list[tuple[str, object]]:
+    """The ``meta`` rows (besides ``schema_version``/``node_id``) of a store whose ``data_key``
+    (32 bytes) is wrapped by the token's storage ``key``: kind ``pkcs11``, the key label, the
+    mechanism, the wrapped key and the check value (AES-GCM of the constant under the data key)."""
+    wrapped = key.wrap(data_key, wrap_aad(node_id))
+    nonce = os.urandom(NONCE_LEN)
+    check = nonce + AESGCM(data_key).encrypt(nonce, CHECK_CONSTANT, _check_aad(node_id, wrapped))
+    return [("kdf", "pkcs11"), ("key_label", key.label), ("mechanism", key.mechanism), ("wrapped_key", wrapped), ("check", check)]
+
+
+def _unlock_wrapped(conn: sqlite3.Connection, key: StorageKey, node_id: int) -> AESGCM:
+    """Initialize a new store under a fresh random data key wrapped by the token's storage key,
+    else unwrap the stored one (in the token) and verify it against the check value."""
+    try:
+        meta = _read_meta(conn)
+    except sqlite3.Error as e:
+        raise StoreError(f"database: cannot initialize ({e})") from None
+    if not meta:
+        _migrate(conn)
+        data_key = os.urandom(32)
+        rows = [("schema_version", SCHEMA_VERSION), ("node_id", node_id), *pkcs11_meta(key, node_id, data_key)]
+        try:
+            with write_transaction(conn):
+                if not _read_meta(conn):
+                    conn.executemany("INSERT INTO meta (name, value) VALUES (?, ?)", rows)
+                    return AESGCM(data_key)
+            meta = _read_meta(conn)
+        except sqlite3.Error as e:
+            raise StoreError(f"database: cannot initialize ({e})") from None
+    if meta.get("schema_version") != SCHEMA_VERSION:
+        raise StoreError(f"database: unsupported schema version {meta.get('schema_version')!r}")
+    if meta.get("node_id") != node_id:
+        raise StoreError(f"node_id: this store belongs to node {meta.get('node_id')!r}, not {node_id}")
+    if meta.get("kdf") == "scrypt":
+        raise StoreError("pkcs11: this store is protected by a passphrase, not a PKCS#11 token (move it with mpc-node rekey-store)")
+    if meta.get("kdf") != "pkcs11" or meta.get("mechanism") != key.mechanism:
+        raise StoreError("database: unsupported key protection")
+    if meta.get("key_label") != key.label:
+        raise StoreError(f"pkcs11.storage_key_label: this store's data key is wrapped by {meta.get('key_label')!r}, not {key.label!r}")
+    wrapped, check = meta.get("wrapped_key"), meta.get("check")
+    if not isinstance(wrapped, bytes) or len(wrapped) != WRAPPED_LEN:
+        raise StoreError("database: stored wrapped key is malformed")
+    if not isinstance(check, bytes) or len(check) != NONCE_LEN + len(CHECK_CONSTANT) + 16:
+        raise StoreError("database: stored key check is malformed")
+    try:
+        data_key = key.unwrap(wrapped, wrap_aad(node_id))
+    except TokenError as e:
+        raise StoreError(str(e)) from None
+    aead = AESGCM(data_key)
+    try:
+        plain = aead.decrypt(check[:NONCE_LEN], check[NONCE_LEN:], _check_aad(node_id, wrapped))
+    except InvalidTag:
+        raise StoreError("pkcs11: the token's data key does not unlock this store") from None
+    if not hmac.compare_digest(plain, CHECK_CONSTANT):
+        raise StoreError("pkcs11: the token's data key does not unlock this store")
     return aead

@@ -49,6 +49,7 @@ from mpcnet.common.enrolment import (
 from mpcnet.common.fsutil import write_atomic
 from mpcnet.common.genesis import Genesis, load_genesis, verify_genesis
 from mpcnet.common.keystore import MAX_SCRYPT_N, MIN_SCRYPT_N, KeystoreError, OperationalKeys
+from mpcnet.common.pkcs11token import TokenError
 from mpcnet.common.pki import certificate_fingerprint
 from mpcnet.common.protection import KeyProtection, create_operational_keys, new_passphrase_file, open_operational_keys
 
@@ -117,6 +118,8 @@ def _open_keys(opener: Callable[[], OperationalKeys]) -> OperationalKeys:
         return opener()
     except NotImplementedError:
         raise EnrolmentError("pkcs11", "PKCS#11 key protection is not available in this build") from None
+    except TokenError as e:  # names the pkcs11 field, never the PIN
+        raise EnrolmentError("pkcs11", str(e)) from None
     except KeystoreError as e:
         raise EnrolmentError(KEYSTORE_FILE, str(e)) from None
 

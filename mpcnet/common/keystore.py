@@ -224,6 +224,8 @@ def load_keystore(path: Path, passphrase: bytes) -> OperationalKeys:
         raise KeystoreError("keystore.format: not an mpcnet node keystore")
     if doc.get("version") != VERSION or isinstance(doc.get("version"), bool):
         raise KeystoreError("keystore.version: unsupported version")
+    if "protection" in doc and "kdf" not in doc:
+        raise KeystoreError("keystore.kdf: this keystore is protected by a PKCS#11 token (config pkcs11), not a passphrase")
     kdf = _field(doc, "kdf", dict, "kdf")
     if kdf.get("name") != "scrypt":
         raise KeystoreError("keystore.kdf.name: unsupported KDF")

@@ -1,0 +1,284 @@
+"""A narrow view of a PKCS#11 token (python-pkcs11): the node's storage key and identity key.
+
+Only what the node needs, each call behind one lock per token (a PKCS#11 session must not be
+used by two threads at once; the node signs protocol messages from many):
+
+* :func:`open_token` ``(module, token_label, pin)`` loads the module (a ``.so`` path), finds the
+  token by label and logs in with the user PIN, read-write.
+* :meth:`Token.storage_key` finds (or creates) the AES-256 *storage key* by label: generated in
+  the token, ``CKA_TOKEN``, ``CKA_SENSITIVE``, not ``CKA_EXTRACTABLE``. :class:`StorageKey`
+  wraps and unwraps a 32-byte *data key* with ``CKM_AES_GCM`` inside the token (a fresh 12-byte
+  nonce per wrap, associated data bound by the caller): ``wrap -> nonce(12) || ct(32) || tag(16)``.
+* :meth:`Token.identity` finds (or creates) the Ed25519 identity key pair by label
+  (``CKK_EC_EDWARDS``, curve 1.3.101.112, private half sensitive and not extractable) and returns a
+  :class:`TokenIdentity`: an ``Ed25519PrivateKey`` whose :meth:`~TokenIdentity.sign` runs
+  ``CKM_EDDSA`` in the token and whose private bytes cannot be had.
+
+Errors are :class:`TokenError` whose message starts with the config field it concerns
+(``pkcs11.module``, ``pkcs11.token_label``, ``pkcs11.pin_file``/``pkcs11.pin_env``,
+``pkcs11.storage_key_label``, ``pkcs11.identity_key_label``); the PIN is never in a message,
+a repr or a log line.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+import pkcs11
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass, exceptions as px
+from pkcs11.mechanisms import GCMParams
+from pkcs11.util.ec import encode_named_curve_parameters
+
+DATA_KEY_LEN = 32
+WRAP_NONCE_LEN = 12
+WRAPPED_LEN = WRAP_NONCE_LEN + DATA_KEY_LEN + 16
+WRAP_MECHANISM = "CKM_AES_GCM"
+ED25519_OID = "1.3.101.112"
+MAX_LABEL = 32  # PKCS#11 token labels are 32 bytes; object labels kept as short
+
+_libs: dict[str, Any] = {}
+_libs_lock = threading.Lock()
+
+
+class TokenError(Exception):
+    """The token cannot be used: the message names the config field (never the PIN)."""
+
+
+def _label(text: str, field_name: str) -> str:
+    if not isinstance(text, str) or not 1 <= len(text.encode()) <= MAX_LABEL or not text.isprintable():
+        raise TokenError(f"{field_name}: must be 1..{MAX_LABEL} bytes of printable text")
+    return text
+
+
+def _load(module: Path) -> Any:
+    key = os.path.realpath(module)  # one load per library file, however it is named (symlinks)
+    with _libs_lock:
+        if key not in _libs:
+            if not Path(key).is_file():
+                raise TokenError(f"pkcs11.module: no PKCS#11 module at {os.fspath(module)!r}")
+            try:
+                _libs[key] = pkcs11.lib(key)
+            except px.PKCS11Error as e:
+                raise TokenError(f"pkcs11.module: cannot load {os.fspath(module)!r} ({type(e).__name__})") from None
+        return _libs[key]
+
+
+def open_token(module: Path, token_label: str, pin: bytes, *, pin_field: str = "pkcs11.pin_file") -> Token:
+    """Log in (user PIN ``pin``, read-write session) to the token labelled ``token_label`` of the
+    PKCS#11 library ``module``. Raises :class:`TokenError` naming ``pkcs11.module``,
+    ``pkcs11.token_label`` or ``pin_field`` ("the token refused the PIN")."""
+    _label(token_label, "pkcs11.token_label")
+    if not isinstance(pin, bytes) or not pin:
+        raise TokenError(f"{pin_field}: the PIN is empty")
+    try:
+        pin_text = pin.decode()
+    except UnicodeDecodeError:
+        raise TokenError(f"{pin_field}: the PIN is not UTF-8 text") from None
+    lib = _load(module)
+    try:
+        token = lib.get_token(token_label=token_label)
+    except px.NoSuchToken:
+        raise TokenError(f"pkcs11.token_label: no token labelled {token_label!r} in {os.fspath(module)!r}") from None
+    except px.MultipleTokensReturned:
+        raise TokenError(f"pkcs11.token_label: more than one token labelled {token_label!r}") from None
+    except px.PKCS11Error as e:
+        raise TokenError(f"pkcs11.token_label: cannot list the tokens ({type(e).__name__})") from None
+    try:
+        session = token.open(user_pin=pin_text, rw=True)
+    except (px.PinIncorrect, px.PinInvalid, px.PinLenRange, px.PinExpired, px.PinLocked) as e:
+        raise TokenError(f"{pin_field}: the token refused the PIN ({type(e).__name__})") from None
+    except px.PKCS11Error as e:
+        raise TokenError(f"pkcs11.token_label: cannot open a session on {token_label!r} ({type(e).__name__})") from None
+    return Token(token_label, session)
+
+
+@dataclass(eq=False)
+class Token:
+    """A logged-in session on one token; every call holds :attr:`lock`. Close with :meth:`close`."""
+
+    label: str
+    _session: Any = field(repr=False)
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    def __repr__(self) -> str:
+        return f"Token(label={self.label!r})"
+
+    def close(self) -> None:
+        """Log out and close the session (idempotent)."""
+        with self.lock:
+            if self._session is not None:
+                try:
+                    self._session.close()
+                except px.PKCS11Error:
+                    pass
+            self._session = None
+
+    def _live(self) -> Any:
+        if self._session is None:
+            raise TokenError("pkcs11: the token session is closed")
+        return self._session
+
+    def _find(self, cls: ObjectClass, label: str, field_name: str) -> Any | None:
+        found = list(self._live().get_objects({Attribute.CLASS: cls, Attribute.LABEL: label}))
+        if len(found) > 1:
+            raise TokenError(f"{field_name}: more than one object labelled {label!r} in the token")
+        return found[0] if found else None
+
+    def storage_key(self, label: str, *, create: bool) -> StorageKey:
+        """The AES-256 storage key labelled ``label`` (created, non-extractable, when missing and
+        ``create``). Raises :class:`TokenError` naming ``pkcs11.storage_key_label``."""
+        fname = "pkcs11.storage_key_label"
+        _label(label, fname)
+        with self.lock:
+            try:
+                key = self._find(ObjectClass.SECRET_KEY, label, fname)
+                if key is None:
+                    if not create:
+                        raise TokenError(f"{fname}: no AES key labelled {label!r} in token {self.label!r}")
+                    key = self._live().generate_key(
+                        KeyType.AES, 256, store=True, label=label,
+                        template={Attribute.EXTRACTABLE: False, Attribute.SENSITIVE: True,
+                                  Attribute.ENCRYPT: True, Attribute.DECRYPT: True},
+                    )  # fmt: skip
+                if key.key_type != KeyType.AES or key[Attribute.VALUE_LEN] != DATA_KEY_LEN:
+                    raise TokenError(f"{fname}: {label!r} is not an AES-256 key")
+            except px.PKCS11Error as e:
+                _fail(fname, e)
+        return StorageKey(self, label, key)
+
+    def identity(self, label: str, *, create: bool) -> TokenIdentity:
+        """The Ed25519 identity key pair labelled ``label`` (generated in the token when missing
+        and ``create``). Raises :class:`TokenError` naming ``pkcs11.identity_key_label``."""
+        fname = "pkcs11.identity_key_label"
+        _label(label, fname)
+        with self.lock:
+            try:
+                priv = self._find(ObjectClass.PRIVATE_KEY, label, fname)
+                pub = self._find(ObjectClass.PUBLIC_KEY, label, fname)
+                if priv is None and pub is None and create:
+                    params = self._live().create_domain_parameters(
+                        KeyType.EC_EDWARDS, {Attribute.EC_PARAMS: encode_named_curve_parameters(ED25519_OID)}, local=True
+                    )
+                    pub, priv = params.generate_keypair(
+                        store=True, label=label,
+                        private_template={Attribute.EXTRACTABLE: False, Attribute.SENSITIVE: True, Attribute.SIGN: True},
+                    )  # fmt: skip
+                if priv is None or pub is None:
+                    raise TokenError(f"{fname}: no Ed25519 key pair labelled {label!r} in token {self.label!r}")
+                if priv.key_type != KeyType.EC_EDWARDS:
+                    raise TokenError(f"{fname}: {label!r} is not an Ed25519 key")
+                point = bytes(pub[Attribute.EC_POINT])
+            except px.PKCS11Error as e:
+                _fail(fname, e)
+        if len(point) == 34 and point[:2] == b"\x04\x20":  # DER OCTET STRING (SoftHSM2)
+            point = point[2:]
+        if len(point) != 32:
+            raise TokenError(f"{fname}: {label!r} has a malformed public key")
+        return TokenIdentity(self, label, priv, Ed25519PublicKey.from_public_bytes(point))
+
+    def attributes(self, label: str, cls: ObjectClass) -> dict[str, bool]:
+        """``{"extractable", "sensitive", "local"}`` as the token reports them for the object of
+        class ``cls`` labelled ``label`` (for checks and operators)."""
+        with self.lock:
+            obj = self._find(cls, label, "pkcs11")
+            if obj is None:
+                raise TokenError(f"pkcs11: no object labelled {label!r}")
+            return {
+                "extractable": bool(obj[Attribute.EXTRACTABLE]),
+                "sensitive": bool(obj[Attribute.SENSITIVE]),
+                "local": bool(obj[Attribute.LOCAL]),
+            }
+
+
+def _fail(field_name: str, e: px.PKCS11Error) -> NoReturn:
+    raise TokenError(f"{field_name}: the token failed ({type(e).__name__})") from None
+
+
+@dataclass(frozen=True, eq=False)
+class StorageKey:
+    """The token's AES-256 storage key: wraps/unwraps 32-byte data keys with CKM_AES_GCM."""
+
+    token: Token
+    label: str
+    _key: Any = field(repr=False)
+    mechanism: str = WRAP_MECHANISM
+
+    def wrap(self, data_key: bytes, aad: bytes) -> bytes:
+        """``nonce(12) || AES-GCM ciphertext(32) || tag(16)`` of ``data_key`` (32 bytes) under the
+        storage key, ``aad`` bound. Raises :class:`TokenError`."""
+        if not isinstance(data_key, bytes) or len(data_key) != DATA_KEY_LEN:
+            raise TokenError(f"data key: must be {DATA_KEY_LEN} bytes")
+        nonce = os.urandom(WRAP_NONCE_LEN)
+        with self.token.lock:
+            self.token._live()
+            try:
+                ct = self._key.encrypt(data_key, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(nonce, aad, 128))
+            except px.PKCS11Error as e:
+                _fail("pkcs11.storage_key_label", e)
+        return nonce + bytes(ct)
+
+    def unwrap(self, wrapped: bytes, aad: bytes) -> bytes:
+        """The data key in ``wrapped`` (:meth:`wrap`'s output). Raises :class:`TokenError` when
+        the token does not authenticate it (another key, other ``aad``, or altered bytes)."""
+        if not isinstance(wrapped, bytes) or len(wrapped) != WRAPPED_LEN:
+            raise TokenError(f"wrapped data key: must be {WRAPPED_LEN} bytes")
+        with self.token.lock:
+            self.token._live()
+            try:
+                plain = self._key.decrypt(
+                    wrapped[WRAP_NONCE_LEN:], mechanism=Mechanism.AES_GCM,
+                    mechanism_param=GCMParams(wrapped[:WRAP_NONCE_LEN], aad, 128),
+                )  # fmt: skip
+            except px.PKCS11Error:
+                raise TokenError(
+                    f"pkcs11.storage_key_label: the token's key {self.label!r} does not unwrap this data key"
+                ) from None
+        if len(plain) != DATA_KEY_LEN:
+            raise TokenError("wrapped data key: malformed")
+        return bytes(plain)
+
+
+class TokenIdentity(Ed25519PrivateKey):
+    """An Ed25519 private key held by the token: :meth:`sign` runs CKM_EDDSA inside it (under the
+    token's lock, so any number of threads may sign); the private bytes never leave it."""
+
+    def __init__(self, token: Token, label: str, key: Any, public: Ed25519PublicKey) -> None:
+        self._token = token
+        self.label = label
+        self._key = key
+        self._public = public
+
+    def __repr__(self) -> str:
+        return f"TokenIdentity(token={self._token.label!r}, label={self.label!r})"
+
+    def public_key(self) -> Ed25519PublicKey:
+        return self._public
+
+    def sign(self, data: bytes | bytearray | memoryview) -> bytes:
+        """The 64-byte Ed25519 signature of ``data``, made in the token. Raises :class:`TokenError`."""
+        with self._token.lock:
+            self._token._live()
+            try:
+                sig = bytes(self._key.sign(bytes(data), mechanism=Mechanism.EDDSA))
+            except px.PKCS11Error as e:
+                _fail("pkcs11.identity_key_label", e)
+        if len(sig) != 64:
+            raise TokenError("pkcs11.identity_key_label: the token returned a malformed signature")
+        return sig
+
+    def private_bytes(self, *args: object, **kwargs: object) -> bytes:
+        raise TokenError("pkcs11.identity_key_label: the identity key is in the token and cannot be exported")
+
+    def private_bytes_raw(self) -> bytes:
+        raise TokenError("pkcs11.identity_key_label: the identity key is in the token and cannot be exported")
+
+    def __copy__(self) -> TokenIdentity:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, object]) -> TokenIdentity:
+        return self
