@@ -21,6 +21,7 @@ from pathlib import Path
 import click
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from governance.policy import AdminSet
@@ -132,12 +133,30 @@ def cmd_identity_init(directory: Path, name: str, role: str) -> None:
         key = load_signing_key(sk_path)
         public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         write_atomic(directory / SIGNING_PUB_FILE, (public.hex() + "\n").encode(), 0o644)
-        req = build_identity_request(role, name, key, public, tls_key)
-        write_request(directory / IDENTITY_REQUEST_FILE, req)
+        req = _kept_request(directory / IDENTITY_REQUEST_FILE, role, name, public, tls_key)
+        if req is None:
+            req = build_identity_request(role, name, key, public, tls_key)
+            write_request(directory / IDENTITY_REQUEST_FILE, req)
     except EnrolmentError as e:
         raise _fail(e) from None
     click.echo(f"identity request: {escape(str(directory / IDENTITY_REQUEST_FILE))}")
     click.echo(f"fingerprint: {req.fingerprint}")
+
+
+def _kept_request(path: Path, role: str, name: str, public: bytes, tls_key: ec.EllipticCurvePrivateKey) -> IdentityRequest | None:
+    """The identity request already in ``path`` if it is this person's (role, name, signing key,
+    TLS key): a re-run keeps it (and its fingerprint); else None."""
+    if not path.exists():
+        return None
+    try:
+        req = load_request(path)
+    except EnrolmentError:
+        return None
+    spki = tls_key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    same = isinstance(req, IdentityRequest) and (req.role, req.name, req.signing_key) == (role, name, public)
+    if same and req.csr_public_key_der() == spki:
+        return req  # type: ignore[return-value]
+    return None
 
 
 def load_signing_key(path: Path) -> Ed25519PrivateKey:

@@ -18,10 +18,12 @@ keeps its keys and certificates).
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from governance.roster import RosterEntry
 from mpcnet.common.enrolment import (
@@ -35,7 +37,7 @@ from mpcnet.common.enrolment import (
     write_request,
 )
 from mpcnet.common.fsutil import write_atomic
-from mpcnet.common.pki import CertPaths, cert_hosts, create_ca
+from mpcnet.common.pki import CertPaths, cert_hosts, create_ca, issue_cert
 from mpcnet.common.protection import create_operational_keys, new_passphrase_file
 
 
@@ -54,17 +56,26 @@ def make_dev_node(
     one of ``hosts``). Returns the (identity, encryption) public keys. EnrolmentError naming the field."""
     node_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(node_dir, 0o700)
-    protection = new_passphrase_file(node_dir / "passphrase")
-    keys = create_operational_keys(node_dir / "keystore.json", protection, scrypt_n=scrypt_n)
+    protection = new_passphrase_file(node_dir / "passphrase")  # as the launcher always made it
+    ks = node_dir / "keystore.json"
+    published = _public_keys(ks)
     cert.key.parent.mkdir(parents=True, exist_ok=True)
+    if published is not None and not published[2]:
+        # keys this launcher cannot open (a token-protected keystore a test put there): the
+        # certificate as before, without a request (the node's own `mpc-node init` makes one)
+        if not cert.cert.exists() or not cert.key.exists() or not set(hosts) <= cert_hosts(cert.cert):
+            issue_cert(create_ca(ca_dir), cert.cert.parent, name, role="node", server=True, hosts=hosts)
+        return published[0], published[1]
     tls_key = make_tls_key(cert.key)
     rp = request_path(node_dir)
     req: EnrolmentRequest | None = None
-    if rp.exists():
+    if rp.exists() and published is not None:
         old = load_request(rp)
-        if isinstance(old, EnrolmentRequest) and old.endpoint == endpoint and old.identity_key == keys.identity_public:
-            req = old
+        same_keys = isinstance(old, EnrolmentRequest) and (old.identity_key, old.encryption_key) == published[:2]
+        if same_keys and old.endpoint == endpoint and old.csr_public_key_der() == _spki(tls_key):  # type: ignore[union-attr]
+            req = old  # type: ignore[assignment]  # this node's current request: its keys need not be opened again
     if req is None:
+        keys = create_operational_keys(ks, protection, scrypt_n=scrypt_n)
         req = build_enrolment_request(
             "node", name, endpoint, keys.identity, keys.identity_public, keys.encryption_public, tls_key, extra_hosts=hosts,
         )
@@ -72,7 +83,23 @@ def make_dev_node(
     stale = not cert.cert.exists() or not set(hosts) <= cert_hosts(cert.cert) or _cert_key_der(cert.cert) != req.csr_public_key_der()
     if stale:
         write_atomic(cert.cert, issue_for_request(create_ca(ca_dir), req), 0o644)
-    return keys.identity_public, keys.encryption_public
+    return req.identity_key, req.encryption_key
+
+
+def _public_keys(keystore: Path) -> tuple[bytes, bytes, bool] | None:
+    """(identity, encryption public keys, passphrase-protected?) of an existing keystore, None
+    if there is none (or it cannot be read: the keystore code then reports it)."""
+    try:
+        doc = json.loads(keystore.read_bytes())
+        return bytes.fromhex(doc["identity_public"]), bytes.fromhex(doc["encryption_public"]), "kdf" in doc
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _spki(key: ec.EllipticCurvePrivateKey) -> bytes:
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    return key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
 
 
 def _cert_key_der(path: Path) -> bytes:

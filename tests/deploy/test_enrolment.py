@@ -548,3 +548,16 @@ def test_offline_commands_refuse_hostile_arguments_with_one_line(
             assert err.count("\n") == 1 and err.isascii() and err[:-1].isprintable() and "Traceback" not in err, (argv[:6], err[:300])
             assert len(err) < 2000
     assert snapshot(world.ex) == before
+
+
+def test_identity_init_is_safe_to_rerun(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    d = world.host("admin1")
+    before = snapshot(d)
+    capsys.readouterr()
+    assert mpc("identity", "init", "--dir", str(d), "--name", "admin1", "--role", "admin") == 0
+    assert load_request(d / "identity-request.json").fingerprint in capsys.readouterr().out
+    assert snapshot(d) == before  # keys and request kept
+    assert mpc("identity", "init", "--dir", str(world.root / "p"), "--name", "x", "--role", "node") == 1
+    assert "role" in capsys.readouterr().err
+    assert mpc("pki", "init-ca", "--dir", str(world.host("ca"))) == 1  # never overwrites a CA
+    assert "already holds a CA key" in capsys.readouterr().err

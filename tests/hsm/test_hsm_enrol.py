@@ -14,7 +14,7 @@ import pytest
 from mpc_node import main as node_main
 from mpc_node.config import load_node_config
 from mpcnet.common.enrolment import EnrolmentRequest, load_request
-from mpcnet.common.protection import open_operational_keys
+from mpcnet.common.protection import close_tokens, open_operational_keys
 from tests.deploy.test_enrolment import World, enrol_world, mpc, signed
 from tests.hsm.conftest import SoftHsm
 
@@ -38,6 +38,7 @@ def test_init_in_the_token_signs_there_and_join_writes_a_pkcs11_config(
     shutil.rmtree(d)
     wrong = tmp_path / "wrong-pin"
     wrong.write_text("not-the-pin\n")
+    close_tokens()  # this process's open sessions (other tests') would not ask for the PIN again
     capsys.readouterr()
     assert _init(d, softhsm, tag, wrong) == 1
     err = capsys.readouterr().err
