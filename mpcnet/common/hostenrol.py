@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives import serialization
 
 from governance.roster import Roster, RosterEntry, check_endpoint
 from governance.text import quote
+from mpcnet.common.datadir import DataDirBusy, hold_data_dirs
 from mpcnet.common.enrolment import (
     ENROLMENT_REQUEST_FILE,
     EnrolmentError,
@@ -267,9 +268,13 @@ def write_join(directory: Path, plan: JoinPlan, config: dict[str, Any], check: C
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-    write_atomic(directory / TLS_CERT_FILE, plan.cert_pem, 0o644)
-    write_atomic(directory / CA_FILE, plan.ca_pem, 0o644)
-    write_atomic(directory / CONFIG_FILE, (json.dumps(config, indent=2) + "\n").encode(), 0o644)
+    try:
+        with hold_data_dirs((directory,)):  # a running node or coordinator holds it: its files stay
+            write_atomic(directory / TLS_CERT_FILE, plan.cert_pem, 0o644)
+            write_atomic(directory / CA_FILE, plan.ca_pem, 0o644)
+            write_atomic(directory / CONFIG_FILE, (json.dumps(config, indent=2) + "\n").encode(), 0o644)
+    except DataDirBusy as e:
+        raise EnrolmentError("dir", f"{e} (stop it before joining again)") from None
     return directory / CONFIG_FILE
 
 

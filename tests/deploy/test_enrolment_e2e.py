@@ -108,3 +108,9 @@ def test_enrolled_cluster_attests_creates_a_key_and_signs(
     capsys.readouterr()
     assert mpc("policy", "attest") != 0
     assert os.path.exists(w.host("node-1") / "node.db")
+    # joining again while the node runs: refused, its config untouched
+    config = (w.host("node-1") / "config.json").read_bytes()
+    capsys.readouterr()
+    assert w.join(1) == 1
+    assert "stop it before joining again" in capsys.readouterr().err
+    assert (w.host("node-1") / "config.json").read_bytes() == config
