@@ -37,6 +37,7 @@ from mpcnet.common.enrolment import (
     build_identity_request,
     check_people_role,
     describe,
+    issue_for_csr,
     issue_for_request,
     load_request,
     make_tls_key,
@@ -82,6 +83,16 @@ def cmd_init_ca(directory: Path, name: str) -> None:
     click.echo(f"CA certificate: {escape(str(paths.cert))}")
 
 
+def _read_text(path: Path, option: str) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise Failed(f"{option}: cannot read {quote(str(path), 200)} ({e.strerror or type(e).__name__})") from None
+    if len(data) > 64 * 1024 or not data.isascii():
+        raise Failed(f"{option}: {quote(str(path), 200)} is not a PEM file")
+    return data.decode("ascii")
+
+
 def _load(path: Path) -> Request:
     try:
         return load_request(path)
@@ -93,16 +104,32 @@ def _load(path: Path) -> Request:
 @click.option("--ca-dir", type=DIR, default=None, help="the CA directory (ca.pem, ca.key)")
 @click.option("--ca-cert", type=FILE, default=None)
 @click.option("--ca-key", type=FILE, default=None)
-@click.option("--request", "request_path", type=FILE, required=True)
+@click.option("--request", "request_path", type=FILE, default=None, help="an enrolment or identity request (verified)")
+@click.option("--csr", "csr_path", type=FILE, default=None,
+              help="instead of --request: a bare PEM CSR (external tooling) with --name and --role, which its subject must match")
+@click.option("--name", default=None, help="with --csr: the CN the CSR must carry")
+@click.option("--role", default=None, help="with --csr: the OU the CSR must carry (node and coordinator get server certificates)")
 @click.option("--out", type=FILE, required=True, help="the certificate to write (PEM)")
-def cmd_sign_csr(ca_dir: Path | None, ca_cert: Path | None, ca_key: Path | None, request_path: Path, out: Path) -> None:
+def cmd_sign_csr(
+    ca_dir: Path | None, ca_cert: Path | None, ca_key: Path | None, request_path: Path | None, csr_path: Path | None,
+    name: str | None, role: str | None, out: Path,
+) -> None:
     if (ca_dir is None) == (ca_cert is None and ca_key is None) or (ca_dir is None and (ca_cert is None or ca_key is None)):
         raise click.UsageError("give --ca-dir, or both --ca-cert and --ca-key")
+    if (request_path is None) == (csr_path is None):
+        raise click.UsageError("give exactly one of --request, --csr")
+    if csr_path is not None and (name is None or role is None):
+        raise click.UsageError("--csr needs --name and --role")
     ca = CertPaths(ca_dir / CA_CERT_FILE, ca_dir / CA_KEY_FILE) if ca_dir is not None else CertPaths(ca_cert, ca_key)  # type: ignore[arg-type]
-    req = _load(request_path)
-    click.echo(describe(req))
     try:
-        pem = issue_for_request(ca, req)
+        if csr_path is not None:
+            assert name is not None and role is not None
+            pem = issue_for_csr(ca, _read_text(csr_path, "--csr"), name, role)
+            click.echo(f"bare CSR: name {quote(name)}, role {quote(role)} (no request signature: verify its origin yourself)")
+        else:
+            req = _load(request_path)  # type: ignore[arg-type]
+            click.echo(describe(req))
+            pem = issue_for_request(ca, req)
     except EnrolmentError as e:
         raise _fail(e) from None
     write_atomic(out, pem, 0o644)

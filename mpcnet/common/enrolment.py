@@ -390,11 +390,43 @@ def describe(request: Request) -> str:
 def issue_for_request(ca: CertPaths, request: Request) -> bytes:
     """A 1-year certificate (PEM) for a verified request: node/coordinator server+client with the
     CSR's subjectAltNames, people client only. EnrolmentError naming ``ca`` for CA trouble."""
+    return _issue(ca, request.csr_pem, server=isinstance(request, EnrolmentRequest))
+
+
+def issue_for_csr(ca: CertPaths, csr_pem: str, name: str, role: str) -> bytes:
+    """A 1-year certificate (PEM) for a bare CSR from external tooling: its self-signature valid,
+    EC P-256, subject exactly OU=``role``/CN=``name`` (EnrolmentError naming ``csr.subject``
+    otherwise); node/coordinator: server+client with the CSR's subjectAltNames (at least one,
+    ``csr.san``), people: client only, without subjectAltName. Nothing binds a bare CSR to an
+    identity key: the CA operator checks where it came from."""
+    from governance.text import check_name
+
+    try:
+        check_name(name, "name")
+    except GovernanceError as e:
+        raise EnrolmentError("name", e.reason) from None
+    if role not in SERVICE_ROLES + PEOPLE_ROLES:
+        raise EnrolmentError("role", f"must be one of {', '.join(SERVICE_ROLES + PEOPLE_ROLES)}, got {quote(role)}")
+    server = role in SERVICE_ROLES
+    host = None
+    if server:
+        try:
+            hosts = _san_hosts(x509.load_pem_x509_csr(csr_pem.encode("ascii")).extensions) if csr_pem.isascii() else None
+        except ValueError:
+            raise EnrolmentError("csr", "not a PEM certificate signing request") from None
+        if not hosts:
+            raise EnrolmentError("csr.san", "a server's CSR must name its host names (subjectAltName)")
+        host = sorted(hosts)[0]
+    check_csr(csr_pem, role, name, host)
+    return _issue(ca, csr_pem, server=server)
+
+
+def _issue(ca: CertPaths, csr_pem: str, *, server: bool) -> bytes:
     for path, field in ((ca.cert, "ca.cert"), (ca.key, "ca.key")):
         if not Path(path).is_file():
             raise EnrolmentError(field, f"{quote(str(path), 200)} is not a readable file")
     try:
-        return sign_csr(ca, request.csr_pem.encode("ascii"), server=isinstance(request, EnrolmentRequest))
+        return sign_csr(ca, csr_pem.encode("ascii"), server=server)
     except PkiError as e:
         raise EnrolmentError("ca", str(e)) from None
 

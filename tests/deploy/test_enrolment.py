@@ -561,3 +561,28 @@ def test_identity_init_is_safe_to_rerun(world: World, capsys: pytest.CaptureFixt
     assert "role" in capsys.readouterr().err
     assert mpc("pki", "init-ca", "--dir", str(world.host("ca"))) == 1  # never overwrites a CA
     assert "already holds a CA key" in capsys.readouterr().err
+
+
+def test_sign_csr_of_a_bare_csr_checks_its_subject(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    """External tooling: ``--csr FILE --name N --role R``; the subject must be exactly that."""
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = world.root / "ext.csr"
+    out = world.root / "ext.pem"
+    ca = ["--ca-dir", str(world.host("ca"))]
+    csr.write_bytes(make_csr(key, "node", "node-7", ("node-7.example",)))
+    assert mpc("pki", "sign-csr", *ca, "--csr", str(csr), "--name", "node-8", "--role", "node", "--out", str(out)) == 1
+    assert "csr.subject" in capsys.readouterr().err and not out.exists()
+    assert mpc("pki", "sign-csr", *ca, "--csr", str(csr), "--name", "node-7", "--role", "admin", "--out", str(out)) == 1
+    assert not out.exists()
+    assert mpc("pki", "sign-csr", *ca, "--csr", str(csr), "--name", "node-7", "--role", "node", "--out", str(out)) == 0
+    cert = x509.load_pem_x509_certificate(out.read_bytes())
+    assert ExtendedKeyUsageOID.SERVER_AUTH in cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    csr.write_bytes(make_csr(key, "node", "node-7"))  # a server CSR without host names
+    assert mpc("pki", "sign-csr", *ca, "--csr", str(csr), "--name", "node-7", "--role", "node", "--out", str(world.root / "o2.pem")) == 1
+    assert "csr.san" in capsys.readouterr().err
+    capsys.readouterr()
+    assert mpc("pki", "sign-csr", *ca, "--csr", str(csr), "--request", str(world.request("node-1")), "--out", str(out)) == 2
+    assert mpc("pki", "sign-csr", *ca, "--csr", str(csr), "--out", str(out)) == 2
