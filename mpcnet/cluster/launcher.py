@@ -11,6 +11,8 @@ use writes fresh configs with free localhost ports; keys, certificates and data 
     DIR/governance.json                       cluster id, admin set (admins' public keys, quorum 2)
                                               and the initial default policy, signed by admin1+admin2
     DIR/nodes/node-i/{config.json, keystore.json, passphrase, node.db, audit.db}
+    DIR/nodes/node-i/enrolment-request.json   its signed request: keys, request and certificate are made
+                                              as `mpc-node init` + `mpc pki sign-csr` make them (devenrol)
     DIR/nodes/node-i.wiped                    node i's host is gone (mpc-cluster wipe-node): nothing
                                               of it is recreated or started (mpcnet.cluster.replace)
     DIR/coordinator/{config.json, keystore.json, passphrase, coordinator.db, audit.db}
