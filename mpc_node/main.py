@@ -34,7 +34,7 @@ from mpcnet.common import cliutil
 from mpcnet.common.datadir import hold_data_dirs
 from mpcnet.common.keystore import KeystoreError, load_keystore, read_passphrase
 from mpcnet.common.pkcs11token import TokenError
-from mpcnet.common.pki import PkiError
+from mpcnet.common.pki import PkiError, identity_from_cert
 from mpcnet.common.protection import close_tokens, open_operational_keys, storage_key
 from mpcnet.common.rpc import SERVER_OPTIONS, add_standard_services, audited_role_check, service_handler, wait_until_stopped
 from mpcnet.common.stores.audit import AuditLog
@@ -85,6 +85,17 @@ def build_server(cfg: NodeConfig, service: NodeService) -> tuple[grpc.Server, in
     return server, port
 
 
+def check_own_certificate(cfg: NodeConfig) -> None:
+    """Refuse to start (PkiError naming ``tls.cert``) with a certificate whose CN is not the
+    config's name or whose OU is not ``node``: peers would know this node by another name."""
+    try:
+        who = identity_from_cert(cfg.cert.cert.read_bytes())
+    except OSError as e:
+        raise PkiError(f"tls.cert: cannot read {cfg.cert.cert} ({e.strerror or type(e).__name__})") from None
+    if who.name != cfg.name or who.role != "node":
+        raise PkiError(f"tls.cert: the certificate names {who.role} {who.name!r}, not node {cfg.name!r} (the config's name)")
+
+
 def run(cfg: NodeConfig, ready: threading.Event | None = None, stop: threading.Event | None = None) -> int:
     """Serve until stopped; first lock the data directories, so a second node started with this
     configuration fails (:class:`DataDirBusy`, naming the holder's pid) before it writes anything."""
@@ -97,6 +108,7 @@ def _serve(cfg: NodeConfig, ready: threading.Event | None, stop: threading.Event
         clock = NodeClock.from_env(cfg.test_mode)
     except ValueError as e:
         raise RuntimeError(str(e)) from None
+    check_own_certificate(cfg)
     if cfg.pkcs11 is None:
         passphrase = read_passphrase(file=cfg.passphrase_file, env=cfg.passphrase_env)
         recover_switch(cfg, passphrase, clock=clock.now_ms)  # a key rotation a kill interrupted (mpc_node/rotation.py)

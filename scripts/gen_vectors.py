@@ -1169,6 +1169,47 @@ def _error_field(kind: str, data: bytes) -> str:
     raise AssertionError(f"negative vector for {kind} is accepted by the Python decoder")
 
 
+
+def enrolment_file() -> dict[str, object]:
+    """The signed messages of enrolment (5.33): a node's enrolment request, a person's identity
+    request, and the genesis message an admin signs. The CSR bytes are opaque to the message
+    (any DER; real requests carry a PKCS#10 CSR)."""
+    from governance.enrolment import enrolment_request_message, genesis_message, identity_request_message
+
+    csr_der = bytes.fromhex("3003020101")  # opaque here
+    enc = X25519PrivateKey.from_private_bytes(bytes([0x31]) * 32).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    node_msg = enrolment_request_message(1, "node", "node-1", "node-1.example:7001", _public("node-1"), enc, csr_der)
+    person_msg = identity_request_message(1, "approver", "alice", _public("alice"), csr_der)
+    ca_der = bytes.fromhex("3003020102")  # opaque here: the CA certificate's DER
+    policy_digest, roster_digest = bytes([0xD1]) * 32, bytes([0xD2]) * 32
+    gen_msg = genesis_message(2, _admin_set().digest(), policy_digest, roster_digest, ca_der)
+    return _file(
+        "Enrolment messages (5.33): what a node's identity key signs in its enrolment request, what a person's "
+        "signing key signs in an identity request, and the genesis message each admin signs.",
+        {
+            "enrolment_request": {
+                "fields": {"version": 1, "role": "node", "name": "node-1", "endpoint": "node-1.example:7001",
+                           "identity_key": _public("node-1").hex(), "encryption_key": enc.hex(), "csr_der": csr_der.hex()},
+                "message": node_msg.hex(),
+                "signature": _sig("node-1", node_msg, _private("node-1").sign(node_msg)),
+            },
+            "identity_request": {
+                "fields": {"version": 1, "role": "approver", "name": "alice", "signing_key": _public("alice").hex(),
+                           "csr_der": csr_der.hex()},
+                "message": person_msg.hex(),
+                "signature": _sig("alice", person_msg, _private("alice").sign(person_msg)),
+            },
+            "genesis": {
+                "fields": {"threshold": 2, "governance_root": _admin_set().digest().hex(), "initial_policy_digest": policy_digest.hex(),
+                           "roster_change_digest": roster_digest.hex(), "ca_der": ca_der.hex()},
+                "message": gen_msg.hex(),
+                "digest": hashlib.sha256(gen_msg).hexdigest(),
+                "admin_signatures": [_sig(a, gen_msg, _private(a).sign(gen_msg)) for a in ("ada", "bob")],
+            },
+        },
+    )
+
+
 FILES: dict[str, Callable[[], dict[str, object]]] = {
     "keys.json": keys_file,
     "admin-set.json": admin_set_file,
@@ -1183,6 +1224,7 @@ FILES: dict[str, Callable[[], dict[str, object]]] = {
     "roster.json": roster_file,
     "key-operation.json": key_operation_file,
     "recovery.json": recovery_file,
+    "enrolment.json": enrolment_file,
 }
 
 

@@ -87,6 +87,7 @@ class GlobalOpts:
     tls_key: Path | None = None
     tls_ca: Path | None = None
     signing_key: Path | None = None
+    genesis: Path | None = None  # with endpoint: the admin set and node endpoints (issue 13, cli_deploy)
     json: bool = False
     timeout: float | None = None  # seconds to wait for a request to end; None: no limit
     rpc_timeout: float = RPC_TIMEOUT_S  # seconds per call
@@ -126,6 +127,8 @@ def _global_options(top: bool) -> Callable[[F], F]:
         opt("--tls-key", env="MPC_TLS_KEY", type=InFile(), help="with --endpoint: the client certificate's private key (PEM)"),
         opt("--tls-ca", env="MPC_TLS_CA", type=InFile(), help="with --endpoint: CA certificate (PEM)"),
         opt("--signing-key", env="MPC_SIGNING_KEY", type=InFile(), help="with --endpoint: Ed25519 key (PEM) to sign approvals"),
+        opt("--genesis", env="MPC_GENESIS", type=InFile(), help="with --endpoint: the cluster's admin-signed genesis.json "
+            "(the admin set and the nodes' endpoints, for policy and roster commands)"),
         opt("--json", is_flag=True, default=False, help="machine-readable output (one JSON document on stdout)"),
         opt("--timeout", type=Seconds(WAIT_MAX_S), help="--wait/watch: give up (exit 3) after this many seconds; default: no limit"),
         opt("--rpc-timeout", type=Seconds(86400.0), help=f"seconds each call may take (default {RPC_TIMEOUT_S:g})"),
@@ -245,7 +248,12 @@ def _client(ap: object, opts: GlobalOpts) -> MpcClient:
     if opts.signing_key:
         identity = _signing_identity(opts.signing_key, opts.tls_cert, opts.tls_key)
     try:
-        return MpcClient(opts.endpoint, CertPaths(opts.tls_cert, opts.tls_key), opts.tls_ca, timeout=opts.rpc_timeout, identity=identity)
+        client = MpcClient(opts.endpoint, CertPaths(opts.tls_cert, opts.tls_key), opts.tls_ca, timeout=opts.rpc_timeout, identity=identity)
+        if opts.genesis:
+            from mpcnet.client.cli_deploy import genesis_for_client
+
+            client.admin_set, client.node_endpoints = genesis_for_client(opts.genesis)
+        return client
     except (OSError, ValueError, PkiError) as e:
         what, _, why = str(e).partition(": ")
         option = {"cert": "--tls-cert", "key": "--tls-key", "ca_cert": "--tls-ca"}.get(what)
@@ -828,6 +836,9 @@ def _write_out(path: str, buf: io.StringIO) -> None:
 # key, node, roster, lifecycle (issue 11) and backup, recovery, officer (issue 12): each module adds its
 # groups to `cli` when imported (they need the helpers above)
 from mpcnet.client import cli_backup as _cli_backup, cli_lifecycle as _cli_lifecycle  # noqa: E402
+from mpcnet.client.cli_deploy import register as _register_deploy  # noqa: E402  (pki, identity, genesis: off-line)
+
+_register_deploy(cli)
 
 # --- entry point -----------------------------------------------------------------------------
 
@@ -882,4 +893,5 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     _cli_lifecycle.register(cli)  # run as a script, this module is not the one cli_lifecycle imported
     _cli_backup.register(cli)
+    _register_deploy(cli)
     sys.exit(main())

@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import secrets
 import signal
 import time
 from collections.abc import Callable
@@ -45,6 +44,7 @@ from cryptography.hazmat.primitives import serialization
 from governance.errors import GovernanceError
 from governance.roster import Roster, RosterChange, RosterEntry, SignedRosterChange, add_node, sign_roster_change
 from mpcnet.client.identities import load_identity
+from mpcnet.cluster.devenrol import dev_roster_entry, make_dev_node
 from mpcnet.cluster.launcher import (
     DIAL_HOST,
     LISTEN_HOST,
@@ -58,9 +58,7 @@ from mpcnet.cluster.launcher import (
     server_hosts,
 )
 from mpcnet.common.config import write_json
-from mpcnet.common.fsutil import write_atomic
-from mpcnet.common.keystore import create_keystore
-from mpcnet.common.pki import create_ca, issue_cert
+from mpcnet.common.pki import create_ca
 
 DEV_ADMINS = ("admin1", "admin2")
 
@@ -131,25 +129,13 @@ def make_node(lay: Layout, history: tuple[SignedRosterChange, ...], current: Ros
         raise ClusterError(
             f"{lay.dir} runs nodes 1..{lay.nodes}, but the roster's next index is {index}: the directory and the roster disagree"
         )
-    ca = create_ca(lay.dir / "ca")
+    create_ca(lay.dir / "ca")
     cert = lay.cert(name)
-    if not cert.cert.exists() or not cert.key.exists():
-        issue_cert(ca, lay.dir / "certs", name, role="node", server=True, hosts=server_hosts(name))
-    nd = lay.node_dir(index)
-    nd.mkdir(parents=True, exist_ok=True)
-    os.chmod(nd, 0o700)
-    pf = nd / "passphrase"
-    if not pf.exists():
-        write_atomic(pf, (secrets.token_urlsafe(32) + "\n").encode(), 0o600, overwrite=False)
-    ks = nd / "keystore.json"
-    if not ks.exists():
-        create_keystore(ks, pf.read_bytes().rstrip(b"\n"), scrypt_n=scrypt_n)
-    keys = json.loads(ks.read_text(encoding="utf-8"))
     port = _port(lay, index)
-    entry = RosterEntry(
-        index, name, bytes.fromhex(keys["identity_public"]), bytes.fromhex(keys["encryption_public"]), cert_fingerprint(cert.cert),
-        f"{DIAL_HOST}:{port}",
-    )
+    # keys, request and certificate as `mpc-node init` and `mpc pki sign-csr` make them
+    make_dev_node(lay.dir / "ca", cert, lay.node_dir(index), name, f"{DIAL_HOST}:{port}", server_hosts(name), scrypt_n=scrypt_n)
+    entry = dev_roster_entry(index, lay.node_dir(index), cert, lay.ca.cert, f"{DIAL_HOST}:{port}")
+    assert entry is not None  # make_dev_node wrote the request
     admin_set, _ = lay.governance()
     change = RosterChange(add_node(current, entry), current.digest(), admin_set.digest())
     admins = [load_identity(lay.dir, n) for n in DEV_ADMINS]

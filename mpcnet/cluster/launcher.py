@@ -11,6 +11,8 @@ use writes fresh configs with free localhost ports; keys, certificates and data 
     DIR/governance.json                       cluster id, admin set (admins' public keys, quorum 2)
                                               and the initial default policy, signed by admin1+admin2
     DIR/nodes/node-i/{config.json, keystore.json, passphrase, node.db, audit.db}
+    DIR/nodes/node-i/enrolment-request.json   its signed request: keys, request and certificate are made
+                                              as `mpc-node init` + `mpc pki sign-csr` make them (devenrol)
     DIR/nodes/node-i.wiped                    node i's host is gone (mpc-cluster wipe-node): nothing
                                               of it is recreated or started (mpcnet.cluster.replace)
     DIR/coordinator/{config.json, keystore.json, passphrase, coordinator.db, audit.db}
@@ -64,10 +66,12 @@ from governance.policy import (
     SignedPolicyChange,
     sign_policy_change,
 )
-from governance.roster import Roster, RosterChange, RosterEntry, SignedRosterChange, sign_roster_change, verify_roster_change
+from governance.roster import Roster, RosterChange, RosterEntry, SignedRosterChange, verify_roster_change
 from mpcnet.client.identities import DEMO_IDENTITIES, create_identity, load_identity
+from mpcnet.cluster.devenrol import dev_roster_entry, make_dev_node
 from mpcnet.common.config import write_json
 from mpcnet.common.fsutil import write_atomic
+from mpcnet.common.genesis import Genesis, sign_genesis, verify_genesis
 from mpcnet.common.keystore import MAX_SCRYPT_N, MIN_SCRYPT_N, create_keystore
 from mpcnet.common.pki import CertPaths, cert_hosts, channel_credentials, create_ca, issue_cert
 from mpcnet.common.rpc import CHANNEL_OPTIONS, wait_for_health
@@ -367,8 +371,7 @@ def prepare(
     say("creating the dev CA and the certificates" if not lay.ca.cert.exists() else "checking the CA and the certificates")
     ca = create_ca(directory / "ca")
     certs_dir = directory / "certs"
-    wanted = [(f"node-{i}", "node", True) for i in range(1, nodes + 1)]
-    wanted += [("coordinator", "coordinator", True), ("client", "client", False)]
+    wanted = [("coordinator", "coordinator", True), ("client", "client", False)]  # nodes: make_dev_node below
     for name, role, server in wanted:
         if name in gone:
             continue
@@ -384,24 +387,15 @@ def prepare(
     governance = json.loads(lay.governance_path.read_text())
     lay.governance()  # fails early on a damaged governance.json
     roster = []
-    say(f"the keystores of {nodes} nodes and the coordinator (scrypt)")
+    say(f"the keystores, enrolment requests and certificates of {nodes} nodes and the coordinator's keystore (scrypt)")
+    ports = _ports(lay)
     for i in range(1, nodes + 1):
         if f"node-{i}" in gone:
             continue
-        nd = lay.node_dir(i)
-        nd.mkdir(parents=True, exist_ok=True)
-        os.chmod(nd, 0o700)
-        pf = nd / "passphrase"
-        if not pf.exists():
-            write_atomic(pf, (secrets.token_urlsafe(32) + "\n").encode(), 0o600, overwrite=False)
-        ks = nd / "keystore.json"
-        if not ks.exists():
-            create_keystore(ks, pf.read_bytes().rstrip(b"\n"), scrypt_n=scrypt_n)
-        doc = json.loads(ks.read_text())
-        roster.append(
-            {"index": i, "name": f"node-{i}", "identity_public": doc["identity_public"], "encryption_public": doc["encryption_public"]}
-        )
-    ports = _ports(lay)
+        # as `mpc-node init` + `mpc pki sign-csr` make them (mpcnet.cluster.devenrol)
+        identity, encryption = make_dev_node(directory / "ca", lay.cert(f"node-{i}"), lay.node_dir(i), f"node-{i}",
+                                             f"{DIAL_HOST}:{ports[i]}", server_hosts(f"node-{i}"), scrypt_n=scrypt_n)
+        roster.append({"index": i, "name": f"node-{i}", "identity_public": identity.hex(), "encryption_public": encryption.hex()})
     if not lay.roster_path.exists():  # the genesis roster, once: every node stores it
         write_json(lay.roster_path, [_genesis_roster(lay, roster, ports).to_dict()])
     governance = dict(governance, roster_history=json.loads(lay.roster_path.read_text()))
@@ -470,19 +464,27 @@ def _genesis_roster(lay: Layout, roster: list[dict[str, Any]], ports: list[int])
     from cryptography import x509
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    admin_set, _ = lay.governance()
+    admin_set, initial_policy = lay.governance()
     entries = []
     for p in roster:
-        der = x509.load_pem_x509_certificate(lay.cert(p["name"]).cert.read_bytes()).public_bytes(Encoding.DER)
-        entries.append(RosterEntry(
-            p["index"], p["name"], bytes.fromhex(p["identity_public"]), bytes.fromhex(p["encryption_public"]),
-            hashlib.sha256(der).digest(), f"{DIAL_HOST}:{ports[p['index']]}",
-        ))
+        endpoint = f"{DIAL_HOST}:{ports[p['index']]}"
+        # from the node's request and certificate, checked as `mpc genesis new` checks them
+        entry = dev_roster_entry(p["index"], lay.node_dir(p["index"]), lay.cert(p["name"]), lay.ca.cert, endpoint)
+        if entry is None:  # a cluster directory of an older version (no enrolment requests)
+            der = x509.load_pem_x509_certificate(lay.cert(p["name"]).cert.read_bytes()).public_bytes(Encoding.DER)
+            entry = RosterEntry(
+                p["index"], p["name"], bytes.fromhex(p["identity_public"]), bytes.fromhex(p["encryption_public"]),
+                hashlib.sha256(der).digest(), endpoint,
+            )
+        entries.append(entry)
     change = RosterChange(Roster(1, 0, tuple(entries)), None, admin_set.digest())
     admins = sorted(name for name, role in DEMO_IDENTITIES if role == "admin")[:ADMIN_QUORUM]
-    signed = SignedRosterChange(
-        change, tuple(sign_roster_change(change, n, load_identity(lay.dir, n).signing_key) for n in admins)
-    )
+    # signed as `mpc genesis sign` signs (the launcher holds the dev admins' keys)
+    genesis = Genesis(lay.threshold, admin_set, initial_policy, (SignedRosterChange(change, ()),), lay.ca.cert.read_text())
+    for n in admins:
+        genesis = sign_genesis(genesis, n, load_identity(lay.dir, n).signing_key)
+    verify_genesis(genesis)
+    signed = genesis.roster_change
     verify_roster_change(None, signed, admin_set)
     return signed
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import shutil
 import signal
 import time
@@ -41,6 +40,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from governance.roster import RosterEntry
+from mpcnet.cluster.devenrol import make_dev_node
 from mpcnet.cluster.launcher import (
     DIAL_HOST,
     LISTEN_HOST,
@@ -52,8 +52,6 @@ from mpcnet.cluster.launcher import (
 from mpcnet.common.config import write_json
 from mpcnet.common.datadir import lock_holder
 from mpcnet.common.fsutil import write_atomic
-from mpcnet.common.keystore import create_keystore
-from mpcnet.common.pki import create_ca, issue_cert
 
 NodeState = Literal["live", "wiped", "replaced", "ready"]
 KEEP_ON_WIPE = frozenset({"config.json"})
@@ -220,16 +218,11 @@ def replace_node(lay: Layout, index: int, *, out: Path | None = None,
     nd.mkdir(parents=True, exist_ok=True)
     os.chmod(nd, 0o700)
     cert = lay.cert(name)
-    if not cert.cert.exists() or not cert.key.exists():
-        progress(f"issuing a new TLS certificate for {name}")
-        issue_cert(create_ca(lay.dir / "ca"), lay.dir / "certs", name, role="node", server=True, hosts=server_hosts(name))
-    pf = nd / "passphrase"
-    if not pf.exists():
-        write_atomic(pf, (secrets.token_urlsafe(32) + "\n").encode(), 0o600, overwrite=False)
     ks = nd / "keystore.json"
-    if not ks.exists():
-        progress(f"making {name}'s new identity and encryption keys")
-        create_keystore(ks, pf.read_bytes().rstrip(b"\n"), scrypt_n=scrypt_n)
+    if not ks.exists() or not cert.cert.exists():
+        progress(f"making {name}'s new identity, encryption and TLS keys and its certificate")
+    # as `mpc-node init` and `mpc pki sign-csr` make them (mpcnet.cluster.devenrol)
+    make_dev_node(lay.dir / "ca", cert, nd, name, entry.endpoint, server_hosts(name), scrypt_n=scrypt_n)
     keys = _keystore_keys(lay, index)
     if keys is None:
         raise ClusterError(f"{ks}: damaged (no identity_public/encryption_public)")

@@ -297,10 +297,11 @@ def issue_cert(
     return paths
 
 
-def sign_csr(ca: CertPaths, csr_pem: bytes) -> bytes:
+def sign_csr(ca: CertPaths, csr_pem: bytes, *, server: bool = True) -> bytes:
     """Issue a 1-year certificate (PEM) for a node's key rotation request: the CSR's key, subject
     (CN name, OU role; checked) and subjectAltNames, for TLS client and server use, signed by
-    the CA. :class:`PkiError` naming ``csr`` if the request is malformed or its signature is bad."""
+    the CA (``server=False``: client use only, without subjectAltNames, for people).
+    :class:`PkiError` naming ``csr`` if the request is malformed or its signature is bad."""
     try:
         csr = x509.load_pem_x509_csr(bytes(csr_pem))
     except (ValueError, TypeError):
@@ -334,13 +335,15 @@ def sign_csr(ca: CertPaths, csr_pem: bytes) -> bytes:
             ),
             critical=True,
         )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(
+            [ExtendedKeyUsageOID.CLIENT_AUTH] + ([ExtendedKeyUsageOID.SERVER_AUTH] if server else [])), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
     )
     try:
         san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        builder = builder.add_extension(san, critical=False)
+        if server:
+            builder = builder.add_extension(san, critical=False)
     except x509.ExtensionNotFound:
         pass
     return builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)

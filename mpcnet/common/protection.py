@@ -38,6 +38,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -165,27 +167,39 @@ def read_pin(settings: Pkcs11Settings) -> bytes:
         raise TokenError(f"{fname}: {reason}") from None
 
 
-_tokens: dict[tuple[str, str], Token] = {}
+_tokens: dict[tuple[str, str], tuple[Token, bytes]] = {}  # (module, label) -> (session, HMAC of its PIN)
 _tokens_lock = threading.Lock()
+_pin_mac_key = os.urandom(32)  # per process: the PINs' MACs mean nothing outside it
+
+
+def _pin_mac(pin: bytes) -> bytes:
+    return hmac.new(_pin_mac_key, pin, hashlib.sha256).digest()
 
 
 def open_pkcs11(settings: Pkcs11Settings) -> Token:
     """The logged-in token of ``settings``: one session per (module, token label) per process,
-    shared by the keystore, the store and the identity signer. Raises :class:`TokenError`."""
+    shared by the keystore, the store and the identity signer. The PIN is read and checked on
+    every call: a token logged in already (PKCS#11 login state is per application, so a second
+    C_Login would not check it) is returned only for the PIN it was opened with, else
+    :class:`TokenError` naming the PIN field. Raises :class:`TokenError`."""
     key = (os.path.realpath(settings.module), settings.token_label)
+    pin_field = "pkcs11.pin_file" if settings.pin_file is not None else "pkcs11.pin_env"
+    pin = read_pin(settings)
     with _tokens_lock:
-        token = _tokens.get(key)
-        if token is None or token._session is None:
-            pin_field = "pkcs11.pin_file" if settings.pin_file is not None else "pkcs11.pin_env"
-            token = open_token(settings.module, settings.token_label, read_pin(settings), pin_field=pin_field)
-            _tokens[key] = token
+        held = _tokens.get(key)
+        if held is not None and held[0]._session is not None:
+            if not hmac.compare_digest(held[1], _pin_mac(pin)):
+                raise TokenError(f"{pin_field}: the token refused the PIN (not the PIN its open session was logged in with)")
+            return held[0]
+        token = open_token(settings.module, settings.token_label, pin, pin_field=pin_field)
+        _tokens[key] = (token, _pin_mac(pin))
         return token
 
 
 def close_tokens() -> None:
     """Close every token session this process opened (tests; a node at exit)."""
     with _tokens_lock:
-        for token in _tokens.values():
+        for token, _ in _tokens.values():
             token.close()
         _tokens.clear()
 

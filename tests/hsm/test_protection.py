@@ -323,3 +323,20 @@ def test_a_token_failure_in_an_rpc_is_unavailable_not_internal() -> None:
     fake = SimpleNamespace(cfg=SimpleNamespace(name="node-1"))
     err = NodeService.storage_failure(fake, TokenError("pkcs11.identity_key_label: the token failed (DeviceRemoved)"))  # type: ignore[arg-type]
     assert err is not None and err.code.name == "UNAVAILABLE" and err.message.startswith("pkcs11: node-1 cannot use its PKCS#11 token")
+
+
+def test_a_wrong_pin_is_refused_while_the_token_is_logged_in(softhsm: SoftHsm, tmp_path: Path) -> None:
+    """PKCS#11 login state is per application: once this process is logged in, the token does
+    not check a second PIN. The session cache does: a wrong PIN is refused however many
+    sessions are open (a regression: it used to be handed the open session)."""
+    close_tokens()
+    good = softhsm.settings()
+    storage_key(good, create=True)  # logged in with the right PIN
+    bad_pin = tmp_path / "bad-pin"
+    bad_pin.write_text("wrong-pin-5678\n")
+    bad = Pkcs11Settings(softhsm.module, softhsm.token_label, pin_file=bad_pin)
+    with pytest.raises(TokenError, match="^pkcs11.pin_file: the token refused the PIN") as e:
+        storage_key(bad, create=False)
+    assert "wrong-pin-5678" not in str(e.value)
+    assert storage_key(good, create=False) is not None  # the right PIN still gets the session
+    close_tokens()

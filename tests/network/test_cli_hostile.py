@@ -62,6 +62,10 @@ TREE = list(cli.commands())
 # commands that work off-line and write a file given only valid arguments: tested on their own
 # (tests/client/test_cli_backup.py::test_officer_keygen_refuses_hostile_paths)
 OFFLINE_WRITERS = {("officer", "keygen")}
+# the deployment's off-line commands (issue 13): no cluster at all; tests/deploy/test_enrolment.py
+# ::test_offline_commands_refuse_hostile_arguments_with_one_line
+OFFLINE_WRITERS |= {(g, c) for g, c in (("pki", "init-ca"), ("pki", "sign-csr"), ("identity", "init"), ("genesis", "new"),
+                                        ("genesis", "show"), ("genesis", "sign"), ("genesis", "verify"))}
 
 
 def test_the_tree_has_every_subcommand() -> None:

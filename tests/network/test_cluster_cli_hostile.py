@@ -209,22 +209,22 @@ def test_ctrl_c_while_up_creates_the_cluster_exits_130_and_the_next_up_completes
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     d = tmp_path / "c"
-    real = launcher.create_keystore  # type: ignore[attr-defined]
+    real = launcher.make_dev_node  # type: ignore[attr-defined]  # a node's keys (issue 13: the enrolment code)
     calls = []
 
-    def interrupted(*a: object, **k: object) -> None:
+    def interrupted(*a: object, **k: object) -> tuple[bytes, bytes]:
         calls.append(a)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        real(*a, **k)  # type: ignore[arg-type]
+        return real(*a, **k)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(launcher, "create_keystore", interrupted)
+    monkeypatch.setattr(launcher, "make_dev_node", interrupted)
     assert cli.main(["up", "--dir", str(d), "-n", "3", "-t", "2", "--scrypt-n", "1024"]) == 130
     out, err = capsys.readouterr()
     assert out == "" and err.splitlines()[-1] == "mpc-cluster: interrupted", err
     assert "creating the dev CA" in err and "[" in err  # the progress lines before it, with timings
     assert not (d / PARAMS_FILE).exists()  # not a cluster directory yet: no topology to conflict with
-    monkeypatch.setattr(launcher, "create_keystore", real)
+    monkeypatch.setattr(launcher, "make_dev_node", real)
     lay = launcher.prepare(d, 2, 2, scrypt_n=1024)  # another topology: nothing blocks it
     assert launcher.load_layout(d) == lay and (lay.node_dir(2) / "keystore.json").exists()
 
