@@ -4,6 +4,13 @@ Clients need a certificate from the CA; every RPC requires a role (the certifica
 ``coordinator.roles`` (and one of the configured client roles), else PERMISSION_DENIED naming the
 role that was needed. Denials are audited. The standard health and reflection services are
 enabled. SIGTERM/SIGINT stop it gracefully.
+
+Off-line subcommands (the coordinator stopped; see README "Deploying"):
+
+\b
+    mpc-coordinator init --dir DIR --endpoint HOST:PORT ...          make this host's keys and enrolment request
+    mpc-coordinator join --dir DIR --genesis FILE --cert FILE --ca FILE   write DIR/config.json once enrolled
+    mpc-coordinator rotate-audit-key --config FILE                     replace the audit (identity) key
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ SIGTERM/SIGINT stop the server gracefully (in-flight calls get a few seconds).
 
 Off-line subcommands (the node stopped; see README "Deploying"):
 
+\b
     mpc-node init --dir DIR --name NAME --endpoint HOST:PORT ...   make this host's keys and enrolment request
     mpc-node join --dir DIR --genesis FILE --cert FILE --ca FILE    write DIR/config.json once enrolled
     mpc-node rekey-store --config FILE ...                         move the store key into a PKCS#11 token

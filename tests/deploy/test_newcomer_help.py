@@ -1,0 +1,59 @@
+"""The deploy commands' help as a new operator meets it (issue 13, README "Deploying").
+
+Every off-line subcommand answers ``-h`` like ``--help`` and describes each option; the servers'
+``--help`` lists their off-line subcommands one per line (click would otherwise re-wrap the list
+into one paragraph); a wrong admin key names the admin once, readably.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import cast
+
+import click
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from coordinator import enrol as coordinator_enrol, main as coordinator_main
+from mpc_node import enrol as node_enrol, main as node_main
+from mpcnet.common.enrolment import EnrolmentError
+from mpcnet.common.genesis import Genesis, sign_genesis
+
+MAINS: dict[str, Callable[[list[str]], int]] = {"mpc-node": node_main.main, "mpc-coordinator": coordinator_main.main}
+
+
+def _help(prog: str, argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    capsys.readouterr()
+    assert MAINS[prog](argv) == 0
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("prog", sorted(MAINS))
+@pytest.mark.parametrize("sub", ["init", "join"])
+def test_offline_subcommands_take_dash_h_and_describe_every_option(prog: str, sub: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _help(prog, [sub, "-h"], capsys) == _help(prog, [sub, "--help"], capsys)
+    command: click.Command = getattr({"mpc-node": node_enrol, "mpc-coordinator": coordinator_enrol}[prog], f"{sub}_command")
+    bare = [p.name for p in command.params if isinstance(p, click.Option) and not p.help]
+    assert bare == [], f"{prog} {sub}: options without help"
+
+
+@pytest.mark.parametrize(("prog", "subs"), [
+    ("mpc-node", ("init", "join", "rekey-store")),
+    ("mpc-coordinator", ("init", "join", "rotate-audit-key")),
+])
+def test_server_help_lists_each_offline_subcommand_on_its_own_line(
+    prog: str, subs: tuple[str, ...], capsys: pytest.CaptureFixture[str],
+) -> None:
+    lines = [line.strip() for line in _help(prog, ["--help"], capsys).splitlines()]
+    for sub in subs:
+        assert sum(1 for line in lines if line.startswith(f"{prog} {sub} --")) == 1, (prog, sub)
+
+
+def test_a_wrong_admin_key_names_the_admin_readably() -> None:
+    right = Ed25519PrivateKey.generate().public_key().public_bytes_raw()
+    genesis = cast(Genesis, SimpleNamespace(admin_set=SimpleNamespace(admins={"admin1": right})))  # all sign_genesis reads first
+    with pytest.raises(EnrolmentError) as e:
+        sign_genesis(genesis, "admin1", Ed25519PrivateKey.generate())
+    assert e.value.field == "signing_key"
+    assert str(e.value).endswith("is not the key of admin 'admin1' in the admin set")
