@@ -45,7 +45,15 @@ from mpcnet.common.enrolment import (
 )
 from mpcnet.common.fsutil import write_atomic
 from mpcnet.common.genesis import PolicySpec, build_genesis, load_genesis, show_lines, sign_genesis, verify_genesis, write_genesis
-from mpcnet.common.pki import CA_CERT_FILE, CA_KEY_FILE, CertPaths, PkiError, create_ca
+from mpcnet.common.pki import (
+    CA_CERT_FILE,
+    CA_KEY_FILE,
+    CertPaths,
+    PkiError,
+    certificate_fingerprint,
+    create_ca,
+    load_certificate,
+)
 
 SIGNING_KEY_FILE = "signing.key"
 SIGNING_PUB_FILE = "signing.pub"
@@ -81,6 +89,8 @@ def cmd_init_ca(directory: Path, name: str) -> None:
         raise _fail(e) from None
     os.chmod(directory, 0o700)
     click.echo(f"CA certificate: {escape(str(paths.cert))}")
+    # what `mpc genesis show` prints as the CA's sha256: tell it to the admins by another channel
+    click.echo(f"sha256: {certificate_fingerprint(load_certificate(paths.cert.read_bytes(), 'ca.pem')).hex()}")
 
 
 def _read_text(path: Path, option: str) -> str:

@@ -1,13 +1,15 @@
-"""The deploy commands' help as a new operator meets it (issue 13, README "Deploying").
+"""The deploy commands' help and messages as a new operator meets them (issue 13, README "Deploying").
 
 Every off-line subcommand answers ``-h`` like ``--help`` and describes each option; the servers'
 ``--help`` lists their off-line subcommands one per line (click would otherwise re-wrap the list
-into one paragraph); a wrong admin key names the admin once, readably.
+into one paragraph); a wrong admin key names the admin once, readably; ``init-ca`` prints the
+CA certificate's SHA-256, which ``genesis show`` prints for the admins to compare.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from types import SimpleNamespace
 from typing import cast
 
@@ -17,8 +19,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from coordinator import enrol as coordinator_enrol, main as coordinator_main
 from mpc_node import enrol as node_enrol, main as node_main
+from mpcnet.client import cli as mpc_cli
 from mpcnet.common.enrolment import EnrolmentError
 from mpcnet.common.genesis import Genesis, sign_genesis
+from mpcnet.common.pki import certificate_fingerprint, load_certificate
 
 MAINS: dict[str, Callable[[list[str]], int]] = {"mpc-node": node_main.main, "mpc-coordinator": coordinator_main.main}
 
@@ -57,3 +61,12 @@ def test_a_wrong_admin_key_names_the_admin_readably() -> None:
         sign_genesis(genesis, "admin1", Ed25519PrivateKey.generate())
     assert e.value.field == "signing_key"
     assert str(e.value).endswith("is not the key of admin 'admin1' in the admin set")
+
+
+def test_init_ca_prints_the_sha256_genesis_show_names(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The admins compare the CA line of ``mpc genesis show`` with what the CA operator saw."""
+    capsys.readouterr()
+    assert mpc_cli.main(["pki", "init-ca", "--dir", str(tmp_path / "ca"), "--name", "Example MPC CA"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    want = certificate_fingerprint(load_certificate((tmp_path / "ca" / "ca.pem").read_bytes())).hex()
+    assert out[-1] == f"sha256: {want}"
