@@ -70,3 +70,19 @@ def test_init_ca_prints_the_sha256_genesis_show_names(tmp_path: Path, capsys: py
     out = capsys.readouterr().out.splitlines()
     want = certificate_fingerprint(load_certificate((tmp_path / "ca" / "ca.pem").read_bytes())).hex()
     assert out[-1] == f"sha256: {want}"
+
+
+def test_attest_without_the_genesis_says_to_give_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The people of a deployment have no cluster directory: the usage error names --genesis."""
+    ca, me = tmp_path / "ca", tmp_path / "id"
+    assert mpc_cli.main(["pki", "init-ca", "--dir", str(ca)]) == 0
+    assert mpc_cli.main(["identity", "init", "--dir", str(me), "--name", "admin1", "--role", "admin"]) == 0
+    pem = tmp_path / "admin1.pem"
+    assert mpc_cli.main(["pki", "sign-csr", "--ca-dir", str(ca), "--request", str(me / "identity-request.json"), "--out", str(pem)]) == 0
+    capsys.readouterr()
+    code = mpc_cli.main([
+        "--endpoint", "localhost:1", "--tls-cert", str(pem), "--tls-key", str(me / "tls.key"), "--tls-ca", str(ca / "ca.pem"),
+        "--signing-key", str(me / "signing.key"), "policy", "attest",
+    ])
+    assert code == 2
+    assert "with --endpoint give --genesis FILE (MPC_GENESIS)" in capsys.readouterr().err
