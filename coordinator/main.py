@@ -34,6 +34,7 @@ from mpcnet.common import cliutil
 from mpcnet.common.config import ConfigError
 from mpcnet.common.datadir import DataDirBusy, hold_data_dirs
 from mpcnet.common.keystore import KeystoreError, load_keystore, read_passphrase
+from mpcnet.common.listen import bind_listen
 from mpcnet.common.pki import PkiError, server_credentials
 from mpcnet.common.rpc import SERVER_OPTIONS, add_standard_services, audited_role_check, service_handler, wait_until_stopped
 from mpcnet.wire.mpc.v1 import coordinator_pb2
@@ -68,8 +69,7 @@ def build_server(cfg: CoordinatorConfig, service: CoordinatorService) -> grpc.Se
         ),)
     )
     service.health = add_standard_services(server, (SERVICE.full_name,), streams)
-    if server.add_secure_port(cfg.listen, server_credentials(cfg.cert, cfg.ca_cert)) == 0:
-        raise OSError(f"listen: cannot bind {cfg.listen}")
+    bind_listen(server, cfg.listen, server_credentials(cfg.cert, cfg.ca_cert))
     return server
 
 

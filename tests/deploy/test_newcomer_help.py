@@ -3,17 +3,21 @@
 Every off-line subcommand answers ``-h`` like ``--help`` and describes each option; the servers'
 ``--help`` lists their off-line subcommands one per line (click would otherwise re-wrap the list
 into one paragraph); a wrong admin key names the admin once, readably; ``init-ca`` prints the
-CA certificate's SHA-256, which ``genesis show`` prints for the admins to compare.
+CA certificate's SHA-256, which ``genesis show`` prints for the admins to compare; a command that
+needs the genesis names ``--genesis``; a listen address in use names ``listen``.
 """
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
+from concurrent import futures
 from pathlib import Path
 from types import SimpleNamespace
 from typing import cast
 
 import click
+import grpc
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -22,7 +26,8 @@ from mpc_node import enrol as node_enrol, main as node_main
 from mpcnet.client import cli as mpc_cli
 from mpcnet.common.enrolment import EnrolmentError
 from mpcnet.common.genesis import Genesis, sign_genesis
-from mpcnet.common.pki import certificate_fingerprint, load_certificate
+from mpcnet.common.listen import bind_listen
+from mpcnet.common.pki import certificate_fingerprint, create_ca, issue_cert, load_certificate, server_credentials
 
 MAINS: dict[str, Callable[[list[str]], int]] = {"mpc-node": node_main.main, "mpc-coordinator": coordinator_main.main}
 
@@ -86,3 +91,21 @@ def test_attest_without_the_genesis_says_to_give_it(tmp_path: Path, capsys: pyte
     ])
     assert code == 2
     assert "with --endpoint give --genesis FILE (MPC_GENESIS)" in capsys.readouterr().err
+
+
+def test_a_listen_address_in_use_names_the_listen_setting(tmp_path: Path) -> None:
+    """Two servers of a one-machine trial given the same port: the second says which setting."""
+    ca = create_ca(tmp_path / "ca")
+    cert = issue_cert(ca, tmp_path / "node", "node-1", role="node", server=True, hosts=("localhost",))
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    address = f"127.0.0.1:{taken.getsockname()[1]}"
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    try:
+        with pytest.raises(OSError, match=rf"^listen: cannot bind {address} \(is the port in use"):
+            bind_listen(server, address, server_credentials(cert, ca.cert))
+        assert bind_listen(server, "127.0.0.1:0", server_credentials(cert, ca.cert)) > 0
+    finally:
+        server.stop(None)
+        taken.close()
