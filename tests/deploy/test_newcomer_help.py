@@ -4,7 +4,8 @@ Every off-line subcommand answers ``-h`` like ``--help`` and describes each opti
 ``--help`` lists their off-line subcommands one per line (click would otherwise re-wrap the list
 into one paragraph); a wrong admin key names the admin once, readably; ``init-ca`` prints the
 CA certificate's SHA-256, which ``genesis show`` prints for the admins to compare; a command that
-needs the genesis names ``--genesis``; a listen address in use names ``listen``.
+needs the genesis names ``--genesis``; a listen address in use names ``listen``; a client
+pointed at a server that is not the coordinator names its endpoint.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from coordinator import enrol as coordinator_enrol, main as coordinator_main
 from mpc_node import enrol as node_enrol, main as node_main
 from mpcnet.client import cli as mpc_cli
+from mpcnet.client.errors import MpcError
+from mpcnet.client.sdk import MpcClient
 from mpcnet.common.enrolment import EnrolmentError
 from mpcnet.common.genesis import Genesis, sign_genesis
 from mpcnet.common.listen import bind_listen
@@ -109,3 +112,22 @@ def test_a_listen_address_in_use_names_the_listen_setting(tmp_path: Path) -> Non
     finally:
         server.stop(None)
         taken.close()
+
+
+def test_a_client_pointed_at_a_server_without_the_coordinator_service_says_so(tmp_path: Path) -> None:
+    """MPC_ENDPOINT naming a node (port 7001 for 7000): the error names the endpoint, not grpc's
+    bare 'Method not found!'."""
+    ca = create_ca(tmp_path / "ca")
+    cert = issue_cert(ca, tmp_path / "node", "node-1", role="node", server=True, hosts=("localhost",))
+    me = issue_cert(ca, tmp_path / "me", "auditor1", role="auditor")
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    port = bind_listen(server, "127.0.0.1:0", server_credentials(cert, ca.cert))
+    server.start()
+    try:
+        with MpcClient(f"localhost:{port}", me, ca.cert, timeout=10) as client, pytest.raises(MpcError) as e:
+            client.list_keys()
+        assert e.value.code == grpc.StatusCode.UNIMPLEMENTED
+        assert e.value.message == (f"endpoint: 'localhost:{port}' does not serve this call of the Coordinator service "
+                                   "(not the coordinator's address, or an older version)")
+    finally:
+        server.stop(None)
