@@ -1,6 +1,7 @@
 """The deploy commands' help and messages as a new operator meets them (issue 13, README "Deploying").
 
-Every off-line subcommand answers ``-h`` like ``--help`` and describes each option; the servers'
+Every off-line subcommand (``mpc-node``/``mpc-coordinator`` init and join, ``mpc pki|identity|genesis``)
+describes each option, and the servers' answer ``-h`` like ``--help``; the servers'
 ``--help`` lists their off-line subcommands one per line (click would otherwise re-wrap the list
 into one paragraph); a wrong admin key names the admin once, readably; ``init-ca`` prints the
 CA certificate's SHA-256, which ``genesis show`` prints for the admins to compare; a command that
@@ -131,3 +132,13 @@ def test_a_client_pointed_at_a_server_without_the_coordinator_service_says_so(tm
                                    "(not the coordinator's address, or an older version)")
     finally:
         server.stop(None)
+
+
+def test_every_option_of_the_offline_deploy_commands_is_described() -> None:
+    """mpc pki / identity / genesis: what a new operator reads before the first command."""
+    bare = [
+        (" ".join(path), p.name)
+        for path, command in mpc_cli.commands() if path[0] in ("pki", "identity", "genesis")
+        for p in command.params if isinstance(p, click.Option) and not p.help
+    ]
+    assert bare == []
