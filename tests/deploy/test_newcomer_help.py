@@ -1,12 +1,12 @@
 """The deploy commands' help and messages as a new operator meets them (issue 13, README "Deploying").
 
 Every off-line subcommand (``mpc-node``/``mpc-coordinator`` init and join, ``mpc pki|identity|genesis``)
-describes each option, and the servers' answer ``-h`` like ``--help``; the servers'
+describes each option, and init/join answer ``-h`` like ``--help``; the servers'
 ``--help`` lists their off-line subcommands one per line (click would otherwise re-wrap the list
 into one paragraph); a wrong admin key names the admin once, readably; ``init-ca`` prints the
 CA certificate's SHA-256, which ``genesis show`` prints for the admins to compare; a command that
 needs the genesis names ``--genesis``; a listen address in use names ``listen``; a client
-pointed at a server that is not the coordinator names its endpoint.
+pointed at a server that is not the coordinator names its endpoint; the compose client can attest.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import cast
 import click
 import grpc
 import pytest
+import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from coordinator import enrol as coordinator_enrol, main as coordinator_main
@@ -142,3 +143,12 @@ def test_every_option_of_the_offline_deploy_commands_is_described() -> None:
         for p in command.params if isinstance(p, click.Option) and not p.help
     ]
     assert bare == []
+
+
+def test_the_compose_client_can_attest() -> None:
+    """deploy/README's 'run --rm client policy attest' needs the genesis (else exit 2) and, for the
+    direct pushes to every node, the nodes' network."""
+    client = yaml.safe_load((Path(__file__).parents[2] / "deploy" / "compose.yaml").read_text(encoding="utf-8"))["services"]["client"]
+    assert client["environment"]["MPC_GENESIS"] == "/exchange/genesis.json"
+    assert "exchange:/exchange:ro" in client["volumes"]
+    assert set(client["networks"]) == {"clients", "nodes"}
