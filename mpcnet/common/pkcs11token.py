@@ -147,6 +147,7 @@ class Token:
                     )  # fmt: skip
                 if key.key_type != KeyType.AES or key[Attribute.VALUE_LEN] != DATA_KEY_LEN:
                     raise TokenError(f"{fname}: {label!r} is not an AES-256 key")
+                _require_never_exported(key, fname, label)
             except px.PKCS11Error as e:
                 _fail(fname, e)
         return StorageKey(self, label, key)
@@ -172,6 +173,7 @@ class Token:
                     raise TokenError(f"{fname}: no Ed25519 key pair labelled {label!r} in token {self.label!r}")
                 if priv.key_type != KeyType.EC_EDWARDS:
                     raise TokenError(f"{fname}: {label!r} is not an Ed25519 key")
+                _require_never_exported(priv, fname, label)
                 point = bytes(pub[Attribute.EC_POINT])
             except px.PKCS11Error as e:
                 _fail(fname, e)
@@ -193,6 +195,25 @@ class Token:
                 "sensitive": bool(obj[Attribute.SENSITIVE]),
                 "local": bool(obj[Attribute.LOCAL]),
             }
+
+
+def _require_never_exported(key: Any, field_name: str, label: str) -> None:
+    """Refuse (TokenError naming ``field_name``) a key the token does not report as sensitive and
+    non-extractable *ever since it exists* (``CKA_ALWAYS_SENSITIVE``, ``CKA_NEVER_EXTRACTABLE``):
+    a key imported from known bytes, or generated extractable and locked later, under the node's
+    label is known to whoever planted it. A token that cannot report these attributes fails as
+    :func:`_fail` does."""
+    checks = (
+        (Attribute.SENSITIVE, True, "not sensitive"), (Attribute.EXTRACTABLE, False, "extractable"),
+        (Attribute.ALWAYS_SENSITIVE, True, "not always sensitive (imported, or sensitive only later)"),
+        (Attribute.NEVER_EXTRACTABLE, True, "once extractable (imported, or extractable before)"),
+    )
+    for attribute, wanted, what in checks:
+        if bool(key[attribute]) is not wanted:
+            raise TokenError(
+                f"{field_name}: {label!r} is {what}: refused, its value may be known outside the token "
+                "(delete it, or choose another label, and let the node generate the key)"
+            )
 
 
 def _fail(field_name: str, e: px.PKCS11Error) -> NoReturn:
