@@ -132,8 +132,18 @@ def cmd_sign_csr(
             pem = issue_for_request(ca, req)
     except EnrolmentError as e:
         raise _fail(e) from None
+    _refuse_out_over(out, (ca.cert, ca.key, request_path, csr_path))
     write_atomic(out, pem, 0o644)
     click.echo(f"certificate: {escape(str(out))}")
+
+
+def _refuse_out_over(out: Path, inputs: tuple[Path | None, ...]) -> None:
+    """Failed naming ``--out`` if it is (through any symlink or relative path) the CA's
+    certificate or key or the request/CSR being signed: a typo must not destroy the CA."""
+    target = out.resolve()
+    for path in inputs:
+        if path is not None and (path.resolve() == target or (out.exists() and path.exists() and os.path.samefile(out, path))):
+            raise Failed(f"--out: {quote(str(out), 200)} is {quote(str(path), 200)}, an input of this command (never overwritten)")
 
 
 @identity_group.command("init", help="make a person's TLS key, signing key and identity request (never overwrites keys)")
