@@ -46,6 +46,7 @@ from mpcnet.common.enrolment import (
 from mpcnet.common.fsutil import write_atomic
 from mpcnet.common.genesis import PolicySpec, build_genesis, load_genesis, show_lines, sign_genesis, verify_genesis, write_genesis
 from mpcnet.common.pki import CA_CERT_FILE, CA_KEY_FILE, CertPaths, PkiError, create_ca
+from mpcnet.common.privatedir import check_private_dir
 
 SIGNING_KEY_FILE = "signing.key"
 SIGNING_PUB_FILE = "signing.pub"
@@ -75,6 +76,10 @@ def _fail(e: Exception) -> Failed:
 def cmd_init_ca(directory: Path, name: str) -> None:
     if (directory / CA_KEY_FILE).exists():
         raise Failed(f"--dir: {quote(str(directory), 200)} already holds a CA key (never overwritten)")
+    try:
+        check_private_dir(directory, (CA_CERT_FILE,), ())  # not a symlink (chmod below), our own (R1)
+    except EnrolmentError as e:
+        raise _fail(e) from None
     try:
         paths = create_ca(directory, name)
     except PkiError as e:
@@ -159,6 +164,8 @@ def cmd_identity_init(directory: Path, name: str, role: str) -> None:
             check_name(name, "name")
         except Exception as e:
             raise EnrolmentError("name", getattr(e, "reason", str(e))) from None
+        # keys found in DIR are reused: refuse a DIR or key someone else planted (R1)
+        check_private_dir(directory, (IDENTITY_REQUEST_FILE, SIGNING_PUB_FILE), (TLS_KEY_FILE, SIGNING_KEY_FILE))
         directory.mkdir(parents=True, exist_ok=True)
         os.chmod(directory, 0o700)
         tls_key = make_tls_key(directory / TLS_KEY_FILE)

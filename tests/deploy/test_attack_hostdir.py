@@ -124,3 +124,49 @@ def test_a_passphrase_linked_to_a_mounted_secret_is_accepted_but_not_a_loose_one
         os.chown(secret, OTHER_UID, OTHER_UID)  # someone else's file
         assert init(d) == 1
         assert f"uid {OTHER_UID}" in capsys.readouterr().err
+
+
+# --- people (mpc identity init) and the CA (mpc pki init-ca) --------------------------------------
+
+
+def mpc(*args: str) -> int:
+    from mpcnet.client import cli as mpc_cli
+
+    return mpc_cli.main(list(args))
+
+
+def identity_init(d: Path) -> int:
+    return mpc("identity", "init", "--dir", str(d), "--name", "admin1", "--role", "admin")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make files owned by another user")
+@pytest.mark.parametrize("planted", ["signing.key", "tls.key"])
+def test_identity_init_refuses_a_key_planted_by_another_user(tmp_path: Path, planted: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """An admin's signing key someone else wrote into DIR would be adopted as the admin's own."""
+    d = tmp_path / "id"
+    assert identity_init(d) == 0
+    os.chown(d / planted, OTHER_UID, OTHER_UID)
+    capsys.readouterr()
+    before = snapshot(d)
+    assert identity_init(d) == 1
+    err = capsys.readouterr().err
+    assert planted in err and f"uid {OTHER_UID}" in err
+    assert snapshot(d) == before
+
+
+def test_identity_init_refuses_a_world_readable_signing_key_and_a_symlinked_dir(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    d = tmp_path / "id"
+    assert identity_init(d) == 0
+    os.chmod(d / "signing.key", 0o644)
+    assert identity_init(d) == 1
+    assert "signing.key" in capsys.readouterr().err
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "link").symlink_to(elsewhere)
+    assert identity_init(tmp_path / "link") == 1
+    assert mpc("pki", "init-ca", "--dir", str(tmp_path / "link")) == 1
+    assert "symbolic link" in capsys.readouterr().err
+    assert list(elsewhere.iterdir()) == []
+    assert identity_init(tmp_path / "id2") == 0 and mpc("pki", "init-ca", "--dir", str(tmp_path / "ca")) == 0
