@@ -84,3 +84,34 @@ def test_keys_the_node_generates_still_work(softhsm: SoftHsm, tmp_path: Path) ->
     keys = create_operational_keys(tmp_path / "keystore.json", KeyProtection(pkcs11=s))
     keys.identity.public_key().verify(keys.identity.sign(b"m"), b"m")
     storage_key(s, create=False)
+
+
+def test_two_keys_of_one_label_are_refused(softhsm: SoftHsm) -> None:
+    """Someone adds a second key under the node's label: which one wraps the data key must not
+    depend on the token's listing order."""
+    s = softhsm.settings()
+    storage_key(s, create=True)
+    token = open_pkcs11(s)
+    with token.lock:
+        token._live().generate_key(
+            KeyType.AES, 256, store=True, label=s.storage_key_label,
+            template={Attribute.EXTRACTABLE: False, Attribute.SENSITIVE: True, Attribute.ENCRYPT: True, Attribute.DECRYPT: True},
+        )  # fmt: skip
+    with pytest.raises(TokenError, match="pkcs11.storage_key_label: more than one object"):
+        storage_key(s, create=True)
+
+
+def test_the_pin_is_in_no_repr_error_or_option(softhsm: SoftHsm, tmp_path: Path) -> None:
+    import click
+
+    from mpc_node.enrol import init_command
+    from mpc_node.rekey import rekey_command
+
+    s = softhsm.settings(identity=True)
+    keys = create_operational_keys(tmp_path / "keystore.json", KeyProtection(pkcs11=s))
+    token = open_pkcs11(s)
+    for text in (repr(s), repr(KeyProtection(pkcs11=s)), repr(keys.identity), repr(token), repr(storage_key(s))):
+        assert softhsm.pin not in text
+    for command in (init_command, rekey_command):
+        names = {opt for p in command.params if isinstance(p, click.Option) for opt in p.opts}
+        assert not any(n in names for n in ("--pin", "--pkcs11-pin")), names  # a PIN never travels in argv
