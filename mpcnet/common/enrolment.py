@@ -161,6 +161,7 @@ def _san_hosts(ext: x509.Extensions) -> frozenset[str] | None:
 
 
 _IP_PREFIX = "ip:"  # IP SANs apart from DNS SANs: a DNSName "10.0.0.1" does not cover an IP endpoint
+_NUMERIC_LABEL = re.compile(r"[0-9]+|0x[0-9a-f]*", re.IGNORECASE)
 _DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", re.IGNORECASE)
 
 
@@ -210,11 +211,8 @@ def _check_server_sans(csr: x509.CertificateSigningRequest) -> None:
         labels = name.split(".")
         if len(name) > 253 or not all(_DNS_LABEL.fullmatch(label) for label in labels):
             raise EnrolmentError("csr.san", f"{quote(name)} is not a plain DNS host name (no wildcard, empty label or trailing dot)")
-        try:
-            ipaddress.ip_address(name)
-        except ValueError:
-            continue
-        raise EnrolmentError("csr.san", f"{quote(name)} is an IP address written as a DNS name")
+        if _NUMERIC_LABEL.fullmatch(labels[-1]):  # 10.0.0.1, 127.1, 0x7f.1, 010.1: resolvers read an IPv4 address
+            raise EnrolmentError("csr.san", f"{quote(name)} is an IP address written as a DNS name")
 
 
 def check_csr(csr_pem: object, role: str, name: str, host: str | None) -> x509.CertificateSigningRequest:

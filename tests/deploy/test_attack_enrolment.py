@@ -128,6 +128,9 @@ def test_duplicate_keys_are_refused(tmp_path: Path, keys: Any) -> None:
     x509.DNSName("xn--nde-qoa.example.com."),
     x509.DNSName("a..example.com"),
     x509.DNSName("-bad.example.com"),
+    x509.DNSName("127.1"),  # inet_aton: 127.0.0.1
+    x509.DNSName("0x7f.0.0.1"),
+    x509.DNSName("010.0.0.1"),  # octal: 8.0.0.1
     x509.DirectoryName(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "coordinator")])),
 ])
 def test_a_csr_with_sans_the_request_does_not_justify_is_refused(keys: Any, ca: CertPaths, extra: x509.GeneralName) -> None:
@@ -152,6 +155,8 @@ def test_extra_plain_host_names_are_shown_to_the_ca_operator(keys: Any, ca: Cert
 def test_an_ip_endpoint_needs_an_ip_san_not_a_dns_name(keys: Any) -> None:
     with pytest.raises(EnrolmentError, match=r"csr\.san"):
         parse_request(request_doc(keys, [x509.DNSName("10.0.0.1")], endpoint="10.0.0.1:7001"))
+    with pytest.raises(EnrolmentError, match=r"csr\.san"):  # an IPv4 address in inet_aton's other notations
+        parse_request(request_doc(keys, [x509.DNSName("127.1")], endpoint="127.1:7001"))
     parse_request(request_doc(keys, [x509.IPAddress(ipaddress.ip_address("10.0.0.1"))], endpoint="10.0.0.1:7001"))
 
 
