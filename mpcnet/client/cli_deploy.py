@@ -138,7 +138,10 @@ def cmd_sign_csr(
     except EnrolmentError as e:
         raise _fail(e) from None
     _refuse_out_over(out, (ca.cert, ca.key, request_path, csr_path))
-    write_atomic(out, pem, 0o644)
+    try:
+        write_atomic(out, pem, 0o644)
+    except OSError as e:
+        raise Failed(f"--out: cannot write {quote(str(out), 200)} ({e.strerror or type(e).__name__})") from None
     click.echo(f"certificate: {escape(str(out))}")
 
 
@@ -263,7 +266,10 @@ def cmd_genesis_new(
         raise Failed(f"--ca: cannot read {quote(str(ca), 200)} ({e.strerror})") from None
     except EnrolmentError as e:
         raise _fail(e) from None
-    write_genesis(out, genesis)
+    try:
+        write_genesis(out, genesis)
+    except OSError as e:
+        raise Failed(f"--out: cannot write {quote(str(out), 200)} ({e.strerror or type(e).__name__})") from None
     click.echo(f"genesis digest: {genesis.digest().hex()}")
 
 

@@ -214,3 +214,13 @@ def test_sign_csr_never_writes_over_the_ca_or_the_request(
         err = capsys.readouterr().err
         assert rc != 0 and "--out" in err and "Traceback" not in err
         assert {p: p.read_bytes() for p in before} == before
+
+
+def test_sign_csr_out_in_a_missing_directory_is_one_line(tmp_path: Path, keys: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    ca = create_ca(tmp_path / "ca", "Attack CA")
+    req = tmp_path / "node-1.request.json"
+    req.write_text(json.dumps(request_doc(keys)))
+    rc = mpc_cli.main(["pki", "sign-csr", "--ca-dir", str(tmp_path / "ca"), "--request", str(req), "--out", str(tmp_path / "no" / "x.pem")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "--out: cannot write" in err and "internal error" not in err
+    assert ca.key.exists()
