@@ -153,3 +153,19 @@ def test_expect_digest_is_required_to_match_before_signing(world: World, tmp_pat
     with pytest.raises(EnrolmentError, match="expect_digest"):
         sign_genesis(g, "admin1", k["admin1"], expect_digest=b"\x00" * 32)
     sign_genesis(g, "admin1", k["admin1"], expect_digest=g.digest())
+
+
+@pytest.mark.parametrize("role", ["coordinator", "admin"])
+def test_node_refuses_to_start_with_its_name_under_another_role(world: World, role: str) -> None:
+    """The start-up check (mpc_node.main.check_own_certificate) compares the OU too, not only the CN."""
+    from mpc_node import main as node_main
+    from mpc_node.config import load_node_config
+    from mpcnet.common.enrolment import load_tls_key, make_csr
+    from mpcnet.common.pki import PkiError, sign_csr
+
+    assert world.sign("admin1") == 0 and world.sign("admin2") == 0
+    assert world.join(1) == 0
+    d = world.host("node-1")
+    (d / "tls.pem").write_bytes(sign_csr(world.ca, make_csr(load_tls_key(d / "tls.key"), role, "node-1", ("localhost",))))
+    with pytest.raises(PkiError, match=f"names {role} 'node-1', not node 'node-1'"):
+        node_main.check_own_certificate(load_node_config(d / "config.json"))
