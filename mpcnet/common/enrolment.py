@@ -161,8 +161,8 @@ def _san_hosts(ext: x509.Extensions) -> frozenset[str] | None:
 
 
 _IP_PREFIX = "ip:"  # IP SANs apart from DNS SANs: a DNSName "10.0.0.1" does not cover an IP endpoint
-_NUMERIC_LABEL = re.compile(r"[0-9]+|0x[0-9a-f]*", re.IGNORECASE)
-_DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", re.IGNORECASE)
+_NUMERIC_LABEL = re.compile(r"[0-9]+|0x[0-9a-f]*", re.IGNORECASE | re.ASCII)
+_DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", re.IGNORECASE | re.ASCII)  # ASCII: [a-z] would match U+212A, U+017F
 
 
 def _covers(hosts: frozenset[str] | None, host: str) -> bool:

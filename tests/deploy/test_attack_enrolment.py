@@ -131,6 +131,8 @@ def test_duplicate_keys_are_refused(tmp_path: Path, keys: Any) -> None:
     x509.DNSName("127.1"),  # inet_aton: 127.0.0.1
     x509.DNSName("0x7f.0.0.1"),
     x509.DNSName("010.0.0.1"),  # octal: 8.0.0.1
+    x509.DNSName._init_without_validation("\u212aode1.example.com"),  # KELVIN SIGN: [a-z] under IGNORECASE without ASCII
+    x509.DNSName._init_without_validation("no\u017fe1.example.com"),  # LATIN SMALL LETTER LONG S
     x509.DirectoryName(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "coordinator")])),
 ])
 def test_a_csr_with_sans_the_request_does_not_justify_is_refused(keys: Any, ca: CertPaths, extra: x509.GeneralName) -> None:
