@@ -23,6 +23,7 @@ a repr or a log line.
 from __future__ import annotations
 
 import os
+import stat
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,12 +56,27 @@ def _label(text: str, field_name: str) -> str:
     return text
 
 
+def _check_module_file(real: Path, module: Path) -> None:
+    """Refuse (TokenError naming ``pkcs11.module``) to load a library someone else could have
+    written: code in it runs in this process, next to the PIN and the keys. The file must be owned
+    by root or this user and not writable by others; its directory not writable by others unless
+    sticky (like /tmp, where only a file's owner may replace it)."""
+    st, dst = real.stat(), real.parent.stat()
+    if st.st_uid not in (0, os.geteuid()):
+        raise TokenError(f"pkcs11.module: {os.fspath(module)!r} is owned by uid {st.st_uid}, not by root or this user")
+    if st.st_mode & 0o022:
+        raise TokenError(f"pkcs11.module: {os.fspath(module)!r} is writable by others (mode {stat.S_IMODE(st.st_mode):o})")
+    if dst.st_mode & 0o002 and not dst.st_mode & stat.S_ISVTX:
+        raise TokenError(f"pkcs11.module: the directory of {os.fspath(module)!r} is writable by everyone")
+
+
 def _load(module: Path) -> Any:
     key = os.path.realpath(module)  # one load per library file, however it is named (symlinks)
     with _libs_lock:
         if key not in _libs:
             if not Path(key).is_file():
                 raise TokenError(f"pkcs11.module: no PKCS#11 module at {os.fspath(module)!r}")
+            _check_module_file(Path(key), module)
             try:
                 _libs[key] = pkcs11.lib(key)
             except px.PKCS11Error as e:

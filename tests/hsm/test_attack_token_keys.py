@@ -115,3 +115,27 @@ def test_the_pin_is_in_no_repr_error_or_option(softhsm: SoftHsm, tmp_path: Path)
     for command in (init_command, rekey_command):
         names = {opt for p in command.params if isinstance(p, click.Option) for opt in p.opts}
         assert not any(n in names for n in ("--pin", "--pkcs11-pin")), names  # a PIN never travels in argv
+
+
+@pytest.mark.parametrize("how", ["writable", "other-owner", "open-dir"])
+def test_a_module_someone_else_could_write_is_not_loaded(softhsm: SoftHsm, tmp_path: Path, how: str) -> None:
+    """The PKCS#11 module runs in the node's process with its PIN and keys."""
+    import shutil
+    from dataclasses import replace
+
+    d = tmp_path / "lib"
+    d.mkdir()
+    copy = d / "libsofthsm2.so"
+    shutil.copy(softhsm.module, copy)
+    os.chmod(copy, 0o700)
+    if how == "writable":
+        os.chmod(copy, 0o777)  # noqa: S103 (the attack)
+    elif how == "other-owner":
+        if os.geteuid() != 0:
+            pytest.skip("needs root to chown")
+        os.chown(copy, 4242, 4242)
+    else:
+        os.chmod(d, 0o777)  # noqa: S103 (the attack)
+    s = replace(softhsm.settings(), module=copy)
+    with pytest.raises(TokenError, match="pkcs11.module: .*(writable|owned by uid 4242)"):
+        storage_key(s, create=True)
