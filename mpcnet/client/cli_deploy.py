@@ -54,6 +54,7 @@ from mpcnet.common.pki import (
     create_ca,
     load_certificate,
 )
+from mpcnet.common.privatedir import check_private_dir
 
 SIGNING_KEY_FILE = "signing.key"
 SIGNING_PUB_FILE = "signing.pub"
@@ -83,6 +84,10 @@ def _fail(e: Exception) -> Failed:
 def cmd_init_ca(directory: Path, name: str) -> None:
     if (directory / CA_KEY_FILE).exists():
         raise Failed(f"--dir: {quote(str(directory), 200)} already holds a CA key (never overwritten)")
+    try:
+        check_private_dir(directory, (CA_CERT_FILE,), ())  # not a symlink (chmod below), our own (R1)
+    except EnrolmentError as e:
+        raise _fail(e) from None
     try:
         paths = create_ca(directory, name)
     except PkiError as e:
@@ -142,8 +147,21 @@ def cmd_sign_csr(
             pem = issue_for_request(ca, req)
     except EnrolmentError as e:
         raise _fail(e) from None
-    write_atomic(out, pem, 0o644)
+    _refuse_out_over(out, (ca.cert, ca.key, request_path, csr_path))
+    try:
+        write_atomic(out, pem, 0o644)
+    except OSError as e:
+        raise Failed(f"--out: cannot write {quote(str(out), 200)} ({e.strerror or type(e).__name__})") from None
     click.echo(f"certificate: {escape(str(out))}")
+
+
+def _refuse_out_over(out: Path, inputs: tuple[Path | None, ...]) -> None:
+    """Failed naming ``--out`` if it is (through any symlink or relative path) the CA's
+    certificate or key or the request/CSR being signed: a typo must not destroy the CA."""
+    target = out.resolve()
+    for path in inputs:
+        if path is not None and (path.resolve() == target or (out.exists() and path.exists() and os.path.samefile(out, path))):
+            raise Failed(f"--out: {quote(str(out), 200)} is {quote(str(path), 200)}, an input of this command (never overwritten)")
 
 
 @identity_group.command("init", help="make a person's TLS key, signing key and identity request (never overwrites keys)")
@@ -159,6 +177,8 @@ def cmd_identity_init(directory: Path, name: str, role: str) -> None:
             check_name(name, "name")
         except Exception as e:
             raise EnrolmentError("name", getattr(e, "reason", str(e))) from None
+        # keys found in DIR are reused: refuse a DIR or key someone else planted (R1)
+        check_private_dir(directory, (IDENTITY_REQUEST_FILE, SIGNING_PUB_FILE), (TLS_KEY_FILE, SIGNING_KEY_FILE))
         directory.mkdir(parents=True, exist_ok=True)
         os.chmod(directory, 0o700)
         tls_key = make_tls_key(directory / TLS_KEY_FILE)
@@ -256,7 +276,10 @@ def cmd_genesis_new(
         raise Failed(f"--ca: cannot read {quote(str(ca), 200)} ({e.strerror})") from None
     except EnrolmentError as e:
         raise _fail(e) from None
-    write_genesis(out, genesis)
+    try:
+        write_genesis(out, genesis)
+    except OSError as e:
+        raise Failed(f"--out: cannot write {quote(str(out), 200)} ({e.strerror or type(e).__name__})") from None
     click.echo(f"genesis digest: {genesis.digest().hex()}")
 
 

@@ -52,6 +52,7 @@ from mpcnet.common.genesis import Genesis, load_genesis, verify_genesis
 from mpcnet.common.keystore import MAX_SCRYPT_N, MIN_SCRYPT_N, KeystoreError, OperationalKeys
 from mpcnet.common.pkcs11token import TokenError
 from mpcnet.common.pki import certificate_fingerprint
+from mpcnet.common.privatedir import check_private_dir
 from mpcnet.common.protection import KeyProtection, create_operational_keys, new_passphrase_file, open_operational_keys
 
 INIT_FILE = "init.json"
@@ -62,6 +63,8 @@ TLS_KEY_FILE = "tls.key"
 TLS_CERT_FILE = "tls.pem"
 CA_FILE = "ca.pem"
 CONFIG_FILE = "config.json"
+HOST_FILES = (INIT_FILE, ENROLMENT_REQUEST_FILE)
+HOST_SECRETS = (KEYSTORE_FILE, PASSPHRASE_FILE, TLS_KEY_FILE)
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,7 @@ def init_host(
     except Exception as e:
         raise EnrolmentError("name", getattr(e, "reason", str(e))) from None
     directory = Path(directory)
+    check_private_dir(directory, (), ())  # not a symlink, our own (R1)
     directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory, 0o700)
     if protection is None:
@@ -154,9 +158,10 @@ def init_host(
         fields = protection.config_fields()
     want = HostInit(role, name, endpoint, listen, fields, scrypt_n)
     have = read_init(directory)
+    if have is None and ((directory / KEYSTORE_FILE).exists() or (directory / TLS_KEY_FILE).exists()):
+        raise EnrolmentError("dir", f"{quote(str(directory), 200)} holds keys but no {INIT_FILE}: not this host's init")
+    check_private_dir(directory, HOST_FILES, HOST_SECRETS, (PASSPHRASE_FILE,))  # before anything in it is reused (R1)
     if have is None:
-        if (directory / KEYSTORE_FILE).exists() or (directory / TLS_KEY_FILE).exists():
-            raise EnrolmentError("dir", f"{quote(str(directory), 200)} holds keys but no {INIT_FILE}: not this host's init")
         write_atomic(directory / INIT_FILE, (json.dumps(want.to_dict(), indent=2) + "\n").encode(), 0o644, overwrite=False)
     elif have != want:
         raise EnrolmentError(
@@ -207,6 +212,7 @@ def plan_join(directory: Path, role: str, genesis_path: Path, cert_path: Path, c
     certificate (chain to the CA, its public key == DIR/tls.key's, CN == name, OU == role, SAN
     covers the endpoint host, for a node: SHA-256 == the entry's tls_fingerprint)."""
     directory = Path(directory)
+    check_private_dir(directory, (*HOST_FILES, CONFIG_FILE), HOST_SECRETS, (PASSPHRASE_FILE,))
     init = read_init(directory)
     if init is None:
         raise EnrolmentError("dir", f"{quote(str(directory), 200)} holds no {INIT_FILE}: run init first")
