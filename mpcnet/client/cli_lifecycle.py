@@ -5,7 +5,7 @@ add/remove/rotate-keys, roster show, lifecycle list/show/approve.
     mpc --as admin1 key refresh KEY [--reason TEXT] [--no-wait]
     mpc --as admin1 key reshare KEY --threshold T --nodes 1,2,4,5 [--reason TEXT] [--no-wait]
     mpc --as NAME   key operations [KEY]
-    mpc --as admin1 node add --enrolment FILE | node remove N | node rotate-keys N [--ca-cert F --ca-key F]
+    mpc --as admin1 node add --enrolment FILE [--cert FILE [--index N]] | node remove N | node rotate-keys N [--ca-cert F --ca-key F]
     mpc --as NAME   roster show | roster push
     mpc --as NAME   lifecycle list [--state pending] | lifecycle show ID
     mpc --as admin2 lifecycle approve ID [--expect-digest HEX] [--no-wait]
@@ -252,16 +252,22 @@ def read_enrolment(path: Path, *, replacement: bool = False) -> RosterEntry:
     return entry
 
 
-@_command(node_group, "add", "propose enrolling a node (its keys from an enrolment file); role admin")
+@_command(node_group, "add", "propose enrolling a node (its enrolment request and certificate, or a roster entry); role admin")
 @click.option(
-    "--enrolment", type=PathArg("FILE"), required=True, help="JSON: index, name, identity_key, encryption_key, tls_fingerprint, endpoint",
+    "--enrolment", type=PathArg("FILE"), required=True,
+    help="the node's enrolment-request.json (with --cert), or JSON: index, name, identity_key, encryption_key, tls_fingerprint, endpoint",
 )
+@click.option("--cert", type=PathArg("FILE"), default=None, help="with an enrolment request: its CA-issued certificate (PEM)")
+@click.option("--index", type=UInt(1, MAX_INDEX), default=None,
+              help="with an enrolment request: the roster index (default: the largest ever enrolled + 1)")
 @NO_WAIT
-def cmd_node_add(ctx: click.Context, enrolment: Path, no_wait: bool) -> int:
+def cmd_node_add(ctx: click.Context, enrolment: Path, cert: Path | None, index: int | None, no_wait: bool) -> int:
+    from mpcnet.client import cli_nodeadd
+
     with _client(_opts(ctx)) as c:
         _need_signer(c)
         _need_cluster_file(c, admin_set=True)
-        entry = read_enrolment(enrolment)
+        entry = cli_nodeadd.entry_for(_opts(ctx), c, enrolment, cert, index, read_enrolment)
         return _finish(ctx, c, c.add_node(entry), no_wait=no_wait)
 
 

@@ -280,7 +280,7 @@ def sign_genesis(genesis: Genesis, name: str, key: Ed25519PrivateKey, *, expect_
     if want is None:
         raise EnrolmentError("name", f"{quote(name)} is not an admin of this genesis")
     if raw_public_key(key) != want:
-        raise EnrolmentError("signing_key", f"is not admin {quote(name)}'s key in the admin set")
+        raise EnrolmentError("signing_key", f"is not the key of admin {quote(name)} in the admin set")
     policy = replace(genesis.initial_policy, signatures=_add(
         genesis.initial_policy.signatures, sign_policy_change(genesis.initial_policy.change, name, key)))
     rc = genesis.roster_change
