@@ -330,6 +330,7 @@ def cmd_roster_show(ctx: click.Context, history: bool) -> int:
 def cmd_roster_push(ctx: click.Context) -> int:
     with _client(_opts(ctx)) as c:
         _need_cluster_file(c, admin_set=True, nodes=True)
+        cli_mod._follow_roster(ctx, c)
         outcomes = c.push_roster()
     _show(ctx, outcomes, [(name, str(v)[:500]) for name, v in sorted(outcomes.items())])
     return Exit.FAILED if any(v.startswith(("error", "forked")) for v in outcomes.values()) else Exit.OK

@@ -156,3 +156,13 @@ def test_a_node_added_with_its_request_and_certificate_joins_and_signs(
         if 4 in sig["signers"]:
             break
     assert any(4 in s for s in signers), signers
+    # policy attest with MPC_GENESIS (roster version 1) reaches node-4 too (the verified roster in
+    # force); a node this host cannot reach, while the coordinator stored it, is not a failure
+    hosts.stop("node-1")
+    as_person(monkeypatch, w, "admin1", ports)
+    attested = run_json(capsys, "policy", "attest")
+    assert attested["node-1"] == "unreachable (relayed by the coordinator)", attested
+    assert attested["coordinator"] == "stored" and attested["node-4"] == attested["node-2"] != attested["node-1"], attested
+    capsys.readouterr()
+    assert mpc("policy", "attest") == 0
+    assert "unreachable (relayed by the coordinator)" in capsys.readouterr().out
