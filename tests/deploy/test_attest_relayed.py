@@ -49,7 +49,7 @@ def _client(coordinator: bool | grpc.StatusCode, nodes: dict[str, grpc.StatusCod
     c.timeout = 5.0
     c._stub = SimpleNamespace(SubmitPolicyAttestation=submit)  # type: ignore[assignment]
     c.node_endpoints = {n: f"{n}:7001" for n in nodes}
-    c._node_stub = lambda name: SimpleNamespace(InstallPolicyAttestation=install(name))  # type: ignore[method-assign, return-value]
+    c._node_stub = lambda name: SimpleNamespace(InstallPolicyAttestation=install(name))  # type: ignore[method-assign, return-value, assignment]
     return c
 
 
