@@ -75,7 +75,9 @@ def test_rotate_keys_with_an_external_ca(
     assert run_json(capsys, "lifecycle", "approve", p["proposal_id"], "--expect-digest", p["digest"], "--no-wait")[
         "proposal"]["state"] == "applied"  # type: ignore[index]
     after = run_json(capsys, "roster", "show")
-    entry = next(e for e in after["entries"] if e["index"] == 2)  # type: ignore[union-attr]
+    entries = after["entries"]
+    assert isinstance(entries, list)
+    entry = next(e for e in entries if e["index"] == 2)
     assert entry["key_version"] == 2 and entry["identity_key"] == staged["identity_public"]
     # the cluster still signs
     digest = hashlib.sha256(b"after the rotation").hexdigest()
