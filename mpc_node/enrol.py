@@ -52,7 +52,8 @@ def pkcs11_protection(
     ))
 
 
-@click.command("init", help="make this node's keys on this host and its enrolment request (safe to re-run)")
+@click.command("init", context_settings={"help_option_names": ["-h", "--help"]},
+               help="make this node's keys on this host and its enrolment request (safe to re-run)")
 @click.option("--dir", "directory", type=click.Path(path_type=Path, file_okay=False), required=True, help="this node's private directory")
 @click.option("--name", required=True, help="the node's name (its certificate CN and roster name)")
 @click.option("--endpoint", required=True, help="HOST:PORT the coordinator dials (HOST goes into the certificate)")
@@ -83,9 +84,11 @@ def init_command(
     click.echo(f"fingerprint: {req.fingerprint}")
 
 
-@click.command("join", help="check the admin-signed genesis and this node's certificate, then write DIR/config.json")
-@click.option("--dir", "directory", type=click.Path(path_type=Path, file_okay=False), required=True)
-@click.option("--genesis", type=click.Path(path_type=Path, dir_okay=False), required=True)
+@click.command("join", context_settings={"help_option_names": ["-h", "--help"]},
+               help="check the admin-signed genesis and this node's certificate, then write DIR/config.json")
+@click.option("--dir", "directory", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="this node's private directory (the one init made)")
+@click.option("--genesis", type=click.Path(path_type=Path, dir_okay=False), required=True, help="the admin-signed genesis (JSON)")
 @click.option("--cert", type=click.Path(path_type=Path, dir_okay=False), required=True, help="this node's certificate (PEM)")
 @click.option("--ca", type=click.Path(path_type=Path, dir_okay=False), required=True, help="the CA certificate (PEM)")
 @click.option("--expect-digest", default=None, help="refuse a genesis whose digest differs (64 hex digits)")

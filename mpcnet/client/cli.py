@@ -293,11 +293,11 @@ def _need_signer(c: MpcClient) -> None:
 
 
 def _need_cluster_file(c: MpcClient, *, admin_set: bool = False, nodes: bool = False) -> None:
-    """Commands that need what only DIR/cluster.json holds (the admin set, the node endpoints)."""
+    """Commands that need what DIR/cluster.json or the genesis holds (the admin set, the node endpoints)."""
     missing = (admin_set and getattr(c, "admin_set", True) is None) or (nodes and not getattr(c, "node_endpoints", True))
     if missing:
         what = "the cluster's admin set" if admin_set and getattr(c, "admin_set", True) is None else "the nodes' endpoints"
-        raise CliUsage(f"this command needs {what}, which DIR/cluster.json holds: give --cluster DIR --as NAME instead of --endpoint")
+        raise CliUsage(f"this command needs {what}: with --endpoint give --genesis FILE (MPC_GENESIS), or give --cluster DIR --as NAME")
 
 
 def _show(ctx: click.Context, doc: Any, rows: list[view.Row]) -> None:

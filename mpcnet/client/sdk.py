@@ -697,6 +697,9 @@ class MpcClient(LifecycleMixin, BackupMixin):
         try:
             return method(req, timeout=timeout or self.timeout)
         except grpc.RpcError as e:
+            if e.code() == grpc.StatusCode.UNIMPLEMENTED and e.details() == "Method not found!":  # grpc's own answer
+                raise MpcError(e.code(), f"endpoint: {quote(self.endpoint)} does not serve this call of the Coordinator "
+                               "service (not the coordinator's address, or an older version)") from None
             raise MpcError(e.code(), e.details() or "") from None
 
     def _me(self) -> Identity:
