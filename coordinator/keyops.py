@@ -274,7 +274,7 @@ class KeyOperations:
             if all(i in active for i in committee):
                 # an added node: the follow failed (the node was not up yet); retried once all answer
                 ops = self.db.list_key_operations(k.key_id)
-                if not self._failed_follow(ops, epoch, tuple(sorted(active))):
+                if tuple(committee) == tuple(sorted(active)) or not self._failed_follow(ops, epoch):
                     continue
                 if not all(getattr(self.nodes.get(i), "healthy", None) is True for i in active):
                     continue
@@ -292,16 +292,17 @@ class KeyOperations:
                 ids.append(op_id)
         return ids
 
-    def _failed_follow(self, ops: list[KeyOpRecord], epoch: int, active: tuple[int, ...]) -> bool:
+    def _failed_follow(self, ops: list[KeyOpRecord], epoch: int) -> bool:
         """Whether the newest of ``ops`` is a failed roster-implied reshare from the key's current
-        ``epoch`` to exactly the ``active`` nodes (a node added while it was not yet running)."""
+        ``epoch`` that added nodes (a node added while it was not yet running): the key follows
+        the roster, and its retry goes to the active nodes of the roster in force."""
         if not ops or ops[-1].state != "failed" or ops[-1].authorized_by != "roster":
             return False
         try:
             op = self._op(ops[-1])
         except GovernanceError:
             return False
-        return op.old_epoch == epoch and tuple(op.new_committee) == active
+        return op.old_epoch == epoch and set(op.new_committee) > set(op.old_committee)
 
     def resume(self, *, wait: bool = False) -> None:
         """After a restart: continue every operation that is running or committing (first

@@ -315,7 +315,7 @@ def cmd_node_rotate_keys(
                 record = cli_rotate.write_staged(csr_out, staged)
                 _show(ctx, {"node": index, "csr": str(csr_out), "staged": str(record)},
                       [("node", index), ("csr", str(csr_out)), ("staged", str(record))])
-                cli_rotate.say(cli_rotate.next_step(index, csr_out))
+                view.err(cli_rotate.next_step(index, csr_out))
                 return Exit.OK
             assert cert is not None and csr is not None
             staged = cli_rotate.read_staged(csr, index)

@@ -29,7 +29,6 @@ from cryptography.hazmat.primitives import serialization
 from governance._checks import from_hex
 from governance.errors import GovernanceError
 from governance.text import quote
-from mpcnet.client import cli_render as view
 from mpcnet.client.cli import CliUsage
 from mpcnet.client.cli_nodeadd import trusted_ca
 from mpcnet.client.lifecycle import StagedRotation
@@ -117,14 +116,7 @@ def check_external_certificate(opts: Any, cert_path: Path, staged: StagedRotatio
         raise CliUsage(f"--cert: refused: {e}") from None
     except ValueError:
         raise CliUsage("--csr: the staged CSR is not PEM") from None
-    if e_key := _key_mismatch(cert, csr):
-        raise CliUsage(f"--cert: refused: {e_key}")
     return cert.public_bytes(serialization.Encoding.PEM)
-
-
-def _key_mismatch(cert: x509.Certificate, csr: x509.CertificateSigningRequest) -> str:
-    """'' when the certificate's subject equals the CSR's (check_certificate compared CN/OU)."""
-    return "" if cert.subject == csr.subject else "cert.subject: is not the staged CSR's subject"
 
 
 def next_step(index: int, csr_path: Path) -> str:
@@ -132,7 +124,3 @@ def next_step(index: int, csr_path: Path) -> str:
     return (f"node {index} staged new keys; have your CA sign {quote(str(csr_path), 200)} (any X.509 CA: server and client use, "
             f"its subjectAltNames), then run 'mpc node rotate-keys {index} --cert CERT.pem --csr {quote(str(csr_path), 200)}'. "
             "Nothing else changed; staging again replaces the staged keys")
-
-
-def say(line: str) -> None:
-    view.err(line)

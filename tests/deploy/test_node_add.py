@@ -211,7 +211,7 @@ def _coordinator(ops: list[KeyOpRecord], healthy: dict[int, bool | None]) -> Any
         epoch_of=lambda k: (3, (1, 2, 3)), nodes={i: SimpleNamespace(healthy=h) for i, h in healthy.items()},
         start_roster_implied=start, started=started,
     )
-    fake._failed_follow = lambda ops, epoch, active: KeyOperations._failed_follow(fake, ops, epoch, active)  # type: ignore[arg-type]
+    fake._failed_follow = lambda ops, epoch: KeyOperations._failed_follow(fake, ops, epoch)  # type: ignore[arg-type]
     fake._op = lambda rec: SignedKeyOperation.from_bytes(rec.signed).operation
     return fake
 
@@ -229,6 +229,8 @@ def _roster_1234(monkeypatch: pytest.MonkeyPatch) -> None:
     ([_failed_follow((1, 2, 3, 4))] * 2, True, False),       # the second failure in a row: the usual back-off (30 s)
     ([_failed_follow((1, 2, 3, 4), "admin-quorum")], True, False),  # an admin-chosen committee stays as chosen
     ([_failed_follow((1, 2, 3, 4), epoch=2)], True, False),  # an older epoch's operation
+    ([_failed_follow((1, 2, 3, 5))], True, True),            # a follow of an older roster (node 5 since revoked): to 1-4 now
+    ([_failed_follow((1, 2))], True, False),                 # a failed reshare that dropped nodes is not a follow that adds
     ([], True, False),                                        # never followed: an admin-chosen committee of 1-3
 ])
 def test_a_failed_reshare_to_an_added_node_is_retried_once_it_answers(ops: list[KeyOpRecord], node4: bool | None, starts: bool) -> None:
