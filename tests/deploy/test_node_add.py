@@ -146,6 +146,18 @@ def test_join_with_the_published_roster_writes_the_whole_history(world: World, c
                 "--cert", str(world.cert("node-1")), "--ca", str(world.ex / "ca.pem"), "--roster", str(path)) == 0
 
 
+def test_coordinator_join_with_the_published_roster_dials_the_added_node(world: World) -> None:
+    from tests.deploy.test_enrolment import coord
+
+    history = history_adding_node_4(world)
+    path = write_history(world.ex / "roster.json", history)
+    assert coord("join", "--dir", str(world.host("coordinator")), "--genesis", str(world.ex / "genesis.json"),
+                 "--cert", str(world.cert("coordinator")), "--ca", str(world.ex / "ca.pem"), "--roster", str(path)) == 0
+    config = json.loads((world.host("coordinator") / "config.json").read_text())
+    assert [n["index"] for n in config["nodes"]] == [1, 2, 3, 4]
+    assert config["governance"]["roster_history"] == [h.to_dict() for h in history]
+
+
 @pytest.mark.parametrize(("case", "expect"), [
     ("one-admin", "roster: signed by too few admins"),
     ("other-genesis", "roster[0]: is not the genesis's roster version 1"),
