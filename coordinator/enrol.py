@@ -59,15 +59,17 @@ def init_command(directory: Path, name: str, endpoint: str, listen: str | None, 
 @click.option("--cert", type=click.Path(path_type=Path, dir_okay=False), required=True, help="the coordinator's certificate (PEM)")
 @click.option("--ca", type=click.Path(path_type=Path, dir_okay=False), required=True, help="the CA certificate (PEM)")
 @click.option("--expect-digest", default=None, help="refuse a genesis whose digest differs (64 hex digits)")
-def join_command(directory: Path, genesis: Path, cert: Path, ca: Path, expect_digest: str | None) -> None:
+@click.option("--roster", "roster", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="after roster changes: the roster history the admins publish ('mpc roster show --history')")
+def join_command(directory: Path, genesis: Path, cert: Path, ca: Path, expect_digest: str | None, roster: Path | None) -> None:
     try:
-        plan = plan_join(directory, "coordinator", genesis, cert, ca, expect_digest=digest_option(expect_digest))
+        plan = plan_join(directory, "coordinator", genesis, cert, ca, expect_digest=digest_option(expect_digest), roster_path=roster)
         config = {
             "name": plan.init.name, "listen": plan.init.listen, "threshold": plan.genesis.threshold, "db": "coordinator.db",
             "tls": {"cert": TLS_CERT_FILE, "key": TLS_KEY_FILE, "ca": CA_FILE},
             "nodes": [{"index": e.index, "name": e.name, "endpoint": e.endpoint} for e in active_entries(plan.roster)],
             "keystore": KEYSTORE_FILE, **plan.init.protection, "audit_db": "audit.db", "log_file": "coordinator.log",
-            "governance": governance_section(plan.genesis),
+            "governance": governance_section(plan.genesis, plan.history),
         }
         path = write_join(directory, plan, config, load_coordinator_config)
     except EnrolmentError as e:

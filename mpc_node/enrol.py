@@ -3,7 +3,7 @@
     mpc-node init --dir DIR --name NAME --endpoint HOST:PORT [--listen ADDR:PORT]
         [--pkcs11-module SO --pkcs11-token LABEL (--pkcs11-pin-file F | --pkcs11-pin-env VAR) [--identity-in-token]]
         [--scrypt-n N]
-    mpc-node join --dir DIR --genesis FILE --cert FILE --ca FILE [--expect-digest HEX]
+    mpc-node join --dir DIR --genesis FILE --cert FILE --ca FILE [--expect-digest HEX] [--roster FILE]
 
 ``init`` makes the node's keys on this host (:mod:`mpcnet.common.hostenrol`) and prints its
 request's fingerprint; ``join`` writes ``DIR/config.json`` once the admins signed the genesis.
@@ -92,16 +92,18 @@ def init_command(
 @click.option("--cert", type=click.Path(path_type=Path, dir_okay=False), required=True, help="this node's certificate (PEM)")
 @click.option("--ca", type=click.Path(path_type=Path, dir_okay=False), required=True, help="the CA certificate (PEM)")
 @click.option("--expect-digest", default=None, help="refuse a genesis whose digest differs (64 hex digits)")
-def join_command(directory: Path, genesis: Path, cert: Path, ca: Path, expect_digest: str | None) -> None:
+@click.option("--roster", "roster", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="a node added after the genesis: the roster history the admins publish ('mpc roster show --history')")
+def join_command(directory: Path, genesis: Path, cert: Path, ca: Path, expect_digest: str | None, roster: Path | None) -> None:
     try:
-        plan = plan_join(directory, "node", genesis, cert, ca, expect_digest=digest_option(expect_digest))
+        plan = plan_join(directory, "node", genesis, cert, ca, expect_digest=digest_option(expect_digest), roster_path=roster)
         assert plan.entry is not None
         config = {
             "index": plan.entry.index, "name": plan.entry.name, "listen": plan.init.listen, "threshold": plan.genesis.threshold,
             "keystore": KEYSTORE_FILE, "store": "node.db", **plan.init.protection,
             "tls": {"cert": TLS_CERT_FILE, "key": TLS_KEY_FILE, "ca": CA_FILE},
             "scrypt_n": plan.init.scrypt_n, "audit_db": "audit.db", "log_file": "node.log",
-            "governance": governance_section(plan.genesis),
+            "governance": governance_section(plan.genesis, plan.history),
         }
         path = write_join(directory, plan, config, load_node_config)
     except EnrolmentError as e:
