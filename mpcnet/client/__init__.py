@@ -15,6 +15,7 @@ The SDK's public names are re-exported here, so users' scripts keep importing
 
 from mpcnet.client.sdk import (
     APPROVE_CLOCK_SLACK_MS,
+    RELAYED,
     SIGN_STATES,
     TERMINAL_STATES,
     ApprovalView,
@@ -44,6 +45,7 @@ from mpcnet.client.sdk import (
 
 __all__ = [
     "APPROVE_CLOCK_SLACK_MS",
+    "RELAYED",
     "SIGN_STATES",
     "TERMINAL_STATES",
     "ApprovalView",
