@@ -153,13 +153,20 @@ class Token:
 
     def identity(self, label: str, *, create: bool) -> TokenIdentity:
         """The Ed25519 identity key pair labelled ``label`` (generated in the token when missing
-        and ``create``). Raises :class:`TokenError` naming ``pkcs11.identity_key_label``."""
+        and ``create``; with ``create``, a public half left alone by a generation killed midway is
+        destroyed and the pair generated anew). Raises :class:`TokenError` naming
+        ``pkcs11.identity_key_label``."""
         fname = "pkcs11.identity_key_label"
         _label(label, fname)
         with self.lock:
             try:
                 priv = self._find(ObjectClass.PRIVATE_KEY, label, fname)
                 pub = self._find(ObjectClass.PUBLIC_KEY, label, fname)
+                if priv is None and pub is not None and create:
+                    # a generation killed between its two objects (SoftHSM2 stores the public
+                    # half first): a public key with no private half has signed nothing; replace it
+                    pub.destroy()
+                    pub = None
                 if priv is None and pub is None and create:
                     params = self._live().create_domain_parameters(
                         KeyType.EC_EDWARDS, {Attribute.EC_PARAMS: encode_named_curve_parameters(ED25519_OID)}, local=True
