@@ -73,7 +73,7 @@ def _fail(e: Exception) -> Failed:
 @click.option("--dir", "directory", type=DIR, required=True)
 @click.option("--name", default="mpcnet CA", show_default=True, help="the CA certificate's CN")
 def cmd_init_ca(directory: Path, name: str) -> None:
-    if (directory / CA_KEY_FILE).exists():
+    if (directory / CA_KEY_FILE).exists() and (directory / CA_CERT_FILE).exists():  # a key alone: a killed run, completed
         raise Failed(f"--dir: {quote(str(directory), 200)} already holds a CA key (never overwritten)")
     try:
         paths = create_ca(directory, name)
@@ -273,16 +273,18 @@ def cmd_genesis_show(path: Path) -> None:
 @click.option("--signing-key", type=FILE, required=True)
 @click.option("--expect-digest", default=None, help="refuse unless the genesis digest is this (64 hex digits)")
 def cmd_genesis_sign(path: Path, name: str, signing_key: Path, expect_digest: str | None) -> None:
+    from mpcnet.common.dirlock import exclusive_directory
     from mpcnet.common.hostenrol import digest_option
 
-    genesis = _genesis(path)
-    try:
-        signed = sign_genesis(genesis, name, load_signing_key(signing_key), expect_digest=digest_option(expect_digest))
-    except EnrolmentError as e:
-        raise _fail(e) from None
-    for line in show_lines(genesis):
-        click.echo(line)
-    write_genesis(path, signed)
+    with exclusive_directory(path.parent):  # another admin signing this file at once: read after their write
+        genesis = _genesis(path)
+        try:
+            signed = sign_genesis(genesis, name, load_signing_key(signing_key), expect_digest=digest_option(expect_digest))
+        except EnrolmentError as e:
+            raise _fail(e) from None
+        for line in show_lines(genesis):
+            click.echo(line)
+        write_genesis(path, signed)
     click.echo(f"signed by {escape(name)}")
 
 

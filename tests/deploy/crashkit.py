@@ -1,11 +1,13 @@
 """Kill a real command with SIGKILL at a random moment, for the crash tests (issue 13, R2).
 
-``python -m tests.deploy.crashkit ENTRY TARGET LO HI -- ARGS...`` runs ``ENTRY`` (``module:function``
+``python -m tests.deploy.crashkit kill ENTRY TARGET LO HI -- ARGS...`` runs ``ENTRY`` (``module:function``
 taking an argv list, e.g. ``mpc_node.main:main``) with ``ARGS``; when the function ``TARGET``
 (``module:Class.method`` or ``module:function``) is first entered, a timer sends the process
 SIGKILL after a uniform random ``LO``..``HI`` seconds: the kill lands inside that step (a token's
 key generation, a store transaction) or shortly after, as an operator's ``kill -9`` would, with
-nothing of the process given a chance to clean up. ``TARGET`` ``-`` arms the timer at start.
+nothing of the process given a chance to clean up. ``TARGET`` ``-`` arms the timer at start;
+``LO`` == ``HI`` kills exactly on entering ``TARGET`` (the step does not run). Mode ``pause``
+instead sleeps ``LO``..``HI`` s on every entry of ``TARGET`` (two commands racing: the window between their read and their write made wide).
 
 :func:`run_killed` is the test side: it returns the completed process (returncode -9 when the
 kill landed, else the command's own exit code).
@@ -45,10 +47,19 @@ def _arm(lo: float, hi: float) -> None:
 
 
 def _main(argv: list[str]) -> int:
-    entry, target, lo, hi, sep, *args = argv
-    assert sep == "--"
+    mode, entry, target, lo, hi, sep, *args = argv
+    assert sep == "--" and mode in ("kill", "pause")
     low, high = float(lo), float(hi)
-    if target == "-":
+    if mode == "pause":
+        owner, attr = _resolve(target)
+        slowed: Callable[..., Any] = getattr(owner, attr)
+
+        def paused(*a: Any, **k: Any) -> Any:
+            time.sleep(random.uniform(low, high))  # noqa: S311
+            return slowed(*a, **k)
+
+        setattr(owner, attr, paused)
+    elif target == "-":
         _arm(low, high)
     else:
         owner, attr = _resolve(target)
@@ -59,6 +70,8 @@ def _main(argv: list[str]) -> int:
             if not armed.is_set():
                 armed.set()
                 _arm(low, high)
+                if low == high:
+                    time.sleep(low + 5)  # the kill lands here, before the step
             return original(*a, **k)
 
         setattr(owner, attr, wrapped)
@@ -72,8 +85,17 @@ def run_killed(entry: str, target: str, lo: float, hi: float, args: Sequence[str
                timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run ``entry`` with ``args`` in a child Python, SIGKILLed ``lo``..``hi`` s after ``target`` is entered."""
     return subprocess.run(
-        [sys.executable, "-m", "tests.deploy.crashkit", entry, target, str(lo), str(hi), "--", *args],
+        [sys.executable, "-m", "tests.deploy.crashkit", "kill", entry, target, str(lo), str(hi), "--", *args],
         capture_output=True, text=True, cwd=ROOT, env={**os.environ, **(env or {})}, timeout=timeout,
+    )  # fmt: skip
+
+
+def start_paused(entry: str, target: str, lo: float, hi: float, args: Sequence[str], *, env: dict[str, str] | None = None,
+                 ) -> subprocess.Popen[str]:
+    """Start ``entry`` with ``args`` in a child Python that sleeps ``lo``..``hi`` s on each entry of ``target``."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.deploy.crashkit", "pause", entry, target, str(lo), str(hi), "--", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env={**os.environ, **(env or {})},
     )  # fmt: skip
 
 
