@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -130,3 +131,44 @@ def test_node_restarted_without_its_pin_file_or_its_token_says_so_in_one_line(so
     r = start()
     assert r.returncode == 1 and r.stderr.strip().count("\n") == 0 and "Traceback" not in r.stderr, r.stderr
     assert "pkcs11." in r.stderr and PIN not in r.stderr
+
+
+def test_node_health_says_not_serving_while_its_token_is_gone_and_serving_again_after(softhsm: SoftHsm, tmp_path: Path) -> None:
+    """A node whose identity signs in the token: health said SERVING while every session failed
+    (UNAVAILABLE) with the token gone; now the store probe also has the token sign, so health is
+    NOT_SERVING (reason "token unusable: pkcs11...") until the token is back, then SERVING with
+    no restart."""
+    from mpcnet.cluster.launcher import LocalCluster, check_health
+    from mpcnet.common.protection import KeyProtection, close_tokens, create_operational_keys
+
+    d = tmp_path / "cluster"
+    node1 = d / "nodes" / "node-1"
+    node1.mkdir(parents=True, mode=0o700)
+    protection = KeyProtection(pkcs11=softhsm.settings(identity=True))
+    create_operational_keys(node1 / "keystore.json", protection)
+    lay = prepare(d, 2, 2, scrypt_n=2**10, test_mode=True)
+    doc = json.loads(lay.node_config(1).read_text())
+    doc.pop("passphrase_file", None)
+    doc.update(protection.config_fields())
+    lay.node_config(1).write_text(json.dumps(doc))
+    close_tokens()
+    tokens = softhsm.conf.parent / "tokens"
+    c = LocalCluster(lay)
+    try:
+        c.start("node-1", softhsm.env())
+        c.wait_healthy(["node-1"])
+        endpoint = lay.endpoints()["node-1"]
+        tokens.rename(tokens.with_name("tokens.away"))
+        try:
+            deadline = time.monotonic() + 20
+            while check_health(lay, endpoint, timeout=1.0):
+                assert time.monotonic() < deadline, "health stayed SERVING with the token gone"
+                time.sleep(0.5)
+        finally:
+            tokens.with_name("tokens.away").rename(tokens)
+        c.wait_healthy(["node-1"], timeout=20)  # recovered, same process
+        assert c.procs["node-1"].poll() is None
+    finally:
+        c.stop()
+        close_tokens()
+    assert "the PKCS#11 token is unusable (pkcs11." in lay.log("node-1").read_text()  # the log names what failed
