@@ -33,12 +33,14 @@ from mpcnet.common.hostenrol import (
 from mpcnet.common.keystore import SCRYPT_N
 
 
-@click.command("init", help="make the coordinator's keys on this host and its enrolment request (safe to re-run)")
-@click.option("--dir", "directory", type=click.Path(path_type=Path, file_okay=False), required=True)
-@click.option("--name", default="coordinator", show_default=True)
+@click.command("init", context_settings={"help_option_names": ["-h", "--help"]},
+               help="make the coordinator's keys on this host and its enrolment request (safe to re-run)")
+@click.option("--dir", "directory", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="the coordinator's private directory")
+@click.option("--name", default="coordinator", show_default=True, help="its certificate CN")
 @click.option("--endpoint", required=True, help="HOST:PORT clients and admins dial (HOST goes into the certificate)")
 @click.option("--listen", default=None, help="ADDR:PORT to bind (default 0.0.0.0 and the endpoint's port)")
-@click.option("--scrypt-n", type=int, default=SCRYPT_N, show_default=True)
+@click.option("--scrypt-n", type=int, default=SCRYPT_N, show_default=True, help="scrypt cost of the passphrase protection")
 def init_command(directory: Path, name: str, endpoint: str, listen: str | None, scrypt_n: int) -> None:
     listen = listen or "0.0.0.0:" + endpoint.rpartition(":")[2]
     try:
@@ -49,21 +51,25 @@ def init_command(directory: Path, name: str, endpoint: str, listen: str | None, 
     click.echo(f"fingerprint: {req.fingerprint}")
 
 
-@click.command("join", help="check the admin-signed genesis and the coordinator's certificate, then write DIR/config.json")
-@click.option("--dir", "directory", type=click.Path(path_type=Path, file_okay=False), required=True)
-@click.option("--genesis", type=click.Path(path_type=Path, dir_okay=False), required=True)
-@click.option("--cert", type=click.Path(path_type=Path, dir_okay=False), required=True)
-@click.option("--ca", type=click.Path(path_type=Path, dir_okay=False), required=True)
+@click.command("join", context_settings={"help_option_names": ["-h", "--help"]},
+               help="check the admin-signed genesis and the coordinator's certificate, then write DIR/config.json")
+@click.option("--dir", "directory", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="the coordinator's private directory (the one init made)")
+@click.option("--genesis", type=click.Path(path_type=Path, dir_okay=False), required=True, help="the admin-signed genesis (JSON)")
+@click.option("--cert", type=click.Path(path_type=Path, dir_okay=False), required=True, help="the coordinator's certificate (PEM)")
+@click.option("--ca", type=click.Path(path_type=Path, dir_okay=False), required=True, help="the CA certificate (PEM)")
 @click.option("--expect-digest", default=None, help="refuse a genesis whose digest differs (64 hex digits)")
-def join_command(directory: Path, genesis: Path, cert: Path, ca: Path, expect_digest: str | None) -> None:
+@click.option("--roster", "roster", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="after roster changes: the roster history the admins publish ('mpc roster show --history')")
+def join_command(directory: Path, genesis: Path, cert: Path, ca: Path, expect_digest: str | None, roster: Path | None) -> None:
     try:
-        plan = plan_join(directory, "coordinator", genesis, cert, ca, expect_digest=digest_option(expect_digest))
+        plan = plan_join(directory, "coordinator", genesis, cert, ca, expect_digest=digest_option(expect_digest), roster_path=roster)
         config = {
             "name": plan.init.name, "listen": plan.init.listen, "threshold": plan.genesis.threshold, "db": "coordinator.db",
             "tls": {"cert": TLS_CERT_FILE, "key": TLS_KEY_FILE, "ca": CA_FILE},
             "nodes": [{"index": e.index, "name": e.name, "endpoint": e.endpoint} for e in active_entries(plan.roster)],
             "keystore": KEYSTORE_FILE, **plan.init.protection, "audit_db": "audit.db", "log_file": "coordinator.log",
-            "governance": governance_section(plan.genesis),
+            "governance": governance_section(plan.genesis, plan.history),
         }
         path = write_join(directory, plan, config, load_coordinator_config)
     except EnrolmentError as e:

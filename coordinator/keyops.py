@@ -261,16 +261,27 @@ class KeyOperations:
         has no live operation gets its roster-implied reshare, ``backoff_ms`` after a failed one,
         doubling with each failure in a row (at most :data:`RECONCILE_BACKOFF_MAX_MS`), so a
         reshare that cannot succeed (a new-committee node down for good) does not add a failed
-        operation and its audit entries every 30 s forever. Returns the ids started."""
+        operation and its audit entries every 30 s forever. A key whose roster-implied reshare to
+        the active nodes failed (a node added before its operator started it) is retried the same
+        way, once every active node answers health checks; the first retry at once. Returns the ids
+        started."""
         active = {e.index for e in active_entries(roster)}
         now = now_ms()
         ids: list[str] = []
         for k in self.db.list_keys("active"):
-            _, committee = self.epoch_of(k)
+            epoch, committee = self.epoch_of(k)
+            ops, wait_ms = None, backoff_ms
             if all(i in active for i in committee):
-                continue
-            ops = self.db.list_key_operations(k.key_id)
-            if any(o.state in LIVE for o in ops) or now < _retry_at(ops, backoff_ms):
+                # an added node: the follow failed (the node was not up yet); retried once all answer
+                ops = self.db.list_key_operations(k.key_id)
+                if tuple(committee) == tuple(sorted(active)) or not self._failed_follow(ops, epoch):
+                    continue
+                if not all(getattr(self.nodes.get(i), "healthy", None) is True for i in active):
+                    continue
+                if _failures(ops) == 1:
+                    wait_ms = 0  # the first retry, as soon as every node of the new committee answers
+            ops = self.db.list_key_operations(k.key_id) if ops is None else ops
+            if any(o.state in LIVE for o in ops) or now < _retry_at(ops, wait_ms):
                 continue
             try:
                 op_id = self.start_roster_implied(k.key_id, roster)
@@ -280,6 +291,18 @@ class KeyOperations:
             if op_id is not None:
                 ids.append(op_id)
         return ids
+
+    def _failed_follow(self, ops: list[KeyOpRecord], epoch: int) -> bool:
+        """Whether the newest of ``ops`` is a failed roster-implied reshare from the key's current
+        ``epoch`` that added nodes (a node added while it was not yet running): the key follows
+        the roster, and its retry goes to the active nodes of the roster in force."""
+        if not ops or ops[-1].state != "failed" or ops[-1].authorized_by != "roster":
+            return False
+        try:
+            op = self._op(ops[-1])
+        except GovernanceError:
+            return False
+        return op.old_epoch == epoch and set(op.new_committee) > set(op.old_committee)
 
     def resume(self, *, wait: bool = False) -> None:
         """After a restart: continue every operation that is running or committing (first
@@ -638,6 +661,16 @@ def _who_holds(
     if unavailable:
         parts.append(f"unavailable: {unavailable}")
     return "; ".join(parts)
+
+
+def _failures(ops: list[KeyOpRecord]) -> int:
+    """How many of the newest ``ops`` (oldest first) failed in a row."""
+    n = 0
+    for o in reversed(ops):
+        if o.state != "failed":
+            break
+        n += 1
+    return n
 
 
 def _retry_at(ops: list[KeyOpRecord], backoff_ms: int) -> int:

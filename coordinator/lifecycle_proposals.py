@@ -82,7 +82,7 @@ class LifecycleProposals:
         if key is None:
             raise RpcError(Code.PERMISSION_DENIED, f"{where}.admin: {quote(s.admin)} is not an admin of this cluster")
         if not ed25519_verify(key, s.signature, message):
-            raise RpcError(Code.PERMISSION_DENIED, f"{where}.signature: does not verify under admin {quote(s.admin)}'s key")
+            raise RpcError(Code.PERMISSION_DENIED, f"{where}.signature: does not verify under the key of admin {quote(s.admin)}")
 
     # --- flow --------------------------------------------------------------------------------
     def propose(self, kind: str, data: bytes, caller: str, field_name: str) -> LifecycleRecord:

@@ -4,6 +4,13 @@ Clients need a certificate from the CA; every RPC requires a role (the certifica
 ``coordinator.roles`` (and one of the configured client roles), else PERMISSION_DENIED naming the
 role that was needed. Denials are audited. The standard health and reflection services are
 enabled. SIGTERM/SIGINT stop it gracefully.
+
+Off-line subcommands (the coordinator stopped; see README "Deploying"):
+
+\b
+    mpc-coordinator init --dir DIR --endpoint HOST:PORT ...          make this host's keys and enrolment request
+    mpc-coordinator join --dir DIR --genesis FILE --cert FILE --ca FILE   write DIR/config.json once enrolled
+    mpc-coordinator rotate-audit-key --config FILE                     replace the audit (identity) key
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from mpcnet.common import cliutil
 from mpcnet.common.config import ConfigError
 from mpcnet.common.datadir import DataDirBusy, hold_data_dirs
 from mpcnet.common.keystore import KeystoreError, load_keystore, read_passphrase
+from mpcnet.common.listen import bind_listen
 from mpcnet.common.pki import PkiError, server_credentials
 from mpcnet.common.rpc import SERVER_OPTIONS, add_standard_services, audited_role_check, service_handler, wait_until_stopped
 from mpcnet.wire.mpc.v1 import coordinator_pb2
@@ -61,8 +69,7 @@ def build_server(cfg: CoordinatorConfig, service: CoordinatorService) -> grpc.Se
         ),)
     )
     service.health = add_standard_services(server, (SERVICE.full_name,), streams)
-    if server.add_secure_port(cfg.listen, server_credentials(cfg.cert, cfg.ca_cert)) == 0:
-        raise OSError(f"listen: cannot bind {cfg.listen}")
+    bind_listen(server, cfg.listen, server_credentials(cfg.cert, cfg.ca_cert))
     return server
 
 

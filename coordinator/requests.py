@@ -322,7 +322,7 @@ class SignRequests:
                 raise RpcError(Code.ALREADY_EXISTS, msg)
             if bytes(req.signature) != earlier.signature:  # Ed25519 is deterministic: a genuine retry repeats the bytes
                 msg = (
-                    f"approval.signature: differs from the signature of {quote(caller)}'s recorded {earlier.decision!r} "
+                    f"approval.signature: differs from the signature of the {earlier.decision!r} recorded for {quote(caller)} "
                     f"on request {rid} (signed with another key?); nothing changed"
                 )
                 self.audit.append(

@@ -3,7 +3,7 @@
     mpc-node init --dir DIR --name NAME --endpoint HOST:PORT [--listen ADDR:PORT]
         [--pkcs11-module SO --pkcs11-token LABEL (--pkcs11-pin-file F | --pkcs11-pin-env VAR) [--identity-in-token]]
         [--scrypt-n N]
-    mpc-node join --dir DIR --genesis FILE --cert FILE --ca FILE [--expect-digest HEX]
+    mpc-node join --dir DIR --genesis FILE --cert FILE --ca FILE [--expect-digest HEX] [--roster FILE]
 
 ``init`` makes the node's keys on this host (:mod:`mpcnet.common.hostenrol`) and prints its
 request's fingerprint; ``join`` writes ``DIR/config.json`` once the admins signed the genesis.
@@ -52,7 +52,8 @@ def pkcs11_protection(
     ))
 
 
-@click.command("init", help="make this node's keys on this host and its enrolment request (safe to re-run)")
+@click.command("init", context_settings={"help_option_names": ["-h", "--help"]},
+               help="make this node's keys on this host and its enrolment request (safe to re-run)")
 @click.option("--dir", "directory", type=click.Path(path_type=Path, file_okay=False), required=True, help="this node's private directory")
 @click.option("--name", required=True, help="the node's name (its certificate CN and roster name)")
 @click.option("--endpoint", required=True, help="HOST:PORT the coordinator dials (HOST goes into the certificate)")
@@ -83,22 +84,26 @@ def init_command(
     click.echo(f"fingerprint: {req.fingerprint}")
 
 
-@click.command("join", help="check the admin-signed genesis and this node's certificate, then write DIR/config.json")
-@click.option("--dir", "directory", type=click.Path(path_type=Path, file_okay=False), required=True)
-@click.option("--genesis", type=click.Path(path_type=Path, dir_okay=False), required=True)
+@click.command("join", context_settings={"help_option_names": ["-h", "--help"]},
+               help="check the admin-signed genesis and this node's certificate, then write DIR/config.json")
+@click.option("--dir", "directory", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="this node's private directory (the one init made)")
+@click.option("--genesis", type=click.Path(path_type=Path, dir_okay=False), required=True, help="the admin-signed genesis (JSON)")
 @click.option("--cert", type=click.Path(path_type=Path, dir_okay=False), required=True, help="this node's certificate (PEM)")
 @click.option("--ca", type=click.Path(path_type=Path, dir_okay=False), required=True, help="the CA certificate (PEM)")
 @click.option("--expect-digest", default=None, help="refuse a genesis whose digest differs (64 hex digits)")
-def join_command(directory: Path, genesis: Path, cert: Path, ca: Path, expect_digest: str | None) -> None:
+@click.option("--roster", "roster", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="a node added after the genesis: the roster history the admins publish ('mpc roster show --history')")
+def join_command(directory: Path, genesis: Path, cert: Path, ca: Path, expect_digest: str | None, roster: Path | None) -> None:
     try:
-        plan = plan_join(directory, "node", genesis, cert, ca, expect_digest=digest_option(expect_digest))
+        plan = plan_join(directory, "node", genesis, cert, ca, expect_digest=digest_option(expect_digest), roster_path=roster)
         assert plan.entry is not None
         config = {
             "index": plan.entry.index, "name": plan.entry.name, "listen": plan.init.listen, "threshold": plan.genesis.threshold,
             "keystore": KEYSTORE_FILE, "store": "node.db", **plan.init.protection,
             "tls": {"cert": TLS_CERT_FILE, "key": TLS_KEY_FILE, "ca": CA_FILE},
             "scrypt_n": plan.init.scrypt_n, "audit_db": "audit.db", "log_file": "node.log",
-            "governance": governance_section(plan.genesis),
+            "governance": governance_section(plan.genesis, plan.history),
         }
         path = write_join(directory, plan, config, load_node_config)
     except EnrolmentError as e:

@@ -9,6 +9,7 @@ SIGTERM/SIGINT stop the server gracefully (in-flight calls get a few seconds).
 
 Off-line subcommands (the node stopped; see README "Deploying"):
 
+\b
     mpc-node init --dir DIR --name NAME --endpoint HOST:PORT ...   make this host's keys and enrolment request
     mpc-node join --dir DIR --genesis FILE --cert FILE --ca FILE    write DIR/config.json once enrolled
     mpc-node rekey-store --config FILE ...                         move the store key into a PKCS#11 token
@@ -33,6 +34,7 @@ from mpc_node.tls import ServingCertificate
 from mpcnet.common import cliutil
 from mpcnet.common.datadir import hold_data_dirs
 from mpcnet.common.keystore import KeystoreError, load_keystore, read_passphrase
+from mpcnet.common.listen import bind_listen
 from mpcnet.common.pkcs11token import TokenError
 from mpcnet.common.pki import PkiError, identity_from_cert
 from mpcnet.common.protection import close_tokens, open_operational_keys, storage_key
@@ -79,10 +81,7 @@ def build_server(cfg: NodeConfig, service: NodeService) -> tuple[grpc.Server, in
         service.rotation.publish_health()
     serving = ServingCertificate(cfg.cert, cfg.ca_cert)  # a key rotation swaps it without a restart
     service.rotation.serving = serving
-    port = server.add_secure_port(cfg.listen, serving.credentials())
-    if port == 0:
-        raise OSError(f"listen: cannot bind {cfg.listen}")
-    return server, port
+    return server, bind_listen(server, cfg.listen, serving.credentials())
 
 
 def check_own_certificate(cfg: NodeConfig) -> None:

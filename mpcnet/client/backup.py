@@ -790,7 +790,7 @@ class BackupMixin:
             raise _refused(f"recovery_key: not the key of an officer of the bundle's recovery configuration (version {config.version})")
         name = config.officers[mine - 1].name
         if name != me.name:
-            raise _refused(f"recovery_key: is officer {quote(name)}'s, and you act as {quote(me.name)}")
+            raise _refused(f"recovery_key: belongs to officer {quote(name)}, and you act as {quote(me.name)}")
         try:
             pieces = officer_deliveries(bundle, recovery_key, ceremony_id=ceremony_id, purpose=PURPOSE[c.kind], targets=targets)
         except (GovernanceError, BundleError, agekeys.AgeKeyError, ValueError) as e:

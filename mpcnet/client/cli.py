@@ -293,11 +293,11 @@ def _need_signer(c: MpcClient) -> None:
 
 
 def _need_cluster_file(c: MpcClient, *, admin_set: bool = False, nodes: bool = False) -> None:
-    """Commands that need what only DIR/cluster.json holds (the admin set, the node endpoints)."""
+    """Commands that need what DIR/cluster.json or the genesis holds (the admin set, the node endpoints)."""
     missing = (admin_set and getattr(c, "admin_set", True) is None) or (nodes and not getattr(c, "node_endpoints", True))
     if missing:
         what = "the cluster's admin set" if admin_set and getattr(c, "admin_set", True) is None else "the nodes' endpoints"
-        raise CliUsage(f"this command needs {what}, which DIR/cluster.json holds: give --cluster DIR --as NAME instead of --endpoint")
+        raise CliUsage(f"this command needs {what}: with --endpoint give --genesis FILE (MPC_GENESIS), or give --cluster DIR --as NAME")
 
 
 def _show(ctx: click.Context, doc: Any, rows: list[view.Row]) -> None:
@@ -667,6 +667,7 @@ def _report(ctx: click.Context, outcomes: dict[str, str]) -> int:
 def cmd_policy_push(ctx: click.Context, key_id: bytes | None) -> int:
     with _client(None, _opts(ctx)) as c:
         _need_cluster_file(c, nodes=True)
+        _follow_roster(ctx, c)
         return _report(ctx, c.push_policy(key_id))
 
 
@@ -675,7 +676,16 @@ def cmd_policy_attest(ctx: click.Context) -> int:
     with _client(None, _opts(ctx)) as c:
         _need_signer(c)
         _need_cluster_file(c, admin_set=True, nodes=True)
+        _follow_roster(ctx, c)
         return _report(ctx, c.attest())
+
+
+def _follow_roster(ctx: click.Context, c: MpcClient) -> None:
+    """With ``--genesis``: push to the nodes of the verified roster in force (mpcnet.client.rosternodes)."""
+    if _opts(ctx).genesis and not _opts(ctx).cluster:
+        from mpcnet.client.rosternodes import follow_verified_roster
+
+        follow_verified_roster(c)
 
 
 @_command(policy_group, "approve", "sign a pending proposal; role admin")

@@ -393,7 +393,7 @@ def _officer_client(c: MpcClient, ctx: click.Context, name: str) -> MpcClient:
     if c.identity is not None and c.identity.name == name:
         return c
     if not opts.cluster:
-        raise CliUsage(f"--recovery-key: is officer {quote(name)}'s: give --cluster DIR (identities/{name}) or run as {name}")
+        raise CliUsage(f"--recovery-key: belongs to officer {quote(name)}: give --cluster DIR (identities/{name}) or run as {name}")
     return _client(replace(opts, as_name=name))
 
 

@@ -45,7 +45,16 @@ from mpcnet.common.enrolment import (
 )
 from mpcnet.common.fsutil import write_atomic
 from mpcnet.common.genesis import PolicySpec, build_genesis, load_genesis, show_lines, sign_genesis, verify_genesis, write_genesis
-from mpcnet.common.pki import CA_CERT_FILE, CA_KEY_FILE, CertPaths, PkiError, create_ca
+from mpcnet.common.pki import (
+    CA_CERT_FILE,
+    CA_KEY_FILE,
+    CertPaths,
+    PkiError,
+    certificate_fingerprint,
+    create_ca,
+    load_certificate,
+)
+from mpcnet.common.privatedir import check_private_dir
 
 SIGNING_KEY_FILE = "signing.key"
 SIGNING_PUB_FILE = "signing.pub"
@@ -70,17 +79,23 @@ def _fail(e: Exception) -> Failed:
 
 
 @pki_group.command("init-ca", help="create a CA (ca.pem, ca.key 0600) in DIR; never overwrites one")
-@click.option("--dir", "directory", type=DIR, required=True)
+@click.option("--dir", "directory", type=DIR, required=True, help="the CA's private directory (made 0700)")
 @click.option("--name", default="mpcnet CA", show_default=True, help="the CA certificate's CN")
 def cmd_init_ca(directory: Path, name: str) -> None:
     if (directory / CA_KEY_FILE).exists() and (directory / CA_CERT_FILE).exists():  # a key alone: a killed run, completed
         raise Failed(f"--dir: {quote(str(directory), 200)} already holds a CA key (never overwritten)")
+    try:
+        check_private_dir(directory, (CA_CERT_FILE,), ())  # not a symlink (chmod below), our own (R1)
+    except EnrolmentError as e:
+        raise _fail(e) from None
     try:
         paths = create_ca(directory, name)
     except PkiError as e:
         raise _fail(e) from None
     os.chmod(directory, 0o700)
     click.echo(f"CA certificate: {escape(str(paths.cert))}")
+    # what `mpc genesis show` prints as the CA's sha256: tell it to the admins by another channel
+    click.echo(f"sha256: {certificate_fingerprint(load_certificate(paths.cert.read_bytes(), 'ca.pem')).hex()}")
 
 
 def _read_text(path: Path, option: str) -> str:
@@ -102,8 +117,8 @@ def _load(path: Path) -> Request:
 
 @pki_group.command("sign-csr", help="verify an enrolment or identity request and issue its 1-year certificate")
 @click.option("--ca-dir", type=DIR, default=None, help="the CA directory (ca.pem, ca.key)")
-@click.option("--ca-cert", type=FILE, default=None)
-@click.option("--ca-key", type=FILE, default=None)
+@click.option("--ca-cert", type=FILE, default=None, help="instead of --ca-dir: the CA certificate (PEM)")
+@click.option("--ca-key", type=FILE, default=None, help="instead of --ca-dir: the CA private key (PEM)")
 @click.option("--request", "request_path", type=FILE, default=None, help="an enrolment or identity request (verified)")
 @click.option("--csr", "csr_path", type=FILE, default=None,
               help="instead of --request: a bare PEM CSR (external tooling) with --name and --role, which its subject must match")
@@ -132,13 +147,26 @@ def cmd_sign_csr(
             pem = issue_for_request(ca, req)
     except EnrolmentError as e:
         raise _fail(e) from None
-    write_atomic(out, pem, 0o644)
+    _refuse_out_over(out, (ca.cert, ca.key, request_path, csr_path))
+    try:
+        write_atomic(out, pem, 0o644)
+    except OSError as e:
+        raise Failed(f"--out: cannot write {quote(str(out), 200)} ({e.strerror or type(e).__name__})") from None
     click.echo(f"certificate: {escape(str(out))}")
 
 
+def _refuse_out_over(out: Path, inputs: tuple[Path | None, ...]) -> None:
+    """Failed naming ``--out`` if it is (through any symlink or relative path) the CA's
+    certificate or key or the request/CSR being signed: a typo must not destroy the CA."""
+    target = out.resolve()
+    for path in inputs:
+        if path is not None and (path.resolve() == target or (out.exists() and path.exists() and os.path.samefile(out, path))):
+            raise Failed(f"--out: {quote(str(out), 200)} is {quote(str(path), 200)}, an input of this command (never overwritten)")
+
+
 @identity_group.command("init", help="make a person's TLS key, signing key and identity request (never overwrites keys)")
-@click.option("--dir", "directory", type=DIR, required=True)
-@click.option("--name", required=True)
+@click.option("--dir", "directory", type=DIR, required=True, help="your private directory (made 0700)")
+@click.option("--name", required=True, help="your name (the certificate CN; the name in policies)")
 @click.option("--role", required=True, help="admin, approver, requester, auditor or officer")
 def cmd_identity_init(directory: Path, name: str, role: str) -> None:
     try:
@@ -149,6 +177,8 @@ def cmd_identity_init(directory: Path, name: str, role: str) -> None:
             check_name(name, "name")
         except Exception as e:
             raise EnrolmentError("name", getattr(e, "reason", str(e))) from None
+        # keys found in DIR are reused: refuse a DIR or key someone else planted (R1)
+        check_private_dir(directory, (IDENTITY_REQUEST_FILE, SIGNING_PUB_FILE), (TLS_KEY_FILE, SIGNING_KEY_FILE))
         directory.mkdir(parents=True, exist_ok=True)
         os.chmod(directory, 0o700)
         tls_key = make_tls_key(directory / TLS_KEY_FILE)
@@ -207,19 +237,19 @@ def _identity(path: Path, option: str) -> IdentityRequest:
 
 
 @genesis_group.command("new", help="build the unsigned genesis: admin set, default policy, roster v1, threshold")
-@click.option("--out", type=FILE, required=True)
-@click.option("--threshold", type=int, required=True)
+@click.option("--out", type=FILE, required=True, help="the genesis to write (JSON)")
+@click.option("--threshold", type=int, required=True, help="how many nodes sign (2 <= T <= the nodes)")
 @click.option("--ca", type=FILE, required=True, help="the CA certificate (PEM)")
 @click.option("--admin", "admins", type=FILE, multiple=True, required=True, help="an admin's identity request (repeat)")
-@click.option("--admin-quorum", type=int, required=True)
+@click.option("--admin-quorum", type=int, required=True, help="how many admins must sign a change")
 @click.option("--approver", "approvers", type=FILE, multiple=True, help="an approver's identity request (repeat)")
-@click.option("--approval-quorum", type=int, required=True)
+@click.option("--approval-quorum", type=int, required=True, help="how many approvers must approve a signature")
 @click.option("--requester", "requesters", type=FILE, multiple=True, help="a requester's identity request (repeat)")
 @click.option("--node", "nodes", type=(FILE, FILE), multiple=True, required=True,
               help="a node's enrolment request and certificate (repeat; indices 1.. in order)")
 @click.option("--ttl-seconds", type=int, default=3600, show_default=True, help="how long a signing request lives")
-@click.option("--max-signatures", type=int, default=100, show_default=True)
-@click.option("--window-seconds", type=int, default=3600, show_default=True)
+@click.option("--max-signatures", type=int, default=100, show_default=True, help="signatures per window (rate limit)")
+@click.option("--window-seconds", type=int, default=3600, show_default=True, help="the rate limit's window")
 def cmd_genesis_new(
     out: Path, threshold: int, ca: Path, admins: tuple[Path, ...], admin_quorum: int, approvers: tuple[Path, ...],
     approval_quorum: int, requesters: tuple[Path, ...], nodes: tuple[tuple[Path, Path], ...], ttl_seconds: int,
@@ -246,7 +276,10 @@ def cmd_genesis_new(
         raise Failed(f"--ca: cannot read {quote(str(ca), 200)} ({e.strerror})") from None
     except EnrolmentError as e:
         raise _fail(e) from None
-    write_genesis(out, genesis)
+    try:
+        write_genesis(out, genesis)
+    except OSError as e:
+        raise Failed(f"--out: cannot write {quote(str(out), 200)} ({e.strerror or type(e).__name__})") from None
     click.echo(f"genesis digest: {genesis.digest().hex()}")
 
 
@@ -270,7 +303,7 @@ def cmd_genesis_show(path: Path) -> None:
 @genesis_group.command("sign", help="add your admin signature (policy, roster, genesis); repeating is a no-op")
 @click.argument("path", type=FILE)
 @click.option("--name", required=True, help="your admin name")
-@click.option("--signing-key", type=FILE, required=True)
+@click.option("--signing-key", type=FILE, required=True, help="your Ed25519 signing key (id/signing.key)")
 @click.option("--expect-digest", default=None, help="refuse unless the genesis digest is this (64 hex digits)")
 def cmd_genesis_sign(path: Path, name: str, signing_key: Path, expect_digest: str | None) -> None:
     from mpcnet.common.dirlock import exclusive_directory

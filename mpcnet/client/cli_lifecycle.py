@@ -5,7 +5,8 @@ add/remove/rotate-keys, roster show, lifecycle list/show/approve.
     mpc --as admin1 key refresh KEY [--reason TEXT] [--no-wait]
     mpc --as admin1 key reshare KEY --threshold T --nodes 1,2,4,5 [--reason TEXT] [--no-wait]
     mpc --as NAME   key operations [KEY]
-    mpc --as admin1 node add --enrolment FILE | node remove N | node rotate-keys N [--ca-cert F --ca-key F]
+    mpc --as admin1 node add --enrolment FILE [--cert FILE [--index N]] | node remove N
+    mpc --as admin1 node rotate-keys N [--ca-cert F --ca-key F | --csr-out F | --cert F --csr F]
     mpc --as NAME   roster show | roster push
     mpc --as NAME   lifecycle list [--state pending] | lifecycle show ID
     mpc --as admin2 lifecycle approve ID [--expect-digest HEX] [--no-wait]
@@ -252,16 +253,22 @@ def read_enrolment(path: Path, *, replacement: bool = False) -> RosterEntry:
     return entry
 
 
-@_command(node_group, "add", "propose enrolling a node (its keys from an enrolment file); role admin")
+@_command(node_group, "add", "propose enrolling a node (its enrolment request and certificate, or a roster entry); role admin")
 @click.option(
-    "--enrolment", type=PathArg("FILE"), required=True, help="JSON: index, name, identity_key, encryption_key, tls_fingerprint, endpoint",
+    "--enrolment", type=PathArg("FILE"), required=True,
+    help="the node's enrolment-request.json (with --cert), or JSON: index, name, identity_key, encryption_key, tls_fingerprint, endpoint",
 )
+@click.option("--cert", type=PathArg("FILE"), default=None, help="with an enrolment request: its CA-issued certificate (PEM)")
+@click.option("--index", type=UInt(1, MAX_INDEX), default=None,
+              help="with an enrolment request: the roster index (default: the largest ever enrolled + 1)")
 @NO_WAIT
-def cmd_node_add(ctx: click.Context, enrolment: Path, no_wait: bool) -> int:
+def cmd_node_add(ctx: click.Context, enrolment: Path, cert: Path | None, index: int | None, no_wait: bool) -> int:
+    from mpcnet.client import cli_nodeadd
+
     with _client(_opts(ctx)) as c:
         _need_signer(c)
         _need_cluster_file(c, admin_set=True)
-        entry = read_enrolment(enrolment)
+        entry = cli_nodeadd.entry_for(_opts(ctx), c, enrolment, cert, index, read_enrolment)
         return _finish(ctx, c, c.add_node(entry), no_wait=no_wait)
 
 
@@ -279,14 +286,49 @@ def cmd_node_remove(ctx: click.Context, index: int, no_wait: bool) -> int:
 @click.argument("index", type=UInt(1, MAX_INDEX), metavar="N")
 @click.option("--ca-cert", type=InFile(), default=None, help="CA certificate (PEM); default: the cluster directory's ca/ca.pem")
 @click.option("--ca-key", type=InFile(), default=None, help="CA private key (PEM); default: the cluster directory's ca/ca.key")
+@click.option("--csr-out", type=PathArg("FILE"), default=None,
+              help="external CA, step 1: stage the rotation, write the node's CSR to FILE (and FILE.staged.json), change nothing else")
+@click.option("--cert", type=InFile(), default=None,
+              help="external CA, step 2: the certificate the CA issued for the CSR of --csr (installed, then the roster change proposed)")
+@click.option("--csr", type=InFile(), default=None, help="with --cert: the CSR file step 1 wrote (FILE.staged.json next to it)")
 @NO_WAIT
-def cmd_node_rotate_keys(ctx: click.Context, index: int, ca_cert: Path | None, ca_key: Path | None, no_wait: bool) -> int:
+def cmd_node_rotate_keys(
+    ctx: click.Context, index: int, ca_cert: Path | None, ca_key: Path | None, csr_out: Path | None, cert: Path | None,
+    csr: Path | None, no_wait: bool,
+) -> int:
     opts = _opts(ctx)
+    external = csr_out is not None or cert is not None or csr is not None
+    if external:
+        from mpcnet.client import cli_rotate
+
+        if ca_cert is not None or ca_key is not None:
+            raise CliUsage("--ca-cert/--ca-key sign here; --csr-out, --cert and --csr are for an external CA: give one way")
+        if (csr_out is None) == (cert is None) or (cert is None) != (csr is None):
+            raise CliUsage("give --csr-out FILE (step 1), or --cert FILE with --csr FILE (step 2)")
+        with _client(opts) as c:
+            _need_signer(c)
+            _need_cluster_file(c, admin_set=True)
+            if csr_out is not None:
+                staged = c.stage_key_rotation(index)
+                entry = c.roster().roster.entry(index)
+                cli_rotate.check_staged_csr(staged, entry.endpoint if entry is not None else "")
+                record = cli_rotate.write_staged(csr_out, staged)
+                _show(ctx, {"node": index, "csr": str(csr_out), "staged": str(record)},
+                      [("node", index), ("csr", str(csr_out)), ("staged", str(record))])
+                view.err(cli_rotate.next_step(index, csr_out))
+                return Exit.OK
+            assert cert is not None and csr is not None
+            staged = cli_rotate.read_staged(csr, index)
+            entry = c.roster().roster.entry(index)
+            if entry is None or not entry.active:
+                raise CliUsage(f"N: node {index} is not an active node of the roster in force")
+            cert_pem = cli_rotate.check_external_certificate(opts, cert, staged, entry.endpoint)
+            return _finish(ctx, c, c.finish_key_rotation(staged, cert_pem), no_wait=no_wait)
     if (ca_cert is None) != (ca_key is None):
         raise CliUsage("give both --ca-cert and --ca-key, or neither (the cluster directory's dev CA)")
     if ca_cert is None or ca_key is None:
         if not opts.cluster:
-            raise CliUsage("give --ca-cert FILE --ca-key FILE (or --cluster DIR for its dev CA)")
+            raise CliUsage("give --ca-cert FILE --ca-key FILE (or --cluster DIR for its dev CA; --csr-out FILE for an external CA)")
         ca_cert, ca_key = Path(opts.cluster) / "ca" / "ca.pem", Path(opts.cluster) / "ca" / "ca.key"
         if not ca_cert.is_file() or not ca_key.is_file():
             raise CliUsage(f"--cluster: {quote(opts.cluster)} has no dev CA (ca/ca.pem, ca/ca.key): give --ca-cert and --ca-key")
@@ -324,6 +366,7 @@ def cmd_roster_show(ctx: click.Context, history: bool) -> int:
 def cmd_roster_push(ctx: click.Context) -> int:
     with _client(_opts(ctx)) as c:
         _need_cluster_file(c, admin_set=True, nodes=True)
+        cli_mod._follow_roster(ctx, c)
         outcomes = c.push_roster()
     _show(ctx, outcomes, [(name, str(v)[:500]) for name, v in sorted(outcomes.items())])
     return Exit.FAILED if any(v.startswith(("error", "forked")) for v in outcomes.values()) else Exit.OK

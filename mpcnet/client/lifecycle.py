@@ -265,6 +265,31 @@ class KeyOperationView:
         )
 
 
+@dataclass(frozen=True)
+class StagedRotation:
+    """What a node staged for a key rotation (``PrepareKeyRotationResponse``): node ``index`` and
+    ``name``, the staged Ed25519 identity and X25519 encryption public keys (32 bytes each), the
+    CSR (PEM) for the staged TLS key and the proof (64 bytes): the node's *current* identity
+    key's signature over :func:`governance.roster.rotation_proof_message`."""
+
+    index: int
+    name: str
+    identity_public: bytes
+    encryption_public: bytes
+    csr_pem: bytes
+    proof: bytes
+
+    def verify(self, entry: RosterEntry) -> None:
+        """DATA_LOSS unless the proof verifies under ``entry``'s (current) identity key."""
+        try:
+            message = rotation_proof_message(self.identity_public, self.encryption_public, self.csr_pem)
+            Ed25519PublicKey.from_public_bytes(entry.identity_key).verify(self.proof, message)
+        except (InvalidSignature, ValueError, GovernanceError):
+            raise _data_loss(
+                f"proof: the staged keys are not signed by node {self.index}'s current identity key (not made by the node)"
+            ) from None
+
+
 # --- the mixin ---------------------------------------------------------------------------------
 
 
@@ -378,7 +403,8 @@ class LifecycleMixin:
         node's proof (signed by its *current* identity key from the verified roster) and the CSR,
         signs the CSR with the CA ``ca``, installs the certificate on the node and proposes the
         roster change naming the three new keys. The node switches when that change is applied.
-        The CA is ``ca_cert`` and ``ca_key`` (PEM files), or one :class:`CertPaths`.
+        The CA is ``ca_cert`` and ``ca_key`` (PEM files), or one :class:`CertPaths`. With an
+        external CA: :meth:`stage_key_rotation`, then :meth:`finish_key_rotation`.
         """
         if isinstance(ca_cert, CertPaths):
             ca = ca_cert
@@ -386,39 +412,55 @@ class LifecycleMixin:
             raise _bad_arg("ca_key: give the CA's private key file with its certificate")
         else:
             ca = CertPaths(Path(ca_cert), Path(ca_key))
+        staged = self.stage_key_rotation(index)
+        try:
+            cert_pem = sign_node_csr(ca, staged.csr_pem, name=staged.name)
+        except NodeCsrError as e:
+            raise _data_loss(f"tls_csr_pem: {e}") from None
+        return self.finish_key_rotation(staged, cert_pem)
+
+    def stage_key_rotation(self, index: int) -> StagedRotation:
+        """Step 1 of a rotation: node ``index`` (active in the verified roster) stages new keys
+        (``PrepareKeyRotation``, directly or relayed; calling it again replaces the staged set)
+        and the client checks its proof against the node's *current* identity key. DATA_LOSS
+        for a proof that does not verify; INVALID_ARGUMENT for a node that is not active."""
         view = self.roster()
         entry = view.roster.entry(index)
         if entry is None or not entry.active:
             raise _bad_arg(f"node: {index} is not an active node of roster version {view.version}")
-        direct = entry.name in getattr(self, "node_endpoints", {})
-        if direct:
+        if entry.name in getattr(self, "node_endpoints", {}):
             prep = self._at_node(entry, self._node_stub(entry.name).PrepareKeyRotation, node_pb2.PrepareKeyRotationRequest())
         else:
             prep = self._call(self._stub.PrepareNodeKeyRotation, coordinator_pb2.PrepareNodeKeyRotationRequest(node=index))
-        identity, encryption, csr = bytes(prep.identity_public), bytes(prep.encryption_public), bytes(prep.tls_csr_pem)
-        try:
-            proof = rotation_proof_message(identity, encryption, csr)
-            Ed25519PublicKey.from_public_bytes(entry.identity_key).verify(bytes(prep.proof), proof)
-        except (InvalidSignature, ValueError):
-            raise _data_loss(
-                f"proof: the staged keys are not signed by node {index}'s current identity key (not made by the node)"
-            ) from None
-        try:
-            cert_pem = sign_node_csr(ca, csr, name=entry.name)
-        except NodeCsrError as e:
-            raise _data_loss(f"tls_csr_pem: {e}") from None
-        if direct:
+        staged = StagedRotation(index, entry.name, bytes(prep.identity_public), bytes(prep.encryption_public),
+                                bytes(prep.tls_csr_pem), bytes(prep.proof))
+        staged.verify(entry)
+        return staged
+
+    def finish_key_rotation(self, staged: StagedRotation, cert_pem: bytes) -> LifecycleProposalView:
+        """Steps 2-3 of a rotation: the proof of ``staged`` checked again against the verified
+        roster (the node still active with the identity key that signed it), ``cert_pem`` (the
+        CA-issued certificate for the staged CSR; the node checks it again) installed on the
+        node, then the roster change naming the staged keys proposed."""
+        view = self.roster()
+        entry = view.roster.entry(staged.index)
+        if entry is None or not entry.active or entry.name != staged.name:
+            raise _bad_arg(f"node: {staged.index} ({quote(staged.name)}) is not an active node of roster version {view.version}")
+        staged.verify(entry)
+        if entry.name in getattr(self, "node_endpoints", {}):
             install = node_pb2.InstallStagedCertificateRequest(certificate_pem=cert_pem)
             inst = self._at_node(entry, self._node_stub(entry.name).InstallStagedCertificate, install)
         else:
             inst = self._call(
-                self._stub.InstallNodeCertificate, coordinator_pb2.InstallNodeCertificateRequest(node=index, certificate_pem=cert_pem)
+                self._stub.InstallNodeCertificate,
+                coordinator_pb2.InstallNodeCertificateRequest(node=staged.index, certificate_pem=cert_pem),
             )
         fingerprint = pem_fingerprint(cert_pem)
         if not hmac.compare_digest(bytes(inst.tls_fingerprint), fingerprint):
             raise _data_loss("tls_fingerprint: the node reports another certificate than the one installed")
         try:
-            new = rotate_keys(view.roster, index, identity_key=identity, encryption_key=encryption, tls_fingerprint=fingerprint)
+            new = rotate_keys(view.roster, staged.index, identity_key=staged.identity_public,
+                              encryption_key=staged.encryption_public, tls_fingerprint=fingerprint)
         except GovernanceError as e:
             raise _data_loss(f"{e.field}: {e.reason} (the node's staged keys)") from None
         return self._roster_proposal(new, view.roster)

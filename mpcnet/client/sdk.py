@@ -88,6 +88,7 @@ _KIND = {v: k for k, v in coordinator_pb2.RequestKind.items()}
 _SIGN_STATE = {v: k.removeprefix("SIGN_REQUEST_STATE_").lower() for k, v in coordinator_pb2.SignRequestState.items()}
 SIGN_STATES = tuple(s for s in _SIGN_STATE.values() if s != "unspecified")
 TERMINAL_STATES = ("done", "rejected", "expired", "failed")
+RELAYED = "unreachable (relayed by the coordinator)"  # send_attestation: a node this host cannot reach
 _IN_FORCE_TTL_S = 30.0  # how long "this policy is the one in force" is taken as known (a wait re-checks)
 _PolicyRef = tuple[bytes, int, bytes]  # (key id, policy version, policy digest) a request names
 _InForce = tuple[bool, int, str]  # (the request's policy is in force, version in force, "key" | "default")
@@ -696,6 +697,9 @@ class MpcClient(LifecycleMixin, BackupMixin):
         try:
             return method(req, timeout=timeout or self.timeout)
         except grpc.RpcError as e:
+            if e.code() == grpc.StatusCode.UNIMPLEMENTED and e.details() == "Method not found!":  # grpc's own answer
+                raise MpcError(e.code(), f"endpoint: {quote(self.endpoint)} does not serve this call of the Coordinator "
+                               "service (not the coordinator's address, or an older version)") from None
             raise MpcError(e.code(), e.details() or "") from None
 
     def _me(self) -> Identity:
@@ -1384,7 +1388,13 @@ class MpcClient(LifecycleMixin, BackupMixin):
         return out
 
     def send_attestation(self, signed: SignedPolicyAttestation) -> dict[str, str]:
-        """Send a signed attestation to the coordinator and every known node; outcomes by name."""
+        """Send a signed attestation to the coordinator and every known node; outcomes by name:
+        the coordinator ``stored`` / ``holds a newer one`` / ``error: ...``; a node its status,
+        ``holds a newer one (...)``, :data:`RELAYED` when this host cannot reach it (UNAVAILABLE,
+        DEADLINE_EXCEEDED) but the coordinator stored the attestation (it relays it; a node
+        denied it refuses to sign once its attestation is older than ``policy_max_age_s``), or
+        ``error: CODE: ...`` (a node that refuses it, or unreachable while the coordinator did not
+        store it)."""
         data = signed.to_bytes()
         out: dict[str, str] = {}
         try:
@@ -1400,7 +1410,10 @@ class MpcClient(LifecycleMixin, BackupMixin):
                 same = resp.stored or resp.held_issued_at_ms == signed.issued_at_ms  # e.g. relayed by the coordinator first
                 out[name] = resp.status if same else f"holds a newer one ({resp.status})"
             except grpc.RpcError as e:
-                out[name] = f"error: {e.code().name}: {e.details() or ''}"
+                # a node this host cannot reach (production networks let only the coordinator in) gets it
+                # relayed by the coordinator; were it withheld, the node refuses to sign (policy_max_age_s)
+                relayed = e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) and out["coordinator"] == "stored"
+                out[name] = RELAYED if relayed else f"error: {e.code().name}: {e.details() or ''}"
         return out
 
     # --- audit -------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ import datetime as dt
 import hashlib
 import ipaddress
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -156,16 +157,62 @@ def _san_hosts(ext: x509.Extensions) -> frozenset[str] | None:
         san = ext.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return None
-    return frozenset(san.get_values_for_type(x509.DNSName)) | {str(ip) for ip in san.get_values_for_type(x509.IPAddress)}
+    return frozenset(san.get_values_for_type(x509.DNSName)) | {_IP_PREFIX + str(ip) for ip in san.get_values_for_type(x509.IPAddress)}
+
+
+_IP_PREFIX = "ip:"  # IP SANs apart from DNS SANs: a DNSName "10.0.0.1" does not cover an IP endpoint
+_NUMERIC_LABEL = re.compile(r"[0-9]+|0x[0-9a-f]*", re.IGNORECASE | re.ASCII)
+_DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", re.IGNORECASE | re.ASCII)  # ASCII: [a-z] would match U+212A, U+017F
 
 
 def _covers(hosts: frozenset[str] | None, host: str) -> bool:
     if not hosts:
         return False
     try:
-        return str(ipaddress.ip_address(host)) in hosts
+        return _IP_PREFIX + str(ipaddress.ip_address(host)) in hosts
     except ValueError:
-        return host.lower().rstrip(".") in {h.lower().rstrip(".") for h in hosts}
+        return host.lower().rstrip(".") in {h.lower().rstrip(".") for h in hosts if not h.startswith(_IP_PREFIX)}
+
+
+def san_list(ext: x509.Extensions) -> list[str]:
+    """The subjectAltName entries as text (``DNS:name``, ``IP:addr``, other kinds by class name)."""
+    try:
+        san = ext.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    out = []
+    for g in san:
+        if isinstance(g, x509.DNSName):
+            out.append(f"DNS:{quote(g.value)}")
+        elif isinstance(g, x509.IPAddress):
+            out.append(f"IP:{g.value}")
+        else:
+            out.append(type(g).__name__)
+    return out
+
+
+def _check_server_sans(csr: x509.CertificateSigningRequest) -> None:
+    """A server CSR's subjectAltName holds only plain host names and IP addresses: no wildcard,
+    no trailing dot, no IP address written as a DNS name, no URI/e-mail/directory name (the CA
+    copies every entry into the certificate, and a client trusting the CA accepts any of them).
+    EnrolmentError naming ``csr.san``."""
+    try:
+        san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return
+    for g in san:
+        if isinstance(g, x509.IPAddress):
+            if not isinstance(g.value, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
+                raise EnrolmentError("csr.san", f"{g.value} is a network, not an address")
+            continue
+        if not isinstance(g, x509.DNSName):
+            raise EnrolmentError("csr.san", f"holds a {type(g).__name__}; only DNS host names and IP addresses are issued")
+        name = g.value
+        labels = name.split(".")
+        if len(name) > 253 or not all(_DNS_LABEL.fullmatch(label) for label in labels):
+            raise EnrolmentError("csr.san", f"{quote(name)} is not a plain DNS host name (no wildcard, empty label or trailing dot)")
+        if _NUMERIC_LABEL.fullmatch(labels[-1]):  # 10.0.0.1, 127.1, 0x7f.1, 010.1: resolvers read an IPv4 address
+            raise EnrolmentError("csr.san", f"{quote(name)} is an IP address written as a DNS name")
 
 
 def check_csr(csr_pem: object, role: str, name: str, host: str | None) -> x509.CertificateSigningRequest:
@@ -190,6 +237,8 @@ def check_csr(csr_pem: object, role: str, name: str, host: str | None) -> x509.C
     if _subject(csr.subject, "csr.subject") != (role, name):
         raise EnrolmentError("csr.subject", f"must be OU={role}, CN={quote(name)} (the request's role and name)")
     hosts = _san_hosts(csr.extensions)
+    if host is not None:
+        _check_server_sans(csr)
     if host is None:
         if hosts is not None:
             raise EnrolmentError("csr.san", "a person's CSR carries no subjectAltName")
@@ -357,9 +406,29 @@ def read_json(path: Path, what: str, limit: int = MAX_REQUEST_BYTES) -> Any:
     if len(raw) > limit:
         raise EnrolmentError(what, f"{quote(str(path), 200)} is larger than {limit} bytes")
     try:
-        return json.loads(raw)
+        return json.loads(raw, object_pairs_hook=_no_duplicate_keys)
+    except _DuplicateKey as e:
+        raise EnrolmentError(what, f"{quote(str(path), 200)} has a duplicate key {quote(e.key)}") from None
+    except RecursionError:
+        raise EnrolmentError(what, f"{quote(str(path), 200)} is nested too deep") from None
     except ValueError:
         raise EnrolmentError(what, f"{quote(str(path), 200)} is not JSON") from None
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's pairs as a dict; _DuplicateKey if a key repeats (parsers disagree on
+    which value wins, so two readers of one file could see two documents)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
 
 
 def load_request(path: Path) -> Request:
@@ -380,7 +449,8 @@ def describe(request: Request) -> str:
     """One line for a terminal: kind, name, role, SANs/endpoint, fingerprint (escaped)."""
     if isinstance(request, EnrolmentRequest):
         return (f"enrolment request: name {quote(request.name)}, role {request.role}, endpoint {quote(request.endpoint)}, "
-                f"SAN {quote(request.host)}, fingerprint {request.fingerprint}")
+                f"SAN {', '.join(san_list(x509.load_pem_x509_csr(request.csr_pem.encode('ascii')).extensions))}, "
+                f"fingerprint {request.fingerprint}")
     return f"identity request: name {quote(request.name)}, role {request.role}, fingerprint {request.fingerprint}"
 
 
@@ -416,7 +486,7 @@ def issue_for_csr(ca: CertPaths, csr_pem: str, name: str, role: str) -> bytes:
             raise EnrolmentError("csr", "not a PEM certificate signing request") from None
         if not hosts:
             raise EnrolmentError("csr.san", "a server's CSR must name its host names (subjectAltName)")
-        host = sorted(hosts)[0]
+        host = sorted(hosts)[0].removeprefix(_IP_PREFIX)
     check_csr(csr_pem, role, name, host)
     return _issue(ca, csr_pem, server=server)
 
@@ -461,6 +531,12 @@ def check_certificate(
         cert.verify_directly_issued_by(ca)
     except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
         raise EnrolmentError("cert", "is not issued by the given CA (signature or issuer does not match)") from None
+    try:
+        leaf_bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        leaf_bc = None
+    if leaf_bc is not None and leaf_bc.ca:
+        raise EnrolmentError("cert", "is a CA certificate (BasicConstraints CA), not a host's or person's certificate")
     when = now or dt.datetime.now(dt.UTC)
     if not cert.not_valid_before_utc <= when <= cert.not_valid_after_utc:
         raise EnrolmentError("cert", "is outside its validity period")

@@ -18,6 +18,7 @@ field.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import secrets
 from collections.abc import Sequence
@@ -213,6 +214,18 @@ def node_entry(index: int, request: EnrolmentRequest, cert_pem: bytes, ca_pem: b
         raise EnrolmentError(e.field, e.reason) from None
 
 
+def _dialled_as(endpoint: str) -> str:
+    """``host:port`` as the network sees it: a DNS name without case or trailing dot, an IP
+    address in its normal form (so two spellings of one address compare equal)."""
+    host, _, port = endpoint.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        host = str(ipaddress.ip_address(host))
+    except ValueError:
+        host = host.lower().rstrip(".")
+    return f"{host}:{int(port)}"
+
+
 def build_genesis(
     *, threshold: int, ca_pem: bytes, admins: Sequence[IdentityRequest], admin_quorum: int,
     approvers: Sequence[IdentityRequest], requesters: Sequence[IdentityRequest], policy: PolicySpec,
@@ -257,6 +270,12 @@ def build_genesis(
         roster = Roster(1, 0, tuple(entries))  # refuses duplicate names, keys, fingerprints
     except GovernanceError as e:
         raise EnrolmentError(f"roster.{e.field}", e.reason) from None
+    dialled: dict[str, int] = {}
+    for i, (r, _) in enumerate(nodes):  # one address, two entries: one of them is never reachable
+        where = _dialled_as(r.endpoint)
+        if where in dialled:
+            raise EnrolmentError(f"node[{i}].endpoint", f"{quote(r.endpoint)} is node[{dialled[where]}]'s endpoint too")
+        dialled[where] = i
     if not 2 <= threshold <= len(entries):
         raise EnrolmentError("threshold", f"need 2 <= threshold <= {len(entries)} nodes, got {threshold}")
     roster_change = RosterChange(roster, None, admin_set.digest())
@@ -280,7 +299,7 @@ def sign_genesis(genesis: Genesis, name: str, key: Ed25519PrivateKey, *, expect_
     if want is None:
         raise EnrolmentError("name", f"{quote(name)} is not an admin of this genesis")
     if raw_public_key(key) != want:
-        raise EnrolmentError("signing_key", f"is not admin {quote(name)}'s key in the admin set")
+        raise EnrolmentError("signing_key", f"is not the key of admin {quote(name)} in the admin set")
     policy = replace(genesis.initial_policy, signatures=_add(
         genesis.initial_policy.signatures, sign_policy_change(genesis.initial_policy.change, name, key)))
     rc = genesis.roster_change

@@ -30,7 +30,7 @@ from typing import Any
 import click
 from cryptography.hazmat.primitives import serialization
 
-from governance.roster import Roster, RosterEntry, check_endpoint
+from governance.roster import Roster, RosterEntry, SignedRosterChange, check_endpoint
 from governance.text import quote
 from mpcnet.common.datadir import DataDirBusy, hold_data_dirs
 from mpcnet.common.dirlock import exclusive_directory
@@ -53,7 +53,9 @@ from mpcnet.common.genesis import Genesis, load_genesis, verify_genesis
 from mpcnet.common.keystore import MAX_SCRYPT_N, MIN_SCRYPT_N, KeystoreError, OperationalKeys
 from mpcnet.common.pkcs11token import TokenError
 from mpcnet.common.pki import certificate_fingerprint
+from mpcnet.common.privatedir import check_private_dir
 from mpcnet.common.protection import KeyProtection, create_operational_keys, new_passphrase_file, open_operational_keys
+from mpcnet.common.rosterfile import load_roster_history, verify_against_genesis
 
 INIT_FILE = "init.json"
 INIT_FORMAT = "mpcnet-host-init"
@@ -63,6 +65,8 @@ TLS_KEY_FILE = "tls.key"
 TLS_CERT_FILE = "tls.pem"
 CA_FILE = "ca.pem"
 CONFIG_FILE = "config.json"
+HOST_FILES = (INIT_FILE, ENROLMENT_REQUEST_FILE)
+HOST_SECRETS = (KEYSTORE_FILE, PASSPHRASE_FILE, TLS_KEY_FILE)
 
 
 @dataclass(frozen=True)
@@ -147,6 +151,7 @@ def init_host(
     except Exception as e:
         raise EnrolmentError("name", getattr(e, "reason", str(e))) from None
     directory = Path(directory)
+    check_private_dir(directory, (), ())  # not a symlink, our own (R1)
     directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory, 0o700)
     with exclusive_directory(directory):  # a concurrent init of DIR waits, then finds these keys
@@ -163,9 +168,10 @@ def _init_locked(
         fields = protection.config_fields()
     want = HostInit(role, name, endpoint, listen, fields, scrypt_n)
     have = read_init(directory)
+    if have is None and ((directory / KEYSTORE_FILE).exists() or (directory / TLS_KEY_FILE).exists()):
+        raise EnrolmentError("dir", f"{quote(str(directory), 200)} holds keys but no {INIT_FILE}: not this host's init")
+    check_private_dir(directory, HOST_FILES, HOST_SECRETS, (PASSPHRASE_FILE,))  # before anything in it is reused (R1)
     if have is None:
-        if (directory / KEYSTORE_FILE).exists() or (directory / TLS_KEY_FILE).exists():
-            raise EnrolmentError("dir", f"{quote(str(directory), 200)} holds keys but no {INIT_FILE}: not this host's init")
         write_atomic(directory / INIT_FILE, (json.dumps(want.to_dict(), indent=2) + "\n").encode(), 0o644, overwrite=False)
     elif have != want:
         raise EnrolmentError(
@@ -206,16 +212,21 @@ class JoinPlan:
     entry: RosterEntry | None
     cert_pem: bytes
     ca_pem: bytes
+    history: tuple[SignedRosterChange, ...] = ()  # the verified roster history (default: the genesis's)
 
 
 def plan_join(directory: Path, role: str, genesis_path: Path, cert_path: Path, ca_path: Path, *,
-              expect_digest: bytes | None = None) -> JoinPlan:
+              expect_digest: bytes | None = None, roster_path: Path | None = None) -> JoinPlan:
     """Verify everything ``join`` needs, writing nothing: DIR's init (of ``role``), the genesis
     (admin quorum on both changes and the genesis message; ``expect_digest`` if given), the CA
     (must be the genesis CA), this node's roster entry (identity and encryption keys), the
     certificate (chain to the CA, its public key == DIR/tls.key's, CN == name, OU == role, SAN
-    covers the endpoint host, for a node: SHA-256 == the entry's tls_fingerprint)."""
+    covers the endpoint host, for a node: SHA-256 == the entry's tls_fingerprint). With
+    ``roster_path`` (a node added after the genesis): the roster history file the admins publish
+    (:mod:`mpcnet.common.rosterfile`), verified from the genesis's admin set and starting with its
+    roster version 1; this node's entry is taken from its newest roster."""
     directory = Path(directory)
+    check_private_dir(directory, (*HOST_FILES, CONFIG_FILE), HOST_SECRETS, (PASSPHRASE_FILE,))
     init = read_init(directory)
     if init is None:
         raise EnrolmentError("dir", f"{quote(str(directory), 200)} holds no {INIT_FILE}: run init first")
@@ -225,6 +236,10 @@ def plan_join(directory: Path, role: str, genesis_path: Path, cert_path: Path, c
     roster = verify_genesis(genesis)
     if expect_digest is not None and not hmac.compare_digest(genesis.digest(), expect_digest):
         raise EnrolmentError("expect_digest", f"the genesis digest is {genesis.digest().hex()}")
+    history = genesis.roster_history
+    if roster_path is not None:
+        history = load_roster_history(roster_path)
+        roster = verify_against_genesis(genesis, history)
 
     def read_pem(path: Path, field: str) -> bytes:
         try:
@@ -246,21 +261,26 @@ def plan_join(directory: Path, role: str, genesis_path: Path, cert_path: Path, c
         entry = next((e for e in roster.entries if e.active and hmac.compare_digest(e.identity_key, keys.identity_public)
                       and hmac.compare_digest(e.encryption_key, keys.encryption_public)), None)
         if entry is None:
-            raise EnrolmentError("genesis", "its roster holds no active entry with this node's identity and encryption keys")
+            where = "roster" if roster_path is not None else "genesis"
+            raise EnrolmentError(where, f"roster version {roster.version} holds no active entry with this node's identity and "
+                                        "encryption keys" + ("" if roster_path is not None else
+                                                             " (a node added later joins with --roster FILE)"))
         if entry.name != init.name:
-            raise EnrolmentError("genesis", f"this node's roster entry is named {quote(entry.name)}, not {quote(init.name)}")
+            where = "roster" if roster_path is not None else "genesis"
+            raise EnrolmentError(where, f"this node's roster entry is named {quote(entry.name)}, not {quote(init.name)}")
         check_certificate(cert, ca, role="node", name=entry.name, public_key_der=tls_pub, host=endpoint_host(entry.endpoint))
         if not hmac.compare_digest(certificate_fingerprint(cert), entry.tls_fingerprint):
             raise EnrolmentError("cert", "is not the certificate the roster names (tls_fingerprint differs)")
     else:
         check_certificate(cert, ca, role=role, name=init.name, public_key_der=tls_pub, host=endpoint_host(init.endpoint))
-    return JoinPlan(init, genesis, roster, entry, cert_pem, ca_pem)
+    return JoinPlan(init, genesis, roster, entry, cert_pem, ca_pem, history)
 
 
-def governance_section(genesis: Genesis) -> dict[str, Any]:
-    """The config's ``governance`` object: admin set, initial policy, roster history."""
+def governance_section(genesis: Genesis, history: tuple[SignedRosterChange, ...] = ()) -> dict[str, Any]:
+    """The config's ``governance`` object: admin set, initial policy, roster history (``history``,
+    verified by :func:`plan_join`; default: the genesis's)."""
     return {"admin_set": genesis.admin_set.to_dict(), "initial_policy": genesis.initial_policy.to_dict(),
-            "roster_history": [c.to_dict() for c in genesis.roster_history]}
+            "roster_history": [c.to_dict() for c in (history or genesis.roster_history)]}
 
 
 def write_join(directory: Path, plan: JoinPlan, config: dict[str, Any], check: Callable[[Path], object]) -> Path:

@@ -23,6 +23,7 @@ a repr or a log line.
 from __future__ import annotations
 
 import os
+import stat
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -63,12 +64,27 @@ def _label(text: str, field_name: str) -> str:
     return text
 
 
+def _check_module_file(real: Path, module: Path) -> None:
+    """Refuse (TokenError naming ``pkcs11.module``) to load a library someone else could have
+    written: code in it runs in this process, next to the PIN and the keys. The file must be owned
+    by root or this user and not writable by others; its directory not writable by others unless
+    sticky (like /tmp, where only a file's owner may replace it)."""
+    st, dst = real.stat(), real.parent.stat()
+    if st.st_uid not in (0, os.geteuid()):
+        raise TokenError(f"pkcs11.module: {os.fspath(module)!r} is owned by uid {st.st_uid}, not by root or this user")
+    if st.st_mode & 0o022:
+        raise TokenError(f"pkcs11.module: {os.fspath(module)!r} is writable by others (mode {stat.S_IMODE(st.st_mode):o})")
+    if dst.st_mode & 0o002 and not dst.st_mode & stat.S_ISVTX:
+        raise TokenError(f"pkcs11.module: the directory of {os.fspath(module)!r} is writable by everyone")
+
+
 def _load(module: Path) -> Any:
     key = os.path.realpath(module)  # one load per library file, however it is named (symlinks)
     with _libs_lock:
         if key not in _libs:
             if not Path(key).is_file():
                 raise TokenError(f"pkcs11.module: no PKCS#11 module at {os.fspath(module)!r}")
+            _check_module_file(Path(key), module)
             try:
                 _libs[key] = pkcs11.lib(key)
             except px.PKCS11Error as e:
@@ -200,6 +216,7 @@ class Token:
                     )  # fmt: skip
                 if key.key_type != KeyType.AES or key[Attribute.VALUE_LEN] != DATA_KEY_LEN:
                     raise TokenError(f"{fname}: {label!r} is not an AES-256 key")
+                _require_never_exported(key, fname, label)
             except px.PKCS11Error as e:
                 _fail(fname, e)
             self._handles[(ObjectClass.SECRET_KEY, label)] = key
@@ -233,6 +250,7 @@ class Token:
                     raise TokenError(f"{fname}: no Ed25519 key pair labelled {label!r} in token {self.label!r}")
                 if priv.key_type != KeyType.EC_EDWARDS:
                     raise TokenError(f"{fname}: {label!r} is not an Ed25519 key")
+                _require_never_exported(priv, fname, label)
                 point = bytes(pub[Attribute.EC_POINT])
             except px.PKCS11Error as e:
                 _fail(fname, e)
@@ -255,6 +273,25 @@ class Token:
                 "sensitive": bool(obj[Attribute.SENSITIVE]),
                 "local": bool(obj[Attribute.LOCAL]),
             }
+
+
+def _require_never_exported(key: Any, field_name: str, label: str) -> None:
+    """Refuse (TokenError naming ``field_name``) a key the token does not report as sensitive and
+    non-extractable *ever since it exists* (``CKA_ALWAYS_SENSITIVE``, ``CKA_NEVER_EXTRACTABLE``):
+    a key imported from known bytes, or generated extractable and locked later, under the node's
+    label is known to whoever planted it. A token that cannot report these attributes fails as
+    :func:`_fail` does."""
+    checks = (
+        (Attribute.SENSITIVE, True, "not sensitive"), (Attribute.EXTRACTABLE, False, "extractable"),
+        (Attribute.ALWAYS_SENSITIVE, True, "not always sensitive (imported, or sensitive only later)"),
+        (Attribute.NEVER_EXTRACTABLE, True, "once extractable (imported, or extractable before)"),
+    )
+    for attribute, wanted, what in checks:
+        if bool(key[attribute]) is not wanted:
+            raise TokenError(
+                f"{field_name}: {label!r} is {what}: refused, its value may be known outside the token "
+                "(delete it, or choose another label, and let the node generate the key)"
+            )
 
 
 def _fail(field_name: str, e: px.PKCS11Error) -> NoReturn:
