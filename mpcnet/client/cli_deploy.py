@@ -28,6 +28,7 @@ from governance.policy import AdminSet
 from governance.roster import active_entries
 from governance.text import escape, quote
 from mpcnet.common.cliutil import Failed
+from mpcnet.common.dirlock import exclusive_directory
 from mpcnet.common.enrolment import (
     IDENTITY_REQUEST_FILE,
     EnrolmentError,
@@ -181,19 +182,20 @@ def cmd_identity_init(directory: Path, name: str, role: str) -> None:
         check_private_dir(directory, (IDENTITY_REQUEST_FILE, SIGNING_PUB_FILE), (TLS_KEY_FILE, SIGNING_KEY_FILE))
         directory.mkdir(parents=True, exist_ok=True)
         os.chmod(directory, 0o700)
-        tls_key = make_tls_key(directory / TLS_KEY_FILE)
-        sk_path = directory / SIGNING_KEY_FILE
-        if not sk_path.exists():
-            new = Ed25519PrivateKey.generate()
-            pem = new.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-            write_atomic(sk_path, pem, 0o600, overwrite=False)
-        key = load_signing_key(sk_path)
-        public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-        write_atomic(directory / SIGNING_PUB_FILE, (public.hex() + "\n").encode(), 0o644)
-        req = _kept_request(directory / IDENTITY_REQUEST_FILE, role, name, public, tls_key)
-        if req is None:
-            req = build_identity_request(role, name, key, public, tls_key)
-            write_request(directory / IDENTITY_REQUEST_FILE, req)
+        with exclusive_directory(directory):  # a second init of DIR at once waits, then keeps these keys
+            tls_key = make_tls_key(directory / TLS_KEY_FILE)
+            sk_path = directory / SIGNING_KEY_FILE
+            if not sk_path.exists():
+                new = Ed25519PrivateKey.generate()
+                pem = new.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+                write_atomic(sk_path, pem, 0o600, overwrite=False)
+            key = load_signing_key(sk_path)
+            public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+            write_atomic(directory / SIGNING_PUB_FILE, (public.hex() + "\n").encode(), 0o644)
+            req = _kept_request(directory / IDENTITY_REQUEST_FILE, role, name, public, tls_key)
+            if req is None:
+                req = build_identity_request(role, name, key, public, tls_key)
+                write_request(directory / IDENTITY_REQUEST_FILE, req)
     except EnrolmentError as e:
         raise _fail(e) from None
     click.echo(f"identity request: {escape(str(directory / IDENTITY_REQUEST_FILE))}")
@@ -306,7 +308,6 @@ def cmd_genesis_show(path: Path) -> None:
 @click.option("--signing-key", type=FILE, required=True, help="your Ed25519 signing key (id/signing.key)")
 @click.option("--expect-digest", default=None, help="refuse unless the genesis digest is this (64 hex digits)")
 def cmd_genesis_sign(path: Path, name: str, signing_key: Path, expect_digest: str | None) -> None:
-    from mpcnet.common.dirlock import exclusive_directory
     from mpcnet.common.hostenrol import digest_option
 
     with exclusive_directory(path.parent):  # another admin signing this file at once: read after their write

@@ -121,3 +121,16 @@ def test_genesis_sign_killed_anywhere_then_re_run(built: World, tmp_path: Path) 
         assert run(MPC, _sign_args(w, "admin1")).returncode == 0
         assert run(MPC, _sign_args(w, "admin2")).returncode == 0
         verify_genesis(load_genesis(path))
+
+
+def test_two_identity_inits_of_one_directory_at_once_publish_one_identity(tmp_path: Path) -> None:
+    """Found: the second failed with "internal error (a bug, please report it): FileExistsError"
+    (both generated a signing key; the second could not link its own). Now it waits and keeps
+    the first's keys: both print the same fingerprint."""
+    d = tmp_path / "id"
+    args = ["identity", "init", "--dir", str(d), "--name", "admin9", "--role", "admin"]
+    procs = [start_paused(MPC, "mpcnet.client.cli_deploy:write_atomic", 0.5, 0.5, args) for _ in range(2)]
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    req = load_request(d / "identity-request.json")
+    assert all(f"fingerprint: {req.fingerprint}" in out for out, _ in outs), outs
