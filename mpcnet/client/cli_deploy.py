@@ -90,13 +90,18 @@ def cmd_init_ca(directory: Path, name: str) -> None:
     except EnrolmentError as e:
         raise _fail(e) from None
     try:
-        paths = create_ca(directory, name)
+        directory.mkdir(parents=True, exist_ok=True)
+        with exclusive_directory(directory):  # a second init-ca of DIR at once: refused below, its key never overwritten
+            if (directory / CA_KEY_FILE).exists() and (directory / CA_CERT_FILE).exists():
+                raise Failed(f"--dir: {quote(str(directory), 200)} already holds a CA key (never overwritten)")
+            paths = create_ca(directory, name)
+            fingerprint = certificate_fingerprint(load_certificate(paths.cert.read_bytes(), "ca.pem")).hex()
     except PkiError as e:
         raise _fail(e) from None
     os.chmod(directory, 0o700)
     click.echo(f"CA certificate: {escape(str(paths.cert))}")
     # what `mpc genesis show` prints as the CA's sha256: tell it to the admins by another channel
-    click.echo(f"sha256: {certificate_fingerprint(load_certificate(paths.cert.read_bytes(), 'ca.pem')).hex()}")
+    click.echo(f"sha256: {fingerprint}")
 
 
 def _read_text(path: Path, option: str) -> str:

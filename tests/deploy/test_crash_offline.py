@@ -134,3 +134,21 @@ def test_two_identity_inits_of_one_directory_at_once_publish_one_identity(tmp_pa
     assert [p.returncode for p in procs] == [0, 0], outs
     req = load_request(d / "identity-request.json")
     assert all(f"fingerprint: {req.fingerprint}" in out for out, _ in outs), outs
+
+
+def test_two_init_cas_of_one_directory_at_once_never_overwrite_the_key(tmp_path: Path) -> None:
+    """Found: both exited 0 printing different CA fingerprints, the second's key written over the
+    first's ("never overwrites"): whoever published the first's certificate published a CA whose
+    key was gone. Now one makes the CA, the other is refused; the files match what was printed."""
+    ca = tmp_path / "ca"
+    args = ["pki", "init-ca", "--dir", str(ca)]
+    procs = [start_paused(MPC, "mpcnet.common.pki:_self_signed_ca", t, t, args) for t in (0.8, 0.2)]
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert sorted(p.returncode for p in procs) == [0, 1], outs
+    made, refused = (outs[0], outs[1]) if procs[0].returncode == 0 else (outs[1], outs[0])
+    assert "already holds a CA key (never overwritten)" in refused[1]
+    cert = x509.load_pem_x509_certificate((ca / "ca.pem").read_bytes())
+    assert _spki(cert) == _spki(serialization.load_pem_private_key((ca / "ca.key").read_bytes(), None))
+    from mpcnet.common.pki import certificate_fingerprint
+
+    assert f"sha256: {certificate_fingerprint(cert).hex()}" in made[0]
