@@ -16,7 +16,7 @@ import click
 
 from coordinator.config import load_coordinator_config
 from governance.roster import active_entries
-from mpcnet.common.cliutil import Failed
+from mpcnet.common.cliutil import Failed, PathArg, UInt
 from mpcnet.common.enrolment import EnrolmentError
 from mpcnet.common.hostenrol import (
     CA_FILE,
@@ -30,17 +30,18 @@ from mpcnet.common.hostenrol import (
     scrypt_option,
     write_join,
 )
-from mpcnet.common.keystore import SCRYPT_N
+from mpcnet.common.keystore import MAX_SCRYPT_N, MIN_SCRYPT_N, SCRYPT_N
 
 
 @click.command("init", context_settings={"help_option_names": ["-h", "--help"]},
                help="make the coordinator's keys on this host and its enrolment request (safe to re-run)")
-@click.option("--dir", "directory", type=click.Path(path_type=Path, file_okay=False), required=True,
+@click.option("--dir", "directory", type=PathArg("DIR"), required=True,
               help="the coordinator's private directory")
 @click.option("--name", default="coordinator", show_default=True, help="its certificate CN")
 @click.option("--endpoint", required=True, help="HOST:PORT clients and admins dial (HOST goes into the certificate)")
 @click.option("--listen", default=None, help="ADDR:PORT to bind (default 0.0.0.0 and the endpoint's port)")
-@click.option("--scrypt-n", type=int, default=SCRYPT_N, show_default=True, help="scrypt cost of the passphrase protection")
+@click.option("--scrypt-n", type=UInt(MIN_SCRYPT_N, MAX_SCRYPT_N),
+              default=SCRYPT_N, show_default=True, help="scrypt cost of the passphrase protection")
 def init_command(directory: Path, name: str, endpoint: str, listen: str | None, scrypt_n: int) -> None:
     listen = listen or "0.0.0.0:" + endpoint.rpartition(":")[2]
     try:
@@ -53,13 +54,13 @@ def init_command(directory: Path, name: str, endpoint: str, listen: str | None, 
 
 @click.command("join", context_settings={"help_option_names": ["-h", "--help"]},
                help="check the admin-signed genesis and the coordinator's certificate, then write DIR/config.json")
-@click.option("--dir", "directory", type=click.Path(path_type=Path, file_okay=False), required=True,
+@click.option("--dir", "directory", type=PathArg("DIR"), required=True,
               help="the coordinator's private directory (the one init made)")
-@click.option("--genesis", type=click.Path(path_type=Path, dir_okay=False), required=True, help="the admin-signed genesis (JSON)")
-@click.option("--cert", type=click.Path(path_type=Path, dir_okay=False), required=True, help="the coordinator's certificate (PEM)")
-@click.option("--ca", type=click.Path(path_type=Path, dir_okay=False), required=True, help="the CA certificate (PEM)")
+@click.option("--genesis", type=PathArg("FILE"), required=True, help="the admin-signed genesis (JSON)")
+@click.option("--cert", type=PathArg("FILE"), required=True, help="the coordinator's certificate (PEM)")
+@click.option("--ca", type=PathArg("FILE"), required=True, help="the CA certificate (PEM)")
 @click.option("--expect-digest", default=None, help="refuse a genesis whose digest differs (64 hex digits)")
-@click.option("--roster", "roster", type=click.Path(path_type=Path, dir_okay=False), default=None,
+@click.option("--roster", "roster", type=PathArg("FILE"), default=None,
               help="after roster changes: the roster history the admins publish ('mpc roster show --history')")
 def join_command(directory: Path, genesis: Path, cert: Path, ca: Path, expect_digest: str | None, roster: Path | None) -> None:
     try:

@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from mpc_node.config import load_node_config
-from mpcnet.common.cliutil import Failed
+from mpcnet.common.cliutil import Failed, PathArg, UInt
 from mpcnet.common.enrolment import EnrolmentError
 from mpcnet.common.hostenrol import (
     CA_FILE,
@@ -30,7 +30,7 @@ from mpcnet.common.hostenrol import (
     scrypt_option,
     write_join,
 )
-from mpcnet.common.keystore import SCRYPT_N
+from mpcnet.common.keystore import MAX_SCRYPT_N, MIN_SCRYPT_N, SCRYPT_N
 from mpcnet.common.protection import DEFAULT_IDENTITY_KEY_LABEL, DEFAULT_STORAGE_KEY_LABEL, KeyProtection, Pkcs11Settings
 
 
@@ -54,19 +54,20 @@ def pkcs11_protection(
 
 @click.command("init", context_settings={"help_option_names": ["-h", "--help"]},
                help="make this node's keys on this host and its enrolment request (safe to re-run)")
-@click.option("--dir", "directory", type=click.Path(path_type=Path, file_okay=False), required=True, help="this node's private directory")
+@click.option("--dir", "directory", type=PathArg("DIR"), required=True, help="this node's private directory")
 @click.option("--name", required=True, help="the node's name (its certificate CN and roster name)")
 @click.option("--endpoint", required=True, help="HOST:PORT the coordinator dials (HOST goes into the certificate)")
 @click.option("--listen", default=None, help="ADDR:PORT to bind (default 0.0.0.0 and the endpoint's port)")
-@click.option("--pkcs11-module", type=click.Path(path_type=Path, dir_okay=False), default=None, help="PKCS#11 library (.so)")
+@click.option("--pkcs11-module", type=PathArg("FILE"), default=None, help="PKCS#11 library (.so)")
 @click.option("--pkcs11-token", default=None, help="the token's label")
-@click.option("--pkcs11-pin-file", type=click.Path(path_type=Path, dir_okay=False), default=None, help="file holding the user PIN")
+@click.option("--pkcs11-pin-file", type=PathArg("FILE"), default=None, help="file holding the user PIN")
 @click.option("--pkcs11-pin-env", default=None, help="environment variable holding the user PIN")
 @click.option("--identity-in-token", is_flag=True, help="make the Ed25519 identity key in the token (signs there)")
 @click.option("--pkcs11-storage-key-label", default=DEFAULT_STORAGE_KEY_LABEL, show_default=True, help="the token's AES storage key")
 @click.option("--pkcs11-identity-key-label", default=DEFAULT_IDENTITY_KEY_LABEL, show_default=True,
               help="with --identity-in-token: the token's Ed25519 key pair")
-@click.option("--scrypt-n", type=int, default=SCRYPT_N, show_default=True, help="scrypt cost of the passphrase protection")
+@click.option("--scrypt-n", type=UInt(MIN_SCRYPT_N, MAX_SCRYPT_N),
+              default=SCRYPT_N, show_default=True, help="scrypt cost of the passphrase protection")
 def init_command(
     directory: Path, name: str, endpoint: str, listen: str | None, pkcs11_module: Path | None, pkcs11_token: str | None,
     pkcs11_pin_file: Path | None, pkcs11_pin_env: str | None, identity_in_token: bool, pkcs11_storage_key_label: str,
@@ -86,13 +87,13 @@ def init_command(
 
 @click.command("join", context_settings={"help_option_names": ["-h", "--help"]},
                help="check the admin-signed genesis and this node's certificate, then write DIR/config.json")
-@click.option("--dir", "directory", type=click.Path(path_type=Path, file_okay=False), required=True,
+@click.option("--dir", "directory", type=PathArg("DIR"), required=True,
               help="this node's private directory (the one init made)")
-@click.option("--genesis", type=click.Path(path_type=Path, dir_okay=False), required=True, help="the admin-signed genesis (JSON)")
-@click.option("--cert", type=click.Path(path_type=Path, dir_okay=False), required=True, help="this node's certificate (PEM)")
-@click.option("--ca", type=click.Path(path_type=Path, dir_okay=False), required=True, help="the CA certificate (PEM)")
+@click.option("--genesis", type=PathArg("FILE"), required=True, help="the admin-signed genesis (JSON)")
+@click.option("--cert", type=PathArg("FILE"), required=True, help="this node's certificate (PEM)")
+@click.option("--ca", type=PathArg("FILE"), required=True, help="the CA certificate (PEM)")
 @click.option("--expect-digest", default=None, help="refuse a genesis whose digest differs (64 hex digits)")
-@click.option("--roster", "roster", type=click.Path(path_type=Path, dir_okay=False), default=None,
+@click.option("--roster", "roster", type=PathArg("FILE"), default=None,
               help="a node added after the genesis: the roster history the admins publish ('mpc roster show --history')")
 def join_command(directory: Path, genesis: Path, cert: Path, ca: Path, expect_digest: str | None, roster: Path | None) -> None:
     try:

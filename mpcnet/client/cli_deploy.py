@@ -24,10 +24,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from governance.policy import AdminSet
+from governance.policy import MAX_SIGNATURES_PER_WINDOW, MAX_TTL_SECONDS, MAX_WINDOW_SECONDS, AdminSet
 from governance.roster import active_entries
 from governance.text import escape, quote
-from mpcnet.common.cliutil import Failed
+from mpcnet.common.cliutil import Failed, PathArg, UInt
 from mpcnet.common.dirlock import exclusive_directory
 from mpcnet.common.enrolment import (
     IDENTITY_REQUEST_FILE,
@@ -61,8 +61,8 @@ SIGNING_KEY_FILE = "signing.key"
 SIGNING_PUB_FILE = "signing.pub"
 TLS_KEY_FILE = "tls.key"
 
-FILE = click.Path(path_type=Path, dir_okay=False)
-DIR = click.Path(path_type=Path, file_okay=False)
+FILE = PathArg("FILE")
+DIR = PathArg("DIR")
 
 pki_group = click.Group("pki", help="the CA (off-line): init-ca, sign-csr")
 identity_group = click.Group("identity", help="a person's keys and identity request (off-line): init")
@@ -245,18 +245,19 @@ def _identity(path: Path, option: str) -> IdentityRequest:
 
 @genesis_group.command("new", help="build the unsigned genesis: admin set, default policy, roster v1, threshold")
 @click.option("--out", type=FILE, required=True, help="the genesis to write (JSON)")
-@click.option("--threshold", type=int, required=True, help="how many nodes sign (2 <= T <= the nodes)")
+@click.option("--threshold", type=UInt(2, 255), required=True, help="how many nodes sign (2 <= T <= the nodes)")
 @click.option("--ca", type=FILE, required=True, help="the CA certificate (PEM)")
 @click.option("--admin", "admins", type=FILE, multiple=True, required=True, help="an admin's identity request (repeat)")
-@click.option("--admin-quorum", type=int, required=True, help="how many admins must sign a change")
+@click.option("--admin-quorum", type=UInt(1, 255), required=True, help="how many admins must sign a change")
 @click.option("--approver", "approvers", type=FILE, multiple=True, help="an approver's identity request (repeat)")
-@click.option("--approval-quorum", type=int, required=True, help="how many approvers must approve a signature")
+@click.option("--approval-quorum", type=UInt(1, 255), required=True, help="how many approvers must approve a signature")
 @click.option("--requester", "requesters", type=FILE, multiple=True, help="a requester's identity request (repeat)")
 @click.option("--node", "nodes", type=(FILE, FILE), multiple=True, required=True,
               help="a node's enrolment request and certificate (repeat; indices 1.. in order)")
-@click.option("--ttl-seconds", type=int, default=3600, show_default=True, help="how long a signing request lives")
-@click.option("--max-signatures", type=int, default=100, show_default=True, help="signatures per window (rate limit)")
-@click.option("--window-seconds", type=int, default=3600, show_default=True, help="the rate limit's window")
+@click.option("--ttl-seconds", type=UInt(1, MAX_TTL_SECONDS), default=3600, show_default=True, help="how long a signing request lives")
+@click.option("--max-signatures", type=UInt(1, MAX_SIGNATURES_PER_WINDOW),
+              default=100, show_default=True, help="signatures per window (rate limit)")
+@click.option("--window-seconds", type=UInt(1, MAX_WINDOW_SECONDS), default=3600, show_default=True, help="the rate limit's window")
 def cmd_genesis_new(
     out: Path, threshold: int, ca: Path, admins: tuple[Path, ...], admin_quorum: int, approvers: tuple[Path, ...],
     approval_quorum: int, requesters: tuple[Path, ...], nodes: tuple[tuple[Path, Path], ...], ttl_seconds: int,

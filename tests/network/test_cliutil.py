@@ -29,6 +29,10 @@ PROGRAMS: list[tuple[str, Callable[[list[str] | None], int], click.Command]] = [
     ("scripts/demo", demo.main, demo.demo),
     ("mpc-node", node_main.main, node_main._command),
     ("mpc-coordinator", coordinator_main.main, coordinator_main._command),
+    # the servers' off-line subcommands (issue 13: init, join, rekey-store)
+    *[(f"mpc-node {name}", node_main.main, cliutil.lazy_command(target)) for name, target in node_main.SUBCOMMANDS.items()],
+    *[(f"mpc-coordinator {name}", coordinator_main.main, cliutil.lazy_command(target))
+      for name, target in coordinator_main.SUBCOMMANDS.items()],
 ]
 
 
@@ -54,12 +58,12 @@ def test_every_typed_value_of_every_program_goes_through_the_one_set_of_types() 
     seen = set()
     for prog, _main, root in PROGRAMS:
         for p in _params(root):
-            t = p.type
-            seen.add(type(t).__name__)
-            plain = (click.types.StringParamType, click.types.BoolParamType)  # free text (parsed by the command), flags
-            assert isinstance(t, (*own, PathText, *plain)), (prog, p.name, t)
-            if isinstance(t, click.Choice):
-                assert isinstance(t, cliutil.Choice), (prog, p.name)  # the one that quotes a short prefix
+            for t in p.type.types if isinstance(p.type, click.Tuple) else [p.type]:  # a pair of values: each typed
+                seen.add(type(t).__name__)
+                plain = (click.types.StringParamType, click.types.BoolParamType)  # free text (parsed by the command), flags
+                assert isinstance(t, (*own, PathText, *plain)), (prog, p.name, t)
+                if isinstance(t, click.Choice):
+                    assert isinstance(t, cliutil.Choice), (prog, p.name)  # the one that quotes a short prefix
     assert {"UInt", "Seconds", "Hex", "Identifier", "Text", "PathArg", "InFile", "Endpoint"} <= seen
 
 
