@@ -85,7 +85,7 @@ from mpc_node.rotation import KeyRotation
 from mpc_node.storage import NodeStore, RateLimited, RequestAlreadyServed, Reservation as StoredReservation, ReservationConflict, StoreError
 from mpcnet.common.govwire import audit_page, policy_state
 from mpcnet.common.keystore import OperationalKeys
-from mpcnet.common.pkcs11token import TokenError
+from mpcnet.common.pkcs11token import TokenError, TokenIdentity
 from mpcnet.common.rpc import RpcError, caller_identity, check_len, invalid
 from mpcnet.common.stores.audit import AuditLog
 from mpcnet.wire.mpc.v1 import common_pb2, governance_pb2, node_pb2
@@ -284,7 +284,10 @@ class NodeService:
         self._store_probed = time.monotonic()
         try:
             self.store.probe_write(self.clock.now_ms())
-        except (StoreError, OSError, sqlite3.Error) as e:
+            identity = self.keys.identity
+            if isinstance(identity, TokenIdentity):  # the token signs everything: unusable = not serving (R2)
+                identity.sign(b"MPCNET/v1/node/token-probe")
+        except (StoreError, OSError, sqlite3.Error, TokenError) as e:
             problem = _short(e) or type(e).__name__
             self._set_store_problem(problem)
             return problem
@@ -304,7 +307,8 @@ class NodeService:
                 for name in HEALTH_SERVICES:
                     self.health.set(name, status)
         if problem:
-            log.error("store %s cannot be written (%s): NOT_SERVING until a write succeeds again", self.cfg.store, problem)
+            what = "the PKCS#11 token is unusable" if problem.startswith("pkcs11") else f"store {self.cfg.store} cannot be written"
+            log.error("%s (%s): NOT_SERVING until a write succeeds again", what, problem)
         else:
             log.info("store %s can be written again: SERVING", self.cfg.store)
         try:  # the audit log may live on the same failing disk
@@ -330,6 +334,7 @@ class NodeService:
         failure (the identity signs in the token); None for anything else."""
         if isinstance(e, TokenError):
             log.error("token failure: %s", _short(e))
+            self.probe_store()  # health: NOT_SERVING until the token signs again
             return RpcError(Code.UNAVAILABLE, f"pkcs11: {self.cfg.name} cannot use its PKCS#11 token; use other nodes")
         return self._unusable(e) if isinstance(e, (StoreError, OSError, sqlite3.Error)) else None
 
@@ -382,7 +387,9 @@ class NodeService:
         return node_pb2.NodeHealthResponse(
             serving=not problem, active_sessions=self.active_sessions, max_sessions=self.cfg.max_sessions,
             unix_ms=self.clock.now_ms(),
-            reason=self.rotation.problem or (f"store cannot be written: {problem}" if problem else ""),
+            reason=self.rotation.problem or (
+                (f"token unusable: {problem}" if problem.startswith("pkcs11") else f"store cannot be written: {problem}")
+                if problem else ""),
         )
 
     # --- sessions ----------------------------------------------------------------------------

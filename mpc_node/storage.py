@@ -904,7 +904,8 @@ def _unlock(conn: sqlite3.Connection, passphrase: bytes, node_id: int, scrypt_n:
     if meta.get("node_id") != node_id:
         raise StoreError(f"node_id: this store belongs to node {meta.get('node_id')!r}, not {node_id}")
     if meta.get("kdf") == "pkcs11":
-        raise StoreError("passphrase: this store is protected by a PKCS#11 token (config pkcs11), not a passphrase")
+        raise StoreError("passphrase: this store is protected by a PKCS#11 token, not a passphrase "
+                         "(config pkcs11; an interrupted mpc-node rekey-store: run it again)")
     if meta.get("kdf") != "scrypt" or meta.get("scrypt_r") != SCRYPT_R or meta.get("scrypt_p") != SCRYPT_P:
         raise StoreError("database: unsupported key-derivation parameters")
     n = _check_scrypt_n(meta.get("scrypt_n"), "database: stored scrypt_n")

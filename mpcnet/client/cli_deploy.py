@@ -28,6 +28,7 @@ from governance.policy import MAX_SIGNATURES_PER_WINDOW, MAX_TTL_SECONDS, MAX_WI
 from governance.roster import active_entries
 from governance.text import escape, quote
 from mpcnet.common.cliutil import Failed, PathArg, UInt
+from mpcnet.common.dirlock import exclusive_directory
 from mpcnet.common.enrolment import (
     IDENTITY_REQUEST_FILE,
     EnrolmentError,
@@ -82,20 +83,25 @@ def _fail(e: Exception) -> Failed:
 @click.option("--dir", "directory", type=DIR, required=True, help="the CA's private directory (made 0700)")
 @click.option("--name", default="mpcnet CA", show_default=True, help="the CA certificate's CN")
 def cmd_init_ca(directory: Path, name: str) -> None:
-    if (directory / CA_KEY_FILE).exists():
+    if (directory / CA_KEY_FILE).exists() and (directory / CA_CERT_FILE).exists():  # a key alone: a killed run, completed
         raise Failed(f"--dir: {quote(str(directory), 200)} already holds a CA key (never overwritten)")
     try:
         check_private_dir(directory, (CA_CERT_FILE,), ())  # not a symlink (chmod below), our own (R1)
     except EnrolmentError as e:
         raise _fail(e) from None
     try:
-        paths = create_ca(directory, name)
+        directory.mkdir(parents=True, exist_ok=True)
+        with exclusive_directory(directory):  # a second init-ca of DIR at once: refused below, its key never overwritten
+            if (directory / CA_KEY_FILE).exists() and (directory / CA_CERT_FILE).exists():
+                raise Failed(f"--dir: {quote(str(directory), 200)} already holds a CA key (never overwritten)")
+            paths = create_ca(directory, name)
+            fingerprint = certificate_fingerprint(load_certificate(paths.cert.read_bytes(), "ca.pem")).hex()
     except PkiError as e:
         raise _fail(e) from None
     os.chmod(directory, 0o700)
     click.echo(f"CA certificate: {escape(str(paths.cert))}")
     # what `mpc genesis show` prints as the CA's sha256: tell it to the admins by another channel
-    click.echo(f"sha256: {certificate_fingerprint(load_certificate(paths.cert.read_bytes(), 'ca.pem')).hex()}")
+    click.echo(f"sha256: {fingerprint}")
 
 
 def _read_text(path: Path, option: str) -> str:
@@ -181,19 +187,20 @@ def cmd_identity_init(directory: Path, name: str, role: str) -> None:
         check_private_dir(directory, (IDENTITY_REQUEST_FILE, SIGNING_PUB_FILE), (TLS_KEY_FILE, SIGNING_KEY_FILE))
         directory.mkdir(parents=True, exist_ok=True)
         os.chmod(directory, 0o700)
-        tls_key = make_tls_key(directory / TLS_KEY_FILE)
-        sk_path = directory / SIGNING_KEY_FILE
-        if not sk_path.exists():
-            new = Ed25519PrivateKey.generate()
-            pem = new.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-            write_atomic(sk_path, pem, 0o600, overwrite=False)
-        key = load_signing_key(sk_path)
-        public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-        write_atomic(directory / SIGNING_PUB_FILE, (public.hex() + "\n").encode(), 0o644)
-        req = _kept_request(directory / IDENTITY_REQUEST_FILE, role, name, public, tls_key)
-        if req is None:
-            req = build_identity_request(role, name, key, public, tls_key)
-            write_request(directory / IDENTITY_REQUEST_FILE, req)
+        with exclusive_directory(directory):  # a second init of DIR at once waits, then keeps these keys
+            tls_key = make_tls_key(directory / TLS_KEY_FILE)
+            sk_path = directory / SIGNING_KEY_FILE
+            if not sk_path.exists():
+                new = Ed25519PrivateKey.generate()
+                pem = new.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+                write_atomic(sk_path, pem, 0o600, overwrite=False)
+            key = load_signing_key(sk_path)
+            public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+            write_atomic(directory / SIGNING_PUB_FILE, (public.hex() + "\n").encode(), 0o644)
+            req = _kept_request(directory / IDENTITY_REQUEST_FILE, role, name, public, tls_key)
+            if req is None:
+                req = build_identity_request(role, name, key, public, tls_key)
+                write_request(directory / IDENTITY_REQUEST_FILE, req)
     except EnrolmentError as e:
         raise _fail(e) from None
     click.echo(f"identity request: {escape(str(directory / IDENTITY_REQUEST_FILE))}")
@@ -309,14 +316,15 @@ def cmd_genesis_show(path: Path) -> None:
 def cmd_genesis_sign(path: Path, name: str, signing_key: Path, expect_digest: str | None) -> None:
     from mpcnet.common.hostenrol import digest_option
 
-    genesis = _genesis(path)
-    try:
-        signed = sign_genesis(genesis, name, load_signing_key(signing_key), expect_digest=digest_option(expect_digest))
-    except EnrolmentError as e:
-        raise _fail(e) from None
-    for line in show_lines(genesis):
-        click.echo(line)
-    write_genesis(path, signed)
+    with exclusive_directory(path.parent):  # another admin signing this file at once: read after their write
+        genesis = _genesis(path)
+        try:
+            signed = sign_genesis(genesis, name, load_signing_key(signing_key), expect_digest=digest_option(expect_digest))
+        except EnrolmentError as e:
+            raise _fail(e) from None
+        for line in show_lines(genesis):
+            click.echo(line)
+        write_genesis(path, signed)
     click.echo(f"signed by {escape(name)}")
 
 

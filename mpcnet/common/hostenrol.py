@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives import serialization
 from governance.roster import Roster, RosterEntry, SignedRosterChange, check_endpoint
 from governance.text import quote
 from mpcnet.common.datadir import DataDirBusy, hold_data_dirs
+from mpcnet.common.dirlock import exclusive_directory
 from mpcnet.common.enrolment import (
     ENROLMENT_REQUEST_FILE,
     EnrolmentError,
@@ -153,6 +154,14 @@ def init_host(
     check_private_dir(directory, (), ())  # not a symlink, our own (R1)
     directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory, 0o700)
+    with exclusive_directory(directory):  # a concurrent init of DIR waits, then finds these keys
+        return _init_locked(directory, role, name, endpoint, listen, protection, scrypt_n, identity_in_token)
+
+
+def _init_locked(
+    directory: Path, role: str, name: str, endpoint: str, listen: str, protection: KeyProtection | None, scrypt_n: int,
+    identity_in_token: bool,
+) -> EnrolmentRequest:
     if protection is None:
         fields = {"passphrase_file": PASSPHRASE_FILE}
     else:

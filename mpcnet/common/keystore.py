@@ -225,7 +225,8 @@ def load_keystore(path: Path, passphrase: bytes) -> OperationalKeys:
     if doc.get("version") != VERSION or isinstance(doc.get("version"), bool):
         raise KeystoreError("keystore.version: unsupported version")
     if "protection" in doc and "kdf" not in doc:
-        raise KeystoreError("keystore.kdf: this keystore is protected by a PKCS#11 token (config pkcs11), not a passphrase")
+        raise KeystoreError("keystore.kdf: this keystore is protected by a PKCS#11 token, not a passphrase "
+                            "(config pkcs11; an interrupted mpc-node rekey-store: run it again)")
     kdf = _field(doc, "kdf", dict, "kdf")
     if kdf.get("name") != "scrypt":
         raise KeystoreError("keystore.kdf.name: unsupported KDF")

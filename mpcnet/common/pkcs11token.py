@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import stat
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -48,6 +49,13 @@ _libs_lock = threading.Lock()
 
 class TokenError(Exception):
     """The token cannot be used: the message names the config field (never the PIN)."""
+
+
+# a session or object handle the token no longer knows (the token's storage went away and came
+# back, the session was closed under us, a network HSM reconnected): re-find the objects by label,
+# re-open the session if needed, and retry the operation once (:meth:`Token.call`)
+_LOST = (px.ObjectHandleInvalid, px.SessionHandleInvalid, px.SessionClosed, px.DeviceRemoved, px.TokenNotPresent,
+         px.UserNotLoggedIn, px.DeviceError)
 
 
 def _label(text: str, field_name: str) -> str:
@@ -82,6 +90,20 @@ def _load(module: Path) -> Any:
             except px.PKCS11Error as e:
                 raise TokenError(f"pkcs11.module: cannot load {os.fspath(module)!r} ({type(e).__name__})") from None
         return _libs[key]
+
+
+def reinitialize(module: Path) -> None:
+    """C_Finalize and C_Initialize the loaded library ``module`` (every session of this process
+    on it is gone): the last resort when a token the library lost track of must be found again.
+    Raises :class:`TokenError` naming ``pkcs11.module``."""
+    with _libs_lock:
+        lib = _libs.get(os.path.realpath(module))
+        if lib is None:
+            return
+        try:
+            lib.reinitialize()
+        except px.PKCS11Error as e:
+            raise TokenError(f"pkcs11.module: cannot re-initialize {os.fspath(module)!r} ({type(e).__name__})") from None
 
 
 def open_token(module: Path, token_label: str, pin: bytes, *, pin_field: str = "pkcs11.pin_file") -> Token:
@@ -120,6 +142,9 @@ class Token:
     label: str
     _session: Any = field(repr=False)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    _reopen: Callable[[], Any] | None = field(default=None, repr=False)  # a new logged-in session (re-reads the PIN)
+    _handles: dict[tuple[Any, str], Any] = field(default_factory=dict, repr=False)
+    _closed: bool = field(default=False, repr=False)
 
     def __repr__(self) -> str:
         return f"Token(label={self.label!r})"
@@ -127,17 +152,45 @@ class Token:
     def close(self) -> None:
         """Log out and close the session (idempotent)."""
         with self.lock:
-            if self._session is not None:
-                try:
-                    self._session.close()
-                except px.PKCS11Error:
-                    pass
-            self._session = None
+            self._closed = True
+            self._drop_session()
+
+    def _drop_session(self) -> None:
+        self._handles.clear()
+        if self._session is not None:
+            try:
+                self._session.close()
+            except px.PKCS11Error:
+                pass
+        self._session = None
 
     def _live(self) -> Any:
+        if self._session is None and not self._closed and self._reopen is not None:
+            self._session = self._reopen()  # TokenError naming the field (a PIN file gone, the token absent)
         if self._session is None:
             raise TokenError("pkcs11: the token session is closed")
         return self._session
+
+    def call(self, cls: ObjectClass, label: str, field_name: str, op: Callable[[Any], Any]) -> Any:
+        """``op(object)`` on the object of class ``cls`` labelled ``label``, under the lock. A
+        session or handle the token lost is recovered once (the object found again by label,
+        the session re-opened if it is gone) and ``op`` retried; other PKCS#11 errors propagate.
+        Raises :class:`TokenError` naming ``field_name`` when the token stays unusable."""
+        with self.lock:
+            for attempt in (0, 1):
+                try:
+                    handle = self._handles.get((cls, label))
+                    if handle is None:
+                        handle = self._find(cls, label, field_name)
+                        if handle is None:
+                            raise TokenError(f"{field_name}: no object labelled {label!r} in token {self.label!r}")
+                        self._handles[(cls, label)] = handle
+                    return op(handle)
+                except _LOST as e:
+                    if attempt or self._closed or self._reopen is None:
+                        _fail(field_name, e)
+                    self._drop_session()  # a new session (and the objects found again) on the retry
+        raise AssertionError("unreachable")
 
     def _find(self, cls: ObjectClass, label: str, field_name: str) -> Any | None:
         found = list(self._live().get_objects({Attribute.CLASS: cls, Attribute.LABEL: label}))
@@ -166,17 +219,25 @@ class Token:
                 _require_never_exported(key, fname, label)
             except px.PKCS11Error as e:
                 _fail(fname, e)
+            self._handles[(ObjectClass.SECRET_KEY, label)] = key
         return StorageKey(self, label, key)
 
     def identity(self, label: str, *, create: bool) -> TokenIdentity:
         """The Ed25519 identity key pair labelled ``label`` (generated in the token when missing
-        and ``create``). Raises :class:`TokenError` naming ``pkcs11.identity_key_label``."""
+        and ``create``; with ``create``, a public half left alone by a generation killed midway is
+        destroyed and the pair generated anew). Raises :class:`TokenError` naming
+        ``pkcs11.identity_key_label``."""
         fname = "pkcs11.identity_key_label"
         _label(label, fname)
         with self.lock:
             try:
                 priv = self._find(ObjectClass.PRIVATE_KEY, label, fname)
                 pub = self._find(ObjectClass.PUBLIC_KEY, label, fname)
+                if priv is None and pub is not None and create:
+                    # a generation killed between its two objects (SoftHSM2 stores the public
+                    # half first): a public key with no private half has signed nothing; replace it
+                    pub.destroy()
+                    pub = None
                 if priv is None and pub is None and create:
                     params = self._live().create_domain_parameters(
                         KeyType.EC_EDWARDS, {Attribute.EC_PARAMS: encode_named_curve_parameters(ED25519_OID)}, local=True
@@ -193,6 +254,7 @@ class Token:
                 point = bytes(pub[Attribute.EC_POINT])
             except px.PKCS11Error as e:
                 _fail(fname, e)
+            self._handles[(ObjectClass.PRIVATE_KEY, label)] = priv
         if len(point) == 34 and point[:2] == b"\x04\x20":  # DER OCTET STRING (SoftHSM2)
             point = point[2:]
         if len(point) != 32:
@@ -251,12 +313,12 @@ class StorageKey:
         if not isinstance(data_key, bytes) or len(data_key) != DATA_KEY_LEN:
             raise TokenError(f"data key: must be {DATA_KEY_LEN} bytes")
         nonce = os.urandom(WRAP_NONCE_LEN)
-        with self.token.lock:
-            self.token._live()
-            try:
-                ct = self._key.encrypt(data_key, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(nonce, aad, 128))
-            except px.PKCS11Error as e:
-                _fail("pkcs11.storage_key_label", e)
+        fname = "pkcs11.storage_key_label"
+        try:
+            ct = self.token.call(ObjectClass.SECRET_KEY, self.label, fname, lambda key: key.encrypt(
+                data_key, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(nonce, aad, 128)))
+        except px.PKCS11Error as e:
+            _fail(fname, e)
         return nonce + bytes(ct)
 
     def unwrap(self, wrapped: bytes, aad: bytes) -> bytes:
@@ -264,17 +326,12 @@ class StorageKey:
         the token does not authenticate it (another key, other ``aad``, or altered bytes)."""
         if not isinstance(wrapped, bytes) or len(wrapped) != WRAPPED_LEN:
             raise TokenError(f"wrapped data key: must be {WRAPPED_LEN} bytes")
-        with self.token.lock:
-            self.token._live()
-            try:
-                plain = self._key.decrypt(
-                    wrapped[WRAP_NONCE_LEN:], mechanism=Mechanism.AES_GCM,
-                    mechanism_param=GCMParams(wrapped[:WRAP_NONCE_LEN], aad, 128),
-                )  # fmt: skip
-            except px.PKCS11Error:
-                raise TokenError(
-                    f"pkcs11.storage_key_label: the token's key {self.label!r} does not unwrap this data key"
-                ) from None
+        try:
+            plain = self.token.call(ObjectClass.SECRET_KEY, self.label, "pkcs11.storage_key_label", lambda key: key.decrypt(
+                wrapped[WRAP_NONCE_LEN:], mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(wrapped[:WRAP_NONCE_LEN], aad, 128),
+            ))  # fmt: skip
+        except px.PKCS11Error:  # the token answered: the data key is not this key's (or not for this aad)
+            raise TokenError(f"pkcs11.storage_key_label: the token's key {self.label!r} does not unwrap this data key") from None
         if len(plain) != DATA_KEY_LEN:
             raise TokenError("wrapped data key: malformed")
         return bytes(plain)
@@ -298,12 +355,12 @@ class TokenIdentity(Ed25519PrivateKey):
 
     def sign(self, data: bytes | bytearray | memoryview) -> bytes:
         """The 64-byte Ed25519 signature of ``data``, made in the token. Raises :class:`TokenError`."""
-        with self._token.lock:
-            self._token._live()
-            try:
-                sig = bytes(self._key.sign(bytes(data), mechanism=Mechanism.EDDSA))
-            except px.PKCS11Error as e:
-                _fail("pkcs11.identity_key_label", e)
+        fname = "pkcs11.identity_key_label"
+        try:
+            sig = bytes(self._token.call(ObjectClass.PRIVATE_KEY, self.label, fname,
+                                         lambda key: key.sign(bytes(data), mechanism=Mechanism.EDDSA)))
+        except px.PKCS11Error as e:
+            _fail(fname, e)
         if len(sig) != 64:
             raise TokenError("pkcs11.identity_key_label: the token returned a malformed signature")
         return sig

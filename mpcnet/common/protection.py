@@ -69,7 +69,16 @@ from mpcnet.common.keystore import (
     load_keystore,
     read_passphrase,
 )
-from mpcnet.common.pkcs11token import DATA_KEY_LEN, WRAP_MECHANISM, WRAPPED_LEN, StorageKey, Token, TokenError, open_token
+from mpcnet.common.pkcs11token import (
+    DATA_KEY_LEN,
+    WRAP_MECHANISM,
+    WRAPPED_LEN,
+    StorageKey,
+    Token,
+    TokenError,
+    open_token,
+    reinitialize,
+)
 
 DEFAULT_STORAGE_KEY_LABEL = "mpcnet-storage-key"
 DEFAULT_IDENTITY_KEY_LABEL = "mpcnet-identity-key"
@@ -192,8 +201,23 @@ def open_pkcs11(settings: Pkcs11Settings) -> Token:
                 raise TokenError(f"{pin_field}: the token refused the PIN (not the PIN its open session was logged in with)")
             return held[0]
         token = open_token(settings.module, settings.token_label, pin, pin_field=pin_field)
+        token._reopen = lambda: _reopen(settings, pin_field)
         _tokens[key] = (token, _pin_mac(pin))
         return token
+
+
+def _reopen(settings: Pkcs11Settings, pin_field: str) -> Any:
+    """A new logged-in session for a token whose session was lost (the PIN read again, never kept
+    for it); the library re-initialized if it no longer finds the token. Raises :class:`TokenError`."""
+    pin = read_pin(settings)
+    try:
+        return open_token(settings.module, settings.token_label, pin, pin_field=pin_field)._session
+    except TokenError as first:
+        try:
+            reinitialize(settings.module)
+            return open_token(settings.module, settings.token_label, pin, pin_field=pin_field)._session
+        except TokenError:
+            raise first from None
 
 
 def close_tokens() -> None:

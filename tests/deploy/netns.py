@@ -60,8 +60,11 @@ def _ip(*args: str) -> str:
     return r.stdout
 
 
-STALE_NS = re.compile(r"mpc([0-9]+)n[0-9]+-[a-z0-9-]+")
-STALE_BRIDGE = re.compile(r"mb([0-9]+)n[0-9]+")
+STALE_NS = re.compile(r"mpc(([0-9]+)n[0-9]+)-[a-z0-9-]+")
+STALE_BRIDGE = re.compile(r"mb(([0-9]+)n[0-9]+)")
+_MADE: set[str] = set()
+"""The tags of the networks this process built: leftovers named with this process's pid and
+another tag are a killed run's whose pid this process now has (pid reuse), hence stale."""
 _RUNS = itertools.count()
 """This process's networks so far: a network's names are new even when the previous one's are
 still being destroyed (the kernel removes a deleted namespace's interfaces asynchronously)."""
@@ -77,16 +80,22 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _stale(m: re.Match[str]) -> bool:
+    pid = int(m.group(2))
+    return (pid == os.getpid() and m.group(1) not in _MADE) or (pid != os.getpid() and not _alive(pid))
+
+
 def remove_stale() -> None:
     """Remove what runs that died without their teardown left (SIGKILLed pytest): namespaces,
-    their processes, bridges and /etc/netns directories whose creating process is gone."""
+    their processes, bridges and /etc/netns directories whose creating process is gone (or is
+    this process, which did not make them: a killed run's pid reused)."""
     try:
         listed = _ip("netns", "list").split()
     except NetnsError:
         return
     for name in listed:
         m = STALE_NS.fullmatch(name)
-        if m is None or _alive(int(m.group(1))):
+        if m is None or not _stale(m):
             continue
         try:
             for pid in _ip("netns", "pids", name).split():
@@ -106,7 +115,7 @@ def remove_stale() -> None:
         parts = line.split(":")
         name = parts[1].strip() if len(parts) > 1 else ""
         m = STALE_BRIDGE.fullmatch(name)
-        if m is not None and not _alive(int(m.group(1))):
+        if m is not None and _stale(m):
             subprocess.run(["ip", "link", "del", name], capture_output=True, timeout=30)
 
 
@@ -188,6 +197,7 @@ class Network:
         if len(self.machines) > 250 or len(set(self.machines)) != len(self.machines):
             raise ValueError("machines: at most 250 distinct names")
         remove_stale()
+        _MADE.add(self.tag)
         try:  # bridged traffic bypasses the machine's firewall (a Docker host's FORWARD policy is DROP)
             _ip("link", "add", self.bridge, "type", "bridge", "nf_call_iptables", "0", "nf_call_ip6tables", "0", "nf_call_arptables", "0")
         except NetnsError:  # an older iproute2: a plain bridge

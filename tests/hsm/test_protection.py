@@ -320,9 +320,11 @@ def test_a_token_failure_in_an_rpc_is_unavailable_not_internal() -> None:
 
     from mpc_node.service import NodeService
 
-    fake = SimpleNamespace(cfg=SimpleNamespace(name="node-1"))
+    probed: list[bool] = []
+    fake = SimpleNamespace(cfg=SimpleNamespace(name="node-1"), probe_store=lambda: probed.append(True) or "")
     err = NodeService.storage_failure(fake, TokenError("pkcs11.identity_key_label: the token failed (DeviceRemoved)"))  # type: ignore[arg-type]
     assert err is not None and err.code.name == "UNAVAILABLE" and err.message.startswith("pkcs11: node-1 cannot use its PKCS#11 token")
+    assert probed  # health re-probed at once (NOT_SERVING while the token is unusable)
 
 
 def test_a_wrong_pin_is_refused_while_the_token_is_logged_in(softhsm: SoftHsm, tmp_path: Path) -> None:
