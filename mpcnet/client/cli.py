@@ -667,8 +667,8 @@ def _report(ctx: click.Context, outcomes: dict[str, str]) -> int:
 def cmd_policy_push(ctx: click.Context, key_id: bytes | None) -> int:
     with _client(None, _opts(ctx)) as c:
         _need_cluster_file(c, nodes=True)
-        _follow_roster(ctx, c)
-        return _report(ctx, c.push_policy(key_id))
+        extra = _follow_roster(ctx, c)
+        return _report(ctx, {**c.push_policy(key_id), **extra})
 
 
 @_command(policy_group, "attest", "sign an attestation of every scope's policy head, send it to the coordinator and nodes; role admin")
@@ -676,16 +676,18 @@ def cmd_policy_attest(ctx: click.Context) -> int:
     with _client(None, _opts(ctx)) as c:
         _need_signer(c)
         _need_cluster_file(c, admin_set=True, nodes=True)
-        _follow_roster(ctx, c)
-        return _report(ctx, c.attest())
+        extra = _follow_roster(ctx, c)
+        return _report(ctx, {**c.attest(), **extra})
 
 
-def _follow_roster(ctx: click.Context, c: MpcClient) -> None:
-    """With ``--genesis``: push to the nodes of the verified roster in force (mpcnet.client.rosternodes)."""
+def _follow_roster(ctx: click.Context, c: MpcClient) -> dict[str, str]:
+    """With ``--genesis``: push to the nodes of the verified roster in force (mpcnet.client.rosternodes);
+    the outcome rows to add to the report (an error row when the roster could not be fetched)."""
     if _opts(ctx).genesis and not _opts(ctx).cluster:
         from mpcnet.client.rosternodes import follow_verified_roster
 
-        follow_verified_roster(c)
+        return follow_verified_roster(c)
+    return {}
 
 
 @_command(policy_group, "approve", "sign a pending proposal; role admin")
