@@ -3,38 +3,58 @@
 
 The certificate must chain to the CA this client trusts: ``--tls-ca`` (``MPC_TLS_CA``), else the
 genesis's CA (``--genesis``), else the cluster directory's dev CA (``--cluster DIR``:
-``ca/ca.pem``). Errors are :class:`~mpcnet.client.cli.CliUsage` naming the option or field.
+``ca/ca.pem``); ``--tls-ca`` and ``--genesis`` together must name one CA. Errors are
+:class:`~mpcnet.client.cli.CliUsage` naming the option or field.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from cryptography.hazmat.primitives import serialization
 
 from governance.roster import RosterEntry
 from governance.text import quote
 from mpcnet.client import cli_render as view
 from mpcnet.client.cli import CliUsage
 from mpcnet.client.nodeenrol import MAX_PEM_BYTES, entry_from_request, is_enrolment_request, read_pem
-from mpcnet.common.enrolment import EnrolmentError, describe
+from mpcnet.common.enrolment import EnrolmentError, describe, load_pem_certificate
 
 
 def trusted_ca(opts: Any) -> bytes:
     """The PEM of the CA this client trusts (see the module docstring); CliUsage if none is known."""
     try:
         if opts.tls_ca:
-            return read_pem(Path(opts.tls_ca), "--tls-ca")
+            pem = read_pem(Path(opts.tls_ca), "--tls-ca")
+            if opts.genesis:
+                _same_ca(pem, _genesis_ca(Path(opts.genesis)))
+            return pem
         if opts.genesis:
-            from mpcnet.common.genesis import load_genesis
-
-            return load_genesis(Path(opts.genesis)).ca_pem.encode("ascii")
+            return _genesis_ca(Path(opts.genesis))
         if opts.cluster:
             return read_pem(Path(opts.cluster) / "ca" / "ca.pem", "--cluster")
     except EnrolmentError as e:
         raise CliUsage(str(e)) from None
     raise CliUsage("--cert: give the CA to check it against (--tls-ca FILE or --genesis FILE)")
+
+
+def _genesis_ca(path: Path) -> bytes:
+    from mpcnet.common.genesis import load_genesis
+
+    return load_genesis(path).ca_pem.encode("ascii")
+
+
+def _same_ca(tls_ca: bytes, genesis_ca: bytes) -> None:
+    """CliUsage naming ``--tls-ca`` unless it is the genesis's CA (the nodes trust only that
+    one: a certificate checked against another CA would be proposed and never dialled)."""
+    a = load_pem_certificate(tls_ca, "--tls-ca").public_bytes(serialization.Encoding.DER)
+    b = load_pem_certificate(genesis_ca, "genesis.ca").public_bytes(serialization.Encoding.DER)
+    if not hmac.compare_digest(a, b):
+        raise CliUsage("--tls-ca: is not the genesis's CA (--genesis); the nodes trust only the genesis's CA: give one CA")
 
 
 def _format_of(path: Path) -> object:

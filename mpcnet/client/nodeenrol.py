@@ -60,8 +60,8 @@ def entry_from_request(
     is at ``request_path`` and whose certificate is ``cert_pem``, issued by the CA ``ca_pem``;
     index ``index`` or :func:`next_free_index`. EnrolmentError naming the field: a request that
     does not verify or is not a node's (``role``), a certificate that does not match it, an
-    ``index`` already used, a name, key or endpoint the roster already holds is refused later by
-    :func:`governance.roster.add_node`."""
+    ``index`` already used or below the largest one used; a name, key or endpoint the roster
+    already holds is refused later by :func:`governance.roster.add_node`."""
     request = load_request(request_path)
     if not isinstance(request, EnrolmentRequest) or request.role != "node":
         raise EnrolmentError("role", "the enrolment request is not a node's (node add takes a node's enrolment-request.json)")
@@ -70,4 +70,7 @@ def entry_from_request(
         index = next_free_index(roster)
     elif roster.entry(index) is not None:
         raise EnrolmentError("index", f"{index} is already used by the roster (indices are never reused)")
+    elif index < next_free_index(roster):
+        raise EnrolmentError("index", f"{index} is below index {next_free_index(roster) - 1} the roster enrolled "
+                                      "(entries stay in increasing index order: give a larger one, or none)")
     return node_entry(index, request, cert_pem, ca_pem), request
