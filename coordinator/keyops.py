@@ -263,8 +263,9 @@ class KeyOperations:
         reshare that cannot succeed (a new-committee node down for good) does not add a failed
         operation and its audit entries every 30 s forever. A key whose roster-implied reshare to
         the active nodes failed (a node added before its operator started it) is retried the same
-        way, once every active node answers health checks; the first retry at once. Returns the ids
-        started."""
+        way, once every active node answers health checks; the first retry at once (also after a
+        revocation's drop-only reshare interrupted that follow: :meth:`_failed_follow`). Returns
+        the ids started."""
         active = {e.index for e in active_entries(roster)}
         now = now_ms()
         ids: list[str] = []
@@ -295,13 +296,19 @@ class KeyOperations:
     def _failed_follow(self, ops: list[KeyOpRecord], epoch: int) -> bool:
         """Whether the newest of ``ops`` is a failed roster-implied reshare from the key's current
         ``epoch`` that added nodes (a node added while it was not yet running): the key follows
-        the roster, and its retry goes to the active nodes of the roster in force."""
-        if not ops or ops[-1].state != "failed" or ops[-1].authorized_by != "roster":
+        the roster, and its retry goes to the active nodes of the roster in force. Likewise when
+        the newest is a done roster-implied reshare that only dropped nodes (a revocation) right
+        after such a failed follow from its own old epoch: the revocation interrupted the follow,
+        the key still follows the roster (its committee is not an admin's choice)."""
+        if not ops or ops[-1].authorized_by != "roster" or ops[-1].state not in ("failed", "done"):
             return False
         try:
             op = self._op(ops[-1])
         except GovernanceError:
             return False
+        if ops[-1].state == "done":
+            dropped = set(op.new_committee) < set(op.old_committee)
+            return dropped and op.new_epoch == epoch and self._failed_follow(ops[:-1], op.old_epoch)
         return op.old_epoch == epoch and set(op.new_committee) > set(op.old_committee)
 
     def resume(self, *, wait: bool = False) -> None:

@@ -1,0 +1,84 @@
+"""Review 2 (issue 13): the coordinator's retry of a failed roster-implied reshare that added nodes.
+
+Finding (fixed, medium): node 4 is added while its operator has not started it, so the key's
+roster-implied reshare to nodes 1-4 fails; then node 3 is revoked. The revocation's reshare drops
+node 3 and adds nobody (right: a revoked node's share must go first, even with node 4 down), but
+afterwards the key (committee 1, 2, threshold 2) was never reshared to node 4: the background
+retry looked only at the newest operation, a done drop, and took the committee for an
+admin-chosen one. The key stayed on two nodes (no redundancy) while the roster says 1, 2, 4.
+Now a done roster-implied drop that followed such a failed follow keeps the key following the
+roster: once every active node answers it is reshared to the active nodes. An admin-chosen
+committee (its newest add was admin-signed) still stays as chosen; the retry never runs while
+another operation of the key is live, and one of a key that moved on (another epoch) is not retried.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+import coordinator.keyops as keyops
+from coordinator.keyop_store import KeyOpRecord
+from coordinator.keyops import KeyOperations
+from governance.keyop import KeyOperation, KeyOpKind, SignedKeyOperation
+
+NOW = 1_900_000_000_000
+KEY = b"\x01" * 32
+
+
+def _op(old: tuple[int, ...], new: tuple[int, ...], epoch: int, state: str, by: str = "roster", age: int = 1000) -> KeyOpRecord:
+    from crypto_core.group import G
+
+    op = KeyOperation(b"\x02" * 32, bytes([epoch]) * 16, KeyOpKind.RESHARE, KEY, G.encode(), b"\x04" * 32, epoch, 2, old, 2,
+                      new, 2, "roster")
+    return KeyOpRecord(f"op-{epoch}-{state}", KEY, SignedKeyOperation(op).to_bytes(), by, state, b"", (), (), (), "", 0,
+                       NOW - age, NOW - age)
+
+
+def _coordinator(ops: list[KeyOpRecord], epoch: int, committee: tuple[int, ...], healthy: dict[int, bool]) -> Any:
+    started: list[bytes] = []
+
+    def start(key_id: bytes, roster: Any) -> str:
+        started.append(key_id)
+        return "new-op"
+
+    fake = SimpleNamespace(
+        db=SimpleNamespace(list_keys=lambda state: [SimpleNamespace(key_id=KEY)], list_key_operations=lambda key_id: ops),
+        epoch_of=lambda k: (epoch, committee), nodes={i: SimpleNamespace(healthy=h) for i, h in healthy.items()},
+        start_roster_implied=start,
+    )
+    fake._failed_follow = lambda ops, epoch: KeyOperations._failed_follow(fake, ops, epoch)  # type: ignore[arg-type]
+    fake._op = lambda rec: SignedKeyOperation.from_bytes(rec.signed).operation
+    return fake
+
+
+@pytest.fixture(autouse=True)
+def _roster_124(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(keyops, "active_entries", lambda roster: [SimpleNamespace(index=i) for i in (1, 2, 4)])
+    monkeypatch.setattr(keyops, "now_ms", lambda: NOW)
+
+
+FOLLOW_FAILED = _op((1, 2, 3), (1, 2, 3, 4), 3, "failed", age=5000)
+DROP_3 = _op((1, 2, 3), (1, 2), 3, "done")
+
+
+@pytest.mark.parametrize(("ops", "node4", "starts"), [
+    ([FOLLOW_FAILED, DROP_3], True, True),        # the follow the revocation interrupted: resumed once node 4 answers
+    ([FOLLOW_FAILED, DROP_3], False, False),      # not while node 4 does not answer
+    ([DROP_3], True, False),                      # a drop alone: the committee was the admins' choice
+    ([_op((1, 2, 3), (1, 2, 3, 4), 3, "failed", by="admin-quorum"), DROP_3], True, False),  # an admin's add: as chosen
+    ([_op((1, 2, 3), (1, 2, 3, 4), 2, "failed"), DROP_3], True, False),  # a follow from another epoch than the drop's
+    ([FOLLOW_FAILED, _op((1, 2, 3), (1, 2), 3, "failed")], True, False),  # a failed drop is no resumed follow
+    ([FOLLOW_FAILED, _op((1, 2, 3), (1, 2), 3, "running")], True, False),  # a live operation: never two at once
+])
+def test_a_follow_interrupted_by_a_revocation_is_resumed(ops: list[KeyOpRecord], node4: bool, starts: bool) -> None:
+    fake = _coordinator(ops, 4, (1, 2), {1: True, 2: True, 4: node4})
+    assert (KeyOperations.reconcile(fake, SimpleNamespace(), backoff_ms=30_000) == ["new-op"]) is starts
+
+
+def test_a_key_that_moved_on_since_the_drop_is_not_resumed() -> None:
+    """The drop's result is not the key's epoch (e.g. a restore since): no resumption."""
+    fake = _coordinator([FOLLOW_FAILED, DROP_3], 7, (1, 2), {1: True, 2: True, 4: True})
+    assert KeyOperations.reconcile(fake, SimpleNamespace(), backoff_ms=30_000) == []
