@@ -43,7 +43,7 @@ from governance.keyop import (
 from governance.roster import MAX_INDEX, Roster, active_entries
 from mpc_node.epoch_store import EpochStateError, KeyEpoch, PendingEpoch
 from mpc_node.fields import at_most, governance_blob, utf8_text_field
-from mpc_node.keyops import NO_ROSTER, RefreshSchedule, ReshareSetup, check_reshare, joined_versions, receipt_for
+from mpc_node.keyops import NO_ROSTER, RefreshSchedule, ReshareSetup, anchor_after, check_reshare, joined_versions, receipt_for
 from mpcnet.common.rpc import RpcError, check_len
 from mpcnet.wire.mpc.v1 import node_pb2
 
@@ -159,7 +159,8 @@ class EpochService:
                 PendingEpoch(
                     op.key_id, s.id, op.new_epoch, op.new_threshold, op.new_committee, op.digest(), raw, result is None, True, False
                 ),
-                None if result is None else result.to_bytes(), roster_version=op.roster_version,
+                None if result is None else result.to_bytes(),
+                roster_version=anchor_after(op, setup.authorized_by, node.store.committee_roster_version(op.key_id, op.old_epoch)),
             )
         except EpochStateError as e:
             err = node._abort_error(s, None, f"its outcome is not stored: {e}")

@@ -216,6 +216,18 @@ def joined_versions(history: Sequence[bytes]) -> dict[int, int]:
     return out
 
 
+def anchor_after(op: KeyOperation, authorized_by: str, anchor: int | None) -> int:
+    """The roster version to record as the one that set the key's committee once ``op`` commits
+    (0: unknown, as a DKG key's), given the key's current ``anchor`` here. An operation no admin
+    signed that adds nobody (a roster-implied reshare dropping revoked nodes, a scheduled
+    refresh) chooses no committee: it keeps ``anchor``, so a roster-implied reshare to a node
+    added before it (a follow that failed while the node was down, then interrupted by a
+    revocation) stays possible. Any other operation sets ``op.roster_version``."""
+    if authorized_by in ("roster", "schedule") and not op.joining:
+        return anchor or 0
+    return op.roster_version
+
+
 def _check_implied(op: KeyOperation, anchor: int, joined: Mapping[int, int]) -> None:
     """An unsigned reshare adds only nodes a roster change added after ``anchor`` (the roster
     version whose operation set the key's committee)."""

@@ -82,3 +82,28 @@ def test_a_key_that_moved_on_since_the_drop_is_not_resumed() -> None:
     """The drop's result is not the key's epoch (e.g. a restore since): no resumption."""
     fake = _coordinator([FOLLOW_FAILED, DROP_3], 7, (1, 2), {1: True, 2: True, 4: True})
     assert KeyOperations.reconcile(fake, SimpleNamespace(), backoff_ms=30_000) == []
+
+
+# --- the nodes' side: the resumed follow must not be refused as "no roster change adds it" --------
+
+
+def test_a_drop_or_a_refresh_keeps_the_committee_anchor_so_the_resumed_follow_is_accepted() -> None:
+    """Node 4 joined at roster version 2 (the failed follow's), node 3 was revoked at version 3.
+    The drop recorded version 3 as the one that set the committee, so every node refused the
+    resumed follow (PERMISSION_DENIED: node 4 'was in the roster when the committee was set').
+    An unsigned operation that adds nobody now keeps the anchor; an admin's choice still sets it."""
+    from crypto_core.group import G
+    from mpc_node.keyops import _check_implied, anchor_after
+    from mpcnet.common.rpc import RpcError
+
+    def op(old: tuple[int, ...], new: tuple[int, ...], version: int, kind: KeyOpKind = KeyOpKind.RESHARE) -> KeyOperation:
+        return KeyOperation(b"\x02" * 32, b"\x05" * 16, kind, KEY, G.encode(), b"\x04" * 32, 4, 2, old, 2, new, version, "r")
+
+    drop, resumed = op((1, 2, 3), (1, 2), 3), op((1, 2), (1, 2, 4), 3)
+    joined = {1: 1, 2: 1, 3: 1, 4: 2}
+    assert anchor_after(drop, "roster", 1) == 1 and anchor_after(drop, "roster", None) == 0
+    assert anchor_after(op((1, 2), (1, 2), 5, KeyOpKind.REFRESH), "schedule", 1) == 1
+    _check_implied(resumed, 1, joined)  # accepted: node 4 joined after the committee was set
+    with pytest.raises(RpcError):
+        _check_implied(resumed, anchor_after(drop, "admin-quorum", 1), joined)  # an admin's drop is a choice: refused
+    assert anchor_after(resumed, "roster", 1) == 3  # a follow that adds sets it
