@@ -79,7 +79,8 @@ def test_the_cli_exits_1_when_the_roster_was_not_fetched(monkeypatch: pytest.Mon
     from mpcnet.client import cli
 
     c = _hostile_coordinator_client()
-    monkeypatch.setattr(c, "attest", lambda: c.send_attestation(SimpleNamespace(to_bytes=lambda: b"a", issued_at_ms=1)), raising=False)
+    signed: Any = SimpleNamespace(to_bytes=lambda: b"a", issued_at_ms=1)
+    monkeypatch.setattr(c, "attest", lambda: c.send_attestation(signed), raising=False)
     ctx: Any = SimpleNamespace(obj=None)
     monkeypatch.setattr(cli, "_opts", lambda ctx: SimpleNamespace(genesis="genesis.json", cluster=None, json=False))
     extra = cli._follow_roster(ctx, c)

@@ -26,6 +26,7 @@ from governance.keyop import KeyOperation, KeyOpKind, SignedKeyOperation
 
 NOW = 1_900_000_000_000
 KEY = b"\x01" * 32
+ROSTER: Any = SimpleNamespace()  # the roster in force (active_entries is patched)
 
 
 def _op(old: tuple[int, ...], new: tuple[int, ...], epoch: int, state: str, by: str = "roster", age: int = 1000) -> KeyOpRecord:
@@ -75,13 +76,13 @@ DROP_3 = _op((1, 2, 3), (1, 2), 3, "done")
 ])
 def test_a_follow_interrupted_by_a_revocation_is_resumed(ops: list[KeyOpRecord], node4: bool, starts: bool) -> None:
     fake = _coordinator(ops, 4, (1, 2), {1: True, 2: True, 4: node4})
-    assert (KeyOperations.reconcile(fake, SimpleNamespace(), backoff_ms=30_000) == ["new-op"]) is starts
+    assert (KeyOperations.reconcile(fake, ROSTER, backoff_ms=30_000) == ["new-op"]) is starts
 
 
 def test_a_key_that_moved_on_since_the_drop_is_not_resumed() -> None:
     """The drop's result is not the key's epoch (e.g. a restore since): no resumption."""
     fake = _coordinator([FOLLOW_FAILED, DROP_3], 7, (1, 2), {1: True, 2: True, 4: True})
-    assert KeyOperations.reconcile(fake, SimpleNamespace(), backoff_ms=30_000) == []
+    assert KeyOperations.reconcile(fake, ROSTER, backoff_ms=30_000) == []
 
 
 # --- the nodes' side: the resumed follow must not be refused as "no roster change adds it" --------
