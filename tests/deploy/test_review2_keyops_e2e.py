@@ -2,7 +2,8 @@
 it (the key's roster-implied reshare to nodes 1-4 fails), then node 3 is revoked (the key is
 reshared to nodes 1, 2: the revoked node's share goes first). Once node 4 joins and starts, the
 coordinator resumes the follow: the key goes to nodes 1, 2, 4 (before: it stayed on 1, 2 for
-good, and the nodes would have refused the resumption, test_review2_keyops.py)."""
+good, and the nodes would have refused the resumption, test_review2_keyops.py). Also with the
+coordinator SIGKILLed once the retry is recorded: restarted, it finishes it (one operation)."""
 
 from __future__ import annotations
 
@@ -31,8 +32,22 @@ def _wait_failed(capsys: pytest.CaptureFixture[str], key_id: str, committee: lis
         time.sleep(1)
 
 
+def _wait_running(capsys: pytest.CaptureFixture[str], key_id: str, committee: list[int], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        capsys.readouterr()
+        assert mpc("--json", "key", "operations", key_id) == 0
+        ops = json.loads(capsys.readouterr().out)
+        if any(o["new_committee"] == committee for o in ops):
+            return
+        assert time.monotonic() < deadline, ops
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("kill", [False, True], ids=["", "coordinator-killed-during-the-retry"])
 def test_a_follow_interrupted_by_a_revocation_reaches_the_added_node(
     cluster: tuple[World, list[int], Hosts], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    kill: bool,
 ) -> None:
     w, ports, hosts = cluster
     as_person(monkeypatch, w, "admin1", ports)
@@ -60,5 +75,17 @@ def test_a_follow_interrupted_by_a_revocation_reaches_the_added_node(
     assert node("join", "--dir", str(n4), "--genesis", str(w.ex / "genesis.json"), "--cert", str(w.cert("node-4")),
                 "--ca", str(w.ex / "ca.pem"), "--roster", str(w.ex / "roster.json")) == 0
     hosts.start("node-4", "mpc_node.main", ports[4])
+    if kill:  # SIGKILL the coordinator once the retry is recorded, then start it again: it finishes
+        _wait_running(capsys, key_id, [1, 2, 4])
+        p, log = hosts.procs.pop("coordinator")
+        p.kill()
+        p.wait()
+        log.close()
+        hosts.start("coordinator", "coordinator.main", ports[0])
     op = _wait_done(capsys, key_id, [1, 2, 4])
     assert op["authorized_by"] == "roster" and op["old_committee"] == [1, 2]
+    capsys.readouterr()
+    assert mpc("--json", "key", "operations", key_id) == 0
+    ops = json.loads(capsys.readouterr().out)
+    assert [o["state"] for o in ops if o["new_committee"] == [1, 2, 4]] == ["done"], ops  # one retry, not two
+    assert not [o for o in ops if o["state"] in ("running", "committing")], ops
