@@ -31,6 +31,7 @@ from mpcnet.common.hostenrol import (
     write_join,
 )
 from mpcnet.common.keystore import MAX_SCRYPT_N, MIN_SCRYPT_N, SCRYPT_N
+from mpcnet.common.rosterfile import roster_line
 
 
 @click.command("init", context_settings={"help_option_names": ["-h", "--help"]},
@@ -76,3 +77,4 @@ def join_command(directory: Path, genesis: Path, cert: Path, ca: Path, expect_di
     except EnrolmentError as e:
         raise Failed(str(e)) from None
     click.echo(f"joined as {plan.init.name}; config: {path}")
+    click.echo(roster_line(plan.roster))

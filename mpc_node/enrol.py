@@ -32,6 +32,7 @@ from mpcnet.common.hostenrol import (
 )
 from mpcnet.common.keystore import MAX_SCRYPT_N, MIN_SCRYPT_N, SCRYPT_N
 from mpcnet.common.protection import DEFAULT_IDENTITY_KEY_LABEL, DEFAULT_STORAGE_KEY_LABEL, KeyProtection, Pkcs11Settings
+from mpcnet.common.rosterfile import roster_line
 
 
 def pkcs11_protection(
@@ -110,3 +111,4 @@ def join_command(directory: Path, genesis: Path, cert: Path, ca: Path, expect_di
     except EnrolmentError as e:
         raise Failed(str(e)) from None
     click.echo(f"joined as node {plan.entry.index} ({plan.entry.name}); config: {path}")
+    click.echo(roster_line(plan.roster))

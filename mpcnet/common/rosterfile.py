@@ -38,6 +38,15 @@ def load_roster_history(path: Path) -> tuple[SignedRosterChange, ...]:
     return tuple(out)
 
 
+def roster_line(roster: Roster) -> str:
+    """What ``join`` prints about the roster it configured: its version and digest (hex), to
+    compare with the admins' ``mpc roster show``. A roster file holds no freshness: a verified
+    but older chain (an earlier roster in which this node was still active) verifies too, so
+    only this comparison reveals a roll-back."""
+    return (f"roster version {roster.version} (digest {roster.digest().hex()}): check it is the version and digest "
+            "'mpc roster show' prints for the roster in force")
+
+
 def verify_against_genesis(genesis: Genesis, history: tuple[SignedRosterChange, ...]) -> Roster:
     """The roster in force (the last) of ``history`` once it verifies against the genesis's admin
     set and starts with the genesis's roster change (version 1). EnrolmentError: ``roster[0]``
