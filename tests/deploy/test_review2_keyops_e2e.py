@@ -3,7 +3,8 @@ it (the key's roster-implied reshare to nodes 1-4 fails), then node 3 is revoked
 reshared to nodes 1, 2: the revoked node's share goes first). Once node 4 joins and starts, the
 coordinator resumes the follow: the key goes to nodes 1, 2, 4 (before: it stayed on 1, 2 for
 good, and the nodes would have refused the resumption, test_review2_keyops.py). Also with the
-coordinator SIGKILLed once the retry is recorded: restarted, it finishes it (one operation)."""
+coordinator SIGKILLed once the retry is recorded: restarted, it finishes it (the session it lost
+may fail first and be retried once)."""
 
 from __future__ import annotations
 
@@ -87,5 +88,7 @@ def test_a_follow_interrupted_by_a_revocation_reaches_the_added_node(
     capsys.readouterr()
     assert mpc("--json", "key", "operations", key_id) == 0
     ops = json.loads(capsys.readouterr().out)
-    assert [o["state"] for o in ops if o["new_committee"] == [1, 2, 4]] == ["done"], ops  # one retry, not two
+    states = [o["state"] for o in ops if o["new_committee"] == [1, 2, 4]]
+    # it completes once; the coordinator killed mid-session may first fail the session it lost (then retry)
+    assert states[-1] == "done" and states.count("done") == 1 and len(states) <= (2 if kill else 1), ops
     assert not [o for o in ops if o["state"] in ("running", "committing")], ops
