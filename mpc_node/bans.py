@@ -83,6 +83,7 @@ class BanRegistry:
         self._journaled: dict[tuple[bytes, int], int] = {}  # pending bans in the journal -> slot
         self._stale: list[int] = []  # journal slots whose ban is in the store (to free)
         self._closed: dict[bytes, str] = {}  # key -> why it is fail-closed
+        self._in_flight: set[tuple[bytes, int]] = set()  # bans record() is writing now (retry() leaves them to it)
         self._pair_locks: dict[tuple[bytes, int], threading.Lock] = {}
         for e in journal.entries():
             kp = (e.key_id, e.peer)
@@ -158,25 +159,32 @@ class BanRegistry:
         reason of a ban is kept (the journal keeps a shortened one).
         """
         reason = reason[:MAX_REASON] or "ban"
+        kp = (key_id, peer)
         with self._mu:
             if peer in self._recorded.get(key_id, {}):
                 return RECORDED
-            self._pending.setdefault((key_id, peer), reason)
-        if self._write(key_id, peer, reason):
-            return RECORDED
-        if self._journal_ban(key_id, peer, reason):
-            return JOURNALED
-        with self._mu:
-            self._closed[key_id] = "a ban could not be recorded (store and ban journal writes failed)"
-        return NOT_RECORDED
+            self._pending.setdefault(kp, reason)
+            self._in_flight.add(kp)  # the sweeper's retry() must not write (and report) it at the same time
+        try:
+            if self._write(key_id, peer, reason):
+                return RECORDED
+            if self._journal_ban(key_id, peer, reason):
+                return JOURNALED
+            with self._mu:
+                self._closed[key_id] = "a ban could not be recorded (store and ban journal writes failed)"
+            return NOT_RECORDED
+        finally:
+            with self._mu:
+                self._in_flight.discard(kp)
 
     def retry(self) -> list[Ban]:
         """Write every pending ban to the store (journaling those the store still refuses and
-        the journal does not hold yet); free the journal slots of bans now in the store; lift
+        the journal does not hold yet), except those :meth:`record` is writing at this moment
+        (each ban is reported once: by ``record`` or here); free the journal slots of bans now in the store; lift
         fail-closed keys whose pending bans are all durable now. Returns the bans written to
         the store by this call."""
         with self._mu:
-            todo = list(self._pending.items())
+            todo = [(kp, reason) for kp, reason in self._pending.items() if kp not in self._in_flight]
             stale, self._stale = self._stale, []
         for slot in stale:
             self._free_slot(slot)
