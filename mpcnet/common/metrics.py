@@ -19,6 +19,7 @@ absent: no endpoint (:func:`load_metrics_settings`).
 
 from __future__ import annotations
 
+import logging
 import shutil
 import threading
 import time
@@ -172,6 +173,11 @@ class Metrics:
         """Count one signature; labelled by ``key_label`` only when ``key_labels`` is on."""
         (self.signatures_total.labels(key=key_label) if self.key_labels else self.signatures_total).inc()
 
+    def denied(self, role: str | None, method: str) -> None:
+        """Count one PERMISSION_DENIED of the role check (``role``: the caller's certificate role,
+        None without one; ``method``: a method name of the service's descriptor)."""
+        self.rpc_denied_total.labels(role=role_label(role), method=method).inc()
+
     def drill_age(self, ages: dict[str, float]) -> None:
         """Set the drill-age gauge from ``{key label: seconds since its last successful drill}``:
         the oldest overall, or one series per key when ``key_labels`` is on."""
@@ -305,3 +311,14 @@ __all__ = [
     "ABORT_REASONS", "PROTOCOLS", "REQUEST_STATES", "ConfigError", "Metrics", "MetricsSettings", "NullMetrics",
     "load_metrics_settings", "make_metrics", "reason_class", "role_label",
 ]
+
+
+def serve_metrics(settings: MetricsSettings | None, metrics: Metrics, logger: logging.Logger) -> int | None:
+    """Start ``metrics``' endpoint on ``settings.listen`` (nothing when ``settings`` is None) and
+    log where; returns the bound port. Raises OSError ``metrics.listen: cannot bind ...``."""
+    if settings is None:
+        return None
+    port = metrics.serve(settings.listen)
+    host = settings.listen.rpartition(":")[0]
+    logger.info("metrics on http://%s:%d/metrics", host, port)
+    return port
