@@ -167,6 +167,11 @@ class Metrics:
         self.build_info.labels(version=version or _version(), component=component).set(1)
         self.presignatures_available.set(0)
 
+    @property
+    def enabled(self) -> bool:
+        """True when metrics are on (skip work that only feeds them otherwise)."""
+        return True
+
     # --- helpers for callers -----------------------------------------------------------------
 
     def signature(self, key_label: str) -> None:
@@ -256,6 +261,10 @@ class NullMetrics(Metrics):
         noop: Any = _Noop()
         for name in _METRIC_ATTRS:
             setattr(self, name, noop)
+
+    @property
+    def enabled(self) -> bool:
+        return False
 
     def watch_audit(self, head: Callable[[], tuple[int, int] | None], now_ms: Callable[[], int]) -> None:
         pass
