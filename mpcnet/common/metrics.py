@@ -82,13 +82,20 @@ def reason_class(reason: str) -> str:
 
 
 class _Noop:
-    """Accepts every metric call and does nothing (``labels`` returns itself)."""
+    """Accepts every metric call and does nothing: every method returns the no-op itself, which
+    is also a context manager (``with m.keygen_seconds.time():``)."""
 
     def labels(self, *_a: Any, **_k: Any) -> _Noop:
         return self
 
-    def __getattr__(self, _name: str) -> Callable[..., None]:
-        return lambda *_a, **_k: None
+    def __getattr__(self, _name: str) -> Callable[..., _Noop]:
+        return lambda *_a, **_k: self
+
+    def __enter__(self) -> _Noop:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        return None
 
 
 class _AuditCollector(Collector):
