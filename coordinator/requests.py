@@ -102,6 +102,8 @@ def state_name(state: str) -> str:
 
 
 class SignRequests:
+    metrics: Metrics = NullMetrics("coordinator")  # set by the service (coordinator.metrics)
+
     def __init__(
         self, db: CoordinatorDb, audit: AuditLog, policies: PolicyBook, signer: Signer, read_all_roles: tuple[str, ...]
     ) -> None:

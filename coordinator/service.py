@@ -61,6 +61,7 @@ from governance.roster import Roster
 from governance.text import REQUEST_ID_RULE, escape, is_request_id, quote
 from mpcnet.common.clockskew import SkewSample, measure
 from mpcnet.common.govwire import audit_page, policy_state
+from mpcnet.common.metrics import Metrics, NullMetrics
 from mpcnet.common.pki import CertIdentity, channel_credentials
 from mpcnet.common.rpc import RpcError, caller_identity, check_len, invalid, status_of, trailing
 from mpcnet.common.stores.audit import AuditLog
@@ -169,6 +170,8 @@ def key_info(k: KeyRecord) -> common_pb2.KeyInfo:
 
 @validated
 class CoordinatorService:
+    metrics: Metrics = NullMetrics("coordinator")  # replaced in __init__ (coordinator.metrics)
+
     def __init__(self, cfg: CoordinatorConfig, identity: Ed25519PrivateKey) -> None:
         self.cfg = cfg
         self.db = CoordinatorDb(cfg.db)

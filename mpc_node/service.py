@@ -86,6 +86,7 @@ from mpc_node.rotation import KeyRotation
 from mpc_node.storage import NodeStore, RateLimited, RequestAlreadyServed, Reservation as StoredReservation, ReservationConflict, StoreError
 from mpcnet.common.govwire import audit_page, policy_state
 from mpcnet.common.keystore import OperationalKeys
+from mpcnet.common.metrics import Metrics, NullMetrics
 from mpcnet.common.pkcs11token import TokenError, TokenIdentity
 from mpcnet.common.rpc import RpcError, caller_identity, check_len, invalid
 from mpcnet.common.stores.audit import AuditLog
@@ -152,6 +153,8 @@ class Session:
 
 class NodeService:
     """The Node RPCs, independent of gRPC transport details (handlers raise RpcError)."""
+
+    metrics: Metrics = NullMetrics("node")  # replaced in __init__ (mpc_node.metrics)
 
     def __init__(
         self, cfg: NodeConfig, keys: OperationalKeys, store: NodeStore, audit: AuditLog, clock: NodeClock | None = None
