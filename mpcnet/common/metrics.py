@@ -40,8 +40,10 @@ COMPONENTS = ("node", "coordinator")
 PROTOCOLS = ("dkg", "sign", "presign", "refresh", "reshare")
 REQUEST_STATES = ("created", "approved", "done", "rejected", "expired", "failed")
 APPROVAL_OUTCOMES = ("accepted", "refused")
-# session abort classes: a peer misbehaved (ban), a step ran out of time, input refused, the node itself failed
-ABORT_REASONS = ("ban", "timeout", "refused", "aborted", "internal")
+# session abort classes: a peer was banned (a failed check, or a ban already in force), the
+# protocol or its inputs failed (a bad message, a replay, a superseded session, a roster change),
+# the session sat idle past session_timeout_s, the coordinator aborted it, the node itself failed
+ABORT_REASONS = ("ban", "protocol", "timeout", "coordinator", "internal")
 MAX_ROUND = 16
 
 # seconds: sub-second rounds up to a slow DKG under load

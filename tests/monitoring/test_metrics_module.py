@@ -101,6 +101,8 @@ def test_bounded_label_helpers() -> None:
     assert role_label("admin") == "admin"
     assert role_label("x\nevil") == "other" and role_label(None) == "other"
     assert reason_class("ban") == "ban" and reason_class("anything else") == "internal"
+    for used in ("ban", "protocol", "timeout", "coordinator", "internal"):  # what mpc_node counts
+        assert reason_class(used) == used
 
 
 def test_null_metrics_accept_every_call_and_render_nothing() -> None:
