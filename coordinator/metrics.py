@@ -77,6 +77,25 @@ def observe_nodes(m: Metrics, nodes: Iterable[_Node]) -> None:
         m.node_clock_skew_seconds.labels(node=h.name).set(skew / 1000.0 if isinstance(skew, int) else 0.0)
 
 
+class DrillAges:
+    """Refreshes ``mpcnet_backup_drill_age_seconds`` from the database at most every
+    :attr:`PERIOD_S` seconds (the coordinator's background loop calls :meth:`refresh` each pass);
+    nothing when metrics are off."""
+
+    PERIOD_S = 15.0
+
+    def __init__(self, service: CoordinatorService) -> None:
+        self._service = service
+        self._next = 0.0
+
+    def refresh(self) -> None:
+        m = self._service.metrics
+        if not m.enabled or time.monotonic() < self._next:
+            return
+        self._next = time.monotonic() + self.PERIOD_S
+        m.drill_age(drill_ages(self._service, time.time_ns() // 1_000_000))
+
+
 def drill_ages(service: CoordinatorService, now_ms: int) -> dict[str, float]:
     """``{key label: seconds since its last successful drill}`` of the active keys (since the
     key's creation if never drilled); {} before a recovery configuration exists."""

@@ -35,7 +35,7 @@ from coordinator.faults import fault_hook
 from coordinator.inputs import validated
 from coordinator.keyops import KIND as KEY_OPERATION, KeyOperations
 from coordinator.lifecycle_proposals import LifecycleProposals
-from coordinator.metrics import coordinator_metrics, drill_ages, observe_nodes
+from coordinator.metrics import DrillAges, coordinator_metrics, observe_nodes
 from coordinator.nodes import NodeRegistry
 from coordinator.policies import PolicyBook
 from coordinator.recovery_service import RecoveryService
@@ -202,6 +202,7 @@ class CoordinatorService:
         self.recovery = RecoveryService(self)  # backup and recovery (issue 12): coordinator/recovery_service.py
         self.metrics = coordinator_metrics(self)  # coordinator.metrics (issue 15): NullMetrics without a metrics section
         self.requests.metrics = self.metrics
+        self.drill_metrics = DrillAges(self)
         self.requests.recover()  # before serving: flush the audit outbox, settle stored quorums
         self._lock = threading.Lock()
         self._running: dict[str, threading.Event] = {}
@@ -299,8 +300,7 @@ class CoordinatorService:
                     self.keyops.reconcile(roster)
                 self.schedule.check()
                 self.recovery.background()
-                if self.metrics.enabled:
-                    self.metrics.drill_age(drill_ages(self, now_ms()))
+                self.drill_metrics.refresh()
             except Exception:
                 if self._stop.is_set():
                     return
@@ -447,9 +447,10 @@ class CoordinatorService:
             if self.db.get_request(rid) is None:
                 self.db.create_request(rid, "keygen", label=label)
             try:
-                with self.metrics.keygen_seconds.time():
-                    k = self._keygen(rid, label)
+                started = time.monotonic()
+                k = self._keygen(rid, label)
                 self.db.update_request(rid, state="succeeded", key_id=k.key_id, attempts=1)
+                self.metrics.keygen_seconds.observe(time.monotonic() - started)  # a created key only
             except Exception as e:
                 self._keygen_failed(actor, rid, label, e)
                 raise
