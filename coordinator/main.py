@@ -88,8 +88,8 @@ def _serve(cfg: CoordinatorConfig, stop: threading.Event | None) -> int:
     del passphrase
     service = CoordinatorService(cfg, identity)
     server = build_server(cfg, service)
+    serve_metrics(cfg.metrics, service.metrics, log)  # first: a metrics port in use stops the start here
     server.start()
-    serve_metrics(cfg.metrics, service.metrics, log)
     service.probe()
     service.start_background()
     log.info(

@@ -117,7 +117,6 @@ class SignRequests:
         self._signing: set[str] = set()
         self._stop = threading.Event()
         self._flush_lock = threading.Lock()
-        self.metrics: Metrics = NullMetrics("coordinator")  # set by the service (coordinator.metrics)
         self.quorum = QuorumClock()
 
     # --- plumbing ----------------------------------------------------------------------------

@@ -130,8 +130,8 @@ def _serve(cfg: NodeConfig, ready: threading.Event | None, stop: threading.Event
         store.close()
         raise
     server, _ = build_server(cfg, service)
+    serve_metrics(cfg.metrics, service.metrics, log)  # first: a metrics port in use stops the start here
     server.start()
-    serve_metrics(cfg.metrics, service.metrics, log)
     audit.append(cfg.name, "node-start", outcome="ok", details={"governance_root": service.gov.governance_root.hex()})
     service.start_sweeper()
     service.warm_up()
