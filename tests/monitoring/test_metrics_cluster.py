@@ -13,14 +13,18 @@ import json
 import re
 import time
 import urllib.request
+from pathlib import Path
 
 import grpc
 import pytest
 
+from coordinator.config import NodeEndpoint
+from coordinator.relay import NodeHandle
 from crypto_core.keyshare import KeyShare
 from mpc_node.storage import NodeStore
 from mpcnet.client import MpcClient, MpcError, SigningTeam
-from mpcnet.wire.mpc.v1 import coordinator_pb2
+from mpcnet.common.pki import CertPaths, channel_credentials
+from mpcnet.wire.mpc.v1 import coordinator_pb2, node_pb2
 
 from ..integration.conftest import TEST_SCRYPT_N, running_cluster
 
@@ -153,6 +157,21 @@ def test_a_scrape_holds_no_key_id_digest_request_id_share_or_seed(mc, endpoints,
                 assert label in {"component", "node", "role", "method", "state", "outcome", "reason", "protocol",
                                  "round", "rule", "version", "le"}, series
                 assert len(val) <= 40 and re.fullmatch(r"[A-Za-z0-9_.+\-]*", val), series
+
+
+def test_a_node_counts_a_denied_call_by_role_and_method(mc, endpoints) -> None:
+    info = json.loads((mc.lay.dir / "cluster.json").read_text())
+    ident = info["identities"]["requester1"]
+    creds = channel_credentials(CertPaths(Path(ident["cert"]), Path(ident["key"])), mc.lay.ca.cert)
+    h = NodeHandle(NodeEndpoint(1, "node-1", mc.lay.endpoints()["node-1"]), creds)
+    try:
+        with pytest.raises(grpc.RpcError) as e:
+            h.stub.GetInfo(node_pb2.GetInfoRequest(), timeout=10)
+        assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    finally:
+        h.close()
+    text = scrape(endpoints["node-1"])
+    assert value(text, 'mpcnet_rpc_denied_total{method="GetInfo",role="requester"}') == 1.0
 
 
 def test_a_ban_and_a_failed_request_are_counted(mc, endpoints, acted) -> None:
