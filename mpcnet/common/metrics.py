@@ -20,6 +20,7 @@ absent: no endpoint (:func:`load_metrics_settings`).
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import threading
 import time
@@ -76,6 +77,16 @@ def load_metrics_settings(f: Fields) -> MetricsSettings | None:
 def role_label(role: str | None) -> str:
     """A certificate role as a label value: one of :data:`ROLES`, else ``other`` (bounded)."""
     return role if role in ROLES else "other"
+
+
+_KEY_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def key_label_value(label: str) -> str:
+    """A key's label as a ``key`` label value (only with ``metrics.key_labels``): the label when
+    it is 1-64 of ``[A-Za-z0-9._-]`` (starting alphanumeric), else ``other`` -- never caller text
+    a dashboard would have to escape, never the key id."""
+    return label if _KEY_LABEL.fullmatch(label) else "other"
 
 
 def reason_class(reason: str) -> str:
@@ -185,7 +196,7 @@ class Metrics:
 
     def signature(self, key_label: str) -> None:
         """Count one signature; labelled by ``key_label`` only when ``key_labels`` is on."""
-        (self.signatures_total.labels(key=key_label) if self.key_labels else self.signatures_total).inc()
+        (self.signatures_total.labels(key=key_label_value(key_label)) if self.key_labels else self.signatures_total).inc()
 
     def denied(self, role: str | None, method: str) -> None:
         """Count one PERMISSION_DENIED of the role check (``role``: the caller's certificate role,
@@ -196,8 +207,12 @@ class Metrics:
         """Set the drill-age gauge from ``{key label: seconds since its last successful drill}``:
         the oldest overall, or one series per key when ``key_labels`` is on."""
         if self.key_labels:
+            per_key: dict[str, float] = {}
             for label, age in ages.items():
-                self.backup_drill_age_seconds.labels(key=label).set(age)
+                v = key_label_value(label)
+                per_key[v] = max(per_key.get(v, 0.0), age)
+            for v, age in per_key.items():
+                self.backup_drill_age_seconds.labels(key=v).set(age)
         elif ages:
             self.backup_drill_age_seconds.set(max(ages.values()))
 

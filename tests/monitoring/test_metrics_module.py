@@ -72,6 +72,9 @@ def test_key_labels_only_when_opted_in() -> None:
     text = m.render().decode()
     assert 'mpcnet_signatures_total{key="treasury"} 1.0' in text
     assert 'mpcnet_backup_drill_age_seconds{key="ops"} 2.0' in text
+    m.signature('evil"} 1\nmpcnet_x{a="')  # caller text never reaches a label value
+    m.signature("x" * 65)
+    assert 'mpcnet_signatures_total{key="other"} 2.0' in m.render().decode()
 
 
 def test_registries_are_private() -> None:
