@@ -54,3 +54,31 @@ def metrics_endpoints(lay: launcher.Layout) -> dict[str, str]:
         if 0 < port < 65536:
             out[name] = launcher.dial_endpoint(f"{launcher.LISTEN_HOST}:{port}")
     return out
+
+
+def _config_ports(path: Path) -> set[int]:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return set()
+    out = set()
+    for v in (doc.get("listen"), (doc.get("metrics") or {}).get("listen") if isinstance(doc.get("metrics"), dict) else None):
+        try:
+            out.add(int(str(v).rpartition(":")[2]))
+        except ValueError:
+            pass
+    return out
+
+
+def own_metrics_section(lay: launcher.Layout, index: int, grpc_port: int) -> dict[str, Any]:
+    """The ``metrics`` section for ``node-<index>`` made by ``add-node`` / ``replace-node``
+    (whose config starts as a copy of another node's): its own config's metrics port when that
+    is not another process's, else a free port that no config of the cluster names and that is
+    not ``grpc_port``. Raises ClusterError when no port is free."""
+    others = {p for path in [lay.coordinator_config] + [
+        lay.node_config(i) for i in range(1, max(lay.nodes, index) + 1) if i != index
+    ] for p in _config_ports(path)} | {grpc_port}
+    port = _old_port(lay.node_config(index))
+    if not (0 < port < 65536) or port in others:
+        port = next(p for p in launcher.free_ports(len(others) + 1) if p not in others)
+    return metrics_section(port)
