@@ -189,7 +189,7 @@ class SignRequests:
                 )
             except StateConflict:
                 continue
-            log.info("request %s expired", rid)
+            log.info("request %s expired", rid, extra={"event": "sign-expired", "request_id": rid})
             self._notify(rid)
         self.flush_audit()
 
@@ -294,7 +294,8 @@ class SignRequests:
             raise RpcError(Code.ALREADY_EXISTS, f"request_id: {quote(rid)} was already used") from None
         self.flush_audit()
         log.info(
-            "request %s: %s asks to sign with key %s; waiting for %d approval(s)", rid, caller, key_id.hex()[:16], policy.approval_quorum
+            "request %s: %s asks to sign with key %s; waiting for %d approval(s)", rid, caller, key_id.hex()[:16], policy.approval_quorum,
+            extra={"event": "sign-request", "request_id": rid},
         )
         self._notify(rid)
         return self.info(rec)
@@ -374,7 +375,7 @@ class SignRequests:
         rec = self._get(rid)
         if outcome == "recorded" and rec.state == "signing":
             approved_by = ", ".join(a.approver for a in self.db.approvals(rid) if a.decision == "approve")
-            log.info("request %s: approved by %s; signing", rid, approved_by)
+            log.info("request %s: approved by %s; signing", rid, approved_by, extra={"event": "sign-approved", "request_id": rid})
             self._start_signing(rid)
         self._notify(rid)
         return self.info(rec)
@@ -491,6 +492,7 @@ class SignRequests:
             rid, ("signing",), "done", signature=sig.SerializeToString(), signers=signers, attempts=attempts, audit=done
         )):
             return
+        log.info("request %s: signed (%d attempt(s))", rid, attempts, extra={"event": "sign-done", "request_id": rid})
         self.flush_audit()
         self._notify(rid)
 
@@ -518,7 +520,7 @@ class SignRequests:
             rid, ("signing",), state, error_code=code.value[0], error_message=message, attempts=attempts, audit=ended
         )):
             return
-        log.warning("request %s: %s: %s: %s", rid, state, code.name, message)
+        log.warning("request %s: %s: %s: %s", rid, state, code.name, message, extra={"event": f"sign-{state}", "request_id": rid})
         self.flush_audit()
         self._notify(rid)
 
