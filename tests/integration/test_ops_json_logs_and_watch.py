@@ -120,7 +120,7 @@ def test_status_watch_ends_with_exit_0_on_ctrl_c(json_cluster: LocalCluster, sig
             seen.append(line)
         assert sum(line.startswith("--- ") for line in seen) == 2, "".join(seen)
         p.send_signal(signal.SIGINT)
-        rest, err = p.communicate(timeout=30)
+        _, err = p.communicate(timeout=30)
     finally:
         if p.poll() is None:
             p.kill()
