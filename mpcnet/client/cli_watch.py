@@ -9,9 +9,10 @@ Every ``interval`` seconds it takes one :class:`Snapshot`:
 * from the processes' Prometheus endpoints, when ``cluster.json`` names them (``"metrics":
   {"coordinator": "HOST:PORT", "node-1": ...}``, issue 15): live sessions per protocol (the nodes'
   ``mpcnet_sessions_live``), the signatures counted (the coordinator's ``mpcnet_signatures_total``)
-  and the request latency histogram (``mpcnet_request_seconds``). Between two snapshots that
-  gives the signing rate (signatures per second) and the mean latency of the requests that ended
-  in between. Without endpoints (or when one cannot be read) those figures read ``n/a`` and say why.
+  and the latency histograms (``mpcnet_request_seconds``: created to done, approvals included;
+  ``mpcnet_quorum_to_done_seconds``: the signing itself). Between two snapshots that gives the
+  signing rate (signatures per second) and the mean latencies of the requests that ended in
+  between. Without endpoints (or when one cannot be read) those figures read ``n/a`` and say why.
 
 On a terminal the view is a :mod:`rich` ``Live`` display redrawn in place; otherwise (a pipe, a
 file) each snapshot is printed as plain lines after a ``--- TIME`` line, and with ``--json`` as one
@@ -43,6 +44,11 @@ MAX_SCRAPE_BYTES = 4 * 1024 * 1024
 """The most bytes read from one metrics endpoint (a page is a few kilobytes)."""
 MAX_KEY_ROWS = 12
 """The most keys listed (the rest are counted)."""
+LATENCIES = {
+    "mpcnet_request_seconds": "request latency",  # created -> done (approvals included)
+    "mpcnet_quorum_to_done_seconds": "signing latency",  # approval quorum -> signature
+}
+"""The coordinator's latency histograms shown (metric name -> row name)."""
 
 
 class StatusClient(Protocol):
@@ -102,7 +108,7 @@ class Scrape:
 
     sessions_live: dict[str, float] | None = None  # protocol -> sessions, summed over the nodes
     signatures_total: float | None = None
-    request_seconds: tuple[float, float] | None = None  # (sum, count) of the coordinator's histogram
+    latency: dict[str, tuple[float, float]] = field(default_factory=dict)  # histogram of LATENCIES -> (sum, count)
     unreachable: tuple[str, ...] = ()  # process names whose endpoint could not be read
 
 
@@ -121,7 +127,7 @@ def scrape(endpoints: Mapping[str, str], fetch: Fetch, timeout_s: float) -> Scra
     """Read every endpoint once and add up the figures of :class:`Scrape`."""
     live: dict[str, float] | None = None
     sigs: float | None = None
-    req: tuple[float, float] | None = None
+    hist: dict[str, tuple[float, float]] = {}
     unreachable: list[str] = []
     for name, ep in sorted(endpoints.items()):
         try:
@@ -129,7 +135,8 @@ def scrape(endpoints: Mapping[str, str], fetch: Fetch, timeout_s: float) -> Scra
         except (OSError, ValueError, UnicodeDecodeError):
             unreachable.append(name)
             continue
-        rs, rc = None, None
+        sums: dict[str, float] = {}
+        counts: dict[str, float] = {}
         for sample, labels, value in samples:
             if not math.isfinite(value):
                 continue
@@ -139,13 +146,14 @@ def scrape(endpoints: Mapping[str, str], fetch: Fetch, timeout_s: float) -> Scra
                 live[proto] = live.get(proto, 0.0) + value
             elif sample == "mpcnet_signatures_total":
                 sigs = (sigs or 0.0) + value
-            elif sample == "mpcnet_request_seconds_sum":
-                rs = (rs or 0.0) + value
-            elif sample == "mpcnet_request_seconds_count":
-                rc = (rc or 0.0) + value
-        if rs is not None and rc is not None:
-            req = (rs + (req[0] if req else 0.0), rc + (req[1] if req else 0.0))
-    return Scrape(live, sigs, req, tuple(unreachable))
+            elif sample.endswith("_sum") and sample[:-4] in LATENCIES:
+                sums[sample[:-4]] = sums.get(sample[:-4], 0.0) + value
+            elif sample.endswith("_count") and sample[:-6] in LATENCIES:
+                counts[sample[:-6]] = counts.get(sample[:-6], 0.0) + value
+        for name_ in sums.keys() & counts.keys():
+            old = hist.get(name_, (0.0, 0.0))
+            hist[name_] = (old[0] + sums[name_], old[1] + counts[name_])
+    return Scrape(live, sigs, hist, tuple(unreachable))
 
 
 @dataclass(frozen=True)
@@ -201,13 +209,14 @@ def signing_rate(prev: Snapshot | None, cur: Snapshot) -> float | None:
     return (b - a) / (cur.at - prev.at)
 
 
-def mean_latency(prev: Snapshot | None, cur: Snapshot) -> tuple[float | None, str]:
-    """Mean seconds from request to signature of the requests that ended between the snapshots
-    (``"last interval"``), else over all time (``"since start"``), else ``(None, "")``."""
-    b = cur.metrics.request_seconds
+def mean_latency(prev: Snapshot | None, cur: Snapshot, metric: str = "mpcnet_request_seconds") -> tuple[float | None, str]:
+    """Mean seconds of the histogram ``metric`` (one of :data:`LATENCIES`) over the requests that
+    ended between the snapshots (``"last interval"``), else over all time (``"since start"``), else
+    ``(None, "")``."""
+    b = cur.metrics.latency.get(metric)
     if b is None:
         return None, ""
-    a = prev.metrics.request_seconds if prev else None
+    a = prev.metrics.latency.get(metric) if prev else None
     if a is not None and b[1] > a[1] and b[0] >= a[0]:
         return (b[0] - a[0]) / (b[1] - a[1]), "last interval"
     if b[1] > 0:
@@ -263,9 +272,10 @@ def sections(prev: Snapshot | None, cur: Snapshot) -> list[Section]:
         rate_text = f"{m.signatures_total:g} signatures in all (rate from the next refresh)"
     else:
         rate_text = _n_a(cur)
-    lat, when = mean_latency(prev, cur)
-    lat_text = f"{lat:.3f}s mean ({when})" if lat is not None else "no request ended yet" if m.request_seconds else _n_a(cur)
-    act = [("live sessions", live), ("signing rate", rate_text), ("request latency", lat_text)]
+    act = [("live sessions", live), ("signing rate", rate_text)]
+    for metric, row in LATENCIES.items():
+        lat, when = mean_latency(prev, cur, metric)
+        act.append((row, f"{lat:.3f}s mean ({when})" if lat is not None else "no request ended yet" if metric in m.latency else _n_a(cur)))
     if m.unreachable:
         act.append(("metrics", "unreachable: " + ", ".join(escape(u) for u in m.unreachable)))
     out.append(Section("Activity", ("", ""), tuple(act)))
@@ -286,6 +296,7 @@ def snapshot_doc(prev: Snapshot | None, cur: Snapshot) -> dict[str, Any]:
     """The snapshot as one JSON document (``--json``): the figures, not the formatted text."""
     st = cur.status
     lat, when = mean_latency(prev, cur)
+    sig_lat, sig_when = mean_latency(prev, cur, "mpcnet_quorum_to_done_seconds")
     return {
         "time_unix_ms": int(cur.wall * 1000),
         "error": cur.error or None,
@@ -299,6 +310,7 @@ def snapshot_doc(prev: Snapshot | None, cur: Snapshot) -> dict[str, Any]:
         "signatures_total": cur.metrics.signatures_total,
         "signing_rate_per_s": signing_rate(prev, cur),
         "request_latency_s": lat, "request_latency_over": when or None,
+        "signing_latency_s": sig_lat, "signing_latency_over": sig_when or None,
         "metrics_unreachable": list(cur.metrics.unreachable),
         "metrics_note": cur.metrics_note or None,
     }
