@@ -12,7 +12,8 @@ Every ``interval`` seconds it takes one :class:`Snapshot`:
   and the latency histograms (``mpcnet_request_seconds``: created to done, approvals included;
   ``mpcnet_quorum_to_done_seconds``: the signing itself). Between two snapshots that gives the
   signing rate (signatures per second) and the mean latencies of the requests that ended in
-  between. Without endpoints (or when one cannot be read) those figures read ``n/a`` and say why.
+  between; and the anomaly rules active now (``mpcnet_anomaly_active``, :mod:`coordinator.anomaly`).
+  Without endpoints (or when one cannot be read) those figures read ``n/a`` and say why.
 
 On a terminal the view is a :mod:`rich` ``Live`` display redrawn in place; otherwise (a pipe, a
 file) each snapshot is printed as plain lines after a ``--- TIME`` line, and with ``--json`` as one
@@ -110,6 +111,7 @@ class Scrape:
     signatures_total: float | None = None
     latency: dict[str, tuple[float, float]] = field(default_factory=dict)  # histogram of LATENCIES -> (sum, count)
     unreachable: tuple[str, ...] = ()  # process names whose endpoint could not be read
+    anomalies: tuple[str, ...] | None = None  # rules with mpcnet_anomaly_active > 0 (the coordinator's)
 
 
 def parse_exposition(text: str) -> list[tuple[str, dict[str, str], float]]:
@@ -128,6 +130,7 @@ def scrape(endpoints: Mapping[str, str], fetch: Fetch, timeout_s: float) -> Scra
     live: dict[str, float] | None = None
     sigs: float | None = None
     hist: dict[str, tuple[float, float]] = {}
+    anomalies: set[str] | None = None
     unreachable: list[str] = []
     for name, ep in sorted(endpoints.items()):
         try:
@@ -144,6 +147,10 @@ def scrape(endpoints: Mapping[str, str], fetch: Fetch, timeout_s: float) -> Scra
                 live = live if live is not None else {}
                 proto = escape(labels.get("protocol", "?"))[:16]
                 live[proto] = live.get(proto, 0.0) + value
+            elif sample == "mpcnet_anomaly_active":
+                anomalies = anomalies if anomalies is not None else set()
+                if value > 0:
+                    anomalies.add(escape(labels.get("rule", "?"))[:40])
             elif sample == "mpcnet_signatures_total":
                 sigs = (sigs or 0.0) + value
             elif sample.endswith("_sum") and sample[:-4] in LATENCIES:
@@ -153,7 +160,7 @@ def scrape(endpoints: Mapping[str, str], fetch: Fetch, timeout_s: float) -> Scra
         for name_ in sums.keys() & counts.keys():
             old = hist.get(name_, (0.0, 0.0))
             hist[name_] = (old[0] + sums[name_], old[1] + counts[name_])
-    return Scrape(live, sigs, hist, tuple(unreachable))
+    return Scrape(live, sigs, hist, tuple(unreachable), None if anomalies is None else tuple(sorted(anomalies)))
 
 
 @dataclass(frozen=True)
@@ -276,6 +283,8 @@ def sections(prev: Snapshot | None, cur: Snapshot) -> list[Section]:
     for metric, row in LATENCIES.items():
         lat, when = mean_latency(prev, cur, metric)
         act.append((row, f"{lat:.3f}s mean ({when})" if lat is not None else "no request ended yet" if metric in m.latency else _n_a(cur)))
+    if m.anomalies is not None:
+        act.append(("anomalies", "ACTIVE: " + ", ".join(m.anomalies) if m.anomalies else "none"))
     if m.unreachable:
         act.append(("metrics", "unreachable: " + ", ".join(escape(u) for u in m.unreachable)))
     out.append(Section("Activity", ("", ""), tuple(act)))
@@ -311,6 +320,7 @@ def snapshot_doc(prev: Snapshot | None, cur: Snapshot) -> dict[str, Any]:
         "signing_rate_per_s": signing_rate(prev, cur),
         "request_latency_s": lat, "request_latency_over": when or None,
         "signing_latency_s": sig_lat, "signing_latency_over": sig_when or None,
+        "anomalies_active": None if cur.metrics.anomalies is None else list(cur.metrics.anomalies),
         "metrics_unreachable": list(cur.metrics.unreachable),
         "metrics_note": cur.metrics_note or None,
     }
@@ -330,7 +340,7 @@ def rich_view(prev: Snapshot | None, cur: Snapshot, interval_s: float) -> Any:
         for h in s.header:
             t.add_column(Text(h))
         for row in s.rows:
-            style = "red" if any(c.startswith(("DOWN", "NO ANSWER", "REVOKED")) or c.endswith("s OFF") for c in row) else None
+            style = "red" if any(c.startswith(("DOWN", "NO ANSWER", "REVOKED", "ACTIVE")) or c.endswith("s OFF") for c in row) else None
             t.add_row(*(Text(c) for c in row), style=style)
         parts.append(t)
     return Group(*parts)

@@ -61,6 +61,7 @@ def _page(sigs: float, req_sum: float, req_count: float, live: float) -> bytes:
         f"mpcnet_request_seconds_sum {req_sum:g}", f"mpcnet_request_seconds_count {req_count:g}",
         "# TYPE mpcnet_quorum_to_done_seconds histogram", f'mpcnet_quorum_to_done_seconds_bucket{{le="+Inf"}} {req_count:g}',
         f"mpcnet_quorum_to_done_seconds_sum {req_sum / 3:g}", f"mpcnet_quorum_to_done_seconds_count {req_count:g}",
+        "# TYPE mpcnet_anomaly_active gauge", 'mpcnet_anomaly_active{rule="key_burst"} 1', 'mpcnet_anomaly_active{rule="denied_calls"} 0',
         "# TYPE mpcnet_sessions_live gauge", f'mpcnet_sessions_live{{protocol="sign"}} {live:g}', 'mpcnet_sessions_live{protocol="dkg"} 0',
     ]
     return ("\n".join(lines) + "\n").encode()
@@ -101,7 +102,7 @@ def test_the_view_shows_nodes_keys_sessions_rate_and_latency() -> None:
     assert "live sessions: dkg 0  sign 2" in text  # node-1 answered; node-2's endpoint did not
     assert "signing rate: 10.00/s (20 signatures in all)" in text  # 10 more signatures in 1 s
     assert "request latency: 0.150s mean (last interval)" in text and "signing latency: 0.050s mean (last interval)" in text
-    assert "metrics: unreachable: node-2" in text
+    assert "metrics: unreachable: node-2" in text and "anomalies: ACTIVE: key_burst" in text
     first = "\n".join(cli_watch.plain_lines(None, a))
     assert "rate from the next refresh" in first and "0.150s mean (since start)" in first
 
@@ -192,6 +193,7 @@ def test_json_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert docs[0]["signing_rate_per_s"] is None and docs[1]["signing_rate_per_s"] > 0
     assert [n["name"] for n in docs[1]["nodes"]] == ["node-1", "node-2", "node-3"] and docs[1]["keys"][0]["epoch"] == 2
     assert docs[1]["request_latency_s"] == pytest.approx(0.15) and docs[1]["signing_latency_s"] == pytest.approx(0.05)
+    assert docs[1]["anomalies_active"] == ["key_burst"]
     assert docs[1]["sessions_live"] == {"dkg": 0.0, "sign": 2.0} and docs[1]["metrics_unreachable"] == ["node-2"]
 
 
