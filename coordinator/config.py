@@ -59,6 +59,7 @@ from pathlib import Path
 from governance.policy import AdminSet, SignedPolicyChange
 from governance.roster import Roster, SignedRosterChange, active_entries
 from mpcnet.common.config import ConfigError, load_governance, load_json, load_roster_history
+from mpcnet.common.jsonlog import load_log_format
 from mpcnet.common.metrics import MetricsSettings, load_metrics_settings
 from mpcnet.common.pki import ROLES, CertPaths
 
@@ -70,7 +71,7 @@ _KEYS = {
     "name", "listen", "threshold", "db", "tls", "nodes", "client_roles", "step_timeout_s", "dkg_timeout_s",
     "max_requests", "log_file", "log_level", "workers", "health_interval_s", "max_parallel_sessions",
     "keystore", "passphrase_file", "passphrase_env", "audit_db", "governance", "sweep_interval_s",
-    "max_clock_skew_s", "max_streams", "max_streams_per_caller", "stream_lifetime_s", "test_mode",
+    "max_clock_skew_s", "max_streams", "max_streams_per_caller", "stream_lifetime_s", "test_mode", "log_format",
 }
 _KEYS.add("metrics")  # issue 15: mpcnet.common.metrics
 
@@ -118,6 +119,7 @@ class CoordinatorConfig:
     signed_roster: Roster | None = None
     test_mode: bool = False  # coordinator.faults: crash/delay points of key operations (tests only)
     metrics: MetricsSettings | None = None  # the metrics endpoint (mpcnet.common.metrics); None: none
+    log_format: str = "text"  # "text" | "json" (mpcnet.common.jsonlog)
 
     @property
     def parties(self) -> int:
@@ -183,6 +185,7 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
         max_requests=f.integer("max_requests", 64, lo=1, hi=10_000),
         log_file=f.path("log_file", required=False),
         log_level=f.text("log_level", "INFO"),
+        log_format=load_log_format(f),
         workers=f.integer("workers", 48, lo=4, hi=1024),
         health_interval_s=f.number("health_interval_s", 1.0),
         max_parallel_sessions=f.integer("max_parallel_sessions", 4, lo=1, hi=10_000),

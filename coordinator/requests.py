@@ -195,7 +195,7 @@ class SignRequests:
             except StateConflict:
                 continue
             self.metrics.requests_total.labels(state="expired").inc()
-            log.info("request %s expired", rid)
+            log.info("request %s expired", rid, extra={"event": "sign-expired", "request_id": rid})
             self._notify(rid)
         self.flush_audit()
 
@@ -301,7 +301,8 @@ class SignRequests:
         self.flush_audit()
         self.metrics.requests_total.labels(state="created").inc()
         log.info(
-            "request %s: %s asks to sign with key %s; waiting for %d approval(s)", rid, caller, key_id.hex()[:16], policy.approval_quorum
+            "request %s: %s asks to sign with key %s; waiting for %d approval(s)", rid, caller, key_id.hex()[:16], policy.approval_quorum,
+            extra={"event": "sign-request", "request_id": rid},
         )
         self._notify(rid)
         return self.info(rec)
@@ -387,7 +388,7 @@ class SignRequests:
                 self.quorum.reached(rid)
         if outcome == "recorded" and rec.state == "signing":
             approved_by = ", ".join(a.approver for a in self.db.approvals(rid) if a.decision == "approve")
-            log.info("request %s: approved by %s; signing", rid, approved_by)
+            log.info("request %s: approved by %s; signing", rid, approved_by, extra={"event": "sign-approved", "request_id": rid})
             self._start_signing(rid)
         self._notify(rid)
         return self.info(rec)
@@ -507,6 +508,7 @@ class SignRequests:
         )):
             return
         self._count_done(rid, k.label, rec.created_ms)
+        log.info("request %s: signed (%d attempt(s))", rid, attempts, extra={"event": "sign-done", "request_id": rid})
         self.flush_audit()
         self._notify(rid)
 
@@ -545,7 +547,7 @@ class SignRequests:
             return
         self.metrics.requests_total.labels(state=state).inc()
         self.quorum.ended(rid)
-        log.warning("request %s: %s: %s: %s", rid, state, code.name, message)
+        log.warning("request %s: %s: %s: %s", rid, state, code.name, message, extra={"event": f"sign-{state}", "request_id": rid})
         self.flush_audit()
         self._notify(rid)
 

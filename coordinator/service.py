@@ -426,7 +426,7 @@ class CoordinatorService:
 
     def _fail(self, rid: str, err: RpcError, attempts: int = 0) -> RpcError:
         self.db.update_request(rid, state="failed", error_code=err.code.value[0], error_message=err.message, attempts=attempts)
-        log.warning("request %s failed: %s: %s", rid, err.code.name, err.message)
+        log.warning("request %s failed: %s: %s", rid, err.code.name, err.message, extra={"event": "request-failed", "request_id": rid})
         return err
 
     # --- keys --------------------------------------------------------------------------------

@@ -366,7 +366,8 @@ class NodeService:
         for s in old:
             if not s.done and s.failed is None:
                 count_abort(self.metrics, s.kind, "timeout")
-                log.info("session %s (%s): expired after %.0fs idle, dropped", s.short, s.kind, limit)
+                log.info("session %s (%s): expired after %.0fs idle, dropped", s.short, s.kind, limit,
+                         extra={"event": "session-expired", "session_id": s.id.hex()})
         return len(old)
 
     @property
@@ -463,7 +464,8 @@ class NodeService:
                 raise
             except Exception as e:
                 raise self._crashed(s, e, 0) from None
-        log.info("session %s (%s): started, participants %s", s.short, s.kind, list(s.participants))
+        log.info("session %s (%s): started, participants %s", s.short, s.kind, list(s.participants),
+                 extra={"event": "session-started", "session_id": s.id.hex()})
         return resp
 
     def active_sessions_locked(self) -> int:
@@ -739,7 +741,8 @@ class NodeService:
         if s is not None:
             if not s.done and s.failed is None:
                 count_abort(self.metrics, s.kind, "coordinator")
-            log.info("session %s (%s): aborted by the coordinator: %r", s.short, s.kind, req.reason[:200])
+            log.info("session %s (%s): aborted by the coordinator: %r", s.short, s.kind, req.reason[:200],
+                     extra={"event": "session-aborted", "session_id": s.id.hex()})
         return node_pb2.AbortSessionResponse(existed=s is not None)
 
     # --- protocol steps ----------------------------------------------------------------------
@@ -770,7 +773,8 @@ class NodeService:
         the message, which might quote data), kill the session, return a clean ABORTED."""
         frames = traceback.extract_tb(e.__traceback__)
         where = f"{os.path.basename(frames[-1].filename)}:{frames[-1].lineno}" if frames else "?"
-        log.error("session %s (%s): unexpected %s at %s (round %d); session aborted", s.short, s.kind, type(e).__name__, where, rnd)
+        log.error("session %s (%s): unexpected %s at %s (round %d); session aborted", s.short, s.kind, type(e).__name__, where, rnd,
+                  extra={"event": "session-crashed", "session_id": s.id.hex()})
         when = f"processing round-{rnd} messages" if rnd else "starting"
         err = self._abort_error(s, None, f"internal error ({type(e).__name__}) while {when}; the session is dropped", cls="internal")
         self._kill(s, err)
@@ -999,7 +1003,8 @@ class NodeService:
         }
         details |= detail_text("label", s.label)  # whole (at most MAX_LABEL), as the coordinator keeps it
         self.audit.append("coordinator", "keygen", outcome="stored-pending", details=details)
-        log.info("session %s (dkg): finished, key %s stored as pending", s.short, ks.key_id.hex()[:16])
+        log.info("session %s (dkg): finished, key %s stored as pending", s.short, ks.key_id.hex()[:16],
+                 extra={"event": "session-finished", "session_id": s.id.hex()})
         return node_pb2.StepResponse(
             session_id=s.id,
             round=0,
@@ -1058,7 +1063,8 @@ class NodeService:
                 "request_sha256": req.request_digest().hex(),
             },
         )
-        log.info("session %s (sign): signing contribution released for key %s (request %s)", s.short, s.key_id.hex()[:16], req.request_id)
+        log.info("session %s (sign): signing contribution released for key %s (request %s)", s.short, s.key_id.hex()[:16], req.request_id,
+                 extra={"event": "session-finished", "session_id": s.id.hex(), "request_id": req.request_id})
         return node_pb2.StepResponse(session_id=s.id, round=rnd, envelopes=envs, finished=True)
 
     def _reserved(self, s: Session, req: SigningRequest) -> StoredReservation:
@@ -1151,7 +1157,8 @@ class NodeService:
             },
         )
         receipt = sign_reservation(grant, self.me, self.keys.identity)
-        log.info("request %s: attempt %d reserved for nodes %s (session %s)", rid, grant.attempt, list(grant.signers), sid.hex()[:12])
+        log.info("request %s: attempt %d reserved for nodes %s (session %s)", rid, grant.attempt, list(grant.signers), sid.hex()[:12],
+                 extra={"event": "sign-reserved", "request_id": rid, "session_id": sid.hex()})
         return node_pb2.ReserveSigningResponse(receipt=receipt.to_bytes(), reserver=self.me, created=created)
 
     # --- keys --------------------------------------------------------------------------------

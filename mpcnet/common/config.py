@@ -218,8 +218,9 @@ class _EscapingFormatter(logging.Formatter):
         return super().formatMessage(record)
 
 
-def setup_logging(log_file: Path | None, name: str, level: str = "INFO") -> None:
-    """Log lines with time, process name and level to ``log_file`` (or stderr)."""
+def setup_logging(log_file: Path | None, name: str, level: str = "INFO", log_format: str = "text") -> None:
+    """Log lines with time, process name and level to ``log_file`` (or stderr); with
+    ``log_format="json"`` one JSON object per line (:mod:`mpcnet.common.jsonlog`)."""
     import logging
     import sys
 
@@ -229,7 +230,12 @@ def setup_logging(log_file: Path | None, name: str, level: str = "INFO") -> None
         handler = logging.FileHandler(log_file)
     else:
         handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_EscapingFormatter(f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s"))
+    if log_format == "json":
+        from mpcnet.common.jsonlog import JsonFormatter
+
+        handler.setFormatter(JsonFormatter(name))
+    else:
+        handler.setFormatter(_EscapingFormatter(f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
