@@ -59,6 +59,7 @@ from pathlib import Path
 from governance.policy import AdminSet, SignedPolicyChange
 from governance.roster import Roster, SignedRosterChange, active_entries
 from mpcnet.common.config import ConfigError, load_governance, load_json, load_roster_history
+from mpcnet.common.metrics import MetricsSettings, load_metrics_settings
 from mpcnet.common.pki import ROLES, CertPaths
 
 DEFAULT_CLIENT_ROLES = ["admin", "requester", "approver", "auditor", "officer"]
@@ -71,6 +72,7 @@ _KEYS = {
     "keystore", "passphrase_file", "passphrase_env", "audit_db", "governance", "sweep_interval_s",
     "max_clock_skew_s", "max_streams", "max_streams_per_caller", "stream_lifetime_s", "test_mode",
 }
+_KEYS.add("metrics")  # issue 15: mpcnet.common.metrics
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,7 @@ class CoordinatorConfig:
     roster_history: tuple[SignedRosterChange, ...] = ()
     signed_roster: Roster | None = None
     test_mode: bool = False  # coordinator.faults: crash/delay points of key operations (tests only)
+    metrics: MetricsSettings | None = None  # the metrics endpoint (mpcnet.common.metrics); None: none
 
     @property
     def parties(self) -> int:
@@ -197,6 +200,7 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
         roster_history=history,
         signed_roster=signed_roster,
         test_mode=f.flag("test_mode", False),
+        metrics=load_metrics_settings(f),
     )
     if cfg.workers <= cfg.max_requests // 2:
         raise ConfigError(f"{path}: workers: must exceed max_requests / 2")

@@ -35,6 +35,7 @@ from coordinator.faults import fault_hook
 from coordinator.inputs import validated
 from coordinator.keyops import KIND as KEY_OPERATION, KeyOperations
 from coordinator.lifecycle_proposals import LifecycleProposals
+from coordinator.metrics import coordinator_metrics, drill_ages, observe_nodes
 from coordinator.nodes import NodeRegistry
 from coordinator.policies import PolicyBook
 from coordinator.recovery_service import RecoveryService
@@ -196,6 +197,8 @@ class CoordinatorService:
         roster_proposals = RosterProposals(self.rosters, self.keyops.follow_roster, self.keyops.committing_with)
         self.lifecycle.register(ROSTER_CHANGE, roster_proposals.decode, roster_proposals.apply)
         self.recovery = RecoveryService(self)  # backup and recovery (issue 12): coordinator/recovery_service.py
+        self.metrics = coordinator_metrics(self)  # coordinator.metrics (issue 15): NullMetrics without a metrics section
+        self.requests.metrics = self.metrics
         self.requests.recover()  # before serving: flush the audit outbox, settle stored quorums
         self._lock = threading.Lock()
         self._running: dict[str, threading.Event] = {}
@@ -293,6 +296,8 @@ class CoordinatorService:
                     self.keyops.reconcile(roster)
                 self.schedule.check()
                 self.recovery.background()
+                if self.metrics.enabled:
+                    self.metrics.drill_age(drill_ages(self, now_ms()))
             except Exception:
                 if self._stop.is_set():
                     return
@@ -330,6 +335,7 @@ class CoordinatorService:
         for i, e in errs.items():
             code, details = status_of(e)
             self.nodes[i].mark_down(f"{code.name}: {details}")
+        observe_nodes(self.metrics, self.nodes.values())
 
     def _clock_measured(self, h: NodeHandle, sample: SkewSample) -> None:
         h.clock = sample
@@ -438,7 +444,8 @@ class CoordinatorService:
             if self.db.get_request(rid) is None:
                 self.db.create_request(rid, "keygen", label=label)
             try:
-                k = self._keygen(rid, label)
+                with self.metrics.keygen_seconds.time():
+                    k = self._keygen(rid, label)
                 self.db.update_request(rid, state="succeeded", key_id=k.key_id, attempts=1)
             except Exception as e:
                 self._keygen_failed(actor, rid, label, e)
@@ -905,7 +912,11 @@ class CoordinatorService:
         return self.requests.submit(req, _ident(ctx).name, self.db.get_key)
 
     def DecideSignRequest(self, req: coordinator_pb2.DecideSignRequestRequest, ctx: Any) -> coordinator_pb2.SignRequestInfo:
-        return self.requests.decide(req, _ident(ctx).name)
+        try:
+            return self.requests.decide(req, _ident(ctx).name)
+        except RpcError:
+            self.metrics.approvals_total.labels(outcome="refused").inc()
+            raise
 
     def GetSignRequest(self, req: coordinator_pb2.GetSignRequestRequest, ctx: Any) -> coordinator_pb2.SignRequestInfo:
         ident = _ident(ctx)
