@@ -53,9 +53,11 @@ Relative paths are relative to the config file.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from coordinator.anomaly import AnomalyConfig
+from coordinator.anomaly_config import load_anomaly
 from governance.policy import AdminSet, SignedPolicyChange
 from governance.roster import Roster, SignedRosterChange, active_entries
 from mpcnet.common.config import ConfigError, load_governance, load_json, load_roster_history
@@ -70,6 +72,7 @@ _KEYS = {
     "max_requests", "log_file", "log_level", "workers", "health_interval_s", "max_parallel_sessions",
     "keystore", "passphrase_file", "passphrase_env", "audit_db", "governance", "sweep_interval_s",
     "max_clock_skew_s", "max_streams", "max_streams_per_caller", "stream_lifetime_s", "test_mode",
+    "anomaly",  # issue 15: coordinator/anomaly_config.py
 }
 
 
@@ -115,6 +118,7 @@ class CoordinatorConfig:
     roster_history: tuple[SignedRosterChange, ...] = ()
     signed_roster: Roster | None = None
     test_mode: bool = False  # coordinator.faults: crash/delay points of key operations (tests only)
+    anomaly: AnomalyConfig = field(default_factory=AnomalyConfig)  # thresholds (coordinator/anomaly_config.py)
 
     @property
     def parties(self) -> int:
@@ -197,6 +201,7 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
         roster_history=history,
         signed_roster=signed_roster,
         test_mode=f.flag("test_mode", False),
+        anomaly=load_anomaly(f),
     )
     if cfg.workers <= cfg.max_requests // 2:
         raise ConfigError(f"{path}: workers: must exceed max_requests / 2")
