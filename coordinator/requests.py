@@ -39,6 +39,7 @@ from typing import Any
 
 import grpc
 
+from coordinator.anomaly_hook import AnomalyMonitor
 from coordinator.db import (
     TERMINAL,
     ApprovalRecord,
@@ -113,6 +114,8 @@ class SignRequests:
         self._signing: set[str] = set()
         self._stop = threading.Event()
         self._flush_lock = threading.Lock()
+        self.anomaly = AnomalyMonitor.off()  # the service wires in its monitor (coordinator/anomaly_hook.py)
+        self.node_name: Callable[[int], str] = lambda i: f"node-{i}"  # signer index -> roster name (the service's)
 
     # --- plumbing ----------------------------------------------------------------------------
     def stop(self) -> None:
@@ -257,6 +260,7 @@ class SignRequests:
             self.audit.append(
                 caller, "sign-request", request_id=rid, outcome="refused", details={"key_id": key_id.hex()} | detail_text("reason", msg)
             )
+            self.anomaly.rpc_denied(caller)
             raise RpcError(Code.PERMISSION_DENIED, msg)
         ttl = req.ttl_seconds or policy.ttl_seconds
         if ttl > policy.ttl_seconds:
@@ -296,6 +300,7 @@ class SignRequests:
         log.info(
             "request %s: %s asks to sign with key %s; waiting for %d approval(s)", rid, caller, key_id.hex()[:16], policy.approval_quorum
         )
+        self.anomaly.request_created(caller, key_id)
         self._notify(rid)
         return self.info(rec)
 
@@ -376,6 +381,8 @@ class SignRequests:
             approved_by = ", ".join(a.approver for a in self.db.approvals(rid) if a.decision == "approve")
             log.info("request %s: approved by %s; signing", rid, approved_by)
             self._start_signing(rid)
+        elif outcome == "recorded" and rec.state == "rejected":
+            self.anomaly.request_rejected(rec.requester, rec.key_id)
         self._notify(rid)
         return self.info(rec)
 
@@ -492,6 +499,7 @@ class SignRequests:
         )):
             return
         self.flush_audit()
+        self.anomaly.signed(rec.key_id, sreq.derivation_path, [self.node_name(i) for i in signers])
         self._notify(rid)
 
     def _record_end(self, rid: str, write: Callable[[], object]) -> bool:
