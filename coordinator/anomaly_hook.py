@@ -36,11 +36,6 @@ _KEY_RULES = ("key_burst", "new_derivation_path", "protocol_aborts")
 _FAR_AHEAD = 2**62  # an after_seq past any head: the page carries head_seq and no entries
 
 
-class _Child(Protocol):
-    def inc(self, amount: float = 1) -> None: ...
-    def set(self, value: float) -> None: ...
-
-
 class _Family(Protocol):
     def labels(self, *args: str, **kw: str) -> Any: ...
 
@@ -48,8 +43,10 @@ class _Family(Protocol):
 class AnomalyMetrics(Protocol):
     """The part of :class:`mpcnet.common.metrics.Metrics` (issue 15, M1) the monitor uses."""
 
-    anomalies_total: _Family
-    anomaly_active: _Family
+    @property
+    def anomalies_total(self) -> _Family: ...
+    @property
+    def anomaly_active(self) -> _Family: ...
 
 
 class _Audit(Protocol):
