@@ -11,8 +11,8 @@ background loop (:meth:`AnomalyMonitor.poll_audit_heads`, every ``audit_stall_s 
 Each detection: an audit entry ``anomaly`` (actor: the coordinator's name; outcome ``detected``;
 details ``rule``, ``key_prefix`` (8 hex digits) or ``subject`` (a requester, caller or node name,
 escaped), ``observed``, ``expected`` (decimal text), ``window_s``), the metrics
-``mpcnet_anomalies_total{rule}`` (+1) and ``mpcnet_anomaly_active{rule}`` (subjects detected in the
-last window; refreshed by :meth:`AnomalyMonitor.refresh`), and a WARNING log line. The monitor is
+``mpcnet_anomalies_total{rule}`` (+1) and ``mpcnet_anomaly_active{rule}`` (1 while a detection of the rule
+is within its window, else 0; refreshed by :meth:`AnomalyMonitor.refresh`), and a WARNING log line. The monitor is
 best effort and never raises into the path that reported the event: a failure to audit is logged.
 Thread-safe (one lock around the engine).
 """
@@ -128,7 +128,7 @@ class AnomalyMonitor:
     def _set_active(self, active: Mapping[str, int]) -> None:
         if self.metrics is not None:
             for rule, n in active.items():
-                self.metrics.anomaly_active.labels(rule=rule).set(n)
+                self.metrics.anomaly_active.labels(rule=rule).set(1 if n else 0)
 
     def refresh(self) -> None:
         """Bring ``anomaly_active`` up to date (detections age out of the window): call periodically."""

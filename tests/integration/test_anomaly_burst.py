@@ -1,0 +1,58 @@
+"""Issue 15: a burst of signatures on one key, on a real cluster, is an `anomaly` audit entry
+(rule key_burst) naming the key by its 8-hex-digit id prefix; a key signed at its normal pace is
+not; a new derivation path on a key with history is reported too."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from mpcnet.client import MpcClient, SigningTeam
+from tests.integration.conftest import make_cluster
+
+
+@pytest.fixture(scope="module")
+def burst_cluster(tmp_path_factory: pytest.TempPathFactory):
+    c = make_cluster(tmp_path_factory, "anomaly-2of3", 3, 2)
+    cfg = json.loads(c.lay.coordinator_config.read_text())
+    cfg["anomaly"] = {"burst_min_count": 3, "window_s": 600}
+    c.lay.coordinator_config.write_text(json.dumps(cfg))
+    try:
+        c.start_all()
+        yield c
+    finally:
+        c.stop()
+
+
+def anomalies(auditor: MpcClient) -> list[dict[str, object]]:
+    return [
+        json.loads(e.details_json) for e in auditor.fetch_audit("coordinator").entries
+        if e.action == "anomaly" and e.actor == "coordinator" and e.outcome == "detected"
+    ]
+
+
+def test_a_signing_burst_on_one_key_is_audited_as_key_burst(burst_cluster) -> None:
+    d = burst_cluster.lay.dir
+    with (
+        MpcClient.from_cluster(d, identity="admin1", timeout=120) as admin,
+        MpcClient.from_cluster(d, identity="auditor1", timeout=120) as auditor,
+        SigningTeam.from_cluster(d, timeout=120) as team,
+    ):
+        busy, quiet = admin.create_key("burst-key"), admin.create_key("quiet-key")
+        team.sign(quiet.key_id, hashlib.sha256(b"quiet").digest())
+        for i in range(3):
+            team.sign(busy.key_id, hashlib.sha256(b"burst %d" % i).digest())
+        assert not [a for a in anomalies(auditor) if a["rule"] == "key_burst"]  # 3: not above the minimum
+        team.sign(busy.key_id, hashlib.sha256(b"burst 3").digest())
+        team.sign(busy.key_id, hashlib.sha256(b"burst 4").digest())  # reported once per window
+        found = anomalies(auditor)
+        bursts = [a for a in found if a["rule"] == "key_burst"]
+        assert bursts == [{
+            "rule": "key_burst", "key_prefix": busy.key_id.hex()[:8], "observed": "4", "expected": "3", "window_s": "600",
+        }], found
+        assert all(busy.key_id.hex() not in json.dumps(a) and quiet.key_id.hex()[:8] != a.get("key_prefix") for a in found)
+        team.sign(busy.key_id, hashlib.sha256(b"elsewhere").digest(), path=[7, 1])
+        paths = [a for a in anomalies(auditor) if a["rule"] == "new_derivation_path"]
+        assert [p["key_prefix"] for p in paths] == [busy.key_id.hex()[:8]]
