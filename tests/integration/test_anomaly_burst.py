@@ -1,15 +1,17 @@
 """Issue 15: a burst of signatures on one key, on a real cluster, is an `anomaly` audit entry
 (rule key_burst) naming the key by its 8-hex-digit id prefix; a key signed at its normal pace is
-not; a new derivation path on a key with history is reported too."""
+not; a new derivation path on a key with history is reported too. Repeated rejections and denied
+calls are reported through the same wiring."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 
+import grpc
 import pytest
 
-from mpcnet.client import MpcClient, SigningTeam
+from mpcnet.client import MpcClient, MpcError, SigningTeam
 from tests.integration.conftest import make_cluster
 
 
@@ -17,7 +19,7 @@ from tests.integration.conftest import make_cluster
 def burst_cluster(tmp_path_factory: pytest.TempPathFactory):
     c = make_cluster(tmp_path_factory, "anomaly-2of3", 3, 2)
     cfg = json.loads(c.lay.coordinator_config.read_text())
-    cfg["anomaly"] = {"burst_min_count": 3, "window_s": 600}
+    cfg["anomaly"] = {"burst_min_count": 3, "window_s": 600, "max_rejections": 1, "max_denied": 2}
     c.lay.coordinator_config.write_text(json.dumps(cfg))
     try:
         c.start_all()
@@ -56,3 +58,30 @@ def test_a_signing_burst_on_one_key_is_audited_as_key_burst(burst_cluster) -> No
         team.sign(busy.key_id, hashlib.sha256(b"elsewhere").digest(), path=[7, 1])
         paths = [a for a in anomalies(auditor) if a["rule"] == "new_derivation_path"]
         assert [p["key_prefix"] for p in paths] == [busy.key_id.hex()[:8]]
+
+
+def test_repeated_rejections_and_denied_calls_are_audited(burst_cluster) -> None:
+    d = burst_cluster.lay.dir
+    with (
+        MpcClient.from_cluster(d, identity="admin1", timeout=120) as admin,
+        MpcClient.from_cluster(d, identity="auditor1", timeout=120) as auditor,
+        SigningTeam.from_cluster(d, timeout=120) as team,
+    ):
+        key = admin.create_key("rejected-key")
+        for i in range(2):
+            r = team.requester.submit_sign_request(key.key_id, hashlib.sha256(b"no %d" % i).digest())
+            for approver in team.approvers:
+                approver.reject(r.request_id)
+        rejections = sorted(
+            (str(a.get("key_prefix", "")), str(a.get("subject", ""))) for a in anomalies(auditor) if a["rule"] == "repeated_rejections"
+        )
+        assert rejections == [("", "requester1"), (key.key_id.hex()[:8], "")]
+        for i in range(2):  # a requester may not create keys
+            with pytest.raises(MpcError) as e:
+                team.requester.create_key(f"not-mine-{i}")
+            assert e.value.code == grpc.StatusCode.PERMISSION_DENIED
+        assert not [a for a in anomalies(auditor) if a["rule"] == "denied_calls"]
+        with pytest.raises(MpcError):
+            team.requester.create_key("not-mine-2")
+        denied = [a for a in anomalies(auditor) if a["rule"] == "denied_calls"]
+        assert denied == [{"rule": "denied_calls", "subject": "requester1", "observed": "3", "expected": "2", "window_s": "600"}]
