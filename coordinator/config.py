@@ -44,6 +44,9 @@ request's current state (clients resume); see :mod:`mpcnet.common.streams`.
 coordinator's (:mod:`mpcnet.common.clockskew`); signing leaves out a node whose clock is off by more
 than this while enough other nodes are available, and ``ClusterStatus`` flags it.
 
+``anomaly`` (optional): thresholds of the anomaly rules (:mod:`coordinator.anomaly`, loaded by
+:mod:`coordinator.anomaly_config`); absent, the defaults.
+
 ``test_mode`` (default false): key operations honour the crash/delay points of
 :mod:`coordinator.faults` (a fault file named by ``MPC_TEST_COORDINATOR_FAULT_FILE``); never
 set it in production.
