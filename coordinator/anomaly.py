@@ -17,8 +17,9 @@ the epoch) and returns the :class:`Detection` s it caused (usually none). Rules:
 - ``protocol_aborts``: signing sessions aborted on one key in the last window > ``max_aborts``, or
   any ban (more than ``max_bans``, default 0).
 - ``audit_head_stalled``: a node's audit head (its newest sequence number) has not advanced for
-  ``audit_stall_s`` although the node signed (a session the coordinator saw complete) after its
-  last advance, at least ``audit_stall_s`` ago.
+  ``audit_stall_s`` after the node took part in a signing that started after the poll that last
+  saw its head advance (a node audits every session it serves, so its head must move after
+  that poll); the signing ended at least ``audit_stall_s`` ago.
 
 A detection's subject is a key's id prefix (8 hex digits), a requester/caller name, or a node
 name; a (rule, subject) pair is reported at most once per window. Memory is bounded: at most
@@ -272,7 +273,7 @@ class NewDerivationPath:
 class _Head:
     seq: int
     advanced_ms: int
-    signed_ms: int | None = None  # the first signing by the node after advanced_ms
+    signed_ms: int | None = None  # when the first signing that started after advanced_ms ended
 
 
 class AuditHeadStalled:
@@ -283,9 +284,11 @@ class AuditHeadStalled:
         self.cfg = cfg
         self._nodes: _Lru[str, _Head] = _Lru(cfg.max_subjects)
 
-    def signed(self, node: str, now_ms: int) -> None:
+    def signed(self, node: str, started_ms: int, now_ms: int) -> None:
+        """``node`` served a signing session that started at ``started_ms`` and ended at ``now_ms``:
+        its audit head must advance past what any poll before ``started_ms`` saw."""
         h = self._nodes.get(node)
-        if h is not None and h.signed_ms is None and now_ms >= h.advanced_ms:
+        if h is not None and h.signed_ms is None and started_ms > h.advanced_ms:
             h.signed_ms = now_ms
 
     def head(self, node: str, seq: int, now_ms: int) -> Detection | None:
@@ -340,10 +343,13 @@ class AnomalyDetector:
             self.rejections.observe("key:" + key_prefix(key_id), now_ms), self.rejections.observe(requester, now_ms),
         ], now_ms)
 
-    def signed(self, key_id: bytes, path: Sequence[int], signers: Iterable[str], now_ms: int) -> list[Detection]:
-        """A signature was produced on ``key_id`` at ``path`` by the nodes named ``signers``."""
+    def signed(
+        self, key_id: bytes, path: Sequence[int], signers: Iterable[str], now_ms: int, started_ms: int | None = None
+    ) -> list[Detection]:
+        """A signature was produced on ``key_id`` at ``path`` by the nodes named ``signers``, in
+        signing that started at ``started_ms`` (default ``now_ms``)."""
         for node in signers:
-            self.audit_heads.signed(node, now_ms)
+            self.audit_heads.signed(node, now_ms if started_ms is None else started_ms, now_ms)
         kp = key_prefix(key_id)
         return self._emit([self.key_burst.observe(kp, now_ms), self.new_path.observe(kp, tuple(path))], now_ms)
 

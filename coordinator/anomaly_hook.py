@@ -145,9 +145,13 @@ class AnomalyMonitor:
     def request_rejected(self, requester: str, key_id: bytes) -> list[Detection]:
         return self._run("rejection", lambda e, now: e.request_rejected(requester, key_id, now))
 
-    def signed(self, key_id: bytes, path: Sequence[int], signers: Iterable[str]) -> list[Detection]:
+    def signed(
+        self, key_id: bytes, path: Sequence[int], signers: Iterable[str], started_ms: int | None = None
+    ) -> list[Detection]:
+        """A signature on ``key_id`` at ``path`` by the nodes named ``signers``, whose signing
+        started at ``started_ms`` (ms since the epoch; default now)."""
         names = list(signers)
-        return self._run("signature", lambda e, now: e.signed(key_id, path, names, now))
+        return self._run("signature", lambda e, now: e.signed(key_id, path, names, now, started_ms))
 
     def rpc_denied(self, caller: str) -> list[Detection]:
         return self._run("denial", lambda e, now: e.rpc_denied(caller, now))

@@ -482,6 +482,7 @@ class SignRequests:
             return
         approvals = tuple(Approval(a.approver, Decision(a.decision), a.signature) for a in self.db.approvals(rid))
         bundle = ApprovalBundle(sreq, approvals).to_bytes()
+        started = now_ms()
         try:
             sig, signers, attempts = self.signer(rid, k, sreq.digest, sreq.derivation_path, bundle)
         except RpcError as e:
@@ -499,7 +500,7 @@ class SignRequests:
         )):
             return
         self.flush_audit()
-        self.anomaly.signed(rec.key_id, sreq.derivation_path, [self.node_name(i) for i in signers])
+        self.anomaly.signed(rec.key_id, sreq.derivation_path, [self.node_name(i) for i in signers], started)
         self._notify(rid)
 
     def _record_end(self, rid: str, write: Callable[[], object]) -> bool:

@@ -125,8 +125,9 @@ def test_audit_heads_are_polled_at_most_every_quarter_stall(audit: AuditLog) -> 
         return {"node-1": 3}
 
     mon.poll_audit_heads(heads)
-    mon.signed(KEY, (), ["node-1"])
-    clock.ms += 1000
+    clock.ms += 500
+    mon.signed(KEY, (), ["node-1"])  # a session after that poll: node-1's head must move
+    clock.ms += 500
     mon.poll_audit_heads(heads)  # not due yet (every 2 s)
     assert len(polls) == 1
     for _ in range(5):

@@ -161,6 +161,14 @@ def test_audit_head_stalled_fires_when_a_signer_does_not_advance() -> None:
     assert out == [Detection("audit_head_stalled", "node-1", 12.0, 10.0, 60.0)]
 
 
+def test_audit_head_stalled_quiet_for_a_session_the_last_advance_may_include() -> None:
+    e = engine(audit_stall_s=10)
+    e.audit_head("node-1", 5, 0)
+    e.audit_head("node-1", 9, 5 * S)  # the poll saw the session's entries, written before it ended
+    e.signed(KEY, (), ["node-1"], 6 * S, started_ms=3 * S)
+    assert e.audit_head("node-1", 9, 100 * S) == []
+
+
 def test_audit_head_stalled_quiet_when_idle_or_advancing() -> None:
     e = engine(audit_stall_s=10)
     out = e.audit_head("node-1", 5, 0) + e.audit_head("node-3", 9, 0)
