@@ -7,19 +7,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 
 import grpc
 import pytest
 
+from coordinator.anomaly_hook import audit_heads
 from mpcnet.client import MpcClient, MpcError, SigningTeam
-from tests.integration.conftest import make_cluster
+from tests.integration.conftest import coordinator_handles, make_cluster
 
 
 @pytest.fixture(scope="module")
 def burst_cluster(tmp_path_factory: pytest.TempPathFactory):
     c = make_cluster(tmp_path_factory, "anomaly-2of3", 3, 2)
     cfg = json.loads(c.lay.coordinator_config.read_text())
-    cfg["anomaly"] = {"burst_min_count": 3, "window_s": 600, "max_rejections": 1, "max_denied": 2}
+    cfg["anomaly"] = {"burst_min_count": 3, "window_s": 600, "max_rejections": 1, "max_denied": 2, "audit_stall_s": 1}
     c.lay.coordinator_config.write_text(json.dumps(cfg))
     try:
         c.start_all()
@@ -85,3 +87,23 @@ def test_repeated_rejections_and_denied_calls_are_audited(burst_cluster) -> None
             team.requester.create_key("not-mine-2")
         denied = [a for a in anomalies(auditor) if a["rule"] == "denied_calls"]
         assert denied == [{"rule": "denied_calls", "subject": "requester1", "observed": "3", "expected": "2", "window_s": "600"}]
+
+
+def test_nodes_that_audit_their_sessions_are_not_reported_stalled(burst_cluster) -> None:
+    """The coordinator polls the nodes' audit heads every second here (audit_stall_s 1): nodes
+    that signed and recorded it are never reported, even when a poll falls mid-session."""
+    d = burst_cluster.lay.dir
+    with (
+        MpcClient.from_cluster(d, identity="admin1", timeout=120) as admin,
+        MpcClient.from_cluster(d, identity="auditor1", timeout=120) as auditor,
+        SigningTeam.from_cluster(d, timeout=120) as team,
+    ):
+        key = admin.create_key("steady-key")
+        for i in range(3):
+            team.sign(key.key_id, hashlib.sha256(b"steady %d" % i).digest())
+            time.sleep(0.7)
+        time.sleep(3)
+        assert not [a for a in anomalies(auditor) if a["rule"] == "audit_head_stalled"]
+    with coordinator_handles(burst_cluster) as hs:  # what the coordinator's poll reads: every node's head
+        heads = audit_heads(hs.values())
+    assert set(heads) == {"node-1", "node-2", "node-3"} and all(seq > 0 for seq in heads.values()), heads
