@@ -64,6 +64,7 @@ from coordinator.anomaly_config import load_anomaly
 from governance.policy import AdminSet, SignedPolicyChange
 from governance.roster import Roster, SignedRosterChange, active_entries
 from mpcnet.common.config import ConfigError, load_governance, load_json, load_roster_history
+from mpcnet.common.metrics import MetricsSettings, load_metrics_settings
 from mpcnet.common.pki import ROLES, CertPaths
 
 DEFAULT_CLIENT_ROLES = ["admin", "requester", "approver", "auditor", "officer"]
@@ -77,6 +78,7 @@ _KEYS = {
     "max_clock_skew_s", "max_streams", "max_streams_per_caller", "stream_lifetime_s", "test_mode",
     "anomaly",  # issue 15: coordinator/anomaly_config.py
 }
+_KEYS.add("metrics")  # issue 15: mpcnet.common.metrics
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,7 @@ class CoordinatorConfig:
     roster_history: tuple[SignedRosterChange, ...] = ()
     signed_roster: Roster | None = None
     test_mode: bool = False  # coordinator.faults: crash/delay points of key operations (tests only)
+    metrics: MetricsSettings | None = None  # the metrics endpoint (mpcnet.common.metrics); None: none
     anomaly: AnomalyConfig = field(default_factory=AnomalyConfig)  # thresholds (coordinator/anomaly_config.py)
 
     @property
@@ -204,6 +207,7 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
         roster_history=history,
         signed_roster=signed_roster,
         test_mode=f.flag("test_mode", False),
+        metrics=load_metrics_settings(f),
         anomaly=load_anomaly(f),
     )
     if cfg.workers <= cfg.max_requests // 2:

@@ -53,6 +53,7 @@ from coordinator.db import (
     StateConflict,
     now_ms,
 )
+from coordinator.metrics import QuorumClock
 from coordinator.policies import PolicyBook
 from coordinator.watch import ChangeFeed
 from crypto_core.bip32 import check_path
@@ -70,6 +71,7 @@ from governance.errors import GovernanceError
 from governance.policy import DEFAULT_SCOPE, KeyPolicy, SignedPolicyChange
 from governance.text import REQUEST_ID_RULE, is_request_id, quote
 from mpcnet.common.govwire import scope_name
+from mpcnet.common.metrics import Metrics, NullMetrics
 from mpcnet.common.rpc import RpcError, check_len, invalid, roles_text
 from mpcnet.common.stores.audit import AuditLog
 from mpcnet.wire.mpc.v1 import common_pb2, coordinator_pb2
@@ -101,6 +103,8 @@ def state_name(state: str) -> str:
 
 
 class SignRequests:
+    metrics: Metrics = NullMetrics("coordinator")  # set by the service (coordinator.metrics)
+
     def __init__(
         self, db: CoordinatorDb, audit: AuditLog, policies: PolicyBook, signer: Signer, read_all_roles: tuple[str, ...]
     ) -> None:
@@ -114,6 +118,7 @@ class SignRequests:
         self._signing: set[str] = set()
         self._stop = threading.Event()
         self._flush_lock = threading.Lock()
+        self.quorum = QuorumClock()
         self.anomaly = AnomalyMonitor.off()  # the service wires in its monitor (coordinator/anomaly_hook.py)
         self.node_name: Callable[[int], str] = lambda i: f"node-{i}"  # signer index -> roster name (the service's)
 
@@ -192,6 +197,7 @@ class SignRequests:
                 )
             except StateConflict:
                 continue
+            self.metrics.requests_total.labels(state="expired").inc()
             log.info("request %s expired", rid)
             self._notify(rid)
         self.flush_audit()
@@ -297,6 +303,7 @@ class SignRequests:
         except sqlite3.IntegrityError:
             raise RpcError(Code.ALREADY_EXISTS, f"request_id: {quote(rid)} was already used") from None
         self.flush_audit()
+        self.metrics.requests_total.labels(state="created").inc()
         log.info(
             "request %s: %s asks to sign with key %s; waiting for %d approval(s)", rid, caller, key_id.hex()[:16], policy.approval_quorum
         )
@@ -377,6 +384,12 @@ class SignRequests:
             raise RpcError(Code.ALREADY_EXISTS, msg)
         self.flush_audit()
         rec = self._get(rid)
+        if outcome == "recorded":
+            self.metrics.approvals_total.labels(outcome=decision.value).inc()
+            if rec.state in ("signing", "rejected"):
+                self.metrics.requests_total.labels(state="approved" if rec.state == "signing" else "rejected").inc()
+            if rec.state == "signing":
+                self.quorum.reached(rid)
         if outcome == "recorded" and rec.state == "signing":
             approved_by = ", ".join(a.approver for a in self.db.approvals(rid) if a.decision == "approve")
             log.info("request %s: approved by %s; signing", rid, approved_by)
@@ -434,6 +447,7 @@ class SignRequests:
             )
         except StateConflict:
             return
+        self.metrics.requests_total.labels(state="failed").inc()
         self.flush_audit()
         self._notify(rec.request_id)
 
@@ -441,6 +455,7 @@ class SignRequests:
         """A policy change was applied: pending requests it governs were approved (or not) under
         the old policy, which no node will accept any more."""
         scope = signed.change.scope
+        self.metrics.policy_changes_total.inc()
         for rec in self.db.list_sign_requests(state="pending_approval", limit=10**6):
             if (scope == DEFAULT_SCOPE and rec.scope == DEFAULT_SCOPE) or rec.key_id == scope:
                 self._fail_stale(rec, signed)
@@ -499,9 +514,19 @@ class SignRequests:
             rid, ("signing",), "done", signature=sig.SerializeToString(), signers=signers, attempts=attempts, audit=done
         )):
             return
+        self._count_done(rid, k.label, rec.created_ms)
         self.flush_audit()
         self.anomaly.signed(rec.key_id, sreq.derivation_path, [self.node_name(i) for i in signers], started)
         self._notify(rid)
+
+    def _count_done(self, rid: str, key_label: str, created_ms: int) -> None:
+        """Metrics of a request that ended DONE: the transition, the signature, its latencies."""
+        self.metrics.requests_total.labels(state="done").inc()
+        self.metrics.signature(key_label)
+        self.metrics.request_seconds.observe(max(0.0, (now_ms() - created_ms) / 1000.0))
+        since_quorum = self.quorum.ended(rid)
+        if since_quorum is not None:
+            self.metrics.quorum_to_done_seconds.observe(since_quorum)
 
     def _record_end(self, rid: str, write: Callable[[], object]) -> bool:
         """Commit the end of a signing request; True if it was committed here. While the database
@@ -527,6 +552,8 @@ class SignRequests:
             rid, ("signing",), state, error_code=code.value[0], error_message=message, attempts=attempts, audit=ended
         )):
             return
+        self.metrics.requests_total.labels(state=state).inc()
+        self.quorum.ended(rid)
         log.warning("request %s: %s: %s: %s", rid, state, code.name, message)
         self.flush_audit()
         self._notify(rid)

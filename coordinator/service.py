@@ -36,6 +36,7 @@ from coordinator.faults import fault_hook
 from coordinator.inputs import validated
 from coordinator.keyops import KIND as KEY_OPERATION, KeyOperations
 from coordinator.lifecycle_proposals import LifecycleProposals
+from coordinator.metrics import DrillAges, coordinator_metrics, observe_nodes
 from coordinator.nodes import NodeRegistry
 from coordinator.policies import PolicyBook
 from coordinator.recovery_service import RecoveryService
@@ -61,6 +62,7 @@ from governance.roster import Roster
 from governance.text import REQUEST_ID_RULE, escape, is_request_id, quote
 from mpcnet.common.clockskew import SkewSample, measure
 from mpcnet.common.govwire import audit_page, policy_state
+from mpcnet.common.metrics import Metrics, NullMetrics
 from mpcnet.common.pki import CertIdentity, channel_credentials
 from mpcnet.common.rpc import RpcError, caller_identity, check_len, invalid, status_of, trailing
 from mpcnet.common.stores.audit import AuditLog
@@ -169,6 +171,8 @@ def key_info(k: KeyRecord) -> common_pb2.KeyInfo:
 
 @validated
 class CoordinatorService:
+    metrics: Metrics = NullMetrics("coordinator")  # replaced in __init__ (coordinator.metrics)
+
     def __init__(self, cfg: CoordinatorConfig, identity: Ed25519PrivateKey) -> None:
         self.cfg = cfg
         self.db = CoordinatorDb(cfg.db)
@@ -200,6 +204,10 @@ class CoordinatorService:
         roster_proposals = RosterProposals(self.rosters, self.keyops.follow_roster, self.keyops.committing_with)
         self.lifecycle.register(ROSTER_CHANGE, roster_proposals.decode, roster_proposals.apply)
         self.recovery = RecoveryService(self)  # backup and recovery (issue 12): coordinator/recovery_service.py
+        self.metrics = coordinator_metrics(self)  # coordinator.metrics (issue 15): NullMetrics without a metrics section
+        self.requests.metrics = self.metrics
+        self.anomaly.metrics = self.metrics  # anomalies_total / anomaly_active (coordinator/anomaly_hook.py)
+        self.drill_metrics = DrillAges(self)
         self.requests.recover()  # before serving: flush the audit outbox, settle stored quorums
         self._lock = threading.Lock()
         self._running: dict[str, threading.Event] = {}
@@ -297,6 +305,7 @@ class CoordinatorService:
                     self.keyops.reconcile(roster)
                 self.schedule.check()
                 self.recovery.background()
+                self.drill_metrics.refresh()
                 self.anomaly.poll_audit_heads(lambda: audit_heads(h for _, h in self.nodes.items()))
             except Exception:
                 if self._stop.is_set():
@@ -335,6 +344,7 @@ class CoordinatorService:
         for i, e in errs.items():
             code, details = status_of(e)
             self.nodes[i].mark_down(f"{code.name}: {details}")
+        observe_nodes(self.metrics, self.nodes.values())
 
     def _clock_measured(self, h: NodeHandle, sample: SkewSample) -> None:
         h.clock = sample
@@ -443,8 +453,10 @@ class CoordinatorService:
             if self.db.get_request(rid) is None:
                 self.db.create_request(rid, "keygen", label=label)
             try:
+                started = time.monotonic()
                 k = self._keygen(rid, label)
                 self.db.update_request(rid, state="succeeded", key_id=k.key_id, attempts=1)
+                self.metrics.keygen_seconds.observe(time.monotonic() - started)  # a created key only
             except Exception as e:
                 self._keygen_failed(actor, rid, label, e)
                 raise
@@ -914,7 +926,11 @@ class CoordinatorService:
         return self.requests.submit(req, _ident(ctx).name, self.db.get_key)
 
     def DecideSignRequest(self, req: coordinator_pb2.DecideSignRequestRequest, ctx: Any) -> coordinator_pb2.SignRequestInfo:
-        return self.requests.decide(req, _ident(ctx).name)
+        try:
+            return self.requests.decide(req, _ident(ctx).name)
+        except RpcError:
+            self.metrics.approvals_total.labels(outcome="refused").inc()
+            raise
 
     def GetSignRequest(self, req: coordinator_pb2.GetSignRequestRequest, ctx: Any) -> coordinator_pb2.SignRequestInfo:
         ident = _ident(ctx)

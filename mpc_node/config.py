@@ -53,6 +53,7 @@ from governance.approval import MAX_CLOCK_TOLERANCE_MS
 from governance.policy import AdminSet, SignedPolicyChange
 from governance.roster import Roster, SignedRosterChange
 from mpcnet.common.config import ConfigError, Fields, load_governance, load_json, load_roster_history
+from mpcnet.common.metrics import MetricsSettings, load_metrics_settings
 from mpcnet.common.pki import CertPaths
 from mpcnet.common.protection import KeyProtection, Pkcs11Settings, load_pkcs11_settings
 
@@ -62,6 +63,7 @@ _KEYS = {
     "test_mode", "workers", "audit_db", "governance", "clock_tolerance_s",
     "policy_max_age_s", "max_streams", "pkcs11",
 }
+_KEYS.add("metrics")  # issue 15: mpcnet.common.metrics
 DEFAULT_POLICY_MAX_AGE_S = 86400
 MAX_POLICY_MAX_AGE_S = 366 * 86400
 MAX_CLOCK_TOLERANCE_S = MAX_CLOCK_TOLERANCE_MS / 1000
@@ -107,6 +109,7 @@ class NodeConfig:
     roster_history: tuple[SignedRosterChange, ...] = ()
     signed_roster: Roster | None = None
     pkcs11: Pkcs11Settings | None = None  # the store key (and maybe the identity) in a PKCS#11 token
+    metrics: MetricsSettings | None = None  # the metrics endpoint (mpcnet.common.metrics); None: none
 
     @property
     def protection(self) -> KeyProtection:
@@ -185,6 +188,7 @@ def load_node_config(path: Path) -> NodeConfig:
         roster_history=history,
         signed_roster=signed_roster,
         pkcs11=pkcs11,
+        metrics=load_metrics_settings(f),
     )
     entry_name = roster[index].name if index in roster else signed_roster.entry(index).name  # type: ignore[union-attr]
     if entry_name != cfg.name:

@@ -389,6 +389,7 @@ def prepare(
     roster = []
     say(f"the keystores, enrolment requests and certificates of {nodes} nodes and the coordinator's keystore (scrypt)")
     ports = _ports(lay)
+    mports = metrics_ports(lay, ports)  # issue 15: a metrics endpoint per process (mpcnet.cluster.metrics_ports)
     for i in range(1, nodes + 1):
         if f"node-{i}" in gone:
             continue
@@ -421,6 +422,7 @@ def prepare(
                 "audit_db": "audit.db",
                 "policy_max_age_s": policy_max_age_s,
                 "governance": governance,
+                **metrics_section(mports[i]),
             },
         )
     cc = lay.cert("coordinator")
@@ -448,6 +450,7 @@ def prepare(
             "audit_db": "audit.db",
             "governance": governance,
             "test_mode": test_mode,
+            **metrics_section(mports[0]),
         },
     )
     (directory / "logs").mkdir(exist_ok=True)
@@ -455,6 +458,24 @@ def prepare(
         write_json(directory / PARAMS_FILE,
                    {"nodes": nodes, "threshold": threshold, "scrypt_n": scrypt_n, "test_mode": test_mode, "host": LISTEN_HOST})
     return lay
+
+
+def metrics_ports(lay: Layout, taken: list[int]) -> list[int]:
+    from mpcnet.cluster.metrics_ports import metrics_ports as ports
+
+    return ports(lay, taken)
+
+
+def metrics_section(port: int) -> dict[str, Any]:
+    from mpcnet.cluster.metrics_ports import metrics_section as section
+
+    return section(port)
+
+
+def metrics_endpoints(lay: Layout) -> dict[str, str]:
+    from mpcnet.cluster.metrics_ports import metrics_endpoints as endpoints
+
+    return endpoints(lay)
 
 
 def _genesis_roster(lay: Layout, roster: list[dict[str, Any]], ports: list[int]) -> SignedRosterChange:
@@ -564,6 +585,7 @@ def info_doc(
         ],
         "coordinator": {"endpoint": eps["coordinator"], "pid": pids.get("coordinator"), "log": str(lay.log("coordinator"))},
         "ca_cert": str(lay.ca.cert),
+        "metrics": metrics_endpoints(lay),
         "certs": certs,
         "identities": identities,
         "admin_set": admin_set.to_dict(),

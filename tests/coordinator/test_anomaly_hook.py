@@ -135,3 +135,19 @@ def test_audit_heads_are_polled_at_most_every_quarter_stall(audit: AuditLog) -> 
         mon.poll_audit_heads(heads)
     (e,) = [e for e in audit.entries() if e.action == "anomaly"]
     assert e.details["rule"] == "audit_head_stalled" and e.details["subject"] == "node-1"
+
+
+def test_the_real_metrics_count_and_flag_the_rule(audit: AuditLog) -> None:
+    from mpcnet.common.metrics import Metrics
+
+    m, clock = Metrics("coordinator"), Clock()
+    mon = AnomalyMonitor(AnomalyConfig(max_denied=0), audit, "coordinator", m, clock)
+    mon.rpc_denied("eve")
+    text = m.render().decode()
+    assert 'mpcnet_anomalies_total{rule="denied_calls"} 1.0' in text
+    assert 'mpcnet_anomaly_active{rule="denied_calls"} 1.0' in text
+    assert 'mpcnet_anomaly_active{rule="key_burst"} 0.0' in text
+    assert "eve" not in text  # labels carry the rule only
+    clock.ms += 61_000
+    mon.refresh()
+    assert 'mpcnet_anomaly_active{rule="denied_calls"} 0.0' in m.render().decode()

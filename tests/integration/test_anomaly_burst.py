@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import urllib.request
 
 import grpc
 import pytest
@@ -57,6 +58,12 @@ def test_a_signing_burst_on_one_key_is_audited_as_key_burst(burst_cluster) -> No
             "rule": "key_burst", "key_prefix": busy.key_id.hex()[:8], "observed": "4", "expected": "3", "window_s": "600",
         }], found
         assert all(busy.key_id.hex() not in json.dumps(a) and quiet.key_id.hex()[:8] != a.get("key_prefix") for a in found)
+        endpoint = json.loads((d / "cluster.json").read_text())["metrics"]["coordinator"]
+        with urllib.request.urlopen(f"http://{endpoint}/metrics", timeout=10) as r:
+            text = r.read().decode()
+        assert 'mpcnet_anomalies_total{rule="key_burst"} 1.0' in text
+        assert 'mpcnet_anomaly_active{rule="key_burst"} 1.0' in text
+        assert busy.key_id.hex()[:8] not in text
         team.sign(busy.key_id, hashlib.sha256(b"elsewhere").digest(), path=[7, 1])
         paths = [a for a in anomalies(auditor) if a["rule"] == "new_derivation_path"]
         assert [p["key_prefix"] for p in paths] == [busy.key_id.hex()[:8]]
