@@ -59,7 +59,8 @@ def build_server(cfg: CoordinatorConfig, service: CoordinatorService) -> grpc.Se
     )
 
     authorize = audited_role_check(
-        SERVICE.full_name, lambda method: [r for r in allowed(method) if r in cfg.client_roles], service.audit,
+        SERVICE.full_name, lambda method: [r for r in allowed(method) if r in cfg.client_roles],
+        service.anomaly.watching_denials(service.audit),  # a denial is also an anomaly event (issue 15)
         refused=service.rosters.refused_fingerprints, on_denied=service.metrics.denied,
     )
 

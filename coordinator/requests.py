@@ -39,6 +39,7 @@ from typing import Any
 
 import grpc
 
+from coordinator.anomaly_hook import AnomalyMonitor
 from coordinator.db import (
     TERMINAL,
     ApprovalRecord,
@@ -118,6 +119,8 @@ class SignRequests:
         self._stop = threading.Event()
         self._flush_lock = threading.Lock()
         self.quorum = QuorumClock()
+        self.anomaly = AnomalyMonitor.off()  # the service wires in its monitor (coordinator/anomaly_hook.py)
+        self.node_name: Callable[[int], str] = lambda i: f"node-{i}"  # signer index -> roster name (the service's)
 
     # --- plumbing ----------------------------------------------------------------------------
     def stop(self) -> None:
@@ -263,6 +266,7 @@ class SignRequests:
             self.audit.append(
                 caller, "sign-request", request_id=rid, outcome="refused", details={"key_id": key_id.hex()} | detail_text("reason", msg)
             )
+            self.anomaly.rpc_denied(caller)
             raise RpcError(Code.PERMISSION_DENIED, msg)
         ttl = req.ttl_seconds or policy.ttl_seconds
         if ttl > policy.ttl_seconds:
@@ -304,6 +308,7 @@ class SignRequests:
             "request %s: %s asks to sign with key %s; waiting for %d approval(s)", rid, caller, key_id.hex()[:16], policy.approval_quorum,
             extra={"event": "sign-request", "request_id": rid},
         )
+        self.anomaly.request_created(caller, key_id)
         self._notify(rid)
         return self.info(rec)
 
@@ -390,6 +395,8 @@ class SignRequests:
             approved_by = ", ".join(a.approver for a in self.db.approvals(rid) if a.decision == "approve")
             log.info("request %s: approved by %s; signing", rid, approved_by, extra={"event": "sign-approved", "request_id": rid})
             self._start_signing(rid)
+        elif outcome == "recorded" and rec.state == "rejected":
+            self.anomaly.request_rejected(rec.requester, rec.key_id)
         self._notify(rid)
         return self.info(rec)
 
@@ -491,6 +498,7 @@ class SignRequests:
             return
         approvals = tuple(Approval(a.approver, Decision(a.decision), a.signature) for a in self.db.approvals(rid))
         bundle = ApprovalBundle(sreq, approvals).to_bytes()
+        started = now_ms()
         try:
             sig, signers, attempts = self.signer(rid, k, sreq.digest, sreq.derivation_path, bundle)
         except RpcError as e:
@@ -510,6 +518,7 @@ class SignRequests:
         self._count_done(rid, k.label, rec.created_ms)
         log.info("request %s: signed (%d attempt(s))", rid, attempts, extra={"event": "sign-done", "request_id": rid})
         self.flush_audit()
+        self.anomaly.signed(rec.key_id, sreq.derivation_path, [self.node_name(i) for i in signers], started)
         self._notify(rid)
 
     def _count_done(self, rid: str, key_label: str, created_ms: int) -> None:

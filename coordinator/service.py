@@ -29,6 +29,7 @@ from typing import Any
 import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from coordinator.anomaly_hook import AnomalyMonitor, audit_heads
 from coordinator.config import CoordinatorConfig
 from coordinator.db import CoordinatorDb, KeyRecord, RequestRecord, now_ms
 from coordinator.faults import fault_hook
@@ -186,6 +187,9 @@ class CoordinatorService:
         self.policies = PolicyBook(cfg.admin_set, cfg.initial_policy, self.db, self.audit, self.nodes)
         self.requests = SignRequests(self.db, self.audit, self.policies, self._sign, READ_ALL_REQUESTS)
         self.policies.on_applied = self.requests.policy_applied
+        self.anomaly = AnomalyMonitor(cfg.anomaly, self.audit, cfg.name)  # issue 15: coordinator/anomaly_hook.py
+        self.requests.anomaly = self.anomaly
+        self.requests.node_name = lambda i: self.nodes[i].name if i in self.nodes else f"node-{i}"
         self.rosters.flush_audit = self.requests.flush_audit
         self.lifecycle = LifecycleProposals(cfg.admin_set, self.db, self.audit)
         self.keyops = KeyOperations(
@@ -202,6 +206,7 @@ class CoordinatorService:
         self.recovery = RecoveryService(self)  # backup and recovery (issue 12): coordinator/recovery_service.py
         self.metrics = coordinator_metrics(self)  # coordinator.metrics (issue 15): NullMetrics without a metrics section
         self.requests.metrics = self.metrics
+        self.anomaly.metrics = self.metrics  # anomalies_total / anomaly_active (coordinator/anomaly_hook.py)
         self.drill_metrics = DrillAges(self)
         self.requests.recover()  # before serving: flush the audit outbox, settle stored quorums
         self._lock = threading.Lock()
@@ -301,6 +306,7 @@ class CoordinatorService:
                 self.schedule.check()
                 self.recovery.background()
                 self.drill_metrics.refresh()
+                self.anomaly.poll_audit_heads(lambda: audit_heads(h for _, h in self.nodes.items()))
             except Exception:
                 if self._stop.is_set():
                     return
@@ -738,6 +744,7 @@ class CoordinatorService:
                     )
                     continue
                 except Aborted as e:
+                    self.anomaly.session_aborted(k.key_id)
                     # a node blamed another: one of the two cheated. Sign without that pair
                     # together (never again in one signer set for this request) while some
                     # signer set avoids every such dispute; an unattributable abort ends it
@@ -753,6 +760,7 @@ class CoordinatorService:
                         continue
                     raise _signing_error(Code.ABORTED, f"sign aborted: {e}{_disputes_text(self.nodes, disputes)}", attempts) from None
                 except ProtocolAbort as e:
+                    self.anomaly.session_aborted(k.key_id)
                     if e.party is not None and 1 <= e.party <= len(committee):
                         e.party = committee[e.party - 1]  # a share index: the node at that committee position
                     # the combiner's own check: a share that does not verify is proven bad
@@ -785,6 +793,8 @@ class CoordinatorService:
                         epoch_retries += 1  # a refusal naming no node: try again shortly
                         self._stop.wait(0.5)
                         continue
+                    if e.banned:
+                        self.anomaly.session_aborted(k.key_id, bans=len(e.banned))
                     fought = {frozenset({e.node, b}) for b in e.banned if e.node is not None} - disputes
                     if e.code == Code.PERMISSION_DENIED and fought:
                         # a node refuses peers it says are banned for this key: its word against
