@@ -17,6 +17,7 @@ id or digest.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterable
@@ -70,11 +71,15 @@ def coordinator_metrics(service: CoordinatorService) -> Metrics:
 
 def observe_nodes(m: Metrics, nodes: Iterable[_Node]) -> None:
     """Set ``mpcnet_node_up`` (1 when the last probe found it serving) and
-    ``mpcnet_node_clock_skew_seconds`` (node minus coordinator; 0 until measured) per node name."""
+    ``mpcnet_node_clock_skew_seconds`` (node minus coordinator; no sample until measured) per node name."""
     for h in nodes:
         m.node_up.labels(node=h.name).set(1.0 if h.healthy else 0.0)
         skew = getattr(h.clock, "skew_ms", None)
-        m.node_clock_skew_seconds.labels(node=h.name).set(skew / 1000.0 if isinstance(skew, int) else 0.0)
+        if isinstance(skew, int):
+            m.node_clock_skew_seconds.labels(node=h.name).set(skew / 1000.0)
+        elif m.enabled:  # not measured (yet): no sample rather than a misleading 0
+            with contextlib.suppress(KeyError):
+                m.node_clock_skew_seconds.remove(h.name)
 
 
 class DrillAges:

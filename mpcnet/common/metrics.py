@@ -186,6 +186,15 @@ class Metrics:
         self.build_info = Gauge("mpcnet_build_info", "Build of this process (always 1).", ["version", "component"], registry=r)
         self.build_info.labels(version=version or _version(), component=component).set(1)
         self.presignatures_available.set(0)
+        noop: Any = _Noop()
+        for name in _METRIC_ATTRS:  # export only what this component maintains (no misleading zeros)
+            if name not in OWNED[component]:
+                r.unregister(getattr(self, name))
+                setattr(self, name, noop)
+        # an unlabelled drill age is exported once a drill age exists (no "drilled just now" 0)
+        self._drill_exported = key_labels or component != "coordinator"
+        if not self._drill_exported:
+            r.unregister(self.backup_drill_age_seconds)
 
     @property
     def enabled(self) -> bool:
@@ -215,6 +224,10 @@ class Metrics:
                 self.backup_drill_age_seconds.labels(key=v).set(age)
         elif ages:
             self.backup_drill_age_seconds.set(max(ages.values()))
+            with self._lock:
+                if not self._drill_exported:
+                    self.registry.register(self.backup_drill_age_seconds)
+                    self._drill_exported = True
 
     def watch_audit(self, head: Callable[[], tuple[int, int] | None], now_ms: Callable[[], int]) -> None:
         """Read ``mpcnet_audit_entries_total`` and ``mpcnet_audit_head_age_seconds`` at each scrape
@@ -282,6 +295,7 @@ class NullMetrics(Metrics):
         self.registry = CollectorRegistry(auto_describe=True)
         self._server = None
         self._lock = threading.Lock()
+        self._drill_exported = True
         noop: Any = _Noop()
         for name in _METRIC_ATTRS:
             setattr(self, name, noop)
@@ -310,6 +324,29 @@ _METRIC_ATTRS = (
     "bans_total", "presignatures_available", "store_healthy", "rpc_denied_total", "audit_head_age_seconds",
     "disk_free_bytes", "build_info",
 )
+
+_BOTH = ("rpc_denied_total", "audit_head_age_seconds", "disk_free_bytes", "build_info")
+# The metric attributes each component maintains; the others are no-ops there, never exported
+# (a coordinator has no key-share store, sessions or bans; a node has no requests or approvals).
+OWNED: dict[str, frozenset[str]] = {
+    "coordinator": frozenset((
+        "requests_total", "request_seconds", "quorum_to_done_seconds", "keygen_seconds", "signatures_total",
+        "approvals_total", "policy_changes_total", "node_up", "node_clock_skew_seconds", "anomalies_total",
+        "anomaly_active", "backup_drill_age_seconds", *_BOTH,
+    )),
+    "node": frozenset((
+        "sessions_live", "sessions_aborted_total", "round_seconds", "bans_total", "presignatures_available",
+        "store_healthy", *_BOTH,
+    )),
+}
+
+
+def exported_families(component: str) -> frozenset[str]:
+    """The metric family names ``component`` can export (counters without ``_total``, as
+    ``prometheus_client`` names families): its :data:`OWNED` metrics (the drill age included, which
+    appears once a drill age exists) and ``mpcnet_audit_entries`` (read from the audit head)."""
+    m = Metrics(component, key_labels=True)
+    return frozenset(f.name for f in m.registry.collect()) | {"mpcnet_audit_entries"}
 
 
 def make_metrics(component: str, settings: MetricsSettings | None) -> Metrics:

@@ -23,7 +23,9 @@ def test_observe_nodes_sets_up_and_skew_per_node_name() -> None:
     assert 'mpcnet_node_up{node="node-3"} 0.0' in text  # not probed yet: not known up
     assert 'mpcnet_node_clock_skew_seconds{node="node-1"} 1.5' in text
     assert 'mpcnet_node_clock_skew_seconds{node="node-3"} -0.25' in text
-    assert 'mpcnet_node_clock_skew_seconds{node="node-2"} 0.0' in text
+    assert 'node_clock_skew_seconds{node="node-2"}' not in text  # not measured: no sample, not a 0
+    observe_nodes(m, [SimpleNamespace(name="node-1", healthy=True, clock=None)])  # a measurement lost
+    assert 'node_clock_skew_seconds{node="node-1"}' not in m.render().decode()
 
 
 def _service(metrics: Metrics, now: int) -> Any:

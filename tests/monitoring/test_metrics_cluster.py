@@ -124,6 +124,21 @@ def test_node_metrics_move_as_the_client_acts(endpoints, acted) -> None:
         assert value(text, "mpcnet_audit_entries_total") >= 3
 
 
+def test_each_process_exports_only_the_families_it_maintains(endpoints, acted) -> None:
+    """No never-set gauge: a coordinator shows no store health, sessions or bans (it has none),
+    a node no requests; every gauge family a process shows has a sample."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from mpcnet.common.metrics import exported_families
+
+    for name, ep in endpoints.items():
+        component = "coordinator" if name == "coordinator" else "node"
+        fams = list(text_string_to_metric_families(scrape(ep)))
+        assert {f.name for f in fams} <= exported_families(component), (name, sorted(f.name for f in fams))
+        assert all(f.samples for f in fams if f.type == "gauge" and f.name != "mpcnet_anomaly_active"), name
+    assert "mpcnet_store_healthy" not in scrape(endpoints["coordinator"])
+
+
 def test_a_scrape_holds_no_key_id_digest_request_id_share_or_seed(mc, endpoints, acted) -> None:
     key = acted["key"]
     forbidden = [

@@ -48,12 +48,14 @@ def _touch_all(m: Metrics) -> None:
 
 
 def test_every_design_name_is_exposed(tmp_path: Path) -> None:
-    m = Metrics("coordinator")
-    _touch_all(m)
-    m.watch_audit(lambda: (7, 1_000), lambda: 3_000)
-    m.watch_disk(tmp_path)
-    m.watch_store(lambda: True)
-    text = m.render().decode()
+    text = ""
+    for component in ("coordinator", "node"):  # each exports only what it maintains; together all
+        m = Metrics(component)
+        _touch_all(m)
+        m.watch_audit(lambda: (7, 1_000), lambda: 3_000)
+        m.watch_disk(tmp_path)
+        m.watch_store(lambda: True)
+        text += m.render().decode()
     missing = [n for n in DESIGN_NAMES if not re.search(rf"^{n}(_count|_bucket)?[{{ ]", text, re.M)]
     assert not missing, missing
     assert "mpcnet_audit_entries_total 7.0" in text

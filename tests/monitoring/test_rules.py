@@ -196,7 +196,7 @@ def test_design_metrics_are_the_ones_the_code_exports() -> None:
     metrics = pytest.importorskip("mpcnet.common.metrics", reason="mpcnet.common.metrics not merged yet")
     exported: set[str] = set()
     for component in ("coordinator", "node"):
-        m = metrics.Metrics(component)
+        m = metrics.Metrics(component, key_labels=True)  # the drill age is registered from the start
         try:
             text = m.render().decode()
         finally:
