@@ -172,10 +172,21 @@ class SignRequests:
             try:
                 if self.db.settle(rec.request_id, self._settlement(signed.change.new_policy, sreq)):
                     log.info("request %s: its stored decisions settle it (recovered after a restart)", rec.request_id)
+                    self._count_settled(rec.request_id)
             except StateConflict:
                 pass
         self.flush_audit()
         self._notify()
+
+    def _count_settled(self, rid: str) -> None:
+        """A request this process moved out of PENDING_APPROVAL by its stored decisions (at
+        :meth:`recover`): counted like a live decision (``approved`` / ``rejected``), once -- the
+        move's transaction only commits from PENDING_APPROVAL. No quorum time: not seen here."""
+        rec = self.db.get_sign_request(rid)
+        if rec is not None and rec.state in ("signing", "rejected"):
+            self.metrics.requests_total.labels(state="approved" if rec.state == "signing" else "rejected").inc()
+            if rec.state == "rejected":
+                self.anomaly.request_rejected(rec.requester, rec.key_id)
 
     def resume(self) -> None:
         """After a restart: carry on signing requests that were approved (approvals are still
