@@ -353,10 +353,13 @@ def cmd_pubkey(ctx: click.Context, key_id: bytes, path: str | None) -> int:
 
 @_command(cli, "status", "nodes as the coordinator sees them; --watch: a live view (nodes, keys, sessions, signing rate, latency)")
 @click.option("--watch", is_flag=True, default=False, help="refresh every --interval seconds until Ctrl-C (exit 0)")
-@click.option("--interval", type=Seconds(3600.0), default=2.0, show_default=True, help="with --watch: seconds between refreshes")
+@click.option("--interval", type=Seconds(3600.0), default=None, help="with --watch: seconds between refreshes [default: 2]")
 @click.option("--count", type=UInt(1, 1_000_000), default=None, help="with --watch: stop after this many refreshes")
-def cmd_status(ctx: click.Context, watch: bool, interval: float, count: int | None) -> int:
+def cmd_status(ctx: click.Context, watch: bool, interval: float | None, count: int | None) -> int:
+    if interval is not None and not watch and count is None:
+        raise CliUsage("--interval: only with --watch (mpc status --watch --interval S)")
     if watch or count is not None:
+        interval = 2.0 if interval is None else interval
         from mpcnet.client import cli_watch
 
         opts = _opts(ctx)
@@ -743,6 +746,8 @@ def cmd_audit_verify(ctx: click.Context, db: Path | None, public_key: bytes | No
     from mpcnet.client.audit import HeadsError, verify_cluster
 
     opts = _opts(ctx)
+    if db is None and public_key is not None:
+        raise CliUsage("--public-key: only with --db (a cluster's keys come from its roster)")
     if db is not None:
         if public_key is None:
             raise CliUsage("audit verify --db needs --public-key HEX")

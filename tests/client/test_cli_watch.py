@@ -210,3 +210,14 @@ def test_the_rich_live_view_on_a_terminal() -> None:
 def test_bad_interval_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     code, _, err = _run(tmp_path, monkeypatch, FakeClient(), "--watch", "--interval", "0")
     assert code == 2 and "--interval" in err
+
+
+@pytest.mark.parametrize("argv", [("--interval", "5"), ("--interval", "0.5", "--json")])
+def test_interval_without_watch_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, argv: tuple[str, ...]) -> None:
+    client = FakeClient()
+    code, out, err = _run(tmp_path, monkeypatch, client, *argv)
+    assert code == 2 and out == "" and client.calls == 0  # nothing asked of the coordinator
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert any("--interval" in ln and "--watch" in ln for ln in lines), err
+    code, out, _ = _run(tmp_path, monkeypatch, FakeClient(), "--interval", "0.01", "--count", "1")  # --count watches
+    assert code == 0 and out.count("--- ") == 1
