@@ -69,6 +69,7 @@ from governance.policy import (
 from governance.roster import Roster, RosterChange, RosterEntry, SignedRosterChange, verify_roster_change
 from mpcnet.client.identities import DEMO_IDENTITIES, create_identity, load_identity
 from mpcnet.cluster.devenrol import dev_roster_entry, make_dev_node
+from mpcnet.cluster.log_format import log_format_section
 from mpcnet.common.config import write_json
 from mpcnet.common.fsutil import write_atomic
 from mpcnet.common.genesis import Genesis, sign_genesis, verify_genesis
@@ -333,6 +334,7 @@ def prepare(
     default_policy: dict[str, Any] | None = None,
     policy_max_age_s: int = 86400,
     progress: Callable[[str], None] | None = None,
+    log_format: str | None = None,
 ) -> Layout:
     """Create what is missing in ``directory`` and (re)write every config with free ports.
 
@@ -341,6 +343,8 @@ def prepare(
     governance.json. ``policy_max_age_s`` goes into every node config (how old the newest
     policy attestation may be; 0 disables the check). ``progress`` is called with a short
     message before each slow step (the CA and certificates, the identities, the keystores).
+    ``log_format`` (``text`` | ``json``; None: what the configs say, else text) goes into every
+    config written (:mod:`mpcnet.cluster.log_format`).
 
     Crash safety: every file is written atomically and only when missing, and
     ``cluster-params.json`` (what makes DIR a cluster directory) is written last, so a run
@@ -423,6 +427,7 @@ def prepare(
                 "policy_max_age_s": policy_max_age_s,
                 "governance": governance,
                 **metrics_section(mports[i]),
+                **log_format_section(log_format, lay.node_config(i)),
             },
         )
     cc = lay.cert("coordinator")
@@ -451,6 +456,7 @@ def prepare(
             "governance": governance,
             "test_mode": test_mode,
             **metrics_section(mports[0]),
+            **log_format_section(log_format, lay.coordinator_config),
         },
     )
     (directory / "logs").mkdir(exist_ok=True)
