@@ -53,7 +53,7 @@ from mpcnet.cluster.launcher import (
     prepare,
     read_params,
 )
-from mpcnet.cluster.log_format import running_mismatch
+from mpcnet.cluster.log_format import configured_log_format, running_mismatch
 from mpcnet.cluster.replace import activate, held_back, is_wiped, ready_nodes
 from mpcnet.cluster.roster_view import revoked_names, roster_in_force
 from mpcnet.common import cliutil
@@ -403,7 +403,7 @@ def supervise(lay: Layout, *, echo: bool, progress: Callable[[str], None], locke
 
     from mpcnet.common.config import setup_logging
 
-    setup_logging(lay.log("supervisor"), "supervisor")
+    setup_logging(lay.log("supervisor"), "supervisor", log_format=configured_log_format(lay.coordinator_config) or "text")
     try:
         with hold_data_dirs([lay.dir]):  # what marks this process as the cluster's supervisor
             if locked is not None:

@@ -1,7 +1,9 @@
 """The dev cluster's log format (issue 15): ``mpc-cluster up --log-format text|json`` writes the
 servers' ``log_format`` config key (:mod:`mpcnet.common.jsonlog`) into every node and coordinator
-config it (re)writes, so the supervisor's restarts keep it; without the option an existing cluster
-keeps the format its configs already name (a new one: ``text``).
+config it (re)writes, so the supervisor's restarts keep it, and the supervisor's own log
+(``DIR/logs/supervisor.log``) follows the coordinator config's; without the option an existing
+cluster keeps the format its configs already name (a new one: ``text``). A log file is appended
+to: switching the format of an existing cluster leaves its older lines in the older format.
 """
 
 from __future__ import annotations
