@@ -1,6 +1,6 @@
 """``mpc-cluster``: a local development cluster, supervised with trio.
 
-    mpc-cluster up --dir DIR [--nodes 5 --threshold 3] [--foreground] [--quiet] [--json]
+    mpc-cluster up --dir DIR [--nodes 5 --threshold 3] [--foreground] [--quiet] [--json] [--log-format text|json]
     mpc-cluster status --dir DIR [--json]
     mpc-cluster stop --dir DIR
     mpc-cluster add-node --dir DIR
