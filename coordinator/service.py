@@ -206,7 +206,7 @@ class CoordinatorService:
         self.recovery = RecoveryService(self)  # backup and recovery (issue 12): coordinator/recovery_service.py
         self.metrics = coordinator_metrics(self)  # coordinator.metrics (issue 15): NullMetrics without a metrics section
         self.requests.metrics = self.metrics
-        self.anomaly.metrics = self.metrics  # anomalies_total / anomaly_active (coordinator/anomaly_hook.py)
+        self.anomaly.attach_metrics(self.metrics)  # anomalies_total / anomaly_active (coordinator/anomaly_hook.py), every rule at 0
         self.drill_metrics = DrillAges(self)
         self.requests.recover()  # before serving: flush the audit outbox, settle stored quorums
         self._lock = threading.Lock()
