@@ -36,7 +36,7 @@ from coordinator.faults import fault_hook
 from coordinator.inputs import validated
 from coordinator.keyops import KIND as KEY_OPERATION, KeyOperations
 from coordinator.lifecycle_proposals import LifecycleProposals
-from coordinator.metrics import DrillAges, coordinator_metrics, observe_nodes
+from coordinator.metrics import DrillAges, coordinator_metrics, key_created, observe_nodes
 from coordinator.nodes import NodeRegistry
 from coordinator.policies import PolicyBook
 from coordinator.recovery_service import RecoveryService
@@ -457,6 +457,7 @@ class CoordinatorService:
                 k = self._keygen(rid, label)
                 self.db.update_request(rid, state="succeeded", key_id=k.key_id, attempts=1)
                 self.metrics.keygen_seconds.observe(time.monotonic() - started)  # a created key only
+                key_created(self.metrics, label)  # its signatures_total{key} child at 0 (with key_labels)
             except Exception as e:
                 self._keygen_failed(actor, rid, label, e)
                 raise
