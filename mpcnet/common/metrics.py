@@ -31,9 +31,9 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.core import CounterMetricFamily
-from prometheus_client.exposition import start_http_server
 from prometheus_client.registry import Collector
 
+from mpcnet.common import metrics_http
 from mpcnet.common.config import ConfigError, Fields
 from mpcnet.common.pki import ROLES
 
@@ -257,7 +257,7 @@ class Metrics:
         host, _, port = listen.rpartition(":")
         host = host.strip("[]")
         try:
-            server, _thread = start_http_server(int(port), addr=host, registry=self.registry)
+            server, _thread = metrics_http.serve(host, int(port), self.registry)  # timeouts + a connection cap
         except (OSError, ValueError) as e:
             raise OSError(f"metrics.listen: cannot bind {listen} ({getattr(e, 'strerror', None) or type(e).__name__})") from None
         with self._lock:
