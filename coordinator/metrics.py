@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Protocol
 
 from mpcnet.common.metrics import Metrics, make_metrics
+from mpcnet.common.metrics_prune import prune
 
 if TYPE_CHECKING:
     from coordinator.service import CoordinatorService
@@ -70,7 +71,12 @@ def coordinator_metrics(service: CoordinatorService) -> Metrics:
 
 def observe_nodes(m: Metrics, nodes: Iterable[_Node]) -> None:
     """Set ``mpcnet_node_up`` (1 when the last probe found it serving) and
-    ``mpcnet_node_clock_skew_seconds`` (node minus coordinator; 0 until measured) per node name."""
+    ``mpcnet_node_clock_skew_seconds`` (node minus coordinator; 0 until measured) per node name;
+    a node no longer in ``nodes`` (removed, replaced) loses its series (else NodeDown fires for ever)."""
+    nodes = list(nodes)
+    if m.enabled:
+        for gauge in (m.node_up, m.node_clock_skew_seconds):
+            prune(gauge, "node", {h.name for h in nodes})
     for h in nodes:
         m.node_up.labels(node=h.name).set(1.0 if h.healthy else 0.0)
         skew = getattr(h.clock, "skew_ms", None)

@@ -35,6 +35,7 @@ from prometheus_client.registry import Collector
 
 from mpcnet.common import metrics_http
 from mpcnet.common.config import ConfigError, Fields
+from mpcnet.common.metrics_prune import prune
 from mpcnet.common.pki import ROLES
 
 COMPONENTS = ("node", "coordinator")
@@ -211,10 +212,11 @@ class Metrics:
             for label, age in ages.items():
                 v = key_label_value(label)
                 per_key[v] = max(per_key.get(v, 0.0), age)
+            prune(self.backup_drill_age_seconds, "key", per_key)  # a retired key's series goes
             for v, age in per_key.items():
                 self.backup_drill_age_seconds.labels(key=v).set(age)
-        elif ages:
-            self.backup_drill_age_seconds.set(max(ages.values()))
+        else:  # no key left: 0, not the age of a retired key
+            self.backup_drill_age_seconds.set(max(ages.values(), default=0.0))
 
     def watch_audit(self, head: Callable[[], tuple[int, int] | None], now_ms: Callable[[], int]) -> None:
         """Read ``mpcnet_audit_entries_total`` and ``mpcnet_audit_head_age_seconds`` at each scrape
