@@ -72,7 +72,10 @@ def load_metrics_settings(f: Fields) -> MetricsSettings | None:
         return None
     m = f.obj("metrics")
     m.extra_keys(_KEYS)
-    return MetricsSettings(listen=m.endpoint("listen"), key_labels=m.flag("key_labels", False))
+    listen = m.endpoint("listen")
+    if int(listen.rpartition(":")[2]) > 65535:  # the pattern takes 5 digits; bind() would raise OverflowError
+        raise m.error("listen", f"port must be 0-65535, got {listen.rpartition(':')[2]}")
+    return MetricsSettings(listen=listen, key_labels=m.flag("key_labels", False))
 
 
 def role_label(role: str | None) -> str:
@@ -260,7 +263,7 @@ class Metrics:
         host = host.strip("[]")
         try:
             server, _thread = metrics_http.serve(host, int(port), self.registry)  # timeouts + a connection cap
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, OverflowError) as e:  # OverflowError: a port past 65535
             raise OSError(f"metrics.listen: cannot bind {listen} ({getattr(e, 'strerror', None) or type(e).__name__})") from None
         with self._lock:
             self._server = server
