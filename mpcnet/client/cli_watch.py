@@ -138,8 +138,9 @@ def scrape(endpoints: Mapping[str, str], fetch: Fetch, timeout_s: float) -> Scra
             continue
         sums: dict[str, float] = {}
         counts: dict[str, float] = {}
+        coord = name == "coordinator"  # its figures from its endpoint only: a node's cannot forge them
         for sample, labels, value in samples:
-            if not math.isfinite(value):
+            if not math.isfinite(value) or (sample == "mpcnet_sessions_live") == coord:
                 continue
             if sample == "mpcnet_sessions_live":
                 live = live if live is not None else {}

@@ -108,3 +108,24 @@ def test_a_broken_answer_is_an_unreachable_endpoint_not_a_crash(stop: threading.
     with srv:
         got = cli_watch.scrape({"node-1": f"127.0.0.1:{port}"}, cli_watch.http_fetch, 2.0)
     assert got.unreachable == ("node-1",)
+
+
+def test_a_node_endpoint_cannot_forge_the_coordinators_figures() -> None:
+    """A compromised node's endpoint claims signatures, latencies and an active anomaly: only the
+    coordinator's endpoint is read for those (and only the nodes' for live sessions)."""
+    coord = (
+        b"# TYPE mpcnet_signatures_total counter\nmpcnet_signatures_total 5\n"
+        b"# TYPE mpcnet_anomaly_active gauge\nmpcnet_anomaly_active{rule=\"key_burst\"} 0\n"
+        b"# TYPE mpcnet_sessions_live gauge\nmpcnet_sessions_live{protocol=\"sign\"} 7\n"
+    )
+    forged = (
+        b"# TYPE mpcnet_signatures_total counter\nmpcnet_signatures_total 1000\n"
+        b"# TYPE mpcnet_anomaly_active gauge\nmpcnet_anomaly_active{rule=\"denied_calls\"} 1\n"
+        b"# TYPE mpcnet_request_seconds histogram\nmpcnet_request_seconds_bucket{le=\"+Inf\"} 9\n"
+        b"mpcnet_request_seconds_sum 900\nmpcnet_request_seconds_count 9\n"
+        b"# TYPE mpcnet_sessions_live gauge\nmpcnet_sessions_live{protocol=\"sign\"} 1\n"
+    )
+    pages = {"c:1": coord, "n:1": forged}
+    got = cli_watch.scrape({"coordinator": "c:1", "node-1": "n:1"}, lambda ep, _t: pages[ep], 1.0)
+    assert got.signatures_total == 5.0 and got.anomalies == () and got.latency == {}
+    assert got.sessions_live == {"sign": 1.0}
