@@ -77,7 +77,10 @@ class AnomalyConfig:
             v = getattr(self, f.name)
             if f.name == "enabled":
                 continue
-            if f.name in _SECONDS or f.name in _FACTORS:
+            if f.name in _SECONDS:  # under a second rounds toward a 0 ms window that counts nothing
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not 1 <= v <= 7 * 86400:
+                    raise ValueError(f"{f.name}: must be a number of seconds in [1, 604800]")
+            elif f.name in _FACTORS:
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 7 * 86400:
                     raise ValueError(f"{f.name}: must be a number in (0, 604800]")
             else:

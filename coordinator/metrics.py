@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Protocol
 
 from mpcnet.common.metrics import REQUEST_STATES, Metrics, key_label_value, make_metrics
+from mpcnet.common.metrics_prune import prune
 
 # approvals_total{outcome}: an approver's decision (governance.approval.Decision) or a refused one
 APPROVAL_OUTCOMES = ("approve", "reject", "refused")
@@ -88,7 +89,12 @@ def key_created(m: Metrics, label: str) -> None:
 
 def observe_nodes(m: Metrics, nodes: Iterable[_Node]) -> None:
     """Set ``mpcnet_node_up`` (1 when the last probe found it serving) and
-    ``mpcnet_node_clock_skew_seconds`` (node minus coordinator; no sample until measured) per node name."""
+    ``mpcnet_node_clock_skew_seconds`` (node minus coordinator; no sample until measured) per node name;
+    a node no longer in ``nodes`` (removed, replaced) loses its series (else NodeDown fires for ever)."""
+    nodes = list(nodes)
+    if m.enabled:
+        for gauge in (m.node_up, m.node_clock_skew_seconds):
+            prune(gauge, "node", {h.name for h in nodes})
     for h in nodes:
         m.node_up.labels(node=h.name).set(1.0 if h.healthy else 0.0)
         skew = getattr(h.clock, "skew_ms", None)

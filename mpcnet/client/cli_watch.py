@@ -31,7 +31,6 @@ from __future__ import annotations
 import json
 import math
 import time
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO
@@ -69,13 +68,12 @@ Fetch = Callable[[str, float], bytes]
 
 def http_fetch(endpoint: str, timeout_s: float) -> bytes:
     """``GET http://ENDPOINT/metrics``: at most :data:`MAX_SCRAPE_BYTES` bytes (ValueError past
-    that), OSError (URLError, timeout) when it cannot be read."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # a local endpoint: never through a proxy
-    with opener.open(f"http://{endpoint}/metrics", timeout=timeout_s) as resp:
-        body: bytes = resp.read(MAX_SCRAPE_BYTES + 1)
-    if len(body) > MAX_SCRAPE_BYTES:
-        raise ValueError(f"more than {MAX_SCRAPE_BYTES} bytes")
-    return body
+    that), OSError (refused, an HTTP status other than 200, a malformed answer, or no complete
+    answer within ``timeout_s`` seconds *in all*: an endpoint dripping bytes cannot hold the
+    watch); no proxy, no redirect followed (an endpoint is in the monitoring plane: untrusted)."""
+    from mpcnet.client.watch_fetch import fetch_page
+
+    return fetch_page(endpoint, "/metrics", timeout_s, MAX_SCRAPE_BYTES)
 
 
 def _is_endpoint(value: object) -> bool:
@@ -144,8 +142,9 @@ def scrape(endpoints: Mapping[str, str], fetch: Fetch, timeout_s: float) -> Scra
             continue
         sums: dict[str, float] = {}
         counts: dict[str, float] = {}
+        coord = name == "coordinator"  # its figures from its endpoint only: a node's cannot forge them
         for sample, labels, value in samples:
-            if not math.isfinite(value):
+            if not math.isfinite(value) or (sample == "mpcnet_sessions_live") == coord:
                 continue
             if sample == "mpcnet_sessions_live":
                 live = live if live is not None else {}

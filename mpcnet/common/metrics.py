@@ -31,10 +31,11 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.core import CounterMetricFamily
-from prometheus_client.exposition import start_http_server
 from prometheus_client.registry import Collector
 
+from mpcnet.common import metrics_http
 from mpcnet.common.config import ConfigError, Fields
+from mpcnet.common.metrics_prune import prune
 from mpcnet.common.pki import ROLES
 
 COMPONENTS = ("node", "coordinator")
@@ -71,7 +72,10 @@ def load_metrics_settings(f: Fields) -> MetricsSettings | None:
         return None
     m = f.obj("metrics")
     m.extra_keys(_KEYS)
-    return MetricsSettings(listen=m.endpoint("listen"), key_labels=m.flag("key_labels", False))
+    listen = m.endpoint("listen")
+    if int(listen.rpartition(":")[2]) > 65535:  # the pattern takes 5 digits; bind() would raise OverflowError
+        raise m.error("listen", f"port must be 0-65535, got {listen.rpartition(':')[2]}")
+    return MetricsSettings(listen=listen, key_labels=m.flag("key_labels", False))
 
 
 def role_label(role: str | None) -> str:
@@ -220,6 +224,7 @@ class Metrics:
             for label, age in ages.items():
                 v = key_label_value(label)
                 per_key[v] = max(per_key.get(v, 0.0), age)
+            prune(self.backup_drill_age_seconds, "key", per_key)  # a retired key's series goes
             for v, age in per_key.items():
                 self.backup_drill_age_seconds.labels(key=v).set(age)
         elif ages:
@@ -228,6 +233,11 @@ class Metrics:
                 if not self._drill_exported:
                     self.registry.register(self.backup_drill_age_seconds)
                     self._drill_exported = True
+        else:  # no key left: no sample (absent, as before the first drill), not the age of a retired key
+            with self._lock:
+                if self._drill_exported:
+                    self.registry.unregister(self.backup_drill_age_seconds)
+                    self._drill_exported = False
 
     def watch_audit(self, head: Callable[[], tuple[int, int] | None], now_ms: Callable[[], int]) -> None:
         """Read ``mpcnet_audit_entries_total`` and ``mpcnet_audit_head_age_seconds`` at each scrape
@@ -270,8 +280,8 @@ class Metrics:
         host, _, port = listen.rpartition(":")
         host = host.strip("[]")
         try:
-            server, _thread = start_http_server(int(port), addr=host, registry=self.registry)
-        except (OSError, ValueError) as e:
+            server, _thread = metrics_http.serve(host, int(port), self.registry)  # timeouts + a connection cap
+        except (OSError, ValueError, OverflowError) as e:  # OverflowError: a port past 65535
             raise OSError(f"metrics.listen: cannot bind {listen} ({getattr(e, 'strerror', None) or type(e).__name__})") from None
         with self._lock:
             self._server = server

@@ -103,6 +103,12 @@ def test_status_watch_shows_the_cluster_once(json_cluster: LocalCluster, signed:
     for i in range(1, 4):
         assert f"node-{i}  " in text and "  up  " in text
     assert "2-of-3" in text and "ops-json" in text and "signing rate:" in text
+    # the no-secrets scan covers the watch screen too (issue 15 review): no share or seed, no whole
+    # key id (a 16-hex prefix names a key, as in `mpc status`), no request id
+    key_id, rids = signed
+    for s in _secrets_of(json_cluster):
+        assert s.hex() not in text.lower() and s.hex()[:16] not in text.lower(), "the watch shows secret material"
+    assert key_id.hex() not in text and not any(rid in text for rid in rids)
 
 
 def test_status_watch_ends_with_exit_0_on_ctrl_c(json_cluster: LocalCluster, signed: tuple[bytes, list[str]]) -> None:
