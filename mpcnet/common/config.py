@@ -227,7 +227,9 @@ def setup_logging(log_file: Path | None, name: str, level: str = "INFO", log_for
     handler: logging.Handler
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(log_file)
+        from mpcnet.common.logfile import LineFileHandler  # whole lines; a failing disk reported once
+
+        handler = LineFileHandler(log_file)
     else:
         handler = logging.StreamHandler(sys.stderr)
     if log_format == "json":
