@@ -393,7 +393,7 @@ def prepare(
     roster = []
     say(f"the keystores, enrolment requests and certificates of {nodes} nodes and the coordinator's keystore (scrypt)")
     ports = _ports(lay)
-    mports = metrics_ports(lay, ports)  # issue 15: a metrics endpoint per process (mpcnet.cluster.metrics_ports)
+    mports = metrics_ports(lay, ports, say)  # issue 15: a metrics endpoint per process (mpcnet.cluster.metrics_ports)
     for i in range(1, nodes + 1):
         if f"node-{i}" in gone:
             continue
@@ -466,10 +466,10 @@ def prepare(
     return lay
 
 
-def metrics_ports(lay: Layout, taken: list[int]) -> list[int]:
+def metrics_ports(lay: Layout, taken: list[int], say: Callable[[str], None] = lambda _m: None) -> list[int]:
     from mpcnet.cluster.metrics_ports import metrics_ports as ports
 
-    return ports(lay, taken)
+    return ports(lay, taken, say)
 
 
 def metrics_section(port: int) -> dict[str, Any]:

@@ -8,6 +8,7 @@ they are still free, so a Prometheus scraping ``cluster.json``'s targets finds t
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,17 +23,25 @@ def _old_port(path: Path) -> int:
         return 0
 
 
-def metrics_ports(lay: launcher.Layout, taken: list[int]) -> list[int]:
+def metrics_ports(
+    lay: launcher.Layout, taken: list[int], say: Callable[[str], None] = lambda _m: None
+) -> list[int]:
     """The coordinator's metrics port, then each node's (same order as ``launcher._ports``): the
     existing configs' where still free, else fresh free ports, none of them in ``taken`` (the
-    gRPC ports just chosen). Raises ClusterError when too few ports are free."""
+    gRPC ports just chosen). A process whose existing port moves is reported through ``say``
+    (one line: its name, the old and the new port; a Prometheus scraping the old target would
+    scrape whatever took it). Raises ClusterError when too few ports are free."""
+    names = ["coordinator"] + [f"node-{i}" for i in range(1, lay.nodes + 1)]
     configs = [lay.coordinator_config] + [lay.node_config(i) for i in range(1, lay.nodes + 1)]
     fresh = [p for p in launcher.free_ports(len(configs) + len(taken)) if p not in taken]
     out: list[int] = []
-    for path in configs:
-        port = _old_port(path)
+    for name, path in zip(names, configs, strict=True):
+        port = old = _old_port(path)
         if not (0 < port < 65536 and port not in out and port not in taken and launcher._port_free(port)):
             port = next(p for p in fresh if p not in out)
+            if 0 < old < 65536:
+                say(f"{name}'s metrics port {old} is taken by another process: it now serves metrics on "
+                    f"{port} (cluster.json's \"metrics\"; update your Prometheus targets)")
         out.append(port)
     return out
 
