@@ -78,6 +78,13 @@ class PromApi:
         return float(result[0]["value"][1]) if result else None
 
 
+class Pending(str):
+    """A falsy reason returned by a ``wait_for`` check: polling goes on, a timeout reports it."""
+
+    def __bool__(self) -> bool:
+        return False
+
+
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
     """Poll ``check`` every 0.5 s until it returns a truthy value; fail naming ``what``."""
     deadline = time.monotonic() + timeout
@@ -124,9 +131,13 @@ def prom(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Ite
                 return r.status == 200
         wait_for("prometheus to be ready", ready, timeout=30)
 
-        def all_up() -> bool:
+        def all_up() -> bool | Pending:
             active = api.get("/api/v1/targets")["activeTargets"]
-            return len(active) == 4 and all(t["health"] == "up" for t in active)
+            if len(active) == 4 and all(t["health"] == "up" for t in active):
+                return True
+            return Pending("; ".join(  # the failure names the targets that are not up, and why
+                f"{t['labels'].get('process')} {t['health']} {t.get('lastError', '')[:120]}" for t in active
+                if t["health"] != "up") or f"{len(active)} targets")
         wait_for("every process's endpoint to be scraped", all_up)
         yield api
     finally:
