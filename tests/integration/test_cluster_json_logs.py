@@ -47,8 +47,19 @@ def signed(jdir: Path) -> list[str]:
         key = admin.create_key("json-up")
     with SigningTeam.from_cluster(jdir, timeout=120) as team:
         rids = [team.sign(key.key_id, hashlib.sha256(b"json-up %d" % j).digest(), path=[j]).request_id for j in range(2)]
-    time.sleep(0.5)  # the last lines reach the files
+    # the coordinator logs sign-done after the request is DONE (the client may see DONE first):
+    # poll for it, bounded, instead of a fixed sleep that a loaded machine outlasts
+    coord, deadline = jdir / "logs" / "coordinator.log", time.monotonic() + 30
+    while not all(_line_of(coord, rid, "sign-done") for rid in rids):
+        if time.monotonic() > deadline:
+            pytest.fail(f"the coordinator's log has no sign-done line for every request within 30 s: {rids}")
+        time.sleep(0.1)
     return rids
+
+
+def _line_of(path: Path, rid: str, event: str) -> str:
+    """The first line of ``path`` with ``"event":"EVENT"`` and ``rid`` ("" when none yet)."""
+    return next((ln for ln in path.read_text(errors="replace").splitlines() if f'"event":"{event}"' in ln and rid in ln), "")
 
 
 def test_every_server_log_line_is_a_json_object_with_the_ids(jdir: Path, signed: list[str]) -> None:
