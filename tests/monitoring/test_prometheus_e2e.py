@@ -198,9 +198,12 @@ def test_counters_in_prometheus_equal_what_the_client_did(prom: PromApi, acted: 
     def scraped() -> bool:
         return prom.scalar("sum(mpcnet_signatures_total)") == float(n)
     wait_for(f"{n} signatures in Prometheus", scraped)
-    time.sleep(1.5)  # one more scrape: the coordinator's counters were read at one instant
-    got = {expr: prom.scalar(expr) for expr in expected}
-    assert got == {expr: float(v) for expr, v in expected.items()}
+    want = {expr: float(v) for expr, v in expected.items()}
+
+    def matching() -> bool | Pending:  # a scrape may fall between two counters' increments: poll, bounded
+        got = {expr: prom.scalar(expr) for expr in expected}
+        return True if got == want else Pending(repr({e: v for e, v in got.items() if v != want[e]}))
+    wait_for(f"the counters to equal what the client did ({want})", matching, timeout=30)
     assert prom.scalar('sum(mpcnet_requests_total{state=~"rejected|expired|failed"})') in (None, 0.0)
     assert prom.scalar("sum(mpcnet_bans_total)") == 0.0
     # every node ran every signature's rounds (2-of-3: each signature uses at least 2 nodes)
