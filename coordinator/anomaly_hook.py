@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
-from coordinator.anomaly import KEY_PREFIX_HEX, AnomalyConfig, AnomalyDetector, Detection
+from coordinator.anomaly import KEY_PREFIX_HEX, RULES, AnomalyConfig, AnomalyDetector, Detection
 from governance.audit import detail_text
 from governance.text import escape
 
@@ -87,6 +87,17 @@ class AnomalyMonitor:
         self.engine = AnomalyDetector(cfg)
         self._lock = threading.Lock()
         self._next_poll_ms = 0
+
+    def attach_metrics(self, metrics: AnomalyMetrics) -> None:
+        """Report through ``metrics`` from now on, and create ``mpcnet_anomalies_total{rule}`` (0)
+        and ``mpcnet_anomaly_active{rule}`` (0) for every rule of :data:`coordinator.anomaly.RULES`
+        now: a counter child that only appears at its first detection is invisible to
+        ``increase()`` (Prometheus has no earlier sample), so alerts could not see a first
+        detection (deploy/monitoring/alerts.yml)."""
+        for rule in RULES:
+            metrics.anomalies_total.labels(rule=rule).inc(0)
+            metrics.anomaly_active.labels(rule=rule).set(0)
+        self.metrics = metrics
 
     @classmethod
     def off(cls) -> AnomalyMonitor:

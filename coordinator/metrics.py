@@ -22,7 +22,10 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Protocol
 
-from mpcnet.common.metrics import Metrics, make_metrics
+from mpcnet.common.metrics import REQUEST_STATES, Metrics, key_label_value, make_metrics
+
+# approvals_total{outcome}: an approver's decision (governance.approval.Decision) or a refused one
+APPROVAL_OUTCOMES = ("approve", "reject", "refused")
 
 if TYPE_CHECKING:
     from coordinator.service import CoordinatorService
@@ -63,9 +66,23 @@ def coordinator_metrics(service: CoordinatorService) -> Metrics:
     """The metrics of ``service`` (:class:`NullMetrics` without a ``metrics`` section), with the
     scrape-time readings wired to its audit log, database directory and drills."""
     m = make_metrics("coordinator", service.cfg.metrics)
+    for state in REQUEST_STATES:  # every child at 0 from the start: increase() sees the first event
+        m.requests_total.labels(state=state).inc(0)
+    for outcome in APPROVAL_OUTCOMES:
+        m.approvals_total.labels(outcome=outcome).inc(0)
+    for k in service.db.list_keys("active"):
+        key_created(m, k.label)
     m.watch_audit(service.audit.head_stamp, lambda: time.time_ns() // 1_000_000)
     m.watch_disk(service.cfg.db.parent)
     return m
+
+
+def key_created(m: Metrics, label: str) -> None:
+    """With ``metrics.key_labels``: create the key's ``mpcnet_signatures_total{key}`` child at 0
+    (at start for the active keys, then as each key is created), so ``rate()`` / ``increase()``
+    see its first signature; nothing otherwise."""
+    if m.key_labels:
+        m.signatures_total.labels(key=key_label_value(label)).inc(0)
 
 
 def observe_nodes(m: Metrics, nodes: Iterable[_Node]) -> None:

@@ -36,7 +36,7 @@ from coordinator.faults import fault_hook
 from coordinator.inputs import validated
 from coordinator.keyops import KIND as KEY_OPERATION, KeyOperations
 from coordinator.lifecycle_proposals import LifecycleProposals
-from coordinator.metrics import DrillAges, coordinator_metrics, observe_nodes
+from coordinator.metrics import DrillAges, coordinator_metrics, key_created, observe_nodes
 from coordinator.nodes import NodeRegistry
 from coordinator.policies import PolicyBook
 from coordinator.recovery_service import RecoveryService
@@ -206,7 +206,7 @@ class CoordinatorService:
         self.recovery = RecoveryService(self)  # backup and recovery (issue 12): coordinator/recovery_service.py
         self.metrics = coordinator_metrics(self)  # coordinator.metrics (issue 15): NullMetrics without a metrics section
         self.requests.metrics = self.metrics
-        self.anomaly.metrics = self.metrics  # anomalies_total / anomaly_active (coordinator/anomaly_hook.py)
+        self.anomaly.attach_metrics(self.metrics)  # anomalies_total / anomaly_active (coordinator/anomaly_hook.py), every rule at 0
         self.drill_metrics = DrillAges(self)
         self.requests.recover()  # before serving: flush the audit outbox, settle stored quorums
         self._lock = threading.Lock()
@@ -457,6 +457,7 @@ class CoordinatorService:
                 k = self._keygen(rid, label)
                 self.db.update_request(rid, state="succeeded", key_id=k.key_id, attempts=1)
                 self.metrics.keygen_seconds.observe(time.monotonic() - started)  # a created key only
+                key_created(self.metrics, label)  # its signatures_total{key} child at 0 (with key_labels)
             except Exception as e:
                 self._keygen_failed(actor, rid, label, e)
                 raise

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from mpcnet.common.metrics import MAX_ROUND, PROTOCOLS, Metrics, make_metrics, reason_class
+from mpcnet.common.metrics import ABORT_REASONS, MAX_ROUND, PROTOCOLS, Metrics, make_metrics, reason_class
 
 if TYPE_CHECKING:
     from mpc_node.service import NodeService
@@ -56,6 +56,8 @@ def node_metrics(service: NodeService) -> Metrics:
     with the scrape-time readings wired to the service's sessions, store and audit log."""
     m = make_metrics("node", service.cfg.metrics)
     for protocol in PROTOCOLS:
+        for reason in ABORT_REASONS:  # every child at 0 from the start: increase() sees the first abort
+            m.sessions_aborted_total.labels(protocol=protocol, reason=reason).inc(0)
         m.sessions_live.labels(protocol=protocol).set_function(functools.partial(_live, service, protocol))
     m.watch_store(lambda: not service.store_problem)
     m.watch_disk(service.cfg.store.parent)

@@ -12,7 +12,9 @@ Every ``interval`` seconds it takes one :class:`Snapshot`:
   and the latency histograms (``mpcnet_request_seconds``: created to done, approvals included;
   ``mpcnet_quorum_to_done_seconds``: the signing itself). Between two snapshots that gives the
   signing rate (signatures per second) and the mean latencies of the requests that ended in
-  between; and the anomaly rules active now (``mpcnet_anomaly_active``, :mod:`coordinator.anomaly`).
+  between; and the anomaly rules active now (``mpcnet_anomaly_active``, :mod:`coordinator.anomaly`)
+  or detected since the previous snapshot (``mpcnet_anomalies_total`` grew: a rule's window may
+  be shorter than the interval, so the gauge alone can miss a detection).
   Without endpoints (or when one cannot be read) those figures read ``n/a`` and say why.
 
 On a terminal the view is a :mod:`rich` ``Live`` display redrawn in place; otherwise (a pipe, a
@@ -112,6 +114,7 @@ class Scrape:
     latency: dict[str, tuple[float, float]] = field(default_factory=dict)  # histogram of LATENCIES -> (sum, count)
     unreachable: tuple[str, ...] = ()  # process names whose endpoint could not be read
     anomalies: tuple[str, ...] | None = None  # rules with mpcnet_anomaly_active > 0 (the coordinator's)
+    detections: dict[str, float] | None = None  # rule -> mpcnet_anomalies_total (the coordinator's)
 
 
 def parse_exposition(text: str) -> list[tuple[str, dict[str, str], float]]:
@@ -131,6 +134,7 @@ def scrape(endpoints: Mapping[str, str], fetch: Fetch, timeout_s: float) -> Scra
     sigs: float | None = None
     hist: dict[str, tuple[float, float]] = {}
     anomalies: set[str] | None = None
+    detections: dict[str, float] | None = None
     unreachable: list[str] = []
     for name, ep in sorted(endpoints.items()):
         try:
@@ -151,6 +155,10 @@ def scrape(endpoints: Mapping[str, str], fetch: Fetch, timeout_s: float) -> Scra
                 anomalies = anomalies if anomalies is not None else set()
                 if value > 0:
                     anomalies.add(escape(labels.get("rule", "?"))[:40])
+            elif sample == "mpcnet_anomalies_total":
+                detections = detections if detections is not None else {}
+                rule = escape(labels.get("rule", "?"))[:40]
+                detections[rule] = detections.get(rule, 0.0) + value
             elif sample == "mpcnet_signatures_total":
                 sigs = (sigs or 0.0) + value
             elif sample.endswith("_sum") and sample[:-4] in LATENCIES:
@@ -160,7 +168,16 @@ def scrape(endpoints: Mapping[str, str], fetch: Fetch, timeout_s: float) -> Scra
         for name_ in sums.keys() & counts.keys():
             old = hist.get(name_, (0.0, 0.0))
             hist[name_] = (old[0] + sums[name_], old[1] + counts[name_])
-    return Scrape(live, sigs, hist, tuple(unreachable), None if anomalies is None else tuple(sorted(anomalies)))
+    return Scrape(live, sigs, hist, tuple(unreachable), None if anomalies is None else tuple(sorted(anomalies)), detections)
+
+
+def new_detections(prev: Snapshot | None, cur: Snapshot) -> tuple[str, ...]:
+    """The rules whose ``mpcnet_anomalies_total`` grew since ``prev`` (sorted; none without both
+    counts; a count that went down, a restarted coordinator, counts from 0)."""
+    before, now = (prev.metrics.detections if prev else None), cur.metrics.detections
+    if before is None or now is None:
+        return ()
+    return tuple(sorted(r for r, n in now.items() if n > before.get(r, 0.0) or 0.0 < n < before.get(r, 0.0)))
 
 
 @dataclass(frozen=True)
@@ -285,6 +302,8 @@ def sections(prev: Snapshot | None, cur: Snapshot) -> list[Section]:
         act.append((row, f"{lat:.3f}s mean ({when})" if lat is not None else "no request ended yet" if metric in m.latency else _n_a(cur)))
     if m.anomalies is not None:
         act.append(("anomalies", "ACTIVE: " + ", ".join(m.anomalies) if m.anomalies else "none"))
+    if fresh := new_detections(prev, cur):
+        act.append(("detected", "since the last refresh: " + ", ".join(fresh)))
     if m.unreachable:
         act.append(("metrics", "unreachable: " + ", ".join(escape(u) for u in m.unreachable)))
     out.append(Section("Activity", ("", ""), tuple(act)))
@@ -321,6 +340,7 @@ def snapshot_doc(prev: Snapshot | None, cur: Snapshot) -> dict[str, Any]:
         "request_latency_s": lat, "request_latency_over": when or None,
         "signing_latency_s": sig_lat, "signing_latency_over": sig_when or None,
         "anomalies_active": None if cur.metrics.anomalies is None else list(cur.metrics.anomalies),
+        "anomalies_detected": list(new_detections(prev, cur)),  # since the previous document
         "metrics_unreachable": list(cur.metrics.unreachable),
         "metrics_note": cur.metrics_note or None,
     }

@@ -106,6 +106,12 @@ def test_coordinator_metrics_move_as_the_client_acts(endpoints, acted) -> None:
     assert value(text, "mpcnet_audit_entries_total") >= 5
     assert 0 <= value(text, "mpcnet_audit_head_age_seconds") < 600
     assert value(text, "mpcnet_disk_free_bytes") > 0
+    # every child an alert reads with increase() exists from the start (at 0 until its first event)
+    for state in ("rejected", "expired", "failed"):
+        assert f'mpcnet_requests_total{{state="{state}"}} 0.0' in text, state
+    for rule in ("key_burst", "new_derivation_path", "requester_rate", "repeated_rejections", "denied_calls",
+                 "protocol_aborts", "audit_head_stalled"):
+        assert f'mpcnet_anomalies_total{{rule="{rule}"}}' in text, rule
 
 
 def test_node_metrics_move_as_the_client_acts(endpoints, acted) -> None:

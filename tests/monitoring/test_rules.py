@@ -36,7 +36,7 @@ DESIGN_METRICS = frozenset({
 HISTOGRAMS = frozenset({"mpcnet_request_seconds", "mpcnet_quorum_to_done_seconds", "mpcnet_keygen_seconds", "mpcnet_round_seconds"})
 PROMETHEUS_OWN = frozenset({"up"})  # series Prometheus itself writes for every target
 ALERTS = frozenset({
-    "MpcnetSigningBurst", "MpcnetNodeDown", "MpcnetClockSkew", "MpcnetDeniedCalls", "MpcnetBans",
+    "MpcnetSigningBurst", "MpcnetSigningRateSpike", "MpcnetNodeDown", "MpcnetClockSkew", "MpcnetDeniedCalls", "MpcnetBans",
     "MpcnetAuditHeadStalled", "MpcnetBackupDrillOverdue", "MpcnetStoreUnhealthy",
 })
 # Labels whose values could be sensitive or unbounded: never in an annotation or a legend.
@@ -211,3 +211,16 @@ def test_design_metrics_are_the_ones_the_code_exports() -> None:
     exported_base.add("mpcnet_audit_entries")  # a collector registered when a process watches its audit store
     missing = sorted(base - exported_base)
     assert not missing, missing
+
+
+def test_no_alert_reads_the_anomaly_gauge() -> None:
+    """The coordinator holds ``mpcnet_anomaly_active`` at 1 only for the rule's window (60 s by
+    default, configurable far below a scrape interval): alerts read the counter
+    ``mpcnet_anomalies_total`` with ``increase()`` and ``for: 0m`` (alerts.test.yml checks a
+    detection whose gauge is never scraped at 1 still fires)."""
+    for r in rules():
+        names = metric_names(r["expr"])
+        assert "mpcnet_anomaly_active" not in names, r["alert"]
+        if "mpcnet_anomalies_total" in names:
+            assert r["for"] in ("0m", "0s"), r["alert"]
+            assert re.search(r"increase\(mpcnet_anomalies_total\{[^}]*\}\[10m\]\)", r["expr"]), r["alert"]
