@@ -64,7 +64,7 @@ def test_the_alert_list_is_the_rules_file() -> None:
 def test_the_anomaly_rules_and_defaults_are_the_codes() -> None:
     for rule in RULES:
         assert f"`{rule}`" in TEXT, rule
-    defaults = {f.name: f.default for f in dataclasses.fields(AnomalyConfig)}
+    defaults = dataclasses.asdict(AnomalyConfig())
     stated = re.findall(r"`([a-z_]+)` (\d+(?:\.\d+)?)", TEXT)  # "`burst_min_count` 20"
     assert len(stated) >= 8
     for name, value in stated:
