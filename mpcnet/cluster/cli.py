@@ -451,6 +451,7 @@ def cli() -> None:
       mpc-cluster add-node --dir DIR                       enrol and start one more node (issue 11)
       mpc-cluster wipe-node --dir DIR N                    lose node N's host: kill it, delete its data and keys
       mpc-cluster replace-node --dir DIR N                 a new host for wiped node N: keys, enrolment file
+      mpc-cluster prometheus --dir DIR [--config-only]     a Prometheus scraping DIR, with the alert rules (issue 15)
     """
 
 
@@ -967,6 +968,11 @@ def cmd_replace_node(directory: Path, index: int, out: Path | None, as_json: boo
 def cmd_supervise(directory: Path) -> int:
     """The detached supervisor (``up`` starts it); its progress goes to its stdout, marked."""
     return supervise(_layout(directory), echo=False, progress=_to_file)
+
+
+from mpcnet.cluster.prometheus_cmd import cmd_prometheus  # noqa: E402  (issue 15: DIR/prometheus/, run Prometheus)
+
+cli.add_command(cmd_prometheus)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -463,6 +463,9 @@ def prepare(
     if old is None:  # last: DIR becomes a cluster directory only once it is complete
         write_json(directory / PARAMS_FILE,
                    {"nodes": nodes, "threshold": threshold, "scrypt_n": scrypt_n, "test_mode": test_mode, "host": LISTEN_HOST})
+    from mpcnet.cluster.prometheus_setup import refresh_targets  # issue 15: a Prometheus of DIR follows the new ports
+
+    refresh_targets(lay, say)
     return lay
 
 
