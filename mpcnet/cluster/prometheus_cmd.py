@@ -27,6 +27,7 @@ import click
 from governance.text import escape
 from mpcnet.cluster import prometheus_setup as setup
 from mpcnet.cluster.launcher import ClusterError, load_layout
+from mpcnet.cluster.monitoring_hints import alerts_where
 from mpcnet.common import cliutil
 from mpcnet.common.cliutil import Endpoint, Failed, PathArg
 from mpcnet.common.interrupts import DeferredInterrupt
@@ -53,7 +54,7 @@ def cmd_prometheus(directory: Path, listen: str, config_only: bool) -> int:
 
     Writes DIR/prometheus/ (prometheus.yml, alerts.yml, targets/mpcnet.json; storage in data/),
     then runs 'prometheus' in the foreground until Ctrl-C. 'mpc-cluster up' keeps the targets
-    current. Open http://LISTEN/alerts.
+    current. Alerts: http://LISTEN/api/v1/alerts (page: /classic/alerts with Debian's package).
     """
     try:
         lay = load_layout(directory)
@@ -77,7 +78,7 @@ def cmd_prometheus(directory: Path, listen: str, config_only: bool) -> int:
         print(escape(f"wrote {files.config}, {files.alerts} and {files.targets}"))
         print(escape(shlex.join(argv)))
         return 0
-    cliutil.say(PROG, f"Prometheus on http://{listen} (alerts: http://{listen}/alerts); Ctrl-C stops it")
+    cliutil.say(PROG, f"Prometheus on http://{listen}; alerts: {alerts_where(listen)}; Ctrl-C stops it")
     return run_foreground(argv)
 
 
