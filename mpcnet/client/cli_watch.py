@@ -257,7 +257,7 @@ def _n_a(cur: Snapshot) -> str:
 
 def _clock(n: NodeState) -> str:
     """``+0.1s``, ``+95.0s OFF`` (beyond the coordinator's limit) or ``unknown``."""
-    text = "unknown" if n.skew_s is None else f"{n.skew_s:+.1f}s"
+    text = "unknown" if n.skew_s is None else f"{round(n.skew_s, 1) or 0.0:+.1f}s"  # never "-0.0s"
     return text + " OFF" if n.clock_suspect else text
 
 

@@ -9,6 +9,8 @@ import io
 from rich.console import Console
 
 from mpcnet.client import cli_watch
+from mpcnet.client.sdk import NodeState
+from mpcnet.wire.mpc.v1 import coordinator_pb2
 
 from .test_cli_watch import FakeEndpoints, _snaps
 
@@ -40,3 +42,13 @@ def test_activity_first_keeps_every_section_once() -> None:
     moved = cli_watch.activity_first(parts)
     assert [s.title for s in moved] == ["Cluster", "Activity", "Nodes", "Keys (1)"]
     assert sorted(s.title for s in moved) == sorted(s.title for s in parts)
+
+
+def test_a_tiny_negative_skew_is_shown_as_plus_zero() -> None:
+    def clock(skew_ms: int) -> str:
+        st = coordinator_pb2.ClusterStatusResponse()
+        raw = st.nodes.add(index=1, name="node-1", clock_measured=True, clock_skew_ms=skew_ms, max_clock_skew_ms=30000)
+        return cli_watch._clock(NodeState.from_proto(raw))
+
+    assert clock(-40) == "+0.0s" and clock(40) == "+0.0s"
+    assert clock(-60) == "-0.1s" and clock(1500) == "+1.5s"
