@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shlex
 import shutil
+import socket
 import subprocess
 import time
 import urllib.error
@@ -81,3 +82,26 @@ def test_the_installed_prometheus_answers_at_the_urls_the_hints_name(tmp_path: P
     finally:
         prom.terminate()
         prom.wait(timeout=30)
+
+
+def test_a_taken_listen_address_is_one_line_exit_1_before_anything_starts(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second 'mpc-cluster prometheus' (9090 taken) used to start Prometheus and end with its
+    'exited with status 1' after a screen of its own log lines."""
+    from mpcnet.cluster import cli, prometheus_cmd, prometheus_setup
+    from mpcnet.cluster.launcher import prepare
+
+    lay = prepare(tmp_path / "c", 3, 2, scrypt_n=2**10)
+    monkeypatch.setattr(prometheus_setup, "find_binary", lambda name="prometheus": "/usr/bin/prometheus")
+    monkeypatch.setattr("subprocess.Popen", lambda *a, **k: pytest.fail("started something"))
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        assert prometheus_cmd.listen_taken(f"127.0.0.1:{port}")
+        assert cli.main(["prometheus", "--dir", str(lay.dir), "--listen", f"127.0.0.1:{port}"]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err == (f"mpc-cluster: 127.0.0.1:{port} is already in use (another Prometheus?); "
+                                 "pick a free address with --listen HOST:PORT\n")
+    assert not prometheus_cmd.listen_taken(f"127.0.0.1:{port}")  # closed: free again
+    assert not prometheus_cmd.listen_taken("no-such-host.invalid:9090")  # prometheus reports that itself
