@@ -257,7 +257,7 @@ def _n_a(cur: Snapshot) -> str:
 
 def _clock(n: NodeState) -> str:
     """``+0.1s``, ``+95.0s OFF`` (beyond the coordinator's limit) or ``unknown``."""
-    text = "unknown" if n.skew_s is None else f"{n.skew_s:+.1f}s"
+    text = "unknown" if n.skew_s is None else f"{round(n.skew_s, 1) or 0.0:+.1f}s"  # never "-0.0s"
     return text + " OFF" if n.clock_suspect else text
 
 
@@ -314,6 +314,8 @@ def plain_lines(prev: Snapshot | None, cur: Snapshot) -> list[str]:
     lines = [f"--- {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(cur.wall))} UTC"]
     for s in sections(prev, cur):
         lines.append(f"{s.title}:")
+        if any(s.header) and s.rows:  # name the columns ("yes" under "policies", "0" under "version (epoch)")
+            lines.append("  " + "  ".join(s.header))
         for row in s.rows:
             lines.append(f"  {row[0]}: {'  '.join(row[1:])}" if not any(s.header) else "  " + "  ".join(c for c in row if c))
     return lines
@@ -345,6 +347,12 @@ def snapshot_doc(prev: Snapshot | None, cur: Snapshot) -> dict[str, Any]:
     }
 
 
+def activity_first(parts: list[Section]) -> list[Section]:
+    """``parts`` with the Activity section moved after Cluster: a terminal too short for the whole
+    view (rich crops the bottom) still shows the rates and the active anomalies; keys come last."""
+    return parts[:1] + [s for s in parts[1:] if s.title == "Activity"] + [s for s in parts[1:] if s.title != "Activity"]
+
+
 def rich_view(prev: Snapshot | None, cur: Snapshot, interval_s: float) -> Any:
     """The snapshot as rich renderables (tables of :class:`rich.text.Text`: no markup is parsed)."""
     from rich.console import Group
@@ -353,7 +361,7 @@ def rich_view(prev: Snapshot | None, cur: Snapshot, interval_s: float) -> Any:
 
     parts: list[Any] = [Text(f"mpc status --watch   {time.strftime('%H:%M:%S', time.gmtime(cur.wall))} UTC   "
                              f"every {interval_s:g}s   Ctrl-C to exit", style="bold")]
-    for s in sections(prev, cur):
+    for s in activity_first(sections(prev, cur)):
         show_header = any(s.header)
         t = Table(title=Text(s.title), title_justify="left", show_header=show_header, expand=False)
         for h in s.header:

@@ -733,6 +733,8 @@ def print_status(lay: Layout, info: dict[str, Any], *, as_json: bool, probe: boo
             health = "REPLACED: not started until the roster names its new keys ('mpc node replace')"
         extra = f", restarted {p['restarts']}x" if p["restarts"] else ""
         lines.append(f"  {p['name']:<12} {p['endpoint']:<22} pid {p.get('pid') or '-'!s:<8} {health}{extra}")
+    if doc.get("metrics"):  # issue 15: where Prometheus scrapes (mpc-cluster prometheus --dir DIR sets one up)
+        lines.append("metrics: " + ", ".join(f"{name} {ep}" for name, ep in doc["metrics"].items()))
     lines.append(f"client: mpc --cluster {lay.dir} --as admin1 keys   (identities: {lay.dir}/identities)")
     print("\n".join(escape(line) for line in lines))
     return doc
@@ -759,6 +761,8 @@ def _status_doc(lay: Layout, info: dict[str, Any], *, probe: bool) -> dict[str, 
     doc = {"dir": str(lay.dir), "status": state, "threshold": info["threshold"], "nodes": len(info["nodes"]),
            "supervisor_pid": sup_pid or None, "processes": procs,
            "ca_cert": info["ca_cert"], "certs": info["certs"]}
+    if isinstance(info.get("metrics"), dict):
+        doc["metrics"] = {str(k): str(v) for k, v in info["metrics"].items()}
     if roster is not None:
         doc["roster"] = {"version": roster.version, "active": [e.index for e in roster.entries if e.active],
                          "revoked": [e.index for e in roster.entries if not e.active]}

@@ -33,6 +33,7 @@ from governance.text import escape
 from mpcnet.cluster import prometheus_setup as setup
 from mpcnet.cluster.demo import _run, installed
 from mpcnet.cluster.launcher import child_env, free_ports, kill_and_reap, load_layout
+from mpcnet.cluster.monitoring_hints import demo_next_steps
 from mpcnet.common import cliutil
 from mpcnet.common.cliutil import Endpoint, PathArg, UInt
 from mpcnet.common.keystore import MAX_SCRYPT_N, MIN_SCRYPT_N
@@ -157,8 +158,9 @@ def demo_monitoring(directory: Path | None, keep: bool, listen: str | None, scry
                 print(f"6. coordinator audit trail: anomaly {escape(str(a.get('rule')))} on key {escape(str(a.get('key_prefix')))}...: "
                       f"observed {escape(str(a.get('observed')))} vs expected {escape(str(a.get('expected')))} "
                       f"in {escape(str(a.get('window_s')))} s (busy key {busy.key_id.hex()[:8]}...)")
-        print(f"done in {time.monotonic() - t0:.0f} s. Next (with --keep): {installed('mpc')} --cluster {escape(str(d))} status --watch;")
-        print(f"   import {setup.REPO_DASHBOARD} into Grafana (data source: http://{address})")
+        print(f"done in {time.monotonic() - t0:.0f} s. Grafana: import {setup.REPO_DASHBOARD} (data source: http://{address})")
+        if not keep:
+            print("run 'scripts/demo-monitoring --keep' to leave the cluster and Prometheus running and explore them")
     finally:
         if prom_proc is not None and not keep:
             kill_and_reap(prom_proc)
@@ -166,9 +168,11 @@ def demo_monitoring(directory: Path | None, keep: bool, listen: str | None, scry
             subprocess.run([sys.executable, "-m", "mpcnet.cluster.cli", "stop", "--dir", str(d)], env=child_env(), capture_output=True)
         if temp and not keep:
             shutil.rmtree(d.parent, ignore_errors=True)
-    if keep and prom_proc is not None:
-        print(f"still running: Prometheus http://{address} (stop: kill {prom_proc.pid}); the cluster "
-              f"(stop: {installed('mpc-cluster')} stop --dir {escape(str(d))})")
+    if keep and started:
+        print(f"still running: Prometheus http://{address} and the cluster in {escape(str(d))}")
+        print("\n".join(demo_next_steps(mpc=installed("mpc"), mpc_cluster=installed("mpc-cluster"), cluster_dir=str(d),
+                                       listen=address, prometheus_pid=prom_proc.pid if prom_proc else None,
+                                       temp_root=str(d.parent) if temp else None)))
     return 0
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import shlex
 import signal
+import socket
 import subprocess
 from pathlib import Path
 
@@ -27,6 +28,7 @@ import click
 from governance.text import escape
 from mpcnet.cluster import prometheus_setup as setup
 from mpcnet.cluster.launcher import ClusterError, load_layout
+from mpcnet.cluster.monitoring_hints import alerts_where
 from mpcnet.common import cliutil
 from mpcnet.common.cliutil import Endpoint, Failed, PathArg
 from mpcnet.common.interrupts import DeferredInterrupt
@@ -53,7 +55,7 @@ def cmd_prometheus(directory: Path, listen: str, config_only: bool) -> int:
 
     Writes DIR/prometheus/ (prometheus.yml, alerts.yml, targets/mpcnet.json; storage in data/),
     then runs 'prometheus' in the foreground until Ctrl-C. 'mpc-cluster up' keeps the targets
-    current. Open http://LISTEN/alerts.
+    current. Alerts: http://LISTEN/api/v1/alerts (page: /classic/alerts with Debian's package).
     """
     try:
         lay = load_layout(directory)
@@ -62,6 +64,8 @@ def cmd_prometheus(directory: Path, listen: str, config_only: bool) -> int:
     binary = setup.find_binary()
     if binary is None and not config_only:  # before anything is written
         raise Failed(f"'{setup.BINARY}' is not installed (Debian: {setup.INSTALL_HINT})")
+    if not config_only and listen_taken(listen):  # else prometheus's own error is one line among many
+        raise Failed(f"{listen} is already in use (another Prometheus?); pick a free address with --listen HOST:PORT")
     try:
         alerts = setup.repo_file(setup.REPO_ALERTS)
     except setup.SetupError as e:  # an installation without the repository: not the caller's mistake
@@ -77,8 +81,27 @@ def cmd_prometheus(directory: Path, listen: str, config_only: bool) -> int:
         print(escape(f"wrote {files.config}, {files.alerts} and {files.targets}"))
         print(escape(shlex.join(argv)))
         return 0
-    cliutil.say(PROG, f"Prometheus on http://{listen} (alerts: http://{listen}/alerts); Ctrl-C stops it")
+    cliutil.say(PROG, f"Prometheus on http://{listen}; alerts: {alerts_where(listen)}; Ctrl-C stops it")
     return run_foreground(argv)
+
+
+def listen_taken(listen: str) -> bool:
+    """Whether ``listen`` (``host:port``, ``[v6]:port``) cannot be bound now: another process
+    listens there (binding as Prometheus does, with SO_REUSEADDR, so a port in TIME_WAIT is free).
+    An address that does not resolve counts as free: Prometheus then reports it itself."""
+    host, _, port = listen.rpartition(":")
+    try:
+        infos = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM)
+    except (OSError, ValueError):
+        return False
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(address)
+        except OSError:
+            return True
+    return False
 
 
 def run_foreground(argv: list[str]) -> int:

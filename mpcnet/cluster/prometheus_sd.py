@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from governance.text import escape
 from mpcnet.common.fsutil import write_atomic
 
 _NAME = re.compile(r"coordinator|node-[1-9][0-9]{0,3}")
@@ -75,10 +76,16 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 2:
         print("usage: python -m mpcnet.cluster.prometheus_sd CLUSTER_DIR OUT.json", file=sys.stderr)
         return 2
+    out = Path(args[1])
     try:
-        groups = write_file_sd(Path(args[0]), Path(args[1]))
-    except (OSError, ValueError) as e:
-        print(f"prometheus_sd: {e}", file=sys.stderr)
+        out.parent.mkdir(mode=0o755, exist_ok=True)  # targets/ of deploy/monitoring is not in git; only the last level
+        groups = write_file_sd(Path(args[0]), out)
+    except OSError as e:
+        read = e.filename is not None and Path(str(e.filename)).name == "cluster.json"  # else writing OUT (its temp file)
+        print(escape(f"prometheus_sd: {e.strerror or type(e).__name__}: {e.filename if read else args[1]}"), file=sys.stderr)
+        return 2
+    except ValueError as e:
+        print(escape(f"prometheus_sd: {e}"), file=sys.stderr)
         return 2
     print(f"wrote {len(groups)} target(s) to {args[1]}")
     return 0

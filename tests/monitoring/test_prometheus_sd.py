@@ -46,3 +46,18 @@ def test_write_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert "not valid JSON" in capsys.readouterr().err
     assert json.loads(out.read_text())[0]["labels"]["process"] == "coordinator"  # left as it was
     assert main([]) == 2
+
+
+def test_the_cli_makes_the_targets_directory_and_names_the_file_it_could_not_write(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """deploy/monitoring/targets/ is not in git: the documented recipe writes into it on a fresh clone."""
+    (tmp_path / "cluster.json").write_text(json.dumps({"metrics": {"coordinator": "localhost:9100"}}))
+    out = tmp_path / "targets" / "mpcnet.json"
+    assert main([str(tmp_path), str(out)]) == 0
+    assert json.loads(out.read_text())[0]["targets"] == ["localhost:9100"]
+    deep = tmp_path / "no" / "such" / "mpcnet.json"  # only the last level is made
+    assert main([str(tmp_path), str(deep)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"No such file or directory: {deep}" in err and ".tmp" not in err
+    assert main([str(tmp_path / "missing"), str(out)]) == 2
+    assert "cluster.json" in capsys.readouterr().err
