@@ -93,6 +93,10 @@ def demo_monitoring(directory: Path | None, keep: bool, listen: str | None, scry
         raise click.UsageError(f"scrypt-n: must be a power of two in [2**10, 2**20], got {scrypt_n}")
     if directory is not None and directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         raise click.BadParameter(f"{escape(str(directory))} exists and is not an empty directory", param_hint="'--dir'")
+    try:  # Prometheus would read the path as a glob (no rule, no target): refused before anything starts
+        setup.check_dir(directory if directory is not None else Path(tempfile.gettempdir()))
+    except setup.SetupError as e:
+        raise click.BadParameter(str(e), param_hint="'--dir'") from None
     binary = setup.find_binary()
     if binary is None:
         raise cliutil.Failed(f"'prometheus' is not installed (Debian: {setup.INSTALL_HINT})")

@@ -63,6 +63,23 @@ class SetupError(Exception):
     """The setup cannot be written (the message says why, in one line)."""
 
 
+GLOB_CHARACTERS = "*?[\\"
+"""Characters Prometheus's ``rule_files`` and ``file_sd_configs.files`` read as a glob (Go's
+``filepath.Glob``, after joining the relative paths to the config file's directory): a DIR path
+holding one gives a Prometheus with no rule and no target, silently."""
+
+
+def check_dir(cluster_dir: Path) -> None:
+    """Raise :class:`SetupError` when ``cluster_dir``'s path holds a :data:`GLOB_CHARACTERS`
+    character (the message names it first, then the path)."""
+    bad = sorted({c for c in str(cluster_dir) if c in GLOB_CHARACTERS})
+    if bad:
+        raise SetupError(
+            f"a glob character ({' '.join(bad)}) in the cluster directory's path: Prometheus would load no "
+            f"rule and scrape no target there; use a directory without * ? [ \\ ({cluster_dir})"
+        )
+
+
 @dataclass(frozen=True)
 class PrometheusFiles:
     """Where a cluster's Prometheus setup lives: ``root`` = ``DIR/prometheus``."""
@@ -127,8 +144,10 @@ def write_setup(lay: Layout, *, alerts: Path | None = None) -> PrometheusFiles:
     """Write ``DIR/prometheus/`` (see the module docstring) for the cluster ``lay``: every file
     atomically, readable by another user (Prometheus may run as one; nothing in them is secret).
     ``alerts`` defaults to the repository's :data:`REPO_ALERTS`. Raises :class:`SetupError` (no
-    alerts file, no metrics endpoint in the configs, or a write failed); files written before the
+    alerts file, no metrics endpoint in the configs, a DIR path Prometheus would read as a glob
+    (:func:`check_dir`: then nothing is written), or a write failed); files written before the
     failure stay (each is whole), a later call rewrites them all."""
+    check_dir(lay.dir)
     files = PrometheusFiles.of(lay.dir)
     source = alerts if alerts is not None else repo_file(REPO_ALERTS)
     try:

@@ -1,0 +1,116 @@
+"""Attack on ``mpc-cluster prometheus``'s files (issue 15 review 2), as a careless operator or a
+planter of odd files in ``DIR/prometheus/``.
+
+Found: Prometheus resolves ``rule_files`` and ``file_sd_configs.files`` as glob patterns joined to
+the config file's directory, so a DIR whose path holds ``[``, ``*``, ``?`` or ``\\`` made a
+Prometheus that loaded no alert rule and scraped no target, silently (``promtool check config``:
+"does not point to an existing file"); such a DIR is now refused (exit 2, nothing written).
+Held: symlinks, FIFOs and directories planted where a file goes (replaced or one-line refusals,
+never written through, never a hang), DIR paths with spaces, quotes, ``%``, ``$``, unicode and a
+newline (promtool accepts the config and finds the rules)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from mpcnet.cluster import cli
+from mpcnet.cluster.launcher import Layout, load_layout, prepare
+from mpcnet.cluster.prometheus_setup import PrometheusFiles, SetupError, write_setup
+
+REPO = Path(__file__).resolve().parents[2]
+PROMTOOL = shutil.which("promtool")
+NO_PROMETHEUS = "prometheus not installed (Debian package 'prometheus'; scripts/test installs it)"
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A prepared 2-of-3 cluster directory (not started); tests rename it and put it back."""
+    return prepare(tmp_path_factory.mktemp("attack2-dir") / "c", 3, 2, scrypt_n=2**10).dir
+
+
+@pytest.fixture
+def named(prepared: Path) -> Iterator[Callable[[str], Layout]]:
+    """``named(name)``: the prepared cluster moved to ``<parent>/<name>`` (moved back afterwards)."""
+    moved: list[Path] = []
+
+    def move(name: str) -> Layout:
+        target = prepared.parent / name
+        os.rename(prepared, target)
+        moved.append(target)
+        return load_layout(target)
+
+    yield move
+    for m in moved:
+        shutil.rmtree(m / "prometheus", ignore_errors=True)
+        os.rename(m, prepared)
+
+
+@pytest.mark.parametrize("name", ["c[1]", "c*", "c?", "c\\x"])
+def test_a_dir_with_a_glob_character_is_refused_and_nothing_is_written(
+    named: Callable[[str], Layout], name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lay = named(name)
+    with pytest.raises(SetupError, match="glob"):
+        write_setup(lay, alerts=REPO / "deploy" / "monitoring" / "alerts.yml")
+    assert cli.main(["prometheus", "--dir", str(lay.dir), "--config-only"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err and "glob" in err
+    assert not PrometheusFiles.of(lay.dir).root.exists()
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason=NO_PROMETHEUS)
+@pytest.mark.parametrize("name", ["with space", "q'u\"ote", "pct%s$HOME", "ünï código", "new\nline"])
+def test_odd_dir_names_give_a_config_whose_rules_promtool_finds(
+    named: Callable[[str], Layout], name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lay = named(name)
+    assert cli.main(["prometheus", "--dir", str(lay.dir), "--config-only"]) == 0
+    files = PrometheusFiles.of(lay.dir)
+    p = subprocess.run([str(PROMTOOL), "check", "config", str(files.config)], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "1 rule files found" in p.stdout + p.stderr
+    out = capsys.readouterr().out
+    assert "\n" not in out.split("\n", 2)[0] and "new\nline" not in out  # the path is printed escaped
+
+
+def test_planted_symlinks_and_fifos_are_replaced_never_written_through(named: Callable[[str], Layout], tmp_path: Path) -> None:
+    lay = named("c-plant")
+    files = PrometheusFiles.of(lay.dir)
+    files.targets.parent.mkdir(parents=True)
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    files.alerts.symlink_to(victim)
+    files.config.symlink_to(victim)
+    os.mkfifo(files.targets)  # opening it to write would block for ever
+    assert cli.main(["prometheus", "--dir", str(lay.dir), "--config-only"]) == 0
+    assert victim.read_text() == "precious"
+    for f in (files.alerts, files.config, files.targets):
+        assert f.is_file() and not f.is_symlink()
+
+
+def test_a_directory_where_a_file_goes_is_a_one_line_usage_error(
+    named: Callable[[str], Layout], capsys: pytest.CaptureFixture[str]
+) -> None:
+    lay = named("c-dir")
+    files = PrometheusFiles.of(lay.dir)
+    files.config.mkdir(parents=True)
+    (files.config / "keep").write_text("x")
+    assert cli.main(["prometheus", "--dir", str(lay.dir), "--config-only"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert (files.config / "keep").read_text() == "x"
+
+
+def test_the_demo_refuses_a_glob_dir_before_starting_anything(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mpcnet.cluster import demo_monitoring
+
+    assert demo_monitoring.main(["--dir", str(tmp_path / "d[1]")]) == 2
+    err = capsys.readouterr().err
+    assert "glob" in err and "Traceback" not in err
+    assert not (tmp_path / "d[1]").exists()
