@@ -8,22 +8,24 @@ within its default ``anomaly.window_s`` (60 s), with the default anomaly config 
 rules; then, polling Prometheus's HTTP API (bounded), ``MpcnetSigningBurst`` firing. Prints the
 counters Prometheus reports against what the demo did, the alert, the coordinator audit trail's
 ``anomaly`` entry and the next steps. Without ``--keep`` everything it started is stopped and a
-temporary directory deleted; Ctrl-C stops what it started. Exit codes: 0, 1 a step failed or a
-wait timed out, 2 usage, 130 interrupted.
+temporary directory deleted; Ctrl-C or SIGTERM at any step stops what it started. Exit codes: 0,
+1 a step failed or a wait timed out, 2 usage, 130 interrupted, 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,7 @@ from mpcnet.cluster.demo import _run, installed
 from mpcnet.cluster.launcher import child_env, free_ports, kill_and_reap, load_layout
 from mpcnet.common import cliutil
 from mpcnet.common.cliutil import Endpoint, PathArg, UInt
+from mpcnet.common.interrupts import DeferredInterrupt
 from mpcnet.common.keystore import MAX_SCRYPT_N, MIN_SCRYPT_N
 
 PROG = "scripts/demo-monitoring"
@@ -104,20 +107,21 @@ def demo_monitoring(directory: Path | None, keep: bool, listen: str | None, scry
     temp = directory is None
     d = Path(tempfile.mkdtemp(prefix="mpcnet-monitoring-")) / "cluster" if directory is None else directory
     address = listen or f"127.0.0.1:{free_ports(1)[0]}"
-    started, prom_proc = False, None
+    prom_proc = None
     t0 = time.monotonic()
     try:
         print(f"1. starting a local 2-of-3 cluster with metrics in {escape(str(d))}")
+        # the clean-up runs 'mpc-cluster stop' from here on: an interrupted 'up' may have started processes
         _run(["mpcnet.cluster.cli", "up", "--dir", str(d), "--nodes", "3", "--threshold", "2", "--quiet",
               "--scrypt-n", str(scrypt_n)], "mpc-cluster up")
-        started = True
         files = setup.write_setup(load_layout(d), alerts=alerts)
         argv = setup.command_line(binary, files, address)
         print(f"2. starting Prometheus on http://{address} (scrape and rule evaluation every {setup.INTERVAL_S} s,")
         print(f"   rules: a copy of deploy/monitoring/alerts.yml in {escape(str(files.alerts))})")
-        with files.log.open("ab") as log:
+        with files.log.open("ab") as log, DeferredInterrupt() as interrupt:  # a Ctrl-C cannot lose the Popen
             prom_proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          start_new_session=True)
+        interrupt.check()
         prom = Prom(address)
 
         def all_up() -> bool:
@@ -164,21 +168,45 @@ def demo_monitoring(directory: Path | None, keep: bool, listen: str | None, scry
         print(f"done in {time.monotonic() - t0:.0f} s. Next (with --keep): {installed('mpc')} --cluster {escape(str(d))} status --watch;")
         print(f"   import {setup.REPO_DASHBOARD} into Grafana (data source: http://{address})")
     finally:
-        if prom_proc is not None and not keep:
-            kill_and_reap(prom_proc)
-        if started and not keep:
-            subprocess.run([sys.executable, "-m", "mpcnet.cluster.cli", "stop", "--dir", str(d)], env=child_env(), capture_output=True)
-        if temp and not keep:
-            shutil.rmtree(d.parent, ignore_errors=True)
+        with DeferredInterrupt(), _sigterm_ignored():  # a second Ctrl-C or a SIGTERM cannot cut the clean-up short
+            if prom_proc is not None and not keep:
+                kill_and_reap(prom_proc)
+            if not keep:
+                subprocess.run([sys.executable, "-m", "mpcnet.cluster.cli", "stop", "--dir", str(d)], env=child_env(),
+                               capture_output=True)
+            if temp and not keep:
+                shutil.rmtree(d.parent, ignore_errors=True)
     if keep and prom_proc is not None:
         print(f"still running: Prometheus http://{address} (stop: kill {prom_proc.pid}); the cluster "
               f"(stop: {installed('mpc-cluster')} stop --dir {escape(str(d))})")
     return 0
 
 
+class Terminated(SystemExit):
+    """SIGTERM, raised in the main thread so that the demo's clean-up runs (exit 143)."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated(128 + signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def _sigterm_ignored() -> Iterator[None]:
+    old = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``scripts/demo-monitoring``: the exit code; never a traceback."""
-    return cliutil.run(demo_monitoring, argv, PROG)
+    """``scripts/demo-monitoring``: the exit code (143 after SIGTERM, once what the demo started is
+    stopped); never a traceback."""
+    old = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return cliutil.run(demo_monitoring, argv, PROG)
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,88 @@
+"""Attack on ``scripts/demo-monitoring``'s clean-up (issue 15 review 2): Ctrl-C or SIGTERM at any
+step must stop what the demo started (the cluster, Prometheus: both run in their own sessions, so
+the terminal's signal does not reach them) and delete its temporary directory.
+
+Found: a Ctrl-C while ``mpc-cluster up`` ran left the cluster's processes running (the demo only
+stopped a cluster once ``up`` had returned) and deleted the directory under them; SIGTERM killed
+the demo at once (Python's default), leaving the cluster, Prometheus and the temporary directory.
+The steps are faked here (no cluster is started): what is checked is the clean-up."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mpcnet.cluster import demo_monitoring, prometheus_setup
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_ctrl_c_during_up_stops_the_cluster_and_deletes_the_temp_dir(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stops: list[list[str]] = []
+
+    def fake_run(args: list[str], what: str) -> str:
+        assert args[1] == "up"
+        Path(args[3]).mkdir(parents=True)  # up got as far as creating the cluster
+        raise KeyboardInterrupt
+
+    def fake_subprocess_run(argv: list[str], **kw: Any) -> subprocess.CompletedProcess[bytes]:
+        stops.append(argv)
+        return subprocess.CompletedProcess(argv, 0, b"", b"")
+
+    monkeypatch.setattr(demo_monitoring, "_run", fake_run)
+    monkeypatch.setattr(subprocess, "run", fake_subprocess_run)
+    monkeypatch.setattr(prometheus_setup, "find_binary", lambda: "/bin/true")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    assert demo_monitoring.main(["--scrypt-n", "1024"]) == 130
+    assert [a[-3:-1] for a in stops] == [["stop", "--dir"]], "a Ctrl-C during 'mpc-cluster up' left the cluster running"
+    assert list(tmp_path.iterdir()) == [], "the temporary directory is left behind"
+
+
+CHILD = textwrap.dedent("""
+    import os, signal, subprocess, sys, time
+    from pathlib import Path
+    from mpcnet.cluster import demo_monitoring as dm
+    marks = Path(sys.argv[1])
+
+    def fake_run(args, what):
+        Path(args[3]).mkdir(parents=True)
+        (marks / "up").write_text(args[3])
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)
+        (marks / "survived").write_text("")
+        raise SystemExit("not terminated")
+
+    def fake_subprocess_run(argv, **kw):
+        (marks / "stop").write_text(argv[-1])
+        return subprocess.CompletedProcess(argv, 0, b"", b"")
+
+    dm._run = fake_run
+    dm.subprocess.run = fake_subprocess_run
+    dm.setup.find_binary = lambda: "/bin/true"
+    sys.exit(dm.main(["--scrypt-n", "1024"]))
+""")
+
+
+def test_sigterm_stops_what_the_demo_started_and_deletes_the_temp_dir(tmp_path: Path) -> None:
+    marks, temp = tmp_path / "marks", tmp_path / "tmp"
+    marks.mkdir()
+    temp.mkdir()
+    env = dict(os.environ, TMPDIR=str(temp))
+    p = subprocess.run([sys.executable, "-c", CHILD, str(marks)], env=env, cwd=REPO, capture_output=True, text=True,
+                       timeout=60)
+    assert (marks / "up").exists(), p.stderr
+    assert not (marks / "survived").exists()
+    assert p.returncode == 128 + 15, p.stderr
+    assert (marks / "stop").exists(), "SIGTERM left the cluster running"
+    assert (marks / "stop").read_text() == (marks / "up").read_text()
+    assert list(temp.iterdir()) == [], "SIGTERM left the temporary directory"
+    assert "Traceback" not in p.stderr
