@@ -18,8 +18,11 @@ The Prometheus web UI and API are unauthenticated: :data:`DEFAULT_LISTEN` is loo
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import shutil
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -191,12 +194,34 @@ def find_binary(name: str = BINARY) -> str | None:
     return shutil.which(name)
 
 
+LOCK_FLAG = "--storage.tsdb.use-lockfile"
+"""Debian's prometheus 2.42 locks its storage only with this flag (upstream builds lock by default
+and may not know it): without a lock two Prometheus on one ``data/`` write one TSDB at once."""
+
+
+@functools.lru_cache(maxsize=8)
+def _lock_flags(binary: str) -> tuple[str, ...]:
+    """``(LOCK_FLAG,)`` when ``binary`` (a path, as :func:`find_binary` gives) lists it in its
+    ``--help``, else ``()`` (a bare name is not run: no binary was found; cannot run it: the start
+    fails later)."""
+    if not os.path.isabs(binary):
+        return ()
+    try:
+        p = subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=10, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    return (LOCK_FLAG,) if LOCK_FLAG in p.stdout + p.stderr else ()
+
+
 def command_line(binary: str, files: PrometheusFiles, listen: str) -> list[str]:
-    """The Prometheus command line serving ``files`` on ``listen`` (``HOST:PORT``)."""
+    """The Prometheus command line serving ``files`` on ``listen`` (``HOST:PORT``), with its storage
+    locked (:data:`LOCK_FLAG` when the binary needs it): a second Prometheus on the same DIR exits 1
+    at once ("lock DB directory")."""
     return [
         binary,
         f"--config.file={files.config}",
         f"--storage.tsdb.path={files.data}",
         f"--web.listen-address={listen}",
         "--storage.tsdb.retention.time=7d",
+        *_lock_flags(binary),
     ]

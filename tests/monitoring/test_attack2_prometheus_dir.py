@@ -114,3 +114,40 @@ def test_the_demo_refuses_a_glob_dir_before_starting_anything(tmp_path: Path, ca
     err = capsys.readouterr().err
     assert "glob" in err and "Traceback" not in err
     assert not (tmp_path / "d[1]").exists()
+
+
+@pytest.mark.skipif(PROMTOOL is None or shutil.which("prometheus") is None, reason=NO_PROMETHEUS)
+def test_a_second_prometheus_on_the_same_dir_fails_at_once_and_the_first_runs_on(named: Callable[[str], Layout]) -> None:
+    """Found: Prometheus 2.42 takes no lock on its storage unless asked, so two ``mpc-cluster
+    prometheus`` on one DIR wrote one TSDB (WAL) at once; the second now exits 1 at once."""
+    import socket
+    import sys
+    import time
+    import urllib.request
+
+    from mpcnet.cluster.launcher import free_ports
+
+    lay = named("c-two")
+    p1, p2 = free_ports(2)
+    cmd = [sys.executable, "-m", "mpcnet.cluster.cli", "prometheus", "--dir", str(lay.dir), "--listen"]
+    first = subprocess.Popen([*cmd, f"127.0.0.1:{p1}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{p1}/-/ready", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert first.poll() is None and time.monotonic() < deadline, "the first Prometheus did not start"
+            time.sleep(0.2)
+        second = subprocess.run([*cmd, f"127.0.0.1:{p2}"], capture_output=True, text=True, cwd=REPO, timeout=60)
+        assert second.returncode == 1, second.stderr[-500:]
+        assert "lock DB directory" in second.stderr
+        assert first.poll() is None
+        with socket.create_connection(("127.0.0.1", p1), timeout=2):
+            pass
+    finally:
+        first.terminate()
+        first.wait(30)
