@@ -151,3 +151,34 @@ def test_a_second_prometheus_on_the_same_dir_fails_at_once_and_the_first_runs_on
     finally:
         first.terminate()
         first.wait(30)
+
+
+@pytest.mark.parametrize("listen", [
+    'evil.example:80',
+    '127.0.0.1:9101"}], "labels": {"job": "x"}, {"targets": ["evil:1',
+    "127.0.0.1:9101\n- targets: [evil:1]",
+    "127.0.0.1:99999",
+    "127.0.0.1:-1",
+])
+def test_a_hostile_metrics_listen_injects_no_target_label_or_yaml(named: Callable[[str], Layout], listen: str) -> None:
+    """Held: the targets file takes only the port of ``metrics.listen`` (an int in 1-65535) and
+    writes ``localhost:PORT``; anything else leaves that process out."""
+    import json
+
+    lay = named("c-listen")
+    original = lay.node_config(1).read_text()
+    doc = json.loads(original)
+    doc["metrics"]["listen"] = listen
+    lay.node_config(1).write_text(json.dumps(doc))
+    try:
+        assert cli.main(["prometheus", "--dir", str(lay.dir), "--config-only"]) == 0
+    finally:
+        lay.node_config(1).write_text(original)
+    groups = json.loads(PrometheusFiles.of(lay.dir).targets.read_text())
+    for g in groups:
+        assert set(g) == {"targets", "labels"} and set(g["labels"]) == {"job", "process"}
+        (target,) = g["targets"]
+        host, _, port = target.rpartition(":")
+        assert host == "localhost" and 1 <= int(port) <= 65535
+    names = [g["labels"]["process"] for g in groups]
+    assert names[0] == "coordinator" and set(names) <= {"coordinator", "node-1", "node-2", "node-3"}
