@@ -123,8 +123,11 @@ def demo_monitoring(directory: Path | None, keep: bool, listen: str | None, scry
                                          start_new_session=True)
         interrupt.check()
         prom = Prom(address)
+        started_proc, prom_log = prom_proc, files.log
 
         def all_up() -> bool:
+            if (code := started_proc.poll()) is not None:  # e.g. --listen taken: not another Prometheus's answers
+                raise SystemExit(f"demo: prometheus exited with status {code} (its log: {prom_log})")
             active = prom.get("/api/v1/targets")["activeTargets"]
             return len(active) == 4 and all(t["health"] == "up" for t in active)
         wait_for("Prometheus to scrape all 4 processes", all_up)

@@ -86,3 +86,34 @@ def test_sigterm_stops_what_the_demo_started_and_deletes_the_temp_dir(tmp_path: 
     assert (marks / "stop").read_text() == (marks / "up").read_text()
     assert list(temp.iterdir()) == [], "SIGTERM left the temporary directory"
     assert "Traceback" not in p.stderr
+
+
+def test_a_prometheus_that_exits_at_once_fails_the_demo_at_once_naming_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found: a Prometheus that could not start (``--listen`` on a taken port, e.g. Debian's own
+    prometheus.service on 9090) left the demo polling for 90 s -- or polling the other Prometheus --
+    then failing with "timed out waiting for Prometheus to scrape"; it now fails when it exits."""
+    import time
+
+    from mpcnet.cluster.launcher import prepare
+
+    failing = tmp_path / "prometheus"
+    failing.write_text("#!/bin/sh\necho 'bind: address already in use' >&2\nexit 1\n")
+    failing.chmod(0o755)
+
+    def fake_run(args: list[str], what: str) -> str:
+        prepare(Path(args[3]), 3, 2, scrypt_n=2**10)  # a cluster directory (nothing started)
+        return ""
+
+    monkeypatch.setattr(demo_monitoring, "_run", fake_run)
+    monkeypatch.setattr(subprocess, "run", lambda argv, **kw: subprocess.CompletedProcess(argv, 0, "", ""))
+    monkeypatch.setattr(prometheus_setup, "find_binary", lambda: str(failing))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "t"))
+    (tmp_path / "t").mkdir()
+    t0 = time.monotonic()
+    assert demo_monitoring.main(["--scrypt-n", "1024"]) == 1
+    assert time.monotonic() - t0 < 30, "the demo polled a Prometheus that had exited"
+    err = capsys.readouterr().err
+    assert "prometheus exited with status 1" in err and "Traceback" not in err
+    assert list((tmp_path / "t").iterdir()) == []
