@@ -9,7 +9,8 @@ rules; then, polling Prometheus's HTTP API (bounded), ``MpcnetSigningBurst`` fir
 counters Prometheus reports against what the demo did, the alert, the coordinator audit trail's
 ``anomaly`` entry and the next steps. Without ``--keep`` everything it started is stopped and a
 temporary directory deleted; Ctrl-C or SIGTERM at any step stops what it started. Exit codes: 0,
-1 a step failed or a wait timed out, 2 usage, 130 interrupted, 143 terminated (SIGTERM).
+1 a step failed or a wait timed out, 2 usage, 130 interrupted, 143 terminated (SIGTERM), 129 the
+terminal closed (SIGHUP).
 """
 
 from __future__ import annotations
@@ -185,31 +186,38 @@ def demo_monitoring(directory: Path | None, keep: bool, listen: str | None, scry
     return 0
 
 
+STOPPING = (signal.SIGTERM, signal.SIGHUP)
+"""Signals that end the demo through its clean-up (SIGHUP: its terminal closed; the cluster and
+Prometheus run in their own sessions and would not get it)."""
+
+
 class Terminated(SystemExit):
-    """SIGTERM, raised in the main thread so that the demo's clean-up runs (exit 143)."""
+    """SIGTERM or SIGHUP, raised in the main thread so that the demo's clean-up runs (exit 128 + signal)."""
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
-    raise Terminated(128 + signal.SIGTERM)
+    raise Terminated(128 + signum)
 
 
 @contextlib.contextmanager
 def _sigterm_ignored() -> Iterator[None]:
-    old = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    old = {s: signal.signal(s, signal.SIG_IGN) for s in STOPPING}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for s, handler in old.items():
+            signal.signal(s, handler)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``scripts/demo-monitoring``: the exit code (143 after SIGTERM, once what the demo started is
-    stopped); never a traceback."""
-    old = signal.signal(signal.SIGTERM, _on_sigterm)
+    """``scripts/demo-monitoring``: the exit code (143 after SIGTERM, 129 after SIGHUP, once what
+    the demo started is stopped); never a traceback."""
+    old = {s: signal.signal(s, _on_sigterm) for s in STOPPING}
     try:
         return cliutil.run(demo_monitoring, argv, PROG)
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for s, handler in old.items():
+            signal.signal(s, handler)
 
 
 if __name__ == "__main__":

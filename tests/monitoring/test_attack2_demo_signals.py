@@ -10,6 +10,7 @@ The steps are faked here (no cluster is started): what is checked is the clean-u
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -56,7 +57,7 @@ CHILD = textwrap.dedent("""
     def fake_run(args, what):
         Path(args[3]).mkdir(parents=True)
         (marks / "up").write_text(args[3])
-        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), int(sys.argv[2]))
         time.sleep(10)
         (marks / "survived").write_text("")
         raise SystemExit("not terminated")
@@ -72,16 +73,18 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def test_sigterm_stops_what_the_demo_started_and_deletes_the_temp_dir(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_stops_what_the_demo_started_and_deletes_the_temp_dir(tmp_path: Path, sig: signal.Signals) -> None:
+    """SIGHUP too: the terminal closed (the demo's Prometheus and cluster are in their own sessions)."""
     marks, temp = tmp_path / "marks", tmp_path / "tmp"
     marks.mkdir()
     temp.mkdir()
     env = dict(os.environ, TMPDIR=str(temp))
-    p = subprocess.run([sys.executable, "-c", CHILD, str(marks)], env=env, cwd=REPO, capture_output=True, text=True,
-                       timeout=60)
+    p = subprocess.run([sys.executable, "-c", CHILD, str(marks), str(int(sig))], env=env, cwd=REPO, capture_output=True,
+                       text=True, timeout=60)
     assert (marks / "up").exists(), p.stderr
     assert not (marks / "survived").exists()
-    assert p.returncode == 128 + 15, p.stderr
+    assert p.returncode == 128 + sig, p.stderr
     assert (marks / "stop").exists(), "SIGTERM left the cluster running"
     assert (marks / "stop").read_text() == (marks / "up").read_text()
     assert list(temp.iterdir()) == [], "SIGTERM left the temporary directory"
