@@ -127,16 +127,20 @@ def parse_exposition(text: str) -> list[tuple[str, dict[str, str], float]]:
 
 
 def scrape(endpoints: Mapping[str, str], fetch: Fetch, timeout_s: float) -> Scrape:
-    """Read every endpoint once and add up the figures of :class:`Scrape`."""
+    """Read every endpoint once, all at once (:func:`~mpcnet.client.watch_fetch.fetch_all`), and add
+    up the figures of :class:`Scrape`."""
     live: dict[str, float] | None = None
     sigs: float | None = None
     hist: dict[str, tuple[float, float]] = {}
     anomalies: set[str] | None = None
     detections: dict[str, float] | None = None
     unreachable: list[str] = []
-    for name, ep in sorted(endpoints.items()):
+    from mpcnet.client.watch_fetch import fetch_all
+
+    pages = fetch_all(endpoints, fetch, timeout_s)  # at once: slow endpoints cost one timeout, not one each
+    for name, _ep in sorted(endpoints.items()):
         try:
-            samples = parse_exposition(fetch(ep, timeout_s).decode("utf-8"))
+            samples = parse_exposition(pages[name].result().decode("utf-8"))
         except (OSError, ValueError, UnicodeDecodeError):
             unreachable.append(name)
             continue

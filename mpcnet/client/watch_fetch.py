@@ -5,7 +5,8 @@ answers what it likes), so one fetch: ends within ``timeout_s`` seconds in all (
 the socket down at the deadline, whatever the endpoint sends: a dripping status line, headers or
 body cannot hold the watch), reads at most ``limit`` bytes of body, follows no redirect, uses no
 proxy, and reports every failure as OSError (``http.client``'s malformed-answer errors included)
-or ValueError (a page past ``limit``).
+or ValueError (a page past ``limit``). :func:`fetch_all` reads several endpoints at once, so a
+refresh costs one timeout, not one per slow endpoint.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import http.client
 import socket
 import threading
 import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 
 
 def _cut(conn: http.client.HTTPConnection) -> None:
@@ -51,3 +54,19 @@ def fetch_page(endpoint: str, path: str, timeout_s: float, limit: int) -> bytes:
     if len(body) > limit:
         raise ValueError(f"more than {limit} bytes")
     return body
+
+
+MAX_PARALLEL = 16
+"""Endpoints read at once by :func:`fetch_all` (more wait for a free thread)."""
+
+
+def fetch_all(endpoints: Mapping[str, str], fetch: Callable[[str, float], bytes], timeout_s: float) -> dict[str, Future[bytes]]:
+    """``fetch(endpoint, timeout_s)`` of every ``{name: endpoint}`` at once (at most
+    :data:`MAX_PARALLEL` threads), returned once all have ended: ``{name: future}``, whose
+    ``result()`` is the page or raises what the fetch raised. With a ``fetch`` bounded by
+    ``timeout_s`` (:func:`fetch_page`) it returns within about ``timeout_s`` for up to
+    :data:`MAX_PARALLEL` endpoints; its threads are gone when it returns (no pile-up)."""
+    if not endpoints:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(endpoints)), thread_name_prefix="watch-scrape") as pool:
+        return {name: pool.submit(fetch, ep, timeout_s) for name, ep in endpoints.items()}

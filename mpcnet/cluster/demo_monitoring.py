@@ -8,22 +8,25 @@ within its default ``anomaly.window_s`` (60 s), with the default anomaly config 
 rules; then, polling Prometheus's HTTP API (bounded), ``MpcnetSigningBurst`` firing. Prints the
 counters Prometheus reports against what the demo did, the alert, the coordinator audit trail's
 ``anomaly`` entry and the next steps. Without ``--keep`` everything it started is stopped and a
-temporary directory deleted; Ctrl-C stops what it started. Exit codes: 0, 1 a step failed or a
-wait timed out, 2 usage, 130 interrupted.
+temporary directory deleted; Ctrl-C or SIGTERM at any step stops what it started. Exit codes: 0,
+1 a step failed or a wait timed out, 2 usage, 130 interrupted, 143 terminated (SIGTERM), 129 the
+terminal closed (SIGHUP).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,7 @@ from mpcnet.cluster.launcher import child_env, free_ports, kill_and_reap, load_l
 from mpcnet.cluster.monitoring_hints import demo_next_steps
 from mpcnet.common import cliutil
 from mpcnet.common.cliutil import Endpoint, PathArg, UInt
+from mpcnet.common.interrupts import DeferredInterrupt
 from mpcnet.common.keystore import MAX_SCRYPT_N, MIN_SCRYPT_N
 
 PROG = "scripts/demo-monitoring"
@@ -94,6 +98,10 @@ def demo_monitoring(directory: Path | None, keep: bool, listen: str | None, scry
         raise click.UsageError(f"scrypt-n: must be a power of two in [2**10, 2**20], got {scrypt_n}")
     if directory is not None and directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         raise click.BadParameter(f"{escape(str(directory))} exists and is not an empty directory", param_hint="'--dir'")
+    try:  # Prometheus would read the path as a glob (no rule, no target): refused before anything starts
+        setup.check_dir(directory if directory is not None else Path(tempfile.gettempdir()))
+    except setup.SetupError as e:
+        raise click.BadParameter(str(e), param_hint="'--dir'") from None
     binary = setup.find_binary()
     if binary is None:
         raise cliutil.Failed(f"'prometheus' is not installed (Debian: {setup.INSTALL_HINT})")
@@ -101,23 +109,27 @@ def demo_monitoring(directory: Path | None, keep: bool, listen: str | None, scry
     temp = directory is None
     d = Path(tempfile.mkdtemp(prefix="mpcnet-monitoring-")) / "cluster" if directory is None else directory
     address = listen or f"127.0.0.1:{free_ports(1)[0]}"
-    started, prom_proc = False, None
+    prom_proc = None
     t0 = time.monotonic()
     try:
         print(f"1. starting a local 2-of-3 cluster with metrics in {escape(str(d))}")
+        # the clean-up runs 'mpc-cluster stop' from here on: an interrupted 'up' may have started processes
         _run(["mpcnet.cluster.cli", "up", "--dir", str(d), "--nodes", "3", "--threshold", "2", "--quiet",
               "--scrypt-n", str(scrypt_n)], "mpc-cluster up")
-        started = True
         files = setup.write_setup(load_layout(d), alerts=alerts)
         argv = setup.command_line(binary, files, address)
         print(f"2. starting Prometheus on http://{address} (scrape and rule evaluation every {setup.INTERVAL_S} s,")
         print(f"   rules: a copy of deploy/monitoring/alerts.yml in {escape(str(files.alerts))})")
-        with files.log.open("ab") as log:
+        with files.log.open("ab") as log, DeferredInterrupt() as interrupt:  # a Ctrl-C cannot lose the Popen
             prom_proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          start_new_session=True)
+        interrupt.check()
         prom = Prom(address)
+        started_proc, prom_log = prom_proc, files.log
 
         def all_up() -> bool:
+            if (code := started_proc.poll()) is not None:  # e.g. --listen taken: not another Prometheus's answers
+                raise SystemExit(f"demo: prometheus exited with status {code} (its log: {prom_log})")
             active = prom.get("/api/v1/targets")["activeTargets"]
             return len(active) == 4 and all(t["health"] == "up" for t in active)
         wait_for("Prometheus to scrape all 4 processes", all_up)
@@ -162,23 +174,54 @@ def demo_monitoring(directory: Path | None, keep: bool, listen: str | None, scry
         if not keep:
             print("run 'scripts/demo-monitoring --keep' to leave the cluster and Prometheus running and explore them")
     finally:
-        if prom_proc is not None and not keep:
-            kill_and_reap(prom_proc)
-        if started and not keep:
-            subprocess.run([sys.executable, "-m", "mpcnet.cluster.cli", "stop", "--dir", str(d)], env=child_env(), capture_output=True)
-        if temp and not keep:
-            shutil.rmtree(d.parent, ignore_errors=True)
-    if keep and started:
+        with DeferredInterrupt(), _sigterm_ignored():  # a second Ctrl-C or a SIGTERM cannot cut the clean-up short
+            if prom_proc is not None and not keep:
+                kill_and_reap(prom_proc)
+            if not keep:
+                subprocess.run([sys.executable, "-m", "mpcnet.cluster.cli", "stop", "--dir", str(d)], env=child_env(),
+                               capture_output=True)
+            if temp and not keep:
+                shutil.rmtree(d.parent, ignore_errors=True)
+    if keep and prom_proc is not None:
         print(f"still running: Prometheus http://{address} and the cluster in {escape(str(d))}")
         print("\n".join(demo_next_steps(mpc=installed("mpc"), mpc_cluster=installed("mpc-cluster"), cluster_dir=str(d),
-                                       listen=address, prometheus_pid=prom_proc.pid if prom_proc else None,
+                                       listen=address, prometheus_pid=prom_proc.pid,
                                        temp_root=str(d.parent) if temp else None)))
     return 0
 
 
+STOPPING = (signal.SIGTERM, signal.SIGHUP)
+"""Signals that end the demo through its clean-up (SIGHUP: its terminal closed; the cluster and
+Prometheus run in their own sessions and would not get it)."""
+
+
+class Terminated(SystemExit):
+    """SIGTERM or SIGHUP, raised in the main thread so that the demo's clean-up runs (exit 128 + signal)."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated(128 + signum)
+
+
+@contextlib.contextmanager
+def _sigterm_ignored() -> Iterator[None]:
+    old = {s: signal.signal(s, signal.SIG_IGN) for s in STOPPING}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``scripts/demo-monitoring``: the exit code; never a traceback."""
-    return cliutil.run(demo_monitoring, argv, PROG)
+    """``scripts/demo-monitoring``: the exit code (143 after SIGTERM, 129 after SIGHUP, once what
+    the demo started is stopped); never a traceback."""
+    old = {s: signal.signal(s, _on_sigterm) for s in STOPPING}
+    try:
+        return cliutil.run(demo_monitoring, argv, PROG)
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
 
 
 if __name__ == "__main__":

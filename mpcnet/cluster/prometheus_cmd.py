@@ -41,7 +41,7 @@ Exit codes:
   0    --config-only: the files are written; else Prometheus stopped cleanly
   1    prometheus is not installed (apt-get install prometheus), did not start or failed
   2    usage error: DIR is not a cluster directory, a bad --listen, DIR cannot be written
-  130  interrupted (Ctrl-C); Prometheus is stopped
+  130  interrupted (Ctrl-C); Prometheus is stopped (143: SIGTERM, 129: the terminal closed)
 """
 
 
@@ -107,7 +107,8 @@ def listen_taken(listen: str) -> bool:
 def run_foreground(argv: list[str]) -> int:
     """Run ``argv`` (Prometheus) attached to this terminal until it exits (0: it stopped cleanly;
     else :class:`Failed`) or this process gets Ctrl-C (KeyboardInterrupt, once the child is
-    stopped: SIGINT, then SIGKILL after :data:`STOP_GRACE_S`) or SIGTERM (forwarded; exit 143).
+    stopped: SIGINT, then SIGKILL after :data:`STOP_GRACE_S`) or SIGTERM (forwarded; exit 143) or
+    SIGHUP (its terminal closed: Prometheus is sent SIGTERM, not left running; exit 129).
     Raises :class:`Failed` when it cannot be started."""
     terminated: list[int] = []
 
@@ -115,6 +116,7 @@ def run_foreground(argv: list[str]) -> int:
         terminated.append(signum)  # only recorded: acted on between two polls
 
     old = signal.signal(signal.SIGTERM, on_term)
+    old_hup = signal.signal(signal.SIGHUP, on_term)  # the terminal went away: Prometheus takes SIGHUP as "reload"
     try:
         with DeferredInterrupt() as interrupt:
             try:
@@ -129,9 +131,10 @@ def run_foreground(argv: list[str]) -> int:
                 raise
             if terminated:
                 _stop(proc, signal.SIGTERM)
-                return 128 + signal.SIGTERM
+                return 128 + terminated[0]
     finally:
         signal.signal(signal.SIGTERM, old)
+        signal.signal(signal.SIGHUP, old_hup)
     if proc.returncode != 0:
         raise Failed(f"{argv[0]} exited with status {proc.returncode}")
     return 0

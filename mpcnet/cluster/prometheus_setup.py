@@ -18,8 +18,11 @@ The Prometheus web UI and API are unauthenticated: :data:`DEFAULT_LISTEN` is loo
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import shutil
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +64,23 @@ scrape_configs:
 
 class SetupError(Exception):
     """The setup cannot be written (the message says why, in one line)."""
+
+
+GLOB_CHARACTERS = "*?[\\"
+"""Characters Prometheus's ``rule_files`` and ``file_sd_configs.files`` read as a glob (Go's
+``filepath.Glob``, after joining the relative paths to the config file's directory): a DIR path
+holding one gives a Prometheus with no rule and no target, silently."""
+
+
+def check_dir(cluster_dir: Path) -> None:
+    """Raise :class:`SetupError` when ``cluster_dir``'s path holds a :data:`GLOB_CHARACTERS`
+    character (the message names it first, then the path)."""
+    bad = sorted({c for c in str(cluster_dir) if c in GLOB_CHARACTERS})
+    if bad:
+        raise SetupError(
+            f"a glob character ({' '.join(bad)}) in the cluster directory's path: Prometheus would load no "
+            f"rule and scrape no target there; use a directory without * ? [ \\ ({cluster_dir})"
+        )
 
 
 @dataclass(frozen=True)
@@ -127,8 +147,10 @@ def write_setup(lay: Layout, *, alerts: Path | None = None) -> PrometheusFiles:
     """Write ``DIR/prometheus/`` (see the module docstring) for the cluster ``lay``: every file
     atomically, readable by another user (Prometheus may run as one; nothing in them is secret).
     ``alerts`` defaults to the repository's :data:`REPO_ALERTS`. Raises :class:`SetupError` (no
-    alerts file, no metrics endpoint in the configs, or a write failed); files written before the
+    alerts file, no metrics endpoint in the configs, a DIR path Prometheus would read as a glob
+    (:func:`check_dir`: then nothing is written), or a write failed); files written before the
     failure stay (each is whole), a later call rewrites them all."""
+    check_dir(lay.dir)
     files = PrometheusFiles.of(lay.dir)
     source = alerts if alerts is not None else repo_file(REPO_ALERTS)
     try:
@@ -172,12 +194,34 @@ def find_binary(name: str = BINARY) -> str | None:
     return shutil.which(name)
 
 
+LOCK_FLAG = "--storage.tsdb.use-lockfile"
+"""Debian's prometheus 2.42 locks its storage only with this flag (upstream builds lock by default
+and may not know it): without a lock two Prometheus on one ``data/`` write one TSDB at once."""
+
+
+@functools.lru_cache(maxsize=8)
+def _lock_flags(binary: str) -> tuple[str, ...]:
+    """``(LOCK_FLAG,)`` when ``binary`` (a path, as :func:`find_binary` gives) lists it in its
+    ``--help``, else ``()`` (a bare name is not run: no binary was found; cannot run it: the start
+    fails later)."""
+    if not os.path.isabs(binary):
+        return ()
+    try:
+        p = subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=10, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    return (LOCK_FLAG,) if LOCK_FLAG in p.stdout + p.stderr else ()
+
+
 def command_line(binary: str, files: PrometheusFiles, listen: str) -> list[str]:
-    """The Prometheus command line serving ``files`` on ``listen`` (``HOST:PORT``)."""
+    """The Prometheus command line serving ``files`` on ``listen`` (``HOST:PORT``), with its storage
+    locked (:data:`LOCK_FLAG` when the binary needs it): a second Prometheus on the same DIR exits 1
+    at once ("lock DB directory")."""
     return [
         binary,
         f"--config.file={files.config}",
         f"--storage.tsdb.path={files.data}",
         f"--web.listen-address={listen}",
         "--storage.tsdb.retention.time=7d",
+        *_lock_flags(binary),
     ]

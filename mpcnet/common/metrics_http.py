@@ -6,7 +6,9 @@ make the process spawn threads without bound, and each timed-out request would p
 to stderr. :func:`serve` answers the same ``/metrics`` exposition with:
 
 * a socket timeout of :data:`IDLE_TIMEOUT_S` seconds on every read and write of a connection
-  (a client that sends nothing for that long is dropped);
+  (a client that sends nothing for that long is dropped), and a deadline of
+  :data:`CONNECTION_DEADLINE_S` seconds in all (a client dripping its request a byte at a time,
+  never silent for a whole idle timeout, is dropped then: it cannot hold a slot for ever);
 * at most :data:`MAX_CONNECTIONS` connections handled at once; a connection past the cap is
   closed at once (it starts no thread: the scraper sees a failed scrape, ``up == 0``);
 * no request log and no traceback for a dropped or broken connection (DEBUG log only).
@@ -16,9 +18,11 @@ Errors: OSError when ``host:port`` cannot be bound (the caller names the config 
 
 from __future__ import annotations
 
+import io
 import logging
 import socket
 import threading
+import time
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -31,14 +35,39 @@ IDLE_TIMEOUT_S = 5.0
 """Seconds a connection may stay silent (per read or write) before the server drops it."""
 MAX_CONNECTIONS = 32
 """Connections handled at once; more are closed on accept (a scraper needs one or two)."""
+CONNECTION_DEADLINE_S = 10.0
+"""Seconds a connection may take to send its whole request (a scraper's takes milliseconds); the
+answer's writes are bounded by :data:`IDLE_TIMEOUT_S` each (``sendall``'s timeout is per call)."""
+
+
+class _DeadlineReader(io.RawIOBase):
+    """Reads of ``sock`` that each wait at most ``idle_s`` and end, all of them, at ``deadline``
+    (``time.monotonic()``): past it a read raises TimeoutError (no extra thread per connection)."""
+
+    def __init__(self, sock: socket.socket, deadline: float, idle_s: float) -> None:
+        self._sock, self._deadline, self._idle_s = sock, deadline, idle_s
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("connection deadline passed")
+        self._sock.settimeout(min(self._idle_s, left))
+        return self._sock.recv_into(buffer)
 
 
 class _Handler(WSGIRequestHandler):
-    """No request log; the socket timeout comes from the server (read when the connection starts)."""
+    """No request log; the socket timeout comes from the server (read when the connection starts);
+    the request must arrive whole within :data:`CONNECTION_DEADLINE_S` s of the connection's start."""
 
     def setup(self) -> None:
-        self.request.settimeout(getattr(self.server, "idle_timeout_s", IDLE_TIMEOUT_S))
+        idle_s = getattr(self.server, "idle_timeout_s", IDLE_TIMEOUT_S)
+        self.request.settimeout(idle_s)  # writes: each sendall ends within idle_s in all
         super().setup()
+        self.rfile.close()  # the plain reader: replaced by one bounded by the connection deadline
+        self.rfile = io.BufferedReader(_DeadlineReader(self.request, time.monotonic() + CONNECTION_DEADLINE_S, idle_s))
 
     def log_message(self, format: str, *args: Any) -> None:
         return None

@@ -63,8 +63,9 @@ def test_config_only_writes_the_setup_and_prints_the_command(fresh: Layout, caps
     line = out.splitlines()[-1]
     argv = shlex.split(line)
     assert Path(argv[0]).name == "prometheus"
-    assert argv[1:] == [f"--config.file={files.config}", f"--storage.tsdb.path={files.data}",
-                        "--web.listen-address=127.0.0.1:19090", "--storage.tsdb.retention.time=7d"]
+    assert argv[1:5] == [f"--config.file={files.config}", f"--storage.tsdb.path={files.data}",
+                         "--web.listen-address=127.0.0.1:19090", "--storage.tsdb.retention.time=7d"]
+    assert argv[5:] in ([], [prometheus_setup.LOCK_FLAG])  # the storage lock, when the binary needs the flag
     assert cli.main(["prometheus", "--dir", str(fresh.dir), "--config-only"]) == 0  # again: rewritten, same files
     assert "--web.listen-address=127.0.0.1:9090" in capsys.readouterr().out  # loopback by default
 
