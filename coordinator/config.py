@@ -44,6 +44,9 @@ request's current state (clients resume); see :mod:`mpcnet.common.streams`.
 coordinator's (:mod:`mpcnet.common.clockskew`); signing leaves out a node whose clock is off by more
 than this while enough other nodes are available, and ``ClusterStatus`` flags it.
 
+``anomaly`` (optional): thresholds of the anomaly rules (:mod:`coordinator.anomaly`, loaded by
+:mod:`coordinator.anomaly_config`); absent, the defaults.
+
 ``test_mode`` (default false): key operations honour the crash/delay points of
 :mod:`coordinator.faults` (a fault file named by ``MPC_TEST_COORDINATOR_FAULT_FILE``); never
 set it in production.
@@ -53,12 +56,16 @@ Relative paths are relative to the config file.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from coordinator.anomaly import AnomalyConfig
+from coordinator.anomaly_config import load_anomaly
 from governance.policy import AdminSet, SignedPolicyChange
 from governance.roster import Roster, SignedRosterChange, active_entries
 from mpcnet.common.config import ConfigError, load_governance, load_json, load_roster_history
+from mpcnet.common.jsonlog import load_log_format
+from mpcnet.common.metrics import MetricsSettings, load_metrics_settings
 from mpcnet.common.pki import ROLES, CertPaths
 
 DEFAULT_CLIENT_ROLES = ["admin", "requester", "approver", "auditor", "officer"]
@@ -69,8 +76,10 @@ _KEYS = {
     "name", "listen", "threshold", "db", "tls", "nodes", "client_roles", "step_timeout_s", "dkg_timeout_s",
     "max_requests", "log_file", "log_level", "workers", "health_interval_s", "max_parallel_sessions",
     "keystore", "passphrase_file", "passphrase_env", "audit_db", "governance", "sweep_interval_s",
-    "max_clock_skew_s", "max_streams", "max_streams_per_caller", "stream_lifetime_s", "test_mode",
+    "max_clock_skew_s", "max_streams", "max_streams_per_caller", "stream_lifetime_s", "test_mode", "log_format",
+    "anomaly",  # issue 15: coordinator/anomaly_config.py
 }
+_KEYS.add("metrics")  # issue 15: mpcnet.common.metrics
 
 
 @dataclass(frozen=True)
@@ -115,6 +124,9 @@ class CoordinatorConfig:
     roster_history: tuple[SignedRosterChange, ...] = ()
     signed_roster: Roster | None = None
     test_mode: bool = False  # coordinator.faults: crash/delay points of key operations (tests only)
+    metrics: MetricsSettings | None = None  # the metrics endpoint (mpcnet.common.metrics); None: none
+    log_format: str = "text"  # "text" | "json" (mpcnet.common.jsonlog)
+    anomaly: AnomalyConfig = field(default_factory=AnomalyConfig)  # thresholds (coordinator/anomaly_config.py)
 
     @property
     def parties(self) -> int:
@@ -180,6 +192,7 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
         max_requests=f.integer("max_requests", 64, lo=1, hi=10_000),
         log_file=f.path("log_file", required=False),
         log_level=f.text("log_level", "INFO"),
+        log_format=load_log_format(f),
         workers=f.integer("workers", 48, lo=4, hi=1024),
         health_interval_s=f.number("health_interval_s", 1.0),
         max_parallel_sessions=f.integer("max_parallel_sessions", 4, lo=1, hi=10_000),
@@ -197,6 +210,8 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
         roster_history=history,
         signed_roster=signed_roster,
         test_mode=f.flag("test_mode", False),
+        metrics=load_metrics_settings(f),
+        anomaly=load_anomaly(f),
     )
     if cfg.workers <= cfg.max_requests // 2:
         raise ConfigError(f"{path}: workers: must exceed max_requests / 2")

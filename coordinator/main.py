@@ -35,6 +35,7 @@ from mpcnet.common.config import ConfigError
 from mpcnet.common.datadir import DataDirBusy, hold_data_dirs
 from mpcnet.common.keystore import KeystoreError, load_keystore, read_passphrase
 from mpcnet.common.listen import bind_listen
+from mpcnet.common.metrics import serve_metrics
 from mpcnet.common.pki import PkiError, server_credentials
 from mpcnet.common.rpc import SERVER_OPTIONS, add_standard_services, audited_role_check, service_handler, wait_until_stopped
 from mpcnet.wire.mpc.v1 import coordinator_pb2
@@ -58,8 +59,9 @@ def build_server(cfg: CoordinatorConfig, service: CoordinatorService) -> grpc.Se
     )
 
     authorize = audited_role_check(
-        SERVICE.full_name, lambda method: [r for r in allowed(method) if r in cfg.client_roles], service.audit,
-        refused=service.rosters.refused_fingerprints,
+        SERVICE.full_name, lambda method: [r for r in allowed(method) if r in cfg.client_roles],
+        service.anomaly.watching_denials(service.audit),  # a denial is also an anomaly event (issue 15)
+        refused=service.rosters.refused_fingerprints, on_denied=service.metrics.denied,
     )
 
     server.add_generic_rpc_handlers(
@@ -87,6 +89,7 @@ def _serve(cfg: CoordinatorConfig, stop: threading.Event | None) -> int:
     del passphrase
     service = CoordinatorService(cfg, identity)
     server = build_server(cfg, service)
+    serve_metrics(cfg.metrics, service.metrics, log)  # first: a metrics port in use stops the start here
     server.start()
     service.probe()
     service.start_background()
@@ -98,6 +101,7 @@ def _serve(cfg: CoordinatorConfig, stop: threading.Event | None) -> int:
     service.health.enter_graceful_shutdown()  # load balancers see NOT_SERVING while we drain
     service.requests.stop()  # open watches end now (their clients resume elsewhere or after the restart)
     server.stop(grace=3).wait()
+    service.metrics.stop()
     service.stop()
     log.info("stopped")
     return 0

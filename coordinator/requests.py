@@ -39,6 +39,7 @@ from typing import Any
 
 import grpc
 
+from coordinator.anomaly_hook import AnomalyMonitor
 from coordinator.db import (
     TERMINAL,
     ApprovalRecord,
@@ -52,6 +53,7 @@ from coordinator.db import (
     StateConflict,
     now_ms,
 )
+from coordinator.metrics import QuorumClock
 from coordinator.policies import PolicyBook
 from coordinator.watch import ChangeFeed
 from crypto_core.bip32 import check_path
@@ -69,6 +71,7 @@ from governance.errors import GovernanceError
 from governance.policy import DEFAULT_SCOPE, KeyPolicy, SignedPolicyChange
 from governance.text import REQUEST_ID_RULE, is_request_id, quote
 from mpcnet.common.govwire import scope_name
+from mpcnet.common.metrics import Metrics, NullMetrics
 from mpcnet.common.rpc import RpcError, check_len, invalid, roles_text
 from mpcnet.common.stores.audit import AuditLog
 from mpcnet.wire.mpc.v1 import common_pb2, coordinator_pb2
@@ -100,6 +103,8 @@ def state_name(state: str) -> str:
 
 
 class SignRequests:
+    metrics: Metrics = NullMetrics("coordinator")  # set by the service (coordinator.metrics)
+
     def __init__(
         self, db: CoordinatorDb, audit: AuditLog, policies: PolicyBook, signer: Signer, read_all_roles: tuple[str, ...]
     ) -> None:
@@ -113,6 +118,9 @@ class SignRequests:
         self._signing: set[str] = set()
         self._stop = threading.Event()
         self._flush_lock = threading.Lock()
+        self.quorum = QuorumClock()
+        self.anomaly = AnomalyMonitor.off()  # the service wires in its monitor (coordinator/anomaly_hook.py)
+        self.node_name: Callable[[int], str] = lambda i: f"node-{i}"  # signer index -> roster name (the service's)
 
     # --- plumbing ----------------------------------------------------------------------------
     def stop(self) -> None:
@@ -164,10 +172,21 @@ class SignRequests:
             try:
                 if self.db.settle(rec.request_id, self._settlement(signed.change.new_policy, sreq)):
                     log.info("request %s: its stored decisions settle it (recovered after a restart)", rec.request_id)
+                    self._count_settled(rec.request_id)
             except StateConflict:
                 pass
         self.flush_audit()
         self._notify()
+
+    def _count_settled(self, rid: str) -> None:
+        """A request this process moved out of PENDING_APPROVAL by its stored decisions (at
+        :meth:`recover`): counted like a live decision (``approved`` / ``rejected``), once -- the
+        move's transaction only commits from PENDING_APPROVAL. No quorum time: not seen here."""
+        rec = self.db.get_sign_request(rid)
+        if rec is not None and rec.state in ("signing", "rejected"):
+            self.metrics.requests_total.labels(state="approved" if rec.state == "signing" else "rejected").inc()
+            if rec.state == "rejected":
+                self.anomaly.request_rejected(rec.requester, rec.key_id)
 
     def resume(self) -> None:
         """After a restart: carry on signing requests that were approved (approvals are still
@@ -189,7 +208,8 @@ class SignRequests:
                 )
             except StateConflict:
                 continue
-            log.info("request %s expired", rid)
+            self.metrics.requests_total.labels(state="expired").inc()
+            log.info("request %s expired", rid, extra={"event": "sign-expired", "request_id": rid})
             self._notify(rid)
         self.flush_audit()
 
@@ -257,6 +277,7 @@ class SignRequests:
             self.audit.append(
                 caller, "sign-request", request_id=rid, outcome="refused", details={"key_id": key_id.hex()} | detail_text("reason", msg)
             )
+            self.anomaly.rpc_denied(caller)
             raise RpcError(Code.PERMISSION_DENIED, msg)
         ttl = req.ttl_seconds or policy.ttl_seconds
         if ttl > policy.ttl_seconds:
@@ -293,9 +314,12 @@ class SignRequests:
         except sqlite3.IntegrityError:
             raise RpcError(Code.ALREADY_EXISTS, f"request_id: {quote(rid)} was already used") from None
         self.flush_audit()
+        self.metrics.requests_total.labels(state="created").inc()
         log.info(
-            "request %s: %s asks to sign with key %s; waiting for %d approval(s)", rid, caller, key_id.hex()[:16], policy.approval_quorum
+            "request %s: %s asks to sign with key %s; waiting for %d approval(s)", rid, caller, key_id.hex()[:16], policy.approval_quorum,
+            extra={"event": "sign-request", "request_id": rid},
         )
+        self.anomaly.request_created(caller, key_id)
         self._notify(rid)
         return self.info(rec)
 
@@ -372,10 +396,18 @@ class SignRequests:
             raise RpcError(Code.ALREADY_EXISTS, msg)
         self.flush_audit()
         rec = self._get(rid)
+        if outcome == "recorded":
+            self.metrics.approvals_total.labels(outcome=decision.value).inc()
+            if rec.state in ("signing", "rejected"):
+                self.metrics.requests_total.labels(state="approved" if rec.state == "signing" else "rejected").inc()
+            if rec.state == "signing":
+                self.quorum.reached(rid)
         if outcome == "recorded" and rec.state == "signing":
             approved_by = ", ".join(a.approver for a in self.db.approvals(rid) if a.decision == "approve")
-            log.info("request %s: approved by %s; signing", rid, approved_by)
+            log.info("request %s: approved by %s; signing", rid, approved_by, extra={"event": "sign-approved", "request_id": rid})
             self._start_signing(rid)
+        elif outcome == "recorded" and rec.state == "rejected":
+            self.anomaly.request_rejected(rec.requester, rec.key_id)
         self._notify(rid)
         return self.info(rec)
 
@@ -427,6 +459,7 @@ class SignRequests:
             )
         except StateConflict:
             return
+        self.metrics.requests_total.labels(state="failed").inc()
         self.flush_audit()
         self._notify(rec.request_id)
 
@@ -434,6 +467,7 @@ class SignRequests:
         """A policy change was applied: pending requests it governs were approved (or not) under
         the old policy, which no node will accept any more."""
         scope = signed.change.scope
+        self.metrics.policy_changes_total.inc()
         for rec in self.db.list_sign_requests(state="pending_approval", limit=10**6):
             if (scope == DEFAULT_SCOPE and rec.scope == DEFAULT_SCOPE) or rec.key_id == scope:
                 self._fail_stale(rec, signed)
@@ -475,6 +509,7 @@ class SignRequests:
             return
         approvals = tuple(Approval(a.approver, Decision(a.decision), a.signature) for a in self.db.approvals(rid))
         bundle = ApprovalBundle(sreq, approvals).to_bytes()
+        started = now_ms()
         try:
             sig, signers, attempts = self.signer(rid, k, sreq.digest, sreq.derivation_path, bundle)
         except RpcError as e:
@@ -491,8 +526,20 @@ class SignRequests:
             rid, ("signing",), "done", signature=sig.SerializeToString(), signers=signers, attempts=attempts, audit=done
         )):
             return
+        self._count_done(rid, k.label, rec.created_ms)
+        log.info("request %s: signed (%d attempt(s))", rid, attempts, extra={"event": "sign-done", "request_id": rid})
         self.flush_audit()
+        self.anomaly.signed(rec.key_id, sreq.derivation_path, [self.node_name(i) for i in signers], started)
         self._notify(rid)
+
+    def _count_done(self, rid: str, key_label: str, created_ms: int) -> None:
+        """Metrics of a request that ended DONE: the transition, the signature, its latencies."""
+        self.metrics.requests_total.labels(state="done").inc()
+        self.metrics.signature(key_label)
+        self.metrics.request_seconds.observe(max(0.0, (now_ms() - created_ms) / 1000.0))
+        since_quorum = self.quorum.ended(rid)
+        if since_quorum is not None:
+            self.metrics.quorum_to_done_seconds.observe(since_quorum)
 
     def _record_end(self, rid: str, write: Callable[[], object]) -> bool:
         """Commit the end of a signing request; True if it was committed here. While the database
@@ -518,7 +565,9 @@ class SignRequests:
             rid, ("signing",), state, error_code=code.value[0], error_message=message, attempts=attempts, audit=ended
         )):
             return
-        log.warning("request %s: %s: %s: %s", rid, state, code.name, message)
+        self.metrics.requests_total.labels(state=state).inc()
+        self.quorum.ended(rid)
+        log.warning("request %s: %s: %s: %s", rid, state, code.name, message, extra={"event": f"sign-{state}", "request_id": rid})
         self.flush_audit()
         self._notify(rid)
 

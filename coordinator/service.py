@@ -29,12 +29,14 @@ from typing import Any
 import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from coordinator.anomaly_hook import AnomalyMonitor, audit_heads
 from coordinator.config import CoordinatorConfig
 from coordinator.db import CoordinatorDb, KeyRecord, RequestRecord, now_ms
 from coordinator.faults import fault_hook
 from coordinator.inputs import validated
 from coordinator.keyops import KIND as KEY_OPERATION, KeyOperations
 from coordinator.lifecycle_proposals import LifecycleProposals
+from coordinator.metrics import DrillAges, coordinator_metrics, key_created, observe_nodes
 from coordinator.nodes import NodeRegistry
 from coordinator.policies import PolicyBook
 from coordinator.recovery_service import RecoveryService
@@ -60,6 +62,7 @@ from governance.roster import Roster
 from governance.text import REQUEST_ID_RULE, escape, is_request_id, quote
 from mpcnet.common.clockskew import SkewSample, measure
 from mpcnet.common.govwire import audit_page, policy_state
+from mpcnet.common.metrics import Metrics, NullMetrics
 from mpcnet.common.pki import CertIdentity, channel_credentials
 from mpcnet.common.rpc import RpcError, caller_identity, check_len, invalid, status_of, trailing
 from mpcnet.common.stores.audit import AuditLog
@@ -168,6 +171,8 @@ def key_info(k: KeyRecord) -> common_pb2.KeyInfo:
 
 @validated
 class CoordinatorService:
+    metrics: Metrics = NullMetrics("coordinator")  # replaced in __init__ (coordinator.metrics)
+
     def __init__(self, cfg: CoordinatorConfig, identity: Ed25519PrivateKey) -> None:
         self.cfg = cfg
         self.db = CoordinatorDb(cfg.db)
@@ -182,6 +187,9 @@ class CoordinatorService:
         self.policies = PolicyBook(cfg.admin_set, cfg.initial_policy, self.db, self.audit, self.nodes)
         self.requests = SignRequests(self.db, self.audit, self.policies, self._sign, READ_ALL_REQUESTS)
         self.policies.on_applied = self.requests.policy_applied
+        self.anomaly = AnomalyMonitor(cfg.anomaly, self.audit, cfg.name)  # issue 15: coordinator/anomaly_hook.py
+        self.requests.anomaly = self.anomaly
+        self.requests.node_name = lambda i: self.nodes[i].name if i in self.nodes else f"node-{i}"
         self.rosters.flush_audit = self.requests.flush_audit
         self.lifecycle = LifecycleProposals(cfg.admin_set, self.db, self.audit)
         self.keyops = KeyOperations(
@@ -196,6 +204,10 @@ class CoordinatorService:
         roster_proposals = RosterProposals(self.rosters, self.keyops.follow_roster, self.keyops.committing_with)
         self.lifecycle.register(ROSTER_CHANGE, roster_proposals.decode, roster_proposals.apply)
         self.recovery = RecoveryService(self)  # backup and recovery (issue 12): coordinator/recovery_service.py
+        self.metrics = coordinator_metrics(self)  # coordinator.metrics (issue 15): NullMetrics without a metrics section
+        self.requests.metrics = self.metrics
+        self.anomaly.attach_metrics(self.metrics)  # anomalies_total / anomaly_active (coordinator/anomaly_hook.py), every rule at 0
+        self.drill_metrics = DrillAges(self)
         self.requests.recover()  # before serving: flush the audit outbox, settle stored quorums
         self._lock = threading.Lock()
         self._running: dict[str, threading.Event] = {}
@@ -293,6 +305,8 @@ class CoordinatorService:
                     self.keyops.reconcile(roster)
                 self.schedule.check()
                 self.recovery.background()
+                self.drill_metrics.refresh()
+                self.anomaly.poll_audit_heads(lambda: audit_heads(h for _, h in self.nodes.items()))
             except Exception:
                 if self._stop.is_set():
                     return
@@ -330,6 +344,7 @@ class CoordinatorService:
         for i, e in errs.items():
             code, details = status_of(e)
             self.nodes[i].mark_down(f"{code.name}: {details}")
+        observe_nodes(self.metrics, self.nodes.values())
 
     def _clock_measured(self, h: NodeHandle, sample: SkewSample) -> None:
         h.clock = sample
@@ -417,7 +432,7 @@ class CoordinatorService:
 
     def _fail(self, rid: str, err: RpcError, attempts: int = 0) -> RpcError:
         self.db.update_request(rid, state="failed", error_code=err.code.value[0], error_message=err.message, attempts=attempts)
-        log.warning("request %s failed: %s: %s", rid, err.code.name, err.message)
+        log.warning("request %s failed: %s: %s", rid, err.code.name, err.message, extra={"event": "request-failed", "request_id": rid})
         return err
 
     # --- keys --------------------------------------------------------------------------------
@@ -438,8 +453,11 @@ class CoordinatorService:
             if self.db.get_request(rid) is None:
                 self.db.create_request(rid, "keygen", label=label)
             try:
+                started = time.monotonic()
                 k = self._keygen(rid, label)
                 self.db.update_request(rid, state="succeeded", key_id=k.key_id, attempts=1)
+                self.metrics.keygen_seconds.observe(time.monotonic() - started)  # a created key only
+                key_created(self.metrics, label)  # its signatures_total{key} child at 0 (with key_labels)
             except Exception as e:
                 self._keygen_failed(actor, rid, label, e)
                 raise
@@ -727,6 +745,7 @@ class CoordinatorService:
                     )
                     continue
                 except Aborted as e:
+                    self.anomaly.session_aborted(k.key_id)
                     # a node blamed another: one of the two cheated. Sign without that pair
                     # together (never again in one signer set for this request) while some
                     # signer set avoids every such dispute; an unattributable abort ends it
@@ -742,6 +761,7 @@ class CoordinatorService:
                         continue
                     raise _signing_error(Code.ABORTED, f"sign aborted: {e}{_disputes_text(self.nodes, disputes)}", attempts) from None
                 except ProtocolAbort as e:
+                    self.anomaly.session_aborted(k.key_id)
                     if e.party is not None and 1 <= e.party <= len(committee):
                         e.party = committee[e.party - 1]  # a share index: the node at that committee position
                     # the combiner's own check: a share that does not verify is proven bad
@@ -774,6 +794,8 @@ class CoordinatorService:
                         epoch_retries += 1  # a refusal naming no node: try again shortly
                         self._stop.wait(0.5)
                         continue
+                    if e.banned:
+                        self.anomaly.session_aborted(k.key_id, bans=len(e.banned))
                     fought = {frozenset({e.node, b}) for b in e.banned if e.node is not None} - disputes
                     if e.code == Code.PERMISSION_DENIED and fought:
                         # a node refuses peers it says are banned for this key: its word against
@@ -905,7 +927,11 @@ class CoordinatorService:
         return self.requests.submit(req, _ident(ctx).name, self.db.get_key)
 
     def DecideSignRequest(self, req: coordinator_pb2.DecideSignRequestRequest, ctx: Any) -> coordinator_pb2.SignRequestInfo:
-        return self.requests.decide(req, _ident(ctx).name)
+        try:
+            return self.requests.decide(req, _ident(ctx).name)
+        except RpcError:
+            self.metrics.approvals_total.labels(outcome="refused").inc()
+            raise
 
     def GetSignRequest(self, req: coordinator_pb2.GetSignRequestRequest, ctx: Any) -> coordinator_pb2.SignRequestInfo:
         ident = _ident(ctx)

@@ -53,6 +53,8 @@ from governance.approval import MAX_CLOCK_TOLERANCE_MS
 from governance.policy import AdminSet, SignedPolicyChange
 from governance.roster import Roster, SignedRosterChange
 from mpcnet.common.config import ConfigError, Fields, load_governance, load_json, load_roster_history
+from mpcnet.common.jsonlog import load_log_format
+from mpcnet.common.metrics import MetricsSettings, load_metrics_settings
 from mpcnet.common.pki import CertPaths
 from mpcnet.common.protection import KeyProtection, Pkcs11Settings, load_pkcs11_settings
 
@@ -60,8 +62,9 @@ _KEYS = {
     "index", "name", "listen", "threshold", "keystore", "store", "passphrase_file", "passphrase_env",
     "tls", "roster", "session_timeout_s", "max_sessions", "scrypt_n", "log_file", "log_level",
     "test_mode", "workers", "audit_db", "governance", "clock_tolerance_s",
-    "policy_max_age_s", "max_streams", "pkcs11",
+    "policy_max_age_s", "max_streams", "pkcs11", "log_format",
 }
+_KEYS.add("metrics")  # issue 15: mpcnet.common.metrics
 DEFAULT_POLICY_MAX_AGE_S = 86400
 MAX_POLICY_MAX_AGE_S = 366 * 86400
 MAX_CLOCK_TOLERANCE_S = MAX_CLOCK_TOLERANCE_MS / 1000
@@ -107,6 +110,8 @@ class NodeConfig:
     roster_history: tuple[SignedRosterChange, ...] = ()
     signed_roster: Roster | None = None
     pkcs11: Pkcs11Settings | None = None  # the store key (and maybe the identity) in a PKCS#11 token
+    metrics: MetricsSettings | None = None  # the metrics endpoint (mpcnet.common.metrics); None: none
+    log_format: str = "text"  # "text" | "json" (mpcnet.common.jsonlog)
 
     @property
     def protection(self) -> KeyProtection:
@@ -174,6 +179,7 @@ def load_node_config(path: Path) -> NodeConfig:
         scrypt_n=f.integer("scrypt_n", 2**15, lo=2**10, hi=2**20),
         log_file=f.path("log_file", required=False),
         log_level=f.text("log_level", "INFO"),
+        log_format=load_log_format(f),
         test_mode=f.flag("test_mode", False),
         workers=f.integer("workers", 16, lo=2, hi=256),
         audit_db=f.path("audit_db", required=False) or Path(path).parent / "audit.db",
@@ -185,6 +191,7 @@ def load_node_config(path: Path) -> NodeConfig:
         roster_history=history,
         signed_roster=signed_roster,
         pkcs11=pkcs11,
+        metrics=load_metrics_settings(f),
     )
     entry_name = roster[index].name if index in roster else signed_roster.entry(index).name  # type: ignore[union-attr]
     if entry_name != cfg.name:

@@ -35,6 +35,7 @@ from mpcnet.common import cliutil
 from mpcnet.common.datadir import hold_data_dirs
 from mpcnet.common.keystore import KeystoreError, load_keystore, read_passphrase
 from mpcnet.common.listen import bind_listen
+from mpcnet.common.metrics import serve_metrics
 from mpcnet.common.pkcs11token import TokenError
 from mpcnet.common.pki import PkiError, identity_from_cert
 from mpcnet.common.protection import close_tokens, open_operational_keys, storage_key
@@ -70,7 +71,7 @@ def build_server(cfg: NodeConfig, service: NodeService) -> tuple[grpc.Server, in
 
     authorize = audited_role_check(
         NODE_SERVICE.full_name, roles_for, service.audit,
-        refused=service.roster_state.refused_fingerprints,
+        refused=service.roster_state.refused_fingerprints, on_denied=service.metrics.denied,
     )
 
     server.add_generic_rpc_handlers((service_handler(
@@ -129,6 +130,7 @@ def _serve(cfg: NodeConfig, ready: threading.Event | None, stop: threading.Event
         store.close()
         raise
     server, _ = build_server(cfg, service)
+    serve_metrics(cfg.metrics, service.metrics, log)  # first: a metrics port in use stops the start here
     server.start()
     audit.append(cfg.name, "node-start", outcome="ok", details={"governance_root": service.gov.governance_root.hex()})
     service.start_sweeper()
@@ -143,6 +145,7 @@ def _serve(cfg: NodeConfig, ready: threading.Event | None, stop: threading.Event
     service.health.enter_graceful_shutdown()  # load balancers see NOT_SERVING while we drain
     service.stop()
     server.stop(grace=3).wait()
+    service.metrics.stop()
     service.journal.close()
     audit.close()
     store.close()

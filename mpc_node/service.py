@@ -80,11 +80,13 @@ from mpc_node.fields import (
 )
 from mpc_node.governance import Approved, NodeGovernance, refusal
 from mpc_node.keyops import ReshareSetup
+from mpc_node.metrics import count_abort, node_metrics, timed_round
 from mpc_node.roster_state import NodeRoster
 from mpc_node.rotation import KeyRotation
 from mpc_node.storage import NodeStore, RateLimited, RequestAlreadyServed, Reservation as StoredReservation, ReservationConflict, StoreError
 from mpcnet.common.govwire import audit_page, policy_state
 from mpcnet.common.keystore import OperationalKeys
+from mpcnet.common.metrics import Metrics, NullMetrics
 from mpcnet.common.pkcs11token import TokenError, TokenIdentity
 from mpcnet.common.rpc import RpcError, caller_identity, check_len, invalid
 from mpcnet.common.stores.audit import AuditLog
@@ -152,6 +154,8 @@ class Session:
 class NodeService:
     """The Node RPCs, independent of gRPC transport details (handlers raise RpcError)."""
 
+    metrics: Metrics = NullMetrics("node")  # replaced in __init__ (mpc_node.metrics)
+
     def __init__(
         self, cfg: NodeConfig, keys: OperationalKeys, store: NodeStore, audit: AuditLog, clock: NodeClock | None = None
     ) -> None:
@@ -204,6 +208,7 @@ class NodeService:
         self.bans = BanRegistry(store, self.journal)
         self.epochs = EpochService(self)
         self.backups = NodeBackups(self)
+        self.metrics = node_metrics(self)  # mpc_node.metrics (issue 15): NullMetrics without a metrics section
 
     # ---------------------------------------------------------------------------------------
     def peers(self) -> dict[int, Peer]:
@@ -360,7 +365,9 @@ class NodeService:
                 del self._sessions[s.id]
         for s in old:
             if not s.done and s.failed is None:
-                log.info("session %s (%s): expired after %.0fs idle, dropped", s.short, s.kind, limit)
+                count_abort(self.metrics, s.kind, "timeout")
+                log.info("session %s (%s): expired after %.0fs idle, dropped", s.short, s.kind, limit,
+                         extra={"event": "session-expired", "session_id": s.id.hex()})
         return len(old)
 
     @property
@@ -457,7 +464,8 @@ class NodeService:
                 raise
             except Exception as e:
                 raise self._crashed(s, e, 0) from None
-        log.info("session %s (%s): started, participants %s", s.short, s.kind, list(s.participants))
+        log.info("session %s (%s): started, participants %s", s.short, s.kind, list(s.participants),
+                 extra={"event": "session-started", "session_id": s.id.hex()})
         return resp
 
     def active_sessions_locked(self) -> int:
@@ -709,7 +717,7 @@ class NodeService:
             if s.kind == "sign":
                 s.attempt, s.receipts = req.attempt, tuple(req.reservation_receipts)
             try:
-                with self._store_guard():
+                with self._store_guard(), timed_round(self.metrics, s.kind, req.round):
                     inbox = self._open_inbox(s, req.round, req.envelopes)
                     resp = self._advance(s, inbox)
             except RpcError as e:
@@ -731,7 +739,10 @@ class NodeService:
         with self._lock:
             s = self._sessions.pop(req.session_id, None)
         if s is not None:
-            log.info("session %s (%s): aborted by the coordinator: %r", s.short, s.kind, req.reason[:200])
+            if not s.done and s.failed is None:
+                count_abort(self.metrics, s.kind, "coordinator")
+            log.info("session %s (%s): aborted by the coordinator: %r", s.short, s.kind, req.reason[:200],
+                     extra={"event": "session-aborted", "session_id": s.id.hex()})
         return node_pb2.AbortSessionResponse(existed=s is not None)
 
     # --- protocol steps ----------------------------------------------------------------------
@@ -741,7 +752,8 @@ class NodeService:
         log.warning("%s", err.message)
         raise err
 
-    def _abort_error(self, s: Session, culprit: int | None, reason: str, *, ban: bool = False) -> RpcError:
+    def _abort_error(self, s: Session, culprit: int | None, reason: str, *, ban: bool = False, cls: str = "protocol") -> RpcError:
+        count_abort(self.metrics, s.kind, "ban" if ban else cls)
         who = self.node_name(culprit)
         msg = f"{self.cfg.name} aborted {s.kind} session {s.short}: {who}: {reason}"
         md = [("mpc-culprit", str(culprit or 0)), ("mpc-reporter", str(self.me))]
@@ -761,9 +773,10 @@ class NodeService:
         the message, which might quote data), kill the session, return a clean ABORTED."""
         frames = traceback.extract_tb(e.__traceback__)
         where = f"{os.path.basename(frames[-1].filename)}:{frames[-1].lineno}" if frames else "?"
-        log.error("session %s (%s): unexpected %s at %s (round %d); session aborted", s.short, s.kind, type(e).__name__, where, rnd)
+        log.error("session %s (%s): unexpected %s at %s (round %d); session aborted", s.short, s.kind, type(e).__name__, where, rnd,
+                  extra={"event": "session-crashed", "session_id": s.id.hex()})
         when = f"processing round-{rnd} messages" if rnd else "starting"
-        err = self._abort_error(s, None, f"internal error ({type(e).__name__}) while {when}; the session is dropped")
+        err = self._abort_error(s, None, f"internal error ({type(e).__name__}) while {when}; the session is dropped", cls="internal")
         self._kill(s, err)
         return err
 
@@ -796,6 +809,7 @@ class NodeService:
         the check lock of ``(s.key_id, peer)``; only then may the abort of ``s`` leave."""
         stored = f"{reason} in session {s.short}"
         outcome = self.bans.record(s.key_id, peer, stored)
+        self.metrics.bans_total.inc()
         durable = outcome != NOT_RECORDED
         closed = None if durable else self._closed_error(s.key_id)
 
@@ -989,7 +1003,8 @@ class NodeService:
         }
         details |= detail_text("label", s.label)  # whole (at most MAX_LABEL), as the coordinator keeps it
         self.audit.append("coordinator", "keygen", outcome="stored-pending", details=details)
-        log.info("session %s (dkg): finished, key %s stored as pending", s.short, ks.key_id.hex()[:16])
+        log.info("session %s (dkg): finished, key %s stored as pending", s.short, ks.key_id.hex()[:16],
+                 extra={"event": "session-finished", "session_id": s.id.hex()})
         return node_pb2.StepResponse(
             session_id=s.id,
             round=0,
@@ -1048,7 +1063,8 @@ class NodeService:
                 "request_sha256": req.request_digest().hex(),
             },
         )
-        log.info("session %s (sign): signing contribution released for key %s (request %s)", s.short, s.key_id.hex()[:16], req.request_id)
+        log.info("session %s (sign): signing contribution released for key %s (request %s)", s.short, s.key_id.hex()[:16], req.request_id,
+                 extra={"event": "session-finished", "session_id": s.id.hex(), "request_id": req.request_id})
         return node_pb2.StepResponse(session_id=s.id, round=rnd, envelopes=envs, finished=True)
 
     def _reserved(self, s: Session, req: SigningRequest) -> StoredReservation:
@@ -1141,7 +1157,8 @@ class NodeService:
             },
         )
         receipt = sign_reservation(grant, self.me, self.keys.identity)
-        log.info("request %s: attempt %d reserved for nodes %s (session %s)", rid, grant.attempt, list(grant.signers), sid.hex()[:12])
+        log.info("request %s: attempt %d reserved for nodes %s (session %s)", rid, grant.attempt, list(grant.signers), sid.hex()[:12],
+                 extra={"event": "sign-reserved", "request_id": rid, "session_id": sid.hex()})
         return node_pb2.ReserveSigningResponse(receipt=receipt.to_bytes(), reserver=self.me, created=created)
 
     # --- keys --------------------------------------------------------------------------------

@@ -12,7 +12,7 @@
     mpc --cluster DIR --as NAME policy show|propose|approve|proposals|push|attest ...
     mpc --cluster DIR --as auditor1 audit verify | audit export --jsonl [--out FILE]
     mpc audit verify --db PATH --public-key HEX     (a local audit.db, no cluster needed)
-    mpc --cluster DIR --as NAME keys | pubkey --key KEY_ID [--path P] | status
+    mpc --cluster DIR --as NAME keys | pubkey --key KEY_ID [--path P] | status [--watch [--interval S]]
     mpc --cluster DIR --as admin1 key refresh KEY | key reshare KEY --threshold T --nodes 1,2,4,5
     mpc --cluster DIR --as admin1 node add --enrolment FILE | node remove N | node rotate-keys N | node replace N --enrolment FILE
     mpc --cluster DIR --as admin2 lifecycle approve ID [--expect-digest HEX]   (lifecycle list|show)
@@ -351,8 +351,23 @@ def cmd_pubkey(ctx: click.Context, key_id: bytes, path: str | None) -> int:
     return Exit.OK
 
 
-@_command(cli, "status", "nodes as the coordinator sees them")
-def cmd_status(ctx: click.Context) -> int:
+@_command(cli, "status", "nodes as the coordinator sees them; --watch: a live view (nodes, keys, sessions, signing rate, latency)")
+@click.option("--watch", is_flag=True, default=False, help="refresh every --interval seconds until Ctrl-C (exit 0)")
+@click.option("--interval", type=Seconds(3600.0), default=None, help="with --watch: seconds between refreshes [default: 2]")
+@click.option("--count", type=UInt(1, 1_000_000), default=None, help="with --watch: stop after this many refreshes")
+def cmd_status(ctx: click.Context, watch: bool, interval: float | None, count: int | None) -> int:
+    if interval is not None and not watch and count is None:
+        raise CliUsage("--interval: only with --watch (mpc status --watch --interval S)")
+    if watch or count is not None:
+        interval = 2.0 if interval is None else interval
+        from mpcnet.client import cli_watch
+
+        opts = _opts(ctx)
+        if opts.json:
+            ctx.meta[_JSON_LINES] = True
+        info = _cluster_info(opts) if opts.cluster and not opts.endpoint else None
+        with _client(None, opts) as c:
+            return cli_watch.run_watch(c, info, interval, sys.stdout, tty=sys.stdout.isatty(), json_lines=opts.json, count=count)
     with _client(None, _opts(ctx)) as c:
         st = c.cluster_status()
     states = [NodeState.from_proto(n) for n in st.nodes]
@@ -731,6 +746,8 @@ def cmd_audit_verify(ctx: click.Context, db: Path | None, public_key: bytes | No
     from mpcnet.client.audit import HeadsError, verify_cluster
 
     opts = _opts(ctx)
+    if db is None and public_key is not None:
+        raise CliUsage("--public-key: only with --db (a cluster's keys come from its roster)")
     if db is not None:
         if public_key is None:
             raise CliUsage("audit verify --db needs --public-key HEX")

@@ -141,6 +141,8 @@ def cmd_sign_csr(
         raise click.UsageError("give exactly one of --request, --csr")
     if csr_path is not None and (name is None or role is None):
         raise click.UsageError("--csr needs --name and --role")
+    if csr_path is None and (name is not None or role is not None):
+        raise click.UsageError("--name/--role: only with --csr (a request names its own subject)")
     ca = CertPaths(ca_dir / CA_CERT_FILE, ca_dir / CA_KEY_FILE) if ca_dir is not None else CertPaths(ca_cert, ca_key)  # type: ignore[arg-type]
     try:
         if csr_path is not None:

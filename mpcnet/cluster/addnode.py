@@ -57,6 +57,7 @@ from mpcnet.cluster.launcher import (
     read_params,
     server_hosts,
 )
+from mpcnet.cluster.metrics_ports import own_metrics_section
 from mpcnet.common.config import write_json
 from mpcnet.common.pki import create_ca
 
@@ -146,6 +147,7 @@ def make_node(lay: Layout, history: tuple[SignedRosterChange, ...], current: Ros
         "index": index, "name": name, "listen": f"{LISTEN_HOST}:{port}",
         "tls": {**doc["tls"], "cert": str(cert.cert), "key": str(cert.key)}, "log_file": str(lay.log(name)),
     })
+    doc.update(own_metrics_section(lay, index, port))  # not the template node's metrics port (issue 15)
     doc.pop("roster", None)  # the legacy fixed roster: the signed history replaces it
     governance = dict(doc.get("governance", {}))
     governance["roster_history"] = [s.to_dict() for s in full]

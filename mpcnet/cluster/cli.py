@@ -1,6 +1,6 @@
 """``mpc-cluster``: a local development cluster, supervised with trio.
 
-    mpc-cluster up --dir DIR [--nodes 5 --threshold 3] [--foreground] [--quiet] [--json]
+    mpc-cluster up --dir DIR [--nodes 5 --threshold 3] [--foreground] [--quiet] [--json] [--log-format text|json]
     mpc-cluster status --dir DIR [--json]
     mpc-cluster stop --dir DIR
     mpc-cluster add-node --dir DIR
@@ -53,13 +53,15 @@ from mpcnet.cluster.launcher import (
     prepare,
     read_params,
 )
+from mpcnet.cluster.log_format import configured_log_format, running_mismatch
 from mpcnet.cluster.replace import activate, held_back, is_wiped, ready_nodes
 from mpcnet.cluster.roster_view import revoked_names, roster_in_force
 from mpcnet.common import cliutil
-from mpcnet.common.cliutil import Failed, PathArg, Seconds, UInt
+from mpcnet.common.cliutil import Choice, Failed, PathArg, Seconds, UInt
 from mpcnet.common.config import write_json
 from mpcnet.common.datadir import DataDirBusy, hold_data_dirs, lock_holder
 from mpcnet.common.interrupts import DeferredInterrupt
+from mpcnet.common.jsonlog import LOG_FORMATS
 from mpcnet.common.keystore import MAX_SCRYPT_N, MIN_SCRYPT_N
 from mpcnet.common.pki import PkiError
 
@@ -401,7 +403,7 @@ def supervise(lay: Layout, *, echo: bool, progress: Callable[[str], None], locke
 
     from mpcnet.common.config import setup_logging
 
-    setup_logging(lay.log("supervisor"), "supervisor")
+    setup_logging(lay.log("supervisor"), "supervisor", log_format=configured_log_format(lay.coordinator_config) or "text")
     try:
         with hold_data_dirs([lay.dir]):  # what marks this process as the cluster's supervisor
             if locked is not None:
@@ -449,6 +451,7 @@ def cli() -> None:
       mpc-cluster add-node --dir DIR                       enrol and start one more node (issue 11)
       mpc-cluster wipe-node --dir DIR N                    lose node N's host: kill it, delete its data and keys
       mpc-cluster replace-node --dir DIR N                 a new host for wiped node N: keys, enrolment file
+      mpc-cluster prometheus --dir DIR [--config-only]     a Prometheus scraping DIR, with the alert rules (issue 15)
     """
 
 
@@ -498,8 +501,10 @@ def _topology(d: Path, nodes: int | None, threshold: int | None) -> tuple[int, i
 @click.option("--scrypt-n", type=UInt(MIN_SCRYPT_N, MAX_SCRYPT_N, show_range=True), default=2**15, show_default=True,
               help="scrypt cost of new keystores/stores, a power of two (tests use 1024)")
 @click.option("--test-mode", is_flag=True, help="nodes honour MPC_TEST_FAULT_FILE (tests only)")
+@click.option("--log-format", type=Choice(list(LOG_FORMATS)), default=None,
+              help="server log lines as text or one JSON object per line [default: an existing DIR's, else text]")
 def cmd_up(directory: Path, nodes: int | None, threshold: int | None, foreground: bool, as_json: bool, quiet: bool,
-           timeout: float, scrypt_n: int, test_mode: bool) -> int:
+           timeout: float, scrypt_n: int, test_mode: bool, log_format: str | None) -> int:
     """Create (first use) and start a local cluster; wait until every process is healthy.
 
     Progress goes to stderr, the final status to stdout. Ctrl-C stops what was started (exit 130).
@@ -513,7 +518,7 @@ def cmd_up(directory: Path, nodes: int | None, threshold: int | None, foreground
     if scrypt_n & (scrypt_n - 1):  # as prepare() says it, but before the lock file is written
         raise _usage(f"scrypt-n: must be a power of two in [2**10, 2**20], got {scrypt_n}")
     with _one_up(d, timeout + STOP_GRACE_S + 10, Progress(quiet=quiet)) as release:
-        return _up(d, nodes, threshold, foreground, as_json, quiet, timeout, scrypt_n, test_mode, release)
+        return _up(d, nodes, threshold, foreground, as_json, quiet, timeout, scrypt_n, test_mode, release, log_format=log_format)
 
 
 @contextlib.contextmanager
@@ -550,12 +555,14 @@ def _one_up(d: Path, wait_s: float, progress: Progress) -> Iterator[Callable[[],
 
 
 def _up(d: Path, nodes: int | None, threshold: int | None, foreground: bool, as_json: bool, quiet: bool,
-        timeout: float, scrypt_n: int, test_mode: bool, release: Callable[[], None]) -> int:
+        timeout: float, scrypt_n: int, test_mode: bool, release: Callable[[], None], *, log_format: str | None = None) -> int:
     nodes, threshold, existed = _topology(d, nodes, threshold)  # again, under the lock: another up may have created DIR
     if existed:
         existing = _layout(d)
         sup_pid = _supervisor_pid(existing)
         if sup_pid is not None:
+            if (mismatch := running_mismatch(log_format, existing.coordinator_config)) is not None:
+                raise _usage(mismatch)
             started = _start_ready(existing, sup_pid, Progress(quiet=quiet), timeout)
             message = escape(f"mpc-cluster: already running in {d} (supervisor pid {sup_pid or 'unknown'})"
                              + (f"; started {', '.join(started)} (replaced)" if started else ""))
@@ -584,7 +591,7 @@ def _up(d: Path, nodes: int | None, threshold: int | None, foreground: bool, as_
         progress(message)
 
     try:
-        lay = prepare(d, nodes, threshold, scrypt_n=scrypt_n, test_mode=test_mode, progress=preparing)
+        lay = prepare(d, nodes, threshold, scrypt_n=scrypt_n, test_mode=test_mode, progress=preparing, log_format=log_format)
         lay.info_path.unlink(missing_ok=True)
         sup_out = lay.log("supervisor").with_suffix(".out")
         out = open(sup_out, "ab")
@@ -726,6 +733,8 @@ def print_status(lay: Layout, info: dict[str, Any], *, as_json: bool, probe: boo
             health = "REPLACED: not started until the roster names its new keys ('mpc node replace')"
         extra = f", restarted {p['restarts']}x" if p["restarts"] else ""
         lines.append(f"  {p['name']:<12} {p['endpoint']:<22} pid {p.get('pid') or '-'!s:<8} {health}{extra}")
+    if doc.get("metrics"):  # issue 15: where Prometheus scrapes (mpc-cluster prometheus --dir DIR sets one up)
+        lines.append("metrics: " + ", ".join(f"{name} {ep}" for name, ep in doc["metrics"].items()))
     lines.append(f"client: mpc --cluster {lay.dir} --as admin1 keys   (identities: {lay.dir}/identities)")
     print("\n".join(escape(line) for line in lines))
     return doc
@@ -752,6 +761,8 @@ def _status_doc(lay: Layout, info: dict[str, Any], *, probe: bool) -> dict[str, 
     doc = {"dir": str(lay.dir), "status": state, "threshold": info["threshold"], "nodes": len(info["nodes"]),
            "supervisor_pid": sup_pid or None, "processes": procs,
            "ca_cert": info["ca_cert"], "certs": info["certs"]}
+    if isinstance(info.get("metrics"), dict):
+        doc["metrics"] = {str(k): str(v) for k, v in info["metrics"].items()}
     if roster is not None:
         doc["roster"] = {"version": roster.version, "active": [e.index for e in roster.entries if e.active],
                          "revoked": [e.index for e in roster.entries if not e.active]}
@@ -961,6 +972,11 @@ def cmd_replace_node(directory: Path, index: int, out: Path | None, as_json: boo
 def cmd_supervise(directory: Path) -> int:
     """The detached supervisor (``up`` starts it); its progress goes to its stdout, marked."""
     return supervise(_layout(directory), echo=False, progress=_to_file)
+
+
+from mpcnet.cluster.prometheus_cmd import cmd_prometheus  # noqa: E402  (issue 15: DIR/prometheus/, run Prometheus)
+
+cli.add_command(cmd_prometheus)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -69,6 +69,7 @@ from governance.policy import (
 from governance.roster import Roster, RosterChange, RosterEntry, SignedRosterChange, verify_roster_change
 from mpcnet.client.identities import DEMO_IDENTITIES, create_identity, load_identity
 from mpcnet.cluster.devenrol import dev_roster_entry, make_dev_node
+from mpcnet.cluster.log_format import log_format_section
 from mpcnet.common.config import write_json
 from mpcnet.common.fsutil import write_atomic
 from mpcnet.common.genesis import Genesis, sign_genesis, verify_genesis
@@ -333,6 +334,7 @@ def prepare(
     default_policy: dict[str, Any] | None = None,
     policy_max_age_s: int = 86400,
     progress: Callable[[str], None] | None = None,
+    log_format: str | None = None,
 ) -> Layout:
     """Create what is missing in ``directory`` and (re)write every config with free ports.
 
@@ -341,6 +343,8 @@ def prepare(
     governance.json. ``policy_max_age_s`` goes into every node config (how old the newest
     policy attestation may be; 0 disables the check). ``progress`` is called with a short
     message before each slow step (the CA and certificates, the identities, the keystores).
+    ``log_format`` (``text`` | ``json``; None: what the configs say, else text) goes into every
+    config written (:mod:`mpcnet.cluster.log_format`).
 
     Crash safety: every file is written atomically and only when missing, and
     ``cluster-params.json`` (what makes DIR a cluster directory) is written last, so a run
@@ -389,6 +393,7 @@ def prepare(
     roster = []
     say(f"the keystores, enrolment requests and certificates of {nodes} nodes and the coordinator's keystore (scrypt)")
     ports = _ports(lay)
+    mports = metrics_ports(lay, ports, say)  # issue 15: a metrics endpoint per process (mpcnet.cluster.metrics_ports)
     for i in range(1, nodes + 1):
         if f"node-{i}" in gone:
             continue
@@ -421,6 +426,8 @@ def prepare(
                 "audit_db": "audit.db",
                 "policy_max_age_s": policy_max_age_s,
                 "governance": governance,
+                **metrics_section(mports[i]),
+                **log_format_section(log_format, lay.node_config(i)),
             },
         )
     cc = lay.cert("coordinator")
@@ -448,13 +455,36 @@ def prepare(
             "audit_db": "audit.db",
             "governance": governance,
             "test_mode": test_mode,
+            **metrics_section(mports[0]),
+            **log_format_section(log_format, lay.coordinator_config),
         },
     )
     (directory / "logs").mkdir(exist_ok=True)
     if old is None:  # last: DIR becomes a cluster directory only once it is complete
         write_json(directory / PARAMS_FILE,
                    {"nodes": nodes, "threshold": threshold, "scrypt_n": scrypt_n, "test_mode": test_mode, "host": LISTEN_HOST})
+    from mpcnet.cluster.prometheus_setup import refresh_targets  # issue 15: a Prometheus of DIR follows the new ports
+
+    refresh_targets(lay, say)
     return lay
+
+
+def metrics_ports(lay: Layout, taken: list[int], say: Callable[[str], None] = lambda _m: None) -> list[int]:
+    from mpcnet.cluster.metrics_ports import metrics_ports as ports
+
+    return ports(lay, taken, say)
+
+
+def metrics_section(port: int) -> dict[str, Any]:
+    from mpcnet.cluster.metrics_ports import metrics_section as section
+
+    return section(port)
+
+
+def metrics_endpoints(lay: Layout) -> dict[str, str]:
+    from mpcnet.cluster.metrics_ports import metrics_endpoints as endpoints
+
+    return endpoints(lay)
 
 
 def _genesis_roster(lay: Layout, roster: list[dict[str, Any]], ports: list[int]) -> SignedRosterChange:
@@ -564,6 +594,7 @@ def info_doc(
         ],
         "coordinator": {"endpoint": eps["coordinator"], "pid": pids.get("coordinator"), "log": str(lay.log("coordinator"))},
         "ca_cert": str(lay.ca.cert),
+        "metrics": metrics_endpoints(lay),
         "certs": certs,
         "identities": identities,
         "admin_set": admin_set.to_dict(),

@@ -49,6 +49,7 @@ from mpcnet.cluster.launcher import (
     read_params,
     server_hosts,
 )
+from mpcnet.cluster.metrics_ports import own_metrics_section
 from mpcnet.common.config import write_json
 from mpcnet.common.datadir import lock_holder
 from mpcnet.common.fsutil import write_atomic
@@ -234,6 +235,7 @@ def replace_node(lay: Layout, index: int, *, out: Path | None = None,
         "index": index, "name": name, "listen": f"{LISTEN_HOST}:{port}",
         "tls": {**doc["tls"], "cert": str(cert.cert), "key": str(cert.key)}, "log_file": str(lay.log(name)),
     })
+    doc.update(own_metrics_section(lay, index, int(port)))  # not the template node's metrics port (issue 15)
     doc.pop("roster", None)
     doc["governance"] = {**doc.get("governance", {}), "roster_history": [s.to_dict() for s in history]}
     write_json(lay.node_config(index), doc)

@@ -407,6 +407,9 @@ class ServerConfig(Protocol):
     @property
     def log_level(self) -> str: ...
 
+    @property
+    def log_format(self) -> str: ...
+
 
 C = TypeVar("C", bound=ServerConfig)
 
@@ -427,19 +430,21 @@ def server_command(
     name: str, help: str, what: str, load: Callable[[Path], C], serve: Callable[[C], int],
     start_errors: tuple[type[Exception], ...], log: logging.Logger,
 ) -> click.Command:
-    """``NAME --config FILE``: load the ``what`` configuration (a :class:`ConfigError` is a usage
+    """``NAME --config FILE [--log-format text|json]``: load the ``what`` configuration (a :class:`ConfigError` is a usage
     error, exit 2), set up logging, then ``serve`` it; an exception of ``start_errors`` is logged
     and is ``NAME: cannot start: ...`` on stderr, exit 1 (:class:`Failed`); anything else is logged
     with its traceback and is :func:`run`'s "internal error", exit 1. Run it with :func:`run`."""
 
     @click.command(name=name, help=help, context_settings={"help_option_names": ["-h", "--help"]}, epilog=SERVER_EPILOG)
     @click.option("--config", required=True, type=PathArg("FILE"), help=f"{what} configuration (JSON)")
-    def command(config: Path) -> int:
+    @click.option("--log-format", type=Choice(["text", "json"]), default=None,
+                  help="log lines as text or one JSON object per line (default: the config's log_format, else text)")
+    def command(config: Path, log_format: str | None) -> int:
         try:
             cfg = load(config)
         except ConfigError as e:
             raise click.UsageError(str(e)) from None
-        setup_logging(cfg.log_file, cfg.name, cfg.log_level)
+        setup_logging(cfg.log_file, cfg.name, cfg.log_level, log_format or cfg.log_format)
         try:
             return serve(cfg)
         except start_errors as e:

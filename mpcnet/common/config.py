@@ -218,18 +218,26 @@ class _EscapingFormatter(logging.Formatter):
         return super().formatMessage(record)
 
 
-def setup_logging(log_file: Path | None, name: str, level: str = "INFO") -> None:
-    """Log lines with time, process name and level to ``log_file`` (or stderr)."""
+def setup_logging(log_file: Path | None, name: str, level: str = "INFO", log_format: str = "text") -> None:
+    """Log lines with time, process name and level to ``log_file`` (or stderr); with
+    ``log_format="json"`` one JSON object per line (:mod:`mpcnet.common.jsonlog`)."""
     import logging
     import sys
 
     handler: logging.Handler
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(log_file)
+        from mpcnet.common.logfile import LineFileHandler  # whole lines; a failing disk reported once
+
+        handler = LineFileHandler(log_file)
     else:
         handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_EscapingFormatter(f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s"))
+    if log_format == "json":
+        from mpcnet.common.jsonlog import JsonFormatter
+
+        handler.setFormatter(JsonFormatter(name))
+    else:
+        handler.setFormatter(_EscapingFormatter(f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -179,6 +179,7 @@ class _Audit(Protocol):
 def audited_role_check(
     service: str, roles_for: Callable[[str], Sequence[str]], audit: _Audit,
     refused: Callable[[], frozenset[bytes]] | None = None,
+    on_denied: Callable[[str | None, str], None] | None = None,
 ) -> Callable[[grpc.ServicerContext, str], None]:
     """A server's ``authorize(context, method)`` for :func:`service_handler`: :func:`require_role`
     with ``roles_for(method)`` (``service`` names the service in the error, e.g. ``mpc.v1.Node``);
@@ -186,7 +187,8 @@ def audited_role_check(
     ``audit`` as ``rpc-denied`` (method, the caller's role, the roles needed) before it is raised.
     ``refused()`` gives the SHA-256 fingerprints of certificates refused whatever their role (a
     revoked node's, a certificate rotated away: the roster's): PERMISSION_DENIED, audited with
-    reason ``revoked certificate``."""
+    reason ``revoked certificate``. ``on_denied(role, method)`` is told of every denial (the
+    caller's certificate role, None without one; metrics: ``mpcnet_rpc_denied_total``)."""
 
     def authorize(ctx: grpc.ServicerContext, method: str) -> None:
         if refused is not None:
@@ -194,6 +196,8 @@ def audited_role_check(
             if fp is not None and fp in refused():
                 ident = caller_identity(ctx)
                 who = ident.name if ident is not None else "unknown"
+                if on_denied is not None:
+                    on_denied(ident.role if ident is not None else None, method)
                 audit.append(
                     who, "rpc-denied", outcome="denied",
                     details={"method": method, "reason": "revoked certificate", "fingerprint": fp.hex()},
@@ -207,6 +211,8 @@ def audited_role_check(
             require_role(ctx, roles, f"{service}/{method}")
         except RpcError:
             ident = caller_identity(ctx)
+            if on_denied is not None:
+                on_denied(ident.role if ident is not None else None, method)
             if ident is not None:
                 audit.append(
                     ident.name, "rpc-denied", outcome="denied", details={"method": method, "role": ident.role, "needed": ",".join(roles)}

@@ -15,6 +15,7 @@ import grpc
 import pytest
 
 import coordinator.service as service
+from coordinator.anomaly_hook import AnomalyMonitor
 from coordinator.db import KeyRecord
 from coordinator.relay import Refused
 from coordinator.service import SIGN_RELEASE_ROUND, CoordinatorService
@@ -41,6 +42,7 @@ def _svc(n: int) -> SimpleNamespace:
         db=SimpleNamespace(sign_attempts_taken=lambda rid: taken[0], next_sign_attempt=next_attempt, get_key=lambda key_id: None),
         cfg=SimpleNamespace(step_timeout_s=1.0), _reserve=lambda *a: [],
         keyops=SimpleNamespace(signing=lambda k: (0, tuple(range(1, n + 1)), set())),  # epoch 0, committee 1..n
+        anomaly=AnomalyMonitor.off(),
     )
     svc._pick = lambda t, ex, d=frozenset(), b=frozenset(): CoordinatorService._pick(svc, t, ex, d, b)  # type: ignore[arg-type]
     svc._unattributed = lambda *a: CoordinatorService._unattributed(svc, *a)  # type: ignore[arg-type]

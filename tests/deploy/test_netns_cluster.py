@@ -21,7 +21,6 @@ import importlib.util
 import json
 import os
 import re
-import shlex
 import shutil
 import sys
 import time
@@ -29,16 +28,11 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import click
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from coordinator import main as coordinator_main
-from mpc_node import main as node_main
-from mpcnet.client import cli as mpc_cli
-from mpcnet.common import cliutil
-
+from ..readme_commands import check_line
 from .netns import DOMAIN, Background, Host, NetnsError, Network, unavailable
 
 REPO = Path(__file__).resolve().parents[2]
@@ -123,20 +117,6 @@ def command_lines() -> list[str]:
 # --- the section's commands exist -------------------------------------------------------------------
 
 
-GLOBAL_WITH_VALUE = {"--cluster", "--as", "--endpoint", "--tls-cert", "--tls-key", "--tls-ca", "--signing-key", "--timeout",
-                     "--rpc-timeout", "--genesis"}
-
-
-def _resolve(root: click.Command, words: list[str]) -> tuple[click.Command, list[str]]:
-    cmd, rest = root, list(words)
-    while isinstance(cmd, click.Group) and rest and not rest[0].startswith("-"):
-        sub = cmd.get_command(click.Context(cmd), rest[0])
-        assert sub is not None, f"no command {rest[0]!r} under {cmd.name!r}"
-        cmd, rest = sub, rest[1:]
-    assert not isinstance(cmd, click.Group), f"{cmd.name!r} needs a subcommand"
-    return cmd, rest
-
-
 def test_the_section_has_its_blocks_and_every_marker_names_known_hosts() -> None:
     blocks = deploy_blocks()
     markers = [h for h, _ in blocks]
@@ -150,30 +130,7 @@ def test_the_section_has_its_blocks_and_every_marker_names_known_hosts() -> None
 
 @pytest.mark.parametrize("line", command_lines())
 def test_each_readme_command_exists_with_its_options(line: str) -> None:
-    words = shlex.split(line.replace("[", " ").replace("]", " "))
-    prog, words = words[0], words[1:]
-    root: click.Command
-    if prog == "mpc":
-        root = mpc_cli.cli
-        kept: list[str] = []
-        it = iter(words)
-        for w in it:
-            if w in GLOBAL_WITH_VALUE:
-                next(it)
-            elif w != "--json":
-                kept.append(w)
-        words = kept
-    else:
-        module = node_main if prog == "mpc-node" else coordinator_main
-        if words and words[0] in module.SUBCOMMANDS:
-            root, words = cliutil.lazy_command(module.SUBCOMMANDS[words[0]]), words[1:]
-        else:
-            root = module._command
-    cmd, rest = _resolve(root, words)
-    known = {o for p in cmd.params for o in (*p.opts, *p.secondary_opts)}
-    for w in rest:
-        if w.startswith("--"):
-            assert w.split("=", 1)[0] in known, f"{line!r}: {cmd.name!r} has no option {w!r}"
+    check_line(line)
 
 
 # --- the section, run on separate machines ------------------------------------------------------------

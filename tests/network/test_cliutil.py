@@ -173,6 +173,7 @@ class _Cfg:
     name: str = "srv"
     log_file: Path | None = None
     log_level: str = "INFO"
+    log_format: str = "text"
 
 
 def test_the_servers_share_one_entry_point(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

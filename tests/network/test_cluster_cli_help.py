@@ -13,7 +13,8 @@ def test_help_lists_up_status_stop_and_not_the_internal_supervisor(capsys: pytes
     out = capsys.readouterr().out
     assert out.startswith("Usage: mpc-cluster [OPTIONS] COMMAND [ARGS]...")
     commands = out.split("Commands:")[1].split("Exit codes:")[0]
-    assert [line.split()[0] for line in commands.strip().splitlines()] == ["add-node", "replace-node", "status", "stop", "up", "wipe-node"]
+    listed = [line.split()[0] for line in commands.strip().splitlines()]
+    assert listed == ["add-node", "prometheus", "replace-node", "status", "stop", "up", "wipe-node"]
     assert "_supervise" not in out and "SUPPRESS" not in out
 
 

@@ -426,6 +426,13 @@ class AuditLog:
             ).fetchall()
         return [tuple(r) for r in rows]
 
+    def head_stamp(self) -> tuple[int, int] | None:
+        """``(seq, timestamp_ms)`` of the last entry (metrics: entries appended and the head's
+        age); None if empty."""
+        with self._read() as c:
+            row = c.execute("SELECT seq, timestamp_ms FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        return None if row is None else (int(row[0]), int(row[1]))
+
     def head(self) -> tuple[int, bytes] | None:
         """``(seq, entry_hash)`` of the last entry, to publish as ``expected_head``; None if empty."""
         with self._read() as c:
