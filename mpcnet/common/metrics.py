@@ -37,6 +37,7 @@ from mpcnet.common import metrics_http
 from mpcnet.common.config import ConfigError, Fields
 from mpcnet.common.metrics_prune import prune
 from mpcnet.common.pki import ROLES
+from mpcnet.common.stores.commit_count import commits_total
 
 COMPONENTS = ("node", "coordinator")
 PROTOCOLS = ("dkg", "sign", "presign", "refresh", "reshare")
@@ -135,6 +136,24 @@ class _AuditCollector(Collector):
         return [CounterMetricFamily("mpcnet_audit_entries", "Audit entries appended (the audit head's sequence number).")]
 
 
+class _CommitsCollector(Collector):
+    """``mpcnet_store_commits_total``: the fsync'd SQLite commits of this process since it started,
+    every store (:func:`mpcnet.common.stores.commit_count.commits_total`; issue 14's benchmark)."""
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield self._family(float(commits_total()))
+
+    def describe(self) -> Iterable[CounterMetricFamily]:
+        return [self._family(None)]
+
+    @staticmethod
+    def _family(value: float | None) -> CounterMetricFamily:
+        c = CounterMetricFamily("mpcnet_store_commits", "Durable (fsync'd) SQLite commits of this process, every store.")
+        if value is not None:
+            c.add_metric([], value)
+        return c
+
+
 class Metrics:
     """The metrics of one process (``component``: ``node`` | ``coordinator``) in a private
     registry. Raises ValueError for another component name."""
@@ -189,6 +208,7 @@ class Metrics:
         self.disk_free_bytes = Gauge("mpcnet_disk_free_bytes", "Free bytes on the data directory's file system.", registry=r)
         self.build_info = Gauge("mpcnet_build_info", "Build of this process (always 1).", ["version", "component"], registry=r)
         self.build_info.labels(version=version or _version(), component=component).set(1)
+        r.register(_CommitsCollector())
         self.presignatures_available.set(0)
         noop: Any = _Noop()
         for name in _METRIC_ATTRS:  # export only what this component maintains (no misleading zeros)

@@ -14,6 +14,9 @@ write with :func:`write_transaction` and bring their tables up to date with :fun
   The connection is in autocommit mode (``isolation_level=None``): every write goes through
   :func:`write_transaction` (``BEGIN IMMEDIATE`` ... ``COMMIT``, ``ROLLBACK`` on any error), so a
   write that returned is committed and fsynced, and one that raised left nothing behind.
+  Every ``COMMIT`` is counted (:func:`commits_total`, exported as ``mpcnet_store_commits_total``);
+  with ``MPCNET_COMMIT_LOG=DIR`` in the environment each commit is also logged to
+  ``DIR/commits-<pid>.log`` (benchmarks only: :mod:`mpcnet.common.stores.commit_count`).
 * **Versioned migrations.** A store declares its schema as an ordered tuple of steps; step
   ``i`` (1-based) is a tuple of single SQL statements (never a script split on ``;``). The
   number of applied steps is the database's ``PRAGMA user_version``. :func:`migrate` applies each
@@ -43,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mpcnet.common.fsutil import fsync_dir
+from mpcnet.common.stores import commit_count
 
 BUSY_TIMEOUT_S = 30.0
 FILE_MODE = 0o600
@@ -218,6 +222,7 @@ def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
         raise
+    commit_count.committed(conn)
 
 
 # --- schema migrations -----------------------------------------------------------------------
