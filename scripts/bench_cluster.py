@@ -18,6 +18,19 @@ final state); throughput at concurrency c: c client threads (shared channels) is
 ``--per-thread`` signatures each; signatures per second of wall time. The benchmark key gets
 its own policy (proposed by admin1, approved by admin2) with a rate limit high enough for the
 run, so the default 100 per hour does not cap it.
+
+Around every phase (the sequential signatures, each concurrency level, the sustained run) it
+measures (mpcnet.cluster.bench_meter): **CPU ms per signature per process** (coordinator and
+each node from /proc/PID/stat utime+stime, the client -- this process, all its threads -- from
+getrusage), the **CPU-bound ceiling** (cores / total CPU seconds per signature), and **fsync'd
+commits per signature per process** (each process's ``mpcnet_store_commits_total`` from its
+metrics endpoint in cluster.json). For the sequential signatures it also counts the **commits on
+the critical path**: from the moment the client sends the approval that meets the quorum through
+the coordinator's DONE commit, per process, median over the signatures (needs the processes to
+log commits: ``--start`` sets ``MPCNET_COMMIT_LOG`` itself; for ``--cluster`` start the cluster
+with ``MPCNET_COMMIT_LOG=DIR mpc-cluster up ...`` and pass ``--commit-log DIR``).
+``--sustained S`` adds a run of S seconds at ``--sustained-concurrency`` (today, without
+presignature pools, it differs from a burst only in length).
 """
 
 from __future__ import annotations
@@ -41,6 +54,16 @@ sys.path.insert(0, str(ROOT))
 
 from governance.policy import RateLimit  # noqa: E402
 from mpcnet.client import MpcClient, SigningTeam  # noqa: E402
+from mpcnet.client.sdk import TERMINAL_STATES, SignRequest  # noqa: E402
+from mpcnet.cluster.bench_meter import (  # noqa: E402
+    Commit,
+    Meter,
+    Processes,
+    cores,
+    critical_path_commits,
+    read_commit_log,
+)
+from mpcnet.common.stores.commit_count import ENV as COMMIT_LOG_ENV  # noqa: E402
 
 BENCH_RATE_LIMIT = RateLimit(1_000_000, 3600)
 
@@ -82,15 +105,24 @@ def allow_bench_rate(directory: Path, key_id: bytes) -> None:
             a2.approve_policy(p.proposal_id)
 
 
-def bench_sign(c: SigningTeam, key_id: bytes, concurrency: int, per_thread: int) -> dict[str, Any]:
+def bench_sign(
+    c: SigningTeam, key_id: bytes, concurrency: int, per_thread: int, meter: Meter | None = None, seconds: float = 0.0
+) -> dict[str, Any]:
+    """``concurrency`` threads sign ``per_thread`` digests each (or, with ``seconds`` > 0, until
+    that many seconds have passed); latency, throughput, and with ``meter`` the phase's cost."""
     lat: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
     start = threading.Barrier(concurrency + 1)
+    stop_at = [0.0]
 
     def worker(w: int) -> None:
         start.wait()
-        for j in range(per_thread):
+        j = -1
+        while True:
+            j += 1
+            if (seconds <= 0 and j >= per_thread) or (seconds > 0 and time.perf_counter() >= stop_at[0]):
+                break
             d = hashlib.sha256(f"bench {concurrency} {w} {j} {os.urandom(8).hex()}".encode()).digest()
             t0 = time.perf_counter()
             try:
@@ -105,15 +137,45 @@ def bench_sign(c: SigningTeam, key_id: bytes, concurrency: int, per_thread: int)
     threads = [threading.Thread(target=worker, args=(w,)) for w in range(concurrency)]
     for t in threads:
         t.start()
+    before = meter.snapshot() if meter else None
+    stop_at[0] = time.perf_counter() + seconds
     start.wait()
     t0 = time.perf_counter()
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
-    out: dict[str, Any] = {"concurrency": concurrency, **summary(lat), "throughput_per_s": round(len(lat) / wall, 2), "errors": len(errors)}
+    after = meter.snapshot() if meter else None
+    out: dict[str, Any] = {
+        "concurrency": concurrency, **summary(lat), "throughput_per_s": round(len(lat) / wall, 2), "errors": len(errors),
+        "wall_s": round(wall, 2),
+    }
+    if before and after and lat:
+        out.update(Meter.cost(before, after, len(lat)).as_dict())
     if errors:
         out["first_error"] = errors[0]
     return out
+
+
+def request_timed(team: SigningTeam, key_id: bytes, digest: bytes) -> tuple[SignRequest, int]:
+    """:meth:`SigningTeam.request`, also returning when (Unix ns, this host's clock) the client
+    sent the approval that met the quorum (the last one sent while the request was pending)."""
+    r = team.requester.submit_sign_request(key_id, digest, description="automated signing request")
+    quorum_sent_ns = 0
+    for a in team.approvers:
+        if r.state != "pending_approval":
+            break
+        quorum_sent_ns = time.time_ns()
+        r = a.approve(r.request_id)
+    if r.state not in TERMINAL_STATES:
+        r = team.requester.wait_sign_request(r.request_id, timeout=team.requester.timeout)
+    return r, quorum_sent_ns
+
+
+def median_per_process(rows: list[dict[str, int]]) -> dict[str, float]:
+    """Per process (and total), the median over signatures of the critical-path commit counts
+    (a process with no commit in a signature's window counts 0 there)."""
+    names = sorted({n for r in rows for n in r})
+    return {n: statistics.median([r.get(n, 0) for r in rows]) for n in names}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,24 +185,43 @@ def main(argv: list[str] | None = None) -> int:
     src.add_argument("--start", metavar="T/N", help="start a temporary T-of-N cluster, benchmark it, stop it")
     ap.add_argument("--keygens", type=int, default=3)
     ap.add_argument("--signatures", type=int, default=30, help="sequential signatures for the latency figures")
-    ap.add_argument("--concurrency", default="1,4,16", help="comma-separated client concurrency levels")
+    ap.add_argument("--concurrency", default="1,4,16,64", help="comma-separated client concurrency levels")
     ap.add_argument("--per-thread", type=int, default=0, help="signatures per thread in the throughput runs (default: 48/c, at least 6)")
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--sustained", type=float, default=0.0, metavar="S",
+                    help="also sign for S seconds at --sustained-concurrency (0: skip)")
+    ap.add_argument("--sustained-concurrency", type=int, default=16)
+    ap.add_argument("--commit-log", type=Path, metavar="DIR",
+                    help=f"with --cluster: the {COMMIT_LOG_ENV} directory the cluster was started with (critical-path commits)")
+    ap.add_argument("--no-meter", action="store_true", help="skip the CPU and commit figures (a cluster without metrics endpoints)")
     ap.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     ap.add_argument("--out", type=Path, help="also write the JSON to this file")
     args = ap.parse_args(argv)
-    levels = [int(x) for x in args.concurrency.split(",") if x]
+    try:
+        levels = [int(x) for x in args.concurrency.split(",") if x]
+    except ValueError:
+        ap.error("--concurrency: comma-separated positive integers")
+    if any(lvl < 1 for lvl in levels) or args.sustained < 0 or args.sustained_concurrency < 1:
+        ap.error("--concurrency, --sustained-concurrency: at least 1; --sustained: not negative")
+    if args.commit_log is not None and args.start:
+        ap.error("--commit-log: only with --cluster (--start logs commits itself)")
 
     cluster = None
     tmp = None
+    commit_log: Path | None = args.commit_log
     if args.start:
         from mpcnet.cluster.launcher import LocalCluster, prepare
 
-        t, n = (int(x) for x in args.start.split("/"))
+        try:
+            t, n = (int(x) for x in args.start.split("/"))
+        except ValueError:
+            ap.error("--start: T/N, e.g. 2/3")
         tmp = Path(tempfile.mkdtemp(prefix="mpcnet-bench-"))
-        cluster = LocalCluster(prepare(tmp, n, t, scrypt_n=2**12))
+        commit_log = tmp / "commit-log"
+        commit_log.mkdir(mode=0o700)
+        cluster = LocalCluster(prepare(tmp / "cluster", n, t, scrypt_n=2**12), env={COMMIT_LOG_ENV: str(commit_log)})
         cluster.start_all()
-        directory = tmp
+        directory = tmp / "cluster"
     else:
         directory = args.cluster
     try:
@@ -155,17 +236,21 @@ def main(argv: list[str] | None = None) -> int:
                     "cpus": os.cpu_count(), "machine": platform.machine(),
                 },
             }
+            result["config"]["cores"] = cores()
             if not args.json:
-                print(f"bench_cluster: {st.threshold}-of-{st.parties} cluster, {os.cpu_count()} cpus", flush=True)
+                print(f"bench_cluster: {st.threshold}-of-{st.parties} cluster, {cores()} cores", flush=True)
+            meter = None if args.no_meter else Meter(Processes.from_cluster(directory))
             result["keygen"], key_id = bench_keygen(c, args.keygens)
             allow_bench_rate(directory, key_id)
             for i in range(args.warmup):
                 team.sign(key_id, hashlib.sha256(b"warmup %d" % i).digest())
             seq, after_quorum = [], []
+            windows: list[tuple[int, int]] = []  # (quorum approval sent, ns; DONE record, ms)
+            before = meter.snapshot() if meter else None
             for i in range(args.signatures):
-                d = hashlib.sha256(b"latency %d" % i).digest()
+                d = hashlib.sha256(b"latency %d %s" % (i, os.urandom(8).hex().encode())).digest()
                 t0 = time.perf_counter()
-                r = team.request(key_id, d)
+                r, quorum_sent_ns = request_timed(team, key_id, d)
                 seq.append(time.perf_counter() - t0)
                 if r.state != "done":
                     raise SystemExit(f"request {r.request_id} ended {r.state}: {r.error_message}")
@@ -173,11 +258,23 @@ def main(argv: list[str] | None = None) -> int:
                 # checks, the 4 protocol rounds through the relay, combine and verify)
                 quorum_at = max(a.decided_unix_ms for a in r.approvals if a.decision == "approve")
                 after_quorum.append((r.updated_unix_ms - quorum_at) / 1000)
+                windows.append((quorum_sent_ns, r.updated_unix_ms))
+            after = meter.snapshot() if meter else None
             result["sign"] = summary(seq)
             result["sign_after_quorum"] = summary(after_quorum)
+            if before and after and seq:
+                result["sign"].update(Meter.cost(before, after, len(seq)).as_dict())
+            if commit_log is not None and meter is not None and windows:
+                time.sleep(0.2)  # the last DONE commit's log line
+                log: list[Commit] = read_commit_log(commit_log, meter.processes.pids)
+                rows = [x for x in (critical_path_commits(log, q, d) for q, d in windows) if x is not None]
+                result["sign"]["critical_path_commits"] = median_per_process(rows) if rows else None
+                result["sign"]["critical_path_windows"] = len(rows)
             result["throughput"] = [
-                bench_sign(team, key_id, lvl, args.per_thread or max(6, 48 // lvl)) for lvl in levels
+                bench_sign(team, key_id, lvl, args.per_thread or max(6, 48 // lvl), meter) for lvl in levels
             ]
+            if args.sustained > 0:
+                result["sustained"] = bench_sign(team, key_id, args.sustained_concurrency, 0, meter, seconds=args.sustained)
     finally:
         if cluster is not None:
             cluster.stop()
@@ -195,10 +292,39 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'sign (sequential)':<22}{s['n']:>5}{s['p50_ms']:>10.1f}{s['p99_ms']:>10.1f}{1000 / s['p50_ms']:>9.1f}{0:>8}")
     q = result["sign_after_quorum"]
     print(f"{'  of which quorum->done':<22}{q['n']:>5}{q['p50_ms']:>10.1f}{q['p99_ms']:>10.1f}{'':>9}{0:>8}")
-    for r in result["throughput"]:
-        label = f"sign @ concurrency {r['concurrency']}"
+    phases: list[tuple[str, dict[str, Any]]] = [("sign (sequential)", s)]
+    for r in result["throughput"] + ([result["sustained"]] if "sustained" in result else []):
+        label = f"sign @ concurrency {r['concurrency']}" if r is not result.get("sustained") else f"sustained @ {r['concurrency']}"
         print(f"{label:<22}{r['n']:>5}{r['p50_ms']:>10.1f}{r['p99_ms']:>10.1f}{r['throughput_per_s']:>9.1f}{r['errors']:>8}")
+        phases.append((label, r))
+    print_costs(phases)
+    cp = s.get("critical_path_commits")
+    if cp:
+        per = ", ".join(f"{k} {v:g}" for k, v in cp.items() if k != "total")
+        print(f"\ncommits on the critical path (quorum approval sent -> DONE commit; median of "
+              f"{s['critical_path_windows']} sequential signatures): {cp['total']:g} ({per})")
     return 0
+
+
+def print_costs(phases: list[tuple[str, dict[str, Any]]]) -> None:
+    """CPU ms and fsync'd commits per signature per process, and the CPU-bound ceiling."""
+    rows = [(label, r) for label, r in phases if "cpu_ms_per_sig" in r]
+    if not rows:
+        return
+    names = list(rows[0][1]["cpu_ms_per_sig"])
+    print(f"\nCPU ms per signature (ceiling = {cores()} cores / total CPU s per signature)")
+    print(f"{'phase':<22}" + "".join(f"{n:>12}" for n in names) + f"{'ceiling/s':>11}")
+    for label, r in rows:
+        cpu = r["cpu_ms_per_sig"]
+        print(f"{label:<22}" + "".join(f"{cpu.get(n, 0):>12.1f}" for n in names) + f"{r['cpu_bound_ceiling_per_s']:>11.1f}")
+    if not rows[0][1]["commits_per_sig"]:
+        return
+    names = list(rows[0][1]["commits_per_sig"])
+    print("\nfsync'd commits per signature (mpcnet_store_commits_total)")
+    print(f"{'phase':<22}" + "".join(f"{n:>12}" for n in names))
+    for label, r in rows:
+        cm = r["commits_per_sig"]
+        print(f"{label:<22}" + "".join(f"{cm.get(n, 0):>12.2f}" for n in names))
 
 
 if __name__ == "__main__":
