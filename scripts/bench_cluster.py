@@ -300,9 +300,10 @@ def main(argv: list[str] | None = None) -> int:
     print_costs(phases)
     cp = s.get("critical_path_commits")
     if cp:
-        per = ", ".join(f"{k} {v:g}" for k, v in cp.items() if k != "total")
-        print(f"\ncommits on the critical path (quorum approval sent -> DONE commit; median of "
-              f"{s['critical_path_windows']} sequential signatures): {cp['total']:g} ({per})")
+        per = ", ".join(f"{k} {v:g}" for k, v in cp.items() if k not in ("total", "serial"))
+        print(f"\ncommits on the critical path (quorum approval sent -> DONE commit), medians over "
+              f"{s['critical_path_windows']} sequential signatures: {cp['total']:g} in all processes, "
+              f"{cp['serial']:g} in series (coordinator + busiest node); per process: {per}")
     return 0
 
 

@@ -18,7 +18,8 @@ commits per process, and the commits on a signature's critical path (issue 14).
   the approval that meets the quorum up to and including the coordinator's DONE commit: the first
   coordinator commit at or after the DONE record's ``updated_unix_ms`` (that timestamp is taken
   inside the DONE transaction, before its commit). Commits after DONE (the audit flush) are not
-  counted. Meant for **sequential** signatures: anything the processes commit in that window
+  counted. ``serial`` adds the coordinator's commits to the busiest node's (nodes commit in
+  parallel with each other). Meant for **sequential** signatures: anything the processes commit in that window
   counts (a background health probe or sweep would too; the median over many signatures drops such
   strays). Two coordinator commits in the DONE record's millisecond would end the window one
   commit early.
@@ -211,8 +212,11 @@ def critical_path_commits(
 ) -> dict[str, int] | None:
     """Commits per process (and ``total``) from ``start_ns`` (the client sent the quorum approval)
     through the coordinator's DONE commit (its first commit at or after ``done_ms``, the DONE
-    record's ``updated_unix_ms``); None when no coordinator commit follows ``done_ms`` (the log
-    is off or incomplete). ``commits`` sorted by time (:func:`read_commit_log`)."""
+    record's ``updated_unix_ms``), and ``serial``: the coordinator's plus the busiest other
+    process's -- the nodes commit in parallel with each other but in series with the
+    coordinator, so this approximates the commits one after another. None when no coordinator
+    commit follows ``done_ms`` (the log is off or incomplete). ``commits`` sorted by time
+    (:func:`read_commit_log`)."""
     done_ns = done_ms * 1_000_000
     end = next((c.at_ns for c in commits if c.process == coordinator and c.at_ns >= done_ns), None)
     if end is None or end < start_ns:
@@ -221,5 +225,8 @@ def critical_path_commits(
     for c in commits:
         if start_ns <= c.at_ns <= end:
             per[c.process] = per.get(c.process, 0) + 1
-    per["total"] = sum(per.values())
+    nodes = [v for k, v in per.items() if k != coordinator]
+    total = sum(per.values())
+    per["serial"] = per.get(coordinator, 0) + max(nodes, default=0)
+    per["total"] = total
     return per

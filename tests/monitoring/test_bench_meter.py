@@ -107,6 +107,8 @@ def test_the_critical_path_runs_from_the_quorum_approval_through_the_done_commit
         _c(1020.6, "coordinator"), _c(1021.0, "node-2"),  # the audit flush after DONE: not counted
     ]
     start_ns = 1000 * 1_000_000
-    assert critical_path_commits(log, start_ns, 1020) == {"coordinator": 4, "node-1": 2, "node-2": 1, "total": 7}
+    assert critical_path_commits(log, start_ns, 1020) == {
+        "coordinator": 4, "node-1": 2, "node-2": 1, "total": 7, "serial": 6,
+    }
     assert critical_path_commits(log, start_ns, 1030) is None  # no DONE commit logged
     assert critical_path_commits(log, 1_020_500_000, 1020) is None  # DONE before the start: not a window
