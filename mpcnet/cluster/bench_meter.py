@@ -8,7 +8,8 @@ commits per process, and the commits on a signature's critical path (issue 14).
   after a phase gives CPU milliseconds per signature per process and the CPU-bound ceiling:
   cores / total CPU seconds per signature (signatures per second the machine could do if CPU were
   the only limit).
-* **Commits.** Each process exports ``mpcnet_store_commits_total`` on its metrics endpoint
+* **Commits.** Each process started with ``MPCNET_COMMIT_LOG=DIR`` exports
+  ``mpcnet_store_commits_total`` on its metrics endpoint
   (``cluster.json`` ``metrics``: ``{"coordinator": "localhost:P", "node-1": ...}``;
   :mod:`mpcnet.common.stores.commit_count`); :func:`scrape_commits` reads it over plain HTTP
   (the endpoint is local and unauthenticated by design).
@@ -88,7 +89,7 @@ def scrape_commits(endpoint: str, timeout: float = 5.0) -> int:
         raise MeterError("metrics", f"cannot scrape {endpoint} ({type(e).__name__})") from None
     m = _COMMITS.search(text)
     if m is None:
-        raise MeterError("metrics", f"{endpoint} exports no mpcnet_store_commits_total")
+        raise MeterError("metrics", f"{endpoint} exports no mpcnet_store_commits_total (start the cluster with MPCNET_COMMIT_LOG=DIR)")
     return int(float(m.group(1)))
 
 

@@ -37,7 +37,7 @@ from mpcnet.common import metrics_http
 from mpcnet.common.config import ConfigError, Fields
 from mpcnet.common.metrics_prune import prune
 from mpcnet.common.pki import ROLES
-from mpcnet.common.stores.commit_count import commits_total
+from mpcnet.common.stores.commit_count import commits_total, metric_enabled as commit_metric_enabled
 
 COMPONENTS = ("node", "coordinator")
 PROTOCOLS = ("dkg", "sign", "presign", "refresh", "reshare")
@@ -138,7 +138,8 @@ class _AuditCollector(Collector):
 
 class _CommitsCollector(Collector):
     """``mpcnet_store_commits_total``: the fsync'd SQLite commits of this process since it started,
-    every store (:func:`mpcnet.common.stores.commit_count.commits_total`; issue 14's benchmark)."""
+    every store (:func:`mpcnet.common.stores.commit_count.commits_total`; issue 14's benchmark,
+    registered only when :func:`~mpcnet.common.stores.commit_count.metric_enabled`)."""
 
     def collect(self) -> Iterator[CounterMetricFamily]:
         yield self._family(float(commits_total()))
@@ -208,7 +209,8 @@ class Metrics:
         self.disk_free_bytes = Gauge("mpcnet_disk_free_bytes", "Free bytes on the data directory's file system.", registry=r)
         self.build_info = Gauge("mpcnet_build_info", "Build of this process (always 1).", ["version", "component"], registry=r)
         self.build_info.labels(version=version or _version(), component=component).set(1)
-        r.register(_CommitsCollector())
+        if commit_metric_enabled():  # benchmarks only (MPCNET_COMMIT_LOG): not in the documented set
+            r.register(_CommitsCollector())
         self.presignatures_available.set(0)
         noop: Any = _Noop()
         for name in _METRIC_ATTRS:  # export only what this component maintains (no misleading zeros)

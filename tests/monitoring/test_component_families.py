@@ -30,7 +30,7 @@ def test_each_component_exports_only_its_own_families() -> None:
     assert exported_families("node").isdisjoint(COORDINATOR_ONLY)
     assert NODE_ONLY <= exported_families("node") and COORDINATOR_ONLY <= exported_families("coordinator")
     both = exported_families("node") & exported_families("coordinator")
-    assert both == {"mpcnet_rpc_denied", "mpcnet_audit_entries", "mpcnet_audit_head_age_seconds", "mpcnet_store_commits",
+    assert both == {"mpcnet_rpc_denied", "mpcnet_audit_entries", "mpcnet_audit_head_age_seconds",
                     "mpcnet_disk_free_bytes", "mpcnet_build_info"}
     for component in ("coordinator", "node"):
         assert set(families(Metrics(component).render().decode())) <= exported_families(component)

@@ -8,13 +8,15 @@ import os
 import re
 import sqlite3
 import stat
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from mpcnet.common.metrics import Metrics
+from mpcnet.common.metrics import Metrics, exported_families
 from mpcnet.common.stores import commit_count
 from mpcnet.common.stores.commit_count import commits_total
 from mpcnet.common.stores.sqlite import migrate, open_database, write_transaction
@@ -83,7 +85,14 @@ def test_concurrent_writers_lose_no_count(tmp_path: Path) -> None:
     assert commits_total() - before == 40
 
 
-def test_the_metric_exports_the_count(conn: sqlite3.Connection) -> None:
+def test_the_metric_is_exported_only_when_asked(conn: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(commit_count, "_metric_on", False)
+    assert "mpcnet_store_commits" not in Metrics("node").render().decode()
+    assert "mpcnet_store_commits" not in exported_families("coordinator")
+
+
+def test_the_metric_exports_the_count(conn: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(commit_count, "_metric_on", True)
     for component in ("node", "coordinator"):
         m = Metrics(component)
         with write_transaction(conn) as c:
@@ -136,3 +145,16 @@ def test_an_unwritable_log_never_fails_a_commit(conn: sqlite3.Connection, tmp_pa
     assert commits_total() == before + 1
     assert commit_count._log_fd is None  # switched off
     os.close(bad)
+
+
+def test_the_environment_variable_turns_on_metric_and_log(tmp_path: Path) -> None:
+    code = (
+        "from mpcnet.common.stores import commit_count as c; from mpcnet.common.metrics import Metrics; "
+        "print(c.metric_enabled(), c._log_fd is not None, 'mpcnet_store_commits_total' in Metrics('node').render().decode())"
+    )
+    env = {k: v for k, v in os.environ.items() if k != commit_count.ENV}
+    off = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    on = subprocess.run([sys.executable, "-c", code], env={**env, commit_count.ENV: str(tmp_path)},
+                        capture_output=True, text=True, check=True)
+    assert off.stdout.split() == ["False", "False", "False"]
+    assert on.stdout.split() == ["True", "True", "True"]
