@@ -24,7 +24,8 @@ measures (mpcnet.cluster.bench_meter): **CPU ms per signature per process** (coo
 each node from /proc/PID/stat utime+stime, the client -- this process, all its threads -- from
 getrusage), the **CPU-bound ceiling** (cores / total CPU seconds per signature), and **fsync'd
 commits per signature per process** (each process's ``mpcnet_store_commits_total`` from its
-metrics endpoint in cluster.json). For the sequential signatures it also counts the **commits on
+metrics endpoint in cluster.json; exported only by processes started with ``MPCNET_COMMIT_LOG``,
+else the CPU figures come alone). For the sequential signatures it also counts the **commits on
 the critical path**: from the moment the client sends the approval that meets the quorum through
 the coordinator's DONE commit, per process, median over the signatures (needs the processes to
 log commits: ``--start`` sets ``MPCNET_COMMIT_LOG`` itself; for ``--cluster`` start the cluster
@@ -46,6 +47,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -58,10 +60,12 @@ from mpcnet.client.sdk import TERMINAL_STATES, SignRequest  # noqa: E402
 from mpcnet.cluster.bench_meter import (  # noqa: E402
     Commit,
     Meter,
+    MeterError,
     Processes,
     cores,
     critical_path_commits,
     read_commit_log,
+    scrape_commits,
 )
 from mpcnet.common.stores.commit_count import ENV as COMMIT_LOG_ENV  # noqa: E402
 
@@ -171,6 +175,19 @@ def request_timed(team: SigningTeam, key_id: bytes, digest: bytes) -> tuple[Sign
     return r, quorum_sent_ns
 
 
+def commit_counted(processes: Processes, quiet: bool) -> Processes:
+    """``processes``, without metrics endpoints (CPU figures only) when they do not export
+    ``mpcnet_store_commits_total`` (a cluster started without MPCNET_COMMIT_LOG)."""
+    try:
+        for ep in processes.metrics.values():
+            scrape_commits(ep)
+    except MeterError as e:
+        if not quiet:
+            print(f"no commit counts: {e}", file=sys.stderr)
+        return replace(processes, metrics={})
+    return processes
+
+
 def median_per_process(rows: list[dict[str, int]]) -> dict[str, float]:
     """Per process (and total), the median over signatures of the critical-path commit counts
     (a process with no commit in a signature's window counts 0 there)."""
@@ -239,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
             result["config"]["cores"] = cores()
             if not args.json:
                 print(f"bench_cluster: {st.threshold}-of-{st.parties} cluster, {cores()} cores", flush=True)
-            meter = None if args.no_meter else Meter(Processes.from_cluster(directory))
+            meter = None if args.no_meter else Meter(commit_counted(Processes.from_cluster(directory), args.json))
             result["keygen"], key_id = bench_keygen(c, args.keygens)
             allow_bench_rate(directory, key_id)
             for i in range(args.warmup):
