@@ -158,20 +158,23 @@ def reduce(x: I64Array) -> bytes:
     if x.ndim != 2 or not LIMBS32 < x.shape[0] <= _MAX_LIMBS32 or x.dtype != np.int64:
         raise UsageError(f"modq: expected (K, N) int64 limbs with 8 < K <= {_MAX_LIMBS32}")
     _passes(x)
-    # Bounds (every limb but the top one in [0, 2^32] after the passes):
-    # fold 1: 16-bit pieces above 2^256 below 2^17, at most 18 of them, residue limbs below
-    #   2^32: every float64 sum is below 18 * 2^49 < 2^53, exact; v < 2^256 + 2^225 + 18 * 2^17 q.
-    # fold 2: the top limb is below 2^24; v < (2^256 + 2^225) + 2^16 c + 2^8 * 2^16 c < 2^257.
-    x = _fold(_fold(x))
-    # exact: carry v and v + c limb by limb; v mod q = (v + c) - 2^256 when v + c >= 2^256
-    # (v >= q, or v >= 2^256: then v - 2^256 + c < 2^226 < q), else v
-    vw = np.stack((x, x))
-    vw[1, :LIMBS32] += _C_LIMBS
+    # Bounds (every limb but the top one in [0, 2^32] after the passes, the top one below 2^33):
+    # fold 1: at most 18 16-bit pieces above 2^256, each below 2^17, residue limbs below 2^32:
+    #   every float64 sum is below 18 * 2^49 < 2^53, exact; v < 2^256 + 2^225 + 18 * 2^17 q, so
+    #   the top limb is below 2^24 (K = 9: the pieces are the top limb's, v < 2^256 + 2^225 + 2^163).
+    # fold 2 (K > 9 only): v < (2^256 + 2^225) + 2^16 c + 2^8 * 2^16 c < 2^257.
+    x = _fold(x) if x.shape[0] == LIMBS32 + 1 else _fold(_fold(x))
+    # exact: carry v and v + c limb by limb (side by side: columns n and N + n); v mod q is
+    # (v + c) - 2^256 when v + c >= 2^256 (v >= q, or v >= 2^256: then v - 2^256 + c < 2^226 < q),
+    # else v
+    n = x.shape[1]
+    vw = np.concatenate((x, x), axis=1)
+    vw[:LIMBS32, n:] += _C_LIMBS
     for i in range(LIMBS32):
-        c = vw[:, i] >> 32
-        vw[:, i] &= _M32
-        vw[:, i + 1] += c
-    res = np.where(vw[1, LIMBS32] != 0, vw[1, :LIMBS32], vw[0, :LIMBS32])
+        c = vw[i] >> 32
+        vw[i] &= _M32
+        vw[i + 1] += c
+    res = np.where(vw[LIMBS32, n:] != 0, vw[:LIMBS32, n:], vw[:LIMBS32, :n])
     return res[::-1].T.astype(">u4").tobytes()
 
 
