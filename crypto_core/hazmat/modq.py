@@ -76,8 +76,9 @@ def limbs32(buf: bytes, count: int, per: int, slot: int) -> I64Array:
     int64 32-bit limbs, least significant first. Raises ``UsageError`` for a short ``buf``."""
     if len(buf) < count * per * SCALAR_LEN or not 0 <= slot < per:
         raise UsageError(f"modq: need {count * per * SCALAR_LEN} bytes and a slot below {per}")
-    arr = np.frombuffer(buf, dtype=">u4", count=count * per * LIMBS32).reshape(count, per, LIMBS32)
-    return arr[:, slot, ::-1].T.astype(np.int64)
+    arr = np.frombuffer(buf, dtype=">u4", count=count * per * LIMBS32).astype(np.int64).reshape(count, per, LIMBS32)
+    out: I64Array = np.ascontiguousarray(arr[:, slot, ::-1].T)
+    return out
 
 
 def constant32(v: int, limbs: int = LIMBS32 + 1) -> I64Array:

@@ -240,8 +240,8 @@ def _a_tilde(a: tuple[int, int], eta: int, d0: bytes, d1: bytes) -> bytes:
     n = XI * WIDTH
     x = np.zeros((modq.LIMBS32 + 1, n), dtype=np.int64)
     x[: modq.LIMBS32] = modq.limbs32(d0, n, 1, 0) + (0xFFFFFFFF - modq.limbs32(d1, n, 1, 0))
-    adds = [modq.constant32(v + 1 - (1 << 256) + 2 * Q) for v in (a[0], a[1], eta)]
-    x += np.tile(np.concatenate(adds, axis=1), XI)
+    adds = np.concatenate([modq.constant32(v + 1 - (1 << 256) + 2 * Q) for v in (a[0], a[1], eta)], axis=1)
+    x.reshape(modq.LIMBS32 + 1, XI, WIDTH)[...] += adds[:, None, :]  # column 3j + w gets adds[:, w]
     return modq.reduce(x)
 
 
