@@ -30,9 +30,12 @@ unique per use. The OT extension expands long-term seeds keyed only by ``sid``, 
 RVOLEs under one ``sid`` is a two-time pad: Alice's two messages would leak the difference of
 her inputs and Bob's repeated ``U`` rows leak his choice bits. The caller guarantees uniqueness.
 
-Python integer arithmetic is not constant time; the code avoids secret-dependent branches
-(``beta_j`` enters as a 0/1 multiplier) and compares check values with
-:func:`hmac.compare_digest`.
+**Vectorised.** The per-element steps (``a~``, the ``mu`` inputs, the ``d_i`` and ``c_i`` sums)
+run on numpy limb matrices (:mod:`crypto_core.hazmat.modq`, :func:`_dots`), not per-element
+Python integers: the same bytes, with a number of numpy steps that depends only on the shapes.
+Python integer arithmetic (the few scalars left: ``chi``, ``theta``, ``eta~``) is not constant
+time; the code avoids secret-dependent branches (``beta_j`` enters as a 0/1 multiplier) and
+compares check values with :func:`hmac.compare_digest`.
 """
 
 from __future__ import annotations
