@@ -30,16 +30,18 @@ unique per use. The OT extension expands long-term seeds keyed only by ``sid``, 
 RVOLEs under one ``sid`` is a two-time pad: Alice's two messages would leak the difference of
 her inputs and Bob's repeated ``U`` rows leak his choice bits. The caller guarantees uniqueness.
 
-Python integer arithmetic is not constant time; the code avoids secret-dependent branches
-(``beta_j`` enters as a 0/1 multiplier) and compares check values with
-:func:`hmac.compare_digest`.
+**Vectorised.** The per-element steps (``a~``, the ``mu`` inputs, the ``d_i`` and ``c_i`` sums)
+run on numpy limb matrices (:mod:`crypto_core.hazmat.modq`, :func:`_dots`), not per-element
+Python integers: the same bytes, with a number of numpy steps that depends only on the shapes.
+Python integer arithmetic (the few scalars left: ``chi``, ``theta``, ``eta~``) is not constant
+time; the code avoids secret-dependent branches (``beta_j`` enters as a 0/1 multiplier) and
+compares check values with :func:`hmac.compare_digest`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import operator
 import struct
 from collections.abc import Callable
 from itertools import repeat
@@ -53,7 +55,7 @@ from ..params import LAMBDA_C
 from ..rng import Rng, random_scalar
 from ..tags import Tag
 from ..transcript import frame, hash64, u32
-from . import ot_ext
+from . import modq, ot_ext
 from .ot_ext import WIDTH, XI
 from .pairwise import OteReceiverSeeds, OteSenderSeeds
 
@@ -69,9 +71,6 @@ _SCALARS = struct.Struct(f"{SCALAR_LEN}s" * (XI * WIDTH + 1))
 _LIMBS = SCALAR_LEN // 2  # 16-bit limbs per 256-bit value
 
 F64Array = npt.NDArray[np.float64]
-
-_mul = operator.mul
-_add = operator.add
 
 
 def msg1_len(lambda_c: int) -> int:
@@ -104,11 +103,6 @@ def thetas(sid: bytes, a_tilde: bytes) -> tuple[int, int]:
     """``theta_0, theta_1`` from the session id and the encoded ``a~`` (step 4)."""
     h = hashlib.shake_256(frame((Tag.RVOLE_THETA.bytes, sid, a_tilde))).digest(128)
     return int.from_bytes(h[:64], "big") % Q, int.from_bytes(h[64:], "big") % Q
-
-
-def _mu(sid: bytes, values: list[int]) -> bytes:
-    """``H64(RVOLE_MU; sid, values as 32-byte scalars)``; ``values`` already reduced mod q."""
-    return hash64(Tag.RVOLE_MU, sid, b"".join(map(int.to_bytes, values, repeat(SCALAR_LEN))))
 
 
 def _limbs(buf: bytes, per: int, slots: int) -> F64Array:
@@ -147,7 +141,7 @@ def _combine(limb_sums: list[int]) -> int:
 class RvoleBob:
     """Bob's side. :meth:`start` sends message 1; :meth:`finish` consumes message 2 once."""
 
-    __slots__ = ("_beta", "_beta3", "_d_gamma", "_done", "_g_beta", "_gamma", "_peer", "_sid", "chi")
+    __slots__ = ("_beta", "_beta_f", "_d_gamma", "_done", "_g_beta", "_gamma", "_peer", "_sid", "chi")
 
     def __init__(
         self,
@@ -155,7 +149,7 @@ class RvoleBob:
         peer: int,
         chi: int,
         beta: npt.NDArray[np.uint8],
-        gamma: list[int],
+        gamma: bytes,
         g_beta: F64Array,
         d_gamma: list[int],
     ) -> None:
@@ -163,8 +157,8 @@ class RvoleBob:
         self._sid = sid
         self._peer = peer
         self._beta: list[int] = beta.tolist()
-        self._beta3: list[int] = np.repeat(beta, WIDTH).tolist()
-        self._gamma = gamma
+        self._beta_f: F64Array = beta.astype(np.float64).reshape(XI, 1)
+        self._gamma = gamma  # the pad digests of T^(j): gamma[j][w] is chunk 3j + w
         self._g_beta = g_beta
         self._d_gamma = d_gamma
         self._done = False
@@ -184,9 +178,8 @@ class RvoleBob:
         g_beta = g * beta_arr.astype(np.float64)[:, None]
         chi = _combine(g_beta.sum(axis=0).astype(np.int64).tolist()) % Q  # limb sums < 2^25
         digests = ot_ext.rot_digests(sid, ext.t_cols)
-        gamma = ot_ext.pad_ints(digests)
         d_gamma = _dots(g, _limbs(digests, WIDTH, 2))  # sum_j g_j gamma[j][i], i = 0, 1
-        bob = RvoleBob(sid, peer, chi, beta_arr, gamma, g_beta, d_gamma)
+        bob = RvoleBob(sid, peer, chi, beta_arr, digests, g_beta, d_gamma)
         return bob, ext.msg
 
     def finish(self, msg2: bytes) -> tuple[int, int]:
@@ -197,68 +190,97 @@ class RvoleBob:
         if self._done:
             raise UsageError("RVOLE: Bob's state was already used")
         self._done = True
-        beta, beta3, gamma, sid, peer = self._beta, self._beta3, self._gamma, self._sid, self._peer
+        beta_f, gamma, sid, peer = self._beta_f, self._gamma, self._sid, self._peer
         g_beta, d_gamma = self._g_beta, self._d_gamma
-        self._beta, self._beta3, self._gamma, self._d_gamma = [], [], [], []
-        self._g_beta = np.zeros((0, _LIMBS))
-        a_tilde, eta_tilde, mu = _decode_msg2(msg2, peer)
-        a_tilde_bytes = bytes(msg2[:A_TILDE_LEN])
+        self._beta, self._gamma, self._d_gamma = [], b"", []
+        self._g_beta = self._beta_f = np.zeros((0, _LIMBS))
+        a_tilde_bytes, eta_tilde, mu = _decode_msg2(msg2, peer)
         th0, th1 = thetas(sid, a_tilde_bytes)
-        # step 1: dbar[j][w] = gamma[j][w] + beta_j * a~[j][w]
-        dbar = list(map(_add, gamma, map(_mul, beta3, a_tilde)))
-        # step 2: mu' over dbar[j][2] + theta_0 dbar[j][0] + theta_1 dbar[j][1] - beta_j eta~
-        vals = [
-            (z + x * th0 + y * th1 - b * eta_tilde) % Q
-            for x, y, z, b in zip(dbar[0::3], dbar[1::3], dbar[2::3], beta, strict=True)
-        ]
-        mu_check = _mu(sid, vals)
+        a_tilde = _limbs(a_tilde_bytes, WIDTH, WIDTH)
+        # step 1: dbar[j][w] = gamma[j][w] + beta_j * a~[j][w], as 16-bit limb sums below 2^17
+        dbar = _limbs(gamma, WIDTH, WIDTH) + beta_f * a_tilde
+        # step 2: mu' over dbar[j][2] + theta_0 dbar[j][0] + theta_1 dbar[j][1] - beta_j eta~,
+        # the last term as beta_j (q - eta~) so that every total is non-negative
+        vals = modq.lincomb(
+            [
+                (dbar[:, :_LIMBS], modq.times_scalar(th0)),
+                (dbar[:, _LIMBS : 2 * _LIMBS], modq.times_scalar(th1)),
+                (dbar[:, 2 * _LIMBS :], modq.identity_sums()),
+                (beta_f, modq.times_scalar((Q - eta_tilde) % Q)[_LIMBS - 1 : _LIMBS]),
+            ]
+        )
+        mu_check = hash64(Tag.RVOLE_MU, sid, vals)
         if not hmac.compare_digest(mu_check, mu):
             raise ProtocolAbort(peer, "RVOLE: mu check failed", ban=True)
         # step 3: d_i = sum_j g_j gamma[j][i] + sum_j (beta_j g_j) a~[j][i]
-        d_at = _dots(g_beta, _limbs(a_tilde_bytes, WIDTH, 2))
+        d_at = _dots(g_beta, a_tilde[:, : 2 * _LIMBS])
         return (d_gamma[0] + d_at[0]) % Q, (d_gamma[1] + d_at[1]) % Q
 
 
-def _decode_msg2(msg2: bytes, peer: int) -> tuple[list[int], int, bytes]:
-    """Strict decoding of Alice's message: exact size, canonical scalars."""
+def _decode_msg2(msg2: bytes, peer: int) -> tuple[bytes, int, bytes]:
+    """Strict decoding of Alice's message: exact size, canonical scalars.
+
+    Returns ``(a~ bytes, eta~, mu)``. A scalar can be ``>= q`` only if its top 64 bits are all
+    ones (q's are); only those candidates are compared exactly (public data: branching is fine).
+    """
     if len(msg2) != MSG2_LEN:
         raise ProtocolAbort(peer, f"RVOLE message 2: {len(msg2)} bytes, expected {MSG2_LEN}")
-    scalars = list(map(int.from_bytes, _SCALARS.unpack_from(msg2)))
-    if max(scalars) >= Q:
-        bad = next(i for i, v in enumerate(scalars) if v >= Q)
-        field = "eta~" if bad == XI * WIDTH else f"a~[{bad // WIDTH}][{bad % WIDTH}]"
-        raise ProtocolAbort(peer, f"RVOLE message 2: {field}: scalar not below the group order (non-canonical)")
-    eta_tilde = scalars.pop()
-    return scalars, eta_tilde, bytes(msg2[A_TILDE_LEN + SCALAR_LEN:])
+    msg2 = bytes(msg2)
+    tops = np.frombuffer(msg2, dtype=">u8", count=(XI * WIDTH + 1) * 4)[::4]
+    for bad in np.flatnonzero(tops == 0xFFFFFFFFFFFFFFFF).tolist():
+        if int.from_bytes(msg2[bad * SCALAR_LEN : (bad + 1) * SCALAR_LEN], "big") >= Q:
+            field = "eta~" if bad == XI * WIDTH else f"a~[{bad // WIDTH}][{bad % WIDTH}]"
+            raise ProtocolAbort(peer, f"RVOLE message 2: {field}: scalar not below the group order (non-canonical)")
+    eta_tilde = int.from_bytes(msg2[A_TILDE_LEN : A_TILDE_LEN + SCALAR_LEN], "big")
+    return msg2[:A_TILDE_LEN], eta_tilde, msg2[A_TILDE_LEN + SCALAR_LEN :]
+
+
+def _a_tilde(a: tuple[int, int], eta: int, d0: bytes, d1: bytes) -> bytes:
+    """Step 3 for every ``j, w``: ``(alpha0[j][w] - alpha1[j][w] + (a_0, a_1, eta)[w]) mod q``,
+    encoded, index ``3j + w``. With ``~y = 2^256 - 1 - y`` limb by limb (pads are below
+    ``2^256``), ``x - y + z = x + ~y + (z + 1 - 2^256 + 2q)``: every limb and the constant are
+    non-negative (``2q > 2^256``), as :func:`modq.reduce` wants."""
+    n = XI * WIDTH
+    x = np.zeros((modq.LIMBS32 + 1, n), dtype=np.int64)
+    x[: modq.LIMBS32] = modq.limbs32(d0, n, 1, 0) + (0xFFFFFFFF - modq.limbs32(d1, n, 1, 0))
+    adds = np.concatenate([modq.constant32(v + 1 - (1 << 256) + 2 * Q) for v in (a[0], a[1], eta)], axis=1)
+    x.reshape(modq.LIMBS32 + 1, XI, WIDTH)[...] += adds[:, None, :]  # column 3j + w gets adds[:, w]
+    return modq.reduce(x)
 
 
 def _alice_message(
     sid: bytes,
     a: tuple[int, int],
     eta: int,
-    alpha0: list[int],
-    alpha1: list[int],
-    alpha0_limbs: F64Array,
+    d0: bytes,
+    d1: bytes,
     a_tilde_hook: Callable[[list[int]], None] | None = None,
 ) -> tuple[tuple[int, int], bytes]:
-    """Alice steps 1 and 3-7 given her pads (unreduced, congruent mod q) and ``eta``.
-
-    ``alpha0_limbs`` holds the limbs of slots 0 and 1 of ``alpha0`` (see :func:`_limbs`).
+    """Alice steps 1 and 3-7 given her pad digests (branches 0 and 1, see
+    :func:`ot_ext.sender_digests`) and ``eta``.
 
     ``a_tilde_hook`` lets tests act as a cheating Alice: it may modify ``a~`` (reduced values)
     before ``theta``, ``eta~`` and ``mu`` are derived from it.
     """
-    c0, c1 = (-v % Q for v in _dots(_limbs(gadget_bytes(sid), 1, 1), alpha0_limbs))  # step 1
+    alpha0 = _limbs(d0, WIDTH, WIDTH)
+    c0, c1 = (-v % Q for v in _dots(_limbs(gadget_bytes(sid), 1, 1), alpha0[:, : 2 * _LIMBS]))  # step 1
     a0, a1 = a
-    adds = [a0, a1, eta] * XI
-    a_tilde = [(x - y + z) % Q for x, y, z in zip(alpha0, alpha1, adds, strict=True)]  # step 3
+    a_tilde_bytes = _a_tilde(a, eta, d0, d1)  # step 3
     if a_tilde_hook is not None:
+        a_tilde = list(map(int.from_bytes, _SCALARS.unpack_from(a_tilde_bytes + bytes(SCALAR_LEN))))[:-1]
         a_tilde_hook(a_tilde)
-    a_tilde_bytes = b"".join(map(int.to_bytes, a_tilde, repeat(SCALAR_LEN)))
+        a_tilde_bytes = b"".join(map(int.to_bytes, a_tilde, repeat(SCALAR_LEN)))
     th0, th1 = thetas(sid, a_tilde_bytes)  # step 4
     eta_tilde = (eta + th0 * a0 + th1 * a1) % Q  # step 5
-    vals = [(z + x * th0 + y * th1) % Q for x, y, z in zip(alpha0[0::3], alpha0[1::3], alpha0[2::3], strict=True)]
-    mu = _mu(sid, vals)  # step 6
+    # step 6: v_j = alpha0[j][2] + theta_0 alpha0[j][0] + theta_1 alpha0[j][1]
+    vals = modq.lincomb(
+        [
+            (alpha0[:, :_LIMBS], modq.times_scalar(th0)),
+            (alpha0[:, _LIMBS : 2 * _LIMBS], modq.times_scalar(th1)),
+            (alpha0[:, 2 * _LIMBS :], modq.identity_sums()),
+        ]
+    )
+    mu = hash64(Tag.RVOLE_MU, sid, vals)
     return (c0, c1), b"".join((a_tilde_bytes, eta_tilde.to_bytes(SCALAR_LEN, "big"), mu))  # step 7
 
 
@@ -293,5 +315,4 @@ def _respond(
     q_cols = ot_ext.sender_extend(seeds, sid, msg1, peer=peer)
     d0, d1 = ot_ext.sender_digests(seeds, sid, q_cols)
     eta = random_scalar(rng)  # step 2
-    alpha0, alpha1 = ot_ext.pad_ints(d0), ot_ext.pad_ints(d1)
-    return _alice_message(sid, (a[0], a[1]), eta, alpha0, alpha1, _limbs(d0, WIDTH, 2), a_tilde_hook)
+    return _alice_message(sid, (a[0], a[1]), eta, d0, d1, a_tilde_hook)
