@@ -290,6 +290,147 @@ class PresignParty(RoundParty):
 
 
 # --------------------------------------------------------------------------------------------
+# batch presigning (issue 14): count presignatures in one three-round session
+
+MAX_PRESIGN_BATCH = 64
+"""The most presignatures one :class:`PresignBatch` makes (a node may set a lower cap)."""
+
+_BATCH_PART_MAX = 1 << 24  # one instance's message inside a batch message (bytes)
+
+
+def _nth(parts: Sequence[bytes] | None, k: int) -> bytes | None:
+    return None if parts is None else parts[k]
+
+
+def batch_session(session: bytes, k: int) -> bytes:
+    """The session id of instance ``k`` (0-based) of the batch ``session``:
+    ``H(Tag.SIGN_BATCH_SID; session, u32 k)``, 32 bytes. Distinct for distinct ``k``; each
+    instance's sigid also hashes its own fresh nonces, so presignature ids never repeat."""
+    if len(session) != SESSION_LEN:
+        raise UsageError(f"session: must be {SESSION_LEN} bytes")
+    if not 0 <= k < MAX_PRESIGN_BATCH:
+        raise UsageError(f"k: must be in 0..{MAX_PRESIGN_BATCH - 1}")
+    return hash32(Tag.SIGN_BATCH_SID, session, u32(k))
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """:class:`SignConfig` plus ``count``: how many presignatures (1..:data:`MAX_PRESIGN_BATCH`),
+    all for the same key, signer set and derivation path."""
+
+    session: bytes
+    signers: tuple[int, ...]
+    count: int
+    derivation_path: tuple[int, ...] = ()
+    banned: frozenset[int] = frozenset()
+
+    def __post_init__(self) -> None:
+        if len(self.session) != SESSION_LEN:
+            raise UsageError(f"session: must be {SESSION_LEN} bytes")
+        if isinstance(self.count, bool) or not isinstance(self.count, int) or not 1 <= self.count <= MAX_PRESIGN_BATCH:
+            raise UsageError(f"count: must be in 1..{MAX_PRESIGN_BATCH}, got {self.count!r}")
+        check_path(self.derivation_path)
+
+
+class PresignBatch(RoundParty):
+    """``count`` :class:`PresignParty` instances in one round structure (three rounds, like one).
+
+    Instance ``k`` runs with session :func:`batch_session` ``(session, k)``. Each batch message
+    is ``header (the batch session) | u16 count | count x (u32 length | the instance's own
+    message)``, with the broadcast and direct parts packed separately; every instance checks its
+    own inner message as it would alone. Any abort of any instance (a ban included: the
+    :class:`ProtocolAbort` propagates unchanged, naming the peer) kills the whole batch and wipes
+    every instance's secrets. After the last ``receive()``, :attr:`results` holds the
+    presignatures in instance order (each with its own sigid).
+    """
+
+    PROTOCOL = Protocol.SIGN
+    SECRETS = ("_parties",)
+
+    def __init__(self, key: KeyShare, config: BatchConfig, rng: Rng = SYSTEM_RNG) -> None:
+        parties = [
+            PresignParty(key, SignConfig(batch_session(config.session, k), config.signers, config.derivation_path, config.banned), rng)
+            for k in range(config.count)
+        ]
+        super().__init__(config.session, key.index)
+        self.cfg = config
+        self.signers = parties[0].signers
+        self.peers = parties[0].peers
+        self.derived_key = parties[0].derived_key
+        self._parties = parties
+        self.results: tuple[Presignature, ...] | None = None
+
+    def _first(self) -> RoundOutput:
+        return self._pack(1, [p.start() for p in self._parties])
+
+    def _rounds(self) -> tuple[Handler, ...]:
+        return (self._step, self._step, self._step)
+
+    def _pack(self, round: int, outs: Sequence[RoundOutput | None]) -> RoundOutput:
+        count = len(self._parties)
+        first = outs[0]
+        assert first is not None and all(o is not None and o.round == round for o in outs)
+        broadcast = None
+        if first.broadcast is not None:
+            w = Writer(self._header(round, BROADCAST, 0)).u16(count)
+            for o in outs:
+                assert o is not None and o.broadcast is not None
+                w.var(o.broadcast)
+            broadcast = w.getvalue()
+        direct: dict[int, bytes] = {}
+        for j in first.direct:
+            w = Writer(self._header(round, DIRECT, j)).u16(count)
+            for o in outs:
+                assert o is not None
+                w.var(o.direct[j])
+            direct[j] = w.getvalue()
+        return RoundOutput(round, broadcast=broadcast, direct=direct)
+
+    def _unpack(self, raw: bytes, round: int, kind: int, sender: int) -> list[bytes]:
+        count = len(self._parties)
+        part = "broadcast" if kind == BROADCAST else "direct"
+
+        def dec() -> list[bytes]:
+            r = self._reader(raw, round, kind, sender)
+            n = r.u16("batch.count")
+            if n != count:
+                raise DecodeError("batch.count", f"expected {count} presignatures, got {n}")
+            out = [r.var(f"batch[{k}].{part}", _BATCH_PART_MAX) for k in range(count)]
+            r.finish(f"batch {part}")
+            return out
+
+        return blame_malformed(sender, round, dec, part)
+
+    def _step(self, inbox: Mapping[int, Delivery]) -> RoundOutput | None:
+        round = self._next + 1  # the round of the messages in this inbox
+        want_b, want_d = round in (1, 3), round in (2, 3)
+        check_inbox(inbox, self.peers, want_broadcast=want_b, want_direct=want_d, round=round)
+        count = len(self._parties)
+        parts: dict[int, tuple[list[bytes] | None, list[bytes] | None]] = {}
+        for j in self.peers:
+            d = inbox[j]
+            b = self._unpack(d.broadcast, round, BROADCAST, j) if d.broadcast is not None else None
+            dr = self._unpack(d.direct, round, DIRECT, j) if d.direct is not None else None
+            parts[j] = (b, dr)
+        outs: list[RoundOutput | None] = []
+        for k, p in enumerate(self._parties):
+            sub = {j: Delivery(_nth(parts[j][0], k), _nth(parts[j][1], k)) for j in self.peers}
+            outs.append(p.receive(sub))
+        if round < 3:
+            return self._pack(round + 1, outs)
+        results = tuple(p.result for p in self._parties)
+        assert all(r is not None for r in results) and len(results) == count
+        self.results = tuple(r for r in results if r is not None)
+        self._wipe()
+        return None
+
+    def _wipe(self) -> None:
+        for p in self.__dict__.get("_parties", ()):
+            p._wipe()
+        super()._wipe()
+
+
+# --------------------------------------------------------------------------------------------
 # presignatures and the online phase
 
 # The stored record (see Presignature.to_bytes); decoded only by
