@@ -51,6 +51,10 @@ the map onto DKLs23 below is the same. Shapes (all scalars mod q, points on secp
   recovery id from ``R*``. The combiner recomputes ``delta`` and ``R*`` itself (never from a share),
   and verifies under the ``PK'`` it expects. ``phi_i`` stays hidden: ``u_i*`` and ``w_i*`` are one
   use of the presignature exactly like ``u_i`` and ``w_i``, so the one-time rule is unchanged.
+
+Caveat: the IC also hashes fresh public randomness (its random beacon) into ``delta``; here
+``delta`` depends only on the presignature and the digest. GS's analysis is in the generic group
+model at the ECDSA level; the [P23] proof does not cover re-randomisation (notes 7.2 [UNSURE]).
 """
 
 from __future__ import annotations
