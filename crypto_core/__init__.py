@@ -4,7 +4,7 @@ Every protocol here is a pure state machine: round messages (bytes) in, round me
 No sockets, threads, clocks or files; randomness comes from an injectable :class:`~crypto_core.rng.Rng`.
 
 The public API is what :data:`__all__` names: the protocol state machines (:class:`DkgParty`,
-:class:`PresignParty`), their configurations, the records they produce (:class:`KeyShare`,
+:class:`PresignParty`, :class:`PresignBatch`), their configurations, the records they produce (:class:`KeyShare`,
 :class:`Presignature`, used through ``mark_used()`` then ``signature_share()``), public
 combining and verification (:mod:`crypto_core.combiner`), BIP32 public derivation, the group
 element, the errors and the public parameters. Primitives that are unsafe on their own (raw EC,
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from .params import LAMBDA_C, MAX_LABEL, MAX_PARTIES, SUPPORTED_LAMBDA
     from .rng import SYSTEM_RNG, Rng, SystemRng
     from .session import Delivery, RoundOutput
-    from .sign import Presignature, PresignParty, SignConfig
+    from .sign import BatchConfig, Presignature, PresignBatch, PresignParty, SignConfig
 
 # public name -> the submodule that defines it
 _EXPORTS: dict[str, str] = {
@@ -47,7 +47,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("LAMBDA_C", "MAX_LABEL", "MAX_PARTIES", "SUPPORTED_LAMBDA"), "params"),
     **dict.fromkeys(("SYSTEM_RNG", "Rng", "SystemRng"), "rng"),
     **dict.fromkeys(("Delivery", "RoundOutput"), "session"),
-    **dict.fromkeys(("Presignature", "PresignParty", "SignConfig"), "sign"),
+    **dict.fromkeys(("BatchConfig", "Presignature", "PresignBatch", "PresignParty", "SignConfig"), "sign"),
 }
 
 __all__ = [
@@ -57,6 +57,7 @@ __all__ = [
     "MAX_PARTIES",
     "SUPPORTED_LAMBDA",
     "SYSTEM_RNG",
+    "BatchConfig",
     "DecodeError",
     "Delivery",
     "Derived",
@@ -64,6 +65,7 @@ __all__ = [
     "DkgParty",
     "KeyShare",
     "Point",
+    "PresignBatch",
     "PresignParty",
     "Presignature",
     "PresignatureUsed",

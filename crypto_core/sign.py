@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 from .bip32 import check_path, derive
 from .codec import BROADCAST, DIRECT, SESSION_LEN, Protocol, Writer
-from .combiner import DIGEST_LEN, SignatureShare
+from .combiner import DIGEST_LEN, SHARE_PLAIN, SHARE_RERANDOMIZED, SignatureShare, rerandomized_nonce, rerandomizer
 from .commitment import commit, opens
 from .errors import DecodeError, PresignatureUsed, ProtocolAbort, UsageError
 from .group import Point, Q, point_sum
@@ -278,6 +278,8 @@ class PresignParty(RoundParty):
             index=me,
             sigid=self._sigid,
             key_id=self.key.key_id,
+            epoch=self.key.epoch,
+            sid_dkg=self.key.sid_dkg,
             public_key=self.derived_key,
             derivation_path=self.cfg.derivation_path,
             signers=self.signers,
@@ -288,18 +290,167 @@ class PresignParty(RoundParty):
 
 
 # --------------------------------------------------------------------------------------------
+# batch presigning (issue 14): count presignatures in one three-round session
+
+MAX_PRESIGN_BATCH = 64
+"""The most presignatures one :class:`PresignBatch` makes (a node may set a lower cap)."""
+
+_BATCH_PART_MAX = 1 << 24  # one instance's message inside a batch message (bytes)
+
+
+def _nth(parts: Sequence[bytes] | None, k: int) -> bytes | None:
+    return None if parts is None else parts[k]
+
+
+def batch_session(session: bytes, k: int) -> bytes:
+    """The session id of instance ``k`` (0-based) of the batch ``session``:
+    ``H(Tag.SIGN_BATCH_SID; session, u32 k)``, 32 bytes. Distinct for distinct ``k``; each
+    instance's sigid also hashes its own fresh nonces, so presignature ids never repeat."""
+    if len(session) != SESSION_LEN:
+        raise UsageError(f"session: must be {SESSION_LEN} bytes")
+    if not 0 <= k < MAX_PRESIGN_BATCH:
+        raise UsageError(f"k: must be in 0..{MAX_PRESIGN_BATCH - 1}")
+    return hash32(Tag.SIGN_BATCH_SID, session, u32(k))
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """:class:`SignConfig` plus ``count``: how many presignatures (1..:data:`MAX_PRESIGN_BATCH`),
+    all for the same key, signer set and derivation path."""
+
+    session: bytes
+    signers: tuple[int, ...]
+    count: int
+    derivation_path: tuple[int, ...] = ()
+    banned: frozenset[int] = frozenset()
+
+    def __post_init__(self) -> None:
+        if len(self.session) != SESSION_LEN:
+            raise UsageError(f"session: must be {SESSION_LEN} bytes")
+        if isinstance(self.count, bool) or not isinstance(self.count, int) or not 1 <= self.count <= MAX_PRESIGN_BATCH:
+            raise UsageError(f"count: must be in 1..{MAX_PRESIGN_BATCH}, got {self.count!r}")
+        check_path(self.derivation_path)
+
+
+class PresignBatch(RoundParty):
+    """``count`` :class:`PresignParty` instances in one round structure (three rounds, like one).
+
+    Instance ``k`` runs with session :func:`batch_session` ``(session, k)``. Each batch message
+    is ``header (the batch session) | u16 count | count x (u32 length | the instance's own
+    message)``, with the broadcast and direct parts packed separately; every instance checks its
+    own inner message as it would alone. Any abort of any instance (a ban included: the
+    :class:`ProtocolAbort` propagates unchanged, naming the peer) kills the whole batch and wipes
+    every instance's secrets. After the last ``receive()``, :attr:`results` holds the
+    presignatures in instance order (each with its own sigid).
+    """
+
+    PROTOCOL = Protocol.SIGN
+    SECRETS = ("_parties",)
+
+    def __init__(self, key: KeyShare, config: BatchConfig, rng: Rng = SYSTEM_RNG) -> None:
+        parties = [
+            PresignParty(key, SignConfig(batch_session(config.session, k), config.signers, config.derivation_path, config.banned), rng)
+            for k in range(config.count)
+        ]
+        super().__init__(config.session, key.index)
+        self.cfg = config
+        self.signers = parties[0].signers
+        self.peers = parties[0].peers
+        self.derived_key = parties[0].derived_key
+        self._parties = parties
+        self.results: tuple[Presignature, ...] | None = None
+
+    def _first(self) -> RoundOutput:
+        return self._pack(1, [p.start() for p in self._parties])
+
+    def _rounds(self) -> tuple[Handler, ...]:
+        return (self._step, self._step, self._step)
+
+    def _pack(self, round: int, outs: Sequence[RoundOutput | None]) -> RoundOutput:
+        count = len(self._parties)
+        first = outs[0]
+        assert first is not None and all(o is not None and o.round == round for o in outs)
+        broadcast = None
+        if first.broadcast is not None:
+            w = Writer(self._header(round, BROADCAST, 0)).u16(count)
+            for o in outs:
+                assert o is not None and o.broadcast is not None
+                w.var(o.broadcast)
+            broadcast = w.getvalue()
+        direct: dict[int, bytes] = {}
+        for j in first.direct:
+            w = Writer(self._header(round, DIRECT, j)).u16(count)
+            for o in outs:
+                assert o is not None
+                w.var(o.direct[j])
+            direct[j] = w.getvalue()
+        return RoundOutput(round, broadcast=broadcast, direct=direct)
+
+    def _unpack(self, raw: bytes, round: int, kind: int, sender: int) -> list[bytes]:
+        count = len(self._parties)
+        part = "broadcast" if kind == BROADCAST else "direct"
+
+        def dec() -> list[bytes]:
+            r = self._reader(raw, round, kind, sender)
+            n = r.u16("batch.count")
+            if n != count:
+                raise DecodeError("batch.count", f"expected {count} presignatures, got {n}")
+            out = [r.var(f"batch[{k}].{part}", _BATCH_PART_MAX) for k in range(count)]
+            r.finish(f"batch {part}")
+            return out
+
+        return blame_malformed(sender, round, dec, part)
+
+    def _step(self, inbox: Mapping[int, Delivery]) -> RoundOutput | None:
+        round = self._next + 1  # the round of the messages in this inbox
+        want_b, want_d = round in (1, 3), round in (2, 3)
+        check_inbox(inbox, self.peers, want_broadcast=want_b, want_direct=want_d, round=round)
+        count = len(self._parties)
+        parts: dict[int, tuple[list[bytes] | None, list[bytes] | None]] = {}
+        for j in self.peers:
+            d = inbox[j]
+            b = self._unpack(d.broadcast, round, BROADCAST, j) if d.broadcast is not None else None
+            dr = self._unpack(d.direct, round, DIRECT, j) if d.direct is not None else None
+            parts[j] = (b, dr)
+        outs: list[RoundOutput | None] = []
+        for k, p in enumerate(self._parties):
+            sub = {j: Delivery(_nth(parts[j][0], k), _nth(parts[j][1], k)) for j in self.peers}
+            outs.append(p.receive(sub))
+        if round < 3:
+            return self._pack(round + 1, outs)
+        results = tuple(p.result for p in self._parties)
+        assert all(r is not None for r in results) and len(results) == count
+        self.results = tuple(r for r in results if r is not None)
+        self._wipe()
+        return None
+
+    def _wipe(self) -> None:
+        for p in self.__dict__.get("_parties", ()):
+            p._wipe()
+        super()._wipe()
+
+
+# --------------------------------------------------------------------------------------------
 # presignatures and the online phase
 
 # The stored record (see Presignature.to_bytes); decoded only by
 # crypto_core.hazmat.presignature.load_presignature.
 PRESIG_MAGIC = b"MPCNET-PRESIG"
-PRESIG_VERSION = 1
+PRESIG_VERSION = 2  # written: carries the key epoch and sid_dkg (issue 14)
+PRESIG_VERSION_V1 = 1  # still decoded (epoch unknown): a v1 record can be inspected, never sign
 RECORD_FRESH, RECORD_USED = 0, 1  # the record's status byte
 _FRESH, _USED, _CONSUMED = 0, 1, 2  # in-memory states; _CONSUMED: one signature_share() allowed
 
 
 class Presignature:
     """A signer's presignature: public part plus the secret ``(phi_i, u_i, v_i)``.
+
+    Public part: ``index`` (this signer's share index), ``sigid`` (32 B, also the pool's
+    presignature id), ``key_id`` (32 B), ``epoch`` (the key epoch it was made at, 0..2^32-1),
+    ``sid_dkg`` (32 B, the key share's session id at that epoch: changes at every refresh or
+    reshare), ``public_key`` (the derived key PK'), ``derivation_path``, ``signers`` (share
+    indices of that epoch, increasing) and ``R``. ``epoch`` and ``sid_dkg`` are ``None`` only for
+    a version-1 record, which never signs.
 
     One-time use: call :meth:`mark_used`, durably store the tombstone it returns over the
     stored record, and only then call :meth:`signature_share` (once). A tombstone decodes to a
@@ -310,7 +461,9 @@ class Presignature:
     the record is the only, current copy (a stale copy of a used presignature signs twice).
     """
 
-    __slots__ = ("R", "_secret", "_state", "derivation_path", "index", "key_id", "public_key", "sigid", "signers")
+    __slots__ = (
+        "R", "_secret", "_state", "derivation_path", "epoch", "index", "key_id", "public_key", "sid_dkg", "sigid", "signers",
+    )
 
     def __init__(
         self,
@@ -323,10 +476,20 @@ class Presignature:
         signers: tuple[int, ...],
         R: Point,
         _secret: tuple[int, int, int] | None,
+        epoch: int | None,
+        sid_dkg: bytes | None,
     ) -> None:
+        if (epoch is None) != (sid_dkg is None):
+            raise UsageError("epoch, sid_dkg: both or neither (neither only for a version-1 record)")
+        if sid_dkg is not None and len(sid_dkg) != 32:
+            raise UsageError("sid_dkg: must be 32 bytes")
+        if epoch is not None and not 0 <= epoch <= 0xFFFFFFFF:
+            raise UsageError("epoch: must be a u32")
         self.index = index
         self.sigid = sigid
         self.key_id = key_id
+        self.epoch = epoch
+        self.sid_dkg = sid_dkg
         self.public_key = public_key
         self.derivation_path = tuple(derivation_path)
         self.signers = tuple(signers)
@@ -335,7 +498,7 @@ class Presignature:
         self._state = _FRESH if _secret is not None else _USED
 
     def __repr__(self) -> str:
-        return f"Presignature(sigid={self.sigid.hex()[:16]}…, index={self.index}, used={self.used})"
+        return f"Presignature(sigid={self.sigid.hex()[:16]}…, index={self.index}, epoch={self.epoch}, used={self.used})"
 
     @property
     def used(self) -> bool:
@@ -345,6 +508,11 @@ class Presignature:
     def r(self) -> int:
         return self.R.x % Q
 
+    @property
+    def version(self) -> int:
+        """The record version this presignature is written as (1 only if it was read as v1)."""
+        return PRESIG_VERSION_V1 if self.epoch is None else PRESIG_VERSION
+
     def mark_used(self) -> bytes:
         """Consume the presignature in memory; returns the tombstone record to persist."""
         if self._state != _FRESH:
@@ -352,12 +520,26 @@ class Presignature:
         self._state = _CONSUMED  # exactly one signature_share() allowed
         return self._encode(with_secret=False)
 
-    def signature_share(self, digest: bytes, *, key_id: bytes, derivation_path: Sequence[int] = ()) -> SignatureShare:
+    def signature_share(
+        self,
+        digest: bytes,
+        *,
+        key_id: bytes,
+        epoch: int,
+        derivation_path: Sequence[int] = (),
+        signers: Sequence[int] | None = None,
+        rerandomize: bool = False,
+    ) -> SignatureShare:
         """The online step: ``w_i = h*phi_i + r_x*v_i`` (notes section 6, online).
 
-        Refuses a presignature made for another key or derivation path (Groth-Shoup). Fails
-        closed: once :meth:`mark_used` was called, the first call consumes the secret whatever
-        its outcome, so a refused call (wrong digest, key or path) leaves nothing to retry with.
+        ``key_id``, ``epoch``, ``derivation_path`` (and ``signers``, share indices, when given)
+        are what the caller is signing for; a presignature made for another key, key epoch,
+        derivation path (Groth-Shoup) or signer set is refused with :class:`UsageError` naming
+        the field, and so is a version-1 record (it carries no epoch). ``rerandomize``: the
+        Groth-Shoup re-randomised share (version 2, :mod:`crypto_core.combiner`): ``u_i* = u_i +
+        delta*phi_i``, ``w_i* = h*phi_i + x(R*)*v_i``; always on for pool presignatures (issue 14,
+        design D3). Fails closed: once :meth:`mark_used` was called, the first call consumes the
+        secret whatever its outcome, so a refused call leaves nothing to retry with.
         """
         if self._state == _FRESH:
             raise UsageError("mark_used() must be called (and its record persisted) before signing")
@@ -370,27 +552,45 @@ class Presignature:
             raise UsageError(f"digest: must be {DIGEST_LEN} bytes, got {len(digest)} (presignature discarded)")
         if not hmac.compare_digest(key_id, self.key_id):
             raise UsageError("key_id: presignature was made for another key (presignature discarded)")
+        if self.epoch is None:
+            raise UsageError("presignature.version: a version-1 record carries no key epoch and cannot sign (presignature discarded)")
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch != self.epoch:
+            raise UsageError(f"epoch: presignature was made at key epoch {self.epoch}, not {epoch!r} (presignature discarded)")
         if tuple(derivation_path) != self.derivation_path:
             raise UsageError("derivation_path: presignature was made for another derivation path (presignature discarded)")
+        if signers is not None and tuple(signers) != self.signers:
+            raise UsageError("signers: presignature was made by another signer set (presignature discarded)")
         h = int.from_bytes(digest, "big") % Q
-        w = (h * phi + self.r * v) % Q
-        return SignatureShare(self.index, self.sigid, self.R, bytes(digest), u, w)
+        if not rerandomize:
+            w = (h * phi + self.r * v) % Q
+            return SignatureShare(self.index, self.sigid, self.R, bytes(digest), u, w, SHARE_PLAIN)
+        delta = rerandomizer(self.sigid, self.R, self.public_key, self.derivation_path, digest)
+        r_star = rerandomized_nonce(self.R, delta).x % Q
+        u_star = (u + delta * phi) % Q
+        w_star = (h * phi + r_star * v) % Q
+        return SignatureShare(self.index, self.sigid, self.R, bytes(digest), u_star, w_star, SHARE_RERANDOMIZED)
 
     # serialization ------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
         """The stored record: the fresh record (with the secret) while unused, else the tombstone.
 
-        Layout: ``PRESIG_MAGIC | u16 version | u8 status (RECORD_FRESH or RECORD_USED) |
-        u16 index | sigid (32 B) | key_id (32 B) | public_key (33 B) | u16 path length, u32 each |
-        u16 signer count, u16 each | R (33 B) | [phi, u, v: 3 scalars of 32 B, fresh only]``.
+        Layout (version 2): ``PRESIG_MAGIC | u16 version | u8 status (RECORD_FRESH or
+        RECORD_USED) | u16 index | sigid (32 B) | key_id (32 B) | u32 epoch | sid_dkg (32 B) |
+        public_key (33 B) | u16 path length, u32 each | u16 signer count, u16 each | R (33 B) |
+        [phi, u, v: 3 scalars of 32 B, fresh only]``. Version 1 is the same without ``epoch``
+        and ``sid_dkg``; it is written only as the tombstone of a version-1 record.
         """
         if self._state != _FRESH:
             return self._encode(with_secret=False)
         return self._encode(with_secret=True)
 
     def _encode(self, with_secret: bool) -> bytes:
-        w = Writer().raw(PRESIG_MAGIC).u16(PRESIG_VERSION).u8(RECORD_FRESH if with_secret else RECORD_USED)
-        w.u16(self.index).raw(self.sigid).raw(self.key_id).point(self.public_key)
+        w = Writer().raw(PRESIG_MAGIC).u16(self.version).u8(RECORD_FRESH if with_secret else RECORD_USED)
+        w.u16(self.index).raw(self.sigid).raw(self.key_id)
+        if self.epoch is not None:
+            assert self.sid_dkg is not None
+            w.u32(self.epoch).raw(self.sid_dkg)
+        w.point(self.public_key)
         w.u16(len(self.derivation_path))
         for c in self.derivation_path:
             w.u32(c)

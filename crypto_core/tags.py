@@ -51,6 +51,9 @@ class Tag(enum.Enum):
     SIGN_ZERO = "sign/zero"
     SIGN_COMMIT_R = "sign/commit-R"
     SIGN_ECHO = "sign/echo"
+    # pool presignatures (issue 14): Groth-Shoup re-randomisation of R at the online step
+    SIGN_RERANDOMIZE = "sign/presign-rerandomize/v1"
+    SIGN_BATCH_SID = "sign/presign-batch-sid/v1"
     # refresh and quorum change (notes section 9)
     RESHARE_SID = "reshare/sid"
     RESHARE_CONFIG = "reshare/config"

@@ -1049,7 +1049,7 @@ class NodeService:
             raise err from None
         except StoreError:
             raise  # UNAVAILABLE naming the store problem (_store_guard); nothing was released
-        share = presig.signature_share(s.digest, key_id=s.key_id, derivation_path=s.path)
+        share = presig.signature_share(s.digest, key_id=s.key_id, epoch=key.epoch, derivation_path=s.path)
         payload = share.to_bytes(s.id)
         envs = self._seal(s, rnd, payload, {}, fault.action if fault else None)
         s.done = True

@@ -188,7 +188,7 @@ def bench_signing(t: int, n: int, keys: dict[int, KeyShare], reps: int, warmup: 
             pre = p.result
             assert pre is not None
             pre.mark_used()  # a node persists this tombstone before the share leaves it
-            share = pre.signature_share(digest, key_id=keys[i].key_id)
+            share = pre.signature_share(digest, key_id=keys[i].key_id, epoch=keys[i].epoch)
             share_bytes += len(share.to_bytes(session)) * (t - 1)  # broadcast to the other signers
             shares[i] = share
         sig = combine(shares, digest, signers=signers, public_key=keys[signers[0]].public_key)

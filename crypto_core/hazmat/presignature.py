@@ -18,7 +18,7 @@ from ..bip32 import check_path
 from ..codec import Reader
 from ..errors import DecodeError, UsageError
 from ..session import check_participants
-from ..sign import PRESIG_MAGIC, PRESIG_VERSION, RECORD_FRESH, RECORD_USED, Presignature
+from ..sign import PRESIG_MAGIC, PRESIG_VERSION, PRESIG_VERSION_V1, RECORD_FRESH, RECORD_USED, Presignature
 
 __all__ = ["load_presignature"]
 
@@ -27,7 +27,11 @@ def load_presignature(data: bytes) -> Presignature:
     """Decode a record written by :meth:`Presignature.to_bytes <crypto_core.sign.Presignature.to_bytes>`.
 
     A fresh record yields a presignature that can sign once more; a tombstone one that refuses
-    to sign (:class:`~crypto_core.errors.PresignatureUsed`). Decoding is strict (magic, version,
+    to sign (:class:`~crypto_core.errors.PresignatureUsed`). Version 2 carries the key epoch and
+    ``sid_dkg``; a version-1 record (issue 13 and before: only tombstones were ever stored)
+    still decodes, with ``epoch = sid_dkg = None``, and refuses to sign even if fresh (nodes
+    delete every fresh presignature at start, design D5, so none should exist). Decoding is
+    strict (magic, version,
     status, exact lengths, canonical scalars, points on the curve, a valid derivation path and
     signer set, no trailing bytes). Raises :class:`~crypto_core.errors.DecodeError` naming the
     field; the message never contains the secret.
@@ -36,7 +40,7 @@ def load_presignature(data: bytes) -> Presignature:
     if r.take(len(PRESIG_MAGIC), "presignature.magic") != PRESIG_MAGIC:
         raise DecodeError("presignature.magic", "not a presignature record")
     version = r.u16("presignature.version")
-    if version != PRESIG_VERSION:
+    if version not in (PRESIG_VERSION, PRESIG_VERSION_V1):
         raise DecodeError("presignature.version", f"unsupported version {version}")
     status = r.u8("presignature.status")
     if status not in (RECORD_FRESH, RECORD_USED):
@@ -44,6 +48,11 @@ def load_presignature(data: bytes) -> Presignature:
     index = r.u16("presignature.index")
     sigid = r.take(32, "presignature.sigid")
     key_id = r.take(32, "presignature.key_id")
+    epoch: int | None = None
+    sid_dkg: bytes | None = None
+    if version == PRESIG_VERSION:
+        epoch = r.u32("presignature.epoch")
+        sid_dkg = r.take(32, "presignature.sid_dkg")
     pk = r.point("presignature.public_key")
     path = tuple(r.u32(f"presignature.derivation_path[{i}]") for i in range(r.u16("presignature.path_len")))
     signers = tuple(r.u16(f"presignature.signers[{i}]") for i in range(r.u16("presignature.signer_count")))
@@ -59,5 +68,6 @@ def load_presignature(data: bytes) -> Presignature:
     except UsageError as e:
         raise DecodeError("presignature", str(e)) from None
     return Presignature(
-        index=index, sigid=sigid, key_id=key_id, public_key=pk, derivation_path=path, signers=signers, R=R, _secret=secret
+        index=index, sigid=sigid, key_id=key_id, public_key=pk, derivation_path=path, signers=signers, R=R, _secret=secret,
+        epoch=epoch, sid_dkg=sid_dkg,
     )

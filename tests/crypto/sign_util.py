@@ -22,7 +22,7 @@ def sign(keys, signers, digest: bytes, path=(), seed=b"ps", session=b"P" * 32) -
     shares = {}
     for i, pre in pres.items():
         pre.mark_used()
-        shares[i] = pre.signature_share(digest, key_id=keys[i].key_id, derivation_path=path)
+        shares[i] = pre.signature_share(digest, key_id=keys[i].key_id, epoch=keys[i].epoch, derivation_path=path)
     return combine(shares, digest, signers=signers, public_key=next(iter(pres.values())).public_key)
 
 

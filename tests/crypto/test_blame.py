@@ -162,7 +162,7 @@ def test_presign_blame_never_names_an_honest_party(corrupt_pos, part, spec):
     for i in signers:
         pre = parties[i].result
         pre.mark_used()
-        shares[i] = pre.signature_share(digest, key_id=keys[i].key_id)
+        shares[i] = pre.signature_share(digest, key_id=keys[i].key_id, epoch=keys[i].epoch)
     for i in finished:
         try:
             combine(shares, digest, signers=signers, public_key=keys[i].public_key, presignature=parties[i].result)

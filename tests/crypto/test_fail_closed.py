@@ -102,14 +102,16 @@ def test_presign_party_dies_on_a_bug_in_the_last_round(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "bad", [{"digest": b"short"}, {"key_id": bytes(32)}, {"derivation_path": (5,)}], ids=["digest", "key_id", "path"]
+    "bad",
+    [{"digest": b"short"}, {"key_id": bytes(32)}, {"derivation_path": (5,)}, {"epoch": 1}, {"signers": (1, 3)}],
+    ids=["digest", "key_id", "path", "epoch", "signers"],
 )
 def test_presignature_online_phase_fails_closed(bad):
     """Before mark_used() nothing is consumed; after it, the first call consumes the secret
     whatever its outcome: a refused call leaves nothing usable, and at most one share exists."""
     keys = keygen(2, 3)
     pre = presign(keys, (1, 2), session=b"H" * 32, seed=b"h")[1]
-    args = {"digest": bytes(32), "key_id": keys[1].key_id, "derivation_path": ()}
+    args = {"digest": bytes(32), "key_id": keys[1].key_id, "epoch": keys[1].epoch, "derivation_path": ()}
     with pytest.raises(UsageError, match="mark_used"):  # not marked used yet: nothing consumed
         pre.signature_share(**args)
     assert pre._secret is not None and not pre.used

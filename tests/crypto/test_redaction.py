@@ -122,13 +122,13 @@ def test_presignature_and_its_misuse_errors():
         assert_hidden(str(e.value), secrets)
     errors = []
     with pytest.raises(ProtocolError) as e:  # not marked used yet
-        pre.signature_share(bytes(32), key_id=keys[1].key_id)
+        pre.signature_share(bytes(32), key_id=keys[1].key_id, epoch=keys[1].epoch)
     errors.append(str(e.value))
     pre.mark_used()
     assert_object_hidden(pre, secrets)
     for call in (
-        lambda: pre.signature_share(bytes(32), key_id=bytes(32)),  # refused: consumes it
-        lambda: pre.signature_share(bytes(32), key_id=keys[1].key_id),
+        lambda: pre.signature_share(bytes(32), key_id=bytes(32), epoch=keys[1].epoch),  # refused: consumes it
+        lambda: pre.signature_share(bytes(32), key_id=keys[1].key_id, epoch=keys[1].epoch),
         pre.mark_used,
     ):
         with pytest.raises(ProtocolError) as e:

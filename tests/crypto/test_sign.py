@@ -96,21 +96,25 @@ def test_presignature_one_time_and_bound():
     pre = pres[1]
     digest = bytes(32)
     with pytest.raises(UsageError, match="mark_used"):
-        pre.signature_share(digest, key_id=keys[1].key_id)
+        pre.signature_share(digest, key_id=keys[1].key_id, epoch=keys[1].epoch)
     tomb = pre.mark_used()
     with pytest.raises(PresignatureUsed):
         pre.mark_used()
-    pre.signature_share(digest, key_id=keys[1].key_id)
+    pre.signature_share(digest, key_id=keys[1].key_id, epoch=keys[1].epoch)
     with pytest.raises(PresignatureUsed):
-        pre.signature_share(digest, key_id=keys[1].key_id)
+        pre.signature_share(digest, key_id=keys[1].key_id, epoch=keys[1].epoch)
     # bound to its key and path; a refused call discards it (fails closed, nothing to retry with)
-    for bad in ({"key_id": keygen(2, 3, b"other")[1].key_id}, {"key_id": keys[1].key_id, "derivation_path": (1,)}):
+    for bad in (
+        {"key_id": keygen(2, 3, b"other")[1].key_id, "epoch": 0},
+        {"key_id": keys[1].key_id, "epoch": 0, "derivation_path": (1,)},
+        {"key_id": keys[1].key_id, "epoch": 1},
+    ):
         other = presign(keys, (1, 2), seed=b"bound")[1]
         other.mark_used()
-        with pytest.raises(UsageError, match="another key|derivation path"):
+        with pytest.raises(UsageError, match="another key|derivation path|key epoch 0, not 1"):
             other.signature_share(digest, **bad)
         with pytest.raises(PresignatureUsed):
-            other.signature_share(digest, key_id=keys[1].key_id)
+            other.signature_share(digest, key_id=keys[1].key_id, epoch=keys[1].epoch)
     # the tombstone is checkable from storage and refuses to sign
     dead = load_presignature(tomb)
     assert dead.used and dead.sigid == pre.sigid
@@ -124,7 +128,7 @@ def test_presignature_for_path_refuses_master_key():
     pre = presign(keys, (2, 3), path=(7,), seed=b"path")[2]
     pre.mark_used()
     with pytest.raises(UsageError, match="derivation path"):
-        pre.signature_share(bytes(32), key_id=keys[2].key_id, derivation_path=())
+        pre.signature_share(bytes(32), key_id=keys[2].key_id, epoch=keys[2].epoch, derivation_path=())
 
 
 def test_presignature_serialization_round_trip():
@@ -150,7 +154,7 @@ def test_signature_from_restored_presignatures():
     for i, pre in pres.items():
         again = load_presignature(pre.to_bytes())
         again.mark_used()
-        shares[i] = again.signature_share(digest, key_id=keys[i].key_id)
+        shares[i] = again.signature_share(digest, key_id=keys[i].key_id, epoch=keys[i].epoch)
     check_signature(combine(shares, digest, signers=(1, 2), public_key=keys[1].public_key), keys[1].public_key, digest)
 
 
@@ -167,7 +171,7 @@ def test_same_presignature_twice_would_leak_the_key():
         shares = {}
         for i, p in batch.items():
             p.mark_used()
-            shares[i] = p.signature_share(h, key_id=keys[i].key_id)
+            shares[i] = p.signature_share(h, key_id=keys[i].key_id, epoch=keys[i].epoch)
         sigs.append(combine(shares, h, signers=(1, 2), public_key=keys[1].public_key))
     (s1, s2), r = (sigs[0].s, sigs[1].s), sigs[0].r
     z1, z2 = int.from_bytes(h1, "big") % Q, int.from_bytes(h2, "big") % Q
@@ -241,7 +245,7 @@ def test_combine_refuses_a_public_key_or_digest_that_is_not_one_before_blaming_t
     digest = hashlib.sha256(b"inputs").digest()
     for p in pres.values():
         p.mark_used()
-    shares = {i: p.signature_share(digest, key_id=keys[i].key_id) for i, p in pres.items()}
+    shares = {i: p.signature_share(digest, key_id=keys[i].key_id, epoch=keys[i].epoch) for i, p in pres.items()}
     for bad in (INFINITY, keys[1].public_key.encode(), None):
         with pytest.raises(UsageError, match="^public_key: "):
             combine(shares, digest, signers=(1, 2), public_key=bad)  # type: ignore[arg-type]

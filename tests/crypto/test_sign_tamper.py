@@ -35,7 +35,7 @@ def run_signing(keys, signers, digest, tamper):
     shares = {}
     for i, p in ps.items():
         p.result.mark_used()
-        share = p.result.signature_share(digest, key_id=keys[i].key_id)
+        share = p.result.signature_share(digest, key_id=keys[i].key_id, epoch=keys[i].epoch)
         raw = share.to_bytes(SESSION)
         for k in signers:  # the share is broadcast; the tamper hook sees it on the way to k
             if k != i:
@@ -138,7 +138,7 @@ def test_share_for_other_digest_or_presignature_names_signer():
     shares = {}
     for i, p in ps.items():
         p.result.mark_used()
-        shares[i] = p.result.signature_share(d1 if i == 1 else d2, key_id=keys[i].key_id)
+        shares[i] = p.result.signature_share(d1 if i == 1 else d2, key_id=keys[i].key_id, epoch=keys[i].epoch)
     with pytest.raises(ProtocolAbort) as e:
         combine(shares, d1, signers=(1, 3), public_key=keys[1].public_key)
     assert e.value.party == 3 and "digest" in e.value.reason
