@@ -1017,6 +1017,7 @@ class CoordinatorService:
     # --- audit -------------------------------------------------------------------------------
     def GetAuditLog(self, req: coordinator_pb2.GetAuditLogRequest, ctx: Any) -> governance_pb2.AuditPage:
         if req.component == self.cfg.name:
+            self.requests.flush_audit()  # the entries still queued in the outbox first (coordinator/audit_flush.py)
             return audit_page(self.audit, req.after_seq, req.limit)
         for h in self.nodes.values():
             if h.name == req.component:
