@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Protocol
 
 from coordinator.db import OutboxEntry
@@ -77,6 +78,7 @@ class AuditFlusher:
         self._due = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.fault: Callable[[str], None] | None = None  # test mode: coordinator.faults ("audit-queued", "audit-appended")
         self.flushed = 0  # entries appended (or found appended) by this process; tests, diagnostics
         self.batches = 0  # append transactions
 
@@ -95,6 +97,7 @@ class AuditFlusher:
             return True
 
     def _append(self, batch: list[OutboxEntry]) -> bool:
+        self._point("audit-queued")
         try:
             self.audit.append_many_once([once_entry(item) for item in batch])
         except GovernanceError as e:
@@ -102,6 +105,7 @@ class AuditFlusher:
                 log.error("audit: %d queued entr%s stay queued: %s", len(batch), "y" if len(batch) == 1 else "ies", e)
                 return False
             return self._one_by_one(batch)  # one entry the log refuses: append those before it
+        self._point("audit-appended")
         self.outbox.drop_audit([item.event for item in batch])
         self.flushed += len(batch)
         self.batches += 1
@@ -112,6 +116,10 @@ class AuditFlusher:
             if not self._append([item]):
                 return False
         return True
+
+    def _point(self, point: str) -> None:
+        if self.fault is not None:
+            self.fault(point)
 
     def soon(self) -> None:
         """A state change queued an entry: flush it in the background (inline when the thread is

@@ -197,6 +197,7 @@ class CoordinatorService:
             timeout_s=cfg.dkg_timeout_s, name=cfg.name,
         )
         self.keyops.fault = fault_hook(cfg.test_mode)  # None unless test_mode (coordinator.faults)
+        self.requests.flusher.fault = self.keyops.fault  # the audit flush's crash points (the same file)
         self.lifecycle.register(KEY_OPERATION, self.keyops.decode_proposal, self.keyops.apply_proposal)
         self.schedule = RefreshScheduler(  # scheduled refreshes (coordinator/schedule.py), run by _background
             self.keyops, self.db, self.audit, self.nodes, lambda kid: self.policies.policy_for(kid).change.new_policy, name=cfg.name,
