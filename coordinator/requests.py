@@ -383,13 +383,13 @@ class SignRequests:
                 details={"decision": decision.value} | _request_hash(rec.request) | detail_text("reason", msg),
             )
             raise RpcError(Code.PERMISSION_DENIED, msg) from None
-        self.vetted.add([vetted_key(policy.digest(), rec.request, approval)])
+        self.vetted.add([vetted_key(sreq.policy_digest, rec.request, approval)])  # == policy.digest(), checked above
         settled: list[list[ApprovalRecord]] = []  # the decisions the settlement saw, in its transaction
         try:
             outcome = self.db.record_decision(
                 rid, ApprovalRecord(caller, decision.value, approval.signature, now_ms()),
                 AuditEvent(caller, "sign-decision", rid, decision.value, {"key_id": rec.key_id.hex()} | _request_hash(rec.request)),
-                self._settlement(policy, sreq, seen=settled),
+                self._settlement(policy, sreq, seen=settled, policy_digest=sreq.policy_digest),
             )
         except StateConflict as e:  # another decision (or the expiry sweep) moved it first
             raise RpcError(
@@ -421,16 +421,19 @@ class SignRequests:
         self._notify(rid)
         return self.info(rec)
 
-    def _settlement(self, policy: KeyPolicy, sreq: SigningRequest, seen: list[list[ApprovalRecord]] | None = None) -> Settle:
+    def _settlement(
+        self, policy: KeyPolicy, sreq: SigningRequest, seen: list[list[ApprovalRecord]] | None = None,
+        policy_digest: bytes | None = None,
+    ) -> Settle:
         """What a request's stored decisions decide under ``policy`` (run inside the decision's
         transaction, and again by :meth:`recover`): a :class:`Move` to SIGNING or REJECTED with
         its audit entry, or None while the tally is open. The decisions it is given are appended
-        to ``seen``. Signatures this process verified already (:attr:`vetted`) are not verified
+        to ``seen``; ``policy_digest``: ``policy.digest()`` if the caller has it. Signatures this process verified already (:attr:`vetted`) are not verified
         again (:func:`~governance.approval.tally_verified`); any other stored decision (after a
         restart: all of them) goes through the full :func:`~governance.approval.tally`."""
         rid = sreq.request_id
         encoded = sreq.encode()
-        policy_digest = policy.digest()
+        policy_digest = policy.digest() if policy_digest is None else policy_digest
 
         def settle(stored: list[ApprovalRecord]) -> Move | None:
             if seen is not None:

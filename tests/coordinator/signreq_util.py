@@ -1,10 +1,11 @@
 """An in-process :class:`coordinator.requests.SignRequests` on real stores (the coordinator's
 SQLite database and audit log in a directory), with one fixed policy (approvers alice, bert,
-carol; quorum 2; requesters req-1, req-2) and a signer that only records when it was called:
+carol; quorum 2; requesters req-1, req-2; a high rate limit) and a signer that only records when it was called:
 for tests and timings of the request path without nodes."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from coordinator.db import CoordinatorDb, KeyRecord
 from coordinator.requests import SignRequests
 from governance.approval import Decision, SigningRequest, sign_approval
-from governance.policy import DEFAULT_SCOPE, KeyPolicy, SignedPolicyChange
+from governance.policy import DEFAULT_SCOPE, KeyPolicy, RateLimit, SignedPolicyChange
 from mpcnet.common.stores.audit import AuditLog
 from mpcnet.wire.mpc.v1 import common_pb2, coordinator_pb2
 from tests.governance.gov_util import APPROVER_KEYS, change, policy
@@ -45,10 +46,15 @@ class Harness:
         self.audit = AuditLog.open(directory / "audit.db", component="coordinator", signing_key=AUDIT_KEY)
         self.signed_at: dict[str, float] = {}
         self.bundles: dict[str, bytes] = {}
-        self.sr = SignRequests(self.db, self.audit, Policies(policy(ttl_seconds=3600)), self._sign, ("auditor",))  # type: ignore[arg-type]
-        self.sr._spawn = lambda rid, known=None: self.sr._signing_thread(rid, known)  # type: ignore[method-assign]
+        pol = dataclasses.replace(policy(ttl_seconds=3600), rate_limit=RateLimit(max_signatures=100_000, window_seconds=3600))
+        self.sr = SignRequests(self.db, self.audit, Policies(pol), self._sign, ("auditor",))  # type: ignore[arg-type]
+        self.sr._spawn = self._inline  # type: ignore[method-assign]
         self.key = KeyRecord(KEY_ID, "lean", b"\x02" + b"\x01" * 32, b"\x00" * 32, 2, 3, "active", 1, "kg-1")
         self.db.add_key(self.key)
+
+    def _inline(self, rid: str, *known: Any) -> None:
+        """Run the signing thread's body in the caller's thread (``known``: what decide passes)."""
+        self.sr._signing_thread(rid, *known)
 
     def _sign(
         self, rid: str, k: Any, digest: bytes, path: tuple[int, ...], bundle: bytes
