@@ -428,8 +428,9 @@ class SignRequests:
         """What a request's stored decisions decide under ``policy`` (run inside the decision's
         transaction, and again by :meth:`recover`): a :class:`Move` to SIGNING or REJECTED with
         its audit entry, or None while the tally is open. The decisions it is given are appended
-        to ``seen``; ``policy_digest``: ``policy.digest()`` if the caller has it. Signatures this process verified already (:attr:`vetted`) are not verified
-        again (:func:`~governance.approval.tally_verified`); any other stored decision (after a
+        to ``seen``; ``policy_digest``: ``policy.digest()`` if the caller has it. Signatures
+        this process verified already (:attr:`vetted`) are not verified again
+        (:func:`~governance.approval.tally_verified`); any other stored decision (after a
         restart: all of them) goes through the full :func:`~governance.approval.tally`."""
         rid = sreq.request_id
         encoded = sreq.encode()
