@@ -138,13 +138,15 @@ class AuditFlusher:
         self._thread.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        """Stop the thread and flush what is queued (best effort: a failure is logged, the rows
-        stay queued for the next start)."""
+        """Stop the thread, if it was started, and flush what is queued (best effort: a failure
+        is logged, the rows stay queued for the next start). Without a thread (inline mode)
+        nothing is done."""
         self._stop.set()
         self._due.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            self._thread = None
+        if self._thread is None:
+            return
+        self._thread.join(timeout_s)
+        self._thread = None
         try:
             self.flush()
         except Exception as e:  # the database may be closing: the rows are flushed at the next start

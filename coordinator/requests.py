@@ -124,6 +124,7 @@ class SignRequests:
         self._lock = threading.Lock()
         self.feed = ChangeFeed()  # wakes the watchers of one request when it changes
         self._signing: set[str] = set()
+        self._known: dict[str, Known] = {}  # handed from the quorum decision to its signing thread
         self._stop = threading.Event()
         self.flusher = AuditFlusher(db, audit)  # the outbox -> log, batched (coordinator/audit_flush.py)
         self.infos: InfoCache[Watched] = InfoCache()  # the last info per request, for watchers (coordinator/info_cache.py)
@@ -190,10 +191,8 @@ class SignRequests:
                 self.anomaly.request_rejected(rec.requester, rec.key_id)
 
     def resume(self) -> None:
-        """After a restart: start the background audit flusher, and carry on signing requests
-        that were approved (approvals are still valid until the request expires; a node that
-        already served one refuses it again)."""
-        self.flusher.start()
+        """After a restart: carry on signing requests that were approved (approvals are still
+        valid until the request expires; a node that already served one refuses it again)."""
         for r in self.db.list_sign_requests(state="signing", limit=10**6):
             log.info("request %s was signing when the coordinator stopped: resuming", r.request_id)
             self._start_signing(r.request_id)
@@ -506,13 +505,17 @@ class SignRequests:
             if rid in self._signing:
                 return
             self._signing.add(rid)
-        self._spawn(rid, known)
+            if known is not None:
+                self._known[rid] = known
+        self._spawn(rid)
 
-    def _spawn(self, rid: str, known: Known | None = None) -> None:
+    def _spawn(self, rid: str) -> None:
         """Run :meth:`_signing_thread` for ``rid`` in the background (tests run it inline)."""
-        threading.Thread(target=self._signing_thread, args=(rid, known), name=f"sign-{rid[:16]}", daemon=True).start()
+        threading.Thread(target=self._signing_thread, args=(rid,), name=f"sign-{rid[:16]}", daemon=True).start()
 
-    def _signing_thread(self, rid: str, known: Known | None = None) -> None:
+    def _signing_thread(self, rid: str) -> None:
+        with self._lock:
+            known = self._known.pop(rid, None)
         try:
             self._run_signing(rid, known)
         except Exception as e:  # never leave a request SIGNING forever

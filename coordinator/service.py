@@ -267,6 +267,7 @@ class CoordinatorService:
 
     # --- background: health probes and activation of pending keys --------------------------
     def start_background(self) -> None:
+        self.requests.flusher.start()  # the audit outbox, flushed in batches (coordinator/audit_flush.py)
         threading.Thread(target=self._background, name="health", daemon=True).start()
         threading.Thread(target=self._sweep, name="expiry-sweep", daemon=True).start()
         self.requests.resume()

@@ -52,9 +52,9 @@ class Harness:
         self.key = KeyRecord(KEY_ID, "lean", b"\x02" + b"\x01" * 32, b"\x00" * 32, 2, 3, "active", 1, "kg-1")
         self.db.add_key(self.key)
 
-    def _inline(self, rid: str, *known: Any) -> None:
-        """Run the signing thread's body in the caller's thread (``known``: what decide passes)."""
-        self.sr._signing_thread(rid, *known)
+    def _inline(self, rid: str) -> None:
+        """Run the signing thread's body in the caller's thread."""
+        self.sr._signing_thread(rid)
 
     def _sign(
         self, rid: str, k: Any, digest: bytes, path: tuple[int, ...], bundle: bytes
