@@ -19,8 +19,9 @@ it and its audit entry: submit (the request and ``sign-request``), a decision (t
 ``sign-decision``, and the move to SIGNING / REJECTED with ``sign-approved`` / ``sign-rejected``
 when it completes the tally), expiry, DONE / FAILED / EXPIRED with ``sign-done`` / ... The
 audit log is another SQLite file, so the entry goes into an outbox table of the coordinator's
-database and :meth:`SignRequests.flush_audit` moves it to the log right after the commit
-(appended once per event key, so a crash between the append and the outbox delete is harmless).
+database and a background thread (:mod:`coordinator.audit_flush`) moves queued entries to the
+log in batches, off the request's path (appended once per event key, so a crash between the
+append and the outbox delete is harmless; the log lags the database by about one flush).
 :meth:`SignRequests.recover` (before serving) flushes the outbox and re-evaluates every
 PENDING_APPROVAL request against its stored approvals. An approver repeating a decision it
 already made gets the request back; a different second decision is ALREADY_EXISTS.
