@@ -46,9 +46,10 @@ def key(fc: LocalCluster) -> Any:
         return admin.create_key("flush-crash")
 
 
-def _entries(team: SigningTeam, rid: str) -> list[tuple[str, str]]:
+def _entries(fc: LocalCluster, rid: str) -> list[tuple[str, str]]:
     """(action, event key) of the request's entries in the coordinator's log, via GetAuditLog."""
-    rows = team.requester.fetch_audit("coordinator").rows()
+    with MpcClient.from_cluster(fc.lay.dir, identity="auditor1", timeout=60) as auditor:
+        rows = auditor.fetch_audit("coordinator").rows()
     return [(str(r[3]), json.loads(str(r[6])).get("event", "")) for r in rows if r[4] == rid]
 
 
@@ -67,10 +68,10 @@ def test_a_kill_between_the_commit_and_the_audit_flush_logs_each_entry_once(
     fc.start("coordinator")
     fc.wait_healthy(["coordinator"])
     assert team.requester.get_sign_request(rid).state == "pending_approval"
-    assert [a for a, _ in _entries(team, rid)] == ["sign-request"]  # flushed at the start, once
+    assert [a for a, _ in _entries(fc, rid)] == ["sign-request"]  # flushed at the start, once
     for approver in team.approvers:
         approver.approve(rid)
     assert team.requester.wait_sign_request(rid, timeout=60).state == "done"
-    log = _entries(team, rid)
+    log = _entries(fc, rid)
     assert Counter(a for a, _ in log) == {"sign-request": 1, "sign-decision": 2, "sign-approved": 1, "sign-done": 1}, log
     assert len({ev for _, ev in log}) == len(log)
