@@ -6,11 +6,14 @@ entry lands once, and watchers share one info per change."""
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 import governance.approval as approval_module
+from coordinator.info_cache import InfoCache
 from governance.approval import ApprovalBundle
 from tests.coordinator.signreq_util import Harness
 
@@ -105,8 +108,6 @@ def test_watchers_share_one_info_per_change(h: Harness, monkeypatch: pytest.Monk
 
 
 def test_the_info_cache_never_keeps_a_read_that_raced_with_a_change() -> None:
-    from coordinator.info_cache import InfoCache
-
     cache: InfoCache[str] = InfoCache(capacity=2)
     t = cache.token("a")
     cache.invalidate("a")  # the request changed while "a" was being read
@@ -120,3 +121,28 @@ def test_the_info_cache_never_keeps_a_read_that_raced_with_a_change() -> None:
     cache.token("b")
     cache.token("c")  # evicts "a" (capacity 2): its token is refused
     assert not cache.put("a", t_a, "late") and cache.get("a") is None and len(cache) == 0
+
+
+def test_the_request_path_does_not_wait_for_the_audit_log(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the flusher running, a stuck audit log (here: an append that blocks) delays the
+    entries, not the requests; they land, each once, when it is released."""
+    gate = threading.Event()
+    real = h.audit.append_many_once
+
+    def slow(entries):  # type: ignore[no-untyped-def]
+        gate.wait(30)
+        return real(entries)
+
+    monkeypatch.setattr(h.audit, "append_many_once", slow)
+    h.sr.flusher.start()
+    t0 = time.monotonic()
+    sreq = h.submit("lean-5")
+    h.decide(sreq, "alice")
+    h.decide(sreq, "bert")
+    assert h.db.get_sign_request("lean-5").state == "done"  # type: ignore[union-attr]
+    assert time.monotonic() - t0 < 10 and h.audit.entries() == []  # nothing appended yet, nothing waited for
+    gate.set()
+    deadline = time.monotonic() + 10
+    while len(h.audit.entries()) < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [e.action for e in h.audit.entries()] == ["sign-request", "sign-decision", "sign-decision", "sign-approved", "sign-done"]
