@@ -6,9 +6,12 @@ entry lands once, and watchers share one info per change."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -146,3 +149,32 @@ def test_the_request_path_does_not_wait_for_the_audit_log(h: Harness, monkeypatc
     while len(h.audit.entries()) < 5 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert [e.action for e in h.audit.entries()] == ["sign-request", "sign-decision", "sign-decision", "sign-approved", "sign-done"]
+
+
+def test_one_commit_between_the_quorum_approval_and_the_start_of_signing(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The quorum decision's transaction (approval, move to SIGNING, both outbox entries) is the
+    only commit the request's thread makes before the signer runs: the audit appends and the
+    outbox drop are the flusher's (before issue 14: 4 commits, 2 appends and a drop added)."""
+    import coordinator.db as cdb
+    import mpcnet.common.stores.audit as caudit
+
+    h.sr.flusher.start()
+    sreq = h.submit("lean-6")
+    h.decide(sreq, "alice")
+    me, commits = threading.get_ident(), []
+    for module in (cdb, caudit):
+        real = module.write_transaction
+
+        @contextlib.contextmanager
+        def counting(conn: Any, real: Any = real) -> Iterator[Any]:
+            if threading.get_ident() == me:
+                commits.append(1)
+            with real(conn) as c:
+                yield c
+
+        monkeypatch.setattr(module, "write_transaction", counting)
+    at_sign: list[int] = []
+    sign = h.sr.signer
+    h.sr.signer = lambda *a: (at_sign.append(len(commits)), sign(*a))[1]  # type: ignore[assignment]
+    h.decide(sreq, "bert")
+    assert at_sign == [1]
