@@ -140,12 +140,20 @@ class AuditFlusher:
     def stop(self, timeout_s: float = 5.0) -> None:
         """Stop the thread, if it was started, and flush what is queued (best effort: a failure
         is logged, the rows stay queued for the next start). Without a thread (inline mode)
-        nothing is done."""
+        nothing is done. Never waits longer than about ``timeout_s``: if the thread is still
+        inside a flush then (a stuck audit log or disk), the final flush is skipped (it would
+        wait for that one) and the rows stay queued for the next start."""
         self._stop.set()
         self._due.set()
         if self._thread is None:
             return
         self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            log.warning(
+                "audit: the flusher did not stop within %.1f s (a stuck flush); the queued entries are flushed at the next start",
+                timeout_s,
+            )
+            return
         self._thread = None
         try:
             self.flush()

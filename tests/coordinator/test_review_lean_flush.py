@@ -1,0 +1,60 @@
+"""Review of the lean request path (issue 14): the background audit flusher under a stuck audit
+log. Stopping the coordinator must not hang behind a flush that cannot finish: the rows stay
+queued (flushed at the next start), nothing is lost or doubled."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from coordinator.audit_flush import AuditFlusher
+from coordinator.db import OutboxEntry
+from tests.coordinator.test_audit_flush import _open, _queue
+
+
+class StuckOutbox:
+    """The database, whose reads block while ``stuck`` is clear (a log or disk that hangs)."""
+
+    def __init__(self, db: object) -> None:
+        self.db = db
+        self.stuck = threading.Event()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def pending_audit(self, limit: int = 1000) -> list[OutboxEntry]:
+        if self.stuck.is_set():
+            self.entered.set()
+            self.release.wait(10)
+        return self.db.pending_audit(limit)  # type: ignore[attr-defined,no-any-return]
+
+    def drop_audit(self, events: list[str]) -> None:
+        self.db.drop_audit(events)  # type: ignore[attr-defined]
+
+
+def test_stop_does_not_hang_behind_a_stuck_flush(tmp_path: Path) -> None:
+    db, audit = _open(tmp_path)
+    outbox = StuckOutbox(db)
+    f = AuditFlusher(outbox, audit, idle_s=0.05)
+    try:
+        _queue(db, 3)
+        outbox.stuck.set()
+        f.start()
+        f.soon()
+        assert outbox.entered.wait(5)  # the thread is inside a flush that does not return
+        done = threading.Event()
+        stopper = threading.Thread(target=lambda: (f.stop(timeout_s=0.2), done.set()), daemon=True)
+        t0 = time.monotonic()
+        stopper.start()
+        assert done.wait(3), "stop() hung behind the stuck flush"
+        assert time.monotonic() - t0 < 3
+    finally:
+        outbox.release.set()
+        time.sleep(0.2)
+    # the stuck flush finishes later; every entry is in the log once
+    f.flush()
+    rows = [e.request_id for e in audit.entries()]
+    assert sorted(rows) == ["r0", "r1", "r2"]
+    assert db.pending_audit() == []
+    audit.close()
+    db.close()
