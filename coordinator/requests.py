@@ -155,6 +155,13 @@ class SignRequests:
         The request path does not wait for this: it calls :meth:`_audit_soon`."""
         self.flusher.flush()
 
+    def _audit_now(self, *args: Any, **kwargs: Any) -> None:
+        """Append an entry that no state change goes with (a refusal) directly, AFTER every
+        entry queued before it, so the log keeps the causal order (a refusal never precedes the
+        decision it refers to); arguments as :meth:`AuditLog.append`."""
+        self.flusher.flush()
+        self.audit.append(*args, **kwargs)
+
     def _audit_soon(self) -> None:
         """A state change queued its entry: the background flusher appends it (inline if the
         flusher is not running)."""
@@ -280,7 +287,7 @@ class SignRequests:
                 f"requester: {quote(caller)} may not request signatures with key {key_id.hex()[:16]} "
                 f"(policy {scope_name(scope)} v{policy.version} allows: {', '.join(sorted(policy.requesters)) or 'nobody'})"
             )
-            self.audit.append(
+            self._audit_now(
                 caller, "sign-request", request_id=rid, outcome="refused", details={"key_id": key_id.hex()} | detail_text("reason", msg)
             )
             self.anomaly.rpc_denied(caller)
@@ -313,7 +320,7 @@ class SignRequests:
                 f"rate_limit: key {key_id.hex()[:16]} already has {e.count} signing request(s) in the last "
                 f"{limit.window_seconds} s; its policy allows {limit.max_signatures}"
             )
-            self.audit.append(
+            self._audit_now(
                 caller, "sign-request", request_id=rid, outcome="refused", details={"key_id": key_id.hex()} | detail_text("reason", msg)
             )
             raise RpcError(Code.RESOURCE_EXHAUSTED, msg) from None
@@ -334,7 +341,7 @@ class SignRequests:
         rid = _check_rid(req.request_id)
         if req.approver != caller:
             msg = f"approver: certificate name {quote(caller)} differs from the approver {quote(req.approver)} (approve as yourself)"
-            self.audit.append(caller, "sign-decision", request_id=rid, outcome="refused", details=detail_text("reason", msg))
+            self._audit_now(caller, "sign-decision", request_id=rid, outcome="refused", details=detail_text("reason", msg))
             raise RpcError(Code.PERMISSION_DENIED, msg)
         if req.decision not in PB_DECISION:
             raise invalid("decision", "must be DECISION_APPROVE or DECISION_REJECT")
@@ -345,7 +352,7 @@ class SignRequests:
         if earlier is not None:  # a retry (e.g. after a coordinator restart) or a change of mind
             if earlier.decision != decision.value:
                 msg = f"approver: {quote(caller)} already decided {earlier.decision!r} on request {rid}"
-                self.audit.append(
+                self._audit_now(
                     caller, "sign-decision", request_id=rid, outcome="refused",
                     details={"decision": decision.value} | _request_hash(rec.request) | detail_text("reason", msg),
                 )
@@ -355,7 +362,7 @@ class SignRequests:
                     f"approval.signature: differs from the signature of the {earlier.decision!r} recorded for {quote(caller)} "
                     f"on request {rid} (signed with another key?); nothing changed"
                 )
-                self.audit.append(
+                self._audit_now(
                     caller, "sign-decision", request_id=rid, outcome="refused",
                     details={"decision": decision.value} | _request_hash(rec.request) | detail_text("reason", msg),
                 )
@@ -378,7 +385,7 @@ class SignRequests:
             check_approval(policy, sreq, approval)
         except GovernanceError as e:
             msg = f"approval.{e.field.removeprefix('approval.')}: {e.reason}"
-            self.audit.append(
+            self._audit_now(
                 caller, "sign-decision", request_id=rid, outcome="refused",
                 details={"decision": decision.value} | _request_hash(rec.request) | detail_text("reason", msg),
             )
@@ -397,7 +404,7 @@ class SignRequests:
             ) from None
         if outcome == "conflict":
             msg = f"approver: {quote(caller)} already decided on request {rid} (differently)"
-            self.audit.append(
+            self._audit_now(
                 caller, "sign-decision", request_id=rid, outcome="refused",
                 details={"decision": decision.value} | _request_hash(rec.request) | detail_text("reason", msg),
             )

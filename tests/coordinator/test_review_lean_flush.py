@@ -58,3 +58,40 @@ def test_stop_does_not_hang_behind_a_stuck_flush(tmp_path: Path) -> None:
     assert db.pending_audit() == []
     audit.close()
     db.close()
+
+
+def test_a_refusal_is_logged_after_the_decision_it_refers_to(tmp_path: Path) -> None:
+    """alice approves, then tries to reject: the refusal ("already decided 'approve'") is written to
+    the log directly, the approval through the background outbox flush. The log must still show
+    the approval first (causal order), even while the flusher is slow."""
+    import pytest
+
+    from governance.approval import Decision
+    from mpcnet.common.rpc import RpcError
+    from tests.coordinator.signreq_util import Harness
+
+    h = Harness(tmp_path)
+    gate, entered = threading.Event(), threading.Event()
+    try:
+        h.sr.flusher.start()
+        sreq = h.submit("r-order")
+        h.sr.flush_audit()
+
+        def slow(point: str) -> None:
+            if point == "audit-queued":
+                entered.set()
+                gate.wait(10)
+
+        h.sr.flusher.fault = slow
+        h.decide(sreq, "alice")
+        assert entered.wait(5)  # the flusher holds alice's approval, not yet appended
+        threading.Timer(0.3, gate.set).start()
+        with pytest.raises(RpcError):
+            h.decide(sreq, "alice", Decision.REJECT)
+        gate.set()
+        h.sr.flush_audit()
+        outcomes = [e.outcome for e in h.audit.entries() if e.request_id == "r-order" and e.action == "sign-decision"]
+        assert outcomes == ["approve", "refused"]
+    finally:
+        gate.set()
+        h.close()
