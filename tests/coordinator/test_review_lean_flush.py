@@ -43,7 +43,12 @@ def test_stop_does_not_hang_behind_a_stuck_flush(tmp_path: Path) -> None:
         f.soon()
         assert outbox.entered.wait(5)  # the thread is inside a flush that does not return
         done = threading.Event()
-        stopper = threading.Thread(target=lambda: (f.stop(timeout_s=0.2), done.set()), daemon=True)
+
+        def stop() -> None:
+            f.stop(timeout_s=0.2)
+            done.set()
+
+        stopper = threading.Thread(target=stop, daemon=True)
         t0 = time.monotonic()
         stopper.start()
         assert done.wait(3), "stop() hung behind the stuck flush"
@@ -95,3 +100,32 @@ def test_a_refusal_is_logged_after_the_decision_it_refers_to(tmp_path: Path) -> 
     finally:
         gate.set()
         h.close()
+
+
+def test_two_flushers_on_separate_connections_append_each_entry_once(tmp_path: Path) -> None:
+    """Two processes' flushers (an old coordinator still flushing while a new one recovers: two
+    connections to each file) racing over the same outbox: every entry once, in queue order."""
+    from coordinator.db import CoordinatorDb
+    from mpcnet.common.stores.audit import AuditLog, verify_audit
+    from tests.coordinator.test_audit_flush import KEY
+
+    db1, audit1 = _open(tmp_path)
+    db2 = CoordinatorDb(tmp_path / "coordinator.db")
+    audit2 = AuditLog.open(tmp_path / "audit.db", component="coordinator", signing_key=KEY)
+    try:
+        _queue(db1, 40)
+        flushers = [AuditFlusher(db1, audit1, batch=3), AuditFlusher(db2, audit2, batch=5)]
+        threads = [threading.Thread(target=f.flush) for f in flushers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        rows = [e.request_id for e in audit1.entries()]
+        assert rows == [f"r{i}" for i in range(40)]
+        assert db1.pending_audit() == []
+        assert verify_audit(tmp_path / "audit.db", KEY.public_key().public_bytes_raw()).ok
+    finally:
+        audit2.close()
+        db2.close()
+        audit1.close()
+        db1.close()

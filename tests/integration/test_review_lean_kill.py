@@ -77,7 +77,7 @@ def test_a_sigkill_under_concurrent_signing_loses_and_doubles_no_audit_entry(fc:
                 with lock:
                     acked.setdefault(rid, set()).add("submit")
                 for j, approver in enumerate(team.approvers):
-                    _retry(lambda a=approver: a.approve(rid), deadline)  # type: ignore[misc]
+                    _retry(lambda a=approver: a.approve(rid), deadline)
                     with lock:
                         acked[rid].add(f"approver-{j}")
             except BaseException as e:  # reported below
