@@ -345,15 +345,21 @@ class AuditLog:
         entry = seal_entry(self._key, seq, timestamp_ms, actor, action, request_id, outcome, details, prev)
         c.execute(f"INSERT INTO audit ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", entry.to_row())
         event = details.get(EVENT_KEY)
-        if isinstance(event, str):  # the index append_once looks events up in (the first entry of a key wins)
-            c.execute("INSERT OR IGNORE INTO audit_events (request_id, event, seq) VALUES (?, ?, ?)", (request_id, event, seq))
+        if isinstance(event, str):  # the index append_once looks events up in
+            if not self._seen(c, request_id, event):  # the first entry of a key wins; a row naming no such entry is replaced
+                c.execute("INSERT OR REPLACE INTO audit_events (request_id, event, seq) VALUES (?, ?, ?)", (request_id, event, seq))
         return entry
 
     @staticmethod
     def _seen(c: sqlite3.Connection, request_id: str, event: str) -> bool:
-        """Whether an entry of ``request_id`` with event key ``event`` is in the log (indexed)."""
+        """Whether an entry of ``request_id`` with event key ``event`` is in the log: the index
+        names its seq, and the chained entry at that seq (the signed row, not the index, which
+        is outside the chain) really is of ``request_id`` and carries ``event``; two indexed
+        probes."""
         return c.execute(
-            "SELECT 1 FROM audit_events WHERE request_id = ? AND event = ?", (request_id, event)
+            "SELECT 1 FROM audit_events e JOIN audit a ON a.seq = e.seq WHERE e.request_id = ? AND e.event = ?"
+            " AND a.request_id = e.request_id AND json_valid(a.details) AND json_extract(a.details, '$.event') = e.event",
+            (request_id, event),
         ).fetchone() is not None
 
     def _timestamp(self) -> int:
