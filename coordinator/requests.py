@@ -418,7 +418,8 @@ class SignRequests:
             if rec.state == "signing":
                 self.quorum.reached(rid)
         if outcome == "recorded" and rec.state == "signing":
-            # the decisions that moved it (committed with the move; none can follow once SIGNING)
+            # the decisions that moved it, if THIS decision moved it (committed with the move; none
+            # can follow once SIGNING); else another decision did, after ours: read them
             final = settled[-1] if settled else self.db.approvals(rid)
             approved_by = ", ".join(a.approver for a in final if a.decision == "approve")
             log.info("request %s: approved by %s; signing", rid, approved_by, extra={"event": "sign-approved", "request_id": rid})
@@ -434,9 +435,11 @@ class SignRequests:
     ) -> Settle:
         """What a request's stored decisions decide under ``policy`` (run inside the decision's
         transaction, and again by :meth:`recover`): a :class:`Move` to SIGNING or REJECTED with
-        its audit entry, or None while the tally is open. The decisions it is given are appended
-        to ``seen``; ``policy_digest``: ``policy.digest()`` if the caller has it. Signatures
-        this process verified already (:attr:`vetted`) are not verified again
+        its audit entry, or None while the tally is open. ``seen`` ends up holding the decisions
+        of a move to SIGNING made by this settlement (empty otherwise: the request may have been
+        moved by another decision since, whose decisions this one did not see);
+        ``policy_digest``: ``policy.digest()`` if the caller has it. Signatures this process
+        verified already (:attr:`vetted`) are not verified again
         (:func:`~governance.approval.tally_verified`); any other stored decision (after a
         restart: all of them) goes through the full :func:`~governance.approval.tally`."""
         rid = sreq.request_id
@@ -445,7 +448,7 @@ class SignRequests:
 
         def settle(stored: list[ApprovalRecord]) -> Move | None:
             if seen is not None:
-                seen.append(stored)
+                seen.clear()
             approvals = [Approval(a.approver, Decision(a.decision), a.signature) for a in stored]
             keys = [vetted_key(policy_digest, encoded, a) for a in approvals]
             try:
@@ -460,6 +463,8 @@ class SignRequests:
             who = _request_hash(encoded)
             who.update(approved_by=",".join(sorted(t.approved)), rejected_by=",".join(sorted(t.rejected)))
             if t.state == "approved":
+                if seen is not None:
+                    seen.append(stored)  # the decisions that move it to SIGNING
                 return Move("signing", AuditEvent("coordinator", "sign-approved", rid, "signing", who))
             if t.state == "rejected":
                 msg = (
