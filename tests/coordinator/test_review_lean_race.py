@@ -18,7 +18,7 @@ from tests.coordinator.signreq_util import Harness
 def test_the_signing_gets_the_quorum_when_the_other_approver_moved_it(tmp_path: Path) -> None:
     h = Harness(tmp_path)
     spawned: list[str] = []
-    h.sr._spawn = spawned.append  # type: ignore[method-assign]  # run the signing below, by hand
+    h.sr._spawn = spawned.append  # type: ignore[method-assign,assignment]  # run the signing below, by hand
     real_record = h.db.record_decision
     real_start = h.sr._start_signing
     alice_committed, bert_committed, alice_started = threading.Event(), threading.Event(), threading.Event()
@@ -38,7 +38,7 @@ def test_the_signing_gets_the_quorum_when_the_other_approver_moved_it(tmp_path: 
         if threading.current_thread().name == "alice":
             alice_started.set()
 
-    h.db.record_decision = record  # type: ignore[method-assign]
+    h.db.record_decision = record  # type: ignore[method-assign,assignment]
     h.sr._start_signing = start  # type: ignore[method-assign]
     try:
         sreq = h.submit("r-race")
