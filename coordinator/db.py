@@ -268,6 +268,7 @@ class OutboxEntry:
     seq: int
     event: str
     audit: AuditEvent
+    queued_ms: int | None = None  # when the transaction that queued it committed (Unix ms)
 
 
 @dataclass(frozen=True)
@@ -568,10 +569,10 @@ class CoordinatorDb(KeyOpStore, BackupStore):
         """Queued audit entries, oldest first: append each to the log (once: by its event key)
         and then :meth:`drop_audit` it."""
         rows = self._query(
-            "SELECT seq, event, actor, action, request_id, outcome, details FROM audit_outbox ORDER BY seq LIMIT ?",
+            "SELECT seq, event, actor, action, request_id, outcome, details, created_ms FROM audit_outbox ORDER BY seq LIMIT ?",
             (limit,),
         )
-        return [OutboxEntry(r[0], r[1], AuditEvent(r[2], r[3], r[4], r[5], json.loads(r[6]))) for r in rows]
+        return [OutboxEntry(r[0], r[1], AuditEvent(r[2], r[3], r[4], r[5], json.loads(r[6])), int(r[7])) for r in rows]
 
     def drop_audit(self, events: list[str]) -> None:
         """Forget the queued entries with these event keys (they are in the audit log now)."""

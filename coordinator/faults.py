@@ -17,6 +17,11 @@ Points, in the order an operation reaches them:
 * ``decided``: the decision transaction committed (state ``committing``), before any commit push;
 * ``pushed``: a ``CommitEpoch`` push round ended with some nodes switched and some not.
 
+And of the audit outbox flush (:mod:`coordinator.audit_flush`, any flush that has rows):
+
+* ``audit-queued``: state changes committed with their outbox rows, before the batch is appended;
+* ``audit-appended``: the batch is in the audit log, before it is dropped from the outbox.
+
 Actions: ``crash`` exits the process at once (``os._exit(137)``, like ``kill -9``); ``delay``
 sleeps ``seconds`` (at most :data:`MAX_DELAY_S`). Nothing else is possible: any other action
 is ignored with a warning. With ``once`` (the default for ``crash``) the file is removed when
@@ -35,7 +40,7 @@ from pathlib import Path
 
 ENV = "MPC_TEST_COORDINATOR_FAULT_FILE"
 MAX_DELAY_S = 120.0
-POINT = re.compile(r"recorded|round-[0-9]{1,2}|receipts|decided|pushed")
+POINT = re.compile(r"recorded|round-[0-9]{1,2}|receipts|decided|pushed|audit-queued|audit-appended")
 log = logging.getLogger("coordinator.faults")
 
 

@@ -19,8 +19,9 @@ it and its audit entry: submit (the request and ``sign-request``), a decision (t
 ``sign-decision``, and the move to SIGNING / REJECTED with ``sign-approved`` / ``sign-rejected``
 when it completes the tally), expiry, DONE / FAILED / EXPIRED with ``sign-done`` / ... The
 audit log is another SQLite file, so the entry goes into an outbox table of the coordinator's
-database and :meth:`SignRequests.flush_audit` moves it to the log right after the commit
-(appended once per event key, so a crash between the append and the outbox delete is harmless).
+database and a background thread (:mod:`coordinator.audit_flush`) moves queued entries to the
+log in batches, off the request's path (appended once per event key, so a crash between the
+append and the outbox delete is harmless; the log lags the database by about one flush).
 :meth:`SignRequests.recover` (before serving) flushes the outbox and re-evaluates every
 PENDING_APPROVAL request against its stored approvals. An approver repeating a decision it
 already made gets the request back; a different second decision is ALREADY_EXISTS.
@@ -40,6 +41,7 @@ from typing import Any
 import grpc
 
 from coordinator.anomaly_hook import AnomalyMonitor
+from coordinator.audit_flush import AuditFlusher
 from coordinator.db import (
     TERMINAL,
     ApprovalRecord,
@@ -53,8 +55,10 @@ from coordinator.db import (
     StateConflict,
     now_ms,
 )
+from coordinator.info_cache import InfoCache
 from coordinator.metrics import QuorumClock
 from coordinator.policies import PolicyBook
+from coordinator.vetted import VettedApprovals, vetted_key
 from coordinator.watch import ChangeFeed
 from crypto_core.bip32 import check_path
 from crypto_core.errors import UsageError
@@ -65,6 +69,7 @@ from governance.approval import (
     SigningRequest,
     check_approval,
     tally,
+    tally_verified,
 )
 from governance.audit import detail_text
 from governance.errors import GovernanceError
@@ -96,6 +101,10 @@ WATCH_POLL_S = 5.0  # a watch re-reads its request at least this often (a backst
 # sign(request_id, key, digest, path, bundle bytes) -> (signature, signers, attempts); raises
 # RpcError (with .attempts and .governance attributes when known)
 Signer = Callable[[str, KeyRecord, bytes, tuple[int, ...], bytes], tuple[common_pb2.Signature, tuple[int, ...], int]]
+# what a watcher sends: the record it was built from, the info, the info serialised (deterministic)
+Watched = tuple[SignRequestRecord, coordinator_pb2.SignRequestInfo, bytes]
+# a request just moved to SIGNING: its record and its final decisions (what _run_signing would read)
+Known = tuple[SignRequestRecord, list[ApprovalRecord]]
 
 
 def state_name(state: str) -> str:
@@ -116,8 +125,11 @@ class SignRequests:
         self._lock = threading.Lock()
         self.feed = ChangeFeed()  # wakes the watchers of one request when it changes
         self._signing: set[str] = set()
+        self._known: dict[str, Known] = {}  # handed from the quorum decision to its signing thread
         self._stop = threading.Event()
-        self._flush_lock = threading.Lock()
+        self.flusher = AuditFlusher(db, audit)  # the outbox -> log, batched (coordinator/audit_flush.py)
+        self.infos: InfoCache[Watched] = InfoCache()  # the last info per request, for watchers (coordinator/info_cache.py)
+        self.vetted = VettedApprovals()  # approvals verified by this process (coordinator/vetted.py)
         self.quorum = QuorumClock()
         self.anomaly = AnomalyMonitor.off()  # the service wires in its monitor (coordinator/anomaly_hook.py)
         self.node_name: Callable[[int], str] = lambda i: f"node-{i}"  # signer index -> roster name (the service's)
@@ -126,36 +138,34 @@ class SignRequests:
     def stop(self) -> None:
         self._stop.set()
         self.feed.publish_all()
+        self.flusher.stop()  # after a last flush; what stays queued is flushed at the next start
 
     def _notify(self, rid: str | None = None) -> None:
-        """Request ``rid`` changed (None: any may have): wake its watchers."""
+        """Request ``rid`` changed (None: any may have): forget its cached info, wake its watchers."""
+        self.infos.invalidate(rid)
         if rid is None:
             self.feed.publish_all()
         else:
             self.feed.publish(rid)
 
     def flush_audit(self) -> None:
-        """Append the queued audit entries (oldest first) to the log and drop them from the
-        outbox; an entry whose event key is already in the log is not appended again. If the log
-        refuses (e.g. disk full) the rest stay queued for the next flush (every read and the
-        expiry sweep flush)."""
-        with self._flush_lock:
-            while batch := self.db.pending_audit():
-                appended: list[str] = []
-                try:
-                    for item in batch:
-                        ev = item.audit
-                        self.audit.append_once(
-                            ev.actor, ev.action, event=item.event, request_id=ev.request_id, outcome=ev.outcome,
-                            details=ev.details,
-                        )
-                        appended.append(item.event)
-                except GovernanceError as e:
-                    log.error("audit entry %s (%s) stays queued: %s", item.event, ev.action, e)
-                    return
-                finally:
-                    if appended:
-                        self.db.drop_audit(appended)
+        """Append every queued audit entry to the log now (oldest first, in batches; an entry
+        whose event key is already in the log is not appended again) and drop it from the
+        outbox. If the log refuses (e.g. disk full) the rest stay queued for the next flush.
+        The request path does not wait for this: it calls :meth:`_audit_soon`."""
+        self.flusher.flush()
+
+    def _audit_now(self, *args: Any, **kwargs: Any) -> None:
+        """Append an entry that no state change goes with (a refusal) directly, AFTER every
+        entry queued before it, so the log keeps the causal order (a refusal never precedes the
+        decision it refers to); arguments as :meth:`AuditLog.append`."""
+        self.flusher.flush()
+        self.audit.append(*args, **kwargs)
+
+    def _audit_soon(self) -> None:
+        """A state change queued its entry: the background flusher appends it (inline if the
+        flusher is not running)."""
+        self.flusher.soon()
 
     def recover(self) -> None:
         """After a restart, before serving: flush the audit outbox, then move every
@@ -197,7 +207,8 @@ class SignRequests:
 
     def expire_due(self) -> None:
         now = now_ms()
-        for rid in self.db.due_for_expiry(now):
+        due = self.db.due_for_expiry(now)
+        for rid in due:
             rec = self.db.get_sign_request(rid)
             if rec is None:
                 continue
@@ -211,10 +222,12 @@ class SignRequests:
             self.metrics.requests_total.labels(state="expired").inc()
             log.info("request %s expired", rid, extra={"event": "sign-expired", "request_id": rid})
             self._notify(rid)
-        self.flush_audit()
+        if due:
+            self._audit_soon()
 
     # --- conversion --------------------------------------------------------------------------
     def info(self, rec: SignRequestRecord) -> coordinator_pb2.SignRequestInfo:
+        """The RPC view of ``rec`` with its stored approvals (read now)."""
         req = SigningRequest.from_bytes(rec.request)
         quorum, approvers = 0, 0
         made_under = self.policies.version(rec.scope, req.policy_version)
@@ -274,7 +287,7 @@ class SignRequests:
                 f"requester: {quote(caller)} may not request signatures with key {key_id.hex()[:16]} "
                 f"(policy {scope_name(scope)} v{policy.version} allows: {', '.join(sorted(policy.requesters)) or 'nobody'})"
             )
-            self.audit.append(
+            self._audit_now(
                 caller, "sign-request", request_id=rid, outcome="refused", details={"key_id": key_id.hex()} | detail_text("reason", msg)
             )
             self.anomaly.rpc_denied(caller)
@@ -307,13 +320,13 @@ class SignRequests:
                 f"rate_limit: key {key_id.hex()[:16]} already has {e.count} signing request(s) in the last "
                 f"{limit.window_seconds} s; its policy allows {limit.max_signatures}"
             )
-            self.audit.append(
+            self._audit_now(
                 caller, "sign-request", request_id=rid, outcome="refused", details={"key_id": key_id.hex()} | detail_text("reason", msg)
             )
             raise RpcError(Code.RESOURCE_EXHAUSTED, msg) from None
         except sqlite3.IntegrityError:
             raise RpcError(Code.ALREADY_EXISTS, f"request_id: {quote(rid)} was already used") from None
-        self.flush_audit()
+        self._audit_soon()
         self.metrics.requests_total.labels(state="created").inc()
         log.info(
             "request %s: %s asks to sign with key %s; waiting for %d approval(s)", rid, caller, key_id.hex()[:16], policy.approval_quorum,
@@ -328,7 +341,7 @@ class SignRequests:
         rid = _check_rid(req.request_id)
         if req.approver != caller:
             msg = f"approver: certificate name {quote(caller)} differs from the approver {quote(req.approver)} (approve as yourself)"
-            self.audit.append(caller, "sign-decision", request_id=rid, outcome="refused", details=detail_text("reason", msg))
+            self._audit_now(caller, "sign-decision", request_id=rid, outcome="refused", details=detail_text("reason", msg))
             raise RpcError(Code.PERMISSION_DENIED, msg)
         if req.decision not in PB_DECISION:
             raise invalid("decision", "must be DECISION_APPROVE or DECISION_REJECT")
@@ -339,7 +352,7 @@ class SignRequests:
         if earlier is not None:  # a retry (e.g. after a coordinator restart) or a change of mind
             if earlier.decision != decision.value:
                 msg = f"approver: {quote(caller)} already decided {earlier.decision!r} on request {rid}"
-                self.audit.append(
+                self._audit_now(
                     caller, "sign-decision", request_id=rid, outcome="refused",
                     details={"decision": decision.value} | _request_hash(rec.request) | detail_text("reason", msg),
                 )
@@ -349,7 +362,7 @@ class SignRequests:
                     f"approval.signature: differs from the signature of the {earlier.decision!r} recorded for {quote(caller)} "
                     f"on request {rid} (signed with another key?); nothing changed"
                 )
-                self.audit.append(
+                self._audit_now(
                     caller, "sign-decision", request_id=rid, outcome="refused",
                     details={"decision": decision.value} | _request_hash(rec.request) | detail_text("reason", msg),
                 )
@@ -372,16 +385,18 @@ class SignRequests:
             check_approval(policy, sreq, approval)
         except GovernanceError as e:
             msg = f"approval.{e.field.removeprefix('approval.')}: {e.reason}"
-            self.audit.append(
+            self._audit_now(
                 caller, "sign-decision", request_id=rid, outcome="refused",
                 details={"decision": decision.value} | _request_hash(rec.request) | detail_text("reason", msg),
             )
             raise RpcError(Code.PERMISSION_DENIED, msg) from None
+        self.vetted.add([vetted_key(sreq.policy_digest, rec.request, approval)])  # == policy.digest(), checked above
+        settled: list[list[ApprovalRecord]] = []  # the decisions the settlement saw, in its transaction
         try:
             outcome = self.db.record_decision(
                 rid, ApprovalRecord(caller, decision.value, approval.signature, now_ms()),
                 AuditEvent(caller, "sign-decision", rid, decision.value, {"key_id": rec.key_id.hex()} | _request_hash(rec.request)),
-                self._settlement(policy, sreq),
+                self._settlement(policy, sreq, seen=settled, policy_digest=sreq.policy_digest),
             )
         except StateConflict as e:  # another decision (or the expiry sweep) moved it first
             raise RpcError(
@@ -389,12 +404,12 @@ class SignRequests:
             ) from None
         if outcome == "conflict":
             msg = f"approver: {quote(caller)} already decided on request {rid} (differently)"
-            self.audit.append(
+            self._audit_now(
                 caller, "sign-decision", request_id=rid, outcome="refused",
                 details={"decision": decision.value} | _request_hash(rec.request) | detail_text("reason", msg),
             )
             raise RpcError(Code.ALREADY_EXISTS, msg)
-        self.flush_audit()
+        self._audit_soon()
         rec = self._get(rid)
         if outcome == "recorded":
             self.metrics.approvals_total.labels(outcome=decision.value).inc()
@@ -403,30 +418,53 @@ class SignRequests:
             if rec.state == "signing":
                 self.quorum.reached(rid)
         if outcome == "recorded" and rec.state == "signing":
-            approved_by = ", ".join(a.approver for a in self.db.approvals(rid) if a.decision == "approve")
+            # the decisions that moved it, if THIS decision moved it (committed with the move; none
+            # can follow once SIGNING); else another decision did, after ours: read them
+            final = settled[-1] if settled else self.db.approvals(rid)
+            approved_by = ", ".join(a.approver for a in final if a.decision == "approve")
             log.info("request %s: approved by %s; signing", rid, approved_by, extra={"event": "sign-approved", "request_id": rid})
-            self._start_signing(rid)
+            self._start_signing(rid, (rec, final))
         elif outcome == "recorded" and rec.state == "rejected":
             self.anomaly.request_rejected(rec.requester, rec.key_id)
         self._notify(rid)
         return self.info(rec)
 
-    def _settlement(self, policy: KeyPolicy, sreq: SigningRequest) -> Settle:
+    def _settlement(
+        self, policy: KeyPolicy, sreq: SigningRequest, seen: list[list[ApprovalRecord]] | None = None,
+        policy_digest: bytes | None = None,
+    ) -> Settle:
         """What a request's stored decisions decide under ``policy`` (run inside the decision's
         transaction, and again by :meth:`recover`): a :class:`Move` to SIGNING or REJECTED with
-        its audit entry, or None while the tally is open."""
+        its audit entry, or None while the tally is open. ``seen`` ends up holding the decisions
+        of a move to SIGNING made by this settlement (empty otherwise: the request may have been
+        moved by another decision since, whose decisions this one did not see);
+        ``policy_digest``: ``policy.digest()`` if the caller has it. Signatures this process
+        verified already (:attr:`vetted`) are not verified again
+        (:func:`~governance.approval.tally_verified`); any other stored decision (after a
+        restart: all of them) goes through the full :func:`~governance.approval.tally`."""
         rid = sreq.request_id
         encoded = sreq.encode()
+        policy_digest = policy.digest() if policy_digest is None else policy_digest
 
         def settle(stored: list[ApprovalRecord]) -> Move | None:
+            if seen is not None:
+                seen.clear()
+            approvals = [Approval(a.approver, Decision(a.decision), a.signature) for a in stored]
+            keys = [vetted_key(policy_digest, encoded, a) for a in approvals]
             try:
-                t = tally(policy, sreq, [Approval(a.approver, Decision(a.decision), a.signature) for a in stored])
+                if self.vetted.all_vetted(keys):
+                    t = tally_verified(policy, sreq, approvals)
+                else:
+                    t = tally(policy, sreq, approvals)
+                    self.vetted.add(keys)
             except GovernanceError as e:
                 log.warning("request %s: its stored decisions do not tally (%s): left pending", rid, e)
                 return None
             who = _request_hash(encoded)
             who.update(approved_by=",".join(sorted(t.approved)), rejected_by=",".join(sorted(t.rejected)))
             if t.state == "approved":
+                if seen is not None:
+                    seen.append(stored)  # the decisions that move it to SIGNING
                 return Move("signing", AuditEvent("coordinator", "sign-approved", rid, "signing", who))
             if t.state == "rejected":
                 msg = (
@@ -460,7 +498,7 @@ class SignRequests:
         except StateConflict:
             return
         self.metrics.requests_total.labels(state="failed").inc()
-        self.flush_audit()
+        self._audit_soon()
         self._notify(rec.request_id)
 
     def policy_applied(self, signed: SignedPolicyChange) -> None:
@@ -473,11 +511,15 @@ class SignRequests:
                 self._fail_stale(rec, signed)
 
     # --- signing -----------------------------------------------------------------------------
-    def _start_signing(self, rid: str) -> None:
+    def _start_signing(self, rid: str, known: Known | None = None) -> None:
+        """Sign ``rid`` in the background; ``known``: its SIGNING record and final decisions,
+        just committed (not read again)."""
         with self._lock:
             if rid in self._signing:
                 return
             self._signing.add(rid)
+            if known is not None:
+                self._known[rid] = known
         self._spawn(rid)
 
     def _spawn(self, rid: str) -> None:
@@ -485,8 +527,10 @@ class SignRequests:
         threading.Thread(target=self._signing_thread, args=(rid,), name=f"sign-{rid[:16]}", daemon=True).start()
 
     def _signing_thread(self, rid: str) -> None:
+        with self._lock:
+            known = self._known.pop(rid, None)
         try:
-            self._run_signing(rid)
+            self._run_signing(rid, known)
         except Exception as e:  # never leave a request SIGNING forever
             log.exception("request %s: signing failed unexpectedly", rid)
             self._finish(rid, "failed", Code.INTERNAL, f"internal error ({type(e).__name__}); see the coordinator log", 0)
@@ -495,8 +539,8 @@ class SignRequests:
                 self._signing.discard(rid)
             self._notify(rid)
 
-    def _run_signing(self, rid: str) -> None:
-        rec = self.db.get_sign_request(rid)
+    def _run_signing(self, rid: str, known: Known | None = None) -> None:
+        rec = self.db.get_sign_request(rid) if known is None else known[0]
         if rec is None or rec.state != "signing":
             return
         sreq = SigningRequest.from_bytes(rec.request)
@@ -507,7 +551,8 @@ class SignRequests:
         if k is None:
             self._finish(rid, "failed", Code.NOT_FOUND, f"key_id: unknown key {rec.key_id.hex()}", 0)
             return
-        approvals = tuple(Approval(a.approver, Decision(a.decision), a.signature) for a in self.db.approvals(rid))
+        stored = self.db.approvals(rid) if known is None else known[1]
+        approvals = tuple(Approval(a.approver, Decision(a.decision), a.signature) for a in stored)
         bundle = ApprovalBundle(sreq, approvals).to_bytes()
         started = now_ms()
         try:
@@ -528,7 +573,7 @@ class SignRequests:
             return
         self._count_done(rid, k.label, rec.created_ms)
         log.info("request %s: signed (%d attempt(s))", rid, attempts, extra={"event": "sign-done", "request_id": rid})
-        self.flush_audit()
+        self._audit_soon()
         self.anomaly.signed(rec.key_id, sreq.derivation_path, [self.node_name(i) for i in signers], started)
         self._notify(rid)
 
@@ -568,7 +613,7 @@ class SignRequests:
         self.metrics.requests_total.labels(state=state).inc()
         self.quorum.ended(rid)
         log.warning("request %s: %s: %s: %s", rid, state, code.name, message, extra={"event": f"sign-{state}", "request_id": rid})
-        self.flush_audit()
+        self._audit_soon()
         self._notify(rid)
 
     def _hash_of(self, rid: str) -> dict[str, str | int | bool]:
@@ -614,6 +659,19 @@ class SignRequests:
         recs = self.db.list_sign_requests(state=state, key_id=key_id, requester=requester, limit=limit)
         return coordinator_pb2.ListSignRequestsResponse(requests=[self.info(r) for r in recs])
 
+    def _watched(self, rid: str) -> Watched:
+        """``rid``'s record, info and serialised info for its watchers: built once per change of
+        the request and shared by all of them (:attr:`infos`, invalidated by :meth:`_notify`)."""
+        hit = self.infos.get(rid)
+        if hit is not None:
+            return hit
+        token = self.infos.token(rid)
+        rec = self._get(rid)
+        info = self.info(rec)
+        out = (rec, info, info.SerializeToString(deterministic=True))
+        self.infos.put(rid, token, out)
+        return out
+
     def watch(
         self, rid: str, caller: str, role: str, ctx: Any, lifetime_s: float = 60.0
     ) -> Iterator[coordinator_pb2.SignRequestInfo]:
@@ -630,12 +688,10 @@ class SignRequests:
                 ctx.add_callback(sub.wake)  # the client left (or the RPC ended): stop waiting now
             while True:
                 sub.clear()
-                rec = self._get(rid)
+                rec, info, data = self._watched(rid)
                 if rec.state == "pending_approval" and now_ms() > rec.expires_ms:
                     self.expire_due()  # expiry is applied lazily on reads too
-                    rec = self._get(rid)
-                info = self.info(rec)
-                data = info.SerializeToString(deterministic=True)
+                    rec, info, data = self._watched(rid)
                 if data != last:
                     last = data
                     yield info

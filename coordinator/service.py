@@ -197,6 +197,7 @@ class CoordinatorService:
             timeout_s=cfg.dkg_timeout_s, name=cfg.name,
         )
         self.keyops.fault = fault_hook(cfg.test_mode)  # None unless test_mode (coordinator.faults)
+        self.requests.flusher.fault = self.keyops.fault  # the audit flush's crash points (the same file)
         self.lifecycle.register(KEY_OPERATION, self.keyops.decode_proposal, self.keyops.apply_proposal)
         self.schedule = RefreshScheduler(  # scheduled refreshes (coordinator/schedule.py), run by _background
             self.keyops, self.db, self.audit, self.nodes, lambda kid: self.policies.policy_for(kid).change.new_policy, name=cfg.name,
@@ -266,6 +267,7 @@ class CoordinatorService:
 
     # --- background: health probes and activation of pending keys --------------------------
     def start_background(self) -> None:
+        self.requests.flusher.start()  # the audit outbox, flushed in batches (coordinator/audit_flush.py)
         threading.Thread(target=self._background, name="health", daemon=True).start()
         threading.Thread(target=self._sweep, name="expiry-sweep", daemon=True).start()
         self.requests.resume()
@@ -1017,6 +1019,7 @@ class CoordinatorService:
     # --- audit -------------------------------------------------------------------------------
     def GetAuditLog(self, req: coordinator_pb2.GetAuditLogRequest, ctx: Any) -> governance_pb2.AuditPage:
         if req.component == self.cfg.name:
+            self.requests.flush_audit()  # the entries still queued in the outbox first (coordinator/audit_flush.py)
             return audit_page(self.audit, req.after_seq, req.limit)
         for h in self.nodes.values():
             if h.name == req.component:

@@ -301,7 +301,9 @@ def check_request(policy: KeyPolicy, request: SigningRequest, *, now_ms: int, to
         raise GovernanceError("expires_at_ms", "request has expired")
 
 
-def _check_one(policy: KeyPolicy, request_encoding: bytes, approval: object, field: str) -> Approval:
+def _check_one(policy: KeyPolicy, request_encoding: bytes | None, approval: object, field: str) -> Approval:
+    """``approval`` by an approver of ``policy``; its signature over the request is verified
+    unless ``request_encoding`` is None (:func:`tally_verified`)."""
     if not isinstance(approval, Approval):
         raise GovernanceError(field, "must be an Approval")
     key = policy.approvers.get(approval.approver)
@@ -309,6 +311,8 @@ def _check_one(policy: KeyPolicy, request_encoding: bytes, approval: object, fie
         raise GovernanceError(
             f"{field}.approver", f"{approval.approver!r} is not an approver of this policy", subject=approval.approver
         )
+    if request_encoding is None:
+        return approval
     message = _approval_message(request_encoding, approval.approver, approval.decision)
     if not ed25519_verify(key, approval.signature, message):
         raise GovernanceError(
@@ -335,13 +339,30 @@ def tally(policy: KeyPolicy, request: SigningRequest, approvals: Sequence[Approv
     requester) or any approval is by an unknown approver, has a bad signature, or repeats an
     approver (a repeat is refused, never counted twice). The clock is not consulted.
     """
+    return _tally(policy, request, approvals, verify=True)
+
+
+def tally_verified(policy: KeyPolicy, request: SigningRequest, approvals: Sequence[Approval]) -> Tally:
+    """:func:`tally` for approvals whose signatures THIS process already checked under
+    ``policy`` and ``request`` with :func:`check_approval` (the coordinator's live decision
+    path: each decision is vetted as it arrives, and the tally runs again at every decision).
+
+    Checks everything :func:`tally` checks (types, the request against the policy, each
+    approver a member of the policy, no approver twice) except the Ed25519 signatures, so it
+    costs no signature verification; same result and same :class:`GovernanceError` (by field)
+    as :func:`tally` on such input. Never use it on approvals read back from storage or the
+    wire after a restart: :func:`tally` re-verifies those (the coordinator's recovery)."""
+    return _tally(policy, request, approvals, verify=False)
+
+
+def _tally(policy: KeyPolicy, request: SigningRequest, approvals: Sequence[Approval], *, verify: bool) -> Tally:
     _check_types(policy, request)
     _check_request_static(policy, request)
     if isinstance(approvals, (str, bytes)) or not isinstance(approvals, Sequence):
         raise GovernanceError("approvals", "must be a sequence of Approval")
     if len(approvals) > MAX_MEMBERS:
         raise GovernanceError("approvals", f"more than {MAX_MEMBERS} approvals")
-    encoding = request.encode()
+    encoding = request.encode() if verify else None
     seen: dict[str, int] = {}
     approved: set[str] = set()
     rejected: set[str] = set()

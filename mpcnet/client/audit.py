@@ -16,7 +16,10 @@ request (listed by the coordinator, or named by a ``sign-done`` entry) has its `
 coordinator's log has a ``sign-request`` entry: a node released a signature share for a request
 the coordinator never recorded. A gap fails the component like a broken chain, naming the
 entry (where there is one) and the request. (Entries without a request id, as very old
-versions wrote, are not checked.)
+versions wrote, are not checked.) The coordinator appends its entries in the background, a
+flush after the state change (``coordinator/audit_flush.py``), and flushes before it serves
+its log; so the DONE requests are listed first and the coordinator's log is fetched last, and
+nothing that happened before the check is reported missing.
 """
 
 from __future__ import annotations
@@ -193,7 +196,15 @@ def verify_cluster(client: MpcClient, info: dict[str, Any], heads_path: Path | N
     """Verify every component's log and the trail's completeness (:func:`completeness_gaps`);
     remember the heads of the intact chains in ``heads_path``."""
     heads = load_heads(heads_path)
-    fetched = {c: _verify_component(client, c, key, heads.get(c)) for c, key in components(info).items()}
+    # the DONE requests first and the coordinator's log last: the coordinator appends its
+    # queued entries in the background and flushes them before it serves its log, so every
+    # request listed here, and every request a node served before, has its entries in the
+    # coordinator's log (the other order could report a request that moved on in between)
+    done, problem = _done_requests(client)
+    keys = components(info)
+    order = sorted(keys, key=lambda c: c == COORDINATOR)  # stable: the nodes, then the coordinator
+    fetched_any = {c: _verify_component(client, c, keys[c], heads.get(c)) for c in order}
+    fetched = {c: fetched_any[c] for c in keys}  # reported in cluster.json order
     reports = [report for report, _ in fetched.values()]
     if heads_path is not None:
         for r in reports:
@@ -203,7 +214,6 @@ def verify_cluster(client: MpcClient, info: dict[str, Any], heads_path: Path | N
     coordinator = fetched.get(COORDINATOR)
     if coordinator is None or not coordinator[0].ok:
         return reports  # nothing trustworthy to check completeness against (already reported)
-    done, problem = _done_requests(client)
     gaps = completeness_gaps(
         coordinator[1], {c: rows for c, (r, rows) in fetched.items() if c != COORDINATOR and r.ok}, done
     )

@@ -11,6 +11,7 @@ import hashlib
 import signal
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -86,8 +87,14 @@ def test_a_full_quorum_left_pending_is_signed_after_a_restart_and_the_retry_succ
     assert done.state == "done", done
     again = cteam.approvers[1].approve(r.request_id)  # approver2's client retries: no ALREADY_EXISTS
     assert again.request_id == r.request_id and again.state == "done"
-    log = entries(cc.lay.coordinator_dir / "audit.db")
-    assert [x[1] for x in log if x[2] == r.request_id][-2:] == ["sign-approved", "sign-done"]
+    # the outbox reaches the log in the background (coordinator/audit_flush.py): wait for the flush
+    deadline, last = time.monotonic() + 30, None
+    while time.monotonic() < deadline:
+        last = [x[1] for x in entries(cc.lay.coordinator_dir / "audit.db") if x[2] == r.request_id][-2:]
+        if last == ["sign-approved", "sign-done"]:
+            break
+        time.sleep(0.05)
+    assert last == ["sign-approved", "sign-done"]
 
 
 def test_audit_verify_reports_a_done_request_without_its_sign_done_entry(cc, cteam, ckey) -> None:

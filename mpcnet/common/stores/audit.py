@@ -7,7 +7,9 @@ file per component (``audit.db`` next to its data), opened like every store by
 ``synchronous=FULL``, the tables created and upgraded by versioned migrations (``PRAGMA
 user_version``); every write is committed before :meth:`AuditLog.append` returns. Tables ``meta``
 (``schema_version`` 1, ``component``, ``public_key``; immutable) and ``audit`` (one row per
-entry, columns :data:`governance.audit.ROW_COLUMNS`). The database
+entry, columns :data:`governance.audit.ROW_COLUMNS`), and ``audit_events`` (``(request_id,
+event) -> seq`` of every entry whose details carry an event key: the index that
+:meth:`AuditLog.append_once` deduplicates by; outside the chain). The database
 refuses UPDATE and DELETE (triggers) and out-of-sequence INSERTs, but the chain does not depend
 on that: it is what detects an attacker who drops the triggers. ``meta.public_key`` is the key
 that started the log; :meth:`AuditLog.rotate_key` hands the log over to a new key with an
@@ -28,7 +30,8 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TextIO
@@ -99,6 +102,21 @@ _MIGRATIONS: tuple[Migration, ...] = (
     ),
     # 2: the request index for append_once (not part of the chain), added after 4b7440a
     ("CREATE INDEX IF NOT EXISTS audit_by_request ON audit (request_id)",),
+    # 3 (issue 14): the event keys (details["event"]) of the entries, unique per request, so
+    # append_once / append_many_once look an event up by index instead of parsing every entry
+    # of the request. Not part of the chain (derived from the signed details; verify_audit
+    # ignores it). An older log is backfilled once here, the first entry of a key winning.
+    (
+        """CREATE TABLE IF NOT EXISTS audit_events (
+        request_id TEXT NOT NULL,
+        event      TEXT NOT NULL,
+        seq        INTEGER NOT NULL,
+        PRIMARY KEY (request_id, event)
+    ) WITHOUT ROWID""",
+        """INSERT OR IGNORE INTO audit_events (request_id, event, seq)
+        SELECT request_id, json_extract(details, '$.event'), seq FROM audit
+        WHERE json_valid(details) AND json_type(details, '$.event') = 'text' ORDER BY seq""",
+    ),
 )
 _COLUMNS = ", ".join(ROW_COLUMNS)
 
@@ -123,6 +141,32 @@ def _read_meta(conn: sqlite3.Connection) -> dict[str, object]:
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+MAX_BATCH = 1000  # entries per AuditLog.append_many_once (one transaction)
+
+
+@dataclass(frozen=True)
+class OnceEntry:
+    """One entry for :meth:`AuditLog.append_many_once`: the arguments of
+    :meth:`AuditLog.append_once` (``event`` a token, recorded as ``details["event"]``)."""
+
+    actor: str
+    action: str
+    event: str
+    request_id: str = ""
+    outcome: str = ""
+    details: Mapping[str, DetailValue] | None = None
+
+
+def _once_fields(item: OnceEntry) -> Mapping[str, DetailValue]:
+    """The checked details of ``item`` with its event key merged in; :class:`GovernanceError`
+    naming the field (``event``, ``details['event']`` when it names another event, ...)."""
+    check_token(item.event, "event")
+    merged = dict(check_entry_fields(item.actor, item.action, item.request_id, item.outcome, item.details))
+    if merged.setdefault(EVENT_KEY, item.event) != item.event:
+        raise GovernanceError(f"details[{EVENT_KEY!r}]", "conflicts with event")
+    return check_details(merged)
 
 
 class AuditLog:
@@ -300,7 +344,23 @@ class AuditLog:
         seq, prev = (1, self._genesis) if row is None else (int(row[0]) + 1, bytes(row[1]))
         entry = seal_entry(self._key, seq, timestamp_ms, actor, action, request_id, outcome, details, prev)
         c.execute(f"INSERT INTO audit ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", entry.to_row())
+        event = details.get(EVENT_KEY)
+        if isinstance(event, str):  # the index append_once looks events up in
+            if not self._seen(c, request_id, event):  # the first entry of a key wins; a row naming no such entry is replaced
+                c.execute("INSERT OR REPLACE INTO audit_events (request_id, event, seq) VALUES (?, ?, ?)", (request_id, event, seq))
         return entry
+
+    @staticmethod
+    def _seen(c: sqlite3.Connection, request_id: str, event: str) -> bool:
+        """Whether an entry of ``request_id`` with event key ``event`` is in the log: the index
+        names its seq, and the chained entry at that seq (the signed row, not the index, which
+        is outside the chain) really is of ``request_id`` and carries ``event``; two indexed
+        probes."""
+        return c.execute(
+            "SELECT 1 FROM audit_events e JOIN audit a ON a.seq = e.seq WHERE e.request_id = ? AND e.event = ?"
+            " AND a.request_id = e.request_id AND json_valid(a.details) AND json_extract(a.details, '$.event') = e.event",
+            (request_id, event),
+        ).fetchone() is not None
 
     def _timestamp(self) -> int:
         return check_int(self._clock(), "clock", 0, MAX_TIME_MS)
@@ -340,22 +400,49 @@ class AuditLog:
         ``event`` (a token like ``action``) is recorded as ``details["event"]``; the check and
         the append are one write transaction, so delivering the same event twice (e.g. an outbox
         flushed again after a crash between the append and the outbox delete) appends it once.
-        The lookup reads only the entries of ``request_id`` (indexed), so give one.
+        Event keys are unique per ``request_id``: the lookup is one probe of the
+        ``audit_events`` index (every entry with a string ``details["event"]`` is recorded
+        there in its append's transaction), not a parse of the request's entries.
         """
-        check_token(event, "event")
-        merged = dict(check_entry_fields(actor, action, request_id, outcome, details))
-        if merged.setdefault(EVENT_KEY, event) != event:
-            raise GovernanceError(f"details[{EVENT_KEY!r}]", "conflicts with event")
-        checked = check_details(merged)
+        checked = _once_fields(OnceEntry(actor, action, event, request_id, outcome, details))
         with self._write() as c:
-            for (text,) in c.execute("SELECT details FROM audit WHERE request_id = ?", (request_id,)):
-                try:
-                    seen = json.loads(text).get(EVENT_KEY) == event
-                except (ValueError, AttributeError):
-                    seen = False  # unreadable details are verify_audit's business, not a duplicate
-                if seen:
-                    return None
+            if self._seen(c, request_id, event):
+                return None
             return self._insert(c, self._timestamp(), actor, action, request_id, outcome, checked)
+
+    def append_many_once(self, entries: Sequence[OnceEntry]) -> list[AuditEntry | None]:
+        """:meth:`append_once` for each of ``entries``, in order, in ONE write transaction (one
+        fsync): all of them are appended (or found already appended) or, on any error, none.
+
+        Returns, per entry, the appended :class:`AuditEntry` or ``None`` when its event key was
+        already in the log for its request (a batch delivered again after a crash between this
+        commit and the caller's outbox delete; a key repeated within ``entries`` is appended
+        once). Every entry is checked before anything is written: :class:`GovernanceError`
+        naming ``entries[i].<field>``; more than :data:`MAX_BATCH` entries is refused
+        (``entries``)."""
+        if isinstance(entries, (str, bytes)) or not isinstance(entries, Sequence):
+            raise GovernanceError("entries", "must be a sequence of OnceEntry")
+        if len(entries) > MAX_BATCH:
+            raise GovernanceError("entries", f"at most {MAX_BATCH} per batch, got {len(entries)}")
+        checked: list[tuple[OnceEntry, Mapping[str, DetailValue]]] = []
+        for i, item in enumerate(entries):
+            if not isinstance(item, OnceEntry):
+                raise GovernanceError(f"entries[{i}]", "must be an OnceEntry")
+            try:
+                checked.append((item, _once_fields(item)))
+            except GovernanceError as e:
+                raise GovernanceError(f"entries[{i}].{e.field}", e.reason) from None
+        out: list[AuditEntry | None] = []
+        if not checked:
+            return out
+        with self._write() as c:
+            now = self._timestamp()
+            for item, details in checked:
+                if self._seen(c, item.request_id, item.event):
+                    out.append(None)
+                    continue
+                out.append(self._insert(c, now, item.actor, item.action, item.request_id, item.outcome, details))
+        return out
 
     def append_rate_limited(
         self,
@@ -555,6 +642,7 @@ __all__ = [
     "AuditEntry",
     "AuditLog",
     "AuditReport",
+    "OnceEntry",
     "export_jsonl",
     "genesis_hash",
     "verify_audit",
