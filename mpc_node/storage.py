@@ -589,6 +589,18 @@ class NodeStore(EpochStore, BackupStore):
             ).fetchall()
         return [int(r[0]) for r in rows]
 
+    def count_served(self, key_id: bytes, since_ms: int) -> int:
+        """How many requests with ``key_id`` were served after ``since_ms`` (Unix ms, exclusive;
+        later-than-now times count too): one indexed ``COUNT(*)`` on ``requests_by_key_time``,
+        the same count :func:`_record_served` enforces in its transaction."""
+        key_id = _check_bytes(key_id, "key_id", length=ID_LEN)
+        _check_int(since_ms, "since_ms", -(2**62), 2**62)
+        with self._read() as c:
+            (count,) = c.execute(
+                "SELECT COUNT(*) FROM requests WHERE key_id = ? AND served_ms > ?", (key_id, since_ms)
+            ).fetchone()
+        return int(count)
+
     # --- governance policies -----------------------------------------------------------------
 
     def put_policy_change(self, scope: bytes, version: int, signed_change: bytes, *, previous_version: int | None) -> None:
