@@ -28,7 +28,8 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TextIO
@@ -60,9 +61,23 @@ from governance.audit import (
     seal_entry,
     verify_row_stream,
 )
-from governance.errors import GovernanceError
+from governance.errors import GovernanceError, field_prefix
 from governance.policy import RateLimit
 from mpcnet.common.stores.sqlite import DatabaseError, Migration, migrate, open_database, open_readonly, write_transaction
+
+
+@dataclass(frozen=True)
+class QueuedEntry:
+    """An entry queued elsewhere (an outbox) for :meth:`AuditLog.append_many_once`; ``event``
+    (a token) is its once-only key, recorded as ``details["event"]``."""
+
+    event: str
+    actor: str
+    action: str
+    request_id: str
+    outcome: str
+    details: Mapping[str, DetailValue]
+
 
 SCHEMA_VERSION = 1  # the meta row: format of meta and of the entries (not the table layout)
 
@@ -147,6 +162,9 @@ class AuditLog:
         self._signers: list[tuple[int, bytes]] = [(1, self._signing_public)]  # (first seq, key), by seq
         self._clock = clock
         self._lock = threading.RLock()
+        # called before every read and write (outside the lock): a node flushes its audit outbox
+        # here, so a reader sees, and a direct append follows, every entry queued before it
+        self.before_use: Callable[[], None] | None = None
 
     def __repr__(self) -> str:
         return f"AuditLog(path={str(self._path)!r}, component={self._component!r}, open={self._conn is not None})"
@@ -215,8 +233,14 @@ class AuditLog:
             raise GovernanceError("audit_log", "is closed")
         return self._conn
 
+    def _before_use(self) -> None:
+        hook = self.before_use
+        if hook is not None:
+            hook()
+
     @contextlib.contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
+        self._before_use()
         with self._lock:
             conn = self._live()
             try:
@@ -227,6 +251,7 @@ class AuditLog:
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One IMMEDIATE transaction, committed (and fsynced, synchronous=FULL) on success."""
+        self._before_use()
         with self._lock:
             conn = self._live()
             try:
@@ -356,6 +381,44 @@ class AuditLog:
                 if seen:
                     return None
             return self._insert(c, self._timestamp(), actor, action, request_id, outcome, checked)
+
+    def append_many_once(self, items: Sequence[QueuedEntry]) -> int:
+        """:meth:`append_once` for each of ``items`` (in order), in **one** write transaction
+        (one fsync for the batch); returns how many were appended (an ``event`` already in the
+        log, or repeated in ``items``, is skipped). Every item is checked before anything is
+        written (:class:`GovernanceError` naming ``items[i].<field>``: nothing appended then).
+        Events are looked up among the entries of each item's ``request_id`` (indexed)."""
+        checked: list[tuple[QueuedEntry, Mapping[str, DetailValue]]] = []
+        for i, it in enumerate(items):
+            with field_prefix(f"items[{i}]"):
+                check_token(it.event, "event")
+                merged = dict(check_entry_fields(it.actor, it.action, it.request_id, it.outcome, it.details))
+                if merged.setdefault(EVENT_KEY, it.event) != it.event:
+                    raise GovernanceError(f"details[{EVENT_KEY!r}]", "conflicts with event")
+                checked.append((it, check_details(merged)))
+        if not checked:
+            return 0
+        appended = 0
+        with self._write() as c:
+            seen: dict[str, set[str]] = {}
+            now = self._timestamp()
+            for it, details in checked:
+                events = seen.get(it.request_id)
+                if events is None:
+                    events = seen[it.request_id] = set()
+                    for (text,) in c.execute("SELECT details FROM audit WHERE request_id = ?", (it.request_id,)):
+                        try:
+                            ev = json.loads(text).get(EVENT_KEY)
+                        except (ValueError, AttributeError):
+                            continue  # unreadable details are verify_audit's business, not a duplicate
+                        if isinstance(ev, str):
+                            events.add(ev)
+                if it.event in events:
+                    continue
+                self._insert(c, now, it.actor, it.action, it.request_id, it.outcome, details)
+                events.add(it.event)
+                appended += 1
+        return appended
 
     def append_rate_limited(
         self,
