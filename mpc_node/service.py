@@ -171,7 +171,6 @@ class NodeService:
         self.outbox = AuditFlusher(store, audit)
         self.outbox.flush()
         self.outbox.attach()
-        self.outbox.start()
         self.me = cfg.index
         self.faults = FaultInjector(cfg.test_mode)
         if self.faults.path is not None:
@@ -216,6 +215,7 @@ class NodeService:
         self.epochs = EpochService(self)
         self.backups = NodeBackups(self)
         self.metrics = node_metrics(self)  # mpc_node.metrics (issue 15): NullMetrics without a metrics section
+        self.outbox.start()
 
     # ---------------------------------------------------------------------------------------
     def peers(self) -> dict[int, Peer]:
