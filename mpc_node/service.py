@@ -465,7 +465,11 @@ class NodeService:
                     break
             self._supersede(old, s, deadline, ctx)
         if s.kind == "sign":
-            self._audit_sign_start(s)
+            try:  # the session's first store write (the audit outbox): a node that cannot write refuses here
+                self._audit_sign_start(s)
+            except Exception as e:
+                s.failed = RpcError(Code.UNAVAILABLE, f"store: {self.cfg.name} could not record the session's start ({type(e).__name__})")
+                raise
         elif s.kind == "reshare":
             self.epochs.audit_start(s, _caller(ctx))
         with s.lock:

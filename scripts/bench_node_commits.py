@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""Node cost per signature: fsyncs (durable commits) and CPU time of each node process.
+
+Starts a throw-away T-of-N cluster (real processes), creates a key, lifts its rate limit, signs
+``--warmup`` times, then attaches ``strace -f -c -e trace=fsync,fdatasync`` to every node and
+signs ``--signatures`` times sequentially. Per node it reports the fsync/fdatasync calls and the
+CPU seconds (``/proc/PID/stat`` utime + stime) per signature, and how often it was a signer; the
+last lines estimate fsyncs per signer and per non-signer (least squares over the nodes), and the
+client's p50 latency. Every SQLite commit (WAL, ``synchronous=FULL``) costs one fsync; a WAL
+checkpoint adds a few. Needs strace and ptrace permission (root in the sandbox)::
+
+    scripts/bench_node_commits.py --start 2/3 --signatures 40 [--json]
+
+Run it on a quiet machine (``uptime``): the CPU figures include everything the node does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from governance.policy import RateLimit  # noqa: E402
+from mpcnet.client import MpcClient, SigningTeam  # noqa: E402
+from mpcnet.cluster.launcher import LocalCluster, prepare  # noqa: E402
+
+
+def cpu_s(pid: int) -> float:
+    """utime + stime of ``pid`` (and its threads), seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def fsyncs(path: Path) -> int:
+    """Calls of fsync + fdatasync in an ``strace -c`` summary file."""
+    total = 0
+    for line in path.read_text().splitlines():
+        m = re.match(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(fsync|fdatasync)\s*$", line)
+        if m:
+            total += int(m.group(1))
+    return total
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--start", metavar="T/N", default="2/3")
+    ap.add_argument("--signatures", type=int, default=40)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    if shutil.which("strace") is None:
+        raise SystemExit("bench_node_commits: needs strace")
+    t, n = (int(x) for x in args.start.split("/"))
+    tmp = Path(tempfile.mkdtemp(prefix="mpcnet-commits-"))
+    cluster = LocalCluster(prepare(tmp, n, t, scrypt_n=2**12))
+    tracers: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        cluster.start_all()
+        with (
+            MpcClient.from_cluster(tmp, identity="admin1", timeout=300) as a1,
+            MpcClient.from_cluster(tmp, identity="admin2", timeout=300) as a2,
+            SigningTeam.from_cluster(tmp, timeout=300) as team,
+        ):
+            key_id = a1.create_key("commits").key_id
+            p = a1.propose_policy(a1.next_policy(key_id, rate_limit=RateLimit(1_000_000, 3600)), key_id=key_id)
+            if p.state != "applied":
+                a2.approve_policy(p.proposal_id)
+            for i in range(args.warmup):
+                team.sign(key_id, hashlib.sha256(b"warmup %d" % i).digest())
+            nodes = {f"node-{i}": cluster.procs[f"node-{i}"].pid for i in range(1, n + 1)}
+            for name, pid in nodes.items():
+                tracers[name] = subprocess.Popen(
+                    ["strace", "-f", "-qq", "-c", "-e", "trace=fsync,fdatasync", "-o", str(tmp / f"{name}.strace"), "-p", str(pid)],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )
+            time.sleep(1.0)  # strace attached to every thread
+            cpu0 = {name: cpu_s(pid) for name, pid in nodes.items()}
+            signed = dict.fromkeys(nodes, 0)
+            lat = []
+            for i in range(args.signatures):
+                t0 = time.perf_counter()
+                r = team.request(key_id, hashlib.sha256(b"commits %d %s" % (i, os.urandom(8).hex().encode())).digest())
+                lat.append(time.perf_counter() - t0)
+                if r.state != "done" or r.signature is None:
+                    raise SystemExit(f"request {r.request_id} ended {r.state}: {r.error_message}")
+                for s in r.signature.signers:
+                    signed[f"node-{s}"] += 1
+            time.sleep(1.5)  # the background audit flush of the last signature
+            cpu1 = {name: cpu_s(pid) for name, pid in nodes.items()}
+            for tr in tracers.values():
+                tr.send_signal(signal.SIGINT)
+            for tr in tracers.values():
+                tr.wait(timeout=30)
+        s = args.signatures
+        rows = []
+        for name in nodes:
+            rows.append({
+                "node": name, "signer_in": signed[name], "fsyncs": fsyncs(tmp / f"{name}.strace"),
+                "fsyncs_per_signature": round(fsyncs(tmp / f"{name}.strace") / s, 2),
+                "cpu_ms_per_signature": round((cpu1[name] - cpu0[name]) * 1000 / s, 2),
+            })
+        # fsyncs_node = a * signer_in + b * (s - signer_in): least squares for (a, b)
+        xs = [(r["signer_in"], s - r["signer_in"], r["fsyncs"]) for r in rows]
+        sxx = sum(x * x for x, _, _ in xs)
+        syy = sum(y * y for _, y, _ in xs)
+        sxy = sum(x * y for x, y, _ in xs)
+        sxz = sum(x * z for x, _, z in xs)
+        syz = sum(y * z for _, y, z in xs)
+        det = sxx * syy - sxy * sxy
+        per_signer = (sxz * syy - syz * sxy) / det if det else float("nan")
+        per_other = (syz * sxx - sxz * sxy) / det if det else float("nan")
+        result: dict[str, Any] = {
+            "config": f"{t}-of-{n}", "signatures": s, "nodes": rows,
+            "fsyncs_per_signer": round(per_signer, 2), "fsyncs_per_non_signer": round(per_other, 2),
+            "client_p50_ms": round(statistics.median(lat) * 1000, 1),
+            "load_average": os.getloadavg(),
+        }
+    finally:
+        for tr in tracers.values():
+            if tr.poll() is None:
+                tr.kill()
+        cluster.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"{result['config']}, {s} sequential signatures, load average {' '.join(f'{x:.2f}' for x in result['load_average'])}")
+    print(f"{'node':<8}{'signer in':>10}{'fsyncs/sig':>12}{'cpu ms/sig':>12}")
+    for r in rows:
+        print(f"{r['node']:<8}{r['signer_in']:>10}{r['fsyncs_per_signature']:>12.2f}{r['cpu_ms_per_signature']:>12.2f}")
+    print(f"fsyncs per signer {result['fsyncs_per_signer']}, per non-signer {result['fsyncs_per_non_signer']}; "
+          f"client p50 {result['client_p50_ms']} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
