@@ -45,7 +45,7 @@ OUTBOX_TABLE = (
     " details TEXT NOT NULL, created_ms INTEGER NOT NULL)"
 )
 BATCH = 256  # entries per append transaction
-LINGER_S = 0.005  # the flusher waits this long after a wake-up, so concurrent commits share a batch
+LINGER_S = 0.05  # the flusher waits this long after a wake-up, so commits close together share a batch
 
 
 @dataclass(frozen=True)

@@ -624,6 +624,7 @@ class NodeService:
                 "approved_by": ",".join(sorted(approved.result.approved)), "request_sha256": req.request_digest().hex(),
             },
         ))
+        self._store_probed = time.monotonic()  # a durable store write succeeded: it stands for the probe (R4)
         self.outbox.notify()
 
     def _audit_sign(self, action: str, request_id: str, outcome: str, reason: str, *, actor: str, key_id: bytes = b"") -> None:
