@@ -6,11 +6,14 @@ Instead the entry is inserted into the store's ``audit_outbox`` table **in the s
 transaction** as the state change (the reservation, the tombstone with the served record, or
 the session start itself): both are durable together, or neither is. The
 :class:`AuditFlusher` then appends the queued entries to the hash-chained log in batches, oldest
-first, in one transaction per batch (:meth:`mpcnet.common.stores.audit.AuditLog.append_many_once`),
-and only then deletes them from the outbox. Each entry carries a random ``event`` token (kept as
-``details["event"]``) and the append skips an event already in the log, so a SIGKILL between the
-append and the delete appends nothing twice when the outbox is flushed again; a SIGKILL before
-the state change's commit leaves neither. At start the outbox is flushed before the node serves.
+first, in one transaction per batch (:meth:`mpcnet.common.stores.audit.AuditLog.append_many_once`).
+The appended rows are deleted from the outbox by the *next* outbox write (the next state
+change's own transaction: no commit of its own) or, when the node is idle, by the flusher's
+once-a-second pass. Each entry carries a random ``event`` token (kept as ``details["event"]``)
+and the append skips an event already in the log, so a SIGKILL after the append and before the
+delete appends nothing twice when the outbox is flushed again; a SIGKILL before the state
+change's commit leaves neither. At start the outbox is flushed (and emptied) before the node
+serves.
 
 The log's ``before_use`` hook runs :meth:`AuditFlusher.flush` before every read and direct
 append, so a reader (``GetAuditLog``, the metrics) sees every entry whose state change committed,
@@ -49,6 +52,13 @@ LINGER_S = 0.05  # the flusher waits this long after a wake-up, so commits close
 
 
 @dataclass(frozen=True)
+class OutboxRow(QueuedEntry):
+    """A queued entry with its place in the outbox (``seq``, increasing, never reused)."""
+
+    seq: int = 0
+
+
+@dataclass(frozen=True)
 class OutboxEntry:
     """An audit entry to queue with a state change; checked like
     :meth:`mpcnet.common.stores.audit.AuditLog.append` on construction (GovernanceError naming
@@ -73,10 +83,13 @@ def new_event() -> str:
     return "n" + os.urandom(12).hex()
 
 
-def queue(c: sqlite3.Connection, entry: OutboxEntry, now_ms: int) -> str:
-    """Inside the caller's write transaction: queue ``entry``; returns its event token."""
+def queue(c: sqlite3.Connection, entry: OutboxEntry, now_ms: int, appended_seq: int = 0) -> str:
+    """Inside the caller's write transaction: queue ``entry`` and delete the rows up to
+    ``appended_seq`` (already in the log); returns the new entry's event token."""
     if not isinstance(entry, OutboxEntry):
         raise TypeError("entry: must be an OutboxEntry")
+    if appended_seq > 0:
+        c.execute("DELETE FROM audit_outbox WHERE seq <= ?", (appended_seq,))
     event = new_event()
     c.execute(
         "INSERT INTO audit_outbox (event, actor, action, request_id, outcome, details, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -86,27 +99,31 @@ def queue(c: sqlite3.Connection, entry: OutboxEntry, now_ms: int) -> str:
     return event
 
 
-def pending(c: sqlite3.Connection, limit: int) -> list[QueuedEntry]:
-    """The oldest ``limit`` queued entries, in queue order."""
+def pending(c: sqlite3.Connection, limit: int, after_seq: int = 0) -> list[OutboxRow]:
+    """The oldest ``limit`` queued entries after ``after_seq``, in queue order."""
     rows = c.execute(
-        "SELECT event, actor, action, request_id, outcome, details FROM audit_outbox ORDER BY seq LIMIT ?", (limit,)
+        "SELECT seq, event, actor, action, request_id, outcome, details FROM audit_outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+        (after_seq, limit),
     ).fetchall()
     out = []
-    for event, actor, action, rid, outcome, details in rows:
-        out.append(QueuedEntry(str(event), str(actor), str(action), str(rid), str(outcome), json.loads(details)))
+    for seq, event, actor, action, rid, outcome, details in rows:
+        out.append(OutboxRow(str(event), str(actor), str(action), str(rid), str(outcome), json.loads(details), int(seq)))
     return out
 
 
-def drop(c: sqlite3.Connection, events: list[str]) -> None:
-    """Inside a write transaction: delete the queued entries ``events`` (appended to the log)."""
-    c.executemany("DELETE FROM audit_outbox WHERE event = ?", [(e,) for e in events])
+def drop(c: sqlite3.Connection, upto_seq: int) -> int:
+    """Inside a write transaction: delete the rows up to ``upto_seq`` (appended to the log);
+    returns how many."""
+    return int(c.execute("DELETE FROM audit_outbox WHERE seq <= ?", (upto_seq,)).rowcount)
 
 
 class OutboxStore(Protocol):
     """What the flusher needs from the node store (:class:`mpc_node.storage.NodeStore`)."""
 
-    def pending_audit(self, limit: int = BATCH) -> list[QueuedEntry]: ...
-    def drop_audit(self, events: list[str]) -> None: ...
+    audit_appended_seq: int  # the rows up to here are in the log: the next outbox write deletes them
+
+    def pending_audit(self, limit: int = BATCH, after_seq: int = 0) -> list[OutboxRow]: ...
+    def drop_audit(self, upto_seq: int) -> int: ...
 
 
 class AuditFlusher:
@@ -145,26 +162,29 @@ class AuditFlusher:
         if getattr(self._local, "busy", False):
             return  # the flush's own append
         try:
-            self.flush()
+            self.flush(drop=False)
         except Exception as e:  # the caller's own read or append reports a broken log itself
             log.warning("audit outbox not flushed: %s", type(e).__name__)
 
-    def flush(self) -> int:
-        """Append every queued entry (oldest first, ``batch`` per transaction), then drop them
-        from the outbox; returns how many were appended (repeats of an event already in the log
-        are dropped without appending). Raises what the store or the log raises."""
+    def flush(self, *, drop: bool = True) -> int:
+        """Append every queued entry (oldest first, ``batch`` per transaction); returns how many
+        were appended (a repeat of an event already in the log is skipped). With ``drop``, then
+        delete the appended rows from the outbox (a commit; without it the next outbox write
+        deletes them). Raises what the store or the log raises."""
         total = 0
         with self._lock:
             self._local.busy = True
             try:
-                while items := self.store.pending_audit(self.batch):
+                while items := self.store.pending_audit(self.batch, self.store.audit_appended_seq):
                     total += self.audit.append_many_once(items)
                     self.batches += 1
                     if self.on_batch is not None:
                         self.on_batch(len(items))
-                    self.store.drop_audit([it.event for it in items])
+                    self.store.audit_appended_seq = max(it.seq for it in items)
                     if len(items) < self.batch:
                         break
+                if drop and self.store.audit_appended_seq:
+                    self.store.drop_audit(self.store.audit_appended_seq)
             finally:
                 self._local.busy = False
         return total
@@ -190,14 +210,14 @@ class AuditFlusher:
     def _run(self) -> None:
         failing = False
         while not self._stop.is_set():
-            self._wake.wait(1.0)  # a backstop pass every second (an entry left by a failed flush)
+            woken = self._wake.wait(1.0)  # else a backstop pass: a failed flush, appended rows of an idle node
             if self._stop.is_set():
                 break
             self._wake.clear()
-            if self.linger_s:
+            if woken and self.linger_s:
                 self._stop.wait(self.linger_s)
             try:
-                self.flush()
+                self.flush(drop=not woken)
                 failing = False
             except Exception as e:  # the thread must survive; the entries stay queued
                 if not failing:  # once per streak of failures (the backstop pass retries every second)

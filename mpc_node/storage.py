@@ -54,7 +54,6 @@ from mpc_node import audit_outbox
 from mpc_node.backup_store import BACKUP_MIGRATION, BackupStore
 from mpc_node.epoch_store import ABANDONED_MIGRATION, EPOCH_MIGRATION, KEY_ROSTER_MIGRATION, EpochStore
 from mpcnet.common.pkcs11token import WRAPPED_LEN, StorageKey, TokenError
-from mpcnet.common.stores.audit import QueuedEntry
 from mpcnet.common.stores.sqlite import AddColumn, DatabaseError, Migration, migrate, open_database, write_transaction
 
 SCHEMA_VERSION = 1  # the meta row: format of meta and of the sealed records (not the table layout)
@@ -293,6 +292,7 @@ class NodeStore(EpochStore, BackupStore):
         self._conn: sqlite3.Connection | None = conn
         self._aead: AESGCM | None = aead
         self._lock = threading.RLock()
+        self.audit_appended_seq = 0  # audit outbox rows up to here are in the log (mpc_node/audit_outbox.py)
         # test mode only: returns a reason to make every write fail (an injected disk fault)
         self.write_fault: Callable[[], str | None] | None = None
 
@@ -538,7 +538,7 @@ class NodeStore(EpochStore, BackupStore):
                 (sigid, key_id, blob, now, now),
             )
             if audit is not None:
-                audit_outbox.queue(c, audit, time.time_ns() // 1_000_000)
+                audit_outbox.queue(c, audit, time.time_ns() // 1_000_000, self.audit_appended_seq)
 
     def get_presignature(self, sigid: bytes) -> tuple[bytes, bool] | None:
         """``(record, used)``: the fresh record, or the tombstone once used; ``None`` if unknown."""
@@ -712,7 +712,7 @@ class NodeStore(EpochStore, BackupStore):
         with self._write() as c:
             created = _reserve(c, r)
             if audit is not None:
-                audit_outbox.queue(c, audit(created), time.time_ns() // 1_000_000)
+                audit_outbox.queue(c, audit(created), time.time_ns() // 1_000_000, self.audit_appended_seq)
             return created
 
     # --- audit outbox (mpc_node/audit_outbox.py) ---------------------------------------------
@@ -720,18 +720,24 @@ class NodeStore(EpochStore, BackupStore):
     def queue_audit(self, entry: audit_outbox.OutboxEntry) -> str:
         """Queue ``entry`` alone (a durable write); returns its event token."""
         with self._write() as c:
-            return audit_outbox.queue(c, entry, time.time_ns() // 1_000_000)
+            return audit_outbox.queue(c, entry, time.time_ns() // 1_000_000, self.audit_appended_seq)
 
-    def pending_audit(self, limit: int = audit_outbox.BATCH) -> list[QueuedEntry]:
-        """The oldest ``limit`` (1..10,000) queued audit entries, in queue order."""
+    def pending_audit(self, limit: int = audit_outbox.BATCH, after_seq: int = 0) -> list[audit_outbox.OutboxRow]:
+        """The oldest ``limit`` (1..10,000) queued audit entries after ``after_seq``, in queue order."""
         _check_int(limit, "limit", 1, 10_000)
+        _check_int(after_seq, "after_seq", 0, 2**63 - 1)
         with self._read() as c:
-            return audit_outbox.pending(c, limit)
+            return audit_outbox.pending(c, limit, after_seq)
 
-    def drop_audit(self, events: list[str]) -> None:
-        """Delete the queued entries ``events`` (appended to the audit log)."""
+    def drop_audit(self, upto_seq: int) -> int:
+        """Delete the queued entries up to ``upto_seq`` (appended to the audit log); returns how
+        many (no commit when there are none)."""
+        _check_int(upto_seq, "upto_seq", 0, 2**63 - 1)
+        with self._read() as c:
+            if c.execute("SELECT 1 FROM audit_outbox WHERE seq <= ? LIMIT 1", (upto_seq,)).fetchone() is None:
+                return 0
         with self._write() as c:
-            audit_outbox.drop(c, events)
+            return audit_outbox.drop(c, upto_seq)
 
     def reservation(self, request_id: str, attempt: int) -> Reservation | None:
         """What this node granted for ``attempt`` of ``request_id``, if anything."""
