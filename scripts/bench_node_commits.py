@@ -2,12 +2,12 @@
 """Node cost per signature: fsyncs (durable commits) and CPU time of each node process.
 
 Starts a throw-away T-of-N cluster (real processes), creates a key, lifts its rate limit, signs
-``--warmup`` times, then attaches ``strace -f -c -e trace=fsync,fdatasync`` to every node and
-signs ``--signatures`` times sequentially. Per node it reports the fsync/fdatasync calls and the
-CPU seconds (``/proc/PID/stat`` utime + stime) per signature, and how often it was a signer; the
-last lines estimate fsyncs per signer and per non-signer (least squares over the nodes), and the
-client's p50 latency. Every SQLite commit (WAL, ``synchronous=FULL``) costs one fsync; a WAL
-checkpoint adds a few. Needs strace and ptrace permission (root in the sandbox)::
+``--warmup`` times, then attaches ``strace -f -y -e trace=fsync,fdatasync`` to every node and
+signs ``--signatures`` times sequentially. Per node it reports the fsync/fdatasync calls per
+signature, split by file (``node.db``: the store, ``audit.db``: the audit log), the CPU
+milliseconds (``/proc/PID/stat`` utime + stime) per signature, and how often it was a signer,
+then the client's p50 latency. Every SQLite commit (WAL, ``synchronous=FULL``) costs one fsync;
+a WAL checkpoint adds a few. Needs strace and ptrace permission (root in the sandbox)::
 
     scripts/bench_node_commits.py --start 2/3 --signatures 40 [--json]
 
@@ -45,14 +45,17 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def fsyncs(path: Path) -> int:
-    """Calls of fsync + fdatasync in an ``strace -c`` summary file."""
-    total = 0
+def fsyncs(path: Path) -> dict[str, int]:
+    """fsync + fdatasync calls in an ``strace -y`` trace, by file: ``store`` (node.db*),
+    ``audit`` (audit.db*), ``other``."""
+    out = {"store": 0, "audit": 0, "other": 0}
     for line in path.read_text().splitlines():
-        m = re.match(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(fsync|fdatasync)\s*$", line)
-        if m:
-            total += int(m.group(1))
-    return total
+        m = re.search(r"\bf(?:data)?sync\(\d+<([^>]*)>", line)
+        if m is None:
+            continue
+        name = Path(m.group(1)).name
+        out["store" if name.startswith("node.db") else "audit" if name.startswith("audit.db") else "other"] += 1
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             nodes = {f"node-{i}": cluster.procs[f"node-{i}"].pid for i in range(1, n + 1)}
             for name, pid in nodes.items():
                 tracers[name] = subprocess.Popen(
-                    ["strace", "-f", "-qq", "-c", "-e", "trace=fsync,fdatasync", "-o", str(tmp / f"{name}.strace"), "-p", str(pid)],
+                    ["strace", "-f", "-qq", "-y", "-e", "trace=fsync,fdatasync", "-o", str(tmp / f"{name}.strace"), "-p", str(pid)],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 )
             time.sleep(1.0)  # strace attached to every thread
@@ -108,24 +111,15 @@ def main(argv: list[str] | None = None) -> int:
         s = args.signatures
         rows = []
         for name in nodes:
+            f = fsyncs(tmp / f"{name}.strace")
             rows.append({
-                "node": name, "signer_in": signed[name], "fsyncs": fsyncs(tmp / f"{name}.strace"),
-                "fsyncs_per_signature": round(fsyncs(tmp / f"{name}.strace") / s, 2),
+                "node": name, "signer_in": signed[name],
+                "fsyncs_per_signature": round(sum(f.values()) / s, 2),
+                "store_fsyncs_per_signature": round(f["store"] / s, 2), "audit_fsyncs_per_signature": round(f["audit"] / s, 2),
                 "cpu_ms_per_signature": round((cpu1[name] - cpu0[name]) * 1000 / s, 2),
             })
-        # fsyncs_node = a * signer_in + b * (s - signer_in): least squares for (a, b)
-        xs = [(r["signer_in"], s - r["signer_in"], r["fsyncs"]) for r in rows]
-        sxx = sum(x * x for x, _, _ in xs)
-        syy = sum(y * y for _, y, _ in xs)
-        sxy = sum(x * y for x, y, _ in xs)
-        sxz = sum(x * z for x, _, z in xs)
-        syz = sum(y * z for _, y, z in xs)
-        det = sxx * syy - sxy * sxy
-        per_signer = (sxz * syy - syz * sxy) / det if det else float("nan")
-        per_other = (syz * sxx - sxz * sxy) / det if det else float("nan")
         result: dict[str, Any] = {
             "config": f"{t}-of-{n}", "signatures": s, "nodes": rows,
-            "fsyncs_per_signer": round(per_signer, 2), "fsyncs_per_non_signer": round(per_other, 2),
             "client_p50_ms": round(statistics.median(lat) * 1000, 1),
             "load_average": os.getloadavg(),
         }
@@ -139,11 +133,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result, indent=2))
         return 0
     print(f"{result['config']}, {s} sequential signatures, load average {' '.join(f'{x:.2f}' for x in result['load_average'])}")
-    print(f"{'node':<8}{'signer in':>10}{'fsyncs/sig':>12}{'cpu ms/sig':>12}")
+    print(f"{'node':<8}{'signer in':>10}{'fsyncs/sig':>12}{'store':>8}{'audit':>8}{'cpu ms/sig':>12}")
     for r in rows:
-        print(f"{r['node']:<8}{r['signer_in']:>10}{r['fsyncs_per_signature']:>12.2f}{r['cpu_ms_per_signature']:>12.2f}")
-    print(f"fsyncs per signer {result['fsyncs_per_signer']}, per non-signer {result['fsyncs_per_non_signer']}; "
-          f"client p50 {result['client_p50_ms']} ms")
+        print(f"{r['node']:<8}{r['signer_in']:>10}{r['fsyncs_per_signature']:>12.2f}{r['store_fsyncs_per_signature']:>8.2f}"
+              f"{r['audit_fsyncs_per_signature']:>8.2f}{r['cpu_ms_per_signature']:>12.2f}")
+    print(f"client p50 {result['client_p50_ms']} ms")
     return 0
 
 
