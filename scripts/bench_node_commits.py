@@ -134,9 +134,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"{result['config']}, {s} sequential signatures, load average {' '.join(f'{x:.2f}' for x in result['load_average'])}")
     print(f"{'node':<8}{'signer in':>10}{'fsyncs/sig':>12}{'store':>8}{'audit':>8}{'cpu ms/sig':>12}")
-    for r in rows:
-        print(f"{r['node']:<8}{r['signer_in']:>10}{r['fsyncs_per_signature']:>12.2f}{r['store_fsyncs_per_signature']:>8.2f}"
-              f"{r['audit_fsyncs_per_signature']:>8.2f}{r['cpu_ms_per_signature']:>12.2f}")
+    for row in rows:
+        print(f"{row['node']:<8}{row['signer_in']:>10}{row['fsyncs_per_signature']:>12.2f}{row['store_fsyncs_per_signature']:>8.2f}"
+              f"{row['audit_fsyncs_per_signature']:>8.2f}{row['cpu_ms_per_signature']:>12.2f}")
     print(f"client p50 {result['client_p50_ms']} ms")
     return 0
 
