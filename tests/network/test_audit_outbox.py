@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -157,6 +158,44 @@ def test_the_background_flusher_batches_concurrent_commits(parts: tuple[NodeStor
     finally:
         flusher.stop()
     assert len(audit.entries()) == 20 and flusher.batches < 20
+
+
+def test_concurrent_commits_flushes_and_readers_append_each_entry_once(parts: tuple[NodeStore, AuditLog]) -> None:
+    """Concurrency: writers queue with their grants while the background flusher runs and
+    readers flush through the hook; every grant ends up in the log exactly once, in seq order."""
+    store, audit = parts
+    flusher = AuditFlusher(store, audit, batch=7, linger_s=0.001)
+    flusher.attach()
+    flusher.start()
+    errors: list[BaseException] = []
+
+    def writer(w: int) -> None:
+        try:
+            for j in range(40):
+                entry = _entry(f"w{w}-{j}")
+                store.reserve_attempt(_grant(entry.request_id), audit=lambda _new: entry)  # noqa: B023 (called at once)
+                flusher.notify()
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    def reader() -> None:
+        try:
+            for _ in range(30):
+                audit.entries()
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)] + [threading.Thread(target=reader) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    flusher.stop()
+    flusher.flush()
+    assert errors == []
+    logged = Counter(e.request_id for e in audit.entries())
+    assert set(logged) == {f"w{w}-{j}" for w in range(4) for j in range(40)} and set(logged.values()) == {1}
+    assert store.pending_audit() == []
 
 
 # --- real processes killed with SIGKILL --------------------------------------------------------
