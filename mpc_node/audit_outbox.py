@@ -144,6 +144,9 @@ class AuditFlusher:
         self.batch = batch
         self.linger_s = linger_s
         self.batches = 0  # append transactions made (tests, metrics)
+        # why the last flush failed ("" after a success): a node refuses new signing sessions
+        # while it is set (else it would release shares that never reach the log)
+        self.problem = ""
         self.on_batch: Callable[[int], None] | None = None  # test hook: after the append, before the drop
         self._lock = threading.Lock()
         self._local = threading.local()
@@ -170,23 +173,35 @@ class AuditFlusher:
         """Append every queued entry (oldest first, ``batch`` per transaction); returns how many
         were appended (a repeat of an event already in the log is skipped). With ``drop``, then
         delete the appended rows from the outbox (a commit; without it the next outbox write
-        deletes them). Raises what the store or the log raises."""
+        deletes them). Raises what the store or the log raises (and sets :attr:`problem` to
+        its type name until a flush succeeds)."""
         total = 0
         with self._lock:
             self._local.busy = True
             try:
-                while items := self.store.pending_audit(self.batch, self.store.audit_appended_seq):
-                    total += self.audit.append_many_once(items)
-                    self.batches += 1
-                    if self.on_batch is not None:
-                        self.on_batch(len(items))
-                    self.store.audit_appended_seq = max(it.seq for it in items)
-                    if len(items) < self.batch:
-                        break
-                if drop and self.store.audit_appended_seq:
-                    self.store.drop_audit(self.store.audit_appended_seq)
+                total = self._flush(drop)
+            except Exception as e:
+                self.problem = type(e).__name__
+                raise
+            else:
+                self.problem = ""
             finally:
                 self._local.busy = False
+        return total
+
+    def _flush(self, drop: bool) -> int:
+        """Under :attr:`_lock`: :meth:`flush`'s work."""
+        total = 0
+        while items := self.store.pending_audit(self.batch, self.store.audit_appended_seq):
+            total += self.audit.append_many_once(items)
+            self.batches += 1
+            if self.on_batch is not None:
+                self.on_batch(len(items))
+            self.store.audit_appended_seq = max(it.seq for it in items)
+            if len(items) < self.batch:
+                break
+        if drop and self.store.audit_appended_seq:
+            self.store.drop_audit(self.store.audit_appended_seq)
         return total
 
     def notify(self) -> None:

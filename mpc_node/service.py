@@ -616,6 +616,11 @@ class NodeService:
         approved = s.approved
         assert approved is not None
         req = approved.bundle.request
+        if self.outbox.problem:  # its shares would be released with nothing reaching the log
+            raise RpcError(
+                Code.UNAVAILABLE,
+                f"audit: {self.cfg.name} cannot append to its audit log ({self.outbox.problem}); it takes no signing sessions",
+            )
         self.store.queue_audit(OutboxEntry(
             req.requester, "sign-start", req.request_id, "accepted",
             {
