@@ -36,7 +36,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from governance.audit import EVENT_KEY, DetailValue, check_entry_fields
+from governance.audit import EVENT_KEY, DetailValue, check_details, check_entry_fields
 from governance.errors import GovernanceError
 from mpcnet.common.stores.audit import AuditLog, QueuedEntry
 
@@ -62,8 +62,9 @@ class OutboxRow(QueuedEntry):
 class OutboxEntry:
     """An audit entry to queue with a state change; checked like
     :meth:`mpcnet.common.stores.audit.AuditLog.append` on construction (GovernanceError naming
-    the field), so a queued entry can always be appended. ``details`` must not use the key
-    ``event`` (the outbox's)."""
+    the field), so a queued entry can always be appended: ``details`` must not use the key
+    ``event`` (the outbox's) and, with it added, must still pass
+    :func:`governance.audit.check_details` (at most ``MAX_DETAILS - 1`` items)."""
 
     actor: str
     action: str
@@ -75,6 +76,7 @@ class OutboxEntry:
         checked = check_entry_fields(self.actor, self.action, self.request_id, self.outcome, self.details)
         if EVENT_KEY in checked:
             raise GovernanceError(f"details[{EVENT_KEY!r}]", "is reserved for the outbox's event key")
+        check_details({**checked, EVENT_KEY: new_event()})  # as appended (else it would block the outbox for good)
         object.__setattr__(self, "details", dict(checked))
 
 
