@@ -47,6 +47,7 @@ OUTBOX_TABLE = (
     " actor TEXT NOT NULL, action TEXT NOT NULL, request_id TEXT NOT NULL, outcome TEXT NOT NULL,"
     " details TEXT NOT NULL, created_ms INTEGER NOT NULL)"
 )
+COMMITTED_KEY = "committed_ms"  # details key: when the entry (and its state change) committed to the store, Unix ms
 BATCH = 256  # entries per append transaction
 LINGER_S = 0.05  # the flusher waits this long after a wake-up, so commits close together share a batch
 
@@ -62,9 +63,9 @@ class OutboxRow(QueuedEntry):
 class OutboxEntry:
     """An audit entry to queue with a state change; checked like
     :meth:`mpcnet.common.stores.audit.AuditLog.append` on construction (GovernanceError naming
-    the field), so a queued entry can always be appended: ``details`` must not use the key
-    ``event`` (the outbox's) and, with it added, must still pass
-    :func:`governance.audit.check_details` (at most ``MAX_DETAILS - 1`` items)."""
+    the field), so a queued entry can always be appended: ``details`` must not use the keys
+    ``event`` and ``committed_ms`` (the outbox's) and, with them added, must still pass
+    :func:`governance.audit.check_details` (at most ``MAX_DETAILS - 2`` items)."""
 
     actor: str
     action: str
@@ -74,9 +75,10 @@ class OutboxEntry:
 
     def __post_init__(self) -> None:
         checked = check_entry_fields(self.actor, self.action, self.request_id, self.outcome, self.details)
-        if EVENT_KEY in checked:
-            raise GovernanceError(f"details[{EVENT_KEY!r}]", "is reserved for the outbox's event key")
-        check_details({**checked, EVENT_KEY: new_event()})  # as appended (else it would block the outbox for good)
+        for key in (EVENT_KEY, COMMITTED_KEY):
+            if key in checked:
+                raise GovernanceError(f"details[{key!r}]", "is reserved for the outbox")
+        check_details({**checked, EVENT_KEY: new_event(), COMMITTED_KEY: 0})  # as appended (else it would block the outbox for good)
         object.__setattr__(self, "details", dict(checked))
 
 
@@ -102,14 +104,17 @@ def queue(c: sqlite3.Connection, entry: OutboxEntry, now_ms: int, appended_seq: 
 
 
 def pending(c: sqlite3.Connection, limit: int, after_seq: int = 0) -> list[OutboxRow]:
-    """The oldest ``limit`` queued entries after ``after_seq``, in queue order."""
+    """The oldest ``limit`` queued entries after ``after_seq``, in queue order; each one's details
+    carry ``committed_ms`` (when it was queued: the log stamps it when it is appended, which
+    after a crash is the next start)."""
     rows = c.execute(
-        "SELECT seq, event, actor, action, request_id, outcome, details FROM audit_outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+        "SELECT seq, event, actor, action, request_id, outcome, details, created_ms FROM audit_outbox WHERE seq > ? ORDER BY seq LIMIT ?",
         (after_seq, limit),
     ).fetchall()
     out = []
-    for seq, event, actor, action, rid, outcome, details in rows:
-        out.append(OutboxRow(str(event), str(actor), str(action), str(rid), str(outcome), json.loads(details), int(seq)))
+    for seq, event, actor, action, rid, outcome, details, created_ms in rows:
+        fields = {**json.loads(details), COMMITTED_KEY: int(created_ms)}
+        out.append(OutboxRow(str(event), str(actor), str(action), str(rid), str(outcome), fields, int(seq)))
     return out
 
 

@@ -5,6 +5,7 @@ entry says about when its state change happened."""
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +33,7 @@ def parts(tmp_path: Path) -> Iterator[tuple[NodeStore, AuditLog]]:
 
 def test_an_entry_that_could_not_be_appended_is_refused_when_queued(parts: tuple[NodeStore, AuditLog]) -> None:
     """An entry with MAX_DETAILS details passes the log's own checks, but the flusher adds the
-    ``event`` key: queued, it would fail every flush and hold every later entry back for good
+    ``event`` and ``committed_ms`` keys: queued, it would fail every flush and hold every later entry back for good
     (and, with the outbox's problem, stop signing). It must be refused at construction, before
     its state change is written."""
     store, audit = parts
@@ -40,7 +41,7 @@ def test_an_entry_that_could_not_be_appended_is_refused_when_queued(parts: tuple
     with pytest.raises(GovernanceError) as e:
         OutboxEntry("req-1", "sign-reserve", "r1", "granted", full)
     assert "details" in e.value.field
-    most = OutboxEntry("req-1", "sign-reserve", "r1", "granted", {f"k{i}": i for i in range(MAX_DETAILS - 1)})
+    most = OutboxEntry("req-1", "sign-reserve", "r1", "granted", {f"k{i}": i for i in range(MAX_DETAILS - 2)})
     assert store.reserve_attempt(_grant("r1"), audit=lambda new: most)
     assert AuditFlusher(store, audit).flush() == 1  # the largest entry accepted is appended
     assert [len(e.details) for e in audit.entries()] == [MAX_DETAILS]
@@ -97,3 +98,28 @@ def test_two_flushers_on_one_data_directory_append_each_entry_once(tmp_path: Pat
             x.close()
     report = verify_audit(tmp_path / "audit.db", AUDIT_PUB)
     assert report.ok, report
+
+
+def test_an_entry_flushed_after_a_restart_says_when_its_state_change_committed(tmp_path: Path) -> None:
+    """The log stamps an entry when it is appended; an entry queued before a SIGKILL is
+    appended at the next start, perhaps hours later. It carries ``committed_ms``, when its
+    state change (and the entry) committed to the store, so the trail still says when the
+    share was released."""
+    store = NodeStore.open(tmp_path / "node.db", b"pw", 1, scrypt_n=N)
+    before = time.time_ns() // 1_000_000
+    store.reserve_attempt(_grant("r1"), audit=lambda new: _entry("r1"))
+    after = time.time_ns() // 1_000_000
+    store.close()  # killed before any flush
+    later = after + 3_600_000
+    store = NodeStore.open(tmp_path / "node.db", b"pw", 1, scrypt_n=N)
+    audit = AuditLog.open(tmp_path / "audit.db", component="node-1", signing_key=AUDIT_KEY, clock=lambda: later)
+    try:
+        AuditFlusher(store, audit).flush()  # what the next start does
+        (e,) = audit.entries()
+        assert e.timestamp_ms == later
+        assert isinstance(e.details["committed_ms"], int) and before <= e.details["committed_ms"] <= after
+    finally:
+        audit.close()
+        store.close()
+    with pytest.raises(GovernanceError):
+        OutboxEntry("req-1", "sign-reserve", "r1", "granted", {"committed_ms": 1})  # the outbox's
