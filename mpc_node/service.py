@@ -416,7 +416,11 @@ class NodeService:
         # throttled (issue 14, R4): at most every STORE_PROBE_INTERVAL_S while the store is
         # writable, every time while it is not; a signing session's sign-start entry is itself
         # a durable store write (the audit outbox) before any round is answered
-        probe = self._store_problem or time.monotonic() - self._store_probed >= STORE_PROBE_INTERVAL_S
+        # (a keygen or reshare session writes nothing at its start: always probed)
+        probe = (
+            req.WhichOneof("params") != "sign" or bool(self._store_problem)
+            or time.monotonic() - self._store_probed >= STORE_PROBE_INTERVAL_S
+        )
         problem = self.probe_store() if probe else ""
         if problem:
             raise RpcError(
