@@ -28,6 +28,7 @@ FAILED_PRECONDITION ``stale-policy`` if it names a newer head (the node missed a
 
 from __future__ import annotations
 
+import hmac
 import logging
 import threading
 import time
@@ -36,7 +37,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from governance.approval import ApprovalBundle, QuorumResult, rate_limit_ok
+from governance.approval import ApprovalBundle, QuorumResult
 from governance.attestation import (
     AttestationRefusal,
     PolicyAttestation,
@@ -47,6 +48,7 @@ from governance.attestation import (
 from governance.audit import detail_text
 from governance.errors import GovernanceError
 from governance.policy import DEFAULT_SCOPE, AdminSet, KeyPolicy, SignedPolicyChange
+from mpc_node.bundle_cache import VerifiedBundles
 from mpc_node.storage import NodeStore, PolicyConflict, ServedRequest
 from mpcnet.common.govwire import scope_name
 from mpcnet.common.rpc import RpcError
@@ -96,6 +98,8 @@ class NodeGovernance:
         self._lock = threading.Lock()
         self._current: dict[bytes, SignedPolicyChange] = {}
         self._attestation: SignedPolicyAttestation | None = None
+        self._attestation_bytes = b""  # the held attestation's bytes (an identical offer is not re-verified)
+        self.bundles = VerifiedBundles()  # bundles whose approvals' signatures verified (mpc_node/bundle_cache.py)
         self._load()
         if DEFAULT_SCOPE not in self._current:
             self._install(initial, actor=name, how="initial")
@@ -132,6 +136,7 @@ class NodeGovernance:
             log.warning("stored policy attestation ignored: %s", e)
             return
         self._attestation = signed
+        self._attestation_bytes = data
 
     @property
     def governance_root(self) -> bytes:
@@ -240,6 +245,7 @@ class NodeGovernance:
             if not self.store.put_policy_attestation(signed.to_bytes(), signed.issued_at_ms):
                 return False
             self._attestation = signed
+            self._attestation_bytes = signed.to_bytes()
             return True
 
     def install_attestation(self, data: bytes, *, actor: str) -> tuple[bool, int, str]:
@@ -273,11 +279,18 @@ class NodeGovernance:
             return f"{e.kind}: {e.field}: {e.reason}"
         return "confirmed"
 
+    def _holds(self, offered: bytes) -> bool:
+        """True iff ``offered`` is byte for byte the attestation held (verified when it was kept
+        or loaded, against the same admin set): keeping it again would change nothing."""
+        with self._lock:
+            held = self._attestation_bytes
+        return bool(held) and hmac.compare_digest(held, offered)
+
     def check_confirmed(self, key_id: bytes, offered: bytes = b"") -> None:
         """Refuse (RpcError FAILED_PRECONDITION) unless the newest attestation held (after
         keeping ``offered``, the session's, if valid and newer) is fresh and names exactly the
         heads this node enforces for ``key_id``'s scope and the default scope."""
-        if offered:
+        if offered and not self._holds(offered):
             self._keep(self._verified(offered, "sign.policy_attestation"))
         if self.max_age_ms == 0:
             return
@@ -331,8 +344,8 @@ class NodeGovernance:
         # how many attempts may release a share is bounded by the reservations
         limit = policy.rate_limit
         now = self.clock()
-        recent = self.store.served_times(key_id, now - limit.window_seconds * 1000)
-        if not self.store.request_served(req.request_id) and not rate_limit_ok(limit, recent, now):
+        recent = self.store.count_served(key_id, now - limit.window_seconds * 1000)  # indexed COUNT(*)
+        if recent >= limit.max_signatures and not self.store.request_served(req.request_id):
             raise refusal(
                 Code.FAILED_PRECONDITION, "rate-limited",
                 f"rate_limit: {self.name} already signed {limit.max_signatures} request(s) with this key in the last "
@@ -341,8 +354,10 @@ class NodeGovernance:
         return Approved(bundle, result, scope, policy)
 
     def _verify(self, bundle: ApprovalBundle, policy: KeyPolicy) -> QuorumResult:
+        """``bundle.verify`` through :attr:`bundles` (the signatures once per bundle and policy;
+        the request, clock and expiry checks every time); RpcError naming the field."""
         try:
-            return bundle.verify(policy, now_ms=self.clock(), tolerance_ms=self.tolerance_ms)
+            return self.bundles.verify(bundle, policy, now_ms=self.clock(), tolerance_ms=self.tolerance_ms)
         except GovernanceError as e:
             field = e.field
             if field.startswith("approvals") or field not in _PRECONDITION_FIELDS:

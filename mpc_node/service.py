@@ -63,6 +63,7 @@ from governance.errors import GovernanceError
 from governance.reservation import MAX_SIGN_ATTEMPTS, Reservation, reservation_quorum, sign_reservation, verify_receipts
 from governance.roster import Roster
 from governance.text import REQUEST_ID_RE, REQUEST_ID_RULE, quote
+from mpc_node.audit_outbox import AuditFlusher, OutboxEntry
 from mpc_node.backups import NodeBackups
 from mpc_node.banjournal import BanJournal, BanJournalError, journal_path
 from mpc_node.bans import JOURNALED, NOT_RECORDED, BanRegistry, Refusal
@@ -165,6 +166,11 @@ class NodeService:
         self.keys_lock = threading.Lock()
         self.store = store
         self.audit = audit
+        # sign-start/-reserve/-share entries are committed with their state change, in the store's
+        # outbox, and appended to the log in batches (mpc_node/audit_outbox.py); flushed at start
+        self.outbox = AuditFlusher(store, audit)
+        self.outbox.flush()
+        self.outbox.attach()
         self.me = cfg.index
         self.faults = FaultInjector(cfg.test_mode)
         if self.faults.path is not None:
@@ -209,6 +215,7 @@ class NodeService:
         self.epochs = EpochService(self)
         self.backups = NodeBackups(self)
         self.metrics = node_metrics(self)  # mpc_node.metrics (issue 15): NullMetrics without a metrics section
+        self.outbox.start()
 
     # ---------------------------------------------------------------------------------------
     def peers(self) -> dict[int, Peer]:
@@ -264,6 +271,7 @@ class NodeService:
 
     def stop(self) -> None:
         self._stop.set()
+        self.outbox.stop()  # after a last flush (an entry queued later is flushed by the next use or start)
 
     def _sweep_loop(self) -> None:
         self.probe_store()
@@ -405,7 +413,15 @@ class NodeService:
         # after its peers released their signature shares for the request
         if self.rotation.problem:
             raise RpcError(Code.FAILED_PRECONDITION, f"roster: {self.cfg.name}: {self.rotation.problem}; it takes no sessions")
-        problem = self.probe_store()
+        # throttled (issue 14, R4): at most every STORE_PROBE_INTERVAL_S while the store is
+        # writable, every time while it is not; a signing session's sign-start entry is itself
+        # a durable store write (the audit outbox) before any round is answered
+        # (a keygen or reshare session writes nothing at its start: always probed)
+        probe = (
+            req.WhichOneof("params") != "sign" or bool(self._store_problem)
+            or time.monotonic() - self._store_probed >= STORE_PROBE_INTERVAL_S
+        )
+        problem = self.probe_store() if probe else ""
         if problem:
             raise RpcError(
                 Code.UNAVAILABLE,
@@ -453,7 +469,11 @@ class NodeService:
                     break
             self._supersede(old, s, deadline, ctx)
         if s.kind == "sign":
-            self._audit_sign_start(s)
+            try:  # the session's first store write (the audit outbox): a node that cannot write refuses here
+                self._audit_sign_start(s)
+            except Exception as e:
+                s.failed = RpcError(Code.UNAVAILABLE, f"store: {self.cfg.name} could not record the session's start ({type(e).__name__})")
+                raise
         elif s.kind == "reshare":
             self.epochs.audit_start(s, _caller(ctx))
         with s.lock:
@@ -600,14 +620,21 @@ class NodeService:
         approved = s.approved
         assert approved is not None
         req = approved.bundle.request
-        self.audit.append(
-            req.requester, "sign-start", request_id=req.request_id, outcome="accepted",
-            details={
+        if self.outbox.problem:  # its shares would be released with nothing reaching the log
+            raise RpcError(
+                Code.UNAVAILABLE,
+                f"audit: {self.cfg.name} cannot append to its audit log ({self.outbox.problem}); it takes no signing sessions",
+            )
+        self.store.queue_audit(OutboxEntry(
+            req.requester, "sign-start", req.request_id, "accepted",
+            {
                 "key_id": s.key_id.hex(), "digest": s.digest.hex(), "path": _path_text(s.path), "session": s.id.hex()[:16],
                 "signers": ",".join(map(str, s.participants)), "policy_version": approved.policy.version,
                 "approved_by": ",".join(sorted(approved.result.approved)), "request_sha256": req.request_digest().hex(),
             },
-        )
+        ))
+        self._store_probed = time.monotonic()  # a durable store write succeeded: it stands for the probe (R4)
+        self.outbox.notify()
 
     def _audit_sign(self, action: str, request_id: str, outcome: str, reason: str, *, actor: str, key_id: bytes = b"") -> None:
         details: dict[str, str | int | bool] = detail_text("reason", reason)
@@ -1033,8 +1060,18 @@ class NodeService:
         try:
             tomb = presig.mark_used()
             # only the tombstone is ever written (never the secrets), durable before the share
-            # leaves, together with the request's served record
-            self.store.put_used_presignature(presig.sigid, s.key_id, tomb, request=served)
+            # leaves, together with the request's served record and its sign-share audit entry
+            released = OutboxEntry(
+                req.requester, "sign-share", req.request_id, "released",
+                {
+                    "key_id": s.key_id.hex(), "digest": s.digest.hex(), "path": _path_text(s.path),
+                    "session": s.id.hex()[:16], "signers": ",".join(map(str, s.participants)), "attempt": s.attempt,
+                    "policy_version": approved.policy.version, "approved_by": ",".join(sorted(approved.result.approved)),
+                    "request_sha256": req.request_digest().hex(),
+                },
+            )
+            self.store.put_used_presignature(presig.sigid, s.key_id, tomb, request=served, audit=released)
+            self.outbox.notify()
         except ReservationConflict as e:
             err = refusal(Code.FAILED_PRECONDITION, "attempt-taken", f"{e} ({self.cfg.name})")
             self._audit_sign("sign-share", s.request_id, "refused", err.message, actor=req.requester, key_id=s.key_id)
@@ -1054,15 +1091,6 @@ class NodeService:
         envs = self._seal(s, rnd, payload, {}, fault.action if fault else None)
         s.done = True
         s.expect_round = rnd
-        self.audit.append(
-            req.requester, "sign-share", request_id=req.request_id, outcome="released",
-            details={
-                "key_id": s.key_id.hex(), "digest": s.digest.hex(), "path": _path_text(s.path),
-                "session": s.id.hex()[:16], "signers": ",".join(map(str, s.participants)), "attempt": s.attempt,
-                "policy_version": approved.policy.version, "approved_by": ",".join(sorted(approved.result.approved)),
-                "request_sha256": req.request_digest().hex(),
-            },
-        )
         log.info("session %s (sign): signing contribution released for key %s (request %s)", s.short, s.key_id.hex()[:16], req.request_id,
                  extra={"event": "session-finished", "session_id": s.id.hex(), "request_id": req.request_id})
         return node_pb2.StepResponse(session_id=s.id, round=rnd, envelopes=envs, finished=True)
@@ -1142,20 +1170,23 @@ class NodeService:
             self.gov.governance_root, key_id, rid, approved.bundle.request.request_digest(), req.attempt,
             tuple(sorted(signers)), sid,
         )
-        try:
+        details: dict[str, str | int | bool] = {
+            "key_id": key_id.hex(), "attempt": grant.attempt, "signers": ",".join(map(str, grant.signers)),
+            "session": sid.hex()[:16], "request_digest": grant.request_digest.hex(), "by": actor[:64],
+            "request_sha256": grant.request_digest.hex(),  # the name every other entry of a request uses
+        }
+        requester = approved.bundle.request.requester
+        entry = {  # checked before the transaction: which one is queued depends on the grant
+            new: OutboxEntry(requester, "sign-reserve", rid, "granted" if new else "granted-again", details) for new in (True, False)
+        }
+        try:  # the grant and its sign-reserve entry: one transaction (the audit outbox)
             created = self.store.reserve_attempt(
-                StoredReservation(rid, grant.attempt, key_id, grant.request_digest, grant.signers, sid, self.clock.now_ms())
+                StoredReservation(rid, grant.attempt, key_id, grant.request_digest, grant.signers, sid, self.clock.now_ms()),
+                audit=entry.__getitem__,
             )
         except ReservationConflict as e:
             raise refusal(Code.FAILED_PRECONDITION, "attempt-taken", f"{e} ({self.cfg.name})") from None
-        self.audit.append(
-            approved.bundle.request.requester, "sign-reserve", request_id=rid, outcome="granted" if created else "granted-again",
-            details={
-                "key_id": key_id.hex(), "attempt": grant.attempt, "signers": ",".join(map(str, grant.signers)),
-                "session": sid.hex()[:16], "request_digest": grant.request_digest.hex(), "by": actor[:64],
-                "request_sha256": grant.request_digest.hex(),  # the name every other entry of a request uses
-            },
-        )
+        self.outbox.notify()
         receipt = sign_reservation(grant, self.me, self.keys.identity)
         log.info("request %s: attempt %d reserved for nodes %s (session %s)", rid, grant.attempt, list(grant.signers), sid.hex()[:12],
                  extra={"event": "sign-reserved", "request_id": rid, "session_id": sid.hex()})

@@ -50,6 +50,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from governance.reservation import MAX_SIGN_ATTEMPTS
+from mpc_node import audit_outbox
 from mpc_node.backup_store import BACKUP_MIGRATION, BackupStore
 from mpc_node.epoch_store import ABANDONED_MIGRATION, EPOCH_MIGRATION, KEY_ROSTER_MIGRATION, EpochStore
 from mpcnet.common.pkcs11token import WRAPPED_LEN, StorageKey, TokenError
@@ -165,6 +166,8 @@ _MIGRATIONS: tuple[Migration, ...] = (
     ABANDONED_MIGRATION,
     # 7: recovery configuration chain, backup parts, recovery orders, restored shares (issue 12)
     BACKUP_MIGRATION,
+    # 8: the audit outbox (issue 14, mpc_node/audit_outbox.py): entries committed with their state change
+    (audit_outbox.OUTBOX_TABLE,),
 )
 MAX_SCOPE = 32
 MAX_CHANGE = 1 << 20
@@ -289,6 +292,7 @@ class NodeStore(EpochStore, BackupStore):
         self._conn: sqlite3.Connection | None = conn
         self._aead: AESGCM | None = aead
         self._lock = threading.RLock()
+        self.audit_appended_seq = 0  # audit outbox rows up to here are in the log (mpc_node/audit_outbox.py)
         # test mode only: returns a reason to make every write fail (an injected disk fault)
         self.write_fault: Callable[[], str | None] | None = None
 
@@ -501,7 +505,8 @@ class NodeStore(EpochStore, BackupStore):
                 raise PresignatureAlreadyUsed(f"sigid: presignature {sigid.hex()} already used")
 
     def put_used_presignature(
-        self, sigid: bytes, key_id: bytes, tombstone: bytes, *, request: ServedRequest | None = None
+        self, sigid: bytes, key_id: bytes, tombstone: bytes, *, request: ServedRequest | None = None,
+        audit: audit_outbox.OutboxEntry | None = None,
     ) -> None:
         """Record a presignature consumed as soon as it was made: only its tombstone is written.
 
@@ -511,7 +516,8 @@ class NodeStore(EpochStore, BackupStore):
         (or raises :class:`RequestAlreadyServed` / :class:`RateLimited`), checks that ``key_id``
         is an active key (:class:`StoreError`) and that ``sigid`` was never stored
         (:class:`PresignatureAlreadyUsed`), and inserts the tombstone marked used. On any error
-        nothing is written. Call this *before* releasing the signature share.
+        nothing is written. Call this *before* releasing the signature share. ``audit`` is
+        queued in the audit outbox in the same transaction.
         """
         sigid = _check_bytes(sigid, "sigid", length=ID_LEN)
         key_id = _check_bytes(key_id, "key_id", length=ID_LEN)
@@ -531,6 +537,8 @@ class NodeStore(EpochStore, BackupStore):
                 "INSERT INTO presignatures (sigid, key_id, record, used, created_at, used_at) VALUES (?, ?, ?, 1, ?, ?)",
                 (sigid, key_id, blob, now, now),
             )
+            if audit is not None:
+                audit_outbox.queue(c, audit, time.time_ns() // 1_000_000, self.audit_appended_seq)
 
     def get_presignature(self, sigid: bytes) -> tuple[bytes, bool] | None:
         """``(record, used)``: the fresh record, or the tombstone once used; ``None`` if unknown."""
@@ -588,6 +596,18 @@ class NodeStore(EpochStore, BackupStore):
                 "SELECT served_ms FROM requests WHERE key_id = ? AND served_ms > ?", (key_id, since_ms)
             ).fetchall()
         return [int(r[0]) for r in rows]
+
+    def count_served(self, key_id: bytes, since_ms: int) -> int:
+        """How many requests with ``key_id`` were served after ``since_ms`` (Unix ms, exclusive;
+        later-than-now times count too): one indexed ``COUNT(*)`` on ``requests_by_key_time``,
+        the same count :func:`_record_served` enforces in its transaction."""
+        key_id = _check_bytes(key_id, "key_id", length=ID_LEN)
+        _check_int(since_ms, "since_ms", -(2**62), 2**62)
+        with self._read() as c:
+            (count,) = c.execute(
+                "SELECT COUNT(*) FROM requests WHERE key_id = ? AND served_ms > ?", (key_id, since_ms)
+            ).fetchone()
+        return int(count)
 
     # --- governance policies -----------------------------------------------------------------
 
@@ -681,13 +701,43 @@ class NodeStore(EpochStore, BackupStore):
 
     # --- signing attempts --------------------------------------------------------------------
 
-    def reserve_attempt(self, r: Reservation) -> bool:
+    def reserve_attempt(
+        self, r: Reservation, *, audit: Callable[[bool], audit_outbox.OutboxEntry] | None = None
+    ) -> bool:
         """Grant ``r`` durably: True if new, False if exactly this was already granted;
         :class:`ReservationConflict` if the attempt was granted to another signer set, session
-        or request version (nothing is written then)."""
+        or request version (nothing is written then). ``audit(created)`` is queued in the
+        audit outbox in the same transaction."""
         r = _check_reservation(r)
         with self._write() as c:
-            return _reserve(c, r)
+            created = _reserve(c, r)
+            if audit is not None:
+                audit_outbox.queue(c, audit(created), time.time_ns() // 1_000_000, self.audit_appended_seq)
+            return created
+
+    # --- audit outbox (mpc_node/audit_outbox.py) ---------------------------------------------
+
+    def queue_audit(self, entry: audit_outbox.OutboxEntry) -> str:
+        """Queue ``entry`` alone (a durable write); returns its event token."""
+        with self._write() as c:
+            return audit_outbox.queue(c, entry, time.time_ns() // 1_000_000, self.audit_appended_seq)
+
+    def pending_audit(self, limit: int = audit_outbox.BATCH, after_seq: int = 0) -> list[audit_outbox.OutboxRow]:
+        """The oldest ``limit`` (1..10,000) queued audit entries after ``after_seq``, in queue order."""
+        _check_int(limit, "limit", 1, 10_000)
+        _check_int(after_seq, "after_seq", 0, 2**63 - 1)
+        with self._read() as c:
+            return audit_outbox.pending(c, limit, after_seq)
+
+    def drop_audit(self, upto_seq: int) -> int:
+        """Delete the queued entries up to ``upto_seq`` (appended to the audit log); returns how
+        many (no commit when there are none)."""
+        _check_int(upto_seq, "upto_seq", 0, 2**63 - 1)
+        with self._read() as c:
+            if c.execute("SELECT 1 FROM audit_outbox WHERE seq <= ? LIMIT 1", (upto_seq,)).fetchone() is None:
+                return 0
+        with self._write() as c:
+            return audit_outbox.drop(c, upto_seq)
 
     def reservation(self, request_id: str, attempt: int) -> Reservation | None:
         """What this node granted for ``attempt`` of ``request_id``, if anything."""

@@ -53,6 +53,7 @@ from governance.errors import GovernanceError
 from governance.policy import KeyPolicy, RateLimit
 from governance.text import escape, quote
 from mpcnet.client import cli_render as view
+from mpcnet.client.audit_outbox_note import queued_note
 from mpcnet.client.cli_args import EXIT_TABLE, Exit, PathText
 from mpcnet.client.sdk import SIGN_STATES, TERMINAL_STATES, MpcClient, MpcError, NodeState, SignRequest, to_path
 from mpcnet.common import cliutil
@@ -755,6 +756,8 @@ def cmd_audit_verify(ctx: click.Context, db: Path | None, public_key: bytes | No
             report = verify_audit(db, public_key)
         except GovernanceError as e:
             raise CliUsage(f"--public-key: {e.reason}") from None
+        if note := queued_note(db):  # a node's last entries may still be in its store (issue 14)
+            view.err(note)
         if not report.ok and report.first_broken is None and report.reason.startswith(_NOT_THIS_LOG):
             hint = " (check --public-key)" if "public key" in report.reason else ""
             raise CliUsage(f"--db: {escape(report.reason)}{hint}")
@@ -814,6 +817,8 @@ def cmd_audit_export(ctx: click.Context, jsonl: bool, component: str | None, db:
             n = export_jsonl(db, buf)
         except GovernanceError as e:
             raise CliUsage(f"--db: {e.field}: {e.reason}") from None
+        if note := queued_note(db):
+            view.err(note)
         if out:
             _write_out(out, buf)
             view.err(f"wrote {n} entries to {out}")

@@ -26,6 +26,7 @@ from mpcnet.wire.mpc.v1 import node_pb2
 
 from .conftest import coordinator_handles, running_cluster
 from .govtools import approved_bundle, bundle, default_policy, now_ms, signed_change, signing_request
+from .outbox_util import outbox_drained
 from .relay_util import run
 from .test_cluster_api import _raw_channel
 
@@ -61,6 +62,7 @@ def nodes(ac):
 
 
 def node_audit(ac, i: int) -> list[dict]:
+    outbox_drained(ac.lay.node_dir(i))  # entries committed with their state change are appended in the background
     buf = io.StringIO()
     export_jsonl(ac.lay.node_dir(i) / "audit.db", buf)
     return [json.loads(x) for x in buf.getvalue().splitlines()]

@@ -12,6 +12,7 @@ import signal
 import sqlite3
 import subprocess
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -143,3 +144,29 @@ def test_a_keygen_interrupted_after_the_key_was_recorded_is_not_run_again(cc) ->
         again = admin.create_key("interrupted", request_id="kg-interrupted-1")
         assert again.key_id == k.key_id
         assert [x.key_id for x in admin.list_keys() if x.label == "interrupted"] == [k.key_id]
+
+
+def test_nodes_killed_right_after_signing_keep_every_audit_entry_once(cc, cteam, ckey) -> None:
+    """Issue 14 (R3): a node's sign-start, sign-reserve and sign-share entries are committed with
+    their state change (the audit outbox) and appended in the background; nodes SIGKILLed just
+    after the signature was combined lose none of them and, once restarted (the start flushes
+    the outbox), hold each exactly once."""
+    r = cteam.request(ckey.key_id, hashlib.sha256(b"killed right after signing").digest())
+    assert r.state == "done" and r.signature is not None, r
+    names = [f"node-{i}" for i in (1, 2, 3)]
+    for name in names:
+        cc.kill(name)  # SIGKILL, wherever the background flusher was
+    for name in names:
+        cc.start(name)
+    cc.wait_healthy(names)
+    for i in (1, 2, 3):
+        acts = Counter(x[1] for x in entries(cc.lay.node_dir(i) / "audit.db") if x[2] == r.request_id)
+        if i in r.signature.signers:
+            assert acts == Counter({"sign-start": 1, "sign-reserve": 1, "sign-share": 1}), (i, acts)
+        else:
+            assert acts["sign-share"] == 0 and acts["sign-reserve"] <= 1, (i, acts)
+        conn = sqlite3.connect(f"file:{cc.lay.node_dir(i) / 'node.db'}?mode=ro", uri=True)
+        try:
+            assert conn.execute("SELECT COUNT(*) FROM audit_outbox").fetchone() == (0,)
+        finally:
+            conn.close()

@@ -39,6 +39,7 @@ from .govtools import (
     signed_change,
     signing_request,
 )
+from .outbox_util import outbox_drained
 from .relay_util import reserve, reserve_request, route, run, start, step
 from .test_cluster_api import _raw_channel, verify_independently
 
@@ -88,6 +89,7 @@ def nodes(gc):
 
 
 def node_audit(gc, i: int) -> list[dict]:
+    outbox_drained(gc.lay.node_dir(i))  # entries committed with their state change are appended in the background
     buf = io.StringIO()
     export_jsonl(gc.lay.node_dir(i) / "audit.db", buf)
     return [json.loads(x) for x in buf.getvalue().splitlines()]

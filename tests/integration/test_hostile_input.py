@@ -22,6 +22,7 @@ from mpcnet.wire.mpc.v1 import node_pb2
 from ..conftest import scaled
 from .conftest import coordinator_handles, running_cluster
 from .govtools import approved_bundle
+from .outbox_util import outbox_drained
 
 N, T = 3, 2
 Code = grpc.StatusCode
@@ -49,6 +50,7 @@ def nodes(hc):
 
 
 def node_audit(hc, i: int) -> list[dict]:
+    outbox_drained(hc.lay.node_dir(i))  # entries committed with their state change are appended in the background
     buf = io.StringIO()
     export_jsonl(hc.lay.node_dir(i) / "audit.db", buf)
     return [json.loads(x) for x in buf.getvalue().splitlines()]

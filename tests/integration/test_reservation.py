@@ -33,6 +33,7 @@ from mpcnet.wire.mpc.v1 import node_pb2
 
 from .conftest import coordinator_handles, running_cluster
 from .govtools import approved_bundle
+from .outbox_util import outbox_drained
 from .relay_util import reserve, reserve_request, run
 from .test_cluster_api import verify_independently
 
@@ -73,6 +74,7 @@ def nodes(rc):
 
 
 def node_audit(rc, i: int) -> list[dict]:
+    outbox_drained(rc.lay.node_dir(i))  # entries committed with their state change are appended in the background
     buf = io.StringIO()
     export_jsonl(rc.lay.node_dir(i) / "audit.db", buf)
     return [json.loads(x) for x in buf.getvalue().splitlines()]

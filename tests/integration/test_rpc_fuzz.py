@@ -32,6 +32,7 @@ from mpcnet.wire.mpc.v1 import common_pb2, coordinator_pb2, governance_pb2, node
 
 from .conftest import coordinator_handles, running_cluster
 from .govtools import approved_bundle
+from .outbox_util import outbox_drained
 from .rpcfuzz import SERVICES, Fuzz, Rpc, call, rpcs
 
 N, T = 3, 2
@@ -160,6 +161,7 @@ def corpus(fc, fkey) -> tuple[dict[str, list[Any]], dict[str, list[Message]]]:
 
 
 def node_audit(fc, i: int) -> list[dict[str, Any]]:
+    outbox_drained(fc.lay.node_dir(i))  # entries committed with their state change are appended in the background
     buf = io.StringIO()
     export_jsonl(fc.lay.node_dir(i) / "audit.db", buf)
     return [json.loads(x) for x in buf.getvalue().splitlines()]

@@ -67,6 +67,20 @@ from governance.errors import GovernanceError
 from governance.policy import RateLimit
 from mpcnet.common.stores.sqlite import DatabaseError, Migration, migrate, open_database, open_readonly, write_transaction
 
+
+@dataclass(frozen=True)
+class QueuedEntry:
+    """An entry queued elsewhere (an outbox) for :meth:`AuditLog.append_many_once`; ``event``
+    (a token) is its once-only key, recorded as ``details["event"]``."""
+
+    event: str
+    actor: str
+    action: str
+    request_id: str
+    outcome: str
+    details: Mapping[str, DetailValue]
+
+
 SCHEMA_VERSION = 1  # the meta row: format of meta and of the entries (not the table layout)
 
 # The schema, as versioned migration steps (see mpcnet.common.stores.sqlite). Logs created before
@@ -191,6 +205,9 @@ class AuditLog:
         self._signers: list[tuple[int, bytes]] = [(1, self._signing_public)]  # (first seq, key), by seq
         self._clock = clock
         self._lock = threading.RLock()
+        # called before every read and write (outside the lock): a node flushes its audit outbox
+        # here, so a reader sees, and a direct append follows, every entry queued before it
+        self.before_use: Callable[[], None] | None = None
 
     def __repr__(self) -> str:
         return f"AuditLog(path={str(self._path)!r}, component={self._component!r}, open={self._conn is not None})"
@@ -259,8 +276,14 @@ class AuditLog:
             raise GovernanceError("audit_log", "is closed")
         return self._conn
 
+    def _before_use(self) -> None:
+        hook = self.before_use
+        if hook is not None:
+            hook()
+
     @contextlib.contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
+        self._before_use()
         with self._lock:
             conn = self._live()
             try:
@@ -271,6 +294,7 @@ class AuditLog:
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One IMMEDIATE transaction, committed (and fsynced, synchronous=FULL) on success."""
+        self._before_use()
         with self._lock:
             conn = self._live()
             try:
@@ -443,6 +467,13 @@ class AuditLog:
                     continue
                 out.append(self._insert(c, now, item.actor, item.action, item.request_id, item.outcome, details))
         return out
+
+    def append_queued(self, items: Sequence[QueuedEntry]) -> int:
+        """:meth:`append_many_once` for entries queued in an outbox (:class:`QueuedEntry`), in
+        order, in one write transaction; returns how many were appended (an ``event`` already in
+        the log, or repeated in ``items``, is skipped). Errors as :meth:`append_many_once`."""
+        once = [OnceEntry(it.actor, it.action, it.event, it.request_id, it.outcome, it.details) for it in items]
+        return sum(1 for e in self.append_many_once(once) if e is not None)
 
     def append_rate_limited(
         self,
