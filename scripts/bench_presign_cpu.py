@@ -16,11 +16,13 @@ so that a before/after comparison runs interleaved on the same machine state.
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 
 def main() -> int:
@@ -57,7 +59,10 @@ def main() -> int:
             for i, p in parties.items():
                 assert p.result is not None
                 p.result.mark_used()
-                shares[i] = p.result.signature_share(digest, key_id=keys[i].key_id)
+                # epoch= exists from issue 14's record v2 on; an older --tree has no such argument
+                share_fn: Any = p.result.signature_share
+                extra = {"epoch": keys[i].epoch} if "epoch" in inspect.signature(share_fn).parameters else {}
+                shares[i] = share_fn(digest, key_id=keys[i].key_id, **extra)
             combine(shares, digest, signers=signers, public_key=keys[1].public_key)
             c2 = time.process_time()
             if rep >= args.warmup:
