@@ -47,6 +47,6 @@ def test_presign_transcript_is_unchanged(t, n, lam):
         _run(pre, h)
         for i, p in pre.items():
             p.result.mark_used()
-            share = p.result.signature_share(b"d" * 32, key_id=keys[i].key_id, derivation_path=(1, 2))
+            share = p.result.signature_share(b"d" * 32, key_id=keys[i].key_id, epoch=keys[i].epoch, derivation_path=(1, 2))
             h.update(share.to_bytes(b"x" * 32))
     assert h.hexdigest() == RECORDED[(t, n, lam)]

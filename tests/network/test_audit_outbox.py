@@ -139,7 +139,7 @@ def test_append_many_once_checks_every_item_first(parts: tuple[NodeStore, AuditL
     bad = QueuedEntry("N-bad", "req-1", "sign-share", "r1", "released", {})
     with pytest.raises(GovernanceError) as e:
         audit.append_queued([good, bad])
-    assert e.value.field == "items[1].event" and audit.entries() == []
+    assert e.value.field == "entries[1].event" and audit.entries() == []
     assert audit.append_queued([good, good]) == 1 and audit.append_queued([good]) == 0
     assert audit.entries()[0].details[EVENT_KEY] == "n1"
 
