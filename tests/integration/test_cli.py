@@ -34,6 +34,18 @@ def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return p
 
 
+def stop_cluster(d: Path) -> None:
+    """``mpc-cluster stop --dir d``, then SIGKILL whatever of its processes ``cluster.json`` still names."""
+    run("mpcnet.cluster.cli", "stop", "--dir", str(d), check=False)
+    info = json.loads((d / "cluster.json").read_text())
+    for p in info["nodes"] + [info["coordinator"]] + [{"pid": info.get("supervisor_pid")}]:
+        if p.get("pid"):
+            try:
+                os.kill(p["pid"], signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 def mpc(d: Path, who: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return cli("--cluster", str(d), "--as", who, *args, check=check)
 
@@ -67,14 +79,7 @@ def cdir(tmp_path_factory):
     try:
         yield d
     finally:
-        run("mpcnet.cluster.cli", "stop", "--dir", str(d), check=False)
-        info = json.loads((d / "cluster.json").read_text())
-        for p in info["nodes"] + [info["coordinator"]] + [{"pid": info.get("supervisor_pid")}]:
-            if p.get("pid"):
-                try:
-                    os.kill(p["pid"], signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+        stop_cluster(d)
 
 
 def status(d: Path) -> dict:

@@ -19,7 +19,7 @@ import pytest
 from mpcnet.client import MpcClient, SigningTeam
 from mpcnet.cluster.launcher import load_layout
 
-from .test_cli import run
+from .test_cli import run, stop_cluster
 from .test_coordinator_holds_no_secrets import _DIRECT_HEADER, _secrets_of
 from .test_ops_json_logs_and_watch import _records
 
@@ -31,14 +31,7 @@ def jdir(tmp_path_factory: pytest.TempPathFactory):
     try:
         yield d
     finally:
-        run("mpcnet.cluster.cli", "stop", "--dir", str(d), check=False)
-        info = json.loads((d / "cluster.json").read_text())
-        for p in info["nodes"] + [info["coordinator"]] + [{"pid": info.get("supervisor_pid")}]:
-            if p.get("pid"):
-                try:
-                    os.kill(p["pid"], signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+        stop_cluster(d)
 
 
 @pytest.fixture(scope="module")
