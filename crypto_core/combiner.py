@@ -69,6 +69,7 @@ from typing import Protocol
 from coincurve import PublicKey
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
+from .bip32 import check_path
 from .codec import BROADCAST, Header, Protocol as WireProtocol, Reader, Writer, read_header
 from .errors import DecodeError, ProtocolAbort, UsageError
 from .group import HALF_Q, Point, Q, inv
@@ -107,8 +108,10 @@ def rerandomizer(sigid: bytes, R: Point, public_key: Point, derivation_path: Seq
 
     ``sigid``: 32 bytes; ``R``: the presignature's nonce point; ``public_key``: the derived key
     PK'; ``derivation_path``: BIP32 non-hardened indices (each framed as u32); ``digest``: the 32
-    signed bytes. Public (every input is public). Raises :class:`UsageError` for a wrong length.
+    signed bytes. Public (every input is public). Raises :class:`UsageError` for a wrong length
+    or a path that is not a valid non-hardened BIP32 path (naming ``derivation_path``).
     """
+    derivation_path = check_path(derivation_path)
     if len(sigid) != 32:
         raise UsageError("sigid: must be 32 bytes")
     if len(digest) != DIGEST_LEN:
@@ -223,6 +226,9 @@ class PresignatureView(Protocol):
     @property
     def public_key(self) -> Point: ...
 
+    @property
+    def derivation_path(self) -> tuple[int, ...]: ...
+
 
 def _agree(values: Mapping[int, bytes], expected: bytes | None, what: str) -> None:
     """Every share must carry ``expected`` (or, if unknown, the strict-majority value)."""
@@ -256,13 +262,18 @@ def combine(
     (module docstring). An invalid result, which DKLs23 cannot attribute, aborts with
     ``party=None`` and never returns a signature. Raises :class:`UsageError` for a digest that is
     not 32 bytes, a ``public_key`` that is not a :class:`Point` other than infinity, a
-    presignature made for another key, or re-randomised shares without ``derivation_path``.
+    presignature made for another key or path, a ``derivation_path`` that is not a valid
+    non-hardened path, or re-randomised shares without ``derivation_path``.
     """
     if not isinstance(digest, bytes) or len(digest) != DIGEST_LEN:
         raise UsageError(f"digest: must be {DIGEST_LEN} bytes")
     # the caller's input, checked before anything could blame a signer for it
     if not isinstance(public_key, Point) or public_key.is_infinity:
         raise UsageError("public_key: must be a Point on secp256k1 (not the point at infinity; Point.decode reads SEC1 bytes)")
+    if derivation_path is not None:  # hashed into delta: the caller's input, checked like the key
+        derivation_path = check_path(derivation_path)
+        if presignature is not None and derivation_path != tuple(presignature.derivation_path):
+            raise UsageError("derivation_path: not the path this presignature was made for")
     order = sorted(signers)
     if set(shares) != set(order):
         missing = sorted(set(order) - set(shares))
