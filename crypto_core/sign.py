@@ -529,13 +529,16 @@ class Presignature:
         derivation_path: Sequence[int] = (),
         signers: Sequence[int] | None = None,
         rerandomize: bool = False,
+        sid_dkg: bytes | None = None,
     ) -> SignatureShare:
         """The online step: ``w_i = h*phi_i + r_x*v_i`` (notes section 6, online).
 
-        ``key_id``, ``epoch``, ``derivation_path`` (and ``signers``, share indices, when given)
-        are what the caller is signing for; a presignature made for another key, key epoch,
-        derivation path (Groth-Shoup) or signer set is refused with :class:`UsageError` naming
-        the field, and so is a version-1 record (it carries no epoch). ``rerandomize``: the
+        ``key_id``, ``epoch``, ``derivation_path`` (and ``signers``, share indices, and
+        ``sid_dkg``, the current key share's 32-byte session id, when given) are what the caller
+        is signing for; a presignature made for another key, key epoch, key share (the same
+        epoch number of another DKG or reshare run), derivation path (Groth-Shoup) or signer set
+        is refused with :class:`UsageError` naming the field, and so is a version-1 record (it
+        carries no epoch). ``rerandomize``: the
         Groth-Shoup re-randomised share (version 2, :mod:`crypto_core.combiner`): ``u_i* = u_i +
         delta*phi_i``, ``w_i* = h*phi_i + x(R*)*v_i``; always on for pool presignatures (issue 14,
         design D3). Fails closed: once :meth:`mark_used` was called, the first call consumes the
@@ -556,6 +559,12 @@ class Presignature:
             raise UsageError("presignature.version: a version-1 record carries no key epoch and cannot sign (presignature discarded)")
         if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch != self.epoch:
             raise UsageError(f"epoch: presignature was made at key epoch {self.epoch}, not {epoch!r} (presignature discarded)")
+        if sid_dkg is not None:
+            if not isinstance(sid_dkg, bytes) or len(sid_dkg) != 32:
+                raise UsageError("sid_dkg: must be 32 bytes (presignature discarded)")
+            assert self.sid_dkg is not None  # with the epoch (constructor)
+            if not hmac.compare_digest(sid_dkg, self.sid_dkg):
+                raise UsageError("sid_dkg: presignature was made for another key share of this epoch (presignature discarded)")
         if tuple(derivation_path) != self.derivation_path:
             raise UsageError("derivation_path: presignature was made for another derivation path (presignature discarded)")
         if signers is not None and tuple(signers) != self.signers:
