@@ -425,8 +425,15 @@ class PresignBatch(RoundParty):
         return None
 
     def _wipe(self) -> None:
+        """Wipe every instance. After an abort this includes the presignatures of instances that
+        finished before the failing one (round 3 runs instance by instance): never delivered,
+        so their secrets are dropped here, not left on the instance objects."""
+        delivered = self.__dict__.get("results") is not None
         for p in self.__dict__.get("_parties", ()):
             p._wipe()
+            res, p.result = p.result, None
+            if res is not None and not delivered:
+                res._secret, res._state = None, _USED
         super()._wipe()
 
 
