@@ -12,7 +12,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, TypeVar
+from typing import ClassVar, NoReturn, SupportsIndex, TypeVar
 
 from .codec import BROADCAST, Header, Reader, read_header
 from .errors import DecodeError, ProtocolAbort, UsageError
@@ -118,7 +118,27 @@ def blame_malformed(party: int, round: int, decode: Callable[[], T], part: str |
         raise ProtocolAbort(party, f"round {round}: malformed {what}: {e}") from None
 
 
-class RoundParty:
+class NoCopy:
+    """Mixin for one-time secret state (a presignature, a protocol state machine): ``copy``,
+    ``deepcopy`` and ``pickle`` raise :class:`UsageError`, so the state cannot be duplicated
+    in memory and used twice (a second signature share, a round re-run on the same secrets)."""
+
+    __slots__ = ()
+
+    def _refuse_copy(self) -> NoReturn:
+        raise UsageError(f"{type(self).__name__}: one-time secret state cannot be copied or pickled")
+
+    def __copy__(self) -> NoReturn:
+        self._refuse_copy()
+
+    def __deepcopy__(self, memo: object) -> NoReturn:
+        self._refuse_copy()
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> NoReturn:
+        self._refuse_copy()
+
+
+class RoundParty(NoCopy):
     """The driver every protocol state machine shares.
 
     Subclasses set :attr:`PROTOCOL` and :attr:`SECRETS` (attribute names to erase when the party

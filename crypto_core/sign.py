@@ -40,7 +40,17 @@ from .group import Point, Q, point_sum
 from .hazmat import rvole
 from .keyshare import KeyShare
 from .rng import SYSTEM_RNG, Rng, random_scalar
-from .session import Delivery, Handler, RoundOutput, RoundParty, blame_malformed, check_echoes, check_inbox, check_participants
+from .session import (
+    Delivery,
+    Handler,
+    NoCopy,
+    RoundOutput,
+    RoundParty,
+    blame_malformed,
+    check_echoes,
+    check_inbox,
+    check_participants,
+)
 from .shamir import lagrange_coefficient
 from .tags import Tag
 from .transcript import hash32, hash_to_scalar, list_of, u16, u32
@@ -449,7 +459,7 @@ RECORD_FRESH, RECORD_USED = 0, 1  # the record's status byte
 _FRESH, _USED, _CONSUMED = 0, 1, 2  # in-memory states; _CONSUMED: one signature_share() allowed
 
 
-class Presignature:
+class Presignature(NoCopy):
     """A signer's presignature: public part plus the secret ``(phi_i, u_i, v_i)``.
 
     Public part: ``index`` (this signer's share index), ``sigid`` (32 B, also the pool's
@@ -463,7 +473,8 @@ class Presignature:
     stored record, and only then call :meth:`signature_share` (once). A tombstone decodes to a
     presignature that refuses to sign, so "already used" is checkable from storage.
 
-    There is deliberately no ``from_bytes`` here: reviving a stored record is
+    There is deliberately no ``from_bytes`` here (and ``copy``/``pickle`` raise
+    :class:`UsageError`): reviving a stored record is
     :func:`crypto_core.hazmat.presignature.load_presignature`, whose caller must guarantee that
     the record is the only, current copy (a stale copy of a used presignature signs twice).
     """

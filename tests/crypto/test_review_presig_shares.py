@@ -30,7 +30,9 @@ def _keys() -> dict[int, KeyShare]:
     return keygen(2, 3)
 
 
-def _shares(signers: tuple[int, ...], digest: bytes, path: tuple[int, ...] = ()) -> tuple[dict[int, SignatureShare], dict[int, Presignature]]:
+def _shares(
+    signers: tuple[int, ...], digest: bytes, path: tuple[int, ...] = ()
+) -> tuple[dict[int, SignatureShare], dict[int, Presignature]]:
     keys = _keys()
     pres = presign(keys, signers, path=path, seed=b"rev" + next(_counter).to_bytes(4, "big"))
     out = {}
