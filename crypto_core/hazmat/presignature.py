@@ -33,7 +33,7 @@ def load_presignature(data: bytes) -> Presignature:
     delete every fresh presignature at start, design D5, so none should exist). Decoding is
     strict (magic, version,
     status, exact lengths, canonical scalars, points on the curve, a valid derivation path and
-    signer set, no trailing bytes). Raises :class:`~crypto_core.errors.DecodeError` naming the
+    signer set in increasing order, no trailing bytes). Raises :class:`~crypto_core.errors.DecodeError` naming the
     field; the message never contains the secret.
     """
     r = Reader(data)
@@ -67,6 +67,8 @@ def load_presignature(data: bytes) -> Presignature:
         check_participants(signers, index)
     except UsageError as e:
         raise DecodeError("presignature", str(e)) from None
+    if signers != tuple(sorted(signers)):  # one encoding per record: presigning writes them sorted
+        raise DecodeError("presignature.signers", "not in increasing order")
     return Presignature(
         index=index, sigid=sigid, key_id=key_id, public_key=pk, derivation_path=path, signers=signers, R=R, _secret=secret,
         epoch=epoch, sid_dkg=sid_dkg,
