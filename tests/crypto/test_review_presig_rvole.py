@@ -73,3 +73,34 @@ def test_bob_refuses_the_mu_of_any_other_a_tilde():
         assert e.party == 2 and e.ban
     else:  # pragma: no cover - only if beta_1 = 0: then the change is invisible to Bob, as in the paper
         assert bob._beta == [] and _bob(b"one")._beta[5 // WIDTH] == 0
+
+
+def _old_alice(a: tuple[int, int], eta: int, d0: bytes, d1: bytes) -> tuple[tuple[int, int], bytes]:
+    """Alice steps 1 and 3-7 with Python integers (main before P5)."""
+    x0 = [int.from_bytes(d0[i : i + 32], "big") for i in range(0, len(d0), 32)]
+    x1 = [int.from_bytes(d1[i : i + 32], "big") for i in range(0, len(d1), 32)]
+    g = rvole.gadget(SID)
+    c = tuple(-sum(gj * x0[WIDTH * j + i] for j, gj in enumerate(g)) % Q for i in (0, 1))
+    a_tilde = [(x - y + z) % Q for x, y, z in zip(x0, x1, [a[0], a[1], eta] * XI, strict=True)]
+    enc = b"".join(v.to_bytes(32, "big") for v in a_tilde)
+    th0, th1 = rvole.thetas(SID, enc)
+    eta_tilde = (eta + th0 * a[0] + th1 * a[1]) % Q
+    vals = [(z + x * th0 + y * th1) % Q for x, y, z in zip(x0[0::3], x0[1::3], x0[2::3], strict=True)]
+    mu = hash64(Tag.RVOLE_MU, SID, b"".join(v.to_bytes(32, "big") for v in vals))
+    return (c[0], c[1]), enc + eta_tilde.to_bytes(32, "big") + mu
+
+
+PADS = st.sampled_from([b"\xff" * 32, bytes(32), (1 << 255).to_bytes(32, "big"), Q.to_bytes(32, "big"), (Q - 1).to_bytes(32, "big")])
+
+
+@settings(max_examples=scaled(8), deadline=None)
+@given(st.binary(min_size=4, max_size=4), scalar, scalar, scalar, PADS, PADS, st.booleans())
+def test_alice_message_matches_the_big_int_formula_on_extreme_pads(seed, a0, a1, eta, fill0, fill1, mixed):
+    """Pads at 0, 2^255, q - 1, q and 2^256 - 1 (OT digests are not reduced mod q)."""
+    n = XI * WIDTH
+    rng = DeterministicRng(seed)
+    d0, d1 = fill0 * n, fill1 * n
+    if mixed:  # random pads with the extremes in between
+        d0 = b"".join(rng.bytes(32) if i % 2 else fill0 for i in range(n))
+        d1 = b"".join(fill1 if i % 3 else rng.bytes(32) for i in range(n))
+    assert rvole._alice_message(SID, (a0, a1), eta, d0, d1) == _old_alice((a0, a1), eta, d0, d1)
