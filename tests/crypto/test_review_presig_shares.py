@@ -8,10 +8,12 @@ sign for another at the same epoch number; the degenerate ``R*`` and ``delta = 0
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from crypto_core.combiner import SignatureShare, combine, rerandomized_nonce, rerandomizer
 from crypto_core.errors import PresignatureUsed, ProtocolAbort, UsageError
@@ -19,6 +21,7 @@ from crypto_core.group import Point, Q
 from crypto_core.keyshare import KeyShare
 from crypto_core.sign import Presignature
 
+from ..conftest import scaled
 from .sign_util import keygen, presign
 from .test_sign import check_signature
 
@@ -153,3 +156,33 @@ def test_delta_differs_per_digest_presignature_and_path():
     assert base not in others and len(others) == 8
     # h = int(digest) mod q is the same for d and d + q, delta is not: no two digests share R*
     assert rerandomizer(bytes(32), R, pk, (), bytes(32)) != rerandomizer(bytes(32), R, pk, (), Q.to_bytes(32, "big"))
+
+
+# --- held: a compromised combiner with honest re-randomised shares ------------------------------
+
+
+@settings(max_examples=scaled(4), deadline=None)
+@given(st.binary(min_size=32, max_size=32), st.binary(min_size=32, max_size=32), st.sampled_from([(1, 2), (1, 3), (2, 3)]))
+def test_honest_shares_sign_only_their_digest(d1, d2, signers):
+    """The combiner holds honest shares of two presignatures for approved digests d1 and d2. It
+    relabels digests, swaps R or sigid between them, mixes the shares, or plays the other signer
+    with the plain (v1) formula: no combination verifies except the two approved ones."""
+    if d1 == d2:
+        d2 = bytes(b ^ 0xFF for b in d1)
+    a, pa = _shares(signers, d1)
+    b, pb = _shares(signers, d2)
+    pk = pa[signers[0]].public_key
+    i, j = signers
+    relabel = {k: dataclasses.replace(s, digest=d2) for k, s in a.items()}
+    attempts = [
+        (relabel, d2),  # a's shares claimed for d2
+        ({i: a[i], j: dataclasses.replace(b[j], digest=d1)}, d1),  # one share of each presignature
+        ({i: a[i], j: dataclasses.replace(b[j], digest=d1, R=a[j].R, sigid=a[j].sigid)}, d1),
+        ({k: dataclasses.replace(s, version=1) for k, s in a.items()}, d1),  # read as plain shares
+        ({k: dataclasses.replace(s, R=pb[k].R, sigid=pb[k].sigid) for k, s in a.items()}, d1),  # R of b
+    ]
+    for shares, digest in attempts:
+        with pytest.raises(ProtocolAbort):
+            combine(shares, digest, signers=signers, public_key=pk, derivation_path=())
+    for shares, digest in ((a, d1), (b, d2)):
+        check_signature(combine(shares, digest, signers=signers, public_key=pk, derivation_path=()), pk, digest)
