@@ -431,6 +431,8 @@ class PresignBatch(RoundParty):
         results = tuple(p.result for p in self._parties)
         assert all(r is not None for r in results) and len(results) == count
         self.results = tuple(r for r in results if r is not None)
+        for res in self.results:  # pool presignatures: R is public before any digest exists
+            res._pool = True
         self._wipe()
         return None
 
@@ -469,6 +471,12 @@ class Presignature(NoCopy):
     indices of that epoch, increasing) and ``R``. ``epoch`` and ``sid_dkg`` are ``None`` only for
     a version-1 record, which never signs.
 
+    ``pool`` (read it as :attr:`pool`): ``R`` may have been public before the digest was chosen
+    (a record revived from storage, or a :class:`PresignBatch` result). Such a presignature
+    signs only re-randomised shares (issue 14, design D3): with raw digests, whoever knows ``R``
+    in advance turns one plain signature on a digest it chose into a signature on any digest
+    (tests/crypto/test_review_presig_rawdigest.py).
+
     One-time use: call :meth:`mark_used`, durably store the tombstone it returns over the
     stored record, and only then call :meth:`signature_share` (once). A tombstone decodes to a
     presignature that refuses to sign, so "already used" is checkable from storage.
@@ -480,7 +488,8 @@ class Presignature(NoCopy):
     """
 
     __slots__ = (
-        "R", "_secret", "_state", "derivation_path", "epoch", "index", "key_id", "public_key", "sid_dkg", "sigid", "signers",
+        "R", "_pool", "_secret", "_state", "derivation_path", "epoch", "index", "key_id", "public_key", "sid_dkg", "sigid",
+        "signers",
     )
 
     def __init__(
@@ -496,6 +505,7 @@ class Presignature(NoCopy):
         _secret: tuple[int, int, int] | None,
         epoch: int | None,
         sid_dkg: bytes | None,
+        pool: bool = False,
     ) -> None:
         if (epoch is None) != (sid_dkg is None):
             raise UsageError("epoch, sid_dkg: both or neither (neither only for a version-1 record)")
@@ -514,6 +524,7 @@ class Presignature(NoCopy):
         self.R = R
         self._secret = _secret
         self._state = _FRESH if _secret is not None else _USED
+        self._pool = pool
 
     def __repr__(self) -> str:
         return f"Presignature(sigid={self.sigid.hex()[:16]}…, index={self.index}, epoch={self.epoch}, used={self.used})"
@@ -525,6 +536,11 @@ class Presignature(NoCopy):
     @property
     def r(self) -> int:
         return self.R.x % Q
+
+    @property
+    def pool(self) -> bool:
+        """Whether ``R`` may have been public before the digest (then only re-randomised shares)."""
+        return self._pool
 
     @property
     def version(self) -> int:
@@ -558,9 +574,10 @@ class Presignature(NoCopy):
         is refused with :class:`UsageError` naming the field, and so is a version-1 record (it
         carries no epoch). ``rerandomize``: the
         Groth-Shoup re-randomised share (version 2, :mod:`crypto_core.combiner`): ``u_i* = u_i +
-        delta*phi_i``, ``w_i* = h*phi_i + x(R*)*v_i``; always on for pool presignatures (issue 14,
-        design D3). Fails closed: once :meth:`mark_used` was called, the first call consumes the
-        secret whatever its outcome, so a refused call leaves nothing to retry with.
+        delta*phi_i``, ``w_i* = h*phi_i + x(R*)*v_i``; required for a :attr:`pool` presignature
+        (else :class:`UsageError` naming ``rerandomize``; issue 14, design D3). Fails closed:
+        once :meth:`mark_used` was called, the first call consumes the secret whatever its
+        outcome, so a refused call leaves nothing to retry with.
         """
         if self._state == _FRESH:
             raise UsageError("mark_used() must be called (and its record persisted) before signing")
@@ -587,6 +604,11 @@ class Presignature(NoCopy):
             raise UsageError("derivation_path: presignature was made for another derivation path (presignature discarded)")
         if signers is not None and tuple(signers) != self.signers:
             raise UsageError("signers: presignature was made by another signer set (presignature discarded)")
+        if self._pool and not rerandomize:
+            raise UsageError(
+                "rerandomize: a pool presignature (R was public before the digest) signs only re-randomised shares; "
+                "a plain share on a chosen raw digest would give a signature on any digest (presignature discarded)"
+            )
         h = int.from_bytes(digest, "big") % Q
         if not rerandomize:
             w = (h * phi + self.r * v) % Q

@@ -34,7 +34,9 @@ def load_presignature(data: bytes) -> Presignature:
     strict (magic, version,
     status, exact lengths, canonical scalars, points on the curve, a valid derivation path and
     signer set in increasing order, no trailing bytes). Raises :class:`~crypto_core.errors.DecodeError` naming the
-    field; the message never contains the secret.
+    field; the message never contains the secret. A revived presignature is a pool one
+    (:attr:`~crypto_core.sign.Presignature.pool`: its ``R`` may have been public before the
+    digest): it signs only re-randomised shares.
     """
     r = Reader(data)
     if r.take(len(PRESIG_MAGIC), "presignature.magic") != PRESIG_MAGIC:
@@ -71,5 +73,5 @@ def load_presignature(data: bytes) -> Presignature:
         raise DecodeError("presignature.signers", "not in increasing order")
     return Presignature(
         index=index, sigid=sigid, key_id=key_id, public_key=pk, derivation_path=path, signers=signers, R=R, _secret=secret,
-        epoch=epoch, sid_dkg=sid_dkg,
+        epoch=epoch, sid_dkg=sid_dkg, pool=True,
     )

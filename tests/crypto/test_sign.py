@@ -153,13 +153,16 @@ def test_signature_from_restored_presignatures():
     shares = {}
     for i, pre in pres.items():
         again = load_presignature(pre.to_bytes())
-        again.mark_used()
-        shares[i] = again.signature_share(digest, key_id=keys[i].key_id, epoch=keys[i].epoch)
-    check_signature(combine(shares, digest, signers=(1, 2), public_key=keys[1].public_key), keys[1].public_key, digest)
+        again.mark_used()  # a revived record is a pool presignature: re-randomised shares only
+        shares[i] = again.signature_share(digest, key_id=keys[i].key_id, epoch=keys[i].epoch, rerandomize=True)
+    sig = combine(shares, digest, signers=(1, 2), public_key=keys[1].public_key, derivation_path=())
+    check_signature(sig, keys[1].public_key, digest)
 
 
 def test_same_presignature_twice_would_leak_the_key():
-    """Documentation test: two signatures on one R reveal the key; hence the one-time rule."""
+    """Documentation test: two signatures on one R reveal the key; hence the one-time rule.
+    Re-randomisation does not help: the revived copy signs on R* = R + [delta], one more known
+    offset in the same two linear equations."""
     from crypto_core.combiner import combine
 
     keys = keygen(2, 2)
@@ -167,18 +170,24 @@ def test_same_presignature_twice_would_leak_the_key():
     again = {i: load_presignature(p.to_bytes()) for i, p in pres.items()}  # a restored backup
     h1, h2 = hashlib.sha256(b"m1").digest(), hashlib.sha256(b"m2").digest()
     sigs = []
-    for batch, h in ((pres, h1), (again, h2)):
+    for batch, h, rr in ((pres, h1, False), (again, h2, True)):
         shares = {}
         for i, p in batch.items():
             p.mark_used()
-            shares[i] = p.signature_share(h, key_id=keys[i].key_id, epoch=keys[i].epoch)
-        sigs.append(combine(shares, h, signers=(1, 2), public_key=keys[1].public_key))
-    (s1, s2), r = (sigs[0].s, sigs[1].s), sigs[0].r
+            shares[i] = p.signature_share(h, key_id=keys[i].key_id, epoch=keys[i].epoch, rerandomize=rr)
+        sigs.append(combine(shares, h, signers=(1, 2), public_key=keys[1].public_key, derivation_path=()))
+    from crypto_core.combiner import rerandomizer
+
+    d2 = rerandomizer(pres[1].sigid, pres[1].R, keys[1].public_key, (), h2)
+    (s1, s2), (r1, r2) = (sigs[0].s, sigs[1].s), (sigs[0].r, sigs[1].r)
     z1, z2 = int.from_bytes(h1, "big") % Q, int.from_bytes(h2, "big") % Q
-    for sign2 in (1, -1):  # low-s normalisation may have flipped either s
-        k = (z1 - z2) * pow((s1 - sign2 * s2) % Q, -1, Q) % Q
-        sk = (s1 * k - z1) * pow(r, -1, Q) % Q
-        if Point.base_mul(sk) == keys[1].public_key or Point.base_mul(Q - sk) == keys[1].public_key:
+    for e1, e2 in ((1, 1), (1, -1), (-1, 1), (-1, -1)):  # low-s normalisation may have flipped either s
+        # a_i k - r_i sk = b_i with a_i = +-s_i: s1 k = z1 + r1 sk, s2 (k + d2) = z2 + r2 sk
+        a1, a2 = e1 * s1 % Q, e2 * s2 % Q
+        b1, b2 = z1, (z2 - a2 * d2) % Q
+        det = (a2 * r1 - a1 * r2) % Q
+        sk = (a1 * b2 - a2 * b1) * pow(det, -1, Q) % Q
+        if Point.base_mul(sk) == keys[1].public_key:
             break
     else:
         raise AssertionError("key not recovered")
