@@ -399,12 +399,13 @@ class NodeService:
 
     def Health(self, req: node_pb2.NodeHealthRequest, ctx: Any) -> node_pb2.NodeHealthResponse:
         problem = self.rotation.problem or self._store_problem
+        audit = self.outbox.problem  # it refuses signing sessions until a flush succeeds (_audit_sign_start)
         return node_pb2.NodeHealthResponse(
-            serving=not problem, active_sessions=self.active_sessions, max_sessions=self.cfg.max_sessions,
+            serving=not (problem or audit), active_sessions=self.active_sessions, max_sessions=self.cfg.max_sessions,
             unix_ms=self.clock.now_ms(),
             reason=self.rotation.problem or (
                 (f"token unusable: {problem}" if problem.startswith("pkcs11") else f"store cannot be written: {problem}")
-                if problem else ""),
+                if problem else (f"audit log cannot be written: {audit}" if audit else "")),
         )
 
     # --- sessions ----------------------------------------------------------------------------
