@@ -63,7 +63,7 @@ from governance.errors import GovernanceError
 from governance.reservation import MAX_SIGN_ATTEMPTS, Reservation, reservation_quorum, sign_reservation, verify_receipts
 from governance.roster import Roster
 from governance.text import REQUEST_ID_RE, REQUEST_ID_RULE, quote
-from mpc_node.audit_outbox import AuditFlusher, OutboxEntry
+from mpc_node.audit_outbox import AuditFlusher, OutboxEntry, problem_text
 from mpc_node.backups import NodeBackups
 from mpc_node.banjournal import BanJournal, BanJournalError, journal_path
 from mpc_node.bans import JOURNALED, NOT_RECORDED, BanRegistry, Refusal
@@ -169,7 +169,12 @@ class NodeService:
         # sign-start/-reserve/-share entries are committed with their state change, in the store's
         # outbox, and appended to the log in batches (mpc_node/audit_outbox.py); flushed at start
         self.outbox = AuditFlusher(store, audit)
-        self.outbox.flush()
+        try:
+            self.outbox.flush()
+        except GovernanceError as e:  # the entries stay queued; the start refuses, naming the log
+            raise GovernanceError(
+                "audit_db", f"cannot append the entries queued in the store to the audit log ({problem_text(e)}); they stay queued"
+            ) from None
         self.outbox.attach()
         self.me = cfg.index
         self.faults = FaultInjector(cfg.test_mode)

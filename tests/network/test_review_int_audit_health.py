@@ -16,8 +16,10 @@ from typing import Any
 import pytest
 
 from governance.errors import GovernanceError
+from mpc_node.audit_outbox import OutboxEntry
 from mpc_node.service import NodeService
 from mpcnet.cluster.launcher import Layout, prepare
+from mpcnet.common.stores.audit import AuditLog
 from mpcnet.wire.mpc.v1 import node_pb2
 
 from .test_bans import N, T, _params, _run, _service
@@ -71,3 +73,35 @@ def test_health_says_not_serving_while_the_audit_log_cannot_be_written(
     _wait(lambda: node.outbox.problem == "")
     h = node.Health(node_pb2.NodeHealthRequest(), None)
     assert h.serving and h.reason == "", h
+
+
+def test_a_start_with_entries_queued_and_an_unwritable_audit_log_names_the_audit_log(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The start flushes the outbox first; if the log cannot take the entries the node refuses
+    to start (they stay queued), and its one-line error names the audit log, not only
+    ``database: database or disk is full`` (which the store's own errors say too)."""
+    lay2 = prepare(tmp_path_factory.mktemp("audit-start"), N, T, scrypt_n=2**10, test_mode=True, policy_max_age_s=0)
+    s = _service(lay2, 1)
+    s.stop()
+    s.store.queue_audit(OutboxEntry("requester1", "sign-start", "req-queued", "accepted", {"session": "00"}))
+    s.audit.close()
+    s.store.close()
+
+    @contextlib.contextmanager
+    def full(self: AuditLog) -> Iterator[Any]:
+        raise GovernanceError("database", "database or disk is full")
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(AuditLog, "_write", full)
+    with pytest.raises(GovernanceError) as e:
+        _service(lay2, 1)
+    assert e.value.field == "audit_db" and "disk is full" in e.value.reason and "queued" in e.value.reason, e.value
+    monkeypatch.undo()
+    s = _service(lay2, 1)  # the log can be written again: the queued entry is appended at the start
+    try:
+        assert [x.request_id for x in s.audit.entries() if x.action == "sign-start"] == ["req-queued"]
+    finally:
+        s.stop()
+        s.audit.close()
+        s.store.close()
