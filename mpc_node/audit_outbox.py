@@ -38,6 +38,7 @@ from typing import Protocol
 
 from governance.audit import EVENT_KEY, DetailValue, check_details, check_entry_fields
 from governance.errors import GovernanceError
+from governance.text import escape
 from mpcnet.common.stores.audit import AuditLog, QueuedEntry
 
 log = logging.getLogger("mpc_node.audit_outbox")
@@ -133,6 +134,19 @@ class OutboxStore(Protocol):
     def drop_audit(self, upto_seq: int) -> int: ...
 
 
+PROBLEM_CHARS = 200  # the most of a failure's text kept in :attr:`AuditFlusher.problem` and the log
+
+
+def problem_text(e: BaseException) -> str:
+    """What a failed flush tells the operator: the reason of a log, store or file-system error
+    (``database: database or disk is full``), escaped onto one line and cut to
+    :data:`PROBLEM_CHARS`; only the type name of anything else (its text is not ours to show)."""
+    if isinstance(e, (GovernanceError, sqlite3.Error, OSError)):
+        text = escape(e)
+        return text if len(text) <= PROBLEM_CHARS else text[: PROBLEM_CHARS - 3] + "..."
+    return type(e).__name__
+
+
 class AuditFlusher:
     """Moves queued entries from the store's outbox to the audit log, in batches.
 
@@ -174,21 +188,21 @@ class AuditFlusher:
         try:
             self.flush(drop=False)
         except Exception as e:  # the caller's own read or append reports a broken log itself
-            log.warning("audit outbox not flushed: %s", type(e).__name__)
+            log.warning("audit outbox not flushed: %s", problem_text(e))
 
     def flush(self, *, drop: bool = True) -> int:
         """Append every queued entry (oldest first, ``batch`` per transaction); returns how many
         were appended (a repeat of an event already in the log is skipped). With ``drop``, then
         delete the appended rows from the outbox (a commit; without it the next outbox write
         deletes them). Raises what the store or the log raises (and sets :attr:`problem` to
-        its type name until a flush succeeds)."""
+        its reason, :func:`problem_text`, until a flush succeeds)."""
         total = 0
         with self._lock:
             self._local.busy = True
             try:
                 total = self._flush(drop)
             except Exception as e:
-                self.problem = type(e).__name__
+                self.problem = problem_text(e)
                 raise
             else:
                 self.problem = ""
@@ -240,12 +254,14 @@ class AuditFlusher:
                 self._stop.wait(self.linger_s)
             try:
                 self.flush(drop=not woken)
+                if failing:
+                    log.info("audit outbox flushed again: the queued entries are in the log")
                 failing = False
             except Exception as e:  # the thread must survive; the entries stay queued
                 if not failing:  # once per streak of failures (the backstop pass retries every second)
-                    log.error("audit outbox flush failed (entries stay queued): %s", type(e).__name__)
+                    log.error("audit outbox flush failed (entries stay queued): %s", problem_text(e))
                 failing = True
         try:
             self.flush()
         except Exception as e:
-            log.error("audit outbox: last flush failed (entries stay queued for the next start): %s", type(e).__name__)
+            log.error("audit outbox: last flush failed (entries stay queued for the next start): %s", problem_text(e))

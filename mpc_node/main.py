@@ -25,6 +25,7 @@ from concurrent import futures
 import grpc
 
 from governance.errors import GovernanceError
+from mpc_node.audit_outbox import problem_text
 from mpc_node.clock import NodeClock
 from mpc_node.config import NodeConfig, load_node_config
 from mpc_node.rotation import recover_switch
@@ -148,7 +149,7 @@ def _serve(cfg: NodeConfig, ready: threading.Event | None, stop: threading.Event
     try:  # entries queued by the last RPCs (else flushed at the next start)
         service.outbox.flush()
     except Exception as e:
-        log.warning("audit outbox not flushed at stop (flushed at the next start): %s", type(e).__name__)
+        log.warning("audit outbox not flushed at stop (flushed at the next start): %s", problem_text(e))
     service.metrics.stop()
     service.journal.close()
     audit.close()

@@ -63,7 +63,7 @@ from governance.errors import GovernanceError
 from governance.reservation import MAX_SIGN_ATTEMPTS, Reservation, reservation_quorum, sign_reservation, verify_receipts
 from governance.roster import Roster
 from governance.text import REQUEST_ID_RE, REQUEST_ID_RULE, quote
-from mpc_node.audit_outbox import AuditFlusher, OutboxEntry
+from mpc_node.audit_outbox import AuditFlusher, OutboxEntry, problem_text
 from mpc_node.backups import NodeBackups
 from mpc_node.banjournal import BanJournal, BanJournalError, journal_path
 from mpc_node.bans import JOURNALED, NOT_RECORDED, BanRegistry, Refusal
@@ -169,7 +169,12 @@ class NodeService:
         # sign-start/-reserve/-share entries are committed with their state change, in the store's
         # outbox, and appended to the log in batches (mpc_node/audit_outbox.py); flushed at start
         self.outbox = AuditFlusher(store, audit)
-        self.outbox.flush()
+        try:
+            self.outbox.flush()
+        except GovernanceError as e:  # the entries stay queued; the start refuses, naming the log
+            raise GovernanceError(
+                "audit_db", f"cannot append the entries queued in the store to the audit log ({problem_text(e)}); they stay queued"
+            ) from None
         self.outbox.attach()
         self.me = cfg.index
         self.faults = FaultInjector(cfg.test_mode)
@@ -399,12 +404,13 @@ class NodeService:
 
     def Health(self, req: node_pb2.NodeHealthRequest, ctx: Any) -> node_pb2.NodeHealthResponse:
         problem = self.rotation.problem or self._store_problem
+        audit = self.outbox.problem  # it refuses signing sessions until a flush succeeds (_audit_sign_start)
         return node_pb2.NodeHealthResponse(
-            serving=not problem, active_sessions=self.active_sessions, max_sessions=self.cfg.max_sessions,
+            serving=not (problem or audit), active_sessions=self.active_sessions, max_sessions=self.cfg.max_sessions,
             unix_ms=self.clock.now_ms(),
             reason=self.rotation.problem or (
                 (f"token unusable: {problem}" if problem.startswith("pkcs11") else f"store cannot be written: {problem}")
-                if problem else ""),
+                if problem else (f"audit log cannot be written: {audit}" if audit else "")),
         )
 
     # --- sessions ----------------------------------------------------------------------------
