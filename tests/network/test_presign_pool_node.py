@@ -7,6 +7,7 @@ under OpenSSL (``cryptography``, ECDSA over the prehashed digest)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 
@@ -111,3 +112,126 @@ def test_path_signers_and_epoch_must_be_the_presignatures(lay, svcs, key) -> Non
     # nothing was consumed: the right request still signs
     req = sign_request(lay, key, p0)
     combine_verified(key, req, {i: share_of(svcs[i], svcs[i].SignPresigned(req, None), p0.presig_id) for i in (1, 2)})
+
+
+@pytest.fixture(scope="module")
+def key2(svcs: dict[int, NodeService]) -> node_pb2.DkgResult:
+    return _dkg(svcs, b"pools-2")
+
+
+def test_a_ban_deletes_the_pools_with_that_peer_and_refuses_it(lay, svcs, key2) -> None:
+    (p12,) = presign(svcs, key2, (1, 2), count=1)
+    (p13,) = presign(svcs, key2, (1, 3), count=1)
+    assert svcs[1].bans.record(key2.key_id, 2, "test: selective failure") is not None
+    fresh = {p.presig_id for p in svcs[1].store.fresh_presignatures(key2.key_id)}
+    assert p12.presig_id not in fresh and p13.presig_id in fresh  # only the pool with the banned peer
+    e = _refused(svcs[1].SignPresigned, sign_request(lay, key2, p12))
+    assert (e.code, kind(e)) == (Code.PERMISSION_DENIED, "mpc-banned") and ("mpc-banned", "2") in e.metadata
+    e = _refused(svcs[1].StartSession, node_pb2.StartSessionRequest(
+        session_id=os.urandom(32), presign=node_pb2.PresignParams(key_id=key2.key_id, signers=[1, 2], count=1)))
+    assert e.code == Code.PERMISSION_DENIED and e.message.startswith("presign.signers: ")
+    req = sign_request(lay, key2, p13)  # the other pool still signs
+    combine_verified(key2, req, {i: share_of(svcs[i], svcs[i].SignPresigned(req, None), p13.presig_id) for i in (1, 3)})
+
+
+def test_attempt_taken_between_reserve_signing_and_sign_presigned(lay, svcs, key) -> None:
+    a, b = presign(svcs, key, (1, 2), count=2)
+    # ReserveSigning granted (request, 1) to a full-protocol session first
+    req = sign_request(lay, key, a)
+    reserve = node_pb2.ReserveSigningRequest(
+        key_id=key.key_id, request_id=req.request_id, attempt=1, signers=[1, 2], session_id=os.urandom(32),
+        approval_bundle=req.approval_bundle, digest=req.digest, derivation_path=req.derivation_path,
+    )
+    svcs[1].ReserveSigning(reserve, None)
+    e = _refused(svcs[1].SignPresigned, req)
+    assert (e.code, kind(e)) == (Code.FAILED_PRECONDITION, "attempt-taken")
+    assert a.presig_id in {p.presig_id for p in svcs[1].store.fresh_presignatures(key.key_id)}  # not consumed
+    req.attempt = 2  # the next attempt is free
+    combine_verified(key, req, {i: share_of(svcs[i], svcs[i].SignPresigned(req, None), a.presig_id) for i in (1, 2)})
+    # and the other way round: a self-granted attempt refuses ReserveSigning for another session
+    req_b = sign_request(lay, key, b)
+    svcs[1].SignPresigned(req_b, None)
+    reserve = node_pb2.ReserveSigningRequest(
+        key_id=key.key_id, request_id=req_b.request_id, attempt=1, signers=[1, 2], session_id=os.urandom(32),
+        approval_bundle=req_b.approval_bundle, digest=req_b.digest, derivation_path=req_b.derivation_path,
+    )
+    e = _refused(svcs[1].ReserveSigning, reserve)
+    assert (e.code, kind(e)) == (Code.FAILED_PRECONDITION, "attempt-taken")
+    reserve.session_id = b.presig_id  # exactly the self-grant: granted again, not a new one
+    assert svcs[1].ReserveSigning(reserve, None).created is False
+
+
+def test_without_receipts_a_set_below_the_reservation_quorum_is_unreserved(lay, svcs, key, monkeypatch) -> None:
+    import mpc_node.presign as presign_mod
+
+    (p,) = presign(svcs, key, (1, 2), count=1)
+    monkeypatch.setattr(presign_mod, "reservation_quorum", lambda n: 3)  # as a 2-of-5 key would (t < q)
+    req = sign_request(lay, key, p)
+    e = _refused(svcs[1].SignPresigned, req)
+    assert (e.code, kind(e)) == (Code.PERMISSION_DENIED, "unreserved")
+    assert svcs[1].store.served_attempts(req.request_id) == []
+    short = [svcs[i].ReserveSigning(_reserve_for(req), None).receipt for i in (1, 2)]
+    req.reservation_receipts[:] = short
+    assert kind(_refused(svcs[1].SignPresigned, req)) == "unreserved"  # 2 receipts, 3 needed
+    req.reservation_receipts.append(svcs[3].ReserveSigning(_reserve_for(req), None).receipt)
+    combine_verified(key, req, {i: share_of(svcs[i], svcs[i].SignPresigned(req, None), p.presig_id) for i in (1, 2)})
+
+
+def _reserve_for(req: node_pb2.SignPresignedRequest) -> node_pb2.ReserveSigningRequest:
+    return node_pb2.ReserveSigningRequest(
+        key_id=req.key_id, request_id=req.request_id, attempt=req.attempt, signers=req.signers, session_id=req.presig_id,
+        approval_bundle=req.approval_bundle, digest=req.digest, derivation_path=req.derivation_path,
+    )
+
+
+def test_the_cap_and_the_batch_size(svcs, key, monkeypatch) -> None:
+    n1 = svcs[1]
+    held = n1.store.count_fresh(key.key_id)
+    monkeypatch.setattr(n1, "cfg", dataclasses.replace(n1.cfg, max_presignatures_per_key=held + 2))
+
+    def start(count: int) -> node_pb2.StartSessionRequest:
+        return node_pb2.StartSessionRequest(
+            session_id=os.urandom(32), presign=node_pb2.PresignParams(key_id=key.key_id, signers=[1, 2], count=count))
+
+    e = _refused(n1.StartSession, start(3))
+    assert e.code == Code.RESOURCE_EXHAUSTED and e.message.startswith("presign.count: ")
+    e = _refused(n1.StartSession, start(17))
+    assert e.code == Code.INVALID_ARGUMENT and e.message.startswith("presign.count: ")
+    e = _refused(n1.StartSession, start(0))
+    assert e.code == Code.INVALID_ARGUMENT and e.message.startswith("presign.count: ")
+    n1.StartSession(start(2), None)  # a live session counts towards the cap
+    e = _refused(n1.StartSession, start(1))
+    assert e.code == Code.RESOURCE_EXHAUSTED
+    assert n1.Health(node_pb2.NodeHealthRequest(), None).presign_sessions == 1
+    e = _refused(n1.StartSession, node_pb2.StartSessionRequest(
+        session_id=os.urandom(32), presign=node_pb2.PresignParams(key_id=key.key_id, signers=[1, 2], count=1, epoch=5)))
+    assert (e.code, kind(e)) == (Code.FAILED_PRECONDITION, "epoch") and e.message.startswith("presign.epoch: ")
+    monkeypatch.setattr(n1, "cfg", dataclasses.replace(n1.cfg, max_presignatures_per_key=0))
+    e = _refused(n1.StartSession, start(1))
+    assert e.code == Code.FAILED_PRECONDITION and e.message.startswith("presign: ")
+    refused = [x for x in n1.audit.entries() if x.action == "presign" and x.outcome == "refused"]
+    assert len(refused) >= 5
+
+
+def test_list_and_discard(lay, svcs, key) -> None:
+    a, b, c = presign(svcs, key, (2, 3), count=3)
+    n2 = svcs[2]
+    e = _refused(n2.DiscardPresignatures, node_pb2.DiscardPresignaturesRequest(key_id=key.key_id, reason="Bad Reason"))
+    assert e.code == Code.INVALID_ARGUMENT and e.message.startswith("reason: ")
+    e = _refused(n2.DiscardPresignatures, node_pb2.DiscardPresignaturesRequest(key_id=key.key_id, presig_ids=[b"x"], reason="r"))
+    assert e.code == Code.INVALID_ARGUMENT and e.message.startswith("presig_ids[0]: ")
+    r = n2.DiscardPresignatures(node_pb2.DiscardPresignaturesRequest(key_id=key.key_id, presig_ids=[a.presig_id], reason="mismatch"), None)
+    assert r.discarded == 1
+    assert kind(_refused(n2.SignPresigned, sign_request(lay, key, a))) == "presig-unknown"
+    req = sign_request(lay, key, b)
+    n2.SignPresigned(req, None)
+    r = n2.DiscardPresignatures(node_pb2.DiscardPresignaturesRequest(key_id=key.key_id, presig_ids=[b.presig_id], reason="test"), None)
+    assert r.discarded == 0  # a used one is never deleted
+    assert n2.SignPresigned(req, None).replayed
+    listed = {p.presig_id for p in n2.ListPresignatures(node_pb2.ListPresignaturesRequest(), None).presignatures}
+    assert c.presig_id in listed and a.presig_id not in listed and b.presig_id not in listed
+    n2.DiscardPresignatures(node_pb2.DiscardPresignaturesRequest(key_id=key.key_id, reason="epoch-change"), None)
+    assert n2.store.count_fresh(key.key_id) == 0
+    assert [x.details["reason"] for x in n2.audit.entries() if x.action == "presign-discard"][-3:] == ["mismatch", "test", "epoch-change"]
+    e = _refused(n2.ListPresignatures, node_pb2.ListPresignaturesRequest(key_id=b"short"))
+    assert e.code == Code.INVALID_ARGUMENT and e.message.startswith("key_id: ")
