@@ -18,7 +18,7 @@ from mpcnet.cluster.launcher import Layout, prepare
 from mpcnet.common.rpc import RpcError
 from mpcnet.wire.mpc.v1 import node_pb2
 
-from .presign_util import Code, close, combine_verified, kind, presign, run_session, service, share_of, sign_request
+from .presign_util import Code, close, combine_verified, kind, presign, restart, run_session, service, share_of, sign_request
 
 N, T = 3, 2
 
@@ -235,3 +235,111 @@ def test_list_and_discard(lay, svcs, key) -> None:
     assert [x.details["reason"] for x in n2.audit.entries() if x.action == "presign-discard"][-3:] == ["mismatch", "test", "epoch-change"]
     e = _refused(n2.ListPresignatures, node_pb2.ListPresignaturesRequest(key_id=b"short"))
     assert e.code == Code.INVALID_ARGUMENT and e.message.startswith("key_id: ")
+
+
+class _Crash(Exception):
+    """The process dies here (in process: the call never answers)."""
+
+
+class _CrashAfterConsume:
+    """A FaultInjector stand-in: the SignPresigned consume transaction commits, then the node dies."""
+
+    path = None
+
+    def at(self, point: str) -> None:
+        if point == "presign-consumed":
+            raise _Crash(point)
+
+    def check(self, protocol: str, round: int) -> None:
+        return None
+
+
+def test_a_crash_after_the_consume_commit_replays_and_never_reuses_r(lay, svcs, key, monkeypatch) -> None:
+    a, b = presign(svcs, key, (1, 3), count=2)
+    req = sign_request(lay, key, a)
+    monkeypatch.setattr(svcs[1], "faults", _CrashAfterConsume())
+    with pytest.raises(_Crash):
+        svcs[1].SignPresigned(req, None)
+    n1 = restart(lay, svcs, 1)  # the store reopened: fresh ones deleted, the tombstone and its share kept
+    info, _ = n1.store.pool_presignature(a.presig_id)
+    assert info.used and (info.request_id, info.attempt) == (req.request_id, 1)
+    assert n1.store.pool_presignature(b.presig_id) is None and n1.store.count_fresh() == 0
+    assert [e.details["reason"] for e in n1.audit.entries() if e.action == "presign-discard"][-1] == "node-start"
+    first = n1.SignPresigned(req, None)
+    assert first.replayed and n1.SignPresigned(req, None).share == first.share
+    sig = combine_verified(key, req, {1: share_of(n1, first, a.presig_id), 3: share_of(svcs[3], svcs[3].SignPresigned(req, None), a.presig_id)})
+    # the presignature never signs anything else: another request, and after the restart b is gone
+    assert kind(_refused(n1.SignPresigned, sign_request(lay, key, a))) == "presig-used"
+    assert kind(_refused(n1.SignPresigned, sign_request(lay, key, b))) == "presig-unknown"
+    released = [e for e in n1.audit.entries() if e.request_id == req.request_id and e.action == "sign-share" and e.outcome == "released"]
+    assert len(released) == 1  # the entry was committed with the consumption, before the crash
+    (c,) = presign(svcs, key, (1, 3), count=1)
+    req_c = sign_request(lay, key, c)
+    sig_c = combine_verified(key, req_c, {i: share_of(svcs[i], svcs[i].SignPresigned(req_c, None), c.presig_id) for i in (1, 3)})
+    assert sig_c.r != sig.r
+
+
+@pytest.fixture
+def key3(svcs: dict[int, NodeService]) -> node_pb2.DkgResult:
+    return _dkg(svcs, b"pools-epoch")
+
+
+def _bump_epoch(svc: NodeService, key_id: bytes, by: int) -> None:
+    """The key's active epoch moves on this node's store (what a CommitEpoch that landed in
+    between would leave), without anything else of the commit."""
+    with svc.store._write() as c:
+        assert c.execute("UPDATE key_epochs SET epoch = epoch + ? WHERE key_id = ?", (by, key_id)).rowcount == 1
+
+
+def _to_round3(svcs: dict[int, NodeService], key: node_pb2.DkgResult, signers: list[int]) -> tuple[bytes, dict[int, list]]:
+    from tests.integration.relay_util import route
+
+    sid = os.urandom(32)
+    req = node_pb2.StartSessionRequest(session_id=sid, presign=node_pb2.PresignParams(key_id=key.key_id, signers=signers, count=2))
+    resps = {i: svcs[i].StartSession(req, None) for i in signers}
+    for rnd in (1, 2):
+        resps = {k: svcs[k].Step(node_pb2.StepRequest(session_id=sid, round=rnd, envelopes=inbox), None)
+                 for k, inbox in route(resps, signers).items()}
+    return sid, route(resps, signers)
+
+
+def test_an_epoch_change_during_a_presign_session_stores_nothing(lay, svcs, key3) -> None:
+    n1 = svcs[1]
+    # the commit aborts the live presign session (it is a signing session)
+    sid, inboxes = _to_round3(svcs, key3, [1, 2])
+    assert n1.Health(node_pb2.NodeHealthRequest(), None).presign_sessions >= 1
+    assert n1._abort_key_sessions(key3.key_id, "key epoch 1 committed") >= 1
+    e = _refused(n1.Step, node_pb2.StepRequest(session_id=sid, round=3, envelopes=inboxes[1]))
+    assert e.code == Code.ABORTED
+    assert n1.store.count_fresh(key3.key_id) == 0
+    # the commit lands between the last step's checks and its store transaction: refused, nothing stored
+    sid, inboxes = _to_round3(svcs, key3, [1, 2])
+    _bump_epoch(n1, key3.key_id, 1)
+    try:
+        e = _refused(n1.Step, node_pb2.StepRequest(session_id=sid, round=3, envelopes=inboxes[1]))
+        assert (e.code, kind(e)) == (Code.FAILED_PRECONDITION, "epoch")
+        assert n1.store.count_fresh(key3.key_id) == 0
+    finally:
+        _bump_epoch(n1, key3.key_id, -1)
+
+
+def test_a_presignature_of_an_epoch_no_longer_active_does_not_sign(lay, svcs, key3) -> None:
+    n1 = svcs[1]
+    (p,) = presign(svcs, key3, (1, 2), count=1)
+    req = sign_request(lay, key3, p)
+    _bump_epoch(n1, key3.key_id, 1)
+    try:
+        e = _refused(n1.SignPresigned, req)
+        assert (e.code, kind(e)) == (Code.FAILED_PRECONDITION, "epoch")
+        assert n1.store.served_attempts(req.request_id) == [] and n1.store.reservation(req.request_id, 1) is None
+    finally:
+        _bump_epoch(n1, key3.key_id, -1)
+    assert n1.store.count_fresh(key3.key_id) == 1  # nothing consumed (a real commit also deletes it: epoch_store.py)
+
+
+def test_a_restart_deletes_every_fresh_presignature(lay, svcs, key) -> None:
+    (p,) = presign(svcs, key, (2, 3), count=1)
+    n2 = restart(lay, svcs, 2)
+    assert n2.Health(node_pb2.NodeHealthRequest(), None).presignatures == 0
+    e = _refused(n2.SignPresigned, sign_request(lay, key, p))
+    assert (e.code, kind(e)) == (Code.FAILED_PRECONDITION, "presig-unknown") and e.message.startswith("presig_id: ")
