@@ -81,7 +81,9 @@ def presign(
     res = run_session(svcs, os.urandom(32), list(signers), presign=params)
     assert all(isinstance(r, node_pb2.StepResponse) and r.finished for r in res.values()), res
     lists = [list(r.presign_result.presignatures) for r in res.values()]
-    public = [[(p.presig_id, p.key_id, p.epoch, tuple(p.derivation_path), tuple(p.signers), p.big_r, p.public_key) for p in x] for x in lists]
+    public = [
+        [(p.presig_id, p.key_id, p.epoch, tuple(p.derivation_path), tuple(p.signers), p.big_r, p.public_key) for p in x] for x in lists
+    ]
     assert all(x == public[0] for x in public) and len(public[0]) == count, public  # created_unix_ms is each node's own
     return lists[0]
 

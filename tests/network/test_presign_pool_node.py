@@ -267,7 +267,8 @@ def test_a_crash_after_the_consume_commit_replays_and_never_reuses_r(lay, svcs, 
     assert [e.details["reason"] for e in n1.audit.entries() if e.action == "presign-discard"][-1] == "node-start"
     first = n1.SignPresigned(req, None)
     assert first.replayed and n1.SignPresigned(req, None).share == first.share
-    sig = combine_verified(key, req, {1: share_of(n1, first, a.presig_id), 3: share_of(svcs[3], svcs[3].SignPresigned(req, None), a.presig_id)})
+    third = share_of(svcs[3], svcs[3].SignPresigned(req, None), a.presig_id)
+    sig = combine_verified(key, req, {1: share_of(n1, first, a.presig_id), 3: third})
     # the presignature never signs anything else: another request, and after the restart b is gone
     assert kind(_refused(n1.SignPresigned, sign_request(lay, key, a))) == "presig-used"
     assert kind(_refused(n1.SignPresigned, sign_request(lay, key, b))) == "presig-unknown"
