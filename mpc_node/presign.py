@@ -85,8 +85,10 @@ def _path_text(path: tuple[int, ...]) -> str:
     return "m" + "".join(f"/{i}" for i in path)
 
 
-def _signers(values: Any, field: str, peers: dict[int, Any]) -> tuple[int, ...]:
-    """Distinct roster indices of active nodes, in increasing order (INVALID_ARGUMENT naming ``field``)."""
+def _signers(values: Any, field: str, peers: dict[int, Any], *, pooled: bool = False) -> tuple[int, ...]:
+    """Distinct roster indices of active nodes, in increasing order (INVALID_ARGUMENT naming
+    ``field``). ``pooled``: a signer no longer active in the roster (revoked since the presignature
+    was made) is FAILED_PRECONDITION ``presig-mismatch`` instead (the coordinator drops that pool)."""
     at_most(values, field, len(peers), "party indices")
     signers = tuple(int(j) for j in values)
     if len(set(signers)) != len(signers):
@@ -95,7 +97,10 @@ def _signers(values: Any, field: str, peers: dict[int, Any]) -> tuple[int, ...]:
         raise invalid(field, "must be in increasing order")
     for j in signers:
         if j not in peers:
-            raise invalid(field, f"party {j} is not an active node of this node's roster ({','.join(map(str, sorted(peers)))})")
+            why = f"party {j} is not an active node of this node's roster ({','.join(map(str, sorted(peers)))})"
+            if pooled:
+                raise refusal(Code.FAILED_PRECONDITION, "presig-mismatch", f"{field}: {why}")
+            raise invalid(field, why)
     return signers
 
 
@@ -273,7 +278,7 @@ class NodePools:
         governance_blob(req.approval_bundle, "approval_bundle")
         governance_blob(req.policy_attestation, "policy_attestation")
         peers = node.peers()
-        signers = _signers(req.signers, "signers", peers)
+        signers = _signers(req.signers, "signers", peers, pooled=True)
         if not 1 <= req.attempt <= MAX_SIGN_ATTEMPTS:
             raise invalid("attempt", f"must be 1..{MAX_SIGN_ATTEMPTS}, got {req.attempt}")
         at_most(req.reservation_receipts, "reservation_receipts", len(peers), "receipts (one per roster node)")

@@ -13,8 +13,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from mpc_node.metrics import node_metrics
 from mpc_node.service import NodeService
 from mpcnet.cluster.launcher import Layout, prepare
+from mpcnet.common.metrics import MetricsSettings
 from mpcnet.common.rpc import RpcError
 from mpcnet.wire.mpc.v1 import node_pb2
 
@@ -64,6 +66,11 @@ def test_a_presign_session_then_sign_presigned_signs_and_replays(lay, svcs, key)
     assert svcs[3].store.count_fresh(key.key_id) == 0
     health = svcs[1].Health(node_pb2.NodeHealthRequest(), None)
     assert health.presignatures >= 3 and health.presign_sessions == 0
+    metrics = node_metrics(type("S", (), {  # the node's pool-depth gauge, read at scrape time
+        "cfg": dataclasses.replace(svcs[1].cfg, metrics=MetricsSettings("127.0.0.1:0")), "store_problem": "", "pools": svcs[1].pools,
+        "audit": svcs[1].audit, "clock": svcs[1].clock, "_lock": svcs[1]._lock, "_sessions": {},
+    })())
+    assert f"mpcnet_presignatures_available {float(health.presignatures)}" in metrics.render().decode()
     listed = svcs[1].ListPresignatures(node_pb2.ListPresignaturesRequest(key_id=key.key_id), None)
     assert {p.presig_id for p in pool} <= {p.presig_id for p in listed.presignatures} and listed.cap_per_key == 64
     p = pool[0]
