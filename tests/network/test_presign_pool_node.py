@@ -351,3 +351,35 @@ def test_a_restart_deletes_every_fresh_presignature(lay, svcs, key) -> None:
     assert n2.Health(node_pb2.NodeHealthRequest(), None).presignatures == 0
     e = _refused(n2.SignPresigned, sign_request(lay, key, p))
     assert (e.code, kind(e)) == (Code.FAILED_PRECONDITION, "presig-unknown") and e.message.startswith("presig_id: ")
+
+
+def _refresh(lay: Layout, svcs: dict[int, NodeService], key: node_pb2.DkgResult, epoch: int) -> None:
+    """A real refresh of ``key`` from ``epoch`` on every node, committed everywhere."""
+    from governance.keyop import KeyOpKind
+
+    from .keyops_util import operation, run as run_reshare
+
+    op = operation(lay, svcs[1].gov.governance_root, key, kind=KeyOpKind.REFRESH, old=(1, 2, 3), new=(1, 2, 3), old_t=2, new_t=2,
+                   old_epoch=epoch).to_bytes()
+    sid = os.urandom(32)
+    res = run_reshare(svcs, sid, [1, 2, 3], reshare=node_pb2.ReshareParams(operation=op, dealers=[1, 2, 3], key_label=b"pools"))
+    assert all(isinstance(r, node_pb2.StepResponse) and r.reshare_result.epoch == epoch + 1 for r in res.values()), res
+    commit = node_pb2.CommitEpochRequest(key_id=key.key_id, session_id=sid, receipts=[r.reshare_result.receipt for r in res.values()])
+    for s in svcs.values():
+        s.CommitEpoch(commit, None)
+
+
+def test_a_refresh_commit_deletes_the_pools_of_the_old_epoch(lay, svcs) -> None:
+    key = _dkg(svcs, b"pools")  # run_session's dkg label must match the operation's
+    old = presign(svcs, key, (1, 2), count=2)
+    _refresh(lay, svcs, key, 0)
+    assert all(svcs[i].store.count_fresh(key.key_id) == 0 for i in (1, 2, 3))
+    e = _refused(svcs[1].SignPresigned, sign_request(lay, key, old[0]))
+    assert kind(e) == "presig-unknown"
+    e = _refused(svcs[1].StartSession, node_pb2.StartSessionRequest(
+        session_id=os.urandom(32), presign=node_pb2.PresignParams(key_id=key.key_id, signers=[1, 2], count=1, epoch=0)))
+    assert (e.code, kind(e)) == (Code.FAILED_PRECONDITION, "epoch")
+    (p,) = presign(svcs, key, (1, 3), count=1, epoch=1)
+    req = sign_request(lay, key, p)
+    assert req.epoch == 1
+    combine_verified(key, req, {i: share_of(svcs[i], svcs[i].SignPresigned(req, None), p.presig_id) for i in (1, 3)})
