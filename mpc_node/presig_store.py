@@ -197,8 +197,9 @@ class PresigStore:
         reservation and the rate limit: :class:`~mpc_node.storage.ReservationConflict`,
         :class:`~mpc_node.storage.RequestAlreadyServed`, :class:`~mpc_node.storage.RateLimited`),
         and ``audit()`` is queued. Raises :class:`PoolError` ``presig-used`` / ``presig-unknown``
-        (a concurrent consumer won, or a discard) or ``epoch`` (the key is no longer active at
-        ``epoch``)."""
+        (a concurrent consumer won, or a discard; a ban of a signer committed after the caller's
+        check deleted the row in its own transaction: ``NodeStore.add_ban``) or ``epoch`` (the key
+        is no longer active at ``epoch``)."""
         from mpc_node.storage import _check_served, _record_served  # the one served-request rule
 
         served = _check_served(served)
