@@ -383,3 +383,39 @@ def test_a_refresh_commit_deletes_the_pools_of_the_old_epoch(lay, svcs) -> None:
     req = sign_request(lay, key, p)
     assert req.epoch == 1
     combine_verified(key, req, {i: share_of(svcs[i], svcs[i].SignPresigned(req, None), p.presig_id) for i in (1, 3)})
+
+
+def test_a_compromised_coordinator_gets_at_most_one_signature_per_attempt(lay, svcs) -> None:
+    """Design D1 on 2-of-3 (every signer set is a reservation quorum: self-granted): driving every
+    signer set at every attempt number with pool presignatures, and the full protocol's
+    ReserveSigning for yet another session, yields at most MAX_SIGN_ATTEMPTS signatures."""
+    from governance.reservation import MAX_SIGN_ATTEMPTS
+
+    key = _dkg(svcs, b"pools-bound")
+    pools = {s: presign(svcs, key, s, count=MAX_SIGN_ATTEMPTS) for s in ((1, 2), (1, 3), (2, 3))}
+    digest = os.urandom(32)
+    first = sign_request(lay, key, pools[(1, 2)][0], digest=digest)
+    sigs = []
+    for attempt in range(1, MAX_SIGN_ATTEMPTS + 1):
+        # a rival full-protocol grant of this attempt on node 3 first (it must not add a signature either)
+        rival = node_pb2.ReserveSigningRequest(
+            key_id=key.key_id, request_id=first.request_id, attempt=attempt, signers=[2, 3], session_id=os.urandom(32),
+            approval_bundle=first.approval_bundle, digest=digest,
+        )
+        svcs[3].ReserveSigning(rival, None)
+        for s, pool in pools.items():
+            p = pool[attempt - 1]
+            req = sign_request(lay, key, p, digest=digest, request_id=first.request_id, attempt=attempt)
+            req.approval_bundle = first.approval_bundle
+            shares = {}
+            for i in s:
+                try:
+                    shares[i] = share_of(svcs[i], svcs[i].SignPresigned(req, None), p.presig_id)
+                except RpcError as e:
+                    assert kind(e) == "attempt-taken", e.message
+            if len(shares) == T:
+                sigs.append(combine_verified(key, req, shares))
+    assert 1 <= len(sigs) <= MAX_SIGN_ATTEMPTS
+    assert len({s.r for s in sigs}) == len(sigs)
+    e = _refused(svcs[1].SignPresigned, sign_request(lay, key, pools[(1, 2)][0], request_id=first.request_id, attempt=4))
+    assert e.code == Code.INVALID_ARGUMENT and e.message.startswith("attempt: ")
