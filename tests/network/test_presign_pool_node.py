@@ -419,3 +419,23 @@ def test_a_compromised_coordinator_gets_at_most_one_signature_per_attempt(lay, s
     assert len({s.r for s in sigs}) == len(sigs)
     e = _refused(svcs[1].SignPresigned, sign_request(lay, key, pools[(1, 2)][0], request_id=first.request_id, attempt=4))
     assert e.code == Code.INVALID_ARGUMENT and e.message.startswith("attempt: ")
+
+
+@pytest.mark.parametrize(("name", "value"), [("max_presign_batch", 65), ("max_presign_batch", 0), ("max_presignatures_per_key", -1)])
+def test_pool_limits_in_the_node_config_are_checked(lay, name: str, value: int) -> None:
+    import json
+
+    from mpc_node.config import load_node_config
+    from mpcnet.common.config import ConfigError
+
+    path = lay.node_config(1)
+    doc = json.loads(path.read_text())
+    good = load_node_config(path)
+    assert (good.max_presignatures_per_key, good.max_presign_batch) == (64, 16)
+    bad = path.with_name("bad-pool-limits.json")
+    bad.write_text(json.dumps(doc | {name: value}))
+    with pytest.raises(ConfigError) as e:
+        load_node_config(bad)
+    assert name in str(e.value)
+    bad.write_text(json.dumps(doc | {"max_presignatures_per_key": 0, "max_presign_batch": 64}))
+    assert (load_node_config(bad).max_presignatures_per_key, load_node_config(bad).max_presign_batch) == (0, 64)
