@@ -106,11 +106,17 @@ def sign_request(
 
 def share_of(svc: NodeService, resp: node_pb2.SignPresignedResponse, presig_id: bytes) -> SignatureShare:
     """The share in ``resp``, its envelope opened against ``svc``'s own identity key."""
+    return share_of_envelope(svc.keys.identity_public, resp, presig_id)
+
+
+def share_of_envelope(identity_public: bytes, resp: node_pb2.SignPresignedResponse, presig_id: bytes) -> SignatureShare:
+    """The share in ``resp``: its envelope (session presig_id, round 4, broadcast) opened against
+    the signer's identity key ``identity_public`` (32 bytes, from the roster)."""
     e = resp.share
     env = Envelope(e.session_id, e.round, e.sender, e.receiver, e.payload, e.ephemeral_key, e.signature)
     payload = open_envelope(
-        env, sender_identity_public=svc.keys.identity_public, my_encryption=svc.keys.encryption,
-        expected_session_id=presig_id, expected_round=4, expected_sender=svc.me, me=1 if svc.me != 1 else 2,
+        env, sender_identity_public=identity_public, my_encryption=None,  # type: ignore[arg-type]
+        expected_session_id=presig_id, expected_round=4, expected_sender=resp.signer, me=1 if resp.signer != 1 else 2,
     )
     return SignatureShare.from_bytes(payload, presig_id, resp.signer)
 
