@@ -439,3 +439,28 @@ def test_pool_limits_in_the_node_config_are_checked(lay, name: str, value: int) 
     assert name in str(e.value)
     bad.write_text(json.dumps(doc | {"max_presignatures_per_key": 0, "max_presign_batch": 64}))
     assert (load_node_config(bad).max_presignatures_per_key, load_node_config(bad).max_presign_batch) == (0, 64)
+
+
+def test_concurrent_calls_consume_a_presignature_once(lay, svcs, key) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    a, b = presign(svcs, key, (1, 2), count=2)
+    rivals = [sign_request(lay, key, a) for _ in range(6)]  # six approved requests race for one presignature
+
+    def call(req: node_pb2.SignPresignedRequest) -> node_pb2.SignPresignedResponse | RpcError:
+        try:
+            return svcs[1].SignPresigned(req, None)
+        except RpcError as e:
+            return e
+
+    with ThreadPoolExecutor(6) as pool:
+        out = list(pool.map(call, rivals))
+    won = [r for r in out if isinstance(r, node_pb2.SignPresignedResponse)]
+    assert len(won) == 1 and all(kind(r) == "presig-used" for r in out if isinstance(r, RpcError))
+    assert len(svcs[1].store.stored_share(a.presig_id, rivals[out.index(won[0])].request_id, 1) or b"") > 0
+    same = sign_request(lay, key, b)  # the same request six times at once: one release, five replays
+    with ThreadPoolExecutor(6) as pool:
+        out = list(pool.map(call, [same] * 6))
+    assert all(isinstance(r, node_pb2.SignPresignedResponse) for r in out), out
+    assert sum(not r.replayed for r in out) == 1 and len({r.share.SerializeToString() for r in out}) == 1
+    assert svcs[1].store.served_attempts(same.request_id) == [1]
