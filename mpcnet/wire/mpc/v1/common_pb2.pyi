@@ -38,7 +38,7 @@ class Envelope(_message.Message):
     def __init__(self, session_id: _Optional[bytes] = ..., round: _Optional[int] = ..., sender: _Optional[int] = ..., receiver: _Optional[int] = ..., payload: _Optional[bytes] = ..., ephemeral_key: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class KeyInfo(_message.Message):
-    __slots__ = ("key_id", "label", "public_key", "chain_code", "threshold", "parties", "status", "created_unix_ms", "epoch", "committee")
+    __slots__ = ("key_id", "label", "public_key", "chain_code", "threshold", "parties", "status", "created_unix_ms", "epoch", "committee", "presignatures_ready")
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
@@ -49,6 +49,7 @@ class KeyInfo(_message.Message):
     CREATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     COMMITTEE_FIELD_NUMBER: _ClassVar[int]
+    PRESIGNATURES_READY_FIELD_NUMBER: _ClassVar[int]
     key_id: bytes
     label: str
     public_key: bytes
@@ -59,7 +60,8 @@ class KeyInfo(_message.Message):
     created_unix_ms: int
     epoch: int
     committee: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, key_id: _Optional[bytes] = ..., label: _Optional[str] = ..., public_key: _Optional[bytes] = ..., chain_code: _Optional[bytes] = ..., threshold: _Optional[int] = ..., parties: _Optional[int] = ..., status: _Optional[_Union[KeyStatus, str]] = ..., created_unix_ms: _Optional[int] = ..., epoch: _Optional[int] = ..., committee: _Optional[_Iterable[int]] = ...) -> None: ...
+    presignatures_ready: int
+    def __init__(self, key_id: _Optional[bytes] = ..., label: _Optional[str] = ..., public_key: _Optional[bytes] = ..., chain_code: _Optional[bytes] = ..., threshold: _Optional[int] = ..., parties: _Optional[int] = ..., status: _Optional[_Union[KeyStatus, str]] = ..., created_unix_ms: _Optional[int] = ..., epoch: _Optional[int] = ..., committee: _Optional[_Iterable[int]] = ..., presignatures_ready: _Optional[int] = ...) -> None: ...
 
 class Signature(_message.Message):
     __slots__ = ("r", "s", "recovery_id", "der", "public_key")

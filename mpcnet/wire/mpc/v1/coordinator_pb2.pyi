@@ -177,7 +177,7 @@ class NodeStatus(_message.Message):
     def __init__(self, index: _Optional[int] = ..., name: _Optional[str] = ..., endpoint: _Optional[str] = ..., healthy: _Optional[bool] = ..., last_error: _Optional[str] = ..., policies_synced: _Optional[bool] = ..., clock_measured: _Optional[bool] = ..., clock_skew_ms: _Optional[int] = ..., clock_error_ms: _Optional[int] = ..., clock_suspect: _Optional[bool] = ..., max_clock_skew_ms: _Optional[int] = ..., revoked: _Optional[bool] = ..., key_version: _Optional[int] = ..., identity_public: _Optional[bytes] = ..., tls_fingerprint: _Optional[bytes] = ...) -> None: ...
 
 class ClusterStatusResponse(_message.Message):
-    __slots__ = ("threshold", "parties", "nodes", "governance_root", "roster_version", "roster_epoch", "operations", "backups", "recovery_config_version")
+    __slots__ = ("threshold", "parties", "nodes", "governance_root", "roster_version", "roster_epoch", "operations", "backups", "recovery_config_version", "pools", "presign_enabled")
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     PARTIES_FIELD_NUMBER: _ClassVar[int]
     NODES_FIELD_NUMBER: _ClassVar[int]
@@ -187,6 +187,8 @@ class ClusterStatusResponse(_message.Message):
     OPERATIONS_FIELD_NUMBER: _ClassVar[int]
     BACKUPS_FIELD_NUMBER: _ClassVar[int]
     RECOVERY_CONFIG_VERSION_FIELD_NUMBER: _ClassVar[int]
+    POOLS_FIELD_NUMBER: _ClassVar[int]
+    PRESIGN_ENABLED_FIELD_NUMBER: _ClassVar[int]
     threshold: int
     parties: int
     nodes: _containers.RepeatedCompositeFieldContainer[NodeStatus]
@@ -196,7 +198,37 @@ class ClusterStatusResponse(_message.Message):
     operations: _containers.RepeatedCompositeFieldContainer[KeyOperationStatus]
     backups: _containers.RepeatedCompositeFieldContainer[KeyBackupStatus]
     recovery_config_version: int
-    def __init__(self, threshold: _Optional[int] = ..., parties: _Optional[int] = ..., nodes: _Optional[_Iterable[_Union[NodeStatus, _Mapping]]] = ..., governance_root: _Optional[bytes] = ..., roster_version: _Optional[int] = ..., roster_epoch: _Optional[int] = ..., operations: _Optional[_Iterable[_Union[KeyOperationStatus, _Mapping]]] = ..., backups: _Optional[_Iterable[_Union[KeyBackupStatus, _Mapping]]] = ..., recovery_config_version: _Optional[int] = ...) -> None: ...
+    pools: _containers.RepeatedCompositeFieldContainer[PoolStatus]
+    presign_enabled: bool
+    def __init__(self, threshold: _Optional[int] = ..., parties: _Optional[int] = ..., nodes: _Optional[_Iterable[_Union[NodeStatus, _Mapping]]] = ..., governance_root: _Optional[bytes] = ..., roster_version: _Optional[int] = ..., roster_epoch: _Optional[int] = ..., operations: _Optional[_Iterable[_Union[KeyOperationStatus, _Mapping]]] = ..., backups: _Optional[_Iterable[_Union[KeyBackupStatus, _Mapping]]] = ..., recovery_config_version: _Optional[int] = ..., pools: _Optional[_Iterable[_Union[PoolStatus, _Mapping]]] = ..., presign_enabled: _Optional[bool] = ...) -> None: ...
+
+class PoolStatus(_message.Message):
+    __slots__ = ("key_id", "epoch", "derivation_path", "signers", "ready", "assigned", "filling", "target", "refill_at", "cap", "used_total", "discarded_total")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    DERIVATION_PATH_FIELD_NUMBER: _ClassVar[int]
+    SIGNERS_FIELD_NUMBER: _ClassVar[int]
+    READY_FIELD_NUMBER: _ClassVar[int]
+    ASSIGNED_FIELD_NUMBER: _ClassVar[int]
+    FILLING_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    REFILL_AT_FIELD_NUMBER: _ClassVar[int]
+    CAP_FIELD_NUMBER: _ClassVar[int]
+    USED_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    DISCARDED_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    key_id: bytes
+    epoch: int
+    derivation_path: _containers.RepeatedScalarFieldContainer[int]
+    signers: _containers.RepeatedScalarFieldContainer[int]
+    ready: int
+    assigned: int
+    filling: int
+    target: int
+    refill_at: int
+    cap: int
+    used_total: int
+    discarded_total: int
+    def __init__(self, key_id: _Optional[bytes] = ..., epoch: _Optional[int] = ..., derivation_path: _Optional[_Iterable[int]] = ..., signers: _Optional[_Iterable[int]] = ..., ready: _Optional[int] = ..., assigned: _Optional[int] = ..., filling: _Optional[int] = ..., target: _Optional[int] = ..., refill_at: _Optional[int] = ..., cap: _Optional[int] = ..., used_total: _Optional[int] = ..., discarded_total: _Optional[int] = ...) -> None: ...
 
 class KeyBackupStatus(_message.Message):
     __slots__ = ("key_id", "epoch", "backed_up", "bundle_digest", "backup_unix_ms", "last_drill_unix_ms", "drill_overdue", "last_drill_outcome", "backup_error")
@@ -249,7 +281,7 @@ class ApprovalInfo(_message.Message):
     def __init__(self, approver: _Optional[str] = ..., decision: _Optional[_Union[Decision, str]] = ..., signature: _Optional[bytes] = ..., decided_unix_ms: _Optional[int] = ...) -> None: ...
 
 class SignRequestInfo(_message.Message):
-    __slots__ = ("request_id", "state", "request", "key_id", "digest", "derivation_path", "requester", "description", "created_unix_ms", "expires_unix_ms", "policy_version", "policy_digest", "approvals", "approval_quorum", "approvers", "signature", "signers", "error_code", "error_message", "updated_unix_ms", "attempts")
+    __slots__ = ("request_id", "state", "request", "key_id", "digest", "derivation_path", "requester", "description", "created_unix_ms", "expires_unix_ms", "policy_version", "policy_digest", "approvals", "approval_quorum", "approvers", "signature", "signers", "error_code", "error_message", "updated_unix_ms", "attempts", "presigned")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     REQUEST_FIELD_NUMBER: _ClassVar[int]
@@ -271,6 +303,7 @@ class SignRequestInfo(_message.Message):
     ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     UPDATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    PRESIGNED_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     state: SignRequestState
     request: bytes
@@ -292,7 +325,8 @@ class SignRequestInfo(_message.Message):
     error_message: str
     updated_unix_ms: int
     attempts: int
-    def __init__(self, request_id: _Optional[str] = ..., state: _Optional[_Union[SignRequestState, str]] = ..., request: _Optional[bytes] = ..., key_id: _Optional[bytes] = ..., digest: _Optional[bytes] = ..., derivation_path: _Optional[_Iterable[int]] = ..., requester: _Optional[str] = ..., description: _Optional[str] = ..., created_unix_ms: _Optional[int] = ..., expires_unix_ms: _Optional[int] = ..., policy_version: _Optional[int] = ..., policy_digest: _Optional[bytes] = ..., approvals: _Optional[_Iterable[_Union[ApprovalInfo, _Mapping]]] = ..., approval_quorum: _Optional[int] = ..., approvers: _Optional[int] = ..., signature: _Optional[_Union[_common_pb2.Signature, _Mapping]] = ..., signers: _Optional[_Iterable[int]] = ..., error_code: _Optional[int] = ..., error_message: _Optional[str] = ..., updated_unix_ms: _Optional[int] = ..., attempts: _Optional[int] = ...) -> None: ...
+    presigned: bool
+    def __init__(self, request_id: _Optional[str] = ..., state: _Optional[_Union[SignRequestState, str]] = ..., request: _Optional[bytes] = ..., key_id: _Optional[bytes] = ..., digest: _Optional[bytes] = ..., derivation_path: _Optional[_Iterable[int]] = ..., requester: _Optional[str] = ..., description: _Optional[str] = ..., created_unix_ms: _Optional[int] = ..., expires_unix_ms: _Optional[int] = ..., policy_version: _Optional[int] = ..., policy_digest: _Optional[bytes] = ..., approvals: _Optional[_Iterable[_Union[ApprovalInfo, _Mapping]]] = ..., approval_quorum: _Optional[int] = ..., approvers: _Optional[int] = ..., signature: _Optional[_Union[_common_pb2.Signature, _Mapping]] = ..., signers: _Optional[_Iterable[int]] = ..., error_code: _Optional[int] = ..., error_message: _Optional[str] = ..., updated_unix_ms: _Optional[int] = ..., attempts: _Optional[int] = ..., presigned: _Optional[bool] = ...) -> None: ...
 
 class DecideSignRequestRequest(_message.Message):
     __slots__ = ("request_id", "approver", "decision", "signature")

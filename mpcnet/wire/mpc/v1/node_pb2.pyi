@@ -40,18 +40,22 @@ class NodeHealthRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class NodeHealthResponse(_message.Message):
-    __slots__ = ("serving", "active_sessions", "max_sessions", "unix_ms", "reason")
+    __slots__ = ("serving", "active_sessions", "max_sessions", "unix_ms", "reason", "presignatures", "presign_sessions")
     SERVING_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_SESSIONS_FIELD_NUMBER: _ClassVar[int]
     MAX_SESSIONS_FIELD_NUMBER: _ClassVar[int]
     UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    PRESIGNATURES_FIELD_NUMBER: _ClassVar[int]
+    PRESIGN_SESSIONS_FIELD_NUMBER: _ClassVar[int]
     serving: bool
     active_sessions: int
     max_sessions: int
     unix_ms: int
     reason: str
-    def __init__(self, serving: _Optional[bool] = ..., active_sessions: _Optional[int] = ..., max_sessions: _Optional[int] = ..., unix_ms: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+    presignatures: int
+    presign_sessions: int
+    def __init__(self, serving: _Optional[bool] = ..., active_sessions: _Optional[int] = ..., max_sessions: _Optional[int] = ..., unix_ms: _Optional[int] = ..., reason: _Optional[str] = ..., presignatures: _Optional[int] = ..., presign_sessions: _Optional[int] = ...) -> None: ...
 
 class DkgParams(_message.Message):
     __slots__ = ("threshold", "parties", "key_label")
@@ -96,16 +100,58 @@ class ReshareParams(_message.Message):
     def __init__(self, operation: _Optional[bytes] = ..., dealers: _Optional[_Iterable[int]] = ..., key_label: _Optional[bytes] = ..., abandoned: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class StartSessionRequest(_message.Message):
-    __slots__ = ("session_id", "dkg", "sign", "reshare")
+    __slots__ = ("session_id", "dkg", "sign", "reshare", "presign")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     DKG_FIELD_NUMBER: _ClassVar[int]
     SIGN_FIELD_NUMBER: _ClassVar[int]
     RESHARE_FIELD_NUMBER: _ClassVar[int]
+    PRESIGN_FIELD_NUMBER: _ClassVar[int]
     session_id: bytes
     dkg: DkgParams
     sign: SignParams
     reshare: ReshareParams
-    def __init__(self, session_id: _Optional[bytes] = ..., dkg: _Optional[_Union[DkgParams, _Mapping]] = ..., sign: _Optional[_Union[SignParams, _Mapping]] = ..., reshare: _Optional[_Union[ReshareParams, _Mapping]] = ...) -> None: ...
+    presign: PresignParams
+    def __init__(self, session_id: _Optional[bytes] = ..., dkg: _Optional[_Union[DkgParams, _Mapping]] = ..., sign: _Optional[_Union[SignParams, _Mapping]] = ..., reshare: _Optional[_Union[ReshareParams, _Mapping]] = ..., presign: _Optional[_Union[PresignParams, _Mapping]] = ...) -> None: ...
+
+class PresignParams(_message.Message):
+    __slots__ = ("key_id", "signers", "derivation_path", "epoch", "count")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    SIGNERS_FIELD_NUMBER: _ClassVar[int]
+    DERIVATION_PATH_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    key_id: bytes
+    signers: _containers.RepeatedScalarFieldContainer[int]
+    derivation_path: _containers.RepeatedScalarFieldContainer[int]
+    epoch: int
+    count: int
+    def __init__(self, key_id: _Optional[bytes] = ..., signers: _Optional[_Iterable[int]] = ..., derivation_path: _Optional[_Iterable[int]] = ..., epoch: _Optional[int] = ..., count: _Optional[int] = ...) -> None: ...
+
+class PresignatureInfo(_message.Message):
+    __slots__ = ("presig_id", "key_id", "epoch", "derivation_path", "signers", "big_r", "public_key", "created_unix_ms")
+    PRESIG_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    DERIVATION_PATH_FIELD_NUMBER: _ClassVar[int]
+    SIGNERS_FIELD_NUMBER: _ClassVar[int]
+    BIG_R_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    CREATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    presig_id: bytes
+    key_id: bytes
+    epoch: int
+    derivation_path: _containers.RepeatedScalarFieldContainer[int]
+    signers: _containers.RepeatedScalarFieldContainer[int]
+    big_r: bytes
+    public_key: bytes
+    created_unix_ms: int
+    def __init__(self, presig_id: _Optional[bytes] = ..., key_id: _Optional[bytes] = ..., epoch: _Optional[int] = ..., derivation_path: _Optional[_Iterable[int]] = ..., signers: _Optional[_Iterable[int]] = ..., big_r: _Optional[bytes] = ..., public_key: _Optional[bytes] = ..., created_unix_ms: _Optional[int] = ...) -> None: ...
+
+class PresignResult(_message.Message):
+    __slots__ = ("presignatures",)
+    PRESIGNATURES_FIELD_NUMBER: _ClassVar[int]
+    presignatures: _containers.RepeatedCompositeFieldContainer[PresignatureInfo]
+    def __init__(self, presignatures: _Optional[_Iterable[_Union[PresignatureInfo, _Mapping]]] = ...) -> None: ...
 
 class StepRequest(_message.Message):
     __slots__ = ("session_id", "round", "envelopes", "reservation_receipts", "attempt")
@@ -136,20 +182,22 @@ class DkgResult(_message.Message):
     def __init__(self, key_id: _Optional[bytes] = ..., public_key: _Optional[bytes] = ..., chain_code: _Optional[bytes] = ..., threshold: _Optional[int] = ..., parties: _Optional[int] = ...) -> None: ...
 
 class StepResponse(_message.Message):
-    __slots__ = ("session_id", "round", "envelopes", "finished", "dkg_result", "reshare_result")
+    __slots__ = ("session_id", "round", "envelopes", "finished", "dkg_result", "reshare_result", "presign_result")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     ENVELOPES_FIELD_NUMBER: _ClassVar[int]
     FINISHED_FIELD_NUMBER: _ClassVar[int]
     DKG_RESULT_FIELD_NUMBER: _ClassVar[int]
     RESHARE_RESULT_FIELD_NUMBER: _ClassVar[int]
+    PRESIGN_RESULT_FIELD_NUMBER: _ClassVar[int]
     session_id: bytes
     round: int
     envelopes: _containers.RepeatedCompositeFieldContainer[_common_pb2.Envelope]
     finished: bool
     dkg_result: DkgResult
     reshare_result: ReshareResult
-    def __init__(self, session_id: _Optional[bytes] = ..., round: _Optional[int] = ..., envelopes: _Optional[_Iterable[_Union[_common_pb2.Envelope, _Mapping]]] = ..., finished: _Optional[bool] = ..., dkg_result: _Optional[_Union[DkgResult, _Mapping]] = ..., reshare_result: _Optional[_Union[ReshareResult, _Mapping]] = ...) -> None: ...
+    presign_result: PresignResult
+    def __init__(self, session_id: _Optional[bytes] = ..., round: _Optional[int] = ..., envelopes: _Optional[_Iterable[_Union[_common_pb2.Envelope, _Mapping]]] = ..., finished: _Optional[bool] = ..., dkg_result: _Optional[_Union[DkgResult, _Mapping]] = ..., reshare_result: _Optional[_Union[ReshareResult, _Mapping]] = ..., presign_result: _Optional[_Union[PresignResult, _Mapping]] = ...) -> None: ...
 
 class ReshareResult(_message.Message):
     __slots__ = ("key_id", "epoch", "receipt", "retired")
@@ -372,6 +420,72 @@ class InstallPolicyAttestationResponse(_message.Message):
     held_issued_at_ms: int
     status: str
     def __init__(self, stored: _Optional[bool] = ..., held_issued_at_ms: _Optional[int] = ..., status: _Optional[str] = ...) -> None: ...
+
+class SignPresignedRequest(_message.Message):
+    __slots__ = ("presig_id", "key_id", "epoch", "signers", "derivation_path", "digest", "request_id", "approval_bundle", "policy_attestation", "attempt", "reservation_receipts")
+    PRESIG_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    SIGNERS_FIELD_NUMBER: _ClassVar[int]
+    DERIVATION_PATH_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_BUNDLE_FIELD_NUMBER: _ClassVar[int]
+    POLICY_ATTESTATION_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    RESERVATION_RECEIPTS_FIELD_NUMBER: _ClassVar[int]
+    presig_id: bytes
+    key_id: bytes
+    epoch: int
+    signers: _containers.RepeatedScalarFieldContainer[int]
+    derivation_path: _containers.RepeatedScalarFieldContainer[int]
+    digest: bytes
+    request_id: str
+    approval_bundle: bytes
+    policy_attestation: bytes
+    attempt: int
+    reservation_receipts: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, presig_id: _Optional[bytes] = ..., key_id: _Optional[bytes] = ..., epoch: _Optional[int] = ..., signers: _Optional[_Iterable[int]] = ..., derivation_path: _Optional[_Iterable[int]] = ..., digest: _Optional[bytes] = ..., request_id: _Optional[str] = ..., approval_bundle: _Optional[bytes] = ..., policy_attestation: _Optional[bytes] = ..., attempt: _Optional[int] = ..., reservation_receipts: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class SignPresignedResponse(_message.Message):
+    __slots__ = ("share", "signer", "replayed")
+    SHARE_FIELD_NUMBER: _ClassVar[int]
+    SIGNER_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    share: _common_pb2.Envelope
+    signer: int
+    replayed: bool
+    def __init__(self, share: _Optional[_Union[_common_pb2.Envelope, _Mapping]] = ..., signer: _Optional[int] = ..., replayed: _Optional[bool] = ...) -> None: ...
+
+class ListPresignaturesRequest(_message.Message):
+    __slots__ = ("key_id",)
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    key_id: bytes
+    def __init__(self, key_id: _Optional[bytes] = ...) -> None: ...
+
+class ListPresignaturesResponse(_message.Message):
+    __slots__ = ("presignatures", "cap_per_key")
+    PRESIGNATURES_FIELD_NUMBER: _ClassVar[int]
+    CAP_PER_KEY_FIELD_NUMBER: _ClassVar[int]
+    presignatures: _containers.RepeatedCompositeFieldContainer[PresignatureInfo]
+    cap_per_key: int
+    def __init__(self, presignatures: _Optional[_Iterable[_Union[PresignatureInfo, _Mapping]]] = ..., cap_per_key: _Optional[int] = ...) -> None: ...
+
+class DiscardPresignaturesRequest(_message.Message):
+    __slots__ = ("key_id", "presig_ids", "reason")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    PRESIG_IDS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    key_id: bytes
+    presig_ids: _containers.RepeatedScalarFieldContainer[bytes]
+    reason: str
+    def __init__(self, key_id: _Optional[bytes] = ..., presig_ids: _Optional[_Iterable[bytes]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class DiscardPresignaturesResponse(_message.Message):
+    __slots__ = ("discarded",)
+    DISCARDED_FIELD_NUMBER: _ClassVar[int]
+    discarded: int
+    def __init__(self, discarded: _Optional[int] = ...) -> None: ...
 
 class ReserveSigningRequest(_message.Message):
     __slots__ = ("key_id", "request_id", "attempt", "signers", "session_id", "approval_bundle", "digest", "derivation_path")

@@ -101,6 +101,21 @@ class NodeStub:
                 request_serializer=mpc_dot_v1_dot_node__pb2.ReserveSigningRequest.SerializeToString,
                 response_deserializer=mpc_dot_v1_dot_node__pb2.ReserveSigningResponse.FromString,
                 _registered_method=True)
+        self.SignPresigned = channel.unary_unary(
+                '/mpc.v1.Node/SignPresigned',
+                request_serializer=mpc_dot_v1_dot_node__pb2.SignPresignedRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_node__pb2.SignPresignedResponse.FromString,
+                _registered_method=True)
+        self.ListPresignatures = channel.unary_unary(
+                '/mpc.v1.Node/ListPresignatures',
+                request_serializer=mpc_dot_v1_dot_node__pb2.ListPresignaturesRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_node__pb2.ListPresignaturesResponse.FromString,
+                _registered_method=True)
+        self.DiscardPresignatures = channel.unary_unary(
+                '/mpc.v1.Node/DiscardPresignatures',
+                request_serializer=mpc_dot_v1_dot_node__pb2.DiscardPresignaturesRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_node__pb2.DiscardPresignaturesResponse.FromString,
+                _registered_method=True)
         self.CommitEpoch = channel.unary_unary(
                 '/mpc.v1.Node/CommitEpoch',
                 request_serializer=mpc_dot_v1_dot_node__pb2.CommitEpochRequest.SerializeToString,
@@ -259,6 +274,40 @@ class NodeServicer:
     def ReserveSigning(self, request, context):
         """Grants (durably, once per request and attempt) one signing attempt of an approved request
         to one signer set and session; returns this node's signed reservation receipt.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SignPresigned(self, request, context):
+        """--- presignature pools (issue 14; README "Presignature pools") ---
+        A pool presignature is made by a signing session started with StartSession(presign = ...):
+        the same three DKLs23 rounds with no digest and no approvals; its last step stores the
+        presignatures *fresh* (sealed at rest, bound to key, epoch, derivation path and signer set)
+        and answers PresignResult. Caller: coordinator.
+        One-round online signing with a stored presignature: re-verifies the approvals like a
+        session would, then in ONE transaction consumes the presignature, grants (request, attempt)
+        to (signers, session = presig_id) (self-granted when len(signers) >= the reservation quorum
+        of the node's roster, else from `reservation_receipts`), records the served request and rate
+        limit, stores the released share and queues the audit entry; only then answers the share.
+        The same (request, attempt, presig_id) again answers the stored share (replayed = true).
+        Refusals carry trailing metadata `mpc-governance` = presig-unknown | presig-used |
+        presig-mismatch | epoch | served | attempt-taken | rate-limited | unreserved | denied |
+        expired | stale-policy | mpc-banned. Caller: coordinator.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPresignatures(self, request, context):
+        """The fresh (unused) presignatures this node holds (public parts only), to reconcile pools.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DiscardPresignatures(self, request, context):
+        """Deletes fresh presignatures (never a used one's tombstone); audited. Caller: coordinator.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -450,6 +499,21 @@ def add_NodeServicer_to_server(servicer, server):
                     servicer.ReserveSigning,
                     request_deserializer=mpc_dot_v1_dot_node__pb2.ReserveSigningRequest.FromString,
                     response_serializer=mpc_dot_v1_dot_node__pb2.ReserveSigningResponse.SerializeToString,
+            ),
+            'SignPresigned': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignPresigned,
+                    request_deserializer=mpc_dot_v1_dot_node__pb2.SignPresignedRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_node__pb2.SignPresignedResponse.SerializeToString,
+            ),
+            'ListPresignatures': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPresignatures,
+                    request_deserializer=mpc_dot_v1_dot_node__pb2.ListPresignaturesRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_node__pb2.ListPresignaturesResponse.SerializeToString,
+            ),
+            'DiscardPresignatures': grpc.unary_unary_rpc_method_handler(
+                    servicer.DiscardPresignatures,
+                    request_deserializer=mpc_dot_v1_dot_node__pb2.DiscardPresignaturesRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_node__pb2.DiscardPresignaturesResponse.SerializeToString,
             ),
             'CommitEpoch': grpc.unary_unary_rpc_method_handler(
                     servicer.CommitEpoch,
@@ -868,6 +932,87 @@ class Node:
             '/mpc.v1.Node/ReserveSigning',
             mpc_dot_v1_dot_node__pb2.ReserveSigningRequest.SerializeToString,
             mpc_dot_v1_dot_node__pb2.ReserveSigningResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignPresigned(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Node/SignPresigned',
+            mpc_dot_v1_dot_node__pb2.SignPresignedRequest.SerializeToString,
+            mpc_dot_v1_dot_node__pb2.SignPresignedResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPresignatures(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Node/ListPresignatures',
+            mpc_dot_v1_dot_node__pb2.ListPresignaturesRequest.SerializeToString,
+            mpc_dot_v1_dot_node__pb2.ListPresignaturesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DiscardPresignatures(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Node/DiscardPresignatures',
+            mpc_dot_v1_dot_node__pb2.DiscardPresignaturesRequest.SerializeToString,
+            mpc_dot_v1_dot_node__pb2.DiscardPresignaturesResponse.FromString,
             options,
             channel_credentials,
             insecure,

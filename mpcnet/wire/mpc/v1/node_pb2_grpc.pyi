@@ -66,6 +66,26 @@ class NodeStub:
     """Grants (durably, once per request and attempt) one signing attempt of an approved request
     to one signer set and session; returns this node's signed reservation receipt.
     """
+    SignPresigned: _grpc.UnaryUnaryMultiCallable[_node_pb2.SignPresignedRequest, _node_pb2.SignPresignedResponse]
+    """--- presignature pools (issue 14; README "Presignature pools") ---
+    A pool presignature is made by a signing session started with StartSession(presign = ...):
+    the same three DKLs23 rounds with no digest and no approvals; its last step stores the
+    presignatures *fresh* (sealed at rest, bound to key, epoch, derivation path and signer set)
+    and answers PresignResult. Caller: coordinator.
+    One-round online signing with a stored presignature: re-verifies the approvals like a
+    session would, then in ONE transaction consumes the presignature, grants (request, attempt)
+    to (signers, session = presig_id) (self-granted when len(signers) >= the reservation quorum
+    of the node's roster, else from `reservation_receipts`), records the served request and rate
+    limit, stores the released share and queues the audit entry; only then answers the share.
+    The same (request, attempt, presig_id) again answers the stored share (replayed = true).
+    Refusals carry trailing metadata `mpc-governance` = presig-unknown | presig-used |
+    presig-mismatch | epoch | served | attempt-taken | rate-limited | unreserved | denied |
+    expired | stale-policy | mpc-banned. Caller: coordinator.
+    """
+    ListPresignatures: _grpc.UnaryUnaryMultiCallable[_node_pb2.ListPresignaturesRequest, _node_pb2.ListPresignaturesResponse]
+    """The fresh (unused) presignatures this node holds (public parts only), to reconcile pools."""
+    DiscardPresignatures: _grpc.UnaryUnaryMultiCallable[_node_pb2.DiscardPresignaturesRequest, _node_pb2.DiscardPresignaturesResponse]
+    """Deletes fresh presignatures (never a used one's tombstone); audited. Caller: coordinator."""
     CommitEpoch: _grpc.UnaryUnaryMultiCallable[_node_pb2.CommitEpochRequest, _node_pb2.CommitEpochResponse]
     """--- key lifecycle (issue 11; governance/keyop.py, governance/roster.py) ---
     A refresh or reshare session is started with StartSession(reshare = ...). Its last step
@@ -164,6 +184,26 @@ class NodeAsyncStub(NodeStub):
     """Grants (durably, once per request and attempt) one signing attempt of an approved request
     to one signer set and session; returns this node's signed reservation receipt.
     """
+    SignPresigned: _aio.UnaryUnaryMultiCallable[_node_pb2.SignPresignedRequest, _node_pb2.SignPresignedResponse]  # type: ignore[assignment]
+    """--- presignature pools (issue 14; README "Presignature pools") ---
+    A pool presignature is made by a signing session started with StartSession(presign = ...):
+    the same three DKLs23 rounds with no digest and no approvals; its last step stores the
+    presignatures *fresh* (sealed at rest, bound to key, epoch, derivation path and signer set)
+    and answers PresignResult. Caller: coordinator.
+    One-round online signing with a stored presignature: re-verifies the approvals like a
+    session would, then in ONE transaction consumes the presignature, grants (request, attempt)
+    to (signers, session = presig_id) (self-granted when len(signers) >= the reservation quorum
+    of the node's roster, else from `reservation_receipts`), records the served request and rate
+    limit, stores the released share and queues the audit entry; only then answers the share.
+    The same (request, attempt, presig_id) again answers the stored share (replayed = true).
+    Refusals carry trailing metadata `mpc-governance` = presig-unknown | presig-used |
+    presig-mismatch | epoch | served | attempt-taken | rate-limited | unreserved | denied |
+    expired | stale-policy | mpc-banned. Caller: coordinator.
+    """
+    ListPresignatures: _aio.UnaryUnaryMultiCallable[_node_pb2.ListPresignaturesRequest, _node_pb2.ListPresignaturesResponse]  # type: ignore[assignment]
+    """The fresh (unused) presignatures this node holds (public parts only), to reconcile pools."""
+    DiscardPresignatures: _aio.UnaryUnaryMultiCallable[_node_pb2.DiscardPresignaturesRequest, _node_pb2.DiscardPresignaturesResponse]  # type: ignore[assignment]
+    """Deletes fresh presignatures (never a used one's tombstone); audited. Caller: coordinator."""
     CommitEpoch: _aio.UnaryUnaryMultiCallable[_node_pb2.CommitEpochRequest, _node_pb2.CommitEpochResponse]  # type: ignore[assignment]
     """--- key lifecycle (issue 11; governance/keyop.py, governance/roster.py) ---
     A refresh or reshare session is started with StartSession(reshare = ...). Its last step
@@ -337,6 +377,44 @@ class NodeServicer(metaclass=_abc_1.ABCMeta):
         """Grants (durably, once per request and attempt) one signing attempt of an approved request
         to one signer set and session; returns this node's signed reservation receipt.
         """
+
+    @_abc_1.abstractmethod
+    def SignPresigned(
+        self,
+        request: _node_pb2.SignPresignedRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_node_pb2.SignPresignedResponse, _abc.Awaitable[_node_pb2.SignPresignedResponse]]:
+        """--- presignature pools (issue 14; README "Presignature pools") ---
+        A pool presignature is made by a signing session started with StartSession(presign = ...):
+        the same three DKLs23 rounds with no digest and no approvals; its last step stores the
+        presignatures *fresh* (sealed at rest, bound to key, epoch, derivation path and signer set)
+        and answers PresignResult. Caller: coordinator.
+        One-round online signing with a stored presignature: re-verifies the approvals like a
+        session would, then in ONE transaction consumes the presignature, grants (request, attempt)
+        to (signers, session = presig_id) (self-granted when len(signers) >= the reservation quorum
+        of the node's roster, else from `reservation_receipts`), records the served request and rate
+        limit, stores the released share and queues the audit entry; only then answers the share.
+        The same (request, attempt, presig_id) again answers the stored share (replayed = true).
+        Refusals carry trailing metadata `mpc-governance` = presig-unknown | presig-used |
+        presig-mismatch | epoch | served | attempt-taken | rate-limited | unreserved | denied |
+        expired | stale-policy | mpc-banned. Caller: coordinator.
+        """
+
+    @_abc_1.abstractmethod
+    def ListPresignatures(
+        self,
+        request: _node_pb2.ListPresignaturesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_node_pb2.ListPresignaturesResponse, _abc.Awaitable[_node_pb2.ListPresignaturesResponse]]:
+        """The fresh (unused) presignatures this node holds (public parts only), to reconcile pools."""
+
+    @_abc_1.abstractmethod
+    def DiscardPresignatures(
+        self,
+        request: _node_pb2.DiscardPresignaturesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_node_pb2.DiscardPresignaturesResponse, _abc.Awaitable[_node_pb2.DiscardPresignaturesResponse]]:
+        """Deletes fresh presignatures (never a used one's tombstone); audited. Caller: coordinator."""
 
     @_abc_1.abstractmethod
     def CommitEpoch(
