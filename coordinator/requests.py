@@ -132,6 +132,8 @@ class SignRequests:
         self.vetted = VettedApprovals()  # approvals verified by this process (coordinator/vetted.py)
         self.quorum = QuorumClock()
         self.anomaly = AnomalyMonitor.off()  # the service wires in its monitor (coordinator/anomaly_hook.py)
+        # issue 14: (presig_id, mark it used in the DONE transaction) when rid was signed from a pool presignature
+        self.presig_done: Callable[[str], tuple[bytes, Callable[[sqlite3.Connection], object]] | None] = lambda rid: None
         self.node_name: Callable[[int], str] = lambda i: f"node-{i}"  # signer index -> roster name (the service's)
 
     # --- plumbing ----------------------------------------------------------------------------
@@ -247,6 +249,7 @@ class SignRequests:
             ],
             approval_quorum=quorum, approvers=approvers, signers=rec.signers, error_code=rec.error_code,
             error_message=rec.error_message, updated_unix_ms=rec.updated_ms, attempts=rec.attempts,
+            presigned=rec.state == "done" and self.db.signed_presigned(rec.request_id),
         )
         if rec.signature:
             out.signature.CopyFrom(common_pb2.Signature.FromString(rec.signature))
@@ -566,9 +569,13 @@ class SignRequests:
             key_id=rec.key_id.hex(), digest=rec.digest.hex(), signers=",".join(map(str, signers)), r=sig.r.hex(), s=sig.s.hex(),
             attempts=attempts,
         )
+        presig = self.presig_done(rid)  # issue 14 (coordinator/presigned.py)
+        if presig is not None:
+            finished["presig_id"] = presig[0].hex()
         done = AuditEvent("coordinator", "sign-done", rid, "done", finished)
         if not self._record_end(rid, lambda: self.db.transition(
-            rid, ("signing",), "done", signature=sig.SerializeToString(), signers=signers, attempts=attempts, audit=done
+            rid, ("signing",), "done", signature=sig.SerializeToString(), signers=signers, attempts=attempts, audit=done,
+            also=None if presig is None else presig[1],
         )):
             return
         self._count_done(rid, k.label, rec.created_ms)
