@@ -14,7 +14,7 @@ state::
   concurrent assigners never get the same presignature and an assignment always has its
   attempt.
 * A presig_id is assigned at most once, ever: triggers refuse ``assigned`` from any state but
-  ``ready``, a changed request id, leaving ``used``/``discarded``, and every DELETE (so a
+  ``ready``, ``ready`` again, a changed request id, leaving ``used``/``discarded``, and every DELETE (so a
   presig_id can never be inserted again as ``ready``).
 * ``used`` is set inside the transaction that moves the request to DONE (:meth:`mark_presig_used`).
 """
@@ -43,6 +43,9 @@ POOL_MIGRATION: tuple[str, ...] = (
     "CREATE TRIGGER IF NOT EXISTS presig_assigned_once BEFORE UPDATE ON presigs"
     " WHEN NEW.state = 'assigned' AND OLD.state != 'ready'"
     " BEGIN SELECT RAISE(ABORT, 'a presignature is assigned at most once'); END",
+    "CREATE TRIGGER IF NOT EXISTS presig_never_ready_again BEFORE UPDATE ON presigs"
+    " WHEN NEW.state = 'ready' AND OLD.state != 'ready'"
+    " BEGIN SELECT RAISE(ABORT, 'a presignature never becomes ready again'); END",
     "CREATE TRIGGER IF NOT EXISTS presig_request_fixed BEFORE UPDATE ON presigs"
     " WHEN OLD.request_id != '' AND (NEW.request_id != OLD.request_id OR NEW.attempt != OLD.attempt)"
     " BEGIN SELECT RAISE(ABORT, 'a presignature keeps its assignment'); END",
