@@ -20,7 +20,8 @@ coordinator's ``presigs`` table (:mod:`coordinator.pool_store`, public parts onl
   the roster or the committee, or a disputed pair (a ban claim) are discarded. Each node is
   reconciled (ListPresignatures) when it is first seen serving and after it was down: a ready
   presignature it does not list is discarded (a node deletes its fresh ones at start), and a
-  fresh one the coordinator never accepted is discarded on the node (an interrupted session).
+  fresh one that is not ready or assigned here is discarded on the node (an interrupted session,
+  a discard the node missed).
 * The choice at signing (:meth:`PresignPools.signing_sets`): signer sets of usable nodes only
   (healthy, active, in the committee), preferring undisputed, clock-trusted, least loaded ones.
 
@@ -334,9 +335,10 @@ class PresignPools:
 
     def reconcile(self, h: NodeHandle) -> bool:
         """Compare node ``h``'s fresh presignatures with the coordinator's ready ones: a ready
-        one of ``h``'s pools it does not hold is discarded; one it holds that the coordinator
-        never accepted is discarded on the node (only while no presign session runs, so a
-        session finishing now is never taken for an orphan). False if ``h`` did not answer."""
+        one of ``h``'s pools it does not hold is discarded; one it holds that is not ready or
+        assigned here (never accepted, or discarded while the node was unreachable) is discarded
+        on the node (only while no presign session runs, so a session finishing now is never
+        taken for an orphan). False if ``h`` did not answer."""
         with self._lock:
             quiet = self._inflight == 0
         try:
@@ -353,7 +355,7 @@ class PresignPools:
             with self._lock:
                 quiet = self._inflight == 0
         if quiet:
-            known = self.deps.db.presig_known(list(held))
+            known = self.deps.db.presigs_live(list(held))
             orphans: dict[bytes, list[bytes]] = {}
             for p in resp.presignatures:
                 if bytes(p.presig_id) not in known and len(p.key_id) == 32:

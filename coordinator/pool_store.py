@@ -202,11 +202,12 @@ class PoolStore:
             )
         return [_row(r) for r in rows]
 
-    def presig_known(self, presig_ids: Sequence[bytes]) -> set[bytes]:
-        """Which of ``presig_ids`` the coordinator ever stored (any state)."""
+    def presigs_live(self, presig_ids: Sequence[bytes]) -> set[bytes]:
+        """Which of ``presig_ids`` are ``ready`` or ``assigned`` here (a node's fresh copy of any
+        other one, never accepted, discarded or used, is of no use)."""
         out: set[bytes] = set()
         for p in presig_ids:
-            if self._query("SELECT 1 FROM presigs WHERE presig_id = ?", (bytes(p),)):
+            if self._query("SELECT 1 FROM presigs WHERE presig_id = ? AND state IN ('ready', 'assigned')", (bytes(p),)):
                 out.add(bytes(p))
         return out
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import grpc
 
@@ -17,6 +17,7 @@ from coordinator.pool import PoolDeps, PresignPools
 from coordinator.pool_config import PresignConfig
 from coordinator.pool_store import PresigRow
 from coordinator.presigned import PresignedDeps, PresignedSigning
+from coordinator.relay import NodeHandle
 from crypto_core.bip32 import derive
 from crypto_core.keyshare import KeyShare
 from crypto_core.local import run
@@ -38,7 +39,7 @@ class NodeError(grpc.RpcError):
     def details(self) -> str:
         return self._details
 
-    def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
+    def trailing_metadata(self) -> Any:
         return self._md
 
 
@@ -189,8 +190,8 @@ def cluster(tmp_path: Path, *, t: int = 2, n: int = 3, enabled: bool = True, cfg
     busy = [False]
     pools = PresignPools(
         cfg or PresignConfig(enabled=enabled),
-        PoolDeps(db, lambda: nodes, lambda k: (epoch[0], tuple(range(1, n + 1)), set()), lambda: busy[0],
-                 threading.BoundedSemaphore(4), 2.0),  # type: ignore[arg-type]
+        PoolDeps(db, lambda: cast("dict[int, NodeHandle]", nodes), lambda k: (epoch[0], tuple(range(1, n + 1)), set()),
+                 lambda: busy[0], threading.BoundedSemaphore(4), 2.0),
     )
     stop = threading.Event()
     signing = PresignedSigning(PresignedDeps(pools, lambda *a: [], lambda: b"", 2.0, stop))

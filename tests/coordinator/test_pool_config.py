@@ -68,4 +68,7 @@ def test_the_coordinator_config_carries_the_section(tmp_path: Any) -> None:
     import coordinator.config as config
 
     assert "presign" in config._KEYS
-    assert config.CoordinatorConfig.__dataclass_fields__["presign"].default_factory() == PresignConfig()  # type: ignore[misc]
+    import dataclasses
+
+    f = {x.name: x for x in dataclasses.fields(config.CoordinatorConfig)}["presign"]
+    assert f.default_factory is PresignConfig

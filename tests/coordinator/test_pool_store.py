@@ -127,7 +127,8 @@ def test_used_is_marked_in_the_done_transaction_and_counted(tmp_path: Path) -> N
         assert db.mark_presig_used(c, a.presig_id, "req-1", 3)
     assert db.signed_presigned("req-1") and not db.signed_presigned("req-2")
     assert db.presig_assigned_to("req-1") is None
-    assert db.presig_known([a.presig_id, b"x" * 32]) == {a.presig_id}
+    b = db.ready_presigs()[0]
+    assert db.presigs_live([a.presig_id, b.presig_id, b"x" * 32]) == {b.presig_id}  # used: not live
 
 
 def test_a_discard_leaves_used_ones(tmp_path: Path) -> None:
