@@ -42,6 +42,11 @@ more than the fixed 5-minute allowance plus this ahead of the node's clock.
 node's own RPCs are unary): each holds a server thread, so the server runs ``workers +
 max_streams`` threads and more streams get RESOURCE_EXHAUSTED instead of starving the protocol
 RPCs; a stream is cancelled after 65 s (:mod:`mpcnet.common.streams`).
+
+``max_presignatures_per_key`` (default 64, 0 disables presign sessions) caps the fresh pool
+presignatures a key may have here (stored plus in live presign sessions; RESOURCE_EXHAUSTED
+beyond); ``max_presign_batch`` (default 16, at most 64) caps one presign session's ``count``
+(issue 14, :mod:`mpc_node.presign`).
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from crypto_core.sign import MAX_PRESIGN_BATCH
 from governance.approval import MAX_CLOCK_TOLERANCE_MS
 from governance.policy import AdminSet, SignedPolicyChange
 from governance.roster import Roster, SignedRosterChange
@@ -65,6 +71,7 @@ _KEYS = {
     "policy_max_age_s", "max_streams", "pkcs11", "log_format",
 }
 _KEYS.add("metrics")  # issue 15: mpcnet.common.metrics
+_KEYS |= {"max_presignatures_per_key", "max_presign_batch"}  # issue 14: presignature pools (mpc_node/presign.py)
 DEFAULT_POLICY_MAX_AGE_S = 86400
 MAX_POLICY_MAX_AGE_S = 366 * 86400
 MAX_CLOCK_TOLERANCE_S = MAX_CLOCK_TOLERANCE_MS / 1000
@@ -112,6 +119,9 @@ class NodeConfig:
     pkcs11: Pkcs11Settings | None = None  # the store key (and maybe the identity) in a PKCS#11 token
     metrics: MetricsSettings | None = None  # the metrics endpoint (mpcnet.common.metrics); None: none
     log_format: str = "text"  # "text" | "json" (mpcnet.common.jsonlog)
+    # issue 14: fresh pool presignatures kept per key (0: no presign sessions) and per session
+    max_presignatures_per_key: int = 64
+    max_presign_batch: int = 16
 
     @property
     def protection(self) -> KeyProtection:
@@ -192,6 +202,8 @@ def load_node_config(path: Path) -> NodeConfig:
         signed_roster=signed_roster,
         pkcs11=pkcs11,
         metrics=load_metrics_settings(f),
+        max_presignatures_per_key=f.integer("max_presignatures_per_key", 64, lo=0, hi=100_000),
+        max_presign_batch=f.integer("max_presign_batch", 16, lo=1, hi=MAX_PRESIGN_BATCH),
     )
     entry_name = roster[index].name if index in roster else signed_roster.entry(index).name  # type: ignore[union-attr]
     if entry_name != cfg.name:

@@ -21,7 +21,8 @@ produces a round's messages. The file holds one JSON object::
   ``protocol``/``round``; :meth:`FaultInjector.at`): ``reshare-stored`` (the session's outcome,
   pending share and receipt or retiring marker, is stored, the answer carrying the receipt not
   sent) and ``epoch-committed`` (the ``CommitEpoch`` transaction and its audit entry are
-  written, the answer not sent). Only ``crash`` and ``delay`` exist here. The rounds of a
+  written, the answer not sent) and ``presign-consumed`` (a ``SignPresigned`` consume transaction
+  committed, the share not answered; issue 14). Only ``crash`` and ``delay`` exist here. The rounds of a
   reshare session are ``{"protocol": "reshare", "round": R}`` as above (``crash`` exits instead
   of answering with round ``R``'s messages).
 * ``store-unwritable`` (no ``protocol``/``round``): while the file says so, every write to the
@@ -41,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ENV = "MPC_TEST_FAULT_FILE"
-POINTS = ("reshare-stored", "epoch-committed")
+POINTS = ("reshare-stored", "epoch-committed", "presign-consumed")
 MAX_DELAY_S = 120.0
 log = logging.getLogger("mpc_node.faults")
 

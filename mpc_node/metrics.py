@@ -60,6 +60,7 @@ def node_metrics(service: NodeService) -> Metrics:
             m.sessions_aborted_total.labels(protocol=protocol, reason=reason).inc(0)
         m.sessions_live.labels(protocol=protocol).set_function(functools.partial(_live, service, protocol))
     m.watch_store(lambda: not service.store_problem)
+    m.presignatures_available.set_function(functools.partial(_fresh, service))  # issue 14: fresh pool presignatures
     m.watch_disk(service.cfg.store.parent)
     m.watch_audit(service.audit.head_stamp, service.clock.now_ms)
     return m
@@ -70,3 +71,11 @@ def _live(service: NodeService, protocol: str) -> float:
         return float(sum(
             1 for s in service._sessions.values() if protocol_label(s.kind) == protocol and not s.done and s.failed is None
         ))
+
+
+def _fresh(service: NodeService) -> float:
+    """Fresh pool presignatures stored, all keys (0 while the store cannot be read)."""
+    try:
+        return float(service.pools.fresh_count())
+    except Exception:
+        return 0.0

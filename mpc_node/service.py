@@ -82,6 +82,7 @@ from mpc_node.fields import (
 from mpc_node.governance import Approved, NodeGovernance, refusal
 from mpc_node.keyops import ReshareSetup
 from mpc_node.metrics import count_abort, node_metrics, timed_round
+from mpc_node.presign import NodePools, PresignSetup
 from mpc_node.roster_state import NodeRoster
 from mpc_node.rotation import KeyRotation
 from mpc_node.storage import NodeStore, RateLimited, RequestAlreadyServed, Reservation as StoredReservation, ReservationConflict, StoreError
@@ -140,6 +141,7 @@ class Session:
     # envelopes carry roster indices, crypto_core parties share indices
     committee: tuple[int, ...] = ()
     reshare: ReshareSetup | None = None  # reshare only
+    presign: PresignSetup | None = None  # a presign session (kind "sign", issue 14: mpc_node/presign.py)
 
     def to_roster(self, party: int) -> int:
         return self.committee[party - 1] if self.committee else party
@@ -214,6 +216,7 @@ class NodeService:
         self.bans = BanRegistry(store, self.journal)
         self.epochs = EpochService(self)
         self.backups = NodeBackups(self)
+        self.pools = NodePools(self)  # issue 14: deletes every fresh presignature first
         self.metrics = node_metrics(self)  # mpc_node.metrics (issue 15): NullMetrics without a metrics section
         self.outbox.start()
 
@@ -405,6 +408,7 @@ class NodeService:
             reason=self.rotation.problem or (
                 (f"token unusable: {problem}" if problem.startswith("pkcs11") else f"store cannot be written: {problem}")
                 if problem else ""),
+            presignatures=self.pools.fresh_count(), presign_sessions=len(self.pools.live_sessions()),
         )
 
     # --- sessions ----------------------------------------------------------------------------
@@ -440,8 +444,10 @@ class NodeService:
             s, out = self._new_sign(sid, req.sign, ctx)
         elif which == "reshare":
             s, out = self._new_reshare(sid, req.reshare, ctx)
+        elif which == "presign":
+            s, out = self.pools.new_session(sid, req.presign, ctx)
         else:
-            raise invalid("params", "missing: give dkg, sign or reshare parameters")
+            raise invalid("params", "missing: give dkg, sign, reshare or presign parameters")
         deadline = time.monotonic() + SUPERSEDE_WAIT_S
         while True:
             with self._lock:
@@ -451,7 +457,7 @@ class NodeService:
                     raise RpcError(
                         Code.RESOURCE_EXHAUSTED, f"sessions: {self.cfg.name} already runs {self.cfg.max_sessions} sessions (the limit)"
                     )
-                old = self._live_session_for(s.request_id) if s.kind == "sign" else None
+                old = self._live_session_for(s.request_id) if s.kind == "sign" and s.presign is None else None
                 if s.kind == "reshare" and any(
                     o.kind == "reshare" and o.key_id == s.key_id and not o.done and o.failed is None for o in self._sessions.values()
                 ):
@@ -468,7 +474,7 @@ class NodeService:
                     self._sessions[sid] = s
                     break
             self._supersede(old, s, deadline, ctx)
-        if s.kind == "sign":
+        if s.kind == "sign" and s.presign is None:
             try:  # the session's first store write (the audit outbox): a node that cannot write refuses here
                 self._audit_sign_start(s)
             except Exception as e:
@@ -736,7 +742,9 @@ class NodeService:
                     Code.FAILED_PRECONDITION,
                     f"round: session {s.short} on {self.cfg.name} expects round-{s.expect_round} messages, got round {req.round}",
                 )
-            if (req.attempt or req.reservation_receipts) and not (s.kind == "sign" and req.round == SIGN_RELEASE_ROUND):
+            if (req.attempt or req.reservation_receipts) and not (
+                s.kind == "sign" and s.presign is None and req.round == SIGN_RELEASE_ROUND
+            ):
                 raise invalid(
                     "reservation_receipts",
                     f"only the round-{SIGN_RELEASE_ROUND} delivery of a signing session carries a reserved attempt and its receipts",
@@ -964,6 +972,8 @@ class NodeService:
             resp = self._finish_dkg(s)
         elif s.kind == "reshare":
             resp = self.epochs.finish_reshare(s)
+        elif s.presign is not None:
+            resp = self.pools.finish(s)
         else:
             resp = self._finish_sign(s)
         return resp
@@ -1191,6 +1201,19 @@ class NodeService:
         log.info("request %s: attempt %d reserved for nodes %s (session %s)", rid, grant.attempt, list(grant.signers), sid.hex()[:12],
                  extra={"event": "sign-reserved", "request_id": rid, "session_id": sid.hex()})
         return node_pb2.ReserveSigningResponse(receipt=receipt.to_bytes(), reserver=self.me, created=created)
+
+    # --- presignature pools (issue 14): mpc_node.presign --------------------------------------
+    def SignPresigned(self, req: node_pb2.SignPresignedRequest, ctx: Any) -> node_pb2.SignPresignedResponse:
+        with self._store_guard():
+            return self.pools.sign_presigned(req, ctx)
+
+    def ListPresignatures(self, req: node_pb2.ListPresignaturesRequest, ctx: Any) -> node_pb2.ListPresignaturesResponse:
+        with self._store_guard():
+            return self.pools.list(req)
+
+    def DiscardPresignatures(self, req: node_pb2.DiscardPresignaturesRequest, ctx: Any) -> node_pb2.DiscardPresignaturesResponse:
+        with self._store_guard():
+            return self.pools.discard(req, ctx)
 
     # --- keys --------------------------------------------------------------------------------
     def _row(self, key_id: bytes) -> Any:

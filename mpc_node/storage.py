@@ -53,6 +53,7 @@ from governance.reservation import MAX_SIGN_ATTEMPTS
 from mpc_node import audit_outbox
 from mpc_node.backup_store import BACKUP_MIGRATION, BackupStore
 from mpc_node.epoch_store import ABANDONED_MIGRATION, EPOCH_MIGRATION, KEY_ROSTER_MIGRATION, EpochStore
+from mpc_node.presig_store import PRESIG_MIGRATION, PresigStore, delete_fresh_with_peer
 from mpcnet.common.pkcs11token import WRAPPED_LEN, StorageKey, TokenError
 from mpcnet.common.stores.sqlite import AddColumn, DatabaseError, Migration, migrate, open_database, write_transaction
 
@@ -168,6 +169,8 @@ _MIGRATIONS: tuple[Migration, ...] = (
     BACKUP_MIGRATION,
     # 8: the audit outbox (issue 14, mpc_node/audit_outbox.py): entries committed with their state change
     (audit_outbox.OUTBOX_TABLE,),
+    # 9: presignature pools (issue 14, mpc_node/presig_store.py): public columns, the released share
+    PRESIG_MIGRATION,
 )
 MAX_SCOPE = 32
 MAX_CHANGE = 1 << 20
@@ -280,7 +283,7 @@ def _aad(kind: bytes, ident: bytes, node_id: int) -> bytes:
 
 
 
-class NodeStore(EpochStore, BackupStore):
+class NodeStore(EpochStore, BackupStore, PresigStore):
     """A node's encrypted SQLite store; create with :meth:`open`, release with :meth:`close`.
     Key epochs and pending shares: :class:`mpc_node.epoch_store.EpochStore`; backup and
     recovery state: :class:`mpc_node.backup_store.BackupStore`."""
@@ -553,7 +556,8 @@ class NodeStore(EpochStore, BackupStore):
     # --- bans --------------------------------------------------------------------------------
 
     def add_ban(self, key_id: bytes, peer: int, reason: str) -> None:
-        """Refuse every later session with ``peer`` for ``key_id``; the first reason is kept."""
+        """Refuse every later session with ``peer`` for ``key_id``; the first reason is kept. The
+        key's fresh presignatures whose signers include ``peer`` are deleted in the same transaction."""
         key_id = _check_bytes(key_id, "key_id", length=ID_LEN)
         _check_int(peer, "peer", 1, 65535)
         reason = _check_text(reason, "reason", MAX_REASON)
@@ -562,6 +566,7 @@ class NodeStore(EpochStore, BackupStore):
                 "INSERT OR IGNORE INTO bans (key_id, peer, reason, created_at) VALUES (?, ?, ?, ?)",
                 (key_id, peer, reason, int(time.time())),
             )
+            delete_fresh_with_peer(c, key_id, peer)  # issue 14: no pool presignature with a banned peer survives
 
     def banned(self, key_id: bytes) -> frozenset[int]:
         """Peers banned for ``key_id``."""

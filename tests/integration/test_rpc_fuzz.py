@@ -156,7 +156,16 @@ def corpus(fc, fkey) -> tuple[dict[str, list[Any]], dict[str, list[Message]]]:
         "InstallPolicyAttestation": [node_pb2.InstallPolicyAttestationRequest(attestation=attestation)],
         "AbortSession": [node_pb2.AbortSessionRequest(session_id=bytes(32), reason="fuzz")],
         "Step": [node_pb2.StepRequest(session_id=bytes(32), round=1)],
+        # issue 14: presignature pools (mpc_node/presign.py); no pool exists here, so SignPresigned
+        # gets past the field checks to presig-unknown, and a presign session starts
+        "SignPresigned": [node_pb2.SignPresignedRequest(
+            presig_id=bytes(32), key_id=fkey.key_id, signers=[1, 2], digest=DIGEST, request_id=rid, approval_bundle=bundle,
+            policy_attestation=attestation, attempt=1)],
+        "ListPresignatures": [node_pb2.ListPresignaturesRequest(key_id=fkey.key_id), node_pb2.ListPresignaturesRequest()],
+        "DiscardPresignatures": [node_pb2.DiscardPresignaturesRequest(key_id=fkey.key_id, presig_ids=[bytes(32)], reason="fuzz")],
     }
+    templates["StartSession"].append(node_pb2.StartSessionRequest(
+        session_id=bytes(32), presign=node_pb2.PresignParams(key_id=fkey.key_id, signers=[1, 2], count=2)))
     return hints, templates
 
 

@@ -1,0 +1,428 @@
+"""Presignature pools on the node (issue 14; design D1-D6, /work contract "Presign session" and
+"One-round signing"): presign sessions, ``SignPresigned``, ``ListPresignatures``,
+``DiscardPresignatures`` and the pool's housekeeping.
+
+A *presign session* is a signing session (``Session.kind == "sign"``, so ban locks, epoch commits
+and roster changes end it like any signing session) whose :class:`PresignSetup` says it makes
+``count`` presignatures (:class:`crypto_core.sign.PresignBatch`) for one key, epoch, derivation
+path and signer set, with no digest and no approvals: a pool changes speed, never what may be
+signed. On the delivery of round 3 it stores them *fresh* (sealed at rest) in one transaction
+that checks again that the key is active at that epoch and the node's cap, with a ``presign``
+audit entry; only then does it answer ``PresignResult``.
+
+``SignPresigned`` signs one approved request with one stored presignature in one round. In
+order: field checks (INVALID_ARGUMENT); a replay of the same ``(request, attempt)`` answers the
+stored share (``replayed``); then ``presig-used`` / ``presig-unknown`` / ``presig-mismatch`` /
+``epoch`` / ``mpc-banned``; the approvals exactly as a signing session checks them; the
+reservation of the attempt (self-granted when the signer set is at least a reservation quorum
+of the node's roster, else from ``reservation_receipts``); then ONE transaction consumes the
+presignature, grants the attempt, records the served request and rate limit, stores the share
+and queues the ``sign-share`` audit entry. The share (re-randomised, version 2) is computed in
+memory before and released only after that transaction commits. Every refusal carries the
+trailing metadata ``mpc-governance`` (its kind) and is audited.
+
+At start every fresh presignature is deleted (a restored store cannot revive one); an epoch
+commit (mpc_node/epoch_store.py), a ban (``NodeStore.add_ban``) and ``DiscardPresignatures``
+delete fresh ones; a used one's tombstone (with its share) is kept for good.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from crypto_core.bip32 import check_path
+from crypto_core.errors import ProtocolError, UsageError
+from crypto_core.hazmat.presignature import load_presignature
+from crypto_core.session import RoundOutput
+from crypto_core.sign import BatchConfig, PresignBatch
+from governance.errors import GovernanceError
+from governance.reservation import MAX_SIGN_ATTEMPTS, Reservation, reservation_quorum, verify_receipts
+from governance.text import REQUEST_ID_RE, REQUEST_ID_RULE
+from mpc_node.audit_outbox import OutboxEntry
+from mpc_node.envelope import seal_broadcast
+from mpc_node.fields import at_most, governance_blob
+from mpc_node.governance import refusal
+from mpc_node.presig_store import FreshPresignature, PoolError, PoolPresignature
+from mpc_node.storage import RateLimited, RequestAlreadyServed, Reservation as StoredReservation, ReservationConflict, ServedRequest
+from mpcnet.common.rpc import RpcError, caller_identity, check_len, invalid
+from mpcnet.wire.mpc.v1 import common_pb2, node_pb2
+
+if TYPE_CHECKING:
+    from mpc_node.service import NodeService, Session
+
+log = logging.getLogger("mpc_node.presign")
+Code = grpc.StatusCode
+
+SHARE_ROUND = 4  # the round a signing session's share is sealed as (service.SIGN_RELEASE_ROUND + 1)
+REASON_RE = re.compile(r"[a-z0-9-]{1,32}")
+MAX_DISCARD_IDS = 4096
+FAULT_CONSUMED = "presign-consumed"  # mpc_node/faults.py point: the consume committed, the answer not sent
+
+
+@dataclass(frozen=True)
+class PresignSetup:
+    """What a presign session makes: ``count`` presignatures of the key at ``epoch`` (the
+    session's key id, path and participants are the :class:`~mpc_node.service.Session`'s);
+    ``actor`` is the caller's certificate name (for the audit entry)."""
+
+    epoch: int
+    count: int
+    actor: str
+
+
+def _caller(ctx: Any) -> str:
+    ident = caller_identity(ctx) if ctx is not None else None
+    return ident.name if ident is not None else "unknown"
+
+
+def _path_text(path: tuple[int, ...]) -> str:
+    return "m" + "".join(f"/{i}" for i in path)
+
+
+def _signers(values: Any, field: str, peers: dict[int, Any], *, pooled: bool = False) -> tuple[int, ...]:
+    """Distinct roster indices of active nodes, in increasing order (INVALID_ARGUMENT naming
+    ``field``). ``pooled``: a signer no longer active in the roster (revoked since the presignature
+    was made) is FAILED_PRECONDITION ``presig-mismatch`` instead (the coordinator drops that pool)."""
+    at_most(values, field, len(peers), "party indices")
+    signers = tuple(int(j) for j in values)
+    if len(set(signers)) != len(signers):
+        raise invalid(field, "duplicate party index")
+    if list(signers) != sorted(signers):
+        raise invalid(field, "must be in increasing order")
+    for j in signers:
+        if j not in peers:
+            why = f"party {j} is not an active node of this node's roster ({','.join(map(str, sorted(peers)))})"
+            if pooled:
+                raise refusal(Code.FAILED_PRECONDITION, "presig-mismatch", f"{field}: {why}")
+            raise invalid(field, why)
+    return signers
+
+
+def _renamed(e: RpcError, prefix: str) -> RpcError:
+    """A shared check's error names ``sign.<field>``: here the field is ``<prefix><field>``."""
+    if e.message.startswith("sign."):
+        return RpcError(e.code, prefix + e.message[len("sign."):], metadata=e.metadata)
+    return e
+
+
+class NodePools:
+    """The node's side of presignature pools, bound to one :class:`~mpc_node.service.NodeService`."""
+
+    def __init__(self, node: NodeService) -> None:
+        self.node = node
+        n = node.store.delete_all_fresh_presignatures()
+        if n:
+            log.info("deleted %d fresh presignature(s) at start (never revived)", n)
+            node.audit.append(node.cfg.name, "presign-discard", outcome="discarded", details={"count": n, "reason": "node-start"})
+
+    # --- counts ----------------------------------------------------------------------------
+    def live_sessions(self, key_id: bytes | None = None) -> list[Session]:
+        node = self.node
+        with node._lock:
+            return [
+                s for s in node._sessions.values()
+                if s.presign is not None and not s.done and s.failed is None and (key_id is None or s.key_id == key_id)
+            ]
+
+    def fresh_count(self) -> int:
+        """Fresh presignatures stored, all keys (Health, the pool-depth metric)."""
+        return self.node.store.count_fresh()
+
+    # --- presign sessions -------------------------------------------------------------------
+    def new_session(self, sid: bytes, p: node_pb2.PresignParams, ctx: Any) -> tuple[Session, Callable[[], RoundOutput]]:
+        """The presign session ``sid`` (not yet registered) and its first round; RpcError naming
+        the ``presign.*`` field when refused (audited)."""
+        try:
+            return self._new_session(sid, p, _caller(ctx))
+        except RpcError as e:
+            e = _renamed(e, "presign.")
+            self._audit_refusal("presign", e.message, _caller(ctx), bytes(p.key_id))
+            raise e from None
+
+    def _new_session(self, sid: bytes, p: node_pb2.PresignParams, actor: str) -> tuple[Session, Callable[[], RoundOutput]]:
+        from mpc_node.service import Session
+
+        node = self.node
+        cfg = node.cfg
+        key_id = check_len(p.key_id, "presign.key_id", 32)
+        if cfg.max_presignatures_per_key == 0:
+            raise RpcError(Code.FAILED_PRECONDITION, f"presign: {cfg.name} makes no pool presignatures (max_presignatures_per_key is 0)")
+        if node.bans.closed(key_id) is not None:
+            raise node._closed_error(key_id)
+        try:
+            path = check_path(tuple(p.derivation_path))
+        except UsageError as e:
+            raise invalid("presign.derivation_path", str(e).split(": ", 1)[-1]) from None
+        if not 1 <= p.count <= cfg.max_presign_batch:
+            raise invalid("presign.count", f"must be 1..{cfg.max_presign_batch} (max_presign_batch), got {p.count}")
+        peers = node.peers()
+        signers = _signers(p.signers, "presign.signers", peers)
+        if node.me not in signers:
+            raise invalid("presign.signers", f"does not include this node ({node.me})")
+        key = node._key(key_id)
+        if p.epoch != key.epoch:
+            raise refusal(
+                Code.FAILED_PRECONDITION, "epoch",
+                f"presign.epoch: is {p.epoch}, the active epoch of key {key_id.hex()[:16]} on {cfg.name} is {key.epoch}",
+            )
+        committee = node._committee(key_id, key, p.epoch)
+        outside = [j for j in signers if j not in committee]
+        if outside:
+            raise invalid("presign.signers", f"node {outside[0]} is not in the committee of key {key_id.hex()[:16]} ({list(committee)})")
+        if len(signers) != key.threshold:
+            raise invalid("presign.signers", f"key needs exactly {key.threshold} signers, got {len(signers)}")
+        banned = node.bans.banned(key_id)
+        bad = sorted(set(signers) & banned)
+        if bad:
+            raise RpcError(
+                Code.PERMISSION_DENIED,
+                f"presign.signers: {node.node_name(bad[0])} is banned by {cfg.name} for key {key_id.hex()[:16]}",
+                metadata=[("mpc-banned", ",".join(map(str, bad)))],
+            )
+        held = node.store.count_fresh(key_id) + sum(s.presign.count for s in self.live_sessions(key_id) if s.presign is not None)
+        if held + p.count > cfg.max_presignatures_per_key:
+            raise RpcError(
+                Code.RESOURCE_EXHAUSTED,
+                f"presign.count: key {key_id.hex()[:16]} has {held} presignature(s) stored or in the making on {cfg.name};"
+                f" {p.count} more exceed max_presignatures_per_key {cfg.max_presignatures_per_key}",
+            )
+        try:
+            party = PresignBatch(key, BatchConfig(
+                sid, tuple(sorted(committee.index(j) + 1 for j in signers)), p.count, path,
+                frozenset(committee.index(j) + 1 for j in banned if j in committee),
+            ))
+        except UsageError as e:
+            raise invalid("presign", str(e)) from None
+        cmap = () if committee == tuple(range(1, len(committee) + 1)) else committee
+        s = Session(
+            sid, "sign", party, signers, tuple(j for j in signers if j != node.me), 1,
+            key=key, key_id=key_id, path=path, committee=cmap, presign=PresignSetup(p.epoch, p.count, actor),
+        )
+        return s, party.start
+
+    def finish(self, s: Session) -> node_pb2.StepResponse:
+        """Round 3 delivered: store the batch fresh (one transaction: key active at the epoch,
+        the cap, the ``presign`` audit entry), then answer ``PresignResult``. Nothing is stored
+        on a refusal (FAILED_PRECONDITION ``epoch``, RESOURCE_EXHAUSTED ``presign.count``)."""
+        node = self.node
+        setup = s.presign
+        assert setup is not None
+        results = s.party.results
+        now = node.clock.now_ms()
+        batch = []
+        for p in results:
+            info = PoolPresignature(
+                p.sigid, s.key_id, setup.epoch, s.path, s.participants, p.R.encode(), p.public_key.encode(), now,
+            )
+            batch.append(FreshPresignature(info, p.to_bytes()))
+        entry = OutboxEntry(setup.actor[:64] or "coordinator", "presign", "", "stored", {
+            "key_id": s.key_id.hex(), "epoch": setup.epoch, "path": _path_text(s.path),
+            "signers": ",".join(map(str, s.participants)), "count": len(batch), "session": s.id.hex()[:16],
+        })
+        out = [_info(f.info) for f in batch]  # instance order
+        try:
+            node.store.put_presignatures(s.key_id, setup.epoch, batch, cap=node.cfg.max_presignatures_per_key, audit=entry)
+        except PoolError as e:
+            code = Code.RESOURCE_EXHAUSTED if e.kind == "cap" else Code.FAILED_PRECONDITION
+            err = refusal(code, e.kind, f"{e} ({node.cfg.name})")
+            self._audit_refusal("presign", err.message, setup.actor, s.key_id)
+            raise err from None
+        finally:
+            s.party = None  # the secrets live only in the store now (or nowhere)
+            del results, batch
+        node.outbox.notify()
+        s.done = True
+        log.info("session %s (presign): %d presignature(s) of key %s stored", s.short, setup.count, s.key_id.hex()[:16],
+                 extra={"event": "session-finished", "session_id": s.id.hex()})
+        return node_pb2.StepResponse(session_id=s.id, round=0, finished=True, presign_result=node_pb2.PresignResult(presignatures=out))
+
+    # --- SignPresigned ------------------------------------------------------------------------
+    def sign_presigned(self, req: node_pb2.SignPresignedRequest, ctx: Any) -> node_pb2.SignPresignedResponse:
+        """See the module. Refusals are audited (``sign-share`` refused) and carry ``mpc-governance``."""
+        actor = _caller(ctx)
+        try:
+            return self._sign_presigned(req)
+        except RpcError as e:
+            e = _renamed(e, "")
+            self.node._audit_sign("sign-share", req.request_id, "refused", e.message, actor=actor, key_id=bytes(req.key_id)[:32])
+            raise e from None
+
+    def _reply(self, presig_id: bytes, share: bytes, replayed: bool) -> node_pb2.SignPresignedResponse:
+        node = self.node
+        e = seal_broadcast(share, identity=node.keys.identity, session_id=presig_id, round=SHARE_ROUND, sender=node.me)
+        env = common_pb2.Envelope(
+            session_id=e.session_id, round=e.round, sender=e.sender, receiver=e.receiver, payload=e.payload,
+            ephemeral_key=e.ephemeral_key, signature=e.signature,
+        )
+        return node_pb2.SignPresignedResponse(share=env, signer=node.me, replayed=replayed)
+
+    def _sign_presigned(self, req: node_pb2.SignPresignedRequest) -> node_pb2.SignPresignedResponse:
+        node = self.node
+        name = node.cfg.name
+        # 1. the fields
+        presig_id = check_len(req.presig_id, "presig_id", 32)
+        key_id = check_len(req.key_id, "key_id", 32)
+        digest = check_len(req.digest, "digest", 32)
+        if not REQUEST_ID_RE.fullmatch(req.request_id):
+            raise invalid("request_id", REQUEST_ID_RULE)
+        try:
+            path = check_path(tuple(req.derivation_path))
+        except UsageError as e:
+            raise invalid("derivation_path", str(e).split(": ", 1)[-1]) from None
+        governance_blob(req.approval_bundle, "approval_bundle")
+        governance_blob(req.policy_attestation, "policy_attestation")
+        peers = node.peers()
+        signers = _signers(req.signers, "signers", peers, pooled=True)
+        if not 1 <= req.attempt <= MAX_SIGN_ATTEMPTS:
+            raise invalid("attempt", f"must be 1..{MAX_SIGN_ATTEMPTS}, got {req.attempt}")
+        at_most(req.reservation_receipts, "reservation_receipts", len(peers), "receipts (one per roster node)")
+        for k, r in enumerate(req.reservation_receipts):
+            governance_blob(r, f"reservation_receipts[{k}]")
+        # 2. a replay: the share already left durably, nothing else changes that
+        found = node.store.pool_presignature(presig_id)
+        if found is not None and found[0].used:
+            return self._replayed(presig_id, req.request_id, req.attempt)
+        # 3. the presignature, the key's epoch, the bans
+        if node.bans.closed(key_id) is not None:
+            raise node._closed_error(key_id)
+        bad = sorted(set(signers) & node.bans.banned(key_id))
+        if bad:  # before the lookup: a ban deleted the key's fresh presignatures with that peer
+            raise RpcError(
+                Code.PERMISSION_DENIED,
+                f"signers: {node.node_name(bad[0])} is banned by {name} for key {key_id.hex()[:16]}",
+                metadata=[("mpc-governance", "mpc-banned"), ("mpc-banned", ",".join(map(str, bad)))],
+            )
+        if found is None:
+            raise refusal(
+                Code.FAILED_PRECONDITION, "presig-unknown",
+                f"presig_id: {name} holds no presignature {presig_id.hex()[:16]} (never made, discarded, or deleted at its start)",
+            )
+        info, record = found
+        for field, same in (
+            ("key_id", info.key_id == key_id), ("epoch", info.epoch == req.epoch),
+            ("derivation_path", info.path == path), ("signers", info.signers == signers),
+        ):
+            if not same:
+                raise refusal(
+                    Code.FAILED_PRECONDITION, "presig-mismatch",
+                    f"{field}: differs from presignature {presig_id.hex()[:16]}'s on {name}",
+                )
+        if node.rotation.problem:
+            raise RpcError(Code.FAILED_PRECONDITION, f"roster: {name}: {node.rotation.problem}; it signs nothing")
+        key = node._key(key_id)
+        committee = node._committee(key_id, key, info.epoch)
+        if node.me not in signers or any(j not in committee for j in signers):
+            raise refusal(Code.FAILED_PRECONDITION, "presig-mismatch", f"signers: not in the committee of the key on {name}")
+        # 4. the approvals, exactly as a signing session checks them
+        approved = node.gov.check_sign(
+            req.approval_bundle, key_id=key_id, digest=digest, path=path, request_id=req.request_id,
+            attestation=bytes(req.policy_attestation),
+        )
+        request = approved.bundle.request
+        limit = approved.policy.rate_limit
+        # 5. the reservation of the attempt
+        grant = Reservation(node.gov.governance_root, key_id, request.request_id, request.request_digest(), req.attempt, signers, presig_id)
+        roster = {i: p.identity_public for i, p in peers.items()}
+        quorum = reservation_quorum(len(roster))
+        if len(signers) < quorum:
+            try:
+                verify_receipts(tuple(req.reservation_receipts), grant, roster, quorum)
+            except GovernanceError as e:
+                raise refusal(Code.PERMISSION_DENIED, "unreserved", f"{e.field}: {e.reason} ({name})") from None
+        now = node.clock.now_ms()
+        served = ServedRequest(
+            request.request_id, key_id, digest, now, (limit.max_signatures, limit.window_seconds * 1000),
+            StoredReservation(request.request_id, req.attempt, key_id, grant.request_digest, signers, presig_id, now),
+        )
+        if node.outbox.problem:  # the share would be released with nothing reaching the log
+            raise RpcError(Code.UNAVAILABLE, f"audit: {name} cannot append to its audit log ({node.outbox.problem}); it signs nothing")
+        # the share, in memory only until the consume transaction commits
+        try:
+            presig = load_presignature(record)
+            tomb = presig.mark_used()
+            share = presig.signature_share(
+                digest, key_id=key_id, epoch=info.epoch, derivation_path=path,
+                signers=tuple(committee.index(j) + 1 for j in signers), rerandomize=True,
+            ).to_bytes(presig_id)
+        except ProtocolError as e:
+            raise refusal(Code.FAILED_PRECONDITION, "presig-mismatch", f"presig_id: unusable on {name} ({type(e).__name__})") from None
+
+        def entry() -> OutboxEntry:
+            return OutboxEntry(request.requester, "sign-share", request.request_id, "released", {
+                "key_id": key_id.hex(), "digest": digest.hex(), "path": _path_text(path), "presig": presig_id.hex()[:16],
+                "signers": ",".join(map(str, signers)), "attempt": req.attempt, "presigned": True,
+                "self_granted": len(signers) >= quorum, "policy_version": approved.policy.version,
+                "approved_by": ",".join(sorted(approved.result.approved)), "request_sha256": grant.request_digest.hex(),
+            })
+
+        # 6. one transaction
+        try:
+            node.store.consume_pool_presignature(presig_id, tomb, share, epoch=info.epoch, served=served, audit=entry)
+        except ReservationConflict as e:
+            raise refusal(Code.FAILED_PRECONDITION, "attempt-taken", f"{e} ({name})") from None
+        except RequestAlreadyServed as e:
+            raise refusal(Code.FAILED_PRECONDITION, "served", f"approval_bundle.request.{e} ({name})") from None
+        except RateLimited as e:
+            raise refusal(Code.FAILED_PRECONDITION, "rate-limited", f"{e} ({name})") from None
+        except PoolError as e:
+            if e.kind == "presig-used":  # a concurrent call won: the same (request, attempt) replays
+                return self._replayed(presig_id, request.request_id, req.attempt)
+            raise refusal(Code.FAILED_PRECONDITION, e.kind, f"{e} ({name})") from None
+        node.outbox.notify()
+        node.faults.at(FAULT_CONSUMED)
+        log.info("presignature %s: share released for request %s (attempt %d)", presig_id.hex()[:12], request.request_id, req.attempt,
+                 extra={"event": "sign-presigned", "request_id": request.request_id})
+        # 7. the answer
+        return self._reply(presig_id, share, False)
+
+    def _replayed(self, presig_id: bytes, request_id: str, attempt: int) -> node_pb2.SignPresignedResponse:
+        share = self.node.store.stored_share(presig_id, request_id, attempt)
+        if share is None:
+            raise refusal(
+                Code.FAILED_PRECONDITION, "presig-used",
+                f"presig_id: presignature {presig_id.hex()[:16]} was used for another request or attempt on {self.node.cfg.name}",
+            )
+        return self._reply(presig_id, share, True)
+
+    # --- listing and discarding ---------------------------------------------------------------
+    def list(self, req: node_pb2.ListPresignaturesRequest) -> node_pb2.ListPresignaturesResponse:
+        key_id = check_len(req.key_id, "key_id", 32) if req.key_id else None
+        return node_pb2.ListPresignaturesResponse(
+            presignatures=[_info(p) for p in self.node.store.fresh_presignatures(key_id)],
+            cap_per_key=self.node.cfg.max_presignatures_per_key,
+        )
+
+    def discard(self, req: node_pb2.DiscardPresignaturesRequest, ctx: Any) -> node_pb2.DiscardPresignaturesResponse:
+        key_id = check_len(req.key_id, "key_id", 32)
+        at_most(req.presig_ids, "presig_ids", MAX_DISCARD_IDS, "ids")
+        ids = tuple(check_len(p, f"presig_ids[{k}]", 32) for k, p in enumerate(req.presig_ids))
+        if not REASON_RE.fullmatch(req.reason):
+            raise invalid("reason", "1 to 32 of [a-z0-9-]")
+        actor = _caller(ctx)[:64] or "coordinator"
+
+        def entry(n: int) -> OutboxEntry:
+            return OutboxEntry(actor, "presign-discard", "", "discarded", {
+                "key_id": key_id.hex(), "count": n, "reason": req.reason, "named": len(ids),
+            })
+
+        n = self.node.store.discard_presignatures(key_id, ids or None, audit=entry)
+        self.node.outbox.notify()
+        log.info("key %s: %d fresh presignature(s) discarded (%s)", key_id.hex()[:16], n, req.reason)
+        return node_pb2.DiscardPresignaturesResponse(discarded=n)
+
+    def _audit_refusal(self, action: str, reason: str, actor: str, key_id: bytes) -> None:
+        self.node._audit_sign(action, "", "refused", reason, actor=actor, key_id=key_id[:32])
+
+
+def _info(p: PoolPresignature) -> node_pb2.PresignatureInfo:
+    return node_pb2.PresignatureInfo(
+        presig_id=p.presig_id, key_id=p.key_id, epoch=p.epoch, derivation_path=p.path, signers=p.signers,
+        big_r=p.big_r, public_key=p.public_key, created_unix_ms=p.created_ms,
+    )
+
