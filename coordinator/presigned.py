@@ -84,6 +84,7 @@ class PresignedSigning:
         self.db = deps.pools.deps.db
         self._lock = threading.Lock()
         self._signed: dict[str, PresigRow] = {}  # request -> the presignature it was signed with (until DONE)
+        self.fault: Callable[[str], None] | None = None  # test mode only: coordinator/faults.py points presig-*
 
     def sign(self, rid: str, k: KeyRecord, digest: bytes, path: tuple[int, ...], bundle: bytes) -> Signed | None:
         """The request's signature from a pool presignature, or None: sign with the full
@@ -104,6 +105,8 @@ class PresignedSigning:
             if a is None:
                 self.pools.fallback("empty")
                 return None
+            if self.fault is not None:
+                self.fault("presig-assigned")
         expected = derive(Point.decode(k.public_key), k.chain_code, path).public_key
         try:
             sig = self._run(a, rid, k, digest, path, bundle, committee, expected)
@@ -185,6 +188,14 @@ class PresignedSigning:
         request: a node that consumed replays). _Fallback on any refusal or a second failure."""
         got: dict[int, node_pb2.SignPresignedResponse] = {}
         pending = dict(signers)
+        if self.fault is not None:  # test mode: the lowest signer alone first, then the crash point
+            first = min(pending)
+            try:
+                got[first] = pending[first].stub.SignPresigned(req, timeout=self.deps.step_timeout_s)
+                del pending[first]
+            except grpc.RpcError:
+                pass
+            self.fault("presig-partial")
         for tries in (1, 2):
             for h in pending.values():
                 h.inflight += 1

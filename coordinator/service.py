@@ -227,6 +227,7 @@ class CoordinatorService:
         self.presigned = PresignedSigning(PresignedDeps(
             self.pools, self._reserve, self.policies.attestation, cfg.step_timeout_s, self._stop,
         ))
+        self.presigned.fault = self.keyops.fault  # test mode: the presig-* crash points (coordinator/faults.py)
         self.requests.presig_done = self.presigned.done
         # the server's long-lived streams
         self.streams = StreamBudget(cfg.max_streams, cfg.stream_lifetime_s, per_caller=cfg.max_streams_per_caller)
