@@ -15,7 +15,9 @@ coordinator's ``presigs`` table (:mod:`coordinator.pool_store`, public parts onl
   session (:func:`coordinator.relay.run_session`, no receipts). All t answers must list the same
   presignatures (id, R, PK', key, epoch, path, signers, in order), PK' must be the coordinator's
   own derivation of the key and path; otherwise the batch is discarded on every signer.
-* Housekeeping, each pass: ready presignatures of a key that is no longer active, of another
+* Housekeeping, each pass: assigned presignatures of requests that ended without them (e.g.
+  expired while the coordinator was down: they would hold a place under ``cap`` for ever); ready
+  presignatures of a key that is no longer active, of another
   epoch than the key's current one (refresh/reshare), of a signer set holding a node that left
   the roster or the committee, or a disputed pair (a ban claim) are discarded. Each node is
   reconciled (ListPresignatures) when it is first seen serving and after it was down: a ready
@@ -61,7 +63,7 @@ RECONCILE_EVERY_S = 60.0  # a serving node is reconciled at least this often
 BACKOFF_S = 5.0  # a pool whose presign session failed waits this long before the next
 LOOP_S = 0.2  # the refiller's pace
 # reasons (metric label values, audit-free): a fixed set
-DISCARD_REASONS = ("mismatch", "duplicate", "epoch", "retired", "roster", "ban", "reconcile", "failed")
+DISCARD_REASONS = ("mismatch", "duplicate", "epoch", "retired", "roster", "ban", "reconcile", "failed", "ended")
 FALLBACK_REASONS = (
     "empty", "stale", "unreserved", "unavailable", "bad-share", "presig-unknown", "presig-used", "presig-mismatch",
     "epoch", "mpc-banned", "refused",
@@ -314,6 +316,9 @@ class PresignPools:
                 stale.setdefault("roster", []).append(r)
             elif any(d <= frozenset(r.signers) for d in self._disputes.get(r.key_id, set())):
                 stale.setdefault("ban", []).append(r)
+        ended = self.deps.db.presigs_of_ended_requests()  # e.g. expired while the coordinator was down
+        if ended:
+            stale["ended"] = ended
         n = 0
         for reason, rows in stale.items():
             n += self.discard(rows, reason)

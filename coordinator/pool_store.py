@@ -163,6 +163,15 @@ class PoolStore:
                                  request_id, attempt, r.created_ms)
         return None
 
+    def presigs_of_ended_requests(self) -> list[PresigRow]:
+        """``assigned`` presignatures whose signing request already ended (expired, rejected,
+        failed, or done without it): never sent again, to be discarded."""
+        rows = self._query(
+            f"SELECT {_COLS} FROM presigs WHERE state = 'assigned' AND request_id IN"
+            " (SELECT request_id FROM sign_requests WHERE state IN ('done', 'rejected', 'expired', 'failed'))"
+        )
+        return [_row(r) for r in rows]
+
     def presig_assigned_to(self, request_id: str) -> PresigRow | None:
         """The presignature assigned to ``request_id`` and not yet used or discarded (None: none)."""
         rows = self._query(f"SELECT {_COLS} FROM presigs WHERE request_id = ? AND state = 'assigned'", (request_id,))

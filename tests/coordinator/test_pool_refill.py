@@ -261,3 +261,22 @@ def test_cluster_status_and_key_info_show_the_pools(tmp_path: Path) -> None:
     assert (p.key_id, p.epoch, tuple(p.derivation_path), tuple(p.signers)) == (c.key.key_id, 0, (), (1, 2))
     assert (p.ready, p.assigned, p.filling, p.target, p.refill_at, p.cap) == (2, 1, 0, 6, 2, 12)
     assert c.db.presigs_ready_of_key(c.key.key_id) == 2
+
+
+def test_an_assignment_of_a_request_that_ended_without_it_is_discarded(tmp_path: Path) -> None:
+    """A request that expired (or failed) while it held an assignment, e.g. while the coordinator
+    was down, would keep a place under the cap for ever: housekeeping discards it."""
+    c = cluster(tmp_path)
+    rows = c.presign((1, 2), 2)
+    a = c.db.assign_presig("req-1", c.key.key_id, 0, (), [(1, 2)], MAX_SIGN_ATTEMPTS, 2)
+    b = c.db.assign_presig("req-2", c.key.key_id, 0, (), [(1, 2)], MAX_SIGN_ATTEMPTS, 2)
+    assert a is not None and b is not None
+    with c.db._tx() as conn:
+        for rid, state in (("req-1", "expired"), ("req-2", "signing")):
+            conn.execute(
+                "INSERT INTO sign_requests (request_id, key_id, digest, requester, request, scope, state, created_ms,"
+                " expires_ms, updated_ms) VALUES (?, ?, ?, 'r', x'', x'', ?, 0, 0, 0)", (rid, c.key.key_id, bytes(32), state),
+            )
+    assert c.pools.housekeeping() == 1
+    assert c.db.presig_assigned_to("req-1") is None and c.db.presig_assigned_to("req-2") == b
+    assert a.presig_id not in c.stubs[1].fresh and rows[1].presig_id in c.stubs[1].fresh

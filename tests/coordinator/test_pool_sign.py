@@ -211,3 +211,50 @@ def test_done_marks_used_inside_the_request_transition(tmp_path: Path) -> None:
     assert c.db.presig_assigned_to("req-1") is not None
     c.db.transition("req-1", ("signing",), "done", audit=AuditEvent("coordinator", "sign-done", "req-1", "done", {}), also=hook[1])
     assert c.db.signed_presigned("req-1") and c.db.presig_assigned_to("req-1") is None
+
+
+def test_below_the_reservation_quorum_the_attempt_is_reserved_first(tmp_path: Path) -> None:
+    """2-of-5: two signers are not a majority, so the coordinator collects receipts for exactly
+    (request, attempt, signers, session = presig_id) and sends them with SignPresigned."""
+    from coordinator.presigned import PresignedDeps, PresignedSigning
+
+    c = cluster(tmp_path, t=2, n=5)
+    rows = c.presign((2, 4), 1)
+    asked: list[tuple[object, ...]] = []
+    seen: list[list[bytes]] = []
+
+    def reserve(*args: object) -> list[bytes]:
+        asked.append(args)
+        return [b"receipt-1", b"receipt-2", b"receipt-3"]
+
+    real = c.stubs[2].SignPresigned
+
+    def spy(req, **kw):  # type: ignore[no-untyped-def]
+        seen.append(list(req.reservation_receipts))
+        return real(req, **kw)
+
+    c.stubs[2].SignPresigned = spy  # type: ignore[method-assign]
+    signing = PresignedSigning(PresignedDeps(c.pools, reserve, lambda: b"", 2.0, c.signing.deps.stop))
+    out = signing.sign("req-1", c.key, DIGEST, (), b"bundle")
+    assert out is not None and out[1] == (2, 4)
+    _verify(c, out[0])
+    assert [a[0] for a in asked] == ["req-1"] and asked[0][5:] == (1, (2, 4), rows[0].presig_id)
+    assert seen == [[b"receipt-1", b"receipt-2", b"receipt-3"]]
+    c3 = cluster(tmp_path / "three", t=2, n=3)
+    c3.presign((1, 2), 1)
+    assert c3.signing.sign("req-1", c3.key, DIGEST, (), b"b") is not None  # 2 of 3 is a majority: no receipts
+
+
+def test_a_reservation_that_fails_falls_back(tmp_path: Path) -> None:
+    from coordinator.presigned import PresignedDeps, PresignedSigning
+    from coordinator.relay import NodesUnavailable
+
+    c = cluster(tmp_path, t=2, n=5)
+    c.presign((1, 2), 1)
+
+    def reserve(*args: object) -> list[bytes]:
+        raise NodesUnavailable({3: "node 3: down", 4: "node 4: down", 5: "node 5: down"})
+
+    signing = PresignedSigning(PresignedDeps(c.pools, reserve, lambda: b"", 2.0, c.signing.deps.stop))
+    assert signing.sign("req-1", c.key, DIGEST, (), b"b") is None
+    assert c.stubs[1].calls == [] and c.db.ready_presigs() == [] and c.db.sign_attempts_taken("req-1") == 1
