@@ -69,6 +69,13 @@ def _ready(a: MpcClient, key_id: bytes, at_least: int = 1, timeout: float = 60.0
         time.sleep(0.1)
 
 
+def _all_healthy(a: MpcClient, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not all(n.healthy for n in a._stub.ClusterStatus(coordinator_pb2.ClusterStatusRequest(), timeout=30).nodes):
+        assert time.monotonic() < deadline, "a node stays unhealthy"
+        time.sleep(0.1)
+
+
 def _info(team: SigningTeam, rid: str) -> coordinator_pb2.SignRequestInfo:
     return team.requester._stub.GetSignRequest(coordinator_pb2.GetSignRequestRequest(request_id=rid), timeout=30)
 
@@ -159,11 +166,50 @@ def test_a_coordinator_killed_mid_assignment_finishes_after_restart(
     _no_reuse(pc)
 
 
+def test_a_restarted_node_lost_its_pool_the_request_falls_back_and_the_pool_refills(
+    pc: LocalCluster, admins, team: SigningTeam, key  # type: ignore[no-untyped-def]
+) -> None:
+    """A node deletes its fresh presignatures at start: a request that takes one of them gets
+    presig-unknown, the presignature is discarded, the full protocol signs at the next attempt
+    (or the reconcile saw the restart first and the pool was refilled): either way DONE, no
+    presig_id twice, and the pools are ready again."""
+    a1, _ = admins
+    _ready(a1, key.key_id, 3)
+    for i in (1, 2, 3):  # every node restarts: no pool survives anywhere
+        pc.kill(f"node-{i}")
+    for i in (1, 2, 3):
+        pc.procs[f"node-{i}"].wait(30)
+        pc.start(f"node-{i}")
+    pc.wait_healthy(["node-1", "node-2", "node-3"])
+    digest = hashlib.sha256(b"after node restarts").digest()
+    r = team.request(key.key_id, digest, request_id="after-node-restarts")
+    assert r.state == "done", r
+    assert r.signature is not None
+    verify_independently(key.public_key, r.signature.der, digest)
+    info = _info(team, "after-node-restarts")
+    assert info.attempts <= MAX_SIGN_ATTEMPTS
+    if not info.presigned:  # it took a lost one: discarded, then the full protocol
+        reasons = [x for x in _presigs(pc) if x[2] == "after-node-restarts"]
+        assert all(x[1] == "discarded" for x in reasons)
+    deadline = time.monotonic() + 60  # the coordinator reconciles the restarted nodes and refills
+    while True:
+        st = a1._stub.ClusterStatus(coordinator_pb2.ClusterStatusRequest(), timeout=30)
+        mine = [p for p in st.pools if p.key_id == key.key_id]
+        if sum(p.discarded_total for p in mine) >= 3 and sum(p.ready for p in mine) >= 1:
+            break
+        assert time.monotonic() < deadline, mine
+        time.sleep(0.1)
+    r = team.request(key.key_id, digest[::-1], request_id="refilled-after-restarts")
+    assert r.state == "done" and _info(team, r.request_id).presigned
+    _no_reuse(pc)
+
+
 def test_a_refresh_discards_the_pool_and_it_refills_at_the_new_epoch(
     pc: LocalCluster, admins, team: SigningTeam, key  # type: ignore[no-untyped-def]
 ) -> None:
     a1, _ = admins
     _ready(a1, key.key_id, 1)
+    _all_healthy(a1)
     st = _run_operation(pc, admins, key, KeyOpKind.REFRESH, (1, 2, 3), 2)
     assert st.state == "done", st.error
     status = _ready(a1, key.key_id, 1)
