@@ -280,3 +280,30 @@ def test_an_assignment_of_a_request_that_ended_without_it_is_discarded(tmp_path:
     assert c.pools.housekeeping() == 1
     assert c.db.presig_assigned_to("req-1") is None and c.db.presig_assigned_to("req-2") == b
     assert a.presig_id not in c.stubs[1].fresh and rows[1].presig_id in c.stubs[1].fresh
+
+
+def test_pool_metrics_have_bounded_labels_and_no_key_id(tmp_path: Path) -> None:
+    from mpcnet.common.metrics import Metrics, exported_families
+
+    c = cluster(tmp_path)
+    m = Metrics("coordinator")
+    c.pools.metrics = m
+    rows = c.presign((1, 2), 3)
+    a = c.db.assign_presig("r", c.key.key_id, 0, (), [(1, 2)], MAX_SIGN_ATTEMPTS, 2)
+    assert a is not None
+    c.pools.used(a)
+    c.pools.discard([rows[1]], "epoch")
+    c.pools.fallback("presig-unknown")
+    c.pools.fallback("something a node made up")  # never a new label value
+    c.pools._set_gauges()  # each refill pass
+    text = m.render().decode()
+    assert 'mpcnet_pool_presignatures{state="ready"} 1.0' in text
+    assert 'mpcnet_pool_presignatures{state="assigned"} 1.0' in text
+    assert "mpcnet_pool_presignatures_used_total 1.0" in text
+    assert 'mpcnet_pool_presignatures_discarded_total{reason="epoch"} 1.0' in text
+    assert 'mpcnet_presign_fallbacks_total{reason="presig-unknown"} 1.0' in text
+    assert 'mpcnet_presign_fallbacks_total{reason="refused"} 1.0' in text
+    assert c.key.key_id.hex()[:16] not in text and "made up" not in text
+    fams = exported_families("coordinator")
+    assert {"mpcnet_pool_presignatures", "mpcnet_presign_fallbacks"} <= fams
+    assert "mpcnet_pool_presignatures" not in exported_families("node")
