@@ -61,7 +61,8 @@ MAX_SETS_CONSIDERED = 256  # t-subsets looked at per choice
 PRESIGN_LAST_ROUND = 3
 RECONCILE_EVERY_S = 60.0  # a serving node is reconciled at least this often
 BACKOFF_S = 5.0  # a pool whose presign session failed waits this long before the next
-LOOP_S = 0.2  # the refiller's pace
+LOOP_S = 0.25  # the refiller's pace
+HOUSEKEEPING_S = 2.0  # housekeeping and the gauges, at most this often (the choice filters by epoch anyway)
 # reasons (metric label values, audit-free): a fixed set
 DISCARD_REASONS = ("mismatch", "duplicate", "epoch", "retired", "roster", "ban", "reconcile", "failed", "ended")
 FALLBACK_REASONS = (
@@ -107,6 +108,7 @@ class PresignPools:
         self._inflight = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._kept = -1e18  # monotonic time of the last housekeeping
 
     # --- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -130,9 +132,12 @@ class PresignPools:
             self._stop.wait(LOOP_S)
 
     def step(self) -> None:
-        """One pass: housekeeping, reconcile, then start the presign sessions that are due."""
-        self.housekeeping()
-        self._set_gauges()
+        """One pass: housekeeping (every :data:`HOUSEKEEPING_S`), reconcile, then start the
+        presign sessions that are due."""
+        if time.monotonic() - self._kept >= HOUSEKEEPING_S:
+            self.housekeeping()
+            self._set_gauges()
+            self._kept = time.monotonic()
         self.reconcile_due()
         if self.deps.busy():
             return
@@ -148,9 +153,12 @@ class PresignPools:
             threading.Thread(target=self._fill, args=(key, pool, count), name="presign-session", daemon=True).start()
 
     # --- choice --------------------------------------------------------------------------------
-    def _ranked_sets(self, key_id: bytes, t: int, committee: Sequence[int], outside: set[int]) -> list[tuple[int, ...]]:
+    def _ranked_sets(
+        self, key_id: bytes, t: int, committee: Sequence[int], outside: set[int], by_load: bool = True
+    ) -> list[tuple[int, ...]]:
         """t-subsets of the committee's usable nodes, the preferred first: undisputed, clock
-        trusted, least loaded (the sum of in-flight sessions), then by index."""
+        trusted, least loaded (the sum of in-flight sessions; not ``by_load``: ignored, so the
+        refiller's choice does not move with every session), then by index."""
         nodes = self.deps.nodes()
         cands = sorted(i for i in committee if i in nodes and i not in outside and usable(nodes[i]))
         if len(cands) < t:
@@ -161,7 +169,7 @@ class PresignPools:
             chosen = frozenset(combo)
             scored.append((
                 any(d <= chosen for d in disputes), sum(1 for i in combo if nodes[i].clock_suspect),
-                sum(nodes[i].inflight for i in combo), combo,
+                sum(nodes[i].inflight for i in combo) if by_load else 0, combo,
             ))
         scored.sort()
         return [s[-1] for s in scored]
@@ -181,7 +189,7 @@ class PresignPools:
             epoch, committee, outside = self.deps.signing(k)
             if any(i in committee for i in outside):  # a refresh or reshare is committing: its epoch ends
                 continue
-            sets = [s for s in self._ranked_sets(k.key_id, k.threshold, committee, outside)
+            sets = [s for s in self._ranked_sets(k.key_id, k.threshold, committee, outside, by_load=False)
                     if not any(d <= frozenset(s) for d in self._disputes.get(k.key_id, set()))][:SETS_PER_KEY]
             for path in self.cfg.paths:
                 for s in sets:

@@ -307,3 +307,14 @@ def test_pool_metrics_have_bounded_labels_and_no_key_id(tmp_path: Path) -> None:
     fams = exported_families("coordinator")
     assert {"mpcnet_pool_presignatures", "mpcnet_presign_fallbacks"} <= fams
     assert "mpcnet_pool_presignatures" not in exported_families("node")
+
+
+def test_the_refilled_sets_do_not_move_with_load_but_follow_health(tmp_path: Path) -> None:
+    """Ranking pools by the nodes' in-flight sessions would start a pool for every signer set
+    over time (each kept, each counting under the nodes' cap); health and disputes do move it."""
+    c = cluster(tmp_path)
+    c.nodes[1].inflight = 9
+    assert [p[3] for _, p, _ in c.pools.due()] == [(1, 2), (1, 3)]
+    assert c.pools.signing_sets(c.key, (1, 2, 3), set())[0] == (2, 3)  # signing does prefer idle nodes
+    c.nodes[1].healthy = False
+    assert [p[3] for _, p, _ in c.pools.due()] == [(2, 3)]
