@@ -499,12 +499,16 @@ class CoordinatorDb(KeyOpStore, BackupStore, PoolStore):
         return [r[0] for r in rows]
 
     def record_decision(
-        self, request_id: str, a: ApprovalRecord, audit: AuditEvent, settle: Settle
+        self, request_id: str, a: ApprovalRecord, audit: AuditEvent, settle: Settle,
+        on_signing: Callable[[sqlite3.Connection], object] | None = None,
     ) -> Literal["recorded", "duplicate", "conflict"]:
         """Store ``a`` and the move it causes in ONE transaction: the decision, its ``audit``
         entry, and (if ``settle`` over all stored decisions returns a :class:`Move`) the
         request's transition out of PENDING_APPROVAL with the move's entry. A crash can leave
         neither a full quorum stored on a pending request nor a state without its entry.
+
+        ``on_signing`` runs in the same transaction when the move is to SIGNING (issue 14: the
+        pool assignment and attempt 1 commit with the quorum).
 
         "duplicate": this approver already made the same decision (nothing written);
         "conflict": it already made the other one; :class:`StateConflict` if the request is
@@ -524,7 +528,10 @@ class CoordinatorDb(KeyOpStore, BackupStore, PoolStore):
                 (request_id, a.approver, a.decision, a.signature, a.decided_ms, int(n)),
             )
             self._enqueue(c, audit)
-            self._settle(c, request_id, settle)
+            if self._settle(c, request_id, settle) and on_signing is not None:
+                moved = c.execute("SELECT state FROM sign_requests WHERE request_id = ?", (request_id,)).fetchone()
+                if moved is not None and moved[0] == "signing":
+                    on_signing(c)
         return "recorded"
 
     def settle(self, request_id: str, settle: Settle) -> bool:

@@ -62,7 +62,7 @@ PRESIGN_LAST_ROUND = 3
 RECONCILE_EVERY_S = 60.0  # a serving node is reconciled at least this often
 BACKOFF_S = 5.0  # a pool whose presign session failed waits this long before the next
 LOOP_S = 0.25  # the refiller's pace
-HOUSEKEEPING_S = 2.0  # housekeeping and the gauges, at most this often (the choice filters by epoch anyway)
+HOUSEKEEPING_S = 1.0  # housekeeping and the gauges, at most this often (the choice filters by epoch anyway)
 # reasons (metric label values, audit-free): a fixed set
 DISCARD_REASONS = ("mismatch", "duplicate", "epoch", "retired", "roster", "ban", "reconcile", "failed", "ended")
 FALLBACK_REASONS = (

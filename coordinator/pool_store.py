@@ -133,34 +133,47 @@ class PoolStore:
         ``ready``). None (nothing written) if no set has one or the request already took
         ``max_attempts`` attempt numbers."""
         with self._tx() as c:
-            row = c.execute("SELECT reserved FROM sign_attempts WHERE request_id = ?", (request_id,)).fetchone()
-            taken = int(row[0]) if row else 0
-            if taken >= max_attempts:
-                return None
-            for s in signer_sets:
-                found = c.execute(
-                    f"SELECT {_COLS} FROM presigs WHERE key_id = ? AND epoch = ? AND path = ? AND signers = ? AND state = 'ready'"
-                    " ORDER BY created_ms, presig_id LIMIT 1",
-                    (key_id, epoch, _text(path), _text(s)),
-                ).fetchone()
-                if found is None:
-                    continue
-                attempt = taken + 1
-                c.execute(
-                    "INSERT INTO sign_attempts (request_id, reserved, updated_ms) VALUES (?, 1, ?)"
-                    " ON CONFLICT (request_id) DO UPDATE SET reserved = reserved + 1, updated_ms = excluded.updated_ms",
-                    (request_id, now),
-                )
-                cur = c.execute(
-                    "UPDATE presigs SET state = 'assigned', request_id = ?, attempt = ?, updated_ms = ?"
-                    " WHERE presig_id = ? AND state = 'ready'",
-                    (request_id, attempt, now, bytes(found[0])),
-                )
-                if cur.rowcount != 1:  # cannot happen under the write lock; never assign twice
-                    raise sqlite3.IntegrityError("presignature assignment lost its compare-and-set")
-                r = _row(found)
-                return PresigRow(r.presig_id, r.key_id, r.epoch, r.path, r.signers, r.big_r, r.public_key, "assigned",
-                                 request_id, attempt, r.created_ms)
+            return self.assign_presig_in(c, request_id, key_id, epoch, path, signer_sets, max_attempts, now)
+
+    @staticmethod
+    def assign_presig_in(
+        c: sqlite3.Connection, request_id: str, key_id: bytes, epoch: int, path: Sequence[int],
+        signer_sets: Sequence[Sequence[int]], max_attempts: int, now: int,
+    ) -> PresigRow | None:
+        """:meth:`assign_presig` inside the caller's transaction ``c`` (e.g. the one that moves
+        the request to SIGNING: the assignment, its attempt and the quorum commit together)."""
+        if request_id and c.execute(
+            "SELECT 1 FROM presigs WHERE request_id = ? AND state = 'assigned'", (request_id,)
+        ).fetchone():
+            return None  # one assignment at a time per request
+        row = c.execute("SELECT reserved FROM sign_attempts WHERE request_id = ?", (request_id,)).fetchone()
+        taken = int(row[0]) if row else 0
+        if taken >= max_attempts:
+            return None
+        for s in signer_sets:
+            found = c.execute(
+                f"SELECT {_COLS} FROM presigs WHERE key_id = ? AND epoch = ? AND path = ? AND signers = ? AND state = 'ready'"
+                " ORDER BY created_ms, presig_id LIMIT 1",
+                (key_id, epoch, _text(path), _text(s)),
+            ).fetchone()
+            if found is None:
+                continue
+            attempt = taken + 1
+            c.execute(
+                "INSERT INTO sign_attempts (request_id, reserved, updated_ms) VALUES (?, 1, ?)"
+                " ON CONFLICT (request_id) DO UPDATE SET reserved = reserved + 1, updated_ms = excluded.updated_ms",
+                (request_id, now),
+            )
+            cur = c.execute(
+                "UPDATE presigs SET state = 'assigned', request_id = ?, attempt = ?, updated_ms = ?"
+                " WHERE presig_id = ? AND state = 'ready'",
+                (request_id, attempt, now, bytes(found[0])),
+            )
+            if cur.rowcount != 1:  # cannot happen under the write lock; never assign twice
+                raise sqlite3.IntegrityError("presignature assignment lost its compare-and-set")
+            r = _row(found)
+            return PresigRow(r.presig_id, r.key_id, r.epoch, r.path, r.signers, r.big_r, r.public_key, "assigned",
+                             request_id, attempt, r.created_ms)
         return None
 
     def presigs_of_ended_requests(self) -> list[PresigRow]:

@@ -96,7 +96,8 @@ class PresignedSigning:
                 self.pools.discard([a], "epoch")  # the key moved on since: never sent again
                 self.pools.fallback("stale")
                 return None
-            log.info("request %s: resending its presignature assignment (attempt %d, nodes %s)", rid, a.attempt, list(a.signers))
+            log.info("request %s: presignature %s assigned (attempt %d, nodes %s)", rid, a.presig_id.hex()[:16], a.attempt,
+                     list(a.signers))
         else:
             if not self.pools.cfg.enabled:
                 return None
@@ -105,8 +106,8 @@ class PresignedSigning:
             if a is None:
                 self.pools.fallback("empty")
                 return None
-            if self.fault is not None:
-                self.fault("presig-assigned")
+        if self.fault is not None:
+            self.fault("presig-assigned")
         expected = derive(Point.decode(k.public_key), k.chain_code, path).public_key
         try:
             sig = self._run(a, rid, k, digest, path, bundle, committee, expected)
@@ -127,6 +128,27 @@ class PresignedSigning:
         log.info("request %s: signed in one round from presignature %s by nodes %s (attempt %d)",
                  rid, a.presig_id.hex()[:16], list(a.signers), a.attempt)
         return out, a.signers, a.attempt
+
+    def assignment_at_quorum(self, rid: str, key_id: bytes, path: tuple[int, ...]) -> Callable[[sqlite3.Connection], object] | None:
+        """For an approval that may complete the quorum (R10): a callable that assigns a ready
+        presignature and attempt 1 inside the transaction moving the request to SIGNING (so the
+        signing thread only sends), or None (pools off, unknown key, no usable signer set). The
+        key's epoch and the signer sets are read now, before that transaction; the signing
+        thread checks the assignment against the key's epoch again before it sends."""
+        if not self.pools.cfg.enabled:
+            return None
+        k = self.db.get_key(key_id)
+        if k is None or k.status != "active":
+            return None
+        epoch, committee, outside = self.pools.deps.signing(k)
+        sets = self.pools.signing_sets(k, committee, outside)
+        if not sets:
+            return None
+
+        def assign(c: sqlite3.Connection) -> object:
+            return self.db.assign_presig_in(c, rid, key_id, epoch, path, sets, MAX_SIGN_ATTEMPTS, now_ms())
+
+        return assign
 
     def done(self, rid: str) -> tuple[bytes, Callable[[sqlite3.Connection], object]] | None:
         """For the request's DONE transaction: (presig_id, a callable marking it used inside that

@@ -134,6 +134,10 @@ class SignRequests:
         self.anomaly = AnomalyMonitor.off()  # the service wires in its monitor (coordinator/anomaly_hook.py)
         # issue 14: (presig_id, mark it used in the DONE transaction) when rid was signed from a pool presignature
         self.presig_done: Callable[[str], tuple[bytes, Callable[[sqlite3.Connection], object]] | None] = lambda rid: None
+        # issue 14 (R10): (request id, key id, path) -> the pool assignment to commit with a move to SIGNING, or None
+        self.presig_assign: Callable[[str, bytes, tuple[int, ...]], Callable[[sqlite3.Connection], object] | None] = (
+            lambda rid, key_id, path: None
+        )
         self.node_name: Callable[[int], str] = lambda i: f"node-{i}"  # signer index -> roster name (the service's)
 
     # --- plumbing ----------------------------------------------------------------------------
@@ -395,11 +399,12 @@ class SignRequests:
             raise RpcError(Code.PERMISSION_DENIED, msg) from None
         self.vetted.add([vetted_key(sreq.policy_digest, rec.request, approval)])  # == policy.digest(), checked above
         settled: list[list[ApprovalRecord]] = []  # the decisions the settlement saw, in its transaction
+        assign = self.presig_assign(rid, rec.key_id, sreq.derivation_path) if decision is Decision.APPROVE else None
         try:
             outcome = self.db.record_decision(
                 rid, ApprovalRecord(caller, decision.value, approval.signature, now_ms()),
                 AuditEvent(caller, "sign-decision", rid, decision.value, {"key_id": rec.key_id.hex()} | _request_hash(rec.request)),
-                self._settlement(policy, sreq, seen=settled, policy_digest=sreq.policy_digest),
+                self._settlement(policy, sreq, seen=settled, policy_digest=sreq.policy_digest), on_signing=assign,
             )
         except StateConflict as e:  # another decision (or the expiry sweep) moved it first
             raise RpcError(

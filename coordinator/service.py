@@ -229,6 +229,7 @@ class CoordinatorService:
         ))
         self.presigned.fault = self.keyops.fault  # test mode: the presig-* crash points (coordinator/faults.py)
         self.requests.presig_done = self.presigned.done
+        self.requests.presig_assign = self.presigned.assignment_at_quorum  # R10: with the quorum transaction
         # the server's long-lived streams
         self.streams = StreamBudget(cfg.max_streams, cfg.stream_lifetime_s, per_caller=cfg.max_streams_per_caller)
         for r in self.db.requests_in_state("running"):

@@ -32,8 +32,11 @@ def test_assign_takes_the_attempt_number_in_the_same_transaction(tmp_path: Path)
     assert db.sign_attempts_taken("req-1") == 1
     assert db.next_sign_attempt("req-1") == 2  # the full protocol continues after it
     assert db.presig_assigned_to("req-1") == a
+    assert db.assign_presig("req-1", KEY, 0, (), [(1, 2)], MAX_SIGN_ATTEMPTS, 3) is None  # one at a time per request
+    db.discard_presigs([a.presig_id], "failed", 3)  # it fell back
     b = db.assign_presig("req-1", KEY, 0, (), [(1, 2)], MAX_SIGN_ATTEMPTS, 3)
     assert b is not None and b.attempt == 3 and b.presig_id != a.presig_id
+    db.discard_presigs([b.presig_id], "failed", 4)
     assert db.assign_presig("req-1", KEY, 0, (), [(1, 2)], MAX_SIGN_ATTEMPTS, 4) is None  # attempts exhausted
     assert db.sign_attempts_taken("req-1") == MAX_SIGN_ATTEMPTS
     assert len(db.ready_presigs()) == 1  # nothing taken by the refused one

@@ -212,12 +212,20 @@ def test_a_refresh_discards_the_pool_and_it_refills_at_the_new_epoch(
     _all_healthy(a1)
     st = _run_operation(pc, admins, key, KeyOpKind.REFRESH, (1, 2, 3), 2)
     assert st.state == "done", st.error
-    status = _ready(a1, key.key_id, 1)
-    assert all(p.epoch == 1 for p in status.pools if p.key_id == key.key_id and p.ready)
+    deadline = time.monotonic() + 30  # housekeeping discards the old epoch's pools, the refiller makes new ones
+    while True:
+        status = a1._stub.ClusterStatus(coordinator_pb2.ClusterStatusRequest(), timeout=30)
+        ready = {p.epoch: p.ready for p in status.pools if p.key_id == key.key_id and p.ready}
+        if set(ready) == {1}:
+            break
+        assert time.monotonic() < deadline, status.pools
+        time.sleep(0.1)
     conn = sqlite3.connect(f"file:{pc.lay.coordinator_dir / 'coordinator.db'}?mode=ro", uri=True)
     try:
         assert conn.execute("SELECT COUNT(*) FROM presigs WHERE key_id = ? AND epoch = 0 AND state = 'ready'",
                             (key.key_id,)).fetchone() == (0,)
+        assert conn.execute("SELECT COUNT(*) FROM presigs WHERE key_id = ? AND epoch = 0 AND reason = 'epoch'",
+                            (key.key_id,)).fetchone()[0] >= 1
     finally:
         conn.close()
     digest = os.urandom(32)
