@@ -175,6 +175,7 @@ def test_a_restarted_node_lost_its_pool_the_request_falls_back_and_the_pool_refi
     presig_id twice, and the pools are ready again."""
     a1, _ = admins
     _ready(a1, key.key_id, 3)
+    before = {x[0] for x in _presigs(pc) if x[1] == "ready"}
     for i in (1, 2, 3):  # every node restarts: no pool survives anywhere
         pc.kill(f"node-{i}")
     for i in (1, 2, 3):
@@ -195,7 +196,8 @@ def test_a_restarted_node_lost_its_pool_the_request_falls_back_and_the_pool_refi
     while True:
         st = a1._stub.ClusterStatus(coordinator_pb2.ClusterStatusRequest(), timeout=30)
         mine = [p for p in st.pools if p.key_id == key.key_id]
-        if sum(p.discarded_total for p in mine) >= 3 and sum(p.ready for p in mine) >= 1:
+        still = before & {x[0] for x in _presigs(pc) if x[1] == "ready"}
+        if not still and sum(p.discarded_total for p in mine) >= 3 and sum(p.ready for p in mine) >= 1:
             break
         assert time.monotonic() < deadline, mine
         time.sleep(0.1)
