@@ -346,6 +346,10 @@ class PresignPools:
             if self.reconcile(h):
                 self._reconciled[h.index] = now
 
+    def reconcile_soon(self, index: int) -> None:
+        """Reconcile node ``index`` at the next refill pass (it answered presig-unknown)."""
+        self._reconciled.pop(index, None)
+
     def reconcile(self, h: NodeHandle) -> bool:
         """Compare node ``h``'s fresh presignatures with the coordinator's ready ones: a ready
         one of ``h``'s pools it does not hold is discarded; one it holds that is not ready or

@@ -234,6 +234,8 @@ class PresignedSigning:
                 if banned:  # one node's word against its co-signers': never pool the pair again
                     self.pools.dispute(req.key_id, {frozenset({i, b}) for b in banned if b != i and b in signers})
                     kind = kind or "mpc-banned"
+                if kind == "presig-unknown":  # it lost its fresh ones (restarted?): reconcile it at the next pass
+                    self.pools.reconcile_soon(i)
                 if kind or code not in _TRANSIENT:
                     raise _Fallback(kind or "refused", f"node {i}: {code.name}: {details}"[:300])
                 if tries == 2:

@@ -103,6 +103,7 @@ def test_a_refusal_discards_the_presignature_and_falls_back_at_the_next_attempt(
     c = cluster(tmp_path)
     rows = c.presign((1, 2), 2)
     c.stubs[2].refuse = kind
+    c.pools.reconcile_due()  # every node reconciled now: not due again for a while
     assert c.signing.sign("req-1", c.key, DIGEST, (), b"b") is None
     assert c.db.sign_attempts_taken("req-1") == 1  # its attempt is spent: the full protocol takes the next
     assert c.db.next_sign_attempt("req-1") == 2
@@ -110,6 +111,10 @@ def test_a_refusal_discards_the_presignature_and_falls_back_at_the_next_attempt(
     assert [r.presig_id for r in c.db.ready_presigs()] == [rows[1].presig_id]
     assert rows[0].presig_id not in c.stubs[2].fresh  # discarded on the signers too (node 1 consumed it)
     assert c.signing.done("req-1") is None
+    if kind == "presig-unknown":  # node 2 lost its pool: it is reconciled at the next pass
+        c.stubs[2].fresh.clear()
+        c.pools.reconcile_due()
+        assert c.db.ready_presigs() == []
 
 
 def test_a_transient_failure_is_retried_with_the_same_assignment(tmp_path: Path) -> None:
