@@ -163,7 +163,7 @@ class PresignPools:
         cands = sorted(i for i in committee if i in nodes and i not in outside and usable(nodes[i]))
         if len(cands) < t:
             return []
-        disputes = self._disputes.get(key_id, set())
+        disputes = self.disputes(key_id)
         scored = []
         for combo in itertools.islice(itertools.combinations(cands, t), MAX_SETS_CONSIDERED):
             chosen = frozenset(combo)
@@ -190,7 +190,7 @@ class PresignPools:
             if any(i in committee for i in outside):  # a refresh or reshare is committing: its epoch ends
                 continue
             sets = [s for s in self._ranked_sets(k.key_id, k.threshold, committee, outside, by_load=False)
-                    if not any(d <= frozenset(s) for d in self._disputes.get(k.key_id, set()))][:SETS_PER_KEY]
+                    if not any(d <= frozenset(s) for d in self.disputes(k.key_id))][:SETS_PER_KEY]
             for path in self.cfg.paths:
                 for s in sets:
                     pool = (k.key_id, epoch, path, s)
@@ -279,6 +279,11 @@ class PresignPools:
         with self._lock:
             self._disputes.setdefault(key_id, set()).update(pairs)
 
+    def disputes(self, key_id: bytes) -> frozenset[frozenset[int]]:
+        """The pairs of nodes never put in one pool's signer set for ``key_id`` (a copy)."""
+        with self._lock:
+            return frozenset(self._disputes.get(key_id, ()))
+
     def discard(self, rows: Sequence[PresigRow], reason: str) -> int:
         """Discard ``rows`` (ready or assigned) on the coordinator and, best effort, on their
         signers; returns how many the coordinator discarded now."""
@@ -322,7 +327,7 @@ class PresignPools:
                 stale.setdefault("epoch", []).append(r)
             elif any(i not in nodes or i not in committee for i in r.signers):
                 stale.setdefault("roster", []).append(r)
-            elif any(d <= frozenset(r.signers) for d in self._disputes.get(r.key_id, set())):
+            elif any(d <= frozenset(r.signers) for d in self.disputes(r.key_id)):
                 stale.setdefault("ban", []).append(r)
         ended = self.deps.db.presigs_of_ended_requests()  # e.g. expired while the coordinator was down
         if ended:
