@@ -363,13 +363,15 @@ class PresignPools:
         taken for an orphan). False if ``h`` did not answer."""
         with self._lock:
             quiet = self._inflight == 0
+        # read before the listing: a batch stored while the node answers is not taken for lost
+        ready = [r for r in self.deps.db.ready_presigs() if h.index in r.signers]
         try:
             resp = h.stub.ListPresignatures(node_pb2.ListPresignaturesRequest(), timeout=min(5.0, self.deps.step_timeout_s))
         except grpc.RpcError as e:
             log.info("%s: cannot list its presignatures (%s)", h.label, getattr(e.code(), "name", e.code()) if hasattr(e, "code") else e)
             return False
         held = {bytes(p.presig_id) for p in resp.presignatures}
-        gone = [r for r in self.deps.db.ready_presigs() if h.index in r.signers and r.presig_id not in held]
+        gone = [r for r in ready if r.presig_id not in held]
         if gone:
             log.info("%s no longer holds %d ready presignature(s) (restarted?): discarding them", h.label, len(gone))
             self.discard(gone, "reconcile")
