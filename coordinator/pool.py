@@ -284,19 +284,22 @@ class PresignPools:
         with self._lock:
             return frozenset(self._disputes.get(key_id, ()))
 
-    def discard(self, rows: Sequence[PresigRow], reason: str) -> int:
-        """Discard ``rows`` (ready or assigned) on the coordinator and, best effort, on their
-        signers; returns how many the coordinator discarded now."""
-        n = self.deps.db.discard_presigs([r.presig_id for r in rows], reason, now_ms())
+    def discard(self, rows: Sequence[PresigRow], reason: str, state: str = "ready") -> int:
+        """Discard those of ``rows`` still in ``state`` (``ready``: one a request took meanwhile
+        is left to it; ``assigned``: a request's own) on the coordinator and then, best effort,
+        on their signers; returns how many were discarded."""
+        done = set(self.deps.db.discard_presigs_in([r.presig_id for r in rows], reason, now_ms(), (state,)))
         nodes = self.deps.nodes()
         by_key: dict[tuple[bytes, tuple[int, ...]], list[bytes]] = {}
         for r in rows:
+            if r.presig_id not in done:
+                continue
             by_key.setdefault((r.key_id, r.signers), []).append(r.presig_id)
             self._count_discarded(r.pool, 1, reason)
         for (key_id, signers), ids in by_key.items():
             self._discard_on_nodes({i: nodes[i] for i in signers if i in nodes}, key_id, ids, reason)
         self._set_gauges()
-        return n
+        return len(done)
 
     def _discard_on_nodes(self, nodes: Mapping[int, NodeHandle], key_id: bytes, ids: Sequence[bytes], reason: str) -> None:
         ids = [p for p in ids if len(p) == PRESIG_ID_LEN]
@@ -334,7 +337,7 @@ class PresignPools:
             stale["ended"] = ended
         n = 0
         for reason, rows in stale.items():
-            n += self.discard(rows, reason)
+            n += self.discard(rows, reason, "assigned" if reason == "ended" else "ready")
         return n
 
     def reconcile_due(self) -> None:

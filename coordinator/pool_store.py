@@ -202,17 +202,24 @@ class PoolStore:
 
     def discard_presigs(self, presig_ids: Sequence[bytes], reason: str, now: int) -> int:
         """Mark these ``ready`` or ``assigned`` presignatures ``discarded``; returns how many."""
-        if not presig_ids:
-            return 0
+        return len(self.discard_presigs_in(presig_ids, reason, now, ("ready", "assigned")))
+
+    def discard_presigs_in(self, presig_ids: Sequence[bytes], reason: str, now: int, states: Sequence[str]) -> list[bytes]:
+        """Mark those of ``presig_ids`` that are in one of ``states`` now ``discarded`` (a
+        compare-and-set each: a ready one assigned meanwhile is left alone when ``states`` is
+        ``("ready",)``); returns the ids discarded."""
+        if not presig_ids or not states or any(s not in PRESIG_STATES for s in states):
+            return []
+        marks = ", ".join("?" for _ in states)
+        out: list[bytes] = []
         with self._tx() as c:
-            n = 0
             for p in presig_ids:
-                n += c.execute(
-                    "UPDATE presigs SET state = 'discarded', reason = ?, updated_ms = ?"
-                    " WHERE presig_id = ? AND state IN ('ready', 'assigned')",
-                    (reason, now, bytes(p)),
-                ).rowcount
-        return n
+                if c.execute(
+                    f"UPDATE presigs SET state = 'discarded', reason = ?, updated_ms = ? WHERE presig_id = ? AND state IN ({marks})",
+                    (reason, now, bytes(p), *states),
+                ).rowcount:
+                    out.append(bytes(p))
+        return out
 
     def ready_presigs(self, key_id: bytes | None = None) -> list[PresigRow]:
         """Every ``ready`` presignature (of ``key_id``; None: all keys), oldest first."""

@@ -93,7 +93,7 @@ class PresignedSigning:
         a = self.db.presig_assigned_to(rid)
         if a is not None:
             if (a.key_id, a.epoch, a.path) != (k.key_id, epoch, path) or any(i not in committee or i in outside for i in a.signers):
-                self.pools.discard([a], "epoch")  # the key moved on since: never sent again
+                self.pools.discard([a], "epoch", "assigned")  # the key moved on since: never sent again
                 self.pools.fallback("stale")
                 return None
             log.info("request %s: presignature %s assigned (attempt %d, nodes %s)", rid, a.presig_id.hex()[:16], a.attempt,
@@ -116,7 +116,7 @@ class PresignedSigning:
                 "request %s: one-round signing with presignature %s (attempt %d, nodes %s) failed (%s); "
                 "signing with the full protocol", rid, a.presig_id.hex()[:16], a.attempt, list(a.signers), e,
             )
-            self.pools.discard([a], "failed")
+            self.pools.discard([a], "failed", "assigned")
             self.pools.fallback(e.reason)
             return None
         with self._lock:

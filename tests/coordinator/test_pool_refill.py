@@ -5,6 +5,7 @@ node restarts discard pools; ClusterStatus shows them."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import time
@@ -318,3 +319,18 @@ def test_the_refilled_sets_do_not_move_with_load_but_follow_health(tmp_path: Pat
     assert c.pools.signing_sets(c.key, (1, 2, 3), set())[0] == (2, 3)  # signing does prefer idle nodes
     c.nodes[1].healthy = False
     assert [p[3] for _, p, _ in c.pools.due()] == [(2, 3)]
+
+
+def test_a_discard_of_ready_ones_leaves_one_a_request_took_meanwhile(tmp_path: Path) -> None:
+    """Housekeeping and reconcile read the ready presignatures, then discard: one assigned in
+    between stays with its request, here and on its signers."""
+    c = cluster(tmp_path)
+    rows = c.presign((1, 2), 3)
+    a = c.db.assign_presig("req-1", c.key.key_id, 0, (), [(1, 2)], MAX_SIGN_ATTEMPTS, 2)
+    assert a is not None and a.presig_id == rows[0].presig_id
+    assert c.pools.discard(rows, "epoch") == 2
+    assert c.db.presig_assigned_to("req-1") == a
+    assert a.presig_id in c.stubs[1].fresh and a.presig_id in c.stubs[2].fresh
+    assert all(r.presig_id not in c.stubs[1].fresh for r in rows[1:])
+    out = c.signing.sign("req-1", c.key, hashlib.sha256(b"x").digest(), (), b"b")
+    assert out is not None
