@@ -47,6 +47,9 @@ than this while enough other nodes are available, and ``ClusterStatus`` flags it
 ``anomaly`` (optional): thresholds of the anomaly rules (:mod:`coordinator.anomaly`, loaded by
 :mod:`coordinator.anomaly_config`); absent, the defaults.
 
+``presign`` (optional, issue 14): presignature pools and one-round signing
+(:mod:`coordinator.pool_config`); absent, pools are off.
+
 ``test_mode`` (default false): key operations honour the crash/delay points of
 :mod:`coordinator.faults` (a fault file named by ``MPC_TEST_COORDINATOR_FAULT_FILE``); never
 set it in production.
