@@ -47,6 +47,9 @@ than this while enough other nodes are available, and ``ClusterStatus`` flags it
 ``anomaly`` (optional): thresholds of the anomaly rules (:mod:`coordinator.anomaly`, loaded by
 :mod:`coordinator.anomaly_config`); absent, the defaults.
 
+``presign`` (optional, issue 14): presignature pools and one-round signing
+(:mod:`coordinator.pool_config`); absent, pools are off.
+
 ``test_mode`` (default false): key operations honour the crash/delay points of
 :mod:`coordinator.faults` (a fault file named by ``MPC_TEST_COORDINATOR_FAULT_FILE``); never
 set it in production.
@@ -61,6 +64,7 @@ from pathlib import Path
 
 from coordinator.anomaly import AnomalyConfig
 from coordinator.anomaly_config import load_anomaly
+from coordinator.pool_config import PresignConfig, load_presign
 from governance.policy import AdminSet, SignedPolicyChange
 from governance.roster import Roster, SignedRosterChange, active_entries
 from mpcnet.common.config import ConfigError, load_governance, load_json, load_roster_history
@@ -78,6 +82,7 @@ _KEYS = {
     "keystore", "passphrase_file", "passphrase_env", "audit_db", "governance", "sweep_interval_s",
     "max_clock_skew_s", "max_streams", "max_streams_per_caller", "stream_lifetime_s", "test_mode", "log_format",
     "anomaly",  # issue 15: coordinator/anomaly_config.py
+    "presign",  # issue 14: coordinator/pool_config.py
 }
 _KEYS.add("metrics")  # issue 15: mpcnet.common.metrics
 
@@ -127,6 +132,7 @@ class CoordinatorConfig:
     metrics: MetricsSettings | None = None  # the metrics endpoint (mpcnet.common.metrics); None: none
     log_format: str = "text"  # "text" | "json" (mpcnet.common.jsonlog)
     anomaly: AnomalyConfig = field(default_factory=AnomalyConfig)  # thresholds (coordinator/anomaly_config.py)
+    presign: PresignConfig = field(default_factory=PresignConfig)  # presignature pools (coordinator/pool_config.py)
 
     @property
     def parties(self) -> int:
@@ -212,6 +218,7 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
         test_mode=f.flag("test_mode", False),
         metrics=load_metrics_settings(f),
         anomaly=load_anomaly(f),
+        presign=load_presign(f),
     )
     if cfg.workers <= cfg.max_requests // 2:
         raise ConfigError(f"{path}: workers: must exceed max_requests / 2")

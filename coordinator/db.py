@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from coordinator.backup_store import BACKUP_MIGRATION, BackupStore
 from coordinator.keyop_store import ABANDONMENT_MIGRATION, KEYOP_MIGRATION, KeyOpStore
+from coordinator.pool_store import POOL_MIGRATION, PoolStore
 from governance.audit import EVENT_KEY, MAX_DETAILS, check_entry_fields
 from governance.errors import GovernanceError
 from mpcnet.common.stores.sqlite import DatabaseError, Migration, migrate, open_database, write_transaction
@@ -147,6 +148,8 @@ _MIGRATIONS: tuple[Migration, ...] = (
     ABANDONMENT_MIGRATION,
     # 6: recovery configuration chain, backup bundles, recovery ceremonies and drills (issue 12)
     BACKUP_MIGRATION,
+    # 7: presignature pools (issue 14)
+    POOL_MIGRATION,
 )
 
 TERMINAL = ("done", "rejected", "expired", "failed")
@@ -292,7 +295,7 @@ def _text(xs: Any) -> str:
     return ",".join(str(int(x)) for x in xs)
 
 
-class CoordinatorDb(KeyOpStore, BackupStore):
+class CoordinatorDb(KeyOpStore, BackupStore, PoolStore):
     def __init__(self, path: Path) -> None:
         """Open (creating it and its directory on first use) and upgrade the database at ``path``;
         :class:`RuntimeError` naming the file if it cannot be opened, made private or upgraded."""
@@ -456,11 +459,12 @@ class CoordinatorDb(KeyOpStore, BackupStore):
 
     def transition(
         self, request_id: str, from_states: tuple[str, ...], to_state: str, *, audit: AuditEvent | None = None,
-        **fields: Any,
+        also: Callable[[sqlite3.Connection], object] | None = None, **fields: Any,
     ) -> SignRequestRecord:
         """Move a request from one of ``from_states`` to ``to_state`` (and set ``fields``)
-        atomically, queueing ``audit`` in the same transaction; :class:`StateConflict` (and
-        nothing changed or queued) if it is in another state."""
+        atomically, queueing ``audit`` (and running ``also``, e.g. marking its pool
+        presignature used) in the same transaction; :class:`StateConflict` (and nothing
+        changed or queued) if it is in another state."""
         if "signers" in fields:
             fields["signers"] = _text(fields["signers"])
         fields["state"] = to_state
@@ -477,6 +481,8 @@ class CoordinatorDb(KeyOpStore, BackupStore):
                 raise StateConflict(None if row is None else row[0])
             if audit is not None:
                 self._enqueue(c, audit)
+            if also is not None:
+                also(c)
             row = c.execute(f"SELECT {self._SR_COLS} FROM sign_requests WHERE request_id = ?", (request_id,)).fetchone()
         return self._sr(row)
 
@@ -493,12 +499,16 @@ class CoordinatorDb(KeyOpStore, BackupStore):
         return [r[0] for r in rows]
 
     def record_decision(
-        self, request_id: str, a: ApprovalRecord, audit: AuditEvent, settle: Settle
+        self, request_id: str, a: ApprovalRecord, audit: AuditEvent, settle: Settle,
+        on_signing: Callable[[sqlite3.Connection], object] | None = None,
     ) -> Literal["recorded", "duplicate", "conflict"]:
         """Store ``a`` and the move it causes in ONE transaction: the decision, its ``audit``
         entry, and (if ``settle`` over all stored decisions returns a :class:`Move`) the
         request's transition out of PENDING_APPROVAL with the move's entry. A crash can leave
         neither a full quorum stored on a pending request nor a state without its entry.
+
+        ``on_signing`` runs in the same transaction when the move is to SIGNING (issue 14: the
+        pool assignment and attempt 1 commit with the quorum).
 
         "duplicate": this approver already made the same decision (nothing written);
         "conflict": it already made the other one; :class:`StateConflict` if the request is
@@ -518,7 +528,10 @@ class CoordinatorDb(KeyOpStore, BackupStore):
                 (request_id, a.approver, a.decision, a.signature, a.decided_ms, int(n)),
             )
             self._enqueue(c, audit)
-            self._settle(c, request_id, settle)
+            if self._settle(c, request_id, settle) and on_signing is not None:
+                moved = c.execute("SELECT state FROM sign_requests WHERE request_id = ?", (request_id,)).fetchone()
+                if moved is not None and moved[0] == "signing":
+                    on_signing(c)
         return "recorded"
 
     def settle(self, request_id: str, settle: Settle) -> bool:

@@ -22,6 +22,12 @@ And of the audit outbox flush (:mod:`coordinator.audit_flush`, any flush that ha
 * ``audit-queued``: state changes committed with their outbox rows, before the batch is appended;
 * ``audit-appended``: the batch is in the audit log, before it is dropped from the outbox.
 
+And of one-round signing from a pool presignature (:mod:`coordinator.presigned`, issue 14):
+
+* ``presig-assigned``: the assignment (and its attempt number) committed, before any signer hears of it;
+* ``presig-partial``: ``SignPresigned`` reached the lowest signer only (in test mode the first
+  send goes to it alone), before the others.
+
 Actions: ``crash`` exits the process at once (``os._exit(137)``, like ``kill -9``); ``delay``
 sleeps ``seconds`` (at most :data:`MAX_DELAY_S`). Nothing else is possible: any other action
 is ignored with a warning. With ``once`` (the default for ``crash``) the file is removed when
@@ -40,7 +46,7 @@ from pathlib import Path
 
 ENV = "MPC_TEST_COORDINATOR_FAULT_FILE"
 MAX_DELAY_S = 120.0
-POINT = re.compile(r"recorded|round-[0-9]{1,2}|receipts|decided|pushed|audit-queued|audit-appended")
+POINT = re.compile(r"recorded|round-[0-9]{1,2}|receipts|decided|pushed|audit-queued|audit-appended|presig-assigned|presig-partial")
 log = logging.getLogger("coordinator.faults")
 
 

@@ -132,6 +132,12 @@ class SignRequests:
         self.vetted = VettedApprovals()  # approvals verified by this process (coordinator/vetted.py)
         self.quorum = QuorumClock()
         self.anomaly = AnomalyMonitor.off()  # the service wires in its monitor (coordinator/anomaly_hook.py)
+        # issue 14: (presig_id, mark it used in the DONE transaction) when rid was signed from a pool presignature
+        self.presig_done: Callable[[str], tuple[bytes, Callable[[sqlite3.Connection], object]] | None] = lambda rid: None
+        # issue 14 (R10): (request id, key id, path) -> the pool assignment to commit with a move to SIGNING, or None
+        self.presig_assign: Callable[[str, bytes, tuple[int, ...]], Callable[[sqlite3.Connection], object] | None] = (
+            lambda rid, key_id, path: None
+        )
         self.node_name: Callable[[int], str] = lambda i: f"node-{i}"  # signer index -> roster name (the service's)
 
     # --- plumbing ----------------------------------------------------------------------------
@@ -247,6 +253,7 @@ class SignRequests:
             ],
             approval_quorum=quorum, approvers=approvers, signers=rec.signers, error_code=rec.error_code,
             error_message=rec.error_message, updated_unix_ms=rec.updated_ms, attempts=rec.attempts,
+            presigned=rec.state == "done" and self.db.signed_presigned(rec.request_id),
         )
         if rec.signature:
             out.signature.CopyFrom(common_pb2.Signature.FromString(rec.signature))
@@ -392,11 +399,12 @@ class SignRequests:
             raise RpcError(Code.PERMISSION_DENIED, msg) from None
         self.vetted.add([vetted_key(sreq.policy_digest, rec.request, approval)])  # == policy.digest(), checked above
         settled: list[list[ApprovalRecord]] = []  # the decisions the settlement saw, in its transaction
+        assign = self.presig_assign(rid, rec.key_id, sreq.derivation_path) if decision is Decision.APPROVE else None
         try:
             outcome = self.db.record_decision(
                 rid, ApprovalRecord(caller, decision.value, approval.signature, now_ms()),
                 AuditEvent(caller, "sign-decision", rid, decision.value, {"key_id": rec.key_id.hex()} | _request_hash(rec.request)),
-                self._settlement(policy, sreq, seen=settled, policy_digest=sreq.policy_digest),
+                self._settlement(policy, sreq, seen=settled, policy_digest=sreq.policy_digest), on_signing=assign,
             )
         except StateConflict as e:  # another decision (or the expiry sweep) moved it first
             raise RpcError(
@@ -566,9 +574,13 @@ class SignRequests:
             key_id=rec.key_id.hex(), digest=rec.digest.hex(), signers=",".join(map(str, signers)), r=sig.r.hex(), s=sig.s.hex(),
             attempts=attempts,
         )
+        presig = self.presig_done(rid)  # issue 14 (coordinator/presigned.py)
+        if presig is not None:
+            finished["presig_id"] = presig[0].hex()
         done = AuditEvent("coordinator", "sign-done", rid, "done", finished)
         if not self._record_end(rid, lambda: self.db.transition(
-            rid, ("signing",), "done", signature=sig.SerializeToString(), signers=signers, attempts=attempts, audit=done
+            rid, ("signing",), "done", signature=sig.SerializeToString(), signers=signers, attempts=attempts, audit=done,
+            also=None if presig is None else presig[1],
         )):
             return
         self._count_done(rid, k.label, rec.created_ms)

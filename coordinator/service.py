@@ -39,6 +39,8 @@ from coordinator.lifecycle_proposals import LifecycleProposals
 from coordinator.metrics import DrillAges, coordinator_metrics, key_created, observe_nodes
 from coordinator.nodes import NodeRegistry
 from coordinator.policies import PolicyBook
+from coordinator.pool import PoolDeps, PresignPools
+from coordinator.presigned import PresignedDeps, PresignedSigning
 from coordinator.recovery_service import RecoveryService
 from coordinator.relay import Aborted, NodeHandle, NodesUnavailable, Refused, fanout, run_session, wait_ready
 from coordinator.requests import SignRequests
@@ -217,6 +219,17 @@ class CoordinatorService:
         self._stop = threading.Event()
         self.health: Any = None  # the standard health servicer, set by the server
         self._sessions = threading.BoundedSemaphore(cfg.max_parallel_sessions)
+        # issue 14: presignature pools and the one-round path (coordinator/pool.py, coordinator/presigned.py)
+        self.pools = PresignPools(cfg.presign, PoolDeps(
+            self.db, lambda: self.nodes, self.keyops.signing, lambda: bool(self.requests._signing), self._sessions,
+            cfg.step_timeout_s,
+        ), self.metrics)
+        self.presigned = PresignedSigning(PresignedDeps(
+            self.pools, self._reserve, self.policies.attestation, cfg.step_timeout_s, self._stop,
+        ))
+        self.presigned.fault = self.keyops.fault  # test mode: the presig-* crash points (coordinator/faults.py)
+        self.requests.presig_done = self.presigned.done
+        self.requests.presig_assign = self.presigned.assignment_at_quorum  # R10: with the quorum transaction
         # the server's long-lived streams
         self.streams = StreamBudget(cfg.max_streams, cfg.stream_lifetime_s, per_caller=cfg.max_streams_per_caller)
         for r in self.db.requests_in_state("running"):
@@ -249,6 +262,7 @@ class CoordinatorService:
         epoch, committee = self.keyops.epoch_of(k)
         info.epoch = epoch
         info.committee.extend(committee)
+        info.presignatures_ready = self.db.presigs_ready_of_key(k.key_id)  # issue 14
         return info
 
     def storage_failure(self, e: Exception) -> RpcError | None:
@@ -272,9 +286,11 @@ class CoordinatorService:
         threading.Thread(target=self._sweep, name="expiry-sweep", daemon=True).start()
         self.requests.resume()
         self.keyops.resume()
+        self.pools.start()  # issue 14: the presignature refiller (when presign.enabled)
 
     def stop(self) -> None:
         self._stop.set()
+        self.pools.stop()
         self.keyops.stop()
         self.requests.stop()
         self.streams.close()
@@ -651,6 +667,10 @@ class CoordinatorService:
         wait_until: float | None = None  # when we stop waiting for nodes that are down
         returned: set[int] = set()  # nodes we waited for and that came back
         n, q = len(self.nodes), reservation_quorum(len(self.nodes))
+        presigned: PresignedSigning | None = getattr(self, "presigned", None)  # issue 14: one round from a pool presignature first
+        signed = presigned.sign(rid, k, digest, path, bundle) if presigned is not None else None
+        if signed is not None:
+            return signed
         while True:
             if self.db.sign_attempts_taken(rid) >= MAX_SIGN_ATTEMPTS:
                 raise _signing_error(Code.FAILED_PRECONDITION, _exhausted(rid, down), attempts, "attempts-exhausted")
@@ -798,6 +818,8 @@ class CoordinatorService:
                         continue
                     if e.banned:
                         self.anomaly.session_aborted(k.key_id, bans=len(e.banned))
+                        if presigned is not None:  # no pool puts the pair together again
+                            presigned.pools.dispute(k.key_id, {frozenset({e.node, b}) for b in e.banned if e.node is not None})
                     fought = {frozenset({e.node, b}) for b in e.banned if e.node is not None} - disputes
                     if e.code == Code.PERMISSION_DENIED and fought:
                         # a node refuses peers it says are banned for this key: its word against
@@ -922,6 +944,7 @@ class CoordinatorService:
         )
         roster_status(resp, self.rosters)  # roster version/epoch, each node's roster entry, the revoked ones
         self.recovery.status(resp)  # backups and drills per key (issue 12)
+        self.pools.status(resp)  # presignature pools (issue 14)
         return resp
 
     # --- signing requests --------------------------------------------------------------------

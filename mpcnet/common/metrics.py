@@ -190,6 +190,15 @@ class Metrics:
         self.backup_drill_age_seconds = Gauge(
             "mpcnet_backup_drill_age_seconds", "Age of the oldest last successful backup drill (s).", key, registry=r
         )
+        # coordinator: presignature pools (issue 14; coordinator/pool.py), bounded labels, no key id
+        self.presigs_pooled = Gauge("mpcnet_pool_presignatures", "Pool presignatures, by state (ready, assigned).", ["state"], registry=r)
+        self.presigs_used_total = Counter("mpcnet_pool_presignatures_used", "Pool presignatures signed with.", registry=r)
+        self.presigs_discarded_total = Counter(
+            "mpcnet_pool_presignatures_discarded", "Pool presignatures discarded, by reason.", ["reason"], registry=r
+        )
+        self.presign_fallbacks_total = Counter(
+            "mpcnet_presign_fallbacks", "Signing requests that fell back to the full protocol, by reason.", ["reason"], registry=r
+        )
         # node
         self.sessions_live = Gauge("mpcnet_sessions_live", "Protocol sessions in progress.", ["protocol"], registry=r)
         self.sessions_aborted_total = Counter(
@@ -355,6 +364,7 @@ _METRIC_ATTRS = (
     "anomaly_active", "backup_drill_age_seconds", "sessions_live", "sessions_aborted_total", "round_seconds",
     "bans_total", "presignatures_available", "store_healthy", "rpc_denied_total", "audit_head_age_seconds",
     "disk_free_bytes", "build_info",
+    "presigs_pooled", "presigs_used_total", "presigs_discarded_total", "presign_fallbacks_total",
 )
 
 _BOTH = ("rpc_denied_total", "audit_head_age_seconds", "disk_free_bytes", "build_info")
@@ -365,6 +375,7 @@ OWNED: dict[str, frozenset[str]] = {
         "requests_total", "request_seconds", "quorum_to_done_seconds", "keygen_seconds", "signatures_total",
         "approvals_total", "policy_changes_total", "node_up", "node_clock_skew_seconds", "anomalies_total",
         "anomaly_active", "backup_drill_age_seconds", *_BOTH,
+        "presigs_pooled", "presigs_used_total", "presigs_discarded_total", "presign_fallbacks_total",  # issue 14
     )),
     "node": frozenset((
         "sessions_live", "sessions_aborted_total", "round_seconds", "bans_total", "presignatures_available",
