@@ -101,8 +101,11 @@ def key_rows(d: Mapping[str, Any]) -> list[Row]:
 
 def key_list_line(d: Mapping[str, Any]) -> str:
     """One ``mpc keys`` row: id, status, threshold, address, epoch and committee (the roster
-    indices holding shares, when reported), then the label (last, escaped)."""
+    indices holding shares, when reported), ready pool presignatures (``presigs N``, when
+    reported: issue 14), then the label (last, escaped)."""
     held = f"  epoch {d.get('epoch', 0)} nodes {','.join(map(str, d['committee']))}" if d.get("committee") else ""
+    if "presignatures_ready" in d:
+        held += f"  presigs {d['presignatures_ready']}"
     return escape(
         f"{d['key_id']}  {d['status']:<8} {d['threshold']}-of-{d['parties']}  {d['ethereum_address']}{held}  {d['label']}"
     )
