@@ -134,5 +134,5 @@ def test_watch_has_a_pool_line_and_json_figures() -> None:
 
 def test_watch_end_to_end_prints_the_pool_line(monkeypatch: pytest.MonkeyPatch) -> None:
     out = io.StringIO()
-    code = cli_watch.run_watch(Fake(_status()), None, 0.01, out, tty=False, count=1)  # type: ignore[arg-type]
+    code = cli_watch.run_watch(Fake(_status()), None, 0.01, out, tty=False, count=1)
     assert code == 0 and "presignature pools: enabled: 1 pool, 8 ready (1 at target)" in out.getvalue()

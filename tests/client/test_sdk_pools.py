@@ -110,7 +110,12 @@ class _Requester:
 def test_signing_team_approvers_sign_the_submitted_request_without_fetching_it() -> None:
     c, stub = client(info("r-1"))
     gets: list[str] = []
-    stub.GetSignRequest = lambda req, timeout=None: gets.append(req.request_id) or info("r-1")  # type: ignore[method-assign]
+
+    def get(req: Any, timeout: float | None = None) -> coordinator_pb2.SignRequestInfo:
+        gets.append(req.request_id)
+        return info("r-1")
+
+    stub.GetSignRequest = get  # type: ignore[method-assign]
     submitted = SignRequest.from_proto(info("r-1"))
     done = info("r-1")
     done.state = coordinator_pb2.SIGN_REQUEST_STATE_REJECTED  # a final state: no wait follows
@@ -135,7 +140,7 @@ def test_an_approver_refuses_a_seen_request_other_than_the_one_named() -> None:
 def test_an_approval_is_verified_once_and_a_failure_every_time(monkeypatch: pytest.MonkeyPatch) -> None:
     approval_cache.forget()
     calls: list[str] = []
-    real = approval_cache.check_approval
+    real = approval_cache.check_approval  # type: ignore[attr-defined]
 
     def counted(p: Any, q: Any, a: Approval) -> None:
         calls.append(a.approver)
