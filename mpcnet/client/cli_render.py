@@ -185,6 +185,8 @@ def request_lines(r: SignRequest, chain_id: int | None = None) -> list[Row]:
         rows.append(("UNVERIFIED", unverified_text(r)))
     if r.error_message:
         rows.append(("error", f"{r.error_code + ': ' if r.error_code else ''}{r.error_message}"))
+    if r.presigned:  # issue 14 (the coordinator's word): how it was signed, not whether it may be
+        rows.append(("signed", "in one round, from a pool presignature"))
     if r.signature is not None:
         rows.append(("signature", ""))
         rows += dict_rows(signature_dict(r.signature, chain_id), indent="  ")

@@ -136,3 +136,16 @@ def test_watch_end_to_end_prints_the_pool_line(monkeypatch: pytest.MonkeyPatch) 
     out = io.StringIO()
     code = cli_watch.run_watch(Fake(_status()), None, 0.01, out, tty=False, count=1)
     assert code == 0 and "presignature pools: enabled: 1 pool, 8 ready (1 at target)" in out.getvalue()
+
+
+def test_request_show_says_a_request_was_signed_from_a_pool() -> None:
+    from dataclasses import replace
+
+    from mpcnet.client import cli_render
+    from mpcnet.client.sdk import SignRequest
+    from tests.network.test_sdk_request_substitution import info
+
+    r = SignRequest.from_proto(info("r-1"))
+    assert not any(k == "signed" for k, _ in cli_render.request_lines(r, None))
+    rows = cli_render.request_lines(replace(r, presigned=True), None)
+    assert ("signed", "in one round, from a pool presignature") in rows
