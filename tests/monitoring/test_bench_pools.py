@@ -7,6 +7,7 @@ settled below target (the refiller tops up only at refill_at), and the sequentia
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from mpcnet.client.pools import PoolView, PresignStatus
 from mpcnet.cluster.bench_pools import DISABLED, EMPTY, PARTIAL, WARM, PoolWait, presigned_share, wait_warm
@@ -73,3 +74,26 @@ def test_min_ready_returns_without_waiting_for_a_top_up() -> None:
 def test_presigned_share() -> None:
     assert presigned_share([True, False, True, True]) == {"presigned": 3, "presigned_share": 0.75}
     assert presigned_share([]) == {"presigned": 0, "presigned_share": None}
+
+
+def _bench_cluster() -> Any:
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "bench_cluster.py"
+    spec = importlib.util.spec_from_file_location("bench_cluster", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_report_says_how_the_pools_stood() -> None:
+    bench = _bench_cluster()
+    warm = PoolWait(WARM, 3, 24, 24, 1.5).as_dict()
+    phases = [("sign (sequential)", {"pools_at_start": warm}), ("sign @ concurrency 4", {"presigned_share": 0.5})]
+    assert bench.pool_text({"config": {"presign_enabled": False}}, phases).startswith("pools disabled")
+    text = bench.pool_text({"config": {"presign_enabled": True}}, phases)
+    assert text == "enabled; sign (sequential): pools full (24 ready of 24)"
+    assert bench.pool_text({"config": {"presign_enabled": True}}, phases[1:]).startswith("enabled; not waited for")
+    assert bench.share_text({"presigned_share": 0.5}) == "50%" and bench.share_text({"presigned_share": None}) == "-"
