@@ -12,6 +12,7 @@ fake coordinator answers (no cluster: the coordinator's pool side is built on an
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import grpc
@@ -131,7 +132,12 @@ def test_an_approver_refuses_a_seen_request_other_than_the_one_named() -> None:
     with pytest.raises(MpcError) as e:
         c.approve("r-1", seen=SignRequest.from_proto(info("evil-1")))
     assert e.value.code == grpc.StatusCode.DATA_LOSS and stub.decided == []
-    c.approve("r-1", seen=SignRequest.from_proto(info("r-1")))  # pinned: another digest under r-1 is refused next
+    ok = SignRequest.from_proto(info("r-1"))
+    forged = replace(ok, request=SignRequest.from_proto(info("r-1", digest=b"\x0e" * 32)).request)  # bytes of one, object of another
+    with pytest.raises(MpcError) as e:
+        c.approve("r-1", seen=forged)
+    assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT and e.value.message.startswith("seen:") and stub.decided == []
+    c.approve("r-1", seen=ok)  # pinned: another digest under r-1 is refused next
     with pytest.raises(MpcError) as e:
         c.approve("r-1", seen=SignRequest.from_proto(info("r-1", digest=b"\x0e" * 32)))
     assert e.value.code == grpc.StatusCode.DATA_LOSS and len(stub.decided) == 1
