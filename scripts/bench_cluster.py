@@ -38,7 +38,9 @@ pools.
 signed from a pool in one round (``presigned_share``), and the sequential phase splits its
 quorum->done figures into presigned and full-protocol requests. With ``--warm`` the benchmark
 waits before each phase (and before each sequential signature) until every pool of its key is
-full (``ClusterStatus.pools``: at target, nothing filling; mpcnet.cluster.bench_pools), so
+full (``ClusterStatus.pools``: at target, nothing filling; a pool left below target, which the
+refiller tops up only once it falls to ``refill_at``, is first emptied by untimed signatures;
+mpcnet.cluster.bench_pools), so
 "quorum->done with warm pools" and "burst from full pools" mean what they say; a burst then
 signs ``--burst`` requests (default: as many as were ready, at least one per thread). When the
 coordinator keeps no pools it says "pools disabled" (or "pools empty") and measures the full
@@ -69,7 +71,7 @@ sys.path.insert(0, str(ROOT))
 
 from governance.policy import RateLimit  # noqa: E402
 from mpcnet.client import MpcClient, SigningTeam  # noqa: E402
-from mpcnet.client.sdk import TERMINAL_STATES, SignRequest, error_of  # noqa: E402
+from mpcnet.client.sdk import TERMINAL_STATES, MpcError, SignRequest, error_of  # noqa: E402
 from mpcnet.cluster.bench_meter import (  # noqa: E402
     Commit,
     Meter,
@@ -80,7 +82,7 @@ from mpcnet.cluster.bench_meter import (  # noqa: E402
     read_commit_log,
     scrape_commits,
 )
-from mpcnet.cluster.bench_pools import DISABLED, NOTES, PoolWait, presigned_share, wait_warm  # noqa: E402
+from mpcnet.cluster.bench_pools import DISABLED, NOTES, PoolWait, fill_to_target, presigned_share, wait_warm  # noqa: E402
 from mpcnet.common.stores.commit_count import ENV as COMMIT_LOG_ENV  # noqa: E402
 
 BENCH_RATE_LIMIT = RateLimit(1_000_000, 3600)
@@ -295,11 +297,23 @@ def main(argv: list[str] | None = None) -> int:
             for i in range(args.warmup):
                 team.sign(key_id, hashlib.sha256(b"warmup %d" % i).digest())
 
+            drains = [0]
+
+            def drain_one() -> None:
+                drains[0] += 1
+                try:  # a failed drain shows in the next wait (still partial), not as a benchmark error
+                    team.sign(key_id, hashlib.sha256(b"drain %d %s" % (drains[0], os.urandom(8).hex().encode())).digest())
+                except MpcError as e:
+                    print(f"drain signature failed: {e}", file=sys.stderr)
+
             def warm(min_ready: int | None = None) -> PoolWait | None:
-                """--warm: wait for the pools of the bench key (None without --warm)."""
+                """--warm: wait for the pools of the bench key (None without --warm); before a
+                phase, pools left below target are emptied (untimed) so they refill to it."""
                 if not args.warm:
                     return None
-                return wait_warm(c.presign_status, key_id, timeout_s=args.warm_timeout, min_ready=min_ready)
+                if min_ready is not None:
+                    return wait_warm(c.presign_status, key_id, timeout_s=args.warm_timeout, min_ready=min_ready)
+                return fill_to_target(c.presign_status, key_id, drain_one, timeout_s=args.warm_timeout)
 
             pools = c.presign_status()
             result["config"]["presign_enabled"] = pools.enabled

@@ -14,13 +14,17 @@ Pools are the coordinator's business, so the wait degrades instead of failing, a
   ``refill_at``; a pool left between the two stays there): the phase starts from what is ready
   once nothing has changed for ``settle_s`` seconds with no presign session running;
 * ``warm``: every pool of the key is at target and none is filling.
+
+:func:`fill_to_target` makes a ``partial`` pool full: it signs (untimed) as many requests as
+there are ready presignatures, so every pool falls below ``refill_at`` and the refiller fills it
+to target, then waits again (a few rounds at most).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from mpcnet.client.pools import PoolView, PresignStatus
@@ -44,6 +48,7 @@ class PoolWait:
     ready: int
     target: int
     waited_s: float
+    drained: int = 0  # requests signed (untimed) to empty partial pools so they refill (fill_to_target)
 
     @property
     def note(self) -> str:
@@ -51,7 +56,7 @@ class PoolWait:
 
     def as_dict(self) -> dict[str, Any]:
         return {"state": self.state, "note": self.note, "pools": self.pools, "ready": self.ready, "target": self.target,
-                "waited_s": round(self.waited_s, 2)}
+                "waited_s": round(self.waited_s, 2), "drained": self.drained}
 
 
 def _of(status: PresignStatus, key_id: bytes) -> tuple[PoolView, ...]:
@@ -97,6 +102,28 @@ def wait_warm(
         if now - start >= timeout_s:
             return PoolWait(EMPTY if not ready else PARTIAL, len(pools), ready, target, now - start)
         sleep(poll_s)
+
+
+def fill_to_target(
+    status: Callable[[], PresignStatus], key_id: bytes, sign_one: Callable[[], object], *, rounds: int = 3,
+    timeout_s: float = 120.0, settle_s: float = 2.0, clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> PoolWait:
+    """:func:`wait_warm`, and while the pools settle below target (``partial``), at most ``rounds``
+    times: ``sign_one()`` once per ready presignature (emptying the pools, so the refiller fills
+    each to target) and wait again. The last wait, with ``drained`` = the requests signed."""
+    def wait() -> PoolWait:
+        return wait_warm(status, key_id, timeout_s=timeout_s, settle_s=settle_s, clock=clock, sleep=sleep)
+
+    w, drained = wait(), 0
+    for _ in range(rounds):
+        if w.state != PARTIAL:
+            break
+        for _ in range(w.ready):
+            sign_one()
+        drained += w.ready
+        w = wait()
+    return replace(w, drained=drained)
 
 
 def presigned_share(presigned: Sequence[bool]) -> dict[str, Any]:

@@ -97,3 +97,27 @@ def test_the_report_says_how_the_pools_stood() -> None:
     assert text == "enabled; sign (sequential): pools full (24 ready of 24)"
     assert bench.pool_text({"config": {"presign_enabled": True}}, phases[1:]).startswith("enabled; not waited for")
     assert bench.share_text({"presigned_share": 0.5}) == "50%" and bench.share_text({"presigned_share": None}) == "-"
+
+
+def test_fill_to_target_empties_a_settled_pool_so_it_refills() -> None:
+    from mpcnet.cluster.bench_pools import fill_to_target
+
+    clock = Clock()
+    ready = [6]  # a pool left between refill_at (4) and target (8): the refiller will not top it up
+
+    def status() -> PresignStatus:
+        return PresignStatus(True, (pool(ready[0]),))
+
+    def sign_one() -> None:
+        ready[0] -= 1
+        if ready[0] <= 4:  # the refiller: back to target once it fell to refill_at
+            ready[0] = 8 if ready[0] == 0 else ready[0]
+
+    w = fill_to_target(status, KID, sign_one, settle_s=1.0, clock=clock, sleep=clock.sleep)
+    assert w.state == WARM and w.drained == 6 and w.ready == 8
+    off = fill_to_target(lambda: PresignStatus(False, ()), KID, sign_one, clock=clock, sleep=clock.sleep)
+    assert off.state == DISABLED and off.drained == 0
+    stuck = [0]
+    w = fill_to_target(lambda: PresignStatus(True, (pool(6),)), KID, lambda: stuck.__setitem__(0, stuck[0] + 1), rounds=2,
+                       settle_s=1.0, clock=clock, sleep=clock.sleep)
+    assert w.state == PARTIAL and w.drained == 12 == stuck[0]  # bounded: two rounds, then it says partial
