@@ -30,8 +30,23 @@ the critical path**: from the moment the client sends the approval that meets th
 the coordinator's DONE commit, per process, median over the signatures (needs the processes to
 log commits: ``--start`` sets ``MPCNET_COMMIT_LOG`` itself; for ``--cluster`` start the cluster
 with ``MPCNET_COMMIT_LOG=DIR mpc-cluster up ...`` and pass ``--commit-log DIR``).
-``--sustained S`` adds a run of S seconds at ``--sustained-concurrency`` (today, without
-presignature pools, it differs from a burst only in length).
+``--sustained S`` adds a run of S seconds at ``--sustained-concurrency``: with presignature
+pools the refiller runs while it signs (sustained with refilling), where a burst starts from full
+pools.
+
+**Presignature pools (issue 14).** Every phase reports the share of its requests the coordinator
+signed from a pool in one round (``presigned_share``), and the sequential phase splits its
+quorum->done figures into presigned and full-protocol requests. With ``--warm`` the benchmark
+waits before each phase (and before each sequential signature) until every pool of its key is
+full (``ClusterStatus.pools``: at target, nothing filling; a pool left below target, which the
+refiller tops up only once it falls to ``refill_at``, is first emptied by untimed signatures;
+mpcnet.cluster.bench_pools), so
+"quorum->done with warm pools" and "burst from full pools" mean what they say; a burst then
+signs ``--burst`` requests (default: as many as were ready, at least one per thread). When the
+coordinator keeps no pools it says "pools disabled" (or "pools empty") and measures the full
+protocol. ``--start`` clusters have pools on (mpc-cluster's default), ``--no-presign`` turns
+them off for a side-by-side run. For 2-of-3 and 3-of-5 run it twice (``--start 2/3``,
+``--start 3/5``).
 """
 
 from __future__ import annotations
@@ -56,7 +71,7 @@ sys.path.insert(0, str(ROOT))
 
 from governance.policy import RateLimit  # noqa: E402
 from mpcnet.client import MpcClient, SigningTeam  # noqa: E402
-from mpcnet.client.sdk import TERMINAL_STATES, SignRequest  # noqa: E402
+from mpcnet.client.sdk import TERMINAL_STATES, MpcError, SignRequest, error_of  # noqa: E402
 from mpcnet.cluster.bench_meter import (  # noqa: E402
     Commit,
     Meter,
@@ -67,6 +82,7 @@ from mpcnet.cluster.bench_meter import (  # noqa: E402
     read_commit_log,
     scrape_commits,
 )
+from mpcnet.cluster.bench_pools import DISABLED, NOTES, PoolWait, fill_to_target, presigned_share, wait_warm  # noqa: E402
 from mpcnet.common.stores.commit_count import ENV as COMMIT_LOG_ENV  # noqa: E402
 
 BENCH_RATE_LIMIT = RateLimit(1_000_000, 3600)
@@ -110,11 +126,14 @@ def allow_bench_rate(directory: Path, key_id: bytes) -> None:
 
 
 def bench_sign(
-    c: SigningTeam, key_id: bytes, concurrency: int, per_thread: int, meter: Meter | None = None, seconds: float = 0.0
+    c: SigningTeam, key_id: bytes, concurrency: int, per_thread: int, meter: Meter | None = None, seconds: float = 0.0,
+    pools: PoolWait | None = None,
 ) -> dict[str, Any]:
     """``concurrency`` threads sign ``per_thread`` digests each (or, with ``seconds`` > 0, until
-    that many seconds have passed); latency, throughput, and with ``meter`` the phase's cost."""
+    that many seconds have passed); latency, throughput, the share signed from a pool, and with
+    ``meter`` the phase's cost; ``pools``: how the pools stood at the start (``--warm``)."""
     lat: list[float] = []
+    presigned: list[bool] = []
     errors: list[str] = []
     lock = threading.Lock()
     start = threading.Barrier(concurrency + 1)
@@ -130,13 +149,16 @@ def bench_sign(
             d = hashlib.sha256(f"bench {concurrency} {w} {j} {os.urandom(8).hex()}".encode()).digest()
             t0 = time.perf_counter()
             try:
-                c.sign(key_id, d)
+                r = c.request(key_id, d)
+                if r.state != "done" or r.signature is None:
+                    raise error_of(r)
             except Exception as e:  # counted and reported, never hidden
                 with lock:
                     errors.append(str(e))
                 continue
             with lock:
                 lat.append(time.perf_counter() - t0)
+                presigned.append(r.presigned)
 
     threads = [threading.Thread(target=worker, args=(w,)) for w in range(concurrency)]
     for t in threads:
@@ -151,8 +173,10 @@ def bench_sign(
     after = meter.snapshot() if meter else None
     out: dict[str, Any] = {
         "concurrency": concurrency, **summary(lat), "throughput_per_s": round(len(lat) / wall, 2), "errors": len(errors),
-        "wall_s": round(wall, 2),
+        "wall_s": round(wall, 2), **presigned_share(presigned),
     }
+    if pools is not None:
+        out["pools_at_start"] = pools.as_dict()
     if before and after and lat:
         out.update(Meter.cost(before, after, len(lat)).as_dict())
     if errors:
@@ -210,6 +234,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sustained-concurrency", type=int, default=16)
     ap.add_argument("--commit-log", type=Path, metavar="DIR",
                     help=f"with --cluster: the {COMMIT_LOG_ENV} directory the cluster was started with (critical-path commits)")
+    ap.add_argument("--warm", action="store_true",
+                    help="wait until every presignature pool of the bench key is full before each phase (and each sequential signature)")
+    ap.add_argument("--warm-timeout", type=float, default=120.0, metavar="S", help="--warm: give up waiting after S seconds")
+    ap.add_argument("--burst", type=int, default=0, metavar="N",
+                    help="--warm: signatures per burst (default: the presignatures ready at its start, at least one per thread)")
+    ap.add_argument("--no-presign", action="store_true", help="with --start: a cluster without presignature pools")
     ap.add_argument("--no-meter", action="store_true", help="skip the CPU and commit figures (a cluster without metrics endpoints)")
     ap.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     ap.add_argument("--out", type=Path, help="also write the JSON to this file")
@@ -222,6 +252,10 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--concurrency, --sustained-concurrency: at least 1; --sustained: not negative")
     if args.commit_log is not None and args.start:
         ap.error("--commit-log: only with --cluster (--start logs commits itself)")
+    if args.no_presign and not args.start:
+        ap.error("--no-presign: only with --start (a running cluster keeps its own setting)")
+    if ((args.burst or args.warm_timeout != 120.0) and not args.warm) or args.burst < 0 or args.warm_timeout <= 0:
+        ap.error("--burst, --warm-timeout: only with --warm; --burst not negative, --warm-timeout > 0")
 
     cluster = None
     tmp = None
@@ -236,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tempfile.mkdtemp(prefix="mpcnet-bench-"))
         commit_log = tmp / "commit-log"
         commit_log.mkdir(mode=0o700)
-        cluster = LocalCluster(prepare(tmp / "cluster", n, t, scrypt_n=2**12), env={COMMIT_LOG_ENV: str(commit_log)})
+        lay = prepare(tmp / "cluster", n, t, scrypt_n=2**12, presign=not args.no_presign)
+        cluster = LocalCluster(lay, env={COMMIT_LOG_ENV: str(commit_log)})
         cluster.start_all()
         directory = tmp / "cluster"
     else:
@@ -261,10 +296,43 @@ def main(argv: list[str] | None = None) -> int:
             allow_bench_rate(directory, key_id)
             for i in range(args.warmup):
                 team.sign(key_id, hashlib.sha256(b"warmup %d" % i).digest())
+
+            drains = [0]
+
+            def drain_one() -> None:
+                drains[0] += 1
+                try:  # a failed drain shows in the next wait (still partial), not as a benchmark error
+                    team.sign(key_id, hashlib.sha256(b"drain %d %s" % (drains[0], os.urandom(8).hex().encode())).digest())
+                except MpcError as e:
+                    print(f"drain signature failed: {e}", file=sys.stderr)
+
+            def warm(min_ready: int | None = None) -> PoolWait | None:
+                """--warm: wait for the pools of the bench key (None without --warm); before a
+                phase, pools left below target are emptied (untimed) so they refill to it."""
+                if not args.warm:
+                    return None
+                if min_ready is not None:
+                    return wait_warm(c.presign_status, key_id, timeout_s=args.warm_timeout, min_ready=min_ready)
+                return fill_to_target(c.presign_status, key_id, drain_one, timeout_s=args.warm_timeout)
+
+            pools = c.presign_status()
+            result["config"]["presign_enabled"] = pools.enabled
             seq, after_quorum = [], []
+            by_path: dict[bool, list[float]] = {True: [], False: []}  # presigned or not -> quorum->done seconds
+            seq_presigned: list[bool] = []
+            waits: list[PoolWait] = []
             windows: list[tuple[int, int]] = []  # (quorum approval sent, ns; DONE record, ms)
+            first = warm()
+            if first is not None:
+                waits.append(first)
+                if not args.json:
+                    counts = "" if first.state == DISABLED else f" ({first.ready} ready of {first.target})"
+                    print(f"pools of the bench key: {first.note}{counts}", flush=True)
             before = meter.snapshot() if meter else None
             for i in range(args.signatures):
+                w = warm(min_ready=1) if i and first is not None and first.state != DISABLED else None
+                if w is not None:
+                    waits.append(w)
                 d = hashlib.sha256(b"latency %d %s" % (i, os.urandom(8).hex().encode())).digest()
                 t0 = time.perf_counter()
                 r, quorum_sent_ns = request_timed(team, key_id, d)
@@ -272,13 +340,22 @@ def main(argv: list[str] | None = None) -> int:
                 if r.state != "done":
                     raise SystemExit(f"request {r.request_id} ended {r.state}: {r.error_message}")
                 # coordinator clock: the approval that met the quorum -> DONE (node-side approval
-                # checks, the 4 protocol rounds through the relay, combine and verify)
+                # checks, one round from a pool presignature or the 4 protocol rounds through the
+                # relay, combine and verify)
                 quorum_at = max(a.decided_unix_ms for a in r.approvals if a.decision == "approve")
                 after_quorum.append((r.updated_unix_ms - quorum_at) / 1000)
+                by_path[r.presigned].append((r.updated_unix_ms - quorum_at) / 1000)
+                seq_presigned.append(r.presigned)
                 windows.append((quorum_sent_ns, r.updated_unix_ms))
             after = meter.snapshot() if meter else None
-            result["sign"] = summary(seq)
+            result["sign"] = summary(seq) | presigned_share(seq_presigned)
             result["sign_after_quorum"] = summary(after_quorum)
+            result["sign_after_quorum_presigned"] = summary(by_path[True]) if by_path[True] else None
+            result["sign_after_quorum_full"] = summary(by_path[False]) if by_path[False] else None
+            if waits:
+                result["sign"]["pools_at_start"] = waits[0].as_dict()
+                result["sign"]["pool_waits"] = {s: sum(1 for w in waits if w.state == s) for s in sorted({w.state for w in waits})}
+                result["sign"]["pool_wait_s"] = round(sum(w.waited_s for w in waits), 2)
             if before and after and seq:
                 result["sign"].update(Meter.cost(before, after, len(seq)).as_dict())
             if commit_log is not None and meter is not None and windows:
@@ -287,11 +364,16 @@ def main(argv: list[str] | None = None) -> int:
                 rows = [x for x in (critical_path_commits(log, q, d) for q, d in windows) if x is not None]
                 result["sign"]["critical_path_commits"] = median_per_process(rows) if rows else None
                 result["sign"]["critical_path_windows"] = len(rows)
-            result["throughput"] = [
-                bench_sign(team, key_id, lvl, args.per_thread or max(6, 48 // lvl), meter) for lvl in levels
-            ]
+            result["throughput"] = []
+            for lvl in levels:
+                w = warm()
+                per_thread = args.per_thread or max(6, 48 // lvl)
+                if w is not None and w.state != DISABLED and not args.per_thread:  # a burst from full pools
+                    per_thread = max(1, -(-(args.burst or w.ready) // lvl))
+                result["throughput"].append(bench_sign(team, key_id, lvl, per_thread, meter, pools=w))
             if args.sustained > 0:
-                result["sustained"] = bench_sign(team, key_id, args.sustained_concurrency, 0, meter, seconds=args.sustained)
+                w = warm()
+                result["sustained"] = bench_sign(team, key_id, args.sustained_concurrency, 0, meter, seconds=args.sustained, pools=w)
     finally:
         if cluster is not None:
             cluster.stop()
@@ -304,16 +386,22 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result, indent=2))
         return 0
     k, s = result["keygen"], result["sign"]
-    print(f"{'phase':<22}{'n':>5}{'p50 ms':>10}{'p99 ms':>10}{'sig/s':>9}{'errors':>8}")
-    print(f"{'keygen':<22}{k['n']:>5}{k['p50_ms']:>10.1f}{k['p99_ms']:>10.1f}{'':>9}{0:>8}")
-    print(f"{'sign (sequential)':<22}{s['n']:>5}{s['p50_ms']:>10.1f}{s['p99_ms']:>10.1f}{1000 / s['p50_ms']:>9.1f}{0:>8}")
-    q = result["sign_after_quorum"]
-    print(f"{'  of which quorum->done':<22}{q['n']:>5}{q['p50_ms']:>10.1f}{q['p99_ms']:>10.1f}{'':>9}{0:>8}")
+    print(f"{'phase':<26}{'n':>5}{'p50 ms':>10}{'p99 ms':>10}{'sig/s':>9}{'errors':>8}{'presigned':>11}")
+    print(f"{'keygen':<26}{k['n']:>5}{k['p50_ms']:>10.1f}{k['p99_ms']:>10.1f}{'':>9}{0:>8}")
+    print(f"{'sign (sequential)':<26}{s['n']:>5}{s['p50_ms']:>10.1f}{s['p99_ms']:>10.1f}{1000 / s['p50_ms']:>9.1f}{0:>8}"
+          f"{share_text(s):>11}")
+    for key, label in (("sign_after_quorum", "  of which quorum->done"), ("sign_after_quorum_presigned", "    presigned (one round)"),
+                       ("sign_after_quorum_full", "    full protocol")):
+        q = result.get(key)
+        if q:
+            print(f"{label:<26}{q['n']:>5}{q['p50_ms']:>10.1f}{q['p99_ms']:>10.1f}{'':>9}{0:>8}")
     phases: list[tuple[str, dict[str, Any]]] = [("sign (sequential)", s)]
     for r in result["throughput"] + ([result["sustained"]] if "sustained" in result else []):
         label = f"sign @ concurrency {r['concurrency']}" if r is not result.get("sustained") else f"sustained @ {r['concurrency']}"
-        print(f"{label:<22}{r['n']:>5}{r['p50_ms']:>10.1f}{r['p99_ms']:>10.1f}{r['throughput_per_s']:>9.1f}{r['errors']:>8}")
+        print(f"{label:<26}{r['n']:>5}{r['p50_ms']:>10.1f}{r['p99_ms']:>10.1f}{r['throughput_per_s']:>9.1f}{r['errors']:>8}"
+              f"{share_text(r):>11}")
         phases.append((label, r))
+    print(f"\npresignature pools: {pool_text(result, phases)}")
     print_costs(phases)
     cp = s.get("critical_path_commits")
     if cp:
@@ -322,6 +410,21 @@ def main(argv: list[str] | None = None) -> int:
               f"{s['critical_path_windows']} sequential signatures: {cp['total']:g} in all processes, "
               f"{cp['serial']:g} in series (coordinator + busiest node); per process: {per}")
     return 0
+
+
+def share_text(r: dict[str, Any]) -> str:
+    """``75%`` of a phase's requests signed from a pool (``-`` for none)."""
+    share = r.get("presigned_share")
+    return "-" if share is None else f"{100 * share:.0f}%"
+
+
+def pool_text(result: dict[str, Any], phases: list[tuple[str, dict[str, Any]]]) -> str:
+    """One line: whether the coordinator keeps pools and, with --warm, how they stood at each phase's start."""
+    if not result["config"].get("presign_enabled"):
+        return NOTES[DISABLED]
+    starts = [f"{label}: {r['pools_at_start']['note']} ({r['pools_at_start']['ready']} ready of {r['pools_at_start']['target']})"
+              for label, r in phases if "pools_at_start" in r]
+    return "enabled; " + ("; ".join(starts) if starts else "not waited for (no --warm): phases start from whatever is ready")
 
 
 def print_costs(phases: list[tuple[str, dict[str, Any]]]) -> None:

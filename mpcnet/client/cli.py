@@ -52,7 +52,7 @@ from governance.approval import MAX_DESCRIPTION
 from governance.errors import GovernanceError
 from governance.policy import KeyPolicy, RateLimit
 from governance.text import escape, quote
-from mpcnet.client import cli_render as view
+from mpcnet.client import cli_pools as _cli_pools, cli_render as view
 from mpcnet.client.audit_outbox_note import queued_note
 from mpcnet.client.cli_args import EXIT_TABLE, Exit, PathText
 from mpcnet.client.sdk import SIGN_STATES, TERMINAL_STATES, MpcClient, MpcError, NodeState, SignRequest, to_path
@@ -331,7 +331,7 @@ def cmd_keygen(ctx: click.Context, label: str, request_id: str | None) -> int:
 @_command(cli, "keys", "list keys")
 def cmd_keys(ctx: click.Context) -> int:
     with _client(None, _opts(ctx)) as c:
-        keys = [k.describe() for k in c.list_keys()]
+        keys = [_cli_pools.key_doc(k) for k in c.list_keys()]
     if _opts(ctx).json:
         view.out(json.dumps(keys, indent=2))
         return Exit.OK
@@ -371,10 +371,12 @@ def cmd_status(ctx: click.Context, watch: bool, interval: float | None, count: i
             return cli_watch.run_watch(c, info, interval, sys.stdout, tty=sys.stdout.isatty(), json_lines=opts.json, count=count)
     with _client(None, _opts(ctx)) as c:
         st = c.cluster_status()
+        pools = _cli_pools.load(c, st)  # issue 14: presignature pools (labels from ListKeys when there are pools)
     states = [NodeState.from_proto(n) for n in st.nodes]
     doc = {
         "threshold": st.threshold, "parties": st.parties, "governance_root": st.governance_root.hex(),
         "nodes": [n.as_dict() for n in states], **_cli_lifecycle.status_doc(st), **_cli_backup.status_doc(st),
+        **_cli_pools.status_doc(pools),
     }
     rows: list[view.Row] = [("cluster", f"{st.threshold}-of-{st.parties}"), ("governance root", st.governance_root.hex())]
     rows += _cli_lifecycle.status_rows(st)
@@ -384,6 +386,7 @@ def cmd_status(ctx: click.Context, watch: bool, interval: float | None, count: i
         rows.append((n.name, f"{n.endpoint}  {state}  {n.clock_text}{sync}"))
     rows += _cli_lifecycle.operation_rows(st)
     rows += _cli_backup.status_rows(st)
+    rows += _cli_pools.status_rows(pools)
     _show(ctx, doc, rows)
     return Exit.OK
 

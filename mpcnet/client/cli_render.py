@@ -101,8 +101,11 @@ def key_rows(d: Mapping[str, Any]) -> list[Row]:
 
 def key_list_line(d: Mapping[str, Any]) -> str:
     """One ``mpc keys`` row: id, status, threshold, address, epoch and committee (the roster
-    indices holding shares, when reported), then the label (last, escaped)."""
+    indices holding shares, when reported), ready pool presignatures (``presigs N``, when
+    reported: issue 14), then the label (last, escaped)."""
     held = f"  epoch {d.get('epoch', 0)} nodes {','.join(map(str, d['committee']))}" if d.get("committee") else ""
+    if "presignatures_ready" in d:
+        held += f"  presigs {d['presignatures_ready']}"
     return escape(
         f"{d['key_id']}  {d['status']:<8} {d['threshold']}-of-{d['parties']}  {d['ethereum_address']}{held}  {d['label']}"
     )
@@ -182,6 +185,8 @@ def request_lines(r: SignRequest, chain_id: int | None = None) -> list[Row]:
         rows.append(("UNVERIFIED", unverified_text(r)))
     if r.error_message:
         rows.append(("error", f"{r.error_code + ': ' if r.error_code else ''}{r.error_message}"))
+    if r.presigned:  # issue 14 (the coordinator's word): how it was signed, not whether it may be
+        rows.append(("signed", "in one round, from a pool presignature"))
     if r.signature is not None:
         rows.append(("signature", ""))
         rows += dict_rows(signature_dict(r.signature, chain_id), indent="  ")

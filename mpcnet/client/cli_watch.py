@@ -37,6 +37,7 @@ from typing import Any, Protocol, TextIO
 
 from governance.errors import GovernanceError
 from governance.text import NAME_RE, escape
+from mpcnet.client import cli_pools
 from mpcnet.client.sdk import Key, MpcError, NodeState
 from mpcnet.common.cliutil import EXIT_OK, Endpoint
 from mpcnet.wire.mpc.v1 import coordinator_pb2
@@ -300,6 +301,8 @@ def sections(prev: Snapshot | None, cur: Snapshot) -> list[Section]:
     else:
         rate_text = _n_a(cur)
     act = [("live sessions", live), ("signing rate", rate_text)]
+    if st is not None:
+        act.append(("presignature pools", cli_pools.watch_line(st)))  # issue 14
     for metric, row in LATENCIES.items():
         lat, when = mean_latency(prev, cur, metric)
         act.append((row, f"{lat:.3f}s mean ({when})" if lat is not None else "no request ended yet" if metric in m.latency else _n_a(cur)))
@@ -348,6 +351,7 @@ def snapshot_doc(prev: Snapshot | None, cur: Snapshot) -> dict[str, Any]:
         "anomalies_detected": list(new_detections(prev, cur)),  # since the previous document
         "metrics_unreachable": list(cur.metrics.unreachable),
         "metrics_note": cur.metrics_note or None,
+        **cli_pools.watch_doc(st),  # issue 14: presign_enabled, presignatures_ready, pools
     }
 
 

@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from crypto_core.bip32 import Derived, check_path, derive, parse_path, xpub
 from crypto_core.errors import UsageError
 from crypto_core.group import Point
-from governance.approval import Approval, Decision, SigningRequest, check_approval, sign_approval
+from governance.approval import Approval, Decision, SigningRequest, sign_approval
 from governance.attestation import PolicyAttestation, PolicyHead, SignedPolicyAttestation, sign_attestation
 from governance.digits import parse_uint as parse_uint  # re-exported: the one parser of numbers typed as text
 from governance.errors import GovernanceError
@@ -55,6 +55,7 @@ from governance.policy import (
 )
 from governance.text import quote
 from mpcnet.client import formats
+from mpcnet.client.approval_cache import check_approval_once
 from mpcnet.client.backup import (
     BackupMixin,
     BackupView as BackupView,  # re-exported: backup and recovery views (issue 12)
@@ -72,6 +73,7 @@ from mpcnet.client.lifecycle import (
     LifecycleProposalView as LifecycleProposalView,
     RosterView as RosterView,
 )
+from mpcnet.client.pools import PoolView as PoolView, PresignStatus as PresignStatus  # re-exported (issue 14)
 from mpcnet.client.seen import FILE_NAME as SEEN_FILE, SeenChains
 from mpcnet.common.clockskew import format_skew
 from mpcnet.common.config import ConfigError, Fields
@@ -155,6 +157,7 @@ class Key:
     created_unix_ms: int
     epoch: int = 0  # 0 from the DKG, +1 per refresh or reshare (issue 11)
     committee: tuple[int, ...] = ()  # roster indices holding shares, increasing (empty: not reported)
+    presignatures_ready: int = 0  # issue 14: ready pool presignatures (all paths and signer sets; the coordinator's word)
 
     def __post_init__(self) -> None:
         for name, value in (("key_id", self.key_id), ("chain_code", self.chain_code)):
@@ -170,7 +173,7 @@ class Key:
             return Key(
                 bytes(k.key_id), k.label, bytes(k.public_key), bytes(k.chain_code), k.threshold, k.parties,
                 _STATUS.get(k.status, "KEY_STATUS_UNSPECIFIED").removeprefix("KEY_STATUS_").lower(), k.created_unix_ms,
-                k.epoch, tuple(k.committee),
+                k.epoch, tuple(k.committee), k.presignatures_ready,
             )
         except MpcError as e:
             raise _malformed(e, "key") from None
@@ -359,6 +362,7 @@ class SignRequest:
     policy_in_force: bool | None = None
     policy_in_force_version: int | None = None
     policy_in_force_scope: str | None = None
+    presigned: bool = False  # issue 14: signed in one round from a pool presignature (the coordinator's word)
 
     @staticmethod
     def from_proto(r: coordinator_pb2.SignRequestInfo) -> SignRequest:
@@ -387,7 +391,7 @@ class SignRequest:
             ),
             approval_quorum=r.approval_quorum, approvers=r.approvers, signature=sig,
             error_code=_code_name(r.error_code) if r.error_code else "", error_message=r.error_message,
-            attempts=r.attempts, updated_unix_ms=r.updated_unix_ms,
+            attempts=r.attempts, updated_unix_ms=r.updated_unix_ms, presigned=r.presigned,
         )
 
     def verified(self, decision: str) -> list[str]:
@@ -452,6 +456,7 @@ class SignRequest:
             "signature": self.signature.as_dict(chain_id) if self.signature else None,
             "error": {"code": self.error_code, "message": self.error_message} if self.error_message else None,
             "attempts": self.attempts,
+            "presigned": self.presigned,
         }
 
 
@@ -756,6 +761,11 @@ class MpcClient(LifecycleMixin, BackupMixin):
     def cluster_status(self) -> coordinator_pb2.ClusterStatusResponse:
         return self._call(self._stub.ClusterStatus, coordinator_pb2.ClusterStatusRequest(), timeout=10)
 
+    def presign_status(self) -> PresignStatus:
+        """:meth:`cluster_status`'s presignature pools, typed (:class:`PresignStatus`: whether the
+        coordinator keeps pools, and each pool's depth); DATA_LOSS for a malformed pool."""
+        return PresignStatus.from_proto(self.cluster_status())
+
     def node_states(self) -> list[NodeState]:
         """:meth:`cluster_status`'s nodes, typed."""
         return [NodeState.from_proto(n) for n in self.cluster_status().nodes]
@@ -887,7 +897,7 @@ class MpcClient(LifecycleMixin, BackupMixin):
                 continue
             try:
                 decision = Decision.APPROVE if a.decision == "approve" else Decision.REJECT
-                check_approval(policy, r.request, Approval(a.approver, decision, a.signature))
+                check_approval_once(policy, r.request, Approval(a.approver, decision, a.signature))
                 views.append(replace(a, verified=True, why=""))
                 first[a.approver] = i
             except GovernanceError as e:
@@ -1065,14 +1075,23 @@ class MpcClient(LifecycleMixin, BackupMixin):
     def decide(
         self, request_id: str, decision: Decision, *, expect_digest: bytes | None = None,
         expect_key: bytes | None = None, expect_path: str | Sequence[int] | None = None,
+        seen: SignRequest | None = None,
     ) -> SignRequest:
         """Sign ``decision`` over the request *as the coordinator sent it* (decoded and checked
         here) with this identity's own key, and submit it. With ``expect_digest`` nothing is
         signed unless the request is for exactly that digest; likewise ``expect_key`` (key id)
         and ``expect_path`` (derivation path): the same digest signed by another key or derived
-        key (another account) is another signature."""
+        key (another account) is another signature.
+
+        ``seen``: the request as a trusted party already holds it (its canonical bytes, decoded
+        strictly: e.g. what :meth:`submit_sign_request` returned to a :class:`SigningTeam`'s
+        requester, checked there against what was submitted); the decision is signed over it
+        without fetching it again (one round trip less). It must be the request ``request_id``
+        and, like any view, the bytes this client saw under that id (else DATA_LOSS)."""
         me = self._me()
-        current = self.get_sign_request(request_id)
+        if seen is not None and not hmac.compare_digest(seen.request.encode(), seen.request_bytes):
+            raise MpcError(grpc.StatusCode.INVALID_ARGUMENT, "seen: its request is not its canonical request_bytes; nothing was signed")
+        current = self.get_sign_request(request_id) if seen is None else self._pinned(_the_request(seen, request_id))
         q = current.request
         want_path = None if expect_path is None else to_path(expect_path)
         for what, got, want in (
@@ -1107,10 +1126,12 @@ class MpcClient(LifecycleMixin, BackupMixin):
 
     def approve(
         self, request_id: str, *, expect_digest: bytes | None = None, expect_key: bytes | None = None,
-        expect_path: str | Sequence[int] | None = None,
+        expect_path: str | Sequence[int] | None = None, seen: SignRequest | None = None,
     ) -> SignRequest:
+        """:meth:`decide` with :attr:`Decision.APPROVE` (``seen`` as there)."""
         return self.decide(
-            request_id, Decision.APPROVE, expect_digest=expect_digest, expect_key=expect_key, expect_path=expect_path
+            request_id, Decision.APPROVE, expect_digest=expect_digest, expect_key=expect_key, expect_path=expect_path,
+            seen=seen,
         )
 
     def reject(self, request_id: str) -> SignRequest:
@@ -1481,15 +1502,19 @@ class SigningTeam:
         request_id: str = "", ttl_seconds: int = 0,
     ) -> SignRequest:
         """Submit, approve with every approver until the request leaves PENDING_APPROVAL, and
-        wait for the end; returns the final request (DONE or not)."""
-        r = self.requester.submit_sign_request(
+        wait for the end; returns the final request (DONE or not). Each approver signs the
+        request the requester submitted and checked (``approve(seen=...)``: no fetch of it
+        again, survey R13), so a signature costs the submit, one decision per approver and the
+        wait."""
+        submitted = self.requester.submit_sign_request(
             key_id, digest, path=path, description=description or "automated signing request", request_id=request_id,
             ttl_seconds=ttl_seconds,
         )
+        r = submitted
         for a in self.approvers:
             if r.state != "pending_approval":
                 break
-            r = a.approve(r.request_id)
+            r = a.approve(r.request_id, seen=submitted)
         if r.state in TERMINAL_STATES:
             return r
         return self.requester.wait_sign_request(r.request_id, timeout=self.requester.timeout)

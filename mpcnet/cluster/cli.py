@@ -54,6 +54,7 @@ from mpcnet.cluster.launcher import (
     read_params,
 )
 from mpcnet.cluster.log_format import configured_log_format, running_mismatch
+from mpcnet.cluster.presign_config import running_mismatch as presign_mismatch
 from mpcnet.cluster.replace import activate, held_back, is_wiped, ready_nodes
 from mpcnet.cluster.roster_view import revoked_names, roster_in_force
 from mpcnet.common import cliutil
@@ -503,8 +504,10 @@ def _topology(d: Path, nodes: int | None, threshold: int | None) -> tuple[int, i
 @click.option("--test-mode", is_flag=True, help="nodes honour MPC_TEST_FAULT_FILE (tests only)")
 @click.option("--log-format", type=Choice(list(LOG_FORMATS)), default=None,
               help="server log lines as text or one JSON object per line [default: an existing DIR's, else text]")
+@click.option("--presign/--no-presign", default=None,
+              help="presignature pools at the coordinator (one-round signing) [default: an existing DIR's, else on]")
 def cmd_up(directory: Path, nodes: int | None, threshold: int | None, foreground: bool, as_json: bool, quiet: bool,
-           timeout: float, scrypt_n: int, test_mode: bool, log_format: str | None) -> int:
+           timeout: float, scrypt_n: int, test_mode: bool, log_format: str | None, presign: bool | None) -> int:
     """Create (first use) and start a local cluster; wait until every process is healthy.
 
     Progress goes to stderr, the final status to stdout. Ctrl-C stops what was started (exit 130).
@@ -518,7 +521,8 @@ def cmd_up(directory: Path, nodes: int | None, threshold: int | None, foreground
     if scrypt_n & (scrypt_n - 1):  # as prepare() says it, but before the lock file is written
         raise _usage(f"scrypt-n: must be a power of two in [2**10, 2**20], got {scrypt_n}")
     with _one_up(d, timeout + STOP_GRACE_S + 10, Progress(quiet=quiet)) as release:
-        return _up(d, nodes, threshold, foreground, as_json, quiet, timeout, scrypt_n, test_mode, release, log_format=log_format)
+        return _up(d, nodes, threshold, foreground, as_json, quiet, timeout, scrypt_n, test_mode, release, log_format=log_format,
+                   presign=presign)
 
 
 @contextlib.contextmanager
@@ -555,13 +559,16 @@ def _one_up(d: Path, wait_s: float, progress: Progress) -> Iterator[Callable[[],
 
 
 def _up(d: Path, nodes: int | None, threshold: int | None, foreground: bool, as_json: bool, quiet: bool,
-        timeout: float, scrypt_n: int, test_mode: bool, release: Callable[[], None], *, log_format: str | None = None) -> int:
+        timeout: float, scrypt_n: int, test_mode: bool, release: Callable[[], None], *, log_format: str | None = None,
+        presign: bool | None = None) -> int:
     nodes, threshold, existed = _topology(d, nodes, threshold)  # again, under the lock: another up may have created DIR
     if existed:
         existing = _layout(d)
         sup_pid = _supervisor_pid(existing)
         if sup_pid is not None:
             if (mismatch := running_mismatch(log_format, existing.coordinator_config)) is not None:
+                raise _usage(mismatch)
+            if (mismatch := presign_mismatch(presign, existing.coordinator_config)) is not None:
                 raise _usage(mismatch)
             started = _start_ready(existing, sup_pid, Progress(quiet=quiet), timeout)
             message = escape(f"mpc-cluster: already running in {d} (supervisor pid {sup_pid or 'unknown'})"
@@ -591,7 +598,8 @@ def _up(d: Path, nodes: int | None, threshold: int | None, foreground: bool, as_
         progress(message)
 
     try:
-        lay = prepare(d, nodes, threshold, scrypt_n=scrypt_n, test_mode=test_mode, progress=preparing, log_format=log_format)
+        lay = prepare(d, nodes, threshold, scrypt_n=scrypt_n, test_mode=test_mode, progress=preparing, log_format=log_format,
+                      presign=presign)
         lay.info_path.unlink(missing_ok=True)
         sup_out = lay.log("supervisor").with_suffix(".out")
         out = open(sup_out, "ab")

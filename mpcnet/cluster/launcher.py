@@ -70,6 +70,7 @@ from governance.roster import Roster, RosterChange, RosterEntry, SignedRosterCha
 from mpcnet.client.identities import DEMO_IDENTITIES, create_identity, load_identity
 from mpcnet.cluster.devenrol import dev_roster_entry, make_dev_node
 from mpcnet.cluster.log_format import log_format_section
+from mpcnet.cluster.presign_config import presign_section
 from mpcnet.common.config import write_json
 from mpcnet.common.fsutil import write_atomic
 from mpcnet.common.genesis import Genesis, sign_genesis, verify_genesis
@@ -335,6 +336,7 @@ def prepare(
     policy_max_age_s: int = 86400,
     progress: Callable[[str], None] | None = None,
     log_format: str | None = None,
+    presign: bool | None = None,
 ) -> Layout:
     """Create what is missing in ``directory`` and (re)write every config with free ports.
 
@@ -344,7 +346,9 @@ def prepare(
     policy attestation may be; 0 disables the check). ``progress`` is called with a short
     message before each slow step (the CA and certificates, the identities, the keystores).
     ``log_format`` (``text`` | ``json``; None: what the configs say, else text) goes into every
-    config written (:mod:`mpcnet.cluster.log_format`).
+    config written (:mod:`mpcnet.cluster.log_format`). ``presign`` (None: an existing config's
+    choice, else on) turns the coordinator's presignature pools on or off
+    (:mod:`mpcnet.cluster.presign_config`).
 
     Crash safety: every file is written atomically and only when missing, and
     ``cluster-params.json`` (what makes DIR a cluster directory) is written last, so a run
@@ -457,6 +461,7 @@ def prepare(
             "test_mode": test_mode,
             **metrics_section(mports[0]),
             **log_format_section(log_format, lay.coordinator_config),
+            **presign_section(presign, lay.coordinator_config),  # issue 14: pools on by default
         },
     )
     (directory / "logs").mkdir(exist_ok=True)

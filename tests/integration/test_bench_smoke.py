@@ -39,13 +39,15 @@ def test_bench_cluster_reports_cpu_commits_and_the_critical_path(tmp_path: Path)
     p = _run([
         "scripts/bench_cluster.py", "--start", "2/3", "--keygens", "1", "--warmup", "1", "--signatures", "3",
         "--concurrency", "1,3", "--per-thread", "1", "--sustained", "0.5", "--sustained-concurrency", "2", "--out", str(out),
-    ], timeout=240)
+        "--warm", "--warm-timeout", "60",
+    ], timeout=300)
     r: dict[str, Any] = json.loads(out.read_text())
     processes = {"coordinator", "node-1", "node-2", "node-3"}
     phases = [r["sign"], *r["throughput"], r["sustained"]]
     assert [t["concurrency"] for t in r["throughput"]] == [1, 3] and r["sustained"]["concurrency"] == 2
     for ph in phases:
         assert ph.get("errors", 0) == 0
+        assert 0 <= ph["presigned"] <= ph["n"]  # issue 14: the share signed from a pool, in every phase
         cpu = ph["cpu_ms_per_sig"]
         assert set(cpu) == processes | {"client", "total"}
         assert cpu["total"] > 0 and cpu["coordinator"] > 0 and cpu["client"] > 0
@@ -59,8 +61,12 @@ def test_bench_cluster_reports_cpu_commits_and_the_critical_path(tmp_path: Path)
     assert cp["coordinator"] >= 1 and cp["total"] >= 3 and cp["coordinator"] < cp["serial"] <= cp["total"]
     assert r["sign"]["critical_path_commits"]["total"] <= r["sign"]["commits_per_sig"]["total"]
     for phrase in ("CPU ms per signature", "ceiling/s", "fsync'd commits per signature", "commits on the critical path",
-                   "sign @ concurrency 3", "sustained @ 2"):
+                   "sign @ concurrency 3", "sustained @ 2", "presignature pools: "):
         assert phrase in p.stdout
+    if r["config"]["presign_enabled"]:  # --warm: each phase says how the pools stood at its start
+        assert all(ph["pools_at_start"]["state"] in ("warm", "partial", "empty") for ph in phases)
+    else:  # a coordinator without pools: said, and the full protocol measured
+        assert "pools disabled" in p.stdout and all(ph["presigned"] == 0 for ph in phases)
 
 
 def test_bench_protocol_reports_cpu_medians_for_signing(tmp_path: Path) -> None:
