@@ -39,6 +39,7 @@ import grpc
 from crypto_core.bip32 import check_path
 from crypto_core.errors import ProtocolError, UsageError
 from crypto_core.hazmat.presignature import load_presignature
+from crypto_core.params import MAX_PARTIES
 from crypto_core.session import RoundOutput
 from crypto_core.sign import BatchConfig, PresignBatch
 from governance.errors import GovernanceError
@@ -85,17 +86,20 @@ def _path_text(path: tuple[int, ...]) -> str:
     return "m" + "".join(f"/{i}" for i in path)
 
 
-def _signers(values: Any, field: str, peers: dict[int, Any], *, pooled: bool = False) -> tuple[int, ...]:
+def _signers(values: Any, field: str, peers: dict[int, Any], *, pooled: bool = False, roster: bool = True) -> tuple[int, ...]:
     """Distinct roster indices of active nodes, in increasing order (INVALID_ARGUMENT naming
     ``field``). ``pooled``: a signer no longer active in the roster (revoked since the presignature
-    was made) is FAILED_PRECONDITION ``presig-mismatch`` instead (the coordinator drops that pool)."""
-    at_most(values, field, len(peers), "party indices")
+    was made) is FAILED_PRECONDITION ``presig-mismatch`` instead (the coordinator drops that pool).
+    ``roster=False``: the shape only (the roster is state: a replay is answered before it)."""
+    at_most(values, field, len(peers) if roster else MAX_PARTIES, "party indices")
     signers = tuple(int(j) for j in values)
+    if not signers:
+        raise invalid(field, "missing: give the signers' roster indices")
     if len(set(signers)) != len(signers):
         raise invalid(field, "duplicate party index")
     if list(signers) != sorted(signers):
         raise invalid(field, "must be in increasing order")
-    for j in signers:
+    for j in signers if roster else ():
         if j not in peers:
             why = f"party {j} is not an active node of this node's roster ({','.join(map(str, sorted(peers)))})"
             if pooled:
@@ -278,7 +282,7 @@ class NodePools:
         governance_blob(req.approval_bundle, "approval_bundle")
         governance_blob(req.policy_attestation, "policy_attestation")
         peers = node.peers()
-        signers = _signers(req.signers, "signers", peers, pooled=True)
+        signers = _signers(req.signers, "signers", peers, roster=False)  # the roster check follows the replay
         if not 1 <= req.attempt <= MAX_SIGN_ATTEMPTS:
             raise invalid("attempt", f"must be 1..{MAX_SIGN_ATTEMPTS}, got {req.attempt}")
         at_most(req.reservation_receipts, "reservation_receipts", len(peers), "receipts (one per roster node)")
@@ -289,6 +293,7 @@ class NodePools:
         if found is not None and found[0].used:
             return self._replayed(presig_id, req.request_id, req.attempt)
         # 3. the presignature, the key's epoch, the bans
+        _signers(req.signers, "signers", peers, pooled=True)  # a signer revoked since: presig-mismatch
         if node.bans.closed(key_id) is not None:
             raise node._closed_error(key_id)
         bad = sorted(set(signers) & node.bans.banned(key_id))
