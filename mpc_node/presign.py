@@ -28,8 +28,10 @@ delete fresh ones; a used one's tombstone (with its share) is kept for good.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -50,7 +52,14 @@ from mpc_node.envelope import seal_broadcast
 from mpc_node.fields import at_most, governance_blob
 from mpc_node.governance import refusal
 from mpc_node.presig_store import FreshPresignature, PoolError, PoolPresignature
-from mpc_node.storage import RateLimited, RequestAlreadyServed, Reservation as StoredReservation, ReservationConflict, ServedRequest
+from mpc_node.storage import (
+    RateLimited,
+    RequestAlreadyServed,
+    Reservation as StoredReservation,
+    ReservationConflict,
+    ServedRequest,
+    StoreError,
+)
 from mpcnet.common.rpc import RpcError, caller_identity, check_len, invalid
 from mpcnet.wire.mpc.v1 import common_pb2, node_pb2
 
@@ -120,10 +129,34 @@ class NodePools:
 
     def __init__(self, node: NodeService) -> None:
         self.node = node
-        n = node.store.delete_all_fresh_presignatures()
+        # the fresh presignatures found at start that could not be deleted then (an unwritable
+        # store): refused, never listed nor counted, deleted by the next pool call that can write
+        self._stale: dict[bytes, tuple[bytes, ...]] = {}
+        self._stale_lock = threading.Lock()
+        try:
+            n = node.store.delete_all_fresh_presignatures()
+        except StoreError as e:
+            for p in node.store.fresh_presignatures():
+                self._stale[p.key_id] = (*self._stale.get(p.key_id, ()), p.presig_id)
+            log.error("cannot delete the %d fresh presignature(s) left from before the start (%s): refused until deleted",
+                      sum(map(len, self._stale.values())), e)
+            return
         if n:
             log.info("deleted %d fresh presignature(s) at start (never revived)", n)
             node.audit.append(node.cfg.name, "presign-discard", outcome="discarded", details={"count": n, "reason": "node-start"})
+
+    def _stale_ids(self) -> frozenset[bytes]:
+        """The ids left from before the start (see ``__init__``) after one more try to delete them."""
+        node = self.node
+        with self._stale_lock:
+            for key_id, ids in list(self._stale.items()):
+                try:
+                    node.store.discard_presignatures(key_id, ids, audit=functools.partial(_start_discard, node.cfg.name, key_id))
+                except StoreError:
+                    break
+                del self._stale[key_id]
+                node.outbox.notify()
+            return frozenset(i for ids in self._stale.values() for i in ids)
 
     # --- counts ----------------------------------------------------------------------------
     def live_sessions(self, key_id: bytes | None = None) -> list[Session]:
@@ -136,7 +169,9 @@ class NodePools:
 
     def fresh_count(self) -> int:
         """Fresh presignatures stored, all keys (Health, the pool-depth metric)."""
-        return self.node.store.count_fresh()
+        with self._stale_lock:
+            stale = sum(map(len, self._stale.values()))
+        return max(0, self.node.store.count_fresh() - stale)
 
     # --- presign sessions -------------------------------------------------------------------
     def new_session(self, sid: bytes, p: node_pb2.PresignParams, ctx: Any) -> tuple[Session, Callable[[], RoundOutput]]:
@@ -292,6 +327,8 @@ class NodePools:
         found = node.store.pool_presignature(presig_id)
         if found is not None and found[0].used:
             return self._replayed(presig_id, req.request_id, req.attempt)
+        if found is not None and presig_id in self._stale_ids():
+            found = None  # left from before the start: never revived
         # 3. the presignature, the key's epoch, the bans
         _signers(req.signers, "signers", peers, pooled=True)  # a signer revoked since: presig-mismatch
         if node.bans.closed(key_id) is not None:
@@ -398,8 +435,9 @@ class NodePools:
     # --- listing and discarding ---------------------------------------------------------------
     def list(self, req: node_pb2.ListPresignaturesRequest) -> node_pb2.ListPresignaturesResponse:
         key_id = check_len(req.key_id, "key_id", 32) if req.key_id else None
+        stale = self._stale_ids()
         return node_pb2.ListPresignaturesResponse(
-            presignatures=[_info(p) for p in self.node.store.fresh_presignatures(key_id)],
+            presignatures=[_info(p) for p in self.node.store.fresh_presignatures(key_id) if p.presig_id not in stale],
             cap_per_key=self.node.cfg.max_presignatures_per_key,
         )
 
@@ -423,6 +461,11 @@ class NodePools:
 
     def _audit_refusal(self, action: str, reason: str, actor: str, key_id: bytes) -> None:
         self.node._audit_sign(action, "", "refused", reason, actor=actor, key_id=key_id[:32])
+
+
+def _start_discard(actor: str, key_id: bytes, n: int) -> OutboxEntry:
+    """The audit entry of ``n`` presignatures of ``key_id`` left from before the node's start, deleted late."""
+    return OutboxEntry(actor, "presign-discard", "", "discarded", {"key_id": key_id.hex(), "count": n, "reason": "node-start"})
 
 
 def _info(p: PoolPresignature) -> node_pb2.PresignatureInfo:
