@@ -64,6 +64,7 @@ from mpcnet.common.rpc import RpcError, caller_identity, check_len, invalid
 from mpcnet.wire.mpc.v1 import common_pb2, node_pb2
 
 if TYPE_CHECKING:
+    from governance.roster import Roster
     from mpc_node.service import NodeService, Session
 
 log = logging.getLogger("mpc_node.presign")
@@ -133,6 +134,7 @@ class NodePools:
         # store): refused, never listed nor counted, deleted by the next pool call that can write
         self._stale: dict[bytes, tuple[bytes, ...]] = {}
         self._stale_lock = threading.Lock()
+        node.roster_state.add_listener(self._roster_changed)
         try:
             n = node.store.delete_all_fresh_presignatures()
         except StoreError as e:
@@ -151,12 +153,29 @@ class NodePools:
         with self._stale_lock:
             for key_id, ids in list(self._stale.items()):
                 try:
-                    node.store.discard_presignatures(key_id, ids, audit=functools.partial(_start_discard, node.cfg.name, key_id))
+                    node.store.discard_presignatures(key_id, ids, audit=functools.partial(_discarded, node.cfg.name, "node-start", key_id))
                 except StoreError:
                     break
                 del self._stale[key_id]
                 node.outbox.notify()
             return frozenset(i for ids in self._stale.values() for i in ids)
+
+    def _roster_changed(self, old: Roster | None, new: Roster) -> None:
+        """A roster change (a listener of the node's roster): delete the fresh presignatures with a
+        signer no longer active (revocation is final and indices are never reused: they could never
+        sign again), audited; used ones' tombstones stay. A store error is logged by the caller."""
+        node = self.node
+        peers = node.peers()
+        gone: dict[bytes, set[int]] = {}
+        for p in node.store.fresh_presignatures():
+            gone.setdefault(p.key_id, set()).update(j for j in p.signers if j not in peers)
+        for key_id, revoked in gone.items():
+            for j in sorted(revoked):
+                n = node.store.discard_presignatures(key_id, peer=j, audit=functools.partial(_discarded, node.cfg.name, "revoked", key_id))
+                log.info("roster version %d: %d fresh presignature(s) of key %s with revoked node %d deleted", new.version, n,
+                         key_id.hex()[:16], j)
+        if gone:
+            node.outbox.notify()
 
     # --- counts ----------------------------------------------------------------------------
     def live_sessions(self, key_id: bytes | None = None) -> list[Session]:
@@ -463,9 +482,10 @@ class NodePools:
         self.node._audit_sign(action, "", "refused", reason, actor=actor, key_id=key_id[:32])
 
 
-def _start_discard(actor: str, key_id: bytes, n: int) -> OutboxEntry:
-    """The audit entry of ``n`` presignatures of ``key_id`` left from before the node's start, deleted late."""
-    return OutboxEntry(actor, "presign-discard", "", "discarded", {"key_id": key_id.hex(), "count": n, "reason": "node-start"})
+def _discarded(actor: str, reason: str, key_id: bytes, n: int) -> OutboxEntry | None:
+    """The audit entry of ``n`` fresh presignatures of ``key_id`` the node deleted by itself
+    (``reason``: node-start, revoked); None when there were none."""
+    return OutboxEntry(actor, "presign-discard", "", "discarded", {"key_id": key_id.hex(), "count": n, "reason": reason}) if n else None
 
 
 def _info(p: PoolPresignature) -> node_pb2.PresignatureInfo:
