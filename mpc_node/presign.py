@@ -189,8 +189,10 @@ class NodePools:
     def fresh_count(self) -> int:
         """Fresh presignatures stored, all keys (Health, the pool-depth metric)."""
         with self._stale_lock:
-            stale = sum(map(len, self._stale.values()))
-        return max(0, self.node.store.count_fresh() - stale)
+            stale = frozenset(i for ids in self._stale.values() for i in ids)
+        if not stale:
+            return self.node.store.count_fresh()
+        return sum(1 for p in self.node.store.fresh_presignatures() if p.presig_id not in stale)
 
     # --- presign sessions -------------------------------------------------------------------
     def new_session(self, sid: bytes, p: node_pb2.PresignParams, ctx: Any) -> tuple[Session, Callable[[], RoundOutput]]:
