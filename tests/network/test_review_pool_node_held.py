@@ -178,3 +178,38 @@ def test_sign_presigned_racing_a_discard_or_a_ban_releases_once_or_not_at_all(la
         else:  # refused: it is gone and nothing was served
             assert isinstance(signed, RpcError) and kind(signed) in ("presig-unknown", "mpc-banned"), signed
             assert found is None and svcs[1].store.served_attempts(req.request_id) == []
+
+
+def test_one_attempt_raced_over_two_presignatures_and_a_reservation_releases_at_most_one_share(lay, svcs) -> None:
+    """Held: the same (request, attempt) sent at once with two presignatures of the same signer
+    set and a ReserveSigning for a full-protocol session: the node grants the attempt once, so at
+    most one share leaves it, and the loser's presignature stays fresh."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    key = _dkg(svcs, b"review-race-attempt")
+    for _ in range(3):
+        a, b = presign(svcs, key, (1, 2), count=2)
+        req_a = sign_request(lay, key, a)
+        req_b = node_pb2.SignPresignedRequest()
+        req_b.CopyFrom(req_a)
+        req_b.presig_id = b.presig_id
+        reserve = node_pb2.ReserveSigningRequest(
+            key_id=key.key_id, request_id=req_a.request_id, attempt=1, signers=[1, 2], session_id=os.urandom(32),
+            approval_bundle=req_a.approval_bundle, digest=req_a.digest,
+        )
+
+        def call(fn: object, req: object) -> object:
+            try:
+                return fn(req, None)  # type: ignore[operator]
+            except RpcError as e:
+                return e
+
+        n1 = svcs[1]
+        with ThreadPoolExecutor(3) as pool:
+            out = list(pool.map(call, (n1.SignPresigned, n1.SignPresigned, n1.ReserveSigning), (req_a, req_b, reserve)))
+        won = [r for r in out if not isinstance(r, RpcError)]
+        assert len(won) == 1 and all(kind(r) == "attempt-taken" for r in out if isinstance(r, RpcError)), out
+        fresh = {p.presig_id for p in n1.store.fresh_presignatures(key.key_id)}
+        used = [p for p in (a, b) if p.presig_id not in fresh]
+        assert len(used) == (0 if isinstance(won[0], node_pb2.ReserveSigningResponse) else 1)
+        assert n1.store.served_attempts(req_a.request_id) == ([] if not used else [1])
