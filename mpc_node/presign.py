@@ -187,12 +187,23 @@ class NodePools:
             ]
 
     def fresh_count(self) -> int:
-        """Fresh presignatures stored, all keys (Health, the pool-depth metric)."""
+        """Fresh usable presignatures stored, all keys (Health, the pool-depth metric): see :meth:`usable`."""
         with self._stale_lock:
             stale = frozenset(i for ids in self._stale.values() for i in ids)
-        if not stale:
-            return self.node.store.count_fresh()
-        return sum(1 for p in self.node.store.fresh_presignatures() if p.presig_id not in stale)
+        return len(self.usable(self.node.store.fresh_presignatures(), stale))
+
+    def usable(self, fresh: list[PoolPresignature], stale: frozenset[bytes]) -> list[PoolPresignature]:
+        """``fresh`` without those left from before the start (``stale``) and those with a signer
+        banned for the key whose ban the store has not taken yet (journaled or pending: the
+        store deletes them with the ban, ``NodeStore.add_ban``, once the sweeper retries it)."""
+        banned: dict[bytes, frozenset[int]] = {}
+        out = []
+        for p in fresh:
+            if p.key_id not in banned:
+                banned[p.key_id] = self.node.bans.banned(p.key_id)
+            if p.presig_id not in stale and banned[p.key_id].isdisjoint(p.signers):
+                out.append(p)
+        return out
 
     # --- presign sessions -------------------------------------------------------------------
     def new_session(self, sid: bytes, p: node_pb2.PresignParams, ctx: Any) -> tuple[Session, Callable[[], RoundOutput]]:
@@ -456,9 +467,8 @@ class NodePools:
     # --- listing and discarding ---------------------------------------------------------------
     def list(self, req: node_pb2.ListPresignaturesRequest) -> node_pb2.ListPresignaturesResponse:
         key_id = check_len(req.key_id, "key_id", 32) if req.key_id else None
-        stale = self._stale_ids()
         return node_pb2.ListPresignaturesResponse(
-            presignatures=[_info(p) for p in self.node.store.fresh_presignatures(key_id) if p.presig_id not in stale],
+            presignatures=[_info(p) for p in self.usable(self.node.store.fresh_presignatures(key_id), self._stale_ids())],
             cap_per_key=self.node.cfg.max_presignatures_per_key,
         )
 
