@@ -21,9 +21,13 @@ and queues the ``sign-share`` audit entry. The share (re-randomised, version 2) 
 memory before and released only after that transaction commits. Every refusal carries the
 trailing metadata ``mpc-governance`` (its kind) and is audited.
 
-At start every fresh presignature is deleted (a restored store cannot revive one); an epoch
-commit (mpc_node/epoch_store.py), a ban (``NodeStore.add_ban``) and ``DiscardPresignatures``
-delete fresh ones; a used one's tombstone (with its share) is kept for good.
+At start every fresh presignature is deleted (a restored store cannot revive one; if the store
+cannot be written then, they are refused, never listed nor counted, and deleted by the next pool
+call that can write); an epoch commit (mpc_node/epoch_store.py), a ban (``NodeStore.add_ban``;
+until the store has taken it, they are neither listed nor counted), a roster change revoking a
+signer and ``DiscardPresignatures`` delete fresh ones; a used one's tombstone (with its share)
+is kept for good, and a replay of it is answered before any check of the roster, bans or
+approvals.
 """
 
 from __future__ import annotations
