@@ -77,6 +77,9 @@ Code = grpc.StatusCode
 SHARE_ROUND = 4  # the round a signing session's share is sealed as (service.SIGN_RELEASE_ROUND + 1)
 REASON_RE = re.compile(r"[a-z0-9-]{1,32}")
 MAX_DISCARD_IDS = 4096
+# presignatures in live presign sessions, all keys (about 128 KiB of session state each at
+# round 2): bounds a node's memory whatever a coordinator opens (max_sessions alone allows GiBs)
+MAX_PRESIGNATURES_IN_MAKING = 256
 FAULT_CONSUMED = "presign-consumed"  # mpc_node/faults.py point: the consume committed, the answer not sent
 
 
@@ -260,7 +263,15 @@ class NodePools:
                 f"presign.signers: {node.node_name(bad[0])} is banned by {cfg.name} for key {key_id.hex()[:16]}",
                 metadata=[("mpc-banned", ",".join(map(str, bad)))],
             )
-        held = node.store.count_fresh(key_id) + sum(s.presign.count for s in self.live_sessions(key_id) if s.presign is not None)
+        live = self.live_sessions()
+        making = sum(s.presign.count for s in live if s.presign is not None)
+        if making + p.count > MAX_PRESIGNATURES_IN_MAKING:
+            raise RpcError(
+                Code.RESOURCE_EXHAUSTED,
+                f"presign.count: {cfg.name} has {making} presignature(s) in the making (all keys); {p.count} more exceed"
+                f" {MAX_PRESIGNATURES_IN_MAKING}",
+            )
+        held = node.store.count_fresh(key_id) + sum(s.presign.count for s in live if s.presign is not None and s.key_id == key_id)
         if held + p.count > cfg.max_presignatures_per_key:
             raise RpcError(
                 Code.RESOURCE_EXHAUSTED,
