@@ -129,7 +129,7 @@ def test_a_replay_under_other_fields_answers_the_same_bytes_and_nothing_else(lay
     assert _state(svcs[1], req) == before
 
 
-def test_a_replay_after_expiry_a_policy_change_or_a_ban_answers_the_same_share(lay, svcs, monkeypatch) -> None:
+def test_a_replay_after_expiry_or_a_ban_answers_the_same_share(lay, svcs, monkeypatch) -> None:
     """Held (and why it is safe): after the consume committed, the share is what the coordinator
     already received (or would have); the replay answers it byte for byte even once the request
     expired or a co-signer was banned, and nothing new is signed, consumed or granted."""
