@@ -21,15 +21,21 @@ and queues the ``sign-share`` audit entry. The share (re-randomised, version 2) 
 memory before and released only after that transaction commits. Every refusal carries the
 trailing metadata ``mpc-governance`` (its kind) and is audited.
 
-At start every fresh presignature is deleted (a restored store cannot revive one); an epoch
-commit (mpc_node/epoch_store.py), a ban (``NodeStore.add_ban``) and ``DiscardPresignatures``
-delete fresh ones; a used one's tombstone (with its share) is kept for good.
+At start every fresh presignature is deleted (a restored store cannot revive one; if the store
+cannot be written then, they are refused, never listed nor counted, and deleted by the next pool
+call that can write); an epoch commit (mpc_node/epoch_store.py), a ban (``NodeStore.add_ban``;
+until the store has taken it, they are neither listed nor counted), a roster change revoking a
+signer and ``DiscardPresignatures`` delete fresh ones; a used one's tombstone (with its share)
+is kept for good, and a replay of it is answered before any check of the roster, bans or
+approvals.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -39,6 +45,7 @@ import grpc
 from crypto_core.bip32 import check_path
 from crypto_core.errors import ProtocolError, UsageError
 from crypto_core.hazmat.presignature import load_presignature
+from crypto_core.params import MAX_PARTIES
 from crypto_core.session import RoundOutput
 from crypto_core.sign import BatchConfig, PresignBatch
 from governance.errors import GovernanceError
@@ -49,11 +56,19 @@ from mpc_node.envelope import seal_broadcast
 from mpc_node.fields import at_most, governance_blob
 from mpc_node.governance import refusal
 from mpc_node.presig_store import FreshPresignature, PoolError, PoolPresignature
-from mpc_node.storage import RateLimited, RequestAlreadyServed, Reservation as StoredReservation, ReservationConflict, ServedRequest
+from mpc_node.storage import (
+    RateLimited,
+    RequestAlreadyServed,
+    Reservation as StoredReservation,
+    ReservationConflict,
+    ServedRequest,
+    StoreError,
+)
 from mpcnet.common.rpc import RpcError, caller_identity, check_len, invalid
 from mpcnet.wire.mpc.v1 import common_pb2, node_pb2
 
 if TYPE_CHECKING:
+    from governance.roster import Roster
     from mpc_node.service import NodeService, Session
 
 log = logging.getLogger("mpc_node.presign")
@@ -62,6 +77,9 @@ Code = grpc.StatusCode
 SHARE_ROUND = 4  # the round a signing session's share is sealed as (service.SIGN_RELEASE_ROUND + 1)
 REASON_RE = re.compile(r"[a-z0-9-]{1,32}")
 MAX_DISCARD_IDS = 4096
+# presignatures in live presign sessions, all keys (about 128 KiB of session state each at
+# round 2): bounds a node's memory whatever a coordinator opens (max_sessions alone allows GiBs)
+MAX_PRESIGNATURES_IN_MAKING = 256
 FAULT_CONSUMED = "presign-consumed"  # mpc_node/faults.py point: the consume committed, the answer not sent
 
 
@@ -85,17 +103,20 @@ def _path_text(path: tuple[int, ...]) -> str:
     return "m" + "".join(f"/{i}" for i in path)
 
 
-def _signers(values: Any, field: str, peers: dict[int, Any], *, pooled: bool = False) -> tuple[int, ...]:
+def _signers(values: Any, field: str, peers: dict[int, Any], *, pooled: bool = False, roster: bool = True) -> tuple[int, ...]:
     """Distinct roster indices of active nodes, in increasing order (INVALID_ARGUMENT naming
     ``field``). ``pooled``: a signer no longer active in the roster (revoked since the presignature
-    was made) is FAILED_PRECONDITION ``presig-mismatch`` instead (the coordinator drops that pool)."""
-    at_most(values, field, len(peers), "party indices")
+    was made) is FAILED_PRECONDITION ``presig-mismatch`` instead (the coordinator drops that pool).
+    ``roster=False``: the shape only (the roster is state: a replay is answered before it)."""
+    at_most(values, field, len(peers) if roster else MAX_PARTIES, "party indices")
     signers = tuple(int(j) for j in values)
+    if not signers:
+        raise invalid(field, "missing: give the signers' roster indices")
     if len(set(signers)) != len(signers):
         raise invalid(field, "duplicate party index")
     if list(signers) != sorted(signers):
         raise invalid(field, "must be in increasing order")
-    for j in signers:
+    for j in signers if roster else ():
         if j not in peers:
             why = f"party {j} is not an active node of this node's roster ({','.join(map(str, sorted(peers)))})"
             if pooled:
@@ -116,10 +137,52 @@ class NodePools:
 
     def __init__(self, node: NodeService) -> None:
         self.node = node
-        n = node.store.delete_all_fresh_presignatures()
+        # the fresh presignatures found at start that could not be deleted then (an unwritable
+        # store): refused, never listed nor counted, deleted by the next pool call that can write
+        self._stale: dict[bytes, tuple[bytes, ...]] = {}
+        self._stale_lock = threading.Lock()
+        node.roster_state.add_listener(self._roster_changed)
+        try:
+            n = node.store.delete_all_fresh_presignatures()
+        except StoreError as e:
+            for p in node.store.fresh_presignatures():
+                self._stale[p.key_id] = (*self._stale.get(p.key_id, ()), p.presig_id)
+            log.error("cannot delete the %d fresh presignature(s) left from before the start (%s): refused until deleted",
+                      sum(map(len, self._stale.values())), e)
+            return
         if n:
             log.info("deleted %d fresh presignature(s) at start (never revived)", n)
             node.audit.append(node.cfg.name, "presign-discard", outcome="discarded", details={"count": n, "reason": "node-start"})
+
+    def _stale_ids(self) -> frozenset[bytes]:
+        """The ids left from before the start (see ``__init__``) after one more try to delete them."""
+        node = self.node
+        with self._stale_lock:
+            for key_id, ids in list(self._stale.items()):
+                try:
+                    node.store.discard_presignatures(key_id, ids, audit=functools.partial(_discarded, node.cfg.name, "node-start", key_id))
+                except StoreError:
+                    break
+                del self._stale[key_id]
+                node.outbox.notify()
+            return frozenset(i for ids in self._stale.values() for i in ids)
+
+    def _roster_changed(self, old: Roster | None, new: Roster) -> None:
+        """A roster change (a listener of the node's roster): delete the fresh presignatures with a
+        signer no longer active (revocation is final and indices are never reused: they could never
+        sign again), audited; used ones' tombstones stay. A store error is logged by the caller."""
+        node = self.node
+        peers = node.peers()
+        gone: dict[bytes, set[int]] = {}
+        for p in node.store.fresh_presignatures():
+            gone.setdefault(p.key_id, set()).update(j for j in p.signers if j not in peers)
+        for key_id, revoked in gone.items():
+            for j in sorted(revoked):
+                n = node.store.discard_presignatures(key_id, peer=j, audit=functools.partial(_discarded, node.cfg.name, "revoked", key_id))
+                log.info("roster version %d: %d fresh presignature(s) of key %s with revoked node %d deleted", new.version, n,
+                         key_id.hex()[:16], j)
+        if gone:
+            node.outbox.notify()
 
     # --- counts ----------------------------------------------------------------------------
     def live_sessions(self, key_id: bytes | None = None) -> list[Session]:
@@ -131,8 +194,23 @@ class NodePools:
             ]
 
     def fresh_count(self) -> int:
-        """Fresh presignatures stored, all keys (Health, the pool-depth metric)."""
-        return self.node.store.count_fresh()
+        """Fresh usable presignatures stored, all keys (Health, the pool-depth metric): see :meth:`usable`."""
+        with self._stale_lock:
+            stale = frozenset(i for ids in self._stale.values() for i in ids)
+        return len(self.usable(self.node.store.fresh_presignatures(), stale))
+
+    def usable(self, fresh: list[PoolPresignature], stale: frozenset[bytes]) -> list[PoolPresignature]:
+        """``fresh`` without those left from before the start (``stale``) and those with a signer
+        banned for the key whose ban the store has not taken yet (journaled or pending: the
+        store deletes them with the ban, ``NodeStore.add_ban``, once the sweeper retries it)."""
+        banned: dict[bytes, frozenset[int]] = {}
+        out = []
+        for p in fresh:
+            if p.key_id not in banned:
+                banned[p.key_id] = self.node.bans.banned(p.key_id)
+            if p.presig_id not in stale and banned[p.key_id].isdisjoint(p.signers):
+                out.append(p)
+        return out
 
     # --- presign sessions -------------------------------------------------------------------
     def new_session(self, sid: bytes, p: node_pb2.PresignParams, ctx: Any) -> tuple[Session, Callable[[], RoundOutput]]:
@@ -185,7 +263,15 @@ class NodePools:
                 f"presign.signers: {node.node_name(bad[0])} is banned by {cfg.name} for key {key_id.hex()[:16]}",
                 metadata=[("mpc-banned", ",".join(map(str, bad)))],
             )
-        held = node.store.count_fresh(key_id) + sum(s.presign.count for s in self.live_sessions(key_id) if s.presign is not None)
+        live = self.live_sessions()
+        making = sum(s.presign.count for s in live if s.presign is not None)
+        if making + p.count > MAX_PRESIGNATURES_IN_MAKING:
+            raise RpcError(
+                Code.RESOURCE_EXHAUSTED,
+                f"presign.count: {cfg.name} has {making} presignature(s) in the making (all keys); {p.count} more exceed"
+                f" {MAX_PRESIGNATURES_IN_MAKING}",
+            )
+        held = node.store.count_fresh(key_id) + sum(s.presign.count for s in live if s.presign is not None and s.key_id == key_id)
         if held + p.count > cfg.max_presignatures_per_key:
             raise RpcError(
                 Code.RESOURCE_EXHAUSTED,
@@ -278,7 +364,7 @@ class NodePools:
         governance_blob(req.approval_bundle, "approval_bundle")
         governance_blob(req.policy_attestation, "policy_attestation")
         peers = node.peers()
-        signers = _signers(req.signers, "signers", peers, pooled=True)
+        signers = _signers(req.signers, "signers", peers, roster=False)  # the roster check follows the replay
         if not 1 <= req.attempt <= MAX_SIGN_ATTEMPTS:
             raise invalid("attempt", f"must be 1..{MAX_SIGN_ATTEMPTS}, got {req.attempt}")
         at_most(req.reservation_receipts, "reservation_receipts", len(peers), "receipts (one per roster node)")
@@ -288,7 +374,10 @@ class NodePools:
         found = node.store.pool_presignature(presig_id)
         if found is not None and found[0].used:
             return self._replayed(presig_id, req.request_id, req.attempt)
+        if found is not None and presig_id in self._stale_ids():
+            found = None  # left from before the start: never revived
         # 3. the presignature, the key's epoch, the bans
+        _signers(req.signers, "signers", peers, pooled=True)  # a signer revoked since: presig-mismatch
         if node.bans.closed(key_id) is not None:
             raise node._closed_error(key_id)
         bad = sorted(set(signers) & node.bans.banned(key_id))
@@ -394,7 +483,7 @@ class NodePools:
     def list(self, req: node_pb2.ListPresignaturesRequest) -> node_pb2.ListPresignaturesResponse:
         key_id = check_len(req.key_id, "key_id", 32) if req.key_id else None
         return node_pb2.ListPresignaturesResponse(
-            presignatures=[_info(p) for p in self.node.store.fresh_presignatures(key_id)],
+            presignatures=[_info(p) for p in self.usable(self.node.store.fresh_presignatures(key_id), self._stale_ids())],
             cap_per_key=self.node.cfg.max_presignatures_per_key,
         )
 
@@ -418,6 +507,12 @@ class NodePools:
 
     def _audit_refusal(self, action: str, reason: str, actor: str, key_id: bytes) -> None:
         self.node._audit_sign(action, "", "refused", reason, actor=actor, key_id=key_id[:32])
+
+
+def _discarded(actor: str, reason: str, key_id: bytes, n: int) -> OutboxEntry | None:
+    """The audit entry of ``n`` fresh presignatures of ``key_id`` the node deleted by itself
+    (``reason``: node-start, revoked); None when there were none."""
+    return OutboxEntry(actor, "presign-discard", "", "discarded", {"key_id": key_id.hex(), "count": n, "reason": reason}) if n else None
 
 
 def _info(p: PoolPresignature) -> node_pb2.PresignatureInfo:
