@@ -4,7 +4,11 @@ The environment variable ``MPC_TEST_FAULT_FILE`` names a file that the node read
 produces a round's messages. The file holds one JSON object::
 
     {"action": "crash" | "tamper-payload" | "tamper-ote" | "tamper-signature" | "delay",
-     "protocol": "dkg" | "sign", "round": 2, "seconds": 5.0, "once": true, "receiver": 1}
+     "protocol": "dkg" | "sign" | "presign", "round": 2, "seconds": 5.0, "once": true, "receiver": 1}
+
+``sign`` names the rounds of a signing session only; the rounds of a presign session (issue 14:
+a pool refill, a signing session with presign parameters) are ``presign``, so a fault meant for
+signing never fires in a background refill (nor the other way round).
 
 * ``crash``: the process exits at once (like ``kill -9``) instead of answering round ``round``.
 * ``tamper-payload``: flips a bit in every round-``round`` protocol payload *before* signing it

@@ -986,7 +986,7 @@ class NodeService:
 
     def _emit(self, s: Session, produce: Callable[[], RoundOutput]) -> node_pb2.StepResponse:
         out = produce()
-        fault = self.faults.check(s.kind, out.round)
+        fault = self.faults.check("presign" if s.presign is not None else s.kind, out.round)  # a refill is not a signing
         envs = self._seal(
             s, out.round, out.broadcast, out.direct, fault.action if fault else None, fault.receiver if fault else 0
         )
