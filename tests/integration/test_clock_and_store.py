@@ -145,6 +145,7 @@ def test_expiry_refusal_is_the_nodes_fault_not_the_requests(cc, auditor, cteam, 
     original = path.read_text()
     doc = json.loads(original)
     doc["max_clock_skew_s"] = 500_000  # any skew in this test
+    doc["presign"]["enabled"] = False  # pools off: the full protocol's rotating choice of signers
     path.write_text(json.dumps(doc))
     cc.restart("coordinator")
     restart_node3(cc, 7200.0)
@@ -222,6 +223,12 @@ def test_store_failure_in_the_middle_of_a_session_is_unavailable_not_an_abort(cc
     does not report a protocol abort (ABORTED) or an internal error."""
     fault = cc.lay.dir / "faults" / "node-3.json"
     log = cc.lay.log("node-3")
+    path = cc.lay.coordinator_config
+    original = path.read_text()
+    doc = json.loads(original)
+    doc["presign"]["enabled"] = False  # pools off: the fault waits in round 2 of the full protocol
+    path.write_text(json.dumps(doc))
+    cc.restart("coordinator")
     cc.kill("node-2")  # the signers are then nodes 1 and 3
     wait_for("the coordinator to see node 2 down", lambda: not node(auditor, "node-2").healthy)
     fault.write_text(json.dumps({"action": "delay", "protocol": "sign", "round": 2, "seconds": 2.0}))
@@ -247,6 +254,8 @@ def test_store_failure_in_the_middle_of_a_session_is_unavailable_not_an_abort(cc
     finally:
         fault.unlink(missing_ok=True)
         worker.join(timeout=60)
+        path.write_text(original)
+        cc.restart("coordinator")
         cc.start("node-2", cc.node_env[2])
         cc.wait_healthy(["node-2"])
     wait_for("every node up", lambda: all(n.healthy for n in auditor.node_states()))
