@@ -26,7 +26,10 @@ signing never fires in a background refill (nor the other way round).
   pending share and receipt or retiring marker, is stored, the answer carrying the receipt not
   sent) and ``epoch-committed`` (the ``CommitEpoch`` transaction and its audit entry are
   written, the answer not sent) and ``presign-consumed`` (a ``SignPresigned`` consume transaction
-  committed, the share not answered; issue 14). Only ``crash`` and ``delay`` exist here. The rounds of a
+  committed, the share not answered; issue 14) and ``presign-checking`` (a ``SignPresigned``
+  passed the field and presignature checks, the approvals not checked yet: a ``delay`` there
+  lets a request expire on its way, as a ``sign`` round delay does in the full protocol).
+  Only ``crash`` and ``delay`` exist here. The rounds of a
   reshare session are ``{"protocol": "reshare", "round": R}`` as above (``crash`` exits instead
   of answering with round ``R``'s messages).
 * ``store-unwritable`` (no ``protocol``/``round``): while the file says so, every write to the
@@ -46,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ENV = "MPC_TEST_FAULT_FILE"
-POINTS = ("reshare-stored", "epoch-committed", "presign-consumed")
+POINTS = ("reshare-stored", "epoch-committed", "presign-consumed", "presign-checking")
 MAX_DELAY_S = 120.0
 log = logging.getLogger("mpc_node.faults")
 

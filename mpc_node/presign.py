@@ -409,6 +409,7 @@ class NodePools:
         if node.me not in signers or any(j not in committee for j in signers):
             raise refusal(Code.FAILED_PRECONDITION, "presig-mismatch", f"signers: not in the committee of the key on {name}")
         # 4. the approvals, exactly as a signing session checks them
+        node.faults.at("presign-checking")  # test mode: a slow node (a request may expire meanwhile)
         approved = node.gov.check_sign(
             req.approval_bundle, key_id=key_id, digest=digest, path=path, request_id=req.request_id,
             attestation=bytes(req.policy_attestation),

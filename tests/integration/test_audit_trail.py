@@ -23,6 +23,7 @@ from mpcnet.client import MpcClient, SigningTeam
 from .cli_util import cli
 from .conftest import make_cluster
 from .outbox_util import outbox_drained
+from .pool_util import pools_settled
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +35,7 @@ def ac(tmp_path_factory):
             key = admin.create_key("audited")
             for j in range(2):
                 team.sign(key.key_id, hashlib.sha256(b"audited %d" % j).digest())
+        pools_settled(c)  # pools on: no presign session may still append entries
         for i in (1, 2, 3):  # the tests edit the files of live nodes: no entry may still be on its way
             assert outbox_drained(c.lay.node_dir(i))
         yield c

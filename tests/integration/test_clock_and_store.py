@@ -29,6 +29,7 @@ from mpcnet.common.pki import channel_credentials
 from mpcnet.wire.mpc.v1 import node_pb2
 
 from .conftest import make_cluster
+from .pool_util import pools_off
 
 TTL_S = 60
 
@@ -223,12 +224,11 @@ def test_store_failure_in_the_middle_of_a_session_is_unavailable_not_an_abort(cc
     does not report a protocol abort (ABORTED) or an internal error."""
     fault = cc.lay.dir / "faults" / "node-3.json"
     log = cc.lay.log("node-3")
-    path = cc.lay.coordinator_config
-    original = path.read_text()
-    doc = json.loads(original)
-    doc["presign"]["enabled"] = False  # pools off: the fault waits in round 2 of the full protocol
-    path.write_text(json.dumps(doc))
-    cc.restart("coordinator")
+    with pools_off(cc):  # the fault waits in round 2 of the full protocol (the pool path: test_presign_pool_store_fault.py)
+        _store_fails_mid_session(cc, auditor, cteam, ckey, fault, log)
+
+
+def _store_fails_mid_session(cc, auditor, cteam, ckey, fault, log) -> None:
     cc.kill("node-2")  # the signers are then nodes 1 and 3
     wait_for("the coordinator to see node 2 down", lambda: not node(auditor, "node-2").healthy)
     fault.write_text(json.dumps({"action": "delay", "protocol": "sign", "round": 2, "seconds": 2.0}))
@@ -254,8 +254,6 @@ def test_store_failure_in_the_middle_of_a_session_is_unavailable_not_an_abort(cc
     finally:
         fault.unlink(missing_ok=True)
         worker.join(timeout=60)
-        path.write_text(original)
-        cc.restart("coordinator")
         cc.start("node-2", cc.node_env[2])
         cc.wait_healthy(["node-2"])
     wait_for("every node up", lambda: all(n.healthy for n in auditor.node_states()))

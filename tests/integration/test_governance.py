@@ -40,6 +40,7 @@ from .govtools import (
     signing_request,
 )
 from .outbox_util import outbox_drained
+from .pool_util import pools_off
 from .relay_util import reserve, reserve_request, route, run, start, step
 from .test_cluster_api import _raw_channel, verify_independently
 
@@ -581,6 +582,13 @@ def test_expiry_holds_under_concurrent_requests(gc, team, gkey) -> None:
 
 
 def test_a_request_that_expires_while_signing_is_refused_by_the_nodes(gc, team, gkey) -> None:
+    # pools off: the fault delays a round of the full protocol (the pool path's expiry:
+    # test_presign_pool.py::test_a_request_that_expires_on_its_way_to_the_signers_is_refused_by_them)
+    with pools_off(gc):
+        _expires_while_signing(gc, team, gkey)
+
+
+def _expires_while_signing(gc, team, gkey) -> None:
     for i in range(1, N + 1):
         # 2 s TTL + the nodes' 5 s clock tolerance (clock_tolerance_s) + a margin
         fault = {"action": "delay", "protocol": "sign", "round": 2, "seconds": 7.5}

@@ -23,6 +23,7 @@ from mpcnet.wire.mpc.v1 import coordinator_pb2
 
 from .conftest import make_cluster
 from .test_cluster_api import verify_independently
+from .test_governance import released
 from .test_key_operations import _run_operation
 
 PRESIGN = {"enabled": True, "paths": [[]], "target": 4, "refill_at": 2, "cap": 8, "batch": 2, "max_parallel": 1}
@@ -30,7 +31,7 @@ PRESIGN = {"enabled": True, "paths": [[]], "target": 4, "refill_at": 2, "cap": 8
 
 @pytest.fixture(scope="module")
 def pc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    c = make_cluster(tmp_path_factory, "presign-2of3", 3, 2)
+    c = make_cluster(tmp_path_factory, "presign-2of3", 3, 2, fault_files=True)
     doc = json.loads(c.lay.coordinator_config.read_text())
     doc["presign"] = PRESIGN
     c.lay.coordinator_config.write_text(json.dumps(doc))
@@ -120,6 +121,31 @@ def test_a_request_signs_from_the_pool_in_one_round(pc: LocalCluster, admins, te
     assert len(rs) == 3
     used = [r for r in _presigs(pc) if r[1] == "used"]
     assert {r[2] for r in used} >= {"pool-0", "pool-1", "pool-2"}
+    _no_reuse(pc)
+
+
+def test_a_request_that_expires_on_its_way_to_the_signers_is_refused_by_them(
+    pc: LocalCluster, admins, team: SigningTeam, key  # type: ignore[no-untyped-def]
+) -> None:
+    """The pool-path counterpart of test_governance's expiry while signing (that one delays a
+    round of the full protocol, pools off): every node is slow before it checks the approvals
+    of a SignPresigned (the ``presign-checking`` fault point), the request expires meanwhile,
+    the nodes refuse it and release nothing, the request ends EXPIRED (never signed by the
+    full protocol afterwards) and its presignature is never used."""
+    _ready(admins[0], key.key_id, 1)
+    fault = {"action": "delay", "point": "presign-checking", "seconds": 7.5}  # 2 s TTL + 5 s clock tolerance + a margin
+    for i in (1, 2, 3):
+        (pc.lay.dir / "faults" / f"node-{i}.json").write_text(json.dumps(fault))
+    try:
+        r = team.request(key.key_id, b"\x78" * 32, description="slow pool signers", ttl_seconds=2)
+    finally:
+        for i in (1, 2, 3):
+            (pc.lay.dir / "faults" / f"node-{i}.json").unlink(missing_ok=True)
+    assert r.state == "expired" and r.signature is None, r
+    assert "expires_at_ms: request has expired" in r.error_message
+    assert not _info(team, r.request_id).presigned
+    assert all(not released(pc, i, r.request_id) for i in (1, 2, 3))
+    assert all(state != "used" for _, state, rid, _ in _presigs(pc) if rid == r.request_id)
     _no_reuse(pc)
 
 
