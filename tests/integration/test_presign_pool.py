@@ -23,6 +23,7 @@ from mpcnet.wire.mpc.v1 import coordinator_pb2
 
 from .conftest import make_cluster
 from .test_cluster_api import verify_independently
+from .test_faults import clear_fault, fault_pending, revive, set_fault
 from .test_governance import released
 from .test_key_operations import _run_operation
 
@@ -229,6 +230,46 @@ def test_a_restarted_node_lost_its_pool_the_request_falls_back_and_the_pool_refi
         time.sleep(0.1)
     r = team.request(key.key_id, digest[::-1], request_id="refilled-after-restarts")
     assert r.state == "done" and _info(team, r.request_id).presigned
+    _no_reuse(pc)
+
+
+def test_a_node_killed_in_a_refill_leaves_signing_alone_and_the_pool_refills(
+    pc: LocalCluster, admins, team: SigningTeam, key  # type: ignore[no-untyped-def]
+) -> None:
+    """The pool-path counterpart of test_faults.py's kills during signing (pools off there):
+    a node killed in round 2 of a background presign session (fault protocol ``presign``; a
+    ``sign`` fault never fires in a refill) costs no request anything: every request is DONE
+    within MAX_SIGN_ATTEMPTS, no presig_id twice, and after the node's restart the pools are
+    ready again and sign in one round."""
+    a1, _ = admins
+    _all_healthy(a1)
+    st = _ready(a1, key.key_id, 1)
+    sets = [set(p.signers) for p in st.pools if p.key_id == key.key_id]
+    victim = min(set.intersection(*sets))  # in every pool of the key: its next refill runs on it
+    set_fault(pc, victim, action="crash", protocol="presign", round=2)
+    for k in range(12):  # each request takes a presignature; at refill_at the refiller starts a session
+        if not fault_pending(pc, victim):
+            break
+        digest = hashlib.sha256(b"refill crash %d" % k).digest()
+        r = team.request(key.key_id, digest, request_id=f"refill-crash-{k}")
+        assert r.state == "done" and r.signature is not None, r
+        verify_independently(key.public_key, r.signature.der, digest)
+        assert _info(team, r.request_id).attempts <= MAX_SIGN_ATTEMPTS
+    else:
+        clear_fault(pc, victim)
+        raise AssertionError(f"no refill ran on node {victim}")
+    assert pc.procs[f"node-{victim}"].wait(timeout=60) == 137  # killed in the presign round, as told
+    digest = hashlib.sha256(b"while a node is down").digest()
+    r = team.request(key.key_id, digest, request_id="refill-crash-down")
+    assert r.state == "done" and r.signature is not None and victim not in r.signature.signers, r
+    revive(pc, victim)
+    deadline = time.monotonic() + 60  # reconciled (the restart deleted its fresh ones) and refilled
+    while not any(victim in p.signers and p.ready for p in
+                  a1._stub.ClusterStatus(coordinator_pb2.ClusterStatusRequest(), timeout=30).pools if p.key_id == key.key_id):
+        assert time.monotonic() < deadline, "no pool with the restarted node"
+        time.sleep(0.1)
+    r = team.request(key.key_id, digest[::-1], request_id="refill-crash-revived")
+    assert r.state == "done" and _info(team, r.request_id).attempts <= MAX_SIGN_ATTEMPTS, r
     _no_reuse(pc)
 
 
