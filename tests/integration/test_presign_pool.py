@@ -207,7 +207,7 @@ def test_a_restarted_node_lost_its_pool_the_request_falls_back_and_the_pool_refi
         pc.kill(f"node-{i}")
     for i in (1, 2, 3):
         pc.procs[f"node-{i}"].wait(30)
-        pc.start(f"node-{i}")
+        pc.start(f"node-{i}", pc.node_env[i])  # keeps its fault file
     pc.wait_healthy(["node-1", "node-2", "node-3"])
     digest = hashlib.sha256(b"after node restarts").digest()
     r = team.request(key.key_id, digest, request_id="after-node-restarts")
@@ -247,14 +247,17 @@ def test_a_node_killed_in_a_refill_leaves_signing_alone_and_the_pool_refills(
     sets = [set(p.signers) for p in st.pools if p.key_id == key.key_id]
     victim = min(set.intersection(*sets))  # in every pool of the key: its next refill runs on it
     set_fault(pc, victim, action="crash", protocol="presign", round=2)
-    for k in range(12):  # each request takes a presignature; at refill_at the refiller starts a session
-        if not fault_pending(pc, victim):
-            break
+    for k in range(12):  # each request takes a presignature; at refill_at the refiller starts a session ...
         digest = hashlib.sha256(b"refill crash %d" % k).digest()
         r = team.request(key.key_id, digest, request_id=f"refill-crash-{k}")
         assert r.state == "done" and r.signature is not None, r
         verify_independently(key.public_key, r.signature.der, digest)
         assert _info(team, r.request_id).attempts <= MAX_SIGN_ATTEMPTS
+        deadline = time.monotonic() + 5  # ... once no request is signing (signing always goes first)
+        while fault_pending(pc, victim) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not fault_pending(pc, victim):
+            break
     else:
         clear_fault(pc, victim)
         raise AssertionError(f"no refill ran on node {victim}")
