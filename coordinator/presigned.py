@@ -191,19 +191,31 @@ class PresignedSigning:
         for i, r in answers.items():
             env = r.share
             if r.signer != i or env.sender != i or env.receiver != 0 or env.round != SHARE_ROUND or env.session_id != a.presig_id:
-                raise _Fallback("bad-share", f"node {i} answered a share envelope for another session, sender or round")
+                raise self._bad_share(k.key_id, i, "answered a share envelope for another session, sender or round")
             index = committee.index(i) + 1  # the share index: the node's committee position
             try:
                 share = SignatureShare.from_bytes(bytes(env.payload), a.presig_id, index)
-            except DecodeError as e:
-                raise _Fallback("bad-share", f"node {i}: share: {e}") from None
+            except (DecodeError, ProtocolAbort) as e:  # the decoder blames the sender (ProtocolAbort)
+                raise self._bad_share(k.key_id, i, f"share: {e}") from None
             if not share.rerandomized or share.sigid != a.presig_id or share.R.encode() != a.big_r or share.digest != digest:
-                raise _Fallback("bad-share", f"node {i}: share: not a re-randomised share of this presignature and digest")
+                raise self._bad_share(k.key_id, i, "share: not a re-randomised share of this presignature and digest")
             shares[index] = share
         try:
             return combine(shares, digest, signers=sorted(shares), public_key=expected, derivation_path=path)
-        except (ProtocolAbort, UsageError) as e:
+        except ProtocolAbort as e:
+            if e.party is not None and 1 <= e.party <= len(committee) and committee[e.party - 1] in a.signers:
+                raise self._bad_share(k.key_id, committee[e.party - 1], f"combine: {e}") from None
+            raise _Fallback("bad-share", f"combine: {e}") from None  # a sum that does not verify names nobody
+        except UsageError as e:
             raise _Fallback("bad-share", f"combine: {e}") from None
+
+    def _bad_share(self, key_id: bytes, node: int, why: str) -> _Fallback:
+        """Node ``node``'s own answer (its channel) is provably not a share of this presignature:
+        the pools never put it in a signer set of ``key_id`` again (as the full protocol leaves
+        a node whose share fails the combiner's check out of the request's signer sets); the
+        fallback to raise, naming it."""
+        self.pools.dispute(key_id, {frozenset({node})})
+        return _Fallback("bad-share", f"node {node}: {why}"[:300])
 
     def _ask(self, signers: Mapping[int, NodeHandle], req: node_pb2.SignPresignedRequest) -> dict[int, node_pb2.SignPresignedResponse]:
         """``req`` to every signer at once; a transient failure is retried once (the same
