@@ -243,6 +243,8 @@ class PresignPools:
             rows = agreed_batch(final, pool, count, expected)
         except ValueError as e:
             log.warning("presign session for key %s with nodes %s: %s; discarding the batch", key_id.hex()[:16], list(signers), e)
+            if isinstance(e, BatchMismatch):  # never pool the culprit (or the pair that disagreed) again
+                self.dispute(key_id, {e.blamed} if e.blamed else set())
             self._discard_on_nodes(subset, key_id, _reported_ids(final), "mismatch")
             self._count_discarded(pool, len(_reported_ids(final)) or count, "mismatch")
             self._back_off(pool)
@@ -272,8 +274,10 @@ class PresignPools:
 
     # --- discarding ----------------------------------------------------------------------------
     def dispute(self, key_id: bytes, pairs: set[frozenset[int]]) -> None:
-        """Nodes that refused each other for ``key_id`` (a ban claim): no pool holds such a pair
-        again (ready ones are discarded at the next housekeeping)."""
+        """Nodes that refused each other for ``key_id`` (a ban claim), answers of a presign
+        session that disagree (the pair), or a node whose own answer or share is provably bad
+        (a set of one): no pool's signer set holds such a set again (ready ones are discarded at
+        the next housekeeping); the coordinator's memory, for as long as it runs."""
         if not pairs:
             return
         with self._lock:
@@ -446,40 +450,52 @@ def _reported_ids(final: Mapping[int, node_pb2.StepResponse]) -> list[bytes]:
     return list(ids)
 
 
+class BatchMismatch(ValueError):
+    """A presign session's answers that cannot all be right. ``blamed``: one node whose own
+    answer is wrong (it alone is at fault), the pair of two answers that disagree (one of the
+    two lied), or empty (nobody can be named)."""
+
+    def __init__(self, message: str, blamed: frozenset[int] = frozenset()) -> None:
+        super().__init__(message)
+        self.blamed = blamed
+
+
 def agreed_batch(final: Mapping[int, node_pb2.StepResponse], pool: PoolKey, count: int, expected_pk: bytes) -> list[PresigRow]:
     """The presignatures every signer of ``pool`` reported for a presign session of ``count``:
     each answer must list exactly ``count`` of them, in the same order, with 32-byte distinct
     ids, a valid 33-byte R, PK' equal to ``expected_pk`` (the coordinator's own derivation) and
-    the pool's key, epoch, path and signer set. ValueError naming what differs."""
+    the pool's key, epoch, path and signer set. :class:`BatchMismatch` (a ValueError) naming
+    what differs and whom it blames."""
     key_id, epoch, path, signers = pool
     if set(final) != set(signers):
-        raise ValueError(f"answers from nodes {sorted(final)}, expected {list(signers)}")
+        raise BatchMismatch(f"answers from nodes {sorted(final)}, expected {list(signers)}")
     lists: dict[int, list[tuple[bytes, bytes, bytes]]] = {}
     for i in signers:
         r = final[i]
+        own = frozenset({i})
         if not r.HasField("presign_result"):
-            raise ValueError(f"node {i} returned no presign result")
+            raise BatchMismatch(f"node {i} returned no presign result", own)
         items = []
         for p in r.presign_result.presignatures:
             if len(p.presig_id) != PRESIG_ID_LEN:
-                raise ValueError(f"node {i}: presig_id: must be {PRESIG_ID_LEN} bytes")
+                raise BatchMismatch(f"node {i}: presig_id: must be {PRESIG_ID_LEN} bytes", own)
             if (bytes(p.key_id), p.epoch, tuple(p.derivation_path), tuple(p.signers)) != (key_id, epoch, path, signers):
-                raise ValueError(f"node {i}: a presignature names another key, epoch, path or signer set")
+                raise BatchMismatch(f"node {i}: a presignature names another key, epoch, path or signer set", own)
             if bytes(p.public_key) != expected_pk:
-                raise ValueError(f"node {i}: public_key: not the key's derived public key")
+                raise BatchMismatch(f"node {i}: public_key: not the key's derived public key", own)
             try:
                 if Point.decode(bytes(p.big_r)).is_infinity or len(p.big_r) != 33:
-                    raise ValueError(f"node {i}: big_r: the point at infinity")
+                    raise BatchMismatch(f"node {i}: big_r: the point at infinity", own)
             except DecodeError:
-                raise ValueError(f"node {i}: big_r: not a compressed point") from None
+                raise BatchMismatch(f"node {i}: big_r: not a compressed point", own) from None
             items.append((bytes(p.presig_id), bytes(p.big_r), bytes(p.public_key)))
         if len(items) != count:
-            raise ValueError(f"node {i} returned {len(items)} presignatures, expected {count}")
+            raise BatchMismatch(f"node {i} returned {len(items)} presignatures, expected {count}", own)
         lists[i] = items
     first = lists[signers[0]]
     for i in signers[1:]:
         if lists[i] != first:
-            raise ValueError(f"nodes {signers[0]} and {i} disagree on the presignatures")
+            raise BatchMismatch(f"nodes {signers[0]} and {i} disagree on the presignatures", frozenset({signers[0], i}))
     if len({p for p, _, _ in first}) != len(first):
         raise ValueError("a presignature id is repeated")
     return [PresigRow(p, key_id, epoch, path, signers, big_r, pk) for p, big_r, pk in first]
