@@ -300,8 +300,8 @@ class PresignPools:
                 continue
             by_key.setdefault((r.key_id, r.signers), []).append(r.presig_id)
             self._count_discarded(r.pool, 1, reason)
-        for (key_id, signers), ids in by_key.items():
-            self._discard_on_nodes({i: nodes[i] for i in signers if i in nodes}, key_id, ids, reason)
+        for (key_id, signers), ids in by_key.items():  # a node known down is reconciled when it is back (no wait on it)
+            self._discard_on_nodes({i: nodes[i] for i in signers if i in nodes and nodes[i].healthy is not False}, key_id, ids, reason)
         self._set_gauges()
         return len(done)
 

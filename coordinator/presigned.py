@@ -47,6 +47,9 @@ log = logging.getLogger("coordinator.presigned")
 
 SHARE_ROUND = 4  # the envelope round of a released share (as the full protocol's last answer)
 RETRY_PAUSE_S = 0.2  # before the one quick retry of a node that failed transiently
+# the deadline of one SignPresigned (s; at most the step timeout): one RPC of a few ms (a commit,
+# the approvals checked), so a hung or slow-walking signer costs a pool attempt little
+SIGN_PRESIGNED_TIMEOUT_S = 5.0
 _TRANSIENT = {
     grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED, grpc.StatusCode.INTERNAL,
     grpc.StatusCode.UNKNOWN,
@@ -222,10 +225,11 @@ class PresignedSigning:
         request: a node that consumed replays). _Fallback on any refusal or a second failure."""
         got: dict[int, node_pb2.SignPresignedResponse] = {}
         pending = dict(signers)
+        timeout = min(self.deps.step_timeout_s, SIGN_PRESIGNED_TIMEOUT_S)
         if self.fault is not None:  # test mode: the lowest signer alone first, then the crash point
             first = min(pending)
             try:
-                got[first] = pending[first].stub.SignPresigned(req, timeout=self.deps.step_timeout_s)
+                got[first] = pending[first].stub.SignPresigned(req, timeout=timeout)
                 del pending[first]
             except grpc.RpcError:
                 pass
@@ -234,7 +238,7 @@ class PresignedSigning:
             for h in pending.values():
                 h.inflight += 1
             try:
-                ok, errs = fanout({i: (h.stub.SignPresigned, req) for i, h in pending.items()}, self.deps.step_timeout_s)
+                ok, errs = fanout({i: (h.stub.SignPresigned, req) for i, h in pending.items()}, timeout)
             finally:
                 for h in pending.values():
                     h.inflight -= 1
@@ -250,7 +254,7 @@ class PresignedSigning:
                     self.pools.reconcile_soon(i)
                 if kind or code not in _TRANSIENT:
                     raise _Fallback(kind or "refused", f"node {i}: {code.name}: {details}"[:300])
-                if tries == 2:
+                if tries == 2 or signers[i].healthy is False:  # a node already known down is not asked again
                     signers[i].mark_down(f"{code.name}: {details}")
                     raise _Fallback("unavailable", f"node {i}: {code.name}: {details}"[:300])
             pending = {i: signers[i] for i in errs}
