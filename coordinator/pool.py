@@ -101,6 +101,7 @@ class PresignPools:
         self._filling: dict[PoolKey, int] = {}  # presignatures in presign sessions now
         self._backoff: dict[PoolKey, float] = {}  # pool -> monotonic time before which it is not refilled
         self._disputes: dict[bytes, set[frozenset[int]]] = {}  # key -> pairs never put in one pool set
+        self._strikes: dict[tuple[bytes, int], int] = {}  # (key, node) -> presignatures it disowned since its last pool signature
         self._used: dict[PoolKey, int] = {}
         self._discarded: dict[PoolKey, int] = {}
         self._reconciled: dict[int, float] = {}  # node -> monotonic time of its last reconcile
@@ -282,6 +283,23 @@ class PresignPools:
             return
         with self._lock:
             self._disputes.setdefault(key_id, set()).update(pairs)
+
+    def strike(self, key_id: bytes, node: int, limit: int) -> None:
+        """Node ``node`` disowned a presignature of ``key_id`` its co-signers held; at the
+        ``limit``-th time with no pool signature by it in between (:meth:`forgive`) it is
+        disputed alone (:meth:`dispute`)."""
+        with self._lock:
+            n = self._strikes[(key_id, node)] = self._strikes.get((key_id, node), 0) + 1
+        if n >= limit:
+            log.warning("node %d disowned %d presignatures of key %s its co-signers held; no pool puts it in a signer set again",
+                        node, n, key_id.hex()[:16])
+            self.dispute(key_id, {frozenset({node})})
+
+    def forgive(self, key_id: bytes, nodes: Sequence[int]) -> None:
+        """``nodes`` signed from a pool of ``key_id``: their strikes are cleared."""
+        with self._lock:
+            for i in nodes:
+                self._strikes.pop((key_id, i), None)
 
     def disputes(self, key_id: bytes) -> frozenset[frozenset[int]]:
         """The pairs of nodes never put in one pool's signer set for ``key_id`` (a copy)."""

@@ -50,6 +50,11 @@ RETRY_PAUSE_S = 0.2  # before the one quick retry of a node that failed transien
 # the deadline of one SignPresigned (s; at most the step timeout): one RPC of a few ms (a commit,
 # the approvals checked), so a hung or slow-walking signer costs a pool attempt little
 SIGN_PRESIGNED_TIMEOUT_S = 5.0
+# presig-unknown/presig-used answers by one signer while a co-signer consumed the same
+# presignature, with no pool signature by it in between, before the pools leave it out
+# (an honest node says so once after a restart, then it is reconciled)
+PRESIG_STRIKES = 3
+_DISOWNED = ("presig-unknown", "presig-used")
 _TRANSIENT = {
     grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED, grpc.StatusCode.INTERNAL,
     grpc.StatusCode.UNKNOWN,
@@ -122,6 +127,7 @@ class PresignedSigning:
             self.pools.discard([a], "failed", "assigned")
             self.pools.fallback(e.reason)
             return None
+        self.pools.forgive(k.key_id, a.signers)
         with self._lock:
             self._signed[rid] = a
         out = common_pb2.Signature(
@@ -252,6 +258,8 @@ class PresignedSigning:
                     kind = kind or "mpc-banned"
                 if kind == "presig-unknown":  # it lost its fresh ones (restarted?): reconcile it at the next pass
                     self.pools.reconcile_soon(i)
+                if kind in _DISOWNED and any(j in got for j in signers if j != i):  # a co-signer held and consumed it
+                    self.pools.strike(req.key_id, i, PRESIG_STRIKES)
                 if kind or code not in _TRANSIENT:
                     raise _Fallback(kind or "refused", f"node {i}: {code.name}: {details}"[:300])
                 if tries == 2 or signers[i].healthy is False:  # a node already known down is not asked again
