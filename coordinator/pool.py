@@ -62,6 +62,7 @@ PRESIGN_LAST_ROUND = 3
 RECONCILE_EVERY_S = 60.0  # a serving node is reconciled at least this often
 BACKOFF_S = 5.0  # a pool whose presign session failed waits this long before the next
 LOOP_S = 0.25  # the refiller's pace
+MAX_LISTED = 4096  # a node's listed presignatures looked up (and discarded as orphans) per reconcile
 HOUSEKEEPING_S = 1.0  # housekeeping and the gauges, at most this often (the choice filters by epoch anyway)
 # reasons (metric label values, audit-free): a fixed set
 DISCARD_REASONS = ("mismatch", "duplicate", "epoch", "retired", "roster", "ban", "reconcile", "failed", "ended")
@@ -396,6 +397,9 @@ class PresignPools:
             log.info("%s: cannot list its presignatures (%s)", h.label, getattr(e.code(), "name", e.code()) if hasattr(e, "code") else e)
             return False
         held = {bytes(p.presig_id) for p in resp.presignatures}
+        listed = list(resp.presignatures)[:MAX_LISTED]  # a corrupted node's flood costs no more (the rest: next time)
+        if len(resp.presignatures) > MAX_LISTED:
+            log.warning("%s listed %d presignatures; reconciling the first %d", h.label, len(resp.presignatures), MAX_LISTED)
         gone = [r for r in ready if r.presig_id not in held]
         if gone:
             log.info("%s no longer holds %d ready presignature(s) (restarted?): discarding them", h.label, len(gone))
@@ -404,9 +408,9 @@ class PresignPools:
             with self._lock:
                 quiet = self._inflight == 0
         if quiet:
-            known = self.deps.db.presigs_live(list(held))
+            known = self.deps.db.presigs_live(list(dict.fromkeys(bytes(p.presig_id) for p in listed)))
             orphans: dict[bytes, list[bytes]] = {}
-            for p in resp.presignatures:
+            for p in listed:
                 if bytes(p.presig_id) not in known and len(p.key_id) == 32:
                     orphans.setdefault(bytes(p.key_id), []).append(bytes(p.presig_id))
             for key_id, ids in orphans.items():
