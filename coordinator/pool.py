@@ -285,16 +285,17 @@ class PresignPools:
         with self._lock:
             self._disputes.setdefault(key_id, set()).update(pairs)
 
-    def strike(self, key_id: bytes, node: int, limit: int) -> None:
-        """Node ``node`` disowned a presignature of ``key_id`` its co-signers held; at the
-        ``limit``-th time with no pool signature by it in between (:meth:`forgive`) it is
-        disputed alone (:meth:`dispute`)."""
+    def strike(self, key_id: bytes, node: int, held: set[int], limit: int) -> None:
+        """Node ``node`` disowned a presignature of ``key_id`` that its co-signers ``held``
+        consumed; from the ``limit``-th time with no pool signature by it in between
+        (:meth:`forgive`) it is disputed with each of them (:meth:`dispute`: its word against
+        theirs, as a ban claim), so a node that keeps doing it ends up in no pool."""
         with self._lock:
             n = self._strikes[(key_id, node)] = self._strikes.get((key_id, node), 0) + 1
         if n >= limit:
-            log.warning("node %d disowned %d presignatures of key %s its co-signers held; no pool puts it in a signer set again",
-                        node, n, key_id.hex()[:16])
-            self.dispute(key_id, {frozenset({node})})
+            log.warning("node %d disowned %d presignatures of key %s that nodes %s held; no pool pairs them again",
+                        node, n, key_id.hex()[:16], sorted(held))
+            self.dispute(key_id, {frozenset({node, j}) for j in held})
 
     def forgive(self, key_id: bytes, nodes: Sequence[int]) -> None:
         """``nodes`` signed from a pool of ``key_id``: their strikes are cleared."""

@@ -51,8 +51,9 @@ RETRY_PAUSE_S = 0.2  # before the one quick retry of a node that failed transien
 # the approvals checked), so a hung or slow-walking signer costs a pool attempt little
 SIGN_PRESIGNED_TIMEOUT_S = 5.0
 # presig-unknown/presig-used answers by one signer while a co-signer consumed the same
-# presignature, with no pool signature by it in between, before the pools leave it out
-# (an honest node says so once after a restart, then it is reconciled)
+# presignature, with no pool signature by it in between, before the pools stop pairing it with
+# those co-signers (an honest node says so once after a restart, then it is reconciled; one
+# that banned the co-signer deleted their presignatures: the pair, not the node, is at issue)
 PRESIG_STRIKES = 3
 _DISOWNED = ("presig-unknown", "presig-used")
 _TRANSIENT = {
@@ -258,8 +259,9 @@ class PresignedSigning:
                     kind = kind or "mpc-banned"
                 if kind == "presig-unknown":  # it lost its fresh ones (restarted?): reconcile it at the next pass
                     self.pools.reconcile_soon(i)
-                if kind in _DISOWNED and any(j in got for j in signers if j != i):  # a co-signer held and consumed it
-                    self.pools.strike(req.key_id, i, PRESIG_STRIKES)
+                held = {j for j in signers if j != i and j in got}
+                if kind in _DISOWNED and held:  # co-signers held and consumed it
+                    self.pools.strike(req.key_id, i, held, PRESIG_STRIKES)
                 if kind or code not in _TRANSIENT:
                     raise _Fallback(kind or "refused", f"node {i}: {code.name}: {details}"[:300])
                 if tries == 2 or signers[i].healthy is False:  # a node already known down is not asked again

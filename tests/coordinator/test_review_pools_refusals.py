@@ -4,7 +4,9 @@ answer their shares. Each time the presignature is discarded and the request pay
 (bounded: one per request), and at its reconcile the node can disown its whole pool, so the
 refiller has honest nodes presign again and again with it. An honest node says so once after a
 restart (then it is reconciled and signs from its new pools); a node that keeps saying it with
-no pool signature in between is named: no pool puts it in a signer set again."""
+no pool signature in between is disputed with the co-signers that held it (its word against
+theirs, as a ban claim: an honest node that banned the co-signer deleted their presignatures),
+so a node that keeps doing it with every partner ends up in no pool."""
 
 from __future__ import annotations
 
@@ -24,11 +26,16 @@ DIGEST = hashlib.sha256(b"pay 1 coin").digest()
 def test_a_signer_that_keeps_disowning_presignatures_its_cosigners_hold_is_named(tmp_path: Path, kind: str) -> None:
     c = cluster(tmp_path)
     c.presign((1, 2), PRESIG_STRIKES + 2)
+    c.presign((2, 3), 2, seed=b"other")
     c.stubs[2].refuse = kind
+    c.nodes[3].healthy = False  # only {1, 2} is usable at first
     for n in range(PRESIG_STRIKES):
-        assert frozenset({2}) not in c.pools.disputes(c.key.key_id)
+        assert c.pools.disputes(c.key.key_id) == frozenset()
         assert c.signing.sign(f"req-{n}", c.key, DIGEST, (), b"b") is None  # each still signs with the full protocol
-    assert frozenset({2}) in c.pools.disputes(c.key.key_id)
+    assert c.pools.disputes(c.key.key_id) == {frozenset({1, 2})}
+    c.nodes[3].healthy = True
+    assert c.signing.sign("req-x", c.key, DIGEST, (), b"b") is None  # on {2, 3} now: it disowns that one too
+    assert c.pools.disputes(c.key.key_id) == {frozenset({1, 2}), frozenset({2, 3})}
     c.pools.housekeeping()
     assert c.db.ready_presigs() == [] and all(2 not in p[3] for _, p, _ in c.pools.due())
 
