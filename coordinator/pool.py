@@ -62,6 +62,7 @@ PRESIGN_LAST_ROUND = 3
 RECONCILE_EVERY_S = 60.0  # a serving node is reconciled at least this often
 BACKOFF_S = 5.0  # a pool whose presign session failed waits this long before the next
 LOOP_S = 0.25  # the refiller's pace
+MAX_LISTED = 4096  # a node's listed presignatures looked up (and discarded as orphans) per reconcile
 HOUSEKEEPING_S = 1.0  # housekeeping and the gauges, at most this often (the choice filters by epoch anyway)
 # reasons (metric label values, audit-free): a fixed set
 DISCARD_REASONS = ("mismatch", "duplicate", "epoch", "retired", "roster", "ban", "reconcile", "failed", "ended")
@@ -101,6 +102,7 @@ class PresignPools:
         self._filling: dict[PoolKey, int] = {}  # presignatures in presign sessions now
         self._backoff: dict[PoolKey, float] = {}  # pool -> monotonic time before which it is not refilled
         self._disputes: dict[bytes, set[frozenset[int]]] = {}  # key -> pairs never put in one pool set
+        self._strikes: dict[tuple[bytes, int], int] = {}  # (key, node) -> presignatures it disowned since its last pool signature
         self._used: dict[PoolKey, int] = {}
         self._discarded: dict[PoolKey, int] = {}
         self._reconciled: dict[int, float] = {}  # node -> monotonic time of its last reconcile
@@ -243,6 +245,8 @@ class PresignPools:
             rows = agreed_batch(final, pool, count, expected)
         except ValueError as e:
             log.warning("presign session for key %s with nodes %s: %s; discarding the batch", key_id.hex()[:16], list(signers), e)
+            if isinstance(e, BatchMismatch):  # never pool the culprit (or the pair that disagreed) again
+                self.dispute(key_id, {e.blamed} if e.blamed else set())
             self._discard_on_nodes(subset, key_id, _reported_ids(final), "mismatch")
             self._count_discarded(pool, len(_reported_ids(final)) or count, "mismatch")
             self._back_off(pool)
@@ -272,12 +276,32 @@ class PresignPools:
 
     # --- discarding ----------------------------------------------------------------------------
     def dispute(self, key_id: bytes, pairs: set[frozenset[int]]) -> None:
-        """Nodes that refused each other for ``key_id`` (a ban claim): no pool holds such a pair
-        again (ready ones are discarded at the next housekeeping)."""
+        """Nodes that refused each other for ``key_id`` (a ban claim), answers of a presign
+        session that disagree (the pair), or a node whose own answer or share is provably bad
+        (a set of one): no pool's signer set holds such a set again (ready ones are discarded at
+        the next housekeeping); the coordinator's memory, for as long as it runs."""
         if not pairs:
             return
         with self._lock:
             self._disputes.setdefault(key_id, set()).update(pairs)
+
+    def strike(self, key_id: bytes, node: int, held: set[int], limit: int) -> None:
+        """Node ``node`` disowned a presignature of ``key_id`` that its co-signers ``held``
+        consumed; from the ``limit``-th time with no pool signature by it in between
+        (:meth:`forgive`) it is disputed with each of them (:meth:`dispute`: its word against
+        theirs, as a ban claim), so a node that keeps doing it ends up in no pool."""
+        with self._lock:
+            n = self._strikes[(key_id, node)] = self._strikes.get((key_id, node), 0) + 1
+        if n >= limit:
+            log.warning("node %d disowned %d presignatures of key %s that nodes %s held; no pool pairs them again",
+                        node, n, key_id.hex()[:16], sorted(held))
+            self.dispute(key_id, {frozenset({node, j}) for j in held})
+
+    def forgive(self, key_id: bytes, nodes: Sequence[int]) -> None:
+        """``nodes`` signed from a pool of ``key_id``: their strikes are cleared."""
+        with self._lock:
+            for i in nodes:
+                self._strikes.pop((key_id, i), None)
 
     def disputes(self, key_id: bytes) -> frozenset[frozenset[int]]:
         """The pairs of nodes never put in one pool's signer set for ``key_id`` (a copy)."""
@@ -296,8 +320,8 @@ class PresignPools:
                 continue
             by_key.setdefault((r.key_id, r.signers), []).append(r.presig_id)
             self._count_discarded(r.pool, 1, reason)
-        for (key_id, signers), ids in by_key.items():
-            self._discard_on_nodes({i: nodes[i] for i in signers if i in nodes}, key_id, ids, reason)
+        for (key_id, signers), ids in by_key.items():  # a node known down is reconciled when it is back (no wait on it)
+            self._discard_on_nodes({i: nodes[i] for i in signers if i in nodes and nodes[i].healthy is not False}, key_id, ids, reason)
         self._set_gauges()
         return len(done)
 
@@ -374,6 +398,9 @@ class PresignPools:
             log.info("%s: cannot list its presignatures (%s)", h.label, getattr(e.code(), "name", e.code()) if hasattr(e, "code") else e)
             return False
         held = {bytes(p.presig_id) for p in resp.presignatures}
+        listed = list(resp.presignatures)[:MAX_LISTED]  # a corrupted node's flood costs no more (the rest: next time)
+        if len(resp.presignatures) > MAX_LISTED:
+            log.warning("%s listed %d presignatures; reconciling the first %d", h.label, len(resp.presignatures), MAX_LISTED)
         gone = [r for r in ready if r.presig_id not in held]
         if gone:
             log.info("%s no longer holds %d ready presignature(s) (restarted?): discarding them", h.label, len(gone))
@@ -382,9 +409,9 @@ class PresignPools:
             with self._lock:
                 quiet = self._inflight == 0
         if quiet:
-            known = self.deps.db.presigs_live(list(held))
+            known = self.deps.db.presigs_live(list(dict.fromkeys(bytes(p.presig_id) for p in listed)))
             orphans: dict[bytes, list[bytes]] = {}
-            for p in resp.presignatures:
+            for p in listed:
                 if bytes(p.presig_id) not in known and len(p.key_id) == 32:
                     orphans.setdefault(bytes(p.key_id), []).append(bytes(p.presig_id))
             for key_id, ids in orphans.items():
@@ -446,40 +473,52 @@ def _reported_ids(final: Mapping[int, node_pb2.StepResponse]) -> list[bytes]:
     return list(ids)
 
 
+class BatchMismatch(ValueError):
+    """A presign session's answers that cannot all be right. ``blamed``: one node whose own
+    answer is wrong (it alone is at fault), the pair of two answers that disagree (one of the
+    two lied), or empty (nobody can be named)."""
+
+    def __init__(self, message: str, blamed: frozenset[int] = frozenset()) -> None:
+        super().__init__(message)
+        self.blamed = blamed
+
+
 def agreed_batch(final: Mapping[int, node_pb2.StepResponse], pool: PoolKey, count: int, expected_pk: bytes) -> list[PresigRow]:
     """The presignatures every signer of ``pool`` reported for a presign session of ``count``:
     each answer must list exactly ``count`` of them, in the same order, with 32-byte distinct
     ids, a valid 33-byte R, PK' equal to ``expected_pk`` (the coordinator's own derivation) and
-    the pool's key, epoch, path and signer set. ValueError naming what differs."""
+    the pool's key, epoch, path and signer set. :class:`BatchMismatch` (a ValueError) naming
+    what differs and whom it blames."""
     key_id, epoch, path, signers = pool
     if set(final) != set(signers):
-        raise ValueError(f"answers from nodes {sorted(final)}, expected {list(signers)}")
+        raise BatchMismatch(f"answers from nodes {sorted(final)}, expected {list(signers)}")
     lists: dict[int, list[tuple[bytes, bytes, bytes]]] = {}
     for i in signers:
         r = final[i]
+        own = frozenset({i})
         if not r.HasField("presign_result"):
-            raise ValueError(f"node {i} returned no presign result")
+            raise BatchMismatch(f"node {i} returned no presign result", own)
         items = []
         for p in r.presign_result.presignatures:
             if len(p.presig_id) != PRESIG_ID_LEN:
-                raise ValueError(f"node {i}: presig_id: must be {PRESIG_ID_LEN} bytes")
+                raise BatchMismatch(f"node {i}: presig_id: must be {PRESIG_ID_LEN} bytes", own)
             if (bytes(p.key_id), p.epoch, tuple(p.derivation_path), tuple(p.signers)) != (key_id, epoch, path, signers):
-                raise ValueError(f"node {i}: a presignature names another key, epoch, path or signer set")
+                raise BatchMismatch(f"node {i}: a presignature names another key, epoch, path or signer set", own)
             if bytes(p.public_key) != expected_pk:
-                raise ValueError(f"node {i}: public_key: not the key's derived public key")
+                raise BatchMismatch(f"node {i}: public_key: not the key's derived public key", own)
             try:
                 if Point.decode(bytes(p.big_r)).is_infinity or len(p.big_r) != 33:
-                    raise ValueError(f"node {i}: big_r: the point at infinity")
+                    raise BatchMismatch(f"node {i}: big_r: the point at infinity", own)
             except DecodeError:
-                raise ValueError(f"node {i}: big_r: not a compressed point") from None
+                raise BatchMismatch(f"node {i}: big_r: not a compressed point", own) from None
             items.append((bytes(p.presig_id), bytes(p.big_r), bytes(p.public_key)))
         if len(items) != count:
-            raise ValueError(f"node {i} returned {len(items)} presignatures, expected {count}")
+            raise BatchMismatch(f"node {i} returned {len(items)} presignatures, expected {count}", own)
         lists[i] = items
     first = lists[signers[0]]
     for i in signers[1:]:
         if lists[i] != first:
-            raise ValueError(f"nodes {signers[0]} and {i} disagree on the presignatures")
+            raise BatchMismatch(f"nodes {signers[0]} and {i} disagree on the presignatures", frozenset({signers[0], i}))
     if len({p for p, _, _ in first}) != len(first):
         raise ValueError("a presignature id is repeated")
     return [PresigRow(p, key_id, epoch, path, signers, big_r, pk) for p, big_r, pk in first]

@@ -871,7 +871,8 @@ class CoordinatorService:
             key_id=k.key_id, request_id=rid, attempt=attempt, signers=signers, session_id=sid, approval_bundle=bundle,
             digest=digest, derivation_path=path,
         )
-        ok, errs = fanout({i: (h.stub.ReserveSigning, req) for i, h in self.nodes.items()}, self.cfg.step_timeout_s)
+        asked = {i: h for i, h in self.nodes.items() if h.healthy is not False}  # a node known down is not waited for
+        ok, errs = fanout({i: (h.stub.ReserveSigning, req) for i, h in asked.items()}, self.cfg.step_timeout_s)
         receipts: list[bytes] = []
         for i, r in sorted(ok.items()):
             try:  # keep a node's malformed or foreign receipt from spoiling the others (signers refuse any bad one)
@@ -887,7 +888,7 @@ class CoordinatorService:
         need = reservation_quorum(len(self.nodes))
         if len(receipts) >= need:
             return receipts
-        down: dict[int, str] = {}
+        down = {i: f"{h.label}: {h.last_error or 'unavailable'}" for i, h in self.nodes.items() if i not in asked}
         for i, e in sorted(errs.items()):
             code, details = status_of(e)
             kind = trailing(e, "mpc-governance") or ""
