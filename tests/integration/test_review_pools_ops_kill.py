@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import signal
 import sqlite3
 import threading
 import time
@@ -24,6 +25,7 @@ import grpc
 import pytest
 
 from coordinator.faults import ENV as COORD_FAULT_ENV
+from governance.keyop import KeyOpKind
 from governance.reservation import MAX_SIGN_ATTEMPTS
 from mpcnet.client import MpcClient, MpcError, SigningTeam, SignRequest
 from mpcnet.client.audit import verify_cluster
@@ -32,6 +34,7 @@ from mpcnet.wire.mpc.v1 import coordinator_pb2
 
 from .conftest import make_cluster
 from .test_cluster_api import verify_independently
+from .test_key_operations import _run_operation
 
 THREADS = 3
 PER_THREAD = 28  # 3 x 28 + a few stays under the default policy's 100 signatures per hour
@@ -234,3 +237,57 @@ def kills_under_load(kc: LocalCluster, plan: list[tuple[list[str], str | None]],
         info = json.loads((kc.lay.dir / "cluster.json").read_text(encoding="utf-8"))
         reports = verify_cluster(auditor, info, None)
         assert all(r.ok for r in reports), [(r.component, r.reason) for r in reports]
+
+
+def test_after_a_refresh_status_lists_only_the_pools_of_the_new_epoch(kc: LocalCluster) -> None:
+    """A refresh discards the pools of the old epoch (coordinator and nodes) and the refiller
+    fills the new epoch's; ``mpc status`` then lists only the new epoch's pools: an emptied pool of
+    an epoch the key left is gone, not a pool at 0 of 8 that looks stuck (review E, finding 2)."""
+    with MpcClient.from_cluster(kc.lay.dir, identity="admin1", timeout=120) as a1, \
+            MpcClient.from_cluster(kc.lay.dir, identity="admin2", timeout=120) as a2:
+        key = a1.create_key("review-pools-refresh")
+        _wait(lambda: sum(p.ready for p in _status(a1).pools if p.key_id == key.key_id) >= 4, 120, "no warm pool")
+        _wait(lambda: all(n.healthy for n in _status(a1).nodes), 60, "a node stays unhealthy")
+        before = int(time.time())
+        st = _run_operation(kc, (a1, a2), key, KeyOpKind.REFRESH, (1, 2, 3), 2)
+        assert st.state == "done", st.error
+        _wait(lambda: {p.epoch for p in _status(a1).pools if p.key_id == key.key_id and p.ready} == {1}, 60,
+              "the new epoch's pools")
+        mine = [p for p in _status(a1).pools if p.key_id == key.key_id]
+        assert {p.epoch for p in mine} == {1}, [(p.epoch, p.ready, p.discarded_total) for p in mine]
+    coord_db = kc.lay.coordinator_dir / "coordinator.db"
+    assert _rows(coord_db, "SELECT COUNT(*) FROM presigs WHERE key_id = ? AND epoch = 0 AND state IN ('ready', 'assigned')",
+                 (key.key_id,)) == [(0,)]
+    for i in (1, 2, 3):  # the nodes hold no fresh presignature made before the refresh
+        assert _rows(kc.lay.node_dir(i) / "node.db", "SELECT COUNT(*) FROM presignatures WHERE key_id = ? AND used = 0"
+                     " AND created_at < ?", (key.key_id, before)) == [(0,)], i
+
+
+def test_a_coordinator_stopped_during_a_refill_stops_within_seconds(kc: LocalCluster) -> None:
+    """SIGTERM while a presign session runs (the refill after a node restart emptied its pools,
+    one signer's round 2 delayed 3 s): the coordinator stops within seconds, with no ERROR
+    traceback for the session the stop interrupted (the unit test of finding 1 is
+    tests/coordinator/test_review_pools_ops_stop.py: this race is rarely hit here)."""
+    with MpcClient.from_cluster(kc.lay.dir, identity="admin1", timeout=120) as admin:
+        key = admin.create_key("review-pools-stop")
+        _wait(lambda: sum(p.ready for p in _status(admin).pools if p.key_id == key.key_id) >= 4, 120, "no warm pool")
+    log = kc.lay.log("coordinator")
+    delay = kc.lay.dir / "faults" / "node-3.json"
+    kc.kill("node-3")  # its restart empties its pools: the refiller runs a presign session with it
+    delay.write_text(json.dumps({"action": "delay", "protocol": "sign", "round": 2, "seconds": 3, "once": True}))
+    _restart(kc, "node-3")
+    with MpcClient.from_cluster(kc.lay.dir, identity="admin1", timeout=60) as admin:
+        _wait(lambda: any(p.filling for p in _status(admin).pools) and not delay.exists(), 60, "no delayed refill")
+    size = log.stat().st_size
+    p = kc.procs["coordinator"]
+    t0 = time.monotonic()
+    p.send_signal(signal.SIGTERM)
+    rc = p.wait(30)
+    took = time.monotonic() - t0
+    time.sleep(3)  # the session's threads outlive the server for a moment
+    with log.open("rb") as f:
+        f.seek(size)
+        tail = f.read().decode("utf-8", "replace")
+    _restart(kc, "coordinator")
+    assert took < 10 and rc in (0, -signal.SIGTERM), (took, rc)
+    assert "failed unexpectedly" not in tail and "Traceback" not in tail, tail[-2000:]
