@@ -421,15 +421,21 @@ class PresignPools:
 
     def status(self, resp: coordinator_pb2.ClusterStatusResponse) -> None:
         """Fill ``resp.presign_enabled`` and ``resp.pools`` (every pool with a ready, assigned or
-        filling presignature, or counted since start)."""
+        filling presignature, or counted since start; an empty pool of an epoch older than the
+        newest listed for its key is left out: its key moved on, it is never refilled)."""
         resp.presign_enabled = self.cfg.enabled
         counts = self.deps.db.pool_counts()
         with self._lock:
             pools = set(counts) | set(self._filling) | set(self._used) | set(self._discarded)
             filling, used, discarded = dict(self._filling), dict(self._used), dict(self._discarded)
+        newest: dict[bytes, int] = {}
+        for key_id, epoch, _, _ in pools:
+            newest[key_id] = max(newest.get(key_id, epoch), epoch)
         for pool in sorted(pools):
             key_id, epoch, path, signers = pool
             c = counts.get(pool, {})
+            if epoch < newest[key_id] and not (c.get("ready") or c.get("assigned") or filling.get(pool)):
+                continue
             resp.pools.append(coordinator_pb2.PoolStatus(
                 key_id=key_id, epoch=epoch, derivation_path=path, signers=signers, ready=c.get("ready", 0),
                 assigned=c.get("assigned", 0), filling=filling.get(pool, 0), target=self.cfg.target,
