@@ -211,8 +211,12 @@ class PresignPools:
     def _fill(self, k: KeyRecord, pool: PoolKey, count: int) -> None:
         try:
             self.run_presign(k, pool, count)
-        except Exception:
-            log.exception("presign session for key %s failed unexpectedly", k.key_id.hex()[:16])
+        except Exception as e:
+            if self._stop.is_set():  # the coordinator is stopping: its node channels close under the session
+                log.info("presign session for key %s ended by the coordinator's stop (%s)", k.key_id.hex()[:16],
+                         type(e).__name__)
+            else:
+                log.exception("presign session for key %s failed unexpectedly", k.key_id.hex()[:16])
         finally:
             with self._lock:
                 self._filling[pool] = max(0, self._filling.get(pool, 0) - count)
