@@ -89,6 +89,20 @@ def _restart(kc: LocalCluster, name: str) -> None:
     kc.wait_healthy([name])
 
 
+def _no_orphans(kc: LocalCluster) -> bool:
+    """Every node's fresh presignatures are ready or assigned at the coordinator (none orphaned by
+    a kill: each takes the node's per-key capacity until it restarts)."""
+    live = [(bytes(i), s) for i, s in _rows(kc.lay.coordinator_dir / "coordinator.db",
+                                             "SELECT presig_id, signers FROM presigs WHERE state IN ('ready', 'assigned')")]
+    for n in range(1, kc.lay.nodes + 1):
+        fresh = {bytes(i) for (i,) in _rows(kc.lay.node_dir(n) / "node.db", "SELECT sigid FROM presignatures WHERE used = 0")}
+        mine = {i for i, s in live if str(n) in s.split(",")}
+        if fresh - mine:
+            print(f"node-{n}: {len(fresh - mine)} orphaned fresh presignature(s)")
+            return False
+    return True
+
+
 def _drive(team: SigningTeam, key_id: bytes, rid: str, errors: list[str], timeout: float = 180.0) -> SignRequest | None:
     """Submit, approve and wait for ``rid``, resuming where a killed process interrupted it (the
     coordinator down: retried until it answers); the final request, or None at the deadline."""
@@ -189,6 +203,15 @@ def kills_under_load(kc: LocalCluster, plan: list[tuple[list[str], str | None]],
         kc.kill("node-2")
         node_restarts[2] = int(time.time()) + 1
         _restart(kc, "node-2")
+        # the coordinator killed while a presign session runs (nodes may have stored a batch it
+        # never saw: orphans it must discard on them once it is back)
+        kc.kill("node-1")
+        node_restarts[1] = int(time.time()) + 1
+        _restart(kc, "node-1")
+        with MpcClient.from_cluster(kc.lay.dir, identity="admin1", timeout=60) as admin:
+            _wait(lambda: any(p.filling for p in _status(admin).pools), 60, "no refill seen")
+        kc.kill("coordinator")
+        _restart(kc, "coordinator")
         print("crash points", fired)
     finally:
         stop.set()
@@ -233,6 +256,7 @@ def kills_under_load(kc: LocalCluster, plan: list[tuple[list[str], str | None]],
         old = _rows(kc.lay.node_dir(i) / "node.db",
                     "SELECT COUNT(*) FROM presignatures WHERE used = 0 AND created_at < ?", (since - 2,))
         assert old == [(0,)], (i, old)
+    _wait(lambda: _no_orphans(kc), 150, "a node holds fresh presignatures the coordinator does not know")
     with MpcClient.from_cluster(kc.lay.dir, identity="auditor1", timeout=60) as auditor:
         info = json.loads((kc.lay.dir / "cluster.json").read_text(encoding="utf-8"))
         reports = verify_cluster(auditor, info, None)
