@@ -99,6 +99,7 @@ class PresignPools:
         self.metrics: Metrics = metrics or NullMetrics("coordinator")
         self._lock = threading.Lock()
         self._filling: dict[PoolKey, int] = {}  # presignatures in presign sessions now
+        self._topping: set[PoolKey] = set()  # pools that fell to refill_at, filled until they reach target
         self._backoff: dict[PoolKey, float] = {}  # pool -> monotonic time before which it is not refilled
         self._disputes: dict[bytes, set[frozenset[int]]] = {}  # key -> pairs never put in one pool set
         self._used: dict[PoolKey, int] = {}
@@ -184,6 +185,7 @@ class PresignPools:
         """The presign sessions to start now: (key, pool, count), the emptiest pool first."""
         counts = self.deps.db.pool_counts()
         out: list[tuple[int, KeyRecord, PoolKey, int]] = []
+        seen: set[PoolKey] = set()
         now = time.monotonic()
         for k in self.deps.db.list_keys("active"):
             epoch, committee, outside = self.deps.signing(k)
@@ -194,17 +196,24 @@ class PresignPools:
             for path in self.cfg.paths:
                 for s in sets:
                     pool = (k.key_id, epoch, path, s)
+                    seen.add(pool)
                     c = counts.get(pool, {})
                     ready, assigned = c.get("ready", 0), c.get("assigned", 0)
                     with self._lock:
                         filling = self._filling.get(pool, 0)
                         if self._backoff.get(pool, 0.0) > now:
                             continue
-                    if ready + filling > self.cfg.refill_at:
-                        continue
+                        if ready + filling <= self.cfg.refill_at:  # fallen to refill_at: top up to target
+                            self._topping.add(pool)
+                        elif ready + filling >= self.cfg.target:
+                            self._topping.discard(pool)
+                        if pool not in self._topping:
+                            continue
                     count = min(self.cfg.batch, self.cfg.target - ready - filling, self.cfg.cap - ready - assigned - filling)
                     if count > 0:
                         out.append((ready + filling, k, pool, count))
+        with self._lock:
+            self._topping &= seen  # a pool no longer kept (epoch, set, path) is forgotten
         out.sort(key=lambda x: x[0])
         return [(k, pool, count) for _, k, pool, count in out]
 
