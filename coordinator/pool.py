@@ -113,14 +113,29 @@ class PresignPools:
 
     # --- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
-        """Start the refiller thread (nothing when pools are off)."""
-        if not self.cfg.enabled or self._thread is not None:
+        """Start the refiller thread; with pools off, reconcile every serving node once instead
+        (the ready presignatures left from before that no node holds any more are discarded, so
+        status and ``presignatures_ready`` do not show pools that no longer exist)."""
+        if self._thread is not None:
+            return
+        if not self.cfg.enabled:
+            self._thread = threading.Thread(target=self._reconcile_once, name="presign-reconcile", daemon=True)
+            self._thread.start()
             return
         self._thread = threading.Thread(target=self._run, name="presign-refill", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
+
+    def _reconcile_once(self) -> None:
+        if not self.deps.db.ready_presigs():
+            return
+        try:
+            self.reconcile_due()
+        except Exception:
+            if not self._stop.is_set():
+                log.exception("reconciling the pools left from before failed")
 
     def _run(self) -> None:
         while not self._stop.is_set():
