@@ -100,6 +100,7 @@ class PresignPools:
         self.metrics: Metrics = metrics or NullMetrics("coordinator")
         self._lock = threading.Lock()
         self._filling: dict[PoolKey, int] = {}  # presignatures in presign sessions now
+        self._topping: set[PoolKey] = set()  # pools that fell to refill_at, filled until they reach target
         self._backoff: dict[PoolKey, float] = {}  # pool -> monotonic time before which it is not refilled
         self._disputes: dict[bytes, set[frozenset[int]]] = {}  # key -> pairs never put in one pool set
         self._strikes: dict[tuple[bytes, int], int] = {}  # (key, node) -> presignatures it disowned since its last pool signature
@@ -114,14 +115,29 @@ class PresignPools:
 
     # --- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
-        """Start the refiller thread (nothing when pools are off)."""
-        if not self.cfg.enabled or self._thread is not None:
+        """Start the refiller thread; with pools off, reconcile every serving node once instead
+        (the ready presignatures left from before that no node holds any more are discarded, so
+        status and ``presignatures_ready`` do not show pools that no longer exist)."""
+        if self._thread is not None:
+            return
+        if not self.cfg.enabled:
+            self._thread = threading.Thread(target=self._reconcile_once, name="presign-reconcile", daemon=True)
+            self._thread.start()
             return
         self._thread = threading.Thread(target=self._run, name="presign-refill", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
+
+    def _reconcile_once(self) -> None:
+        if not self.deps.db.ready_presigs():
+            return
+        try:
+            self.reconcile_due()
+        except Exception:
+            if not self._stop.is_set():
+                log.exception("reconciling the pools left from before failed")
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -186,6 +202,7 @@ class PresignPools:
         """The presign sessions to start now: (key, pool, count), the emptiest pool first."""
         counts = self.deps.db.pool_counts()
         out: list[tuple[int, KeyRecord, PoolKey, int]] = []
+        seen: set[PoolKey] = set()
         now = time.monotonic()
         for k in self.deps.db.list_keys("active"):
             epoch, committee, outside = self.deps.signing(k)
@@ -196,25 +213,36 @@ class PresignPools:
             for path in self.cfg.paths:
                 for s in sets:
                     pool = (k.key_id, epoch, path, s)
+                    seen.add(pool)
                     c = counts.get(pool, {})
                     ready, assigned = c.get("ready", 0), c.get("assigned", 0)
                     with self._lock:
                         filling = self._filling.get(pool, 0)
                         if self._backoff.get(pool, 0.0) > now:
                             continue
-                    if ready + filling > self.cfg.refill_at:
-                        continue
+                        if ready + filling <= self.cfg.refill_at:  # fallen to refill_at: top up to target
+                            self._topping.add(pool)
+                        elif ready + filling >= self.cfg.target:
+                            self._topping.discard(pool)
+                        if pool not in self._topping:
+                            continue
                     count = min(self.cfg.batch, self.cfg.target - ready - filling, self.cfg.cap - ready - assigned - filling)
                     if count > 0:
                         out.append((ready + filling, k, pool, count))
+        with self._lock:
+            self._topping &= seen  # a pool no longer kept (epoch, set, path) is forgotten
         out.sort(key=lambda x: x[0])
         return [(k, pool, count) for _, k, pool, count in out]
 
     def _fill(self, k: KeyRecord, pool: PoolKey, count: int) -> None:
         try:
             self.run_presign(k, pool, count)
-        except Exception:
-            log.exception("presign session for key %s failed unexpectedly", k.key_id.hex()[:16])
+        except Exception as e:
+            if self._stop.is_set():  # the coordinator is stopping: its node channels close under the session
+                log.info("presign session for key %s ended by the coordinator's stop (%s)", k.key_id.hex()[:16],
+                         type(e).__name__)
+            else:
+                log.exception("presign session for key %s failed unexpectedly", k.key_id.hex()[:16])
         finally:
             with self._lock:
                 self._filling[pool] = max(0, self._filling.get(pool, 0) - count)
@@ -448,15 +476,21 @@ class PresignPools:
 
     def status(self, resp: coordinator_pb2.ClusterStatusResponse) -> None:
         """Fill ``resp.presign_enabled`` and ``resp.pools`` (every pool with a ready, assigned or
-        filling presignature, or counted since start)."""
+        filling presignature, or counted since start; an empty pool of an epoch older than the
+        newest listed for its key is left out: its key moved on, it is never refilled)."""
         resp.presign_enabled = self.cfg.enabled
         counts = self.deps.db.pool_counts()
         with self._lock:
             pools = set(counts) | set(self._filling) | set(self._used) | set(self._discarded)
             filling, used, discarded = dict(self._filling), dict(self._used), dict(self._discarded)
+        newest: dict[bytes, int] = {}
+        for key_id, epoch, _, _ in pools:
+            newest[key_id] = max(newest.get(key_id, epoch), epoch)
         for pool in sorted(pools):
             key_id, epoch, path, signers = pool
             c = counts.get(pool, {})
+            if epoch < newest[key_id] and not (c.get("ready") or c.get("assigned") or filling.get(pool)):
+                continue
             resp.pools.append(coordinator_pb2.PoolStatus(
                 key_id=key_id, epoch=epoch, derivation_path=path, signers=signers, ready=c.get("ready", 0),
                 assigned=c.get("assigned", 0), filling=filling.get(pool, 0), target=self.cfg.target,
