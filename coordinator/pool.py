@@ -9,8 +9,9 @@ coordinator's ``presigs`` table (:mod:`coordinator.pool_store`, public parts onl
   the config and per preferred signer set (at most :data:`SETS_PER_KEY`: healthy, undisputed,
   clock-trusted, least loaded first), ``ready + filling`` between ``refill_at`` and ``target``
   and ``ready + assigned + filling`` at most ``cap``. It runs at most ``max_parallel`` presign
-  sessions at once, only while no signing request is being signed, and takes a session slot
-  (``max_parallel_sessions``) without waiting: signing always wins.
+  sessions at once, in session slots kept for it (:mod:`coordinator.session_slots`: signing with
+  the full protocol holds at most ``max_parallel_sessions - max_parallel`` slots, so a sustained
+  load cannot starve the refiller and keeps using its pools), and takes a slot without waiting.
 * A presign session is StartSession(presign = PresignParams) then the three rounds of a signing
   session (:func:`coordinator.relay.run_session`, no receipts). All t answers must list the same
   presignatures (id, R, PK', key, epoch, path, signers, in order), PK' must be the coordinator's
@@ -75,7 +76,8 @@ FALLBACK_REASONS = (
 class PoolDeps:
     """What the pools need of the service: the database, the nodes (a live mapping, read at each
     use), the key's (epoch, committee, excluded nodes) (:meth:`coordinator.keyops.KeyOperations.signing`),
-    whether signing requests are running now, the session slots shared with signing, and the
+    whether the refiller must start nothing now (:meth:`coordinator.session_slots.SessionSlots.crowded`),
+    the session slots shared with signing, and the
     per-RPC timeout (s)."""
 
     db: CoordinatorDb
