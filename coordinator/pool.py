@@ -62,7 +62,7 @@ MAX_SETS_CONSIDERED = 256  # t-subsets looked at per choice
 PRESIGN_LAST_ROUND = 3
 RECONCILE_EVERY_S = 60.0  # a serving node is reconciled at least this often
 BACKOFF_S = 5.0  # a pool whose presign session failed waits this long before the next
-LOOP_S = 0.25  # the refiller's pace
+LOOP_S = 0.25  # the refiller's pace (a backstop: the end of a presign session and an empty pool wake it)
 HOUSEKEEPING_S = 1.0  # housekeeping and the gauges, at most this often (the choice filters by epoch anyway)
 # reasons (metric label values, audit-free): a fixed set
 DISCARD_REASONS = ("mismatch", "duplicate", "epoch", "retired", "roster", "ban", "reconcile", "failed", "ended")
@@ -109,6 +109,7 @@ class PresignPools:
         self._slots = threading.BoundedSemaphore(cfg.max_parallel)
         self._inflight = 0
         self._stop = threading.Event()
+        self._wake = threading.Event()  # a session ended or a request found its pools empty: a pass now
         self._thread: threading.Thread | None = None
         self._kept = -1e18  # monotonic time of the last housekeeping
 
@@ -122,6 +123,7 @@ class PresignPools:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -131,7 +133,8 @@ class PresignPools:
                 if self._stop.is_set():
                     return
                 log.exception("presignature refill failed")
-            self._stop.wait(LOOP_S)
+            self._wake.wait(LOOP_S)
+            self._wake.clear()
 
     def step(self) -> None:
         """One pass: housekeeping (every :data:`HOUSEKEEPING_S`), reconcile, then start the
@@ -223,6 +226,7 @@ class PresignPools:
                 self._inflight -= 1
             self.deps.sessions.release()
             self._slots.release()
+            self._wake.set()  # the next due pool starts now, not at the next LOOP_S tick
 
     def run_presign(self, k: KeyRecord, pool: PoolKey, count: int) -> int:
         """Run one presign session for ``pool`` making ``count`` presignatures; returns how many
@@ -405,6 +409,8 @@ class PresignPools:
         """Count one request that signed with the full protocol instead (``reason`` from
         :data:`FALLBACK_REASONS`)."""
         self.metrics.presign_fallbacks_total.labels(reason=reason if reason in FALLBACK_REASONS else "refused").inc()
+        if reason == "empty":
+            self._wake.set()
 
     def _count_discarded(self, pool: PoolKey, n: int, reason: str) -> None:
         with self._lock:
