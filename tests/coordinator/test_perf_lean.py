@@ -6,20 +6,29 @@ sessions run or wait)."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import coincurve
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from coordinator.audit_flush import LINGER_S, AuditFlusher
-from coordinator.db import AuditEvent, CoordinatorDb, OutboxEntry
+from coordinator.db import AuditEvent, CoordinatorDb, KeyRecord, OutboxEntry
+from coordinator.pool_config import PresignConfig
+from coordinator.pool_store import PoolKey
 from coordinator.session_slots import SessionSlots, reserved_for_pools
 from mpcnet.common.stores.audit import AuditLog
 
+from .pool_util import Cluster, cluster
+from .test_pool_refill import _wait_idle
+
 KEY = Ed25519PrivateKey.generate()
+DIGEST = hashlib.sha256(b"pay 1 coin").digest()
 
 
 def _event(i: int) -> AuditEvent:
@@ -180,3 +189,51 @@ def test_a_timed_out_wait_holds_nothing(reserved: int) -> None:
     with s:  # both slots are free again
         assert s.acquire(blocking=False)
         s.release()
+
+
+# --- a request with empty pools waits for the batch being made (coordinator/pool.py wait_for_fill) ---
+
+
+def _slow_presign(c: Cluster, hold_s: float) -> Callable[[KeyRecord, PoolKey, int], int]:
+    """A presign session that takes ``hold_s`` and stores ``count`` real presignatures."""
+
+    def run(k: KeyRecord, pool: PoolKey, count: int) -> int:
+        time.sleep(hold_s)
+        return len(c.presign(pool[3], count, path=pool[2], seed=bytes(pool[3]) + os.urandom(4)))
+
+    return run
+
+
+def test_wait_for_fill_waits_only_while_a_session_of_that_pool_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    c = cluster(tmp_path, cfg=PresignConfig(enabled=True, target=4, refill_at=2, cap=32, batch=4))
+    kid = c.key.key_id
+    assert not c.pools.wait_for_fill(kid, 0, (), 5.0)  # the refiller is not running: no wait at all
+    monkeypatch.setattr(c.pools, "_thread", threading.current_thread())  # as if started
+    t0 = time.monotonic()
+    assert not c.pools.wait_for_fill(kid, 0, (), 5.0)  # nothing filling: only the grace
+    assert time.monotonic() - t0 < 1.0
+    monkeypatch.setattr(c.pools, "run_presign", _slow_presign(c, 0.3))
+    c.pools.step()  # starts the sessions of both preferred sets
+    assert not c.pools.wait_for_fill(kid, 0, (7,), 0.2)  # another path: not waited for
+    assert c.pools.wait_for_fill(kid, 0, (), 5.0)  # a session of this pool ended
+    assert c.db.ready_presigs()
+    _wait_idle(c)
+
+
+def test_a_request_finding_its_pools_empty_signs_from_the_batch_being_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = cluster(tmp_path, cfg=PresignConfig(enabled=True, target=2, refill_at=1, cap=32, batch=2))
+    monkeypatch.setattr(c.pools, "run_presign", _slow_presign(c, 0.2))
+    monkeypatch.setattr(c.pools, "reconcile_due", lambda: None)
+    c.pools.start()
+    try:
+        out = c.signing.sign("req-1", c.key, DIGEST, (), b"bundle")
+        assert out is not None  # one round, not the full protocol
+        sig, signers, attempt = out
+        assert signers in ((1, 2), (1, 3))
+        assert attempt == 1 and c.db.sign_attempts_taken("req-1") == 1
+        assert coincurve.PublicKey(c.keys[1].public_key.encode()).verify(sig.der, DIGEST, hasher=None)
+    finally:
+        c.pools.stop()
+        _wait_idle(c)
