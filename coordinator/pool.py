@@ -10,8 +10,11 @@ coordinator's ``presigs`` table (:mod:`coordinator.pool_store`, public parts onl
   clock-trusted, least loaded first), ``ready + filling`` between ``refill_at`` and ``target``
   and ``ready + assigned + filling`` at most ``cap``. It runs at most ``max_parallel`` presign
   sessions at once, in session slots kept for it (:mod:`coordinator.session_slots`: signing with
-  the full protocol holds at most ``max_parallel_sessions - max_parallel`` slots, so a sustained
-  load cannot starve the refiller and keeps using its pools), and takes a slot without waiting.
+  the full protocol holds at most ``max_parallel_sessions - max_parallel`` slots), taking a slot
+  without waiting. It yields while requests are being signed (a burst from full pools is not slowed
+  by refilling) unless a request found its pools empty in the last :data:`WANTED_S` (then a
+  sustained load keeps its pools filled, and such a request waits for the batch being made:
+  :meth:`PresignPools.wait_for_fill`).
 * A presign session is StartSession(presign = PresignParams) then the three rounds of a signing
   session (:func:`coordinator.relay.run_session`, no receipts). All t answers must list the same
   presignatures (id, R, PK', key, epoch, path, signers, in order), PK' must be the coordinator's
@@ -62,7 +65,8 @@ MAX_SETS_CONSIDERED = 256  # t-subsets looked at per choice
 PRESIGN_LAST_ROUND = 3
 RECONCILE_EVERY_S = 60.0  # a serving node is reconciled at least this often
 BACKOFF_S = 5.0  # a pool whose presign session failed waits this long before the next
-FILL_GRACE_S = 0.05  # a request waiting for a batch gives the refiller this long to start its session
+FILL_GRACE_S = 0.1  # a request waiting for a batch gives the refiller this long to start its session
+WANTED_S = 1.0  # after a request found its pools empty, the refiller runs this long even while requests sign
 LOOP_S = 0.25  # the refiller's pace (a backstop: the end of a presign session and an empty pool wake it)
 HOUSEKEEPING_S = 1.0  # housekeeping and the gauges, at most this often (the choice filters by epoch anyway)
 # reasons (metric label values, audit-free): a fixed set
@@ -77,8 +81,7 @@ FALLBACK_REASONS = (
 class PoolDeps:
     """What the pools need of the service: the database, the nodes (a live mapping, read at each
     use), the key's (epoch, committee, excluded nodes) (:meth:`coordinator.keyops.KeyOperations.signing`),
-    whether the refiller must start nothing now (:meth:`coordinator.session_slots.SessionSlots.crowded`),
-    the session slots shared with signing, and the
+    whether signing requests are running now, the session slots shared with signing, and the
     per-RPC timeout (s)."""
 
     db: CoordinatorDb
@@ -113,6 +116,7 @@ class PresignPools:
         self._wake = threading.Event()  # a session ended or a request found its pools empty: a pass now
         self._sessions_changed = threading.Condition(self._lock)  # a presign session started or ended
         self._ended = 0  # presign sessions ended (their batch ready, or failed)
+        self._wanted_until = 0.0  # monotonic: until then a request is short of presignatures (refill while signing)
         self._thread: threading.Thread | None = None
         self._kept = -1e18  # monotonic time of the last housekeeping
 
@@ -147,7 +151,7 @@ class PresignPools:
             self._set_gauges()
             self._kept = time.monotonic()
         self.reconcile_due()
-        if self.deps.busy():
+        if self.deps.busy() and time.monotonic() >= self._wanted_until:
             return
         for key, pool, count in self.due():
             if not self._slots.acquire(blocking=False):
@@ -197,7 +201,7 @@ class PresignPools:
         to the full protocol (about twice the CPU) into one-round signatures from the next batch."""
         if self._thread is None or self._stop.is_set():
             return False
-        self._wake.set()
+        self._wanted()
         now = time.monotonic()
         deadline, grace = now + timeout_s, now + min(FILL_GRACE_S, timeout_s)
         with self._sessions_changed:
@@ -438,7 +442,13 @@ class PresignPools:
         :data:`FALLBACK_REASONS`)."""
         self.metrics.presign_fallbacks_total.labels(reason=reason if reason in FALLBACK_REASONS else "refused").inc()
         if reason == "empty":
-            self._wake.set()
+            self._wanted()
+
+    def _wanted(self) -> None:
+        """A request is short of presignatures: refill even while requests are signing, for
+        :data:`WANTED_S` (the refiller has session slots of its own, :mod:`coordinator.session_slots`)."""
+        self._wanted_until = time.monotonic() + WANTED_S
+        self._wake.set()
 
     def _count_discarded(self, pool: PoolKey, n: int, reason: str) -> None:
         with self._lock:

@@ -224,7 +224,7 @@ class CoordinatorService:
         ))
         # issue 14: presignature pools and the one-round path (coordinator/pool.py, coordinator/presigned.py)
         self.pools = PresignPools(cfg.presign, PoolDeps(
-            self.db, lambda: self.nodes, self.keyops.signing, self._sessions.crowded, self._sessions,
+            self.db, lambda: self.nodes, self.keyops.signing, lambda: bool(self.requests._signing), self._sessions,
             cfg.step_timeout_s,
         ), self.metrics)
         self.presigned = PresignedSigning(PresignedDeps(

@@ -6,15 +6,13 @@ all are taken); the pool refiller takes one with ``acquire(blocking=False)`` and
 (:meth:`coordinator.pool.PresignPools.step`). :attr:`SessionSlots.demand` counts the ``with``
 users, holding a slot or waiting for one; one-round signing from a pool takes no slot.
 
-The refill policy. With pools on and more than ``presign.max_parallel`` slots, ``reserved =
-presign.max_parallel`` slots are kept for the refiller: ``with`` users hold at most ``slots -
-reserved`` at once, and the refiller may start a presign session whenever a pool is due
-(:meth:`SessionSlots.crowded` is False). Without that, a sustained load of requests falling back
-to the full protocol (each about twice the CPU of a one-round signature plus its share of a
-presign batch) would hold every slot and starve the refiller for as long as the load lasts, so
-the pools would never fill again. Without reserved slots (pools off, or ``max_parallel_sessions
-<= presign.max_parallel``) the refiller starts sessions only while fewer than ``max(1, slots -
-1)`` ``with`` users run or wait.
+Slots kept for the refiller: with pools on and more than ``presign.max_parallel`` slots,
+``reserved = presign.max_parallel`` slots are for non-blocking ``acquire`` callers only: ``with``
+users hold at most ``slots - reserved`` at once. Without that, a sustained load of requests falling
+back to the full protocol (each about twice the CPU of a one-round signature plus its share of a
+presign batch) would hold every slot for as long as the load lasts, the refiller would never get
+one, and the pools would never fill again. When the refiller may run is the pools' own rule
+(:meth:`coordinator.pool.PresignPools.step`).
 """
 
 from __future__ import annotations
@@ -66,14 +64,6 @@ class SessionSlots(threading.BoundedSemaphore):
         finally:
             with self._count_lock:
                 self.demand -= 1
-
-    def crowded(self) -> bool:
-        """True when the refiller should start nothing now (module docstring): never with
-        reserved slots; else while ``max(1, slots - 1)`` or more ``with`` users run or wait."""
-        if self.reserved:
-            return False
-        with self._count_lock:
-            return self.demand >= max(1, self.slots - 1)
 
 
 def reserved_for_pools(max_parallel_sessions: int, pools_enabled: bool, presign_max_parallel: int) -> int:

@@ -1,8 +1,8 @@
 """Issue 14, the lean one-round path on the coordinator: reads on their own connection never wait
 for a write in progress (and see every committed write); the audit flusher batches the state
-changes of its linger window into one append and one drop; the session slots count their users
-and the pool refiller's policy (refill while fewer than max_parallel_sessions - 1 protocol
-sessions run or wait)."""
+changes of its linger window into one append and one drop; the session slots keep the refiller's
+own slots; the refiller yields to signing unless a request found its pools empty, and such a
+request waits for the batch being made and signs in one round from it."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import coincurve
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+import coordinator.pool as pool_mod
 from coordinator.audit_flush import LINGER_S, AuditFlusher
 from coordinator.db import AuditEvent, CoordinatorDb, KeyRecord, OutboxEntry
 from coordinator.pool_config import PresignConfig
@@ -118,26 +119,20 @@ def _sign_once(s: SessionSlots, then: Callable[[], object]) -> None:
         then()
 
 
-def test_session_slots_count_their_users_and_the_refill_policy_without_reserved_slots() -> None:
+def test_session_slots_count_their_users() -> None:
     with pytest.raises(ValueError, match="max_parallel_sessions"):
         SessionSlots(0)
     with pytest.raises(ValueError, match="presign.max_parallel"):
         SessionSlots(2, reserved=2)
     s = SessionSlots(4)
-    assert s.demand == 0 and not s.crowded()
+    assert s.demand == 0
     with s:
         with s:
-            assert s.demand == 2 and not s.crowded()  # 2 < 4 - 1: the refiller may start one
-            with s:
-                assert s.crowded()  # 3 run: signing keeps the last slot
-    assert s.demand == 0 and not s.crowded()
+            assert s.demand == 2
+    assert s.demand == 0
     assert s.acquire(blocking=False)  # the refiller's slot is not demand
     assert s.demand == 0
     s.release()
-    one = SessionSlots(1)
-    assert not one.crowded()
-    with one:
-        assert one.crowded()
 
 
 def test_reserved_slots_are_the_refillers_even_when_signing_waits() -> None:
@@ -146,7 +141,6 @@ def test_reserved_slots_are_the_refillers_even_when_signing_waits() -> None:
     s = SessionSlots(3, reserved=1)
     order: list[str] = []
     with s, s:  # signing holds its whole share (3 - 1)
-        assert not s.crowded()  # the refiller is never held back by demand
         waiter = threading.Thread(target=_sign_once, args=(s, lambda: order.append("signed")))
         waiter.start()
         deadline = time.monotonic() + 5
@@ -237,3 +231,29 @@ def test_a_request_finding_its_pools_empty_signs_from_the_batch_being_made(
     finally:
         c.pools.stop()
         _wait_idle(c)
+
+
+def test_the_refiller_yields_to_signing_unless_a_request_is_short(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    c = cluster(tmp_path, cfg=PresignConfig(enabled=True, target=4, refill_at=2, cap=32, batch=4))
+    started: list[PoolKey] = []
+
+    def run(k: KeyRecord, pool: PoolKey, count: int) -> int:
+        started.append(pool)
+        return 0
+
+    monkeypatch.setattr(c.pools, "run_presign", run)
+    monkeypatch.setattr(c.pools, "reconcile_due", lambda: None)
+    c.busy[0] = True  # requests are being signed (from full pools, say)
+    c.pools.step()
+    _wait_idle(c)
+    assert started == []
+    c.pools.fallback("empty")  # a request found its pools empty: refill while signing
+    c.pools.step()
+    _wait_idle(c)
+    assert started
+    monkeypatch.setattr(pool_mod, "WANTED_S", 0.0)
+    c.pools.fallback("empty")
+    started.clear()
+    c.pools.step()  # no longer wanted: signing wins again
+    _wait_idle(c)
+    assert started == []
