@@ -9,8 +9,12 @@ coordinator's ``presigs`` table (:mod:`coordinator.pool_store`, public parts onl
   the config and per preferred signer set (at most :data:`SETS_PER_KEY`: healthy, undisputed,
   clock-trusted, least loaded first), ``ready + filling`` between ``refill_at`` and ``target``
   and ``ready + assigned + filling`` at most ``cap``. It runs at most ``max_parallel`` presign
-  sessions at once, only while no signing request is being signed, and takes a session slot
-  (``max_parallel_sessions``) without waiting: signing always wins.
+  sessions at once, in session slots kept for it (:mod:`coordinator.session_slots`: signing with
+  the full protocol holds at most ``max_parallel_sessions - max_parallel`` slots), taking a slot
+  without waiting. It yields while requests are being signed (a burst from full pools is not slowed
+  by refilling) unless a request found its pools empty in the last :data:`WANTED_S` (then a
+  sustained load keeps its pools filled, and such a request waits for the batch being made:
+  :meth:`PresignPools.wait_for_fill`).
 * A presign session is StartSession(presign = PresignParams) then the three rounds of a signing
   session (:func:`coordinator.relay.run_session`, no receipts). All t answers must list the same
   presignatures (id, R, PK', key, epoch, path, signers, in order), PK' must be the coordinator's
@@ -61,7 +65,9 @@ MAX_SETS_CONSIDERED = 256  # t-subsets looked at per choice
 PRESIGN_LAST_ROUND = 3
 RECONCILE_EVERY_S = 60.0  # a serving node is reconciled at least this often
 BACKOFF_S = 5.0  # a pool whose presign session failed waits this long before the next
-LOOP_S = 0.25  # the refiller's pace
+FILL_GRACE_S = 0.1  # a request waiting for a batch gives the refiller this long to start its session
+WANTED_S = 1.0  # after a request found its pools empty, the refiller runs this long even while requests sign
+LOOP_S = 0.25  # the refiller's pace (a backstop: the end of a presign session and an empty pool wake it)
 MAX_LISTED = 4096  # a node's listed presignatures looked up (and discarded as orphans) per reconcile
 HOUSEKEEPING_S = 1.0  # housekeeping and the gauges, at most this often (the choice filters by epoch anyway)
 # reasons (metric label values, audit-free): a fixed set
@@ -110,6 +116,10 @@ class PresignPools:
         self._slots = threading.BoundedSemaphore(cfg.max_parallel)
         self._inflight = 0
         self._stop = threading.Event()
+        self._wake = threading.Event()  # a session ended or a request found its pools empty: a pass now
+        self._sessions_changed = threading.Condition(self._lock)  # a presign session started or ended
+        self._ended = 0  # presign sessions ended (their batch ready, or failed)
+        self._wanted_until = 0.0  # monotonic: until then a request is short of presignatures (refill while signing)
         self._thread: threading.Thread | None = None
         self._kept = -1e18  # monotonic time of the last housekeeping
 
@@ -129,6 +139,7 @@ class PresignPools:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
 
     def _reconcile_once(self) -> None:
         if not self.deps.db.ready_presigs():
@@ -147,7 +158,8 @@ class PresignPools:
                 if self._stop.is_set():
                     return
                 log.exception("presignature refill failed")
-            self._stop.wait(LOOP_S)
+            self._wake.wait(LOOP_S)
+            self._wake.clear()
 
     def step(self) -> None:
         """One pass: housekeeping (every :data:`HOUSEKEEPING_S`), reconcile, then start the
@@ -157,7 +169,7 @@ class PresignPools:
             self._set_gauges()
             self._kept = time.monotonic()
         self.reconcile_due()
-        if self.deps.busy():
+        if self.deps.busy() and time.monotonic() >= self._wanted_until:
             return
         for key, pool, count in self.due():
             if not self._slots.acquire(blocking=False):
@@ -168,6 +180,7 @@ class PresignPools:
             with self._lock:
                 self._filling[pool] = self._filling.get(pool, 0) + count
                 self._inflight += 1
+                self._sessions_changed.notify_all()
             threading.Thread(target=self._fill, args=(key, pool, count), name="presign-session", daemon=True).start()
 
     # --- choice --------------------------------------------------------------------------------
@@ -196,6 +209,28 @@ class PresignPools:
         """Signer sets a request may take a presignature of, in order of preference (every node
         healthy, active, in the key's committee and not switching epochs)."""
         return self._ranked_sets(k.key_id, k.threshold, committee, outside)
+
+    def wait_for_fill(self, key_id: bytes, epoch: int, path: tuple[int, ...], timeout_s: float) -> bool:
+        """A request found no ready presignature of (key, epoch, path): wake the refiller and wait,
+        at most ``timeout_s`` seconds, until a presign session of such a pool (any signer set)
+        ends. True: one ended (its batch may be ready: try to assign again); False: none is
+        filling (after :data:`FILL_GRACE_S` for the refiller to start one), the time is up, or the
+        refiller is not running. Under a sustained load this turns requests that would fall back
+        to the full protocol (about twice the CPU) into one-round signatures from the next batch."""
+        if self._thread is None or self._stop.is_set():
+            return False
+        self._wanted()
+        now = time.monotonic()
+        deadline, grace = now + timeout_s, now + min(FILL_GRACE_S, timeout_s)
+        with self._sessions_changed:
+            ended = self._ended
+            while self._ended == ended:
+                filling = any(p[0] == key_id and p[1] == epoch and p[2] == path for p in self._filling)
+                now = time.monotonic()
+                if now >= (deadline if filling else grace):
+                    return False
+                self._sessions_changed.wait((deadline if filling else grace) - now)
+            return True
 
     # --- refill --------------------------------------------------------------------------------
     def due(self) -> list[tuple[KeyRecord, PoolKey, int]]:
@@ -249,8 +284,11 @@ class PresignPools:
                 if not self._filling[pool]:
                     del self._filling[pool]
                 self._inflight -= 1
+                self._ended += 1
+                self._sessions_changed.notify_all()
             self.deps.sessions.release()
             self._slots.release()
+            self._wake.set()  # the next due pool starts now, not at the next LOOP_S tick
 
     def run_presign(self, k: KeyRecord, pool: PoolKey, count: int) -> int:
         """Run one presign session for ``pool`` making ``count`` presignatures; returns how many
@@ -458,6 +496,14 @@ class PresignPools:
         """Count one request that signed with the full protocol instead (``reason`` from
         :data:`FALLBACK_REASONS`)."""
         self.metrics.presign_fallbacks_total.labels(reason=reason if reason in FALLBACK_REASONS else "refused").inc()
+        if reason == "empty":
+            self._wanted()
+
+    def _wanted(self) -> None:
+        """A request is short of presignatures: refill even while requests are signing, for
+        :data:`WANTED_S` (the refiller has session slots of its own, :mod:`coordinator.session_slots`)."""
+        self._wanted_until = time.monotonic() + WANTED_S
+        self._wake.set()
 
     def _count_discarded(self, pool: PoolKey, n: int, reason: str) -> None:
         with self._lock:

@@ -6,7 +6,9 @@ when a request reaches its quorum (:meth:`coordinator.service.CoordinatorService
    share, ``replayed``); otherwise a ready one of the key's current epoch and the request's path,
    from the preferred signer set whose nodes are all usable (:meth:`coordinator.pool.PresignPools.signing_sets`),
    assigned together with the request's next attempt number in one transaction
-   (:meth:`coordinator.pool_store.PoolStore.assign_presig`). None ready: the full protocol.
+   (:meth:`coordinator.pool_store.PoolStore.assign_presig`). None ready: while a presign session
+   of such a pool runs, the request waits for its batch (at most :data:`FILL_WAIT_S`,
+   :meth:`coordinator.pool.PresignPools.wait_for_fill`); else the full protocol.
 2. When ``t < reservation_quorum(n)`` the attempt is first reserved on the nodes
    (``ReserveSigning``, session = presig_id) and the receipts go with the request.
 3. ``SignPresigned`` to the t signers in parallel; a signer that failed transiently is asked
@@ -26,6 +28,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -56,6 +59,7 @@ SIGN_PRESIGNED_TIMEOUT_S = 5.0
 # that banned the co-signer deleted their presignatures: the pair, not the node, is at issue)
 PRESIG_STRIKES = 3
 _DISOWNED = ("presig-unknown", "presig-used")
+FILL_WAIT_S = 1.0  # the longest a request with no ready presignature waits for a batch being made
 _TRANSIENT = {
     grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED, grpc.StatusCode.INTERNAL,
     grpc.StatusCode.UNKNOWN,
@@ -112,6 +116,9 @@ class PresignedSigning:
                 return None
             sets = self.pools.signing_sets(k, committee, outside)
             a = self.db.assign_presig(rid, k.key_id, epoch, path, sets, MAX_SIGN_ATTEMPTS, now_ms()) if sets else None
+            until = time.monotonic() + FILL_WAIT_S  # issue 14 (perf): a batch being made beats the full protocol
+            while a is None and sets and self.pools.wait_for_fill(k.key_id, epoch, path, until - time.monotonic()):
+                a = self.db.assign_presig(rid, k.key_id, epoch, path, sets, MAX_SIGN_ATTEMPTS, now_ms())
             if a is None:
                 self.pools.fallback("empty")
                 return None

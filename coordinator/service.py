@@ -51,6 +51,7 @@ from coordinator.roster_status import roster_status
 from coordinator.roster_sync import RosterSync
 from coordinator.rotation import NodeKeyRotationRelay
 from coordinator.schedule import RefreshScheduler
+from coordinator.session_slots import SessionSlots, reserved_for_pools
 from crypto_core.bip32 import CHAIN_CODE_LEN, derive
 from crypto_core.combiner import SignatureShare, combine
 from crypto_core.errors import DecodeError, ProtocolAbort
@@ -218,7 +219,9 @@ class CoordinatorService:
         self._rr = 0
         self._stop = threading.Event()
         self.health: Any = None  # the standard health servicer, set by the server
-        self._sessions = threading.BoundedSemaphore(cfg.max_parallel_sessions)
+        self._sessions = SessionSlots(cfg.max_parallel_sessions, reserved_for_pools(  # issue 14: the refill policy
+            cfg.max_parallel_sessions, cfg.presign.enabled, cfg.presign.max_parallel,
+        ))
         # issue 14: presignature pools and the one-round path (coordinator/pool.py, coordinator/presigned.py)
         self.pools = PresignPools(cfg.presign, PoolDeps(
             self.db, lambda: self.nodes, self.keyops.signing, lambda: bool(self.requests._signing), self._sessions,
