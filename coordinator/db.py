@@ -21,6 +21,7 @@ import os
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ from coordinator.keyop_store import ABANDONMENT_MIGRATION, KEYOP_MIGRATION, KeyO
 from coordinator.pool_store import POOL_MIGRATION, PoolStore
 from governance.audit import EVENT_KEY, MAX_DETAILS, check_entry_fields
 from governance.errors import GovernanceError
-from mpcnet.common.stores.sqlite import DatabaseError, Migration, migrate, open_database, write_transaction
+from mpcnet.common.stores.sqlite import BUSY_TIMEOUT_S, DatabaseError, Migration, migrate, open_database, write_transaction
 
 # The schema, as versioned migration steps (see mpcnet.common.stores.sqlite). Databases created before
 # versioning have user_version 0 and either layout, so both steps are idempotent (IF NOT EXISTS).
@@ -311,8 +312,18 @@ class CoordinatorDb(KeyOpStore, BackupStore, PoolStore):
         except DatabaseError as e:
             self._conn.close()
             raise RuntimeError(f"db: {e}") from None
+        # issue 14 (lean path): reads use their own connection and lock, so a read never waits
+        # behind a write's fsync (WAL: a read sees every transaction committed before it starts)
+        try:
+            self._rconn = _read_connection(self.path)
+        except sqlite3.Error as e:
+            self._conn.close()
+            raise RuntimeError(f"db: cannot open {self.path} for reading ({e})") from None
+        self._rlock = threading.Lock()
 
     def close(self) -> None:
+        with self._rlock:
+            self._rconn.close()
         with self._lock:
             self._conn.close()
 
@@ -323,8 +334,10 @@ class CoordinatorDb(KeyOpStore, BackupStore, PoolStore):
             yield c
 
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
-        with self._lock:
-            return self._conn.execute(sql, args).fetchall()
+        """One read statement (its own read transaction) on the read connection: it sees every
+        write committed before it and never waits for a write in progress."""
+        with self._rlock:
+            return self._rconn.execute(sql, args).fetchall()
 
     # --- keys --------------------------------------------------------------------------------
     def add_key(self, k: KeyRecord) -> None:
@@ -693,3 +706,11 @@ class CoordinatorDb(KeyOpStore, BackupStore, PoolStore):
     def attestation(self) -> bytes | None:
         rows = self._query("SELECT attestation FROM policy_attestation WHERE id = 1")
         return bytes(rows[0][0]) if rows else None
+
+
+def _read_connection(path: Path) -> sqlite3.Connection:
+    """A read-only (``mode=ro``) autocommit connection to the database at ``path``, usable from
+    any thread (:meth:`CoordinatorDb._query` serializes it with its own lock). Raises
+    :class:`sqlite3.Error`."""
+    uri = "file:" + urllib.parse.quote(str(path.resolve())) + "?mode=ro"
+    return sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)

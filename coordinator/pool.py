@@ -9,8 +9,12 @@ coordinator's ``presigs`` table (:mod:`coordinator.pool_store`, public parts onl
   the config and per preferred signer set (at most :data:`SETS_PER_KEY`: healthy, undisputed,
   clock-trusted, least loaded first), ``ready + filling`` between ``refill_at`` and ``target``
   and ``ready + assigned + filling`` at most ``cap``. It runs at most ``max_parallel`` presign
-  sessions at once, only while no signing request is being signed, and takes a session slot
-  (``max_parallel_sessions``) without waiting: signing always wins.
+  sessions at once, in session slots kept for it (:mod:`coordinator.session_slots`: signing with
+  the full protocol holds at most ``max_parallel_sessions - max_parallel`` slots), taking a slot
+  without waiting. It yields while requests are being signed (a burst from full pools is not slowed
+  by refilling) unless a request found its pools empty in the last :data:`WANTED_S` (then a
+  sustained load keeps its pools filled, and such a request waits for the batch being made:
+  :meth:`PresignPools.wait_for_fill`).
 * A presign session is StartSession(presign = PresignParams) then the three rounds of a signing
   session (:func:`coordinator.relay.run_session`, no receipts). All t answers must list the same
   presignatures (id, R, PK', key, epoch, path, signers, in order), PK' must be the coordinator's
@@ -61,7 +65,10 @@ MAX_SETS_CONSIDERED = 256  # t-subsets looked at per choice
 PRESIGN_LAST_ROUND = 3
 RECONCILE_EVERY_S = 60.0  # a serving node is reconciled at least this often
 BACKOFF_S = 5.0  # a pool whose presign session failed waits this long before the next
-LOOP_S = 0.25  # the refiller's pace
+FILL_GRACE_S = 0.1  # a request waiting for a batch gives the refiller this long to start its session
+WANTED_S = 1.0  # after a request found its pools empty, the refiller runs this long even while requests sign
+LOOP_S = 0.25  # the refiller's pace (a backstop: the end of a presign session and an empty pool wake it)
+MAX_LISTED = 4096  # a node's listed presignatures looked up (and discarded as orphans) per reconcile
 HOUSEKEEPING_S = 1.0  # housekeeping and the gauges, at most this often (the choice filters by epoch anyway)
 # reasons (metric label values, audit-free): a fixed set
 DISCARD_REASONS = ("mismatch", "duplicate", "epoch", "retired", "roster", "ban", "reconcile", "failed", "ended")
@@ -99,27 +106,49 @@ class PresignPools:
         self.metrics: Metrics = metrics or NullMetrics("coordinator")
         self._lock = threading.Lock()
         self._filling: dict[PoolKey, int] = {}  # presignatures in presign sessions now
+        self._topping: set[PoolKey] = set()  # pools that fell to refill_at, filled until they reach target
         self._backoff: dict[PoolKey, float] = {}  # pool -> monotonic time before which it is not refilled
         self._disputes: dict[bytes, set[frozenset[int]]] = {}  # key -> pairs never put in one pool set
+        self._strikes: dict[tuple[bytes, int], int] = {}  # (key, node) -> presignatures it disowned since its last pool signature
         self._used: dict[PoolKey, int] = {}
         self._discarded: dict[PoolKey, int] = {}
         self._reconciled: dict[int, float] = {}  # node -> monotonic time of its last reconcile
         self._slots = threading.BoundedSemaphore(cfg.max_parallel)
         self._inflight = 0
         self._stop = threading.Event()
+        self._wake = threading.Event()  # a session ended or a request found its pools empty: a pass now
+        self._sessions_changed = threading.Condition(self._lock)  # a presign session started or ended
+        self._ended = 0  # presign sessions ended (their batch ready, or failed)
+        self._wanted_until = 0.0  # monotonic: until then a request is short of presignatures (refill while signing)
         self._thread: threading.Thread | None = None
         self._kept = -1e18  # monotonic time of the last housekeeping
 
     # --- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
-        """Start the refiller thread (nothing when pools are off)."""
-        if not self.cfg.enabled or self._thread is not None:
+        """Start the refiller thread; with pools off, reconcile every serving node once instead
+        (the ready presignatures left from before that no node holds any more are discarded, so
+        status and ``presignatures_ready`` do not show pools that no longer exist)."""
+        if self._thread is not None:
+            return
+        if not self.cfg.enabled:
+            self._thread = threading.Thread(target=self._reconcile_once, name="presign-reconcile", daemon=True)
+            self._thread.start()
             return
         self._thread = threading.Thread(target=self._run, name="presign-refill", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
+
+    def _reconcile_once(self) -> None:
+        if not self.deps.db.ready_presigs():
+            return
+        try:
+            self.reconcile_due()
+        except Exception:
+            if not self._stop.is_set():
+                log.exception("reconciling the pools left from before failed")
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -129,7 +158,8 @@ class PresignPools:
                 if self._stop.is_set():
                     return
                 log.exception("presignature refill failed")
-            self._stop.wait(LOOP_S)
+            self._wake.wait(LOOP_S)
+            self._wake.clear()
 
     def step(self) -> None:
         """One pass: housekeeping (every :data:`HOUSEKEEPING_S`), reconcile, then start the
@@ -139,7 +169,7 @@ class PresignPools:
             self._set_gauges()
             self._kept = time.monotonic()
         self.reconcile_due()
-        if self.deps.busy():
+        if self.deps.busy() and time.monotonic() >= self._wanted_until:
             return
         for key, pool, count in self.due():
             if not self._slots.acquire(blocking=False):
@@ -150,6 +180,7 @@ class PresignPools:
             with self._lock:
                 self._filling[pool] = self._filling.get(pool, 0) + count
                 self._inflight += 1
+                self._sessions_changed.notify_all()
             threading.Thread(target=self._fill, args=(key, pool, count), name="presign-session", daemon=True).start()
 
     # --- choice --------------------------------------------------------------------------------
@@ -179,11 +210,34 @@ class PresignPools:
         healthy, active, in the key's committee and not switching epochs)."""
         return self._ranked_sets(k.key_id, k.threshold, committee, outside)
 
+    def wait_for_fill(self, key_id: bytes, epoch: int, path: tuple[int, ...], timeout_s: float) -> bool:
+        """A request found no ready presignature of (key, epoch, path): wake the refiller and wait,
+        at most ``timeout_s`` seconds, until a presign session of such a pool (any signer set)
+        ends. True: one ended (its batch may be ready: try to assign again); False: none is
+        filling (after :data:`FILL_GRACE_S` for the refiller to start one), the time is up, or the
+        refiller is not running. Under a sustained load this turns requests that would fall back
+        to the full protocol (about twice the CPU) into one-round signatures from the next batch."""
+        if self._thread is None or self._stop.is_set():
+            return False
+        self._wanted()
+        now = time.monotonic()
+        deadline, grace = now + timeout_s, now + min(FILL_GRACE_S, timeout_s)
+        with self._sessions_changed:
+            ended = self._ended
+            while self._ended == ended:
+                filling = any(p[0] == key_id and p[1] == epoch and p[2] == path for p in self._filling)
+                now = time.monotonic()
+                if now >= (deadline if filling else grace):
+                    return False
+                self._sessions_changed.wait((deadline if filling else grace) - now)
+            return True
+
     # --- refill --------------------------------------------------------------------------------
     def due(self) -> list[tuple[KeyRecord, PoolKey, int]]:
         """The presign sessions to start now: (key, pool, count), the emptiest pool first."""
         counts = self.deps.db.pool_counts()
         out: list[tuple[int, KeyRecord, PoolKey, int]] = []
+        seen: set[PoolKey] = set()
         now = time.monotonic()
         for k in self.deps.db.list_keys("active"):
             epoch, committee, outside = self.deps.signing(k)
@@ -194,33 +248,47 @@ class PresignPools:
             for path in self.cfg.paths:
                 for s in sets:
                     pool = (k.key_id, epoch, path, s)
+                    seen.add(pool)
                     c = counts.get(pool, {})
                     ready, assigned = c.get("ready", 0), c.get("assigned", 0)
                     with self._lock:
                         filling = self._filling.get(pool, 0)
                         if self._backoff.get(pool, 0.0) > now:
                             continue
-                    if ready + filling > self.cfg.refill_at:
-                        continue
+                        if ready + filling <= self.cfg.refill_at:  # fallen to refill_at: top up to target
+                            self._topping.add(pool)
+                        elif ready + filling >= self.cfg.target:
+                            self._topping.discard(pool)
+                        if pool not in self._topping:
+                            continue
                     count = min(self.cfg.batch, self.cfg.target - ready - filling, self.cfg.cap - ready - assigned - filling)
                     if count > 0:
                         out.append((ready + filling, k, pool, count))
+        with self._lock:
+            self._topping &= seen  # a pool no longer kept (epoch, set, path) is forgotten
         out.sort(key=lambda x: x[0])
         return [(k, pool, count) for _, k, pool, count in out]
 
     def _fill(self, k: KeyRecord, pool: PoolKey, count: int) -> None:
         try:
             self.run_presign(k, pool, count)
-        except Exception:
-            log.exception("presign session for key %s failed unexpectedly", k.key_id.hex()[:16])
+        except Exception as e:
+            if self._stop.is_set():  # the coordinator is stopping: its node channels close under the session
+                log.info("presign session for key %s ended by the coordinator's stop (%s)", k.key_id.hex()[:16],
+                         type(e).__name__)
+            else:
+                log.exception("presign session for key %s failed unexpectedly", k.key_id.hex()[:16])
         finally:
             with self._lock:
                 self._filling[pool] = max(0, self._filling.get(pool, 0) - count)
                 if not self._filling[pool]:
                     del self._filling[pool]
                 self._inflight -= 1
+                self._ended += 1
+                self._sessions_changed.notify_all()
             self.deps.sessions.release()
             self._slots.release()
+            self._wake.set()  # the next due pool starts now, not at the next LOOP_S tick
 
     def run_presign(self, k: KeyRecord, pool: PoolKey, count: int) -> int:
         """Run one presign session for ``pool`` making ``count`` presignatures; returns how many
@@ -243,6 +311,8 @@ class PresignPools:
             rows = agreed_batch(final, pool, count, expected)
         except ValueError as e:
             log.warning("presign session for key %s with nodes %s: %s; discarding the batch", key_id.hex()[:16], list(signers), e)
+            if isinstance(e, BatchMismatch):  # never pool the culprit (or the pair that disagreed) again
+                self.dispute(key_id, {e.blamed} if e.blamed else set())
             self._discard_on_nodes(subset, key_id, _reported_ids(final), "mismatch")
             self._count_discarded(pool, len(_reported_ids(final)) or count, "mismatch")
             self._back_off(pool)
@@ -272,12 +342,32 @@ class PresignPools:
 
     # --- discarding ----------------------------------------------------------------------------
     def dispute(self, key_id: bytes, pairs: set[frozenset[int]]) -> None:
-        """Nodes that refused each other for ``key_id`` (a ban claim): no pool holds such a pair
-        again (ready ones are discarded at the next housekeeping)."""
+        """Nodes that refused each other for ``key_id`` (a ban claim), answers of a presign
+        session that disagree (the pair), or a node whose own answer or share is provably bad
+        (a set of one): no pool's signer set holds such a set again (ready ones are discarded at
+        the next housekeeping); the coordinator's memory, for as long as it runs."""
         if not pairs:
             return
         with self._lock:
             self._disputes.setdefault(key_id, set()).update(pairs)
+
+    def strike(self, key_id: bytes, node: int, held: set[int], limit: int) -> None:
+        """Node ``node`` disowned a presignature of ``key_id`` that its co-signers ``held``
+        consumed; from the ``limit``-th time with no pool signature by it in between
+        (:meth:`forgive`) it is disputed with each of them (:meth:`dispute`: its word against
+        theirs, as a ban claim), so a node that keeps doing it ends up in no pool."""
+        with self._lock:
+            n = self._strikes[(key_id, node)] = self._strikes.get((key_id, node), 0) + 1
+        if n >= limit:
+            log.warning("node %d disowned %d presignatures of key %s that nodes %s held; no pool pairs them again",
+                        node, n, key_id.hex()[:16], sorted(held))
+            self.dispute(key_id, {frozenset({node, j}) for j in held})
+
+    def forgive(self, key_id: bytes, nodes: Sequence[int]) -> None:
+        """``nodes`` signed from a pool of ``key_id``: their strikes are cleared."""
+        with self._lock:
+            for i in nodes:
+                self._strikes.pop((key_id, i), None)
 
     def disputes(self, key_id: bytes) -> frozenset[frozenset[int]]:
         """The pairs of nodes never put in one pool's signer set for ``key_id`` (a copy)."""
@@ -296,8 +386,8 @@ class PresignPools:
                 continue
             by_key.setdefault((r.key_id, r.signers), []).append(r.presig_id)
             self._count_discarded(r.pool, 1, reason)
-        for (key_id, signers), ids in by_key.items():
-            self._discard_on_nodes({i: nodes[i] for i in signers if i in nodes}, key_id, ids, reason)
+        for (key_id, signers), ids in by_key.items():  # a node known down is reconciled when it is back (no wait on it)
+            self._discard_on_nodes({i: nodes[i] for i in signers if i in nodes and nodes[i].healthy is not False}, key_id, ids, reason)
         self._set_gauges()
         return len(done)
 
@@ -374,6 +464,9 @@ class PresignPools:
             log.info("%s: cannot list its presignatures (%s)", h.label, getattr(e.code(), "name", e.code()) if hasattr(e, "code") else e)
             return False
         held = {bytes(p.presig_id) for p in resp.presignatures}
+        listed = list(resp.presignatures)[:MAX_LISTED]  # a corrupted node's flood costs no more (the rest: next time)
+        if len(resp.presignatures) > MAX_LISTED:
+            log.warning("%s listed %d presignatures; reconciling the first %d", h.label, len(resp.presignatures), MAX_LISTED)
         gone = [r for r in ready if r.presig_id not in held]
         if gone:
             log.info("%s no longer holds %d ready presignature(s) (restarted?): discarding them", h.label, len(gone))
@@ -382,9 +475,9 @@ class PresignPools:
             with self._lock:
                 quiet = self._inflight == 0
         if quiet:
-            known = self.deps.db.presigs_live(list(held))
+            known = self.deps.db.presigs_live(list(dict.fromkeys(bytes(p.presig_id) for p in listed)))
             orphans: dict[bytes, list[bytes]] = {}
-            for p in resp.presignatures:
+            for p in listed:
                 if bytes(p.presig_id) not in known and len(p.key_id) == 32:
                     orphans.setdefault(bytes(p.key_id), []).append(bytes(p.presig_id))
             for key_id, ids in orphans.items():
@@ -403,6 +496,14 @@ class PresignPools:
         """Count one request that signed with the full protocol instead (``reason`` from
         :data:`FALLBACK_REASONS`)."""
         self.metrics.presign_fallbacks_total.labels(reason=reason if reason in FALLBACK_REASONS else "refused").inc()
+        if reason == "empty":
+            self._wanted()
+
+    def _wanted(self) -> None:
+        """A request is short of presignatures: refill even while requests are signing, for
+        :data:`WANTED_S` (the refiller has session slots of its own, :mod:`coordinator.session_slots`)."""
+        self._wanted_until = time.monotonic() + WANTED_S
+        self._wake.set()
 
     def _count_discarded(self, pool: PoolKey, n: int, reason: str) -> None:
         with self._lock:
@@ -421,15 +522,21 @@ class PresignPools:
 
     def status(self, resp: coordinator_pb2.ClusterStatusResponse) -> None:
         """Fill ``resp.presign_enabled`` and ``resp.pools`` (every pool with a ready, assigned or
-        filling presignature, or counted since start)."""
+        filling presignature, or counted since start; an empty pool of an epoch older than the
+        newest listed for its key is left out: its key moved on, it is never refilled)."""
         resp.presign_enabled = self.cfg.enabled
         counts = self.deps.db.pool_counts()
         with self._lock:
             pools = set(counts) | set(self._filling) | set(self._used) | set(self._discarded)
             filling, used, discarded = dict(self._filling), dict(self._used), dict(self._discarded)
+        newest: dict[bytes, int] = {}
+        for key_id, epoch, _, _ in pools:
+            newest[key_id] = max(newest.get(key_id, epoch), epoch)
         for pool in sorted(pools):
             key_id, epoch, path, signers = pool
             c = counts.get(pool, {})
+            if epoch < newest[key_id] and not (c.get("ready") or c.get("assigned") or filling.get(pool)):
+                continue
             resp.pools.append(coordinator_pb2.PoolStatus(
                 key_id=key_id, epoch=epoch, derivation_path=path, signers=signers, ready=c.get("ready", 0),
                 assigned=c.get("assigned", 0), filling=filling.get(pool, 0), target=self.cfg.target,
@@ -446,40 +553,52 @@ def _reported_ids(final: Mapping[int, node_pb2.StepResponse]) -> list[bytes]:
     return list(ids)
 
 
+class BatchMismatch(ValueError):
+    """A presign session's answers that cannot all be right. ``blamed``: one node whose own
+    answer is wrong (it alone is at fault), the pair of two answers that disagree (one of the
+    two lied), or empty (nobody can be named)."""
+
+    def __init__(self, message: str, blamed: frozenset[int] = frozenset()) -> None:
+        super().__init__(message)
+        self.blamed = blamed
+
+
 def agreed_batch(final: Mapping[int, node_pb2.StepResponse], pool: PoolKey, count: int, expected_pk: bytes) -> list[PresigRow]:
     """The presignatures every signer of ``pool`` reported for a presign session of ``count``:
     each answer must list exactly ``count`` of them, in the same order, with 32-byte distinct
     ids, a valid 33-byte R, PK' equal to ``expected_pk`` (the coordinator's own derivation) and
-    the pool's key, epoch, path and signer set. ValueError naming what differs."""
+    the pool's key, epoch, path and signer set. :class:`BatchMismatch` (a ValueError) naming
+    what differs and whom it blames."""
     key_id, epoch, path, signers = pool
     if set(final) != set(signers):
-        raise ValueError(f"answers from nodes {sorted(final)}, expected {list(signers)}")
+        raise BatchMismatch(f"answers from nodes {sorted(final)}, expected {list(signers)}")
     lists: dict[int, list[tuple[bytes, bytes, bytes]]] = {}
     for i in signers:
         r = final[i]
+        own = frozenset({i})
         if not r.HasField("presign_result"):
-            raise ValueError(f"node {i} returned no presign result")
+            raise BatchMismatch(f"node {i} returned no presign result", own)
         items = []
         for p in r.presign_result.presignatures:
             if len(p.presig_id) != PRESIG_ID_LEN:
-                raise ValueError(f"node {i}: presig_id: must be {PRESIG_ID_LEN} bytes")
+                raise BatchMismatch(f"node {i}: presig_id: must be {PRESIG_ID_LEN} bytes", own)
             if (bytes(p.key_id), p.epoch, tuple(p.derivation_path), tuple(p.signers)) != (key_id, epoch, path, signers):
-                raise ValueError(f"node {i}: a presignature names another key, epoch, path or signer set")
+                raise BatchMismatch(f"node {i}: a presignature names another key, epoch, path or signer set", own)
             if bytes(p.public_key) != expected_pk:
-                raise ValueError(f"node {i}: public_key: not the key's derived public key")
+                raise BatchMismatch(f"node {i}: public_key: not the key's derived public key", own)
             try:
                 if Point.decode(bytes(p.big_r)).is_infinity or len(p.big_r) != 33:
-                    raise ValueError(f"node {i}: big_r: the point at infinity")
+                    raise BatchMismatch(f"node {i}: big_r: the point at infinity", own)
             except DecodeError:
-                raise ValueError(f"node {i}: big_r: not a compressed point") from None
+                raise BatchMismatch(f"node {i}: big_r: not a compressed point", own) from None
             items.append((bytes(p.presig_id), bytes(p.big_r), bytes(p.public_key)))
         if len(items) != count:
-            raise ValueError(f"node {i} returned {len(items)} presignatures, expected {count}")
+            raise BatchMismatch(f"node {i} returned {len(items)} presignatures, expected {count}", own)
         lists[i] = items
     first = lists[signers[0]]
     for i in signers[1:]:
         if lists[i] != first:
-            raise ValueError(f"nodes {signers[0]} and {i} disagree on the presignatures")
+            raise BatchMismatch(f"nodes {signers[0]} and {i} disagree on the presignatures", frozenset({signers[0], i}))
     if len({p for p, _, _ in first}) != len(first):
         raise ValueError("a presignature id is repeated")
     return [PresigRow(p, key_id, epoch, path, signers, big_r, pk) for p, big_r, pk in first]

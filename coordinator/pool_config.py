@@ -14,7 +14,8 @@ Example (every field optional; absent section: pools off)::
 * ``refill_at``: ... when ready + filling falls to this (``0 <= refill_at < target``);
 * ``cap``: never more than this per pool (ready + assigned + filling; ``cap >= target``);
 * ``batch``: presignatures per presign session (1..64, :data:`crypto_core.sign.MAX_PRESIGN_BATCH`);
-* ``max_parallel``: presign sessions at once (1..16; signing always takes a session slot first).
+* ``max_parallel``: presign sessions at once (1..16; kept for the refiller out of
+  ``max_parallel_sessions`` when that is larger: coordinator/session_slots.py).
 
 A pool changes speed, never what may be signed: every signature still needs an approved request
 that each signer checks again. Errors: :class:`mpcnet.common.config.ConfigError` naming the field

@@ -6,7 +6,9 @@ when a request reaches its quorum (:meth:`coordinator.service.CoordinatorService
    share, ``replayed``); otherwise a ready one of the key's current epoch and the request's path,
    from the preferred signer set whose nodes are all usable (:meth:`coordinator.pool.PresignPools.signing_sets`),
    assigned together with the request's next attempt number in one transaction
-   (:meth:`coordinator.pool_store.PoolStore.assign_presig`). None ready: the full protocol.
+   (:meth:`coordinator.pool_store.PoolStore.assign_presig`). None ready: while a presign session
+   of such a pool runs, the request waits for its batch (at most :data:`FILL_WAIT_S`,
+   :meth:`coordinator.pool.PresignPools.wait_for_fill`); else the full protocol.
 2. When ``t < reservation_quorum(n)`` the attempt is first reserved on the nodes
    (``ReserveSigning``, session = presig_id) and the receipts go with the request.
 3. ``SignPresigned`` to the t signers in parallel; a signer that failed transiently is asked
@@ -26,6 +28,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -47,6 +50,16 @@ log = logging.getLogger("coordinator.presigned")
 
 SHARE_ROUND = 4  # the envelope round of a released share (as the full protocol's last answer)
 RETRY_PAUSE_S = 0.2  # before the one quick retry of a node that failed transiently
+# the deadline of one SignPresigned (s; at most the step timeout): one RPC of a few ms (a commit,
+# the approvals checked), so a hung or slow-walking signer costs a pool attempt little
+SIGN_PRESIGNED_TIMEOUT_S = 5.0
+# presig-unknown/presig-used answers by one signer while a co-signer consumed the same
+# presignature, with no pool signature by it in between, before the pools stop pairing it with
+# those co-signers (an honest node says so once after a restart, then it is reconciled; one
+# that banned the co-signer deleted their presignatures: the pair, not the node, is at issue)
+PRESIG_STRIKES = 3
+_DISOWNED = ("presig-unknown", "presig-used")
+FILL_WAIT_S = 1.0  # the longest a request with no ready presignature waits for a batch being made
 _TRANSIENT = {
     grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED, grpc.StatusCode.INTERNAL,
     grpc.StatusCode.UNKNOWN,
@@ -103,6 +116,9 @@ class PresignedSigning:
                 return None
             sets = self.pools.signing_sets(k, committee, outside)
             a = self.db.assign_presig(rid, k.key_id, epoch, path, sets, MAX_SIGN_ATTEMPTS, now_ms()) if sets else None
+            until = time.monotonic() + FILL_WAIT_S  # issue 14 (perf): a batch being made beats the full protocol
+            while a is None and sets and self.pools.wait_for_fill(k.key_id, epoch, path, until - time.monotonic()):
+                a = self.db.assign_presig(rid, k.key_id, epoch, path, sets, MAX_SIGN_ATTEMPTS, now_ms())
             if a is None:
                 self.pools.fallback("empty")
                 return None
@@ -119,6 +135,7 @@ class PresignedSigning:
             self.pools.discard([a], "failed", "assigned")
             self.pools.fallback(e.reason)
             return None
+        self.pools.forgive(k.key_id, a.signers)
         with self._lock:
             self._signed[rid] = a
         out = common_pb2.Signature(
@@ -191,29 +208,42 @@ class PresignedSigning:
         for i, r in answers.items():
             env = r.share
             if r.signer != i or env.sender != i or env.receiver != 0 or env.round != SHARE_ROUND or env.session_id != a.presig_id:
-                raise _Fallback("bad-share", f"node {i} answered a share envelope for another session, sender or round")
+                raise self._bad_share(k.key_id, i, "answered a share envelope for another session, sender or round")
             index = committee.index(i) + 1  # the share index: the node's committee position
             try:
                 share = SignatureShare.from_bytes(bytes(env.payload), a.presig_id, index)
-            except DecodeError as e:
-                raise _Fallback("bad-share", f"node {i}: share: {e}") from None
+            except (DecodeError, ProtocolAbort) as e:  # the decoder blames the sender (ProtocolAbort)
+                raise self._bad_share(k.key_id, i, f"share: {e}") from None
             if not share.rerandomized or share.sigid != a.presig_id or share.R.encode() != a.big_r or share.digest != digest:
-                raise _Fallback("bad-share", f"node {i}: share: not a re-randomised share of this presignature and digest")
+                raise self._bad_share(k.key_id, i, "share: not a re-randomised share of this presignature and digest")
             shares[index] = share
         try:
             return combine(shares, digest, signers=sorted(shares), public_key=expected, derivation_path=path)
-        except (ProtocolAbort, UsageError) as e:
+        except ProtocolAbort as e:
+            if e.party is not None and 1 <= e.party <= len(committee) and committee[e.party - 1] in a.signers:
+                raise self._bad_share(k.key_id, committee[e.party - 1], f"combine: {e}") from None
+            raise _Fallback("bad-share", f"combine: {e}") from None  # a sum that does not verify names nobody
+        except UsageError as e:
             raise _Fallback("bad-share", f"combine: {e}") from None
+
+    def _bad_share(self, key_id: bytes, node: int, why: str) -> _Fallback:
+        """Node ``node``'s own answer (its channel) is provably not a share of this presignature:
+        the pools never put it in a signer set of ``key_id`` again (as the full protocol leaves
+        a node whose share fails the combiner's check out of the request's signer sets); the
+        fallback to raise, naming it."""
+        self.pools.dispute(key_id, {frozenset({node})})
+        return _Fallback("bad-share", f"node {node}: {why}"[:300])
 
     def _ask(self, signers: Mapping[int, NodeHandle], req: node_pb2.SignPresignedRequest) -> dict[int, node_pb2.SignPresignedResponse]:
         """``req`` to every signer at once; a transient failure is retried once (the same
         request: a node that consumed replays). _Fallback on any refusal or a second failure."""
         got: dict[int, node_pb2.SignPresignedResponse] = {}
         pending = dict(signers)
+        timeout = min(self.deps.step_timeout_s, SIGN_PRESIGNED_TIMEOUT_S)
         if self.fault is not None:  # test mode: the lowest signer alone first, then the crash point
             first = min(pending)
             try:
-                got[first] = pending[first].stub.SignPresigned(req, timeout=self.deps.step_timeout_s)
+                got[first] = pending[first].stub.SignPresigned(req, timeout=timeout)
                 del pending[first]
             except grpc.RpcError:
                 pass
@@ -222,7 +252,7 @@ class PresignedSigning:
             for h in pending.values():
                 h.inflight += 1
             try:
-                ok, errs = fanout({i: (h.stub.SignPresigned, req) for i, h in pending.items()}, self.deps.step_timeout_s)
+                ok, errs = fanout({i: (h.stub.SignPresigned, req) for i, h in pending.items()}, timeout)
             finally:
                 for h in pending.values():
                     h.inflight -= 1
@@ -236,9 +266,12 @@ class PresignedSigning:
                     kind = kind or "mpc-banned"
                 if kind == "presig-unknown":  # it lost its fresh ones (restarted?): reconcile it at the next pass
                     self.pools.reconcile_soon(i)
+                held = {j for j in signers if j != i and j in got}
+                if kind in _DISOWNED and held:  # co-signers held and consumed it
+                    self.pools.strike(req.key_id, i, held, PRESIG_STRIKES)
                 if kind or code not in _TRANSIENT:
                     raise _Fallback(kind or "refused", f"node {i}: {code.name}: {details}"[:300])
-                if tries == 2:
+                if tries == 2 or signers[i].healthy is False:  # a node already known down is not asked again
                     signers[i].mark_down(f"{code.name}: {details}")
                     raise _Fallback("unavailable", f"node {i}: {code.name}: {details}"[:300])
             pending = {i: signers[i] for i in errs}

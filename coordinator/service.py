@@ -51,6 +51,7 @@ from coordinator.roster_status import roster_status
 from coordinator.roster_sync import RosterSync
 from coordinator.rotation import NodeKeyRotationRelay
 from coordinator.schedule import RefreshScheduler
+from coordinator.session_slots import SessionSlots, reserved_for_pools
 from crypto_core.bip32 import CHAIN_CODE_LEN, derive
 from crypto_core.combiner import SignatureShare, combine
 from crypto_core.errors import DecodeError, ProtocolAbort
@@ -218,7 +219,9 @@ class CoordinatorService:
         self._rr = 0
         self._stop = threading.Event()
         self.health: Any = None  # the standard health servicer, set by the server
-        self._sessions = threading.BoundedSemaphore(cfg.max_parallel_sessions)
+        self._sessions = SessionSlots(cfg.max_parallel_sessions, reserved_for_pools(  # issue 14: the refill policy
+            cfg.max_parallel_sessions, cfg.presign.enabled, cfg.presign.max_parallel,
+        ))
         # issue 14: presignature pools and the one-round path (coordinator/pool.py, coordinator/presigned.py)
         self.pools = PresignPools(cfg.presign, PoolDeps(
             self.db, lambda: self.nodes, self.keyops.signing, lambda: bool(self.requests._signing), self._sessions,
@@ -871,7 +874,8 @@ class CoordinatorService:
             key_id=k.key_id, request_id=rid, attempt=attempt, signers=signers, session_id=sid, approval_bundle=bundle,
             digest=digest, derivation_path=path,
         )
-        ok, errs = fanout({i: (h.stub.ReserveSigning, req) for i, h in self.nodes.items()}, self.cfg.step_timeout_s)
+        asked = {i: h for i, h in self.nodes.items() if h.healthy is not False}  # a node known down is not waited for
+        ok, errs = fanout({i: (h.stub.ReserveSigning, req) for i, h in asked.items()}, self.cfg.step_timeout_s)
         receipts: list[bytes] = []
         for i, r in sorted(ok.items()):
             try:  # keep a node's malformed or foreign receipt from spoiling the others (signers refuse any bad one)
@@ -887,7 +891,7 @@ class CoordinatorService:
         need = reservation_quorum(len(self.nodes))
         if len(receipts) >= need:
             return receipts
-        down: dict[int, str] = {}
+        down = {i: f"{h.label}: {h.last_error or 'unavailable'}" for i, h in self.nodes.items() if i not in asked}
         for i, e in sorted(errs.items()):
             code, details = status_of(e)
             kind = trailing(e, "mpc-governance") or ""

@@ -1091,6 +1091,8 @@ class MpcClient(LifecycleMixin, BackupMixin):
         me = self._me()
         if seen is not None and not hmac.compare_digest(seen.request.encode(), seen.request_bytes):
             raise MpcError(grpc.StatusCode.INVALID_ARGUMENT, "seen: its request is not its canonical request_bytes; nothing was signed")
+        if seen is not None and seen.request.request_id != seen.request_id:
+            raise MpcError(grpc.StatusCode.INVALID_ARGUMENT, "seen: its request_id is not the id inside its request; nothing was signed")
         current = self.get_sign_request(request_id) if seen is None else self._pinned(_the_request(seen, request_id))
         q = current.request
         want_path = None if expect_path is None else to_path(expect_path)

@@ -124,6 +124,8 @@ def test_the_cap_counts_assigned_and_filling(tmp_path: Path) -> None:
     due = {pool[3]: n for _, pool, n in c.pools.due()}
     assert due[(1, 3)] == 4  # filling 4 <= refill_at: 4 more up to target 8
     c.pools._filling[(c.key.key_id, 0, (), (1, 3))] = 5
+    assert {pool[3]: n for _, pool, n in c.pools.due()}[(1, 3)] == 3  # fell to refill_at: topped up to target
+    c.pools._filling[(c.key.key_id, 0, (), (1, 3))] = 8
     assert (1, 3) not in {pool[3] for _, pool, _ in c.pools.due()}
 
 

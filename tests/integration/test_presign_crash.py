@@ -25,7 +25,7 @@ N, T = 3, 2
 
 @pytest.fixture(scope="module")
 def pc(tmp_path_factory):
-    # coordinator pools off: the harness is the coordinator here and counts the nodes' presignatures
+    # the test plays the coordinator: the real one keeps no pools (its refiller would add presignatures on the nodes)
     with running_cluster(tmp_path_factory, "presign-crash", N, T, fault_files=True, policy_max_age_s=0, presign=False) as c:
         yield c
 

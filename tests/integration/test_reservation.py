@@ -45,7 +45,7 @@ DIGEST = bytes(range(100, 132))
 
 @pytest.fixture(scope="module")
 def rc(tmp_path_factory):
-    # pools off: receipts, the release round and the session's signer set of the full protocol
+    # the full protocol's reservation is under test: no pools (a one-round signature skips its fault points)
     with running_cluster(tmp_path_factory, "reserve-2of4", N, T, fault_files=True, presign=False) as c:
         yield c
 
