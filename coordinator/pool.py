@@ -131,6 +131,7 @@ class PresignPools:
         if self._thread is not None:
             return
         if not self.cfg.enabled:
+            self._set_gauges()  # exported with a sample (no never-set gauge), as the refiller's first pass does
             self._thread = threading.Thread(target=self._reconcile_once, name="presign-reconcile", daemon=True)
             self._thread.start()
             return
@@ -146,6 +147,7 @@ class PresignPools:
             return
         try:
             self.reconcile_due()
+            self._set_gauges()
         except Exception:
             if not self._stop.is_set():
                 log.exception("reconciling the pools left from before failed")

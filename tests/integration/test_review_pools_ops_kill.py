@@ -298,7 +298,7 @@ def test_a_coordinator_stopped_during_a_refill_stops_within_seconds(kc: LocalClu
     log = kc.lay.log("coordinator")
     delay = kc.lay.dir / "faults" / "node-3.json"
     kc.kill("node-3")  # its restart empties its pools: the refiller runs a presign session with it
-    delay.write_text(json.dumps({"action": "delay", "protocol": "sign", "round": 2, "seconds": 3, "once": True}))
+    delay.write_text(json.dumps({"action": "delay", "protocol": "presign", "round": 2, "seconds": 3, "once": True}))
     _restart(kc, "node-3")
     with MpcClient.from_cluster(kc.lay.dir, identity="admin1", timeout=60) as admin:
         _wait(lambda: any(p.filling for p in _status(admin).pools) and not delay.exists(), 60, "no delayed refill")

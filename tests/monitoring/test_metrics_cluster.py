@@ -52,7 +52,9 @@ def value(text: str, series: str) -> float:
 
 @pytest.fixture(scope="module")
 def mc(tmp_path_factory):
-    with running_cluster(tmp_path_factory, "metrics-3of3", 3, 3, fault_files=True, policy_max_age_s=0) as c:
+    # pools off: the counts are the full protocol's (one signing session, each round once, no
+    # presignature); the pool depth gauge: tests/network/test_presign_pool_node.py
+    with running_cluster(tmp_path_factory, "metrics-3of3", 3, 3, fault_files=True, policy_max_age_s=0, presign=False) as c:
         yield c
 
 
