@@ -158,7 +158,7 @@ def test_identity_file_errors_name_the_file_never_the_key(tmp_path: Path) -> Non
     cases = {
         "two.key": f"{ident}\n{ident}\n",
         "none.key": "# nothing\n",
-        "bad.key": ident[:-1] + "A\n",
+        "bad.key": ident[:-1] + ("C" if ident.endswith("A") else "A") + "\n",  # another last character: a bad checksum
         "lower.key": ident.lower() + "\n",
         "bin.key": "\xff\xfe",
     }
