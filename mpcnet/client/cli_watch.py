@@ -28,10 +28,13 @@ labels) is escaped (:func:`governance.text.escape`) and shown as plain text, nev
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import signal
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO
 
@@ -433,4 +436,32 @@ def run_watch(
     endpoints, note = metrics_endpoints(info) if info is not None else ({}, "no cluster.json (--endpoint)")
     timeout = min(2.0, max(0.2, interval_s / 2))
     get = fetch or http_fetch
-    return watch(lambda: take(client, endpoints, note, get, timeout), interval_s, out, tty=tty, json_lines=json_lines, count=count)
+    stop = threading.Event()
+
+    def snap() -> Snapshot:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        return take(client, endpoints, note, get, timeout)
+
+    def pause(seconds: float) -> None:
+        if stop.wait(seconds):
+            raise KeyboardInterrupt
+
+    with _ctrl_c_sets(stop):
+        return watch(snap, interval_s, out, tty=tty, json_lines=json_lines, count=count, sleep=pause)
+
+
+@contextlib.contextmanager
+def _ctrl_c_sets(stop: threading.Event) -> Iterator[None]:
+    """While the watch runs, Ctrl-C (SIGINT) only sets ``stop``: the snapshot under way ends (its
+    calls are bounded by their timeouts) and the watch ends before the next one. A
+    KeyboardInterrupt raised in the middle of a gRPC call can leave the channel's internals
+    locked, and the process then hangs closing it at exit. Outside the main thread: unchanged."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -222,3 +222,30 @@ def test_interval_without_watch_is_a_usage_error(tmp_path: Path, monkeypatch: py
     assert any("--interval" in ln and "--watch" in ln for ln in lines), err
     code, out, _ = _run(tmp_path, monkeypatch, FakeClient(), "--interval", "0.01", "--count", "1")  # --count watches
     assert code == 0 and out.count("--- ") == 1
+
+
+def test_ctrl_c_during_a_snapshot_ends_the_watch_after_it_never_inside_a_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by the fresh-clone suite (issue 14): SIGINT landing inside a gRPC call of a snapshot
+    could leave the channel locked and the process hung at exit; now it only sets a flag."""
+    import io
+    import os
+    import signal as _signal
+
+    from mpcnet.client import cli_watch
+
+    calls: list[str] = []
+
+    def take(client: object, endpoints: object, note: object, get: object, timeout: float) -> object:
+        calls.append("take")
+        if len(calls) == 2:
+            os.kill(os.getpid(), _signal.SIGINT)  # arrives "inside the call": must not raise here
+            calls.append("call finished")
+        return cli_watch.Snapshot(at=float(len(calls)), wall=0.0, status=None, error="down")
+
+    monkeypatch.setattr(cli_watch, "take", take)
+    monkeypatch.setattr(cli_watch, "plain_lines", lambda prev, cur: ["--- snapshot"])
+    out = io.StringIO()
+    assert cli_watch.run_watch(object(), None, 0.01, out, tty=False) == cli_watch.EXIT_OK  # type: ignore[arg-type]
+    assert calls == ["take", "take", "call finished"]
+    assert out.getvalue().count("--- snapshot") == 2
+    assert _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler
