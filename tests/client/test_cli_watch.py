@@ -245,7 +245,13 @@ def test_ctrl_c_during_a_snapshot_ends_the_watch_after_it_never_inside_a_call(mo
     monkeypatch.setattr(cli_watch, "take", take)
     monkeypatch.setattr(cli_watch, "plain_lines", lambda prev, cur: ["--- snapshot"])
     out = io.StringIO()
-    assert cli_watch.run_watch(object(), None, 0.01, out, tty=False) == cli_watch.EXIT_OK  # type: ignore[arg-type]
+    before = _signal.getsignal(_signal.SIGINT)
+    _signal.signal(_signal.SIGINT, _signal.default_int_handler)  # as in the CLI (a test worker may ignore SIGINT)
+    try:
+        assert cli_watch.run_watch(object(), None, 0.01, out, tty=False) == cli_watch.EXIT_OK  # type: ignore[arg-type]
+        restored = _signal.getsignal(_signal.SIGINT)
+    finally:
+        _signal.signal(_signal.SIGINT, before)
     assert calls == ["take", "take", "call finished"]
     assert out.getvalue().count("--- snapshot") == 2
-    assert _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler
+    assert restored is _signal.default_int_handler  # the watch put back the handler it found

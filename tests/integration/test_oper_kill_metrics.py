@@ -60,6 +60,12 @@ def test_a_node_killed_under_load_comes_back_on_its_metrics_port(cluster) -> Non
     cluster.wait_healthy(["node-1"], timeout=60)
     assert json.loads((d / "cluster.json").read_text())["metrics"]["node-1"] == endpoint
     after = _scrape(endpoint)
+    # nothing stale survives the kill; a background pool refill (issue 14) may hold a live
+    # presign session for a moment after the restart, so wait for it to end
+    deadline = time.monotonic() + 20
+    while after['mpcnet_sessions_live{protocol="sign"}'] != 0.0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        after = _scrape(endpoint)
     assert after['mpcnet_sessions_live{protocol="sign"}'] == 0.0
     assert after["mpcnet_bans_total"] == 0.0
     assert after['mpcnet_sessions_aborted_total{protocol="sign",reason="coordinator"}'] == 0.0  # a fresh process: reset
