@@ -50,6 +50,14 @@ from .policy import MAX_VERSION, KeyPolicy, RateLimit
 from .text import check_request_id, check_text
 
 SIGNING_REQUEST_TAG = domain_tag("signing-request")
+# issue 16: a request for a Schnorr key (FROST) appends its scheme and Taproot root under this tag;
+# an ECDSA request keeps the v1 tag and encodes byte for byte as before
+SIGNING_REQUEST_V2_TAG = domain_tag("signing-request-v2")
+SCHEME_ECDSA = "ecdsa-secp256k1"
+SCHEME_ED25519 = "ed25519"
+SCHEME_BIP340 = "schnorr-secp256k1-bip340"
+SCHEMES = (SCHEME_ECDSA, SCHEME_ED25519, SCHEME_BIP340)
+MAX_MESSAGE = 65536  # bytes of an ed25519 request's message (PureEdDSA); the request carries its SHA-256
 APPROVAL_TAG = domain_tag("approval")
 APPROVAL_BUNDLE_TAG = domain_tag("approval-bundle")
 
@@ -96,6 +104,14 @@ class SigningRequest:
     expires_at_ms: int  # > created_at_ms
     policy_version: int
     policy_digest: bytes  # 32, KeyPolicy.digest() of the policy the request is made under
+    # issue 16: the key's signature scheme (SCHEMES). What ``digest`` means depends on it:
+    # ecdsa-secp256k1 the 32-byte hash signed; schnorr-secp256k1-bip340 the 32-byte message signed
+    # (e.g. a Taproot sighash); ed25519 the SHA-256 of the message signed (the message travels next
+    # to the request and nodes check it). A Schnorr key has no derivation path.
+    scheme: str = SCHEME_ECDSA
+    # schnorr-secp256k1-bip340 only: b"" (BIP86 key-path tweak, no script tree) or the 32-byte
+    # Taproot Merkle root the output key commits to
+    taproot_root: bytes = b""
 
     def __post_init__(self) -> None:
         check_request_id(self.request_id)
@@ -113,15 +129,30 @@ class SigningRequest:
         check_int(self.expires_at_ms, "expires_at_ms", self.created_at_ms + 1, MAX_TIME_MS)
         check_int(self.policy_version, "policy_version", 1, MAX_VERSION)
         object.__setattr__(self, "policy_digest", check_bytes(self.policy_digest, "policy_digest", length=DIGEST_LEN))
+        if not isinstance(self.scheme, str) or self.scheme not in SCHEMES:
+            raise GovernanceError("scheme", f"must be one of {', '.join(SCHEMES)}")
+        root = self.taproot_root
+        if not isinstance(root, (bytes, bytearray)):
+            raise GovernanceError("taproot_root", "must be bytes")
+        root = bytes(root)
+        if root and (self.scheme != SCHEME_BIP340 or len(root) != DIGEST_LEN):
+            raise GovernanceError("taproot_root", f"only for {SCHEME_BIP340} keys, and then empty or {DIGEST_LEN} bytes")
+        object.__setattr__(self, "taproot_root", root)
+        if self.scheme != SCHEME_ECDSA and self.derivation_path:
+            raise GovernanceError("derivation_path", f"a {self.scheme} key has no derivation path: must be empty")
 
     def encode(self) -> bytes:
-        """The canonical encoding every approval signs."""
-        enc = Encoder(SIGNING_REQUEST_TAG).text(self.request_id).raw(self.key_id).raw(self.digest)
+        """The canonical encoding every approval signs (v1 for ECDSA, v2 for a Schnorr key)."""
+        v2 = self.scheme != SCHEME_ECDSA
+        enc = Encoder(SIGNING_REQUEST_V2_TAG if v2 else SIGNING_REQUEST_TAG)
+        enc.text(self.request_id).raw(self.key_id).raw(self.digest)
         enc.count(len(self.derivation_path))
         for index in self.derivation_path:
             enc.uint(index)
         enc.text(self.requester).text(self.description)
         enc.uint(self.created_at_ms).uint(self.expires_at_ms).uint(self.policy_version).raw(self.policy_digest)
+        if v2:
+            enc.text(self.scheme).raw(self.taproot_root)
         return enc.finish()
 
     def request_digest(self) -> bytes:
@@ -133,7 +164,8 @@ class SigningRequest:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> SigningRequest:
-        dec = Decoder(data, SIGNING_REQUEST_TAG)
+        v2 = _has_tag(data, SIGNING_REQUEST_V2_TAG)
+        dec = Decoder(data, SIGNING_REQUEST_V2_TAG if v2 else SIGNING_REQUEST_TAG)
         request_id = dec.text("request_id")
         key_id = dec.raw("key_id", length=KEY_ID_LEN)
         digest = dec.raw("digest", length=DIGEST_LEN)
@@ -145,10 +177,16 @@ class SigningRequest:
         expires_at_ms = dec.uint("expires_at_ms")
         policy_version = dec.uint("policy_version")
         policy_digest = dec.raw("policy_digest", length=DIGEST_LEN)
+        scheme, root = SCHEME_ECDSA, b""
+        if v2:
+            scheme = dec.text("scheme")
+            root = dec.raw("taproot_root")
+            if scheme == SCHEME_ECDSA:
+                raise GovernanceError("scheme", "an ecdsa-secp256k1 request is encoded with the v1 tag")
         dec.finish()
         out = cls(
             request_id, key_id, digest, path, requester, description, created_at_ms, expires_at_ms, policy_version,
-            policy_digest,
+            policy_digest, scheme, root,
         )
         if out.encode() != bytes(data):
             raise GovernanceError("encoding", "not the canonical encoding")
@@ -166,11 +204,13 @@ class SigningRequest:
             "expires_at_ms": self.expires_at_ms,
             "policy_version": self.policy_version,
             "policy_digest": self.policy_digest.hex(),
-        }
+        } | ({"scheme": self.scheme, "taproot_root": self.taproot_root.hex()} if self.scheme != SCHEME_ECDSA else {})
 
     @classmethod
     def from_dict(cls, data: object) -> SigningRequest:
         keys = frozenset(cls.__dataclass_fields__)
+        if isinstance(data, dict) and "scheme" not in data:
+            keys -= {"scheme", "taproot_root"}  # an ECDSA request's dict, as before issue 16
         d = expect_dict(data, "", keys)
         path = d["derivation_path"]
         if not isinstance(path, list):
@@ -193,7 +233,28 @@ class SigningRequest:
             expires_at_ms=json_int(d["expires_at_ms"], "expires_at_ms"),
             policy_version=json_int(d["policy_version"], "policy_version"),
             policy_digest=from_hex(d["policy_digest"], "policy_digest", length=DIGEST_LEN),
+            **_scheme_fields(d),
         )
+
+
+def _has_tag(data: object, tag: str) -> bool:
+    """Whether ``data`` starts with the encoding of ``tag`` (the Decoder then checks it whole)."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        return False
+    head = Encoder(tag).finish()
+    return bytes(data[: len(head)]) == head
+
+
+def _scheme_fields(d: dict[str, object]) -> dict[str, object]:
+    if "scheme" not in d:
+        return {}
+    scheme = d["scheme"]
+    if not isinstance(scheme, str):
+        raise GovernanceError("scheme", "must be a string")
+    root = d["taproot_root"]
+    if not isinstance(root, str):
+        raise GovernanceError("taproot_root", "must be a hex string")
+    return {"scheme": scheme, "taproot_root": from_hex(root, "taproot_root", length=DIGEST_LEN) if root else b""}
 
 
 def _approval_message(request_encoding: bytes, approver: str, decision: Decision) -> bytes:

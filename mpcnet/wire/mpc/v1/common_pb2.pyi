@@ -38,7 +38,7 @@ class Envelope(_message.Message):
     def __init__(self, session_id: _Optional[bytes] = ..., round: _Optional[int] = ..., sender: _Optional[int] = ..., receiver: _Optional[int] = ..., payload: _Optional[bytes] = ..., ephemeral_key: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class KeyInfo(_message.Message):
-    __slots__ = ("key_id", "label", "public_key", "chain_code", "threshold", "parties", "status", "created_unix_ms", "epoch", "committee", "presignatures_ready")
+    __slots__ = ("key_id", "label", "public_key", "chain_code", "threshold", "parties", "status", "created_unix_ms", "epoch", "committee", "presignatures_ready", "scheme")
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
@@ -50,6 +50,7 @@ class KeyInfo(_message.Message):
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     COMMITTEE_FIELD_NUMBER: _ClassVar[int]
     PRESIGNATURES_READY_FIELD_NUMBER: _ClassVar[int]
+    SCHEME_FIELD_NUMBER: _ClassVar[int]
     key_id: bytes
     label: str
     public_key: bytes
@@ -61,18 +62,21 @@ class KeyInfo(_message.Message):
     epoch: int
     committee: _containers.RepeatedScalarFieldContainer[int]
     presignatures_ready: int
-    def __init__(self, key_id: _Optional[bytes] = ..., label: _Optional[str] = ..., public_key: _Optional[bytes] = ..., chain_code: _Optional[bytes] = ..., threshold: _Optional[int] = ..., parties: _Optional[int] = ..., status: _Optional[_Union[KeyStatus, str]] = ..., created_unix_ms: _Optional[int] = ..., epoch: _Optional[int] = ..., committee: _Optional[_Iterable[int]] = ..., presignatures_ready: _Optional[int] = ...) -> None: ...
+    scheme: str
+    def __init__(self, key_id: _Optional[bytes] = ..., label: _Optional[str] = ..., public_key: _Optional[bytes] = ..., chain_code: _Optional[bytes] = ..., threshold: _Optional[int] = ..., parties: _Optional[int] = ..., status: _Optional[_Union[KeyStatus, str]] = ..., created_unix_ms: _Optional[int] = ..., epoch: _Optional[int] = ..., committee: _Optional[_Iterable[int]] = ..., presignatures_ready: _Optional[int] = ..., scheme: _Optional[str] = ...) -> None: ...
 
 class Signature(_message.Message):
-    __slots__ = ("r", "s", "recovery_id", "der", "public_key")
+    __slots__ = ("r", "s", "recovery_id", "der", "public_key", "schnorr")
     R_FIELD_NUMBER: _ClassVar[int]
     S_FIELD_NUMBER: _ClassVar[int]
     RECOVERY_ID_FIELD_NUMBER: _ClassVar[int]
     DER_FIELD_NUMBER: _ClassVar[int]
     PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    SCHNORR_FIELD_NUMBER: _ClassVar[int]
     r: bytes
     s: bytes
     recovery_id: int
     der: bytes
     public_key: bytes
-    def __init__(self, r: _Optional[bytes] = ..., s: _Optional[bytes] = ..., recovery_id: _Optional[int] = ..., der: _Optional[bytes] = ..., public_key: _Optional[bytes] = ...) -> None: ...
+    schnorr: bytes
+    def __init__(self, r: _Optional[bytes] = ..., s: _Optional[bytes] = ..., recovery_id: _Optional[int] = ..., der: _Optional[bytes] = ..., public_key: _Optional[bytes] = ..., schnorr: _Optional[bytes] = ...) -> None: ...

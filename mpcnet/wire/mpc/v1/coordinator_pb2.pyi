@@ -69,12 +69,14 @@ PROPOSAL_STATE_APPLIED: ProposalState
 PROPOSAL_STATE_SUPERSEDED: ProposalState
 
 class CreateKeyRequest(_message.Message):
-    __slots__ = ("label", "request_id")
+    __slots__ = ("label", "request_id", "scheme")
     LABEL_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SCHEME_FIELD_NUMBER: _ClassVar[int]
     label: str
     request_id: str
-    def __init__(self, label: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+    scheme: str
+    def __init__(self, label: _Optional[str] = ..., request_id: _Optional[str] = ..., scheme: _Optional[str] = ...) -> None: ...
 
 class CreateKeyResponse(_message.Message):
     __slots__ = ("request_id", "key")
@@ -253,20 +255,24 @@ class KeyBackupStatus(_message.Message):
     def __init__(self, key_id: _Optional[bytes] = ..., epoch: _Optional[int] = ..., backed_up: _Optional[bool] = ..., bundle_digest: _Optional[bytes] = ..., backup_unix_ms: _Optional[int] = ..., last_drill_unix_ms: _Optional[int] = ..., drill_overdue: _Optional[bool] = ..., last_drill_outcome: _Optional[str] = ..., backup_error: _Optional[str] = ...) -> None: ...
 
 class SubmitSignRequestRequest(_message.Message):
-    __slots__ = ("key_id", "digest", "derivation_path", "description", "request_id", "ttl_seconds")
+    __slots__ = ("key_id", "digest", "derivation_path", "description", "request_id", "ttl_seconds", "message", "taproot_merkle_root")
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     DIGEST_FIELD_NUMBER: _ClassVar[int]
     DERIVATION_PATH_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    TAPROOT_MERKLE_ROOT_FIELD_NUMBER: _ClassVar[int]
     key_id: bytes
     digest: bytes
     derivation_path: _containers.RepeatedScalarFieldContainer[int]
     description: str
     request_id: str
     ttl_seconds: int
-    def __init__(self, key_id: _Optional[bytes] = ..., digest: _Optional[bytes] = ..., derivation_path: _Optional[_Iterable[int]] = ..., description: _Optional[str] = ..., request_id: _Optional[str] = ..., ttl_seconds: _Optional[int] = ...) -> None: ...
+    message: bytes
+    taproot_merkle_root: bytes
+    def __init__(self, key_id: _Optional[bytes] = ..., digest: _Optional[bytes] = ..., derivation_path: _Optional[_Iterable[int]] = ..., description: _Optional[str] = ..., request_id: _Optional[str] = ..., ttl_seconds: _Optional[int] = ..., message: _Optional[bytes] = ..., taproot_merkle_root: _Optional[bytes] = ...) -> None: ...
 
 class ApprovalInfo(_message.Message):
     __slots__ = ("approver", "decision", "signature", "decided_unix_ms")
@@ -281,7 +287,7 @@ class ApprovalInfo(_message.Message):
     def __init__(self, approver: _Optional[str] = ..., decision: _Optional[_Union[Decision, str]] = ..., signature: _Optional[bytes] = ..., decided_unix_ms: _Optional[int] = ...) -> None: ...
 
 class SignRequestInfo(_message.Message):
-    __slots__ = ("request_id", "state", "request", "key_id", "digest", "derivation_path", "requester", "description", "created_unix_ms", "expires_unix_ms", "policy_version", "policy_digest", "approvals", "approval_quorum", "approvers", "signature", "signers", "error_code", "error_message", "updated_unix_ms", "attempts", "presigned")
+    __slots__ = ("request_id", "state", "request", "key_id", "digest", "derivation_path", "requester", "description", "created_unix_ms", "expires_unix_ms", "policy_version", "policy_digest", "approvals", "approval_quorum", "approvers", "signature", "signers", "error_code", "error_message", "updated_unix_ms", "attempts", "presigned", "scheme", "message", "taproot_merkle_root")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     REQUEST_FIELD_NUMBER: _ClassVar[int]
@@ -304,6 +310,9 @@ class SignRequestInfo(_message.Message):
     UPDATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     PRESIGNED_FIELD_NUMBER: _ClassVar[int]
+    SCHEME_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    TAPROOT_MERKLE_ROOT_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     state: SignRequestState
     request: bytes
@@ -326,7 +335,10 @@ class SignRequestInfo(_message.Message):
     updated_unix_ms: int
     attempts: int
     presigned: bool
-    def __init__(self, request_id: _Optional[str] = ..., state: _Optional[_Union[SignRequestState, str]] = ..., request: _Optional[bytes] = ..., key_id: _Optional[bytes] = ..., digest: _Optional[bytes] = ..., derivation_path: _Optional[_Iterable[int]] = ..., requester: _Optional[str] = ..., description: _Optional[str] = ..., created_unix_ms: _Optional[int] = ..., expires_unix_ms: _Optional[int] = ..., policy_version: _Optional[int] = ..., policy_digest: _Optional[bytes] = ..., approvals: _Optional[_Iterable[_Union[ApprovalInfo, _Mapping]]] = ..., approval_quorum: _Optional[int] = ..., approvers: _Optional[int] = ..., signature: _Optional[_Union[_common_pb2.Signature, _Mapping]] = ..., signers: _Optional[_Iterable[int]] = ..., error_code: _Optional[int] = ..., error_message: _Optional[str] = ..., updated_unix_ms: _Optional[int] = ..., attempts: _Optional[int] = ..., presigned: _Optional[bool] = ...) -> None: ...
+    scheme: str
+    message: bytes
+    taproot_merkle_root: bytes
+    def __init__(self, request_id: _Optional[str] = ..., state: _Optional[_Union[SignRequestState, str]] = ..., request: _Optional[bytes] = ..., key_id: _Optional[bytes] = ..., digest: _Optional[bytes] = ..., derivation_path: _Optional[_Iterable[int]] = ..., requester: _Optional[str] = ..., description: _Optional[str] = ..., created_unix_ms: _Optional[int] = ..., expires_unix_ms: _Optional[int] = ..., policy_version: _Optional[int] = ..., policy_digest: _Optional[bytes] = ..., approvals: _Optional[_Iterable[_Union[ApprovalInfo, _Mapping]]] = ..., approval_quorum: _Optional[int] = ..., approvers: _Optional[int] = ..., signature: _Optional[_Union[_common_pb2.Signature, _Mapping]] = ..., signers: _Optional[_Iterable[int]] = ..., error_code: _Optional[int] = ..., error_message: _Optional[str] = ..., updated_unix_ms: _Optional[int] = ..., attempts: _Optional[int] = ..., presigned: _Optional[bool] = ..., scheme: _Optional[str] = ..., message: _Optional[bytes] = ..., taproot_merkle_root: _Optional[bytes] = ...) -> None: ...
 
 class DecideSignRequestRequest(_message.Message):
     __slots__ = ("request_id", "approver", "decision", "signature")

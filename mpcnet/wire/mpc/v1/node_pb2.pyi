@@ -40,7 +40,7 @@ class NodeHealthRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class NodeHealthResponse(_message.Message):
-    __slots__ = ("serving", "active_sessions", "max_sessions", "unix_ms", "reason", "presignatures", "presign_sessions")
+    __slots__ = ("serving", "active_sessions", "max_sessions", "unix_ms", "reason", "presignatures", "presign_sessions", "nonces")
     SERVING_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_SESSIONS_FIELD_NUMBER: _ClassVar[int]
     MAX_SESSIONS_FIELD_NUMBER: _ClassVar[int]
@@ -48,6 +48,7 @@ class NodeHealthResponse(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     PRESIGNATURES_FIELD_NUMBER: _ClassVar[int]
     PRESIGN_SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    NONCES_FIELD_NUMBER: _ClassVar[int]
     serving: bool
     active_sessions: int
     max_sessions: int
@@ -55,17 +56,20 @@ class NodeHealthResponse(_message.Message):
     reason: str
     presignatures: int
     presign_sessions: int
-    def __init__(self, serving: _Optional[bool] = ..., active_sessions: _Optional[int] = ..., max_sessions: _Optional[int] = ..., unix_ms: _Optional[int] = ..., reason: _Optional[str] = ..., presignatures: _Optional[int] = ..., presign_sessions: _Optional[int] = ...) -> None: ...
+    nonces: int
+    def __init__(self, serving: _Optional[bool] = ..., active_sessions: _Optional[int] = ..., max_sessions: _Optional[int] = ..., unix_ms: _Optional[int] = ..., reason: _Optional[str] = ..., presignatures: _Optional[int] = ..., presign_sessions: _Optional[int] = ..., nonces: _Optional[int] = ...) -> None: ...
 
 class DkgParams(_message.Message):
-    __slots__ = ("threshold", "parties", "key_label")
+    __slots__ = ("threshold", "parties", "key_label", "scheme")
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     PARTIES_FIELD_NUMBER: _ClassVar[int]
     KEY_LABEL_FIELD_NUMBER: _ClassVar[int]
+    SCHEME_FIELD_NUMBER: _ClassVar[int]
     threshold: int
     parties: int
     key_label: bytes
-    def __init__(self, threshold: _Optional[int] = ..., parties: _Optional[int] = ..., key_label: _Optional[bytes] = ...) -> None: ...
+    scheme: str
+    def __init__(self, threshold: _Optional[int] = ..., parties: _Optional[int] = ..., key_label: _Optional[bytes] = ..., scheme: _Optional[str] = ...) -> None: ...
 
 class SignParams(_message.Message):
     __slots__ = ("key_id", "signers", "derivation_path", "digest", "request_id", "approval_bundle", "policy_attestation", "epoch")
@@ -168,18 +172,20 @@ class StepRequest(_message.Message):
     def __init__(self, session_id: _Optional[bytes] = ..., round: _Optional[int] = ..., envelopes: _Optional[_Iterable[_Union[_common_pb2.Envelope, _Mapping]]] = ..., reservation_receipts: _Optional[_Iterable[bytes]] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class DkgResult(_message.Message):
-    __slots__ = ("key_id", "public_key", "chain_code", "threshold", "parties")
+    __slots__ = ("key_id", "public_key", "chain_code", "threshold", "parties", "scheme")
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     CHAIN_CODE_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     PARTIES_FIELD_NUMBER: _ClassVar[int]
+    SCHEME_FIELD_NUMBER: _ClassVar[int]
     key_id: bytes
     public_key: bytes
     chain_code: bytes
     threshold: int
     parties: int
-    def __init__(self, key_id: _Optional[bytes] = ..., public_key: _Optional[bytes] = ..., chain_code: _Optional[bytes] = ..., threshold: _Optional[int] = ..., parties: _Optional[int] = ...) -> None: ...
+    scheme: str
+    def __init__(self, key_id: _Optional[bytes] = ..., public_key: _Optional[bytes] = ..., chain_code: _Optional[bytes] = ..., threshold: _Optional[int] = ..., parties: _Optional[int] = ..., scheme: _Optional[str] = ...) -> None: ...
 
 class StepResponse(_message.Message):
     __slots__ = ("session_id", "round", "envelopes", "finished", "dkg_result", "reshare_result", "presign_result")
@@ -616,3 +622,87 @@ class AttestEpochResponse(_message.Message):
     ATTESTATION_FIELD_NUMBER: _ClassVar[int]
     attestation: bytes
     def __init__(self, attestation: _Optional[bytes] = ...) -> None: ...
+
+class MakeNoncesRequest(_message.Message):
+    __slots__ = ("key_id", "epoch", "count")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    key_id: bytes
+    epoch: int
+    count: int
+    def __init__(self, key_id: _Optional[bytes] = ..., epoch: _Optional[int] = ..., count: _Optional[int] = ...) -> None: ...
+
+class NonceCommitment(_message.Message):
+    __slots__ = ("nonce_id", "signer", "hiding", "binding")
+    NONCE_ID_FIELD_NUMBER: _ClassVar[int]
+    SIGNER_FIELD_NUMBER: _ClassVar[int]
+    HIDING_FIELD_NUMBER: _ClassVar[int]
+    BINDING_FIELD_NUMBER: _ClassVar[int]
+    nonce_id: bytes
+    signer: int
+    hiding: bytes
+    binding: bytes
+    def __init__(self, nonce_id: _Optional[bytes] = ..., signer: _Optional[int] = ..., hiding: _Optional[bytes] = ..., binding: _Optional[bytes] = ...) -> None: ...
+
+class MakeNoncesResponse(_message.Message):
+    __slots__ = ("commitments", "epoch")
+    COMMITMENTS_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    commitments: _containers.RepeatedCompositeFieldContainer[NonceCommitment]
+    epoch: int
+    def __init__(self, commitments: _Optional[_Iterable[_Union[NonceCommitment, _Mapping]]] = ..., epoch: _Optional[int] = ...) -> None: ...
+
+class SignSchnorrRequest(_message.Message):
+    __slots__ = ("key_id", "epoch", "request_id", "approval_bundle", "policy_attestation", "message", "taproot_merkle_root", "commitments", "nonce_id", "attempt", "session_id", "reservation_receipts")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_BUNDLE_FIELD_NUMBER: _ClassVar[int]
+    POLICY_ATTESTATION_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    TAPROOT_MERKLE_ROOT_FIELD_NUMBER: _ClassVar[int]
+    COMMITMENTS_FIELD_NUMBER: _ClassVar[int]
+    NONCE_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    RESERVATION_RECEIPTS_FIELD_NUMBER: _ClassVar[int]
+    key_id: bytes
+    epoch: int
+    request_id: str
+    approval_bundle: bytes
+    policy_attestation: bytes
+    message: bytes
+    taproot_merkle_root: bytes
+    commitments: _containers.RepeatedCompositeFieldContainer[NonceCommitment]
+    nonce_id: bytes
+    attempt: int
+    session_id: bytes
+    reservation_receipts: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, key_id: _Optional[bytes] = ..., epoch: _Optional[int] = ..., request_id: _Optional[str] = ..., approval_bundle: _Optional[bytes] = ..., policy_attestation: _Optional[bytes] = ..., message: _Optional[bytes] = ..., taproot_merkle_root: _Optional[bytes] = ..., commitments: _Optional[_Iterable[_Union[NonceCommitment, _Mapping]]] = ..., nonce_id: _Optional[bytes] = ..., attempt: _Optional[int] = ..., session_id: _Optional[bytes] = ..., reservation_receipts: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class SignSchnorrResponse(_message.Message):
+    __slots__ = ("share", "signer", "replayed")
+    SHARE_FIELD_NUMBER: _ClassVar[int]
+    SIGNER_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    share: bytes
+    signer: int
+    replayed: bool
+    def __init__(self, share: _Optional[bytes] = ..., signer: _Optional[int] = ..., replayed: _Optional[bool] = ...) -> None: ...
+
+class DiscardNoncesRequest(_message.Message):
+    __slots__ = ("key_id", "nonce_ids", "reason")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    NONCE_IDS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    key_id: bytes
+    nonce_ids: _containers.RepeatedScalarFieldContainer[bytes]
+    reason: str
+    def __init__(self, key_id: _Optional[bytes] = ..., nonce_ids: _Optional[_Iterable[bytes]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class DiscardNoncesResponse(_message.Message):
+    __slots__ = ("discarded",)
+    DISCARDED_FIELD_NUMBER: _ClassVar[int]
+    discarded: int
+    def __init__(self, discarded: _Optional[int] = ...) -> None: ...

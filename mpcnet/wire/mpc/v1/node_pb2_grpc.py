@@ -181,6 +181,21 @@ class NodeStub:
                 request_serializer=mpc_dot_v1_dot_node__pb2.AttestEpochRequest.SerializeToString,
                 response_deserializer=mpc_dot_v1_dot_node__pb2.AttestEpochResponse.FromString,
                 _registered_method=True)
+        self.MakeNonces = channel.unary_unary(
+                '/mpc.v1.Node/MakeNonces',
+                request_serializer=mpc_dot_v1_dot_node__pb2.MakeNoncesRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_node__pb2.MakeNoncesResponse.FromString,
+                _registered_method=True)
+        self.SignSchnorr = channel.unary_unary(
+                '/mpc.v1.Node/SignSchnorr',
+                request_serializer=mpc_dot_v1_dot_node__pb2.SignSchnorrRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_node__pb2.SignSchnorrResponse.FromString,
+                _registered_method=True)
+        self.DiscardNonces = channel.unary_unary(
+                '/mpc.v1.Node/DiscardNonces',
+                request_serializer=mpc_dot_v1_dot_node__pb2.DiscardNoncesRequest.SerializeToString,
+                response_deserializer=mpc_dot_v1_dot_node__pb2.DiscardNoncesResponse.FromString,
+                _registered_method=True)
 
 
 class NodeServicer:
@@ -432,6 +447,39 @@ class NodeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MakeNonces(self, request, context):
+        """--- FROST Schnorr keys (issue 16; README "Schnorr keys") ---
+        Makes `count` FROST round-1 nonce pairs for a Schnorr key (RFC 9591 section 5.1, hedged with
+        the secret share), stores them fresh and sealed at rest in one transaction, and answers their
+        public commitments. Refused: an ECDSA key, a key not active here at `epoch`, the per-key cap
+        (RESOURCE_EXHAUSTED naming count). Audited (count only). Caller: coordinator.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SignSchnorr(self, request, context):
+        """FROST round 2 for an approved request: re-verifies the approvals like a signing session, checks
+        the signing package (one commitment per signer, this node's equal to its fresh nonce
+        `nonce_id`), then in ONE transaction consumes the nonce, grants (request, attempt) to (signers,
+        session_id) (self-granted when len(signers) >= the reservation quorum, else from receipts),
+        records the served request and queues the audit entry; only then answers the signature share.
+        The same (request, attempt, nonce_id) again answers the stored share (replayed = true).
+        Refusals carry trailing metadata `mpc-governance` = nonce-unknown | nonce-used | nonce-mismatch |
+        epoch | served | attempt-taken | rate-limited | unreserved | denied | expired | stale-policy |
+        mpc-banned. Caller: coordinator.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DiscardNonces(self, request, context):
+        """Deletes fresh nonces of a key (never a used one's tombstone); audited. Caller: coordinator.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -579,6 +627,21 @@ def add_NodeServicer_to_server(servicer, server):
                     servicer.AttestEpoch,
                     request_deserializer=mpc_dot_v1_dot_node__pb2.AttestEpochRequest.FromString,
                     response_serializer=mpc_dot_v1_dot_node__pb2.AttestEpochResponse.SerializeToString,
+            ),
+            'MakeNonces': grpc.unary_unary_rpc_method_handler(
+                    servicer.MakeNonces,
+                    request_deserializer=mpc_dot_v1_dot_node__pb2.MakeNoncesRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_node__pb2.MakeNoncesResponse.SerializeToString,
+            ),
+            'SignSchnorr': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignSchnorr,
+                    request_deserializer=mpc_dot_v1_dot_node__pb2.SignSchnorrRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_node__pb2.SignSchnorrResponse.SerializeToString,
+            ),
+            'DiscardNonces': grpc.unary_unary_rpc_method_handler(
+                    servicer.DiscardNonces,
+                    request_deserializer=mpc_dot_v1_dot_node__pb2.DiscardNoncesRequest.FromString,
+                    response_serializer=mpc_dot_v1_dot_node__pb2.DiscardNoncesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1364,6 +1427,87 @@ class Node:
             '/mpc.v1.Node/AttestEpoch',
             mpc_dot_v1_dot_node__pb2.AttestEpochRequest.SerializeToString,
             mpc_dot_v1_dot_node__pb2.AttestEpochResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MakeNonces(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Node/MakeNonces',
+            mpc_dot_v1_dot_node__pb2.MakeNoncesRequest.SerializeToString,
+            mpc_dot_v1_dot_node__pb2.MakeNoncesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignSchnorr(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Node/SignSchnorr',
+            mpc_dot_v1_dot_node__pb2.SignSchnorrRequest.SerializeToString,
+            mpc_dot_v1_dot_node__pb2.SignSchnorrResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DiscardNonces(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.v1.Node/DiscardNonces',
+            mpc_dot_v1_dot_node__pb2.DiscardNoncesRequest.SerializeToString,
+            mpc_dot_v1_dot_node__pb2.DiscardNoncesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -150,6 +150,26 @@ class NodeStub:
     the bundle's epoch, so a superseded bundle never hands a holder a refreshed-away share.
     FAILED_PRECONDITION: no live share of the key here. Audited. Caller: coordinator.
     """
+    MakeNonces: _grpc.UnaryUnaryMultiCallable[_node_pb2.MakeNoncesRequest, _node_pb2.MakeNoncesResponse]
+    """--- FROST Schnorr keys (issue 16; README "Schnorr keys") ---
+    Makes `count` FROST round-1 nonce pairs for a Schnorr key (RFC 9591 section 5.1, hedged with
+    the secret share), stores them fresh and sealed at rest in one transaction, and answers their
+    public commitments. Refused: an ECDSA key, a key not active here at `epoch`, the per-key cap
+    (RESOURCE_EXHAUSTED naming count). Audited (count only). Caller: coordinator.
+    """
+    SignSchnorr: _grpc.UnaryUnaryMultiCallable[_node_pb2.SignSchnorrRequest, _node_pb2.SignSchnorrResponse]
+    """FROST round 2 for an approved request: re-verifies the approvals like a signing session, checks
+    the signing package (one commitment per signer, this node's equal to its fresh nonce
+    `nonce_id`), then in ONE transaction consumes the nonce, grants (request, attempt) to (signers,
+    session_id) (self-granted when len(signers) >= the reservation quorum, else from receipts),
+    records the served request and queues the audit entry; only then answers the signature share.
+    The same (request, attempt, nonce_id) again answers the stored share (replayed = true).
+    Refusals carry trailing metadata `mpc-governance` = nonce-unknown | nonce-used | nonce-mismatch |
+    epoch | served | attempt-taken | rate-limited | unreserved | denied | expired | stale-policy |
+    mpc-banned. Caller: coordinator.
+    """
+    DiscardNonces: _grpc.UnaryUnaryMultiCallable[_node_pb2.DiscardNoncesRequest, _node_pb2.DiscardNoncesResponse]
+    """Deletes fresh nonces of a key (never a used one's tombstone); audited. Caller: coordinator."""
 
 @_typing.type_check_only
 class NodeAsyncStub(NodeStub):
@@ -268,6 +288,26 @@ class NodeAsyncStub(NodeStub):
     the bundle's epoch, so a superseded bundle never hands a holder a refreshed-away share.
     FAILED_PRECONDITION: no live share of the key here. Audited. Caller: coordinator.
     """
+    MakeNonces: _aio.UnaryUnaryMultiCallable[_node_pb2.MakeNoncesRequest, _node_pb2.MakeNoncesResponse]  # type: ignore[assignment]
+    """--- FROST Schnorr keys (issue 16; README "Schnorr keys") ---
+    Makes `count` FROST round-1 nonce pairs for a Schnorr key (RFC 9591 section 5.1, hedged with
+    the secret share), stores them fresh and sealed at rest in one transaction, and answers their
+    public commitments. Refused: an ECDSA key, a key not active here at `epoch`, the per-key cap
+    (RESOURCE_EXHAUSTED naming count). Audited (count only). Caller: coordinator.
+    """
+    SignSchnorr: _aio.UnaryUnaryMultiCallable[_node_pb2.SignSchnorrRequest, _node_pb2.SignSchnorrResponse]  # type: ignore[assignment]
+    """FROST round 2 for an approved request: re-verifies the approvals like a signing session, checks
+    the signing package (one commitment per signer, this node's equal to its fresh nonce
+    `nonce_id`), then in ONE transaction consumes the nonce, grants (request, attempt) to (signers,
+    session_id) (self-granted when len(signers) >= the reservation quorum, else from receipts),
+    records the served request and queues the audit entry; only then answers the signature share.
+    The same (request, attempt, nonce_id) again answers the stored share (replayed = true).
+    Refusals carry trailing metadata `mpc-governance` = nonce-unknown | nonce-used | nonce-mismatch |
+    epoch | served | attempt-taken | rate-limited | unreserved | denied | expired | stale-policy |
+    mpc-banned. Caller: coordinator.
+    """
+    DiscardNonces: _aio.UnaryUnaryMultiCallable[_node_pb2.DiscardNoncesRequest, _node_pb2.DiscardNoncesResponse]  # type: ignore[assignment]
+    """Deletes fresh nonces of a key (never a used one's tombstone); audited. Caller: coordinator."""
 
 class NodeServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -557,5 +597,43 @@ class NodeServicer(metaclass=_abc_1.ABCMeta):
         the bundle's epoch, so a superseded bundle never hands a holder a refreshed-away share.
         FAILED_PRECONDITION: no live share of the key here. Audited. Caller: coordinator.
         """
+
+    @_abc_1.abstractmethod
+    def MakeNonces(
+        self,
+        request: _node_pb2.MakeNoncesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_node_pb2.MakeNoncesResponse, _abc.Awaitable[_node_pb2.MakeNoncesResponse]]:
+        """--- FROST Schnorr keys (issue 16; README "Schnorr keys") ---
+        Makes `count` FROST round-1 nonce pairs for a Schnorr key (RFC 9591 section 5.1, hedged with
+        the secret share), stores them fresh and sealed at rest in one transaction, and answers their
+        public commitments. Refused: an ECDSA key, a key not active here at `epoch`, the per-key cap
+        (RESOURCE_EXHAUSTED naming count). Audited (count only). Caller: coordinator.
+        """
+
+    @_abc_1.abstractmethod
+    def SignSchnorr(
+        self,
+        request: _node_pb2.SignSchnorrRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_node_pb2.SignSchnorrResponse, _abc.Awaitable[_node_pb2.SignSchnorrResponse]]:
+        """FROST round 2 for an approved request: re-verifies the approvals like a signing session, checks
+        the signing package (one commitment per signer, this node's equal to its fresh nonce
+        `nonce_id`), then in ONE transaction consumes the nonce, grants (request, attempt) to (signers,
+        session_id) (self-granted when len(signers) >= the reservation quorum, else from receipts),
+        records the served request and queues the audit entry; only then answers the signature share.
+        The same (request, attempt, nonce_id) again answers the stored share (replayed = true).
+        Refusals carry trailing metadata `mpc-governance` = nonce-unknown | nonce-used | nonce-mismatch |
+        epoch | served | attempt-taken | rate-limited | unreserved | denied | expired | stale-policy |
+        mpc-banned. Caller: coordinator.
+        """
+
+    @_abc_1.abstractmethod
+    def DiscardNonces(
+        self,
+        request: _node_pb2.DiscardNoncesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_node_pb2.DiscardNoncesResponse, _abc.Awaitable[_node_pb2.DiscardNoncesResponse]]:
+        """Deletes fresh nonces of a key (never a used one's tombstone); audited. Caller: coordinator."""
 
 def add_NodeServicer_to_server(servicer: NodeServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
