@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import enum
 import hmac
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -233,7 +233,8 @@ class SigningRequest:
             expires_at_ms=json_int(d["expires_at_ms"], "expires_at_ms"),
             policy_version=json_int(d["policy_version"], "policy_version"),
             policy_digest=from_hex(d["policy_digest"], "policy_digest", length=DIGEST_LEN),
-            **_scheme_fields(d),
+            scheme=_scheme(d),
+            taproot_root=_taproot_root(d),
         )
 
 
@@ -245,16 +246,18 @@ def _has_tag(data: object, tag: str) -> bool:
     return bytes(data[: len(head)]) == head
 
 
-def _scheme_fields(d: dict[str, object]) -> dict[str, object]:
-    if "scheme" not in d:
-        return {}
-    scheme = d["scheme"]
+def _scheme(d: Mapping[str, object]) -> str:
+    scheme = d.get("scheme", SCHEME_ECDSA)
     if not isinstance(scheme, str):
         raise GovernanceError("scheme", "must be a string")
-    root = d["taproot_root"]
+    return scheme
+
+
+def _taproot_root(d: Mapping[str, object]) -> bytes:
+    root = d.get("taproot_root", "")
     if not isinstance(root, str):
         raise GovernanceError("taproot_root", "must be a hex string")
-    return {"scheme": scheme, "taproot_root": from_hex(root, "taproot_root", length=DIGEST_LEN) if root else b""}
+    return from_hex(root, "taproot_root", length=DIGEST_LEN) if root else b""
 
 
 def _approval_message(request_encoding: bytes, approver: str, decision: Decision) -> bytes:
