@@ -175,6 +175,20 @@ def _requests() -> list[tuple[str, SigningRequest]]:
                 T0, T0 + 3_600_000, 1, digest,
             ),
         ),
+        (  # issue 16: a Schnorr key's request (tag signing-request-v2): digest = SHA-256 of the message
+            "ed25519-message",
+            SigningRequest(
+                "sol-7", KEY_B, hashlib.sha256(b"solana transaction message").digest(), (), "req-1", "Solana transfer",
+                T0, T0 + 600_000, 1, digest, scheme="ed25519",
+            ),
+        ),
+        (  # issue 16: a Taproot key-path request committing to a script tree's Merkle root
+            "bip340-taproot-root",
+            SigningRequest(
+                "tr-1", KEY_B, MESSAGE_DIGEST, (), "req-1", "Taproot spend", T0, T0 + 600_000, 1, digest,
+                scheme="schnorr-secp256k1-bip340", taproot_root=bytes(range(32)),
+            ),
+        ),
     ]
 
 

@@ -392,10 +392,12 @@ def spec_signed_change(f: dict[str, Any]) -> bytes:
 
 def spec_signing_request(f: dict[str, Any]) -> bytes:
     path = f["derivation_path"]
+    v2 = "scheme" in f  # issue 16: a Schnorr key's request (section 5.5, v2) appends scheme and taproot_root
     return (
-        _tag("signing-request") + _t(f["request_id"]) + _f(_h(f["key_id"])) + _f(_h(f["digest"]))
+        _tag("signing-request-v2" if v2 else "signing-request") + _t(f["request_id"]) + _f(_h(f["key_id"])) + _f(_h(f["digest"]))
         + _c(len(path)) + b"".join(_u(i) for i in path) + _t(f["requester"]) + _t(f["description"])
         + _u(f["created_at_ms"]) + _u(f["expires_at_ms"]) + _u(f["policy_version"]) + _f(_h(f["policy_digest"]))
+        + (_t(f["scheme"]) + _f(_h(f["taproot_root"])) if v2 else b"")
     )
 
 
