@@ -47,7 +47,9 @@ def deal(scheme: str, t: int, n: int, seed: int, *, secret: int | None = None, c
     g = suite_for_signing(scheme).group
     q = g.order
     rnd = random.Random(seed)
-    a0 = secret if secret is not None else rnd.randrange(1, q)
+    a0 = rnd.randrange(1, q)
+    if secret is not None:
+        a0 = secret
     coeffs = [a0] + (coefficients if coefficients is not None else [rnd.randrange(1, q) for _ in range(t - 1)])
     assert len(coeffs) == t
 
