@@ -46,7 +46,7 @@ def deal(scheme: str, t: int, n: int, seed: int, *, secret: int | None = None, c
     """Shamir-share ``secret`` (random from ``seed`` when None) with threshold ``t`` among ``n``."""
     g = suite_for_signing(scheme).group
     q = g.order
-    rnd = random.Random(seed)
+    rnd = random.Random(seed)  # noqa: S311 - test-only dealer, reproducible by seed
     a0 = rnd.randrange(1, q)
     if secret is not None:
         a0 = secret
@@ -69,7 +69,9 @@ def round_one(key: DealtKey, signers: list[int], seed: bytes = b"r1") -> tuple[d
     return nonces, tuple(comms)
 
 
-def run_signing(key: DealtKey, signers: list[int], message: bytes, taproot_root: bytes = b"", seed: bytes = b"r1") -> tuple[SigningPackage, dict[int, bytes], bytes]:
+def run_signing(
+    key: DealtKey, signers: list[int], message: bytes, taproot_root: bytes = b"", seed: bytes = b"r1"
+) -> tuple[SigningPackage, dict[int, bytes], bytes]:
     """Both rounds for ``signers``; returns the package, the shares and the aggregated signature."""
     nonces, comms = round_one(key, signers, seed)
     package = SigningPackage(key.scheme, message, comms, taproot_root)

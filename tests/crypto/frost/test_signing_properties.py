@@ -40,7 +40,7 @@ def setups(draw: st.DrawFn, max_n: int = 7) -> tuple[int, int, list[int]]:
 def test_ed25519_signatures_verify_under_openssl_and_libsodium(setup: tuple[int, int, list[int]], seed: int, message: bytes) -> None:
     t, n, signers = setup
     key = deal(SCHEME_ED25519, t, n, seed)
-    pkg, shares, sig = run_signing(key, signers, message, seed=seed.to_bytes(5, "big"))
+    _, _, sig = run_signing(key, signers, message, seed=seed.to_bytes(5, "big"))
     assert len(sig) == 64
     Ed25519PublicKey.from_public_bytes(key.public_key).verify(sig, message)  # raises if invalid
     VerifyKey(key.public_key).verify(message, sig)
@@ -65,7 +65,7 @@ def test_bip340_signatures_verify_under_libsecp256k1_btclib_and_ours(
     if (key.public_key[0] == 3) != odd:  # the group key of the wanted Y parity: negate the secret
         key = deal(SCHEME_BIP340, t, n, seed, secret=q - key.secret)
     assert key.public_key[0] == (3 if odd else 2)
-    pkg, shares, sig = run_signing(key, signers, message, root, seed=seed.to_bytes(5, "big"))
+    _, _, sig = run_signing(key, signers, message, root, seed=seed.to_bytes(5, "big"))
     xq = signing_key(SCHEME_BIP340, key.public_key, root)
     assert len(sig) == 64 and len(xq) == 32
     assert PublicKeyXOnly(xq).verify(sig, message)
