@@ -324,7 +324,7 @@ def _round(suite: Ciphersuite, public_key: bytes, package: SigningPackage) -> _R
     return _Round(view, rho, r, nonce_factor, suite.challenge(r, view.key, package.message))
 
 
-def _check_key(suite_scheme: str, key: PublicLike, package: SigningPackage) -> None:
+def _check_key(key: PublicLike, package: SigningPackage) -> None:
     if key.scheme != package.scheme:
         raise UsageError(f"scheme: key is {key.scheme!r}, package is {package.scheme!r}")
     if len(package.commitments) < key.threshold:
@@ -347,7 +347,7 @@ def sign_share(key: KeyShareLike, nonces: SigningNonces, package: SigningPackage
     :class:`ProtocolAbort` when the group commitment is the identity.
     """
     suite = suite_for_signing(package.scheme)
-    _check_key(package.scheme, key, package)
+    _check_key(key, package)
     _check_secret(suite, key.secret_share)
     mine = package.commitment(key.index)
     if mine is None:
@@ -371,7 +371,7 @@ def verify_share(public: PublicLike, package: SigningPackage, identifier: int, s
     :class:`UsageError` when ``identifier`` is not in the package or key and package disagree.
     """
     suite = suite_for_signing(package.scheme)
-    _check_key(package.scheme, public, package)
+    _check_key(public, package)
     _verify_share(suite, public, package, _round(suite, public.public_key, package), identifier, share)
 
 
@@ -402,7 +402,7 @@ def aggregate(public: PublicLike, package: SigningPackage, shares: Mapping[int, 
     Returns 64 bytes (ed25519 ``R || S``, BIP340 ``x(R) || s``; 65 for the plain secp256k1 suite).
     """
     suite = suite_for_signing(package.scheme)
-    _check_key(package.scheme, public, package)
+    _check_key(public, package)
     extra = sorted(set(shares) - set(package.identifiers))
     if extra:
         raise UsageError(f"shares: from non-signers {extra[:8]}")

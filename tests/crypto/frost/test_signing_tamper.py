@@ -16,7 +16,16 @@ from hypothesis import given, settings, strategies as st
 
 from crypto_core.errors import ShareInvalid, UsageError
 from crypto_core.frost.ciphersuite import SCHEME_BIP340, SCHEME_ED25519, suite_for_signing
-from crypto_core.frost.signing import SigningCommitment, SigningPackage, aggregate, commit, sign_share, verify_share, verify_signature
+from crypto_core.frost.signing import (
+    SigningCommitment,
+    SigningNonces,
+    SigningPackage,
+    aggregate,
+    commit,
+    sign_share,
+    verify_share,
+    verify_signature,
+)
 from crypto_core.rng import DeterministicRng
 
 from ...conftest import scaled
@@ -27,7 +36,7 @@ CASES = [(SCHEME_ED25519, b""), (SCHEME_BIP340, b""), (SCHEME_BIP340, b"\x5a" * 
 MESSAGE = b"\x11" * 32
 
 
-def _setup(scheme: str, root: bytes) -> tuple[DealtKey, dict, SigningPackage, dict[int, bytes]]:  # type: ignore[type-arg]
+def _setup(scheme: str, root: bytes) -> tuple[DealtKey, dict[int, SigningNonces], SigningPackage, dict[int, bytes]]:
     key = deal(scheme, 2, 5, 99)
     nonces, comms = round_one(key, SIGNERS)
     pkg = SigningPackage(scheme, MESSAGE, comms, root)
@@ -48,8 +57,10 @@ def _views(scheme: str, root: bytes, pkg: SigningPackage, j: int) -> dict[str, S
         "message byte": dataclasses.replace(pkg, message=bytes([pkg.message[0] ^ 1]) + pkg.message[1:]),
         "message longer": dataclasses.replace(pkg, message=pkg.message + b"\x00"),
     }
-    for field in ("hiding", "binding"):
-        changed = dataclasses.replace(k, **{field: _point(scheme, 7)})
+    for field, changed in (
+        ("hiding", dataclasses.replace(k, hiding=_point(scheme, 7))),
+        ("binding", dataclasses.replace(k, binding=_point(scheme, 7))),
+    ):
         out[f"other's {field}"] = dataclasses.replace(pkg, commitments=tuple(changed if c is k else c for c in pkg.commitments))
     moved = dataclasses.replace(k, identifier=2 if k.identifier != 2 else 5)
     if moved.identifier not in pkg.identifiers:
