@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 from coincurve import PublicKeyXOnly
@@ -194,6 +194,7 @@ class SigningPackage:
     message: bytes
     commitments: tuple[SigningCommitment, ...]
     taproot_root: bytes = b""
+    _elements: dict[int, tuple[Element, Element]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         suite = suite_for_signing(self.scheme)
@@ -211,14 +212,18 @@ class SigningPackage:
         if len(self.commitments) < 2:
             raise UsageError("commitments: at least 2 signers")
         prev = 0
+        elements: dict[int, tuple[Element, Element]] = {}
         for i, c in enumerate(self.commitments):
             if not 1 <= c.identifier <= MAX_PARTIES:
                 raise UsageError(f"commitments[{i}].identifier: out of range 1..{MAX_PARTIES}")
             if c.identifier <= prev:
                 raise UsageError(f"commitments[{i}].identifier: not strictly increasing (duplicate or unsorted)")
             prev = c.identifier
-            suite.group.decode(c.hiding, f"commitments[{i}].hiding")
-            suite.group.decode(c.binding, f"commitments[{i}].binding")
+            elements[c.identifier] = (
+                suite.group.decode(c.hiding, f"commitments[{i}].hiding"),
+                suite.group.decode(c.binding, f"commitments[{i}].binding"),
+            )
+        object.__setattr__(self, "_elements", elements)  # decoded once (frozen: a private cache)
 
     @property
     def identifiers(self) -> tuple[int, ...]:
@@ -313,7 +318,8 @@ def _round(suite: Ciphersuite, public_key: bytes, package: SigningPackage) -> _R
     g = suite.group
     view = _key_view(suite, public_key, package.taproot_root)
     rho = compute_binding_factors(suite, view.key, package)
-    r = g.sum(g.add(g.decode(c.hiding), g.mul(g.decode(c.binding), rho[c.identifier])) for c in package.commitments)
+    els = package._elements
+    r = g.sum(g.add(els[i][0], g.mul(els[i][1], rho[i])) for i in package.identifiers)
     if g.is_identity(r):  # RFC 9591 section 4.5: SerializeElement(R) would fail
         raise ProtocolAbort(None, "group commitment is the identity")
     nonce_factor = 1
@@ -386,7 +392,8 @@ def _verify_share(suite: Ciphersuite, public: PublicLike, package: SigningPackag
         raise ShareInvalid(identifier, "signature share does not decode") from exc
     pk_i = g.decode(public.public_shares[identifier - 1], f"public_shares[{identifier - 1}]")
     lam = derive_interpolating_value(g.order, package.identifiers, identifier)
-    comm_share = g.add(g.decode(comm.hiding), g.mul(g.decode(comm.binding), rnd.rho[identifier]))
+    hiding, binding = package._elements[identifier]
+    comm_share = g.add(hiding, g.mul(binding, rnd.rho[identifier]))
     rhs = g.add(g.mul(comm_share, rnd.nonce_factor), g.mul(pk_i, lam * rnd.challenge * rnd.view.key_factor))
     if g.base_mul(z) != rhs:
         raise ShareInvalid(identifier, "signature share does not verify against the signer's public share")
