@@ -86,11 +86,12 @@ class PublicLike(Protocol):
 # --- round one ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, repr=False)
+@dataclass(frozen=True, repr=False, eq=False)
 class SigningNonces:
     """A signer's secret nonce pair ``(d, e)`` for one signature (RFC 9591 ``nonce``). Secret.
 
-    Never printed (``repr`` shows nothing). Use once: the node deletes it before its share leaves.
+    Never printed (``repr`` shows nothing); no value ``==`` (compare :meth:`to_bytes` with
+    :func:`hmac.compare_digest`). Use once: the node deletes it before its share leaves.
     """
 
     hiding: int
