@@ -156,12 +156,17 @@ def ciphersuite_for(scheme: str) -> Ciphersuite:
     Raises :class:`UsageError` for ``ecdsa-secp256k1`` or an unknown scheme.
     """
     if scheme not in FROST_SCHEMES:
-        raise UsageError(f"scheme: not a FROST scheme: {scheme!r}")
+        raise UsageError(f"scheme: not a FROST scheme: {_shown(scheme)}")
     return _BY_SCHEME[scheme]
 
 
 def suite_for_signing(scheme: str) -> Ciphersuite:
     """Like :func:`ciphersuite_for`, also accepting :data:`SCHEME_RFC_SECP256K1` (RFC vectors)."""
-    if scheme not in _BY_SCHEME:
-        raise UsageError(f"scheme: not a FROST scheme: {scheme[:64]!r}")
+    if not isinstance(scheme, str) or scheme not in _BY_SCHEME:
+        raise UsageError(f"scheme: not a FROST scheme: {_shown(scheme)}")
     return _BY_SCHEME[scheme]
+
+
+def _shown(value: object) -> str:
+    """Caller text for an error: escaped (``repr``) and at most 64 characters."""
+    return repr(value)[:64]

@@ -41,6 +41,7 @@ from ..errors import DecodeError, ProtocolAbort, ShareInvalid, UsageError
 from ..group import P as FIELD_P, Point, Q as SECP_Q
 from ..params import MAX_PARTIES
 from ..rng import SYSTEM_RNG, Rng
+from ..session import NoCopy
 from .ciphersuite import Ciphersuite, suite_for_signing, tagged_hash
 from .group import Element
 
@@ -87,15 +88,24 @@ class PublicLike(Protocol):
 
 
 @dataclass(frozen=True, repr=False, eq=False)
-class SigningNonces:
+class SigningNonces(NoCopy):
     """A signer's secret nonce pair ``(d, e)`` for one signature (RFC 9591 ``nonce``). Secret.
 
     Never printed (``repr`` shows nothing); no value ``==`` (compare :meth:`to_bytes` with
     :func:`hmac.compare_digest`). Use once: the node deletes it before its share leaves.
+    ``copy``, ``deepcopy`` and ``pickle`` raise :class:`UsageError` (one-time secret state: the
+    only way to keep it is the sealed :meth:`to_bytes` record). Construction raises
+    :class:`UsageError` unless both nonces are ints in ``[1, 2^256)`` (the range per scheme is
+    checked by :meth:`from_bytes` and by :func:`sign_share` through the commitment).
     """
 
     hiding: int
     binding: int
+
+    def __post_init__(self) -> None:
+        for v in (self.hiding, self.binding):
+            if not isinstance(v, int) or isinstance(v, bool) or not 0 < v < 2**256:
+                raise UsageError("nonces: hiding and binding must be ints in [1, 2^256)")
 
     def __repr__(self) -> str:
         return "SigningNonces(<secret>)"
@@ -388,7 +398,7 @@ def _verify_share(suite: Ciphersuite, public: PublicLike, package: SigningPackag
     g = suite.group
     comm = package.commitment(identifier)
     if comm is None:
-        raise UsageError(f"identifier: {identifier} is not a signer of the package")
+        raise UsageError(f"identifier: {identifier!r:.40} is not a signer of the package")
     try:
         z = g.decode_scalar(bytes(share), "share")
     except (DecodeError, TypeError) as exc:
@@ -433,6 +443,16 @@ def aggregate(public: PublicLike, package: SigningPackage, shares: Mapping[int, 
 # --- verification -------------------------------------------------------------------------
 
 
+def _as_bytes(value: object, field: str) -> bytes:
+    """``value`` as bytes if it is bytes-like; else :class:`TypeError` naming ``field``.
+
+    (``bytes(n)`` of an int ``n`` is ``n`` zero bytes: never let a number stand for a message.)
+    """
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        raise TypeError(f"{field}: expected bytes, got {type(value).__name__}")
+    return bytes(value)
+
+
 def signing_key(scheme: str, public_key: bytes, taproot_root: bytes = b"") -> bytes:
     """The key a verifier uses: ed25519 the 32-byte group key; BIP340 the 32-byte x-only output key ``x(Q)``.
 
@@ -440,8 +460,9 @@ def signing_key(scheme: str, public_key: bytes, taproot_root: bytes = b"") -> by
     :class:`DecodeError` (``public_key``), :class:`UsageError` (scheme, ``taproot_root``).
     """
     suite = suite_for_signing(scheme)
+    public_key, taproot_root = _as_bytes(public_key, "public_key"), _as_bytes(taproot_root, "taproot_root")
     _check_root(suite, taproot_root)
-    view = _key_view(suite, bytes(public_key), bytes(taproot_root))
+    view = _key_view(suite, public_key, taproot_root)
     enc = suite.group.encode(view.key)
     return enc[1:] if suite.kind == "bip340" else enc
 
@@ -463,7 +484,8 @@ def verify_signature(scheme: str, public_key: bytes, message: bytes, signature: 
     ``public_key`` raises :class:`DecodeError`, an unknown scheme or bad root :class:`UsageError`.
     """
     suite = suite_for_signing(scheme)
-    signature, message = bytes(signature), bytes(message)
+    signature, message = _as_bytes(signature, "signature"), _as_bytes(message, "message")
+    public_key = _as_bytes(public_key, "public_key")
     key = signing_key(scheme, public_key, taproot_root)
     if len(signature) != suite.signature_len:
         return False
@@ -489,8 +511,10 @@ def bip340_verify(xonly_pk: bytes, msg: bytes, sig: bytes) -> bool:
     """BIP340 ``Verify(pk, m, sig)``, written from the specification over our secp256k1 points.
 
     An independent check of libsecp256k1 (tests run the BIP340 vectors through both). ``False``
-    for any malformed input (wrong lengths, x not on the curve, ``r >= p``, ``s >= n``).
+    for any malformed input (wrong lengths, x not on the curve, ``r >= p``, ``s >= n``);
+    :class:`TypeError` for an argument that is not bytes-like.
     """
+    xonly_pk, msg, sig = _as_bytes(xonly_pk, "xonly_pk"), _as_bytes(msg, "msg"), _as_bytes(sig, "sig")
     if len(xonly_pk) != 32 or len(sig) != 64:
         return False
     pk = Point.lift_x(bytes(xonly_pk))
