@@ -140,3 +140,16 @@ def test_three_packages_on_one_nonce_pair_give_the_secret_share_one_replayed_pac
     det = (a11 * a22 - a12 * a21) % q
     s = (a11 * b2 - a21 * b1) * pow(det, -1, q) % q
     assert s == key.shares[1].secret_share
+
+
+def test_ed25519_commitments_with_torsion_or_small_order_never_enter_a_package() -> None:
+    """A corrupted signer cannot smuggle a cofactor component into R (it would split libsodium and OpenSSL)."""
+    key = deal(SCHEME_ED25519, 2, 3, 35)
+    _, (c1, c2) = round_one(key, [1, 2])
+    torsioned = sodium.crypto_core_ed25519_add(c2.hiding, ORDER8)
+    p = 2**255 - 19
+    noncanonical = [(p + y).to_bytes(32, "little") for y in range(19) if p + y < 2**255]
+    for bad in (torsioned, ORDER8, bytes(32), b"\x01" + bytes(31), *noncanonical):
+        for fld, changed in (("hiding", dataclasses.replace(c2, hiding=bad)), ("binding", dataclasses.replace(c2, binding=bad))):
+            with pytest.raises(DecodeError, match=rf"commitments\[1\]\.{fld}"):
+                SigningPackage(SCHEME_ED25519, b"m", (c1, changed))
