@@ -34,6 +34,7 @@ class Protocol:
     SIGN = 2
     RESHARE = 3
     FROST_DKG = 4
+    FROST_RESHARE = 5
 
 
 @dataclass(frozen=True)

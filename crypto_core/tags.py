@@ -65,6 +65,16 @@ class Tag(enum.Enum):
     RESHARE_CONFIRM = "reshare/confirm"
     RESHARE_PAIR_CONFIRM = "reshare/pair-confirm"
     RESHARE_OLD_SHARES = "reshare/old-public-shares"
+    # refresh and quorum change of FROST keys (issue 16 item 5)
+    FROST_RESHARE_SID = "frost/reshare/sid/v1"
+    FROST_RESHARE_CONFIG = "frost/reshare/config/v1"
+    FROST_RESHARE_COMMIT_G = "frost/reshare/commit-feldman/v1"
+    FROST_RESHARE_COEF_POK = "frost/reshare/pok-coefficient/v1"
+    FROST_RESHARE_ECHO1 = "frost/reshare/echo-round1/v1"
+    FROST_RESHARE_ECHO2 = "frost/reshare/echo-round2/v1"
+    FROST_RESHARE_ECHO3 = "frost/reshare/echo-round3/v1"
+    FROST_RESHARE_CONFIRM = "frost/reshare/confirm/v1"
+    FROST_RESHARE_OLD_SHARES = "frost/reshare/old-public-shares/v1"
     # key-share and presignature records
     RECORD_CHECKSUM = "record/checksum"
     # FROST keys (issue 16): DKG over a generic group, key ids of Schnorr keys
