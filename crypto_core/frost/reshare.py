@@ -84,11 +84,15 @@ ECHO_LEN = 32
 
 def _decode_public(group: Group, public_key: bytes, old: Sequence[bytes] | None) -> tuple[Element, list[Element] | None]:
     """The group key and the old public shares as elements; :class:`UsageError` naming the field."""
+    if not isinstance(public_key, bytes):
+        raise UsageError("public_key: must be bytes (the group key's encoding)")
+    if old is not None and not all(isinstance(s, bytes) for s in old):
+        raise UsageError("old_public_shares: must be element encodings (bytes)")
     try:
-        pk = group.decode(bytes(public_key), "public_key")
-        shares = None if old is None else [group.decode(bytes(s), f"old_public_shares[{k}]") for k, s in enumerate(old)]
-    except (DecodeError, TypeError) as e:
-        raise UsageError(f"{getattr(e, 'field', 'public_key')}: not a valid {group.name} element") from None
+        pk = group.decode(public_key, "public_key")
+        shares = None if old is None else [group.decode(s, f"old_public_shares[{k}]") for k, s in enumerate(old)]
+    except DecodeError as e:
+        raise UsageError(f"{e.field}: not a valid {group.name} element ({e.reason})") from None
     return pk, shares
 
 

@@ -8,6 +8,7 @@ reshare."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import itertools
 from dataclasses import dataclass
@@ -205,6 +206,8 @@ def _cfg(scheme: str = "ed25519", kw: dict[str, object] | None = None) -> FrostR
         (dict(old_epoch=-1), "old_epoch"),
         (dict(key_label=b"x" * 257), "key_label"),
         (dict(old_public_shares=None), "refresh"),
+        (dict(public_key="00" * 32), "public_key"),
+        (dict(old_public_shares=("00" * 32,) * 3), "old_public_shares"),
     ],
 )
 def test_bad_configurations_are_refused_naming_the_field(change: dict[str, object], field: str) -> None:
@@ -268,3 +271,21 @@ def test_element_and_scalar_sizes_on_the_wire(scheme: str) -> None:
     assert len(b) == HEADER_LEN + 3 * 32 + 3 * g.element_len + 3 * (g.element_len + g.scalar_len) + 32
     assert len(out.transcript[(2, 1, 3, "direct")]) == HEADER_LEN + g.scalar_len
     assert (2, 3, 1, "direct") not in out.transcript  # a receiver that is no dealer sends no direct part
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_secrets_are_wiped_at_the_end_and_after_an_abort_and_never_shown(scheme: str) -> None:
+    old = Epoch((1, 2, 3), dealer_keygen(scheme, 2, 3))
+    parties = reshare_parties(old, (1, 2, 3), (1, 2, 3), 2, refresh=True)
+    with pytest.raises(UsageError):
+        copy.copy(parties[1])
+    run(parties)
+    for p in parties.values():
+        assert not any(name in p.__dict__ for name in FrostReshareParty.SECRETS)
+        assert p.result is not None and hex(p.result.secret_share)[2:] not in repr(p) + repr(p.result)
+    parties = reshare_parties(old, (1, 2, 3), (1, 2, 3), 2, refresh=True)
+    outs = {i: p.start() for i, p in parties.items()}
+    assert "_coeffs" in parties[1].__dict__ and "_old" in parties[1].__dict__
+    with pytest.raises(ProtocolAbort):
+        parties[1].receive({2: Delivery(outs[2].broadcast)})  # party 3's message is missing
+    assert not any(name in parties[1].__dict__ for name in FrostReshareParty.SECRETS)

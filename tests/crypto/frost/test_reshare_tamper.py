@@ -262,3 +262,28 @@ def test_a_copied_session_contribution_names_the_copier_only_where_proven(scheme
     out = run_collect(parties_of(scheme, "quorum"), tamper)
     assert out.aborts[2].party == 8 and "repeats ours" in out.aborts[2].reason
     assert all(e.party is None for p, e in out.aborts.items() if p != 2)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("plan,culprit,receiver", [("refresh", 5, 2), ("quorum", 7, 8)])
+@pytest.mark.parametrize("change", ["one element short", "one element long", "truncated", "one byte appended"])
+def test_a_message_of_the_wrong_length_names_its_sender(scheme: str, plan: str, culprit: int, receiver: int, change: str) -> None:
+    """Counts are protocol constants: a Feldman vector of another length (a lower or higher
+    degree) cannot parse, nor can any message cut short or extended."""
+    g = group_for(scheme)
+    fields, _ = layout(scheme, plan, 2, "broadcast", culprit, receiver)
+    at = next(f.offset for f in fields if f.name.startswith("feldman["))
+    extra = g.encode(g.base_mul(5))
+
+    def tamper(rnd: int, sender: int, to: int, part: str, payload: bytes) -> bytes:
+        if rnd != 2 or sender != culprit or part != "broadcast":
+            return payload
+        if change == "one element short":
+            return payload[:at] + payload[at + g.element_len:]
+        if change == "one element long":
+            return payload[:at] + extra + payload[at:]
+        return payload[:-1] if change == "truncated" else payload + b"\x00"
+
+    out = run_collect(parties_of(scheme, plan), tamper)
+    assert out.aborts and all(e.party == culprit and "malformed" in e.reason for p, e in out.aborts.items() if p != culprit)
+    assert receiver in out.aborts
