@@ -268,6 +268,8 @@ class FrostDkgParty(RoundParty):
             agg.append(acc)
         if group.is_identity(agg[0]):
             raise ProtocolAbort(None, "round 2: the aggregate public key is the identity")
+        if group.is_identity(agg[-1]):  # degree below t-1 (probability 1/q: the vectors were committed first)
+            raise ProtocolAbort(None, "round 2: the aggregate sharing polynomial has degree below t-1")
         self._public_key = group.encode(agg[0])
         shares = [feldman_evaluate(group, agg, m) for m in range(1, n + 1)]
         for pos, s in enumerate(shares, 1):

@@ -68,6 +68,10 @@ def _check_public(p: FrostPublic | FrostKeyShare, what: str) -> tuple[Group, lis
     first = {m: shares[m - 1] for m in range(1, t + 1)}
     if interpolate_elements(group, first, 0) != pk:
         raise DecodeError(f"{what}.public_shares", f"the first {t} do not interpolate to the public key")
+    # degree exactly t-1: then t-1 shares never interpolate to the key (f - g = c * prod(x - i),
+    # c != 0, is non-zero at 0), so a raised threshold on a lower-degree sharing is refused
+    if interpolate_elements(group, {m: shares[m - 1] for m in range(1, t)}, 0) == pk:
+        raise DecodeError(f"{what}.threshold", f"the public shares are a sharing of degree below {t - 1}")
     for m in range(t + 1, n + 1):
         if interpolate_elements(group, first, m) != shares[m - 1]:
             raise DecodeError(f"{what}.public_shares[{m - 1}]", "not on the key's sharing polynomial")
@@ -94,7 +98,7 @@ class FrostPublic:
 
     def validate(self) -> None:
         """Scheme known, 2 <= t <= n <= MAX_PARTIES, every element valid, the shares on one
-        polynomial of degree t-1 whose value at 0 is the key. Raises DecodeError (``frostpublic.*``)."""
+        polynomial of degree exactly t-1 whose value at 0 is the key. Raises DecodeError (``frostpublic.*``)."""
         _check_public(self, "frostpublic")
 
 
