@@ -1,188 +1,279 @@
-"""Prime-order groups for FROST (RFC 9591 section 6): the contract's :class:`Group` interface.
+"""Prime-order groups for FROST (RFC 9591 section 3.1): Ed25519 over libsodium, secp256k1 over coincurve.
 
-PLACEHOLDER of piece A2 until piece A1's ``crypto_core/frost/group.py`` is merged (A1's file
-replaces this one; only the contract's names are used elsewhere in A2's code).
+A :class:`Group` fixes the scalar field (integers in ``[0, order)``) and the element encodings the
+RFC names ``SerializeElement`` / ``DeserializeElement`` / ``SerializeScalar`` /
+``DeserializeScalar``. Elements are opaque, immutable, hashable and ``==``-comparable; a group
+only accepts its own elements (a foreign element raises :class:`TypeError`).
 
-* :data:`ED25519`: edwards25519, the prime-order subgroup of order ``L = 2^252 + ...``; elements
-  are 32-byte RFC 8032 encodings, scalars 32 bytes little-endian. Arithmetic through PyNaCl's
-  ``nacl.bindings`` (libsodium); the identity is handled here explicitly (libsodium refuses it).
-* :data:`SECP256K1`: secp256k1 through :class:`crypto_core.group.Point` (coincurve); elements are
-  33-byte SEC1 compressed, scalars 32 bytes big-endian.
+* :data:`ED25519` (RFC 9591 section 6.1): elements are 32-byte canonical RFC 8032 encodings of
+  points of the prime-order subgroup; scalars are 32 bytes little-endian. Arithmetic goes through
+  PyNaCl's :mod:`nacl.bindings` (libsodium ``crypto_core_ed25519_*`` and
+  ``crypto_scalarmult_ed25519_*noclamp``). libsodium refuses the identity (and scalar 0) in its
+  scalar multiplications, so the identity is handled here explicitly.
+* :data:`SECP256K1` (RFC 9591 section 6.5): elements are :class:`crypto_core.group.Point`,
+  encoded 33-byte SEC1 compressed; scalars are 32 bytes big-endian.
 
-Decoding is strict (RFC 9591 DeserializeElement / DeserializeScalar): wrong length, non-canonical,
-off-curve, the identity, and for Ed25519 an element outside the prime-order subgroup are refused
-with :class:`~crypto_core.errors.DecodeError` naming the field; a scalar ``>= q`` is refused, never
-reduced.
+Decoding never reduces: a scalar ``>= order`` and a non-canonical element are refused with
+:class:`crypto_core.errors.DecodeError` naming the field.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, TypeAlias
 
-from nacl import bindings as _na
+from nacl import bindings as _sodium
+from nacl.exceptions import RuntimeError as _SodiumError
 
 from ..errors import DecodeError
-from ..group import Point, Q as _SECP_Q
+from ..group import INFINITY as _SECP_INFINITY, Point, Q as _SECP_Q, point_sum
+
+Element: TypeAlias = Hashable
+"""An opaque group element (a group only accepts its own kind)."""
 
 
-class Group(Protocol):
-    """A prime-order group with its encodings (RFC 9591 section 3.1)."""
+class Group(ABC):
+    """A prime-order group with its canonical encodings (RFC 9591 section 3.1)."""
 
     name: str
-    order: int
-    scalar_len: int
-    element_len: int
+    order: int  # q, prime
+    scalar_len: int  # Ns: 32
+    element_len: int  # Ne: 32 (ed25519) or 33 (secp256k1)
 
-    def base_mul(self, k: int) -> object: ...
-    def mul(self, p: object, k: int) -> object: ...
-    def add(self, p: object, q: object) -> object: ...
-    def neg(self, p: object) -> object: ...
-    def identity(self) -> object: ...
-    def is_identity(self, p: object) -> bool: ...
-    def encode(self, p: object) -> bytes: ...
-    def decode(self, b: bytes, field: str) -> object: ...
-    def encode_scalar(self, k: int) -> bytes: ...
-    def decode_scalar(self, b: bytes, field: str, nonzero: bool = False) -> int: ...
+    @abstractmethod
+    def identity(self) -> Element:
+        """The neutral element."""
 
+    @abstractmethod
+    def is_identity(self, p: Element) -> bool:
+        """Whether ``p`` is the neutral element."""
 
-_L = 2**252 + 27742317777372353535851937790883648493
-_P25519 = 2**255 - 19
-_ED_IDENTITY = b"\x01" + bytes(31)
+    @abstractmethod
+    def base_mul(self, k: int) -> Element:
+        """``[k]B`` for the generator ``B``; ``k`` is reduced mod q (0 gives the identity)."""
 
+    @abstractmethod
+    def mul(self, p: Element, k: int) -> Element:
+        """``[k]p``; ``k`` is reduced mod q."""
 
-@dataclass(frozen=True)
-class EdElement:
-    """An edwards25519 element by its canonical 32-byte encoding (identity: ``01 00..00``)."""
+    @abstractmethod
+    def add(self, p: Element, q: Element) -> Element:
+        """``p + q``."""
 
-    enc: bytes
+    @abstractmethod
+    def neg(self, p: Element) -> Element:
+        """``-p``."""
 
+    def sub(self, p: Element, q: Element) -> Element:
+        """``p - q``."""
+        return self.add(p, self.neg(q))
 
-class Ed25519Group:
-    name = "edwards25519"
-    order = _L
-    scalar_len = 32
-    element_len = 32
+    def sum(self, points: Iterable[Element]) -> Element:
+        """Sum of ``points`` (the identity for none)."""
+        acc = self.identity()
+        for p in points:
+            acc = self.add(acc, p)
+        return acc
 
-    def identity(self) -> EdElement:
-        return EdElement(_ED_IDENTITY)
+    @abstractmethod
+    def encode(self, p: Element) -> bytes:
+        """SerializeElement: ``element_len`` bytes. Raises :class:`ValueError` for the identity."""
 
-    def is_identity(self, p: object) -> bool:
-        return isinstance(p, EdElement) and p.enc == _ED_IDENTITY
+    @abstractmethod
+    def decode(self, data: bytes, field: str = "element") -> Element:
+        """DeserializeElement, strict.
 
-    def base_mul(self, k: int) -> EdElement:
-        k %= _L
-        if k == 0:
-            return self.identity()
-        return EdElement(_na.crypto_scalarmult_ed25519_base_noclamp(k.to_bytes(32, "little")))
+        Raises :class:`DecodeError` (``field``) for a wrong length, a non-canonical encoding, a
+        point not on the curve or outside the prime-order subgroup, or the identity.
+        """
 
-    def mul(self, p: object, k: int) -> EdElement:
-        assert isinstance(p, EdElement)
-        k %= _L
-        if k == 0 or p.enc == _ED_IDENTITY:
-            return self.identity()
-        return EdElement(_na.crypto_scalarmult_ed25519_noclamp(k.to_bytes(32, "little"), p.enc))
-
-    def add(self, p: object, q: object) -> EdElement:
-        assert isinstance(p, EdElement) and isinstance(q, EdElement)
-        if p.enc == _ED_IDENTITY:
-            return q
-        if q.enc == _ED_IDENTITY:
-            return p
-        return EdElement(_na.crypto_core_ed25519_add(p.enc, q.enc))
-
-    def neg(self, p: object) -> EdElement:
-        assert isinstance(p, EdElement)
-        if p.enc == _ED_IDENTITY:
-            return p
-        return EdElement(_na.crypto_core_ed25519_sub(_ED_IDENTITY, p.enc))
-
-    def encode(self, p: object) -> bytes:
-        assert isinstance(p, EdElement)
-        if p.enc == _ED_IDENTITY:
-            raise ValueError("the identity element has no encoding (RFC 9591 SerializeElement)")
-        return p.enc
-
-    def decode(self, b: bytes, field: str) -> EdElement:
-        b = bytes(b)
-        if len(b) != 32:
-            raise DecodeError(field, f"expected 32 bytes, got {len(b)}")
-        if int.from_bytes(b, "little") & ((1 << 255) - 1) >= _P25519:
-            raise DecodeError(field, "non-canonical element encoding (y >= p)")
-        if b == _ED_IDENTITY:
-            raise DecodeError(field, "the identity element is not allowed")
-        if not _na.crypto_core_ed25519_is_valid_point(b):
-            raise DecodeError(field, "not a point of the prime-order subgroup of edwards25519")
-        return EdElement(b)
-
+    @abstractmethod
     def encode_scalar(self, k: int) -> bytes:
-        if not 0 <= k < _L:
-            raise ValueError("scalar out of range")
-        return k.to_bytes(32, "little")
+        """SerializeScalar: ``scalar_len`` bytes. Raises :class:`ValueError` unless ``0 <= k < q``."""
 
-    def decode_scalar(self, b: bytes, field: str, nonzero: bool = False) -> int:
-        if len(b) != 32:
-            raise DecodeError(field, f"expected 32 bytes, got {len(b)}")
-        k = int.from_bytes(b, "little")
-        if k >= _L:
+    @abstractmethod
+    def decode_scalar(self, data: bytes, field: str = "scalar", *, nonzero: bool = False) -> int:
+        """DeserializeScalar, strict: exact length, value ``< q`` (never reduced), ``!= 0`` if ``nonzero``.
+
+        Raises :class:`DecodeError` (``field``).
+        """
+
+    def _check_scalar_bytes(self, data: bytes, k: int, field: str, nonzero: bool) -> int:
+        if k >= self.order:
             raise DecodeError(field, "scalar not below the group order (non-canonical)")
         if nonzero and k == 0:
             raise DecodeError(field, "scalar is zero")
         return k
 
+    def __repr__(self) -> str:
+        return f"Group({self.name})"
 
-class Secp256k1Group:
+
+# --- Ed25519 ---------------------------------------------------------------------------------
+
+ED25519_ORDER: Final = 2**252 + 27742317777372353535851937790883648493
+_ED_IDENTITY_ENC: Final = b"\x01" + bytes(31)
+
+
+@dataclass(frozen=True)
+class Ed25519Element:
+    """A point of the Ed25519 prime-order subgroup, held as its canonical 32-byte encoding."""
+
+    enc: bytes
+
+    def __repr__(self) -> str:
+        return f"Ed25519Element({self.enc.hex()})"
+
+
+_ED_IDENTITY: Final = Ed25519Element(_ED_IDENTITY_ENC)
+
+
+class _Ed25519(Group):
+    name = "ed25519"
+    order = ED25519_ORDER
+    scalar_len = 32
+    element_len = 32
+
+    @staticmethod
+    def _el(p: Element) -> Ed25519Element:
+        if not isinstance(p, Ed25519Element):
+            raise TypeError("not an Ed25519 element")
+        return p
+
+    def identity(self) -> Element:
+        return _ED_IDENTITY
+
+    def is_identity(self, p: Element) -> bool:
+        return self._el(p).enc == _ED_IDENTITY_ENC
+
+    def base_mul(self, k: int) -> Element:
+        k %= self.order
+        if k == 0:
+            return _ED_IDENTITY
+        return Ed25519Element(_sodium.crypto_scalarmult_ed25519_base_noclamp(k.to_bytes(32, "little")))
+
+    def mul(self, p: Element, k: int) -> Element:
+        e = self._el(p)
+        k %= self.order
+        if k == 0 or e.enc == _ED_IDENTITY_ENC:
+            return _ED_IDENTITY
+        # p is in the prime-order subgroup and 0 < k < q, so [k]p is not the identity
+        return Ed25519Element(_sodium.crypto_scalarmult_ed25519_noclamp(k.to_bytes(32, "little"), e.enc))
+
+    def add(self, p: Element, q: Element) -> Element:
+        a, b = self._el(p), self._el(q)
+        if a.enc == _ED_IDENTITY_ENC:
+            return b
+        if b.enc == _ED_IDENTITY_ENC:
+            return a
+        return Ed25519Element(_sodium.crypto_core_ed25519_add(a.enc, b.enc))
+
+    def neg(self, p: Element) -> Element:
+        a = self._el(p)
+        if a.enc == _ED_IDENTITY_ENC:
+            return a
+        return Ed25519Element(_sodium.crypto_core_ed25519_sub(_ED_IDENTITY_ENC, a.enc))
+
+    def sub(self, p: Element, q: Element) -> Element:
+        a, b = self._el(p), self._el(q)
+        if b.enc == _ED_IDENTITY_ENC:
+            return a
+        return Ed25519Element(_sodium.crypto_core_ed25519_sub(a.enc, b.enc))
+
+    def encode(self, p: Element) -> bytes:
+        a = self._el(p)
+        if a.enc == _ED_IDENTITY_ENC:
+            raise ValueError("the identity element has no encoding (RFC 9591 SerializeElement)")
+        return a.enc
+
+    def decode(self, data: bytes, field: str = "element") -> Element:
+        data = bytes(data)
+        if len(data) != 32:
+            raise DecodeError(field, f"expected 32 bytes, got {len(data)}")
+        if data == _ED_IDENTITY_ENC:
+            raise DecodeError(field, "identity element not allowed")
+        # libsodium: canonical y, on the curve, not of small order, in the prime-order subgroup
+        if not _sodium.crypto_core_ed25519_is_valid_point(data):
+            raise DecodeError(field, "not a canonical point of the Ed25519 prime-order subgroup")
+        # canonical sign bit too: libsodium's own re-encoding (p + p - p) must give back the input
+        try:
+            again = _sodium.crypto_core_ed25519_sub(_sodium.crypto_core_ed25519_add(data, data), data)
+        except _SodiumError as exc:  # pragma: no cover - unreachable for a valid point
+            raise DecodeError(field, "not a valid Ed25519 point") from exc
+        if again != data:
+            raise DecodeError(field, "non-canonical Ed25519 point encoding")
+        return Ed25519Element(data)
+
+    def encode_scalar(self, k: int) -> bytes:
+        if not 0 <= k < self.order:
+            raise ValueError("scalar out of range")
+        return k.to_bytes(32, "little")
+
+    def decode_scalar(self, data: bytes, field: str = "scalar", *, nonzero: bool = False) -> int:
+        if len(data) != 32:
+            raise DecodeError(field, f"expected 32 bytes, got {len(data)}")
+        return self._check_scalar_bytes(data, int.from_bytes(data, "little"), field, nonzero)
+
+
+# --- secp256k1 -------------------------------------------------------------------------------
+
+
+class _Secp256k1(Group):
     name = "secp256k1"
     order = _SECP_Q
     scalar_len = 32
     element_len = 33
 
-    def identity(self) -> Point:
-        return Point.base_mul(0)
+    @staticmethod
+    def _pt(p: Element) -> Point:
+        if not isinstance(p, Point):
+            raise TypeError("not a secp256k1 element")
+        return p
 
-    def is_identity(self, p: object) -> bool:
-        assert isinstance(p, Point)
-        return p.is_infinity
+    def identity(self) -> Element:
+        return _SECP_INFINITY
 
-    def base_mul(self, k: int) -> Point:
+    def is_identity(self, p: Element) -> bool:
+        return self._pt(p).is_infinity
+
+    def base_mul(self, k: int) -> Element:
         return Point.base_mul(k)
 
-    def mul(self, p: object, k: int) -> Point:
-        assert isinstance(p, Point)
-        return p * k
+    def mul(self, p: Element, k: int) -> Element:
+        return self._pt(p) * k
 
-    def add(self, p: object, q: object) -> Point:
-        assert isinstance(p, Point) and isinstance(q, Point)
-        return p + q
+    def add(self, p: Element, q: Element) -> Element:
+        return self._pt(p) + self._pt(q)
 
-    def neg(self, p: object) -> Point:
-        assert isinstance(p, Point)
-        return -p
+    def neg(self, p: Element) -> Element:
+        return -self._pt(p)
 
-    def encode(self, p: object) -> bytes:
-        assert isinstance(p, Point)
-        if p.is_infinity:
+    def sum(self, points: Iterable[Element]) -> Element:
+        return point_sum(self._pt(p) for p in points)
+
+    def encode(self, p: Element) -> bytes:
+        pt = self._pt(p)
+        if pt.is_infinity:
             raise ValueError("the identity element has no encoding (RFC 9591 SerializeElement)")
-        return p.encode()
+        return pt.encode()
 
-    def decode(self, b: bytes, field: str) -> Point:
-        return Point.decode(bytes(b), field)
+    def decode(self, data: bytes, field: str = "element") -> Element:
+        return Point.decode(bytes(data), field)
 
     def encode_scalar(self, k: int) -> bytes:
-        if not 0 <= k < _SECP_Q:
+        if not 0 <= k < self.order:
             raise ValueError("scalar out of range")
         return k.to_bytes(32, "big")
 
-    def decode_scalar(self, b: bytes, field: str, nonzero: bool = False) -> int:
-        if len(b) != 32:
-            raise DecodeError(field, f"expected 32 bytes, got {len(b)}")
-        k = int.from_bytes(b, "big")
-        if k >= _SECP_Q:
-            raise DecodeError(field, "scalar not below the group order (non-canonical)")
-        if nonzero and k == 0:
-            raise DecodeError(field, "scalar is zero")
-        return k
+    def decode_scalar(self, data: bytes, field: str = "scalar", *, nonzero: bool = False) -> int:
+        if len(data) != 32:
+            raise DecodeError(field, f"expected 32 bytes, got {len(data)}")
+        return self._check_scalar_bytes(data, int.from_bytes(data, "big"), field, nonzero)
 
 
-ED25519: Group = Ed25519Group()
-SECP256K1: Group = Secp256k1Group()
+ED25519: Final[Group] = _Ed25519()
+SECP256K1: Final[Group] = _Secp256k1()
+
+__all__ = ["ED25519", "ED25519_ORDER", "SECP256K1", "Ed25519Element", "Element", "Group"]

@@ -27,7 +27,7 @@ from ..errors import DecodeError, UsageError
 from ..params import MAX_LABEL, MAX_PARTIES
 from ..tags import Tag
 from ..transcript import hash32
-from .group import Group
+from .group import Element, Group
 from .poly import interpolate_elements
 from .scheme import FROST_SCHEMES, group_for
 
@@ -53,7 +53,7 @@ def _group(scheme: object, field: str) -> Group:
     return group_for(scheme)
 
 
-def _check_public(p: FrostPublic | FrostKeyShare, what: str) -> tuple[Group, list[object]]:
+def _check_public(p: FrostPublic | FrostKeyShare, what: str) -> tuple[Group, list[Element]]:
     """Shared checks of the public part; returns the group and the decoded public shares."""
     group = _group(p.scheme, f"{what}.scheme")
     t, n = p.threshold, p.parties
