@@ -264,8 +264,8 @@ def main_frost(args: argparse.Namespace) -> int:
             c0, t0 = time.process_time(), time.perf_counter()
             nonces, comms = {}, []
             for i in signers:
-                nonces[i], c = signing.commit(scheme, keys[i - 1].secret_share, identifier=i)
-                comms.append(c)
+                nonces[i], comm = signing.commit(scheme, keys[i - 1].secret_share, identifier=i)
+                comms.append(comm)
             c1, t1 = time.process_time(), time.perf_counter()
             package = signing.SigningPackage(scheme, message, tuple(comms))
             shares = {i: signing.sign_share(keys[i - 1], nonces[i], package) for i in signers}
@@ -275,14 +275,15 @@ def main_frost(args: argparse.Namespace) -> int:
             sign_bytes = t * (t * 2 * e + len(message)) + t * 32  # package to every signer, shares back
             if rep < args.warmup:
                 continue
-            for k, (w, c) in {"commit": (t1 - t0, c1 - c0), "sign": (t2 - t1, c2 - c1), "total": (t2 - t0, c2 - c0)}.items():
-                phases[k][0].append(w * 1e3)
-                phases[k][1].append(c * 1e3)
+            spans = {"commit": (t1 - t0, c1 - c0), "sign": (t2 - t1, c2 - c1), "total": (t2 - t0, c2 - c0)}
+            for k, (wall_s, cpu_s) in spans.items():
+                phases[k][0].append(wall_s * 1e3)
+                phases[k][1].append(cpu_s * 1e3)
             samples.append({"public_key": keys[0].public_key.hex(), "message": message.hex(), "signature": sig.hex(),
                             "signing_key": signing.signing_key(scheme, keys[0].public_key).hex(), "signers": signers})
         sizes = {"commit": commit_bytes, "sign": sign_bytes, "total": commit_bytes + sign_bytes}
-        for k, (w, c) in phases.items():
-            result[k] = summarize(w, sizes[k], c)
+        for k, (wall_ms, cpu_ms) in phases.items():
+            result[k] = summarize(wall_ms, sizes[k], cpu_ms)
         result["samples"] = samples
     rows = [(k, v) for k, v in result.items() if isinstance(v, dict) and "median" in v]
     print(f"{'phase':<10}{'reps':>6}{'median ms':>12}{'min ms':>10}{'max ms':>10}{'cpu ms':>10}{'bytes/run':>12}")
