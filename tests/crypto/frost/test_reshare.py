@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import itertools
 from dataclasses import dataclass
 
 import pytest
+from coincurve import PublicKeyXOnly
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from hypothesis import given, settings, strategies as st
 
 from crypto_core.codec import HEADER_LEN, Protocol
@@ -23,7 +26,7 @@ from crypto_core.frost.local import run_frost_dkg
 from crypto_core.frost.poly import interpolate_scalars
 from crypto_core.frost.reshare import FrostReshareConfig, FrostReshareParty
 from crypto_core.frost.scheme import group_for
-from crypto_core.frost.signing import SigningPackage, aggregate, commit, sign_share, verify_signature
+from crypto_core.frost.signing import SigningPackage, aggregate, commit, sign_share, signing_key, verify_signature
 from crypto_core.local import run
 from crypto_core.rng import DeterministicRng
 from crypto_core.session import Delivery
@@ -97,7 +100,9 @@ def check_sharing(old: Epoch, new: Epoch) -> None:
         assert interpolate(k0.scheme, points) != secret, sorted(points)
 
 
-def frost_sign(shares: dict[int, FrostKeyShare], public: FrostKeyShare, signers: tuple[int, ...], message: bytes) -> bytes:
+def frost_sign(
+    shares: dict[int, FrostKeyShare], public: FrostKeyShare, signers: tuple[int, ...], message: bytes, root: bytes = b""
+) -> bytes:
     """RFC 9591 signing by ``signers`` (share indices) with ``shares``; aggregated against
     ``public``'s public part (so an old-epoch share among new ones is caught)."""
     scheme = public.scheme
@@ -106,13 +111,13 @@ def frost_sign(shares: dict[int, FrostKeyShare], public: FrostKeyShare, signers:
     for i in signers:
         nonces[i], c = commit(scheme, shares[i].secret_share, rng, identifier=i)
         commitments.append(c)
-    package = SigningPackage(scheme, message, tuple(commitments))
+    package = SigningPackage(scheme, message, tuple(commitments), root)
     z = {i: sign_share(shares[i], nonces[i], package) for i in signers}
     return aggregate(public.public(), package, z)
 
 
 @given(changes(), st.data())
-@settings(max_examples=scaled(8), deadline=None)
+@settings(max_examples=scaled(12), deadline=None)
 def test_a_change_keeps_the_key_reshares_the_secret_and_the_new_key_signs(change: Change, data: st.DataObject) -> None:
     old, new, parties = apply(change)
     check_sharing(old, new)
@@ -122,11 +127,19 @@ def test_a_change_keeps_the_key_reshares_the_secret_and_the_new_key_signs(change
         assert (party.result is None) == party.retired
     t2 = new.first.threshold
     signers = tuple(sorted(data.draw(st.sets(st.sampled_from(sorted(new.shares)), min_size=t2, max_size=t2))))
-    message = repr(change).encode()
-    sig = frost_sign(new.shares, new.first, signers, message)
     pk = old.first.public_key
-    assert verify_signature(change.scheme, pk, message, sig)
-    assert not verify_signature(change.scheme, pk, message + b"!", sig)  # negative control
+    root = b""
+    if change.scheme == "ed25519":
+        message = repr(change).encode()
+        sig = frost_sign(new.shares, new.first, signers, message)
+        Ed25519PublicKey.from_public_bytes(pk).verify(sig, message)  # OpenSSL; raises if invalid
+    else:  # a 32-byte BIP340 message, with or without a Taproot script root
+        message = hashlib.sha256(repr(change).encode()).digest()
+        root = data.draw(st.sampled_from([b"", hashlib.sha256(message).digest()]))
+        sig = frost_sign(new.shares, new.first, signers, message, root)
+        assert PublicKeyXOnly(signing_key(change.scheme, pk, root)).verify(sig, message)  # libsecp256k1
+    assert verify_signature(change.scheme, pk, message, sig, root)
+    assert not verify_signature(change.scheme, pk, message[::-1], sig, root)  # negative control
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)

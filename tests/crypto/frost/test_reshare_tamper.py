@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from crypto_core.codec import HEADER_LEN
 from crypto_core.commitment import commit
@@ -28,6 +29,7 @@ from crypto_core.local import Tamper
 from crypto_core.session import RoundOutput
 from crypto_core.tags import Tag
 
+from ...conftest import scaled
 from ...harness import Outcome, run_collect
 from .reshare_util import SCHEMES, Epoch, dealer_keygen, reshare_parties, run_all
 
@@ -132,12 +134,13 @@ def test_the_layout_covers_every_byte_of_every_message(scheme: str, plan: str) -
     assert sent == {(r, p) for links in LINKS.values() for (r, p, _, _) in links}  # no other kind of message
 
 
-def flip(link: tuple[int, str, int, int], f: Field) -> Tamper:
+def flip(link: tuple[int, str, int, int], f: Field, bit: int = 0) -> Tamper:
+    """Flip bit ``bit`` (0 = the lowest of the field's first byte) of field ``f`` on ``link``."""
     def tamper(rnd: int, sender: int, receiver: int, part: str, payload: bytes) -> bytes:
         if (rnd, part, sender, receiver) != link:
             return payload
         b = bytearray(payload)
-        b[f.offset] ^= 1
+        b[f.offset + bit // 8] ^= 1 << (bit % 8)
         return bytes(b)
 
     return tamper
@@ -160,8 +163,19 @@ def blamed(out: Outcome, culprit: int) -> dict[int, int | None]:
 def test_a_flipped_bit_in_any_field_aborts_naming_the_sender_only_when_proven(
     scheme: str, plan: str, link: tuple[int, str, int, int], field: Field
 ) -> None:
+    check_flip(scheme, plan, link, field, 0)
+
+
+@given(case=st.sampled_from([c.values for c in CASES]), data=st.data())
+@settings(max_examples=scaled(40), deadline=None)
+def test_any_bit_of_any_field(case: tuple[str, str, tuple[int, str, int, int], Field], data: st.DataObject) -> None:
+    scheme, plan, link, field = case
+    check_flip(scheme, plan, link, field, data.draw(st.integers(0, 8 * field.length - 1), label="bit"))
+
+
+def check_flip(scheme: str, plan: str, link: tuple[int, str, int, int], field: Field, bit: int) -> None:
     rnd, _, sender, receiver = link
-    tamper = flip(link, field)
+    tamper = flip(link, field, bit)
     out = run_collect(parties_of(scheme, plan), tamper)
     assert receiver in out.aborts, out.aborts
     assert out.aborts[receiver].party == (sender if field.blame else None), out.aborts[receiver]
