@@ -46,16 +46,20 @@ transcripts can never be confused; the ECDSA reshare is unchanged. Errors are
 Atomicity as in :mod:`crypto_core.reshare`: the caller keeps the old share until every party of
 the session finished, then replaces it with :attr:`FrostReshareParty.result` (a
 :class:`FrostKeyShare` of epoch ``old_epoch + 1`` with ``sid_dkg = sid_reshare``) or erases it
-when :attr:`FrostReshareParty.retired`.
+when :attr:`FrostReshareParty.retired`. Epochs do not mix: a new-epoch signing package is
+aggregated against the new public shares, so an old-epoch share in it fails ``verify_share``
+and names its signer; old shares keep signing among themselves until they are erased, which is
+why the caller's commit must replace or erase every one of them.
 
 Backups (issue 12). A FROST share has no pairwise material, so a share restored from officers'
 pieces *is* a complete :class:`FrostKeyShare` once its public part (scheme, t, n, index, public
 key, public shares, label, epoch) is known: a dealer reads only those fields and the secret share
-(never ``sid_dkg``), so a restored FROST share deals here directly, and can even sign. A backup of
-a FROST share would carry the same split of ``secret_share`` with the Feldman commitments in the
-key's own group (``S_i`` as ``C_0``) and the public part above in place of
-:class:`~crypto_core.backup.RecoveredShare`'s point and chain code; the backup formats of
-:mod:`crypto_core.backup` are secp256k1-only today and are not changed here.
+(never ``sid_dkg``), so a restored FROST share deals here directly (it could sign too; whether a
+node may sign with a share that passed through a reconstruction before a refresh is the node's
+policy, not this module's). A backup of a FROST share would carry the same m-of-k split of
+``secret_share`` with Feldman commitments in the key's own group (``S_i`` as ``C_0``) and the
+public part above in place of :class:`~crypto_core.backup.RecoveredShare`'s point and chain code;
+the backup formats of :mod:`crypto_core.backup` are secp256k1-only today and are not changed here.
 """
 
 from __future__ import annotations
