@@ -46,8 +46,10 @@ def deal(scheme: str, t: int, n: int, seed: int, *, secret: int | None = None, c
     """Shamir-share ``secret`` (random from ``seed`` when None) with threshold ``t`` among ``n``."""
     g = suite_for_signing(scheme).group
     q = g.order
-    rnd = random.Random(seed)
-    a0 = secret if secret is not None else rnd.randrange(1, q)
+    rnd = random.Random(seed)  # noqa: S311 - test-only dealer, reproducible by seed
+    a0 = rnd.randrange(1, q)
+    if secret is not None:
+        a0 = secret
     coeffs = [a0] + (coefficients if coefficients is not None else [rnd.randrange(1, q) for _ in range(t - 1)])
     assert len(coeffs) == t
 
@@ -67,7 +69,9 @@ def round_one(key: DealtKey, signers: list[int], seed: bytes = b"r1") -> tuple[d
     return nonces, tuple(comms)
 
 
-def run_signing(key: DealtKey, signers: list[int], message: bytes, taproot_root: bytes = b"", seed: bytes = b"r1") -> tuple[SigningPackage, dict[int, bytes], bytes]:
+def run_signing(
+    key: DealtKey, signers: list[int], message: bytes, taproot_root: bytes = b"", seed: bytes = b"r1"
+) -> tuple[SigningPackage, dict[int, bytes], bytes]:
     """Both rounds for ``signers``; returns the package, the shares and the aggregated signature."""
     nonces, comms = round_one(key, signers, seed)
     package = SigningPackage(key.scheme, message, comms, taproot_root)

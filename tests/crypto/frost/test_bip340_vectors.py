@@ -36,7 +36,7 @@ def _btclib(pk: bytes, msg: bytes, sig: bytes) -> bool:
     assert not is_libsecp256k1_serving()  # the pure-Python arithmetic: independent of libsecp256k1
     try:
         return bool(ssa.verify_(msg, pk, sig))
-    except Exception:  # noqa: BLE001 - btclib raises for structurally invalid keys/signatures
+    except Exception:  # btclib raises for structurally invalid keys/signatures
         return False
 
 

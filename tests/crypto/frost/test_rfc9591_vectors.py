@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -36,8 +37,9 @@ VECTORS = Path(__file__).parent / "vectors"
 CASES = [("frost-ed25519-sha512.json", SCHEME_ED25519), ("frost-secp256k1-sha256.json", SCHEME_RFC_SECP256K1)]
 
 
-def _load(name: str) -> dict:  # type: ignore[type-arg]
-    return json.loads((VECTORS / name).read_text())
+def _load(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((VECTORS / name).read_text())
+    return data
 
 
 @pytest.mark.parametrize(("name", "scheme"), CASES)
