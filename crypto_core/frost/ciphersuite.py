@@ -124,7 +124,8 @@ class Ciphersuite:
         even-Y tweaked output key, ``r`` must have even Y).
         """
         if self.kind == "bip340":
-            assert isinstance(r, Point) and isinstance(pk, Point)
+            if not (isinstance(r, Point) and isinstance(pk, Point)):
+                raise TypeError("the BIP340 variant takes secp256k1 points")
             data = r.encode()[1:] + pk.encode()[1:] + msg
             return int.from_bytes(tagged_hash("BIP0340/challenge", data), "big") % self.group.order
         g = self.group

@@ -86,11 +86,12 @@ class PublicLike(Protocol):
 # --- round one ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, repr=False)
+@dataclass(frozen=True, repr=False, eq=False)
 class SigningNonces:
     """A signer's secret nonce pair ``(d, e)`` for one signature (RFC 9591 ``nonce``). Secret.
 
-    Never printed (``repr`` shows nothing). Use once: the node deletes it before its share leaves.
+    Never printed (``repr`` shows nothing); no value ``==`` (compare :meth:`to_bytes` with
+    :func:`hmac.compare_digest`). Use once: the node deletes it before its share leaves.
     """
 
     hiding: int
@@ -290,7 +291,8 @@ def _key_view(suite: Ciphersuite, public_key: bytes, taproot_root: bytes) -> _Ke
     pk = g.decode(public_key, "public_key")
     if suite.kind != "bip340":
         return _KeyView(pk, 1, 0)
-    assert isinstance(pk, Point)
+    if not isinstance(pk, Point):
+        raise TypeError("the BIP340 variant takes secp256k1 points")
     q = g.order
     g1 = q - 1 if pk.y_is_odd else 1
     p_even = -pk if pk.y_is_odd else pk
@@ -324,7 +326,8 @@ def _round(suite: Ciphersuite, public_key: bytes, package: SigningPackage) -> _R
         raise ProtocolAbort(None, "group commitment is the identity")
     nonce_factor = 1
     if suite.kind == "bip340":
-        assert isinstance(r, Point)
+        if not isinstance(r, Point):
+            raise TypeError("the BIP340 variant takes secp256k1 points")
         if r.y_is_odd:
             r, nonce_factor = -r, g.order - 1
     return _Round(view, rho, r, nonce_factor, suite.challenge(r, view.key, package.message))
