@@ -23,7 +23,6 @@ from .ciphersuite import (
     ciphersuite_for,
 )
 from .group import ED25519, SECP256K1, Element, Group
-from .scheme import group_for
 from .signing import (
     SigningCommitment,
     SigningNonces,
@@ -58,7 +57,6 @@ __all__ = [
     "bip340_verify",
     "ciphersuite_for",
     "commit",
-    "group_for",
     "sign_share",
     "signing_key",
     "verify_share",
