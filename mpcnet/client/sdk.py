@@ -220,7 +220,8 @@ class Key:
         PEM, multi-line text), ``chain_code`` (32 bytes hex: the *derived* key's chain code; the
         root's for no path), ``xpub`` (the BIP32 extended public key of the derived key: version
         0x0488B21E, depth = path length, parent fingerprint, child number = last index; Base58Check),
-        ``created_unix_ms``. Issue 16: a Schnorr key (no ``path``) has ``scheme`` and the chain-native forms of :func:`mpcnet.client.schnorr.native_forms` instead of the
+        ``created_unix_ms``. Issue 16: a Schnorr key (no ``path``) has ``scheme`` and the
+        chain-native forms of :func:`mpcnet.client.schnorr.native_forms` instead of the
         secp256k1/BIP32 ones."""
         if self.scheme != SCHEME_ECDSA:
             return schnorr_describe(self, path)
