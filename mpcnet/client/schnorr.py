@@ -260,17 +260,18 @@ class _KeyFields(Protocol):
     def created_unix_ms(self) -> int: ...
 
 
-def schnorr_describe(key: _KeyFields, path: object = None, network: str = "mainnet") -> dict[str, Any]:
+def schnorr_describe(key: _KeyFields, path: object = None, network: str = "mainnet", taproot_root: bytes = b"") -> dict[str, Any]:
     """``Key.describe`` of a Schnorr key: ``key_id``, ``label``, ``scheme``, ``status``,
     ``threshold``, ``parties``, ``epoch``, ``committee``, ``path`` ("m": no derivation),
-    :func:`native_forms` (mainnet), ``created_unix_ms``. FAILED_PRECONDITION naming
+    :func:`native_forms` (for ``network`` and ``taproot_root``), ``created_unix_ms``. FAILED_PRECONDITION naming
     ``derivation_path`` for a ``path`` other than the key itself."""
     if path not in (None, "", "m", ()):
         no_derivation(key.scheme)
     return {
         "key_id": key.key_id.hex(), "label": key.label, "scheme": key.scheme, "status": key.status,
         "threshold": key.threshold, "parties": key.parties, "epoch": key.epoch, "committee": list(key.committee), "path": "m",
-        **native_forms(key.scheme, key.public_key, network=network), "created_unix_ms": key.created_unix_ms,
+        **native_forms(key.scheme, key.public_key, network=network, taproot_root=taproot_root),
+        "created_unix_ms": key.created_unix_ms,
     }
 
 

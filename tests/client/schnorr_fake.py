@@ -97,6 +97,9 @@ class FakeSchnorrCoordinator:
     def _GetSignRequest(self, req: Any) -> coordinator_pb2.SignRequestInfo:
         return self.requests[req.request_id]
 
+    def _ListSignRequests(self, req: Any) -> coordinator_pb2.ListSignRequestsResponse:
+        return coordinator_pb2.ListSignRequestsResponse(requests=list(self.requests.values())[::-1])
+
     def _GetRequest(self, req: Any) -> coordinator_pb2.RequestStatus:
         info = self.requests[req.request_id]
         q = SigningRequest.from_bytes(bytes(info.request))
