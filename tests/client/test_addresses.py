@@ -158,3 +158,17 @@ def test_output_key_signs_with_the_tweaked_secret(secret: int, root: bytes) -> N
     sig = tweaked.sign_schnorr(msg, b"\x00" * 32)
     assert PublicKeyXOnly(q).verify(sig, msg)
     assert a.p2tr_output_key(a.p2tr_address(q, "testnet"), "testnet") == q
+
+
+@settings(max_examples=scaled(20), deadline=None)
+@given(secret=st.integers(1, 2**255), root=st.one_of(st.just(b""), st.binary(min_size=32, max_size=32)))
+def test_output_key_is_the_frost_signing_key(secret: int, root: bytes) -> None:
+    """The client's output key (coincurve) and the signers' (crypto_core.frost.signing.signing_key,
+    piece A1) agree: the address shown is the key the FROST signatures verify under."""
+    from crypto_core.frost.signing import signing_key
+
+    n = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+    pk = PrivateKey((secret % n or 1).to_bytes(32, "big")).public_key.format(compressed=True)
+    assert a.taproot_output_key(pk, root) == signing_key("schnorr-secp256k1-bip340", pk, root)
+    for internal, output, _ in BIP86:
+        assert signing_key("schnorr-secp256k1-bip340", b"\x02" + bytes.fromhex(internal)).hex() == output
