@@ -31,7 +31,9 @@ ST = coordinator_pb2.SignRequestState
 class FakeSchnorrCoordinator:
     """Keys and signing requests of mpc.v1.Coordinator, in memory (call them like a stub)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, frost: bool = False) -> None:
+        self.frost = frost  # Schnorr keys dealt and signed by crypto_core.frost (2-of-3, signers 1 and 3)
+        self.dealt: dict[bytes, Any] = {}
         self.keys: dict[bytes, common_pb2.KeyInfo] = {}
         self.secrets: dict[bytes, bytes] = {}
         self.requests: dict[str, coordinator_pb2.SignRequestInfo] = {}
@@ -59,13 +61,20 @@ class FakeSchnorrCoordinator:
         scheme = req.scheme or SCHEME_ECDSA
         secret = hashlib.sha256(b"secret" + scheme.encode() + req.label.encode()).digest()
         chain = b""
-        if scheme == SCHEME_ED25519:
+        if self.frost and scheme != SCHEME_ECDSA:
+            from tests.crypto.frost.dealer import deal
+
+            dealt = deal(scheme, 2, 3, seed=len(self.keys) + 7)
+            pk = dealt.public_key
+        elif scheme == SCHEME_ED25519:
             pk = Ed25519PrivateKey.from_private_bytes(secret).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         else:
             pk = PrivateKey(secret).public_key.format(compressed=True)
             chain = hashlib.sha256(b"chain").digest() if scheme == SCHEME_ECDSA else b""
         kid = hashlib.sha256(scheme.encode() + pk).digest()
         self.secrets[kid] = secret
+        if self.frost and scheme != SCHEME_ECDSA:
+            self.dealt[kid] = dealt
         self.keys[kid] = common_pb2.KeyInfo(
             key_id=kid, label=req.label, public_key=pk, chain_code=chain, threshold=2, parties=3,
             status=common_pb2.KEY_STATUS_ACTIVE, committee=[1, 2, 3], scheme="" if scheme == SCHEME_ECDSA else scheme,
@@ -116,7 +125,14 @@ class FakeSchnorrCoordinator:
         info = self.requests[rid]
         q = SigningRequest.from_bytes(bytes(info.request))
         secret = self.secrets[q.key_id]
-        if q.scheme == SCHEME_ED25519:
+        if q.key_id in self.dealt:  # a real FROST signature: both rounds and the aggregation of crypto_core.frost
+            from crypto_core.frost.signing import signing_key
+            from tests.crypto.frost.dealer import run_signing
+
+            signed = bytes(info.message) if q.scheme == SCHEME_ED25519 else q.digest
+            _, _, sig = run_signing(self.dealt[q.key_id], [1, 3], signed, q.taproot_root)
+            vk = signing_key(q.scheme, self.dealt[q.key_id].public_key, q.taproot_root)
+        elif q.scheme == SCHEME_ED25519:
             sk = Ed25519PrivateKey.from_private_bytes(secret)
             sig = sk.sign(bytes(info.message))
             vk = sk.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
