@@ -77,7 +77,7 @@ from mpcnet.client.lifecycle import (
 from mpcnet.client.pools import PoolView as PoolView, PresignStatus as PresignStatus  # re-exported (issue 14)
 from mpcnet.client.schnorr import (
     SCHEME_ECDSA,
-    SchnorrSignature,
+    SchnorrSignature as SchnorrSignature,  # re-exported (issue 16)
     check_message,
     check_scheme,
     check_schnorr_key,
