@@ -518,11 +518,13 @@ def cmd_requests(ctx: click.Context, state: str | None, key_id: bytes | None, li
 @click.option("--expect-digest", type=Hex(32), default=None, metavar="HEX", help="sign nothing unless the request is for this digest")
 @click.option("--expect-key", type=KEY_ID, default=None, metavar="KEY_ID", help="sign nothing unless the request is for this key (hex)")
 @click.option("--expect-path", type=PathText(), default=None, help="sign nothing unless the request is for this path (m: none)")
+@cli_schnorr.expect_message_option
 @CHAIN_ID
 def cmd_approve(
     ctx: click.Context, request_id: str, wait: bool, expect_digest: bytes | None, expect_key: bytes | None, expect_path: str | None,
-    chain_id: int | None,
+    expect_message_file: Path | None, chain_id: int | None,
 ) -> int:
+    expect_digest = cli_schnorr.expected_digest(expect_digest, expect_message_file)
     with _client(None, _opts(ctx)) as c:
         _need_signer(c)
         path = None if expect_path is None else to_path(expect_path)

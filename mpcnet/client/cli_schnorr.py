@@ -6,6 +6,8 @@ them into its commands:
   [--taproot-root HEX]``: exactly one of the three; a message (ed25519 keys) is 1..65536 bytes and
   the request's digest is its SHA-256; ``--taproot-root`` (bip340 keys) the script tree's Merkle
   root (none: the BIP86 key-path tweak);
+* ``mpc approve ID --expect-message-file F``: an approver holding the message signs nothing unless
+  the request's digest is its SHA-256;
 * ``mpc pubkey --key K [--network mainnet|testnet] [--taproot-root HEX]``: the chain-native forms
   (ed25519: the key and its Solana address; bip340: internal key, output key, P2TR address).
 
@@ -14,6 +16,7 @@ naming the option (exit 2) and nothing is sent."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -89,7 +92,25 @@ def network_options(f: F) -> F:
     )(f)
 
 
-def read_message(path: Path) -> bytes:
+def expect_message_option(f: F) -> F:
+    """``--expect-message-file`` of ``mpc approve``: an approver holding the message (ed25519)
+    signs nothing unless the request's digest is its SHA-256."""
+    return click.option(
+        "--expect-message-file", type=cliutil.InFile(), default=None,
+        help="ed25519 keys: sign nothing unless the request is for the message in this file (its SHA-256 is the digest)",
+    )(f)
+
+
+def expected_digest(expect_digest: bytes | None, expect_message_file: Path | None) -> bytes | None:
+    """``--expect-digest`` or the SHA-256 of ``--expect-message-file`` (not both: usage error)."""
+    if expect_message_file is None:
+        return expect_digest
+    if expect_digest is not None:
+        raise click.UsageError("give --expect-digest or --expect-message-file, not both")
+    return hashlib.sha256(read_message(expect_message_file, "--expect-message-file")).digest()
+
+
+def read_message(path: Path, option: str = "--message-file") -> bytes:
     """The message in file ``path``: 1..65536 bytes, read at most one byte past the bound (a
     larger file is refused without being read whole). :class:`click.BadParameter` naming
     ``--message-file`` otherwise."""
@@ -98,10 +119,10 @@ def read_message(path: Path) -> bytes:
             data = fh.read(MAX_MESSAGE + 1)
     except OSError as e:
         why = e.strerror or type(e).__name__
-        raise click.BadParameter(f"cannot read {quote(str(path))}: {why}", param_hint="'--message-file'") from None
+        raise click.BadParameter(f"cannot read {quote(str(path))}: {why}", param_hint=f"'{option}'") from None
     if not 1 <= len(data) <= MAX_MESSAGE:
         why = "is empty" if not data else f"holds more than {MAX_MESSAGE} bytes"
-        raise click.BadParameter(f"{quote(str(path))} {why}: a message is 1 to {MAX_MESSAGE} bytes", param_hint="'--message-file'")
+        raise click.BadParameter(f"{quote(str(path))} {why}: a message is 1 to {MAX_MESSAGE} bytes", param_hint=f"'{option}'")
     return data
 
 

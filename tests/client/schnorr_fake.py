@@ -106,6 +106,11 @@ class FakeSchnorrCoordinator:
     def _GetSignRequest(self, req: Any) -> coordinator_pb2.SignRequestInfo:
         return self.requests[req.request_id]
 
+    def _DecideSignRequest(self, req: Any) -> coordinator_pb2.SignRequestInfo:
+        info = self.requests[req.request_id]
+        info.approvals.add(approver=req.approver, decision=req.decision, decided_unix_ms=2_000, signature=req.signature)
+        return info
+
     def _ListSignRequests(self, req: Any) -> coordinator_pb2.ListSignRequestsResponse:
         return coordinator_pb2.ListSignRequestsResponse(requests=list(self.requests.values())[::-1])
 
@@ -157,7 +162,7 @@ def requester(fake: FakeSchnorrCoordinator) -> MpcClient:
     c = MpcClient.__new__(MpcClient)
     c.timeout = 5.0
     c._stub = fake  # type: ignore[assignment]
-    c.identity = Identity("carol", "requester", None, None)  # type: ignore[arg-type]
+    c.identity = Identity("carol", "requester", None, Ed25519PrivateKey.from_private_bytes(b"\x05" * 32))  # type: ignore[arg-type]
     c.admin_set = None
     c.node_endpoints = {}
     return c

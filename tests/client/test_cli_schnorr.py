@@ -148,3 +148,20 @@ def test_message_file_bounds(fake: FakeSchnorrCoordinator, tmp_path: Path) -> No
         assert (code == 0) is ok, err
         if not ok:
             assert code == 2 and "--message-file" in err and ("is empty" in err or "more than 65536 bytes" in err)
+
+
+def test_approve_expects_the_message_file(fake: FakeSchnorrCoordinator, tmp_path: Path) -> None:
+    ed = _keygen("ed25519")
+    good, other = tmp_path / "good", tmp_path / "other"
+    good.write_bytes(b"pay 1 SOL")
+    other.write_bytes(b"pay 1000 SOL")
+    code, out, err = run("request", "sign", "--key", str(ed["key_id"]), "--message-file", str(good), "--json")
+    rid = json.loads(out)["request_id"]
+    code, _, err = run("approve", rid, "--expect-message-file", str(other))
+    assert code != 0 and "digest: request" in err and "nothing was signed" in err
+    assert not fake.requests[rid].approvals
+    code, _, err = run("approve", rid, "--expect-message-file", str(good), "--expect-digest", "00" * 32)
+    assert code == 2 and "not both" in err
+    code, out, err = run("approve", rid, "--expect-message-file", str(good))
+    assert code == 0, err
+    assert len(fake.requests[rid].approvals) == 1 and "9 bytes, SHA-256" in out
