@@ -238,3 +238,15 @@ def test_a_real_frost_signature_is_returned_verified(scheme: str) -> None:
         else:
             assert ssa.verify_(DIGEST, sig.public_key, sig.signature)
             assert addresses.p2tr_output_key(native_forms(scheme, key.public_key, taproot_root=root)["address"]) == sig.public_key
+
+
+@pytest.mark.parametrize("scheme", ["ed25519", "schnorr-secp256k1-bip340"])
+def test_lifecycle_of_a_schnorr_key_is_refused_before_anything_is_built(scheme: str) -> None:
+    from governance.keyop import KeyOpKind
+
+    fake, c, key = _setup(scheme)
+    n = len(fake.calls)
+    with pytest.raises(MpcError, match=f"^[A-Z_]+: key_id: {key.key_id.hex()} is a {scheme} key: refresh, reshare") as e:
+        c.build_key_operation(KeyOpKind.REFRESH, key.key_id)
+    assert e.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert [name for name, _ in fake.calls[n:]] == ["GetKey"]
