@@ -34,6 +34,7 @@ class FakeSchnorrCoordinator:
     def __init__(self, *, frost: bool = False) -> None:
         self.frost = frost  # Schnorr keys dealt and signed by crypto_core.frost (2-of-3, signers 1 and 3)
         self.dealt: dict[bytes, Any] = {}
+        self.auto_sign = False  # finish a request when its approvals reach the quorum (unverified: the fake's word)
         self.keys: dict[bytes, common_pb2.KeyInfo] = {}
         self.secrets: dict[bytes, bytes] = {}
         self.requests: dict[str, coordinator_pb2.SignRequestInfo] = {}
@@ -91,6 +92,8 @@ class FakeSchnorrCoordinator:
 
     def _SubmitSignRequest(self, req: coordinator_pb2.SubmitSignRequestRequest) -> coordinator_pb2.SignRequestInfo:
         key = self.keys[bytes(req.key_id)]
+        if key.scheme == SCHEME_ED25519 and not req.message:  # as the coordinator (contract: B2)
+            raise FakeRpcError(grpc.StatusCode.INVALID_ARGUMENT, "message: required for an ed25519 key (1..65536 bytes)")
         rid = req.request_id or f"r{len(self.requests) + 1}"
         digest = bytes(req.digest) or hashlib.sha256(bytes(req.message)).digest()
         q = SigningRequest(
@@ -109,6 +112,8 @@ class FakeSchnorrCoordinator:
     def _DecideSignRequest(self, req: Any) -> coordinator_pb2.SignRequestInfo:
         info = self.requests[req.request_id]
         info.approvals.add(approver=req.approver, decision=req.decision, decided_unix_ms=2_000, signature=req.signature)
+        if self.auto_sign and len(info.approvals) >= info.approval_quorum:
+            self.finish(req.request_id)
         return info
 
     def _ListSignRequests(self, req: Any) -> coordinator_pb2.ListSignRequestsResponse:

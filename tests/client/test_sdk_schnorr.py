@@ -250,3 +250,24 @@ def test_lifecycle_of_a_schnorr_key_is_refused_before_anything_is_built(scheme: 
         c.build_key_operation(KeyOpKind.REFRESH, key.key_id)
     assert e.value.code == grpc.StatusCode.FAILED_PRECONDITION
     assert [name for name, _ in fake.calls[n:]] == ["GetKey"]
+
+
+def test_signing_team_sign_schnorr() -> None:
+    from mpcnet.client import SigningTeam
+
+    fake = FakeSchnorrCoordinator(frost=True)
+    fake.auto_sign = True
+    c = requester(fake)
+    team = SigningTeam(c, [requester(fake), requester(fake)])
+    ed = c.create_key("e", scheme="ed25519")
+    sig = team.sign_schnorr(ed.key_id, message=b"gm")
+    assert sig.verifies(b"gm") and sig.public_key == ed.public_key
+    tr = c.create_key("t", scheme="schnorr-secp256k1-bip340")
+    sig = team.sign_schnorr(tr.key_id, digest=DIGEST, taproot_merkle_root=ROOT)
+    assert ssa.verify_(DIGEST, sig.public_key, sig.signature)
+    with pytest.raises(MpcError, match="is a schnorr-secp256k1-bip340 key \\(use sign_schnorr\\)") as e:
+        team.sign(tr.key_id, DIGEST)
+    assert e.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    with pytest.raises(MpcError, match="message: required for an ed25519 key") as e:
+        team.sign(ed.key_id, DIGEST)
+    assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT
