@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from crypto_core.errors import ProtocolError, UsageError
+from crypto_core.errors import DecodeError, ProtocolError, UsageError
 from governance.approval import MAX_MESSAGE, SCHEME_BIP340, SCHEME_ECDSA, SCHEME_ED25519, ApprovalBundle
 from governance.errors import GovernanceError
 from governance.reservation import MAX_SIGN_ATTEMPTS
@@ -88,7 +88,8 @@ def is_frost_record(record: bytes) -> bool:
 
 def scheme_refusal(key_id: bytes, scheme: str, what: str, field: str = "key_id") -> RpcError:
     """FAILED_PRECONDITION naming ``field``: key ``key_id`` is a ``scheme`` key and ``what`` does not apply to it."""
-    return RpcError(Code.FAILED_PRECONDITION, f"{field}: key {key_id.hex()[:16]} is an {scheme} key: {what}")
+    article = "an" if scheme[:1] in "aeiou" else "a"
+    return RpcError(Code.FAILED_PRECONDITION, f"{field}: key {key_id.hex()[:16]} is {article} {scheme} key: {what}")
 
 
 class NodeNonces:
@@ -263,7 +264,7 @@ class NodeNonces:
         for k, c in enumerate(req.commitments):
             for part in ("hiding", "binding"):
                 if len(getattr(c, part)) != size:
-                    raise invalid(f"commitments[{k}].{part}", f"must be {size} bytes for an {key.scheme} key")
+                    raise invalid(f"commitments[{k}].{part}", f"must be {size} bytes for a key of scheme {key.scheme}")
             if c.signer == node.me:
                 mine = c
         assert mine is not None
@@ -298,8 +299,13 @@ class NodeNonces:
                     SigningCommitment(committee.index(c.signer) + 1, bytes(c.hiding), bytes(c.binding)) for c in req.commitments
                 ), taproot_root=root,
             )
+        except DecodeError as e:  # another signer's commitment: not a group element, or the identity
+            raise invalid(e.field, e.reason) from None
+        except UsageError as e:
+            raise invalid("commitments", str(e)) from None
+        try:
             share = sign_share(key, SigningNonces.from_bytes(record, key.scheme), package)
-        except (UsageError, ProtocolError, ValueError) as e:
+        except ProtocolError as e:
             why = f"commitments: unusable signing package on {name} ({_reason(e)})"
             raise refusal(Code.FAILED_PRECONDITION, "nonce-mismatch", why) from None
         package_sha256 = hashlib.sha256(b"".join(
@@ -345,7 +351,7 @@ class NodeNonces:
         if request is not None and request.scheme != key.scheme:
             raise refusal(
                 Code.PERMISSION_DENIED, "denied",
-                f"approval_bundle.request.scheme: is {request.scheme}, key {key.key_id.hex()[:16]} is an {key.scheme} key",
+                f"approval_bundle.request.scheme: is {request.scheme}, key {key.key_id.hex()[:16]} is a key of scheme {key.scheme}",
             )
         if key.scheme == SCHEME_ED25519:
             if root:
@@ -353,7 +359,7 @@ class NodeNonces:
             digest = hashlib.sha256(message).digest()
         else:
             if len(message) != 32:
-                raise invalid("message", f"a {key.scheme} key signs the request's 32-byte digest, got {len(message)} bytes")
+                raise invalid("message", f"a key of scheme {key.scheme} signs the request's 32-byte digest, got {len(message)} bytes")
             digest = message
         if request is not None and not hmac.compare_digest(digest, request.digest):
             what = "SHA-256 of the message" if key.scheme == SCHEME_ED25519 else "message"

@@ -47,7 +47,7 @@ import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -94,6 +94,9 @@ from mpcnet.common.pkcs11token import TokenError, TokenIdentity
 from mpcnet.common.rpc import RpcError, caller_identity, check_len, invalid
 from mpcnet.common.stores.audit import AuditLog
 from mpcnet.wire.mpc.v1 import common_pb2, governance_pb2, node_pb2
+
+if TYPE_CHECKING:
+    from crypto_core.frost.keyshare import FrostKeyShare
 
 log = logging.getLogger("mpc_node.service")
 
@@ -671,7 +674,7 @@ class NodeService:
             log.exception("cannot write the audit log")
             raise
 
-    def _committee(self, key_id: bytes, key: KeyShare, epoch: int) -> tuple[int, ...]:
+    def _committee(self, key_id: bytes, key: KeyShare | FrostKeyShare, epoch: int) -> tuple[int, ...]:
         """The committee of ``key`` at its active epoch here; FAILED_PRECONDITION naming
         ``sign.epoch`` when the session is for another epoch."""
         if epoch != key.epoch:
@@ -1293,7 +1296,7 @@ class NodeService:
         if row.status != "active":
             self.audit.append(_caller(ctx), "key-activate", outcome="active", details={"key_id": key_id.hex()})
             log.info("key %s: activated", key_id.hex()[:16])
-            threading.Thread(target=self._key, args=(key_id,), name="load-key", daemon=True).start()
+            threading.Thread(target=self._any_key, args=(key_id,), name="load-key", daemon=True).start()
         return node_pb2.CommitKeyResponse(status=common_pb2.KEY_STATUS_ACTIVE)
 
     def DiscardKey(self, req: node_pb2.DiscardKeyRequest, ctx: Any) -> node_pb2.DiscardKeyResponse:
