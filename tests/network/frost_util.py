@@ -33,7 +33,10 @@ def frost_dkg(svcs: dict[int, NodeService], scheme: str, t: int, label: bytes = 
     return k
 
 
-def make_nonces(svcs: dict[int, NodeService], key: node_pb2.DkgResult, signers: Sequence[int], count: int = 1) -> dict[int, list[node_pb2.NonceCommitment]]:
+def make_nonces(
+    svcs: dict[int, NodeService], key: node_pb2.DkgResult, signers: Sequence[int], count: int = 1,
+) -> dict[int, list[node_pb2.NonceCommitment]]:
+    """``count`` fresh nonce commitments of each signer (MakeNonces at epoch 0)."""
     return {
         i: list(svcs[i].MakeNonces(node_pb2.MakeNoncesRequest(key_id=key.key_id, epoch=0, count=count), None).commitments)
         for i in signers

@@ -8,6 +8,7 @@ BIP340 verification for Taproot)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from collections.abc import Iterator
@@ -172,7 +173,7 @@ def test_bad_input_is_refused_naming_the_field_and_consumes_nothing(lay, svcs, k
     assert len(refusals) >= len(cases)
 
 
-def test_signer_outside_the_committee_and_a_derivation_path_and_ecdsa_keys(lay, svcs, keys) -> None:
+def test_dkls_and_frost_paths_refuse_each_others_keys_and_a_derivation_path(lay, svcs, keys) -> None:
     ed = keys[SCHEME_ED25519]
     ecdsa = run_session(svcs, os.urandom(32), [1, 2, 3], dkg=node_pb2.DkgParams(threshold=2, parties=3, key_label=b"e"))[1].dkg_result
     for s in svcs.values():
@@ -202,16 +203,38 @@ def test_signer_outside_the_committee_and_a_derivation_path_and_ecdsa_keys(lay, 
     assert e.code == Code.INVALID_ARGUMENT and e.message.startswith("derivation_path: ")
 
 
-def test_a_small_signer_set_needs_receipts_and_they_reserve_the_session(lay, svcs, keys) -> None:
-    # 2 signers of a 3-node roster is a reservation quorum (2): self-granted; the grant names the session
+def test_the_attempt_is_granted_to_the_session(lay, svcs, keys) -> None:
+    # 2 signers of a 3-node roster are a reservation quorum (2): self-granted; the grant names the session
     key = keys[SCHEME_ED25519]
     sid = os.urandom(32)
-    req, resps = _sign(svcs, lay, key, signers=(2, 3), session=sid)
+    req, _ = _sign(svcs, lay, key, signers=(2, 3), session=sid)
     assert svcs[2].store.reservation(req.request_id, 1).session_id == sid
-    # the same attempt with another session: attempt-taken, nothing released
+    # the same request id and attempt in another session (another approved request): attempt-taken
     again = schnorr_request(lay, key, _package(svcs, key, (2, 3)), request_id=req.request_id, session=os.urandom(32))
     e = _refused(svcs[2].SignSchnorr, for_signer(again, 2))
-    assert kind(e) in ("attempt-taken", "denied")
+    assert (e.code, kind(e)) == (Code.FAILED_PRECONDITION, "attempt-taken")
+
+
+def test_a_signer_set_below_the_reservation_quorum_needs_receipts(tmp_path) -> None:
+    lay5 = prepare(tmp_path, 5, 2, scrypt_n=2**10, test_mode=True, policy_max_age_s=0)
+    svcs5 = {i: service(lay5, i) for i in range(1, 6)}
+    try:
+        key = frost_dkg(svcs5, SCHEME_ED25519, 2)
+        sid = os.urandom(32)
+        req = schnorr_request(lay5, key, _package(svcs5, key, (1, 4)), session=sid)
+        e = _refused(svcs5[1].SignSchnorr, for_signer(req, 1))
+        assert (e.code, kind(e)) == (Code.PERMISSION_DENIED, "unreserved")
+        reserve = node_pb2.ReserveSigningRequest(
+            key_id=key.key_id, request_id=req.request_id, attempt=1, signers=[1, 4], session_id=sid,
+            approval_bundle=req.approval_bundle, digest=hashlib.sha256(req.message).digest(),
+        )
+        receipts = [svcs5[i].ReserveSigning(reserve, None).receipt for i in (2, 3, 5)]
+        req.reservation_receipts.extend(receipts)
+        resps = {i: svcs5[i].SignSchnorr(for_signer(req, i), None) for i in (1, 4)}
+        aggregate_verified(svcs5[1], key, req, {i: r.share for i, r in resps.items()})
+    finally:
+        for s in svcs5.values():
+            close(s)
 
 
 def test_a_nonce_is_used_once_even_under_concurrent_requests(lay, svcs, keys) -> None:
