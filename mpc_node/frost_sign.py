@@ -235,6 +235,7 @@ class NodeNonces:
                 f"commitments.signer: {node.node_name(bad[0])} is banned by {name} for key {key_id.hex()[:16]}",
                 metadata=[("mpc-governance", "mpc-banned"), ("mpc-banned", ",".join(map(str, bad)))],
             )
+        key = self.frost_key(key_id)  # an ECDSA key: FAILED_PRECONDITION naming key_id
         if found is None:
             raise refusal(
                 Code.FAILED_PRECONDITION, "nonce-unknown",
@@ -250,7 +251,6 @@ class NodeNonces:
             )
         if node.rotation.problem:
             raise RpcError(Code.FAILED_PRECONDITION, f"roster: {name}: {node.rotation.problem}; it signs nothing")
-        key = self.frost_key(key_id)
         committee = node._committee(key_id, key, req.epoch)
         outside = [j for j in signers if j not in committee]
         if outside:

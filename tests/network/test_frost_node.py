@@ -182,6 +182,12 @@ def test_dkls_and_frost_paths_refuse_each_others_keys_and_a_derivation_path(lay,
     # FROST RPCs refuse an ECDSA key, naming key_id
     e = _refused(svcs[1].MakeNonces, node_pb2.MakeNoncesRequest(key_id=ecdsa.key_id, epoch=0, count=1))
     assert e.code == Code.FAILED_PRECONDITION and e.message.startswith("key_id: ") and "ecdsa-secp256k1" in e.message
+    e = _refused(svcs[1].SignSchnorr, node_pb2.SignSchnorrRequest(
+        key_id=ecdsa.key_id, nonce_id=os.urandom(32), session_id=os.urandom(32), request_id="r-0", approval_bundle=b"x",
+        message=bytes(32), attempt=1, commitments=[
+            node_pb2.NonceCommitment(nonce_id=os.urandom(32), signer=j, hiding=bytes(33), binding=bytes(33)) for j in (1, 2)
+        ]))
+    assert e.code == Code.FAILED_PRECONDITION and e.message.startswith("key_id: ") and "ecdsa-secp256k1" in e.message
     # DKLs paths refuse a FROST key, naming key_id and the scheme
     e = _refused(svcs[1].StartSession, node_pb2.StartSessionRequest(session_id=os.urandom(32), presign=node_pb2.PresignParams(
         key_id=ed.key_id, signers=[1, 2], count=1)))
