@@ -692,7 +692,9 @@ class NodeService:
             ks = self._any_key(key_id)
         except RpcError:
             return None
-        return self._key(key_id) if not isinstance(ks, KeyShare) else ks
+        if not isinstance(ks, KeyShare):  # issue 16: the lifecycle of FROST keys comes later
+            raise scheme_refusal(key_id, ks.scheme, f"refresh, reshare and backups are not yet supported for {ks.scheme} keys")
+        return ks
 
     def drop_key(self, key_id: bytes) -> None:
         """Forget the cached share of ``key_id`` (its epoch changed)."""

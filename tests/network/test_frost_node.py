@@ -16,12 +16,14 @@ from collections.abc import Iterator
 import pytest
 
 from governance.approval import SCHEME_BIP340, SCHEME_ECDSA, SCHEME_ED25519
+from governance.keyop import KeyOpKind
 from mpc_node.service import NodeService
 from mpcnet.cluster.launcher import Layout, prepare
 from mpcnet.common.rpc import RpcError
 from mpcnet.wire.mpc.v1 import node_pb2
 
 from .frost_util import aggregate_verified, for_signer, frost_dkg, make_nonces, schnorr_request
+from .keyops_util import operation
 from .presign_util import Code, close, kind, restart, run_session, service
 
 SCHEMES = (SCHEME_ED25519, SCHEME_BIP340)
@@ -198,6 +200,16 @@ def test_dkls_and_frost_paths_refuse_each_others_keys_and_a_derivation_path(lay,
     e = _refused(svcs[1].SignPresigned, node_pb2.SignPresignedRequest(
         presig_id=os.urandom(32), key_id=ed.key_id, signers=[1, 2], digest=bytes(32), request_id="r-2", approval_bundle=b"x", attempt=1))
     assert e.code in (Code.FAILED_PRECONDITION,) and kind(e) == "presig-unknown"  # never reaches the key: no presignature
+    # the lifecycle of a FROST key is not yet supported: refused cleanly, naming key_id and the scheme
+    e = _refused(svcs[1].AttestEpoch, node_pb2.AttestEpochRequest(key_id=ed.key_id, ceremony_id=os.urandom(16)))
+    assert e.code == Code.FAILED_PRECONDITION and e.message.startswith("key_id: ") and "not yet supported for ed25519 keys" in e.message
+    bip = keys[SCHEME_BIP340]
+    fake = type("K", (), {"key_id": bip.key_id, "public_key": bip.public_key, "chain_code": bytes(32)})()
+    op = operation(lay, svcs[1].gov.governance_root, fake, kind=KeyOpKind.REFRESH, old=(1, 2, 3), new=(1, 2, 3), old_t=2, new_t=2)
+    e = _refused(svcs[1].StartSession, node_pb2.StartSessionRequest(session_id=os.urandom(32), reshare=node_pb2.ReshareParams(
+        operation=op.to_bytes(), dealers=[1, 2, 3], key_label=b"frost")))
+    assert e.code == Code.FAILED_PRECONDITION and "key_id: " in e.message, e.message
+    assert "not yet supported for schnorr-secp256k1-bip340 keys" in e.message
     # an unknown scheme at keygen
     e = _refused(svcs[1].StartSession, node_pb2.StartSessionRequest(session_id=os.urandom(32), dkg=node_pb2.DkgParams(
         threshold=2, parties=3, scheme="rsa")))
