@@ -38,7 +38,7 @@ from ..session import Delivery, Handler, RoundOutput, RoundParty, blame_malforme
 from ..tags import Tag
 from ..transcript import frame, hash32, list_of, u16
 from . import pok
-from .group import Group
+from .group import Element, Group
 from .keyshare import FrostKeyShare
 from .poly import evaluate, feldman_commit, feldman_evaluate, random_polynomial
 from .scheme import FROST_SCHEMES, group_for
@@ -78,7 +78,7 @@ class FrostDkgConfig:
 @dataclass(frozen=True)
 class _Round2:
     echo: list[bytes]
-    F: list[object]
+    F: list[Element]
     proofs: list[pok.Proof]
     rho_f: bytes
     share: int = field(repr=False)  # f_j(me): secret
@@ -114,7 +114,7 @@ class FrostDkgParty(RoundParty):
     def _read_echoes(self, r: Reader) -> list[bytes]:
         return [r.take(ECHO_LEN, f"echo[{m}]") for m in range(1, self.cfg.parties + 1)]
 
-    def _element(self, r: Reader, field: str) -> object:
+    def _element(self, r: Reader, field: str) -> Element:
         return self.group.decode(r.take(self.group.element_len, field), field)
 
     def _scalar(self, r: Reader, field: str) -> int:
@@ -167,7 +167,7 @@ class FrostDkgParty(RoundParty):
                     None, f"round 1: parties {first} and {j} sent the same session contribution (cannot tell which copied)"
                 )
 
-    def _f_bytes(self, F: list[object]) -> bytes:
+    def _f_bytes(self, F: list[Element]) -> bytes:
         return u16(self.cfg.threshold) + u16(self.cfg.parties) + b"".join(self.group.encode(p) for p in F)
 
     # round 2 ------------------------------------------------------------------------------
@@ -268,6 +268,8 @@ class FrostDkgParty(RoundParty):
             agg.append(acc)
         if group.is_identity(agg[0]):
             raise ProtocolAbort(None, "round 2: the aggregate public key is the identity")
+        if group.is_identity(agg[-1]):  # degree below t-1 (probability 1/q: the vectors were committed first)
+            raise ProtocolAbort(None, "round 2: the aggregate sharing polynomial has degree below t-1")
         self._public_key = group.encode(agg[0])
         shares = [feldman_evaluate(group, agg, m) for m in range(1, n + 1)]
         for pos, s in enumerate(shares, 1):

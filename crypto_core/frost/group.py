@@ -94,7 +94,7 @@ class Group(ABC):
         """SerializeScalar: ``scalar_len`` bytes. Raises :class:`ValueError` unless ``0 <= k < q``."""
 
     @abstractmethod
-    def decode_scalar(self, data: bytes, field: str = "scalar", *, nonzero: bool = False) -> int:
+    def decode_scalar(self, data: bytes, field: str = "scalar", nonzero: bool = False) -> int:
         """DeserializeScalar, strict: exact length, value ``< q`` (never reduced), ``!= 0`` if ``nonzero``.
 
         Raises :class:`DecodeError` (``field``).
@@ -211,7 +211,7 @@ class _Ed25519(Group):
             raise ValueError("scalar out of range")
         return k.to_bytes(32, "little")
 
-    def decode_scalar(self, data: bytes, field: str = "scalar", *, nonzero: bool = False) -> int:
+    def decode_scalar(self, data: bytes, field: str = "scalar", nonzero: bool = False) -> int:
         if len(data) != 32:
             raise DecodeError(field, f"expected 32 bytes, got {len(data)}")
         return self._check_scalar_bytes(data, int.from_bytes(data, "little"), field, nonzero)
@@ -267,7 +267,7 @@ class _Secp256k1(Group):
             raise ValueError("scalar out of range")
         return k.to_bytes(32, "big")
 
-    def decode_scalar(self, data: bytes, field: str = "scalar", *, nonzero: bool = False) -> int:
+    def decode_scalar(self, data: bytes, field: str = "scalar", nonzero: bool = False) -> int:
         if len(data) != 32:
             raise DecodeError(field, f"expected 32 bytes, got {len(data)}")
         return self._check_scalar_bytes(data, int.from_bytes(data, "big"), field, nonzero)

@@ -25,11 +25,9 @@ from dataclasses import dataclass
 from ..codec import Reader, Writer
 from ..errors import DecodeError, UsageError
 from ..params import MAX_LABEL, MAX_PARTIES
-from ..tags import Tag
-from ..transcript import hash32
 from .group import Group
-from .poly import interpolate_elements
-from .scheme import FROST_SCHEMES, group_for
+from .public import FrostPublic, check_public, frost_key_id, scheme_group
+from .scheme import group_for
 
 MAGIC = b"MPCNET-FROSTSHARE"
 VERSION = 1
@@ -37,65 +35,9 @@ MAX_EPOCH = 2**32 - 1
 SID_LEN = 32
 
 
-def frost_key_id(scheme: str, public_key: bytes) -> bytes:
-    """The 32-byte key id of a FROST key: ``H(FROST_KEY_ID; scheme, public_key)``."""
-    return hash32(Tag.FROST_KEY_ID, scheme.encode("ascii"), bytes(public_key))
-
-
 def is_frost_record(data: bytes) -> bool:
     """Whether ``data`` starts with the FROST key-share magic (a cheap dispatch, not validation)."""
     return bytes(data[: len(MAGIC)]) == MAGIC
-
-
-def _group(scheme: object, field: str) -> Group:
-    if not isinstance(scheme, str) or scheme not in FROST_SCHEMES:
-        raise DecodeError(field, f"unknown FROST scheme (one of {', '.join(FROST_SCHEMES)})")
-    return group_for(scheme)
-
-
-def _check_public(p: FrostPublic | FrostKeyShare, what: str) -> tuple[Group, list[object]]:
-    """Shared checks of the public part; returns the group and the decoded public shares."""
-    group = _group(p.scheme, f"{what}.scheme")
-    t, n = p.threshold, p.parties
-    if type(t) is not int or type(n) is not int or not 2 <= t <= n <= MAX_PARTIES:
-        raise DecodeError(f"{what}.threshold", f"need 2 <= t <= n <= {MAX_PARTIES}")
-    if not isinstance(p.public_key, bytes):
-        raise DecodeError(f"{what}.public_key", "must be bytes")
-    pk = group.decode(p.public_key, f"{what}.public_key")
-    if not isinstance(p.public_shares, tuple) or len(p.public_shares) != n:
-        raise DecodeError(f"{what}.public_shares", f"expected {n} public shares")
-    shares = [group.decode(bytes(s), f"{what}.public_shares[{k}]") for k, s in enumerate(p.public_shares)]
-    first = {m: shares[m - 1] for m in range(1, t + 1)}
-    if interpolate_elements(group, first, 0) != pk:
-        raise DecodeError(f"{what}.public_shares", f"the first {t} do not interpolate to the public key")
-    for m in range(t + 1, n + 1):
-        if interpolate_elements(group, first, m) != shares[m - 1]:
-            raise DecodeError(f"{what}.public_shares[{m - 1}]", "not on the key's sharing polynomial")
-    return group, shares
-
-
-@dataclass(frozen=True)
-class FrostPublic:
-    """The public part of a FROST key: what a coordinator or verifier holds (no secret)."""
-
-    scheme: str
-    threshold: int
-    parties: int
-    public_key: bytes  # group key encoding
-    public_shares: tuple[bytes, ...]  # S_1..S_n encodings, S_m = s_m * G
-
-    @property
-    def key_id(self) -> bytes:
-        return frost_key_id(self.scheme, self.public_key)
-
-    @property
-    def group(self) -> Group:
-        return group_for(self.scheme)
-
-    def validate(self) -> None:
-        """Scheme known, 2 <= t <= n <= MAX_PARTIES, every element valid, the shares on one
-        polynomial of degree t-1 whose value at 0 is the key. Raises DecodeError (``frostpublic.*``)."""
-        _check_public(self, "frostpublic")
 
 
 @dataclass(frozen=True, repr=False)
@@ -135,7 +77,7 @@ class FrostKeyShare:
         the public checks of :meth:`FrostPublic.validate`, ``index`` in 1..n, the secret share a
         non-zero scalar matching its public share, ``sid_dkg`` 32 bytes, the label at most
         MAX_LABEL bytes, the epoch in 0..2^32-1."""
-        group, shares = _check_public(self, "frostshare")
+        group, shares = check_public(self, "frostshare")
         if type(self.index) is not int or not 1 <= self.index <= self.parties:
             raise DecodeError("frostshare.index", "index out of range 1..n")
         if type(self.secret_share) is not int or not 0 < self.secret_share < group.order:
@@ -175,7 +117,7 @@ class FrostKeyShare:
             raise DecodeError("frostshare.version", f"unsupported record version {version}")
         raw_scheme = r.take(r.u8("frostshare.scheme.length"), "frostshare.scheme")
         scheme = raw_scheme.decode("ascii", "replace")
-        group = _group(scheme if raw_scheme.isascii() else None, "frostshare.scheme")
+        group = scheme_group(scheme if raw_scheme.isascii() else None, "frostshare.scheme")
         t = r.u16("frostshare.threshold")
         n = r.u16("frostshare.parties")
         if not 2 <= t <= n <= MAX_PARTIES:

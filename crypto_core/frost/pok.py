@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from ..rng import Rng
 from ..tags import Tag
 from ..transcript import frame
-from .group import Group
+from .group import Element, Group
 from .poly import random_scalar
 
 
 @dataclass(frozen=True)
 class Proof:
-    commitment: object  # T, a group element
+    commitment: Element  # T, a group element
     response: int  # z
 
     def encode(self, group: Group) -> bytes:
@@ -38,13 +38,13 @@ def proof_len(group: Group) -> int:
     return group.element_len + group.scalar_len
 
 
-def _challenge(group: Group, ctx: bytes, statement: object, commitment: object) -> int:
+def _challenge(group: Group, ctx: bytes, statement: Element, commitment: Element) -> int:
     parts = (Tag.FROST_POK.bytes, ctx, group.name.encode(), group.encode(group.base_mul(1)),
              group.encode(statement), group.encode(commitment))
     return int.from_bytes(hashlib.shake_256(frame(parts)).digest(64), "big") % group.order
 
 
-def prove(group: Group, secret: int, statement: object, ctx: bytes, rng: Rng) -> Proof:
+def prove(group: Group, secret: int, statement: Element, ctx: bytes, rng: Rng) -> Proof:
     """Prove knowledge of ``secret`` with ``statement == secret*G``; ``secret`` non-zero."""
     if not 0 < secret < group.order:
         raise ValueError("the witness must be a non-zero scalar")
@@ -54,7 +54,7 @@ def prove(group: Group, secret: int, statement: object, ctx: bytes, rng: Rng) ->
     return Proof(t, (k + c * secret) % group.order)
 
 
-def verify(group: Group, proof: Proof, statement: object, ctx: bytes) -> bool:
+def verify(group: Group, proof: Proof, statement: Element, ctx: bytes) -> bool:
     """Whether ``proof`` proves knowledge of the discrete log of ``statement`` under ``ctx``."""
     if group.is_identity(statement) or group.is_identity(proof.commitment):
         return False

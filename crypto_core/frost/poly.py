@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from ..rng import Rng
-from .group import Group
+from .group import Element, Group
 
 
 def random_scalar(group: Group, rng: Rng) -> int:
@@ -34,12 +34,12 @@ def evaluate(group: Group, coeffs: Sequence[int], x: int) -> int:
     return acc
 
 
-def feldman_commit(group: Group, coeffs: Sequence[int]) -> list[object]:
+def feldman_commit(group: Group, coeffs: Sequence[int]) -> list[Element]:
     """``[a_k * G]`` for every coefficient."""
     return [group.base_mul(a) for a in coeffs]
 
 
-def feldman_evaluate(group: Group, commitments: Sequence[object], x: int) -> object:
+def feldman_evaluate(group: Group, commitments: Sequence[Element], x: int) -> Element:
     """``sum_k x^k * F[k]`` by Horner's rule; may be the identity (callers check)."""
     acc = group.identity()
     for c in reversed(commitments):
@@ -61,7 +61,7 @@ def lagrange_at(group: Group, i: int, xs: Sequence[int], x: int = 0) -> int:
     return num * pow(den, -1, q) % q
 
 
-def interpolate_elements(group: Group, points: Mapping[int, object], x: int = 0) -> object:
+def interpolate_elements(group: Group, points: Mapping[int, Element], x: int = 0) -> Element:
     """The polynomial in the exponent through ``{index: element}``, evaluated at ``x``."""
     xs = list(points)
     acc = group.identity()

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 from coincurve import PublicKeyXOnly
@@ -86,11 +86,12 @@ class PublicLike(Protocol):
 # --- round one ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, repr=False)
+@dataclass(frozen=True, repr=False, eq=False)
 class SigningNonces:
     """A signer's secret nonce pair ``(d, e)`` for one signature (RFC 9591 ``nonce``). Secret.
 
-    Never printed (``repr`` shows nothing). Use once: the node deletes it before its share leaves.
+    Never printed (``repr`` shows nothing); no value ``==`` (compare :meth:`to_bytes` with
+    :func:`hmac.compare_digest`). Use once: the node deletes it before its share leaves.
     """
 
     hiding: int
@@ -194,6 +195,7 @@ class SigningPackage:
     message: bytes
     commitments: tuple[SigningCommitment, ...]
     taproot_root: bytes = b""
+    _elements: dict[int, tuple[Element, Element]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         suite = suite_for_signing(self.scheme)
@@ -211,14 +213,18 @@ class SigningPackage:
         if len(self.commitments) < 2:
             raise UsageError("commitments: at least 2 signers")
         prev = 0
+        elements: dict[int, tuple[Element, Element]] = {}
         for i, c in enumerate(self.commitments):
             if not 1 <= c.identifier <= MAX_PARTIES:
                 raise UsageError(f"commitments[{i}].identifier: out of range 1..{MAX_PARTIES}")
             if c.identifier <= prev:
                 raise UsageError(f"commitments[{i}].identifier: not strictly increasing (duplicate or unsorted)")
             prev = c.identifier
-            suite.group.decode(c.hiding, f"commitments[{i}].hiding")
-            suite.group.decode(c.binding, f"commitments[{i}].binding")
+            elements[c.identifier] = (
+                suite.group.decode(c.hiding, f"commitments[{i}].hiding"),
+                suite.group.decode(c.binding, f"commitments[{i}].binding"),
+            )
+        object.__setattr__(self, "_elements", elements)  # decoded once (frozen: a private cache)
 
     @property
     def identifiers(self) -> tuple[int, ...]:
@@ -313,7 +319,8 @@ def _round(suite: Ciphersuite, public_key: bytes, package: SigningPackage) -> _R
     g = suite.group
     view = _key_view(suite, public_key, package.taproot_root)
     rho = compute_binding_factors(suite, view.key, package)
-    r = g.sum(g.add(g.decode(c.hiding), g.mul(g.decode(c.binding), rho[c.identifier])) for c in package.commitments)
+    els = package._elements
+    r = g.sum(g.add(els[i][0], g.mul(els[i][1], rho[i])) for i in package.identifiers)
     if g.is_identity(r):  # RFC 9591 section 4.5: SerializeElement(R) would fail
         raise ProtocolAbort(None, "group commitment is the identity")
     nonce_factor = 1
@@ -324,7 +331,7 @@ def _round(suite: Ciphersuite, public_key: bytes, package: SigningPackage) -> _R
     return _Round(view, rho, r, nonce_factor, suite.challenge(r, view.key, package.message))
 
 
-def _check_key(suite_scheme: str, key: PublicLike, package: SigningPackage) -> None:
+def _check_key(key: PublicLike, package: SigningPackage) -> None:
     if key.scheme != package.scheme:
         raise UsageError(f"scheme: key is {key.scheme!r}, package is {package.scheme!r}")
     if len(package.commitments) < key.threshold:
@@ -347,7 +354,7 @@ def sign_share(key: KeyShareLike, nonces: SigningNonces, package: SigningPackage
     :class:`ProtocolAbort` when the group commitment is the identity.
     """
     suite = suite_for_signing(package.scheme)
-    _check_key(package.scheme, key, package)
+    _check_key(key, package)
     _check_secret(suite, key.secret_share)
     mine = package.commitment(key.index)
     if mine is None:
@@ -371,7 +378,7 @@ def verify_share(public: PublicLike, package: SigningPackage, identifier: int, s
     :class:`UsageError` when ``identifier`` is not in the package or key and package disagree.
     """
     suite = suite_for_signing(package.scheme)
-    _check_key(package.scheme, public, package)
+    _check_key(public, package)
     _verify_share(suite, public, package, _round(suite, public.public_key, package), identifier, share)
 
 
@@ -386,7 +393,8 @@ def _verify_share(suite: Ciphersuite, public: PublicLike, package: SigningPackag
         raise ShareInvalid(identifier, "signature share does not decode") from exc
     pk_i = g.decode(public.public_shares[identifier - 1], f"public_shares[{identifier - 1}]")
     lam = derive_interpolating_value(g.order, package.identifiers, identifier)
-    comm_share = g.add(g.decode(comm.hiding), g.mul(g.decode(comm.binding), rnd.rho[identifier]))
+    hiding, binding = package._elements[identifier]
+    comm_share = g.add(hiding, g.mul(binding, rnd.rho[identifier]))
     rhs = g.add(g.mul(comm_share, rnd.nonce_factor), g.mul(pk_i, lam * rnd.challenge * rnd.view.key_factor))
     if g.base_mul(z) != rhs:
         raise ShareInvalid(identifier, "signature share does not verify against the signer's public share")
@@ -402,7 +410,7 @@ def aggregate(public: PublicLike, package: SigningPackage, shares: Mapping[int, 
     Returns 64 bytes (ed25519 ``R || S``, BIP340 ``x(R) || s``; 65 for the plain secp256k1 suite).
     """
     suite = suite_for_signing(package.scheme)
-    _check_key(package.scheme, public, package)
+    _check_key(public, package)
     extra = sorted(set(shares) - set(package.identifiers))
     if extra:
         raise UsageError(f"shares: from non-signers {extra[:8]}")
