@@ -1092,6 +1092,7 @@ class NodeService:
             dkg_result=node_pb2.DkgResult(
                 key_id=ks.key_id, public_key=pk, chain_code=b"" if frost else ks.chain_code, threshold=ks.threshold,
                 parties=ks.parties, scheme=scheme,
+                public_shares=list(ks.public_shares) if frost else [],
             ),
         )
 
