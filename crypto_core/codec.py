@@ -33,6 +33,8 @@ class Protocol:
     DKG = 1
     SIGN = 2
     RESHARE = 3
+    FROST_DKG = 4
+    FROST_RESHARE = 5
 
 
 @dataclass(frozen=True)

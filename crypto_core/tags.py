@@ -65,8 +65,30 @@ class Tag(enum.Enum):
     RESHARE_CONFIRM = "reshare/confirm"
     RESHARE_PAIR_CONFIRM = "reshare/pair-confirm"
     RESHARE_OLD_SHARES = "reshare/old-public-shares"
+    # refresh and quorum change of FROST keys (issue 16 item 5)
+    FROST_RESHARE_SID = "frost/reshare/sid/v1"
+    FROST_RESHARE_CONFIG = "frost/reshare/config/v1"
+    FROST_RESHARE_COMMIT_G = "frost/reshare/commit-feldman/v1"
+    FROST_RESHARE_COEF_POK = "frost/reshare/pok-coefficient/v1"
+    FROST_RESHARE_ECHO1 = "frost/reshare/echo-round1/v1"
+    FROST_RESHARE_ECHO2 = "frost/reshare/echo-round2/v1"
+    FROST_RESHARE_ECHO3 = "frost/reshare/echo-round3/v1"
+    FROST_RESHARE_CONFIRM = "frost/reshare/confirm/v1"
+    FROST_RESHARE_OLD_SHARES = "frost/reshare/old-public-shares/v1"
     # key-share and presignature records
     RECORD_CHECKSUM = "record/checksum"
+    # FROST keys (issue 16): DKG over a generic group, key ids of Schnorr keys
+    FROST_KEY_ID = "frost/key-id/v1"
+    FROST_DKG_SID = "frost/dkg/sid/v1"
+    FROST_DKG_CONFIG = "frost/dkg/config/v1"
+    FROST_DKG_COMMIT_F = "frost/dkg/commit-feldman/v1"
+    FROST_DKG_COEF_POK = "frost/dkg/pok-coefficient/v1"
+    FROST_DKG_SHARE_POK = "frost/dkg/pok-share/v1"
+    FROST_POK = "frost/pok/challenge/v1"
+    FROST_DKG_ECHO1 = "frost/dkg/echo-round1/v1"
+    FROST_DKG_ECHO2 = "frost/dkg/echo-round2/v1"
+    FROST_DKG_ECHO3 = "frost/dkg/echo-round3/v1"
+    FROST_DKG_CONFIRM = "frost/dkg/confirm/v1"
 
     @property
     def bytes(self) -> bytes:

@@ -46,7 +46,9 @@ RPCs; a stream is cancelled after 65 s (:mod:`mpcnet.common.streams`).
 ``max_presignatures_per_key`` (default 64, 0 disables presign sessions) caps the fresh pool
 presignatures a key may have here (stored plus in live presign sessions; RESOURCE_EXHAUSTED
 beyond); ``max_presign_batch`` (default 16, at most 64) caps one presign session's ``count``
-(issue 14, :mod:`mpc_node.presign`).
+(issue 14, :mod:`mpc_node.presign`). ``max_nonces_per_key`` (default 256, 0 disables
+``MakeNonces``) caps the fresh FROST nonce pairs a key may have here (issue 16,
+:mod:`mpc_node.frost_sign`; one ``MakeNonces`` makes 1..64).
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ _KEYS = {
 }
 _KEYS.add("metrics")  # issue 15: mpcnet.common.metrics
 _KEYS |= {"max_presignatures_per_key", "max_presign_batch"}  # issue 14: presignature pools (mpc_node/presign.py)
+_KEYS.add("max_nonces_per_key")  # issue 16: FROST nonces (mpc_node/frost_sign.py)
 DEFAULT_POLICY_MAX_AGE_S = 86400
 MAX_POLICY_MAX_AGE_S = 366 * 86400
 MAX_CLOCK_TOLERANCE_S = MAX_CLOCK_TOLERANCE_MS / 1000
@@ -122,6 +125,7 @@ class NodeConfig:
     # issue 14: fresh pool presignatures kept per key (0: no presign sessions) and per session
     max_presignatures_per_key: int = 64
     max_presign_batch: int = 16
+    max_nonces_per_key: int = 256  # issue 16: fresh FROST nonce pairs per key (0: no MakeNonces)
 
     @property
     def protection(self) -> KeyProtection:
@@ -204,6 +208,7 @@ def load_node_config(path: Path) -> NodeConfig:
         metrics=load_metrics_settings(f),
         max_presignatures_per_key=f.integer("max_presignatures_per_key", 64, lo=0, hi=100_000),
         max_presign_batch=f.integer("max_presign_batch", 16, lo=1, hi=MAX_PRESIGN_BATCH),
+        max_nonces_per_key=f.integer("max_nonces_per_key", 256, lo=0, hi=100_000),
     )
     entry_name = roster[index].name if index in roster else signed_roster.entry(index).name  # type: ignore[union-attr]
     if entry_name != cfg.name:

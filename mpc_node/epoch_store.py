@@ -251,8 +251,9 @@ class EpochStore:
             if cur is not None and cur.status != "active" and not (cur.status == "left" and not p.retiring):
                 raise EpochStateError(f"key {key_id.hex()[:16]} is {cur.status} here")
             now = _now_ms()
-            # the old epoch's presignatures (used ones are tombstones and stay)
+            # the old epoch's presignatures and FROST nonces (used ones are tombstones and stay)
             c.execute("DELETE FROM presignatures WHERE key_id = ? AND used = 0", (key_id,))
+            c.execute("DELETE FROM frost_nonces WHERE key_id = ? AND used = 0", (key_id,))  # issue 16 (mpc_node/nonce_store.py)
             if p.retiring:
                 c.execute("UPDATE keys SET record = X'' WHERE key_id = ?", (key_id,))
                 state = LEFT
@@ -313,6 +314,7 @@ class EpochStore:
             if cur.status != "active" or cur.epoch != epoch - 1:
                 raise EpochStateError(f"key {key_id.hex()[:16]} is {cur.status} at epoch {cur.epoch} here, not {epoch - 1}")
             c.execute("DELETE FROM presignatures WHERE key_id = ? AND used = 0", (key_id,))
+            c.execute("DELETE FROM frost_nonces WHERE key_id = ? AND used = 0", (key_id,))  # issue 16 (mpc_node/nonce_store.py)
             c.execute("UPDATE keys SET record = X'', threshold = ?, parties = ? WHERE key_id = ?", (threshold, len(committee), key_id))
             c.execute(
                 "INSERT OR REPLACE INTO key_epochs (key_id, epoch, committee, state, changed_ms) VALUES (?, ?, ?, 'left', ?)",

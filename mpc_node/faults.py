@@ -49,7 +49,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ENV = "MPC_TEST_FAULT_FILE"
-POINTS = ("reshare-stored", "epoch-committed", "presign-consumed", "presign-checking")
+# issue 16: ``nonce-consumed`` (a ``SignSchnorr`` consume transaction committed, the share not answered)
+POINTS = ("reshare-stored", "epoch-committed", "presign-consumed", "presign-checking", "nonce-consumed")
 MAX_DELAY_S = 120.0
 log = logging.getLogger("mpc_node.faults")
 

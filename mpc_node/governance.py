@@ -308,9 +308,11 @@ class NodeGovernance:
     # --- signing -----------------------------------------------------------------------------
     def check_sign(
         self, bundle_bytes: bytes, *, key_id: bytes, digest: bytes, path: tuple[int, ...], request_id: str,
-        attestation: bytes = b"",
+        attestation: bytes = b"", scheme: str = "ecdsa-secp256k1", taproot_root: bytes | None = b"",
     ) -> Approved:
-        """Everything a node checks before it starts a signing session (raises RpcError)."""
+        """Everything a node checks before it starts a signing session (raises RpcError);
+        ``scheme`` / ``taproot_root`` are the key's scheme and the root signed (issue 16: FROST; a
+        root of None is not compared: a reservation grants the request digest, which covers it)."""
         if not bundle_bytes:
             raise refusal(
                 Code.PERMISSION_DENIED, "denied",
@@ -326,6 +328,8 @@ class NodeGovernance:
             ("key_id", req.key_id == key_id),
             ("digest", req.digest == digest),
             ("derivation_path", req.derivation_path == path),
+            ("scheme", req.scheme == scheme),
+            ("taproot_root", taproot_root is None or req.taproot_root == taproot_root),
         ]
         for field, same in mismatch:
             if not same:

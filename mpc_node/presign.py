@@ -68,6 +68,7 @@ from mpcnet.common.rpc import RpcError, caller_identity, check_len, invalid
 from mpcnet.wire.mpc.v1 import common_pb2, node_pb2
 
 if TYPE_CHECKING:
+    from governance.approval import SigningRequest
     from governance.roster import Roster
     from mpc_node.service import NodeService, Session
 
@@ -123,6 +124,26 @@ def _signers(values: Any, field: str, peers: dict[int, Any], *, pooled: bool = F
                 raise refusal(Code.FAILED_PRECONDITION, "presig-mismatch", f"{field}: {why}")
             raise invalid(field, why)
     return signers
+
+
+def attempt_grant(
+    node: NodeService, request: SigningRequest, attempt: int, signers: tuple[int, ...], session: bytes, receipts: tuple[bytes, ...],
+) -> tuple[StoredReservation, int]:
+    """The one-round paths' reservation of ``attempt`` of the approved ``request`` for ``signers``
+    (roster indices, increasing) in ``session`` (32 bytes): self-granted when the signer set is
+    at least a reservation quorum of the node's roster, else established from ``receipts``
+    (PERMISSION_DENIED ``unreserved`` naming the field when they do not grant exactly this).
+    Returns the node's own reservation to record with the consume, and the quorum."""
+    grant = Reservation(node.gov.governance_root, request.key_id, request.request_id, request.request_digest(), attempt, signers, session)
+    roster = {i: p.identity_public for i, p in node.peers().items()}
+    quorum = reservation_quorum(len(roster))
+    if len(signers) < quorum:
+        try:
+            verify_receipts(receipts, grant, roster, quorum)
+        except GovernanceError as e:
+            raise refusal(Code.PERMISSION_DENIED, "unreserved", f"{e.field}: {e.reason} ({node.cfg.name})") from None
+    stored = StoredReservation(request.request_id, attempt, request.key_id, grant.request_digest, signers, session, node.clock.now_ms())
+    return stored, quorum
 
 
 def _renamed(e: RpcError, prefix: str) -> RpcError:
@@ -417,18 +438,10 @@ class NodePools:
         request = approved.bundle.request
         limit = approved.policy.rate_limit
         # 5. the reservation of the attempt
-        grant = Reservation(node.gov.governance_root, key_id, request.request_id, request.request_digest(), req.attempt, signers, presig_id)
-        roster = {i: p.identity_public for i, p in peers.items()}
-        quorum = reservation_quorum(len(roster))
-        if len(signers) < quorum:
-            try:
-                verify_receipts(tuple(req.reservation_receipts), grant, roster, quorum)
-            except GovernanceError as e:
-                raise refusal(Code.PERMISSION_DENIED, "unreserved", f"{e.field}: {e.reason} ({name})") from None
-        now = node.clock.now_ms()
+        reservation, quorum = attempt_grant(node, request, req.attempt, signers, presig_id, tuple(req.reservation_receipts))
         served = ServedRequest(
-            request.request_id, key_id, digest, now, (limit.max_signatures, limit.window_seconds * 1000),
-            StoredReservation(request.request_id, req.attempt, key_id, grant.request_digest, signers, presig_id, now),
+            request.request_id, key_id, digest, reservation.created_ms, (limit.max_signatures, limit.window_seconds * 1000),
+            reservation,
         )
         if node.outbox.problem:  # the share would be released with nothing reaching the log
             raise RpcError(Code.UNAVAILABLE, f"audit: {name} cannot append to its audit log ({node.outbox.problem}); it signs nothing")
@@ -448,7 +461,7 @@ class NodePools:
                 "key_id": key_id.hex(), "digest": digest.hex(), "path": _path_text(path), "presig": presig_id.hex()[:16],
                 "signers": ",".join(map(str, signers)), "attempt": req.attempt, "presigned": True,
                 "self_granted": len(signers) >= quorum, "policy_version": approved.policy.version,
-                "approved_by": ",".join(sorted(approved.result.approved)), "request_sha256": grant.request_digest.hex(),
+                "approved_by": ",".join(sorted(approved.result.approved)), "request_sha256": reservation.request_digest.hex(),
             })
 
         # 6. one transaction

@@ -47,7 +47,7 @@ import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -79,6 +79,7 @@ from mpc_node.fields import (
     text_field,
     utf8_text_field,
 )
+from mpc_node.frost_sign import FROST_SCHEMES, NodeNonces, check_scheme, is_frost_record, scheme_refusal
 from mpc_node.governance import Approved, NodeGovernance, refusal
 from mpc_node.keyops import ReshareSetup
 from mpc_node.metrics import count_abort, node_metrics, timed_round
@@ -93,6 +94,9 @@ from mpcnet.common.pkcs11token import TokenError, TokenIdentity
 from mpcnet.common.rpc import RpcError, caller_identity, check_len, invalid
 from mpcnet.common.stores.audit import AuditLog
 from mpcnet.wire.mpc.v1 import common_pb2, governance_pb2, node_pb2
+
+if TYPE_CHECKING:
+    from crypto_core.frost.keyshare import FrostKeyShare
 
 log = logging.getLogger("mpc_node.service")
 
@@ -189,7 +193,7 @@ class NodeService:
         self._sessions: dict[bytes, Session] = {}
         self._seen: OrderedDict[bytes, None] = OrderedDict()
         self._lock = threading.Lock()
-        self._keys: dict[bytes, KeyShare] = {}
+        self._keys: dict[bytes, Any] = {}  # KeyShare, or a FrostKeyShare (issue 16: _any_key)
         self._keys_lock = threading.Lock()
         self._key_gen = 0  # bumped when a key's epoch changes (a share read before must not be cached)
         self._stop = threading.Event()
@@ -222,6 +226,7 @@ class NodeService:
         self.epochs = EpochService(self)
         self.backups = NodeBackups(self)
         self.pools = NodePools(self)  # issue 14: deletes every fresh presignature first
+        self.nonces = NodeNonces(self)  # issue 16: FROST nonces (mpc_node/frost_sign.py); deletes every fresh one first
         self.metrics = node_metrics(self)  # mpc_node.metrics (issue 15): NullMetrics without a metrics section
         self.outbox.start()
 
@@ -266,7 +271,7 @@ class NodeService:
             for row in self.store.list_keys():
                 if row.status == "active" and not self._stop.is_set():
                     try:
-                        self._key(row.key_id)
+                        self._any_key(row.key_id)
                     except Exception:
                         log.exception("key %s: cannot load", row.key_id.hex()[:16])
 
@@ -415,6 +420,7 @@ class NodeService:
                 (f"token unusable: {problem}" if problem.startswith("pkcs11") else f"store cannot be written: {problem}")
                 if problem else (f"audit log cannot be written: {audit}" if audit else "")),
             presignatures=self.pools.fresh_count(), presign_sessions=len(self.pools.live_sessions()),
+            nonces=self.nonces.fresh_count(),
         )
 
     # --- sessions ----------------------------------------------------------------------------
@@ -553,9 +559,16 @@ class NodeService:
         if p.threshold != self.cfg.threshold:
             raise invalid("dkg.threshold", f"this node accepts only threshold {self.cfg.threshold}, got {p.threshold}")
         label = utf8_text_field(p.key_label, "dkg.key_label", MAX_LABEL)
+        scheme = check_scheme(p.scheme, "dkg.scheme")
         if self.me not in committee:
             raise RpcError(Code.FAILED_PRECONDITION, f"dkg: {self.cfg.name} is not an active node of its roster")
-        party = DkgParty(DkgConfig(sid, p.threshold, n, committee.index(self.me) + 1, p.key_label))
+        party: Any
+        if scheme in FROST_SCHEMES:  # issue 16: FROST keys (no OT setup, no chain code)
+            from crypto_core.frost.dkg import FrostDkgConfig, FrostDkgParty
+
+            party = FrostDkgParty(FrostDkgConfig(sid, p.threshold, n, committee.index(self.me) + 1, scheme, p.key_label))
+        else:
+            party = DkgParty(DkgConfig(sid, p.threshold, n, committee.index(self.me) + 1, p.key_label))
         s = Session(
             sid, "dkg", party, committee, tuple(j for j in committee if j != self.me), 1, label=label,
             committee=() if committee == tuple(range(1, n + 1)) else committee,
@@ -661,7 +674,7 @@ class NodeService:
             log.exception("cannot write the audit log")
             raise
 
-    def _committee(self, key_id: bytes, key: KeyShare, epoch: int) -> tuple[int, ...]:
+    def _committee(self, key_id: bytes, key: KeyShare | FrostKeyShare, epoch: int) -> tuple[int, ...]:
         """The committee of ``key`` at its active epoch here; FAILED_PRECONDITION naming
         ``sign.epoch`` when the session is for another epoch."""
         if epoch != key.epoch:
@@ -673,11 +686,15 @@ class NodeService:
         return held.committee if held is not None else tuple(range(1, key.parties + 1))
 
     def active_share(self, key_id: bytes) -> KeyShare | None:
-        """This node's active share of ``key_id`` (None if it holds none)."""
+        """This node's active share of ``key_id`` (None if it holds none). A FROST key: the
+        refusal of :meth:`_key` (its lifecycle is not yet supported), never None."""
         try:
-            return self._key(key_id)
+            ks = self._any_key(key_id)
         except RpcError:
             return None
+        if not isinstance(ks, KeyShare):  # issue 16: the lifecycle of FROST keys comes later
+            raise scheme_refusal(key_id, ks.scheme, f"refresh, reshare and backups are not yet supported for {ks.scheme} keys")
+        return ks
 
     def drop_key(self, key_id: bytes) -> None:
         """Forget the cached share of ``key_id`` (its epoch changed)."""
@@ -686,6 +703,19 @@ class NodeService:
             self._key_gen += 1
 
     def _key(self, key_id: bytes) -> KeyShare:
+        """This node's active DKLs23 share of ``key_id``; a FROST key (issue 16) is refused
+        (FAILED_PRECONDITION naming ``sign.key_id``): DKLs signing, presignatures and the
+        lifecycle (refresh, reshare, backups) are not yet supported for it."""
+        ks = self._any_key(key_id)
+        if not isinstance(ks, KeyShare):
+            raise scheme_refusal(
+                key_id, ks.scheme,
+                f"DKLs23 signing, presignatures, refresh, reshare and backups are not yet supported for {ks.scheme} keys", "sign.key_id",
+            )
+        return ks
+
+    def _any_key(self, key_id: bytes) -> Any:
+        """This node's active share of ``key_id``: a KeyShare or (issue 16) a FrostKeyShare, by the record's magic."""
         with self._keys_lock:
             ks = self._keys.get(key_id)
             gen = self._key_gen
@@ -706,7 +736,12 @@ class NodeService:
                     " it deals in the recovery order's follow-up refresh/reshare and never signs",
                 )
             raise RpcError(Code.NOT_FOUND, f"sign.key_id: {self.cfg.name} holds no key {key_id.hex()}")
-        ks = KeyShare.from_bytes(record)
+        if is_frost_record(record):  # issue 16
+            from crypto_core.frost.keyshare import FrostKeyShare
+
+            ks = FrostKeyShare.from_bytes(record)
+        else:
+            ks = KeyShare.from_bytes(record)
         with self._keys_lock:
             if self._key_gen == gen:  # no epoch change since the read: the share is current
                 self._keys[key_id] = ks
@@ -1031,19 +1066,21 @@ class NodeService:
         return out
 
     def _finish_dkg(self, s: Session) -> node_pb2.StepResponse:
-        ks: KeyShare = s.party.result
-        pk = ks.public_key.encode()
+        ks = s.party.result  # a KeyShare, or a FrostKeyShare (issue 16: public_key is its encoding, no chain code)
+        frost = not isinstance(ks, KeyShare)
+        pk = bytes(ks.public_key) if frost else ks.public_key.encode()
+        scheme = ks.scheme if frost else "ecdsa-secp256k1"
         try:
             self.store.put_key_share(
                 ks.key_id, ks.to_bytes(), label=s.label, public_key=pk, threshold=ks.threshold, parties=ks.parties,
-                committee=s.participants,
+                committee=s.participants, scheme=scheme,
             )
         except StoreError:
             raise  # UNAVAILABLE naming the store problem (_store_guard): this node's fault, not a protocol abort
         s.done = True
         details: dict[str, str | int | bool] = {
             "key_id": ks.key_id.hex(), "public_key": pk.hex(), "threshold": ks.threshold, "parties": ks.parties, "session": s.id.hex()[:16],
-        }
+        } | ({"scheme": scheme} if frost else {})
         details |= detail_text("label", s.label)  # whole (at most MAX_LABEL), as the coordinator keeps it
         self.audit.append("coordinator", "keygen", outcome="stored-pending", details=details)
         log.info("session %s (dkg): finished, key %s stored as pending", s.short, ks.key_id.hex()[:16],
@@ -1053,7 +1090,9 @@ class NodeService:
             round=0,
             finished=True,
             dkg_result=node_pb2.DkgResult(
-                key_id=ks.key_id, public_key=pk, chain_code=ks.chain_code, threshold=ks.threshold, parties=ks.parties
+                key_id=ks.key_id, public_key=pk, chain_code=b"" if frost else ks.chain_code, threshold=ks.threshold,
+                parties=ks.parties, scheme=scheme,
+                public_shares=list(ks.public_shares) if frost else [],
             ),
         )
 
@@ -1171,10 +1210,16 @@ class NodeService:
         for j in signers:
             if j not in peers:
                 raise invalid("signers", f"party {j} is not an active node of this node's roster ({_indices(peers)})")
-        key = self._key(key_id)
+        key = self._any_key(key_id)  # issue 16: a FROST key's attempts are reserved alike (SignSchnorr's receipts)
+        scheme = key.scheme if not isinstance(key, KeyShare) else "ecdsa-secp256k1"
         if len(signers) != key.threshold:
             raise invalid("signers", f"key needs exactly {key.threshold} signers, got {len(signers)}")
-        approved = self.gov.check_sign(req.approval_bundle, key_id=key_id, digest=digest, path=path, request_id=req.request_id)
+        if path and scheme != "ecdsa-secp256k1":
+            raise invalid("derivation_path", f"a {scheme} key has no derivation path: must be empty")
+        approved = self.gov.check_sign(
+            req.approval_bundle, key_id=key_id, digest=digest, path=path, request_id=req.request_id, scheme=scheme,
+            taproot_root=None if scheme != "ecdsa-secp256k1" else b"",
+        )
         rid = approved.bundle.request.request_id
         if req.attempt > MAX_SIGN_ATTEMPTS:
             raise refusal(
@@ -1221,6 +1266,19 @@ class NodeService:
         with self._store_guard():
             return self.pools.discard(req, ctx)
 
+    # --- FROST signing (issue 16): mpc_node.frost_sign ---------------------------------------
+    def MakeNonces(self, req: node_pb2.MakeNoncesRequest, ctx: Any) -> node_pb2.MakeNoncesResponse:
+        with self._store_guard():
+            return self.nonces.make_nonces(req, ctx)
+
+    def SignSchnorr(self, req: node_pb2.SignSchnorrRequest, ctx: Any) -> node_pb2.SignSchnorrResponse:
+        with self._store_guard():
+            return self.nonces.sign_schnorr(req, ctx)
+
+    def DiscardNonces(self, req: node_pb2.DiscardNoncesRequest, ctx: Any) -> node_pb2.DiscardNoncesResponse:
+        with self._store_guard():
+            return self.nonces.discard(req, ctx)
+
     # --- keys --------------------------------------------------------------------------------
     def _row(self, key_id: bytes) -> Any:
         for r in self.store.list_keys():
@@ -1230,7 +1288,8 @@ class NodeService:
 
     def CommitKey(self, req: node_pb2.CommitKeyRequest, ctx: Any) -> node_pb2.CommitKeyResponse:
         key_id = check_len(req.key_id, "key_id", 32)
-        check_len(req.public_key, "public_key", 33)
+        if len(req.public_key) not in (32, 33):  # issue 16: 32 bytes for an ed25519 key
+            raise invalid("public_key", f"must be 32 (ed25519) or 33 bytes, got {len(req.public_key)}")
         row = self._row(key_id)
         if row is None:
             raise RpcError(Code.NOT_FOUND, f"key_id: {self.cfg.name} holds no key {key_id.hex()}")
@@ -1240,7 +1299,7 @@ class NodeService:
         if row.status != "active":
             self.audit.append(_caller(ctx), "key-activate", outcome="active", details={"key_id": key_id.hex()})
             log.info("key %s: activated", key_id.hex()[:16])
-            threading.Thread(target=self._key, args=(key_id,), name="load-key", daemon=True).start()
+            threading.Thread(target=self._any_key, args=(key_id,), name="load-key", daemon=True).start()
         return node_pb2.CommitKeyResponse(status=common_pb2.KEY_STATUS_ACTIVE)
 
     def DiscardKey(self, req: node_pb2.DiscardKeyRequest, ctx: Any) -> node_pb2.DiscardKeyResponse:
@@ -1268,6 +1327,7 @@ class NodeService:
                     key_id=r.key_id, label=r.label, public_key=r.public_key, threshold=r.threshold,
                     parties=r.parties, status=status, created_unix_ms=r.created_at * 1000,
                     epoch=ep.epoch if ep is not None else 0, committee=ep.committee if ep is not None else range(1, r.parties + 1),
+                    scheme=r.scheme,
                 )
             )
         return node_pb2.NodeListKeysResponse(keys=out)

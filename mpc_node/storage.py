@@ -53,6 +53,7 @@ from governance.reservation import MAX_SIGN_ATTEMPTS
 from mpc_node import audit_outbox
 from mpc_node.backup_store import BACKUP_MIGRATION, BackupStore
 from mpc_node.epoch_store import ABANDONED_MIGRATION, EPOCH_MIGRATION, KEY_ROSTER_MIGRATION, EpochStore
+from mpc_node.nonce_store import NONCE_MIGRATION, NonceStore
 from mpc_node.presig_store import PRESIG_MIGRATION, PresigStore, delete_fresh_with_peer
 from mpcnet.common.pkcs11token import WRAPPED_LEN, StorageKey, TokenError
 from mpcnet.common.stores.sqlite import AddColumn, DatabaseError, Migration, migrate, open_database, write_transaction
@@ -67,6 +68,7 @@ SALT_LEN = 16
 NONCE_LEN = 12
 ID_LEN = 32  # key_id, sigid and digest are 32-byte hashes
 POINT_LEN = 33  # compressed secp256k1 public key
+SCHEME_KEY_LENS = {"ecdsa-secp256k1": 33, "schnorr-secp256k1-bip340": 33, "ed25519": 32}  # issue 16: group key encodings
 MAX_RECORD = 2**26
 MAX_LABEL = 256
 MAX_REASON = 1024
@@ -171,6 +173,8 @@ _MIGRATIONS: tuple[Migration, ...] = (
     (audit_outbox.OUTBOX_TABLE,),
     # 9: presignature pools (issue 14, mpc_node/presig_store.py): public columns, the released share
     PRESIG_MIGRATION,
+    # 10: FROST keys (issue 16): each key's signature scheme, the node's FROST nonces (mpc_node/nonce_store.py)
+    NONCE_MIGRATION,
 )
 MAX_SCOPE = 32
 MAX_CHANGE = 1 << 20
@@ -248,6 +252,7 @@ class KeyRow:
     parties: int
     status: str  # "pending" | "active"
     created_at: int  # unix seconds
+    scheme: str = "ecdsa-secp256k1"  # issue 16: SCHEME_KEY_LENS
 
 
 # --- argument checks -------------------------------------------------------------------------
@@ -283,7 +288,7 @@ def _aad(kind: bytes, ident: bytes, node_id: int) -> bytes:
 
 
 
-class NodeStore(EpochStore, BackupStore, PresigStore):
+class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
     """A node's encrypted SQLite store; create with :meth:`open`, release with :meth:`close`.
     Key epochs and pending shares: :class:`mpc_node.epoch_store.EpochStore`; backup and
     recovery state: :class:`mpc_node.backup_store.BackupStore`."""
@@ -400,14 +405,17 @@ class NodeStore(EpochStore, BackupStore, PresigStore):
 
     def put_key_share(
         self, key_id: bytes, record: bytes, *, label: str, public_key: bytes, threshold: int, parties: int,
-        committee: tuple[int, ...] | None = None,
+        committee: tuple[int, ...] | None = None, scheme: str = "ecdsa-secp256k1",
     ) -> None:
         """Store a freshly generated key share with status ``pending``; never overwrites.
-        ``committee``: the roster indices holding the shares (None: ``1..parties``)."""
+        ``committee``: the roster indices holding the shares (None: ``1..parties``); ``scheme``
+        one of :data:`SCHEME_KEY_LENS`, which fixes the length of ``public_key`` (32 or 33 bytes)."""
         key_id = _check_bytes(key_id, "key_id", length=ID_LEN)
         record = _check_bytes(record, "record")
         label = _check_text(label, "label", MAX_LABEL, allow_empty=True)
-        public_key = _check_bytes(public_key, "public_key", length=POINT_LEN)
+        if scheme not in SCHEME_KEY_LENS:
+            raise StoreError(f"scheme: must be one of {', '.join(SCHEME_KEY_LENS)}")
+        public_key = _check_bytes(public_key, "public_key", length=SCHEME_KEY_LENS[scheme])
         _check_int(threshold, "threshold", 2, MAX_PARTIES)
         _check_int(parties, "parties", threshold, MAX_PARTIES)
         blob = self._seal(KIND_KEYSHARE, key_id, record)
@@ -415,9 +423,9 @@ class NodeStore(EpochStore, BackupStore, PresigStore):
             if c.execute("SELECT 1 FROM keys WHERE key_id = ?", (key_id,)).fetchone():
                 raise StoreError(f"key_id: {key_id.hex()} already exists, refusing to overwrite")
             c.execute(
-                "INSERT INTO keys (key_id, label, public_key, threshold, parties, status, created_at, record)"
-                " VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
-                (key_id, label, public_key, threshold, parties, int(time.time()), blob),
+                "INSERT INTO keys (key_id, label, public_key, threshold, parties, status, created_at, record, scheme)"
+                " VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+                (key_id, label, public_key, threshold, parties, int(time.time()), blob, scheme),
             )
             if committee is not None:
                 self.set_key_committee(c, key_id, committee)
@@ -456,10 +464,10 @@ class NodeStore(EpochStore, BackupStore, PresigStore):
         """Metadata of every key, oldest first; no secret material."""
         with self._read() as c:
             rows = c.execute(
-                "SELECT key_id, label, public_key, threshold, parties, status, created_at FROM keys"
+                "SELECT key_id, label, public_key, threshold, parties, status, created_at, scheme FROM keys"
                 " ORDER BY created_at, rowid"
             ).fetchall()
-        return [KeyRow(bytes(r[0]), r[1], bytes(r[2]), r[3], r[4], r[5], r[6]) for r in rows]
+        return [KeyRow(bytes(r[0]), r[1], bytes(r[2]), r[3], r[4], r[5], r[6], str(r[7])) for r in rows]
 
     # --- presignatures -----------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from .ciphersuite import (
     ciphersuite_for,
 )
 from .group import ED25519, SECP256K1, Element, Group
+from .scheme import group_for
 from .signing import (
     SigningCommitment,
     SigningNonces,
@@ -60,5 +61,6 @@ __all__ = [
     "sign_share",
     "signing_key",
     "verify_share",
+    "group_for",
     "verify_signature",
 ]

@@ -5,7 +5,9 @@ lifecycle (roster, roster changes, refresh, reshare, node key rotation) is
 :mod:`mpcnet.client.lifecycle`, and backup, recovery and drills (issue 12) are
 :mod:`mpcnet.client.backup`, both mixed into :class:`MpcClient`.
 
-The wallet formats of keys and signatures (validated SEC1 points, EIP-55 addresses, PEM, compact
+Schnorr keys (FROST, issue 16: ed25519 and schnorr-secp256k1-bip340; messages, Taproot roots,
+independent signature checks) are :mod:`mpcnet.client.schnorr`, their addresses
+:mod:`mpcnet.common.addresses`. The wallet formats of keys and signatures (validated SEC1 points, EIP-55 addresses, PEM, compact
 and Ethereum signatures) are :mod:`mpcnet.client.formats`; :class:`MpcError` lives in
 :mod:`mpcnet.client.errors`.
 
@@ -35,6 +37,7 @@ from mpcnet.client.sdk import (
     RecoveryConfigView,
     RequestInfo,
     RosterView,
+    SchnorrSignature,
     SignatureResult,
     SigningTeam,
     SignRequest,
@@ -67,6 +70,7 @@ __all__ = [
     "RecoveryConfigView",
     "RequestInfo",
     "RosterView",
+    "SchnorrSignature",
     "SignRequest",
     "SignatureResult",
     "SigningTeam",

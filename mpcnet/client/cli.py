@@ -1,9 +1,10 @@
 """'mpc': command-line client of the coordinator, acting as one identity.
 
 \b
-    mpc --cluster DIR --as admin1 keygen [--label L]
+    mpc --cluster DIR --as admin1 keygen [--label L] [--scheme ecdsa-secp256k1|ed25519|schnorr-secp256k1-bip340]
     mpc --cluster DIR --as requester1 request sign --key KEY_ID --digest HEX [--path m/0/1]
                                 [--description TEXT] [--ttl SECONDS] [--wait] [--chain-id N]
+                                (ed25519: --message-file F | --message-hex HEX; bip340: [--taproot-root HEX])
     mpc --cluster DIR --as approver1 approve REQUEST_ID [--wait] [--expect-digest HEX]
     mpc --cluster DIR --as approver3 reject REQUEST_ID
     mpc --cluster DIR --as NAME request show REQUEST_ID [--wait]
@@ -12,7 +13,7 @@
     mpc --cluster DIR --as NAME policy show|propose|approve|proposals|push|attest ...
     mpc --cluster DIR --as auditor1 audit verify | audit export --jsonl [--out FILE]
     mpc audit verify --db PATH --public-key HEX     (a local audit.db, no cluster needed)
-    mpc --cluster DIR --as NAME keys | pubkey --key KEY_ID [--path P] | status [--watch [--interval S]]
+    mpc --cluster DIR --as NAME keys | pubkey --key KEY_ID [--path P] [--network testnet] | status [--watch [--interval S]]
     mpc --cluster DIR --as admin1 key refresh KEY | key reshare KEY --threshold T --nodes 1,2,4,5
     mpc --cluster DIR --as admin1 node add --enrolment FILE | node remove N | node rotate-keys N | node replace N --enrolment FILE
     mpc --cluster DIR --as admin2 lifecycle approve ID [--expect-digest HEX]   (lifecycle list|show)
@@ -52,7 +53,7 @@ from governance.approval import MAX_DESCRIPTION
 from governance.errors import GovernanceError
 from governance.policy import KeyPolicy, RateLimit
 from governance.text import escape, quote
-from mpcnet.client import cli_pools as _cli_pools, cli_render as view
+from mpcnet.client import cli_pools as _cli_pools, cli_render as view, cli_schnorr
 from mpcnet.client.audit_outbox_note import queued_note
 from mpcnet.client.cli_args import EXIT_TABLE, Exit, PathText
 from mpcnet.client.sdk import SIGN_STATES, TERMINAL_STATES, MpcClient, MpcError, NodeState, SignRequest, to_path
@@ -315,14 +316,15 @@ def _gov(e: GovernanceError) -> CliUsage:
 @_command(cli, "keygen", "create a key (DKG on every node); role admin")
 @click.option("--label", type=Text(MAX_LABEL, MAX_LABEL), default="", help=f"a name for the key (at most {MAX_LABEL} bytes of UTF-8)")
 @click.option("--request-id", type=Identifier("request"), default=None, help="idempotency key [A-Za-z0-9._-]{1,64}")
-def cmd_keygen(ctx: click.Context, label: str, request_id: str | None) -> int:
+@cli_schnorr.scheme_option
+def cmd_keygen(ctx: click.Context, label: str, request_id: str | None, scheme: str) -> int:
     with _client(None, _opts(ctx)) as c:
         # the DKG holds the call for up to the coordinator's dkg_timeout_s: say so first (stderr)
         nodes = f"{len(c.node_endpoints)} nodes" if c.node_endpoints else "every node"
         view.err(f"creating a key{f' (request {request_id})' if request_id else ''}: DKG on {nodes}...")
         if request_id:
             ctx.meta[_WAITING_FOR] = request_id  # an error (e.g. --rpc-timeout) names it; 'request show ID' tells how it ended
-        key = c.create_key(label, request_id=request_id or "")
+        key = c.create_key(label, request_id=request_id or "", scheme=scheme)
     d = key.describe()
     _show(ctx, d, view.key_rows(d))
     return Exit.OK
@@ -342,12 +344,14 @@ def cmd_keys(ctx: click.Context) -> int:
     return Exit.OK
 
 
-@_command(cli, "pubkey", "a key's public key (SEC1 and PEM) or derived public key (--path), its chain code, xpub and Ethereum address")
+@_command(cli, "pubkey", "a key's public key (SEC1 and PEM) or derived public key (--path), its chain code, xpub and Ethereum address; "
+          "ed25519: the key and its Solana address; schnorr-secp256k1-bip340: internal and output key, Taproot address")
 @click.option("--key", "key_id", type=KEY_ID, required=True, help="key id (hex)")
 @click.option("--path", type=PathText(), default=None, help="BIP32 path, e.g. m/0/1 (non-hardened)")
-def cmd_pubkey(ctx: click.Context, key_id: bytes, path: str | None) -> int:
+@cli_schnorr.network_options
+def cmd_pubkey(ctx: click.Context, key_id: bytes, path: str | None, network: str, taproot_root: bytes | None) -> int:
     with _client(None, _opts(ctx)) as c:
-        d = c.get_key(key_id).describe(path)
+        d = cli_schnorr.pubkey_doc(c.get_key(key_id), path, network, taproot_root)
     _show(ctx, d, view.key_rows(d))
     return Exit.OK
 
@@ -421,7 +425,8 @@ def _wait(c: MpcClient, ctx: click.Context, request_id: str) -> SignRequest:
 
 @_command(request_group, "sign", "ask for a signature (approvers then decide); role requester")
 @click.option("--key", "key_id", type=KEY_ID, required=True, help="key id (hex)")
-@click.option("--digest", type=Hex(32), required=True, help="32-byte digest (hex)")
+@click.option("--digest", type=Hex(32), default=None, help="32-byte digest (hex); schnorr-secp256k1-bip340: the 32-byte message")
+@cli_schnorr.message_options
 @click.option("--path", type=PathText(), default=None, help="BIP32 path, e.g. m/0/1 (non-hardened)")
 @click.option("--description", type=Text(MAX_DESCRIPTION), default="", help="what this is for (shown to approvers)")
 @click.option("--request-id", type=Identifier("request"), default=None, help="idempotency key [A-Za-z0-9._-]{1,64}")
@@ -429,11 +434,15 @@ def _wait(c: MpcClient, ctx: click.Context, request_id: str) -> SignRequest:
 @click.option("--wait", is_flag=True, help="print the request id on stderr, then wait until it is DONE, REJECTED, EXPIRED or FAILED")
 @CHAIN_ID
 def cmd_request_sign(
-    ctx: click.Context, key_id: bytes, digest: bytes, path: str | None, description: str, request_id: str | None, ttl: int, wait: bool,
-    chain_id: int | None,
+    ctx: click.Context, key_id: bytes, digest: bytes | None, message_file: Path | None, message_hex: bytes | None,
+    taproot_root: bytes | None, path: str | None, description: str, request_id: str | None, ttl: int, wait: bool, chain_id: int | None,
 ) -> int:
+    digest, message, root = cli_schnorr.sign_payload(digest, message_file, message_hex, taproot_root)
     with _client(None, _opts(ctx)) as c:
-        r = c.submit_sign_request(key_id, digest, path=path, description=description, request_id=request_id or "", ttl_seconds=ttl)
+        r = c.submit_sign_request(
+            key_id, digest, path=path, description=description, request_id=request_id or "", ttl_seconds=ttl, message=message,
+            taproot_merkle_root=root,
+        )
         if wait:
             view.err(f"request {r.request_id} submitted; waiting...")
             r = _wait(c, ctx, r.request_id)
@@ -509,11 +518,13 @@ def cmd_requests(ctx: click.Context, state: str | None, key_id: bytes | None, li
 @click.option("--expect-digest", type=Hex(32), default=None, metavar="HEX", help="sign nothing unless the request is for this digest")
 @click.option("--expect-key", type=KEY_ID, default=None, metavar="KEY_ID", help="sign nothing unless the request is for this key (hex)")
 @click.option("--expect-path", type=PathText(), default=None, help="sign nothing unless the request is for this path (m: none)")
+@cli_schnorr.expect_message_option
 @CHAIN_ID
 def cmd_approve(
     ctx: click.Context, request_id: str, wait: bool, expect_digest: bytes | None, expect_key: bytes | None, expect_path: str | None,
-    chain_id: int | None,
+    expect_message_file: Path | None, chain_id: int | None,
 ) -> int:
+    expect_digest = cli_schnorr.expected_digest(expect_digest, expect_message_file)
     with _client(None, _opts(ctx)) as c:
         _need_signer(c)
         path = None if expect_path is None else to_path(expect_path)

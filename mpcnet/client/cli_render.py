@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from governance.text import escape
+from mpcnet.client.schnorr import SchnorrSignature
 from mpcnet.client.sdk import SignatureResult, SignRequest
 
 Row = tuple[str, Any]
@@ -106,12 +107,12 @@ def key_list_line(d: Mapping[str, Any]) -> str:
     held = f"  epoch {d.get('epoch', 0)} nodes {','.join(map(str, d['committee']))}" if d.get("committee") else ""
     if "presignatures_ready" in d:
         held += f"  presigs {d['presignatures_ready']}"
-    return escape(
-        f"{d['key_id']}  {d['status']:<8} {d['threshold']}-of-{d['parties']}  {d['ethereum_address']}{held}  {d['label']}"
-    )
+    # issue 16: a Schnorr key shows its scheme and chain-native address (an ECDSA key: its Ethereum address)
+    address = d.get("ethereum_address") or f"{d.get('scheme')} {d.get('solana_address') or d.get('address')}"
+    return escape(f"{d['key_id']}  {d['status']:<8} {d['threshold']}-of-{d['parties']}  {address}{held}  {d['label']}")
 
 
-def signature_dict(sig: SignatureResult, chain_id: int | None) -> dict[str, Any]:
+def signature_dict(sig: SignatureResult | SchnorrSignature, chain_id: int | None) -> dict[str, Any]:
     """``sig.as_dict(chain_id=chain_id)`` when this SDK's ``as_dict`` takes a chain id, else ``as_dict()``
     (with a note on stderr if a chain id was given)."""
     if chain_id is not None:
@@ -168,6 +169,7 @@ def request_lines(r: SignRequest, chain_id: int | None = None) -> list[Row]:
         ("request_id", r.request_id),
         ("key_id", d["key_id"]),
         ("digest", d["digest"]),
+        *schnorr_rows(d),
         ("path", d["path"]),
         ("requester", d["requester"]),
         ("expires", f"{d['expires_unix_ms']} (unix ms)"),
@@ -194,6 +196,21 @@ def request_lines(r: SignRequest, chain_id: int | None = None) -> list[Row]:
     return rows
 
 
+def schnorr_rows(d: Mapping[str, Any]) -> list[Row]:
+    """Issue 16 rows of a request's view (:meth:`SignRequest.as_dict`): its ``scheme``; an
+    ed25519 request's message by size, SHA-256 (what the digest is and the approvals sign) and a
+    safe preview (printable ASCII or hex, never raw bytes); a bip340 request's Taproot root."""
+    rows: list[Row] = [("scheme", d.get("scheme", "ecdsa-secp256k1"))]
+    if "message_size" in d:
+        rows += [
+            ("message", f"{d['message_size']} bytes, SHA-256 {d['message_sha256']} (= digest; the approvals sign it)"),
+            ("message preview", f"{USER_TEXT_MARK} \"{escape(d['message_preview'])}\""),
+        ]
+    if d.get("scheme") == "schnorr-secp256k1-bip340":
+        rows.append(("taproot root", d.get("taproot_root") or "none: BIP86 key-path tweak (no script tree)"))
+    return rows
+
+
 def request_list_line(r: SignRequest) -> str:
     """One ``mpc requests`` row; the description (requester's text) last."""
     q = r.request
@@ -201,9 +218,10 @@ def request_list_line(r: SignRequest) -> str:
     counted = f"{len(r.approved_by)}/{r.approval_quorum}" + ("" if r.approvals_verified else "?")
     counted += f" +{odd} UNVERIFIED" if odd else ""
     counted += " SUPERSEDED: will not sign" if r.superseded_while_open else ""
+    scheme = "" if q.scheme == "ecdsa-secp256k1" else f" ({q.scheme}{f', message {len(r.message)} bytes' if r.message else ''})"
     return escape(
         f"{r.request_id:<28} {r.state.upper():<16} {counted}  "
-        f"key {q.key_id.hex()[:16]}  by {q.requester:<12} description: {q.description[:40]!r}"
+        f"key {q.key_id.hex()[:16]}{scheme}  by {q.requester:<12} description: {q.description[:40]!r}"
     )
 
 

@@ -522,6 +522,9 @@ class LifecycleMixin:
         """``GetKey``, checked: the id binds the public key and chain code, they equal what this
         client saw before for that id, and the record names an epoch and a committee."""
         key = self.get_key(key_id)
+        if key.scheme != "ecdsa-secp256k1":  # issue 16: not yet for FROST keys (the nodes refuse them too)
+            raise MpcError(grpc.StatusCode.FAILED_PRECONDITION, f"key_id: {key.key_id.hex()} is a {key.scheme} key: refresh, reshare "
+                           "and backups are for ecdsa-secp256k1 keys only for now; nothing was signed")
         try:
             point = Point.decode(key.public_key, "public_key")
         except UsageError as e:

@@ -24,6 +24,7 @@ default.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import time
@@ -74,6 +75,20 @@ from mpcnet.client.lifecycle import (
     RosterView as RosterView,
 )
 from mpcnet.client.pools import PoolView as PoolView, PresignStatus as PresignStatus  # re-exported (issue 14)
+from mpcnet.client.schnorr import (
+    SCHEME_ECDSA,
+    SchnorrSignature as SchnorrSignature,  # re-exported (issue 16)
+    check_message,
+    check_scheme,
+    check_schnorr_key,
+    check_taproot_root,
+    checked_message,
+    checked_signature,
+    message_view,
+    no_derivation,
+    schnorr_describe,
+    signing_key,
+)
 from mpcnet.client.seen import FILE_NAME as SEEN_FILE, SeenChains
 from mpcnet.common.clockskew import format_skew
 from mpcnet.common.config import ConfigError, Fields
@@ -144,7 +159,9 @@ def _malformed(e: MpcError, what: str) -> MpcError:
 @dataclass(frozen=True)
 class Key:
     """A threshold key as the coordinator reports it; checked when built (``key_id`` and
-    ``chain_code`` 32 bytes, ``public_key`` a 33-byte compressed point on secp256k1), else
+    ``chain_code`` 32 bytes, ``public_key`` a 33-byte compressed point on secp256k1; issue 16: a
+    Schnorr key (``scheme`` ed25519 / schnorr-secp256k1-bip340) has no chain code and its
+    ``public_key`` is the group key, 32 bytes Ed25519 or 33 bytes compressed secp256k1), else
     :class:`MpcError` INVALID_ARGUMENT (DATA_LOSS from :meth:`from_proto`)."""
 
     key_id: bytes
@@ -158,8 +175,12 @@ class Key:
     epoch: int = 0  # 0 from the DKG, +1 per refresh or reshare (issue 11)
     committee: tuple[int, ...] = ()  # roster indices holding shares, increasing (empty: not reported)
     presignatures_ready: int = 0  # issue 14: ready pool presignatures (all paths and signer sets; the coordinator's word)
+    scheme: str = SCHEME_ECDSA  # issue 16: ecdsa-secp256k1 | ed25519 | schnorr-secp256k1-bip340
 
     def __post_init__(self) -> None:
+        if check_scheme(self.scheme) != SCHEME_ECDSA:
+            check_schnorr_key(self.key_id, self.scheme, self.public_key, self.chain_code)
+            return
         for name, value in (("key_id", self.key_id), ("chain_code", self.chain_code)):
             if not isinstance(value, bytes) or len(value) != 32:
                 raise MpcError(grpc.StatusCode.INVALID_ARGUMENT, f"{name}: must be 32 bytes")
@@ -173,7 +194,7 @@ class Key:
             return Key(
                 bytes(k.key_id), k.label, bytes(k.public_key), bytes(k.chain_code), k.threshold, k.parties,
                 _STATUS.get(k.status, "KEY_STATUS_UNSPECIFIED").removeprefix("KEY_STATUS_").lower(), k.created_unix_ms,
-                k.epoch, tuple(k.committee), k.presignatures_ready,
+                k.epoch, tuple(k.committee), k.presignatures_ready, k.scheme or SCHEME_ECDSA,
             )
         except MpcError as e:
             raise _malformed(e, "key") from None
@@ -181,7 +202,9 @@ class Key:
     def derived(self, path: str | Sequence[int] | None = None) -> Derived:
         """BIP32 CKDpub of this key along a non-hardened ``path`` (see :func:`to_path`): the
         derived key, its chain code, depth, parent fingerprint and child number (the key itself,
-        depth 0, for no path). UsageError for a bad path."""
+        depth 0, for no path). UsageError for a bad path; MpcError FAILED_PRECONDITION naming
+        ``derivation_path`` for a Schnorr key (no BIP32 derivation)."""
+        no_derivation(self.scheme)
         return derive(Point.decode(self.public_key, "public_key"), self.chain_code, to_path(path))
 
     def derive(self, path: str | Sequence[int] | None = None) -> bytes:
@@ -197,7 +220,11 @@ class Key:
         PEM, multi-line text), ``chain_code`` (32 bytes hex: the *derived* key's chain code; the
         root's for no path), ``xpub`` (the BIP32 extended public key of the derived key: version
         0x0488B21E, depth = path length, parent fingerprint, child number = last index; Base58Check),
-        ``created_unix_ms``."""
+        ``created_unix_ms``. Issue 16: a Schnorr key (no ``path``) has ``scheme`` and the
+        chain-native forms of :func:`mpcnet.client.schnorr.native_forms` instead of the
+        secp256k1/BIP32 ones."""
+        if self.scheme != SCHEME_ECDSA:
+            return schnorr_describe(self, path)
         d = self.derived(path)
         pk = d.public_key.encode()
         return {
@@ -301,7 +328,7 @@ class RequestInfo:
     key_id: bytes
     error_code: str
     error_message: str
-    signature: SignatureResult | None
+    signature: SignatureResult | SchnorrSignature | None  # SchnorrSignature for an ed25519 / bip340 key (issue 16)
     attempts: int
 
     def as_dict(self, chain_id: int | None = None) -> dict[str, Any]:
@@ -312,9 +339,15 @@ class RequestInfo:
             "state": self.state,
             "key_id": self.key_id.hex(),
             "error": None if self.state != "failed" else {"code": self.error_code, "message": self.error_message},
-            "signature": self.signature.as_dict(chain_id) if self.signature else None,
+            "signature": _sig_dict(self.signature, chain_id),
             "attempts": self.attempts,
         }
+
+
+def _sig_dict(sig: SignatureResult | SchnorrSignature | None, chain_id: int | None) -> dict[str, Any] | None:
+    if isinstance(sig, SchnorrSignature):
+        return sig.as_dict()
+    return sig.as_dict(chain_id) if sig else None
 
 
 @dataclass(frozen=True)
@@ -343,7 +376,7 @@ class SignRequest:
     approvals: tuple[ApprovalView, ...]
     approval_quorum: int
     approvers: int
-    signature: SignatureResult | None
+    signature: SignatureResult | SchnorrSignature | None  # SchnorrSignature for an ed25519 / bip340 key (issue 16)
     error_code: str
     error_message: str
     attempts: int
@@ -363,6 +396,8 @@ class SignRequest:
     policy_in_force_version: int | None = None
     policy_in_force_scope: str | None = None
     presigned: bool = False  # issue 14: signed in one round from a pool presignature (the coordinator's word)
+    # issue 16, ed25519 keys: the message signed (its SHA-256 is request.digest, checked); b"" otherwise
+    message: bytes = b""
 
     @staticmethod
     def from_proto(r: coordinator_pb2.SignRequestInfo) -> SignRequest:
@@ -374,12 +409,17 @@ class SignRequest:
             raise MpcError(grpc.StatusCode.DATA_LOSS, f"request.{e.field}: {e.reason} (the coordinator sent a malformed request)") from None
         if req.request_id != r.request_id:
             raise MpcError(grpc.StatusCode.DATA_LOSS, f"request: the coordinator sent request {req.request_id!r} for {r.request_id!r}")
-        sig = SignatureResult.from_proto(r.request_id, r.signature, r.signers) if r.HasField("signature") else None
-        if sig is not None and not sig.recovers_to(req.digest):
-            raise MpcError(
-                grpc.StatusCode.DATA_LOSS,
-                "signature: does not recover its public_key from the request's digest (the coordinator sent a malformed signature)",
-            )
+        message = checked_message(req, bytes(r.message), bytes(r.taproot_merkle_root))
+        sig: SignatureResult | SchnorrSignature | None = None
+        if r.HasField("signature") and req.scheme != SCHEME_ECDSA:  # issue 16: verified by independent libraries
+            sig = checked_signature(r.request_id, req, message, r.signature, r.signers)
+        elif r.HasField("signature"):
+            sig = SignatureResult.from_proto(r.request_id, r.signature, r.signers)
+            if not sig.recovers_to(req.digest):
+                raise MpcError(
+                    grpc.StatusCode.DATA_LOSS,
+                    "signature: does not recover its public_key from the request's digest (the coordinator sent a malformed signature)",
+                )
         return SignRequest(
             request_id=r.request_id, state=_SIGN_STATE.get(r.state, "unspecified"), request=req, request_bytes=bytes(r.request),
             approvals=tuple(
@@ -391,7 +431,7 @@ class SignRequest:
             ),
             approval_quorum=r.approval_quorum, approvers=r.approvers, signature=sig,
             error_code=_code_name(r.error_code) if r.error_code else "", error_message=r.error_message,
-            attempts=r.attempts, updated_unix_ms=r.updated_unix_ms, presigned=r.presigned,
+            attempts=r.attempts, updated_unix_ms=r.updated_unix_ms, presigned=r.presigned, message=message,
         )
 
     def verified(self, decision: str) -> list[str]:
@@ -432,6 +472,7 @@ class SignRequest:
             "state": self.state,
             "key_id": q.key_id.hex(),
             "digest": q.digest.hex(),
+            **_schnorr_fields(self),
             "path": path_text(q.derivation_path),
             "requester": q.requester,
             "description": q.description,
@@ -453,11 +494,24 @@ class SignRequest:
             "policy_in_force": self.policy_in_force,
             "policy_in_force_version": self.policy_in_force_version,
             "policy_in_force_scope": self.policy_in_force_scope,
-            "signature": self.signature.as_dict(chain_id) if self.signature else None,
+            "signature": _sig_dict(self.signature, chain_id),
             "error": {"code": self.error_code, "message": self.error_message} if self.error_message else None,
             "attempts": self.attempts,
             "presigned": self.presigned,
         }
+
+
+def _schnorr_fields(r: SignRequest) -> dict[str, Any]:
+    """Issue 16 rows of a request's view: ``scheme`` always; an ed25519 request's message as
+    :func:`mpcnet.client.schnorr.message_view` (size, SHA-256, safe preview: never the raw
+    bytes); a bip340 request's ``taproot_root`` (hex, or None for BIP86)."""
+    q = r.request
+    out: dict[str, Any] = {"scheme": q.scheme}
+    if r.message:
+        out |= message_view(r.message)
+    if q.scheme == "schnorr-secp256k1-bip340":
+        out["taproot_root"] = q.taproot_root.hex() or None
+    return out
 
 
 def _the_request(r: SignRequest, request_id: str) -> SignRequest:
@@ -713,9 +767,18 @@ class MpcClient(LifecycleMixin, BackupMixin):
         return self.identity
 
     # --- keys --------------------------------------------------------------------------------
-    def create_key(self, label: str = "", *, request_id: str = "") -> Key:
-        r = self._call(self._stub.CreateKey, coordinator_pb2.CreateKeyRequest(label=label, request_id=request_id))
-        return Key.from_proto(r.key)
+    def create_key(self, label: str = "", *, request_id: str = "", scheme: str = SCHEME_ECDSA) -> Key:
+        """A new key by DKG. ``scheme`` (issue 16): ``ecdsa-secp256k1`` (default), ``ed25519`` or
+        ``schnorr-secp256k1-bip340`` (INVALID_ARGUMENT naming ``scheme`` otherwise); the key the
+        coordinator answers must have it (DATA_LOSS otherwise)."""
+        scheme = check_scheme(scheme)
+        r = self._call(self._stub.CreateKey, coordinator_pb2.CreateKeyRequest(
+            label=label, request_id=request_id, scheme="" if scheme == SCHEME_ECDSA else scheme,
+        ))
+        key = Key.from_proto(r.key)
+        if key.scheme != scheme:
+            raise MpcError(grpc.StatusCode.DATA_LOSS, f"scheme: asked for a {scheme} key, the coordinator answered with a {key.scheme} key")
+        return key
 
     def get_key(self, key_id: bytes | str) -> Key:
         kid = bytes.fromhex(key_id) if isinstance(key_id, str) else key_id
@@ -736,8 +799,14 @@ class MpcClient(LifecycleMixin, BackupMixin):
                 grpc.StatusCode.DATA_LOSS,
                 f"request_id: asked for request {quote(request_id)}, the coordinator answered with request {quote(r.request_id)}",
             )
-        sig = SignatureResult.from_proto(r.request_id, r.signature, r.signers) if r.HasField("signature") else None
-        if sig is not None:  # as in every other view: over the request's digest, by its key at its path
+        sig: SignatureResult | SchnorrSignature | None = None
+        if r.HasField("signature") and r.signature.schnorr:  # issue 16: the request's own view checks it fully
+            sig = self.get_sign_request(request_id).signature
+            if not isinstance(sig, SchnorrSignature) or sig.signature != bytes(r.signature.schnorr):
+                raise MpcError(grpc.StatusCode.DATA_LOSS, "signature: is not the signature of the request (the coordinator sent another)")
+        elif r.HasField("signature"):
+            sig = SignatureResult.from_proto(r.request_id, r.signature, r.signers)
+        if isinstance(sig, SignatureResult):  # as in every other view: over the request's digest, by its key at its path
             if not sig.recovers_to(bytes(r.digest)):
                 raise MpcError(
                     grpc.StatusCode.DATA_LOSS,
@@ -772,19 +841,32 @@ class MpcClient(LifecycleMixin, BackupMixin):
 
     # --- signing requests --------------------------------------------------------------------
     def submit_sign_request(
-        self, key_id: bytes | str, digest: bytes, *, path: str | Sequence[int] | None = None, description: str = "",
-        request_id: str = "", ttl_seconds: int = 0,
+        self, key_id: bytes | str, digest: bytes = b"", *, path: str | Sequence[int] | None = None, description: str = "",
+        request_id: str = "", ttl_seconds: int = 0, message: bytes = b"", taproot_merkle_root: bytes = b"",
     ) -> SignRequest:
+        """Submits a signing request. ECDSA and bip340 keys sign the 32-byte ``digest`` (bip340:
+        the BIP340 message, e.g. a Taproot sighash, under the output key tweaked with
+        ``taproot_merkle_root``: b"" for BIP86 or 32 bytes). Ed25519 keys sign ``message``
+        (1..65536 bytes; ``digest`` then b"" or its SHA-256, which the approvers sign). A bad field
+        is INVALID_ARGUMENT naming it, before anything is sent; the coordinator's answer must be
+        the request submitted (DATA_LOSS otherwise)."""
         kid = bytes.fromhex(key_id) if isinstance(key_id, str) else key_id
+        if message:
+            check_message(message)
+            if digest and not hmac.compare_digest(digest, hashlib.sha256(message).digest()):
+                raise MpcError(grpc.StatusCode.INVALID_ARGUMENT, "digest: must be empty or the SHA-256 of message")
+            digest = hashlib.sha256(message).digest()
+        check_taproot_root(taproot_merkle_root)
         req = coordinator_pb2.SubmitSignRequestRequest(
             key_id=kid, digest=digest, derivation_path=to_path(path), description=description, request_id=request_id,
-            ttl_seconds=ttl_seconds,
+            ttl_seconds=ttl_seconds, message=message, taproot_merkle_root=taproot_merkle_root,
         )
         got = self.verify_approvals(self._signed_by_its_key(SignRequest.from_proto(self._call(self._stub.SubmitSignRequest, req))))
         q = got.request
         for what, have, want in (
             ("request_id", q.request_id, request_id or q.request_id), ("key_id", q.key_id, kid), ("digest", q.digest, digest),
             ("derivation_path", q.derivation_path, tuple(req.derivation_path)), ("description", q.description, description),
+            ("taproot_root", q.taproot_root, taproot_merkle_root), ("message", got.message, message),
         ):
             if have != want:
                 raise MpcError(
@@ -921,7 +1003,9 @@ class MpcClient(LifecycleMixin, BackupMixin):
             key = self.get_key(q.key_id)
             if keys is not None:
                 keys[q.key_id] = key
-        want = key.derive(q.derivation_path)
+        if key.scheme != q.scheme:
+            raise MpcError(grpc.StatusCode.DATA_LOSS, f"request.scheme: {q.scheme} is not key {q.key_id.hex()}'s ({key.scheme})")
+        want = key.derive(q.derivation_path) if key.scheme == SCHEME_ECDSA else signing_key(key.scheme, key.public_key, q.taproot_root)
         if r.signature.public_key != want:
             raise MpcError(
                 grpc.StatusCode.DATA_LOSS,
@@ -1500,8 +1584,8 @@ class SigningTeam:
         self.close()
 
     def request(
-        self, key_id: bytes | str, digest: bytes, *, path: str | Sequence[int] | None = None, description: str = "",
-        request_id: str = "", ttl_seconds: int = 0,
+        self, key_id: bytes | str, digest: bytes = b"", *, path: str | Sequence[int] | None = None, description: str = "",
+        request_id: str = "", ttl_seconds: int = 0, message: bytes = b"", taproot_merkle_root: bytes = b"",
     ) -> SignRequest:
         """Submit, approve with every approver until the request leaves PENDING_APPROVAL, and
         wait for the end; returns the final request (DONE or not). Each approver signs the
@@ -1510,7 +1594,7 @@ class SigningTeam:
         wait."""
         submitted = self.requester.submit_sign_request(
             key_id, digest, path=path, description=description or "automated signing request", request_id=request_id,
-            ttl_seconds=ttl_seconds,
+            ttl_seconds=ttl_seconds, message=message, taproot_merkle_root=taproot_merkle_root,
         )
         r = submitted
         for a in self.approvers:
@@ -1529,4 +1613,23 @@ class SigningTeam:
         r = self.request(key_id, digest, path=path, description=description, request_id=request_id)
         if r.state != "done" or r.signature is None:
             raise error_of(r)
+        if not isinstance(r.signature, SignatureResult):
+            raise MpcError(grpc.StatusCode.FAILED_PRECONDITION, f"key_id: is a {r.request.scheme} key (use sign_schnorr)")
+        return r.signature
+
+    def sign_schnorr(
+        self, key_id: bytes | str, *, message: bytes = b"", digest: bytes = b"", taproot_merkle_root: bytes = b"",
+        description: str = "", request_id: str = "",
+    ) -> SchnorrSignature:
+        """Issue 16: :meth:`request` for a Schnorr key (ed25519: ``message``; bip340: the 32-byte
+        ``digest`` and optional ``taproot_merkle_root``), then its signature, verified by
+        independent libraries over what it signs before it is returned (:mod:`mpcnet.client.schnorr`);
+        :class:`MpcError` if the request did not end DONE or the key is an ECDSA key."""
+        r = self.request(
+            key_id, digest, description=description, request_id=request_id, message=message, taproot_merkle_root=taproot_merkle_root,
+        )
+        if r.state != "done" or r.signature is None:
+            raise error_of(r)
+        if not isinstance(r.signature, SchnorrSignature):
+            raise MpcError(grpc.StatusCode.FAILED_PRECONDITION, "key_id: is an ecdsa-secp256k1 key (use sign)")
         return r.signature

@@ -30,6 +30,7 @@ from typing import Any
 import click
 
 from governance.text import escape, quote
+from mpcnet.cluster.demo_schnorr import schnorr_keys
 from mpcnet.cluster.launcher import MAX_LOCAL_NODES, ClusterError, check_topology, child_env, read_params
 from mpcnet.common import cliutil
 from mpcnet.common.cliutil import PathArg, UInt
@@ -94,7 +95,9 @@ def sign_and_check(mpc: Callable[..., list[str]], key_id: str, public_key: str, 
 @click.option("--keep", is_flag=True,
               help="leave the cluster running and its directory in place, to explore it with 'mpc --cluster DIR ...' "
                    "(without it the cluster is stopped and a temporary directory deleted)")
-def demo(directory: Path | None, nodes: int | None, threshold: int | None, message: str, keep: bool) -> int:
+@click.option("--schnorr/--no-schnorr", default=True, show_default=True,
+              help="also create an Ed25519 and a BIP340 (Taproot) key and sign with each through approvals (FROST)")
+def demo(directory: Path | None, nodes: int | None, threshold: int | None, message: str, keep: bool, schnorr: bool) -> int:
     """The end-to-end demo: a local threshold cluster, a key, a signature approved by 2 of 3
     approvers, independent verification with OpenSSL, and the audit trail verified."""
     if len(message) > MAX_MESSAGE:
@@ -128,16 +131,17 @@ def demo(directory: Path | None, nodes: int | None, threshold: int | None, messa
         check_topology(nodes, threshold)
     except ClusterError as e:
         raise click.UsageError(str(e), click.get_current_context()) from None
-    return _demo(directory, nodes, threshold, message, keep)
+    return _demo(directory, nodes, threshold, message, keep, schnorr)
 
 
-def _demo(directory: Path | None, nodes: int, threshold: int, message: str, keep: bool) -> int:
+def _demo(directory: Path | None, nodes: int, threshold: int, message: str, keep: bool, schnorr: bool = False) -> int:
     temp = directory is None
     d = Path(tempfile.mkdtemp(prefix="mpcnet-demo-")) if directory is None else directory
     cluster = ["--dir", str(d)]
     shown = escape(str(d))
     mpc_base = ["mpcnet.client.cli", "--cluster", str(d)]
     started = False
+    step = 7  # the audit step's number (9 after the two Schnorr steps)
     try:
         print(f"1. starting a local {threshold}-of-{nodes} cluster in {shown}")
         print("   (dev CA, mTLS certificates, node keystores and configs are created on first use)")
@@ -193,13 +197,16 @@ def _demo(directory: Path | None, nodes: int, threshold: int, message: str, keep
         else:
             raise SystemExit("demo: a signature verified for the wrong digest")
 
-        print("7. auditor1 verifies the audit trail of the coordinator and of every node")
+        if schnorr:  # issue 16: an Ed25519 and a Taproot key (steps 7 and 8)
+            schnorr_keys(mpc, _json, d, message, step)
+            step += 2
+        print(f"{step}. auditor1 verifies the audit trail of the coordinator and of every node")
         print("   (hash chains and Ed25519 signatures, checked here against the keys in cluster.json)")
         out = _run(mpc("auditor1", "audit", "verify"), "mpc audit verify")
         print("   " + "\n   ".join(out.strip().splitlines()))
     finally:
         if started and not keep:
-            print("8. stopping the cluster")
+            print(f"{step + 1}. stopping the cluster")
             subprocess.run([sys.executable, "-m", "mpcnet.cluster.cli", "stop", *cluster], env=child_env(), capture_output=True)
         if temp and not keep:
             shutil.rmtree(d, ignore_errors=True)

@@ -163,9 +163,19 @@ def corpus(fc, fkey) -> tuple[dict[str, list[Any]], dict[str, list[Message]]]:
             policy_attestation=attestation, attempt=1)],
         "ListPresignatures": [node_pb2.ListPresignaturesRequest(key_id=fkey.key_id), node_pb2.ListPresignaturesRequest()],
         "DiscardPresignatures": [node_pb2.DiscardPresignaturesRequest(key_id=fkey.key_id, presig_ids=[bytes(32)], reason="fuzz")],
+        # issue 16: FROST (mpc_node/frost_sign.py); the fuzz key is an ECDSA key, so MakeNonces gets to
+        # the scheme refusal and SignSchnorr past the field checks to nonce-unknown
+        "MakeNonces": [node_pb2.MakeNoncesRequest(key_id=fkey.key_id, epoch=0, count=2)],
+        "SignSchnorr": [node_pb2.SignSchnorrRequest(
+            key_id=fkey.key_id, epoch=0, request_id=rid, approval_bundle=bundle, policy_attestation=attestation, message=DIGEST,
+            commitments=[node_pb2.NonceCommitment(nonce_id=bytes(32), signer=j, hiding=bytes(33), binding=bytes(33)) for j in (1, 2)],
+            nonce_id=bytes(32), attempt=1, session_id=bytes(32))],
+        "DiscardNonces": [node_pb2.DiscardNoncesRequest(key_id=fkey.key_id, nonce_ids=[bytes(32)], reason="fuzz")],
     }
     templates["StartSession"].append(node_pb2.StartSessionRequest(
         session_id=bytes(32), presign=node_pb2.PresignParams(key_id=fkey.key_id, signers=[1, 2], count=2)))
+    templates["StartSession"].append(node_pb2.StartSessionRequest(
+        session_id=bytes(32), dkg=node_pb2.DkgParams(threshold=T, parties=N, key_label=b"k", scheme="ed25519")))
     return hints, templates
 
 

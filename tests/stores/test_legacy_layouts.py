@@ -22,7 +22,7 @@ PASS = b"legacy passphrase"
 AUDIT_KEY = Ed25519PrivateKey.from_private_bytes(bytes(32))
 T0 = 1_700_000_000_000
 CURRENT = 7  # migration steps of the coordinator database today (6: recovery configuration, bundles, ceremonies, drills; 7: pools)
-NODE_CURRENT = 9  # of the node store (7: recovery configuration, backup parts, orders, restored shares; 8: audit outbox; 9: pools)
+NODE_CURRENT = 10  # of the node store (7: recovery, backups; 8: audit outbox; 9: pools; 10: FROST keys.scheme and nonces)
 AUDIT_CURRENT = 3  # of the audit log (3: the audit_events index)
 
 

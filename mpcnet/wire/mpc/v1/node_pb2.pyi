@@ -172,20 +172,22 @@ class StepRequest(_message.Message):
     def __init__(self, session_id: _Optional[bytes] = ..., round: _Optional[int] = ..., envelopes: _Optional[_Iterable[_Union[_common_pb2.Envelope, _Mapping]]] = ..., reservation_receipts: _Optional[_Iterable[bytes]] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class DkgResult(_message.Message):
-    __slots__ = ("key_id", "public_key", "chain_code", "threshold", "parties", "scheme")
+    __slots__ = ("key_id", "public_key", "chain_code", "threshold", "parties", "scheme", "public_shares")
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     CHAIN_CODE_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     PARTIES_FIELD_NUMBER: _ClassVar[int]
     SCHEME_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_SHARES_FIELD_NUMBER: _ClassVar[int]
     key_id: bytes
     public_key: bytes
     chain_code: bytes
     threshold: int
     parties: int
     scheme: str
-    def __init__(self, key_id: _Optional[bytes] = ..., public_key: _Optional[bytes] = ..., chain_code: _Optional[bytes] = ..., threshold: _Optional[int] = ..., parties: _Optional[int] = ..., scheme: _Optional[str] = ...) -> None: ...
+    public_shares: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, key_id: _Optional[bytes] = ..., public_key: _Optional[bytes] = ..., chain_code: _Optional[bytes] = ..., threshold: _Optional[int] = ..., parties: _Optional[int] = ..., scheme: _Optional[str] = ..., public_shares: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class StepResponse(_message.Message):
     __slots__ = ("session_id", "round", "envelopes", "finished", "dkg_result", "reshare_result", "presign_result")
