@@ -58,9 +58,9 @@ __all__ = [
     "bip340_verify",
     "ciphersuite_for",
     "commit",
+    "group_for",
     "sign_share",
     "signing_key",
     "verify_share",
-    "group_for",
     "verify_signature",
 ]
