@@ -47,6 +47,7 @@ from coordinator.db import AuditEvent, CoordinatorDb, KeyRecord, now_ms
 from coordinator.keyop_store import LIVE, KeyOpRecord
 from coordinator.lifecycle_proposals import Proposed
 from coordinator.relay import Aborted, NodeHandle, NodesUnavailable, Refused, fanout, run_session
+from coordinator.schemes import refuse_frost
 from governance.errors import GovernanceError
 from governance.keyop import KeyOperation, KeyOpKind, SignedKeyOperation, check_authorized, verify_commit_certificate
 from governance.policy import AdminSet
@@ -104,6 +105,7 @@ class KeyOperations:
             raise RpcError(Code.NOT_FOUND, f"{field}.key_id: unknown key {key_id.hex()}")
         if k.status != "active":
             raise RpcError(Code.FAILED_PRECONDITION, f"{field}.key_id: key {key_id.hex()[:16]} is {k.status}, not active")
+        refuse_frost(k.scheme, key_id, "refresh or reshare", f"{field}.key_id")  # issue 16
         return k
 
     def epoch_of(self, k: KeyRecord) -> tuple[int, tuple[int, ...]]:

@@ -51,8 +51,9 @@ from coordinator.roster_status import roster_status
 from coordinator.roster_sync import RosterSync
 from coordinator.rotation import NodeKeyRotationRelay
 from coordinator.schedule import RefreshScheduler
+from coordinator.schemes import check_dkg_key, scheme_of
 from coordinator.session_slots import SessionSlots, reserved_for_pools
-from crypto_core.bip32 import CHAIN_CODE_LEN, derive
+from crypto_core.bip32 import derive
 from crypto_core.combiner import SignatureShare, combine
 from crypto_core.errors import DecodeError, ProtocolAbort
 from crypto_core.group import Point
@@ -168,7 +169,7 @@ def _printable(text: str, limit: int = 300) -> str:
 def key_info(k: KeyRecord) -> common_pb2.KeyInfo:
     return common_pb2.KeyInfo(
         key_id=k.key_id, label=k.label, public_key=k.public_key, chain_code=k.chain_code, threshold=k.threshold,
-        parties=k.parties, status=_KEY_STATUS[k.status], created_unix_ms=k.created_ms,
+        parties=k.parties, status=_KEY_STATUS[k.status], created_unix_ms=k.created_ms, scheme=k.scheme,
     )
 
 
@@ -462,6 +463,7 @@ class CoordinatorService:
         the request is recorded RUNNING, any failure ends it FAILED with a ``key-create`` audit
         entry (an unexpected one as INTERNAL, logged), never leaves it RUNNING."""
         label = req.label
+        scheme = scheme_of(req.scheme)  # issue 16
         rid = self._request_id(req.request_id)
         actor = _ident(ctx).name  # before the request is recorded: nothing after it may leave it RUNNING
         self._admit()
@@ -470,12 +472,14 @@ class CoordinatorService:
             if done is not None:
                 k = self.db.get_key(done.key_id or b"")
                 assert k is not None
+                if k.scheme != scheme:  # issue 16: the same request id names one key
+                    raise RpcError(Code.ALREADY_EXISTS, f"request_id: {rid} created a {k.scheme} key, not a {scheme} one")
                 return coordinator_pb2.CreateKeyResponse(request_id=rid, key=self.key_info(k))
             if self.db.get_request(rid) is None:
                 self.db.create_request(rid, "keygen", label=label)
             try:
                 started = time.monotonic()
-                k = self._keygen(rid, label)
+                k = self._keygen(rid, label, scheme)
                 self.db.update_request(rid, state="succeeded", key_id=k.key_id, attempts=1)
                 self.metrics.keygen_seconds.observe(time.monotonic() - started)  # a created key only
                 key_created(self.metrics, label)  # its signatures_total{key} child at 0 (with key_labels)
@@ -484,7 +488,8 @@ class CoordinatorService:
                 raise
             self.audit.append(
                 actor, "key-create", request_id=rid, outcome=k.status,
-                details=detail_text("label", label) | {"request": rid, "key_id": k.key_id.hex(), "public_key": k.public_key.hex()},
+                details=detail_text("label", label) | {"request": rid, "key_id": k.key_id.hex(), "public_key": k.public_key.hex(),
+                                                     "scheme": k.scheme},
             )
             return coordinator_pb2.CreateKeyResponse(request_id=rid, key=self.key_info(k))
         finally:
@@ -512,12 +517,14 @@ class CoordinatorService:
         except Exception:
             log.exception("request %s: cannot audit its failure", rid)
 
-    def _keygen(self, rid: str, label: str) -> KeyRecord:
+    def _keygen(self, rid: str, label: str, scheme: str = "ecdsa-secp256k1") -> KeyRecord:
         t0 = time.perf_counter()
         sid = os.urandom(32)
         n, t = len(self.nodes), self.cfg.threshold
         params = node_pb2.StartSessionRequest(
-            session_id=sid, dkg=node_pb2.DkgParams(threshold=t, parties=n, key_label=label.encode())
+            session_id=sid, dkg=node_pb2.DkgParams(
+                threshold=t, parties=n, key_label=label.encode(), scheme="" if scheme == "ecdsa-secp256k1" else scheme
+            )
         )
         for attempt in (1, 2):
             try:
@@ -545,17 +552,17 @@ class CoordinatorService:
             for i in differ:
                 self._discard(results[i].key_id)
             raise RpcError(Code.ABORTED, f"keygen aborted: node {differ[0]} finished the DKG with a different key than node {min(results)}")
-        try:  # what every node agreed on is still checked: a public key on the curve, a 32-byte chain code and id
-            Point.decode(first.public_key, "dkg_result.public_key")
-            for name, value, size in (("key_id", first.key_id, 32), ("chain_code", first.chain_code, CHAIN_CODE_LEN)):
-                if len(value) != size:
-                    raise DecodeError(f"dkg_result.{name}", f"expected {size} bytes, got {len(value)}")
+        try:  # what every node agreed on is still checked: the scheme, a valid public key, chain code and id by scheme
+            check_dkg_key(scheme, first.scheme, first.public_key, first.chain_code)
+            if len(first.key_id) != 32:
+                raise DecodeError("dkg_result.key_id", f"expected 32 bytes, got {len(first.key_id)}")
         except DecodeError as e:
             self._discard(first.key_id)
             raise RpcError(Code.ABORTED, f"keygen aborted: the nodes returned an invalid key: {e}") from None
         k = KeyRecord(
             key_id=first.key_id, label=label, public_key=first.public_key, chain_code=first.chain_code,
             threshold=first.threshold, parties=first.parties, status="pending", created_ms=now_ms(), request_id=rid,
+            scheme=scheme,
         )
         self.db.add_key(k)
         committee = tuple(sorted(final))
