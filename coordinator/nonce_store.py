@@ -18,6 +18,10 @@ epoch, node), with its state::
   signer answered, so a signer whose share was invalid stays excluded from the request's later
   attempts after a restart too.
 
+``frost_public_shares``: per (key, epoch), every committee member's public share (encoded
+group elements, in share-index order), as all nodes agreed at the end of the DKG; the
+coordinator checks each signature share against its sender's.
+
 The same step adds ``keys.scheme`` and ``sign_requests.message`` (issue 16).
 """
 
@@ -46,6 +50,9 @@ NONCE_MIGRATION: Migration = (
     " request_id TEXT NOT NULL DEFAULT '', attempt INTEGER NOT NULL DEFAULT 0,"
     " outcome TEXT NOT NULL DEFAULT '' CHECK (outcome IN ('', 'signed', 'bad-share', 'failed')),"
     " reason TEXT NOT NULL DEFAULT '', created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS frost_public_shares (key_id BLOB NOT NULL CHECK (length(key_id) = 32),"
+    " epoch INTEGER NOT NULL CHECK (epoch >= 0), element_len INTEGER NOT NULL CHECK (element_len IN (32, 33)),"
+    " shares BLOB NOT NULL CHECK (length(shares) > 0 AND length(shares) % element_len = 0), PRIMARY KEY (key_id, epoch))",
     "CREATE INDEX IF NOT EXISTS frost_nonces_fresh ON frost_nonces (key_id, epoch, node, state)",
     "CREATE INDEX IF NOT EXISTS frost_nonces_by_request ON frost_nonces (request_id) WHERE request_id != ''",
     "CREATE TRIGGER IF NOT EXISTS frost_nonce_assigned_once BEFORE UPDATE ON frost_nonces"
@@ -184,6 +191,30 @@ class NonceStore:
                 "UPDATE frost_nonces SET outcome = ?, updated_ms = ? WHERE request_id = ? AND attempt = ? AND node = ?",
                 [(o, now, request_id, attempt, node) for node, o in outcomes.items()],
             )
+
+    def set_frost_public_shares(self, key_id: bytes, epoch: int, shares: Sequence[bytes]) -> None:
+        """Record the public shares of (key, epoch) (share-index order, one element length);
+        ValueError for an empty list or mixed lengths; an existing record is kept unchanged
+        when equal, else sqlite3.IntegrityError (an epoch's shares never change)."""
+        lens = {len(s) for s in shares}
+        if not shares or len(lens) != 1 or not lens <= {32, 33}:
+            raise ValueError("public_shares: one or more encoded elements of one length (32 or 33 bytes)")
+        blob = b"".join(shares)
+        with self._tx() as c:
+            old = c.execute("SELECT shares FROM frost_public_shares WHERE key_id = ? AND epoch = ?", (key_id, epoch)).fetchone()
+            if old is not None:
+                if bytes(old[0]) != blob:
+                    raise sqlite3.IntegrityError("the public shares of a key's epoch never change")
+                return
+            c.execute("INSERT INTO frost_public_shares VALUES (?, ?, ?, ?)", (key_id, epoch, lens.pop(), blob))
+
+    def frost_public_shares(self, key_id: bytes, epoch: int) -> tuple[bytes, ...]:
+        """The public shares of (key, epoch) in share-index order; () when unknown."""
+        rows = self._query("SELECT element_len, shares FROM frost_public_shares WHERE key_id = ? AND epoch = ?", (key_id, epoch))
+        if not rows:
+            return ()
+        n, blob = int(rows[0][0]), bytes(rows[0][1])
+        return tuple(blob[i:i + n] for i in range(0, len(blob), n))
 
     def discard_fresh_nonces(self, key_id: bytes, *, epoch: int | None = None, node: int | None = None, reason: str = "",
                              now: int = 0) -> int:

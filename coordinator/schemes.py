@@ -64,6 +64,18 @@ def check_dkg_key(scheme: str, got_scheme: str, public_key: bytes, chain_code: b
         raise DecodeError("dkg_result.chain_code", f"expected {chain} bytes for a {scheme} key, got {len(chain_code)}")
 
 
+def check_public_shares(scheme: str, shares: tuple[bytes, ...], parties: int) -> None:
+    """A FROST key's public shares from its DKG: ``parties`` valid group elements of the
+    scheme (share-index order). DecodeError naming ``dkg_result.public_shares[i]``."""
+    if len(shares) != parties:
+        raise DecodeError("dkg_result.public_shares", f"expected {parties} public shares, got {len(shares)}")
+    for i, s in enumerate(shares):
+        try:
+            check_dkg_key(scheme, scheme, s, b"")
+        except DecodeError as e:
+            raise DecodeError(f"dkg_result.public_shares[{i}]", e.reason) from None
+
+
 def refuse_frost(scheme: str, key_id: bytes, what: str, field: str = "key_id") -> None:
     """FAILED_PRECONDITION naming ``field`` when a lifecycle operation ``what`` (refresh,
     reshare, backup export, ...) is asked of a Schnorr key, which does not support it yet."""

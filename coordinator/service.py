@@ -33,6 +33,7 @@ from coordinator.anomaly_hook import AnomalyMonitor, audit_heads
 from coordinator.config import CoordinatorConfig
 from coordinator.db import CoordinatorDb, KeyRecord, RequestRecord, now_ms
 from coordinator.faults import fault_hook
+from coordinator.frost_sign import FrostDeps, FrostSigning
 from coordinator.inputs import validated
 from coordinator.keyops import KIND as KEY_OPERATION, KeyOperations
 from coordinator.lifecycle_proposals import LifecycleProposals
@@ -51,13 +52,13 @@ from coordinator.roster_status import roster_status
 from coordinator.roster_sync import RosterSync
 from coordinator.rotation import NodeKeyRotationRelay
 from coordinator.schedule import RefreshScheduler
-from coordinator.schemes import check_dkg_key, scheme_of
+from coordinator.schemes import check_dkg_key, check_public_shares, is_frost, scheme_of
 from coordinator.session_slots import SessionSlots, reserved_for_pools
 from crypto_core.bip32 import derive
 from crypto_core.combiner import SignatureShare, combine
 from crypto_core.errors import DecodeError, ProtocolAbort
 from crypto_core.group import Point
-from governance.approval import ApprovalBundle
+from governance.approval import ApprovalBundle, SigningRequest
 from governance.audit import detail_text
 from governance.errors import GovernanceError
 from governance.policy import DEFAULT_SCOPE
@@ -233,6 +234,12 @@ class CoordinatorService:
         ))
         self.presigned.fault = self.keyops.fault  # test mode: the presig-* crash points (coordinator/faults.py)
         self.requests.presig_done = self.presigned.done
+        self.frost = FrostSigning(FrostDeps(  # issue 16: FROST keys (coordinator/frost_sign.py)
+            self.db, lambda: self.nodes, self.keyops.signing, self._reserve, self.policies.attestation,
+            lambda actor, action, rid, outcome, details: self.audit.append(actor, action, request_id=rid, outcome=outcome,
+                                                                           details=details),
+            stop=self._stop,
+        ))
         self.requests.presig_assign = self.presigned.assignment_at_quorum  # R10: with the quorum transaction
         # the server's long-lived streams
         self.streams = StreamBudget(cfg.max_streams, cfg.stream_lifetime_s, per_caller=cfg.max_streams_per_caller)
@@ -326,6 +333,7 @@ class CoordinatorService:
                 if roster is not None:  # a revoked node's share must stop mattering, even after a crash
                     self.keyops.reconcile(roster)
                 self.schedule.check()
+                self.frost.refill()  # issue 16: fresh nonce commitments for FROST keys
                 self.recovery.background()
                 self.drill_metrics.refresh()
                 self.anomaly.poll_audit_heads(lambda: audit_heads(h for _, h in self.nodes.items()))
@@ -566,6 +574,15 @@ class CoordinatorService:
         )
         self.db.add_key(k)
         committee = tuple(sorted(final))
+        if is_frost(scheme):  # issue 16: the coordinator checks each signature share against its sender's public share
+            shares = tuple(bytes(s) for s in getattr(first, "public_shares", ()))  # DkgResult.public_shares (contract change)
+            if shares:
+                try:
+                    check_public_shares(scheme, shares, len(committee))
+                except DecodeError as e:
+                    self._discard(first.key_id)
+                    raise RpcError(Code.ABORTED, f"keygen aborted: the nodes returned invalid public shares: {e}") from None
+                self.db.set_frost_public_shares(k.key_id, 0, shares)
         if committee != tuple(range(1, len(committee) + 1)):  # the DKG's committee: the nodes it ran over
             self.db.set_key_epoch(k.key_id, 0, committee, now_ms())
         k = self._commit(k)
@@ -662,6 +679,10 @@ class CoordinatorService:
         Each session reserves the request's next attempt number (see :meth:`_reserve`) just
         before the round that releases the shares; a session that fails before that costs no
         attempt. At most MAX_SIGN_ATTEMPTS attempts are reserved per request, counted durably."""
+        if is_frost(k.scheme):  # issue 16: FROST keys sign with coordinator/frost_sign.py
+            rec = self.db.get_sign_request(rid)
+            root = SigningRequest.from_bytes(rec.request).taproot_root if rec is not None else b""
+            return self.frost.sign(rid, k, digest, rec.message if rec is not None else b"", root, bundle)
         resynced: set[int] = set()
         t = k.threshold
         epoch, committee, outside = self.keyops.signing(k)  # sign in the key's epoch, with its committee only
