@@ -54,3 +54,13 @@ class RecoveryError(ProtocolError):
         self.reason = reason
         who = "no officer at fault" if not self.officers else "officers at fault: " + ", ".join(map(str, self.officers))
         super().__init__(f"recovery failed ({who}): {reason}")
+
+
+class ShareInvalid(ProtocolAbort):
+    """A FROST signature share that does not verify (identifiable abort, RFC 9591 section 5.4).
+
+    ``party`` is the signer's identifier (share index); ``reason`` says what was wrong, never a scalar.
+    """
+
+    def __init__(self, party: int, reason: str) -> None:
+        super().__init__(party, reason)

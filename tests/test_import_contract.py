@@ -51,7 +51,7 @@ PROJECT_PACKAGES = ("coordinator", "crypto_core", "governance", "mpc_node", "mpc
 shared layer); no top-level ``proto`` package exists (the name is ``proto-plus``'s)."""
 
 PURE_THIRD_PARTY: Mapping[str, frozenset[str]] = {
-    "crypto_core": frozenset({"coincurve", "cryptography", "numpy"}),
+    "crypto_core": frozenset({"coincurve", "cryptography", "nacl", "numpy"}),  # nacl: PyNaCl, the Ed25519 group (issue 16)
     "governance": frozenset({"cryptography"}),
 }
 """The pure packages, each with the third-party distributions (top-level names) it may use."""
