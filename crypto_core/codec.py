@@ -33,6 +33,7 @@ class Protocol:
     DKG = 1
     SIGN = 2
     RESHARE = 3
+    FROST_DKG = 4
 
 
 @dataclass(frozen=True)

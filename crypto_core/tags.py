@@ -67,6 +67,18 @@ class Tag(enum.Enum):
     RESHARE_OLD_SHARES = "reshare/old-public-shares"
     # key-share and presignature records
     RECORD_CHECKSUM = "record/checksum"
+    # FROST keys (issue 16): DKG over a generic group, key ids of Schnorr keys
+    FROST_KEY_ID = "frost/key-id/v1"
+    FROST_DKG_SID = "frost/dkg/sid/v1"
+    FROST_DKG_CONFIG = "frost/dkg/config/v1"
+    FROST_DKG_COMMIT_F = "frost/dkg/commit-feldman/v1"
+    FROST_DKG_COEF_POK = "frost/dkg/pok-coefficient/v1"
+    FROST_DKG_SHARE_POK = "frost/dkg/pok-share/v1"
+    FROST_POK = "frost/pok/challenge/v1"
+    FROST_DKG_ECHO1 = "frost/dkg/echo-round1/v1"
+    FROST_DKG_ECHO2 = "frost/dkg/echo-round2/v1"
+    FROST_DKG_ECHO3 = "frost/dkg/echo-round3/v1"
+    FROST_DKG_CONFIRM = "frost/dkg/confirm/v1"
 
     @property
     def bytes(self) -> bytes:

@@ -14,6 +14,12 @@ independent verification.
 
 Bytes are payload bytes delivered per run (a broadcast counts once per receiver), as in the
 anchor's "bytes delivered" column.
+
+``--scheme ed25519`` / ``--scheme schnorr-secp256k1-bip340`` (issue 16) measures FROST instead:
+keygen (the 4-round FROST DKG, all n parties), ``commit`` (RFC 9591 round one, all t signers),
+``sign`` (round two: t signature shares, then ``aggregate``, which verifies every share and the
+signature) and ``total`` (commit + sign), over random signer subsets. The default
+``ecdsa-secp256k1`` runs and prints exactly what it did before.
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ from crypto_core.local import RunStats, run
 from crypto_core.params import LAMBDA_C, SUPPORTED_LAMBDA
 from crypto_core.reshare import ReshareConfig, ReshareParty
 from crypto_core.sign import PresignParty, SignConfig
+
+SCHEMES = ("ecdsa-secp256k1", "ed25519", "schnorr-secp256k1-bip340")
 
 
 def summarize(samples_ms: list[float], nbytes: int, cpu_ms: list[float] | None = None) -> dict[str, float | int]:
@@ -120,12 +128,15 @@ def main(argv: list[str] | None = None) -> int:
         "--lambda-c", type=int, default=LAMBDA_C, choices=SUPPORTED_LAMBDA,
         help="base OTs per ordered pair (security parameter of the OT extension)",
     )
+    ap.add_argument("--scheme", choices=SCHEMES, default=SCHEMES[0], help="key scheme (FROST for the Schnorr ones)")
     args = ap.parse_args(argv)
     t, n = args.threshold, args.parties
     if not 2 <= t <= n:
         ap.error("need 2 <= threshold <= parties")
     if args.keygens < 1:
         ap.error("--keygens must be at least 1")
+    if args.scheme != SCHEMES[0]:
+        return main_frost(args)
 
     result: dict[str, Any] = {
         "config": {
@@ -217,6 +228,72 @@ def bench_signing(t: int, n: int, keys: dict[int, KeyShare], reps: int, warmup: 
         "sign": summarize(total_ms, pre_bytes + on_bytes, total_cpu),
         "samples": samples,
     }
+
+
+def main_frost(args: argparse.Namespace) -> int:
+    """FROST keygen and signing figures for ``args.scheme`` (see the module docstring)."""
+    from crypto_core.frost import signing
+    from crypto_core.frost.local import run_frost_dkg
+
+    scheme, t, n = args.scheme, args.threshold, args.parties
+    result: dict[str, Any] = {
+        "config": {
+            "scheme": scheme, "threshold": t, "parties": n, "keygens": args.keygens, "signatures": args.signatures,
+            "python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
+        }
+    }
+    print(f"bench_protocol: {scheme} (FROST) {t}-of-{n}, all parties in one process, messages serialized", flush=True)
+    times, cpus, nbytes, keys = [], [], 0, []
+    for _ in range(args.keygens):
+        stats = RunStats()
+        c0, t0 = time.process_time(), time.perf_counter()
+        keys = run_frost_dkg(scheme, t, n, stats=stats)
+        times.append((time.perf_counter() - t0) * 1e3)
+        cpus.append((time.process_time() - c0) * 1e3)
+        nbytes = stats.bytes_delivered
+    result["keygen"] = summarize(times, nbytes, cpus)
+    if args.signatures > 0:
+        pick = random.SystemRandom()
+        phases: dict[str, tuple[list[float], list[float]]] = {k: ([], []) for k in ("commit", "sign", "total")}
+        samples: list[dict[str, Any]] = []
+        e = len(keys[0].public_key)
+        commit_bytes = sign_bytes = 0
+        for rep in range(args.warmup + args.signatures):
+            signers = sorted(pick.sample(range(1, n + 1), t))
+            message = os.urandom(32)
+            c0, t0 = time.process_time(), time.perf_counter()
+            nonces, comms = {}, []
+            for i in signers:
+                nonces[i], comm = signing.commit(scheme, keys[i - 1].secret_share, identifier=i)
+                comms.append(comm)
+            c1, t1 = time.process_time(), time.perf_counter()
+            package = signing.SigningPackage(scheme, message, tuple(comms))
+            shares = {i: signing.sign_share(keys[i - 1], nonces[i], package) for i in signers}
+            sig = signing.aggregate(keys[0].public(), package, shares)
+            c2, t2 = time.process_time(), time.perf_counter()
+            commit_bytes = t * 2 * e  # each signer's two nonce commitments, to the coordinator
+            sign_bytes = t * (t * 2 * e + len(message)) + t * 32  # package to every signer, shares back
+            if rep < args.warmup:
+                continue
+            spans = {"commit": (t1 - t0, c1 - c0), "sign": (t2 - t1, c2 - c1), "total": (t2 - t0, c2 - c0)}
+            for k, (wall_s, cpu_s) in spans.items():
+                phases[k][0].append(wall_s * 1e3)
+                phases[k][1].append(cpu_s * 1e3)
+            samples.append({"public_key": keys[0].public_key.hex(), "message": message.hex(), "signature": sig.hex(),
+                            "signing_key": signing.signing_key(scheme, keys[0].public_key).hex(), "signers": signers})
+        sizes = {"commit": commit_bytes, "sign": sign_bytes, "total": commit_bytes + sign_bytes}
+        for k, (wall_ms, cpu_ms) in phases.items():
+            result[k] = summarize(wall_ms, sizes[k], cpu_ms)
+        result["samples"] = samples
+    rows = [(k, v) for k, v in result.items() if isinstance(v, dict) and "median" in v]
+    print(f"{'phase':<10}{'reps':>6}{'median ms':>12}{'min ms':>10}{'max ms':>10}{'cpu ms':>10}{'bytes/run':>12}")
+    for name, v in rows:
+        print(f"{name:<10}{v['reps']:>6}{v['median']:>12.2f}{v['min']:>10.2f}{v['max']:>10.2f}"
+              f"{v['cpu_median']:>10.2f}{v['bytes']:>12,}")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
 
 
 if __name__ == "__main__":
