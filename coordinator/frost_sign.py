@@ -33,7 +33,6 @@ about the request itself (expired, stale policy, served) ends the request.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -45,7 +44,10 @@ import grpc
 from coordinator.db import CoordinatorDb, KeyRecord, now_ms
 from coordinator.nonce_store import NONCE_ID_LEN, NonceRow
 from coordinator.relay import NodeHandle, NodesUnavailable, Refused, fanout
-from crypto_core.errors import ProtocolAbort, UsageError
+from crypto_core.errors import DecodeError, ProtocolAbort, UsageError
+from crypto_core.frost.ciphersuite import ciphersuite_for
+from crypto_core.frost.public import FrostPublic
+from crypto_core.frost.signing import SigningCommitment, SigningPackage, aggregate, signing_key, verify_share, verify_signature
 from governance.approval import SCHEME_ED25519
 from governance.reservation import MAX_SIGN_ATTEMPTS, reservation_quorum
 from mpcnet.common.rpc import RpcError, status_of, trailing
@@ -73,6 +75,7 @@ class FrostCrypto(Protocol):
 
     def public(self, scheme: str, threshold: int, parties: int, public_key: bytes, public_shares: tuple[bytes, ...]) -> Any: ...
     def package(self, scheme: str, message: bytes, commitments: Sequence[tuple[int, bytes, bytes]], taproot_root: bytes) -> Any: ...
+    def check_element(self, scheme: str, data: bytes, field: str) -> None: ...
     def verify_share(self, public: Any, package: Any, identifier: int, share: bytes) -> None: ...
     def aggregate(self, public: Any, package: Any, shares: Mapping[int, bytes]) -> bytes: ...
     def verify_signature(self, scheme: str, public_key: bytes, message: bytes, signature: bytes, taproot_root: bytes) -> bool: ...
@@ -80,30 +83,28 @@ class FrostCrypto(Protocol):
 
 
 class Rfc9591:
-    """:class:`FrostCrypto` from ``crypto_core.frost`` (signing.py, keyshare.py)."""
-
-    def __init__(self) -> None:
-        self._s = importlib.import_module("crypto_core.frost.signing")
-        self._k = importlib.import_module("crypto_core.frost.keyshare")
+    """:class:`FrostCrypto` from ``crypto_core.frost`` (signing.py; public.py: no secret type)."""
 
     def public(self, scheme: str, threshold: int, parties: int, public_key: bytes, public_shares: tuple[bytes, ...]) -> Any:
-        return self._k.FrostPublic(scheme, threshold, parties, public_key, public_shares)
+        return FrostPublic(scheme, threshold, parties, public_key, public_shares)
 
     def package(self, scheme: str, message: bytes, commitments: Sequence[tuple[int, bytes, bytes]], taproot_root: bytes) -> Any:
-        cs = tuple(self._s.SigningCommitment(i, h, b) for i, h, b in commitments)
-        return self._s.SigningPackage(scheme, message, cs, taproot_root)
+        return SigningPackage(scheme, message, tuple(SigningCommitment(i, h, b) for i, h, b in commitments), taproot_root)
+
+    def check_element(self, scheme: str, data: bytes, field: str) -> None:
+        ciphersuite_for(scheme).group.decode(data, field)
 
     def verify_share(self, public: Any, package: Any, identifier: int, share: bytes) -> None:
-        self._s.verify_share(public, package, identifier, share)
+        verify_share(public, package, identifier, share)
 
     def aggregate(self, public: Any, package: Any, shares: Mapping[int, bytes]) -> bytes:
-        return bytes(self._s.aggregate(public, package, shares))
+        return aggregate(public, package, shares)
 
     def verify_signature(self, scheme: str, public_key: bytes, message: bytes, signature: bytes, taproot_root: bytes) -> bool:
-        return bool(self._s.verify_signature(scheme, public_key, message, signature, taproot_root))
+        return verify_signature(scheme, public_key, message, signature, taproot_root)
 
     def signing_key(self, scheme: str, public_key: bytes, taproot_root: bytes) -> bytes:
-        return bytes(self._s.signing_key(scheme, public_key, taproot_root))
+        return signing_key(scheme, public_key, taproot_root)
 
 
 @dataclass(frozen=True)
@@ -177,8 +178,14 @@ class FrostSigning:
         seen: set[bytes] = set()
         for c in resp.commitments:
             nid = bytes(c.nonce_id)
+            try:  # each commitment a valid element of the key's group, not the identity (RFC 9591 DeserializeElement)
+                self.crypto.check_element(k.scheme, bytes(c.hiding), "hiding")
+                self.crypto.check_element(k.scheme, bytes(c.binding), "binding")
+                valid = True
+            except DecodeError:
+                valid = False
             if (
-                c.signer != node or resp.epoch != epoch or len(nid) != NONCE_ID_LEN or nid in seen
+                not valid or c.signer != node or resp.epoch != epoch or len(nid) != NONCE_ID_LEN or nid in seen
                 or len(c.hiding) != elen or len(c.binding) != elen or len(resp.commitments) > count
             ):
                 log.warning("key %s: node %d answered malformed nonce commitments; none stored", k.key_id.hex()[:16], node)
@@ -306,7 +313,11 @@ class FrostSigning:
         nodes = self.deps.nodes()
         sid = session_of(rid, attempt, [rows[i].nonce_id for i in signers])
         ident = {i: committee.index(i) + 1 for i in signers}  # share index = committee position (as DKLs)
-        package = self.crypto.package(k.scheme, msg, [(ident[i], rows[i].hiding, rows[i].binding) for i in signers], root)
+        try:  # stored commitments were checked when made: this refusal is not expected
+            package = self.crypto.package(k.scheme, msg, [(ident[i], rows[i].hiding, rows[i].binding) for i in signers], root)
+        except (DecodeError, UsageError) as e:
+            self._settle(rid, attempt, {i: "failed" for i in signers})
+            raise _AttemptFailed(f"signing package: {e}") from None
         if any(i not in nodes for i in signers):
             self._settle(rid, attempt, {i: "failed" for i in signers if i not in nodes})
             raise _AttemptFailed("a signer is no longer in the roster")

@@ -58,6 +58,12 @@ class ToyFrost:
         assert ids == sorted(set(ids)) and len(ids) >= 2
         return ToyPackage(scheme, message, tuple(commitments), taproot_root)
 
+    def check_element(self, scheme: str, data: bytes, field: str) -> None:
+        from crypto_core.errors import DecodeError
+
+        if data == bytes(len(data)):
+            raise DecodeError(field, "identity")
+
     def verify_share(self, public: Any, package: Any, identifier: int, share: bytes) -> None:
         from crypto_core.errors import ProtocolAbort
 
