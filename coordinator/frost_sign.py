@@ -60,6 +60,7 @@ NONCE_BATCH = 16  # commitments asked of a node per MakeNonces (1..64 on the wir
 REFILL_TARGET = 8  # fresh commitments per (key, epoch, node) the background refill keeps
 SIGN_SCHNORR_TIMEOUT_S = 5.0  # one SignSchnorr: a commit and a few scalar multiplications
 SHARE_LEN = 32
+DISCARD_TIMEOUT_S = 1.0  # a best-effort DiscardNonces of a failed attempt's unused nonce
 # a node's governance refusal about the request itself: no other subset can sign it
 REQUEST_FATAL = frozenset({"expired", "served", "stale-policy", "approvals", "policy", "rate-limit", "attempts-exhausted"})
 _SESSION_TAG = b"mpcnet/frost-sign-attempt/v1"
@@ -392,10 +393,23 @@ class FrostSigning:
 
     def _settle(self, rid: str, attempt: int, outcome: Mapping[int, str]) -> None:
         """Record the attempt's outcome per signer (an attempt with any outcome is never resumed).
-        An empty mapping marks every signer ``failed``."""
+        An empty mapping marks every signer ``failed``. The nonces of the signers that gave no
+        share are then discarded on those nodes (best effort: a node that consumed one keeps
+        its tombstone; one that never heard of the attempt frees it)."""
         if not outcome:
             outcome = {n: "failed" for n in self._outcomes(rid, attempt)}
         self.db.set_nonce_outcomes(rid, attempt, outcome, now_ms())
+        failed = {r.node: r for r in self.db.nonces_of(rid) if r.attempt == attempt and outcome.get(r.node) == "failed"}
+        nodes = self.deps.nodes()
+        calls = {
+            i: (nodes[i].stub.DiscardNonces,
+                node_pb2.DiscardNoncesRequest(key_id=r.key_id, nonce_ids=[r.nonce_id], reason="attempt-failed"))
+            for i, r in failed.items() if i in nodes and nodes[i].healthy is not False
+        }
+        if calls:
+            _, errs = fanout(calls, DISCARD_TIMEOUT_S)
+            for i, err in errs.items():
+                log.info("request %s: node %d did not discard its nonce of attempt %d (%s)", rid, i, attempt, status_of(err)[0].name)
 
     def _bad_share(self, rid: str, k: KeyRecord, attempt: int, node: int, why: str) -> None:
         log.warning("request %s: node %d sent an invalid FROST signature share (attempt %d): %s", rid, node, attempt,

@@ -58,7 +58,7 @@ from coordinator.db import (
 from coordinator.info_cache import InfoCache
 from coordinator.metrics import QuorumClock
 from coordinator.policies import PolicyBook
-from coordinator.schemes import check_submission
+from coordinator.schemes import Submission, check_submission
 from coordinator.vetted import VettedApprovals, vetted_key
 from coordinator.watch import ChangeFeed
 from crypto_core.bip32 import check_path
@@ -324,7 +324,7 @@ class SignRequests:
         # and, in _req_details, the SHA-256 of the canonical request every approval signs
         submitted = AuditEvent(caller, "sign-request", rid, "pending", _req_details(rec) | detail_text(
             "description", sreq.description
-        ) | {"policy_version": policy.version, "expires_at_ms": sreq.expires_at_ms})
+        ) | {"policy_version": policy.version, "expires_at_ms": sreq.expires_at_ms} | _scheme_details(sub))
         try:
             self.db.add_sign_request(rec, rate_limit=(limit.max_signatures, limit.window_seconds * 1000), audit=submitted)
         except RateLimitExceeded as e:
@@ -737,6 +737,19 @@ def _request_hash(encoded: bytes) -> dict[str, str | int | bool]:
     :meth:`~governance.approval.SigningRequest.request_digest`), for every audit entry of the
     request, so an auditor ties each entry to its approvals."""
     return {"request_sha256": hashlib.sha256(encoded).hexdigest()}
+
+
+def _scheme_details(sub: Submission) -> dict[str, str | int | bool]:
+    """Issue 16: a Schnorr key's request in its audit entry: the scheme, an ed25519 message's
+    size (its SHA-256 is the digest), a Taproot root (hex); nothing for ECDSA (entries as before)."""
+    if sub.scheme == "ecdsa-secp256k1":
+        return {}
+    out: dict[str, str | int | bool] = {"scheme": sub.scheme}
+    if sub.message:
+        out["message_bytes"] = len(sub.message)
+    if sub.taproot_root:
+        out["taproot_root"] = sub.taproot_root.hex()
+    return out
 
 
 def _req_details(rec: SignRequestRecord) -> dict[str, str | int | bool]:

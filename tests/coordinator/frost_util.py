@@ -97,6 +97,7 @@ class FrostNodeStub:
     stall: bool = False
     refuse: str = ""
     signed: list[tuple[str, int, bytes]] = field(default_factory=list)
+    discarded: list[bytes] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def MakeNonces(self, req: node_pb2.MakeNoncesRequest, **_: Any) -> node_pb2.MakeNoncesResponse:
@@ -107,6 +108,12 @@ class FrostNodeStub:
                 self.fresh[nid] = (d, e)
                 out.append(node_pb2.NonceCommitment(nonce_id=nid, signer=self.index, hiding=d, binding=e))
         return node_pb2.MakeNoncesResponse(commitments=out, epoch=req.epoch)
+
+    def DiscardNonces(self, req: node_pb2.DiscardNoncesRequest, **_: Any) -> node_pb2.DiscardNoncesResponse:
+        with self.lock:
+            gone = [bytes(n) for n in req.nonce_ids if self.fresh.pop(bytes(n), None) is not None]
+            self.discarded.extend(gone)
+            return node_pb2.DiscardNoncesResponse(discarded=len(gone))
 
     def SignSchnorr(self, req: node_pb2.SignSchnorrRequest, **_: Any) -> node_pb2.SignSchnorrResponse:
         with self.lock:

@@ -104,6 +104,9 @@ def test_request_level_refusal_ends_the_request(tmp_path: Path) -> None:
         _sign(c, "req-exp")
     assert getattr(e.value, "governance", "") == "expired"
     assert c.db.sign_attempts_taken("req-exp") == 1
+    # the refusing node never consumed its nonce: the coordinator discards it there
+    mine = [r.nonce_id for r in c.db.nonces_of("req-exp") if r.node == 1]
+    assert c.stubs[1].discarded == mine and mine[0] not in c.stubs[1].fresh
 
 
 class _Killed(BaseException):

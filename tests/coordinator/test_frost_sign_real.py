@@ -56,6 +56,10 @@ class RealFrostNode:
                 out.append(node_pb2.NonceCommitment(nonce_id=nid, signer=self.roster, hiding=c.hiding, binding=c.binding))
         return node_pb2.MakeNoncesResponse(commitments=out, epoch=req.epoch)
 
+    def DiscardNonces(self, req: node_pb2.DiscardNoncesRequest, **_: Any) -> node_pb2.DiscardNoncesResponse:
+        with self.lock:
+            return node_pb2.DiscardNoncesResponse(discarded=sum(self.fresh.pop(bytes(n), None) is not None for n in req.nonce_ids))
+
     def SignSchnorr(self, req: node_pb2.SignSchnorrRequest, **_: Any) -> node_pb2.SignSchnorrResponse:
         with self.lock:
             nid = bytes(req.nonce_id)
