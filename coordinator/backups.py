@@ -33,7 +33,7 @@ from coordinator.backup_store import BundleRecord
 from coordinator.db import AuditEvent, CoordinatorDb, KeyRecord, now_ms
 from coordinator.recovery_config import RecoveryConfigBook
 from coordinator.relay import NodeHandle, fanout
-from coordinator.schemes import refuse_frost
+from coordinator.schemes import is_frost, refuse_frost
 from governance.audit import detail_text
 from governance.errors import GovernanceError
 from governance.policy import AdminSet
@@ -130,7 +130,7 @@ class Backups:
         stored = []
         now = now_ms()
         for k in self.db.list_keys("active"):
-            if only is not None and k.key_id != only:
+            if (only is not None and k.key_id != only) or is_frost(k.scheme):  # issue 16: no FROST backups yet
                 continue
             with self._lock:
                 if k.key_id in self._busy or now < self._backoff.get(k.key_id, (0, 0))[1]:
@@ -285,6 +285,8 @@ class Backups:
         now = now_ms() if now is None else now
         out = []
         for k in self.db.list_keys("active"):
+            if is_frost(k.scheme):  # issue 16: no FROST backups (nor drills) yet
+                continue
             epoch, _ = self.epoch_of(k)
             newest = self.db.newest_bundle(k.key_id)
             drill = self.db.drill_record(k.key_id)

@@ -47,7 +47,7 @@ from coordinator.db import AuditEvent, CoordinatorDb, KeyRecord, now_ms
 from coordinator.keyop_store import LIVE, KeyOpRecord
 from coordinator.lifecycle_proposals import Proposed
 from coordinator.relay import Aborted, NodeHandle, NodesUnavailable, Refused, fanout, run_session
-from coordinator.schemes import refuse_frost
+from coordinator.schemes import is_frost, refuse_frost
 from governance.errors import GovernanceError
 from governance.keyop import KeyOperation, KeyOpKind, SignedKeyOperation, check_authorized, verify_commit_certificate
 from governance.policy import AdminSet
@@ -234,6 +234,8 @@ class KeyOperations:
         active = {e.index for e in active_entries(new)}
         ids: list[str] = []
         for k in self.db.list_keys("active"):
+            if is_frost(k.scheme):  # issue 16: no reshare of FROST keys yet (a revoked node is simply never asked)
+                continue
             _, committee = self.epoch_of(k)
             if committee != before and all(i in active for i in committee):
                 continue
@@ -272,6 +274,8 @@ class KeyOperations:
         now = now_ms()
         ids: list[str] = []
         for k in self.db.list_keys("active"):
+            if is_frost(k.scheme):  # issue 16: as follow_roster
+                continue
             epoch, committee = self.epoch_of(k)
             ops, wait_ms = None, backoff_ms
             if all(i in active for i in committee):

@@ -186,3 +186,33 @@ def test_check_submission_returns_what_approvers_sign() -> None:
     s = check_submission(ED, b"", MSG, b"", ())
     assert (s.digest, s.message, s.taproot_root) == (hashlib.sha256(MSG).digest(), MSG, b"")
     assert dataclasses.astuple(check_submission(BIP, b"\x01" * 32, b"", b"", ())) == (BIP, b"\x01" * 32, b"", b"")
+
+
+def test_presignature_pools_skip_frost_keys(tmp_path: Path) -> None:
+    from .pool_util import cluster
+
+    c = cluster(tmp_path)
+    frost = KeyRecord(ED_KEY, "ed", ED_PUB, b"", 2, 3, "active", 1, "kg-2", ED)
+    c.db.add_key(frost)
+    due = c.pools.due()
+    assert due and {k.key_id for k, _, _ in due} == {c.key.key_id}  # the ECDSA key only
+    assert c.signing.assignment_at_quorum("req-f", ED_KEY, ()) is None  # no presignature for a FROST request
+
+
+def test_refresh_reshare_and_backup_export_refuse_frost_keys(h: Harness) -> None:
+    from coordinator.backups import Backups
+    from coordinator.keyops import KeyOperations
+
+    ops = object.__new__(KeyOperations)
+    ops.db = h.db
+    with pytest.raises(RpcError) as e:
+        ops._key(ED_KEY, "signed_operation.operation")
+    assert e.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert e.value.message.startswith("signed_operation.operation.key_id:") and "not yet supported for ed25519 keys" in e.value.message
+    assert ops._key(h.key.key_id, "op").key_id == h.key.key_id  # ECDSA keys as before
+    backups = object.__new__(Backups)
+    backups.db = h.db
+    with pytest.raises(RpcError) as e:
+        backups.export(BIP_KEY, b"", "auditor")
+    assert e.value.code == grpc.StatusCode.FAILED_PRECONDITION and e.value.message.startswith("key_id:")
+    assert f"not yet supported for {BIP} keys" in e.value.message
