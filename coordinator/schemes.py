@@ -17,6 +17,7 @@ import grpc
 from nacl.bindings import crypto_core_ed25519_is_valid_point
 
 from crypto_core.errors import DecodeError
+from crypto_core.frost.public import FrostPublic, frost_key_id
 from crypto_core.group import Point
 from governance.approval import MAX_MESSAGE, SCHEME_BIP340, SCHEME_ECDSA, SCHEME_ED25519, SCHEMES
 from mpcnet.common.rpc import RpcError, invalid
@@ -64,16 +65,20 @@ def check_dkg_key(scheme: str, got_scheme: str, public_key: bytes, chain_code: b
         raise DecodeError("dkg_result.chain_code", f"expected {chain} bytes for a {scheme} key, got {len(chain_code)}")
 
 
-def check_public_shares(scheme: str, shares: tuple[bytes, ...], parties: int) -> None:
-    """A FROST key's public shares from its DKG: ``parties`` valid group elements of the
-    scheme (share-index order). DecodeError naming ``dkg_result.public_shares[i]``."""
-    if len(shares) != parties:
-        raise DecodeError("dkg_result.public_shares", f"expected {parties} public shares, got {len(shares)}")
-    for i, s in enumerate(shares):
+def check_frost_result(
+    scheme: str, key_id: bytes, threshold: int, parties: int, public_key: bytes, shares: tuple[bytes, ...],
+) -> None:
+    """A FROST key's DKG result beyond :func:`check_dkg_key`: ``key_id`` is the key's id
+    (``crypto_core.frost.public.frost_key_id``) and, when given, the public shares are valid
+    elements on one polynomial of degree t-1 whose value at 0 is the group key
+    (``FrostPublic.validate``). DecodeError naming the ``dkg_result.<field>``."""
+    if not hmac.compare_digest(key_id, frost_key_id(scheme, public_key)):
+        raise DecodeError("dkg_result.key_id", "is not the id of this scheme and public key")
+    if shares:
         try:
-            check_dkg_key(scheme, scheme, s, b"")
+            FrostPublic(scheme, threshold, parties, public_key, shares).validate()
         except DecodeError as e:
-            raise DecodeError(f"dkg_result.public_shares[{i}]", e.reason) from None
+            raise DecodeError(e.field.replace("frostpublic.", "dkg_result.", 1), e.reason) from None
 
 
 def refuse_frost(scheme: str, key_id: bytes, what: str, field: str = "key_id") -> None:

@@ -52,7 +52,7 @@ from coordinator.roster_status import roster_status
 from coordinator.roster_sync import RosterSync
 from coordinator.rotation import NodeKeyRotationRelay
 from coordinator.schedule import RefreshScheduler
-from coordinator.schemes import check_dkg_key, check_public_shares, is_frost, scheme_of
+from coordinator.schemes import check_dkg_key, check_frost_result, is_frost, scheme_of
 from coordinator.session_slots import SessionSlots, reserved_for_pools
 from crypto_core.bip32 import derive
 from crypto_core.combiner import SignatureShare, combine
@@ -562,6 +562,9 @@ class CoordinatorService:
             raise RpcError(Code.ABORTED, f"keygen aborted: node {differ[0]} finished the DKG with a different key than node {min(results)}")
         try:  # what every node agreed on is still checked: the scheme, a valid public key, chain code and id by scheme
             check_dkg_key(scheme, first.scheme, first.public_key, first.chain_code)
+            if is_frost(scheme):  # issue 16: its id, and its public shares (DkgResult.public_shares, a contract change)
+                check_frost_result(scheme, first.key_id, first.threshold, first.parties, first.public_key,
+                                   tuple(bytes(s) for s in getattr(first, "public_shares", ())))
             if len(first.key_id) != 32:
                 raise DecodeError("dkg_result.key_id", f"expected 32 bytes, got {len(first.key_id)}")
         except DecodeError as e:
@@ -577,11 +580,6 @@ class CoordinatorService:
         if is_frost(scheme):  # issue 16: the coordinator checks each signature share against its sender's public share
             shares = tuple(bytes(s) for s in getattr(first, "public_shares", ()))  # DkgResult.public_shares (contract change)
             if shares:
-                try:
-                    check_public_shares(scheme, shares, len(committee))
-                except DecodeError as e:
-                    self._discard(first.key_id)
-                    raise RpcError(Code.ABORTED, f"keygen aborted: the nodes returned invalid public shares: {e}") from None
                 self.db.set_frost_public_shares(k.key_id, 0, shares)
         if committee != tuple(range(1, len(committee) + 1)):  # the DKG's committee: the nodes it ran over
             self.db.set_key_epoch(k.key_id, 0, committee, now_ms())

@@ -20,6 +20,8 @@ import coordinator.service as csvc
 from coordinator.db import CoordinatorDb
 from coordinator.keyops import KeyOperations
 from coordinator.service import CoordinatorService
+from crypto_core.frost.local import run_frost_dkg
+from crypto_core.frost.public import frost_key_id
 from crypto_core.group import Point
 from mpcnet.common.rpc import RpcError
 from mpcnet.common.stores.audit import AuditLog
@@ -73,20 +75,23 @@ def _fake_dkg(monkeypatch: pytest.MonkeyPatch, result: node_pb2.DkgResult) -> li
 
 
 def _result(scheme: str, pub: bytes, chain: bytes = b"", shares: tuple[bytes, ...] = ()) -> node_pb2.DkgResult:
-    r = node_pb2.DkgResult(key_id=KEY_ID, public_key=pub, chain_code=chain, threshold=T, parties=N, scheme=scheme)
+    key_id = frost_key_id(scheme, pub) if scheme != "ecdsa-secp256k1" else KEY_ID
+    r = node_pb2.DkgResult(key_id=key_id, public_key=pub, chain_code=chain, threshold=T, parties=N, scheme=scheme)
     if shares and "public_shares" in node_pb2.DkgResult.DESCRIPTOR.fields_by_name:  # the contract change (report)
         r.public_shares.extend(shares)  # type: ignore[attr-defined]
     return r
 
 
-@pytest.mark.parametrize(("scheme", "pub"), [("ed25519", ED_PUB), ("schnorr-secp256k1-bip340", SECP_PUB)])
-def test_create_frost_key(svc: CoordinatorService, monkeypatch: pytest.MonkeyPatch, scheme: str, pub: bytes) -> None:
-    seen = _fake_dkg(monkeypatch, _result(scheme, pub, shares=(pub, pub, pub)))
+@pytest.mark.parametrize("scheme", ["ed25519", "schnorr-secp256k1-bip340"])
+def test_create_frost_key(svc: CoordinatorService, monkeypatch: pytest.MonkeyPatch, scheme: str) -> None:
+    share = run_frost_dkg(scheme, T, N)[0]
+    pub = share.public_key
+    seen = _fake_dkg(monkeypatch, _result(scheme, pub, shares=share.public_shares))
     resp = svc.CreateKey(cpb.CreateKeyRequest(label="sol", request_id="kg-1", scheme=scheme), None)
     assert [p.dkg.scheme for p in seen] == [scheme] * N
     assert resp.key.scheme == scheme and resp.key.public_key == pub and resp.key.chain_code == b""
-    k = svc.db.get_key(KEY_ID)
-    assert k is not None and k.scheme == scheme and k.status == "active"
+    k = svc.db.get_key(share.key_id)
+    assert k is not None and k.scheme == scheme and k.status == "active" and resp.key.key_id == share.key_id
     assert [k.scheme for k in svc.db.list_keys()] == [scheme]
     entry = [e for e in svc.audit.entries() if e.action == "key-create"][-1]
     assert entry.details["scheme"] == scheme
@@ -111,6 +116,8 @@ def test_ecdsa_key_unchanged(svc: CoordinatorService, monkeypatch: pytest.Monkey
         ("ed25519", _result("ed25519", ED_PUB, b"\x01" * 32), "dkg_result.chain_code"),
         ("schnorr-secp256k1-bip340", _result("schnorr-secp256k1-bip340", ED_PUB), "dkg_result.public_key"),
         ("ecdsa-secp256k1", _result("ecdsa-secp256k1", SECP_PUB), "dkg_result.chain_code"),
+        ("ed25519", node_pb2.DkgResult(key_id=KEY_ID, public_key=ED_PUB, threshold=T, parties=N, scheme="ed25519"),
+         "dkg_result.key_id"),
     ],
 )
 def test_bad_dkg_result_aborts_and_stores_no_key(
@@ -120,7 +127,7 @@ def test_bad_dkg_result_aborts_and_stores_no_key(
     with pytest.raises(RpcError) as e:
         svc.CreateKey(cpb.CreateKeyRequest(label="x", request_id="kg-bad", scheme=scheme), None)
     assert e.value.code == grpc.StatusCode.ABORTED and field in e.value.message
-    assert svc.db.get_key(KEY_ID) is None
+    assert svc.db.list_keys() == []
     rec = svc.db.get_request("kg-bad")
     assert rec is not None and rec.state == "failed"
 

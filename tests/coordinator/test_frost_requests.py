@@ -16,7 +16,7 @@ import pytest
 
 from coordinator.db import KeyRecord
 from coordinator.inputs import check_request
-from coordinator.schemes import check_dkg_key, check_public_shares, check_submission, refuse_frost, scheme_of
+from coordinator.schemes import check_dkg_key, check_frost_result, check_submission, refuse_frost, scheme_of
 from coordinator.service import key_info
 from crypto_core.errors import DecodeError
 from crypto_core.group import Point
@@ -163,12 +163,25 @@ def test_dkg_result_checked_by_scheme() -> None:
         with pytest.raises(DecodeError) as e:
             check_dkg_key(scheme, got, pk, cc)
         assert e.value.field == field, (scheme, got, field)
-    check_public_shares(ED, (ED_PUB, ED_PUB, ED_PUB), 3)
-    with pytest.raises(DecodeError) as e:
-        check_public_shares(ED, (ED_PUB, SECP_PUB, ED_PUB), 3)
-    assert e.value.field == "dkg_result.public_shares[1]"
-    with pytest.raises(DecodeError):
-        check_public_shares(ED, (ED_PUB,), 3)
+
+    from crypto_core.frost.local import run_frost_dkg
+    from crypto_core.frost.public import frost_key_id
+
+    for scheme in (ED, BIP):
+        s = run_frost_dkg(scheme, 2, 3)[0]
+        shares = s.public_shares
+        check_frost_result(scheme, s.key_id, 2, 3, s.public_key, shares)
+        check_frost_result(scheme, s.key_id, 2, 3, s.public_key, ())  # shares not sent (yet): the id alone
+        wrong = [
+            (frost_key_id(scheme, SECP_PUB if scheme == ED else ED_PUB), 2, 3, shares, "dkg_result.key_id"),
+            (s.key_id, 2, 3, (shares[0], shares[2], shares[1]), "dkg_result.public_shares"),
+            (s.key_id, 2, 3, shares[:2], "dkg_result.public_shares"),
+            (s.key_id, 3, 3, shares, "dkg_result.threshold"),  # a sharing of degree 1 is not a 3-of-3 key
+        ]
+        for key_id, t, n, sh, field in wrong:
+            with pytest.raises(DecodeError) as e:
+                check_frost_result(scheme, key_id, t, n, s.public_key, sh)
+            assert e.value.field == field, (scheme, field, e.value.field)
 
 
 def test_key_info_shows_scheme_and_lifecycle_refusals(h: Harness) -> None:
