@@ -563,8 +563,10 @@ class CoordinatorService:
         try:  # what every node agreed on is still checked: the scheme, a valid public key, chain code and id by scheme
             check_dkg_key(scheme, first.scheme, first.public_key, first.chain_code)
             if is_frost(scheme):  # issue 16: its id, and its public shares (DkgResult.public_shares, a contract change)
-                check_frost_result(scheme, first.key_id, first.threshold, first.parties, first.public_key,
-                                   tuple(bytes(s) for s in getattr(first, "public_shares", ())))
+                shares = tuple(bytes(s) for s in getattr(first, "public_shares", ()))
+                if not shares and "public_shares" in node_pb2.DkgResult.DESCRIPTOR.fields_by_name:
+                    raise DecodeError("dkg_result.public_shares", "missing: the coordinator checks each signature share with them")
+                check_frost_result(scheme, first.key_id, first.threshold, first.parties, first.public_key, shares)
             if len(first.key_id) != 32:
                 raise DecodeError("dkg_result.key_id", f"expected 32 bytes, got {len(first.key_id)}")
         except DecodeError as e:
@@ -577,10 +579,9 @@ class CoordinatorService:
         )
         self.db.add_key(k)
         committee = tuple(sorted(final))
-        if is_frost(scheme):  # issue 16: the coordinator checks each signature share against its sender's public share
-            shares = tuple(bytes(s) for s in getattr(first, "public_shares", ()))  # DkgResult.public_shares (contract change)
-            if shares:
-                self.db.set_frost_public_shares(k.key_id, 0, shares)
+        frost_shares = tuple(bytes(s) for s in getattr(first, "public_shares", ())) if is_frost(scheme) else ()
+        if frost_shares:  # issue 16: the coordinator checks each signature share against its sender's public share
+            self.db.set_frost_public_shares(k.key_id, 0, frost_shares)
         if committee != tuple(range(1, len(committee) + 1)):  # the DKG's committee: the nodes it ran over
             self.db.set_key_epoch(k.key_id, 0, committee, now_ms())
         k = self._commit(k)
