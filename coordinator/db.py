@@ -345,8 +345,11 @@ class CoordinatorDb(KeyOpStore, BackupStore, PoolStore, NonceStore):
             return self._rconn.execute(sql, args).fetchall()
 
     # --- keys --------------------------------------------------------------------------------
-    def add_key(self, k: KeyRecord) -> None:
+    def add_key(self, k: KeyRecord, frost_shares: tuple[bytes, ...] = ()) -> None:
+        """Record ``k`` (and, for a FROST key, its epoch-0 public shares) in one transaction."""
         with self._tx() as c:
+            if frost_shares:
+                self.put_frost_public_shares_in(c, k.key_id, 0, frost_shares)
             c.execute(
                 "INSERT OR REPLACE INTO keys (key_id, label, public_key, chain_code, threshold, parties, status, created_ms,"
                 " request_id, scheme) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

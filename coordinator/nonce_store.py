@@ -196,17 +196,22 @@ class NonceStore:
         """Record the public shares of (key, epoch) (share-index order, one element length);
         ValueError for an empty list or mixed lengths; an existing record is kept unchanged
         when equal, else sqlite3.IntegrityError (an epoch's shares never change)."""
+        with self._tx() as c:
+            self.put_frost_public_shares_in(c, key_id, epoch, shares)
+
+    @staticmethod
+    def put_frost_public_shares_in(c: sqlite3.Connection, key_id: bytes, epoch: int, shares: Sequence[bytes]) -> None:
+        """:meth:`set_frost_public_shares` inside the caller's transaction ``c``."""
         lens = {len(s) for s in shares}
         if not shares or len(lens) != 1 or not lens <= {32, 33}:
             raise ValueError("public_shares: one or more encoded elements of one length (32 or 33 bytes)")
         blob = b"".join(shares)
-        with self._tx() as c:
-            old = c.execute("SELECT shares FROM frost_public_shares WHERE key_id = ? AND epoch = ?", (key_id, epoch)).fetchone()
-            if old is not None:
-                if bytes(old[0]) != blob:
-                    raise sqlite3.IntegrityError("the public shares of a key's epoch never change")
-                return
-            c.execute("INSERT INTO frost_public_shares VALUES (?, ?, ?, ?)", (key_id, epoch, lens.pop(), blob))
+        old = c.execute("SELECT shares FROM frost_public_shares WHERE key_id = ? AND epoch = ?", (key_id, epoch)).fetchone()
+        if old is not None:
+            if bytes(old[0]) != blob:
+                raise sqlite3.IntegrityError("the public shares of a key's epoch never change")
+            return
+        c.execute("INSERT INTO frost_public_shares VALUES (?, ?, ?, ?)", (key_id, epoch, lens.pop(), blob))
 
     def frost_public_shares(self, key_id: bytes, epoch: int) -> tuple[bytes, ...]:
         """The public shares of (key, epoch) in share-index order; () when unknown."""

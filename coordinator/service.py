@@ -577,11 +577,9 @@ class CoordinatorService:
             threshold=first.threshold, parties=first.parties, status="pending", created_ms=now_ms(), request_id=rid,
             scheme=scheme,
         )
-        self.db.add_key(k)
+        # issue 16: a FROST key with its public shares (the coordinator checks each signature share with them)
+        self.db.add_key(k, tuple(bytes(s) for s in getattr(first, "public_shares", ())) if is_frost(scheme) else ())
         committee = tuple(sorted(final))
-        frost_shares = tuple(bytes(s) for s in getattr(first, "public_shares", ())) if is_frost(scheme) else ()
-        if frost_shares:  # issue 16: the coordinator checks each signature share against its sender's public share
-            self.db.set_frost_public_shares(k.key_id, 0, frost_shares)
         if committee != tuple(range(1, len(committee) + 1)):  # the DKG's committee: the nodes it ran over
             self.db.set_key_epoch(k.key_id, 0, committee, now_ms())
         k = self._commit(k)

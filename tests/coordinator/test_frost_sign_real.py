@@ -86,8 +86,8 @@ def _cluster(tmp: Path, scheme: str, t: int, n: int) -> tuple[FrostSigning, KeyR
     pub = shares[0].public_key
     db = CoordinatorDb(tmp / "coord.db")
     key = KeyRecord(shares[0].key_id, "real", pub, b"", t, n, "active", 0, "kg", scheme)
-    db.add_key(key)
-    db.set_frost_public_shares(key.key_id, 0, list(shares[0].public_shares))
+    db.add_key(key, tuple(shares[0].public_shares))  # the key and its public shares in one transaction
+    assert db.frost_public_shares(key.key_id, 0) == tuple(shares[0].public_shares)
     committee = tuple(range(1, n + 1))
     nodes = {i: RealFrostNode(shares[i - 1], i, committee) for i in committee}
     handles = {i: FakeHandle(i, nodes[i]) for i in committee}
