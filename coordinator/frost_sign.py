@@ -127,7 +127,13 @@ class FrostDeps:
 
 
 class _AttemptFailed(Exception):
-    """This attempt cannot produce a signature; the next one may (another subset)."""
+    """This attempt cannot produce a signature; the next one may (another subset). ``blame``:
+    its failed signers are left out of this request's next attempts (False when the attempt
+    failed before any signer was asked, e.g. its reservation)."""
+
+    def __init__(self, message: str, *, blame: bool = True) -> None:
+        super().__init__(message)
+        self.blame = blame
 
 
 def session_of(rid: str, attempt: int, nonce_ids: Sequence[bytes]) -> bytes:
@@ -248,7 +254,8 @@ class FrostSigning:
                 sig = self._attempt(rid, k, digest, msg, taproot_root, bundle, committee, attempt, rows, public, expected)
             except _AttemptFailed as e:
                 log.warning("request %s: FROST attempt %d with nodes %s failed: %s", rid, attempt, sorted(rows), e)
-                down |= {i for i, r in self._outcomes(rid, attempt).items() if r in ("failed", "bad-share")}
+                if e.blame:
+                    down |= {i for i, r in self._outcomes(rid, attempt).items() if r in ("failed", "bad-share")}
                 continue
             out = common_pb2.Signature(schnorr=sig, public_key=expected)
             return out, tuple(sorted(rows)), attempt
@@ -328,7 +335,7 @@ class FrostSigning:
                 receipts = self.deps.reserve(rid, k, digest, (), bundle, attempt, signers, sid)
             except NodesUnavailable as e:
                 self._settle(rid, attempt, {})
-                raise _AttemptFailed(f"reservation: {e}") from None
+                raise _AttemptFailed(f"reservation: {e}", blame=False) from None
             except Refused as e:
                 self._settle(rid, attempt, {})
                 raise _err(e.code, f"sign: a node refused to reserve the attempt: {e.message}", attempt, e.governance) from None

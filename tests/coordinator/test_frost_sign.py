@@ -193,3 +193,23 @@ def test_public_shares_unknown_refuses(tmp_path: Path) -> None:
     with pytest.raises(RpcError) as e:
         c.signing.sign("req-u", other, hashlib.sha256(MSG).digest(), MSG, b"", b"bundle")
     assert e.value.code.name == "FAILED_PRECONDITION" and "public shares" in e.value.message
+
+
+def test_reservation_needed_below_quorum_and_a_failed_one_blames_no_signer(tmp_path: Path) -> None:
+    from coordinator.relay import NodesUnavailable
+
+    c = frost_cluster(tmp_path, t=2, n=5)  # 2 signers < a majority of 5: receipts needed
+    calls: list[tuple[int, tuple[int, ...]]] = []
+
+    def reserve(rid, k, digest, path, bundle, attempt, signers, sid):  # type: ignore[no-untyped-def]
+        calls.append((attempt, signers))
+        if len(calls) == 1:
+            raise NodesUnavailable({4: "node 4: down", 5: "node 5: down"})
+        return [b"receipt"]
+
+    c.signing.deps = c.signing.deps.__class__(**{**c.signing.deps.__dict__, "reserve": reserve})
+    _, signers, attempt = _sign(c, "req-res")
+    assert attempt == 2 and calls[0][1] == calls[1][1] == signers  # the same signers: the reservation blamed none of them
+    first = [r for r in c.db.nonces_of("req-res") if r.attempt == 1]
+    assert {r.outcome for r in first} == {"failed"}  # never sent: their nonces were discarded on the nodes
+    assert all(c.stubs[r.node].discarded == [r.nonce_id] for r in first)
