@@ -28,6 +28,10 @@ def _sign(c: FrostCluster, rid: str, signing: FrostSigning | None = None) -> tup
     return sig.schnorr, signers, attempt
 
 
+class _Killed(BaseException):
+    """The coordinator process dies here."""
+
+
 def _all_assigned_unique(c: FrostCluster) -> None:
     """Every nonce a node signed with was signed for exactly one (request, attempt)."""
     for stub in c.stubs.values():
@@ -68,13 +72,25 @@ def test_bad_share_names_sender_and_next_attempt_uses_another_subset(tmp_path: P
     _all_assigned_unique(c)
 
 
-def test_bad_signer_stays_excluded_after_restart(tmp_path: Path) -> None:
+def test_bad_signer_stays_excluded_after_restart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     c = frost_cluster(tmp_path, t=2, n=4)
     c.stubs[1].bad = True
-    c.stubs[2].stall = True  # attempt 1 (1, 2): 1 bad, 2 stalls
-    _, signers, attempt = _sign(c, "req-x")
-    assert 1 not in signers and 2 not in signers and attempt == 2
-    # a new coordinator process (no memory): node 1 is still excluded for this request's attempts
+    real = FrostSigning._assign
+    calls = []
+
+    def assign_then_die(self, *a, **kw):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 2:  # attempt 1 (nodes 1, 2) failed on node 1's share: killed before attempt 2
+            raise _Killed
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(FrostSigning, "_assign", assign_then_die)
+    with pytest.raises(_Killed):
+        _sign(c, "req-x")
+    monkeypatch.setattr(FrostSigning, "_assign", real)
+    restarted = FrostSigning(c.signing.deps)  # a new process: what it knows of node 1 comes from the database
+    _, signers, attempt = _sign(c, "req-x", restarted)
+    assert attempt == 2 and 1 not in signers
     assert {r.node for r in c.db.nonces_of("req-x") if r.outcome == "bad-share"} == {1}
 
 
@@ -107,10 +123,6 @@ def test_request_level_refusal_ends_the_request(tmp_path: Path) -> None:
     # the refusing node never consumed its nonce: the coordinator discards it there
     mine = [r.nonce_id for r in c.db.nonces_of("req-exp") if r.node == 1]
     assert c.stubs[1].discarded == mine and mine[0] not in c.stubs[1].fresh
-
-
-class _Killed(BaseException):
-    """The coordinator process dies here."""
 
 
 def test_crash_between_assignment_and_done_resumes_without_reuse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
