@@ -33,6 +33,7 @@ from coordinator.backup_store import BundleRecord
 from coordinator.db import AuditEvent, CoordinatorDb, KeyRecord, now_ms
 from coordinator.recovery_config import RecoveryConfigBook
 from coordinator.relay import NodeHandle, fanout
+from coordinator.schemes import is_frost, refuse_frost
 from governance.audit import detail_text
 from governance.errors import GovernanceError
 from governance.policy import AdminSet
@@ -129,7 +130,7 @@ class Backups:
         stored = []
         now = now_ms()
         for k in self.db.list_keys("active"):
-            if only is not None and k.key_id != only:
+            if (only is not None and k.key_id != only) or is_frost(k.scheme):  # issue 16: no FROST backups yet
                 continue
             with self._lock:
                 if k.key_id in self._busy or now < self._backoff.get(k.key_id, (0, 0))[1]:
@@ -247,8 +248,10 @@ class Backups:
     def export(self, key_id: bytes, digest: bytes, caller: str) -> coordinator_pb2.BackupInfo:
         """``ExportBackup``: the newest bundle of the key, or the one named; NOT_FOUND naming
         ``key_id`` / ``bundle_digest``. Audited (``backup-export``)."""
-        if self.db.get_key(key_id) is None:
+        k = self.db.get_key(key_id)
+        if k is None:
             raise RpcError(Code.NOT_FOUND, f"key_id: unknown key {key_id.hex()}")
+        refuse_frost(k.scheme, key_id, "backup export")  # issue 16
         if digest:
             rec = self.db.get_bundle(digest)
             if rec is None or not hmac.compare_digest(rec.key_id, key_id):
@@ -282,6 +285,8 @@ class Backups:
         now = now_ms() if now is None else now
         out = []
         for k in self.db.list_keys("active"):
+            if is_frost(k.scheme):  # issue 16: no FROST backups (nor drills) yet
+                continue
             epoch, _ = self.epoch_of(k)
             newest = self.db.newest_bundle(k.key_id)
             drill = self.db.drill_record(k.key_id)

@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 from coordinator.backup_store import BACKUP_MIGRATION, BackupStore
 from coordinator.keyop_store import ABANDONMENT_MIGRATION, KEYOP_MIGRATION, KeyOpStore
+from coordinator.nonce_store import NONCE_MIGRATION, NonceStore
 from coordinator.pool_store import POOL_MIGRATION, PoolStore
 from governance.audit import EVENT_KEY, MAX_DETAILS, check_entry_fields
 from governance.errors import GovernanceError
@@ -151,6 +152,8 @@ _MIGRATIONS: tuple[Migration, ...] = (
     BACKUP_MIGRATION,
     # 7: presignature pools (issue 14)
     POOL_MIGRATION,
+    # 8: FROST keys (issue 16): a key's scheme, an ed25519 request's message, the nonce commitments
+    NONCE_MIGRATION,
 )
 
 TERMINAL = ("done", "rejected", "expired", "failed")
@@ -185,6 +188,7 @@ class KeyRecord:
     status: str
     created_ms: int
     request_id: str
+    scheme: str = "ecdsa-secp256k1"  # issue 16: governance.approval.SCHEMES
 
 
 @dataclass(frozen=True)
@@ -222,6 +226,7 @@ class SignRequestRecord:
     error_message: str
     attempts: int
     updated_ms: int
+    message: bytes = b""  # issue 16: an ed25519 request's message (digest = its SHA-256)
 
 
 @dataclass(frozen=True)
@@ -296,7 +301,7 @@ def _text(xs: Any) -> str:
     return ",".join(str(int(x)) for x in xs)
 
 
-class CoordinatorDb(KeyOpStore, BackupStore, PoolStore):
+class CoordinatorDb(KeyOpStore, BackupStore, PoolStore, NonceStore):
     def __init__(self, path: Path) -> None:
         """Open (creating it and its directory on first use) and upgrade the database at ``path``;
         :class:`RuntimeError` naming the file if it cannot be opened, made private or upgraded."""
@@ -340,11 +345,16 @@ class CoordinatorDb(KeyOpStore, BackupStore, PoolStore):
             return self._rconn.execute(sql, args).fetchall()
 
     # --- keys --------------------------------------------------------------------------------
-    def add_key(self, k: KeyRecord) -> None:
+    def add_key(self, k: KeyRecord, frost_shares: tuple[bytes, ...] = ()) -> None:
+        """Record ``k`` (and, for a FROST key, its epoch-0 public shares) in one transaction."""
         with self._tx() as c:
+            if frost_shares:
+                self.put_frost_public_shares_in(c, k.key_id, 0, frost_shares)
             c.execute(
-                "INSERT OR REPLACE INTO keys VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (k.key_id, k.label, k.public_key, k.chain_code, k.threshold, k.parties, k.status, k.created_ms, k.request_id),
+                "INSERT OR REPLACE INTO keys (key_id, label, public_key, chain_code, threshold, parties, status, created_ms,"
+                " request_id, scheme) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (k.key_id, k.label, k.public_key, k.chain_code, k.threshold, k.parties, k.status, k.created_ms, k.request_id,
+                 k.scheme),
             )
 
     def set_key_status(self, key_id: bytes, status: str) -> None:
@@ -414,7 +424,7 @@ class CoordinatorDb(KeyOpStore, BackupStore, PoolStore):
     # --- signing requests --------------------------------------------------------------------
     _SR_COLS = (
         "request_id, key_id, digest, requester, request, scope, state, created_ms, expires_ms, signature, signers,"
-        " error_code, error_message, attempts, updated_ms"
+        " error_code, error_message, attempts, updated_ms, message"
     )
 
     @staticmethod
@@ -423,7 +433,7 @@ class CoordinatorDb(KeyOpStore, BackupStore, PoolStore):
             request_id=r[0], key_id=bytes(r[1]), digest=bytes(r[2]), requester=r[3], request=bytes(r[4]),
             scope=bytes(r[5]), state=r[6], created_ms=r[7], expires_ms=r[8],
             signature=None if r[9] is None else bytes(r[9]), signers=_ints(r[10]), error_code=r[11],
-            error_message=r[12], attempts=r[13], updated_ms=r[14],
+            error_message=r[12], attempts=r[13], updated_ms=r[14], message=bytes(r[15]),
         )
 
     def add_sign_request(
@@ -445,10 +455,10 @@ class CoordinatorDb(KeyOpStore, BackupStore, PoolStore):
                 if count >= limit:
                     raise RateLimitExceeded(int(count))
             c.execute(
-                f"INSERT INTO sign_requests ({self._SR_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO sign_requests ({self._SR_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (rec.request_id, rec.key_id, rec.digest, rec.requester, rec.request, rec.scope, rec.state,
                  rec.created_ms, rec.expires_ms, rec.signature, _text(rec.signers), rec.error_code,
-                 rec.error_message, rec.attempts, rec.updated_ms),
+                 rec.error_message, rec.attempts, rec.updated_ms, rec.message),
             )
 
     def get_sign_request(self, request_id: str) -> SignRequestRecord | None:

@@ -27,7 +27,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from crypto_core.params import MAX_LABEL
-from governance.approval import MAX_DESCRIPTION, MAX_PATH_DEPTH
+from governance.approval import MAX_DESCRIPTION, MAX_MESSAGE, MAX_PATH_DEPTH, SCHEMES
 from governance.encoding import MAX_ENCODED
 from governance.errors import GovernanceError
 from governance.text import check_name, check_request_id, check_text, quote
@@ -111,6 +111,23 @@ def max_bytes(limit: int) -> Rule:
     return rule
 
 
+def bytes_up_to(limit: int) -> Rule:
+    """0 to ``limit`` bytes."""
+
+    def rule(value: Any, field: str) -> None:
+        if len(value) > limit:
+            raise invalid(field, f"must be at most {limit} bytes, got {len(value)}")
+
+    return rule
+
+
+def scheme(value: Any, field: str) -> None:
+    """A key's signature scheme (issue 16): empty (``ecdsa-secp256k1``) or one of
+    :data:`governance.approval.SCHEMES`."""
+    if not isinstance(value, str) or (value and value not in SCHEMES):
+        raise invalid(field, f"must be one of {', '.join(SCHEMES)} (or empty: {SCHEMES[0]}), got {quote(str(value)[:64])}")
+
+
 def max_items(limit: int) -> Rule:
     """A repeated field of at most ``limit`` entries."""
 
@@ -139,15 +156,20 @@ def enum(value: Any, field: str) -> None:
 
 
 RULES: Mapping[str, Mapping[str, Rule]] = {
-    "mpc.v1.CreateKeyRequest": {"label": text(MAX_LABEL, MAX_LABEL), "request_id": request_id(optional=True)},
+    "mpc.v1.CreateKeyRequest": {
+        "label": text(MAX_LABEL, MAX_LABEL), "request_id": request_id(optional=True), "scheme": scheme,
+    },
     "mpc.v1.GetKeyRequest": {"key_id": exact_bytes(KEY_ID_LEN)},
     "mpc.v1.ListKeysRequest": {},
     "mpc.v1.GetRequestRequest": {"request_id": request_id(optional=False)},
     "mpc.v1.ClusterStatusRequest": {},
     "mpc.v1.SubmitSignRequestRequest": {
-        "key_id": exact_bytes(KEY_ID_LEN), "digest": exact_bytes(DIGEST_LEN),
+        # issue 16: digest may be empty (an ed25519 request: SHA-256(message)); the per-scheme rules
+        # need the key and are applied by coordinator.schnorr_requests.check_submission
+        "key_id": exact_bytes(KEY_ID_LEN), "digest": exact_bytes(DIGEST_LEN, optional=True),
         "derivation_path": max_items(MAX_PATH_DEPTH), "description": text(MAX_DESCRIPTION),
-        "request_id": request_id(optional=True),
+        "request_id": request_id(optional=True), "message": bytes_up_to(MAX_MESSAGE),
+        "taproot_merkle_root": exact_bytes(DIGEST_LEN, optional=True),
     },
     "mpc.v1.DecideSignRequestRequest": {
         "request_id": request_id(optional=False), "approver": name, "decision": enum,

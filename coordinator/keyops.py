@@ -47,6 +47,7 @@ from coordinator.db import AuditEvent, CoordinatorDb, KeyRecord, now_ms
 from coordinator.keyop_store import LIVE, KeyOpRecord
 from coordinator.lifecycle_proposals import Proposed
 from coordinator.relay import Aborted, NodeHandle, NodesUnavailable, Refused, fanout, run_session
+from coordinator.schemes import is_frost, refuse_frost
 from governance.errors import GovernanceError
 from governance.keyop import KeyOperation, KeyOpKind, SignedKeyOperation, check_authorized, verify_commit_certificate
 from governance.policy import AdminSet
@@ -104,6 +105,7 @@ class KeyOperations:
             raise RpcError(Code.NOT_FOUND, f"{field}.key_id: unknown key {key_id.hex()}")
         if k.status != "active":
             raise RpcError(Code.FAILED_PRECONDITION, f"{field}.key_id: key {key_id.hex()[:16]} is {k.status}, not active")
+        refuse_frost(k.scheme, key_id, "refresh or reshare", f"{field}.key_id")  # issue 16
         return k
 
     def epoch_of(self, k: KeyRecord) -> tuple[int, tuple[int, ...]]:
@@ -232,6 +234,8 @@ class KeyOperations:
         active = {e.index for e in active_entries(new)}
         ids: list[str] = []
         for k in self.db.list_keys("active"):
+            if is_frost(k.scheme):  # issue 16: no reshare of FROST keys yet (a revoked node is simply never asked)
+                continue
             _, committee = self.epoch_of(k)
             if committee != before and all(i in active for i in committee):
                 continue
@@ -270,6 +274,8 @@ class KeyOperations:
         now = now_ms()
         ids: list[str] = []
         for k in self.db.list_keys("active"):
+            if is_frost(k.scheme):  # issue 16: as follow_roster
+                continue
             epoch, committee = self.epoch_of(k)
             ops, wait_ms = None, backoff_ms
             if all(i in active for i in committee):

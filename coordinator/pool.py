@@ -242,6 +242,8 @@ class PresignPools:
         seen: set[PoolKey] = set()
         now = time.monotonic()
         for k in self.deps.db.list_keys("active"):
+            if k.scheme != "ecdsa-secp256k1":  # issue 16: FROST keys have no presignatures (coordinator/frost_sign.py)
+                continue
             epoch, committee, outside = self.deps.signing(k)
             if any(i in committee for i in outside):  # a refresh or reshare is committing: its epoch ends
                 continue

@@ -155,7 +155,7 @@ class PresignedSigning:
         if not self.pools.cfg.enabled:
             return None
         k = self.db.get_key(key_id)
-        if k is None or k.status != "active":
+        if k is None or k.status != "active" or k.scheme != "ecdsa-secp256k1":  # issue 16: no pools for FROST keys
             return None
         epoch, committee, outside = self.pools.deps.signing(k)
         sets = self.pools.signing_sets(k, committee, outside)

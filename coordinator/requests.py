@@ -58,6 +58,7 @@ from coordinator.db import (
 from coordinator.info_cache import InfoCache
 from coordinator.metrics import QuorumClock
 from coordinator.policies import PolicyBook
+from coordinator.schemes import Submission, check_submission
 from coordinator.vetted import VettedApprovals, vetted_key
 from coordinator.watch import ChangeFeed
 from crypto_core.bip32 import check_path
@@ -254,6 +255,7 @@ class SignRequests:
             approval_quorum=quorum, approvers=approvers, signers=rec.signers, error_code=rec.error_code,
             error_message=rec.error_message, updated_unix_ms=rec.updated_ms, attempts=rec.attempts,
             presigned=rec.state == "done" and self.db.signed_presigned(rec.request_id),
+            scheme=req.scheme, message=rec.message, taproot_merkle_root=req.taproot_root,
         )
         if rec.signature:
             out.signature.CopyFrom(common_pb2.Signature.FromString(rec.signature))
@@ -264,7 +266,6 @@ class SignRequests:
         self, req: coordinator_pb2.SubmitSignRequestRequest, caller: str, key_of: Callable[[bytes], KeyRecord | None]
     ) -> coordinator_pb2.SignRequestInfo:
         key_id = check_len(req.key_id, "key_id", 32)
-        digest = check_len(req.digest, "digest", 32)
         try:
             path = check_path(tuple(req.derivation_path))
         except UsageError as e:
@@ -278,11 +279,14 @@ class SignRequests:
             raise RpcError(Code.NOT_FOUND, f"key_id: unknown key {key_id.hex()}")
         if k.status != "active":
             raise RpcError(Code.FAILED_PRECONDITION, f"key_id: key {key_id.hex()} is {k.status}, not active")
+        # issue 16: the scheme's rules (coordinator/schemes.py); digest = what approvers sign
+        sub = check_submission(k.scheme, bytes(req.digest), bytes(req.message), bytes(req.taproot_merkle_root), path)
+        digest = sub.digest
         existing = self.db.get_sign_request(rid)
         if existing is not None:
             old = SigningRequest.from_bytes(existing.request)
-            same = (old.requester, old.key_id, old.digest, old.derivation_path, old.description) == (
-                caller, key_id, digest, path, req.description
+            same = (old.requester, old.key_id, old.digest, old.derivation_path, old.description, old.taproot_root) == (
+                caller, key_id, digest, path, req.description, sub.taproot_root
             )
             if not same:
                 raise RpcError(Code.ALREADY_EXISTS, f"request_id: {quote(rid)} was already used for a different request")
@@ -305,21 +309,22 @@ class SignRequests:
         now = now_ms()
         try:
             sreq = SigningRequest(
-                rid, key_id, digest, path, caller, req.description, now, now + ttl * 1000, policy.version, policy.digest()
+                rid, key_id, digest, path, caller, req.description, now, now + ttl * 1000, policy.version, policy.digest(),
+                scheme=sub.scheme, taproot_root=sub.taproot_root,
             )
         except GovernanceError as e:
             raise invalid(e.field, e.reason) from None
         rec = SignRequestRecord(
             request_id=rid, key_id=key_id, digest=digest, requester=caller, request=sreq.encode(), scope=scope,
             state="pending_approval", created_ms=now, expires_ms=sreq.expires_at_ms, signature=None, signers=(),
-            error_code=0, error_message="", attempts=0, updated_ms=now,
+            error_code=0, error_message="", attempts=0, updated_ms=now, message=sub.message,
         )
         limit = policy.rate_limit
         # the whole description (at most MAX_DESCRIPTION = MAX_DETAIL_TEXT characters: never cut)
         # and, in _req_details, the SHA-256 of the canonical request every approval signs
         submitted = AuditEvent(caller, "sign-request", rid, "pending", _req_details(rec) | detail_text(
             "description", sreq.description
-        ) | {"policy_version": policy.version, "expires_at_ms": sreq.expires_at_ms})
+        ) | {"policy_version": policy.version, "expires_at_ms": sreq.expires_at_ms} | _scheme_details(sub))
         try:
             self.db.add_sign_request(rec, rate_limit=(limit.max_signatures, limit.window_seconds * 1000), audit=submitted)
         except RateLimitExceeded as e:
@@ -574,6 +579,8 @@ class SignRequests:
             key_id=rec.key_id.hex(), digest=rec.digest.hex(), signers=",".join(map(str, signers)), r=sig.r.hex(), s=sig.s.hex(),
             attempts=attempts,
         )
+        if sig.schnorr:  # issue 16: a FROST signature (r and s are empty)
+            finished["schnorr"] = sig.schnorr.hex()
         presig = self.presig_done(rid)  # issue 14 (coordinator/presigned.py)
         if presig is not None:
             finished["presig_id"] = presig[0].hex()
@@ -730,6 +737,19 @@ def _request_hash(encoded: bytes) -> dict[str, str | int | bool]:
     :meth:`~governance.approval.SigningRequest.request_digest`), for every audit entry of the
     request, so an auditor ties each entry to its approvals."""
     return {"request_sha256": hashlib.sha256(encoded).hexdigest()}
+
+
+def _scheme_details(sub: Submission) -> dict[str, str | int | bool]:
+    """Issue 16: a Schnorr key's request in its audit entry: the scheme, an ed25519 message's
+    size (its SHA-256 is the digest), a Taproot root (hex); nothing for ECDSA (entries as before)."""
+    if sub.scheme == "ecdsa-secp256k1":
+        return {}
+    out: dict[str, str | int | bool] = {"scheme": sub.scheme}
+    if sub.message:
+        out["message_bytes"] = len(sub.message)
+    if sub.taproot_root:
+        out["taproot_root"] = sub.taproot_root.hex()
+    return out
 
 
 def _req_details(rec: SignRequestRecord) -> dict[str, str | int | bool]:

@@ -33,6 +33,7 @@ from coordinator.anomaly_hook import AnomalyMonitor, audit_heads
 from coordinator.config import CoordinatorConfig
 from coordinator.db import CoordinatorDb, KeyRecord, RequestRecord, now_ms
 from coordinator.faults import fault_hook
+from coordinator.frost_sign import FrostDeps, FrostSigning
 from coordinator.inputs import validated
 from coordinator.keyops import KIND as KEY_OPERATION, KeyOperations
 from coordinator.lifecycle_proposals import LifecycleProposals
@@ -51,12 +52,13 @@ from coordinator.roster_status import roster_status
 from coordinator.roster_sync import RosterSync
 from coordinator.rotation import NodeKeyRotationRelay
 from coordinator.schedule import RefreshScheduler
+from coordinator.schemes import check_dkg_key, check_frost_result, is_frost, scheme_of
 from coordinator.session_slots import SessionSlots, reserved_for_pools
-from crypto_core.bip32 import CHAIN_CODE_LEN, derive
+from crypto_core.bip32 import derive
 from crypto_core.combiner import SignatureShare, combine
 from crypto_core.errors import DecodeError, ProtocolAbort
 from crypto_core.group import Point
-from governance.approval import ApprovalBundle
+from governance.approval import ApprovalBundle, SigningRequest
 from governance.audit import detail_text
 from governance.errors import GovernanceError
 from governance.policy import DEFAULT_SCOPE
@@ -168,7 +170,7 @@ def _printable(text: str, limit: int = 300) -> str:
 def key_info(k: KeyRecord) -> common_pb2.KeyInfo:
     return common_pb2.KeyInfo(
         key_id=k.key_id, label=k.label, public_key=k.public_key, chain_code=k.chain_code, threshold=k.threshold,
-        parties=k.parties, status=_KEY_STATUS[k.status], created_unix_ms=k.created_ms,
+        parties=k.parties, status=_KEY_STATUS[k.status], created_unix_ms=k.created_ms, scheme=k.scheme,
     )
 
 
@@ -232,6 +234,12 @@ class CoordinatorService:
         ))
         self.presigned.fault = self.keyops.fault  # test mode: the presig-* crash points (coordinator/faults.py)
         self.requests.presig_done = self.presigned.done
+        self.frost = FrostSigning(FrostDeps(  # issue 16: FROST keys (coordinator/frost_sign.py)
+            self.db, lambda: self.nodes, self.keyops.signing, self._reserve, self.policies.attestation,
+            lambda actor, action, rid, outcome, details: self.audit.append(actor, action, request_id=rid, outcome=outcome,
+                                                                           details=details),
+            stop=self._stop,
+        ))
         self.requests.presig_assign = self.presigned.assignment_at_quorum  # R10: with the quorum transaction
         # the server's long-lived streams
         self.streams = StreamBudget(cfg.max_streams, cfg.stream_lifetime_s, per_caller=cfg.max_streams_per_caller)
@@ -325,6 +333,7 @@ class CoordinatorService:
                 if roster is not None:  # a revoked node's share must stop mattering, even after a crash
                     self.keyops.reconcile(roster)
                 self.schedule.check()
+                self.frost.refill()  # issue 16: fresh nonce commitments for FROST keys
                 self.recovery.background()
                 self.drill_metrics.refresh()
                 self.anomaly.poll_audit_heads(lambda: audit_heads(h for _, h in self.nodes.items()))
@@ -462,6 +471,7 @@ class CoordinatorService:
         the request is recorded RUNNING, any failure ends it FAILED with a ``key-create`` audit
         entry (an unexpected one as INTERNAL, logged), never leaves it RUNNING."""
         label = req.label
+        scheme = scheme_of(req.scheme)  # issue 16
         rid = self._request_id(req.request_id)
         actor = _ident(ctx).name  # before the request is recorded: nothing after it may leave it RUNNING
         self._admit()
@@ -470,12 +480,14 @@ class CoordinatorService:
             if done is not None:
                 k = self.db.get_key(done.key_id or b"")
                 assert k is not None
+                if k.scheme != scheme:  # issue 16: the same request id names one key
+                    raise RpcError(Code.ALREADY_EXISTS, f"request_id: {rid} created a {k.scheme} key, not a {scheme} one")
                 return coordinator_pb2.CreateKeyResponse(request_id=rid, key=self.key_info(k))
             if self.db.get_request(rid) is None:
                 self.db.create_request(rid, "keygen", label=label)
             try:
                 started = time.monotonic()
-                k = self._keygen(rid, label)
+                k = self._keygen(rid, label, scheme)
                 self.db.update_request(rid, state="succeeded", key_id=k.key_id, attempts=1)
                 self.metrics.keygen_seconds.observe(time.monotonic() - started)  # a created key only
                 key_created(self.metrics, label)  # its signatures_total{key} child at 0 (with key_labels)
@@ -484,7 +496,8 @@ class CoordinatorService:
                 raise
             self.audit.append(
                 actor, "key-create", request_id=rid, outcome=k.status,
-                details=detail_text("label", label) | {"request": rid, "key_id": k.key_id.hex(), "public_key": k.public_key.hex()},
+                details=detail_text("label", label) | {"request": rid, "key_id": k.key_id.hex(), "public_key": k.public_key.hex(),
+                                                     "scheme": k.scheme},
             )
             return coordinator_pb2.CreateKeyResponse(request_id=rid, key=self.key_info(k))
         finally:
@@ -512,12 +525,14 @@ class CoordinatorService:
         except Exception:
             log.exception("request %s: cannot audit its failure", rid)
 
-    def _keygen(self, rid: str, label: str) -> KeyRecord:
+    def _keygen(self, rid: str, label: str, scheme: str = "ecdsa-secp256k1") -> KeyRecord:
         t0 = time.perf_counter()
         sid = os.urandom(32)
         n, t = len(self.nodes), self.cfg.threshold
         params = node_pb2.StartSessionRequest(
-            session_id=sid, dkg=node_pb2.DkgParams(threshold=t, parties=n, key_label=label.encode())
+            session_id=sid, dkg=node_pb2.DkgParams(
+                threshold=t, parties=n, key_label=label.encode(), scheme="" if scheme == "ecdsa-secp256k1" else scheme
+            )
         )
         for attempt in (1, 2):
             try:
@@ -545,19 +560,25 @@ class CoordinatorService:
             for i in differ:
                 self._discard(results[i].key_id)
             raise RpcError(Code.ABORTED, f"keygen aborted: node {differ[0]} finished the DKG with a different key than node {min(results)}")
-        try:  # what every node agreed on is still checked: a public key on the curve, a 32-byte chain code and id
-            Point.decode(first.public_key, "dkg_result.public_key")
-            for name, value, size in (("key_id", first.key_id, 32), ("chain_code", first.chain_code, CHAIN_CODE_LEN)):
-                if len(value) != size:
-                    raise DecodeError(f"dkg_result.{name}", f"expected {size} bytes, got {len(value)}")
+        try:  # what every node agreed on is still checked: the scheme, a valid public key, chain code and id by scheme
+            check_dkg_key(scheme, first.scheme, first.public_key, first.chain_code)
+            if is_frost(scheme):  # issue 16: its id, and its public shares (DkgResult.public_shares, a contract change)
+                shares = tuple(bytes(s) for s in getattr(first, "public_shares", ()))
+                if not shares and "public_shares" in node_pb2.DkgResult.DESCRIPTOR.fields_by_name:
+                    raise DecodeError("dkg_result.public_shares", "missing: the coordinator checks each signature share with them")
+                check_frost_result(scheme, first.key_id, first.threshold, first.parties, first.public_key, shares)
+            if len(first.key_id) != 32:
+                raise DecodeError("dkg_result.key_id", f"expected 32 bytes, got {len(first.key_id)}")
         except DecodeError as e:
             self._discard(first.key_id)
             raise RpcError(Code.ABORTED, f"keygen aborted: the nodes returned an invalid key: {e}") from None
         k = KeyRecord(
             key_id=first.key_id, label=label, public_key=first.public_key, chain_code=first.chain_code,
             threshold=first.threshold, parties=first.parties, status="pending", created_ms=now_ms(), request_id=rid,
+            scheme=scheme,
         )
-        self.db.add_key(k)
+        # issue 16: a FROST key with its public shares (the coordinator checks each signature share with them)
+        self.db.add_key(k, tuple(bytes(s) for s in getattr(first, "public_shares", ())) if is_frost(scheme) else ())
         committee = tuple(sorted(final))
         if committee != tuple(range(1, len(committee) + 1)):  # the DKG's committee: the nodes it ran over
             self.db.set_key_epoch(k.key_id, 0, committee, now_ms())
@@ -655,6 +676,10 @@ class CoordinatorService:
         Each session reserves the request's next attempt number (see :meth:`_reserve`) just
         before the round that releases the shares; a session that fails before that costs no
         attempt. At most MAX_SIGN_ATTEMPTS attempts are reserved per request, counted durably."""
+        if is_frost(k.scheme):  # issue 16: FROST keys sign with coordinator/frost_sign.py
+            rec = self.db.get_sign_request(rid)
+            root = SigningRequest.from_bytes(rec.request).taproot_root if rec is not None else b""
+            return self.frost.sign(rid, k, digest, rec.message if rec is not None else b"", root, bundle)
         resynced: set[int] = set()
         t = k.threshold
         epoch, committee, outside = self.keyops.signing(k)  # sign in the key's epoch, with its committee only

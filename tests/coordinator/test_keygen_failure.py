@@ -38,7 +38,7 @@ def svc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 
 def fail_with(svc: CoordinatorService, exc: Exception) -> None:
-    def keygen(rid: str, label: str) -> Any:
+    def keygen(rid: str, label: str, scheme: str = "ecdsa-secp256k1") -> Any:
         raise exc
 
     svc._keygen = keygen  # type: ignore[method-assign]

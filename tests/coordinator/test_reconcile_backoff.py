@@ -31,7 +31,10 @@ def _fake(ops: list[KeyOpRecord]) -> Any:
         return "new-op"
 
     fake = SimpleNamespace(
-        db=SimpleNamespace(list_keys=lambda state: [SimpleNamespace(key_id=b"\x01" * 32)], list_key_operations=lambda key_id: ops),
+        db=SimpleNamespace(
+            list_keys=lambda state: [SimpleNamespace(key_id=b"\x01" * 32, scheme="ecdsa-secp256k1")],
+            list_key_operations=lambda key_id: ops,
+        ),
         epoch_of=lambda k: (3, (1, 2, 3, 4)),  # node 4 is revoked
         start_roster_implied=start,
         started=started,

@@ -46,7 +46,10 @@ def _coordinator(ops: list[KeyOpRecord], epoch: int, committee: tuple[int, ...],
         return "new-op"
 
     fake = SimpleNamespace(
-        db=SimpleNamespace(list_keys=lambda state: [SimpleNamespace(key_id=KEY)], list_key_operations=lambda key_id: ops),
+        db=SimpleNamespace(
+            list_keys=lambda state: [SimpleNamespace(key_id=KEY, scheme="ecdsa-secp256k1")],
+            list_key_operations=lambda key_id: ops,
+        ),
         epoch_of=lambda k: (epoch, committee), nodes={i: SimpleNamespace(healthy=h) for i, h in healthy.items()},
         start_roster_implied=start,
     )

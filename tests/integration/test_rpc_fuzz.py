@@ -116,6 +116,7 @@ def corpus(fc, fkey) -> tuple[dict[str, list[Any]], dict[str, list[Message]]]:
         "admin": ["admin1"], "attempt": [1, 2, 3], "derivation_path": [[], [0, 1]], "proposal_id": [proposal.proposal_id],
         "session_id": [lambda rng: rng.randbytes(32)], "key_label": [b"fuzz label"], "label": ["fuzz label"],
         "attestation": [attestation], "policy_attestation": [attestation], "signed_change": [change.to_bytes(), initial],
+        "message": [b"", b"fuzz message"], "taproot_merkle_root": [b"", DIGEST],  # issue 16
     }
     sign = node_pb2.SignParams(
         key_id=fkey.key_id, signers=[1, 2], digest=DIGEST, request_id=rid, approval_bundle=bundle, policy_attestation=attestation
@@ -125,7 +126,9 @@ def corpus(fc, fkey) -> tuple[dict[str, list[Any]], dict[str, list[Message]]]:
         "GetKey": [coordinator_pb2.GetKeyRequest(key_id=fkey.key_id)],
         "GetRequest": [coordinator_pb2.GetRequestRequest(request_id="fuzz-create")],
         "SubmitSignRequest": [coordinator_pb2.SubmitSignRequestRequest(
-            key_id=fkey.key_id, digest=DIGEST, derivation_path=[0, 7], description="fuzzed", ttl_seconds=600)],
+            key_id=fkey.key_id, digest=DIGEST, derivation_path=[0, 7], description="fuzzed", ttl_seconds=600),
+            coordinator_pb2.SubmitSignRequestRequest(  # issue 16: an ed25519 key's fields on an ECDSA key: refused
+                key_id=fkey.key_id, message=b"fuzzed message", taproot_merkle_root=DIGEST, description="fuzzed")],
         "DecideSignRequest": [coordinator_pb2.DecideSignRequestRequest(
             request_id=other.request_id, approver="approver1", decision=coordinator_pb2.DECISION_APPROVE,
             signature=approval.signature)],

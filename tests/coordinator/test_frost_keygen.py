@@ -1,0 +1,140 @@
+"""Issue 16: CreateKey per scheme on an in-process CoordinatorService whose DKG session
+(``run_session``) is faked: the scheme goes to the nodes in DkgParams, each node's DkgResult is
+checked by scheme (public key length and validity, empty chain code for Schnorr keys, the
+scheme echoed), the key is stored with its scheme and public shares and shown with it; a bad
+result aborts the keygen and stores no key."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import grpc
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+import coordinator.service as csvc
+from coordinator.db import CoordinatorDb
+from coordinator.keyops import KeyOperations
+from coordinator.service import CoordinatorService
+from crypto_core.frost.local import run_frost_dkg
+from crypto_core.frost.public import frost_key_id
+from crypto_core.group import Point
+from mpcnet.common.rpc import RpcError
+from mpcnet.common.stores.audit import AuditLog
+from mpcnet.wire.mpc.v1 import coordinator_pb2 as cpb, node_pb2
+
+from .pool_util import FakeHandle
+
+ED_PUB = bytes.fromhex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
+SECP_PUB = Point.base_mul(11).encode()
+KEY_ID = b"\x0a" * 32
+N, T = 3, 2
+
+
+class _Stub:
+    def CommitKey(self, req: Any, **_: Any) -> node_pb2.CommitKeyResponse:
+        return node_pb2.CommitKeyResponse()
+
+    def DiscardKey(self, req: Any, **_: Any) -> node_pb2.DiscardKeyResponse:
+        return node_pb2.DiscardKeyResponse()
+
+
+@pytest.fixture
+def svc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    s = object.__new__(CoordinatorService)
+    s.cfg = SimpleNamespace(  # type: ignore[assignment]
+        name="coordinator", max_requests=4, threshold=T, dkg_timeout_s=5.0, step_timeout_s=5.0,
+    )
+    s.db = CoordinatorDb(tmp_path / "coordinator.db")
+    s.audit = AuditLog.open(tmp_path / "audit.db", component="coordinator", signing_key=Ed25519PrivateKey.generate())
+    s._lock, s._running, s._active = threading.Lock(), {}, 0
+    s.nodes = {i: FakeHandle(i, _Stub()) for i in range(1, N + 1)}  # type: ignore[assignment]
+    s._sessions = contextlib.nullcontext()  # type: ignore[assignment]
+    s.recovery = SimpleNamespace(key_activated=lambda key_id: None)  # type: ignore[assignment]
+    s.keyops = object.__new__(KeyOperations)
+    s.keyops.db = s.db
+    monkeypatch.setattr(csvc, "_ident", lambda ctx: SimpleNamespace(name="admin1", role="admin"))
+    yield s
+    s.db.close()
+    s.audit.close()
+
+
+def _fake_dkg(monkeypatch: pytest.MonkeyPatch, result: node_pb2.DkgResult) -> list[node_pb2.StartSessionRequest]:
+    seen: list[node_pb2.StartSessionRequest] = []
+
+    def run_session(nodes: Any, sid: bytes, params: dict[int, node_pb2.StartSessionRequest], timeout: float) -> Any:
+        seen.extend(params.values())
+        return {i: node_pb2.StepResponse(session_id=sid, finished=True, dkg_result=result) for i in params}
+
+    monkeypatch.setattr(csvc, "run_session", run_session)
+    return seen
+
+
+def _result(scheme: str, pub: bytes, chain: bytes = b"", shares: tuple[bytes, ...] = ()) -> node_pb2.DkgResult:
+    key_id = frost_key_id(scheme, pub) if scheme != "ecdsa-secp256k1" else KEY_ID
+    r = node_pb2.DkgResult(key_id=key_id, public_key=pub, chain_code=chain, threshold=T, parties=N, scheme=scheme)
+    if shares and "public_shares" in node_pb2.DkgResult.DESCRIPTOR.fields_by_name:  # the contract change (report)
+        r.public_shares.extend(shares)  # type: ignore[attr-defined]
+    return r
+
+
+@pytest.mark.parametrize("scheme", ["ed25519", "schnorr-secp256k1-bip340"])
+def test_create_frost_key(svc: CoordinatorService, monkeypatch: pytest.MonkeyPatch, scheme: str) -> None:
+    share = run_frost_dkg(scheme, T, N)[0]
+    pub = share.public_key
+    seen = _fake_dkg(monkeypatch, _result(scheme, pub, shares=share.public_shares))
+    resp = svc.CreateKey(cpb.CreateKeyRequest(label="sol", request_id="kg-1", scheme=scheme), None)
+    assert [p.dkg.scheme for p in seen] == [scheme] * N
+    assert resp.key.scheme == scheme and resp.key.public_key == pub and resp.key.chain_code == b""
+    k = svc.db.get_key(share.key_id)
+    assert k is not None and k.scheme == scheme and k.status == "active" and resp.key.key_id == share.key_id
+    assert [k.scheme for k in svc.db.list_keys()] == [scheme]
+    entry = [e for e in svc.audit.entries() if e.action == "key-create"][-1]
+    assert entry.details["scheme"] == scheme
+    # the same request id for another scheme names another key
+    with pytest.raises(RpcError) as e:
+        svc.CreateKey(cpb.CreateKeyRequest(label="sol", request_id="kg-1"), None)
+    assert e.value.code == grpc.StatusCode.ALREADY_EXISTS
+
+
+def test_ecdsa_key_unchanged(svc: CoordinatorService, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = _fake_dkg(monkeypatch, _result("ecdsa-secp256k1", SECP_PUB, b"\x01" * 32))
+    resp = svc.CreateKey(cpb.CreateKeyRequest(label="btc", request_id="kg-2"), None)
+    assert [p.dkg.scheme for p in seen] == [""] * N  # the wire's default: byte-identical DkgParams as before
+    assert resp.key.scheme == "ecdsa-secp256k1" and len(resp.key.chain_code) == 32
+
+
+@pytest.mark.parametrize(
+    ("scheme", "result", "field"),
+    [
+        ("ed25519", _result("schnorr-secp256k1-bip340", ED_PUB), "dkg_result.scheme"),
+        ("ed25519", _result("ed25519", SECP_PUB), "dkg_result.public_key"),
+        ("ed25519", _result("ed25519", ED_PUB, b"\x01" * 32), "dkg_result.chain_code"),
+        ("schnorr-secp256k1-bip340", _result("schnorr-secp256k1-bip340", ED_PUB), "dkg_result.public_key"),
+        ("ecdsa-secp256k1", _result("ecdsa-secp256k1", SECP_PUB), "dkg_result.chain_code"),
+        ("ed25519", node_pb2.DkgResult(key_id=KEY_ID, public_key=ED_PUB, threshold=T, parties=N, scheme="ed25519"),
+         "dkg_result.key_id"),
+    ],
+)
+def test_bad_dkg_result_aborts_and_stores_no_key(
+    svc: CoordinatorService, monkeypatch: pytest.MonkeyPatch, scheme: str, result: node_pb2.DkgResult, field: str,
+) -> None:
+    _fake_dkg(monkeypatch, result)
+    with pytest.raises(RpcError) as e:
+        svc.CreateKey(cpb.CreateKeyRequest(label="x", request_id="kg-bad", scheme=scheme), None)
+    assert e.value.code == grpc.StatusCode.ABORTED and field in e.value.message
+    assert svc.db.list_keys() == []
+    rec = svc.db.get_request("kg-bad")
+    assert rec is not None and rec.state == "failed"
+
+
+def test_unknown_scheme_is_invalid_argument_before_any_work(svc: CoordinatorService, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = _fake_dkg(monkeypatch, _result("ed25519", ED_PUB))
+    with pytest.raises(RpcError) as e:
+        svc.CreateKey(cpb.CreateKeyRequest(label="x", request_id="kg-u", scheme="ed448"), None)
+    assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT and e.value.message.startswith("scheme:")
+    assert not seen and svc.db.get_request("kg-u") is None
