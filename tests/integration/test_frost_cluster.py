@@ -175,3 +175,30 @@ def test_the_other_schemes_fields_are_invalid_argument_naming_the_field(
         assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT, (kw, e.value)
         assert e.value.message.startswith(f"{field}: "), (kw, e.value.message)
     assert len(admin.list_sign_requests()) == before  # nothing was recorded
+
+
+def test_the_cli_request_shows_approvers_the_scheme_message_digest_and_root(
+    fc: LocalCluster, team: SigningTeam, ed_key: Key, tr_key: Key,
+) -> None:
+    def mpc(who: str, *args: str) -> str:
+        return cli("--cluster", str(fc.lay.dir), "--as", who, *args).stdout
+
+    message = b"\x1b[31m not a terminal escape \x07"
+    req = json.loads(mpc("requester1", "request", "sign", "--key", ed_key.key_id.hex(), "--message-hex", message.hex(), "--json"))
+    shown = mpc("approver1", "request", "show", req["request_id"])
+    assert ED in shown and f"{len(message)} bytes" in shown and hashlib.sha256(message).hexdigest() in shown
+    assert "\x1b" not in shown and "\x07" not in shown  # caller bytes never reach the terminal raw
+    for ap in team.approvers:
+        ap.approve(req["request_id"])
+    done = team.requester.wait_sign_request(req["request_id"], timeout=60)
+    assert done.state == "done" and ed25519_verifies(ed_key.public_key, message, done.signature.signature)
+
+    digest = hashlib.sha256(b"cli taproot sighash").digest()
+    req = json.loads(mpc("requester1", "request", "sign", "--key", tr_key.key_id.hex(), "--digest", digest.hex(),
+                         "--taproot-root", ROOT.hex(), "--json"))
+    shown = mpc("approver1", "request", "show", req["request_id"])
+    assert TR in shown and ROOT.hex() in shown
+    for ap in team.approvers:
+        ap.approve(req["request_id"])
+    done = team.requester.wait_sign_request(req["request_id"], timeout=60)
+    assert done.state == "done" and bip340_verifies(signing_key(TR, tr_key.public_key, ROOT), digest, done.signature.signature)
