@@ -28,6 +28,11 @@ And of one-round signing from a pool presignature (:mod:`coordinator.presigned`,
 * ``presig-partial``: ``SignPresigned`` reached the lowest signer only (in test mode the first
   send goes to it alone), before the others.
 
+And of FROST signing (:mod:`coordinator.frost_sign`, issue 16):
+
+* ``frost-assigned``: one fresh commitment per signer is assigned to (request, attempt) and
+  committed, before any signer hears of the attempt.
+
 Actions: ``crash`` exits the process at once (``os._exit(137)``, like ``kill -9``); ``delay``
 sleeps ``seconds`` (at most :data:`MAX_DELAY_S`). Nothing else is possible: any other action
 is ignored with a warning. With ``once`` (the default for ``crash``) the file is removed when
@@ -46,7 +51,9 @@ from pathlib import Path
 
 ENV = "MPC_TEST_COORDINATOR_FAULT_FILE"
 MAX_DELAY_S = 120.0
-POINT = re.compile(r"recorded|round-[0-9]{1,2}|receipts|decided|pushed|audit-queued|audit-appended|presig-assigned|presig-partial")
+POINT = re.compile(
+    r"recorded|round-[0-9]{1,2}|receipts|decided|pushed|audit-queued|audit-appended|presig-assigned|presig-partial|frost-assigned"
+)
 log = logging.getLogger("coordinator.faults")
 
 

@@ -129,11 +129,14 @@ class FrostDeps:
 class _AttemptFailed(Exception):
     """This attempt cannot produce a signature; the next one may (another subset). ``blame``:
     its failed signers are left out of this request's next attempts (False when the attempt
-    failed before any signer was asked, e.g. its reservation)."""
+    failed before any signer was asked, e.g. its reservation). ``lost``: signers that answered
+    ``nonce-unknown`` (they lost their fresh nonces, e.g. restarted: the next attempt may ask them
+    for new ones, once per request)."""
 
-    def __init__(self, message: str, *, blame: bool = True) -> None:
+    def __init__(self, message: str, *, blame: bool = True, lost: frozenset[int] = frozenset()) -> None:
         super().__init__(message)
         self.blame = blame
+        self.lost = lost
 
 
 def session_of(rid: str, attempt: int, nonce_ids: Sequence[bytes]) -> bytes:
@@ -163,6 +166,7 @@ class FrostSigning:
         self.db = deps.db
         self._crypto: FrostCrypto | None = None
         self._refill_lock = threading.Lock()
+        self.fault: Callable[[str], None] | None = None  # test mode only: coordinator/faults.py point frost-assigned
 
     @property
     def crypto(self) -> FrostCrypto:
@@ -241,6 +245,7 @@ class FrostSigning:
         msg = message if k.scheme == SCHEME_ED25519 else digest
         expected = self.crypto.signing_key(k.scheme, k.public_key, taproot_root)
         down: set[int] = set()
+        lost: set[int] = set()  # signers that answered nonce-unknown in this request (spared once)
         runs = 0
         while True:
             if self.deps.stop is not None and self.deps.stop.is_set():
@@ -248,6 +253,8 @@ class FrostSigning:
             assigned = self._in_flight(rid)
             if assigned is None:
                 assigned = self._assign(rid, k, epoch, committee, outside, down, runs)
+                if self.fault is not None:
+                    self.fault("frost-assigned")
             attempt, rows = assigned
             runs += 1
             try:
@@ -255,7 +262,9 @@ class FrostSigning:
             except _AttemptFailed as e:
                 log.warning("request %s: FROST attempt %d with nodes %s failed: %s", rid, attempt, sorted(rows), e)
                 if e.blame:
-                    down |= {i for i, r in self._outcomes(rid, attempt).items() if r in ("failed", "bad-share")}
+                    spared = e.lost - lost  # a first nonce-unknown: restarted, not stalled; a fresh batch will do
+                    lost |= e.lost
+                    down |= {i for i, r in self._outcomes(rid, attempt).items() if r in ("failed", "bad-share")} - spared
                 continue
             out = common_pb2.Signature(schnorr=sig, public_key=expected)
             return out, tuple(sorted(rows)), attempt
@@ -352,6 +361,7 @@ class FrostSigning:
         }
         ok, errs = fanout(calls, self.deps.timeout_s)
         outcome: dict[int, str] = {}
+        unknown: set[int] = set()
         fatal: RpcError | None = None
         for i, err in sorted(errs.items()):
             code, details = status_of(err)
@@ -363,6 +373,7 @@ class FrostSigning:
                 nodes[i].mark_down(f"{code.name}: {details}")
             if kind == "nonce-unknown":  # it lost its fresh nonces (restarted?): ours of it are useless
                 self.db.discard_fresh_nonces(k.key_id, node=i, reason="nonce-unknown", now=now_ms())
+                unknown.add(i)
         got: dict[int, bytes] = {}
         for i, r in sorted(ok.items()):
             share = bytes(r.share)
@@ -386,7 +397,8 @@ class FrostSigning:
             raise fatal
         if outcome:
             self._settle(rid, attempt, outcome | {i: "signed" for i in signers if i not in outcome})
-            raise _AttemptFailed(", ".join(f"node {i}: {o}" for i, o in sorted(outcome.items())))
+            raise _AttemptFailed(", ".join(f"node {i}: {o}{' (nonce-unknown)' if i in unknown else ''}"
+                                           for i, o in sorted(outcome.items())), lost=frozenset(unknown))
         try:
             sig = self.crypto.aggregate(public, package, got)
         except ProtocolAbort as e:  # every share verified, so this names nobody: never return it

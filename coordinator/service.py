@@ -33,6 +33,7 @@ from coordinator.anomaly_hook import AnomalyMonitor, audit_heads
 from coordinator.config import CoordinatorConfig
 from coordinator.db import CoordinatorDb, KeyRecord, RequestRecord, now_ms
 from coordinator.faults import fault_hook
+from coordinator.frost_nonce_sync import NonceSync
 from coordinator.frost_sign import FrostDeps, FrostSigning
 from coordinator.inputs import validated
 from coordinator.keyops import KIND as KEY_OPERATION, KeyOperations
@@ -240,6 +241,8 @@ class CoordinatorService:
                                                                            details=details),
             stop=self._stop,
         ))
+        self.frost_sync = NonceSync(self.db, lambda: self.nodes)
+        self.frost.fault = self.keyops.fault  # test mode: the frost-assigned crash point (coordinator/faults.py)
         self.requests.presig_assign = self.presigned.assignment_at_quorum  # R10: with the quorum transaction
         # the server's long-lived streams
         self.streams = StreamBudget(cfg.max_streams, cfg.stream_lifetime_s, per_caller=cfg.max_streams_per_caller)
@@ -374,6 +377,8 @@ class CoordinatorService:
         for i, e in errs.items():
             code, details = status_of(e)
             self.nodes[i].mark_down(f"{code.name}: {details}")
+        # issue 16: a node that lost fresh FROST nonces (restarted): drop the commitments (coordinator/frost_nonce_sync.py)
+        self.frost_sync.observe({i: resp.nonces for i, (resp, _, _) in ok.items() if resp.serving})
         observe_nodes(self.metrics, self.nodes.values())
 
     def _clock_measured(self, h: NodeHandle, sample: SkewSample) -> None:
