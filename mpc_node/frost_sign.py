@@ -35,6 +35,8 @@ import hashlib
 import hmac
 import logging
 import os
+import sqlite3
+import threading
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -97,11 +99,33 @@ class NodeNonces:
 
     def __init__(self, node: NodeService) -> None:
         self.node = node
+        self._purge_lock = threading.Lock()
+        self._purged = False  # the fresh nonces left from before this start are deleted
         try:
-            n = node.store.delete_all_fresh_nonces()
-        except StoreError as e:  # unwritable now: a consume needs a write too, so none can be used meanwhile
-            log.error("cannot delete the fresh FROST nonces left from before the start (%s)", e)
+            self._purge()
+        except RpcError:  # unwritable now: logged; MakeNonces and SignSchnorr retry it first and refuse until it is done
+            pass
+
+    def _purge(self) -> None:
+        """Delete every fresh nonce left from before this start, once: at start, else before the
+        first MakeNonces/SignSchnorr that finds it undone (a store restored from an old copy must
+        never revive a nonce, even when the store could not be written at start). UNAVAILABLE
+        naming ``nonce_id`` while it cannot be done."""
+        if self._purged:
             return
+        node = self.node
+        with self._purge_lock:
+            if self._purged:
+                return
+            try:
+                n = node.store.delete_all_fresh_nonces()
+            except (StoreError, sqlite3.Error) as e:
+                log.error("cannot delete the fresh FROST nonces left from before the start (%s)", e)
+                raise RpcError(
+                    Code.UNAVAILABLE,
+                    f"nonce_id: {node.cfg.name} cannot yet delete the FROST nonces left from before its start; it uses and makes none",
+                ) from None
+            self._purged = True
         if n:
             log.info("deleted %d fresh FROST nonce(s) at start (never revived)", n)
             node.audit.append(node.cfg.name, "frost-nonces-discard", outcome="discarded", details={"count": n, "reason": "node-start"})
@@ -136,6 +160,7 @@ class NodeNonces:
         node = self.node
         cfg = node.cfg
         key_id = check_len(req.key_id, "key_id", 32)
+        self._purge()  # never beside a nonce revived by a restored store copy
         if not 1 <= req.count <= MAX_NONCE_BATCH:
             raise invalid("count", f"must be 1..{MAX_NONCE_BATCH}, got {req.count}")
         if cfg.max_nonces_per_key == 0:
@@ -220,6 +245,7 @@ class NodeNonces:
         at_most(req.reservation_receipts, "reservation_receipts", len(peers), "receipts (one per roster node)")
         for k, r in enumerate(req.reservation_receipts):
             governance_blob(r, f"reservation_receipts[{k}]")
+        self._purge()  # a nonce revived by a restored store copy is never used
         # 2. a replay: the share already left durably, nothing else changes that
         found = node.store.frost_nonce(nonce_id)
         if found is not None and found[0].used:
