@@ -381,6 +381,11 @@ class FrostSigning:
                 self._bad_share(rid, k, attempt, i, why)
             else:
                 got[ident[i]] = share
+        if fatal is not None and got:  # a co-signer released a valid share for this very request and attempt:
+            # the refusal is the refuser's own (its rate limit or clock, or made up by a corrupted
+            # node), not the request's: leave it out and let another subset sign (ROAST)
+            log.warning("request %s: %s, while a co-signer signed the same attempt; trying another subset", rid, fatal.message)
+            fatal = None
         if fatal is not None:
             self._settle(rid, attempt, outcome | {i: "failed" for i in signers if i not in outcome})
             raise fatal
