@@ -306,3 +306,60 @@ def test_nonce_caps_hold_and_a_discard_frees_only_fresh_ones(lay, svcs, keys) ->
     assert made <= cap and n3.store.count_fresh_nonces(key.key_id) == made
     n3.DiscardNonces(node_pb2.DiscardNoncesRequest(key_id=key.key_id, reason="t"), None)
     assert n3.store.count_fresh_nonces(key.key_id) == 0
+
+
+def test_over_grpc_only_the_coordinator_may_call_the_frost_rpcs_and_bad_input_is_never_internal(lay, svcs, keys) -> None:
+    """A real gRPC server of node 1 (mTLS): as the coordinator a whole FROST share over the wire
+    and field errors for bad input; as another node, an admin or a requester: PERMISSION_DENIED
+    before anything is read (a corrupted node cannot make, use or discard another node's nonces)."""
+    import grpc
+
+    from mpc_node.main import build_server
+    from mpcnet.client.identities import identity_dir
+    from mpcnet.common.pki import CertPaths, channel_credentials
+    from mpcnet.wire.mpc.v1 import node_pb2_grpc
+
+    svc = svcs[1]
+    key = keys[SCHEME_ED25519]
+    server, port = build_server(svc.cfg, svc)
+    server.start()
+    try:
+        endpoint = f"{svc.cfg.listen.rsplit(':', 1)[0]}:{port}"
+
+        def channel(who: str) -> grpc.Channel:
+            d = identity_dir(lay.dir, who)
+            cert = CertPaths(d / f"{who}.pem", d / f"{who}.key") if d.is_dir() else lay.cert(who)
+            return grpc.secure_channel(endpoint, channel_credentials(cert, lay.ca.cert))
+
+        pkg = [make_nonces(svcs, key, (2,))[2][0]]
+        with channel("coordinator") as ch:
+            stub = node_pb2_grpc.NodeStub(ch)
+            mine = stub.MakeNonces(node_pb2.MakeNoncesRequest(key_id=key.key_id, epoch=0, count=1), timeout=10).commitments[0]
+            req = schnorr_request(lay, key, [mine, *pkg])
+            got = stub.SignSchnorr(for_signer(req, 1), timeout=10)
+            assert not got.replayed and len(got.share) == 32
+            aggregate_verified(svc, key, req, {1: got.share, 2: svcs[2].SignSchnorr(for_signer(req, 2), None).share})
+            bad = for_signer(req, 1)
+            bad.attempt = 2  # the same nonce for another attempt
+            with pytest.raises(grpc.RpcError) as ei:
+                stub.SignSchnorr(bad, timeout=10)
+            assert ei.value.code() == Code.FAILED_PRECONDITION and ei.value.details().startswith("nonce_id: ")
+            assert dict(ei.value.trailing_metadata() or ()).get("mpc-governance") == "nonce-used"
+            for raw in (b"\xff\xff", b"\x0a\x05abc"):  # undecodable / truncated protobuf
+                for m in ("SignSchnorr", "MakeNonces", "DiscardNonces"):
+                    with pytest.raises(grpc.RpcError) as ei:
+                        ch.unary_unary(f"/mpc.v1.Node/{m}")(raw, timeout=10)  # type: ignore[arg-type]
+                    assert ei.value.code() not in (Code.INTERNAL, Code.UNKNOWN), (m, ei.value.details())
+        for who in ("node-2", "admin1", "requester1"):
+            with channel(who) as ch:
+                stub = node_pb2_grpc.NodeStub(ch)
+                for call, msg in (
+                    (stub.MakeNonces, node_pb2.MakeNoncesRequest(key_id=key.key_id, epoch=0, count=1)),
+                    (stub.SignSchnorr, for_signer(req, 1)),
+                    (stub.DiscardNonces, node_pb2.DiscardNoncesRequest(key_id=key.key_id, reason="x")),
+                ):
+                    with pytest.raises(grpc.RpcError) as ei:
+                        call(msg, timeout=10)
+                    assert ei.value.code() == Code.PERMISSION_DENIED, (who, ei.value.details())
+    finally:
+        server.stop(None)
