@@ -363,3 +363,21 @@ def test_over_grpc_only_the_coordinator_may_call_the_frost_rpcs_and_bad_input_is
                     assert ei.value.code() == Code.PERMISSION_DENIED, (who, ei.value.details())
     finally:
         server.stop(None)
+
+
+def test_a_banned_co_signer_is_refused_before_the_nonce_is_touched(lay, svcs) -> None:
+    """Node 1 banned node 2 for a key (an identifiable abort): a package naming node 2 is
+    refused (PERMISSION_DENIED ``mpc-banned``) and leaves node 1's nonce fresh; the same nonce
+    still signs with node 3."""
+    key = frost_dkg(svcs, SCHEME_BIP340, 2, label=b"ban")
+    with svcs[1].bans.hold(key.key_id, [2]):
+        svcs[1].bans.record(key.key_id, 2, "test: a bad share")
+    c1, c2 = _package(svcs, key, (1, 2))
+    c3 = make_nonces(svcs, key, (3,))[3][0]
+    e = _try(svcs[1], for_signer(schnorr_request(lay, key, [c1, c2]), 1))
+    assert isinstance(e, RpcError) and e.code == Code.PERMISSION_DENIED and kind(e) == "mpc-banned", e
+    assert e.message.startswith("commitments.signer: ")
+    info, secret = svcs[1].store.frost_nonce(c1.nonce_id)
+    assert not info.used and secret is not None
+    req = schnorr_request(lay, key, [c1, c3])
+    aggregate_verified(svcs[1], key, req, {i: svcs[i].SignSchnorr(for_signer(req, i), None).share for i in (1, 3)})
