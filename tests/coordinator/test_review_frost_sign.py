@@ -129,3 +129,28 @@ def test_a_corrupted_nodes_made_up_request_level_refusal_does_not_end_the_reques
 
         nodes[1].SignSchnorr = refusing  # type: ignore[method-assign]
         _signs_with_honest_nodes(signing, key, f"req-{kind}", 1)
+
+
+def test_a_node_replaying_known_nonce_ids_is_left_out_never_an_internal_error(tmp_path: Path) -> None:
+    """Node 1 answers MakeNonces with nonce ids the coordinator already stored (its own earlier
+    answer, or another node's ids it saw in a signing package): nothing of that answer is
+    stored, the refill pass goes on with the other nodes, and a request needing node 1's nonces
+    on demand signs with the others (never a request failed as INTERNAL)."""
+    signing, key, nodes = _cluster(tmp_path, ED, 2, 3)
+    n1 = nodes[1]
+    first = n1.MakeNonces(node_pb2.MakeNoncesRequest(key_id=key.key_id, epoch=0, count=2))
+
+    def replaying(req: node_pb2.MakeNoncesRequest, **_: Any) -> node_pb2.MakeNoncesResponse:
+        return node_pb2.MakeNoncesResponse(commitments=list(first.commitments)[: req.count], epoch=req.epoch)
+
+    assert signing.make_nonces(key, 0, 1, count=2) == 2  # an honest second batch
+    n1.MakeNonces = replaying  # type: ignore[method-assign]
+    signing.make_nonces(key, 0, 1, count=2)  # first time these ids: stored (the node chose them)
+    assert signing.make_nonces(key, 0, 1, count=2) == 0  # the same ids again: nothing stored, no exception
+    assert signing.refill() >= 0  # the pass goes on (node 1 answers known ids again)
+    assert signing.db.fresh_nonce_counts(key.key_id, 0).get(2, 0) > 0
+    # node 1's fresh commitments used up: the on-demand batch replays known ids; the request still signs
+    for rid in ("req-a", "req-b", "req-c", "req-d", "req-e", "req-f", "req-g"):
+        msg = rid.encode()
+        sig, _, _ = signing.sign(rid, key, hashlib.sha256(msg).digest(), msg, b"", b"bundle")
+        Ed25519PublicKey.from_public_bytes(key.public_key).verify(sig.schnorr, msg)
