@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import sqlite3
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -200,7 +201,11 @@ class FrostSigning:
             seen.add(nid)
             rows.append(NonceRow(nid, k.key_id, epoch, node, bytes(c.hiding), bytes(c.binding)))
         if rows:
-            self.db.add_fresh_nonces(rows, now_ms())
+            try:
+                self.db.add_fresh_nonces(rows, now_ms())
+            except sqlite3.IntegrityError:  # an id stored before (a replayed answer, another node's id): never offered again
+                log.warning("key %s: node %d answered nonce ids the coordinator knows; none stored", k.key_id.hex()[:16], node)
+                return 0
         return len(rows)
 
     def refill(self) -> int:
