@@ -381,3 +381,35 @@ def test_a_banned_co_signer_is_refused_before_the_nonce_is_touched(lay, svcs) ->
     assert not info.used and secret is not None
     req = schnorr_request(lay, key, [c1, c3])
     aggregate_verified(svcs[1], key, req, {i: svcs[i].SignSchnorr(for_signer(req, i), None).share for i in (1, 3)})
+
+
+def test_the_rate_limit_holds_on_the_frost_path_and_a_refusal_keeps_the_nonce(lay, svcs) -> None:
+    """The key's policy rate limit counts FROST signatures like DKLs ones: at the limit a new
+    request is refused (``rate-limited``) before the nonce is consumed; the request's own later
+    attempts do not count again."""
+    import time
+
+    key = frost_dkg(svcs, SCHEME_ED25519, 2, label=b"rate")
+    got = svcs[1].gov.policy_for(key.key_id)
+    assert got is not None
+    limit = got[1].rate_limit
+    now = int(time.time() * 1000)
+    conn = sqlite3.connect(load_node_config(lay.node_config(1)).store)
+    with conn:
+        conn.executemany(
+            "INSERT INTO requests (request_id, key_id, digest, served_at, served_ms) VALUES (?, ?, ?, ?, ?)",
+            [(f"filled-{i}", key.key_id, b"\0" * 32, now // 1000, now) for i in range(limit.max_signatures - 1)],
+        )
+    conn.close()
+    req = schnorr_request(lay, key, _package(svcs, key, (1, 2)))
+    aggregate_verified(svcs[1], key, req, {i: svcs[i].SignSchnorr(for_signer(req, i), None).share for i in (1, 2)})  # the last slot
+    # the same request's attempt 2 (a retry with fresh nonces) is not a new signature for the limit
+    again = for_signer(schnorr_request(lay, key, _package(svcs, key, (1, 3)), attempt=2), 1)
+    again.request_id, again.approval_bundle, again.message = req.request_id, req.approval_bundle, req.message
+    assert isinstance(_try(svcs[1], again), bytes)
+    c1, c2 = _package(svcs, key, (1, 2))
+    over = for_signer(schnorr_request(lay, key, [c1, c2]), 1)
+    e = _try(svcs[1], over)
+    assert isinstance(e, RpcError) and kind(e) == "rate-limited" and e.message.startswith("rate_limit:"), e
+    info, secret = svcs[1].store.frost_nonce(c1.nonce_id)
+    assert not info.used and secret is not None
