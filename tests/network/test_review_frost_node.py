@@ -413,3 +413,44 @@ def test_the_rate_limit_holds_on_the_frost_path_and_a_refusal_keeps_the_nonce(la
     assert isinstance(e, RpcError) and kind(e) == "rate-limited" and e.message.startswith("rate_limit:"), e
     info, secret = svcs[1].store.frost_nonce(c1.nonce_id)
     assert not info.used and secret is not None
+
+
+def test_roster_index_and_share_index_differ_after_a_revocation(tmp_path) -> None:
+    """Node 2 of four is revoked, then a FROST key is made by nodes 1, 3, 4: roster index 3 is
+    share index 2. Signers are named by roster index on the wire and mapped to share indices by
+    committee position; a package naming the revoked node, or share indices in place of roster
+    indices, is refused naming commitments.signer."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from crypto_core.frost.signing import SigningCommitment, SigningPackage, aggregate
+    from governance.roster import revoke_node
+    from tests.integration.rostertools import history, signed_next
+
+    lay4 = prepare(tmp_path, 4, 2, scrypt_n=2**10, test_mode=True, policy_max_age_s=0)
+    all4 = {i: service(lay4, i) for i in (1, 2, 3, 4)}
+    try:
+        r1 = history(lay4)[0].change.new_roster
+        change = node_pb2.InstallRosterChangeRequest(signed_change=signed_next(lay4, r1, revoke_node(r1, 2)).to_bytes())
+        for i in (1, 3, 4):
+            assert all4[i].InstallRosterChange(change, None).installed
+        svcs = {i: all4[i] for i in (1, 3, 4)}
+        key = frost_dkg(svcs, SCHEME_ED25519, 2, label=b"committee")
+        assert svcs[3]._any_key(key.key_id).index == 2 and svcs[4]._any_key(key.key_id).index == 3
+        c3, c4 = _package(svcs, key, (3, 4))
+        req = schnorr_request(lay4, key, [c3, c4])
+        shares = {i: svcs[i].SignSchnorr(for_signer(req, i), None).share for i in (3, 4)}
+        public = svcs[3]._any_key(key.key_id).public()
+        package = SigningPackage(key.scheme, bytes(req.message), (
+            SigningCommitment(2, bytes(c3.hiding), bytes(c3.binding)), SigningCommitment(3, bytes(c4.hiding), bytes(c4.binding))))
+        sig = aggregate(public, package, {2: shares[3], 3: shares[4]})
+        Ed25519PublicKey.from_public_bytes(bytes(key.public_key)).verify(sig, bytes(req.message))
+        # share indices where roster indices belong: 2 is the revoked node
+        d1, d3 = _package(svcs, key, (1, 3))
+        as_share_index = for_signer(schnorr_request(lay4, key, [d1, _replace(d3, signer=2)]), 1)
+        e = _try(svcs[1], as_share_index)
+        assert isinstance(e, RpcError) and e.code == Code.INVALID_ARGUMENT and e.message.startswith("commitments.signer"), e
+        info, secret = svcs[1].store.frost_nonce(d1.nonce_id)
+        assert not info.used and secret is not None
+    finally:
+        for s in all4.values():
+            close(s)
