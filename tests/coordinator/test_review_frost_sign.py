@@ -13,6 +13,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from coordinator.frost_sign import FrostDeps, FrostSigning
@@ -154,3 +155,47 @@ def test_a_node_replaying_known_nonce_ids_is_left_out_never_an_internal_error(tm
         msg = rid.encode()
         sig, _, _ = signing.sign(rid, key, hashlib.sha256(msg).digest(), msg, b"", b"bundle")
         Ed25519PublicKey.from_public_bytes(key.public_key).verify(sig.schnorr, msg)
+
+
+def test_nonces_whose_answers_were_lost_do_not_lock_a_node_out_at_its_cap(tmp_path: Path) -> None:
+    """Node 1 stores each batch but its MakeNonces answers are lost (a deadline after its commit,
+    a coordinator crash before storing them): its fresh nonces the coordinator never learned
+    fill its per-key cap, after which every MakeNonces is RESOURCE_EXHAUSTED. The coordinator
+    must free them (DiscardNonces of the key on that node, its own fresh rows of the node
+    discarded with them) and get node 1 signing again, rather than lose it for good."""
+    from .pool_util import NodeError
+
+    signing, key, nodes = _cluster(tmp_path, ED, 2, 3)
+    n1 = nodes[1]
+    cap, lost = 20, [3]
+    honest_make = RealFrostNode.MakeNonces
+
+    def capped(req: node_pb2.MakeNoncesRequest, **kw: Any) -> node_pb2.MakeNoncesResponse:
+        if len(n1.fresh) + req.count > cap:
+            raise NodeError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"count: {len(n1.fresh)} fresh nonce(s); the cap is {cap}")
+        resp = honest_make(n1, req, **kw)
+        if lost[0] > 0:  # committed on the node, the answer never arrives
+            lost[0] -= 1
+            raise NodeError(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
+        return resp
+
+    def discard(req: node_pb2.DiscardNoncesRequest, **_: Any) -> node_pb2.DiscardNoncesResponse:
+        with n1.lock:  # as the node: no ids named = every fresh nonce of the key
+            ids = [bytes(x) for x in req.nonce_ids] or list(n1.fresh)
+            return node_pb2.DiscardNoncesResponse(discarded=sum(n1.fresh.pop(x, None) is not None for x in ids))
+
+    n1.MakeNonces = capped  # type: ignore[method-assign]
+    n1.DiscardNonces = discard  # type: ignore[method-assign]
+    for _ in range(3):
+        try:
+            signing.make_nonces(key, 0, 1, count=3)
+        except grpc.RpcError:
+            pass
+    assert len(n1.fresh) == 9  # orphans the coordinator never saw
+    assert signing.db.fresh_nonce_counts(key.key_id, 0).get(1, 0) == 0
+    signing.refill()  # the cap is hit: the coordinator frees the orphans and refills
+    assert signing.db.fresh_nonce_counts(key.key_id, 0).get(1, 0) > 0
+    msg = b"after the cap"
+    sig, signers, _ = signing.sign("req-cap", key, hashlib.sha256(msg).digest(), msg, b"", b"bundle")
+    assert 1 in signers
+    Ed25519PublicKey.from_public_bytes(key.public_key).verify(sig.schnorr, msg)
