@@ -180,7 +180,17 @@ class FrostSigning:
         if h is None:
             return 0
         req = node_pb2.MakeNoncesRequest(key_id=k.key_id, epoch=epoch, count=count)
-        resp = h.stub.MakeNonces(req, timeout=self.deps.timeout_s)
+        try:
+            resp = h.stub.MakeNonces(req, timeout=self.deps.timeout_s)
+        except grpc.RpcError as e:
+            if status_of(e)[0] != Code.RESOURCE_EXHAUSTED:
+                raise
+            # at its cap with nonces we never learned (answers lost after its commit): free them
+            # all there (ours of that node too, never offered again), then ask once more
+            self.db.discard_fresh_nonces(k.key_id, node=node, reason="node-at-cap", now=now_ms())
+            h.stub.DiscardNonces(node_pb2.DiscardNoncesRequest(key_id=k.key_id, reason="node-at-cap"), timeout=self.deps.timeout_s)
+            log.info("key %s: node %d was at its nonce cap with nonces unknown here; discarded them", k.key_id.hex()[:16], node)
+            resp = h.stub.MakeNonces(req, timeout=self.deps.timeout_s)
         elen = 32 if k.scheme == SCHEME_ED25519 else 33
         rows: list[NonceRow] = []
         seen: set[bytes] = set()
