@@ -454,3 +454,23 @@ def test_roster_index_and_share_index_differ_after_a_revocation(tmp_path) -> Non
     finally:
         for s in all4.values():
             close(s)
+
+
+def test_a_replay_answers_the_stored_share_only_for_the_same_package(lay, svcs, keys) -> None:
+    """(request, attempt, nonce) already served with package P1, asked again with a package P2
+    (the coordinator's database restored from an older copy re-assigns the nonce with other
+    co-signers): the node must refuse (``nonce-used``), not answer P1's share, which does not
+    verify for P2 and would get this honest node blamed (``frost-bad-share``) by the coordinator."""
+    key = keys[SCHEME_ED25519]
+    c1, c2 = _package(svcs, key, (1, 2))
+    c3 = make_nonces(svcs, key, (3,))[3][0]
+    first = for_signer(schnorr_request(lay, key, [c1, c2]), 1)
+    share = svcs[1].SignSchnorr(first, None).share
+    same = svcs[1].SignSchnorr(first, None)
+    assert same.replayed and same.share == share  # the very same package: the stored share
+    other = node_pb2.SignSchnorrRequest()
+    other.CopyFrom(first)
+    del other.commitments[:]
+    other.commitments.extend([c1, c3])
+    e = _try(svcs[1], other)
+    assert isinstance(e, RpcError) and e.code == Code.FAILED_PRECONDITION and kind(e) == "nonce-used", e
