@@ -246,10 +246,11 @@ class NodeNonces:
         for k, r in enumerate(req.reservation_receipts):
             governance_blob(r, f"reservation_receipts[{k}]")
         self._purge()  # a nonce revived by a restored store copy is never used
-        # 2. a replay: the share already left durably, nothing else changes that
+        package_sha256 = _package_sha256(req.commitments, message, root)
+        # 2. a replay of the same package: the share already left durably, nothing else changes that
         found = node.store.frost_nonce(nonce_id)
         if found is not None and found[0].used:
-            return self._replayed(nonce_id, req.request_id, req.attempt)
+            return self._replayed(nonce_id, req.request_id, req.attempt, package_sha256)
         # 3. the nonce, the key's epoch, the bans
         _signers(list(signers), "commitments.signer", peers)  # a signer not active in the roster
         if node.bans.closed(key_id) is not None:
@@ -334,9 +335,6 @@ class NodeNonces:
         except ProtocolError as e:
             why = f"commitments: unusable signing package on {name} ({_reason(e)})"
             raise refusal(Code.FAILED_PRECONDITION, "nonce-mismatch", why) from None
-        package_sha256 = hashlib.sha256(b"".join(
-            len(x).to_bytes(4, "big") + x for c in req.commitments for x in (c.signer.to_bytes(4, "big"), c.hiding, c.binding)
-        ) + message + root).digest()
 
         def entry() -> OutboxEntry:
             return OutboxEntry(request.requester, "sign-share", request.request_id, "released", {
@@ -358,7 +356,7 @@ class NodeNonces:
             raise refusal(Code.FAILED_PRECONDITION, "rate-limited", f"{e} ({name})") from None
         except NonceError as e:
             if e.kind == "nonce-used":  # a concurrent call won: the same (request, attempt) replays
-                return self._replayed(nonce_id, request.request_id, req.attempt)
+                return self._replayed(nonce_id, request.request_id, req.attempt, package_sha256)
             raise refusal(Code.FAILED_PRECONDITION, e.kind, f"{e} ({name})") from None
         node.outbox.notify()
         node.faults.at(FAULT_CONSUMED)
@@ -394,12 +392,15 @@ class NodeNonces:
             raise refusal(Code.PERMISSION_DENIED, "denied", "taproot_merkle_root: differs from the approved request's taproot_root")
         return digest
 
-    def _replayed(self, nonce_id: bytes, request_id: str, attempt: int) -> node_pb2.SignSchnorrResponse:
-        share = self.node.store.nonce_share(nonce_id, request_id, attempt)
+    def _replayed(self, nonce_id: bytes, request_id: str, attempt: int, package_sha256: bytes) -> node_pb2.SignSchnorrResponse:
+        """The stored share of ``nonce_id`` for exactly this request, attempt and signing package
+        (a share answered for another package would not verify and would get this node blamed);
+        FAILED_PRECONDITION ``nonce-used`` otherwise."""
+        share = self.node.store.nonce_share(nonce_id, request_id, attempt, package_sha256)
         if share is None:
             raise refusal(
                 Code.FAILED_PRECONDITION, "nonce-used",
-                f"nonce_id: nonce {nonce_id.hex()[:16]} was used for another request or attempt on {self.node.cfg.name}",
+                f"nonce_id: nonce {nonce_id.hex()[:16]} was used for another request, attempt or signing package on {self.node.cfg.name}",
             )
         return node_pb2.SignSchnorrResponse(share=share, signer=self.node.me, replayed=True)
 
@@ -421,6 +422,12 @@ class NodeNonces:
         self.node.outbox.notify()
         log.info("key %s: %d fresh FROST nonce(s) discarded (%s)", key_id.hex()[:16], n, req.reason)
         return node_pb2.DiscardNoncesResponse(discarded=n)
+
+
+def _package_sha256(commitments: Any, message: bytes, root: bytes) -> bytes:
+    """SHA-256 of the signing package as sent (signers, commitments, message, root; each length-prefixed)."""
+    parts = [x for c in commitments for x in (c.signer.to_bytes(4, "big"), bytes(c.hiding), bytes(c.binding))] + [message, root]
+    return hashlib.sha256(b"".join(len(x).to_bytes(4, "big") + x for x in parts)).digest()
 
 
 def _commitment(i: NonceInfo) -> node_pb2.NonceCommitment:
