@@ -474,3 +474,30 @@ def test_a_replay_answers_the_stored_share_only_for_the_same_package(lay, svcs, 
     other.commitments.extend([c1, c3])
     e = _try(svcs[1], other)
     assert isinstance(e, RpcError) and e.code == Code.FAILED_PRECONDITION and kind(e) == "nonce-used", e
+
+
+def test_a_store_copy_restored_under_the_running_node_never_revives_a_used_nonce(tmp_path) -> None:
+    """The store is rolled back to an older copy while the node runs (an online restore, a
+    storage snapshot reverted under it): the nonce it has used since is fresh in the file again.
+    Only nonces this run of the node made and has not used may sign: refused ``nonce-unknown``."""
+    lay = prepare(tmp_path / "c", 3, 2, scrypt_n=2**10, test_mode=True, policy_max_age_s=0)
+    svcs = {i: service(lay, i) for i in (1, 2, 3)}
+    try:
+        key = frost_dkg(svcs, SCHEME_BIP340, 2)
+        c1, c2 = _package(svcs, key, (1, 2))
+        store = str(load_node_config(lay.node_config(1)).store)
+        _snapshot(store, str(tmp_path / "old.db"))
+        first = svcs[1].SignSchnorr(for_signer(schnorr_request(lay, key, [c1, c2]), 1), None).share
+        _snapshot(str(tmp_path / "old.db"), store)  # rolled back under the running node
+        info, secret = svcs[1].store.frost_nonce(c1.nonce_id)
+        assert not info.used and secret is not None  # the file says fresh again
+        c3 = make_nonces(svcs, key, (3,))[3][0]
+        got = _try(svcs[1], for_signer(schnorr_request(lay, key, [c1, c3]), 1))
+        assert not isinstance(got, bytes) or got == first, "a rolled-back nonce signed a second package"
+        assert isinstance(got, RpcError) and got.code == Code.FAILED_PRECONDITION and kind(got) == "nonce-unknown", got
+        # nonces made after the rollback sign as usual
+        req = schnorr_request(lay, key, _package(svcs, key, (1, 2)))
+        aggregate_verified(svcs[1], key, req, {i: svcs[i].SignSchnorr(for_signer(req, i), None).share for i in (1, 2)})
+    finally:
+        for s in svcs.values():
+            close(s)
