@@ -24,7 +24,9 @@ released only after that transaction commits. Every refusal carries ``mpc-govern
 kind) and is audited.
 
 At start every fresh nonce is deleted (a restored store must never revive one: a nonce used for
-two packages reveals the share); an epoch commit or retirement of the key
+two packages reveals the share; if the store cannot be written then, MakeNonces and SignSchnorr
+retry it first and refuse until it is done), and only a nonce this run made and has not used
+may sign (a store rolled back under the running node brings none back); an epoch commit or retirement of the key
 (:mod:`mpc_node.epoch_store`) and ``DiscardNonces`` delete fresh ones; a used one's tombstone is
 kept for good.
 """
@@ -67,6 +69,7 @@ ELEMENT_LEN = {SCHEME_ED25519: 32, SCHEME_BIP340: 33}  # RFC 9591 SerializeEleme
 MAX_NONCE_BATCH = 64  # MakeNoncesRequest.count
 MAX_DISCARD_IDS = 4096
 SESSION_ID_LEN = 32
+MADE_PRUNE_AT = 1 << 16  # nonce ids remembered as made by this run before the discarded ones are pruned
 FAULT_CONSUMED = "nonce-consumed"  # mpc_node/faults.py point: the consume committed, the share not answered
 
 
@@ -101,6 +104,10 @@ class NodeNonces:
         self.node = node
         self._purge_lock = threading.Lock()
         self._purged = False  # the fresh nonces left from before this start are deleted
+        # nonce ids this run made and has not used: only these may sign (a store rolled back
+        # under the running node, or kept from before its start, never revives a nonce)
+        self._made: set[bytes] = set()
+        self._made_lock = threading.Lock()
         try:
             self._purge()
         except RpcError:  # unwritable now: logged; MakeNonces and SignSchnorr retry it first and refuse until it is done
@@ -129,6 +136,17 @@ class NodeNonces:
         if n:
             log.info("deleted %d fresh FROST nonce(s) at start (never revived)", n)
             node.audit.append(node.cfg.name, "frost-nonces-discard", outcome="discarded", details={"count": n, "reason": "node-start"})
+
+    def _remember(self, ids: list[bytes]) -> None:
+        """Record nonce ids this run stored; past :data:`MADE_PRUNE_AT` keep only those still fresh."""
+        with self._made_lock:
+            self._made.update(ids)
+            if len(self._made) > MADE_PRUNE_AT:  # discarded / deleted ones: never fresh again
+                self._made &= {i.nonce_id for i in self.node.store.fresh_nonces()}
+
+    def _forget(self, nonce_id: bytes) -> None:
+        with self._made_lock:
+            self._made.discard(nonce_id)
 
     def fresh_count(self) -> int:
         """Fresh nonce pairs stored, all keys (Health ``nonces``)."""
@@ -191,6 +209,7 @@ class NodeNonces:
             "key_id": key_id.hex(), "epoch": req.epoch, "count": len(batch), "scheme": key.scheme,
         })
         out = [_commitment(f.info) for f in batch]
+        ids = [f.info.nonce_id for f in batch]
         try:
             node.store.put_nonces(key_id, req.epoch, batch, cap=cfg.max_nonces_per_key, audit=entry)
         except NonceError as e:
@@ -198,6 +217,7 @@ class NodeNonces:
             raise refusal(code, e.kind, f"{e} ({cfg.name})") from None
         finally:
             del batch  # the secrets live only in the store now (or nowhere)
+        self._remember(ids)
         node.outbox.notify()
         log.info("key %s: %d FROST nonce pair(s) stored", key_id.hex()[:16], len(out))
         return node_pb2.MakeNoncesResponse(commitments=out, epoch=req.epoch)
@@ -270,6 +290,11 @@ class NodeNonces:
             )
         info, record = found
         assert record is not None
+        if nonce_id not in self._made:  # fresh in the store, yet not made by this run (or used by it already)
+            raise refusal(
+                Code.FAILED_PRECONDITION, "nonce-unknown",
+                f"nonce_id: nonce {nonce_id.hex()[:16]} was not made by this run of {name}, or was used (a restore revives none)",
+            )
         if info.key_id != key_id:
             raise refusal(Code.FAILED_PRECONDITION, "nonce-mismatch", f"key_id: differs from nonce {nonce_id.hex()[:16]}'s on {name}")
         if info.epoch != req.epoch:
@@ -356,8 +381,10 @@ class NodeNonces:
             raise refusal(Code.FAILED_PRECONDITION, "rate-limited", f"{e} ({name})") from None
         except NonceError as e:
             if e.kind == "nonce-used":  # a concurrent call won: the same (request, attempt) replays
+                self._forget(nonce_id)
                 return self._replayed(nonce_id, request.request_id, req.attempt, package_sha256)
             raise refusal(Code.FAILED_PRECONDITION, e.kind, f"{e} ({name})") from None
+        self._forget(nonce_id)
         node.outbox.notify()
         node.faults.at(FAULT_CONSUMED)
         log.info("nonce %s: share released for request %s (attempt %d)", nonce_id.hex()[:12], request.request_id, req.attempt,
