@@ -501,3 +501,36 @@ def test_a_store_copy_restored_under_the_running_node_never_revives_a_used_nonce
     finally:
         for s in svcs.values():
             close(s)
+
+
+def test_the_made_nonce_ids_are_pruned_to_the_fresh_ones_and_signing_goes_on(lay, svcs, keys, monkeypatch) -> None:
+    """A coordinator making and discarding nonces forever cannot grow the node's memory: past
+    MADE_PRUNE_AT the remembered ids are cut to the fresh ones; a fresh nonce still signs."""
+    import mpc_node.frost_sign as fs
+
+    key = keys[SCHEME_BIP340]
+    monkeypatch.setattr(fs, "MADE_PRUNE_AT", 8)
+    n3 = svcs[3]
+    for _ in range(4):
+        make_nonces(svcs, key, (3,), count=4)
+        n3.DiscardNonces(node_pb2.DiscardNoncesRequest(key_id=key.key_id, reason="t"), None)
+    c1, c3 = _package(svcs, key, (1, 3))
+    assert len(n3.nonces._made) <= 8 + 4
+    req = schnorr_request(lay, key, [c1, c3])
+    aggregate_verified(n3, key, req, {i: svcs[i].SignSchnorr(for_signer(req, i), None).share for i in (1, 3)})
+
+
+def test_a_reservation_for_a_frost_key_needs_approvals_of_its_scheme(lay, svcs, keys) -> None:
+    """ReserveSigning (the receipts SignSchnorr accepts below the reservation quorum) for a
+    Schnorr key with approvals of an ECDSA request naming the same key id: refused."""
+    key = keys[SCHEME_ED25519]
+    pkg = _package(svcs, key, (1, 2))
+    v1 = schnorr_request(lay, key, pkg, approved_scheme=SCHEME_ECDSA, approved_root=b"")
+    e = None
+    try:
+        svcs[2].ReserveSigning(node_pb2.ReserveSigningRequest(
+            key_id=key.key_id, request_id=v1.request_id, attempt=1, signers=[1, 2], session_id=os.urandom(32),
+            approval_bundle=v1.approval_bundle, digest=hashlib.sha256(v1.message).digest()), None)
+    except RpcError as err:
+        e = err
+    assert e is not None and e.code == Code.PERMISSION_DENIED and "scheme" in e.message, e
