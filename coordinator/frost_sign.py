@@ -27,7 +27,10 @@ The coordinator holds only public data: the group key, each committee member's p
 
 A signer that stalls (deadline), fails or refuses (``nonce-used``/``nonce-unknown``, ...) ends
 the attempt; the next one uses another subset and fresh commitments. A governance refusal
-about the request itself (expired, stale policy, served) ends the request.
+about the request itself (expired, stale policy, served) ends the request, unless a co-signer
+gave a valid share in the same attempt (then the refusal is that node's own: it is left out).
+A node at its nonce cap holding nonces the coordinator never learned (answers lost) has them
+discarded and is asked again; an answer naming a nonce id already stored stores nothing.
 """
 
 from __future__ import annotations
