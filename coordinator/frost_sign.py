@@ -27,13 +27,17 @@ The coordinator holds only public data: the group key, each committee member's p
 
 A signer that stalls (deadline), fails or refuses (``nonce-used``/``nonce-unknown``, ...) ends
 the attempt; the next one uses another subset and fresh commitments. A governance refusal
-about the request itself (expired, stale policy, served) ends the request.
+about the request itself (expired, stale policy, served) ends the request, unless a co-signer
+gave a valid share in the same attempt (then the refusal is that node's own: it is left out).
+A node at its nonce cap holding nonces the coordinator never learned (answers lost) has them
+discarded and is asked again; an answer naming a nonce id already stored stores nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import sqlite3
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -183,7 +187,17 @@ class FrostSigning:
         if h is None:
             return 0
         req = node_pb2.MakeNoncesRequest(key_id=k.key_id, epoch=epoch, count=count)
-        resp = h.stub.MakeNonces(req, timeout=self.deps.timeout_s)
+        try:
+            resp = h.stub.MakeNonces(req, timeout=self.deps.timeout_s)
+        except grpc.RpcError as e:
+            if status_of(e)[0] != Code.RESOURCE_EXHAUSTED:
+                raise
+            # at its cap with nonces we never learned (answers lost after its commit): free them
+            # all there (ours of that node too, never offered again), then ask once more
+            self.db.discard_fresh_nonces(k.key_id, node=node, reason="node-at-cap", now=now_ms())
+            h.stub.DiscardNonces(node_pb2.DiscardNoncesRequest(key_id=k.key_id, reason="node-at-cap"), timeout=self.deps.timeout_s)
+            log.info("key %s: node %d was at its nonce cap with nonces unknown here; discarded them", k.key_id.hex()[:16], node)
+            resp = h.stub.MakeNonces(req, timeout=self.deps.timeout_s)
         elen = 32 if k.scheme == SCHEME_ED25519 else 33
         rows: list[NonceRow] = []
         seen: set[bytes] = set()
@@ -204,7 +218,11 @@ class FrostSigning:
             seen.add(nid)
             rows.append(NonceRow(nid, k.key_id, epoch, node, bytes(c.hiding), bytes(c.binding)))
         if rows:
-            self.db.add_fresh_nonces(rows, now_ms())
+            try:
+                self.db.add_fresh_nonces(rows, now_ms())
+            except sqlite3.IntegrityError:  # an id stored before (a replayed answer, another node's id): never offered again
+                log.warning("key %s: node %d answered nonce ids the coordinator knows; none stored", k.key_id.hex()[:16], node)
+                return 0
         return len(rows)
 
     def refill(self) -> int:
@@ -392,6 +410,11 @@ class FrostSigning:
                 self._bad_share(rid, k, attempt, i, why)
             else:
                 got[ident[i]] = share
+        if fatal is not None and got:  # a co-signer released a valid share for this very request and attempt:
+            # the refusal is the refuser's own (its rate limit or clock, or made up by a corrupted
+            # node), not the request's: leave it out and let another subset sign (ROAST)
+            log.warning("request %s: %s, while a co-signer signed the same attempt; trying another subset", rid, fatal.message)
+            fatal = None
         if fatal is not None:
             self._settle(rid, attempt, outcome | {i: "failed" for i in signers if i not in outcome})
             raise fatal

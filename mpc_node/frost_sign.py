@@ -24,7 +24,9 @@ released only after that transaction commits. Every refusal carries ``mpc-govern
 kind) and is audited.
 
 At start every fresh nonce is deleted (a restored store must never revive one: a nonce used for
-two packages reveals the share); an epoch commit or retirement of the key
+two packages reveals the share; if the store cannot be written then, MakeNonces and SignSchnorr
+retry it first and refuse until it is done), and only a nonce this run made and has not used
+may sign (a store rolled back under the running node brings none back); an epoch commit or retirement of the key
 (:mod:`mpc_node.epoch_store`) and ``DiscardNonces`` delete fresh ones; a used one's tombstone is
 kept for good.
 """
@@ -35,6 +37,8 @@ import hashlib
 import hmac
 import logging
 import os
+import sqlite3
+import threading
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -65,6 +69,7 @@ ELEMENT_LEN = {SCHEME_ED25519: 32, SCHEME_BIP340: 33}  # RFC 9591 SerializeEleme
 MAX_NONCE_BATCH = 64  # MakeNoncesRequest.count
 MAX_DISCARD_IDS = 4096
 SESSION_ID_LEN = 32
+MADE_PRUNE_AT = 1 << 16  # nonce ids remembered as made by this run before the discarded ones are pruned
 FAULT_CONSUMED = "nonce-consumed"  # mpc_node/faults.py point: the consume committed, the share not answered
 
 
@@ -97,14 +102,51 @@ class NodeNonces:
 
     def __init__(self, node: NodeService) -> None:
         self.node = node
+        self._purge_lock = threading.Lock()
+        self._purged = False  # the fresh nonces left from before this start are deleted
+        # nonce ids this run made and has not used: only these may sign (a store rolled back
+        # under the running node, or kept from before its start, never revives a nonce)
+        self._made: set[bytes] = set()
+        self._made_lock = threading.Lock()
         try:
-            n = node.store.delete_all_fresh_nonces()
-        except StoreError as e:  # unwritable now: a consume needs a write too, so none can be used meanwhile
-            log.error("cannot delete the fresh FROST nonces left from before the start (%s)", e)
+            self._purge()
+        except RpcError:  # unwritable now: logged; MakeNonces and SignSchnorr retry it first and refuse until it is done
+            pass
+
+    def _purge(self) -> None:
+        """Delete every fresh nonce left from before this start, once: at start, else before the
+        first MakeNonces/SignSchnorr that finds it undone (a store restored from an old copy must
+        never revive a nonce, even when the store could not be written at start). UNAVAILABLE
+        naming ``nonce_id`` while it cannot be done."""
+        if self._purged:
             return
+        node = self.node
+        with self._purge_lock:
+            if self._purged:
+                return
+            try:
+                n = node.store.delete_all_fresh_nonces()
+            except (StoreError, sqlite3.Error) as e:
+                log.error("cannot delete the fresh FROST nonces left from before the start (%s)", e)
+                raise RpcError(
+                    Code.UNAVAILABLE,
+                    f"nonce_id: {node.cfg.name} cannot yet delete the FROST nonces left from before its start; it uses and makes none",
+                ) from None
+            self._purged = True
         if n:
             log.info("deleted %d fresh FROST nonce(s) at start (never revived)", n)
             node.audit.append(node.cfg.name, "frost-nonces-discard", outcome="discarded", details={"count": n, "reason": "node-start"})
+
+    def _remember(self, ids: list[bytes]) -> None:
+        """Record nonce ids this run stored; past :data:`MADE_PRUNE_AT` keep only those still fresh."""
+        with self._made_lock:
+            self._made.update(ids)
+            if len(self._made) > MADE_PRUNE_AT:  # discarded / deleted ones: never fresh again
+                self._made &= {i.nonce_id for i in self.node.store.fresh_nonces()}
+
+    def _forget(self, nonce_id: bytes) -> None:
+        with self._made_lock:
+            self._made.discard(nonce_id)
 
     def fresh_count(self) -> int:
         """Fresh nonce pairs stored, all keys (Health ``nonces``)."""
@@ -136,6 +178,7 @@ class NodeNonces:
         node = self.node
         cfg = node.cfg
         key_id = check_len(req.key_id, "key_id", 32)
+        self._purge()  # never beside a nonce revived by a restored store copy
         if not 1 <= req.count <= MAX_NONCE_BATCH:
             raise invalid("count", f"must be 1..{MAX_NONCE_BATCH}, got {req.count}")
         if cfg.max_nonces_per_key == 0:
@@ -166,6 +209,7 @@ class NodeNonces:
             "key_id": key_id.hex(), "epoch": req.epoch, "count": len(batch), "scheme": key.scheme,
         })
         out = [_commitment(f.info) for f in batch]
+        ids = [f.info.nonce_id for f in batch]
         try:
             node.store.put_nonces(key_id, req.epoch, batch, cap=cfg.max_nonces_per_key, audit=entry)
         except NonceError as e:
@@ -173,6 +217,7 @@ class NodeNonces:
             raise refusal(code, e.kind, f"{e} ({cfg.name})") from None
         finally:
             del batch  # the secrets live only in the store now (or nowhere)
+        self._remember(ids)
         node.outbox.notify()
         log.info("key %s: %d FROST nonce pair(s) stored", key_id.hex()[:16], len(out))
         return node_pb2.MakeNoncesResponse(commitments=out, epoch=req.epoch)
@@ -220,10 +265,12 @@ class NodeNonces:
         at_most(req.reservation_receipts, "reservation_receipts", len(peers), "receipts (one per roster node)")
         for k, r in enumerate(req.reservation_receipts):
             governance_blob(r, f"reservation_receipts[{k}]")
-        # 2. a replay: the share already left durably, nothing else changes that
+        self._purge()  # a nonce revived by a restored store copy is never used
+        package_sha256 = _package_sha256(req.commitments, message, root)
+        # 2. a replay of the same package: the share already left durably, nothing else changes that
         found = node.store.frost_nonce(nonce_id)
         if found is not None and found[0].used:
-            return self._replayed(nonce_id, req.request_id, req.attempt)
+            return self._replayed(nonce_id, req.request_id, req.attempt, package_sha256)
         # 3. the nonce, the key's epoch, the bans
         _signers(list(signers), "commitments.signer", peers)  # a signer not active in the roster
         if node.bans.closed(key_id) is not None:
@@ -243,6 +290,11 @@ class NodeNonces:
             )
         info, record = found
         assert record is not None
+        if nonce_id not in self._made:  # fresh in the store, yet not made by this run (or used by it already)
+            raise refusal(
+                Code.FAILED_PRECONDITION, "nonce-unknown",
+                f"nonce_id: nonce {nonce_id.hex()[:16]} was not made by this run of {name}, or was used (a restore revives none)",
+            )
         if info.key_id != key_id:
             raise refusal(Code.FAILED_PRECONDITION, "nonce-mismatch", f"key_id: differs from nonce {nonce_id.hex()[:16]}'s on {name}")
         if info.epoch != req.epoch:
@@ -308,9 +360,6 @@ class NodeNonces:
         except ProtocolError as e:
             why = f"commitments: unusable signing package on {name} ({_reason(e)})"
             raise refusal(Code.FAILED_PRECONDITION, "nonce-mismatch", why) from None
-        package_sha256 = hashlib.sha256(b"".join(
-            len(x).to_bytes(4, "big") + x for c in req.commitments for x in (c.signer.to_bytes(4, "big"), c.hiding, c.binding)
-        ) + message + root).digest()
 
         def entry() -> OutboxEntry:
             return OutboxEntry(request.requester, "sign-share", request.request_id, "released", {
@@ -332,8 +381,10 @@ class NodeNonces:
             raise refusal(Code.FAILED_PRECONDITION, "rate-limited", f"{e} ({name})") from None
         except NonceError as e:
             if e.kind == "nonce-used":  # a concurrent call won: the same (request, attempt) replays
-                return self._replayed(nonce_id, request.request_id, req.attempt)
+                self._forget(nonce_id)
+                return self._replayed(nonce_id, request.request_id, req.attempt, package_sha256)
             raise refusal(Code.FAILED_PRECONDITION, e.kind, f"{e} ({name})") from None
+        self._forget(nonce_id)
         node.outbox.notify()
         node.faults.at(FAULT_CONSUMED)
         log.info("nonce %s: share released for request %s (attempt %d)", nonce_id.hex()[:12], request.request_id, req.attempt,
@@ -368,12 +419,15 @@ class NodeNonces:
             raise refusal(Code.PERMISSION_DENIED, "denied", "taproot_merkle_root: differs from the approved request's taproot_root")
         return digest
 
-    def _replayed(self, nonce_id: bytes, request_id: str, attempt: int) -> node_pb2.SignSchnorrResponse:
-        share = self.node.store.nonce_share(nonce_id, request_id, attempt)
+    def _replayed(self, nonce_id: bytes, request_id: str, attempt: int, package_sha256: bytes) -> node_pb2.SignSchnorrResponse:
+        """The stored share of ``nonce_id`` for exactly this request, attempt and signing package
+        (a share answered for another package would not verify and would get this node blamed);
+        FAILED_PRECONDITION ``nonce-used`` otherwise."""
+        share = self.node.store.nonce_share(nonce_id, request_id, attempt, package_sha256)
         if share is None:
             raise refusal(
                 Code.FAILED_PRECONDITION, "nonce-used",
-                f"nonce_id: nonce {nonce_id.hex()[:16]} was used for another request or attempt on {self.node.cfg.name}",
+                f"nonce_id: nonce {nonce_id.hex()[:16]} was used for another request, attempt or signing package on {self.node.cfg.name}",
             )
         return node_pb2.SignSchnorrResponse(share=share, signer=self.node.me, replayed=True)
 
@@ -395,6 +449,12 @@ class NodeNonces:
         self.node.outbox.notify()
         log.info("key %s: %d fresh FROST nonce(s) discarded (%s)", key_id.hex()[:16], n, req.reason)
         return node_pb2.DiscardNoncesResponse(discarded=n)
+
+
+def _package_sha256(commitments: Any, message: bytes, root: bytes) -> bytes:
+    """SHA-256 of the signing package as sent (signers, commitments, message, root; each length-prefixed)."""
+    parts = [x for c in commitments for x in (c.signer.to_bytes(4, "big"), bytes(c.hiding), bytes(c.binding))] + [message, root]
+    return hashlib.sha256(b"".join(len(x).to_bytes(4, "big") + x for x in parts)).digest()
 
 
 def _commitment(i: NonceInfo) -> node_pb2.NonceCommitment:

@@ -26,6 +26,7 @@ Invariants (each enforced inside one write transaction):
 from __future__ import annotations
 
 import contextlib
+import hmac
 import sqlite3
 import time
 from collections.abc import Callable
@@ -172,14 +173,19 @@ class NonceStore:
             return info, None
         return info, self._unseal(KIND_NONCE, info.key_id + nonce_id, bytes(r[10]))
 
-    def nonce_share(self, nonce_id: bytes, request_id: str, attempt: int) -> bytes | None:
-        """The share released from ``nonce_id`` for exactly ``(request_id, attempt)``, or None."""
+    def nonce_share(self, nonce_id: bytes, request_id: str, attempt: int, package_sha256: bytes | None = None) -> bytes | None:
+        """The share released from ``nonce_id`` for exactly ``(request_id, attempt)`` (and, when
+        given, the signing package of SHA-256 ``package_sha256``), or None."""
         with self._read() as c:
             r = c.execute(
-                "SELECT share FROM frost_nonces WHERE nonce_id = ? AND used = 1 AND request_id = ? AND attempt = ?",
+                "SELECT share, package_sha256 FROM frost_nonces WHERE nonce_id = ? AND used = 1 AND request_id = ? AND attempt = ?",
                 (nonce_id, request_id, attempt),
             ).fetchone()
-        return None if r is None or r[0] is None else bytes(r[0])
+        if r is None or r[0] is None:
+            return None
+        if package_sha256 is not None and not hmac.compare_digest(bytes(r[1] or b""), package_sha256):
+            return None
+        return bytes(r[0])
 
     def consume_nonce(
         self, nonce_id: bytes, share: bytes, *, package_sha256: bytes, epoch: int, served: ServedRequest,
