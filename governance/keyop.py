@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -64,6 +65,7 @@ SIGNED_KEY_OPERATION_TAG = domain_tag("signed-key-operation")
 EPOCH_RECEIPT_TAG = domain_tag("epoch-receipt")
 EPOCH_RECEIPT_MESSAGE_TAG = domain_tag("epoch-receipt-message")
 
+STATE_DIGEST_TAG = b"MPCNET/v1/node/epoch-state"
 OP_ID_LEN = 16
 ID_LEN = 32
 PUBLIC_KEY_LEN = 33  # compressed SEC1
@@ -73,6 +75,24 @@ SCHEME_ECDSA = "ecdsa-secp256k1"
 FROST_KEY_LEN = {"ed25519": 32, "schnorr-secp256k1-bip340": 33}
 MAX_EPOCH = 2**32 - 1  # as crypto_core.keyshare
 MAX_REASON_CHARS = 200
+
+
+def epoch_state_digest(
+    public_key: bytes, chain_code: bytes, threshold: int, committee: Sequence[int], public_shares: Sequence[bytes]
+) -> bytes:
+    """The :class:`EpochReceipt` ``state_digest``: SHA-256 over the new epoch's public state:
+    the public key's encoding (33 bytes compressed; a FROST key's group element encoding, 32 or
+    33 bytes), chain code (32 bytes; empty for a FROST key), threshold (u16), committee (count
+    u16, each u16) and every public share S'_1..S'_n' (encoded, in share-index order). Shared by
+    the node (which signs it) and the coordinator (which checks reported FROST public shares
+    against it, issue 16)."""
+    h = hashlib.sha256(STATE_DIGEST_TAG)
+    h.update(public_key + chain_code + threshold.to_bytes(2, "big") + len(committee).to_bytes(2, "big"))
+    for i in committee:
+        h.update(i.to_bytes(2, "big"))
+    for s in public_shares:
+        h.update(s)
+    return h.digest()
 
 
 def _has_tag(data: object, tag: str) -> bool:

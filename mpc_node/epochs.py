@@ -354,8 +354,21 @@ class EpochService:
         return node_pb2.PendingEpochInfo(
             pending=p is not None and not p.committed and not p.retiring, committed=p is not None and p.committed,
             receipt=p.receipt if p is not None else b"", retired=p is not None and p.retiring,
-            active_epoch=epoch, holds_key=holds,
+            active_epoch=epoch, holds_key=holds, public_shares=self._frost_public_shares(key_id, sid, p, held),
         )
+
+    def _frost_public_shares(self, key_id: bytes, sid: bytes, p: PendingEpoch | None, held: KeyEpoch | None) -> list[bytes]:
+        """Issue 16: the public shares of the session's new epoch of a FROST key, from this node's
+        pending share, or its active one once committed (same epoch); [] otherwise."""
+        if p is None or p.retiring:
+            return []
+        if not p.committed:
+            raw = self.node.store.pending_share(key_id, sid)
+            return list(FrostKeyShare.from_bytes(raw).public_shares) if raw is not None and is_frost_record(raw) else []
+        if held is None or held.status != "active" or held.epoch != p.epoch:
+            return []
+        ks = _held_share(self.node, key_id)
+        return list(ks.public_shares) if isinstance(ks, FrostKeyShare) and ks.epoch == p.epoch else []
 
 
 def _peek_operation(operation: bytes) -> KeyOperation:

@@ -18,7 +18,6 @@ roster indices, share indices are committee positions). Errors are :class:`RpcEr
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -34,7 +33,15 @@ from crypto_core.keyshare import KeyShare, compute_key_id
 from crypto_core.params import LAMBDA_C
 from crypto_core.reshare import ReshareConfig
 from governance.errors import GovernanceError
-from governance.keyop import EpochReceipt, KeyOperation, KeyOpKind, SignedKeyOperation, check_authorized, refresh_due
+from governance.keyop import (
+    EpochReceipt,
+    KeyOperation,
+    KeyOpKind,
+    SignedKeyOperation,
+    check_authorized,
+    epoch_state_digest,
+    refresh_due,
+)
 from governance.policy import AdminSet
 from governance.roster import MAX_INDEX, Roster, SignedRosterChange, active_entries
 from mpc_node.epoch_store import KeyEpoch
@@ -44,7 +51,6 @@ if TYPE_CHECKING:
     from crypto_core.backup import RecoveredShare
 
 Code = grpc.StatusCode
-STATE_DIGEST_TAG = b"MPCNET/v1/node/epoch-state"
 NO_ROSTER = "this node has no signed roster (config roster_history)"
 
 
@@ -89,17 +95,7 @@ class RefreshSchedule:
         return f"not due: the share is {max(self.age_ms, 0) // 1000} s old, the policy's period is {self.period_s} s"
 
 
-def state_digest(public_key: bytes, chain_code: bytes, threshold: int, committee: Sequence[int], public_shares: Sequence[bytes]) -> bytes:
-    """SHA-256 over the new epoch's public state: compressed public key (33 bytes), chain code
-    (32), threshold (u16), committee (count u16, each u16) and every public share S'_1..S'_n'
-    (33 bytes each, in share-index order)."""
-    h = hashlib.sha256(STATE_DIGEST_TAG)
-    h.update(public_key + chain_code + threshold.to_bytes(2, "big") + len(committee).to_bytes(2, "big"))
-    for i in committee:
-        h.update(i.to_bytes(2, "big"))
-    for s in public_shares:
-        h.update(s)
-    return h.digest()
+state_digest = epoch_state_digest  # the one definition is governance.keyop's (the coordinator checks it too)
 
 
 def receipt_for(
