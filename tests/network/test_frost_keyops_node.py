@@ -92,7 +92,7 @@ def _reported_public(key: node_pb2.DkgResult, res: dict[int, Any], committee: tu
     return public
 
 
-def _sign_at(
+def sign_at(
     lay: Layout, svcs: dict[int, NodeService], key: node_pb2.DkgResult, public: FrostPublic, signers: tuple[int, ...],
     committee: tuple[int, ...], epoch: int,
 ) -> bytes:
@@ -146,7 +146,7 @@ def test_refresh_then_reshare_then_sign_at_each_new_epoch(lay: Layout, svcs: dic
     with pytest.raises(RpcError) as ei:
         svcs[1].MakeNonces(node_pb2.MakeNoncesRequest(key_id=key.key_id, epoch=0, count=1), None)
     assert ei.value.code == Code.FAILED_PRECONDITION
-    _sign_at(lay, svcs, key, public, (1, 3), (1, 2, 3), 1)
+    sign_at(lay, svcs, key, public, (1, 3), (1, 2, 3), 1)
 
     # quorum change 2-of-3 -> 2-of-2 on nodes 2 and 3 (node 1 deals, then retires); dealers 1 and 2
     op = _operation(lay, svcs[1], key, kind=KeyOpKind.RESHARE, old=(1, 2, 3), new=(2, 3), old_t=2, new_t=2, old_epoch=1)
@@ -158,7 +158,7 @@ def test_refresh_then_reshare_then_sign_at_each_new_epoch(lay: Layout, svcs: dic
     for i in (2, 3):
         new = _share(svcs[i], key.key_id)
         assert new is not None and (new.epoch, new.parties, new.index) == (2, 2, i - 1)
-    _sign_at(lay, svcs, key, public2, (2, 3), (2, 3), 2)
+    sign_at(lay, svcs, key, public2, (2, 3), (2, 3), 2)
 
 
 def test_a_frost_operation_must_name_the_keys_scheme(lay: Layout, svcs: dict[int, NodeService]) -> None:
