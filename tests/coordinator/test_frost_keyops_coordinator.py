@@ -168,3 +168,37 @@ def test_reported_public_shares_must_agree_and_match_the_receipts() -> None:
     bad = [pub[0], pub[1], ED25519.encode(ED25519.base_mul(8))]  # consistent reports, off the line: not a sharing of the key
     with pytest.raises(PublicSharesRefused, match="not a sharing of the key"):
         new_epoch_public_shares(op, epoch_state_digest(pk, b"", 2, FULL, bad), {i: tuple(bad) for i in FULL})
+
+
+def test_a_revocation_reshares_frost_keys_without_the_revoked_node(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
+    """``follow_roster`` (which skipped FROST keys before) starts the roster-implied reshare of a
+    FROST key whose committee holds the revoked node; the key then signs without it."""
+    from governance.roster import RosterChange, SignedRosterChange, revoke_node, sign_roster_change
+
+    lay = prepare(tmp_path_factory.mktemp("frost-keyops-revoke"), 3, 2, scrypt_n=2**10, test_mode=True, policy_max_age_s=0)
+    svcs = services(lay)
+    coord = Coordinator(tmp_path, lay, svcs, {i: Handle(s) for i, s in svcs.items()})
+    try:
+        k, rec = _frost_key(coord, SCHEME_ED25519)
+        admins = lay.governance()[0]
+        old = svcs[1].roster_state.current()
+        assert old is not None
+        change = RosterChange(revoke_node(old, 2), old.digest(), admins.digest())
+        signed = SignedRosterChange(change, tuple(
+            sign_roster_change(change, a, load_identity(lay.dir, a).signing_key) for a in ("admin1", "admin2")
+        ))
+        for s in svcs.values():
+            s.roster_state.install(signed.to_bytes(), actor="admin1")
+        new = svcs[1].roster_state.current()
+        assert new is not None
+        ids = coord.ops.follow_roster(old, new)
+        assert len(ids) == 1
+        st = coord.wait(ids[0])
+        assert st.state == "done" and st.authorized_by == "roster" and list(st.new_committee) == [1, 3], st.error
+        epoch, committee, _ = coord.ops.signing(coord.db.get_key(k.key_id) or rec)
+        assert (epoch, committee) == (1, (1, 3))
+        shares = coord.db.frost_public_shares(k.key_id, 1)
+        sign_at(lay, svcs, k, FrostPublic(SCHEME_ED25519, 2, 2, bytes(k.public_key), shares), (1, 3), (1, 3), 1)
+    finally:
+        coord.close()
+        close(svcs)
