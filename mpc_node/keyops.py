@@ -13,7 +13,15 @@ refused). It returns the
 roster indices, share indices are committee positions). Errors are :class:`RpcError` naming
 ``reshare.<field>`` (``reshare.operation.<field>`` for the operation's own fields).
 
-:func:`state_digest` is the one definition of the epoch receipt's ``state_digest``.
+A FROST key (issue 16; the operation's ``scheme`` is ``ed25519`` or
+``schnorr-secp256k1-bip340``, a governance KeyOperation v2) is checked the same way, its id being
+``frost_key_id(scheme, public_key)`` and its public key a valid element of the scheme's group; the
+node's share must be of that scheme, and the setup carries a
+:class:`crypto_core.frost.reshare.FrostReshareConfig` (same roles and indices, no chain code).
+
+:func:`state_digest` (:func:`governance.keyop.epoch_state_digest`, shared with the coordinator) is
+the epoch receipt's ``state_digest``; a FROST share's takes its group key encoding, an empty chain
+code and its public shares' encodings.
 """
 
 from __future__ import annotations
