@@ -11,6 +11,7 @@ field and the node.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -202,3 +203,19 @@ def test_a_revocation_reshares_frost_keys_without_the_revoked_node(tmp_path_fact
     finally:
         coord.close()
         close(svcs)
+
+
+def test_an_operation_naming_another_scheme_is_refused_naming_the_field(coord: Coordinator) -> None:
+    """A proposal for a bip340 key encoded as an ECDSA operation (its 33-byte key, any chain code)
+    is refused at the proposal, naming ``scheme``; nothing runs."""
+    from coordinator.keyops import KIND
+    from mpcnet.common.rpc import RpcError
+
+    k, _ = _frost_key(coord, SCHEME_BIP340)
+    good = _op(coord, k).operation
+    op = dataclasses.replace(good, scheme="ecdsa-secp256k1", chain_code=bytes(32))
+    signed = SignedKeyOperation(op, (sign_key_operation(op, "admin1", load_identity(coord.lay.dir, "admin1").signing_key),))
+    with pytest.raises(RpcError) as ei:
+        coord.lifecycle.propose(KIND, signed.to_bytes(), "admin1", "signed_operation")
+    assert ei.value.message.startswith("signed_operation.operation.scheme: is ecdsa-secp256k1"), ei.value.message
+    assert coord.db.list_key_operations(k.key_id) == []
