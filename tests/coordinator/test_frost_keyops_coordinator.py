@@ -153,7 +153,7 @@ def test_reported_public_shares_must_agree_and_match_the_receipts() -> None:
 
     op = KeyOperation(bytes(32), bytes(16), KeyOpKind.REFRESH, frost_key_id(SCHEME_ED25519, pk), pk, b"", 0, 2, FULL, 2, FULL, 1,
                       scheme=SCHEME_ED25519)
-    digest = epoch_state_digest(pk, b"", 2, FULL, pub)
+    digest = epoch_state_digest(pk, b"", 2, FULL, pub, SCHEME_ED25519)
     assert new_epoch_public_shares(op, digest, {i: tuple(pub) for i in FULL}) == tuple(pub)
     FrostPublic(SCHEME_ED25519, 2, 3, pk, tuple(pub)).validate()
     cases = [
@@ -168,7 +168,7 @@ def test_reported_public_shares_must_agree_and_match_the_receipts() -> None:
         new_epoch_public_shares(op, bytes(32), {i: tuple(pub) for i in FULL})
     bad = [pub[0], pub[1], ED25519.encode(ED25519.base_mul(8))]  # consistent reports, off the line: not a sharing of the key
     with pytest.raises(PublicSharesRefused, match="not a sharing of the key"):
-        new_epoch_public_shares(op, epoch_state_digest(pk, b"", 2, FULL, bad), {i: tuple(bad) for i in FULL})
+        new_epoch_public_shares(op, epoch_state_digest(pk, b"", 2, FULL, bad, SCHEME_ED25519), {i: tuple(bad) for i in FULL})
 
 
 def test_a_revocation_reshares_frost_keys_without_the_revoked_node(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:

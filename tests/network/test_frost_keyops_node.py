@@ -86,7 +86,7 @@ def _reported_public(key: node_pb2.DkgResult, res: dict[int, Any], committee: tu
     assert len(vectors) == 1
     shares = next(iter(vectors))
     assert all(not r.reshare_result.public_shares for i, r in res.items() if i not in committee)  # retiring dealers report none
-    want = state_digest(bytes(key.public_key), b"", t, committee, shares)
+    want = state_digest(bytes(key.public_key), b"", t, committee, shares, key.scheme)
     assert all(EpochReceipt.from_bytes(r.reshare_result.receipt).state_digest == want for i, r in res.items() if i in committee)
     public = FrostPublic(key.scheme, t, len(committee), bytes(key.public_key), tuple(bytes(s) for s in shares))
     public.validate()
