@@ -49,9 +49,16 @@ from coordinator.db import CoordinatorDb, KeyRecord, now_ms
 from coordinator.nonce_store import NONCE_ID_LEN, NonceRow
 from coordinator.relay import NodeHandle, NodesUnavailable, Refused, fanout
 from crypto_core.errors import DecodeError, ProtocolAbort, UsageError
-from crypto_core.frost.ciphersuite import ciphersuite_for
+from crypto_core.frost.combiner import (
+    SigningCommitment,
+    SigningPackage,
+    aggregate,
+    ciphersuite_for,
+    signing_key,
+    verify_share,
+    verify_signature,
+)
 from crypto_core.frost.public import FrostPublic
-from crypto_core.frost.signing import SigningCommitment, SigningPackage, aggregate, signing_key, verify_share, verify_signature
 from governance.approval import SCHEME_ED25519
 from governance.reservation import MAX_SIGN_ATTEMPTS, reservation_quorum
 from mpcnet.common.rpc import RpcError, status_of, trailing

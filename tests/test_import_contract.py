@@ -110,12 +110,13 @@ IO_BUILTINS = frozenset({"open", "print", "input", "__import__", "exec", "eval",
 COORDINATOR_CRYPTO_ALLOWED = frozenset(
     {
         "crypto_core.combiner", "crypto_core.bip32", "crypto_core.group", "crypto_core.errors", "crypto_core.params",
-        "crypto_core.feldman",
+        "crypto_core.feldman", "crypto_core.frost.combiner", "crypto_core.frost.public",
     }
 )
 """What the coordinator may import from crypto_core: combining and verifying signature shares,
 public BIP32 derivation, public points, errors, public parameters, the public Feldman checks of
-backup bundles. Nothing that holds or handles secret state."""
+backup bundles, FROST's public half (issue 16: signing packages, share verification, aggregation;
+a key's public shares). Nothing that holds or handles secret state."""
 
 COORDINATOR_PENDING: frozenset[tuple[str, str]] = frozenset()
 """Known violations of rule 2 that are tolerated (none since the crypto_core hazmat split moved

@@ -117,7 +117,7 @@ def test_ecdsa_key_unchanged(svc: CoordinatorService, monkeypatch: pytest.Monkey
         ("schnorr-secp256k1-bip340", _result("schnorr-secp256k1-bip340", ED_PUB), "dkg_result.public_key"),
         ("ecdsa-secp256k1", _result("ecdsa-secp256k1", SECP_PUB), "dkg_result.chain_code"),
         ("ed25519", node_pb2.DkgResult(key_id=KEY_ID, public_key=ED_PUB, threshold=T, parties=N, scheme="ed25519"),
-         "dkg_result.key_id"),
+         "dkg_result.public_shares"),  # a FROST key without its public shares (checked before the key id)
     ],
 )
 def test_bad_dkg_result_aborts_and_stores_no_key(
