@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ._checks import SIGNATURE_LEN, check_bytes, check_int, check_name, check_private_key, ed25519_verify, expect_dict, from_hex, json_int
+from .approval import SCHEME_ECDSA, SCHEME_ED25519, SCHEMES, _has_tag
 from .encoding import Decoder, Encoder, domain_tag, sha256
 from .errors import GovernanceError, field_prefix
 from .keyop import (
@@ -74,6 +75,9 @@ RECOVERY_CONFIG_TAG = domain_tag("recovery-config")
 RECOVERY_CONFIG_CHANGE_TAG = domain_tag("recovery-config-change")
 SIGNED_RECOVERY_CONFIG_CHANGE_TAG = domain_tag("signed-recovery-config-change")
 BACKUP_KEY_TAG = domain_tag("backup-key")
+# issue 16: the public record of a FROST key (ed25519, schnorr-secp256k1-bip340) carries its scheme
+# under this tag; an ecdsa-secp256k1 record encodes with BACKUP_KEY_TAG byte for byte as before
+BACKUP_KEY_V2_TAG = domain_tag("backup-key-v2")
 BACKUP_PIECE_TAG = domain_tag("backup-piece")
 BACKUP_PART_TAG = domain_tag("backup-part")
 SIGNED_BACKUP_PART_TAG = domain_tag("signed-backup-part")
@@ -438,6 +442,25 @@ def verify_recovery_config_history(admins: AdminSet, history: Sequence[SignedRec
 # --- the key's public record, pieces and parts ------------------------------------------------
 
 
+ED25519_ELEMENT_LEN = 32
+
+
+def check_element(value: object, field: str, scheme: str | None = None) -> bytes:
+    """A group element encoding of a key of ``scheme``: a 33-byte compressed SEC1 point
+    (``ecdsa-secp256k1``, ``schnorr-secp256k1-bip340``) or a 32-byte Ed25519 point (``ed25519``);
+    with ``scheme`` None either shape. The curve checks are :mod:`crypto_core`'s."""
+    ed = scheme == SCHEME_ED25519 or (
+        scheme is None and isinstance(value, (bytes, bytearray)) and len(value) == ED25519_ELEMENT_LEN
+    )
+    return check_bytes(value, field, length=ED25519_ELEMENT_LEN) if ed else check_compressed_point(value, field)
+
+
+def _check_scheme(value: object, field: str = "scheme") -> str:
+    if not isinstance(value, str) or value not in SCHEMES:
+        raise GovernanceError(field, f"must be one of {', '.join(SCHEMES)}")
+    return value
+
+
 def _check_label(value: object, field: str = "label") -> str:
     label = check_text(value, field, MAX_LABEL_BYTES)
     if len(label.encode("utf-8")) > MAX_LABEL_BYTES:
@@ -454,6 +477,12 @@ class BackupKey:
     n holders in increasing order (position = share index); ``public_shares`` S_1..S_n, 33 bytes
     each (S_i = x_i*G of the node at position i). On-curve and interpolation checks are
     ``crypto_core.feldman``'s.
+
+    ``scheme`` (issue 16): ``ecdsa-secp256k1`` (the default; encoded with the version-1 tag, byte
+    for byte as before) or a FROST scheme, ``ed25519`` (public key and shares 32-byte Ed25519
+    points) or ``schnorr-secp256k1-bip340`` (33-byte compressed, the untweaked group key), whose
+    record is encoded with :data:`BACKUP_KEY_V2_TAG` and the scheme after the key id; a FROST key
+    has no chain code (``b""``). Group checks are ``crypto_core.frost``'s.
     """
 
     key_id: bytes
@@ -464,11 +493,14 @@ class BackupKey:
     epoch: int
     committee: tuple[int, ...]
     public_shares: tuple[bytes, ...]
+    scheme: str = SCHEME_ECDSA
 
     def __post_init__(self) -> None:
+        scheme = _check_scheme(self.scheme)
         object.__setattr__(self, "key_id", check_bytes(self.key_id, "key_id", length=ID_LEN))
-        object.__setattr__(self, "public_key", check_compressed_point(self.public_key, "public_key"))
-        object.__setattr__(self, "chain_code", check_bytes(self.chain_code, "chain_code", length=ID_LEN))
+        object.__setattr__(self, "public_key", check_element(self.public_key, "public_key", scheme))
+        chain_code_len = ID_LEN if scheme == SCHEME_ECDSA else 0  # a FROST key has no chain code
+        object.__setattr__(self, "chain_code", check_bytes(self.chain_code, "chain_code", length=chain_code_len))
         _check_label(self.label)
         committee = check_committee(self.committee, "committee")
         object.__setattr__(self, "committee", committee)
@@ -476,8 +508,13 @@ class BackupKey:
         check_int(self.epoch, "epoch", 0, MAX_EPOCH)
         if not isinstance(self.public_shares, (tuple, list)) or len(self.public_shares) != len(committee):
             raise GovernanceError("public_shares", f"must be {len(committee)} public shares (one per committee member)")
-        shares = tuple(check_compressed_point(s, f"public_shares[{i}]") for i, s in enumerate(self.public_shares))
+        shares = tuple(check_element(s, f"public_shares[{i}]", scheme) for i, s in enumerate(self.public_shares))
         object.__setattr__(self, "public_shares", shares)
+
+    @property
+    def is_frost(self) -> bool:
+        """Whether this is the record of a FROST key (issue 16; encoded with the v2 tag)."""
+        return self.scheme != SCHEME_ECDSA
 
     def share_index(self, node: int) -> int:
         """``node``'s 1-based share index; GovernanceError naming ``committee`` if it holds none."""
@@ -486,10 +523,12 @@ class BackupKey:
         return self.committee.index(node) + 1
 
     def encode(self) -> bytes:
-        enc = (
-            Encoder(BACKUP_KEY_TAG).raw(self.key_id).raw(self.public_key).raw(self.chain_code).text(self.label)
-            .uint(self.threshold).uint(self.epoch).count(len(self.committee))
-        )
+        if self.is_frost:  # v2: the scheme after the key id; an ECDSA record is v1, as before issue 16
+            enc = Encoder(BACKUP_KEY_V2_TAG).raw(self.key_id).text(self.scheme)
+        else:
+            enc = Encoder(BACKUP_KEY_TAG).raw(self.key_id)
+        enc.raw(self.public_key).raw(self.chain_code).text(self.label).uint(self.threshold).uint(self.epoch)
+        enc.count(len(self.committee))
         for i in self.committee:
             enc.uint(i)
         enc.count(len(self.public_shares))
@@ -506,19 +545,26 @@ class BackupKey:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> BackupKey:
-        dec = Decoder(data, BACKUP_KEY_TAG)
+        v2 = _has_tag(data, BACKUP_KEY_V2_TAG)
+        dec = Decoder(data, BACKUP_KEY_V2_TAG if v2 else BACKUP_KEY_TAG)
         key_id = dec.raw("key_id", length=ID_LEN)
-        pk = dec.raw("public_key", length=PUBLIC_KEY_LEN)
-        cc = dec.raw("chain_code", length=ID_LEN)
+        scheme = SCHEME_ECDSA
+        if v2:
+            scheme = _check_scheme(dec.text("scheme"))
+            if scheme == SCHEME_ECDSA:
+                raise GovernanceError("scheme", "an ecdsa-secp256k1 key record is encoded with the v1 tag")
+        element_len = ED25519_ELEMENT_LEN if scheme == SCHEME_ED25519 else PUBLIC_KEY_LEN
+        pk = dec.raw("public_key", length=element_len)
+        cc = dec.raw("chain_code", length=0 if v2 else ID_LEN)
         label = dec.text("label")
         t = dec.uint("threshold")
         epoch = dec.uint("epoch")
         committee = tuple(dec.uint(f"committee[{i}]") for i in range(dec.count("committee", max_count=MAX_INDEX)))
         shares = tuple(
-            dec.raw(f"public_shares[{i}]", length=PUBLIC_KEY_LEN) for i in range(dec.count("public_shares", max_count=MAX_INDEX))
+            dec.raw(f"public_shares[{i}]", length=element_len) for i in range(dec.count("public_shares", max_count=MAX_INDEX))
         )
         dec.finish()
-        out = cls(key_id, pk, cc, label, t, epoch, committee, shares)
+        out = cls(key_id, pk, cc, label, t, epoch, committee, shares, scheme)
         check_canonical(out.encode(), data)
         return out
 
@@ -527,23 +573,29 @@ class BackupKey:
             "key_id": self.key_id.hex(), "public_key": self.public_key.hex(), "chain_code": self.chain_code.hex(),
             "label": self.label, "threshold": self.threshold, "epoch": self.epoch, "committee": list(self.committee),
             "public_shares": [s.hex() for s in self.public_shares],
-        }
+        } | ({"scheme": self.scheme} if self.is_frost else {})
 
     @classmethod
     def from_dict(cls, data: object) -> BackupKey:
         keys = frozenset({"key_id", "public_key", "chain_code", "label", "threshold", "epoch", "committee", "public_shares"})
-        d = expect_dict(data, "", keys)
+        frost = isinstance(data, dict) and "scheme" in data  # an ECDSA record's dict has no scheme, as before issue 16
+        d = expect_dict(data, "", keys | ({"scheme"} if frost else set()))
+        scheme = _check_scheme(d["scheme"]) if frost else SCHEME_ECDSA
+        if frost and scheme == SCHEME_ECDSA:
+            raise GovernanceError("scheme", "an ecdsa-secp256k1 key record has no scheme field")
+        element_len = ED25519_ELEMENT_LEN if scheme == SCHEME_ED25519 else PUBLIC_KEY_LEN
         committee, shares = d["committee"], d["public_shares"]
         if not isinstance(committee, list) or len(committee) > MAX_INDEX:
             raise GovernanceError("committee", f"must be a list of at most {MAX_INDEX} roster indices")
         if not isinstance(shares, list) or len(shares) > MAX_INDEX:
             raise GovernanceError("public_shares", f"must be a list of at most {MAX_INDEX} hex strings")
         return cls(
-            from_hex(d["key_id"], "key_id", length=ID_LEN), from_hex(d["public_key"], "public_key", length=PUBLIC_KEY_LEN),
-            from_hex(d["chain_code"], "chain_code", length=ID_LEN), _check_label(d["label"]),
+            from_hex(d["key_id"], "key_id", length=ID_LEN), from_hex(d["public_key"], "public_key", length=element_len),
+            from_hex(d["chain_code"], "chain_code", length=0 if frost else ID_LEN), _check_label(d["label"]),
             json_int(d["threshold"], "threshold"), json_int(d["epoch"], "epoch"),
             tuple(json_int(x, f"committee[{i}]") for i, x in enumerate(committee)),
-            tuple(from_hex(x, f"public_shares[{i}]", length=PUBLIC_KEY_LEN) for i, x in enumerate(shares)),
+            tuple(from_hex(x, f"public_shares[{i}]", length=element_len) for i, x in enumerate(shares)),
+            scheme,
         )
 
 
@@ -620,7 +672,8 @@ class BackupPart:
     roster version whose entry for ``node`` holds the identity key that signs the part;
     ``config_version``/``config_digest``: the recovery configuration (:meth:`RecoveryConfig.digest`)
     the part was made for; ``commitments``: the m = quorum Feldman commitments C_0..C_{m-1}, 33
-    bytes each (C_0 is the node's public share); ``pieces``: k = len(officers) binary age files
+    bytes each (C_0 is the node's public share; issue 16: 32-byte points for an ed25519 key, one
+    length for all, the group of the key record); ``pieces``: k = len(officers) binary age files
     (<= 2048 bytes each), piece j to officer j; ``created_ms``: the node's clock (ms since the epoch).
     """
 
@@ -647,7 +700,10 @@ class BackupPart:
         check_int(self.config_version, "config_version", 1, MAX_VERSION)
         if not isinstance(self.commitments, (tuple, list)) or not 2 <= len(self.commitments) <= MAX_OFFICERS:
             raise GovernanceError("commitments", f"must be 2..{MAX_OFFICERS} commitments (the recovery quorum)")
-        commitments = tuple(check_compressed_point(c, f"commitments[{i}]") for i, c in enumerate(self.commitments))
+        commitments = tuple(check_element(c, f"commitments[{i}]") for i, c in enumerate(self.commitments))
+        for i, c in enumerate(commitments):
+            if len(c) != len(commitments[0]):
+                raise GovernanceError(f"commitments[{i}]", "is of another group than commitments[0] (one length for all)")
         object.__setattr__(self, "commitments", commitments)
         if not isinstance(self.pieces, (tuple, list)) or not len(commitments) <= len(self.pieces) <= MAX_OFFICERS:
             raise GovernanceError("pieces", f"must be {len(commitments)}..{MAX_OFFICERS} age files (one per officer)")
@@ -686,7 +742,7 @@ class BackupPart:
         config_version = dec.uint("config_version")
         config_digest = dec.raw("config_digest", length=DIGEST_LEN)
         commitments = tuple(
-            dec.raw(f"commitments[{i}]", length=PUBLIC_KEY_LEN) for i in range(dec.count("commitments", max_count=MAX_OFFICERS))
+            dec.raw(f"commitments[{i}]") for i in range(dec.count("commitments", max_count=MAX_OFFICERS))
         )
         pieces = tuple(dec.raw(f"pieces[{i}]") for i in range(dec.count("pieces", max_count=MAX_OFFICERS)))
         created_ms = dec.uint("created_ms")
