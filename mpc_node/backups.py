@@ -53,7 +53,8 @@ import grpc
 
 from crypto_core.backup import RecoveredShare
 from crypto_core.errors import DecodeError
-from crypto_core.group import Point, scalar_to_bytes
+from crypto_core.frost.keyshare import FrostKeyShare
+from crypto_core.keyshare import KeyShare
 from governance.audit import detail_text
 from governance.errors import GovernanceError
 from governance.keyop import KeyOperation
@@ -79,6 +80,7 @@ from mpc_node.fields import at_most, governance_blob
 from mpcnet.common import agekeys
 from mpcnet.common.backup import attribute_deliveries, key_record, make_part, open_deliveries, recovered_share
 from mpcnet.common.bundle import BundleError, verify_bundle
+from mpcnet.common.key_group import encode_scalar, public_share_of
 from mpcnet.common.rpc import RpcError, check_len, invalid
 from mpcnet.wire.mpc.v1 import node_pb2
 
@@ -194,7 +196,7 @@ class NodeBackups:
         stored = node.store.backup_part(key_id, held.epoch, config.version)
         if stored is not None:
             return node_pb2.GetBackupPartResponse(signed_part=stored)
-        share = node.active_share(key_id)
+        share = _live_share(node, key_id)  # issue 16: a DKLs23 or a FROST share
         if share is None or share.epoch != held.epoch:
             raise RpcError(Code.FAILED_PRECONDITION, f"key_id: {node.cfg.name} holds no live share of key {key_id.hex()[:16]}")
         roster = node.roster_state.current()
@@ -370,6 +372,11 @@ class NodeBackups:
         # replaced by this order's restore: a new order can always retry the ceremony)
         bundle = self._bundle(req.bundle, order.bundle_digest)
         key = bundle.key
+        if key.is_frost:  # issue 16: a FROST key's restore needs the FROST follow-up refresh/reshare (not yet here)
+            raise RpcError(
+                Code.FAILED_PRECONDITION,
+                f"bundle.key.scheme: restoring a share of a {key.scheme} key is not yet supported (backups and drills are)",
+            )
         installed = node.store.recovery_config_changes()
         if bundle.config.change.config.version != order.config_version or len(installed) < order.config_version or (
             bundle.config.to_bytes() != installed[order.config_version - 1]
@@ -473,17 +480,21 @@ class NodeBackups:
         ):
             if a != b:
                 raise RpcError(Code.FAILED_PRECONDITION, f"bundle.key.{name}: differs from the key's active epoch here")
-        share = node.active_share(key.key_id)
-        if share is None or share.chain_code != key.chain_code:
+        share = _live_share(node, key.key_id)  # issue 16: a DKLs23 or a FROST share
+        if share is None or _scheme(share) != key.scheme:
+            raise RpcError(
+                Code.FAILED_PRECONDITION, f"bundle.key.scheme: differs from this node's share of key {key.key_id.hex()[:16]}"
+            )
+        if isinstance(share, KeyShare) and share.chain_code != key.chain_code:
             raise RpcError(
                 Code.FAILED_PRECONDITION, f"bundle.key.chain_code: differs from this node's share of key {key.key_id.hex()[:16]}"
             )
         share_index = held.committee.index(node.me) + 1
         secret, outcomes, stray = self._open(bundle, share_index, pieces, ceremony, PiecePurpose.DRILL)
         ok = False
-        if secret is not None:
-            pub_ok = hmac.compare_digest(Point.base_mul(secret).encode(), key.public_shares[share_index - 1])
-            ok = pub_ok and hmac.compare_digest(scalar_to_bytes(secret), scalar_to_bytes(share.secret_share))
+        if secret is not None:  # in the key's group (mpcnet.common.key_group)
+            pub_ok = hmac.compare_digest(public_share_of(key.scheme, secret), key.public_shares[share_index - 1])
+            ok = pub_ok and hmac.compare_digest(encode_scalar(key.scheme, secret), encode_scalar(key.scheme, share.secret_share))
         secret = None  # destroyed: never stored, logged or returned
         names = _officer_names(bundle)
         report = sign_drill_report(
@@ -509,7 +520,7 @@ class NodeBackups:
         key_id = check_len(req.key_id, "key_id", KEY_ID_LEN)
         ceremony = check_len(req.ceremony_id, "ceremony_id", CEREMONY_ID_LEN)
         held = node.store.key_epoch(key_id)
-        share = node.active_share(key_id) if held is not None and held.status == "active" else None
+        share = _live_share(node, key_id) if held is not None and held.status == "active" else None
         if held is None or share is None or share.epoch != held.epoch or node.me not in held.committee:
             raise RpcError(Code.FAILED_PRECONDITION, f"key_id: {node.cfg.name} holds no live share of key {key_id.hex()[:16]}")
         attestation = sign_epoch_attestation(
@@ -552,6 +563,19 @@ class NodeBackups:
         if record is None:
             return None
         return rk, RecoveredShare.from_bytes(record)
+
+
+def _live_share(node: NodeService, key_id: bytes) -> KeyShare | FrostKeyShare | None:
+    """This node's active share of ``key_id``: a DKLs23 or (issue 16) a FROST one; None if it holds none."""
+    try:
+        ks = node._any_key(key_id)
+    except RpcError:
+        return None
+    return ks if isinstance(ks, (KeyShare, FrostKeyShare)) else None
+
+
+def _scheme(share: KeyShare | FrostKeyShare) -> str:
+    return share.scheme if isinstance(share, FrostKeyShare) else "ecdsa-secp256k1"
 
 
 def _pieces(items: Sequence[bytes]) -> list[bytes]:
