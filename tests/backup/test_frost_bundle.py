@@ -286,3 +286,12 @@ def test_the_key_records_group_checks_name_the_field(scheme: str) -> None:
     with pytest.raises(DecodeError) as e:
         check_key_public(dataclasses.replace(w.key, public_key=other.key.public_key))
     assert e.value.field == "public_shares"
+
+
+def test_the_public_bundle_checks_load_no_frost_share_splitting() -> None:
+    """What the coordinator imports to check FROST bundles does not load the secret split/rebuild."""
+    from ..test_import_contract import _loaded_by
+
+    loaded = _loaded_by("mpcnet.common.bundle")
+    assert "crypto_core.frost.feldman" in loaded and "mpcnet.common.key_group" in loaded
+    assert not loaded & {"crypto_core.frost.backup", "crypto_core.backup", "mpcnet.common.backup"}
