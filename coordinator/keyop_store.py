@@ -23,6 +23,8 @@ import sqlite3
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from coordinator.nonce_store import NonceStore
+
 if TYPE_CHECKING:
     from coordinator.db import AuditEvent
 
@@ -229,11 +231,12 @@ class KeyOpStore:
 
     def decide(
         self, op_id: str, receipts: tuple[bytes, ...], *, key_id: bytes, epoch: int, threshold: int, committee: tuple[int, ...],
-        pending: tuple[int, ...], audit: AuditEvent, now: int,
+        pending: tuple[int, ...], audit: AuditEvent, now: int, frost_public_shares: tuple[bytes, ...] = (),
     ) -> None:
         """The decision point (one transaction): certificate, state committing, the key's new
-        epoch/threshold/committee, the audit entry. ValueError if the operation is not running
-        or the key is no longer at ``epoch - 1``."""
+        epoch/threshold/committee, the audit entry; for a FROST key (issue 16) also the new
+        epoch's ``frost_public_shares`` and the old epochs' fresh nonce commitments discarded.
+        ValueError if the operation is not running or the key is no longer at ``epoch - 1``."""
         with self._tx() as c:
             row = c.execute("SELECT epoch FROM key_epochs WHERE key_id = ?", (key_id,)).fetchone()
             cur = 0 if row is None else int(row[0])
@@ -251,6 +254,12 @@ class KeyOpStore:
                 (key_id, epoch, _text(committee), now),
             )
             c.execute("UPDATE keys SET threshold = ?, parties = ? WHERE key_id = ?", (threshold, len(committee), key_id))
+            if frost_public_shares:  # issue 16 (coordinator/nonce_store.py, coordinator/frost_keyops.py)
+                NonceStore.put_frost_public_shares_in(c, key_id, epoch, frost_public_shares)
+                c.execute(
+                    "UPDATE frost_nonces SET state = 'discarded', reason = 'epoch changed', updated_ms = ?"
+                    " WHERE key_id = ? AND state = 'fresh' AND epoch < ?", (now, key_id, epoch),
+                )
             self._enqueue(c, audit)
 
     def switched(self, op_id: str, pending: tuple[int, ...], audit: AuditEvent | None, now: int) -> None:

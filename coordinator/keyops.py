@@ -44,10 +44,11 @@ from typing import Any
 import grpc
 
 from coordinator.db import AuditEvent, CoordinatorDb, KeyRecord, now_ms
+from coordinator.frost_keyops import PublicSharesRefused, new_epoch_public_shares
 from coordinator.keyop_store import LIVE, KeyOpRecord
 from coordinator.lifecycle_proposals import Proposed
 from coordinator.relay import Aborted, NodeHandle, NodesUnavailable, Refused, fanout, run_session
-from coordinator.schemes import is_frost, refuse_frost
+from coordinator.schemes import is_frost
 from governance.errors import GovernanceError
 from governance.keyop import KeyOperation, KeyOpKind, SignedKeyOperation, check_authorized, verify_commit_certificate
 from governance.policy import AdminSet
@@ -105,7 +106,6 @@ class KeyOperations:
             raise RpcError(Code.NOT_FOUND, f"{field}.key_id: unknown key {key_id.hex()}")
         if k.status != "active":
             raise RpcError(Code.FAILED_PRECONDITION, f"{field}.key_id: key {key_id.hex()[:16]} is {k.status}, not active")
-        refuse_frost(k.scheme, key_id, "refresh or reshare", f"{field}.key_id")  # issue 16
         return k
 
     def epoch_of(self, k: KeyRecord) -> tuple[int, tuple[int, ...]]:
@@ -118,6 +118,8 @@ class KeyOperations:
         if op.governance_root != self.admins.digest():
             raise RpcError(Code.PERMISSION_DENIED, f"{field}.governance_root: names another governance root")
         k = self._key(op.key_id, field)
+        if op.scheme != k.scheme:  # issue 16: a FROST key's operation names its scheme (KeyOperation v2)
+            raise RpcError(Code.FAILED_PRECONDITION, f"{field}.scheme: is {op.scheme}, key {op.key_id.hex()[:16]} is a {k.scheme} key")
         if op.public_key != k.public_key:
             raise RpcError(Code.FAILED_PRECONDITION, f"{field}.public_key: differs from key {op.key_id.hex()[:16]}'s")
         if op.chain_code != k.chain_code:
@@ -214,7 +216,7 @@ class KeyOperations:
         try:
             op = KeyOperation(
                 self.admins.digest(), os.urandom(16), KeyOpKind.RESHARE, key_id, k.public_key, k.chain_code, epoch, k.threshold,
-                committee, k.threshold, new, roster.version, f"roster version {roster.version}",
+                committee, k.threshold, new, roster.version, f"roster version {roster.version}", scheme=k.scheme,
             )
         except GovernanceError as e:
             raise RpcError(
@@ -234,8 +236,6 @@ class KeyOperations:
         active = {e.index for e in active_entries(new)}
         ids: list[str] = []
         for k in self.db.list_keys("active"):
-            if is_frost(k.scheme):  # issue 16: no reshare of FROST keys yet (a revoked node is simply never asked)
-                continue
             _, committee = self.epoch_of(k)
             if committee != before and all(i in active for i in committee):
                 continue
@@ -274,8 +274,6 @@ class KeyOperations:
         now = now_ms()
         ids: list[str] = []
         for k in self.db.list_keys("active"):
-            if is_frost(k.scheme):  # issue 16: as follow_roster
-                continue
             epoch, committee = self.epoch_of(k)
             ops, wait_ms = None, backoff_ms
             if all(i in active for i in committee):
@@ -423,7 +421,8 @@ class KeyOperations:
             self._discard(parts, op.key_id, sid)
             raise OperationFailed(f"session {sid.hex()[:12]}: {e}") from None
         receipts = tuple(final[i].reshare_result.receipt for i in op.new_committee)
-        self._decide(rec, op, sid, parts, receipts, roster)
+        shares = {i: tuple(final[i].reshare_result.public_shares) for i in op.new_committee}  # issue 16: a FROST key's
+        self._decide(rec, op, sid, parts, receipts, roster, shares)
 
     def _dealers(self, op: KeyOperation, up: list[int]) -> tuple[int, ...]:
         """The dealers of ``op`` among the reachable old-committee members ``up``: those that hold
@@ -480,7 +479,8 @@ class KeyOperations:
         self._decide(rec, op, sid, parts, receipts, roster)
 
     def _decide(
-        self, rec: KeyOpRecord, op: KeyOperation, sid: bytes, parts: list[int], receipts: tuple[bytes, ...], roster: Roster
+        self, rec: KeyOpRecord, op: KeyOperation, sid: bytes, parts: list[int], receipts: tuple[bytes, ...], roster: Roster,
+        reported: Mapping[int, tuple[bytes, ...]] | None = None,
     ) -> None:
         identities = {e.index: e.identity_key for e in active_entries(roster)}
         try:
@@ -494,11 +494,19 @@ class KeyOperations:
             self._discard(parts, op.key_id, sid)
             raise OperationFailed("the receipts are for another operation or committee")
         self._at("receipts")
+        frost_shares: tuple[bytes, ...] = ()
+        if is_frost(op.scheme):  # issue 16: the new epoch's public shares (coordinator/frost_keyops.py)
+            try:
+                frost_shares = new_epoch_public_shares(op, cert.state_digest, reported or self._reported_shares(op, sid))
+            except PublicSharesRefused as e:
+                self._discard(parts, op.key_id, sid)
+                raise OperationFailed(str(e)) from None
         pending = tuple(sorted(set(op.old_committee) | set(op.new_committee)))
         try:
             self.db.decide(
                 rec.op_id, receipts, key_id=op.key_id, epoch=op.new_epoch, threshold=op.new_threshold, committee=op.new_committee,
                 pending=pending, audit=self._event(self.name, "committing", op, session=sid.hex()[:16]), now=now_ms(),
+                frost_public_shares=frost_shares,
             )
         except ValueError as e:
             raise OperationFailed(str(e)) from None
@@ -507,6 +515,13 @@ class KeyOperations:
             "key %s: epoch %d decided (operation %s); switching nodes %s", op.key_id.hex()[:16], op.new_epoch, rec.op_id, list(pending)
         )
         self._at("decided")
+
+    def _reported_shares(self, op: KeyOperation, sid: bytes) -> dict[int, tuple[bytes, ...]]:
+        """Issue 16: each new-committee node's public shares of session ``sid``'s epoch
+        (``GetPendingEpoch``; a decision found after a failed answer or a restart)."""
+        req = node_pb2.GetPendingEpochRequest(key_id=op.key_id, session_id=sid)
+        got, _ = fanout({i: (self.nodes[i].stub.GetPendingEpoch, req) for i in op.new_committee if i in self.nodes}, self.timeout_s)
+        return {i: tuple(bytes(s) for s in r.public_shares) for i, r in got.items()}
 
     def _push(self, op_id: str) -> None:
         """Push CommitEpoch until every old and new committee node switched (or this stops)."""

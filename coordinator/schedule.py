@@ -108,8 +108,6 @@ class RefreshScheduler:
         """One pass over the active keys; returns the ids of the refreshes started."""
         started: list[str] = []
         for k in self.db.list_keys("active"):
-            if k.scheme != "ecdsa-secp256k1":  # issue 16: no refresh of FROST keys yet
-                continue
             try:
                 due = self.due(k, self.clock())
                 if due is not None:
@@ -142,6 +140,7 @@ class RefreshScheduler:
             op = KeyOperation(
                 self.keyops.admins.digest(), os.urandom(16), KeyOpKind.REFRESH, k.key_id, k.public_key, k.chain_code, epoch,
                 k.threshold, committee, k.threshold, committee, roster.version, f"scheduled refresh (every {due.period_s} s)",
+                scheme=k.scheme,  # issue 16: FROST keys are refreshed too (a KeyOperation v2)
             )
         except GovernanceError as e:
             self._skip(k.key_id, f"cannot build the refresh: {e.field}: {e.reason}")

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -57,15 +58,49 @@ from .roster import MAX_INDEX, Roster, active_entries
 from .text import check_text, quote
 
 KEY_OPERATION_TAG = domain_tag("key-operation")
+# issue 16: an operation on a Schnorr (FROST) key encodes its fields under this tag, appending the
+# key's scheme (its public key is then the scheme's group element encoding, its chain code empty)
+KEY_OPERATION_V2_TAG = domain_tag("key-operation-v2")
 SIGNED_KEY_OPERATION_TAG = domain_tag("signed-key-operation")
 EPOCH_RECEIPT_TAG = domain_tag("epoch-receipt")
 EPOCH_RECEIPT_MESSAGE_TAG = domain_tag("epoch-receipt-message")
 
+STATE_DIGEST_TAG = b"MPCNET/v1/node/epoch-state"
 OP_ID_LEN = 16
 ID_LEN = 32
 PUBLIC_KEY_LEN = 33  # compressed SEC1
+SCHEME_ECDSA = "ecdsa-secp256k1"
+# issue 16: the FROST schemes and their group key's encoding length (ed25519 RFC 8032 32 bytes;
+# BIP340 keys are held untweaked as a 33-byte compressed SEC1 point); as governance.approval.SCHEMES
+FROST_KEY_LEN = {"ed25519": 32, "schnorr-secp256k1-bip340": 33}
 MAX_EPOCH = 2**32 - 1  # as crypto_core.keyshare
 MAX_REASON_CHARS = 200
+
+
+def epoch_state_digest(
+    public_key: bytes, chain_code: bytes, threshold: int, committee: Sequence[int], public_shares: Sequence[bytes]
+) -> bytes:
+    """The :class:`EpochReceipt` ``state_digest``: SHA-256 over the new epoch's public state:
+    the public key's encoding (33 bytes compressed; a FROST key's group element encoding, 32 or
+    33 bytes), chain code (32 bytes; empty for a FROST key), threshold (u16), committee (count
+    u16, each u16) and every public share S'_1..S'_n' (encoded, in share-index order). Shared by
+    the node (which signs it) and the coordinator (which checks reported FROST public shares
+    against it, issue 16)."""
+    h = hashlib.sha256(STATE_DIGEST_TAG)
+    h.update(public_key + chain_code + threshold.to_bytes(2, "big") + len(committee).to_bytes(2, "big"))
+    for i in committee:
+        h.update(i.to_bytes(2, "big"))
+    for s in public_shares:
+        h.update(s)
+    return h.digest()
+
+
+def _has_tag(data: object, tag: str) -> bool:
+    """Whether ``data`` starts with the encoding of ``tag`` (the Decoder then checks it whole)."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        return False
+    head = Encoder(tag).finish()
+    return bytes(data[: len(head)]) == head
 
 
 class KeyOpKind(enum.IntEnum):
@@ -110,6 +145,11 @@ class KeyOperation:
     ``op_id``: 16 random bytes chosen by the proposer (two otherwise equal operations differ).
     ``public_key``: 33-byte compressed SEC1; ``chain_code``: 32 bytes; ``key_id``: 32 bytes
     (``crypto_core.keyshare.compute_key_id`` of the two: the node checks it).
+    ``scheme`` (issue 16): the key's signature scheme; for a FROST key (``ed25519``,
+    ``schnorr-secp256k1-bip340``) ``public_key`` is the group key's encoding (32 bytes Ed25519,
+    33 bytes compressed secp256k1, untweaked), ``chain_code`` is empty and ``key_id`` is
+    ``crypto_core.frost.keyshare`` ``frost_key_id(scheme, public_key)``; such an operation encodes
+    under the v2 tag with the scheme appended (an ECDSA one encodes byte for byte as before).
     A refresh keeps committee and threshold. A reshare changes at least one of them.
     ``roster_version``: the roster version (>= 1) whose active nodes the new committee was
     checked against. ``reason``: one line of text (:func:`governance.text.check_text`, at most
@@ -129,14 +169,24 @@ class KeyOperation:
     new_committee: tuple[int, ...]
     roster_version: int
     reason: str = ""
+    scheme: str = SCHEME_ECDSA
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "governance_root", check_bytes(self.governance_root, "governance_root", length=DIGEST_LEN))
         object.__setattr__(self, "op_id", check_bytes(self.op_id, "op_id", length=OP_ID_LEN))
         object.__setattr__(self, "kind", _check_kind(self.kind))
         object.__setattr__(self, "key_id", check_bytes(self.key_id, "key_id", length=ID_LEN))
-        object.__setattr__(self, "public_key", check_compressed_point(self.public_key, "public_key"))
-        object.__setattr__(self, "chain_code", check_bytes(self.chain_code, "chain_code", length=ID_LEN))
+        if not isinstance(self.scheme, str) or (self.scheme != SCHEME_ECDSA and self.scheme not in FROST_KEY_LEN):
+            raise GovernanceError("scheme", f"must be one of {', '.join((SCHEME_ECDSA, *FROST_KEY_LEN))}")
+        if self.scheme == SCHEME_ECDSA:
+            object.__setattr__(self, "public_key", check_compressed_point(self.public_key, "public_key"))
+            object.__setattr__(self, "chain_code", check_bytes(self.chain_code, "chain_code", length=ID_LEN))
+        else:  # issue 16: a FROST key (the curve checks are the node's, crypto_core.frost)
+            pk = check_bytes(self.public_key, "public_key", length=FROST_KEY_LEN[self.scheme])
+            if len(pk) == PUBLIC_KEY_LEN and pk[0] not in (2, 3):
+                raise GovernanceError("public_key", "must be a compressed SEC1 point (prefix 02 or 03)")
+            object.__setattr__(self, "public_key", pk)
+            object.__setattr__(self, "chain_code", check_bytes(self.chain_code, "chain_code", length=0))
         check_int(self.old_epoch, "old_epoch", 0, MAX_EPOCH - 1)
         old = check_committee(self.old_committee, "old_committee")
         new = check_committee(self.new_committee, "new_committee")
@@ -179,8 +229,11 @@ class KeyOperation:
         return committee.index(node) + 1
 
     def encode(self) -> bytes:
+        """The canonical encoding admins sign (v1 for an ECDSA key, v2 with the scheme appended
+        for a FROST key)."""
+        v2 = self.scheme != SCHEME_ECDSA
         enc = (
-            Encoder(KEY_OPERATION_TAG)
+            Encoder(KEY_OPERATION_V2_TAG if v2 else KEY_OPERATION_TAG)
             .raw(self.governance_root)
             .raw(self.op_id)
             .uint(int(self.kind))
@@ -196,7 +249,10 @@ class KeyOperation:
         enc.uint(self.new_threshold).count(len(self.new_committee))
         for i in self.new_committee:
             enc.uint(i)
-        return enc.uint(self.roster_version).text(self.reason).finish()
+        enc.uint(self.roster_version).text(self.reason)
+        if v2:
+            enc.text(self.scheme)
+        return enc.finish()
 
     def to_bytes(self) -> bytes:
         return self.encode()
@@ -211,13 +267,14 @@ class KeyOperation:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> KeyOperation:
-        dec = Decoder(data, KEY_OPERATION_TAG)
+        v2 = _has_tag(data, KEY_OPERATION_V2_TAG)
+        dec = Decoder(data, KEY_OPERATION_V2_TAG if v2 else KEY_OPERATION_TAG)
         root = dec.raw("governance_root", length=DIGEST_LEN)
         op_id = dec.raw("op_id", length=OP_ID_LEN)
         kind = _check_kind(dec.uint("kind"))
         key_id = dec.raw("key_id", length=ID_LEN)
-        pk = dec.raw("public_key", length=PUBLIC_KEY_LEN)
-        cc = dec.raw("chain_code", length=ID_LEN)
+        pk = dec.raw("public_key") if v2 else dec.raw("public_key", length=PUBLIC_KEY_LEN)
+        cc = dec.raw("chain_code") if v2 else dec.raw("chain_code", length=ID_LEN)
         old_epoch = dec.uint("old_epoch")
         old_t = dec.uint("old_threshold")
         old = tuple(dec.uint(f"old_committee[{i}]") for i in range(dec.count("old_committee", max_count=MAX_INDEX)))
@@ -225,8 +282,11 @@ class KeyOperation:
         new = tuple(dec.uint(f"new_committee[{i}]") for i in range(dec.count("new_committee", max_count=MAX_INDEX)))
         version = dec.uint("roster_version")
         reason = dec.text("reason")
+        scheme = dec.text("scheme") if v2 else SCHEME_ECDSA
+        if v2 and scheme == SCHEME_ECDSA:
+            raise GovernanceError("scheme", "an ecdsa-secp256k1 key operation is encoded with the v1 tag")
         dec.finish()
-        out = cls(root, op_id, kind, key_id, pk, cc, old_epoch, old_t, old, new_t, new, version, reason)
+        out = cls(root, op_id, kind, key_id, pk, cc, old_epoch, old_t, old, new_t, new, version, reason, scheme)
         check_canonical(out.encode(), data)
         return out
 
@@ -237,7 +297,7 @@ class KeyOperation:
             "old_epoch": self.old_epoch, "old_threshold": self.old_threshold, "old_committee": list(self.old_committee),
             "new_threshold": self.new_threshold, "new_committee": list(self.new_committee),
             "roster_version": self.roster_version, "reason": self.reason,
-        }
+        } | ({"scheme": self.scheme} if self.scheme != SCHEME_ECDSA else {})
 
     @classmethod
     def from_dict(cls, data: object) -> KeyOperation:
@@ -245,7 +305,13 @@ class KeyOperation:
             "governance_root", "op_id", "kind", "key_id", "public_key", "chain_code", "old_epoch", "old_threshold",
             "old_committee", "new_threshold", "new_committee", "roster_version", "reason",
         })
+        if isinstance(data, dict) and "scheme" in data:  # issue 16: a FROST key's operation
+            keys |= {"scheme"}
         d = expect_dict(data, "", keys)
+        scheme = d.get("scheme", SCHEME_ECDSA)
+        if not isinstance(scheme, str):
+            raise GovernanceError("scheme", "must be a string")
+        frost = scheme != SCHEME_ECDSA
         kind = d["kind"]
         if kind not in ("refresh", "reshare"):
             raise GovernanceError("kind", f"must be 'refresh' or 'reshare', got {quote(kind)}")
@@ -262,10 +328,11 @@ class KeyOperation:
         return cls(
             from_hex(d["governance_root"], "governance_root", length=DIGEST_LEN), from_hex(d["op_id"], "op_id", length=OP_ID_LEN),
             KeyOpKind.REFRESH if kind == "refresh" else KeyOpKind.RESHARE,
-            from_hex(d["key_id"], "key_id", length=ID_LEN), from_hex(d["public_key"], "public_key", length=PUBLIC_KEY_LEN),
-            from_hex(d["chain_code"], "chain_code", length=ID_LEN), json_int(d["old_epoch"], "old_epoch"),
+            from_hex(d["key_id"], "key_id", length=ID_LEN),
+            from_hex(d["public_key"], "public_key", length=FROST_KEY_LEN.get(scheme, PUBLIC_KEY_LEN)),
+            from_hex(d["chain_code"], "chain_code", length=0 if frost else ID_LEN), json_int(d["old_epoch"], "old_epoch"),
             json_int(d["old_threshold"], "old_threshold"), ints("old_committee"), json_int(d["new_threshold"], "new_threshold"),
-            ints("new_committee"), json_int(d["roster_version"], "roster_version"), reason,
+            ints("new_committee"), json_int(d["roster_version"], "roster_version"), reason, scheme,
         )
 
 

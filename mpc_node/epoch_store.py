@@ -224,11 +224,13 @@ class EpochStore:
             (key_id, committee_text(committee), _now_ms()),
         )
 
-    def commit_epoch(self, key_id: bytes, session_id: bytes, *, label: str, public_key: bytes, epoch: int) -> CommitOutcome:
+    def commit_epoch(
+        self, key_id: bytes, session_id: bytes, *, label: str, public_key: bytes, epoch: int, scheme: str = "ecdsa-secp256k1"
+    ) -> CommitOutcome:
         """Make the pending outcome of (key, session) the key's active epoch (see the module).
 
-        ``epoch`` is the certificate's; ``label``/``public_key`` are used when this node held
-        no row for the key (a joining node). Idempotent: ``changed=False`` once committed.
+        ``epoch`` is the certificate's; ``label``/``public_key``/``scheme`` (issue 16) are used
+        when this node held no row for the key (a joining node). Idempotent: ``changed=False`` once committed.
         EpochStateError: no pending outcome of the session, or the key is past that epoch."""
         with self._write() as c:
             p = _pending(c, key_id, session_id)
@@ -266,9 +268,9 @@ class EpochStore:
                 n = len(p.committee)
                 if cur is None:
                     c.execute(
-                        "INSERT INTO keys (key_id, label, public_key, threshold, parties, status, created_at, record)"
-                        " VALUES (?, ?, ?, ?, ?, 'active', ?, ?)",
-                        (key_id, label, public_key, p.threshold, n, now // 1000, blob),
+                        "INSERT INTO keys (key_id, label, public_key, threshold, parties, status, created_at, record, scheme)"
+                        " VALUES (?, ?, ?, ?, ?, 'active', ?, ?, ?)",
+                        (key_id, label, public_key, p.threshold, n, now // 1000, blob, scheme),
                     )
                 else:
                     c.execute(

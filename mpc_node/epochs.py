@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from crypto_core.frost.keyshare import FrostKeyShare, is_frost_record
+from crypto_core.frost.reshare import FrostReshareConfig, FrostReshareParty
 from crypto_core.keyshare import KeyShare
 from crypto_core.params import MAX_LABEL
 from crypto_core.reshare import ReshareParty
@@ -79,7 +81,7 @@ class EpochService:
         self.node.audit.append(actor, action, outcome=outcome, details=details)
 
     # --- starting ----------------------------------------------------------------------------
-    def new_reshare(self, sid: bytes, p: node_pb2.ReshareParams, actor: str) -> tuple[ReshareSetup, ReshareParty]:
+    def new_reshare(self, sid: bytes, p: node_pb2.ReshareParams, actor: str) -> tuple[ReshareSetup, ReshareParty | FrostReshareParty]:
         """Check ``p`` (see :func:`mpc_node.keyops.check_reshare`); audited when refused."""
         try:
             return self._new_reshare(sid, p)
@@ -87,7 +89,7 @@ class EpochService:
             self.audit_event(actor, "key-reshare", "refused", {**detail_text("reason", e.message), "session": sid.hex()[:16]})
             raise
 
-    def _new_reshare(self, sid: bytes, p: node_pb2.ReshareParams) -> tuple[ReshareSetup, ReshareParty]:
+    def _new_reshare(self, sid: bytes, p: node_pb2.ReshareParams) -> tuple[ReshareSetup, ReshareParty | FrostReshareParty]:
         node = self.node
         governance_blob(p.operation, "reshare.operation")
         at_most(p.abandoned, "reshare.abandoned", MAX_INDEX, "abandonment statements")
@@ -101,8 +103,8 @@ class EpochService:
             peeked = None
         key_id = peeked.key_id if peeked is not None else b""
         held = node.store.key_epoch(key_id) if len(key_id) == 32 else None
-        share: KeyShare | RecoveredShare | None = (
-            node.active_share(key_id) if held is not None and held.status == "active" else None
+        share: KeyShare | FrostKeyShare | RecoveredShare | None = (
+            _held_share(node, key_id) if held is not None and held.status == "active" else None
         )
         anchor = node.store.committee_roster_version(key_id, held.epoch) if held is not None and held.status == "active" else None
         schedule = self.schedule(held) if held is not None and share is not None else None
@@ -129,6 +131,10 @@ class EpochService:
                 f"reshare.operation.old_epoch: this node already confirmed epoch {op.new_epoch} of key {op.key_id.hex()[:16]}"
                 f" in session {other.hex()[:12]}; only that session's certificate can commit it (one epoch, one session)",
             )
+        if isinstance(setup.config, FrostReshareConfig):  # issue 16: a FROST key (check_reshare checked the share's scheme)
+            assert share is None or isinstance(share, FrostKeyShare)
+            return setup, FrostReshareParty(setup.config, share if setup.dealer else None)
+        assert not isinstance(share, FrostKeyShare)
         return setup, ReshareParty(setup.config, share if setup.dealer else None)
 
     def audit_start(self, s: Session, actor: str) -> None:
@@ -149,7 +155,7 @@ class EpochService:
         setup = s.reshare
         assert setup is not None
         op = setup.operation
-        result: KeyShare | None = s.party.result
+        result: KeyShare | FrostKeyShare | None = s.party.result
         raw = b""
         if result is not None:
             receipt = sign_epoch_receipt(receipt_for(result, op, s.id, node.me, node.gov.governance_root), node.keys.identity)
@@ -177,7 +183,11 @@ class EpochService:
         node.faults.at("reshare-stored")
         return node_pb2.StepResponse(
             session_id=s.id, round=0, finished=True,
-            reshare_result=node_pb2.ReshareResult(key_id=op.key_id, epoch=op.new_epoch, receipt=raw, retired=result is None),
+            reshare_result=node_pb2.ReshareResult(
+                key_id=op.key_id, epoch=op.new_epoch, receipt=raw, retired=result is None,
+                # issue 16: the new epoch's public shares of a FROST key (the coordinator checks FROST signature shares against them)
+                public_shares=list(result.public_shares) if isinstance(result, FrostKeyShare) else [],
+            ),
         )
 
     # --- CommitEpoch / DiscardEpoch / GetPendingEpoch -----------------------------------------
@@ -236,14 +246,15 @@ class EpochService:
         if mismatch:
             raise RpcError(Code.FAILED_PRECONDITION, f"receipts: {mismatch[0]} differs from the session this node took part in")
         restored = node.store.restored_key(key_id) if held is None else None
+        scheme = "ecdsa-secp256k1"
         if held is not None:
             label, public_key = held.label, held.public_key
         elif restored is not None:  # a restored dealer (issue 12): it has no key row yet
             label, public_key = restored.label, restored.public_key
         else:
-            label, public_key = _joining(node, key_id, sid)
+            label, public_key, scheme = _joining(node, key_id, sid)
         try:
-            out = node.store.commit_epoch(key_id, sid, label=label, public_key=public_key, epoch=cert.epoch)
+            out = node.store.commit_epoch(key_id, sid, label=label, public_key=public_key, epoch=cert.epoch, scheme=scheme)
         except EpochStateError as e:
             raise RpcError(Code.FAILED_PRECONDITION, f"session_id: {e}") from None
         if out.changed:
@@ -343,8 +354,21 @@ class EpochService:
         return node_pb2.PendingEpochInfo(
             pending=p is not None and not p.committed and not p.retiring, committed=p is not None and p.committed,
             receipt=p.receipt if p is not None else b"", retired=p is not None and p.retiring,
-            active_epoch=epoch, holds_key=holds,
+            active_epoch=epoch, holds_key=holds, public_shares=self._frost_public_shares(key_id, sid, p, held),
         )
+
+    def _frost_public_shares(self, key_id: bytes, sid: bytes, p: PendingEpoch | None, held: KeyEpoch | None) -> list[bytes]:
+        """Issue 16: the public shares of the session's new epoch of a FROST key, from this node's
+        pending share, or its active one once committed (same epoch); [] otherwise."""
+        if p is None or p.retiring:
+            return []
+        if not p.committed:
+            raw = self.node.store.pending_share(key_id, sid)
+            return list(FrostKeyShare.from_bytes(raw).public_shares) if raw is not None and is_frost_record(raw) else []
+        if held is None or held.status != "active" or held.epoch != p.epoch:
+            return []
+        ks = _held_share(self.node, key_id)
+        return list(ks.public_shares) if isinstance(ks, FrostKeyShare) and ks.epoch == p.epoch else []
 
 
 def _peek_operation(operation: bytes) -> KeyOperation:
@@ -368,10 +392,24 @@ def _unsigned(operation: bytes) -> bool:
         return True
 
 
-def _joining(node: Any, key_id: bytes, sid: bytes) -> tuple[str, bytes]:
-    """A joining node's (label, public key) for its new key row: from its pending share."""
+def _held_share(node: NodeService, key_id: bytes) -> KeyShare | FrostKeyShare | None:
+    """This node's active share of ``key_id``, a DKLs23 or (issue 16) a FROST one; None if it holds none."""
+    try:
+        ks = node._any_key(key_id)
+    except RpcError:
+        return None
+    assert isinstance(ks, (KeyShare, FrostKeyShare))
+    return ks
+
+
+def _joining(node: Any, key_id: bytes, sid: bytes) -> tuple[str, bytes, str]:
+    """A joining node's (label, public key, scheme) for its new key row: from its pending share
+    (a FROST share by its record's magic, issue 16: it came from the session's operation)."""
     raw = node.store.pending_share(key_id, sid)
     if raw is None:
         raise RpcError(Code.FAILED_PRECONDITION, "session_id: no pending share to commit")
+    if is_frost_record(raw):
+        fs = FrostKeyShare.from_bytes(raw)
+        return fs.key_label.decode("utf-8", "replace"), fs.public_key, fs.scheme
     ks = KeyShare.from_bytes(raw)
-    return ks.key_label.decode("utf-8", "replace"), bytes(ks.public_key.encode())
+    return ks.key_label.decode("utf-8", "replace"), bytes(ks.public_key.encode()), "ecdsa-secp256k1"

@@ -18,7 +18,6 @@ roster indices, share indices are committee positions). Errors are :class:`RpcEr
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -26,12 +25,23 @@ from typing import TYPE_CHECKING
 import grpc
 
 from crypto_core.errors import DecodeError, UsageError
+from crypto_core.frost.keyshare import FrostKeyShare
+from crypto_core.frost.public import frost_key_id, scheme_group
+from crypto_core.frost.reshare import FrostReshareConfig
 from crypto_core.group import Point
 from crypto_core.keyshare import KeyShare, compute_key_id
 from crypto_core.params import LAMBDA_C
 from crypto_core.reshare import ReshareConfig
 from governance.errors import GovernanceError
-from governance.keyop import EpochReceipt, KeyOperation, KeyOpKind, SignedKeyOperation, check_authorized, refresh_due
+from governance.keyop import (
+    EpochReceipt,
+    KeyOperation,
+    KeyOpKind,
+    SignedKeyOperation,
+    check_authorized,
+    epoch_state_digest,
+    refresh_due,
+)
 from governance.policy import AdminSet
 from governance.roster import MAX_INDEX, Roster, SignedRosterChange, active_entries
 from mpc_node.epoch_store import KeyEpoch
@@ -41,7 +51,6 @@ if TYPE_CHECKING:
     from crypto_core.backup import RecoveredShare
 
 Code = grpc.StatusCode
-STATE_DIGEST_TAG = b"MPCNET/v1/node/epoch-state"
 NO_ROSTER = "this node has no signed roster (config roster_history)"
 
 
@@ -52,7 +61,7 @@ class ReshareSetup:
     signed: SignedKeyOperation
     authorized_by: str  # "admin-quorum" | "roster" | "schedule" | "recovery-order"
     dealers: tuple[int, ...]
-    config: ReshareConfig
+    config: ReshareConfig | FrostReshareConfig  # issue 16: a FROST key's (op.scheme) runs FrostReshareParty
     dealer: bool
     receiver: bool
 
@@ -86,23 +95,21 @@ class RefreshSchedule:
         return f"not due: the share is {max(self.age_ms, 0) // 1000} s old, the policy's period is {self.period_s} s"
 
 
-def state_digest(public_key: bytes, chain_code: bytes, threshold: int, committee: Sequence[int], public_shares: Sequence[bytes]) -> bytes:
-    """SHA-256 over the new epoch's public state: compressed public key (33 bytes), chain code
-    (32), threshold (u16), committee (count u16, each u16) and every public share S'_1..S'_n'
-    (33 bytes each, in share-index order)."""
-    h = hashlib.sha256(STATE_DIGEST_TAG)
-    h.update(public_key + chain_code + threshold.to_bytes(2, "big") + len(committee).to_bytes(2, "big"))
-    for i in committee:
-        h.update(i.to_bytes(2, "big"))
-    for s in public_shares:
-        h.update(s)
-    return h.digest()
+state_digest = epoch_state_digest  # the one definition is governance.keyop's (the coordinator checks it too)
 
 
-def receipt_for(share: KeyShare, op: KeyOperation, session_id: bytes, holder: int, governance_root: bytes) -> EpochReceipt:
-    """The (unsigned) epoch receipt of a receiver's new ``share``."""
-    pub = [s.encode() for s in share.public_shares]
-    digest = state_digest(share.public_key.encode(), share.chain_code, share.threshold, op.new_committee, pub)
+def receipt_for(
+    share: KeyShare | FrostKeyShare, op: KeyOperation, session_id: bytes, holder: int, governance_root: bytes
+) -> EpochReceipt:
+    """The (unsigned) epoch receipt of a receiver's new ``share``. A FROST share (issue 16): its
+    state digest takes the group key's encoding (32 or 33 bytes), an empty chain code and the
+    public shares' encodings (what the coordinator records for the new epoch: it recomputes this
+    digest from ``ReshareResult.public_shares``)."""
+    if isinstance(share, FrostKeyShare):
+        digest = state_digest(share.public_key, b"", share.threshold, op.new_committee, share.public_shares)
+    else:
+        pub = [s.encode() for s in share.public_shares]
+        digest = state_digest(share.public_key.encode(), share.chain_code, share.threshold, op.new_committee, pub)
     return EpochReceipt(
         governance_root, op.key_id, op.digest(), session_id, op.new_epoch, op.new_threshold, op.new_committee, digest, holder
     )
@@ -122,7 +129,7 @@ def check_reshare(
     admins: AdminSet,
     roster: Roster | None,
     held: KeyEpoch | None,
-    share: KeyShare | RecoveredShare | None,
+    share: KeyShare | FrostKeyShare | RecoveredShare | None,
     schedule: RefreshSchedule | None = None,
     committee_roster_version: int | None = None,
     joined: Mapping[int, int] | None = None,
@@ -170,12 +177,27 @@ def check_reshare(
         raise _gov(e, code) from None
     if how == "roster" and committee_roster_version is not None:
         _check_implied(op, committee_roster_version, joined or {})
-    try:
-        pk = Point.decode(op.public_key)
-    except (DecodeError, ValueError):
-        raise invalid("reshare.operation.public_key", "is not a point of secp256k1") from None
-    if compute_key_id(pk, op.chain_code) != op.key_id:
-        raise invalid("reshare.operation.key_id", "is not the id of public_key and chain_code")
+    frost = op.scheme != "ecdsa-secp256k1"  # issue 16: a FROST key (governance KeyOperation v2)
+    pk: Point | None = None
+    if frost:
+        try:
+            scheme_group(op.scheme, "reshare.operation.scheme").decode(op.public_key, "reshare.operation.public_key")
+        except (DecodeError, UsageError):
+            raise invalid("reshare.operation.public_key", f"is not a valid {op.scheme} group key") from None
+        if frost_key_id(op.scheme, op.public_key) != op.key_id:
+            raise invalid("reshare.operation.key_id", "is not the id of scheme and public_key")
+    else:
+        try:
+            pk = Point.decode(op.public_key)
+        except (DecodeError, ValueError):
+            raise invalid("reshare.operation.public_key", "is not a point of secp256k1") from None
+        if compute_key_id(pk, op.chain_code) != op.key_id:
+            raise invalid("reshare.operation.key_id", "is not the id of public_key and chain_code")
+    if share is not None and isinstance(share, FrostKeyShare) != frost:
+        held_scheme = share.scheme if isinstance(share, FrostKeyShare) else "ecdsa-secp256k1"
+        raise RpcError(Code.FAILED_PRECONDITION, f"reshare.operation.scheme: is {op.scheme}, this node's share is of a {held_scheme} key")
+    if isinstance(share, FrostKeyShare) and share.scheme != op.scheme:
+        raise RpcError(Code.FAILED_PRECONDITION, f"reshare.operation.scheme: is {op.scheme}, this node's share is of a {share.scheme} key")
     _check_key(op, me, held, share)
     if share is not None and share.key_label != key_label:
         raise RpcError(Code.FAILED_PRECONDITION, "reshare.key_label: differs from the label of this node's share of the key")
@@ -189,6 +211,10 @@ def check_reshare(
             f"reshare.dealers: node {me} holds no share of key {op.key_id.hex()[:16]} at epoch {op.old_epoch} to deal"
             " (a node without one, e.g. wiped or replaced, only receives)",
         )
+    if frost:
+        assert share is None or isinstance(share, FrostKeyShare)
+        return ReshareSetup(signed, how, dl, _frost_config(op, session_id, me, dl, key_label, share), dealer, receiver)
+    assert pk is not None and not isinstance(share, FrostKeyShare)
     try:
         config = ReshareConfig(
             session_id, me,
@@ -203,6 +229,26 @@ def check_reshare(
     except UsageError as e:
         raise RpcError(Code.FAILED_PRECONDITION, f"reshare: {e}") from None
     return ReshareSetup(signed, how, dl, config, dealer, receiver)
+
+
+def _frost_config(
+    op: KeyOperation, session_id: bytes, me: int, dealers: tuple[int, ...], key_label: bytes, share: FrostKeyShare | None
+) -> FrostReshareConfig:
+    """The :class:`FrostReshareConfig` of a FROST key's operation (issue 16), as the ECDSA one:
+    party ids are roster indices, share indices committee positions; the old public shares come
+    from this node's own share (None for a node without one: a joining receiver)."""
+    try:
+        return FrostReshareConfig(
+            session_id, me,
+            tuple((d, op.share_index(d, new=False)) for d in dealers),
+            tuple((r, k) for k, r in enumerate(op.new_committee, 1)),
+            op.old_threshold, op.new_threshold, op.scheme, op.public_key, op.old_epoch,
+            key_label=key_label,
+            refresh=op.kind is KeyOpKind.REFRESH,
+            old_public_shares=share.public_shares if share is not None else None,
+        )
+    except UsageError as e:
+        raise RpcError(Code.FAILED_PRECONDITION, f"reshare: {e}") from None
 
 
 def joined_versions(history: Sequence[bytes]) -> dict[int, int]:
@@ -240,7 +286,7 @@ def _check_implied(op: KeyOperation, anchor: int, joined: Mapping[int, int]) -> 
             )
 
 
-def _check_key(op: KeyOperation, me: int, held: KeyEpoch | None, share: KeyShare | RecoveredShare | None) -> None:
+def _check_key(op: KeyOperation, me: int, held: KeyEpoch | None, share: KeyShare | FrostKeyShare | RecoveredShare | None) -> None:
     def refuse(field: str, reason: str) -> RpcError:
         return RpcError(Code.FAILED_PRECONDITION, f"reshare.operation.{field}: {reason}")
 
@@ -258,7 +304,7 @@ def _check_key(op: KeyOperation, me: int, held: KeyEpoch | None, share: KeyShare
         return
     if held.status != "active":
         raise refuse("key_id", f"key {op.key_id.hex()[:16]} is {held.status} on this node")
-    if share is not None and share.chain_code != op.chain_code:
+    if share is not None and not isinstance(share, FrostKeyShare) and share.chain_code != op.chain_code:
         raise refuse("chain_code", "differs from this node's share")
     if op.old_epoch != held.epoch:
         raise refuse("old_epoch", f"is {op.old_epoch}, the key's active epoch here is {held.epoch}")

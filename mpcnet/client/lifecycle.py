@@ -35,7 +35,7 @@ import grpc
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from crypto_core.errors import UsageError
+from crypto_core.errors import DecodeError, UsageError
 from crypto_core.group import Point
 from crypto_core.keyshare import compute_key_id
 from governance.errors import GovernanceError
@@ -518,19 +518,24 @@ class LifecycleMixin:
         return out
 
     # --- key operations -------------------------------------------------------------------------
-    def _checked_key(self, key_id: bytes | str) -> Key:
-        """``GetKey``, checked: the id binds the public key and chain code, they equal what this
-        client saw before for that id, and the record names an epoch and a committee."""
+    def _checked_key(self, key_id: bytes | str, *, frost: bool = False) -> Key:
+        """``GetKey``, checked: the id binds the public key and chain code (a FROST key's, issue
+        16: the scheme and public key, no chain code), they equal what this client saw before for
+        that id, and the record names an epoch and a committee. ``frost``: a FROST key is
+        accepted (refresh and reshare); else (backups) it is refused FAILED_PRECONDITION."""
         key = self.get_key(key_id)
-        if key.scheme != "ecdsa-secp256k1":  # issue 16: not yet for FROST keys (the nodes refuse them too)
-            raise MpcError(grpc.StatusCode.FAILED_PRECONDITION, f"key_id: {key.key_id.hex()} is a {key.scheme} key: refresh, reshare "
-                           "and backups are for ecdsa-secp256k1 keys only for now; nothing was signed")
-        try:
-            point = Point.decode(key.public_key, "public_key")
-        except UsageError as e:
-            raise _data_loss(f"key.{e} (the coordinator sent a malformed key)") from None
-        if not hmac.compare_digest(compute_key_id(point, key.chain_code), key.key_id):
-            raise _data_loss(f"key.key_id: {key.key_id.hex()} is not the id of the public key and chain code the coordinator sent")
+        if key.scheme != "ecdsa-secp256k1" and not frost:  # issue 16: backups of FROST keys are not supported yet
+            raise MpcError(grpc.StatusCode.FAILED_PRECONDITION, f"key_id: {key.key_id.hex()} is a {key.scheme} key: backups are for"
+                           " ecdsa-secp256k1 keys only for now; nothing was signed")
+        if key.scheme != "ecdsa-secp256k1":
+            _check_frost_key(key)
+        else:
+            try:
+                point = Point.decode(key.public_key, "public_key")
+            except UsageError as e:
+                raise _data_loss(f"key.{e} (the coordinator sent a malformed key)") from None
+            if not hmac.compare_digest(compute_key_id(point, key.chain_code), key.key_id):
+                raise _data_loss(f"key.key_id: {key.key_id.hex()} is not the id of the public key and chain code the coordinator sent")
         known: dict[bytes, tuple[bytes, bytes]] = self.__dict__.setdefault("_key_publics", {})
         before = known.setdefault(key.key_id, (key.public_key, key.chain_code))
         if before != (key.public_key, key.chain_code):
@@ -551,7 +556,7 @@ class LifecycleMixin:
         roster: a refresh keeps committee and threshold; a reshare goes to ``nodes`` (roster
         indices, any order; default: the key's committee) with ``threshold`` (default: the key's).
         INVALID_ARGUMENT naming the field for a committee or threshold the roster does not allow."""
-        key = self._checked_key(key_id)
+        key = self._checked_key(key_id, frost=True)
         view = self.roster()
         committee = key.committee
         if kind is KeyOpKind.REFRESH:
@@ -575,7 +580,7 @@ class LifecycleMixin:
         try:
             return KeyOperation(
                 self._admins().digest(), secrets.token_bytes(16), kind, key.key_id, key.public_key, key.chain_code,
-                key.epoch, key.threshold, committee, new_threshold, new_committee, view.version, reason,
+                key.epoch, key.threshold, committee, new_threshold, new_committee, view.version, reason, scheme=key.scheme,
             )
         except GovernanceError as e:
             name = {"new_committee": "nodes", "new_threshold": "threshold"}.get(e.field, e.field)
@@ -665,8 +670,9 @@ class LifecycleMixin:
         op = p.signed.operation
         if not hmac.compare_digest(op.governance_root, admins.digest()):
             raise _refused("proposal.governance_root: made for another cluster or admin set")
-        key = self._checked_key(op.key_id)
+        key = self._checked_key(op.key_id, frost=True)
         for name, want, got in (
+            ("scheme", key.scheme, op.scheme),  # issue 16: an operation names its key's scheme
             ("public_key", key.public_key, op.public_key), ("chain_code", key.chain_code, op.chain_code),
             ("old_epoch", key.epoch, op.old_epoch), ("old_threshold", key.threshold, op.old_threshold),
             ("old_committee", key.committee, op.old_committee),
@@ -772,3 +778,19 @@ class LifecycleMixin:
 def roster_entry_status(entry: RosterEntry) -> str:
     """``active`` or ``revoked``."""
     return "active" if entry.status is NodeStatus.ACTIVE else "revoked"
+
+
+def _check_frost_key(key: Key) -> None:
+    """Issue 16: a FROST key's record binds its id (``frost_key_id(scheme, public_key)``), its
+    public key is a valid group element of its scheme and it has no chain code; DATA_LOSS naming
+    the field otherwise (the coordinator sent a malformed key)."""
+    from crypto_core.frost.public import frost_key_id, scheme_group
+
+    try:
+        scheme_group(key.scheme, "scheme").decode(key.public_key, "public_key")
+    except (DecodeError, UsageError) as e:
+        raise _data_loss(f"key.public_key: not a valid {quote(key.scheme)} key ({e}) (the coordinator sent a malformed key)") from None
+    if key.chain_code:
+        raise _data_loss(f"key.chain_code: a {key.scheme} key has none (the coordinator sent a malformed key)")
+    if not hmac.compare_digest(frost_key_id(key.scheme, key.public_key), key.key_id):
+        raise _data_loss(f"key.key_id: {key.key_id.hex()} is not the id of the scheme and public key the coordinator sent")

@@ -212,14 +212,11 @@ def test_presignature_pools_skip_frost_keys(tmp_path: Path) -> None:
     assert c.signing.assignment_at_quorum("req-f", ED_KEY, ()) is None  # no presignature for a FROST request
 
 
-def test_refresh_reshare_and_backup_export_refuse_frost_keys(h: Harness) -> None:
+def test_refresh_reshare_and_backups_take_frost_keys(h: Harness) -> None:
     from coordinator.keyops import KeyOperations
 
     ops = object.__new__(KeyOperations)
     ops.db = h.db
-    with pytest.raises(RpcError) as e:
-        ops._key(ED_KEY, "signed_operation.operation")
-    assert e.value.code == grpc.StatusCode.FAILED_PRECONDITION
-    assert e.value.message.startswith("signed_operation.operation.key_id:") and "not yet supported for ed25519 keys" in e.value.message
+    assert ops._key(ED_KEY, "signed_operation.operation").scheme == ED  # issue 16 C2: refresh/reshare of FROST keys
     assert ops._key(h.key.key_id, "op").key_id == h.key.key_id  # ECDSA keys as before
     # backups of FROST keys are supported (issue 16 item 5): tests/coordinator/test_frost_backups.py

@@ -208,16 +208,18 @@ class StepResponse(_message.Message):
     def __init__(self, session_id: _Optional[bytes] = ..., round: _Optional[int] = ..., envelopes: _Optional[_Iterable[_Union[_common_pb2.Envelope, _Mapping]]] = ..., finished: _Optional[bool] = ..., dkg_result: _Optional[_Union[DkgResult, _Mapping]] = ..., reshare_result: _Optional[_Union[ReshareResult, _Mapping]] = ..., presign_result: _Optional[_Union[PresignResult, _Mapping]] = ...) -> None: ...
 
 class ReshareResult(_message.Message):
-    __slots__ = ("key_id", "epoch", "receipt", "retired")
+    __slots__ = ("key_id", "epoch", "receipt", "retired", "public_shares")
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     RECEIPT_FIELD_NUMBER: _ClassVar[int]
     RETIRED_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_SHARES_FIELD_NUMBER: _ClassVar[int]
     key_id: bytes
     epoch: int
     receipt: bytes
     retired: bool
-    def __init__(self, key_id: _Optional[bytes] = ..., epoch: _Optional[int] = ..., receipt: _Optional[bytes] = ..., retired: _Optional[bool] = ...) -> None: ...
+    public_shares: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, key_id: _Optional[bytes] = ..., epoch: _Optional[int] = ..., receipt: _Optional[bytes] = ..., retired: _Optional[bool] = ..., public_shares: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class CommitEpochRequest(_message.Message):
     __slots__ = ("key_id", "session_id", "receipts")
@@ -264,20 +266,22 @@ class GetPendingEpochRequest(_message.Message):
     def __init__(self, key_id: _Optional[bytes] = ..., session_id: _Optional[bytes] = ...) -> None: ...
 
 class PendingEpochInfo(_message.Message):
-    __slots__ = ("pending", "committed", "receipt", "retired", "active_epoch", "holds_key")
+    __slots__ = ("pending", "committed", "receipt", "retired", "active_epoch", "holds_key", "public_shares")
     PENDING_FIELD_NUMBER: _ClassVar[int]
     COMMITTED_FIELD_NUMBER: _ClassVar[int]
     RECEIPT_FIELD_NUMBER: _ClassVar[int]
     RETIRED_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_EPOCH_FIELD_NUMBER: _ClassVar[int]
     HOLDS_KEY_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_SHARES_FIELD_NUMBER: _ClassVar[int]
     pending: bool
     committed: bool
     receipt: bytes
     retired: bool
     active_epoch: int
     holds_key: bool
-    def __init__(self, pending: _Optional[bool] = ..., committed: _Optional[bool] = ..., receipt: _Optional[bytes] = ..., retired: _Optional[bool] = ..., active_epoch: _Optional[int] = ..., holds_key: _Optional[bool] = ...) -> None: ...
+    public_shares: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, pending: _Optional[bool] = ..., committed: _Optional[bool] = ..., receipt: _Optional[bytes] = ..., retired: _Optional[bool] = ..., active_epoch: _Optional[int] = ..., holds_key: _Optional[bool] = ..., public_shares: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class InstallRosterChangeRequest(_message.Message):
     __slots__ = ("signed_change",)
