@@ -84,6 +84,9 @@ SIGNED_BACKUP_PART_TAG = domain_tag("signed-backup-part")
 BACKUP_BUNDLE_TAG = domain_tag("backup-bundle")
 PIECE_DELIVERY_TAG = domain_tag("piece-delivery")
 RECOVERY_ORDER_TAG = domain_tag("recovery-order")
+# issue 16: an order for a FROST key appends the key's scheme under this tag (public key of its group,
+# empty chain code); an ecdsa-secp256k1 order encodes with RECOVERY_ORDER_TAG byte for byte as before
+RECOVERY_ORDER_V2_TAG = domain_tag("recovery-order-v2")
 SIGNED_RECOVERY_ORDER_TAG = domain_tag("signed-recovery-order")
 RECOVERY_RECEIPT_TAG = domain_tag("recovery-receipt")
 RECOVERY_RECEIPT_MESSAGE_TAG = domain_tag("recovery-receipt-message")
@@ -1109,6 +1112,9 @@ class RecoveryOrder:
     ``reason``: non-empty text (:func:`governance.text.check_text`, at most 200 characters).
     ``expires_ms``: when the order stops being valid (ms since the Unix epoch, 1..2**63-1):
     :func:`verify_recovery_order` given a clock refuses it at or after that instant.
+    ``scheme`` (issue 16): the key's scheme; a FROST key's order (``public_key`` its group key
+    encoding, ``chain_code`` empty, the follow-up of the same scheme) encodes under
+    :data:`RECOVERY_ORDER_V2_TAG` with the scheme appended; an ECDSA order exactly as before.
     """
 
     governance_root: bytes
@@ -1126,6 +1132,7 @@ class RecoveryOrder:
     follow_up: KeyOperation | None
     reason: str
     expires_ms: int
+    scheme: str = SCHEME_ECDSA
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "governance_root", check_bytes(self.governance_root, "governance_root", length=DIGEST_LEN))
@@ -1133,8 +1140,10 @@ class RecoveryOrder:
         kind = RecoveryOrderKind(_check_enum(self.kind, RecoveryOrderKind, "kind"))
         object.__setattr__(self, "kind", kind)
         object.__setattr__(self, "key_id", check_bytes(self.key_id, "key_id", length=ID_LEN))
-        object.__setattr__(self, "public_key", check_compressed_point(self.public_key, "public_key"))
-        object.__setattr__(self, "chain_code", check_bytes(self.chain_code, "chain_code", length=ID_LEN))
+        scheme = _check_scheme(self.scheme)
+        object.__setattr__(self, "public_key", check_element(self.public_key, "public_key", scheme))
+        chain_code_len = ID_LEN if scheme == SCHEME_ECDSA else 0  # a FROST key has no chain code
+        object.__setattr__(self, "chain_code", check_bytes(self.chain_code, "chain_code", length=chain_code_len))
         check_int(self.epoch, "epoch", 0, MAX_EPOCH)
         object.__setattr__(self, "bundle_digest", check_bytes(self.bundle_digest, "bundle_digest", length=DIGEST_LEN))
         check_int(self.config_version, "config_version", 1, MAX_VERSION)
@@ -1172,8 +1181,8 @@ class RecoveryOrder:
             raise GovernanceError("follow_up", "required in a restore order: the refresh or reshare that runs after it")
         if not hmac.compare_digest(op.governance_root, self.governance_root):
             raise GovernanceError("follow_up.governance_root", "differs from the order's")
-        for name in ("key_id", "public_key", "chain_code"):
-            if getattr(op, name) != getattr(self, name):
+        for name in ("key_id", "public_key", "chain_code", "scheme"):
+            if getattr(op, name, SCHEME_ECDSA) != getattr(self, name):
                 raise GovernanceError(f"follow_up.{name}", "differs from the order's (another key)")
         if op.old_epoch != self.epoch:
             raise GovernanceError("follow_up.old_epoch", f"is {op.old_epoch}, the order restores epoch {self.epoch}")
@@ -1192,15 +1201,20 @@ class RecoveryOrder:
                 raise GovernanceError(f"targets[{i}].node", f"node {t.node} is not the committee member at share index {t.share_index}")
 
     def encode(self) -> bytes:
+        v2 = self.scheme != SCHEME_ECDSA
         enc = (
-            Encoder(RECOVERY_ORDER_TAG).raw(self.governance_root).raw(self.order_id).uint(int(self.kind)).raw(self.key_id)
+            Encoder(RECOVERY_ORDER_V2_TAG if v2 else RECOVERY_ORDER_TAG).raw(self.governance_root).raw(self.order_id)
+            .uint(int(self.kind)).raw(self.key_id)
             .raw(self.public_key).raw(self.chain_code).uint(self.epoch).raw(self.bundle_digest).uint(self.config_version)
             .uint(self.roster_version).count(len(self.targets))
         )
         for t in self.targets:
             enc.uint(t.share_index).uint(t.node)
         enc.raw(self.export_recipient).optional(None if self.follow_up is None else self.follow_up.encode())
-        return enc.text(self.reason).uint(self.expires_ms).finish()
+        enc.text(self.reason).uint(self.expires_ms)
+        if v2:
+            enc.text(self.scheme)
+        return enc.finish()
 
     def to_bytes(self) -> bytes:
         return self.encode()
@@ -1215,13 +1229,14 @@ class RecoveryOrder:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> RecoveryOrder:
-        dec = Decoder(data, RECOVERY_ORDER_TAG, what="order")
+        v2 = _has_tag(data, RECOVERY_ORDER_V2_TAG)
+        dec = Decoder(data, RECOVERY_ORDER_V2_TAG if v2 else RECOVERY_ORDER_TAG, what="order")
         root = dec.raw("governance_root", length=DIGEST_LEN)
         order_id = dec.raw("order_id", length=ORDER_ID_LEN)
         kind = RecoveryOrderKind(_check_enum(dec.uint("kind"), RecoveryOrderKind, "kind"))
         key_id = dec.raw("key_id", length=ID_LEN)
-        pk = dec.raw("public_key", length=PUBLIC_KEY_LEN)
-        cc = dec.raw("chain_code", length=ID_LEN)
+        pk = dec.raw("public_key") if v2 else dec.raw("public_key", length=PUBLIC_KEY_LEN)
+        cc = dec.raw("chain_code") if v2 else dec.raw("chain_code", length=ID_LEN)
         epoch = dec.uint("epoch")
         bundle_digest = dec.raw("bundle_digest", length=DIGEST_LEN)
         config_version = dec.uint("config_version")
@@ -1234,6 +1249,9 @@ class RecoveryOrder:
         op_bytes = dec.optional("follow_up")
         reason = dec.text("reason")
         expires_ms = dec.uint("expires_ms")
+        scheme = dec.text("scheme") if v2 else SCHEME_ECDSA
+        if v2 and scheme == SCHEME_ECDSA:
+            raise GovernanceError("scheme", "an ecdsa-secp256k1 order is encoded with the v1 tag")
         dec.finish()
         targets: list[RecoveryTarget] = []
         for i, (s, n) in enumerate(raw_targets):
@@ -1244,7 +1262,7 @@ class RecoveryOrder:
             with field_prefix("follow_up"):
                 follow_up = KeyOperation.from_bytes(op_bytes)
         out = cls(root, order_id, kind, key_id, pk, cc, epoch, bundle_digest, config_version, roster_version,
-                  tuple(targets), recipient, follow_up, reason, expires_ms)
+                  tuple(targets), recipient, follow_up, reason, expires_ms, scheme)
         check_canonical(out.encode(), data)
         return out
 
@@ -1257,7 +1275,7 @@ class RecoveryOrder:
             "export_recipient": self.export_recipient.hex(),
             "follow_up": None if self.follow_up is None else self.follow_up.to_dict(), "reason": self.reason,
             "expires_ms": self.expires_ms,
-        }
+        } | ({"scheme": self.scheme} if self.scheme != SCHEME_ECDSA else {})
 
     @classmethod
     def from_dict(cls, data: object) -> RecoveryOrder:
@@ -1265,7 +1283,12 @@ class RecoveryOrder:
             "governance_root", "order_id", "kind", "key_id", "public_key", "chain_code", "epoch", "bundle_digest",
             "config_version", "roster_version", "targets", "export_recipient", "follow_up", "reason", "expires_ms",
         })
-        d = expect_dict(data, "", keys)
+        frost = isinstance(data, dict) and "scheme" in data  # issue 16: a FROST key's order
+        d = expect_dict(data, "", keys | ({"scheme"} if frost else set()))
+        scheme = _check_scheme(d["scheme"]) if frost else SCHEME_ECDSA
+        if frost and scheme == SCHEME_ECDSA:
+            raise GovernanceError("scheme", "an ecdsa-secp256k1 order has no scheme field")
+        element_len = ED25519_ELEMENT_LEN if scheme == SCHEME_ED25519 else PUBLIC_KEY_LEN
         kinds = {"restore": RecoveryOrderKind.RESTORE, "export": RecoveryOrderKind.EXPORT}
         kind = d["kind"]
         if not isinstance(kind, str) or kind not in kinds:
@@ -1290,12 +1313,12 @@ class RecoveryOrder:
         return cls(
             from_hex(d["governance_root"], "governance_root", length=DIGEST_LEN),
             from_hex(d["order_id"], "order_id", length=ORDER_ID_LEN), kinds[kind],
-            from_hex(d["key_id"], "key_id", length=ID_LEN), from_hex(d["public_key"], "public_key", length=PUBLIC_KEY_LEN),
-            from_hex(d["chain_code"], "chain_code", length=ID_LEN), json_int(d["epoch"], "epoch"),
+            from_hex(d["key_id"], "key_id", length=ID_LEN), from_hex(d["public_key"], "public_key", length=element_len),
+            from_hex(d["chain_code"], "chain_code", length=0 if frost else ID_LEN), json_int(d["epoch"], "epoch"),
             from_hex(d["bundle_digest"], "bundle_digest", length=DIGEST_LEN), json_int(d["config_version"], "config_version"),
             json_int(d["roster_version"], "roster_version"), tuple(targets),
             from_hex(recipient, "export_recipient", length=len(recipient) // 2), follow_up, reason,
-            json_int(d["expires_ms"], "expires_ms"),
+            json_int(d["expires_ms"], "expires_ms"), scheme,
         )
 
 
@@ -1386,7 +1409,7 @@ def verify_recovery_order(
 @dataclass(frozen=True)
 class RecoveryReceipt:
     """Node ``node`` restored and durably stored share ``share_index`` of ``key_id`` at ``epoch``
-    under order ``order_id`` (16 bytes); the share matched ``public_share`` (33 bytes).
+    under order ``order_id`` (16 bytes); the share matched ``public_share`` (33 bytes; issue 16: 32 for an ed25519 key).
     ``signature``: the node's Ed25519 identity signature over :meth:`message`."""
 
     order_id: bytes
@@ -1403,7 +1426,7 @@ class RecoveryReceipt:
         check_int(self.epoch, "epoch", 0, MAX_EPOCH)
         check_int(self.share_index, "share_index", 1, MAX_INDEX)
         check_int(self.node, "node", 1, MAX_INDEX)
-        object.__setattr__(self, "public_share", check_compressed_point(self.public_share, "public_share"))
+        object.__setattr__(self, "public_share", check_element(self.public_share, "public_share"))  # issue 16: or Ed25519
         object.__setattr__(self, "signature", check_bytes(self.signature, "signature", length=SIGNATURE_LEN))
 
     def message(self) -> bytes:
@@ -1424,7 +1447,7 @@ class RecoveryReceipt:
         epoch = dec.uint("epoch")
         share_index = dec.uint("share_index")
         node = dec.uint("node")
-        public_share = dec.raw("public_share", length=PUBLIC_KEY_LEN)
+        public_share = dec.raw("public_share")  # 33 bytes, or 32 for an ed25519 key (issue 16): checked by the constructor
         dec.finish()
         out = cls(order_id, key_id, epoch, share_index, node, public_share, signature)
         check_canonical(out.to_bytes(), data)

@@ -53,7 +53,7 @@ import grpc
 
 from crypto_core.backup import RecoveredShare
 from crypto_core.errors import DecodeError
-from crypto_core.frost.keyshare import FrostKeyShare
+from crypto_core.frost.keyshare import FrostKeyShare, is_frost_record
 from crypto_core.keyshare import KeyShare
 from governance.audit import detail_text
 from governance.errors import GovernanceError
@@ -78,7 +78,14 @@ from governance.recovery import (
 from mpc_node.backup_store import BackupStateError, RestoredKey, StoredOrder
 from mpc_node.fields import at_most, governance_blob
 from mpcnet.common import agekeys
-from mpcnet.common.backup import attribute_deliveries, key_record, make_part, open_deliveries, recovered_share
+from mpcnet.common.backup import (
+    attribute_deliveries,
+    key_record,
+    make_part,
+    open_deliveries,
+    recovered_frost_share,
+    recovered_share,
+)
 from mpcnet.common.bundle import BundleError, verify_bundle
 from mpcnet.common.key_group import encode_scalar, public_share_of
 from mpcnet.common.rpc import RpcError, check_len, invalid
@@ -372,11 +379,6 @@ class NodeBackups:
         # replaced by this order's restore: a new order can always retry the ceremony)
         bundle = self._bundle(req.bundle, order.bundle_digest)
         key = bundle.key
-        if key.is_frost:  # issue 16: a FROST key's restore needs the FROST follow-up refresh/reshare (not yet here)
-            raise RpcError(
-                Code.FAILED_PRECONDITION,
-                f"bundle.key.scheme: restoring a share of a {key.scheme} key is not yet supported (backups and drills are)",
-            )
         installed = node.store.recovery_config_changes()
         if bundle.config.change.config.version != order.config_version or len(installed) < order.config_version or (
             bundle.config.to_bytes() != installed[order.config_version - 1]
@@ -386,7 +388,7 @@ class NodeBackups:
             )
         for name, a, b in (
             ("key_id", key.key_id, order.key_id), ("public_key", key.public_key, order.public_key),
-            ("chain_code", key.chain_code, order.chain_code), ("epoch", key.epoch, order.epoch),
+            ("chain_code", key.chain_code, order.chain_code), ("epoch", key.epoch, order.epoch), ("scheme", key.scheme, order.scheme),
         ):
             if a != b:
                 raise RpcError(Code.FAILED_PRECONDITION, f"bundle.key.{name}: differs from the order's")
@@ -405,8 +407,9 @@ class NodeBackups:
                 Code.FAILED_PRECONDITION,
                 f"pieces: fewer than {_quorum(bundle)} officers' pieces verify ({_faults(outcomes, names, stray)})",
             )
-        try:
-            restored = recovered_share(bundle, share_index, secret)  # checks secret*G == S_i
+        restored: RecoveredShare | FrostKeyShare
+        try:  # issue 16: a FROST key's share is restored as a FrostKeyShare (it deals in the FROST follow-up)
+            restored = recovered_frost_share(bundle, share_index, secret) if key.is_frost else recovered_share(bundle, share_index, secret)
         except (DecodeError, ValueError):  # never echo anything about the secret
             raise RpcError(Code.FAILED_PRECONDITION, f"pieces: the rebuilt share does not match public share {share_index}") from None
         finally:
@@ -554,15 +557,16 @@ class NodeBackups:
         return secret, outcomes, stray
 
     # --- the restored share in the node's other paths ------------------------------------------
-    def restored(self, key_id: bytes, epoch: int) -> tuple[RestoredKey, RecoveredShare] | None:
-        """The restored share of ``key_id`` at ``epoch`` here (None: none)."""
+    def restored(self, key_id: bytes, epoch: int) -> tuple[RestoredKey, RecoveredShare | FrostKeyShare] | None:
+        """The restored share of ``key_id`` at ``epoch`` here (None: none); a FROST key's is a
+        :class:`FrostKeyShare` (issue 16, by the record's magic)."""
         rk = self.node.store.restored_key(key_id)
         if rk is None or rk.epoch != epoch:
             return None
         record = self.node.store.restored_share(key_id)
         if record is None:
             return None
-        return rk, RecoveredShare.from_bytes(record)
+        return rk, FrostKeyShare.from_bytes(record) if is_frost_record(record) else RecoveredShare.from_bytes(record)
 
 
 def _live_share(node: NodeService, key_id: bytes) -> KeyShare | FrostKeyShare | None:

@@ -449,6 +449,26 @@ def recovered_share(bundle: BackupBundle, share_index: int, secret: int) -> Reco
     return rs
 
 
+def recovered_frost_share(bundle: BackupBundle, share_index: int, secret: int) -> FrostKeyShare:
+    """The :class:`FrostKeyShare` of ``secret`` at ``share_index`` of the bundle's FROST key
+    (issue 16): a FROST share has no pairwise material, so the rebuilt share with the key's public
+    record is complete; it deals in the restore order's follow-up refresh/reshare
+    (:mod:`crypto_core.frost.reshare`). Its ``sid_dkg`` is the bundle's digest (the reshare never
+    reads it; the follow-up gives the next epoch its own). DecodeError naming ``key.scheme`` for
+    an ECDSA key, or the field :meth:`FrostKeyShare.validate` names (the secret does not match
+    its public share, ...)."""
+    key = bundle.key
+    if not key.is_frost:
+        raise DecodeError("key.scheme", "an ecdsa-secp256k1 key is restored as a RecoveredShare")
+    fs = FrostKeyShare(
+        scheme=key.scheme, threshold=key.threshold, parties=len(key.committee), index=share_index, secret_share=secret,
+        public_key=key.public_key, public_shares=tuple(key.public_shares), sid_dkg=bundle.digest(),
+        key_label=key.label.encode("utf-8"), epoch=key.epoch,
+    )
+    fs.validate()
+    return fs
+
+
 def recover_key(bundle: BackupBundle, shares: Mapping[int, int]) -> int:
     """The whole private key from ``threshold`` shares ``{share index: share}`` (break-glass export,
     off-line only), checked against the bundle's public key. BundleError naming ``shares``
@@ -471,5 +491,5 @@ def recover_key(bundle: BackupBundle, shares: Mapping[int, int]) -> int:
 __all__ = [
     "MISSING", "UNDECRYPTABLE", "WRONG_BINDING", "OfficerReport", "PieceCheck", "attribute_deliveries", "drill_check",
     "key_record", "make_part",
-    "officer_check", "officer_deliveries", "open_deliveries", "recover_key", "recovered_share",
+    "officer_check", "officer_deliveries", "open_deliveries", "recover_key", "recovered_frost_share", "recovered_share",
 ]

@@ -166,6 +166,8 @@ def check_order_bundle(order: RecoveryOrder, bundle: BackupBundle) -> None:
     for name in ("key_id", "public_key", "chain_code"):
         if not hmac.compare_digest(getattr(order, name), getattr(key, name)):
             raise BundleError(f"order.{name}", "is not the bundle's key")
+    if order.scheme != key.scheme:  # issue 16
+        raise BundleError("order.scheme", f"is {order.scheme}, the bundle's key is a {key.scheme} key")
     if order.epoch != key.epoch:
         raise BundleError("order.epoch", f"is {order.epoch}, the bundle backs up epoch {key.epoch}")
     if not hmac.compare_digest(order.bundle_digest, bundle.digest()):

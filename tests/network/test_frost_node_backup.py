@@ -12,15 +12,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
 
 from crypto_core.frost.group import ED25519, SECP256K1, Group
-from crypto_core.frost.keyshare import FrostKeyShare
+from crypto_core.frost.keyshare import FrostKeyShare, is_frost_record
 from governance.approval import SCHEME_BIP340, SCHEME_ED25519
+from governance.encoding import Encoder
+from governance.keyop import KeyOperation, KeyOpKind, SignedKeyOperation
 from governance.recovery import (
+    RECOVERY_ORDER_V2_TAG,
     BackupBundle,
     DrillReport,
     EpochAttestation,
@@ -28,9 +32,15 @@ from governance.recovery import (
     PiecePurpose,
     RecoveryConfig,
     RecoveryConfigChange,
+    RecoveryOrder,
+    RecoveryOrderKind,
+    RecoveryReceipt,
+    RecoveryTarget,
     SignedBackupPart,
     SignedRecoveryConfigChange,
+    SignedRecoveryOrder,
     sign_recovery_config_change,
+    sign_recovery_order,
 )
 from governance.roster import SignedRosterChange
 from mpc_node.service import NodeService
@@ -43,12 +53,14 @@ from mpcnet.common.rpc import RpcError
 from mpcnet.wire.mpc.v1 import node_pb2
 
 from .frost_util import frost_dkg
-from .keyops_util import close, services
+from .keyops_util import close, run, services
+from .test_frost_keyops_node import sign_at
 
 N, T, M = 3, 2, 2
 SCHEMES = (SCHEME_ED25519, SCHEME_BIP340)
 GROUPS: dict[str, Group] = {SCHEME_ED25519: ED25519, SCHEME_BIP340: SECP256K1}
 Code = grpc.StatusCode
+ORDER_EXPIRES_MS = 4_102_444_800_000  # 2100-01-01: the test orders do not expire
 
 
 @pytest.fixture(scope="module")
@@ -169,3 +181,80 @@ def test_a_bad_frost_bundle_is_named_never_an_internal_error(
     out = s.DrillShare(node_pb2.DrillShareRequest(ceremony_id=ceremony, bundle=other.to_file(), pieces=pieces), None)
     report = DrillReport.from_bytes(out.report)
     assert not report.ok and set(dict(report.outcomes).values()) == {"wrong-binding", "missing"}
+
+
+# --- restore (last in this module: it empties node 3's store) ------------------------------------
+
+
+def _wipe(lay: Layout, svcs: dict[int, NodeService], i: int) -> None:
+    """Empty node ``i``'s store (its disk was lost; it keeps its roster keys) and start it again."""
+    svcs[i].store.close()
+    svcs[i].audit.close()
+    store = Path(svcs[i].cfg.store)
+    for f in store.parent.glob(store.name + "*"):
+        f.unlink()
+    svcs[i] = services(lay, only=i)[i]
+
+
+def _order(lay: Layout, svc: NodeService, key: node_pb2.DkgResult, bundle: BackupBundle) -> tuple[SignedRecoveryOrder, KeyOperation]:
+    """A RESTORE order (v2: the key's scheme) of share 3 to node 3 with its follow-up refresh, admin-signed."""
+    root = svc.gov.governance_root
+    follow = KeyOperation(root, os.urandom(16), KeyOpKind.REFRESH, key.key_id, bytes(key.public_key), b"", 0, T, (1, 2, 3), T,
+                          (1, 2, 3), 1, "recovery follow-up", scheme=key.scheme)
+    order = RecoveryOrder(root, os.urandom(16), RecoveryOrderKind.RESTORE, key.key_id, bytes(key.public_key), b"", 0,
+                          bundle.digest(), 1, 1, (RecoveryTarget(3, 3),), b"", follow, "node 3 lost its disk", ORDER_EXPIRES_MS,
+                          key.scheme)
+    sigs = tuple(sign_recovery_order(order, a, load_identity(lay.dir, a).signing_key) for a in ("admin1", "admin2"))
+    return SignedRecoveryOrder(order, sigs), follow
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_restore_a_frost_share_then_the_follow_up_refresh_and_sign(
+    lay: Layout, svcs: dict[int, NodeService], config: SignedRecoveryConfigChange, officers: list[tuple[bytes, bytes]],
+    scheme: str,
+) -> None:
+    key = frost_dkg(svcs, scheme, T)
+    bundle = _bundle(svcs, config, key)
+    _wipe(lay, svcs, 3)
+    s3 = svcs[3]
+    assert s3.store.get_key_share(key.key_id) is None
+    s3.InstallRecoveryConfig(node_pb2.InstallRecoveryConfigRequest(history=[config.to_bytes()]), None)
+    order, follow = _order(lay, svcs[1], key, bundle)
+    assert order.order.encode().startswith(Encoder(RECOVERY_ORDER_V2_TAG).finish())
+    assert SignedRecoveryOrder.from_bytes(order.to_bytes()) == order
+    for i in (1, 2):
+        assert svcs[i].InstallRecoveryOrder(node_pb2.InstallRecoveryOrderRequest(signed_order=order.to_bytes()), None).installed
+    oid = order.order.order_id
+    target = s3.keys.encryption_public
+
+    def pieces(which: list[int], ceremony: bytes) -> list[bytes]:
+        return [officer_deliveries(bundle, officers[k - 1][0], ceremony_id=ceremony, purpose=PiecePurpose.RESTORE,
+                                   targets={3: target})[3] for k in which]
+
+    few = pieces([1], oid) + pieces([2], os.urandom(16))
+    with pytest.raises(RpcError) as e:
+        s3.RestoreShare(node_pb2.RestoreShareRequest(signed_order=order.to_bytes(), bundle=bundle.to_file(), pieces=few), None)
+    assert e.value.code == Code.FAILED_PRECONDITION and "officer 2 (officer2): wrong-binding" in e.value.message
+    out = s3.RestoreShare(node_pb2.RestoreShareRequest(signed_order=order.to_bytes(), bundle=bundle.to_file(),
+                                                       pieces=pieces([2, 3], oid)), None)
+    receipt = RecoveryReceipt.from_bytes(out.receipt)
+    assert receipt.verify(s3.keys.identity_public) and receipt.public_share == bundle.key.public_shares[2]
+    record = s3.store.restored_share(key.key_id)
+    assert record is not None and is_frost_record(record)
+    restored = FrostKeyShare.from_bytes(record)  # the stored share is a complete FROST share of its key
+    assert (restored.scheme, restored.index, restored.epoch, restored.public_key) == (scheme, 3, 0, bytes(key.public_key))
+    assert _audit(s3, "share-restored")[-1].outcome == "restored"
+    # the follow-up refresh (authorized by the installed order); node 3 deals with its restored share
+    sid = os.urandom(32)
+    op = SignedKeyOperation(follow, ()).to_bytes()
+    res = run(svcs, sid, [1, 2, 3], reshare=node_pb2.ReshareParams(operation=op, dealers=[1, 2, 3], key_label=b"frost"))
+    assert all(not isinstance(r, RpcError) and r.finished for r in res.values()), res
+    receipts = [r.reshare_result.receipt for r in res.values()]
+    for s in svcs.values():
+        s.CommitEpoch(node_pb2.CommitEpochRequest(key_id=key.key_id, session_id=sid, receipts=receipts), None)
+    assert s3.store.restored_key(key.key_id) is None  # erased by the commit
+    ks = _share(s3, key.key_id)
+    assert ks.epoch == 1 and ks.public_key == bytes(key.public_key) and ks.scheme == scheme
+    assert s3.store.key_epoch(key.key_id) is not None
+    sign_at(lay, svcs, key, ks.public(), (1, 3), (1, 2, 3), 1)
+    sign_at(lay, svcs, key, ks.public(), (2, 3), (1, 2, 3), 1)
