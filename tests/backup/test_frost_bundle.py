@@ -295,3 +295,54 @@ def test_the_public_bundle_checks_load_no_frost_share_splitting() -> None:
     loaded = _loaded_by("mpcnet.common.bundle")
     assert "crypto_core.frost.feldman" in loaded and "mpcnet.common.key_group" in loaded
     assert not loaded & {"crypto_core.frost.backup", "crypto_core.backup", "mpcnet.common.backup"}
+
+
+# --- recovery orders of FROST keys (RecoveryOrder v2) ---------------------------------------------
+
+
+def _frost_order(w: World, **changes: Any) -> Any:
+    from governance.keyop import KeyOperation, KeyOpKind
+    from governance.recovery import RecoveryOrder, RecoveryOrderKind, RecoveryTarget
+
+    key = w.key
+    follow = KeyOperation(ROOT, bytes(16), KeyOpKind.REFRESH, key.key_id, key.public_key, b"", key.epoch, 2, key.committee, 2,
+                          key.committee, 1, "after the restore", scheme=key.scheme)
+    fields: dict[str, Any] = dict(
+        governance_root=ROOT, order_id=bytes(range(16)), kind=RecoveryOrderKind.RESTORE, key_id=key.key_id,
+        public_key=key.public_key, chain_code=b"", epoch=key.epoch, bundle_digest=w.bundle.digest(), config_version=1,
+        roster_version=1, targets=(RecoveryTarget(2, 2),), export_recipient=b"", follow_up=follow, reason="disk lost",
+        expires_ms=10**13, scheme=key.scheme,
+    )
+    fields.update(changes)
+    return RecoveryOrder(**fields)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_a_frost_recovery_order_is_v2_round_trips_and_matches_only_its_bundle(scheme: str) -> None:
+    from governance.recovery import RECOVERY_ORDER_TAG, RECOVERY_ORDER_V2_TAG, RecoveryOrder
+    from mpcnet.common.bundle import check_order_bundle
+
+    w = W(scheme)
+    order = _frost_order(w)
+    data = order.encode()
+    assert data.startswith(Encoder(RECOVERY_ORDER_V2_TAG).finish())
+    assert RecoveryOrder.from_bytes(data) == order and RecoveryOrder.from_dict(order.to_dict()) == order
+    check_order_bundle(order, w.bundle)
+    with pytest.raises(GovernanceError) as e:
+        RecoveryOrder.from_bytes(data + b"\x00")
+    with pytest.raises(GovernanceError) as e:  # the same fields under the v1 tag: a 33-byte key and a chain code expected
+        RecoveryOrder.from_bytes(Encoder(RECOVERY_ORDER_TAG).finish() + data[len(Encoder(RECOVERY_ORDER_V2_TAG).finish()):])
+    with pytest.raises(GovernanceError) as e:
+        _frost_order(w, chain_code=bytes(32))
+    assert e.value.field == "chain_code"
+    other = next(s for s in SCHEMES if s != scheme)
+    with pytest.raises(GovernanceError) as e:
+        _frost_order(w, scheme=other)  # the follow-up names the key's scheme (or the key length differs)
+    assert e.value.field in ("public_key", "follow_up.scheme")
+    with pytest.raises(GovernanceError) as e:
+        RecoveryOrder.from_dict(order.to_dict() | {"scheme": "ecdsa-secp256k1"})
+    assert e.value.field == "scheme"
+    ecdsa = world()  # an order for another key's bundle is refused naming the field
+    with pytest.raises(BundleError) as e2:
+        check_order_bundle(order, ecdsa.bundle)
+    assert e2.value.field.startswith("order.")
