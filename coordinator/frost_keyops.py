@@ -5,9 +5,9 @@ The coordinator verifies every FROST signature share against its sender's public
 shares ``S'_1..S'_n'`` of the new epoch. Each receiver reports them
 (``ReshareResult.public_shares``, or ``PendingEpochInfo.public_shares`` after a coordinator
 restart); :func:`new_epoch_public_shares` accepts them only when every member of the new
-committee reported the same vector and that vector hashes, with the key's public key, the new
-threshold and committee, to the ``state_digest`` all the receipts of the commit certificate
-signed (:func:`governance.keyop.epoch_state_digest`), and it is a valid sharing of the key
+committee reported the same vector and that vector hashes, with the key's scheme and public key,
+the new threshold and committee, to the ``state_digest`` all the receipts of the commit
+certificate signed (:func:`governance.keyop.epoch_state_digest`), and it is a valid sharing of the key
 (:meth:`crypto_core.frost.public.FrostPublic.validate`: decodable elements on one polynomial of
 degree ``t'-1`` through the key). The caller records them in the decision's transaction
 (:meth:`coordinator.keyop_store.KeyOpStore.decide`), where the old epoch's fresh nonce
@@ -51,7 +51,7 @@ def new_epoch_public_shares(
     assert first is not None  # a committee has at least 2 members
     if len(first) != len(op.new_committee):
         raise PublicSharesRefused(f"{FIELD}: {len(first)} public shares for a committee of {len(op.new_committee)}")
-    want = epoch_state_digest(op.public_key, op.chain_code, op.new_threshold, op.new_committee, first)
+    want = epoch_state_digest(op.public_key, op.chain_code, op.new_threshold, op.new_committee, first, op.scheme)
     if not hmac.compare_digest(want, state_digest):
         raise PublicSharesRefused(f"{FIELD}: do not match the state digest every receipt signed")
     try:

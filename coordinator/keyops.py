@@ -29,6 +29,12 @@ is current (proposing it again restarts it). After a restart (:meth:`KeyOperatio
 ``running`` operation asks ``GetPendingEpoch`` of every new-committee node for its last session
 and proceeds to the decision if each holds its receipt, else discards and fails; a
 ``committing`` one continues pushing. Every step is audited (``key-operation``).
+
+FROST keys (issue 16) run the same way with a KeyOperation v2 (naming the key's scheme); at the
+decision the new epoch's public shares every new holder reported are checked against the
+certificate's state digest (:mod:`coordinator.frost_keyops`) and recorded in the decision's
+transaction, with the old epoch's fresh nonce commitments discarded. Roster-implied reshares and
+scheduled refreshes include them. Backups of FROST keys are still refused.
 """
 
 from __future__ import annotations

@@ -66,6 +66,7 @@ EPOCH_RECEIPT_TAG = domain_tag("epoch-receipt")
 EPOCH_RECEIPT_MESSAGE_TAG = domain_tag("epoch-receipt-message")
 
 STATE_DIGEST_TAG = b"MPCNET/v1/node/epoch-state"
+FROST_STATE_DIGEST_TAG = b"MPCNET/v1/node/epoch-state-frost"  # issue 16
 OP_ID_LEN = 16
 ID_LEN = 32
 PUBLIC_KEY_LEN = 33  # compressed SEC1
@@ -78,14 +79,32 @@ MAX_REASON_CHARS = 200
 
 
 def epoch_state_digest(
-    public_key: bytes, chain_code: bytes, threshold: int, committee: Sequence[int], public_shares: Sequence[bytes]
+    public_key: bytes, chain_code: bytes, threshold: int, committee: Sequence[int], public_shares: Sequence[bytes],
+    scheme: str = SCHEME_ECDSA,
 ) -> bytes:
-    """The :class:`EpochReceipt` ``state_digest``: SHA-256 over the new epoch's public state:
-    the public key's encoding (33 bytes compressed; a FROST key's group element encoding, 32 or
-    33 bytes), chain code (32 bytes; empty for a FROST key), threshold (u16), committee (count
-    u16, each u16) and every public share S'_1..S'_n' (encoded, in share-index order). Shared by
-    the node (which signs it) and the coordinator (which checks reported FROST public shares
-    against it, issue 16)."""
+    """The :class:`EpochReceipt` ``state_digest``: SHA-256 over the new epoch's public state.
+    An ECDSA key (as before issue 16): tag, compressed public key (33 bytes), chain code (32),
+    threshold (u16), committee (count u16, each u16) and every public share S'_1..S'_n' (33 bytes
+    each, in share-index order). A FROST key (issue 16; its own tag, every variable part
+    length-prefixed): tag, scheme (u16 length + ASCII), group key encoding (u16 length + bytes),
+    threshold (u16), committee (count u16, each u16), public shares (count u16, each u16 length +
+    encoding); it has no chain code (``chain_code`` must be empty). Shared by the node (which
+    signs it) and the coordinator (which checks reported FROST public shares against it)."""
+    if scheme != SCHEME_ECDSA:
+        if chain_code:
+            raise GovernanceError("chain_code", f"a {scheme} key has none")
+
+        def lp(b: bytes) -> bytes:
+            return len(b).to_bytes(2, "big") + b
+
+        h = hashlib.sha256(FROST_STATE_DIGEST_TAG)
+        h.update(lp(scheme.encode("ascii")) + lp(public_key) + threshold.to_bytes(2, "big") + len(committee).to_bytes(2, "big"))
+        for i in committee:
+            h.update(i.to_bytes(2, "big"))
+        h.update(len(public_shares).to_bytes(2, "big"))
+        for s in public_shares:
+            h.update(lp(s))
+        return h.digest()
     h = hashlib.sha256(STATE_DIGEST_TAG)
     h.update(public_key + chain_code + threshold.to_bytes(2, "big") + len(committee).to_bytes(2, "big"))
     for i in committee:

@@ -16,6 +16,12 @@
   and live signing sessions of the key are aborted. Idempotent.
 * :meth:`EpochService.discard`, :meth:`EpochService.pending`: ``DiscardEpoch`` and
   ``GetPendingEpoch``.
+
+FROST keys (issue 16) take the same path with :class:`crypto_core.frost.reshare.FrostReshareParty`:
+same checks, receipts, atomic commit/discard and abandonment rules; ``ReshareResult`` and
+``PendingEpochInfo`` carry the new epoch's public shares (the coordinator verifies signature
+shares against them); a joining node's key row takes the scheme of its pending share (which came
+from the authorized operation); the commit deletes the key's fresh nonces with the old epoch.
 """
 
 from __future__ import annotations

@@ -13,7 +13,15 @@ refused). It returns the
 roster indices, share indices are committee positions). Errors are :class:`RpcError` naming
 ``reshare.<field>`` (``reshare.operation.<field>`` for the operation's own fields).
 
-:func:`state_digest` is the one definition of the epoch receipt's ``state_digest``.
+A FROST key (issue 16; the operation's ``scheme`` is ``ed25519`` or
+``schnorr-secp256k1-bip340``, a governance KeyOperation v2) is checked the same way, its id being
+``frost_key_id(scheme, public_key)`` and its public key a valid element of the scheme's group; the
+node's share must be of that scheme, and the setup carries a
+:class:`crypto_core.frost.reshare.FrostReshareConfig` (same roles and indices, no chain code).
+
+:func:`state_digest` (:func:`governance.keyop.epoch_state_digest`, shared with the coordinator) is
+the epoch receipt's ``state_digest``; a FROST share's is the scheme's variant (its own tag, the
+scheme, the group key and public shares' encodings, length-prefixed, no chain code).
 """
 
 from __future__ import annotations
@@ -102,11 +110,11 @@ def receipt_for(
     share: KeyShare | FrostKeyShare, op: KeyOperation, session_id: bytes, holder: int, governance_root: bytes
 ) -> EpochReceipt:
     """The (unsigned) epoch receipt of a receiver's new ``share``. A FROST share (issue 16): its
-    state digest takes the group key's encoding (32 or 33 bytes), an empty chain code and the
-    public shares' encodings (what the coordinator records for the new epoch: it recomputes this
-    digest from ``ReshareResult.public_shares``)."""
+    state digest is the FROST variant of :func:`governance.keyop.epoch_state_digest` over the
+    scheme, group key and public shares (what the coordinator records for the new epoch: it
+    recomputes this digest from ``ReshareResult.public_shares``)."""
     if isinstance(share, FrostKeyShare):
-        digest = state_digest(share.public_key, b"", share.threshold, op.new_committee, share.public_shares)
+        digest = state_digest(share.public_key, b"", share.threshold, op.new_committee, share.public_shares, share.scheme)
     else:
         pub = [s.encode() for s in share.public_shares]
         digest = state_digest(share.public_key.encode(), share.chain_code, share.threshold, op.new_committee, pub)

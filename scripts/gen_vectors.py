@@ -803,7 +803,15 @@ def _key_operations() -> list[tuple[str, KeyOperation, tuple[str, ...]]]:
     refresh = KeyOperation(
         root, bytes([1] * 16), KeyOpKind.REFRESH, KEY_ID_A, pk, cc, 1, 2, (1, 2, 4), 2, (1, 2, 4), 4, "quarterly refresh"
     )
-    return [("roster-implied-reshare", reshare, ()), ("admin-refresh", refresh, ("ada", "cyd"))]
+    # issue 16: a FROST key's operation (tag key-operation-v2): its group key (here the RFC 8032
+    # test 1 Ed25519 public key: fixed data only), no chain code, the scheme appended
+    ed_pk = bytes.fromhex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
+    frost = KeyOperation(
+        root, bytes([2] * 16), KeyOpKind.REFRESH, KEY_ID_A, ed_pk, b"", 1, 2, (1, 2, 4), 2, (1, 2, 4), 4, "ed25519 refresh",
+        scheme="ed25519",
+    )
+    return [("roster-implied-reshare", reshare, ()), ("admin-refresh", refresh, ("ada", "cyd")),
+            ("admin-refresh-ed25519-key", frost, ("ada", "cyd"))]
 
 
 def key_operation_file() -> dict[str, object]:
@@ -827,7 +835,8 @@ def key_operation_file() -> dict[str, object]:
         })
     return _file(
         "Key operations (5.17-5.19): a roster-implied reshare (no signatures; valid after roster version 4 of "
-        "roster.json, whose active nodes are 1, 2 and 4) and an admin-signed refresh; then the commit "
+        "roster.json, whose active nodes are 1, 2 and 4), an admin-signed refresh and an admin-signed refresh of an "
+        "ed25519 (FROST) key (tag key-operation-v2: group key, empty chain code, scheme appended); then the commit "
         "certificate of the reshare: one EpochReceipt per new-committee member (session id 07*32, state digest "
         "09*32), signed with the holder's identity key in that roster (node 1's rotated key). The public key is "
         "the secp256k1 generator: these are encodings, not a real key.",

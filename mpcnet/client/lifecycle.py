@@ -8,7 +8,9 @@ The coordinator is untrusted: every answer is checked against what the client kn
   its cluster.json) and refuses a history that does not extend the one it verified before
   (a rollback) with DATA_LOSS.
 - Every :class:`~governance.keyop.KeyOperation` the client builds takes the key's public data
-  from ``GetKey`` and checks it: ``key_id`` must be ``compute_key_id(public_key, chain_code)``,
+  from ``GetKey`` and checks it: ``key_id`` must be ``compute_key_id(public_key, chain_code)``
+  (a FROST key's, issue 16: ``frost_key_id(scheme, public_key)``, no chain code; its operation
+  is a KeyOperation v2 naming the scheme),
   and the public key and chain code must equal the ones this client saw before for that key id;
   old epoch, threshold and committee come from the key record, the roster version from the
   verified roster, and the new committee must be active nodes of it.

@@ -11,6 +11,7 @@ field and the node.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -152,7 +153,7 @@ def test_reported_public_shares_must_agree_and_match_the_receipts() -> None:
 
     op = KeyOperation(bytes(32), bytes(16), KeyOpKind.REFRESH, frost_key_id(SCHEME_ED25519, pk), pk, b"", 0, 2, FULL, 2, FULL, 1,
                       scheme=SCHEME_ED25519)
-    digest = epoch_state_digest(pk, b"", 2, FULL, pub)
+    digest = epoch_state_digest(pk, b"", 2, FULL, pub, SCHEME_ED25519)
     assert new_epoch_public_shares(op, digest, {i: tuple(pub) for i in FULL}) == tuple(pub)
     FrostPublic(SCHEME_ED25519, 2, 3, pk, tuple(pub)).validate()
     cases = [
@@ -167,7 +168,7 @@ def test_reported_public_shares_must_agree_and_match_the_receipts() -> None:
         new_epoch_public_shares(op, bytes(32), {i: tuple(pub) for i in FULL})
     bad = [pub[0], pub[1], ED25519.encode(ED25519.base_mul(8))]  # consistent reports, off the line: not a sharing of the key
     with pytest.raises(PublicSharesRefused, match="not a sharing of the key"):
-        new_epoch_public_shares(op, epoch_state_digest(pk, b"", 2, FULL, bad), {i: tuple(bad) for i in FULL})
+        new_epoch_public_shares(op, epoch_state_digest(pk, b"", 2, FULL, bad, SCHEME_ED25519), {i: tuple(bad) for i in FULL})
 
 
 def test_a_revocation_reshares_frost_keys_without_the_revoked_node(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
@@ -202,3 +203,19 @@ def test_a_revocation_reshares_frost_keys_without_the_revoked_node(tmp_path_fact
     finally:
         coord.close()
         close(svcs)
+
+
+def test_an_operation_naming_another_scheme_is_refused_naming_the_field(coord: Coordinator) -> None:
+    """A proposal for a bip340 key encoded as an ECDSA operation (its 33-byte key, any chain code)
+    is refused at the proposal, naming ``scheme``; nothing runs."""
+    from coordinator.keyops import KIND
+    from mpcnet.common.rpc import RpcError
+
+    k, _ = _frost_key(coord, SCHEME_BIP340)
+    good = _op(coord, k).operation
+    op = dataclasses.replace(good, scheme="ecdsa-secp256k1", chain_code=bytes(32))
+    signed = SignedKeyOperation(op, (sign_key_operation(op, "admin1", load_identity(coord.lay.dir, "admin1").signing_key),))
+    with pytest.raises(RpcError) as ei:
+        coord.lifecycle.propose(KIND, signed.to_bytes(), "admin1", "signed_operation")
+    assert ei.value.message.startswith("signed_operation.operation.scheme: is ecdsa-secp256k1"), ei.value.message
+    assert coord.db.list_key_operations(k.key_id) == []

@@ -81,3 +81,16 @@ def test_a_v2_encoding_of_an_ecdsa_operation_is_refused() -> None:
     with pytest.raises(GovernanceError) as e:
         KeyOperation.from_bytes(data)
     assert e.value.field == "scheme"
+
+
+def test_the_epoch_state_digest_of_a_frost_key_has_its_own_domain() -> None:
+    from governance.keyop import epoch_state_digest
+
+    shares = [bytes([i]) * 32 for i in (1, 2, 3)]
+    frost = epoch_state_digest(ED_PK, b"", 2, (1, 2, 3), shares, "ed25519")
+    assert frost != epoch_state_digest(ED_PK, b"", 2, (1, 2, 3), shares)  # not the ECDSA layout over the same bytes
+    assert frost != epoch_state_digest(ED_PK, b"", 2, (1, 2, 3), shares, "schnorr-secp256k1-bip340")  # the scheme is bound
+    assert frost != epoch_state_digest(ED_PK, b"", 2, (1, 2, 3), [shares[0] + shares[1][:1], shares[1][1:], shares[2]], "ed25519")
+    with pytest.raises(GovernanceError) as e:
+        epoch_state_digest(ED_PK, bytes(32), 2, (1, 2, 3), shares, "ed25519")
+    assert e.value.field == "chain_code"

@@ -580,11 +580,13 @@ KEYOPS = _load("key-operation.json")
 def spec_key_operation(f: dict[str, Any]) -> bytes:
     """KeyOperation (5.17) rebuilt from the spec's field table."""
     kind = {"refresh": 1, "reshare": 2}[f["kind"]]
-    out = _tag("key-operation") + _f(_h(f["governance_root"])) + _f(_h(f["op_id"])) + _u(kind) + _f(_h(f["key_id"]))
+    v2 = "scheme" in f  # issue 16: a FROST key's operation (5.17 v2) appends its scheme
+    out = _tag("key-operation-v2" if v2 else "key-operation") + _f(_h(f["governance_root"])) + _f(_h(f["op_id"]))
+    out += _u(kind) + _f(_h(f["key_id"]))
     out += _f(_h(f["public_key"])) + _f(_h(f["chain_code"])) + _u(f["old_epoch"]) + _u(f["old_threshold"])
     out += _c(len(f["old_committee"])) + b"".join(_u(i) for i in f["old_committee"])
     out += _u(f["new_threshold"]) + _c(len(f["new_committee"])) + b"".join(_u(i) for i in f["new_committee"])
-    return out + _u(f["roster_version"]) + _t(f["reason"])
+    return out + _u(f["roster_version"]) + _t(f["reason"]) + (_t(f["scheme"]) if v2 else b"")
 
 
 def test_key_operation_vectors() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import coincurve
@@ -85,7 +86,7 @@ def _reported_public(key: node_pb2.DkgResult, res: dict[int, Any], committee: tu
     assert len(vectors) == 1
     shares = next(iter(vectors))
     assert all(not r.reshare_result.public_shares for i, r in res.items() if i not in committee)  # retiring dealers report none
-    want = state_digest(bytes(key.public_key), b"", t, committee, shares)
+    want = state_digest(bytes(key.public_key), b"", t, committee, shares, key.scheme)
     assert all(EpochReceipt.from_bytes(r.reshare_result.receipt).state_digest == want for i, r in res.items() if i in committee)
     public = FrostPublic(key.scheme, t, len(committee), bytes(key.public_key), tuple(bytes(s) for s in shares))
     public.validate()
@@ -181,3 +182,27 @@ def test_a_frost_operation_must_name_the_keys_scheme(lay: Layout, svcs: dict[int
         svcs[1].StartSession(node_pb2.StartSessionRequest(session_id=os.urandom(32), reshare=node_pb2.ReshareParams(
             operation=op, dealers=[1, 2, 3], key_label=LABEL)), None)
     assert ei.value.code == Code.INVALID_ARGUMENT and ei.value.message.startswith("reshare.operation.key_id:"), ei.value.message
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_a_member_without_the_key_joins_from_the_operation_and_stores_its_scheme(
+    lay: Layout, svcs: dict[int, NodeService], scheme: str,
+) -> None:
+    """Node 3 lost its store (a wiped disk): it holds no record of the key, takes part as a
+    receiver only, learns the key (scheme, public key) from the authorized operation, and after
+    the commit its new key row has the key's scheme and it signs at epoch 1."""
+    key = frost_dkg(svcs, scheme, 2, LABEL)
+    svcs[3].store.close()
+    svcs[3].audit.close()
+    store = Path(svcs[3].cfg.store)
+    for f in store.parent.glob(store.name + "*"):
+        f.unlink()
+    svcs[3] = services(lay, only=3)[3]
+    assert svcs[3].store.key_epoch(key.key_id) is None
+    op = _operation(lay, svcs[1], key, kind=KeyOpKind.RESHARE, old=(1, 2, 3), new=(1, 2, 3), old_t=2, new_t=3, old_epoch=0)
+    sid, res = _reshare(svcs, op, [1, 2])  # node 3 holds nothing to deal
+    public = _reported_public(key, res, (1, 2, 3), 3)
+    _commit(svcs, key.key_id, sid, res, [1, 2, 3])
+    listed = {k.key_id: k for k in svcs[3].ListKeys(node_pb2.NodeListKeysRequest(), None).keys}
+    assert listed[key.key_id].scheme == scheme and listed[key.key_id].public_key == key.public_key and listed[key.key_id].epoch == 1
+    sign_at(lay, svcs, key, public, (1, 2, 3), (1, 2, 3), 1)
