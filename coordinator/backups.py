@@ -33,7 +33,6 @@ from coordinator.backup_store import BundleRecord
 from coordinator.db import AuditEvent, CoordinatorDb, KeyRecord, now_ms
 from coordinator.recovery_config import RecoveryConfigBook
 from coordinator.relay import NodeHandle, fanout
-from coordinator.schemes import is_frost, refuse_frost
 from governance.audit import detail_text
 from governance.errors import GovernanceError
 from governance.policy import AdminSet
@@ -130,7 +129,7 @@ class Backups:
         stored = []
         now = now_ms()
         for k in self.db.list_keys("active"):
-            if (only is not None and k.key_id != only) or is_frost(k.scheme):  # issue 16: no FROST backups yet
+            if only is not None and k.key_id != only:
                 continue
             with self._lock:
                 if k.key_id in self._busy or now < self._backoff.get(k.key_id, (0, 0))[1]:
@@ -208,6 +207,7 @@ class Backups:
             key = BackupKey(
                 key_id=k.key_id, public_key=k.public_key, chain_code=k.chain_code, label=k.label, threshold=k.threshold,
                 epoch=epoch, committee=committee, public_shares=tuple(sp.part.commitments[0] for sp in parts),
+                scheme=k.scheme,  # issue 16: a FROST key's record names its scheme (verify_bundle checks in its group)
             )
         except GovernanceError as e:
             raise CollectFailed(f"the key's public record is invalid ({e.field}: {e.reason})") from None
@@ -251,7 +251,6 @@ class Backups:
         k = self.db.get_key(key_id)
         if k is None:
             raise RpcError(Code.NOT_FOUND, f"key_id: unknown key {key_id.hex()}")
-        refuse_frost(k.scheme, key_id, "backup export")  # issue 16
         if digest:
             rec = self.db.get_bundle(digest)
             if rec is None or not hmac.compare_digest(rec.key_id, key_id):
@@ -285,8 +284,6 @@ class Backups:
         now = now_ms() if now is None else now
         out = []
         for k in self.db.list_keys("active"):
-            if is_frost(k.scheme):  # issue 16: no FROST backups (nor drills) yet
-                continue
             epoch, _ = self.epoch_of(k)
             newest = self.db.newest_bundle(k.key_id)
             drill = self.db.drill_record(k.key_id)

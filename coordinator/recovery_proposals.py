@@ -156,6 +156,8 @@ class RecoveryProposals:
             raise RpcError(Code.FAILED_PRECONDITION, f"{f}.public_key: differs from key {order.key_id.hex()[:16]}'s")
         if order.chain_code != k.chain_code:
             raise RpcError(Code.FAILED_PRECONDITION, f"{f}.chain_code: differs from key {order.key_id.hex()[:16]}'s")
+        if order.scheme != k.scheme:  # issue 16
+            raise RpcError(Code.FAILED_PRECONDITION, f"{f}.scheme: is {order.scheme}, key {order.key_id.hex()[:16]} is a {k.scheme} key")
         epoch, committee = self.keyops.epoch_of(k)
         if order.epoch != epoch:
             raise RpcError(Code.FAILED_PRECONDITION, f"{f}.epoch: is {order.epoch}, the key's is {epoch}")

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ._checks import SIGNATURE_LEN, check_bytes, check_int, check_name, check_private_key, ed25519_verify, expect_dict, from_hex, json_int
+from .approval import SCHEME_ECDSA, SCHEME_ED25519, SCHEMES, _has_tag
 from .encoding import Decoder, Encoder, domain_tag, sha256
 from .errors import GovernanceError, field_prefix
 from .keyop import (
@@ -74,12 +75,18 @@ RECOVERY_CONFIG_TAG = domain_tag("recovery-config")
 RECOVERY_CONFIG_CHANGE_TAG = domain_tag("recovery-config-change")
 SIGNED_RECOVERY_CONFIG_CHANGE_TAG = domain_tag("signed-recovery-config-change")
 BACKUP_KEY_TAG = domain_tag("backup-key")
+# issue 16: the public record of a FROST key (ed25519, schnorr-secp256k1-bip340) carries its scheme
+# under this tag; an ecdsa-secp256k1 record encodes with BACKUP_KEY_TAG byte for byte as before
+BACKUP_KEY_V2_TAG = domain_tag("backup-key-v2")
 BACKUP_PIECE_TAG = domain_tag("backup-piece")
 BACKUP_PART_TAG = domain_tag("backup-part")
 SIGNED_BACKUP_PART_TAG = domain_tag("signed-backup-part")
 BACKUP_BUNDLE_TAG = domain_tag("backup-bundle")
 PIECE_DELIVERY_TAG = domain_tag("piece-delivery")
 RECOVERY_ORDER_TAG = domain_tag("recovery-order")
+# issue 16: an order for a FROST key appends the key's scheme under this tag (public key of its group,
+# empty chain code); an ecdsa-secp256k1 order encodes with RECOVERY_ORDER_TAG byte for byte as before
+RECOVERY_ORDER_V2_TAG = domain_tag("recovery-order-v2")
 SIGNED_RECOVERY_ORDER_TAG = domain_tag("signed-recovery-order")
 RECOVERY_RECEIPT_TAG = domain_tag("recovery-receipt")
 RECOVERY_RECEIPT_MESSAGE_TAG = domain_tag("recovery-receipt-message")
@@ -438,6 +445,25 @@ def verify_recovery_config_history(admins: AdminSet, history: Sequence[SignedRec
 # --- the key's public record, pieces and parts ------------------------------------------------
 
 
+ED25519_ELEMENT_LEN = 32
+
+
+def check_element(value: object, field: str, scheme: str | None = None) -> bytes:
+    """A group element encoding of a key of ``scheme``: a 33-byte compressed SEC1 point
+    (``ecdsa-secp256k1``, ``schnorr-secp256k1-bip340``) or a 32-byte Ed25519 point (``ed25519``);
+    with ``scheme`` None either shape. The curve checks are :mod:`crypto_core`'s."""
+    ed = scheme == SCHEME_ED25519 or (
+        scheme is None and isinstance(value, (bytes, bytearray)) and len(value) == ED25519_ELEMENT_LEN
+    )
+    return check_bytes(value, field, length=ED25519_ELEMENT_LEN) if ed else check_compressed_point(value, field)
+
+
+def _check_scheme(value: object, field: str = "scheme") -> str:
+    if not isinstance(value, str) or value not in SCHEMES:
+        raise GovernanceError(field, f"must be one of {', '.join(SCHEMES)}")
+    return value
+
+
 def _check_label(value: object, field: str = "label") -> str:
     label = check_text(value, field, MAX_LABEL_BYTES)
     if len(label.encode("utf-8")) > MAX_LABEL_BYTES:
@@ -454,6 +480,12 @@ class BackupKey:
     n holders in increasing order (position = share index); ``public_shares`` S_1..S_n, 33 bytes
     each (S_i = x_i*G of the node at position i). On-curve and interpolation checks are
     ``crypto_core.feldman``'s.
+
+    ``scheme`` (issue 16): ``ecdsa-secp256k1`` (the default; encoded with the version-1 tag, byte
+    for byte as before) or a FROST scheme, ``ed25519`` (public key and shares 32-byte Ed25519
+    points) or ``schnorr-secp256k1-bip340`` (33-byte compressed, the untweaked group key), whose
+    record is encoded with :data:`BACKUP_KEY_V2_TAG` and the scheme after the key id; a FROST key
+    has no chain code (``b""``). Group checks are ``crypto_core.frost``'s.
     """
 
     key_id: bytes
@@ -464,11 +496,14 @@ class BackupKey:
     epoch: int
     committee: tuple[int, ...]
     public_shares: tuple[bytes, ...]
+    scheme: str = SCHEME_ECDSA
 
     def __post_init__(self) -> None:
+        scheme = _check_scheme(self.scheme)
         object.__setattr__(self, "key_id", check_bytes(self.key_id, "key_id", length=ID_LEN))
-        object.__setattr__(self, "public_key", check_compressed_point(self.public_key, "public_key"))
-        object.__setattr__(self, "chain_code", check_bytes(self.chain_code, "chain_code", length=ID_LEN))
+        object.__setattr__(self, "public_key", check_element(self.public_key, "public_key", scheme))
+        chain_code_len = ID_LEN if scheme == SCHEME_ECDSA else 0  # a FROST key has no chain code
+        object.__setattr__(self, "chain_code", check_bytes(self.chain_code, "chain_code", length=chain_code_len))
         _check_label(self.label)
         committee = check_committee(self.committee, "committee")
         object.__setattr__(self, "committee", committee)
@@ -476,8 +511,13 @@ class BackupKey:
         check_int(self.epoch, "epoch", 0, MAX_EPOCH)
         if not isinstance(self.public_shares, (tuple, list)) or len(self.public_shares) != len(committee):
             raise GovernanceError("public_shares", f"must be {len(committee)} public shares (one per committee member)")
-        shares = tuple(check_compressed_point(s, f"public_shares[{i}]") for i, s in enumerate(self.public_shares))
+        shares = tuple(check_element(s, f"public_shares[{i}]", scheme) for i, s in enumerate(self.public_shares))
         object.__setattr__(self, "public_shares", shares)
+
+    @property
+    def is_frost(self) -> bool:
+        """Whether this is the record of a FROST key (issue 16; encoded with the v2 tag)."""
+        return self.scheme != SCHEME_ECDSA
 
     def share_index(self, node: int) -> int:
         """``node``'s 1-based share index; GovernanceError naming ``committee`` if it holds none."""
@@ -486,10 +526,12 @@ class BackupKey:
         return self.committee.index(node) + 1
 
     def encode(self) -> bytes:
-        enc = (
-            Encoder(BACKUP_KEY_TAG).raw(self.key_id).raw(self.public_key).raw(self.chain_code).text(self.label)
-            .uint(self.threshold).uint(self.epoch).count(len(self.committee))
-        )
+        if self.is_frost:  # v2: the scheme after the key id; an ECDSA record is v1, as before issue 16
+            enc = Encoder(BACKUP_KEY_V2_TAG).raw(self.key_id).text(self.scheme)
+        else:
+            enc = Encoder(BACKUP_KEY_TAG).raw(self.key_id)
+        enc.raw(self.public_key).raw(self.chain_code).text(self.label).uint(self.threshold).uint(self.epoch)
+        enc.count(len(self.committee))
         for i in self.committee:
             enc.uint(i)
         enc.count(len(self.public_shares))
@@ -506,19 +548,26 @@ class BackupKey:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> BackupKey:
-        dec = Decoder(data, BACKUP_KEY_TAG)
+        v2 = _has_tag(data, BACKUP_KEY_V2_TAG)
+        dec = Decoder(data, BACKUP_KEY_V2_TAG if v2 else BACKUP_KEY_TAG)
         key_id = dec.raw("key_id", length=ID_LEN)
-        pk = dec.raw("public_key", length=PUBLIC_KEY_LEN)
-        cc = dec.raw("chain_code", length=ID_LEN)
+        scheme = SCHEME_ECDSA
+        if v2:
+            scheme = _check_scheme(dec.text("scheme"))
+            if scheme == SCHEME_ECDSA:
+                raise GovernanceError("scheme", "an ecdsa-secp256k1 key record is encoded with the v1 tag")
+        element_len = ED25519_ELEMENT_LEN if scheme == SCHEME_ED25519 else PUBLIC_KEY_LEN
+        pk = dec.raw("public_key", length=element_len)
+        cc = dec.raw("chain_code", length=0 if v2 else ID_LEN)
         label = dec.text("label")
         t = dec.uint("threshold")
         epoch = dec.uint("epoch")
         committee = tuple(dec.uint(f"committee[{i}]") for i in range(dec.count("committee", max_count=MAX_INDEX)))
         shares = tuple(
-            dec.raw(f"public_shares[{i}]", length=PUBLIC_KEY_LEN) for i in range(dec.count("public_shares", max_count=MAX_INDEX))
+            dec.raw(f"public_shares[{i}]", length=element_len) for i in range(dec.count("public_shares", max_count=MAX_INDEX))
         )
         dec.finish()
-        out = cls(key_id, pk, cc, label, t, epoch, committee, shares)
+        out = cls(key_id, pk, cc, label, t, epoch, committee, shares, scheme)
         check_canonical(out.encode(), data)
         return out
 
@@ -527,23 +576,29 @@ class BackupKey:
             "key_id": self.key_id.hex(), "public_key": self.public_key.hex(), "chain_code": self.chain_code.hex(),
             "label": self.label, "threshold": self.threshold, "epoch": self.epoch, "committee": list(self.committee),
             "public_shares": [s.hex() for s in self.public_shares],
-        }
+        } | ({"scheme": self.scheme} if self.is_frost else {})
 
     @classmethod
     def from_dict(cls, data: object) -> BackupKey:
         keys = frozenset({"key_id", "public_key", "chain_code", "label", "threshold", "epoch", "committee", "public_shares"})
-        d = expect_dict(data, "", keys)
+        frost = isinstance(data, dict) and "scheme" in data  # an ECDSA record's dict has no scheme, as before issue 16
+        d = expect_dict(data, "", keys | ({"scheme"} if frost else set()))
+        scheme = _check_scheme(d["scheme"]) if frost else SCHEME_ECDSA
+        if frost and scheme == SCHEME_ECDSA:
+            raise GovernanceError("scheme", "an ecdsa-secp256k1 key record has no scheme field")
+        element_len = ED25519_ELEMENT_LEN if scheme == SCHEME_ED25519 else PUBLIC_KEY_LEN
         committee, shares = d["committee"], d["public_shares"]
         if not isinstance(committee, list) or len(committee) > MAX_INDEX:
             raise GovernanceError("committee", f"must be a list of at most {MAX_INDEX} roster indices")
         if not isinstance(shares, list) or len(shares) > MAX_INDEX:
             raise GovernanceError("public_shares", f"must be a list of at most {MAX_INDEX} hex strings")
         return cls(
-            from_hex(d["key_id"], "key_id", length=ID_LEN), from_hex(d["public_key"], "public_key", length=PUBLIC_KEY_LEN),
-            from_hex(d["chain_code"], "chain_code", length=ID_LEN), _check_label(d["label"]),
+            from_hex(d["key_id"], "key_id", length=ID_LEN), from_hex(d["public_key"], "public_key", length=element_len),
+            from_hex(d["chain_code"], "chain_code", length=0 if frost else ID_LEN), _check_label(d["label"]),
             json_int(d["threshold"], "threshold"), json_int(d["epoch"], "epoch"),
             tuple(json_int(x, f"committee[{i}]") for i, x in enumerate(committee)),
-            tuple(from_hex(x, f"public_shares[{i}]", length=PUBLIC_KEY_LEN) for i, x in enumerate(shares)),
+            tuple(from_hex(x, f"public_shares[{i}]", length=element_len) for i, x in enumerate(shares)),
+            scheme,
         )
 
 
@@ -620,7 +675,8 @@ class BackupPart:
     roster version whose entry for ``node`` holds the identity key that signs the part;
     ``config_version``/``config_digest``: the recovery configuration (:meth:`RecoveryConfig.digest`)
     the part was made for; ``commitments``: the m = quorum Feldman commitments C_0..C_{m-1}, 33
-    bytes each (C_0 is the node's public share); ``pieces``: k = len(officers) binary age files
+    bytes each (C_0 is the node's public share; issue 16: 32-byte points for an ed25519 key, one
+    length for all, the group of the key record); ``pieces``: k = len(officers) binary age files
     (<= 2048 bytes each), piece j to officer j; ``created_ms``: the node's clock (ms since the epoch).
     """
 
@@ -647,7 +703,10 @@ class BackupPart:
         check_int(self.config_version, "config_version", 1, MAX_VERSION)
         if not isinstance(self.commitments, (tuple, list)) or not 2 <= len(self.commitments) <= MAX_OFFICERS:
             raise GovernanceError("commitments", f"must be 2..{MAX_OFFICERS} commitments (the recovery quorum)")
-        commitments = tuple(check_compressed_point(c, f"commitments[{i}]") for i, c in enumerate(self.commitments))
+        commitments = tuple(check_element(c, f"commitments[{i}]") for i, c in enumerate(self.commitments))
+        for i, c in enumerate(commitments):
+            if len(c) != len(commitments[0]):
+                raise GovernanceError(f"commitments[{i}]", "is of another group than commitments[0] (one length for all)")
         object.__setattr__(self, "commitments", commitments)
         if not isinstance(self.pieces, (tuple, list)) or not len(commitments) <= len(self.pieces) <= MAX_OFFICERS:
             raise GovernanceError("pieces", f"must be {len(commitments)}..{MAX_OFFICERS} age files (one per officer)")
@@ -686,7 +745,7 @@ class BackupPart:
         config_version = dec.uint("config_version")
         config_digest = dec.raw("config_digest", length=DIGEST_LEN)
         commitments = tuple(
-            dec.raw(f"commitments[{i}]", length=PUBLIC_KEY_LEN) for i in range(dec.count("commitments", max_count=MAX_OFFICERS))
+            dec.raw(f"commitments[{i}]") for i in range(dec.count("commitments", max_count=MAX_OFFICERS))
         )
         pieces = tuple(dec.raw(f"pieces[{i}]") for i in range(dec.count("pieces", max_count=MAX_OFFICERS)))
         created_ms = dec.uint("created_ms")
@@ -1053,6 +1112,9 @@ class RecoveryOrder:
     ``reason``: non-empty text (:func:`governance.text.check_text`, at most 200 characters).
     ``expires_ms``: when the order stops being valid (ms since the Unix epoch, 1..2**63-1):
     :func:`verify_recovery_order` given a clock refuses it at or after that instant.
+    ``scheme`` (issue 16): the key's scheme; a FROST key's order (``public_key`` its group key
+    encoding, ``chain_code`` empty, the follow-up of the same scheme) encodes under
+    :data:`RECOVERY_ORDER_V2_TAG` with the scheme appended; an ECDSA order exactly as before.
     """
 
     governance_root: bytes
@@ -1070,6 +1132,7 @@ class RecoveryOrder:
     follow_up: KeyOperation | None
     reason: str
     expires_ms: int
+    scheme: str = SCHEME_ECDSA
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "governance_root", check_bytes(self.governance_root, "governance_root", length=DIGEST_LEN))
@@ -1077,8 +1140,10 @@ class RecoveryOrder:
         kind = RecoveryOrderKind(_check_enum(self.kind, RecoveryOrderKind, "kind"))
         object.__setattr__(self, "kind", kind)
         object.__setattr__(self, "key_id", check_bytes(self.key_id, "key_id", length=ID_LEN))
-        object.__setattr__(self, "public_key", check_compressed_point(self.public_key, "public_key"))
-        object.__setattr__(self, "chain_code", check_bytes(self.chain_code, "chain_code", length=ID_LEN))
+        scheme = _check_scheme(self.scheme)
+        object.__setattr__(self, "public_key", check_element(self.public_key, "public_key", scheme))
+        chain_code_len = ID_LEN if scheme == SCHEME_ECDSA else 0  # a FROST key has no chain code
+        object.__setattr__(self, "chain_code", check_bytes(self.chain_code, "chain_code", length=chain_code_len))
         check_int(self.epoch, "epoch", 0, MAX_EPOCH)
         object.__setattr__(self, "bundle_digest", check_bytes(self.bundle_digest, "bundle_digest", length=DIGEST_LEN))
         check_int(self.config_version, "config_version", 1, MAX_VERSION)
@@ -1116,8 +1181,8 @@ class RecoveryOrder:
             raise GovernanceError("follow_up", "required in a restore order: the refresh or reshare that runs after it")
         if not hmac.compare_digest(op.governance_root, self.governance_root):
             raise GovernanceError("follow_up.governance_root", "differs from the order's")
-        for name in ("key_id", "public_key", "chain_code"):
-            if getattr(op, name) != getattr(self, name):
+        for name in ("key_id", "public_key", "chain_code", "scheme"):
+            if getattr(op, name, SCHEME_ECDSA) != getattr(self, name):
                 raise GovernanceError(f"follow_up.{name}", "differs from the order's (another key)")
         if op.old_epoch != self.epoch:
             raise GovernanceError("follow_up.old_epoch", f"is {op.old_epoch}, the order restores epoch {self.epoch}")
@@ -1136,15 +1201,20 @@ class RecoveryOrder:
                 raise GovernanceError(f"targets[{i}].node", f"node {t.node} is not the committee member at share index {t.share_index}")
 
     def encode(self) -> bytes:
+        v2 = self.scheme != SCHEME_ECDSA
         enc = (
-            Encoder(RECOVERY_ORDER_TAG).raw(self.governance_root).raw(self.order_id).uint(int(self.kind)).raw(self.key_id)
+            Encoder(RECOVERY_ORDER_V2_TAG if v2 else RECOVERY_ORDER_TAG).raw(self.governance_root).raw(self.order_id)
+            .uint(int(self.kind)).raw(self.key_id)
             .raw(self.public_key).raw(self.chain_code).uint(self.epoch).raw(self.bundle_digest).uint(self.config_version)
             .uint(self.roster_version).count(len(self.targets))
         )
         for t in self.targets:
             enc.uint(t.share_index).uint(t.node)
         enc.raw(self.export_recipient).optional(None if self.follow_up is None else self.follow_up.encode())
-        return enc.text(self.reason).uint(self.expires_ms).finish()
+        enc.text(self.reason).uint(self.expires_ms)
+        if v2:
+            enc.text(self.scheme)
+        return enc.finish()
 
     def to_bytes(self) -> bytes:
         return self.encode()
@@ -1159,13 +1229,14 @@ class RecoveryOrder:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> RecoveryOrder:
-        dec = Decoder(data, RECOVERY_ORDER_TAG, what="order")
+        v2 = _has_tag(data, RECOVERY_ORDER_V2_TAG)
+        dec = Decoder(data, RECOVERY_ORDER_V2_TAG if v2 else RECOVERY_ORDER_TAG, what="order")
         root = dec.raw("governance_root", length=DIGEST_LEN)
         order_id = dec.raw("order_id", length=ORDER_ID_LEN)
         kind = RecoveryOrderKind(_check_enum(dec.uint("kind"), RecoveryOrderKind, "kind"))
         key_id = dec.raw("key_id", length=ID_LEN)
-        pk = dec.raw("public_key", length=PUBLIC_KEY_LEN)
-        cc = dec.raw("chain_code", length=ID_LEN)
+        pk = dec.raw("public_key") if v2 else dec.raw("public_key", length=PUBLIC_KEY_LEN)
+        cc = dec.raw("chain_code") if v2 else dec.raw("chain_code", length=ID_LEN)
         epoch = dec.uint("epoch")
         bundle_digest = dec.raw("bundle_digest", length=DIGEST_LEN)
         config_version = dec.uint("config_version")
@@ -1178,6 +1249,9 @@ class RecoveryOrder:
         op_bytes = dec.optional("follow_up")
         reason = dec.text("reason")
         expires_ms = dec.uint("expires_ms")
+        scheme = dec.text("scheme") if v2 else SCHEME_ECDSA
+        if v2 and scheme == SCHEME_ECDSA:
+            raise GovernanceError("scheme", "an ecdsa-secp256k1 order is encoded with the v1 tag")
         dec.finish()
         targets: list[RecoveryTarget] = []
         for i, (s, n) in enumerate(raw_targets):
@@ -1188,7 +1262,7 @@ class RecoveryOrder:
             with field_prefix("follow_up"):
                 follow_up = KeyOperation.from_bytes(op_bytes)
         out = cls(root, order_id, kind, key_id, pk, cc, epoch, bundle_digest, config_version, roster_version,
-                  tuple(targets), recipient, follow_up, reason, expires_ms)
+                  tuple(targets), recipient, follow_up, reason, expires_ms, scheme)
         check_canonical(out.encode(), data)
         return out
 
@@ -1201,7 +1275,7 @@ class RecoveryOrder:
             "export_recipient": self.export_recipient.hex(),
             "follow_up": None if self.follow_up is None else self.follow_up.to_dict(), "reason": self.reason,
             "expires_ms": self.expires_ms,
-        }
+        } | ({"scheme": self.scheme} if self.scheme != SCHEME_ECDSA else {})
 
     @classmethod
     def from_dict(cls, data: object) -> RecoveryOrder:
@@ -1209,7 +1283,12 @@ class RecoveryOrder:
             "governance_root", "order_id", "kind", "key_id", "public_key", "chain_code", "epoch", "bundle_digest",
             "config_version", "roster_version", "targets", "export_recipient", "follow_up", "reason", "expires_ms",
         })
-        d = expect_dict(data, "", keys)
+        frost = isinstance(data, dict) and "scheme" in data  # issue 16: a FROST key's order
+        d = expect_dict(data, "", keys | ({"scheme"} if frost else set()))
+        scheme = _check_scheme(d["scheme"]) if frost else SCHEME_ECDSA
+        if frost and scheme == SCHEME_ECDSA:
+            raise GovernanceError("scheme", "an ecdsa-secp256k1 order has no scheme field")
+        element_len = ED25519_ELEMENT_LEN if scheme == SCHEME_ED25519 else PUBLIC_KEY_LEN
         kinds = {"restore": RecoveryOrderKind.RESTORE, "export": RecoveryOrderKind.EXPORT}
         kind = d["kind"]
         if not isinstance(kind, str) or kind not in kinds:
@@ -1234,12 +1313,12 @@ class RecoveryOrder:
         return cls(
             from_hex(d["governance_root"], "governance_root", length=DIGEST_LEN),
             from_hex(d["order_id"], "order_id", length=ORDER_ID_LEN), kinds[kind],
-            from_hex(d["key_id"], "key_id", length=ID_LEN), from_hex(d["public_key"], "public_key", length=PUBLIC_KEY_LEN),
-            from_hex(d["chain_code"], "chain_code", length=ID_LEN), json_int(d["epoch"], "epoch"),
+            from_hex(d["key_id"], "key_id", length=ID_LEN), from_hex(d["public_key"], "public_key", length=element_len),
+            from_hex(d["chain_code"], "chain_code", length=0 if frost else ID_LEN), json_int(d["epoch"], "epoch"),
             from_hex(d["bundle_digest"], "bundle_digest", length=DIGEST_LEN), json_int(d["config_version"], "config_version"),
             json_int(d["roster_version"], "roster_version"), tuple(targets),
             from_hex(recipient, "export_recipient", length=len(recipient) // 2), follow_up, reason,
-            json_int(d["expires_ms"], "expires_ms"),
+            json_int(d["expires_ms"], "expires_ms"), scheme,
         )
 
 
@@ -1330,7 +1409,7 @@ def verify_recovery_order(
 @dataclass(frozen=True)
 class RecoveryReceipt:
     """Node ``node`` restored and durably stored share ``share_index`` of ``key_id`` at ``epoch``
-    under order ``order_id`` (16 bytes); the share matched ``public_share`` (33 bytes).
+    under order ``order_id`` (16 bytes); the share matched ``public_share`` (33 bytes; issue 16: 32 for an ed25519 key).
     ``signature``: the node's Ed25519 identity signature over :meth:`message`."""
 
     order_id: bytes
@@ -1347,7 +1426,7 @@ class RecoveryReceipt:
         check_int(self.epoch, "epoch", 0, MAX_EPOCH)
         check_int(self.share_index, "share_index", 1, MAX_INDEX)
         check_int(self.node, "node", 1, MAX_INDEX)
-        object.__setattr__(self, "public_share", check_compressed_point(self.public_share, "public_share"))
+        object.__setattr__(self, "public_share", check_element(self.public_share, "public_share"))  # issue 16: or Ed25519
         object.__setattr__(self, "signature", check_bytes(self.signature, "signature", length=SIGNATURE_LEN))
 
     def message(self) -> bytes:
@@ -1368,7 +1447,7 @@ class RecoveryReceipt:
         epoch = dec.uint("epoch")
         share_index = dec.uint("share_index")
         node = dec.uint("node")
-        public_share = dec.raw("public_share", length=PUBLIC_KEY_LEN)
+        public_share = dec.raw("public_share")  # 33 bytes, or 32 for an ed25519 key (issue 16): checked by the constructor
         dec.finish()
         out = cls(order_id, key_id, epoch, share_index, node, public_share, signature)
         check_canonical(out.to_bytes(), data)

@@ -60,6 +60,20 @@ BACKUP_MIGRATION: tuple[str, ...] = (
     " created_ms INTEGER NOT NULL)",
 )
 
+_RESTORED_COLUMNS = "key_id, epoch, threshold, committee, public_key, label, order_id, record, receipt, created_ms"
+RESTORED_FROST_MIGRATION: tuple[str, ...] = (
+    # issue 16: a restored share of an ed25519 key has a 32-byte public key (SQLite cannot relax a
+    # CHECK in place: the table is rebuilt, rows copied as they are, in the step's one transaction)
+    "CREATE TABLE restored_shares_v2 (key_id BLOB PRIMARY KEY CHECK (length(key_id) = 32),"
+    " epoch INTEGER NOT NULL CHECK (epoch >= 0), threshold INTEGER NOT NULL, committee TEXT NOT NULL,"
+    " public_key BLOB NOT NULL CHECK (length(public_key) IN (32, 33)), label TEXT NOT NULL,"
+    " order_id BLOB NOT NULL CHECK (length(order_id) = 16), record BLOB NOT NULL, receipt BLOB NOT NULL,"
+    " created_ms INTEGER NOT NULL)",
+    f"INSERT INTO restored_shares_v2 ({_RESTORED_COLUMNS}) SELECT {_RESTORED_COLUMNS} FROM restored_shares",
+    "DROP TABLE restored_shares",
+    "ALTER TABLE restored_shares_v2 RENAME TO restored_shares",
+)
+
 
 class BackupStateError(Exception):
     """The store's state does not allow the change (reported as FAILED_PRECONDITION)."""

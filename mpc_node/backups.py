@@ -53,7 +53,8 @@ import grpc
 
 from crypto_core.backup import RecoveredShare
 from crypto_core.errors import DecodeError
-from crypto_core.group import Point, scalar_to_bytes
+from crypto_core.frost.keyshare import FrostKeyShare, is_frost_record
+from crypto_core.keyshare import KeyShare
 from governance.audit import detail_text
 from governance.errors import GovernanceError
 from governance.keyop import KeyOperation
@@ -77,8 +78,16 @@ from governance.recovery import (
 from mpc_node.backup_store import BackupStateError, RestoredKey, StoredOrder
 from mpc_node.fields import at_most, governance_blob
 from mpcnet.common import agekeys
-from mpcnet.common.backup import attribute_deliveries, key_record, make_part, open_deliveries, recovered_share
+from mpcnet.common.backup import (
+    attribute_deliveries,
+    key_record,
+    make_part,
+    open_deliveries,
+    recovered_frost_share,
+    recovered_share,
+)
 from mpcnet.common.bundle import BundleError, verify_bundle
+from mpcnet.common.key_group import encode_scalar, public_share_of
 from mpcnet.common.rpc import RpcError, check_len, invalid
 from mpcnet.wire.mpc.v1 import node_pb2
 
@@ -194,7 +203,7 @@ class NodeBackups:
         stored = node.store.backup_part(key_id, held.epoch, config.version)
         if stored is not None:
             return node_pb2.GetBackupPartResponse(signed_part=stored)
-        share = node.active_share(key_id)
+        share = _live_share(node, key_id)  # issue 16: a DKLs23 or a FROST share
         if share is None or share.epoch != held.epoch:
             raise RpcError(Code.FAILED_PRECONDITION, f"key_id: {node.cfg.name} holds no live share of key {key_id.hex()[:16]}")
         roster = node.roster_state.current()
@@ -379,7 +388,7 @@ class NodeBackups:
             )
         for name, a, b in (
             ("key_id", key.key_id, order.key_id), ("public_key", key.public_key, order.public_key),
-            ("chain_code", key.chain_code, order.chain_code), ("epoch", key.epoch, order.epoch),
+            ("chain_code", key.chain_code, order.chain_code), ("epoch", key.epoch, order.epoch), ("scheme", key.scheme, order.scheme),
         ):
             if a != b:
                 raise RpcError(Code.FAILED_PRECONDITION, f"bundle.key.{name}: differs from the order's")
@@ -398,8 +407,9 @@ class NodeBackups:
                 Code.FAILED_PRECONDITION,
                 f"pieces: fewer than {_quorum(bundle)} officers' pieces verify ({_faults(outcomes, names, stray)})",
             )
-        try:
-            restored = recovered_share(bundle, share_index, secret)  # checks secret*G == S_i
+        restored: RecoveredShare | FrostKeyShare
+        try:  # issue 16: a FROST key's share is restored as a FrostKeyShare (it deals in the FROST follow-up)
+            restored = recovered_frost_share(bundle, share_index, secret) if key.is_frost else recovered_share(bundle, share_index, secret)
         except (DecodeError, ValueError):  # never echo anything about the secret
             raise RpcError(Code.FAILED_PRECONDITION, f"pieces: the rebuilt share does not match public share {share_index}") from None
         finally:
@@ -473,17 +483,21 @@ class NodeBackups:
         ):
             if a != b:
                 raise RpcError(Code.FAILED_PRECONDITION, f"bundle.key.{name}: differs from the key's active epoch here")
-        share = node.active_share(key.key_id)
-        if share is None or share.chain_code != key.chain_code:
+        share = _live_share(node, key.key_id)  # issue 16: a DKLs23 or a FROST share
+        if share is None or _scheme(share) != key.scheme:
+            raise RpcError(
+                Code.FAILED_PRECONDITION, f"bundle.key.scheme: differs from this node's share of key {key.key_id.hex()[:16]}"
+            )
+        if isinstance(share, KeyShare) and share.chain_code != key.chain_code:
             raise RpcError(
                 Code.FAILED_PRECONDITION, f"bundle.key.chain_code: differs from this node's share of key {key.key_id.hex()[:16]}"
             )
         share_index = held.committee.index(node.me) + 1
         secret, outcomes, stray = self._open(bundle, share_index, pieces, ceremony, PiecePurpose.DRILL)
         ok = False
-        if secret is not None:
-            pub_ok = hmac.compare_digest(Point.base_mul(secret).encode(), key.public_shares[share_index - 1])
-            ok = pub_ok and hmac.compare_digest(scalar_to_bytes(secret), scalar_to_bytes(share.secret_share))
+        if secret is not None:  # in the key's group (mpcnet.common.key_group)
+            pub_ok = hmac.compare_digest(public_share_of(key.scheme, secret), key.public_shares[share_index - 1])
+            ok = pub_ok and hmac.compare_digest(encode_scalar(key.scheme, secret), encode_scalar(key.scheme, share.secret_share))
         secret = None  # destroyed: never stored, logged or returned
         names = _officer_names(bundle)
         report = sign_drill_report(
@@ -509,7 +523,7 @@ class NodeBackups:
         key_id = check_len(req.key_id, "key_id", KEY_ID_LEN)
         ceremony = check_len(req.ceremony_id, "ceremony_id", CEREMONY_ID_LEN)
         held = node.store.key_epoch(key_id)
-        share = node.active_share(key_id) if held is not None and held.status == "active" else None
+        share = _live_share(node, key_id) if held is not None and held.status == "active" else None
         if held is None or share is None or share.epoch != held.epoch or node.me not in held.committee:
             raise RpcError(Code.FAILED_PRECONDITION, f"key_id: {node.cfg.name} holds no live share of key {key_id.hex()[:16]}")
         attestation = sign_epoch_attestation(
@@ -543,15 +557,29 @@ class NodeBackups:
         return secret, outcomes, stray
 
     # --- the restored share in the node's other paths ------------------------------------------
-    def restored(self, key_id: bytes, epoch: int) -> tuple[RestoredKey, RecoveredShare] | None:
-        """The restored share of ``key_id`` at ``epoch`` here (None: none)."""
+    def restored(self, key_id: bytes, epoch: int) -> tuple[RestoredKey, RecoveredShare | FrostKeyShare] | None:
+        """The restored share of ``key_id`` at ``epoch`` here (None: none); a FROST key's is a
+        :class:`FrostKeyShare` (issue 16, by the record's magic)."""
         rk = self.node.store.restored_key(key_id)
         if rk is None or rk.epoch != epoch:
             return None
         record = self.node.store.restored_share(key_id)
         if record is None:
             return None
-        return rk, RecoveredShare.from_bytes(record)
+        return rk, FrostKeyShare.from_bytes(record) if is_frost_record(record) else RecoveredShare.from_bytes(record)
+
+
+def _live_share(node: NodeService, key_id: bytes) -> KeyShare | FrostKeyShare | None:
+    """This node's active share of ``key_id``: a DKLs23 or (issue 16) a FROST one; None if it holds none."""
+    try:
+        ks = node._any_key(key_id)
+    except RpcError:
+        return None
+    return ks if isinstance(ks, (KeyShare, FrostKeyShare)) else None
+
+
+def _scheme(share: KeyShare | FrostKeyShare) -> str:
+    return share.scheme if isinstance(share, FrostKeyShare) else "ecdsa-secp256k1"
 
 
 def _pieces(items: Sequence[bytes]) -> list[bytes]:

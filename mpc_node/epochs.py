@@ -257,6 +257,9 @@ class EpochService:
             label, public_key = held.label, held.public_key
         elif restored is not None:  # a restored dealer (issue 12): it has no key row yet
             label, public_key = restored.label, restored.public_key
+            record = node.store.restored_share(key_id)  # issue 16: a restored FROST share keeps its key's scheme
+            if record is not None and is_frost_record(record):
+                scheme = FrostKeyShare.from_bytes(record).scheme
         else:
             label, public_key, scheme = _joining(node, key_id, sid)
         try:

@@ -686,15 +686,15 @@ class NodeService:
         return held.committee if held is not None else tuple(range(1, key.parties + 1))
 
     def active_share(self, key_id: bytes) -> KeyShare | None:
-        """This node's active DKLs23 share of ``key_id`` (None if it holds none), for backups. A
-        FROST key: refused (its backups are not yet supported), never None; its refresh/reshare
-        reads the share in :mod:`mpc_node.epochs` (issue 16)."""
+        """This node's active DKLs23 share of ``key_id`` (None if it holds none). A FROST key:
+        refused, never None (issue 16: its refresh/reshare reads the share in :mod:`mpc_node.epochs`,
+        its backups and drills in :mod:`mpc_node.backups`)."""
         try:
             ks = self._any_key(key_id)
         except RpcError:
             return None
         if not isinstance(ks, KeyShare):  # issue 16: the lifecycle of FROST keys comes later
-            raise scheme_refusal(key_id, ks.scheme, f"backups are not yet supported for {ks.scheme} keys")
+            raise scheme_refusal(key_id, ks.scheme, f"a {ks.scheme} key has no DKLs23 share")
         return ks
 
     def drop_key(self, key_id: bytes) -> None:
@@ -706,12 +706,13 @@ class NodeService:
     def _key(self, key_id: bytes) -> KeyShare:
         """This node's active DKLs23 share of ``key_id``; a FROST key (issue 16) is refused
         (FAILED_PRECONDITION naming ``sign.key_id``): DKLs signing and presignatures are not for
-        it (it signs with SignSchnorr), nor are backups yet."""
+        it (it signs with SignSchnorr)."""
         ks = self._any_key(key_id)
         if not isinstance(ks, KeyShare):
             raise scheme_refusal(
                 key_id, ks.scheme,
-                f"DKLs23 signing, presignatures and backups are not yet supported for {ks.scheme} keys", "sign.key_id",
+                f"DKLs23 signing and presignatures are not supported for {ks.scheme} keys (they sign with SignSchnorr)",
+                "sign.key_id",
             )
         return ks
 

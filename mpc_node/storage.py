@@ -51,7 +51,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from governance.reservation import MAX_SIGN_ATTEMPTS
 from mpc_node import audit_outbox
-from mpc_node.backup_store import BACKUP_MIGRATION, BackupStore
+from mpc_node.backup_store import BACKUP_MIGRATION, RESTORED_FROST_MIGRATION, BackupStore
 from mpc_node.epoch_store import ABANDONED_MIGRATION, EPOCH_MIGRATION, KEY_ROSTER_MIGRATION, EpochStore
 from mpc_node.nonce_store import NONCE_MIGRATION, NonceStore
 from mpc_node.presig_store import PRESIG_MIGRATION, PresigStore, delete_fresh_with_peer
@@ -175,6 +175,8 @@ _MIGRATIONS: tuple[Migration, ...] = (
     PRESIG_MIGRATION,
     # 10: FROST keys (issue 16): each key's signature scheme, the node's FROST nonces (mpc_node/nonce_store.py)
     NONCE_MIGRATION,
+    # 11: restored shares of ed25519 keys (issue 16: a 32-byte public key; mpc_node/backup_store.py)
+    RESTORED_FROST_MIGRATION,
 )
 MAX_SCOPE = 32
 MAX_CHANGE = 1 << 20

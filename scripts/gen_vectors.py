@@ -977,6 +977,14 @@ def _backup_key() -> BackupKey:
     return BackupKey(KEY_ID_A, RECOVERY_PK, RECOVERY_CC, "treasury", 2, 1, (1, 2, 4), tuple(_fake_point(i) for i in (1, 2, 4)))
 
 
+def _frost_backup_key() -> BackupKey:
+    """An ed25519 key's record (BackupKey v2, issue 16): 32-byte stand-ins for the points, no chain code."""
+    def ed(n: int) -> bytes:
+        return hashlib.sha256(b"mpcnet test vector ed25519 point %d" % n).digest()
+
+    return BackupKey(bytes([0xBB] * 32), ed(0), b"", "solana", 2, 0, (1, 2, 4), tuple(ed(i) for i in (1, 2, 4)), "ed25519")
+
+
 def _bundle() -> BackupBundle:
     root = _admin_set().digest()
     key = _backup_key()
@@ -1069,6 +1077,7 @@ def recovery_file() -> dict[str, object]:
         },
     ]
     bundle = _bundle()
+    frost_key = _frost_backup_key()
     parts = []
     for sp in bundle.parts:
         node = sp.part.node
@@ -1154,6 +1163,8 @@ def recovery_file() -> dict[str, object]:
         {
             "configs": configs, "invalid_configs": invalid_configs,
             "backup_key": {"fields": bundle.key.to_dict(), "encoding": bundle.key.encode().hex(), "digest": bundle.key.digest().hex()},
+            # issue 16: the v2 record of an ed25519 (FROST) key; stand-in points of the right length
+            "backup_key_frost": {"fields": frost_key.to_dict(), "encoding": frost_key.encode().hex(), "digest": frost_key.digest().hex()},
             "parts": parts,
             "bundle": {"file": bundle.to_file().hex(), "digest": bundle.digest().hex()},
             "piece": {"encoding": piece.encode().hex()}, "delivery": {"encoding": delivery.encode().hex()},

@@ -49,7 +49,6 @@ import grpc
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from crypto_core.errors import ProtocolError, UsageError
-from crypto_core.group import Point
 from governance.errors import GovernanceError
 from governance.keyop import KeyOperation, KeyOpKind
 from governance.policy import AdminSet
@@ -84,6 +83,7 @@ from mpcnet.common.backup import (
     recover_key,
 )
 from mpcnet.common.bundle import BundleError, BundleSummary, ceremony_targets, check_order_bundle, verify_bundle
+from mpcnet.common.key_group import public_share_of
 from mpcnet.wire.mpc.v1 import coordinator_pb2, coordinator_pb2_grpc
 
 _NOT_SIGNED = "; nothing was signed"  # the suffix of lifecycle._refused
@@ -477,7 +477,7 @@ def rebuild_exported_key(
         raise _refused(f"key: {bundle_error_text(e)} (nothing written)") from None
     finally:
         shares.clear()
-    if Point.base_mul(x).encode() != order.public_key:
+    if x == 0 or public_share_of(order.scheme, x) != order.public_key:  # issue 16: in the key's group
         raise _refused("key: the reconstructed key does not match the public key (nothing written)")
     return x, order, outcomes
 
@@ -521,7 +521,7 @@ class BackupMixin:
         def _me(self) -> Identity: ...
         def _admins(self) -> AdminSet: ...
         def roster(self) -> RosterView: ...
-        def _checked_key(self, key_id: bytes | str) -> Key: ...
+        def _checked_key(self, key_id: bytes | str, *, frost: bool = False) -> Key: ...
         def _lifecycle_proposal(self, r: coordinator_pb2.LifecycleProposal) -> LifecycleProposalView: ...
         def _roster_proposal(self, new_roster: Roster, current: Roster) -> LifecycleProposalView: ...
         def build_key_operation(
@@ -814,7 +814,7 @@ class BackupMixin:
         after that, so an approved order cannot be replayed later."""
         if isinstance(valid_for_s, bool) or not isinstance(valid_for_s, int) or not 1 <= valid_for_s <= MAX_ORDER_VALID_FOR_S:
             raise _bad_arg(f"valid_for: must be 1..{MAX_ORDER_VALID_FOR_S} seconds")
-        key = self._checked_key(key_id)
+        key = self._checked_key(key_id, frost=True)  # issue 16: FROST keys are backed up and restored too
         info, _data, bundle, _summary = self.export_backup(key.key_id)
         if bundle.key.epoch != key.epoch:
             raise _refused(f"bundle: the newest bundle is of epoch {bundle.key.epoch}, the key is at epoch {key.epoch} "
@@ -849,7 +849,7 @@ class BackupMixin:
             return RecoveryOrder(
                 admins.digest(), secrets.token_bytes(16), kind, key.key_id, key.public_key, key.chain_code, key.epoch,
                 info.bundle_digest, config.version, view.version, targets, recipient, follow_up, reason,
-                int(time.time() * 1000) + valid_for_s * 1000,
+                int(time.time() * 1000) + valid_for_s * 1000, key.scheme,
             )
         except GovernanceError as e:
             raise _bad_arg(f"{e.field}: {e.reason}") from None
@@ -891,9 +891,9 @@ class BackupMixin:
         o = p.signed.order
         if not hmac.compare_digest(o.governance_root, admins.digest()):
             raise _refused("proposal.governance_root: made for another cluster or admin set")
-        key = self._checked_key(o.key_id)
+        key = self._checked_key(o.key_id, frost=True)
         for name, want_v, got in (("public_key", key.public_key, o.public_key), ("chain_code", key.chain_code, o.chain_code),
-                                  ("epoch", key.epoch, o.epoch)):
+                                  ("epoch", key.epoch, o.epoch), ("scheme", key.scheme, o.scheme)):
             if want_v != got:
                 raise _refused(f"order.{name}: does not match key {key.key_id.hex()} (stale order, or not this key)")
         _info, _data, bundle, _summary = self.export_backup(o.key_id, o.bundle_digest)

@@ -18,6 +18,12 @@ Outcomes per officer are those of :data:`governance.recovery.OUTCOMES`: ``ok``, 
 (does not match the commitments), ``undecryptable`` (not an age file for this key),
 ``wrong-binding`` (decrypts, but for another ceremony, purpose, key, epoch, share, officer or
 bundle), ``missing``. No function logs, returns in an error or reprs a share or a piece.
+
+Issue 16: a FROST key's share (:class:`~crypto_core.frost.keyshare.FrostKeyShare`, schemes
+``ed25519`` and ``schnorr-secp256k1-bip340``) is split, checked and rebuilt the same way in its
+own group (:mod:`crypto_core.frost.backup`, :mod:`mpcnet.common.key_group`), its pieces in the
+group's 32-byte scalar encoding; the bundle's :class:`~governance.recovery.BackupKey` names the
+scheme. ECDSA keys keep the issue-12 code (:mod:`crypto_core.backup`) unchanged.
 """
 
 from __future__ import annotations
@@ -28,10 +34,14 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from crypto_core.backup import BAD_PIECE, OK, RecoveredShare, reconstruct, split_share
+from crypto_core import backup as ecdsa_backup
+from crypto_core.backup import BAD_PIECE, OK, RecoveredShare
 from crypto_core.errors import DecodeError, RecoveryError
-from crypto_core.feldman import check_commitments, lagrange_at_zero, piece_matches
-from crypto_core.group import Point, Q, scalar_from_bytes, scalar_to_bytes
+from crypto_core.frost import backup as frost_backup
+from crypto_core.frost.group import Element
+from crypto_core.frost.keyshare import FrostKeyShare
+from crypto_core.frost.poly import lagrange_at
+from crypto_core.group import Point
 from crypto_core.keyshare import KeyShare
 from crypto_core.rng import SYSTEM_RNG, Rng
 from governance.errors import GovernanceError
@@ -49,20 +59,53 @@ from governance.recovery import (
 from governance.text import escape
 from mpcnet.common import agekeys
 from mpcnet.common.bundle import BundleError, config_of
+from mpcnet.common.key_group import check_commitments, decode_scalar, encode_scalar, key_group, piece_matches, public_share_of
 
 UNDECRYPTABLE = "undecryptable"
 WRONG_BINDING = "wrong-binding"
 MISSING = "missing"
 
 
-def key_record(share: KeyShare, committee: tuple[int, ...]) -> BackupKey:
-    """The public record of ``share``'s key (``committee``: roster indices by share index).
-    BundleError naming ``key.label`` (not UTF-8) or the field GovernanceError names."""
+Share = KeyShare | FrostKeyShare
+"""A live key share a node backs up: DKLs23 (ECDSA) or FROST (issue 16)."""
+
+
+def _public_shares(share: Share) -> tuple[bytes, ...]:
+    if isinstance(share, FrostKeyShare):
+        return tuple(share.public_shares)
+    return tuple(s.encode() for s in share.public_shares)
+
+
+def _split(key: BackupKey, secret: int, m: int, k: int, rng: Rng) -> tuple[list[int], list[bytes]]:
+    """``(pieces, commitment encodings)`` of an m-of-k split in the key's group."""
+    if key.is_frost:
+        group = key_group(key.scheme)
+        values, elements = frost_backup.split_share(group, secret, m, k, rng)
+        return values, [group.encode(c) for c in elements]
+    values, points = ecdsa_backup.split_share(secret, m, k, rng)
+    return values, [c.encode() for c in points]
+
+
+def _reconstruct(key: BackupKey, commitments: list[Element], pieces: dict[int, int], m: int) -> tuple[int, dict[int, str]]:
+    if key.is_frost:
+        return frost_backup.reconstruct(key_group(key.scheme), commitments, pieces, m)
+    return ecdsa_backup.reconstruct(commitments, pieces, m)  # type: ignore[arg-type]  # secp256k1 Points
+
+
+def key_record(share: Share, committee: tuple[int, ...]) -> BackupKey:
+    """The public record of ``share``'s key (``committee``: roster indices by share index); a
+    FROST share's record names its scheme and has no chain code (issue 16). BundleError naming
+    ``key.label`` (not UTF-8) or the field GovernanceError names."""
     try:
         label = share.key_label.decode("utf-8")
     except UnicodeDecodeError:
         raise BundleError("key.label", "the key's label is not UTF-8 text") from None
     try:
+        if isinstance(share, FrostKeyShare):
+            return BackupKey(
+                key_id=share.key_id, public_key=share.public_key, chain_code=b"", label=label, threshold=share.threshold,
+                epoch=share.epoch, committee=tuple(committee), public_shares=tuple(share.public_shares), scheme=share.scheme,
+            )
         return BackupKey(
             key_id=share.key_id, public_key=share.public_key.encode(), chain_code=share.chain_code, label=label,
             threshold=share.threshold, epoch=share.epoch, committee=tuple(committee),
@@ -73,7 +116,7 @@ def key_record(share: KeyShare, committee: tuple[int, ...]) -> BackupKey:
 
 
 def make_part(
-    share: KeyShare,
+    share: Share,
     *,
     node: int,
     roster_version: int,
@@ -100,17 +143,19 @@ def make_part(
         raise BundleError("key", "is not the public record of this share's key and epoch", node=node)
     if len(key.committee) != share.parties or key.committee[share.index - 1] != node:
         raise BundleError("key.committee", f"does not place node {node} at share index {share.index}", node=node)
-    if key.public_shares != tuple(s.encode() for s in share.public_shares):
+    if key.scheme != getattr(share, "scheme", "ecdsa-secp256k1"):
+        raise BundleError("key.scheme", "is not the share's scheme", node=node)
+    if key.public_shares != _public_shares(share):
         raise BundleError("key.public_shares", "differ from the share's public shares", node=node)
     if key.label.encode("utf-8") != share.key_label:  # the label is in every reshare configuration's digest
         raise BundleError("key.label", "differs from the share's key label", node=node)
     k = len(config.officers)
-    values, commitments = split_share(share.secret_share, config.quorum, k, rng)
+    values, commitments = _split(key, share.secret_share, config.quorum, k, rng)
     try:
         files = tuple(
             agekeys.encrypt(
                 officer.recipient,
-                BackupPiece(key.key_id, key.epoch, share.index, j, config.version, scalar_to_bytes(values[j - 1])).encode(),
+                BackupPiece(key.key_id, key.epoch, share.index, j, config.version, encode_scalar(key.scheme, values[j - 1])).encode(),
             )
             for j, officer in enumerate(config.officers, 1)
         )
@@ -119,7 +164,7 @@ def make_part(
     part = BackupPart(
         governance_root=governance_root, key_digest=key.digest(), key_id=key.key_id, epoch=key.epoch,
         share_index=share.index, node=node, roster_version=roster_version, config_version=config.version,
-        config_digest=config.digest(), commitments=tuple(c.encode() for c in commitments), pieces=files,
+        config_digest=config.digest(), commitments=tuple(commitments), pieces=files,
         created_ms=now_ms,
     )
     return sign_backup_part(part, identity)
@@ -139,10 +184,10 @@ def _part(bundle: BackupBundle, share_index: int) -> SignedBackupPart:
     raise BundleError("share_index", f"the bundle has no part for share index {share_index}")
 
 
-def _commitments(bundle: BackupBundle, sp: SignedBackupPart) -> list[Point]:
+def _commitments(bundle: BackupBundle, sp: SignedBackupPart) -> list[Element]:
     p = sp.part
     try:
-        return check_commitments(p.commitments, config_of(bundle).quorum, bundle.key.public_shares[p.share_index - 1])
+        return check_commitments(bundle.key, p.commitments, config_of(bundle).quorum, p.share_index)
     except (DecodeError, IndexError) as e:
         raise BundleError(f"parts[{p.share_index - 1}].commitments", str(e), node=p.node) from None
 
@@ -194,7 +239,7 @@ def _own_piece(bundle: BackupBundle, sp: SignedBackupPart, officer: int, private
         return check(UNDECRYPTABLE, str(e))
     try:
         piece = BackupPiece.from_bytes(plain)
-        value = scalar_from_bytes(piece.value, "value")
+        value = decode_scalar(bundle.key.scheme, piece.value, "value")
     except (GovernanceError, DecodeError) as e:
         return check(WRONG_BINDING, f"not a backup piece ({e.field})")
     want = (bundle.key.key_id, bundle.key.epoch, p.share_index, officer, config.version)
@@ -207,7 +252,7 @@ def _own_piece(bundle: BackupBundle, sp: SignedBackupPart, officer: int, private
         commitments = _commitments(bundle, sp)
     except BundleError as e:
         return check(BAD_PIECE, f"the part's commitments do not check ({e.message})")
-    if not piece_matches(commitments, officer, value):
+    if not piece_matches(bundle.key.scheme, commitments, officer, value):
         return check(BAD_PIECE, "does not match the part's Feldman commitments")
     return value, PieceCheck(p.share_index, p.node, OK)
 
@@ -259,7 +304,8 @@ def officer_deliveries(
                 node=sp.part.node, officer=officer,
             )
         delivery = PieceDelivery(
-            ceremony_id, purpose, bundle.key.key_id, bundle.key.epoch, share_index, officer, digest, scalar_to_bytes(value)
+            ceremony_id, purpose, bundle.key.key_id, bundle.key.epoch, share_index, officer, digest,
+            encode_scalar(bundle.key.scheme, value),
         )
         try:
             out[share_index] = agekeys.encrypt(targets[share_index], delivery.encode())
@@ -278,7 +324,7 @@ def _open_one(
         return None, UNDECRYPTABLE
     try:
         d = PieceDelivery.from_bytes(plain)
-        value = scalar_from_bytes(d.value, "value")
+        value = decode_scalar(bundle.key.scheme, d.value, "value")
     except (GovernanceError, DecodeError):
         return None, WRONG_BINDING
     same = (
@@ -325,7 +371,7 @@ def open_deliveries(
         if value is not None:
             pieces[j] = value
     try:
-        secret, checked = reconstruct(commitments, pieces, config.quorum)
+        secret, checked = _reconstruct(bundle.key, commitments, pieces, config.quorum)
     except RecoveryError as e:
         for j in e.officers:
             outcomes[j] = BAD_PIECE
@@ -380,15 +426,19 @@ def drill_check(
     )
     if secret is None:
         return False, outcomes
-    ok = hmac.compare_digest(scalar_to_bytes(secret), scalar_to_bytes(live_share % Q))
+    group = key_group(bundle.key.scheme)
+    ok = hmac.compare_digest(encode_scalar(bundle.key.scheme, secret), encode_scalar(bundle.key.scheme, live_share % group.order))
     del secret
     return ok, outcomes
 
 
 def recovered_share(bundle: BackupBundle, share_index: int, secret: int) -> RecoveredShare:
     """The :class:`RecoveredShare` of ``secret`` at ``share_index`` of the bundle's key (checked:
-    ``secret*G`` is the public share; DecodeError otherwise)."""
+    ``secret*G`` is the public share; DecodeError otherwise). An ECDSA key only: a FROST key's
+    restore is :func:`recovered_frost_share` (DecodeError naming ``key.scheme`` here)."""
     key = bundle.key
+    if key.is_frost:
+        raise DecodeError("key.scheme", f"a {key.scheme} key is restored as a FROST key share")
     rs = RecoveredShare(
         threshold=key.threshold, parties=len(key.committee), index=share_index, secret_share=secret,
         public_key=Point.decode(key.public_key, "public_key"),
@@ -399,20 +449,41 @@ def recovered_share(bundle: BackupBundle, share_index: int, secret: int) -> Reco
     return rs
 
 
+def recovered_frost_share(bundle: BackupBundle, share_index: int, secret: int) -> FrostKeyShare:
+    """The :class:`FrostKeyShare` of ``secret`` at ``share_index`` of the bundle's FROST key
+    (issue 16): a FROST share has no pairwise material, so the rebuilt share with the key's public
+    record is complete; it deals in the restore order's follow-up refresh/reshare
+    (:mod:`crypto_core.frost.reshare`). Its ``sid_dkg`` is the bundle's digest (the reshare never
+    reads it; the follow-up gives the next epoch its own). DecodeError naming ``key.scheme`` for
+    an ECDSA key, or the field :meth:`FrostKeyShare.validate` names (the secret does not match
+    its public share, ...)."""
+    key = bundle.key
+    if not key.is_frost:
+        raise DecodeError("key.scheme", "an ecdsa-secp256k1 key is restored as a RecoveredShare")
+    fs = FrostKeyShare(
+        scheme=key.scheme, threshold=key.threshold, parties=len(key.committee), index=share_index, secret_share=secret,
+        public_key=key.public_key, public_shares=tuple(key.public_shares), sid_dkg=bundle.digest(),
+        key_label=key.label.encode("utf-8"), epoch=key.epoch,
+    )
+    fs.validate()
+    return fs
+
+
 def recover_key(bundle: BackupBundle, shares: Mapping[int, int]) -> int:
     """The whole private key from ``threshold`` shares ``{share index: share}`` (break-glass export,
     off-line only), checked against the bundle's public key. BundleError naming ``shares``
     (too few, an index outside the committee, or a share that does not match its public share)."""
     key = bundle.key
     n = len(key.committee)
+    q = key_group(key.scheme).order  # issue 16: a FROST key's shares in its own group
     if len(shares) < key.threshold or any(type(i) is not int or not 1 <= i <= n for i in shares):
         raise BundleError("shares", f"need {key.threshold} shares at indices in 1..{n}")
     for i, x in shares.items():
-        if type(x) is not int or not 0 < x < Q or Point.base_mul(x).encode() != key.public_shares[i - 1]:
+        if type(x) is not int or not 0 < x < q or public_share_of(key.scheme, x) != key.public_shares[i - 1]:
             raise BundleError("shares", f"the share at index {i} does not match its public share", node=key.committee[i - 1])
     chosen = sorted(shares)[: key.threshold]
-    secret = sum(lagrange_at_zero(i, chosen) * shares[i] for i in chosen) % Q
-    if Point.base_mul(secret).encode() != key.public_key:
+    secret = sum(lagrange_at(key_group(key.scheme), i, chosen) * shares[i] for i in chosen) % q
+    if secret == 0 or public_share_of(key.scheme, secret) != key.public_key:
         raise BundleError("shares", "the shares do not interpolate to the key's public key")
     return secret
 
@@ -420,5 +491,5 @@ def recover_key(bundle: BackupBundle, shares: Mapping[int, int]) -> int:
 __all__ = [
     "MISSING", "UNDECRYPTABLE", "WRONG_BINDING", "OfficerReport", "PieceCheck", "attribute_deliveries", "drill_check",
     "key_record", "make_part",
-    "officer_check", "officer_deliveries", "open_deliveries", "recover_key", "recovered_share",
+    "officer_check", "officer_deliveries", "open_deliveries", "recover_key", "recovered_frost_share", "recovered_share",
 ]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from crypto_core.frost.keyshare import FrostKeyShare
 from crypto_core.keyshare import KeyShare
 from crypto_core.rng import DeterministicRng
 from governance.policy import AdminSet
@@ -32,6 +33,7 @@ from mpcnet.common.backup import key_record, make_part
 from mpcnet.common.bundle import assemble_bundle
 
 from ..crypto.dkg_util import keygen
+from ..crypto.frost.frost_util import keygen as frost_keygen
 
 CREATED_MS = 1_764_000_000_000
 
@@ -85,7 +87,7 @@ class World:
     public record, the signed recovery configuration and the bundle of every node's part."""
 
     committee: tuple[int, ...]
-    shares: dict[int, KeyShare]
+    shares: dict[int, KeyShare | FrostKeyShare]
     key: BackupKey
     config: SignedRecoveryConfigChange
     parts: tuple[SignedBackupPart, ...]
@@ -100,8 +102,16 @@ def roster_version_of(node: int) -> int:
     return 2 if node % 2 == 0 else 1
 
 
-def world(t: int = 2, committee: tuple[int, ...] = (1, 2, 4), k: int = 3, m: int = 2, seed: bytes = b"seed") -> World:
-    shares = keygen(t, len(committee), seed)
+def world(
+    t: int = 2, committee: tuple[int, ...] = (1, 2, 4), k: int = 3, m: int = 2, seed: bytes = b"seed",
+    scheme: str = "ecdsa-secp256k1",
+) -> World:
+    """The world of a key of ``scheme`` (issue 16: a FROST scheme's key comes from the FROST DKG)."""
+    shares: dict[int, KeyShare | FrostKeyShare]
+    if scheme == "ecdsa-secp256k1":
+        shares = dict(keygen(t, len(committee), seed))
+    else:
+        shares = {s.index: s for s in frost_keygen(scheme, t, len(committee), seed)}
     config = signed_config(k, m)
     key = key_record(shares[1], committee)
     parts = tuple(

@@ -235,10 +235,12 @@ class RecordingKeyOps(KeyOperations):
 
 
 class World:
+    node_class: type[FakeNode] = FakeNode  # issue 16: tests/coordinator/test_frost_backups.py's nodes also hold a FROST key
+
     def __init__(self, directory: Path) -> None:
         self.dir = directory
         self.admins: AdminSet = admin_set(quorum=2)
-        self.nodes = {i: FakeNode(self, i) for i in range(1, N + 1)}
+        self.nodes = {i: self.node_class(self, i) for i in range(1, N + 1)}
         self.officer_keys = {name: agekeys.generate() for name in OFFICERS}
         # the key: f(z) = x + a*z, node i holds f(i)
         self.secret, slope = secrets.randbelow(Q - 1) + 1, secrets.randbelow(Q - 1) + 1

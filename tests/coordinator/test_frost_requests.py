@@ -212,17 +212,11 @@ def test_presignature_pools_skip_frost_keys(tmp_path: Path) -> None:
     assert c.signing.assignment_at_quorum("req-f", ED_KEY, ()) is None  # no presignature for a FROST request
 
 
-def test_refresh_reshare_take_frost_keys_and_backup_export_refuses_them(h: Harness) -> None:
-    from coordinator.backups import Backups
+def test_refresh_reshare_and_backups_take_frost_keys(h: Harness) -> None:
     from coordinator.keyops import KeyOperations
 
     ops = object.__new__(KeyOperations)
     ops.db = h.db
     assert ops._key(ED_KEY, "signed_operation.operation").scheme == ED  # issue 16 C2: refresh/reshare of FROST keys
     assert ops._key(h.key.key_id, "op").key_id == h.key.key_id  # ECDSA keys as before
-    backups = object.__new__(Backups)
-    backups.db = h.db
-    with pytest.raises(RpcError) as e:
-        backups.export(BIP_KEY, b"", "auditor")
-    assert e.value.code == grpc.StatusCode.FAILED_PRECONDITION and e.value.message.startswith("key_id:")
-    assert f"not yet supported for {BIP} keys" in e.value.message
+    # backups of FROST keys are supported (issue 16 item 5): tests/coordinator/test_frost_backups.py

@@ -652,6 +652,25 @@ def spec_backup_key(f: dict[str, Any]) -> bytes:
     )
 
 
+def spec_backup_key_v2(f: dict[str, Any]) -> bytes:
+    """BackupKey v2 (5.25, issue 16: a FROST key's record) rebuilt from the spec's text."""
+    return (
+        _tag("backup-key-v2") + _f(_h(f["key_id"])) + _t(f["scheme"]) + _f(_h(f["public_key"])) + _f(_h(f["chain_code"]))
+        + _t(f["label"]) + _u(f["threshold"]) + _u(f["epoch"]) + _c(len(f["committee"]))
+        + b"".join(_u(i) for i in f["committee"]) + _c(len(f["public_shares"])) + b"".join(_f(_h(s)) for s in f["public_shares"])
+    )
+
+
+def test_frost_backup_key_vector() -> None:
+    from governance.recovery import BackupKey
+
+    v = RECOVERY["backup_key_frost"]
+    key = BackupKey.from_dict(v["fields"])
+    assert key.scheme == "ed25519" and key.chain_code == b"" and len(key.public_key) == 32
+    assert key.encode().hex() == v["encoding"] == spec_backup_key_v2(v["fields"]).hex()
+    assert key.digest().hex() == v["digest"] and BackupKey.from_bytes(key.encode()) == key
+
+
 def spec_backup_part(f: dict[str, Any]) -> bytes:
     out = _tag("backup-part") + b"".join(_f(_h(f[k])) for k in ("governance_root", "key_digest", "key_id"))
     out += b"".join(_u(f[k]) for k in ("epoch", "share_index", "node", "roster_version", "config_version"))
