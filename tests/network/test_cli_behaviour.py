@@ -59,6 +59,9 @@ def request(state: str = "pending_approval", description: str = "pay invoice 42"
 
 
 class FakeKey:
+    scheme = "ecdsa-secp256k1"  # issue 16: every key has one
+    key_id = bytes.fromhex(KEY)
+
     def describe(self, path: Any = None) -> dict[str, Any]:
         return {"key_id": KEY, "label": LABEL, "status": "active", "threshold": 2, "parties": 3, "path": path or "m",
                 "public_key": "02" + "33" * 32, "ethereum_address": "0x" + "44" * 20, "xpub": "xpub661MyMwAqRbcF", "public_key_pem": PEM}
@@ -89,7 +92,7 @@ class Fake:
             raise self.raise_on_list
         return [FakeKey(), FakeKey()]
 
-    def create_key(self, label: str, *, request_id: str = "") -> FakeKey:
+    def create_key(self, label: str, *, request_id: str = "", scheme: str = "ecdsa-secp256k1") -> FakeKey:
         self.calls.append(("create_key", request_id))
         if self.wait_error is not None:
             raise self.wait_error
@@ -170,7 +173,7 @@ def test_a_description_cannot_imitate_the_approvers_rows(fake: Fake) -> None:
         code, out, _ = run(*argv)
         lines = out.splitlines()
         assert code == 0 and all(line.isprintable() for line in lines)
-        assert [line.split()[0] for line in lines[:6]] == ["request_id", "key_id", "digest", "path", "requester", "expires"]
+        assert [line.split()[0] for line in lines[:7]] == ["request_id", "key_id", "digest", "scheme", "path", "requester", "expires"]
         assert sum(line.startswith("digest") for line in lines) == 1 and sum(line.startswith("state") for line in lines) == 1
         assert lines[-1].startswith("description") and "requester's text" in lines[-1] and "\\ndigest" in lines[-1]
 

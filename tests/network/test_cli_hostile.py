@@ -93,6 +93,8 @@ def test_every_subcommand_refuses_hostile_arguments_with_one_line_and_exit_2(
             args += [p.opts[0], valid(p)]
     if path == ("audit", "export"):
         args.append("--jsonl")  # the only format: a usage error without it
+    if path == ("request", "sign"):
+        args += ["--digest", "00" * 32]  # exactly one payload (issue 16: --digest, --message-file or --message-hex)
     # the command with valid arguments, but no cluster: a usage error naming --cluster
     assert "--cluster" in one_line_usage_error(base + args)
     one_line_usage_error(base + args + ["--no-such-option\x1b[2J"])
