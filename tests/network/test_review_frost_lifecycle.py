@@ -16,9 +16,10 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
+from coordinator.frost_keyops import new_epoch_public_shares
 from crypto_core.frost.keyshare import FrostKeyShare
 from governance.approval import SCHEME_BIP340, SCHEME_ED25519
-from governance.keyop import KeyOperation, KeyOpKind, SignedKeyOperation, sign_key_operation
+from governance.keyop import KeyOperation, KeyOpKind, SignedKeyOperation, sign_key_operation, verify_commit_certificate
 from governance.recovery import (
     Officer,
     PiecePurpose,
@@ -183,6 +184,49 @@ def test_a_downgraded_or_cross_scheme_operation_for_a_frost_key_is_refused(
     assert sent == 2  # both forged operations were built and sent
     assert _share(svcs[1], key.key_id).epoch == 0  # nothing changed
     sign_at(lay, svcs, key, _share(svcs[1], key.key_id).public(), (1, 3), (1, 2, 3), 0)
+
+
+def _restart(svcs: dict[int, NodeService], lay: Layout, i: int) -> None:
+    """Node ``i`` killed (its store and audit closed without any further write) and started again."""
+    svcs[i].store.close()
+    svcs[i].audit.close()
+    svcs[i] = services(lay, only=i)[i]
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_nodes_killed_mid_refresh_end_at_one_epoch_and_sign(lay: Layout, svcs: dict[int, NodeService], scheme: str) -> None:
+    """Node 2 restarts after the session (pending share stored, nothing committed), node 3 after
+    node 1 committed: the restarted nodes report the same public shares (what a restarted
+    coordinator records: bound by the receipts' state digest), every node commits the one epoch
+    (commit replays are idempotent) and the key signs at it; the old epoch's nonces are gone."""
+    key = frost_dkg(svcs, scheme, T)
+    old = _nonces(svcs, key, (2, 3), 0)
+    op = _refresh_op(lay, svcs[1], key)
+    sid, receipts = _refresh(svcs, op)
+    _restart(svcs, lay, 2)
+    ask = node_pb2.GetPendingEpochRequest(key_id=key.key_id, session_id=sid)
+    infos = {i: svcs[i].GetPendingEpoch(ask, None) for i in (1, 2, 3)}
+    assert all(x.pending and x.receipt and x.active_epoch == 0 for x in infos.values())
+    reported = {i: tuple(bytes(s) for s in x.public_shares) for i, x in infos.items()}
+    assert len(set(reported.values())) == 1
+    ids = {e.index: e.identity_key for e in svcs[1].roster_state.current().entries}  # type: ignore[union-attr]
+    cert = verify_commit_certificate(
+        [bytes(infos[i].receipt) for i in (1, 2, 3)], governance_root=svcs[1].gov.governance_root, key_id=key.key_id,
+        session_id=sid, identities=ids,
+    )
+    shares = new_epoch_public_shares(SignedKeyOperation.from_bytes(op).operation, cert.state_digest, reported)
+    _commit(svcs, key.key_id, sid, receipts, (1,))
+    _restart(svcs, lay, 3)
+    _commit(svcs, key.key_id, sid, receipts, (1, 2, 3))  # node 1 again: idempotent
+    for i in (1, 2, 3):
+        ks = _share(svcs[i], key.key_id)
+        assert ks.epoch == 1 and ks.public_shares == shares
+        assert svcs[i].store.count_fresh_nonces(key.key_id) == 0
+    req = schnorr_request(lay, key, old, epoch=0)
+    with pytest.raises(RpcError) as e:
+        svcs[2].SignSchnorr(for_signer(req, 2), None)
+    assert e.value.code == Code.FAILED_PRECONDITION
+    sign_at(lay, svcs, key, _share(svcs[1], key.key_id).public(), (2, 3), (1, 2, 3), 1)
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
