@@ -186,6 +186,30 @@ def test_a_downgraded_or_cross_scheme_operation_for_a_frost_key_is_refused(
     sign_at(lay, svcs, key, _share(svcs[1], key.key_id).public(), (1, 3), (1, 2, 3), 0)
 
 
+def test_a_share_cached_across_a_commit_never_signs_a_new_epoch_nonce(
+    lay: Layout, svcs: dict[int, NodeService], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The node caches its active share and drops the cache only after the commit's transaction.
+    In that window (forced here: node 1's drop_key is held back) a hostile coordinator gets no
+    nonce of either epoch from it (the new epoch is refused against the cached share's, the old
+    one by the store), so no share is ever made from the old secret with a new-epoch nonce (which
+    would fail verification and blame an honest node); once dropped, the key signs at epoch 1."""
+    key = frost_dkg(svcs, SCHEME_ED25519, T)
+    sign_at(lay, svcs, key, _share(svcs[1], key.key_id).public(), (1, 2), (1, 2, 3), 0)  # node 1's share is cached
+    sid, receipts = _refresh(svcs, _refresh_op(lay, svcs[1], key))
+    with monkeypatch.context() as m:
+        m.setattr(svcs[1], "drop_key", lambda key_id: None)  # the window between the commit and drop_key
+        _commit(svcs, key.key_id, sid, receipts, (1,))
+        assert svcs[1]._keys[key.key_id].epoch == 0  # stale cache
+        for epoch in (0, 1):
+            with pytest.raises(RpcError) as e:
+                svcs[1].MakeNonces(node_pb2.MakeNoncesRequest(key_id=key.key_id, epoch=epoch, count=1), None)
+            assert e.value.code == Code.FAILED_PRECONDITION and "epoch" in e.value.message
+    svcs[1].drop_key(key.key_id)
+    _commit(svcs, key.key_id, sid, receipts, (2, 3))
+    sign_at(lay, svcs, key, _share(svcs[2], key.key_id).public(), (1, 2), (1, 2, 3), 1)
+
+
 def _restart(svcs: dict[int, NodeService], lay: Layout, i: int) -> None:
     """Node ``i`` killed (its store and audit closed without any further write) and started again."""
     svcs[i].store.close()
