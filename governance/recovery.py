@@ -977,6 +977,9 @@ class BackupBundle:
             if p.epoch != key.epoch:
                 raise bad("epoch", f"is {p.epoch}, the bundle backs up epoch {key.epoch}")
             if not hmac.compare_digest(p.key_digest, key_digest):
+                if all(hmac.compare_digest(q.part.key_digest, p.key_digest) for q in self.parts):
+                    # every node's part names one other record: the record was altered after them (no node at fault)
+                    raise GovernanceError("key", "is not the key record every node's part names (altered after the parts were made)")
                 raise bad("key_digest", "is not the digest of the bundle's key record")
             if p.config_version != config.version:
                 raise bad("config_version", f"is {p.config_version}, the bundle's recovery configuration is version {config.version}")
