@@ -34,7 +34,7 @@ FROST keys (issue 16) run the same way with a KeyOperation v2 (naming the key's 
 decision the new epoch's public shares every new holder reported are checked against the
 certificate's state digest (:mod:`coordinator.frost_keyops`) and recorded in the decision's
 transaction, with the old epoch's fresh nonce commitments discarded. Roster-implied reshares and
-scheduled refreshes include them. Backups of FROST keys are still refused.
+scheduled refreshes include them; backups of FROST keys are coordinated by :mod:`coordinator.backups`.
 """
 
 from __future__ import annotations
