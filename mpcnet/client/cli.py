@@ -437,12 +437,26 @@ def cmd_request_sign(
     ctx: click.Context, key_id: bytes, digest: bytes | None, message_file: Path | None, message_hex: bytes | None,
     taproot_root: bytes | None, path: str | None, description: str, request_id: str | None, ttl: int, wait: bool, chain_id: int | None,
 ) -> int:
+    given_digest = digest is not None
     digest, message, root = cli_schnorr.sign_payload(digest, message_file, message_hex, taproot_root)
     with _client(None, _opts(ctx)) as c:
-        r = c.submit_sign_request(
-            key_id, digest, path=path, description=description, request_id=request_id or "", ttl_seconds=ttl, message=message,
-            taproot_merkle_root=root,
-        )
+        try:
+            r = c.submit_sign_request(
+                key_id, digest, path=path, description=description, request_id=request_id or "", ttl_seconds=ttl, message=message,
+                taproot_merkle_root=root,
+            )
+        except MpcError as e:  # issue 16: options that do not fit the key's scheme are a usage error naming the option
+            if e.code != grpc.StatusCode.INVALID_ARGUMENT:
+                raise
+            opt = "--message-file" if message_file is not None else "--message-hex" if message_hex is not None else None
+            try:
+                scheme = c.get_key(key_id).scheme
+            except MpcError:
+                raise e from None
+            why = cli_schnorr.payload_mismatch(key_id, scheme, digest=given_digest, message_option=opt, taproot_root=bool(root), path=path)
+            if why is None:
+                raise
+            raise click.UsageError(why) from None
         if wait:
             view.err(f"request {r.request_id} submitted; waiting...")
             r = _wait(c, ctx, r.request_id)
