@@ -384,10 +384,12 @@ def cmd_status(ctx: click.Context, watch: bool, interval: float | None, count: i
     }
     rows: list[view.Row] = [("cluster", f"{st.threshold}-of-{st.parties}"), ("governance root", st.governance_root.hex())]
     rows += _cli_lifecycle.status_rows(st)
+    frost = any(n.frost_nonces for n in states)  # issue 16: the stock FROST signing draws from, once there is one
     for n, raw in zip(states, st.nodes, strict=True):
         state = "REVOKED" if raw.revoked else "up" if n.healthy else "DOWN " + n.last_error
         sync = "" if n.policies_synced or raw.revoked else "  (policies not yet confirmed)"
-        rows.append((n.name, f"{n.endpoint}  {state}  {n.clock_text}{sync}"))
+        nonces = f"  frost nonces {n.frost_nonces}" if frost and not raw.revoked else ""
+        rows.append((n.name, f"{n.endpoint}  {state}  {n.clock_text}{nonces}{sync}"))
     rows += _cli_lifecycle.operation_rows(st)
     rows += _cli_backup.status_rows(st)
     rows += _cli_pools.status_rows(pools)

@@ -135,3 +135,36 @@ def test_a_text_file_with_a_newline_is_previewed_as_text(fake: FakeSchnorrCoordi
     msg.write_bytes(b"transfer 1 SOL to Bob\n")
     code, out, _ = run("request", "sign", "--key", kid, "--message-file", str(msg))
     assert code == 0 and '"transfer 1 SOL to Bob\\n"' in out
+
+
+def test_status_shows_each_nodes_frost_nonces(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``mpc status``: ``frost nonces N`` per node once the coordinator holds any (the stock FROST
+    signing draws from; a revoked node shows none), ``frost_nonces`` in JSON always."""
+    from .lifecycle_fake import FakeCoordinator, admin_client
+
+    f = FakeCoordinator()
+    status = f._ClusterStatus  # type: ignore[attr-defined]
+    stock = {1: 8, 2: 8, 3: 0}
+
+    def with_nonces(req: Any) -> Any:
+        st = status(req)
+        for n in st.nodes:
+            n.frost_nonces = stock.get(n.index, 0)
+        return st
+
+    f._ClusterStatus = with_nonces  # type: ignore[attr-defined]
+
+    def client(ap: object, opts: cli.GlobalOpts) -> object:
+        c = admin_client(f, "ada")
+        c.close = lambda: None  # type: ignore[method-assign]
+        return c
+
+    monkeypatch.setattr(cli, "_client", client)
+    code, out, _ = run("status")
+    lines = {ln.split()[0]: ln for ln in out.splitlines() if ln.startswith("node-")}
+    assert code == 0 and lines["node-1"].endswith("frost nonces 8") and lines["node-3"].endswith("frost nonces 0")
+    code, out, _ = run("status", "--json")
+    assert code == 0 and [n["frost_nonces"] for n in json.loads(out)["nodes"]][:3] == [8, 8, 0]
+    stock.clear()
+    code, out, _ = run("status")
+    assert code == 0 and "frost nonces" not in out  # an ECDSA-only cluster: no column
