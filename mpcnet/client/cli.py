@@ -544,7 +544,13 @@ def cmd_approve(
     with _client(None, _opts(ctx)) as c:
         _need_signer(c)
         path = None if expect_path is None else to_path(expect_path)
-        r = c.approve(request_id, expect_digest=expect_digest, expect_key=expect_key, expect_path=path)
+        try:
+            r = c.approve(request_id, expect_digest=expect_digest, expect_key=expect_key, expect_path=path)
+        except MpcError as e:  # issue 16: say which file the expected digest came from
+            if expect_message_file is None or e.code != grpc.StatusCode.FAILED_PRECONDITION or not e.message.startswith("digest:"):
+                raise
+            raise MpcError(e.code, f"{e.message} (the expected digest is the SHA-256 of --expect-message-file "
+                                   f"{quote(str(expect_message_file))}: the request is for another message)") from None
         waited = wait and r.state != "pending_approval"  # the quorum is complete (or the request ended)
         if waited and r.state not in TERMINAL_STATES:
             # the approval is recorded: say so before a wait that may be long (or interrupted)

@@ -168,3 +168,15 @@ def test_status_shows_each_nodes_frost_nonces(monkeypatch: pytest.MonkeyPatch) -
     stock.clear()
     code, out, _ = run("status")
     assert code == 0 and "frost nonces" not in out  # an ECDSA-only cluster: no column
+
+
+def test_approve_with_another_message_file_says_which_file(fake: FakeSchnorrCoordinator, tmp_path: Path) -> None:
+    kid = _key("ed25519")
+    good, other = tmp_path / "good.bin", tmp_path / "other.bin"
+    good.write_bytes(b"pay 1 SOL to Bob\n")
+    other.write_bytes(b"pay 9 SOL to Eve\n")
+    code, out, _ = run("request", "sign", "--key", kid, "--message-file", str(good), "--json")
+    rid = json.loads(out)["request_id"]
+    code, _, err = run("approve", rid, "--expect-message-file", str(other))
+    assert code == 1 and err.count("\n") == 1 and "nothing was signed" in err and not fake.requests[rid].approvals
+    assert "(the expected digest is the SHA-256 of --expect-message-file '/" in err and "the request is for another message)" in err
