@@ -103,6 +103,11 @@ class Submission:
     taproot_root: bytes
 
 
+def _a(scheme: str) -> str:
+    """``scheme`` with its article for messages ("an ed25519", "an ecdsa-secp256k1", "a schnorr-...")."""
+    return f"{'an' if scheme[:1] in ('a', 'e', 'i', 'o', 'u') else 'a'} {scheme}"
+
+
 def check_submission(scheme: str, digest: bytes, message: bytes, root: bytes, path: tuple[int, ...]) -> Submission:
     """The per-scheme rules of SubmitSignRequest (contract, "Coordinator"); INVALID_ARGUMENT
     naming the field:
@@ -113,9 +118,9 @@ def check_submission(scheme: str, digest: bytes, message: bytes, root: bytes, pa
       ``taproot_merkle_root`` empty (BIP86) or 32 bytes;
     * Schnorr keys: ``derivation_path`` empty."""
     if scheme != SCHEME_ECDSA and path:
-        raise invalid("derivation_path", f"a {scheme} key has no derivation path: must be empty")
+        raise invalid("derivation_path", f"{_a(scheme)} key has no derivation path: must be empty")
     if scheme != SCHEME_BIP340 and root:
-        raise invalid("taproot_merkle_root", f"only for {SCHEME_BIP340} keys: must be empty for a {scheme} key")
+        raise invalid("taproot_merkle_root", f"only for {SCHEME_BIP340} keys: must be empty for {_a(scheme)} key")
     if scheme == SCHEME_ED25519:
         if not 1 <= len(message) <= MAX_MESSAGE:
             raise invalid("message", f"an {scheme} key signs a message: 1 to {MAX_MESSAGE} bytes, got {len(message)}")
@@ -124,7 +129,7 @@ def check_submission(scheme: str, digest: bytes, message: bytes, root: bytes, pa
             raise invalid("digest", "must be empty or the SHA-256 of message")
         return Submission(scheme, h, bytes(message), b"")
     if message:
-        raise invalid("message", f"only for {SCHEME_ED25519} keys: must be empty for a {scheme} key (sign its digest)")
+        raise invalid("message", f"only for {SCHEME_ED25519} keys: must be empty for {_a(scheme)} key (sign its digest)")
     if len(digest) != DIGEST_LEN:
         raise invalid("digest", f"must be {DIGEST_LEN} bytes, got {len(digest)}")
     if root and len(root) != DIGEST_LEN:

@@ -979,6 +979,9 @@ class CoordinatorService:
         roster_status(resp, self.rosters)  # roster version/epoch, each node's roster entry, the revoked ones
         self.recovery.status(resp)  # backups and drills per key (issue 12)
         self.pools.status(resp)  # presignature pools (issue 14)
+        held = self.frost_sync.held()  # issue 16: fresh FROST nonce commitments per node
+        for n in resp.nodes:
+            n.frost_nonces = held.get(n.index, 0)
         return resp
 
     # --- signing requests --------------------------------------------------------------------

@@ -384,10 +384,12 @@ def cmd_status(ctx: click.Context, watch: bool, interval: float | None, count: i
     }
     rows: list[view.Row] = [("cluster", f"{st.threshold}-of-{st.parties}"), ("governance root", st.governance_root.hex())]
     rows += _cli_lifecycle.status_rows(st)
+    frost = any(n.frost_nonces for n in states)  # issue 16: the stock FROST signing draws from, once there is one
     for n, raw in zip(states, st.nodes, strict=True):
         state = "REVOKED" if raw.revoked else "up" if n.healthy else "DOWN " + n.last_error
         sync = "" if n.policies_synced or raw.revoked else "  (policies not yet confirmed)"
-        rows.append((n.name, f"{n.endpoint}  {state}  {n.clock_text}{sync}"))
+        nonces = f"  frost nonces {n.frost_nonces}" if frost and not raw.revoked else ""
+        rows.append((n.name, f"{n.endpoint}  {state}  {n.clock_text}{nonces}{sync}"))
     rows += _cli_lifecycle.operation_rows(st)
     rows += _cli_backup.status_rows(st)
     rows += _cli_pools.status_rows(pools)
@@ -437,12 +439,26 @@ def cmd_request_sign(
     ctx: click.Context, key_id: bytes, digest: bytes | None, message_file: Path | None, message_hex: bytes | None,
     taproot_root: bytes | None, path: str | None, description: str, request_id: str | None, ttl: int, wait: bool, chain_id: int | None,
 ) -> int:
+    given_digest = digest is not None
     digest, message, root = cli_schnorr.sign_payload(digest, message_file, message_hex, taproot_root)
     with _client(None, _opts(ctx)) as c:
-        r = c.submit_sign_request(
-            key_id, digest, path=path, description=description, request_id=request_id or "", ttl_seconds=ttl, message=message,
-            taproot_merkle_root=root,
-        )
+        try:
+            r = c.submit_sign_request(
+                key_id, digest, path=path, description=description, request_id=request_id or "", ttl_seconds=ttl, message=message,
+                taproot_merkle_root=root,
+            )
+        except MpcError as e:  # issue 16: options that do not fit the key's scheme are a usage error naming the option
+            if e.code != grpc.StatusCode.INVALID_ARGUMENT:
+                raise
+            opt = "--message-file" if message_file is not None else "--message-hex" if message_hex is not None else None
+            try:
+                scheme = c.get_key(key_id).scheme
+            except MpcError:
+                raise e from None
+            why = cli_schnorr.payload_mismatch(key_id, scheme, digest=given_digest, message_option=opt, taproot_root=bool(root), path=path)
+            if why is None:
+                raise
+            raise click.UsageError(why) from None
         if wait:
             view.err(f"request {r.request_id} submitted; waiting...")
             r = _wait(c, ctx, r.request_id)
@@ -528,7 +544,13 @@ def cmd_approve(
     with _client(None, _opts(ctx)) as c:
         _need_signer(c)
         path = None if expect_path is None else to_path(expect_path)
-        r = c.approve(request_id, expect_digest=expect_digest, expect_key=expect_key, expect_path=path)
+        try:
+            r = c.approve(request_id, expect_digest=expect_digest, expect_key=expect_key, expect_path=path)
+        except MpcError as e:  # issue 16: say which file the expected digest came from
+            if expect_message_file is None or e.code != grpc.StatusCode.FAILED_PRECONDITION or not e.message.startswith("digest:"):
+                raise
+            raise MpcError(e.code, f"{e.message} (the expected digest is the SHA-256 of --expect-message-file "
+                                   f"{quote(str(expect_message_file))}: the request is for another message)") from None
         waited = wait and r.state != "pending_approval"  # the quorum is complete (or the request ended)
         if waited and r.state not in TERMINAL_STATES:
             # the approval is recorded: say so before a wait that may be long (or interrupted)

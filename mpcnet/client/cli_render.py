@@ -101,14 +101,14 @@ def key_rows(d: Mapping[str, Any]) -> list[Row]:
 
 
 def key_list_line(d: Mapping[str, Any]) -> str:
-    """One ``mpc keys`` row: id, status, threshold, address, epoch and committee (the roster
+    """One ``mpc keys`` row: id, status, threshold, scheme and address, epoch and committee (the roster
     indices holding shares, when reported), ready pool presignatures (``presigs N``, when
     reported: issue 14), then the label (last, escaped)."""
     held = f"  epoch {d.get('epoch', 0)} nodes {','.join(map(str, d['committee']))}" if d.get("committee") else ""
-    if "presignatures_ready" in d:
+    if "presignatures_ready" in d and d.get("scheme", "ecdsa-secp256k1") == "ecdsa-secp256k1":  # Schnorr keys have no pools
         held += f"  presigs {d['presignatures_ready']}"
-    # issue 16: a Schnorr key shows its scheme and chain-native address (an ECDSA key: its Ethereum address)
-    address = d.get("ethereum_address") or f"{d.get('scheme')} {d.get('solana_address') or d.get('address')}"
+    # issue 16: every key shows its scheme and chain-native address (an ECDSA key: its Ethereum address)
+    address = f"{d.get('scheme') or 'ecdsa-secp256k1'} {d.get('ethereum_address') or d.get('solana_address') or d.get('address')}"
     return escape(f"{d['key_id']}  {d['status']:<8} {d['threshold']}-of-{d['parties']}  {address}{held}  {d['label']}")
 
 

@@ -23,10 +23,10 @@ from typing import Any, TypeVar
 
 import click
 
-from governance.approval import MAX_MESSAGE, SCHEME_ECDSA, SCHEMES
+from governance.approval import MAX_MESSAGE, SCHEME_BIP340, SCHEME_ECDSA, SCHEME_ED25519, SCHEMES
 from governance.errors import GovernanceError
 from governance.text import quote
-from mpcnet.client.schnorr import schnorr_describe
+from mpcnet.client.schnorr import a_scheme, schnorr_describe
 from mpcnet.client.sdk import Key
 from mpcnet.common import cliutil
 from mpcnet.common.addresses import NETWORKS
@@ -154,7 +154,27 @@ def pubkey_doc(key: Key, path: str | None, network: str, taproot_root: bytes | N
             raise click.UsageError(f"--taproot-root is for schnorr-secp256k1-bip340 keys; key {key.key_id.hex()} is {key.scheme}")
         return key.describe(path)
     if path not in (None, "", "m"):
-        raise click.UsageError(f"--path: a {key.scheme} key has no BIP32 derivation")
+        raise click.UsageError(f"--path: {a_scheme(key.scheme)} key has no BIP32 derivation")
     if taproot_root is not None and key.scheme != "schnorr-secp256k1-bip340":
         raise click.UsageError(f"--taproot-root is for schnorr-secp256k1-bip340 keys; key {key.key_id.hex()} is {key.scheme}")
     return schnorr_describe(key, None, network, taproot_root or b"")
+
+
+def payload_mismatch(
+    key_id: bytes, scheme: str, *, digest: bool, message_option: str | None, taproot_root: bool, path: str | None,
+) -> str | None:
+    """Why ``mpc request sign``'s options do not fit key ``key_id`` of ``scheme`` (one line naming
+    the option and saying what the key takes), or None when they fit. ``message_option``:
+    ``--message-file`` or ``--message-hex`` when one was given. Used to turn the coordinator's
+    INVALID_ARGUMENT for a scheme mismatch into a usage error (exit 2) a newcomer can act on."""
+    kind = f"key {key_id.hex()} is {a_scheme(scheme)} key"
+    if scheme != SCHEME_ECDSA and path not in (None, "", "m"):
+        return f"--path: {kind}, which has no BIP32 derivation (leave --path out)"
+    if scheme == SCHEME_ED25519 and digest:
+        return f"--digest: {kind}, which signs a message (PureEdDSA): give --message-file FILE or --message-hex HEX instead"
+    if scheme != SCHEME_ED25519 and message_option is not None:
+        what = "the 32-byte message, e.g. a Taproot sighash" if scheme == SCHEME_BIP340 else "the 32-byte hash to sign"
+        return f"{message_option}: {kind}, which signs a --digest HEX ({what}); messages are for ed25519 keys"
+    if scheme != SCHEME_BIP340 and taproot_root:
+        return f"--taproot-root: {kind}; a Taproot script tree root is for {SCHEME_BIP340} keys only"
+    return None

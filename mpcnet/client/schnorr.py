@@ -44,6 +44,12 @@ def _bad(field: str, why: str) -> MpcError:
     return MpcError(grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {why}")
 
 
+def a_scheme(scheme: str) -> str:
+    """``scheme`` with its indefinite article, for messages: "an ed25519", "an ecdsa-secp256k1",
+    "a schnorr-secp256k1-bip340"."""
+    return f"{'an' if scheme[:1] in ('a', 'e', 'i', 'o', 'u') else 'a'} {scheme}"
+
+
 def check_scheme(scheme: str) -> str:
     """``scheme`` if it is one of :data:`SCHEMES` ("" reads as ``ecdsa-secp256k1``, as on the
     wire), else :class:`MpcError` INVALID_ARGUMENT naming ``scheme``."""
@@ -71,14 +77,16 @@ def check_taproot_root(root: bytes) -> bytes:
 
 
 def _printable(data: bytes) -> bool:
-    return all(0x20 <= b < 0x7F for b in data)
+    """Printable ASCII, tabs and line breaks (a text file usually ends with a newline); the views
+    escape the latter (``\\n``), JSON encodes them."""
+    return all(0x20 <= b < 0x7F or b in (0x09, 0x0A, 0x0D) for b in data)
 
 
 def message_view(message: bytes) -> dict[str, Any]:
     """What an approver is shown of a message instead of its raw bytes (which may hold terminal
     escapes): ``message_size`` (bytes), ``message_sha256`` (hex: what the request's digest is and
     what the approvals sign), ``message_preview``: the first 64 bytes as text when they are all
-    printable ASCII, else as hex (``hex:...``), with ``...`` when there is more."""
+    printable ASCII, tabs or line breaks (which every text view escapes), else as hex (``hex:...``), with ``...`` when there is more."""
     more = "..." if len(message) > _PREVIEW else ""
     head = message[:_PREVIEW]
     preview = (head.decode("ascii") if _printable(head) else "hex:" + head.hex()) + more
@@ -223,7 +231,7 @@ def no_derivation(scheme: str) -> None:
     """Refuses BIP32 derivation for a Schnorr key: FAILED_PRECONDITION naming ``derivation_path``
     (nothing for an ECDSA key)."""
     if scheme != SCHEME_ECDSA:
-        raise MpcError(grpc.StatusCode.FAILED_PRECONDITION, f"derivation_path: a {scheme} key has no BIP32 derivation")
+        raise MpcError(grpc.StatusCode.FAILED_PRECONDITION, f"derivation_path: {a_scheme(scheme)} key has no BIP32 derivation")
 
 
 class _KeyFields(Protocol):

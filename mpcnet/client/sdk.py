@@ -635,6 +635,7 @@ class NodeState:
     skew_error_s: float | None
     clock_suspect: bool
     max_skew_s: float
+    frost_nonces: int = 0  # issue 16: fresh FROST nonce commitments of this node the coordinator holds
 
     @staticmethod
     def from_proto(n: coordinator_pb2.NodeStatus) -> NodeState:
@@ -642,7 +643,7 @@ class NodeState:
         return NodeState(
             n.index, n.name, n.endpoint, n.healthy, n.last_error, n.policies_synced,
             n.clock_skew_ms / 1000 if measured else None, n.clock_error_ms / 1000 if measured else None,
-            n.clock_suspect, n.max_clock_skew_ms / 1000,
+            n.clock_suspect, n.max_clock_skew_ms / 1000, n.frost_nonces,
         )
 
     @property
@@ -661,6 +662,7 @@ class NodeState:
             "index": self.index, "name": self.name, "endpoint": self.endpoint, "healthy": self.healthy,
             "last_error": self.last_error, "policies_synced": self.policies_synced, "clock_skew_s": self.skew_s,
             "clock_skew_error_s": self.skew_error_s, "clock_suspect": self.clock_suspect, "max_clock_skew_s": self.max_skew_s,
+            "frost_nonces": self.frost_nonces,
         }
 
 

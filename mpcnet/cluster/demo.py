@@ -211,7 +211,10 @@ def _demo(directory: Path | None, nodes: int, threshold: int, message: str, keep
         if temp and not keep:
             shutil.rmtree(d, ignore_errors=True)
     print("done: keygen, a request approved by 2 of 3 approvers, threshold signing, independent verification")
-    print("      and a clean audit trail")
+    if schnorr:  # issue 16
+        print("      (ECDSA, and Ed25519 and Taproot keys with FROST) and a clean audit trail")
+    else:
+        print("      and a clean audit trail")
     if keep:
         mpc_cmd, cluster_cmd = installed("mpc"), installed("mpc-cluster")
         print(f"the cluster is still running in {shown}: explore it with '{mpc_cmd} --cluster {shown} --as auditor1 requests';")

@@ -168,8 +168,8 @@ def test_keys_row_shows_the_epoch_and_the_nodes_holding_the_key() -> None:
 
     d = {"key_id": "ab", "status": "active", "threshold": 3, "parties": 4, "ethereum_address": "0x1", "epoch": 2,
          "committee": [1, 2, 4, 5], "label": "x\n"}
-    assert key_list_line(d) == "ab  active   3-of-4  0x1  epoch 2 nodes 1,2,4,5  x\\n"  # the label still last, escaped
-    assert key_list_line({**d, "committee": []}) == "ab  active   3-of-4  0x1  x\\n"  # a coordinator before issue 11
+    assert key_list_line(d) == "ab  active   3-of-4  ecdsa-secp256k1 0x1  epoch 2 nodes 1,2,4,5  x\\n"  # the label still last, escaped
+    assert key_list_line({**d, "committee": []}) == "ab  active   3-of-4  ecdsa-secp256k1 0x1  x\\n"  # a coordinator before issue 11
 
 
 def test_a_pending_proposal_overtaken_by_another_is_marked_stale(fake: FakeCoordinator) -> None:

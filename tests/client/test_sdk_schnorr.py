@@ -52,7 +52,7 @@ def test_key_views_by_scheme() -> None:
     d = ed.describe()
     assert d["scheme"] == "ed25519" and d["solana_address"] == addresses.solana_address(ed.public_key) and d["path"] == "m"
     assert "ethereum_address" not in d and "xpub" not in d
-    with pytest.raises(MpcError, match="^[A-Z_]+: derivation_path: a ed25519 key has no BIP32 derivation"):
+    with pytest.raises(MpcError, match="^[A-Z_]+: derivation_path: an ed25519 key has no BIP32 derivation"):
         ed.describe("m/0")
     with pytest.raises(MpcError, match="^[A-Z_]+: derivation_path: "):
         ed.derive()

@@ -145,7 +145,7 @@ class ClusterStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class NodeStatus(_message.Message):
-    __slots__ = ("index", "name", "endpoint", "healthy", "last_error", "policies_synced", "clock_measured", "clock_skew_ms", "clock_error_ms", "clock_suspect", "max_clock_skew_ms", "revoked", "key_version", "identity_public", "tls_fingerprint")
+    __slots__ = ("index", "name", "endpoint", "healthy", "last_error", "policies_synced", "clock_measured", "clock_skew_ms", "clock_error_ms", "clock_suspect", "max_clock_skew_ms", "revoked", "key_version", "identity_public", "tls_fingerprint", "frost_nonces")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_FIELD_NUMBER: _ClassVar[int]
@@ -161,6 +161,7 @@ class NodeStatus(_message.Message):
     KEY_VERSION_FIELD_NUMBER: _ClassVar[int]
     IDENTITY_PUBLIC_FIELD_NUMBER: _ClassVar[int]
     TLS_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    FROST_NONCES_FIELD_NUMBER: _ClassVar[int]
     index: int
     name: str
     endpoint: str
@@ -176,7 +177,8 @@ class NodeStatus(_message.Message):
     key_version: int
     identity_public: bytes
     tls_fingerprint: bytes
-    def __init__(self, index: _Optional[int] = ..., name: _Optional[str] = ..., endpoint: _Optional[str] = ..., healthy: _Optional[bool] = ..., last_error: _Optional[str] = ..., policies_synced: _Optional[bool] = ..., clock_measured: _Optional[bool] = ..., clock_skew_ms: _Optional[int] = ..., clock_error_ms: _Optional[int] = ..., clock_suspect: _Optional[bool] = ..., max_clock_skew_ms: _Optional[int] = ..., revoked: _Optional[bool] = ..., key_version: _Optional[int] = ..., identity_public: _Optional[bytes] = ..., tls_fingerprint: _Optional[bytes] = ...) -> None: ...
+    frost_nonces: int
+    def __init__(self, index: _Optional[int] = ..., name: _Optional[str] = ..., endpoint: _Optional[str] = ..., healthy: _Optional[bool] = ..., last_error: _Optional[str] = ..., policies_synced: _Optional[bool] = ..., clock_measured: _Optional[bool] = ..., clock_skew_ms: _Optional[int] = ..., clock_error_ms: _Optional[int] = ..., clock_suspect: _Optional[bool] = ..., max_clock_skew_ms: _Optional[int] = ..., revoked: _Optional[bool] = ..., key_version: _Optional[int] = ..., identity_public: _Optional[bytes] = ..., tls_fingerprint: _Optional[bytes] = ..., frost_nonces: _Optional[int] = ...) -> None: ...
 
 class ClusterStatusResponse(_message.Message):
     __slots__ = ("threshold", "parties", "nodes", "governance_root", "roster_version", "roster_epoch", "operations", "backups", "recovery_config_version", "pools", "presign_enabled")
