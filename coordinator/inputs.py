@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
+from coordinator.decide_wait import MAX_DECIDE_WAIT_MS
 from crypto_core.params import MAX_LABEL
 from governance.approval import MAX_DESCRIPTION, MAX_MESSAGE, MAX_PATH_DEPTH, SCHEMES
 from governance.encoding import MAX_ENCODED
@@ -151,6 +152,16 @@ def target_pieces(value: Any, field: str) -> None:
             raise invalid(f"{field}[{i}].ciphertext", f"must be 1 to {MAX_PIECE_CIPHERTEXT} bytes, got {len(p.ciphertext)}")
 
 
+def at_most(limit: int) -> Rule:
+    """An unsigned integer of at most ``limit``."""
+
+    def rule(value: Any, field: str) -> None:
+        if value > limit:
+            raise invalid(field, f"must be at most {limit}, got {value}")
+
+    return rule
+
+
 def enum(value: Any, field: str) -> None:
     """Placeholder for an enum field: :func:`check_request` checks the value is a defined one."""
 
@@ -173,7 +184,7 @@ RULES: Mapping[str, Mapping[str, Rule]] = {
     },
     "mpc.v1.DecideSignRequestRequest": {
         "request_id": request_id(optional=False), "approver": name, "decision": enum,
-        "signature": exact_bytes(SIGNATURE_LEN),
+        "signature": exact_bytes(SIGNATURE_LEN), "wait_done_ms": at_most(MAX_DECIDE_WAIT_MS),
     },
     "mpc.v1.GetSignRequestRequest": {"request_id": request_id(optional=False)},
     "mpc.v1.ListSignRequestsRequest": {"state": enum, "key_id": exact_bytes(KEY_ID_LEN, optional=True)},

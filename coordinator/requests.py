@@ -55,6 +55,7 @@ from coordinator.db import (
     StateConflict,
     now_ms,
 )
+from coordinator.decide_wait import wait_until_ended
 from coordinator.info_cache import InfoCache
 from coordinator.metrics import QuorumClock
 from coordinator.policies import PolicyBook
@@ -437,6 +438,12 @@ class SignRequests:
             approved_by = ", ".join(a.approver for a in final if a.decision == "approve")
             log.info("request %s: approved by %s; signing", rid, approved_by, extra={"event": "sign-approved", "request_id": rid})
             self._start_signing(rid, (rec, final))
+            if req.wait_done_ms:  # issue 14: the answer carries the signing's end (coordinator/decide_wait.py)
+                self._notify(rid)
+                done = wait_until_ended(
+                    self.feed, rid, lambda: self._watched(rid), lambda w: w[0].state in TERMINAL, req.wait_done_ms, self._stop,
+                )
+                return done[1]
         elif outcome == "recorded" and rec.state == "rejected":
             self.anomaly.request_rejected(rec.requester, rec.key_id)
         self._notify(rid)

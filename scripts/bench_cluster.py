@@ -71,7 +71,7 @@ sys.path.insert(0, str(ROOT))
 
 from governance.policy import RateLimit  # noqa: E402
 from mpcnet.client import MpcClient, SigningTeam  # noqa: E402
-from mpcnet.client.sdk import TERMINAL_STATES, MpcError, SignRequest, error_of  # noqa: E402
+from mpcnet.client.sdk import TEAM_DECIDE_WAIT_MS, TERMINAL_STATES, MpcError, SignRequest, error_of  # noqa: E402
 from mpcnet.cluster.bench_meter import (  # noqa: E402
     Commit,
     Meter,
@@ -193,7 +193,7 @@ def request_timed(team: SigningTeam, key_id: bytes, digest: bytes) -> tuple[Sign
         if r.state != "pending_approval":
             break
         quorum_sent_ns = time.time_ns()
-        r = a.approve(r.request_id)
+        r = a.approve(r.request_id, wait_done_ms=TEAM_DECIDE_WAIT_MS)
     if r.state not in TERMINAL_STATES:
         r = team.requester.wait_sign_request(r.request_id, timeout=team.requester.timeout)
     return r, quorum_sent_ns

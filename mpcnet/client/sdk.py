@@ -90,6 +90,7 @@ from mpcnet.client.schnorr import (
     signing_key,
 )
 from mpcnet.client.seen import FILE_NAME as SEEN_FILE, SeenChains
+from mpcnet.client.signing_keys import SigningKeyCache
 from mpcnet.common.clockskew import format_skew
 from mpcnet.common.config import ConfigError, Fields
 from mpcnet.common.govwire import entry_rows
@@ -119,6 +120,7 @@ _WATCH_RETRY = frozenset({
 })
 _WATCH_ODD_RETRIES = 3  # INTERNAL/UNKNOWN in a row that a watch still retries
 _PINNED_REQUESTS = 4096  # canonical requests a client remembers (submitted, signed, viewed, waited for)
+TEAM_DECIDE_WAIT_MS = 2000  # SigningTeam: how long a deciding approval's answer may wait for DONE (issue 14)
 APPROVE_CLOCK_SLACK_MS = 5 * 60 * 1000  # what nodes allow for "created in the future" (governance.approval)
 
 
@@ -713,6 +715,7 @@ class MpcClient(LifecycleMixin, BackupMixin):
         self._policies: dict[_PolicyRef, KeyPolicy] = {}  # see request_policy
         self._in_force_at: dict[_PolicyRef, tuple[float, _InForce]] = {}  # see _request_policy
         self._superseded: dict[_PolicyRef, _InForce] = {}
+        self._signing_keys = SigningKeyCache()  # issue 14: a signature's expected key, without a GetKey per signature
         self.seen_chains: SeenChains | None = None  # from_cluster: the identity's seen-chains file
 
     @staticmethod
@@ -1000,14 +1003,17 @@ class MpcClient(LifecycleMixin, BackupMixin):
         if r.signature is None:
             return r
         q = r.request
-        key = None if keys is None else keys.get(q.key_id)
-        if key is None:
-            key = self.get_key(q.key_id)
-            if keys is not None:
-                keys[q.key_id] = key
-        if key.scheme != q.scheme:
-            raise MpcError(grpc.StatusCode.DATA_LOSS, f"request.scheme: {q.scheme} is not key {q.key_id.hex()}'s ({key.scheme})")
-        want = key.derive(q.derivation_path) if key.scheme == SCHEME_ECDSA else signing_key(key.scheme, key.public_key, q.taproot_root)
+        want = self._signing_keys.get(q)
+        if want is None:
+            key = None if keys is None else keys.get(q.key_id)
+            if key is None:
+                key = self.get_key(q.key_id)
+                if keys is not None:
+                    keys[q.key_id] = key
+            if key.scheme != q.scheme:
+                raise MpcError(grpc.StatusCode.DATA_LOSS, f"request.scheme: {q.scheme} is not key {q.key_id.hex()}'s ({key.scheme})")
+            want = key.derive(q.derivation_path) if key.scheme == SCHEME_ECDSA else signing_key(key.scheme, key.public_key, q.taproot_root)
+            self._signing_keys.put(q, want)
         if r.signature.public_key != want:
             raise MpcError(
                 grpc.StatusCode.DATA_LOSS,
@@ -1161,7 +1167,7 @@ class MpcClient(LifecycleMixin, BackupMixin):
     def decide(
         self, request_id: str, decision: Decision, *, expect_digest: bytes | None = None,
         expect_key: bytes | None = None, expect_path: str | Sequence[int] | None = None,
-        seen: SignRequest | None = None,
+        seen: SignRequest | None = None, wait_done_ms: int = 0,
     ) -> SignRequest:
         """Sign ``decision`` over the request *as the coordinator sent it* (decoded and checked
         here) with this identity's own key, and submit it. With ``expect_digest`` nothing is
@@ -1173,7 +1179,11 @@ class MpcClient(LifecycleMixin, BackupMixin):
         strictly: e.g. what :meth:`submit_sign_request` returned to a :class:`SigningTeam`'s
         requester, checked there against what was submitted); the decision is signed over it
         without fetching it again (one round trip less). It must be the request ``request_id``
-        and, like any view, the bytes this client saw under that id (else DATA_LOSS)."""
+        and, like any view, the bytes this client saw under that id (else DATA_LOSS).
+
+        ``wait_done_ms`` (0 to 5000, issue 14): if this decision moves the request to SIGNING, the
+        coordinator answers once the signing ended (DONE with its signature, checked here as any
+        view) or after that many milliseconds (then SIGNING: :meth:`wait_sign_request`)."""
         me = self._me()
         if seen is not None and not hmac.compare_digest(seen.request.encode(), seen.request_bytes):
             raise MpcError(grpc.StatusCode.INVALID_ARGUMENT, "seen: its request is not its canonical request_bytes; nothing was signed")
@@ -1208,18 +1218,20 @@ class MpcClient(LifecycleMixin, BackupMixin):
         pb = coordinator_pb2.DECISION_APPROVE if decision is Decision.APPROVE else coordinator_pb2.DECISION_REJECT
         r = self._call(
             self._stub.DecideSignRequest,
-            coordinator_pb2.DecideSignRequestRequest(request_id=request_id, approver=me.name, decision=pb, signature=approval.signature),
+            coordinator_pb2.DecideSignRequestRequest(
+                request_id=request_id, approver=me.name, decision=pb, signature=approval.signature, wait_done_ms=wait_done_ms,
+            ),
         )
         return self._checked_request(r, request_id)
 
     def approve(
         self, request_id: str, *, expect_digest: bytes | None = None, expect_key: bytes | None = None,
-        expect_path: str | Sequence[int] | None = None, seen: SignRequest | None = None,
+        expect_path: str | Sequence[int] | None = None, seen: SignRequest | None = None, wait_done_ms: int = 0,
     ) -> SignRequest:
-        """:meth:`decide` with :attr:`Decision.APPROVE` (``seen`` as there)."""
+        """:meth:`decide` with :attr:`Decision.APPROVE` (``seen`` and ``wait_done_ms`` as there)."""
         return self.decide(
             request_id, Decision.APPROVE, expect_digest=expect_digest, expect_key=expect_key, expect_path=expect_path,
-            seen=seen,
+            seen=seen, wait_done_ms=wait_done_ms,
         )
 
     def reject(self, request_id: str) -> SignRequest:
@@ -1593,7 +1605,9 @@ class SigningTeam:
         wait for the end; returns the final request (DONE or not). Each approver signs the
         request the requester submitted and checked (``approve(seen=...)``: no fetch of it
         again, survey R13), so a signature costs the submit, one decision per approver and the
-        wait."""
+        wait; the deciding approval asks the coordinator to answer with the end of the signing
+        (``wait_done_ms`` = :data:`TEAM_DECIDE_WAIT_MS`), so a signing that ends by then (a pool
+        presignature: one round) needs no watch."""
         submitted = self.requester.submit_sign_request(
             key_id, digest, path=path, description=description or "automated signing request", request_id=request_id,
             ttl_seconds=ttl_seconds, message=message, taproot_merkle_root=taproot_merkle_root,
@@ -1602,7 +1616,7 @@ class SigningTeam:
         for a in self.approvers:
             if r.state != "pending_approval":
                 break
-            r = a.approve(r.request_id, seen=submitted)
+            r = a.approve(r.request_id, seen=submitted, wait_done_ms=TEAM_DECIDE_WAIT_MS)
         if r.state in TERMINAL_STATES:
             return r
         return self.requester.wait_sign_request(r.request_id, timeout=self.requester.timeout)

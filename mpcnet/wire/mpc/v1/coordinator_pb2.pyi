@@ -343,16 +343,18 @@ class SignRequestInfo(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., state: _Optional[_Union[SignRequestState, str]] = ..., request: _Optional[bytes] = ..., key_id: _Optional[bytes] = ..., digest: _Optional[bytes] = ..., derivation_path: _Optional[_Iterable[int]] = ..., requester: _Optional[str] = ..., description: _Optional[str] = ..., created_unix_ms: _Optional[int] = ..., expires_unix_ms: _Optional[int] = ..., policy_version: _Optional[int] = ..., policy_digest: _Optional[bytes] = ..., approvals: _Optional[_Iterable[_Union[ApprovalInfo, _Mapping]]] = ..., approval_quorum: _Optional[int] = ..., approvers: _Optional[int] = ..., signature: _Optional[_Union[_common_pb2.Signature, _Mapping]] = ..., signers: _Optional[_Iterable[int]] = ..., error_code: _Optional[int] = ..., error_message: _Optional[str] = ..., updated_unix_ms: _Optional[int] = ..., attempts: _Optional[int] = ..., presigned: _Optional[bool] = ..., scheme: _Optional[str] = ..., message: _Optional[bytes] = ..., taproot_merkle_root: _Optional[bytes] = ...) -> None: ...
 
 class DecideSignRequestRequest(_message.Message):
-    __slots__ = ("request_id", "approver", "decision", "signature")
+    __slots__ = ("request_id", "approver", "decision", "signature", "wait_done_ms")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     APPROVER_FIELD_NUMBER: _ClassVar[int]
     DECISION_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    WAIT_DONE_MS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     approver: str
     decision: Decision
     signature: bytes
-    def __init__(self, request_id: _Optional[str] = ..., approver: _Optional[str] = ..., decision: _Optional[_Union[Decision, str]] = ..., signature: _Optional[bytes] = ...) -> None: ...
+    wait_done_ms: int
+    def __init__(self, request_id: _Optional[str] = ..., approver: _Optional[str] = ..., decision: _Optional[_Union[Decision, str]] = ..., signature: _Optional[bytes] = ..., wait_done_ms: _Optional[int] = ...) -> None: ...
 
 class GetSignRequestRequest(_message.Message):
     __slots__ = ("request_id",)
