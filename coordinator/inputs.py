@@ -241,7 +241,7 @@ def check_request(msg: Message) -> None:
     if rules is None:
         raise invalid("request", f"no input rules for {desc.full_name}")
     for fd in desc.fields:
-        if not needs_rule(fd):
+        if not needs_rule(fd) and fd.name not in rules:  # a number with a rule (a bound) is checked too
             continue
         rule = rules.get(fd.name)
         if rule is None:

@@ -715,7 +715,6 @@ class MpcClient(LifecycleMixin, BackupMixin):
         self._policies: dict[_PolicyRef, KeyPolicy] = {}  # see request_policy
         self._in_force_at: dict[_PolicyRef, tuple[float, _InForce]] = {}  # see _request_policy
         self._superseded: dict[_PolicyRef, _InForce] = {}
-        self._signing_keys = SigningKeyCache()  # issue 14: a signature's expected key, without a GetKey per signature
         self.seen_chains: SeenChains | None = None  # from_cluster: the identity's seen-chains file
 
     @staticmethod
@@ -995,6 +994,14 @@ class MpcClient(LifecycleMixin, BackupMixin):
             policy_in_force_version=in_force[1], policy_in_force_scope=in_force[2],
         )
 
+    def _signing_keys(self) -> SigningKeyCache:
+        """Issue 14: this client's :class:`~mpcnet.client.signing_keys.SigningKeyCache` (made at
+        first use, also for clients built without ``__init__``, as the tests' fakes are)."""
+        cache: SigningKeyCache | None = self.__dict__.get("_signing_key_cache")
+        if cache is None:
+            cache = self.__dict__.setdefault("_signing_key_cache", SigningKeyCache())
+        return cache
+
     def _signed_by_its_key(self, r: SignRequest, keys: dict[bytes, Key] | None = None) -> SignRequest:
         """``r`` if it has no signature yet, or its signature's public key is the request's key
         (as :meth:`get_key` reports it, so the signature verifies under the key and address a user
@@ -1003,7 +1010,8 @@ class MpcClient(LifecycleMixin, BackupMixin):
         if r.signature is None:
             return r
         q = r.request
-        want = self._signing_keys.get(q)
+        pins = self._signing_keys()
+        want = pins.get(q)
         if want is None:
             key = None if keys is None else keys.get(q.key_id)
             if key is None:
@@ -1013,7 +1021,7 @@ class MpcClient(LifecycleMixin, BackupMixin):
             if key.scheme != q.scheme:
                 raise MpcError(grpc.StatusCode.DATA_LOSS, f"request.scheme: {q.scheme} is not key {q.key_id.hex()}'s ({key.scheme})")
             want = key.derive(q.derivation_path) if key.scheme == SCHEME_ECDSA else signing_key(key.scheme, key.public_key, q.taproot_root)
-            self._signing_keys.put(q, want)
+            pins.put(q, want)
         if r.signature.public_key != want:
             raise MpcError(
                 grpc.StatusCode.DATA_LOSS,
