@@ -193,7 +193,7 @@ def request_timed(team: SigningTeam, key_id: bytes, digest: bytes) -> tuple[Sign
         if r.state != "pending_approval":
             break
         quorum_sent_ns = time.time_ns()
-        r = a.approve(r.request_id, wait_done_ms=TEAM_DECIDE_WAIT_MS)
+        r = a.approve(r.request_id, wait_done_ms=team.decide_wait_ms)
     if r.state not in TERMINAL_STATES:
         r = team.requester.wait_sign_request(r.request_id, timeout=team.requester.timeout)
     return r, quorum_sent_ns
@@ -239,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warm-timeout", type=float, default=120.0, metavar="S", help="--warm: give up waiting after S seconds")
     ap.add_argument("--burst", type=int, default=0, metavar="N",
                     help="--warm: signatures per burst (default: the presignatures ready at its start, at least one per thread)")
+    ap.add_argument("--decide-wait-ms", type=int, default=TEAM_DECIDE_WAIT_MS, metavar="MS",
+                    help="how long the deciding approval's answer may wait for DONE (0: answer SIGNING, then watch)")
     ap.add_argument("--no-presign", action="store_true", help="with --start: a cluster without presignature pools")
     ap.add_argument("--no-meter", action="store_true", help="skip the CPU and commit figures (a cluster without metrics endpoints)")
     ap.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
@@ -252,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--concurrency, --sustained-concurrency: at least 1; --sustained: not negative")
     if args.commit_log is not None and args.start:
         ap.error("--commit-log: only with --cluster (--start logs commits itself)")
+    if not 0 <= args.decide_wait_ms <= 5000:
+        ap.error("--decide-wait-ms: 0 to 5000")
     if args.no_presign and not args.start:
         ap.error("--no-presign: only with --start (a running cluster keeps its own setting)")
     if ((args.burst or args.warm_timeout != 120.0) and not args.warm) or args.burst < 0 or args.warm_timeout <= 0:
@@ -281,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
             MpcClient.from_cluster(directory, identity="admin1", timeout=300) as c,
             SigningTeam.from_cluster(directory, timeout=300) as team,
         ):
+            team.decide_wait_ms = args.decide_wait_ms
             st = c.cluster_status()
             result: dict[str, Any] = {
                 "config": {

@@ -1584,6 +1584,7 @@ class SigningTeam:
     def __init__(self, requester: MpcClient, approvers: Sequence[MpcClient]) -> None:
         self.requester = requester
         self.approvers = list(approvers)
+        self.decide_wait_ms = TEAM_DECIDE_WAIT_MS  # the deciding approval's wait_done_ms (0: answer SIGNING, then watch)
 
     @staticmethod
     def from_cluster(
@@ -1614,7 +1615,7 @@ class SigningTeam:
         request the requester submitted and checked (``approve(seen=...)``: no fetch of it
         again, survey R13), so a signature costs the submit, one decision per approver and the
         wait; the deciding approval asks the coordinator to answer with the end of the signing
-        (``wait_done_ms`` = :data:`TEAM_DECIDE_WAIT_MS`), so a signing that ends by then (a pool
+        (``wait_done_ms`` = :attr:`decide_wait_ms`, by default :data:`TEAM_DECIDE_WAIT_MS`), so a signing that ends by then (a pool
         presignature: one round) needs no watch."""
         submitted = self.requester.submit_sign_request(
             key_id, digest, path=path, description=description or "automated signing request", request_id=request_id,
@@ -1624,7 +1625,7 @@ class SigningTeam:
         for a in self.approvers:
             if r.state != "pending_approval":
                 break
-            r = a.approve(r.request_id, seen=submitted, wait_done_ms=TEAM_DECIDE_WAIT_MS)
+            r = a.approve(r.request_id, seen=submitted, wait_done_ms=self.decide_wait_ms)
         if r.state in TERMINAL_STATES:
             return r
         return self.requester.wait_sign_request(r.request_id, timeout=self.requester.timeout)
