@@ -146,3 +146,14 @@ def test_wait_until_ended_wakes_on_a_publish_and_stops_on_stop() -> None:
     t0 = time.monotonic()
     assert wait_until_ended(feed, "r", lambda: "signing", lambda s: s == "done", 3000, stop) == "signing"
     assert time.monotonic() - t0 < 1.0
+
+
+def test_no_wait_when_every_slot_is_taken() -> None:
+    feed, stop, slots = ChangeFeed(), threading.Event(), threading.BoundedSemaphore(1)
+    assert slots.acquire(blocking=False)  # another decision waits
+    t0 = time.monotonic()
+    assert wait_until_ended(feed, "r", lambda: "signing", lambda s: s == "done", 3000, stop, slots=slots) == "signing"
+    assert time.monotonic() - t0 < 1.0
+    slots.release()
+    assert wait_until_ended(feed, "r", lambda: "done", lambda s: s == "done", 3000, stop, slots=slots) == "done"
+    assert slots.acquire(blocking=False)  # the wait gave its slot back
