@@ -400,9 +400,13 @@ def cmd_status(ctx: click.Context, watch: bool, interval: float | None, count: i
 # --- signing requests ------------------------------------------------------------------------
 
 
-def _show_request(ctx: click.Context, r: SignRequest, chain_id: int | None, *, waited: bool) -> int:
-    """The approver's view of ``r``; exit 1 if a waited-for request ended other than DONE."""
-    _show(ctx, view.request_doc(r, chain_id), view.request_lines(r, chain_id))
+def _show_request(
+    ctx: click.Context, r: SignRequest, chain_id: int | None, *, waited: bool, c: MpcClient | None = None,
+) -> int:
+    """The approver's view of ``r`` (with ``c``: a bip340 request's Taproot output key and address,
+    issue 16); exit 1 if a waited-for request ended other than DONE."""
+    tap = cli_schnorr.taproot_outputs(c.get_key, r) if c is not None else None
+    _show(ctx, view.request_doc(r, chain_id, tap), view.request_lines(r, chain_id, tap))
     if waited and r.state != "done":
         return Exit.FAILED
     return Exit.OK
@@ -462,7 +466,7 @@ def cmd_request_sign(
         if wait:
             view.err(f"request {r.request_id} submitted; waiting...")
             r = _wait(c, ctx, r.request_id)
-    return _show_request(ctx, r, chain_id, waited=wait)
+        return _show_request(ctx, r, chain_id, waited=wait, c=c)
 
 
 @_command(request_group, "show", "a request's state, approvals and signature")
@@ -488,7 +492,7 @@ def cmd_request_show(ctx: click.Context, request_id: str, wait: bool, chain_id: 
                 rows.append(("error", f"{info.error_code}: {info.error_message}"))
             _show(ctx, d, rows)
             return Exit.FAILED if wait and info.state == "failed" else Exit.OK  # as for a signing request
-    return _show_request(ctx, r, chain_id, waited=wait)
+        return _show_request(ctx, r, chain_id, waited=wait, c=c)
 
 
 @_command(request_group, "watch", "print every change of a request until it ends (exit 0 only if it ended DONE); "
@@ -556,7 +560,7 @@ def cmd_approve(
             # the approval is recorded: say so before a wait that may be long (or interrupted)
             view.err(f"request {r.request_id} approved; the quorum is complete; waiting for the signature...")
             r = _wait(c, ctx, request_id)
-    return _show_request(ctx, r, chain_id, waited=waited)
+        return _show_request(ctx, r, chain_id, waited=waited, c=c)
 
 
 @_command(cli, "reject", "reject a signing request (signed with your key); role approver")
@@ -565,7 +569,7 @@ def cmd_reject(ctx: click.Context, request_id: str) -> int:
     with _client(None, _opts(ctx)) as c:
         _need_signer(c)
         r = c.reject(request_id)
-    return _show_request(ctx, r, None, waited=False)
+        return _show_request(ctx, r, None, waited=False, c=c)
 
 
 # --- policies --------------------------------------------------------------------------------

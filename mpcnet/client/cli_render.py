@@ -123,9 +123,10 @@ def signature_dict(sig: SignatureResult | SchnorrSignature, chain_id: int | None
     return sig.as_dict()
 
 
-def request_doc(r: SignRequest, chain_id: int | None) -> dict[str, Any]:
-    """``r.as_dict()`` with the signature rendered for ``chain_id``."""
-    d = r.as_dict()
+def request_doc(r: SignRequest, chain_id: int | None, taproot: Mapping[str, str | None] | None = None) -> dict[str, Any]:
+    """``r.as_dict()`` with the signature rendered for ``chain_id``; a bip340 request's
+    ``taproot_output_key`` and ``taproot_address`` when given (``cli_schnorr.taproot_outputs``)."""
+    d = {**r.as_dict(), **(taproot or {})}
     if r.signature is not None:
         d["signature"] = signature_dict(r.signature, chain_id)
     return d
@@ -161,9 +162,10 @@ def superseded_text(r: SignRequest) -> str:
     )
 
 
-def request_lines(r: SignRequest, chain_id: int | None = None) -> list[Row]:
-    """The approver's view: the canonical request's fixed rows first, the description last."""
-    d = r.as_dict()
+def request_lines(r: SignRequest, chain_id: int | None = None, taproot: Mapping[str, str | None] | None = None) -> list[Row]:
+    """The approver's view: the canonical request's fixed rows first, the description last;
+    ``taproot``: a bip340 request's output key and address (``cli_schnorr.taproot_outputs``)."""
+    d = {**r.as_dict(), **(taproot or {})}
     quorum = f"{r.approval_quorum} of {r.approvers} approvers" + ("" if r.approvals_verified else " (the coordinator's word, not verified)")
     rows: list[Row] = [
         ("request_id", r.request_id),
@@ -199,7 +201,8 @@ def request_lines(r: SignRequest, chain_id: int | None = None) -> list[Row]:
 def schnorr_rows(d: Mapping[str, Any]) -> list[Row]:
     """Issue 16 rows of a request's view (:meth:`SignRequest.as_dict`): its ``scheme``; an
     ed25519 request's message by size, SHA-256 (what the digest is and the approvals sign) and a
-    safe preview (printable ASCII or hex, never raw bytes); a bip340 request's Taproot root."""
+    safe preview (printable ASCII or hex, never raw bytes); a bip340 request's Taproot root and,
+    when ``d`` has them, its output key (x-only hex) and mainnet P2TR address (or "unknown")."""
     rows: list[Row] = [("scheme", d.get("scheme", "ecdsa-secp256k1"))]
     if "message_size" in d:
         rows += [
@@ -208,6 +211,10 @@ def schnorr_rows(d: Mapping[str, Any]) -> list[Row]:
         ]
     if d.get("scheme") == "schnorr-secp256k1-bip340":
         rows.append(("taproot root", d.get("taproot_root") or "none: BIP86 key-path tweak (no script tree)"))
+        if "taproot_output_key" in d:  # what the signature will be valid under, computed on this client
+            unknown = "unknown: the key could not be fetched to compute it"
+            rows.append(("taproot output key", d["taproot_output_key"] or unknown))
+            rows.append(("taproot address", d["taproot_address"] or unknown))
     return rows
 
 

@@ -26,10 +26,11 @@ import click
 from governance.approval import MAX_MESSAGE, SCHEME_BIP340, SCHEME_ECDSA, SCHEME_ED25519, SCHEMES
 from governance.errors import GovernanceError
 from governance.text import quote
+from mpcnet.client.errors import MpcError
 from mpcnet.client.schnorr import a_scheme, schnorr_describe
-from mpcnet.client.sdk import Key
+from mpcnet.client.sdk import Key, SignRequest
 from mpcnet.common import cliutil
-from mpcnet.common.addresses import NETWORKS
+from mpcnet.common.addresses import NETWORKS, AddressError, p2tr_address, taproot_output_key
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -146,9 +147,15 @@ def sign_payload(
 
 
 def pubkey_doc(key: Key, path: str | None, network: str, taproot_root: bytes | None) -> dict[str, Any]:
-    """``mpc pubkey``'s document: :meth:`Key.describe` of an ECDSA key (``--network`` has no
-    effect, ``--taproot-root`` is a usage error); a Schnorr key's chain-native forms
-    (:func:`mpcnet.client.schnorr.schnorr_describe`) for ``network`` and the root."""
+    """``mpc pubkey``'s document: :meth:`Key.describe` of an ECDSA key; a Schnorr key's
+    chain-native forms (:func:`mpcnet.client.schnorr.schnorr_describe`) for ``network`` and the
+    root. :class:`click.UsageError` naming the option for ``--taproot-root`` on a key other than
+    bip340, and for ``--network`` other than its default (mainnet) on a key other than bip340
+    (an Ethereum or Solana address has no Bitcoin network)."""
+    if network != NETWORKS[0] and key.scheme != SCHEME_BIP340:
+        raise click.UsageError(
+            f"--network is for {SCHEME_BIP340} keys (the Taproot address); key {key.key_id.hex()} is {key.scheme}"
+        )
     if key.scheme == SCHEME_ECDSA:
         if taproot_root is not None:
             raise click.UsageError(f"--taproot-root is for schnorr-secp256k1-bip340 keys; key {key.key_id.hex()} is {key.scheme}")
@@ -158,6 +165,27 @@ def pubkey_doc(key: Key, path: str | None, network: str, taproot_root: bytes | N
     if taproot_root is not None and key.scheme != "schnorr-secp256k1-bip340":
         raise click.UsageError(f"--taproot-root is for schnorr-secp256k1-bip340 keys; key {key.key_id.hex()} is {key.scheme}")
     return schnorr_describe(key, None, network, taproot_root or b"")
+
+
+def taproot_outputs(get_key: Callable[[bytes], Key], r: SignRequest) -> dict[str, str | None] | None:
+    """What a bip340 request's signature will be valid under, for the approver's view: the
+    Taproot ``taproot_output_key`` (32-byte x-only hex, BIP341 tweak of the key's public key by
+    the request's root; BIP86 when it has none) and its mainnet ``taproot_address`` (BIP350
+    bech32m ``bc1p...``), computed here from the public key ``get_key(key_id)`` answers (the
+    coordinator's word for the key's public key, as in ``mpc pubkey``). Both None when the key
+    cannot be fetched or its public key does not fit (never raises for that); None for a request
+    of another scheme."""
+    q = r.request
+    if q.scheme != SCHEME_BIP340:
+        return None
+    try:
+        key = get_key(q.key_id)
+        if key.scheme != SCHEME_BIP340:
+            raise AddressError("scheme", "is not the request's")
+        output_key = taproot_output_key(key.public_key, q.taproot_root)
+        return {"taproot_output_key": output_key.hex(), "taproot_address": p2tr_address(output_key, NETWORKS[0])}
+    except (MpcError, AddressError, GovernanceError, ValueError):
+        return {"taproot_output_key": None, "taproot_address": None}
 
 
 def payload_mismatch(
