@@ -405,7 +405,7 @@ def _show_request(
 ) -> int:
     """The approver's view of ``r`` (with ``c``: a bip340 request's Taproot output key and address,
     issue 16); exit 1 if a waited-for request ended other than DONE."""
-    tap = cli_schnorr.taproot_outputs(c.get_key, r) if c is not None else None
+    tap = None if c is None else cli_schnorr.taproot_outputs(lambda key_id: c.get_key(key_id), r)  # fetched for bip340 only
     _show(ctx, view.request_doc(r, chain_id, tap), view.request_lines(r, chain_id, tap))
     if waited and r.state != "done":
         return Exit.FAILED
