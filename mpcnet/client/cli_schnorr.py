@@ -17,12 +17,14 @@ naming the option (exit 2) and nothing is sent."""
 from __future__ import annotations
 
 import hashlib
+import hmac
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
+from crypto_core.frost.public import frost_key_id
 from governance.approval import MAX_MESSAGE, SCHEME_BIP340, SCHEME_ECDSA, SCHEME_ED25519, SCHEMES
 from governance.errors import GovernanceError
 from governance.text import quote
@@ -172,9 +174,10 @@ def taproot_outputs(get_key: Callable[[bytes], Key], r: SignRequest) -> dict[str
     Taproot ``taproot_output_key`` (32-byte x-only hex, BIP341 tweak of the key's public key by
     the request's root; BIP86 when it has none) and its mainnet ``taproot_address`` (BIP350
     bech32m ``bc1p...``), computed here from the public key ``get_key(key_id)`` answers (the
-    coordinator's word for the key's public key, as in ``mpc pubkey``). Both None when the key
-    cannot be fetched or its public key does not fit (never raises for that); None for a request
-    of another scheme."""
+    coordinator's word for the key's public key, checked here against the request's key id, which
+    binds the scheme and the group key). Both None when the key cannot be fetched or its public key
+    does not fit or does not hash to the key id (never raises for that); None for a request of
+    another scheme."""
     q = r.request
     if q.scheme != SCHEME_BIP340:
         return None
@@ -182,6 +185,10 @@ def taproot_outputs(get_key: Callable[[bytes], Key], r: SignRequest) -> dict[str
         key = get_key(q.key_id)
         if key.scheme != SCHEME_BIP340:
             raise AddressError("scheme", "is not the request's")
+        # the approved request names the key id, which binds the scheme and the group key
+        # (crypto_core.frost.public.frost_key_id): a public key the coordinator misreports is refused
+        if not hmac.compare_digest(frost_key_id(SCHEME_BIP340, bytes(key.public_key)), q.key_id):
+            raise AddressError("public_key", "does not hash to the request's key id")
         output_key = taproot_output_key(key.public_key, q.taproot_root)
         return {"taproot_output_key": output_key.hex(), "taproot_address": p2tr_address(output_key, NETWORKS[0])}
     except (MpcError, AddressError, GovernanceError, ValueError):

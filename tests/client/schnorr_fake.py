@@ -16,6 +16,7 @@ from coincurve import PrivateKey
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from crypto_core.frost.public import frost_key_id
 from governance.approval import SCHEME_BIP340, SCHEME_ECDSA, SCHEME_ED25519, SigningRequest
 from mpcnet.client.identities import Identity
 from mpcnet.client.sdk import MpcClient
@@ -72,7 +73,8 @@ class FakeSchnorrCoordinator:
         else:
             pk = PrivateKey(secret).public_key.format(compressed=True)
             chain = hashlib.sha256(b"chain").digest() if scheme == SCHEME_ECDSA else b""
-        kid = hashlib.sha256(scheme.encode() + pk).digest()
+        # a FROST key's id binds its scheme and group key, as the nodes and the coordinator compute it
+        kid = hashlib.sha256(scheme.encode() + pk).digest() if scheme == SCHEME_ECDSA else frost_key_id(scheme, pk)
         self.secrets[kid] = secret
         if self.frost and scheme != SCHEME_ECDSA:
             self.dealt[kid] = dealt

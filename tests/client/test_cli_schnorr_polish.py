@@ -18,6 +18,7 @@ from typing import Any, cast
 import grpc
 import pytest
 
+from crypto_core.frost.public import frost_key_id
 from governance.approval import SCHEME_BIP340
 from mpcnet.client import cli
 from mpcnet.client.cli_schnorr import taproot_outputs
@@ -127,14 +128,23 @@ def _fixed_key(public_key: bytes, scheme: str = SCHEME_BIP340) -> Key:
     return cast(Key, SimpleNamespace(scheme=scheme, public_key=public_key))
 
 
-def _req(scheme: str = SCHEME_BIP340, root: bytes = b"") -> SignRequest:
-    return cast(SignRequest, SimpleNamespace(request=SimpleNamespace(scheme=scheme, key_id=b"\x01" * 16, taproot_root=root)))
+def _req(scheme: str = SCHEME_BIP340, root: bytes = b"", key_id: bytes = b"\x01" * 16) -> SignRequest:
+    return cast(SignRequest, SimpleNamespace(request=SimpleNamespace(scheme=scheme, key_id=key_id, taproot_root=root)))
 
 
 def test_bip86_vector() -> None:
-    got = taproot_outputs(lambda kid: _fixed_key(BIP86_INTERNAL), _req())
+    got = taproot_outputs(lambda kid: _fixed_key(BIP86_INTERNAL), _req(key_id=frost_key_id(SCHEME_BIP340, BIP86_INTERNAL)))
     assert got == {"taproot_output_key": BIP86_OUTPUT, "taproot_address": BIP86_ADDRESS}
-    assert taproot_outputs(lambda kid: _fixed_key(b"\x02" + BIP86_INTERNAL), _req()) is not None
+    compressed = b"\x02" + BIP86_INTERNAL
+    assert taproot_outputs(lambda kid: _fixed_key(compressed), _req(key_id=frost_key_id(SCHEME_BIP340, compressed))) is not None
+
+
+def test_a_public_key_that_does_not_hash_to_the_requests_key_id_is_not_shown() -> None:
+    """The approved request names the key id, which binds the scheme and the group key: a public key
+    the coordinator misreports (another key's) never becomes the output key an approver sees."""
+    other = frost_key_id(SCHEME_BIP340, b"\x03" + BIP86_INTERNAL)
+    got = taproot_outputs(lambda kid: _fixed_key(b"\x02" + BIP86_INTERNAL), _req(key_id=other))
+    assert got == {"taproot_output_key": None, "taproot_address": None}
 
 
 def test_never_raises_for_a_key_that_does_not_fit() -> None:
