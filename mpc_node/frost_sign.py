@@ -52,7 +52,7 @@ from mpc_node.audit_outbox import OutboxEntry
 from mpc_node.fields import at_most, governance_blob
 from mpc_node.governance import refusal
 from mpc_node.nonce_store import FreshNonce, NonceError, NonceInfo
-from mpc_node.presign import REASON_RE, _caller, _renamed, _signers, attempt_grant
+from mpc_node.presign import _caller, _renamed, _signers, attempt_grant, discard_fields
 from mpc_node.storage import RateLimited, RequestAlreadyServed, ReservationConflict, ServedRequest, StoreError
 from mpcnet.common.rpc import RpcError, check_len, invalid
 from mpcnet.wire.mpc.v1 import node_pb2
@@ -67,7 +67,6 @@ Code = grpc.StatusCode
 FROST_SCHEMES = (SCHEME_ED25519, SCHEME_BIP340)
 ELEMENT_LEN = {SCHEME_ED25519: 32, SCHEME_BIP340: 33}  # RFC 9591 SerializeElement
 MAX_NONCE_BATCH = 64  # MakeNoncesRequest.count
-MAX_DISCARD_IDS = 4096
 SESSION_ID_LEN = 32
 MADE_PRUNE_AT = 1 << 16  # nonce ids remembered as made by this run before the discarded ones are pruned
 FAULT_CONSUMED = "nonce-consumed"  # mpc_node/faults.py point: the consume committed, the share not answered
@@ -433,11 +432,7 @@ class NodeNonces:
 
     # --- DiscardNonces -------------------------------------------------------------------------
     def discard(self, req: node_pb2.DiscardNoncesRequest, ctx: Any) -> node_pb2.DiscardNoncesResponse:
-        key_id = check_len(req.key_id, "key_id", 32)
-        at_most(req.nonce_ids, "nonce_ids", MAX_DISCARD_IDS, "ids")
-        ids = tuple(check_len(p, f"nonce_ids[{k}]", 32) for k, p in enumerate(req.nonce_ids))
-        if not REASON_RE.fullmatch(req.reason):
-            raise invalid("reason", "1 to 32 of [a-z0-9-]")
+        key_id, ids = discard_fields(req.key_id, req.nonce_ids, "nonce_ids", req.reason)
         actor = _caller(ctx)[:64] or "coordinator"
 
         def entry(n: int) -> OutboxEntry:

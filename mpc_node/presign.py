@@ -36,7 +36,7 @@ import functools
 import logging
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -78,6 +78,18 @@ Code = grpc.StatusCode
 SHARE_ROUND = 4  # the round a signing session's share is sealed as (service.SIGN_RELEASE_ROUND + 1)
 REASON_RE = re.compile(r"[a-z0-9-]{1,32}")
 MAX_DISCARD_IDS = 4096
+
+
+def discard_fields(key_id: bytes, ids: Sequence[bytes], field: str, reason: str) -> tuple[bytes, tuple[bytes, ...]]:
+    """The checked fields of a discard request (DiscardPresignatures, DiscardNonces): a 32-byte key
+    id, at most MAX_DISCARD_IDS 32-byte ids (``field``) and a reason matching REASON_RE;
+    INVALID_ARGUMENT naming the field otherwise."""
+    checked_key = check_len(key_id, "key_id", 32)
+    at_most(ids, field, MAX_DISCARD_IDS, "ids")
+    checked = tuple(check_len(p, f"{field}[{k}]", 32) for k, p in enumerate(ids))
+    if not REASON_RE.fullmatch(reason):
+        raise invalid("reason", "1 to 32 of [a-z0-9-]")
+    return checked_key, checked
 # presignatures in live presign sessions, all keys (about 128 KiB of session state each at
 # round 2): bounds a node's memory whatever a coordinator opens (max_sessions alone allows GiBs)
 MAX_PRESIGNATURES_IN_MAKING = 256
@@ -502,11 +514,7 @@ class NodePools:
         )
 
     def discard(self, req: node_pb2.DiscardPresignaturesRequest, ctx: Any) -> node_pb2.DiscardPresignaturesResponse:
-        key_id = check_len(req.key_id, "key_id", 32)
-        at_most(req.presig_ids, "presig_ids", MAX_DISCARD_IDS, "ids")
-        ids = tuple(check_len(p, f"presig_ids[{k}]", 32) for k, p in enumerate(req.presig_ids))
-        if not REASON_RE.fullmatch(req.reason):
-            raise invalid("reason", "1 to 32 of [a-z0-9-]")
+        key_id, ids = discard_fields(req.key_id, req.presig_ids, "presig_ids", req.reason)
         actor = _caller(ctx)[:64] or "coordinator"
 
         def entry(n: int) -> OutboxEntry:
