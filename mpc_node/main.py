@@ -35,6 +35,7 @@ from mpc_node.tls import ServingCertificate
 from mpcnet.common import cliutil
 from mpcnet.common.datadir import hold_data_dirs
 from mpcnet.common.gc_tuning import tune_for_server
+from mpcnet.common.heap_tuning import keep_heap
 from mpcnet.common.keystore import KeystoreError, load_keystore, read_passphrase
 from mpcnet.common.listen import bind_listen
 from mpcnet.common.metrics import serve_metrics
@@ -135,6 +136,7 @@ def _serve(cfg: NodeConfig, ready: threading.Event | None, stop: threading.Event
     serve_metrics(cfg.metrics, service.metrics, log)  # first: a metrics port in use stops the start here
     if stop is None:  # a process of its own (tests serve in-process with a stop event)
         tune_for_server()  # issue 14: fewer, cheaper GC passes per request (mpcnet/common/gc_tuning.py)
+        keep_heap()  # issue 14: no page faults re-growing the heap per presignature (mpcnet/common/heap_tuning.py)
     server.start()
     audit.append(cfg.name, "node-start", outcome="ok", details={"governance_root": service.gov.governance_root.hex()})
     service.start_sweeper()

@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import bench_protocol  # noqa: E402
 
 from crypto_core.params import LAMBDA_C, SUPPORTED_LAMBDA  # noqa: E402
+from mpcnet.common.heap_tuning import keep_heap  # noqa: E402
 
 ANCHOR_SRCS = tuple(up / "shared" / "bench" / "dkls-wasm" for up in (ROOT.parent, ROOT.parent.parent))
 ANCHOR_DIR = ROOT / ".bench" / "dkls-wasm"
@@ -110,6 +111,7 @@ def main() -> int:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--lambda-c", type=int, default=LAMBDA_C, choices=SUPPORTED_LAMBDA)
     args = ap.parse_args()
+    print(f"heap tuning (as mpc-node; MPCNET_HEAP_TUNING=0: off): {keep_heap()}", flush=True)
     configs = [tuple(map(int, c.split("/"))) for c in args.configs.split(",")]
     src = anchor_source(args.anchor)
     # interleaved per configuration (anchor, then ours), so that load drifting on a shared

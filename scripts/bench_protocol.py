@@ -44,6 +44,7 @@ from crypto_core.local import RunStats, run
 from crypto_core.params import LAMBDA_C, SUPPORTED_LAMBDA
 from crypto_core.reshare import ReshareConfig, ReshareParty
 from crypto_core.sign import PresignParty, SignConfig
+from mpcnet.common.heap_tuning import keep_heap
 
 SCHEMES = ("ecdsa-secp256k1", "ed25519", "schnorr-secp256k1-bip340")
 
@@ -135,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("need 2 <= threshold <= parties")
     if args.keygens < 1:
         ap.error("--keygens must be at least 1")
+    heap_kept = keep_heap()  # as mpc-node does at start; MPCNET_HEAP_TUNING=0 for glibc's defaults
     if args.scheme != SCHEMES[0]:
         return main_frost(args)
 
@@ -149,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(),
             "machine": platform.machine(),
             "cpus": os.cpu_count(),
+            "heap_tuning": heap_kept,
         }
     }
     print(f"bench_protocol: {t}-of-{n}, lambda_c={args.lambda_c}, all parties in one process, messages serialized", flush=True)
