@@ -120,11 +120,10 @@ def _prg_rows(sid: bytes, seeds: tuple[bytes, ...]) -> bytes:
         raise UsageError(f"OT extension: expected seeds of {base_ot.KEY_LEN} bytes")
     prefix = hashlib.shake_256(frame((Tag.OTE_PRG.bytes, sid)))
     out: list[bytes] = []
-    append = out.append
-    for rec in map(bytes.__add__, lay.row_hdr, seeds):  # len(seeds) == lay.rows: layout() is by it
+    for hdr, seed in zip(lay.row_hdr, seeds, strict=True):
         h = prefix.copy()
-        h.update(rec)
-        append(h.digest(ROW_LEN))
+        h.update(hdr + seed)
+        out.append(h.digest(ROW_LEN))
     return b"".join(out)
 
 
