@@ -15,12 +15,15 @@ time and calls per second. Server modes:
   144), GC tuned as the servers tune it (``mpcnet.common.gc_tuning``);
 - ``aio``: ``grpc.aio.server`` with ``async`` handlers, the same credentials and options.
 
-Handlers: ``bare`` (parse, answer) or ``project`` (what every product RPC pays: the project's
-``service_handler`` and ``audited_role_check`` -- the caller's certificate fingerprint and role from
-the auth context; in ``aio`` an async wrapper calling the same check).
+Handlers: ``bare`` (parse, answer), ``wrapped`` (the project's ``service_handler`` without a role
+check) or ``project`` (what every product RPC pays: ``service_handler`` and
+``audited_role_check`` -- the caller's certificate fingerprint and role from the auth context; in
+``aio`` ``wrapped`` is ``bare`` and ``project`` an async wrapper calling the same check).
 
 ``--variants`` adds option sets (on top of the project's, both sides unless said), measured with
-the sync project server at ``--variant-concurrency``, each interleaved with the base:
+the sync project server at ``--variant-concurrency`` in ``--variant-pairs`` A/B pairs (a fresh
+base server and a fresh variant server back to back, alternating which goes first; reported: the
+median of the per-pair CPU ratios):
 ``throughput`` (``grpc.optimization_target``), ``nobdp`` (``grpc.http2.bdp_probe`` 0),
 ``nokeepalive`` (no keepalive options), ``streams`` (server ``grpc.max_concurrent_streams`` 256),
 ``reuseport`` (server ``grpc.so_reuseport`` 1), ``nocompress`` (``grpc.default_compression_algorithm``
@@ -84,7 +87,7 @@ PATH = f"/{SERVICE.full_name}/{METHOD}"
 CPU_PATH = "/floor.Bench/Cpu"  # side RPC: the server process's CPU seconds so far (text)
 LEVELS = (1, 4, 16, 64)
 MODES = ("sync", "aio")
-HANDLERS = ("bare", "project")
+HANDLERS = ("bare", "wrapped", "project")
 PROFILES = {"coordinator": (48 + 256 + 64, 48 * 4 + 256 + 64), "node": (16 + 16, 16 * 8 + 16)}
 """Thread-pool size and ``maximum_concurrent_rpcs`` of the project's servers (coordinator/main.py,
 mpc_node/main.py with the configs' defaults)."""
@@ -176,8 +179,8 @@ def _cpu_handler() -> grpc.GenericRpcHandler:
 
 
 def _sync_handler(handler: str) -> grpc.GenericRpcHandler:
-    if handler == "project":
-        return service_handler(SERVICE, node_pb2, _Servicer(), authorize=_authorize())
+    if handler in ("project", "wrapped"):
+        return service_handler(SERVICE, node_pb2, _Servicer(), authorize=_authorize() if handler == "project" else None)
     answer = node_pb2.ListPresignaturesResponse()
     h: grpc.RpcMethodHandler[Any, Any] = grpc.unary_unary_rpc_method_handler(
         lambda req, ctx: answer,
@@ -332,29 +335,68 @@ class Server:
 
 def rpc_runs(args: argparse.Namespace, tls: Tls, tls_dir: Path) -> dict[str, dict[int, list[CallFigures]]]:
     """``{config name: {concurrency: [figures per round]}}``; configs run interleaved per round."""
-    configs: list[tuple[str, str, str, str, tuple[int, ...]]] = []  # (name, mode, handler, variant, levels)
+    configs: list[tuple[str, str, str, tuple[int, ...]]] = []  # (mode, handler, variant, levels)
     for mode in args.modes:
         for handler in args.handlers:
-            configs.append((f"{mode}/{handler}/base", mode, handler, "base", tuple(args.concurrency)))
-    for variant in args.variants:  # each next to the base at the same level
-        configs.append((f"sync/project/{variant}", "sync", "project", variant, (args.variant_concurrency,)))
-        configs.append(("sync/project/base", "sync", "project", "base", (args.variant_concurrency,)))
-    configs.append(("sync/project/base", "sync", "project", "base", (args.floor_concurrency,)))  # the floor's figure
-    seen: dict[str, tuple[str, str, str, str, tuple[int, ...]]] = {}
-    for name, mode, handler, variant, levels in configs:  # one entry per config, with all its levels
-        had = seen[name][4] if name in seen else ()
-        seen[name] = (name, mode, handler, variant, tuple(sorted(set(had) | set(levels))))
-    out: dict[str, dict[int, list[CallFigures]]] = {name: {} for name in seen}
+            if (mode, handler) == ("aio", "wrapped"):
+                continue  # the same as aio bare
+            wanted = set(args.concurrency)
+            if (mode, handler) == ("sync", "project"):
+                wanted.add(args.floor_concurrency)  # the floor's figure
+            configs.append((mode, handler, "base", tuple(sorted(wanted))))
+    if not any(c[:2] == ("sync", "project") for c in configs):
+        configs.append(("sync", "project", "base", (args.floor_concurrency,)))
+    out: dict[str, dict[int, list[CallFigures]]] = {f"{m}/{h}/{v}": {} for m, h, v, _ in configs}
     for r in range(args.rounds):
-        order = list(seen.values())
-        if r % 2:
-            order.reverse()  # interleave: no config always runs first (or last) in a round
-        for name, mode, handler, variant, levels in order:
-            with Server(mode, handler, variant, args.profile, tls, tls_dir) as srv:
-                srv.batch(max(levels), max(args.warmup, max(levels)))  # handshake, threads, caches
-                for level in levels:
-                    out[name].setdefault(level, []).append(srv.batch(level, args.calls))
+        order = configs[::-1] if r % 2 else configs  # interleave: no config always runs first (or last)
+        for mode, handler, variant, levels in order:
+            name = f"{mode}/{handler}/{variant}"
+            for level, fig in one_server(args, mode, handler, variant, levels, tls, tls_dir).items():
+                out[name].setdefault(level, []).append(fig)
             print(f"  round {r + 1}/{args.rounds}: {name} done", file=sys.stderr, flush=True)
+    return out
+
+
+def one_server(
+    args: argparse.Namespace, mode: str, handler: str, variant: str, levels: Sequence[int], tls: Tls, tls_dir: Path
+) -> dict[int, CallFigures]:
+    """Start a server, warm it up, measure a batch at each of ``levels``, stop it."""
+    with Server(mode, handler, variant, args.profile, tls, tls_dir) as srv:
+        srv.batch(max(levels), max(args.warmup, max(levels)))  # handshake, threads, caches
+        return {level: srv.batch(level, args.calls) for level in levels}
+
+
+def variant_pairs(args: argparse.Namespace, tls: Tls, tls_dir: Path) -> dict[str, list[tuple[CallFigures, CallFigures]]]:
+    """``{variant: [(base, variant) figures per pair]}``: sync project server at
+    ``--variant-concurrency``, base and variant back to back (alternating which goes first),
+    ``--variant-pairs`` pairs per variant, variants interleaved."""
+    level = args.variant_concurrency
+    out: dict[str, list[tuple[CallFigures, CallFigures]]] = {v: [] for v in args.variants}
+    for i in range(args.variant_pairs):
+        for variant in args.variants:
+            first, second = ("base", variant) if i % 2 == 0 else (variant, "base")
+            a = one_server(args, "sync", "project", first, (level,), tls, tls_dir)[level]
+            b = one_server(args, "sync", "project", second, (level,), tls, tls_dir)[level]
+            out[variant].append((a, b) if first == "base" else (b, a))
+            print(f"  pair {i + 1}/{args.variant_pairs}: {variant} done", file=sys.stderr, flush=True)
+    return out
+
+
+def summarize_pairs(pairs: dict[str, list[tuple[CallFigures, CallFigures]]]) -> dict[str, dict[str, Any]]:
+    """Per variant: medians of base and variant CPU per call, and the median of the per-pair
+    ratios variant / base (what the comparison rests on)."""
+    out: dict[str, dict[str, Any]] = {}
+    for variant, ps in pairs.items():
+        ratios = [v.cpu_us / b.cpu_us for b, v in ps]
+        out[variant] = {
+            "base_cpu_us": round(median([b.cpu_us for b, _ in ps]), 1),
+            "variant_cpu_us": round(median([v.cpu_us for _, v in ps]), 1),
+            "base_server_cpu_us": round(median([b.server_cpu_us for b, _ in ps]), 1),
+            "variant_server_cpu_us": round(median([v.server_cpu_us for _, v in ps]), 1),
+            "ratio_median": round(median(ratios), 3),
+            "ratios": [round(x, 3) for x in ratios],
+            "pairs": len(ps),
+        }
     return out
 
 
@@ -501,7 +543,8 @@ def floor(args: argparse.Namespace, rpc: dict[str, dict[str, Any]], micro: dict[
     }
     bare = rpc.get("sync/bare/base", {}).get(level)
     aio = rpc.get("aio/bare/base", {}).get(level)
-    for name, fig in (("sync_bare", bare), ("aio_bare", aio), ("aio_project", rpc.get("aio/project/base", {}).get(level))):
+    for name, fig in (("sync_bare", bare), ("sync_wrapped", rpc.get("sync/wrapped/base", {}).get(level)), ("aio_bare", aio),
+                      ("aio_project", rpc.get("aio/project/base", {}).get(level))):
         if fig is not None:
             out[f"floor_ms_with_{name}_rpc"] = round(brief - parts["rpc_ms"] + calls * fig["cpu_us"] / 1000, 3)
     return out
@@ -540,13 +583,10 @@ def report(result: dict[str, Any]) -> Iterator[str]:
         for c, f in levels.items():
             yield (f"  {name:28} {c:>3} {f['client_cpu_us']:>8.0f} us {f['server_cpu_us']:>8.0f} us {f['cpu_us']:>7.0f} us "
                    f"{f['wall_us']:>7.0f} us {f['calls_per_s']:>9.0f}")
-    base = result["rpc"].get("sync/project/base", {}).get(str(result["variant_concurrency"]))
-    if base is not None:
-        for name, levels in result["rpc"].items():
-            if name.startswith("sync/project/") and name != "sync/project/base":
-                f = levels.get(str(result["variant_concurrency"]))
-                if f is not None:
-                    yield f"  variant {name.rsplit('/', 1)[1]}: total CPU per call {(f['cpu_us'] / base['cpu_us'] - 1) * 100:+.1f}% vs base"
+    for variant, v in result["variants"].items():
+        yield (f"  variant {variant} (sync/project, c={result['variant_concurrency']}, {v['pairs']} A/B pairs): "
+               f"{v['base_cpu_us']:.0f} -> {v['variant_cpu_us']:.0f} us CPU per call, median pair ratio {v['ratio_median']:.3f} "
+               f"({(v['ratio_median'] - 1) * 100:+.1f}%)")
     yield f"micro floors (CPU ms per operation, median of {result['rounds']} rounds of {result['micro_n']}; SQLite in {result['db_dir']}):"
     for name, v in result["micro"].items():
         if "cpu_ms" in v:
@@ -563,7 +603,7 @@ def report(result: dict[str, Any]) -> Iterator[str]:
                f"verifications ({p['approval_verifications_ms']:.2f}); ceiling {f['ceiling_per_s']:.0f}/s on {f['cores']} cores")
         yield (f"extended floor (+ approver and envelope signatures, bundle decodes, final verify, protobuf): "
                f"{f['extended_floor_ms']:.2f} ms; ceiling {f['extended_ceiling_per_s']:.0f}/s")
-        for k in ("sync_bare", "aio_bare", "aio_project"):
+        for k in ("sync_bare", "sync_wrapped", "aio_bare", "aio_project"):
             if f"floor_ms_with_{k}_rpc" in f:
                 yield f"  floor with {k} RPCs: {f[f'floor_ms_with_{k}_rpc']:.2f} ms"
     else:
@@ -578,10 +618,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--warmup", type=int, default=200, help="untimed RPCs after a server starts")
     ap.add_argument("--concurrency", default="1,4,16,64", help="comma-separated client thread counts")
     ap.add_argument("--modes", default="sync,aio", help="server modes: sync, aio")
-    ap.add_argument("--handlers", default="project,bare", help="handlers: project, bare")
+    ap.add_argument("--handlers", default="project,wrapped,bare", help="handlers: project, wrapped, bare (aio: no wrapped)")
     names = ", ".join(v for v in VARIANTS if v != "base")
     ap.add_argument("--variants", default="", help=f"option variants to compare, comma-separated: {names}")
     ap.add_argument("--variant-concurrency", type=int, default=16)
+    ap.add_argument("--variant-pairs", type=int, default=5, help="A/B pairs (base, variant) per variant")
     ap.add_argument("--profile", choices=sorted(PROFILES), default="coordinator", help="server thread pool as configured for")
     ap.add_argument("--micro-n", type=int, default=300, help="operations per micro-benchmark round")
     ap.add_argument("--no-rpc", action="store_true", help="micro floors only")
@@ -617,7 +658,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         ap.error(f"--handlers: each one of {', '.join(HANDLERS)}")
     if any(v not in VARIANTS for v in args.variants):
         ap.error(f"--variants: each one of {', '.join(VARIANTS)}")
-    for name in ("rounds", "calls", "micro_n", "t", "variant_concurrency", "floor_concurrency", "cores"):
+    for name in ("rounds", "calls", "micro_n", "t", "variant_concurrency", "variant_pairs", "floor_concurrency", "cores"):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')}: must be at least 1")
     return args
@@ -629,15 +670,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve(args.serve, args.handler, args.variant_name, args.profile, args.tls_dir)
     load_before = uptime()
     rpc: dict[str, dict[str, Any]] = {}
+    variants: dict[str, dict[str, Any]] = {}
     if not args.no_rpc:
         with tempfile.TemporaryDirectory(prefix="floor-tls-") as d:
             tls = make_tls(Path(d))
             rpc = summarize(rpc_runs(args, tls, Path(d)))
+            variants = summarize_pairs(variant_pairs(args, tls, Path(d)))
     micro = micro_runs(args)
     result: dict[str, Any] = {
         "grpcio": grpc.__version__, "cores": args.cores, "profile": args.profile, "rounds": args.rounds,
         "calls": args.calls, "micro_n": args.micro_n, "db_dir": str(args.db_dir),
-        "variant_concurrency": args.variant_concurrency, "rpc": rpc, "micro": micro,
+        "variant_concurrency": args.variant_concurrency, "rpc": rpc, "variants": variants, "micro": micro,
     }
     result["floor"] = floor(args, rpc, micro)
     result["load_before"], result["load_after"] = load_before, uptime()

@@ -24,15 +24,13 @@ def test_reports_rpc_cpu_micro_floors_and_the_floor(tmp_path: Path) -> None:
     out = tmp_path / "floor.json"
     p = _run([
         "--rounds", "1", "--calls", "12", "--warmup", "2", "--concurrency", "1,3", "--micro-n", "3",
-        "--variants", "nobdp", "--floor-concurrency", "3", "--variant-concurrency", "3", "--db-dir", str(tmp_path),
+        "--variants", "nobdp", "--variant-pairs", "1", "--floor-concurrency", "3", "--variant-concurrency", "3", "--db-dir", str(tmp_path),
         "--out", str(out),
     ])
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     r: dict[str, Any] = json.loads(out.read_text())
-    assert set(r["rpc"]) == {
-        "sync/project/base", "sync/bare/base", "aio/project/base", "aio/bare/base", "sync/project/nobdp",
-    }
-    for name in ("sync/bare/base", "aio/project/base", "aio/bare/base"):
+    assert set(r["rpc"]) == {"sync/project/base", "sync/wrapped/base", "sync/bare/base", "aio/project/base", "aio/bare/base"}
+    for name in r["rpc"]:
         assert set(r["rpc"][name]) == {"1", "3"}
     for levels in r["rpc"].values():
         for f in levels.values():
@@ -47,13 +45,15 @@ def test_reports_rpc_cpu_micro_floors_and_the_floor(tmp_path: Path) -> None:
     assert abs(f["floor_ms"] - sum(f["parts"].values())) < 0.01
     assert abs(f["ceiling_per_s"] - 1000 * r["cores"] / f["floor_ms"]) < 1
     assert f["extended_floor_ms"] > f["floor_ms"]
-    assert "variant nobdp: total CPU per call" in p.stdout and "floor per 2-of-n signature" in p.stdout
+    nobdp = r["variants"]["nobdp"]
+    assert nobdp["pairs"] == 1 and nobdp["base_cpu_us"] > 0 and nobdp["variant_cpu_us"] > 0 and nobdp["ratio_median"] > 0
+    assert "variant nobdp (sync/project, c=3, 1 A/B pairs)" in p.stdout and "floor per 2-of-n signature" in p.stdout
     assert "load average before" in p.stdout
 
 
 def test_refuses_bad_arguments() -> None:
     for args, field in ((["--concurrency", "0"], "--concurrency"), (["--variants", "fast"], "--variants"),
-                        (["--rounds", "0"], "--rounds")):
+                        (["--rounds", "0"], "--rounds"), (["--variant-pairs", "0"], "--variant-pairs")):
         p = _run(args, timeout=60)
         assert p.returncode == 2 and field in p.stderr
     assert _run(["--help"], timeout=60).returncode == 0
