@@ -28,7 +28,8 @@ median of the per-pair CPU ratios):
 ``nokeepalive`` (no keepalive options), ``streams`` (server ``grpc.max_concurrent_streams`` 256),
 ``reuseport`` (server ``grpc.so_reuseport`` 1), ``nocompress`` (``grpc.default_compression_algorithm``
 0), ``minimal`` (``grpc.minimal_stack`` 1: drops filters, changes behaviour: for scale only),
-``all`` (throughput + nobdp + nokeepalive + streams).
+``all`` (throughput + nobdp + nokeepalive + streams), ``insecure`` (no TLS: what mTLS costs; the
+bare handler on both sides of that pair, since there is no certificate to check).
 
 **Micro floors** (this process, ``time.process_time`` per operation): an fsync'd SQLite commit
 (``open_database``: WAL, ``synchronous=FULL``; ``write_transaction`` of one 256-byte row) in
@@ -102,6 +103,7 @@ VARIANTS: dict[str, tuple[list[tuple[str, Any]], list[tuple[str, Any]], tuple[st
     "reuseport": ([("grpc.so_reuseport", 1)], [], ("grpc.so_reuseport",)),
     "nocompress": ([("grpc.default_compression_algorithm", 0)], [("grpc.default_compression_algorithm", 0)], ()),
     "minimal": ([("grpc.minimal_stack", 1)], [("grpc.minimal_stack", 1)], ()),
+    "insecure": ([], [], ()),  # no TLS at all (a reference for what mTLS costs; bare handler: no certificate to check)
     "all": (
         [("grpc.optimization_target", "throughput"), ("grpc.http2.bdp_probe", 0), ("grpc.max_concurrent_streams", 256)],
         [("grpc.optimization_target", "throughput"), ("grpc.http2.bdp_probe", 0)],
@@ -215,14 +217,14 @@ def serve(mode: str, handler: str, variant: str, profile: str, tls_dir: Path) ->
     from mpcnet.common.gc_tuning import tune_for_server
 
     tls = tls_at(tls_dir)
-    creds = pki.server_credentials(tls.server, tls.ca)
+    creds = pki.server_credentials(tls.server, tls.ca) if variant != "insecure" else None
     opts = options(SERVER_OPTIONS, variant, server=True)
     threads, max_rpcs = PROFILES[profile]
     if mode == "sync":
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rpc"),
                              options=opts, maximum_concurrent_rpcs=max_rpcs)
         server.add_generic_rpc_handlers((_sync_handler(handler), _cpu_handler()))
-        port = server.add_secure_port("127.0.0.1:0", creds)
+        port = server.add_secure_port("127.0.0.1:0", creds) if creds else server.add_insecure_port("127.0.0.1:0")
         tune_for_server()
         server.start()
         print(f"PORT {port}", flush=True)
@@ -233,7 +235,7 @@ def serve(mode: str, handler: str, variant: str, profile: str, tls_dir: Path) ->
     async def main() -> None:
         server = grpc.aio.server(options=opts, maximum_concurrent_rpcs=max_rpcs)
         server.add_generic_rpc_handlers(_aio_handlers(handler))
-        port = server.add_secure_port("127.0.0.1:0", creds)
+        port = server.add_secure_port("127.0.0.1:0", creds) if creds else server.add_insecure_port("127.0.0.1:0")
         tune_for_server()
         await server.start()
         print(f"PORT {port}", flush=True)
@@ -276,8 +278,9 @@ class Server:
         if len(line) != 2 or line[0] != "PORT":
             self.close()
             raise RuntimeError(f"server ({mode}, {handler}, {variant}) did not start")
-        creds = pki.channel_credentials(tls.client, tls.ca)
-        self.channel = grpc.secure_channel(f"127.0.0.1:{line[1]}", creds, options=options(CHANNEL_OPTIONS, variant, server=False))
+        target, opts = f"127.0.0.1:{line[1]}", options(CHANNEL_OPTIONS, variant, server=False)
+        self.channel = (grpc.insecure_channel(target, options=opts) if variant == "insecure"
+                        else grpc.secure_channel(target, pki.channel_credentials(tls.client, tls.ca), options=opts))
         self.call: grpc.UnaryUnaryMultiCallable[Any, Any] = self.channel.unary_unary(
             PATH, request_serializer=lambda m: m.SerializeToString(),
             response_deserializer=node_pb2.ListPresignaturesResponse.FromString,
@@ -375,11 +378,17 @@ def variant_pairs(args: argparse.Namespace, tls: Tls, tls_dir: Path) -> dict[str
     for i in range(args.variant_pairs):
         for variant in args.variants:
             first, second = ("base", variant) if i % 2 == 0 else (variant, "base")
-            a = one_server(args, "sync", "project", first, (level,), tls, tls_dir)[level]
-            b = one_server(args, "sync", "project", second, (level,), tls, tls_dir)[level]
+            handler = pair_handler(variant)
+            a = one_server(args, "sync", handler, first, (level,), tls, tls_dir)[level]
+            b = one_server(args, "sync", handler, second, (level,), tls, tls_dir)[level]
             out[variant].append((a, b) if first == "base" else (b, a))
             print(f"  pair {i + 1}/{args.variant_pairs}: {variant} done", file=sys.stderr, flush=True)
     return out
+
+
+def pair_handler(variant: str) -> str:
+    """The handler a variant is compared with: ``project``, but ``bare`` without TLS."""
+    return "bare" if variant == "insecure" else "project"
 
 
 def summarize_pairs(pairs: dict[str, list[tuple[CallFigures, CallFigures]]]) -> dict[str, dict[str, Any]]:
@@ -389,6 +398,7 @@ def summarize_pairs(pairs: dict[str, list[tuple[CallFigures, CallFigures]]]) -> 
     for variant, ps in pairs.items():
         ratios = [v.cpu_us / b.cpu_us for b, v in ps]
         out[variant] = {
+            "handler": pair_handler(variant),
             "base_cpu_us": round(median([b.cpu_us for b, _ in ps]), 1),
             "variant_cpu_us": round(median([v.cpu_us for _, v in ps]), 1),
             "base_server_cpu_us": round(median([b.server_cpu_us for b, _ in ps]), 1),
@@ -541,6 +551,18 @@ def floor(args: argparse.Namespace, rpc: dict[str, dict[str, Any]], micro: dict[
         "extended_parts": {k: round(v, 3) for k, v in extra.items()},
         "extended_floor_ms": round(extended, 3), "extended_ceiling_per_s": round(args.cores / extended * 1000, 1),
     }
+    server_ms, client_ms = base["server_cpu_us"] / 1000, base["client_cpu_us"] / 1000
+    proto_out = cpu["signpresigned_request_encode"] + cpu["signpresigned_response_decode"]
+    proto_in = cpu["signpresigned_request_decode"] + cpu["signpresigned_response_encode"]
+    signer = (server_ms + args.signer_commits * cpu["sqlite_commit"] + args.approvals * cpu["ed25519_verify"]
+              + cpu["approval_bundle_decode"] + cpu["ed25519_sign"] + proto_in)
+    out["per_process_ms"] = {  # the extended floor, split by process (compare bench_cluster's cpu_ms_per_sig)
+        "coordinator": round(3 * server_ms + t * client_ms + args.coordinator_commits * cpu["sqlite_commit"]
+                             + args.approvals * cpu["ed25519_verify"] + cpu["approval_bundle_decode"]
+                             + t * cpu["ed25519_verify"] + cpu["ecdsa_verify"] + t * proto_out, 3),
+        "each_signer": round(signer, 3),
+        "client": round(3 * client_ms + args.approvals * cpu["ed25519_sign"], 3),
+    }
     bare = rpc.get("sync/bare/base", {}).get(level)
     aio = rpc.get("aio/bare/base", {}).get(level)
     for name, fig in (("sync_bare", bare), ("sync_wrapped", rpc.get("sync/wrapped/base", {}).get(level)), ("aio_bare", aio),
@@ -584,7 +606,7 @@ def report(result: dict[str, Any]) -> Iterator[str]:
             yield (f"  {name:28} {c:>3} {f['client_cpu_us']:>8.0f} us {f['server_cpu_us']:>8.0f} us {f['cpu_us']:>7.0f} us "
                    f"{f['wall_us']:>7.0f} us {f['calls_per_s']:>9.0f}")
     for variant, v in result["variants"].items():
-        yield (f"  variant {variant} (sync/project, c={result['variant_concurrency']}, {v['pairs']} A/B pairs): "
+        yield (f"  variant {variant} (sync/{v['handler']}, c={result['variant_concurrency']}, {v['pairs']} A/B pairs): "
                f"{v['base_cpu_us']:.0f} -> {v['variant_cpu_us']:.0f} us CPU per call, median pair ratio {v['ratio_median']:.3f} "
                f"({(v['ratio_median'] - 1) * 100:+.1f}%)")
     yield f"micro floors (CPU ms per operation, median of {result['rounds']} rounds of {result['micro_n']}; SQLite in {result['db_dir']}):"
@@ -603,6 +625,9 @@ def report(result: dict[str, Any]) -> Iterator[str]:
                f"verifications ({p['approval_verifications_ms']:.2f}); ceiling {f['ceiling_per_s']:.0f}/s on {f['cores']} cores")
         yield (f"extended floor (+ approver and envelope signatures, bundle decodes, final verify, protobuf): "
                f"{f['extended_floor_ms']:.2f} ms; ceiling {f['extended_ceiling_per_s']:.0f}/s")
+        pp = f["per_process_ms"]
+        yield (f"  extended floor by process: coordinator {pp['coordinator']:.2f} ms, each signer {pp['each_signer']:.2f} ms, "
+               f"client {pp['client']:.2f} ms")
         for k in ("sync_bare", "sync_wrapped", "aio_bare", "aio_project"):
             if f"floor_ms_with_{k}_rpc" in f:
                 yield f"  floor with {k} RPCs: {f[f'floor_ms_with_{k}_rpc']:.2f} ms"

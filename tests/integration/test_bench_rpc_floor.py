@@ -24,7 +24,7 @@ def test_reports_rpc_cpu_micro_floors_and_the_floor(tmp_path: Path) -> None:
     out = tmp_path / "floor.json"
     p = _run([
         "--rounds", "1", "--calls", "12", "--warmup", "2", "--concurrency", "1,3", "--micro-n", "3",
-        "--variants", "nobdp", "--variant-pairs", "1", "--floor-concurrency", "3", "--variant-concurrency", "3", "--db-dir", str(tmp_path),
+        "--variants", "nobdp,insecure", "--variant-pairs", "1", "--floor-concurrency", "3", "--variant-concurrency", "3", "--db-dir", str(tmp_path),
         "--out", str(out),
     ])
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
@@ -45,8 +45,11 @@ def test_reports_rpc_cpu_micro_floors_and_the_floor(tmp_path: Path) -> None:
     assert abs(f["floor_ms"] - sum(f["parts"].values())) < 0.01
     assert abs(f["ceiling_per_s"] - 1000 * r["cores"] / f["floor_ms"]) < 1
     assert f["extended_floor_ms"] > f["floor_ms"]
-    nobdp = r["variants"]["nobdp"]
-    assert nobdp["pairs"] == 1 and nobdp["base_cpu_us"] > 0 and nobdp["variant_cpu_us"] > 0 and nobdp["ratio_median"] > 0
+    pp = f["per_process_ms"]  # the extended floor split by process: coordinator, t signers, client
+    assert abs(pp["coordinator"] + 2 * pp["each_signer"] + pp["client"] - f["extended_floor_ms"]) < 0.01
+    for variant, handler in (("nobdp", "project"), ("insecure", "bare")):
+        v = r["variants"][variant]
+        assert v["pairs"] == 1 and v["handler"] == handler and v["base_cpu_us"] > 0 and v["variant_cpu_us"] > 0 and v["ratio_median"] > 0
     assert "variant nobdp (sync/project, c=3, 1 A/B pairs)" in p.stdout and "floor per 2-of-n signature" in p.stdout
     assert "load average before" in p.stdout
 
