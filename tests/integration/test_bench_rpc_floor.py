@@ -24,7 +24,8 @@ def test_reports_rpc_cpu_micro_floors_and_the_floor(tmp_path: Path) -> None:
     out = tmp_path / "floor.json"
     p = _run([
         "--rounds", "1", "--calls", "12", "--warmup", "2", "--concurrency", "1,3", "--micro-n", "3",
-        "--variants", "nobdp,insecure", "--variant-pairs", "1", "--floor-concurrency", "3", "--variant-concurrency", "3", "--db-dir", str(tmp_path),
+        "--variants", "nobdp,insecure", "--variant-pairs", "1", "--floor-concurrency", "3", "--variant-concurrency", "3",
+        "--db-dir", str(tmp_path),
         "--out", str(out),
     ])
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
