@@ -21,9 +21,9 @@ check) or ``project`` (what every product RPC pays: ``service_handler`` and
 ``aio`` ``wrapped`` is ``bare`` and ``project`` an async wrapper calling the same check).
 
 ``--variants`` adds option sets (on top of the project's, both sides unless said), measured with
-the sync project server at ``--variant-concurrency`` in ``--variant-pairs`` A/B pairs (a fresh
-base server and a fresh variant server back to back, alternating which goes first; reported: the
-median of the per-pair CPU ratios):
+the sync project server at ``--variant-concurrency`` in ``--variant-pairs`` A/B pairs (a base
+server and a variant server side by side, the client alternating batches between them, which goes
+first alternating too; reported: the median of the per-pair CPU ratios):
 ``throughput`` (``grpc.optimization_target``), ``nobdp`` (``grpc.http2.bdp_probe`` 0),
 ``nokeepalive`` (no keepalive options), ``streams`` (server ``grpc.max_concurrent_streams`` 256),
 ``reuseport`` (server ``grpc.so_reuseport`` 1), ``nocompress`` (``grpc.default_compression_algorithm``
@@ -370,19 +370,27 @@ def one_server(
 
 
 def variant_pairs(args: argparse.Namespace, tls: Tls, tls_dir: Path) -> dict[str, list[tuple[CallFigures, CallFigures]]]:
-    """``{variant: [(base, variant) figures per pair]}``: sync project server at
-    ``--variant-concurrency``, base and variant back to back (alternating which goes first),
-    ``--variant-pairs`` pairs per variant, variants interleaved."""
+    """``{variant: [(base, variant) figures per pair]}``: a base and a variant server (sync, the
+    :func:`pair_handler`) run side by side and the client alternates batches at
+    ``--variant-concurrency`` between them, ``--variant-pairs`` pairs, alternating which goes first
+    (so a change in the machine's load falls on both within a second or two)."""
     level = args.variant_concurrency
     out: dict[str, list[tuple[CallFigures, CallFigures]]] = {v: [] for v in args.variants}
-    for i in range(args.variant_pairs):
-        for variant in args.variants:
-            first, second = ("base", variant) if i % 2 == 0 else (variant, "base")
-            handler = pair_handler(variant)
-            a = one_server(args, "sync", handler, first, (level,), tls, tls_dir)[level]
-            b = one_server(args, "sync", handler, second, (level,), tls, tls_dir)[level]
-            out[variant].append((a, b) if first == "base" else (b, a))
-            print(f"  pair {i + 1}/{args.variant_pairs}: {variant} done", file=sys.stderr, flush=True)
+    for variant in args.variants:
+        handler = pair_handler(variant)
+        with Server("sync", handler, "base", args.profile, tls, tls_dir) as base, \
+                Server("sync", handler, variant, args.profile, tls, tls_dir) as other:
+            for srv in (base, other):
+                srv.batch(level, max(args.warmup, level))
+            for i in range(args.variant_pairs):
+                if i % 2 == 0:
+                    a = base.batch(level, args.calls)
+                    b = other.batch(level, args.calls)
+                else:
+                    b = other.batch(level, args.calls)
+                    a = base.batch(level, args.calls)
+                out[variant].append((a, b))
+        print(f"  variant {variant}: {args.variant_pairs} pairs done", file=sys.stderr, flush=True)
     return out
 
 
@@ -647,7 +655,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     names = ", ".join(v for v in VARIANTS if v != "base")
     ap.add_argument("--variants", default="", help=f"option variants to compare, comma-separated: {names}")
     ap.add_argument("--variant-concurrency", type=int, default=16)
-    ap.add_argument("--variant-pairs", type=int, default=5, help="A/B pairs (base, variant) per variant")
+    ap.add_argument("--variant-pairs", type=int, default=9, help="A/B pairs (base, variant) per variant")
     ap.add_argument("--profile", choices=sorted(PROFILES), default="coordinator", help="server thread pool as configured for")
     ap.add_argument("--micro-n", type=int, default=300, help="operations per micro-benchmark round")
     ap.add_argument("--no-rpc", action="store_true", help="micro floors only")
