@@ -29,7 +29,8 @@ first alternating too; reported: the median of the per-pair CPU ratios):
 ``reuseport`` (server ``grpc.so_reuseport`` 1), ``nocompress`` (``grpc.default_compression_algorithm``
 0), ``minimal`` (``grpc.minimal_stack`` 1: drops filters, changes behaviour: for scale only),
 ``all`` (throughput + nobdp + nokeepalive + streams), ``insecure`` (no TLS: what mTLS costs; the
-bare handler on both sides of that pair, since there is no certificate to check).
+bare handler on both sides of that pair, since there is no certificate to check); ``base`` against
+itself is the A/A control: its ratio's distance from 1 is the noise of the comparison.
 
 **Micro floors** (this process, ``time.process_time`` per operation): an fsync'd SQLite commit
 (``open_database``: WAL, ``synchronous=FULL``; ``write_transaction`` of one 256-byte row) in
@@ -653,7 +654,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--modes", default="sync,aio", help="server modes: sync, aio")
     ap.add_argument("--handlers", default="project,wrapped,bare", help="handlers: project, wrapped, bare (aio: no wrapped)")
     names = ", ".join(v for v in VARIANTS if v != "base")
-    ap.add_argument("--variants", default="", help=f"option variants to compare, comma-separated: {names}")
+    ap.add_argument("--variants", default="", help=f"option variants to compare, comma-separated: {names}; base: the A/A control")
     ap.add_argument("--variant-concurrency", type=int, default=16)
     ap.add_argument("--variant-pairs", type=int, default=9, help="A/B pairs (base, variant) per variant")
     ap.add_argument("--profile", choices=sorted(PROFILES), default="coordinator", help="server thread pool as configured for")
