@@ -1,10 +1,12 @@
 """Issue 14 (coordinator CPU per signature): :func:`governance.audit.check_details` and
-:func:`governance.audit.encode_details` take a fast path for plain items; these tests hold them
-to the full rules: the same result, or the same error (field and reason), for any input."""
+:func:`governance.audit.encode_details` take a fast path for plain items, and
+:func:`governance.text.escape` one for printable ASCII; these tests hold them to the full rules:
+the same result, or the same error (field and reason), for any input."""
 
 from __future__ import annotations
 
 import types
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +25,7 @@ from governance.audit import (
 )
 from governance.encoding import I64_MAX, I64_MIN, Encoder
 from governance.errors import GovernanceError
+from governance.text import MAX_COMBINING_RUN, escape
 
 from ..conftest import scaled
 
@@ -139,3 +142,24 @@ def test_encode_details_checked_entries() -> None:
                                       {Text("k"): Text("v")}, check_details({"key_id": "ab" * 32, "attempts": 1, "ok": True})]
     for details in cases:
         assert encode_details(details) == reference_encode_details(details)
+
+
+def reference_escape(value: object) -> str:
+    """escape as it was before the fast path (main 18ea169), verbatim."""
+    out: list[str] = []
+    run = 0
+    for c in str(value):
+        run = run + 1 if unicodedata.category(c) in ("Mn", "Me") else 0
+        out.append(c if c.isprintable() and run <= MAX_COMBINING_RUN else ascii(c)[1:-1])
+    return "".join(out)
+
+
+@settings(max_examples=scaled(400), deadline=None)
+@given(st.one_of(st.text(), st.text(st.characters(max_codepoint=127)), st.integers(), st.binary(max_size=8)))
+def test_escape_matches_the_full_rules(value: object) -> None:
+    assert escape(value) == reference_escape(value)
+
+
+def test_escape_edge_cases() -> None:
+    for value in ("", "plain ascii line: 1 2 3", "tab\there", "\x1b[31m", "\x7f", "a\u0301" * 9, "e" + "\u0301" * 20, "\u202e", " "):
+        assert escape(value) == reference_escape(value)
