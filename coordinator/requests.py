@@ -59,6 +59,7 @@ from coordinator.decide_wait import wait_until_ended
 from coordinator.info_cache import InfoCache
 from coordinator.metrics import QuorumClock
 from coordinator.policies import PolicyBook
+from coordinator.request_codec import decoded_request
 from coordinator.schemes import Submission, check_submission
 from coordinator.vetted import VettedApprovals, vetted_key
 from coordinator.watch import ChangeFeed
@@ -236,7 +237,7 @@ class SignRequests:
     # --- conversion --------------------------------------------------------------------------
     def info(self, rec: SignRequestRecord) -> coordinator_pb2.SignRequestInfo:
         """The RPC view of ``rec`` with its stored approvals (read now)."""
-        req = SigningRequest.from_bytes(rec.request)
+        req = decoded_request(rec.request)
         quorum, approvers = 0, 0
         made_under = self.policies.version(rec.scope, req.policy_version)
         if made_under is not None:
@@ -385,7 +386,7 @@ class SignRequests:
             raise RpcError(
                 Code.FAILED_PRECONDITION, f"request_id: request {rid} is {state_name(rec.state)}, not PENDING_APPROVAL"
             )
-        sreq = SigningRequest.from_bytes(rec.request)
+        sreq = decoded_request(rec.request)
         signed = self.policies.policy_for(rec.key_id)
         policy = signed.change.new_policy
         if policy.digest() != sreq.policy_digest:

@@ -38,6 +38,7 @@ from __future__ import annotations
 import hmac
 import json
 import re
+import struct
 import types
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -140,36 +141,122 @@ def detail_text(key: str, value: str, limit: int = MAX_DETAIL_TEXT) -> dict[str,
 
 
 def check_details(value: object, field: str = "details") -> Mapping[str, DetailValue]:
-    """A read-only, key-sorted copy of ``value``: small, typed, and nothing named like a secret."""
+    """A read-only, key-sorted copy of ``value``: small, typed, and nothing named like a secret.
+
+    Every item goes through :func:`_plain_item` (a predicate for the common case: a token key
+    naming no secret, a plain ``bool``, an ``int`` in i64 or a short UTF-8 ``str`` without NUL);
+    an item it does not pass is judged by :func:`_check_item`, the full check, which raises
+    :class:`GovernanceError` naming ``field[key]`` (or accepts it, e.g. a subclass of ``str``).
+    Issue 14: the error's field name is built only when there is an error."""
     if not isinstance(value, Mapping):
         raise GovernanceError(field, "must be a mapping of str to str, int or bool")
     if len(value) > MAX_DETAILS:
         raise GovernanceError(field, f"more than {MAX_DETAILS} items")
     out: dict[str, DetailValue] = {}
     for key in sorted(value, key=lambda k: k if isinstance(k, str) else ""):
-        check_token(key, f"{field}[{text.quote(key, 80)}]")
-        if any(hint in key for hint in _SECRET_HINTS):
-            raise GovernanceError(f"{field}[{text.quote(key, 80)}]", "audit details must never hold secrets")
         item = value[key]
-        if isinstance(item, bool):
-            pass
-        elif isinstance(item, int):
-            check_int(item, f"{field}[{text.quote(key, 80)}]", I64_MIN, I64_MAX)
-        elif isinstance(item, str):
-            if len(item) > MAX_DETAIL_TEXT or "\x00" in item:
-                raise GovernanceError(f"{field}[{text.quote(key, 80)}]", f"must be at most {MAX_DETAIL_TEXT} characters, no NUL")
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                raise GovernanceError(f"{field}[{text.quote(key, 80)}]", "is not encodable as UTF-8") from None
-        else:
-            raise GovernanceError(f"{field}[{text.quote(key, 80)}]", "must be a str, int or bool")
+        if not _plain_item(key, item):
+            _check_item(key, item, field)
         out[key] = item
     return types.MappingProxyType(out)
 
 
+def _plain_item(key: object, item: object) -> bool:
+    """Whether ``key: item`` certainly passes :func:`_check_item` (False: let it decide)."""
+    if type(key) is not str or TOKEN_RE.fullmatch(key) is None:
+        return False
+    for hint in _SECRET_HINTS:
+        if hint in key:
+            return False
+    if type(item) is bool:
+        return True
+    if type(item) is int:
+        return I64_MIN <= item <= I64_MAX
+    if type(item) is str:
+        if len(item) > MAX_DETAIL_TEXT or "\x00" in item:
+            return False
+        return item.isascii() or _utf8(item)
+    return False
+
+
+def _utf8(item: str) -> bool:
+    try:
+        item.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_item(key: object, item: object, field: str) -> None:
+    """The full check of one details item: :class:`GovernanceError` naming ``field[key]``."""
+    key = check_token(key, f"{field}[{text.quote(key, 80)}]")
+    if any(hint in key for hint in _SECRET_HINTS):
+        raise GovernanceError(f"{field}[{text.quote(key, 80)}]", "audit details must never hold secrets")
+    if isinstance(item, bool):
+        pass
+    elif isinstance(item, int):
+        check_int(item, f"{field}[{text.quote(key, 80)}]", I64_MIN, I64_MAX)
+    elif isinstance(item, str):
+        if len(item) > MAX_DETAIL_TEXT or "\x00" in item:
+            raise GovernanceError(f"{field}[{text.quote(key, 80)}]", f"must be at most {MAX_DETAIL_TEXT} characters, no NUL")
+        if not _utf8(item):
+            raise GovernanceError(f"{field}[{text.quote(key, 80)}]", "is not encodable as UTF-8")
+    else:
+        raise GovernanceError(f"{field}[{text.quote(key, 80)}]", "must be a str, int or bool")
+
+
 def encode_details(details: Mapping[str, DetailValue]) -> bytes:
-    """The canonical binary encoding of checked ``details`` (key-sorted; type-tagged values)."""
+    """The canonical binary encoding of checked ``details`` (key-sorted; type-tagged values):
+    ``Encoder(AUDIT_DETAILS_TAG).count(n)`` then per item its key (``text``), its type tag
+    (``uint``: 1 text, 2 int, 3 bool) and its value (``text``, ``sint``, ``flag``).
+
+    Issue 14: plain ``str``/``int``/``bool`` items are written straight into the same bytes
+    (:func:`_encoded_item`); anything else goes through :class:`Encoder`, whose errors
+    (:class:`GovernanceError` ``encoding``) it raises."""
+    parts = [_DETAILS_HEAD, _U32.pack(len(details))]
+    for key in sorted(details):
+        item = details[key]
+        fast = _encoded_item(key, item)
+        if fast is None:
+            return _encode_details_slow(details)
+        parts.append(fast)
+    return b"".join(parts)
+
+
+_U64 = struct.Struct(">Q")
+_U32 = struct.Struct(">I")
+_I64 = struct.Struct(">q")
+_DETAILS_HEAD = Encoder(AUDIT_DETAILS_TAG).finish()
+_TEXT_TAG = Encoder(AUDIT_DETAILS_TAG).uint(1).finish()[len(_DETAILS_HEAD):]  # the field uint(1)
+_INT_TAG = Encoder(AUDIT_DETAILS_TAG).uint(2).finish()[len(_DETAILS_HEAD):] + _U64.pack(8)  # uint(2), sint's length
+_BOOL = {
+    value: Encoder(AUDIT_DETAILS_TAG).uint(3).flag(value).finish()[len(_DETAILS_HEAD):] for value in (False, True)
+}
+
+
+def _encoded_item(key: object, item: object) -> bytes | None:
+    """One item's fields as :class:`Encoder` writes them, or None (not a plain item: ask it)."""
+    if type(key) is not str:
+        return None
+    try:
+        k = key.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    head = _U64.pack(len(k)) + k
+    if type(item) is str:
+        try:
+            v = item.encode("utf-8")
+        except UnicodeEncodeError:
+            return None
+        return head + _TEXT_TAG + _U64.pack(len(v)) + v
+    if type(item) is bool:
+        return head + _BOOL[item]
+    if type(item) is int and I64_MIN <= item <= I64_MAX:
+        return head + _INT_TAG + _I64.pack(item)
+    return None
+
+
+def _encode_details_slow(details: Mapping[str, DetailValue]) -> bytes:
     enc = Encoder(AUDIT_DETAILS_TAG).count(len(details))
     for key in sorted(details):
         item = details[key]

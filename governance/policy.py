@@ -203,6 +203,15 @@ class KeyPolicy:
         return hash(self.encode())
 
     def encode(self) -> bytes:
+        """The canonical encoding (computed once per instance: every field is immutable and checked
+        at construction; issue 14: a request's decisions asked for :meth:`digest` several times)."""
+        cached = self.__dict__.get("_encoded")
+        if cached is None:
+            cached = self._encode()
+            object.__setattr__(self, "_encoded", cached)
+        return cached
+
+    def _encode(self) -> bytes:
         enc = Encoder(KEY_POLICY_TAG).uint(self.version)
         _encode_members(enc, self.approvers)
         enc.uint(self.approval_quorum).count(len(self.requesters))

@@ -93,9 +93,12 @@ def escape(text: object) -> str:
     controls, format and bidi characters, separators other than space, unassigned code points)
     written as a Python escape (``\\n``, ``\\x1b``, ``\\u202e``), and so is every combining mark
     (categories Mn, Me) past :data:`MAX_COMBINING_RUN` in a row; other text kept."""
+    s = str(text)
+    if s.isascii() and s.isprintable():  # issue 14: nothing to escape (ASCII has no combining marks)
+        return s
     out: list[str] = []
     run = 0
-    for c in str(text):
+    for c in s:
         run = run + 1 if unicodedata.category(c) in ("Mn", "Me") else 0
         out.append(c if c.isprintable() and run <= MAX_COMBINING_RUN else ascii(c)[1:-1])
     return "".join(out)

@@ -363,14 +363,25 @@ class AuditLog:
         request_id: str,
         outcome: str,
         details: Mapping[str, DetailValue],
+        *,
+        head: tuple[int, bytes] | None = None,
+        unseen: bool = False,
     ) -> AuditEntry:
-        row = c.execute("SELECT seq, entry_hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-        seq, prev = (1, self._genesis) if row is None else (int(row[0]) + 1, bytes(row[1]))
+        """Seal and insert one entry after the log's head, in ``c``'s write transaction.
+        ``head``: (seq, entry hash) of the last entry, when the caller knows it in this
+        transaction (it inserted it: issue 14, one SELECT less per entry of a batch); ``unseen``:
+        the caller found, in this transaction and since its last insert, no entry of
+        ``request_id`` with this event key (:meth:`_seen`), so that probe is not run again."""
+        if head is None:
+            row = c.execute("SELECT seq, entry_hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+            head = None if row is None else (int(row[0]), bytes(row[1]))
+        seq, prev = (1, self._genesis) if head is None else (head[0] + 1, head[1])
         entry = seal_entry(self._key, seq, timestamp_ms, actor, action, request_id, outcome, details, prev)
         c.execute(f"INSERT INTO audit ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", entry.to_row())
         event = details.get(EVENT_KEY)
         if isinstance(event, str):  # the index append_once looks events up in
-            if not self._seen(c, request_id, event):  # the first entry of a key wins; a row naming no such entry is replaced
+            # the first entry of a key wins; a row naming no such entry is replaced
+            if unseen or not self._seen(c, request_id, event):
                 c.execute("INSERT OR REPLACE INTO audit_events (request_id, event, seq) VALUES (?, ?, ?)", (request_id, event, seq))
         return entry
 
@@ -461,11 +472,14 @@ class AuditLog:
             return out
         with self._write() as c:
             now = self._timestamp()
+            head: tuple[int, bytes] | None = None  # known once this transaction inserted an entry
             for item, details in checked:
                 if self._seen(c, item.request_id, item.event):
                     out.append(None)
                     continue
-                out.append(self._insert(c, now, item.actor, item.action, item.request_id, item.outcome, details))
+                entry = self._insert(c, now, item.actor, item.action, item.request_id, item.outcome, details, head=head, unseen=True)
+                head = (entry.seq, entry.entry_hash)
+                out.append(entry)
         return out
 
     def append_queued(self, items: Sequence[QueuedEntry]) -> int:
