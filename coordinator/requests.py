@@ -77,6 +77,7 @@ from governance.audit import detail_text
 from governance.errors import GovernanceError
 from governance.policy import DEFAULT_SCOPE, KeyPolicy, SignedPolicyChange
 from governance.text import REQUEST_ID_RULE, is_request_id, quote
+from mpcnet.common import sign_trace
 from mpcnet.common.govwire import scope_name
 from mpcnet.common.metrics import Metrics, NullMetrics
 from mpcnet.common.rpc import RpcError, check_len, invalid, roles_text
@@ -352,6 +353,7 @@ class SignRequests:
     # --- decisions ---------------------------------------------------------------------------
     def decide(self, req: coordinator_pb2.DecideSignRequestRequest, caller: str) -> coordinator_pb2.SignRequestInfo:
         rid = _check_rid(req.request_id)
+        sign_trace.begin(rid, "received")
         if req.approver != caller:
             msg = f"approver: certificate name {quote(caller)} differs from the approver {quote(req.approver)} (approve as yourself)"
             self._audit_now(caller, "sign-decision", request_id=rid, outcome="refused", details=detail_text("reason", msg))
@@ -404,6 +406,7 @@ class SignRequests:
             )
             raise RpcError(Code.PERMISSION_DENIED, msg) from None
         self.vetted.add([vetted_key(sreq.policy_digest, rec.request, approval)])  # == policy.digest(), checked above
+        sign_trace.mark(rid, "verified")
         settled: list[list[ApprovalRecord]] = []  # the decisions the settlement saw, in its transaction
         assign = self.presig_assign(rid, rec.key_id, sreq.derivation_path) if decision is Decision.APPROVE else None
         try:
@@ -423,6 +426,7 @@ class SignRequests:
                 details={"decision": decision.value} | _request_hash(rec.request) | detail_text("reason", msg),
             )
             raise RpcError(Code.ALREADY_EXISTS, msg)
+        sign_trace.mark(rid, "committed")
         self._audit_soon()
         rec = self._get(rid)
         if outcome == "recorded":
@@ -443,6 +447,7 @@ class SignRequests:
                 done = wait_until_ended(
                     self.feed, rid, lambda: self._watched(rid), lambda w: w[0].state in TERMINAL, req.wait_done_ms, self._stop,
                 )
+                sign_trace.end(rid, "woken")
                 return done[1]
         elif outcome == "recorded" and rec.state == "rejected":
             self.anomaly.request_rejected(rec.requester, rec.key_id)
@@ -540,6 +545,7 @@ class SignRequests:
             self._signing.add(rid)
             if known is not None:
                 self._known[rid] = known
+        sign_trace.mark(rid, "handoff")
         self._spawn(rid)
 
     def _spawn(self, rid: str) -> None:
@@ -547,6 +553,7 @@ class SignRequests:
         threading.Thread(target=self._signing_thread, args=(rid,), name=f"sign-{rid[:16]}", daemon=True).start()
 
     def _signing_thread(self, rid: str) -> None:
+        sign_trace.mark(rid, "thread")
         with self._lock:
             known = self._known.pop(rid, None)
         try:
@@ -597,11 +604,13 @@ class SignRequests:
             also=None if presig is None else presig[1],
         )):
             return
+        sign_trace.mark(rid, "done")
         self._count_done(rid, k.label, rec.created_ms)
         log.info("request %s: signed (%d attempt(s))", rid, attempts, extra={"event": "sign-done", "request_id": rid})
         self._audit_soon()
         self.anomaly.signed(rec.key_id, sreq.derivation_path, [self.node_name(i) for i in signers], started)
         self._notify(rid)
+        sign_trace.mark(rid, "notified")
 
     def _count_done(self, rid: str, key_label: str, created_ms: int) -> None:
         """Metrics of a request that ended DONE: the transition, the signature, its latencies."""
