@@ -60,6 +60,7 @@ from coordinator.info_cache import InfoCache
 from coordinator.metrics import QuorumClock
 from coordinator.policies import PolicyBook
 from coordinator.schemes import Submission, check_submission
+from coordinator.sign_workers import SignWorkers
 from coordinator.vetted import VettedApprovals, vetted_key
 from coordinator.watch import ChangeFeed
 from crypto_core.bip32 import check_path
@@ -129,6 +130,7 @@ class SignRequests:
         self.feed = ChangeFeed()  # wakes the watchers of one request when it changes
         self._signing: set[str] = set()
         self._known: dict[str, Known] = {}  # handed from the quorum decision to its signing thread
+        self.workers = SignWorkers()  # issue 14: pre-started signing threads (coordinator/sign_workers.py)
         self._stop = threading.Event()
         self.flusher = AuditFlusher(db, audit)  # the outbox -> log, batched (coordinator/audit_flush.py)
         self.infos: InfoCache[Watched] = InfoCache()  # the last info per request, for watchers (coordinator/info_cache.py)
@@ -549,8 +551,9 @@ class SignRequests:
         self._spawn(rid)
 
     def _spawn(self, rid: str) -> None:
-        """Run :meth:`_signing_thread` for ``rid`` in the background (tests run it inline)."""
-        threading.Thread(target=self._signing_thread, args=(rid,), name=f"sign-{rid[:16]}", daemon=True).start()
+        """Run :meth:`_signing_thread` for ``rid`` in the background (tests run it inline): on an
+        idle signing worker, or a new thread when none is idle (coordinator/sign_workers.py)."""
+        self.workers.submit(self._signing_thread, rid)
 
     def _signing_thread(self, rid: str) -> None:
         sign_trace.mark(rid, "thread")
