@@ -83,6 +83,7 @@ from mpcnet.common.govwire import scope_name
 from mpcnet.common.metrics import Metrics, NullMetrics
 from mpcnet.common.rpc import RpcError, check_len, invalid, roles_text
 from mpcnet.common.stores.audit import AuditLog
+from mpcnet.common.urgent import GATE
 from mpcnet.wire.mpc.v1 import common_pb2, coordinator_pb2
 
 log = logging.getLogger("coordinator.requests")
@@ -560,7 +561,8 @@ class SignRequests:
         with self._lock:
             known = self._known.pop(rid, None)
         try:
-            self._run_signing(rid, known)
+            with GATE.section():  # audit flushes wait for it (bounded: mpcnet/common/urgent.py)
+                self._run_signing(rid, known)
         except Exception as e:  # never leave a request SIGNING forever
             log.exception("request %s: signing failed unexpectedly", rid)
             self._finish(rid, "failed", Code.INTERNAL, f"internal error ({type(e).__name__}); see the coordinator log", 0)

@@ -66,6 +66,7 @@ from mpc_node.storage import (
 )
 from mpcnet.common import sign_trace
 from mpcnet.common.rpc import RpcError, caller_identity, check_len, invalid
+from mpcnet.common.urgent import GATE
 from mpcnet.wire.mpc.v1 import common_pb2, node_pb2
 
 if TYPE_CHECKING:
@@ -368,7 +369,8 @@ class NodePools:
         actor = _caller(ctx)
         sign_trace.begin(req.request_id, "node.received")
         try:
-            return self._sign_presigned(req)
+            with GATE.section():  # the audit outbox's flush waits for it (bounded: mpcnet/common/urgent.py)
+                return self._sign_presigned(req)
         except RpcError as e:
             e = _renamed(e, "")
             self.node._audit_sign("sign-share", req.request_id, "refused", e.message, actor=actor, key_id=bytes(req.key_id)[:32])
