@@ -370,7 +370,7 @@ class NodePools:
         sign_trace.begin(req.request_id, "node.received")
         try:
             with GATE.section():  # the audit outbox's flush waits for it (bounded: mpcnet/common/urgent.py)
-                return self._sign_presigned(req)
+                return self._sign_presigned(req, ctx)
         except RpcError as e:
             e = _renamed(e, "")
             self.node._audit_sign("sign-share", req.request_id, "refused", e.message, actor=actor, key_id=bytes(req.key_id)[:32])
@@ -387,7 +387,7 @@ class NodePools:
         )
         return node_pb2.SignPresignedResponse(share=env, signer=node.me, replayed=replayed)
 
-    def _sign_presigned(self, req: node_pb2.SignPresignedRequest) -> node_pb2.SignPresignedResponse:
+    def _sign_presigned(self, req: node_pb2.SignPresignedRequest, ctx: Any = None) -> node_pb2.SignPresignedResponse:
         node = self.node
         name = node.cfg.name
         # 1. the fields
@@ -502,8 +502,10 @@ class NodePools:
         sign_trace.mark(req.request_id, "node.consumed")
         node.outbox.notify()
         node.faults.at(FAULT_CONSUMED)
-        log.info("presignature %s: share released for request %s (attempt %d)", presig_id.hex()[:12], request.request_id, req.attempt,
-                 extra={"event": "sign-presigned", "request_id": request.request_id})
+        after_reply(ctx, functools.partial(
+            log.info, "presignature %s: share released for request %s (attempt %d)", presig_id.hex()[:12], request.request_id,
+            req.attempt, extra={"event": "sign-presigned", "request_id": request.request_id},
+        ))
         # 7. the answer
         return self._reply(presig_id, share, False)
 
@@ -546,6 +548,16 @@ def _discarded(actor: str, reason: str, key_id: bytes, n: int) -> OutboxEntry | 
     """The audit entry of ``n`` fresh presignatures of ``key_id`` the node deleted by itself
     (``reason``: node-start, revoked); None when there were none."""
     return OutboxEntry(actor, "presign-discard", "", "discarded", {"key_id": key_id.hex(), "count": n, "reason": reason}) if n else None
+
+
+def after_reply(ctx: Any, fn: Callable[[], object]) -> None:
+    """Run ``fn`` (e.g. a log line) once the RPC of ``ctx`` has ended -- its answer sent -- on
+    gRPC's serving thread (``ServicerContext.add_callback``), so it is not on the signing path;
+    at once when there is no such context (tests driving the service directly) or the RPC
+    already ended. Only for work nothing durable depends on."""
+    add = getattr(ctx, "add_callback", None)
+    if add is None or not add(fn):
+        fn()
 
 
 def _info(p: PoolPresignature) -> node_pb2.PresignatureInfo:
