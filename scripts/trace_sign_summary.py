@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 
 Line = tuple[str, int, list[tuple[str, int]]]  # request id, t0 (ns), stamps (name, us since t0)
+GC: dict[str, list[int]] = {}  # kind -> us of garbage collection during each request
 
 
 def _read(directory: Path) -> dict[str, list[Line]]:
@@ -36,11 +37,13 @@ def _read(directory: Path) -> dict[str, list[Line]]:
             parts = line.split()
             try:
                 t0 = int(parts[1].removeprefix("t0="))
-                stamps = [(n, int(v)) for n, v in (p.split("=", 1) for p in parts[2:])]
+                gc_us = int(parts[2].removeprefix("gc="))
+                stamps = [(n, int(v)) for n, v in (p.split("=", 1) for p in parts[3:])]
             except (ValueError, IndexError):
                 continue
             if stamps and stamps[-1][0] in ("woken", "node.replied"):
                 out.setdefault(stamps[0][0], []).append((parts[0], t0, stamps))
+                GC.setdefault(stamps[0][0], []).append(gc_us)
     return out
 
 
@@ -93,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {'step':<22}{'p50':>8}{'p90':>8}{'at p50':>9}")
         for n in order:
             print(f"  {n:<22}{statistics.median(step[n]):>8.0f}{_pct(step[n], 0.9):>8}{statistics.median(since[n]):>9.0f}")
+        g = GC.get(kind, [0])
+        print(f"  garbage collection during a request: p50 {statistics.median(g):.0f} p90 {_pct(g, 0.9)} max {max(g)}; "
+              f"in {sum(1 for x in g if x)} of {len(g)} requests")
     _transport(kinds)
     return 0
 

@@ -4,7 +4,10 @@ When the environment of the process holds ``MPCNET_TRACE_SIGN=DIR`` (an existing
 import, :func:`mark` records a ``time.perf_counter_ns()`` stamp under a span name for a request,
 and :func:`end` appends ONE line per request to ``DIR/trace-<pid>.log`` (created ``0600``)::
 
-    <request id> t0=<perf_counter_ns of the first mark> <name>=<us since the first mark> <name>=<us> ...
+    <request id> t0=<perf_counter_ns of the first mark> gc=<us> <name>=<us since the first mark> <name>=<us> ...
+
+``gc`` is the time the process spent in garbage collections (any thread) between the request's
+first and last stamps (``gc.callbacks``, registered while tracing is on).
 
 Names are constants of the code (``received``, ``verified``, ``committed``, ...; a node's start
 with ``node.``), request ids are those the
@@ -19,6 +22,7 @@ A log that cannot be written is switched off for the rest of the process (never 
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import threading
@@ -32,6 +36,9 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _lock = threading.Lock()
 _fd: int | None = None
 _open: dict[str, list[tuple[str, int]]] = {}
+_gc_at: dict[str, int] = {}  # request -> _gc_ns at its first stamp
+_gc_ns = 0  # ns spent in collections since tracing started
+_gc_start = 0
 
 
 def enabled() -> bool:
@@ -54,8 +61,11 @@ def mark(rid: str, name: str, *, first: bool = False) -> None:
         marks = None if first else _open.get(rid)
         if marks is None:
             if len(_open) >= MAX_OPEN:
-                _open.pop(next(iter(_open)))
+                oldest = next(iter(_open))
+                del _open[oldest]
+                _gc_at.pop(oldest, None)
             marks = _open[rid] = []
+            _gc_at[rid] = _gc_ns
         marks.append((name, t))
 
 
@@ -69,12 +79,13 @@ def end(rid: str, name: str = "end") -> None:
     t = time.perf_counter_ns()
     with _lock:
         marks = _open.pop(rid, None)
+        gc_ns = _gc_ns - _gc_at.pop(rid, _gc_ns)
     if not marks:
         return
     marks.append((name, t))
     t0 = marks[0][1]
     safe = _UNSAFE.sub("_", rid)[:64] or "-"
-    line = f"{safe} t0={t0} " + " ".join(f"{n}={(s - t0) // 1000}" for n, s in marks) + "\n"
+    line = f"{safe} t0={t0} gc={gc_ns // 1000} " + " ".join(f"{n}={(s - t0) // 1000}" for n, s in marks) + "\n"
     try:
         os.write(fd, line.encode())
     except OSError:
@@ -93,6 +104,8 @@ def open_log(directory: Path) -> None:
         old, _fd = _fd, fd
     if old is not None:
         os.close(old)
+    if _on_gc not in gc.callbacks:
+        gc.callbacks.append(_on_gc)
 
 
 def close_log() -> None:
@@ -101,8 +114,22 @@ def close_log() -> None:
     with _lock:
         fd, _fd = _fd, None
         _open.clear()
+        _gc_at.clear()
+    if _on_gc in gc.callbacks:
+        gc.callbacks.remove(_on_gc)
     if fd is not None:
         os.close(fd)
+
+
+def _on_gc(phase: str, info: dict[str, int]) -> None:
+    """``gc.callbacks``: add each collection's duration to :data:`_gc_ns` (collections run one at
+    a time, holding the GIL)."""
+    global _gc_ns, _gc_start
+    if phase == "start":
+        _gc_start = time.perf_counter_ns()
+    elif _gc_start:
+        _gc_ns += time.perf_counter_ns() - _gc_start
+        _gc_start = 0
 
 
 def _from_environment() -> None:

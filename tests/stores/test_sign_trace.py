@@ -49,12 +49,13 @@ def test_one_line_per_request_in_order_sanitised(tmp_path: Path) -> None:
     lines = f.read_text().splitlines()
     assert len(lines) == 2
     first = lines[0].split()
-    assert first[0] == "bad_id___31m" and first[1].startswith("t0=") and [p.split("=")[0] for p in first[2:]] == [
+    assert first[0] == "bad_id___31m" and first[1].startswith("t0=") and first[2].startswith("gc=")
+    assert [p.split("=")[0] for p in first[3:]] == [
         "node.received", "node.replied"
     ]
     second = lines[1].split()
-    assert second[0] == "req-1" and [p.split("=")[0] for p in second[2:]] == ["received", "committed", "woken"]
-    us = [int(p.split("=")[1]) for p in second[2:]]
+    assert second[0] == "req-1" and [p.split("=")[0] for p in second[3:]] == ["received", "committed", "woken"]
+    us = [int(p.split("=")[1]) for p in second[3:]]
     assert us[0] == 0 and us == sorted(us)
 
 
@@ -68,12 +69,27 @@ def test_open_requests_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 def test_summary_script_reports_steps_and_transport(tmp_path: Path) -> None:
     (tmp_path / "trace-1.log").write_text(
-        "req-1 t0=1000000 received=0 sending=100 answered=900 woken=1000\n"
-        "req-1 t0=1300000 node.received=0 node.replied=400\n"
-        "req-2 t0=5000000 received=0 sending=50\n"  # incomplete: not used
+        "req-1 t0=1000000 gc=0 received=0 sending=100 answered=900 woken=1000\n"
+        "req-1 t0=1300000 gc=150 node.received=0 node.replied=400\n"
+        "req-2 t0=5000000 gc=0 received=0 sending=50\n"  # incomplete: not used
     )
     out = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "trace_sign_summary.py"), str(tmp_path)], capture_output=True, text=True, check=True,
     ).stdout
     assert "received: 1 requests" in out and "node.received: 1 requests" in out
     assert "sending -> node.received p50 200" in out and "answered p50 200" in out
+    assert "p50 150 p90 150 max 150; in 1 of 1 requests" in out
+
+
+def test_gc_time_is_counted(tmp_path: Path) -> None:
+    import gc
+
+    sign_trace.open_log(tmp_path)
+    sign_trace.begin("req-gc", "received")
+    gc.collect()
+    sign_trace.end("req-gc", "woken")
+    (f,) = tmp_path.glob("trace-*.log")
+    gc_us = int(f.read_text().split()[2].removeprefix("gc="))
+    assert gc_us > 0
+    sign_trace.close_log()
+    assert sign_trace._on_gc not in gc.callbacks
