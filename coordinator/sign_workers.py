@@ -26,7 +26,9 @@ log = logging.getLogger("coordinator.sign_workers")
 MAX_IDLE = 8  # idle workers kept at most (the 9th to finish ends)
 IDLE_S = 30.0  # an idle worker ends after this long without a job (s)
 
-Job = tuple[Callable[[str], object], str]  # (function, request id): function(request id)
+HANDOFF_WAIT_S = 0.05  # submit waits at most this long for the worker to take the job (s)
+
+Job = tuple[Callable[[str], object], str, threading.Event | None]  # (function, request id, set when taken)
 
 
 class SignWorkers:
@@ -49,21 +51,30 @@ class SignWorkers:
 
     def submit(self, fn: Callable[[str], object], rid: str) -> None:
         """Run ``fn(rid)`` now on another thread: an idle worker's, else a new one's. Never
-        blocks on other jobs."""
+        blocks on other jobs; returns once the worker has taken the job (as ``Thread.start``
+        returns once the thread runs: the caller gives up the GIL to it now, instead of racing
+        it for the GIL while the job starts), or after :data:`HANDOFF_WAIT_S`."""
         with self._lock:
             if self._idle > 0:
                 self._idle -= 1  # claimed: exactly one waiting worker takes this job
-                self._jobs.put((fn, rid))
-                return
-            self.started += 1
-        threading.Thread(target=self._work, args=((fn, rid),), name=_name(rid), daemon=True).start()
+                taken = threading.Event()
+                self._jobs.put((fn, rid, taken))
+            else:
+                taken = None
+                self.started += 1
+        if taken is not None:
+            taken.wait(HANDOFF_WAIT_S)
+            return
+        threading.Thread(target=self._work, args=((fn, rid, None),), name=_name(rid), daemon=True).start()
 
     def _work(self, job: Job) -> None:
         me = threading.current_thread()
         current: Job | None = job
         while current is not None:
-            fn, rid = current
+            fn, rid, taken = current
             me.name = _name(rid)
+            if taken is not None:
+                taken.set()
             try:
                 fn(rid)
             except Exception:  # the job's own handler failed: keep the worker
@@ -92,4 +103,4 @@ def _name(rid: str) -> str:
     return f"sign-{rid[:16]}"
 
 
-__all__ = ["IDLE_S", "MAX_IDLE", "SignWorkers"]
+__all__ = ["HANDOFF_WAIT_S", "IDLE_S", "MAX_IDLE", "SignWorkers"]

@@ -39,6 +39,17 @@ def test_an_idle_worker_takes_the_next_job_without_a_new_thread() -> None:
     assert _until(lambda: w.idle == 1)
 
 
+def test_submit_returns_once_the_worker_took_the_job() -> None:
+    w = SignWorkers(max_idle=1, idle_s=5.0)
+    first = threading.Event()
+    w.submit(lambda rid: first.set(), "req-1")
+    assert first.wait(5) and _until(lambda: w.idle == 1)
+    release = threading.Event()
+    w.submit(lambda rid: release.wait(5), "req-2")
+    assert w._jobs.empty()  # the worker had taken the job off the queue when submit returned
+    release.set()
+
+
 def test_busy_workers_never_delay_a_job() -> None:
     w = SignWorkers(max_idle=1, idle_s=5.0)
     release = threading.Event()
