@@ -38,6 +38,7 @@ from coordinator.db import OutboxEntry
 from governance.audit import MAX_DETAILS
 from governance.errors import GovernanceError
 from mpcnet.common.stores.audit import AuditLog, OnceEntry
+from mpcnet.common.urgent import GATE
 
 log = logging.getLogger("coordinator.audit")
 
@@ -174,6 +175,7 @@ class AuditFlusher:
             self._due.clear()
             if self._stop.is_set():
                 return
+            GATE.wait_idle()  # issue 14: not while a signature is on its way (bounded; mpcnet/common/urgent.py)
             try:
                 ok = self.flush()
             except Exception:

@@ -43,6 +43,7 @@ from crypto_core.combiner import Signature, SignatureShare, combine
 from crypto_core.errors import DecodeError, ProtocolAbort, UsageError
 from crypto_core.group import Point
 from governance.reservation import MAX_SIGN_ATTEMPTS, reservation_quorum
+from mpcnet.common import sign_trace
 from mpcnet.common.rpc import status_of, trailing
 from mpcnet.wire.mpc.v1 import common_pb2, node_pb2
 
@@ -122,6 +123,7 @@ class PresignedSigning:
             if a is None:
                 self.pools.fallback("empty")
                 return None
+        sign_trace.mark(rid, "assigned")
         if self.fault is not None:
             self.fault("presig-assigned")
         expected = derive(Point.decode(k.public_key), k.chain_code, path).public_key
@@ -135,6 +137,7 @@ class PresignedSigning:
             self.pools.discard([a], "failed", "assigned")
             self.pools.fallback(e.reason)
             return None
+        sign_trace.mark(rid, "combined")
         self.pools.forgive(k.key_id, a.signers)
         with self._lock:
             self._signed[rid] = a
@@ -203,7 +206,9 @@ class PresignedSigning:
             request_id=rid, approval_bundle=bundle, policy_attestation=self.deps.attestation(), attempt=a.attempt,
             reservation_receipts=receipts,
         )
+        sign_trace.mark(rid, "sending")
         answers = self._ask(signers, req)
+        sign_trace.mark(rid, "answered")
         shares: dict[int, SignatureShare] = {}
         for i, r in answers.items():
             env = r.share
@@ -218,6 +223,7 @@ class PresignedSigning:
                 raise self._bad_share(k.key_id, i, "share: not a re-randomised share of this presignature and digest")
             shares[index] = share
         try:
+            sign_trace.mark(rid, "checked")
             return combine(shares, digest, signers=sorted(shares), public_key=expected, derivation_path=path)
         except ProtocolAbort as e:
             if e.party is not None and 1 <= e.party <= len(committee) and committee[e.party - 1] in a.signers:

@@ -128,20 +128,30 @@ def fanout(
     grpc's ``.future()`` starts a channel "spin" thread per call, which cost more than the call.
     ``wait_for_ready`` lets a call wait (up to ``timeout``) for a channel that is reconnecting,
     e.g. to a node that was just restarted; without it a call to a down node fails at once.
+    The last call runs on the calling thread, after the others are handed to the pool (it
+    would only wait for them: one thread hand-off fewer on the signing path).
     """
 
     def call(method: Callable[..., Any], req: Any) -> Any:
         return method(req, timeout=timeout, wait_for_ready=wait_for_ready)
 
-    futs = {i: _POOL.submit(call, method, req) for i, (method, req) in calls.items()}
+    items = list(calls.items())
+    futs = {i: _POOL.submit(call, method, req) for i, (method, req) in items[:-1]}
     ok: dict[int, Any] = {}
     errs: dict[int, grpc.RpcError] = {}
+    if items:
+        last, (method, req) = items[-1]
+        try:
+            ok[last] = call(method, req)
+        except grpc.RpcError as e:
+            errs[last] = e
     for i, f in futs.items():
         try:
             ok[i] = f.result()
         except grpc.RpcError as e:
             errs[i] = e
-    return ok, errs
+    order = [i for i, _ in items]  # the answers in the order of ``calls``, as before
+    return {i: ok[i] for i in order if i in ok}, {i: errs[i] for i in order if i in errs}
 
 
 _POOL = ThreadPoolExecutor(max_workers=64, thread_name_prefix="fanout")

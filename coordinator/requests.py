@@ -61,6 +61,7 @@ from coordinator.metrics import QuorumClock
 from coordinator.policies import PolicyBook
 from coordinator.request_codec import decoded_request
 from coordinator.schemes import Submission, check_submission
+from coordinator.sign_workers import SignWorkers
 from coordinator.vetted import VettedApprovals, vetted_key
 from coordinator.watch import ChangeFeed
 from crypto_core.bip32 import check_path
@@ -78,10 +79,12 @@ from governance.audit import detail_text
 from governance.errors import GovernanceError
 from governance.policy import DEFAULT_SCOPE, KeyPolicy, SignedPolicyChange
 from governance.text import REQUEST_ID_RULE, is_request_id, quote
+from mpcnet.common import sign_trace
 from mpcnet.common.govwire import scope_name
 from mpcnet.common.metrics import Metrics, NullMetrics
 from mpcnet.common.rpc import RpcError, check_len, invalid, roles_text
 from mpcnet.common.stores.audit import AuditLog
+from mpcnet.common.urgent import GATE
 from mpcnet.wire.mpc.v1 import common_pb2, coordinator_pb2
 
 log = logging.getLogger("coordinator.requests")
@@ -129,6 +132,7 @@ class SignRequests:
         self.feed = ChangeFeed()  # wakes the watchers of one request when it changes
         self._signing: set[str] = set()
         self._known: dict[str, Known] = {}  # handed from the quorum decision to its signing thread
+        self.workers = SignWorkers()  # issue 14: pre-started signing threads (coordinator/sign_workers.py)
         self._stop = threading.Event()
         self.flusher = AuditFlusher(db, audit)  # the outbox -> log, batched (coordinator/audit_flush.py)
         self.infos: InfoCache[Watched] = InfoCache()  # the last info per request, for watchers (coordinator/info_cache.py)
@@ -353,6 +357,7 @@ class SignRequests:
     # --- decisions ---------------------------------------------------------------------------
     def decide(self, req: coordinator_pb2.DecideSignRequestRequest, caller: str) -> coordinator_pb2.SignRequestInfo:
         rid = _check_rid(req.request_id)
+        sign_trace.begin(rid, "received")
         if req.approver != caller:
             msg = f"approver: certificate name {quote(caller)} differs from the approver {quote(req.approver)} (approve as yourself)"
             self._audit_now(caller, "sign-decision", request_id=rid, outcome="refused", details=detail_text("reason", msg))
@@ -405,6 +410,7 @@ class SignRequests:
             )
             raise RpcError(Code.PERMISSION_DENIED, msg) from None
         self.vetted.add([vetted_key(sreq.policy_digest, rec.request, approval)])  # == policy.digest(), checked above
+        sign_trace.mark(rid, "verified")
         settled: list[list[ApprovalRecord]] = []  # the decisions the settlement saw, in its transaction
         assign = self.presig_assign(rid, rec.key_id, sreq.derivation_path) if decision is Decision.APPROVE else None
         try:
@@ -424,6 +430,7 @@ class SignRequests:
                 details={"decision": decision.value} | _request_hash(rec.request) | detail_text("reason", msg),
             )
             raise RpcError(Code.ALREADY_EXISTS, msg)
+        sign_trace.mark(rid, "committed")
         self._audit_soon()
         rec = self._get(rid)
         if outcome == "recorded":
@@ -444,6 +451,7 @@ class SignRequests:
                 done = wait_until_ended(
                     self.feed, rid, lambda: self._watched(rid), lambda w: w[0].state in TERMINAL, req.wait_done_ms, self._stop,
                 )
+                sign_trace.end(rid, "woken")
                 return done[1]
         elif outcome == "recorded" and rec.state == "rejected":
             self.anomaly.request_rejected(rec.requester, rec.key_id)
@@ -541,17 +549,21 @@ class SignRequests:
             self._signing.add(rid)
             if known is not None:
                 self._known[rid] = known
+        sign_trace.mark(rid, "handoff")
         self._spawn(rid)
 
     def _spawn(self, rid: str) -> None:
-        """Run :meth:`_signing_thread` for ``rid`` in the background (tests run it inline)."""
-        threading.Thread(target=self._signing_thread, args=(rid,), name=f"sign-{rid[:16]}", daemon=True).start()
+        """Run :meth:`_signing_thread` for ``rid`` in the background (tests run it inline): on an
+        idle signing worker, or a new thread when none is idle (coordinator/sign_workers.py)."""
+        self.workers.submit(self._signing_thread, rid)
 
     def _signing_thread(self, rid: str) -> None:
+        sign_trace.mark(rid, "thread")
         with self._lock:
             known = self._known.pop(rid, None)
         try:
-            self._run_signing(rid, known)
+            with GATE.section():  # audit flushes wait for it (bounded: mpcnet/common/urgent.py)
+                self._run_signing(rid, known)
         except Exception as e:  # never leave a request SIGNING forever
             log.exception("request %s: signing failed unexpectedly", rid)
             self._finish(rid, "failed", Code.INTERNAL, f"internal error ({type(e).__name__}); see the coordinator log", 0)
@@ -598,11 +610,13 @@ class SignRequests:
             also=None if presig is None else presig[1],
         )):
             return
+        sign_trace.mark(rid, "done")
         self._count_done(rid, k.label, rec.created_ms)
         log.info("request %s: signed (%d attempt(s))", rid, attempts, extra={"event": "sign-done", "request_id": rid})
         self._audit_soon()
         self.anomaly.signed(rec.key_id, sreq.derivation_path, [self.node_name(i) for i in signers], started)
         self._notify(rid)
+        sign_trace.mark(rid, "notified")
 
     def _count_done(self, rid: str, key_label: str, created_ms: int) -> None:
         """Metrics of a request that ended DONE: the transition, the signature, its latencies."""

@@ -685,6 +685,10 @@ class CoordinatorService:
             rec = self.db.get_sign_request(rid)
             root = SigningRequest.from_bytes(rec.request).taproot_root if rec is not None else b""
             return self.frost.sign(rid, k, digest, rec.message if rec is not None else b"", root, bundle)
+        presigned: PresignedSigning | None = getattr(self, "presigned", None)  # issue 14: one round from a pool presignature first
+        signed = presigned.sign(rid, k, digest, path, bundle) if presigned is not None else None
+        if signed is not None:  # (before the full protocol's reads below: not on the one-round path)
+            return signed
         resynced: set[int] = set()
         t = k.threshold
         epoch, committee, outside = self.keyops.signing(k)  # sign in the key's epoch, with its committee only
@@ -700,10 +704,6 @@ class CoordinatorService:
         wait_until: float | None = None  # when we stop waiting for nodes that are down
         returned: set[int] = set()  # nodes we waited for and that came back
         n, q = len(self.nodes), reservation_quorum(len(self.nodes))
-        presigned: PresignedSigning | None = getattr(self, "presigned", None)  # issue 14: one round from a pool presignature first
-        signed = presigned.sign(rid, k, digest, path, bundle) if presigned is not None else None
-        if signed is not None:
-            return signed
         while True:
             if self.db.sign_attempts_taken(rid) >= MAX_SIGN_ATTEMPTS:
                 raise _signing_error(Code.FAILED_PRECONDITION, _exhausted(rid, down), attempts, "attempts-exhausted")

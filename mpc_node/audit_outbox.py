@@ -40,6 +40,7 @@ from governance.audit import EVENT_KEY, DetailValue, check_details, check_entry_
 from governance.errors import GovernanceError
 from governance.text import escape
 from mpcnet.common.stores.audit import AuditLog, QueuedEntry
+from mpcnet.common.urgent import GATE
 
 log = logging.getLogger("mpc_node.audit_outbox")
 
@@ -252,6 +253,7 @@ class AuditFlusher:
             self._wake.clear()
             if woken and self.linger_s:
                 self._stop.wait(self.linger_s)
+            GATE.wait_idle()  # issue 14: not while a share is on its way (bounded; mpcnet/common/urgent.py)
             try:
                 self.flush(drop=not woken)
                 if failing:

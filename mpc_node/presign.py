@@ -64,7 +64,9 @@ from mpc_node.storage import (
     ServedRequest,
     StoreError,
 )
+from mpcnet.common import sign_trace
 from mpcnet.common.rpc import RpcError, caller_identity, check_len, invalid
+from mpcnet.common.urgent import GATE
 from mpcnet.wire.mpc.v1 import common_pb2, node_pb2
 
 if TYPE_CHECKING:
@@ -365,12 +367,16 @@ class NodePools:
     def sign_presigned(self, req: node_pb2.SignPresignedRequest, ctx: Any) -> node_pb2.SignPresignedResponse:
         """See the module. Refusals are audited (``sign-share`` refused) and carry ``mpc-governance``."""
         actor = _caller(ctx)
+        sign_trace.begin(req.request_id, "node.received")
         try:
-            return self._sign_presigned(req)
+            with GATE.section():  # the audit outbox's flush waits for it (bounded: mpcnet/common/urgent.py)
+                return self._sign_presigned(req, ctx)
         except RpcError as e:
             e = _renamed(e, "")
             self.node._audit_sign("sign-share", req.request_id, "refused", e.message, actor=actor, key_id=bytes(req.key_id)[:32])
             raise e from None
+        finally:
+            sign_trace.end(req.request_id, "node.replied")
 
     def _reply(self, presig_id: bytes, share: bytes, replayed: bool) -> node_pb2.SignPresignedResponse:
         node = self.node
@@ -381,7 +387,7 @@ class NodePools:
         )
         return node_pb2.SignPresignedResponse(share=env, signer=node.me, replayed=replayed)
 
-    def _sign_presigned(self, req: node_pb2.SignPresignedRequest) -> node_pb2.SignPresignedResponse:
+    def _sign_presigned(self, req: node_pb2.SignPresignedRequest, ctx: Any = None) -> node_pb2.SignPresignedResponse:
         node = self.node
         name = node.cfg.name
         # 1. the fields
@@ -443,12 +449,14 @@ class NodePools:
             raise refusal(Code.FAILED_PRECONDITION, "presig-mismatch", f"signers: not in the committee of the key on {name}")
         # 4. the approvals, exactly as a signing session checks them
         node.faults.at("presign-checking")  # test mode: a slow node (a request may expire meanwhile)
+        sign_trace.mark(req.request_id, "node.fields")
         approved = node.gov.check_sign(
             req.approval_bundle, key_id=key_id, digest=digest, path=path, request_id=req.request_id,
             attestation=bytes(req.policy_attestation),
         )
         request = approved.bundle.request
         limit = approved.policy.rate_limit
+        sign_trace.mark(req.request_id, "node.approvals")
         # 5. the reservation of the attempt
         reservation, quorum = attempt_grant(node, request, req.attempt, signers, presig_id, tuple(req.reservation_receipts))
         served = ServedRequest(
@@ -467,6 +475,8 @@ class NodePools:
             ).to_bytes(presig_id)
         except ProtocolError as e:
             raise refusal(Code.FAILED_PRECONDITION, "presig-mismatch", f"presig_id: unusable on {name} ({type(e).__name__})") from None
+
+        sign_trace.mark(req.request_id, "node.share")
 
         def entry() -> OutboxEntry:
             return OutboxEntry(request.requester, "sign-share", request.request_id, "released", {
@@ -489,10 +499,13 @@ class NodePools:
             if e.kind == "presig-used":  # a concurrent call won: the same (request, attempt) replays
                 return self._replayed(presig_id, request.request_id, req.attempt)
             raise refusal(Code.FAILED_PRECONDITION, e.kind, f"{e} ({name})") from None
+        sign_trace.mark(req.request_id, "node.consumed")
         node.outbox.notify()
         node.faults.at(FAULT_CONSUMED)
-        log.info("presignature %s: share released for request %s (attempt %d)", presig_id.hex()[:12], request.request_id, req.attempt,
-                 extra={"event": "sign-presigned", "request_id": request.request_id})
+        after_reply(ctx, functools.partial(
+            log.info, "presignature %s: share released for request %s (attempt %d)", presig_id.hex()[:12], request.request_id,
+            req.attempt, extra={"event": "sign-presigned", "request_id": request.request_id},
+        ))
         # 7. the answer
         return self._reply(presig_id, share, False)
 
@@ -535,6 +548,16 @@ def _discarded(actor: str, reason: str, key_id: bytes, n: int) -> OutboxEntry | 
     """The audit entry of ``n`` fresh presignatures of ``key_id`` the node deleted by itself
     (``reason``: node-start, revoked); None when there were none."""
     return OutboxEntry(actor, "presign-discard", "", "discarded", {"key_id": key_id.hex(), "count": n, "reason": reason}) if n else None
+
+
+def after_reply(ctx: Any, fn: Callable[[], object]) -> None:
+    """Run ``fn`` (e.g. a log line) once the RPC of ``ctx`` has ended -- its answer sent -- on
+    gRPC's serving thread (``ServicerContext.add_callback``), so it is not on the signing path;
+    at once when there is no such context (tests driving the service directly) or the RPC
+    already ended. Only for work nothing durable depends on."""
+    add = getattr(ctx, "add_callback", None)
+    if add is None or not add(fn):
+        fn()
 
 
 def _info(p: PoolPresignature) -> node_pb2.PresignatureInfo:
