@@ -20,7 +20,7 @@ from mpcnet.cluster import cli as cluster_cli, presign_config
 from mpcnet.cluster.launcher import Layout, prepare
 from mpcnet.cluster.presign_config import DEFAULT_PRESIGN, configured_presign, presign_section, running_mismatch
 
-CONTRACT = {"enabled": True, "paths": [[]], "target": 8, "refill_at": 4, "cap": 32, "batch": 4, "max_parallel": 1}
+CONTRACT = {"enabled": True, "paths": [[]], "target": 16, "refill_at": 8, "cap": 32, "batch": 16, "max_parallel": 1}
 
 
 def section(lay: Layout) -> dict[str, object] | None:
