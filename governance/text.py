@@ -94,6 +94,8 @@ def escape(text: object) -> str:
     written as a Python escape (``\\n``, ``\\x1b``, ``\\u202e``), and so is every combining mark
     (categories Mn, Me) past :data:`MAX_COMBINING_RUN` in a row; other text kept."""
     s = str(text)
+    if type(s) is not str:  # a subclass could override isascii/isprintable/__iter__: its exact characters
+        s = str.__str__(s)
     if s.isascii() and s.isprintable():  # issue 14: nothing to escape (ASCII has no combining marks)
         return s
     out: list[str] = []
