@@ -25,6 +25,7 @@ from __future__ import annotations
 import gc
 import os
 import re
+import stat
 import threading
 import time
 from pathlib import Path
@@ -96,10 +97,22 @@ def end(rid: str, name: str = "end") -> None:
 
 def open_log(directory: Path) -> None:
     """Record spans and append lines to ``directory/trace-<pid>.log``; raises OSError if it
-    cannot be opened. Called at import when :data:`ENV` is set."""
+    cannot be opened, or is not a regular file of this user (a symlink, a FIFO: refused). Called
+    at import when :data:`ENV` is set."""
     global _fd
     path = Path(directory) / f"trace-{os.getpid()}.log"
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    # a predictable name, maybe in a shared directory: never through a planted symlink, never
+    # blocked on a planted FIFO, only a regular file of our own, and 0600 even if it existed
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+    fd = os.open(path, flags, 0o600)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+            raise OSError(f"{path.name}: not a regular file of this user")
+        os.fchmod(fd, 0o600)
+    except OSError:
+        os.close(fd)
+        raise
     with _lock:
         old, _fd = _fd, fd
     if old is not None:

@@ -1,0 +1,51 @@
+"""Review of issue 14's sign trace file: ``DIR/trace-<pid>.log`` has a predictable name, so in a
+shared directory someone else may have put it there first. The process must not append through a
+symlink planted there (to a file of the victim's choosing), nor write into a file someone else
+owns or can read (the README promises mode 0600)."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mpcnet.common import sign_trace
+
+
+@pytest.fixture(autouse=True)
+def _off() -> Iterator[None]:
+    sign_trace.close_log()
+    yield
+    sign_trace.close_log()
+
+
+def test_a_symlink_planted_at_the_trace_path_is_refused(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    trace_dir = tmp_path / "shared"
+    trace_dir.mkdir()
+    (trace_dir / f"trace-{os.getpid()}.log").symlink_to(victim)
+    with pytest.raises(OSError):
+        sign_trace.open_log(trace_dir)
+    assert not sign_trace.enabled()
+    sign_trace.begin("req-1", "received")
+    sign_trace.end("req-1", "woken")
+    assert victim.read_text() == "precious\n"
+
+
+def test_a_pre_existing_readable_trace_file_is_made_0600(tmp_path: Path) -> None:
+    f = tmp_path / f"trace-{os.getpid()}.log"
+    f.write_text("")
+    f.chmod(0o644)
+    sign_trace.open_log(tmp_path)
+    assert stat.S_IMODE(f.stat().st_mode) == 0o600
+
+
+def test_a_trace_path_that_is_not_a_regular_file_is_refused(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / f"trace-{os.getpid()}.log")
+    with pytest.raises(OSError):
+        sign_trace.open_log(tmp_path)
+    assert not sign_trace.enabled()
