@@ -139,17 +139,22 @@ def fanout(
     futs = {i: _POOL.submit(call, method, req) for i, (method, req) in items[:-1]}
     ok: dict[int, Any] = {}
     errs: dict[int, grpc.RpcError] = {}
+    raised: Exception | None = None  # the inline call's non-gRPC error: raised once the others ended
     if items:
         last, (method, req) = items[-1]
         try:
             ok[last] = call(method, req)
         except grpc.RpcError as e:
             errs[last] = e
+        except Exception as e:
+            raised = e
     for i, f in futs.items():
         try:
             ok[i] = f.result()
         except grpc.RpcError as e:
             errs[i] = e
+    if raised is not None:
+        raise raised
     order = [i for i, _ in items]  # the answers in the order of ``calls``, as before
     return {i: ok[i] for i in order if i in ok}, {i: errs[i] for i in order if i in errs}
 
