@@ -21,11 +21,13 @@ answer back, the fan-out's join included).
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import sys
 from pathlib import Path
 
 Line = tuple[str, int, list[tuple[str, int]]]  # request id, t0 (ns), stamps (name, us since t0)
+_SAFE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 GC: dict[str, list[int]] = {}  # kind -> us of garbage collection during each request
 
 
@@ -33,7 +35,9 @@ def _read(directory: Path) -> dict[str, list[Line]]:
     """Kind (the first stamp's name) -> its lines."""
     out: dict[str, list[Line]] = {}
     for f in sorted(directory.glob("trace-*.log")):
-        for line in f.read_text().splitlines():
+        if not f.is_file() or f.is_symlink():  # only what a traced process wrote (never block on a FIFO)
+            continue
+        for line in f.read_text(errors="replace").splitlines():
             parts = line.split()
             try:
                 t0 = int(parts[1].removeprefix("t0="))
@@ -41,6 +45,8 @@ def _read(directory: Path) -> dict[str, list[Line]]:
                 stamps = [(n, int(v)) for n, v in (p.split("=", 1) for p in parts[3:])]
             except (ValueError, IndexError):
                 continue
+            if not all(_SAFE.fullmatch(n) for n, _ in stamps) or not _SAFE.fullmatch(parts[0]):
+                continue  # not a line of sign_trace's (names are constants, ids [A-Za-z0-9._-]): never printed
             if stamps and stamps[-1][0] in ("woken", "node.replied"):
                 out.setdefault(stamps[0][0], []).append((parts[0], t0, stamps))
                 GC.setdefault(stamps[0][0], []).append(gc_us)

@@ -49,3 +49,21 @@ def test_a_trace_path_that_is_not_a_regular_file_is_refused(tmp_path: Path) -> N
     with pytest.raises(OSError):
         sign_trace.open_log(tmp_path)
     assert not sign_trace.enabled()
+
+
+def test_the_summary_never_prints_a_planted_line_s_escape_sequences(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    (tmp_path / "trace-1.log").write_text(
+        "req-1 t0=1000000 gc=0 received=0 sending=100 answered=900 woken=1000\n"
+        "req-2 t0=2000000 gc=0 received=0 \x1b]0;owned\x07\x1b[2J=5 woken=1000\n"  # planted by someone who can write DIR
+    )
+    os.mkfifo(tmp_path / "trace-2.log")  # planted: must not block the summary
+    out = subprocess.run(
+        [sys.executable, str(root / "scripts" / "trace_sign_summary.py"), str(tmp_path)],
+        capture_output=True, text=True, check=True, timeout=20,
+    ).stdout
+    assert "received: 1 requests" in out
+    assert "\x1b" not in out and "\x07" not in out
