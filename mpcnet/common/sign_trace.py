@@ -87,12 +87,13 @@ def end(rid: str, name: str = "end") -> None:
     t0 = marks[0][1]
     safe = _UNSAFE.sub("_", rid)[:64] or "-"
     line = f"{safe} t0={t0} gc={gc_ns // 1000} " + " ".join(f"{n}={(s - t0) // 1000}" for n, s in marks) + "\n"
-    try:
-        os.write(fd, line.encode())
-    except OSError:
-        with _lock:
-            if _fd == fd:
-                _fd = None
+    with _lock:  # only while fd is still the log's: a closed log's number may be another file's now
+        if _fd != fd:
+            return
+        try:
+            os.write(fd, line.encode())
+        except OSError:
+            _fd = None
 
 
 def open_log(directory: Path) -> None:

@@ -67,3 +67,22 @@ def test_the_summary_never_prints_a_planted_line_s_escape_sequences(tmp_path: Pa
     ).stdout
     assert "received: 1 requests" in out
     assert "\x1b" not in out and "\x07" not in out
+
+
+def test_a_line_never_lands_in_a_file_that_reused_the_closed_trace_fd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sign_trace.open_log(tmp_path)
+    sign_trace.begin("req-1", "received")
+    victim = tmp_path / "victim.db"
+    held: list[int] = []
+    real = sign_trace._UNSAFE
+
+    class CloseAndReopen:  # end() has taken the request's stamps: the log closes, another file gets its fd number
+        def sub(self, repl: str, text: str) -> str:
+            sign_trace.close_log()
+            held.append(os.open(victim, os.O_WRONLY | os.O_CREAT, 0o600))
+            return real.sub(repl, text)
+
+    monkeypatch.setattr(sign_trace, "_UNSAFE", CloseAndReopen())
+    sign_trace.end("req-1", "woken")
+    os.close(held[0])
+    assert victim.read_bytes() == b""
