@@ -44,3 +44,30 @@ def test_a_batch_failing_half_way_leaves_the_chain_whole(tmp_path: Path, monkeyp
         assert log.append_many_once(batch) == [None] * 5
     report = verify_audit(path, public_key_of(KEY))
     assert report.ok and report.entries == 7
+
+
+def test_two_writers_on_one_file_batching_at_once_keep_one_chain(tmp_path: Path) -> None:
+    import threading
+
+    path = tmp_path / "a.db"
+    with AuditLog.open(path, component="coordinator", signing_key=KEY) as a, AuditLog.open(
+        path, component="coordinator", signing_key=KEY
+    ) as b:
+        errors: list[BaseException] = []
+
+        def writer(log: AuditLog, name: str) -> None:
+            try:
+                for i in range(15):
+                    log.append_many_once([OnceEntry("coordinator", "sign-done", f"{name}-{i}-{j}", "r1") for j in range(3)])
+                    log.append("coordinator", "policy-push")
+            except BaseException as e:  # reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=writer, args=(log, name)) for log, name in ((a, "a"), (b, "b"))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not errors
+    report = verify_audit(path, public_key_of(KEY))
+    assert report.ok and report.entries == 2 * 15 * 4
