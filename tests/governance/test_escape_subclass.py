@@ -7,6 +7,8 @@ must still have every control, escape and bidi character escaped.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from governance import text
 
 HOSTILE = "ok\x1b[31mred\n\u202efake\r"
@@ -19,7 +21,7 @@ class Liar(str):
     def isprintable(self) -> bool:
         return True
 
-    def __iter__(self):  # type: ignore[override]
+    def __iter__(self) -> Iterator[str]:
         return iter("harmless")
 
     def __str__(self) -> str:

@@ -22,7 +22,7 @@ def test_a_batch_failing_half_way_leaves_the_chain_whole(tmp_path: Path, monkeyp
     batch = [OnceEntry("coordinator", "sign-done", f"ev-{i}", "r1", "done", {"i": i}) for i in range(5)]
     with AuditLog.open(path, component="coordinator", signing_key=KEY) as log:
         log.append("coordinator", "policy-push")  # seq 1
-        real = store.seal_entry
+        real = store.seal_entry  # type: ignore[attr-defined]
         calls = 0
 
         def failing(*args: Any, **kwargs: Any) -> Any:
