@@ -465,6 +465,12 @@ class CoordinatorDb(KeyOpStore, BackupStore, PoolStore, NonceStore):
         rows = self._query(f"SELECT {self._SR_COLS} FROM sign_requests WHERE request_id = ?", (request_id,))
         return self._sr(rows[0]) if rows else None
 
+    def sign_request_state(self, request_id: str) -> str | None:
+        """``request_id``'s state (``"signing"``, one of :data:`TERMINAL`, ...), or None
+        for an unknown request: one column, for waits that only test whether it ended."""
+        rows = self._query("SELECT state FROM sign_requests WHERE request_id = ?", (request_id,))
+        return str(rows[0][0]) if rows else None
+
     def list_sign_requests(
         self, *, state: str | None = None, key_id: bytes | None = None, requester: str | None = None,
         scope: bytes | None = None, limit: int = 100,

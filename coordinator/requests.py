@@ -448,11 +448,13 @@ class SignRequests:
             self._start_signing(rid, (rec, final))
             if req.wait_done_ms:  # issue 14: the answer carries the signing's end (coordinator/decide_wait.py)
                 self._notify(rid)
-                done = wait_until_ended(
-                    self.feed, rid, lambda: self._watched(rid), lambda w: w[0].state in TERMINAL, req.wait_done_ms, self._stop,
+                # each wake-up reads the state only; the answer (record, approvals, view) is built once
+                wait_until_ended(
+                    self.feed, rid, lambda: self.db.sign_request_state(rid), lambda s: s in TERMINAL, req.wait_done_ms,
+                    self._stop,
                 )
                 sign_trace.end(rid, "woken")
-                return done[1]
+                return self._watched(rid)[1]
         elif outcome == "recorded" and rec.state == "rejected":
             self.anomaly.request_rejected(rec.requester, rec.key_id)
         self._notify(rid)

@@ -108,6 +108,34 @@ def test_a_signing_that_outlasts_the_bound_is_answered_signing_at_the_bound(h: T
     assert h.db.get_sign_request("w-3").state == "done"  # type: ignore[union-attr]
 
 
+def test_the_waiting_answer_is_built_once_however_often_the_request_changes(h: Threaded) -> None:
+    """Wake-ups while SIGNING read the state only (issue 14, coordinator CPU): the view (record,
+    approvals, protobuf) is built once, for the answer, and carries the end."""
+    h.release.clear()  # the signer is held: the waiting decision sees SIGNING first
+    h.submit("w-6")
+    h.decide_waiting("w-6", "alice", 2000)
+    built: list[str] = []
+    real = h.sr.info
+
+    def counted(rec: Any) -> S.SignRequestInfo:
+        built.append(rec.state)
+        return real(rec)
+
+    h.sr.info = counted  # type: ignore[method-assign]
+
+    def poke() -> None:  # changes that are not the end: each wakes the wait once
+        for _ in range(5):
+            time.sleep(0.02)
+            h.sr._notify("w-6")
+        h.release.set()
+
+    threading.Thread(target=poke, daemon=True).start()
+    done = h.decide_waiting("w-6", "bert", 3000)
+    assert done.state == S.SIGN_REQUEST_STATE_DONE and done.signature.r == b"\x01" * 32
+    assert built == ["done"]
+    assert h.db.sign_request_state("w-6") == "done" and h.db.sign_request_state("nope") is None
+
+
 def test_a_retried_decision_is_answered_at_once_with_the_state_then(h: Threaded) -> None:
     h.submit("w-4")
     h.decide_waiting("w-4", "alice", 2000)
