@@ -142,7 +142,18 @@ class SigningRequest:
             raise GovernanceError("derivation_path", f"a {self.scheme} key has no derivation path: must be empty")
 
     def encode(self) -> bytes:
-        """The canonical encoding every approval signs (v1 for ECDSA, v2 for a Schnorr key)."""
+        """The canonical encoding every approval signs (v1 for ECDSA, v2 for a Schnorr key).
+
+        Computed once per instance, as :meth:`KeyPolicy.encode` (every field is immutable and
+        checked at construction; a node decodes, checks and hashes one request up to five times
+        per signature)."""
+        cached = self.__dict__.get("_encoded")
+        if cached is None:
+            cached = self._encode()
+            object.__setattr__(self, "_encoded", cached)
+        return cached
+
+    def _encode(self) -> bytes:
         v2 = self.scheme != SCHEME_ECDSA
         enc = Encoder(SIGNING_REQUEST_V2_TAG if v2 else SIGNING_REQUEST_TAG)
         enc.text(self.request_id).raw(self.key_id).raw(self.digest)
@@ -497,6 +508,14 @@ class ApprovalBundle:
         object.__setattr__(self, "approvals", tuple(self.approvals))
 
     def to_bytes(self) -> bytes:
+        """The canonical encoding (computed once per instance, as :meth:`SigningRequest.encode`)."""
+        cached = self.__dict__.get("_encoded")
+        if cached is None:
+            cached = self._encode()
+            object.__setattr__(self, "_encoded", cached)
+        return cached
+
+    def _encode(self) -> bytes:
         enc = Encoder(APPROVAL_BUNDLE_TAG).raw(self.request.encode()).count(len(self.approvals))
         for a in self.approvals:
             enc.text(a.approver).uint(_DECISION_CODE[a.decision]).raw(a.signature)
