@@ -431,21 +431,26 @@ class SignRequests:
             )
             raise RpcError(Code.ALREADY_EXISTS, msg)
         sign_trace.mark(rid, "committed")
-        self._audit_soon()
         rec = self._get(rid)
+        signing = outcome == "recorded" and rec.state == "signing"
+        if signing:
+            # the decisions that moved it, if THIS decision moved it (committed with the move; none
+            # can follow once SIGNING); else another decision did, after ours: read them.
+            # Issue 14 (latency): the signing starts first -- this decision's audit entry is already
+            # in the transaction that moved the request (record_decision); what follows (the flusher's
+            # wake-up, metrics, the log line) changes nothing the signing reads, and the flusher then
+            # waits for the signing's urgent section (mpcnet/common/urgent.py) instead of racing it.
+            self.quorum.reached(rid)
+            final = settled[-1] if settled else self.db.approvals(rid)
+            self._start_signing(rid, (rec, final))
+        self._audit_soon()
         if outcome == "recorded":
             self.metrics.approvals_total.labels(outcome=decision.value).inc()
             if rec.state in ("signing", "rejected"):
                 self.metrics.requests_total.labels(state="approved" if rec.state == "signing" else "rejected").inc()
-            if rec.state == "signing":
-                self.quorum.reached(rid)
-        if outcome == "recorded" and rec.state == "signing":
-            # the decisions that moved it, if THIS decision moved it (committed with the move; none
-            # can follow once SIGNING); else another decision did, after ours: read them
-            final = settled[-1] if settled else self.db.approvals(rid)
+        if signing:
             approved_by = ", ".join(a.approver for a in final if a.decision == "approve")
             log.info("request %s: approved by %s; signing", rid, approved_by, extra={"event": "sign-approved", "request_id": rid})
-            self._start_signing(rid, (rec, final))
             if req.wait_done_ms:  # issue 14: the answer carries the signing's end (coordinator/decide_wait.py)
                 self._notify(rid)
                 # each wake-up reads the state only; the answer (record, approvals, view) is built once
