@@ -583,7 +583,7 @@ class SignRequests:
         rec = self.db.get_sign_request(rid) if known is None else known[0]
         if rec is None or rec.state != "signing":
             return
-        sreq = SigningRequest.from_bytes(rec.request)
+        sreq = decoded_request(rec.request)  # the decision decoded the same bytes (request_codec.py)
         if now_ms() > sreq.expires_at_ms:
             self._finish(rid, "expired", Code.FAILED_PRECONDITION, "the request expired before it could be signed", 0)
             return

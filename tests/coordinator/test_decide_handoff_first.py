@@ -52,3 +52,27 @@ def test_the_signing_starts_after_the_commit_and_before_the_flusher_wakes(h: Har
     assert state == "signing"
     assert ("sign-decision", "hf-1") in queued and ("sign-approved", "hf-1") in queued  # in the moving transaction
     assert h.db.sign_request_state("hf-1") == "done" and "hf-1" in h.signed_at
+
+
+def test_the_signing_thread_reuses_the_decisions_decoding(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The thread takes the request from coordinator/request_codec.py (the decision decoded the
+    same stored bytes): no fresh decode, and the bundle it sends is the same canonical bytes."""
+    from governance.approval import ApprovalBundle, SigningRequest
+
+    sreq = h.submit("hf-2")
+    h.decide(sreq, "alice")
+    decodes: list[bytes] = []
+    fresh = SigningRequest.from_bytes
+
+    def counted(data: bytes) -> SigningRequest:
+        decodes.append(bytes(data))
+        return fresh(data)
+
+    monkeypatch.setattr(SigningRequest, "from_bytes", staticmethod(counted))
+    h.decide(sreq, "bert")
+    assert h.db.sign_request_state("hf-2") == "done"
+    assert sreq.encode() not in decodes  # neither the decision nor the thread decoded the request afresh
+    monkeypatch.undo()
+    bundle = ApprovalBundle.from_bytes(h.bundles["hf-2"])
+    assert bundle.request == sreq and bundle.to_bytes() == h.bundles["hf-2"]
+    assert sorted(a.approver for a in bundle.approvals) == ["alice", "bert"]
