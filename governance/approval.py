@@ -44,7 +44,7 @@ from ._checks import (
     from_hex,
     json_int,
 )
-from .encoding import Decoder, Encoder, domain_tag, sha256
+from .encoding import Decoder, Encoder, domain_tag, encoded_once, sha256
 from .errors import GovernanceError, field_prefix
 from .policy import MAX_VERSION, KeyPolicy, RateLimit
 from .text import check_request_id, check_text
@@ -147,11 +147,7 @@ class SigningRequest:
         Computed once per instance, as :meth:`KeyPolicy.encode` (every field is immutable and
         checked at construction; a node decodes, checks and hashes one request up to five times
         per signature)."""
-        cached = self.__dict__.get("_encoded")
-        if cached is None:
-            cached = self._encode()
-            object.__setattr__(self, "_encoded", cached)
-        return cached
+        return encoded_once(self, self._encode)
 
     def _encode(self) -> bytes:
         v2 = self.scheme != SCHEME_ECDSA
@@ -509,11 +505,7 @@ class ApprovalBundle:
 
     def to_bytes(self) -> bytes:
         """The canonical encoding (computed once per instance, as :meth:`SigningRequest.encode`)."""
-        cached = self.__dict__.get("_encoded")
-        if cached is None:
-            cached = self._encode()
-            object.__setattr__(self, "_encoded", cached)
-        return cached
+        return encoded_once(self, self._encode)
 
     def _encode(self) -> bytes:
         enc = Encoder(APPROVAL_BUNDLE_TAG).raw(self.request.encode()).count(len(self.approvals))

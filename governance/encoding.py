@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from collections.abc import Callable
 
 from .errors import GovernanceError
 from .text import quote
@@ -48,6 +49,20 @@ def domain_tag(name: str) -> str:
 
 def sha256(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
+
+
+def encoded_once(obj: object, encode: Callable[[], bytes]) -> bytes:
+    """``encode()`` computed once per ``obj`` and kept on it (issue 14: a signing request, its
+    bundle and a policy are encoded several times per signature).
+
+    Only for frozen objects whose every field is immutable and checked at construction, so the
+    encoding cannot change; ``dataclasses.replace`` makes a new object with its own encoding. The
+    kept bytes are not a field: equality, hashing and ``repr`` are unchanged."""
+    cached: bytes | None = obj.__dict__.get("_encoded")
+    if cached is None:
+        cached = encode()
+        object.__setattr__(obj, "_encoded", cached)
+    return cached
 
 
 def _int_in(value: object, what: str, lo: int, hi: int) -> int:

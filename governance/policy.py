@@ -41,7 +41,7 @@ from ._checks import (
     members_from_dict,
     members_to_dict,
 )
-from .encoding import Decoder, Encoder, domain_tag, sha256
+from .encoding import Decoder, Encoder, domain_tag, encoded_once, sha256
 from .errors import GovernanceError, field_prefix
 
 ADMIN_SET_TAG = domain_tag("admin-set")
@@ -205,11 +205,7 @@ class KeyPolicy:
     def encode(self) -> bytes:
         """The canonical encoding (computed once per instance: every field is immutable and checked
         at construction; issue 14: a request's decisions asked for :meth:`digest` several times)."""
-        cached = self.__dict__.get("_encoded")
-        if cached is None:
-            cached = self._encode()
-            object.__setattr__(self, "_encoded", cached)
-        return cached
+        return encoded_once(self, self._encode)
 
     def _encode(self) -> bytes:
         enc = Encoder(KEY_POLICY_TAG).uint(self.version)
