@@ -158,3 +158,71 @@ def test_the_environment_variable_turns_on_metric_and_log(tmp_path: Path) -> Non
                         capture_output=True, text=True, check=True)
     assert off.stdout.split() == ["False", "False", "False"]
     assert on.stdout.split() == ["True", "True", "True"]
+
+
+def _log_lines(logdir: Path) -> list[str]:
+    return (logdir / f"commits-{os.getpid()}.log").read_text().splitlines()
+
+
+def test_the_database_name_is_read_once_per_connection(tmp_path: Path) -> None:
+    logdir = tmp_path / "log"
+    logdir.mkdir()
+    commit_count.open_log(logdir)
+    a = open_database(tmp_path / "a.db")
+    b = open_database(tmp_path / "b.db")
+    pragmas: list[str] = []
+    for c in (a, b):
+        c.set_trace_callback(lambda sql: pragmas.append(sql) if "database_list" in sql else None)
+    for _ in range(3):
+        for c in (a, b):
+            with write_transaction(c):
+                pass
+    assert len(pragmas) == 2  # one per connection, not one per commit
+    assert [line.split()[1] for line in _log_lines(logdir)] == ["a.db", "b.db"] * 3
+    a.close()
+    b.close()
+
+
+def test_a_new_connection_is_never_named_after_a_closed_one(tmp_path: Path) -> None:
+    # a plain id() cache could give a new connection at a reused address the old one's name; the
+    # cache holds each named connection, so its id stays taken while the entry lives
+    logdir = tmp_path / "log"
+    logdir.mkdir()
+    commit_count.open_log(logdir)
+    expected = []
+    for i in range(commit_count._NAMES_MAX + 8):  # more than the cache holds: entries are evicted
+        c = open_database(tmp_path / f"db{i}.db")
+        with write_transaction(c):
+            pass
+        c.close()
+        del c
+        expected.append(f"db{i}.db")
+    assert [line.split()[1] for line in _log_lines(logdir)] == expected
+    assert len(commit_count._names) <= commit_count._NAMES_MAX
+    commit_count.close_log()
+    assert not commit_count._names  # closing the log releases the connections
+
+
+def test_concurrent_commits_on_many_connections_name_each_right(tmp_path: Path) -> None:
+    logdir = tmp_path / "log"
+    logdir.mkdir()
+    commit_count.open_log(logdir)
+    conns = [open_database(tmp_path / f"c{i}.db") for i in range(6)]
+
+    def work(i: int) -> None:
+        for _ in range(20):
+            with write_transaction(conns[i]):
+                pass
+
+    threads = [threading.Thread(target=work, args=(i,), name=f"w{i}") for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    lines = _log_lines(logdir)
+    assert len(lines) == 120
+    for line in lines:
+        _, db, thread = line.split()
+        assert db == f"c{thread[1:]}.db"
+    for c in conns:
+        c.close()

@@ -76,15 +76,34 @@ def close_log() -> None:
     global _log_fd
     with _lock:
         fd, _log_fd = _log_fd, None
+        _names.clear()  # drop the strong references to the connections named while logging
     if fd is not None:
         os.close(fd)
 
 
+_NAMES_MAX = 64  # connections whose database name is cached (a process opens a handful)
+_names: dict[int, tuple[sqlite3.Connection, str]] = {}  # id(conn) -> (conn, name); guarded by _lock
+
+
 def _db_name(conn: sqlite3.Connection) -> str:
-    # read each time (only while logging): connections are not weak-referenceable, and an id()
-    # cache could name a later connection that reuses a closed one's id
+    """The file name of ``conn``'s main database, reduced to ``[A-Za-z0-9._-]`` (64 characters at
+    most; ``memory`` for an in-memory one). Read once per connection (one ``PRAGMA
+    database_list``), then cached while logging: connections are not weak-referenceable, so the
+    cache keeps a strong reference to each connection it names -- its id() cannot be reused by a
+    later connection while the entry lives -- and holds at most :data:`_NAMES_MAX` of them (the
+    oldest entry is dropped first)."""
+    key = id(conn)
+    with _lock:
+        hit = _names.get(key)
+    if hit is not None and hit[0] is conn:
+        return hit[1]
     rows = conn.execute("PRAGMA database_list").fetchall()
-    return _UNSAFE.sub("_", Path(str(rows[0][2] or "memory")).name)[:64] or "memory"
+    name = _UNSAFE.sub("_", Path(str(rows[0][2] or "memory")).name)[:64] or "memory"
+    with _lock:
+        while len(_names) >= _NAMES_MAX:
+            del _names[next(iter(_names))]
+        _names[key] = (conn, name)
+    return name
 
 
 def _log(fd: int, conn: sqlite3.Connection) -> None:
