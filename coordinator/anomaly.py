@@ -34,6 +34,7 @@ engine itself never raises on well-typed events.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right, insort
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
@@ -142,6 +143,45 @@ class _Lru(Generic[K, V]):
         return list(self._d.items())
 
 
+class _Events:
+    """One subject's event timestamps (ms): the arrival order (a bounded deque, the oldest arrival
+    dropped first) and the same values kept sorted, so a count over a time range is two bisections
+    (O(log n)) instead of a scan. Clocks may step backwards: times need not arrive in order."""
+
+    __slots__ = ("arrivals", "max_events", "sorted")
+
+    def __init__(self, max_events: int) -> None:
+        self.max_events = max_events
+        self.arrivals: deque[int] = deque()
+        self.sorted: list[int] = []
+
+    def add(self, t_ms: int) -> None:
+        """Record an event at ``t_ms``; beyond ``max_events`` the oldest arrival is dropped."""
+        if len(self.arrivals) >= self.max_events:
+            self._discard(self.arrivals.popleft())
+        self.arrivals.append(t_ms)
+        insort(self.sorted, t_ms)
+
+    def drop_older_arrivals(self, floor_ms: int) -> None:
+        """Drop arrivals from the oldest on while they are earlier than ``floor_ms`` (stopping at
+        the first that is not, as a deque popped from the left would)."""
+        q = self.arrivals
+        while q and q[0] < floor_ms:
+            self._discard(q.popleft())
+
+    def _discard(self, t_ms: int) -> None:
+        del self.sorted[bisect_left(self.sorted, t_ms)]
+
+    def count(self, lo_ms: int, hi_ms: int) -> int:
+        """Events with lo_ms < t <= hi_ms."""
+        if hi_ms <= lo_ms:
+            return 0
+        return bisect_right(self.sorted, hi_ms) - bisect_right(self.sorted, lo_ms)
+
+    def __len__(self) -> int:
+        return len(self.arrivals)
+
+
 class _Windows:
     """Per-subject event timestamps (ms), bounded: ``max_subjects`` subjects, ``max_events`` each,
     none older than ``horizon_ms`` before the newest event."""
@@ -149,25 +189,24 @@ class _Windows:
     def __init__(self, cfg: AnomalyConfig, horizon_ms: int) -> None:
         self.horizon_ms = horizon_ms
         self.max_events = cfg.max_events
-        self._by: _Lru[str, deque[int]] = _Lru(cfg.max_subjects)
+        self._by: _Lru[str, _Events] = _Lru(cfg.max_subjects)
 
-    def add(self, subject: str, now_ms: int) -> deque[int]:
+    def add(self, subject: str, now_ms: int) -> _Events:
         q = self._by.get(subject)
         if q is None:
-            q = deque(maxlen=self.max_events)
+            q = _Events(self.max_events)
             self._by.put(subject, q)
-        q.append(now_ms)
-        while q and q[0] < now_ms - self.horizon_ms:
-            q.popleft()
+        q.add(now_ms)
+        q.drop_older_arrivals(now_ms - self.horizon_ms)
         return q
 
     def __len__(self) -> int:
         return len(self._by)
 
 
-def _count(q: Iterable[int], lo_ms: int, hi_ms: int) -> int:
-    """Events with lo_ms < t <= hi_ms."""
-    return sum(1 for t in q if lo_ms < t <= hi_ms)
+def _count(q: _Events, lo_ms: int, hi_ms: int) -> int:
+    """Events with lo_ms < t <= hi_ms (O(log n))."""
+    return q.count(lo_ms, hi_ms)
 
 
 class _RateRule:
@@ -197,7 +236,7 @@ class _CountRule:
         self.windows = _Windows(cfg, cfg.window_ms)
 
     def observe(self, subject: str, now_ms: int, n: int = 1) -> Detection | None:
-        q: deque[int] | None = None
+        q: _Events | None = None
         for _ in range(max(1, n)):
             q = self.windows.add(subject, now_ms)
         assert q is not None
