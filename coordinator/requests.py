@@ -35,7 +35,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import grpc
@@ -367,7 +367,8 @@ class SignRequests:
         decision = PB_DECISION[req.decision]
         self.expire_due()
         rec = self._get(rid)
-        earlier = next((a for a in self.db.approvals(rid) if a.approver == caller), None)
+        decided = self.db.approvals(rid)
+        earlier = next((a for a in decided if a.approver == caller), None)
         if earlier is not None:  # a retry (e.g. after a coordinator restart) or a change of mind
             if earlier.decision != decision.value:
                 msg = f"approver: {quote(caller)} already decided {earlier.decision!r} on request {rid}"
@@ -412,7 +413,10 @@ class SignRequests:
         self.vetted.add([vetted_key(sreq.policy_digest, rec.request, approval)])  # == policy.digest(), checked above
         sign_trace.mark(rid, "verified")
         settled: list[list[ApprovalRecord]] = []  # the decisions the settlement saw, in its transaction
-        assign = self.presig_assign(rid, rec.key_id, sreq.derivation_path) if decision is Decision.APPROVE else None
+        assign = (
+            self.presig_assign(rid, rec.key_id, sreq.derivation_path)
+            if decision is Decision.APPROVE and _may_complete_quorum(decided, caller, policy) else None
+        )
         try:
             outcome = self.db.record_decision(
                 rid, ApprovalRecord(caller, decision.value, approval.signature, now_ms()),
@@ -758,6 +762,21 @@ def _check_rid(rid: str) -> str:
     if not is_request_id(rid):
         raise invalid("request_id", REQUEST_ID_RULE)
     return rid
+
+
+def _may_complete_quorum(decided: Sequence[ApprovalRecord], caller: str, policy: KeyPolicy) -> bool:
+    """Whether ``caller``'s approval can bring the approvals to ``policy.approval_quorum``, given
+    the decisions ``decided`` read before its transaction (issue 14: the presignature assignment
+    of R10 is prepared -- a key read and the signer sets -- only for such an approval). A tally is
+    approved only with at least that many distinct approvers (:func:`governance.approval.tally`);
+    this counts every stored approval, so it never says False for an approval the tally would
+    find completing the quorum on these decisions. Should another decision be recorded between
+    the read and the transaction and this approval complete the quorum after all, the request
+    goes to SIGNING without an assignment and the signing thread assigns the presignature
+    (:meth:`coordinator.presigned.PresignedSigning.sign`), as it does when none was ready."""
+    approvers = {a.approver for a in decided if a.decision == "approve"}
+    approvers.add(caller)
+    return len(approvers) >= policy.approval_quorum
 
 
 def _request_hash(encoded: bytes) -> dict[str, str | int | bool]:

@@ -88,3 +88,67 @@ def test_a_failing_assignment_rolls_the_decision_back(h: Harness) -> None:
     assert rec is not None and rec.state == "pending_approval"
     assert [a.approver for a in h.db.approvals("r10-3")] == ["alice"]  # bert's decision is not stored either
     assert h.db.sign_attempts_taken("r10-3") == 0
+
+
+def _counting(h: Harness, prepared: list[str]) -> None:
+    calls: list[str] = []
+    _hook(h, calls)
+    inner = h.sr.presig_assign
+
+    def presig_assign(rid: str, key_id: bytes, path: tuple[int, ...]) -> Any:
+        prepared.append(rid)
+        return inner(rid, key_id, path)
+
+    h.sr.presig_assign = presig_assign
+
+
+def test_an_approval_short_of_the_quorum_prepares_no_assignment(h: Harness) -> None:
+    # issue 14: the key read and the signer sets of the assignment are made only for an approval
+    # that can complete the quorum (quorum 2: the second approval, not the first)
+    prepared: list[str] = []
+    _counting(h, prepared)
+    sreq = h.submit("r10-4")
+    h.decide(sreq, "alice")
+    assert prepared == []
+    h.decide(sreq, "alice")  # a retry of the same approval: still one approver
+    assert prepared == []
+    h.decide(sreq, "bert")
+    assert prepared == ["r10-4"]
+    a, taken = h.seen["r10-4"]  # type: ignore[attr-defined]
+    assert a is not None and (a.attempt, a.state) == (1, "assigned") and taken == 1
+
+
+def test_a_rejection_first_still_counts_only_approvals(h: Harness) -> None:
+    prepared: list[str] = []
+    _counting(h, prepared)
+    sreq = h.submit("r10-5")
+    h.decide(sreq, "carol", Decision.REJECT)
+    h.decide(sreq, "alice")  # one approval (and one rejection) of the 2 needed: none prepared
+    assert prepared == []
+    h.decide(sreq, "bert")
+    assert prepared == ["r10-5"]
+
+
+def test_a_decision_recorded_after_the_read_still_reaches_signing(h: Harness) -> None:
+    # the race the pre-check allows: bert's decision read no approval (alice's was recorded
+    # after that read), so it prepared no assignment; it completes the quorum all the same and
+    # the request goes to SIGNING, where the signing thread assigns (none is left assigned here)
+    prepared: list[str] = []
+    _counting(h, prepared)
+    sreq = h.submit("r10-6")
+    h.decide(sreq, "alice")
+    real = h.db.approvals
+    reads: list[str] = []
+
+    def approvals(rid: str) -> Any:
+        reads.append(rid)
+        return [] if len(reads) == 1 else real(rid)  # the first read (bert's check) misses alice's
+
+    h.db.approvals = approvals  # type: ignore[method-assign,assignment]
+    h.decide(sreq, "bert")
+    assert prepared == []
+    rec = h.db.get_sign_request("r10-6")
+    assert rec is not None and rec.state in ("signing", "done")
+    assert "r10-6" in h.seen  # type: ignore[attr-defined]
+    a, taken = h.seen["r10-6"]  # type: ignore[attr-defined]
+    assert a is None and taken == 0  # nothing assigned in the quorum transaction: the signing thread does it
