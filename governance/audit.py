@@ -42,6 +42,7 @@ import struct
 import types
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -153,6 +154,19 @@ def check_details(value: object, field: str = "details") -> Mapping[str, DetailV
     if len(value) > MAX_DETAILS:
         raise GovernanceError(field, f"more than {MAX_DETAILS} items")
     out: dict[str, DetailValue] = {}
+    try:  # the common case: every item plain (str keys, so the same order as the key function below)
+        keys: list[Any] | None = sorted(value)
+    except TypeError:
+        keys = None
+    if keys is not None:
+        for key in keys:
+            item = value[key]
+            if not _plain_item(key, item):
+                break  # judged below, in the full order, so the same item is named as before
+            out[key] = item
+        else:
+            return types.MappingProxyType(out)
+        out = {}
     for key in sorted(value, key=lambda k: k if isinstance(k, str) else ""):
         item = value[key]
         if not _plain_item(key, item):
@@ -161,13 +175,30 @@ def check_details(value: object, field: str = "details") -> Mapping[str, DetailV
     return types.MappingProxyType(out)
 
 
-def _plain_item(key: object, item: object) -> bool:
-    """Whether ``key: item`` certainly passes :func:`_check_item` (False: let it decide)."""
-    if type(key) is not str or TOKEN_RE.fullmatch(key) is None:
+_PLAIN_KEYS: set[str] = set()  # detail keys that passed _plain_key (a pure test of the string)
+_PLAIN_KEYS_MAX = 4096  # bounded: a caller's keys never grow it without limit (cleared when full)
+
+
+def _plain_key(key: str) -> bool:
+    """Whether the str ``key`` is a token naming no secret; remembered once true (the set of
+    keys a process uses is small and fixed), so the regex and the hint scan run once per key."""
+    if key in _PLAIN_KEYS:
+        return True
+    if TOKEN_RE.fullmatch(key) is None:
         return False
     for hint in _SECRET_HINTS:
         if hint in key:
             return False
+    if len(_PLAIN_KEYS) >= _PLAIN_KEYS_MAX:
+        _PLAIN_KEYS.clear()
+    _PLAIN_KEYS.add(key)
+    return True
+
+
+def _plain_item(key: object, item: object) -> bool:
+    """Whether ``key: item`` certainly passes :func:`_check_item` (False: let it decide)."""
+    if type(key) is not str or not _plain_key(key):
+        return False
     if type(item) is bool:
         return True
     if type(item) is int:

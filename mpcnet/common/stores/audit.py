@@ -43,6 +43,7 @@ from governance.approval import rate_limit_ok
 from governance.audit import (
     EVENT_KEY,
     KEY_ROTATED_ACTION,
+    MAX_DETAILS,
     MAX_TIME_MS,
     ROW_COLUMNS,
     SUBJECT_KEY,
@@ -177,10 +178,18 @@ def _once_fields(item: OnceEntry) -> Mapping[str, DetailValue]:
     """The checked details of ``item`` with its event key merged in; :class:`GovernanceError`
     naming the field (``event``, ``details['event']`` when it names another event, ...)."""
     check_token(item.event, "event")
-    merged = dict(check_entry_fields(item.actor, item.action, item.request_id, item.outcome, item.details))
-    if merged.setdefault(EVENT_KEY, item.event) != item.event:
+    check_entry_fields(item.actor, item.action, item.request_id, item.outcome, None)  # the details: once, below
+    details = {} if item.details is None else item.details
+    if not isinstance(details, Mapping) or len(details) > MAX_DETAILS:
+        check_details(details)  # raises, naming ``details`` as the check of the details alone did
+    merged = dict(details)
+    conflict = merged.setdefault(EVENT_KEY, item.event) != item.event
+    # issue 14: one check of the merged details (the event key is a checked token), where the
+    # details were checked alone first; a bad item is still named before a conflicting event key
+    checked = check_details(merged)
+    if conflict:
         raise GovernanceError(f"details[{EVENT_KEY!r}]", "conflicts with event")
-    return check_details(merged)
+    return checked
 
 
 class AuditLog:
