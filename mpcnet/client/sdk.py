@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -1585,6 +1586,14 @@ class SigningTeam:
         self.requester = requester
         self.approvers = list(approvers)
         self.decide_wait_ms = TEAM_DECIDE_WAIT_MS  # the deciding approval's wait_done_ms (0: answer SIGNING, then watch)
+        self._watched_lock = threading.Lock()
+        self._watched = 0  # see watched
+
+    @property
+    def watched(self) -> int:
+        """How many :meth:`request` calls had to watch for the end (the deciding approval's answer
+        was not final: the wait was off, too short, or the coordinator's waiting slots were taken)."""
+        return self._watched
 
     @staticmethod
     def from_cluster(
@@ -1628,6 +1637,8 @@ class SigningTeam:
             r = a.approve(r.request_id, seen=submitted, wait_done_ms=self.decide_wait_ms)
         if r.state in TERMINAL_STATES:
             return r
+        with self._watched_lock:
+            self._watched += 1
         return self.requester.wait_sign_request(r.request_id, timeout=self.requester.timeout)
 
     def sign(
