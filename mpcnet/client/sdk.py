@@ -76,6 +76,7 @@ from mpcnet.client.lifecycle import (
     RosterView as RosterView,
 )
 from mpcnet.client.pools import PoolView as PoolView, PresignStatus as PresignStatus  # re-exported (issue 14)
+from mpcnet.client.request_memo import decode_request
 from mpcnet.client.schnorr import (
     SCHEME_ECDSA,
     SchnorrSignature as SchnorrSignature,  # re-exported (issue 16)
@@ -407,7 +408,7 @@ class SignRequest:
         """The request as the coordinator sent it; every approval unverified (see
         :meth:`MpcClient.verify_approvals`)."""
         try:
-            req = SigningRequest.from_bytes(bytes(r.request))
+            req = decode_request(r.request)  # issue 14: decoded once per process (mpcnet/client/request_memo.py)
         except GovernanceError as e:
             raise MpcError(grpc.StatusCode.DATA_LOSS, f"request.{e.field}: {e.reason} (the coordinator sent a malformed request)") from None
         if req.request_id != r.request_id:
