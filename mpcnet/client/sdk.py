@@ -57,7 +57,7 @@ from governance.policy import (
 )
 from governance.text import quote
 from mpcnet.client import formats
-from mpcnet.client.approval_cache import check_approval_once
+from mpcnet.client.approval_cache import OwnApprovals, check_approval_once
 from mpcnet.client.backup import (
     BackupMixin,
     BackupView as BackupView,  # re-exported: backup and recovery views (issue 12)
@@ -985,7 +985,7 @@ class MpcClient(LifecycleMixin, BackupMixin):
                 continue
             try:
                 decision = Decision.APPROVE if a.decision == "approve" else Decision.REJECT
-                check_approval_once(policy, r.request, Approval(a.approver, decision, a.signature))
+                check_approval_once(policy, r.request, Approval(a.approver, decision, a.signature), self._own_approvals())
                 views.append(replace(a, verified=True, why=""))
                 first[a.approver] = i
             except GovernanceError as e:
@@ -1225,6 +1225,7 @@ class MpcClient(LifecycleMixin, BackupMixin):
                 f"expires_at_ms: request {request_id} already expired by this machine's clock; nothing was signed",
             )
         approval = sign_approval(current.request, me.name, me.signing_key, decision)
+        self._remember_own(current.request, approval, me)
         pb = coordinator_pb2.DECISION_APPROVE if decision is Decision.APPROVE else coordinator_pb2.DECISION_REJECT
         r = self._call(
             self._stub.DecideSignRequest,
@@ -1233,6 +1234,28 @@ class MpcClient(LifecycleMixin, BackupMixin):
             ),
         )
         return self._checked_request(r, request_id)
+
+    def _remember_own(self, q: SigningRequest, approval: Approval, me: Identity) -> None:
+        """Issue 14: the answer to a decision lists it again; when the request's policy (as
+        :meth:`request_policy` establishes it, the same lookup the answer's check makes) names
+        this identity's own public key for it, it is remembered as verified
+        (:meth:`~mpcnet.client.approval_cache.OwnApprovals.remember`), so the answer's check does not
+        verify this client's own fresh signature again (only this client's: other clients of the
+        process verify it as separate processes would). Otherwise (or when the policy cannot be
+        established now) nothing is remembered and the answer's check runs in full."""
+        try:
+            policy = self._request_policy(q)[0]
+        except MpcError:
+            return
+        self._own_approvals().remember(policy, q, approval, me.public_key)
+
+    def _own_approvals(self) -> OwnApprovals:
+        """This client's :class:`~mpcnet.client.approval_cache.OwnApprovals` (made at first use,
+        also for clients built without ``__init__``, as the tests' fakes are)."""
+        own: OwnApprovals | None = self.__dict__.get("_own_approval_keys")
+        if own is None:
+            own = self.__dict__.setdefault("_own_approval_keys", OwnApprovals())
+        return own
 
     def approve(
         self, request_id: str, *, expect_digest: bytes | None = None, expect_key: bytes | None = None,
