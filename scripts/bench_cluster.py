@@ -427,6 +427,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{share_text(r):>11}{r['watched']:>9}")
         phases.append((label, r))
     print(f"\npresignature pools: {pool_text(result, phases)}")
+    for line in refill_notes(phases):
+        print(f"  {line}")
     print_costs(phases)
     cp = s.get("critical_path_commits")
     if cp:
@@ -450,6 +452,19 @@ def pool_text(result: dict[str, Any], phases: list[tuple[str, dict[str, Any]]]) 
     starts = [f"{label}: {r['pools_at_start']['note']} ({r['pools_at_start']['ready']} ready of {r['pools_at_start']['target']})"
               for label, r in phases if "pools_at_start" in r]
     return "enabled; " + ("; ".join(starts) if starts else "not waited for (no --warm): phases start from whatever is ready")
+
+
+def refill_notes(phases: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """One line per phase that signed more requests than there were ready presignatures at its
+    start (e.g. a burst at concurrency 64 on pools of 32): its figures include refilling the pools
+    (presign sessions on the nodes, relayed by the coordinator) during the phase."""
+    out = []
+    for label, r in phases:
+        ready = r.get("pools_at_start", {}).get("ready")
+        if ready is not None and r.get("n", 0) > ready:
+            out.append(f"{label}: {r['n']} signatures on {ready} ready presignatures: the pools were refilled during "
+                       "the phase (presign sessions on the nodes), and its figures include that")
+    return out
 
 
 def print_costs(phases: list[tuple[str, dict[str, Any]]]) -> None:
