@@ -6,7 +6,8 @@ EXPIRED) when the signing ends within that many milliseconds; so a signature fro
 pool costs the client the submit and one call per approver, and no ``WatchSignRequest`` stream
 (its own call, TLS records and wake-ups on both sides). Past the bound, the coordinator stopping,
 or the client leaving, the answer is the state then (still SIGNING: the client watches as before);
-so is it when :data:`MAX_WAITING_DECISIONS` other answers are waiting already.
+so is it when the process's limit of waiting answers (:func:`configure`, from the configuration's
+``max_waiting_decisions``; :data:`MAX_WAITING_DECISIONS` until then) is reached.
 
 Nothing about the decision changes: it is verified, committed with its audit entry and the signing
 started exactly as without the wait; the wait only reads. The wake-up is the request's own
@@ -26,13 +27,23 @@ from coordinator.watch import ChangeFeed
 MAX_DECIDE_WAIT_MS = 5000
 """The largest ``wait_done_ms`` accepted (ms); larger values are INVALID_ARGUMENT naming the field."""
 
-MAX_WAITING_DECISIONS = 24
-"""Decisions whose answers wait at once (each holds one of the server's unary threads, 48 by
-default, for up to :data:`MAX_DECIDE_WAIT_MS`); past it a decision is answered at once (SIGNING),
-so waits never take the threads that serve other calls."""
+MAX_WAITING_DECISIONS = 64
+"""The default limit of decisions whose answers wait at once (each holds a server thread for up to
+:data:`MAX_DECIDE_WAIT_MS`; the server runs that many threads on top of its ``workers``:
+:func:`coordinator.main.build_server`); past it a decision is answered at once (SIGNING)."""
 
 _R = TypeVar("_R")
 _slots = threading.BoundedSemaphore(MAX_WAITING_DECISIONS)
+
+
+def configure(limit: int) -> None:
+    """Let at most ``limit`` (>= 0; 0: none) decisions' answers wait at once in this process from
+    now on (the server start, with its configured ``max_waiting_decisions``). A wait already under
+    way releases the slot it took, so the new limit holds once those end."""
+    global _slots
+    if limit < 0:
+        raise ValueError(f"limit: must be >= 0, got {limit}")
+    _slots = threading.BoundedSemaphore(limit)
 
 
 def wait_until_ended(
@@ -42,8 +53,8 @@ def wait_until_ended(
     """``read()`` once ``ended`` holds for it, or when ``wait_ms`` milliseconds (wall clock, from
     now) have passed, ``stop`` is set or the RPC ``ctx`` is no longer active, whichever comes
     first; woken by publishes of ``rid`` on ``feed``. ``read`` must not raise for a known request.
-    With ``wait_ms`` <= 0, or when all ``slots`` (default: :data:`MAX_WAITING_DECISIONS` per
-    process) are taken by other waits, it reads once."""
+    With ``wait_ms`` <= 0, or when all ``slots`` (default: the process's, :func:`configure`) are
+    taken by other waits, it reads once."""
     slots = _slots if slots is None else slots
     if wait_ms <= 0 or not slots.acquire(blocking=False):
         return read()
@@ -68,4 +79,4 @@ def _wait(
             sub.wait(left)
 
 
-__all__ = ["MAX_DECIDE_WAIT_MS", "MAX_WAITING_DECISIONS", "wait_until_ended"]
+__all__ = ["MAX_DECIDE_WAIT_MS", "MAX_WAITING_DECISIONS", "configure", "wait_until_ended"]

@@ -25,6 +25,7 @@ from pathlib import Path
 import click
 import grpc
 
+from coordinator import decide_wait
 from coordinator.audit_key import finish_pending_rotation, rotate_audit_key
 from coordinator.config import CoordinatorConfig, load_coordinator_config
 from coordinator.roles import allowed
@@ -49,10 +50,13 @@ def build_server(cfg: CoordinatorConfig, service: CoordinatorService) -> grpc.Se
     """The server: ``workers`` threads for unary calls, plus ``max_streams`` for long-lived
     streams (each takes a slot of ``service.streams`` first: :mod:`mpcnet.common.streams`) and
     ``max_requests`` for key creations (a DKG holds its call's thread for up to ``dkg_timeout_s``,
-    and more than ``max_requests`` at once are refused), so neither watchers nor key creations
-    can hold the threads that serve decisions."""
+    and more than ``max_requests`` at once are refused), plus ``max_waiting_decisions`` for
+    deciding approvals whose answers wait for the end of the signing (issue 14: at most that many
+    at once, :func:`coordinator.decide_wait.configure`; the others are answered at once), so
+    neither watchers, key creations nor waiting answers can hold the threads that serve other calls."""
     streams = service.streams
-    long_lived = streams.limit + cfg.max_requests
+    decide_wait.configure(cfg.max_waiting_decisions)
+    long_lived = streams.limit + cfg.max_requests + cfg.max_waiting_decisions
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=cfg.workers + long_lived, thread_name_prefix="rpc"),
         options=SERVER_OPTIONS,
@@ -93,6 +97,8 @@ def _serve(cfg: CoordinatorConfig, stop: threading.Event | None) -> int:
     serve_metrics(cfg.metrics, service.metrics, log)  # first: a metrics port in use stops the start here
     if stop is None:  # a process of its own (tests serve in-process with a stop event)
         tune_for_server()  # issue 14: fewer, cheaper GC passes per request (mpcnet/common/gc_tuning.py)
+        if cfg.switch_interval_ms is not None:  # issue 14: GIL hand-over interval (config "switch_interval_ms")
+            sys.setswitchinterval(cfg.switch_interval_ms / 1000)
     server.start()
     service.probe()
     service.start_background()

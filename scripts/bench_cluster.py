@@ -163,6 +163,7 @@ def bench_sign(
     threads = [threading.Thread(target=worker, args=(w,)) for w in range(concurrency)]
     for t in threads:
         t.start()
+    watched = c.watched
     before = meter.snapshot() if meter else None
     stop_at[0] = time.perf_counter() + seconds
     start.wait()
@@ -174,6 +175,7 @@ def bench_sign(
     out: dict[str, Any] = {
         "concurrency": concurrency, **summary(lat), "throughput_per_s": round(len(lat) / wall, 2), "errors": len(errors),
         "wall_s": round(wall, 2), **presigned_share(presigned),
+        "watched": c.watched - watched,  # requests whose deciding answer was not final (a watch followed)
     }
     if pools is not None:
         out["pools_at_start"] = pools.as_dict()
@@ -242,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--decide-wait-ms", type=int, default=TEAM_DECIDE_WAIT_MS, metavar="MS",
                     help="how long the deciding approval's answer may wait for DONE (0: answer SIGNING, then watch)")
     ap.add_argument("--no-presign", action="store_true", help="with --start: a cluster without presignature pools")
+    ap.add_argument("--coordinator-set", action="append", default=[], metavar="KEY=JSON",
+                    help="with --start: set a key of the coordinator's config.json before it starts (A/B of a setting, "
+                    "e.g. switch_interval_ms=1 or max_waiting_decisions=24); repeatable")
     ap.add_argument("--no-meter", action="store_true", help="skip the CPU and commit figures (a cluster without metrics endpoints)")
     ap.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     ap.add_argument("--out", type=Path, help="also write the JSON to this file")
@@ -256,6 +261,17 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--commit-log: only with --cluster (--start logs commits itself)")
     if not 0 <= args.decide_wait_ms <= 5000:
         ap.error("--decide-wait-ms: 0 to 5000")
+    overrides: dict[str, Any] = {}
+    for item in args.coordinator_set:
+        key, sep, value = item.partition("=")
+        try:
+            overrides[key] = json.loads(value)
+        except ValueError:
+            sep = ""
+        if not sep or not key:
+            ap.error(f"--coordinator-set: KEY=JSON, got {item!r}")
+    if overrides and not args.start:
+        ap.error("--coordinator-set: only with --start")
     if args.no_presign and not args.start:
         ap.error("--no-presign: only with --start (a running cluster keeps its own setting)")
     if ((args.burst or args.warm_timeout != 120.0) and not args.warm) or args.burst < 0 or args.warm_timeout <= 0:
@@ -275,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
         commit_log = tmp / "commit-log"
         commit_log.mkdir(mode=0o700)
         lay = prepare(tmp / "cluster", n, t, scrypt_n=2**12, presign=not args.no_presign)
+        if overrides:
+            conf = json.loads(lay.coordinator_config.read_text())
+            lay.coordinator_config.write_text(json.dumps(conf | overrides, indent=2) + "\n")
         cluster = LocalCluster(lay, env={COMMIT_LOG_ENV: str(commit_log)})
         cluster.start_all()
         directory = tmp / "cluster"
@@ -289,13 +308,14 @@ def main(argv: list[str] | None = None) -> int:
             st = c.cluster_status()
             result: dict[str, Any] = {
                 "config": {
-                    "threshold": st.threshold, "parties": st.parties, "python": platform.python_version(),
+                    "coordinator_set": overrides, "threshold": st.threshold, "parties": st.parties, "python": platform.python_version(),
                     "cpus": os.cpu_count(), "machine": platform.machine(),
                 },
             }
             result["config"]["cores"] = cores()
             if not args.json:
-                print(f"bench_cluster: {st.threshold}-of-{st.parties} cluster, {cores()} cores", flush=True)
+                sets = "".join(f", coordinator {k}={json.dumps(v)}" for k, v in overrides.items())
+                print(f"bench_cluster: {st.threshold}-of-{st.parties} cluster, {cores()} cores{sets}", flush=True)
             meter = None if args.no_meter else Meter(commit_counted(Processes.from_cluster(directory), args.json))
             result["keygen"], key_id = bench_keygen(c, args.keygens)
             allow_bench_rate(directory, key_id)
@@ -391,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result, indent=2))
         return 0
     k, s = result["keygen"], result["sign"]
-    print(f"{'phase':<26}{'n':>5}{'p50 ms':>10}{'p99 ms':>10}{'sig/s':>9}{'errors':>8}{'presigned':>11}")
+    print(f"{'phase':<26}{'n':>5}{'p50 ms':>10}{'p99 ms':>10}{'sig/s':>9}{'errors':>8}{'presigned':>11}{'watched':>9}")
     print(f"{'keygen':<26}{k['n']:>5}{k['p50_ms']:>10.1f}{k['p99_ms']:>10.1f}{'':>9}{0:>8}")
     print(f"{'sign (sequential)':<26}{s['n']:>5}{s['p50_ms']:>10.1f}{s['p99_ms']:>10.1f}{1000 / s['p50_ms']:>9.1f}{0:>8}"
           f"{share_text(s):>11}")
@@ -404,9 +424,11 @@ def main(argv: list[str] | None = None) -> int:
     for r in result["throughput"] + ([result["sustained"]] if "sustained" in result else []):
         label = f"sign @ concurrency {r['concurrency']}" if r is not result.get("sustained") else f"sustained @ {r['concurrency']}"
         print(f"{label:<26}{r['n']:>5}{r['p50_ms']:>10.1f}{r['p99_ms']:>10.1f}{r['throughput_per_s']:>9.1f}{r['errors']:>8}"
-              f"{share_text(r):>11}")
+              f"{share_text(r):>11}{r['watched']:>9}")
         phases.append((label, r))
     print(f"\npresignature pools: {pool_text(result, phases)}")
+    for line in refill_notes(phases):
+        print(f"  {line}")
     print_costs(phases)
     cp = s.get("critical_path_commits")
     if cp:
@@ -430,6 +452,19 @@ def pool_text(result: dict[str, Any], phases: list[tuple[str, dict[str, Any]]]) 
     starts = [f"{label}: {r['pools_at_start']['note']} ({r['pools_at_start']['ready']} ready of {r['pools_at_start']['target']})"
               for label, r in phases if "pools_at_start" in r]
     return "enabled; " + ("; ".join(starts) if starts else "not waited for (no --warm): phases start from whatever is ready")
+
+
+def refill_notes(phases: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """One line per phase that signed more requests than there were ready presignatures at its
+    start (e.g. a burst at concurrency 64 on pools of 32): its figures include refilling the pools
+    (presign sessions on the nodes, relayed by the coordinator) during the phase."""
+    out = []
+    for label, r in phases:
+        ready = r.get("pools_at_start", {}).get("ready")
+        if ready is not None and r.get("n", 0) > ready:
+            out.append(f"{label}: {r['n']} signatures on {ready} ready presignatures: the pools were refilled during "
+                       "the phase (presign sessions on the nodes), and its figures include that")
+    return out
 
 
 def print_costs(phases: list[tuple[str, dict[str, Any]]]) -> None:

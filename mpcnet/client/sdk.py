@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -56,7 +57,7 @@ from governance.policy import (
 )
 from governance.text import quote
 from mpcnet.client import formats
-from mpcnet.client.approval_cache import check_approval_once
+from mpcnet.client.approval_cache import OwnApprovals, check_approval_once
 from mpcnet.client.backup import (
     BackupMixin,
     BackupView as BackupView,  # re-exported: backup and recovery views (issue 12)
@@ -75,6 +76,7 @@ from mpcnet.client.lifecycle import (
     RosterView as RosterView,
 )
 from mpcnet.client.pools import PoolView as PoolView, PresignStatus as PresignStatus  # re-exported (issue 14)
+from mpcnet.client.request_memo import decode_request
 from mpcnet.client.schnorr import (
     SCHEME_ECDSA,
     SchnorrSignature as SchnorrSignature,  # re-exported (issue 16)
@@ -406,7 +408,7 @@ class SignRequest:
         """The request as the coordinator sent it; every approval unverified (see
         :meth:`MpcClient.verify_approvals`)."""
         try:
-            req = SigningRequest.from_bytes(bytes(r.request))
+            req = decode_request(r.request)  # issue 14: decoded once per process (mpcnet/client/request_memo.py)
         except GovernanceError as e:
             raise MpcError(grpc.StatusCode.DATA_LOSS, f"request.{e.field}: {e.reason} (the coordinator sent a malformed request)") from None
         if req.request_id != r.request_id:
@@ -983,7 +985,7 @@ class MpcClient(LifecycleMixin, BackupMixin):
                 continue
             try:
                 decision = Decision.APPROVE if a.decision == "approve" else Decision.REJECT
-                check_approval_once(policy, r.request, Approval(a.approver, decision, a.signature))
+                check_approval_once(policy, r.request, Approval(a.approver, decision, a.signature), self._own_approvals())
                 views.append(replace(a, verified=True, why=""))
                 first[a.approver] = i
             except GovernanceError as e:
@@ -1223,6 +1225,7 @@ class MpcClient(LifecycleMixin, BackupMixin):
                 f"expires_at_ms: request {request_id} already expired by this machine's clock; nothing was signed",
             )
         approval = sign_approval(current.request, me.name, me.signing_key, decision)
+        self._remember_own(current.request, approval, me)
         pb = coordinator_pb2.DECISION_APPROVE if decision is Decision.APPROVE else coordinator_pb2.DECISION_REJECT
         r = self._call(
             self._stub.DecideSignRequest,
@@ -1231,6 +1234,28 @@ class MpcClient(LifecycleMixin, BackupMixin):
             ),
         )
         return self._checked_request(r, request_id)
+
+    def _remember_own(self, q: SigningRequest, approval: Approval, me: Identity) -> None:
+        """Issue 14: the answer to a decision lists it again; when the request's policy (as
+        :meth:`request_policy` establishes it, the same lookup the answer's check makes) names
+        this identity's own public key for it, it is remembered as verified
+        (:meth:`~mpcnet.client.approval_cache.OwnApprovals.remember`), so the answer's check does not
+        verify this client's own fresh signature again (only this client's: other clients of the
+        process verify it as separate processes would). Otherwise (or when the policy cannot be
+        established now) nothing is remembered and the answer's check runs in full."""
+        try:
+            policy = self._request_policy(q)[0]
+        except MpcError:
+            return
+        self._own_approvals().remember(policy, q, approval, me.public_key)
+
+    def _own_approvals(self) -> OwnApprovals:
+        """This client's :class:`~mpcnet.client.approval_cache.OwnApprovals` (made at first use,
+        also for clients built without ``__init__``, as the tests' fakes are)."""
+        own: OwnApprovals | None = self.__dict__.get("_own_approval_keys")
+        if own is None:
+            own = self.__dict__.setdefault("_own_approval_keys", OwnApprovals())
+        return own
 
     def approve(
         self, request_id: str, *, expect_digest: bytes | None = None, expect_key: bytes | None = None,
@@ -1585,6 +1610,14 @@ class SigningTeam:
         self.requester = requester
         self.approvers = list(approvers)
         self.decide_wait_ms = TEAM_DECIDE_WAIT_MS  # the deciding approval's wait_done_ms (0: answer SIGNING, then watch)
+        self._watched_lock = threading.Lock()
+        self._watched = 0  # see watched
+
+    @property
+    def watched(self) -> int:
+        """How many :meth:`request` calls had to watch for the end (the deciding approval's answer
+        was not final: the wait was off, too short, or the coordinator's waiting slots were taken)."""
+        return self._watched
 
     @staticmethod
     def from_cluster(
@@ -1628,6 +1661,8 @@ class SigningTeam:
             r = a.approve(r.request_id, seen=submitted, wait_done_ms=self.decide_wait_ms)
         if r.state in TERMINAL_STATES:
             return r
+        with self._watched_lock:
+            self._watched += 1
         return self.requester.wait_sign_request(r.request_id, timeout=self.requester.timeout)
 
     def sign(

@@ -56,3 +56,31 @@ def test_decide_wait_0_is_the_earlier_flow() -> None:
     team.decide_wait_ms = 0
     assert team.request(b"\x01" * 32, b"\x02" * 32).state == "done"
     assert a2.waits == [0] and req.watched == ["r-1"]
+
+
+def test_watched_counts_the_requests_that_needed_a_watch() -> None:
+    req, a1, a2 = Requester(), Approver("pending_approval"), Approver("signing")
+    team = SigningTeam(req, [a1, a2])  # type: ignore[list-item,arg-type]
+    assert team.watched == 0
+    team.request(b"\x01" * 32, b"\x02" * 32)
+    a2.answer = "done"
+    team.request(b"\x01" * 32, b"\x02" * 32)
+    assert team.watched == 1
+
+
+def test_watched_is_exact_under_concurrency() -> None:
+    import threading
+
+    req, a1, a2 = Requester(), Approver("pending_approval"), Approver("signing")
+    team = SigningTeam(req, [a1, a2])  # type: ignore[list-item,arg-type]
+
+    def run() -> None:
+        for _ in range(200):
+            team.request(b"\x01" * 32, b"\x02" * 32)
+
+    threads = [threading.Thread(target=run) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert team.watched == 1600

@@ -99,6 +99,17 @@ def test_the_report_says_how_the_pools_stood() -> None:
     assert bench.share_text({"presigned_share": 0.5}) == "50%" and bench.share_text({"presigned_share": None}) == "-"
 
 
+def test_the_report_says_when_a_phase_outran_its_pools() -> None:
+    bench = _bench_cluster()
+    warm = PoolWait(WARM, 3, 32, 32, 1.5).as_dict()
+    phases = [("sign @ concurrency 16", {"n": 32, "pools_at_start": warm}), ("sign @ concurrency 64", {"n": 64, "pools_at_start": warm}),
+              ("sign (sequential)", {"n": 100})]
+    assert bench.refill_notes(phases) == [
+        "sign @ concurrency 64: 64 signatures on 32 ready presignatures: the pools were refilled during the phase "
+        "(presign sessions on the nodes), and its figures include that",
+    ]
+
+
 def test_fill_to_target_empties_a_settled_pool_so_it_refills() -> None:
     from mpcnet.cluster.bench_pools import fill_to_target
 
