@@ -40,13 +40,11 @@ starve everyone else's waits (more get RESOURCE_EXHAUSTED "too many open streams
 ``stream_lifetime_s`` (default 60, at most 3600): a watch stream ends after this long with the
 request's current state (clients resume); see :mod:`mpcnet.common.streams`.
 
-``max_waiting_decisions`` (default 64, 0 to 10000; issue 14): deciding approvals whose answers
+``max_waiting_decisions`` (default 64, 0 to 1000; issue 14): deciding approvals whose answers
 may wait at once for the end of the signing (``wait_done_ms``, :mod:`coordinator.decide_wait`);
 each holds a server thread for up to 5 s, so the server runs that many threads on top of
 ``workers`` and waits can never take the threads that serve other unary calls; past it a deciding
 approval is answered at once (SIGNING) and its client watches. 0: never wait.
-``switch_interval_ms`` (optional, 0.1 to 100): the interpreter's thread switch interval
-(:func:`sys.setswitchinterval`, in milliseconds) set at start; absent, Python's default (5 ms).
 
 ``max_clock_skew_s`` (default 30): the health probe measures each node's clock against the
 coordinator's (:mod:`mpcnet.common.clockskew`); signing leaves out a node whose clock is off by more
@@ -83,14 +81,13 @@ from mpcnet.common.pki import ROLES, CertPaths
 DEFAULT_CLIENT_ROLES = ["admin", "requester", "approver", "auditor", "officer"]
 MAX_CLOCK_SKEW_S = 7 * 86400.0  # fits NodeStatus.max_clock_skew_ms (uint32 ms)
 MAX_STREAM_LIFETIME_S = 3600.0
-MIN_SWITCH_INTERVAL_MS, MAX_SWITCH_INTERVAL_MS = 0.1, 100.0  # switch_interval_ms: sys.setswitchinterval bounds (ms)
 
 _KEYS = {
     "name", "listen", "threshold", "db", "tls", "nodes", "client_roles", "step_timeout_s", "dkg_timeout_s",
     "max_requests", "log_file", "log_level", "workers", "health_interval_s", "max_parallel_sessions",
     "keystore", "passphrase_file", "passphrase_env", "audit_db", "governance", "sweep_interval_s",
     "max_clock_skew_s", "max_streams", "max_streams_per_caller", "stream_lifetime_s", "test_mode", "log_format",
-    "max_waiting_decisions", "switch_interval_ms",  # issue 14: coordinator/decide_wait.py, coordinator/main.py
+    "max_waiting_decisions",  # issue 14: coordinator/decide_wait.py, coordinator/main.py
     "anomaly",  # issue 15: coordinator/anomaly_config.py
     "presign",  # issue 14: coordinator/pool_config.py
 }
@@ -135,7 +132,6 @@ class CoordinatorConfig:
     stream_lifetime_s: float = 60.0
     max_streams_per_caller: int = 64
     max_waiting_decisions: int = 64  # issue 14: deciding answers waiting for DONE at once (own threads)
-    switch_interval_ms: float | None = None  # issue 14: sys.setswitchinterval at start (ms); None: Python's 5 ms
     # the admin-signed roster chain from the config (empty: legacy, the fixed `nodes` list) and
     # the roster at its end; the database may hold a longer chain extending it
     roster_history: tuple[SignedRosterChange, ...] = ()
@@ -193,9 +189,6 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
         raise f.error("max_clock_skew_s", f"must be a number of seconds in (0, {MAX_CLOCK_SKEW_S:.0f}]")
     max_streams = f.integer("max_streams", 256, lo=1, hi=10_000)
     lifetime = f.number("stream_lifetime_s", 60.0)
-    switch_ms = f.number("switch_interval_ms", 5.0, lo=0.0) if f.doc.get("switch_interval_ms") is not None else None
-    if switch_ms is not None and not MIN_SWITCH_INTERVAL_MS <= switch_ms <= MAX_SWITCH_INTERVAL_MS:
-        raise f.error("switch_interval_ms", f"must be a number of milliseconds in [{MIN_SWITCH_INTERVAL_MS:g}, {MAX_SWITCH_INTERVAL_MS:g}]")
     if not lifetime <= MAX_STREAM_LIFETIME_S:
         raise f.error("stream_lifetime_s", f"must be a number of seconds in (0, {MAX_STREAM_LIFETIME_S:.0f}]")
     cfg = CoordinatorConfig(
@@ -228,8 +221,7 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
         max_streams=max_streams,
         stream_lifetime_s=lifetime,
         max_streams_per_caller=f.integer("max_streams_per_caller", max(1, max_streams // 4), lo=1, hi=max_streams),
-        max_waiting_decisions=f.integer("max_waiting_decisions", 64, lo=0, hi=10_000),
-        switch_interval_ms=switch_ms,
+        max_waiting_decisions=f.integer("max_waiting_decisions", 64, lo=0, hi=1000),
         roster_history=history,
         signed_roster=signed_roster,
         test_mode=f.flag("test_mode", False),

@@ -97,8 +97,6 @@ def _serve(cfg: CoordinatorConfig, stop: threading.Event | None) -> int:
     serve_metrics(cfg.metrics, service.metrics, log)  # first: a metrics port in use stops the start here
     if stop is None:  # a process of its own (tests serve in-process with a stop event)
         tune_for_server()  # issue 14: fewer, cheaper GC passes per request (mpcnet/common/gc_tuning.py)
-        if cfg.switch_interval_ms is not None:  # issue 14: GIL hand-over interval (config "switch_interval_ms")
-            sys.setswitchinterval(cfg.switch_interval_ms / 1000)
     server.start()
     service.probe()
     service.start_background()

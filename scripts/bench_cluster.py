@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-presign", action="store_true", help="with --start: a cluster without presignature pools")
     ap.add_argument("--coordinator-set", action="append", default=[], metavar="KEY=JSON",
                     help="with --start: set a key of the coordinator's config.json before it starts (A/B of a setting, "
-                    "e.g. switch_interval_ms=1 or max_waiting_decisions=24); repeatable")
+                    "e.g. max_waiting_decisions=24); repeatable")
     ap.add_argument("--no-meter", action="store_true", help="skip the CPU and commit figures (a cluster without metrics endpoints)")
     ap.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     ap.add_argument("--out", type=Path, help="also write the JSON to this file")
