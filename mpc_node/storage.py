@@ -53,6 +53,7 @@ from governance.reservation import MAX_SIGN_ATTEMPTS
 from mpc_node import audit_outbox
 from mpc_node.backup_store import BACKUP_MIGRATION, RESTORED_FROST_MIGRATION, BackupStore
 from mpc_node.epoch_store import ABANDONED_MIGRATION, EPOCH_MIGRATION, KEY_ROSTER_MIGRATION, EpochStore
+from mpc_node.key_epoch_cache import KeyEpochCache
 from mpc_node.nonce_store import NONCE_MIGRATION, NonceStore
 from mpc_node.presig_store import PRESIG_MIGRATION, PresigStore, delete_fresh_with_peer
 from mpcnet.common.pkcs11token import WRAPPED_LEN, StorageKey, TokenError
@@ -303,6 +304,7 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
         self._aead: AESGCM | None = aead
         self._lock = threading.RLock()
         self.audit_appended_seq = 0  # audit outbox rows up to here are in the log (mpc_node/audit_outbox.py)
+        self._epoch_cache = KeyEpochCache()  # key_id -> KeyEpoch, under self._lock (mpc_node/key_epoch_cache.py)
         # test mode only: returns a reason to make every write fail (an injected disk fault)
         self.write_fault: Callable[[], str | None] | None = None
 
@@ -357,6 +359,7 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
                 self._conn.close()
             self._conn = None
             self._aead = None
+            self._epoch_cache.clear()
 
     # --- internals ---------------------------------------------------------------------------
 
@@ -375,18 +378,23 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
                 raise StoreError(f"database: {e}") from None
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One IMMEDIATE transaction, committed (and fsynced, synchronous=FULL) on success."""
+    def _write(self, *, keys_unchanged: bool = False) -> Iterator[sqlite3.Connection]:
+        """One IMMEDIATE transaction, committed (and fsynced, synchronous=FULL) on success.
+
+        ``keys_unchanged``: the caller's statements touch neither ``keys`` nor ``key_epochs``,
+        so the memo of key epochs stays valid; by default it is suspended during the transaction
+        and cleared when it ends (:mod:`mpc_node.key_epoch_cache`)."""
         with self._lock:
             conn, _ = self._live()
-            try:
-                fault = self.write_fault() if self.write_fault is not None else None
-                if fault:
-                    raise sqlite3.OperationalError(fault)
-                with write_transaction(conn):
-                    yield conn
-            except sqlite3.Error as e:
-                raise StoreError(f"database: {e}") from None
+            with contextlib.nullcontext() if keys_unchanged else self._epoch_cache.changing():
+                try:
+                    fault = self.write_fault() if self.write_fault is not None else None
+                    if fault:
+                        raise sqlite3.OperationalError(fault)
+                    with write_transaction(conn):
+                        yield conn
+                except sqlite3.Error as e:
+                    raise StoreError(f"database: {e}") from None
 
     def _seal(self, kind: bytes, ident: bytes, plaintext: bytes) -> bytes:
         _, aead = self._live()
@@ -703,7 +711,7 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
         """Rewrite the one-row ``health_probe`` table (a durable, committed write); raises
         :class:`StoreError` if the store cannot be written (disk full, read-only, I/O error)."""
         _check_int(now_ms, "now_ms", 0, 2**63 - 1)
-        with self._write() as c:
+        with self._write(keys_unchanged=True) as c:
             c.execute(
                 "INSERT INTO health_probe (id, written_ms) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET written_ms = excluded.written_ms",
                 (now_ms,),
@@ -724,7 +732,7 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
         or request version (nothing is written then). ``audit(created)`` is queued in the
         audit outbox in the same transaction."""
         r = _check_reservation(r)
-        with self._write() as c:
+        with self._write(keys_unchanged=True) as c:
             created = _reserve(c, r)
             if audit is not None:
                 audit_outbox.queue(c, audit(created), time.time_ns() // 1_000_000, self.audit_appended_seq)
@@ -734,7 +742,7 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
 
     def queue_audit(self, entry: audit_outbox.OutboxEntry) -> str:
         """Queue ``entry`` alone (a durable write); returns its event token."""
-        with self._write() as c:
+        with self._write(keys_unchanged=True) as c:
             return audit_outbox.queue(c, entry, time.time_ns() // 1_000_000, self.audit_appended_seq)
 
     def pending_audit(self, limit: int = audit_outbox.BATCH, after_seq: int = 0) -> list[audit_outbox.OutboxRow]:
@@ -751,7 +759,7 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
         with self._read() as c:
             if c.execute("SELECT 1 FROM audit_outbox WHERE seq <= ? LIMIT 1", (upto_seq,)).fetchone() is None:
                 return 0
-        with self._write() as c:
+        with self._write(keys_unchanged=True) as c:
             return audit_outbox.drop(c, upto_seq)
 
     def reservation(self, request_id: str, attempt: int) -> Reservation | None:
