@@ -34,6 +34,7 @@ from mpcnet.common.stores.sqlite import AddColumn
 
 if TYPE_CHECKING:
     from mpc_node.key_epoch_cache import KeyEpochCache
+    from mpc_node.served_window import ServedWindows
     from mpc_node.storage import ServedRequest
 
 KIND_PRESIGNATURE = b"presignature"  # the same sealing kinds as mpc_node.storage
@@ -128,9 +129,10 @@ class PresigStore:
     if TYPE_CHECKING:
         audit_appended_seq: int
         _epoch_cache: KeyEpochCache
+        _served: ServedWindows
 
         def _read(self) -> contextlib.AbstractContextManager[sqlite3.Connection]: ...
-        def _write(self, *, keys_unchanged: bool = False) -> contextlib.AbstractContextManager[sqlite3.Connection]: ...
+        def _write(self, *, tracked: bool = False) -> contextlib.AbstractContextManager[sqlite3.Connection]: ...
         def _seal(self, kind: bytes, ident: bytes, plaintext: bytes) -> bytes: ...
         def _unseal(self, kind: bytes, ident: bytes, blob: bytes) -> bytes: ...
 
@@ -148,7 +150,7 @@ class PresigStore:
             if p.info.key_id != key_id or p.info.epoch != epoch or len(p.info.presig_id) != ID_LEN:
                 raise PoolError("presig-mismatch", "presign", "a presignature of the batch is for another key or epoch")
         sealed = [(p.info, self._seal(KIND_PRESIGNATURE, p.info.presig_id, p.record)) for p in batch]
-        with self._write(keys_unchanged=True) as c:  # presignatures and audit outbox only
+        with self._write(tracked=True) as c:  # presignatures and audit outbox only
             held = self._epoch_cache.get(c, key_id, _key_epoch)
             if held is None or held.status != "active" or held.epoch != epoch:
                 now = "not active here" if held is None or held.status != "active" else f"at epoch {held.epoch}"
@@ -209,7 +211,7 @@ class PresigStore:
         if res is None or len(share) > MAX_SHARE:
             raise PoolError("presig-mismatch", "attempt", "a pool share is released only for a reserved attempt")
         blob = self._seal(KIND_TOMBSTONE, presig_id, tombstone)
-        with self._write(keys_unchanged=True) as c:  # presignatures, requests, reservations, audit outbox only
+        with self._write(tracked=True) as c:  # presignatures, requests, reservations, audit outbox only
             row = c.execute("SELECT used, key_id FROM presignatures WHERE sigid = ?", (presig_id,)).fetchone()
             if row is None:
                 raise PoolError("presig-unknown", "presig_id", f"no presignature {presig_id.hex()[:16]} here")
@@ -218,7 +220,7 @@ class PresigStore:
             held = self._epoch_cache.get(c, bytes(row[1]), _key_epoch)
             if held is None or held.status != "active" or held.epoch != epoch:
                 raise PoolError("epoch", "epoch", f"the key is no longer active at epoch {epoch} here")
-            _record_served(c, served)
+            _record_served(c, served, self._served)
             cur = c.execute(
                 "UPDATE presignatures SET record = ?, used = 1, used_at = ?, request_id = ?, attempt = ?, share = ?"
                 " WHERE sigid = ? AND used = 0",
