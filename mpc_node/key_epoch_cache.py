@@ -8,7 +8,9 @@ read-only or while the node is stopped), so the store keeps what it read here an
 all at the end of every write transaction that may change them: by default every one
 (``NodeStore._write``); only the hot writers that provably touch neither table (consume,
 audit queue) keep it. Refresh, reshare, leave, key creation, activation and discard, a restore
-and any future writer therefore invalidate it without naming it.
+and any future writer therefore invalidate it without naming it. A commit by another connection
+to the file (a tool, a test) changes SQLite's ``PRAGMA data_version``, checked before every use
+(about 4 us): it clears the memo.
 
 Coherence: the store serializes every read and write with one re-entrant lock; the memo is read,
 filled and cleared only under it. While a write that may change the tables is open, the memo is
@@ -37,6 +39,7 @@ class KeyEpochCache:
     def __init__(self) -> None:
         self._entries: dict[bytes, KeyEpoch] = {}
         self._suspended = 0  # depth of open writes that may change keys / key_epochs
+        self._version: int | None = None  # PRAGMA data_version the entries were read at
         self.hits = 0
         self.misses = 0
 
@@ -47,6 +50,10 @@ class KeyEpochCache:
         """The key's epoch state: the memo's, else ``read(c, key_id)`` (kept unless suspended or None)."""
         if self._suspended:
             return read(c, key_id)
+        (version,) = c.execute("PRAGMA data_version").fetchone()  # another connection committed: start over
+        if version != self._version:
+            self._entries.clear()
+            self._version = int(version)
         hit = self._entries.get(key_id)
         if hit is not None:
             self.hits += 1
@@ -62,6 +69,7 @@ class KeyEpochCache:
     def clear(self) -> None:
         """Forget every entry (the store closed, or a write that may have changed them ended)."""
         self._entries.clear()
+        self._version = None
 
     @contextlib.contextmanager
     def changing(self) -> Iterator[None]:

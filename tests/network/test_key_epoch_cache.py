@@ -134,6 +134,17 @@ def test_a_failed_write_and_closing_clear_it(tmp_path: Path) -> None:
         assert s2.key_epoch(KEY_ID).epoch == 3  # type: ignore[union-attr]
 
 
+def test_a_commit_by_another_connection_is_seen_at_once(store: NodeStore, tmp_path: Path) -> None:
+    _put_active(store)
+    assert store.key_epoch(KEY_ID).epoch == 0  # type: ignore[union-attr]
+    other = sqlite3.connect(tmp_path / "node.db")  # a tool writing the file while the store is open
+    other.execute("UPDATE key_epochs SET epoch = 4, committee = '2,3' WHERE key_id = ?", (KEY_ID,))
+    other.commit()
+    other.close()
+    held = store.key_epoch(KEY_ID)
+    assert held == _db_epoch(store) and held is not None and (held.epoch, held.committee) == (4, (2, 3))
+
+
 def test_the_memo_is_bounded() -> None:
     cache = KeyEpochCache()
     reads: list[bytes] = []
@@ -142,8 +153,9 @@ def test_the_memo_is_bounded() -> None:
         reads.append(key_id)
         return ("held", key_id)
 
+    c = sqlite3.connect(":memory:")
     for n in range(MAX_KEYS + 3):
-        cache.get(None, n.to_bytes(32, "big"), read)  # type: ignore[arg-type]
+        cache.get(c, n.to_bytes(32, "big"), read)  # type: ignore[arg-type]
     assert len(cache) <= MAX_KEYS and len(reads) == MAX_KEYS + 3
 
 
