@@ -11,10 +11,10 @@ search.
 
 Exactness (the count is always what the SQL would answer):
 
-* A key is loaded with ``served_ms > floor`` (the first ``since`` asked); a later ``since`` below
-  the floor (a longer window after a policy change, a clock set back) reloads it. When ``since``
-  moves on, the times at or before it are dropped and the floor follows (a later ``since`` is
-  never smaller except in that reload case), so at most the window's requests are held.
+* A key is loaded with ``served_ms > floor``, the floor :data:`SLACK_MS` before the first
+  ``since`` asked; a later ``since`` below the floor (a longer window after a policy change, a
+  clock set back) reloads it. When ``since`` moves on, the times more than :data:`SLACK_MS`
+  before it are dropped and the floor follows, so about the window's requests are held.
 * A row inserted by ``_record_served`` is noted as *pending* in its transaction (counted by that
   transaction's own counts, as SQL would), added when the transaction commits and forgotten
   when it rolls back (``NodeStore._write``).
@@ -37,6 +37,10 @@ from dataclasses import dataclass, field
 COUNT_SQL = "SELECT COUNT(*) FROM requests WHERE key_id = ? AND served_ms > ?"
 LOAD_SQL = "SELECT served_ms FROM requests WHERE key_id = ? AND served_ms > ? ORDER BY served_ms"
 MAX_KEYS = 1024  # keys held; past it the memo starts over
+# the floor trails the newest ``since`` by this much (ms): concurrent calls count from slightly
+# different clocks (a pre-check, then a transaction that began earlier), and a ``since`` below
+# the floor would reload the key
+SLACK_MS = 60_000
 
 
 def sql_count(c: sqlite3.Connection, key_id: bytes, since_ms: int) -> int:
@@ -98,8 +102,8 @@ class ServedWindows:
                 return sql_count(c, key_id, since_ms)
         else:
             self.hits += 1
-            if since_ms > held.floor:
-                held.advance(since_ms)
+            if since_ms - SLACK_MS > held.floor:
+                held.advance(since_ms - SLACK_MS)
         return held.count_after(since_ms) + sum(1 for k, t in self._pending if k == key_id and t > since_ms)
 
     def noted(self, key_id: bytes, served_ms: int) -> None:
@@ -139,6 +143,7 @@ class ServedWindows:
             self._version = int(version)
 
     def _load(self, c: sqlite3.Connection, key_id: bytes, since_ms: int) -> _Times | None:
+        since_ms -= SLACK_MS  # held from a little earlier (see SLACK_MS)
         rows = c.execute(LOAD_SQL, (key_id, since_ms)).fetchall()
         if not all(type(r[0]) is int for r in rows):
             self._keys.pop(key_id, None)

@@ -48,10 +48,22 @@ def test_counts_follow_commits_and_the_window(store: NodeStore) -> None:
     _serve(store, "late", T + 10**7)  # later than now: counts
     _serve(store, "early", T + 4700)  # out of order, inside the window
     assert store.count_served(KEY_ID, T + 4500) == 7 == _sql(store, KEY_ID, T + 4500)
-    assert store.count_served(KEY_ID, T + 5000) == 5  # the window moves on: the older times are dropped
+    assert store.count_served(KEY_ID, T + 5000) == 5  # the window moves on
     assert store.count_served(KEY_ID, T - 1) == 12 == _sql(store, KEY_ID, T - 1)  # a longer window: reloaded
     assert store.count_served(OTHER, T - 1) == 0
     assert store._served.hits >= 1 and store._served.loads >= 2
+
+
+def test_concurrent_clocks_a_little_apart_do_not_reload(store: NodeStore) -> None:
+    for i in range(100):
+        _serve(store, f"r{i}", T + i * 1000)
+    assert store.count_served(KEY_ID, T + 50_500) == 49
+    loads = store._served.loads
+    assert store.count_served(KEY_ID, T + 90_500) == 9  # the window moves on
+    assert store.count_served(KEY_ID, T + 40_500) == 59 == _sql(store, KEY_ID, T + 40_500)  # an earlier clock
+    assert store._served.loads == loads  # within SLACK_MS: no reload
+    assert store.count_served(KEY_ID, T + 500) == 99 == _sql(store, KEY_ID, T + 500)  # further back: reloaded
+    assert store._served.loads == loads + 1
 
 
 def test_a_rolled_back_insert_never_counts_and_its_own_transaction_sees_it(store: NodeStore) -> None:
