@@ -2,12 +2,13 @@
 
 Every ``SignPresigned`` reads its key's epoch state twice (the committee before the share is
 computed, the "still active at this epoch" check inside the consume transaction): two SQL
-queries each (``keys`` and ``key_epochs``), about 10-15 us. Both tables change only in write
+queries each (``keys`` and ``key_epochs``), about 10-15 us. Both tables change in write
 transactions of the store's own connection (the node process holds its store; tools open it
 read-only or while the node is stopped), so the store keeps what it read here and forgets it
 all at the end of every write transaction that may change them: by default every one
-(``NodeStore._write``); only the hot writers that provably touch neither table (consume,
-audit queue) keep it. Refresh, reshare, leave, key creation, activation and discard, a restore
+(``NodeStore._write``); only the writers marked ``tracked``, which provably touch neither table
+(consume, put presignatures, served requests, reservations, audit queue and drop, the health
+probe), keep it. Refresh, reshare, leave, key creation, activation and discard, a restore
 and any future writer therefore invalidate it without naming it. A commit by another connection
 to the file (a tool, a test) changes SQLite's ``PRAGMA data_version``, checked before every use
 (about 4 us): it clears the memo.
