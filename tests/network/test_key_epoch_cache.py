@@ -15,6 +15,7 @@ from hypothesis import given, settings, strategies as st
 from mpc_node.epoch_store import PendingEpoch, _key_epoch
 from mpc_node.key_epoch_cache import MAX_KEYS, KeyEpochCache
 from mpc_node.storage import NodeStore, StoreError
+from tests.conftest import scaled
 
 from .test_storage import KEY_ID, PASS, PUB, RECORD, _open
 
@@ -159,7 +160,7 @@ def test_the_memo_is_bounded() -> None:
     assert len(cache) <= MAX_KEYS and len(reads) == MAX_KEYS + 3
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=scaled(40), deadline=None)
 @given(st.lists(st.sampled_from(["read", "bump", "other-write", "kept-write", "served", "rollback"]), min_size=1, max_size=25))
 def test_every_read_answers_the_database(tmp_path_factory: pytest.TempPathFactory, ops: list[str]) -> None:
     with _open(tmp_path_factory.mktemp("kec") / "node.db") as s:

@@ -16,6 +16,7 @@ from hypothesis import given, settings, strategies as st
 
 from mpc_node.served_window import ServedWindows, sql_count
 from mpc_node.storage import NodeStore, RateLimited, ServedRequest, _record_served
+from tests.conftest import scaled
 
 from .test_storage import KEY_ID, _id, _open
 
@@ -138,7 +139,7 @@ OPS = st.one_of(
 )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=scaled(60), deadline=None)
 @given(st.lists(OPS, min_size=1, max_size=40))
 def test_every_count_is_the_sql_count(tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[str, bytes, int]]) -> None:
     path = tmp_path_factory.mktemp("sw") / "node.db"
