@@ -35,6 +35,9 @@ from typing import TYPE_CHECKING
 
 from mpc_node.backup_store import erase_restored
 
+if TYPE_CHECKING:
+    from mpc_node.key_epoch_cache import KeyEpochCache
+
 KIND_PENDING_SHARE = b"keyshare-pending"
 HOLDING = "holding"
 LEFT = "left"
@@ -128,16 +131,19 @@ class EpochStore:
     """Mixin of :class:`mpc_node.storage.NodeStore`: the epoch tables above."""
 
     if TYPE_CHECKING:
+        _epoch_cache: KeyEpochCache
+
         def _read(self) -> contextlib.AbstractContextManager[sqlite3.Connection]: ...
-        def _write(self) -> contextlib.AbstractContextManager[sqlite3.Connection]: ...
+        def _write(self, *, tracked: bool = False) -> contextlib.AbstractContextManager[sqlite3.Connection]: ...
         def _seal(self, kind: bytes, ident: bytes, plaintext: bytes) -> bytes: ...
         def _unseal(self, kind: bytes, ident: bytes, blob: bytes) -> bytes: ...
 
     # --- reading -----------------------------------------------------------------------------
     def key_epoch(self, key_id: bytes) -> KeyEpoch | None:
-        """The key's epoch state, or None if this node has no row for it (a joining node)."""
+        """The key's epoch state, or None if this node has no row for it (a joining node); from
+        the store's memo when it holds the key (:mod:`mpc_node.key_epoch_cache`)."""
         with self._read() as c:
-            return _key_epoch(c, key_id)
+            return self._epoch_cache.get(c, key_id, _key_epoch)
 
     def key_epochs(self) -> dict[bytes, KeyEpoch]:
         """Every key's epoch state (ListKeys)."""

@@ -38,6 +38,7 @@ from mpc_node.epoch_store import _key_epoch
 from mpcnet.common.stores.sqlite import AddColumn
 
 if TYPE_CHECKING:
+    from mpc_node.served_window import ServedWindows
     from mpc_node.storage import ServedRequest
 
 KIND_NONCE = b"frost-nonce"
@@ -118,9 +119,10 @@ class NonceStore:
 
     if TYPE_CHECKING:
         audit_appended_seq: int
+        _served: ServedWindows
 
         def _read(self) -> contextlib.AbstractContextManager[sqlite3.Connection]: ...
-        def _write(self) -> contextlib.AbstractContextManager[sqlite3.Connection]: ...
+        def _write(self, *, tracked: bool = False) -> contextlib.AbstractContextManager[sqlite3.Connection]: ...
         def _seal(self, kind: bytes, ident: bytes, plaintext: bytes) -> bytes: ...
         def _unseal(self, kind: bytes, ident: bytes, blob: bytes) -> bytes: ...
 
@@ -205,7 +207,7 @@ class NonceStore:
         res = served.reservation
         if res is None or not 0 < len(share) <= MAX_SHARE or len(package_sha256) != 32:
             raise NonceError("nonce-mismatch", "attempt", "a nonce's share is released only for a reserved attempt")
-        with self._write() as c:
+        with self._write(tracked=True) as c:  # frost_nonces, requests, reservations, audit outbox only
             row = c.execute("SELECT used, key_id FROM frost_nonces WHERE nonce_id = ?", (nonce_id,)).fetchone()
             if row is None:
                 raise NonceError("nonce-unknown", "nonce_id", f"no nonce {nonce_id.hex()[:16]} here")
@@ -214,7 +216,7 @@ class NonceStore:
             held = _key_epoch(c, bytes(row[1]))
             if held is None or held.status != "active" or held.epoch != epoch:
                 raise NonceError("epoch", "epoch", f"the key is no longer active at epoch {epoch} here")
-            _record_served(c, served)
+            _record_served(c, served, self._served)
             cur = c.execute(
                 "UPDATE frost_nonces SET record = NULL, used = 1, used_ms = ?, request_id = ?, attempt = ?, package_sha256 = ?,"
                 " share = ? WHERE nonce_id = ? AND used = 0",

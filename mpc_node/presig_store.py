@@ -33,6 +33,8 @@ from mpc_node.epoch_store import _key_epoch
 from mpcnet.common.stores.sqlite import AddColumn
 
 if TYPE_CHECKING:
+    from mpc_node.key_epoch_cache import KeyEpochCache
+    from mpc_node.served_window import ServedWindows
     from mpc_node.storage import ServedRequest
 
 KIND_PRESIGNATURE = b"presignature"  # the same sealing kinds as mpc_node.storage
@@ -126,9 +128,11 @@ class PresigStore:
 
     if TYPE_CHECKING:
         audit_appended_seq: int
+        _epoch_cache: KeyEpochCache
+        _served: ServedWindows
 
         def _read(self) -> contextlib.AbstractContextManager[sqlite3.Connection]: ...
-        def _write(self) -> contextlib.AbstractContextManager[sqlite3.Connection]: ...
+        def _write(self, *, tracked: bool = False) -> contextlib.AbstractContextManager[sqlite3.Connection]: ...
         def _seal(self, kind: bytes, ident: bytes, plaintext: bytes) -> bytes: ...
         def _unseal(self, kind: bytes, ident: bytes, blob: bytes) -> bytes: ...
 
@@ -146,8 +150,8 @@ class PresigStore:
             if p.info.key_id != key_id or p.info.epoch != epoch or len(p.info.presig_id) != ID_LEN:
                 raise PoolError("presig-mismatch", "presign", "a presignature of the batch is for another key or epoch")
         sealed = [(p.info, self._seal(KIND_PRESIGNATURE, p.info.presig_id, p.record)) for p in batch]
-        with self._write() as c:
-            held = _key_epoch(c, key_id)
+        with self._write(tracked=True) as c:  # presignatures and audit outbox only
+            held = self._epoch_cache.get(c, key_id, _key_epoch)
             if held is None or held.status != "active" or held.epoch != epoch:
                 now = "not active here" if held is None or held.status != "active" else f"at epoch {held.epoch}"
                 raise PoolError("epoch", "presign.epoch", f"key {key_id.hex()[:16]} is {now}, not at epoch {epoch}: nothing stored")
@@ -207,16 +211,16 @@ class PresigStore:
         if res is None or len(share) > MAX_SHARE:
             raise PoolError("presig-mismatch", "attempt", "a pool share is released only for a reserved attempt")
         blob = self._seal(KIND_TOMBSTONE, presig_id, tombstone)
-        with self._write() as c:
+        with self._write(tracked=True) as c:  # presignatures, requests, reservations, audit outbox only
             row = c.execute("SELECT used, key_id FROM presignatures WHERE sigid = ?", (presig_id,)).fetchone()
             if row is None:
                 raise PoolError("presig-unknown", "presig_id", f"no presignature {presig_id.hex()[:16]} here")
             if row[0]:
                 raise PoolError("presig-used", "presig_id", f"presignature {presig_id.hex()[:16]} is used")
-            held = _key_epoch(c, bytes(row[1]))
+            held = self._epoch_cache.get(c, bytes(row[1]), _key_epoch)
             if held is None or held.status != "active" or held.epoch != epoch:
                 raise PoolError("epoch", "epoch", f"the key is no longer active at epoch {epoch} here")
-            _record_served(c, served)
+            _record_served(c, served, self._served)
             cur = c.execute(
                 "UPDATE presignatures SET record = ?, used = 1, used_at = ?, request_id = ?, attempt = ?, share = ?"
                 " WHERE sigid = ? AND used = 0",

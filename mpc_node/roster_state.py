@@ -66,6 +66,7 @@ class NodeRoster:
         self._history: list[SignedRosterChange] = []
         self._current: Roster | None = None
         self._refused: frozenset[bytes] = frozenset()
+        self._active: dict[int, Peer] = {}  # the active entries of _current as peers (set with it: _set)
         if cfg.signed_roster is None:
             self._legacy = {i: p for i, p in cfg.roster.items()}
             return
@@ -97,11 +98,10 @@ class NodeRoster:
             return 0 if self._current is None else self._current.version
 
     def peers(self) -> dict[int, Peer]:
-        """The ACTIVE nodes of the roster in force, by index."""
+        """The ACTIVE nodes of the roster in force, by index: a new dict for the caller (made
+        from the one built when that roster came in force, :meth:`_set`)."""
         with self._lock:
-            if self._current is None:
-                return dict(self._legacy)
-            return {e.index: _peer(e) for e in active_entries(self._current)}
+            return dict(self._legacy if self._current is None else self._active)
 
     def entry(self, index: int) -> RosterEntry | None:
         """The entry of ``index`` (active or revoked); None if absent or a legacy config."""
@@ -175,6 +175,7 @@ class NodeRoster:
     def _set(self, roster: Roster) -> None:
         """Under the lock (or in __init__): make ``roster`` the one in force."""
         self._current = roster
+        self._active = {e.index: _peer(e) for e in active_entries(roster)}
         in_use = {e.tls_fingerprint for e in roster.entries if e.active}
         refused = {e.tls_fingerprint for e in roster.entries if not e.active}
         for c in self._history:

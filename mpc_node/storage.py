@@ -53,8 +53,10 @@ from governance.reservation import MAX_SIGN_ATTEMPTS
 from mpc_node import audit_outbox
 from mpc_node.backup_store import BACKUP_MIGRATION, RESTORED_FROST_MIGRATION, BackupStore
 from mpc_node.epoch_store import ABANDONED_MIGRATION, EPOCH_MIGRATION, KEY_ROSTER_MIGRATION, EpochStore
+from mpc_node.key_epoch_cache import KeyEpochCache
 from mpc_node.nonce_store import NONCE_MIGRATION, NonceStore
 from mpc_node.presig_store import PRESIG_MIGRATION, PresigStore, delete_fresh_with_peer
+from mpc_node.served_window import ServedWindows, sql_count
 from mpcnet.common.pkcs11token import WRAPPED_LEN, StorageKey, TokenError
 from mpcnet.common.stores.sqlite import AddColumn, DatabaseError, Migration, migrate, open_database, write_transaction
 
@@ -303,6 +305,8 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
         self._aead: AESGCM | None = aead
         self._lock = threading.RLock()
         self.audit_appended_seq = 0  # audit outbox rows up to here are in the log (mpc_node/audit_outbox.py)
+        self._epoch_cache = KeyEpochCache()  # key_id -> KeyEpoch, under self._lock (mpc_node/key_epoch_cache.py)
+        self._served = ServedWindows()  # key_id -> served times, under self._lock (mpc_node/served_window.py)
         # test mode only: returns a reason to make every write fail (an injected disk fault)
         self.write_fault: Callable[[], str | None] | None = None
 
@@ -357,6 +361,8 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
                 self._conn.close()
             self._conn = None
             self._aead = None
+            self._epoch_cache.clear()
+            self._served.clear()
 
     # --- internals ---------------------------------------------------------------------------
 
@@ -375,18 +381,35 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
                 raise StoreError(f"database: {e}") from None
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One IMMEDIATE transaction, committed (and fsynced, synchronous=FULL) on success."""
+    def _write(self, *, tracked: bool = False) -> Iterator[sqlite3.Connection]:
+        """One IMMEDIATE transaction, committed (and fsynced, synchronous=FULL) on success.
+
+        ``tracked``: the caller's statements touch neither ``keys`` nor ``key_epochs`` and insert
+        into ``requests`` only through :func:`_record_served` given ``self._served``, so the
+        store's memos stay valid (:mod:`mpc_node.key_epoch_cache`, :mod:`mpc_node.served_window`);
+        by default both are suspended during the transaction and cleared when it ends."""
         with self._lock:
             conn, _ = self._live()
+            if not tracked:
+                self._served.suspend()
             try:
-                fault = self.write_fault() if self.write_fault is not None else None
-                if fault:
-                    raise sqlite3.OperationalError(fault)
-                with write_transaction(conn):
-                    yield conn
-            except sqlite3.Error as e:
-                raise StoreError(f"database: {e}") from None
+                with contextlib.nullcontext() if tracked else self._epoch_cache.changing():
+                    try:
+                        fault = self.write_fault() if self.write_fault is not None else None
+                        if fault:
+                            raise sqlite3.OperationalError(fault)
+                        with write_transaction(conn):
+                            yield conn
+                    except sqlite3.Error as e:
+                        raise StoreError(f"database: {e}") from None
+            except BaseException:
+                self._served.rolled_back()
+                raise
+            else:
+                self._served.committed()
+            finally:
+                if not tracked:
+                    self._served.resume()
 
     def _seal(self, kind: bytes, ident: bytes, plaintext: bytes) -> bytes:
         _, aead = self._live()
@@ -502,9 +525,9 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
         tombstone = _check_bytes(tombstone, "tombstone")
         served = None if request is None else _check_served(request)
         blob = self._seal(KIND_TOMBSTONE, sigid, tombstone)
-        with self._write() as c:
+        with self._write(tracked=True) as c:  # requests, presignatures only
             if served is not None:
-                _record_served(c, served)
+                _record_served(c, served, self._served)
             row = c.execute("SELECT used FROM presignatures WHERE sigid = ?", (sigid,)).fetchone()
             if row is None:
                 raise PresignatureAlreadyUsed(f"sigid: no presignature {sigid.hex()}")
@@ -537,9 +560,9 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
         tombstone = _check_bytes(tombstone, "tombstone")
         served = None if request is None else _check_served(request)
         blob = self._seal(KIND_TOMBSTONE, sigid, tombstone)
-        with self._write() as c:
+        with self._write(tracked=True) as c:  # requests, presignatures, audit outbox only (keys read)
             if served is not None:
-                _record_served(c, served)
+                _record_served(c, served, self._served)
             row = c.execute("SELECT status FROM keys WHERE key_id = ?", (key_id,)).fetchone()
             if row is None or row[0] != "active":
                 raise StoreError(f"key_id: no active key {key_id.hex()}")
@@ -599,8 +622,8 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
     def record_request(self, request_id: str, key_id: bytes, digest: bytes) -> None:
         """Remember that ``request_id`` was served; :class:`RequestAlreadyServed` on a repeat."""
         req = _check_served(ServedRequest(request_id, key_id, digest, time.time_ns() // 1_000_000))
-        with self._write() as c:
-            _record_served(c, req)
+        with self._write(tracked=True) as c:  # requests (and reservations) only
+            _record_served(c, req, self._served)
 
     def served_times(self, key_id: bytes, since_ms: int) -> list[int]:
         """When requests with ``key_id`` were served (Unix ms), for those after ``since_ms``."""
@@ -614,15 +637,13 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
 
     def count_served(self, key_id: bytes, since_ms: int) -> int:
         """How many requests with ``key_id`` were served after ``since_ms`` (Unix ms, exclusive;
-        later-than-now times count too): one indexed ``COUNT(*)`` on ``requests_by_key_time``,
-        the same count :func:`_record_served` enforces in its transaction."""
+        later-than-now times count too): what one indexed ``COUNT(*)`` on ``requests_by_key_time``
+        answers, from the store's memo (:mod:`mpc_node.served_window`); the same count
+        :func:`_record_served` enforces in its transaction."""
         key_id = _check_bytes(key_id, "key_id", length=ID_LEN)
         _check_int(since_ms, "since_ms", -(2**62), 2**62)
         with self._read() as c:
-            (count,) = c.execute(
-                "SELECT COUNT(*) FROM requests WHERE key_id = ? AND served_ms > ?", (key_id, since_ms)
-            ).fetchone()
-        return int(count)
+            return self._served.count(c, key_id, since_ms)
 
     # --- governance policies -----------------------------------------------------------------
 
@@ -703,7 +724,7 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
         """Rewrite the one-row ``health_probe`` table (a durable, committed write); raises
         :class:`StoreError` if the store cannot be written (disk full, read-only, I/O error)."""
         _check_int(now_ms, "now_ms", 0, 2**63 - 1)
-        with self._write() as c:
+        with self._write(tracked=True) as c:
             c.execute(
                 "INSERT INTO health_probe (id, written_ms) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET written_ms = excluded.written_ms",
                 (now_ms,),
@@ -724,7 +745,7 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
         or request version (nothing is written then). ``audit(created)`` is queued in the
         audit outbox in the same transaction."""
         r = _check_reservation(r)
-        with self._write() as c:
+        with self._write(tracked=True) as c:
             created = _reserve(c, r)
             if audit is not None:
                 audit_outbox.queue(c, audit(created), time.time_ns() // 1_000_000, self.audit_appended_seq)
@@ -734,7 +755,7 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
 
     def queue_audit(self, entry: audit_outbox.OutboxEntry) -> str:
         """Queue ``entry`` alone (a durable write); returns its event token."""
-        with self._write() as c:
+        with self._write(tracked=True) as c:
             return audit_outbox.queue(c, entry, time.time_ns() // 1_000_000, self.audit_appended_seq)
 
     def pending_audit(self, limit: int = audit_outbox.BATCH, after_seq: int = 0) -> list[audit_outbox.OutboxRow]:
@@ -751,7 +772,7 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
         with self._read() as c:
             if c.execute("SELECT 1 FROM audit_outbox WHERE seq <= ? LIMIT 1", (upto_seq,)).fetchone() is None:
                 return 0
-        with self._write() as c:
+        with self._write(tracked=True) as c:
             return audit_outbox.drop(c, upto_seq)
 
     def reservation(self, request_id: str, attempt: int) -> Reservation | None:
@@ -852,9 +873,11 @@ def _check_served(r: object) -> ServedRequest:
     return r
 
 
-def _record_served(c: sqlite3.Connection, r: ServedRequest) -> None:
+def _record_served(c: sqlite3.Connection, r: ServedRequest, served: ServedWindows | None = None) -> None:
     """Inside a write transaction: refuse a repeat (of the attempt, with a reservation), a
-    conflicting reservation or a rate-limit excess, else insert."""
+    conflicting reservation or a rate-limit excess, else insert. ``served``: the store's memo
+    of served times (its transaction opened ``tracked``), which counts and is told the insert;
+    None: the count in SQL."""
     seen = c.execute("SELECT 1 FROM requests WHERE request_id = ?", (r.request_id,)).fetchone() is not None
     res = r.reservation
     if res is not None:
@@ -876,9 +899,8 @@ def _record_served(c: sqlite3.Connection, r: ServedRequest) -> None:
         raise RequestAlreadyServed(f"request_id: {r.request_id!r} was already served")
     if r.rate_limit is not None:
         limit, window_ms = r.rate_limit
-        (count,) = c.execute(
-            "SELECT COUNT(*) FROM requests WHERE key_id = ? AND served_ms > ?", (r.key_id, r.now_ms - window_ms)
-        ).fetchone()
+        since = r.now_ms - window_ms
+        count = sql_count(c, r.key_id, since) if served is None else served.count(c, r.key_id, since)
         if count >= limit:
             raise RateLimited(
                 f"rate_limit: {count} signature(s) with this key in the last {window_ms // 1000} s; the limit is {limit}"
@@ -887,6 +909,8 @@ def _record_served(c: sqlite3.Connection, r: ServedRequest) -> None:
         "INSERT INTO requests (request_id, key_id, digest, served_at, served_ms) VALUES (?, ?, ?, ?, ?)",
         (r.request_id, r.key_id, r.digest, r.now_ms // 1000, r.now_ms),
     )
+    if served is not None:
+        served.noted(r.key_id, r.now_ms)
 
 
 def _migrate(conn: sqlite3.Connection) -> None:

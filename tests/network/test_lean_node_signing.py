@@ -62,11 +62,11 @@ class _Writes:
         real = obj._write
 
         @contextlib.contextmanager
-        def counted() -> Iterator[Any]:
+        def counted(**kw: Any) -> Iterator[Any]:  # kw: the store's own options (tracked=)
             if threading.current_thread().name != FLUSHER:
                 with self._lock:
                     self.counts[(i, what)] += 1
-            with real() as c:
+            with real(**kw) as c:
                 yield c
 
         monkeypatch.setattr(obj, "_write", counted)

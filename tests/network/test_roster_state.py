@@ -116,6 +116,25 @@ def test_node_installs_an_endpoint_change_and_a_revocation(lay, node, genesis, m
     assert installed[-1].details["admins"] == "admin1,admin2" and installed[-1].actor == "coordinator"
 
 
+def test_node_peers_follow_every_install_and_are_the_callers_own(lay, node, genesis, moved, revoked) -> None:
+    """peers() is built once per roster in force (mpc_node/roster_state.py): each install is seen
+    at once, entry by entry, and a caller changing the dict it got changes nothing else."""
+    def expected(r: Roster) -> dict[int, tuple[str, bytes, bytes]]:
+        return {e.index: (e.name, e.identity_key, e.encryption_key) for e in r.entries if e.active}
+
+    def got() -> dict[int, tuple[str, bytes, bytes]]:
+        return {i: (p.name, p.identity_public, p.encryption_public) for i, p in node.roster.peers().items()}
+
+    assert got() == expected(genesis.change.new_roster)
+    mine = node.roster.peers()
+    mine.pop(1)
+    assert 1 in node.roster.peers() and node.roster.peers() is not node.roster.peers()
+    for change in (moved, revoked):
+        node.install(change)
+        assert got() == expected(change.change.new_roster)
+    assert sorted(mine) == [2, 3, 4]  # a dict handed out before is not changed by an install
+
+
 def _revoke_and_move(r: Roster, index: int) -> Roster:
     new = revoke_node(r, index)
     return dataclasses.replace(
