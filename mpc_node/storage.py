@@ -398,8 +398,15 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
                         fault = self.write_fault() if self.write_fault is not None else None
                         if fault:
                             raise sqlite3.OperationalError(fault)
-                        with write_transaction(conn):
-                            yield conn
+                        guard = tracked and GUARD_TRACKED_WRITES
+                        if guard:
+                            conn.set_authorizer(_tracked_guard)
+                        try:
+                            with write_transaction(conn):
+                                yield conn
+                        finally:
+                            if guard:
+                                conn.set_authorizer(None)
                     except sqlite3.Error as e:
                         raise StoreError(f"database: {e}") from None
             except BaseException:
@@ -873,11 +880,12 @@ def _check_served(r: object) -> ServedRequest:
     return r
 
 
-def _record_served(c: sqlite3.Connection, r: ServedRequest, served: ServedWindows | None = None) -> None:
+def _record_served(c: sqlite3.Connection, r: ServedRequest, served: ServedWindows | None) -> None:
     """Inside a write transaction: refuse a repeat (of the attempt, with a reservation), a
-    conflicting reservation or a rate-limit excess, else insert. ``served``: the store's memo
-    of served times (its transaction opened ``tracked``), which counts and is told the insert;
-    None: the count in SQL."""
+    conflicting reservation or a rate-limit excess, else insert. ``served`` (required, so no
+    writer can leave the memo out by accident): the store's memo of served times, which counts
+    and is told the insert (pass it in every transaction of the store; in an untracked one it is
+    suspended and counts in SQL); None: the count in SQL, for a connection without a memo."""
     seen = c.execute("SELECT 1 FROM requests WHERE request_id = ?", (r.request_id,)).fetchone() is not None
     res = r.reservation
     if res is not None:
@@ -905,12 +913,36 @@ def _record_served(c: sqlite3.Connection, r: ServedRequest, served: ServedWindow
             raise RateLimited(
                 f"rate_limit: {count} signature(s) with this key in the last {window_ms // 1000} s; the limit is {limit}"
             )
-    c.execute(
-        "INSERT INTO requests (request_id, key_id, digest, served_at, served_ms) VALUES (?, ?, ?, ?, ?)",
-        (r.request_id, r.key_id, r.digest, r.now_ms // 1000, r.now_ms),
-    )
+    _RECORDING.active = True  # the tracked-write guard (tests) lets this one insert into requests
+    try:
+        c.execute(
+            "INSERT INTO requests (request_id, key_id, digest, served_at, served_ms) VALUES (?, ?, ?, ?, ?)",
+            (r.request_id, r.key_id, r.digest, r.now_ms // 1000, r.now_ms),
+        )
+    finally:
+        _RECORDING.active = False
     if served is not None:
         served.noted(r.key_id, r.now_ms)
+
+
+GUARD_TRACKED_WRITES = False
+"""Tests turn this on (tests/conftest.py): a transaction opened ``tracked`` then runs under a
+SQLite authorizer that refuses (``sqlite3.DatabaseError``, "not authorized") any write to
+``keys`` or ``key_epochs`` and any write to ``requests`` other than :func:`_record_served`'s
+insert, so a writer wrongly marked ``tracked`` fails the suite instead of leaving the memos stale
+(:mod:`mpc_node.key_epoch_cache`, :mod:`mpc_node.served_window`). Off in production (an
+authorizer re-prepares every statement)."""
+
+_RECORDING = threading.local()
+_MEMO_TABLES = frozenset({"keys", "key_epochs", "requests"})
+_WRITES = frozenset({sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE})
+
+
+def _tracked_guard(action: int, table: str | None, _a2: str | None, _db: str | None, _trigger: str | None) -> int:
+    if action in _WRITES and table in _MEMO_TABLES:
+        if not (table == "requests" and action == sqlite3.SQLITE_INSERT and getattr(_RECORDING, "active", False)):
+            return sqlite3.SQLITE_DENY
+    return sqlite3.SQLITE_OK
 
 
 def _migrate(conn: sqlite3.Connection) -> None:

@@ -21,7 +21,13 @@ from collections import OrderedDict
 from governance.approval import SigningRequest
 
 MAX_REMEMBERED = 4096
-"""Decoded requests kept (about 1 KiB each); the least recently used goes first."""
+"""Decoded requests kept; the least recently used goes first."""
+
+MAX_REMEMBERED_BYTES = 2048
+"""Only requests whose canonical bytes are at most this long are remembered (a usual request is a
+few hundred bytes; a long description or a deep path could make a decoded request take ~25 KiB,
+so the memo stays under about 4096 x (2 KiB + the decoded object) however requests look); longer
+ones are decoded each time, as before."""
 
 _lock = threading.Lock()
 _decoded: OrderedDict[bytes, SigningRequest] = OrderedDict()
@@ -37,6 +43,8 @@ def decode_request(data: bytes) -> SigningRequest:
             _decoded.move_to_end(key)
             return hit
     out = SigningRequest.from_bytes(key)
+    if len(key) > MAX_REMEMBERED_BYTES:
+        return out
     with _lock:
         _decoded[key] = out
         while len(_decoded) > MAX_REMEMBERED:
@@ -50,4 +58,4 @@ def forget() -> None:
         _decoded.clear()
 
 
-__all__ = ["MAX_REMEMBERED", "decode_request", "forget"]
+__all__ = ["MAX_REMEMBERED", "MAX_REMEMBERED_BYTES", "decode_request", "forget"]

@@ -15,6 +15,7 @@ from governance.approval import SigningRequest
 from governance.errors import GovernanceError
 from mpcnet.client import request_memo
 from mpcnet.client.request_memo import decode_request
+from tests.test_suite_settings import scaled
 
 
 @pytest.fixture(autouse=True)
@@ -31,7 +32,7 @@ def _request(i: int = 0, description: str = "pay invoice 42") -> SigningRequest:
     )
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=scaled(50), deadline=None)
 @given(i=st.integers(0, 2**31 - 1), description=st.text(alphabet="abc xyz-42", max_size=40))
 def test_the_memo_answers_what_the_strict_decode_answers(i: int, description: str) -> None:
     data = _request(i, description).encode()
@@ -97,3 +98,14 @@ def test_threads_share_it_safely() -> None:
 def test_random_bytes_are_refused_as_before() -> None:
     with pytest.raises(GovernanceError):
         decode_request(os.urandom(64))
+
+
+def test_a_long_request_is_decoded_each_time_not_remembered() -> None:
+    long = _request(7, "\U0001f600" * 1024)  # a 4 KiB description: bounded memory, not a memo entry
+    data = long.encode()
+    assert len(data) > request_memo.MAX_REMEMBERED_BYTES
+    first, second = decode_request(data), decode_request(data)
+    assert first == second == long and first is not second
+    short = _request(8).encode()
+    assert len(short) <= request_memo.MAX_REMEMBERED_BYTES
+    assert decode_request(short) is decode_request(short)

@@ -9,6 +9,7 @@ from collections import deque
 from hypothesis import given, settings, strategies as st
 
 from coordinator.anomaly import AnomalyConfig, AnomalyDetector, _Events, _Windows
+from tests.test_suite_settings import scaled
 
 
 class _Plain:
@@ -30,7 +31,7 @@ class _Plain:
 times = st.lists(st.integers(min_value=0, max_value=5_000), max_size=120)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=scaled(300), deadline=None)
 @given(times, st.integers(1, 16), st.integers(1, 2_000), st.lists(st.tuples(st.integers(-10, 5_010), st.integers(-10, 5_010)), max_size=8))
 def test_counts_match_the_plain_scan(ts: list[int], max_events: int, horizon_ms: int, ranges: list[tuple[int, int]]) -> None:
     cfg = AnomalyConfig(max_events=max_events)
@@ -56,7 +57,7 @@ def test_an_event_bounded_queue_drops_the_oldest_arrival_not_the_smallest_time()
     assert e.count(40, 10) == 0
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=scaled(100), deadline=None)
 @given(st.lists(st.integers(0, 400_000), min_size=1, max_size=60))
 def test_the_detector_reports_the_same_as_the_plain_count(ts: list[int]) -> None:
     cfg = AnomalyConfig(window_s=1, baseline_windows=3, burst_min_count=4, burst_factor=1.5, max_events=25)

@@ -15,6 +15,7 @@ from governance import audit as gaudit
 from governance.audit import EVENT_KEY, MAX_DETAILS, check_details, check_entry_fields, check_token
 from governance.errors import GovernanceError
 from mpcnet.common.stores.audit import OnceEntry, _once_fields
+from tests.test_suite_settings import scaled
 
 
 def _reference_check_details(value: object, field: str = "details") -> Mapping[str, Any]:
@@ -65,14 +66,14 @@ values = st.one_of(
 details = st.dictionaries(keys, values, max_size=MAX_DETAILS + 2)
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=scaled(600), deadline=None)
 @given(details)
 def test_check_details_answers_as_the_plain_definition(d: dict[Any, Any]) -> None:
     assert _outcome(check_details, d) == _outcome(_reference_check_details, d)
     assert _outcome(check_details, d) == _outcome(check_details, d)  # the remembered keys change nothing
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=scaled(400), deadline=None)
 @given(details, st.sampled_from(["ev-1", "event-abc", "Bad event", ""]), st.sampled_from(["approver1", "bad name!"]))
 def test_once_fields_answers_as_the_two_checks_did(d: dict[Any, Any], event: str, actor: str) -> None:
     item = OnceEntry(actor, "sign-decision", event, "", "approve", d)

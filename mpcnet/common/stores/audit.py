@@ -180,8 +180,8 @@ def _once_fields(item: OnceEntry) -> Mapping[str, DetailValue]:
     check_token(item.event, "event")
     check_entry_fields(item.actor, item.action, item.request_id, item.outcome, None)  # the details: once, below
     details = {} if item.details is None else item.details
-    if not isinstance(details, Mapping) or len(details) > MAX_DETAILS:
-        check_details(details)  # raises, naming ``details`` as the check of the details alone did
+    if not isinstance(details, Mapping) or len(details) >= MAX_DETAILS:
+        check_details(details)  # alone first: a bad item is named before the merged size (as main did)
     merged = dict(details)
     conflict = merged.setdefault(EVENT_KEY, item.event) != item.event
     # issue 14: one check of the merged details (the event key is a checked token), where the
