@@ -70,6 +70,9 @@ def _wait(
 ) -> _R:
     end = time.monotonic() + wait_ms / 1000
     with feed.subscribe(rid) as sub:
+        add_callback = getattr(ctx, "add_callback", None)
+        if add_callback is not None:
+            add_callback(sub.wake)  # the RPC ending (the client left) wakes the wait at once
         while True:
             sub.clear()
             out = read()

@@ -355,7 +355,9 @@ class SignRequests:
         return self.info(rec)
 
     # --- decisions ---------------------------------------------------------------------------
-    def decide(self, req: coordinator_pb2.DecideSignRequestRequest, caller: str) -> coordinator_pb2.SignRequestInfo:
+    def decide(
+        self, req: coordinator_pb2.DecideSignRequestRequest, caller: str, *, ctx: Any = None,
+    ) -> coordinator_pb2.SignRequestInfo:
         rid = _check_rid(req.request_id)
         sign_trace.begin(rid, "received")
         if req.approver != caller:
@@ -460,7 +462,7 @@ class SignRequests:
                 # each wake-up reads the state only; the answer (record, approvals, view) is built once
                 wait_until_ended(
                     self.feed, rid, lambda: self.db.sign_request_state(rid), lambda s: s in TERMINAL, req.wait_done_ms,
-                    self._stop,
+                    self._stop, ctx,  # a client that left ends the wait (its thread serves others again)
                 )
                 sign_trace.end(rid, "woken")
                 return self._watched(rid)[1]

@@ -990,7 +990,7 @@ class CoordinatorService:
 
     def DecideSignRequest(self, req: coordinator_pb2.DecideSignRequestRequest, ctx: Any) -> coordinator_pb2.SignRequestInfo:
         try:
-            return self.requests.decide(req, _ident(ctx).name)
+            return self.requests.decide(req, _ident(ctx).name, ctx=ctx)
         except RpcError:
             self.metrics.approvals_total.labels(outcome="refused").inc()
             raise

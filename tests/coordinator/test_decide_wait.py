@@ -44,7 +44,7 @@ class Threaded(Harness):
         self.threads.append(t)
         t.start()
 
-    def decide_waiting(self, rid: str, approver: str, wait_ms: int) -> S.SignRequestInfo:
+    def decide_waiting(self, rid: str, approver: str, wait_ms: int, ctx: Any = None) -> S.SignRequestInfo:
         sreq = self._requests[rid]
         a = sign_approval(sreq, approver, APPROVER_KEYS[approver], Decision.APPROVE)
         return self.sr.decide(
@@ -52,6 +52,7 @@ class Threaded(Harness):
                 request_id=rid, approver=approver, decision=S.DECISION_APPROVE, signature=a.signature, wait_done_ms=wait_ms,
             ),
             approver,
+            ctx=ctx,
         )
 
     def submit(self, rid: str) -> Any:
@@ -185,3 +186,49 @@ def test_no_wait_when_every_slot_is_taken() -> None:
     slots.release()
     assert wait_until_ended(feed, "r", lambda: "done", lambda s: s == "done", 3000, stop, slots=slots) == "done"
     assert slots.acquire(blocking=False)  # the wait gave its slot back
+
+
+class _Call:
+    """A stand-in for the RPC's context: active until :meth:`leave` (which runs the callbacks
+    gRPC runs when a call ends)."""
+
+    def __init__(self) -> None:
+        self.active = True
+        self.callbacks: list[Any] = []
+
+    def is_active(self) -> bool:
+        return self.active
+
+    def add_callback(self, cb: Any) -> bool:
+        self.callbacks.append(cb)
+        return True
+
+    def leave(self) -> None:
+        self.active = False
+        for cb in self.callbacks:
+            cb()
+
+
+def test_a_client_that_leaves_ends_the_wait_at_once() -> None:
+    feed, stop, call = ChangeFeed(), threading.Event(), _Call()
+    threading.Timer(0.05, call.leave).start()
+    t0 = time.monotonic()
+    assert wait_until_ended(feed, "r", lambda: "signing", lambda s: s == "done", 5000, stop, call) == "signing"
+    assert time.monotonic() - t0 < 2.0  # not the 5 s bound
+    assert feed.watching("r") == 0
+
+
+def test_the_deciding_call_passes_its_context_to_the_wait(h: Threaded) -> None:
+    h.release.clear()  # the signer is held: only the client leaving ends the wait before 5 s
+    h.submit("w-ctx")
+    h.decide_waiting("w-ctx", "alice", 5000)
+    call = _Call()
+    threading.Timer(0.1, call.leave).start()
+    t0 = time.monotonic()
+    info = h.decide_waiting("w-ctx", "bert", 5000, ctx=call)
+    assert info.state == S.SIGN_REQUEST_STATE_SIGNING
+    assert time.monotonic() - t0 < 2.5
+    assert call.callbacks  # the wait registered its wake-up
+    h.release.set()
+    h.threads[-1].join(5)
+    assert h.db.get_sign_request("w-ctx").state == "done"  # type: ignore[union-attr]
