@@ -260,10 +260,20 @@ class AuditFlusher:
                     log.info("audit outbox flushed again: the queued entries are in the log")
                 failing = False
             except Exception as e:  # the thread must survive; the entries stay queued
+                if self._store_closed():  # the node is stopping (its store closed first): not a failure
+                    log.info("audit outbox: the store is closed; the flusher stops (queued entries are flushed at the next start)")
+                    return
                 if not failing:  # once per streak of failures (the backstop pass retries every second)
                     log.error("audit outbox flush failed (entries stay queued): %s", problem_text(e))
                 failing = True
+        if self._store_closed():
+            return
         try:
             self.flush()
         except Exception as e:
             log.error("audit outbox: last flush failed (entries stay queued for the next start): %s", problem_text(e))
+
+    def _store_closed(self) -> bool:
+        """Whether the store was closed under the flusher (a stopping node): its entries stay
+        queued in the database file and the next start flushes them."""
+        return bool(getattr(self.store, "closed", False))

@@ -354,6 +354,11 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
             raise
         return NodeStore(path, node_id, conn, aead)
 
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` ran (the background audit flusher then stops quietly)."""
+        return self._conn is None
+
     def close(self) -> None:
         """Close the database; later calls raise :class:`StoreError`. Idempotent."""
         with self._lock:

@@ -123,3 +123,23 @@ def test_an_entry_flushed_after_a_restart_says_when_its_state_change_committed(t
         store.close()
     with pytest.raises(GovernanceError):
         OutboxEntry("req-1", "sign-reserve", "r1", "granted", {"committed_ms": 1})  # the outbox's
+
+
+def test_a_flusher_whose_store_was_closed_stops_quietly(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A stopping node closes its store under the background flusher: the flusher ends without an
+    ERROR (the queued entries stay in the database file; the next start flushes them), and a
+    failure while the store is open is still an ERROR."""
+    import logging
+
+    store = NodeStore.open(tmp_path / "node.db", b"pw", 1, scrypt_n=N)
+    audit = AuditLog.open(tmp_path / "audit.db", component="node-1", signing_key=AUDIT_KEY)
+    f = AuditFlusher(store, audit, linger_s=0.0)
+    with caplog.at_level(logging.INFO, logger="mpc_node.audit_outbox"):
+        t = f.start()
+        store.close()
+        assert store.closed
+        f.notify()
+        t.join(5)
+        assert not t.is_alive()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    audit.close()
