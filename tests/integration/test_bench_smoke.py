@@ -45,12 +45,15 @@ def test_bench_cluster_reports_cpu_commits_and_the_critical_path(tmp_path: Path)
     processes = {"coordinator", "node-1", "node-2", "node-3"}
     phases = [r["sign"], *r["throughput"], r["sustained"]]
     assert [t["concurrency"] for t in r["throughput"]] == [1, 3] and r["sustained"]["concurrency"] == 2
+    assert sum(ph["cpu_ms_per_sig"]["coordinator"] for ph in phases) > 0  # over every phase, some ticks
     for ph in phases:
         assert ph.get("errors", 0) == 0
         assert 0 <= ph["presigned"] <= ph["n"]  # issue 14: the share signed from a pool, in every phase
         cpu = ph["cpu_ms_per_sig"]
         assert set(cpu) == processes | {"client", "total"}
-        assert cpu["total"] > 0 and cpu["coordinator"] > 0 and cpu["client"] > 0
+        # a phase of one signature can fall between two of the coordinator's 10 ms CPU ticks
+        # (/proc/PID/stat; about 7 ms per signature now): its figure may be 0, never negative
+        assert cpu["total"] > 0 and cpu["coordinator"] >= 0 and cpu["client"] > 0
         assert ph["cpu_bound_ceiling_per_s"] > 0
         commits = ph["commits_per_sig"]
         assert set(commits) == processes | {"total"}
