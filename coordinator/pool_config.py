@@ -2,7 +2,7 @@
 
 Example (every field optional; absent section: pools off)::
 
-    "presign": {"enabled": false, "paths": [[]], "target": 32, "refill_at": 16, "cap": 32,
+    "presign": {"enabled": false, "paths": [[]], "target": 16, "refill_at": 8, "cap": 32,
                 "batch": 16, "max_parallel": 1}
 
 * ``enabled``: keep pools and sign from them in one round (default false; the local cluster
@@ -16,7 +16,7 @@ Example (every field optional; absent section: pools off)::
 * ``batch``: presignatures per presign session (1..64, :data:`crypto_core.sign.MAX_PRESIGN_BATCH`;
   a node takes at most its ``max_presign_batch``, default 16). A session costs about 20 ms of CPU
   over all processes beyond its presignatures (RPCs, envelopes, commits), so the defaults make
-  every refill a session of up to 16 (``scripts/bench_refill.py``);
+  every refill a session of 8 to 16 (``scripts/bench_refill.py``);
 * ``max_parallel``: presign sessions at once (1..16; kept for the refiller out of
   ``max_parallel_sessions`` when that is larger: coordinator/session_slots.py).
 
@@ -50,8 +50,8 @@ class PresignConfig:
 
     enabled: bool = False
     paths: tuple[tuple[int, ...], ...] = ((),)
-    target: int = 32
-    refill_at: int = 16
+    target: int = 16
+    refill_at: int = 8
     cap: int = 32
     batch: int = 16
     max_parallel: int = 1

@@ -21,8 +21,8 @@ from typing import Any
 DEFAULT_PRESIGN: dict[str, Any] = {
     "enabled": True,
     "paths": [[]],  # derivation paths kept per key ([] = the master key)
-    "target": 32,  # refilled up to this many ready presignatures per pool ...
-    "refill_at": 16,  # ... when ready falls to this
+    "target": 16,  # refilled up to this many ready presignatures per pool ...
+    "refill_at": 8,  # ... when ready falls to this
     "cap": 32,  # never more than this (ready + assigned + filling) per pool
     "batch": 16,  # presignatures per presign session (a node's max_presign_batch defaults to 16)
     "max_parallel": 1,  # presign sessions at once (signing always goes first)

@@ -21,7 +21,7 @@ def test_absent_section_means_pools_off_with_the_contract_defaults() -> None:
     cfg = load_presign(Fields({}, "coordinator.json"))
     assert cfg == PresignConfig()
     assert (cfg.enabled, cfg.paths, cfg.target, cfg.refill_at, cfg.cap, cfg.batch, cfg.max_parallel) == (
-        False, ((),), 32, 16, 32, 16, 1,
+        False, ((),), 16, 8, 32, 16, 1,
     )
     assert _load({}) == PresignConfig()
 
@@ -43,7 +43,7 @@ def test_a_full_section_is_read() -> None:
         ({"paths": [[True]]}, "presign.paths[0]"),
         ({"target": 0}, "presign.target"),
         ({"target": 1.5}, "presign.target"),
-        ({"refill_at": 32}, "presign.refill_at"),
+        ({"refill_at": 16}, "presign.refill_at"),
         ({"refill_at": -1}, "presign.refill_at"),
         ({"cap": 7}, "presign.cap"),
         ({"batch": 0}, "presign.batch"),

@@ -20,7 +20,7 @@ from mpcnet.cluster import cli as cluster_cli, presign_config
 from mpcnet.cluster.launcher import Layout, prepare
 from mpcnet.cluster.presign_config import DEFAULT_PRESIGN, configured_presign, presign_section, running_mismatch
 
-CONTRACT = {"enabled": True, "paths": [[]], "target": 32, "refill_at": 16, "cap": 32, "batch": 16, "max_parallel": 1}
+CONTRACT = {"enabled": True, "paths": [[]], "target": 16, "refill_at": 8, "cap": 32, "batch": 16, "max_parallel": 1}
 
 
 def section(lay: Layout) -> dict[str, object] | None:
@@ -41,12 +41,12 @@ def test_prepare_turns_pools_on_and_no_presign_off_and_a_rerun_keeps_it(tmp_path
     lay = prepare(tmp_path, 2, 2, scrypt_n=1024, presign=False)
     assert section(lay) == CONTRACT | {"enabled": False}
     doc = json.loads(lay.coordinator_config.read_text())  # an operator tunes the pool depth by hand
-    doc["presign"]["target"] = 24
+    doc["presign"]["target"] = 16
     lay.coordinator_config.write_text(json.dumps(doc))
     lay = prepare(tmp_path, 2, 2, scrypt_n=1024)  # `up` without the option: what the config says
-    assert section(lay) == CONTRACT | {"enabled": False, "target": 24}
+    assert section(lay) == CONTRACT | {"enabled": False, "target": 16}
     lay = prepare(tmp_path, 2, 2, scrypt_n=1024, presign=True)
-    assert section(lay) == CONTRACT | {"target": 24}
+    assert section(lay) == CONTRACT | {"target": 16}
 
 
 def test_a_coordinator_without_pools_gets_no_section_and_the_config_loads(tmp_path: Path) -> None:
