@@ -30,8 +30,10 @@ Call every method under the store's lock (its one connection is serialized by it
 from __future__ import annotations
 
 import bisect
+import contextlib
 import sqlite3
 from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 COUNT_SQL = "SELECT COUNT(*) FROM requests WHERE key_id = ? AND served_ms > ?"
@@ -127,14 +129,18 @@ class ServedWindows:
         self._pending = []
         self._version = None
 
-    def suspend(self) -> None:
-        """A write that may change ``requests`` unseen began: SQL answers until :meth:`resume`."""
+    @contextlib.contextmanager
+    def changing(self) -> Iterator[None]:
+        """Around a write transaction that may change ``requests`` unseen: SQL answers while it
+        runs, and the memo is cleared when it ends (as :meth:`KeyEpochCache.changing
+        <mpc_node.key_epoch_cache.KeyEpochCache.changing>`)."""
         self._suspended += 1
         self.clear()
-
-    def resume(self) -> None:
-        self._suspended -= 1
-        self.clear()
+        try:
+            yield
+        finally:
+            self._suspended -= 1
+            self.clear()
 
     def _check_version(self, c: sqlite3.Connection) -> None:
         (version,) = c.execute("PRAGMA data_version").fetchone()

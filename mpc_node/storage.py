@@ -393,35 +393,31 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
         into ``requests`` only through :func:`_record_served` given ``self._served``, so the
         store's memos stay valid (:mod:`mpc_node.key_epoch_cache`, :mod:`mpc_node.served_window`);
         by default both are suspended during the transaction and cleared when it ends."""
-        with self._lock:
+        with self._lock, contextlib.ExitStack() as memos:
             conn, _ = self._live()
-            if not tracked:
-                self._served.suspend()
+            if not tracked:  # both memos answer from SQL while it runs and start over when it ends
+                memos.enter_context(self._served.changing())
+                memos.enter_context(self._epoch_cache.changing())
             try:
-                with contextlib.nullcontext() if tracked else self._epoch_cache.changing():
-                    try:
-                        fault = self.write_fault() if self.write_fault is not None else None
-                        if fault:
-                            raise sqlite3.OperationalError(fault)
-                        guard = tracked and GUARD_TRACKED_WRITES
-                        if guard:
-                            conn.set_authorizer(_tracked_guard)
-                        try:
-                            with write_transaction(conn):
-                                yield conn
-                        finally:
-                            if guard:
-                                conn.set_authorizer(None)
-                    except sqlite3.Error as e:
-                        raise StoreError(f"database: {e}") from None
-            except BaseException:
+                fault = self.write_fault() if self.write_fault is not None else None
+                if fault:
+                    raise sqlite3.OperationalError(fault)
+                guard = tracked and GUARD_TRACKED_WRITES
+                if guard:
+                    conn.set_authorizer(_tracked_guard)
+                try:
+                    with write_transaction(conn):
+                        yield conn
+                finally:
+                    if guard:
+                        conn.set_authorizer(None)
+            except BaseException as e:
                 self._served.rolled_back()
+                if isinstance(e, sqlite3.Error):
+                    raise StoreError(f"database: {e}") from None
                 raise
             else:
                 self._served.committed()
-            finally:
-                if not tracked:
-                    self._served.resume()
 
     def _seal(self, kind: bytes, ident: bytes, plaintext: bytes) -> bytes:
         _, aead = self._live()
