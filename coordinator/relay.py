@@ -168,7 +168,7 @@ def _index(text: str) -> bool:
     return 1 <= len(text) <= 5 and text.isascii() and text.isdigit()
 
 
-def _classify(nodes: Mapping[int, NodeHandle], errs: dict[int, grpc.RpcError], phase: str) -> Exception:
+def _classify(nodes: Mapping[int, NodeHandle], errs: dict[int, grpc.RpcError], phase: str, judge: bool = True) -> Exception:
     down: dict[int, str] = {}
     aborts: list[Aborted] = []
     refused: list[Refused] = []
@@ -181,7 +181,8 @@ def _classify(nodes: Mapping[int, NodeHandle], errs: dict[int, grpc.RpcError], p
             aborts.append(Aborted(details, culprit, trailing(e, "mpc-ban") == "1", reporter=i))
         elif code in _RETRYABLE or (code == grpc.StatusCode.NOT_FOUND and phase == "step"):
             reason = f"{code.name}: {details}" if details else code.name
-            h.mark_down(reason)
+            if judge:
+                h.mark_down(reason)
             down[i] = f"{h.label}: {reason}"
         else:
             b = trailing(e, "mpc-banned") or ""
@@ -252,6 +253,7 @@ def run_session(
     wait_for_ready: bool = False,
     before_step: Callable[[int], dict[str, Any]] | None = None,
     last_round: int | None = None,
+    judge: bool = True,
 ) -> dict[int, node_pb2.StepResponse]:
     """Run one protocol session among ``nodes`` to the end; returns every node's final answer.
 
@@ -262,6 +264,8 @@ def run_session(
     extra ``StepRequest`` fields for every participant (e.g. reservation receipts); it may raise
     the exceptions above to end the session. ``last_round`` (the round whose delivery ends the
     protocol, if the caller knows it) decides who is blamed when only some nodes finish.
+    ``judge`` (default): a node that fails retryably is marked down, all are marked up at the end;
+    background work (presign sessions) passes False and leaves the judgement to the health probe.
     """
     participants = tuple(sorted(nodes))
     for h in nodes.values():
@@ -275,7 +279,7 @@ def run_session(
         expected = 1  # the round of the messages the nodes' next answers must hold
         while True:
             if errs:
-                raise _classify(nodes, errs, phase)
+                raise _classify(nodes, errs, phase, judge)
             for i, r in resps.items():
                 _check_output(sid, i, r, participants)
             if stats is not None:
@@ -283,8 +287,9 @@ def run_session(
                 stats.per_round_ms.append((time.perf_counter() - t0) * 1e3)
             finished = [i for i, r in resps.items() if r.finished]
             if len(finished) == len(resps):
-                for h in nodes.values():
-                    h.mark_up()
+                if judge:
+                    for h in nodes.values():
+                        h.mark_up()
                 return resps
             if finished:
                 # after the protocol's last round every node finishes; before it none does
