@@ -483,7 +483,10 @@ class Ceremonies:
             self._finish(rec, "failed", rec.targets, f"stored bundle unreadable: {e.field}: {e.reason}",
                          self._event(self.name, "ceremony-failed", rec, reason="bundle unreadable"))
             return
-        targets = self._call_targets(rec, bundle, bundle_rec.bundle, pieces)
+        # the targets reconstruct shares from the pieces: background refills start nothing on them meanwhile
+        with self.keyops.foreground.hold(f"{rec.kind} ceremony {cid.hex()}",
+                                         nodes={t.node for t in rec.targets if t.state != "ok"}):
+            targets = self._call_targets(rec, bundle, bundle_rec.bundle, pieces)
         waiting = [t for t in targets if t.state == "waiting"]
         failed = [t for t in targets if t.state == "failed"]
         if waiting:  # a node did not answer: keep what we learnt, retry later

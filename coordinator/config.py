@@ -50,6 +50,12 @@ approval is answered at once (SIGNING) and its client watches. 0: never wait.
 coordinator's (:mod:`mpcnet.common.clockskew`); signing leaves out a node whose clock is off by more
 than this while enough other nodes are available, and ``ClusterStatus`` flags it.
 
+``liveness_recheck_s`` (default 5, at most 60): before a refresh or reshare fails because members
+of its old committee were judged down by the 1 s background health probe, exactly those are asked
+once more with this deadline (:mod:`coordinator.liveness`); a node busy with background work that
+answered late once is then found serving and the operation proceeds. A node that answers
+NOT_SERVING, or not within it, still fails the operation, with the same message.
+
 ``anomaly`` (optional): thresholds of the anomaly rules (:mod:`coordinator.anomaly`, loaded by
 :mod:`coordinator.anomaly_config`); absent, the defaults.
 
@@ -81,6 +87,8 @@ from mpcnet.common.pki import ROLES, CertPaths
 DEFAULT_CLIENT_ROLES = ["admin", "requester", "approver", "auditor", "officer"]
 MAX_CLOCK_SKEW_S = 7 * 86400.0  # fits NodeStatus.max_clock_skew_ms (uint32 ms)
 MAX_STREAM_LIFETIME_S = 3600.0
+DEFAULT_RECHECK_S = 5.0  # liveness_recheck_s: the second health check's deadline (s); a busy node answers within it
+MAX_RECHECK_S = 60.0  # liveness_recheck_s at most (s): the key operation waits for it
 
 _KEYS = {
     "name", "listen", "threshold", "db", "tls", "nodes", "client_roles", "step_timeout_s", "dkg_timeout_s",
@@ -88,6 +96,7 @@ _KEYS = {
     "keystore", "passphrase_file", "passphrase_env", "audit_db", "governance", "sweep_interval_s",
     "max_clock_skew_s", "max_streams", "max_streams_per_caller", "stream_lifetime_s", "test_mode", "log_format",
     "max_waiting_decisions",  # issue 14: coordinator/decide_wait.py, coordinator/main.py
+    "liveness_recheck_s",  # coordinator/liveness.py
     "anomaly",  # issue 15: coordinator/anomaly_config.py
     "presign",  # issue 14: coordinator/pool_config.py
 }
@@ -132,6 +141,7 @@ class CoordinatorConfig:
     stream_lifetime_s: float = 60.0
     max_streams_per_caller: int = 64
     max_waiting_decisions: int = 64  # issue 14: deciding answers waiting for DONE at once (own threads)
+    liveness_recheck_s: float = DEFAULT_RECHECK_S  # the second health check's deadline (s) before a key operation fails
     # the admin-signed roster chain from the config (empty: legacy, the fixed `nodes` list) and
     # the roster at its end; the database may hold a longer chain extending it
     roster_history: tuple[SignedRosterChange, ...] = ()
@@ -191,6 +201,9 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
     lifetime = f.number("stream_lifetime_s", 60.0)
     if not lifetime <= MAX_STREAM_LIFETIME_S:
         raise f.error("stream_lifetime_s", f"must be a number of seconds in (0, {MAX_STREAM_LIFETIME_S:.0f}]")
+    recheck_s = f.number("liveness_recheck_s", DEFAULT_RECHECK_S)
+    if not recheck_s <= MAX_RECHECK_S:
+        raise f.error("liveness_recheck_s", f"must be a number of seconds in (0, {MAX_RECHECK_S:.0f}]")
     cfg = CoordinatorConfig(
         path=Path(path),
         name=f.name("name", "coordinator"),
@@ -222,6 +235,7 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
         stream_lifetime_s=lifetime,
         max_streams_per_caller=f.integer("max_streams_per_caller", max(1, max_streams // 4), lo=1, hi=max_streams),
         max_waiting_decisions=f.integer("max_waiting_decisions", 64, lo=0, hi=1000),
+        liveness_recheck_s=recheck_s,
         roster_history=history,
         signed_roster=signed_roster,
         test_mode=f.flag("test_mode", False),

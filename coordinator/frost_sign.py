@@ -124,7 +124,8 @@ class FrostDeps:
     """What FROST signing needs of the service: the database, the nodes (roster index ->
     handle, read at each use), ``signing(k) -> (epoch, committee, outside)`` (the key's epoch,
     its committee in share-index order and the nodes that may not sign now), the reservation
-    fan-out, the policy attestation, the audit append, the crypto, the stop event."""
+    fan-out, the policy attestation, the audit append, the crypto, the stop event, and what
+    foreground operations hold (``stand_aside``)."""
 
     db: CoordinatorDb
     nodes: Callable[[], Mapping[int, NodeHandle]]
@@ -135,6 +136,8 @@ class FrostDeps:
     crypto: Callable[[], FrostCrypto] = Rfc9591
     stop: threading.Event | None = None
     timeout_s: float = SIGN_SCHNORR_TIMEOUT_S
+    # (keys, nodes) that foreground operations hold (coordinator.foreground): the nonce refill makes none for them
+    stand_aside: Callable[[], tuple[frozenset[bytes], frozenset[int]]] = lambda: (frozenset(), frozenset())
 
 
 class _AttemptFailed(Exception):
@@ -235,17 +238,19 @@ class FrostSigning:
     def refill(self) -> int:
         """Background pass: keep :data:`REFILL_TARGET` fresh commitments per healthy committee
         node of every active FROST key at its epoch; how many were stored. Never raises for a
-        node's failure."""
+        node's failure. Stands aside (makes none) for a key or on a node a foreground operation
+        holds (``FrostDeps.stand_aside``): the next pass after it ended refills."""
         stored = 0
         with self._refill_lock:
             nodes = self.deps.nodes()
+            held_keys, held_nodes = self.deps.stand_aside()
             for k in self.db.list_keys("active"):
-                if k.scheme == "ecdsa-secp256k1":
+                if k.scheme == "ecdsa-secp256k1" or k.key_id in held_keys:
                     continue
                 epoch, committee, outside = self.deps.signing(k)
                 have = self.db.fresh_nonce_counts(k.key_id, epoch)
                 for i in committee:
-                    if i in outside or i not in nodes or nodes[i].healthy is False or have.get(i, 0) >= REFILL_TARGET:
+                    if i in outside or i in held_nodes or i not in nodes or nodes[i].healthy is False or have.get(i, 0) >= REFILL_TARGET:
                         continue
                     try:
                         stored += self.make_nonces(k, epoch, i, min(NONCE_BATCH, max(1, 2 * REFILL_TARGET - have.get(i, 0))))

@@ -49,10 +49,13 @@ from typing import Any
 
 import grpc
 
+from coordinator.config import DEFAULT_RECHECK_S
 from coordinator.db import AuditEvent, CoordinatorDb, KeyRecord, now_ms
+from coordinator.foreground import Foreground
 from coordinator.frost_keyops import PublicSharesRefused, new_epoch_public_shares
 from coordinator.keyop_store import LIVE, KeyOpRecord
 from coordinator.lifecycle_proposals import Proposed
+from coordinator.liveness import recheck
 from coordinator.relay import Aborted, NodeHandle, NodesUnavailable, Refused, fanout, run_session
 from coordinator.schemes import is_frost
 from governance.errors import GovernanceError
@@ -98,6 +101,10 @@ class KeyOperations:
         # "receipts", "decided", "pushed"); it can only crash or delay the process
         self.fault: Callable[[str], None] | None = None
         self.on_done: Callable[[bytes], None] | None = None  # called with the key id once an operation is done (new backups)
+        # an operation's session holds its key and nodes here: background refills stand aside (coordinator.foreground)
+        self.foreground = Foreground()
+        self.recheck_s = DEFAULT_RECHECK_S  # the second health check's deadline (s) before failing for down nodes
+        self.on_back: Callable[[int], None] | None = None  # a node judged down answered that second check
         self._locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -366,11 +373,14 @@ class KeyOperations:
             if rec is None:
                 raise RpcError(Code.NOT_FOUND, f"operation_id: unknown operation {op_id}")
             if rec.state == "running":
+                op = self._op(rec)
                 try:
-                    if resuming and rec.session_id:
-                        self._recover(rec)
-                    else:
-                        self._session(rec)
+                    with self.foreground.hold(f"key operation {op_id}", keys=(op.key_id,),
+                                              nodes=set(op.old_committee) | set(op.new_committee)):
+                        if resuming and rec.session_id:
+                            self._recover(rec)
+                        else:
+                            self._session(rec)
                 except OperationFailed as e:
                     self._failed(rec, str(e))
                     return "failed"
@@ -388,7 +398,7 @@ class KeyOperations:
         except RpcError as e:
             raise OperationFailed(e.message) from None
         active = {e.index for e in active_entries(roster)}
-        up = [i for i in op.old_committee if i in active and i in self.nodes and self.nodes[i].healthy is not False]
+        up = self._available(rec.op_id, op, active)
         if op.kind is KeyOpKind.REFRESH and tuple(up) != op.old_committee:
             down = sorted(set(op.old_committee) - set(up))
             raise OperationFailed(f"a refresh needs the whole committee; unavailable: node(s) {down}")
@@ -429,6 +439,35 @@ class KeyOperations:
         receipts = tuple(final[i].reshare_result.receipt for i in op.new_committee)
         shares = {i: tuple(final[i].reshare_result.public_shares) for i in op.new_committee}  # issue 16: a FROST key's
         self._decide(rec, op, sid, parts, receipts, roster, shares)
+
+    def _available(self, op_id: str, op: KeyOperation, active: set[int]) -> list[int]:
+        """The old committee's members that are active, connected and not known down. Before
+        ``op`` would fail for members known down (a refresh: any; a reshare: fewer than the old
+        threshold left), exactly those are asked once more, with the longer deadline
+        :attr:`recheck_s` (:func:`coordinator.liveness.recheck`): one late answer to the background
+        health probe from a busy node must not fail the operation."""
+
+        def up() -> list[int]:
+            return [i for i in op.old_committee if i in active and i in self.nodes and self.nodes[i].healthy is not False]
+
+        got = up()
+        short = tuple(got) != op.old_committee if op.kind is KeyOpKind.REFRESH else len(got) < op.old_threshold
+        late = [i for i in op.old_committee if i in active and i in self.nodes and self.nodes[i].healthy is False]
+        if not (short and late):
+            return got
+        log.info("key operation %s: node(s) %s were judged unavailable; asking them again (up to %.1f s)", op_id, late,
+                 self.recheck_s)
+        still = recheck(self.nodes, late, self.recheck_s, self.on_back)
+        for i, why in sorted(still.items()):
+            log.warning("key operation %s: %s is still unavailable after a second health check: %s", op_id,
+                        self.nodes[i].label, why)
+        return up()
+
+    def busy_keys(self) -> frozenset[bytes]:
+        """Keys with a key operation recorded and not yet decided (state ``running``, also one not
+        yet resumed after a restart) or holding a session now: background refills start nothing
+        for them (:mod:`coordinator.foreground`)."""
+        return frozenset(r.key_id for r in self.db.list_key_operations(states=("running",))) | self.foreground.keys_held()
 
     def _dealers(self, op: KeyOperation, up: list[int]) -> tuple[int, ...]:
         """The dealers of ``op`` among the reachable old-committee members ``up``: those that hold

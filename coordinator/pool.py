@@ -82,8 +82,8 @@ FALLBACK_REASONS = (
 class PoolDeps:
     """What the pools need of the service: the database, the nodes (a live mapping, read at each
     use), the key's (epoch, committee, excluded nodes) (:meth:`coordinator.keyops.KeyOperations.signing`),
-    whether signing requests are running now, the session slots shared with signing, and the
-    per-RPC timeout (s)."""
+    whether signing requests are running now, the session slots shared with signing, the
+    per-RPC timeout (s), and what foreground operations hold (``stand_aside``)."""
 
     db: CoordinatorDb
     nodes: Callable[[], Mapping[int, NodeHandle]]
@@ -91,6 +91,9 @@ class PoolDeps:
     busy: Callable[[], bool]
     sessions: threading.BoundedSemaphore
     step_timeout_s: float
+    # (keys, nodes) that foreground operations hold or are about to (coordinator.foreground): no new
+    # presign session for such a key or on such a node, no reconcile of such a node, until they end
+    stand_aside: Callable[[], tuple[frozenset[bytes], frozenset[int]]] = lambda: (frozenset(), frozenset())
 
 
 def usable(h: NodeHandle) -> bool:
@@ -140,6 +143,10 @@ class PresignPools:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
+
+    def wake(self) -> None:
+        """A pass now (e.g. a foreground operation ended: the pools it stood aside for refill)."""
         self._wake.set()
 
     def _reconcile_once(self) -> None:
@@ -241,8 +248,11 @@ class PresignPools:
         out: list[tuple[int, KeyRecord, PoolKey, int]] = []
         seen: set[PoolKey] = set()
         now = time.monotonic()
+        held_keys, held_nodes = self.deps.stand_aside()
         for k in self.deps.db.list_keys("active"):
             if k.scheme != "ecdsa-secp256k1":  # issue 16: FROST keys have no presignatures (coordinator/frost_sign.py)
+                continue
+            if k.key_id in held_keys:  # a key operation of this key is recorded or running: its epoch may end
                 continue
             epoch, committee, outside = self.deps.signing(k)
             if any(i in committee for i in outside):  # a refresh or reshare is committing: its epoch ends
@@ -253,6 +263,8 @@ class PresignPools:
                 for s in sets:
                     pool = (k.key_id, epoch, path, s)
                     seen.add(pool)
+                    if held_nodes.intersection(s):  # a foreground operation needs one of its nodes: later
+                        continue
                     c = counts.get(pool, {})
                     ready, assigned = c.get("ready", 0), c.get("assigned", 0)
                     with self._lock:
@@ -268,8 +280,8 @@ class PresignPools:
                     count = min(self.cfg.batch, self.cfg.target - ready - filling, self.cfg.cap - ready - assigned - filling)
                     if count > 0:
                         out.append((ready + filling, k, pool, count))
-        with self._lock:
-            self._topping &= seen  # a pool no longer kept (epoch, set, path) is forgotten
+        with self._lock:  # a pool no longer kept (epoch, set, path) is forgotten; a held key's resume where they were
+            self._topping = {p for p in self._topping if p in seen or p[0] in held_keys}
         out.sort(key=lambda x: x[0])
         return [(k, pool, count) for _, k, pool, count in out]
 
@@ -306,7 +318,9 @@ class PresignPools:
         start = node_pb2.StartSessionRequest(session_id=sid, presign=params)
         subset = {i: nodes[i] for i in signers}
         try:
-            final = run_session(subset, sid, {i: start for i in signers}, self.deps.step_timeout_s, last_round=PRESIGN_LAST_ROUND)
+            # background work never judges a node's health (a busy node answering late is not down): the probe does
+            final = run_session(subset, sid, {i: start for i in signers}, self.deps.step_timeout_s, last_round=PRESIGN_LAST_ROUND,
+                                judge=False)
         except (Aborted, NodesUnavailable, Refused) as e:
             self._failed(pool, e)
             return 0
@@ -439,10 +453,11 @@ class PresignPools:
         :data:`RECONCILE_EVERY_S`; a node seen down is reconciled again when it is back."""
         now = time.monotonic()
         due = []
+        held = self.deps.stand_aside()[1]
         for i, h in self.deps.nodes().items():
             if not usable(h):
                 self._reconciled.pop(i, None)
-            elif now - self._reconciled.get(i, -1e18) >= RECONCILE_EVERY_S:
+            elif i not in held and now - self._reconciled.get(i, -1e18) >= RECONCILE_EVERY_S:
                 due.append(h)
         for h in due:
             if self.reconcile(h):

@@ -203,6 +203,10 @@ class CoordinatorService:
             timeout_s=cfg.dkg_timeout_s, name=cfg.name,
         )
         self.keyops.fault = fault_hook(cfg.test_mode)  # None unless test_mode (coordinator.faults)
+        # foreground operations hold keys and nodes; background refills stand aside (coordinator.foreground)
+        self.foreground = self.keyops.foreground
+        self.keyops.recheck_s = cfg.liveness_recheck_s  # a second health check before failing (coordinator.liveness)
+        self.keyops.on_back = self._node_back
         self.requests.flusher.fault = self.keyops.fault  # the audit flush's crash points (the same file)
         self.lifecycle.register(KEY_OPERATION, self.keyops.decode_proposal, self.keyops.apply_proposal)
         self.schedule = RefreshScheduler(  # scheduled refreshes (coordinator/schedule.py), run by _background
@@ -228,8 +232,9 @@ class CoordinatorService:
         # issue 14: presignature pools and the one-round path (coordinator/pool.py, coordinator/presigned.py)
         self.pools = PresignPools(cfg.presign, PoolDeps(
             self.db, lambda: self.nodes, self.keyops.signing, lambda: bool(self.requests._signing), self._sessions,
-            cfg.step_timeout_s,
+            cfg.step_timeout_s, self._stand_aside,
         ), self.metrics)
+        self.foreground.listen(self.pools.wake)  # a foreground operation ended: the pools it stood aside for refill now
         self.presigned = PresignedSigning(PresignedDeps(
             self.pools, self._reserve, self.policies.attestation, cfg.step_timeout_s, self._stop,
         ))
@@ -239,7 +244,7 @@ class CoordinatorService:
             self.db, lambda: self.nodes, self.keyops.signing, self._reserve, self.policies.attestation,
             lambda actor, action, rid, outcome, details: self.audit.append(actor, action, request_id=rid, outcome=outcome,
                                                                            details=details),
-            stop=self._stop,
+            stop=self._stop, stand_aside=self._stand_aside,
         ))
         self.frost_sync = NonceSync(self.db, lambda: self.nodes)
         self.frost.fault = self.keyops.fault  # test mode: the frost-assigned crash point (coordinator/faults.py)
@@ -265,6 +270,18 @@ class CoordinatorService:
                 error_message="interrupted by a coordinator restart; resubmit with the same request_id to retry",
             )
             log.info("request %s (%s) was interrupted by a restart: marked failed", escape(r.request_id), r.kind)
+
+    def _stand_aside(self) -> tuple[frozenset[bytes], frozenset[int]]:
+        """(keys, nodes) background refills start nothing for: keys with a key operation recorded
+        or running, nodes a foreground operation holds (:mod:`coordinator.foreground`)."""
+        return self.keyops.busy_keys(), self.foreground.nodes_held()
+
+    def _node_back(self, i: int) -> None:
+        """Node ``i`` answers again after it was marked down: it may have missed policies and
+        roster changes (pushed again by the background pass), and recovery state."""
+        self.policies.mark_unsynced(i)
+        self.roster_sync.mark_unsynced(i)
+        self.recovery.node_back(i)
 
     def roster_in_force(self) -> Roster | None:
         """The roster in force (None: a legacy config with a fixed node list)."""
@@ -370,9 +387,7 @@ class CoordinatorService:
                 h.mark_down(f"NOT_SERVING: {_printable(resp.reason) or 'no reason given'}")
                 continue
             if h.healthy is False:  # back from being down: it may have missed policies and roster changes
-                self.policies.mark_unsynced(i)
-                self.roster_sync.mark_unsynced(i)
-                self.recovery.node_back(i)
+                self._node_back(i)
             h.mark_up()
         for i, e in errs.items():
             code, details = status_of(e)
@@ -541,7 +556,8 @@ class CoordinatorService:
         )
         for attempt in (1, 2):
             try:
-                with self._sessions:
+                # the DKG needs every node: background refills start nothing on them until it ends
+                with self._sessions, self.foreground.hold(f"keygen request {rid}", nodes=tuple(self.nodes)):
                     final = run_session(self.nodes, sid, {i: params for i in self.nodes}, self.cfg.dkg_timeout_s)
                 break
             except NodesUnavailable as e:

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import coordinator.service as csvc
 from coordinator.db import CoordinatorDb
+from coordinator.foreground import Foreground
 from coordinator.keyops import KeyOperations
 from coordinator.service import CoordinatorService
 from crypto_core.frost.local import run_frost_dkg
@@ -54,6 +55,7 @@ def svc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-unt
     s._lock, s._running, s._active = threading.Lock(), {}, 0
     s.nodes = {i: FakeHandle(i, _Stub()) for i in range(1, N + 1)}  # type: ignore[assignment]
     s._sessions = contextlib.nullcontext()  # type: ignore[assignment]
+    s.foreground = Foreground()  # the DKG holds every node (coordinator.foreground)
     s.recovery = SimpleNamespace(key_activated=lambda key_id: None)  # type: ignore[assignment]
     s.keyops = object.__new__(KeyOperations)
     s.keyops.db = s.db
@@ -138,3 +140,18 @@ def test_unknown_scheme_is_invalid_argument_before_any_work(svc: CoordinatorServ
         svc.CreateKey(cpb.CreateKeyRequest(label="x", request_id="kg-u", scheme="ed448"), None)
     assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT and e.value.message.startswith("scheme:")
     assert not seen and svc.db.get_request("kg-u") is None
+
+
+def test_the_dkg_holds_every_node_while_it_runs_and_releases_them(svc: CoordinatorService, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Background refills start nothing on any node while a keygen's DKG runs (coordinator.foreground)."""
+    share = run_frost_dkg("ed25519", T, N)[0]
+    result = _result("ed25519", share.public_key, shares=share.public_shares)
+    held: list[frozenset[int]] = []
+
+    def run_session(nodes: Any, sid: bytes, params: dict[int, node_pb2.StartSessionRequest], timeout: float) -> Any:
+        held.append(svc.foreground.nodes_held())
+        return {i: node_pb2.StepResponse(session_id=sid, finished=True, dkg_result=result) for i in params}
+
+    monkeypatch.setattr(csvc, "run_session", run_session)
+    svc.CreateKey(cpb.CreateKeyRequest(label="held", request_id="kg-held", scheme="ed25519"), None)
+    assert held == [frozenset(range(1, N + 1))] and svc.foreground.nodes_held() == frozenset()

@@ -11,6 +11,7 @@ import dataclasses
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -521,3 +522,23 @@ def test_a_member_gone_for_good_that_the_follow_up_leaves_out_does_not_block_the
     applied = world.propose_order(reshare, "ada", "bob")
     assert applied.state == coordinator_pb2.PROPOSAL_STATE_APPLIED
     assert world.db.get_ceremony(reshare.order_id) is not None
+
+
+def test_a_ceremony_run_holds_its_target_nodes_so_background_refills_stand_aside(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the targets reconstruct shares from the pieces, no new presign or nonce session
+    starts on them (coordinator.foreground); the hold ends with the run."""
+    _configured(world)
+    held: list[frozenset[int]] = []
+    for node in world.nodes.values():
+        real = node.DrillShare
+
+        def drill(req: Any, _real: Any = real, **kw: Any) -> Any:
+            held.append(world.keyops.foreground.nodes_held())
+            return _real(req, **kw)
+
+        monkeypatch.setattr(node, "DrillShare", drill)
+    c = world.ceremonies.start_drill(world.key_id, "officer1")
+    world.ceremonies.submit(world.pieces("officer1", c.ceremony_id, PiecePurpose.DRILL), "officer1")
+    done = world.ceremonies.submit(world.pieces("officer3", c.ceremony_id, PiecePurpose.DRILL), "officer3")
+    assert done.state == "done", done.error
+    assert held == [frozenset({1, 2, 3})] * 3 and world.keyops.foreground.holds() == []

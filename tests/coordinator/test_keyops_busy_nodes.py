@@ -1,0 +1,214 @@
+"""A key operation is not failed by a busy node's late health answer (coordinator.liveness), and
+holds its key and nodes while its session runs so background refills stand aside
+(coordinator.foreground). In-process nodes of a 2-of-3 cluster (tests.network.keyops_util).
+
+* a node the background probe judged down (a late answer) is asked again with the longer
+  deadline before a refresh fails: it answers serving, is marked up (and resynced), and the
+  refresh is done;
+* a node really down, or answering NOT_SERVING, still fails it, with the same message as
+  before the second look;
+* a reshare with enough dealers up asks nobody again (no wait for a dead node it can do without);
+* while the session runs its key and nodes are held; after the operation nothing is, and a
+  recorded operation not yet resumed after a restart marks its key busy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from coordinator.config import DEFAULT_RECHECK_S, load_coordinator_config
+from coordinator.keyops import KeyOperations
+from governance.keyop import KeyOpKind
+from mpc_node.service import NodeService
+from mpcnet.cluster.launcher import Layout, prepare
+from mpcnet.common.config import ConfigError
+from mpcnet.wire.mpc.v1 import node_pb2
+from tests.network.keyops_util import Handle, close, dkg, operation, services
+
+from .test_keyops_orchestration import Coordinator, Crash
+
+N, T = 3, 2
+FULL = (1, 2, 3)
+
+
+class LiveHandle(Handle):
+    """A handle whose health follows mark_down / mark_up, as a NodeHandle's does."""
+
+    def mark_down(self, reason: str) -> None:
+        self.healthy, self.last_error = False, reason
+
+    def mark_up(self) -> None:
+        self.healthy, self.last_error = True, ""
+
+
+@pytest.fixture(scope="module")
+def lay(tmp_path_factory: pytest.TempPathFactory) -> Layout:
+    return prepare(tmp_path_factory.mktemp("keyops-busy"), N, T, scrypt_n=2**10, test_mode=True, policy_max_age_s=0)
+
+
+@pytest.fixture(scope="module")
+def svcs(lay: Layout) -> Iterator[dict[int, NodeService]]:
+    out = services(lay)
+    yield out
+    close(out)
+
+
+@pytest.fixture
+def coord(tmp_path: Path, lay: Layout, svcs: dict[int, NodeService]) -> Iterator[Coordinator]:
+    c = Coordinator(tmp_path, lay, svcs, {i: LiveHandle(s) for i, s in svcs.items()})
+    c.ops.recheck_s = 2.0
+    yield c
+    c.close()
+
+
+def _key(coord: Coordinator) -> Any:
+    k = dkg(coord.svcs, T)
+    coord.add_key(k)
+    return k
+
+
+def _refresh(coord: Coordinator, k: Any, old_epoch: int = 0) -> str:
+    signed = operation(coord.lay, coord.lay.governance()[0].digest(), k, kind=KeyOpKind.REFRESH, old=FULL, new=FULL, old_t=T, new_t=T,
+                       old_epoch=old_epoch, roster_version=coord.svcs[1].roster_state.version)
+    return coord.ops.start(signed, "admin-quorum", "admin1", wait=True)
+
+
+def _count_health(monkeypatch: pytest.MonkeyPatch, svc: NodeService, answer: node_pb2.NodeHealthResponse | None = None) -> list[int]:
+    calls: list[int] = []
+    real = svc.Health
+
+    def health(req: node_pb2.NodeHealthRequest, ctx: Any) -> node_pb2.NodeHealthResponse:
+        calls.append(1)
+        return answer if answer is not None else real(req, ctx)
+
+    monkeypatch.setattr(svc, "Health", health)
+    return calls
+
+
+def test_a_refresh_with_a_node_that_answered_its_probe_late_is_done(coord: Coordinator, monkeypatch: pytest.MonkeyPatch) -> None:
+    k = _key(coord)
+    back: list[int] = []
+    coord.ops.on_back = back.append
+    calls = _count_health(monkeypatch, coord.svcs[2])
+    coord.handles[2].mark_down("DEADLINE_EXCEEDED: Deadline Exceeded")  # what the 1 s probe did while node 2 was busy
+    op_id = _refresh(coord, k)
+    st = coord.ops.get(op_id)
+    assert st.state == "done", st.error
+    assert calls == [1] and back == [2]  # asked once more; it was down, so it is resynced
+    assert coord.handles[2].healthy is True and coord.db.key_epoch(k.key_id, N) == (1, FULL)
+
+
+def test_a_refresh_with_a_node_really_down_fails_with_the_same_message(coord: Coordinator, caplog: pytest.LogCaptureFixture) -> None:
+    k = _key(coord)
+    coord.handles[2].mark_down("UNAVAILABLE: connection refused")
+    coord.handles[2].down = True
+    try:
+        with caplog.at_level(logging.INFO, logger="coordinator.keyops"):
+            op_id = _refresh(coord, k)
+    finally:
+        coord.handles[2].down = False
+    st = coord.ops.get(op_id)
+    assert st.state == "failed" and st.error == "a refresh needs the whole committee; unavailable: node(s) [2]"
+    assert coord.handles[2].healthy is False and coord.handles[2].last_error == "UNAVAILABLE: node is down (test)"
+    text = caplog.text
+    assert "node(s) [2] were judged unavailable; asking them again" in text
+    assert "node 2 (node-2) is still unavailable after a second health check: UNAVAILABLE: node is down (test)" in text
+    assert coord.db.key_epoch(k.key_id, N) == (0, FULL)
+    actions = [(e.action, e.outcome) for e in coord.audit.entries() if e.details.get("operation") == op_id]
+    assert actions == [("key-operation", "started"), ("key-operation", "failed")]  # audited as before
+
+
+def test_a_node_answering_not_serving_is_never_treated_as_up(coord: Coordinator, monkeypatch: pytest.MonkeyPatch) -> None:
+    k = _key(coord)
+    _count_health(monkeypatch, coord.svcs[3], node_pb2.NodeHealthResponse(serving=False, reason="store cannot be written: full"))
+    coord.handles[3].mark_down("DEADLINE_EXCEEDED: Deadline Exceeded")
+    st = coord.ops.get(_refresh(coord, k))
+    assert st.state == "failed" and st.error == "a refresh needs the whole committee; unavailable: node(s) [3]"
+    assert coord.handles[3].last_error == "NOT_SERVING: store cannot be written: full"
+
+
+def test_a_reshare_that_can_do_without_a_down_node_asks_nobody_again(coord: Coordinator, monkeypatch: pytest.MonkeyPatch) -> None:
+    k = _key(coord)
+    calls = _count_health(monkeypatch, coord.svcs[3])
+    coord.handles[3].mark_down("UNAVAILABLE: connection refused")
+    signed = operation(coord.lay, coord.lay.governance()[0].digest(), k, kind=KeyOpKind.RESHARE, old=FULL, new=(1, 2), old_t=T,
+                       new_t=T, roster_version=coord.svcs[1].roster_state.version)
+    st = coord.ops.get(coord.ops.start(signed, "admin-quorum", "admin1", wait=True))
+    assert st.state == "done", st.error
+    assert calls == [] and coord.handles[3].healthy is False  # two dealers suffice: no wait on node 3
+
+
+def test_the_session_holds_its_key_and_nodes_and_releases_them(coord: Coordinator) -> None:
+    k = _key(coord)
+    seen: list[tuple[frozenset[bytes], frozenset[int]]] = []
+    ended: list[int] = []
+    coord.ops.foreground.listen(lambda: ended.append(1))
+
+    def at(point: str) -> None:
+        if point in ("recorded", "round-1"):
+            seen.append((coord.ops.busy_keys(), coord.ops.foreground.nodes_held()))
+
+    coord.ops.fault = at
+    assert coord.ops.get(_refresh(coord, k)).state == "done"
+    assert seen == [(frozenset({k.key_id}), frozenset(FULL))] * 2
+    assert coord.ops.busy_keys() == frozenset() and coord.ops.foreground.nodes_held() == frozenset() and ended == [1]
+
+
+def test_a_recorded_operation_marks_its_key_busy_until_it_ends(coord: Coordinator) -> None:
+    """After a restart, before resume: the running row alone keeps the refiller off the key."""
+    k = _key(coord)
+
+    def die(point: str) -> None:
+        if point == "recorded":
+            raise Crash(point)
+
+    coord.ops.fault = die
+    with pytest.raises(Crash):
+        _refresh(coord, k)
+    assert coord.ops.foreground.holds() == []  # the crash released the hold ...
+    coord.restart()
+    assert coord.ops.busy_keys() == frozenset({k.key_id})  # ... the durable row still marks the key busy
+    coord.ops.resume(wait=True)
+    assert coord.ops.busy_keys() == frozenset()  # resumed: it failed (no receipts) or finished; either way it ended
+
+
+def _with(lay: Layout, tmp_path: Path, **keys: Any) -> Path:
+    doc = json.loads(lay.coordinator_config.read_text()) | keys
+    p = lay.coordinator_dir / f"config-{tmp_path.name}.json"
+    p.write_text(json.dumps(doc))
+    return p
+
+
+@pytest.mark.parametrize("value", [0, -1, 60.5, "5", True, float("inf")])
+def test_a_bad_liveness_recheck_s_names_the_field(lay: Layout, tmp_path: Path, value: Any) -> None:
+    with pytest.raises(ConfigError, match="liveness_recheck_s"):
+        load_coordinator_config(_with(lay, tmp_path, liveness_recheck_s=value))
+
+
+def test_the_service_wires_the_recheck_and_what_background_work_stands_aside_for(lay: Layout, tmp_path: Path) -> None:
+    from coordinator.service import CoordinatorService
+
+    assert load_coordinator_config(lay.coordinator_config).liveness_recheck_s == DEFAULT_RECHECK_S == 5.0
+    cfg = load_coordinator_config(_with(lay, tmp_path, liveness_recheck_s=12.5))
+    svc = CoordinatorService(dataclasses.replace(cfg, db=tmp_path / "c.db", audit_db=tmp_path / "a.db"), Ed25519PrivateKey.generate())
+    try:
+        assert isinstance(svc.keyops, KeyOperations) and svc.keyops.recheck_s == 12.5
+        assert svc.keyops.on_back == svc._node_back and svc.foreground is svc.keyops.foreground
+        nothing = (frozenset(), frozenset())
+        assert svc.pools.deps.stand_aside() == nothing and svc.frost.deps.stand_aside() == nothing
+        key = b"\x07" * 32
+        with svc.foreground.hold("key operation x", keys=(key,), nodes=(2,)):
+            held = (frozenset({key}), frozenset({2}))
+            assert svc.pools.deps.stand_aside() == held and svc.frost.deps.stand_aside() == held
+            svc.pools._wake.clear()
+        assert svc.pools._wake.is_set()  # the refiller is woken when it ends
+    finally:
+        svc.stop()
