@@ -453,12 +453,14 @@ class PresignPools:
         :data:`RECONCILE_EVERY_S`; a node seen down is reconciled again when it is back."""
         now = time.monotonic()
         due = []
-        held = self.deps.stand_aside()[1]
         for i, h in self.deps.nodes().items():
             if not usable(h):
                 self._reconciled.pop(i, None)
-            elif i not in held and now - self._reconciled.get(i, -1e18) >= RECONCILE_EVERY_S:
+            elif now - self._reconciled.get(i, -1e18) >= RECONCILE_EVERY_S:
                 due.append(h)
+        if due:  # a node a foreground operation holds is reconciled after it (read only when one is due)
+            held = self.deps.stand_aside()[1]
+            due = [h for h in due if h.index not in held]
         for h in due:
             if self.reconcile(h):
                 self._reconciled[h.index] = now
