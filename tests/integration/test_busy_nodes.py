@@ -8,13 +8,18 @@ coordinator/liveness.py).
 * the nodes and the coordinator restart (every fresh presignature is gone, so the refiller starts
   presign sessions for every key at once) and a refresh proposed right then is done, not refused
   for "unavailable" nodes; so is a second key's right after;
-* the pools then refill at the new epoch (the refiller resumed), and a request signs from them.
+* the pools then refill at the new epoch (the refiller resumed), and a request signs from them;
+* a node frozen (SIGSTOP) until the health probe judges it down, resumed half a second after a
+  refresh is approved: the second health check (``liveness_recheck_s``) finds it serving and the
+  refresh is done (before, it failed at once: "unavailable: node(s) [2]").
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -90,3 +95,25 @@ def test_a_refresh_right_after_a_restart_with_deep_pools_refilling_is_done(bc: L
         verify_independently(keys[0].public_key, r.signature.der, digest)
         info = team.requester._stub.GetSignRequest(coordinator_pb2.GetSignRequestRequest(request_id="busy-after-refresh"), timeout=30)
         assert info.presigned
+
+
+def test_a_refresh_approved_while_the_probe_judges_a_frozen_node_down_is_done_once_it_answers(
+    bc: LocalCluster, admins: Any
+) -> None:
+    a1, _ = admins
+    key = a1.create_key("busy-frozen")
+    pid = bc.procs["node-2"].pid
+    os.kill(pid, signal.SIGSTOP)
+    resume = threading.Timer(0.5, os.kill, (pid, signal.SIGCONT))
+    try:
+        deadline = time.monotonic() + 30
+        while next(n for n in _status(a1).nodes if n.index == 2).healthy:
+            assert time.monotonic() < deadline, "the probe did not judge the frozen node down"
+            time.sleep(0.1)
+        resume.start()  # it answers again half a second after the approval (well within the 5 s second look)
+        st = _run_operation(bc, admins, key, KeyOpKind.REFRESH, (1, 2, 3), 2)
+    finally:
+        resume.cancel()
+        os.kill(pid, signal.SIGCONT)
+    assert st.state == "done", st.error
+    assert a1._stub.GetKey(coordinator_pb2.GetKeyRequest(key_id=key.key_id), timeout=30).epoch == 1
