@@ -15,6 +15,7 @@ from coordinator.foreground import Foreground
 from coordinator.liveness import recheck
 from coordinator.relay import NodesUnavailable, run_session
 from mpcnet.wire.mpc.v1 import node_pb2
+from tests.test_suite_settings import scaled
 
 Code = grpc.StatusCode
 
@@ -136,7 +137,7 @@ def test_holds_from_many_threads_at_once_leave_nothing_held() -> None:
     assert fg.holds() == [] and fg.nodes_held() == frozenset() and len(ends) == 1600
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=scaled(50), deadline=None)
 @given(st.lists(st.tuples(st.frozensets(st.integers(1, 5), max_size=3), st.booleans()), max_size=8))
 def test_what_is_held_is_the_union_of_the_holds_in_progress(ops: list[tuple[frozenset[int], bool]]) -> None:
     """Holds entered in order and left in any order (each ``True`` leaves the newest at once):
