@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from coordinator.by_request import by_request
 from coordinator.db import CoordinatorDb
-from coordinator.pool_store import PresigRow, _by_request
+from coordinator.pool_store import PresigRow
 from governance.reservation import MAX_SIGN_ATTEMPTS
 
 KEY = hashlib.sha256(b"lookup key").digest()
@@ -53,7 +54,7 @@ def _steps(conn: sqlite3.Connection) -> Iterator[list[int]]:
         conn.set_progress_handler(None, 1)
 
 
-def _cost(db: CoordinatorDb, conn: sqlite3.Connection, lookup: Callable[[], object]) -> int:
+def _cost(conn: sqlite3.Connection, lookup: Callable[[], object]) -> int:
     with _steps(conn) as count:
         lookup()
     return count[0]
@@ -68,10 +69,10 @@ def test_lookups_by_request_do_not_grow_with_the_table(tmp_path: Path) -> None:
 
     def costs() -> tuple[int, int, int, int]:
         return (  # the writer's probe ("one assignment at a time": live-1 has one), then the readers'
-            _cost(db, db._conn, lambda: db.assign_presig("live-1", KEY, 0, (), [(1, 2)], MAX_SIGN_ATTEMPTS, 3)),
-            _cost(db, db._rconn, lambda: db.presig_assigned_to("live-1")),
-            _cost(db, db._rconn, lambda: db.signed_presigned("a-3")),
-            _cost(db, db._rconn, lambda: db.signed_presigned("nobody")),
+            _cost(db._conn, lambda: db.assign_presig("live-1", KEY, 0, (), [(1, 2)], MAX_SIGN_ATTEMPTS, 3)),
+            _cost(db._rconn, lambda: db.presig_assigned_to("live-1")),
+            _cost(db._rconn, lambda: db.signed_presigned("a-3")),
+            _cost(db._rconn, lambda: db.signed_presigned("nobody")),
         )
 
     small = costs()
@@ -91,7 +92,7 @@ def test_lookups_by_request_find_what_the_plain_term_finds(tmp_path: Path, reque
         c.execute("UPDATE presigs SET state = 'assigned' WHERE state = 'ready'")
     for state in ("assigned", "used"):
         plain = db._query("SELECT presig_id FROM presigs WHERE request_id = ? AND state = ? ORDER BY presig_id", (request_id, state))
-        ours = db._query(f"SELECT presig_id FROM presigs WHERE {_by_request(request_id)} AND state = ? ORDER BY presig_id",
+        ours = db._query(f"SELECT presig_id FROM presigs WHERE {by_request(request_id)} AND state = ? ORDER BY presig_id",
                          (request_id, state))
         assert ours == plain
     assert db.signed_presigned(request_id) == bool(
@@ -104,8 +105,8 @@ def test_lookups_by_request_find_what_the_plain_term_finds(tmp_path: Path, reque
 def test_the_plans_use_the_partial_index(tmp_path: Path) -> None:
     db = CoordinatorDb(tmp_path / "c.db")
     for sql in (
-        f"SELECT 1 FROM presigs WHERE {_by_request('r')} AND state = 'assigned'",
-        f"SELECT 1 FROM presigs WHERE {_by_request('r')} AND state = 'used' LIMIT 1",
+        f"SELECT 1 FROM presigs WHERE {by_request('r')} AND state = 'assigned'",
+        f"SELECT 1 FROM presigs WHERE {by_request('r')} AND state = 'used' LIMIT 1",
     ):
         plan = " ".join(str(r[3]) for r in db._query("EXPLAIN QUERY PLAN " + sql, ("r",)))
         assert "presigs_by_request" in plan, plan
