@@ -33,6 +33,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from coordinator.by_request import by_request
 from mpcnet.common.stores.sqlite import AddColumn, Migration
 
 NONCE_STATES = ("fresh", "assigned", "discarded")
@@ -177,7 +178,7 @@ class NonceStore:
     def nonces_of(self, request_id: str) -> list[NonceRow]:
         """Every commitment assigned to ``request_id``, by attempt then node."""
         rows = self._query(
-            f"SELECT {_COLS} FROM frost_nonces WHERE request_id = ? ORDER BY attempt, node", (request_id,)
+            f"SELECT {_COLS} FROM frost_nonces WHERE {by_request(request_id)} ORDER BY attempt, node", (request_id,)
         )
         return [_row(r) for r in rows]
 
@@ -188,7 +189,7 @@ class NonceStore:
                 raise ValueError(f"outcome: must be one of {OUTCOMES}, got {o!r}")
         with self._tx() as c:
             c.executemany(
-                "UPDATE frost_nonces SET outcome = ?, updated_ms = ? WHERE request_id = ? AND attempt = ? AND node = ?",
+                f"UPDATE frost_nonces SET outcome = ?, updated_ms = ? WHERE {by_request(request_id)} AND attempt = ? AND node = ?",
                 [(o, now, request_id, attempt, node) for node, o in outcomes.items()],
             )
 

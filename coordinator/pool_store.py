@@ -27,6 +27,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from coordinator.by_request import by_request
+
 PRESIG_STATES = ("ready", "assigned", "used", "discarded")
 PRESIG_ID_LEN = 32
 
@@ -58,6 +60,8 @@ POOL_MIGRATION: tuple[str, ...] = (
     "CREATE TRIGGER IF NOT EXISTS presig_kept BEFORE DELETE ON presigs"
     " BEGIN SELECT RAISE(ABORT, 'presignature rows are kept (a presig_id is never offered again)'); END",
 )
+
+
 
 PoolKey = tuple[bytes, int, tuple[int, ...], tuple[int, ...]]  # key_id, epoch, path, signers
 
@@ -143,7 +147,7 @@ class PoolStore:
         """:meth:`assign_presig` inside the caller's transaction ``c`` (e.g. the one that moves
         the request to SIGNING: the assignment, its attempt and the quorum commit together)."""
         if request_id and c.execute(
-            "SELECT 1 FROM presigs WHERE request_id = ? AND state = 'assigned'", (request_id,)
+            f"SELECT 1 FROM presigs WHERE {by_request(request_id)} AND state = 'assigned'", (request_id,)
         ).fetchone():
             return None  # one assignment at a time per request
         row = c.execute("SELECT reserved FROM sign_attempts WHERE request_id = ?", (request_id,)).fetchone()
@@ -187,7 +191,7 @@ class PoolStore:
 
     def presig_assigned_to(self, request_id: str) -> PresigRow | None:
         """The presignature assigned to ``request_id`` and not yet used or discarded (None: none)."""
-        rows = self._query(f"SELECT {_COLS} FROM presigs WHERE request_id = ? AND state = 'assigned'", (request_id,))
+        rows = self._query(f"SELECT {_COLS} FROM presigs WHERE {by_request(request_id)} AND state = 'assigned'", (request_id,))
         return _row(rows[0]) if rows else None
 
     @staticmethod
@@ -258,7 +262,7 @@ class PoolStore:
 
     def signed_presigned(self, request_id: str) -> bool:
         """Whether ``request_id`` was signed from a pool presignature (one is ``used`` for it)."""
-        return bool(self._query("SELECT 1 FROM presigs WHERE request_id = ? AND state = 'used' LIMIT 1", (request_id,)))
+        return bool(self._query(f"SELECT 1 FROM presigs WHERE {by_request(request_id)} AND state = 'used' LIMIT 1", (request_id,)))
 
     def iter_pools(self) -> Iterator[PoolKey]:
         """Every pool with a ready or assigned presignature."""
