@@ -107,6 +107,9 @@ class KeyOperations:
         self.on_back: Callable[[int], None] | None = None  # a node judged down answered that second check
         self._locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
+        # operations whose run ended by an unexpected error (their row stays running until the next
+        # start resumes them): nothing works on their key meanwhile, so the refills need not stand aside
+        self._stalled: set[str] = set()
         self._stop = threading.Event()
 
     def stop(self) -> None:
@@ -369,24 +372,34 @@ class KeyOperations:
         with self._lock:
             lock = self._locks.setdefault(op_id, threading.Lock())
         with lock:
-            rec = self.db.get_key_operation(op_id)
-            if rec is None:
-                raise RpcError(Code.NOT_FOUND, f"operation_id: unknown operation {op_id}")
-            if rec.state == "running":
-                op = self._op(rec)
-                try:
-                    with self.foreground.hold(f"key operation {op_id}", keys=(op.key_id,),
-                                              nodes=set(op.old_committee) | set(op.new_committee)):
-                        if resuming and rec.session_id:
-                            self._recover(rec)
-                        else:
-                            self._session(rec)
-                except OperationFailed as e:
-                    self._failed(rec, str(e))
-                    return "failed"
-            self._push(op_id)
-            cur = self.db.get_key_operation(op_id)
-            return cur.state if cur is not None else "unknown"
+            with self._lock:
+                self._stalled.discard(op_id)
+            try:
+                return self._run(op_id, resuming)
+            except Exception:
+                with self._lock:  # its key is no longer busy here (busy_keys) until the next start resumes it
+                    self._stalled.add(op_id)
+                raise
+
+    def _run(self, op_id: str, resuming: bool) -> str:
+        rec = self.db.get_key_operation(op_id)
+        if rec is None:
+            raise RpcError(Code.NOT_FOUND, f"operation_id: unknown operation {op_id}")
+        if rec.state == "running":
+            op = self._op(rec)
+            try:
+                with self.foreground.hold(f"key operation {op_id}", keys=(op.key_id,),
+                                          nodes=set(op.old_committee) | set(op.new_committee)):
+                    if resuming and rec.session_id:
+                        self._recover(rec)
+                    else:
+                        self._session(rec)
+            except OperationFailed as e:
+                self._failed(rec, str(e))
+                return "failed"
+        self._push(op_id)
+        cur = self.db.get_key_operation(op_id)
+        return cur.state if cur is not None else "unknown"
 
     def _op(self, rec: KeyOpRecord) -> KeyOperation:
         return SignedKeyOperation.from_bytes(rec.signed).operation
@@ -465,9 +478,13 @@ class KeyOperations:
 
     def busy_keys(self) -> frozenset[bytes]:
         """Keys with a key operation recorded and not yet decided (state ``running``, also one not
-        yet resumed after a restart) or holding a session now: background refills start nothing
+        yet resumed after a restart; not one whose run here ended by an unexpected error, which
+        only the next start resumes) or holding a session now: background refills start nothing
         for them (:mod:`coordinator.foreground`)."""
-        return frozenset(r.key_id for r in self.db.list_key_operations(states=("running",))) | self.foreground.keys_held()
+        with self._lock:
+            stalled = set(self._stalled)
+        running = self.db.list_key_operations(states=("running",))
+        return frozenset(r.key_id for r in running if r.op_id not in stalled) | self.foreground.keys_held()
 
     def _dealers(self, op: KeyOperation, up: list[int]) -> tuple[int, ...]:
         """The dealers of ``op`` among the reachable old-committee members ``up``: those that hold

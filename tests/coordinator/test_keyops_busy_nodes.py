@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -212,3 +213,30 @@ def test_the_service_wires_the_recheck_and_what_background_work_stands_aside_for
         assert svc.pools._wake.is_set()  # the refiller is woken when it ends
     finally:
         svc.stop()
+
+
+def test_an_operation_whose_run_died_unexpectedly_does_not_keep_its_key_busy(coord: Coordinator, caplog: pytest.LogCaptureFixture) -> None:
+    """A run that ended by an unexpected error leaves its row running until the next start
+    resumes it; meanwhile nothing works on the key, and the refiller must not stand aside for it
+    for the rest of the process (its pools would stay empty, every signature on the full protocol)."""
+    k = _key(coord)
+
+    def bug(point: str) -> None:
+        if point == "recorded":
+            raise RuntimeError("a bug")
+
+    coord.ops.fault = bug
+    signed = operation(coord.lay, coord.lay.governance()[0].digest(), k, kind=KeyOpKind.REFRESH, old=FULL, new=FULL, old_t=T, new_t=T,
+                       roster_version=coord.svcs[1].roster_state.version)
+    with caplog.at_level(logging.ERROR, logger="coordinator.keyops"):
+        op_id = coord.ops.start(signed, "admin-quorum", "admin1")  # in the background, as an approval does
+        deadline = time.monotonic() + 30
+        while "unexpected error" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert "unexpected error" in caplog.text
+    rec = coord.db.get_key_operation(op_id)
+    assert rec is not None and rec.state == "running"  # resumed at the next start, as before
+    assert coord.ops.foreground.holds() == [] and coord.ops.busy_keys() == frozenset()
+    coord.ops.fault = None
+    coord.restart()
+    assert coord.ops.busy_keys() == frozenset({k.key_id})  # not yet resumed after the restart: busy again
