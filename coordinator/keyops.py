@@ -460,10 +460,7 @@ class KeyOperations:
         :attr:`recheck_s` (:func:`coordinator.liveness.recheck`): one late answer to the background
         health probe from a busy node must not fail the operation."""
 
-        def up() -> list[int]:
-            return [i for i in op.old_committee if i in active and i in self.nodes and self.nodes[i].healthy is not False]
-
-        got = up()
+        got = [i for i in op.old_committee if i in active and i in self.nodes and self.nodes[i].healthy is not False]
         short = tuple(got) != op.old_committee if op.kind is KeyOpKind.REFRESH else len(got) < op.old_threshold
         late = [i for i in op.old_committee if i in active and i in self.nodes and self.nodes[i].healthy is False]
         if not (short and late):
@@ -472,9 +469,12 @@ class KeyOperations:
                  self.recheck_s)
         still = recheck(self.nodes, late, self.recheck_s, self.on_back)
         for i, why in sorted(still.items()):
+            h = self.nodes.get(i)
             log.warning("key operation %s: %s is still unavailable after a second health check: %s", op_id,
-                        self.nodes[i].label, why)
-        return up()
+                        h.label if h is not None else f"node {i}", why)
+        # the second check's verdict, not a re-read of the marks: the probe runs beside it, and its
+        # late call to a busy node may mark that node down again just after it answered here
+        return [i for i in op.old_committee if i in got or (i in late and i not in still and i in self.nodes)]
 
     def busy_keys(self) -> frozenset[bytes]:
         """Keys with a key operation recorded and not yet decided (state ``running``, also one not

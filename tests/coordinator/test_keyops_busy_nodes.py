@@ -240,3 +240,24 @@ def test_an_operation_whose_run_died_unexpectedly_does_not_keep_its_key_busy(coo
     coord.ops.fault = None
     coord.restart()
     assert coord.ops.busy_keys() == frozenset({k.key_id})  # not yet resumed after the restart: busy again
+
+
+def test_the_second_health_checks_verdict_stands_against_a_probe_landing_just_after(coord: Coordinator,
+                                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The health probe runs beside the operation: its 1 s call to the busy node, sent before the
+    second check answered, times out just after and marks the node down again. The operation
+    goes by the second check's answer (the reason it was asked), not by whichever verdict landed last."""
+    import coordinator.keyops as keyops_mod
+
+    k = _key(coord)
+    real = keyops_mod.recheck
+
+    def recheck(*a: Any, **kw: Any) -> dict[int, str]:
+        still = real(*a, **kw)
+        coord.handles[2].mark_down("DEADLINE_EXCEEDED: Deadline Exceeded")  # the probe's late verdict
+        return still
+
+    monkeypatch.setattr(keyops_mod, "recheck", recheck)
+    coord.handles[2].mark_down("DEADLINE_EXCEEDED: Deadline Exceeded")
+    st = coord.ops.get(_refresh(coord, k))
+    assert st.state == "done", st.error
