@@ -17,6 +17,7 @@ answers for it, and audited in the coordinator's own signed, hash-chained log.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -554,12 +555,15 @@ class CoordinatorService:
                 threshold=t, parties=n, key_label=label.encode(), scheme="" if scheme == "ecdsa-secp256k1" else scheme
             )
         )
-        # the DKG needs every node: background refills start nothing on them until it ends, also
-        # not between its two attempts (a hold's end wakes the refiller, which would fill them)
-        with self.foreground.hold(f"keygen request {rid}", nodes=tuple(self.nodes)):
+        # the DKG needs every node: background refills start nothing on them from when it has its
+        # session slot until it ends, also not between its two attempts (a hold's end wakes the
+        # refiller, which would fill them just before the retry)
+        with contextlib.ExitStack() as held:
             for attempt in (1, 2):
                 try:
                     with self._sessions:
+                        if attempt == 1:
+                            held.enter_context(self.foreground.hold(f"keygen request {rid}", nodes=tuple(self.nodes)))
                         final = run_session(self.nodes, sid, {i: params for i in self.nodes}, self.cfg.dkg_timeout_s)
                     break
                 except NodesUnavailable as e:

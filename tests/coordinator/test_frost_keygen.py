@@ -179,8 +179,19 @@ def test_the_dkg_keeps_every_node_held_between_its_two_attempts(svc: Coordinator
         held.append(svc.foreground.nodes_held())
         return list(handles)
 
+    waiting: list[frozenset[int]] = []  # what is held while the keygen waits for a session slot
+
+    class Slots:
+        def __enter__(self) -> None:
+            waiting.append(svc.foreground.nodes_held())
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+    monkeypatch.setattr(svc, "_sessions", Slots())
     monkeypatch.setattr(csvc, "run_session", run_session)
     monkeypatch.setattr(csvc, "wait_ready", wait_ready)
     svc.CreateKey(cpb.CreateKeyRequest(label="held", request_id="kg-retry", scheme="ed25519"), None)
     assert held == [frozenset(range(1, N + 1))] * 3
+    assert waiting == [frozenset(), frozenset(range(1, N + 1))]  # nothing held before it has its first slot
     assert ended == [3] and svc.foreground.nodes_held() == frozenset()  # one hold, ended once after the DKG
