@@ -110,6 +110,11 @@ class KeyOperations:
         # operations whose run ended by an unexpected error (their row stays running until the next
         # start resumes them): nothing works on their key meanwhile, so the refills need not stand aside
         self._stalled: set[str] = set()
+        # op id -> key id of the rows in state running, as last read (None: read the database at
+        # the next busy_keys); rows only enter that state here, so it is read again only after
+        # one did (:meth:`_running_changed`), not on every refiller pass over a table that only grows
+        self._running: dict[str, bytes] | None = None
+        self._running_gen = 0
         self._stop = threading.Event()
 
     def stop(self) -> None:
@@ -206,6 +211,7 @@ class KeyOperations:
             assert old is not None
             if old.state != "failed" or not self.db.restart_key_operation(rec.op_id, self._event(actor, "restarted", op), now_ms()):
                 raise RpcError(Code.ALREADY_EXISTS, f"operation_id: operation {rec.op_id} is {old.state}")
+        self._running_changed()  # recorded running: the refills stand aside for its key from now
         self.flush()
         log.info("key %s: %s operation %s started (%s)", op.key_id.hex()[:16], op.kind.name.lower(), rec.op_id, authorized_by)
         if wait:
@@ -380,6 +386,14 @@ class KeyOperations:
                 with self._lock:  # its key is no longer busy here (busy_keys) until the next start resumes it
                     self._stalled.add(op_id)
                 raise
+            finally:
+                self._running_changed()  # it may have left state running
+
+    def _running_changed(self) -> None:
+        """A row may have entered or left state running: :meth:`busy_keys` reads them again."""
+        with self._lock:
+            self._running = None
+            self._running_gen += 1
 
     def _run(self, op_id: str, resuming: bool) -> str:
         rec = self.db.get_key_operation(op_id)
@@ -482,9 +496,13 @@ class KeyOperations:
         only the next start resumes) or holding a session now: background refills start nothing
         for them (:mod:`coordinator.foreground`)."""
         with self._lock:
-            stalled = set(self._stalled)
-        running = self.db.list_key_operations(states=("running",))
-        return frozenset(r.key_id for r in running if r.op_id not in stalled) | self.foreground.keys_held()
+            stalled, running, gen = set(self._stalled), self._running, self._running_gen
+        if running is None:
+            running = {r.op_id: r.key_id for r in self.db.list_key_operations(states=("running",))}
+            with self._lock:
+                if self._running_gen == gen:  # no row changed state meanwhile: keep what was read
+                    self._running = running
+        return frozenset(k for op_id, k in running.items() if op_id not in stalled) | self.foreground.keys_held()
 
     def _dealers(self, op: KeyOperation, up: list[int]) -> tuple[int, ...]:
         """The dealers of ``op`` among the reachable old-committee members ``up``: those that hold
@@ -668,6 +686,7 @@ class KeyOperations:
             prev.op_id, self._event(self.name, "restarted", pop, reason="every new holder confirmed its session"), now_ms()
         ):
             return
+        self._running_changed()
         rec = self.db.get_key_operation(prev.op_id)
         assert rec is not None
         try:

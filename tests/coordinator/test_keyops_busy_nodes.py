@@ -261,3 +261,41 @@ def test_the_second_health_checks_verdict_stands_against_a_probe_landing_just_af
     coord.handles[2].mark_down("DEADLINE_EXCEEDED: Deadline Exceeded")
     st = coord.ops.get(_refresh(coord, k))
     assert st.state == "done", st.error
+
+
+def test_busy_keys_reads_the_operations_table_again_only_after_a_row_changed_state(coord: Coordinator,
+                                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The refiller asks on every pass; key_operations only grows (a row per refresh, reshare and
+    retry), so it is not scanned each time: only after an operation was recorded or ran."""
+    k = _key(coord)
+    reads: list[int] = []
+    real = coord.db.list_key_operations
+
+    def counted(*a: Any, **kw: Any) -> Any:
+        if kw.get("states") == ("running",):
+            reads.append(1)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(coord.db, "list_key_operations", counted)
+    for _ in range(5):
+        assert coord.ops.busy_keys() == frozenset()
+    assert len(reads) == 1
+    seen: list[frozenset[bytes]] = []
+    coord.ops.fault = lambda point: seen.append(coord.ops.busy_keys()) if point == "recorded" else None
+    assert coord.ops.get(_refresh(coord, k)).state == "done"
+    assert seen == [frozenset({k.key_id})]
+    n = len(reads)
+    for _ in range(5):
+        assert coord.ops.busy_keys() == frozenset()  # it ended: read once more, then kept
+    assert len(reads) == n + 1
+
+
+def test_an_operation_recorded_but_not_yet_running_marks_its_key_busy_after_a_cached_read(coord: Coordinator,
+                                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    k = _key(coord)
+    assert coord.ops.busy_keys() == frozenset()  # read and kept
+    monkeypatch.setattr(coord.ops, "_spawn", lambda op_id, resuming=False: None)  # its thread not yet running
+    signed = operation(coord.lay, coord.lay.governance()[0].digest(), k, kind=KeyOpKind.REFRESH, old=FULL, new=FULL, old_t=T, new_t=T,
+                       roster_version=coord.svcs[1].roster_state.version)
+    coord.ops.start(signed, "admin-quorum", "admin1")
+    assert coord.ops.busy_keys() == frozenset({k.key_id})
