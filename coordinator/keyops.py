@@ -107,6 +107,14 @@ class KeyOperations:
         self.on_back: Callable[[int], None] | None = None  # a node judged down answered that second check
         self._locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
+        # operations whose run ended by an unexpected error (their row stays running until the next
+        # start resumes them): nothing works on their key meanwhile, so the refills need not stand aside
+        self._stalled: set[str] = set()
+        # op id -> key id of the rows in state running, as last read (None: read the database at
+        # the next busy_keys); rows only enter that state here, so it is read again only after
+        # one did (:meth:`_running_changed`), not on every refiller pass over a table that only grows
+        self._running: dict[str, bytes] | None = None
+        self._running_gen = 0
         self._stop = threading.Event()
 
     def stop(self) -> None:
@@ -203,6 +211,7 @@ class KeyOperations:
             assert old is not None
             if old.state != "failed" or not self.db.restart_key_operation(rec.op_id, self._event(actor, "restarted", op), now_ms()):
                 raise RpcError(Code.ALREADY_EXISTS, f"operation_id: operation {rec.op_id} is {old.state}")
+        self._running_changed()  # recorded running: the refills stand aside for its key from now
         self.flush()
         log.info("key %s: %s operation %s started (%s)", op.key_id.hex()[:16], op.kind.name.lower(), rec.op_id, authorized_by)
         if wait:
@@ -369,24 +378,42 @@ class KeyOperations:
         with self._lock:
             lock = self._locks.setdefault(op_id, threading.Lock())
         with lock:
-            rec = self.db.get_key_operation(op_id)
-            if rec is None:
-                raise RpcError(Code.NOT_FOUND, f"operation_id: unknown operation {op_id}")
-            if rec.state == "running":
-                op = self._op(rec)
-                try:
-                    with self.foreground.hold(f"key operation {op_id}", keys=(op.key_id,),
-                                              nodes=set(op.old_committee) | set(op.new_committee)):
-                        if resuming and rec.session_id:
-                            self._recover(rec)
-                        else:
-                            self._session(rec)
-                except OperationFailed as e:
-                    self._failed(rec, str(e))
-                    return "failed"
-            self._push(op_id)
-            cur = self.db.get_key_operation(op_id)
-            return cur.state if cur is not None else "unknown"
+            with self._lock:
+                self._stalled.discard(op_id)
+            try:
+                return self._run(op_id, resuming)
+            except Exception:
+                with self._lock:  # its key is no longer busy here (busy_keys) until the next start resumes it
+                    self._stalled.add(op_id)
+                raise
+            finally:
+                self._running_changed()  # it may have left state running
+
+    def _running_changed(self) -> None:
+        """A row may have entered or left state running: :meth:`busy_keys` reads them again."""
+        with self._lock:
+            self._running = None
+            self._running_gen += 1
+
+    def _run(self, op_id: str, resuming: bool) -> str:
+        rec = self.db.get_key_operation(op_id)
+        if rec is None:
+            raise RpcError(Code.NOT_FOUND, f"operation_id: unknown operation {op_id}")
+        if rec.state == "running":
+            op = self._op(rec)
+            try:
+                with self.foreground.hold(f"key operation {op_id}", keys=(op.key_id,),
+                                          nodes=set(op.old_committee) | set(op.new_committee)):
+                    if resuming and rec.session_id:
+                        self._recover(rec)
+                    else:
+                        self._session(rec)
+            except OperationFailed as e:
+                self._failed(rec, str(e))
+                return "failed"
+        self._push(op_id)
+        cur = self.db.get_key_operation(op_id)
+        return cur.state if cur is not None else "unknown"
 
     def _op(self, rec: KeyOpRecord) -> KeyOperation:
         return SignedKeyOperation.from_bytes(rec.signed).operation
@@ -447,10 +474,7 @@ class KeyOperations:
         :attr:`recheck_s` (:func:`coordinator.liveness.recheck`): one late answer to the background
         health probe from a busy node must not fail the operation."""
 
-        def up() -> list[int]:
-            return [i for i in op.old_committee if i in active and i in self.nodes and self.nodes[i].healthy is not False]
-
-        got = up()
+        got = [i for i in op.old_committee if i in active and i in self.nodes and self.nodes[i].healthy is not False]
         short = tuple(got) != op.old_committee if op.kind is KeyOpKind.REFRESH else len(got) < op.old_threshold
         late = [i for i in op.old_committee if i in active and i in self.nodes and self.nodes[i].healthy is False]
         if not (short and late):
@@ -459,15 +483,26 @@ class KeyOperations:
                  self.recheck_s)
         still = recheck(self.nodes, late, self.recheck_s, self.on_back)
         for i, why in sorted(still.items()):
+            h = self.nodes.get(i)
             log.warning("key operation %s: %s is still unavailable after a second health check: %s", op_id,
-                        self.nodes[i].label, why)
-        return up()
+                        h.label if h is not None else f"node {i}", why)
+        # the second check's verdict, not a re-read of the marks: the probe runs beside it, and its
+        # late call to a busy node may mark that node down again just after it answered here
+        return [i for i in op.old_committee if i in got or (i in late and i not in still and i in self.nodes)]
 
     def busy_keys(self) -> frozenset[bytes]:
         """Keys with a key operation recorded and not yet decided (state ``running``, also one not
-        yet resumed after a restart) or holding a session now: background refills start nothing
+        yet resumed after a restart; not one whose run here ended by an unexpected error, which
+        only the next start resumes) or holding a session now: background refills start nothing
         for them (:mod:`coordinator.foreground`)."""
-        return frozenset(r.key_id for r in self.db.list_key_operations(states=("running",))) | self.foreground.keys_held()
+        with self._lock:
+            stalled, running, gen = set(self._stalled), self._running, self._running_gen
+        if running is None:
+            running = {r.op_id: r.key_id for r in self.db.list_key_operations(states=("running",))}
+            with self._lock:
+                if self._running_gen == gen:  # no row changed state meanwhile: keep what was read
+                    self._running = running
+        return frozenset(k for op_id, k in running.items() if op_id not in stalled) | self.foreground.keys_held()
 
     def _dealers(self, op: KeyOperation, up: list[int]) -> tuple[int, ...]:
         """The dealers of ``op`` among the reachable old-committee members ``up``: those that hold
@@ -651,6 +686,7 @@ class KeyOperations:
             prev.op_id, self._event(self.name, "restarted", pop, reason="every new holder confirmed its session"), now_ms()
         ):
             return
+        self._running_changed()
         rec = self.db.get_key_operation(prev.op_id)
         assert rec is not None
         try:

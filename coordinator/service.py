@@ -17,6 +17,7 @@ answers for it, and audited in the coordinator's own signed, hash-chained log.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -554,25 +555,30 @@ class CoordinatorService:
                 threshold=t, parties=n, key_label=label.encode(), scheme="" if scheme == "ecdsa-secp256k1" else scheme
             )
         )
-        for attempt in (1, 2):
-            try:
-                # the DKG needs every node: background refills start nothing on them until it ends
-                with self._sessions, self.foreground.hold(f"keygen request {rid}", nodes=tuple(self.nodes)):
-                    final = run_session(self.nodes, sid, {i: params for i in self.nodes}, self.cfg.dkg_timeout_s)
-                break
-            except NodesUnavailable as e:
-                if attempt == 1 and e.phase == "start":
-                    # nodes that just restarted may still be reconnecting: one more try if they do
-                    missing = [self.nodes[i] for i in e.failures]
-                    if len(wait_ready(missing, 3.0)) == len(missing):
-                        sid = os.urandom(32)
-                        params.session_id = sid
-                        continue
-                raise RpcError(Code.UNAVAILABLE, f"keygen: needs all {n} nodes; unavailable: {e}") from None
-            except Aborted as e:
-                raise RpcError(Code.ABORTED, f"keygen aborted: {e}") from None
-            except Refused as e:
-                raise RpcError(e.code, e.message) from None
+        # the DKG needs every node: background refills start nothing on them from when it has its
+        # session slot until it ends, also not between its two attempts (a hold's end wakes the
+        # refiller, which would fill them just before the retry)
+        with contextlib.ExitStack() as held:
+            for attempt in (1, 2):
+                try:
+                    with self._sessions:
+                        if attempt == 1:
+                            held.enter_context(self.foreground.hold(f"keygen request {rid}", nodes=tuple(self.nodes)))
+                        final = run_session(self.nodes, sid, {i: params for i in self.nodes}, self.cfg.dkg_timeout_s)
+                    break
+                except NodesUnavailable as e:
+                    if attempt == 1 and e.phase == "start":
+                        # nodes that just restarted may still be reconnecting: one more try if they do
+                        missing = [self.nodes[i] for i in e.failures]
+                        if len(wait_ready(missing, 3.0)) == len(missing):
+                            sid = os.urandom(32)
+                            params.session_id = sid
+                            continue
+                    raise RpcError(Code.UNAVAILABLE, f"keygen: needs all {n} nodes; unavailable: {e}") from None
+                except Aborted as e:
+                    raise RpcError(Code.ABORTED, f"keygen aborted: {e}") from None
+                except Refused as e:
+                    raise RpcError(e.code, e.message) from None
         results = {i: r.dkg_result for i, r in final.items()}
         first = results[min(results)]  # node 1 may have been revoked
         differ = [i for i, r in results.items() if r.SerializeToString(deterministic=True) != first.SerializeToString(deterministic=True)]

@@ -20,6 +20,7 @@ import coordinator.service as csvc
 from coordinator.db import CoordinatorDb
 from coordinator.foreground import Foreground
 from coordinator.keyops import KeyOperations
+from coordinator.relay import NodesUnavailable
 from coordinator.service import CoordinatorService
 from crypto_core.frost.local import run_frost_dkg
 from crypto_core.frost.public import frost_key_id
@@ -155,3 +156,42 @@ def test_the_dkg_holds_every_node_while_it_runs_and_releases_them(svc: Coordinat
     monkeypatch.setattr(csvc, "run_session", run_session)
     svc.CreateKey(cpb.CreateKeyRequest(label="held", request_id="kg-held", scheme="ed25519"), None)
     assert held == [frozenset(range(1, N + 1))] and svc.foreground.nodes_held() == frozenset()
+
+
+def test_the_dkg_keeps_every_node_held_between_its_two_attempts(svc: CoordinatorService, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first DKG attempt that nodes failed to start (just restarted, reconnecting) is retried;
+    the hold spans both attempts and the wait between them, so the refiller (woken when a hold
+    ends) does not start presign sessions on every node just before the second attempt."""
+    share = run_frost_dkg("ed25519", T, N)[0]
+    result = _result("ed25519", share.public_key, shares=share.public_shares)
+    held: list[frozenset[int]] = []
+    ended: list[int] = []
+    svc.foreground.listen(lambda: ended.append(len(held)))
+    calls = iter((1, 2))
+
+    def run_session(nodes: Any, sid: bytes, params: dict[int, node_pb2.StartSessionRequest], timeout: float) -> Any:
+        held.append(svc.foreground.nodes_held())
+        if next(calls) == 1:
+            raise NodesUnavailable({3: "node 3: UNAVAILABLE"}, phase="start")
+        return {i: node_pb2.StepResponse(session_id=sid, finished=True, dkg_result=result) for i in params}
+
+    def wait_ready(handles: Any, timeout: float) -> Any:
+        held.append(svc.foreground.nodes_held())
+        return list(handles)
+
+    waiting: list[frozenset[int]] = []  # what is held while the keygen waits for a session slot
+
+    class Slots:
+        def __enter__(self) -> None:
+            waiting.append(svc.foreground.nodes_held())
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+    monkeypatch.setattr(svc, "_sessions", Slots())
+    monkeypatch.setattr(csvc, "run_session", run_session)
+    monkeypatch.setattr(csvc, "wait_ready", wait_ready)
+    svc.CreateKey(cpb.CreateKeyRequest(label="held", request_id="kg-retry", scheme="ed25519"), None)
+    assert held == [frozenset(range(1, N + 1))] * 3
+    assert waiting == [frozenset(), frozenset(range(1, N + 1))]  # nothing held before it has its first slot
+    assert ended == [3] and svc.foreground.nodes_held() == frozenset()  # one hold, ended once after the DKG

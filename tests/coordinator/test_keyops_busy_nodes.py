@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -212,3 +213,89 @@ def test_the_service_wires_the_recheck_and_what_background_work_stands_aside_for
         assert svc.pools._wake.is_set()  # the refiller is woken when it ends
     finally:
         svc.stop()
+
+
+def test_an_operation_whose_run_died_unexpectedly_does_not_keep_its_key_busy(coord: Coordinator, caplog: pytest.LogCaptureFixture) -> None:
+    """A run that ended by an unexpected error leaves its row running until the next start
+    resumes it; meanwhile nothing works on the key, and the refiller must not stand aside for it
+    for the rest of the process (its pools would stay empty, every signature on the full protocol)."""
+    k = _key(coord)
+
+    def bug(point: str) -> None:
+        if point == "recorded":
+            raise RuntimeError("a bug")
+
+    coord.ops.fault = bug
+    signed = operation(coord.lay, coord.lay.governance()[0].digest(), k, kind=KeyOpKind.REFRESH, old=FULL, new=FULL, old_t=T, new_t=T,
+                       roster_version=coord.svcs[1].roster_state.version)
+    with caplog.at_level(logging.ERROR, logger="coordinator.keyops"):
+        op_id = coord.ops.start(signed, "admin-quorum", "admin1")  # in the background, as an approval does
+        deadline = time.monotonic() + 30
+        while "unexpected error" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert "unexpected error" in caplog.text
+    rec = coord.db.get_key_operation(op_id)
+    assert rec is not None and rec.state == "running"  # resumed at the next start, as before
+    assert coord.ops.foreground.holds() == [] and coord.ops.busy_keys() == frozenset()
+    coord.ops.fault = None
+    coord.restart()
+    assert coord.ops.busy_keys() == frozenset({k.key_id})  # not yet resumed after the restart: busy again
+
+
+def test_the_second_health_checks_verdict_stands_against_a_probe_landing_just_after(coord: Coordinator,
+                                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The health probe runs beside the operation: its 1 s call to the busy node, sent before the
+    second check answered, times out just after and marks the node down again. The operation
+    goes by the second check's answer (the reason it was asked), not by whichever verdict landed last."""
+    import coordinator.keyops as keyops_mod
+
+    k = _key(coord)
+    real = keyops_mod.recheck
+
+    def recheck(*a: Any, **kw: Any) -> dict[int, str]:
+        still = real(*a, **kw)
+        coord.handles[2].mark_down("DEADLINE_EXCEEDED: Deadline Exceeded")  # the probe's late verdict
+        return still
+
+    monkeypatch.setattr(keyops_mod, "recheck", recheck)
+    coord.handles[2].mark_down("DEADLINE_EXCEEDED: Deadline Exceeded")
+    st = coord.ops.get(_refresh(coord, k))
+    assert st.state == "done", st.error
+
+
+def test_busy_keys_reads_the_operations_table_again_only_after_a_row_changed_state(coord: Coordinator,
+                                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The refiller asks on every pass; key_operations only grows (a row per refresh, reshare and
+    retry), so it is not scanned each time: only after an operation was recorded or ran."""
+    k = _key(coord)
+    reads: list[int] = []
+    real = coord.db.list_key_operations
+
+    def counted(*a: Any, **kw: Any) -> Any:
+        if kw.get("states") == ("running",):
+            reads.append(1)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(coord.db, "list_key_operations", counted)
+    for _ in range(5):
+        assert coord.ops.busy_keys() == frozenset()
+    assert len(reads) == 1
+    seen: list[frozenset[bytes]] = []
+    coord.ops.fault = lambda point: seen.append(coord.ops.busy_keys()) if point == "recorded" else None
+    assert coord.ops.get(_refresh(coord, k)).state == "done"
+    assert seen == [frozenset({k.key_id})]
+    n = len(reads)
+    for _ in range(5):
+        assert coord.ops.busy_keys() == frozenset()  # it ended: read once more, then kept
+    assert len(reads) == n + 1
+
+
+def test_an_operation_recorded_but_not_yet_running_marks_its_key_busy_after_a_cached_read(coord: Coordinator,
+                                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    k = _key(coord)
+    assert coord.ops.busy_keys() == frozenset()  # read and kept
+    monkeypatch.setattr(coord.ops, "_spawn", lambda op_id, resuming=False: None)  # its thread not yet running
+    signed = operation(coord.lay, coord.lay.governance()[0].digest(), k, kind=KeyOpKind.REFRESH, old=FULL, new=FULL, old_t=T, new_t=T,
+                       roster_version=coord.svcs[1].roster_state.version)
+    coord.ops.start(signed, "admin-quorum", "admin1")
+    assert coord.ops.busy_keys() == frozenset({k.key_id})
