@@ -212,12 +212,14 @@ class KeyOperations:
             if old.state != "failed" or not self.db.restart_key_operation(rec.op_id, self._event(actor, "restarted", op), now_ms()):
                 raise RpcError(Code.ALREADY_EXISTS, f"operation_id: operation {rec.op_id} is {old.state}")
         self._running_changed()  # recorded running: the refills stand aside for its key from now
-        self.flush()
-        log.info("key %s: %s operation %s started (%s)", op.key_id.hex()[:16], op.kind.name.lower(), rec.op_id, authorized_by)
-        if wait:
-            self.run(rec.op_id)
-        else:
-            self._spawn(rec.op_id)
+        try:
+            self.flush()  # the queued audit entries (the start itself is in the same transaction as the row)
+        finally:  # recorded running, so it must run: a failed flush (retried later) must not leave it idle
+            log.info("key %s: %s operation %s started (%s)", op.key_id.hex()[:16], op.kind.name.lower(), rec.op_id, authorized_by)
+            if wait:
+                self.run(rec.op_id)
+            else:
+                self._spawn(rec.op_id)
         return rec.op_id
 
     def start_roster_implied(self, key_id: bytes, roster: Roster, *, wait: bool = False) -> str | None:
@@ -341,7 +343,11 @@ class KeyOperations:
         """After a restart: continue every operation that is running or committing (first
         marking applied the proposal of each, see :meth:`_settle_proposal`)."""
         for rec in self.db.list_key_operations(states=LIVE):
-            self._settle_proposal(rec)
+            try:
+                self._settle_proposal(rec)
+            except Exception:  # one operation's proposal bookkeeping must not keep the others from resuming
+                log.exception("key operation %s: its lifecycle proposal could not be marked applied (retried at the next start)",
+                              rec.op_id)
             if wait:
                 self.run(rec.op_id, resuming=True)
             else:

@@ -299,3 +299,46 @@ def test_an_operation_recorded_but_not_yet_running_marks_its_key_busy_after_a_ca
                        roster_version=coord.svcs[1].roster_state.version)
     coord.ops.start(signed, "admin-quorum", "admin1")
     assert coord.ops.busy_keys() == frozenset({k.key_id})
+
+
+class FlushFailed(Exception):
+    pass
+
+
+def test_an_operation_whose_audit_flush_fails_at_start_still_runs(coord: Coordinator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Recorded running means it must run: a failed flush of the queued audit entries (retried by
+    the next flush) must not leave the operation idle with its key out of the refills."""
+    k = _key(coord)
+
+    def fail() -> None:
+        raise FlushFailed("audit log unavailable")
+
+    monkeypatch.setattr(coord.ops, "flush", fail)
+    with pytest.raises(FlushFailed):
+        _refresh(coord, k)
+    monkeypatch.undo()
+    ops = coord.db.list_key_operations()
+    # its session ran (committing: the push's own flushes failed too; the sweep finishes it)
+    assert len(ops) == 1 and ops[0].state in ("committing", "done", "failed"), ops[0].state
+    assert coord.ops.busy_keys() == frozenset()
+
+
+def test_resume_goes_on_past_an_operation_whose_proposal_cannot_be_settled(coord: Coordinator, monkeypatch: pytest.MonkeyPatch,
+                                                                           caplog: pytest.LogCaptureFixture) -> None:
+    k = _key(coord)
+
+    def die(point: str) -> None:
+        if point == "recorded":
+            raise Crash(point)
+
+    coord.ops.fault = die
+    with pytest.raises(Crash):
+        _refresh(coord, k)
+    coord.restart()
+    resumed: list[str] = []
+    monkeypatch.setattr(coord.ops, "_settle_proposal", lambda rec: (_ for _ in ()).throw(RuntimeError("store error")))
+    monkeypatch.setattr(coord.ops, "run", lambda op_id, resuming=False: resumed.append(op_id) or "running")
+    with caplog.at_level(logging.ERROR, logger="coordinator.keyops"):
+        coord.ops.resume(wait=True)
+    assert len(resumed) == 1  # still driven, although its proposal bookkeeping failed
+    assert "could not be marked applied" in caplog.text
