@@ -483,7 +483,8 @@ class KeyOperations:
         got = [i for i in op.old_committee if i in active and i in self.nodes and self.nodes[i].healthy is not False]
         short = tuple(got) != op.old_committee if op.kind is KeyOpKind.REFRESH else len(got) < op.old_threshold
         late = [i for i in op.old_committee if i in active and i in self.nodes and self.nodes[i].healthy is False]
-        if not (short and late):
+        could = len(got) + len(late) == len(op.old_committee) if op.kind is KeyOpKind.REFRESH else len(got) + len(late) >= op.old_threshold
+        if not (short and late and could):  # asking again cannot save it when the others are missing anyway
             return got
         log.info("key operation %s: node(s) %s were judged unavailable; asking them again (up to %.1f s)", op_id, late,
                  self.recheck_s)

@@ -342,3 +342,18 @@ def test_resume_goes_on_past_an_operation_whose_proposal_cannot_be_settled(coord
         coord.ops.resume(wait=True)
     assert len(resumed) == 1  # still driven, although its proposal bookkeeping failed
     assert "could not be marked applied" in caplog.text
+
+
+def test_a_refresh_that_fails_anyway_asks_nobody_again(coord: Coordinator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Node 3 has no connection here, so the refresh cannot run whatever node 2 answers: no second
+    check (no wait of up to liveness_recheck_s while the key and nodes are held)."""
+    k = _key(coord)
+    calls = _count_health(monkeypatch, coord.svcs[2])
+    coord.handles[2].mark_down("DEADLINE_EXCEEDED: Deadline Exceeded")
+    h3 = coord.handles.pop(3)
+    try:
+        st = coord.ops.get(_refresh(coord, k))
+    finally:
+        coord.handles[3] = h3
+    assert st.state == "failed" and st.error == "a refresh needs the whole committee; unavailable: node(s) [2, 3]"
+    assert calls == []
