@@ -126,6 +126,7 @@ def _calls(db: CoordinatorDb) -> dict[str, Callable[[], object]]:
         "NonceSync.drop (node without fresh)": lambda: sync.drop(7),
         "discard_fresh_nonces (no fresh of epoch)": lambda: db.discard_fresh_nonces(KEYS[0], epoch=5, now=5),
         "assign_nonces (signer without fresh)": lambda: db.assign_nonces("nobody", KEYS[0], 0, [1, 7], 3, 5),
+        "due_for_expiry (sign_requests, by state)": lambda: db.due_for_expiry(10),
     }
 
 
