@@ -21,6 +21,7 @@ from coordinator.db import _MIGRATIONS, CoordinatorDb
 from coordinator.frost_nonce_sync import NonceSync
 from coordinator.live_rows import NONCE_LIVE, PRESIG_LIVE
 from mpcnet.common.stores.sqlite import migrate
+from tests.test_suite_settings import scaled
 
 KEYS = (hashlib.sha256(b"live key 1").digest(), hashlib.sha256(b"live key 2").digest())
 R = bytes([2]) + bytes(32)
@@ -186,7 +187,7 @@ nonce_rows = st.lists(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=scaled(60), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(presigs=presig_rows, nonces=nonce_rows, requests=st.lists(st.sampled_from(SR_STATES), min_size=5, max_size=5))
 def test_the_results_equal_the_old_queries(tmp_path_factory: pytest.TempPathFactory, presigs: list[tuple[str, int, int, str, int, int]],
                                            nonces: list[tuple[str, int, int, int, int]], requests: list[str]) -> None:
