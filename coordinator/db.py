@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 from coordinator.backup_store import BACKUP_MIGRATION, BackupStore
 from coordinator.keyop_store import ABANDONMENT_MIGRATION, KEYOP_MIGRATION, KeyOpStore
+from coordinator.live_rows import LIVE_INDEX_MIGRATION
 from coordinator.nonce_store import NONCE_MIGRATION, NonceStore
 from coordinator.pool_store import POOL_MIGRATION, PoolStore
 from governance.audit import EVENT_KEY, MAX_DETAILS, check_entry_fields
@@ -154,6 +155,9 @@ _MIGRATIONS: tuple[Migration, ...] = (
     POOL_MIGRATION,
     # 8: FROST keys (issue 16): a key's scheme, an ed25519 request's message, the nonce commitments
     NONCE_MIGRATION,
+    # 9: partial indexes over the live presignatures and nonce commitments only (issue 14: the
+    # periodic and per-signature queries no longer visit the rows kept as history)
+    LIVE_INDEX_MIGRATION,
 )
 
 TERMINAL = ("done", "rejected", "expired", "failed")

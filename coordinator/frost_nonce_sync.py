@@ -26,6 +26,7 @@ import threading
 from collections.abc import Callable, Mapping
 
 from coordinator.db import CoordinatorDb, now_ms
+from coordinator.live_rows import NONCE_LIVE
 from coordinator.relay import NodeHandle, fanout
 from mpcnet.common.rpc import status_of
 from mpcnet.wire.mpc.v1 import node_pb2
@@ -48,7 +49,7 @@ class NonceSync:
 
     def held(self) -> dict[int, int]:
         """node -> the coordinator's fresh commitments of it (all keys, all epochs)."""
-        rows = self.db._query("SELECT node, COUNT(*) FROM frost_nonces WHERE state = 'fresh' GROUP BY node")
+        rows = self.db._query(f"SELECT node, COUNT(*) FROM frost_nonces WHERE {NONCE_LIVE} GROUP BY node")
         return {int(n): int(c) for n, c in rows}
 
     def observe(self, reported: Mapping[int, int]) -> dict[int, int]:
@@ -72,7 +73,7 @@ class NonceSync:
         delete those nonce ids (best effort); how many were discarded."""
         with self.db._tx() as c:
             rows = [(bytes(n), bytes(k)) for n, k in c.execute(
-                "SELECT nonce_id, key_id FROM frost_nonces WHERE node = ? AND state = 'fresh'", (node,))]
+                f"SELECT nonce_id, key_id FROM frost_nonces WHERE node = ? AND {NONCE_LIVE}", (node,))]
             c.executemany(
                 "UPDATE frost_nonces SET state = 'discarded', reason = ?, updated_ms = ? WHERE nonce_id = ? AND state = 'fresh'",
                 [(REASON, now_ms(), n) for n, _ in rows],

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from coordinator.by_request import by_request
+from coordinator.live_rows import NONCE_LIVE
 from mpcnet.common.stores.sqlite import AddColumn, Migration
 
 NONCE_STATES = ("fresh", "assigned", "discarded")
@@ -122,7 +123,7 @@ class NonceStore:
     def fresh_nonce_counts(self, key_id: bytes, epoch: int) -> dict[int, int]:
         """node -> how many fresh commitments of (key, epoch) the coordinator holds."""
         rows = self._query(
-            "SELECT node, COUNT(*) FROM frost_nonces WHERE key_id = ? AND epoch = ? AND state = 'fresh' GROUP BY node",
+            f"SELECT node, COUNT(*) FROM frost_nonces WHERE key_id = ? AND epoch = ? AND {NONCE_LIVE} GROUP BY node",
             (key_id, epoch),
         )
         return {int(n): int(c) for n, c in rows}
@@ -142,7 +143,7 @@ class NonceStore:
         found: dict[int, NonceRow] = {}
         for node in signers:
             r = c.execute(
-                f"SELECT {_COLS} FROM frost_nonces WHERE key_id = ? AND epoch = ? AND node = ? AND state = 'fresh'"
+                f"SELECT {_COLS} FROM frost_nonces WHERE key_id = ? AND epoch = ? AND node = ? AND {NONCE_LIVE}"
                 " ORDER BY created_ms, nonce_id LIMIT 1",
                 (key_id, epoch, node),
             ).fetchone()
@@ -226,7 +227,7 @@ class NonceStore:
                              now: int = 0) -> int:
         """Mark the fresh commitments of ``key_id`` (of one ``epoch`` / ``node`` if given)
         discarded (never offered); how many."""
-        sql, args = "UPDATE frost_nonces SET state = 'discarded', reason = ?, updated_ms = ? WHERE key_id = ? AND state = 'fresh'", [
+        sql, args = f"UPDATE frost_nonces SET state = 'discarded', reason = ?, updated_ms = ? WHERE key_id = ? AND {NONCE_LIVE}", [
             reason[:200], now, key_id]
         if epoch is not None:
             sql += " AND epoch = ?"

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from coordinator.by_request import by_request
+from coordinator.live_rows import PRESIG_LIVE
 
 PRESIG_STATES = ("ready", "assigned", "used", "discarded")
 PRESIG_ID_LEN = 32
@@ -157,7 +158,7 @@ class PoolStore:
         for s in signer_sets:
             found = c.execute(
                 f"SELECT {_COLS} FROM presigs WHERE key_id = ? AND epoch = ? AND path = ? AND signers = ? AND state = 'ready'"
-                " ORDER BY created_ms, presig_id LIMIT 1",
+                f" AND {PRESIG_LIVE} ORDER BY created_ms, presig_id LIMIT 1",
                 (key_id, epoch, _text(path), _text(s)),
             ).fetchone()
             if found is None:
@@ -183,9 +184,9 @@ class PoolStore:
     def presigs_of_ended_requests(self) -> list[PresigRow]:
         """``assigned`` presignatures whose signing request already ended (expired, rejected,
         failed, or done without it): never sent again, to be discarded."""
-        rows = self._query(
-            f"SELECT {_COLS} FROM presigs WHERE state = 'assigned' AND request_id IN"
-            " (SELECT request_id FROM sign_requests WHERE state IN ('done', 'rejected', 'expired', 'failed'))"
+        rows = self._query(  # a probe per assigned row (EXISTS by primary key), not a list of every ended request
+            f"SELECT {_COLS} FROM presigs WHERE state = 'assigned' AND {PRESIG_LIVE} AND EXISTS (SELECT 1 FROM sign_requests s"
+            " WHERE s.request_id = presigs.request_id AND s.state IN ('done', 'rejected', 'expired', 'failed'))"
         )
         return [_row(r) for r in rows]
 
@@ -228,10 +229,11 @@ class PoolStore:
     def ready_presigs(self, key_id: bytes | None = None) -> list[PresigRow]:
         """Every ``ready`` presignature (of ``key_id``; None: all keys), oldest first."""
         if key_id is None:
-            rows = self._query(f"SELECT {_COLS} FROM presigs WHERE state = 'ready' ORDER BY created_ms, presig_id")
+            rows = self._query(f"SELECT {_COLS} FROM presigs WHERE state = 'ready' AND {PRESIG_LIVE} ORDER BY created_ms, presig_id")
         else:
             rows = self._query(
-                f"SELECT {_COLS} FROM presigs WHERE key_id = ? AND state = 'ready' ORDER BY created_ms, presig_id", (key_id,)
+                f"SELECT {_COLS} FROM presigs WHERE key_id = ? AND state = 'ready' AND {PRESIG_LIVE} ORDER BY created_ms, presig_id",
+                (key_id,),
             )
         return [_row(r) for r in rows]
 
@@ -248,7 +250,7 @@ class PoolStore:
         """Per pool (key, epoch, path, signers): how many are ``ready`` and ``assigned``."""
         out: dict[PoolKey, dict[str, int]] = {}
         for key_id, epoch, path, signers, state, n in self._query(
-            "SELECT key_id, epoch, path, signers, state, COUNT(*) FROM presigs WHERE state IN ('ready', 'assigned')"
+            f"SELECT key_id, epoch, path, signers, state, COUNT(*) FROM presigs WHERE {PRESIG_LIVE}"
             " GROUP BY key_id, epoch, path, signers, state"
         ):
             pool = (bytes(key_id), int(epoch), _ints(path), _ints(signers))
@@ -257,7 +259,7 @@ class PoolStore:
 
     def presigs_ready_of_key(self, key_id: bytes) -> int:
         """How many ``ready`` presignatures ``key_id`` has (all epochs, paths and signer sets)."""
-        ((n,),) = self._query("SELECT COUNT(*) FROM presigs WHERE key_id = ? AND state = 'ready'", (key_id,))
+        ((n,),) = self._query(f"SELECT COUNT(*) FROM presigs WHERE key_id = ? AND state = 'ready' AND {PRESIG_LIVE}", (key_id,))
         return int(n)
 
     def signed_presigned(self, request_id: str) -> bool:
