@@ -91,3 +91,49 @@ def test_a_crash_inside_step_9_leaves_version_8_and_the_next_open_completes_it(t
         db.close()
     names = _indexes(path)
     assert {"presigs_live", "frost_nonces_live"} <= names and not {"presigs_by_pool", "frost_nonces_fresh"} & names
+
+
+_DOWNGRADE = (  # README, "History costs nothing to the periodic work": back to version 8
+    "DROP INDEX presigs_live",
+    "DROP INDEX frost_nonces_live",
+    "CREATE INDEX presigs_by_pool ON presigs (key_id, epoch, path, signers, state)",
+    "CREATE INDEX frost_nonces_fresh ON frost_nonces (key_id, epoch, node, state)",
+    "PRAGMA user_version = 8",
+)
+
+
+def _layout(path: Path) -> list[tuple[str, str]]:
+    conn = sqlite3.connect(path)
+    try:
+        return sorted((str(n), str(s).replace(" IF NOT EXISTS", "")) for n, s in conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL"))
+    finally:
+        conn.close()
+
+
+def test_the_documented_downgrade_gives_the_version_8_layout_and_upgrades_again(tmp_path: Path) -> None:
+    v8 = tmp_path / "v8.db"
+    conn = sqlite3.connect(v8)
+    try:
+        assert migrate(conn, _MIGRATIONS[:8]) == 8
+    finally:
+        conn.close()
+    path = tmp_path / "c.db"
+    _v8_with_rows(path)
+    CoordinatorDb(path).close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        for s in _DOWNGRADE:
+            conn.execute(s)
+        conn.execute("COMMIT")
+        assert migrate(conn, _MIGRATIONS[:8]) == 8  # what the version-8 coordinator does at start
+    finally:
+        conn.close()
+    assert _layout(path) == _layout(v8)
+    db = CoordinatorDb(path)
+    try:
+        assert db._query("PRAGMA user_version") == [(9,)]
+        assert len(db.ready_presigs(KEY)) == N // 10
+    finally:
+        db.close()
