@@ -1,4 +1,4 @@
-"""The presigs table's lookups by request (issue 14, coordinator/pool_store.py ``_by_request``):
+"""The presigs table's lookups by request (issue 14, coordinator/by_request.py ``by_request``):
 they use the partial index ``presigs_by_request`` instead of scanning a table that only grows
 (rows are kept), and they find exactly the rows the plain ``request_id = ?`` finds.
 
