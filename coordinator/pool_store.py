@@ -63,7 +63,6 @@ POOL_MIGRATION: tuple[str, ...] = (
 )
 
 
-
 PoolKey = tuple[bytes, int, tuple[int, ...], tuple[int, ...]]  # key_id, epoch, path, signers
 
 
