@@ -163,15 +163,17 @@ def test_the_session_holds_its_key_and_nodes_and_releases_them(coord: Coordinato
     assert coord.ops.busy_keys() == frozenset() and coord.ops.foreground.nodes_held() == frozenset() and ended == [1]
 
 
+def _crash_when_recorded(point: str) -> None:
+    """A fault hook: the coordinator dies right after recording the operation's session."""
+    if point == "recorded":
+        raise Crash(point)
+
+
 def test_a_recorded_operation_marks_its_key_busy_until_it_ends(coord: Coordinator) -> None:
     """After a restart, before resume: the running row alone keeps the refiller off the key."""
     k = _key(coord)
 
-    def die(point: str) -> None:
-        if point == "recorded":
-            raise Crash(point)
-
-    coord.ops.fault = die
+    coord.ops.fault = _crash_when_recorded
     with pytest.raises(Crash):
         _refresh(coord, k)
     assert coord.ops.foreground.holds() == []  # the crash released the hold ...
@@ -327,11 +329,7 @@ def test_resume_goes_on_past_an_operation_whose_proposal_cannot_be_settled(coord
                                                                            caplog: pytest.LogCaptureFixture) -> None:
     k = _key(coord)
 
-    def die(point: str) -> None:
-        if point == "recorded":
-            raise Crash(point)
-
-    coord.ops.fault = die
+    coord.ops.fault = _crash_when_recorded
     with pytest.raises(Crash):
         _refresh(coord, k)
     coord.restart()
