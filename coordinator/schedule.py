@@ -14,7 +14,13 @@ refresh (``SignedKeyOperation(op, ())``, ``authorized_by="schedule"``, a random 
 * no operation of the key is running or committing (the store refuses a second one anyway);
 * the key's last scheduled refresh did not fail less than ``min(period, 60 s)`` ago (backoff);
 * every committee node is active in the roster in force and healthy (a refresh is dealt by the
-  whole committee); else the key is skipped, logged once per reason.
+  whole committee); else the key is skipped, logged once per reason. Members the health probe
+  judged down (``healthy is False``: a busy node may answer its 1 s probe late) are first asked
+  once more, as a foreground operation does (:func:`coordinator.liveness.recheck`, deadline
+  ``liveness_recheck_s``), but only when that can save the refresh (every other blocker is such a
+  member too) and only once per pass for all keys together, so the pass waits at most
+  ``liveness_recheck_s`` seconds. A member that stays down is not asked again until it has been
+  seen healthy (a dead node costs one wait, not one per pass).
 
 Each start is audited ``key-refresh-scheduled`` (the operation itself is audited
 ``key-operation`` like any other). The nodes decide for themselves: a coordinator that starts a
@@ -31,6 +37,7 @@ from dataclasses import dataclass
 from coordinator.db import CoordinatorDb, KeyRecord, now_ms
 from coordinator.keyop_store import LIVE, KeyOpRecord
 from coordinator.keyops import KeyOperations
+from coordinator.liveness import recheck
 from coordinator.relay import NodeHandle
 from governance.errors import GovernanceError
 from governance.keyop import KeyOperation, KeyOpKind, SignedKeyOperation
@@ -87,6 +94,7 @@ class RefreshScheduler:
         self.clock = clock
         self.margin_ms = margin_ms
         self._skipped: dict[bytes, str] = {}  # key -> the reason last logged (log once)
+        self._unanswered: set[int] = set()  # asked again, still down: not asked again until seen healthy
 
     def due(self, k: KeyRecord, now: int) -> Due | None:
         """``k``'s refresh if it is due at ``now`` and may start (no live operation, not backing off)."""
@@ -105,34 +113,88 @@ class RefreshScheduler:
         return Due(k.key_id, period, last)
 
     def check(self) -> list[str]:
-        """One pass over the active keys; returns the ids of the refreshes started."""
-        started: list[str] = []
+        """One pass over the active keys; returns the ids of the refreshes started. Members judged
+        down that could save a due refresh are asked once more first, all at once
+        (:meth:`_second_look`: at most ``keyops.recheck_s`` seconds per pass)."""
+        # seen healthy since (a probe answered): may be asked again the next time it is judged down
+        self._unanswered = {i for i in self._unanswered if i in self.nodes and self.nodes[i].healthy is not True}
+        pending: list[tuple[KeyRecord, Due]] = []
         for k in self.db.list_keys("active"):
             try:
                 due = self.due(k, self.clock())
                 if due is not None:
-                    op_id = self._start(k, due)
-                    if op_id is not None:
-                        started.append(op_id)
+                    pending.append((k, due))
+            except RpcError as e:
+                self._skip(k.key_id, e.message)
+            except Exception:
+                log.exception("key %s: scheduled refresh check failed", k.key_id.hex()[:16])
+        back: frozenset[int] = frozenset()
+        try:
+            back = self._second_look([k for k, _ in pending]) if pending else back
+        except Exception:
+            log.exception("scheduled refresh: the second health check failed")
+        started: list[str] = []
+        for k, due in pending:
+            try:
+                op_id = self._start(k, due, back)
+                if op_id is not None:
+                    started.append(op_id)
             except RpcError as e:
                 self._skip(k.key_id, e.message)
             except Exception:
                 log.exception("key %s: scheduled refresh check failed", k.key_id.hex()[:16])
         return started
 
+    def _blockers(self, committee: tuple[int, ...], active: set[int], back: frozenset[int]) -> list[int]:
+        """The members of ``committee`` that keep a refresh from starting: not active in the
+        roster in force, not connected, or not healthy (unless in ``back``: they answered the
+        second health check of this pass)."""
+        return [i for i in committee if i not in active or i not in self.nodes or (self.nodes[i].healthy is not True and i not in back)]
+
+    def _second_look(self, keys: list[KeyRecord]) -> frozenset[int]:
+        """Ask the members judged down once more (:func:`coordinator.liveness.recheck`, deadline
+        ``keyops.recheck_s`` seconds, one fan-out for all ``keys``), but only those whose answer
+        can let a due refresh start (all of its blockers are such members) and that were not asked
+        already since they were last seen healthy. Returns the members that answered serving."""
+        roster = self.keyops.roster()
+        if roster is None:
+            return frozenset()
+        active = {e.index for e in active_entries(roster)}
+        ask: set[int] = set()
+        for k in keys:
+            _, committee = self.keyops.epoch_of(k)
+            blocking = self._blockers(committee, active, frozenset())
+            late = [i for i in blocking if i in active and i in self.nodes and self.nodes[i].healthy is False
+                    and i not in self._unanswered]
+            if blocking and len(late) == len(blocking):
+                ask.update(late)
+        if not ask:
+            return frozenset()
+        log.info("scheduled refresh: committee node(s) %s were judged unavailable; asking them again (up to %.1f s)", sorted(ask),
+                 self.keyops.recheck_s)
+        still = recheck(self.nodes, sorted(ask), self.keyops.recheck_s, self.keyops.on_back)
+        for i, why in sorted(still.items()):
+            log.warning("scheduled refresh: %s is still unavailable after a second health check: %s (not asked again until it "
+                        "answers a probe)", self.nodes[i].label, why)
+        self._unanswered.update(still)
+        # the second check's verdict, not a re-read of the marks (the probe may mark a node down again meanwhile)
+        return frozenset(ask - set(still))
+
     def _skip(self, key_id: bytes, why: str) -> None:
         if self._skipped.get(key_id) != why:
             self._skipped[key_id] = why
             log.warning("key %s: scheduled refresh skipped: %s", key_id.hex()[:16], why)
 
-    def _start(self, k: KeyRecord, due: Due) -> str | None:
+    def _start(self, k: KeyRecord, due: Due, back: frozenset[int] = frozenset()) -> str | None:
+        """Start ``k``'s due refresh unless a committee member blocks it (``back``: members that
+        answered this pass's second health check). Returns the operation id, or None (logged)."""
         roster = self.keyops.roster()
         if roster is None:
             self._skip(k.key_id, "the coordinator has no signed roster")
             return None
         epoch, committee = self.keyops.epoch_of(k)
         active = {e.index for e in active_entries(roster)}
-        down = [i for i in committee if i not in active or i not in self.nodes or self.nodes[i].healthy is not True]
+        down = self._blockers(committee, active, back)
         if down:
             self._skip(k.key_id, f"committee node(s) {down} not active and healthy (a refresh is dealt by the whole committee)")
             return None

@@ -256,10 +256,11 @@ def test_scheduler_skips_a_key_with_a_live_operation_or_an_unhealthy_committee(
     _jump(svcs, clock, PERIOD + 3)
     # a node of the committee is down: skipped, logged once
     coord.handles[2].healthy = False
+    coord.handles[2].down = True  # really down: the second health check fails too
     with caplog.at_level(logging.WARNING, logger="coordinator.schedule"):
         assert sched.check() == [] and sched.check() == []
     assert len([r for r in caplog.records if "scheduled refresh skipped" in r.getMessage()]) == 1
-    coord.handles[2].healthy = True
+    coord.handles[2].healthy, coord.handles[2].down = True, False
     # another operation of the key is live (e.g. an admin's reshare): skipped
     signed = SignedKeyOperation.from_bytes(_unsigned_refresh(svcs[1], key))
     t = clock()
@@ -288,3 +289,135 @@ def test_a_coordinator_early_for_the_nodes_gets_the_refresh_refused(
 def test_policy_period_is_checked(lay: Layout) -> None:
     with pytest.raises(Exception, match="refresh_period_s"):
         KeyPolicy.from_dict(default_policy(lay).to_dict() | {"refresh_period_s": 59})
+
+
+# --- a committee member the probe judged down is asked once more (coordinator.liveness) ------------
+
+
+class LiveHandle(Handle):
+    """A handle whose health follows mark_down / mark_up, as a NodeHandle's does."""
+
+    def mark_down(self, reason: str) -> None:
+        self.healthy, self.last_error = False, reason
+
+    def mark_up(self) -> None:
+        self.healthy, self.last_error = True, ""
+
+
+@pytest.fixture
+def live(tmp_path: Path, lay: Layout, svcs: dict[int, NodeService]) -> Iterator[Coordinator]:
+    c = Coordinator(tmp_path, lay, svcs, {i: LiveHandle(s) for i, s in svcs.items()})
+    c.ops.recheck_s = 2.0
+    yield c
+    c.close()
+
+
+def _health_calls(monkeypatch: pytest.MonkeyPatch, svc: NodeService) -> list[int]:
+    calls: list[int] = []
+    real = svc.Health
+
+    def health(req: node_pb2.NodeHealthRequest, ctx: Any) -> node_pb2.NodeHealthResponse:
+        calls.append(1)
+        return real(req, ctx)
+
+    monkeypatch.setattr(svc, "Health", health)
+    return calls
+
+
+def test_a_member_that_answered_its_probe_late_is_asked_again_and_the_refresh_starts(
+    lay: Layout, svcs: dict[int, NodeService], live: Coordinator, clock: Clock, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    key = _key(lay, svcs)
+    sched = _scheduler(live, key, clock)
+    back: list[int] = []
+    live.ops.on_back = back.append
+    calls = _health_calls(monkeypatch, svcs[2])
+    _jump(svcs, clock, PERIOD + 3)
+    live.handles[2].mark_down("DEADLINE_EXCEEDED: Deadline Exceeded")  # the 1 s probe while node 2 was busy
+    with caplog.at_level(logging.INFO, logger="coordinator.schedule"):
+        (op_id,) = sched.check()
+    assert calls == [1] and back == [2] and live.handles[2].healthy is True  # asked once, resynced
+    assert "committee node(s) [2] were judged unavailable; asking them again (up to 2.0 s)" in caplog.text
+    assert "scheduled refresh skipped" not in caplog.text
+    assert live.wait(op_id).state == "done"
+
+
+def test_a_member_really_down_is_asked_once_per_down_spell_and_the_key_skipped(
+    lay: Layout, svcs: dict[int, NodeService], live: Coordinator, clock: Clock, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A dead node costs the scheduler one wait of up to liveness_recheck_s, not one per pass."""
+    import coordinator.schedule as schedule_mod
+
+    key = _key(lay, svcs)
+    sched = _scheduler(live, key, clock)
+    asked: list[tuple[list[int], float]] = []
+    real = schedule_mod.recheck
+
+    def recheck(nodes: Any, indices: Any, timeout_s: float, on_back: Any = None) -> dict[int, str]:
+        asked.append((list(indices), timeout_s))
+        return real(nodes, indices, timeout_s, on_back)
+
+    monkeypatch.setattr(schedule_mod, "recheck", recheck)
+    _jump(svcs, clock, PERIOD + 3)
+    live.handles[2].mark_down("UNAVAILABLE: connection refused")
+    live.handles[2].down = True
+    try:
+        with caplog.at_level(logging.INFO, logger="coordinator.schedule"):
+            assert sched.check() == [] and sched.check() == [] and sched.check() == []
+        assert asked == [([2], 2.0)]
+        assert "node 2 (node-2) is still unavailable after a second health check: UNAVAILABLE: node is down (test)" in caplog.text
+        assert len([r for r in caplog.records if "scheduled refresh skipped" in r.getMessage()]) == 1
+        assert live.handles[2].healthy is False
+        live.handles[2].mark_up()  # a probe saw it again (a pass while the key is not due) ...
+        _jump(svcs, clock, 0)
+        assert sched.check() == []
+        live.handles[2].mark_down("UNAVAILABLE: connection refused")  # ... then judged it down again: asked again
+        _jump(svcs, clock, PERIOD + 3)
+        assert sched.check() == []
+        assert asked == [([2], 2.0), ([2], 2.0)]
+    finally:
+        live.handles[2].down = False
+
+
+def test_nobody_is_asked_again_when_the_answer_cannot_save_the_refresh(
+    lay: Layout, svcs: dict[int, NodeService], live: Coordinator, clock: Clock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Node 3 has no connection here (or node 1 was never probed): whatever node 2 answers, no
+    refresh can start, so no wait of up to liveness_recheck_s."""
+    key = _key(lay, svcs)
+    sched = _scheduler(live, key, clock)
+    calls = _health_calls(monkeypatch, svcs[2])
+    _jump(svcs, clock, PERIOD + 3)
+    live.handles[2].mark_down("DEADLINE_EXCEEDED: Deadline Exceeded")
+    h3 = live.handles.pop(3)
+    try:
+        assert sched.check() == []
+    finally:
+        live.handles[3] = h3
+    live.handles[1].healthy = None  # not yet probed: not judged down, not asked
+    assert sched.check() == [] and calls == []
+    live.handles[1].healthy = True
+    (op_id,) = sched.check()  # now it can save the refresh
+    assert calls == [1] and live.wait(op_id).state == "done"
+
+
+def test_one_second_check_per_pass_for_every_key_waiting_on_the_same_members(
+    lay: Layout, svcs: dict[int, NodeService], live: Coordinator, clock: Clock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two due keys, both held back by node 2 judged down: one fan-out (the pass waits at most
+    liveness_recheck_s once), and both refreshes start."""
+    key1, key2 = _key(lay, svcs), _key(lay, svcs)
+    sched = _scheduler(live, key1, clock)
+    base = default_policy(lay)
+    periodic = {k.key_id: dataclasses.replace(base, version=1, refresh_period_s=PERIOD) for k in (key1, key2)}
+    live.add_key(key2)
+    sched.policy_for = lambda kid: periodic.get(kid, base)
+    calls = _health_calls(monkeypatch, svcs[2])
+    _jump(svcs, clock, PERIOD + 3)
+    live.handles[2].mark_down("DEADLINE_EXCEEDED: Deadline Exceeded")
+    started = sched.check()
+    assert calls == [1] and len(started) == 2
+    assert sorted(live.ops.get(i).key_id for i in started) == sorted([key1.key_id, key2.key_id])
+    assert all(live.wait(i).state == "done" for i in started)
