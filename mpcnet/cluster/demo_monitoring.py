@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import json
 import shutil
 import signal
@@ -37,6 +38,7 @@ from mpcnet.cluster import prometheus_setup as setup
 from mpcnet.cluster.demo import _run, installed
 from mpcnet.cluster.launcher import child_env, free_ports, kill_and_reap, load_layout
 from mpcnet.cluster.monitoring_hints import demo_next_steps
+from mpcnet.cluster.prometheus_cmd import listen_taken
 from mpcnet.common import cliutil
 from mpcnet.common.cliutil import Endpoint, PathArg, UInt
 from mpcnet.common.interrupts import DeferredInterrupt
@@ -49,6 +51,13 @@ BURST = 25
 WAIT_S = 90.0
 
 
+class NotPrometheus(OSError):
+    """``host:port`` answered, but not as Prometheus's JSON API does (not yet Prometheus: another
+    server on the port, e.g. one that took it before Prometheus could bind it; or a cut answer).
+    An OSError, so that :func:`wait_for` polls again (by then a Prometheus that could not bind
+    has exited, and the demo names that)."""
+
+
 class Prom:
     """The few calls of Prometheus's HTTP API the demo makes (``host:port``)."""
 
@@ -56,11 +65,21 @@ class Prom:
         self.address = address
 
     def get(self, path: str, **params: str) -> Any:
+        """The ``data`` of a successful answer to ``GET path?params``; OSError when there is none
+        (no answer, an HTTP error, :class:`NotPrometheus`, a status other than success)."""
         query = f"?{urllib.parse.urlencode(params)}" if params else ""
-        with urllib.request.urlopen(f"http://{self.address}{path}{query}", timeout=5) as r:
-            doc = json.loads(r.read())
+        try:
+            with urllib.request.urlopen(f"http://{self.address}{path}{query}", timeout=5) as r:
+                doc = json.loads(r.read())
+        except (ValueError, http.client.HTTPException) as e:  # not JSON (JSONDecodeError, bad UTF-8), a cut or bad reply
+            raise NotPrometheus(f"http://{self.address}{path} did not answer as Prometheus's API does: "
+                                f"{escape(type(e).__name__)}: {escape(str(e)[:200])}") from None
+        if not isinstance(doc, dict):
+            raise NotPrometheus(f"http://{self.address}{path} did not answer as Prometheus's API does: not a JSON object")
         if doc.get("status") != "success":
-            raise OSError(f"prometheus answered {doc.get('status')}")
+            raise OSError(f"prometheus answered {escape(str(doc.get('status'))[:100])}")
+        if not isinstance(doc.get("data"), (dict, list)):
+            raise NotPrometheus(f"http://{self.address}{path} did not answer as Prometheus's API does: no data")
         return doc["data"]
 
     def value(self, expr: str) -> float:
@@ -69,18 +88,32 @@ class Prom:
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = WAIT_S) -> Any:
-    """Poll ``check`` every 0.5 s until truthy; SystemExit naming ``what`` after ``timeout`` s."""
+    """Poll ``check`` every 0.5 s until truthy (an OSError counts as not yet); SystemExit naming
+    ``what`` and the last such error after ``timeout`` s."""
     deadline = time.monotonic() + timeout
+    last = ""
     while True:
         try:
             got = check()
-        except OSError:
-            got = None
+        except OSError as e:
+            got, last = None, str(e)
         if got:
             return got
         if time.monotonic() > deadline:
-            raise SystemExit(f"demo: timed out after {timeout:g} s waiting for {what}")
+            raise SystemExit(f"demo: timed out after {timeout:g} s waiting for {what}" + (f" (last: {last})" if last else ""))
         time.sleep(0.5)
+
+
+def prometheus_address(listen: str | None) -> str:
+    """Where Prometheus will listen: ``listen`` if free (else :class:`cliutil.Failed` naming it),
+    or 127.0.0.1 and a free port. Called once the cluster is up: its gRPC and metrics ports are
+    bound then and never picked (a port picked before ``up`` could be taken by one of its metrics
+    endpoints, whose answer to every path, the API's too, is the text exposition)."""
+    if listen is None:
+        return f"127.0.0.1:{free_ports(1)[0]}"
+    if listen_taken(listen):
+        raise cliutil.Failed(f"{escape(listen)} is already in use; pick a free address with --listen HOST:PORT")
+    return listen
 
 
 @click.command(name=PROG, context_settings={"help_option_names": ["-h", "--help"]},
@@ -108,7 +141,7 @@ def demo_monitoring(directory: Path | None, keep: bool, listen: str | None, scry
     alerts = setup.repo_file(setup.REPO_ALERTS)
     temp = directory is None
     d = Path(tempfile.mkdtemp(prefix="mpcnet-monitoring-")) / "cluster" if directory is None else directory
-    address = listen or f"127.0.0.1:{free_ports(1)[0]}"
+    address = listen or ""  # without --listen: a free port picked once the cluster is up
     prom_proc = None
     t0 = time.monotonic()
     try:
@@ -117,6 +150,7 @@ def demo_monitoring(directory: Path | None, keep: bool, listen: str | None, scry
         _run(["mpcnet.cluster.cli", "up", "--dir", str(d), "--nodes", "3", "--threshold", "2", "--quiet",
               "--scrypt-n", str(scrypt_n)], "mpc-cluster up")
         files = setup.write_setup(load_layout(d), alerts=alerts)
+        address = prometheus_address(listen)
         argv = setup.command_line(binary, files, address)
         print(f"2. starting Prometheus on http://{address} (scrape and rule evaluation every {setup.INTERVAL_S} s,")
         print(f"   rules: a copy of deploy/monitoring/alerts.yml in {escape(str(files.alerts))})")
