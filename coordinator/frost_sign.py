@@ -138,6 +138,8 @@ class FrostDeps:
     timeout_s: float = SIGN_SCHNORR_TIMEOUT_S
     # (keys, nodes) that foreground operations hold (coordinator.foreground): the nonce refill makes none for them
     stand_aside: Callable[[], tuple[frozenset[bytes], frozenset[int]]] = lambda: (frozenset(), frozenset())
+    # a node the nonce refill found unreachable (UNAVAILABLE): have it probed now (coordinator/probe_now.py)
+    unreachable: Callable[[int], object] = lambda i: None
 
 
 class _AttemptFailed(Exception):
@@ -255,7 +257,10 @@ class FrostSigning:
                     try:
                         stored += self.make_nonces(k, epoch, i, min(NONCE_BATCH, max(1, 2 * REFILL_TARGET - have.get(i, 0))))
                     except grpc.RpcError as e:
-                        log.info("key %s: node %d made no nonces (%s)", k.key_id.hex()[:16], i, status_of(e)[0].name)
+                        code = status_of(e)[0]
+                        log.info("key %s: node %d made no nonces (%s)", k.key_id.hex()[:16], i, code.name)
+                        if code == Code.UNAVAILABLE:  # gone, not merely slow: the probe judges it now
+                            self.deps.unreachable(i)
         return stored
 
     # --- signing -----------------------------------------------------------------------------------

@@ -56,6 +56,7 @@ from crypto_core.bip32 import derive
 from crypto_core.errors import DecodeError
 from crypto_core.group import Point
 from mpcnet.common.metrics import Metrics, NullMetrics
+from mpcnet.common.rpc import status_of
 from mpcnet.wire.mpc.v1 import coordinator_pb2, node_pb2
 
 log = logging.getLogger("coordinator.pool")
@@ -94,6 +95,8 @@ class PoolDeps:
     # (keys, nodes) that foreground operations hold or are about to (coordinator.foreground): no new
     # presign session for such a key or on such a node, no reconcile of such a node, until they end
     stand_aside: Callable[[], tuple[frozenset[bytes], frozenset[int]]] = lambda: (frozenset(), frozenset())
+    # a node a background call found unreachable (UNAVAILABLE): have it probed now, not judged here (coordinator/probe_now.py)
+    unreachable: Callable[[int], object] = lambda i: None
 
 
 def usable(h: NodeHandle) -> bool:
@@ -322,6 +325,9 @@ class PresignPools:
             final = run_session(subset, sid, {i: start for i in signers}, self.deps.step_timeout_s, last_round=PRESIGN_LAST_ROUND,
                                 judge=False)
         except (Aborted, NodesUnavailable, Refused) as e:
+            if isinstance(e, NodesUnavailable):
+                for i in e.unreachable:  # gone, not merely slow: the probe judges it now, not at its next pass
+                    self.deps.unreachable(i)
             self._failed(pool, e)
             return 0
         expected = derive(Point.decode(k.public_key), k.chain_code, path).public_key.encode()
@@ -482,7 +488,10 @@ class PresignPools:
         try:
             resp = h.stub.ListPresignatures(node_pb2.ListPresignaturesRequest(), timeout=min(5.0, self.deps.step_timeout_s))
         except grpc.RpcError as e:
-            log.info("%s: cannot list its presignatures (%s)", h.label, getattr(e.code(), "name", e.code()) if hasattr(e, "code") else e)
+            code, _ = status_of(e)
+            log.info("%s: cannot list its presignatures (%s)", h.label, code.name)
+            if code == grpc.StatusCode.UNAVAILABLE:
+                self.deps.unreachable(h.index)
             return False
         held = {bytes(p.presig_id) for p in resp.presignatures}
         listed = list(resp.presignatures)[:MAX_LISTED]  # a corrupted node's flood costs no more (the rest: next time)

@@ -80,6 +80,9 @@ class NodesUnavailable(Exception):
 
     failures: dict[int, str]  # index -> "node i (name): what happened"
     phase: str = "step"  # "start" when the nodes failed to start the session
+    # those the transport found unreachable (UNAVAILABLE: connection refused, no route), not merely
+    # slow: background work asks for them to be probed now (coordinator/probe_now.py)
+    unreachable: tuple[int, ...] = ()
 
     def __str__(self) -> str:
         return "; ".join(r for _, r in sorted(self.failures.items()))
@@ -170,6 +173,7 @@ def _index(text: str) -> bool:
 
 def _classify(nodes: Mapping[int, NodeHandle], errs: dict[int, grpc.RpcError], phase: str, judge: bool = True) -> Exception:
     down: dict[int, str] = {}
+    unreachable: list[int] = []
     aborts: list[Aborted] = []
     refused: list[Refused] = []
     for i, e in sorted(errs.items()):
@@ -184,6 +188,8 @@ def _classify(nodes: Mapping[int, NodeHandle], errs: dict[int, grpc.RpcError], p
             if judge:
                 h.mark_down(reason)
             down[i] = f"{h.label}: {reason}"
+            if code == grpc.StatusCode.UNAVAILABLE:
+                unreachable.append(i)
         else:
             b = trailing(e, "mpc-banned") or ""
             # a node's claim: only its co-signers in this session count (never an unknown index)
@@ -195,7 +201,7 @@ def _classify(nodes: Mapping[int, NodeHandle], errs: dict[int, grpc.RpcError], p
         return aborts[0]
     if refused:
         return refused[0]
-    return NodesUnavailable(down, phase)
+    return NodesUnavailable(down, phase, tuple(unreachable))
 
 
 def _check_output(sid: bytes, i: int, resp: node_pb2.StepResponse, participants: tuple[int, ...]) -> None:

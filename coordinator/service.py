@@ -44,6 +44,7 @@ from coordinator.nodes import NodeRegistry
 from coordinator.policies import PolicyBook
 from coordinator.pool import PoolDeps, PresignPools
 from coordinator.presigned import PresignedDeps, PresignedSigning
+from coordinator.probe_now import ProbeNow
 from coordinator.recovery_service import RecoveryService
 from coordinator.relay import Aborted, NodeHandle, NodesUnavailable, Refused, fanout, run_session, wait_ready
 from coordinator.requests import SignRequests
@@ -100,6 +101,7 @@ _PROPOSAL_STATE = {
 _PB_PROPOSAL_STATE = {v: k for k, v in _PROPOSAL_STATE.items()}
 # a signing session's nodes release their signature shares when they get the round-3 messages
 SIGN_RELEASE_ROUND = 3
+PROBE_S = 1.0  # the health probe's deadline (s): a node that has not answered by then is marked down
 RESTART_WAIT_S = 30.0  # how long a signing request waits for too many nodes down before it fails
 EPOCH_REFUSALS = 3  # a node refusing a signing session's epoch this often in one request is signed around
 
@@ -230,10 +232,12 @@ class CoordinatorService:
         self._sessions = SessionSlots(cfg.max_parallel_sessions, reserved_for_pools(  # issue 14: the refill policy
             cfg.max_parallel_sessions, cfg.presign.enabled, cfg.presign.max_parallel,
         ))
+        # background work that finds a node unreachable has it probed now (coordinator/probe_now.py)
+        self.probe_now = ProbeNow(self.probe_one)
         # issue 14: presignature pools and the one-round path (coordinator/pool.py, coordinator/presigned.py)
         self.pools = PresignPools(cfg.presign, PoolDeps(
             self.db, lambda: self.nodes, self.keyops.signing, lambda: bool(self.requests._signing), self._sessions,
-            cfg.step_timeout_s, self._stand_aside,
+            cfg.step_timeout_s, self._stand_aside, self.probe_now.request,
         ), self.metrics)
         self.foreground.listen(self.pools.wake)  # a foreground operation ended: the pools it stood aside for refill now
         self.presigned = PresignedSigning(PresignedDeps(
@@ -245,7 +249,7 @@ class CoordinatorService:
             self.db, lambda: self.nodes, self.keyops.signing, self._reserve, self.policies.attestation,
             lambda actor, action, rid, outcome, details: self.audit.append(actor, action, request_id=rid, outcome=outcome,
                                                                            details=details),
-            stop=self._stop, stand_aside=self._stand_aside,
+            stop=self._stop, stand_aside=self._stand_aside, unreachable=self.probe_now.request,
         ))
         self.frost_sync = NonceSync(self.db, lambda: self.nodes)
         self.frost.fault = self.keyops.fault  # test mode: the frost-assigned crash point (coordinator/faults.py)
@@ -322,6 +326,7 @@ class CoordinatorService:
 
     def stop(self) -> None:
         self._stop.set()
+        self.probe_now.stop()
         self.pools.stop()
         self.keyops.stop()
         self.requests.stop()
@@ -378,24 +383,44 @@ class CoordinatorService:
             return call
 
         ok, errs = fanout(
-            {i: (timed(h), node_pb2.NodeHealthRequest()) for i, h in self.nodes.items()}, 1.0, wait_for_ready=True
+            {i: (timed(h), node_pb2.NodeHealthRequest()) for i, h in self.nodes.items()}, PROBE_S, wait_for_ready=True
         )
         for i, (resp, sent, received) in ok.items():
             h = self.nodes[i]
             if resp.unix_ms > 0 and received >= sent:
                 self._clock_measured(h, measure(sent, received, resp.unix_ms))
-            if not resp.serving:
-                h.mark_down(f"NOT_SERVING: {_printable(resp.reason) or 'no reason given'}")
-                continue
-            if h.healthy is False:  # back from being down: it may have missed policies and roster changes
-                self._node_back(i)
-            h.mark_up()
+            self._judge(h, resp)
         for i, e in errs.items():
-            code, details = status_of(e)
-            self.nodes[i].mark_down(f"{code.name}: {details}")
+            self._judge(self.nodes[i], e)
         # issue 16: a node that lost fresh FROST nonces (restarted): drop the commitments (coordinator/frost_nonce_sync.py)
         self.frost_sync.observe({i: resp.nonces for i, (resp, _, _) in ok.items() if resp.serving})
         observe_nodes(self.metrics, self.nodes.values())
+
+    def probe_one(self, i: int) -> None:
+        """Probe node ``i`` alone, now, as :meth:`probe` does (deadline :data:`PROBE_S`, the same
+        verdict; no clock or nonce bookkeeping, which the periodic probe keeps): asked by background
+        work that found it unreachable (:mod:`coordinator.probe_now`). A node no longer here is skipped."""
+        h = self.nodes.get(i)
+        if h is None or self._stop.is_set():
+            return
+        ok, errs = fanout({i: (h.stub.Health, node_pb2.NodeHealthRequest())}, PROBE_S, wait_for_ready=True)
+        self._judge(h, ok[i] if i in ok else errs[i])
+        log.info("%s: the probe a background session asked for found it %s", h.label,
+                 "available" if h.healthy else f"unavailable ({h.last_error})")
+        observe_nodes(self.metrics, self.nodes.values())
+
+    def _judge(self, h: NodeHandle, answer: node_pb2.NodeHealthResponse | grpc.RpcError) -> None:
+        """A health probe's verdict on ``h``: an error or NOT_SERVING marks it down (with the reason,
+        escaped), serving marks it up (resynced first if it was down)."""
+        if isinstance(answer, grpc.RpcError):
+            code, details = status_of(answer)
+            h.mark_down(f"{code.name}: {details}")
+        elif not answer.serving:
+            h.mark_down(f"NOT_SERVING: {_printable(answer.reason) or 'no reason given'}")
+        else:
+            if h.healthy is False:  # back from being down: it may have missed policies and roster changes
+                self._node_back(h.index)
+            h.mark_up()
 
     def _clock_measured(self, h: NodeHandle, sample: SkewSample) -> None:
         h.clock = sample
