@@ -50,7 +50,8 @@ from governance.reservation import MAX_SIGN_ATTEMPTS
 from governance.text import REQUEST_ID_RE, REQUEST_ID_RULE
 from mpc_node.audit_outbox import OutboxEntry
 from mpc_node.fields import at_most, governance_blob
-from mpc_node.governance import refusal
+from mpc_node.governance import changed_refusal, refusal
+from mpc_node.in_force import InForce, PolicyChanged, RosterChanged
 from mpc_node.nonce_store import FreshNonce, NonceError, NonceInfo
 from mpc_node.presign import _caller, _renamed, _signers, attempt_grant, discard_fields
 from mpc_node.storage import RateLimited, RequestAlreadyServed, ReservationConflict, ServedRequest, StoreError
@@ -253,6 +254,7 @@ class NodeNonces:
             raise invalid("taproot_merkle_root", f"must be empty or 32 bytes, got {len(root)}")
         if not 1 <= req.attempt <= MAX_SIGN_ATTEMPTS:
             raise invalid("attempt", f"must be 1..{MAX_SIGN_ATTEMPTS}, got {req.attempt}")
+        roster_version = node.roster_state.version  # before the peers: the consume refuses if it changed since
         peers = node.peers()
         at_most(req.commitments, "commitments", len(peers), "commitments (one per signer)")
         for k, c in enumerate(req.commitments):
@@ -340,6 +342,7 @@ class NodeNonces:
         reservation, quorum = attempt_grant(node, request, req.attempt, signers, session, tuple(req.reservation_receipts))
         served = ServedRequest(
             request.request_id, key_id, digest, reservation.created_ms, (limit.max_signatures, limit.window_seconds * 1000), reservation,
+            InForce(approved.scope, approved.policy.version, roster_version),
         )
         if node.outbox.problem:  # the share would be released with nothing reaching the log
             raise RpcError(Code.UNAVAILABLE, f"audit: {name} cannot append to its audit log ({node.outbox.problem}); it signs nothing")
@@ -378,6 +381,8 @@ class NodeNonces:
             raise refusal(Code.FAILED_PRECONDITION, "served", f"approval_bundle.request.{e} ({name})") from None
         except RateLimited as e:
             raise refusal(Code.FAILED_PRECONDITION, "rate-limited", f"{e} ({name})") from None
+        except (PolicyChanged, RosterChanged) as e:
+            raise changed_refusal(e, name) from None
         except NonceError as e:
             if e.kind == "nonce-used":  # a concurrent call won: the same (request, attempt) replays
                 self._forget(nonce_id)

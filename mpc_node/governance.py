@@ -49,6 +49,7 @@ from governance.audit import detail_text
 from governance.errors import GovernanceError
 from governance.policy import DEFAULT_SCOPE, AdminSet, KeyPolicy, SignedPolicyChange
 from mpc_node.bundle_cache import VerifiedBundles
+from mpc_node.in_force import InForce, PolicyChanged, RosterChanged
 from mpc_node.storage import NodeStore, PolicyConflict, ServedRequest
 from mpcnet.common.govwire import scope_name
 from mpcnet.common.rpc import RpcError
@@ -69,6 +70,16 @@ def now_ms() -> int:
 
 def refusal(code: grpc.StatusCode, kind: str, message: str) -> RpcError:
     return RpcError(code, message, metadata=[("mpc-governance", kind)])
+
+
+def changed_refusal(e: PolicyChanged | RosterChanged, name: str, prefix: str = "") -> RpcError:
+    """The refusal of a share whose release transaction found the policy or roster changed since
+    its checks (:mod:`mpc_node.in_force`): FAILED_PRECONDITION ``stale-policy`` naming
+    ``<prefix>approval_bundle.request.policy_version``, or ``stale-roster`` naming ``<prefix>roster``;
+    ``name`` is this node's."""
+    if isinstance(e, PolicyChanged):
+        return refusal(Code.FAILED_PRECONDITION, "stale-policy", f"{prefix}approval_bundle.request.{e} ({name})")
+    return refusal(Code.FAILED_PRECONDITION, "stale-roster", f"{prefix}{e} ({name})")
 
 
 @dataclass(frozen=True)
@@ -372,18 +383,20 @@ class NodeGovernance:
             prefix = "sign.approval_bundle" if field.startswith("approvals") else "sign.approval_bundle.request"
             raise refusal(code, kind, f"{prefix}.{field}: {e.reason}") from None
 
-    def recheck(self, approved: Approved, key_id: bytes) -> ServedRequest:
+    def recheck(self, approved: Approved, key_id: bytes, *, roster_version: int) -> ServedRequest:
         """At the end of the session, just before the share is released: the same checks against
         the policy *now* in force (a change may have been installed meanwhile) and the clock
-        now; returns the record to write atomically with the presignature."""
+        now; returns the record to write atomically with the presignature, pinned to that policy
+        and to ``roster_version`` (the roster the session started under: :mod:`mpc_node.in_force`)."""
         found = self.policy_for(key_id)
         if found is None:
             raise refusal(Code.FAILED_PRECONDITION, "stale-policy", f"sign.key_id: {self.name} has no policy for this key")
-        _scope, policy = found
+        scope, policy = found
         self._verify(approved.bundle, policy)
         self.check_confirmed(key_id)
         req = approved.bundle.request
         limit = policy.rate_limit
         return ServedRequest(
-            req.request_id, req.key_id, req.digest, self.clock(), (limit.max_signatures, limit.window_seconds * 1000)
+            req.request_id, req.key_id, req.digest, self.clock(), (limit.max_signatures, limit.window_seconds * 1000),
+            in_force=InForce(scope, policy.version, roster_version),
         )

@@ -54,7 +54,8 @@ from governance.text import REQUEST_ID_RE, REQUEST_ID_RULE
 from mpc_node.audit_outbox import OutboxEntry
 from mpc_node.envelope import seal_broadcast
 from mpc_node.fields import at_most, governance_blob
-from mpc_node.governance import refusal
+from mpc_node.governance import changed_refusal, refusal
+from mpc_node.in_force import InForce, PolicyChanged, RosterChanged
 from mpc_node.presig_store import FreshPresignature, PoolError, PoolPresignature
 from mpc_node.storage import (
     RateLimited,
@@ -402,6 +403,7 @@ class NodePools:
             raise invalid("derivation_path", str(e).split(": ", 1)[-1]) from None
         governance_blob(req.approval_bundle, "approval_bundle")
         governance_blob(req.policy_attestation, "policy_attestation")
+        roster_version = node.roster_state.version  # before the peers: the consume refuses if it changed since
         peers = node.peers()
         signers = _signers(req.signers, "signers", peers, roster=False)  # the roster check follows the replay
         if not 1 <= req.attempt <= MAX_SIGN_ATTEMPTS:
@@ -461,7 +463,7 @@ class NodePools:
         reservation, quorum = attempt_grant(node, request, req.attempt, signers, presig_id, tuple(req.reservation_receipts))
         served = ServedRequest(
             request.request_id, key_id, digest, reservation.created_ms, (limit.max_signatures, limit.window_seconds * 1000),
-            reservation,
+            reservation, InForce(approved.scope, approved.policy.version, roster_version),
         )
         if node.outbox.problem:  # the share would be released with nothing reaching the log
             raise RpcError(Code.UNAVAILABLE, f"audit: {name} cannot append to its audit log ({node.outbox.problem}); it signs nothing")
@@ -495,6 +497,8 @@ class NodePools:
             raise refusal(Code.FAILED_PRECONDITION, "served", f"approval_bundle.request.{e} ({name})") from None
         except RateLimited as e:
             raise refusal(Code.FAILED_PRECONDITION, "rate-limited", f"{e} ({name})") from None
+        except (PolicyChanged, RosterChanged) as e:
+            raise changed_refusal(e, name) from None
         except PoolError as e:
             if e.kind == "presig-used":  # a concurrent call won: the same (request, attempt) replays
                 return self._replayed(presig_id, request.request_id, req.attempt)

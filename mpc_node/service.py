@@ -80,7 +80,8 @@ from mpc_node.fields import (
     utf8_text_field,
 )
 from mpc_node.frost_sign import FROST_SCHEMES, NodeNonces, check_scheme, is_frost_record, scheme_refusal
-from mpc_node.governance import Approved, NodeGovernance, refusal
+from mpc_node.governance import Approved, NodeGovernance, changed_refusal, refusal
+from mpc_node.in_force import PolicyChanged, RosterChanged
 from mpc_node.keyops import ReshareSetup
 from mpc_node.metrics import count_abort, node_metrics, timed_round
 from mpc_node.presign import NodePools, PresignSetup
@@ -146,6 +147,7 @@ class Session:
     committee: tuple[int, ...] = ()
     reshare: ReshareSetup | None = None  # reshare only
     presign: PresignSetup | None = None  # a presign session (kind "sign", issue 14: mpc_node/presign.py)
+    roster_version: int = 0  # signing: the roster its signers were checked under (the release refuses if it changed)
 
     def to_roster(self, party: int) -> int:
         return self.committee[party - 1] if self.committee else party
@@ -597,6 +599,7 @@ class NodeService:
             raise invalid("sign.derivation_path", str(e).split(": ", 1)[-1]) from None
         governance_blob(p.approval_bundle, "sign.approval_bundle")
         governance_blob(p.policy_attestation, "sign.policy_attestation")
+        roster_version = self.roster_state.version  # before the peers: the release refuses if it changed since
         peers = self.peers()
         at_most(p.signers, "sign.signers", len(peers), "party indices")
         signers = tuple(p.signers)
@@ -638,6 +641,7 @@ class NodeService:
         s = Session(
             sid, "sign", party, ordered, tuple(j for j in ordered if j != self.me), 1,
             key=key, key_id=key_id, digest=digest, path=path, request_id=p.request_id, approved=approved, committee=cmap,
+            roster_version=roster_version,
         )
         return s, party.start
 
@@ -1108,7 +1112,7 @@ class NodeService:
         assert approved is not None
         req = approved.bundle.request
         try:
-            served = self.gov.recheck(approved, s.key_id)
+            served = self.gov.recheck(approved, s.key_id, roster_version=s.roster_version)
             served = dataclasses.replace(served, reservation=self._reserved(s, req))
         except RpcError as e:
             self._audit_sign("sign-share", s.request_id, "refused", e.message, actor=req.requester, key_id=s.key_id)
@@ -1131,6 +1135,11 @@ class NodeService:
             self.outbox.notify()
         except ReservationConflict as e:
             err = refusal(Code.FAILED_PRECONDITION, "attempt-taken", f"{e} ({self.cfg.name})")
+            self._audit_sign("sign-share", s.request_id, "refused", err.message, actor=req.requester, key_id=s.key_id)
+            s.failed = err
+            raise err from None
+        except (PolicyChanged, RosterChanged) as e:
+            err = changed_refusal(e, self.cfg.name, "sign.")
             self._audit_sign("sign-share", s.request_id, "refused", err.message, actor=req.requester, key_id=s.key_id)
             s.failed = err
             raise err from None

@@ -53,6 +53,7 @@ from governance.reservation import MAX_SIGN_ATTEMPTS
 from mpc_node import audit_outbox
 from mpc_node.backup_store import BACKUP_MIGRATION, RESTORED_FROST_MIGRATION, BackupStore
 from mpc_node.epoch_store import ABANDONED_MIGRATION, EPOCH_MIGRATION, KEY_ROSTER_MIGRATION, EpochStore
+from mpc_node.in_force import InForce, check_in_force
 from mpc_node.key_epoch_cache import KeyEpochCache
 from mpc_node.nonce_store import NONCE_MIGRATION, NonceStore
 from mpc_node.presig_store import PRESIG_MIGRATION, PresigStore, delete_fresh_with_peer
@@ -236,6 +237,10 @@ class ServedRequest:
     attempt (:class:`ReservationConflict` if it granted another) and the served attempt
     (:class:`RequestAlreadyServed` on a repeat); the request counts towards the rate limit only
     the first time. Without it, a request is served at most once.
+
+    With ``in_force`` (the policy and roster the share's checks used) the same transaction first
+    refuses if either changed since (:class:`mpc_node.in_force.PolicyChanged` /
+    :class:`~mpc_node.in_force.RosterChanged`): a revocation holds for every release at once.
     """
 
     request_id: str
@@ -244,6 +249,7 @@ class ServedRequest:
     now_ms: int
     rate_limit: tuple[int, int] | None = None
     reservation: Reservation | None = None
+    in_force: InForce | None = None
 
 @dataclass(frozen=True)
 class KeyRow:
@@ -873,6 +879,8 @@ def _check_served(r: object) -> ServedRequest:
         _check_reservation(r.reservation)
         if r.reservation.request_id != r.request_id or r.reservation.key_id != r.key_id:
             raise StoreError("reservation: is for another request or key")
+    if r.in_force is not None and not isinstance(r.in_force, InForce):
+        raise StoreError("in_force: must be an InForce")
     if r.rate_limit is not None:
         if not isinstance(r.rate_limit, tuple) or len(r.rate_limit) != 2:
             raise StoreError("rate_limit: must be (max_signatures, window_ms)")
@@ -886,7 +894,10 @@ def _record_served(c: sqlite3.Connection, r: ServedRequest, served: ServedWindow
     conflicting reservation or a rate-limit excess, else insert. ``served`` (required, so no
     writer can leave the memo out by accident): the store's memo of served times, which counts
     and is told the insert (pass it in every transaction of the store; in an untracked one it is
-    suspended and counts in SQL); None: the count in SQL, for a connection without a memo."""
+    suspended and counts in SQL); None: the count in SQL, for a connection without a memo.
+    ``r.in_force`` is checked first (:func:`mpc_node.in_force.check_in_force`)."""
+    if r.in_force is not None:
+        check_in_force(c, r.key_id, r.in_force)
     seen = c.execute("SELECT 1 FROM requests WHERE request_id = ?", (r.request_id,)).fetchone() is not None
     res = r.reservation
     if res is not None:

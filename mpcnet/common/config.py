@@ -210,12 +210,28 @@ def write_json(path: Path, doc: Any, mode: int = 0o644) -> None:
 class _EscapingFormatter(logging.Formatter):
     """One log line per record: the message (which may quote a caller's or a peer's text) has
     every control, format or bidi character escaped (:func:`governance.text.escape`, the one
-    escaping of caller text), so it cannot forge lines or carry terminal escapes; tracebacks are
-    appended as usual."""
+    escaping of caller text), so it cannot forge lines or carry terminal escapes. A traceback or
+    stack follows it, each of its lines escaped the same way and indented (:data:`TRACE_INDENT`):
+    an exception's message may quote such text too (a newline in it must not start a line that
+    reads as a record of its own)."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         record.message = escape(record.message)
         return super().formatMessage(record)
+
+    def formatException(self, ei: Any) -> str:
+        return _trace_lines(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return _trace_lines(super().formatStack(stack_info))
+
+
+TRACE_INDENT = "  | "
+"""The prefix of every traceback or stack line in a text log (a record's line starts with its time)."""
+
+
+def _trace_lines(text: str) -> str:
+    return "\n".join(TRACE_INDENT + escape(line) for line in text.splitlines())
 
 
 def setup_logging(log_file: Path | None, name: str, level: str = "INFO", log_format: str = "text") -> None:

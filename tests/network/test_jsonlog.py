@@ -92,6 +92,32 @@ def test_setup_logging_writes_json_lines(tmp_path: Path) -> None:
     assert doc["event"] == "request-failed" and doc["request_id"] == "r-2" and doc["message"] == "request r\\n2 failed"
 
 
+def test_a_text_log_escapes_and_indents_a_tracebacks_caller_text(tmp_path: Path) -> None:
+    """p14e: the text format escaped the message but appended a traceback raw, so an exception
+    whose message quoted a caller's text (a newline forging a record, ANSI, a bidi override)
+    reached the log file unescaped. Now every traceback and stack line is escaped and indented."""
+    log_file = tmp_path / "n.log"
+    forged = "2026-01-01 00:00:00,000 node-1 INFO mpc_node.service: share released"
+    try:
+        setup_logging(log_file, "node-1", "INFO", "text")
+        try:
+            raise ValueError(f"bad label x\x1b[2J\u202eexe.txt\n{forged}")
+        except ValueError:
+            logging.getLogger("mpc_node.service").exception("unexpected %s", "a\x1bb", stack_info=True)
+    finally:
+        for h in logging.getLogger().handlers:
+            h.close()
+        logging.getLogger().handlers.clear()
+    text = log_file.read_text()
+    assert "\x1b" not in text and "\u202e" not in text, text
+    lines = text.splitlines()
+    assert lines[0].endswith("mpc_node.service: unexpected a\\x1bb"), lines[0]
+    assert all(line.startswith("  | ") for line in lines[1:]) and len(lines) > 3, lines
+    assert any("Traceback (most recent call last):" in line for line in lines)
+    assert not any(line.startswith(forged) for line in lines)
+    assert any(line == "  | " + forged for line in lines), lines  # its own line, marked as part of the traceback
+
+
 @dataclass(frozen=True)
 class _Cfg:
     name: str

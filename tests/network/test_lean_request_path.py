@@ -83,7 +83,7 @@ def test_a_bundle_is_verified_once_and_rechecked_from_the_cache(store: NodeStore
     assert (gov.bundles.misses, gov.bundles.hits) == (1, 2)
     approved = gov.check_sign(data, key_id=KEY_ID, digest=req.digest, path=req.derivation_path, request_id=req.request_id)
     assert bundle_digest(approved.bundle) == hashlib.sha256(data).digest()  # canonical: the bytes it came from
-    gov.recheck(approved, KEY_ID)
+    gov.recheck(approved, KEY_ID, roster_version=0)
     assert (gov.bundles.misses, gov.bundles.hits) == (1, 4)
 
 
@@ -98,7 +98,7 @@ def test_the_cache_refuses_an_expired_request(store: NodeStore, tmp_path: Path) 
         _check(gov, data, req)
     assert _kind(e) == "expired" and "expires_at_ms" in e.value.message
     with pytest.raises(RpcError) as e:
-        gov.recheck(approved, KEY_ID)
+        gov.recheck(approved, KEY_ID, roster_version=0)
     assert _kind(e) == "expired"
     assert gov.bundles.hits == 2  # refused although cached: the clock is checked every time
 
@@ -110,7 +110,7 @@ def test_the_cache_refuses_after_the_policy_is_superseded(store: NodeStore, tmp_
     data = _bundle(req, "alice", "bert")
     approved = gov.check_sign(data, key_id=KEY_ID, digest=req.digest, path=req.derivation_path, request_id=req.request_id)
     gov.install(_signed(policy(version=2), policy()).to_bytes(), actor="admin")
-    for run in (lambda: _check(gov, data, req), lambda: gov.recheck(approved, KEY_ID)):
+    for run in (lambda: _check(gov, data, req), lambda: gov.recheck(approved, KEY_ID, roster_version=0)):
         with pytest.raises(RpcError) as e:
             run()
         assert _kind(e) == "stale-policy"
