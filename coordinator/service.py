@@ -21,7 +21,6 @@ import contextlib
 import itertools
 import logging
 import os
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -56,6 +55,7 @@ from coordinator.rotation import NodeKeyRotationRelay
 from coordinator.schedule import RefreshScheduler
 from coordinator.schemes import check_dkg_key, check_frost_result, is_frost, scheme_of
 from coordinator.session_slots import SessionSlots, reserved_for_pools
+from coordinator.store_failure import one_line, store_failure
 from crypto_core.bip32 import derive
 from crypto_core.combiner import SignatureShare, combine
 from crypto_core.errors import DecodeError, ProtocolAbort
@@ -301,13 +301,10 @@ class CoordinatorService:
         """For the RPC layer (every Coordinator RPC): a database or audit-log write failure that a
         handler did not catch (disk full, read-only, I/O error) is UNAVAILABLE naming the store,
         never INTERNAL with a traceback; None for anything else."""
-        if isinstance(e, (sqlite3.OperationalError, OSError)):
-            what = "database"
-        elif isinstance(e, GovernanceError) and e.field == "database":
-            what = "audit log"
-        else:
+        what = store_failure(e)
+        if what is None:
             return None
-        reason = " ".join(str(e).split())[:300]
+        reason = one_line(e)
         log.error("%s failure: %s", what, reason)
         return RpcError(Code.UNAVAILABLE, f"store: {self.cfg.name} cannot use its {what} ({reason}); try again when it can")
 
