@@ -533,15 +533,15 @@ class CoordinatorService:
             log.error("request %s: keygen failed unexpectedly: %s", rid, escape(f"{type(e).__name__}: {e}"))
         try:
             self._fail(rid, err, 1)
-        except Exception:
-            log.exception("request %s: cannot record its failure", rid)
+        except Exception as f:
+            _log_failure(f, f"request {rid}: cannot record its failure")
         try:
             self.audit.append(
                 actor, "key-create", request_id=rid, outcome="failed",
                 details=detail_text("label", label) | {"request": rid} | detail_text("reason", f"{err.code.name}: {err.message}"),
             )
-        except Exception:
-            log.exception("request %s: cannot audit its failure", rid)
+        except Exception as f:
+            _log_failure(f, f"request {rid}: cannot audit its failure")
 
     def _keygen(self, rid: str, label: str, scheme: str = "ecdsa-secp256k1") -> KeyRecord:
         t0 = time.perf_counter()
@@ -1195,3 +1195,13 @@ class CoordinatorService:
 
     def ListCeremonies(self, req: coordinator_pb2.ListCeremoniesRequest, ctx: Any) -> coordinator_pb2.ListCeremoniesResponse:
         return self.recovery.list_ceremonies(req)
+
+
+def _log_failure(e: Exception, what: str) -> None:
+    """Log ``what`` failed because of ``e``: one line when ``e`` is the coordinator's own store
+    failing (a full disk is the host's condition, expected while it lasts), a traceback otherwise."""
+    store = store_failure(e)
+    if store is not None:
+        log.error("%s: the coordinator cannot use its %s (%s)", what, store, one_line(e))
+    else:
+        log.exception("%s", what)

@@ -1,0 +1,41 @@
+"""A keygen whose coordinator cannot write its database (disk full) while the DKG runs answers
+UNAVAILABLE; recording and auditing its failure then fail the same way. Those two follow-ups were
+logged with a traceback each (three per keygen, found on a real cluster with a full tmpfs as the
+coordinator's data directory); a full disk is the host's condition and gets one line naming the
+store, while anything else keeps its traceback (:func:`coordinator.service._log_failure`)."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+
+import pytest
+
+from coordinator.service import _log_failure
+from governance.errors import GovernanceError
+
+
+@pytest.mark.parametrize(("error", "store"), [
+    (sqlite3.OperationalError("database or disk is full"), "database"),
+    (OSError(28, "No space left on device"), "database"),
+    (GovernanceError("database", "database or disk is full"), "audit log"),
+])
+def test_a_store_failure_is_one_line_naming_the_store(caplog, error, store) -> None:
+    caplog.set_level(logging.ERROR, logger="coordinator")
+    try:
+        raise error
+    except Exception as e:
+        _log_failure(e, "request kg-1: cannot record its failure")
+    (rec,) = caplog.records
+    assert rec.exc_info is None and "\n" not in rec.getMessage()
+    assert rec.getMessage().startswith(f"request kg-1: cannot record its failure: the coordinator cannot use its {store} (")
+
+
+def test_anything_else_keeps_its_traceback(caplog) -> None:
+    caplog.set_level(logging.ERROR, logger="coordinator")
+    try:
+        raise RuntimeError("a bug")
+    except Exception as e:
+        _log_failure(e, "request kg-1: cannot audit its failure")
+    (rec,) = caplog.records
+    assert rec.exc_info is not None and rec.getMessage() == "request kg-1: cannot audit its failure"
