@@ -33,6 +33,7 @@ from coordinator.backup_store import BundleRecord
 from coordinator.db import AuditEvent, CoordinatorDb, KeyRecord, now_ms
 from coordinator.recovery_config import RecoveryConfigBook
 from coordinator.relay import NodeHandle, fanout
+from coordinator.store_failure import one_line, store_failure
 from governance.audit import detail_text
 from governance.errors import GovernanceError
 from governance.policy import AdminSet
@@ -146,24 +147,37 @@ class Backups:
             except CollectFailed as e:
                 self._failed(k.key_id, str(e))
             except Exception as e:  # never let one key stop the pass
-                log.exception("key %s: backup collection failed unexpectedly", k.key_id.hex()[:16])
-                self._failed(k.key_id, f"internal error ({type(e).__name__})")
+                store = store_failure(e)
+                if store is None:
+                    log.exception("key %s: backup collection failed unexpectedly", k.key_id.hex()[:16])
+                    self._failed(k.key_id, f"internal error ({type(e).__name__})")
+                else:  # the host's condition (disk full): named, and tried again at the first delay, not an hour later
+                    self._failed(k.key_id, f"the coordinator cannot use its {store} ({one_line(e)})", grow=False)
             finally:
                 with self._lock:
                     self._busy.discard(k.key_id)
         return stored
 
-    def _failed(self, key_id: bytes, why: str) -> None:
+    def _failed(self, key_id: bytes, why: str, *, grow: bool = True) -> None:
+        """Record that ``key_id``'s collection failed for ``why``: its next try waits
+        :data:`BACKOFF_MS` doubling per failure in a row up to :data:`BACKOFF_MAX_MS` (``grow``
+        False: :data:`BACKOFF_MS`, a store failure of the coordinator's own, not the nodes');
+        audited when the reason is new (a store failure that also refuses the audit entry is logged)."""
         with self._lock:
             failures = self._backoff.get(key_id, (0, 0))[0] + 1
-            delay = min(BACKOFF_MS << min(failures - 1, 20), BACKOFF_MAX_MS)
+            delay = min(BACKOFF_MS << min(failures - 1, 20), BACKOFF_MAX_MS) if grow else BACKOFF_MS
             self._backoff[key_id] = (failures, now_ms() + delay)
             again = self._reported.get(key_id) == why
             self._reported[key_id] = why
         log.warning("key %s: no backup bundle yet (%s); retrying in %d s", key_id.hex()[:16], why, delay // 1000)
         if not again:
-            self.audit.append(self.name, "backup-created", outcome="failed",
-                              details={"key_id": key_id.hex()} | detail_text("reason", why))
+            try:
+                self.audit.append(self.name, "backup-created", outcome="failed",
+                                  details={"key_id": key_id.hex()} | detail_text("reason", why))
+            except Exception as e:
+                if store_failure(e) is None:
+                    raise
+                log.error("key %s: cannot audit the failed backup collection (%s)", key_id.hex()[:16], one_line(e))
 
     def collect(self, k: KeyRecord) -> bytes:
         """Make, verify and store the bundle of ``k`` at its current epoch for the configuration
