@@ -57,6 +57,7 @@ from coordinator.db import AuditEvent, CoordinatorDb, now_ms
 from coordinator.keyops import KeyOperations
 from coordinator.recovery_config import RecoveryConfigBook
 from coordinator.relay import NodeHandle, fanout
+from coordinator.store_failure import log_failure
 from governance.audit import detail_text
 from governance.errors import GovernanceError
 from governance.keyop import SignedKeyOperation
@@ -357,8 +358,8 @@ class Ceremonies:
             self._running.add(cid)
         try:
             self._run(cid)
-        except Exception:
-            log.exception("ceremony %s: run failed unexpectedly; retried by the background pass", cid.hex())
+        except Exception as e:
+            log_failure(log, e, f"ceremony {cid.hex()}: run failed; retried by the background pass")
             self._later(cid)
         finally:
             with self._lock:

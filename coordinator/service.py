@@ -55,7 +55,7 @@ from coordinator.rotation import NodeKeyRotationRelay
 from coordinator.schedule import RefreshScheduler
 from coordinator.schemes import check_dkg_key, check_frost_result, is_frost, scheme_of
 from coordinator.session_slots import SessionSlots, reserved_for_pools
-from coordinator.store_failure import one_line, store_failure
+from coordinator.store_failure import log_failure, one_line, store_failure
 from crypto_core.bip32 import derive
 from crypto_core.combiner import SignatureShare, combine
 from crypto_core.errors import DecodeError, ProtocolAbort
@@ -331,10 +331,10 @@ class CoordinatorService:
         while not self._stop.wait(self.cfg.sweep_interval_s):
             try:
                 self.requests.expire_due()
-            except Exception:
+            except Exception as e:
                 if self._stop.is_set():
                     return
-                log.exception("expiry sweep failed")
+                log_failure(log, e, "expiry sweep failed")
 
     def _background(self) -> None:
         while not self._stop.is_set():
@@ -355,10 +355,10 @@ class CoordinatorService:
                 self.recovery.background()
                 self.drill_metrics.refresh()
                 self.anomaly.poll_audit_heads(lambda: audit_heads(h for _, h in self.nodes.items()))
-            except Exception:
+            except Exception as e:
                 if self._stop.is_set():
                     return
-                log.exception("background check failed")
+                log_failure(log, e, "background check failed")
             self._stop.wait(self.cfg.health_interval_s)
 
     def probe(self) -> None:
@@ -534,14 +534,14 @@ class CoordinatorService:
         try:
             self._fail(rid, err, 1)
         except Exception as f:
-            _log_failure(f, f"request {rid}: cannot record its failure")
+            log_failure(log, f, f"request {rid}: cannot record its failure")
         try:
             self.audit.append(
                 actor, "key-create", request_id=rid, outcome="failed",
                 details=detail_text("label", label) | {"request": rid} | detail_text("reason", f"{err.code.name}: {err.message}"),
             )
         except Exception as f:
-            _log_failure(f, f"request {rid}: cannot audit its failure")
+            log_failure(log, f, f"request {rid}: cannot audit its failure")
 
     def _keygen(self, rid: str, label: str, scheme: str = "ecdsa-secp256k1") -> KeyRecord:
         t0 = time.perf_counter()
@@ -1196,12 +1196,3 @@ class CoordinatorService:
     def ListCeremonies(self, req: coordinator_pb2.ListCeremoniesRequest, ctx: Any) -> coordinator_pb2.ListCeremoniesResponse:
         return self.recovery.list_ceremonies(req)
 
-
-def _log_failure(e: Exception, what: str) -> None:
-    """Log ``what`` failed because of ``e``: one line when ``e`` is the coordinator's own store
-    failing (a full disk is the host's condition, expected while it lasts), a traceback otherwise."""
-    store = store_failure(e)
-    if store is not None:
-        log.error("%s: the coordinator cannot use its %s (%s)", what, store, one_line(e))
-    else:
-        log.exception("%s", what)

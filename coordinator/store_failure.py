@@ -10,6 +10,7 @@ of stopping until the next start (:meth:`coordinator.keyops.KeyOperations._spawn
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 
 from governance.errors import GovernanceError
@@ -27,3 +28,15 @@ def store_failure(e: BaseException) -> str | None:
 def one_line(e: BaseException, limit: int = 300) -> str:
     """``e`` as one line of at most ``limit`` characters (for a log line or an RPC status)."""
     return " ".join(str(e).split())[:limit]
+
+
+def log_failure(logger: logging.Logger, e: BaseException, what: str) -> None:
+    """Log that ``what`` failed because of ``e`` (called in its ``except`` block): one line
+    naming the store when ``e`` is the coordinator's own store failing (a full disk is the host's
+    condition, expected while it lasts, and would repeat a traceback at every pass), else
+    ``logger.exception`` with the traceback."""
+    store = store_failure(e)
+    if store is not None:
+        logger.error("%s: the coordinator cannot use its %s (%s)", what, store, one_line(e))
+    else:
+        logger.exception("%s", what)

@@ -2,7 +2,9 @@
 UNAVAILABLE; recording and auditing its failure then fail the same way. Those two follow-ups were
 logged with a traceback each (three per keygen, found on a real cluster with a full tmpfs as the
 coordinator's data directory); a full disk is the host's condition and gets one line naming the
-store, while anything else keeps its traceback (:func:`coordinator.service._log_failure`)."""
+store, while anything else keeps its traceback (:func:`coordinator.store_failure.log_failure`,
+also used by the ceremonies, the background passes and the expiry sweep, which a full disk
+made repeat a traceback per pass)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import sqlite3
 
 import pytest
 
-from coordinator.service import _log_failure
+from coordinator.store_failure import log_failure
 from governance.errors import GovernanceError
 
 
@@ -25,7 +27,7 @@ def test_a_store_failure_is_one_line_naming_the_store(caplog, error, store) -> N
     try:
         raise error
     except Exception as e:
-        _log_failure(e, "request kg-1: cannot record its failure")
+        log_failure(logging.getLogger("coordinator.service"), e, "request kg-1: cannot record its failure")
     (rec,) = caplog.records
     assert rec.exc_info is None and "\n" not in rec.getMessage()
     assert rec.getMessage().startswith(f"request kg-1: cannot record its failure: the coordinator cannot use its {store} (")
@@ -36,6 +38,24 @@ def test_anything_else_keeps_its_traceback(caplog) -> None:
     try:
         raise RuntimeError("a bug")
     except Exception as e:
-        _log_failure(e, "request kg-1: cannot audit its failure")
+        log_failure(logging.getLogger("coordinator.service"), e, "request kg-1: cannot audit its failure")
     (rec,) = caplog.records
     assert rec.exc_info is not None and rec.getMessage() == "request kg-1: cannot audit its failure"
+
+
+def test_a_ceremony_run_stopped_by_a_full_disk_is_one_line_and_retried(tmp_path, caplog, monkeypatch) -> None:
+    from tests.coordinator.recovery_util import World
+
+    w = World(tmp_path)
+    try:
+        def full(cid: bytes) -> None:
+            raise sqlite3.OperationalError("database or disk is full")
+
+        monkeypatch.setattr(w.ceremonies, "_run", full)
+        caplog.set_level(logging.ERROR, logger="coordinator")
+        w.ceremonies.run(b"\x07" * 16)
+        (rec,) = [r for r in caplog.records if "ceremony" in r.getMessage()]
+        assert rec.exc_info is None and "cannot use its database (database or disk is full)" in rec.getMessage()
+        assert w.ceremonies._retry_at[b"\x07" * 16] > 0  # the background pass tries it again
+    finally:
+        w.close()
