@@ -25,6 +25,7 @@ from __future__ import annotations
 import hmac
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 
 import grpc
@@ -113,7 +114,7 @@ class Backups:
     def waiting(self, key_id: bytes, now: int | None = None) -> str:
         """Why key ``key_id`` has no bundle yet (its last collection failure, escaped, and when it is
         tried next), or "" if no collection of it failed since this coordinator started."""
-        now = now_ms() if now is None else now
+        now = monotonic_ms() if now is None else now
         with self._lock:
             why = self._reported.get(key_id, "")
             failures, at = self._backoff.get(key_id, (0, 0))
@@ -128,7 +129,7 @@ class Backups:
         if self.book.version == 0:
             return []
         stored = []
-        now = now_ms()
+        now = monotonic_ms()  # the backoff's clock: a wall clock stepped back must not stretch it
         for k in self.db.list_keys("active"):
             if only is not None and k.key_id != only:
                 continue
@@ -166,7 +167,7 @@ class Backups:
         with self._lock:
             failures = self._backoff.get(key_id, (0, 0))[0] + 1
             delay = min(BACKOFF_MS << min(failures - 1, 20), BACKOFF_MAX_MS) if grow else BACKOFF_MS
-            self._backoff[key_id] = (failures, now_ms() + delay)
+            self._backoff[key_id] = (failures, monotonic_ms() + delay)
             again = self._reported.get(key_id) == why
             self._reported[key_id] = why
         log.warning("key %s: no backup bundle yet (%s); retrying in %d s", key_id.hex()[:16], why, delay // 1000)
@@ -305,7 +306,7 @@ class Backups:
             period_ms = config.drill_period_s * 1000
             backed_up = newest is not None and (newest.epoch, newest.config_version) == (epoch, config.version)
             out.append(coordinator_pb2.KeyBackupStatus(
-                key_id=k.key_id, epoch=epoch, backed_up=backed_up, backup_error="" if backed_up else self.waiting(k.key_id, now),
+                key_id=k.key_id, epoch=epoch, backed_up=backed_up, backup_error="" if backed_up else self.waiting(k.key_id),
                 bundle_digest=newest.digest if newest else b"", backup_unix_ms=newest.created_ms if newest else 0,
                 last_drill_unix_ms=last_ok, drill_overdue=period_ms > 0 and (last_ok == 0 or now - last_ok > period_ms),
                 last_drill_outcome=drill.last_outcome if drill is not None else "",
@@ -316,3 +317,9 @@ class Backups:
 def _status(e: grpc.RpcError) -> tuple[str, str]:
     code, details = status_of(e)
     return code.name, details
+
+
+def monotonic_ms() -> int:
+    """The clock of the collection backoff (ms, monotonic: a coordinator whose wall clock is
+    stepped back an hour must not wait an extra hour before its next try)."""
+    return time.monotonic_ns() // 1_000_000

@@ -313,7 +313,7 @@ class KeyOperations:
                 if _failures(ops) == 1:
                     wait_ms = 0  # the first retry, as soon as every node of the new committee answers
             ops = self.db.list_key_operations(k.key_id) if ops is None else ops
-            if any(o.state in LIVE for o in ops) or now < _retry_at(ops, wait_ms):
+            if any(o.state in LIVE for o in ops) or now < _retry_at(ops, wait_ms, now):
                 continue
             try:
                 op_id = self.start_roster_implied(k.key_id, roster)
@@ -812,10 +812,14 @@ def _failures(ops: list[KeyOpRecord]) -> int:
     return n
 
 
-def _retry_at(ops: list[KeyOpRecord], backoff_ms: int) -> int:
+def _retry_at(ops: list[KeyOpRecord], backoff_ms: int, now: int) -> int:
     """When (unix ms) the background pass may start another operation of a key whose operations
     are ``ops`` (oldest first): 0 unless the last ones failed; after f failures in a row,
-    ``backoff_ms * 2**(f-1)`` (capped) after the last one."""
+    ``backoff_ms * 2**(f-1)`` (capped) after the last one. 0 too when the last one is dated
+    after ``now`` (the coordinator's wall clock was stepped back: the wait cannot be measured,
+    and waiting for the clock to catch up could take hours; the next failure is dated anew)."""
+    if ops and ops[-1].updated_ms > now:
+        return 0
     failed = 0
     for o in reversed(ops):
         if o.state != "failed":

@@ -56,7 +56,7 @@ def test_a_full_disk_is_named_retried_soon_and_then_collected(world: World, monk
 def test_the_delay_after_a_full_disk_is_the_first_one(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     world.configure()
     monkeypatch.setattr(world.db, "add_bundle", lambda *a, **kw: (_ for _ in ()).throw(sqlite3.OperationalError("disk I/O error")))
-    monkeypatch.setattr("coordinator.backups.now_ms", lambda: 1_000_000)
+    monkeypatch.setattr("coordinator.backups.monotonic_ms", lambda: 1_000_000)
     for _ in range(5):
         world.backups.check()
         failures, _at = world.backups._backoff[world.key_id]
