@@ -100,7 +100,9 @@ class RefreshScheduler:
         if now - last < period * 1000 + self.margin_ms:
             return None
         failed = [r for r in ops if r.authorized_by == SCHEDULE and r.state == "failed"]
-        if failed and now - max(r.updated_ms for r in failed) < backoff_ms(period):
+        # a failure dated after now: the wall clock was stepped back; the wait cannot be measured
+        # and must not last until the clock catches up (coordinator.keyops._retry_at likewise)
+        if failed and 0 <= now - max(r.updated_ms for r in failed) < backoff_ms(period):
             return None
         return Due(k.key_id, period, last)
 
