@@ -32,6 +32,7 @@ from coordinator.db import CoordinatorDb, KeyRecord, now_ms
 from coordinator.keyop_store import LIVE, KeyOpRecord
 from coordinator.keyops import KeyOperations
 from coordinator.relay import NodeHandle
+from coordinator.store_failure import log_failure
 from governance.errors import GovernanceError
 from governance.keyop import KeyOperation, KeyOpKind, SignedKeyOperation
 from governance.policy import KeyPolicy
@@ -118,8 +119,8 @@ class RefreshScheduler:
                         started.append(op_id)
             except RpcError as e:
                 self._skip(k.key_id, e.message)
-            except Exception:
-                log.exception("key %s: scheduled refresh check failed", k.key_id.hex()[:16])
+            except Exception as e:
+                log_failure(log, e, f"key {k.key_id.hex()[:16]}: scheduled refresh check failed")
         return started
 
     def _skip(self, key_id: bytes, why: str) -> None:

@@ -59,3 +59,37 @@ def test_a_ceremony_run_stopped_by_a_full_disk_is_one_line_and_retried(tmp_path,
         assert w.ceremonies._retry_at[b"\x07" * 16] > 0  # the background pass tries it again
     finally:
         w.close()
+
+
+def test_the_refill_loop_and_the_schedule_pass_log_a_full_disk_in_one_line(caplog) -> None:
+    """The presignature refiller runs every few seconds and the scheduler every health pass: a
+    full disk made each pass a traceback."""
+    from types import SimpleNamespace
+
+    from coordinator.pool import PresignPools
+    from coordinator.schedule import RefreshScheduler
+
+    caplog.set_level(logging.ERROR, logger="coordinator")
+
+    def step() -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    wake = SimpleNamespace(wait=lambda s: None, clear=lambda: None)
+    PresignPools._run(SimpleNamespace(_stop=_OnePass(), step=step, _wake=wake))  # type: ignore[arg-type]
+    key = SimpleNamespace(key_id=b"\x01" * 32)
+    sched = SimpleNamespace(db=SimpleNamespace(list_keys=lambda state: [key]), clock=lambda: 0,
+                            due=lambda k, now: step())
+    assert RefreshScheduler.check(sched) == []  # type: ignore[arg-type]
+    msgs = [r for r in caplog.records if "cannot use its database" in r.getMessage()]
+    assert len(msgs) == 2 and all(r.exc_info is None for r in msgs), [r.getMessage() for r in caplog.records]
+
+
+class _OnePass:
+    """A stop event clear for one pass of the loop (its condition and its except clause)."""
+
+    def __init__(self) -> None:
+        self.checks = 0
+
+    def is_set(self) -> bool:
+        self.checks += 1
+        return self.checks > 2
