@@ -121,3 +121,37 @@ def test_any_other_unexpected_error_still_waits_for_the_next_start(coord: Coordi
     coord.restart()
     coord.ops.resume(wait=True)
     assert coord.ops.get(op_id).state == "done"
+
+
+def test_an_approval_whose_apply_hit_a_full_disk_is_applied_by_approving_again(coord: Coordinator, monkeypatch) -> None:
+    """The quorum's approval was stored but applying the proposal (recording its operation) failed
+    on the coordinator's store: the admin got UNAVAILABLE ("try again when it can"), and trying
+    again answered ALREADY_EXISTS (already signed), a dead end: the proposal stayed pending at its
+    quorum and only a new proposal helped. Approving again now applies it; below the quorum, or
+    after a recorded apply failure, a second approval is still ALREADY_EXISTS."""
+    from coordinator.keyops import KIND
+    from governance.keyop import SignedKeyOperation, sign_key_operation
+    from mpcnet.client.identities import load_identity
+    from mpcnet.common.rpc import RpcError
+
+    k = dkg(coord.svcs, T)
+    coord.add_key(k)
+    signed = _signed_op(coord, k, kind=KeyOpKind.REFRESH, old=FULL, new=FULL, old_t=T, new_t=T)
+    op = signed.operation
+    mine = SignedKeyOperation(op, tuple(s for s in signed.signatures if s.admin == "admin1"))
+    rec = coord.lifecycle.propose(KIND, mine.to_bytes(), "admin1", "signed_operation")
+    with pytest.raises(RpcError) as e:  # admin1 again, below the quorum
+        coord.lifecycle.approve(rec.proposal_id, "admin1", mine.signatures[0].signature, "admin1")
+    assert e.value.code.name == "ALREADY_EXISTS"
+    monkeypatch.setattr(coord.db, "add_key_operation", failing(1, lambda: sqlite3.OperationalError("database or disk is full"),
+                                                                coord.db.add_key_operation))
+    sig = sign_key_operation(op, "admin2", load_identity(coord.lay.dir, "admin2").signing_key)
+    with pytest.raises(sqlite3.OperationalError):  # the RPC layer answers UNAVAILABLE naming the store
+        coord.lifecycle.approve(rec.proposal_id, "admin2", sig.signature, "admin2")
+    assert coord.lifecycle.get(rec.proposal_id).state == "pending"
+    again = coord.lifecycle.approve(rec.proposal_id, "admin2", sig.signature, "admin2")  # room again
+    assert again.state == "applied" and again.operations == (op.proposal_id,)
+    assert wait_done(coord, op.proposal_id).state == "done"
+    with pytest.raises(RpcError) as e:  # applied: nothing more to approve
+        coord.lifecycle.approve(rec.proposal_id, "admin2", sig.signature, "admin2")
+    assert e.value.code.name == "FAILED_PRECONDITION"
