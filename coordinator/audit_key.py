@@ -105,7 +105,7 @@ def rotate_audit_key(cfg: CoordinatorConfig, *, scrypt_n: int | None = None) -> 
     Raises :class:`mpcnet.common.keystore.KeystoreError` (passphrase, keystore),
     :class:`GovernanceError` (audit log) or :class:`mpcnet.common.datadir.DataDirBusy`
     (the coordinator is running)."""
-    with hold_data_dirs((cfg.db.parent, cfg.audit_db.parent)):
+    with hold_data_dirs((cfg.db.parent, cfg.audit_db.parent), files=(cfg.db, cfg.audit_db)):
         passphrase = read_passphrase(file=cfg.passphrase_file, env=cfg.passphrase_env)
         finish_pending_rotation(cfg, passphrase)
         current = load_keystore(cfg.keystore, passphrase)

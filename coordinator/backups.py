@@ -25,6 +25,7 @@ from __future__ import annotations
 import hmac
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 
 import grpc
@@ -33,6 +34,7 @@ from coordinator.backup_store import BundleRecord
 from coordinator.db import AuditEvent, CoordinatorDb, KeyRecord, now_ms
 from coordinator.recovery_config import RecoveryConfigBook
 from coordinator.relay import NodeHandle, fanout
+from coordinator.store_failure import one_line, store_failure
 from governance.audit import detail_text
 from governance.errors import GovernanceError
 from governance.policy import AdminSet
@@ -112,7 +114,7 @@ class Backups:
     def waiting(self, key_id: bytes, now: int | None = None) -> str:
         """Why key ``key_id`` has no bundle yet (its last collection failure, escaped, and when it is
         tried next), or "" if no collection of it failed since this coordinator started."""
-        now = now_ms() if now is None else now
+        now = monotonic_ms() if now is None else now
         with self._lock:
             why = self._reported.get(key_id, "")
             failures, at = self._backoff.get(key_id, (0, 0))
@@ -127,7 +129,7 @@ class Backups:
         if self.book.version == 0:
             return []
         stored = []
-        now = now_ms()
+        now = monotonic_ms()  # the backoff's clock: a wall clock stepped back must not stretch it
         for k in self.db.list_keys("active"):
             if only is not None and k.key_id != only:
                 continue
@@ -146,24 +148,37 @@ class Backups:
             except CollectFailed as e:
                 self._failed(k.key_id, str(e))
             except Exception as e:  # never let one key stop the pass
-                log.exception("key %s: backup collection failed unexpectedly", k.key_id.hex()[:16])
-                self._failed(k.key_id, f"internal error ({type(e).__name__})")
+                store = store_failure(e)
+                if store is None:
+                    log.exception("key %s: backup collection failed unexpectedly", k.key_id.hex()[:16])
+                    self._failed(k.key_id, f"internal error ({type(e).__name__})")
+                else:  # the host's condition (disk full): named, and tried again at the first delay, not an hour later
+                    self._failed(k.key_id, f"the coordinator cannot use its {store} ({one_line(e)})", grow=False)
             finally:
                 with self._lock:
                     self._busy.discard(k.key_id)
         return stored
 
-    def _failed(self, key_id: bytes, why: str) -> None:
+    def _failed(self, key_id: bytes, why: str, *, grow: bool = True) -> None:
+        """Record that ``key_id``'s collection failed for ``why``: its next try waits
+        :data:`BACKOFF_MS` doubling per failure in a row up to :data:`BACKOFF_MAX_MS` (``grow``
+        False: :data:`BACKOFF_MS`, a store failure of the coordinator's own, not the nodes');
+        audited when the reason is new (a store failure that also refuses the audit entry is logged)."""
         with self._lock:
             failures = self._backoff.get(key_id, (0, 0))[0] + 1
-            delay = min(BACKOFF_MS << min(failures - 1, 20), BACKOFF_MAX_MS)
-            self._backoff[key_id] = (failures, now_ms() + delay)
+            delay = min(BACKOFF_MS << min(failures - 1, 20), BACKOFF_MAX_MS) if grow else BACKOFF_MS
+            self._backoff[key_id] = (failures, monotonic_ms() + delay)
             again = self._reported.get(key_id) == why
             self._reported[key_id] = why
         log.warning("key %s: no backup bundle yet (%s); retrying in %d s", key_id.hex()[:16], why, delay // 1000)
         if not again:
-            self.audit.append(self.name, "backup-created", outcome="failed",
-                              details={"key_id": key_id.hex()} | detail_text("reason", why))
+            try:
+                self.audit.append(self.name, "backup-created", outcome="failed",
+                                  details={"key_id": key_id.hex()} | detail_text("reason", why))
+            except Exception as e:
+                if store_failure(e) is None:
+                    raise
+                log.error("key %s: cannot audit the failed backup collection (%s)", key_id.hex()[:16], one_line(e))
 
     def collect(self, k: KeyRecord) -> bytes:
         """Make, verify and store the bundle of ``k`` at its current epoch for the configuration
@@ -291,7 +306,7 @@ class Backups:
             period_ms = config.drill_period_s * 1000
             backed_up = newest is not None and (newest.epoch, newest.config_version) == (epoch, config.version)
             out.append(coordinator_pb2.KeyBackupStatus(
-                key_id=k.key_id, epoch=epoch, backed_up=backed_up, backup_error="" if backed_up else self.waiting(k.key_id, now),
+                key_id=k.key_id, epoch=epoch, backed_up=backed_up, backup_error="" if backed_up else self.waiting(k.key_id),
                 bundle_digest=newest.digest if newest else b"", backup_unix_ms=newest.created_ms if newest else 0,
                 last_drill_unix_ms=last_ok, drill_overdue=period_ms > 0 and (last_ok == 0 or now - last_ok > period_ms),
                 last_drill_outcome=drill.last_outcome if drill is not None else "",
@@ -302,3 +317,9 @@ class Backups:
 def _status(e: grpc.RpcError) -> tuple[str, str]:
     code, details = status_of(e)
     return code.name, details
+
+
+def monotonic_ms() -> int:
+    """The clock of the collection backoff (ms, monotonic: a coordinator whose wall clock is
+    stepped back an hour must not wait an extra hour before its next try)."""
+    return time.monotonic_ns() // 1_000_000

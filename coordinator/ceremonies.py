@@ -46,6 +46,7 @@ import hmac
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -57,6 +58,7 @@ from coordinator.db import AuditEvent, CoordinatorDb, now_ms
 from coordinator.keyops import KeyOperations
 from coordinator.recovery_config import RecoveryConfigBook
 from coordinator.relay import NodeHandle, fanout
+from coordinator.store_failure import log_failure
 from governance.audit import detail_text
 from governance.errors import GovernanceError
 from governance.keyop import SignedKeyOperation
@@ -118,7 +120,7 @@ class Ceremonies:
         self._lock = threading.Lock()
         self._open_lock = threading.Lock()  # one open drill per key, even for concurrent StartDrill calls
         self._running: set[bytes] = set()
-        self._retry_at: dict[bytes, int] = {}
+        self._retry_at: dict[bytes, float] = {}  # ceremony id -> time.monotonic() of its next try
         self.spawn: Callable[[bytes], None] = self._spawn  # tests run ceremonies inline
 
     # --- opening -------------------------------------------------------------------------------
@@ -337,12 +339,12 @@ class Ceremonies:
     def check(self) -> None:
         """The background pass: run the ceremonies that have their pieces but were interrupted
         (a restart, an unavailable node) and follow the follow-up operations of restores."""
-        now = now_ms()
+        now = time.monotonic()  # the retry's clock: a wall clock stepped back must not stretch it
         for rec in self.db.list_ceremonies(states=OPEN):
             if self._expire(rec) or self._superseded(rec):
                 continue
             with self._lock:
-                if now < self._retry_at.get(rec.ceremony_id, 0):
+                if now < self._retry_at.get(rec.ceremony_id, 0.0):
                     continue
             if rec.state == "follow-up":
                 self._follow_up(rec)
@@ -357,8 +359,8 @@ class Ceremonies:
             self._running.add(cid)
         try:
             self._run(cid)
-        except Exception:
-            log.exception("ceremony %s: run failed unexpectedly; retried by the background pass", cid.hex())
+        except Exception as e:
+            log_failure(log, e, f"ceremony {cid.hex()}: run failed; retried by the background pass")
             self._later(cid)
         finally:
             with self._lock:
@@ -445,7 +447,7 @@ class Ceremonies:
 
     def _later(self, cid: bytes) -> None:
         with self._lock:
-            self._retry_at[cid] = now_ms() + RETRY_MS
+            self._retry_at[cid] = time.monotonic() + RETRY_MS / 1000
 
     def _run(self, cid: bytes) -> None:
         rec = self.db.get_ceremony(cid)

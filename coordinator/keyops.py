@@ -58,6 +58,7 @@ from coordinator.lifecycle_proposals import Proposed
 from coordinator.liveness import recheck
 from coordinator.relay import Aborted, NodeHandle, NodesUnavailable, Refused, fanout, run_session
 from coordinator.schemes import is_frost
+from coordinator.store_failure import one_line, store_failure
 from governance.errors import GovernanceError
 from governance.keyop import KeyOperation, KeyOpKind, SignedKeyOperation, check_authorized, verify_commit_certificate
 from governance.policy import AdminSet
@@ -75,6 +76,8 @@ NO_ROSTER = "the coordinator has no signed roster (config governance.roster_hist
 
 RECONCILE_BACKOFF_MAX_MS = 3_600_000  # the background pass retries a failing roster-implied reshare at least hourly
 SETTLE_WAIT_S = 10.0  # how long a failed session waits for a crashed node's receipt
+STORE_RETRY_S = 1.0  # an operation stopped by a store failure resumes after this many seconds (doubling)
+STORE_RETRY_MAX_S = 30.0  # ... up to this many seconds between tries
 
 
 class OperationFailed(Exception):
@@ -310,7 +313,7 @@ class KeyOperations:
                 if _failures(ops) == 1:
                     wait_ms = 0  # the first retry, as soon as every node of the new committee answers
             ops = self.db.list_key_operations(k.key_id) if ops is None else ops
-            if any(o.state in LIVE for o in ops) or now < _retry_at(ops, wait_ms):
+            if any(o.state in LIVE for o in ops) or now < _retry_at(ops, wait_ms, now):
                 continue
             try:
                 op_id = self.start_roster_implied(k.key_id, roster)
@@ -370,13 +373,33 @@ class KeyOperations:
         log.info("lifecycle proposal %s (%s): its operation was recorded before a restart; marked applied", rec.op_id, KIND)
 
     def _spawn(self, op_id: str, resuming: bool = False) -> None:
-        def go() -> None:
+        threading.Thread(target=self._drive, args=(op_id, resuming), name=f"keyop-{op_id[:8]}", daemon=True).start()
+
+    def _drive(self, op_id: str, resuming: bool) -> None:
+        """Run ``op_id`` on this thread until it ends here. While the coordinator cannot use its
+        database or audit log (disk full, read-only, I/O error: :func:`coordinator.store_failure.store_failure`)
+        it waits (:data:`STORE_RETRY_S`, doubling up to :data:`STORE_RETRY_MAX_S`) and resumes the
+        operation from what is durable, as a restart would (its row stays ``running`` or
+        ``committing`` and its key busy meanwhile), instead of leaving it stuck until the next start.
+        Any other unexpected error stops it until the next start."""
+        delay = STORE_RETRY_S
+        while True:
             try:
                 self.run(op_id, resuming=resuming)
-            except Exception:
-                log.exception("key operation %s: unexpected error (it resumes at the next start)", op_id)
-
-        threading.Thread(target=go, name=f"keyop-{op_id[:8]}", daemon=True).start()
+                return
+            except Exception as e:
+                what = store_failure(e)
+                if what is None:
+                    log.exception("key operation %s: unexpected error (it resumes at the next start)", op_id)
+                    return
+                log.error("key operation %s: the coordinator cannot use its %s (%s); resuming it in %.0f s",
+                          op_id, what, one_line(e), delay)
+                with self._lock:  # still to run here: its key stays busy (busy_keys) while it waits
+                    self._stalled.discard(op_id)
+                self._running_changed()
+            if self._stop.wait(delay):
+                return
+            delay, resuming = min(delay * 2, STORE_RETRY_MAX_S), True
 
     # --- running -----------------------------------------------------------------------------
     def run(self, op_id: str, *, resuming: bool = False) -> str:
@@ -789,10 +812,14 @@ def _failures(ops: list[KeyOpRecord]) -> int:
     return n
 
 
-def _retry_at(ops: list[KeyOpRecord], backoff_ms: int) -> int:
+def _retry_at(ops: list[KeyOpRecord], backoff_ms: int, now: int) -> int:
     """When (unix ms) the background pass may start another operation of a key whose operations
     are ``ops`` (oldest first): 0 unless the last ones failed; after f failures in a row,
-    ``backoff_ms * 2**(f-1)`` (capped) after the last one."""
+    ``backoff_ms * 2**(f-1)`` (capped) after the last one. 0 too when the last one is dated
+    after ``now`` (the coordinator's wall clock was stepped back: the wait cannot be measured,
+    and waiting for the clock to catch up could take hours; the next failure is dated anew)."""
+    if ops and ops[-1].updated_ms > now:
+        return 0
     failed = 0
     for o in reversed(ops):
         if o.state != "failed":

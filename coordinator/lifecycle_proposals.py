@@ -142,11 +142,22 @@ class LifecycleProposals:
             p = decode(rec.signed)
             self._check_signature(p.message, sig, "signature")
             if admin in {s.admin for s in p.signatures}:
-                raise RpcError(Code.ALREADY_EXISTS, f"admin: {quote(admin)} already signed proposal {pid}")
-            signed = p.rebuild(_merge(p.signatures, (sig,)))
-            self.db.put_lifecycle_proposal(LifecycleRecord(
-                pid, rec.kind, signed, "pending", rec.proposer, (), rec.error, rec.created_ms, now_ms(),
-            ))
+                if not rec.error and len({s.admin for s in p.signatures}) >= max(p.quorum, self.admins.quorum):
+                    # at its quorum, still pending, no failure recorded: its apply was cut short by
+                    # the coordinator's own store (a full disk answered UNAVAILABLE, "try again"): a
+                    # signer approving again applies it (as retry_pending would at the next start)
+                    again = True
+                else:
+                    raise RpcError(Code.ALREADY_EXISTS, f"admin: {quote(admin)} already signed proposal {pid}")
+            else:
+                again = False
+                signed = p.rebuild(_merge(p.signatures, (sig,)))
+                self.db.put_lifecycle_proposal(LifecycleRecord(
+                    pid, rec.kind, signed, "pending", rec.proposer, (), rec.error, rec.created_ms, now_ms(),
+                ))
+        if again:
+            log.info("lifecycle proposal %s (%s): approved again by %s at its quorum; applying it", pid, rec.kind, admin)
+            return self._maybe_apply(pid, caller)
         self.audit.append(caller, "lifecycle-approve", outcome="signed", details={"proposal": pid, "kind": rec.kind, "admin": admin})
         return self._maybe_apply(pid, caller)
 

@@ -83,7 +83,7 @@ def build_server(cfg: CoordinatorConfig, service: CoordinatorService) -> grpc.Se
 def run(cfg: CoordinatorConfig, stop: threading.Event | None = None) -> int:
     """Serve until stopped; first lock the data directories, so a second coordinator started with
     this configuration fails (:class:`DataDirBusy`, naming the holder's pid) before it writes anything."""
-    with hold_data_dirs((cfg.db.parent, cfg.audit_db.parent)):
+    with hold_data_dirs((cfg.db.parent, cfg.audit_db.parent), files=(cfg.db, cfg.audit_db)):
         return _serve(cfg, stop)
 
 

@@ -52,6 +52,7 @@ from coordinator.db import CoordinatorDb, KeyRecord, now_ms
 from coordinator.pool_config import PresignConfig
 from coordinator.pool_store import PRESIG_ID_LEN, PoolKey, PresigRow
 from coordinator.relay import Aborted, NodeHandle, NodesUnavailable, Refused, fanout, run_session
+from coordinator.store_failure import log_failure
 from crypto_core.bip32 import derive
 from crypto_core.errors import DecodeError
 from crypto_core.group import Point
@@ -158,18 +159,18 @@ class PresignPools:
         try:
             self.reconcile_due()
             self._set_gauges()
-        except Exception:
+        except Exception as e:
             if not self._stop.is_set():
-                log.exception("reconciling the pools left from before failed")
+                log_failure(log, e, "reconciling the pools left from before failed")
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
                 self.step()
-            except Exception:
+            except Exception as e:
                 if self._stop.is_set():
                     return
-                log.exception("presignature refill failed")
+                log_failure(log, e, "presignature refill failed")
             self._wake.wait(LOOP_S)
             self._wake.clear()
 
@@ -296,7 +297,7 @@ class PresignPools:
                 log.info("presign session for key %s ended by the coordinator's stop (%s)", k.key_id.hex()[:16],
                          type(e).__name__)
             else:
-                log.exception("presign session for key %s failed unexpectedly", k.key_id.hex()[:16])
+                log_failure(log, e, f"presign session for key {k.key_id.hex()[:16]} failed unexpectedly")
         finally:
             with self._lock:
                 self._filling[pool] = max(0, self._filling.get(pool, 0) - count)

@@ -23,6 +23,7 @@ from coordinator.backups import Backups
 from coordinator.ceremonies import Ceremonies
 from coordinator.recovery_config import RecoveryConfigBook
 from coordinator.recovery_proposals import CONFIG_KIND, ORDER_KIND, RecoveryProposals
+from coordinator.store_failure import log_failure
 from governance.recovery import RecoveryConfig
 from mpcnet.wire.mpc.v1 import coordinator_pb2
 
@@ -95,8 +96,8 @@ class RecoveryService:
         def run() -> None:
             try:
                 fn()
-            except Exception:
-                log.exception("%s failed", name)
+            except Exception as e:
+                log_failure(log, e, f"{name} failed")
             finally:
                 busy.release()
 

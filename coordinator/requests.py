@@ -62,6 +62,7 @@ from coordinator.policies import PolicyBook
 from coordinator.request_codec import decoded_request
 from coordinator.schemes import Submission, check_submission
 from coordinator.sign_workers import SignWorkers
+from coordinator.store_failure import one_line, store_failure
 from coordinator.vetted import VettedApprovals, vetted_key
 from coordinator.watch import ChangeFeed
 from crypto_core.bip32 import check_path
@@ -102,6 +103,8 @@ PB_STATE = {v: k for k, v in STATE_PB.items()}
 DECISION_PB = {Decision.APPROVE: coordinator_pb2.DECISION_APPROVE, Decision.REJECT: coordinator_pb2.DECISION_REJECT}
 PB_DECISION = {v: k for k, v in DECISION_PB.items()}
 MAX_LIST = 1000
+STORE_RETRY_S = 1.0  # a signing stopped by a store failure (disk full) resumes after this many seconds (doubling)
+STORE_RETRY_MAX_S = 30.0  # ... up to this many seconds between tries
 WATCH_POLL_S = 5.0  # a watch re-reads its request at least this often (a backstop: changes wake it)
 
 # sign(request_id, key, digest, path, bundle bytes) -> (signature, signers, attempts); raises
@@ -574,12 +577,27 @@ class SignRequests:
         sign_trace.mark(rid, "thread")
         with self._lock:
             known = self._known.pop(rid, None)
+        delay = STORE_RETRY_S
         try:
-            with GATE.section():  # audit flushes wait for it (bounded: mpcnet/common/urgent.py)
-                self._run_signing(rid, known)
-        except Exception as e:  # never leave a request SIGNING forever
-            log.exception("request %s: signing failed unexpectedly", rid)
-            self._finish(rid, "failed", Code.INTERNAL, f"internal error ({type(e).__name__}); see the coordinator log", 0)
+            while True:
+                try:
+                    with GATE.section():  # audit flushes wait for it (bounded: mpcnet/common/urgent.py)
+                        self._run_signing(rid, known)
+                    return
+                except Exception as e:  # never leave a request SIGNING forever
+                    what = store_failure(e)
+                    if what is None:
+                        log.exception("request %s: signing failed unexpectedly", rid)
+                        self._finish(rid, "failed", Code.INTERNAL, f"internal error ({type(e).__name__}); see the coordinator log", 0)
+                        return
+                    # the host's condition, not the request's: the signature (or the nodes' consumed
+                    # nonces and presignatures, which they replay) must not be lost; resume from what
+                    # is durable, as a restart would (requests stay SIGNING on disk meanwhile)
+                    log.error("request %s: the coordinator cannot use its %s (%s); resuming the signing in %.0f s",
+                              rid, what, one_line(e), delay)
+                if self._stop.wait(delay):
+                    return  # still SIGNING on disk: the next start resumes it
+                delay, known = min(delay * 2, STORE_RETRY_MAX_S), None
         finally:
             with self._lock:
                 self._signing.discard(rid)

@@ -39,6 +39,7 @@ from coordinator.keyop_store import LIVE, KeyOpRecord
 from coordinator.keyops import KeyOperations
 from coordinator.liveness import recheck
 from coordinator.relay import NodeHandle
+from coordinator.store_failure import log_failure
 from governance.errors import GovernanceError
 from governance.keyop import KeyOperation, KeyOpKind, SignedKeyOperation
 from governance.policy import KeyPolicy
@@ -108,7 +109,9 @@ class RefreshScheduler:
         if now - last < period * 1000 + self.margin_ms:
             return None
         failed = [r for r in ops if r.authorized_by == SCHEDULE and r.state == "failed"]
-        if failed and now - max(r.updated_ms for r in failed) < backoff_ms(period):
+        # a failure dated after now: the wall clock was stepped back; the wait cannot be measured
+        # and must not last until the clock catches up (coordinator.keyops._retry_at likewise)
+        if failed and 0 <= now - max(r.updated_ms for r in failed) < backoff_ms(period):
             return None
         return Due(k.key_id, period, last)
 
@@ -141,8 +144,8 @@ class RefreshScheduler:
                     started.append(op_id)
             except RpcError as e:
                 self._skip(k.key_id, e.message)
-            except Exception:
-                log.exception("key %s: scheduled refresh check failed", k.key_id.hex()[:16])
+            except Exception as e:
+                log_failure(log, e, f"key {k.key_id.hex()[:16]}: scheduled refresh check failed")
         return started
 
     def _blockers(self, committee: tuple[int, ...], active: set[int], back: frozenset[int]) -> list[int]:

@@ -21,7 +21,6 @@ import contextlib
 import itertools
 import logging
 import os
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -57,6 +56,7 @@ from coordinator.rotation import NodeKeyRotationRelay
 from coordinator.schedule import RefreshScheduler
 from coordinator.schemes import check_dkg_key, check_frost_result, is_frost, scheme_of
 from coordinator.session_slots import SessionSlots, reserved_for_pools
+from coordinator.store_failure import log_failure, one_line, store_failure
 from crypto_core.bip32 import derive
 from crypto_core.combiner import SignatureShare, combine
 from crypto_core.errors import DecodeError, ProtocolAbort
@@ -305,13 +305,10 @@ class CoordinatorService:
         """For the RPC layer (every Coordinator RPC): a database or audit-log write failure that a
         handler did not catch (disk full, read-only, I/O error) is UNAVAILABLE naming the store,
         never INTERNAL with a traceback; None for anything else."""
-        if isinstance(e, (sqlite3.OperationalError, OSError)):
-            what = "database"
-        elif isinstance(e, GovernanceError) and e.field == "database":
-            what = "audit log"
-        else:
+        what = store_failure(e)
+        if what is None:
             return None
-        reason = " ".join(str(e).split())[:300]
+        reason = one_line(e)
         log.error("%s failure: %s", what, reason)
         return RpcError(Code.UNAVAILABLE, f"store: {self.cfg.name} cannot use its {what} ({reason}); try again when it can")
 
@@ -339,10 +336,10 @@ class CoordinatorService:
         while not self._stop.wait(self.cfg.sweep_interval_s):
             try:
                 self.requests.expire_due()
-            except Exception:
+            except Exception as e:
                 if self._stop.is_set():
                     return
-                log.exception("expiry sweep failed")
+                log_failure(log, e, "expiry sweep failed")
 
     def _background(self) -> None:
         while not self._stop.is_set():
@@ -363,10 +360,10 @@ class CoordinatorService:
                 self.recovery.background()
                 self.drill_metrics.refresh()
                 self.anomaly.poll_audit_heads(lambda: audit_heads(h for _, h in self.nodes.items()))
-            except Exception:
+            except Exception as e:
                 if self._stop.is_set():
                     return
-                log.exception("background check failed")
+                log_failure(log, e, "background check failed")
             self._stop.wait(self.cfg.health_interval_s)
 
     def probe(self) -> None:
@@ -561,15 +558,15 @@ class CoordinatorService:
             log.error("request %s: keygen failed unexpectedly: %s", rid, escape(f"{type(e).__name__}: {e}"))
         try:
             self._fail(rid, err, 1)
-        except Exception:
-            log.exception("request %s: cannot record its failure", rid)
+        except Exception as f:
+            log_failure(log, f, f"request {rid}: cannot record its failure")
         try:
             self.audit.append(
                 actor, "key-create", request_id=rid, outcome="failed",
                 details=detail_text("label", label) | {"request": rid} | detail_text("reason", f"{err.code.name}: {err.message}"),
             )
-        except Exception:
-            log.exception("request %s: cannot audit its failure", rid)
+        except Exception as f:
+            log_failure(log, f, f"request {rid}: cannot audit its failure")
 
     def _keygen(self, rid: str, label: str, scheme: str = "ecdsa-secp256k1") -> KeyRecord:
         t0 = time.perf_counter()
@@ -1223,3 +1220,4 @@ class CoordinatorService:
 
     def ListCeremonies(self, req: coordinator_pb2.ListCeremoniesRequest, ctx: Any) -> coordinator_pb2.ListCeremoniesResponse:
         return self.recovery.list_ceremonies(req)
+

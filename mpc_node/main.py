@@ -102,7 +102,7 @@ def check_own_certificate(cfg: NodeConfig) -> None:
 def run(cfg: NodeConfig, ready: threading.Event | None = None, stop: threading.Event | None = None) -> int:
     """Serve until stopped; first lock the data directories, so a second node started with this
     configuration fails (:class:`DataDirBusy`, naming the holder's pid) before it writes anything."""
-    with hold_data_dirs((cfg.store.parent, cfg.audit_db.parent)):
+    with hold_data_dirs((cfg.store.parent, cfg.audit_db.parent), files=(cfg.store, cfg.audit_db)):
         return _serve(cfg, ready, stop)
 
 

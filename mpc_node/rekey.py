@@ -157,7 +157,7 @@ def rekey_command(config: Path, module: Path, token_label: str, pin_file: Path |
         if cfg.pkcs11 is not None:
             click.echo(f"{cfg.name}: already protected by the PKCS#11 token {cfg.pkcs11.token_label!r}; nothing to do")
             return 0
-        with hold_data_dirs((cfg.store.parent, cfg.audit_db.parent)):
+        with hold_data_dirs((cfg.store.parent, cfg.audit_db.parent), files=(cfg.store, cfg.audit_db)):
             rekey(cfg, settings, click.echo)
     except (ConfigError, KeystoreError, StoreError, TokenError, DataDirBusy, OSError) as e:
         raise Failed(str(e)) from None

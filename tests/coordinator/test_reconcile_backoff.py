@@ -71,3 +71,13 @@ def test_a_success_resets_the_backoff() -> None:
 
 def test_a_live_operation_is_never_doubled() -> None:
     assert KeyOperations.reconcile(_fake([_rec("running", NOW)]), ROSTER, backoff_ms=0) == []
+
+
+@pytest.mark.parametrize("stepped_back_s", [1, 3600, 86_400])
+def test_a_wall_clock_stepped_back_does_not_stretch_the_backoff(stepped_back_s: int) -> None:
+    """The coordinator's clock stepped back (NTP, an operator, a VM restore) after the last failed
+    reshare: the failure is dated in its future, and waiting until ``updated_ms + backoff``
+    by the new clock would add the whole step (a day) to the wait. It is tried at once instead;
+    its own failure, dated by the new clock, restarts the measure."""
+    ops = [_rec("failed", NOW - 10**7)] * 4 + [_rec("failed", NOW + stepped_back_s * 1000)]
+    assert KeyOperations.reconcile(_fake(ops), ROSTER, backoff_ms=30_000) == ["new-op"]

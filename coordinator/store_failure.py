@@ -1,0 +1,42 @@
+"""Which exceptions mean "the coordinator cannot use its own storage right now": a database write
+or commit that fails (disk full, read-only, I/O error, locked) or an audit-log append that fails
+(:class:`~governance.errors.GovernanceError` with field ``database``).
+
+Such a failure is the host's condition, not the work's: the RPC layer answers it ``UNAVAILABLE``
+naming the store (:meth:`coordinator.service.CoordinatorService.storage_failure`) and work that
+runs on its own thread (a key operation) waits and resumes once a write succeeds again, instead
+of stopping until the next start (:meth:`coordinator.keyops.KeyOperations._spawn`).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+
+from governance.errors import GovernanceError
+
+
+def store_failure(e: BaseException) -> str | None:
+    """``"database"`` or ``"audit log"`` when ``e`` is a failure of that store, else None."""
+    if isinstance(e, (sqlite3.OperationalError, OSError)):
+        return "database"
+    if isinstance(e, GovernanceError) and e.field == "database":
+        return "audit log"
+    return None
+
+
+def one_line(e: BaseException, limit: int = 300) -> str:
+    """``e`` as one line of at most ``limit`` characters (for a log line or an RPC status)."""
+    return " ".join(str(e).split())[:limit]
+
+
+def log_failure(logger: logging.Logger, e: BaseException, what: str) -> None:
+    """Log that ``what`` failed because of ``e`` (called in its ``except`` block): one line
+    naming the store when ``e`` is the coordinator's own store failing (a full disk is the host's
+    condition, expected while it lasts, and would repeat a traceback at every pass), else
+    ``logger.exception`` with the traceback."""
+    store = store_failure(e)
+    if store is not None:
+        logger.error("%s: the coordinator cannot use its %s (%s)", what, store, one_line(e))
+    else:
+        logger.exception("%s", what)

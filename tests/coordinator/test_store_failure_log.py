@@ -1,0 +1,95 @@
+"""A keygen whose coordinator cannot write its database (disk full) while the DKG runs answers
+UNAVAILABLE; recording and auditing its failure then fail the same way. Those two follow-ups were
+logged with a traceback each (three per keygen, found on a real cluster with a full tmpfs as the
+coordinator's data directory); a full disk is the host's condition and gets one line naming the
+store, while anything else keeps its traceback (:func:`coordinator.store_failure.log_failure`,
+also used by the ceremonies, the background passes and the expiry sweep, which a full disk
+made repeat a traceback per pass)."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+
+import pytest
+
+from coordinator.store_failure import log_failure
+from governance.errors import GovernanceError
+
+
+@pytest.mark.parametrize(("error", "store"), [
+    (sqlite3.OperationalError("database or disk is full"), "database"),
+    (OSError(28, "No space left on device"), "database"),
+    (GovernanceError("database", "database or disk is full"), "audit log"),
+])
+def test_a_store_failure_is_one_line_naming_the_store(caplog, error, store) -> None:
+    caplog.set_level(logging.ERROR, logger="coordinator")
+    try:
+        raise error
+    except Exception as e:
+        log_failure(logging.getLogger("coordinator.service"), e, "request kg-1: cannot record its failure")
+    (rec,) = caplog.records
+    assert rec.exc_info is None and "\n" not in rec.getMessage()
+    assert rec.getMessage().startswith(f"request kg-1: cannot record its failure: the coordinator cannot use its {store} (")
+
+
+def test_anything_else_keeps_its_traceback(caplog) -> None:
+    caplog.set_level(logging.ERROR, logger="coordinator")
+    try:
+        raise RuntimeError("a bug")
+    except Exception as e:
+        log_failure(logging.getLogger("coordinator.service"), e, "request kg-1: cannot audit its failure")
+    (rec,) = caplog.records
+    assert rec.exc_info is not None and rec.getMessage() == "request kg-1: cannot audit its failure"
+
+
+def test_a_ceremony_run_stopped_by_a_full_disk_is_one_line_and_retried(tmp_path, caplog, monkeypatch) -> None:
+    from tests.coordinator.recovery_util import World
+
+    w = World(tmp_path)
+    try:
+        def full(cid: bytes) -> None:
+            raise sqlite3.OperationalError("database or disk is full")
+
+        monkeypatch.setattr(w.ceremonies, "_run", full)
+        caplog.set_level(logging.ERROR, logger="coordinator")
+        w.ceremonies.run(b"\x07" * 16)
+        (rec,) = [r for r in caplog.records if "ceremony" in r.getMessage()]
+        assert rec.exc_info is None and "cannot use its database (database or disk is full)" in rec.getMessage()
+        assert w.ceremonies._retry_at[b"\x07" * 16] > 0  # the background pass tries it again
+    finally:
+        w.close()
+
+
+def test_the_refill_loop_and_the_schedule_pass_log_a_full_disk_in_one_line(caplog) -> None:
+    """The presignature refiller runs every few seconds and the scheduler every health pass: a
+    full disk made each pass a traceback."""
+    from types import SimpleNamespace
+
+    from coordinator.pool import PresignPools
+    from coordinator.schedule import RefreshScheduler
+
+    caplog.set_level(logging.ERROR, logger="coordinator")
+
+    def step() -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    wake = SimpleNamespace(wait=lambda s: None, clear=lambda: None)
+    PresignPools._run(SimpleNamespace(_stop=_OnePass(), step=step, _wake=wake))  # type: ignore[arg-type]
+    key = SimpleNamespace(key_id=b"\x01" * 32)
+    sched = SimpleNamespace(db=SimpleNamespace(list_keys=lambda state: [key]), clock=lambda: 0,
+                            due=lambda k, now: step())
+    assert RefreshScheduler.check(sched) == []  # type: ignore[arg-type]
+    msgs = [r for r in caplog.records if "cannot use its database" in r.getMessage()]
+    assert len(msgs) == 2 and all(r.exc_info is None for r in msgs), [r.getMessage() for r in caplog.records]
+
+
+class _OnePass:
+    """A stop event clear for one pass of the loop (its condition and its except clause)."""
+
+    def __init__(self) -> None:
+        self.checks = 0
+
+    def is_set(self) -> bool:
+        self.checks += 1
+        return self.checks > 2
