@@ -84,6 +84,7 @@ from mpc_node.governance import Approved, NodeGovernance, changed_refusal, refus
 from mpc_node.in_force import PolicyChanged, RosterChanged
 from mpc_node.keyops import ReshareSetup
 from mpc_node.metrics import count_abort, node_metrics, timed_round
+from mpc_node.presig_store import PoolError
 from mpc_node.presign import NodePools, PresignSetup
 from mpc_node.roster_state import NodeRoster
 from mpc_node.rotation import KeyRotation
@@ -1131,10 +1132,15 @@ class NodeService:
                     "request_sha256": req.request_digest().hex(),
                 },
             )
-            self.store.put_used_presignature(presig.sigid, s.key_id, tomb, request=served, audit=released)
+            self.store.put_used_presignature(presig.sigid, s.key_id, tomb, request=served, audit=released, epoch=key.epoch)
             self.outbox.notify()
         except ReservationConflict as e:
             err = refusal(Code.FAILED_PRECONDITION, "attempt-taken", f"{e} ({self.cfg.name})")
+            self._audit_sign("sign-share", s.request_id, "refused", err.message, actor=req.requester, key_id=s.key_id)
+            s.failed = err
+            raise err from None
+        except PoolError as e:  # the key's epoch changed (a refresh or reshare committed, the key retired) meanwhile
+            err = refusal(Code.FAILED_PRECONDITION, "epoch", f"sign.{e} ({self.cfg.name})")
             self._audit_sign("sign-share", s.request_id, "refused", err.message, actor=req.requester, key_id=s.key_id)
             s.failed = err
             raise err from None

@@ -187,3 +187,37 @@ def test_a_revocation_installed_after_a_signing_sessions_recheck_stops_its_share
     assert isinstance(e, RpcError) and (e.code, kind(e)) == (Code.FAILED_PRECONDITION, f"stale-{what}"), res
     assert e.message.startswith("sign."), e.message
     assert not n1.store.request_served(rid)
+
+
+@pytest.mark.parametrize("state", ["holding", "left"])
+def test_an_epoch_commit_after_a_signing_sessions_recheck_stops_its_share(lay, svcs, state) -> None:
+    """p14e review: the signing session's release (``put_used_presignature``) checked that the
+    key was active, not at which epoch, nor whether this node had left its committee: a refresh
+    or reshare committed after the session's last checks released a share of the old epoch, an
+    error about the store (UNAVAILABLE) where the key had merely moved on. Now FAILED_PRECONDITION
+    ``epoch`` naming ``sign.epoch``, nothing recorded."""
+    key = _ecdsa_key(svcs)
+    n1 = svcs[1]
+    real = n1.gov.recheck
+
+    def hooked(*a: Any, **kw: Any) -> Any:
+        out = real(*a, **kw)
+        n1.gov.recheck = real  # type: ignore[method-assign]
+        with n1.store._write() as c:  # what a commit of epoch 1 leaves (mpc_node/epoch_store.py)
+            c.execute(
+                "INSERT OR REPLACE INTO key_epochs (key_id, epoch, committee, state, changed_ms) VALUES (?, 1, '1,2,3', ?, 0)",
+                (key.key_id, state),
+            )
+        return out
+
+    n1.gov.recheck = hooked  # type: ignore[method-assign]
+    digest = os.urandom(32)
+    rid, bundle = approved_bundle(lay, key.key_id, digest)
+    params = node_pb2.SignParams(key_id=key.key_id, signers=[1, 2], digest=digest, request_id=rid, approval_bundle=bundle, epoch=0)
+    res = run_sign(svcs, os.urandom(32), [1, 2], reserve_by=[1, 2], sign=params)
+    e = res[1]
+    assert isinstance(e, RpcError) and (e.code, kind(e)) == (Code.FAILED_PRECONDITION, "epoch"), res
+    assert e.message.startswith("sign.epoch: key ") and "nothing released" in e.message, e.message
+    assert not n1.store.request_served(rid)
+    refused = [x for x in n1.audit.entries() if x.action == "sign-share" and x.outcome == "refused"]
+    assert refused and "not at epoch 0" in str(refused[-1].details["reason"])
