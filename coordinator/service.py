@@ -737,6 +737,7 @@ class CoordinatorService:
         if signed is not None:  # (before the full protocol's reads below: not on the one-round path)
             return signed
         resynced: set[int] = set()
+        rostered: set[int] = set()  # nodes that refused a release because their roster changed meanwhile
         t = k.threshold
         epoch, committee, outside = self.keyops.signing(k)  # sign in the key's epoch, with its committee only
         epoch_retries = 0
@@ -926,6 +927,12 @@ class CoordinatorService:
                         resynced.add(e.node)  # it missed a policy change: bring it up to date, retry
                         self.policies.mark_unsynced(e.node)
                         self.policies.sync_node(e.node)
+                        continue
+                    if e.governance == "stale-roster" and e.node is not None and e.node not in rostered:
+                        # its roster changed between its checks and its release (mpc_node/in_force.py):
+                        # nothing was released; a new session starts under the roster now in force
+                        rostered.add(e.node)
+                        log.warning("request %s: %s; retrying under the new roster", rid, e.message)
                         continue
                     raise _signing_error(e.code, e.message, attempts, e.governance) from None
                 out = common_pb2.Signature(
