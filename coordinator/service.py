@@ -331,6 +331,7 @@ class CoordinatorService:
         self.keyops.stop()
         self.requests.stop()
         self.streams.close()
+        self.probe_now.wait_idle(PROBE_S + 1.0)  # a probe running ends within its deadline: not on closed channels
         self.nodes.close()
         self.db.close()
         self.audit.close()
@@ -399,11 +400,14 @@ class CoordinatorService:
     def probe_one(self, i: int) -> None:
         """Probe node ``i`` alone, now, as :meth:`probe` does (deadline :data:`PROBE_S`, the same
         verdict; no clock or nonce bookkeeping, which the periodic probe keeps): asked by background
-        work that found it unreachable (:mod:`coordinator.probe_now`). A node no longer here is skipped."""
+        work that found it unreachable (:mod:`coordinator.probe_now`). A node no longer here is skipped,
+        and a probe that ends after :meth:`stop` began judges nothing (``stop`` waits for it)."""
         h = self.nodes.get(i)
         if h is None or self._stop.is_set():
             return
         ok, errs = fanout({i: (h.stub.Health, node_pb2.NodeHealthRequest())}, PROBE_S, wait_for_ready=True)
+        if self._stop.is_set():  # stopping: no verdict (nor resync) from a probe that straddled it
+            return
         self._judge(h, ok[i] if i in ok else errs[i])
         log.info("%s: the probe a background session asked for found it %s", h.label,
                  "available" if h.healthy else f"unavailable ({h.last_error})")
