@@ -141,6 +141,22 @@ def _signers(values: Any, field: str, peers: dict[int, Any], *, pooled: bool = F
     return signers
 
 
+def not_banned(node: Any, key_id: bytes, signers: Sequence[int], field: str) -> None:
+    """Raise unless every signer may still sign ``key_id`` here: PERMISSION_DENIED ``mpc-banned``
+    (``mpc-banned``: the banned signers) naming ``field``, or the key's fail-closed refusal. Also
+    run inside the releasing transaction (:class:`mpc_node.in_force.InForce` ``still``): a ban
+    counts once it is pending, before its store write deletes the presignatures it concerns."""
+    if node.bans.closed(key_id) is not None:
+        raise node._closed_error(key_id)
+    bad = sorted(set(signers) & node.bans.banned(key_id))
+    if bad:
+        raise RpcError(
+            Code.PERMISSION_DENIED,
+            f"{field}: {node.node_name(bad[0])} is banned by {node.cfg.name} for key {key_id.hex()[:16]}",
+            metadata=[("mpc-governance", "mpc-banned"), ("mpc-banned", ",".join(map(str, bad)))],
+        )
+
+
 def attempt_grant(
     node: NodeService, request: SigningRequest, attempt: int, signers: tuple[int, ...], session: bytes, receipts: tuple[bytes, ...],
 ) -> tuple[StoredReservation, int]:
@@ -419,15 +435,7 @@ class NodePools:
             found = None  # left from before the start: never revived
         # 3. the presignature, the key's epoch, the bans
         _signers(req.signers, "signers", peers, pooled=True)  # a signer revoked since: presig-mismatch
-        if node.bans.closed(key_id) is not None:
-            raise node._closed_error(key_id)
-        bad = sorted(set(signers) & node.bans.banned(key_id))
-        if bad:  # before the lookup: a ban deleted the key's fresh presignatures with that peer
-            raise RpcError(
-                Code.PERMISSION_DENIED,
-                f"signers: {node.node_name(bad[0])} is banned by {name} for key {key_id.hex()[:16]}",
-                metadata=[("mpc-governance", "mpc-banned"), ("mpc-banned", ",".join(map(str, bad)))],
-            )
+        not_banned(node, key_id, signers, "signers")  # before the lookup: a ban deleted the key's fresh presignatures with that peer
         if found is None:
             raise refusal(
                 Code.FAILED_PRECONDITION, "presig-unknown",
@@ -463,7 +471,9 @@ class NodePools:
         reservation, quorum = attempt_grant(node, request, req.attempt, signers, presig_id, tuple(req.reservation_receipts))
         served = ServedRequest(
             request.request_id, key_id, digest, reservation.created_ms, (limit.max_signatures, limit.window_seconds * 1000),
-            reservation, InForce(approved.scope, approved.policy.version, roster_version),
+            reservation, InForce(
+                approved.scope, approved.policy.version, roster_version, still=lambda: not_banned(node, key_id, signers, "signers"),
+            ),
         )
         if node.outbox.problem:  # the share would be released with nothing reaching the log
             raise RpcError(Code.UNAVAILABLE, f"audit: {name} cannot append to its audit log ({node.outbox.problem}); it signs nothing")
