@@ -53,7 +53,7 @@ from mpc_node.fields import at_most, governance_blob
 from mpc_node.governance import changed_refusal, refusal
 from mpc_node.in_force import InForce, PolicyChanged, RosterChanged
 from mpc_node.nonce_store import FreshNonce, NonceError, NonceInfo
-from mpc_node.presign import _caller, _renamed, _signers, attempt_grant, discard_fields, not_banned
+from mpc_node.presign import Banned, _caller, _renamed, _signers, attempt_grant, ban_refusal, check_bans, discard_fields, not_banned
 from mpc_node.storage import RateLimited, RequestAlreadyServed, ReservationConflict, ServedRequest, StoreError
 from mpcnet.common.rpc import RpcError, check_len, invalid
 from mpcnet.wire.mpc.v1 import node_pb2
@@ -335,7 +335,7 @@ class NodeNonces:
         served = ServedRequest(
             request.request_id, key_id, digest, reservation.created_ms, (limit.max_signatures, limit.window_seconds * 1000), reservation,
             InForce(approved.scope, approved.policy.version, roster_version,
-                    still=lambda: not_banned(node, key_id, signers, "commitments.signer")),
+                    still=lambda: check_bans(node, key_id, signers)),
         )
         if node.outbox.problem:  # the share would be released with nothing reaching the log
             raise RpcError(Code.UNAVAILABLE, f"audit: {name} cannot append to its audit log ({node.outbox.problem}); it signs nothing")
@@ -376,6 +376,8 @@ class NodeNonces:
             raise refusal(Code.FAILED_PRECONDITION, "rate-limited", f"{e} ({name})") from None
         except (PolicyChanged, RosterChanged) as e:
             raise changed_refusal(e, name) from None
+        except Banned as e:
+            raise ban_refusal(node, key_id, e, "commitments.signer") from None
         except NonceError as e:
             if e.kind == "nonce-used":  # a concurrent call won: the same (request, attempt) replays
                 self._forget(nonce_id)

@@ -141,20 +141,46 @@ def _signers(values: Any, field: str, peers: dict[int, Any], *, pooled: bool = F
     return signers
 
 
-def not_banned(node: Any, key_id: bytes, signers: Sequence[int], field: str) -> None:
-    """Raise unless every signer may still sign ``key_id`` here: PERMISSION_DENIED ``mpc-banned``
-    (``mpc-banned``: the banned signers) naming ``field``, or the key's fail-closed refusal. Also
-    run inside the releasing transaction (:class:`mpc_node.in_force.InForce` ``still``): a ban
-    counts once it is pending, before its store write deletes the presignatures it concerns."""
+class Banned(Exception):
+    """A signer is banned for the key (``bad``: those signers), or the key is fail-closed
+    (``bad`` empty); raised by :func:`check_bans`."""
+
+    def __init__(self, bad: tuple[int, ...]) -> None:
+        super().__init__(",".join(map(str, bad)) or "fail-closed")
+        self.bad = bad
+
+
+def check_bans(node: Any, key_id: bytes, signers: Sequence[int]) -> None:
+    """Raise :class:`Banned` unless every signer may still sign ``key_id`` here. Reads the ban
+    registry only (its own lock, never held while it waits for another), so it also runs inside
+    the releasing transaction (:class:`mpc_node.in_force.InForce` ``still``): a ban counts once
+    it is pending, before its store write deletes the presignatures it concerns."""
     if node.bans.closed(key_id) is not None:
-        raise node._closed_error(key_id)
-    bad = sorted(set(signers) & node.bans.banned(key_id))
+        raise Banned(())
+    bad = tuple(sorted(set(signers) & node.bans.banned(key_id)))
     if bad:
-        raise RpcError(
-            Code.PERMISSION_DENIED,
-            f"{field}: {node.node_name(bad[0])} is banned by {node.cfg.name} for key {key_id.hex()[:16]}",
-            metadata=[("mpc-governance", "mpc-banned"), ("mpc-banned", ",".join(map(str, bad)))],
-        )
+        raise Banned(bad)
+
+
+def ban_refusal(node: Any, key_id: bytes, e: Banned, field: str) -> RpcError:
+    """The refusal of :class:`Banned` (outside any store transaction: it reads the roster for the
+    names): PERMISSION_DENIED ``mpc-banned`` naming ``field`` with the banned signers in
+    ``mpc-banned``, or the key's fail-closed UNAVAILABLE."""
+    if not e.bad:
+        return node._closed_error(key_id)  # type: ignore[no-any-return]
+    return RpcError(
+        Code.PERMISSION_DENIED,
+        f"{field}: {node.node_name(e.bad[0])} is banned by {node.cfg.name} for key {key_id.hex()[:16]}",
+        metadata=[("mpc-governance", "mpc-banned"), ("mpc-banned", ",".join(map(str, e.bad)))],
+    )
+
+
+def not_banned(node: Any, key_id: bytes, signers: Sequence[int], field: str) -> None:
+    """:func:`check_bans`, raising its refusal (:func:`ban_refusal`); outside transactions."""
+    try:
+        check_bans(node, key_id, signers)
+    except Banned as e:
+        raise ban_refusal(node, key_id, e, field) from None
 
 
 def attempt_grant(
@@ -472,7 +498,7 @@ class NodePools:
         served = ServedRequest(
             request.request_id, key_id, digest, reservation.created_ms, (limit.max_signatures, limit.window_seconds * 1000),
             reservation, InForce(
-                approved.scope, approved.policy.version, roster_version, still=lambda: not_banned(node, key_id, signers, "signers"),
+                approved.scope, approved.policy.version, roster_version, still=lambda: check_bans(node, key_id, signers),
             ),
         )
         if node.outbox.problem:  # the share would be released with nothing reaching the log
@@ -509,6 +535,8 @@ class NodePools:
             raise refusal(Code.FAILED_PRECONDITION, "rate-limited", f"{e} ({name})") from None
         except (PolicyChanged, RosterChanged) as e:
             raise changed_refusal(e, name) from None
+        except Banned as e:
+            raise ban_refusal(node, key_id, e, "signers") from None
         except PoolError as e:
             if e.kind == "presig-used":  # a concurrent call won: the same (request, attempt) replays
                 return self._replayed(presig_id, request.request_id, req.attempt)

@@ -85,7 +85,7 @@ from mpc_node.in_force import PolicyChanged, RosterChanged
 from mpc_node.keyops import ReshareSetup
 from mpc_node.metrics import count_abort, node_metrics, timed_round
 from mpc_node.presig_store import PoolError
-from mpc_node.presign import NodePools, PresignSetup, not_banned
+from mpc_node.presign import Banned, NodePools, PresignSetup, ban_refusal, check_bans
 from mpc_node.roster_state import NodeRoster
 from mpc_node.rotation import KeyRotation
 from mpc_node.storage import NodeStore, RateLimited, RequestAlreadyServed, Reservation as StoredReservation, ReservationConflict, StoreError
@@ -1118,7 +1118,7 @@ class NodeService:
             if served.in_force is not None:  # a ban pending since the session's checks stops the share too
                 peers = s.participants
                 served = dataclasses.replace(served, in_force=dataclasses.replace(
-                    served.in_force, still=lambda: not_banned(self, s.key_id, peers, "sign.signers"),
+                    served.in_force, still=lambda: check_bans(self, s.key_id, peers),
                 ))
         except RpcError as e:
             self._audit_sign("sign-share", s.request_id, "refused", e.message, actor=req.requester, key_id=s.key_id)
@@ -1144,10 +1144,11 @@ class NodeService:
             self._audit_sign("sign-share", s.request_id, "refused", err.message, actor=req.requester, key_id=s.key_id)
             s.failed = err
             raise err from None
-        except RpcError as banned:  # a ban (or the key fail-closed) since the session's checks: in_force.still
-            self._audit_sign("sign-share", s.request_id, "refused", banned.message, actor=req.requester, key_id=s.key_id)
-            s.failed = banned
-            raise
+        except Banned as e:  # a ban (or the key fail-closed) since the session's checks: in_force.still
+            err = ban_refusal(self, s.key_id, e, "sign.signers")
+            self._audit_sign("sign-share", s.request_id, "refused", err.message, actor=req.requester, key_id=s.key_id)
+            s.failed = err
+            raise err from None
         except PoolError as e:  # the key's epoch changed (a refresh or reshare committed, the key retired) meanwhile
             err = refusal(Code.FAILED_PRECONDITION, "epoch", f"sign.{e} ({self.cfg.name})")
             self._audit_sign("sign-share", s.request_id, "refused", err.message, actor=req.requester, key_id=s.key_id)
