@@ -328,6 +328,7 @@ class CoordinatorService:
         self.keyops.stop()
         self.requests.stop()
         self.streams.close()
+        self.probe_now.wait_idle(PROBE_S + 1.0)  # a probe running ends within its deadline: not on closed channels
         self.nodes.close()
         self.db.close()
         self.audit.close()
@@ -396,11 +397,14 @@ class CoordinatorService:
     def probe_one(self, i: int) -> None:
         """Probe node ``i`` alone, now, as :meth:`probe` does (deadline :data:`PROBE_S`, the same
         verdict; no clock or nonce bookkeeping, which the periodic probe keeps): asked by background
-        work that found it unreachable (:mod:`coordinator.probe_now`). A node no longer here is skipped."""
+        work that found it unreachable (:mod:`coordinator.probe_now`). A node no longer here is skipped,
+        and a probe that ends after :meth:`stop` began judges nothing (``stop`` waits for it)."""
         h = self.nodes.get(i)
         if h is None or self._stop.is_set():
             return
         ok, errs = fanout({i: (h.stub.Health, node_pb2.NodeHealthRequest())}, PROBE_S, wait_for_ready=True)
+        if self._stop.is_set():  # stopping: no verdict (nor resync) from a probe that straddled it
+            return
         self._judge(h, ok[i] if i in ok else errs[i])
         log.info("%s: the probe a background session asked for found it %s", h.label,
                  "available" if h.healthy else f"unavailable ({h.last_error})")
@@ -734,6 +738,7 @@ class CoordinatorService:
         if signed is not None:  # (before the full protocol's reads below: not on the one-round path)
             return signed
         resynced: set[int] = set()
+        rostered: set[int] = set()  # nodes that refused a release because their roster changed meanwhile
         t = k.threshold
         epoch, committee, outside = self.keyops.signing(k)  # sign in the key's epoch, with its committee only
         epoch_retries = 0
@@ -923,6 +928,12 @@ class CoordinatorService:
                         resynced.add(e.node)  # it missed a policy change: bring it up to date, retry
                         self.policies.mark_unsynced(e.node)
                         self.policies.sync_node(e.node)
+                        continue
+                    if e.governance == "stale-roster" and e.node is not None and e.node not in rostered:
+                        # its roster changed between its checks and its release (mpc_node/in_force.py):
+                        # nothing was released; a new session starts under the roster now in force
+                        rostered.add(e.node)
+                        log.warning("request %s: %s; retrying under the new roster", rid, e.message)
                         continue
                     raise _signing_error(e.code, e.message, attempts, e.governance) from None
                 out = common_pb2.Signature(

@@ -53,7 +53,7 @@ from mpc_node.fields import at_most, governance_blob
 from mpc_node.governance import changed_refusal, refusal
 from mpc_node.in_force import InForce, PolicyChanged, RosterChanged
 from mpc_node.nonce_store import FreshNonce, NonceError, NonceInfo
-from mpc_node.presign import _caller, _renamed, _signers, attempt_grant, discard_fields
+from mpc_node.presign import Banned, _caller, _renamed, _signers, attempt_grant, ban_refusal, check_bans, discard_fields, not_banned
 from mpc_node.storage import RateLimited, RequestAlreadyServed, ReservationConflict, ServedRequest, StoreError
 from mpcnet.common.rpc import RpcError, check_len, invalid
 from mpcnet.wire.mpc.v1 import node_pb2
@@ -274,15 +274,7 @@ class NodeNonces:
             return self._replayed(nonce_id, req.request_id, req.attempt, package_sha256)
         # 3. the nonce, the key's epoch, the bans
         _signers(list(signers), "commitments.signer", peers)  # a signer not active in the roster
-        if node.bans.closed(key_id) is not None:
-            raise node._closed_error(key_id)
-        bad = sorted(set(signers) & node.bans.banned(key_id))
-        if bad:
-            raise RpcError(
-                Code.PERMISSION_DENIED,
-                f"commitments.signer: {node.node_name(bad[0])} is banned by {name} for key {key_id.hex()[:16]}",
-                metadata=[("mpc-governance", "mpc-banned"), ("mpc-banned", ",".join(map(str, bad)))],
-            )
+        not_banned(node, key_id, signers, "commitments.signer")
         key = self.frost_key(key_id)  # an ECDSA key: FAILED_PRECONDITION naming key_id
         if found is None:
             raise refusal(
@@ -342,7 +334,8 @@ class NodeNonces:
         reservation, quorum = attempt_grant(node, request, req.attempt, signers, session, tuple(req.reservation_receipts))
         served = ServedRequest(
             request.request_id, key_id, digest, reservation.created_ms, (limit.max_signatures, limit.window_seconds * 1000), reservation,
-            InForce(approved.scope, approved.policy.version, roster_version),
+            InForce(approved.scope, approved.policy.version, roster_version,
+                    still=lambda: check_bans(node, key_id, signers)),
         )
         if node.outbox.problem:  # the share would be released with nothing reaching the log
             raise RpcError(Code.UNAVAILABLE, f"audit: {name} cannot append to its audit log ({node.outbox.problem}); it signs nothing")
@@ -383,6 +376,8 @@ class NodeNonces:
             raise refusal(Code.FAILED_PRECONDITION, "rate-limited", f"{e} ({name})") from None
         except (PolicyChanged, RosterChanged) as e:
             raise changed_refusal(e, name) from None
+        except Banned as e:
+            raise ban_refusal(node, key_id, e, "commitments.signer") from None
         except NonceError as e:
             if e.kind == "nonce-used":  # a concurrent call won: the same (request, attempt) replays
                 self._forget(nonce_id)

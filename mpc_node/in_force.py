@@ -16,7 +16,8 @@ nothing is consumed, recorded or released then, and the caller refuses with ``st
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from governance.policy import DEFAULT_SCOPE
 
@@ -32,17 +33,22 @@ class RosterChanged(Exception):
 @dataclass(frozen=True)
 class InForce:
     """The policy (``scope``: the key id or :data:`~governance.policy.DEFAULT_SCOPE`; its
-    ``policy_version``) and the roster version (0: a fixed legacy roster) a share's checks used."""
+    ``policy_version``) and the roster version (0: a fixed legacy roster) a share's checks used.
+    ``still``: a check of in-memory state run last inside the transaction, raising to refuse
+    (the bans: :class:`mpc_node.bans.BanRegistry` counts a ban before its store write, and a
+    store that refused the write keeps the presignatures the write would have deleted)."""
 
     scope: bytes
     policy_version: int
     roster_version: int
+    still: Callable[[], None] | None = field(default=None, compare=False)
 
 
 def check_in_force(c: sqlite3.Connection, key_id: bytes, pin: InForce) -> None:
     """Inside the releasing write transaction: raise :class:`PolicyChanged` if the newest stored
     policy of ``key_id`` (its own scope, else the default scope) is not ``pin``'s, and
-    :class:`RosterChanged` if the newest stored roster version is not ``pin.roster_version``."""
+    :class:`RosterChanged` if the newest stored roster version is not ``pin.roster_version``;
+    then ``pin.still()``, if given (what it raises propagates)."""
     scope, version = key_id, _newest_policy(c, key_id)
     if version is None:
         scope, version = DEFAULT_SCOPE, _newest_policy(c, DEFAULT_SCOPE)
@@ -58,6 +64,8 @@ def check_in_force(c: sqlite3.Connection, key_id: bytes, pin: InForce) -> None:
             f"roster: changed to version {int(roster)} while the request was checked under version {pin.roster_version}:"
             " nothing was released"
         )
+    if pin.still is not None:
+        pin.still()
 
 
 def _newest_policy(c: sqlite3.Connection, scope: bytes) -> int | None:

@@ -141,6 +141,48 @@ def _signers(values: Any, field: str, peers: dict[int, Any], *, pooled: bool = F
     return signers
 
 
+class Banned(Exception):
+    """A signer is banned for the key (``bad``: those signers), or the key is fail-closed
+    (``bad`` empty); raised by :func:`check_bans`."""
+
+    def __init__(self, bad: tuple[int, ...]) -> None:
+        super().__init__(",".join(map(str, bad)) or "fail-closed")
+        self.bad = bad
+
+
+def check_bans(node: Any, key_id: bytes, signers: Sequence[int]) -> None:
+    """Raise :class:`Banned` unless every signer may still sign ``key_id`` here. Reads the ban
+    registry only (its own lock, never held while it waits for another), so it also runs inside
+    the releasing transaction (:class:`mpc_node.in_force.InForce` ``still``): a ban counts once
+    it is pending, before its store write deletes the presignatures it concerns."""
+    if node.bans.closed(key_id) is not None:
+        raise Banned(())
+    bad = tuple(sorted(set(signers) & node.bans.banned(key_id)))
+    if bad:
+        raise Banned(bad)
+
+
+def ban_refusal(node: Any, key_id: bytes, e: Banned, field: str) -> RpcError:
+    """The refusal of :class:`Banned` (outside any store transaction: it reads the roster for the
+    names): PERMISSION_DENIED ``mpc-banned`` naming ``field`` with the banned signers in
+    ``mpc-banned``, or the key's fail-closed UNAVAILABLE."""
+    if not e.bad:
+        return node._closed_error(key_id)  # type: ignore[no-any-return]
+    return RpcError(
+        Code.PERMISSION_DENIED,
+        f"{field}: {node.node_name(e.bad[0])} is banned by {node.cfg.name} for key {key_id.hex()[:16]}",
+        metadata=[("mpc-governance", "mpc-banned"), ("mpc-banned", ",".join(map(str, e.bad)))],
+    )
+
+
+def not_banned(node: Any, key_id: bytes, signers: Sequence[int], field: str) -> None:
+    """:func:`check_bans`, raising its refusal (:func:`ban_refusal`); outside transactions."""
+    try:
+        check_bans(node, key_id, signers)
+    except Banned as e:
+        raise ban_refusal(node, key_id, e, field) from None
+
+
 def attempt_grant(
     node: NodeService, request: SigningRequest, attempt: int, signers: tuple[int, ...], session: bytes, receipts: tuple[bytes, ...],
 ) -> tuple[StoredReservation, int]:
@@ -419,15 +461,7 @@ class NodePools:
             found = None  # left from before the start: never revived
         # 3. the presignature, the key's epoch, the bans
         _signers(req.signers, "signers", peers, pooled=True)  # a signer revoked since: presig-mismatch
-        if node.bans.closed(key_id) is not None:
-            raise node._closed_error(key_id)
-        bad = sorted(set(signers) & node.bans.banned(key_id))
-        if bad:  # before the lookup: a ban deleted the key's fresh presignatures with that peer
-            raise RpcError(
-                Code.PERMISSION_DENIED,
-                f"signers: {node.node_name(bad[0])} is banned by {name} for key {key_id.hex()[:16]}",
-                metadata=[("mpc-governance", "mpc-banned"), ("mpc-banned", ",".join(map(str, bad)))],
-            )
+        not_banned(node, key_id, signers, "signers")  # before the lookup: a ban deleted the key's fresh presignatures with that peer
         if found is None:
             raise refusal(
                 Code.FAILED_PRECONDITION, "presig-unknown",
@@ -463,7 +497,9 @@ class NodePools:
         reservation, quorum = attempt_grant(node, request, req.attempt, signers, presig_id, tuple(req.reservation_receipts))
         served = ServedRequest(
             request.request_id, key_id, digest, reservation.created_ms, (limit.max_signatures, limit.window_seconds * 1000),
-            reservation, InForce(approved.scope, approved.policy.version, roster_version),
+            reservation, InForce(
+                approved.scope, approved.policy.version, roster_version, still=lambda: check_bans(node, key_id, signers),
+            ),
         )
         if node.outbox.problem:  # the share would be released with nothing reaching the log
             raise RpcError(Code.UNAVAILABLE, f"audit: {name} cannot append to its audit log ({node.outbox.problem}); it signs nothing")
@@ -499,6 +535,8 @@ class NodePools:
             raise refusal(Code.FAILED_PRECONDITION, "rate-limited", f"{e} ({name})") from None
         except (PolicyChanged, RosterChanged) as e:
             raise changed_refusal(e, name) from None
+        except Banned as e:
+            raise ban_refusal(node, key_id, e, "signers") from None
         except PoolError as e:
             if e.kind == "presig-used":  # a concurrent call won: the same (request, attempt) replays
                 return self._replayed(presig_id, request.request_id, req.attempt)

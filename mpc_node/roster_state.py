@@ -5,7 +5,9 @@ Start: the chain is the longer of the config's ``governance.roster_history`` and
 shorter must be a prefix of the longer (else the node does not start: a config naming another
 roster than the one the node installed). The config's changes the store lacks are stored. A
 config without ``roster_history`` has a fixed roster (the legacy ``roster`` list): every roster
-change is then refused FAILED_PRECONDITION.
+change is then refused FAILED_PRECONDITION, and such a config over a store that holds a signed
+chain does not start (a revocation is never undone by editing a config; the release transaction
+would refuse every share, :mod:`mpc_node.in_force`).
 
 :meth:`NodeRoster.install` verifies one change as the next link (``verify_roster_change``, plus
 the rule of ``verify_roster_history`` that a key rotated away never comes back), stores it
@@ -68,6 +70,13 @@ class NodeRoster:
         self._refused: frozenset[bytes] = frozenset()
         self._active: dict[int, Peer] = {}  # the active entries of _current as peers (set with it: _set)
         if cfg.signed_roster is None:
+            held = len(store.roster_changes())
+            if held:  # the chain outranks a config: its revocations must not be undone by an edit
+                raise RosterStartError(
+                    f"the store holds a signed roster chain (version {held}) but the config gives a fixed roster (no "
+                    "governance.roster_history): a node revoked by the admins would be back, and every signature share "
+                    "refused as stale-roster; give the cluster's governance.roster_history"
+                )
             self._legacy = {i: p for i, p in cfg.roster.items()}
             return
         self._legacy = {}

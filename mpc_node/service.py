@@ -84,7 +84,8 @@ from mpc_node.governance import Approved, NodeGovernance, changed_refusal, refus
 from mpc_node.in_force import PolicyChanged, RosterChanged
 from mpc_node.keyops import ReshareSetup
 from mpc_node.metrics import count_abort, node_metrics, timed_round
-from mpc_node.presign import NodePools, PresignSetup
+from mpc_node.presig_store import PoolError
+from mpc_node.presign import Banned, NodePools, PresignSetup, ban_refusal, check_bans
 from mpc_node.roster_state import NodeRoster
 from mpc_node.rotation import KeyRotation
 from mpc_node.storage import NodeStore, RateLimited, RequestAlreadyServed, Reservation as StoredReservation, ReservationConflict, StoreError
@@ -1114,6 +1115,11 @@ class NodeService:
         try:
             served = self.gov.recheck(approved, s.key_id, roster_version=s.roster_version)
             served = dataclasses.replace(served, reservation=self._reserved(s, req))
+            if served.in_force is not None:  # a ban pending since the session's checks stops the share too
+                peers = s.participants
+                served = dataclasses.replace(served, in_force=dataclasses.replace(
+                    served.in_force, still=lambda: check_bans(self, s.key_id, peers),
+                ))
         except RpcError as e:
             self._audit_sign("sign-share", s.request_id, "refused", e.message, actor=req.requester, key_id=s.key_id)
             s.failed = e
@@ -1131,10 +1137,20 @@ class NodeService:
                     "request_sha256": req.request_digest().hex(),
                 },
             )
-            self.store.put_used_presignature(presig.sigid, s.key_id, tomb, request=served, audit=released)
+            self.store.put_used_presignature(presig.sigid, s.key_id, tomb, request=served, audit=released, epoch=key.epoch)
             self.outbox.notify()
         except ReservationConflict as e:
             err = refusal(Code.FAILED_PRECONDITION, "attempt-taken", f"{e} ({self.cfg.name})")
+            self._audit_sign("sign-share", s.request_id, "refused", err.message, actor=req.requester, key_id=s.key_id)
+            s.failed = err
+            raise err from None
+        except Banned as e:  # a ban (or the key fail-closed) since the session's checks: in_force.still
+            err = ban_refusal(self, s.key_id, e, "sign.signers")
+            self._audit_sign("sign-share", s.request_id, "refused", err.message, actor=req.requester, key_id=s.key_id)
+            s.failed = err
+            raise err from None
+        except PoolError as e:  # the key's epoch changed (a refresh or reshare committed, the key retired) meanwhile
+            err = refusal(Code.FAILED_PRECONDITION, "epoch", f"sign.{e} ({self.cfg.name})")
             self._audit_sign("sign-share", s.request_id, "refused", err.message, actor=req.requester, key_id=s.key_id)
             s.failed = err
             raise err from None

@@ -52,11 +52,11 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from governance.reservation import MAX_SIGN_ATTEMPTS
 from mpc_node import audit_outbox
 from mpc_node.backup_store import BACKUP_MIGRATION, RESTORED_FROST_MIGRATION, BackupStore
-from mpc_node.epoch_store import ABANDONED_MIGRATION, EPOCH_MIGRATION, KEY_ROSTER_MIGRATION, EpochStore
+from mpc_node.epoch_store import ABANDONED_MIGRATION, EPOCH_MIGRATION, KEY_ROSTER_MIGRATION, EpochStore, _key_epoch
 from mpc_node.in_force import InForce, check_in_force
 from mpc_node.key_epoch_cache import KeyEpochCache
 from mpc_node.nonce_store import NONCE_MIGRATION, NonceStore
-from mpc_node.presig_store import PRESIG_MIGRATION, PresigStore, delete_fresh_with_peer
+from mpc_node.presig_store import PRESIG_MIGRATION, PoolError, PresigStore, delete_fresh_with_peer
 from mpc_node.served_window import ServedWindows, sql_count
 from mpcnet.common.pkcs11token import WRAPPED_LEN, StorageKey, TokenError
 from mpcnet.common.stores.sqlite import AddColumn, DatabaseError, Migration, migrate, open_database, write_transaction
@@ -556,7 +556,7 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
 
     def put_used_presignature(
         self, sigid: bytes, key_id: bytes, tombstone: bytes, *, request: ServedRequest | None = None,
-        audit: audit_outbox.OutboxEntry | None = None,
+        audit: audit_outbox.OutboxEntry | None = None, epoch: int | None = None,
     ) -> None:
         """Record a presignature consumed as soon as it was made: only its tombstone is written.
 
@@ -567,7 +567,11 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
         is an active key (:class:`StoreError`) and that ``sigid`` was never stored
         (:class:`PresignatureAlreadyUsed`), and inserts the tombstone marked used. On any error
         nothing is written. Call this *before* releasing the signature share. ``audit`` is
-        queued in the audit outbox in the same transaction.
+        queued in the audit outbox in the same transaction. With ``epoch`` (the epoch of the share
+        the session signs with) the same transaction first raises :class:`PoolError` (kind
+        ``epoch``) unless the key is active here at exactly that epoch: a refresh or reshare
+        committed (or the key retired, or this node left its committee) while the session ran
+        releases nothing, as for a pool presignature or a FROST nonce.
         """
         sigid = _check_bytes(sigid, "sigid", length=ID_LEN)
         key_id = _check_bytes(key_id, "key_id", length=ID_LEN)
@@ -575,6 +579,11 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
         served = None if request is None else _check_served(request)
         blob = self._seal(KIND_TOMBSTONE, sigid, tombstone)
         with self._write(tracked=True) as c:  # requests, presignatures, audit outbox only (keys read)
+            if epoch is not None:
+                held = self._epoch_cache.get(c, key_id, _key_epoch)
+                if held is None or held.status != "active" or held.epoch != epoch:
+                    state = "not active here" if held is None or held.status != "active" else f"at epoch {held.epoch}"
+                    raise PoolError("epoch", "epoch", f"key {key_id.hex()[:16]} is {state}, not at epoch {epoch}: nothing released")
             if served is not None:
                 _record_served(c, served, self._served)
             row = c.execute("SELECT status FROM keys WHERE key_id = ?", (key_id,)).fetchone()

@@ -181,3 +181,20 @@ def test_the_service_probes_a_node_nobody_listens_for_at_once(lay: Layout, tmp_p
     finally:
         svc.stop()
     assert not svc.probe_now.request(3)  # stopped: no more probes
+
+
+def test_stop_waits_for_a_running_probe_and_it_judges_nothing(lay: Layout, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """p14e review: ``stop`` did not wait for a requested probe: it went on on closed channels and
+    could judge (and resync) a node after the service stopped."""
+    from coordinator.service import CoordinatorService
+
+    cfg = load_coordinator_config(lay.coordinator_config)
+    svc = CoordinatorService(dataclasses.replace(cfg, db=tmp_path / "c.db", audit_db=tmp_path / "a.db"), Ed25519PrivateKey.generate())
+    for h in svc.nodes.values():
+        h.mark_up()
+    with caplog.at_level(logging.INFO, logger="coordinator"):
+        assert svc.probe_now.request(2)
+        svc.stop()
+        assert svc.probe_now.wait_idle(0)  # stop returned after the probe ended
+    assert svc.nodes[2].healthy is True  # the probe that straddled the stop judged nothing
+    assert "probing node 2 failed" not in caplog.text

@@ -20,6 +20,7 @@ from coordinator.db import KeyRecord
 from coordinator.relay import Refused
 from coordinator.service import SIGN_RELEASE_ROUND, CoordinatorService
 from governance.reservation import MAX_SIGN_ATTEMPTS
+from mpcnet.common.rpc import RpcError
 
 
 class _Signed(Exception):
@@ -158,3 +159,34 @@ def test_a_signer_always_refusing_the_epoch_is_signed_around(
         assert corrupted not in e.value.signers
     assert svc.db.sign_attempts_taken("req-1") == 3  # one attempt per signature, none for the refusals
     assert len(waits) <= 3 * (service.EPOCH_REFUSALS - 1)
+
+
+@pytest.mark.parametrize("always", [False, True])
+def test_a_release_refused_stale_roster_is_retried_once_per_node(monkeypatch: pytest.MonkeyPatch, always: bool) -> None:
+    """p14e review: a node whose roster changed between its checks and its release refuses the
+    share ``stale-roster`` (mpc_node/in_force.py), releasing nothing. The request failed at once
+    (FAILED_PRECONDITION), though a session started under the new roster signs; now it is tried
+    again once per refusing node, and a node that keeps refusing fails it with the node's reason."""
+    refused: list[int] = []
+
+    def run_session(nodes: dict[int, Any], sid: bytes, start: Any, timeout: float, *, before_step: Any, **_: Any) -> Any:
+        before_step(SIGN_RELEASE_ROUND)
+        if 1 in nodes and (always or not refused):
+            refused.append(1)
+            raise Refused(grpc.StatusCode.FAILED_PRECONDITION, "node 1: sign.roster: changed to version 2", node=1,
+                          governance="stale-roster")
+        raise _Signed(tuple(sorted(nodes)))
+
+    monkeypatch.setattr(service, "run_session", run_session)
+    svc = _svc(3)
+    pub = coincurve.PrivateKey().public_key.format(compressed=True)
+    k = KeyRecord(b"\x01" * 32, "k", pub, b"\x02" * 32, 3, 3, "active", 0, "r")  # 3 of 3: node 1 is always picked
+    if not always:
+        with pytest.raises(_Signed):
+            CoordinatorService._sign(svc, "req-1", k, b"\x03" * 32, (), b"")  # type: ignore[arg-type]
+        assert refused == [1] and svc.db.sign_attempts_taken("req-1") == 2
+        return
+    with pytest.raises(RpcError) as e:
+        CoordinatorService._sign(svc, "req-1", k, b"\x03" * 32, (), b"")  # type: ignore[arg-type]
+    assert e.value.code == grpc.StatusCode.FAILED_PRECONDITION and "sign.roster" in e.value.message
+    assert refused == [1, 1]

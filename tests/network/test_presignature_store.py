@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from crypto_core.hazmat.presignature import load_presignature
+from mpc_node.presig_store import PoolError
 from mpc_node.storage import NodeStore, PresignatureAlreadyUsed, RequestAlreadyServed, ServedRequest, StoreError
 
 from ..crypto.dkg_util import keygen
@@ -104,6 +105,14 @@ def test_put_used_presignature_refuses_and_changes_nothing(tmp_path: Path, mater
         assert s.get_presignature(other) is None and not s.request_served("b")
         with pytest.raises(StoreError, match="sigid"):
             s.put_used_presignature(b"short", ks.key_id, tomb)
+        # the session's share epoch (p14e review): another epoch, or an unknown key, refused before anything is written
+        with pytest.raises(PoolError, match="not at epoch 1: nothing released") as e:
+            s.put_used_presignature(other, ks.key_id, tomb, request=ServedRequest("c", ks.key_id, bytes(32), 4, None), epoch=1)
+        assert e.value.kind == "epoch" and s.get_presignature(other) is None and not s.request_served("c")
+        with pytest.raises(PoolError, match="not active here"):
+            s.put_used_presignature(other, bytes(32), tomb, epoch=0)
+        s.put_used_presignature(other, ks.key_id, tomb, request=ServedRequest("c", ks.key_id, bytes(32), 4, None), epoch=0)
+        assert s.request_served("c")
 
 
 def test_concurrent_put_used_presignature_succeeds_once(tmp_path: Path, material) -> None:

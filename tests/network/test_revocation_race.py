@@ -187,3 +187,87 @@ def test_a_revocation_installed_after_a_signing_sessions_recheck_stops_its_share
     assert isinstance(e, RpcError) and (e.code, kind(e)) == (Code.FAILED_PRECONDITION, f"stale-{what}"), res
     assert e.message.startswith("sign."), e.message
     assert not n1.store.request_served(rid)
+
+
+@pytest.mark.parametrize("state", ["holding", "left"])
+def test_an_epoch_commit_after_a_signing_sessions_recheck_stops_its_share(lay, svcs, state) -> None:
+    """p14e review: the signing session's release (``put_used_presignature``) checked that the
+    key was active, not at which epoch, nor whether this node had left its committee: a refresh
+    or reshare committed after the session's last checks released a share of the old epoch, an
+    error about the store (UNAVAILABLE) where the key had merely moved on. Now FAILED_PRECONDITION
+    ``epoch`` naming ``sign.epoch``, nothing recorded."""
+    key = _ecdsa_key(svcs)
+    n1 = svcs[1]
+    real = n1.gov.recheck
+
+    def hooked(*a: Any, **kw: Any) -> Any:
+        out = real(*a, **kw)
+        n1.gov.recheck = real  # type: ignore[method-assign]
+        with n1.store._write() as c:  # what a commit of epoch 1 leaves (mpc_node/epoch_store.py)
+            c.execute(
+                "INSERT OR REPLACE INTO key_epochs (key_id, epoch, committee, state, changed_ms) VALUES (?, 1, '1,2,3', ?, 0)",
+                (key.key_id, state),
+            )
+        return out
+
+    n1.gov.recheck = hooked  # type: ignore[method-assign]
+    digest = os.urandom(32)
+    rid, bundle = approved_bundle(lay, key.key_id, digest)
+    params = node_pb2.SignParams(key_id=key.key_id, signers=[1, 2], digest=digest, request_id=rid, approval_bundle=bundle, epoch=0)
+    res = run_sign(svcs, os.urandom(32), [1, 2], reserve_by=[1, 2], sign=params)
+    e = res[1]
+    assert isinstance(e, RpcError) and (e.code, kind(e)) == (Code.FAILED_PRECONDITION, "epoch"), res
+    assert e.message.startswith("sign.epoch: key ") and "nothing released" in e.message, e.message
+    assert not n1.store.request_served(rid)
+    refused = [x for x in n1.audit.entries() if x.action == "sign-share" and x.outcome == "refused"]
+    assert refused and "not at epoch 0" in str(refused[-1].details["reason"])
+
+
+def _ban_pending(svc: NodeService, key_id: bytes, peer: int) -> None:
+    """A ban as :meth:`BanRegistry.record` makes it count at once: pending, its store write (which
+    deletes the key's fresh presignatures with ``peer``) not done, e.g. refused by a full disk."""
+    with svc.bans._mu:
+        svc.bans._pending[(key_id, peer)] = "test: a check failed"
+
+
+@pytest.mark.parametrize("path", ["presigned", "schnorr", "session"])
+def test_a_ban_pending_after_the_checks_stops_the_share(lay, svcs, path) -> None:
+    """p14e review: the release checked the bans before the approvals, not in its transaction. A
+    ban counts once pending (mpc_node/bans.py), before its store write deletes the presignatures
+    with the peer; a store that refused that write kept them. Now the releasing transaction asks
+    the ban registry again (InForce.still): PERMISSION_DENIED ``mpc-banned``, nothing consumed."""
+    n1 = svcs[1]
+    if path == "schnorr":
+        key = frost_dkg(svcs, SCHEME_ED25519, T)
+        got = make_nonces(svcs, key, (1, 3))
+        _after_the_check(n1, lambda: _ban_pending(n1, key.key_id, 3))
+        e = _refused(n1.SignSchnorr, for_signer(schnorr_request(lay, key, [got[1][0], got[3][0]]), 1))
+        assert [i.nonce_id for i in n1.store.fresh_nonces(key.key_id)] == [got[1][0].nonce_id]
+    elif path == "presigned":
+        key = _ecdsa_key(svcs)
+        (p,) = presign(svcs, key, (1, 3), count=1)
+        _after_the_check(n1, lambda: _ban_pending(n1, key.key_id, 3))
+        e = _refused(n1.SignPresigned, sign_request(lay, key, p))
+        assert [x.presig_id for x in n1.store.fresh_presignatures(key.key_id)] == [p.presig_id]
+    else:
+        key = _ecdsa_key(svcs)
+        real = n1.gov.recheck
+
+        def hooked(*a: Any, **kw: Any) -> Any:
+            out = real(*a, **kw)
+            n1.gov.recheck = real  # type: ignore[method-assign]
+            _ban_pending(n1, key.key_id, 3)
+            return out
+
+        n1.gov.recheck = hooked  # type: ignore[method-assign]
+        digest = os.urandom(32)
+        rid, bundle = approved_bundle(lay, key.key_id, digest)
+        params = node_pb2.SignParams(key_id=key.key_id, signers=[1, 3], digest=digest, request_id=rid, approval_bundle=bundle)
+        res = run_sign(svcs, os.urandom(32), [1, 3], reserve_by=[1, 2, 3], sign=params)
+        e = res[1]
+        assert isinstance(e, RpcError), res
+        assert not n1.store.request_served(rid)
+    assert (e.code, kind(e)) == (Code.PERMISSION_DENIED, "mpc-banned"), e.message
+    assert "is banned by node-1" in e.message and dict(e.metadata)["mpc-banned"] == "3"
+    refused = [x for x in n1.audit.entries() if x.action == "sign-share" and x.outcome == "refused"]
+    assert refused and "banned" in str(refused[-1].details["reason"])

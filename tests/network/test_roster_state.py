@@ -232,6 +232,25 @@ def test_a_legacy_node_refuses_roster_changes(lay, tmp_path, moved) -> None:
         n.close()
 
 
+def test_a_legacy_config_over_a_stored_chain_does_not_start(lay, tmp_path, moved, revoked) -> None:
+    """p14e review: a fixed-roster config over a store holding a signed chain started with roster
+    version 0, brought a revoked node back, and (with the release's roster pin,
+    mpc_node/in_force.py) had every signature share refused stale-roster, for ever."""
+    n = _Node(lay, tmp_path)
+    n.install(moved)
+    n.install(revoked)  # node 4 revoked
+    n.close()
+    cfg = dataclasses.replace(load_node_config(lay.node_config(1)), roster_history=(), signed_roster=None)
+    with pytest.raises(RosterStartError) as e:
+        _Node(lay, tmp_path, cfg)
+    assert "holds a signed roster chain (version 3)" in str(e.value) and "governance.roster_history" in str(e.value)
+    again = _Node(lay, tmp_path)  # the cluster's config still starts, at the stored version
+    try:
+        assert again.roster.version == 3 and sorted(again.roster.peers()) == [1, 2, 3]
+    finally:
+        again.close()
+
+
 def test_restart_keeps_the_chain_the_genesis_config_is_extended(lay, tmp_path, genesis, moved, revoked) -> None:
     n = _Node(lay, tmp_path)
     n.install(moved)
