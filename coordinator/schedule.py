@@ -18,9 +18,12 @@ refresh (``SignedKeyOperation(op, ())``, ``authorized_by="schedule"``, a random 
   judged down (``healthy is False``: a busy node may answer its 1 s probe late) are first asked
   once more, as a foreground operation does (:func:`coordinator.liveness.recheck`, deadline
   ``liveness_recheck_s``), but only when that can save the refresh (every other blocker is such a
-  member too) and only once per pass for all keys together, so the pass waits at most
-  ``liveness_recheck_s`` seconds. A member that stays down is not asked again until it has been
-  seen healthy (a dead node costs one wait, not one per pass).
+  member too). The second check runs on its own thread, one at a time, so the background pass
+  (health probes, commits, refills) never waits for it; a member that answered it serving counts
+  as available for :data:`ANSWER_FRESH_S` seconds, so the next pass starts the refresh even if a
+  probe judged the member down again meanwhile (the operation itself checks its members again).
+  A member that stays down is not asked again until it has been seen healthy (a dead node costs
+  one check, not one per pass).
 
 Each start is audited ``key-refresh-scheduled`` (the operation itself is audited
 ``key-operation`` like any other). The nodes decide for themselves: a coordinator that starts a
@@ -31,6 +34,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -46,6 +51,8 @@ from governance.policy import KeyPolicy
 from governance.roster import active_entries
 from mpcnet.common.rpc import RpcError
 from mpcnet.common.stores.audit import AuditLog
+
+ANSWER_FRESH_S = 10.0  # a member's serving answer to the second check counts this long (seconds)
 
 log = logging.getLogger("coordinator.schedule")
 MARGIN_MS = 2_000  # so that the nodes' clocks (and their later switch) agree that the refresh is due
@@ -85,6 +92,7 @@ class RefreshScheduler:
     def __init__(
         self, keyops: KeyOperations, db: CoordinatorDb, audit: AuditLog, nodes: Mapping[int, NodeHandle],
         policy_for: Callable[[bytes], KeyPolicy], *, name: str, clock: Callable[[], int] = now_ms, margin_ms: int = MARGIN_MS,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.keyops = keyops
         self.db = db
@@ -95,7 +103,13 @@ class RefreshScheduler:
         self.clock = clock
         self.margin_ms = margin_ms
         self._skipped: dict[bytes, str] = {}  # key -> the reason last logged (log once)
+        self.monotonic = monotonic  # seconds, for ANSWER_FRESH_S
+        self._lock = threading.Lock()  # guards the three below (the second check's thread writes them)
         self._unanswered: set[int] = set()  # asked again, still down: not asked again until seen healthy
+        self._answered: dict[int, float] = {}  # member -> monotonic() when it answered the second check serving
+        self._look: threading.Thread | None = None  # the second check running, if any
+        self._asking: frozenset[int] = frozenset()  # the members it asks
+        self._stopped = False
 
     def due(self, k: KeyRecord, now: int) -> Due | None:
         """``k``'s refresh if it is due at ``now`` and may start (no live operation, not backing off)."""
@@ -117,10 +131,10 @@ class RefreshScheduler:
 
     def check(self) -> list[str]:
         """One pass over the active keys; returns the ids of the refreshes started. Members judged
-        down that could save a due refresh are asked once more first, all at once
-        (:meth:`_second_look`: at most ``keyops.recheck_s`` seconds per pass)."""
-        # seen healthy since (a probe answered): may be asked again the next time it is judged down
-        self._unanswered = {i for i in self._unanswered if i in self.nodes and self.nodes[i].healthy is not True}
+        down that could save a due refresh are asked once more on another thread
+        (:meth:`_second_look`); a pass never waits for that."""
+        with self._lock:  # seen healthy since (a probe answered): may be asked again the next time it is judged down
+            self._unanswered = {i for i in self._unanswered if i in self.nodes and self.nodes[i].healthy is not True}
         pending: list[tuple[KeyRecord, Due]] = []
         for k in self.db.list_keys("active"):
             try:
@@ -131,15 +145,18 @@ class RefreshScheduler:
                 self._skip(k.key_id, e.message)
             except Exception:
                 log.exception("key %s: scheduled refresh check failed", k.key_id.hex()[:16])
-        back: frozenset[int] = frozenset()
+        back = self._fresh_answers()
         try:
-            back = self._second_look([k for k, _ in pending]) if pending else back
+            if pending:
+                self._second_look([k for k, _ in pending], back)
         except Exception:
-            log.exception("scheduled refresh: the second health check failed")
+            log.exception("scheduled refresh: the second health check failed to start")
+        with self._lock:
+            asking = self._asking
         started: list[str] = []
         for k, due in pending:
             try:
-                op_id = self._start(k, due, back)
+                op_id = self._start(k, due, back, asking)
                 if op_id is not None:
                     started.append(op_id)
             except RpcError as e:
@@ -154,43 +171,97 @@ class RefreshScheduler:
         second health check of this pass)."""
         return [i for i in committee if i not in active or i not in self.nodes or (self.nodes[i].healthy is not True and i not in back)]
 
-    def _second_look(self, keys: list[KeyRecord]) -> frozenset[int]:
+    def _fresh_answers(self) -> frozenset[int]:
+        """The members that answered the second check serving less than ANSWER_FRESH_S s ago."""
+        now = self.monotonic()
+        with self._lock:
+            self._answered = {i: t for i, t in self._answered.items() if 0 <= now - t < ANSWER_FRESH_S}
+            return frozenset(self._answered)
+
+    def _second_look(self, keys: list[KeyRecord], back: frozenset[int]) -> None:
         """Ask the members judged down once more (:func:`coordinator.liveness.recheck`, deadline
-        ``keyops.recheck_s`` seconds, one fan-out for all ``keys``), but only those whose answer
-        can let a due refresh start (all of its blockers are such members) and that were not asked
-        already since they were last seen healthy. Returns the members that answered serving."""
+        ``keyops.recheck_s`` seconds, one fan-out for all ``keys``, on its own thread), but only
+        those whose answer can let a due refresh start (all of its blockers are such members), that
+        have not answered already (``back``) and that were not asked since they were last seen
+        healthy. Nothing when a check still runs or after :meth:`stop`."""
         roster = self.keyops.roster()
         if roster is None:
-            return frozenset()
+            return
         active = {e.index for e in active_entries(roster)}
         ask: set[int] = set()
+        with self._lock:
+            unanswered = set(self._unanswered)
         for k in keys:
             _, committee = self.keyops.epoch_of(k)
-            blocking = self._blockers(committee, active, frozenset())
+            blocking = self._blockers(committee, active, back)
             late = [i for i in blocking if i in active and i in self.nodes and self.nodes[i].healthy is False
-                    and i not in self._unanswered]
+                    and i not in unanswered]
             if blocking and len(late) == len(blocking):
                 ask.update(late)
         if not ask:
-            return frozenset()
-        log.info("scheduled refresh: committee node(s) %s were judged unavailable; asking them again (up to %.1f s)", sorted(ask),
+            return
+        with self._lock:
+            if self._stopped or (self._look is not None and self._look.is_alive()):
+                return
+            self._look = threading.Thread(target=self._look_run, args=(sorted(ask),), name="schedule-second-look", daemon=True)
+            self._asking = frozenset(ask)
+            try:
+                self._look.start()
+            except BaseException:
+                self._asking = frozenset()
+                raise
+
+    def _look_run(self, ask: list[int]) -> None:
+        log.info("scheduled refresh: committee node(s) %s were judged unavailable; asking them again (up to %.1f s)", ask,
                  self.keyops.recheck_s)
-        still = recheck(self.nodes, sorted(ask), self.keyops.recheck_s, self.keyops.on_back)
-        for i, why in sorted(still.items()):
-            log.warning("scheduled refresh: %s is still unavailable after a second health check: %s (not asked again until it "
-                        "answers a probe)", self.nodes[i].label, why)
-        self._unanswered.update(still)
-        # the second check's verdict, not a re-read of the marks (the probe may mark a node down again meanwhile)
-        return frozenset(ask - set(still))
+
+        def on_back(i: int) -> None:  # resync a member that is back, unless the coordinator stopped meanwhile
+            if not self._stopped and self.keyops.on_back is not None:
+                self.keyops.on_back(i)
+
+        try:
+            still = recheck(self.nodes, ask, self.keyops.recheck_s, on_back)
+        except Exception:
+            log.exception("scheduled refresh: the second health check failed")
+            with self._lock:
+                self._asking = frozenset()
+            return
+        with self._lock:
+            self._asking = frozenset()
+            if self._stopped:
+                return
+            for i, why in sorted(still.items()):
+                log.warning("scheduled refresh: %s is still unavailable after a second health check: %s (not asked again until "
+                            "it answers a probe)", self.nodes[i].label, why)
+            self._unanswered.update(still)
+            # the second check's verdict, not a re-read of the marks (the probe may mark a node down again meanwhile)
+            now = self.monotonic()
+            self._answered.update({i: now for i in ask if i not in still})
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` seconds for a running second check to end; True if none runs."""
+        with self._lock:
+            look = self._look
+        if look is not None:
+            look.join(timeout_s)
+            return not look.is_alive()
+        return True
+
+    def stop(self) -> None:
+        """Start no more second checks; one still running records nothing and resyncs nothing."""
+        with self._lock:
+            self._stopped = True
 
     def _skip(self, key_id: bytes, why: str) -> None:
         if self._skipped.get(key_id) != why:
             self._skipped[key_id] = why
             log.warning("key %s: scheduled refresh skipped: %s", key_id.hex()[:16], why)
 
-    def _start(self, k: KeyRecord, due: Due, back: frozenset[int] = frozenset()) -> str | None:
+    def _start(self, k: KeyRecord, due: Due, back: frozenset[int] = frozenset(), asking: frozenset[int] = frozenset()) -> str | None:
         """Start ``k``'s due refresh unless a committee member blocks it (``back``: members that
-        answered this pass's second health check). Returns the operation id, or None (logged)."""
+        answered the second health check lately; ``asking``: members it is asking now, which
+        put the key off to a later pass without a "skipped" warning). Returns the operation id,
+        or None (logged)."""
         roster = self.keyops.roster()
         if roster is None:
             self._skip(k.key_id, "the coordinator has no signed roster")
@@ -198,6 +269,8 @@ class RefreshScheduler:
         epoch, committee = self.keyops.epoch_of(k)
         active = {e.index for e in active_entries(roster)}
         down = self._blockers(committee, active, back)
+        if down and set(down) <= asking:
+            return None  # their second check runs: the next pass decides
         if down:
             self._skip(k.key_id, f"committee node(s) {down} not active and healthy (a refresh is dealt by the whole committee)")
             return None

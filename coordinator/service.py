@@ -324,12 +324,14 @@ class CoordinatorService:
     def stop(self) -> None:
         self._stop.set()
         self.probe_now.stop()
+        self.schedule.stop()
         self.pools.stop()
         self.keyops.stop()
         self.requests.stop()
         self.streams.close()
         self.probe_now.wait_idle(PROBE_S + 1.0)  # a probe running ends within its deadline: not on closed channels
         self.nodes.close()
+        self.schedule.wait_idle(1.0)  # its second health check ends once the channels are closed
         self.db.close()
         self.audit.close()
 

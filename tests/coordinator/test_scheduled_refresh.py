@@ -14,6 +14,8 @@ import dataclasses
 import logging
 import os
 import re
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -336,8 +338,11 @@ def test_a_member_that_answered_its_probe_late_is_asked_again_and_the_refresh_st
     _jump(svcs, clock, PERIOD + 3)
     live.handles[2].mark_down("DEADLINE_EXCEEDED: Deadline Exceeded")  # the 1 s probe while node 2 was busy
     with caplog.at_level(logging.INFO, logger="coordinator.schedule"):
-        (op_id,) = sched.check()
-    assert calls == [1] and back == [2] and live.handles[2].healthy is True  # asked once, resynced
+        assert sched.check() == []  # the second check runs on its own thread: this pass does not wait for it
+        assert sched.wait_idle(10.0)
+        assert calls == [1] and back == [2] and live.handles[2].healthy is True  # asked once, resynced
+        live.handles[2].mark_down("DEADLINE_EXCEEDED: Deadline Exceeded")  # the probe may judge it down again meanwhile
+        (op_id,) = sched.check()  # the second check's answer counts (ANSWER_FRESH_S), not the probe's mark
     assert "committee node(s) [2] were judged unavailable; asking them again (up to 2.0 s)" in caplog.text
     assert "scheduled refresh skipped" not in caplog.text
     assert live.wait(op_id).state == "done"
@@ -365,7 +370,8 @@ def test_a_member_really_down_is_asked_once_per_down_spell_and_the_key_skipped(
     live.handles[2].down = True
     try:
         with caplog.at_level(logging.INFO, logger="coordinator.schedule"):
-            assert sched.check() == [] and sched.check() == [] and sched.check() == []
+            assert sched.check() == [] and sched.wait_idle(10.0)
+            assert sched.check() == [] and sched.check() == []
         assert asked == [([2], 2.0)]
         assert "node 2 (node-2) is still unavailable after a second health check: UNAVAILABLE: node is down (test)" in caplog.text
         assert len([r for r in caplog.records if "scheduled refresh skipped" in r.getMessage()]) == 1
@@ -375,7 +381,7 @@ def test_a_member_really_down_is_asked_once_per_down_spell_and_the_key_skipped(
         assert sched.check() == []
         live.handles[2].mark_down("UNAVAILABLE: connection refused")  # ... then judged it down again: asked again
         _jump(svcs, clock, PERIOD + 3)
-        assert sched.check() == []
+        assert sched.check() == [] and sched.wait_idle(10.0)
         assert asked == [([2], 2.0), ([2], 2.0)]
     finally:
         live.handles[2].down = False
@@ -399,15 +405,15 @@ def test_nobody_is_asked_again_when_the_answer_cannot_save_the_refresh(
     live.handles[1].healthy = None  # not yet probed: not judged down, not asked
     assert sched.check() == [] and calls == []
     live.handles[1].healthy = True
-    (op_id,) = sched.check()  # now it can save the refresh
+    assert sched.check() == [] and sched.wait_idle(10.0)  # now it can save the refresh: asked
+    (op_id,) = sched.check()
     assert calls == [1] and live.wait(op_id).state == "done"
 
 
 def test_one_second_check_per_pass_for_every_key_waiting_on_the_same_members(
     lay: Layout, svcs: dict[int, NodeService], live: Coordinator, clock: Clock, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Two due keys, both held back by node 2 judged down: one fan-out (the pass waits at most
-    liveness_recheck_s once), and both refreshes start."""
+    """Two due keys, both held back by node 2 judged down: one fan-out, and both refreshes start."""
     key1, key2 = _key(lay, svcs), _key(lay, svcs)
     sched = _scheduler(live, key1, clock)
     base = default_policy(lay)
@@ -417,7 +423,46 @@ def test_one_second_check_per_pass_for_every_key_waiting_on_the_same_members(
     calls = _health_calls(monkeypatch, svcs[2])
     _jump(svcs, clock, PERIOD + 3)
     live.handles[2].mark_down("DEADLINE_EXCEEDED: Deadline Exceeded")
+    assert sched.check() == [] and sched.wait_idle(10.0)
     started = sched.check()
     assert calls == [1] and len(started) == 2
     assert sorted(live.ops.get(i).key_id for i in started) == sorted([key1.key_id, key2.key_id])
     assert all(live.wait(i).state == "done" for i in started)
+
+
+def test_the_pass_does_not_wait_for_the_second_check_and_a_stale_answer_does_not_count(
+    lay: Layout, svcs: dict[int, NodeService], live: Coordinator, clock: Clock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The second check runs on its own thread: a member that takes its time to answer does not
+    hold the background pass (health probes, commits, refills) up. Its answer counts for
+    ANSWER_FRESH_S seconds only; one check runs at a time; after stop() none starts."""
+    import coordinator.schedule as schedule_mod
+
+    key = _key(lay, svcs)
+    now = [1000.0]
+    sched = _scheduler(live, key, clock)
+    sched.monotonic = lambda: now[0]
+    release = threading.Event()
+    real = svcs[2].Health
+    calls: list[int] = []
+
+    def slow_health(req: node_pb2.NodeHealthRequest, ctx: Any) -> node_pb2.NodeHealthResponse:
+        calls.append(1)
+        release.wait(5.0)
+        return real(req, ctx)
+
+    monkeypatch.setattr(svcs[2], "Health", slow_health)
+    _jump(svcs, clock, PERIOD + 3)
+    live.handles[2].mark_down("DEADLINE_EXCEEDED: Deadline Exceeded")
+    t0 = time.monotonic()
+    assert sched.check() == [] and sched.check() == []  # neither pass waits; one check runs, not two
+    assert time.monotonic() - t0 < 1.0 and not sched.wait_idle(0.05)
+    release.set()
+    assert sched.wait_idle(10.0) and calls == [1]
+    live.handles[2].mark_down("DEADLINE_EXCEEDED: Deadline Exceeded")
+    now[0] += schedule_mod.ANSWER_FRESH_S + 1  # the answer is too old to count now: asked again instead
+    assert sched.check() == [] and sched.wait_idle(10.0) and calls == [1, 1]
+    sched.stop()
+    live.handles[2].mark_down("DEADLINE_EXCEEDED: Deadline Exceeded")
+    now[0] += schedule_mod.ANSWER_FRESH_S + 1
+    assert sched.check() == [] and sched.wait_idle(1.0) and calls == [1, 1]  # stopped: no check starts
