@@ -164,6 +164,13 @@ class LifecycleProposals:
     def _maybe_apply(self, pid: str, actor: str) -> LifecycleRecord:
         with self._lock:
             rec = self.get(pid)
+            if rec.state != "pending":
+                # applied (or failed) by another caller since this one's checks (each held the lock
+                # apart): two approvals completing the quorum at once, a signer approving again
+                # twice at once, or retry_pending beside them must apply it once, not start its
+                # operation again (a second start found it running and set the proposal back to
+                # pending with that refusal as its error)
+                return rec
             decode, apply = self._kind(rec.kind)
             p = decode(rec.signed)
             if len({s.admin for s in p.signatures}) < max(p.quorum, self.admins.quorum):

@@ -155,3 +155,57 @@ def test_an_approval_whose_apply_hit_a_full_disk_is_applied_by_approving_again(c
     with pytest.raises(RpcError) as e:  # applied: nothing more to approve
         coord.lifecycle.approve(rec.proposal_id, "admin2", sig.signature, "admin2")
     assert e.value.code.name == "FAILED_PRECONDITION"
+
+
+def test_two_approvals_again_at_once_apply_the_proposal_once(coord: Coordinator, monkeypatch) -> None:
+    """Regression (review of 7eacb02): each of ``approve``'s check (pending) and ``_maybe_apply``
+    held the lock apart, so two re-approvals (or two approvals completing the quorum, or
+    retry_pending beside one) that both passed the check applied the proposal twice: the second
+    start found the operation running (ALREADY_EXISTS) and set the applied proposal back to
+    pending with that refusal as its error (audited lifecycle-apply failed). It is applied once."""
+    import threading
+
+    from coordinator.keyops import KIND
+    from governance.keyop import SignedKeyOperation, sign_key_operation
+    from mpcnet.client.identities import load_identity
+
+    k = dkg(coord.svcs, T)
+    coord.add_key(k)
+    signed = _signed_op(coord, k, kind=KeyOpKind.REFRESH, old=FULL, new=FULL, old_t=T, new_t=T)
+    op = signed.operation
+    mine = SignedKeyOperation(op, tuple(s for s in signed.signatures if s.admin == "admin1"))
+    rec = coord.lifecycle.propose(KIND, mine.to_bytes(), "admin1", "signed_operation")
+    monkeypatch.setattr(coord.db, "add_key_operation", failing(1, lambda: sqlite3.OperationalError("database or disk is full"),
+                                                                coord.db.add_key_operation))
+    sig = sign_key_operation(op, "admin2", load_identity(coord.lay.dir, "admin2").signing_key)
+    with pytest.raises(sqlite3.OperationalError):
+        coord.lifecycle.approve(rec.proposal_id, "admin2", sig.signature, "admin2")
+    starts = []
+    real_start = coord.ops.start
+    monkeypatch.setattr(coord.ops, "start", lambda *a, **kw: starts.append(1) or real_start(*a, **kw))
+    both = threading.Barrier(2, timeout=10)
+    real_apply = coord.lifecycle._maybe_apply
+
+    def apply_after_both_checked(pid: str, actor: str) -> Any:
+        both.wait()  # both re-approvals passed approve's check before either applies
+        return real_apply(pid, actor)
+
+    monkeypatch.setattr(coord.lifecycle, "_maybe_apply", apply_after_both_checked)
+    got: list[Any] = []
+
+    def again() -> None:
+        try:
+            got.append(coord.lifecycle.approve(rec.proposal_id, "admin2", sig.signature, "admin2").state)
+        except Exception as e:  # recorded for the assertion
+            got.append(e)
+
+    ts = [threading.Thread(target=again) for _ in range(2)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(30)
+    assert got == ["applied", "applied"]
+    assert len(starts) == 1
+    final = coord.lifecycle.get(rec.proposal_id)
+    assert final.state == "applied" and final.error == "" and final.operations == (op.proposal_id,)
+    assert wait_done(coord, op.proposal_id).state == "done"
