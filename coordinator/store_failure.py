@@ -15,10 +15,32 @@ import sqlite3
 
 from governance.errors import GovernanceError
 
+# SQLite primary result codes of a statement that can never succeed (the program's own error:
+# no such table or column, a syntax error, misuse, a bad bind index, a type mismatch, too big):
+# not the host's storage, so never retried "until a write succeeds" (that would be for ever)
+_PROGRAM_ERRORS = frozenset({
+    1,   # SQLITE_ERROR (SQL error or missing table/column)
+    2,   # SQLITE_INTERNAL
+    18,  # SQLITE_TOOBIG
+    20,  # SQLITE_MISMATCH
+    21,  # SQLITE_MISUSE
+    25,  # SQLITE_RANGE
+})
+
 
 def store_failure(e: BaseException) -> str | None:
-    """``"database"`` or ``"audit log"`` when ``e`` is a failure of that store, else None."""
-    if isinstance(e, (sqlite3.OperationalError, OSError)):
+    """``"database"`` or ``"audit log"`` when ``e`` is a failure of that store, else None.
+
+    Not a store failure: a network error (:class:`ConnectionError`, :class:`TimeoutError`; both
+    are ``OSError`` subclasses, and ``concurrent.futures.TimeoutError`` is ``TimeoutError``) and
+    an SQLite error whose result code says the statement itself is wrong (:data:`_PROGRAM_ERRORS`):
+    work that retries store failures until a write succeeds would retry those for ever."""
+    if isinstance(e, (ConnectionError, TimeoutError)):
+        return None
+    if isinstance(e, sqlite3.OperationalError):
+        code = getattr(e, "sqlite_errorcode", None)  # set by sqlite3 itself (absent on one raised by hand)
+        return None if isinstance(code, int) and code & 0xFF in _PROGRAM_ERRORS else "database"
+    if isinstance(e, OSError):
         return "database"
     if isinstance(e, GovernanceError) and e.field == "database":
         return "audit log"

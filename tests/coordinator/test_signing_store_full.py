@@ -81,3 +81,40 @@ def test_a_stopping_coordinator_leaves_the_request_signing_for_the_next_start(tm
     assert failed.is_set()
     rec = h.db.get_sign_request("req-stop-1")
     assert rec is not None and rec.state == "signing"
+
+
+def _no_such_table() -> sqlite3.OperationalError:
+    try:
+        sqlite3.connect(":memory:").execute("SELECT * FROM no_such_table")
+    except sqlite3.OperationalError as e:
+        return e
+    raise AssertionError("unreachable")
+
+
+@pytest.mark.parametrize("error", [
+    _no_such_table,  # the program's own SQL error (SQLITE_ERROR): no write ever fixes it
+    lambda: TimeoutError("a future timed out"),  # an OSError subclass, not the disk
+    lambda: ConnectionRefusedError(111, "Connection refused"),  # likewise
+], ids=["sql-error", "timeout", "connection"])
+def test_an_error_that_no_write_fixes_fails_the_request_at_once(tmp_path: Path, monkeypatch, error) -> None:
+    """Regression (review of e59d352): every ``sqlite3.OperationalError`` and ``OSError`` counted as
+    the store failing, so a signing stopped by an SQL error of the program or a network
+    ``TimeoutError``/``ConnectionError`` was retried every 30 s for ever (request SIGNING, its
+    worker thread held) instead of ending FAILED."""
+    monkeypatch.setattr(requests, "STORE_RETRY_S", 0.01)
+    h = Harness(tmp_path)
+    calls: list[str] = []
+
+    def sign(rid, *a):  # type: ignore[no-untyped-def]
+        calls.append(rid)
+        if len(calls) >= 3:
+            h.sr._stop.set()  # retried: end the loop so that the assertion below reports it
+        raise error()
+
+    h.sr.signer = sign
+    sreq = h.submit("req-bug-2")
+    h.decide(sreq, "alice")
+    h.decide(sreq, "bert")
+    rec = h.db.get_sign_request("req-bug-2")
+    assert calls == ["req-bug-2"]
+    assert rec is not None and rec.state == "failed" and "internal error" in rec.error_message
