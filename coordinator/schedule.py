@@ -143,8 +143,8 @@ class RefreshScheduler:
                     pending.append((k, due))
             except RpcError as e:
                 self._skip(k.key_id, e.message)
-            except Exception:
-                log.exception("key %s: scheduled refresh check failed", k.key_id.hex()[:16])
+            except Exception as e:  # a full disk: one line naming the store per pass, not a traceback
+                log_failure(log, e, f"key {k.key_id.hex()[:16]}: scheduled refresh check failed")
         back = self._fresh_answers()
         try:
             if pending:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 
 import pytest
 
@@ -78,7 +79,8 @@ def test_the_refill_loop_and_the_schedule_pass_log_a_full_disk_in_one_line(caplo
     PresignPools._run(SimpleNamespace(_stop=_OnePass(), step=step, _wake=wake))  # type: ignore[arg-type]
     key = SimpleNamespace(key_id=b"\x01" * 32)
     sched = SimpleNamespace(db=SimpleNamespace(list_keys=lambda state: [key]), clock=lambda: 0,
-                            due=lambda k, now: step())
+                            due=lambda k, now: step(), _lock=threading.Lock(), _unanswered=set(), nodes={},
+                            _fresh_answers=frozenset, _asking=frozenset())
     assert RefreshScheduler.check(sched) == []  # type: ignore[arg-type]
     msgs = [r for r in caplog.records if "cannot use its database" in r.getMessage()]
     assert len(msgs) == 2 and all(r.exc_info is None for r in msgs), [r.getMessage() for r in caplog.records]
@@ -93,3 +95,30 @@ class _OnePass:
     def is_set(self) -> bool:
         self.checks += 1
         return self.checks > 2
+
+
+def test_real_sqlite_errors_are_classified_by_their_result_code(tmp_path) -> None:
+    """A locked or read-only database is the store (retried); the program's own SQL error is not
+    (review of f81816a: it was, and work retrying store failures retried it for ever)."""
+    from coordinator.store_failure import store_failure
+
+    path = tmp_path / "t.db"
+    a = sqlite3.connect(path, isolation_level=None)
+    a.execute("CREATE TABLE t (x)")
+    with pytest.raises(sqlite3.OperationalError) as e:
+        a.execute("SELECT y FROM t")
+    assert store_failure(e.value) is None
+    a.execute("BEGIN EXCLUSIVE")
+    b = sqlite3.connect(path, timeout=0, isolation_level=None)
+    with pytest.raises(sqlite3.OperationalError) as e:
+        b.execute("INSERT INTO t VALUES (1)")
+    assert "locked" in str(e.value) and store_failure(e.value) == "database"
+    a.execute("ROLLBACK")
+    ro = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    with pytest.raises(sqlite3.OperationalError) as e:
+        ro.execute("INSERT INTO t VALUES (1)")
+    assert "readonly" in str(e.value) and store_failure(e.value) == "database"
+    for c in (a, b, ro):
+        c.close()
+    assert store_failure(TimeoutError()) is None and store_failure(ConnectionResetError()) is None
+    assert store_failure(OSError(28, "No space left on device")) == "database"
