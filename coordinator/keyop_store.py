@@ -200,7 +200,11 @@ class KeyOpStore:
             args.extend(states)
         if where:
             sql += " WHERE " + " AND ".join(where)
-        return [_op(r) for r in self._query(sql + " ORDER BY created_ms, rowid", tuple(args))]
+        # oldest first in the order they were recorded (rows are only inserted, never replaced):
+        # created_ms is the wall clock, and after it was stepped back a newer operation would sort
+        # before an older one dated ahead, so "the newest" (the backoffs' last failure) would stay
+        # the older one and each pass retry at once until the clock caught up
+        return [_op(r) for r in self._query(sql + " ORDER BY rowid", tuple(args))]
 
     def key_operation_session(self, op_id: str, session_id: bytes, dealers: tuple[int, ...], now: int) -> None:
         """Record the session about to run (durable before any node hears of it)."""

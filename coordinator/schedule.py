@@ -123,9 +123,12 @@ class RefreshScheduler:
         if now - last < period * 1000 + self.margin_ms:
             return None
         failed = [r for r in ops if r.authorized_by == SCHEDULE and r.state == "failed"]
-        # a failure dated after now: the wall clock was stepped back; the wait cannot be measured
-        # and must not last until the clock catches up (coordinator.keyops._retry_at likewise)
-        if failed and 0 <= now - max(r.updated_ms for r in failed) < backoff_ms(period):
+        # the newest failure as recorded (ops are oldest first in recording order), not the
+        # latest-dated: one dated after now (the wall clock was stepped back) is retried at once,
+        # without waiting for the clock to catch up, and that retry's own failure, dated by the
+        # stepped clock, holds the next one as usual (with the latest date, each pass retried at
+        # once until the clock caught up); coordinator.keyops._retry_at likewise
+        if failed and 0 <= now - failed[-1].updated_ms < backoff_ms(period):
             return None
         return Due(k.key_id, period, last)
 

@@ -81,3 +81,21 @@ def test_a_wall_clock_stepped_back_does_not_stretch_the_backoff(stepped_back_s: 
     its own failure, dated by the new clock, restarts the measure."""
     ops = [_rec("failed", NOW - 10**7)] * 4 + [_rec("failed", NOW + stepped_back_s * 1000)]
     assert KeyOperations.reconcile(_fake(ops), ROSTER, backoff_ms=30_000) == ["new-op"]
+
+
+def test_operations_are_listed_in_recording_order_after_a_clock_step_back(tmp_path) -> None:
+    """Regression (review of 0242f7d/573f9fa): listed by created_ms, an operation recorded after
+    the wall clock was stepped back sorted before an older one dated ahead, so the backoffs'
+    "newest" operation stayed the one dated ahead: each background pass retried at once (once
+    only was meant) until the clock caught up."""
+    from coordinator.db import AuditEvent, CoordinatorDb
+
+    db = CoordinatorDb(tmp_path / "c.db")
+    try:
+        for op_id, t in (("ahead", NOW + 86_400_000), ("after-the-step", NOW)):
+            rec = KeyOpRecord(op_id, b"\x01" * 32, b"x", "roster", "failed", b"", (), (), (), "", 0, t, t)
+            assert db.add_key_operation(rec, AuditEvent("test", "keyop-started", op_id, "started", {}))
+        assert [o.op_id for o in db.list_key_operations(b"\x01" * 32)] == ["ahead", "after-the-step"]
+        assert keyops._retry_at(db.list_key_operations(b"\x01" * 32), 30_000, NOW) == NOW + 60_000  # two in a row: held
+    finally:
+        db.close()

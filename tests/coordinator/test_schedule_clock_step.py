@@ -34,3 +34,13 @@ def _due(ops: list[KeyOpRecord]) -> Any:
 @pytest.mark.parametrize(("failed_s_ago", "due"), [(30, False), (61, True), (-1, True), (-86_400, True)])
 def test_backoff_after_a_failure_and_a_clock_stepped_back(failed_s_ago: int, due: bool) -> None:
     assert (_due([_rec("failed", NOW - failed_s_ago * 1000)]) is not None) is due
+
+
+def test_the_retry_after_a_clock_step_back_happens_once_not_every_pass() -> None:
+    """Regression (review of 573f9fa): the failure dated a day ahead was retried at once, and that
+    retry's failure (dated by the stepped-back clock, 10 s ago) did not hold the next pass: the
+    latest-dated failure stayed the one a day ahead, so every pass started a refresh (and its
+    failure, its audit entries, its node sessions) until the clock caught up."""
+    ahead, retried = _rec("failed", NOW + 86_400_000), _rec("failed", NOW - 10_000)
+    assert _due([ahead]) is not None  # retried at once
+    assert _due([ahead, retried]) is None  # then backing off from the retry's failure
