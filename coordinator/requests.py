@@ -670,7 +670,9 @@ class SignRequests:
             except StateConflict:
                 return False
             except (sqlite3.OperationalError, OSError) as e:
-                log.error("request %s: cannot record its end yet (%s); retrying", rid, " ".join(str(e).split())[:300])
+                if store_failure(e) is None:  # the program's own SQL error or a network error: no retry fixes it
+                    raise
+                log.error("request %s: cannot record its end yet (%s); retrying", rid, one_line(e))
                 if self._stop.wait(1.0):
                     return False
 

@@ -118,3 +118,28 @@ def test_an_error_that_no_write_fixes_fails_the_request_at_once(tmp_path: Path, 
     rec = h.db.get_sign_request("req-bug-2")
     assert calls == ["req-bug-2"]
     assert rec is not None and rec.state == "failed" and "internal error" in rec.error_message
+
+
+def test_the_end_of_a_signing_is_not_retried_for_ever_on_an_error_that_no_write_fixes(tmp_path: Path, monkeypatch) -> None:
+    """Sibling (``_record_end``): the DONE transition retried every ``sqlite3.OperationalError``
+    and ``OSError`` once a second for ever, an SQL error of the program too. Now only a store
+    failure is retried; anything else ends the request FAILED (internal error)."""
+    h = Harness(tmp_path)
+    real = h.db.transition
+    calls: list[str] = []
+
+    def transition(rid, states, state, **kw):  # type: ignore[no-untyped-def]
+        if state == "done":
+            calls.append(rid)
+            if len(calls) >= 3:
+                h.sr._stop.set()  # retried: end the loop so that the assertion below reports it
+            raise _no_such_table()
+        return real(rid, states, state, **kw)
+
+    monkeypatch.setattr(h.db, "transition", transition)
+    sreq = h.submit("req-bug-3")
+    h.decide(sreq, "alice")
+    h.decide(sreq, "bert")
+    rec = h.db.get_sign_request("req-bug-3")
+    assert calls == ["req-bug-3"]
+    assert rec is not None and rec.state == "failed" and "internal error (OperationalError)" in rec.error_message
