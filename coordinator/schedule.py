@@ -225,7 +225,8 @@ class RefreshScheduler:
         try:
             still = recheck(self.nodes, ask, self.keyops.recheck_s, on_back)
         except Exception:
-            log.exception("scheduled refresh: the second health check failed")
+            if not self._stopped:  # after stop() the channels and their pool are closed under it: expected
+                log.exception("scheduled refresh: the second health check failed")
             with self._lock:
                 self._asking = frozenset()
             return
