@@ -12,6 +12,8 @@ through the approval flow, as every signature must.
 from __future__ import annotations
 
 import contextlib
+import shutil
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -91,3 +93,23 @@ def team(cluster: LocalCluster):
 @pytest.fixture(scope="session")
 def key(client: MpcClient):
     return client.create_key("shared-test-key")
+
+
+@contextlib.contextmanager
+def coordinator_on_tmpfs(c: LocalCluster, size: str) -> Iterator[LocalCluster]:
+    """Start ``c`` with its coordinator's data directory on a tmpfs of ``size`` (e.g. ``"4m"``),
+    so that a test can fill the coordinator's disk; skips the test where no tmpfs can be mounted
+    (it needs root). Stops the cluster and unmounts on exit."""
+    d = c.lay.coordinator_dir
+    saved = d.parent / "coordinator.saved"
+    shutil.copytree(d, saved)
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=700", "tmpfs", str(d)], capture_output=True)
+    if p.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        shutil.copytree(saved, d, dirs_exist_ok=True)
+        c.start_all()
+        yield c
+    finally:
+        c.stop()
+        subprocess.run(["umount", str(d)], capture_output=True)

@@ -6,33 +6,19 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import subprocess
 
 import grpc
 import pytest
 
 from mpcnet.client import MpcClient, MpcError, SigningTeam
 
-from .conftest import make_cluster
+from .conftest import coordinator_on_tmpfs, make_cluster
 
 
 @pytest.fixture(scope="module")
 def full(tmp_path_factory):
-    c = make_cluster(tmp_path_factory, "coord-store-2of3", 3, 2)
-    d = c.lay.coordinator_dir
-    saved = d.parent / "coordinator.saved"
-    shutil.copytree(d, saved)
-    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=700", "tmpfs", str(d)], capture_output=True)
-    if p.returncode != 0:
-        pytest.skip("cannot mount a small tmpfs here (needs root)")
-    try:
-        shutil.copytree(saved, d, dirs_exist_ok=True)
-        c.start_all()
+    with coordinator_on_tmpfs(make_cluster(tmp_path_factory, "coord-store-2of3", 3, 2), "4m") as c:
         yield c
-    finally:
-        c.stop()
-        subprocess.run(["umount", str(d)], capture_output=True)
 
 
 def test_full_disk_at_the_coordinator_is_unavailable_naming_the_store(full) -> None:

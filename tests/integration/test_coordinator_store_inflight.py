@@ -14,8 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -25,25 +23,13 @@ import pytest
 from mpcnet.client import MpcClient, SigningTeam
 from mpcnet.cluster.launcher import LocalCluster
 
-from .conftest import make_cluster
+from .conftest import coordinator_on_tmpfs, make_cluster
 
 
 @pytest.fixture(scope="module")
 def inflight(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    c = make_cluster(tmp_path_factory, "coord-store-inflight", 3, 2, fault_files=True)
-    d = c.lay.coordinator_dir
-    saved = d.parent / "coordinator.saved"
-    shutil.copytree(d, saved)
-    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m,mode=700", "tmpfs", str(d)], capture_output=True)
-    if p.returncode != 0:
-        pytest.skip("cannot mount a small tmpfs here (needs root)")
-    try:
-        shutil.copytree(saved, d, dirs_exist_ok=True)
-        c.start_all()
+    with coordinator_on_tmpfs(make_cluster(tmp_path_factory, "coord-store-inflight", 3, 2, fault_files=True), "24m") as c:
         yield c
-    finally:
-        c.stop()
-        subprocess.run(["umount", str(d)], capture_output=True)
 
 
 def _fill(c: LocalCluster) -> os.PathLike[str]:
