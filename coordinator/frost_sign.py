@@ -27,8 +27,13 @@ The coordinator holds only public data: the group key, each committee member's p
 
 A signer that stalls (deadline), fails or refuses (``nonce-used``/``nonce-unknown``, ...) ends
 the attempt; the next one uses another subset and fresh commitments. A governance refusal
-about the request itself (expired, stale policy, served) ends the request, unless a co-signer
-gave a valid share in the same attempt (then the refusal is that node's own: it is left out).
+about the request itself (expired, served) ends the request, unless a co-signer gave a valid
+share in the same attempt (then the refusal is that node's own: it is left out). A
+``stale-policy`` refusal (at SignSchnorr or at the reservation: the node missed a policy change,
+or its policy in force changed before its release, :mod:`mpc_node.in_force`) first has that
+node's policies resynced (``FrostDeps.resync``, once per node and request, as the DKLs23 path)
+and the request retried with the next attempt and fresh commitments; a second one from the same
+node ends the request.
 A node at its nonce cap holding nonces the coordinator never learned (answers lost) has them
 discarded and is asked again; an answer naming a nonce id already stored stores nothing.
 """
@@ -140,6 +145,8 @@ class FrostDeps:
     stand_aside: Callable[[], tuple[frozenset[bytes], frozenset[int]]] = lambda: (frozenset(), frozenset())
     # a node the nonce refill found unreachable (UNAVAILABLE): have it probed now (coordinator/probe_now.py)
     unreachable: Callable[[int], object] = lambda i: None
+    # a node refused with ``stale-policy``: push the policies it missed (coordinator/policies.py)
+    resync: Callable[[int], object] = lambda i: None
 
 
 class _AttemptFailed(Exception):
@@ -147,12 +154,16 @@ class _AttemptFailed(Exception):
     its failed signers are left out of this request's next attempts (False when the attempt
     failed before any signer was asked, e.g. its reservation). ``lost``: signers that answered
     ``nonce-unknown`` (they lost their fresh nonces, e.g. restarted: the next attempt may ask them
-    for new ones, once per request)."""
+    for new ones, once per request). ``stale``: signers that refused ``stale-policy`` and are to
+    be resynced and asked again (never blamed for it)."""
 
-    def __init__(self, message: str, *, blame: bool = True, lost: frozenset[int] = frozenset()) -> None:
+    def __init__(
+        self, message: str, *, blame: bool = True, lost: frozenset[int] = frozenset(), stale: frozenset[int] = frozenset(),
+    ) -> None:
         super().__init__(message)
         self.blame = blame
         self.lost = lost
+        self.stale = stale  # signers that refused ``stale-policy`` for the first time in this request: resync, retry
 
 
 def session_of(rid: str, attempt: int, nonce_ids: Sequence[bytes]) -> bytes:
@@ -281,6 +292,7 @@ class FrostSigning:
         expected = self.crypto.signing_key(k.scheme, k.public_key, taproot_root)
         down: set[int] = set()
         lost: set[int] = set()  # signers that answered nonce-unknown in this request (spared once)
+        resynced: set[int] = set()  # signers resynced after a stale-policy refusal in this request (once each)
         runs = 0
         while True:
             if self.deps.stop is not None and self.deps.stop.is_set():
@@ -293,11 +305,15 @@ class FrostSigning:
             attempt, rows = assigned
             runs += 1
             try:
-                sig = self._attempt(rid, k, digest, msg, taproot_root, bundle, committee, attempt, rows, public, expected)
+                sig = self._attempt(rid, k, digest, msg, taproot_root, bundle, committee, attempt, rows, public, expected,
+                                    frozenset(resynced))
             except _AttemptFailed as e:
                 log.warning("request %s: FROST attempt %d with nodes %s failed: %s", rid, attempt, sorted(rows), e)
+                for i in sorted(e.stale - resynced):  # it missed a policy change: bring it up to date, retry
+                    resynced.add(i)
+                    self.deps.resync(i)
                 if e.blame:
-                    spared = e.lost - lost  # a first nonce-unknown: restarted, not stalled; a fresh batch will do
+                    spared = (e.lost - lost) | e.stale  # a first nonce-unknown: restarted, not stalled; a fresh batch will do
                     lost |= e.lost
                     down |= {i for i, r in self._outcomes(rid, attempt).items() if r in ("failed", "bad-share")} - spared
                 continue
@@ -359,8 +375,10 @@ class FrostSigning:
 
     def _attempt(
         self, rid: str, k: KeyRecord, digest: bytes, msg: bytes, root: bytes, bundle: bytes, committee: tuple[int, ...],
-        attempt: int, rows: Mapping[int, NonceRow], public: Any, expected: bytes,
+        attempt: int, rows: Mapping[int, NonceRow], public: Any, expected: bytes, resynced: frozenset[int] = frozenset(),
     ) -> bytes:
+        """One attempt's signature; raises _AttemptFailed (the next attempt may sign: a
+        ``stale-policy`` refusal of a node not in ``resynced`` is one) or RpcError (the request ends)."""
         signers = tuple(sorted(rows))
         nodes = self.deps.nodes()
         sid = session_of(rid, attempt, [rows[i].nonce_id for i in signers])
@@ -382,6 +400,8 @@ class FrostSigning:
                 raise _AttemptFailed(f"reservation: {e}", blame=False) from None
             except Refused as e:
                 self._settle(rid, attempt, {})
+                if e.governance == "stale-policy" and e.node is not None and e.node not in resynced:
+                    raise _AttemptFailed(f"reservation: {e.message}", blame=False, stale=frozenset({e.node})) from None
                 raise _err(e.code, f"sign: a node refused to reserve the attempt: {e.message}", attempt, e.governance) from None
         wire = [node_pb2.NonceCommitment(nonce_id=rows[i].nonce_id, signer=i, hiding=rows[i].hiding, binding=rows[i].binding)
                 for i in signers]
@@ -397,12 +417,15 @@ class FrostSigning:
         ok, errs = fanout(calls, self.deps.timeout_s)
         outcome: dict[int, str] = {}
         unknown: set[int] = set()
+        stale: set[int] = set()
         fatal: RpcError | None = None
         for i, err in sorted(errs.items()):
             code, details = status_of(err)
             kind = trailing(err, "mpc-governance") or ""
             outcome[i] = "failed"
-            if kind in REQUEST_FATAL and fatal is None:
+            if kind == "stale-policy" and i not in resynced:
+                stale.add(i)  # not the request's fault yet: resynced and asked again (sign)
+            elif kind in REQUEST_FATAL and fatal is None:
                 fatal = _err(code, f"sign: node {i} refused: {details}"[:400], attempt, kind)
             elif code in (Code.UNAVAILABLE, Code.DEADLINE_EXCEEDED):
                 nodes[i].mark_down(f"{code.name}: {details}")
@@ -438,7 +461,8 @@ class FrostSigning:
         if outcome:
             self._settle(rid, attempt, outcome | {i: "signed" for i in signers if i not in outcome})
             raise _AttemptFailed(", ".join(f"node {i}: {o}{' (nonce-unknown)' if i in unknown else ''}"
-                                           for i, o in sorted(outcome.items())), lost=frozenset(unknown))
+                                           for i, o in sorted(outcome.items())), lost=frozenset(unknown),
+                                 stale=frozenset(stale))
         try:
             sig = self.crypto.aggregate(public, package, got)
         except ProtocolAbort as e:  # every share verified, so this names nobody: never return it

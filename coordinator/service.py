@@ -250,6 +250,7 @@ class CoordinatorService:
             lambda actor, action, rid, outcome, details: self.audit.append(actor, action, request_id=rid, outcome=outcome,
                                                                            details=details),
             stop=self._stop, stand_aside=self._stand_aside, unreachable=self.probe_now.request,
+            resync=self._resync_policies,
         ))
         self.frost_sync = NonceSync(self.db, lambda: self.nodes)
         self.frost.fault = self.keyops.fault  # test mode: the frost-assigned crash point (coordinator/faults.py)
@@ -928,8 +929,7 @@ class CoordinatorService:
                         continue
                     if e.governance == "stale-policy" and e.node is not None and e.node not in resynced:
                         resynced.add(e.node)  # it missed a policy change: bring it up to date, retry
-                        self.policies.mark_unsynced(e.node)
-                        self.policies.sync_node(e.node)
+                        self._resync_policies(e.node)
                         continue
                     if e.governance == "stale-roster" and e.node is not None and e.node not in rostered:
                         # its roster changed between its checks and its release (mpc_node/in_force.py):
@@ -948,6 +948,13 @@ class CoordinatorService:
                     "" if attempts == 1 else "s", reserved[0],
                 )
                 return out, signers, attempts
+
+    def _resync_policies(self, node: int) -> None:
+        """Push node ``node`` the policies it missed after it refused a signing with
+        ``stale-policy`` (the DKLs23 and the FROST paths); a node gone from the roster is skipped."""
+        if node in self.policies.nodes:
+            self.policies.mark_unsynced(node)
+            self.policies.sync_node(node)
 
     def _reserve(
         self, rid: str, k: KeyRecord, digest: bytes, path: tuple[int, ...], bundle: bytes, attempt: int,
