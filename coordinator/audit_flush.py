@@ -35,6 +35,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from coordinator.db import OutboxEntry
+from coordinator.store_health import StoreHealth
 from governance.audit import MAX_DETAILS
 from governance.errors import GovernanceError
 from mpcnet.common.stores.audit import AuditLog, OnceEntry
@@ -87,6 +88,7 @@ class AuditFlusher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.fault: Callable[[str], None] | None = None  # test mode: coordinator.faults ("audit-queued", "audit-appended")
+        self.health: StoreHealth | None = None  # the coordinator's store health: the audit log's writes feed it
         self.flushed = 0  # entries appended (or found appended) by this process; tests, diagnostics
         self.batches = 0  # append transactions
 
@@ -109,11 +111,15 @@ class AuditFlusher:
         try:
             self.audit.append_many_once([once_entry(item) for item in batch])
         except GovernanceError as e:
+            if self.health is not None:
+                self.health.saw(e)  # field "database": the audit log cannot be written
             if e.field == "database" or len(batch) == 1:
                 log.error("audit: %d queued entr%s stay queued: %s", len(batch), "y" if len(batch) == 1 else "ies", e)
                 return False
             return self._one_by_one(batch)  # one entry the log refuses: append those before it
         self._point("audit-appended")
+        if self.health is not None:
+            self.health.wrote("audit log")
         self.outbox.drop_audit([item.event for item in batch])
         self.flushed += len(batch)
         self.batches += 1

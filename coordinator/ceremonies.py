@@ -360,7 +360,7 @@ class Ceremonies:
         try:
             self._run(cid)
         except Exception as e:
-            log_failure(log, e, f"ceremony {cid.hex()}: run failed; retried by the background pass")
+            log_failure(log, e, f"ceremony {cid.hex()}: run failed; retried by the background pass", self.db.health.saw)
             self._later(cid)
         finally:
             with self._lock:

@@ -32,6 +32,7 @@ from coordinator.keyop_store import ABANDONMENT_MIGRATION, KEYOP_MIGRATION, KeyO
 from coordinator.live_rows import LIVE_INDEX_MIGRATION
 from coordinator.nonce_store import NONCE_MIGRATION, NonceStore
 from coordinator.pool_store import POOL_MIGRATION, PoolStore
+from coordinator.store_health import StoreHealth
 from governance.audit import EVENT_KEY, MAX_DETAILS, check_entry_fields
 from governance.errors import GovernanceError
 from mpcnet.common.stores.sqlite import BUSY_TIMEOUT_S, DatabaseError, Migration, migrate, open_database, write_transaction
@@ -310,6 +311,7 @@ class CoordinatorDb(KeyOpStore, BackupStore, PoolStore, NonceStore):
         """Open (creating it and its directory on first use) and upgrade the database at ``path``;
         :class:`RuntimeError` naming the file if it cannot be opened, made private or upgraded."""
         self.path = Path(path)
+        self.health = StoreHealth()  # the coordinator's stores: set by a failed write, cleared by the next one
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._conn = open_database(self.path)
@@ -338,9 +340,15 @@ class CoordinatorDb(KeyOpStore, BackupStore, PoolStore, NonceStore):
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (BEGIN IMMEDIATE ... COMMIT, ROLLBACK on any error) under the lock."""
-        with self._lock, write_transaction(self._conn) as c:
-            yield c
+        """One write transaction (BEGIN IMMEDIATE ... COMMIT, ROLLBACK on any error) under the lock;
+        its outcome feeds :attr:`health` (a store failure sets it, a commit clears it)."""
+        try:
+            with self._lock, write_transaction(self._conn) as c:
+                yield c
+        except BaseException as e:
+            self.health.saw(e)
+            raise
+        self.health.wrote("database")
 
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
         """One read statement (its own read transaction) on the read connection: it sees every

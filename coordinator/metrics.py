@@ -10,7 +10,8 @@ the quorum → done, measured here; a request resumed after a restart has none),
 ``mpcnet_policy_changes_total``, ``mpcnet_rpc_denied_total{role,method}`` (the role check),
 ``mpcnet_node_up{node}`` and ``mpcnet_node_clock_skew_seconds{node}`` (each health probe).
 Read at each scrape: the audit head (entries, age), ``mpcnet_disk_free_bytes`` (the database's
-directory) and ``mpcnet_backup_drill_age_seconds`` (the oldest last successful drill of the
+directory), ``mpcnet_coordinator_store_healthy`` (0 while the last write of its database or
+audit log failed: coordinator/store_health.py) and ``mpcnet_backup_drill_age_seconds`` (the oldest last successful drill of the
 active keys; a key never drilled counts from its creation). No label carries a key id, request
 id or digest.
 """
@@ -76,6 +77,7 @@ def coordinator_metrics(service: CoordinatorService) -> Metrics:
         key_created(m, k.label)
     m.watch_audit(service.audit.head_stamp, lambda: time.time_ns() // 1_000_000)
     m.watch_disk(service.cfg.db.parent)
+    m.watch_coordinator_store(service.db.health.healthy)
     return m
 
 

@@ -161,7 +161,7 @@ class PresignPools:
             self._set_gauges()
         except Exception as e:
             if not self._stop.is_set():
-                log_failure(log, e, "reconciling the pools left from before failed")
+                log_failure(log, e, "reconciling the pools left from before failed", self.deps.db.health.saw)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -170,7 +170,7 @@ class PresignPools:
             except Exception as e:
                 if self._stop.is_set():
                     return
-                log_failure(log, e, "presignature refill failed")
+                log_failure(log, e, "presignature refill failed", self.deps.db.health.saw)
             self._wake.wait(LOOP_S)
             self._wake.clear()
 
@@ -297,7 +297,7 @@ class PresignPools:
                 log.info("presign session for key %s ended by the coordinator's stop (%s)", k.key_id.hex()[:16],
                          type(e).__name__)
             else:
-                log_failure(log, e, f"presign session for key {k.key_id.hex()[:16]} failed unexpectedly")
+                log_failure(log, e, f"presign session for key {k.key_id.hex()[:16]} failed unexpectedly", self.deps.db.health.saw)
         finally:
             with self._lock:
                 self._filling[pool] = max(0, self._filling.get(pool, 0) - count)

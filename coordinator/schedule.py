@@ -147,7 +147,7 @@ class RefreshScheduler:
             except RpcError as e:
                 self._skip(k.key_id, e.message)
             except Exception as e:  # a full disk: one line naming the store per pass, not a traceback
-                log_failure(log, e, f"key {k.key_id.hex()[:16]}: scheduled refresh check failed")
+                log_failure(log, e, f"key {k.key_id.hex()[:16]}: scheduled refresh check failed", self.db.health.saw)
         back = self._fresh_answers()
         try:
             if pending:
@@ -165,7 +165,7 @@ class RefreshScheduler:
             except RpcError as e:
                 self._skip(k.key_id, e.message)
             except Exception as e:
-                log_failure(log, e, f"key {k.key_id.hex()[:16]}: scheduled refresh check failed")
+                log_failure(log, e, f"key {k.key_id.hex()[:16]}: scheduled refresh check failed", self.db.health.saw)
         return started
 
     def _blockers(self, committee: tuple[int, ...], active: set[int], back: frozenset[int]) -> list[int]:

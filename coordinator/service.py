@@ -56,7 +56,7 @@ from coordinator.rotation import NodeKeyRotationRelay
 from coordinator.schedule import RefreshScheduler
 from coordinator.schemes import check_dkg_key, check_frost_result, is_frost, scheme_of
 from coordinator.session_slots import SessionSlots, reserved_for_pools
-from coordinator.store_failure import log_failure, one_line, store_failure
+from coordinator.store_failure import log_failure, one_line
 from crypto_core.bip32 import derive
 from crypto_core.combiner import SignatureShare, combine
 from crypto_core.errors import DecodeError, ProtocolAbort
@@ -211,6 +211,7 @@ class CoordinatorService:
         self.keyops.recheck_s = cfg.liveness_recheck_s  # a second health check before failing (coordinator.liveness)
         self.keyops.on_back = self._node_back
         self.requests.flusher.fault = self.keyops.fault  # the audit flush's crash points (the same file)
+        self.requests.flusher.health = self.db.health  # its audit-log appends feed the store health
         self.lifecycle.register(KEY_OPERATION, self.keyops.decode_proposal, self.keyops.apply_proposal)
         self.schedule = RefreshScheduler(  # scheduled refreshes (coordinator/schedule.py), run by _background
             self.keyops, self.db, self.audit, self.nodes, lambda kid: self.policies.policy_for(kid).change.new_policy, name=cfg.name,
@@ -306,7 +307,7 @@ class CoordinatorService:
         """For the RPC layer (every Coordinator RPC): a database or audit-log write failure that a
         handler did not catch (disk full, read-only, I/O error) is UNAVAILABLE naming the store,
         never INTERNAL with a traceback; None for anything else."""
-        what = store_failure(e)
+        what = self.db.health.saw(e)  # shown by ClusterStatus and the metrics until a write succeeds
         if what is None:
             return None
         reason = one_line(e)
@@ -343,7 +344,7 @@ class CoordinatorService:
             except Exception as e:
                 if self._stop.is_set():
                     return
-                log_failure(log, e, "expiry sweep failed")
+                log_failure(log, e, "expiry sweep failed", self.db.health.saw)
 
     def _background(self) -> None:
         while not self._stop.is_set():
@@ -367,7 +368,7 @@ class CoordinatorService:
             except Exception as e:
                 if self._stop.is_set():
                     return
-                log_failure(log, e, "background check failed")
+                log_failure(log, e, "background check failed", self.db.health.saw)
             self._stop.wait(self.cfg.health_interval_s)
 
     def probe(self) -> None:
@@ -566,14 +567,14 @@ class CoordinatorService:
         try:
             self._fail(rid, err, 1)
         except Exception as f:
-            log_failure(log, f, f"request {rid}: cannot record its failure")
+            log_failure(log, f, f"request {rid}: cannot record its failure", self.db.health.saw)
         try:
             self.audit.append(
                 actor, "key-create", request_id=rid, outcome="failed",
                 details=detail_text("label", label) | {"request": rid} | detail_text("reason", f"{err.code.name}: {err.message}"),
             )
         except Exception as f:
-            log_failure(log, f, f"request {rid}: cannot audit its failure")
+            log_failure(log, f, f"request {rid}: cannot audit its failure", self.db.health.saw)
 
     def _keygen(self, rid: str, label: str, scheme: str = "ecdsa-secp256k1") -> KeyRecord:
         t0 = time.perf_counter()
@@ -1039,6 +1040,7 @@ class CoordinatorService:
             ],
             governance_root=self.policies.governance_root,
             operations=self.keyops.not_done(),
+            store_failures=[coordinator_pb2.StoreFailure(store=s, reason=r) for s, r in self.db.health.problems().items()],
         )
         roster_status(resp, self.rosters)  # roster version/epoch, each node's roster entry, the revoked ones
         self.recovery.status(resp)  # backups and drills per key (issue 12)

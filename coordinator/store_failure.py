@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Callable
 
 from governance.errors import GovernanceError
 
@@ -52,12 +53,17 @@ def one_line(e: BaseException, limit: int = 300) -> str:
     return " ".join(str(e).split())[:limit]
 
 
-def log_failure(logger: logging.Logger, e: BaseException, what: str) -> None:
+def log_failure(
+    logger: logging.Logger, e: BaseException, what: str, saw: Callable[[BaseException], object] | None = None,
+) -> None:
     """Log that ``what`` failed because of ``e`` (called in its ``except`` block): one line
     naming the store when ``e`` is the coordinator's own store failing (a full disk is the host's
     condition, expected while it lasts, and would repeat a traceback at every pass), else
-    ``logger.exception`` with the traceback."""
+    ``logger.exception`` with the traceback. ``saw``: the coordinator's store health
+    (:meth:`coordinator.store_health.StoreHealth.saw`), told of every such failure."""
     store = store_failure(e)
+    if saw is not None:
+        saw(e)
     if store is not None:
         logger.error("%s: the coordinator cannot use its %s (%s)", what, store, one_line(e))
     else:

@@ -380,9 +380,10 @@ def cmd_status(ctx: click.Context, watch: bool, interval: float | None, count: i
     doc = {
         "threshold": st.threshold, "parties": st.parties, "governance_root": st.governance_root.hex(),
         "nodes": [n.as_dict() for n in states], **_cli_lifecycle.status_doc(st), **_cli_backup.status_doc(st),
-        **_cli_pools.status_doc(pools),
+        **_cli_pools.status_doc(pools), "coordinator_store": _store_doc(st),
     }
     rows: list[view.Row] = [("cluster", f"{st.threshold}-of-{st.parties}"), ("governance root", st.governance_root.hex())]
+    rows.append(("store", _store_text(st)))  # the coordinator's own (a node's: its Health)
     rows += _cli_lifecycle.status_rows(st)
     frost = any(n.frost_nonces for n in states)  # issue 16: the stock FROST signing draws from, once there is one
     for n, raw in zip(states, st.nodes, strict=True):
@@ -395,6 +396,21 @@ def cmd_status(ctx: click.Context, watch: bool, interval: float | None, count: i
     rows += _cli_pools.status_rows(pools)
     _show(ctx, doc, rows)
     return Exit.OK
+
+
+def _store_doc(st: Any) -> list[dict[str, str]]:
+    """``coordinator_store`` of ``mpc status --json``: the coordinator's stores whose last write
+    failed (``store``, ``reason``), empty when healthy (or a coordinator that does not report it)."""
+    return [{"store": f.store, "reason": f.reason} for f in st.store_failures]
+
+
+def _store_text(st: Any) -> str:
+    """The ``store`` row (the coordinator's own stores): ``ok``, or each failing store and why
+    (escaped by the view)."""
+    if not st.store_failures:
+        return "ok"
+    return "; ".join(f"FAILING: the coordinator's {f.store} cannot be written ({f.reason}); requests are refused UNAVAILABLE "
+                     "until a write succeeds" for f in st.store_failures)
 
 
 # --- signing requests ------------------------------------------------------------------------

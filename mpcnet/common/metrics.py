@@ -216,6 +216,9 @@ class Metrics:
         )
         self.audit_head_age_seconds = Gauge("mpcnet_audit_head_age_seconds", "Now minus the newest audit entry's time (s).", registry=r)
         self.disk_free_bytes = Gauge("mpcnet_disk_free_bytes", "Free bytes on the data directory's file system.", registry=r)
+        self.coordinator_store_healthy = Gauge(  # coordinator only: its database and audit log (coordinator/store_health.py)
+            "mpcnet_coordinator_store_healthy", "1 when the last write of every coordinator store succeeded, else 0.", registry=r
+        )
         self.build_info = Gauge("mpcnet_build_info", "Build of this process (always 1).", ["version", "component"], registry=r)
         self.build_info.labels(version=version or _version(), component=component).set(1)
         if commit_metric_enabled():  # benchmarks only (MPCNET_COMMIT_LOG): not in the documented set
@@ -230,6 +233,10 @@ class Metrics:
         self._drill_exported = key_labels or component != "coordinator"
         if not self._drill_exported:
             r.unregister(self.backup_drill_age_seconds)
+        # exported once wired to the coordinator's store health (no unset 0 meaning "failing")
+        self._store_exported = component != "coordinator"
+        if not self._store_exported:
+            r.unregister(self.coordinator_store_healthy)
 
     @property
     def enabled(self) -> bool:
@@ -287,6 +294,14 @@ class Metrics:
     def watch_disk(self, path: Path) -> None:
         """Read ``mpcnet_disk_free_bytes`` of ``path``'s file system at each scrape."""
         self.disk_free_bytes.set_function(lambda: float(_free(path)))
+
+    def watch_coordinator_store(self, healthy: Callable[[], bool]) -> None:
+        """Read ``mpcnet_coordinator_store_healthy`` (1/0) from ``healthy()`` at each scrape (an exception: 0)."""
+        self.coordinator_store_healthy.set_function(lambda: _one_if(healthy))
+        with self._lock:
+            if not self._store_exported:
+                self.registry.register(self.coordinator_store_healthy)
+                self._store_exported = True
 
     def watch_store(self, healthy: Callable[[], bool]) -> None:
         """Read ``mpcnet_store_healthy`` (1/0) from ``healthy()`` at each scrape (an exception: 0)."""
@@ -354,6 +369,9 @@ class NullMetrics(Metrics):
     def watch_store(self, healthy: Callable[[], bool]) -> None:
         pass
 
+    def watch_coordinator_store(self, healthy: Callable[[], bool]) -> None:
+        pass
+
     def serve(self, listen: str) -> int:
         raise OSError("metrics: not enabled")
 
@@ -363,7 +381,7 @@ _METRIC_ATTRS = (
     "approvals_total", "policy_changes_total", "node_up", "node_clock_skew_seconds", "anomalies_total",
     "anomaly_active", "backup_drill_age_seconds", "sessions_live", "sessions_aborted_total", "round_seconds",
     "bans_total", "presignatures_available", "store_healthy", "rpc_denied_total", "audit_head_age_seconds",
-    "disk_free_bytes", "build_info",
+    "disk_free_bytes", "build_info", "coordinator_store_healthy",
     "presigs_pooled", "presigs_used_total", "presigs_discarded_total", "presign_fallbacks_total",
 )
 
@@ -374,7 +392,7 @@ OWNED: dict[str, frozenset[str]] = {
     "coordinator": frozenset((
         "requests_total", "request_seconds", "quorum_to_done_seconds", "keygen_seconds", "signatures_total",
         "approvals_total", "policy_changes_total", "node_up", "node_clock_skew_seconds", "anomalies_total",
-        "anomaly_active", "backup_drill_age_seconds", *_BOTH,
+        "anomaly_active", "backup_drill_age_seconds", "coordinator_store_healthy", *_BOTH,
         "presigs_pooled", "presigs_used_total", "presigs_discarded_total", "presign_fallbacks_total",  # issue 14
     )),
     "node": frozenset((
@@ -387,9 +405,11 @@ OWNED: dict[str, frozenset[str]] = {
 def exported_families(component: str) -> frozenset[str]:
     """The metric family names ``component`` can export (counters without ``_total``, as
     ``prometheus_client`` names families): its :data:`OWNED` metrics (the drill age included, which
-    appears once a drill age exists) and ``mpcnet_audit_entries`` (read from the audit head)."""
+    appears once a drill age exists), ``mpcnet_audit_entries`` (read from the audit head) and, for
+    the coordinator, ``mpcnet_coordinator_store_healthy`` (registered once wired)."""
     m = Metrics(component, key_labels=True)
-    return frozenset(f.name for f in m.registry.collect()) | {"mpcnet_audit_entries"}
+    wired = {"mpcnet_coordinator_store_healthy"} if "coordinator_store_healthy" in OWNED[component] else set()
+    return frozenset(f.name for f in m.registry.collect()) | {"mpcnet_audit_entries"} | wired
 
 
 def make_metrics(component: str, settings: MetricsSettings | None) -> Metrics:
@@ -402,6 +422,14 @@ def make_metrics(component: str, settings: MetricsSettings | None) -> Metrics:
 def monotonic() -> float:
     """Seconds of the monotonic clock (latencies)."""
     return time.monotonic()
+
+
+def _one_if(healthy: Callable[[], bool]) -> float:
+    """1.0 if ``healthy()``, else 0.0 (also when it raises)."""
+    try:
+        return 1.0 if healthy() else 0.0
+    except Exception:
+        return 0.0
 
 
 def _free(path: Path) -> int:

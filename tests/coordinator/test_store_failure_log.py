@@ -75,15 +75,20 @@ def test_the_refill_loop_and_the_schedule_pass_log_a_full_disk_in_one_line(caplo
     def step() -> None:
         raise sqlite3.OperationalError("database or disk is full")
 
+    from coordinator.store_health import StoreHealth
+
     wake = SimpleNamespace(wait=lambda s: None, clear=lambda: None)
-    PresignPools._run(SimpleNamespace(_stop=_OnePass(), step=step, _wake=wake))  # type: ignore[arg-type]
+    pools_health, sched_health = StoreHealth(), StoreHealth()  # each pass also tells the store health (mpc status)
+    PresignPools._run(SimpleNamespace(_stop=_OnePass(), step=step, _wake=wake,  # type: ignore[arg-type]
+                                      deps=SimpleNamespace(db=SimpleNamespace(health=pools_health))))
     key = SimpleNamespace(key_id=b"\x01" * 32)
-    sched = SimpleNamespace(db=SimpleNamespace(list_keys=lambda state: [key]), clock=lambda: 0,
+    sched = SimpleNamespace(db=SimpleNamespace(list_keys=lambda state: [key], health=sched_health), clock=lambda: 0,
                             due=lambda k, now: step(), _lock=threading.Lock(), _unanswered=set(), nodes={},
                             _fresh_answers=frozenset, _asking=frozenset())
     assert RefreshScheduler.check(sched) == []  # type: ignore[arg-type]
     msgs = [r for r in caplog.records if "cannot use its database" in r.getMessage()]
     assert len(msgs) == 2 and all(r.exc_info is None for r in msgs), [r.getMessage() for r in caplog.records]
+    assert pools_health.problems() == sched_health.problems() == {"database": "database or disk is full"}
 
 
 class _OnePass:

@@ -24,7 +24,7 @@ N = 'job="mpcnet-node", instance="n1:9101"'
 ALL_ALERTS = (
     "MpcnetSigningBurst", "MpcnetSigningRateSpike", "MpcnetKeyUsageAnomaly", "MpcnetDeniedCalls", "MpcnetBans",
     "MpcnetSessionAborts", "MpcnetNodeDown", "MpcnetClockSkew", "MpcnetAuditHeadStalled", "MpcnetStoreUnhealthy",
-    "MpcnetDiskLow", "MpcnetBackupDrillOverdue",
+    "MpcnetDiskLow", "MpcnetBackupDrillOverdue", "MpcnetCoordinatorStoreFailing",
 )
 RULES = ("key_burst", "new_derivation_path", "requester_rate", "repeated_rejections", "denied_calls",
          "protocol_aborts", "audit_head_stalled")

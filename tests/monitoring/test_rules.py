@@ -31,13 +31,13 @@ DESIGN_METRICS = frozenset({
     "mpcnet_backup_drill_age_seconds", "mpcnet_sessions_live", "mpcnet_sessions_aborted_total",
     "mpcnet_round_seconds", "mpcnet_bans_total", "mpcnet_presignatures_available", "mpcnet_store_healthy",
     "mpcnet_rpc_denied_total", "mpcnet_audit_entries_total", "mpcnet_audit_head_age_seconds",
-    "mpcnet_disk_free_bytes", "mpcnet_build_info",
+    "mpcnet_disk_free_bytes", "mpcnet_build_info", "mpcnet_coordinator_store_healthy",
 })
 HISTOGRAMS = frozenset({"mpcnet_request_seconds", "mpcnet_quorum_to_done_seconds", "mpcnet_keygen_seconds", "mpcnet_round_seconds"})
 PROMETHEUS_OWN = frozenset({"up"})  # series Prometheus itself writes for every target
 ALERTS = frozenset({
     "MpcnetSigningBurst", "MpcnetSigningRateSpike", "MpcnetNodeDown", "MpcnetClockSkew", "MpcnetDeniedCalls", "MpcnetBans",
-    "MpcnetAuditHeadStalled", "MpcnetBackupDrillOverdue", "MpcnetStoreUnhealthy",
+    "MpcnetAuditHeadStalled", "MpcnetBackupDrillOverdue", "MpcnetStoreUnhealthy", "MpcnetCoordinatorStoreFailing",
 })
 # Labels whose values could be sensitive or unbounded: never in an annotation or a legend.
 FORBIDDEN_LABELS = ("key_id", "request_id", "digest", "session_id", "requester", "path", "key")
@@ -197,6 +197,8 @@ def test_design_metrics_are_the_ones_the_code_exports() -> None:
     exported: set[str] = set()
     for component in ("coordinator", "node"):
         m = metrics.Metrics(component, key_labels=True)  # the drill age is registered from the start
+        if component == "coordinator":
+            m.watch_coordinator_store(lambda: True)  # registered once wired to the store health
         try:
             text = m.render().decode()
         finally:

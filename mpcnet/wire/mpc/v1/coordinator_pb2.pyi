@@ -181,7 +181,7 @@ class NodeStatus(_message.Message):
     def __init__(self, index: _Optional[int] = ..., name: _Optional[str] = ..., endpoint: _Optional[str] = ..., healthy: _Optional[bool] = ..., last_error: _Optional[str] = ..., policies_synced: _Optional[bool] = ..., clock_measured: _Optional[bool] = ..., clock_skew_ms: _Optional[int] = ..., clock_error_ms: _Optional[int] = ..., clock_suspect: _Optional[bool] = ..., max_clock_skew_ms: _Optional[int] = ..., revoked: _Optional[bool] = ..., key_version: _Optional[int] = ..., identity_public: _Optional[bytes] = ..., tls_fingerprint: _Optional[bytes] = ..., frost_nonces: _Optional[int] = ...) -> None: ...
 
 class ClusterStatusResponse(_message.Message):
-    __slots__ = ("threshold", "parties", "nodes", "governance_root", "roster_version", "roster_epoch", "operations", "backups", "recovery_config_version", "pools", "presign_enabled")
+    __slots__ = ("threshold", "parties", "nodes", "governance_root", "roster_version", "roster_epoch", "operations", "backups", "recovery_config_version", "pools", "presign_enabled", "store_failures")
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     PARTIES_FIELD_NUMBER: _ClassVar[int]
     NODES_FIELD_NUMBER: _ClassVar[int]
@@ -193,6 +193,7 @@ class ClusterStatusResponse(_message.Message):
     RECOVERY_CONFIG_VERSION_FIELD_NUMBER: _ClassVar[int]
     POOLS_FIELD_NUMBER: _ClassVar[int]
     PRESIGN_ENABLED_FIELD_NUMBER: _ClassVar[int]
+    STORE_FAILURES_FIELD_NUMBER: _ClassVar[int]
     threshold: int
     parties: int
     nodes: _containers.RepeatedCompositeFieldContainer[NodeStatus]
@@ -204,7 +205,16 @@ class ClusterStatusResponse(_message.Message):
     recovery_config_version: int
     pools: _containers.RepeatedCompositeFieldContainer[PoolStatus]
     presign_enabled: bool
-    def __init__(self, threshold: _Optional[int] = ..., parties: _Optional[int] = ..., nodes: _Optional[_Iterable[_Union[NodeStatus, _Mapping]]] = ..., governance_root: _Optional[bytes] = ..., roster_version: _Optional[int] = ..., roster_epoch: _Optional[int] = ..., operations: _Optional[_Iterable[_Union[KeyOperationStatus, _Mapping]]] = ..., backups: _Optional[_Iterable[_Union[KeyBackupStatus, _Mapping]]] = ..., recovery_config_version: _Optional[int] = ..., pools: _Optional[_Iterable[_Union[PoolStatus, _Mapping]]] = ..., presign_enabled: _Optional[bool] = ...) -> None: ...
+    store_failures: _containers.RepeatedCompositeFieldContainer[StoreFailure]
+    def __init__(self, threshold: _Optional[int] = ..., parties: _Optional[int] = ..., nodes: _Optional[_Iterable[_Union[NodeStatus, _Mapping]]] = ..., governance_root: _Optional[bytes] = ..., roster_version: _Optional[int] = ..., roster_epoch: _Optional[int] = ..., operations: _Optional[_Iterable[_Union[KeyOperationStatus, _Mapping]]] = ..., backups: _Optional[_Iterable[_Union[KeyBackupStatus, _Mapping]]] = ..., recovery_config_version: _Optional[int] = ..., pools: _Optional[_Iterable[_Union[PoolStatus, _Mapping]]] = ..., presign_enabled: _Optional[bool] = ..., store_failures: _Optional[_Iterable[_Union[StoreFailure, _Mapping]]] = ...) -> None: ...
+
+class StoreFailure(_message.Message):
+    __slots__ = ("store", "reason")
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    store: str
+    reason: str
+    def __init__(self, store: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class PoolStatus(_message.Message):
     __slots__ = ("key_id", "epoch", "derivation_path", "signers", "ready", "assigned", "filling", "target", "refill_at", "cap", "used_total", "discarded_total")
