@@ -159,9 +159,13 @@ class KeyOpStore:
         return {int(r[0]) for r in rows}
 
     def abandonments(self, key_id: bytes) -> list[bytes]:
-        """The newest abandonments of the key's sessions (at most MAX_ABANDONMENTS)."""
+        """The newest abandonments of the key's sessions (at most MAX_ABANDONMENTS), newest first
+        in the order they were recorded: rowid, not ``created_ms`` (the wall clock: after it was
+        stepped back a newer abandonment would sort below older ones dated ahead, and the LIMIT
+        would drop it). Rows are only inserted; one recorded again (INSERT OR REPLACE) is a new
+        row, the newest."""
         rows = self._query(
-            "SELECT proof FROM key_abandonments WHERE key_id = ? ORDER BY created_ms DESC LIMIT ?", (key_id, MAX_ABANDONMENTS)
+            "SELECT proof FROM key_abandonments WHERE key_id = ? ORDER BY rowid DESC LIMIT ?", (key_id, MAX_ABANDONMENTS)
         )
         return [bytes(r[0]) for r in rows]
 
