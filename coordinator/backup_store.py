@@ -214,17 +214,21 @@ class BackupStore:
         return _bundle(rows[0], with_bytes=True) if rows else None
 
     def newest_bundle(self, key_id: bytes) -> BundleRecord | None:
+        """The key's bundle recorded last (the one not superseded). Bundles and ceremonies are
+        ordered by rowid (rows are only inserted), never by ``created_ms``: that is the wall
+        clock, and after it was stepped back a superseded bundle dated ahead would be "the newest"
+        (a collection every pass, drills of the wrong bundle)."""
         rows = self._query(
             "SELECT digest, key_id, epoch, config_version, created_ms, superseded, length(bundle), bundle FROM backup_bundles"
-            " WHERE key_id = ? ORDER BY created_ms DESC, rowid DESC LIMIT 1", (key_id,),
+            " WHERE key_id = ? ORDER BY rowid DESC LIMIT 1", (key_id,),
         )
         return _bundle(rows[0], with_bytes=True) if rows else None
 
     def list_bundles(self, key_id: bytes | None = None, limit: int = -1) -> list[BundleRecord]:
-        """Bundles (without their bytes), newest first; at most ``limit`` (-1: all)."""
+        """Bundles (without their bytes), newest (recorded last) first; at most ``limit`` (-1: all)."""
         sql = "SELECT digest, key_id, epoch, config_version, created_ms, superseded, length(bundle) FROM backup_bundles"
-        rows = self._query(sql + " WHERE key_id = ? ORDER BY created_ms DESC, rowid DESC LIMIT ?", (key_id, limit)) if key_id else (
-            self._query(sql + " ORDER BY created_ms DESC, rowid DESC LIMIT ?", (limit,))
+        rows = self._query(sql + " WHERE key_id = ? ORDER BY rowid DESC LIMIT ?", (key_id, limit)) if key_id else (
+            self._query(sql + " ORDER BY rowid DESC LIMIT ?", (limit,))
         )
         return [_bundle(r, with_bytes=False) for r in rows]
 
@@ -250,7 +254,7 @@ class BackupStore:
     def list_ceremonies(
         self, key_id: bytes | None = None, states: tuple[str, ...] | None = None, limit: int = -1
     ) -> list[CeremonyRecord]:
-        """Ceremonies, newest first; at most ``limit`` (-1: all)."""
+        """Ceremonies, newest (recorded last: rowid, see :meth:`newest_bundle`) first; at most ``limit`` (-1: all)."""
         sql, args, where = f"SELECT {_CEREMONY_COLS} FROM ceremonies", list[object](), []
         if key_id is not None:
             where.append("key_id = ?")
@@ -260,7 +264,7 @@ class BackupStore:
             args.extend(states)
         if where:
             sql += " WHERE " + " AND ".join(where)
-        return [_ceremony(r) for r in self._query(sql + " ORDER BY created_ms DESC, rowid DESC LIMIT ?", (*args, limit))]
+        return [_ceremony(r) for r in self._query(sql + " ORDER BY rowid DESC LIMIT ?", (*args, limit))]
 
     def add_pieces(
         self, ceremony_id: bytes, officer: str, officer_index: int, pieces: list[tuple[int, bytes]], audit: AuditEvent, now: int

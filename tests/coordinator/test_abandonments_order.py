@@ -38,3 +38,33 @@ def test_the_limit_keeps_the_newest_recorded_ones(tmp_path: Path) -> None:
         assert db.abandonments(KEY)[0] == b"old-0 again"
     finally:
         db.close()
+
+
+def test_the_newest_backup_bundle_and_ceremony_are_the_ones_recorded_last(tmp_path: Path) -> None:
+    """Sibling: bundles and ceremonies were "newest first" by created_ms. After a clock step back
+    the superseded bundle dated ahead was the key's "newest": the collector saw no bundle of the
+    current epoch every pass and drills checked the wrong one."""
+    import dataclasses
+
+    from coordinator.backup_store import BundleRecord, CeremonyRecord, Target
+    from coordinator.db import AuditEvent
+
+    def ev() -> AuditEvent:
+        return AuditEvent("coordinator", "test", "", "ok", {"x": 1})
+
+    db = CoordinatorDb(tmp_path / "c.db")
+    try:
+        assert db.add_bundle(BundleRecord(b"1" * 32, KEY, 0, 1, NOW + DAY_MS, False, 5, b"old"), ev())
+        assert db.add_bundle(BundleRecord(b"2" * 32, KEY, 1, 1, NOW, False, 5, b"new"), ev())  # after the step back
+        newest = db.newest_bundle(KEY)
+        assert newest is not None and newest.digest == b"2" * 32 and not newest.superseded and newest.epoch == 1
+        assert [b.digest for b in db.list_bundles(KEY)] == [b"2" * 32, b"1" * 32]
+        assert [b.digest for b in db.list_bundles(limit=1)] == [b"2" * 32]
+        targets = (Target(1, 1, b"r" * 32), Target(2, 2, b"s" * 32))
+        first = CeremonyRecord(b"a" * 16, "drill", KEY, 0, b"1" * 32, 1, 2, "collecting", b"", "", targets, "", "o1",
+                               NOW + DAY_MS, NOW + DAY_MS)
+        assert db.add_ceremony(first, ev())
+        assert db.add_ceremony(dataclasses.replace(first, ceremony_id=b"b" * 16, created_ms=NOW, updated_ms=NOW), ev())
+        assert [c.ceremony_id for c in db.list_ceremonies(KEY, limit=1)] == [b"b" * 16]
+    finally:
+        db.close()
