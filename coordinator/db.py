@@ -495,7 +495,9 @@ class CoordinatorDb(KeyOpStore, BackupStore, PoolStore, NonceStore):
         sql = f"SELECT {self._SR_COLS} FROM sign_requests"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created_ms DESC, rowid DESC LIMIT ?"
+        # newest (recorded last) first: rowid, never the wall-clock created_ms (after a clock step
+        # back a newer request would sort below older ones dated ahead and fall past the limit)
+        sql += " ORDER BY rowid DESC LIMIT ?"
         return [self._sr(r) for r in self._query(sql, (*args, limit))]
 
     def transition(

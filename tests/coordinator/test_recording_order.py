@@ -1,7 +1,8 @@
-"""The nodes' signed abandonments of failed sessions (coordinator/keyop_store.py) are given to
-later sessions newest first, at most MAX_ABANDONMENTS: in the order they were recorded (rowid),
-not by ``created_ms`` (the wall clock). Regression: after a clock step back a newer abandonment
-sorted below older ones dated ahead, and the LIMIT dropped it."""
+""""Newest first" in the coordinator's database is the order rows were recorded (rowid), never
+``created_ms`` (the wall clock). Regression: after a clock step back a newer row sorted below
+older ones dated ahead: the nodes' signed abandonments of failed sessions (given to later
+sessions, at most MAX_ABANDONMENTS: the LIMIT dropped the newest), and its siblings, the newest
+backup bundle and ceremony and the sign-request listing."""
 
 from __future__ import annotations
 
@@ -66,5 +67,20 @@ def test_the_newest_backup_bundle_and_ceremony_are_the_ones_recorded_last(tmp_pa
         assert db.add_ceremony(first, ev())
         assert db.add_ceremony(dataclasses.replace(first, ceremony_id=b"b" * 16, created_ms=NOW, updated_ms=NOW), ev())
         assert [c.ceremony_id for c in db.list_ceremonies(KEY, limit=1)] == [b"b" * 16]
+    finally:
+        db.close()
+
+
+def test_the_sign_request_listing_shows_the_one_recorded_last_first(tmp_path: Path) -> None:
+    from coordinator.db import AuditEvent, SignRequestRecord
+
+    db = CoordinatorDb(tmp_path / "c.db")
+    try:
+        for rid, t in (("req-ahead", NOW + DAY_MS), ("req-after-the-step", NOW)):
+            rec = SignRequestRecord(rid, KEY, b"d" * 32, "alice", b"r", b"default", "pending_approval", t, t + DAY_MS, None, (),
+                                    0, "", 0, t)
+            db.add_sign_request(rec, rate_limit=None, audit=AuditEvent("coordinator", "sign-request", rid, "pending", {}))
+        assert [r.request_id for r in db.list_sign_requests(limit=1)] == ["req-after-the-step"]
+        assert [r.request_id for r in db.list_sign_requests(key_id=KEY)] == ["req-after-the-step", "req-ahead"]
     finally:
         db.close()
