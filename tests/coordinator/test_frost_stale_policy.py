@@ -101,3 +101,27 @@ def test_a_stale_policy_refusal_at_the_reservation_resyncs_and_retries(tmp_path:
     assert {r.outcome for r in first} == {"failed"}  # never sent: freed on the nodes, never offered again
     assert all(c.stubs[r.node].discarded == [r.nonce_id] for r in first)
     _no_commitment_offered_twice(c, "req-res")
+
+
+def test_the_service_resyncs_through_the_policy_book(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The coordinator wires FrostDeps.resync to the same resync as the DKLs23 path; a node no
+    longer in the roster is skipped (no KeyError out of a signing)."""
+    import dataclasses
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from coordinator.config import load_coordinator_config
+    from coordinator.service import CoordinatorService
+    from mpcnet.cluster.launcher import prepare
+
+    lay = prepare(tmp_path / "lay", 3, 2, scrypt_n=2**10, test_mode=True, policy_max_age_s=0)
+    cfg = load_coordinator_config(lay.coordinator_config)
+    svc = CoordinatorService(dataclasses.replace(cfg, db=tmp_path / "c.db", audit_db=tmp_path / "a.db"), Ed25519PrivateKey.generate())
+    try:
+        synced: list[int] = []
+        monkeypatch.setattr(svc.policies, "sync_node", lambda i: synced.append(i) or True)
+        svc.frost.deps.resync(2)
+        svc.frost.deps.resync(99)
+        assert synced == [2] and not svc.policies.synced(2)
+    finally:
+        svc.stop()
