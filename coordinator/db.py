@@ -495,9 +495,10 @@ class CoordinatorDb(KeyOpStore, BackupStore, PoolStore, NonceStore):
         sql = f"SELECT {self._SR_COLS} FROM sign_requests"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        # newest (recorded last) first: rowid, never the wall-clock created_ms (after a clock step
-        # back a newer request would sort below older ones dated ahead and fall past the limit)
-        sql += " ORDER BY rowid DESC LIMIT ?"
+        # newest first by created_ms: the by-key index gives that order without sorting a key's
+        # whole history (ORDER BY rowid would; after a wall clock stepped back, a request dated
+        # ahead lists before newer ones: a display order only, nothing decides on it)
+        sql += " ORDER BY created_ms DESC, rowid DESC LIMIT ?"
         return [self._sr(r) for r in self._query(sql, (*args, limit))]
 
     def transition(

@@ -70,17 +70,3 @@ def test_the_newest_backup_bundle_and_ceremony_are_the_ones_recorded_last(tmp_pa
     finally:
         db.close()
 
-
-def test_the_sign_request_listing_shows_the_one_recorded_last_first(tmp_path: Path) -> None:
-    from coordinator.db import AuditEvent, SignRequestRecord
-
-    db = CoordinatorDb(tmp_path / "c.db")
-    try:
-        for rid, t in (("req-ahead", NOW + DAY_MS), ("req-after-the-step", NOW)):
-            rec = SignRequestRecord(rid, KEY, b"d" * 32, "alice", b"r", b"default", "pending_approval", t, t + DAY_MS, None, (),
-                                    0, "", 0, t)
-            db.add_sign_request(rec, rate_limit=None, audit=AuditEvent("coordinator", "sign-request", rid, "pending", {}))
-        assert [r.request_id for r in db.list_sign_requests(limit=1)] == ["req-after-the-step"]
-        assert [r.request_id for r in db.list_sign_requests(key_id=KEY)] == ["req-after-the-step", "req-ahead"]
-    finally:
-        db.close()
