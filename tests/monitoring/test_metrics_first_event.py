@@ -19,6 +19,7 @@ import pytest
 from coordinator.anomaly import RULES, AnomalyConfig
 from coordinator.anomaly_hook import AnomalyMonitor
 from coordinator.metrics import APPROVAL_OUTCOMES, coordinator_metrics, key_created
+from coordinator.store_health import StoreHealth
 from mpc_node.metrics import node_metrics
 from mpcnet.common.metrics import ABORT_REASONS, PROTOCOLS, REQUEST_STATES, Metrics, MetricsSettings, NullMetrics
 
@@ -85,7 +86,7 @@ def _coordinator(tmp_path: Path, *, key_labels: bool) -> Any:
     return SimpleNamespace(
         cfg=SimpleNamespace(metrics=MetricsSettings("127.0.0.1:0", key_labels=key_labels), db=tmp_path / "coordinator.db"),
         audit=SimpleNamespace(head_stamp=lambda: None),
-        db=SimpleNamespace(list_keys=lambda state: keys if state == "active" else []),
+        db=SimpleNamespace(list_keys=lambda state: keys if state == "active" else [], health=StoreHealth()),
     )
 
 
