@@ -84,17 +84,27 @@ def _install_roster(svc: NodeService, data: bytes) -> None:
         svc.roster_state._listeners = listeners
 
 
-def _after_the_check(svc: NodeService, install: Callable[[], Any]) -> None:
-    """Run ``install`` once, right after ``svc``'s next approvals check returns."""
-    real = svc.gov.check_sign
+def _after_the_check(svc: NodeService, install: Callable[[], Any], check: str = "check_sign") -> None:
+    """Run ``install`` once, right after ``svc``'s next ``gov.<check>`` returns: ``check_sign``
+    (the approvals check of SignPresigned / SignSchnorr) or ``recheck`` (a signing session's last)."""
+    real = getattr(svc.gov, check)
 
     def hooked(*a: Any, **kw: Any) -> Any:
         out = real(*a, **kw)
-        svc.gov.check_sign = real  # type: ignore[method-assign]
+        setattr(svc.gov, check, real)
         install()
         return out
 
-    svc.gov.check_sign = hooked  # type: ignore[method-assign]
+    setattr(svc.gov, check, hooked)
+
+
+def _session_share(lay: Layout, svcs: dict[int, NodeService], key_id: bytes, signers: list[int], reserve_by: list[int],
+                   **epoch: int) -> tuple[str, Any]:
+    """Run a multi-round signing of a fresh approved digest by ``signers``: (request id, node 1's result)."""
+    digest = os.urandom(32)
+    rid, bundle = approved_bundle(lay, key_id, digest)
+    params = node_pb2.SignParams(key_id=key_id, signers=signers, digest=digest, request_id=rid, approval_bundle=bundle, **epoch)
+    return rid, run_sign(svcs, os.urandom(32), signers, reserve_by=reserve_by, sign=params)[1]
 
 
 def _refused(call: Callable[..., Any], req: Any) -> RpcError:
@@ -166,25 +176,13 @@ def test_without_a_change_the_pinned_release_signs(lay, svcs) -> None:
 def test_a_revocation_installed_after_a_signing_sessions_recheck_stops_its_share(lay, svcs, what) -> None:
     key = _ecdsa_key(svcs)
     n1 = svcs[1]
-    real = n1.gov.recheck
     change: Any = _revoke_approver2(lay, key.key_id) if what == "policy" else _revoke_node3(lay)
-
-    def hooked(*a: Any, **kw: Any) -> Any:
-        out = real(*a, **kw)
-        n1.gov.recheck = real  # type: ignore[method-assign]
-        if what == "policy":
-            n1.InstallPolicy(change, None)
-        else:
-            _install_roster(n1, change.signed_change)
-        return out
-
-    n1.gov.recheck = hooked  # type: ignore[method-assign]
-    digest = os.urandom(32)
-    rid, bundle = approved_bundle(lay, key.key_id, digest)
-    params = node_pb2.SignParams(key_id=key.key_id, signers=[1, 2], digest=digest, request_id=rid, approval_bundle=bundle, epoch=0)
-    res = run_sign(svcs, os.urandom(32), [1, 2], reserve_by=[1, 2], sign=params)
-    e = res[1]
-    assert isinstance(e, RpcError) and (e.code, kind(e)) == (Code.FAILED_PRECONDITION, f"stale-{what}"), res
+    if what == "policy":
+        _after_the_check(n1, lambda: n1.InstallPolicy(change, None), "recheck")
+    else:
+        _after_the_check(n1, lambda: _install_roster(n1, change.signed_change), "recheck")
+    rid, e = _session_share(lay, svcs, key.key_id, [1, 2], [1, 2], epoch=0)
+    assert isinstance(e, RpcError) and (e.code, kind(e)) == (Code.FAILED_PRECONDITION, f"stale-{what}"), e
     assert e.message.startswith("sign."), e.message
     assert not n1.store.request_served(rid)
 
@@ -198,25 +196,17 @@ def test_an_epoch_commit_after_a_signing_sessions_recheck_stops_its_share(lay, s
     ``epoch`` naming ``sign.epoch``, nothing recorded."""
     key = _ecdsa_key(svcs)
     n1 = svcs[1]
-    real = n1.gov.recheck
 
-    def hooked(*a: Any, **kw: Any) -> Any:
-        out = real(*a, **kw)
-        n1.gov.recheck = real  # type: ignore[method-assign]
+    def commit_epoch_1() -> None:
         with n1.store._write() as c:  # what a commit of epoch 1 leaves (mpc_node/epoch_store.py)
             c.execute(
                 "INSERT OR REPLACE INTO key_epochs (key_id, epoch, committee, state, changed_ms) VALUES (?, 1, '1,2,3', ?, 0)",
                 (key.key_id, state),
             )
-        return out
 
-    n1.gov.recheck = hooked  # type: ignore[method-assign]
-    digest = os.urandom(32)
-    rid, bundle = approved_bundle(lay, key.key_id, digest)
-    params = node_pb2.SignParams(key_id=key.key_id, signers=[1, 2], digest=digest, request_id=rid, approval_bundle=bundle, epoch=0)
-    res = run_sign(svcs, os.urandom(32), [1, 2], reserve_by=[1, 2], sign=params)
-    e = res[1]
-    assert isinstance(e, RpcError) and (e.code, kind(e)) == (Code.FAILED_PRECONDITION, "epoch"), res
+    _after_the_check(n1, commit_epoch_1, "recheck")
+    rid, e = _session_share(lay, svcs, key.key_id, [1, 2], [1, 2], epoch=0)
+    assert isinstance(e, RpcError) and (e.code, kind(e)) == (Code.FAILED_PRECONDITION, "epoch"), e
     assert e.message.startswith("sign.epoch: key ") and "nothing released" in e.message, e.message
     assert not n1.store.request_served(rid)
     refused = [x for x in n1.audit.entries() if x.action == "sign-share" and x.outcome == "refused"]
@@ -251,21 +241,9 @@ def test_a_ban_pending_after_the_checks_stops_the_share(lay, svcs, path) -> None
         assert [x.presig_id for x in n1.store.fresh_presignatures(key.key_id)] == [p.presig_id]
     else:
         key = _ecdsa_key(svcs)
-        real = n1.gov.recheck
-
-        def hooked(*a: Any, **kw: Any) -> Any:
-            out = real(*a, **kw)
-            n1.gov.recheck = real  # type: ignore[method-assign]
-            _ban_pending(n1, key.key_id, 3)
-            return out
-
-        n1.gov.recheck = hooked  # type: ignore[method-assign]
-        digest = os.urandom(32)
-        rid, bundle = approved_bundle(lay, key.key_id, digest)
-        params = node_pb2.SignParams(key_id=key.key_id, signers=[1, 3], digest=digest, request_id=rid, approval_bundle=bundle)
-        res = run_sign(svcs, os.urandom(32), [1, 3], reserve_by=[1, 2, 3], sign=params)
-        e = res[1]
-        assert isinstance(e, RpcError), res
+        _after_the_check(n1, lambda: _ban_pending(n1, key.key_id, 3), "recheck")
+        rid, e = _session_share(lay, svcs, key.key_id, [1, 3], [1, 2, 3])
+        assert isinstance(e, RpcError), e
         assert not n1.store.request_served(rid)
     assert (e.code, kind(e)) == (Code.PERMISSION_DENIED, "mpc-banned"), e.message
     assert "is banned by node-1" in e.message and dict(e.metadata)["mpc-banned"] == "3"
