@@ -669,7 +669,7 @@ class SignRequests:
                 return True
             except StateConflict:
                 return False
-            except (sqlite3.OperationalError, OSError) as e:
+            except (sqlite3.Error, OSError) as e:
                 if store_failure(e) is None:  # the program's own SQL error or a network error: no retry fixes it
                     raise
                 log.error("request %s: cannot record its end yet (%s); retrying", rid, one_line(e))

@@ -56,7 +56,7 @@ from coordinator.rotation import NodeKeyRotationRelay
 from coordinator.schedule import RefreshScheduler
 from coordinator.schemes import check_dkg_key, check_frost_result, is_frost, scheme_of
 from coordinator.session_slots import SessionSlots, reserved_for_pools
-from coordinator.store_failure import log_failure, one_line
+from coordinator.store_failure import failure_advice, log_failure, one_line
 from crypto_core.bip32 import derive
 from crypto_core.combiner import SignatureShare, combine
 from crypto_core.errors import DecodeError, ProtocolAbort
@@ -310,8 +310,8 @@ class CoordinatorService:
         what = self.db.health.saw(e)  # shown by ClusterStatus and the metrics until a write succeeds
         if what is None:
             return None
-        reason = one_line(e)
-        log.error("%s failure: %s", what, reason)
+        reason, advice = one_line(e), failure_advice(e)
+        log.error("%s failure: %s%s", what, reason, f": {advice}" if advice else "")
         return RpcError(Code.UNAVAILABLE, f"store: {self.cfg.name} cannot use its {what} ({reason}); try again when it can")
 
     # --- background: health probes and activation of pending keys --------------------------

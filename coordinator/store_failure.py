@@ -11,41 +11,35 @@ of stopping until the next start (:meth:`coordinator.keyops.KeyOperations._spawn
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Callable
 
 from governance.errors import GovernanceError
-
-# SQLite primary result codes of a statement that can never succeed (the program's own error:
-# no such table or column, a syntax error, misuse, a bad bind index, a type mismatch, too big):
-# not the host's storage, so never retried "until a write succeeds" (that would be for ever)
-_PROGRAM_ERRORS = frozenset({
-    1,   # SQLITE_ERROR (SQL error or missing table/column)
-    2,   # SQLITE_INTERNAL
-    18,  # SQLITE_TOOBIG
-    20,  # SQLITE_MISMATCH
-    21,  # SQLITE_MISUSE
-    25,  # SQLITE_RANGE
-})
+from mpcnet.common.sqlite_errors import Kind, classify, classify_text
 
 
 def store_failure(e: BaseException) -> str | None:
     """``"database"`` or ``"audit log"`` when ``e`` is a failure of that store, else None.
 
-    Not a store failure: a network error (:class:`ConnectionError`, :class:`TimeoutError`; both
-    are ``OSError`` subclasses, and ``concurrent.futures.TimeoutError`` is ``TimeoutError``) and
-    an SQLite error whose result code says the statement itself is wrong (:data:`_PROGRAM_ERRORS`):
-    work that retries store failures until a write succeeds would retry those for ever."""
-    if isinstance(e, (ConnectionError, TimeoutError)):
-        return None
-    if isinstance(e, sqlite3.OperationalError):
-        code = getattr(e, "sqlite_errorcode", None)  # set by sqlite3 itself (absent on one raised by hand)
-        return None if isinstance(code, int) and code & 0xFF in _PROGRAM_ERRORS else "database"
-    if isinstance(e, OSError):
-        return "database"
-    if isinstance(e, GovernanceError) and e.field == "database":
-        return "audit log"
-    return None
+    Classified by :func:`mpcnet.common.sqlite_errors.classify`: a network error
+    (:class:`ConnectionError`, :class:`TimeoutError`; ``concurrent.futures.TimeoutError`` is
+    ``TimeoutError``) is no storage error, and an SQLite error whose result code says the
+    statement itself is wrong (:attr:`~mpcnet.common.sqlite_errors.Kind.PROGRAM`: no such table,
+    a constraint, misuse) is not the host's storage: work that retries store failures until a
+    write succeeds would retry those for ever."""
+    if isinstance(e, GovernanceError):
+        return "audit log" if e.field == "database" else None
+    fault = classify(e)
+    return "database" if fault is not None and fault.host else None
+
+
+def failure_advice(e: BaseException) -> str:
+    """What a storage failure ``e`` is and what the operator should do, one line (e.g. ``"disk
+    full: free space on its file system ..."``: :func:`mpcnet.common.sqlite_errors.classify`);
+    "" when ``e`` is no storage failure or of no known kind."""
+    fault = classify(e) if not isinstance(e, GovernanceError) else classify_text(str(e))
+    if fault is None or fault.kind is Kind.UNKNOWN:
+        return ""
+    return f"{fault.kind.value}: {fault.advice}"
 
 
 def one_line(e: BaseException, limit: int = 300) -> str:
@@ -65,6 +59,7 @@ def log_failure(
     if saw is not None:
         saw(e)
     if store is not None:
-        logger.error("%s: the coordinator cannot use its %s (%s)", what, store, one_line(e))
+        advice = failure_advice(e)
+        logger.error("%s: the coordinator cannot use its %s (%s)%s", what, store, one_line(e), f": {advice}" if advice else "")
     else:
         logger.exception("%s", what)

@@ -94,6 +94,7 @@ from mpcnet.common.keystore import OperationalKeys
 from mpcnet.common.metrics import Metrics, NullMetrics
 from mpcnet.common.pkcs11token import TokenError, TokenIdentity
 from mpcnet.common.rpc import RpcError, caller_identity, check_len, invalid
+from mpcnet.common.sqlite_errors import describe
 from mpcnet.common.stores.audit import AuditLog
 from mpcnet.wire.mpc.v1 import common_pb2, governance_pb2, node_pb2
 
@@ -317,7 +318,7 @@ class NodeService:
             if isinstance(identity, TokenIdentity):  # the token signs everything: unusable = not serving (R2)
                 identity.sign(b"MPCNET/v1/node/token-probe")
         except (StoreError, OSError, sqlite3.Error, TokenError) as e:
-            problem = _short(e) or type(e).__name__
+            problem = describe(e)  # its kind and what to do (disk full, read-only, ...: mpcnet.common.sqlite_errors)
             self._set_store_problem(problem)
             return problem
         self._set_store_problem("")
@@ -371,7 +372,7 @@ class NodeService:
         what = "audit log" if isinstance(e, GovernanceError) else "store"
         log.error("%s failure: %s", what, _short(e))
         self.probe_store()
-        return RpcError(Code.UNAVAILABLE, f"store: {self.cfg.name} cannot use its {what} ({_short(e)}); use other nodes")
+        return RpcError(Code.UNAVAILABLE, f"store: {self.cfg.name} cannot use its {what} ({describe(e)}); use other nodes")
 
     def sweep(self, now: float | None = None) -> int:
         """Drop sessions idle for longer than the timeout. Returns how many were dropped."""

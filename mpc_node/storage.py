@@ -59,6 +59,7 @@ from mpc_node.nonce_store import NONCE_MIGRATION, NonceStore
 from mpc_node.presig_store import PRESIG_MIGRATION, PoolError, PresigStore, delete_fresh_with_peer
 from mpc_node.served_window import ServedWindows, sql_count
 from mpcnet.common.pkcs11token import WRAPPED_LEN, StorageKey, TokenError
+from mpcnet.common.sqlite_errors import Fault, classify
 from mpcnet.common.stores.sqlite import AddColumn, DatabaseError, Migration, migrate, open_database, write_transaction
 
 SCHEMA_VERSION = 1  # the meta row: format of meta and of the sealed records (not the table layout)
@@ -186,7 +187,20 @@ MAX_CHANGE = 1 << 20
 
 
 class StoreError(Exception):
-    """The store cannot be opened, an argument is invalid, or a row is missing or corrupted."""
+    """The store cannot be opened, an argument is invalid, or a row is missing or corrupted.
+
+    ``storage_fault``: what a failed write's SQLite error was (disk full, read-only, I/O error ...:
+    :func:`mpcnet.common.sqlite_errors.classify` reads it), None when the error is not the disk's."""
+
+    storage_fault: Fault | None = None
+
+    @classmethod
+    def of_database(cls, e: sqlite3.Error, template: str = "database: {}") -> StoreError:
+        """``template`` filled with ``e``'s text, carrying ``e``'s classification (its SQLite
+        result code: disk full, read-only, ...)."""
+        err = cls(template.format(e))
+        err.storage_fault = classify(e)
+        return err
 
 
 class PresignatureAlreadyUsed(StoreError):
@@ -389,7 +403,7 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
             try:
                 yield conn
             except sqlite3.Error as e:
-                raise StoreError(f"database: {e}") from None
+                raise StoreError.of_database(e) from None
 
     @contextlib.contextmanager
     def _write(self, *, tracked: bool = False) -> Iterator[sqlite3.Connection]:
@@ -420,7 +434,7 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
             except BaseException as e:
                 self._served.rolled_back()
                 if isinstance(e, sqlite3.Error):
-                    raise StoreError(f"database: {e}") from None
+                    raise StoreError.of_database(e) from None
                 raise
             else:
                 self._served.committed()
@@ -1011,7 +1025,7 @@ def _unlock(conn: sqlite3.Connection, passphrase: bytes, node_id: int, scrypt_n:
     try:
         meta = _read_meta(conn)
     except sqlite3.Error as e:
-        raise StoreError(f"database: cannot initialize ({e})") from None
+        raise StoreError.of_database(e, "database: cannot initialize ({})") from None
     if not meta:
         _migrate(conn)  # a new store: create the tables (a no-op if another opener did)
         # derive outside the write lock (scrypt is slow); re-check inside it
@@ -1039,7 +1053,7 @@ def _unlock(conn: sqlite3.Connection, passphrase: bytes, node_id: int, scrypt_n:
                 # another opener won the race: verify against its meta
             meta = _read_meta(conn)
         except sqlite3.Error as e:
-            raise StoreError(f"database: cannot initialize ({e})") from None
+            raise StoreError.of_database(e, "database: cannot initialize ({})") from None
 
     if meta.get("schema_version") != SCHEMA_VERSION:
         raise StoreError(f"database: unsupported schema version {meta.get('schema_version')!r}")
@@ -1089,7 +1103,7 @@ def _unlock_wrapped(conn: sqlite3.Connection, key: StorageKey, node_id: int) -> 
     try:
         meta = _read_meta(conn)
     except sqlite3.Error as e:
-        raise StoreError(f"database: cannot initialize ({e})") from None
+        raise StoreError.of_database(e, "database: cannot initialize ({})") from None
     if not meta:
         _migrate(conn)
         data_key = os.urandom(32)
@@ -1101,7 +1115,7 @@ def _unlock_wrapped(conn: sqlite3.Connection, key: StorageKey, node_id: int) -> 
                     return AESGCM(data_key)
             meta = _read_meta(conn)
         except sqlite3.Error as e:
-            raise StoreError(f"database: cannot initialize ({e})") from None
+            raise StoreError.of_database(e, "database: cannot initialize ({})") from None
     if meta.get("schema_version") != SCHEMA_VERSION:
         raise StoreError(f"database: unsupported schema version {meta.get('schema_version')!r}")
     if meta.get("node_id") != node_id:

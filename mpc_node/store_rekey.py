@@ -63,7 +63,7 @@ def store_kind(path: Path) -> str:
     try:
         kdf = _read_meta(conn).get("kdf")
     except sqlite3.Error as e:
-        raise StoreError(f"database: {e}") from None
+        raise StoreError.of_database(e) from None
     finally:
         conn.close()
     if kdf == "scrypt":
@@ -119,7 +119,7 @@ def reseal_store(path: Path, passphrase: bytes, node_id: int, key: StorageKey) -
                 conn.executemany("DELETE FROM meta WHERE name = ?", [(n,) for n in _SCRYPT_ROWS])
                 conn.executemany("INSERT INTO meta (name, value) VALUES (?, ?)", rows)
         except sqlite3.Error as e:
-            raise StoreError(f"database: {e} (nothing changed)") from None
+            raise StoreError.of_database(e, "database: {} (nothing changed)") from None
         try:
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error:
