@@ -34,6 +34,7 @@ from governance.errors import GovernanceError
 from mpcnet.common import cliutil
 from mpcnet.common.config import ConfigError
 from mpcnet.common.datadir import DataDirBusy, hold_data_dirs
+from mpcnet.common.datadir_check import check_data_dirs, start_failure
 from mpcnet.common.gc_tuning import tune_for_server
 from mpcnet.common.keystore import KeystoreError, load_keystore, read_passphrase
 from mpcnet.common.listen import bind_listen
@@ -83,8 +84,16 @@ def build_server(cfg: CoordinatorConfig, service: CoordinatorService) -> grpc.Se
 def run(cfg: CoordinatorConfig, stop: threading.Event | None = None) -> int:
     """Serve until stopped; first lock the data directories, so a second coordinator started with
     this configuration fails (:class:`DataDirBusy`, naming the holder's pid) before it writes anything."""
-    with hold_data_dirs((cfg.db.parent, cfg.audit_db.parent), files=(cfg.db, cfg.audit_db)):
-        return _serve(cfg, stop)
+    dirs = (cfg.db.parent, cfg.audit_db.parent)
+    check_data_dirs(dirs)  # a full, read-only or dangling data dir: one line naming it (DataDirUnusable)
+    try:
+        with hold_data_dirs(dirs, files=(cfg.db, cfg.audit_db)):
+            return _serve(cfg, stop)
+    except Exception as e:
+        unusable = start_failure(dirs, e)
+        if unusable is None:
+            raise
+        raise unusable from None
 
 
 def _serve(cfg: CoordinatorConfig, stop: threading.Event | None) -> int:

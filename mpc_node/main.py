@@ -34,6 +34,7 @@ from mpc_node.storage import NodeStore, StoreError
 from mpc_node.tls import ServingCertificate
 from mpcnet.common import cliutil
 from mpcnet.common.datadir import hold_data_dirs
+from mpcnet.common.datadir_check import check_data_dirs, start_failure
 from mpcnet.common.gc_tuning import tune_for_server
 from mpcnet.common.heap_tuning import keep_heap
 from mpcnet.common.keystore import KeystoreError, load_keystore, read_passphrase
@@ -102,8 +103,16 @@ def check_own_certificate(cfg: NodeConfig) -> None:
 def run(cfg: NodeConfig, ready: threading.Event | None = None, stop: threading.Event | None = None) -> int:
     """Serve until stopped; first lock the data directories, so a second node started with this
     configuration fails (:class:`DataDirBusy`, naming the holder's pid) before it writes anything."""
-    with hold_data_dirs((cfg.store.parent, cfg.audit_db.parent), files=(cfg.store, cfg.audit_db)):
-        return _serve(cfg, ready, stop)
+    dirs = (cfg.store.parent, cfg.audit_db.parent)
+    check_data_dirs(dirs)  # a full, read-only or dangling data dir: one line naming it (DataDirUnusable)
+    try:
+        with hold_data_dirs(dirs, files=(cfg.store, cfg.audit_db)):
+            return _serve(cfg, ready, stop)
+    except Exception as e:
+        unusable = start_failure(dirs, e)
+        if unusable is None:
+            raise
+        raise unusable from None
 
 
 def _serve(cfg: NodeConfig, ready: threading.Event | None, stop: threading.Event | None) -> int:

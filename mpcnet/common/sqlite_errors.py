@@ -186,11 +186,16 @@ def operator_message(where: str, e: BaseException, limit: int = 400) -> str:
     ``"data dir /var/lib/mpc: disk full: free space on its file system ... (database or disk is
     full)"``; ``where`` names the store (a caller's text is escaped onto one line). For an error
     that is no storage error, ``"<where>: <error>"``. At most ``limit`` characters."""
-    fault = classify(e)
+    return fault_message(where, classify(e), e, limit)
+
+
+def fault_message(where: str, fault: Fault | None, e: BaseException, limit: int = 400) -> str:
+    """:func:`operator_message` for a fault the caller classified itself (e.g. refined by the
+    free space of the directory)."""
     place = one_line(where, 200)
     if fault is None:
         return f"{place}: {one_line(e)}"[:limit]
     return f"{place}: {fault.kind.value}: {fault.advice} ({one_line(e, 160)})"[:limit]
 
 
-__all__ = ["ADVICE", "Fault", "Kind", "classify", "classify_text", "describe", "one_line", "operator_message"]
+__all__ = ["ADVICE", "Fault", "Kind", "classify", "classify_text", "describe", "fault_message", "one_line", "operator_message"]
