@@ -32,7 +32,7 @@ from coordinator.keyop_store import ABANDONMENT_MIGRATION, KEYOP_MIGRATION, KeyO
 from coordinator.live_rows import LIVE_INDEX_MIGRATION
 from coordinator.nonce_store import NONCE_MIGRATION, NonceStore
 from coordinator.pool_store import POOL_MIGRATION, PoolStore
-from coordinator.store_health import StoreHealth
+from coordinator.store_health import STORE_PROBE_MIGRATION, StoreHealth
 from governance.audit import EVENT_KEY, MAX_DETAILS, check_entry_fields
 from governance.errors import GovernanceError
 from mpcnet.common.stores.sqlite import BUSY_TIMEOUT_S, DatabaseError, Migration, migrate, open_database, write_transaction
@@ -159,6 +159,9 @@ _MIGRATIONS: tuple[Migration, ...] = (
     # 9: partial indexes over the live presignatures and nonce commitments only (issue 14: the
     # periodic and per-signature queries no longer visit the rows kept as history)
     LIVE_INDEX_MIGRATION,
+    # 10: one row rewritten by the store probe (coordinator/store_health.py): a failed write's
+    # "database failing" clears once a probe write commits again, even with no other write
+    STORE_PROBE_MIGRATION,
 )
 
 TERMINAL = ("done", "rejected", "expired", "failed")
@@ -349,6 +352,16 @@ class CoordinatorDb(KeyOpStore, BackupStore, PoolStore, NonceStore):
             self.health.saw(e)
             raise
         self.health.wrote("database")
+
+    def probe_write(self, now_ms: int) -> None:
+        """Rewrite the one-row ``store_probe`` table (a committed, fsynced write): clears the
+        database's store-failing state when it succeeds (:meth:`_tx`); raises what the write
+        raised (disk full, read-only, I/O error) and keeps it set."""
+        with self._tx() as c:
+            c.execute(
+                "INSERT INTO store_probe (id, written_ms) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET written_ms = excluded.written_ms",
+                (int(now_ms),),
+            )
 
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
         """One read statement (its own read transaction) on the read connection: it sees every

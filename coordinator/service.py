@@ -57,6 +57,7 @@ from coordinator.schedule import RefreshScheduler
 from coordinator.schemes import check_dkg_key, check_frost_result, is_frost, scheme_of
 from coordinator.session_slots import SessionSlots, reserved_for_pools
 from coordinator.store_failure import failure_advice, log_failure, one_line
+from coordinator.store_health import StoreProbe
 from crypto_core.bip32 import derive
 from crypto_core.combiner import SignatureShare, combine
 from crypto_core.errors import DecodeError, ProtocolAbort
@@ -212,6 +213,10 @@ class CoordinatorService:
         self.keyops.on_back = self._node_back
         self.requests.flusher.fault = self.keyops.fault  # the audit flush's crash points (the same file)
         self.requests.flusher.health = self.db.health  # its audit-log appends feed the store health
+        # a store's failing state clears itself once a probe write succeeds (coordinator/store_health.py)
+        self.store_probe = StoreProbe(
+            self.db.health, self.db.probe_write, cfg.audit_db.parent, lambda: not self.db.pending_audit(1),
+        )
         self.lifecycle.register(KEY_OPERATION, self.keyops.decode_proposal, self.keyops.apply_proposal)
         self.schedule = RefreshScheduler(  # scheduled refreshes (coordinator/schedule.py), run by _background
             self.keyops, self.db, self.audit, self.nodes, lambda kid: self.policies.policy_for(kid).change.new_policy, name=cfg.name,
@@ -348,6 +353,7 @@ class CoordinatorService:
 
     def _background(self) -> None:
         while not self._stop.is_set():
+            self.store_probe.run()  # first, on its own: the other steps may fail while a store does
             try:
                 self.probe()
                 for k in self.db.list_keys("pending"):

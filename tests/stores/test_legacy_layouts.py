@@ -21,8 +21,8 @@ KEY = bytes([7]) * 32
 PASS = b"legacy passphrase"
 AUDIT_KEY = Ed25519PrivateKey.from_private_bytes(bytes(32))
 T0 = 1_700_000_000_000
-CURRENT = 9  # migration steps of the coordinator database today (6: recovery, bundles, ceremonies, drills; 7: pools; 8: FROST;
-# 9: partial indexes over the live presigs and frost_nonces)
+CURRENT = 10  # migration steps of the coordinator database today (6: recovery, bundles, ceremonies, drills; 7: pools; 8: FROST;
+# 9: partial indexes over the live presigs and frost_nonces; 10: the store probe's row)
 NODE_CURRENT = 11  # node store (7: recovery, backups; 8: audit outbox; 9: pools; 10: FROST keys.scheme, nonces; 11: ed25519 restores)
 AUDIT_CURRENT = 3  # of the audit log (3: the audit_events index)
 
@@ -127,6 +127,7 @@ def test_a_4b7440a_coordinator_database_opens_upgrades_and_becomes_private(tmp_p
         # the tables added after 4b7440a
         assert db.pending_audit() == [] and db.next_sign_attempt("req-1") == 1
         assert db.put_attestation(b"attestation", T0) and db.attestation() == b"attestation"
+        db.probe_write(T0)  # 10: the store probe's row
     finally:
         db.close()
     CoordinatorDb(tmp_path / "fresh.db").close()

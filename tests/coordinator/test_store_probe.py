@@ -1,0 +1,161 @@
+"""The coordinator's store-failing state clears itself (coordinator/store_health.py: StoreProbe):
+before, "database failing" set by one failed write stayed -- in ``mpc status``, the
+``mpcnet_coordinator_store_healthy`` gauge and the watch -- until some other write happened to
+succeed, so an idle coordinator looked broken long after the disk was fixed. The background pass
+now probes each failing store first (the database: a row rewritten in ``store_probe``; the audit
+log: a small fsynced file in its directory when the outbox is empty) and clears it once the probe
+succeeds; ``mpc status --watch`` shows a store line (ok / FAILING since ...)."""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from coordinator import store_health
+from coordinator.config import load_coordinator_config
+from coordinator.db import CoordinatorDb
+from coordinator.service import CoordinatorService
+from coordinator.store_health import StoreHealth, StoreProbe
+from mpcnet.cluster.launcher import Layout, prepare
+
+FULL = "database or disk is full"
+
+
+def _full() -> sqlite3.OperationalError:
+    e = sqlite3.OperationalError(FULL)
+    e.sqlite_errorcode = 13
+    return e
+
+
+def _fail_a_write(db: CoordinatorDb) -> None:
+    with pytest.raises(sqlite3.OperationalError), db._tx() as c:
+        c.execute("SELECT 1")
+        raise _full()
+
+
+def test_a_probe_write_clears_the_database_once_it_succeeds(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    db = CoordinatorDb(tmp_path / "c.db")
+    try:
+        _fail_a_write(db)
+        assert db.health.problems() == {"database": FULL} and "database" in db.health.failing_since()
+        since = db.health.failing_since()["database"]
+        real = db.probe_write
+        calls: list[int] = []
+
+        def still_full(now_ms: int) -> None:  # the disk is still full: the probe's own write fails
+            calls.append(now_ms)
+            with db._tx():
+                raise _full()
+
+        probe = StoreProbe(db.health, still_full, tmp_path, lambda: not db.pending_audit(1), healthy_every_s=3600)
+        assert probe.run() == {"database": FULL} and len(calls) == 1
+        assert db.health.failing_since()["database"] == since  # the streak's first failure is kept
+        caplog.set_level(logging.INFO, logger="coordinator.store_health")
+        probe = StoreProbe(db.health, real, tmp_path, lambda: not db.pending_audit(1), healthy_every_s=3600)
+        assert probe.run() == {}  # the disk was fixed: nothing else wrote, the probe cleared it
+        assert db.health.healthy() and db.health.failing_since() == {}
+        assert any("database can be written again" in r.getMessage() for r in caplog.records)
+        row = db._query("SELECT written_ms FROM store_probe")
+        assert len(row) == 1 and row[0][0] > 0
+        # healthy: the database is probed again only every healthy_every_s
+        monkeypatch.setattr(db, "probe_write", lambda now_ms: (_ for _ in ()).throw(AssertionError("probed")))
+        probe._write_db = db.probe_write
+        assert probe.run() == {}
+    finally:
+        db.close()
+
+
+def test_a_healthy_database_is_probed_periodically_and_a_failure_is_seen(tmp_path: Path) -> None:
+    db = CoordinatorDb(tmp_path / "c.db")
+    try:
+        clock = [0.0]
+
+        def ro(now_ms: int) -> None:
+            e = sqlite3.OperationalError("attempt to write a readonly database")
+            e.sqlite_errorcode = 8
+            with db._tx():
+                raise e
+
+        probe = StoreProbe(db.health, ro, tmp_path, lambda: True, healthy_every_s=60, clock=lambda: clock[0])
+        assert probe.run() == {"database": "attempt to write a readonly database"}  # the first pass probes
+        probe._write_db = db.probe_write
+        clock[0] = 1.0
+        assert probe.run() == {}  # failing: probed at every pass, whatever the period
+    finally:
+        db.close()
+
+
+def test_the_audit_log_clears_by_a_probe_file_only_with_an_empty_outbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    h = StoreHealth()
+    h.failed("audit log", "database: database or disk is full")
+    empty = [False]
+    probe = StoreProbe(h, lambda now_ms: None, tmp_path, lambda: empty[0])
+    assert probe.run() == {"audit log": "database: database or disk is full"}  # queued entries: the flusher's job
+    empty[0] = True
+
+    def ro(directory: Path, size: int) -> None:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(store_health, "probe_write", ro)
+    assert probe.run() == {"audit log": "[Errno 30] Read-only file system"}
+    monkeypatch.undo()
+    assert probe.run() == {}
+    assert list(tmp_path.iterdir()) == []  # the probe file is removed
+
+
+def test_the_probe_never_raises(tmp_path: Path) -> None:
+    h = StoreHealth()
+    h.failed("database", "x")
+
+    def bug(now_ms: int) -> None:
+        raise ValueError("a bug")
+
+    assert StoreProbe(h, bug, tmp_path, lambda: True).run() == {"database": "x"}
+
+
+# --- the coordinator's background pass runs it -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def lay(tmp_path_factory: pytest.TempPathFactory) -> Layout:
+    return prepare(tmp_path_factory.mktemp("store-probe"), 3, 2, scrypt_n=2**10, test_mode=True, policy_max_age_s=0)
+
+
+@pytest.fixture
+def svc(lay: Layout, tmp_path: Path) -> Iterator[CoordinatorService]:
+    cfg = load_coordinator_config(lay.coordinator_config)
+    s = CoordinatorService(
+        dataclasses.replace(cfg, db=tmp_path / "c.db", audit_db=tmp_path / "a.db", health_interval_s=0.05),
+        Ed25519PrivateKey.generate(),
+    )
+    yield s
+    s.stop()
+
+
+def test_the_background_pass_clears_it_with_no_other_write(svc: CoordinatorService, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(svc, "probe", lambda: None)  # no nodes run here: no health calls
+    err = svc.storage_failure(_full())  # an RPC met the full disk
+    assert err is not None and svc.db.health.problems() == {"database": FULL}
+    svc.db.health.failed("audit log", "database: database or disk is full")
+    from mpcnet.wire.mpc.v1 import coordinator_pb2 as cpb
+
+    assert {f.store for f in svc.ClusterStatus(cpb.ClusterStatusRequest(), None).store_failures} == {"database", "audit log"}
+    t = threading.Thread(target=svc._background, daemon=True)
+    t.start()
+    end = time.monotonic() + 10
+    while not svc.db.health.healthy():
+        assert time.monotonic() < end, svc.db.health.problems()
+        time.sleep(0.02)
+    assert list(svc.ClusterStatus(cpb.ClusterStatusRequest(), None).store_failures) == []
+    svc._stop.set()
+    t.join(5)
