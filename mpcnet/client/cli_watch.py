@@ -29,6 +29,7 @@ labels) is escaped (:func:`governance.text.escape`) and shown as plain text, nev
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import signal
@@ -198,6 +199,30 @@ class Snapshot:
     keys: tuple[Key, ...] | None = None  # None: ListKeys failed or was refused
     metrics: Scrape = field(default_factory=Scrape)
     metrics_note: str = ""
+    store_since: dict[str, float] = field(default_factory=dict)  # failing coordinator store -> wall s first seen failing
+
+
+def with_store_since(prev: Snapshot | None, cur: Snapshot) -> Snapshot:
+    """``cur`` with :attr:`Snapshot.store_since`: for each coordinator store ``cur`` reports
+    failing, when this watch first saw it failing in an unbroken run of snapshots (``cur.wall``
+    for a new one); a snapshot without an answer keeps ``prev``'s."""
+    if cur.status is None:
+        return dataclasses.replace(cur, store_since=dict(prev.store_since) if prev else {})
+    before = prev.store_since if prev else {}
+    return dataclasses.replace(cur, store_since={f.store: before.get(f.store, cur.wall) for f in cur.status.store_failures})
+
+
+def store_line(cur: Snapshot) -> str:
+    """The ``store`` row: ``ok``, or each failing coordinator store with since when (UTC, as
+    first seen by this watch) and why; escaped, at most 400 characters."""
+    st = cur.status
+    if st is None or not st.store_failures:
+        return "ok"
+    parts = []
+    for f in st.store_failures:
+        since = cur.store_since.get(f.store, cur.wall)
+        parts.append(f"{f.store} FAILING since {time.strftime('%H:%M:%S', time.gmtime(since))} UTC ({f.reason})")
+    return escape("; ".join(parts))[:400]
 
 
 def take(client: StatusClient, endpoints: Mapping[str, str], note: str, fetch: Fetch, timeout_s: float,
@@ -272,10 +297,12 @@ def _clock(n: NodeState) -> str:
 def sections(prev: Snapshot | None, cur: Snapshot) -> list[Section]:
     """The view of ``cur`` (rates against ``prev``): cluster, nodes, keys, activity."""
     st = cur.status
+    head: tuple[tuple[str, str], ...]
     if st is None:
         head = (("coordinator", escape(f"NO ANSWER: {cur.error}")[:300]),)
     else:
-        head = (("cluster", f"{st.threshold}-of-{st.parties}, roster version {st.roster_version} (epoch {st.roster_epoch})"),)
+        head = (("cluster", f"{st.threshold}-of-{st.parties}, roster version {st.roster_version} (epoch {st.roster_epoch})"),
+                ("store", store_line(cur)))
     out = [Section("Cluster", ("", ""), head)]
     if st is not None:
         rows = []
@@ -354,6 +381,10 @@ def snapshot_doc(prev: Snapshot | None, cur: Snapshot) -> dict[str, Any]:
         "anomalies_detected": list(new_detections(prev, cur)),  # since the previous document
         "metrics_unreachable": list(cur.metrics.unreachable),
         "metrics_note": cur.metrics_note or None,
+        "store_failures": None if st is None else [
+            {"store": f.store, "reason": f.reason, "failing_since_unix_ms": int(cur.store_since.get(f.store, cur.wall) * 1000)}
+            for f in st.store_failures
+        ],
         **cli_pools.watch_doc(st),  # issue 14: presign_enabled, presignatures_ready, pools
     }
 
@@ -404,7 +435,7 @@ def watch(
             console = Console(file=out, force_terminal=True)
             with Live(console=console, auto_refresh=False, transient=False, redirect_stdout=False, redirect_stderr=False) as live:
                 while True:
-                    cur = snap()
+                    cur = with_store_since(prev, snap())
                     live.update(rich_view(prev, cur, interval_s), refresh=True)
                     prev, taken = cur, taken + 1
                     if count is not None and taken >= count:
@@ -412,7 +443,7 @@ def watch(
                     sleep(interval_s)
         else:
             while True:
-                cur = snap()
+                cur = with_store_since(prev, snap())
                 if json_lines:
                     out.write(json.dumps(snapshot_doc(prev, cur), sort_keys=True) + "\n")
                 else:

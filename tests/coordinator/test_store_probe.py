@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import io
 import logging
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -159,3 +161,63 @@ def test_the_background_pass_clears_it_with_no_other_write(svc: CoordinatorServi
     assert list(svc.ClusterStatus(cpb.ClusterStatusRequest(), None).store_failures) == []
     svc._stop.set()
     t.join(5)
+
+
+# --- mpc status --watch: a store line ------------------------------------------------------------
+
+
+def _watch_status(*failures: tuple[str, str]) -> Any:
+    from mpcnet.wire.mpc.v1 import coordinator_pb2 as cpb
+
+    st = cpb.ClusterStatusResponse(threshold=2, parties=3, roster_version=1)
+    for store, reason in failures:
+        st.store_failures.add(store=store, reason=reason)
+    return st
+
+
+def test_the_watch_shows_a_store_line_failing_since_its_first_snapshot_until_ok() -> None:
+    from mpcnet.client import cli_watch
+
+    statuses = [
+        _watch_status(), _watch_status(("database", "disk \x1b[2Jfull\n")), None,
+        _watch_status(("database", "still full")), _watch_status(),
+    ]
+    walls = iter([1_700_000_000.0 + 10 * i for i in range(len(statuses))])
+
+    class Client:
+        def __init__(self) -> None:
+            self.i = 0
+
+        def cluster_status(self) -> Any:
+            st = statuses[self.i]
+            self.i += 1
+            if st is None:
+                import grpc
+
+                from mpcnet.client.sdk import MpcError
+                raise MpcError(grpc.StatusCode.UNAVAILABLE, "down")
+            return st
+
+        def list_keys(self) -> list[Any]:
+            return []
+
+    c = Client()
+    out = io.StringIO()
+    rc = cli_watch.watch(lambda: cli_watch.take(c, {}, "", lambda e, t: b"", 1.0, wall=lambda: next(walls)), 0, out,
+                         tty=False, count=len(statuses), sleep=lambda s: None)
+    assert rc == 0
+    stores = [ln.strip() for ln in out.getvalue().splitlines() if ln.strip().startswith("store:")]
+    assert stores[0] == "store: ok"
+    assert stores[1].startswith("store: database FAILING since 22:13:30 UTC (disk") and "\x1b" not in stores[1]
+    assert stores[2] == "store: database FAILING since 22:13:30 UTC (still full)"  # since the first snapshot that saw it
+    assert stores[3] == "store: ok" and len(stores) == 4  # the unanswered snapshot has no store line
+
+
+def test_the_watch_json_names_the_failing_stores() -> None:
+    from mpcnet.client import cli_watch
+
+    cur = cli_watch.Snapshot(0.0, 1_700_000_100.0, _watch_status(("audit log", "read-only")))
+    prev = cli_watch.Snapshot(0.0, 1_700_000_000.0, _watch_status(("audit log", "full")), store_since={"audit log": 1_700_000_000.0})
+    doc = cli_watch.snapshot_doc(prev, cli_watch.with_store_since(prev, cur))
+    assert doc["store_failures"] == [{"store": "audit log", "reason": "read-only", "failing_since_unix_ms": 1_700_000_000_000}]
+    assert cli_watch.snapshot_doc(None, cli_watch.Snapshot(0.0, 1.0, _watch_status()))["store_failures"] == []
