@@ -37,6 +37,7 @@ from mpcnet.common.datadir import DataDirBusy, hold_data_dirs
 from mpcnet.common.datadir_check import check_data_dirs, start_failure
 from mpcnet.common.gc_tuning import tune_for_server
 from mpcnet.common.keystore import KeystoreError, load_keystore, read_passphrase
+from mpcnet.common.keystore_lock import hold_keystore
 from mpcnet.common.listen import bind_listen
 from mpcnet.common.metrics import serve_metrics
 from mpcnet.common.pki import PkiError, server_credentials
@@ -87,7 +88,7 @@ def run(cfg: CoordinatorConfig, stop: threading.Event | None = None) -> int:
     dirs = (cfg.db.parent, cfg.audit_db.parent)
     check_data_dirs(dirs)  # a full, read-only or dangling data dir: one line naming it (DataDirUnusable)
     try:
-        with hold_data_dirs(dirs, files=(cfg.db, cfg.audit_db)):
+        with hold_data_dirs(dirs, files=(cfg.db, cfg.audit_db)), hold_keystore(cfg.keystore):  # then one process per keystore (exit 2)
             return _serve(cfg, stop)
     except Exception as e:
         unusable = start_failure(dirs, e)

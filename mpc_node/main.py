@@ -38,6 +38,7 @@ from mpcnet.common.datadir_check import check_data_dirs, start_failure
 from mpcnet.common.gc_tuning import tune_for_server
 from mpcnet.common.heap_tuning import keep_heap
 from mpcnet.common.keystore import KeystoreError, load_keystore, read_passphrase
+from mpcnet.common.keystore_lock import hold_keystore
 from mpcnet.common.listen import bind_listen
 from mpcnet.common.metrics import serve_metrics
 from mpcnet.common.pkcs11token import TokenError
@@ -106,7 +107,7 @@ def run(cfg: NodeConfig, ready: threading.Event | None = None, stop: threading.E
     dirs = (cfg.store.parent, cfg.audit_db.parent)
     check_data_dirs(dirs)  # a full, read-only or dangling data dir: one line naming it (DataDirUnusable)
     try:
-        with hold_data_dirs(dirs, files=(cfg.store, cfg.audit_db)):
+        with hold_data_dirs(dirs, files=(cfg.store, cfg.audit_db)), hold_keystore(cfg.keystore):  # then one process per keystore (exit 2)
             return _serve(cfg, ready, stop)
     except Exception as e:
         unusable = start_failure(dirs, e)

@@ -287,6 +287,15 @@ class Failed(click.ClickException):
     exit_code = EXIT_FAILED
 
 
+class Busy(Failed):
+    """Another process holds what this one needs (exit 2, :data:`EXIT_BUSY`): a server's keystore."""
+
+    exit_code = 2
+
+
+EXIT_BUSY = Busy.exit_code
+
+
 Handler = Callable[[Exception], "tuple[int, str] | None"]
 """A program's own exceptions: ``(exit code, message)`` (printed as ``PROG: MESSAGE``), or None
 for :func:`run`'s own handling."""
@@ -432,7 +441,8 @@ def server_command(
 ) -> click.Command:
     """``NAME --config FILE [--log-format text|json]``: load the ``what`` configuration (a :class:`ConfigError` is a usage
     error, exit 2), set up logging, then ``serve`` it; an exception of ``start_errors`` is logged
-    and is ``NAME: cannot start: ...`` on stderr, exit 1 (:class:`Failed`); anything else is logged
+    and is ``NAME: cannot start: ...`` on stderr, exit 1 (:class:`Failed`; exit 2, :class:`Busy`,
+    when its ``exit_code`` attribute is :data:`EXIT_BUSY`); anything else is logged
     with its traceback and is :func:`run`'s "internal error", exit 1. Run it with :func:`run`."""
 
     @click.command(name=name, help=help, context_settings={"help_option_names": ["-h", "--help"]}, epilog=SERVER_EPILOG)
@@ -449,7 +459,8 @@ def server_command(
             return serve(cfg)
         except start_errors as e:
             log.error("cannot start: %s", e)
-            raise Failed(f"cannot start: {e}") from None
+            busy = getattr(e, "exit_code", EXIT_FAILED) == EXIT_BUSY  # e.g. a keystore another process holds
+            raise (Busy if busy else Failed)(f"cannot start: {e}") from None
         except Exception:
             log.exception("crashed")
             raise

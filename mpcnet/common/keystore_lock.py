@@ -1,0 +1,83 @@
+"""One process per keystore: a node or coordinator holds an exclusive ``fcntl.flock`` on its
+keystore file while it runs, so a second process whose configuration names the same keystore
+(a copied config with other data directories, the same file bind-mounted into two containers)
+refuses to start -- it would sign as the same identity -- instead of running beside it.
+
+The lock is taken on the keystore file itself, opened read-only (it works on a read-only secrets
+mount; no file is added), after the data-directory locks (:mod:`mpcnet.common.datadir`: a second
+start of the *same* configuration is still reported as its busy data directory). The kernel drops
+it when the holder dies. The holder's pid is read from ``/proc/locks`` where there is one.
+A keystore path that is (or lies under) a dangling symlink is refused first, naming the link.
+
+Errors: :class:`KeystoreBusy` (exit code :data:`EXIT_BUSY` at start), and
+:class:`mpcnet.common.datadir_check.DataDirUnusable` for a dangling symlink.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from mpcnet.common.cliutil import EXIT_BUSY
+from mpcnet.common.datadir import DataDirBusy
+from mpcnet.common.datadir_check import refuse_dangling
+
+
+class KeystoreBusy(DataDirBusy):
+    """Another process holds the keystore; the message names the file and the holder's pid."""
+
+    exit_code = EXIT_BUSY
+
+
+def flock_holder(fd: int, locks: Path = Path("/proc/locks")) -> int | None:
+    """The pid of the process holding a ``flock`` on the file open as ``fd`` (from ``/proc/locks``,
+    matching its device and inode), or None when it cannot be told."""
+    st = os.fstat(fd)
+    dev = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        text = locks.read_text("ascii", "replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        parts = line.split()
+        # "1: FLOCK  ADVISORY  WRITE 1234 00:2a:5678 0 EOF" (a "->" marks a blocked waiter)
+        if "->" in parts or len(parts) < 6 or parts[1] != "FLOCK":
+            continue
+        if parts[5] == dev and parts[4].isdigit():
+            return int(parts[4])
+    return None
+
+
+@contextlib.contextmanager
+def hold_keystore(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the keystore ``path`` for the ``with`` block.
+    :class:`KeystoreBusy` when another process holds it; nothing is locked when the file does
+    not exist (the keystore's loader reports that)."""
+    path = Path(path)
+    refuse_dangling(path, "keystore")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                pid = flock_holder(fd)
+                holder = f"pid {pid}" if pid is not None else "another process (pid unknown)"
+                raise KeystoreBusy(
+                    f"keystore {path} is in use by {holder}: one process per keystore (two would sign as one identity)"
+                ) from None
+            raise
+        yield
+    finally:
+        os.close(fd)  # releases the flock
+
+
+__all__ = ["EXIT_BUSY", "KeystoreBusy", "flock_holder", "hold_keystore"]
