@@ -145,7 +145,8 @@ def _rotate_audit_key(config: Path, as_json: bool) -> int:
     try:
         done = rotate_audit_key(cfg)
     except (KeystoreError, GovernanceError, DataDirBusy, OSError) as e:
-        raise cliutil.Failed(f"cannot rotate the audit key: {e}") from None
+        unusable = start_failure((cfg.db.parent, cfg.audit_db.parent), e)  # a full, read-only or failing data dir
+        raise cliutil.Failed(f"cannot rotate the audit key: {unusable or e}") from None
     if as_json:
         click.echo(json.dumps({"old_public_key": done.old_public.hex(), "new_public_key": done.new_public.hex(), "seq": done.seq}))
     else:

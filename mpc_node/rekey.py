@@ -39,6 +39,7 @@ from mpc_node.store_rekey import reseal_store, store_kind
 from mpcnet.common.cliutil import Failed, PathArg
 from mpcnet.common.config import ConfigError
 from mpcnet.common.datadir import DataDirBusy, hold_data_dirs
+from mpcnet.common.datadir_check import start_failure
 from mpcnet.common.fsutil import fsync_dir, write_atomic
 from mpcnet.common.keystore import KeystoreError, OperationalKeys, load_keystore, read_passphrase
 from mpcnet.common.pkcs11token import TokenError
@@ -152,15 +153,18 @@ def rekey_command(config: Path, module: Path, token_label: str, pin_file: Path |
             raise click.BadParameter("must be 1..32 bytes of printable text", param_hint=f"'{option}'")
     module = Path(os.path.abspath(module))  # as named (a distribution's symlink stays a symlink)
     settings = Pkcs11Settings(module, token_label, pin_file, pin_env, storage_key_label)
+    loaded: NodeConfig | None = None
     try:
-        cfg = load_node_config(config)
+        cfg = loaded = load_node_config(config)
         if cfg.pkcs11 is not None:
             click.echo(f"{cfg.name}: already protected by the PKCS#11 token {cfg.pkcs11.token_label!r}; nothing to do")
             return 0
         with hold_data_dirs((cfg.store.parent, cfg.audit_db.parent), files=(cfg.store, cfg.audit_db)):
             rekey(cfg, settings, click.echo)
     except (ConfigError, KeystoreError, StoreError, TokenError, DataDirBusy, OSError) as e:
-        raise Failed(str(e)) from None
+        # a full, read-only or failing data dir: one line naming it and what to do
+        unusable = start_failure((loaded.store.parent, loaded.audit_db.parent), e) if loaded is not None else None
+        raise Failed(str(unusable or e)) from None
     where = cfg.passphrase_file if cfg.passphrase_file is not None else f"the environment variable {cfg.passphrase_env}"
     click.echo(f"{cfg.name}: store and keystore now protected by the PKCS#11 token {token_label!r}; config {config} rewritten")
     click.echo(f"the passphrase ({where}) is no longer used: destroy it")

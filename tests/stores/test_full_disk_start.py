@@ -139,3 +139,18 @@ def test_what_is_not_the_data_dir_is_left_alone(tmp_path: Path) -> None:
     inside = PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "node.db"))
     line = start_failure([tmp_path / "other", tmp_path], inside)
     assert line is not None and str(line).startswith(f"data dir {tmp_path}: cannot open: ")
+
+
+@pytest.mark.parametrize("leave_kb", [0, 16])
+def test_the_offline_audit_key_rotation_on_a_full_disk_is_one_line(lay: Layout, tmp_path: Path, leave_kb: int) -> None:
+    save = tmp_path / "save"
+    save.mkdir()
+    cmd = [sys.executable, "-m", "coordinator.main", "rotate-audit-key", "--config", str(lay.coordinator_config)]
+    r = subprocess.run(
+        ["unshare", "-rm", "bash", "-c", _SHELL, "full", str(lay.coordinator_dir), str(save), str(leave_kb), "rw", *cmd],
+        capture_output=True, text=True, timeout=60, env=child_env(), check=False,
+    )
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.startswith(
+        f"mpc-coordinator rotate-audit-key: cannot rotate the audit key: data dir {lay.coordinator_dir}: disk full: "
+    ), r.stderr
