@@ -6,7 +6,9 @@ refuses to start -- it would sign as the same identity -- instead of running bes
 The lock is taken on the keystore file itself, opened read-only (it works on a read-only secrets
 mount; no file is added), after the data-directory locks (:mod:`mpcnet.common.datadir`: a second
 start of the *same* configuration is still reported as its busy data directory). The kernel drops
-it when the holder dies. The holder's pid is read from ``/proc/locks`` where there is one.
+it when the holder dies. The holder's pid is read from ``/proc/locks`` where there is one. A key
+rotation replaces the keystore by a rename (a new inode, which the lock on the old one does not
+cover): the process that replaced it calls :func:`relock` to move its lock to the new file.
 A keystore path that is (or lies under) a dangling symlink is refused first, naming the link.
 
 Errors: :class:`KeystoreBusy` (exit code :data:`EXIT_BUSY` at start), and
@@ -18,13 +20,19 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import logging
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 from mpcnet.common.cliutil import EXIT_BUSY
 from mpcnet.common.datadir import DataDirBusy
 from mpcnet.common.datadir_check import refuse_dangling
+
+log = logging.getLogger("mpcnet.keystore_lock")
+_held: dict[Path, int] = {}  # keystore path (absolute) -> the descriptor holding its flock in this process
+_held_lock = threading.Lock()
 
 
 class KeystoreBusy(DataDirBusy):
@@ -75,9 +83,44 @@ def hold_keystore(path: Path) -> Iterator[None]:
                     f"keystore {path} is in use by {holder}: one process per keystore (two would sign as one identity)"
                 ) from None
             raise
-        yield
+        key = Path(os.path.abspath(path))
+        with _held_lock:
+            outer = _held.get(key)  # a hold of this path around this one (tests): restored at the end
+            _held[key] = fd
+        try:
+            yield
+        finally:
+            with _held_lock:
+                fd = _held.get(key, fd)  # the descriptor now holding it (relock may have moved it)
+                if outer is None:
+                    _held.pop(key, None)
+                else:
+                    _held[key] = outer
     finally:
         os.close(fd)  # releases the flock
 
 
-__all__ = ["EXIT_BUSY", "KeystoreBusy", "flock_holder", "hold_keystore"]
+def relock(path: Path) -> bool:
+    """Move this process's lock on the keystore ``path`` to the file now at ``path`` (after this
+    process replaced it atomically: a key rotation). True when it holds the new file's lock; False
+    when it held none (nothing to do) or the new file is already locked by another process
+    (logged: a process started in between; it is refused at its next start)."""
+    key = Path(os.path.abspath(path))
+    with _held_lock:
+        old = _held.get(key)
+        if old is None:
+            return False
+        fd = os.open(key, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(fd)
+            log.error("keystore %s: cannot lock the replaced file (%s): another process holds it", key, e.strerror or e)
+            return False
+        _held[key] = fd
+    if old != fd:
+        os.close(old)
+    return True
+
+
+__all__ = ["EXIT_BUSY", "KeystoreBusy", "flock_holder", "hold_keystore", "relock"]

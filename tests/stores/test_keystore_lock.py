@@ -166,3 +166,24 @@ def test_in_process_lock_and_holder(tmp_path: Path) -> None:
     with pytest.raises(DataDirUnusable, match="dangling symlink"):
         with hold_keystore(tmp_path / "dangling.json"):
             pass
+
+
+def test_the_lock_follows_a_keystore_replaced_by_a_rotation(tmp_path: Path) -> None:
+    """A key rotation replaces the keystore by a rename (mpc_node/rotation.py): the flock on the old
+    inode no longer covered the path, so a second process could start on the new keys."""
+    from mpcnet.common.fsutil import write_atomic
+    from mpcnet.common.keystore_lock import relock
+
+    ks = tmp_path / "keystore.json"
+    ks.write_text("{}")
+    with hold_keystore(ks):
+        write_atomic(ks, b'{"rotated": 1}', 0o600)  # a new inode
+        with hold_keystore(ks):  # the fault: the new file is not held
+            pass
+        assert relock(ks)
+        with pytest.raises(KeystoreBusy):
+            with hold_keystore(ks):
+                pass
+    with hold_keystore(ks):  # the relocked descriptor was released at the end
+        pass
+    assert not relock(ks)  # not held: nothing to do
