@@ -33,6 +33,7 @@ from governance.errors import GovernanceError
 from mpcnet.common.datadir import hold_data_dirs
 from mpcnet.common.fsutil import fsync_dir, write_atomic
 from mpcnet.common.keystore import SCRYPT_N, generate_keys, load_keystore, read_passphrase, seal_keystore
+from mpcnet.common.keystore_lock import relock
 from mpcnet.common.stores.audit import AuditLog
 
 log = logging.getLogger("coordinator.audit_key")
@@ -74,6 +75,7 @@ def finish_pending_rotation(cfg: CoordinatorConfig, passphrase: bytes) -> bool:
     data = staged.read_bytes()
     if _log_wants(cfg, passphrase):
         write_atomic(cfg.keystore, data, 0o600)
+        relock(cfg.keystore)  # a starting coordinator's keystore lock follows the new file
         staged.unlink()
         fsync_dir(staged.parent)
         log.warning("audit key rotation: finished one a restart interrupted")
