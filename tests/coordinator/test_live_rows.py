@@ -274,7 +274,7 @@ def test_a_version_8_database_migrates_with_its_rows(tmp_path: Path) -> None:
         conn.close()
     db = CoordinatorDb(path)
     try:
-        assert db._query("PRAGMA user_version") == [(9,)]
+        assert db._query("PRAGMA user_version") == [(len(_MIGRATIONS),)]
         names = {r[0] for r in db._query("SELECT name FROM sqlite_master WHERE type = 'index'")}
         assert {"presigs_live", "frost_nonces_live"} <= names and not {"presigs_by_pool", "frost_nonces_fresh"} & names
         assert [r.presig_id for r in db.ready_presigs()] == [_pid("old", 0)]
