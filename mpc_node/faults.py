@@ -29,6 +29,8 @@ signing never fires in a background refill (nor the other way round).
   committed, the share not answered; issue 14) and ``presign-checking`` (a ``SignPresigned``
   passed the field and presignature checks, the approvals not checked yet: a ``delay`` there
   lets a request expire on its way, as a ``sign`` round delay does in the full protocol).
+  ``audit-queued`` (a state change committed with its audit entry in the store's audit outbox,
+  the entry not yet in the audit log; ``"tag"``: only for the entry of that action).
   Only ``crash`` and ``delay`` exist here. The rounds of a
   reshare session are ``{"protocol": "reshare", "round": R}`` as above (``crash`` exits instead
   of answering with round ``R``'s messages).
@@ -50,7 +52,10 @@ from pathlib import Path
 
 ENV = "MPC_TEST_FAULT_FILE"
 # issue 16: ``nonce-consumed`` (a ``SignSchnorr`` consume transaction committed, the share not answered)
-POINTS = ("reshare-stored", "epoch-committed", "presign-consumed", "presign-checking", "nonce-consumed")
+# issue 14 red team: ``audit-queued`` (a state change and its audit entry committed together to the
+# store's audit outbox, the entry not yet appended to the audit log; the fault file's optional
+# ``"tag"`` names the entry's action, e.g. ``key-activate``, and the point fires only for it)
+POINTS = ("reshare-stored", "epoch-committed", "presign-consumed", "presign-checking", "nonce-consumed", "audit-queued")
 MAX_DELAY_S = 120.0
 log = logging.getLogger("mpc_node.faults")
 
@@ -86,9 +91,10 @@ class FaultInjector:
             return None
         return "disk I/O error (TEST MODE: injected store fault)"
 
-    def at(self, point: str) -> None:
+    def at(self, point: str, tag: str = "") -> None:
         """The step point ``point`` (see the module docstring) is reached: crash or delay if the
-        fault file names it; anything else is ignored."""
+        fault file names it (and, if the file has a ``"tag"``, it equals ``tag``: for
+        ``audit-queued`` the entry's action); anything else is ignored."""
         if self.path is None:
             return
         try:
@@ -96,6 +102,8 @@ class FaultInjector:
         except (OSError, ValueError):
             return
         if not isinstance(doc, dict) or doc.get("point") != point or point not in POINTS:
+            return
+        if "tag" in doc and doc.get("tag") != tag:
             return
         action = doc.get("action")
         if action not in ("crash", "delay"):

@@ -142,13 +142,20 @@ def _serve(cfg: NodeConfig, ready: threading.Event | None, stop: threading.Event
         audit.close()
         store.close()
         raise
+    try:  # before serving (after the start's own entries: the queued ones flushed, the leftovers' discards)
+        audit.append(cfg.name, "node-start", outcome="ok", details={"governance_root": service.gov.governance_root.hex()})
+    except BaseException:  # a node whose audit log cannot be written does not serve
+        service.outbox.stop()
+        service.journal.close()
+        audit.close()
+        store.close()
+        raise
     server, _ = build_server(cfg, service)
     serve_metrics(cfg.metrics, service.metrics, log)  # first: a metrics port in use stops the start here
     if stop is None:  # a process of its own (tests serve in-process with a stop event)
         tune_for_server()  # issue 14: fewer, cheaper GC passes per request (mpcnet/common/gc_tuning.py)
         keep_heap()  # issue 14: no page faults re-growing the heap per presignature (mpcnet/common/heap_tuning.py)
     server.start()
-    audit.append(cfg.name, "node-start", outcome="ok", details={"governance_root": service.gov.governance_root.hex()})
     service.start_sweeper()
     service.warm_up()
     keys_held = store.list_keys()

@@ -262,14 +262,19 @@ class NonceStore:
                 audit_outbox.queue(c, entry, time.time_ns() // 1_000_000, self.audit_appended_seq)
             return n
 
-    def delete_all_fresh_nonces(self) -> int:
+    def delete_all_fresh_nonces(self, *, audit: Callable[[int], audit_outbox.OutboxEntry | None] | None = None) -> int:
         """At node start: delete every fresh nonce (a restored store, snapshot or copied file
-        must never revive one: a nonce used twice reveals the share). Returns how many."""
+        must never revive one: a nonce used twice reveals the share). Returns how many.
+        ``audit(n)`` (None: no entry) is queued in the audit outbox in the deleting transaction."""
         with self._read() as c:
             if c.execute("SELECT 1 FROM frost_nonces WHERE used = 0 LIMIT 1").fetchone() is None:
                 return 0
         with self._write() as c:
-            return int(c.execute("DELETE FROM frost_nonces WHERE used = 0").rowcount)
+            n = int(c.execute("DELETE FROM frost_nonces WHERE used = 0").rowcount)
+            entry = audit(n) if audit is not None else None
+            if entry is not None:
+                audit_outbox.queue(c, entry, time.time_ns() // 1_000_000, self.audit_appended_seq)
+            return n
 
 
 def delete_fresh_nonces(c: sqlite3.Connection, key_id: bytes) -> int:

@@ -262,14 +262,19 @@ class PresigStore:
                 audit_outbox.queue(c, entry, time.time_ns() // 1_000_000, self.audit_appended_seq)
             return n
 
-    def delete_all_fresh_presignatures(self) -> int:
+    def delete_all_fresh_presignatures(self, *, audit: Callable[[int], audit_outbox.OutboxEntry | None] | None = None) -> int:
         """At node start: delete every fresh presignature (a restored store, snapshot or copied file
-        cannot revive one, design D5). Returns how many (no commit when there are none)."""
+        cannot revive one, design D5). Returns how many (no commit when there are none).
+        ``audit(n)`` (None: no entry) is queued in the audit outbox in the deleting transaction."""
         with self._read() as c:
             if c.execute("SELECT 1 FROM presignatures WHERE used = 0 LIMIT 1").fetchone() is None:
                 return 0
         with self._write() as c:
-            return int(c.execute("DELETE FROM presignatures WHERE used = 0").rowcount)
+            n = int(c.execute("DELETE FROM presignatures WHERE used = 0").rowcount)
+            entry = audit(n) if audit is not None else None
+            if entry is not None:
+                audit_outbox.queue(c, entry, time.time_ns() // 1_000_000, self.audit_appended_seq)
+            return n
 
 
 def _delete_fresh(c: sqlite3.Connection, key_id: bytes, presig_ids: tuple[bytes, ...] | None, peer: int | None) -> int:

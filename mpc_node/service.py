@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import logging
 import os
@@ -88,7 +89,15 @@ from mpc_node.presig_store import PoolError
 from mpc_node.presign import Banned, NodePools, PresignSetup, ban_refusal, check_bans
 from mpc_node.roster_state import NodeRoster
 from mpc_node.rotation import KeyRotation
-from mpc_node.storage import NodeStore, RateLimited, RequestAlreadyServed, Reservation as StoredReservation, ReservationConflict, StoreError
+from mpc_node.storage import (
+    KeyStateError,
+    NodeStore,
+    RateLimited,
+    RequestAlreadyServed,
+    Reservation as StoredReservation,
+    ReservationConflict,
+    StoreError,
+)
 from mpcnet.common.govwire import audit_page, policy_state
 from mpcnet.common.keystore import OperationalKeys
 from mpcnet.common.metrics import Metrics, NullMetrics
@@ -229,10 +238,35 @@ class NodeService:
         self.bans = BanRegistry(store, self.journal)
         self.epochs = EpochService(self)
         self.backups = NodeBackups(self)
+        self._discard_fresh_at_start()  # audited in the same transactions (NodePools/NodeNonces then find none)
         self.pools = NodePools(self)  # issue 14: deletes every fresh presignature first
         self.nonces = NodeNonces(self)  # issue 16: FROST nonces (mpc_node/frost_sign.py); deletes every fresh one first
         self.metrics = node_metrics(self)  # mpc_node.metrics (issue 15): NullMetrics without a metrics section
         self.outbox.start()
+
+    def _discard_fresh_at_start(self) -> None:
+        """At start, before serving: delete every fresh presignature and FROST nonce left from
+        before (a restored store must never revive one), each deletion in one transaction with
+        its ``presign-discard`` / ``frost-nonces-discard`` entry (the audit outbox), flushed to the
+        log here. A store that cannot be written is left to :class:`NodePools` and
+        :class:`NodeNonces`, which refuse the leftovers until they can delete them."""
+        name = self.cfg.name
+
+        def entry(action: str, n: int) -> OutboxEntry | None:
+            return OutboxEntry(name, action, "", "discarded", {"count": n, "reason": "node-start"}) if n else None
+
+        try:
+            if self.store.delete_all_fresh_presignatures(audit=functools.partial(entry, "presign-discard")):
+                self.faults.at("audit-queued", "presign-discard")
+            if self.store.delete_all_fresh_nonces(audit=functools.partial(entry, "frost-nonces-discard")):
+                self.faults.at("audit-queued", "frost-nonces-discard")
+        except StoreError as e:
+            log.error("cannot delete the fresh presignatures/nonces left from before the start now (%s)", _short(e))
+            return
+        try:
+            self.outbox.flush()
+        except Exception as e:  # the entries stay queued: the flusher retries (and signing waits for it)
+            log.error("audit outbox not flushed at start: %s", problem_text(e))
 
     # ---------------------------------------------------------------------------------------
     def peers(self) -> dict[int, Peer]:
@@ -667,6 +701,13 @@ class NodeService:
         self._store_probed = time.monotonic()  # a durable store write succeeded: it stands for the probe (R4)
         self.outbox.notify()
 
+    def audit_queued(self, action: str) -> None:
+        """An ``action`` entry was committed to the audit outbox with its state change: the
+        test-mode crash point ``audit-queued`` (:mod:`mpc_node.faults`; the entry must reach the
+        log exactly once after a restart), then wake the flusher."""
+        self.faults.at("audit-queued", action)
+        self.outbox.notify()
+
     def _audit_sign(self, action: str, request_id: str, outcome: str, reason: str, *, actor: str, key_id: bytes = b"") -> None:
         details: dict[str, str | int | bool] = detail_text("reason", reason)
         if key_id:
@@ -1078,19 +1119,19 @@ class NodeService:
         frost = not isinstance(ks, KeyShare)
         pk = bytes(ks.public_key) if frost else ks.public_key.encode()
         scheme = ks.scheme if frost else "ecdsa-secp256k1"
-        try:
-            self.store.put_key_share(
-                ks.key_id, ks.to_bytes(), label=s.label, public_key=pk, threshold=ks.threshold, parties=ks.parties,
-                committee=s.participants, scheme=scheme,
-            )
-        except StoreError:
-            raise  # UNAVAILABLE naming the store problem (_store_guard): this node's fault, not a protocol abort
-        s.done = True
         details: dict[str, str | int | bool] = {
             "key_id": ks.key_id.hex(), "public_key": pk.hex(), "threshold": ks.threshold, "parties": ks.parties, "session": s.id.hex()[:16],
         } | ({"scheme": scheme} if frost else {})
         details |= detail_text("label", s.label)  # whole (at most MAX_LABEL), as the coordinator keeps it
-        self.audit.append("coordinator", "keygen", outcome="stored-pending", details=details)
+        try:  # the pending share and its keygen entry: one transaction (the audit outbox)
+            self.store.put_key_share(
+                ks.key_id, ks.to_bytes(), label=s.label, public_key=pk, threshold=ks.threshold, parties=ks.parties,
+                committee=s.participants, scheme=scheme, audit=OutboxEntry("coordinator", "keygen", "", "stored-pending", details),
+            )
+        except StoreError:
+            raise  # UNAVAILABLE naming the store problem (_store_guard): this node's fault, not a protocol abort
+        s.done = True
+        self.audit_queued("keygen")
         log.info("session %s (dkg): finished, key %s stored as pending", s.short, ks.key_id.hex()[:16],
                  extra={"event": "session-finished", "session_id": s.id.hex()})
         return node_pb2.StepResponse(
@@ -1323,9 +1364,15 @@ class NodeService:
             raise RpcError(Code.NOT_FOUND, f"key_id: {self.cfg.name} holds no key {key_id.hex()}")
         if row.public_key != req.public_key:
             raise RpcError(Code.FAILED_PRECONDITION, f"public_key: differs from the key {self.cfg.name} generated")
-        self.store.activate_key(key_id)
-        if row.status != "active":
-            self.audit.append(_caller(ctx), "key-activate", outcome="active", details={"key_id": key_id.hex()})
+        entry = OutboxEntry(_caller(ctx), "key-activate", "", "active", {"key_id": key_id.hex()})
+        try:  # the activation and its key-activate entry: one transaction (the audit outbox)
+            changed = self.store.activate_key(key_id, audit=entry)
+        except KeyStateError:  # a DiscardKey won the race: the key is gone
+            raise RpcError(
+                Code.FAILED_PRECONDITION, f"key_id: key {key_id.hex()} was discarded on {self.cfg.name}; it cannot be activated"
+            ) from None
+        if changed:
+            self.audit_queued("key-activate")
             log.info("key %s: activated", key_id.hex()[:16])
             threading.Thread(target=self._any_key, args=(key_id,), name="load-key", daemon=True).start()
         return node_pb2.CommitKeyResponse(status=common_pb2.KEY_STATUS_ACTIVE)
@@ -1335,12 +1382,18 @@ class NodeService:
         row = self._row(key_id)
         if row is None:
             return node_pb2.DiscardKeyResponse(discarded=False)
+        refused = f"key_id: key {key_id.hex()} is active on {self.cfg.name}; refusing to discard it"
         if row.status == "active":
-            raise RpcError(Code.FAILED_PRECONDITION, f"key_id: key {key_id.hex()} is active on {self.cfg.name}; refusing to discard it")
-        self.store.discard_pending_key(key_id)
-        self.audit.append(_caller(ctx), "key-discard", outcome="discarded", details={"key_id": key_id.hex()})
-        log.info("key %s: pending key discarded", key_id.hex()[:16])
-        return node_pb2.DiscardKeyResponse(discarded=True)
+            raise RpcError(Code.FAILED_PRECONDITION, refused)
+        entry = OutboxEntry(_caller(ctx), "key-discard", "", "discarded", {"key_id": key_id.hex()})
+        try:  # the deletion and its key-discard entry: one transaction (the audit outbox)
+            done = self.store.discard_pending_key(key_id, audit=entry)
+        except KeyStateError:  # a CommitKey won the race: the key is active now
+            raise RpcError(Code.FAILED_PRECONDITION, refused) from None
+        if done:
+            self.audit_queued("key-discard")
+            log.info("key %s: pending key discarded", key_id.hex()[:16])
+        return node_pb2.DiscardKeyResponse(discarded=done)
 
     def ListKeys(self, req: node_pb2.NodeListKeysRequest, ctx: Any) -> node_pb2.NodeListKeysResponse:
         out = []

@@ -203,6 +203,12 @@ class StoreError(Exception):
         return err
 
 
+class KeyStateError(StoreError):
+    """A key's state here does not allow the change (absent, or active when a pending key was
+    expected: a CommitKey racing a DiscardKey); the message names ``key_id``. The node reports
+    it as FAILED_PRECONDITION (a StoreError for older callers)."""
+
+
 class PresignatureAlreadyUsed(StoreError):
     """The presignature was already consumed (or never existed): it must not be used to sign."""
 
@@ -458,11 +464,12 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
 
     def put_key_share(
         self, key_id: bytes, record: bytes, *, label: str, public_key: bytes, threshold: int, parties: int,
-        committee: tuple[int, ...] | None = None, scheme: str = "ecdsa-secp256k1",
+        committee: tuple[int, ...] | None = None, scheme: str = "ecdsa-secp256k1", audit: audit_outbox.OutboxEntry | None = None,
     ) -> None:
         """Store a freshly generated key share with status ``pending``; never overwrites.
         ``committee``: the roster indices holding the shares (None: ``1..parties``); ``scheme``
-        one of :data:`SCHEME_KEY_LENS`, which fixes the length of ``public_key`` (32 or 33 bytes)."""
+        one of :data:`SCHEME_KEY_LENS`, which fixes the length of ``public_key`` (32 or 33 bytes).
+        ``audit`` (the ``keygen`` entry) is queued in the audit outbox in the same transaction."""
         key_id = _check_bytes(key_id, "key_id", length=ID_LEN)
         record = _check_bytes(record, "record")
         label = _check_text(label, "label", MAX_LABEL, allow_empty=True)
@@ -482,27 +489,42 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
             )
             if committee is not None:
                 self.set_key_committee(c, key_id, committee)
+            if audit is not None:
+                self._queue_audit(c, audit)
 
-    def activate_key(self, key_id: bytes) -> None:
-        """Mark a pending key active (every node finished DKG). Idempotent for an active key."""
+    def activate_key(self, key_id: bytes, *, audit: audit_outbox.OutboxEntry | None = None) -> bool:
+        """Mark a pending key active (every node finished DKG); True if it was pending (then
+        ``audit`` is queued in the audit outbox in the same transaction), False if already active
+        (idempotent, nothing written). :class:`KeyStateError` naming ``key_id`` if the key is
+        absent (never generated here, or discarded meanwhile)."""
         key_id = _check_bytes(key_id, "key_id", length=ID_LEN)
         with self._write() as c:
             row = c.execute("SELECT status FROM keys WHERE key_id = ?", (key_id,)).fetchone()
             if row is None:
-                raise StoreError(f"key_id: no key {key_id.hex()}")
-            if row[0] == "pending":
-                c.execute("UPDATE keys SET status = 'active' WHERE key_id = ?", (key_id,))
-
-    def discard_pending_key(self, key_id: bytes) -> None:
-        """Delete a key that never became active (DKG failed elsewhere). Unknown key: no-op."""
-        key_id = _check_bytes(key_id, "key_id", length=ID_LEN)
-        with self._write() as c:
-            row = c.execute("SELECT status FROM keys WHERE key_id = ?", (key_id,)).fetchone()
-            if row is None:
-                return
+                raise KeyStateError(f"key_id: no key {key_id.hex()}")
             if row[0] != "pending":
-                raise StoreError(f"key_id: {key_id.hex()} is active, refusing to discard it")
+                return False
+            c.execute("UPDATE keys SET status = 'active' WHERE key_id = ?", (key_id,))
+            if audit is not None:
+                self._queue_audit(c, audit)
+            return True
+
+    def discard_pending_key(self, key_id: bytes, *, audit: audit_outbox.OutboxEntry | None = None) -> bool:
+        """Delete a key that never became active (DKG failed elsewhere); True if one was deleted
+        (then ``audit`` is queued in the audit outbox in the same transaction). Unknown key:
+        False, nothing written. :class:`KeyStateError` naming ``key_id`` if the key is active
+        (a CommitKey won the race), nothing changes."""
+        key_id = _check_bytes(key_id, "key_id", length=ID_LEN)
+        with self._write() as c:
+            row = c.execute("SELECT status FROM keys WHERE key_id = ?", (key_id,)).fetchone()
+            if row is None:
+                return False
+            if row[0] != "pending":
+                raise KeyStateError(f"key_id: {key_id.hex()} is active, refusing to discard it")
             c.execute("DELETE FROM keys WHERE key_id = ? AND status = 'pending'", (key_id,))
+            if audit is not None:
+                self._queue_audit(c, audit)
+            return True
 
     def get_key_share(self, key_id: bytes, *, require_active: bool = True) -> bytes | None:
         """The decrypted key-share record, or ``None`` if absent (or pending and ``require_active``)."""
@@ -789,6 +811,11 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
             return created
 
     # --- audit outbox (mpc_node/audit_outbox.py) ---------------------------------------------
+
+    def _queue_audit(self, c: sqlite3.Connection, entry: audit_outbox.OutboxEntry) -> str:
+        """Inside the caller's write transaction: queue ``entry`` in the audit outbox (committed
+        with the caller's state change, or rolled back with it); returns its event token."""
+        return audit_outbox.queue(c, entry, time.time_ns() // 1_000_000, self.audit_appended_seq)
 
     def queue_audit(self, entry: audit_outbox.OutboxEntry) -> str:
         """Queue ``entry`` alone (a durable write); returns its event token."""

@@ -1,0 +1,207 @@
+"""Crash tests of the node's audit outbox on real processes (issue 14 red team: a state change and
+its audit entry are ONE transaction).
+
+A child process (``python -m tests.network.audit_crash_util SCENARIO LAYOUT_DIR ARGS...``) opens
+the layout's nodes in process (:func:`tests.network.keyops_util.services`, test mode, with
+``MPC_TEST_FAULT_FILE`` set), prepares what the scenario needs, arms the test-mode crash point
+``audit-queued`` for one entry action (:func:`arm`) and makes the state change: the process dies
+with exit code 137 (like ``kill -9``) right after the store committed the change with its queued
+entry, before the entry reached the audit log. The parent then restarts the node
+(:func:`restart_entries`: a NodeService flushes its outbox at start) and checks that the entry is
+in the log exactly once and the chain verifies (:func:`mpcnet.common.stores.audit.verify_audit`
+with the node's identity key, what ``mpc audit verify`` does).
+
+The child prints one JSON object per line (facts the parent needs, e.g. a key id) before it dies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from governance.audit import AuditEntry
+from mpc_node import faults as node_faults
+from mpc_node.config import load_node_config
+from mpcnet.cluster.launcher import Layout, load_layout, prepare
+from mpcnet.common.keystore import load_keystore, read_passphrase
+from mpcnet.common.stores.audit import verify_audit
+
+REPO = Path(__file__).resolve().parents[2]
+N, T = 3, 2
+CRASHED = 137  # mpc_node.faults: os._exit(137) at a crash point
+
+
+def make_layout(tmp: Path) -> Layout:
+    """A 2-of-3 dev layout in test mode (fault injection honoured)."""
+    return prepare(tmp, N, T, scrypt_n=2**10, test_mode=True, policy_max_age_s=0)
+
+
+def fault_file(lay: Layout) -> Path:
+    return lay.dir / "faults" / "node.json"
+
+
+def arm(lay: Layout, tag: str, point: str = "audit-queued") -> None:
+    """Crash (once) at ``point`` for the entry of action ``tag``."""
+    path = fault_file(lay)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"action": "crash", "point": point, "tag": tag}))
+
+
+def say(**facts: Any) -> None:
+    """Child side: tell the parent ``facts`` (one JSON line, flushed before any crash)."""
+    print(json.dumps(facts), flush=True)
+
+
+def crash(lay: Layout, scenario: str, *args: str, timeout: float = 600) -> list[dict[str, Any]]:
+    """Run ``scenario`` in a child process that must die at the armed crash point (exit code 137,
+    the fault file consumed); returns what it said (:func:`say`)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), **{node_faults.ENV: str(fault_file(lay))})
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.network.audit_crash_util", scenario, str(lay.dir), *args],
+        capture_output=True, env=env, cwd=REPO, timeout=timeout, check=False,
+    )  # fmt: skip
+    out = proc.stdout.decode(errors="replace")
+    assert proc.returncode == CRASHED, f"exit {proc.returncode}\n{out}\n{proc.stderr.decode(errors='replace')[-4000:]}"
+    assert not fault_file(lay).exists()  # the crash point fired (once)
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def restart_entries(lay: Layout, i: int) -> list[AuditEntry]:
+    """Start node ``i`` again (in process: its NodeService flushes the outbox at start), close it,
+    check that its audit chain verifies and its outbox is empty; return every entry of its log."""
+    from .keyops_util import close, services
+
+    svcs = services(lay, only=i)
+    try:
+        assert svcs[i].store.pending_audit() == []
+        entries = svcs[i].audit.entries()
+    finally:
+        close(svcs)
+    cfg = load_node_config(lay.node_config(i))
+    keys = load_keystore(cfg.keystore, read_passphrase(file=cfg.passphrase_file, env=cfg.passphrase_env))
+    report = verify_audit(cfg.audit_db, keys.identity_public)
+    assert report.ok, report
+    return entries
+
+
+def matching(entries: Sequence[AuditEntry], action: str, outcome: str | None = None, **details: Any) -> list[AuditEntry]:
+    """The entries of ``action`` (and ``outcome``) whose details hold ``details``."""
+    return [
+        e for e in entries
+        if e.action == action and (outcome is None or e.outcome == outcome) and all(e.details.get(k) == v for k, v in details.items())
+    ]  # fmt: skip
+
+
+# --- the child's scenarios -------------------------------------------------------------------
+
+SCENARIOS: dict[str, Callable[..., None]] = {}
+
+
+def scenario(fn: Callable[..., None]) -> Callable[..., None]:
+    SCENARIOS[fn.__name__.replace("_", "-")] = fn
+    return fn
+
+
+def main(argv: Sequence[str]) -> int:
+    name, directory, *args = argv
+    lay = load_layout(Path(directory))
+    SCENARIOS[name](lay, *args)
+    return 0  # not reached when the crash point fires (the parent sees exit code 0: a failure)
+
+
+def _dkg(svcs: dict[int, Any], label: bytes = b"crash") -> Any:
+    from mpcnet.wire.mpc.v1 import node_pb2
+
+    from .keyops_util import run
+
+    res = run(svcs, os.urandom(32), sorted(svcs), dkg=node_pb2.DkgParams(threshold=T, parties=N, key_label=label))
+    return res[1].dkg_result
+
+
+@scenario
+def keygen(lay: Layout) -> None:
+    """Crash as the first node stores its pending share with its ``keygen`` entry."""
+    from .keyops_util import services
+
+    svcs = services(lay)
+    arm(lay, "keygen")
+    _dkg(svcs)
+
+
+@scenario
+def commit_key(lay: Layout) -> None:
+    """Crash as node 1 activates a key (``key-activate``)."""
+    from mpcnet.wire.mpc.v1 import node_pb2
+
+    from .keyops_util import services
+
+    svcs = services(lay)
+    k = _dkg(svcs)
+    say(key_id=k.key_id.hex())
+    arm(lay, "key-activate")
+    svcs[1].CommitKey(node_pb2.CommitKeyRequest(key_id=k.key_id, public_key=k.public_key), None)
+
+
+@scenario
+def discard_key(lay: Layout) -> None:
+    """Crash as node 1 discards a pending key (``key-discard``)."""
+    from mpcnet.wire.mpc.v1 import node_pb2
+
+    from .keyops_util import services
+
+    svcs = services(lay)
+    k = _dkg(svcs)
+    say(key_id=k.key_id.hex())
+    arm(lay, "key-discard")
+    svcs[1].DiscardKey(node_pb2.DiscardKeyRequest(key_id=k.key_id), None)
+
+
+START_DISCARDS = {"presign": "presign-discard", "nonces": "frost-nonces-discard"}
+
+
+def leave_fresh(lay: Layout, what: str, count: int) -> bytes:
+    """Put a key and ``count`` fresh presignatures (``what`` ``presign``) or FROST nonces
+    (``nonces``) in node 1's store (as a node stopped with them left them); returns the key id."""
+    from mpc_node.nonce_store import FreshNonce, NonceInfo
+    from mpc_node.storage import NodeStore
+
+    cfg = load_node_config(lay.node_config(1))
+    pp = read_passphrase(file=cfg.passphrase_file, env=cfg.passphrase_env)
+    key_id = os.urandom(32)
+    with NodeStore.open(cfg.store, pp, cfg.index, scrypt_n=cfg.scrypt_n) as store:
+        if what == "presign":
+            store.put_key_share(key_id, b"not a share", label="leftovers", public_key=b"\x02" * 33, threshold=2, parties=3)
+            store.activate_key(key_id)
+            for _ in range(count):
+                store.put_presignature(os.urandom(32), key_id, b"fresh presignature")
+        else:
+            store.put_key_share(key_id, b"not a share", label="leftovers", public_key=b"\x11" * 32, threshold=2, parties=3,
+                                scheme="ed25519")  # fmt: skip
+            store.activate_key(key_id)
+            batch = [
+                FreshNonce(NonceInfo(os.urandom(32), key_id, 0, 1, os.urandom(32), os.urandom(32), 1000), b"secret-" + os.urandom(16))
+                for _ in range(count)
+            ]  # fmt: skip
+            store.put_nonces(key_id, 0, batch, cap=count)
+    return key_id
+
+
+@scenario
+def start_discard(lay: Layout, what: str, count: str) -> None:
+    """Leave ``count`` fresh presignatures or nonces (:func:`leave_fresh`) in node 1's store, then
+    crash as its start deletes them (the ``presign-discard`` / ``frost-nonces-discard`` entry,
+    reason ``node-start``, committed with the deletion)."""
+    from .keyops_util import services
+
+    say(key_id=leave_fresh(lay, what, int(count)).hex())
+    arm(lay, START_DISCARDS[what])
+    services(lay, only=1)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
