@@ -30,12 +30,14 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mpc_node.backup_store import erase_restored
 
 if TYPE_CHECKING:
+    from mpc_node.audit_outbox import OutboxEntry
     from mpc_node.key_epoch_cache import KeyEpochCache
 
 KIND_PENDING_SHARE = b"keyshare-pending"
@@ -137,6 +139,7 @@ class EpochStore:
         def _write(self, *, tracked: bool = False) -> contextlib.AbstractContextManager[sqlite3.Connection]: ...
         def _seal(self, kind: bytes, ident: bytes, plaintext: bytes) -> bytes: ...
         def _unseal(self, kind: bytes, ident: bytes, blob: bytes) -> bytes: ...
+        def _queue_audit(self, c: sqlite3.Connection, entry: OutboxEntry) -> str: ...
 
     # --- reading -----------------------------------------------------------------------------
     def key_epoch(self, key_id: bytes) -> KeyEpoch | None:
@@ -186,13 +189,16 @@ class EpochStore:
             row = c.execute("SELECT epoch, roster_version FROM key_rosters WHERE key_id = ?", (key_id,)).fetchone()
         return None if row is None or int(row[0]) != epoch else int(row[1])
 
-    def put_pending_epoch(self, p: PendingEpoch, record: bytes | None, *, roster_version: int = 0) -> None:
+    def put_pending_epoch(
+        self, p: PendingEpoch, record: bytes | None, *, roster_version: int = 0, audit: OutboxEntry | None = None
+    ) -> None:
         """Store a session's outcome (``record``: the new share, None for a retiring dealer),
         durably, with ``released`` set: the receipt leaves in the answer that follows.
         EpochStateError if the key's active epoch here is not ``p.epoch - 1``, the session
         already left a row, or (a receiver) another session's receipt for ``p.epoch`` already
         left this node (:meth:`confirmed_session`). ``roster_version`` (>= 1; 0: unknown) is the
-        operation's, recorded for :meth:`committee_roster_version` once committed."""
+        operation's, recorded for :meth:`committee_roster_version` once committed. ``audit`` (the
+        ``key-reshare`` entry) is queued in the audit outbox in the same transaction."""
         if (record is None) != p.retiring:
             raise ValueError("record: a receiver stores a share, a retiring dealer none")
         blob = None if record is None else self._seal(KIND_PENDING_SHARE, p.key_id + p.session_id, record)
@@ -222,6 +228,8 @@ class EpochStore:
                     "INSERT OR REPLACE INTO pending_rosters (key_id, session_id, roster_version) VALUES (?, ?, ?)",
                     (p.key_id, p.session_id, roster_version),
                 )
+            if audit is not None:
+                self._queue_audit(c, audit)
 
     def set_key_committee(self, c: sqlite3.Connection, key_id: bytes, committee: tuple[int, ...]) -> None:
         """Inside a write transaction of the caller: record a new key's committee at epoch 0."""
@@ -231,12 +239,15 @@ class EpochStore:
         )
 
     def commit_epoch(
-        self, key_id: bytes, session_id: bytes, *, label: str, public_key: bytes, epoch: int, scheme: str = "ecdsa-secp256k1"
+        self, key_id: bytes, session_id: bytes, *, label: str, public_key: bytes, epoch: int, scheme: str = "ecdsa-secp256k1",
+        audit: Callable[[CommitOutcome], OutboxEntry] | None = None,
     ) -> CommitOutcome:
         """Make the pending outcome of (key, session) the key's active epoch (see the module).
 
         ``epoch`` is the certificate's; ``label``/``public_key``/``scheme`` (issue 16) are used
         when this node held no row for the key (a joining node). Idempotent: ``changed=False`` once committed.
+        ``audit(outcome)`` is queued in the audit outbox in the switching transaction (only when
+        it changes something).
         EpochStateError: no pending outcome of the session, or the key is past that epoch."""
         with self._write() as c:
             p = _pending(c, key_id, session_id)
@@ -304,14 +315,20 @@ class EpochStore:
                 "UPDATE pending_epochs SET record = NULL, committed = 1 WHERE key_id = ? AND session_id = ?", (key_id, session_id)
             )
             erase_restored(c, key_id, p.epoch)  # a restored share deals once: the new epoch replaces it
-            return CommitOutcome(p.epoch, state == HOLDING, True)
+            out = CommitOutcome(p.epoch, state == HOLDING, True)
+            if audit is not None:
+                self._queue_audit(c, audit(out))
+            return out
 
-    def leave_key(self, key_id: bytes, *, epoch: int, threshold: int, committee: tuple[int, ...]) -> bool:
+    def leave_key(
+        self, key_id: bytes, *, epoch: int, threshold: int, committee: tuple[int, ...], audit: OutboxEntry | None = None
+    ) -> bool:
         """This node is not in the new committee of ``epoch`` and took no part in its session (a
         dropped node that was not a dealer): erase its share, as a retiring dealer does at the
         commit. False if the key already is at ``epoch`` or later here, or this node already left
         (nothing changes);
-        EpochStateError if it is not active at ``epoch - 1``."""
+        EpochStateError if it is not active at ``epoch - 1``. ``audit`` is queued in the audit
+        outbox in the erasing transaction (only when it returns True)."""
         with self._write() as c:
             cur = _key_epoch(c, key_id)
             if cur is None:
@@ -332,18 +349,22 @@ class EpochStore:
             c.execute("DELETE FROM pending_rosters WHERE key_id = ?", (key_id,))
             c.execute("DELETE FROM key_rosters WHERE key_id = ?", (key_id,))
             erase_restored(c, key_id, epoch)
+            if audit is not None:
+                self._queue_audit(c, audit)
             return True
 
-    def discard_epoch(self, key_id: bytes, session_id: bytes) -> bool:
+    def discard_epoch(self, key_id: bytes, session_id: bytes, *, audit: Callable[[bool], OutboxEntry] | None = None) -> bool:
         """Abandon (key, session) here, in one transaction: drop its outcome if its receipt never
         left the node (a retiring marker never carries one) and record durably that this node
         never confirms the session (:meth:`put_pending_epoch` refuses it from now on). True if an
         outcome was dropped. EpochStateError if its receipt was released or it is committed
-        (nothing changes)."""
+        (nothing changes). ``audit(dropped)`` is queued in the audit outbox in the same transaction."""
         with self._write() as c:
             p = _pending(c, key_id, session_id)
             if p is None:
                 _abandon(c, key_id, session_id)
+                if audit is not None:
+                    self._queue_audit(c, audit(False))
                 return False
             if p.committed:
                 raise EpochStateError(f"session {session_id.hex()[:12]} is the key's committed epoch {p.epoch} here")
@@ -352,17 +373,24 @@ class EpochStore:
                     f"the receipt of session {session_id.hex()[:12]} left this node: its pending share is erased by the next commit"
                 )
             _abandon(c, key_id, session_id)
+            if audit is not None:
+                self._queue_audit(c, audit(True))
             return True
 
-    def release_confirmation(self, key_id: bytes, session_id: bytes) -> bool:
+    def release_confirmation(
+        self, key_id: bytes, session_id: bytes, *, audit: Callable[[PendingEpoch], OutboxEntry] | None = None
+    ) -> bool:
         """Erase this node's confirmed (released, uncommitted) outcome of (key, session): a member
         of its new committee proved it abandoned the session, so its certificate can never
-        complete. True if a row was erased."""
+        complete. True if a row was erased (then ``audit(the erased outcome)`` is queued in the
+        audit outbox in the same transaction)."""
         with self._write() as c:
             p = _pending(c, key_id, session_id)
             if p is None or p.committed:
                 return False
             _abandon(c, key_id, session_id)
+            if audit is not None:
+                self._queue_audit(c, audit(p))
             return True
 
 

@@ -49,7 +49,8 @@ from governance.keyop import (
     verify_commit_certificate,
 )
 from governance.roster import MAX_INDEX, Roster, active_entries
-from mpc_node.epoch_store import EpochStateError, KeyEpoch, PendingEpoch
+from mpc_node.audit_outbox import OutboxEntry
+from mpc_node.epoch_store import CommitOutcome, EpochStateError, KeyEpoch, PendingEpoch
 from mpc_node.fields import at_most, governance_blob, utf8_text_field
 from mpc_node.keyops import NO_ROSTER, RefreshSchedule, ReshareSetup, anchor_after, check_reshare, joined_versions, receipt_for
 from mpcnet.common.rpc import RpcError, check_len
@@ -84,6 +85,7 @@ class EpochService:
         return RefreshSchedule(found[1].refresh_period_s, self.node.clock.now_ms() - held.changed_ms)
 
     def audit_event(self, actor: str, action: str, outcome: str, details: dict[str, str | int | bool]) -> None:
+        """Append an entry that records no store change (a refusal, a session's start) directly."""
         self.node.audit.append(actor, action, outcome=outcome, details=details)
 
     # --- starting ----------------------------------------------------------------------------
@@ -166,13 +168,18 @@ class EpochService:
         if result is not None:
             receipt = sign_epoch_receipt(receipt_for(result, op, s.id, node.me, node.gov.governance_root), node.keys.identity)
             raw = receipt.to_bytes()
+        outcome = "stored-pending" if result is not None else "retiring"
+        entry = OutboxEntry("coordinator", "key-reshare", "", outcome, {
+            "key_id": op.key_id.hex(), "session": s.id.hex()[:16], "epoch": op.new_epoch, "op": op.digest().hex(),
+        })
         try:  # the store refuses (nothing stored, no receipt leaves) e.g. a session abandoned meanwhile (DiscardEpoch)
-            node.store.put_pending_epoch(
+            node.store.put_pending_epoch(  # the outcome and its key-reshare entry: one transaction (the audit outbox)
                 PendingEpoch(
                     op.key_id, s.id, op.new_epoch, op.new_threshold, op.new_committee, op.digest(), raw, result is None, True, False
                 ),
                 None if result is None else result.to_bytes(),
                 roster_version=anchor_after(op, setup.authorized_by, node.store.committee_roster_version(op.key_id, op.old_epoch)),
+                audit=entry,
             )
         except EpochStateError as e:
             err = node._abort_error(s, None, f"its outcome is not stored: {e}")
@@ -181,9 +188,7 @@ class EpochService:
             raise err from None
         s.done = True
         s.party = None
-        self.audit_event("coordinator", "key-reshare", "stored-pending" if result is not None else "retiring", {
-            "key_id": op.key_id.hex(), "session": s.id.hex()[:16], "epoch": op.new_epoch, "op": op.digest().hex(),
-        })
+        node.audit_queued("key-reshare", outcome)
         log.info("session %s (reshare): finished, key %s epoch %d %s", s.short, op.key_id.hex()[:16], op.new_epoch,
                  "stored pending" if result is not None else "(this node retires at the commit)")
         node.faults.at("reshare-stored")
@@ -262,18 +267,22 @@ class EpochService:
                 scheme = FrostKeyShare.from_bytes(record).scheme
         else:
             label, public_key, scheme = _joining(node, key_id, sid)
-        try:
-            out = node.store.commit_epoch(key_id, sid, label=label, public_key=public_key, epoch=cert.epoch, scheme=scheme)
+        def entry(o: CommitOutcome) -> OutboxEntry:
+            return OutboxEntry(actor, "key-epoch", "", "committed", {
+                "key_id": key_id.hex(), "session": sid.hex()[:16], "epoch": o.epoch, "holds_share": o.holds_share,
+                "committee": ",".join(map(str, cert.committee)), "threshold": cert.threshold, "op": cert.op_digest.hex(),
+            })
+
+        try:  # the switch and its key-epoch entry: one transaction (the audit outbox)
+            out = node.store.commit_epoch(
+                key_id, sid, label=label, public_key=public_key, epoch=cert.epoch, scheme=scheme, audit=entry
+            )
         except EpochStateError as e:
             raise RpcError(Code.FAILED_PRECONDITION, f"session_id: {e}") from None
         if out.changed:
+            node.audit_queued("key-epoch", "committed")
             node.drop_key(key_id)
-            aborted = abort_key(key_id, f"key switched to epoch {out.epoch}")
-            self.audit_event(actor, "key-epoch", "committed", {
-                "key_id": key_id.hex(), "session": sid.hex()[:16], "epoch": out.epoch, "holds_share": out.holds_share,
-                "committee": ",".join(map(str, cert.committee)), "threshold": cert.threshold, "op": cert.op_digest.hex(),
-                "aborted_sessions": aborted,
-            })
+            self._abort_sessions(actor, key_id, sid, out.epoch, abort_key(key_id, f"key switched to epoch {out.epoch}"))
             log.info("key %s: epoch %d committed (%s)", key_id.hex()[:16], out.epoch, "share active" if out.holds_share else "share erased")
             node.faults.at("epoch-committed")
         return node_pb2.CommitEpochResponse(epoch=out.epoch, holds_share=out.holds_share, changed=out.changed)
@@ -283,33 +292,47 @@ class EpochService:
     ) -> node_pb2.CommitEpochResponse:
         """A certificate for a new committee without this node, whose session it took no part in
         (dropped while unavailable): the key moved on without it, so its share is erased."""
-        try:
-            changed = self.node.store.leave_key(key_id, epoch=cert.epoch, threshold=cert.threshold, committee=cert.committee)
+        entry = OutboxEntry(actor, "key-epoch", "", "left", {
+            "key_id": key_id.hex(), "session": sid.hex()[:16], "epoch": cert.epoch, "from_epoch": epoch,
+            "committee": ",".join(map(str, cert.committee)), "op": cert.op_digest.hex(),
+        })
+        try:  # the erasure and its key-epoch entry: one transaction (the audit outbox)
+            changed = self.node.store.leave_key(
+                key_id, epoch=cert.epoch, threshold=cert.threshold, committee=cert.committee, audit=entry
+            )
         except EpochStateError as e:
             raise RpcError(Code.FAILED_PRECONDITION, f"receipts: {e}") from None
         if changed:
+            self.node.audit_queued("key-epoch", "left")
             self.node.drop_key(key_id)
             aborted = abort_key(key_id, f"key switched to epoch {cert.epoch} without this node")
-            self.audit_event(actor, "key-epoch", "left", {
-                "key_id": key_id.hex(), "session": sid.hex()[:16], "epoch": cert.epoch, "from_epoch": epoch,
-                "committee": ",".join(map(str, cert.committee)), "op": cert.op_digest.hex(), "aborted_sessions": aborted,
-            })
+            self._abort_sessions(actor, key_id, sid, cert.epoch, aborted)
             log.info("key %s: epoch %d committed without this node: share erased", key_id.hex()[:16], cert.epoch)
         return node_pb2.CommitEpochResponse(epoch=cert.epoch, holds_share=False, changed=changed)
+
+    def _abort_sessions(self, actor: str, key_id: bytes, sid: bytes, epoch: int, aborted: int) -> None:
+        """After a committed switch of ``key_id`` (its entry already queued with it): audit the
+        live signing sessions of the key it aborted (``key-epoch`` ``sessions-aborted``; none: no
+        entry). Those sessions lived in memory only: nothing in the store to commit with it."""
+        if aborted:
+            self.audit_event(actor, "key-epoch", "sessions-aborted", {
+                "key_id": key_id.hex(), "session": sid.hex()[:16], "epoch": epoch, "aborted_sessions": aborted,
+            })
 
     def discard(self, req: node_pb2.DiscardEpochRequest, actor: str) -> node_pb2.DiscardEpochResponse:
         """Abandon the session here (see ``DiscardEpoch`` in node.proto): the store records it
         durably, then this node signs an :class:`EpochAbandonment` of it."""
         key_id = check_len(req.key_id, "key_id", 32)
         sid = check_len(req.session_id, "session_id", SESSION_ID_LEN)
-        try:
-            done = self.node.store.discard_epoch(key_id, sid)
+        def entry(dropped: bool) -> OutboxEntry:
+            return OutboxEntry(actor, "key-epoch", "", "abandoned", {"key_id": key_id.hex(), "session": sid.hex()[:16], "dropped": dropped})
+
+        try:  # the abandonment and its key-epoch entry: one transaction (the audit outbox)
+            done = self.node.store.discard_epoch(key_id, sid, audit=entry)
         except EpochStateError as e:
             self.audit_event(actor, "key-epoch", "discard-refused", {**detail_text("reason", str(e)), "key_id": key_id.hex()})
             raise RpcError(Code.FAILED_PRECONDITION, f"session_id: {e}") from None
-        self.audit_event(
-            actor, "key-epoch", "abandoned", {"key_id": key_id.hex(), "session": sid.hex()[:16], "dropped": done},
-        )
+        self.node.audit_queued("key-epoch", "abandoned")
         with self.node.keys_lock:
             identity = self.node.keys.identity
         proof = sign_epoch_abandonment(EpochAbandonment(self.node.gov.governance_root, key_id, sid, self.node.me), identity)
@@ -335,12 +358,18 @@ class EpochService:
         # revoking the node that lost the session left the key unable to change epoch for good
         roster = self.roster()
         revoked = None if roster is None else next((i for i in held.committee if i not in peers), None)
-        if (who is None and revoked is None) or not node.store.release_confirmation(key_id, session_id):
+        if who is None and revoked is None:
             return False
         how: dict[str, str | int | bool] = {"abandoned_by": who} if who is not None else {"revoked_member": revoked or 0}
-        self.audit_event("coordinator", "key-epoch", "confirmation-released", {
-            "key_id": key_id.hex(), "session": session_id.hex()[:16], **how, "epoch": held.epoch,
-        })
+
+        def entry(p: PendingEpoch) -> OutboxEntry:
+            return OutboxEntry("coordinator", "key-epoch", "", "confirmation-released", {
+                "key_id": key_id.hex(), "session": session_id.hex()[:16], **how, "epoch": p.epoch,
+            })
+
+        if not node.store.release_confirmation(key_id, session_id, audit=entry):  # with its entry: one transaction
+            return False
+        node.audit_queued("key-epoch", "confirmation-released")
         log.info("key %s: session %s %s: its pending epoch %d erased here", key_id.hex()[:16], session_id.hex()[:12],
                  f"abandoned by node {who}" if who is not None else f"can never commit (node {revoked} was revoked)", held.epoch)
         return True

@@ -54,7 +54,8 @@ ENV = "MPC_TEST_FAULT_FILE"
 # issue 16: ``nonce-consumed`` (a ``SignSchnorr`` consume transaction committed, the share not answered)
 # issue 14 red team: ``audit-queued`` (a state change and its audit entry committed together to the
 # store's audit outbox, the entry not yet appended to the audit log; the fault file's optional
-# ``"tag"`` names the entry's action, e.g. ``key-activate``, and the point fires only for it)
+# ``"tag"`` names the entry's action, e.g. ``key-activate``, or action/outcome, e.g.
+# ``key-epoch/abandoned``, and the point fires only for such an entry)
 POINTS = ("reshare-stored", "epoch-committed", "presign-consumed", "presign-checking", "nonce-consumed", "audit-queued")
 MAX_DELAY_S = 120.0
 log = logging.getLogger("mpc_node.faults")
@@ -93,8 +94,9 @@ class FaultInjector:
 
     def at(self, point: str, tag: str = "") -> None:
         """The step point ``point`` (see the module docstring) is reached: crash or delay if the
-        fault file names it (and, if the file has a ``"tag"``, it equals ``tag``: for
-        ``audit-queued`` the entry's action); anything else is ignored."""
+        fault file names it (and, if the file has a ``"tag"``, it equals ``tag`` or the part of
+        ``tag`` before a ``/``: for ``audit-queued`` the entry's ``action/outcome``); anything
+        else is ignored."""
         if self.path is None:
             return
         try:
@@ -103,7 +105,7 @@ class FaultInjector:
             return
         if not isinstance(doc, dict) or doc.get("point") != point or point not in POINTS:
             return
-        if "tag" in doc and doc.get("tag") != tag:
+        if "tag" in doc and doc.get("tag") not in (tag, tag.partition("/")[0]):
             return
         action = doc.get("action")
         if action not in ("crash", "delay"):

@@ -257,9 +257,9 @@ class NodeService:
 
         try:
             if self.store.delete_all_fresh_presignatures(audit=functools.partial(entry, "presign-discard")):
-                self.faults.at("audit-queued", "presign-discard")
+                self.faults.at("audit-queued", "presign-discard/discarded")
             if self.store.delete_all_fresh_nonces(audit=functools.partial(entry, "frost-nonces-discard")):
-                self.faults.at("audit-queued", "frost-nonces-discard")
+                self.faults.at("audit-queued", "frost-nonces-discard/discarded")
         except StoreError as e:
             log.error("cannot delete the fresh presignatures/nonces left from before the start now (%s)", _short(e))
             return
@@ -701,11 +701,11 @@ class NodeService:
         self._store_probed = time.monotonic()  # a durable store write succeeded: it stands for the probe (R4)
         self.outbox.notify()
 
-    def audit_queued(self, action: str) -> None:
-        """An ``action`` entry was committed to the audit outbox with its state change: the
-        test-mode crash point ``audit-queued`` (:mod:`mpc_node.faults`; the entry must reach the
-        log exactly once after a restart), then wake the flusher."""
-        self.faults.at("audit-queued", action)
+    def audit_queued(self, action: str, outcome: str) -> None:
+        """An ``action``/``outcome`` entry was committed to the audit outbox with its state change:
+        the test-mode crash point ``audit-queued`` (:mod:`mpc_node.faults`; the entry must reach
+        the log exactly once after a restart), then wake the flusher."""
+        self.faults.at("audit-queued", f"{action}/{outcome}")
         self.outbox.notify()
 
     def _audit_sign(self, action: str, request_id: str, outcome: str, reason: str, *, actor: str, key_id: bytes = b"") -> None:
@@ -1131,7 +1131,7 @@ class NodeService:
         except StoreError:
             raise  # UNAVAILABLE naming the store problem (_store_guard): this node's fault, not a protocol abort
         s.done = True
-        self.audit_queued("keygen")
+        self.audit_queued("keygen", "stored-pending")
         log.info("session %s (dkg): finished, key %s stored as pending", s.short, ks.key_id.hex()[:16],
                  extra={"event": "session-finished", "session_id": s.id.hex()})
         return node_pb2.StepResponse(
@@ -1372,7 +1372,7 @@ class NodeService:
                 Code.FAILED_PRECONDITION, f"key_id: key {key_id.hex()} was discarded on {self.cfg.name}; it cannot be activated"
             ) from None
         if changed:
-            self.audit_queued("key-activate")
+            self.audit_queued("key-activate", "active")
             log.info("key %s: activated", key_id.hex()[:16])
             threading.Thread(target=self._any_key, args=(key_id,), name="load-key", daemon=True).start()
         return node_pb2.CommitKeyResponse(status=common_pb2.KEY_STATUS_ACTIVE)
@@ -1391,7 +1391,7 @@ class NodeService:
         except KeyStateError:  # a CommitKey won the race: the key is active now
             raise RpcError(Code.FAILED_PRECONDITION, refused) from None
         if done:
-            self.audit_queued("key-discard")
+            self.audit_queued("key-discard", "discarded")
             log.info("key %s: pending key discarded", key_id.hex()[:16])
         return node_pb2.DiscardKeyResponse(discarded=done)
 

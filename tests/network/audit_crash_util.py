@@ -203,5 +203,95 @@ def start_discard(lay: Layout, what: str, count: str) -> None:
     services(lay, only=1)
 
 
+def committed_key(lay: Layout, svcs: dict[int, Any]) -> Any:
+    """A fresh active 2-of-3 key of ``svcs`` (DKG and CommitKey on every node)."""
+    from mpcnet.wire.mpc.v1 import node_pb2
+
+    k = _dkg(svcs)
+    for svc in svcs.values():
+        svc.CommitKey(node_pb2.CommitKeyRequest(key_id=k.key_id, public_key=k.public_key), None)
+    return k
+
+
+def reshare(lay: Layout, svcs: dict[int, Any], key: Any, new: tuple[int, ...], dealers: list[int]) -> tuple[bytes, dict[int, Any]]:
+    """A key operation of ``key`` from epoch 0 (committee 1..3, threshold 2) to committee ``new``
+    (threshold 2; a refresh when it is unchanged) dealt by ``dealers``, run among the dealers and
+    the new committee; returns (session id, the answers)."""
+    from governance.keyop import KeyOpKind
+    from mpcnet.wire.mpc.v1 import node_pb2
+
+    from .keyops_util import operation, run
+
+    kind = KeyOpKind.REFRESH if new == (1, 2, 3) else KeyOpKind.RESHARE
+    op = operation(lay, svcs[1].gov.governance_root, key, kind=kind, old=(1, 2, 3), new=new, old_t=2, new_t=2)
+    sid = os.urandom(32)
+    among = sorted(set(dealers) | set(new))
+    return sid, run(svcs, sid, among, reshare=node_pb2.ReshareParams(operation=op.to_bytes(), dealers=dealers, key_label=b"crash"))
+
+
+def commit_request(key_id: bytes, sid: bytes, res: dict[int, Any]) -> Any:
+    from mpcnet.wire.mpc.v1 import node_pb2
+
+    receipts = [r.reshare_result.receipt for r in res.values() if r.reshare_result.receipt]
+    return node_pb2.CommitEpochRequest(key_id=key_id, session_id=sid, receipts=receipts)
+
+
+@scenario
+def reshare_stored(lay: Layout) -> None:
+    """Crash as the first node stores its refresh outcome with its ``key-reshare`` entry."""
+    from .keyops_util import services
+
+    svcs = services(lay)
+    k = committed_key(lay, svcs)
+    say(key_id=k.key_id.hex())
+    arm(lay, "key-reshare/stored-pending")
+    reshare(lay, svcs, k, (1, 2, 3), [1, 2, 3])
+
+
+@scenario
+def commit_epoch(lay: Layout) -> None:
+    """Crash as node 1 commits a refresh (``key-epoch`` ``committed``)."""
+    from .keyops_util import services
+
+    svcs = services(lay)
+    k = committed_key(lay, svcs)
+    sid, res = reshare(lay, svcs, k, (1, 2, 3), [1, 2, 3])
+    say(key_id=k.key_id.hex(), session=sid.hex())
+    arm(lay, "key-epoch/committed")
+    svcs[1].CommitEpoch(commit_request(k.key_id, sid, res), None)
+
+
+@scenario
+def leave_key(lay: Layout) -> None:
+    """Node 3 took no part in a reshare to committee (1, 2): crash as its CommitEpoch erases its
+    share (``key-epoch`` ``left``)."""
+    from .keyops_util import services
+
+    svcs = services(lay)
+    k = committed_key(lay, svcs)
+    sid, res = reshare(lay, svcs, k, (1, 2), [1, 2])
+    req = commit_request(k.key_id, sid, res)
+    for i in (1, 2):
+        svcs[i].CommitEpoch(req, None)
+    say(key_id=k.key_id.hex(), session=sid.hex())
+    arm(lay, "key-epoch/left")
+    svcs[3].CommitEpoch(req, None)
+
+
+@scenario
+def discard_epoch(lay: Layout) -> None:
+    """Crash as node 1 abandons a session of a key (``key-epoch`` ``abandoned``)."""
+    from mpcnet.wire.mpc.v1 import node_pb2
+
+    from .keyops_util import services
+
+    svcs = services(lay)
+    k = committed_key(lay, svcs)
+    sid = os.urandom(32)
+    say(key_id=k.key_id.hex(), session=sid.hex())
+    arm(lay, "key-epoch/abandoned")
+    svcs[1].DiscardEpoch(node_pb2.DiscardEpochRequest(key_id=k.key_id, session_id=sid), None)
+
+
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
