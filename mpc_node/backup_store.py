@@ -32,6 +32,9 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+if TYPE_CHECKING:
+    from mpc_node.audit_outbox import OutboxEntry
+
 KIND_RESTORED_SHARE = b"keyshare-restored"
 MAX_BLOB = 1 << 24  # a signed part or order (a bundle is never stored here)
 
@@ -117,6 +120,7 @@ class BackupStore:
         def _write(self) -> contextlib.AbstractContextManager[sqlite3.Connection]: ...
         def _seal(self, kind: bytes, ident: bytes, plaintext: bytes) -> bytes: ...
         def _unseal(self, kind: bytes, ident: bytes, blob: bytes) -> bytes: ...
+        def _queue_audit(self, c: sqlite3.Connection, entry: OutboxEntry) -> str: ...
 
     # --- the recovery configuration chain --------------------------------------------------
     def recovery_config_changes(self) -> list[bytes]:
@@ -125,10 +129,12 @@ class BackupStore:
             rows = c.execute("SELECT signed_change FROM recovery_config_changes ORDER BY version").fetchall()
         return [bytes(r[0]) for r in rows]
 
-    def put_recovery_config_changes(self, first_version: int, signed_changes: list[bytes]) -> None:
+    def put_recovery_config_changes(
+        self, first_version: int, signed_changes: list[bytes], *, audit: OutboxEntry | None = None
+    ) -> None:
         """Append already verified changes as versions ``first_version``, ``+1``, ... in one
-        transaction; BackupStateError unless the latest stored version is ``first_version - 1``
-        (a concurrent install)."""
+        transaction (with ``audit`` queued in the audit outbox); BackupStateError unless the
+        latest stored version is ``first_version - 1`` (a concurrent install)."""
         with self._write() as c:
             row = c.execute("SELECT MAX(version) FROM recovery_config_changes").fetchone()
             latest = 0 if row is None or row[0] is None else int(row[0])
@@ -139,6 +145,8 @@ class BackupStore:
                 "INSERT INTO recovery_config_changes (version, signed_change, installed_ms) VALUES (?, ?, ?)",
                 [(first_version + k, _blob(b), now) for k, b in enumerate(signed_changes)],
             )
+            if audit is not None:
+                self._queue_audit(c, audit)
 
     # --- backup parts ------------------------------------------------------------------------
     def backup_part(self, key_id: bytes, epoch: int, config_version: int) -> bytes | None:
@@ -150,14 +158,19 @@ class BackupStore:
             ).fetchone()
         return None if row is None else bytes(row[0])
 
-    def put_backup_part(self, key_id: bytes, epoch: int, config_version: int, signed_part: bytes) -> bytes:
+    def put_backup_part(
+        self, key_id: bytes, epoch: int, config_version: int, signed_part: bytes, *, audit: OutboxEntry | None = None
+    ) -> bytes:
         """Store ``signed_part`` unless a part of (key, epoch, version) is already stored;
-        returns the stored one (the first made wins: every call answers the same part)."""
+        returns the stored one (the first made wins: every call answers the same part). ``audit``
+        is queued in the audit outbox in the same transaction when this call stored the part."""
         with self._write() as c:
-            c.execute(
+            made = c.execute(
                 "INSERT OR IGNORE INTO backup_parts (key_id, epoch, config_version, signed_part, created_ms) VALUES (?, ?, ?, ?, ?)",
                 (key_id, epoch, config_version, _blob(signed_part), _now_ms()),
-            )
+            ).rowcount
+            if made and audit is not None:
+                self._queue_audit(c, audit)
             row = c.execute(
                 "SELECT signed_part FROM backup_parts WHERE key_id = ? AND epoch = ? AND config_version = ?",
                 (key_id, epoch, config_version),
@@ -165,8 +178,9 @@ class BackupStore:
         return bytes(row[0])
 
     # --- recovery orders ---------------------------------------------------------------------
-    def put_recovery_order(self, order: StoredOrder) -> bool:
-        """Record a verified order; False if the very same order is already recorded.
+    def put_recovery_order(self, order: StoredOrder, *, audit: OutboxEntry | None = None) -> bool:
+        """Record a verified order (with ``audit`` queued in the audit outbox in the same
+        transaction); False if the very same order is already recorded (nothing written).
         BackupStateError if another order with its id is recorded."""
         with self._write() as c:
             row = c.execute("SELECT signed_order FROM recovery_orders WHERE order_id = ?", (order.order_id,)).fetchone()
@@ -178,6 +192,8 @@ class BackupStore:
                 "INSERT INTO recovery_orders (order_id, kind, key_id, follow_up, signed_order, installed_ms) VALUES (?, ?, ?, ?, ?, ?)",
                 (order.order_id, order.kind, order.key_id, order.follow_up, _blob(order.signed_order), _now_ms()),
             )
+            if audit is not None:
+                self._queue_audit(c, audit)
             return True
 
     def recovery_order(self, order_id: bytes) -> StoredOrder | None:
@@ -219,8 +235,9 @@ class BackupStore:
             row = c.execute("SELECT record FROM restored_shares WHERE key_id = ?", (key_id,)).fetchone()
         return None if row is None else self._unseal(KIND_RESTORED_SHARE, key_id, bytes(row[0]))
 
-    def put_restored_share(self, rk: RestoredKey, record: bytes) -> None:
-        """Store a restored share with its key-epoch state, durably, in one transaction. A
+    def put_restored_share(self, rk: RestoredKey, record: bytes, *, audit: OutboxEntry | None = None) -> None:
+        """Store a restored share with its key-epoch state (and ``audit`` queued in the audit
+        outbox), durably, in one transaction. A
         restored share of the same key *and epoch* (an earlier order whose follow-up did not
         complete) is replaced by this one. BackupStateError if this node holds the key live (a
         key row it did not leave), left it at a later epoch than ``rk.epoch``, or holds a restored
@@ -250,6 +267,8 @@ class BackupStore:
                 (rk.key_id, rk.epoch, rk.threshold, ",".join(map(str, rk.committee)), rk.public_key, rk.label, rk.order_id, blob,
                  rk.receipt, _now_ms()),
             )
+            if audit is not None:
+                self._queue_audit(c, audit)
 
 
 def erase_restored(c: sqlite3.Connection, key_id: bytes, before_epoch: int) -> int:

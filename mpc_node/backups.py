@@ -75,6 +75,7 @@ from governance.recovery import (
     verify_recovery_config_history,
     verify_recovery_order,
 )
+from mpc_node.audit_outbox import OutboxEntry
 from mpc_node.backup_store import BackupStateError, RestoredKey, StoredOrder
 from mpc_node.fields import at_most, governance_blob
 from mpcnet.common import agekeys
@@ -116,6 +117,7 @@ class NodeBackups:
 
     # --- shared ------------------------------------------------------------------------------
     def audit_event(self, actor: str, action: str, outcome: str, details: Mapping[str, str | int | bool]) -> None:
+        """Append an entry that records no store change (a refusal, a drill, an attestation) directly."""
         self.node.audit.append(actor, action, outcome=outcome, details=dict(details))
 
     def refuse(self, actor: str, action: str, err: RpcError, details: Mapping[str, str | int | bool] | None = None) -> RpcError:
@@ -174,16 +176,17 @@ class NodeBackups:
                 ))
             if len(given) == len(stored):
                 return node_pb2.InstallRecoveryConfigResponse(installed=False, version=config.version)
-            try:
-                self.node.store.put_recovery_config_changes(len(stored) + 1, [c.to_bytes() for c in given[len(stored):]])
+            entry = OutboxEntry(actor, "recovery-config", "", "installed", {
+                "version": config.version, "officers": ",".join(o.name for o in config.officers), "quorum": config.quorum,
+                "export_quorum": config.export_quorum, "drill_period_s": config.drill_period_s,
+                "admins": ",".join(sorted({s.admin for s in given[-1].signatures})),
+            })
+            try:  # the changes and their recovery-config entry: one transaction (the audit outbox)
+                self.node.store.put_recovery_config_changes(len(stored) + 1, [c.to_bytes() for c in given[len(stored):]], audit=entry)
             except BackupStateError as e:
                 raise RpcError(Code.ABORTED, f"history: {e}") from None
             self._config, self._loaded = config, True
-        self.audit_event(actor, "recovery-config", "installed", {
-            "version": config.version, "officers": ",".join(o.name for o in config.officers), "quorum": config.quorum,
-            "export_quorum": config.export_quorum, "drill_period_s": config.drill_period_s,
-            "admins": ",".join(sorted({s.admin for s in given[-1].signatures})),
-        })
+        self.node.audit_queued("recovery-config", "installed")
         log.info("recovery configuration is now version %d (%d officers, quorum %d)", config.version, len(config.officers), config.quorum)
         return node_pb2.InstallRecoveryConfigResponse(installed=True, version=config.version)
 
@@ -222,11 +225,12 @@ class NodeBackups:
                 )
             except (BundleError, agekeys.AgeKeyError, GovernanceError) as e:  # no secret in their text
                 raise RpcError(Code.FAILED_PRECONDITION, f"key_id: no backup part of this share can be made here ({e})") from None
-            raw = node.store.put_backup_part(key_id, held.epoch, config.version, signed.to_bytes())
-        self.audit_event(actor, "backup-part", "made", {
-            "key_id": key_id.hex(), "epoch": held.epoch, "config_version": config.version, "roster_version": roster.version,
-            "officers": len(config.officers), "quorum": config.quorum,
-        })
+            entry = OutboxEntry(actor, "backup-part", "", "made", {
+                "key_id": key_id.hex(), "epoch": held.epoch, "config_version": config.version, "roster_version": roster.version,
+                "officers": len(config.officers), "quorum": config.quorum,
+            })  # queued with the part, in its transaction (the audit outbox)
+            raw = node.store.put_backup_part(key_id, held.epoch, config.version, signed.to_bytes(), audit=entry)
+        node.audit_queued("backup-part", "made")
         log.info("key %s: backup part of epoch %d made for recovery configuration %d", key_id.hex()[:16], held.epoch, config.version)
         return node_pb2.GetBackupPartResponse(signed_part=raw)
 
@@ -282,20 +286,21 @@ class NodeBackups:
             order.order_id, "restore" if restore else "export", order.key_id,
             order.follow_up.encode() if restore and order.follow_up is not None else b"", raw,
         )
-        try:
-            installed = self.node.store.put_recovery_order(stored)
+        details: dict[str, str | int | bool] = {
+            "order_id": order.order_id.hex(), "kind": stored.kind, "key_id": order.key_id.hex(), "epoch": order.epoch,
+            "targets": ",".join(f"{t.share_index}:{t.node}" for t in order.targets),
+            "bundle": order.bundle_digest.hex(), "config_version": order.config_version,
+            **detail_text("reason", order.reason),
+        }
+        if restore and order.follow_up is not None:
+            details["follow_up"] = order.follow_up.digest().hex()
+        outcome = "installed" if restore else "break-glass"
+        try:  # the order and its recovery-order entry: one transaction (the audit outbox)
+            installed = self.node.store.put_recovery_order(stored, audit=OutboxEntry(actor, "recovery-order", "", outcome, details))
         except BackupStateError as e:
             raise RpcError(Code.FAILED_PRECONDITION, f"signed_order.order.order_id: {e}") from None
         if installed:
-            details: dict[str, str | int | bool] = {
-                "order_id": order.order_id.hex(), "kind": stored.kind, "key_id": order.key_id.hex(), "epoch": order.epoch,
-                "targets": ",".join(f"{t.share_index}:{t.node}" for t in order.targets),
-                "bundle": order.bundle_digest.hex(), "config_version": order.config_version,
-                **detail_text("reason", order.reason),
-            }
-            if restore and order.follow_up is not None:
-                details["follow_up"] = order.follow_up.digest().hex()
-            self.audit_event(actor, "recovery-order", "installed" if restore else "break-glass", details)
+            self.node.audit_queued("recovery-order", outcome)
             if restore:
                 log.info("recovery order %s (restore) of key %s installed", order.order_id.hex(), order.key_id.hex()[:16])
             else:
@@ -364,7 +369,7 @@ class NodeBackups:
             )
         done = node.store.restored_key(order.key_id)
         if done is not None and done.order_id == order.order_id and done.epoch == order.epoch:  # a retry: the same answer
-            # audited too: a node killed between storing the share and its audit entry still says so
+            # audited too (an answer repeated; the restore's own entry was committed with the share)
             self.audit_event(actor, "share-restored", "answered-again", {
                 "order_id": order.order_id.hex(), "key_id": order.key_id.hex(), "epoch": done.epoch, "share_index": share_index,
             })
@@ -420,19 +425,21 @@ class NodeBackups:
             RecoveryReceipt(order.order_id, order.key_id, order.epoch, share_index, node.me, key.public_shares[share_index - 1]),
             identity,
         ).to_bytes()
-        try:
+        entry = OutboxEntry(actor, "share-restored", "", "restored", {
+            "order_id": order.order_id.hex(), "key_id": order.key_id.hex(), "epoch": key.epoch, "share_index": share_index,
+            "officers": _officers_text(outcomes, names),
+        })
+        try:  # the share and its share-restored entry: one transaction (the audit outbox)
             node.store.put_restored_share(
                 RestoredKey(
                     order.key_id, key.epoch, key.threshold, tuple(key.committee), key.public_key, key.label, order.order_id, receipt
                 ),
                 restored.to_bytes(),
+                audit=entry,
             )
         except BackupStateError as e:
             raise RpcError(Code.FAILED_PRECONDITION, f"signed_order.order.key_id: {e}") from None
-        self.audit_event(actor, "share-restored", "restored", {
-            "order_id": order.order_id.hex(), "key_id": order.key_id.hex(), "epoch": key.epoch, "share_index": share_index,
-            "officers": _officers_text(outcomes, names),
-        })
+        node.audit_queued("share-restored", "restored")
         log.info("key %s: share %d of epoch %d restored (order %s)", order.key_id.hex()[:16], share_index, key.epoch, order.order_id.hex())
         return node_pb2.RestoreShareResponse(receipt=receipt, outcomes=_outcomes(outcomes, names))
 

@@ -293,5 +293,109 @@ def discard_epoch(lay: Layout) -> None:
     svcs[1].DiscardEpoch(node_pb2.DiscardEpochRequest(key_id=k.key_id, session_id=sid), None)
 
 
+def recovery_config(lay: Layout, svcs: dict[int, Any]) -> Any:
+    """The layout's recovery configuration 1 (three fresh officers, quorum 2, export quorum 3),
+    made once and kept in the layout directory (a later child installs the very same one)."""
+    from governance.recovery import (
+        Officer,
+        RecoveryConfig,
+        RecoveryConfigChange,
+        SignedRecoveryConfigChange,
+        sign_recovery_config_change,
+    )
+    from mpcnet.client.identities import load_identity
+    from mpcnet.common import agekeys
+
+    path = lay.dir / "crash-recovery-config.bin"
+    if path.exists():
+        return SignedRecoveryConfigChange.from_bytes(path.read_bytes())
+    officers = [agekeys.generate() for _ in range(3)]
+    cfg = RecoveryConfig(1, tuple(Officer(f"officer{k}", pub) for k, (_, pub) in enumerate(officers, 1)), 2, 3, 0)
+    change = RecoveryConfigChange(svcs[1].gov.governance_root, None, cfg)
+    sigs = tuple(sign_recovery_config_change(change, a, load_identity(lay.dir, a).signing_key) for a in ("admin1", "admin2"))
+    signed = SignedRecoveryConfigChange(change, sigs)
+    path.write_bytes(signed.to_bytes())
+    return signed
+
+
+def install_config(svcs: dict[int, Any], signed: Any, among: Sequence[int]) -> None:
+    from mpcnet.wire.mpc.v1 import node_pb2
+
+    for i in among:
+        svcs[i].InstallRecoveryConfig(node_pb2.InstallRecoveryConfigRequest(history=[signed.to_bytes()]), None)
+
+
+@scenario
+def install_recovery_config(lay: Layout) -> None:
+    """Crash as node 1 installs recovery configuration 1 (``recovery-config`` ``installed``)."""
+    from .keyops_util import services
+
+    svcs = services(lay)
+    signed = recovery_config(lay, svcs)
+    arm(lay, "recovery-config/installed")
+    install_config(svcs, signed, [1])
+
+
+@scenario
+def backup_part(lay: Layout) -> None:
+    """Crash as node 1 stores the backup part of a key (``backup-part`` ``made``)."""
+    from mpcnet.wire.mpc.v1 import node_pb2
+
+    from .keyops_util import services
+
+    svcs = services(lay)
+    install_config(svcs, recovery_config(lay, svcs), [1, 2, 3])
+    k = committed_key(lay, svcs)
+    say(key_id=k.key_id.hex())
+    arm(lay, "backup-part/made")
+    svcs[1].GetBackupPart(node_pb2.GetBackupPartRequest(key_id=k.key_id, epoch=0), None)
+
+
+@scenario
+def recovery_order(lay: Layout) -> None:
+    """Crash as node 1 installs a restore order of a key (``recovery-order`` ``installed``)."""
+    from governance.keyop import KeyOperation, KeyOpKind
+    from governance.recovery import (
+        RecoveryOrder,
+        RecoveryOrderKind,
+        RecoveryTarget,
+        SignedBackupPart,
+        SignedRecoveryOrder,
+        sign_recovery_order,
+    )
+    from governance.roster import SignedRosterChange
+    from mpcnet.client.identities import load_identity
+    from mpcnet.common.backup import key_record
+    from mpcnet.common.bundle import assemble_bundle
+    from mpcnet.wire.mpc.v1 import node_pb2
+
+    from .keyops_util import services, share
+
+    svcs = services(lay)
+    config = recovery_config(lay, svcs)
+    install_config(svcs, config, [1, 2, 3])
+    k = committed_key(lay, svcs)
+    parts = [
+        SignedBackupPart.from_bytes(s.GetBackupPart(node_pb2.GetBackupPartRequest(key_id=k.key_id, epoch=0), None).signed_part)
+        for s in svcs.values()
+    ]  # fmt: skip
+    ks = share(svcs[1], k.key_id)
+    assert ks is not None
+    history = tuple(SignedRosterChange.from_bytes(b) for b in svcs[1].roster_state.history())
+    bundle = assemble_bundle(key_record(ks, (1, 2, 3)), config, history, parts, 1)
+    root = svcs[1].gov.governance_root
+    follow = KeyOperation(
+        root, os.urandom(16), KeyOpKind.REFRESH, k.key_id, k.public_key, k.chain_code, 0, T, (1, 2, 3), T, (1, 2, 3), 1, "follow-up",
+    )
+    order = RecoveryOrder(
+        root, os.urandom(16), RecoveryOrderKind.RESTORE, k.key_id, k.public_key, k.chain_code, 0, bundle.digest(), 1, 1,
+        (RecoveryTarget(3, 3),), b"", follow, "node 3 lost its disk", 4_102_444_800_000,
+    )
+    sigs = tuple(sign_recovery_order(order, a, load_identity(lay.dir, a).signing_key) for a in ("admin1", "admin2"))
+    say(key_id=k.key_id.hex(), order_id=order.order_id.hex())
+    arm(lay, "recovery-order/installed")
+    svcs[1].InstallRecoveryOrder(node_pb2.InstallRecoveryOrderRequest(signed_order=SignedRecoveryOrder(order, sigs).to_bytes()), None)
+
+
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
