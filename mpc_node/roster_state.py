@@ -33,6 +33,7 @@ from governance.audit import detail_text
 from governance.errors import GovernanceError
 from governance.policy import AdminSet
 from governance.roster import Roster, RosterEntry, SignedRosterChange, active_entries, verify_roster_change, verify_roster_history
+from mpc_node.audit_outbox import OutboxEntry
 from mpc_node.config import NodeConfig, Peer
 from mpc_node.governance import refusal
 from mpc_node.storage import NodeStore, PolicyConflict
@@ -69,6 +70,9 @@ class NodeRoster:
         self._current: Roster | None = None
         self._refused: frozenset[bytes] = frozenset()
         self._active: dict[int, Peer] = {}  # the active entries of _current as peers (set with it: _set)
+        # called with an entry's "action/outcome" after it was committed to the audit outbox with
+        # its install (the node: its audit-queued crash point, then the flusher woken)
+        self.on_queued: Callable[[str], None] | None = None
         if cfg.signed_roster is None:
             held = len(store.roster_changes())
             if held:  # the chain outranks a config: its revocations must not be undone by an edit
@@ -165,15 +169,17 @@ class NodeRoster:
                 if stale:
                     raise refusal(Code.FAILED_PRECONDITION, "stale-roster", f"{msg} (this node is at version {old.version})") from None
                 raise refusal(Code.PERMISSION_DENIED, "denied", msg) from None
-            try:
-                self._store.put_roster_changes(new.version, [signed.to_bytes()])
+            entry = OutboxEntry(actor, "roster-install", "", "installed", self._install_details(signed, ""))
+            try:  # the change and its roster-install entry: one transaction (the audit outbox)
+                self._store.put_roster_changes(new.version, [signed.to_bytes()], audit=entry)
             except PolicyConflict as e:  # another process writing the store
                 raise RpcError(Code.ABORTED, f"signed_change: {e}") from None
             self._history.append(signed)
             self._set(new)
             listeners = list(self._listeners)
+        if self.on_queued is not None:
+            self.on_queued("roster-install/installed")
         log.info("roster is now version %d (epoch %d, %d active nodes)", new.version, new.epoch, len(active_entries(new)))
-        self._audit_install(actor, signed, "installed", "")
         for fn in listeners:
             try:
                 fn(old, new)
@@ -192,6 +198,11 @@ class NodeRoster:
         self._refused = frozenset(refused)
 
     def _audit_install(self, actor: str, signed: SignedRosterChange | None, outcome: str, reason: str) -> None:
+        """Append a refusal directly (no store change)."""
+        self._audit.append(actor, "roster-install", outcome=outcome, details=self._install_details(signed, reason))
+
+    @staticmethod
+    def _install_details(signed: SignedRosterChange | None, reason: str) -> dict[str, str | int | bool]:
         details: dict[str, str | int | bool] = {}
         if signed is not None:
             r = signed.change.new_roster
@@ -203,4 +214,4 @@ class NodeRoster:
             }
         if reason:
             details |= detail_text("reason", reason)
-        self._audit.append(actor, "roster-install", outcome=outcome, details=details)
+        return details

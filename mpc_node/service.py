@@ -211,6 +211,7 @@ class NodeService:
         self._key_gen = 0  # bumped when a key's epoch changes (a share read before must not be cached)
         self._stop = threading.Event()
         self.roster_state = NodeRoster(cfg, store, audit)
+        self.roster_state.on_queued = lambda tag: self.audit_queued(*tag.split("/", 1))
         mine = self.roster_state.peers().get(self.me)
         if mine is None:
             raise RuntimeError(f"node {self.me} is not an active node of the roster in force (revoked or not enrolled)")

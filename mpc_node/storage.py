@@ -736,10 +736,13 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
 
     # --- the roster ----------------------------------------------------------------------------
 
-    def put_roster_changes(self, first_version: int, signed_changes: list[bytes]) -> None:
+    def put_roster_changes(
+        self, first_version: int, signed_changes: list[bytes], *, audit: audit_outbox.OutboxEntry | None = None
+    ) -> None:
         """Append already verified roster changes as versions ``first_version``, ``+1``, ...
-        in one transaction. Compare-and-set: the latest stored version must be
-        ``first_version - 1`` (0: none stored), else :class:`PolicyConflict`."""
+        in one transaction (with ``audit`` queued in the audit outbox). Compare-and-set: the
+        latest stored version must be ``first_version - 1`` (0: none stored), else
+        :class:`PolicyConflict`."""
         _check_int(first_version, "first_version", 1, 2**63 - 1)
         blobs = [_check_bytes(b, "signed_change", max_len=MAX_CHANGE) for b in signed_changes]
         with self._write() as c:
@@ -752,6 +755,8 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
                 "INSERT INTO roster_changes (version, signed_change, installed_ms) VALUES (?, ?, ?)",
                 [(first_version + k, b, now) for k, b in enumerate(blobs)],
             )
+            if audit is not None:
+                self._queue_audit(c, audit)
 
     def roster_changes(self) -> list[bytes]:
         """Every stored roster change, version 1 first."""
