@@ -161,7 +161,9 @@ def rekey_command(config: Path, module: Path, token_label: str, pin_file: Path |
             return 0
         with hold_data_dirs((cfg.store.parent, cfg.audit_db.parent), files=(cfg.store, cfg.audit_db)):
             rekey(cfg, settings, click.echo)
-    except (ConfigError, KeystoreError, StoreError, TokenError, DataDirBusy, OSError) as e:
+    except ConfigError as e:  # the config is missing, unreadable, not UTF-8/JSON, or of another kind: exit 2, one line
+        raise click.UsageError(str(e)) from None
+    except (KeystoreError, StoreError, TokenError, DataDirBusy, OSError) as e:
         # a full, read-only or failing data dir: one line naming it and what to do
         unusable = start_failure((loaded.store.parent, loaded.audit_db.parent), e) if loaded is not None else None
         raise Failed(str(unusable or e)) from None

@@ -139,17 +139,45 @@ class Fields:
             raise ConfigError(f"{self.where}: {self.prefix + '.' if self.prefix else ''}{unknown[0]}: unknown field")
 
 
+# what marks each kind of JSON file an operator may give where a config is expected: a key only
+# that kind has (and always has); used to say "this is a coordinator config" rather than
+# "db: unknown field" when a config of the wrong kind is given (:func:`load_json`)
+CONFIG_KINDS: dict[str, str] = {
+    "node config": "index",  # mpc_node/config.py (required there, never in a coordinator config)
+    "coordinator config": "nodes",  # coordinator/config.py (required there, never in a node config)
+    "keystore": "identity_public",  # mpcnet/common/keystore.py
+}
+
+
 def load_json(path: Path, what: str) -> Fields:
+    """The JSON object in ``path``, a ``what`` (e.g. ``node config``). ConfigError, one line naming
+    the file (escaped) and what is wrong: it cannot be read (missing, a directory, no
+    permission), is not UTF-8, not JSON, not a JSON object, or is a file of another kind of
+    :data:`CONFIG_KINDS` (a coordinator config given to a node, a keystore ...)."""
     path = Path(path)
+    where = escape(path)
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except OSError as e:
-        raise ConfigError(f"{what} {path}: cannot read ({e.strerror or type(e).__name__})") from None
+        raise ConfigError(f"{what} {where}: cannot read ({e.strerror or type(e).__name__})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{what} {where}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start})") from None
     try:
         doc = json.loads(text)
     except ValueError as e:
-        raise ConfigError(f"{what} {path}: not valid JSON ({e})") from None
-    return Fields(doc, str(path), base=path.parent)
+        raise ConfigError(f"{what} {where}: not valid JSON ({escape(e)})") from None
+    except RecursionError:
+        raise ConfigError(f"{what} {where}: not valid JSON (nested too deeply)") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{what} {where}: must be a JSON object, not {type(doc).__name__ if doc is not None else 'null'}")
+    mine = CONFIG_KINDS.get(what)
+    if mine is not None and mine not in doc:
+        for kind, marker in CONFIG_KINDS.items():
+            if kind != what and marker in doc:
+                raise ConfigError(f"{what} {where}: is a {kind} (it has {marker!r}), not a {what}")
+    return Fields(doc, where, base=path.parent)
 
 
 def load_governance(f: Fields) -> tuple[AdminSet, SignedPolicyChange]:
