@@ -310,6 +310,7 @@ def recovery_config(lay: Layout, svcs: dict[int, Any]) -> Any:
     if path.exists():
         return SignedRecoveryConfigChange.from_bytes(path.read_bytes())
     officers = [agekeys.generate() for _ in range(3)]
+    (lay.dir / "crash-officers.json").write_text(json.dumps([[a.hex(), b.hex()] for a, b in officers]))  # test only
     cfg = RecoveryConfig(1, tuple(Officer(f"officer{k}", pub) for k, (_, pub) in enumerate(officers, 1)), 2, 3, 0)
     change = RecoveryConfigChange(svcs[1].gov.governance_root, None, cfg)
     sigs = tuple(sign_recovery_config_change(change, a, load_identity(lay.dir, a).signing_key) for a in ("admin1", "admin2"))
@@ -411,6 +412,68 @@ def roster_install(lay: Layout) -> None:
     change = signed_next(lay, r1, revoke_node(r1, 3))
     arm(lay, "roster-install/installed")
     svcs[1].InstallRosterChange(node_pb2.InstallRosterChangeRequest(signed_change=change.to_bytes()), None)
+
+
+@scenario
+def restore_share(lay: Layout) -> None:
+    """Node 3 lost its store: crash as it stores the share restored from two officers' pieces
+    under an admin-signed order (``share-restored`` ``restored``)."""
+    from governance.keyop import KeyOperation, KeyOpKind
+    from governance.recovery import (
+        PiecePurpose,
+        RecoveryOrder,
+        RecoveryOrderKind,
+        RecoveryTarget,
+        SignedBackupPart,
+        SignedRecoveryOrder,
+        sign_recovery_order,
+    )
+    from governance.roster import SignedRosterChange
+    from mpcnet.client.identities import load_identity
+    from mpcnet.common.backup import key_record, officer_deliveries
+    from mpcnet.common.bundle import assemble_bundle
+    from mpcnet.wire.mpc.v1 import node_pb2
+
+    from .keyops_util import services, share
+
+    svcs = services(lay)
+    config = recovery_config(lay, svcs)
+    officers = [(bytes.fromhex(a), bytes.fromhex(b)) for a, b in json.loads((lay.dir / "crash-officers.json").read_text())]
+    install_config(svcs, config, [1, 2, 3])
+    k = committed_key(lay, svcs)
+    parts = [
+        SignedBackupPart.from_bytes(s.GetBackupPart(node_pb2.GetBackupPartRequest(key_id=k.key_id, epoch=0), None).signed_part)
+        for s in svcs.values()
+    ]  # fmt: skip
+    ks = share(svcs[1], k.key_id)
+    assert ks is not None
+    history = tuple(SignedRosterChange.from_bytes(b) for b in svcs[1].roster_state.history())
+    bundle = assemble_bundle(key_record(ks, (1, 2, 3)), config, history, parts, 1)
+    svcs[3].store.close()  # node 3 loses its disk (its keystore and audit log stay)
+    svcs[3].audit.close()
+    store = Path(svcs[3].cfg.store)
+    for f in store.parent.glob(store.name + "*"):
+        f.unlink()
+    svcs[3] = services(lay, only=3)[3]
+    install_config(svcs, config, [3])
+    root = svcs[1].gov.governance_root
+    follow = KeyOperation(
+        root, os.urandom(16), KeyOpKind.REFRESH, k.key_id, k.public_key, k.chain_code, 0, T, (1, 2, 3), T, (1, 2, 3), 1, "follow-up",
+    )
+    order = RecoveryOrder(
+        root, os.urandom(16), RecoveryOrderKind.RESTORE, k.key_id, k.public_key, k.chain_code, 0, bundle.digest(), 1, 1,
+        (RecoveryTarget(3, 3),), b"", follow, "node 3 lost its disk", 4_102_444_800_000,
+    )
+    sigs = tuple(sign_recovery_order(order, a, load_identity(lay.dir, a).signing_key) for a in ("admin1", "admin2"))
+    signed = SignedRecoveryOrder(order, sigs)
+    target = svcs[3].keys.encryption_public
+    pieces = [
+        officer_deliveries(bundle, officers[j][0], ceremony_id=order.order_id, purpose=PiecePurpose.RESTORE, targets={3: target})[3]
+        for j in (1, 2)
+    ]  # fmt: skip
+    say(key_id=k.key_id.hex(), order_id=order.order_id.hex())
+    arm(lay, "share-restored/restored")
+    svcs[3].RestoreShare(node_pb2.RestoreShareRequest(signed_order=signed.to_bytes(), bundle=bundle.to_file(), pieces=pieces), None)
 
 
 if __name__ == "__main__":

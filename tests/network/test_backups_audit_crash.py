@@ -1,5 +1,5 @@
 """Issue 14 red team, on real processes: a node's backup state changes (a recovery configuration
-installed, a backup part made, a recovery order installed) are each ONE transaction with their
+installed, a backup part made, a recovery order installed, a share restored) are each ONE transaction with their
 audit entry (the store's audit outbox). A node killed right after the commit, before the entry
 reached its audit log (test-mode crash point ``audit-queued``), logs the entry exactly once
 after its restart (a repeat of the request adds none), and its audit chain verifies."""
@@ -53,5 +53,19 @@ def test_a_kill_after_a_recovery_order_is_installed_logs_it_once(lay: Layout) ->
     svcs = services(lay, only=1)
     try:
         assert svcs[1].store.recovery_order(bytes.fromhex(said["order_id"])) is not None
+    finally:
+        close(svcs)
+
+
+def test_a_kill_after_a_share_is_restored_logs_it_once(tmp_path_factory: pytest.TempPathFactory) -> None:
+    lay = make_layout(tmp_path_factory.mktemp("restore-audit-crash"))  # its own: node 3's store is emptied
+    said = crash(lay, "restore-share")[0]
+    entries = restart_entries(lay, 3)
+    assert len(matching(entries, "share-restored", "restored", key_id=said["key_id"], order_id=said["order_id"])) == 1
+    assert len(matching(entries, "recovery-order", "installed", order_id=said["order_id"])) == 1  # committed before it
+    svcs = services(lay, only=3)
+    try:
+        restored = svcs[3].store.restored_key(bytes.fromhex(said["key_id"]))
+        assert restored is not None and restored.order_id.hex() == said["order_id"]
     finally:
         close(svcs)
