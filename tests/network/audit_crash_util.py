@@ -327,6 +327,29 @@ def install_config(svcs: dict[int, Any], signed: Any, among: Sequence[int]) -> N
 
 
 @scenario
+def confirmation_released(lay: Layout) -> None:
+    """Nodes 1 and 2 confirmed a refresh session node 3 never stored (it then abandoned it):
+    crash as node 1, starting the next session with node 3's abandonment, erases its confirmed
+    outcome (``key-epoch`` ``confirmation-released``)."""
+    from governance.keyop import KeyOpKind
+    from mpcnet.wire.mpc.v1 import node_pb2
+
+    from .keyops_util import operation, services
+
+    svcs = services(lay)
+    k = committed_key(lay, svcs)
+    sid, _ = reshare(lay, svcs, k, (1, 2, 3), [1, 2, 3])
+    with svcs[3].store._write() as c:  # node 3 "crashed" before storing (test only): it never confirmed sid
+        c.execute("DELETE FROM pending_epochs WHERE key_id = ? AND session_id = ?", (k.key_id, sid))
+    proof = svcs[3].DiscardEpoch(node_pb2.DiscardEpochRequest(key_id=k.key_id, session_id=sid), None).abandonment
+    op = operation(lay, svcs[1].gov.governance_root, k, kind=KeyOpKind.REFRESH, old=(1, 2, 3), new=(1, 2, 3), old_t=2, new_t=2)
+    params = node_pb2.ReshareParams(operation=op.to_bytes(), dealers=[1, 2, 3], key_label=b"crash", abandoned=[proof])
+    say(key_id=k.key_id.hex(), session=sid.hex())
+    arm(lay, "key-epoch/confirmation-released")
+    svcs[1].StartSession(node_pb2.StartSessionRequest(session_id=os.urandom(32), reshare=params), None)
+
+
+@scenario
 def install_recovery_config(lay: Layout) -> None:
     """Crash as node 1 installs recovery configuration 1 (``recovery-config`` ``installed``)."""
     from .keyops_util import services

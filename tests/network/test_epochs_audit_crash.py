@@ -1,8 +1,9 @@
 """Issue 14 red team, on real processes: a node's key-epoch state changes (a reshare session's
 stored outcome, CommitEpoch's switch, a non-member's erasure of its share, DiscardEpoch's
-abandonment, and a roster install) are each ONE transaction with their audit entry (the store's audit outbox). A node
-killed right after the commit, before the entry reached its audit log (test-mode crash point
-``audit-queued``), logs the entry exactly once after its restart, and its audit chain verifies."""
+abandonment, a released confirmation) and a roster install are each ONE transaction with their
+audit entry (the store's audit outbox). A node killed right after the commit, before the entry
+reached its audit log (test-mode crash point ``audit-queued``), logs the entry exactly once
+after its restart, and its audit chain verifies."""
 
 from __future__ import annotations
 
@@ -70,6 +71,22 @@ def test_a_kill_after_discard_epoch_logs_abandoned_once(lay: Layout) -> None:
     svcs = services(lay, only=1)
     try:
         with svcs[1].store._read() as c:  # the abandonment committed with it
+            assert c.execute(
+                "SELECT 1 FROM abandoned_sessions WHERE key_id = ? AND session_id = ?", (bytes.fromhex(key_id), bytes.fromhex(session))
+            ).fetchone() is not None
+    finally:
+        close(svcs)
+
+
+def test_a_kill_after_a_confirmation_is_released_logs_it_once(lay: Layout) -> None:
+    said = crash(lay, "confirmation-released")[0]
+    key_id, session = said["key_id"], said["session"]
+    entries = restart_entries(lay, 1)
+    assert len(matching(entries, "key-epoch", "confirmation-released", key_id=key_id, session=session[:16], abandoned_by=3)) == 1
+    svcs = services(lay, only=1)
+    try:  # the outcome erased and the session abandoned, with the entry
+        assert svcs[1].store.pending_epoch(bytes.fromhex(key_id), bytes.fromhex(session)) is None
+        with svcs[1].store._read() as c:
             assert c.execute(
                 "SELECT 1 FROM abandoned_sessions WHERE key_id = ? AND session_id = ?", (bytes.fromhex(key_id), bytes.fromhex(session))
             ).fetchone() is not None
