@@ -144,7 +144,7 @@ def start_failure(directories: Iterable[Path], e: BaseException) -> DataDirUnusa
     dirs = _unique(directories)
     for cause in _chain(e):
         fault = classify(cause)
-        if isinstance(cause, OSError) and not isinstance(cause, FileNotFoundError) and cause.filename is not None:
+        if isinstance(cause, OSError) and cause.filename is not None:
             named = [d for d in dirs if _under(str(cause.filename), d)]
             if not named:
                 continue  # a file elsewhere (a certificate, a log): not a data directory's failure

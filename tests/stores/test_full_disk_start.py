@@ -136,6 +136,8 @@ def test_what_is_not_the_data_dir_is_left_alone(tmp_path: Path) -> None:
         assert start_failure([tmp_path], busy) is None  # its own message says it all
     assert start_failure([tmp_path], OSError(errno.EADDRINUSE, "Address already in use")) is None
     assert start_failure([tmp_path], PermissionError(errno.EACCES, "Permission denied", "/etc/ssl/node.key")) is None
+    # a missing certificate or key elsewhere is its own error, not the data dir's
+    assert start_failure([tmp_path], FileNotFoundError(errno.ENOENT, "No such file or directory", "/etc/ssl/node.crt")) is None
     inside = PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "node.db"))
     line = start_failure([tmp_path / "other", tmp_path], inside)
     assert line is not None and str(line).startswith(f"data dir {tmp_path}: cannot open: ")
