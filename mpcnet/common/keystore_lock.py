@@ -8,7 +8,9 @@ mount; no file is added), after the data-directory locks (:mod:`mpcnet.common.da
 start of the *same* configuration is still reported as its busy data directory). The kernel drops
 it when the holder dies. The holder's pid is read from ``/proc/locks`` where there is one. A key
 rotation replaces the keystore by a rename (a new inode, which the lock on the old one does not
-cover): the process that replaced it calls :func:`relock` to move its lock to the new file.
+cover): the process replacing it does so with :func:`replace_keystore`, which locks the new file
+*before* renaming it into place, so no other process can take the new inode in between (the older
+:func:`relock`, after the rename, left that window open).
 A keystore path that is (or lies under) a dangling symlink is refused first, naming the link.
 
 Errors: :class:`KeystoreBusy` (exit code :data:`EXIT_BUSY` at start), and
@@ -22,6 +24,7 @@ import errno
 import fcntl
 import logging
 import os
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +32,7 @@ from pathlib import Path
 from mpcnet.common.cliutil import EXIT_BUSY
 from mpcnet.common.datadir import DataDirBusy
 from mpcnet.common.datadir_check import refuse_dangling
+from mpcnet.common.fsutil import fsync_dir, write_atomic
 
 log = logging.getLogger("mpcnet.keystore_lock")
 _held: dict[Path, int] = {}  # keystore path (absolute) -> the descriptor holding its flock in this process
@@ -123,4 +127,35 @@ def relock(path: Path) -> bool:
     return True
 
 
-__all__ = ["EXIT_BUSY", "KeystoreBusy", "flock_holder", "hold_keystore", "relock"]
+def replace_keystore(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Replace the keystore ``path`` by ``data`` atomically and durably (like
+    :func:`mpcnet.common.fsutil.write_atomic`); when this process holds the keystore's lock, the
+    new file is locked before the rename puts it in place and the lock then moves to it, so the
+    keystore is never unlocked while this process runs. Raises :class:`OSError` from the writes
+    (nothing replaced then)."""
+    key = Path(os.path.abspath(path))
+    with _held_lock:
+        old = _held.get(key)
+        if old is None:
+            write_atomic(key, data, mode)
+            return
+        fd, tmp = tempfile.mkstemp(prefix=f".{key.name}.", suffix=".tmp", dir=key.parent)
+        try:
+            os.fchmod(fd, mode)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new inode nobody else has open: never busy
+            os.replace(tmp, key)
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        _held[key] = fd
+    os.close(old)
+    fsync_dir(key.parent)
+
+
+__all__ = ["EXIT_BUSY", "KeystoreBusy", "flock_holder", "hold_keystore", "relock", "replace_keystore"]
