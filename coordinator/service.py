@@ -216,6 +216,7 @@ class CoordinatorService:
         # a store's failing state clears itself once a probe write succeeds (coordinator/store_health.py)
         self.store_probe = StoreProbe(
             self.db.health, self.db.probe_write, cfg.audit_db.parent, lambda: not self.db.pending_audit(1),
+            audit_db=cfg.audit_db,
         )
         self.lifecycle.register(KEY_OPERATION, self.keyops.decode_proposal, self.keyops.apply_proposal)
         self.schedule = RefreshScheduler(  # scheduled refreshes (coordinator/schedule.py), run by _background

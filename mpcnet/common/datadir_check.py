@@ -87,6 +87,34 @@ def probe_write(directory: Path, size: int = PROBE_BYTES) -> None:
             os.unlink(path)
 
 
+def sweep_probes(directory: Path) -> int:
+    """Remove the probe files a killed process left in ``directory`` (``.mpcnet-probe-<pid>-*``
+    whose pid no longer runs); returns how many. Errors are ignored (the probe itself reports)."""
+    removed = 0
+    try:
+        names = [n for n in os.listdir(directory) if n.startswith(PROBE_PREFIX)]
+    except OSError:
+        return 0
+    for name in names:
+        pid_text = name[len(PROBE_PREFIX):].split("-", 1)[0]
+        if not pid_text.isdigit() or len(pid_text) > 10:
+            continue
+        pid = int(pid_text)
+        if pid == os.getpid():
+            continue  # this process's own probe, in progress in another thread
+        try:
+            os.kill(pid, 0)
+            continue  # still running (or not ours to signal): its probe is its own
+        except ProcessLookupError:
+            pass
+        except (PermissionError, OverflowError):
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(directory / name)
+            removed += 1
+    return removed
+
+
 def check_data_dirs(directories: Iterable[Path]) -> None:
     """Refuse (:class:`DataDirUnusable`) a data directory under a dangling symlink or one where
     :func:`probe_write` fails; one that does not exist yet is created later by the lock
@@ -95,6 +123,7 @@ def check_data_dirs(directories: Iterable[Path]) -> None:
         refuse_dangling(d, "data dir")
         if not d.is_dir():
             continue
+        sweep_probes(d)  # a probe file of a process killed mid-probe
         try:
             probe_write(d)
         except OSError as e:
@@ -178,5 +207,5 @@ def _line(dirs: list[Path], cause: BaseException, fault: Fault, outer: BaseExcep
 
 __all__ = [
     "LOW_SPACE_BYTES", "PROBE_BYTES", "DataDirUnusable", "check_data_dirs", "dangling_link", "free_bytes",
-    "probe_write", "refuse_dangling", "start_failure",
+    "probe_write", "refuse_dangling", "start_failure", "sweep_probes",
 ]

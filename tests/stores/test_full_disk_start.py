@@ -156,3 +156,21 @@ def test_the_offline_audit_key_rotation_on_a_full_disk_is_one_line(lay: Layout, 
     assert r.stderr.startswith(
         f"mpc-coordinator rotate-audit-key: cannot rotate the audit key: data dir {lay.coordinator_dir}: disk full: "
     ), r.stderr
+
+
+def test_probe_files_of_killed_processes_are_swept_at_start(tmp_path: Path) -> None:
+    """A process killed between creating its probe file and removing it left the file behind."""
+    import subprocess
+    import sys
+
+    from mpcnet.common.datadir_check import PROBE_PREFIX
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True)
+    gone = tmp_path / f"{PROBE_PREFIX}{int(dead.stdout)}-0a0b0c0d"
+    gone.write_bytes(b"x" * 100)
+    alive = tmp_path / f"{PROBE_PREFIX}1-0a0b0c0d"  # pid 1 runs: not ours to remove
+    alive.write_bytes(b"")
+    other = tmp_path / "store.db"
+    other.write_bytes(b"")
+    check_data_dirs([tmp_path])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, other.name])
