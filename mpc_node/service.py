@@ -81,7 +81,7 @@ from mpc_node.fields import (
 )
 from mpc_node.frost_sign import FROST_SCHEMES, NodeNonces, check_scheme, is_frost_record, scheme_refusal
 from mpc_node.governance import Approved, NodeGovernance, changed_refusal, refusal
-from mpc_node.in_force import PolicyChanged, RosterChanged
+from mpc_node.in_force import InForceChanged
 from mpc_node.keyops import ReshareSetup
 from mpc_node.metrics import count_abort, node_metrics, timed_round
 from mpc_node.presig_store import PoolError
@@ -1155,7 +1155,7 @@ class NodeService:
             self._audit_sign("sign-share", s.request_id, "refused", err.message, actor=req.requester, key_id=s.key_id)
             s.failed = err
             raise err from None
-        except (PolicyChanged, RosterChanged) as e:
+        except InForceChanged as e:  # the policy, its attestation or the roster
             err = changed_refusal(e, self.cfg.name, "sign.")
             self._audit_sign("sign-share", s.request_id, "refused", err.message, actor=req.requester, key_id=s.key_id)
             s.failed = err

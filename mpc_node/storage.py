@@ -253,7 +253,7 @@ class ServedRequest:
     the first time. Without it, a request is served at most once.
 
     With ``in_force`` (the policy and roster the share's checks used) the same transaction first
-    refuses if either changed since (:class:`mpc_node.in_force.PolicyChanged` /
+    refuses if either (or, when pinned, the policy attestation) changed since (:class:`mpc_node.in_force.PolicyChanged` /
     :class:`~mpc_node.in_force.RosterChanged`): a revocation holds for every release at once.
     """
 
