@@ -31,11 +31,12 @@ from mpcnet.client.identities import load_identity
 from mpcnet.cluster.launcher import Layout, prepare
 from mpcnet.common.rpc import RpcError
 from mpcnet.wire.mpc.v1 import node_pb2
-from tests.integration.govtools import default_policy
+from tests.integration.govtools import approved_bundle, default_policy
+from tests.integration.relay_util import reserve_request
 
 from .frost_util import for_signer, frost_dkg, make_nonces, schnorr_request
 from .presign_util import Code, close, kind, presign, service, sign_request
-from .test_revocation_race import _after_the_check, _ecdsa_key, _session_share
+from .test_revocation_race import _after_the_check, _ecdsa_key, _refused, _revoke_approver2, _session_share
 
 N, T = 3, 2
 PATHS = ["presigned", "schnorr", "session"]
@@ -151,3 +152,34 @@ def test_an_attestation_of_a_newer_default_head_kept_after_the_check_stops_the_s
     assert isinstance(e, RpcError) and kind(e) == "stale-policy", e
     assert "for the default scope" in e.message, e.message
     assert left and not svcs[1].store.request_served(rid)
+
+
+@pytest.mark.parametrize("what", ["attestation", "policy", "same-heads"])
+def test_a_change_kept_after_the_reservation_check_stops_the_grant(lay, svcs, what) -> None:
+    """Sibling: ReserveSigning checked the approvals (policy, attestation, roster) and then granted
+    the attempt in a later transaction that looked at none of them. Now the grant's transaction
+    refuses as the release does (``stale-policy``), granting and recording nothing."""
+    key = _ecdsa_key(svcs)
+    n1 = svcs[1]
+    if what == "policy":
+        change = _revoke_approver2(lay, key.key_id)
+        _after_the_check(n1, lambda: n1.InstallPolicy(change, None))
+    else:
+        heads = [default_head(lay)] + ([withheld_key_head(lay, key.key_id)] if what == "attestation" else [])
+        data = attestation(lay, heads, now_ms())
+        _after_the_check(n1, lambda: n1.InstallPolicyAttestation(node_pb2.InstallPolicyAttestationRequest(attestation=data), None))
+    digest = os.urandom(32)
+    rid, bundle = approved_bundle(lay, key.key_id, digest)
+    sign = node_pb2.SignParams(key_id=key.key_id, signers=[1, 2], digest=digest, request_id=rid, approval_bundle=bundle)
+    req = reserve_request(os.urandom(32), sign, 1)
+    if what == "same-heads":
+        assert n1.ReserveSigning(req, None).created
+        assert n1.store.reservation(rid, 1) is not None
+        return
+    e = _refused(n1.ReserveSigning, req)
+    assert (e.code, kind(e)) == (Code.FAILED_PRECONDITION, "stale-policy"), e.message
+    field = "policy_attestation: " if what == "attestation" else "approval_bundle.request.policy_version: "
+    assert e.message.startswith(field), e.message
+    assert n1.store.reservation(rid, 1) is None
+    refused = [x for x in n1.audit.entries() if x.action == "sign-reserve" and x.outcome == "refused" and x.request_id == rid]
+    assert refused, "the refused grant is audited"
