@@ -23,7 +23,10 @@ admin-signed policy attestation it holds (pushed by an admin or the coordinator,
 the session's parameters; kept durably, newest ``issued_at_ms`` wins) is at most that old by the
 node's clock and names exactly the heads it enforces for the key's scope and the default scope:
 FAILED_PRECONDITION ``stale-policy`` if it names a newer head (the node missed a change), else
-``policy-unconfirmed`` (an admin must run ``mpc policy attest``).
+``policy-unconfirmed`` (an admin must run ``mpc policy attest``). The attestation the check used
+is pinned (:class:`mpc_node.in_force.AttestationPin`) and the releasing transaction refuses if a
+newer one naming other heads was kept meanwhile (``stale-policy`` naming ``policy_attestation``);
+a newer one naming the same heads does not stop the share.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ from governance.audit import detail_text
 from governance.errors import GovernanceError
 from governance.policy import DEFAULT_SCOPE, AdminSet, KeyPolicy, SignedPolicyChange
 from mpc_node.bundle_cache import VerifiedBundles
-from mpc_node.in_force import InForce, PolicyChanged, RosterChanged
+from mpc_node.in_force import AttestationChanged, AttestationPin, InForce, InForceChanged, PolicyChanged
 from mpc_node.storage import NodeStore, PolicyConflict, ServedRequest
 from mpcnet.common.govwire import scope_name
 from mpcnet.common.rpc import RpcError
@@ -72,13 +75,15 @@ def refusal(code: grpc.StatusCode, kind: str, message: str) -> RpcError:
     return RpcError(code, message, metadata=[("mpc-governance", kind)])
 
 
-def changed_refusal(e: PolicyChanged | RosterChanged, name: str, prefix: str = "") -> RpcError:
-    """The refusal of a share whose release transaction found the policy or roster changed since
-    its checks (:mod:`mpc_node.in_force`): FAILED_PRECONDITION ``stale-policy`` naming
-    ``<prefix>approval_bundle.request.policy_version``, or ``stale-roster`` naming ``<prefix>roster``;
-    ``name`` is this node's."""
+def changed_refusal(e: InForceChanged, name: str, prefix: str = "") -> RpcError:
+    """The refusal of a share whose release transaction found the policy, the policy attestation
+    or the roster changed since its checks (:mod:`mpc_node.in_force`): FAILED_PRECONDITION
+    ``stale-policy`` naming ``<prefix>approval_bundle.request.policy_version`` or
+    ``<prefix>policy_attestation``, or ``stale-roster`` naming ``<prefix>roster``; ``name`` is this node's."""
     if isinstance(e, PolicyChanged):
         return refusal(Code.FAILED_PRECONDITION, "stale-policy", f"{prefix}approval_bundle.request.{e} ({name})")
+    if isinstance(e, AttestationChanged):
+        return refusal(Code.FAILED_PRECONDITION, "stale-policy", f"{prefix}{e} ({name})")
     return refusal(Code.FAILED_PRECONDITION, "stale-roster", f"{prefix}{e} ({name})")
 
 
@@ -90,6 +95,7 @@ class Approved:
     result: QuorumResult
     scope: bytes
     policy: KeyPolicy
+    attestation: AttestationPin | None = None  # the attestation that confirmed the heads (None: not required)
 
 
 class NodeGovernance:
@@ -297,14 +303,16 @@ class NodeGovernance:
             held = self._attestation_bytes
         return bool(held) and hmac.compare_digest(held, offered)
 
-    def check_confirmed(self, key_id: bytes, offered: bytes = b"") -> None:
+    def check_confirmed(self, key_id: bytes, offered: bytes = b"") -> AttestationPin | None:
         """Refuse (RpcError FAILED_PRECONDITION) unless the newest attestation held (after
         keeping ``offered``, the session's, if valid and newer) is fresh and names exactly the
-        heads this node enforces for ``key_id``'s scope and the default scope."""
+        heads this node enforces for ``key_id``'s scope and the default scope. Returns the pin of
+        the attestation that confirmed them, for the releasing transaction to re-check
+        (:func:`mpc_node.in_force.check_attestation`); None when attestations are not required."""
         if offered and not self._holds(offered):
             self._keep(self._verified(offered, "sign.policy_attestation"))
         if self.max_age_ms == 0:
-            return
+            return None
         with self._lock:
             signed = self._attestation
             held = {key_id: self._head(key_id), DEFAULT_SCOPE: self._head(DEFAULT_SCOPE)}
@@ -315,6 +323,9 @@ class NodeGovernance:
             )
         except AttestationRefusal as e:
             raise refusal(Code.FAILED_PRECONDITION, e.kind, f"sign.{e.field}: {self.name}: {e.reason}") from None
+        assert signed is not None  # check_confirms refuses a missing attestation
+        att = signed.attestation
+        return AttestationPin(att.issued_at_ms, att.head(key_id), att.head(DEFAULT_SCOPE))
 
     # --- signing -----------------------------------------------------------------------------
     def check_sign(
@@ -354,7 +365,7 @@ class NodeGovernance:
             raise refusal(Code.FAILED_PRECONDITION, "stale-policy", f"sign.key_id: {self.name} has no policy for this key")
         scope, policy = found
         result = self._verify(bundle, policy)
-        self.check_confirmed(key_id, attestation)
+        pin = self.check_confirmed(key_id, attestation)
         # a request this node already served (in an earlier attempt) counts once: no new check;
         # how many attempts may release a share is bounded by the reservations
         limit = policy.rate_limit
@@ -366,7 +377,7 @@ class NodeGovernance:
                 f"rate_limit: {self.name} already signed {limit.max_signatures} request(s) with this key in the last "
                 f"{limit.window_seconds} s (the policy's limit)",
             )
-        return Approved(bundle, result, scope, policy)
+        return Approved(bundle, result, scope, policy, pin)
 
     def _verify(self, bundle: ApprovalBundle, policy: KeyPolicy) -> QuorumResult:
         """``bundle.verify`` through :attr:`bundles` (the signatures once per bundle and policy;
@@ -386,17 +397,17 @@ class NodeGovernance:
     def recheck(self, approved: Approved, key_id: bytes, *, roster_version: int) -> ServedRequest:
         """At the end of the session, just before the share is released: the same checks against
         the policy *now* in force (a change may have been installed meanwhile) and the clock
-        now; returns the record to write atomically with the presignature, pinned to that policy
-        and to ``roster_version`` (the roster the session started under: :mod:`mpc_node.in_force`)."""
+        now; returns the record to write atomically with the presignature, pinned to that policy,
+        to the attestation that confirmed it and to ``roster_version`` (the roster the session started under: :mod:`mpc_node.in_force`)."""
         found = self.policy_for(key_id)
         if found is None:
             raise refusal(Code.FAILED_PRECONDITION, "stale-policy", f"sign.key_id: {self.name} has no policy for this key")
         scope, policy = found
         self._verify(approved.bundle, policy)
-        self.check_confirmed(key_id)
+        pin = self.check_confirmed(key_id)
         req = approved.bundle.request
         limit = policy.rate_limit
         return ServedRequest(
             req.request_id, req.key_id, req.digest, self.clock(), (limit.max_signatures, limit.window_seconds * 1000),
-            in_force=InForce(scope, policy.version, roster_version),
+            in_force=InForce(scope, policy.version, roster_version, attestation=pin),
         )

@@ -81,7 +81,7 @@ from mpc_node.fields import (
 )
 from mpc_node.frost_sign import FROST_SCHEMES, NodeNonces, check_scheme, is_frost_record, scheme_refusal
 from mpc_node.governance import Approved, NodeGovernance, changed_refusal, refusal
-from mpc_node.in_force import PolicyChanged, RosterChanged
+from mpc_node.in_force import InForce, InForceChanged
 from mpc_node.keyops import ReshareSetup
 from mpc_node.metrics import count_abort, node_metrics, timed_round
 from mpc_node.presig_store import PoolError
@@ -1155,7 +1155,7 @@ class NodeService:
             self._audit_sign("sign-share", s.request_id, "refused", err.message, actor=req.requester, key_id=s.key_id)
             s.failed = err
             raise err from None
-        except (PolicyChanged, RosterChanged) as e:
+        except InForceChanged as e:  # the policy, its attestation or the roster
             err = changed_refusal(e, self.cfg.name, "sign.")
             self._audit_sign("sign-share", s.request_id, "refused", err.message, actor=req.requester, key_id=s.key_id)
             s.failed = err
@@ -1230,6 +1230,7 @@ class NodeService:
         governance_blob(req.approval_bundle, "approval_bundle")
         if req.attempt == 0:
             raise invalid("attempt", f"missing: must be 1..{MAX_SIGN_ATTEMPTS}")
+        roster_version = self.roster_state.version  # before the peers: the grant refuses if it changed since
         peers = self.peers()
         at_most(req.signers, "signers", len(peers), "party indices")
         signers = tuple(req.signers)
@@ -1272,9 +1273,13 @@ class NodeService:
             created = self.store.reserve_attempt(
                 StoredReservation(rid, grant.attempt, key_id, grant.request_digest, grant.signers, sid, self.clock.now_ms()),
                 audit=entry.__getitem__,
+                # a revocation or attestation kept since the checks stops the grant too (mpc_node/in_force.py)
+                in_force=InForce(approved.scope, approved.policy.version, roster_version, attestation=approved.attestation),
             )
         except ReservationConflict as e:
             raise refusal(Code.FAILED_PRECONDITION, "attempt-taken", f"{e} ({self.cfg.name})") from None
+        except InForceChanged as e:  # nothing granted; audited by ReserveSigning as every refusal
+            raise changed_refusal(e, self.cfg.name) from None
         self.outbox.notify()
         receipt = sign_reservation(grant, self.me, self.keys.identity)
         log.info("request %s: attempt %d reserved for nodes %s (session %s)", rid, grant.attempt, list(grant.signers), sid.hex()[:12],

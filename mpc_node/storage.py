@@ -253,7 +253,7 @@ class ServedRequest:
     the first time. Without it, a request is served at most once.
 
     With ``in_force`` (the policy and roster the share's checks used) the same transaction first
-    refuses if either changed since (:class:`mpc_node.in_force.PolicyChanged` /
+    refuses if either (or, when pinned, the policy attestation) changed since (:class:`mpc_node.in_force.PolicyChanged` /
     :class:`~mpc_node.in_force.RosterChanged`): a revocation holds for every release at once.
     """
 
@@ -775,14 +775,21 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
     # --- signing attempts --------------------------------------------------------------------
 
     def reserve_attempt(
-        self, r: Reservation, *, audit: Callable[[bool], audit_outbox.OutboxEntry] | None = None
+        self, r: Reservation, *, audit: Callable[[bool], audit_outbox.OutboxEntry] | None = None, in_force: InForce | None = None,
     ) -> bool:
         """Grant ``r`` durably: True if new, False if exactly this was already granted;
         :class:`ReservationConflict` if the attempt was granted to another signer set, session
         or request version (nothing is written then). ``audit(created)`` is queued in the
-        audit outbox in the same transaction."""
+        audit outbox in the same transaction. With ``in_force`` (the policy, attestation and
+        roster the grant's checks used) the same transaction first refuses if any changed since
+        (:func:`mpc_node.in_force.check_in_force`: a subclass of
+        :class:`~mpc_node.in_force.InForceChanged`; nothing is written)."""
         r = _check_reservation(r)
+        if in_force is not None and not isinstance(in_force, InForce):
+            raise StoreError("in_force: must be an InForce")
         with self._write(tracked=True) as c:
+            if in_force is not None:
+                check_in_force(c, r.key_id, in_force)
             created = _reserve(c, r)
             if audit is not None:
                 audit_outbox.queue(c, audit(created), time.time_ns() // 1_000_000, self.audit_appended_seq)
