@@ -159,3 +159,14 @@ def test_the_governance_precheck_counts_steady_time(node: Node, tmp_path: Path) 
         gov.check_sign(data, key_id=KEY_ID, digest=req.digest, path=req.derivation_path, request_id=req.request_id)
     assert dict(e.value.metadata or ())["mpc-governance"] == "rate-limited"
     audit.close()
+
+
+def test_the_count_and_the_floor_are_index_lookups(node: Node) -> None:
+    from mpc_node.served_window import COUNT_SQL
+    from mpc_node.storage import STEADY_FLOOR_SQL
+
+    with node.store._read() as c:
+        plan = " ".join(str(r) for r in c.execute("EXPLAIN QUERY PLAN " + COUNT_SQL, (KEY_ID, 0)))
+        floor = " ".join(str(r) for r in c.execute("EXPLAIN QUERY PLAN " + STEADY_FLOOR_SQL))
+    assert "requests_by_key_steady" in plan, plan
+    assert "requests_by_steady" in floor, floor
