@@ -737,6 +737,7 @@ def test_a_wall_clock_set_back_does_not_revive_an_expired_order(
     assert s.InstallRecoveryOrder(node_pb2.InstallRecoveryOrderRequest(signed_order=order.to_bytes()), None).installed
     later, _ = _order(lay, s, key, bundle, [(3, 3)], expires_ms=s.clock.now_ms() + 60_000)
     assert s.backups.orders_follow_up(follow)
+    assert s.gov.clock == s.expiry_clock.now_ms  # approvals and attestations: the same expiry clock
     clock, expiry = s.clock, s.expiry_clock
     steady_now = s.store.steady.now_ms()
     # two minutes of steady time pass, and the wall clock is set back a day
