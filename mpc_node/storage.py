@@ -265,8 +265,9 @@ class ServedRequest:
     """A signing request to record as served, atomically with the presignature it uses.
 
     ``rate_limit`` is ``(max_signatures, window_ms)``: refused if ``max_signatures`` requests
-    with the same key were already served after ``now_ms - window_ms`` (later-than-now ones
-    included, so a clock stepping back cannot reset the window).
+    with the same key were already served in the last ``window_ms`` of the store's steady clock
+    (:attr:`NodeStore.steady`, read in the transaction; later-than-now ones included). ``now_ms``
+    (the wall clock, Unix ms) is only recorded (``served_ms``): a wall step changes no count.
 
     With ``reservation`` (its request id must be ``request_id``) the request may be served once
     per reserved attempt: the same transaction records this node's own reservation of the
