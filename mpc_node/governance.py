@@ -369,8 +369,8 @@ class NodeGovernance:
         # a request this node already served (in an earlier attempt) counts once: no new check;
         # how many attempts may release a share is bounded by the reservations
         limit = policy.rate_limit
-        now = self.clock()
-        recent = self.store.count_served(key_id, now - limit.window_seconds * 1000)  # indexed COUNT(*)
+        # steady time (the store's clock), never the wall clock: a step cannot empty or stretch the window
+        recent = self.store.count_served_within(key_id, limit.window_seconds * 1000)  # indexed COUNT(*)
         if recent >= limit.max_signatures and not self.store.request_served(req.request_id):
             raise refusal(
                 Code.FAILED_PRECONDITION, "rate-limited",

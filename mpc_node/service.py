@@ -95,6 +95,7 @@ from mpcnet.common.metrics import Metrics, NullMetrics
 from mpcnet.common.pkcs11token import TokenError, TokenIdentity
 from mpcnet.common.rpc import RpcError, caller_identity, check_len, invalid
 from mpcnet.common.sqlite_errors import describe
+from mpcnet.common.steadyclock import ExpiryClock
 from mpcnet.common.stores.audit import AuditLog
 from mpcnet.wire.mpc.v1 import common_pb2, governance_pb2, node_pb2
 
@@ -172,6 +173,10 @@ class NodeService:
     ) -> None:
         self.cfg = cfg
         self.clock = clock or NodeClock.from_env(cfg.test_mode)
+        # expiry (approvals, requests, attestations' age, recovery orders) is judged by the later of
+        # the wall clock and (the wall clock at start + the store's steady time since): a wall step
+        # back does not revive what expired (mpcnet/common/steadyclock.py)
+        self.expiry_clock = ExpiryClock.start(lambda: self.clock.now_ms(), store.steady.now_ms)  # self.clock as swapped (tests)
         self.keys = keys  # replaced (one reference, under keys_lock) by a key rotation switch
         self.keys_lock = threading.Lock()
         self.store = store
@@ -220,7 +225,7 @@ class NodeService:
             )
         self.gov = NodeGovernance(
             cfg.name, cfg.admin_set, cfg.initial_policy, store, audit, max_age_s=cfg.policy_max_age_s,
-            clock=self.clock.now_ms, tolerance_ms=round(cfg.clock_tolerance_s * 1000),
+            clock=self.expiry_clock.now_ms, tolerance_ms=round(cfg.clock_tolerance_s * 1000),
         )
         try:  # no signing without a place a ban can always go (even once the disk is full)
             self.journal = BanJournal.open(journal_path(cfg.store), cfg.index)
