@@ -68,6 +68,7 @@ class LifecycleProposals:
         # appends the database's queued audit entries to the audit log (set by the service to
         # the audit flusher; every step's entry is committed with it in the outbox either way)
         self.flush_audit: Callable[[], None] = lambda: None
+        self.flush_now: Callable[[], object] = lambda: None  # the same, synchronously (before a refusal's direct append)
         self._kinds: dict[str, tuple[Decode, Apply]] = {}
         self._lock = threading.RLock()
 
@@ -233,15 +234,13 @@ class LifecycleProposals:
             log.exception("audit flush after a lifecycle proposal step failed")
 
     def _audit_alone(self, actor: str, action: str, outcome: str, details: Mapping[str, str | int | bool]) -> None:
-        """An entry no state change goes with (a refusal): queued behind the entries queued
-        before it (the log keeps the causal order); appended directly if the database cannot
-        queue it (the refusal is still audited, and its own error is what the caller sees)."""
+        """An entry no state change goes with (a refusal): appended directly, AFTER the entries
+        queued before it (flushed first, so the log keeps the causal order)."""
         try:
-            self.db.queue_audit(AuditEvent(actor, action, "", outcome, details))
-        except Exception as e:
-            log.warning("audit: cannot queue a %s entry (%s); appending it directly", action, type(e).__name__)
-            self.audit.append(actor, action, outcome=outcome, details=dict(details))
-        self._flush()
+            self.flush_now()
+        except Exception as e:  # they stay queued; the refusal is still audited
+            log.warning("audit: queued entries not flushed before a %s entry (%s)", action, type(e).__name__)
+        self.audit.append(actor, action, outcome=outcome, details=dict(details))
 
     # --- reading -----------------------------------------------------------------------------
     def get(self, pid: str) -> LifecycleRecord:

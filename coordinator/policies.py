@@ -70,6 +70,7 @@ class PolicyBook:
         # appends the database's queued audit entries to the audit log (set by the service to
         # the audit flusher; a change's entry is committed with it in the outbox either way)
         self.flush_audit: Callable[[], None] = lambda: None
+        self.flush_now: Callable[[], object] = lambda: None  # the same, synchronously (before a refusal's direct append)
         self._lock = threading.RLock()
         self._history: dict[bytes, list[SignedPolicyChange]] = {}
         self._synced: dict[int, bool] = {i: False for i in nodes}
@@ -367,15 +368,13 @@ class PolicyBook:
             log.exception("audit flush after a policy change failed")
 
     def _audit_alone(self, actor: str, action: str, outcome: str, details: Mapping[str, str | int | bool]) -> None:
-        """An entry no state change goes with (a refusal): queued behind the entries queued
-        before it (the log keeps the causal order); appended directly if the database cannot
-        queue it (the refusal is still audited, and its own error is what the caller sees)."""
+        """An entry no state change goes with (a refusal): appended directly, AFTER the entries
+        queued before it (flushed first, so the log keeps the causal order)."""
         try:
-            self.db.queue_audit(AuditEvent(actor, action, "", outcome, details))
-        except Exception as e:
-            log.warning("audit: cannot queue a %s entry (%s); appending it directly", action, type(e).__name__)
-            self.audit.append(actor, action, outcome=outcome, details=dict(details))
-        self._flush()
+            self.flush_now()
+        except Exception as e:  # they stay queued; the refusal is still audited
+            log.warning("audit: queued entries not flushed before a %s entry (%s)", action, type(e).__name__)
+        self.audit.append(actor, action, outcome=outcome, details=dict(details))
 
     # --- pushing to nodes --------------------------------------------------------------------
     def mark_unsynced(self, i: int) -> None:

@@ -203,9 +203,9 @@ class CoordinatorService:
         self.rosters.flush_audit = self.requests.flush_audit
         # governance steps commit their entries with their change; the flusher appends them in the
         # background (inline until it runs); refusals are appended after them (coordinator/audit_flush.py)
-        self.policies.flush_audit = self.requests.flusher.soon
+        self.policies.flush_audit, self.policies.flush_now = self.requests.flusher.soon, self.requests.flusher.flush
         self.lifecycle = LifecycleProposals(cfg.admin_set, self.db, self.audit)
-        self.lifecycle.flush_audit = self.requests.flusher.soon
+        self.lifecycle.flush_audit, self.lifecycle.flush_now = self.requests.flusher.soon, self.requests.flusher.flush
         self.keyops = KeyOperations(
             cfg.admin_set, self.db, self.audit, self.nodes, self.roster_in_force, self.requests.flush_audit,
             timeout_s=cfg.dkg_timeout_s, name=cfg.name,

@@ -68,6 +68,8 @@ def test_a_kill_between_the_apply_and_its_audit_flush_loses_nothing_and_leaves_n
         proposal = admin1.propose_policy(admin1.next_policy(None, ttl_seconds=ttl), push=False)
         version = proposal.signed_change.change.new_policy.version
     assert proposal.state == "pending"
+    # GetAuditLog flushes the outbox first: the crash cannot fire at the proposal's own flush
+    assert [(a, o) for a, o, _ in _entries(pc, proposal.proposal_id)] == [("policy-propose", "pending")]
     fault = pc.lay.dir / "faults" / "coordinator.json"
     fault.write_text(json.dumps({"action": "crash", "point": point}))
     with _client(pc, "admin2") as admin2:
