@@ -22,7 +22,7 @@ import sqlite3
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -685,12 +685,41 @@ class CoordinatorDb(KeyOpStore, BackupStore, PoolStore, NonceStore):
         return [ApprovalRecord(r[0], r[1], bytes(r[2]), r[3]) for r in rows]
 
     # --- policies ----------------------------------------------------------------------------
-    def add_policy_change(self, scope: bytes, version: int, signed_change: bytes) -> None:
+    def add_policy_change(self, scope: bytes, version: int, signed_change: bytes, audit: AuditEvent | None = None) -> None:
+        """Store a verified policy change (one transaction, with ``audit`` queued in the outbox)."""
         with self._tx() as c:
             c.execute(
                 "INSERT INTO policy_changes (scope, version, signed_change, applied_ms) VALUES (?, ?, ?, ?)",
                 (scope, version, signed_change, now_ms()),
             )
+            if audit is not None:
+                self._enqueue(c, audit)
+
+    def apply_policy_proposal(
+        self, applied: ProposalRecord, version: int, signed_change: bytes, audits: Sequence[AuditEvent]
+    ) -> list[str]:
+        """Apply a proposal at its quorum in ONE transaction: store the change as ``version`` of
+        ``applied.scope``, store ``applied`` (state ``applied``), mark every other pending
+        proposal of that scope superseded and queue ``audits``. Returns the superseded ids.
+        :class:`sqlite3.IntegrityError` if that version is stored already (nothing changes)."""
+        with self._tx() as c:
+            c.execute(
+                "INSERT INTO policy_changes (scope, version, signed_change, applied_ms) VALUES (?, ?, ?, ?)",
+                (applied.scope, version, signed_change, applied.updated_ms),
+            )
+            self._put_proposal(c, applied)
+            rows = c.execute(
+                "SELECT proposal_id FROM proposals WHERE state = 'pending' AND scope = ? AND proposal_id != ?",
+                (applied.scope, applied.proposal_id),
+            ).fetchall()
+            superseded = [str(r[0]) for r in rows]
+            c.executemany(
+                "UPDATE proposals SET state = 'superseded', updated_ms = ? WHERE proposal_id = ?",
+                [(applied.updated_ms, pid) for pid in superseded],
+            )
+            for ev in audits:
+                self._enqueue(c, ev)
+        return superseded
 
     def policy_changes(self) -> dict[bytes, list[bytes]]:
         rows = self._query("SELECT scope, signed_change FROM policy_changes ORDER BY scope, version")
@@ -699,13 +728,21 @@ class CoordinatorDb(KeyOpStore, BackupStore, PoolStore, NonceStore):
             out.setdefault(bytes(scope), []).append(bytes(change))
         return out
 
-    def put_proposal(self, p: ProposalRecord) -> None:
+    def put_proposal(self, p: ProposalRecord, audits: Sequence[AuditEvent] = ()) -> None:
+        """Store (insert or replace) a policy proposal, with ``audits`` queued in the outbox (one
+        transaction)."""
         with self._tx() as c:
-            c.execute(
-                "INSERT OR REPLACE INTO proposals (proposal_id, scope, signed_change, state, proposer, created_ms, updated_ms)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (p.proposal_id, p.scope, p.signed_change, p.state, p.proposer, p.created_ms, p.updated_ms),
-            )
+            self._put_proposal(c, p)
+            for ev in audits:
+                self._enqueue(c, ev)
+
+    @staticmethod
+    def _put_proposal(c: sqlite3.Connection, p: ProposalRecord) -> None:
+        c.execute(
+            "INSERT OR REPLACE INTO proposals (proposal_id, scope, signed_change, state, proposer, created_ms, updated_ms)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (p.proposal_id, p.scope, p.signed_change, p.state, p.proposer, p.created_ms, p.updated_ms),
+        )
 
     def get_proposal(self, proposal_id: str) -> ProposalRecord | None:
         rows = self._query(
@@ -763,8 +800,10 @@ class CoordinatorDb(KeyOpStore, BackupStore, PoolStore, NonceStore):
         return [bytes(r[0]) for r in self._query("SELECT signed_change FROM roster_changes ORDER BY version")]
 
     # --- the newest policy attestation ---------------------------------------------------------
-    def put_attestation(self, attestation: bytes, issued_ms: int) -> bool:
-        """Keep the (verified) attestation if it was issued later than the stored one."""
+    def put_attestation(self, attestation: bytes, issued_ms: int, audit: AuditEvent | None = None) -> bool:
+        """Keep the (verified) attestation if it was issued later than the stored one, with
+        ``audit`` queued in the outbox in the same transaction (only then). False: an older one,
+        nothing changed and nothing queued."""
         with self._tx() as c:
             row = c.execute("SELECT issued_ms FROM policy_attestation WHERE id = 1").fetchone()
             if row is not None and row[0] >= issued_ms:
@@ -773,6 +812,8 @@ class CoordinatorDb(KeyOpStore, BackupStore, PoolStore, NonceStore):
                 "INSERT OR REPLACE INTO policy_attestation (id, issued_ms, attestation) VALUES (1, ?, ?)",
                 (issued_ms, attestation),
             )
+            if audit is not None:
+                self._enqueue(c, audit)
         return True
 
     def attestation(self) -> bytes | None:

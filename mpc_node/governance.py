@@ -51,6 +51,7 @@ from governance.attestation import (
 from governance.audit import detail_text
 from governance.errors import GovernanceError
 from governance.policy import DEFAULT_SCOPE, AdminSet, KeyPolicy, SignedPolicyChange
+from mpc_node.audit_outbox import OutboxEntry
 from mpc_node.bundle_cache import VerifiedBundles
 from mpc_node.in_force import AttestationChanged, AttestationPin, InForce, InForceChanged, PolicyChanged
 from mpc_node.storage import NodeStore, PolicyConflict, ServedRequest
@@ -102,15 +103,20 @@ class NodeGovernance:
     def __init__(
         self, name: str, admins: AdminSet, initial: SignedPolicyChange, store: NodeStore, audit: AuditLog,
         *, max_age_s: int = 86400, clock: Callable[[], int] = now_ms, tolerance_ms: int = 0,
+        on_queued: Callable[[], None] | None = None,
     ) -> None:
         """``clock`` gives the node's wall clock in ms; ``tolerance_ms`` is how far it may be off
-        from the clock that stamped a request before the request counts as expired / future."""
+        from the clock that stamped a request before the request counts as expired / future.
+        An install's entry is queued in the store's audit outbox with it (one transaction);
+        ``on_queued`` then wakes the outbox flusher (:meth:`mpc_node.audit_outbox.AuditFlusher.notify`)."""
         self.name = name
         self.clock = clock
         self.tolerance_ms = tolerance_ms
         self.admins = admins
         self.store = store
         self.audit = audit
+        self.on_queued = on_queued or (lambda: None)
+        self.fault: Callable[[str], None] | None = None  # test mode: mpc_node/faults.py points policy-installed, attestation-stored
         self.max_age_ms = max_age_s * 1000  # 0: attestations not required
         self._lock = threading.Lock()
         self._current: dict[bytes, SignedPolicyChange] = {}
@@ -195,21 +201,35 @@ class NodeGovernance:
                 if how == "initial":
                     raise RuntimeError(f"governance.initial_policy.{e.field}: {e.reason}") from None
                 raise refusal(code, "stale-policy" if code == Code.FAILED_PRECONDITION else "denied", msg) from None
-            try:
+            try:  # the change and its entry: one transaction (the store's audit outbox)
                 self.store.put_policy_change(
-                    scope, new.version, signed.to_bytes(), previous_version=None if current is None else current.version
+                    scope, new.version, signed.to_bytes(), previous_version=None if current is None else current.version,
+                    audit=self._policy_entry(actor, signed, "installed", ""),
                 )
             except PolicyConflict as e:  # cannot happen under our lock unless another process writes
                 raise refusal(Code.ABORTED, "conflict", f"signed_change: {e}") from None
             self._current[scope] = signed
+        self._at("policy-installed")
+        self.on_queued()
         log.info(
             "policy of scope %s is now version %d (%s, signed by %s)",
             scope_name(scope), new.version, how, ", ".join(sorted({s.admin for s in signed.signatures})),
         )
-        self._audit_policy(actor, signed, "installed", "")
         return True, signed
 
+    def _at(self, point: str) -> None:
+        if self.fault is not None:
+            self.fault(point)
+
     def _audit_policy(self, actor: str, signed: SignedPolicyChange | None, outcome: str, reason: str) -> None:
+        """A refusal (nothing changed): appended directly, after the queued entries (the log's
+        ``before_use`` hook flushes the outbox first)."""
+        e = self._policy_entry(actor, signed, outcome, reason)
+        self.audit.append(e.actor, e.action, outcome=e.outcome, details=e.details)
+
+    @staticmethod
+    def _policy_entry(actor: str, signed: SignedPolicyChange | None, outcome: str, reason: str) -> OutboxEntry:
+        """The ``policy-install`` entry of ``signed`` (None: undecodable) with ``outcome``."""
         details: dict[str, str | int | bool] = {}
         if signed is not None:
             details["scope"] = scope_name(signed.change.scope)
@@ -218,7 +238,7 @@ class NodeGovernance:
             details["admins"] = ",".join(sorted({s.admin for s in signed.signatures}))
         if reason:
             details.update(detail_text("reason", reason))
-        self.audit.append(actor, "policy-install", outcome=outcome, details=details)
+        return OutboxEntry(actor, "policy-install", "", outcome, details)
 
     # --- attestations ------------------------------------------------------------------------
     def attestation(self) -> SignedPolicyAttestation | None:
@@ -253,13 +273,14 @@ class NodeGovernance:
             )
         return signed
 
-    def _keep(self, signed: SignedPolicyAttestation) -> bool:
-        """Store ``signed`` durably if newer than the held one; True if it was."""
+    def _keep(self, signed: SignedPolicyAttestation, audit: OutboxEntry | None = None) -> bool:
+        """Store ``signed`` durably if newer than the held one (with ``audit`` queued in the
+        same transaction); True if it was."""
         with self._lock:
             held = self._attestation
             if held is not None and held.issued_at_ms >= signed.issued_at_ms:
                 return False
-            if not self.store.put_policy_attestation(signed.to_bytes(), signed.issued_at_ms):
+            if not self.store.put_policy_attestation(signed.to_bytes(), signed.issued_at_ms, audit=audit):
                 return False
             self._attestation = signed
             self._attestation_bytes = signed.to_bytes()
@@ -273,15 +294,18 @@ class NodeGovernance:
         except RpcError as e:
             self.audit.append(actor, "policy-attest", outcome="refused", details=detail_text("reason", e.message))
             raise
-        stored = self._keep(signed)
+        att = signed.attestation
+        facts: dict[str, str | int | bool] = {"admin": att.admin, "issued_at_ms": att.issued_at_ms, "heads": len(att.heads)}
+        status = self._match(att)  # what the held one matches once this one is kept
+        stored = self._keep(signed, OutboxEntry(actor, "policy-attest", "", "stored", detail_text("status", status) | facts))
         held = self.attestation()
         assert held is not None
-        status = self._match(held.attestation)
-        att = signed.attestation
-        self.audit.append(
-            actor, "policy-attest", outcome="stored" if stored else "older",
-            details=detail_text("status", status) | {"admin": att.admin, "issued_at_ms": att.issued_at_ms, "heads": len(att.heads)},
-        )
+        if stored:
+            self._at("attestation-stored")
+            self.on_queued()
+        else:  # nothing changed: the newer one held stays
+            status = self._match(held.attestation)
+            self.audit.append(actor, "policy-attest", outcome="older", details=detail_text("status", status) | facts)
         if stored:
             log.info("policy attestation by %s (issued at %d) stored: %s", att.admin, att.issued_at_ms, status)
         return stored, held.issued_at_ms, status

@@ -206,7 +206,8 @@ class NodeService:
         self._keys_lock = threading.Lock()
         self._key_gen = 0  # bumped when a key's epoch changes (a share read before must not be cached)
         self._stop = threading.Event()
-        self.roster_state = NodeRoster(cfg, store, audit)
+        self.roster_state = NodeRoster(cfg, store, audit, on_queued=self.outbox.notify)  # installs queue their entry
+        self.roster_state.fault = self.faults.at  # test mode: the roster-installed crash point (mpc_node/faults.py)
         mine = self.roster_state.peers().get(self.me)
         if mine is None:
             raise RuntimeError(f"node {self.me} is not an active node of the roster in force (revoked or not enrolled)")
@@ -225,8 +226,9 @@ class NodeService:
             )
         self.gov = NodeGovernance(
             cfg.name, cfg.admin_set, cfg.initial_policy, store, audit, max_age_s=cfg.policy_max_age_s,
-            clock=self.expiry_clock.now_ms, tolerance_ms=round(cfg.clock_tolerance_s * 1000),
+            clock=self.expiry_clock.now_ms, tolerance_ms=round(cfg.clock_tolerance_s * 1000), on_queued=self.outbox.notify,
         )
+        self.gov.fault = self.faults.at  # test mode: the policy-installed / attestation-stored crash points
         try:  # no signing without a place a ban can always go (even once the disk is full)
             self.journal = BanJournal.open(journal_path(cfg.store), cfg.index)
         except BanJournalError as e:

@@ -726,11 +726,15 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
 
     # --- governance policies -----------------------------------------------------------------
 
-    def put_policy_change(self, scope: bytes, version: int, signed_change: bytes, *, previous_version: int | None) -> None:
-        """Store an installed (already verified) change as ``version`` of ``scope``.
+    def put_policy_change(
+        self, scope: bytes, version: int, signed_change: bytes, *, previous_version: int | None,
+        audit: audit_outbox.OutboxEntry | None = None,
+    ) -> None:
+        """Store an installed (already verified) change as ``version`` of ``scope``, with
+        ``audit`` queued in the audit outbox in the same transaction.
 
         Compare-and-set: the scope's latest stored version must be ``previous_version`` (``None``:
-        nothing stored yet), else :class:`PolicyConflict`.
+        nothing stored yet), else :class:`PolicyConflict` (nothing written, nothing queued).
         """
         scope = _check_bytes(scope, "scope", max_len=MAX_SCOPE)
         _check_int(version, "version", 1, 2**63 - 1)
@@ -744,6 +748,8 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
                 "INSERT INTO policy_changes (scope, version, signed_change, installed_ms) VALUES (?, ?, ?, ?)",
                 (scope, version, signed_change, time.time_ns() // 1_000_000),
             )
+            if audit is not None:
+                audit_outbox.queue(c, audit, time.time_ns() // 1_000_000, self.audit_appended_seq)
 
     def policy_changes(self) -> dict[bytes, list[bytes]]:
         """Every stored change, per scope, oldest version first."""
@@ -756,10 +762,13 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
 
     # --- the roster ----------------------------------------------------------------------------
 
-    def put_roster_changes(self, first_version: int, signed_changes: list[bytes]) -> None:
+    def put_roster_changes(
+        self, first_version: int, signed_changes: list[bytes], *, audit: audit_outbox.OutboxEntry | None = None
+    ) -> None:
         """Append already verified roster changes as versions ``first_version``, ``+1``, ...
-        in one transaction. Compare-and-set: the latest stored version must be
-        ``first_version - 1`` (0: none stored), else :class:`PolicyConflict`."""
+        in one transaction, with ``audit`` queued in the audit outbox. Compare-and-set: the
+        latest stored version must be ``first_version - 1`` (0: none stored), else
+        :class:`PolicyConflict` (nothing written, nothing queued)."""
         _check_int(first_version, "first_version", 1, 2**63 - 1)
         blobs = [_check_bytes(b, "signed_change", max_len=MAX_CHANGE) for b in signed_changes]
         with self._write() as c:
@@ -772,6 +781,8 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
                 "INSERT INTO roster_changes (version, signed_change, installed_ms) VALUES (?, ?, ?)",
                 [(first_version + k, b, now) for k, b in enumerate(blobs)],
             )
+            if audit is not None:
+                audit_outbox.queue(c, audit, now, self.audit_appended_seq)
 
     def roster_changes(self) -> list[bytes]:
         """Every stored roster change, version 1 first."""
@@ -779,9 +790,12 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
             rows = c.execute("SELECT signed_change FROM roster_changes ORDER BY version").fetchall()
         return [bytes(r[0]) for r in rows]
 
-    def put_policy_attestation(self, attestation: bytes, issued_at_ms: int) -> bool:
+    def put_policy_attestation(
+        self, attestation: bytes, issued_at_ms: int, *, audit: audit_outbox.OutboxEntry | None = None
+    ) -> bool:
         """Keep ``attestation`` (an already verified SignedPolicyAttestation) if it was issued
-        later than the one stored; True if stored. Atomic and durable (one transaction)."""
+        later than the one stored, with ``audit`` queued in the audit outbox; True if stored.
+        Atomic and durable (one transaction); False: nothing written, nothing queued."""
         attestation = _check_bytes(attestation, "attestation", max_len=MAX_CHANGE)
         _check_int(issued_at_ms, "issued_at_ms", 0, 2**62)
         with self._write() as c:
@@ -792,6 +806,8 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
                 "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)",
                 [("policy_attestation_ms", issued_at_ms), ("policy_attestation", attestation)],
             )
+            if audit is not None:
+                audit_outbox.queue(c, audit, time.time_ns() // 1_000_000, self.audit_appended_seq)
         return True
 
     def policy_attestation(self) -> bytes | None:

@@ -17,6 +17,7 @@ from coordinator.db import CoordinatorDb
 from coordinator.nodes import NodeRegistry
 from coordinator.roster import RosterBook, RosterStartError as CoordinatorRosterStartError
 from governance.roster import Roster, SignedRosterChange, change_endpoint, revoke_node, rotate_keys
+from mpc_node.audit_outbox import AuditFlusher
 from mpc_node.config import NodeConfig, load_node_config
 from mpc_node.roster_state import NodeRoster, RosterStartError
 from mpc_node.storage import NodeStore
@@ -65,6 +66,7 @@ class _Node:
         keys = load_keystore(self.cfg.keystore, read_passphrase(file=self.cfg.passphrase_file, env=self.cfg.passphrase_env))
         self.store = NodeStore.open(d / "node.db", PASS, self.cfg.index, scrypt_n=2**10)
         self.audit = AuditLog.open(d / "audit.db", component=self.cfg.name, signing_key=keys.identity)
+        AuditFlusher(self.store, self.audit).attach()  # as the node does: an install's entry is queued with it
         self.roster = NodeRoster(self.cfg, self.store, self.audit)
 
     def install(self, signed: SignedRosterChange | bytes) -> tuple[bool, Roster]:
