@@ -18,7 +18,8 @@ the coordinator never recorded. The request id alone does not tie the two: a com
 coordinator could record another request under the id the node released a share for. So the
 released share's ``request_sha256`` (the SHA-256 of the canonical request every approval
 signs, which the node records) must also equal the one in the coordinator's ``sign-request``
-entry of that id, and one id's ``sign-request`` entries must not name different requests. A
+entry of that id, and one id's ``sign-request`` entries must not name different requests, nor
+its ``sign-approved`` / ``sign-done`` entries another request than its ``sign-request`` entry. A
 gap fails the component like a broken chain, naming the entry (where there is one) and the
 request. (Entries without a request id, and released shares without a ``request_sha256``, as
 older versions wrote, are not checked that way; a coordinator entry lacking the hash that a
@@ -171,11 +172,15 @@ def completeness_gaps(coordinator_rows: Iterable[Row], node_rows: Mapping[str, I
     those with a ``sign-done`` entry) lacking a coordinator entry, released shares of requests
     without a coordinator ``sign-request`` entry, or whose ``request_sha256`` differs from (or
     is missing in) that entry's, and one request id's ``sign-request`` entries naming different
-    requests. Rows as :func:`verify_entries` takes them (seq, timestamp, actor, action, request
-    id, outcome, details, ...), already verified. Every message quotes the request id."""
+    requests, or its ``sign-approved`` / ``sign-done`` entry naming another request than its
+    ``sign-request`` entry (an entry without the hash is tied by id only). Rows as
+    :func:`verify_entries` takes them (seq, timestamp, actor, action, request id, outcome,
+    details, ...), already verified. Every message quotes the request id."""
     seen: dict[str, dict[str, int]] = {}  # request id -> action -> seq of its first entry
     hashes: dict[str, str | None] = {}  # request id -> request_sha256 of its first sign-request entry
+    ends: list[tuple[int, str, str, str]] = []  # (seq, request id, action, request_sha256) of sign-approved / sign-done
     gaps = []
+    coordinator_rows = list(coordinator_rows)
     for r in coordinator_rows:
         seq, action, rid, outcome = r[0], r[3], r[4], r[5]
         if not isinstance(seq, int) or not isinstance(rid, str) or not rid:
@@ -193,7 +198,17 @@ def completeness_gaps(coordinator_rows: Iterable[Row], node_rows: Mapping[str, I
                     f"request {quote(rid)} has a second sign-request entry naming another request (request_sha256 "
                     f"{'none' if h is None else _hash_text(h)}, the first named {first})",
                 ))
+        if action in DONE_NEEDS[1:] and (h := _request_sha256(r)) is not None:
+            ends.append((seq, rid, str(action), h))
         seen.setdefault(rid, {}).setdefault(str(action), seq)
+    for seq, rid, action, h in ends:  # the DONE check ties these to the id's sign-request: the same request
+        if rid in hashes and hashes[rid] != h:
+            first = "none" if hashes[rid] is None else _hash_text(str(hashes[rid]))
+            gaps.append(Gap(
+                COORDINATOR, seq, rid,
+                f"request {quote(rid)}: its {action} entry names another request (request_sha256 {_hash_text(h)}) than its"
+                f" sign-request entry (request_sha256 {first})",
+            ))
     for rid in sorted(set(done) | {rid for rid, acts in seen.items() if "sign-done" in acts}):
         acts = seen.get(rid, {})
         missing = [a for a in DONE_NEEDS if a not in acts]

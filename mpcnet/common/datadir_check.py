@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -89,29 +90,42 @@ def probe_write(directory: Path, size: int = PROBE_BYTES) -> None:
 
 def sweep_probes(directory: Path) -> int:
     """Remove the probe files a killed process left in ``directory`` (``.mpcnet-probe-<pid>-*``
-    whose pid no longer runs); returns how many. Errors are ignored (the probe itself reports)."""
+    whose pid no longer runs); returns how many. Only what :func:`probe_write` creates is removed:
+    a regular file (never a symlink, so never its target, nor a directory) owned by this user,
+    whose pid is ASCII digits; names are read and removed relative to one open descriptor of the
+    directory. Errors are ignored (the probe itself reports)."""
     removed = 0
     try:
-        names = [n for n in os.listdir(directory) if n.startswith(PROBE_PREFIX)]
+        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
         return 0
-    for name in names:
-        pid_text = name[len(PROBE_PREFIX):].split("-", 1)[0]
-        if not pid_text.isdigit() or len(pid_text) > 10:
-            continue
-        pid = int(pid_text)
-        if pid == os.getpid():
-            continue  # this process's own probe, in progress in another thread
+    try:
         try:
-            os.kill(pid, 0)
-            continue  # still running (or not ours to signal): its probe is its own
-        except ProcessLookupError:
-            pass
-        except (PermissionError, OverflowError):
-            continue
-        with contextlib.suppress(OSError):
-            os.unlink(directory / name)
-            removed += 1
+            names = [n for n in os.listdir(dfd) if n.startswith(PROBE_PREFIX)]
+        except OSError:
+            return 0
+        for name in names:
+            pid_text = name[len(PROBE_PREFIX):].split("-", 1)[0]
+            if not (pid_text.isascii() and pid_text.isdigit()) or len(pid_text) > 10:
+                continue  # not a name probe_write gives ("²", full-width digits: no pid of ours)
+            pid = int(pid_text)
+            if pid == os.getpid():
+                continue  # this process's own probe, in progress in another thread
+            try:
+                os.kill(pid, 0)
+                continue  # still running (or not ours to signal): its probe is its own
+            except ProcessLookupError:
+                pass
+            except (PermissionError, OverflowError):
+                continue
+            with contextlib.suppress(OSError):
+                st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+                if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+                    continue  # a symlink, a directory, another user's file: not a probe of ours
+                os.unlink(name, dir_fd=dfd)
+                removed += 1
+    finally:
+        os.close(dfd)
     return removed
 
 

@@ -37,6 +37,7 @@ from mpcnet.common.fsutil import fsync_dir, write_atomic
 log = logging.getLogger("mpcnet.keystore_lock")
 _held: dict[Path, int] = {}  # keystore path (absolute) -> the descriptor holding its flock in this process
 _held_lock = threading.Lock()
+_LOCK_TRIES = 5  # opens of a keystore replaced (renamed over) while it was being locked
 
 
 class KeystoreBusy(DataDirBusy):
@@ -71,22 +72,11 @@ def hold_keystore(path: Path) -> Iterator[None]:
     not exist (the keystore's loader reports that)."""
     path = Path(path)
     refuse_dangling(path, "keystore")
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
-    except FileNotFoundError:
+    fd = _lock_current(path)
+    if fd is None:
         yield
         return
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                pid = flock_holder(fd)
-                holder = f"pid {pid}" if pid is not None else "another process (pid unknown)"
-                raise KeystoreBusy(
-                    f"keystore {path} is in use by {holder}: one process per keystore (two would sign as one identity)"
-                ) from None
-            raise
         key = Path(os.path.abspath(path))
         with _held_lock:
             outer = _held.get(key)  # a hold of this path around this one (tests): restored at the end
@@ -102,6 +92,43 @@ def hold_keystore(path: Path) -> Iterator[None]:
                     _held[key] = outer
     finally:
         os.close(fd)  # releases the flock
+
+
+def _lock_current(path: Path) -> int | None:
+    """Open and exclusively ``flock`` the file now at ``path``; the descriptor, or None when there
+    is no file. Once locked, the descriptor's inode must still be the one at ``path``: a rotation
+    of the process holding the keystore (:func:`replace_keystore`) may have renamed a new file over
+    the one opened here and released the old inode's lock in between -- locking that replaced inode
+    would let this process run beside the holder. Then the file now at ``path`` is opened again
+    (at most :data:`_LOCK_TRIES` times). :class:`KeystoreBusy` when another process holds it."""
+    for _ in range(_LOCK_TRIES):
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
+        except FileNotFoundError:
+            return None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    pid = flock_holder(fd)
+                    holder = f"pid {pid}" if pid is not None else "another process (pid unknown)"
+                    raise KeystoreBusy(
+                        f"keystore {path} is in use by {holder}: one process per keystore (two would sign as one identity)"
+                    ) from None
+                raise
+            locked = os.fstat(fd)
+            try:
+                now = os.stat(path)
+            except FileNotFoundError:
+                now = None
+            if now is not None and (now.st_dev, now.st_ino) == (locked.st_dev, locked.st_ino):
+                return fd
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)  # a replaced file: lock the one now at the path
+    raise KeystoreBusy(f"keystore {path} is being replaced by another process (a key rotation): try again")
 
 
 def relock(path: Path) -> bool:

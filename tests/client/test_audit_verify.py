@@ -168,3 +168,31 @@ def test_mpc_audit_verify_prints_a_hostile_request_id_escaped(logs: Logs, tmp_pa
     assert any(x.startswith("coordinator ") and "BROKEN" in x and "'q9\\x1b[2J" in x for x in lines), lines
     assert any(x.startswith("node-1 ") and "BROKEN" in x and "another request under the same id" in x for x in lines), lines
     assert lines[-1] == "audit trail NOT verified (see above)"
+
+
+def _finished(log: AuditLog, rid: str, approved: str | None, done: str | None) -> None:
+    for action, outcome, sha in (("sign-approved", "signing", approved), ("sign-done", "done", done)):
+        details: dict[str, str | int | bool] = {"key_id": "00" * 32} | ({} if sha is None else {"request_sha256": sha})
+        log.append("coordinator", action, request_id=rid, outcome=outcome, details=details)
+
+
+def test_a_sign_done_entry_naming_another_request_than_the_ids_sign_request_is_a_gap(logs: Logs) -> None:
+    """The DONE check tied sign-request, sign-approved and sign-done by request id only: a
+    coordinator could record the signature of another request (another request_sha256) as the
+    end of the id the nodes signed for."""
+    submitted(logs.coordinator, "q1", SHA_A)
+    _finished(logs.coordinator, "q1", SHA_A, SHA_B)
+    released(logs.node, "q1", SHA_A)
+    coord, node = logs.rows()
+    (gap,) = completeness_gaps(coord, {"node-1": node}, ["q1"])
+    assert (gap.component, gap.seq, gap.request_id) == ("coordinator", 3, "q1")
+    assert "sign-done entry names another request" in gap.reason and SHA_B[:16] in gap.reason and SHA_A[:16] in gap.reason
+
+
+def test_the_ids_entries_naming_its_request_or_no_hash_are_complete(logs: Logs) -> None:
+    submitted(logs.coordinator, "q1", SHA_A)
+    _finished(logs.coordinator, "q1", SHA_A, SHA_A)
+    submitted(logs.coordinator, "q2", SHA_B)
+    _finished(logs.coordinator, "q2", None, None)  # an entry written when the request could not be read: tied by id
+    coord, node = logs.rows()
+    assert completeness_gaps(coord, {"node-1": node}, ["q1", "q2"]) == []

@@ -174,3 +174,31 @@ def test_probe_files_of_killed_processes_are_swept_at_start(tmp_path: Path) -> N
     other.write_bytes(b"")
     check_data_dirs([tmp_path])
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, other.name])
+
+
+def test_the_probe_sweep_removes_only_this_users_stale_probe_files(tmp_path: Path) -> None:
+    """A name that only looks like a stale probe is left: a non-ASCII "digit" (``²`` made the
+    start fail with a ValueError traceback; full-width digits named a pid), a symlink (and so
+    never its target), a directory. The probe files this program writes are regular files with
+    an ASCII pid."""
+    from mpcnet.common.datadir_check import PROBE_PREFIX, sweep_probes
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True)
+    pid = int(dead.stdout)
+    stale = tmp_path / f"{PROBE_PREFIX}{pid}-00000000"
+    stale.write_bytes(b"x")
+    superscript = tmp_path / f"{PROBE_PREFIX}\u00b2-00000000"
+    superscript.write_bytes(b"")
+    wide = tmp_path / f"{PROBE_PREFIX}{''.join(chr(0xFF10 + int(d)) for d in str(pid))}-00000000"
+    wide.write_bytes(b"")
+    target = tmp_path / "keep" / "precious"
+    target.parent.mkdir()
+    target.write_bytes(b"precious")
+    link = tmp_path / f"{PROBE_PREFIX}{pid}-11111111"
+    link.symlink_to(target)
+    directory = tmp_path / f"{PROBE_PREFIX}{pid}-22222222"
+    directory.mkdir()
+    assert sweep_probes(tmp_path) == 1
+    check_data_dirs([tmp_path])  # no traceback either
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([superscript.name, wide.name, "keep", link.name, directory.name])
+    assert link.is_symlink() and target.read_bytes() == b"precious"
