@@ -33,7 +33,7 @@ from governance.errors import GovernanceError
 from mpcnet.common.datadir import hold_data_dirs
 from mpcnet.common.fsutil import fsync_dir, write_atomic
 from mpcnet.common.keystore import SCRYPT_N, generate_keys, load_keystore, read_passphrase, seal_keystore
-from mpcnet.common.keystore_lock import relock
+from mpcnet.common.keystore_lock import hold_keystore, replace_keystore
 from mpcnet.common.stores.audit import AuditLog
 
 log = logging.getLogger("coordinator.audit_key")
@@ -74,8 +74,7 @@ def finish_pending_rotation(cfg: CoordinatorConfig, passphrase: bytes) -> bool:
         return False
     data = staged.read_bytes()
     if _log_wants(cfg, passphrase):
-        write_atomic(cfg.keystore, data, 0o600)
-        relock(cfg.keystore)  # a starting coordinator's keystore lock follows the new file
+        replace_keystore(cfg.keystore, data, 0o600)  # a starting coordinator's lock moves to the new file, never unlocked
         staged.unlink()
         fsync_dir(staged.parent)
         log.warning("audit key rotation: finished one a restart interrupted")
@@ -106,8 +105,9 @@ def rotate_audit_key(cfg: CoordinatorConfig, *, scrypt_n: int | None = None) -> 
 
     Raises :class:`mpcnet.common.keystore.KeystoreError` (passphrase, keystore),
     :class:`GovernanceError` (audit log) or :class:`mpcnet.common.datadir.DataDirBusy`
-    (the coordinator is running)."""
-    with hold_data_dirs((cfg.db.parent, cfg.audit_db.parent), files=(cfg.db, cfg.audit_db)):
+    (the coordinator is running; :class:`mpcnet.common.keystore_lock.KeystoreBusy` when another
+    process holds the keystore)."""
+    with hold_data_dirs((cfg.db.parent, cfg.audit_db.parent), files=(cfg.db, cfg.audit_db)), hold_keystore(cfg.keystore):
         passphrase = read_passphrase(file=cfg.passphrase_file, env=cfg.passphrase_env)
         finish_pending_rotation(cfg, passphrase)
         current = load_keystore(cfg.keystore, passphrase)

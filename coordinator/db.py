@@ -22,7 +22,7 @@ import sqlite3
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -35,7 +35,23 @@ from coordinator.pool_store import POOL_MIGRATION, PoolStore
 from coordinator.store_health import STORE_PROBE_MIGRATION, StoreHealth
 from governance.audit import EVENT_KEY, MAX_DETAILS, check_entry_fields
 from governance.errors import GovernanceError
+from mpcnet.common.steadyclock import ANCHOR_TABLE, SteadyClockError, SteadySource, anchor
 from mpcnet.common.stores.sqlite import BUSY_TIMEOUT_S, DatabaseError, Migration, migrate, open_database, write_transaction
+
+# Step 11 (issue 14 red team: wall-clock steps): each signing request's steady creation time,
+# which the rate limit counts (a wall step a day forward emptied its window, back blocked the
+# key). Older rows get their wall time (the timeline of an upgraded database starts at its newest
+# row); a row inserted without it (by hand, a tool) too, by the trigger: it then counts at least
+# a whole window (the timeline trails the wall clock only by the downtime across reboots).
+STEADY_MIGRATION: Migration = (
+    ANCHOR_TABLE,
+    "ALTER TABLE sign_requests ADD COLUMN created_steady_ms INTEGER",
+    "UPDATE sign_requests SET created_steady_ms = created_ms",
+    "CREATE INDEX sign_requests_by_key_steady ON sign_requests (key_id, created_steady_ms)",
+    "CREATE INDEX sign_requests_by_steady ON sign_requests (created_steady_ms)",
+    "CREATE TRIGGER sign_requests_steady_default AFTER INSERT ON sign_requests WHEN NEW.created_steady_ms IS NULL"
+    " BEGIN UPDATE sign_requests SET created_steady_ms = NEW.created_ms WHERE rowid = NEW.rowid; END",
+)
 
 # The schema, as versioned migration steps (see mpcnet.common.stores.sqlite). Databases created before
 # versioning have user_version 0 and either layout, so both steps are idempotent (IF NOT EXISTS).
@@ -162,7 +178,11 @@ _MIGRATIONS: tuple[Migration, ...] = (
     # 10: one row rewritten by the store probe (coordinator/store_health.py): a failed write's
     # "database failing" clears once a probe write commits again, even with no other write
     STORE_PROBE_MIGRATION,
+    # 11: the rate limit counts steady time (mpcnet/common/steadyclock.py), not the wall clock
+    STEADY_MIGRATION,
 )
+# the highest steady time held, from the sign_requests_by_steady index (no table scan at open)
+STEADY_FLOOR_SQL = "SELECT MAX(created_steady_ms) FROM sign_requests"
 
 TERMINAL = ("done", "rejected", "expired", "failed")
 
@@ -310,9 +330,11 @@ def _text(xs: Any) -> str:
 
 
 class CoordinatorDb(KeyOpStore, BackupStore, PoolStore, NonceStore):
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, steady: SteadySource | None = None) -> None:
         """Open (creating it and its directory on first use) and upgrade the database at ``path``;
-        :class:`RuntimeError` naming the file if it cannot be opened, made private or upgraded."""
+        :class:`RuntimeError` naming the file if it cannot be opened, made private or upgraded,
+        or its steady clock (:attr:`steady`, what the rate limit counts) cannot be anchored for
+        this boot (``steady``: where it reads; the host's boot-time clock and boot id by default)."""
         self.path = Path(path)
         self.health = StoreHealth()  # the coordinator's stores: set by a failed write, cleared by the next one
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -323,7 +345,8 @@ class CoordinatorDb(KeyOpStore, BackupStore, PoolStore, NonceStore):
         self._lock = threading.Lock()
         try:
             migrate(self._conn, _MIGRATIONS)
-        except DatabaseError as e:
+            self.steady = anchor(self._conn, steady or SteadySource(), STEADY_FLOOR_SQL)
+        except (DatabaseError, SteadyClockError) as e:
             self._conn.close()
             raise RuntimeError(f"db: {e}") from None
         # issue 14 (lean path): reads use their own connection and lock, so a read never waits
@@ -466,24 +489,29 @@ class CoordinatorDb(KeyOpStore, BackupStore, PoolStore, NonceStore):
     ) -> None:
         """Insert a new request; with ``rate_limit = (max, window_ms)`` refuse it
         (:class:`RateLimitExceeded`) if ``max`` live or signed requests for the key were created
-        in the window. Check, insert and queueing ``audit`` are one transaction."""
+        in the window: the last ``window_ms`` of steady time (:attr:`steady`, read inside the
+        transaction; ``rec.created_ms``, the wall clock, is only recorded). Check, insert and
+        queueing ``audit`` are one transaction; the count is one index range
+        (``sign_requests_by_key_steady``)."""
         with self._tx() as c:
             if audit is not None:
                 self._enqueue(c, audit)
+            now_steady = self.steady.now_ms()
             if rate_limit is not None:
                 limit, window_ms = rate_limit
                 (count,) = c.execute(
-                    "SELECT COUNT(*) FROM sign_requests WHERE key_id = ? AND created_ms > ?"
+                    "SELECT COUNT(*) FROM sign_requests WHERE key_id = ? AND created_steady_ms > ?"
                     " AND state IN ('pending_approval', 'signing', 'done')",
-                    (rec.key_id, rec.created_ms - window_ms),
+                    (rec.key_id, now_steady - window_ms),
                 ).fetchone()
                 if count >= limit:
                     raise RateLimitExceeded(int(count))
             c.execute(
-                f"INSERT INTO sign_requests ({self._SR_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO sign_requests ({self._SR_COLS}, created_steady_ms)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (rec.request_id, rec.key_id, rec.digest, rec.requester, rec.request, rec.scope, rec.state,
                  rec.created_ms, rec.expires_ms, rec.signature, _text(rec.signers), rec.error_code,
-                 rec.error_message, rec.attempts, rec.updated_ms, rec.message),
+                 rec.error_message, rec.attempts, rec.updated_ms, rec.message, now_steady),
             )
 
     def get_sign_request(self, request_id: str) -> SignRequestRecord | None:
@@ -657,12 +685,41 @@ class CoordinatorDb(KeyOpStore, BackupStore, PoolStore, NonceStore):
         return [ApprovalRecord(r[0], r[1], bytes(r[2]), r[3]) for r in rows]
 
     # --- policies ----------------------------------------------------------------------------
-    def add_policy_change(self, scope: bytes, version: int, signed_change: bytes) -> None:
+    def add_policy_change(self, scope: bytes, version: int, signed_change: bytes, audit: AuditEvent | None = None) -> None:
+        """Store a verified policy change (one transaction, with ``audit`` queued in the outbox)."""
         with self._tx() as c:
             c.execute(
                 "INSERT INTO policy_changes (scope, version, signed_change, applied_ms) VALUES (?, ?, ?, ?)",
                 (scope, version, signed_change, now_ms()),
             )
+            if audit is not None:
+                self._enqueue(c, audit)
+
+    def apply_policy_proposal(
+        self, applied: ProposalRecord, version: int, signed_change: bytes, audits: Sequence[AuditEvent]
+    ) -> list[str]:
+        """Apply a proposal at its quorum in ONE transaction: store the change as ``version`` of
+        ``applied.scope``, store ``applied`` (state ``applied``), mark every other pending
+        proposal of that scope superseded and queue ``audits``. Returns the superseded ids.
+        :class:`sqlite3.IntegrityError` if that version is stored already (nothing changes)."""
+        with self._tx() as c:
+            c.execute(
+                "INSERT INTO policy_changes (scope, version, signed_change, applied_ms) VALUES (?, ?, ?, ?)",
+                (applied.scope, version, signed_change, applied.updated_ms),
+            )
+            self._put_proposal(c, applied)
+            rows = c.execute(
+                "SELECT proposal_id FROM proposals WHERE state = 'pending' AND scope = ? AND proposal_id != ?",
+                (applied.scope, applied.proposal_id),
+            ).fetchall()
+            superseded = [str(r[0]) for r in rows]
+            c.executemany(
+                "UPDATE proposals SET state = 'superseded', updated_ms = ? WHERE proposal_id = ?",
+                [(applied.updated_ms, pid) for pid in superseded],
+            )
+            for ev in audits:
+                self._enqueue(c, ev)
+        return superseded
 
     def policy_changes(self) -> dict[bytes, list[bytes]]:
         rows = self._query("SELECT scope, signed_change FROM policy_changes ORDER BY scope, version")
@@ -671,13 +728,21 @@ class CoordinatorDb(KeyOpStore, BackupStore, PoolStore, NonceStore):
             out.setdefault(bytes(scope), []).append(bytes(change))
         return out
 
-    def put_proposal(self, p: ProposalRecord) -> None:
+    def put_proposal(self, p: ProposalRecord, audits: Sequence[AuditEvent] = ()) -> None:
+        """Store (insert or replace) a policy proposal, with ``audits`` queued in the outbox (one
+        transaction)."""
         with self._tx() as c:
-            c.execute(
-                "INSERT OR REPLACE INTO proposals (proposal_id, scope, signed_change, state, proposer, created_ms, updated_ms)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (p.proposal_id, p.scope, p.signed_change, p.state, p.proposer, p.created_ms, p.updated_ms),
-            )
+            self._put_proposal(c, p)
+            for ev in audits:
+                self._enqueue(c, ev)
+
+    @staticmethod
+    def _put_proposal(c: sqlite3.Connection, p: ProposalRecord) -> None:
+        c.execute(
+            "INSERT OR REPLACE INTO proposals (proposal_id, scope, signed_change, state, proposer, created_ms, updated_ms)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (p.proposal_id, p.scope, p.signed_change, p.state, p.proposer, p.created_ms, p.updated_ms),
+        )
 
     def get_proposal(self, proposal_id: str) -> ProposalRecord | None:
         rows = self._query(
@@ -735,8 +800,10 @@ class CoordinatorDb(KeyOpStore, BackupStore, PoolStore, NonceStore):
         return [bytes(r[0]) for r in self._query("SELECT signed_change FROM roster_changes ORDER BY version")]
 
     # --- the newest policy attestation ---------------------------------------------------------
-    def put_attestation(self, attestation: bytes, issued_ms: int) -> bool:
-        """Keep the (verified) attestation if it was issued later than the stored one."""
+    def put_attestation(self, attestation: bytes, issued_ms: int, audit: AuditEvent | None = None) -> bool:
+        """Keep the (verified) attestation if it was issued later than the stored one, with
+        ``audit`` queued in the outbox in the same transaction (only then). False: an older one,
+        nothing changed and nothing queued."""
         with self._tx() as c:
             row = c.execute("SELECT issued_ms FROM policy_attestation WHERE id = 1").fetchone()
             if row is not None and row[0] >= issued_ms:
@@ -745,6 +812,8 @@ class CoordinatorDb(KeyOpStore, BackupStore, PoolStore, NonceStore):
                 "INSERT OR REPLACE INTO policy_attestation (id, issued_ms, attestation) VALUES (1, ?, ?)",
                 (issued_ms, attestation),
             )
+            if audit is not None:
+                self._enqueue(c, audit)
         return True
 
     def attestation(self) -> bytes | None:

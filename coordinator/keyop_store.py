@@ -282,13 +282,17 @@ class KeyOpStore:
                 self._enqueue(c, audit)
 
     # --- lifecycle proposals -----------------------------------------------------------------
-    def put_lifecycle_proposal(self, p: LifecycleRecord) -> None:
+    def put_lifecycle_proposal(self, p: LifecycleRecord, audits: tuple[AuditEvent, ...] = ()) -> None:
+        """Store (insert or replace) a lifecycle proposal, with ``audits`` queued in the outbox
+        (one transaction)."""
         with self._tx() as c:
             c.execute(
                 "INSERT OR REPLACE INTO lifecycle_proposals (proposal_id, kind, signed, state, proposer, operations, error,"
                 " created_ms, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (p.proposal_id, p.kind, p.signed, p.state, p.proposer, ",".join(p.operations), p.error, p.created_ms, p.updated_ms),
             )
+            for ev in audits:
+                self._enqueue(c, ev)
 
     def get_lifecycle_proposal(self, proposal_id: str) -> LifecycleRecord | None:
         rows = self._query(

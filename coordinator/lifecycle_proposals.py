@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import grpc
 
-from coordinator.db import CoordinatorDb, now_ms
+from coordinator.db import AuditEvent, CoordinatorDb, now_ms
 from coordinator.keyop_store import LifecycleRecord
 from governance._checks import ed25519_verify
 from governance.audit import detail_text
@@ -65,6 +65,10 @@ class LifecycleProposals:
         self.admins = admins
         self.db = db
         self.audit = audit
+        # appends the database's queued audit entries to the audit log (set by the service to
+        # the audit flusher; every step's entry is committed with it in the outbox either way)
+        self.flush_audit: Callable[[], None] = lambda: None
+        self.flush_now: Callable[[], object] = lambda: None  # the same, synchronously (before a refusal's direct append)
         self._kinds: dict[str, tuple[Decode, Apply]] = {}
         self._lock = threading.RLock()
 
@@ -90,7 +94,7 @@ class LifecycleProposals:
         try:
             return self._propose(kind, data, caller, field_name)
         except RpcError as e:
-            self.audit.append(caller, "lifecycle-propose", outcome="refused", details={"kind": kind} | detail_text("reason", e.message))
+            self._audit_alone(caller, "lifecycle-propose", "refused", {"kind": kind} | detail_text("reason", e.message))
             raise
 
     def _propose(self, kind: str, data: bytes, caller: str, field_name: str) -> LifecycleRecord:
@@ -116,15 +120,16 @@ class LifecycleProposals:
                 p.proposal_id, kind, p.rebuild(sigs), "pending", caller if existing is None else existing.proposer, (), "",
                 t if existing is None else existing.created_ms, t,
             )
-            self.db.put_lifecycle_proposal(rec)
-        self.audit.append(caller, "lifecycle-propose", outcome="pending", details={"kind": kind, "proposal": p.proposal_id} | p.details)
+            event = AuditEvent(caller, "lifecycle-propose", "", "pending", {"kind": kind, "proposal": p.proposal_id} | p.details)
+            self.db.put_lifecycle_proposal(rec, (event,))
+        self._flush()
         return self._maybe_apply(p.proposal_id, caller)
 
     def approve(self, pid: str, admin: str, signature: bytes, caller: str) -> LifecycleRecord:
         try:
             return self._approve(pid, admin, signature, caller)
         except RpcError as e:
-            self.audit.append(caller, "lifecycle-approve", outcome="refused", details={"proposal": pid} | detail_text("reason", e.message))
+            self._audit_alone(caller, "lifecycle-approve", "refused", {"proposal": pid} | detail_text("reason", e.message))
             raise
 
     def _approve(self, pid: str, admin: str, signature: bytes, caller: str) -> LifecycleRecord:
@@ -146,25 +151,34 @@ class LifecycleProposals:
                     # at its quorum, still pending, no failure recorded: its apply was cut short by
                     # the coordinator's own store (a full disk answered UNAVAILABLE, "try again"): a
                     # signer approving again applies it (as retry_pending would at the next start)
-                    again = True
+                    # (audited with the apply's outcome, in its transaction)
+                    again: AuditEvent | None = AuditEvent(
+                        caller, "lifecycle-approve", "", "again", {"proposal": pid, "kind": rec.kind, "admin": admin},
+                    )
                 else:
                     raise RpcError(Code.ALREADY_EXISTS, f"admin: {quote(admin)} already signed proposal {pid}")
             else:
-                again = False
+                again = None
                 signed = p.rebuild(_merge(p.signatures, (sig,)))
                 self.db.put_lifecycle_proposal(LifecycleRecord(
                     pid, rec.kind, signed, "pending", rec.proposer, (), rec.error, rec.created_ms, now_ms(),
-                ))
-        if again:
-            log.info("lifecycle proposal %s (%s): approved again by %s at its quorum; applying it", pid, rec.kind, admin)
-            return self._maybe_apply(pid, caller)
-        self.audit.append(caller, "lifecycle-approve", outcome="signed", details={"proposal": pid, "kind": rec.kind, "admin": admin})
-        return self._maybe_apply(pid, caller)
+                ), (AuditEvent(caller, "lifecycle-approve", "", "signed", {"proposal": pid, "kind": rec.kind, "admin": admin}),))
+        if again is not None:
+            log.info("lifecycle proposal %s (%s): approved again by %s at its quorum; applying it", pid, rec.kind, quote(admin))
+        else:
+            self._flush()
+        return self._maybe_apply(pid, caller, also=again)
 
-    def _maybe_apply(self, pid: str, actor: str) -> LifecycleRecord:
+    def _maybe_apply(self, pid: str, actor: str, also: AuditEvent | None = None) -> LifecycleRecord:
+        """Apply proposal ``pid`` if it is pending with its quorum: its kind's ``apply`` runs,
+        then the proposal's new state (``applied``, or pending with the failure) is stored with
+        its ``lifecycle-apply`` entry (and ``also``, a re-approval's entry) in ONE transaction.
+        The apply's :class:`RpcError` propagates. Returns the proposal as stored."""
         with self._lock:
             rec = self.get(pid)
             if rec.state != "pending":
+                if also is not None:  # this re-approval changed nothing
+                    self._audit_alone(also.actor, also.action, "nothing", dict(also.details))
                 # applied (or failed) by another caller since this one's checks (each held the lock
                 # apart): two approvals completing the quorum at once, a signer approving again
                 # twice at once, or retry_pending beside them must apply it once, not start its
@@ -174,19 +188,24 @@ class LifecycleProposals:
             decode, apply = self._kind(rec.kind)
             p = decode(rec.signed)
             if len({s.admin for s in p.signatures}) < max(p.quorum, self.admins.quorum):
+                if also is not None:
+                    self._audit_alone(also.actor, also.action, "nothing", dict(also.details))
                 return rec
             try:
                 ops = apply(rec.signed, actor)
             except RpcError as e:
+                failed = AuditEvent(actor, "lifecycle-apply", "", "failed", {"proposal": pid} | detail_text("reason", e.message))
                 self.db.put_lifecycle_proposal(LifecycleRecord(
                     pid, rec.kind, rec.signed, "pending", rec.proposer, (), e.message[:500], rec.created_ms, now_ms(),
-                ))
-                self.audit.append(actor, "lifecycle-apply", outcome="failed", details={"proposal": pid} | detail_text("reason", e.message))
+                ), (failed,) if also is None else (also, failed))
+                self._flush()
                 raise
             applied = LifecycleRecord(pid, rec.kind, rec.signed, "applied", rec.proposer, tuple(ops), "", rec.created_ms, now_ms())
-            self.db.put_lifecycle_proposal(applied)
-        self.audit.append(actor, "lifecycle-apply", outcome="applied", details={"proposal": pid, "kind": rec.kind,
-                                                                             "operations": ",".join(ops)[:500]})
+            done = AuditEvent(
+                actor, "lifecycle-apply", "", "applied", {"proposal": pid, "kind": rec.kind, "operations": ",".join(ops)[:500]},
+            )
+            self.db.put_lifecycle_proposal(applied, (done,) if also is None else (also, done))
+        self._flush()
         log.info("lifecycle proposal %s (%s) applied", pid, rec.kind)
         return applied
 
@@ -205,6 +224,23 @@ class LifecycleProposals:
             except RpcError as e:
                 log.warning("lifecycle proposal %s (%s) could not be applied again: %s", rec.proposal_id, rec.kind, e.message)
         return done
+
+    # --- audit -------------------------------------------------------------------------------
+    def _flush(self) -> None:
+        """Append the queued entries now; a failure leaves them queued (the flusher retries)."""
+        try:
+            self.flush_audit()
+        except Exception:
+            log.exception("audit flush after a lifecycle proposal step failed")
+
+    def _audit_alone(self, actor: str, action: str, outcome: str, details: Mapping[str, str | int | bool]) -> None:
+        """An entry no state change goes with (a refusal): appended directly, AFTER the entries
+        queued before it (flushed first, so the log keeps the causal order)."""
+        try:
+            self.flush_now()
+        except Exception as e:  # they stay queued; the refusal is still audited
+            log.warning("audit: queued entries not flushed before a %s entry (%s)", action, type(e).__name__)
+        self.audit.append(actor, action, outcome=outcome, details=dict(details))
 
     # --- reading -----------------------------------------------------------------------------
     def get(self, pid: str) -> LifecycleRecord:

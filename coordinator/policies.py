@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 
-from coordinator.db import CoordinatorDb, ProposalRecord, now_ms
+from coordinator.db import AuditEvent, CoordinatorDb, ProposalRecord, now_ms
 from coordinator.relay import NodeHandle
 from governance.attestation import SignedPolicyAttestation
 from governance.audit import detail_text
@@ -67,6 +67,10 @@ class PolicyBook:
         self.audit = audit
         self.nodes = nodes  # the live registry (coordinator.nodes.NodeRegistry): follows the roster
         self.on_applied = on_applied
+        # appends the database's queued audit entries to the audit log (set by the service to
+        # the audit flusher; a change's entry is committed with it in the outbox either way)
+        self.flush_audit: Callable[[], None] = lambda: None
+        self.flush_now: Callable[[], object] = lambda: None  # the same, synchronously (before a refusal's direct append)
         self._lock = threading.RLock()
         self._history: dict[bytes, list[SignedPolicyChange]] = {}
         self._synced: dict[int, bool] = {i: False for i in nodes}
@@ -100,12 +104,9 @@ class PolicyBook:
                 initial.verify(admins, None)
             except GovernanceError as e:
                 raise RuntimeError(f"governance.initial_policy: {e}") from None
-            db.add_policy_change(DEFAULT_SCOPE, initial.change.new_policy.version, initial.to_bytes())
-            self._history[DEFAULT_SCOPE] = [initial]
-            audit.append(
-                "coordinator", "policy-apply", outcome="applied",
-                details=_details(initial) | {"how": "initial"},
-            )
+            event = AuditEvent("coordinator", "policy-apply", "", "applied", _details(initial) | {"how": "initial"})
+            db.add_policy_change(DEFAULT_SCOPE, initial.change.new_policy.version, initial.to_bytes(), audit=event)
+            self._history[DEFAULT_SCOPE] = [initial]  # its entry is flushed with the outbox at the start
 
     # --- reading -----------------------------------------------------------------------------
     @property
@@ -172,28 +173,30 @@ class PolicyBook:
         try:
             signed = self._accepted_attestation(data, caller)
         except RpcError as e:  # every refusal is audited, like the nodes do
-            self.audit.append(caller, "policy-attest", outcome="refused", details=detail_text("reason", e.message))
+            self._audit_alone(caller, "policy-attest", "refused", detail_text("reason", e.message))
             raise
         att = signed.attestation
         with self._lock:
+            mine = {s.change.scope: s.change.new_policy for s in self.heads()}
+            differs = [
+                scope_name(h.scope) for h in att.heads
+                if (p := mine.get(h.scope)) is None or p.version != h.version or p.digest() != h.digest
+            ] + [scope_name(s) for s in mine if att.head(s) is None]
+            details = {"issued_at_ms": att.issued_at_ms, "heads": len(att.heads)} | detail_text("differs", ",".join(differs))
             stored = self._attestation is None or self._attestation.issued_at_ms < att.issued_at_ms
-            if stored:
-                stored = self.db.put_attestation(signed.to_bytes(), att.issued_at_ms)
+            if stored:  # stored with its entry, one transaction
+                event = AuditEvent(caller, "policy-attest", "", "stored", details)
+                stored = self.db.put_attestation(signed.to_bytes(), att.issued_at_ms, audit=event)
             if stored:
                 self._attestation = signed
                 for i in self._synced:
                     self._synced[i] = False
             held = self._attestation
             assert held is not None
-        mine = {s.change.scope: s.change.new_policy for s in self.heads()}
-        differs = [
-            scope_name(h.scope) for h in att.heads
-            if (p := mine.get(h.scope)) is None or p.version != h.version or p.digest() != h.digest
-        ] + [scope_name(s) for s in mine if att.head(s) is None]
-        self.audit.append(
-            caller, "policy-attest", outcome="stored" if stored else "older",
-            details={"issued_at_ms": att.issued_at_ms, "heads": len(att.heads)} | detail_text("differs", ",".join(differs)),
-        )
+        if stored:
+            self._flush()
+        else:  # nothing changed
+            self._audit_alone(caller, "policy-attest", "older", details)
         if differs:
             log.warning("attestation by %s names other heads than ours for %s", att.admin, ", ".join(differs)[:500])
         if stored:
@@ -227,17 +230,14 @@ class PolicyBook:
             t = now_ms()
             rec = ProposalRecord(pid, change.scope, signed.to_bytes(), "pending", caller if existing is None else existing.proposer,
                                  t if existing is None else existing.created_ms, t)
-            self.db.put_proposal(rec)
-        self.audit.append(
-            caller, "policy-propose", outcome="pending",
-            details=_details(signed) | {"proposal": pid},
-        )
+            self.db.put_proposal(rec, [AuditEvent(caller, "policy-propose", "", "pending", _details(signed) | {"proposal": pid})])
+        self._flush()
         return self._maybe_apply(pid, caller)
 
     def approve(self, pid: str, admin: str, signature: bytes, caller: str) -> ProposalRecord:
         if admin != caller:
             msg = f"admin: certificate name {quote(caller)} differs from the signing admin {quote(admin)}"
-            self.audit.append(caller, "policy-approve", outcome="refused", details={"proposal": pid} | detail_text("reason", msg))
+            self._audit_alone(caller, "policy-approve", "refused", {"proposal": pid} | detail_text("reason", msg))
             raise RpcError(Code.PERMISSION_DENIED, msg)
         try:
             sig = AdminSignature(admin, signature)
@@ -253,14 +253,27 @@ class PolicyBook:
             try:
                 check_admin_signature(self.admins, signed.change, sig)
             except GovernanceError as e:
-                self.audit.append(caller, "policy-approve", outcome="refused", details={"proposal": pid} | detail_text("reason", str(e)))
+                self._audit_alone(caller, "policy-approve", "refused", {"proposal": pid} | detail_text("reason", str(e)))
                 raise RpcError(Code.PERMISSION_DENIED, f"{e.field}: {e.reason}") from None
             if admin in {s.admin for s in signed.signatures}:
-                raise RpcError(Code.ALREADY_EXISTS, f"admin: {quote(admin)} already signed proposal {pid}")
-            signed = _merge(signed, (sig,))
-            self.db.put_proposal(ProposalRecord(pid, rec.scope, signed.to_bytes(), "pending", rec.proposer, rec.created_ms, now_ms()))
-        self.audit.append(caller, "policy-approve", outcome="signed", details={"proposal": pid, **_details(signed)})
-        return self._maybe_apply(pid, caller)
+                if len({s.admin for s in signed.signatures}) < self.admins.quorum:
+                    raise RpcError(Code.ALREADY_EXISTS, f"admin: {quote(admin)} already signed proposal {pid}")
+                # at its quorum and still pending: its apply was cut short (the coordinator's store
+                # failed, or it was killed between the approval and the apply): a signer approving
+                # again applies it, audited with the apply (as retry_pending does at the next start)
+                again = AuditEvent(caller, "policy-approve", "", "again", {"proposal": pid, **_details(signed)})
+            else:
+                again = None
+                signed = _merge(signed, (sig,))
+                event = AuditEvent(caller, "policy-approve", "", "signed", {"proposal": pid, **_details(signed)})
+                self.db.put_proposal(
+                    ProposalRecord(pid, rec.scope, signed.to_bytes(), "pending", rec.proposer, rec.created_ms, now_ms()), [event],
+                )
+        if again is not None:
+            log.info("policy proposal %s: approved again by %s at its quorum; applying it", pid, quote(admin))
+        else:
+            self._flush()
+        return self._maybe_apply(pid, caller, also=again)
 
     def _check_signatures(self, signed: SignedPolicyChange, field: str) -> None:
         if not signed.signatures:
@@ -286,12 +299,21 @@ class PolicyBook:
                 f"({have}; a change must name its digest and bump the version by one)",
             )
 
-    def _maybe_apply(self, pid: str, actor: str) -> ProposalRecord:
+    def _maybe_apply(self, pid: str, actor: str, *, also: AuditEvent | None = None, push: bool = True) -> ProposalRecord:
+        """Apply proposal ``pid`` if it is pending with an admin quorum: the change, the
+        proposal's ``applied`` state, the superseding of the scope's other pending proposals
+        and the ``policy-apply`` entry (and ``also``, a re-approval's entry) are ONE database
+        transaction; then the entries are flushed, ``on_applied`` runs and (with ``push``) the
+        nodes are synced. A change that no longer follows the policy in force marks the
+        proposal superseded (audited, same transaction) and raises FAILED_PRECONDITION.
+        Returns the proposal as stored."""
         with self._lock:
             rec = self.db.get_proposal(pid)
             assert rec is not None
             signed = SignedPolicyChange.from_bytes(rec.signed_change)
-            if len({s.admin for s in signed.signatures}) < self.admins.quorum:
+            if rec.state != "pending" or len({s.admin for s in signed.signatures}) < self.admins.quorum:
+                if also is not None:  # nothing changed by this re-approval (applied by another caller meanwhile)
+                    self._audit_alone(also.actor, also.action, "nothing", dict(also.details))
                 return rec
             cur = self.current(rec.scope)
             try:
@@ -299,30 +321,60 @@ class PolicyBook:
             except GovernanceError as e:
                 superseded = e.field in ("previous_digest", "new_policy.version")
                 state = "superseded" if superseded else "pending"
-                self.db.put_proposal(ProposalRecord(pid, rec.scope, rec.signed_change, state, rec.proposer, rec.created_ms, now_ms()))
+                event = AuditEvent(actor, "policy-apply", "", "superseded" if superseded else "refused",
+                                   {"proposal": pid} | detail_text("reason", f"{e.field}: {e.reason}"))
+                self.db.put_proposal(ProposalRecord(pid, rec.scope, rec.signed_change, state, rec.proposer, rec.created_ms, now_ms()),
+                                     [event] if also is None else [also, event])
+                self._flush()
                 raise RpcError(Code.FAILED_PRECONDITION, f"signed_change.{e.field}: {e.reason}") from None
-            self.db.add_policy_change(rec.scope, signed.change.new_policy.version, signed.to_bytes())
+            applied = ProposalRecord(pid, rec.scope, rec.signed_change, "applied", rec.proposer, rec.created_ms, now_ms())
+            event = AuditEvent(actor, "policy-apply", "", "applied", _details(signed) | {"proposal": pid})
+            self.db.apply_policy_proposal(
+                applied, signed.change.new_policy.version, signed.to_bytes(), [event] if also is None else [also, event],
+            )
             self._history.setdefault(rec.scope, []).append(signed)
-            t = now_ms()
-            applied = ProposalRecord(pid, rec.scope, rec.signed_change, "applied", rec.proposer, rec.created_ms, t)
-            self.db.put_proposal(applied)
-            for other in self.db.list_proposals("pending"):
-                if other.scope == rec.scope:
-                    self.db.put_proposal(
-                        ProposalRecord(
-                            other.proposal_id, other.scope, other.signed_change, "superseded", other.proposer, other.created_ms, t
-                        )
-                    )
             for i in self._synced:
                 self._synced[i] = False
-        self.audit.append(actor, "policy-apply", outcome="applied", details=_details(signed) | {"proposal": pid})
+        self._flush()
         log.info(
             "policy of scope %s is now version %d (proposal %s)", scope_name(rec.scope), signed.change.new_policy.version, pid
         )
         if self.on_applied is not None:
             self.on_applied(signed)
-        self.sync_all()
+        if push:
+            self.sync_all()
         return applied
+
+    def retry_pending(self, actor: str) -> list[str]:
+        """At the start: apply every pending proposal that already carries an admin quorum (a
+        coordinator killed, or whose store failed, between the quorum's approval and the apply
+        leaves it so). The nodes are synced by the background pass. The ids applied."""
+        done = []
+        for rec in self.db.list_proposals("pending"):
+            try:
+                if self._maybe_apply(rec.proposal_id, actor, push=False).state == "applied":
+                    done.append(rec.proposal_id)
+                    log.info("policy proposal %s, left pending at its quorum, is applied", rec.proposal_id)
+            except RpcError as e:
+                log.warning("policy proposal %s could not be applied: %s", rec.proposal_id, e.message)
+        return done
+
+    # --- audit -------------------------------------------------------------------------------
+    def _flush(self) -> None:
+        """Append the queued entries now; a failure leaves them queued (the flusher retries)."""
+        try:
+            self.flush_audit()
+        except Exception:
+            log.exception("audit flush after a policy change failed")
+
+    def _audit_alone(self, actor: str, action: str, outcome: str, details: Mapping[str, str | int | bool]) -> None:
+        """An entry no state change goes with (a refusal): appended directly, AFTER the entries
+        queued before it (flushed first, so the log keeps the causal order)."""
+        try:
+            self.flush_now()
+        except Exception as e:  # they stay queued; the refusal is still audited
+            log.warning("audit: queued entries not flushed before a %s entry (%s)", action, type(e).__name__)
+        self.audit.append(actor, action, outcome=outcome, details=dict(details))
 
     # --- pushing to nodes --------------------------------------------------------------------
     def mark_unsynced(self, i: int) -> None:

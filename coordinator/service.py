@@ -201,7 +201,11 @@ class CoordinatorService:
         self.requests.anomaly = self.anomaly
         self.requests.node_name = lambda i: self.nodes[i].name if i in self.nodes else f"node-{i}"
         self.rosters.flush_audit = self.requests.flush_audit
+        # governance steps commit their entries with their change; the flusher appends them in the
+        # background (inline until it runs); refusals are appended after them (coordinator/audit_flush.py)
+        self.policies.flush_audit, self.policies.flush_now = self.requests.flusher.soon, self.requests.flusher.flush
         self.lifecycle = LifecycleProposals(cfg.admin_set, self.db, self.audit)
+        self.lifecycle.flush_audit, self.lifecycle.flush_now = self.requests.flusher.soon, self.requests.flusher.flush
         self.keyops = KeyOperations(
             cfg.admin_set, self.db, self.audit, self.nodes, self.roster_in_force, self.requests.flush_audit,
             timeout_s=cfg.dkg_timeout_s, name=cfg.name,
@@ -216,6 +220,7 @@ class CoordinatorService:
         # a store's failing state clears itself once a probe write succeeds (coordinator/store_health.py)
         self.store_probe = StoreProbe(
             self.db.health, self.db.probe_write, cfg.audit_db.parent, lambda: not self.db.pending_audit(1),
+            audit_db=cfg.audit_db,
         )
         self.lifecycle.register(KEY_OPERATION, self.keyops.decode_proposal, self.keyops.apply_proposal)
         self.schedule = RefreshScheduler(  # scheduled refreshes (coordinator/schedule.py), run by _background
@@ -229,6 +234,7 @@ class CoordinatorService:
         self.anomaly.attach_metrics(self.metrics)  # anomalies_total / anomaly_active (coordinator/anomaly_hook.py), every rule at 0
         self.drill_metrics = DrillAges(self)
         self.requests.recover()  # before serving: flush the audit outbox, settle stored quorums
+        self.policies.retry_pending(cfg.name)  # a policy proposal left pending at its quorum (pushed by the background pass)
         self._lock = threading.Lock()
         self._running: dict[str, threading.Event] = {}
         self._active = 0

@@ -15,6 +15,7 @@ else writes. Shown by ``ClusterStatus`` (``mpc status``, ``mpc status --watch``)
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -87,14 +88,17 @@ class StoreProbe:
 
     ``write_db(now_ms)``: rewrite the database's probe row through its write transaction (which
     feeds :class:`StoreHealth` itself: :meth:`coordinator.db.CoordinatorDb.probe_write`);
-    ``audit_dir``: the audit log's directory; ``outbox_empty()``: True when no audit entry waits in
-    the outbox. :meth:`run` never raises."""
+    ``audit_dir``: the audit log's directory; ``audit_db``: the audit log's file (and its WAL),
+    which must open for writing too (a probe file beside a read-only file would succeed);
+    ``outbox_empty()``: True when no audit entry waits in the outbox. :meth:`run` never raises."""
 
     def __init__(
         self, health: StoreHealth, write_db: Callable[[int], None], audit_dir: Path, outbox_empty: Callable[[], bool],
         *, healthy_every_s: float = PROBE_HEALTHY_S, clock: Callable[[], float] = time.monotonic,
+        audit_db: Path | None = None,
     ) -> None:
         self.health = health
+        self._audit_db = None if audit_db is None else Path(audit_db)
         self._write_db = write_db
         self._audit_dir = Path(audit_dir)
         self._outbox_empty = outbox_empty
@@ -136,6 +140,12 @@ class StoreProbe:
             return
         try:
             probe_write(self._audit_dir, AUDIT_PROBE_BYTES)
+            if self._audit_db is not None:
+                for f in (self._audit_db, self._audit_db.with_name(self._audit_db.name + "-wal")):
+                    try:  # the file itself writable (a read-only mode or mount), nothing written to it
+                        os.close(os.open(f, os.O_RDWR | os.O_CLOEXEC | os.O_NOCTTY))
+                    except FileNotFoundError:
+                        continue
         except OSError as e:
             self.health.failed("audit log", one_line(e))
             return

@@ -256,7 +256,7 @@ class NodeBackups:
         if config is None:
             raise RpcError(Code.FAILED_PRECONDITION, f"{field}: {self.node.cfg.name} has no recovery configuration")
         try:
-            order = verify_recovery_order(signed, self.node.cfg.admin_set, config, now_ms=self.node.clock.now_ms())
+            order = verify_recovery_order(signed, self.node.cfg.admin_set, config, now_ms=self.node.expiry_clock.now_ms())
         except GovernanceError as e:
             code = Code.FAILED_PRECONDITION if e.field.endswith(("config_version", "expires_ms")) else Code.PERMISSION_DENIED
             raise RpcError(code, f"{field}.{e.field}: {e.reason}") from None
@@ -324,7 +324,7 @@ class NodeBackups:
             except GovernanceError:  # the store was altered: this order authorizes nothing
                 log.error("recovery order %s stored here does not decode", o.order_id.hex())
                 continue
-            if self.node.clock.now_ms() < expires:
+            if self.node.expiry_clock.now_ms() < expires:  # a wall step back revives no order
                 return True
             expired.append(expires)
         if expired and unsigned:

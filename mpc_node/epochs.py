@@ -78,11 +78,12 @@ class EpochService:
 
     def schedule(self, held: KeyEpoch) -> RefreshSchedule | None:
         """The node's own refresh schedule of ``held``: the period of its policy in force for
-        the key (key scope, else default) and the share's age by the node's clock."""
+        the key (key scope, else default) and the share's age by the node's expiry clock (a wall
+        step back does not make a due refresh wait: mpcnet/common/steadyclock.py)."""
         found = self.node.gov.policy_for(held.key_id)
         if found is None:
             return None
-        return RefreshSchedule(found[1].refresh_period_s, self.node.clock.now_ms() - held.changed_ms)
+        return RefreshSchedule(found[1].refresh_period_s, self.node.expiry_clock.now_ms() - held.changed_ms)
 
     def audit_event(self, actor: str, action: str, outcome: str, details: dict[str, str | int | bool]) -> None:
         """Append an entry that records no store change (a refusal, a session's start) directly."""

@@ -34,6 +34,10 @@ signing never fires in a background refill (nor the other way round).
   Only ``crash`` and ``delay`` exist here. The rounds of a
   reshare session are ``{"protocol": "reshare", "round": R}`` as above (``crash`` exits instead
   of answering with round ``R``'s messages).
+* governance install points (same form): ``policy-installed``, ``attestation-stored`` and
+  ``roster-installed``: an ``InstallPolicy`` / ``InstallPolicyAttestation`` /
+  ``InstallRosterChange`` transaction (the change with its audit entry queued in the store's
+  outbox) committed, the outbox not flushed and the answer not sent.
 * ``store-unwritable`` (no ``protocol``/``round``): while the file says so, every write to the
   node's store fails like a full or failing disk (:meth:`FaultInjector.store_fault`).
 
@@ -56,7 +60,11 @@ ENV = "MPC_TEST_FAULT_FILE"
 # store's audit outbox, the entry not yet appended to the audit log; the fault file's optional
 # ``"tag"`` names the entry's action, e.g. ``key-activate``, or action/outcome, e.g.
 # ``key-epoch/abandoned``, and the point fires only for such an entry)
-POINTS = ("reshare-stored", "epoch-committed", "presign-consumed", "presign-checking", "nonce-consumed", "audit-queued")
+POINTS = (
+    "reshare-stored", "epoch-committed", "presign-consumed", "presign-checking", "nonce-consumed",
+    "policy-installed", "attestation-stored", "roster-installed",  # governance installs (mpc_node/governance.py, roster_state.py)
+    "audit-queued",
+)
 MAX_DELAY_S = 120.0
 log = logging.getLogger("mpc_node.faults")
 

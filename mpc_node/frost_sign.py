@@ -51,7 +51,7 @@ from governance.text import REQUEST_ID_RE, REQUEST_ID_RULE
 from mpc_node.audit_outbox import OutboxEntry
 from mpc_node.fields import at_most, governance_blob
 from mpc_node.governance import changed_refusal, refusal
-from mpc_node.in_force import InForce, PolicyChanged, RosterChanged
+from mpc_node.in_force import InForce, InForceChanged
 from mpc_node.nonce_store import FreshNonce, NonceError, NonceInfo
 from mpc_node.presign import Banned, _caller, _renamed, _signers, attempt_grant, ban_refusal, check_bans, discard_fields, not_banned
 from mpc_node.storage import RateLimited, RequestAlreadyServed, ReservationConflict, ServedRequest, StoreError
@@ -335,7 +335,7 @@ class NodeNonces:
         served = ServedRequest(
             request.request_id, key_id, digest, reservation.created_ms, (limit.max_signatures, limit.window_seconds * 1000), reservation,
             InForce(approved.scope, approved.policy.version, roster_version,
-                    still=lambda: check_bans(node, key_id, signers)),
+                    still=lambda: check_bans(node, key_id, signers), attestation=approved.attestation),
         )
         if node.outbox.problem:  # the share would be released with nothing reaching the log
             raise RpcError(Code.UNAVAILABLE, f"audit: {name} cannot append to its audit log ({node.outbox.problem}); it signs nothing")
@@ -374,7 +374,7 @@ class NodeNonces:
             raise refusal(Code.FAILED_PRECONDITION, "served", f"approval_bundle.request.{e} ({name})") from None
         except RateLimited as e:
             raise refusal(Code.FAILED_PRECONDITION, "rate-limited", f"{e} ({name})") from None
-        except (PolicyChanged, RosterChanged) as e:
+        except InForceChanged as e:  # the policy, its attestation or the roster
             raise changed_refusal(e, name) from None
         except Banned as e:
             raise ban_refusal(node, key_id, e, "commitments.signer") from None

@@ -23,7 +23,10 @@ admin-signed policy attestation it holds (pushed by an admin or the coordinator,
 the session's parameters; kept durably, newest ``issued_at_ms`` wins) is at most that old by the
 node's clock and names exactly the heads it enforces for the key's scope and the default scope:
 FAILED_PRECONDITION ``stale-policy`` if it names a newer head (the node missed a change), else
-``policy-unconfirmed`` (an admin must run ``mpc policy attest``).
+``policy-unconfirmed`` (an admin must run ``mpc policy attest``). The attestation the check used
+is pinned (:class:`mpc_node.in_force.AttestationPin`) and the releasing transaction refuses if a
+newer one naming other heads was kept meanwhile (``stale-policy`` naming ``policy_attestation``);
+a newer one naming the same heads does not stop the share.
 """
 
 from __future__ import annotations
@@ -48,8 +51,9 @@ from governance.attestation import (
 from governance.audit import detail_text
 from governance.errors import GovernanceError
 from governance.policy import DEFAULT_SCOPE, AdminSet, KeyPolicy, SignedPolicyChange
+from mpc_node.audit_outbox import OutboxEntry
 from mpc_node.bundle_cache import VerifiedBundles
-from mpc_node.in_force import InForce, PolicyChanged, RosterChanged
+from mpc_node.in_force import AttestationChanged, AttestationPin, InForce, InForceChanged, PolicyChanged
 from mpc_node.storage import NodeStore, PolicyConflict, ServedRequest
 from mpcnet.common.govwire import scope_name
 from mpcnet.common.rpc import RpcError
@@ -72,13 +76,15 @@ def refusal(code: grpc.StatusCode, kind: str, message: str) -> RpcError:
     return RpcError(code, message, metadata=[("mpc-governance", kind)])
 
 
-def changed_refusal(e: PolicyChanged | RosterChanged, name: str, prefix: str = "") -> RpcError:
-    """The refusal of a share whose release transaction found the policy or roster changed since
-    its checks (:mod:`mpc_node.in_force`): FAILED_PRECONDITION ``stale-policy`` naming
-    ``<prefix>approval_bundle.request.policy_version``, or ``stale-roster`` naming ``<prefix>roster``;
-    ``name`` is this node's."""
+def changed_refusal(e: InForceChanged, name: str, prefix: str = "") -> RpcError:
+    """The refusal of a share whose release transaction found the policy, the policy attestation
+    or the roster changed since its checks (:mod:`mpc_node.in_force`): FAILED_PRECONDITION
+    ``stale-policy`` naming ``<prefix>approval_bundle.request.policy_version`` or
+    ``<prefix>policy_attestation``, or ``stale-roster`` naming ``<prefix>roster``; ``name`` is this node's."""
     if isinstance(e, PolicyChanged):
         return refusal(Code.FAILED_PRECONDITION, "stale-policy", f"{prefix}approval_bundle.request.{e} ({name})")
+    if isinstance(e, AttestationChanged):
+        return refusal(Code.FAILED_PRECONDITION, "stale-policy", f"{prefix}{e} ({name})")
     return refusal(Code.FAILED_PRECONDITION, "stale-roster", f"{prefix}{e} ({name})")
 
 
@@ -90,21 +96,27 @@ class Approved:
     result: QuorumResult
     scope: bytes
     policy: KeyPolicy
+    attestation: AttestationPin | None = None  # the attestation that confirmed the heads (None: not required)
 
 
 class NodeGovernance:
     def __init__(
         self, name: str, admins: AdminSet, initial: SignedPolicyChange, store: NodeStore, audit: AuditLog,
         *, max_age_s: int = 86400, clock: Callable[[], int] = now_ms, tolerance_ms: int = 0,
+        on_queued: Callable[[], None] | None = None,
     ) -> None:
         """``clock`` gives the node's wall clock in ms; ``tolerance_ms`` is how far it may be off
-        from the clock that stamped a request before the request counts as expired / future."""
+        from the clock that stamped a request before the request counts as expired / future.
+        An install's entry is queued in the store's audit outbox with it (one transaction);
+        ``on_queued`` then wakes the outbox flusher (:meth:`mpc_node.audit_outbox.AuditFlusher.notify`)."""
         self.name = name
         self.clock = clock
         self.tolerance_ms = tolerance_ms
         self.admins = admins
         self.store = store
         self.audit = audit
+        self.on_queued = on_queued or (lambda: None)
+        self.fault: Callable[[str], None] | None = None  # test mode: mpc_node/faults.py points policy-installed, attestation-stored
         self.max_age_ms = max_age_s * 1000  # 0: attestations not required
         self._lock = threading.Lock()
         self._current: dict[bytes, SignedPolicyChange] = {}
@@ -189,21 +201,35 @@ class NodeGovernance:
                 if how == "initial":
                     raise RuntimeError(f"governance.initial_policy.{e.field}: {e.reason}") from None
                 raise refusal(code, "stale-policy" if code == Code.FAILED_PRECONDITION else "denied", msg) from None
-            try:
+            try:  # the change and its entry: one transaction (the store's audit outbox)
                 self.store.put_policy_change(
-                    scope, new.version, signed.to_bytes(), previous_version=None if current is None else current.version
+                    scope, new.version, signed.to_bytes(), previous_version=None if current is None else current.version,
+                    audit=self._policy_entry(actor, signed, "installed", ""),
                 )
             except PolicyConflict as e:  # cannot happen under our lock unless another process writes
                 raise refusal(Code.ABORTED, "conflict", f"signed_change: {e}") from None
             self._current[scope] = signed
+        self._at("policy-installed")
+        self.on_queued()
         log.info(
             "policy of scope %s is now version %d (%s, signed by %s)",
             scope_name(scope), new.version, how, ", ".join(sorted({s.admin for s in signed.signatures})),
         )
-        self._audit_policy(actor, signed, "installed", "")
         return True, signed
 
+    def _at(self, point: str) -> None:
+        if self.fault is not None:
+            self.fault(point)
+
     def _audit_policy(self, actor: str, signed: SignedPolicyChange | None, outcome: str, reason: str) -> None:
+        """A refusal (nothing changed): appended directly, after the queued entries (the log's
+        ``before_use`` hook flushes the outbox first)."""
+        e = self._policy_entry(actor, signed, outcome, reason)
+        self.audit.append(e.actor, e.action, outcome=e.outcome, details=e.details)
+
+    @staticmethod
+    def _policy_entry(actor: str, signed: SignedPolicyChange | None, outcome: str, reason: str) -> OutboxEntry:
+        """The ``policy-install`` entry of ``signed`` (None: undecodable) with ``outcome``."""
         details: dict[str, str | int | bool] = {}
         if signed is not None:
             details["scope"] = scope_name(signed.change.scope)
@@ -212,7 +238,7 @@ class NodeGovernance:
             details["admins"] = ",".join(sorted({s.admin for s in signed.signatures}))
         if reason:
             details.update(detail_text("reason", reason))
-        self.audit.append(actor, "policy-install", outcome=outcome, details=details)
+        return OutboxEntry(actor, "policy-install", "", outcome, details)
 
     # --- attestations ------------------------------------------------------------------------
     def attestation(self) -> SignedPolicyAttestation | None:
@@ -247,13 +273,14 @@ class NodeGovernance:
             )
         return signed
 
-    def _keep(self, signed: SignedPolicyAttestation) -> bool:
-        """Store ``signed`` durably if newer than the held one; True if it was."""
+    def _keep(self, signed: SignedPolicyAttestation, audit: OutboxEntry | None = None) -> bool:
+        """Store ``signed`` durably if newer than the held one (with ``audit`` queued in the
+        same transaction); True if it was."""
         with self._lock:
             held = self._attestation
             if held is not None and held.issued_at_ms >= signed.issued_at_ms:
                 return False
-            if not self.store.put_policy_attestation(signed.to_bytes(), signed.issued_at_ms):
+            if not self.store.put_policy_attestation(signed.to_bytes(), signed.issued_at_ms, audit=audit):
                 return False
             self._attestation = signed
             self._attestation_bytes = signed.to_bytes()
@@ -267,15 +294,18 @@ class NodeGovernance:
         except RpcError as e:
             self.audit.append(actor, "policy-attest", outcome="refused", details=detail_text("reason", e.message))
             raise
-        stored = self._keep(signed)
+        att = signed.attestation
+        facts: dict[str, str | int | bool] = {"admin": att.admin, "issued_at_ms": att.issued_at_ms, "heads": len(att.heads)}
+        status = self._match(att)  # what the held one matches once this one is kept
+        stored = self._keep(signed, OutboxEntry(actor, "policy-attest", "", "stored", detail_text("status", status) | facts))
         held = self.attestation()
         assert held is not None
-        status = self._match(held.attestation)
-        att = signed.attestation
-        self.audit.append(
-            actor, "policy-attest", outcome="stored" if stored else "older",
-            details=detail_text("status", status) | {"admin": att.admin, "issued_at_ms": att.issued_at_ms, "heads": len(att.heads)},
-        )
+        if stored:
+            self._at("attestation-stored")
+            self.on_queued()
+        else:  # nothing changed: the newer one held stays
+            status = self._match(held.attestation)
+            self.audit.append(actor, "policy-attest", outcome="older", details=detail_text("status", status) | facts)
         if stored:
             log.info("policy attestation by %s (issued at %d) stored: %s", att.admin, att.issued_at_ms, status)
         return stored, held.issued_at_ms, status
@@ -297,14 +327,16 @@ class NodeGovernance:
             held = self._attestation_bytes
         return bool(held) and hmac.compare_digest(held, offered)
 
-    def check_confirmed(self, key_id: bytes, offered: bytes = b"") -> None:
+    def check_confirmed(self, key_id: bytes, offered: bytes = b"") -> AttestationPin | None:
         """Refuse (RpcError FAILED_PRECONDITION) unless the newest attestation held (after
         keeping ``offered``, the session's, if valid and newer) is fresh and names exactly the
-        heads this node enforces for ``key_id``'s scope and the default scope."""
+        heads this node enforces for ``key_id``'s scope and the default scope. Returns the pin of
+        the attestation that confirmed them, for the releasing transaction to re-check
+        (:func:`mpc_node.in_force.check_attestation`); None when attestations are not required."""
         if offered and not self._holds(offered):
             self._keep(self._verified(offered, "sign.policy_attestation"))
         if self.max_age_ms == 0:
-            return
+            return None
         with self._lock:
             signed = self._attestation
             held = {key_id: self._head(key_id), DEFAULT_SCOPE: self._head(DEFAULT_SCOPE)}
@@ -315,6 +347,9 @@ class NodeGovernance:
             )
         except AttestationRefusal as e:
             raise refusal(Code.FAILED_PRECONDITION, e.kind, f"sign.{e.field}: {self.name}: {e.reason}") from None
+        assert signed is not None  # check_confirms refuses a missing attestation
+        att = signed.attestation
+        return AttestationPin(att.issued_at_ms, att.head(key_id), att.head(DEFAULT_SCOPE))
 
     # --- signing -----------------------------------------------------------------------------
     def check_sign(
@@ -354,19 +389,19 @@ class NodeGovernance:
             raise refusal(Code.FAILED_PRECONDITION, "stale-policy", f"sign.key_id: {self.name} has no policy for this key")
         scope, policy = found
         result = self._verify(bundle, policy)
-        self.check_confirmed(key_id, attestation)
+        pin = self.check_confirmed(key_id, attestation)
         # a request this node already served (in an earlier attempt) counts once: no new check;
         # how many attempts may release a share is bounded by the reservations
         limit = policy.rate_limit
-        now = self.clock()
-        recent = self.store.count_served(key_id, now - limit.window_seconds * 1000)  # indexed COUNT(*)
+        # steady time (the store's clock), never the wall clock: a step cannot empty or stretch the window
+        recent = self.store.count_served_within(key_id, limit.window_seconds * 1000)  # indexed COUNT(*)
         if recent >= limit.max_signatures and not self.store.request_served(req.request_id):
             raise refusal(
                 Code.FAILED_PRECONDITION, "rate-limited",
                 f"rate_limit: {self.name} already signed {limit.max_signatures} request(s) with this key in the last "
                 f"{limit.window_seconds} s (the policy's limit)",
             )
-        return Approved(bundle, result, scope, policy)
+        return Approved(bundle, result, scope, policy, pin)
 
     def _verify(self, bundle: ApprovalBundle, policy: KeyPolicy) -> QuorumResult:
         """``bundle.verify`` through :attr:`bundles` (the signatures once per bundle and policy;
@@ -386,17 +421,17 @@ class NodeGovernance:
     def recheck(self, approved: Approved, key_id: bytes, *, roster_version: int) -> ServedRequest:
         """At the end of the session, just before the share is released: the same checks against
         the policy *now* in force (a change may have been installed meanwhile) and the clock
-        now; returns the record to write atomically with the presignature, pinned to that policy
-        and to ``roster_version`` (the roster the session started under: :mod:`mpc_node.in_force`)."""
+        now; returns the record to write atomically with the presignature, pinned to that policy,
+        to the attestation that confirmed it and to ``roster_version`` (the roster the session started under: :mod:`mpc_node.in_force`)."""
         found = self.policy_for(key_id)
         if found is None:
             raise refusal(Code.FAILED_PRECONDITION, "stale-policy", f"sign.key_id: {self.name} has no policy for this key")
         scope, policy = found
         self._verify(approved.bundle, policy)
-        self.check_confirmed(key_id)
+        pin = self.check_confirmed(key_id)
         req = approved.bundle.request
         limit = policy.rate_limit
         return ServedRequest(
             req.request_id, req.key_id, req.digest, self.clock(), (limit.max_signatures, limit.window_seconds * 1000),
-            in_force=InForce(scope, policy.version, roster_version),
+            in_force=InForce(scope, policy.version, roster_version, attestation=pin),
         )

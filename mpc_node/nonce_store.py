@@ -40,6 +40,7 @@ from mpcnet.common.stores.sqlite import AddColumn
 if TYPE_CHECKING:
     from mpc_node.served_window import ServedWindows
     from mpc_node.storage import ServedRequest
+    from mpcnet.common.steadyclock import SteadyClock
 
 KIND_NONCE = b"frost-nonce"
 ID_LEN = 32
@@ -120,6 +121,7 @@ class NonceStore:
     if TYPE_CHECKING:
         audit_appended_seq: int
         _served: ServedWindows
+        steady: SteadyClock
 
         def _read(self) -> contextlib.AbstractContextManager[sqlite3.Connection]: ...
         def _write(self, *, tracked: bool = False) -> contextlib.AbstractContextManager[sqlite3.Connection]: ...
@@ -216,7 +218,7 @@ class NonceStore:
             held = _key_epoch(c, bytes(row[1]))
             if held is None or held.status != "active" or held.epoch != epoch:
                 raise NonceError("epoch", "epoch", f"the key is no longer active at epoch {epoch} here")
-            _record_served(c, served, self._served)
+            _record_served(c, served, self._served, self.steady.now_ms)
             cur = c.execute(
                 "UPDATE frost_nonces SET record = NULL, used = 1, used_ms = ?, request_id = ?, attempt = ?, package_sha256 = ?,"
                 " share = ? WHERE nonce_id = ? AND used = 0",

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from mpc_node.key_epoch_cache import KeyEpochCache
     from mpc_node.served_window import ServedWindows
     from mpc_node.storage import ServedRequest
+    from mpcnet.common.steadyclock import SteadyClock
 
 KIND_PRESIGNATURE = b"presignature"  # the same sealing kinds as mpc_node.storage
 KIND_TOMBSTONE = b"presignature-tombstone"
@@ -130,6 +131,7 @@ class PresigStore:
         audit_appended_seq: int
         _epoch_cache: KeyEpochCache
         _served: ServedWindows
+        steady: SteadyClock
 
         def _read(self) -> contextlib.AbstractContextManager[sqlite3.Connection]: ...
         def _write(self, *, tracked: bool = False) -> contextlib.AbstractContextManager[sqlite3.Connection]: ...
@@ -220,7 +222,7 @@ class PresigStore:
             held = self._epoch_cache.get(c, bytes(row[1]), _key_epoch)
             if held is None or held.status != "active" or held.epoch != epoch:
                 raise PoolError("epoch", "epoch", f"the key is no longer active at epoch {epoch} here")
-            _record_served(c, served, self._served)
+            _record_served(c, served, self._served, self.steady.now_ms)
             cur = c.execute(
                 "UPDATE presignatures SET record = ?, used = 1, used_at = ?, request_id = ?, attempt = ?, share = ?"
                 " WHERE sigid = ? AND used = 0",

@@ -55,7 +55,7 @@ from mpc_node.audit_outbox import OutboxEntry
 from mpc_node.envelope import seal_broadcast
 from mpc_node.fields import at_most, governance_blob
 from mpc_node.governance import changed_refusal, refusal
-from mpc_node.in_force import InForce, PolicyChanged, RosterChanged
+from mpc_node.in_force import InForce, InForceChanged
 from mpc_node.presig_store import FreshPresignature, PoolError, PoolPresignature
 from mpc_node.storage import (
     RateLimited,
@@ -499,6 +499,7 @@ class NodePools:
             request.request_id, key_id, digest, reservation.created_ms, (limit.max_signatures, limit.window_seconds * 1000),
             reservation, InForce(
                 approved.scope, approved.policy.version, roster_version, still=lambda: check_bans(node, key_id, signers),
+                attestation=approved.attestation,
             ),
         )
         if node.outbox.problem:  # the share would be released with nothing reaching the log
@@ -533,7 +534,7 @@ class NodePools:
             raise refusal(Code.FAILED_PRECONDITION, "served", f"approval_bundle.request.{e} ({name})") from None
         except RateLimited as e:
             raise refusal(Code.FAILED_PRECONDITION, "rate-limited", f"{e} ({name})") from None
-        except (PolicyChanged, RosterChanged) as e:
+        except InForceChanged as e:  # the policy, its attestation or the roster
             raise changed_refusal(e, name) from None
         except Banned as e:
             raise ban_refusal(node, key_id, e, "signers") from None

@@ -42,6 +42,7 @@ from mpcnet.common.datadir import DataDirBusy, hold_data_dirs
 from mpcnet.common.datadir_check import start_failure
 from mpcnet.common.fsutil import fsync_dir, write_atomic
 from mpcnet.common.keystore import KeystoreError, OperationalKeys, load_keystore, read_passphrase
+from mpcnet.common.keystore_lock import hold_keystore
 from mpcnet.common.pkcs11token import TokenError
 from mpcnet.common.protection import (
     DEFAULT_STORAGE_KEY_LABEL,
@@ -159,7 +160,8 @@ def rekey_command(config: Path, module: Path, token_label: str, pin_file: Path |
         if cfg.pkcs11 is not None:
             click.echo(f"{cfg.name}: already protected by the PKCS#11 token {cfg.pkcs11.token_label!r}; nothing to do")
             return 0
-        with hold_data_dirs((cfg.store.parent, cfg.audit_db.parent), files=(cfg.store, cfg.audit_db)):
+        with hold_data_dirs((cfg.store.parent, cfg.audit_db.parent), files=(cfg.store, cfg.audit_db)), \
+                hold_keystore(cfg.keystore):  # no running process may use the keystore it replaces
             rekey(cfg, settings, click.echo)
     except ConfigError as e:  # the config is missing, unreadable, not UTF-8/JSON, or of another kind: exit 2, one line
         raise click.UsageError(str(e)) from None

@@ -11,7 +11,8 @@ would refuse every share, :mod:`mpc_node.in_force`).
 
 :meth:`NodeRoster.install` verifies one change as the next link (``verify_roster_change``, plus
 the rule of ``verify_roster_history`` that a key rotated away never comes back), stores it
-durably, audits ``roster-install`` and then calls the listeners (``fn(old, new)``) in order: the
+durably with its ``roster-install`` audit entry (one store transaction: the entry is queued in
+the store's audit outbox, :mod:`mpc_node.audit_outbox`) and then calls the listeners (``fn(old, new)``) in order: the
 node ends every live session at a roster change, and switches to staged operational keys.
 
 :meth:`NodeRoster.peers` (the *active* entries) is what every envelope is sealed to and opened
@@ -59,8 +60,11 @@ def cert_fingerprint(cert_der: bytes) -> bytes:
 class NodeRoster:
     """The roster chain in force on this node (thread-safe)."""
 
-    def __init__(self, cfg: NodeConfig, store: NodeStore, audit: AuditLog) -> None:
+    def __init__(self, cfg: NodeConfig, store: NodeStore, audit: AuditLog, *, on_queued: Callable[[], None] | None = None) -> None:
+        """``on_queued`` wakes the audit outbox flusher after an install queued its entry."""
         self._cfg = cfg
+        self._on_queued = on_queued or (lambda: None)
+        self.fault: Callable[[str], None] | None = None  # test mode: mpc_node/faults.py point roster-installed
         self._admins: AdminSet = cfg.admin_set
         self._store = store
         self._audit = audit
@@ -70,9 +74,6 @@ class NodeRoster:
         self._current: Roster | None = None
         self._refused: frozenset[bytes] = frozenset()
         self._active: dict[int, Peer] = {}  # the active entries of _current as peers (set with it: _set)
-        # called with an entry's "action/outcome" after it was committed to the audit outbox with
-        # its install (the node: its audit-queued crash point, then the flusher woken)
-        self.on_queued: Callable[[str], None] | None = None
         if cfg.signed_roster is None:
             held = len(store.roster_changes())
             if held:  # the chain outranks a config: its revocations must not be undone by an edit
@@ -169,16 +170,16 @@ class NodeRoster:
                 if stale:
                     raise refusal(Code.FAILED_PRECONDITION, "stale-roster", f"{msg} (this node is at version {old.version})") from None
                 raise refusal(Code.PERMISSION_DENIED, "denied", msg) from None
-            entry = OutboxEntry(actor, "roster-install", "", "installed", self._install_details(signed, ""))
-            try:  # the change and its roster-install entry: one transaction (the audit outbox)
-                self._store.put_roster_changes(new.version, [signed.to_bytes()], audit=entry)
+            try:  # the change and its entry: one transaction
+                self._store.put_roster_changes(new.version, [signed.to_bytes()], audit=_install_entry(actor, signed, "installed", ""))
             except PolicyConflict as e:  # another process writing the store
                 raise RpcError(Code.ABORTED, f"signed_change: {e}") from None
             self._history.append(signed)
             self._set(new)
             listeners = list(self._listeners)
-        if self.on_queued is not None:
-            self.on_queued("roster-install/installed")
+        if self.fault is not None:
+            self.fault("roster-installed")
+        self._on_queued()
         log.info("roster is now version %d (epoch %d, %d active nodes)", new.version, new.epoch, len(active_entries(new)))
         for fn in listeners:
             try:
@@ -198,20 +199,23 @@ class NodeRoster:
         self._refused = frozenset(refused)
 
     def _audit_install(self, actor: str, signed: SignedRosterChange | None, outcome: str, reason: str) -> None:
-        """Append a refusal directly (no store change)."""
-        self._audit.append(actor, "roster-install", outcome=outcome, details=self._install_details(signed, reason))
+        """A refusal (nothing changed): appended directly, after the queued entries (the log's
+        ``before_use`` hook flushes the outbox first)."""
+        e = _install_entry(actor, signed, outcome, reason)
+        self._audit.append(e.actor, e.action, outcome=e.outcome, details=e.details)
 
-    @staticmethod
-    def _install_details(signed: SignedRosterChange | None, reason: str) -> dict[str, str | int | bool]:
-        details: dict[str, str | int | bool] = {}
-        if signed is not None:
-            r = signed.change.new_roster
-            details |= {
-                "version": r.version, "epoch": r.epoch, "roster_digest": r.digest().hex(),
-                "active": ",".join(str(e.index) for e in active_entries(r)),
-                "revoked": ",".join(str(e.index) for e in r.entries if not e.active),
-                "admins": ",".join(sorted({s.admin for s in signed.signatures})),
-            }
-        if reason:
-            details |= detail_text("reason", reason)
-        return details
+
+def _install_entry(actor: str, signed: SignedRosterChange | None, outcome: str, reason: str) -> OutboxEntry:
+    """The ``roster-install`` entry of ``signed`` (None: undecodable) with ``outcome``."""
+    details: dict[str, str | int | bool] = {}
+    if signed is not None:
+        r = signed.change.new_roster
+        details |= {
+            "version": r.version, "epoch": r.epoch, "roster_digest": r.digest().hex(),
+            "active": ",".join(str(e.index) for e in active_entries(r)),
+            "revoked": ",".join(str(e.index) for e in r.entries if not e.active),
+            "admins": ",".join(sorted({s.admin for s in signed.signatures})),
+        }
+    if reason:
+        details |= detail_text("reason", reason)
+    return OutboxEntry(actor, "roster-install", "", outcome, details)

@@ -76,7 +76,7 @@ from mpcnet.common.keystore import (
     read_passphrase,
     seal_keystore,
 )
-from mpcnet.common.keystore_lock import relock
+from mpcnet.common.keystore_lock import replace_keystore
 from mpcnet.common.pki import PkiError, certificate_fingerprint, load_certificate
 from mpcnet.common.rpc import RpcError
 from mpcnet.common.stores.audit import AuditLog
@@ -280,8 +280,7 @@ def _install_files(cfg: NodeConfig, staged: _Staged, after: Callable[[str], None
     after("tls-key")
     write_atomic(cfg.cert.cert, staged.cert_pem, 0o644)
     after("tls-cert")
-    write_atomic(cfg.keystore, staged.keystore_bytes, 0o600)
-    relock(cfg.keystore)  # the lock of a running node follows the new file (mpcnet/common/keystore_lock.py)
+    replace_keystore(cfg.keystore, staged.keystore_bytes, 0o600)  # locked before the rename (mpcnet/common/keystore_lock.py)
     after("keystore")
 
 

@@ -1,7 +1,8 @@
 """The node store's memo of when each key's requests were served, for the rate limit.
 
-The rate limit counts the requests of a key served after ``since_ms`` (``requests.served_ms >
-since_ms``): twice per signature (the approvals' pre-check, ``NodeStore.count_served``, and the
+The rate limit counts the requests of a key served after steady time ``since_ms``
+(``requests.steady_ms > since_ms``: the store's steady clock, mpcnet/common/steadyclock.py, never
+the wall clock): twice per signature (the approvals' pre-check, ``NodeStore.count_served``, and the
 authoritative count inside the consume transaction, ``storage._record_served``). In SQL that is
 an index range ``COUNT(*)``, linear in the requests inside the window: about 35 us at 1,000 and
 330 us at 10,000, so a node signing 150 per second under a policy with a one-hour window and a
@@ -36,8 +37,8 @@ from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-COUNT_SQL = "SELECT COUNT(*) FROM requests WHERE key_id = ? AND served_ms > ?"
-LOAD_SQL = "SELECT served_ms FROM requests WHERE key_id = ? AND served_ms > ? ORDER BY served_ms"
+COUNT_SQL = "SELECT COUNT(*) FROM requests WHERE key_id = ? AND steady_ms > ?"
+LOAD_SQL = "SELECT steady_ms FROM requests WHERE key_id = ? AND steady_ms > ? ORDER BY steady_ms"
 MAX_KEYS = 1024  # keys held; past it the memo starts over
 # the floor trails the newest ``since`` by this much (ms): concurrent calls count from slightly
 # different clocks (a pre-check, then a transaction that began earlier), and a ``since`` below
@@ -92,7 +93,7 @@ class ServedWindows:
         return len(self._keys)
 
     def count(self, c: sqlite3.Connection, key_id: bytes, since_ms: int) -> int:
-        """How many requests of ``key_id`` were served after ``since_ms`` (Unix ms, exclusive),
+        """How many requests of ``key_id`` were served after ``since_ms`` (steady ms, exclusive),
         this transaction's own inserts included: exactly :func:`sql_count`."""
         if self._suspended:
             return sql_count(c, key_id, since_ms)

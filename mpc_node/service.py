@@ -82,7 +82,7 @@ from mpc_node.fields import (
 )
 from mpc_node.frost_sign import FROST_SCHEMES, NodeNonces, check_scheme, is_frost_record, scheme_refusal
 from mpc_node.governance import Approved, NodeGovernance, changed_refusal, refusal
-from mpc_node.in_force import PolicyChanged, RosterChanged
+from mpc_node.in_force import InForce, InForceChanged
 from mpc_node.keyops import ReshareSetup
 from mpc_node.metrics import count_abort, node_metrics, timed_round
 from mpc_node.presig_store import PoolError
@@ -104,6 +104,7 @@ from mpcnet.common.metrics import Metrics, NullMetrics
 from mpcnet.common.pkcs11token import TokenError, TokenIdentity
 from mpcnet.common.rpc import RpcError, caller_identity, check_len, invalid
 from mpcnet.common.sqlite_errors import describe
+from mpcnet.common.steadyclock import ExpiryClock
 from mpcnet.common.stores.audit import AuditLog
 from mpcnet.wire.mpc.v1 import common_pb2, governance_pb2, node_pb2
 
@@ -181,6 +182,10 @@ class NodeService:
     ) -> None:
         self.cfg = cfg
         self.clock = clock or NodeClock.from_env(cfg.test_mode)
+        # expiry (approvals, requests, attestations' age, recovery orders) is judged by the later of
+        # the wall clock and (the wall clock at start + the store's steady time since): a wall step
+        # back does not revive what expired (mpcnet/common/steadyclock.py)
+        self.expiry_clock = ExpiryClock.start(lambda: self.clock.now_ms(), store.steady.now_ms)  # self.clock as swapped (tests)
         self.keys = keys  # replaced (one reference, under keys_lock) by a key rotation switch
         self.keys_lock = threading.Lock()
         self.store = store
@@ -210,8 +215,8 @@ class NodeService:
         self._keys_lock = threading.Lock()
         self._key_gen = 0  # bumped when a key's epoch changes (a share read before must not be cached)
         self._stop = threading.Event()
-        self.roster_state = NodeRoster(cfg, store, audit)
-        self.roster_state.on_queued = lambda tag: self.audit_queued(*tag.split("/", 1))
+        self.roster_state = NodeRoster(cfg, store, audit, on_queued=self.outbox.notify)  # installs queue their entry
+        self.roster_state.fault = self.faults.at  # test mode: the roster-installed crash point (mpc_node/faults.py)
         mine = self.roster_state.peers().get(self.me)
         if mine is None:
             raise RuntimeError(f"node {self.me} is not an active node of the roster in force (revoked or not enrolled)")
@@ -230,8 +235,9 @@ class NodeService:
             )
         self.gov = NodeGovernance(
             cfg.name, cfg.admin_set, cfg.initial_policy, store, audit, max_age_s=cfg.policy_max_age_s,
-            clock=self.clock.now_ms, tolerance_ms=round(cfg.clock_tolerance_s * 1000),
+            clock=self.expiry_clock.now_ms, tolerance_ms=round(cfg.clock_tolerance_s * 1000), on_queued=self.outbox.notify,
         )
+        self.gov.fault = self.faults.at  # test mode: the policy-installed / attestation-stored crash points
         try:  # no signing without a place a ban can always go (even once the disk is full)
             self.journal = BanJournal.open(journal_path(cfg.store), cfg.index)
         except BanJournalError as e:
@@ -1197,7 +1203,7 @@ class NodeService:
             self._audit_sign("sign-share", s.request_id, "refused", err.message, actor=req.requester, key_id=s.key_id)
             s.failed = err
             raise err from None
-        except (PolicyChanged, RosterChanged) as e:
+        except InForceChanged as e:  # the policy, its attestation or the roster
             err = changed_refusal(e, self.cfg.name, "sign.")
             self._audit_sign("sign-share", s.request_id, "refused", err.message, actor=req.requester, key_id=s.key_id)
             s.failed = err
@@ -1272,6 +1278,7 @@ class NodeService:
         governance_blob(req.approval_bundle, "approval_bundle")
         if req.attempt == 0:
             raise invalid("attempt", f"missing: must be 1..{MAX_SIGN_ATTEMPTS}")
+        roster_version = self.roster_state.version  # before the peers: the grant refuses if it changed since
         peers = self.peers()
         at_most(req.signers, "signers", len(peers), "party indices")
         signers = tuple(req.signers)
@@ -1314,9 +1321,13 @@ class NodeService:
             created = self.store.reserve_attempt(
                 StoredReservation(rid, grant.attempt, key_id, grant.request_digest, grant.signers, sid, self.clock.now_ms()),
                 audit=entry.__getitem__,
+                # a revocation or attestation kept since the checks stops the grant too (mpc_node/in_force.py)
+                in_force=InForce(approved.scope, approved.policy.version, roster_version, attestation=approved.attestation),
             )
         except ReservationConflict as e:
             raise refusal(Code.FAILED_PRECONDITION, "attempt-taken", f"{e} ({self.cfg.name})") from None
+        except InForceChanged as e:  # nothing granted; audited by ReserveSigning as every refusal
+            raise changed_refusal(e, self.cfg.name) from None
         self.outbox.notify()
         receipt = sign_reservation(grant, self.me, self.keys.identity)
         log.info("request %s: attempt %d reserved for nodes %s (session %s)", rid, grant.attempt, list(grant.signers), sid.hex()[:12],

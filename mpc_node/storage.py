@@ -60,6 +60,7 @@ from mpc_node.presig_store import PRESIG_MIGRATION, PoolError, PresigStore, dele
 from mpc_node.served_window import ServedWindows, sql_count
 from mpcnet.common.pkcs11token import WRAPPED_LEN, StorageKey, TokenError
 from mpcnet.common.sqlite_errors import Fault, classify
+from mpcnet.common.steadyclock import ANCHOR_TABLE, SteadyClock, SteadyClockError, SteadySource, anchor
 from mpcnet.common.stores.sqlite import AddColumn, DatabaseError, Migration, migrate, open_database, write_transaction
 
 SCHEMA_VERSION = 1  # the meta row: format of meta and of the sealed records (not the table layout)
@@ -85,6 +86,23 @@ KIND_PRESIGNATURE = b"presignature"
 KIND_TOMBSTONE = b"presignature-tombstone"
 CHECK_CONSTANT = b"MPCNET/v1/store/passphrase-check"
 DATA_KEY_AAD = b"MPCNET/v1/store/data-key"  # a pkcs11 store: the token wraps its data key under this
+
+# Step 12 (issue 14 red team: wall-clock steps): each served request's steady time
+# (mpcnet/common/steadyclock.py), which the rate limit counts. Rows served before it get their
+# wall time: the steady timeline of an upgraded store starts at its newest row, so they age
+# from there. A row inserted without it (by hand, a tool) gets its wall time too: the timeline
+# starts at the wall clock or the newest row and falls behind the wall clock only by the time
+# the host was down across reboots, so such a row counts for a whole window, never less.
+STEADY_DEFAULT_TRIGGER = "requests_steady_default"
+STEADY_MIGRATION: Migration = (
+    ANCHOR_TABLE,
+    AddColumn("requests", "steady_ms", "INTEGER"),
+    "UPDATE requests SET steady_ms = served_ms WHERE steady_ms IS NULL",
+    "CREATE INDEX IF NOT EXISTS requests_by_key_steady ON requests (key_id, steady_ms)",
+    "CREATE INDEX IF NOT EXISTS requests_by_steady ON requests (steady_ms)",
+    f"CREATE TRIGGER IF NOT EXISTS {STEADY_DEFAULT_TRIGGER} AFTER INSERT ON requests WHEN NEW.steady_ms IS NULL"
+    " BEGIN UPDATE requests SET steady_ms = NEW.served_ms WHERE rowid = NEW.rowid; END",
+)
 
 # The schema, as versioned migration steps (see mpcnet.common.stores.sqlite; PRAGMA user_version counts
 # the steps applied). Stores created before versioning have user_version 0 and any of the layouts
@@ -181,9 +199,13 @@ _MIGRATIONS: tuple[Migration, ...] = (
     NONCE_MIGRATION,
     # 11: restored shares of ed25519 keys (issue 16: a 32-byte public key; mpc_node/backup_store.py)
     RESTORED_FROST_MIGRATION,
+    # 12: the rate limit counts steady time (mpcnet/common/steadyclock.py), not the wall clock
+    STEADY_MIGRATION,
 )
 MAX_SCOPE = 32
 MAX_CHANGE = 1 << 20
+# the highest steady time the store holds, from the requests_by_steady index (no table scan)
+STEADY_FLOOR_SQL = "SELECT MAX(steady_ms) FROM requests"
 
 
 class StoreError(Exception):
@@ -249,8 +271,9 @@ class ServedRequest:
     """A signing request to record as served, atomically with the presignature it uses.
 
     ``rate_limit`` is ``(max_signatures, window_ms)``: refused if ``max_signatures`` requests
-    with the same key were already served after ``now_ms - window_ms`` (later-than-now ones
-    included, so a clock stepping back cannot reset the window).
+    with the same key were already served in the last ``window_ms`` of the store's steady clock
+    (:attr:`NodeStore.steady`, read in the transaction; later-than-now ones included). ``now_ms``
+    (the wall clock, Unix ms) is only recorded (``served_ms``): a wall step changes no count.
 
     With ``reservation`` (its request id must be ``request_id``) the request may be served once
     per reserved attempt: the same transaction records this node's own reservation of the
@@ -259,7 +282,7 @@ class ServedRequest:
     the first time. Without it, a request is served at most once.
 
     With ``in_force`` (the policy and roster the share's checks used) the same transaction first
-    refuses if either changed since (:class:`mpc_node.in_force.PolicyChanged` /
+    refuses if either (or, when pinned, the policy attestation) changed since (:class:`mpc_node.in_force.PolicyChanged` /
     :class:`~mpc_node.in_force.RosterChanged`): a revocation holds for every release at once.
     """
 
@@ -323,9 +346,11 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
     Key epochs and pending shares: :class:`mpc_node.epoch_store.EpochStore`; backup and
     recovery state: :class:`mpc_node.backup_store.BackupStore`."""
 
-    def __init__(self, path: Path, node_id: int, conn: sqlite3.Connection, aead: AESGCM) -> None:
+    def __init__(self, path: Path, node_id: int, conn: sqlite3.Connection, aead: AESGCM, steady: SteadyClock) -> None:
         """Internal: use :meth:`open`."""
         self._path = path
+        # the store's steady clock (ms; mpcnet/common/steadyclock.py): what the rate limit counts
+        self.steady = steady
         self._node_id = node_id
         self._conn: sqlite3.Connection | None = conn
         self._aead: AESGCM | None = aead
@@ -352,7 +377,10 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
     # --- opening -----------------------------------------------------------------------------
 
     @staticmethod
-    def open(path: Path, passphrase: bytes | StorageKey, node_id: int, *, scrypt_n: int = SCRYPT_N) -> NodeStore:
+    def open(
+        path: Path, passphrase: bytes | StorageKey, node_id: int, *, scrypt_n: int = SCRYPT_N,
+        steady: SteadySource | None = None,
+    ) -> NodeStore:
         """Open (creating on first use) the store at ``path`` for node ``node_id``.
 
         ``passphrase`` is the node passphrase, or a PKCS#11 token's storage key (a store of kind
@@ -362,6 +390,10 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
         On creation a random salt, the scrypt parameters (``scrypt_n`` is used only then) and a
         passphrase check value are written to the ``meta`` table; later opens check the node id
         and the passphrase against them (:class:`StoreError` naming ``node_id`` / ``passphrase``).
+
+        The store's steady clock (:attr:`steady`) is anchored for this boot (``steady``: where it
+        reads, the host's boot-time clock and boot id by default; tests inject them);
+        :class:`StoreError` naming ``steady_anchors`` / ``boot_id`` if it cannot be.
         """
         if not isinstance(passphrase, StorageKey) and (not isinstance(passphrase, (bytes, bytearray)) or not passphrase):
             raise StoreError("passphrase: must be non-empty bytes")
@@ -375,10 +407,14 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
             else:
                 aead = _unlock(conn, bytes(passphrase), node_id, scrypt_n)
             _migrate(conn)  # after the passphrase check: a wrong one changes nothing
+            try:
+                clock = anchor(conn, steady or SteadySource(), STEADY_FLOOR_SQL)
+            except SteadyClockError as e:
+                raise StoreError(str(e)) from None
         except BaseException:
             conn.close()
             raise
-        return NodeStore(path, node_id, conn, aead)
+        return NodeStore(path, node_id, conn, aead, clock)
 
     @property
     def closed(self) -> bool:
@@ -577,7 +613,7 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
         blob = self._seal(KIND_TOMBSTONE, sigid, tombstone)
         with self._write(tracked=True) as c:  # requests, presignatures only
             if served is not None:
-                _record_served(c, served, self._served)
+                _record_served(c, served, self._served, self.steady.now_ms)
             row = c.execute("SELECT used FROM presignatures WHERE sigid = ?", (sigid,)).fetchone()
             if row is None:
                 raise PresignatureAlreadyUsed(f"sigid: no presignature {sigid.hex()}")
@@ -621,7 +657,7 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
                     state = "not active here" if held is None or held.status != "active" else f"at epoch {held.epoch}"
                     raise PoolError("epoch", "epoch", f"key {key_id.hex()[:16]} is {state}, not at epoch {epoch}: nothing released")
             if served is not None:
-                _record_served(c, served, self._served)
+                _record_served(c, served, self._served, self.steady.now_ms)
             row = c.execute("SELECT status FROM keys WHERE key_id = ?", (key_id,)).fetchone()
             if row is None or row[0] != "active":
                 raise StoreError(f"key_id: no active key {key_id.hex()}")
@@ -682,7 +718,13 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
         """Remember that ``request_id`` was served; :class:`RequestAlreadyServed` on a repeat."""
         req = _check_served(ServedRequest(request_id, key_id, digest, time.time_ns() // 1_000_000))
         with self._write(tracked=True) as c:  # requests (and reservations) only
-            _record_served(c, req, self._served)
+            _record_served(c, req, self._served, self.steady.now_ms)
+
+    def count_served_within(self, key_id: bytes, window_ms: int) -> int:
+        """:meth:`count_served` over the last ``window_ms`` of steady time (a wall-clock step
+        changes nothing)."""
+        _check_int(window_ms, "window_ms", 1, 2**62)
+        return self.count_served(key_id, self.steady.now_ms() - window_ms)
 
     def served_times(self, key_id: bytes, since_ms: int) -> list[int]:
         """When requests with ``key_id`` were served (Unix ms), for those after ``since_ms``."""
@@ -695,10 +737,10 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
         return [int(r[0]) for r in rows]
 
     def count_served(self, key_id: bytes, since_ms: int) -> int:
-        """How many requests with ``key_id`` were served after ``since_ms`` (Unix ms, exclusive;
-        later-than-now times count too): what one indexed ``COUNT(*)`` on ``requests_by_key_time``
-        answers, from the store's memo (:mod:`mpc_node.served_window`); the same count
-        :func:`_record_served` enforces in its transaction."""
+        """How many requests with ``key_id`` were served after steady time ``since_ms`` (ms of
+        :attr:`steady`, exclusive; later-than-now times count too): what one indexed ``COUNT(*)``
+        on ``requests_by_key_steady`` answers, from the store's memo (:mod:`mpc_node.served_window`);
+        the same count :func:`_record_served` enforces in its transaction."""
         key_id = _check_bytes(key_id, "key_id", length=ID_LEN)
         _check_int(since_ms, "since_ms", -(2**62), 2**62)
         with self._read() as c:
@@ -706,11 +748,15 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
 
     # --- governance policies -----------------------------------------------------------------
 
-    def put_policy_change(self, scope: bytes, version: int, signed_change: bytes, *, previous_version: int | None) -> None:
-        """Store an installed (already verified) change as ``version`` of ``scope``.
+    def put_policy_change(
+        self, scope: bytes, version: int, signed_change: bytes, *, previous_version: int | None,
+        audit: audit_outbox.OutboxEntry | None = None,
+    ) -> None:
+        """Store an installed (already verified) change as ``version`` of ``scope``, with
+        ``audit`` queued in the audit outbox in the same transaction.
 
         Compare-and-set: the scope's latest stored version must be ``previous_version`` (``None``:
-        nothing stored yet), else :class:`PolicyConflict`.
+        nothing stored yet), else :class:`PolicyConflict` (nothing written, nothing queued).
         """
         scope = _check_bytes(scope, "scope", max_len=MAX_SCOPE)
         _check_int(version, "version", 1, 2**63 - 1)
@@ -724,6 +770,8 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
                 "INSERT INTO policy_changes (scope, version, signed_change, installed_ms) VALUES (?, ?, ?, ?)",
                 (scope, version, signed_change, time.time_ns() // 1_000_000),
             )
+            if audit is not None:
+                audit_outbox.queue(c, audit, time.time_ns() // 1_000_000, self.audit_appended_seq)
 
     def policy_changes(self) -> dict[bytes, list[bytes]]:
         """Every stored change, per scope, oldest version first."""
@@ -740,9 +788,9 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
         self, first_version: int, signed_changes: list[bytes], *, audit: audit_outbox.OutboxEntry | None = None
     ) -> None:
         """Append already verified roster changes as versions ``first_version``, ``+1``, ...
-        in one transaction (with ``audit`` queued in the audit outbox). Compare-and-set: the
+        in one transaction, with ``audit`` queued in the audit outbox. Compare-and-set: the
         latest stored version must be ``first_version - 1`` (0: none stored), else
-        :class:`PolicyConflict`."""
+        :class:`PolicyConflict` (nothing written, nothing queued)."""
         _check_int(first_version, "first_version", 1, 2**63 - 1)
         blobs = [_check_bytes(b, "signed_change", max_len=MAX_CHANGE) for b in signed_changes]
         with self._write() as c:
@@ -756,7 +804,7 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
                 [(first_version + k, b, now) for k, b in enumerate(blobs)],
             )
             if audit is not None:
-                self._queue_audit(c, audit)
+                audit_outbox.queue(c, audit, now, self.audit_appended_seq)
 
     def roster_changes(self) -> list[bytes]:
         """Every stored roster change, version 1 first."""
@@ -764,9 +812,12 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
             rows = c.execute("SELECT signed_change FROM roster_changes ORDER BY version").fetchall()
         return [bytes(r[0]) for r in rows]
 
-    def put_policy_attestation(self, attestation: bytes, issued_at_ms: int) -> bool:
+    def put_policy_attestation(
+        self, attestation: bytes, issued_at_ms: int, *, audit: audit_outbox.OutboxEntry | None = None
+    ) -> bool:
         """Keep ``attestation`` (an already verified SignedPolicyAttestation) if it was issued
-        later than the one stored; True if stored. Atomic and durable (one transaction)."""
+        later than the one stored, with ``audit`` queued in the audit outbox; True if stored.
+        Atomic and durable (one transaction); False: nothing written, nothing queued."""
         attestation = _check_bytes(attestation, "attestation", max_len=MAX_CHANGE)
         _check_int(issued_at_ms, "issued_at_ms", 0, 2**62)
         with self._write() as c:
@@ -777,6 +828,8 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
                 "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)",
                 [("policy_attestation_ms", issued_at_ms), ("policy_attestation", attestation)],
             )
+            if audit is not None:
+                audit_outbox.queue(c, audit, time.time_ns() // 1_000_000, self.audit_appended_seq)
         return True
 
     def policy_attestation(self) -> bytes | None:
@@ -802,14 +855,21 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
     # --- signing attempts --------------------------------------------------------------------
 
     def reserve_attempt(
-        self, r: Reservation, *, audit: Callable[[bool], audit_outbox.OutboxEntry] | None = None
+        self, r: Reservation, *, audit: Callable[[bool], audit_outbox.OutboxEntry] | None = None, in_force: InForce | None = None,
     ) -> bool:
         """Grant ``r`` durably: True if new, False if exactly this was already granted;
         :class:`ReservationConflict` if the attempt was granted to another signer set, session
         or request version (nothing is written then). ``audit(created)`` is queued in the
-        audit outbox in the same transaction."""
+        audit outbox in the same transaction. With ``in_force`` (the policy, attestation and
+        roster the grant's checks used) the same transaction first refuses if any changed since
+        (:func:`mpc_node.in_force.check_in_force`: a subclass of
+        :class:`~mpc_node.in_force.InForceChanged`; nothing is written)."""
         r = _check_reservation(r)
+        if in_force is not None and not isinstance(in_force, InForce):
+            raise StoreError("in_force: must be an InForce")
         with self._write(tracked=True) as c:
+            if in_force is not None:
+                check_in_force(c, r.key_id, in_force)
             created = _reserve(c, r)
             if audit is not None:
                 audit_outbox.queue(c, audit(created), time.time_ns() // 1_000_000, self.audit_appended_seq)
@@ -944,13 +1004,17 @@ def _check_served(r: object) -> ServedRequest:
     return r
 
 
-def _record_served(c: sqlite3.Connection, r: ServedRequest, served: ServedWindows | None) -> None:
+def _record_served(
+    c: sqlite3.Connection, r: ServedRequest, served: ServedWindows | None, steady_ms: Callable[[], int],
+) -> None:
     """Inside a write transaction: refuse a repeat (of the attempt, with a reservation), a
     conflicting reservation or a rate-limit excess, else insert. ``served`` (required, so no
     writer can leave the memo out by accident): the store's memo of served times, which counts
     and is told the insert (pass it in every transaction of the store; in an untracked one it is
     suspended and counts in SQL); None: the count in SQL, for a connection without a memo.
-    ``r.in_force`` is checked first (:func:`mpc_node.in_force.check_in_force`)."""
+    ``r.in_force`` is checked first (:func:`mpc_node.in_force.check_in_force`). ``steady_ms``: the
+    store's steady clock (ms), read once inside the transaction; the rate limit counts the rows
+    whose ``steady_ms`` is within the window of it (``r.now_ms``, the wall clock, is only recorded)."""
     if r.in_force is not None:
         check_in_force(c, r.key_id, r.in_force)
     seen = c.execute("SELECT 1 FROM requests WHERE request_id = ?", (r.request_id,)).fetchone() is not None
@@ -972,9 +1036,10 @@ def _record_served(c: sqlite3.Connection, r: ServedRequest, served: ServedWindow
             return  # the request already counts towards the rate limit
     elif seen:
         raise RequestAlreadyServed(f"request_id: {r.request_id!r} was already served")
+    now_steady = steady_ms()
     if r.rate_limit is not None:
         limit, window_ms = r.rate_limit
-        since = r.now_ms - window_ms
+        since = now_steady - window_ms
         count = sql_count(c, r.key_id, since) if served is None else served.count(c, r.key_id, since)
         if count >= limit:
             raise RateLimited(
@@ -983,13 +1048,13 @@ def _record_served(c: sqlite3.Connection, r: ServedRequest, served: ServedWindow
     _RECORDING.active = True  # the tracked-write guard (tests) lets this one insert into requests
     try:
         c.execute(
-            "INSERT INTO requests (request_id, key_id, digest, served_at, served_ms) VALUES (?, ?, ?, ?, ?)",
-            (r.request_id, r.key_id, r.digest, r.now_ms // 1000, r.now_ms),
+            "INSERT INTO requests (request_id, key_id, digest, served_at, served_ms, steady_ms) VALUES (?, ?, ?, ?, ?, ?)",
+            (r.request_id, r.key_id, r.digest, r.now_ms // 1000, r.now_ms, now_steady),
         )
     finally:
         _RECORDING.active = False
     if served is not None:
-        served.noted(r.key_id, r.now_ms)
+        served.noted(r.key_id, now_steady)
 
 
 GUARD_TRACKED_WRITES = False
@@ -1005,7 +1070,9 @@ _MEMO_TABLES = frozenset({"keys", "key_epochs", "requests"})
 _WRITES = frozenset({sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE})
 
 
-def _tracked_guard(action: int, table: str | None, _a2: str | None, _db: str | None, _trigger: str | None) -> int:
+def _tracked_guard(action: int, table: str | None, _a2: str | None, _db: str | None, trigger: str | None) -> int:
+    if trigger == STEADY_DEFAULT_TRIGGER:  # fills a NULL steady_ms of the row being inserted (never fires here)
+        return sqlite3.SQLITE_OK
     if action in _WRITES and table in _MEMO_TABLES:
         if not (table == "requests" and action == sqlite3.SQLITE_INSERT and getattr(_RECORDING, "active", False)):
             return sqlite3.SQLITE_DENY

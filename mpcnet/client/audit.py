@@ -14,9 +14,19 @@ request (listed by the coordinator, or named by a ``sign-done`` entry) has its `
 ``sign-approved`` and ``sign-done`` entries in the coordinator's log, and that every
 ``sign-share`` entry with outcome ``released`` in a node's log names a request for which the
 coordinator's log has a ``sign-request`` entry: a node released a signature share for a request
-the coordinator never recorded. A gap fails the component like a broken chain, naming the
-entry (where there is one) and the request. (Entries without a request id, as very old
-versions wrote, are not checked.) The coordinator appends its entries in the background, a
+the coordinator never recorded. The request id alone does not tie the two: a compromised
+coordinator could record another request under the id the node released a share for. So the
+released share's ``request_sha256`` (the SHA-256 of the canonical request every approval
+signs, which the node records) must also equal the one in the coordinator's ``sign-request``
+entry of that id, and one id's ``sign-request`` entries must not name different requests, nor
+its ``sign-approved`` / ``sign-done`` entries another request than its ``sign-request`` entry. A
+gap fails the component like a broken chain, naming the entry (where there is one) and the
+request. (Entries without a request id, and released shares without a ``request_sha256``, as
+older versions wrote, are not checked that way; a coordinator entry lacking the hash that a
+node's entry has is a gap.) Request ids and other text that came from the coordinator are
+quoted / escaped in every message (:func:`governance.text.quote`), never printed raw.
+
+The coordinator appends its entries in the background, a
 flush after the state change (``coordinator/audit_flush.py``), and flushes before it serves
 its log; so the DONE requests are listed first and the coordinator's log is fetched last, and
 nothing that happened before the check is reported missing.
@@ -25,12 +35,14 @@ nothing that happened before the check is reported missing.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from governance.audit import AuditReport, verify_entries
+from governance.text import escape, quote
 from mpcnet.client.sdk import MpcClient, MpcError
 from mpcnet.common.fsutil import write_atomic
 
@@ -39,6 +51,7 @@ COORDINATOR = "coordinator"  # the coordinator's component name in cluster.json
 DONE_NEEDS = ("sign-request", "sign-approved", "sign-done")
 MAX_DONE_LISTED = 1000  # the coordinator's ListSignRequests page limit
 Row = Sequence[object]  # the stored columns of an entry, as governance.audit.verify_entries takes them
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -116,7 +129,7 @@ def _verify_component(
     try:
         copy = client.fetch_audit(component)
     except MpcError as e:
-        return ComponentReport(component, False, 0, None, f"cannot fetch the log: {e.code.name}: {e.message}", None), []
+        return ComponentReport(component, False, 0, None, f"cannot fetch the log: {e.code.name}: {escape(e.message)}", None), []
     rows = copy.rows()
     report: AuditReport = verify_entries(component, public_key, rows, expected_head=expected_head)
     head = None
@@ -139,28 +152,71 @@ class Gap:
     reason: str
 
 
+def _request_sha256(row: Row) -> str | None:
+    """The ``request_sha256`` detail of an entry (its details are canonical JSON text), if any."""
+    try:
+        details = json.loads(row[6]) if isinstance(row[6], (str, bytes)) else None
+    except ValueError:
+        return None
+    value = details.get("request_sha256") if isinstance(details, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _hash_text(value: str) -> str:
+    """A recorded ``request_sha256`` for a message: its first 16 hex digits, or quoted if it is not hex."""
+    return value[:16] + "..." if _SHA256_HEX.fullmatch(value) else quote(value)
+
+
 def completeness_gaps(coordinator_rows: Iterable[Row], node_rows: Mapping[str, Iterable[Row]], done: Iterable[str]) -> list[Gap]:
     """Every gap in verified logs (see the module docstring): DONE requests (``done`` plus
-    those with a ``sign-done`` entry) lacking a coordinator entry, and released shares of
-    requests without a coordinator ``sign-request`` entry. Rows as :func:`verify_entries`
-    takes them (seq, timestamp, actor, action, request id, outcome, ...), already verified."""
+    those with a ``sign-done`` entry) lacking a coordinator entry, released shares of requests
+    without a coordinator ``sign-request`` entry, or whose ``request_sha256`` differs from (or
+    is missing in) that entry's, and one request id's ``sign-request`` entries naming different
+    requests, or its ``sign-approved`` / ``sign-done`` entry naming another request than its
+    ``sign-request`` entry (an entry without the hash is tied by id only). Rows as
+    :func:`verify_entries` takes them (seq, timestamp, actor, action, request id, outcome,
+    details, ...), already verified. Every message quotes the request id."""
     seen: dict[str, dict[str, int]] = {}  # request id -> action -> seq of its first entry
+    hashes: dict[str, str | None] = {}  # request id -> request_sha256 of its first sign-request entry
+    ends: list[tuple[int, str, str, str]] = []  # (seq, request id, action, request_sha256) of sign-approved / sign-done
+    gaps = []
+    coordinator_rows = list(coordinator_rows)
     for r in coordinator_rows:
         seq, action, rid, outcome = r[0], r[3], r[4], r[5]
         if not isinstance(seq, int) or not isinstance(rid, str) or not rid:
             continue
         if action == "sign-request" and outcome != "pending":
             continue  # a refused submission: the request was never recorded
+        if action == "sign-request":
+            h = _request_sha256(r)
+            if rid not in hashes:
+                hashes[rid] = h
+            elif h != hashes[rid]:
+                first = "none" if hashes[rid] is None else _hash_text(str(hashes[rid]))
+                gaps.append(Gap(
+                    COORDINATOR, seq, rid,
+                    f"request {quote(rid)} has a second sign-request entry naming another request (request_sha256 "
+                    f"{'none' if h is None else _hash_text(h)}, the first named {first})",
+                ))
+        if action in DONE_NEEDS[1:] and (h := _request_sha256(r)) is not None:
+            ends.append((seq, rid, str(action), h))
         seen.setdefault(rid, {}).setdefault(str(action), seq)
-    gaps = []
+    for seq, rid, action, h in ends:  # the DONE check ties these to the id's sign-request: the same request
+        if rid in hashes and hashes[rid] != h:
+            first = "none" if hashes[rid] is None else _hash_text(str(hashes[rid]))
+            gaps.append(Gap(
+                COORDINATOR, seq, rid,
+                f"request {quote(rid)}: its {action} entry names another request (request_sha256 {_hash_text(h)}) than its"
+                f" sign-request entry (request_sha256 {first})",
+            ))
     for rid in sorted(set(done) | {rid for rid, acts in seen.items() if "sign-done" in acts}):
         acts = seen.get(rid, {})
         missing = [a for a in DONE_NEEDS if a not in acts]
         if missing:
             seq = acts.get("sign-done", min(acts.values(), default=None))
-            gaps.append(
-                Gap(COORDINATOR, seq, rid, f"request {rid} is DONE but the log has no {', '.join(missing)} entry for it (incomplete)")
-            )
+            gaps.append(Gap(
+                COORDINATOR, seq, rid, f"request {quote(rid)} is DONE but the log has no {', '.join(missing)} entry for it (incomplete)"
+            ))
     for component in sorted(node_rows):
         for r in node_rows[component]:
             seq, action, rid, outcome = r[0], r[3], r[4], r[5]
@@ -169,8 +225,19 @@ def completeness_gaps(coordinator_rows: Iterable[Row], node_rows: Mapping[str, I
             if "sign-request" not in seen.get(rid, {}):
                 gaps.append(Gap(
                     component, seq, rid,
-                    f"released a signature share for request {rid}, which the coordinator's log never recorded (no sign-request entry)",
+                    f"released a signature share for request {quote(rid)}, which the coordinator's log never recorded"
+                    " (no sign-request entry)",
                 ))
+                continue
+            mine, theirs = _request_sha256(r), hashes.get(rid)
+            if mine is None or mine == theirs:
+                continue  # an older node's entry without the hash: matched by request id only
+            recorded = "no request_sha256" if theirs is None else f"request_sha256 {_hash_text(theirs)}"
+            gaps.append(Gap(
+                component, seq, rid,
+                f"released a signature share for request {quote(rid)} with request_sha256 {_hash_text(mine)}, but the "
+                f"coordinator's sign-request entry of that id records {recorded} (another request under the same id)",
+            ))
     return gaps
 
 
@@ -189,7 +256,7 @@ def _done_requests(client: MpcClient) -> tuple[list[str], str]:
     try:
         return [r.request_id for r in client.list_sign_requests(state="done", limit=MAX_DONE_LISTED)], ""
     except MpcError as e:
-        return [], f"cannot list the DONE requests to check completeness: {e.code.name}: {e.message}"
+        return [], f"cannot list the DONE requests to check completeness: {e.code.name}: {escape(e.message)}"
 
 
 def verify_cluster(client: MpcClient, info: dict[str, Any], heads_path: Path | None) -> list[ComponentReport]:

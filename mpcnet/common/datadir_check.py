@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -87,6 +88,47 @@ def probe_write(directory: Path, size: int = PROBE_BYTES) -> None:
             os.unlink(path)
 
 
+def sweep_probes(directory: Path) -> int:
+    """Remove the probe files a killed process left in ``directory`` (``.mpcnet-probe-<pid>-*``
+    whose pid no longer runs); returns how many. Only what :func:`probe_write` creates is removed:
+    a regular file (never a symlink, so never its target, nor a directory) owned by this user,
+    whose pid is ASCII digits; names are read and removed relative to one open descriptor of the
+    directory. Errors are ignored (the probe itself reports)."""
+    removed = 0
+    try:
+        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return 0
+    try:
+        try:
+            names = [n for n in os.listdir(dfd) if n.startswith(PROBE_PREFIX)]
+        except OSError:
+            return 0
+        for name in names:
+            pid_text = name[len(PROBE_PREFIX):].split("-", 1)[0]
+            if not (pid_text.isascii() and pid_text.isdigit()) or len(pid_text) > 10:
+                continue  # not a name probe_write gives ("²", full-width digits: no pid of ours)
+            pid = int(pid_text)
+            if pid == os.getpid():
+                continue  # this process's own probe, in progress in another thread
+            try:
+                os.kill(pid, 0)
+                continue  # still running (or not ours to signal): its probe is its own
+            except ProcessLookupError:
+                pass
+            except (PermissionError, OverflowError):
+                continue
+            with contextlib.suppress(OSError):
+                st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+                if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+                    continue  # a symlink, a directory, another user's file: not a probe of ours
+                os.unlink(name, dir_fd=dfd)
+                removed += 1
+    finally:
+        os.close(dfd)
+    return removed
+
+
 def check_data_dirs(directories: Iterable[Path]) -> None:
     """Refuse (:class:`DataDirUnusable`) a data directory under a dangling symlink or one where
     :func:`probe_write` fails; one that does not exist yet is created later by the lock
@@ -95,6 +137,7 @@ def check_data_dirs(directories: Iterable[Path]) -> None:
         refuse_dangling(d, "data dir")
         if not d.is_dir():
             continue
+        sweep_probes(d)  # a probe file of a process killed mid-probe
         try:
             probe_write(d)
         except OSError as e:
@@ -144,7 +187,7 @@ def start_failure(directories: Iterable[Path], e: BaseException) -> DataDirUnusa
     dirs = _unique(directories)
     for cause in _chain(e):
         fault = classify(cause)
-        if isinstance(cause, OSError) and not isinstance(cause, FileNotFoundError) and cause.filename is not None:
+        if isinstance(cause, OSError) and cause.filename is not None:
             named = [d for d in dirs if _under(str(cause.filename), d)]
             if not named:
                 continue  # a file elsewhere (a certificate, a log): not a data directory's failure
@@ -178,5 +221,5 @@ def _line(dirs: list[Path], cause: BaseException, fault: Fault, outer: BaseExcep
 
 __all__ = [
     "LOW_SPACE_BYTES", "PROBE_BYTES", "DataDirUnusable", "check_data_dirs", "dangling_link", "free_bytes",
-    "probe_write", "refuse_dangling", "start_failure",
+    "probe_write", "refuse_dangling", "start_failure", "sweep_probes",
 ]

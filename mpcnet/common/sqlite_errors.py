@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import enum
 import errno
+import socket
 import sqlite3
+import ssl
 from dataclasses import dataclass
 
 
@@ -51,13 +53,16 @@ _BY_CODE: dict[int, Kind] = {
     1: Kind.PROGRAM,     # SQLITE_ERROR (SQL error, no such table or column)
     2: Kind.PROGRAM,     # SQLITE_INTERNAL
     3: Kind.DENIED,      # SQLITE_PERM
+    4: Kind.PROGRAM,     # SQLITE_ABORT (the program's own rollback or callback abort)
     5: Kind.LOCKED,      # SQLITE_BUSY
     6: Kind.LOCKED,      # SQLITE_LOCKED
     8: Kind.READ_ONLY,   # SQLITE_READONLY
+    9: Kind.PROGRAM,     # SQLITE_INTERRUPT (the program interrupted the statement)
     10: Kind.IO,         # SQLITE_IOERR (every extended I/O code)
     11: Kind.CORRUPT,    # SQLITE_CORRUPT
     13: Kind.FULL,       # SQLITE_FULL
     14: Kind.DENIED,     # SQLITE_CANTOPEN
+    17: Kind.PROGRAM,    # SQLITE_SCHEMA (sqlite3 re-prepares by itself; one that reaches us is a bug)
     18: Kind.PROGRAM,    # SQLITE_TOOBIG
     19: Kind.PROGRAM,    # SQLITE_CONSTRAINT (the statement's own refusal)
     20: Kind.PROGRAM,    # SQLITE_MISMATCH
@@ -81,7 +86,19 @@ _BY_ERRNO: dict[int, Kind] = {
     errno.ENOTDIR: Kind.DENIED,
     errno.ELOOP: Kind.DENIED,
     errno.EWOULDBLOCK: Kind.LOCKED,
+    # a wrong call, not the disk: no retry fixes these
+    errno.EBADF: Kind.PROGRAM,
+    errno.EINVAL: Kind.PROGRAM,
+    errno.EFAULT: Kind.PROGRAM,
+    errno.ESPIPE: Kind.PROGRAM,
 }
+
+# an OSError with one of these is the network's, not the storage's (no store failure at all)
+_NETWORK_ERRNOS = frozenset({
+    errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENETDOWN, errno.EHOSTDOWN, errno.EADDRINUSE,
+    errno.EADDRNOTAVAIL, errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED, errno.ENOTCONN,
+    errno.EPIPE, errno.ETIMEDOUT, errno.ENETRESET,
+})
 
 # SQLite's fixed texts (sqlite3_errstr), for an error without a result code; lower case
 _BY_TEXT: tuple[tuple[str, Kind], ...] = (
@@ -130,8 +147,10 @@ def classify(e: BaseException) -> Fault | None:
     An :class:`sqlite3.Error` always classifies (by its result code, else its text; a hand-raised
     :class:`sqlite3.OperationalError` of unknown text is :attr:`Kind.UNKNOWN`; an integrity,
     programming or interface error without a code is :attr:`Kind.PROGRAM`). An :class:`OSError`
-    classifies by its ``errno`` (an unknown one: UNKNOWN) except a network error
-    (:class:`ConnectionError`, :class:`TimeoutError`), which is None. An exception carrying a
+    classifies by its ``errno`` (an unknown one: UNKNOWN; a wrong call such as EBADF or EINVAL:
+    PROGRAM) except a network error (:class:`ConnectionError`, :class:`TimeoutError`,
+    :class:`ssl.SSLError`, a resolver error, an unreachable host or network, an address in use),
+    which is None. An exception carrying a
     :class:`Fault` as its ``storage_fault`` attribute (one that wraps a classified error) gives it."""
     carried = getattr(e, "storage_fault", None)  # an error that wraps a classified one (the node's StoreError)
     if isinstance(carried, Fault):
@@ -144,10 +163,12 @@ def classify(e: BaseException) -> Fault | None:
         kind = _by_text(str(e))
         if kind is not None:
             return Fault(kind)
-        if isinstance(e, (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError)):
+        if isinstance(e, (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError, sqlite3.NotSupportedError)):
             return Fault(Kind.PROGRAM)
         return Fault(Kind.UNKNOWN)
-    if isinstance(e, (ConnectionError, TimeoutError)):
+    if isinstance(e, (ConnectionError, TimeoutError, ssl.SSLError, socket.gaierror, socket.herror)):
+        return None
+    if isinstance(e, OSError) and e.errno in _NETWORK_ERRNOS:
         return None
     if isinstance(e, OSError):
         if isinstance(e.errno, int) and e.errno in _BY_ERRNO:

@@ -275,6 +275,7 @@ class World:
         self.ceremonies.spawn = self.ceremonies.run  # inline
         self.backups.soon = lambda key_id=None: None  # type: ignore[method-assign]  # the test collects explicitly
         self.lifecycle = LifecycleProposals(self.admins, self.db, self.audit)
+        self.lifecycle.flush_audit = self.flush
         self.proposals = RecoveryProposals(self.admins, self.db, self.book, self.keyops, self.ceremonies, self.nodes,  # type: ignore[arg-type]
                                            lambda: self.roster)
         self.lifecycle.register(CONFIG_KIND, self.proposals.decode_config, self.proposals.apply_config)

@@ -102,3 +102,32 @@ def test_a_kill_before_the_entry_leaves_the_old_key(tmp_path: Path, monkeypatch:
     assert load_keystore(cfg.keystore, PASS).identity_public == first
     with AuditLog.open(cfg.audit_db, component="coordinator", signing_key=load_keystore(cfg.keystore, PASS).identity) as log:
         assert [e.action for e in log.entries()] == ["coordinator-start"]
+
+
+def test_the_offline_rotation_refuses_a_keystore_another_process_holds(tmp_path: Path) -> None:
+    """A second coordinator config naming the same keystore (other data dirs) is running: the
+    offline rotation must not replace the keystore under it (it took no keystore lock)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from mpcnet.common.keystore_lock import KeystoreBusy
+
+    cfg, _ = _coordinator(tmp_path)
+    before = cfg.keystore.read_bytes()
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time
+        from pathlib import Path
+        from mpcnet.common.keystore_lock import hold_keystore
+        with hold_keystore(Path({str(cfg.keystore)!r})):
+            print("held", flush=True)
+            time.sleep(60)
+    """)], stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == b"held"
+        with pytest.raises(KeystoreBusy, match=f"pid {holder.pid}"):
+            rotate_audit_key(cfg)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert cfg.keystore.read_bytes() == before

@@ -55,6 +55,7 @@ class Coordinator:
         self.ops = KeyOperations(admins, self.db, self.audit, self.handles,  # type: ignore[arg-type]
                                  lambda: self.svcs[1].roster_state.current(), self.flush, timeout_s=60)
         self.lifecycle = LifecycleProposals(admins, self.db, self.audit)
+        self.lifecycle.flush_audit = self.flush
         self.lifecycle.register(KIND, self.ops.decode_proposal, self.ops.apply_proposal)
 
     def flush(self) -> None:

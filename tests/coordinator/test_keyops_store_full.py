@@ -186,9 +186,9 @@ def test_two_approvals_again_at_once_apply_the_proposal_once(coord: Coordinator,
     both = threading.Barrier(2, timeout=10)
     real_apply = coord.lifecycle._maybe_apply
 
-    def apply_after_both_checked(pid: str, actor: str) -> Any:
+    def apply_after_both_checked(pid: str, actor: str, **kw: Any) -> Any:
         both.wait()  # both re-approvals passed approve's check before either applies
-        return real_apply(pid, actor)
+        return real_apply(pid, actor, **kw)
 
     monkeypatch.setattr(coord.lifecycle, "_maybe_apply", apply_after_both_checked)
     got: list[Any] = []

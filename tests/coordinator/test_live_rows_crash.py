@@ -94,7 +94,13 @@ def test_a_crash_inside_step_9_leaves_version_8_and_the_next_open_completes_it(t
 
 
 _DOWNGRADE = (  # README, "History costs nothing to the periodic work": back to version 8
-    "DROP TABLE IF EXISTS store_probe",  # step 10 (the store probe) first, when the database has it
+    # step 11 (steady times) first, when the database has it
+    "DROP TRIGGER IF EXISTS sign_requests_steady_default",
+    "DROP INDEX IF EXISTS sign_requests_by_key_steady",
+    "DROP INDEX IF EXISTS sign_requests_by_steady",
+    "ALTER TABLE sign_requests DROP COLUMN created_steady_ms",
+    "DROP TABLE IF EXISTS steady_anchors",
+    "DROP TABLE IF EXISTS store_probe",  # then step 10 (the store probe), when the database has it
     "DROP INDEX presigs_live",
     "DROP INDEX frost_nonces_live",
     "CREATE INDEX presigs_by_pool ON presigs (key_id, epoch, path, signers, state)",

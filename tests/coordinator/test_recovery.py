@@ -136,7 +136,7 @@ def test_completeness_names_the_missing_entries_and_unrecorded_shares(world: Wor
     no_done = [r for r in rows if r[3] != "sign-done"]
     gaps = completeness_gaps(no_done, {}, ["q7"])
     assert [(g.component, g.request_id) for g in gaps] == [("coordinator", "q7")]
-    assert "request q7 is DONE but the log has no sign-done entry" in gaps[0].reason
+    assert "request 'q7' is DONE but the log has no sign-done entry" in gaps[0].reason
     no_approved = [r for r in rows if r[3] != "sign-approved"]
     (gap,) = completeness_gaps(no_approved, {}, [])  # found through its sign-done entry
     assert gap.seq == next(r[0] for r in rows if r[3] == "sign-done") and "no sign-approved entry" in gap.reason

@@ -31,6 +31,7 @@ from mpc_node.clock import NodeClock
 from mpc_node.service import NodeService
 from mpcnet.cluster.launcher import Layout, prepare
 from mpcnet.common.rpc import RpcError
+from mpcnet.common.steadyclock import ExpiryClock
 from mpcnet.wire.mpc.v1 import node_pb2
 from tests.coordinator.test_keyops_orchestration import Coordinator
 from tests.integration.govtools import bundle, default_policy, signed_change, signing_request
@@ -477,3 +478,25 @@ def test_the_pass_does_not_wait_for_the_second_check_and_a_stale_answer_does_not
     live.handles[2].mark_down("DEADLINE_EXCEEDED: Deadline Exceeded")
     now[0] += schedule_mod.ANSWER_FRESH_S + 1
     assert sched.check() == [] and sched.wait_idle(1.0) and calls == [1, 1]  # stopped: no check starts
+
+
+def test_a_node_clock_set_back_does_not_make_a_due_refresh_wait(lay: Layout, svcs: dict[int, NodeService]) -> None:
+    """Issue 14 red team (clock steps): a share's age is judged by the node's expiry clock, the
+    later of the wall clock and (the wall clock at start + steady time since)."""
+    key = _key(lay, svcs)
+    op = _unsigned_refresh(svcs[1], key)
+    saved = {i: s.expiry_clock for i, s in svcs.items()}
+    try:
+        for s in svcs.values():  # a period of steady time passes, and every wall clock is set back a day
+            steady = s.store.steady.now_ms()
+            s.expiry_clock = ExpiryClock(
+                lambda s=s: s.clock.now_ms(), lambda t=steady: t + (PERIOD + 1) * 1000, NodeClock().now_ms(), steady,
+            )
+        _shift(svcs, -86_400)
+        old = share(svcs[1], key.key_id)
+        _refresh(svcs, op)
+        new = share(svcs[1], key.key_id)
+        assert old is not None and new is not None and new.secret_share != old.secret_share
+    finally:
+        for i, s in svcs.items():
+            s.expiry_clock = saved[i]

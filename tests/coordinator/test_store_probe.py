@@ -12,6 +12,7 @@ import dataclasses
 import errno
 import io
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -113,6 +114,33 @@ def test_the_audit_log_clears_by_a_probe_file_only_with_an_empty_outbox(tmp_path
     monkeypatch.undo()
     assert probe.run() == {}
     assert list(tmp_path.iterdir()) == []  # the probe file is removed
+
+
+def test_a_read_only_audit_file_is_not_cleared_by_a_probe_file_beside_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The probe file in the audit log's directory succeeds while the log's own file cannot be
+    written (a read-only mode; root ignores modes, so its open is refused here by hand): the
+    audit log stays failing until the file itself opens for writing."""
+    h = StoreHealth()
+    h.failed("audit log", "attempt to write a readonly database")
+    audit_db = tmp_path / "audit.db"
+    audit_db.write_bytes(b"")
+    (tmp_path / "audit.db-wal").write_bytes(b"")
+    real_open = os.open
+    refused = {str(audit_db), str(tmp_path / "audit.db-wal")}
+
+    def open_(path: str | os.PathLike[str], flags: int, *a: int) -> int:
+        if str(path) in refused and flags & os.O_RDWR:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, flags, *a)
+
+    monkeypatch.setattr(store_health.os, "open", open_)
+    probe = StoreProbe(h, lambda now_ms: None, tmp_path, lambda: True, audit_db=audit_db)
+    assert "audit log" in probe.run()
+    refused.discard(str(audit_db))
+    assert "audit log" in probe.run()  # its WAL too
+    refused.clear()
+    assert probe.run() == {}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["audit.db", "audit.db-wal"]  # nothing left beside them
 
 
 def test_the_probe_never_raises(tmp_path: Path) -> None:

@@ -125,7 +125,7 @@ def test_audit_verify_reports_a_done_request_without_its_sign_done_entry(cc, cte
     )
     assert p.returncode == 1, p.stdout + p.stderr
     line = [x for x in p.stdout.splitlines() if x.startswith("coordinator ")][0]
-    assert "BROKEN" in line and f"request {sig.request_id} is DONE but the log has no sign-done entry" in line, line
+    assert "BROKEN" in line and f"request '{sig.request_id}' is DONE but the log has no sign-done entry" in line, line
     assert "audit trail NOT verified" in p.stdout
 
 

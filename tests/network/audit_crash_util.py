@@ -422,22 +422,6 @@ def recovery_order(lay: Layout) -> None:
 
 
 @scenario
-def roster_install(lay: Layout) -> None:
-    """Crash as node 1 installs roster version 2 revoking node 3 (``roster-install`` ``installed``)."""
-    from governance.roster import revoke_node
-    from mpcnet.wire.mpc.v1 import node_pb2
-    from tests.integration.rostertools import history, signed_next
-
-    from .keyops_util import services
-
-    svcs = services(lay, only=1)
-    r1 = history(lay)[0].change.new_roster
-    change = signed_next(lay, r1, revoke_node(r1, 3))
-    arm(lay, "roster-install/installed")
-    svcs[1].InstallRosterChange(node_pb2.InstallRosterChangeRequest(signed_change=change.to_bytes()), None)
-
-
-@scenario
 def restore_share(lay: Layout) -> None:
     """Node 3 lost its store: crash as it stores the share restored from two officers' pieces
     under an admin-signed order (``share-restored`` ``restored``)."""

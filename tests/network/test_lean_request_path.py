@@ -24,6 +24,7 @@ from mpc_node.governance import NodeGovernance
 from mpc_node.storage import NodeStore
 from mpcnet.common.rpc import RpcError
 from mpcnet.common.stores.audit import AuditLog
+from tests.steady_fake import FakeSteady
 
 from ..governance.gov_util import ADMIN_KEYS, KEY_ID, NOW_MS, admin_set, approve, change, policy, request
 
@@ -45,7 +46,8 @@ def _signed(new: KeyPolicy, previous: KeyPolicy | None) -> SignedPolicyChange:
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[NodeStore]:
-    s = NodeStore.open(tmp_path / "node.db", b"pw", 1, scrypt_n=N)
+    # the store's steady clock stands at NOW_MS (the governance clock's start): see tests/steady_fake.py
+    s = NodeStore.open(tmp_path / "node.db", b"pw", 1, scrypt_n=N, steady=FakeSteady(NOW_MS).source())
     yield s
     s.close()
 

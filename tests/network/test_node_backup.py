@@ -48,6 +48,7 @@ from mpcnet.common import agekeys
 from mpcnet.common.backup import key_record, officer_deliveries
 from mpcnet.common.bundle import assemble_bundle
 from mpcnet.common.rpc import RpcError
+from mpcnet.common.steadyclock import ExpiryClock
 from mpcnet.wire.mpc.v1 import node_pb2
 
 from .keyops_util import close, dkg, run, services, share, sign
@@ -722,3 +723,35 @@ def test_structured_fuzz_of_the_backup_rpcs_never_fails_internally(
                     assert e.code not in (Code.INTERNAL, Code.UNKNOWN), f"{name}: {e.code} {e.message}"
                     assert "Traceback" not in e.message and "object at 0x" not in e.message, e.message
     assert share(svcs[1], key.key_id) is not None
+
+
+def test_a_wall_clock_set_back_does_not_revive_an_expired_order(
+    lay: Layout, svcs: dict[int, NodeService], config: SignedRecoveryConfigChange
+) -> None:
+    """Issue 14 red team: recovery-order expiry is judged by the later of the wall clock and
+    (the wall clock at start + steady time since), so a node set back a day refuses it still."""
+    key = dkg(svcs, T)
+    bundle = _bundle(svcs, config, key)
+    s = svcs[1]
+    order, follow = _order(lay, s, key, bundle, [(3, 3)], expires_ms=s.clock.now_ms() + 60_000)
+    assert s.InstallRecoveryOrder(node_pb2.InstallRecoveryOrderRequest(signed_order=order.to_bytes()), None).installed
+    later, _ = _order(lay, s, key, bundle, [(3, 3)], expires_ms=s.clock.now_ms() + 60_000)
+    assert s.backups.orders_follow_up(follow)
+    assert s.gov.clock == s.expiry_clock.now_ms  # approvals and attestations: the same expiry clock
+    clock, expiry = s.clock, s.expiry_clock
+    steady_now = s.store.steady.now_ms()
+    # two minutes of steady time pass, and the wall clock is set back a day
+    s.expiry_clock = ExpiryClock(lambda: s.clock.now_ms(), lambda: steady_now + 120_000, clock.now_ms(), steady_now)
+    s.clock = NodeClock(-86_400_000)
+    try:
+        e = _refused(s.InstallRecoveryOrder, node_pb2.InstallRecoveryOrderRequest(signed_order=later.to_bytes()))
+        assert e.code == Code.FAILED_PRECONDITION and e.message.startswith("signed_order.expires_ms: the order expired at")
+        req = node_pb2.StartSessionRequest(
+            session_id=os.urandom(32),
+            reshare=node_pb2.ReshareParams(operation=SignedKeyOperation(follow, ()).to_bytes(), dealers=[1, 2, 3], key_label=LABEL),
+        )
+        e = _refused(s.StartSession, req)
+        assert e.code == Code.FAILED_PRECONDITION and "expired" in e.message, e
+    finally:
+        s.clock, s.expiry_clock = clock, expiry
+    assert s.backups.orders_follow_up(follow)  # at the real time it is still valid

@@ -66,7 +66,7 @@ class _Node:
         keys = load_keystore(self.cfg.keystore, read_passphrase(file=self.cfg.passphrase_file, env=self.cfg.passphrase_env))
         self.store = NodeStore.open(d / "node.db", PASS, self.cfg.index, scrypt_n=2**10)
         self.audit = AuditLog.open(d / "audit.db", component=self.cfg.name, signing_key=keys.identity)
-        AuditFlusher(self.store, self.audit).attach()  # as the node: an install's entry is queued with it (the audit outbox)
+        AuditFlusher(self.store, self.audit).attach()  # as the node does: an install's entry is queued with it
         self.roster = NodeRoster(self.cfg, self.store, self.audit)
 
     def install(self, signed: SignedRosterChange | bytes) -> tuple[bool, Roster]:

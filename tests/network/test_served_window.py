@@ -39,7 +39,7 @@ def _sql(s: NodeStore, key_id: bytes, since: int) -> int:
 def _serve(s: NodeStore, rid: str, at: int, key_id: bytes = KEY_ID, limit: tuple[int, int] | None = None) -> None:
     """Record ``rid`` served at ``at`` (Unix ms) through the consume path's transaction kind."""
     with s._write(tracked=True) as c:
-        _record_served(c, ServedRequest(rid, key_id, b"\x01" * 32, at, limit), s._served)
+        _record_served(c, ServedRequest(rid, key_id, b"\x01" * 32, at, limit), s._served, lambda at=at: at)
 
 
 def test_counts_follow_commits_and_the_window(store: NodeStore) -> None:
@@ -71,7 +71,7 @@ def test_a_rolled_back_insert_never_counts_and_its_own_transaction_sees_it(store
     _serve(store, "a", T)
     assert store.count_served(KEY_ID, T - 1) == 1
     with pytest.raises(RuntimeError), store._write(tracked=True) as c:
-        _record_served(c, ServedRequest("b", KEY_ID, b"\x02" * 32, T + 1), store._served)
+        _record_served(c, ServedRequest("b", KEY_ID, b"\x02" * 32, T + 1), store._served, lambda: T + 1)
         assert store._served.count(c, KEY_ID, T - 1) == 2 == sql_count(c, KEY_ID, T - 1)  # as SQL sees it
         raise RuntimeError("the consume failed after the insert")
     assert store.count_served(KEY_ID, T - 1) == 1 == _sql(store, KEY_ID, T - 1)
@@ -150,7 +150,7 @@ def test_every_count_is_the_sql_count(tmp_path_factory: pytest.TempPathFactory, 
                 _serve(s, f"s{n}", at, key_id)
             elif op == "rollback":
                 with pytest.raises(RuntimeError), s._write(tracked=True) as c:
-                    _record_served(c, ServedRequest(f"x{n}", key_id, b"\x05" * 32, at), s._served)
+                    _record_served(c, ServedRequest(f"x{n}", key_id, b"\x05" * 32, at), s._served, lambda at=at: at)
                     raise RuntimeError
             elif op == "untracked":
                 with s._write() as c:

@@ -13,7 +13,7 @@ KEYS = [b"a" * 32, b"b" * 32]
 def _db(path: Path) -> sqlite3.Connection:
     c = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     c.execute("PRAGMA journal_mode=WAL")
-    c.execute("CREATE TABLE IF NOT EXISTS requests (request_id TEXT PRIMARY KEY, key_id BLOB, served_ms INTEGER)")
+    c.execute("CREATE TABLE IF NOT EXISTS requests (request_id TEXT PRIMARY KEY, key_id BLOB, steady_ms INTEGER)")
     return c
 
 

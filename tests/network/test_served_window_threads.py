@@ -33,7 +33,7 @@ def test_limit_holds_under_threads(tmp_path: Path) -> None:
             try:
                 if op < 0.6:
                     with store._write(tracked=True) as c:
-                        _record_served(c, ServedRequest(rid, KEY_ID, b"\x01" * 32, at, LIMIT), store._served)
+                        _record_served(c, ServedRequest(rid, KEY_ID, b"\x01" * 32, at, LIMIT), store._served, lambda at=at: at)
                         if rng.random() < 0.3:
                             raise _Boom  # rolled back after the pending insert
                     with lock:

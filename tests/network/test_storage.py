@@ -27,6 +27,7 @@ from mpc_node.storage import (
     ServedRequest,
     StoreError,
 )
+from tests.steady_fake import FakeSteady
 
 N = 2**10
 PASS = b"store passphrase"
@@ -316,11 +317,13 @@ def test_requests(store: NodeStore) -> None:
     assert not store.request_served("r-2")
 
 
-def test_request_is_recorded_with_the_presignature_it_uses(store: NodeStore) -> None:
+def test_request_is_recorded_with_the_presignature_it_uses(tmp_path: Path) -> None:
+    now = 1_750_000_000_000
+    steady = FakeSteady(now)  # the rate limit counts the store's steady clock, here moved with `now`
+    store = NodeStore.open(tmp_path / "steady.db", PASS, 1, scrypt_n=N, steady=steady.source())
     _put_active(store)
     for i in range(4):
         store.put_presignature(_id(i), KEY_ID, b"fresh")
-    now = 1_750_000_000_000
     limit = (2, 60_000)
     store.consume_presignature(_id(0), b"tomb", request=ServedRequest("a", KEY_ID, _id(9), now, limit))
     assert store.request_served("a") and store.get_presignature(_id(0)) == (b"tomb", True)
@@ -328,6 +331,7 @@ def test_request_is_recorded_with_the_presignature_it_uses(store: NodeStore) -> 
     with pytest.raises(RequestAlreadyServed, match="^request_id: 'a' was already served"):
         store.consume_presignature(_id(1), b"tomb", request=ServedRequest("a", KEY_ID, _id(9), now + 1, limit))
     assert store.get_presignature(_id(1)) == (b"fresh", False)
+    steady.ms = now + 2
     store.consume_presignature(_id(1), b"tomb", request=ServedRequest("b", KEY_ID, _id(9), now + 2, limit))
     # the third signature within the window exceeds 2 per minute: refused, nothing consumed
     with pytest.raises(RateLimited, match="^rate_limit: 2 signature"):
@@ -335,12 +339,14 @@ def test_request_is_recorded_with_the_presignature_it_uses(store: NodeStore) -> 
     assert not store.request_served("c") and store.get_presignature(_id(2)) == (b"fresh", False)
     # another key is not counted; after the window the key may sign again
     assert store.served_times(KEY_ID, now - 1) == [now, now + 2]
+    steady.ms = now + 60_001
     store.consume_presignature(_id(2), b"tomb", request=ServedRequest("c", KEY_ID, _id(9), now + 60_001, limit))
     # a clock stepped back does not reset the window
     with pytest.raises(RateLimited):
         store.consume_presignature(_id(3), b"tomb", request=ServedRequest("d", KEY_ID, _id(9), now + 3, limit))
     with pytest.raises(StoreError, match="^rate_limit"):
         store.consume_presignature(_id(3), b"tomb", request=ServedRequest("d", KEY_ID, _id(9), now, (0, 1)))
+    store.close()
 
 
 def test_rate_limit_holds_under_concurrent_consumers(db: Path) -> None:
@@ -395,6 +401,9 @@ def test_store_of_an_older_version_is_upgraded(db: Path) -> None:
         s.record_request("old", KEY_ID, _id(1))
     direct = sqlite3.connect(db)  # as schema version 1 left it: no served_ms, no policy table
     direct.execute("DROP INDEX requests_by_key_time")
+    for statement in ("DROP TRIGGER requests_steady_default", "DROP INDEX requests_by_key_steady",
+                      "DROP INDEX requests_by_steady", "ALTER TABLE requests DROP COLUMN steady_ms", "DROP TABLE steady_anchors"):
+        direct.execute(statement)  # and none of step 12 (steady times)
     direct.execute("ALTER TABLE requests DROP COLUMN served_ms")
     direct.execute("DROP TABLE policy_changes")
     direct.execute("PRAGMA user_version = 0")  # stores made before versioned migrations

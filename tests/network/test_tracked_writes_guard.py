@@ -41,11 +41,11 @@ def test_tracked_inserts_count_and_the_limit_holds(store: NodeStore) -> None:
     limit = (3, 3_600_000)
     for i in range(3):
         with store._write(tracked=True) as c:
-            _record_served(c, ServedRequest(f"r{i}", KEY_ID, b"\x01" * 32, T + i, limit), store._served)
+            _record_served(c, ServedRequest(f"r{i}", KEY_ID, b"\x01" * 32, T + i, limit), store._served, lambda i=i: T + i)
     assert store.count_served(KEY_ID, T - 3_600_000) == 3
     with pytest.raises(RateLimited):
         with store._write(tracked=True) as c:
-            _record_served(c, ServedRequest("r3", KEY_ID, b"\x01" * 32, T + 3, limit), store._served)
+            _record_served(c, ServedRequest("r3", KEY_ID, b"\x01" * 32, T + 3, limit), store._served, lambda: T + 3)
 
 
 @pytest.mark.parametrize(

@@ -136,6 +136,8 @@ def test_what_is_not_the_data_dir_is_left_alone(tmp_path: Path) -> None:
         assert start_failure([tmp_path], busy) is None  # its own message says it all
     assert start_failure([tmp_path], OSError(errno.EADDRINUSE, "Address already in use")) is None
     assert start_failure([tmp_path], PermissionError(errno.EACCES, "Permission denied", "/etc/ssl/node.key")) is None
+    # a missing certificate or key elsewhere is its own error, not the data dir's
+    assert start_failure([tmp_path], FileNotFoundError(errno.ENOENT, "No such file or directory", "/etc/ssl/node.crt")) is None
     inside = PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "node.db"))
     line = start_failure([tmp_path / "other", tmp_path], inside)
     assert line is not None and str(line).startswith(f"data dir {tmp_path}: cannot open: ")
@@ -154,3 +156,49 @@ def test_the_offline_audit_key_rotation_on_a_full_disk_is_one_line(lay: Layout, 
     assert r.stderr.startswith(
         f"mpc-coordinator rotate-audit-key: cannot rotate the audit key: data dir {lay.coordinator_dir}: disk full: "
     ), r.stderr
+
+
+def test_probe_files_of_killed_processes_are_swept_at_start(tmp_path: Path) -> None:
+    """A process killed between creating its probe file and removing it left the file behind."""
+    import subprocess
+    import sys
+
+    from mpcnet.common.datadir_check import PROBE_PREFIX
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True)
+    gone = tmp_path / f"{PROBE_PREFIX}{int(dead.stdout)}-0a0b0c0d"
+    gone.write_bytes(b"x" * 100)
+    alive = tmp_path / f"{PROBE_PREFIX}1-0a0b0c0d"  # pid 1 runs: not ours to remove
+    alive.write_bytes(b"")
+    other = tmp_path / "store.db"
+    other.write_bytes(b"")
+    check_data_dirs([tmp_path])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, other.name])
+
+
+def test_the_probe_sweep_removes_only_this_users_stale_probe_files(tmp_path: Path) -> None:
+    """A name that only looks like a stale probe is left: a non-ASCII "digit" (``²`` made the
+    start fail with a ValueError traceback; full-width digits named a pid), a symlink (and so
+    never its target), a directory. The probe files this program writes are regular files with
+    an ASCII pid."""
+    from mpcnet.common.datadir_check import PROBE_PREFIX, sweep_probes
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True)
+    pid = int(dead.stdout)
+    stale = tmp_path / f"{PROBE_PREFIX}{pid}-00000000"
+    stale.write_bytes(b"x")
+    superscript = tmp_path / f"{PROBE_PREFIX}\u00b2-00000000"
+    superscript.write_bytes(b"")
+    wide = tmp_path / f"{PROBE_PREFIX}{''.join(chr(0xFF10 + int(d)) for d in str(pid))}-00000000"
+    wide.write_bytes(b"")
+    target = tmp_path / "keep" / "precious"
+    target.parent.mkdir()
+    target.write_bytes(b"precious")
+    link = tmp_path / f"{PROBE_PREFIX}{pid}-11111111"
+    link.symlink_to(target)
+    directory = tmp_path / f"{PROBE_PREFIX}{pid}-22222222"
+    directory.mkdir()
+    assert sweep_probes(tmp_path) == 1
+    check_data_dirs([tmp_path])  # no traceback either
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([superscript.name, wide.name, "keep", link.name, directory.name])
+    assert link.is_symlink() and target.read_bytes() == b"precious"

@@ -187,3 +187,76 @@ def test_the_lock_follows_a_keystore_replaced_by_a_rotation(tmp_path: Path) -> N
     with hold_keystore(ks):  # the relocked descriptor was released at the end
         pass
     assert not relock(ks)  # not held: nothing to do
+
+
+def test_a_rotation_locks_the_new_keystore_before_it_takes_the_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """relock() after the rename left a window in which another process could lock the new inode
+    first; replace_keystore locks the new file before the rename (checked at the rename itself)."""
+    import fcntl
+    import os
+
+    from mpcnet.common import keystore_lock
+    from mpcnet.common.keystore_lock import replace_keystore
+
+    ks = tmp_path / "keystore.json"
+    ks.write_text("{}")
+    seen: list[bool] = []
+    real_replace = os.replace
+
+    def replace(src: str, dst: object) -> None:
+        fd = os.open(src, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            seen.append(False)  # another opener could lock it: the window is open
+        except BlockingIOError:
+            seen.append(True)
+        finally:
+            os.close(fd)
+        real_replace(src, dst)  # type: ignore[arg-type]
+
+    with hold_keystore(ks):
+        monkeypatch.setattr(keystore_lock.os, "replace", replace)
+        replace_keystore(ks, b'{"rotated": 1}')
+        monkeypatch.setattr(keystore_lock.os, "replace", real_replace)
+        assert seen == [True]
+        assert ks.read_bytes() == b'{"rotated": 1}' and (ks.stat().st_mode & 0o777) == 0o600
+        with pytest.raises(KeystoreBusy):
+            with hold_keystore(ks):
+                pass
+    with hold_keystore(ks):  # released at the end of the outer hold
+        pass
+    replace_keystore(ks, b"{}")  # not held: a plain atomic write
+    assert ks.read_bytes() == b"{}" and not list(tmp_path.glob(".keystore.json.*"))
+
+
+def test_a_start_that_opened_the_keystore_before_a_rotation_does_not_lock_the_replaced_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A second process opens the keystore path (the old inode), a running one rotates the key
+    (replace_keystore: locks the new file, renames it, then releases the old inode), and the second
+    one's flock then succeeds on the old, replaced inode: it ran beside the first as the same
+    identity. hold_keystore must check, once locked, that the locked file is still the one at the path."""
+    import fcntl
+
+    from mpcnet.common.keystore_lock import replace_keystore
+
+    ks = tmp_path / "keystore.json"
+    ks.write_text("{}")
+    real_flock = fcntl.flock
+    rotated: list[bool] = []
+
+    def flock(fd: int, op: int) -> None:
+        if not rotated:  # the first flock is the second start's, on the inode it opened before the rename
+            rotated.append(True)
+            replace_keystore(ks, b'{"rotated": 1}')  # the running process's rotation, in between
+        real_flock(fd, op)
+
+    with hold_keystore(ks):  # the running process
+        monkeypatch.setattr(fcntl, "flock", flock)
+        with pytest.raises(KeystoreBusy, match="is in use by pid"):
+            with hold_keystore(ks):  # the second start
+                pass
+        monkeypatch.setattr(fcntl, "flock", real_flock)
+        assert rotated == [True] and ks.read_bytes() == b'{"rotated": 1}'
+    with hold_keystore(ks):  # released at the end of the first hold
+        pass

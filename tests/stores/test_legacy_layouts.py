@@ -21,9 +21,9 @@ KEY = bytes([7]) * 32
 PASS = b"legacy passphrase"
 AUDIT_KEY = Ed25519PrivateKey.from_private_bytes(bytes(32))
 T0 = 1_700_000_000_000
-CURRENT = 10  # migration steps of the coordinator database today (6: recovery, bundles, ceremonies, drills; 7: pools; 8: FROST;
-# 9: partial indexes over the live presigs and frost_nonces; 10: the store probe's row)
-NODE_CURRENT = 11  # node store (7: recovery, backups; 8: audit outbox; 9: pools; 10: FROST keys.scheme, nonces; 11: ed25519 restores)
+CURRENT = 11  # migration steps of the coordinator database today (6: recovery, bundles, ceremonies, drills; 7: pools; 8: FROST;
+# 9: partial indexes over the live presigs and frost_nonces; 10: the store probe's row; 11: steady times)
+NODE_CURRENT = 12  # node store (7: recovery; 8: audit outbox; 9: pools; 10: FROST keys.scheme, nonces; 11: ed25519 restores; 12: steady)
 AUDIT_CURRENT = 3  # of the audit log (3: the audit_events index)
 
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import errno
 import os
+import socket
 import sqlite3
+import ssl
 import stat
 from pathlib import Path
 
@@ -27,6 +29,7 @@ def _coded(text: str, code: int, cls: type[sqlite3.Error] = sqlite3.OperationalE
     (13, Kind.FULL), (8, Kind.READ_ONLY), (8 | (1 << 8), Kind.READ_ONLY), (10, Kind.IO), (10 | (13 << 8), Kind.IO),
     (5, Kind.LOCKED), (6, Kind.LOCKED), (11, Kind.CORRUPT), (26, Kind.CORRUPT), (14, Kind.DENIED),
     (1, Kind.PROGRAM), (19, Kind.PROGRAM), (21, Kind.PROGRAM), (25, Kind.PROGRAM), (7, Kind.UNKNOWN),
+    (4, Kind.PROGRAM), (9, Kind.PROGRAM), (17, Kind.PROGRAM),
 ])
 def test_by_result_code_primary_byte(code: int, kind: Kind) -> None:
     f = classify(_coded("whatever the text says: database or disk is full", code))
@@ -52,6 +55,7 @@ def test_codeless_statement_errors_are_the_program() -> None:
 @pytest.mark.parametrize(("err", "kind"), [
     (errno.ENOSPC, Kind.FULL), (errno.EDQUOT, Kind.FULL), (errno.EFBIG, Kind.FULL), (errno.EROFS, Kind.READ_ONLY),
     (errno.EIO, Kind.IO), (errno.EACCES, Kind.DENIED), (errno.ENOENT, Kind.DENIED), (errno.EXDEV, Kind.UNKNOWN),
+    (errno.EBADF, Kind.PROGRAM), (errno.EINVAL, Kind.PROGRAM), (errno.EFAULT, Kind.PROGRAM), (errno.ESPIPE, Kind.PROGRAM),
 ])
 def test_os_errors_by_errno(err: int, kind: Kind) -> None:
     assert classify(OSError(err, os.strerror(err))) == Fault(kind, err)
@@ -61,6 +65,12 @@ def test_not_storage_errors() -> None:
     assert classify(ConnectionResetError()) is None and classify(TimeoutError()) is None
     assert classify(ValueError("database or disk is full")) is None
     assert store_failure(ConnectionRefusedError()) is None and store_failure(RuntimeError("x")) is None
+    # network errors that are OSErrors but no ConnectionError: not the store's failure (never "store failing")
+    assert classify(ssl.SSLError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")) is None
+    assert classify(socket.gaierror(socket.EAI_NONAME, "Name or service not known")) is None
+    for err in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRINUSE, errno.EADDRNOTAVAIL):
+        assert classify(OSError(err, os.strerror(err))) is None, err
+    assert classify(sqlite3.NotSupportedError("not supported")) == Fault(Kind.PROGRAM)
 
 
 def test_real_errors_from_sqlite(tmp_path: Path) -> None:

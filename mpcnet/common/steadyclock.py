@@ -1,0 +1,140 @@
+"""A steady millisecond clock that wall-clock steps cannot move, kept across restarts.
+
+Security decisions that measure time spans (the rate limits' windows) must not follow the wall
+clock: stepped forward a day it empties every window at once, stepped back a day it blocks a
+key for a day. This clock reads ``CLOCK_BOOTTIME`` (monotonic, counts suspend, never stepped)
+and adds a per-boot offset kept in the store (table ``steady_anchors``, one row per boot id from
+``/proc/sys/kernel/random/boot_id``):
+
+* **Restart, same boot.** The anchor of the current boot id is found and reused: the restarted
+  process continues the very same timeline (``steady = boottime + offset``).
+* **Reboot.** A new boot id: the timeline continues from the *floor*, the highest steady time
+  the store holds (the anchors' ``high_ms`` and the caller's indexed ``MAX``), so it never runs
+  backwards; the time the machine was down is not counted (a rate window then lasts longer by
+  it, never shorter).
+* **New timeline.** A store without any anchor starts at its floor when it holds steady times
+  (rows backfilled from before this clock existed), else at the wall clock (nothing to protect).
+
+Times are integers in milliseconds. :func:`anchor` raises :class:`SteadyClockError` when the
+boot id cannot be read or the anchor cannot be written.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mpcnet.common.stores.sqlite import write_transaction
+
+BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
+ANCHOR_TABLE = (
+    "CREATE TABLE IF NOT EXISTS steady_anchors (boot_id TEXT PRIMARY KEY, offset_ms INTEGER NOT NULL,"
+    " high_ms INTEGER NOT NULL)"
+)
+KEEP_ANCHORS = 16  # rows kept (newest high_ms first); older boots are forgotten
+MAX_BOOT_ID = 64
+
+
+class SteadyClockError(Exception):
+    """The boot id cannot be read or is malformed, or the anchor cannot be read or written."""
+
+
+def boottime_ns() -> int:
+    """``CLOCK_BOOTTIME`` in nanoseconds (monotonic since boot, suspend included)."""
+    return time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+
+
+def read_boot_id(path: Path = BOOT_ID_PATH) -> str:
+    """This boot's id (a UUID, stripped). Raises SteadyClockError if unreadable or malformed."""
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise SteadyClockError(f"boot_id: cannot read {path} ({e.__class__.__name__})") from None
+    if not text or len(text) > MAX_BOOT_ID or not all(ch in "0123456789abcdef-" for ch in text):
+        raise SteadyClockError(f"boot_id: {path} does not hold a boot id")
+    return text
+
+
+@dataclass(frozen=True)
+class SteadySource:
+    """Where a :class:`SteadyClock` reads: the raw monotonic clock (ns), the boot id and the
+    wall clock (ns, only to start a brand-new timeline). Tests inject all three."""
+
+    raw_ns: Callable[[], int] = boottime_ns
+    boot_id: Callable[[], str] = read_boot_id
+    wall_ns: Callable[[], int] = time.time_ns
+
+
+@dataclass(frozen=True)
+class SteadyClock:
+    """``now_ms()`` = ``raw_ns() // 10**6 + offset_ms``: never stepped, monotonic on one boot."""
+
+    offset_ms: int
+    raw_ns: Callable[[], int] = field(default=boottime_ns, repr=False)
+
+    def now_ms(self) -> int:
+        return self.raw_ns() // 1_000_000 + self.offset_ms
+
+
+def anchor(conn: sqlite3.Connection, source: SteadySource, floor_sql: str) -> SteadyClock:
+    """The store's steady clock for this boot, anchored durably in one write transaction on
+    ``conn`` (which must hold :data:`ANCHOR_TABLE`). ``floor_sql`` selects one value: the highest
+    steady time in the caller's tables (NULL when none), answered from an index.
+
+    The clock reads at least the floor at once; the anchor row of this boot records its offset
+    and the time now (``high_ms``). Raises SteadyClockError (boot id, database)."""
+    boot_id = source.boot_id()
+    try:
+        with write_transaction(conn) as c:
+            raw = source.raw_ns() // 1_000_000
+            (held_high,) = c.execute("SELECT MAX(high_ms) FROM steady_anchors").fetchone()
+            (rows_high,) = c.execute(floor_sql).fetchone()
+            highs = [int(v) for v in (held_high, rows_high) if v is not None]
+            row = c.execute("SELECT offset_ms FROM steady_anchors WHERE boot_id = ?", (boot_id,)).fetchone()
+            if row is not None:
+                offset = int(row[0])
+            elif not highs:  # a brand-new timeline, nothing to protect
+                offset = source.wall_ns() // 1_000_000 - raw
+            else:
+                offset = max(highs) - raw
+            floor = max(highs, default=raw + offset)
+            if raw + offset < floor:  # never behind a persisted time (a restored store, a copied file)
+                offset = floor - raw
+            now = raw + offset
+            c.execute(
+                "INSERT INTO steady_anchors (boot_id, offset_ms, high_ms) VALUES (?, ?, ?) ON CONFLICT (boot_id)"
+                " DO UPDATE SET offset_ms = excluded.offset_ms, high_ms = MAX(high_ms, excluded.high_ms)",
+                (boot_id, offset, now),
+            )
+            c.execute(
+                "DELETE FROM steady_anchors WHERE boot_id NOT IN"
+                " (SELECT boot_id FROM steady_anchors ORDER BY high_ms DESC, rowid DESC LIMIT ?)",
+                (KEEP_ANCHORS,),
+            )
+    except sqlite3.Error as e:
+        raise SteadyClockError(f"steady_anchors: cannot anchor the steady clock ({e})") from None
+    return SteadyClock(offset, source.raw_ns)
+
+
+@dataclass(frozen=True)
+class ExpiryClock:
+    """The wall clock for expiry judgements that a step back cannot rewind: ``now_ms()`` is the
+    later of the wall clock and (the wall clock at start + the steady time elapsed since). A
+    step forward is followed at once (things expire early, never late); after a step back the
+    clock keeps counting from where it was until the process restarts."""
+
+    wall_ms: Callable[[], int]
+    steady_ms: Callable[[], int]
+    wall_at_start: int
+    steady_at_start: int
+
+    @staticmethod
+    def start(wall_ms: Callable[[], int], steady_ms: Callable[[], int]) -> ExpiryClock:
+        """Started now: both clocks read once."""
+        return ExpiryClock(wall_ms, steady_ms, wall_ms(), steady_ms())
+
+    def now_ms(self) -> int:
+        return max(self.wall_ms(), self.wall_at_start + self.steady_ms() - self.steady_at_start)
