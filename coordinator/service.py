@@ -473,6 +473,10 @@ class CoordinatorService:
             if not self._stop.is_set():  # the audit log is closed while the coordinator stops
                 log.exception("cannot audit a node's clock state")
 
+    def _live_now(self, bundle: bytes) -> bool:
+        """:func:`_live` on the coordinator's expiry clock (not the wall clock: README "Clock steps")."""
+        return _live(bundle, self.db.expiry_ms(now_ms()))
+
     def _clock_refusal(self, h: NodeHandle, message: str) -> str:
         """A node refused a request as expired that has not expired by our clock: its clock is
         off. Marks it suspect; returns the reason, naming the node and its measured skew."""
@@ -938,8 +942,7 @@ class CoordinatorService:
                             disputes.add(frozenset({e.node}))
                         log.warning("request %s: %s; trying the next attempt", rid, e.message)
                         continue
-                    live = _live(bundle, self.db.expiry_ms(now_ms()))
-                    if e.governance == "expired" and e.node is not None and e.node not in down and live:
+                    if e.governance == "expired" and e.node is not None and e.node not in down and self._live_now(bundle):
                         # not expired by our clock: the node's clock is off; sign without it
                         down[e.node] = self._clock_refusal(self.nodes[e.node], e.message)
                         continue
