@@ -15,16 +15,20 @@ import pytest
 
 from coordinator.service import _live, _remaining_s
 from governance.approval import ApprovalBundle, Decision, SigningRequest
+from governance.attestation import PolicyAttestation, PolicyHead, sign_attestation
+from governance.policy import DEFAULT_SCOPE
 from mpcnet.common.steadyclock import ExpiryClock
+from tests.governance.gov_util import ADMIN_KEYS, admin_set
 
-from .lifecycle_util import T0_MS, TTL_S, World
+from .lifecycle_util import T0_MS, TTL_S, World, default_policy
 
 DAY_MS = 86_400_000
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Any:
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     w = World(tmp_path)
+    monkeypatch.setattr("coordinator.policies.now_ms", w.clock)
     w.steady = [5_000_000]  # type: ignore[attr-defined]
     w.db.expiry = ExpiryClock.start(lambda: w.clock.ms, lambda: w.steady[0])  # type: ignore[attr-defined]
     yield w
@@ -70,3 +74,15 @@ def test_the_signing_paths_judge_liveness_on_the_expiry_clock(world: Any) -> Non
     now = world.db.expiry_ms(world.clock.ms)
     assert now == T0_MS + (TTL_S + 1) * 1000
     assert not _live(bundle, now) and _remaining_s(bundle, now) == 0.0
+
+
+def test_a_step_back_refuses_no_fresh_policy_attestation(world: Any) -> None:
+    """An attestation an admin issued just now is not "in the future" after the coordinator's
+    wall clock was stepped back a day (its ``issued_at_ms`` is signed, a wall time)."""
+    issued = world.clock.ms + 10_000
+    world.steady[0] += 10_000
+    world.clock.ms -= DAY_MS
+    pol = default_policy()
+    att = PolicyAttestation(admin_set().digest(), issued, "ada", (PolicyHead(DEFAULT_SCOPE, pol.version, pol.digest()),))
+    signed = world.policies._accepted_attestation(sign_attestation(att, ADMIN_KEYS["ada"]).to_bytes(), "ada")
+    assert signed.attestation.issued_at_ms == issued
