@@ -618,7 +618,7 @@ class SignRequests:
         stored = self.db.approvals(rid) if known is None else known[1]
         approvals = tuple(Approval(a.approver, Decision(a.decision), a.signature) for a in stored)
         bundle = ApprovalBundle(sreq, approvals).to_bytes()
-        started = now_ms()
+        started = self.anomaly.clock()  # the anomaly windows' steady clock (coordinator/anomaly_hook.py)
         try:
             sig, signers, attempts = self.signer(rid, k, sreq.digest, sreq.derivation_path, bundle)
         except RpcError as e:
