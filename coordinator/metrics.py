@@ -123,7 +123,7 @@ class DrillAges:
         if not m.enabled or time.monotonic() < self._next:
             return
         self._next = time.monotonic() + self.PERIOD_S
-        m.drill_age(drill_ages(self._service, time.time_ns() // 1_000_000))
+        m.drill_age(drill_ages(self._service, self._service.db.expiry_ms(time.time_ns() // 1_000_000)))  # the expiry clock
 
 
 def drill_ages(service: CoordinatorService, now_ms: int) -> dict[str, float]:

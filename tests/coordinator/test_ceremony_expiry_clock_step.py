@@ -82,3 +82,20 @@ def test_a_step_back_keeps_no_expired_ceremony_collecting(world: World, monkeypa
     assert e.code == grpc.StatusCode.FAILED_PRECONDITION and "the recovery order expired at" in e.message, e
     rec = world.ceremonies.get(cid)
     assert rec.state == "failed" and world.nodes[3].restored is None
+
+
+def test_a_step_back_hides_no_overdue_drill(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``Backups.status`` (``drill_overdue``, and the drill-age gauge behind the alert) judged the
+    drill's age on the wall clock: stepped back a day, an overdue drill was reported on time."""
+    _configured(world, drill_period_s=86_400)
+    clocks = Clocks(world, monkeypatch)
+    monkeypatch.setattr("coordinator.backups.now_ms", lambda: clocks.wall)
+    c = world.ceremonies.start_drill(world.key_id, "officer1")
+    world.ceremonies.submit(world.pieces("officer1", c.ceremony_id, PiecePurpose.DRILL), "officer1")
+    assert world.ceremonies.submit(world.pieces("officer3", c.ceremony_id, PiecePurpose.DRILL), "officer3").state == "done"
+    [row] = world.backups.status()
+    assert not row.drill_overdue
+    clocks.wall = row.last_drill_unix_ms - 1000  # stepped back (to before the drill) ...
+    clocks.steady += DAY_MS + 1000  # ... and a day passes
+    [row] = world.backups.status()
+    assert row.drill_overdue

@@ -33,7 +33,7 @@ def _service(metrics: Metrics, now: int) -> Any:
             b"\x02" * 32: SimpleNamespace(key_id=b"\x02" * 32, label="ops", created_ms=now - 400_000)}
     status = [SimpleNamespace(key_id=b"\x01" * 32, last_drill_unix_ms=now - 10_000),
               SimpleNamespace(key_id=b"\x02" * 32, last_drill_unix_ms=0)]  # never drilled: since its creation
-    db = SimpleNamespace(list_keys=lambda state: list(keys.values()), get_key=keys.get)
+    db = SimpleNamespace(list_keys=lambda state: list(keys.values()), get_key=keys.get, expiry_ms=lambda wall: wall)
     backups = SimpleNamespace(status=lambda now_ms: status)
     return SimpleNamespace(db=db, recovery=SimpleNamespace(backups=backups), metrics=metrics)
 
