@@ -75,7 +75,8 @@ def coordinator_metrics(service: CoordinatorService) -> Metrics:
         m.approvals_total.labels(outcome=outcome).inc(0)
     for k in service.db.list_keys("active"):
         key_created(m, k.label)
-    m.watch_audit(service.audit.head_stamp, lambda: time.time_ns() // 1_000_000)
+    # the head's age on the expiry clock: a wall clock stepped back does not hide a stalled audit log
+    m.watch_audit(service.audit.head_stamp, lambda: service.db.expiry_ms(time.time_ns() // 1_000_000))
     m.watch_disk(service.cfg.db.parent)
     m.watch_coordinator_store(service.db.health.healthy)
     return m

@@ -653,7 +653,7 @@ class SignRequests:
         """Metrics of a request that ended DONE: the transition, the signature, its latencies."""
         self.metrics.requests_total.labels(state="done").inc()
         self.metrics.signature(key_label)
-        self.metrics.request_seconds.observe(max(0.0, (now_ms() - created_ms) / 1000.0))
+        self.metrics.request_seconds.observe(max(0.0, (now_ms() - created_ms) / 1000.0))  # display only: wall
         since_quorum = self.quorum.ended(rid)
         if since_quorum is not None:
             self.metrics.quorum_to_done_seconds.observe(since_quorum)

@@ -392,6 +392,7 @@ class CoordinatorService:
 
         def timed(h: NodeHandle) -> Any:
             def call(req: node_pb2.NodeHealthRequest, **kw: Any) -> tuple[node_pb2.NodeHealthResponse, int, int]:
+                # the wall clock on purpose: the skew measured is the node's wall clock (unix_ms) against ours
                 sent = time.time_ns() // 1_000_000
                 resp = h.stub.Health(req, **kw)
                 return resp, sent, time.time_ns() // 1_000_000
