@@ -1,8 +1,9 @@
 """Anomaly rules on key usage (issue 15): a pure engine, no clock and no I/O.
 
 The coordinator feeds it events as they happen (:mod:`coordinator.anomaly_hook` does the wiring,
-the audit entries, the metrics and the log lines); every call takes ``now_ms`` (milliseconds since
-the epoch) and returns the :class:`Detection` s it caused (usually none). Rules:
+the audit entries, the metrics and the log lines); every call takes ``now_ms`` (milliseconds on one
+steady clock: only differences are used, so the caller's monitor reads a monotonic clock, never the
+wall clock, which a step would move every window with) and returns the :class:`Detection` s it caused (usually none). Rules:
 
 - ``key_burst``: signatures on one key in the last window > max(``burst_min_count``,
   ``burst_factor`` x the key's baseline: its mean count per window over the ``baseline_windows``

@@ -67,17 +67,20 @@ def audit_details(d: Detection) -> dict[str, str | int | bool]:
     return out | {"observed": _num(d.observed), "expected": _num(d.expected), "window_s": _num(d.window_s)}
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
+def _steady_ms() -> int:
+    """The anomaly windows' clock (ms, monotonic): the windows measure spans only, and in memory;
+    on the wall clock a step forward would empty every window and a step back keep a detection
+    active (and its repeats suppressed) for the whole step (README "Clock steps")."""
+    return time.monotonic_ns() // 1_000_000
 
 
 class AnomalyMonitor:
     """``cfg``: thresholds; ``audit``: the coordinator's audit log; ``actor``: its name;
-    ``metrics``: M1's metrics (None: none); ``clock``: ms since the epoch (tests pass their own)."""
+    ``metrics``: M1's metrics (None: none); ``clock``: ms on a steady clock (default monotonic; tests pass their own)."""
 
     def __init__(
         self, cfg: AnomalyConfig, audit: _Audit | None, actor: str, metrics: AnomalyMetrics | None = None,
-        clock: Callable[[], int] = _now_ms,
+        clock: Callable[[], int] = _steady_ms,
     ) -> None:
         self.cfg = cfg
         self.audit = audit
@@ -160,7 +163,7 @@ class AnomalyMonitor:
         self, key_id: bytes, path: Sequence[int], signers: Iterable[str], started_ms: int | None = None
     ) -> list[Detection]:
         """A signature on ``key_id`` at ``path`` by the nodes named ``signers``, whose signing
-        started at ``started_ms`` (ms since the epoch; default now)."""
+        started at ``started_ms`` (ms on :attr:`clock`, read then; default now)."""
         names = list(signers)
         return self._run("signature", lambda e, now: e.signed(key_id, path, names, now, started_ms))
 

@@ -291,12 +291,13 @@ class Backups:
 
     def status(self, now: int | None = None) -> list[coordinator_pb2.KeyBackupStatus]:
         """Per active key: backed up (a bundle of its epoch and the configuration in force), the
-        newest bundle, the last successful drill and whether one is overdue; empty before a
+        newest bundle, the last successful drill and whether one is overdue at ``now`` (ms; by
+        default the store's expiry clock, :meth:`CoordinatorDb.expiry_ms`); empty before a
         recovery configuration exists."""
         config = self.book.current()
         if config is None:
             return []
-        now = now_ms() if now is None else now
+        now = self.db.expiry_ms(now_ms()) if now is None else now  # a wall clock stepped back hides no overdue drill
         out = []
         for k in self.db.list_keys("active"):
             epoch, _ = self.epoch_of(k)

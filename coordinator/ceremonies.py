@@ -375,7 +375,7 @@ class Ceremonies:
         if rec.state not in ("collecting", "running"):
             return False
         if rec.kind == "drill":
-            if now_ms() - rec.created_ms < DRILL_MAX_MS:
+            if self.db.expiry_ms(now_ms()) - rec.created_ms < DRILL_MAX_MS:  # expiry clock: a step back keeps none open
                 return False
             waiting = "; ".join(f"share {t.share_index} (node {t.node}): {t.error}" for t in rec.targets if t.state == "waiting")
             why = (f"the drill did not complete within {DRILL_MAX_MS // 3_600_000} h"
@@ -388,7 +388,7 @@ class Ceremonies:
         if not rec.signed_order:
             return False
         expires = _expires_ms(rec)
-        if expires is not None and now_ms() < expires:
+        if expires is not None and self.db.expiry_ms(now_ms()) < expires:
             return False
         why = _expired_text(rec)
         self._finish(rec, "failed", None, why, self._event(self.name, "ceremony-failed", rec, reason=why), from_states=(rec.state,))
@@ -615,7 +615,7 @@ class Ceremonies:
         op = self.keyops.db.get_key_operation(rec.follow_up)
         if op is None or op.state == "failed":
             expires = _expires_ms(rec)
-            if expires is None or now_ms() >= expires:  # the nodes no longer start it: say so, stop retrying
+            if expires is None or self.db.expiry_ms(now_ms()) >= expires:  # the nodes no longer start it: say so, stop retrying
                 why = f"follow-up operation {rec.follow_up} did not complete and {_expired_text(rec)}"
                 self._finish(rec, "failed", None, why, self._event(self.name, "ceremony-failed", rec, reason=why),
                              from_states=("follow-up",))

@@ -35,7 +35,7 @@ from coordinator.pool_store import POOL_MIGRATION, PoolStore
 from coordinator.store_health import STORE_PROBE_MIGRATION, StoreHealth
 from governance.audit import EVENT_KEY, MAX_DETAILS, check_entry_fields
 from governance.errors import GovernanceError
-from mpcnet.common.steadyclock import ANCHOR_TABLE, SteadyClockError, SteadySource, anchor
+from mpcnet.common.steadyclock import ANCHOR_TABLE, ExpiryClock, SteadyClockError, SteadySource, anchor
 from mpcnet.common.stores.sqlite import BUSY_TIMEOUT_S, DatabaseError, Migration, migrate, open_database, write_transaction
 
 # Step 11 (issue 14 red team: wall-clock steps): each signing request's steady creation time,
@@ -202,6 +202,8 @@ class RateLimitExceeded(Exception):
 
 
 def now_ms() -> int:
+    """The wall clock (ms since the epoch): for what is shown, stamped or signed into protocol
+    objects; a decision on a time span reads :meth:`CoordinatorDb.expiry_ms` or the steady clock."""
     return int(time.time() * 1000)
 
 
@@ -346,6 +348,8 @@ class CoordinatorDb(KeyOpStore, BackupStore, PoolStore, NonceStore):
         try:
             migrate(self._conn, _MIGRATIONS)
             self.steady = anchor(self._conn, steady or SteadySource(), STEADY_FLOOR_SQL)
+            # expiry judgements (README "Clock steps"): a wall clock stepped back revives nothing
+            self.expiry = ExpiryClock.start(lambda: now_ms(), self.steady.now_ms)
         except (DatabaseError, SteadyClockError) as e:
             self._conn.close()
             raise RuntimeError(f"db: {e}") from None
@@ -357,6 +361,13 @@ class CoordinatorDb(KeyOpStore, BackupStore, PoolStore, NonceStore):
             self._conn.close()
             raise RuntimeError(f"db: cannot open {self.path} for reading ({e})") from None
         self._rlock = threading.Lock()
+
+    def expiry_ms(self, wall_ms: int) -> int:
+        """The coordinator's clock for expiry and due judgements (ms since the epoch): the later
+        of ``wall_ms`` (the caller's wall-clock reading) and the wall clock when this store was
+        opened + the steady time since. A step forward is followed at once (things expire early,
+        never late); after a step back the clock counts on from where it was until a restart."""
+        return self.expiry.at(wall_ms)
 
     def close(self) -> None:
         with self._rlock:

@@ -298,7 +298,7 @@ class KeyOperations:
         revocation's drop-only reshare interrupted that follow: :meth:`_failed_follow`). Returns
         the ids started."""
         active = {e.index for e in active_entries(roster)}
-        now = now_ms()
+        now = self.db.expiry_ms(now_ms())  # expiry clock: a wall clock stepped back does not undo the backoff
         ids: list[str] = []
         for k in self.db.list_keys("active"):
             epoch, committee = self.epoch_of(k)
@@ -816,8 +816,9 @@ def _retry_at(ops: list[KeyOpRecord], backoff_ms: int, now: int) -> int:
     """When (unix ms) the background pass may start another operation of a key whose operations
     are ``ops`` (oldest first): 0 unless the last ones failed; after f failures in a row,
     ``backoff_ms * 2**(f-1)`` (capped) after the last one. 0 too when the last one is dated
-    after ``now`` (the coordinator's wall clock was stepped back: the wait cannot be measured,
-    and waiting for the clock to catch up could take hours; the next failure is dated anew)."""
+    after ``now`` (the coordinator's wall clock was stepped back before a restart, which the
+    expiry clock ``now`` cannot bridge: the wait cannot be measured, and waiting for the clock to
+    catch up could take hours; the next failure is dated anew)."""
     if ops and ops[-1].updated_ms > now:
         return 0
     failed = 0

@@ -75,7 +75,8 @@ def coordinator_metrics(service: CoordinatorService) -> Metrics:
         m.approvals_total.labels(outcome=outcome).inc(0)
     for k in service.db.list_keys("active"):
         key_created(m, k.label)
-    m.watch_audit(service.audit.head_stamp, lambda: time.time_ns() // 1_000_000)
+    # the head's age on the expiry clock: a wall clock stepped back does not hide a stalled audit log
+    m.watch_audit(service.audit.head_stamp, lambda: service.db.expiry_ms(time.time_ns() // 1_000_000))
     m.watch_disk(service.cfg.db.parent)
     m.watch_coordinator_store(service.db.health.healthy)
     return m
@@ -123,7 +124,7 @@ class DrillAges:
         if not m.enabled or time.monotonic() < self._next:
             return
         self._next = time.monotonic() + self.PERIOD_S
-        m.drill_age(drill_ages(self._service, time.time_ns() // 1_000_000))
+        m.drill_age(drill_ages(self._service, self._service.db.expiry_ms(time.time_ns() // 1_000_000)))  # the expiry clock
 
 
 def drill_ages(service: CoordinatorService, now_ms: int) -> dict[str, float]:

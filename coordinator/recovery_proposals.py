@@ -144,7 +144,7 @@ class RecoveryProposals:
             raise RpcError(
                 Code.FAILED_PRECONDITION, f"{f}.config_version: is {order.config_version}, the configuration in force is {config.version}"
             )
-        now = now_ms()
+        now = self.db.expiry_ms(now_ms())  # expiry clock: a wall clock stepped back revives no order
         if now >= order.expires_ms:
             raise RpcError(Code.FAILED_PRECONDITION, f"{f}.expires_ms: the order expired at {order.expires_ms} ms (now {now} ms)")
         k = self.db.get_key(order.key_id)
@@ -197,7 +197,7 @@ class RecoveryProposals:
         config = self.book.current()
         assert config is not None
         try:
-            order = verify_recovery_order(signed, self.admins, config, now_ms=now_ms())
+            order = verify_recovery_order(signed, self.admins, config, now_ms=self.db.expiry_ms(now_ms()))
         except GovernanceError as e:
             if e.field == "expires_ms":  # expired between check_order and here
                 raise RpcError(Code.FAILED_PRECONDITION, f"signed_order.order.expires_ms: {e.reason}") from None

@@ -222,7 +222,7 @@ class SignRequests:
             self._start_signing(r.request_id)
 
     def expire_due(self) -> None:
-        now = now_ms()
+        now = self.db.expiry_ms(now_ms())  # a wall clock stepped back keeps no request alive
         due = self.db.due_for_expiry(now)
         for rid in due:
             rec = self.db.get_sign_request(rid)
@@ -315,7 +315,7 @@ class SignRequests:
         ttl = req.ttl_seconds or policy.ttl_seconds
         if ttl > policy.ttl_seconds:
             raise invalid("ttl_seconds", f"at most {policy.ttl_seconds} (the policy's TTL), got {ttl}")
-        now = now_ms()
+        now = now_ms()  # the wall clock: signed into the request (created_at, expires_at), checked by every node
         try:
             sreq = SigningRequest(
                 rid, key_id, digest, path, caller, req.description, now, now + ttl * 1000, policy.version, policy.digest(),
@@ -608,7 +608,7 @@ class SignRequests:
         if rec is None or rec.state != "signing":
             return
         sreq = decoded_request(rec.request)  # the decision decoded the same bytes (request_codec.py)
-        if now_ms() > sreq.expires_at_ms:
+        if self.db.expiry_ms(now_ms()) > sreq.expires_at_ms:
             self._finish(rid, "expired", Code.FAILED_PRECONDITION, "the request expired before it could be signed", 0)
             return
         k = self.db.get_key(rec.key_id)
@@ -618,7 +618,7 @@ class SignRequests:
         stored = self.db.approvals(rid) if known is None else known[1]
         approvals = tuple(Approval(a.approver, Decision(a.decision), a.signature) for a in stored)
         bundle = ApprovalBundle(sreq, approvals).to_bytes()
-        started = now_ms()
+        started = self.anomaly.clock()  # the anomaly windows' steady clock (coordinator/anomaly_hook.py)
         try:
             sig, signers, attempts = self.signer(rid, k, sreq.digest, sreq.derivation_path, bundle)
         except RpcError as e:
@@ -653,7 +653,7 @@ class SignRequests:
         """Metrics of a request that ended DONE: the transition, the signature, its latencies."""
         self.metrics.requests_total.labels(state="done").inc()
         self.metrics.signature(key_label)
-        self.metrics.request_seconds.observe(max(0.0, (now_ms() - created_ms) / 1000.0))
+        self.metrics.request_seconds.observe(max(0.0, (now_ms() - created_ms) / 1000.0))  # display only: wall
         since_quorum = self.quorum.ended(rid)
         if since_quorum is not None:
             self.metrics.quorum_to_done_seconds.observe(since_quorum)
@@ -763,7 +763,7 @@ class SignRequests:
             while True:
                 sub.clear()
                 rec, info, data = self._watched(rid)
-                if rec.state == "pending_approval" and now_ms() > rec.expires_ms:
+                if rec.state == "pending_approval" and self.db.expiry_ms(now_ms()) > rec.expires_ms:
                     self.expire_due()  # expiry is applied lazily on reads too
                     rec, info, data = self._watched(rid)
                 if data != last:
@@ -776,7 +776,7 @@ class SignRequests:
                     return
                 wait = min(left, WATCH_POLL_S)
                 if rec.state == "pending_approval":
-                    wait = min(wait, max(0.0, (rec.expires_ms - now_ms()) / 1000) + 0.05)
+                    wait = min(wait, max(0.0, (rec.expires_ms - self.db.expiry_ms(now_ms())) / 1000) + 0.05)
                 sub.wait(wait)
 
 

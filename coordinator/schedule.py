@@ -85,13 +85,15 @@ class RefreshScheduler:
     """Starts the scheduled refreshes of one coordinator (see the module).
 
     ``policy_for(key_id)``: the key policy in force; ``nodes``: the live node handles by roster
-    index; ``clock``: Unix ms (tests pass a fake one); ``name``: the coordinator's name (the
-    actor of the operations and audit entries).
+    index; ``clock``: Unix ms for the due judgement (default: the store's expiry clock,
+    :meth:`CoordinatorDb.expiry_ms`, so a wall clock stepped back delays no due refresh; tests
+    pass a fake one); ``name``: the coordinator's name (the actor of the operations and audit
+    entries).
     """
 
     def __init__(
         self, keyops: KeyOperations, db: CoordinatorDb, audit: AuditLog, nodes: Mapping[int, NodeHandle],
-        policy_for: Callable[[bytes], KeyPolicy], *, name: str, clock: Callable[[], int] = now_ms, margin_ms: int = MARGIN_MS,
+        policy_for: Callable[[bytes], KeyPolicy], *, name: str, clock: Callable[[], int] | None = None, margin_ms: int = MARGIN_MS,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.keyops = keyops
@@ -100,7 +102,7 @@ class RefreshScheduler:
         self.nodes = nodes
         self.policy_for = policy_for
         self.name = name
-        self.clock = clock
+        self.clock: Callable[[], int] = clock if clock is not None else lambda: db.expiry_ms(now_ms())
         self.margin_ms = margin_ms
         self._skipped: dict[bytes, str] = {}  # key -> the reason last logged (log once)
         self.monotonic = monotonic  # seconds, for ANSWER_FRESH_S

@@ -142,10 +142,11 @@ def _disputes_text(nodes: Mapping[int, NodeHandle], disputes: set[frozenset[int]
     return "; no signer set avoids every dispute (never together: " + "; ".join(parts) + ")"
 
 
-def _remaining_s(bundle: bytes) -> float:
-    """Seconds until the bundle's request expires by the coordinator's clock (0 if it has)."""
+def _remaining_s(bundle: bytes, now: int) -> float:
+    """Seconds until the bundle's request expires at ``now`` (ms, the coordinator's expiry clock:
+    :meth:`CoordinatorDb.expiry_ms`); 0 if it has."""
     try:
-        return max(0.0, (ApprovalBundle.from_bytes(bundle).request.expires_at_ms - now_ms()) / 1000)
+        return max(0.0, (ApprovalBundle.from_bytes(bundle).request.expires_at_ms - now) / 1000)
     except GovernanceError:
         return 0.0
 
@@ -159,10 +160,11 @@ def _blind_text(nodes: Mapping[int, NodeHandle], blind: set[frozenset[int]]) -> 
     )
 
 
-def _live(bundle: bytes) -> bool:
-    """True iff the bundle's request has not expired by the coordinator's clock."""
+def _live(bundle: bytes, now: int) -> bool:
+    """True iff the bundle's request has not expired at ``now`` (ms, the coordinator's expiry
+    clock: :meth:`CoordinatorDb.expiry_ms`)."""
     try:
-        return now_ms() <= ApprovalBundle.from_bytes(bundle).request.expires_at_ms
+        return now <= ApprovalBundle.from_bytes(bundle).request.expires_at_ms
     except GovernanceError:
         return False
 
@@ -390,6 +392,7 @@ class CoordinatorService:
 
         def timed(h: NodeHandle) -> Any:
             def call(req: node_pb2.NodeHealthRequest, **kw: Any) -> tuple[node_pb2.NodeHealthResponse, int, int]:
+                # the wall clock on purpose: the skew measured is the node's wall clock (unix_ms) against ours
                 sent = time.time_ns() // 1_000_000
                 resp = h.stub.Health(req, **kw)
                 return resp, sent, time.time_ns() // 1_000_000
@@ -470,6 +473,10 @@ class CoordinatorService:
         except Exception:
             if not self._stop.is_set():  # the audit log is closed while the coordinator stops
                 log.exception("cannot audit a node's clock state")
+
+    def _live_now(self, bundle: bytes) -> bool:
+        """:func:`_live` on the coordinator's expiry clock (not the wall clock: README "Clock steps")."""
+        return _live(bundle, self.db.expiry_ms(now_ms()))
 
     def _clock_refusal(self, h: NodeHandle, message: str) -> str:
         """A node refused a request as expired that has not expired by our clock: its clock is
@@ -788,7 +795,7 @@ class CoordinatorService:
                     # between), at most RESTART_WAIT_S in all and never past the request's expiry
                     now = time.monotonic()
                     if wait_until is None:
-                        wait_until = now + min(RESTART_WAIT_S, _remaining_s(bundle))
+                        wait_until = now + min(RESTART_WAIT_S, _remaining_s(bundle, self.db.expiry_ms(now_ms())))
                     switching = {i for i in outside if i in committee}  # a committing operation's nodes
                     if switching and now < wait_until:
                         self._stop.wait(0.5)  # they switch to the new epoch within moments
@@ -936,7 +943,7 @@ class CoordinatorService:
                             disputes.add(frozenset({e.node}))
                         log.warning("request %s: %s; trying the next attempt", rid, e.message)
                         continue
-                    if e.governance == "expired" and e.node is not None and e.node not in down and _live(bundle):
+                    if e.governance == "expired" and e.node is not None and e.node not in down and self._live_now(bundle):
                         # not expired by our clock: the node's clock is off; sign without it
                         down[e.node] = self._clock_refusal(self.nodes[e.node], e.message)
                         continue

@@ -137,4 +137,9 @@ class ExpiryClock:
         return ExpiryClock(wall_ms, steady_ms, wall_ms(), steady_ms())
 
     def now_ms(self) -> int:
-        return max(self.wall_ms(), self.wall_at_start + self.steady_ms() - self.steady_at_start)
+        return self.at(self.wall_ms())
+
+    def at(self, wall_ms: int) -> int:
+        """:meth:`now_ms` for a wall-clock reading the caller took itself (``wall_ms``, ms since
+        the epoch): the later of it and the wall clock at start + the steady time elapsed since."""
+        return max(wall_ms, self.wall_at_start + self.steady_ms() - self.steady_at_start)

@@ -32,6 +32,7 @@ def _fake(ops: list[KeyOpRecord]) -> Any:
 
     fake = SimpleNamespace(
         db=SimpleNamespace(
+            expiry_ms=lambda wall: wall,  # the wall clock, never stepped here
             list_keys=lambda state: [SimpleNamespace(key_id=b"\x01" * 32, scheme="ecdsa-secp256k1")],
             list_key_operations=lambda key_id: ops,
         ),
@@ -99,3 +100,16 @@ def test_operations_are_listed_in_recording_order_after_a_clock_step_back(tmp_pa
         assert keyops._retry_at(db.list_key_operations(b"\x01" * 32), 30_000, NOW) == NOW + 60_000  # two in a row: held
     finally:
         db.close()
+
+
+def test_a_step_back_while_running_keeps_the_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """p16: ``reconcile`` judges on the store's expiry clock (the later of the wall clock and
+    wall-at-start + steady time since): stepped back a day while the coordinator runs, a failure
+    31 s old by the expiry clock is not retried at once (the test above: only across a restart)."""
+    ops = [_rec("done", NOW - 10**8), _rec("failed", NOW - 31_000), _rec("failed", NOW - 31_000)]
+    fake = _fake(ops)
+    fake.db.expiry_ms = lambda wall: max(wall, NOW)  # wall-at-start + steady elapsed == NOW
+    monkeypatch.setattr(keyops, "now_ms", lambda: NOW - 86_400_000)  # stepped back a day
+    assert KeyOperations.reconcile(fake, ROSTER, backoff_ms=30_000) == []  # two in a row: 60 s
+    fake.db.expiry_ms = lambda wall: max(wall, NOW + 30_000)
+    assert KeyOperations.reconcile(fake, ROSTER, backoff_ms=30_000) == ["new-op"]

@@ -47,6 +47,7 @@ def _coordinator(ops: list[KeyOpRecord], epoch: int, committee: tuple[int, ...],
 
     fake = SimpleNamespace(
         db=SimpleNamespace(
+            expiry_ms=lambda wall: wall,  # the wall clock, never stepped here
             list_keys=lambda state: [SimpleNamespace(key_id=KEY, scheme="ecdsa-secp256k1")],
             list_key_operations=lambda key_id: ops,
         ),

@@ -3,12 +3,17 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from coordinator.metrics import DrillAges, QuorumClock, drill_ages, observe_nodes
+import pytest
+
+from coordinator.metrics import DrillAges, QuorumClock, coordinator_metrics, drill_ages, observe_nodes
+from coordinator.store_health import StoreHealth
 from mpcnet.common.clockskew import SkewSample
-from mpcnet.common.metrics import Metrics, NullMetrics
+from mpcnet.common.metrics import Metrics, MetricsSettings, NullMetrics
 
 
 def test_observe_nodes_sets_up_and_skew_per_node_name() -> None:
@@ -33,7 +38,7 @@ def _service(metrics: Metrics, now: int) -> Any:
             b"\x02" * 32: SimpleNamespace(key_id=b"\x02" * 32, label="ops", created_ms=now - 400_000)}
     status = [SimpleNamespace(key_id=b"\x01" * 32, last_drill_unix_ms=now - 10_000),
               SimpleNamespace(key_id=b"\x02" * 32, last_drill_unix_ms=0)]  # never drilled: since its creation
-    db = SimpleNamespace(list_keys=lambda state: list(keys.values()), get_key=keys.get)
+    db = SimpleNamespace(list_keys=lambda state: list(keys.values()), get_key=keys.get, expiry_ms=lambda wall: wall)
     backups = SimpleNamespace(status=lambda now_ms: status)
     return SimpleNamespace(db=db, recovery=SimpleNamespace(backups=backups), metrics=metrics)
 
@@ -73,3 +78,16 @@ def test_quorum_clock() -> None:
     t = q.ended("req-1")
     assert t is not None and 0 <= t < 5
     assert q.ended("req-1") is None  # forgotten
+
+
+def test_the_audit_head_age_is_judged_on_the_expiry_clock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """p16: ``mpcnet_audit_head_age_seconds`` read the wall clock: stepped back, a stalled audit
+    log looked fresh (the alert stayed quiet). It reads the store's expiry clock."""
+    svc = SimpleNamespace(
+        cfg=SimpleNamespace(metrics=MetricsSettings("127.0.0.1:0"), db=tmp_path / "coordinator.db"),
+        audit=SimpleNamespace(head_stamp=lambda: (7, 1_000_000)),
+        db=SimpleNamespace(list_keys=lambda state: [], health=StoreHealth(), expiry_ms=lambda wall: max(wall, 1_600_000)),
+    )
+    m = coordinator_metrics(svc)  # type: ignore[arg-type]
+    monkeypatch.setattr(time, "time_ns", lambda: 500_000 * 10**6)  # the wall clock stepped back before the head
+    assert "mpcnet_audit_head_age_seconds 600.0" in m.render().decode()
