@@ -386,6 +386,7 @@ class CoordinatorDb(KeyOpStore, BackupStore, PoolStore, NonceStore):
                 "INSERT INTO store_probe (id, written_ms) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET written_ms = excluded.written_ms",
                 (int(now_ms),),
             )
+            self.steady.mark(c)  # a reboot continues the steady timeline from here (mpcnet/common/steadyclock.py)
 
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
         """One read statement (its own read transaction) on the read connection: it sees every

@@ -826,6 +826,7 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
                 "INSERT INTO health_probe (id, written_ms) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET written_ms = excluded.written_ms",
                 (now_ms,),
             )
+            self.steady.mark(c)  # a reboot continues the steady timeline from here (mpcnet/common/steadyclock.py)
 
     def request_served(self, request_id: str) -> bool:
         request_id = _check_text(request_id, "request_id", MAX_REQUEST_ID)

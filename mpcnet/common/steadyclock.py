@@ -9,7 +9,8 @@ and adds a per-boot offset kept in the store (table ``steady_anchors``, one row 
 * **Restart, same boot.** The anchor of the current boot id is found and reused: the restarted
   process continues the very same timeline (``steady = boottime + offset``).
 * **Reboot.** A new boot id: the timeline continues from the *floor*, the highest steady time
-  the store holds (the anchors' ``high_ms`` and the caller's indexed ``MAX``), so it never runs
+  the store holds (the anchors' ``high_ms``, kept current by :meth:`SteadyClock.mark` at the
+  stores' periodic probe writes, and the caller's indexed ``MAX``), so it never runs
   backwards; the time the machine was down is not counted (a rate window then lasts longer by
   it, never shorter).
 * **New timeline.** A store without any anchor starts at its floor when it holds steady times
@@ -79,9 +80,20 @@ class SteadyClock:
 
     offset_ms: int
     raw_ns: Callable[[], int] = field(default=boottime_ns, repr=False)
+    boot_id: str = ""  # the boot whose anchor row this clock continues ("" : none, :meth:`mark` does nothing)
 
     def now_ms(self) -> int:
         return self.raw_ns() // 1_000_000 + self.offset_ms
+
+    def mark(self, c: sqlite3.Connection) -> None:
+        """Inside the caller's write transaction: record the steady time now as this boot's
+        ``high_ms``, so a reboot continues the timeline from here, not from the last open or
+        row (the stores' periodic probe writes call it: only the downtime is lost at a reboot,
+        not the uptime since; review 2)."""
+        if self.boot_id:
+            c.execute(
+                "UPDATE steady_anchors SET high_ms = MAX(high_ms, ?) WHERE boot_id = ?", (self.now_ms(), self.boot_id),
+            )
 
 
 def anchor(conn: sqlite3.Connection, source: SteadySource, floor_sql: str) -> SteadyClock:
@@ -129,7 +141,7 @@ def anchor(conn: sqlite3.Connection, source: SteadySource, floor_sql: str) -> St
             )
     except sqlite3.Error as e:
         raise SteadyClockError(f"steady_anchors: cannot anchor the steady clock ({e})") from None
-    return SteadyClock(offset, source.raw_ns)
+    return SteadyClock(offset, source.raw_ns, boot_id)
 
 
 def _checked(value: object, what: str, low: int) -> int:

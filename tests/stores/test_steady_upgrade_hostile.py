@@ -119,3 +119,41 @@ def test_a_node_store_with_a_corrupted_anchor_fails_to_open_with_a_store_error(t
     conn.close()
     with pytest.raises(StoreError, match="steady_anchors"):
         NodeStore.open(path, PASS, 1, scrypt_n=N, steady=FakeSteady(5, "boot-1").source())
+
+
+def test_idle_uptime_before_a_reboot_is_kept_by_the_probe_writes(tmp_path: Path) -> None:
+    """The anchor's ``high_ms`` was written only at open, so a reboot continued the timeline from
+    the last open or served row: the hours the host then ran idle were lost and a key that had
+    reached its limit was blocked for a whole window after the reboot (only the downtime is
+    meant to be lost). The periodic store probe now records the steady time in the anchor."""
+    steady = FakeSteady(1_000_000, "boot-1")
+    path = tmp_path / "n.db"
+    with NodeStore.open(path, PASS, 1, scrypt_n=N, steady=steady.source()) as s:
+        s.put_key_share(KEY, b"share", label="k", public_key=PUB, threshold=2, parties=2)
+        s.activate_key(KEY)
+        for i in range(3):
+            s.put_presignature(bytes([i + 1]) * 32, KEY, b"fresh")
+            s.consume_presignature(bytes([i + 1]) * 32, b"tomb", request=ServedRequest(f"r{i}", KEY, b"\x07" * 32, 1, (3, HOUR_MS)))
+        steady.ms += 2 * HOUR_MS  # up, idle, for two hours (the probe writes every few seconds)
+        s.probe_write(steady.ms)
+    steady.boot, steady.ms = "boot-2", 10  # a reboot right after
+    with NodeStore.open(path, PASS, 1, scrypt_n=N, steady=steady.source()) as s:
+        assert s.count_served_within(KEY, HOUR_MS) == 0
+
+
+def test_idle_uptime_before_a_reboot_is_kept_by_the_coordinator_probe(tmp_path: Path) -> None:
+    steady = FakeSteady(1_000_000, "boot-1")
+    db = CoordinatorDb(tmp_path / "c.db", steady=steady.source())
+    try:
+        for i in range(3):
+            db.add_sign_request(_rec(f"r{i}", 1_000_000), rate_limit=(3, HOUR_MS))
+        steady.ms += 2 * HOUR_MS
+        db.probe_write(steady.ms)
+    finally:
+        db.close()
+    steady.boot, steady.ms = "boot-2", 10
+    db = CoordinatorDb(tmp_path / "c.db", steady=steady.source())
+    try:
+        db.add_sign_request(_rec("after-reboot", 1_000_000), rate_limit=(3, HOUR_MS))
+    finally:
+        db.close()
