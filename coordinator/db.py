@@ -35,18 +35,19 @@ from coordinator.pool_store import POOL_MIGRATION, PoolStore
 from coordinator.store_health import STORE_PROBE_MIGRATION, StoreHealth
 from governance.audit import EVENT_KEY, MAX_DETAILS, check_entry_fields
 from governance.errors import GovernanceError
-from mpcnet.common.steadyclock import ANCHOR_TABLE, ExpiryClock, SteadyClockError, SteadySource, anchor
+from mpcnet.common.steadyclock import ANCHOR_TABLE, WALL_NOW_MS_SQL, ExpiryClock, SteadyClockError, SteadySource, anchor
 from mpcnet.common.stores.sqlite import BUSY_TIMEOUT_S, DatabaseError, Migration, migrate, open_database, write_transaction
 
 # Step 11 (issue 14 red team: wall-clock steps): each signing request's steady creation time,
 # which the rate limit counts (a wall step a day forward emptied its window, back blocked the
-# key). Older rows get their wall time (the timeline of an upgraded database starts at its newest
-# row); a row inserted without it (by hand, a tool) too, by the trigger: it then counts at least
-# a whole window (the timeline trails the wall clock only by the downtime across reboots).
+# key). Older rows get their wall time, capped at the wall clock of the upgrade (the timeline of
+# an upgraded database starts at its newest row: one from a clock that was ahead made every row of
+# the last window look old, review 2); a row inserted without it (by hand, a tool) too, by the
+# trigger: it then counts at least a whole window (the timeline trails the wall clock only by the downtime across reboots).
 STEADY_MIGRATION: Migration = (
     ANCHOR_TABLE,
     "ALTER TABLE sign_requests ADD COLUMN created_steady_ms INTEGER",
-    "UPDATE sign_requests SET created_steady_ms = created_ms",
+    f"UPDATE sign_requests SET created_steady_ms = MIN(created_ms, {WALL_NOW_MS_SQL})",
     "CREATE INDEX sign_requests_by_key_steady ON sign_requests (key_id, created_steady_ms)",
     "CREATE INDEX sign_requests_by_steady ON sign_requests (created_steady_ms)",
     "CREATE TRIGGER sign_requests_steady_default AFTER INSERT ON sign_requests WHEN NEW.created_steady_ms IS NULL"
@@ -396,6 +397,7 @@ class CoordinatorDb(KeyOpStore, BackupStore, PoolStore, NonceStore):
                 "INSERT INTO store_probe (id, written_ms) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET written_ms = excluded.written_ms",
                 (int(now_ms),),
             )
+            self.steady.mark(c)  # a reboot continues the steady timeline from here (mpcnet/common/steadyclock.py)
 
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
         """One read statement (its own read transaction) on the read connection: it sees every

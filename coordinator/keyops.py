@@ -180,7 +180,8 @@ class KeyOperations:
         except GovernanceError as e:
             raise RpcError(Code.INVALID_ARGUMENT, f"signed_operation.{e.field}: {e.reason}") from None
         op = signed.operation
-        self.check(op)
+        if self.db.get_key_operation(op.proposal_id) is None:  # one recorded was checked at its start (apply_proposal)
+            self.check(op)
 
         def rebuild(sigs: tuple[Any, ...]) -> bytes:
             return SignedKeyOperation(op, sigs).to_bytes()
@@ -188,8 +189,14 @@ class KeyOperations:
         return Proposed(op.proposal_id, op.encode(), signed.signatures, rebuild, _details(op))
 
     def apply_proposal(self, data: bytes, actor: str) -> list[str]:
-        """At the admin quorum: start the operation (in the background)."""
+        """At the admin quorum: start the operation (in the background). Idempotent: an
+        operation already recorded for this proposal (its start committed, then the coordinator
+        was killed or its store failed before the proposal was marked applied) is not started
+        again; its id is returned so the proposal is recorded applied (review 2: it stayed pending
+        at its quorum for ever, a re-approval's start refused ALREADY_EXISTS)."""
         signed = SignedKeyOperation.from_bytes(data)
+        if self.db.get_key_operation(signed.operation.proposal_id) is not None:
+            return [signed.operation.proposal_id]
         roster = self.check(signed.operation)
         try:
             how = check_authorized(signed, self.admins, roster)

@@ -90,14 +90,18 @@ class LifecycleProposals:
 
     # --- flow --------------------------------------------------------------------------------
     def propose(self, kind: str, data: bytes, caller: str, field_name: str) -> LifecycleRecord:
-        """A new proposal (or more signatures for a pending one); audited, refusals too."""
+        """A new proposal (or more signatures for a pending one); audited, refusals too. Only a
+        refusal before the proposal is stored is audited ``refused``: once stored (``pending``),
+        a failing apply is audited ``lifecycle-apply failed`` and its RpcError propagates."""
         try:
-            return self._propose(kind, data, caller, field_name)
+            pid = self._propose(kind, data, caller, field_name)
         except RpcError as e:
             self._audit_alone(caller, "lifecycle-propose", "refused", {"kind": kind} | detail_text("reason", e.message))
             raise
+        return self._maybe_apply(pid, caller)
 
-    def _propose(self, kind: str, data: bytes, caller: str, field_name: str) -> LifecycleRecord:
+    def _propose(self, kind: str, data: bytes, caller: str, field_name: str) -> str:
+        """Check and store the proposal (its ``pending`` entry in the transaction); its id."""
         decode, _ = self._kind(kind)
         if caller not in self.admins.admins:
             raise RpcError(Code.PERMISSION_DENIED, f"proposer: certificate name {quote(caller)} is not an admin of this cluster")
@@ -123,16 +127,23 @@ class LifecycleProposals:
             event = AuditEvent(caller, "lifecycle-propose", "", "pending", {"kind": kind, "proposal": p.proposal_id} | p.details)
             self.db.put_lifecycle_proposal(rec, (event,))
         self._flush()
-        return self._maybe_apply(p.proposal_id, caller)
+        return p.proposal_id
 
     def approve(self, pid: str, admin: str, signature: bytes, caller: str) -> LifecycleRecord:
+        """An admin's approval of a pending proposal; audited, refusals too. Only a refusal before
+        the approval is stored is audited ``refused`` (review 2: a stored approval whose apply then
+        failed was audited ``signed`` and ``refused`` both); the apply's RpcError propagates."""
         try:
-            return self._approve(pid, admin, signature, caller)
+            again = self._approve(pid, admin, signature, caller)
         except RpcError as e:
             self._audit_alone(caller, "lifecycle-approve", "refused", {"proposal": pid} | detail_text("reason", e.message))
             raise
+        return self._maybe_apply(pid, caller, also=again)
 
-    def _approve(self, pid: str, admin: str, signature: bytes, caller: str) -> LifecycleRecord:
+    def _approve(self, pid: str, admin: str, signature: bytes, caller: str) -> AuditEvent | None:
+        """Check and store the approval (its ``signed`` entry in the transaction); a signer
+        approving again a proposal cut short at its quorum stores nothing: its ``again`` entry
+        (for the apply's transaction) is returned, else None."""
         if admin != caller:
             raise RpcError(Code.PERMISSION_DENIED, f"admin: certificate name {quote(caller)} differs from the signing admin {quote(admin)}")
         try:
@@ -167,7 +178,7 @@ class LifecycleProposals:
             log.info("lifecycle proposal %s (%s): approved again by %s at its quorum; applying it", pid, rec.kind, quote(admin))
         else:
             self._flush()
-        return self._maybe_apply(pid, caller, also=again)
+        return again
 
     def _maybe_apply(self, pid: str, actor: str, also: AuditEvent | None = None) -> LifecycleRecord:
         """Apply proposal ``pid`` if it is pending with its quorum: its kind's ``apply`` runs,

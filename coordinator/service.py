@@ -242,6 +242,7 @@ class CoordinatorService:
         self._active = 0
         self._rr = 0
         self._stop = threading.Event()
+        self._lifecycle_resumed = False  # the background's first pass applies proposals left at their quorum
         self.health: Any = None  # the standard health servicer, set by the server
         self._sessions = SessionSlots(cfg.max_parallel_sessions, reserved_for_pools(  # issue 14: the refill policy
             cfg.max_parallel_sessions, cfg.presign.enabled, cfg.presign.max_parallel,
@@ -364,6 +365,13 @@ class CoordinatorService:
             self.store_probe.run()  # first, on its own: the other steps may fail while a store does
             try:
                 self.probe()
+                if not self._lifecycle_resumed:  # first pass after a start (the nodes probed once)
+                    # key-operation and roster-change proposals a kill (or a failing store) left
+                    # pending at their quorum, between the apply and its record: applied now
+                    # (both applies are idempotent: a recorded operation / the change in force)
+                    for pid in self.lifecycle.retry_pending((KEY_OPERATION, ROSTER_CHANGE), self.cfg.name):
+                        log.info("lifecycle proposal %s, left pending at its quorum by a restart, is applied", pid)
+                    self._lifecycle_resumed = True
                 for k in self.db.list_keys("pending"):
                     self._commit(k)
                 for i, h in self.nodes.items():

@@ -60,7 +60,7 @@ from mpc_node.presig_store import PRESIG_MIGRATION, PoolError, PresigStore, dele
 from mpc_node.served_window import ServedWindows, sql_count
 from mpcnet.common.pkcs11token import WRAPPED_LEN, StorageKey, TokenError
 from mpcnet.common.sqlite_errors import Fault, classify
-from mpcnet.common.steadyclock import ANCHOR_TABLE, SteadyClock, SteadyClockError, SteadySource, anchor
+from mpcnet.common.steadyclock import ANCHOR_TABLE, WALL_NOW_MS_SQL, SteadyClock, SteadyClockError, SteadySource, anchor
 from mpcnet.common.stores.sqlite import AddColumn, DatabaseError, Migration, migrate, open_database, write_transaction
 
 SCHEMA_VERSION = 1  # the meta row: format of meta and of the sealed records (not the table layout)
@@ -90,14 +90,16 @@ DATA_KEY_AAD = b"MPCNET/v1/store/data-key"  # a pkcs11 store: the token wraps it
 # Step 12 (issue 14 red team: wall-clock steps): each served request's steady time
 # (mpcnet/common/steadyclock.py), which the rate limit counts. Rows served before it get their
 # wall time: the steady timeline of an upgraded store starts at its newest row, so they age
-# from there. A row inserted without it (by hand, a tool) gets its wall time too: the timeline
-# starts at the wall clock or the newest row and falls behind the wall clock only by the time
-# the host was down across reboots, so such a row counts for a whole window, never less.
+# from there; capped at the wall clock of the upgrade (review 2: a row served while the clock was
+# ahead became the timeline's start and every row served in the last window looked old). A row
+# inserted without it (by hand, a tool) gets its wall time too: the timeline starts at the wall
+# clock or the newest row and falls behind the wall clock only by the time the host was down
+# across reboots, so such a row counts for a whole window, never less.
 STEADY_DEFAULT_TRIGGER = "requests_steady_default"
 STEADY_MIGRATION: Migration = (
     ANCHOR_TABLE,
     AddColumn("requests", "steady_ms", "INTEGER"),
-    "UPDATE requests SET steady_ms = served_ms WHERE steady_ms IS NULL",
+    f"UPDATE requests SET steady_ms = MIN(served_ms, {WALL_NOW_MS_SQL}) WHERE steady_ms IS NULL",
     "CREATE INDEX IF NOT EXISTS requests_by_key_steady ON requests (key_id, steady_ms)",
     "CREATE INDEX IF NOT EXISTS requests_by_steady ON requests (steady_ms)",
     f"CREATE TRIGGER IF NOT EXISTS {STEADY_DEFAULT_TRIGGER} AFTER INSERT ON requests WHEN NEW.steady_ms IS NULL"
@@ -846,6 +848,7 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
                 "INSERT INTO health_probe (id, written_ms) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET written_ms = excluded.written_ms",
                 (now_ms,),
             )
+            self.steady.mark(c)  # a reboot continues the steady timeline from here (mpcnet/common/steadyclock.py)
 
     def request_served(self, request_id: str) -> bool:
         request_id = _check_text(request_id, "request_id", MAX_REQUEST_ID)

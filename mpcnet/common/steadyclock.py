@@ -9,7 +9,8 @@ and adds a per-boot offset kept in the store (table ``steady_anchors``, one row 
 * **Restart, same boot.** The anchor of the current boot id is found and reused: the restarted
   process continues the very same timeline (``steady = boottime + offset``).
 * **Reboot.** A new boot id: the timeline continues from the *floor*, the highest steady time
-  the store holds (the anchors' ``high_ms`` and the caller's indexed ``MAX``), so it never runs
+  the store holds (the anchors' ``high_ms``, kept current by :meth:`SteadyClock.mark` at the
+  stores' periodic probe writes, and the caller's indexed ``MAX``), so it never runs
   backwards; the time the machine was down is not counted (a rate window then lasts longer by
   it, never shorter).
 * **New timeline.** A store without any anchor starts at its floor when it holds steady times
@@ -36,6 +37,11 @@ ANCHOR_TABLE = (
 )
 KEEP_ANCHORS = 16  # rows kept (newest high_ms first); older boots are forgotten
 MAX_BOOT_ID = 64
+MAX_STEADY_MS = 2**53  # a steady time or offset beyond this (about 285,000 years) is a corrupted value
+# the wall clock in Unix ms, as SQL (millisecond precision): an upgrade's backfill caps the steady
+# time it gives old rows at it, so a row stamped while the wall clock was ahead does not become the
+# new timeline's start (that made every row really served in the last window look old)
+WALL_NOW_MS_SQL = "CAST(ROUND((julianday('now') - 2440587.5) * 86400000) AS INTEGER)"
 
 
 class SteadyClockError(Exception):
@@ -74,9 +80,20 @@ class SteadyClock:
 
     offset_ms: int
     raw_ns: Callable[[], int] = field(default=boottime_ns, repr=False)
+    boot_id: str = ""  # the boot whose anchor row this clock continues ("" : none, :meth:`mark` does nothing)
 
     def now_ms(self) -> int:
         return self.raw_ns() // 1_000_000 + self.offset_ms
+
+    def mark(self, c: sqlite3.Connection) -> None:
+        """Inside the caller's write transaction: record the steady time now as this boot's
+        ``high_ms``, so a reboot continues the timeline from here, not from the last open or
+        row (the stores' periodic probe writes call it: only the downtime is lost at a reboot,
+        not the uptime since; review 2)."""
+        if self.boot_id:
+            c.execute(
+                "UPDATE steady_anchors SET high_ms = MAX(high_ms, ?) WHERE boot_id = ?", (self.now_ms(), self.boot_id),
+            )
 
 
 def anchor(conn: sqlite3.Connection, source: SteadySource, floor_sql: str) -> SteadyClock:
@@ -85,13 +102,21 @@ def anchor(conn: sqlite3.Connection, source: SteadySource, floor_sql: str) -> St
     steady time in the caller's tables (NULL when none), answered from an index.
 
     The clock reads at least the floor at once; the anchor row of this boot records its offset
-    and the time now (``high_ms``). Raises SteadyClockError (boot id, database)."""
+    and the time now (``high_ms``). Raises SteadyClockError (boot id, database, or a stored
+    anchor or floor that is not an integer in [0, MAX_STEADY_MS] ms, offsets in
+    [-MAX_STEADY_MS, MAX_STEADY_MS]: a corrupted row is refused at open, naming
+    ``steady_anchors``, instead of a bare traceback or every later insert overflowing)."""
     boot_id = source.boot_id()
     try:
         with write_transaction(conn) as c:
             raw = source.raw_ns() // 1_000_000
+            for held, value in c.execute("SELECT offset_ms, high_ms FROM steady_anchors"):
+                _checked(held, "steady_anchors.offset_ms", -MAX_STEADY_MS)
+                _checked(value, "steady_anchors.high_ms", 0)
             (held_high,) = c.execute("SELECT MAX(high_ms) FROM steady_anchors").fetchone()
             (rows_high,) = c.execute(floor_sql).fetchone()
+            if rows_high is not None:
+                _checked(rows_high, "steady_anchors: the newest steady time of the store's rows", 0)
             highs = [int(v) for v in (held_high, rows_high) if v is not None]
             row = c.execute("SELECT offset_ms FROM steady_anchors WHERE boot_id = ?", (boot_id,)).fetchone()
             if row is not None:
@@ -116,7 +141,14 @@ def anchor(conn: sqlite3.Connection, source: SteadySource, floor_sql: str) -> St
             )
     except sqlite3.Error as e:
         raise SteadyClockError(f"steady_anchors: cannot anchor the steady clock ({e})") from None
-    return SteadyClock(offset, source.raw_ns)
+    return SteadyClock(offset, source.raw_ns, boot_id)
+
+
+def _checked(value: object, what: str, low: int) -> int:
+    """``value`` if it is an integer in [low, MAX_STEADY_MS]; else SteadyClockError naming ``what``."""
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= MAX_STEADY_MS:
+        raise SteadyClockError(f"{what}: not an integer in range (a corrupted row); the steady clock cannot be anchored")
+    return value
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from grpc import StatusCode as Code
 
 from coordinator.audit_flush import AuditFlusher
 from coordinator.db import CoordinatorDb, ProposalRecord
@@ -155,3 +156,40 @@ def test_a_lifecycle_proposal_cut_short_by_a_full_disk_is_applied_by_a_re_approv
         ("lifecycle-apply", "applied"): 1,
     }
     assert applied == ["cut", "bob"]
+
+
+def test_a_lifecycle_step_stored_before_its_apply_fails_is_not_audited_as_refused(
+    world: tuple[CoordinatorDb, AuditLog, AuditFlusher],
+) -> None:
+    """Review 2 (p16): an approval (or a proposal) that was stored, audited ``signed``/``pending``,
+    and whose apply then failed (an RpcError of its kind, audited ``lifecycle-apply failed``) got
+    a third entry saying the approval itself was ``refused``: the log contradicted itself about
+    whether the admin's signature counts. Only a refusal that changed nothing is audited so."""
+    db, audit, flusher = world
+    lc = LifecycleProposals(admin_set(), db, audit)
+    lc.flush_audit = flusher.soon
+
+    def apply(data: bytes, actor: str) -> list[str]:
+        raise RpcError(Code.FAILED_PRECONDITION, "key_id: not now")
+
+    lc.register("test", _decode, apply)
+    assert lc.propose("test", _signed("ada"), "ada", "signed").state == "pending"
+    with pytest.raises(RpcError) as e:
+        lc.approve("p-test", "bob", ADMIN_KEYS["bob"].sign(MESSAGE), "bob")
+    assert e.value.code == Code.FAILED_PRECONDITION
+    rec = lc.get("p-test")
+    assert rec.state == "pending" and rec.error and {s.admin for s in _decode(rec.signed).signatures} == {"ada", "bob"}
+    flusher.flush()
+    assert _steps(audit, "p-test") == {
+        ("lifecycle-propose", "pending"): 1, ("lifecycle-approve", "signed"): 1, ("lifecycle-apply", "failed"): 1,
+    }
+    # a proposal arriving with its quorum: stored, its apply fails, the propose is not "refused"
+    with pytest.raises(RpcError):
+        lc.propose("test", _signed("ada", "bob"), "ada", "signed")
+    flusher.flush()
+    refused = [e for e in audit.entries() if e.outcome == "refused"]
+    assert refused == [], [(e.action, e.details) for e in refused]
+    # a refusal that changes nothing is still audited as one
+    with pytest.raises(RpcError):
+        lc.approve("p-test", "bob", ADMIN_KEYS["bob"].sign(MESSAGE), "bob")  # already signed, a failure recorded
+    assert [e.action for e in audit.entries() if e.outcome == "refused"] == ["lifecycle-approve"]

@@ -277,3 +277,40 @@ def test_roster_implied_reshare_after_a_revocation(coord_own: Coordinator) -> No
     # the revoked node is never contacted: it still holds its (now useless) epoch-0 share
     keys = {x.key_id: x for x in coord.svcs[4].ListKeys(node_pb2.NodeListKeysRequest(), None).keys}
     assert keys[k.key_id].status == common_pb2.KEY_STATUS_ACTIVE and keys[k.key_id].epoch == 0
+
+
+def test_a_kill_after_the_operation_started_before_the_proposal_is_marked_applied(
+    coord: Coordinator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review 2 (p16): the operation's start commits before the proposal is marked applied; a
+    coordinator killed between the two left the proposal pending at its quorum for ever: nothing
+    applied it at the start, and a signer approving again started it again (ALREADY_EXISTS: the
+    operation is running/done), leaving it pending with that refusal as its error. Applying a
+    proposal whose operation is recorded now only records it applied (the operation runs once)."""
+    k = dkg(coord.svcs, T)
+    coord.add_key(k)
+    signed = _signed_op(coord, k, kind=KeyOpKind.RESHARE, old=(1, 2, 3, 4, 5), new=(1, 2, 4, 5), old_t=3, new_t=3)
+    op = signed.operation
+    mine = SignedKeyOperation(op, tuple(s for s in signed.signatures if s.admin == "admin1"))
+    rec = coord.lifecycle.propose(KIND, mine.to_bytes(), "admin1", "signed_operation")
+    real = coord.db.put_lifecycle_proposal
+
+    def killed(r: Any, audits: Any = ()) -> None:
+        if r.state == "applied":
+            raise Crash("killed before the proposal is marked applied")
+        real(r, audits)
+
+    monkeypatch.setattr(coord.db, "put_lifecycle_proposal", killed)
+    sig = sign_key_operation(op, "admin2", load_identity(coord.lay.dir, "admin2").signing_key)
+    with pytest.raises(Crash):
+        coord.lifecycle.approve(rec.proposal_id, "admin2", sig.signature, "admin2")
+    assert coord.wait(op.proposal_id).state == "done"
+    coord.restart()  # the kill: a new process over the same files
+    assert coord.lifecycle.get(rec.proposal_id).state == "pending"
+    assert coord.lifecycle.retry_pending((KIND,), "coordinator") == [rec.proposal_id]
+    after = coord.lifecycle.get(rec.proposal_id)
+    assert after.state == "applied" and after.operations == (op.proposal_id,) and not after.error
+    coord.flush()
+    started = [e.outcome for e in coord.audit.entries() if e.action == "key-operation" and e.details.get("operation") == op.proposal_id]
+    assert started.count("started") == 1 and "restarted" not in started, started
+    assert coord.ops.get(op.proposal_id).state == "done"

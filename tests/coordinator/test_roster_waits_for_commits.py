@@ -33,6 +33,9 @@ class Book:
     def current(self) -> Roster:
         return R1
 
+    def signed_history(self) -> tuple[SignedRosterChange, ...]:
+        return ()  # R1 came from the config (no applied change)
+
     def apply(self, signed: SignedRosterChange, actor: str) -> Roster:
         self.applied.append(signed)
         return signed.change.new_roster
@@ -74,3 +77,39 @@ def test_an_endpoint_change_never_waits() -> None:
     p, book = _proposals(lambda nodes: ["op1"], 0.0)
     p.apply(_signed(change_endpoint(R1, 2, "localhost:9999")), "admin1")
     assert len(book.applied) == 1
+
+
+class AppliedBook(Book):
+    """The coordinator's roster book after the change was applied (its proposal not yet marked)."""
+
+    def __init__(self, signed: bytes) -> None:
+        super().__init__()
+        self.in_force = SignedRosterChange.from_bytes(signed)
+
+        class Cfg:
+            admin_set = ADMINS
+
+        self.cfg = Cfg()
+
+    def current(self) -> Roster:
+        return self.in_force.change.new_roster
+
+    def signed_history(self) -> tuple[SignedRosterChange, ...]:
+        return (self.in_force,)
+
+
+def test_a_change_applied_before_a_kill_cut_its_proposal_short_decodes_and_applies_as_a_no_op() -> None:
+    """Review 2 (p16): the roster change commits before its proposal is marked applied; after a
+    kill between the two, the proposal stayed pending at its quorum for ever: its decode refused
+    it as not extending the roster in force (it IS the roster in force), so neither the start's
+    retry nor a signer approving again could record it applied."""
+    data = _signed(revoke_node(R1, 3, epoch=1))
+    book = AppliedBook(data)
+    p = RosterProposals(book, lambda old, new: ["should-not-follow"], lambda nodes: ["busy"])  # type: ignore[arg-type]
+    p.wait_s = 0.0
+    assert p.decode(data).details["version"] == 2
+    assert p.apply(data, "coordinator") == []
+    assert book.applied == []  # not applied again
+    with pytest.raises(RpcError) as e:  # an older change is still refused as stale
+        p.decode(_signed(change_endpoint(R1, 2, "localhost:9999")))
+    assert e.value.code == grpc.StatusCode.FAILED_PRECONDITION
