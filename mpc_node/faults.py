@@ -35,7 +35,9 @@ signing never fires in a background refill (nor the other way round).
 * governance install points (same form): ``policy-installed``, ``attestation-stored`` and
   ``roster-installed``: an ``InstallPolicy`` / ``InstallPolicyAttestation`` /
   ``InstallRosterChange`` transaction (the change with its audit entry queued in the store's
-  outbox) committed, the outbox not flushed and the answer not sent.
+  outbox) committed, the outbox not flushed and the answer not sent. Likewise ``ban-recorded``
+  (a ban and its ``ban`` entry written to the store, the failing session's answer not sent, the
+  other sessions of the key not aborted yet).
 * ``store-unwritable`` (no ``protocol``/``round``): while the file says so, every write to the
   node's store fails like a full or failing disk (:meth:`FaultInjector.store_fault`).
 
@@ -57,6 +59,7 @@ ENV = "MPC_TEST_FAULT_FILE"
 POINTS = (
     "reshare-stored", "epoch-committed", "presign-consumed", "presign-checking", "nonce-consumed",
     "policy-installed", "attestation-stored", "roster-installed",  # governance installs (mpc_node/governance.py, roster_state.py)
+    "ban-recorded",  # a ban written to the store (mpc_node/bans.py)
 )
 MAX_DELAY_S = 120.0
 log = logging.getLogger("mpc_node.faults")

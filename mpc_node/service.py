@@ -66,7 +66,7 @@ from governance.text import REQUEST_ID_RE, REQUEST_ID_RULE, quote
 from mpc_node.audit_outbox import AuditFlusher, OutboxEntry, problem_text
 from mpc_node.backups import NodeBackups
 from mpc_node.banjournal import BanJournal, BanJournalError, journal_path
-from mpc_node.bans import JOURNALED, NOT_RECORDED, BanRegistry, Refusal
+from mpc_node.bans import JOURNALED, NOT_RECORDED, RECORDED, Ban, BanRegistry, Refusal
 from mpc_node.clock import NodeClock
 from mpc_node.config import NodeConfig, Peer
 from mpc_node.envelope import Envelope, EnvelopeError, open_envelope, seal_broadcast, seal_direct
@@ -233,7 +233,7 @@ class NodeService:
             self.journal = BanJournal.open(journal_path(cfg.store), cfg.index)
         except BanJournalError as e:
             raise RuntimeError(f"{e}; the node cannot record bans durably and does not start") from None
-        self.bans = BanRegistry(store, self.journal)
+        self.bans = BanRegistry(store, self.journal, entry=self._ban_entry)  # a ban's store write queues its entry
         self.epochs = EpochService(self)
         self.backups = NodeBackups(self)
         self.pools = NodePools(self)  # issue 14: deletes every fresh presignature first
@@ -909,13 +909,17 @@ class NodeService:
                 return closed
             return self._abort_error(o, peer, self._ban_text(s.key_id, stored), ban=True)
 
+        if outcome == RECORDED:  # the ban and its entry committed (one store transaction)
+            self.faults.at("ban-recorded")
+            self.outbox.notify()
         n = self._abort_sessions(s.key_id, peer if durable else None, s, reason_for)
         log.warning(
             "key %s: %s banned%s: %s; %d other live session(s) aborted", s.key_id.hex()[:16], self.node_name(peer),
             {NOT_RECORDED: " (NOT recorded: the key is refused until the ban is written)",
              JOURNALED: " (in the ban journal: the store refused it)"}.get(outcome, ""), stored, n,
         )
-        self._audit_ban(s.key_id, peer, stored, outcome, aborted=n)
+        if outcome != RECORDED:  # not in the store: no transaction to queue it in, appended directly
+            self._audit_ban(s.key_id, peer, stored, outcome, aborted=n)
 
     def _abort_sessions(
         self, key_id: bytes, peer: int | None, exclude: Session | None, make: Callable[[Session], RpcError]
@@ -944,11 +948,17 @@ class NodeService:
     def retry_bans(self) -> int:
         """Write the bans that could not be written (the sweeper calls this every second);
         a fail-closed key opens again once all of its bans are durable. Returns how many."""
-        written = self.bans.retry()
+        written = self.bans.retry()  # each with its recorded-late entry, in the store write's transaction
         for b in written:
             log.warning("key %s: ban of %s recorded on retry", b.key_id.hex()[:16], self.node_name(b.peer))
-            self._audit_ban(b.key_id, b.peer, b.reason, "recorded-late")
+        if written:
+            self.outbox.notify()
         return len(written)
+
+    def _ban_entry(self, ban: Ban, outcome: str) -> OutboxEntry:
+        """The ``ban`` audit entry queued with a ban's store write (:class:`BanRegistry`)."""
+        details: dict[str, str | int | bool] = {"key_id": ban.key_id.hex(), "peer": ban.peer, **detail_text("reason", ban.reason)}
+        return OutboxEntry(self.cfg.name, "ban", "", outcome, details)
 
     def _audit_ban(self, key_id: bytes, peer: int, reason: str, outcome: str, **extra: int) -> None:
         details: dict[str, str | int | bool] = {"key_id": key_id.hex(), "peer": peer, **detail_text("reason", reason), **extra}

@@ -1,0 +1,86 @@
+"""Node state changes that wrote the store and appended their audit entry afterwards (or never),
+on real processes: each is now ONE node store transaction with its entry (queued in the store's
+audit outbox, mpc_node/audit_outbox.py). The node is killed at the test-mode crash point right
+after that transaction committed (mpc_node/faults.py, like ``kill -9``: the outbox not flushed),
+restarted, and then holds the change, logs its entry exactly once, and its chain verifies.
+
+* ``ban-recorded``: a ban (a failed OT-extension check, node 2 cheating toward node 1). Before,
+  the ban was written and the ``ban`` entry appended after the other sessions were aborted: a kill
+  between them lost the entry.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+
+import grpc
+import pytest
+
+from mpcnet.cluster.launcher import LocalCluster
+from mpcnet.wire.mpc.v1 import node_pb2
+from tests.integration.conftest import coordinator_handles, running_cluster
+from tests.integration.govtools import approved_bundle
+from tests.integration.relay_util import route
+from tests.network.test_install_audit_crash import _arm, _chain_verifies, _entries, _restart_after_crash
+
+N, T = 3, 2
+Code = grpc.StatusCode
+
+
+@pytest.fixture(scope="module")
+def nc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    # policy_max_age_s=0: the test plays the coordinator and signs without attesting first
+    with running_cluster(tmp_path_factory, "node-audit-crash-2of3", N, T, fault_files=True, policy_max_age_s=0) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def key(nc: LocalCluster) -> node_pb2.DkgResult:
+    from tests.integration.relay_util import run
+
+    with coordinator_handles(nc) as nodes:
+        res = run(nodes, os.urandom(32), [1, 2, 3], dkg=node_pb2.DkgParams(threshold=T, parties=N, key_label=b"outbox"))
+        k = res[1].dkg_result
+        for h in nodes.values():
+            h.stub.CommitKey(node_pb2.CommitKeyRequest(key_id=k.key_id, public_key=k.public_key), timeout=30)
+    return k
+
+
+def _sign_params(nc: LocalCluster, key: node_pb2.DkgResult, signers: tuple[int, ...], attestation: bytes = b"") -> node_pb2.SignParams:
+    digest = os.urandom(32)
+    rid, bundle = approved_bundle(nc.lay, key.key_id, digest)
+    return node_pb2.SignParams(
+        key_id=key.key_id, signers=list(signers), digest=digest, request_id=rid, approval_bundle=bundle,
+        policy_attestation=attestation,
+    )
+
+
+def test_a_kill_after_a_ban_was_recorded_logs_its_entry_once(nc: LocalCluster, key: node_pb2.DkgResult) -> None:
+    faults = nc.lay.dir / "faults"
+    (faults / "node-2.json").write_text(json.dumps({"action": "tamper-ote", "protocol": "sign", "round": 2, "receiver": 1}))
+    _arm(nc, "ban-recorded")
+    try:
+        with coordinator_handles(nc) as nodes:
+            sid = os.urandom(32)
+            req = node_pb2.StartSessionRequest(session_id=sid, sign=_sign_params(nc, key, (1, 2)))
+            resps = {i: nodes[i].stub.StartSession(req, timeout=60) for i in (1, 2)}
+            inb = route(resps, [1, 2])
+            out = {k: nodes[k].stub.Step(node_pb2.StepRequest(session_id=sid, round=1, envelopes=inb[k]), timeout=60) for k in (1, 2)}
+            inb = route(out, [1, 2])
+            with pytest.raises(grpc.RpcError) as e:  # node 1's check fails: it bans node 2 and dies before it answers
+                nodes[1].stub.Step(node_pb2.StepRequest(session_id=sid, round=2, envelopes=inb[1]), timeout=60)
+            assert e.value.code() == Code.UNAVAILABLE, e.value
+    finally:
+        (faults / "node-2.json").unlink(missing_ok=True)  # node 2 stops cheating
+    _restart_after_crash(nc)
+    bans = [(o, d) for o, d in _entries(nc, "ban") if d.get("key_id") == key.key_id.hex()]
+    assert [(o, d.get("peer")) for o, d in bans] == [("recorded", 2)], bans  # once, although the node died before the append
+    assert "OT extension consistency check failed" in str(bans[0][1].get("reason"))
+    with coordinator_handles(nc) as nodes, pytest.raises(grpc.RpcError) as e:  # the ban survived the kill
+        nodes[1].stub.StartSession(
+            node_pb2.StartSessionRequest(session_id=os.urandom(32), sign=_sign_params(nc, key, (1, 2))), timeout=60
+        )
+    assert e.value.code() == Code.PERMISSION_DENIED and "is banned by node-1" in str(e.value.details())
+    _chain_verifies(nc)
