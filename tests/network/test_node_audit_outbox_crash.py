@@ -7,23 +7,29 @@ restarted, and then holds the change, logs its entry exactly once, and its chain
 * ``ban-recorded``: a ban (a failed OT-extension check, node 2 cheating toward node 1). Before,
   the ban was written and the ``ban`` entry appended after the other sessions were aborted: a kill
   between them lost the entry.
+* ``session-attestation-stored``: an admin-signed policy attestation carried in a signing
+  session's parameters, newer than the one held, is kept. Before, it was stored with no entry.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 
 import grpc
 import pytest
 
+from governance.attestation import PolicyAttestation, PolicyHead, sign_attestation
+from governance.policy import DEFAULT_SCOPE
+from mpcnet.client.identities import load_identity
 from mpcnet.cluster.launcher import LocalCluster
 from mpcnet.wire.mpc.v1 import node_pb2
 from tests.integration.conftest import coordinator_handles, running_cluster
 from tests.integration.govtools import approved_bundle
 from tests.integration.relay_util import route
-from tests.network.test_install_audit_crash import _arm, _chain_verifies, _entries, _restart_after_crash
+from tests.network.test_install_audit_crash import _arm, _chain_verifies, _entries, _node_stub, _restart_after_crash
 
 N, T = 3, 2
 Code = grpc.StatusCode
@@ -83,4 +89,26 @@ def test_a_kill_after_a_ban_was_recorded_logs_its_entry_once(nc: LocalCluster, k
             node_pb2.StartSessionRequest(session_id=os.urandom(32), sign=_sign_params(nc, key, (1, 2))), timeout=60
         )
     assert e.value.code() == Code.PERMISSION_DENIED and "is banned by node-1" in str(e.value.details())
+    _chain_verifies(nc)
+
+
+def test_a_kill_after_a_sessions_attestation_was_stored_logs_its_entry_once(nc: LocalCluster, key: node_pb2.DkgResult) -> None:
+    admin_set, initial = nc.lay.governance()
+    policy = initial.change.new_policy
+    issued = int(time.time() * 1000) + 2000  # newer than any held (a node accepts up to 300 s ahead)
+    att = PolicyAttestation.build(admin_set.digest(), issued, "admin1", [PolicyHead(DEFAULT_SCOPE, policy.version, policy.digest())])
+    signed = sign_attestation(att, load_identity(nc.lay.dir, "admin1").signing_key).to_bytes()
+    _arm(nc, "session-attestation-stored")
+    with coordinator_handles(nc) as nodes, pytest.raises(grpc.RpcError) as e:  # node 1 keeps it and dies
+        nodes[1].stub.StartSession(
+            node_pb2.StartSessionRequest(session_id=os.urandom(32), sign=_sign_params(nc, key, (1, 3), signed)), timeout=60
+        )
+    assert e.value.code() == Code.UNAVAILABLE, e.value
+    _restart_after_crash(nc)
+    mine = [(o, d) for o, d in _entries(nc, "policy-attest") if d.get("issued_at_ms") == issued]
+    assert [(o, d.get("source")) for o, d in mine] == [("stored", "sign-session")], mine
+    assert str(mine[0][1].get("request", "")).startswith("t-")  # the session's request id
+    ch, stub = _node_stub(nc, "admin1")
+    with ch:
+        assert bytes(stub.GetPolicies(node_pb2.GetPoliciesRequest(), timeout=30).policy_attestation) == signed
     _chain_verifies(nc)
