@@ -37,7 +37,9 @@ signing never fires in a background refill (nor the other way round).
   ``InstallRosterChange`` transaction (the change with its audit entry queued in the store's
   outbox) committed, the outbox not flushed and the answer not sent. Likewise
   ``session-attestation-stored`` (an attestation carried by a signing session kept, with its
-  ``policy-attest`` entry) and ``ban-recorded`` (a ban and its ``ban`` entry written to the store, the failing session's
+  ``policy-attest`` entry), ``roster-config-stored`` (at start, the config's roster changes the
+  store lacked stored with their ``roster-install`` entry, the node not serving yet) and
+  ``ban-recorded`` (a ban and its ``ban`` entry written to the store, the failing session's
   answer not sent, the other sessions of the key not aborted yet).
 * ``store-unwritable`` (no ``protocol``/``round``): while the file says so, every write to the
   node's store fails like a full or failing disk (:meth:`FaultInjector.store_fault`).
@@ -61,6 +63,7 @@ POINTS = (
     "reshare-stored", "epoch-committed", "presign-consumed", "presign-checking", "nonce-consumed",
     "policy-installed", "attestation-stored", "roster-installed",  # governance installs (mpc_node/governance.py, roster_state.py)
     "session-attestation-stored",  # an attestation carried by a signing session kept (mpc_node/governance.py)
+    "roster-config-stored",  # at start: the config's roster changes the store lacked stored (mpc_node/roster_state.py)
     "ban-recorded",  # a ban written to the store (mpc_node/bans.py)
 )
 MAX_DELAY_S = 120.0

@@ -206,8 +206,9 @@ class NodeService:
         self._keys_lock = threading.Lock()
         self._key_gen = 0  # bumped when a key's epoch changes (a share read before must not be cached)
         self._stop = threading.Event()
-        self.roster_state = NodeRoster(cfg, store, audit, on_queued=self.outbox.notify)  # installs queue their entry
-        self.roster_state.fault = self.faults.at  # test mode: the roster-installed crash point (mpc_node/faults.py)
+        # installs (and the config's changes stored at start) queue their entry; test mode: the
+        # roster-config-stored / roster-installed crash points (mpc_node/faults.py)
+        self.roster_state = NodeRoster(cfg, store, audit, on_queued=self.outbox.notify, fault=self.faults.at)
         mine = self.roster_state.peers().get(self.me)
         if mine is None:
             raise RuntimeError(f"node {self.me} is not an active node of the roster in force (revoked or not enrolled)")

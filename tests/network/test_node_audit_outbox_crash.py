@@ -9,6 +9,8 @@ restarted, and then holds the change, logs its entry exactly once, and its chain
   between them lost the entry.
 * ``session-attestation-stored``: an admin-signed policy attestation carried in a signing
   session's parameters, newer than the one held, is kept. Before, it was stored with no entry.
+* ``roster-config-stored``: at start, the config's roster changes the store lacks are stored.
+  Before, with no entry.
 """
 
 from __future__ import annotations
@@ -23,13 +25,14 @@ import pytest
 
 from governance.attestation import PolicyAttestation, PolicyHead, sign_attestation
 from governance.policy import DEFAULT_SCOPE
+from governance.roster import RosterChange, SignedRosterChange, change_endpoint, sign_roster_change
 from mpcnet.client.identities import load_identity
 from mpcnet.cluster.launcher import LocalCluster
 from mpcnet.wire.mpc.v1 import node_pb2
 from tests.integration.conftest import coordinator_handles, running_cluster
 from tests.integration.govtools import approved_bundle
 from tests.integration.relay_util import route
-from tests.network.test_install_audit_crash import _arm, _chain_verifies, _entries, _node_stub, _restart_after_crash
+from tests.network.test_install_audit_crash import NODE, _arm, _chain_verifies, _entries, _node_stub, _restart_after_crash
 
 N, T = 3, 2
 Code = grpc.StatusCode
@@ -111,4 +114,33 @@ def test_a_kill_after_a_sessions_attestation_was_stored_logs_its_entry_once(nc: 
     ch, stub = _node_stub(nc, "admin1")
     with ch:
         assert bytes(stub.GetPolicies(node_pb2.GetPoliciesRequest(), timeout=30).policy_attestation) == signed
+    _chain_verifies(nc)
+
+
+def test_a_kill_after_the_configs_roster_changes_were_stored_at_start_logs_their_entry_once(nc: LocalCluster) -> None:
+    ch, stub = _node_stub(nc, "admin1")
+    with ch:
+        history = stub.GetRoster(node_pb2.GetRosterRequest(), timeout=30).signed_changes
+    roster = SignedRosterChange.from_bytes(history[-1]).change.new_roster
+    entry = roster.entry(3)
+    assert entry is not None
+    host, port = entry.endpoint.rsplit(":", 1)
+    new = change_endpoint(roster, 3, f"{'localhost' if host != 'localhost' else '127.0.0.1'}:{port}")
+    admin_set, _ = nc.lay.governance()
+    change = RosterChange(new, roster.digest(), admin_set.digest())
+    sigs = tuple(sign_roster_change(change, a, load_identity(nc.lay.dir, a).signing_key) for a in ("admin1", "admin2"))
+    signed = SignedRosterChange(change, sigs)
+    nc.kill(NODE)
+    cfg_path = nc.lay.node_config(1)
+    cfg = json.loads(cfg_path.read_text())
+    cfg["governance"]["roster_history"] = [*cfg["governance"]["roster_history"], signed.to_dict()]  # an operator's edit
+    cfg_path.write_text(json.dumps(cfg, indent=2))
+    _arm(nc, "roster-config-stored")
+    nc.start(NODE, nc.node_env.get(1))  # stores the new change at start and dies before serving
+    _restart_after_crash(nc)
+    ch, stub = _node_stub(nc, "admin1")
+    with ch:
+        assert stub.GetRoster(node_pb2.GetRosterRequest(), timeout=30).signed_changes[-1] == signed.to_bytes()
+    mine = [(o, d) for o, d in _entries(nc, "roster-install") if d.get("roster_digest") == new.digest().hex()]
+    assert [(o, d.get("from_version"), d.get("version")) for o, d in mine] == [("installed-from-config", new.version, new.version)], mine
     _chain_verifies(nc)
