@@ -40,7 +40,9 @@ signing never fires in a background refill (nor the other way round).
   ``policy-attest`` entry), ``roster-config-stored`` (at start, the config's roster changes the
   store lacked stored with their ``roster-install`` entry, the node not serving yet) and
   ``ban-recorded`` (a ban and its ``ban`` entry written to the store, the failing session's
-  answer not sent, the other sessions of the key not aborted yet).
+  answer not sent, the other sessions of the key not aborted yet). ``key-switch-<step>``: after
+  ``<step>`` of an operational key switch (``SWITCH_STEPS`` of :mod:`mpc_node.rotation`;
+  ``key-switch-audited``: its ``key-rotation`` entry appended, the staged files not cleaned up).
 * ``store-unwritable`` (no ``protocol``/``round``): while the file says so, every write to the
   node's store fails like a full or failing disk (:meth:`FaultInjector.store_fault`).
 
@@ -65,6 +67,9 @@ POINTS = (
     "session-attestation-stored",  # an attestation carried by a signing session kept (mpc_node/governance.py)
     "roster-config-stored",  # at start: the config's roster changes the store lacked stored (mpc_node/roster_state.py)
     "ban-recorded",  # a ban written to the store (mpc_node/bans.py)
+    # after each step of an operational key switch (mpc_node/rotation.py SWITCH_STEPS)
+    "key-switch-marker", "key-switch-audit", "key-switch-tls-key", "key-switch-tls-cert", "key-switch-keystore",
+    "key-switch-memory", "key-switch-audited", "key-switch-cleanup",
 )
 MAX_DELAY_S = 120.0
 log = logging.getLogger("mpc_node.faults")

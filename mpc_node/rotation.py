@@ -32,12 +32,16 @@ key share. Three steps:
        staged ones (the old private keys' files are gone: replaced, not edited);
     6. the in-memory keys are swapped (one reference, under the host's ``keys_lock``) and the
        server serves the new certificate to new connections (:class:`mpc_node.tls.ServingCertificate`);
-    7. audit ``key-rotation`` (signed by the new key);
+    7. audit ``key-rotation`` (signed by the new key), appended once: its ``event`` token is
+       written in the marker at step 1, and :func:`recover_switch` appends the entry
+       (``switched-at-start``) with the same token, which the log skips if step 7 had run;
     8. the staged TLS key, certificate and keystore are deleted, then ``switching.json``.
 
 A node killed before step 1 starts with its old, complete set; :func:`recover_switch` (run at
 start, before the keystore is loaded) finishes steps 2-8 when ``switching.json`` exists, so a
-node killed after step 1 starts with the new complete set. A kill between the roster's install
+node killed after step 1 starts with the new complete set, and its log holds exactly one
+``key-rotation`` entry for the switch (the marker is the switch's commit point; its entry is
+bound to it by the event token, :meth:`mpcnet.common.stores.audit.AuditLog.append_once`). A kill between the roster's install
 and step 1 leaves the old set and a roster naming the staged one: the start-up call of
 :meth:`KeyRotation.on_roster` with the roster in force switches then.
 """
@@ -49,6 +53,7 @@ import datetime as dt
 import hmac
 import json
 import logging
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,6 +70,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from governance.audit import detail_text
 from governance.errors import GovernanceError
 from governance.roster import RosterEntry, rotation_proof_message as proof_message
+from mpc_node.audit_outbox import new_event
 from mpc_node.config import NodeConfig
 from mpc_node.tls import ServingCertificate
 from mpcnet.common.fsutil import fsync_dir, write_atomic
@@ -89,6 +95,7 @@ KEYS_NOT_HELD = "roster names operational keys this node does not hold"
 MAX_CERT_PEM = 16 * 1024
 _PUB = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
+_EVENT_RE = re.compile(r"n[0-9a-f]{24}")  # an event token of mpc_node.audit_outbox.new_event
 # steps of the switch, in order (tests fail after each to check recovery)
 SWITCH_STEPS = ("marker", "audit", "tls-key", "tls-cert", "keystore", "memory", "audited", "cleanup")
 
@@ -264,11 +271,14 @@ def _unlink(path: Path) -> None:
         path.unlink()
 
 
-def _marker_bytes(staged: _Staged) -> bytes:
+def _marker_bytes(staged: _Staged, event: str) -> bytes:
+    """``switching.json``: the staged keys and ``event``, the once-only key of the switch's
+    ``key-rotation`` audit entry (appended at step 7, or by :func:`recover_switch`: once)."""
     doc = {
         "identity_public": staged.keys.identity_public.hex(),
         "encryption_public": staged.keys.encryption_public.hex(),
         "tls_fingerprint": (staged.fingerprint or b"").hex(),
+        "event": event,
     }
     return (json.dumps(doc, indent=2) + "\n").encode()
 
@@ -309,9 +319,10 @@ def recover_switch(cfg: NodeConfig, passphrase: bytes, *, clock: Callable[[], in
         log.warning("key rotation: finished cleaning up a switch interrupted after it completed")
         return True
     try:
-        named = bytes.fromhex(json.loads(paths.marker.read_bytes())["identity_public"])
-    except (OSError, ValueError, KeyError, TypeError):
-        named = b""
+        marker = json.loads(paths.marker.read_bytes())
+        named = bytes.fromhex(marker["identity_public"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        marker, named = {}, b""
     if not hmac.compare_digest(named, staged.keys.identity_public):
         raise KeystoreError(f"key rotation: {paths.marker} does not name the staged keys; restore the staged files or the marker")
     current = load_keystore(cfg.keystore, passphrase)
@@ -326,8 +337,12 @@ def recover_switch(cfg: NodeConfig, passphrase: bytes, *, clock: Callable[[], in
             with audit:
                 audit.rotate_key(cfg.name, staged.keys.identity)
     _install_files(cfg, staged, _no_fault)
+    event = marker.get("event")
+    if not isinstance(event, str) or not _EVENT_RE.fullmatch(event):
+        event = new_event()  # a marker written before the switch carried its event: appended once now
     with AuditLog.open(cfg.audit_db, component=cfg.name, signing_key=staged.keys.identity, clock=clock) as audit:
-        audit.append(cfg.name, "key-rotation", outcome="switched-at-start", details=_key_details(staged))
+        # once: the switch's entry may be in the log already (step 7 ran before the kill)
+        audit.append_once(cfg.name, "key-rotation", event=event, outcome="switched-at-start", details=_key_details(staged))
     _cleanup(paths)
     log.warning("key rotation: finished a switch interrupted by a restart")
     return True
@@ -511,7 +526,8 @@ class KeyRotation:
     def _switch(self, staged: _Staged, actor: str) -> None:
         """Steps 1-8 of the module docstring (held: ``self._lock``)."""
         cfg, host, fault = self._cfg, self._host, self.fault
-        write_atomic(self.paths.marker, _marker_bytes(staged), 0o600)
+        event = new_event()  # the once-only key of the switch's entry (step 7 or recover_switch)
+        write_atomic(self.paths.marker, _marker_bytes(staged, event), 0o600)
         fault("marker")
         if host.audit.signing_public_key != staged.keys.identity_public:
             host.audit.rotate_key(cfg.name, staged.keys.identity)
@@ -522,7 +538,7 @@ class KeyRotation:
         if self.serving is not None:
             self.serving.reload()
         fault("memory")
-        self._audit(actor, "key-rotation", "switched", _key_details(staged))
+        host.audit.append_once(actor, "key-rotation", event=event, outcome="switched", details=_key_details(staged))
         fault("audited")
         _cleanup(self.paths)
         fault("cleanup")

@@ -216,6 +216,7 @@ class NodeService:
         # switches to staged keys the roster in force names (a kill right after its install), and on
         # every install; a signed roster naming keys this node does not hold: NOT_SERVING (rotation.problem)
         self.rotation = KeyRotation(self)
+        self.rotation.fault = lambda step: self.faults.at(f"key-switch-{step}")  # test mode: crash points
         self.rotation.attach(self.roster_state)
         mine = self.roster_state.peers()[self.me]
         keys = self.keys

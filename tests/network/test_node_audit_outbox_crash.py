@@ -11,6 +11,9 @@ restarted, and then holds the change, logs its entry exactly once, and its chain
   session's parameters, newer than the one held, is kept. Before, it was stored with no entry.
 * ``roster-config-stored``: at start, the config's roster changes the store lacks are stored.
   Before, with no entry.
+* ``key-switch-audited``: an operational key switch (its commit point is a marker file, not a
+  store transaction) appended its entry and died before its cleanup: the restart finishes the
+  switch and its entry, keyed by the marker's event token, is not appended again.
 """
 
 from __future__ import annotations
@@ -25,9 +28,10 @@ import pytest
 
 from governance.attestation import PolicyAttestation, PolicyHead, sign_attestation
 from governance.policy import DEFAULT_SCOPE
-from governance.roster import RosterChange, SignedRosterChange, change_endpoint, sign_roster_change
+from governance.roster import RosterChange, SignedRosterChange, change_endpoint, rotate_keys, sign_roster_change
 from mpcnet.client.identities import load_identity
 from mpcnet.cluster.launcher import LocalCluster
+from mpcnet.common.pki import sign_csr
 from mpcnet.wire.mpc.v1 import node_pb2
 from tests.integration.conftest import coordinator_handles, running_cluster
 from tests.integration.govtools import approved_bundle
@@ -143,4 +147,35 @@ def test_a_kill_after_the_configs_roster_changes_were_stored_at_start_logs_their
         assert stub.GetRoster(node_pb2.GetRosterRequest(), timeout=30).signed_changes[-1] == signed.to_bytes()
     mine = [(o, d) for o, d in _entries(nc, "roster-install") if d.get("roster_digest") == new.digest().hex()]
     assert [(o, d.get("from_version"), d.get("version")) for o, d in mine] == [("installed-from-config", new.version, new.version)], mine
+    _chain_verifies(nc)
+
+
+def test_a_kill_after_a_key_switch_was_audited_logs_the_switch_once(nc: LocalCluster) -> None:
+    """``key-switch-audited``: node 1 switched to its staged operational keys and appended the
+    switch's ``key-rotation`` entry, then died before cleaning up the staged files; the restart
+    finishes the switch (mpc_node/rotation.py recover_switch). Before, it audited the switch a
+    second time (``switched-at-start``); now the marker's event token makes it once."""
+    ch, stub = _node_stub(nc, "admin1")
+    with ch:
+        prepared = stub.PrepareKeyRotation(node_pb2.PrepareKeyRotationRequest(), timeout=60)
+        pem = sign_csr(nc.lay.ca, prepared.tls_csr_pem)
+        fp = stub.InstallStagedCertificate(node_pb2.InstallStagedCertificateRequest(certificate_pem=pem), timeout=60).tls_fingerprint
+        history = stub.GetRoster(node_pb2.GetRosterRequest(), timeout=30).signed_changes
+    roster = SignedRosterChange.from_bytes(history[-1]).change.new_roster
+    new = rotate_keys(roster, 1, identity_key=prepared.identity_public, encryption_key=prepared.encryption_public, tls_fingerprint=fp)
+    admin_set, _ = nc.lay.governance()
+    change = RosterChange(new, roster.digest(), admin_set.digest())
+    sigs = tuple(sign_roster_change(change, a, load_identity(nc.lay.dir, a).signing_key) for a in ("admin1", "admin2"))
+    signed = SignedRosterChange(change, sigs).to_bytes()
+    _arm(nc, "key-switch-audited")
+    ch, stub = _node_stub(nc, "admin1")
+    with ch, pytest.raises(grpc.RpcError):  # node 1 installs it, switches, audits the switch and dies
+        stub.InstallRosterChange(node_pb2.InstallRosterChangeRequest(signed_change=signed), timeout=60)
+    assert (nc.lay.node_dir(1) / "rotation" / "switching.json").exists()  # died before the cleanup
+    _restart_after_crash(nc)  # recover_switch finishes it at start
+    assert not (nc.lay.node_dir(1) / "rotation" / "switching.json").exists()
+    with coordinator_handles(nc) as nodes:
+        assert nodes[1].stub.GetInfo(node_pb2.GetInfoRequest(), timeout=30).identity_public == prepared.identity_public
+    mine = [(o, d) for o, d in _entries(nc, "key-rotation") if d.get("identity_public") == prepared.identity_public.hex()]
+    assert [o for o, _ in mine] == ["switched"], mine  # once, although the restart finished the switch
     _chain_verifies(nc)
