@@ -1097,19 +1097,20 @@ class NodeService:
         frost = not isinstance(ks, KeyShare)
         pk = bytes(ks.public_key) if frost else ks.public_key.encode()
         scheme = ks.scheme if frost else "ecdsa-secp256k1"
-        try:
-            self.store.put_key_share(
-                ks.key_id, ks.to_bytes(), label=s.label, public_key=pk, threshold=ks.threshold, parties=ks.parties,
-                committee=s.participants, scheme=scheme,
-            )
-        except StoreError:
-            raise  # UNAVAILABLE naming the store problem (_store_guard): this node's fault, not a protocol abort
-        s.done = True
         details: dict[str, str | int | bool] = {
             "key_id": ks.key_id.hex(), "public_key": pk.hex(), "threshold": ks.threshold, "parties": ks.parties, "session": s.id.hex()[:16],
         } | ({"scheme": scheme} if frost else {})
         details |= detail_text("label", s.label)  # whole (at most MAX_LABEL), as the coordinator keeps it
-        self.audit.append("coordinator", "keygen", outcome="stored-pending", details=details)
+        try:  # the share and its keygen entry: one transaction (the store's audit outbox)
+            self.store.put_key_share(
+                ks.key_id, ks.to_bytes(), label=s.label, public_key=pk, threshold=ks.threshold, parties=ks.parties,
+                committee=s.participants, scheme=scheme, audit=OutboxEntry("coordinator", "keygen", "", "stored-pending", details),
+            )
+        except StoreError:
+            raise  # UNAVAILABLE naming the store problem (_store_guard): this node's fault, not a protocol abort
+        s.done = True
+        self.faults.at("keygen-stored")
+        self.outbox.notify()
         log.info("session %s (dkg): finished, key %s stored as pending", s.short, ks.key_id.hex()[:16],
                  extra={"event": "session-finished", "session_id": s.id.hex()})
         return node_pb2.StepResponse(
@@ -1347,9 +1348,10 @@ class NodeService:
             raise RpcError(Code.NOT_FOUND, f"key_id: {self.cfg.name} holds no key {key_id.hex()}")
         if row.public_key != req.public_key:
             raise RpcError(Code.FAILED_PRECONDITION, f"public_key: differs from the key {self.cfg.name} generated")
-        self.store.activate_key(key_id)
-        if row.status != "active":
-            self.audit.append(_caller(ctx), "key-activate", outcome="active", details={"key_id": key_id.hex()})
+        entry = OutboxEntry(_caller(ctx), "key-activate", "", "active", {"key_id": key_id.hex()})
+        if self.store.activate_key(key_id, audit=entry):  # the status and its entry: one transaction
+            self.faults.at("key-activated")
+            self.outbox.notify()
             log.info("key %s: activated", key_id.hex()[:16])
             threading.Thread(target=self._any_key, args=(key_id,), name="load-key", daemon=True).start()
         return node_pb2.CommitKeyResponse(status=common_pb2.KEY_STATUS_ACTIVE)
@@ -1361,9 +1363,11 @@ class NodeService:
             return node_pb2.DiscardKeyResponse(discarded=False)
         if row.status == "active":
             raise RpcError(Code.FAILED_PRECONDITION, f"key_id: key {key_id.hex()} is active on {self.cfg.name}; refusing to discard it")
-        self.store.discard_pending_key(key_id)
-        self.audit.append(_caller(ctx), "key-discard", outcome="discarded", details={"key_id": key_id.hex()})
-        log.info("key %s: pending key discarded", key_id.hex()[:16])
+        entry = OutboxEntry(_caller(ctx), "key-discard", "", "discarded", {"key_id": key_id.hex()})
+        if self.store.discard_pending_key(key_id, audit=entry):  # the delete and its entry: one transaction
+            self.faults.at("key-discarded")
+            self.outbox.notify()
+            log.info("key %s: pending key discarded", key_id.hex()[:16])
         return node_pb2.DiscardKeyResponse(discarded=True)
 
     def ListKeys(self, req: node_pb2.NodeListKeysRequest, ctx: Any) -> node_pb2.NodeListKeysResponse:

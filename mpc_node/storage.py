@@ -494,11 +494,12 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
 
     def put_key_share(
         self, key_id: bytes, record: bytes, *, label: str, public_key: bytes, threshold: int, parties: int,
-        committee: tuple[int, ...] | None = None, scheme: str = "ecdsa-secp256k1",
+        committee: tuple[int, ...] | None = None, scheme: str = "ecdsa-secp256k1", audit: audit_outbox.OutboxEntry | None = None,
     ) -> None:
         """Store a freshly generated key share with status ``pending``; never overwrites.
         ``committee``: the roster indices holding the shares (None: ``1..parties``); ``scheme``
-        one of :data:`SCHEME_KEY_LENS`, which fixes the length of ``public_key`` (32 or 33 bytes)."""
+        one of :data:`SCHEME_KEY_LENS`, which fixes the length of ``public_key`` (32 or 33 bytes);
+        ``audit`` (the ``keygen`` entry) is queued in the audit outbox in the same transaction."""
         key_id = _check_bytes(key_id, "key_id", length=ID_LEN)
         record = _check_bytes(record, "record")
         label = _check_text(label, "label", MAX_LABEL, allow_empty=True)
@@ -518,27 +519,40 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
             )
             if committee is not None:
                 self.set_key_committee(c, key_id, committee)
+            if audit is not None:
+                audit_outbox.queue(c, audit, time.time_ns() // 1_000_000, self.audit_appended_seq)
 
-    def activate_key(self, key_id: bytes) -> None:
-        """Mark a pending key active (every node finished DKG). Idempotent for an active key."""
+    def activate_key(self, key_id: bytes, *, audit: audit_outbox.OutboxEntry | None = None) -> bool:
+        """Mark a pending key active (every node finished DKG), with ``audit`` queued in the
+        audit outbox in the same transaction; True if it was pending. Idempotent for an active
+        key (False: nothing written, nothing queued). StoreError for an unknown key."""
         key_id = _check_bytes(key_id, "key_id", length=ID_LEN)
         with self._write() as c:
             row = c.execute("SELECT status FROM keys WHERE key_id = ?", (key_id,)).fetchone()
             if row is None:
                 raise StoreError(f"key_id: no key {key_id.hex()}")
-            if row[0] == "pending":
-                c.execute("UPDATE keys SET status = 'active' WHERE key_id = ?", (key_id,))
+            if row[0] != "pending":
+                return False
+            c.execute("UPDATE keys SET status = 'active' WHERE key_id = ?", (key_id,))
+            if audit is not None:
+                audit_outbox.queue(c, audit, time.time_ns() // 1_000_000, self.audit_appended_seq)
+            return True
 
-    def discard_pending_key(self, key_id: bytes) -> None:
-        """Delete a key that never became active (DKG failed elsewhere). Unknown key: no-op."""
+    def discard_pending_key(self, key_id: bytes, *, audit: audit_outbox.OutboxEntry | None = None) -> bool:
+        """Delete a key that never became active (DKG failed elsewhere), with ``audit`` queued
+        in the audit outbox in the same transaction; True if it was deleted. Unknown key: no-op
+        (False, nothing queued). StoreError for an active key."""
         key_id = _check_bytes(key_id, "key_id", length=ID_LEN)
         with self._write() as c:
             row = c.execute("SELECT status FROM keys WHERE key_id = ?", (key_id,)).fetchone()
             if row is None:
-                return
+                return False
             if row[0] != "pending":
                 raise StoreError(f"key_id: {key_id.hex()} is active, refusing to discard it")
             c.execute("DELETE FROM keys WHERE key_id = ? AND status = 'pending'", (key_id,))
+            if audit is not None:
+                audit_outbox.queue(c, audit, time.time_ns() // 1_000_000, self.audit_appended_seq)
+            return True
 
     def get_key_share(self, key_id: bytes, *, require_active: bool = True) -> bytes | None:
         """The decrypted key-share record, or ``None`` if absent (or pending and ``require_active``)."""

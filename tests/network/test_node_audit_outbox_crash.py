@@ -11,6 +11,8 @@ restarted, and then holds the change, logs its entry exactly once, and its chain
   session's parameters, newer than the one held, is kept. Before, it was stored with no entry.
 * ``roster-config-stored``: at start, the config's roster changes the store lacks are stored.
   Before, with no entry.
+* ``keygen-stored`` / ``key-activated`` / ``key-discarded``: a DKG's share stored pending, a
+  ``CommitKey``, a ``DiscardKey``. Before, each appended its entry after the store write.
 * ``key-switch-audited``: an operational key switch (its commit point is a marker file, not a
   store transaction) appended its entry and died before its cleanup: the restart finishes the
   switch and its entry, keyed by the marker's event token, is not appended again.
@@ -32,7 +34,7 @@ from governance.roster import RosterChange, SignedRosterChange, change_endpoint,
 from mpcnet.client.identities import load_identity
 from mpcnet.cluster.launcher import LocalCluster
 from mpcnet.common.pki import sign_csr
-from mpcnet.wire.mpc.v1 import node_pb2
+from mpcnet.wire.mpc.v1 import common_pb2, node_pb2
 from tests.integration.conftest import coordinator_handles, running_cluster
 from tests.integration.govtools import approved_bundle
 from tests.integration.relay_util import route
@@ -150,8 +152,64 @@ def test_a_kill_after_the_configs_roster_changes_were_stored_at_start_logs_their
     _chain_verifies(nc)
 
 
+def _dkg(nc: LocalCluster, label: bytes) -> node_pb2.DkgResult | None:
+    """Run a 2-of-3 DKG as the coordinator; node 2's result (None if a node failed)."""
+    from tests.integration.relay_util import run
+
+    with coordinator_handles(nc) as nodes:
+        try:
+            res = run(nodes, os.urandom(32), [1, 2, 3], dkg=node_pb2.DkgParams(threshold=T, parties=N, key_label=label))
+        except grpc.RpcError:
+            return None
+    if not isinstance(res, dict) or not all(isinstance(r, node_pb2.StepResponse) for r in res.values()):
+        return None
+    return res[2].dkg_result
+
+
+def _key_status(nc: LocalCluster, key_id: bytes) -> str | None:
+    with coordinator_handles(nc) as nodes:
+        keys = nodes[1].stub.ListKeys(node_pb2.NodeListKeysRequest(), timeout=30).keys
+    found = [k for k in keys if bytes(k.key_id) == key_id]
+    return None if not found else common_pb2.KeyStatus.Name(found[0].status)
+
+
+def test_a_kill_after_a_key_share_was_stored_activated_or_discarded_logs_each_entry_once(nc: LocalCluster) -> None:
+    """``keygen-stored`` / ``key-activated`` / ``key-discarded``: a DKG's share stored pending, a
+    ``CommitKey`` and a ``DiscardKey`` committed with their entry; before, each appended it after
+    the store write (a kill between them lost it)."""
+    # a DKG: node 1 stores its share (pending) and dies before it answers the last round
+    _arm(nc, "keygen-stored")
+    assert _dkg(nc, b"outbox-discarded") is None
+    _restart_after_crash(nc)
+    stored = [d for o, d in _entries(nc, "keygen") if o == "stored-pending" and d.get("label") == "outbox-discarded"]
+    assert len(stored) == 1, stored
+    key_id = bytes.fromhex(str(stored[0]["key_id"]))
+    assert _key_status(nc, key_id) == "KEY_STATUS_PENDING"
+    # the DKG failed (for the coordinator): it discards the pending key; node 1 dies before it answers
+    _arm(nc, "key-discarded")
+    with coordinator_handles(nc) as nodes, pytest.raises(grpc.RpcError):
+        nodes[1].stub.DiscardKey(node_pb2.DiscardKeyRequest(key_id=key_id), timeout=60)
+    _restart_after_crash(nc)
+    assert _key_status(nc, key_id) is None
+    assert [o for o, d in _entries(nc, "key-discard") if d.get("key_id") == key_id.hex()] == ["discarded"]
+    # a DKG every node finished: CommitKey activates it on node 1, which dies before it answers
+    key = _dkg(nc, b"outbox-activated")
+    assert key is not None
+    _arm(nc, "key-activated")
+    with coordinator_handles(nc) as nodes, pytest.raises(grpc.RpcError):
+        nodes[1].stub.CommitKey(node_pb2.CommitKeyRequest(key_id=key.key_id, public_key=key.public_key), timeout=60)
+    _restart_after_crash(nc)
+    assert _key_status(nc, key.key_id) == "KEY_STATUS_ACTIVE"
+    with coordinator_handles(nc) as nodes:  # again (the coordinator retries): nothing changes, nothing is logged
+        nodes[1].stub.CommitKey(node_pb2.CommitKeyRequest(key_id=key.key_id, public_key=key.public_key), timeout=60)
+    assert [o for o, d in _entries(nc, "key-activate") if d.get("key_id") == key.key_id.hex()] == ["active"]
+    assert len([d for o, d in _entries(nc, "keygen") if d.get("key_id") == key.key_id.hex()]) == 1
+    _chain_verifies(nc)
+
+
 def test_a_kill_after_a_key_switch_was_audited_logs_the_switch_once(nc: LocalCluster) -> None:
-    """``key-switch-audited``: node 1 switched to its staged operational keys and appended the
+    """Last (node 1 alone holds the roster naming its new keys: no session with it after this).
+    ``key-switch-audited``: node 1 switched to its staged operational keys and appended the
     switch's ``key-rotation`` entry, then died before cleaning up the staged files; the restart
     finishes the switch (mpc_node/rotation.py recover_switch). Before, it audited the switch a
     second time (``switched-at-start``); now the marker's event token makes it once."""
