@@ -42,7 +42,9 @@ signing never fires in a background refill (nor the other way round).
   ``ban-recorded`` (a ban and its ``ban`` entry written to the store, the failing session's
   answer not sent, the other sessions of the key not aborted yet). ``key-switch-<step>``: after
   ``<step>`` of an operational key switch (``SWITCH_STEPS`` of :mod:`mpc_node.rotation`;
-  ``key-switch-audited``: its ``key-rotation`` entry appended, the staged files not cleaned up).
+  ``key-switch-audited``: its ``key-rotation`` entry appended, the staged files not cleaned up;
+  ``key-switch-prepared`` / ``key-switch-certificate``: a ``PrepareKeyRotation`` /
+  ``InstallStagedCertificate`` wrote the staged files, their entry not appended yet).
   ``keygen-stored`` / ``key-activated`` / ``key-discarded``: a DKG's share stored pending / a
   ``CommitKey`` / a ``DiscardKey`` committed with its ``keygen`` / ``key-activate`` /
   ``key-discard`` entry queued, the answer not sent.
@@ -73,6 +75,7 @@ POINTS = (
     # after each step of an operational key switch (mpc_node/rotation.py SWITCH_STEPS)
     "key-switch-marker", "key-switch-audit", "key-switch-tls-key", "key-switch-tls-cert", "key-switch-keystore",
     "key-switch-memory", "key-switch-audited", "key-switch-cleanup",
+    "key-switch-prepared", "key-switch-certificate",  # PrepareKeyRotation / InstallStagedCertificate: staged, not audited
     "keygen-stored", "key-activated", "key-discarded",  # a DKG share stored pending, CommitKey, DiscardKey (mpc_node/service.py)
 )
 MAX_DELAY_S = 120.0

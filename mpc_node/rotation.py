@@ -15,6 +15,12 @@ key share. Three steps:
    certificate for the staged TLS key, checked by :func:`check_staged_certificate` (issued by the
    node's CA, currently valid, not a CA, the staged public key, the same subject and SANs, TLS
    client and server use); stored staged. Returns its SHA-256 fingerprint (DER).
+Steps 1 and 2 are audited (``key-rotation-prepared`` / ``key-rotation-certificate``, outcome
+``staged``) after their files are written, each with a once-only event token derived from what
+was staged (:func:`staged_event`); a kill between the write and the append is caught up at the
+next start (:meth:`KeyRotation.audit_staged`, outcome ``staged-at-start``), so every staged set
+on disk is audited exactly once.
+
 3. :meth:`KeyRotation.on_roster` (a listener on roster installs): when the roster's entry for this
    node names the staged identity key, encryption key and certificate fingerprint, the node
    switches (:meth:`KeyRotation.switch`). An entry naming keys the node holds neither live nor
@@ -50,6 +56,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import hmac
 import json
 import logging
@@ -348,6 +355,15 @@ def recover_switch(cfg: NodeConfig, passphrase: bytes, *, clock: Callable[[], in
     return True
 
 
+def staged_event(kind: str, public: bytes) -> str:
+    """The once-only event token of the ``key-rotation-prepared`` (``kind`` ``prepared``, the
+    staged identity key) or ``key-rotation-certificate`` (``certificate``, the staged
+    certificate's fingerprint) entry: derived from what was staged, so the entry appended after
+    the staged file was written and the one :meth:`KeyRotation.audit_staged` appends at start
+    (a kill between the write and the append) are the same entry, logged once."""
+    return "n" + hashlib.sha256(b"mpc-node/key-rotation/" + kind.encode() + b"/" + public).hexdigest()[:24]
+
+
 def _key_details(staged: _Staged) -> dict[str, str | int | bool]:
     return {
         "identity_public": staged.keys.identity_public.hex(),
@@ -372,7 +388,9 @@ class KeyRotation:
         self._now = now or (lambda: dt.datetime.now(dt.UTC))
         self._problem = ""
         self.switched_versions: set[int] = set()  # roster versions whose install switched the keys
-        self.fault: Callable[[str], None] = _no_fault  # tests: raise after a step of the switch
+        # tests: raise after a step of the switch (SWITCH_STEPS), or after prepare's / install_certificate's
+        # file writes ("prepared", "certificate"); the node wires it to mpc_node/faults.py key-switch-<step>
+        self.fault: Callable[[str], None] = _no_fault
 
     def attach(self, roster_state: Any) -> None:
         """Switch with the roster: listen to ``roster_state``'s installs
@@ -383,6 +401,7 @@ class KeyRotation:
             self.check_roster(new, "roster", version=int(new.version))
 
         roster_state.add_listener(listener)
+        self.audit_staged()
         current = roster_state.current()
         if current is not None:
             self.check_roster(current, self._cfg.name, version=int(current.version))
@@ -418,6 +437,37 @@ class KeyRotation:
             return load_certificate(Path(self._cfg.cert.cert).read_bytes(), "cert")
         except (OSError, PkiError) as e:
             raise RpcError(Code.UNAVAILABLE, f"cert: cannot read the node's certificate ({type(e).__name__})") from None
+
+    def audit_staged(self) -> int:
+        """At start: the staged keys and certificate on disk whose ``staged`` entry a kill cut
+        off (after the file was written, before the append) are audited now, outcome
+        ``staged-at-start`` (once: :func:`staged_event`; an entry already appended is skipped).
+        Returns how many entries were appended; a staged set that cannot be read is logged
+        (the next :meth:`prepare` replaces it)."""
+        with self._lock:
+            if not self.paths.keystore.exists():
+                return 0
+            try:
+                staged = _load_staged(self.paths, self._passphrase())
+            except (KeystoreError, OSError, RpcError) as e:
+                log.error("key rotation: cannot read the staged keys to audit them: %s", e)
+                return 0
+            if staged is None:
+                return 0
+            audit, name, n = self._host.audit, self._cfg.name, 0
+            ids = {"identity_public": staged.keys.identity_public.hex(), "encryption_public": staged.keys.encryption_public.hex()}
+            if audit.append_once(name, "key-rotation-prepared", event=staged_event("prepared", staged.keys.identity_public),
+                                 outcome="staged-at-start", details=ids) is not None:
+                n += 1
+            fp = staged.fingerprint
+            if fp is not None and audit.append_once(
+                name, "key-rotation-certificate", event=staged_event("certificate", fp), outcome="staged-at-start",
+                details={"tls_fingerprint": fp.hex()},
+            ) is not None:
+                n += 1
+            if n:
+                log.warning("key rotation: audited %d staged item(s) whose entry a restart had cut off", n)
+            return n
 
     def _audit(self, actor: str, action: str, outcome: str, details: dict[str, str | int | bool]) -> None:
         self._host.audit.append(actor, action, outcome=outcome, details=details)
@@ -460,8 +510,10 @@ class KeyRotation:
             )
             write_atomic(self.paths.keystore, seal_keystore(keys, passphrase, scrypt_n=self._cfg.scrypt_n), 0o600)
             del passphrase
+            self.fault("prepared")  # test mode: the staged set written, its entry not appended
             proof = self._host.keys.identity.sign(proof_message(keys.identity_public, keys.encryption_public, csr))
-            self._audit(actor, "key-rotation-prepared", "staged", {
+            self._host.audit.append_once(actor, "key-rotation-prepared", event=staged_event("prepared", keys.identity_public),
+                                         outcome="staged", details={
                 "identity_public": keys.identity_public.hex(), "encryption_public": keys.encryption_public.hex(),
             })
             log.info("key rotation: new operational keys staged (identity %s)", keys.identity_public.hex()[:16])
@@ -491,7 +543,9 @@ class KeyRotation:
                 raise
             fingerprint = certificate_fingerprint(cert)
             write_atomic(self.paths.tls_cert, cert.public_bytes(serialization.Encoding.PEM), 0o600)
-            self._audit(actor, "key-rotation-certificate", "staged", {"tls_fingerprint": fingerprint.hex()})
+            self.fault("certificate")  # test mode: the certificate staged, its entry not appended
+            self._host.audit.append_once(actor, "key-rotation-certificate", event=staged_event("certificate", fingerprint),
+                                         outcome="staged", details={"tls_fingerprint": fingerprint.hex()})
             return fingerprint
 
     # --- roster listener ---------------------------------------------------------------------

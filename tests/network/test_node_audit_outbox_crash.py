@@ -15,7 +15,9 @@ restarted, and then holds the change, logs its entry exactly once, and its chain
   ``CommitKey``, a ``DiscardKey``. Before, each appended its entry after the store write.
 * ``key-switch-audited``: an operational key switch (its commit point is a marker file, not a
   store transaction) appended its entry and died before its cleanup: the restart finishes the
-  switch and its entry, keyed by the marker's event token, is not appended again.
+  switch and its entry, keyed by the marker's event token, is not appended again. Likewise
+  ``key-switch-prepared`` / ``key-switch-certificate``: staged keys / a staged certificate
+  written, the node killed before their entry: the next start appends it, once.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from governance.policy import DEFAULT_SCOPE
 from governance.roster import RosterChange, SignedRosterChange, change_endpoint, rotate_keys, sign_roster_change
 from mpcnet.client.identities import load_identity
 from mpcnet.cluster.launcher import LocalCluster
-from mpcnet.common.pki import sign_csr
+from mpcnet.common.pki import certificate_fingerprint, load_certificate, sign_csr
 from mpcnet.wire.mpc.v1 import common_pb2, node_pb2
 from tests.integration.conftest import coordinator_handles, running_cluster
 from tests.integration.govtools import approved_bundle
@@ -213,11 +215,29 @@ def test_a_kill_after_a_key_switch_was_audited_logs_the_switch_once(nc: LocalClu
     switch's ``key-rotation`` entry, then died before cleaning up the staged files; the restart
     finishes the switch (mpc_node/rotation.py recover_switch). Before, it audited the switch a
     second time (``switched-at-start``); now the marker's event token makes it once."""
+    # key-switch-prepared: the staged keys written, node 1 dies before their entry (and its answer)
+    _arm(nc, "key-switch-prepared")
+    ch, stub = _node_stub(nc, "admin1")
+    with ch, pytest.raises(grpc.RpcError):
+        stub.PrepareKeyRotation(node_pb2.PrepareKeyRotationRequest(), timeout=60)
+    _restart_after_crash(nc)  # the start audits the staged set
+    assert [o for o, _ in _entries(nc, "key-rotation-prepared")] == ["staged-at-start"]
+    ch, stub = _node_stub(nc, "admin1")
+    with ch:  # the admin got no answer: prepares again (a new staged set, audited once)
+        prepared = stub.PrepareKeyRotation(node_pb2.PrepareKeyRotationRequest(), timeout=60)
+    pem = sign_csr(nc.lay.ca, prepared.tls_csr_pem)
+    fp = certificate_fingerprint(load_certificate(pem))
+    # key-switch-certificate: the certificate staged, node 1 dies before its entry
+    _arm(nc, "key-switch-certificate")
+    ch, stub = _node_stub(nc, "admin1")
+    with ch, pytest.raises(grpc.RpcError):
+        stub.InstallStagedCertificate(node_pb2.InstallStagedCertificateRequest(certificate_pem=pem), timeout=60)
+    _restart_after_crash(nc)
+    assert [(o, d.get("tls_fingerprint")) for o, d in _entries(nc, "key-rotation-certificate")] == [("staged-at-start", fp.hex())]
+    mine = [o for o, d in _entries(nc, "key-rotation-prepared") if d.get("identity_public") == prepared.identity_public.hex()]
+    assert mine == ["staged"]  # not repeated by the restart
     ch, stub = _node_stub(nc, "admin1")
     with ch:
-        prepared = stub.PrepareKeyRotation(node_pb2.PrepareKeyRotationRequest(), timeout=60)
-        pem = sign_csr(nc.lay.ca, prepared.tls_csr_pem)
-        fp = stub.InstallStagedCertificate(node_pb2.InstallStagedCertificateRequest(certificate_pem=pem), timeout=60).tls_fingerprint
         history = stub.GetRoster(node_pb2.GetRosterRequest(), timeout=30).signed_changes
     roster = SignedRosterChange.from_bytes(history[-1]).change.new_roster
     new = rotate_keys(roster, 1, identity_key=prepared.identity_public, encryption_key=prepared.encryption_public, tls_fingerprint=fp)
