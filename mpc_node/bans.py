@@ -214,8 +214,8 @@ class BanRegistry:
     def _write(self, key_id: bytes, peer: int, reason: str, outcome: str) -> bool:
         """The ban and its audit entry (``outcome``) in one store transaction; False if the
         store refused it (nothing written, nothing queued)."""
-        audit = None if self._entry is None else self._entry(Ban(key_id, peer, reason), outcome)
-        try:
+        try:  # a failure to build the entry counts as a failed write: the ban goes to the journal
+            audit = None if self._entry is None else self._entry(Ban(key_id, peer, reason), outcome)
             self._store.add_ban(key_id, peer, reason, audit=audit)
         except Exception as e:  # any failure: fail closed (the message names no secret)
             log.error("key %s: cannot record the ban of party %d (%s: %s)", key_id.hex()[:16], peer, type(e).__name__, e)
