@@ -14,7 +14,9 @@ Invariants (the service keeps them with this registry):
   ``None`` under those locks. So per ``(K, peer)`` checks run one at a time, and none runs once
   a ban of the peer is pending or recorded.
 * :meth:`BanRegistry.record` (called under the locks) first marks the ban *pending* (it counts as
-  a ban at once), then writes it to the store (durable, fsynced). If the store write fails (a
+  a ban at once), then writes it to the store (durable, fsynced) with its ``ban`` audit entry
+  queued in the store's audit outbox in the same transaction (:mod:`mpc_node.audit_outbox`; so
+  does :meth:`BanRegistry.retry`, outcome ``recorded-late``). If the store write fails (a
   full disk), it writes the ban to the :mod:`ban journal <mpc_node.banjournal>` (preallocated at
   start, so this needs no new space): the ban is then durable, and the key stays open. Only if
   the journal write fails too (or the journal is full) is the key *fail-closed*: :meth:`refusal`
@@ -35,10 +37,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from mpc_node.audit_outbox import OutboxEntry
 from mpc_node.banjournal import BanJournal, BanJournalError
 from mpc_node.storage import MAX_REASON, NodeStore
 
@@ -65,6 +68,8 @@ class Ban:
 
 
 Outcome = Literal["recorded", "journaled", "not-recorded"]
+RECORDED_LATE: Final = "recorded-late"  # moved into the store by retry() (the outcome of its audit entry)
+EntryOf = Callable[[Ban, str], OutboxEntry]  # a ban and the outcome of its store write -> its audit entry
 RECORDED: Final = "recorded"  # in the store
 JOURNALED: Final = "journaled"  # in the ban journal (durable); the sweeper moves it into the store
 NOT_RECORDED: Final = "not-recorded"  # in memory only: the key is fail-closed
@@ -74,9 +79,13 @@ class BanRegistry:
     """Thread-safe. ``store`` must offer ``add_ban(key_id, peer, reason)`` and ``all_bans()``;
     ``journal`` is the node's ban journal (this registry is its only writer)."""
 
-    def __init__(self, store: NodeStore, journal: BanJournal) -> None:
+    def __init__(self, store: NodeStore, journal: BanJournal, *, entry: EntryOf | None = None) -> None:
+        """``entry(ban, outcome)`` makes the audit entry queued with each store write of a ban
+        (outcome :data:`RECORDED` from :meth:`record`, ``recorded-late`` from :meth:`retry`),
+        in the same transaction; None: no entry."""
         self._store = store
         self._journal = journal
+        self._entry = entry
         self._mu = threading.Lock()  # guards the dicts below; never held while waiting for anything
         self._recorded: dict[bytes, dict[int, str]] = {k: dict(v) for k, v in store.all_bans().items()}
         self._pending: dict[tuple[bytes, int], str] = {}  # not (known to be) in the store
@@ -166,7 +175,7 @@ class BanRegistry:
             self._pending.setdefault(kp, reason)
             self._in_flight.add(kp)  # the sweeper's retry() must not write (and report) it at the same time
         try:
-            if self._write(key_id, peer, reason):
+            if self._write(key_id, peer, reason, RECORDED):
                 return RECORDED
             if self._journal_ban(key_id, peer, reason):
                 return JOURNALED
@@ -190,7 +199,7 @@ class BanRegistry:
             self._free_slot(slot)
         written = []
         for (key_id, peer), reason in todo:
-            if self._write(key_id, peer, reason):
+            if self._write(key_id, peer, reason, RECORDED_LATE):
                 written.append(Ban(key_id, peer, reason))
             else:
                 self._journal_ban(key_id, peer, reason)
@@ -202,9 +211,12 @@ class BanRegistry:
                 log.warning("key %s: pending bans are durable; sessions of the key are accepted again", key_id.hex()[:16])
         return written
 
-    def _write(self, key_id: bytes, peer: int, reason: str) -> bool:
-        try:
-            self._store.add_ban(key_id, peer, reason)
+    def _write(self, key_id: bytes, peer: int, reason: str, outcome: str) -> bool:
+        """The ban and its audit entry (``outcome``) in one store transaction; False if the
+        store refused it (nothing written, nothing queued)."""
+        try:  # a failure to build the entry counts as a failed write: the ban goes to the journal
+            audit = None if self._entry is None else self._entry(Ban(key_id, peer, reason), outcome)
+            self._store.add_ban(key_id, peer, reason, audit=audit)
         except Exception as e:  # any failure: fail closed (the message names no secret)
             log.error("key %s: cannot record the ban of party %d (%s: %s)", key_id.hex()[:16], peer, type(e).__name__, e)
             return False

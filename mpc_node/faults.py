@@ -37,7 +37,19 @@ signing never fires in a background refill (nor the other way round).
 * governance install points (same form): ``policy-installed``, ``attestation-stored`` and
   ``roster-installed``: an ``InstallPolicy`` / ``InstallPolicyAttestation`` /
   ``InstallRosterChange`` transaction (the change with its audit entry queued in the store's
-  outbox) committed, the outbox not flushed and the answer not sent.
+  outbox) committed, the outbox not flushed and the answer not sent. Likewise
+  ``session-attestation-stored`` (an attestation carried by a signing session kept, with its
+  ``policy-attest`` entry), ``roster-config-stored`` (at start, the config's roster changes the
+  store lacked stored with their ``roster-install`` entry, the node not serving yet) and
+  ``ban-recorded`` (a ban and its ``ban`` entry written to the store, the failing session's
+  answer not sent, the other sessions of the key not aborted yet). ``key-switch-<step>``: after
+  ``<step>`` of an operational key switch (``SWITCH_STEPS`` of :mod:`mpc_node.rotation`;
+  ``key-switch-audited``: its ``key-rotation`` entry appended, the staged files not cleaned up;
+  ``key-switch-prepared`` / ``key-switch-certificate``: a ``PrepareKeyRotation`` /
+  ``InstallStagedCertificate`` wrote the staged files, their entry not appended yet).
+  ``keygen-stored`` / ``key-activated`` / ``key-discarded``: a DKG's share stored pending / a
+  ``CommitKey`` / a ``DiscardKey`` committed with its ``keygen`` / ``key-activate`` /
+  ``key-discard`` entry queued, the answer not sent.
 * ``store-unwritable`` (no ``protocol``/``round``): while the file says so, every write to the
   node's store fails like a full or failing disk (:meth:`FaultInjector.store_fault`).
 
@@ -64,6 +76,14 @@ POINTS = (
     "reshare-stored", "epoch-committed", "presign-consumed", "presign-checking", "nonce-consumed",
     "policy-installed", "attestation-stored", "roster-installed",  # governance installs (mpc_node/governance.py, roster_state.py)
     "audit-queued",
+    "session-attestation-stored",  # an attestation carried by a signing session kept (mpc_node/governance.py)
+    "roster-config-stored",  # at start: the config's roster changes the store lacked stored (mpc_node/roster_state.py)
+    "ban-recorded",  # a ban written to the store (mpc_node/bans.py)
+    # after each step of an operational key switch (mpc_node/rotation.py SWITCH_STEPS)
+    "key-switch-marker", "key-switch-audit", "key-switch-tls-key", "key-switch-tls-cert", "key-switch-keystore",
+    "key-switch-memory", "key-switch-audited", "key-switch-cleanup",
+    "key-switch-prepared", "key-switch-certificate",  # PrepareKeyRotation / InstallStagedCertificate: staged, not audited
+    "keygen-stored", "key-activated", "key-discarded",  # a DKG share stored pending, CommitKey, DiscardKey (mpc_node/service.py)
 )
 MAX_DELAY_S = 120.0
 log = logging.getLogger("mpc_node.faults")

@@ -310,6 +310,25 @@ class NodeGovernance:
             log.info("policy attestation by %s (issued at %d) stored: %s", att.admin, att.issued_at_ms, status)
         return stored, held.issued_at_ms, status
 
+    def _keep_offered(self, signed: SignedPolicyAttestation, request_id: str) -> bool:
+        """Keep an attestation carried in a signing session's parameters (verified) if it is
+        newer than the held one, with its ``policy-attest`` entry (actor: this node, ``source``
+        ``sign-session``, ``request``: the session's request id) queued in the same store transaction;
+        then the test-mode point ``session-attestation-stored``. True if it was kept."""
+        att = signed.attestation
+        details: dict[str, str | int | bool] = {
+            "admin": att.admin, "issued_at_ms": att.issued_at_ms, "heads": len(att.heads), "source": "sign-session",
+        }
+        if request_id:
+            details |= detail_text("request", request_id)
+        entry = OutboxEntry(self.name, "policy-attest", "", "stored", detail_text("status", self._match(att)) | details)
+        if not self._keep(signed, entry):
+            return False  # nothing changed (the held one is as new): nothing to audit
+        self._at("session-attestation-stored")
+        self.on_queued()
+        log.info("policy attestation by %s (issued at %d) stored from a signing session", att.admin, att.issued_at_ms)
+        return True
+
     def _match(self, att: PolicyAttestation) -> str:
         """``confirmed`` if ``att`` names exactly every head this node holds, else why not."""
         with self._lock:
@@ -327,14 +346,15 @@ class NodeGovernance:
             held = self._attestation_bytes
         return bool(held) and hmac.compare_digest(held, offered)
 
-    def check_confirmed(self, key_id: bytes, offered: bytes = b"") -> AttestationPin | None:
+    def check_confirmed(self, key_id: bytes, offered: bytes = b"", *, request_id: str = "") -> AttestationPin | None:
         """Refuse (RpcError FAILED_PRECONDITION) unless the newest attestation held (after
-        keeping ``offered``, the session's, if valid and newer) is fresh and names exactly the
+        keeping ``offered``, the session's, if valid and newer: :meth:`_keep_offered`, audited
+        with ``request_id``) is fresh and names exactly the
         heads this node enforces for ``key_id``'s scope and the default scope. Returns the pin of
         the attestation that confirmed them, for the releasing transaction to re-check
         (:func:`mpc_node.in_force.check_attestation`); None when attestations are not required."""
         if offered and not self._holds(offered):
-            self._keep(self._verified(offered, "sign.policy_attestation"))
+            self._keep_offered(self._verified(offered, "sign.policy_attestation"), request_id)
         if self.max_age_ms == 0:
             return None
         with self._lock:
@@ -389,7 +409,7 @@ class NodeGovernance:
             raise refusal(Code.FAILED_PRECONDITION, "stale-policy", f"sign.key_id: {self.name} has no policy for this key")
         scope, policy = found
         result = self._verify(bundle, policy)
-        pin = self.check_confirmed(key_id, attestation)
+        pin = self.check_confirmed(key_id, attestation, request_id=request_id)
         # a request this node already served (in an earlier attempt) counts once: no new check;
         # how many attempts may release a share is bounded by the reservations
         limit = policy.rate_limit

@@ -3,7 +3,9 @@ the node's store and verified against the node's *own* admin set (issue 11 item 
 
 Start: the chain is the longer of the config's ``governance.roster_history`` and the store's; the
 shorter must be a prefix of the longer (else the node does not start: a config naming another
-roster than the one the node installed). The config's changes the store lacks are stored. A
+roster than the one the node installed). The config's changes the store lacks are stored, with
+one ``roster-install`` entry (outcome ``installed-from-config``: the versions ``from_version``
+to ``version``) queued in the store's audit outbox in the same transaction. A
 config without ``roster_history`` has a fixed roster (the legacy ``roster`` list): every roster
 change is then refused FAILED_PRECONDITION, and such a config over a store that holds a signed
 chain does not start (a revocation is never undone by editing a config; the release transaction
@@ -60,11 +62,17 @@ def cert_fingerprint(cert_der: bytes) -> bytes:
 class NodeRoster:
     """The roster chain in force on this node (thread-safe)."""
 
-    def __init__(self, cfg: NodeConfig, store: NodeStore, audit: AuditLog, *, on_queued: Callable[[], None] | None = None) -> None:
-        """``on_queued`` wakes the audit outbox flusher after an install queued its entry."""
+    def __init__(
+        self, cfg: NodeConfig, store: NodeStore, audit: AuditLog, *, on_queued: Callable[[], None] | None = None,
+        fault: Callable[[str], None] | None = None,
+    ) -> None:
+        """``on_queued`` wakes the audit outbox flusher after an install queued its entry;
+        ``fault`` is the test-mode step point hook (:meth:`mpc_node.faults.FaultInjector.at`:
+        ``roster-config-stored`` here, ``roster-installed`` in :meth:`install`). Raises
+        :class:`RosterStartError` (a config and a store naming different chains)."""
         self._cfg = cfg
         self._on_queued = on_queued or (lambda: None)
-        self.fault: Callable[[str], None] | None = None  # test mode: mpc_node/faults.py point roster-installed
+        self.fault = fault  # test mode: mpc_node/faults.py points roster-config-stored, roster-installed
         self._admins: AdminSet = cfg.admin_set
         self._store = store
         self._audit = audit
@@ -90,8 +98,14 @@ class NodeRoster:
             self._admins, stored, list(cfg.roster_history),
             where="the roster this node installed (a config for another cluster or roster)",
         )
-        if len(stored) < len(long):
-            self._store.put_roster_changes(len(stored) + 1, [c.to_bytes() for c in long[len(stored):]])
+        if len(stored) < len(long):  # the config's changes the store lacks and their entry: one transaction
+            entry = _install_entry(cfg.name, long[-1], "installed-from-config", "")
+            entry = OutboxEntry(entry.actor, entry.action, "", entry.outcome, {**entry.details, "from_version": len(stored) + 1})
+            self._store.put_roster_changes(len(stored) + 1, [c.to_bytes() for c in long[len(stored):]], audit=entry)
+            if self.fault is not None:
+                self.fault("roster-config-stored")
+            self._on_queued()
+            log.info("roster versions %d..%d stored from the config", len(stored) + 1, len(long))
         self._history = long
         self._set(roster)
 

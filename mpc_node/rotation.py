@@ -15,6 +15,12 @@ key share. Three steps:
    certificate for the staged TLS key, checked by :func:`check_staged_certificate` (issued by the
    node's CA, currently valid, not a CA, the staged public key, the same subject and SANs, TLS
    client and server use); stored staged. Returns its SHA-256 fingerprint (DER).
+Steps 1 and 2 are audited (``key-rotation-prepared`` / ``key-rotation-certificate``, outcome
+``staged``) after their files are written, each with a once-only event token derived from what
+was staged (:func:`staged_event`); a kill between the write and the append is caught up at the
+next start (:meth:`KeyRotation.audit_staged`, outcome ``staged-at-start``), so every staged set
+on disk is audited exactly once.
+
 3. :meth:`KeyRotation.on_roster` (a listener on roster installs): when the roster's entry for this
    node names the staged identity key, encryption key and certificate fingerprint, the node
    switches (:meth:`KeyRotation.switch`). An entry naming keys the node holds neither live nor
@@ -32,12 +38,16 @@ key share. Three steps:
        staged ones (the old private keys' files are gone: replaced, not edited);
     6. the in-memory keys are swapped (one reference, under the host's ``keys_lock``) and the
        server serves the new certificate to new connections (:class:`mpc_node.tls.ServingCertificate`);
-    7. audit ``key-rotation`` (signed by the new key);
+    7. audit ``key-rotation`` (signed by the new key), appended once: its ``event`` token is
+       written in the marker at step 1, and :func:`recover_switch` appends the entry
+       (``switched-at-start``) with the same token, which the log skips if step 7 had run;
     8. the staged TLS key, certificate and keystore are deleted, then ``switching.json``.
 
 A node killed before step 1 starts with its old, complete set; :func:`recover_switch` (run at
 start, before the keystore is loaded) finishes steps 2-8 when ``switching.json`` exists, so a
-node killed after step 1 starts with the new complete set. A kill between the roster's install
+node killed after step 1 starts with the new complete set, and its log holds exactly one
+``key-rotation`` entry for the switch (the marker is the switch's commit point; its entry is
+bound to it by the event token, :meth:`mpcnet.common.stores.audit.AuditLog.append_once`). A kill between the roster's install
 and step 1 leaves the old set and a roster naming the staged one: the start-up call of
 :meth:`KeyRotation.on_roster` with the roster in force switches then.
 """
@@ -46,9 +56,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import hmac
 import json
 import logging
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,6 +77,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from governance.audit import detail_text
 from governance.errors import GovernanceError
 from governance.roster import RosterEntry, rotation_proof_message as proof_message
+from mpc_node.audit_outbox import new_event
 from mpc_node.config import NodeConfig
 from mpc_node.tls import ServingCertificate
 from mpcnet.common.fsutil import fsync_dir, write_atomic
@@ -89,6 +102,7 @@ KEYS_NOT_HELD = "roster names operational keys this node does not hold"
 MAX_CERT_PEM = 16 * 1024
 _PUB = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
+_EVENT_RE = re.compile(r"n[0-9a-f]{24}")  # an event token of mpc_node.audit_outbox.new_event
 # steps of the switch, in order (tests fail after each to check recovery)
 SWITCH_STEPS = ("marker", "audit", "tls-key", "tls-cert", "keystore", "memory", "audited", "cleanup")
 
@@ -264,11 +278,14 @@ def _unlink(path: Path) -> None:
         path.unlink()
 
 
-def _marker_bytes(staged: _Staged) -> bytes:
+def _marker_bytes(staged: _Staged, event: str) -> bytes:
+    """``switching.json``: the staged keys and ``event``, the once-only key of the switch's
+    ``key-rotation`` audit entry (appended at step 7, or by :func:`recover_switch`: once)."""
     doc = {
         "identity_public": staged.keys.identity_public.hex(),
         "encryption_public": staged.keys.encryption_public.hex(),
         "tls_fingerprint": (staged.fingerprint or b"").hex(),
+        "event": event,
     }
     return (json.dumps(doc, indent=2) + "\n").encode()
 
@@ -309,9 +326,10 @@ def recover_switch(cfg: NodeConfig, passphrase: bytes, *, clock: Callable[[], in
         log.warning("key rotation: finished cleaning up a switch interrupted after it completed")
         return True
     try:
-        named = bytes.fromhex(json.loads(paths.marker.read_bytes())["identity_public"])
-    except (OSError, ValueError, KeyError, TypeError):
-        named = b""
+        marker = json.loads(paths.marker.read_bytes())
+        named = bytes.fromhex(marker["identity_public"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        marker, named = {}, b""
     if not hmac.compare_digest(named, staged.keys.identity_public):
         raise KeystoreError(f"key rotation: {paths.marker} does not name the staged keys; restore the staged files or the marker")
     current = load_keystore(cfg.keystore, passphrase)
@@ -326,11 +344,24 @@ def recover_switch(cfg: NodeConfig, passphrase: bytes, *, clock: Callable[[], in
             with audit:
                 audit.rotate_key(cfg.name, staged.keys.identity)
     _install_files(cfg, staged, _no_fault)
+    event = marker.get("event")
+    if not isinstance(event, str) or not _EVENT_RE.fullmatch(event):
+        event = new_event()  # a marker written before the switch carried its event: appended once now
     with AuditLog.open(cfg.audit_db, component=cfg.name, signing_key=staged.keys.identity, clock=clock) as audit:
-        audit.append(cfg.name, "key-rotation", outcome="switched-at-start", details=_key_details(staged))
+        # once: the switch's entry may be in the log already (step 7 ran before the kill)
+        audit.append_once(cfg.name, "key-rotation", event=event, outcome="switched-at-start", details=_key_details(staged))
     _cleanup(paths)
     log.warning("key rotation: finished a switch interrupted by a restart")
     return True
+
+
+def staged_event(kind: str, public: bytes) -> str:
+    """The once-only event token of the ``key-rotation-prepared`` (``kind`` ``prepared``, the
+    staged identity key) or ``key-rotation-certificate`` (``certificate``, the staged
+    certificate's fingerprint) entry: derived from what was staged, so the entry appended after
+    the staged file was written and the one :meth:`KeyRotation.audit_staged` appends at start
+    (a kill between the write and the append) are the same entry, logged once."""
+    return "n" + hashlib.sha256(b"mpc-node/key-rotation/" + kind.encode() + b"/" + public).hexdigest()[:24]
 
 
 def _key_details(staged: _Staged) -> dict[str, str | int | bool]:
@@ -357,7 +388,9 @@ class KeyRotation:
         self._now = now or (lambda: dt.datetime.now(dt.UTC))
         self._problem = ""
         self.switched_versions: set[int] = set()  # roster versions whose install switched the keys
-        self.fault: Callable[[str], None] = _no_fault  # tests: raise after a step of the switch
+        # tests: raise after a step of the switch (SWITCH_STEPS), or after prepare's / install_certificate's
+        # file writes ("prepared", "certificate"); the node wires it to mpc_node/faults.py key-switch-<step>
+        self.fault: Callable[[str], None] = _no_fault
 
     def attach(self, roster_state: Any) -> None:
         """Switch with the roster: listen to ``roster_state``'s installs
@@ -368,6 +401,7 @@ class KeyRotation:
             self.check_roster(new, "roster", version=int(new.version))
 
         roster_state.add_listener(listener)
+        self.audit_staged()
         current = roster_state.current()
         if current is not None:
             self.check_roster(current, self._cfg.name, version=int(current.version))
@@ -403,6 +437,37 @@ class KeyRotation:
             return load_certificate(Path(self._cfg.cert.cert).read_bytes(), "cert")
         except (OSError, PkiError) as e:
             raise RpcError(Code.UNAVAILABLE, f"cert: cannot read the node's certificate ({type(e).__name__})") from None
+
+    def audit_staged(self) -> int:
+        """At start: the staged keys and certificate on disk whose ``staged`` entry a kill cut
+        off (after the file was written, before the append) are audited now, outcome
+        ``staged-at-start`` (once: :func:`staged_event`; an entry already appended is skipped).
+        Returns how many entries were appended; a staged set that cannot be read is logged
+        (the next :meth:`prepare` replaces it)."""
+        with self._lock:
+            if not self.paths.keystore.exists():
+                return 0
+            try:
+                staged = _load_staged(self.paths, self._passphrase())
+            except (KeystoreError, OSError, RpcError) as e:
+                log.error("key rotation: cannot read the staged keys to audit them: %s", e)
+                return 0
+            if staged is None:
+                return 0
+            audit, name, n = self._host.audit, self._cfg.name, 0
+            ids = {"identity_public": staged.keys.identity_public.hex(), "encryption_public": staged.keys.encryption_public.hex()}
+            if audit.append_once(name, "key-rotation-prepared", event=staged_event("prepared", staged.keys.identity_public),
+                                 outcome="staged-at-start", details=ids) is not None:
+                n += 1
+            fp = staged.fingerprint
+            if fp is not None and audit.append_once(
+                name, "key-rotation-certificate", event=staged_event("certificate", fp), outcome="staged-at-start",
+                details={"tls_fingerprint": fp.hex()},
+            ) is not None:
+                n += 1
+            if n:
+                log.warning("key rotation: audited %d staged item(s) whose entry a restart had cut off", n)
+            return n
 
     def _audit(self, actor: str, action: str, outcome: str, details: dict[str, str | int | bool]) -> None:
         self._host.audit.append(actor, action, outcome=outcome, details=details)
@@ -445,8 +510,10 @@ class KeyRotation:
             )
             write_atomic(self.paths.keystore, seal_keystore(keys, passphrase, scrypt_n=self._cfg.scrypt_n), 0o600)
             del passphrase
+            self.fault("prepared")  # test mode: the staged set written, its entry not appended
             proof = self._host.keys.identity.sign(proof_message(keys.identity_public, keys.encryption_public, csr))
-            self._audit(actor, "key-rotation-prepared", "staged", {
+            self._host.audit.append_once(actor, "key-rotation-prepared", event=staged_event("prepared", keys.identity_public),
+                                         outcome="staged", details={
                 "identity_public": keys.identity_public.hex(), "encryption_public": keys.encryption_public.hex(),
             })
             log.info("key rotation: new operational keys staged (identity %s)", keys.identity_public.hex()[:16])
@@ -476,7 +543,9 @@ class KeyRotation:
                 raise
             fingerprint = certificate_fingerprint(cert)
             write_atomic(self.paths.tls_cert, cert.public_bytes(serialization.Encoding.PEM), 0o600)
-            self._audit(actor, "key-rotation-certificate", "staged", {"tls_fingerprint": fingerprint.hex()})
+            self.fault("certificate")  # test mode: the certificate staged, its entry not appended
+            self._host.audit.append_once(actor, "key-rotation-certificate", event=staged_event("certificate", fingerprint),
+                                         outcome="staged", details={"tls_fingerprint": fingerprint.hex()})
             return fingerprint
 
     # --- roster listener ---------------------------------------------------------------------
@@ -511,7 +580,8 @@ class KeyRotation:
     def _switch(self, staged: _Staged, actor: str) -> None:
         """Steps 1-8 of the module docstring (held: ``self._lock``)."""
         cfg, host, fault = self._cfg, self._host, self.fault
-        write_atomic(self.paths.marker, _marker_bytes(staged), 0o600)
+        event = new_event()  # the once-only key of the switch's entry (step 7 or recover_switch)
+        write_atomic(self.paths.marker, _marker_bytes(staged, event), 0o600)
         fault("marker")
         if host.audit.signing_public_key != staged.keys.identity_public:
             host.audit.rotate_key(cfg.name, staged.keys.identity)
@@ -522,7 +592,7 @@ class KeyRotation:
         if self.serving is not None:
             self.serving.reload()
         fault("memory")
-        self._audit(actor, "key-rotation", "switched", _key_details(staged))
+        host.audit.append_once(actor, "key-rotation", event=event, outcome="switched", details=_key_details(staged))
         fault("audited")
         _cleanup(self.paths)
         fault("cleanup")

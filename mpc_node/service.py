@@ -67,7 +67,7 @@ from governance.text import REQUEST_ID_RE, REQUEST_ID_RULE, quote
 from mpc_node.audit_outbox import AuditFlusher, OutboxEntry, problem_text
 from mpc_node.backups import NodeBackups
 from mpc_node.banjournal import BanJournal, BanJournalError, journal_path
-from mpc_node.bans import JOURNALED, NOT_RECORDED, BanRegistry, Refusal
+from mpc_node.bans import JOURNALED, NOT_RECORDED, RECORDED, Ban, BanRegistry, Refusal
 from mpc_node.clock import NodeClock
 from mpc_node.config import NodeConfig, Peer
 from mpc_node.envelope import Envelope, EnvelopeError, open_envelope, seal_broadcast, seal_direct
@@ -215,8 +215,9 @@ class NodeService:
         self._keys_lock = threading.Lock()
         self._key_gen = 0  # bumped when a key's epoch changes (a share read before must not be cached)
         self._stop = threading.Event()
-        self.roster_state = NodeRoster(cfg, store, audit, on_queued=self.outbox.notify)  # installs queue their entry
-        self.roster_state.fault = self.faults.at  # test mode: the roster-installed crash point (mpc_node/faults.py)
+        # installs (and the config's changes stored at start) queue their entry; test mode: the
+        # roster-config-stored / roster-installed crash points (mpc_node/faults.py)
+        self.roster_state = NodeRoster(cfg, store, audit, on_queued=self.outbox.notify, fault=self.faults.at)
         mine = self.roster_state.peers().get(self.me)
         if mine is None:
             raise RuntimeError(f"node {self.me} is not an active node of the roster in force (revoked or not enrolled)")
@@ -224,6 +225,7 @@ class NodeService:
         # switches to staged keys the roster in force names (a kill right after its install), and on
         # every install; a signed roster naming keys this node does not hold: NOT_SERVING (rotation.problem)
         self.rotation = KeyRotation(self)
+        self.rotation.fault = lambda step: self.faults.at(f"key-switch-{step}")  # test mode: crash points
         self.rotation.attach(self.roster_state)
         mine = self.roster_state.peers()[self.me]
         keys = self.keys
@@ -242,7 +244,7 @@ class NodeService:
             self.journal = BanJournal.open(journal_path(cfg.store), cfg.index)
         except BanJournalError as e:
             raise RuntimeError(f"{e}; the node cannot record bans durably and does not start") from None
-        self.bans = BanRegistry(store, self.journal)
+        self.bans = BanRegistry(store, self.journal, entry=self._ban_entry)  # a ban's store write queues its entry
         self.epochs = EpochService(self)
         self.backups = NodeBackups(self)
         self._discard_fresh_at_start()  # audited in the same transactions (NodePools/NodeNonces then find none)
@@ -950,13 +952,17 @@ class NodeService:
                 return closed
             return self._abort_error(o, peer, self._ban_text(s.key_id, stored), ban=True)
 
+        if outcome == RECORDED:  # the ban and its entry committed (one store transaction)
+            self.faults.at("ban-recorded")
+            self.outbox.notify()
         n = self._abort_sessions(s.key_id, peer if durable else None, s, reason_for)
         log.warning(
             "key %s: %s banned%s: %s; %d other live session(s) aborted", s.key_id.hex()[:16], self.node_name(peer),
             {NOT_RECORDED: " (NOT recorded: the key is refused until the ban is written)",
              JOURNALED: " (in the ban journal: the store refused it)"}.get(outcome, ""), stored, n,
         )
-        self._audit_ban(s.key_id, peer, stored, outcome, aborted=n)
+        if outcome != RECORDED:  # not in the store: no transaction to queue it in, appended directly
+            self._audit_ban(s.key_id, peer, stored, outcome, aborted=n)
 
     def _abort_sessions(
         self, key_id: bytes, peer: int | None, exclude: Session | None, make: Callable[[Session], RpcError]
@@ -985,11 +991,17 @@ class NodeService:
     def retry_bans(self) -> int:
         """Write the bans that could not be written (the sweeper calls this every second);
         a fail-closed key opens again once all of its bans are durable. Returns how many."""
-        written = self.bans.retry()
+        written = self.bans.retry()  # each with its recorded-late entry, in the store write's transaction
         for b in written:
             log.warning("key %s: ban of %s recorded on retry", b.key_id.hex()[:16], self.node_name(b.peer))
-            self._audit_ban(b.key_id, b.peer, b.reason, "recorded-late")
+        if written:
+            self.outbox.notify()
         return len(written)
+
+    def _ban_entry(self, ban: Ban, outcome: str) -> OutboxEntry:
+        """The ``ban`` audit entry queued with a ban's store write (:class:`BanRegistry`)."""
+        details: dict[str, str | int | bool] = {"key_id": ban.key_id.hex(), "peer": ban.peer, **detail_text("reason", ban.reason)}
+        return OutboxEntry(self.cfg.name, "ban", "", outcome, details)
 
     def _audit_ban(self, key_id: bytes, peer: int, reason: str, outcome: str, **extra: int) -> None:
         details: dict[str, str | int | bool] = {"key_id": key_id.hex(), "peer": peer, **detail_text("reason", reason), **extra}
@@ -1138,6 +1150,7 @@ class NodeService:
         except StoreError:
             raise  # UNAVAILABLE naming the store problem (_store_guard): this node's fault, not a protocol abort
         s.done = True
+        self.faults.at("keygen-stored")
         self.audit_queued("keygen", "stored-pending")
         log.info("session %s (dkg): finished, key %s stored as pending", s.short, ks.key_id.hex()[:16],
                  extra={"event": "session-finished", "session_id": s.id.hex()})
@@ -1384,6 +1397,7 @@ class NodeService:
                 Code.FAILED_PRECONDITION, f"key_id: key {key_id.hex()} was discarded on {self.cfg.name}; it cannot be activated"
             ) from None
         if changed:
+            self.faults.at("key-activated")
             self.audit_queued("key-activate", "active")
             log.info("key %s: activated", key_id.hex()[:16])
             threading.Thread(target=self._any_key, args=(key_id,), name="load-key", daemon=True).start()
@@ -1403,6 +1417,7 @@ class NodeService:
         except KeyStateError:  # a CommitKey won the race: the key is active now
             raise RpcError(Code.FAILED_PRECONDITION, refused) from None
         if done:
+            self.faults.at("key-discarded")
             self.audit_queued("key-discard", "discarded")
             log.info("key %s: pending key discarded", key_id.hex()[:16])
         return node_pb2.DiscardKeyResponse(discarded=done)

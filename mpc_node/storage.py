@@ -685,9 +685,10 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
 
     # --- bans --------------------------------------------------------------------------------
 
-    def add_ban(self, key_id: bytes, peer: int, reason: str) -> None:
+    def add_ban(self, key_id: bytes, peer: int, reason: str, *, audit: audit_outbox.OutboxEntry | None = None) -> None:
         """Refuse every later session with ``peer`` for ``key_id``; the first reason is kept. The
-        key's fresh presignatures whose signers include ``peer`` are deleted in the same transaction."""
+        key's fresh presignatures whose signers include ``peer`` are deleted, and ``audit`` (the
+        ban's entry) is queued in the audit outbox, in the same transaction."""
         key_id = _check_bytes(key_id, "key_id", length=ID_LEN)
         _check_int(peer, "peer", 1, 65535)
         reason = _check_text(reason, "reason", MAX_REASON)
@@ -697,6 +698,8 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
                 (key_id, peer, reason, int(time.time())),
             )
             delete_fresh_with_peer(c, key_id, peer)  # issue 14: no pool presignature with a banned peer survives
+            if audit is not None:
+                audit_outbox.queue(c, audit, time.time_ns() // 1_000_000, self.audit_appended_seq)
 
     def banned(self, key_id: bytes) -> frozenset[int]:
         """Peers banned for ``key_id``."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 from mpc_node.banjournal import BanJournal, journal_path
 from mpc_node.bans import RECORDED, BanRegistry
@@ -24,11 +25,11 @@ def test_retry_leaves_a_ban_being_recorded_to_its_recorder(tmp_path: Path) -> No
     real_add_ban = store.add_ban
     calls: list[int] = []
 
-    def slow_add_ban(k: bytes, peer: int, reason: str) -> None:
+    def slow_add_ban(k: bytes, peer: int, reason: str, **kw: Any) -> None:
         calls.append(peer)
         writing.set()
         assert release.wait(10)
-        real_add_ban(k, peer, reason)
+        real_add_ban(k, peer, reason, **kw)
 
     store.add_ban = slow_add_ban  # type: ignore[method-assign]
     outcome: list[str] = []

@@ -133,7 +133,7 @@ class _Store:
         self.bans: dict[bytes, dict[int, str]] = {}
         self.failing = False
 
-    def add_ban(self, key_id: bytes, peer: int, reason: str) -> None:
+    def add_ban(self, key_id: bytes, peer: int, reason: str, *, audit: object = None) -> None:
         if self.failing:
             raise OSError(errno.ENOSPC, "database or disk is full")
         self.bans.setdefault(key_id, {}).setdefault(peer, reason)

@@ -154,7 +154,7 @@ def test_ban_write_failure_fails_the_key_closed_until_the_retry(lay, svcs, key, 
     sid_b, in_b = _to_round2(svcs, [1, 2], _params(lay, key, (1, 2)))
     sid_c, in_c = _to_round2(svcs, [1, 3], _params(lay, key, (1, 3)))
 
-    def broken(*a: object) -> None:
+    def broken(*a: object, **kw: object) -> None:
         raise StoreError("database: disk I/O error")
 
     def journal_broken(*a: object) -> None:
@@ -229,7 +229,7 @@ def test_ban_goes_to_the_journal_when_the_store_is_full_and_survives_a_restart(l
     sid_a, in_a = _to_round2(svcs, [1, 2], _params(lay, key3, (1, 2)))
     sid_b, in_b = _to_round2(svcs, [1, 2], _params(lay, key3, (1, 2)))
 
-    def full(*a: object) -> None:
+    def full(*a: object, **kw: object) -> None:
         raise StoreError("database or disk is full")
 
     monkeypatch.setattr(n1.store, "add_ban", full)

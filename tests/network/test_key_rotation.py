@@ -184,7 +184,9 @@ def _assert_switched(n: SimpleNamespace, identity: bytes, encryption: bytes, fin
     assert report.ok, report
     with AuditLog.open(n.cfg.audit_db, component=NAME, signing_key=keys.identity) as log:
         actions = [e.action for e in log.entries()]
-    assert actions.count("audit-key-rotated") == 1 and "key-rotation" in actions
+    assert actions.count("audit-key-rotated") == 1
+    # the switch is audited exactly once, whichever step a kill interrupted (the marker's event)
+    assert actions.count("key-rotation") == 1, actions
 
 
 def test_roster_naming_the_staged_keys_switches_everything(tmp_path: Path) -> None:
@@ -321,3 +323,36 @@ def test_a_marker_naming_other_keys_stops_the_start(tmp_path: Path) -> None:
     with pytest.raises(KeystoreError, match="does not name the staged keys"):
         recover_switch(n.cfg, PASS)
     assert load_keystore(n.cfg.keystore, PASS).identity_public == n.old.identity_public  # nothing changed
+
+
+@pytest.mark.parametrize("step", ["prepared", "certificate"])
+def test_a_kill_between_staging_and_its_entry_is_audited_once_at_the_next_start(tmp_path: Path, step: str) -> None:
+    """Regression: PrepareKeyRotation / InstallStagedCertificate wrote the staged files, then
+    appended their entry: a kill between left staged keys (or a staged certificate) on disk with
+    no entry. The next start (KeyRotation.audit_staged) appends it, once, with the event token
+    derived from what was staged; an entry already appended is not repeated."""
+    n = _node(tmp_path)
+
+    def crash(at: str) -> None:
+        if at == step:
+            raise Crash(at)
+
+    if step == "certificate":
+        p = n.rotation.prepare("admin1")
+    n.rotation.fault = crash
+    with pytest.raises(Crash):
+        if step == "prepared":
+            n.rotation.prepare("admin1")
+        else:
+            n.rotation.install_certificate(sign_csr(n.ca, p.tls_csr_pem), "admin1")
+    action = {"prepared": "key-rotation-prepared", "certificate": "key-rotation-certificate"}[step]
+    assert [o for a, o in _audit_actions(n) if a == action] == []  # cut off by the kill
+    restarted = KeyRotation(n.host)  # the next start
+    assert restarted.audit_staged() == 1
+    assert restarted.audit_staged() == 0  # once
+    assert [o for a, o in _audit_actions(n) if a == action] == ["staged-at-start"]
+    assert [o for a, o in _audit_actions(n) if a == "key-rotation-prepared"] == (
+        ["staged-at-start"] if step == "prepared" else ["staged"]  # the prepare's own entry is not repeated
+    )
+    n.host.audit.close()
+    assert verify_audit(n.cfg.audit_db, n.old.identity_public).ok
