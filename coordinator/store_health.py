@@ -143,7 +143,7 @@ class StoreProbe:
             if self._audit_db is not None:
                 for f in (self._audit_db, self._audit_db.with_name(self._audit_db.name + "-wal")):
                     try:  # the file itself writable (a read-only mode or mount), nothing written to it
-                        os.close(os.open(f, os.O_RDWR | os.O_CLOEXEC | os.O_NOCTTY))
+                        os.close(os.open(f, os.O_RDWR | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK))  # a FIFO put in its place: no hang
                     except FileNotFoundError:
                         continue
         except OSError as e:
