@@ -591,10 +591,29 @@ class CoordinatorDb(KeyOpStore, BackupStore, PoolStore, NonceStore):
             c.execute(f"UPDATE sign_requests SET {cols} WHERE request_id = ?", (*fields.values(), request_id))
 
     def due_for_expiry(self, now: int) -> list[str]:
+        """The PENDING_APPROVAL requests expired at ``now`` (ms, :meth:`expiry_ms`) or by the
+        steady clock: their lifetime (``expires_ms - created_ms``) elapsed since
+        ``created_steady_ms``. The steady clock continues across restarts, so a request that
+        expired while the coordinator was stopped stays expired when it starts again with its
+        wall clock stepped back (README "Clock steps")."""
         rows = self._query(
-            "SELECT request_id FROM sign_requests WHERE state = 'pending_approval' AND expires_ms < ?", (now,)
+            "SELECT request_id FROM sign_requests WHERE state = 'pending_approval'"
+            " AND (expires_ms < ? OR created_ms + (? - created_steady_ms) > expires_ms)",
+            (now, self.steady.now_ms()),
         )
         return [r[0] for r in rows]
+
+    def request_clock_ms(self, request_id: str, wall_ms: int) -> int:
+        """The clock a request's expiry is judged on (ms since the epoch): the later of
+        :meth:`expiry_ms` (``wall_ms``: the caller's wall-clock reading) and the request's
+        ``created_ms`` + the steady time since it was submitted, which a restart with the wall
+        clock stepped back does not rewind. :meth:`expiry_ms` alone for an unknown request."""
+        now = self.expiry_ms(wall_ms)
+        rows = self._query("SELECT created_ms, created_steady_ms FROM sign_requests WHERE request_id = ?", (request_id,))
+        if not rows or rows[0][1] is None:
+            return now
+        created, created_steady = int(rows[0][0]), int(rows[0][1])
+        return max(now, created + self.steady.now_ms() - created_steady)
 
     def record_decision(
         self, request_id: str, a: ApprovalRecord, audit: AuditEvent, settle: Settle,
