@@ -54,6 +54,14 @@ STEADY_MIGRATION: Migration = (
     " BEGIN UPDATE sign_requests SET created_steady_ms = NEW.created_ms WHERE rowid = NEW.rowid; END",
 )
 
+# Step 12 (p16 review, newuser): the steady time of each key's last share change (creation, or its
+# last refresh/reshare done), so the refresh scheduler's due judgement is not delayed by a wall
+# clock stepped back across a restart (the expiry clock adopts the wall clock again at each open).
+# Keys from before have no row: judged by their wall stamps alone, as before.
+KEY_CHANGE_STEADY_MIGRATION: Migration = (
+    "CREATE TABLE key_change_steady (key_id BLOB PRIMARY KEY CHECK (length(key_id) = 32), steady_ms INTEGER NOT NULL)",
+)
+
 # The schema, as versioned migration steps (see mpcnet.common.stores.sqlite). Databases created before
 # versioning have user_version 0 and either layout, so both steps are idempotent (IF NOT EXISTS).
 _MIGRATIONS: tuple[Migration, ...] = (
@@ -181,6 +189,8 @@ _MIGRATIONS: tuple[Migration, ...] = (
     STORE_PROBE_MIGRATION,
     # 11: the rate limit counts steady time (mpcnet/common/steadyclock.py), not the wall clock
     STEADY_MIGRATION,
+    # 12: the steady time of each key's last share change (the refresh scheduler)
+    KEY_CHANGE_STEADY_MIGRATION,
 )
 # the highest steady time held, from the sign_requests_by_steady index (no table scan at open)
 STEADY_FLOOR_SQL = "SELECT MAX(created_steady_ms) FROM sign_requests"
@@ -417,6 +427,10 @@ class CoordinatorDb(KeyOpStore, BackupStore, PoolStore, NonceStore):
                 (k.key_id, k.label, k.public_key, k.chain_code, k.threshold, k.parties, k.status, k.created_ms, k.request_id,
                  k.scheme),
             )
+            # the creation's steady time, once (a key recorded again keeps it): the scheduler's age
+            c.execute(
+                "INSERT OR IGNORE INTO key_change_steady (key_id, steady_ms) VALUES (?, ?)", (k.key_id, self.steady.now_ms())
+            )
 
     def set_key_status(self, key_id: bytes, status: str) -> None:
         with self._tx() as c:
@@ -589,6 +603,13 @@ class CoordinatorDb(KeyOpStore, BackupStore, PoolStore, NonceStore):
         cols = ", ".join(f"{k} = ?" for k in fields)
         with self._tx() as c:
             c.execute(f"UPDATE sign_requests SET {cols} WHERE request_id = ?", (*fields.values(), request_id))
+
+    def key_change_age_ms(self, key_id: bytes) -> int | None:
+        """The steady time (ms) since key ``key_id``'s shares last changed (its creation, or its
+        last refresh/reshare done), which a wall clock stepped back across a restart does not
+        shorten; None for a key without that record (one from before schema step 12)."""
+        rows = self._query("SELECT steady_ms FROM key_change_steady WHERE key_id = ?", (key_id,))
+        return None if not rows else self.steady.now_ms() - int(rows[0][0])
 
     def due_for_expiry(self, now: int) -> list[str]:
         """The PENDING_APPROVAL requests expired at ``now`` (ms, :meth:`expiry_ms`) or by the
