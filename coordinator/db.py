@@ -58,8 +58,11 @@ STEADY_MIGRATION: Migration = (
 # last refresh/reshare done), so the refresh scheduler's due judgement is not delayed by a wall
 # clock stepped back across a restart (the expiry clock adopts the wall clock again at each open).
 # Keys from before have no row: judged by their wall stamps alone, as before.
+# Also each recovery ceremony's steady creation time: an order's expiry and a drill's age are
+# judged on it too, so a ceremony that expired while the coordinator was stopped is not revived.
 KEY_CHANGE_STEADY_MIGRATION: Migration = (
     "CREATE TABLE key_change_steady (key_id BLOB PRIMARY KEY CHECK (length(key_id) = 32), steady_ms INTEGER NOT NULL)",
+    "CREATE TABLE ceremony_steady (ceremony_id BLOB PRIMARY KEY, created_steady_ms INTEGER NOT NULL)",
 )
 
 # The schema, as versioned migration steps (see mpcnet.common.stores.sqlite). Databases created before
@@ -610,6 +613,16 @@ class CoordinatorDb(KeyOpStore, BackupStore, PoolStore, NonceStore):
         shorten; None for a key without that record (one from before schema step 12)."""
         rows = self._query("SELECT steady_ms FROM key_change_steady WHERE key_id = ?", (key_id,))
         return None if not rows else self.steady.now_ms() - int(rows[0][0])
+
+    def ceremony_clock_ms(self, ceremony_id: bytes, created_ms: int, wall_ms: int) -> int:
+        """The clock a recovery ceremony's order expiry and a drill's age are judged on (ms since
+        the epoch): the later of :meth:`expiry_ms` (``wall_ms``: the caller's wall-clock reading)
+        and ``created_ms`` (the ceremony's wall creation stamp) + the steady time since it was
+        opened, which a restart with the wall clock stepped back does not rewind.
+        :meth:`expiry_ms` alone for a ceremony without that record (opened before schema step 12)."""
+        now = self.expiry_ms(wall_ms)
+        rows = self._query("SELECT created_steady_ms FROM ceremony_steady WHERE ceremony_id = ?", (ceremony_id,))
+        return now if not rows else max(now, created_ms + self.steady.now_ms() - int(rows[0][0]))
 
     def due_for_expiry(self, now: int) -> list[str]:
         """The PENDING_APPROVAL requests expired at ``now`` (ms, :meth:`expiry_ms`) or by the
