@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from coordinator.db import AuditEvent
+    from mpcnet.common.steadyclock import SteadyClock
 
 BACKUP_MIGRATION: tuple[str, ...] = (
     "CREATE TABLE IF NOT EXISTS recovery_config_changes (version INTEGER PRIMARY KEY CHECK (version >= 1),"
@@ -170,6 +171,7 @@ class BackupStore:
         def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]: ...
         @staticmethod
         def _enqueue(c: sqlite3.Connection, ev: AuditEvent) -> None: ...
+        steady: SteadyClock
 
     # --- the recovery configuration chain ------------------------------------------------------
     def put_recovery_config(self, version: int, signed_change: bytes, audit: AuditEvent, now: int) -> None:
@@ -243,6 +245,11 @@ class BackupStore:
                 (rec.ceremony_id, rec.kind, rec.key_id, rec.epoch, rec.bundle_digest, rec.config_version, rec.quorum, rec.state,
                  rec.signed_order, rec.follow_up, _targets_text(rec.targets), rec.error, rec.started_by, rec.created_ms,
                  rec.updated_ms),
+            )
+            # its steady creation time (CoordinatorDb.ceremony_clock_ms): a step back across a restart revives none
+            c.execute(
+                "INSERT OR REPLACE INTO ceremony_steady (ceremony_id, created_steady_ms) VALUES (?, ?)",
+                (rec.ceremony_id, self.steady.now_ms()),
             )
             self._enqueue(c, audit)
             return True

@@ -366,6 +366,12 @@ class Ceremonies:
             with self._lock:
                 self._running.discard(cid)
 
+    def _clock(self, rec: CeremonyRecord) -> int:
+        """Now (ms since the epoch) for ``rec``'s expiry judgements: the store's expiry clock, or
+        later by the steady time since the ceremony opened (:meth:`CoordinatorDb.ceremony_clock_ms`:
+        one that expired while the coordinator was stopped is not revived by a step back)."""
+        return self.db.ceremony_clock_ms(rec.ceremony_id, rec.created_ms, now_ms())
+
     def _expire(self, rec: CeremonyRecord) -> bool:
         """True (and the ceremony marked ``failed``, audited ``ceremony-failed``) when ``rec`` is a
         restore or export whose order expired by the coordinator's clock before its follow-up
@@ -375,7 +381,7 @@ class Ceremonies:
         if rec.state not in ("collecting", "running"):
             return False
         if rec.kind == "drill":
-            if self.db.expiry_ms(now_ms()) - rec.created_ms < DRILL_MAX_MS:  # expiry clock: a step back keeps none open
+            if self._clock(rec) - rec.created_ms < DRILL_MAX_MS:  # expiry and steady clocks: a step back keeps none open
                 return False
             waiting = "; ".join(f"share {t.share_index} (node {t.node}): {t.error}" for t in rec.targets if t.state == "waiting")
             why = (f"the drill did not complete within {DRILL_MAX_MS // 3_600_000} h"
@@ -388,7 +394,7 @@ class Ceremonies:
         if not rec.signed_order:
             return False
         expires = _expires_ms(rec)
-        if expires is not None and self.db.expiry_ms(now_ms()) < expires:
+        if expires is not None and self._clock(rec) < expires:
             return False
         why = _expired_text(rec)
         self._finish(rec, "failed", None, why, self._event(self.name, "ceremony-failed", rec, reason=why), from_states=(rec.state,))
@@ -615,7 +621,7 @@ class Ceremonies:
         op = self.keyops.db.get_key_operation(rec.follow_up)
         if op is None or op.state == "failed":
             expires = _expires_ms(rec)
-            if expires is None or self.db.expiry_ms(now_ms()) >= expires:  # the nodes no longer start it: say so, stop retrying
+            if expires is None or self._clock(rec) >= expires:  # the nodes no longer start it: say so, stop retrying
                 why = f"follow-up operation {rec.follow_up} did not complete and {_expired_text(rec)}"
                 self._finish(rec, "failed", None, why, self._event(self.name, "ceremony-failed", rec, reason=why),
                              from_states=("follow-up",))

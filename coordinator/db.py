@@ -54,6 +54,17 @@ STEADY_MIGRATION: Migration = (
     " BEGIN UPDATE sign_requests SET created_steady_ms = NEW.created_ms WHERE rowid = NEW.rowid; END",
 )
 
+# Step 12 (p16 review, newuser): the steady time of each key's last share change (creation, or its
+# last refresh/reshare done), so the refresh scheduler's due judgement is not delayed by a wall
+# clock stepped back across a restart (the expiry clock adopts the wall clock again at each open).
+# Keys from before have no row: judged by their wall stamps alone, as before.
+# Also each recovery ceremony's steady creation time: an order's expiry and a drill's age are
+# judged on it too, so a ceremony that expired while the coordinator was stopped is not revived.
+KEY_CHANGE_STEADY_MIGRATION: Migration = (
+    "CREATE TABLE key_change_steady (key_id BLOB PRIMARY KEY CHECK (length(key_id) = 32), steady_ms INTEGER NOT NULL)",
+    "CREATE TABLE ceremony_steady (ceremony_id BLOB PRIMARY KEY, created_steady_ms INTEGER NOT NULL)",
+)
+
 # The schema, as versioned migration steps (see mpcnet.common.stores.sqlite). Databases created before
 # versioning have user_version 0 and either layout, so both steps are idempotent (IF NOT EXISTS).
 _MIGRATIONS: tuple[Migration, ...] = (
@@ -181,6 +192,8 @@ _MIGRATIONS: tuple[Migration, ...] = (
     STORE_PROBE_MIGRATION,
     # 11: the rate limit counts steady time (mpcnet/common/steadyclock.py), not the wall clock
     STEADY_MIGRATION,
+    # 12: the steady time of each key's last share change (the refresh scheduler)
+    KEY_CHANGE_STEADY_MIGRATION,
 )
 # the highest steady time held, from the sign_requests_by_steady index (no table scan at open)
 STEADY_FLOOR_SQL = "SELECT MAX(created_steady_ms) FROM sign_requests"
@@ -417,6 +430,10 @@ class CoordinatorDb(KeyOpStore, BackupStore, PoolStore, NonceStore):
                 (k.key_id, k.label, k.public_key, k.chain_code, k.threshold, k.parties, k.status, k.created_ms, k.request_id,
                  k.scheme),
             )
+            # the creation's steady time, once (a key recorded again keeps it): the scheduler's age
+            c.execute(
+                "INSERT OR IGNORE INTO key_change_steady (key_id, steady_ms) VALUES (?, ?)", (k.key_id, self.steady.now_ms())
+            )
 
     def set_key_status(self, key_id: bytes, status: str) -> None:
         with self._tx() as c:
@@ -590,11 +607,47 @@ class CoordinatorDb(KeyOpStore, BackupStore, PoolStore, NonceStore):
         with self._tx() as c:
             c.execute(f"UPDATE sign_requests SET {cols} WHERE request_id = ?", (*fields.values(), request_id))
 
+    def key_change_age_ms(self, key_id: bytes) -> int | None:
+        """The steady time (ms) since key ``key_id``'s shares last changed (its creation, or its
+        last refresh/reshare done), which a wall clock stepped back across a restart does not
+        shorten; None for a key without that record (one from before schema step 12)."""
+        rows = self._query("SELECT steady_ms FROM key_change_steady WHERE key_id = ?", (key_id,))
+        return None if not rows else self.steady.now_ms() - int(rows[0][0])
+
+    def ceremony_clock_ms(self, ceremony_id: bytes, created_ms: int, wall_ms: int) -> int:
+        """The clock a recovery ceremony's order expiry and a drill's age are judged on (ms since
+        the epoch): the later of :meth:`expiry_ms` (``wall_ms``: the caller's wall-clock reading)
+        and ``created_ms`` (the ceremony's wall creation stamp) + the steady time since it was
+        opened, which a restart with the wall clock stepped back does not rewind.
+        :meth:`expiry_ms` alone for a ceremony without that record (opened before schema step 12)."""
+        now = self.expiry_ms(wall_ms)
+        rows = self._query("SELECT created_steady_ms FROM ceremony_steady WHERE ceremony_id = ?", (ceremony_id,))
+        return now if not rows else max(now, created_ms + self.steady.now_ms() - int(rows[0][0]))
+
     def due_for_expiry(self, now: int) -> list[str]:
+        """The PENDING_APPROVAL requests expired at ``now`` (ms, :meth:`expiry_ms`) or by the
+        steady clock: their lifetime (``expires_ms - created_ms``) elapsed since
+        ``created_steady_ms``. The steady clock continues across restarts, so a request that
+        expired while the coordinator was stopped stays expired when it starts again with its
+        wall clock stepped back (README "Clock steps")."""
         rows = self._query(
-            "SELECT request_id FROM sign_requests WHERE state = 'pending_approval' AND expires_ms < ?", (now,)
+            "SELECT request_id FROM sign_requests WHERE state = 'pending_approval'"
+            " AND (expires_ms < ? OR created_ms + (? - created_steady_ms) > expires_ms)",
+            (now, self.steady.now_ms()),
         )
         return [r[0] for r in rows]
+
+    def request_clock_ms(self, request_id: str, wall_ms: int) -> int:
+        """The clock a request's expiry is judged on (ms since the epoch): the later of
+        :meth:`expiry_ms` (``wall_ms``: the caller's wall-clock reading) and the request's
+        ``created_ms`` + the steady time since it was submitted, which a restart with the wall
+        clock stepped back does not rewind. :meth:`expiry_ms` alone for an unknown request."""
+        now = self.expiry_ms(wall_ms)
+        rows = self._query("SELECT created_ms, created_steady_ms FROM sign_requests WHERE request_id = ?", (request_id,))
+        if not rows or rows[0][1] is None:
+            return now
+        created, created_steady = int(rows[0][0]), int(rows[0][1])
+        return max(now, created + self.steady.now_ms() - created_steady)
 
     def record_decision(
         self, request_id: str, a: ApprovalRecord, audit: AuditEvent, settle: Settle,

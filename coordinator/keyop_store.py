@@ -27,6 +27,7 @@ from coordinator.nonce_store import NonceStore
 
 if TYPE_CHECKING:
     from coordinator.db import AuditEvent
+    from mpcnet.common.steadyclock import SteadyClock
 
 KEYOP_MIGRATION: tuple[str, ...] = (
     "CREATE TABLE IF NOT EXISTS key_epochs (key_id BLOB PRIMARY KEY CHECK (length(key_id) = 32),"
@@ -129,6 +130,7 @@ class KeyOpStore:
         def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]: ...
         @staticmethod
         def _enqueue(c: sqlite3.Connection, ev: AuditEvent) -> None: ...
+        steady: SteadyClock
 
     # --- key epochs --------------------------------------------------------------------------
     def key_epoch(self, key_id: bytes, parties: int) -> tuple[int, tuple[int, ...]]:
@@ -274,10 +276,15 @@ class KeyOpStore:
         """Nodes ``pending`` have not switched yet; none left: state done (with ``audit``)."""
         with self._tx() as c:
             state = "committing" if pending else "done"
-            c.execute(
+            u = c.execute(
                 "UPDATE key_operations SET pending_nodes = ?, state = ?, updated_ms = ? WHERE op_id = ? AND state = 'committing'",
                 (_text(pending), state, now, op_id),
             )
+            if state == "done" and u.rowcount == 1:  # the shares changed: the refresh scheduler's age counts from now
+                c.execute(
+                    "INSERT OR REPLACE INTO key_change_steady (key_id, steady_ms)"
+                    " SELECT key_id, ? FROM key_operations WHERE op_id = ?", (self.steady.now_ms(), op_id),
+                )
             if audit is not None and not pending:
                 self._enqueue(c, audit)
 

@@ -608,7 +608,7 @@ class SignRequests:
         if rec is None or rec.state != "signing":
             return
         sreq = decoded_request(rec.request)  # the decision decoded the same bytes (request_codec.py)
-        if self.db.expiry_ms(now_ms()) > sreq.expires_at_ms:
+        if self.db.request_clock_ms(rid, now_ms()) > sreq.expires_at_ms:  # steady too: a restart revives none
             self._finish(rid, "expired", Code.FAILED_PRECONDITION, "the request expired before it could be signed", 0)
             return
         k = self.db.get_key(rec.key_id)
@@ -763,7 +763,7 @@ class SignRequests:
             while True:
                 sub.clear()
                 rec, info, data = self._watched(rid)
-                if rec.state == "pending_approval" and self.db.expiry_ms(now_ms()) > rec.expires_ms:
+                if rec.state == "pending_approval" and self.db.request_clock_ms(rid, now_ms()) > rec.expires_ms:
                     self.expire_due()  # expiry is applied lazily on reads too
                     rec, info, data = self._watched(rid)
                 if data != last:
@@ -776,7 +776,7 @@ class SignRequests:
                     return
                 wait = min(left, WATCH_POLL_S)
                 if rec.state == "pending_approval":
-                    wait = min(wait, max(0.0, (rec.expires_ms - self.db.expiry_ms(now_ms())) / 1000) + 0.05)
+                    wait = min(wait, max(0.0, (rec.expires_ms - self.db.request_clock_ms(rid, now_ms())) / 1000) + 0.05)
                 sub.wait(wait)
 
 

@@ -122,7 +122,11 @@ class RefreshScheduler:
         if any(r.state in LIVE for r in ops):
             return None
         last = last_change_ms(k, ops)
-        if now - last < period * 1000 + self.margin_ms:
+        age = now - last
+        steady_age = self.db.key_change_age_ms(k.key_id)  # a step back across a restart shortens no age
+        if steady_age is not None:
+            age = max(age, steady_age)
+        if age < period * 1000 + self.margin_ms:
             return None
         failed = [r for r in ops if r.authorized_by == SCHEDULE and r.state == "failed"]
         # the newest failure as recorded (ops are oldest first in recording order), not the

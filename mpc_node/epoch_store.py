@@ -39,6 +39,7 @@ from mpc_node.backup_store import erase_restored
 if TYPE_CHECKING:
     from mpc_node.audit_outbox import OutboxEntry
     from mpc_node.key_epoch_cache import KeyEpochCache
+    from mpcnet.common.steadyclock import SteadyClock
 
 KIND_PENDING_SHARE = b"keyshare-pending"
 HOLDING = "holding"
@@ -140,6 +141,7 @@ class EpochStore:
         def _seal(self, kind: bytes, ident: bytes, plaintext: bytes) -> bytes: ...
         def _unseal(self, kind: bytes, ident: bytes, blob: bytes) -> bytes: ...
         def _queue_audit(self, c: sqlite3.Connection, entry: OutboxEntry) -> str: ...
+        steady: SteadyClock
 
     # --- reading -----------------------------------------------------------------------------
     def key_epoch(self, key_id: bytes) -> KeyEpoch | None:
@@ -147,6 +149,14 @@ class EpochStore:
         the store's memo when it holds the key (:mod:`mpc_node.key_epoch_cache`)."""
         with self._read() as c:
             return self._epoch_cache.get(c, key_id, _key_epoch)
+
+    def key_change_age_ms(self, key_id: bytes) -> int | None:
+        """The steady time (ms) since this node's share of ``key_id`` last changed (keygen, a
+        committed epoch, leaving), which a wall clock stepped back across a restart does not
+        shorten; None without that record (a share from before schema step 13)."""
+        with self._read() as c:
+            row = c.execute("SELECT steady_ms FROM key_epoch_steady WHERE key_id = ?", (key_id,)).fetchone()
+        return None if row is None else self.steady.now_ms() - int(row[0])
 
     def key_epochs(self) -> dict[bytes, KeyEpoch]:
         """Every key's epoch state (ListKeys)."""
@@ -237,6 +247,7 @@ class EpochStore:
             "INSERT OR REPLACE INTO key_epochs (key_id, epoch, committee, state, changed_ms) VALUES (?, 0, ?, 'holding', ?)",
             (key_id, committee_text(committee), _now_ms()),
         )
+        _mark_change(c, key_id, self.steady.now_ms())
 
     def commit_epoch(
         self, key_id: bytes, session_id: bytes, *, label: str, public_key: bytes, epoch: int, scheme: str = "ecdsa-secp256k1",
@@ -298,6 +309,7 @@ class EpochStore:
                 "INSERT OR REPLACE INTO key_epochs (key_id, epoch, committee, state, changed_ms) VALUES (?, ?, ?, ?, ?)",
                 (key_id, p.epoch, committee_text(p.committee), state, now),
             )
+            _mark_change(c, key_id, self.steady.now_ms())
             rv = c.execute(
                 "SELECT roster_version FROM pending_rosters WHERE key_id = ? AND session_id = ?", (key_id, session_id)
             ).fetchone()
@@ -345,6 +357,7 @@ class EpochStore:
                 "INSERT OR REPLACE INTO key_epochs (key_id, epoch, committee, state, changed_ms) VALUES (?, ?, ?, 'left', ?)",
                 (key_id, epoch, committee_text(committee), _now_ms()),
             )
+            _mark_change(c, key_id, self.steady.now_ms())
             c.execute("DELETE FROM pending_epochs WHERE key_id = ? AND committed = 0", (key_id,))  # committed ones stay
             c.execute("DELETE FROM pending_rosters WHERE key_id = ?", (key_id,))
             c.execute("DELETE FROM key_rosters WHERE key_id = ?", (key_id,))
@@ -407,6 +420,12 @@ def _abandon(c: sqlite3.Connection, key_id: bytes, session_id: bytes) -> None:
 def _abandoned(c: sqlite3.Connection, key_id: bytes, session_id: bytes) -> bool:
     row = c.execute("SELECT 1 FROM abandoned_sessions WHERE key_id = ? AND session_id = ?", (key_id, session_id)).fetchone()
     return row is not None
+
+
+def _mark_change(c: sqlite3.Connection, key_id: bytes, steady_ms: int) -> None:
+    """Inside a write transaction: key ``key_id``'s share changed at ``steady_ms`` (the store's
+    steady clock, ms): the refresh schedule's age counts from it too (``key_epoch_steady``)."""
+    c.execute("INSERT OR REPLACE INTO key_epoch_steady (key_id, steady_ms) VALUES (?, ?)", (key_id, steady_ms))
 
 
 def _now_ms() -> int:

@@ -83,7 +83,9 @@ class EpochService:
         found = self.node.gov.policy_for(held.key_id)
         if found is None:
             return None
-        return RefreshSchedule(found[1].refresh_period_s, self.node.expiry_clock.now_ms() - held.changed_ms)
+        age = self.node.expiry_clock.now_ms() - held.changed_ms
+        steady_age = self.node.store.key_change_age_ms(held.key_id)  # a step back across a restart shortens no age
+        return RefreshSchedule(found[1].refresh_period_s, age if steady_age is None else max(age, steady_age))
 
     def audit_event(self, actor: str, action: str, outcome: str, details: dict[str, str | int | bool]) -> None:
         """Append an entry that records no store change (a refusal, a session's start) directly."""

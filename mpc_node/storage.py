@@ -203,6 +203,10 @@ _MIGRATIONS: tuple[Migration, ...] = (
     RESTORED_FROST_MIGRATION,
     # 12: the rate limit counts steady time (mpcnet/common/steadyclock.py), not the wall clock
     STEADY_MIGRATION,
+    # 13 (p16 review): the steady time of each key's last share change, so the refresh schedule's
+    # age is not shortened by a wall clock stepped back across a restart (mpc_node/epochs.py);
+    # shares from before have no row and are judged by their wall stamp alone, as before
+    ("CREATE TABLE IF NOT EXISTS key_epoch_steady (key_id BLOB PRIMARY KEY, steady_ms INTEGER NOT NULL)",),
 )
 MAX_SCOPE = 32
 MAX_CHANGE = 1 << 20

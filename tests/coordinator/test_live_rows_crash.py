@@ -94,6 +94,8 @@ def test_a_crash_inside_step_9_leaves_version_8_and_the_next_open_completes_it(t
 
 
 _DOWNGRADE = (  # README, "History costs nothing to the periodic work": back to version 8
+    "DROP TABLE IF EXISTS key_change_steady",  # step 12, when the database has it
+    "DROP TABLE IF EXISTS ceremony_steady",
     # step 11 (steady times) first, when the database has it
     "DROP TRIGGER IF EXISTS sign_requests_steady_default",
     "DROP INDEX IF EXISTS sign_requests_by_key_steady",

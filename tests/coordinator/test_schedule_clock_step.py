@@ -24,7 +24,7 @@ def _rec(state: str, updated_ms: int) -> KeyOpRecord:
 def _due(ops: list[KeyOpRecord]) -> Any:
     fake = SimpleNamespace(
         policy_for=lambda key_id: SimpleNamespace(refresh_period_s=PERIOD_S),
-        db=SimpleNamespace(list_key_operations=lambda key_id: ops),
+        db=SimpleNamespace(list_key_operations=lambda key_id: ops, key_change_age_ms=lambda key_id: None),
         margin_ms=2_000,
     )
     key = SimpleNamespace(key_id=b"\x01" * 32, created_ms=NOW - 2 * PERIOD_S * 1000)

@@ -25,7 +25,7 @@ def test_step_11_keeps_restored_rows_and_takes_32_byte_keys() -> None:
     _insert(conn, ROW)
     with pytest.raises(sqlite3.IntegrityError):  # before step 11: a 32-byte key is refused
         _insert(conn, (b"e" * 32, *ROW[1:4], b"e" * 32, *ROW[5:]))
-    assert migrate(conn, _MIGRATIONS) == len(_MIGRATIONS) == 12  # and step 12 (steady times)
+    assert migrate(conn, _MIGRATIONS) == len(_MIGRATIONS) == 13  # and steps 12, 13 (steady times)
     assert conn.execute(f"SELECT {COLUMNS} FROM restored_shares").fetchall() == [ROW]
     _insert(conn, (b"e" * 32, *ROW[1:4], b"e" * 32, *ROW[5:]))
     with pytest.raises(sqlite3.IntegrityError):

@@ -21,9 +21,10 @@ KEY = bytes([7]) * 32
 PASS = b"legacy passphrase"
 AUDIT_KEY = Ed25519PrivateKey.from_private_bytes(bytes(32))
 T0 = 1_700_000_000_000
-CURRENT = 11  # migration steps of the coordinator database today (6: recovery, bundles, ceremonies, drills; 7: pools; 8: FROST;
-# 9: partial indexes over the live presigs and frost_nonces; 10: the store probe's row; 11: steady times)
-NODE_CURRENT = 12  # node store (7: recovery; 8: audit outbox; 9: pools; 10: FROST keys.scheme, nonces; 11: ed25519 restores; 12: steady)
+CURRENT = 12  # migration steps of the coordinator database today (6: recovery, bundles, ceremonies, drills; 7: pools; 8: FROST;
+# 9: partial indexes over the live presigs and frost_nonces; 10: the store probe's row; 11: steady times; 12: steady change stamps)
+NODE_CURRENT = 13  # node store (7: recovery; 8: audit outbox; 9: pools; 10: FROST keys.scheme, nonces; 11: ed25519 restores;
+# 12: steady; 13: key_epoch_steady)
 AUDIT_CURRENT = 3  # of the audit log (3: the audit_events index)
 
 
