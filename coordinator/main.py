@@ -26,7 +26,7 @@ import click
 import grpc
 
 from coordinator import decide_wait
-from coordinator.audit_key import finish_pending_rotation, rotate_audit_key
+from coordinator.audit_key import finish_pending_rotation, rotate_audit_key, staged_path
 from coordinator.config import CoordinatorConfig, load_coordinator_config
 from coordinator.roles import allowed
 from coordinator.service import CoordinatorService
@@ -42,6 +42,7 @@ from mpcnet.common.listen import bind_listen
 from mpcnet.common.metrics import serve_metrics
 from mpcnet.common.pki import PkiError, server_credentials
 from mpcnet.common.rpc import SERVER_OPTIONS, add_standard_services, audited_role_check, service_handler, wait_until_stopped
+from mpcnet.common.tempsweep import sweep_stale_temps
 from mpcnet.wire.mpc.v1 import coordinator_pb2
 
 log = logging.getLogger("coordinator")
@@ -97,7 +98,14 @@ def run(cfg: CoordinatorConfig, stop: threading.Event | None = None) -> int:
         raise unusable from None
 
 
+def own_files(cfg: CoordinatorConfig) -> tuple[Path, ...]:
+    """The files this coordinator (and its offline commands) replace atomically: their temporary
+    files a kill left are swept at start (:func:`mpcnet.common.tempsweep.sweep_stale_temps`)."""
+    return (Path(cfg.keystore), staged_path(cfg.keystore), Path(cfg.path), Path(cfg.cert.cert), Path(cfg.cert.key))
+
+
 def _serve(cfg: CoordinatorConfig, stop: threading.Event | None) -> int:
+    sweep_stale_temps(own_files(cfg))  # under the data-dir and keystore locks: no writer of ours is running
     passphrase = read_passphrase(file=cfg.passphrase_file, env=cfg.passphrase_env)
     finish_pending_rotation(cfg, passphrase)  # an audit key rotation a kill interrupted (coordinator/audit_key.py)
     identity = load_keystore(cfg.keystore, passphrase).identity
