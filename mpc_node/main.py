@@ -196,7 +196,7 @@ def _serve(cfg: NodeConfig, ready: threading.Event | None, stop: threading.Event
 
 
 _command = cliutil.server_command(
-    "mpc-node", __doc__ or "", "node", load_node_config, run,
+    "mpc-node", __doc__ or "", "node", load_node_config, lambda cfg, serving: run(cfg, serving),
     (KeystoreError, StoreError, PkiError, OSError, RuntimeError, GovernanceError, TokenError), log,
 )
 
