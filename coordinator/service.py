@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from coordinator.anomaly_hook import AnomalyMonitor, audit_heads
 from coordinator.config import CoordinatorConfig
-from coordinator.db import CoordinatorDb, KeyRecord, RequestRecord, now_ms
+from coordinator.db import AuditEvent, CoordinatorDb, KeyRecord, RequestRecord, now_ms
 from coordinator.faults import fault_hook
 from coordinator.frost_nonce_sync import NonceSync
 from coordinator.frost_sign import FrostDeps, FrostSigning
@@ -275,14 +275,17 @@ class CoordinatorService:
         for r in self.db.requests_in_state("running"):
             k = self.db.key_of_request(r.request_id) if r.kind == "keygen" else None
             if k is not None:  # killed after the key was recorded: the keygen succeeded
-                self.db.update_request(r.request_id, state="succeeded", key_id=k.key_id, attempts=1)
-                # an id stored before ids were checked with fullmatch stays in the details, escaped
-                self.audit.append(
-                    cfg.name, "key-create", request_id=r.request_id if is_request_id(r.request_id) else "",
-                    outcome=k.status, details=detail_text("label", k.label) | detail_text("request", escape(r.request_id)) | {
-                        "key_id": k.key_id.hex(), "public_key": k.public_key.hex(), "recovered": True,
-                    },
+                # its key-create entry: one transaction with the state change (the audit outbox; flushed below).
+                # An id stored before ids were checked with fullmatch stays in the details, escaped
+                self.db.update_request(
+                    r.request_id, state="succeeded", key_id=k.key_id, attempts=1, audit=AuditEvent(
+                        cfg.name, "key-create", r.request_id if is_request_id(r.request_id) else "", k.status,
+                        detail_text("label", k.label) | detail_text("request", escape(r.request_id)) | {
+                            "key_id": k.key_id.hex(), "public_key": k.public_key.hex(), "recovered": True,
+                        },
+                    ),
                 )
+                self.requests.flusher.soon()
                 log.info("request %s (keygen) was interrupted by a restart after key %s was recorded: succeeded",
                          escape(r.request_id), k.key_id.hex()[:16])
                 continue
