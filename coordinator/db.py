@@ -475,13 +475,17 @@ class CoordinatorDb(KeyOpStore, BackupStore, PoolStore, NonceStore):
                 (now_ms(), request_id),
             )
 
-    def update_request(self, request_id: str, **fields: Any) -> None:
+    def update_request(self, request_id: str, *, audit: AuditEvent | None = None, **fields: Any) -> None:
+        """Set ``fields`` of request ``request_id``; ``audit`` (the entry the change causes) is
+        queued in the audit outbox in the same transaction."""
         if "signers" in fields:
             fields["signers"] = _text(fields["signers"])
         fields["updated_ms"] = now_ms()
         cols = ", ".join(f"{k} = ?" for k in fields)
         with self._tx() as c:
             c.execute(f"UPDATE requests SET {cols} WHERE request_id = ?", (*fields.values(), request_id))
+            if audit is not None:
+                self._enqueue(c, audit)
 
     def get_request(self, request_id: str) -> RequestRecord | None:
         rows = self._query("SELECT * FROM requests WHERE request_id = ?", (request_id,))

@@ -26,7 +26,7 @@ import click
 import grpc
 
 from coordinator import decide_wait
-from coordinator.audit_key import finish_pending_rotation, rotate_audit_key
+from coordinator.audit_key import finish_pending_rotation, rotate_audit_key, staged_path
 from coordinator.config import CoordinatorConfig, load_coordinator_config
 from coordinator.roles import allowed
 from coordinator.service import CoordinatorService
@@ -42,6 +42,7 @@ from mpcnet.common.listen import bind_listen
 from mpcnet.common.metrics import serve_metrics
 from mpcnet.common.pki import PkiError, server_credentials
 from mpcnet.common.rpc import SERVER_OPTIONS, add_standard_services, audited_role_check, service_handler, wait_until_stopped
+from mpcnet.common.tempsweep import sweep_stale_temps
 from mpcnet.wire.mpc.v1 import coordinator_pb2
 
 log = logging.getLogger("coordinator")
@@ -82,14 +83,14 @@ def build_server(cfg: CoordinatorConfig, service: CoordinatorService) -> grpc.Se
     return server
 
 
-def run(cfg: CoordinatorConfig, stop: threading.Event | None = None) -> int:
+def run(cfg: CoordinatorConfig, stop: threading.Event | None = None, ready: threading.Event | None = None) -> int:
     """Serve until stopped; first lock the data directories, so a second coordinator started with
     this configuration fails (:class:`DataDirBusy`, naming the holder's pid) before it writes anything."""
     dirs = (cfg.db.parent, cfg.audit_db.parent)
     check_data_dirs(dirs)  # a full, read-only or dangling data dir: one line naming it (DataDirUnusable)
     try:
         with hold_data_dirs(dirs, files=(cfg.db, cfg.audit_db)), hold_keystore(cfg.keystore):  # then one process per keystore (exit 2)
-            return _serve(cfg, stop)
+            return _serve(cfg, stop, ready)
     except Exception as e:
         unusable = start_failure(dirs, e)
         if unusable is None:
@@ -97,7 +98,14 @@ def run(cfg: CoordinatorConfig, stop: threading.Event | None = None) -> int:
         raise unusable from None
 
 
-def _serve(cfg: CoordinatorConfig, stop: threading.Event | None) -> int:
+def own_files(cfg: CoordinatorConfig) -> tuple[Path, ...]:
+    """The files this coordinator (and its offline commands) replace atomically: their temporary
+    files a kill left are swept at start (:func:`mpcnet.common.tempsweep.sweep_stale_temps`)."""
+    return (Path(cfg.keystore), staged_path(cfg.keystore), Path(cfg.path), Path(cfg.cert.cert), Path(cfg.cert.key))
+
+
+def _serve(cfg: CoordinatorConfig, stop: threading.Event | None, ready: threading.Event | None) -> int:
+    sweep_stale_temps(own_files(cfg))  # under the data-dir and keystore locks: no writer of ours is running
     passphrase = read_passphrase(file=cfg.passphrase_file, env=cfg.passphrase_env)
     finish_pending_rotation(cfg, passphrase)  # an audit key rotation a kill interrupted (coordinator/audit_key.py)
     identity = load_keystore(cfg.keystore, passphrase).identity
@@ -114,7 +122,7 @@ def _serve(cfg: CoordinatorConfig, stop: threading.Event | None) -> int:
         "coordinator listening on %s; %d-of-%d over nodes %s",
         cfg.listen, cfg.threshold, cfg.parties, ", ".join(f"{ep.name}={ep.endpoint}" for ep in cfg.nodes.values()),
     )
-    wait_until_stopped(stop)
+    wait_until_stopped(stop, ready)  # sets ready: serving from here on
     service.health.enter_graceful_shutdown()  # load balancers see NOT_SERVING while we drain
     service.requests.stop()  # open watches end now (their clients resume elsewhere or after the restart)
     server.stop(grace=3).wait()
@@ -125,7 +133,7 @@ def _serve(cfg: CoordinatorConfig, stop: threading.Event | None) -> int:
 
 
 _command = cliutil.server_command(
-    "mpc-coordinator", __doc__ or "", "coordinator", load_coordinator_config, run,
+    "mpc-coordinator", __doc__ or "", "coordinator", load_coordinator_config, lambda cfg, serving: run(cfg, None, serving),
     (PkiError, OSError, RuntimeError, KeystoreError, GovernanceError), log,
 )
 

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from coordinator.anomaly_hook import AnomalyMonitor, audit_heads
 from coordinator.config import CoordinatorConfig
-from coordinator.db import CoordinatorDb, KeyRecord, RequestRecord, now_ms
+from coordinator.db import AuditEvent, CoordinatorDb, KeyRecord, RequestRecord, now_ms
 from coordinator.faults import fault_hook
 from coordinator.frost_nonce_sync import NonceSync
 from coordinator.frost_sign import FrostDeps, FrostSigning
@@ -275,14 +275,17 @@ class CoordinatorService:
         for r in self.db.requests_in_state("running"):
             k = self.db.key_of_request(r.request_id) if r.kind == "keygen" else None
             if k is not None:  # killed after the key was recorded: the keygen succeeded
-                self.db.update_request(r.request_id, state="succeeded", key_id=k.key_id, attempts=1)
-                # an id stored before ids were checked with fullmatch stays in the details, escaped
-                self.audit.append(
-                    cfg.name, "key-create", request_id=r.request_id if is_request_id(r.request_id) else "",
-                    outcome=k.status, details=detail_text("label", k.label) | detail_text("request", escape(r.request_id)) | {
-                        "key_id": k.key_id.hex(), "public_key": k.public_key.hex(), "recovered": True,
-                    },
+                # its key-create entry: one transaction with the state change (the audit outbox; flushed below).
+                # An id stored before ids were checked with fullmatch stays in the details, escaped
+                self.db.update_request(
+                    r.request_id, state="succeeded", key_id=k.key_id, attempts=1, audit=AuditEvent(
+                        cfg.name, "key-create", r.request_id if is_request_id(r.request_id) else "", k.status,
+                        detail_text("label", k.label) | detail_text("request", escape(r.request_id)) | {
+                            "key_id": k.key_id.hex(), "public_key": k.public_key.hex(), "recovered": True,
+                        },
+                    ),
                 )
+                self.requests.flusher.soon()
                 log.info("request %s (keygen) was interrupted by a restart after key %s was recorded: succeeded",
                          escape(r.request_id), k.key_id.hex()[:16])
                 continue
@@ -538,8 +541,12 @@ class CoordinatorService:
         if ev is not None:
             ev.set()
 
-    def _fail(self, rid: str, err: RpcError, attempts: int = 0) -> RpcError:
-        self.db.update_request(rid, state="failed", error_code=err.code.value[0], error_message=err.message, attempts=attempts)
+    def _fail(self, rid: str, err: RpcError, attempts: int = 0, audit: AuditEvent | None = None) -> RpcError:
+        """Record request ``rid`` FAILED with ``err`` (and ``audit``, its entry, queued in the same
+        transaction: the audit outbox); returns ``err``."""
+        self.db.update_request(
+            rid, state="failed", error_code=err.code.value[0], error_message=err.message, attempts=attempts, audit=audit,
+        )
         log.warning("request %s failed: %s: %s", rid, err.code.name, err.message, extra={"event": "request-failed", "request_id": rid})
         return err
 
@@ -566,17 +573,18 @@ class CoordinatorService:
             try:
                 started = time.monotonic()
                 k = self._keygen(rid, label, scheme)
-                self.db.update_request(rid, state="succeeded", key_id=k.key_id, attempts=1)
+                # the state change and its key-create entry: one transaction (the audit outbox)
+                self.db.update_request(rid, state="succeeded", key_id=k.key_id, attempts=1, audit=AuditEvent(
+                    actor, "key-create", rid, k.status,
+                    detail_text("label", label) | {"request": rid, "key_id": k.key_id.hex(), "public_key": k.public_key.hex(),
+                                                   "scheme": k.scheme},
+                ))
                 self.metrics.keygen_seconds.observe(time.monotonic() - started)  # a created key only
                 key_created(self.metrics, label)  # its signatures_total{key} child at 0 (with key_labels)
             except Exception as e:
                 self._keygen_failed(actor, rid, label, e)
                 raise
-            self.audit.append(
-                actor, "key-create", request_id=rid, outcome=k.status,
-                details=detail_text("label", label) | {"request": rid, "key_id": k.key_id.hex(), "public_key": k.public_key.hex(),
-                                                     "scheme": k.scheme},
-            )
+            self._flush_audit_now(rid)
             return coordinator_pb2.CreateKeyResponse(request_id=rid, key=self.key_info(k))
         finally:
             self._done(rid)
@@ -591,17 +599,27 @@ class CoordinatorService:
         )
         if not isinstance(e, RpcError):
             log.error("request %s: keygen failed unexpectedly: %s", rid, escape(f"{type(e).__name__}: {e}"))
+        entry: AuditEvent | None = None
         try:
-            self._fail(rid, err, 1)
+            entry = AuditEvent(
+                actor, "key-create", rid, "failed",
+                detail_text("label", label) | {"request": rid} | detail_text("reason", f"{err.code.name}: {err.message}"),
+            )
+        except Exception as f:  # the failure is still recorded (never left RUNNING), without its entry
+            log_failure(log, f, f"request {rid}: cannot audit its failure", self.db.health.saw)
+        try:
+            self._fail(rid, err, 1, audit=entry)  # with its key-create entry: one transaction (the audit outbox)
         except Exception as f:
             log_failure(log, f, f"request {rid}: cannot record its failure", self.db.health.saw)
+        self._flush_audit_now(rid)
+
+    def _flush_audit_now(self, rid: str) -> None:
+        """Append the queued entries (a key-create just committed) before answering; an entry the
+        log refuses now stays queued for the flusher (logged)."""
         try:
-            self.audit.append(
-                actor, "key-create", request_id=rid, outcome="failed",
-                details=detail_text("label", label) | {"request": rid} | detail_text("reason", f"{err.code.name}: {err.message}"),
-            )
+            self.requests.flush_audit()
         except Exception as f:
-            log_failure(log, f, f"request {rid}: cannot audit its failure", self.db.health.saw)
+            log_failure(log, f, f"request {rid}: audit outbox not flushed now (it is retried)", self.db.health.saw)
 
     def _keygen(self, rid: str, label: str, scheme: str = "ecdsa-secp256k1") -> KeyRecord:
         t0 = time.perf_counter()

@@ -124,8 +124,12 @@ class NodeNonces:
         with self._purge_lock:
             if self._purged:
                 return
+            def entry(n: int) -> OutboxEntry | None:  # queued in the deleting transaction (the audit outbox)
+                details: dict[str, str | int | bool] = {"count": n, "reason": "node-start"}
+                return OutboxEntry(node.cfg.name, "frost-nonces-discard", "", "discarded", details) if n else None
+
             try:
-                n = node.store.delete_all_fresh_nonces()
+                n = node.store.delete_all_fresh_nonces(audit=entry)
             except (StoreError, sqlite3.Error) as e:
                 log.error("cannot delete the fresh FROST nonces left from before the start (%s)", e)
                 raise RpcError(
@@ -134,8 +138,8 @@ class NodeNonces:
                 ) from None
             self._purged = True
         if n:
+            node.outbox.notify()
             log.info("deleted %d fresh FROST nonce(s) at start (never revived)", n)
-            node.audit.append(node.cfg.name, "frost-nonces-discard", outcome="discarded", details={"count": n, "reason": "node-start"})
 
     def _remember(self, ids: list[bytes]) -> None:
         """Record nonce ids this run stored; past :data:`MADE_PRUNE_AT` keep only those still fresh."""

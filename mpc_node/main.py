@@ -21,6 +21,7 @@ import logging
 import sys
 import threading
 from concurrent import futures
+from pathlib import Path
 
 import grpc
 
@@ -28,7 +29,7 @@ from governance.errors import GovernanceError
 from mpc_node.audit_outbox import problem_text
 from mpc_node.clock import NodeClock
 from mpc_node.config import NodeConfig, load_node_config
-from mpc_node.rotation import recover_switch
+from mpc_node.rotation import StagingPaths, recover_switch
 from mpc_node.service import NodeService
 from mpc_node.storage import NodeStore, StoreError
 from mpc_node.tls import ServingCertificate
@@ -47,6 +48,7 @@ from mpcnet.common.protection import close_tokens, open_operational_keys, storag
 from mpcnet.common.rpc import SERVER_OPTIONS, add_standard_services, audited_role_check, service_handler, wait_until_stopped
 from mpcnet.common.stores.audit import AuditLog
 from mpcnet.common.streams import StreamBudget
+from mpcnet.common.tempsweep import sweep_stale_temps
 from mpcnet.wire.mpc.v1 import node_pb2
 
 log = logging.getLogger("mpc_node")
@@ -116,7 +118,18 @@ def run(cfg: NodeConfig, ready: threading.Event | None = None, stop: threading.E
         raise unusable from None
 
 
+def own_files(cfg: NodeConfig) -> tuple[Path, ...]:
+    """The files this node (and its offline commands) replace atomically: their temporary files
+    a kill left are swept at start (:func:`mpcnet.common.tempsweep.sweep_stale_temps`)."""
+    staging = StagingPaths.for_config(cfg)
+    return (
+        Path(cfg.keystore), Path(cfg.keystore).with_name(Path(cfg.keystore).name + ".pkcs11"), Path(cfg.path),
+        Path(cfg.cert.cert), Path(cfg.cert.key), staging.keystore, staging.tls_key, staging.tls_cert, staging.marker,
+    )
+
+
 def _serve(cfg: NodeConfig, ready: threading.Event | None, stop: threading.Event | None) -> int:
+    sweep_stale_temps(own_files(cfg))  # under the data-dir and keystore locks: no writer of ours is running
     try:
         clock = NodeClock.from_env(cfg.test_mode)
     except ValueError as e:
@@ -183,7 +196,7 @@ def _serve(cfg: NodeConfig, ready: threading.Event | None, stop: threading.Event
 
 
 _command = cliutil.server_command(
-    "mpc-node", __doc__ or "", "node", load_node_config, run,
+    "mpc-node", __doc__ or "", "node", load_node_config, lambda cfg, serving: run(cfg, serving),
     (KeystoreError, StoreError, PkiError, OSError, RuntimeError, GovernanceError, TokenError), log,
 )
 

@@ -220,8 +220,11 @@ class NodePools:
         self._stale: dict[bytes, tuple[bytes, ...]] = {}
         self._stale_lock = threading.Lock()
         node.roster_state.add_listener(self._roster_changed)
+        def entry(n: int) -> OutboxEntry | None:  # queued in the deleting transaction (the audit outbox)
+            return OutboxEntry(node.cfg.name, "presign-discard", "", "discarded", {"count": n, "reason": "node-start"}) if n else None
+
         try:
-            n = node.store.delete_all_fresh_presignatures()
+            n = node.store.delete_all_fresh_presignatures(audit=entry)
         except StoreError as e:
             for p in node.store.fresh_presignatures():
                 self._stale[p.key_id] = (*self._stale.get(p.key_id, ()), p.presig_id)
@@ -229,8 +232,8 @@ class NodePools:
                       sum(map(len, self._stale.values())), e)
             return
         if n:
+            node.outbox.notify()
             log.info("deleted %d fresh presignature(s) at start (never revived)", n)
-            node.audit.append(node.cfg.name, "presign-discard", outcome="discarded", details={"count": n, "reason": "node-start"})
 
     def _stale_ids(self) -> frozenset[bytes]:
         """The ids left from before the start (see ``__init__``) after one more try to delete them."""

@@ -10,9 +10,13 @@ atomic; re-running the command after a kill at any point completes the move:
 2. ``KEYSTORE.pkcs11`` next to the keystore: the same operational keys under a fresh data key
    wrapped by the token (reused if a previous run wrote it and it opens);
 3. the store: every sealed blob re-sealed under a fresh data key wrapped by the token, and the
-   passphrase's salt and check replaced, in ONE transaction (:mod:`mpc_node.store_rekey`);
+   passphrase's salt and check replaced, in ONE transaction (:mod:`mpc_node.store_rekey`) with
+   the ``rekey-store`` audit entry (how many blobs it re-sealed) queued in the store's audit outbox;
 4. ``KEYSTORE.pkcs11`` renamed over the keystore;
-5. an audit entry ``rekey-store`` (signed by the node's identity, like every entry);
+5. the store's audit outbox appended to the audit log (signed by the node's identity, like every
+   entry; each entry once, whatever run delivers it: :func:`~mpc_node.store_rekey.deliver_outbox`).
+   Without a store (a node never started) the entry is appended with a once-only event of the
+   node's identity key (a rerun appends it once);
 6. the config rewritten (atomic): ``passphrase_file``/``passphrase_env`` replaced by ``pkcs11``.
 
 The identity key stays the node's (in the keystore, now token-protected): moving it into the
@@ -32,10 +36,11 @@ from pathlib import Path
 import click
 
 from governance.errors import GovernanceError
+from mpc_node.audit_outbox import OutboxEntry
 from mpc_node.config import NodeConfig, load_node_config
 from mpc_node.rotation import StagingPaths
 from mpc_node.storage import StoreError
-from mpc_node.store_rekey import reseal_store, store_kind
+from mpc_node.store_rekey import deliver_outbox, reseal_store, store_kind
 from mpcnet.common.cliutil import Failed, PathArg
 from mpcnet.common.config import ConfigError
 from mpcnet.common.datadir import DataDirBusy, hold_data_dirs
@@ -106,8 +111,15 @@ def rekey(cfg: NodeConfig, settings: Pkcs11Settings, say: Callable[[str], None] 
     # 3. the store, in one transaction
     count = 0
     kind = store_kind(cfg.store)
+
+    def entry(resealed: int) -> OutboxEntry:
+        return OutboxEntry(cfg.name, "rekey-store", "", "ok", {
+            "protection": "pkcs11", "token_label": settings.token_label,
+            "storage_key_label": settings.storage_key_label, "records_resealed": resealed,
+        })  # fmt: skip
+
     if kind == "passphrase":
-        count = reseal_store(cfg.store, passphrase, cfg.index, key)
+        count = reseal_store(cfg.store, passphrase, cfg.index, key, audit=entry)
         say(f"store {cfg.store}: {count} sealed records re-sealed under a data key wrapped by the token")
     elif kind == "pkcs11":
         say(f"store {cfg.store}: already under the token")
@@ -121,10 +133,12 @@ def rekey(cfg: NodeConfig, settings: Pkcs11Settings, say: Callable[[str], None] 
     # 5. the audit entry (the trail is signed by the identity, which has not changed)
     try:
         with AuditLog.open(cfg.audit_db, component=cfg.name, signing_key=keys.identity) as audit:
-            audit.append(cfg.name, "rekey-store", outcome="ok", details={
-                "protection": "pkcs11", "token_label": settings.token_label,
-                "storage_key_label": settings.storage_key_label, "records_resealed": count,
-            })  # fmt: skip
+            if kind == "none":  # no store to carry the entry: a once-only event of this node's identity
+                e = entry(0)
+                audit.append_once(e.actor, e.action, event=f"rekey-store-{keys.identity_public.hex()[:32]}",
+                                  outcome=e.outcome, details=e.details)  # fmt: skip
+            else:  # the entry the re-seal queued (this run's or an earlier one's)
+                deliver_outbox(cfg.store, audit)
     except GovernanceError as e:
         raise Failed(f"audit log {cfg.audit_db}: {e}") from None
     after_step("audit")

@@ -1310,6 +1310,10 @@ class NodeService:
             req.approval_bundle, key_id=key_id, digest=digest, path=path, request_id=req.request_id, scheme=scheme,
             taproot_root=None if scheme != "ecdsa-secp256k1" else b"",
         )
+        try:  # no attempt for a signer set the release would refuse (re-checked inside the grant's transaction)
+            check_bans(self, key_id, signers)
+        except Banned as e:
+            raise self._grant_ban_refusal(key_id, e) from None
         rid = approved.bundle.request.request_id
         if req.attempt > MAX_SIGN_ATTEMPTS:
             raise refusal(
@@ -1335,17 +1339,40 @@ class NodeService:
                 StoredReservation(rid, grant.attempt, key_id, grant.request_digest, grant.signers, sid, self.clock.now_ms()),
                 audit=entry.__getitem__,
                 # a revocation or attestation kept since the checks stops the grant too (mpc_node/in_force.py)
-                in_force=InForce(approved.scope, approved.policy.version, roster_version, attestation=approved.attestation),
+                # a ban counted since the checks (pending before its store write) stops it too
+                in_force=InForce(
+                    approved.scope, approved.policy.version, roster_version, still=lambda: check_bans(self, key_id, signers),
+                    attestation=approved.attestation,
+                ),
             )
         except ReservationConflict as e:
             raise refusal(Code.FAILED_PRECONDITION, "attempt-taken", f"{e} ({self.cfg.name})") from None
         except InForceChanged as e:  # nothing granted; audited by ReserveSigning as every refusal
             raise changed_refusal(e, self.cfg.name) from None
+        except Banned as e:  # nothing granted; audited by ReserveSigning as every refusal
+            raise self._grant_ban_refusal(key_id, e) from None
         self.outbox.notify()
         receipt = sign_reservation(grant, self.me, self.keys.identity)
         log.info("request %s: attempt %d reserved for nodes %s (session %s)", rid, grant.attempt, list(grant.signers), sid.hex()[:12],
                  extra={"event": "sign-reserved", "request_id": rid, "session_id": sid.hex()})
         return node_pb2.ReserveSigningResponse(receipt=receipt.to_bytes(), reserver=self.me, created=created)
+
+    def _grant_ban_refusal(self, key_id: bytes, e: Banned) -> RpcError:
+        """The refusal of a grant whose signer set holds a peer banned here for ``key_id`` (or
+        whose key is fail-closed): FAILED_PRECONDITION naming ``signers`` (``key_id``), the banned
+        signers in ``mpc-banned``. No ``mpc-governance`` kind: to the coordinator it is one node's
+        missing receipt (a node's ban claim must not fail a request the others would grant)."""
+        if not e.bad:
+            return RpcError(
+                Code.FAILED_PRECONDITION,
+                f"key_id: {self.cfg.name} refuses every session of key {key_id.hex()[:16]}: a ban could not be recorded; "
+                "no attempt is granted until the ban is durable",
+            )
+        return RpcError(
+            Code.FAILED_PRECONDITION,
+            f"signers: {self.node_name(e.bad[0])} is banned by {self.cfg.name} for key {key_id.hex()[:16]}; no attempt is granted to it",
+            metadata=[("mpc-banned", ",".join(map(str, e.bad)))],
+        )
 
     # --- presignature pools (issue 14): mpc_node.presign --------------------------------------
     def SignPresigned(self, req: node_pb2.SignPresignedRequest, ctx: Any) -> node_pb2.SignPresignedResponse:

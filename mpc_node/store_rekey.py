@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from mpc_node import audit_outbox
+from mpc_node.audit_outbox import OutboxEntry
 from mpc_node.backup_store import KIND_RESTORED_SHARE
 from mpc_node.epoch_store import KIND_PENDING_SHARE
 from mpc_node.storage import (
@@ -42,6 +45,7 @@ from mpc_node.storage import (
     pkcs11_meta,
 )
 from mpcnet.common.pkcs11token import StorageKey
+from mpcnet.common.stores.audit import AuditLog
 from mpcnet.common.stores.sqlite import write_transaction
 
 # table, the row-id columns (concatenated), the kind of a row (from the row), the sealed column
@@ -75,10 +79,14 @@ def store_kind(path: Path) -> str:
     raise StoreError("database: unsupported key protection")
 
 
-def reseal_store(path: Path, passphrase: bytes, node_id: int, key: StorageKey) -> int:
+def reseal_store(
+    path: Path, passphrase: bytes, node_id: int, key: StorageKey, audit: Callable[[int], OutboxEntry] | None = None,
+) -> int:
     """Re-seal the passphrase store at ``path`` under a fresh data key wrapped by ``key`` (one
-    transaction); returns the number of blobs re-sealed. Raises :class:`StoreError` (a wrong
-    passphrase, a blob that does not decrypt: nothing is changed) or the token's error."""
+    transaction); returns the number of blobs re-sealed. ``audit(count)`` (the entry recording
+    the re-seal of ``count`` blobs) is queued in the store's audit outbox in that same
+    transaction (:func:`deliver_outbox` appends it exactly once). Raises :class:`StoreError` (a
+    wrong passphrase, a blob that does not decrypt: nothing is changed) or the token's error."""
     conn = _connect(Path(path))
     try:
         old = _unlock(conn, passphrase, node_id, SCRYPT_N)  # checks node id and passphrase
@@ -118,6 +126,8 @@ def reseal_store(path: Path, passphrase: bytes, node_id: int, key: StorageKey) -
                     conn.execute(t["sql"])
                 conn.executemany("DELETE FROM meta WHERE name = ?", [(n,) for n in _SCRYPT_ROWS])
                 conn.executemany("INSERT INTO meta (name, value) VALUES (?, ?)", rows)
+                if audit is not None:
+                    audit_outbox.queue(conn, audit(count), time.time_ns() // 1_000_000)
         except sqlite3.Error as e:
             raise StoreError.of_database(e, "database: {} (nothing changed)") from None
         try:
@@ -127,3 +137,25 @@ def reseal_store(path: Path, passphrase: bytes, node_id: int, key: StorageKey) -
         return count
     finally:
         conn.close()
+
+
+def deliver_outbox(path: Path, audit: AuditLog) -> int:
+    """Append every entry queued in the audit outbox of the (stopped) node store at ``path`` to
+    ``audit`` (oldest first; an event already in the log is skipped, so delivering again after a
+    kill appends nothing twice), then delete them from the outbox, as the node does at start
+    (:class:`mpc_node.audit_outbox.AuditFlusher`). Returns how many were appended. Raises
+    :class:`StoreError` (the store) or :class:`~governance.errors.GovernanceError` (the log)."""
+    conn = _connect(Path(path))
+    total, last = 0, 0
+    try:
+        while items := audit_outbox.pending(conn, audit_outbox.BATCH, last):
+            total += audit.append_queued(items)
+            last = max(it.seq for it in items)
+        if last:
+            with write_transaction(conn):
+                audit_outbox.drop(conn, last)
+    except sqlite3.Error as e:
+        raise StoreError.of_database(e) from None
+    finally:
+        conn.close()
+    return total

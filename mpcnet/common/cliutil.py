@@ -43,6 +43,7 @@ import logging
 import os
 import re
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -436,14 +437,17 @@ def lazy_command(target: str) -> click.Command:
 
 
 def server_command(
-    name: str, help: str, what: str, load: Callable[[Path], C], serve: Callable[[C], int],
+    name: str, help: str, what: str, load: Callable[[Path], C], serve: Callable[[C, threading.Event], int],
     start_errors: tuple[type[Exception], ...], log: logging.Logger,
 ) -> click.Command:
     """``NAME --config FILE [--log-format text|json]``: load the ``what`` configuration (a :class:`ConfigError` is a usage
-    error, exit 2), set up logging, then ``serve`` it; an exception of ``start_errors`` is logged
-    and is ``NAME: cannot start: ...`` on stderr, exit 1 (:class:`Failed`; exit 2, :class:`Busy`,
-    when its ``exit_code`` attribute is :data:`EXIT_BUSY`); anything else is logged
-    with its traceback and is :func:`run`'s "internal error", exit 1. Run it with :func:`run`."""
+    error, exit 2), set up logging, then ``serve(cfg, serving)`` it, where ``serve`` sets the event
+    ``serving`` once it serves (e.g. :func:`mpcnet.common.rpc.wait_until_stopped`'s ``on_ready``).
+    An exception of ``start_errors`` is logged and is, raised before ``serving`` was set, ``NAME:
+    cannot start: ...`` on stderr, exit 1 (:class:`Failed`; exit 2, :class:`Busy`, when its
+    ``exit_code`` attribute is :data:`EXIT_BUSY`), and raised after it, ``NAME: failed while
+    serving: ...``, exit 1 (the server had started: this is not a start-up problem); anything else
+    is logged with its traceback and is :func:`run`'s "internal error", exit 1. Run it with :func:`run`."""
 
     @click.command(name=name, help=help, context_settings={"help_option_names": ["-h", "--help"]}, epilog=SERVER_EPILOG)
     @click.option("--config", required=True, type=PathArg("FILE"), help=f"{what} configuration (JSON)")
@@ -455,9 +459,13 @@ def server_command(
         except ConfigError as e:
             raise click.UsageError(str(e)) from None
         setup_logging(cfg.log_file, cfg.name, cfg.log_level, log_format or cfg.log_format)
+        serving = threading.Event()
         try:
-            return serve(cfg)
+            return serve(cfg, serving)
         except start_errors as e:
+            if serving.is_set():
+                log.error("failed while serving: %s", e)
+                raise Failed(f"failed while serving: {e}") from None
             log.error("cannot start: %s", e)
             busy = getattr(e, "exit_code", EXIT_FAILED) == EXIT_BUSY  # e.g. a keystore another process holds
             raise (Busy if busy else Failed)(f"cannot start: {e}") from None

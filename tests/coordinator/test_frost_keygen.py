@@ -17,6 +17,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import coordinator.service as csvc
+from coordinator.audit_flush import AuditFlusher
 from coordinator.db import CoordinatorDb
 from coordinator.foreground import Foreground
 from coordinator.keyops import KeyOperations
@@ -54,6 +55,7 @@ def svc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-unt
     s.db = CoordinatorDb(tmp_path / "coordinator.db")
     s.audit = AuditLog.open(tmp_path / "audit.db", component="coordinator", signing_key=Ed25519PrivateKey.generate())
     s._lock, s._running, s._active = threading.Lock(), {}, 0
+    s.requests = SimpleNamespace(flush_audit=AuditFlusher(s.db, s.audit).flush)  # type: ignore[assignment]
     s.nodes = {i: FakeHandle(i, _Stub()) for i in range(1, N + 1)}  # type: ignore[assignment]
     s._sessions = contextlib.nullcontext()  # type: ignore[assignment]
     s.foreground = Foreground()  # the DKG holds every node (coordinator.foreground)

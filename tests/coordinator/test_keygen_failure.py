@@ -16,6 +16,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import coordinator.service as csvc
+from coordinator.audit_flush import AuditFlusher
 from coordinator.db import CoordinatorDb
 from coordinator.service import CoordinatorService
 from governance.errors import GovernanceError
@@ -31,6 +32,7 @@ def svc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     s.db = CoordinatorDb(tmp_path / "coordinator.db")
     s.audit = AuditLog.open(tmp_path / "audit.db", component="coordinator", signing_key=Ed25519PrivateKey.generate())
     s._lock, s._running, s._active = threading.Lock(), {}, 0
+    s.requests = SimpleNamespace(flush_audit=AuditFlusher(s.db, s.audit).flush)  # type: ignore[assignment]
     monkeypatch.setattr(csvc, "_ident", lambda ctx: SimpleNamespace(name="admin1", role="admin"))
     yield s
     s.db.close()
@@ -75,3 +77,28 @@ def test_a_failing_audit_log_still_ends_the_request_failed(svc: CoordinatorServi
     assert e.value.code == grpc.StatusCode.ABORTED
     rec = svc.db.get_request("k-1")
     assert rec is not None and rec.state == "failed"
+
+
+def test_a_created_keys_entry_commits_with_its_success(svc: CoordinatorService, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review sibling: the key-create entry of a created key was appended after the request was
+    marked succeeded (a kill between the two lost it: nothing recovers a succeeded request). Now
+    one transaction: with the log not reachable at that moment the entry waits in the outbox."""
+    from coordinator.db import KeyRecord, now_ms
+
+    key = KeyRecord(bytes(range(32)), "treasury", b"\x02" + bytes(32), bytes(32), 2, 3, "active", now_ms(), "k-ok")
+    svc._keygen = lambda rid, label, scheme="ecdsa-secp256k1": key  # type: ignore[method-assign,misc]
+    svc.key_info = lambda k: None  # type: ignore[method-assign,assignment,return-value]
+    svc.metrics = SimpleNamespace(keygen_seconds=SimpleNamespace(observe=lambda s: None))  # type: ignore[assignment]
+    monkeypatch.setattr(csvc, "key_created", lambda *a: None)
+
+    def kill(*a: Any) -> bool:  # the process dies before the entry reaches the log
+        raise sqlite3.OperationalError("disk I/O error (test: no flush)")
+
+    svc.requests = SimpleNamespace(flush_audit=kill)  # type: ignore[assignment]
+    svc.CreateKey(cpb.CreateKeyRequest(label="treasury", request_id="k-ok"), None)
+    rec = svc.db.get_request("k-ok")
+    assert rec is not None and rec.state == "succeeded"
+    queued = [q.audit for q in svc.db.pending_audit() if q.audit.action == "key-create"]
+    assert [(a.request_id, a.outcome, a.details["key_id"]) for a in queued] == [("k-ok", "active", key.key_id.hex())]
+    AuditFlusher(svc.db, svc.audit).flush()  # the next start
+    assert [(e.request_id, e.outcome) for e in svc.audit.entries() if e.action == "key-create"] == [("k-ok", "active")]

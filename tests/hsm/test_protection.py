@@ -265,12 +265,45 @@ def test_rekey_store_killed_at_every_step_then_completed(softhsm: SoftHsm, tmp_p
     _absent(cfg.keystore, old_keys.encryption.private_bytes(*RAW))
     _absent(cfg.keystore, old_keys.identity.private_bytes(*RAW))
     _absent(cfg.store, SHARE)
-    # exactly one audit entry per run that reached step 5 (the killed-at-audit run, the killed-at-config run)
+    # exactly one audit entry, however many runs reached step 5, naming what the re-seal did (review:
+    # it was appended after the re-seal, by every run reaching step 5: twice here, and a run after
+    # a kill between the re-seal and the entry logged records_resealed 0)
     from mpcnet.common.stores.audit import AuditLog
 
     with AuditLog.open(cfg.audit_db, component=cfg.name, signing_key=keys.identity) as audit:
-        actions = [e.action for e in audit.entries()]
-    assert actions.count("rekey-store") == 2
+        rekeyed = [e for e in audit.entries() if e.action == "rekey-store"]
+    assert len(rekeyed) == 1, rekeyed
+    assert rekeyed[0].details["records_resealed"] == 3 and rekeyed[0].details["storage_key_label"] == label
+    with NodeStore.open(cfg.store, storage_key(cfg.pkcs11), cfg.index) as st:
+        assert st.pending_audit() == []  # delivered and dropped from the store's outbox
+
+
+def test_rekey_store_without_a_store_logs_once_across_a_kill(softhsm: SoftHsm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mpcnet.common.stores.audit import AuditLog
+
+    lay = prepare(tmp_path / "c", 2, 2, scrypt_n=2**10, test_mode=True)
+    cfg_path = lay.node_config(1)
+    assert not load_node_config(cfg_path).store.exists()  # a node never started
+    label = f"storage-none-{os.urandom(4).hex()}"
+    args = ["--config", str(cfg_path), "--pkcs11-module", str(softhsm.module), "--pkcs11-token", softhsm.token_label,
+            "--pkcs11-pin-file", str(softhsm.pin_file), "--storage-key-label", label]  # fmt: skip
+
+    def kill(done: str) -> None:
+        if done == "audit":
+            raise Killed(done)
+
+    monkeypatch.setattr(rekey_mod, "after_step", kill)
+    with pytest.raises(Killed):
+        rekey_mod.rekey_command.main(args, standalone_mode=False)
+    close_tokens()
+    monkeypatch.setattr(rekey_mod, "after_step", rekey_mod._no_fault)
+    assert node_main(["rekey-store", *args]) == 0
+    cfg = load_node_config(cfg_path)
+    assert cfg.pkcs11 is not None
+    keys = open_operational_keys(cfg.keystore, cfg.protection)
+    with AuditLog.open(cfg.audit_db, component=cfg.name, signing_key=keys.identity) as audit:
+        rekeyed = [e for e in audit.entries() if e.action == "rekey-store"]
+    assert len(rekeyed) == 1 and rekeyed[0].details["records_resealed"] == 0, rekeyed
 
 
 def test_key_rotation_of_a_token_node_is_refused_and_audited(softhsm: SoftHsm, tmp_path: Path) -> None:

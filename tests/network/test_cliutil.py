@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,7 +186,7 @@ def test_the_servers_share_one_entry_point(tmp_path: Path, capsys: pytest.Captur
             raise ConfigError(f"{path}: threshold: must be in 2..3")
         return _Cfg(log_file=log_file)
 
-    def serve(cfg: _Cfg) -> int:
+    def serve(cfg: _Cfg, serving: threading.Event) -> int:
         raise OSError("listen: cannot bind 127.0.0.1:1")
 
     cmd = cliutil.server_command("srv", "a server", "srv", load, serve, (OSError,), logging.getLogger("test-srv"))
@@ -196,6 +197,28 @@ def test_the_servers_share_one_entry_point(tmp_path: Path, capsys: pytest.Captur
     assert capsys.readouterr().err == "srv: cannot start: listen: cannot bind 127.0.0.1:1\n"
     logging.getLogger().handlers.clear()  # setup_logging's handler: not for later tests
     assert "cannot start: listen: cannot bind" in log_file.read_text()
+
+
+def test_a_server_failing_after_it_started_does_not_say_cannot_start(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # review: an error of start_errors raised while serving was reported as "cannot start: ..."
+    log_file = tmp_path / "srv.log"
+
+    def serve(cfg: _Cfg, serving: threading.Event) -> int:
+        serving.set()  # listening: what follows is not a start-up failure
+        raise OSError("audit_db: database or disk is full")
+
+    cmd = cliutil.server_command(
+        "srv", "a server", "srv", lambda p: _Cfg(log_file=log_file), serve, (OSError,), logging.getLogger("test-srv")
+    )
+    try:
+        assert cliutil.run(cmd, ["--config", str(tmp_path / "ok.json")], "srv") == 1
+    finally:
+        for h in logging.getLogger().handlers:
+            h.close()
+        logging.getLogger().handlers.clear()
+    assert capsys.readouterr().err == "srv: failed while serving: audit_db: database or disk is full\n"
+    text = log_file.read_text()
+    assert "failed while serving: audit_db: database or disk is full" in text and "cannot start" not in text
 
 
 def test_a_seconds_bound_is_written_in_plain_digits() -> None:

@@ -134,7 +134,7 @@ def test_the_servers_log_format_option_overrides_the_config(
 ) -> None:
     log_file = tmp_path / "srv.log"
 
-    def serve(cfg: _Cfg) -> int:
+    def serve(cfg: _Cfg, serving: object) -> int:
         logging.getLogger("srv").info("serving")
         return 0
 
@@ -156,7 +156,7 @@ def test_the_servers_log_format_option_overrides_the_config(
 
 def test_a_bad_log_format_option_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cmd = cliutil.server_command(
-        "srv", "a server", "srv", lambda p: _Cfg("srv", tmp_path / "x.log"), lambda c: 0, (), logging.getLogger("srv")
+        "srv", "a server", "srv", lambda p: _Cfg("srv", tmp_path / "x.log"), lambda c, s: 0, (), logging.getLogger("srv")
     )
     assert cliutil.run(cmd, ["--config", "c.json", "--log-format", "yaml\x1b"], "srv") == 2
     err = capsys.readouterr().err
