@@ -200,6 +200,14 @@ STEADY_FLOOR_SQL = "SELECT MAX(created_steady_ms) FROM sign_requests"
 
 TERMINAL = ("done", "rejected", "expired", "failed")
 
+# A PENDING_APPROVAL request is expired (params: the expiry clock :meth:`CoordinatorDb.expiry_ms`,
+# then the store's steady clock, both ms) by its wall deadline or by its lifetime
+# (``expires_ms - created_ms``) elapsed on the steady clock since ``created_steady_ms``: the ONE
+# judgement of the sweep (:meth:`CoordinatorDb.due_for_expiry`) and of a decision's transaction
+# (:meth:`CoordinatorDb.record_decision`).
+_EXPIRED_SQL = "(expires_ms < ? OR created_ms + (? - created_steady_ms) > expires_ms)"
+EXPIRED_MESSAGE = "not approved before the request expired"
+
 
 class StateConflict(Exception):
     """A compare-and-set on a signing request's state found another state."""
@@ -635,8 +643,7 @@ class CoordinatorDb(KeyOpStore, BackupStore, PoolStore, NonceStore):
         expired while the coordinator was stopped stays expired when it starts again with its
         wall clock stepped back (README "Clock steps")."""
         rows = self._query(
-            "SELECT request_id FROM sign_requests WHERE state = 'pending_approval'"
-            " AND (expires_ms < ? OR created_ms + (? - created_steady_ms) > expires_ms)",
+            f"SELECT request_id FROM sign_requests WHERE state = 'pending_approval' AND {_EXPIRED_SQL}",
             (now, self.steady.now_ms()),
         )
         return [r[0] for r in rows]
@@ -656,7 +663,8 @@ class CoordinatorDb(KeyOpStore, BackupStore, PoolStore, NonceStore):
     def record_decision(
         self, request_id: str, a: ApprovalRecord, audit: AuditEvent, settle: Settle,
         on_signing: Callable[[sqlite3.Connection], object] | None = None,
-    ) -> Literal["recorded", "duplicate", "conflict"]:
+        expired: AuditEvent | None = None,
+    ) -> Literal["recorded", "duplicate", "conflict", "expired"]:
         """Store ``a`` and the move it causes in ONE transaction: the decision, its ``audit``
         entry, and (if ``settle`` over all stored decisions returns a :class:`Move`) the
         request's transition out of PENDING_APPROVAL with the move's entry. A crash can leave
@@ -667,7 +675,14 @@ class CoordinatorDb(KeyOpStore, BackupStore, PoolStore, NonceStore):
 
         "duplicate": this approver already made the same decision (nothing written);
         "conflict": it already made the other one; :class:`StateConflict` if the request is
-        not PENDING_APPROVAL (nothing written)."""
+        not PENDING_APPROVAL (nothing written).
+
+        "expired": the request's lifetime had passed when this transaction began, judged as
+        :meth:`due_for_expiry` judges it (:meth:`expiry_ms` or the steady clock since
+        ``created_steady_ms``): the decision is NOT stored; the request moves to EXPIRED with
+        the ``expired`` entry (the sweep's ``sign-expired``) in this transaction, as the sweep
+        would have moved it. A sweep run before this transaction cannot close that window
+        (issue 16 p16: an approval landing just after it was recorded for an expired request)."""
         with self._tx() as c:
             row = c.execute(
                 "SELECT decision FROM approvals WHERE request_id = ? AND approver = ?", (request_id, a.approver)
@@ -677,6 +692,18 @@ class CoordinatorDb(KeyOpStore, BackupStore, PoolStore, NonceStore):
             state = c.execute("SELECT state FROM sign_requests WHERE request_id = ?", (request_id,)).fetchone()
             if state is None or state[0] != "pending_approval":
                 raise StateConflict(None if state is None else state[0])
+            if c.execute(
+                f"SELECT 1 FROM sign_requests WHERE request_id = ? AND {_EXPIRED_SQL}",
+                (request_id, self.expiry_ms(now_ms()), self.steady.now_ms()),
+            ).fetchone() is not None:
+                c.execute(
+                    "UPDATE sign_requests SET state = 'expired', error_message = ?, updated_ms = ?"
+                    " WHERE request_id = ? AND state = 'pending_approval'",
+                    (EXPIRED_MESSAGE, now_ms(), request_id),
+                )
+                if expired is not None:
+                    self._enqueue(c, expired)
+                return "expired"
             (n,) = c.execute("SELECT COUNT(*) FROM approvals WHERE request_id = ?", (request_id,)).fetchone()
             c.execute(
                 "INSERT INTO approvals (request_id, approver, decision, signature, decided_ms, seq) VALUES (?, ?, ?, ?, ?, ?)",

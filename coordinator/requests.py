@@ -43,6 +43,7 @@ import grpc
 from coordinator.anomaly_hook import AnomalyMonitor
 from coordinator.audit_flush import AuditFlusher
 from coordinator.db import (
+    EXPIRED_MESSAGE,
     TERMINAL,
     ApprovalRecord,
     AuditEvent,
@@ -230,16 +231,20 @@ class SignRequests:
                 continue
             try:
                 self.db.transition(
-                    rid, ("pending_approval",), "expired", error_message="not approved before the request expired",
-                    audit=AuditEvent("coordinator", "sign-expired", rid, "expired", _req_details(rec)),
+                    rid, ("pending_approval",), "expired", error_message=EXPIRED_MESSAGE, audit=_expired_event(rec),
                 )
             except StateConflict:
                 continue
-            self.metrics.requests_total.labels(state="expired").inc()
-            log.info("request %s expired", rid, extra={"event": "sign-expired", "request_id": rid})
-            self._notify(rid)
+            self._expired(rid)
         if due:
             self._audit_soon()
+
+    def _expired(self, rid: str) -> None:
+        """What follows a request's move to EXPIRED (committed with its ``sign-expired`` entry):
+        the metric, the log line, the watchers' wake-up."""
+        self.metrics.requests_total.labels(state="expired").inc()
+        log.info("request %s expired", rid, extra={"event": "sign-expired", "request_id": rid})
+        self._notify(rid)
 
     # --- conversion --------------------------------------------------------------------------
     def info(self, rec: SignRequestRecord) -> coordinator_pb2.SignRequestInfo:
@@ -427,11 +432,20 @@ class SignRequests:
                 rid, ApprovalRecord(caller, decision.value, approval.signature, now_ms()),
                 AuditEvent(caller, "sign-decision", rid, decision.value, {"key_id": rec.key_id.hex()} | _request_hash(rec.request)),
                 self._settlement(policy, sreq, seen=settled, policy_digest=sreq.policy_digest), on_signing=assign,
+                expired=_expired_event(rec),
             )
         except StateConflict as e:  # another decision (or the expiry sweep) moved it first
             raise RpcError(
                 Code.FAILED_PRECONDITION, f"request_id: request {rid} is {state_name(e.actual or 'unknown')}, not PENDING_APPROVAL"
             ) from None
+        if outcome == "expired":  # its lifetime passed after the sweep above: expired with the sweep's entry, nothing recorded
+            self._expired(rid)
+            msg = f"request_id: request {rid} is EXPIRED (not approved before it expired); the decision was not recorded"
+            self._audit_now(
+                caller, "sign-decision", request_id=rid, outcome="refused",
+                details={"decision": decision.value} | _request_hash(rec.request) | detail_text("reason", msg),
+            )
+            raise RpcError(Code.FAILED_PRECONDITION, msg)
         if outcome == "conflict":
             msg = f"approver: {quote(caller)} already decided on request {rid} (differently)"
             self._audit_now(
@@ -778,6 +792,11 @@ class SignRequests:
                 if rec.state == "pending_approval":
                     wait = min(wait, max(0.0, (rec.expires_ms - self.db.request_clock_ms(rid, now_ms())) / 1000) + 0.05)
                 sub.wait(wait)
+
+
+def _expired_event(rec: SignRequestRecord) -> AuditEvent:
+    """The audit entry of ``rec``'s move to EXPIRED (the sweep's, or a decision's transaction's)."""
+    return AuditEvent("coordinator", "sign-expired", rec.request_id, "expired", _req_details(rec))
 
 
 def _check_rid(rid: str) -> str:
