@@ -26,8 +26,11 @@ A detection's subject is a key's id prefix (8 hex digits), a requester/caller na
 name; a (rule, subject) pair is reported at most once per window. Memory is bounded: at most
 ``max_subjects`` subjects per rule (the least recently seen is evicted), at most ``max_events``
 timestamps per subject (the oldest dropped, so a count saturates there) and ``max_paths`` paths
-per key (an evicted path that comes back is reported as new again). State is in memory only: a
-restarted coordinator starts with no baseline and no known paths.
+per key (an evicted path that comes back is reported as new again). State is in memory; at start
+the coordinator refills ``requester_rate`` from the stored requests
+(:meth:`AnomalyDetector.refill_requests`, their ``created_steady_ms`` on the store's steady clock),
+so a restart in the middle of a burst of requests does not split its window. The other rules
+start empty after a restart (no steady time of a signature, rejection, denial or abort is stored).
 
 Errors: :class:`AnomalyConfig` raises ``ValueError`` naming the field for a bad threshold; the
 engine itself never raises on well-typed events.
@@ -395,6 +398,14 @@ class AnomalyDetector:
             self.audit_heads.signed(node, now_ms if started_ms is None else started_ms, now_ms)
         kp = key_prefix(key_id)
         return self._emit([self.key_burst.observe(kp, now_ms), self.new_path.observe(kp, tuple(path))], now_ms)
+
+    def refill_requests(self, events: Iterable[tuple[str, int]]) -> None:
+        """Count requests accepted before a restart in ``requester_rate``'s windows, as if each
+        had been observed at its time: ``events`` are (requester, ms on this engine's clock); they
+        are added oldest first. Nothing is reported (those requests were judged when made); the
+        next request is judged with them in its window and baseline."""
+        for requester, t_ms in sorted(events, key=lambda e: e[1]):
+            self.requester_rate.windows.add(requester, t_ms)
 
     def rpc_denied(self, caller: str, now_ms: int) -> list[Detection]:
         """A call from certificate name ``caller`` was answered PERMISSION_DENIED."""

@@ -152,6 +152,24 @@ class AnomalyMonitor:
             active = self.engine.active(self.clock())
         self._set_active(active)
 
+    def refill_requests(self, since: Callable[[int], Sequence[tuple[str, int]]]) -> int:
+        """At start: count the requests accepted within ``requester_rate``'s horizon (its window
+        and baseline windows) before a restart, so a burst split by the restart is still seen.
+        ``since(floor_ms)``: the stored requests created after ``floor_ms`` as (requester, ms on
+        :attr:`clock`: the store's steady clock, which continues across restarts). Returns how
+        many were counted; a failure to read them is logged (the windows start empty), never raised."""
+        if not self.cfg.enabled:
+            return 0
+        try:
+            with self._lock:
+                now = self.clock()
+                rows = since(now - self.cfg.window_ms * (self.cfg.baseline_windows + 1))
+                self.engine.refill_requests(rows)
+            return len(rows)
+        except Exception:
+            log.exception("refilling the anomaly windows from the stored requests failed")
+            return 0
+
     # --- events ------------------------------------------------------------------------------
     def request_created(self, requester: str, key_id: bytes) -> list[Detection]:
         return self._run("request", lambda e, now: e.request_created(requester, key_id, now))

@@ -648,6 +648,17 @@ class CoordinatorDb(KeyOpStore, BackupStore, PoolStore, NonceStore):
         )
         return [r[0] for r in rows]
 
+    def requests_created_since(self, steady_floor_ms: int, limit: int) -> list[tuple[str, int]]:
+        """The newest ``limit`` sign requests created after ``steady_floor_ms`` (the store's steady
+        clock, ms), as (requester, ``created_steady_ms``), oldest first: the anomaly monitor's
+        ``requester_rate`` windows refilled at start (coordinator/anomaly_hook.py)."""
+        rows = self._query(
+            "SELECT requester, created_steady_ms FROM sign_requests WHERE created_steady_ms > ?"
+            " ORDER BY created_steady_ms DESC LIMIT ?",
+            (steady_floor_ms, limit),
+        )
+        return [(str(r[0]), int(r[1])) for r in reversed(rows)]
+
     def request_clock_ms(self, request_id: str, wall_ms: int) -> int:
         """The clock a request's expiry is judged on (ms since the epoch): the later of
         :meth:`expiry_ms` (``wall_ms``: the caller's wall-clock reading) and the request's

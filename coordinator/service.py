@@ -199,7 +199,12 @@ class CoordinatorService:
         self.policies = PolicyBook(cfg.admin_set, cfg.initial_policy, self.db, self.audit, self.nodes)
         self.requests = SignRequests(self.db, self.audit, self.policies, self._sign, READ_ALL_REQUESTS)
         self.policies.on_applied = self.requests.policy_applied
-        self.anomaly = AnomalyMonitor(cfg.anomaly, self.audit, cfg.name)  # issue 15: coordinator/anomaly_hook.py
+        # issue 15: coordinator/anomaly_hook.py. Its windows run on the store's steady clock (it
+        # continues across restarts), refilled from the stored requests: a restart splits no burst
+        self.anomaly = AnomalyMonitor(cfg.anomaly, self.audit, cfg.name, clock=self.db.steady.now_ms)
+        self.anomaly.refill_requests(
+            lambda floor: self.db.requests_created_since(floor, cfg.anomaly.max_subjects * cfg.anomaly.max_events)
+        )
         self.requests.anomaly = self.anomaly
         self.requests.node_name = lambda i: self.nodes[i].name if i in self.nodes else f"node-{i}"
         self.rosters.flush_audit = self.requests.flush_audit
