@@ -17,6 +17,7 @@ from governance.errors import GovernanceError
 from governance.policy import DEFAULT_SCOPE, AdminSet, SignedPolicyChange
 from governance.roster import Roster, SignedRosterChange, verify_roster_history
 from governance.text import check_name, escape, quote
+from mpcnet.common.fsutil import read_small_file
 
 _HOSTPORT = re.compile(r"[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}")  # [0-9], not \d (which takes any script's digits)
 
@@ -157,7 +158,7 @@ def load_json(path: Path, what: str) -> Fields:
     path = Path(path)
     where = escape(path)
     try:
-        raw = path.read_bytes()
+        raw = read_small_file(path)  # a FIFO, a device or a huge file: refused, never waited on or read whole
     except OSError as e:
         raise ConfigError(f"{what} {where}: cannot read ({e.strerror or type(e).__name__})") from None
     try:

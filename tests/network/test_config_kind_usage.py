@@ -1,7 +1,8 @@
 """``mpc-node``, ``mpc-coordinator`` and the offline ``mpc-node rekey-store`` given a config that is
-missing, unreadable (a directory), not UTF-8, not JSON, not a JSON object, or of the wrong kind
+missing, unreadable (a directory, a FIFO, a device, larger than 16 MiB), not UTF-8, not JSON, not a JSON object, or of the wrong kind
 (the other program's config, a keystore) exit 2 with ONE line on stderr naming the file and what
-is wrong: never a traceback, never an "internal error" (a non-UTF-8 file was one)."""
+is wrong: never a traceback, never an "internal error" (a non-UTF-8 file was one, and /dev/zero a
+MemoryError), never a hang (a FIFO was read for ever)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,11 @@ def _files(lay: Layout, d: Path, prog: str) -> dict[str, tuple[Path, str]]:
     (d / "latin1.json").write_bytes(b'{"name": "n\xe9ud"}')
     (d / "broken.json").write_text('{"index": 1,')
     (d / "list.json").write_text("[1, 2]")
+    if not (d / "fifo.json").exists():
+        os.mkfifo(d / "fifo.json")  # nobody writes it: reading it would wait for ever
+    with open(d / "huge.json", "wb") as f:  # sparse: 32 MiB of spaces' worth, no disk used
+        f.truncate(32 * 1024 * 1024)
+    (d / "link.json").symlink_to("/dev/zero")  # a symbolic link to a device read without end
     own = "coordinator config" if prog == "mpc-coordinator" else "node config"
     other = (
         (lay.node_config(1), "is a node config (it has 'index'), not a coordinator config") if prog == "mpc-coordinator"
@@ -49,12 +55,15 @@ def _files(lay: Layout, d: Path, prog: str) -> dict[str, tuple[Path, str]]:
         "not-object": (d / "list.json", "must be a JSON object, not list"),
         "keystore": (lay.node_dir(1) / "keystore.json", f"is a keystore (it has 'identity_public'), not a {own}"),
         "other-kind": other,
+        "fifo": (d / "fifo.json", "cannot read (not a regular file (a FIFO))"),
+        "device": (d / "link.json", "cannot read (not a regular file (a character device))"),
+        "huge": (d / "huge.json", "cannot read (larger than 16777216 bytes)"),
     }
 
 
 @pytest.mark.parametrize("prog", sorted(PROGRAMS))
 @pytest.mark.parametrize(
-    "case", ["missing", "directory", "not-utf8", "not-json", "not-object", "keystore", "other-kind"]
+    "case", ["missing", "directory", "not-utf8", "not-json", "not-object", "keystore", "other-kind", "fifo", "device", "huge"]
 )  # fmt: skip
 def test_a_bad_config_is_one_line_naming_the_file_and_exit_2(lay: Layout, tmp_path: Path, prog: str, case: str) -> None:
     path, reason = _files(lay, tmp_path, prog)[case]
@@ -67,4 +76,5 @@ def test_a_bad_config_is_one_line_naming_the_file_and_exit_2(lay: Layout, tmp_pa
     assert proc.returncode == 2, err
     assert len(lines) == 1 and "Traceback" not in err and "internal error" not in err, err
     what = "coordinator config" if prog == "mpc-coordinator" else "node config"
-    assert lines[0].startswith(f"{prog}: error: {what} {path}: {reason}"), lines[0]
+    shown = path.resolve() if prog == "mpc-node rekey-store" else path  # rekey-store names the file a link leads to
+    assert lines[0].startswith(f"{prog}: error: {what} {shown}: {reason}"), lines[0]
