@@ -36,3 +36,11 @@ def test_a_keystore_that_is_a_fifo_is_a_keystore_error_not_a_hang(tmp_path: Path
     os.mkfifo(tmp_path / "keystore.json")
     with pytest.raises(KeystoreError, match=r"keystore: cannot read .* \(not a regular file \(a FIFO\)\)"):
         load_keystore(tmp_path / "keystore.json", b"passphrase-of-enough-length")
+
+
+def test_a_tls_file_that_is_a_fifo_is_a_pki_error_not_a_hang(tmp_path: Path) -> None:
+    from mpcnet.common.pki import PkiError, _read
+
+    os.mkfifo(tmp_path / "node.crt")
+    with pytest.raises(PkiError, match=r"cert: cannot read .* \(not a regular file \(a FIFO\)\)"):
+        _read(tmp_path / "node.crt", "cert")
