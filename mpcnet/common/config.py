@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -94,11 +95,23 @@ class Fields:
         return v
 
     def path(self, key: str, *, required: bool = True) -> Path | None:
+        """The file named by ``key`` (``~`` expanded; relative to the config's directory), None
+        if absent and not ``required``. ConfigError naming ``key``: missing, not a string, empty,
+        holding a NUL or not encodable as a file name (before, the first use of such a path was
+        an internal error)."""
         v = self.opt_str(key)
         if v is None:
             if required:
                 raise self.error(key, "missing")
             return None
+        if not v:
+            raise self.error(key, "must be a path, not empty")
+        if "\0" in v:
+            raise self.error(key, "must not contain a NUL character")
+        try:
+            os.fsencode(v)  # a lone surrogate cannot name a file: refused here, not as an internal error on first use
+        except UnicodeError:
+            raise self.error(key, "is not encodable as a file name") from None
         p = Path(v).expanduser()
         if not p.is_absolute() and self.base is not None:
             p = self.base / p

@@ -6,6 +6,7 @@ MemoryError), never a hang (a FIFO was read for ever)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -78,3 +79,26 @@ def test_a_bad_config_is_one_line_naming_the_file_and_exit_2(lay: Layout, tmp_pa
     what = "coordinator config" if prog == "mpc-coordinator" else "node config"
     shown = path.resolve() if prog == "mpc-node rekey-store" else path  # rekey-store names the file a link leads to
     assert lines[0].startswith(f"{prog}: error: {what} {shown}: {reason}"), lines[0]
+
+
+@pytest.mark.parametrize("prog", ["mpc-node", "mpc-coordinator"])
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [("a\0b", "must not contain a NUL character"), ("", "must be a path, not empty"),
+     ("\ud800x", "is not encodable as a file name")],
+)  # fmt: skip
+def test_a_path_field_that_names_no_file_is_one_line_and_exit_2(lay: Layout, tmp_path: Path, prog: str, value: str, reason: str) -> None:
+    """A path field holding a NUL (or empty, or a lone surrogate) was an internal error
+    ('ValueError: embedded null byte') on its first use; now a config error naming the field."""
+    src = lay.coordinator_config if prog == "mpc-coordinator" else lay.node_config(1)
+    doc = json.loads(src.read_text())
+    doc["keystore"] = value
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(doc))
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, *PROGRAMS[prog], str(path)], capture_output=True, env=env, cwd=REPO, timeout=120, check=False)
+    err = proc.stderr.decode()
+    lines = err.strip().splitlines()
+    assert proc.returncode == 2, err
+    assert len(lines) == 1 and "Traceback" not in err and "internal error" not in err, err
+    assert lines[0].startswith(f"{prog}: error: {path}: keystore: {reason}"), lines[0]
