@@ -440,7 +440,8 @@ def server_command(
     start_errors: tuple[type[Exception], ...], log: logging.Logger,
 ) -> click.Command:
     """``NAME --config FILE [--log-format text|json]``: load the ``what`` configuration (a :class:`ConfigError` is a usage
-    error, exit 2), set up logging, then ``serve`` it; an exception of ``start_errors`` is logged
+    error, exit 2), set up logging (a log file that cannot be opened: ``NAME: cannot start: ...``,
+    exit 1), then ``serve`` it; an exception of ``start_errors`` is logged
     and is ``NAME: cannot start: ...`` on stderr, exit 1 (:class:`Failed`; exit 2, :class:`Busy`,
     when its ``exit_code`` attribute is :data:`EXIT_BUSY`); anything else is logged
     with its traceback and is :func:`run`'s "internal error", exit 1. Run it with :func:`run`."""
@@ -454,7 +455,10 @@ def server_command(
             cfg = load(config)
         except ConfigError as e:
             raise click.UsageError(str(e)) from None
-        setup_logging(cfg.log_file, cfg.name, cfg.log_level, log_format or cfg.log_format)
+        try:  # a log_file that is a directory, or whose directory cannot be made: one line, exit 1
+            setup_logging(cfg.log_file, cfg.name, cfg.log_level, log_format or cfg.log_format)
+        except OSError as e:
+            raise Failed(f"cannot start: log_file {cfg.log_file}: cannot open ({e.strerror or type(e).__name__})") from None
         try:
             return serve(cfg)
         except start_errors as e:

@@ -102,3 +102,24 @@ def test_a_path_field_that_names_no_file_is_one_line_and_exit_2(lay: Layout, tmp
     assert proc.returncode == 2, err
     assert len(lines) == 1 and "Traceback" not in err and "internal error" not in err, err
     assert lines[0].startswith(f"{prog}: error: {path}: keystore: {reason}"), lines[0]
+
+
+@pytest.mark.parametrize("prog", ["mpc-node", "mpc-coordinator"])
+def test_a_log_file_that_cannot_be_opened_is_one_line_not_an_internal_error(lay: Layout, tmp_path: Path, prog: str) -> None:
+    """log_file naming a directory (or under a file) was 'internal error: IsADirectoryError'."""
+    src = lay.coordinator_config if prog == "mpc-coordinator" else lay.node_config(1)
+    doc = json.loads(src.read_text())
+    (tmp_path / "plain").write_text("x")
+    for target, why in ((tmp_path, "Is a directory"), (tmp_path / "plain" / "node.log", "File exists")):
+        doc["log_file"] = str(target)
+        path = tmp_path / "config.json"
+        path.write_text(json.dumps(doc))
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        proc = subprocess.run(
+            [sys.executable, *PROGRAMS[prog], str(path)], capture_output=True, env=env, cwd=REPO, timeout=120, check=False
+        )
+        err = proc.stderr.decode()
+        lines = err.strip().splitlines()
+        assert proc.returncode == 1, err
+        assert len(lines) == 1 and "Traceback" not in err and "internal error" not in err, err
+        assert lines[0] == f"{prog}: cannot start: log_file {target}: cannot open ({why})", lines[0]
