@@ -23,6 +23,10 @@ from mpcnet.common.fsutil import read_small_file
 _HOSTPORT = re.compile(r"[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}")  # [0-9], not \d (which takes any script's digits)
 
 
+# the longest duration a config may give (a year): Event.wait, time.sleep and gRPC deadlines overflow past ~9.2e9 s
+MAX_SECONDS = 366 * 86400.0
+
+
 class ConfigError(Exception):
     """A configuration file is missing, not JSON, or has a missing or invalid field."""
 
@@ -81,11 +85,15 @@ class Fields:
             raise self.error(key, f"must be in {lo}..{hi}")
         return v
 
-    def number(self, key: str, default: float | None = None, *, lo: float = 0.0) -> float:
+    def number(self, key: str, default: float | None = None, *, lo: float = 0.0, hi: float = MAX_SECONDS) -> float:
+        """A duration in seconds: a finite number > ``lo`` and at most ``hi`` (default
+        :data:`MAX_SECONDS`); ConfigError naming ``key``."""
         v = self._get(key, default, default is None)
         # json reads NaN, Infinity and 1e999 (Infinity): none is a duration (time.sleep, Event.wait refuse them)
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v <= lo:
             raise self.error(key, f"must be a finite number > {lo}")
+        if v > hi:  # 1e308 is finite, yet Event.wait raises OverflowError and a gRPC deadline expires at once
+            raise self.error(key, f"must be at most {hi:g} seconds")
         return float(v)
 
     def flag(self, key: str, default: bool = False) -> bool:

@@ -123,3 +123,28 @@ def test_a_log_file_that_cannot_be_opened_is_one_line_not_an_internal_error(lay:
         assert proc.returncode == 1, err
         assert len(lines) == 1 and "Traceback" not in err and "internal error" not in err, err
         assert lines[0] == f"{prog}: cannot start: log_file {target}: cannot open ({why})", lines[0]
+
+
+@pytest.mark.parametrize(
+    ("prog", "key"),
+    [("mpc-node", "session_timeout_s"), ("mpc-coordinator", "step_timeout_s"), ("mpc-coordinator", "sweep_interval_s")],
+)  # fmt: skip
+def test_a_duration_too_long_to_wait_is_a_config_error(lay: Layout, tmp_path: Path, prog: str, key: str) -> None:
+    """1e308 seconds is finite, so it passed the check; then every gRPC call with it as deadline
+    failed at once (DEADLINE_EXCEEDED) and an Event.wait of it raised OverflowError in a
+    background thread (the sweep stopped for good). Now exit 2 naming the field."""
+    src = lay.coordinator_config if prog == "mpc-coordinator" else lay.node_config(1)
+    doc = json.loads(src.read_text())
+    doc[key] = 1e308
+    path = src.parent / "too-long.json"  # beside the original: its relative paths still resolve
+    path.write_text(json.dumps(doc))
+    try:
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        proc = subprocess.run(
+            [sys.executable, *PROGRAMS[prog], str(path)], capture_output=True, env=env, cwd=REPO, timeout=60, check=False
+        )
+    finally:
+        path.unlink()
+    err = proc.stderr.decode()
+    assert proc.returncode == 2, err
+    assert f"{key}: must be at most 3.16224e+07 seconds" in err, err
