@@ -36,6 +36,7 @@ from mpc_node.tls import ServingCertificate
 from mpcnet.common import cliutil
 from mpcnet.common.datadir import hold_data_dirs
 from mpcnet.common.datadir_check import check_data_dirs, start_failure
+from mpcnet.common.fsutil import read_small_file
 from mpcnet.common.gc_tuning import tune_for_server
 from mpcnet.common.heap_tuning import keep_heap
 from mpcnet.common.keystore import KeystoreError, load_keystore, read_passphrase
@@ -96,7 +97,7 @@ def check_own_certificate(cfg: NodeConfig) -> None:
     """Refuse to start (PkiError naming ``tls.cert``) with a certificate whose CN is not the
     config's name or whose OU is not ``node``: peers would know this node by another name."""
     try:
-        who = identity_from_cert(cfg.cert.cert.read_bytes())
+        who = identity_from_cert(read_small_file(cfg.cert.cert))
     except OSError as e:
         raise PkiError(f"tls.cert: cannot read {cfg.cert.cert} ({e.strerror or type(e).__name__})") from None
     if who.name != cfg.name or who.role != "node":

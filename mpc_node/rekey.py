@@ -45,7 +45,7 @@ from mpcnet.common.cliutil import Failed, PathArg
 from mpcnet.common.config import ConfigError
 from mpcnet.common.datadir import DataDirBusy, hold_data_dirs
 from mpcnet.common.datadir_check import start_failure
-from mpcnet.common.fsutil import fsync_dir, write_atomic
+from mpcnet.common.fsutil import fsync_dir, read_small_file, write_atomic
 from mpcnet.common.keystore import KeystoreError, OperationalKeys, load_keystore, read_passphrase
 from mpcnet.common.keystore_lock import hold_keystore
 from mpcnet.common.pkcs11token import TokenError
@@ -71,7 +71,7 @@ after_step: Callable[[str], None] = _no_fault
 
 def _is_token_keystore(path: Path) -> bool:
     try:
-        doc = json.loads(path.read_bytes())
+        doc = json.loads(read_small_file(path))
     except (OSError, ValueError):
         return False
     return isinstance(doc, dict) and "protection" in doc and "kdf" not in doc

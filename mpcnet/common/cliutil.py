@@ -441,7 +441,8 @@ def server_command(
     start_errors: tuple[type[Exception], ...], log: logging.Logger,
 ) -> click.Command:
     """``NAME --config FILE [--log-format text|json]``: load the ``what`` configuration (a :class:`ConfigError` is a usage
-    error, exit 2), set up logging, then ``serve(cfg, serving)`` it, where ``serve`` sets the event
+    error, exit 2), set up logging (a log file that cannot be opened: ``NAME: cannot start: ...``,
+    exit 1), then ``serve(cfg, serving)`` it, where ``serve`` sets the event
     ``serving`` once it serves (e.g. :func:`mpcnet.common.rpc.wait_until_stopped`'s ``on_ready``).
     An exception of ``start_errors`` is logged and is, raised before ``serving`` was set, ``NAME:
     cannot start: ...`` on stderr, exit 1 (:class:`Failed`; exit 2, :class:`Busy`, when its
@@ -458,7 +459,10 @@ def server_command(
             cfg = load(config)
         except ConfigError as e:
             raise click.UsageError(str(e)) from None
-        setup_logging(cfg.log_file, cfg.name, cfg.log_level, log_format or cfg.log_format)
+        try:  # a log_file that is a directory, or whose directory cannot be made: one line, exit 1
+            setup_logging(cfg.log_file, cfg.name, cfg.log_level, log_format or cfg.log_format)
+        except OSError as e:
+            raise Failed(f"cannot start: log_file {cfg.log_file}: cannot open ({e.strerror or type(e).__name__})") from None
         serving = threading.Event()
         try:
             return serve(cfg, serving)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,13 @@ from governance.errors import GovernanceError
 from governance.policy import DEFAULT_SCOPE, AdminSet, SignedPolicyChange
 from governance.roster import Roster, SignedRosterChange, verify_roster_history
 from governance.text import check_name, escape, quote
+from mpcnet.common.fsutil import read_small_file
 
 _HOSTPORT = re.compile(r"[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}")  # [0-9], not \d (which takes any script's digits)
+
+
+# the longest duration a config may give (a year): Event.wait, time.sleep and gRPC deadlines overflow past ~9.2e9 s
+MAX_SECONDS = 366 * 86400.0
 
 
 class ConfigError(Exception):
@@ -79,11 +85,15 @@ class Fields:
             raise self.error(key, f"must be in {lo}..{hi}")
         return v
 
-    def number(self, key: str, default: float | None = None, *, lo: float = 0.0) -> float:
+    def number(self, key: str, default: float | None = None, *, lo: float = 0.0, hi: float = MAX_SECONDS) -> float:
+        """A duration in seconds: a finite number > ``lo`` and at most ``hi`` (default
+        :data:`MAX_SECONDS`); ConfigError naming ``key``."""
         v = self._get(key, default, default is None)
         # json reads NaN, Infinity and 1e999 (Infinity): none is a duration (time.sleep, Event.wait refuse them)
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v <= lo:
             raise self.error(key, f"must be a finite number > {lo}")
+        if v > hi:  # 1e308 is finite, yet Event.wait raises OverflowError and a gRPC deadline expires at once
+            raise self.error(key, f"must be at most {hi:g} seconds")
         return float(v)
 
     def flag(self, key: str, default: bool = False) -> bool:
@@ -93,11 +103,23 @@ class Fields:
         return v
 
     def path(self, key: str, *, required: bool = True) -> Path | None:
+        """The file named by ``key`` (``~`` expanded; relative to the config's directory), None
+        if absent and not ``required``. ConfigError naming ``key``: missing, not a string, empty,
+        holding a NUL or not encodable as a file name (before, the first use of such a path was
+        an internal error)."""
         v = self.opt_str(key)
         if v is None:
             if required:
                 raise self.error(key, "missing")
             return None
+        if not v:
+            raise self.error(key, "must be a path, not empty")
+        if "\0" in v:
+            raise self.error(key, "must not contain a NUL character")
+        try:
+            os.fsencode(v)  # a lone surrogate cannot name a file: refused here, not as an internal error on first use
+        except UnicodeError:
+            raise self.error(key, "is not encodable as a file name") from None
         p = Path(v).expanduser()
         if not p.is_absolute() and self.base is not None:
             p = self.base / p
@@ -157,7 +179,7 @@ def load_json(path: Path, what: str) -> Fields:
     path = Path(path)
     where = escape(path)
     try:
-        raw = path.read_bytes()
+        raw = read_small_file(path)  # a FIFO, a device or a huge file: refused, never waited on or read whole
     except OSError as e:
         raise ConfigError(f"{what} {where}: cannot read ({e.strerror or type(e).__name__})") from None
     try:

@@ -40,7 +40,7 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
-from mpcnet.common.fsutil import write_atomic
+from mpcnet.common.fsutil import read_small_file, write_atomic
 
 FORMAT = "mpcnet-node-keystore"
 VERSION = 1
@@ -213,7 +213,7 @@ def load_keystore(path: Path, passphrase: bytes) -> OperationalKeys:
     """
     passphrase = _check_passphrase(passphrase)
     try:
-        data = Path(path).read_bytes()
+        data = read_small_file(Path(path))  # a FIFO, a device or a huge file: refused
     except OSError as e:
         raise KeystoreError(f"keystore: cannot read {path} ({e.strerror or type(e).__name__})") from None
     try:

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from governance.text import NAME_RE, NAME_RULE, quote
-from mpcnet.common.fsutil import write_atomic
+from mpcnet.common.fsutil import read_small_file, write_atomic
 
 ROLES = ("node", "coordinator", "admin", "requester", "approver", "auditor", "client", "officer")
 
@@ -103,7 +103,7 @@ def _san_entries(hosts: Sequence[str]) -> list[x509.GeneralName]:
 
 def _read(path: Path, what: str) -> bytes:
     try:
-        return Path(path).read_bytes()
+        return read_small_file(Path(path))  # a FIFO, a device or a huge file: refused, never waited on
     except OSError as e:
         raise PkiError(f"{what}: cannot read {path} ({e.strerror or type(e).__name__})") from None
 

@@ -57,7 +57,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from mpcnet.common.config import Fields
-from mpcnet.common.fsutil import write_atomic
+from mpcnet.common.fsutil import read_small_file, write_atomic
 from mpcnet.common.keystore import (
     FORMAT,
     PURPOSE,
@@ -349,7 +349,7 @@ def load_token_keystore(path: Path, wrap_key: StorageKey | None, settings: Pkcs1
     :class:`KeystoreError` naming the field (a passphrase keystore: "protected by a passphrase"),
     or :class:`TokenError` when the token does not unwrap its data key."""
     try:
-        doc = json.loads(Path(path).read_bytes())
+        doc = json.loads(read_small_file(Path(path)))  # a FIFO, a device or a huge file: refused
     except OSError as e:
         raise KeystoreError(f"keystore: cannot read {path} ({e.strerror or type(e).__name__})") from None
     except (ValueError, UnicodeDecodeError):
