@@ -40,11 +40,12 @@ scheduled refreshes include them; backups of FROST keys are coordinated by :mod:
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -292,7 +293,7 @@ class KeyOperations:
                 out.append(rec.op_id)
         return out
 
-    def reconcile(self, roster: Roster, *, backoff_ms: int = 30_000) -> list[str]:
+    def reconcile(self, roster: Roster, *, backoff_ms: int = 30_000, history: Sequence[Roster] = ()) -> list[str]:
         """The background check (every health interval): an active key whose committee still
         holds a node that is not active in ``roster`` (a revocation whose reshare failed, or the
         coordinator was killed between applying the roster change and starting the reshares) and
@@ -302,23 +303,32 @@ class KeyOperations:
         operation and its audit entries every 30 s forever. A key whose roster-implied reshare to
         the active nodes failed (a node added before its operator started it) is retried the same
         way, once every active node answers health checks; the first retry at once (also after a
-        revocation's drop-only reshare interrupted that follow: :meth:`_failed_follow`). Returns
-        the ids started."""
+        revocation's drop-only reshare interrupted that follow: :meth:`_failed_follow`). A key
+        whose follow of a membership change was never started (the coordinator was killed between
+        applying the roster change and starting its reshares; the change's proposal is then
+        recorded applied with nothing run again: :func:`_missed_follow` over ``history``, every
+        roster version in force so far, oldest first) gets it now, once (its operation names the
+        roster in force, so it is not started again; a failure is retried as above). Returns the
+        ids started."""
         active = {e.index for e in active_entries(roster)}
         now = self.db.expiry_ms(now_ms())  # expiry clock: a wall clock stepped back does not undo the backoff
         ids: list[str] = []
         for k in self.db.list_keys("active"):
             epoch, committee = self.epoch_of(k)
-            ops, wait_ms = None, backoff_ms
+            ops, wait_ms, missed = None, backoff_ms, None
             if all(i in active for i in committee):
                 # an added node: the follow failed (the node was not up yet); retried once all answer
                 ops = self.db.list_key_operations(k.key_id)
-                if tuple(committee) == tuple(sorted(active)) or not self._failed_follow(ops, epoch):
+                if tuple(committee) == tuple(sorted(active)):
                     continue
-                if not all(getattr(self.nodes.get(i), "healthy", None) is True for i in active):
-                    continue
-                if _failures(ops) == 1:
-                    wait_ms = 0  # the first retry, as soon as every node of the new committee answers
+                missed = _missed_follow(committee, ops, history)
+                if missed is None:  # else started now, as the roster change would have (a failure is retried below)
+                    if not self._failed_follow(ops, epoch):
+                        continue
+                    if not all(getattr(self.nodes.get(i), "healthy", None) is True for i in active):
+                        continue
+                    if _failures(ops) == 1:
+                        wait_ms = 0  # the first retry, as soon as every node of the new committee answers
             ops = self.db.list_key_operations(k.key_id) if ops is None else ops
             if any(o.state in LIVE for o in ops) or now < _retry_at(ops, wait_ms, now):
                 continue
@@ -328,6 +338,9 @@ class KeyOperations:
                 log.warning("key %s: roster-implied reshare not started: %s", k.key_id.hex()[:16], e.message)
                 continue
             if op_id is not None:
+                if missed is not None:
+                    log.warning("key %s: the reshare roster version %d called for was never started (a restart between "
+                                "the change and its reshares); started now as %s", k.key_id.hex()[:16], missed, op_id)
                 ids.append(op_id)
         return ids
 
@@ -807,6 +820,41 @@ def _who_holds(
     if unavailable:
         parts.append(f"unavailable: {unavailable}")
     return "; ".join(parts)
+
+
+def _missed_follow(committee: Sequence[int], ops: Sequence[KeyOpRecord], history: Sequence[Roster]) -> int | None:
+    """The version of the membership change (in ``history``, every roster version in force so
+    far, oldest first) whose roster-implied reshare of a key with ``committee`` and operations
+    ``ops`` (oldest first) was never started, or None. The key followed the roster if its
+    committee was the active nodes just before a membership change (as
+    :meth:`KeyOperations.follow_roster` decides) and no operation of the key since that change
+    decided its committee: a failed admin-approved operation changed nothing, and a roster-implied
+    one that only dropped (since revoked) nodes leaves the key following what it had (its old
+    committee is compared). Any other operation made at that roster version or later (the
+    follow itself, failed or not, or an admin's reshare) means the follow was started."""
+    if len(history) < 2:
+        return None  # no membership change to follow
+    followed = tuple(sorted(committee))
+    since = 0  # the roster version of the newest operation that decided the key's committee
+    for rec in reversed(ops):
+        try:
+            op = SignedKeyOperation.from_bytes(rec.signed).operation
+        except GovernanceError:
+            return None  # an unreadable record: nothing is inferred from it
+        if rec.state == "failed" and rec.authorized_by != "roster":
+            continue
+        if (rec.authorized_by == "roster" and rec.state == "done" and set(op.new_committee) < set(op.old_committee)
+                and tuple(sorted(op.new_committee)) == followed):
+            followed = tuple(sorted(op.old_committee))  # a revocation's drop: the key followed its old committee
+            continue
+        since = op.roster_version
+        break
+    missed = None
+    for prev, cur in itertools.pairwise(history):
+        before = tuple(sorted(e.index for e in active_entries(prev)))
+        if cur.version > since and before == followed and before != tuple(sorted(e.index for e in active_entries(cur))):
+            missed = cur.version
+    return missed
 
 
 def _failures(ops: list[KeyOpRecord]) -> int:

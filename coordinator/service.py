@@ -389,7 +389,9 @@ class CoordinatorService:
                         self.policies.sync_node(i)
                 roster = self.rosters.current()
                 if roster is not None:  # a revoked node's share must stop mattering, even after a crash
-                    self.keyops.reconcile(roster)
+                    # (and a key whose reshare a membership change called for gets it, even after a
+                    # kill between the change and the reshare's start: the change's whole history)
+                    self.keyops.reconcile(roster, history=tuple(c.change.new_roster for c in self.rosters.signed_history()))
                 self.schedule.check()
                 self.frost.refill()  # issue 16: fresh nonce commitments for FROST keys
                 self.recovery.background()
