@@ -32,7 +32,7 @@ from mpc_node.audit_outbox import OutboxEntry
 from mpc_node.config import NodeConfig, load_node_config
 from mpc_node.storage import STEADY_FLOOR_SQL, NodeStore, StoreError, _connect as connect_store
 from mpc_node.store_rekey import deliver_outbox
-from mpcnet.common.cliutil import Busy, Failed, PathArg
+from mpcnet.common.cliutil import Failed, PathArg
 from mpcnet.common.config import ConfigError
 from mpcnet.common.datadir import DataDirBusy, hold_data_dirs
 from mpcnet.common.datadir_check import start_failure
@@ -129,7 +129,7 @@ def reset_clock_floor_command(config: Path) -> int:
     except ConfigError as e:
         raise click.UsageError(str(e)) from None
     except DataDirBusy as e:
-        raise Busy(f"{e} (is the node running? stop it first)") from None
+        raise Failed(f"{e} (is the node running? stop it first)") from None
     except (KeystoreError, StoreError, TokenError, OSError) as e:
         unusable = start_failure((loaded.store.parent, loaded.audit_db.parent), e) if loaded is not None else None
         raise Failed(str(unusable or e)) from None
