@@ -106,11 +106,11 @@ def restart_node3(cc, offset_s: float | None) -> None:
         env[CLOCK_ENV] = str(offset_s)
         cc.restart("node-3", env)
         return
+    reset = [sys.executable, "-m", "mpc_node.main", "reset-clock-floor", "--config", str(cc.lay.node_config(3))]
+    r = subprocess.run(reset, env=child_env(cc.env), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "stop it first" in r.stderr, r.stderr  # running
     cc.kill("node-3", signal.SIGTERM)
-    r = subprocess.run(
-        [sys.executable, "-m", "mpc_node.main", "reset-clock-floor", "--config", str(cc.lay.node_config(3))],
-        env=child_env(cc.env), capture_output=True, text=True, timeout=60,
-    )
+    r = subprocess.run(reset, env=child_env(cc.env), capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     cc.start("node-3", env)
     cc.wait_healthy(["node-3"])
