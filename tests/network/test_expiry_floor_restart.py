@@ -8,6 +8,7 @@ refuses while the node runs. Same-process steps: tests/network/test_expiry_clock
 from __future__ import annotations
 
 import logging
+import sqlite3
 import subprocess
 import sys
 import time
@@ -22,11 +23,11 @@ from mpc_node.config import load_node_config
 from mpc_node.expiry_floor import behind_note, start_expiry_clock
 from mpc_node.governance import NodeGovernance
 from mpc_node.main import main
-from mpc_node.storage import NodeStore
+from mpc_node.storage import NodeStore, StoreError
 from mpcnet.common.keystore import read_passphrase
 from mpcnet.common.protection import open_operational_keys
 from mpcnet.common.rpc import RpcError
-from mpcnet.common.steadyclock import ExpiryClock
+from mpcnet.common.steadyclock import WALL_FLOOR_ROW, ExpiryClock
 from mpcnet.common.stores.audit import AuditLog
 from tests.steady_fake import FakeSteady
 
@@ -196,3 +197,16 @@ def test_reset_clock_floor_refuses_while_the_node_runs(tmp_path: Path, capsys: p
     finally:
         holder.kill()
         holder.wait()
+
+
+@pytest.mark.parametrize("bad", ["'soon'", "1.5", str(-(2**60))], ids=["text", "real", "out-of-range"])
+def test_a_corrupted_floor_is_refused_at_open_naming_steady_anchors(tmp_path: Path, bad: str) -> None:
+    node = Node(tmp_path)
+    node.start()
+    node.stop(True)
+    conn = sqlite3.connect(tmp_path / "node.db")
+    with conn:
+        conn.execute(f"UPDATE steady_anchors SET offset_ms = {bad} WHERE boot_id = ?", (WALL_FLOOR_ROW,))
+    conn.close()
+    with pytest.raises(StoreError, match="steady_anchors"):
+        node.start()
