@@ -13,6 +13,7 @@ Off-line subcommands (the node stopped; see README "Deploying"):
     mpc-node init --dir DIR --name NAME --endpoint HOST:PORT ...   make this host's keys and enrolment request
     mpc-node join --dir DIR --genesis FILE --cert FILE --ca FILE    write DIR/config.json once enrolled
     mpc-node rekey-store --config FILE ...                         move the store key into a PKCS#11 token
+    mpc-node reset-clock-floor --config FILE                       reset the expiry floor to the wall clock now
 """
 
 from __future__ import annotations
@@ -207,6 +208,7 @@ SUBCOMMANDS = {
     "init": "mpc_node.enrol:init_command",
     "join": "mpc_node.enrol:join_command",
     "rekey-store": "mpc_node.rekey:rekey_command",
+    "reset-clock-floor": "mpc_node.expiry_floor:reset_clock_floor_command",
 }
 
 

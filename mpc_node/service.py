@@ -72,6 +72,7 @@ from mpc_node.clock import NodeClock
 from mpc_node.config import NodeConfig, Peer
 from mpc_node.envelope import Envelope, EnvelopeError, open_envelope, seal_broadcast, seal_direct
 from mpc_node.epochs import EpochService
+from mpc_node.expiry_floor import behind_note, start_expiry_clock
 from mpc_node.faults import FaultInjector, flip
 from mpc_node.fields import (
     MAX_ABORT_REASON,
@@ -104,7 +105,6 @@ from mpcnet.common.metrics import Metrics, NullMetrics
 from mpcnet.common.pkcs11token import TokenError, TokenIdentity
 from mpcnet.common.rpc import RpcError, caller_identity, check_len, invalid
 from mpcnet.common.sqlite_errors import describe
-from mpcnet.common.steadyclock import ExpiryClock
 from mpcnet.common.stores.audit import AuditLog
 from mpcnet.wire.mpc.v1 import common_pb2, governance_pb2, node_pb2
 
@@ -184,8 +184,11 @@ class NodeService:
         self.clock = clock or NodeClock.from_env(cfg.test_mode)
         # expiry (approvals, requests, attestations' age, recovery orders) is judged by the later of
         # the wall clock and (the wall clock at start + the store's steady time since): a wall step
-        # back does not revive what expired (mpcnet/common/steadyclock.py)
-        self.expiry_clock = ExpiryClock.start(lambda: self.clock.now_ms(), store.steady.now_ms)  # self.clock as swapped (tests)
+        # back does not revive what expired (mpcnet/common/steadyclock.py); started from the floor the
+        # store persisted, so neither does a step back across a restart or reboot (mpc_node/expiry_floor.py)
+        self.expiry_clock = start_expiry_clock(
+            store, lambda: self.clock.now_ms(), round(cfg.clock_tolerance_s * 1000)  # self.clock as swapped (tests)
+        )
         self.keys = keys  # replaced (one reference, under keys_lock) by a key rotation switch
         self.keys_lock = threading.Lock()
         self.store = store
@@ -331,6 +334,10 @@ class NodeService:
 
     def stop(self) -> None:
         self._stop.set()
+        try:  # a restart's expiry clock starts from here (mpc_node/expiry_floor.py)
+            self.store.mark_expiry_floor()
+        except StoreError as e:
+            log.warning("expiry floor not marked at stop (marked at the last store probe): %s", e)
         self.outbox.stop()  # after a last flush (an entry queued later is flushed by the next use or start)
 
     def _sweep_loop(self) -> None:
@@ -465,7 +472,8 @@ class NodeService:
             unix_ms=self.clock.now_ms(),
             reason=self.rotation.problem or (
                 (f"token unusable: {problem}" if problem.startswith("pkcs11") else f"store cannot be written: {problem}")
-                if problem else (f"audit log cannot be written: {audit}" if audit else "")),
+                if problem else (f"audit log cannot be written: {audit}" if audit else
+                                 behind_note(self.expiry_clock, self.clock.now_ms(), round(self.cfg.clock_tolerance_s * 1000)))),
             presignatures=self.pools.fresh_count(), presign_sessions=len(self.pools.live_sessions()),
             nonces=self.nonces.fresh_count(),
         )

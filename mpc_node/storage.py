@@ -60,7 +60,16 @@ from mpc_node.presig_store import PRESIG_MIGRATION, PoolError, PresigStore, dele
 from mpc_node.served_window import ServedWindows, sql_count
 from mpcnet.common.pkcs11token import WRAPPED_LEN, StorageKey, TokenError
 from mpcnet.common.sqlite_errors import Fault, classify
-from mpcnet.common.steadyclock import ANCHOR_TABLE, WALL_NOW_MS_SQL, SteadyClock, SteadyClockError, SteadySource, anchor
+from mpcnet.common.steadyclock import (
+    ANCHOR_TABLE,
+    WALL_NOW_MS_SQL,
+    SteadyClock,
+    SteadyClockError,
+    SteadySource,
+    anchor,
+    mark_wall_floor,
+    read_wall_floor,
+)
 from mpcnet.common.stores.sqlite import AddColumn, DatabaseError, Migration, migrate, open_database, write_transaction
 
 SCHEMA_VERSION = 1  # the meta row: format of meta and of the sealed records (not the table layout)
@@ -366,6 +375,9 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
         self._served = ServedWindows()  # key_id -> served times, under self._lock (mpc_node/served_window.py)
         # test mode only: returns a reason to make every write fail (an injected disk fault)
         self.write_fault: Callable[[], str | None] | None = None
+        # the node's expiry clock (ms since the epoch), set by the node (mpc_node/expiry_floor.py):
+        # :meth:`probe_write` and :meth:`mark_expiry_floor` persist it as the floor a restart starts from
+        self.expiry_now: Callable[[], int] | None = None
 
     def __repr__(self) -> str:
         return f"NodeStore(path={str(self._path)!r}, node_id={self._node_id}, open={self._conn is not None})"
@@ -856,6 +868,26 @@ class NodeStore(EpochStore, BackupStore, PresigStore, NonceStore):
                 (now_ms,),
             )
             self.steady.mark(c)  # a reboot continues the steady timeline from here (mpcnet/common/steadyclock.py)
+            if self.expiry_now is not None:  # a restart's expiry clock starts from here (mpc_node/expiry_floor.py)
+                mark_wall_floor(c, self.expiry_now(), self.steady.now_ms())
+
+    def expiry_floor(self) -> int | None:
+        """The persisted expiry floor's offset (ms: floor wall time - steady time; see
+        :func:`mpcnet.common.steadyclock.read_wall_floor`), or None. Raises :class:`StoreError`."""
+        with self._read() as c:
+            try:
+                return read_wall_floor(c)
+            except SteadyClockError as e:
+                raise StoreError(str(e)) from None
+
+    def mark_expiry_floor(self) -> None:
+        """Persist :attr:`expiry_now` (when set) as the expiry floor, with this boot's steady mark
+        (at start and clean stop; :meth:`probe_write` marks it periodically). Raises :class:`StoreError`."""
+        if self.expiry_now is None:
+            return
+        with self._write(tracked=True) as c:
+            self.steady.mark(c)
+            mark_wall_floor(c, self.expiry_now(), self.steady.now_ms())
 
     def request_served(self, request_id: str) -> bool:
         request_id = _check_text(request_id, "request_id", MAX_REQUEST_ID)

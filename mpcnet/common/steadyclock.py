@@ -36,6 +36,11 @@ ANCHOR_TABLE = (
     " high_ms INTEGER NOT NULL)"
 )
 KEEP_ANCHORS = 16  # rows kept (newest high_ms first); older boots are forgotten
+# the reserved ``steady_anchors`` row holding the expiry clock's wall-time floor (not a boot id: a
+# boot id is hex and dashes): ``offset_ms`` = floor wall time - steady time when marked (so the floor
+# at steady time s is s + offset_ms: it advances with the steady clock, across restarts and reboots),
+# ``high_ms`` = the floor's wall time when last marked. Kept out of the anchors' MAX and pruning.
+WALL_FLOOR_ROW = "~expiry-wall-floor"
 MAX_BOOT_ID = 64
 MAX_STEADY_MS = 2**53  # a steady time or offset beyond this (about 285,000 years) is a corrupted value
 # the wall clock in Unix ms, as SQL (millisecond precision): an upgrade's backfill caps the steady
@@ -113,7 +118,7 @@ def anchor(conn: sqlite3.Connection, source: SteadySource, floor_sql: str) -> St
             for held, value in c.execute("SELECT offset_ms, high_ms FROM steady_anchors"):
                 _checked(held, "steady_anchors.offset_ms", -MAX_STEADY_MS)
                 _checked(value, "steady_anchors.high_ms", 0)
-            (held_high,) = c.execute("SELECT MAX(high_ms) FROM steady_anchors").fetchone()
+            (held_high,) = c.execute("SELECT MAX(high_ms) FROM steady_anchors WHERE boot_id != ?", (WALL_FLOOR_ROW,)).fetchone()
             (rows_high,) = c.execute(floor_sql).fetchone()
             if rows_high is not None:
                 _checked(rows_high, "steady_anchors: the newest steady time of the store's rows", 0)
@@ -135,13 +140,37 @@ def anchor(conn: sqlite3.Connection, source: SteadySource, floor_sql: str) -> St
                 (boot_id, offset, now),
             )
             c.execute(
-                "DELETE FROM steady_anchors WHERE boot_id NOT IN"
-                " (SELECT boot_id FROM steady_anchors ORDER BY high_ms DESC, rowid DESC LIMIT ?)",
-                (KEEP_ANCHORS,),
+                "DELETE FROM steady_anchors WHERE boot_id != ? AND boot_id NOT IN"
+                " (SELECT boot_id FROM steady_anchors WHERE boot_id != ? ORDER BY high_ms DESC, rowid DESC LIMIT ?)",
+                (WALL_FLOOR_ROW, WALL_FLOOR_ROW, KEEP_ANCHORS),
             )
     except sqlite3.Error as e:
         raise SteadyClockError(f"steady_anchors: cannot anchor the steady clock ({e})") from None
     return SteadyClock(offset, source.raw_ns, boot_id)
+
+
+def read_wall_floor(c: sqlite3.Connection) -> int | None:
+    """The persisted expiry floor's offset (ms: floor wall time - steady time; the floor now is
+    the steady time now + it), or None if none was marked. Raises SteadyClockError if the row
+    is corrupted (not an integer in [-MAX_STEADY_MS, MAX_STEADY_MS])."""
+    try:
+        row = c.execute("SELECT offset_ms FROM steady_anchors WHERE boot_id = ?", (WALL_FLOOR_ROW,)).fetchone()
+    except sqlite3.Error as e:
+        raise SteadyClockError(f"steady_anchors: cannot read the expiry floor ({e})") from None
+    return None if row is None else _checked(row[0], "steady_anchors: the expiry floor", -MAX_STEADY_MS)
+
+
+def mark_wall_floor(c: sqlite3.Connection, expiry_ms: int, steady_ms: int, *, reset: bool = False) -> None:
+    """Inside the caller's write transaction: record ``expiry_ms`` (the expiry clock now, ms since
+    the epoch) at steady time ``steady_ms`` as the floor; it only moves forward, unless ``reset``
+    (the operator's ``reset-clock-floor``: the floor becomes exactly ``expiry_ms``)."""
+    offset = expiry_ms - steady_ms
+    c.execute(
+        "INSERT INTO steady_anchors (boot_id, offset_ms, high_ms) VALUES (?, ?, ?) ON CONFLICT (boot_id) DO UPDATE SET"
+        + (" offset_ms = excluded.offset_ms, high_ms = excluded.high_ms" if reset else
+           " offset_ms = MAX(offset_ms, excluded.offset_ms), high_ms = MAX(high_ms, excluded.high_ms)"),
+        (WALL_FLOOR_ROW, offset, max(expiry_ms, 0)),
+    )
 
 
 def _checked(value: object, what: str, low: int) -> int:
@@ -164,9 +193,15 @@ class ExpiryClock:
     steady_at_start: int
 
     @staticmethod
-    def start(wall_ms: Callable[[], int], steady_ms: Callable[[], int]) -> ExpiryClock:
-        """Started now: both clocks read once."""
-        return ExpiryClock(wall_ms, steady_ms, wall_ms(), steady_ms())
+    def start(wall_ms: Callable[[], int], steady_ms: Callable[[], int], floor_offset_ms: int | None = None) -> ExpiryClock:
+        """Started now: both clocks read once. ``floor_offset_ms`` (see :func:`read_wall_floor`):
+        the persisted floor, so the clock starts at the later of the wall clock and the floor
+        (the last expiry time seen, plus the steady time since): a wall step back across a
+        restart or reboot revives nothing."""
+        wall, steady = wall_ms(), steady_ms()
+        if floor_offset_ms is not None:
+            wall = max(wall, steady + floor_offset_ms)
+        return ExpiryClock(wall_ms, steady_ms, wall, steady)
 
     def now_ms(self) -> int:
         return self.at(self.wall_ms())

@@ -53,7 +53,7 @@ def test_offline_subcommands_take_dash_h_and_describe_every_option(prog: str, su
 
 
 @pytest.mark.parametrize(("prog", "subs"), [
-    ("mpc-node", ("init", "join", "rekey-store")),
+    ("mpc-node", ("init", "join", "rekey-store", "reset-clock-floor")),
     ("mpc-coordinator", ("init", "join", "rotate-audit-key")),
 ])
 def test_server_help_lists_each_offline_subcommand_on_its_own_line(

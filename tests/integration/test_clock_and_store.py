@@ -10,6 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import signal
+import subprocess
+import sys
 import threading
 import time
 from typing import Any
@@ -24,7 +27,7 @@ from mpc_node.clock import ENV as CLOCK_ENV
 from mpc_node.faults import ENV as FAULT_ENV
 from mpcnet.client import MpcClient, NodeState, SigningTeam
 from mpcnet.client.cli import main as mpc_main
-from mpcnet.cluster.launcher import health_channel
+from mpcnet.cluster.launcher import child_env, health_channel
 from mpcnet.common.pki import channel_credentials
 from mpcnet.wire.mpc.v1 import node_pb2
 
@@ -95,10 +98,22 @@ def wait_for(what: str, cond: Any, timeout: float = 20.0) -> Any:
 
 
 def restart_node3(cc, offset_s: float | None) -> None:
+    """Restart node 3 with its clock shifted by ``offset_s``; back to the true clock (None), its
+    expiry floor is reset while it is stopped (a clock that was ahead would otherwise keep it
+    refusing requests as expired: mpc_node/expiry_floor.py)."""
     env = dict(cc.node_env[3])
     if offset_s is not None:
         env[CLOCK_ENV] = str(offset_s)
-    cc.restart("node-3", env)
+        cc.restart("node-3", env)
+        return
+    reset = [sys.executable, "-m", "mpc_node.main", "reset-clock-floor", "--config", str(cc.lay.node_config(3))]
+    r = subprocess.run(reset, env=child_env(cc.env), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "stop it first" in r.stderr, r.stderr  # running
+    cc.kill("node-3", signal.SIGTERM)
+    r = subprocess.run(reset, env=child_env(cc.env), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    cc.start("node-3", env)
+    cc.wait_healthy(["node-3"])
 
 
 def sign_all(cteam: SigningTeam, key, tag: str, count: int) -> list:

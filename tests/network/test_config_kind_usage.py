@@ -24,6 +24,7 @@ PROGRAMS = {
         "-m", "mpc_node.main", "rekey-store", "--pkcs11-module", "/nonexistent/libsofthsm2.so", "--pkcs11-token", "t",
         "--pkcs11-pin-env", "MPC_TEST_PIN", "--config",
     ],
+    "mpc-node reset-clock-floor": ["-m", "mpc_node.main", "reset-clock-floor", "--config"],
 }  # fmt: skip
 
 
