@@ -117,7 +117,7 @@ def reset_floor(cfg: NodeConfig, wall_ms: int, steady: SteadySource | None = Non
 
 
 @click.command(name="reset-clock-floor", context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config", type=PathArg("FILE", resolve=True), required=True, help="the node's config file")
+@click.option("--config", "config", type=PathArg("FILE"), required=True, help="the node's config file")
 def reset_clock_floor_command(config: Path) -> int:
     """Reset the node's expiry floor to the wall clock now (the node stopped): for a clock that was wrongly ahead."""
     loaded: NodeConfig | None = None

@@ -153,7 +153,7 @@ def rekey(cfg: NodeConfig, settings: Pkcs11Settings, say: Callable[[str], None] 
 
 
 @click.command(name="rekey-store", context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config", type=PathArg("FILE", resolve=True), required=True, help="the node's config file")
+@click.option("--config", "config", type=PathArg("FILE"), required=True, help="the node's config file")
 @click.option("--pkcs11-module", "module", type=PathArg("SO"), required=True, help="the PKCS#11 library (.so)")
 @click.option("--pkcs11-token", "token_label", required=True, help="the token's label")
 @click.option("--pkcs11-pin-file", "pin_file", type=PathArg("FILE", resolve=True), default=None, help="a file holding the user PIN")
