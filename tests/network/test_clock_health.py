@@ -122,7 +122,9 @@ def test_coordinator_judges_expiry_by_its_own_clock() -> None:
 
     now = time.time_ns() // 1_000_000
     live = request(created_at_ms=now - 1_000, expires_at_ms=now + 60_000)
-    assert _live(ApprovalBundle(live, approve(live, "alice", "bert")).to_bytes())
+    assert _live(ApprovalBundle(live, approve(live, "alice", "bert")).to_bytes(), now)
     gone = request(created_at_ms=now - 61_000, expires_at_ms=now - 1_000)
-    assert not _live(ApprovalBundle(gone, approve(gone, "alice", "bert")).to_bytes())
-    assert not _live(b"not a bundle")
+    assert not _live(ApprovalBundle(gone, approve(gone, "alice", "bert")).to_bytes(), now)
+    assert not _live(b"not a bundle", now)
+    # judged at the time given (the coordinator's expiry clock), not the wall clock read inside
+    assert not _live(ApprovalBundle(live, approve(live, "alice", "bert")).to_bytes(), now + 61_000)
