@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from coordinator.audit_order import append_after_queued
 from coordinator.db import AuditEvent, CoordinatorDb, now_ms
 from coordinator.keyop_store import LifecycleRecord
 from governance._checks import ed25519_verify
@@ -247,11 +248,7 @@ class LifecycleProposals:
     def _audit_alone(self, actor: str, action: str, outcome: str, details: Mapping[str, str | int | bool]) -> None:
         """An entry no state change goes with (a refusal): appended directly, AFTER the entries
         queued before it (flushed first, so the log keeps the causal order)."""
-        try:
-            self.flush_now()
-        except Exception as e:  # they stay queued; the refusal is still audited
-            log.warning("audit: queued entries not flushed before a %s entry (%s)", action, type(e).__name__)
-        self.audit.append(actor, action, outcome=outcome, details=dict(details))
+        append_after_queued(self.audit, self.flush_now, actor, action, outcome, details)
 
     # --- reading -----------------------------------------------------------------------------
     def get(self, pid: str) -> LifecycleRecord:

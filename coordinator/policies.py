@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 
+from coordinator.audit_order import append_after_queued
 from coordinator.db import AuditEvent, CoordinatorDb, ProposalRecord, now_ms
 from coordinator.relay import NodeHandle
 from governance.attestation import SignedPolicyAttestation
@@ -370,11 +371,7 @@ class PolicyBook:
     def _audit_alone(self, actor: str, action: str, outcome: str, details: Mapping[str, str | int | bool]) -> None:
         """An entry no state change goes with (a refusal): appended directly, AFTER the entries
         queued before it (flushed first, so the log keeps the causal order)."""
-        try:
-            self.flush_now()
-        except Exception as e:  # they stay queued; the refusal is still audited
-            log.warning("audit: queued entries not flushed before a %s entry (%s)", action, type(e).__name__)
-        self.audit.append(actor, action, outcome=outcome, details=dict(details))
+        append_after_queued(self.audit, self.flush_now, actor, action, outcome, details)
 
     # --- pushing to nodes --------------------------------------------------------------------
     def mark_unsynced(self, i: int) -> None:
